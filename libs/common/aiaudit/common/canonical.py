@@ -1,0 +1,145 @@
+"""Canonical form of an event and its RFC 6962 leaf hash.
+
+The canonical form is what the Merkle log commits to, so an auditor in any
+language must be able to recompute it. Construction (also in the README):
+
+1. Take the event's proto3 JSON mapping (lowerCamelCase names, default values
+   omitted, enums by name, 64-bit integers as strings, timestamps and
+   durations with 0, 3, 6 or 9 fractional digits).
+2. Replace the value of every field marked ``sensitive_content`` by the
+   commitment ``"hmac-sha256:" + hex(HMAC-SHA256(salt, path || 0x00 || raw))``
+   where ``salt`` is 32 random bytes kept per event beside the content,
+   ``path`` is the field's JSON path in ASCII (``input.messages[0].parts[1].text``)
+   and ``raw`` is the UTF-8 of a string or the bytes of a bytes field.
+3. Serialise with RFC 8785 (JSON Canonicalization Scheme).
+
+The leaf hash is ``SHA-256(0x00 || canonical)``. Erasing the content and salt
+leaves the canonical form, hence every leaf and proof, unchanged.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import rfc8785
+from google.protobuf import descriptor, json_format
+
+from aiaudit.common.v1 import event_pb2, options_pb2
+
+COMMITMENT_PREFIX = "hmac-sha256:"
+SALT_BYTES = 32
+
+
+def leaf_hash(canonical: bytes) -> bytes:
+    """RFC 6962 leaf hash of a canonical event."""
+    return hashlib.sha256(b"\x00" + canonical).digest()
+
+
+def commitment(salt: bytes, path: str, raw: bytes) -> str:
+    """Salted commitment to one content value at a JSON path."""
+    mac = hmac.new(salt, path.encode("ascii") + b"\x00" + raw, hashlib.sha256)
+    return COMMITMENT_PREFIX + mac.hexdigest()
+
+
+@dataclass(frozen=True)
+class Committed:
+    """An event split into what the log commits to and the erasable content."""
+
+    canonical: bytes
+    """RFC 8785 bytes of the event with content replaced by commitments."""
+    content: dict[str, str]
+    """Content values by JSON path, in their proto3 JSON form (base64 for bytes)."""
+
+    @property
+    def leaf_hash(self) -> bytes:
+        """RFC 6962 leaf hash of :attr:`canonical`."""
+        return leaf_hash(self.canonical)
+
+
+def _is_sensitive(field: descriptor.FieldDescriptor) -> bool:
+    return bool(field.GetOptions().Extensions[options_pb2.sensitive_content])
+
+
+def _own_message(field: descriptor.FieldDescriptor) -> bool:
+    """Whether a field holds one of our messages (never a map or well-known type)."""
+    mt = field.message_type
+    return mt is not None and mt.full_name.startswith("aiaudit.") and not mt.GetOptions().map_entry
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """Where one content value sits in the proto3 JSON of an event."""
+
+    obj: dict[str, Any]
+    key: str
+    path: str
+    is_bytes: bool
+
+
+def _content_slots(desc: descriptor.Descriptor, node: dict[str, Any], path: str) -> Iterator[_Slot]:
+    """Yields a slot for every sensitive field present in a proto3 JSON object."""
+    for field in desc.fields:
+        key = field.json_name
+        if key not in node:
+            continue
+        here = f"{path}.{key}" if path else key
+        if _own_message(field):
+            if field.label == descriptor.FieldDescriptor.LABEL_REPEATED:
+                for i, sub in enumerate(node[key]):
+                    yield from _content_slots(field.message_type, sub, f"{here}[{i}]")
+            else:
+                yield from _content_slots(field.message_type, node[key], here)
+        elif _is_sensitive(field):
+            yield _Slot(node, key, here, field.type == descriptor.FieldDescriptor.TYPE_BYTES)
+
+
+def _raw(slot: _Slot, value: str) -> bytes:
+    return base64.b64decode(value) if slot.is_bytes else value.encode("utf-8")
+
+
+def commit(event: event_pb2.Event, salt: bytes) -> Committed:
+    """Splits an event into its canonical, committed form and its content."""
+    node = json_format.MessageToDict(event)
+    content: dict[str, str] = {}
+    for slot in list(_content_slots(event_pb2.Event.DESCRIPTOR, node, "")):
+        value = slot.obj[slot.key]
+        content[slot.path] = value
+        slot.obj[slot.key] = commitment(salt, slot.path, _raw(slot, value))
+    return Committed(canonical=rfc8785.dumps(node), content=content)
+
+
+def content_problems(canonical: bytes, content: dict[str, str], salt: bytes) -> list[str]:
+    """Names every content value that does not match its commitment."""
+    node = json.loads(canonical)
+    slots = {s.path: s for s in _content_slots(event_pb2.Event.DESCRIPTOR, node, "")}
+    problems = [f"{p}: content without a commitment" for p in content if p not in slots]
+    for path, slot in slots.items():
+        if path not in content:
+            problems.append(f"{path}: commitment without content")
+            continue
+        expected = commitment(salt, path, _raw(slot, content[path]))
+        if not hmac.compare_digest(slot.obj[slot.key], expected):
+            problems.append(f"{path}: content does not match its commitment")
+    return problems
+
+
+def restore(canonical: bytes, content: dict[str, str] | None) -> event_pb2.Event:
+    """Rebuilds the full event from its canonical form and its content.
+
+    Without content (erased), content fields come back empty.
+    """
+    node = json.loads(canonical)
+    for slot in list(_content_slots(event_pb2.Event.DESCRIPTOR, node, "")):
+        if content is not None and slot.path in content:
+            slot.obj[slot.key] = content[slot.path]
+        else:
+            del slot.obj[slot.key]
+    event = event_pb2.Event()
+    json_format.ParseDict(node, event)
+    return event

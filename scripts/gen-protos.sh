@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Regenerates the Python code of protos/ into the package that owns each proto
+# package (aiaudit.common.v1 -> libs/common, aiaudit.ingest.v1 -> services/ingest,
+# ...). Generated code is committed; `scripts/gen-protos.sh --check` fails when it
+# is stale (CI runs it).
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+python=${PYTHON:-python}
+check=false
+[ "${1:-}" = "--check" ] && check=true
+
+owner_root() {
+  case "$1" in
+    common) echo libs/common ;;
+    *) echo "services/$1" ;;
+  esac
+}
+
+out=$repo
+if $check; then
+  out=$(mktemp -d)
+  trap 'rm -rf "$out"' EXIT
+fi
+wkt=$("$python" -c 'import grpc_tools, os; print(os.path.join(os.path.dirname(grpc_tools.__file__), "_proto"))')
+gapi=$("$python" -c 'import google.rpc.status_pb2 as m, os; print(os.path.dirname(os.path.dirname(os.path.dirname(m.__file__))))')
+for dir in "$repo"/protos/aiaudit/*/v1; do
+  pkg=$(basename "$(dirname "$dir")")
+  dest="$out/$(owner_root "$pkg")"
+  mkdir -p "$dest/aiaudit/$pkg/v1"
+  rm -f "$dest/aiaudit/$pkg/v1/"*_pb2*.py "$dest/aiaudit/$pkg/v1/"*_pb2*.pyi
+  (cd "$repo/protos" && "$python" -m grpc_tools.protoc -I . -I "$wkt" -I "$gapi" \
+    --python_out="$dest" --pyi_out="$dest" --grpc_python_out="$dest" \
+    "aiaudit/$pkg/v1/"*.proto)
+  : > "$dest/aiaudit/$pkg/v1/__init__.py"
+done
+if $check; then
+  stale=0
+  for dir in "$repo"/protos/aiaudit/*/v1; do
+    pkg=$(basename "$(dirname "$dir")")
+    rel="$(owner_root "$pkg")/aiaudit/$pkg/v1"
+    if ! diff -r -x __pycache__ "$out/$rel" "$repo/$rel" >/dev/null; then
+      echo "generated code in $rel is stale: run scripts/gen-protos.sh" >&2
+      stale=1
+    fi
+  done
+  exit $stale
+fi

@@ -1,0 +1,40 @@
+from aiaudit.common.v1 import event_pb2 as _event_pb2
+from aiaudit.common.v1 import proof_pb2 as _proof_pb2
+from google.rpc import status_pb2 as _status_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class AppendRequest(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[_event_pb2.Event]
+    def __init__(self, events: _Optional[_Iterable[_Union[_event_pb2.Event, _Mapping]]] = ...) -> None: ...
+
+class AppendResponse(_message.Message):
+    __slots__ = ("receipts",)
+    RECEIPTS_FIELD_NUMBER: _ClassVar[int]
+    receipts: _containers.RepeatedCompositeFieldContainer[_proof_pb2.Receipt]
+    def __init__(self, receipts: _Optional[_Iterable[_Union[_proof_pb2.Receipt, _Mapping]]] = ...) -> None: ...
+
+class AppendStreamRequest(_message.Message):
+    __slots__ = ("request_id", "events")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    request_id: int
+    events: _containers.RepeatedCompositeFieldContainer[_event_pb2.Event]
+    def __init__(self, request_id: _Optional[int] = ..., events: _Optional[_Iterable[_Union[_event_pb2.Event, _Mapping]]] = ...) -> None: ...
+
+class AppendStreamResponse(_message.Message):
+    __slots__ = ("request_id", "receipts", "status")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    RECEIPTS_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    request_id: int
+    receipts: _containers.RepeatedCompositeFieldContainer[_proof_pb2.Receipt]
+    status: _status_pb2.Status
+    def __init__(self, request_id: _Optional[int] = ..., receipts: _Optional[_Iterable[_Union[_proof_pb2.Receipt, _Mapping]]] = ..., status: _Optional[_Union[_status_pb2.Status, _Mapping]] = ...) -> None: ...
