@@ -90,7 +90,7 @@ def _content_slots(desc: descriptor.Descriptor, node: dict[str, Any], path: str)
             continue
         here = f"{path}.{key}" if path else key
         if _own_message(field):
-            if field.label == descriptor.FieldDescriptor.LABEL_REPEATED:
+            if field.is_repeated:
                 for i, sub in enumerate(node[key]):
                     yield from _content_slots(field.message_type, sub, f"{here}[{i}]")
             else:

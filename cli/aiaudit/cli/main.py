@@ -1,0 +1,96 @@
+"""The `aiaudit` command line."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from aiaudit.common import config, logs
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--address", help="HOST:PORT to serve on or connect to (default 127.0.0.1:50051)"
+    )
+    parser.add_argument(
+        "--data-dir", type=Path, help="directory of the embedded store (default ./data)"
+    )
+    parser.add_argument("--config", type=Path, help="YAML config file (keys: see README)")
+
+
+def _settings(args: argparse.Namespace) -> config.Settings:
+    overrides = {"address": args.address, "data_dir": args.data_dir}
+    if getattr(args, "database_url", None):
+        overrides["database_url"] = args.database_url
+    return config.load(args.config, overrides=overrides)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from aiaudit.cli.server import start
+
+    settings = _settings(args)
+    logs.configure(settings.log_level)
+    suite = start(settings)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    print(f"aiaudit serving on {settings.address.rpartition(':')[0]}:{suite.port}", flush=True)
+    stop.wait()
+    suite.stop()
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from aiaudit.cli.demo import run
+
+    return run(_settings(args).address)
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from aiaudit.common.store import open_store
+
+    settings = _settings(args)
+    store = open_store(settings.store_url, run_migrations=True)
+    store.close()
+    print(f"schema is current: {store.engine.url.render_as_string(hide_password=True)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="aiaudit", description="Tamper-evident audit log for AI interactions."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="host every implemented service on one port")
+    _common(serve)
+    serve.set_defaults(func=_serve)
+    demo = sub.add_parser("demo", help="send sample interactions and print their receipts")
+    _common(demo)
+    demo.set_defaults(func=_demo)
+    db = sub.add_parser("db", help="database administration")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    migrate = db_sub.add_parser(
+        "migrate", help="create or upgrade the schema, roles and partitions"
+    )
+    _common(migrate)
+    migrate.add_argument("--database-url", help="admin URL (postgresql+psycopg://...)")
+    migrate.set_defaults(func=_migrate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `aiaudit` script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except config.ConfigError as exc:
+        print(f"aiaudit: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

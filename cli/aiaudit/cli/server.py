@@ -1,0 +1,97 @@
+"""One gRPC server hosting every implemented service, with health and reflection."""
+
+from __future__ import annotations
+
+import logging
+from concurrent import futures
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from opentelemetry.instrumentation.grpc import server_interceptor
+
+from aiaudit.common.config import Settings
+from aiaudit.common.store import SqlEventStore, open_store
+from aiaudit.ingest import handlers as ingest
+from aiaudit.ingest.committer import GroupCommitter
+from aiaudit.ingest.validation import Limits
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Suite:
+    """The running server and what it owns."""
+
+    server: grpc.Server
+    port: int
+    store: SqlEventStore
+    committer: GroupCommitter
+    health: health.HealthServicer
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Stops taking calls, lets in-flight ones finish, then commits and closes."""
+        self.health.enter_graceful_shutdown()
+        self.server.stop(grace).wait()
+        self.committer.close()
+        self.store.close()
+
+
+def _credentials(s: Settings) -> grpc.ServerCredentials | None:
+    if s.tls_cert_file is None or s.tls_key_file is None:
+        return None
+    ca = s.tls_client_ca_file.read_bytes() if s.tls_client_ca_file else None
+    return grpc.ssl_server_credentials(
+        [(s.tls_key_file.read_bytes(), s.tls_cert_file.read_bytes())],
+        root_certificates=ca,
+        require_client_auth=ca is not None,
+    )
+
+
+def start(settings: Settings) -> Suite:
+    """Opens the store (migrating the embedded one), binds the port, starts serving."""
+    if settings.embedded:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = open_store(settings.store_url, run_migrations=settings.embedded)
+    committer = GroupCommitter(store, settings.max_group_events)
+    options = [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+    ]
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="rpc"),
+        interceptors=[server_interceptor()],
+        options=options,
+        maximum_concurrent_rpcs=1024,
+    )
+    limits = Limits(
+        max_batch_events=settings.max_batch_events, max_event_bytes=settings.max_event_bytes
+    )
+    ingest.add_to_server(server, ingest.IngestHandlers(committer, limits))
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    services = [ingest.SERVICE_NAME]
+    for name in ["", *services]:
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection(
+        [*services, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+    )
+    credentials = _credentials(settings)
+    if credentials is None:
+        port = server.add_insecure_port(settings.address)
+    else:
+        port = server.add_secure_port(settings.address, credentials)
+    if port == 0:
+        raise OSError(f"cannot bind {settings.address}")
+    server.start()
+    log.info(
+        "serving",
+        extra={
+            "address": settings.address,
+            "port": port,
+            "services": services,
+            "store": "sqlite" if settings.embedded else "postgresql",
+        },
+    )
+    return Suite(server, port, store, committer, health_servicer)

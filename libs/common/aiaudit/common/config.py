@@ -1,0 +1,131 @@
+"""Settings: one YAML file, overridden by ``AIAUDIT_*`` environment variables,
+overridden by command-line flags; validated once at start-up.
+
+Defaults are the embedded mode: SQLite under the data directory, loopback only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A setting is missing or wrong; the message names it and says what is expected."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the suite. Keys of the config file are these field names."""
+
+    address: str = "127.0.0.1:50051"
+    data_dir: Path = Path("data")
+    database_url: str = ""
+    max_batch_events: int = 1000
+    max_event_bytes: int = 4 * 1024 * 1024
+    max_message_bytes: int = 64 * 1024 * 1024
+    max_group_events: int = 5000
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_client_ca_file: Path | None = None
+    allow_insecure: bool = False
+    log_level: str = "INFO"
+
+    @property
+    def store_url(self) -> str:
+        """The database URL; SQLite in the data directory unless set."""
+        return self.database_url or f"sqlite:///{self.data_dir / 'aiaudit.db'}"
+
+    @property
+    def embedded(self) -> bool:
+        """Whether the store is the embedded SQLite one."""
+        return self.store_url.startswith("sqlite")
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+
+
+def _convert(name: str, raw: object) -> object:
+    kind = _FIELDS[name].type
+    try:
+        if kind == "int":
+            value = int(str(raw))
+            if value <= 0:
+                raise ValueError("must be positive")
+            return value
+        if kind == "bool":
+            text = str(raw).lower()
+            if text not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError("must be true or false")
+            return text in ("true", "1", "yes")
+        if "Path" in kind:
+            return Path(str(raw)) if raw not in (None, "") else None
+        return str(raw)
+    except ValueError as exc:
+        raise ConfigError(f"setting {name!r}: {raw!r} is invalid: {exc}") from None
+
+
+def load(
+    config_file: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, object | None] | None = None,
+) -> Settings:
+    """Reads file, environment and flags, in rising priority, and validates."""
+    values: dict[str, object] = {}
+    if config_file is not None:
+        try:
+            loaded = yaml.safe_load(config_file.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"config file {config_file}: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {config_file}: expected a mapping of settings")
+        unknown = sorted(set(loaded) - set(_FIELDS))
+        if unknown:
+            raise ConfigError(f"config file {config_file}: unknown setting(s) {', '.join(unknown)}")
+        values.update(loaded)
+    env = os.environ if env is None else env
+    for name in _FIELDS:
+        key = f"AIAUDIT_{name.upper()}"
+        if key in env:
+            values[name] = env[key]
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    settings = Settings(**{k: _convert(k, v) for k, v in values.items()})  # type: ignore[arg-type]
+    _validate(settings)
+    return settings
+
+
+def _validate(s: Settings) -> None:
+    host, sep, port = s.address.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"setting 'address': {s.address!r} is not HOST:PORT")
+    if not (s.database_url == "" or s.database_url.startswith(("sqlite", "postgresql"))):
+        raise ConfigError(
+            "setting 'database_url': must be a sqlite:/// or postgresql+psycopg:// URL"
+        )
+    if (s.tls_cert_file is None) != (s.tls_key_file is None):
+        raise ConfigError("settings 'tls_cert_file' and 'tls_key_file' must be set together")
+    for name in ("tls_cert_file", "tls_key_file", "tls_client_ca_file"):
+        path = getattr(s, name)
+        if path is not None and not path.is_file():
+            raise ConfigError(f"setting {name!r}: {path} is not a readable file")
+    if s.tls_cert_file is None and not _loopback(host) and not s.allow_insecure:
+        raise ConfigError(
+            f"setting 'address': {s.address} is reachable from other hosts but no TLS is set; "
+            "set tls_cert_file/tls_key_file (and tls_client_ca_file for mTLS), "
+            "or allow_insecure=true for a trusted network"
+        )
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,83 @@
+"""Tables of the store: the log is the hub and doubles as the outbox.
+
+- ``logs``: one row per log (one log per tenant) holding its size; updating it
+  under a row lock is what makes sequence numbers gap-free and in commit order.
+- ``log_entries``: the log itself, narrow (sequence, event id, leaf hash); what
+  the notary and every consumer tail, and the idempotency index.
+- ``events``: the canonical (committed) form plus the columns the PRD's search
+  patterns filter on; partitioned by receive time on PostgreSQL.
+- ``event_content``: the erasable part (salt and content); deleting a row
+  erases content without touching any leaf.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+TS = sa.DateTime(timezone=True)
+
+logs = sa.Table(
+    "logs",
+    metadata,
+    sa.Column("log_id", sa.String(64), primary_key=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+)
+
+log_entries = sa.Table(
+    "log_entries",
+    metadata,
+    sa.Column("log_id", sa.String(64), primary_key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True),
+    sa.Column("event_id", sa.String(128), nullable=False),
+    sa.Column("leaf_hash", sa.LargeBinary(32), nullable=False),
+    sa.Column("receive_time", TS, nullable=False),
+    sa.UniqueConstraint("log_id", "event_id", name="log_entries_event_id_key"),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("log_id", sa.String(64), primary_key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True),
+    sa.Column("receive_time", TS, primary_key=True),
+    sa.Column("event_id", sa.String(128), nullable=False),
+    sa.Column("event_type", sa.String(48), nullable=False),
+    sa.Column("occurred_time", TS, nullable=False),
+    sa.Column("user_id", sa.String(256)),
+    sa.Column("application", sa.String(256)),
+    sa.Column("environment", sa.String(64)),
+    sa.Column("model_provider", sa.String(128)),
+    sa.Column("model_name", sa.String(256)),
+    sa.Column("session_id", sa.String(256)),
+    sa.Column("conversation_id", sa.String(256)),
+    sa.Column("correlation_id", sa.String(256)),
+    sa.Column("trace_id", sa.String(32)),
+    sa.Column("canonical", sa.LargeBinary, nullable=False),
+    postgresql_partition_by="RANGE (receive_time)",
+)
+
+event_content = sa.Table(
+    "event_content",
+    metadata,
+    sa.Column("log_id", sa.String(64), primary_key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True),
+    sa.Column("receive_time", TS, primary_key=True),
+    sa.Column("salt", sa.LargeBinary(32), nullable=False),
+    sa.Column("content", sa.LargeBinary, nullable=False),
+    postgresql_partition_by="RANGE (receive_time)",
+)
+
+# Indexes for the PRD's search patterns: who (user), when (time range), which
+# model, which session/conversation/request/trace. Every one is tenant-first.
+sa.Index("events_user_time", events.c.log_id, events.c.user_id, events.c.occurred_time)
+sa.Index("events_time", events.c.log_id, events.c.occurred_time)
+sa.Index("events_model_time", events.c.log_id, events.c.model_name, events.c.occurred_time)
+sa.Index("events_type_time", events.c.log_id, events.c.event_type, events.c.occurred_time)
+sa.Index("events_session", events.c.log_id, events.c.session_id)
+sa.Index("events_conversation", events.c.log_id, events.c.conversation_id)
+sa.Index("events_correlation", events.c.log_id, events.c.correlation_id)
+sa.Index("events_trace", events.c.trace_id)
+
+PARTITIONED = (events, event_content)

@@ -1,0 +1,382 @@
+"""The event store on SQLAlchemy: SQLite (embedded) and PostgreSQL (psycopg 3).
+
+One implementation serves both engines; they differ only in how a writer takes
+the log head lock (``SELECT ... FOR UPDATE`` on PostgreSQL, ``BEGIN IMMEDIATE``
+on SQLite). Holding that lock until commit is what makes sequence numbers
+gap-free and ordered by commit, across processes and replicas.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy import event as sa_event
+
+from aiaudit.common import canonical
+from aiaudit.common.store.schema import event_content, events, log_entries, logs
+from aiaudit.common.v1 import event_pb2
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event ready to be written: validated, received, committed."""
+
+    event: event_pb2.Event
+    committed: canonical.Committed
+    salt: bytes
+    receive_time: dt.datetime
+
+    @property
+    def log_id(self) -> str:
+        """The tenant's log."""
+        return self.event.tenant_id
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """Where an event landed in its log."""
+
+    event_id: str
+    log_id: str
+    sequence: int
+    leaf_hash: bytes
+    receive_time: dt.datetime
+    duplicate: bool = False
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """A batch refused because an event id is taken by different content."""
+
+    index: int
+    event_id: str
+
+
+BatchOutcome = list[Receipt] | Conflict
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """An event as stored: log position, canonical form and (unless erased) content."""
+
+    log_id: str
+    sequence: int
+    event_id: str
+    leaf_hash: bytes
+    receive_time: dt.datetime
+    canonical: bytes
+    salt: bytes | None
+    content: dict[str, str] | None
+
+    def to_event(self) -> event_pb2.Event:
+        """The full event (content fields empty if erased)."""
+        return canonical.restore(self.canonical, self.content)
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    # SQLite hands back naive datetimes; every time in the store is UTC.
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def _search_columns(e: event_pb2.Event) -> dict[str, object]:
+    return {
+        "event_type": event_pb2.EventType.Name(e.event_type),
+        "occurred_time": e.occurred_time.ToDatetime(tzinfo=dt.UTC),
+        "user_id": e.actor.user_id or None,
+        "application": e.actor.application or None,
+        "environment": e.actor.environment or None,
+        "model_provider": e.model.provider or None,
+        "model_name": e.model.name or None,
+        "session_id": e.correlation.session_id or None,
+        "conversation_id": e.correlation.conversation_id or None,
+        "correlation_id": e.correlation.correlation_id or None,
+        "trace_id": e.correlation.trace_id or None,
+    }
+
+
+def same_event(stored: StoredEvent, retried: NewEvent) -> bool:
+    """Whether a retried event carries exactly the content already stored.
+
+    The retry is committed again with the stored salt and receive time; equal
+    canonical bytes and content mean equal events. If the stored content was
+    erased, only the committed metadata can be compared.
+    """
+    again = event_pb2.Event()
+    again.CopyFrom(retried.event)
+    again.receive_time.FromDatetime(stored.receive_time)
+    if stored.salt is None:
+        return canonical.restore(stored.canonical, None) == canonical.restore(
+            canonical.commit(again, b"\x00" * canonical.SALT_BYTES).canonical, None
+        )
+    recommitted = canonical.commit(again, stored.salt)
+    return recommitted.canonical == stored.canonical and recommitted.content == stored.content
+
+
+class SqlEventStore:
+    """Event store on a SQLAlchemy engine."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        """Wraps an engine; SQLite gets WAL and explicit write locking."""
+        self.engine = engine
+        self._sqlite = engine.dialect.name == "sqlite"
+        if self._sqlite:
+            _configure_sqlite(engine)
+
+    def close(self) -> None:
+        """Releases pooled connections."""
+        self.engine.dispose()
+
+    def append_group(self, batches: Sequence[Sequence[NewEvent]]) -> list[BatchOutcome]:
+        """Commits several independent batches in one transaction (group commit).
+
+        Each batch is all-or-nothing: a batch holding an id already taken by
+        different content is refused as a whole; the others are written.
+        Events already stored identically get their original receipts.
+        """
+        with self.engine.connect().execution_options(sqlite_immediate=True) as conn, conn.begin():
+            sizes = self._lock_logs(conn, sorted({e.log_id for b in batches for e in b}))
+            stored = self._existing(conn, [e for b in batches for e in b])
+            outcomes: list[BatchOutcome] = []
+            new_rows: list[tuple[NewEvent, int]] = []
+            for batch in batches:
+                outcome = self._plan_batch(batch, stored, sizes)
+                outcomes.append(outcome)
+                if isinstance(outcome, list):
+                    new_rows.extend(
+                        (e, r.sequence)
+                        for e, r in zip(batch, outcome, strict=True)
+                        if not r.duplicate
+                    )
+            self._insert(conn, new_rows)
+            for log_id, size in sizes.items():
+                conn.execute(sa.update(logs).where(logs.c.log_id == log_id).values(size=size))
+        return outcomes
+
+    def _lock_logs(self, conn: sa.Connection, log_ids: list[str]) -> dict[str, int]:
+        """Takes the head lock of each log (in a fixed order) and reads its size."""
+        sizes = {}
+        for log_id in log_ids:
+            if self._sqlite:
+                conn.execute(sa.insert(logs).prefix_with("OR IGNORE").values(log_id=log_id, size=0))
+            else:
+                from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+                conn.execute(pg_insert(logs).values(log_id=log_id, size=0).on_conflict_do_nothing())
+            sizes[log_id] = conn.execute(
+                sa.select(logs.c.size).where(logs.c.log_id == log_id).with_for_update()
+            ).scalar_one()
+        return sizes
+
+    def _existing(
+        self, conn: sa.Connection, new: list[NewEvent]
+    ) -> dict[tuple[str, str], StoredEvent]:
+        """Stored events among the ids being appended (the idempotency check)."""
+        by_log: dict[str, set[str]] = {}
+        for e in new:
+            by_log.setdefault(e.log_id, set()).add(e.event.event_id)
+        found: dict[tuple[str, str], StoredEvent] = {}
+        for log_id, ids in by_log.items():
+            rows = (
+                conn.execute(
+                    sa.select(log_entries.c.seq).where(
+                        log_entries.c.log_id == log_id, log_entries.c.event_id.in_(ids)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            for s in self._read(conn, log_id, sorted(rows)):
+                found[(s.log_id, s.event_id)] = s
+        return found
+
+    def _plan_batch(
+        self,
+        batch: Sequence[NewEvent],
+        stored: dict[tuple[str, str], StoredEvent],
+        sizes: dict[str, int],
+    ) -> BatchOutcome:
+        """Assigns sequence numbers to a batch, or refuses it on a conflict."""
+        planned: list[Receipt] = []
+        next_size = dict(sizes)
+        pending: dict[tuple[str, str], NewEvent] = {}
+        for i, e in enumerate(batch):
+            key = (e.log_id, e.event.event_id)
+            if key in stored:
+                s = stored[key]
+                if not same_event(s, e):
+                    return Conflict(i, e.event.event_id)
+                planned.append(
+                    Receipt(
+                        s.event_id,
+                        s.log_id,
+                        s.sequence,
+                        s.leaf_hash,
+                        s.receive_time,
+                        duplicate=True,
+                    )
+                )
+                continue
+            seq = next_size[e.log_id]
+            next_size[e.log_id] = seq + 1
+            planned.append(
+                Receipt(e.event.event_id, e.log_id, seq, e.committed.leaf_hash, e.receive_time)
+            )
+            pending[key] = e
+        sizes.update(next_size)
+        # Later batches of the same group see these as already stored.
+        for (log_id, event_id), e in pending.items():
+            r = next(p for p in planned if p.event_id == event_id and p.log_id == log_id)
+            stored[(log_id, event_id)] = StoredEvent(
+                log_id,
+                r.sequence,
+                event_id,
+                r.leaf_hash,
+                e.receive_time,
+                e.committed.canonical,
+                e.salt,
+                e.committed.content,
+            )
+        return planned
+
+    def _insert(self, conn: sa.Connection, rows: list[tuple[NewEvent, int]]) -> None:
+        if not rows:
+            return
+        conn.execute(
+            sa.insert(log_entries),
+            [
+                {
+                    "log_id": e.log_id,
+                    "seq": seq,
+                    "event_id": e.event.event_id,
+                    "leaf_hash": e.committed.leaf_hash,
+                    "receive_time": e.receive_time,
+                }
+                for e, seq in rows
+            ],
+        )
+        conn.execute(
+            sa.insert(events),
+            [
+                {
+                    "log_id": e.log_id,
+                    "seq": seq,
+                    "receive_time": e.receive_time,
+                    "event_id": e.event.event_id,
+                    "canonical": e.committed.canonical,
+                    **_search_columns(e.event),
+                }
+                for e, seq in rows
+            ],
+        )
+        conn.execute(
+            sa.insert(event_content),
+            [
+                {
+                    "log_id": e.log_id,
+                    "seq": seq,
+                    "receive_time": e.receive_time,
+                    "salt": e.salt,
+                    "content": json.dumps(e.committed.content, separators=(",", ":")).encode(),
+                }
+                for e, seq in rows
+            ],
+        )
+
+    def _read(self, conn: sa.Connection, log_id: str, seqs: list[int]) -> list[StoredEvent]:
+        if not seqs:
+            return []
+        return list(self._select(conn, log_id, log_entries.c.seq.in_(seqs)))
+
+    def _select(
+        self, conn: sa.Connection, log_id: str, where: sa.ColumnElement[bool]
+    ) -> Iterator[StoredEvent]:
+        le, ev, ct = log_entries, events, event_content
+        query = (
+            sa.select(
+                le.c.log_id,
+                le.c.seq,
+                le.c.event_id,
+                le.c.leaf_hash,
+                le.c.receive_time,
+                ev.c.canonical,
+                ct.c.salt,
+                ct.c.content,
+            )
+            .select_from(
+                le.join(
+                    ev,
+                    sa.and_(
+                        ev.c.log_id == le.c.log_id,
+                        ev.c.seq == le.c.seq,
+                        ev.c.receive_time == le.c.receive_time,
+                    ),
+                    isouter=True,
+                ).join(
+                    ct,
+                    sa.and_(
+                        ct.c.log_id == le.c.log_id,
+                        ct.c.seq == le.c.seq,
+                        ct.c.receive_time == le.c.receive_time,
+                    ),
+                    isouter=True,
+                )
+            )
+            .where(le.c.log_id == log_id, where)
+            .order_by(le.c.seq)
+        )
+        for row in conn.execute(query):
+            yield StoredEvent(
+                log_id=row.log_id,
+                sequence=row.seq,
+                event_id=row.event_id,
+                leaf_hash=bytes(row.leaf_hash),
+                receive_time=_utc(row.receive_time),
+                canonical=bytes(row.canonical) if row.canonical is not None else b"",
+                salt=bytes(row.salt) if row.salt is not None else None,
+                content=json.loads(row.content) if row.content is not None else None,
+            )
+
+    def read_log(self, log_id: str, start: int, limit: int) -> list[StoredEvent]:
+        """Entries ``start`` .. ``start+limit-1`` of a log, in order (consumers tail this)."""
+        with self.engine.connect() as conn:
+            return list(
+                self._select(
+                    conn,
+                    log_id,
+                    sa.and_(log_entries.c.seq >= start, log_entries.c.seq < start + limit),
+                )
+            )
+
+    def get_event(self, log_id: str, event_id: str) -> StoredEvent | None:
+        """One stored event by id."""
+        with self.engine.connect() as conn:
+            found = list(self._select(conn, log_id, log_entries.c.event_id == event_id))
+        return found[0] if found else None
+
+    def log_sizes(self) -> dict[str, int]:
+        """Every log and its size."""
+        with self.engine.connect() as conn:
+            return {r.log_id: r.size for r in conn.execute(sa.select(logs.c.log_id, logs.c.size))}
+
+
+def _configure_sqlite(engine: sa.Engine) -> None:
+    """WAL, full sync on commit, and no implicit transactions (we BEGIN ourselves)."""
+
+    @sa_event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: object, _record: object) -> None:
+        dbapi_conn.isolation_level = None  # type: ignore[attr-defined]
+        cur = dbapi_conn.cursor()  # type: ignore[attr-defined]
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA busy_timeout=10000")
+        cur.close()
+
+    @sa_event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        # Writers take the write lock up front so two never deadlock upgrading.
+        immediate = conn.get_execution_options().get("sqlite_immediate")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

@@ -1,0 +1,181 @@
+"""IngestService handlers: proto in, receipts out, errors mapped to gRPC status."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import queue
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+import grpc
+from google.protobuf.message import DecodeError
+from google.rpc import code_pb2, status_pb2
+
+from aiaudit.common import status
+from aiaudit.common.store.sql import BatchOutcome, Conflict, Receipt
+from aiaudit.common.v1 import event_pb2, proof_pb2
+from aiaudit.ingest.committer import GroupCommitter
+from aiaudit.ingest.prepare import prepare
+from aiaudit.ingest.v1 import ingest_service_pb2 as pb
+from aiaudit.ingest.validation import Limits, validate_batch
+from aiaudit.ingest.wire import locate_bad_event
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = "aiaudit.ingest.v1.IngestService"
+_OK = status_pb2.Status(code=code_pb2.OK)
+
+
+@dataclass(frozen=True)
+class _Refused(Exception):
+    """A batch that gets no receipts, with the status saying why."""
+
+    status: status_pb2.Status
+
+
+def to_proto(r: Receipt) -> proof_pb2.Receipt:
+    """Receipt in its wire form."""
+    out = proof_pb2.Receipt(
+        event_id=r.event_id,
+        log_id=r.log_id,
+        sequence=r.sequence,
+        leaf_hash=r.leaf_hash,
+        duplicate=r.duplicate,
+    )
+    out.receive_time.FromDatetime(r.receive_time)
+    return out
+
+
+class IngestHandlers:
+    """Validates, commits through the group committer, answers with receipts."""
+
+    def __init__(
+        self, committer: GroupCommitter, limits: Limits, commit_timeout: float = 30.0
+    ) -> None:
+        """Handlers over a committer."""
+        self._committer = committer
+        self._limits = limits
+        self._timeout = commit_timeout
+
+    def _submit(self, events: list[event_pb2.Event], prefix: str) -> Future[BatchOutcome]:
+        now = dt.datetime.now(dt.UTC)
+        violations = validate_batch(events, self._limits, now, prefix)
+        if violations:
+            raise _Refused(
+                status.bad_request(
+                    f"{len(violations)} invalid field(s); nothing was written",
+                    [(v.field, v.description) for v in violations],
+                )
+            )
+        return self._committer.submit([prepare(e, now) for e in events])
+
+    def _receipts(self, future: Future[BatchOutcome], prefix: str) -> list[proof_pb2.Receipt]:
+        try:
+            outcome = future.result(timeout=self._timeout)
+        except Exception as exc:
+            log.warning("append not committed: %s", exc)
+            raise _Refused(
+                status.error(
+                    code_pb2.UNAVAILABLE,
+                    "the store did not commit the batch; nothing was acknowledged, retry with the same event ids",
+                    "STORE_UNAVAILABLE",
+                )
+            ) from exc
+        if isinstance(outcome, Conflict):
+            field = f"{prefix}[{outcome.index}].event_id"
+            raise _Refused(
+                status.error(
+                    code_pb2.ALREADY_EXISTS,
+                    f"{field} {outcome.event_id!r} is already stored with different content; nothing was written",
+                    "EVENT_ID_CONFLICT",
+                    field=field,
+                    event_id=outcome.event_id,
+                )
+            )
+        return [to_proto(r) for r in outcome]
+
+    def _parse(
+        self,
+        raw: bytes,
+        message: type[pb.AppendRequest] | type[pb.AppendStreamRequest],
+        field: int,
+        prefix: str,
+    ) -> object:
+        try:
+            return message.FromString(raw)
+        except DecodeError:
+            bad = locate_bad_event(raw, field, prefix)
+            raise _Refused(
+                status.bad_request(
+                    "malformed request; nothing was written", [(bad.field, bad.description)]
+                )
+            ) from None
+
+    def append(self, raw: bytes, context: grpc.ServicerContext) -> pb.AppendResponse:
+        """Append: the whole batch or nothing."""
+        try:
+            request = self._parse(raw, pb.AppendRequest, 1, "events")
+            assert isinstance(request, pb.AppendRequest)
+            events = list(request.events)
+            return pb.AppendResponse(
+                receipts=self._receipts(self._submit(events, "events"), "events")
+            )
+        except _Refused as refused:
+            status.abort(context, refused.status)
+            raise AssertionError("unreachable") from None
+
+    def append_stream(
+        self, requests: Iterator[bytes], context: grpc.ServicerContext
+    ) -> Iterator[pb.AppendStreamResponse]:
+        """AppendStream: requests are pipelined and each is answered, in order, on its own."""
+        pending: queue.SimpleQueue[tuple[int, Future[BatchOutcome] | _Refused] | None] = (
+            queue.SimpleQueue()
+        )
+
+        def read() -> None:
+            try:
+                for raw in requests:
+                    pending.put(self._accept(raw))
+            except Exception as exc:  # the client went away: answer what was accepted
+                log.info("append stream reader ended: %s", exc)
+            finally:
+                pending.put(None)
+
+        threading.Thread(target=read, name="append-stream-reader", daemon=True).start()
+        while (item := pending.get()) is not None:
+            request_id, accepted = item
+            if isinstance(accepted, _Refused):
+                yield pb.AppendStreamResponse(request_id=request_id, status=accepted.status)
+                continue
+            try:
+                receipts = self._receipts(accepted, "events")
+            except _Refused as refused:
+                yield pb.AppendStreamResponse(request_id=request_id, status=refused.status)
+            else:
+                yield pb.AppendStreamResponse(request_id=request_id, receipts=receipts, status=_OK)
+
+    def _accept(self, raw: bytes) -> tuple[int, Future[BatchOutcome] | _Refused]:
+        request_id = 0
+        try:
+            request = self._parse(raw, pb.AppendStreamRequest, 2, "events")
+            assert isinstance(request, pb.AppendStreamRequest)
+            request_id = request.request_id
+            return request_id, self._submit(list(request.events), "events")
+        except _Refused as refused:
+            return request_id, refused
+
+
+def add_to_server(server: grpc.Server, handlers: IngestHandlers) -> None:
+    """Registers IngestService with raw-bytes requests (parsed by the handlers)."""
+    methods = {
+        "Append": grpc.unary_unary_rpc_method_handler(
+            handlers.append, response_serializer=pb.AppendResponse.SerializeToString
+        ),
+        "AppendStream": grpc.stream_stream_rpc_method_handler(
+            handlers.append_stream, response_serializer=pb.AppendStreamResponse.SerializeToString
+        ),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, methods),))

@@ -1,0 +1,33 @@
+"""Turns a validated event into what the store writes: received, salted, committed."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+
+from google.protobuf import timestamp_pb2
+
+from aiaudit.common import canonical
+from aiaudit.common.store.sql import NewEvent
+from aiaudit.common.v1 import event_pb2
+
+
+def truncate_to_micros(ts: timestamp_pb2.Timestamp) -> None:
+    """Drops sub-microsecond digits: the log keeps microsecond precision."""
+    ts.nanos -= ts.nanos % 1000
+
+
+def prepare(event: event_pb2.Event, receive_time: dt.datetime) -> NewEvent:
+    """Stamps the receive time (output only, so any client value is replaced) and commits."""
+    received = event_pb2.Event()
+    received.CopyFrom(event)
+    received.receive_time.FromDatetime(receive_time)
+    truncate_to_micros(received.receive_time)
+    truncate_to_micros(received.occurred_time)
+    salt = secrets.token_bytes(canonical.SALT_BYTES)
+    return NewEvent(
+        event=received,
+        committed=canonical.commit(received, salt),
+        salt=salt,
+        receive_time=received.receive_time.ToDatetime(tzinfo=dt.UTC),
+    )

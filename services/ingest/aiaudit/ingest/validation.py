@@ -1,0 +1,214 @@
+"""Validation of incoming events: every problem named by its field path.
+
+Pure logic, no gRPC: the handler turns the violations into INVALID_ARGUMENT
+with google.rpc.BadRequest details.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import ipaddress
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from google.protobuf import descriptor
+from google.protobuf.message import Message
+
+from aiaudit.common.v1 import event_pb2, options_pb2
+
+_EVENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_TENANT_ID = re.compile(r"[a-z0-9_-]{1,64}")
+_ATTRIBUTE_KEY = re.compile(r"[a-z0-9_.-]{1,128}")
+_HEX = re.compile(r"[0-9a-f]+")
+_CURRENCY = re.compile(r"[A-Z]{3}")
+_EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_SIGNED = "aiaudit.common.v1.AttributeValue"  # the only place negative numbers make sense
+_CONTENT_TYPES = (descriptor.FieldDescriptor.TYPE_STRING, descriptor.FieldDescriptor.TYPE_BYTES)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Size limits, stated in every error that enforces them."""
+
+    max_batch_events: int = 1000
+    max_event_bytes: int = 4 * 1024 * 1024
+    max_metadata_chars: int = 4096
+    max_future_skew: dt.timedelta = dt.timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One bad field: its path (``events[3].model.name``) and what is wrong."""
+
+    field: str
+    description: str
+
+
+def validate_batch(
+    events: list[event_pb2.Event], limits: Limits, now: dt.datetime, prefix: str = "events"
+) -> list[Violation]:
+    """Every violation in a batch; an empty list means the batch is valid."""
+    if not events:
+        return [Violation(prefix, "must contain at least one event")]
+    if len(events) > limits.max_batch_events:
+        return [
+            Violation(prefix, f"has {len(events)} events; the limit is {limits.max_batch_events}")
+        ]
+    out: list[Violation] = []
+    first_index: dict[tuple[str, str], int] = {}
+    for i, event in enumerate(events):
+        path = f"{prefix}[{i}]"
+        out.extend(validate_event(event, limits, now, path))
+        key = (event.tenant_id, event.event_id)
+        if event.event_id and key in first_index:
+            out.append(
+                Violation(f"{path}.event_id", f"duplicates {prefix}[{first_index[key]}].event_id")
+            )
+        first_index.setdefault(key, i)
+    return out
+
+
+def validate_event(
+    event: event_pb2.Event, limits: Limits, now: dt.datetime, path: str
+) -> list[Violation]:
+    """Every violation in one event."""
+    out = list(_required(event, now, limits, path))
+    size = event.ByteSize()
+    if size > limits.max_event_bytes:
+        out.append(Violation(path, f"is {size} bytes; the limit is {limits.max_event_bytes}"))
+    out.extend(_walk(event, limits, path))
+    return out
+
+
+def _required(
+    e: event_pb2.Event, now: dt.datetime, limits: Limits, path: str
+) -> Iterator[Violation]:
+    if not _EVENT_ID.fullmatch(e.event_id):
+        yield Violation(f"{path}.event_id", "is required: 1-128 characters of [A-Za-z0-9._:-]")
+    if not _TENANT_ID.fullmatch(e.tenant_id):
+        yield Violation(f"{path}.tenant_id", "is required: 1-64 characters of [a-z0-9_-]")
+    if e.event_type == event_pb2.EVENT_TYPE_UNSPECIFIED:
+        yield Violation(f"{path}.event_type", "is required")
+    if not e.HasField("occurred_time"):
+        yield Violation(f"{path}.occurred_time", "is required")
+    else:
+        yield from _timestamp_range(e, now, limits, path)
+    if e.event_type == event_pb2.EVENT_TYPE_INTERACTION and not e.model.name:
+        yield Violation(f"{path}.model.name", "is required for EVENT_TYPE_INTERACTION events")
+    ids = e.correlation
+    if ids.trace_id and not (len(ids.trace_id) == 32 and _HEX.fullmatch(ids.trace_id)):
+        yield Violation(f"{path}.correlation.trace_id", "must be 32 lowercase hex digits")
+    if ids.span_id and not (len(ids.span_id) == 16 and _HEX.fullmatch(ids.span_id)):
+        yield Violation(f"{path}.correlation.span_id", "must be 16 lowercase hex digits")
+    if e.actor.ip_address:
+        try:
+            ipaddress.ip_address(e.actor.ip_address)
+        except ValueError:
+            yield Violation(f"{path}.actor.ip_address", "is not an IPv4 or IPv6 address")
+    for key, value in e.attributes.items():
+        if not _ATTRIBUTE_KEY.fullmatch(key):
+            yield Violation(
+                f"{path}.attributes[{key!r}]", "key must be 1-128 characters of [a-z0-9_.-]"
+            )
+        if value.WhichOneof("value") is None:
+            yield Violation(f"{path}.attributes[{key!r}]", "must have a value")
+
+
+def _timestamp_range(
+    e: event_pb2.Event, now: dt.datetime, limits: Limits, path: str
+) -> Iterator[Violation]:
+    ts = e.occurred_time
+    try:
+        when = ts.ToDatetime(tzinfo=dt.UTC)
+    except (ValueError, OverflowError):
+        yield Violation(f"{path}.occurred_time", "is not a valid timestamp")
+        return
+    if not 0 <= ts.nanos < 1_000_000_000:
+        yield Violation(f"{path}.occurred_time", "nanos must be in [0, 999999999]")
+    elif when < _EARLIEST:
+        yield Violation(f"{path}.occurred_time", "is before 1970-01-01T00:00:00Z")
+    elif when > now + limits.max_future_skew:
+        yield Violation(
+            f"{path}.occurred_time",
+            f"is more than {limits.max_future_skew} ahead of the server clock",
+        )
+
+
+def _walk(msg: Message, limits: Limits, path: str) -> Iterator[Violation]:
+    """Checks every set field by kind: enums known, numbers finite and >= 0, sizes."""
+    for field, value in msg.ListFields():
+        here = f"{path}.{field.name}"
+        repeated = field.is_repeated
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            continue  # attributes: checked in _required
+        values = list(value) if repeated else [value]
+        for i, v in enumerate(values):
+            at = f"{here}[{i}]" if repeated else here
+            yield from _check_value(field, v, limits, at)
+
+
+def _check_value(
+    field: descriptor.FieldDescriptor, v: object, limits: Limits, at: str
+) -> Iterator[Violation]:
+    kind = field.type
+    if kind == descriptor.FieldDescriptor.TYPE_MESSAGE:
+        assert isinstance(v, Message)
+        full = field.message_type.full_name
+        if full == "aiaudit.common.v1.Media":
+            yield from _media(v, at)  # type: ignore[arg-type]
+        elif full == "aiaudit.common.v1.Money":
+            yield from _money(v, at)  # type: ignore[arg-type]
+        elif full == "google.protobuf.Duration" and (v.seconds < 0 or v.nanos < 0):  # type: ignore[attr-defined]
+            yield Violation(at, "must not be negative")
+        if full.startswith("aiaudit."):
+            yield from _walk(v, limits, at)
+    elif kind == descriptor.FieldDescriptor.TYPE_ENUM:
+        if field.enum_type.values_by_number.get(v) is None:  # type: ignore[call-overload]
+            yield Violation(at, f"unknown {field.enum_type.name} value {v}")
+    elif kind in (descriptor.FieldDescriptor.TYPE_DOUBLE, descriptor.FieldDescriptor.TYPE_FLOAT):
+        if not math.isfinite(v):  # type: ignore[arg-type]
+            yield Violation(at, "must be a finite number")
+        elif v < 0 and field.containing_type.full_name != _SIGNED:  # type: ignore[operator]
+            yield Violation(at, "must not be negative")
+    elif (
+        kind == descriptor.FieldDescriptor.TYPE_INT64
+        and v < 0
+        and field.containing_type.full_name != _SIGNED
+    ):  # type: ignore[operator]
+        yield Violation(at, "must not be negative")
+    elif (
+        kind in _CONTENT_TYPES and not field.GetOptions().Extensions[options_pb2.sensitive_content]
+    ):
+        if len(v) > limits.max_metadata_chars:  # type: ignore[arg-type]
+            yield Violation(at, f"is {len(v)} characters; the limit is {limits.max_metadata_chars}")  # type: ignore[arg-type]
+
+
+def _media(m: event_pb2.Media, at: str) -> Iterator[Violation]:
+    if not m.mime_type:
+        yield Violation(f"{at}.mime_type", "is required")
+    if not (len(m.sha256) == 64 and _HEX.fullmatch(m.sha256)):
+        yield Violation(f"{at}.sha256", "is required: 64 lowercase hex digits")
+    source = m.WhichOneof("source")
+    if source is None:
+        yield Violation(at, "needs inline data or a uri")
+    elif source == "data":
+        if hashlib.sha256(m.data).hexdigest() != m.sha256:
+            yield Violation(f"{at}.sha256", "does not match the SHA-256 of data")
+        if m.size_bytes != len(m.data):
+            yield Violation(
+                f"{at}.size_bytes", f"is {m.size_bytes} but data has {len(m.data)} bytes"
+            )
+
+
+def _money(m: event_pb2.Money, at: str) -> Iterator[Violation]:
+    if not _CURRENCY.fullmatch(m.currency_code):
+        yield Violation(f"{at}.currency_code", "must be an ISO 4217 code such as USD")
+    if (
+        not -999_999_999 <= m.nanos <= 999_999_999
+        or (m.units > 0 > m.nanos)
+        or (m.units < 0 < m.nanos)
+    ):
+        yield Violation(f"{at}.nanos", "must be in [-999999999, 999999999] with the sign of units")

@@ -1,0 +1,71 @@
+"""Parsing requests from raw bytes, so malformed input gets a named field.
+
+gRPC's own deserialisation failure surfaces as INTERNAL with no detail. Ingest
+registers its methods with raw bytes instead, parses here, and when the
+message is malformed (invalid UTF-8 in a string, a truncated field) walks the
+top-level wire format to name the event that is broken.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from google.protobuf.message import DecodeError
+
+from aiaudit.common.v1 import event_pb2
+
+_WIRE_SIZES = {1: 8, 5: 4}
+
+
+@dataclass(frozen=True)
+class Malformed(Exception):
+    """A request that is not valid protobuf; ``field`` names the broken part."""
+
+    field: str
+    description: str
+
+
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    value, shift = 0, 0
+    while True:
+        if pos >= len(buf) or shift > 63:
+            raise Malformed("", "truncated varint")
+        b = buf[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return value, pos
+        shift += 7
+
+
+def locate_bad_event(raw: bytes, events_field: int, prefix: str) -> Malformed:
+    """Names the first event of a request that does not parse."""
+    pos, index = 0, 0
+    try:
+        while pos < len(raw):
+            tag, pos = _varint(raw, pos)
+            number, wire_type = tag >> 3, tag & 7
+            if wire_type == 0:
+                _, pos = _varint(raw, pos)
+            elif wire_type == 2:
+                length, pos = _varint(raw, pos)
+                chunk = raw[pos : pos + length]
+                if len(chunk) != length:
+                    return Malformed(prefix, "truncated message")
+                pos += length
+                if number == events_field:
+                    try:
+                        event_pb2.Event.FromString(chunk)
+                    except DecodeError:
+                        return Malformed(
+                            f"{prefix}[{index}]",
+                            "is not a valid Event (invalid UTF-8 in a string field, or malformed)",
+                        )
+                    index += 1
+            elif wire_type in _WIRE_SIZES:
+                pos += _WIRE_SIZES[wire_type]
+            else:
+                return Malformed(prefix, f"unsupported wire type {wire_type}")
+    except Malformed as exc:
+        return Malformed(prefix, exc.description)
+    return Malformed(prefix, "request is not valid protobuf")
