@@ -102,8 +102,8 @@ def load(
 
 def _validate(s: Settings) -> None:
     host, sep, port = s.address.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"setting 'address': {s.address!r} is not HOST:PORT")
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ConfigError(f"setting 'address': {s.address!r} is not HOST:PORT (port 0 picks a free port)")
     if not (s.database_url == "" or s.database_url.startswith(("sqlite", "postgresql"))):
         raise ConfigError(
             "setting 'database_url': must be a sqlite:/// or postgresql+psycopg:// URL"

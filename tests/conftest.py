@@ -1,0 +1,117 @@
+"""Shared fixtures: real backends started by the repo's scripts, never mocks.
+
+PostgreSQL is started by scripts/backends/postgres.sh (idempotent), so plain
+`pytest` works as well as the README's test command. Every test writes to its
+own tenant (its own log), so tests never see each other's events.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import psycopg
+import pytest
+import sqlalchemy as sa
+
+from aiaudit.common import config
+from aiaudit.common.store import open_store
+from aiaudit.common.store.sql import SqlEventStore
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _script_env(script: str) -> dict[str, str]:
+    out = subprocess.run(
+        ["bash", str(REPO / "scripts" / "backends" / script), "start"],
+        check=True, capture_output=True, text=True, timeout=900,
+    ).stdout
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+@dataclass(frozen=True)
+class Postgres:
+    admin_dsn: str
+    admin_url: str
+    app_url: str
+    """A login role granted only aiaudit_writer: what ingest runs as."""
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Postgres:
+    env = _script_env("postgres.sh")
+    base_dsn = env["AIAUDIT_TEST_PG_DSN"]
+    db = f"aiaudit_test_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(base_dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {db}")
+    admin_dsn = base_dsn.rsplit("/", 1)[0] + f"/{db}"
+    admin_url = admin_dsn.replace("postgresql://", "postgresql+psycopg://", 1)
+    open_store(admin_url, run_migrations=True).close()
+    user, password = f"ingest_{uuid.uuid4().hex[:8]}", secrets.token_hex(16)
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {user} LOGIN PASSWORD '{password}' IN ROLE aiaudit_writer")
+    host = admin_dsn.split("@", 1)[1]
+    return Postgres(admin_dsn, admin_url, f"postgresql+psycopg://{user}:{password}@{host}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'aiaudit.db'}"
+        open_store(url, run_migrations=True).close()
+        return url
+    pg: Postgres = request.getfixturevalue("postgres")
+    return pg.app_url
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[SqlEventStore]:
+    s = open_store(store_url)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def tenant() -> str:
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+@dataclass
+class Running:
+    channel: grpc.Channel
+    suite: object
+    address: str
+
+
+@pytest.fixture
+def server(store_url: str, tmp_path: Path) -> Iterator[Running]:
+    from aiaudit.cli.server import start
+
+    settings = config.load(
+        env={},
+        overrides={"address": "127.0.0.1:0", "data_dir": tmp_path, "database_url": store_url,
+                   "max_batch_events": 100, "max_event_bytes": 256 * 1024,
+                   "max_message_bytes": 4 * 1024 * 1024},
+    )
+    suite = start(settings)
+    address = f"127.0.0.1:{suite.port}"
+    channel = grpc.insecure_channel(address)
+    yield Running(channel, suite, address)
+    channel.close()
+    suite.stop()
+
+
+def engine_for(url: str) -> sa.Engine:
+    return sa.create_engine(url)
+
+
+def subprocess_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("AIAUDIT_DATABASE_URL", None)
+    return env

@@ -1,0 +1,227 @@
+"""IngestService contract, run against SQLite and PostgreSQL through real gRPC."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from aiaudit.common.v1 import event_pb2 as ev
+from aiaudit.ingest.v1 import ingest_service_pb2 as pb
+from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
+from tests.conftest import Running
+from tests.helpers import interaction
+
+
+def stub(server: Running) -> pb_grpc.IngestServiceStub:
+    return pb_grpc.IngestServiceStub(server.channel)
+
+
+def violations(err: grpc.RpcError) -> dict[str, str]:
+    status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    assert status is not None
+    out = {}
+    for detail in status.details:
+        br = error_details_pb2.BadRequest()
+        if detail.Unpack(br):
+            out.update({v.field: v.description for v in br.field_violations})
+    return out
+
+
+def stored_count(server: Running, tenant: str) -> int:
+    return server.suite.store.log_sizes().get(tenant, 0)  # type: ignore[attr-defined]
+
+
+def test_append_returns_receipts_in_order(server: Running, tenant: str) -> None:
+    events = [interaction(tenant, f"id-{i}") for i in range(5)]
+    response = stub(server).Append(pb.AppendRequest(events=events))
+    assert [r.event_id for r in response.receipts] == [f"id-{i}" for i in range(5)]
+    assert [r.sequence for r in response.receipts] == list(range(5))
+    assert all(len(r.leaf_hash) == 32 and r.log_id == tenant and not r.duplicate for r in response.receipts)
+    stored = server.suite.store.get_event(tenant, "id-3")  # type: ignore[attr-defined]
+    assert stored.leaf_hash == response.receipts[3].leaf_hash
+    original = events[3]
+    restored = stored.to_event()
+    restored.ClearField("receive_time")
+    assert restored == original
+
+
+def test_retry_returns_original_receipt_and_stores_once(server: Running, tenant: str) -> None:
+    e = interaction(tenant, "retry-me")
+    first = stub(server).Append(pb.AppendRequest(events=[e])).receipts[0]
+    again = stub(server).Append(pb.AppendRequest(events=[e, interaction(tenant, "new")])).receipts
+    assert again[0].duplicate and again[0].sequence == first.sequence
+    assert again[0].leaf_hash == first.leaf_hash and again[0].receive_time == first.receive_time
+    assert again[1].sequence == 1 and not again[1].duplicate
+    assert stored_count(server, tenant) == 2
+
+
+def test_same_id_different_content_is_already_exists(server: Running, tenant: str) -> None:
+    stub(server).Append(pb.AppendRequest(events=[interaction(tenant, "taken", text="one")]))
+    with pytest.raises(grpc.RpcError) as err:
+        stub(server).Append(pb.AppendRequest(events=[interaction(tenant, "fresh"), interaction(tenant, "taken", text="two")]))
+    assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert "events[1].event_id" in err.value.details()
+    assert stored_count(server, tenant) == 1  # the whole batch, "fresh" included, was refused
+
+
+def _bad(server: Running, events: list[ev.Event]) -> dict[str, str]:
+    with pytest.raises(grpc.RpcError) as err:
+        stub(server).Append(pb.AppendRequest(events=events))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    return violations(err.value)
+
+
+def test_one_invalid_event_rejects_the_batch(server: Running, tenant: str) -> None:
+    events = [interaction(tenant) for _ in range(4)]
+    events[3].model.name = ""
+    assert _bad(server, events) == {"events[3].model.name": "is required for EVENT_TYPE_INTERACTION events"}
+    assert stored_count(server, tenant) == 0
+
+
+def test_empty_batch(server: Running) -> None:
+    assert "events" in _bad(server, [])
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda e: e.ClearField("event_id"), "events[0].event_id"),
+        (lambda e: setattr(e, "event_id", "has space"), "events[0].event_id"),
+        (lambda e: e.ClearField("tenant_id"), "events[0].tenant_id"),
+        (lambda e: e.ClearField("event_type"), "events[0].event_type"),
+        (lambda e: setattr(e, "event_type", 999), "events[0].event_type"),
+        (lambda e: e.ClearField("occurred_time"), "events[0].occurred_time"),
+        (lambda e: setattr(e.occurred_time, "seconds", -10), "events[0].occurred_time"),
+        (lambda e: setattr(e.occurred_time, "seconds", 4_000_000_000), "events[0].occurred_time"),
+        (lambda e: setattr(e.model, "temperature", float("nan")), "events[0].model.temperature"),
+        (lambda e: setattr(e.usage, "input_tokens", -1), "events[0].usage.input_tokens"),
+        (lambda e: setattr(e.actor, "ip_address", "999.1.1.1"), "events[0].actor.ip_address"),
+        (lambda e: setattr(e.correlation, "trace_id", "xyz"), "events[0].correlation.trace_id"),
+        (lambda e: e.input.messages[0].parts.add(media=ev.Media(mime_type="image/png", sha256="0" * 64, data=b"abc", size_bytes=3)),
+         "events[0].input.messages[0].parts[1].media.sha256"),
+        (lambda e: setattr(e.input.messages[0], "role", 42), "events[0].input.messages[0].role"),
+        (lambda e: setattr(e.actor, "user_id", "u" * 5000), "events[0].actor.user_id"),
+        (lambda e: e.attributes["Bad Key"].string_value.__class__, "events[0].attributes['Bad Key']"),
+    ],
+)
+def test_bad_fields_are_named(server: Running, tenant: str, mutate: object, field: str) -> None:
+    e = interaction(tenant)
+    mutate(e)  # type: ignore[operator]
+    assert field in _bad(server, [e])
+    assert stored_count(server, tenant) == 0
+
+
+def test_duplicate_ids_within_a_batch(server: Running, tenant: str) -> None:
+    out = _bad(server, [interaction(tenant, "dup"), interaction(tenant, "other"), interaction(tenant, "dup")])
+    assert out == {"events[2].event_id": "duplicates events[0].event_id"}
+
+
+def test_invalid_utf8_names_the_event(server: Running, tenant: str) -> None:
+    good = interaction(tenant).SerializeToString()
+    bad = interaction(tenant, text="PLACEHOLDER").SerializeToString().replace(b"PLACEHOLDER", b"\xff\xfeLACEHOLD\xc3")
+    frame = lambda b: b"\x0a" + _varint(len(b)) + b  # noqa: E731  (field 1, length-delimited)
+    call = server.channel.unary_unary("/aiaudit.ingest.v1.IngestService/Append")
+    with pytest.raises(grpc.RpcError) as err:
+        call(frame(good) + frame(bad))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "events[1]" in violations(err.value)
+    assert stored_count(server, tenant) == 0
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def test_oversized_event_states_the_limit(server: Running, tenant: str) -> None:
+    out = _bad(server, [interaction(tenant, text="x" * 300_000)])
+    assert out["events[0]"].endswith("the limit is 262144")
+
+
+def test_oversized_batch_states_the_limit(server: Running, tenant: str) -> None:
+    assert _bad(server, [interaction(tenant) for _ in range(101)]) == {"events": "has 101 events; the limit is 100"}
+
+
+def test_oversized_message_is_resource_exhausted(server: Running, tenant: str) -> None:
+    with pytest.raises(grpc.RpcError) as err:
+        stub(server).Append(pb.AppendRequest(events=[interaction(tenant, text="x" * 5_000_000)]))
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "4194304" in err.value.details()
+
+
+def test_stream_answers_each_request_on_its_own(server: Running, tenant: str) -> None:
+    bad = interaction(tenant)
+    bad.ClearField("event_type")
+    s1 = interaction(tenant, "s1")
+    requests = [
+        pb.AppendStreamRequest(request_id=1, events=[s1]),
+        pb.AppendStreamRequest(request_id=2, events=[bad]),
+        pb.AppendStreamRequest(request_id=3, events=[interaction(tenant, "s2"), interaction(tenant, "s3")]),
+        pb.AppendStreamRequest(request_id=4, events=[s1]),
+        pb.AppendStreamRequest(request_id=5, events=[interaction(tenant, "s1", text="changed")]),
+    ]
+    responses = list(stub(server).AppendStream(iter(requests)))
+    assert [r.request_id for r in responses] == [1, 2, 3, 4, 5]
+    assert responses[0].status.code == 0 and responses[0].receipts[0].sequence == 0
+    assert responses[1].status.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    detail = error_details_pb2.BadRequest()
+    assert responses[1].status.details[0].Unpack(detail)
+    assert detail.field_violations[0].field == "events[0].event_type"
+    assert [r.sequence for r in responses[2].receipts] == [1, 2]
+    assert responses[3].receipts[0].duplicate and responses[3].receipts[0].sequence == 0
+    assert responses[4].status.code == grpc.StatusCode.ALREADY_EXISTS.value[0]
+
+
+def test_concurrent_clients_get_gap_free_unique_sequences(server: Running, tenant: str) -> None:
+    sequences: list[int] = []
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def client(k: int) -> None:
+        try:
+            s = stub(server)
+            for i in range(10):
+                batch = [interaction(tenant, f"c{k}-{i}-{j}") for j in range(1 + (i % 3))]
+                got = [r.sequence for r in s.Append(pb.AppendRequest(events=batch)).receipts]
+                assert got == list(range(got[0], got[0] + len(got)))  # a batch is contiguous
+                with lock:
+                    sequences.extend(got)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert sorted(sequences) == list(range(len(sequences)))
+    assert stored_count(server, tenant) == len(sequences)
+
+
+def test_health_and_reflection(server: Running) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    health = health_pb2_grpc.HealthStub(server.channel)
+    reply = health.Check(health_pb2.HealthCheckRequest(service="aiaudit.ingest.v1.IngestService"))
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    refl = reflection_pb2_grpc.ServerReflectionStub(server.channel)
+    answers = list(refl.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
+    names = {s.name for s in answers[0].list_services_response.service}
+    assert "aiaudit.ingest.v1.IngestService" in names
+
+
+def test_unique_tenant_logs_are_independent(server: Running) -> None:
+    a, b = f"a-{uuid.uuid4().hex[:8]}", f"b-{uuid.uuid4().hex[:8]}"
+    r = stub(server).Append(pb.AppendRequest(events=[interaction(a), interaction(b), interaction(a)])).receipts
+    assert [(x.log_id, x.sequence) for x in r] == [(a, 0), (b, 0), (a, 1)]
