@@ -29,6 +29,10 @@ class GroupCommitter:
         self._store = store
         self._max = max_group_events
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self.groups_committed = 0
+        """Transactions attempted so far (a metric; tests use it to see grouping)."""
+        self.in_flight = 0
+        """Batches in the transaction under way."""
         self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
         self._thread.start()
 
@@ -37,6 +41,10 @@ class GroupCommitter:
         future: Future[BatchOutcome] = Future()
         self._queue.put((batch, future))
         return future
+
+    def backlog(self) -> int:
+        """Batches waiting for the next transaction."""
+        return self._queue.qsize()
 
     def close(self) -> None:
         """Commits what is queued, then stops the writer."""
@@ -66,6 +74,7 @@ class GroupCommitter:
                 self._commit(group)
 
     def _commit(self, group: list[tuple[Sequence[NewEvent], Future[BatchOutcome]]]) -> None:
+        self.in_flight = len(group)
         try:
             outcomes = self._store.append_group([b for b, _ in group])
         except Exception as exc:  # the store is down or refused: nothing was acknowledged
@@ -73,5 +82,8 @@ class GroupCommitter:
             for _, future in group:
                 future.set_exception(exc)
             return
+        finally:
+            self.groups_committed += 1
+            self.in_flight = 0
         for (_, future), outcome in zip(group, outcomes, strict=True):
             future.set_result(outcome)

@@ -1,0 +1,102 @@
+"""Store behaviour below gRPC: group commit, append-only grants, partitions."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import psycopg
+import pytest
+
+from aiaudit.ingest.v1 import ingest_service_pb2 as pb
+from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
+from tests.conftest import Postgres, Running
+from tests.helpers import interaction
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    """Polls a condition with a deadline (synchronisation on state, not on time)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached before the deadline")
+        time.sleep(0.005)
+
+
+@contextmanager
+def writers_blocked(store_url: str, tenant: str, request: pytest.FixtureRequest) -> Iterator[None]:
+    """Holds the tenant's log head lock from another connection."""
+    if store_url.startswith("sqlite"):
+        conn = sqlite3.connect(store_url.removeprefix("sqlite:///"), isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            conn.execute("ROLLBACK")
+            conn.close()
+    else:
+        pg: Postgres = request.getfixturevalue("postgres")
+        with psycopg.connect(pg.admin_dsn) as conn:
+            conn.execute("SELECT size FROM logs WHERE log_id = %s FOR UPDATE", (tenant,))
+            yield
+            conn.rollback()
+
+
+def test_concurrent_single_appends_share_transactions(
+    server: Running, store_url: str, tenant: str, request: pytest.FixtureRequest
+) -> None:
+    stub = pb_grpc.IngestServiceStub(server.channel)
+    stub.Append(pb.AppendRequest(events=[interaction(tenant, "first")]))
+    committer = server.suite.committer  # type: ignore[attr-defined]
+    before = committer.groups_committed
+    results: list[int] = []
+    n = 20
+    with writers_blocked(store_url, tenant, request):
+        threads = [
+            threading.Thread(target=lambda i=i: results.append(
+                stub.Append(pb.AppendRequest(events=[interaction(tenant, f"g{i}")])).receipts[0].sequence))
+            for i in range(n)
+        ]
+        for t in threads:
+            t.start()
+        wait_until(lambda: committer.in_flight + committer.backlog() == n)
+    for t in threads:
+        t.join()
+    assert sorted(results) == list(range(1, n + 1))
+    assert committer.groups_committed - before <= 2  # one blocked group, then everyone else at once
+
+
+def test_application_role_cannot_change_or_delete(postgres: Postgres, tenant: str) -> None:
+    from aiaudit.common.store import open_store
+    from aiaudit.common.store.sql import NewEvent  # noqa: F401  (documents what is written)
+    from aiaudit.ingest.prepare import prepare
+    import datetime as dt
+
+    store = open_store(postgres.app_url)
+    store.append_group([[prepare(interaction(tenant, "x"), dt.datetime.now(dt.UTC))]])
+    store.close()
+    dsn = postgres.app_url.replace("postgresql+psycopg://", "postgresql://")
+    for sql in (
+        "UPDATE events SET event_type = 'EVENT_TYPE_FEEDBACK' WHERE log_id = %s",
+        "DELETE FROM events WHERE log_id = %s",
+        "UPDATE log_entries SET leaf_hash = '\\x00' WHERE log_id = %s",
+        "DELETE FROM log_entries WHERE log_id = %s",
+        "DELETE FROM event_content WHERE log_id = %s",
+        "TRUNCATE events",
+    ):
+        with psycopg.connect(dsn) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(sql, (tenant,) if "%s" in sql else None)
+
+
+def test_events_are_partitioned_by_time(postgres: Postgres) -> None:
+    with psycopg.connect(postgres.admin_dsn) as conn:
+        parents = {r[0] for r in conn.execute(
+            "SELECT c.relname FROM pg_partitioned_table p JOIN pg_class c ON c.oid = p.partrelid")}
+        children = [r[0] for r in conn.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'events'")]
+    assert {"events", "event_content"} <= parents
+    assert "events_default" in children and len(children) >= 13  # this month + 12 ahead + default

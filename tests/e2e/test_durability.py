@@ -1,0 +1,95 @@
+"""kill -9 the server mid-stream: every acknowledged event survives, exactly once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import grpc
+
+from aiaudit.common.store import open_store
+from aiaudit.ingest.v1 import ingest_service_pb2 as pb
+from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
+from tests.conftest import subprocess_env
+from tests.helpers import interaction
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def serve(store_url: str, data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aiaudit.cli.main", "serve", "--address", f"127.0.0.1:{port}",
+         "--data-dir", str(data_dir)],
+        env={**subprocess_env(), "AIAUDIT_DATABASE_URL": store_url},
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # the server prints its address once it is serving
+    assert b"serving on" in line, line
+    return proc
+
+
+def test_kill_9_mid_stream_loses_no_acknowledged_event(store_url: str, tmp_path: Path, tenant: str) -> None:
+    if store_url.startswith("sqlite"):
+        store_url = f"sqlite:///{tmp_path / 'kill.db'}"
+    port = free_port()
+    proc = serve(store_url, tmp_path, port)
+    events = [interaction(tenant, f"k{i}", text=f"prompt {i}") for i in range(2000)]
+    acked: dict[str, bytes] = {}
+    killed = threading.Event()
+
+    def requests():  # noqa: ANN202
+        for i in range(0, len(events), 5):
+            if killed.is_set():
+                return
+            yield pb.AppendStreamRequest(request_id=i, events=events[i : i + 5])
+
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    stream = pb_grpc.IngestServiceStub(channel).AppendStream(requests())
+    try:
+        for response in stream:
+            assert response.status.code == 0
+            for r in response.receipts:
+                acked[r.event_id] = r.leaf_hash
+            if len(acked) >= 300 and not killed.is_set():
+                os.kill(proc.pid, signal.SIGKILL)
+                killed.set()
+    except grpc.RpcError as err:
+        assert err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN)
+    channel.close()
+    proc.wait()
+    assert killed.is_set() and len(acked) >= 300
+
+    # Restart and resend everything, as the SDK would: acked events come back as duplicates.
+    proc = serve(store_url, tmp_path, port)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = pb_grpc.IngestServiceStub(channel)
+            for i in range(0, len(events), 100):
+                for r in stub.Append(pb.AppendRequest(events=events[i : i + 100])).receipts:
+                    if r.event_id in acked:
+                        assert r.duplicate and r.leaf_hash == acked[r.event_id]
+    finally:
+        proc.terminate()
+        proc.wait()
+
+    store = open_store(store_url)
+    try:
+        assert store.log_sizes()[tenant] == len(events)
+        stored = store.read_log(tenant, 0, len(events) + 10)
+        assert [s.sequence for s in stored] == list(range(len(events)))
+        assert sorted(s.event_id for s in stored) == sorted(e.event_id for e in events)
+        by_id = {s.event_id: s for s in stored}
+        for event_id, leaf in acked.items():
+            assert by_id[event_id].leaf_hash == leaf
+    finally:
+        store.close()
