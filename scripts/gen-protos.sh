@@ -5,7 +5,7 @@
 # is stale (CI runs it).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
-python=${PYTHON:-python}
+python=${PYTHON:-$repo/.venv/bin/python}
 check=false
 [ "${1:-}" = "--check" ] && check=true
 

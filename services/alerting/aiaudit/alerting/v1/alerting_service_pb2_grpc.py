@@ -38,12 +38,12 @@ class AlertingServiceStub:
         self.CreateRule = channel.unary_unary(
                 '/aiaudit.alerting.v1.AlertingService/CreateRule',
                 request_serializer=aiaudit_dot_alerting_dot_v1_dot_alerting__service__pb2.CreateRuleRequest.SerializeToString,
-                response_deserializer=aiaudit_dot_alerting_dot_v1_dot_alerting__service__pb2.Rule.FromString,
+                response_deserializer=aiaudit_dot_alerting_dot_v1_dot_alerting__service__pb2.CreateRuleResponse.FromString,
                 _registered_method=True)
         self.GetRule = channel.unary_unary(
                 '/aiaudit.alerting.v1.AlertingService/GetRule',
                 request_serializer=aiaudit_dot_alerting_dot_v1_dot_alerting__service__pb2.GetRuleRequest.SerializeToString,
-                response_deserializer=aiaudit_dot_alerting_dot_v1_dot_alerting__service__pb2.Rule.FromString,
+                response_deserializer=aiaudit_dot_alerting_dot_v1_dot_alerting__service__pb2.GetRuleResponse.FromString,
                 _registered_method=True)
         self.ListRules = channel.unary_unary(
                 '/aiaudit.alerting.v1.AlertingService/ListRules',
@@ -53,7 +53,7 @@ class AlertingServiceStub:
         self.UpdateRule = channel.unary_unary(
                 '/aiaudit.alerting.v1.AlertingService/UpdateRule',
                 request_serializer=aiaudit_dot_alerting_dot_v1_dot_alerting__service__pb2.UpdateRuleRequest.SerializeToString,
-                response_deserializer=aiaudit_dot_alerting_dot_v1_dot_alerting__service__pb2.Rule.FromString,
+                response_deserializer=aiaudit_dot_alerting_dot_v1_dot_alerting__service__pb2.UpdateRuleResponse.FromString,
                 _registered_method=True)
         self.DeleteRule = channel.unary_unary(
                 '/aiaudit.alerting.v1.AlertingService/DeleteRule',
@@ -73,12 +73,12 @@ class AlertingServiceStub:
         self.AcknowledgeAlert = channel.unary_unary(
                 '/aiaudit.alerting.v1.AlertingService/AcknowledgeAlert',
                 request_serializer=aiaudit_dot_alerting_dot_v1_dot_alerting__service__pb2.AcknowledgeAlertRequest.SerializeToString,
-                response_deserializer=aiaudit_dot_alerting_dot_v1_dot_alerting__service__pb2.Alert.FromString,
+                response_deserializer=aiaudit_dot_alerting_dot_v1_dot_alerting__service__pb2.AcknowledgeAlertResponse.FromString,
                 _registered_method=True)
         self.ResolveAlert = channel.unary_unary(
                 '/aiaudit.alerting.v1.AlertingService/ResolveAlert',
                 request_serializer=aiaudit_dot_alerting_dot_v1_dot_alerting__service__pb2.ResolveAlertRequest.SerializeToString,
-                response_deserializer=aiaudit_dot_alerting_dot_v1_dot_alerting__service__pb2.Alert.FromString,
+                response_deserializer=aiaudit_dot_alerting_dot_v1_dot_alerting__service__pb2.ResolveAlertResponse.FromString,
                 _registered_method=True)
         self.WatchAlerts = channel.unary_stream(
                 '/aiaudit.alerting.v1.AlertingService/WatchAlerts',
@@ -167,12 +167,12 @@ def add_AlertingServiceServicer_to_server(servicer, server):
             'CreateRule': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateRule,
                     request_deserializer=aiaudit_dot_alerting_dot_v1_dot_alerting__service__pb2.CreateRuleRequest.FromString,
-                    response_serializer=aiaudit_dot_alerting_dot_v1_dot_alerting__service__pb2.Rule.SerializeToString,
+                    response_serializer=aiaudit_dot_alerting_dot_v1_dot_alerting__service__pb2.CreateRuleResponse.SerializeToString,
             ),
             'GetRule': grpc.unary_unary_rpc_method_handler(
                     servicer.GetRule,
                     request_deserializer=aiaudit_dot_alerting_dot_v1_dot_alerting__service__pb2.GetRuleRequest.FromString,
-                    response_serializer=aiaudit_dot_alerting_dot_v1_dot_alerting__service__pb2.Rule.SerializeToString,
+                    response_serializer=aiaudit_dot_alerting_dot_v1_dot_alerting__service__pb2.GetRuleResponse.SerializeToString,
             ),
             'ListRules': grpc.unary_unary_rpc_method_handler(
                     servicer.ListRules,
@@ -182,7 +182,7 @@ def add_AlertingServiceServicer_to_server(servicer, server):
             'UpdateRule': grpc.unary_unary_rpc_method_handler(
                     servicer.UpdateRule,
                     request_deserializer=aiaudit_dot_alerting_dot_v1_dot_alerting__service__pb2.UpdateRuleRequest.FromString,
-                    response_serializer=aiaudit_dot_alerting_dot_v1_dot_alerting__service__pb2.Rule.SerializeToString,
+                    response_serializer=aiaudit_dot_alerting_dot_v1_dot_alerting__service__pb2.UpdateRuleResponse.SerializeToString,
             ),
             'DeleteRule': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteRule,
@@ -202,12 +202,12 @@ def add_AlertingServiceServicer_to_server(servicer, server):
             'AcknowledgeAlert': grpc.unary_unary_rpc_method_handler(
                     servicer.AcknowledgeAlert,
                     request_deserializer=aiaudit_dot_alerting_dot_v1_dot_alerting__service__pb2.AcknowledgeAlertRequest.FromString,
-                    response_serializer=aiaudit_dot_alerting_dot_v1_dot_alerting__service__pb2.Alert.SerializeToString,
+                    response_serializer=aiaudit_dot_alerting_dot_v1_dot_alerting__service__pb2.AcknowledgeAlertResponse.SerializeToString,
             ),
             'ResolveAlert': grpc.unary_unary_rpc_method_handler(
                     servicer.ResolveAlert,
                     request_deserializer=aiaudit_dot_alerting_dot_v1_dot_alerting__service__pb2.ResolveAlertRequest.FromString,
-                    response_serializer=aiaudit_dot_alerting_dot_v1_dot_alerting__service__pb2.Alert.SerializeToString,
+                    response_serializer=aiaudit_dot_alerting_dot_v1_dot_alerting__service__pb2.ResolveAlertResponse.SerializeToString,
             ),
             'WatchAlerts': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchAlerts,
@@ -242,7 +242,7 @@ class AlertingService:
             target,
             '/aiaudit.alerting.v1.AlertingService/CreateRule',
             aiaudit_dot_alerting_dot_v1_dot_alerting__service__pb2.CreateRuleRequest.SerializeToString,
-            aiaudit_dot_alerting_dot_v1_dot_alerting__service__pb2.Rule.FromString,
+            aiaudit_dot_alerting_dot_v1_dot_alerting__service__pb2.CreateRuleResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -269,7 +269,7 @@ class AlertingService:
             target,
             '/aiaudit.alerting.v1.AlertingService/GetRule',
             aiaudit_dot_alerting_dot_v1_dot_alerting__service__pb2.GetRuleRequest.SerializeToString,
-            aiaudit_dot_alerting_dot_v1_dot_alerting__service__pb2.Rule.FromString,
+            aiaudit_dot_alerting_dot_v1_dot_alerting__service__pb2.GetRuleResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -323,7 +323,7 @@ class AlertingService:
             target,
             '/aiaudit.alerting.v1.AlertingService/UpdateRule',
             aiaudit_dot_alerting_dot_v1_dot_alerting__service__pb2.UpdateRuleRequest.SerializeToString,
-            aiaudit_dot_alerting_dot_v1_dot_alerting__service__pb2.Rule.FromString,
+            aiaudit_dot_alerting_dot_v1_dot_alerting__service__pb2.UpdateRuleResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -431,7 +431,7 @@ class AlertingService:
             target,
             '/aiaudit.alerting.v1.AlertingService/AcknowledgeAlert',
             aiaudit_dot_alerting_dot_v1_dot_alerting__service__pb2.AcknowledgeAlertRequest.SerializeToString,
-            aiaudit_dot_alerting_dot_v1_dot_alerting__service__pb2.Alert.FromString,
+            aiaudit_dot_alerting_dot_v1_dot_alerting__service__pb2.AcknowledgeAlertResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -458,7 +458,7 @@ class AlertingService:
             target,
             '/aiaudit.alerting.v1.AlertingService/ResolveAlert',
             aiaudit_dot_alerting_dot_v1_dot_alerting__service__pb2.ResolveAlertRequest.SerializeToString,
-            aiaudit_dot_alerting_dot_v1_dot_alerting__service__pb2.Alert.FromString,
+            aiaudit_dot_alerting_dot_v1_dot_alerting__service__pb2.ResolveAlertResponse.FromString,
             options,
             channel_credentials,
             insecure,
