@@ -30,7 +30,10 @@ REPO = Path(__file__).resolve().parents[1]
 def _script_env(script: str) -> dict[str, str]:
     out = subprocess.run(
         ["bash", str(REPO / "scripts" / "backends" / script), "start"],
-        check=True, capture_output=True, text=True, timeout=900,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=900,
     ).stdout
     return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
@@ -95,9 +98,14 @@ def server(store_url: str, tmp_path: Path) -> Iterator[Running]:
 
     settings = config.load(
         env={},
-        overrides={"address": "127.0.0.1:0", "data_dir": tmp_path, "database_url": store_url,
-                   "max_batch_events": 100, "max_event_bytes": 256 * 1024,
-                   "max_message_bytes": 4 * 1024 * 1024},
+        overrides={
+            "address": "127.0.0.1:0",
+            "data_dir": tmp_path,
+            "database_url": store_url,
+            "max_batch_events": 100,
+            "max_event_bytes": 256 * 1024,
+            "max_message_bytes": 4 * 1024 * 1024,
+        },
     )
     suite = start(settings)
     address = f"127.0.0.1:{suite.port}"

@@ -41,7 +41,9 @@ def test_append_returns_receipts_in_order(server: Running, tenant: str) -> None:
     response = stub(server).Append(pb.AppendRequest(events=events))
     assert [r.event_id for r in response.receipts] == [f"id-{i}" for i in range(5)]
     assert [r.sequence for r in response.receipts] == list(range(5))
-    assert all(len(r.leaf_hash) == 32 and r.log_id == tenant and not r.duplicate for r in response.receipts)
+    assert all(
+        len(r.leaf_hash) == 32 and r.log_id == tenant and not r.duplicate for r in response.receipts
+    )
     stored = server.suite.store.get_event(tenant, "id-3")  # type: ignore[attr-defined]
     assert stored.leaf_hash == response.receipts[3].leaf_hash
     original = events[3]
@@ -63,7 +65,11 @@ def test_retry_returns_original_receipt_and_stores_once(server: Running, tenant:
 def test_same_id_different_content_is_already_exists(server: Running, tenant: str) -> None:
     stub(server).Append(pb.AppendRequest(events=[interaction(tenant, "taken", text="one")]))
     with pytest.raises(grpc.RpcError) as err:
-        stub(server).Append(pb.AppendRequest(events=[interaction(tenant, "fresh"), interaction(tenant, "taken", text="two")]))
+        stub(server).Append(
+            pb.AppendRequest(
+                events=[interaction(tenant, "fresh"), interaction(tenant, "taken", text="two")]
+            )
+        )
     assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
     assert "events[1].event_id" in err.value.details()
     assert stored_count(server, tenant) == 1  # the whole batch, "fresh" included, was refused
@@ -79,7 +85,9 @@ def _bad(server: Running, events: list[ev.Event]) -> dict[str, str]:
 def test_one_invalid_event_rejects_the_batch(server: Running, tenant: str) -> None:
     events = [interaction(tenant) for _ in range(4)]
     events[3].model.name = ""
-    assert _bad(server, events) == {"events[3].model.name": "is required for EVENT_TYPE_INTERACTION events"}
+    assert _bad(server, events) == {
+        "events[3].model.name": "is required for EVENT_TYPE_INTERACTION events"
+    }
     assert stored_count(server, tenant) == 0
 
 
@@ -102,11 +110,18 @@ def test_empty_batch(server: Running) -> None:
         (lambda e: setattr(e.usage, "input_tokens", -1), "events[0].usage.input_tokens"),
         (lambda e: setattr(e.actor, "ip_address", "999.1.1.1"), "events[0].actor.ip_address"),
         (lambda e: setattr(e.correlation, "trace_id", "xyz"), "events[0].correlation.trace_id"),
-        (lambda e: e.input.messages[0].parts.add(media=ev.Media(mime_type="image/png", sha256="0" * 64, data=b"abc", size_bytes=3)),
-         "events[0].input.messages[0].parts[1].media.sha256"),
+        (
+            lambda e: e.input.messages[0].parts.add(
+                media=ev.Media(mime_type="image/png", sha256="0" * 64, data=b"abc", size_bytes=3)
+            ),
+            "events[0].input.messages[0].parts[1].media.sha256",
+        ),
         (lambda e: setattr(e.input.messages[0], "role", 42), "events[0].input.messages[0].role"),
         (lambda e: setattr(e.actor, "user_id", "u" * 5000), "events[0].actor.user_id"),
-        (lambda e: e.attributes["Bad Key"].string_value.__class__, "events[0].attributes['Bad Key']"),
+        (
+            lambda e: e.attributes["Bad Key"].string_value.__class__,
+            "events[0].attributes['Bad Key']",
+        ),
     ],
 )
 def test_bad_fields_are_named(server: Running, tenant: str, mutate: object, field: str) -> None:
@@ -117,13 +132,20 @@ def test_bad_fields_are_named(server: Running, tenant: str, mutate: object, fiel
 
 
 def test_duplicate_ids_within_a_batch(server: Running, tenant: str) -> None:
-    out = _bad(server, [interaction(tenant, "dup"), interaction(tenant, "other"), interaction(tenant, "dup")])
+    out = _bad(
+        server,
+        [interaction(tenant, "dup"), interaction(tenant, "other"), interaction(tenant, "dup")],
+    )
     assert out == {"events[2].event_id": "duplicates events[0].event_id"}
 
 
 def test_invalid_utf8_names_the_event(server: Running, tenant: str) -> None:
     good = interaction(tenant).SerializeToString()
-    bad = interaction(tenant, text="PLACEHOLDER").SerializeToString().replace(b"PLACEHOLDER", b"\xff\xfeLACEHOLD\xc3")
+    bad = (
+        interaction(tenant, text="PLACEHOLDER")
+        .SerializeToString()
+        .replace(b"PLACEHOLDER", b"\xff\xfeLACEHOLD\xc3")
+    )
     frame = lambda b: b"\x0a" + _varint(len(b)) + b  # noqa: E731  (field 1, length-delimited)
     call = server.channel.unary_unary("/aiaudit.ingest.v1.IngestService/Append")
     with pytest.raises(grpc.RpcError) as err:
@@ -148,7 +170,9 @@ def test_oversized_event_states_the_limit(server: Running, tenant: str) -> None:
 
 
 def test_oversized_batch_states_the_limit(server: Running, tenant: str) -> None:
-    assert _bad(server, [interaction(tenant) for _ in range(101)]) == {"events": "has 101 events; the limit is 100"}
+    assert _bad(server, [interaction(tenant) for _ in range(101)]) == {
+        "events": "has 101 events; the limit is 100"
+    }
 
 
 def test_oversized_message_is_resource_exhausted(server: Running, tenant: str) -> None:
@@ -165,7 +189,9 @@ def test_stream_answers_each_request_on_its_own(server: Running, tenant: str) ->
     requests = [
         pb.AppendStreamRequest(request_id=1, events=[s1]),
         pb.AppendStreamRequest(request_id=2, events=[bad]),
-        pb.AppendStreamRequest(request_id=3, events=[interaction(tenant, "s2"), interaction(tenant, "s3")]),
+        pb.AppendStreamRequest(
+            request_id=3, events=[interaction(tenant, "s2"), interaction(tenant, "s3")]
+        ),
         pb.AppendStreamRequest(request_id=4, events=[s1]),
         pb.AppendStreamRequest(request_id=5, events=[interaction(tenant, "s1", text="changed")]),
     ]
@@ -216,12 +242,18 @@ def test_health_and_reflection(server: Running) -> None:
     reply = health.Check(health_pb2.HealthCheckRequest(service="aiaudit.ingest.v1.IngestService"))
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
     refl = reflection_pb2_grpc.ServerReflectionStub(server.channel)
-    answers = list(refl.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
+    answers = list(
+        refl.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+    )
     names = {s.name for s in answers[0].list_services_response.service}
     assert "aiaudit.ingest.v1.IngestService" in names
 
 
 def test_unique_tenant_logs_are_independent(server: Running) -> None:
     a, b = f"a-{uuid.uuid4().hex[:8]}", f"b-{uuid.uuid4().hex[:8]}"
-    r = stub(server).Append(pb.AppendRequest(events=[interaction(a), interaction(b), interaction(a)])).receipts
+    r = (
+        stub(server)
+        .Append(pb.AppendRequest(events=[interaction(a), interaction(b), interaction(a)]))
+        .receipts
+    )
     assert [(x.log_id, x.sequence) for x in r] == [(a, 0), (b, 0), (a, 1)]

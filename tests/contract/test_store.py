@@ -56,8 +56,13 @@ def test_concurrent_single_appends_share_transactions(
     n = 20
     with writers_blocked(store_url, tenant, request):
         threads = [
-            threading.Thread(target=lambda i=i: results.append(
-                stub.Append(pb.AppendRequest(events=[interaction(tenant, f"g{i}")])).receipts[0].sequence))
+            threading.Thread(
+                target=lambda i=i: results.append(
+                    stub.Append(pb.AppendRequest(events=[interaction(tenant, f"g{i}")]))
+                    .receipts[0]
+                    .sequence
+                )
+            )
             for i in range(n)
         ]
         for t in threads:
@@ -70,10 +75,11 @@ def test_concurrent_single_appends_share_transactions(
 
 
 def test_application_role_cannot_change_or_delete(postgres: Postgres, tenant: str) -> None:
+    import datetime as dt
+
     from aiaudit.common.store import open_store
     from aiaudit.common.store.sql import NewEvent  # noqa: F401  (documents what is written)
     from aiaudit.ingest.prepare import prepare
-    import datetime as dt
 
     store = open_store(postgres.app_url)
     store.append_group([[prepare(interaction(tenant, "x"), dt.datetime.now(dt.UTC))]])
@@ -93,10 +99,19 @@ def test_application_role_cannot_change_or_delete(postgres: Postgres, tenant: st
 
 def test_events_are_partitioned_by_time(postgres: Postgres) -> None:
     with psycopg.connect(postgres.admin_dsn) as conn:
-        parents = {r[0] for r in conn.execute(
-            "SELECT c.relname FROM pg_partitioned_table p JOIN pg_class c ON c.oid = p.partrelid")}
-        children = [r[0] for r in conn.execute(
-            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-            "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'events'")]
+        parents = {
+            r[0]
+            for r in conn.execute(
+                "SELECT c.relname FROM pg_partitioned_table p "
+                "JOIN pg_class c ON c.oid = p.partrelid"
+            )
+        }
+        children = [
+            r[0]
+            for r in conn.execute(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'events'"
+            )
+        ]
     assert {"events", "event_content"} <= parents
     assert "events_default" in children and len(children) >= 13  # this month + 12 ahead + default

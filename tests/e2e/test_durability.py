@@ -27,10 +27,19 @@ def free_port() -> int:
 
 def serve(store_url: str, data_dir: Path, port: int) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "aiaudit.cli.main", "serve", "--address", f"127.0.0.1:{port}",
-         "--data-dir", str(data_dir)],
+        [
+            sys.executable,
+            "-m",
+            "aiaudit.cli.main",
+            "serve",
+            "--address",
+            f"127.0.0.1:{port}",
+            "--data-dir",
+            str(data_dir),
+        ],
         env={**subprocess_env(), "AIAUDIT_DATABASE_URL": store_url},
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()  # the server prints its address once it is serving
@@ -38,7 +47,9 @@ def serve(store_url: str, data_dir: Path, port: int) -> subprocess.Popen[bytes]:
     return proc
 
 
-def test_kill_9_mid_stream_loses_no_acknowledged_event(store_url: str, tmp_path: Path, tenant: str) -> None:
+def test_kill_9_mid_stream_loses_no_acknowledged_event(
+    store_url: str, tmp_path: Path, tenant: str
+) -> None:
     if store_url.startswith("sqlite"):
         store_url = f"sqlite:///{tmp_path / 'kill.db'}"
     port = free_port()
@@ -47,7 +58,7 @@ def test_kill_9_mid_stream_loses_no_acknowledged_event(store_url: str, tmp_path:
     acked: dict[str, bytes] = {}
     killed = threading.Event()
 
-    def requests():  # noqa: ANN202
+    def requests():
         for i in range(0, len(events), 5):
             if killed.is_set():
                 return
@@ -64,7 +75,11 @@ def test_kill_9_mid_stream_loses_no_acknowledged_event(store_url: str, tmp_path:
                 os.kill(proc.pid, signal.SIGKILL)
                 killed.set()
     except grpc.RpcError as err:
-        assert err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN)
+        assert err.code() in (
+            grpc.StatusCode.UNAVAILABLE,
+            grpc.StatusCode.CANCELLED,
+            grpc.StatusCode.UNKNOWN,
+        )
     channel.close()
     proc.wait()
     assert killed.is_set() and len(acked) >= 300

@@ -23,13 +23,17 @@ def independent_canonical(event: ev.Event, salt: bytes) -> bytes:
     node = json_format.MessageToDict(event)
 
     def mac(path: str, raw: bytes) -> str:
-        return "hmac-sha256:" + hmac.new(salt, path.encode() + b"\0" + raw, hashlib.sha256).hexdigest()
+        return (
+            "hmac-sha256:" + hmac.new(salt, path.encode() + b"\0" + raw, hashlib.sha256).hexdigest()
+        )
 
     for side in ("input", "output"):
         for i, m in enumerate(node.get(side, {}).get("messages", [])):
             for j, part in enumerate(m.get("parts", [])):
                 if "text" in part:
-                    part["text"] = mac(f"{side}.messages[{i}].parts[{j}].text", part["text"].encode())
+                    part["text"] = mac(
+                        f"{side}.messages[{i}].parts[{j}].text", part["text"].encode()
+                    )
                 if "data" in part.get("media", {}):
                     raw = base64.b64decode(part["media"]["data"])
                     part["media"]["data"] = mac(f"{side}.messages[{i}].parts[{j}].media.data", raw)
@@ -42,7 +46,9 @@ def independent_canonical(event: ev.Event, salt: bytes) -> bytes:
 def test_matches_independent_construction() -> None:
     e = interaction("t1", "id-1", text="héllo \u2028 wörld")
     e.input.system_instructions.add(text="be nice")
-    e.input.messages[0].parts.add(media=ev.Media(mime_type="image/png", size_bytes=3, sha256="0" * 64, data=b"\x89PN"))
+    e.input.messages[0].parts.add(
+        media=ev.Media(mime_type="image/png", size_bytes=3, sha256="0" * 64, data=b"\x89PN")
+    )
     e.model.temperature = 0.25
     committed = canonical.commit(e, SALT)
     assert committed.canonical == independent_canonical(e, SALT)
@@ -59,7 +65,9 @@ def test_content_never_appears_in_clear() -> None:
 
 def test_restore_round_trips() -> None:
     e = interaction("t1", text="round trip")
-    e.input.messages[0].parts.add(media=ev.Media(mime_type="image/png", size_bytes=2, sha256="0" * 64, data=b"\x00\xff"))
+    e.input.messages[0].parts.add(
+        media=ev.Media(mime_type="image/png", size_bytes=2, sha256="0" * 64, data=b"\x00\xff")
+    )
     committed = canonical.commit(e, SALT)
     assert canonical.restore(committed.canonical, committed.content) == e
 
@@ -86,7 +94,9 @@ def test_metadata_that_looks_like_a_commitment_survives() -> None:
     e = interaction("t1")
     e.actor.user_id = "hmac-sha256:not-a-commitment"
     committed = canonical.commit(e, SALT)
-    assert canonical.restore(committed.canonical, None).actor.user_id == "hmac-sha256:not-a-commitment"
+    assert (
+        canonical.restore(committed.canonical, None).actor.user_id == "hmac-sha256:not-a-commitment"
+    )
 
 
 def test_salt_hides_equal_content() -> None:

@@ -1,5 +1,7 @@
-"""Sample interactions a gateway would send: several models and users, tool
-calls, an image, trust signals and a few suspicious prompts.
+"""Sample interactions a gateway would send.
+
+Several models and users, tool calls, an image, trust signals and a few
+suspicious prompts that the alerting rules should flag.
 """
 
 from __future__ import annotations
@@ -195,13 +197,14 @@ def sample_events() -> list[ev.Event]:
 def run(address: str) -> int:
     """Sends the sample events in one batch and prints each receipt."""
     with grpc.insecure_channel(address) as channel:
-        stub = pb_grpc.IngestServiceStub(channel)
+        stub = pb_grpc.IngestServiceStub(channel)  # type: ignore[no-untyped-call]
         events = sample_events()
         response = stub.Append(pb.AppendRequest(events=events), timeout=30)
     for event, receipt in zip(events, response.receipts, strict=True):
         kind = ev.EventType.Name(event.event_type).removeprefix("EVENT_TYPE_").lower()
+        received = json_format.MessageToJson(receipt.receive_time)
         print(
             f"{kind:13} {event.actor.user_id:8} seq={receipt.sequence:<5} "
-            f"leaf={receipt.leaf_hash.hex()[:16]}... {json_format.MessageToJson(receipt.receive_time)}"
+            f"leaf={receipt.leaf_hash.hex()[:16]}... {received}"
         )
     return 0

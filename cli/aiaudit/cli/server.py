@@ -61,7 +61,7 @@ def start(settings: Settings) -> Suite:
     ]
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="rpc"),
-        interceptors=[server_interceptor()],
+        interceptors=[server_interceptor()],  # type: ignore[no-untyped-call]
         options=options,
         maximum_concurrent_rpcs=1024,
     )

@@ -62,11 +62,11 @@ class Committed:
         return leaf_hash(self.canonical)
 
 
-def _is_sensitive(field: descriptor.FieldDescriptor) -> bool:
+def _is_sensitive(field: Any) -> bool:  # descriptor stubs do not type custom options
     return bool(field.GetOptions().Extensions[options_pb2.sensitive_content])
 
 
-def _own_message(field: descriptor.FieldDescriptor) -> bool:
+def _own_message(field: Any) -> bool:
     """Whether a field holds one of our messages (never a map or well-known type)."""
     mt = field.message_type
     return mt is not None and mt.full_name.startswith("aiaudit.") and not mt.GetOptions().map_entry
@@ -82,7 +82,7 @@ class _Slot:
     is_bytes: bool
 
 
-def _content_slots(desc: descriptor.Descriptor, node: dict[str, Any], path: str) -> Iterator[_Slot]:
+def _content_slots(desc: Any, node: dict[str, Any], path: str) -> Iterator[_Slot]:
     """Yields a slot for every sensitive field present in a proto3 JSON object."""
     for field in desc.fields:
         key = field.json_name

@@ -1,5 +1,7 @@
-"""Settings: one YAML file, overridden by ``AIAUDIT_*`` environment variables,
-overridden by command-line flags; validated once at start-up.
+"""Settings, validated once at start-up.
+
+One YAML file, overridden by ``AIAUDIT_*`` environment variables, overridden by
+command-line flags.
 
 Defaults are the embedded mode: SQLite under the data directory, loopback only.
 """
@@ -103,7 +105,9 @@ def load(
 def _validate(s: Settings) -> None:
     host, sep, port = s.address.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise ConfigError(f"setting 'address': {s.address!r} is not HOST:PORT (port 0 picks a free port)")
+        raise ConfigError(
+            f"setting 'address': {s.address!r} is not HOST:PORT (port 0 picks a free port)"
+        )
     if not (s.database_url == "" or s.database_url.startswith(("sqlite", "postgresql"))):
         raise ConfigError(
             "setting 'database_url': must be a sqlite:/// or postgresql+psycopg:// URL"

@@ -61,9 +61,9 @@ class GroupCommitter:
                 if item is _STOP:
                     stopping = True
                     break
-                batch, future = item  # type: ignore[misc]
-                group.append((batch, future))
-                size += len(batch)
+                assert isinstance(item, tuple)
+                group.append(item)
+                size += len(item[0])
                 if size >= self._max:
                     break
                 try:

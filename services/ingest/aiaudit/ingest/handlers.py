@@ -30,7 +30,7 @@ _OK = status_pb2.Status(code=code_pb2.OK)
 
 
 @dataclass(frozen=True)
-class _Refused(Exception):
+class _RefusedError(Exception):
     """A batch that gets no receipts, with the status saying why."""
 
     status: status_pb2.Status
@@ -64,7 +64,7 @@ class IngestHandlers:
         now = dt.datetime.now(dt.UTC)
         violations = validate_batch(events, self._limits, now, prefix)
         if violations:
-            raise _Refused(
+            raise _RefusedError(
                 status.bad_request(
                     f"{len(violations)} invalid field(s); nothing was written",
                     [(v.field, v.description) for v in violations],
@@ -77,19 +77,21 @@ class IngestHandlers:
             outcome = future.result(timeout=self._timeout)
         except Exception as exc:
             log.warning("append not committed: %s", exc)
-            raise _Refused(
+            raise _RefusedError(
                 status.error(
                     code_pb2.UNAVAILABLE,
-                    "the store did not commit the batch; nothing was acknowledged, retry with the same event ids",
+                    "the store did not commit the batch; nothing was acknowledged, "
+                    "retry with the same event ids",
                     "STORE_UNAVAILABLE",
                 )
             ) from exc
         if isinstance(outcome, Conflict):
             field = f"{prefix}[{outcome.index}].event_id"
-            raise _Refused(
+            raise _RefusedError(
                 status.error(
                     code_pb2.ALREADY_EXISTS,
-                    f"{field} {outcome.event_id!r} is already stored with different content; nothing was written",
+                    f"{field} {outcome.event_id!r} is already stored with different content; "
+                    "nothing was written",
                     "EVENT_ID_CONFLICT",
                     field=field,
                     event_id=outcome.event_id,
@@ -108,7 +110,7 @@ class IngestHandlers:
             return message.FromString(raw)
         except DecodeError:
             bad = locate_bad_event(raw, field, prefix)
-            raise _Refused(
+            raise _RefusedError(
                 status.bad_request(
                     "malformed request; nothing was written", [(bad.field, bad.description)]
                 )
@@ -123,7 +125,7 @@ class IngestHandlers:
             return pb.AppendResponse(
                 receipts=self._receipts(self._submit(events, "events"), "events")
             )
-        except _Refused as refused:
+        except _RefusedError as refused:
             status.abort(context, refused.status)
             raise AssertionError("unreachable") from None
 
@@ -131,7 +133,7 @@ class IngestHandlers:
         self, requests: Iterator[bytes], context: grpc.ServicerContext
     ) -> Iterator[pb.AppendStreamResponse]:
         """AppendStream: requests are pipelined and each is answered, in order, on its own."""
-        pending: queue.SimpleQueue[tuple[int, Future[BatchOutcome] | _Refused] | None] = (
+        pending: queue.SimpleQueue[tuple[int, Future[BatchOutcome] | _RefusedError] | None] = (
             queue.SimpleQueue()
         )
 
@@ -147,24 +149,24 @@ class IngestHandlers:
         threading.Thread(target=read, name="append-stream-reader", daemon=True).start()
         while (item := pending.get()) is not None:
             request_id, accepted = item
-            if isinstance(accepted, _Refused):
+            if isinstance(accepted, _RefusedError):
                 yield pb.AppendStreamResponse(request_id=request_id, status=accepted.status)
                 continue
             try:
                 receipts = self._receipts(accepted, "events")
-            except _Refused as refused:
+            except _RefusedError as refused:
                 yield pb.AppendStreamResponse(request_id=request_id, status=refused.status)
             else:
                 yield pb.AppendStreamResponse(request_id=request_id, receipts=receipts, status=_OK)
 
-    def _accept(self, raw: bytes) -> tuple[int, Future[BatchOutcome] | _Refused]:
+    def _accept(self, raw: bytes) -> tuple[int, Future[BatchOutcome] | _RefusedError]:
         request_id = 0
         try:
             request = self._parse(raw, pb.AppendStreamRequest, 2, "events")
             assert isinstance(request, pb.AppendStreamRequest)
             request_id = request.request_id
             return request_id, self._submit(list(request.events), "events")
-        except _Refused as refused:
+        except _RefusedError as refused:
             return request_id, refused
 
 

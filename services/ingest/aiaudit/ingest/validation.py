@@ -13,6 +13,7 @@ import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from google.protobuf import descriptor
 from google.protobuf.message import Message
@@ -150,40 +151,38 @@ def _walk(msg: Message, limits: Limits, path: str) -> Iterator[Violation]:
             yield from _check_value(field, v, limits, at)
 
 
-def _check_value(
-    field: descriptor.FieldDescriptor, v: object, limits: Limits, at: str
-) -> Iterator[Violation]:
+def _check_value(field: Any, v: Any, limits: Limits, at: str) -> Iterator[Violation]:
     kind = field.type
     if kind == descriptor.FieldDescriptor.TYPE_MESSAGE:
-        assert isinstance(v, Message)
         full = field.message_type.full_name
         if full == "aiaudit.common.v1.Media":
-            yield from _media(v, at)  # type: ignore[arg-type]
+            yield from _media(v, at)
         elif full == "aiaudit.common.v1.Money":
-            yield from _money(v, at)  # type: ignore[arg-type]
-        elif full == "google.protobuf.Duration" and (v.seconds < 0 or v.nanos < 0):  # type: ignore[attr-defined]
+            yield from _money(v, at)
+        elif full == "google.protobuf.Duration" and (v.seconds < 0 or v.nanos < 0):
             yield Violation(at, "must not be negative")
         if full.startswith("aiaudit."):
             yield from _walk(v, limits, at)
     elif kind == descriptor.FieldDescriptor.TYPE_ENUM:
-        if field.enum_type.values_by_number.get(v) is None:  # type: ignore[call-overload]
+        if field.enum_type.values_by_number.get(v) is None:
             yield Violation(at, f"unknown {field.enum_type.name} value {v}")
     elif kind in (descriptor.FieldDescriptor.TYPE_DOUBLE, descriptor.FieldDescriptor.TYPE_FLOAT):
-        if not math.isfinite(v):  # type: ignore[arg-type]
+        if not math.isfinite(v):
             yield Violation(at, "must be a finite number")
-        elif v < 0 and field.containing_type.full_name != _SIGNED:  # type: ignore[operator]
+        elif v < 0 and field.containing_type.full_name != _SIGNED:
             yield Violation(at, "must not be negative")
     elif (
         kind == descriptor.FieldDescriptor.TYPE_INT64
         and v < 0
         and field.containing_type.full_name != _SIGNED
-    ):  # type: ignore[operator]
+    ):
         yield Violation(at, "must not be negative")
     elif (
-        kind in _CONTENT_TYPES and not field.GetOptions().Extensions[options_pb2.sensitive_content]
+        kind in _CONTENT_TYPES
+        and not field.GetOptions().Extensions[options_pb2.sensitive_content]
+        and len(v) > limits.max_metadata_chars
     ):
-        if len(v) > limits.max_metadata_chars:  # type: ignore[arg-type]
-            yield Violation(at, f"is {len(v)} characters; the limit is {limits.max_metadata_chars}")  # type: ignore[arg-type]
+        yield Violation(at, f"is {len(v)} characters; the limit is {limits.max_metadata_chars}")
 
 
 def _media(m: event_pb2.Media, at: str) -> Iterator[Violation]:

@@ -18,7 +18,7 @@ _WIRE_SIZES = {1: 8, 5: 4}
 
 
 @dataclass(frozen=True)
-class Malformed(Exception):
+class MalformedError(Exception):
     """A request that is not valid protobuf; ``field`` names the broken part."""
 
     field: str
@@ -29,7 +29,7 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
     value, shift = 0, 0
     while True:
         if pos >= len(buf) or shift > 63:
-            raise Malformed("", "truncated varint")
+            raise MalformedError("", "truncated varint")
         b = buf[pos]
         pos += 1
         value |= (b & 0x7F) << shift
@@ -38,7 +38,7 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def locate_bad_event(raw: bytes, events_field: int, prefix: str) -> Malformed:
+def locate_bad_event(raw: bytes, events_field: int, prefix: str) -> MalformedError:
     """Names the first event of a request that does not parse."""
     pos, index = 0, 0
     try:
@@ -51,13 +51,13 @@ def locate_bad_event(raw: bytes, events_field: int, prefix: str) -> Malformed:
                 length, pos = _varint(raw, pos)
                 chunk = raw[pos : pos + length]
                 if len(chunk) != length:
-                    return Malformed(prefix, "truncated message")
+                    return MalformedError(prefix, "truncated message")
                 pos += length
                 if number == events_field:
                     try:
                         event_pb2.Event.FromString(chunk)
                     except DecodeError:
-                        return Malformed(
+                        return MalformedError(
                             f"{prefix}[{index}]",
                             "is not a valid Event (invalid UTF-8 in a string field, or malformed)",
                         )
@@ -65,7 +65,7 @@ def locate_bad_event(raw: bytes, events_field: int, prefix: str) -> Malformed:
             elif wire_type in _WIRE_SIZES:
                 pos += _WIRE_SIZES[wire_type]
             else:
-                return Malformed(prefix, f"unsupported wire type {wire_type}")
-    except Malformed as exc:
-        return Malformed(prefix, exc.description)
-    return Malformed(prefix, "request is not valid protobuf")
+                return MalformedError(prefix, f"unsupported wire type {wire_type}")
+    except MalformedError as exc:
+        return MalformedError(prefix, exc.description)
+    return MalformedError(prefix, "request is not valid protobuf")

@@ -7,6 +7,8 @@ import sqlalchemy as sa
 from aiaudit.common.store.migrate import migrate
 from aiaudit.common.store.sql import SqlEventStore
 
+__all__ = ["SqlEventStore", "migrate", "open_store"]
+
 
 def open_store(url: str, *, run_migrations: bool = False, pool_size: int = 10) -> SqlEventStore:
     """Opens the store at a SQLAlchemy URL (``sqlite:///...`` or ``postgresql+psycopg://...``)."""

@@ -38,6 +38,7 @@ GRANT SELECT ON logs, log_entries, events, event_content TO aiaudit_reader;
 
 
 def upgrade() -> None:
+    """Creates the tables, and on PostgreSQL the partitions and roles."""
     bind = op.get_bind()
     metadata.create_all(
         bind,
