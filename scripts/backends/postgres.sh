@@ -126,17 +126,21 @@ print_env() {
     printf 'AIAUDIT_TEST_PG_DSN=postgresql://%s:%s@%s:%s/%s\n' "$PG_ROLE" "$pw" "$PG_HOST" "$PG_PORT" "$PG_DB"
 }
 
-# True if the postmaster named in postmaster.pid is alive (a killed postmaster
-# can linger as a zombie for a moment, which pg_ctl status would count).
-is_running() {
-    local pid state
-    [ -f "$PG_DATA/postmaster.pid" ] || return 1
-    pid="$(head -n 1 "$PG_DATA/postmaster.pid" 2>/dev/null || true)"
+# True if PID is a live (not zombie) postgres process. A postmaster killed
+# with SIGKILL can linger as a zombie, which kill -0 / pg_ctl status count.
+pid_is_live_postgres() {
+    local pid="$1" state
     case "$pid" in '' | *[!0-9]*) return 1 ;; esac
     [ -r "/proc/$pid/stat" ] || return 1
     state="$(sed -e 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1)"
     [ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ] || return 1
     [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = postgres ]
+}
+
+# True if the postmaster named in postmaster.pid is alive.
+is_running() {
+    [ -f "$PG_DATA/postmaster.pid" ] || return 1
+    pid_is_live_postgres "$(head -n 1 "$PG_DATA/postmaster.pid" 2>/dev/null || true)"
 }
 
 write_config() {
@@ -184,25 +188,59 @@ init_cluster() {
     printf "\ninclude_if_exists = 'aiaudit.conf'\n" >>"$PG_DATA/postgresql.conf"
 }
 
+# Poll pg_isready (bounded) until the server accepts TCP connections.
 wait_ready() {
-    local bindir="$1" start deadline seen_pid=0
-    start=$SECONDS
-    deadline=$((start + START_TIMEOUT))
+    local bindir="$1" deadline
+    deadline=$((SECONDS + START_TIMEOUT))
     while ! "$bindir/pg_isready" -q -h "$PG_HOST" -p "$PG_PORT" -d postgres -t 2; do
-        if [ "$SECONDS" -ge "$deadline" ]; then
-            tail -n 30 "$PG_LOG" >&2 || true
-            die "PostgreSQL not ready on $PG_HOST:$PG_PORT after ${START_TIMEOUT}s (log: $PG_LOG)"
-        fi
-        # The postmaster writes postmaster.pid early and removes it when it
-        # exits, so a vanished (or never written) live pid means it died.
-        if is_running; then
-            seen_pid=1
-        elif [ "$seen_pid" -eq 1 ] || [ $((SECONDS - start)) -ge 10 ]; then
+        if ! is_running; then
             tail -n 20 "$PG_LOG" >&2 || true
-            log "PostgreSQL exited during startup (log: $PG_LOG)"
+            log "PostgreSQL is not running (log: $PG_LOG)"
             return 1
         fi
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            tail -n 20 "$PG_LOG" >&2 || true
+            die "PostgreSQL not ready on $PG_HOST:$PG_PORT after ${START_TIMEOUT}s (log: $PG_LOG)"
+        fi
         sleep 0.2
+    done
+}
+
+# After a kill -9 of the postmaster its backends exit on their own shortly
+# after; a new postmaster refuses to start while they still hold the old
+# shared memory. Wait (bounded) until no process runs inside the data dir.
+wait_old_processes_gone() {
+    local deadline p busy
+    deadline=$((SECONDS + 20))
+    while :; do
+        busy=""
+        for p in /proc/[0-9]*; do
+            if [ "$(readlink "$p/cwd" 2>/dev/null)" = "$PG_DATA" ]; then
+                busy="${p#/proc/}"
+                break
+            fi
+        done
+        [ -n "$busy" ] || return 0
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            log "warning: process $busy still runs in $PG_DATA; starting anyway"
+            return 0
+        fi
+        sleep 0.2
+    done
+}
+
+# A postmaster killed with SIGKILL stays a zombie until init reaps it (which
+# can take seconds in some sandboxes); PostgreSQL then sees its pid alive and
+# refuses to start ("lock file ... already exists"). That process is dead, so
+# its data-dir and socket lock files are stale: remove them.
+remove_stale_lockfiles() {
+    local sockdir="$1" f pid
+    for f in "$PG_DATA/postmaster.pid" "$sockdir/.s.PGSQL.$PG_PORT.lock"; do
+        [ -f "$f" ] || continue
+        pid="$(head -n 1 "$f" 2>/dev/null || true)"
+        pid_is_live_postgres "$pid" && continue
+        log "removing stale $(basename "$f") (pid ${pid:-?} is gone or a zombie)"
+        rm -f "$f"
     done
 }
 
@@ -258,19 +296,23 @@ cmd_start() {
     if is_root; then chown "$PG_OS_USER:" "$PG_LOG"; fi
     chmod 0600 "$PG_LOG"
     log "starting PostgreSQL ($("$bindir/postgres" --version)) on $PG_HOST:$PG_PORT, log: $PG_LOG"
-    # -W: do not wait here; readiness is polled below with pg_isready.
-    # 9>&-: the server must not inherit our lock file descriptor.
-    # Retried because right after a kill -9 the old backends may still hold
-    # the shared memory block for a moment and the new postmaster gives up.
+    wait_old_processes_gone
+    remove_stale_lockfiles "$sockdir"
+    # pg_ctl -w notices at once if the postmaster dies during startup; the
+    # pg_isready loop then confirms the TCP listener. 9>&-: the server must
+    # not inherit our lock file descriptor. One retry covers a postmaster
+    # killed so recently that its shared memory was still attached.
     local attempt
-    for attempt in 1 2 3; do
-        as_pg "$bindir/pg_ctl" start -W -D "$PG_DATA" -l "$PG_LOG" 9>&- >&2
-        if wait_ready "$bindir"; then
+    for attempt in 1 2; do
+        if as_pg "$bindir/pg_ctl" start -w -t "$START_TIMEOUT" -D "$PG_DATA" -l "$PG_LOG" 9>&- >&2 &&
+            wait_ready "$bindir"; then
             break
         fi
-        [ "$attempt" -lt 3 ] || die "PostgreSQL failed to start (log: $PG_LOG)"
-        log "retrying start (attempt $((attempt + 1)))"
+        [ "$attempt" -lt 2 ] || die "PostgreSQL failed to start (log: $PG_LOG)"
+        log "start failed; retrying once"
         sleep 1
+        wait_old_processes_gone
+        remove_stale_lockfiles "$sockdir"
     done
     ensure_role_and_db "$bindir" "$sockdir"
     log "ready"
