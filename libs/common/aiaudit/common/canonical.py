@@ -27,9 +27,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import rfc8785
 from google.protobuf import descriptor, json_format
 
+from aiaudit.common import jcs
 from aiaudit.common.v1 import event_pb2, options_pb2
 
 COMMITMENT_PREFIX = "hmac-sha256:"
@@ -105,13 +105,9 @@ def _raw(slot: _Slot, value: str) -> bytes:
 
 def commit(event: event_pb2.Event, salt: bytes) -> Committed:
     """Splits an event into its canonical, committed form and its content."""
-    node = json_format.MessageToDict(event)
-    content: dict[str, str] = {}
-    for slot in list(_content_slots(event_pb2.Event.DESCRIPTOR, node, "")):
-        value = slot.obj[slot.key]
-        content[slot.path] = value
-        slot.obj[slot.key] = commitment(salt, slot.path, _raw(slot, value))
-    return Committed(canonical=rfc8785.dumps(node), content=content)
+    encoder = jcs.Encoder(lambda path, raw: commitment(salt, path, raw))
+    text = encoder.message(event)
+    return Committed(canonical=text.encode("utf-8"), content=encoder.content)
 
 
 def content_problems(canonical: bytes, content: dict[str, str], salt: bytes) -> list[str]:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from google.protobuf import descriptor
+from google.protobuf import descriptor, struct_pb2
 from google.protobuf.message import Message
 
 from aiaudit.common.v1 import event_pb2, options_pb2
@@ -26,6 +26,7 @@ _ATTRIBUTE_KEY = re.compile(r"[a-z0-9_.-]{1,128}")
 _HEX = re.compile(r"[0-9a-f]+")
 _CURRENCY = re.compile(r"[A-Z]{3}")
 _EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+FD = descriptor.FieldDescriptor
 _SIGNED = "aiaudit.common.v1.AttributeValue"  # the only place negative numbers make sense
 _CONTENT_TYPES = (descriptor.FieldDescriptor.TYPE_STRING, descriptor.FieldDescriptor.TYPE_BYTES)
 
@@ -80,7 +81,7 @@ def validate_event(
     size = event.ByteSize()
     if size > limits.max_event_bytes:
         out.append(Violation(path, f"is {size} bytes; the limit is {limits.max_event_bytes}"))
-    out.extend(_walk(event, limits, path))
+    _walk(event, limits, path, out)
     return out
 
 
@@ -138,51 +139,112 @@ def _timestamp_range(
         )
 
 
-def _walk(msg: Message, limits: Limits, path: str) -> Iterator[Violation]:
-    """Checks every set field by kind: enums known, numbers finite and >= 0, sizes."""
+_SKIP, _MESSAGE, _ENUM, _FLOAT, _INT, _TEXT = range(6)
+_RULES: dict[str, dict[str, tuple[int, bool]]] = {}
+
+
+def _rules(desc: Any) -> dict[str, tuple[int, bool]]:
+    """What to check of each field of a message type (computed once per type)."""
+    found = _RULES.get(desc.full_name)
+    if found is None:
+        found = {}
+        signed = desc.full_name == _SIGNED
+        for f in desc.fields:
+            kind = f.type
+            if f.message_type is not None:
+                rule = _SKIP if f.message_type.GetOptions().map_entry else _MESSAGE
+            elif kind == FD.TYPE_ENUM:
+                rule = _ENUM
+            elif kind in (FD.TYPE_DOUBLE, FD.TYPE_FLOAT):
+                rule = _FLOAT
+            elif kind == FD.TYPE_INT64 and not signed:
+                rule = _INT
+            elif (
+                kind in _CONTENT_TYPES
+                and not f.GetOptions().Extensions[options_pb2.sensitive_content]
+            ):
+                rule = _TEXT
+            else:
+                rule = _SKIP
+            found[f.name] = (rule, signed)
+        _RULES[desc.full_name] = found
+    return found
+
+
+def _walk(msg: Message, limits: Limits, path: str, out: list[Violation]) -> None:
+    """Checks every set field by kind: enums known, numbers finite and >= 0, sizes.
+
+    Paths are only formatted for violations and nested messages: this runs for
+    every field of every event.
+    """
+    rules = _rules(msg.DESCRIPTOR)
     for field, value in msg.ListFields():
-        here = f"{path}.{field.name}"
-        repeated = field.is_repeated
-        if field.message_type is not None and field.message_type.GetOptions().map_entry:
-            continue  # attributes: checked in _required
-        values = list(value) if repeated else [value]
-        for i, v in enumerate(values):
-            at = f"{here}[{i}]" if repeated else here
-            yield from _check_value(field, v, limits, at)
+        rule, signed = rules[field.name]
+        if rule == _SKIP:
+            continue
+        if field.is_repeated:
+            for i, v in enumerate(value):
+                _check(field, rule, signed, v, limits, path, f"{field.name}[{i}]", out)
+        else:
+            _check(field, rule, signed, value, limits, path, field.name, out)
 
 
-def _check_value(field: Any, v: Any, limits: Limits, at: str) -> Iterator[Violation]:
-    kind = field.type
-    if kind == descriptor.FieldDescriptor.TYPE_MESSAGE:
+def _check(
+    field: Any,
+    rule: int,
+    signed: bool,
+    v: Any,
+    limits: Limits,
+    path: str,
+    name: str,
+    out: list[Violation],
+) -> None:
+    if rule == _MESSAGE:
+        at = f"{path}.{name}"
         full = field.message_type.full_name
         if full == "aiaudit.common.v1.Media":
-            yield from _media(v, at)
+            out.extend(_media(v, at))
         elif full == "aiaudit.common.v1.Money":
-            yield from _money(v, at)
+            out.extend(_money(v, at))
         elif full == "google.protobuf.Duration" and (v.seconds < 0 or v.nanos < 0):
-            yield Violation(at, "must not be negative")
+            out.append(Violation(at, "must not be negative"))
+        elif full == "google.protobuf.Struct":
+            out.extend(_struct_numbers(v, at))
         if full.startswith("aiaudit."):
-            yield from _walk(v, limits, at)
-    elif kind == descriptor.FieldDescriptor.TYPE_ENUM:
+            _walk(v, limits, at, out)
+    elif rule == _ENUM:
         if field.enum_type.values_by_number.get(v) is None:
-            yield Violation(at, f"unknown {field.enum_type.name} value {v}")
-    elif kind in (descriptor.FieldDescriptor.TYPE_DOUBLE, descriptor.FieldDescriptor.TYPE_FLOAT):
+            out.append(Violation(f"{path}.{name}", f"unknown {field.enum_type.name} value {v}"))
+    elif rule == _FLOAT:
         if not math.isfinite(v):
-            yield Violation(at, "must be a finite number")
-        elif v < 0 and field.containing_type.full_name != _SIGNED:
-            yield Violation(at, "must not be negative")
-    elif (
-        kind == descriptor.FieldDescriptor.TYPE_INT64
-        and v < 0
-        and field.containing_type.full_name != _SIGNED
-    ):
-        yield Violation(at, "must not be negative")
-    elif (
-        kind in _CONTENT_TYPES
-        and not field.GetOptions().Extensions[options_pb2.sensitive_content]
-        and len(v) > limits.max_metadata_chars
-    ):
-        yield Violation(at, f"is {len(v)} characters; the limit is {limits.max_metadata_chars}")
+            out.append(Violation(f"{path}.{name}", "must be a finite number"))
+        elif v < 0 and not signed:
+            out.append(Violation(f"{path}.{name}", "must not be negative"))
+    elif rule == _INT:
+        if v < 0:
+            out.append(Violation(f"{path}.{name}", "must not be negative"))
+    elif len(v) > limits.max_metadata_chars:
+        out.append(
+            Violation(
+                f"{path}.{name}",
+                f"is {len(v)} characters; the limit is {limits.max_metadata_chars}",
+            )
+        )
+
+
+def _struct_numbers(s: struct_pb2.Struct, at: str) -> Iterator[Violation]:
+    """JSON has no NaN or infinity: a Struct must not hold them."""
+    stack: list[Any] = list(s.fields.values())
+    while stack:
+        value = stack.pop()
+        kind = value.WhichOneof("kind")
+        if kind == "number_value" and not math.isfinite(value.number_value):
+            yield Violation(at, "holds a number that is not finite")
+            return
+        if kind == "struct_value":
+            stack.extend(value.struct_value.fields.values())
+        elif kind == "list_value":
+            stack.extend(value.list_value.values)
 
 
 def _media(m: event_pb2.Media, at: str) -> Iterator[Violation]:

@@ -245,9 +245,8 @@ class SqlEventStore:
     def _insert(self, conn: sa.Connection, rows: list[tuple[NewEvent, int]]) -> None:
         if not rows:
             return
-        conn.execute(
-            sa.insert(log_entries),
-            [
+        tables = {
+            log_entries: [
                 {
                     "log_id": e.log_id,
                     "seq": seq,
@@ -257,10 +256,7 @@ class SqlEventStore:
                 }
                 for e, seq in rows
             ],
-        )
-        conn.execute(
-            sa.insert(events),
-            [
+            events: [
                 {
                     "log_id": e.log_id,
                     "seq": seq,
@@ -271,10 +267,7 @@ class SqlEventStore:
                 }
                 for e, seq in rows
             ],
-        )
-        conn.execute(
-            sa.insert(event_content),
-            [
+            event_content: [
                 {
                     "log_id": e.log_id,
                     "seq": seq,
@@ -284,7 +277,12 @@ class SqlEventStore:
                 }
                 for e, seq in rows
             ],
-        )
+        }
+        for table, values in tables.items():
+            if self._sqlite:
+                conn.execute(sa.insert(table), values)
+            else:
+                _copy(conn, table, values)
 
     def _read(self, conn: sa.Connection, log_id: str, seqs: list[int]) -> list[StoredEvent]:
         if not seqs:
@@ -361,6 +359,16 @@ class SqlEventStore:
         """Every log and its size."""
         with self.engine.connect() as conn:
             return {r.log_id: r.size for r in conn.execute(sa.select(logs.c.log_id, logs.c.size))}
+
+
+def _copy(conn: sa.Connection, table: sa.Table, values: list[dict[str, object]]) -> None:
+    """COPY rows into a PostgreSQL table inside the current transaction (the fast path)."""
+    columns = list(values[0])
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    with raw.cursor().copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in values:
+            copy.write_row([row[c] for c in columns])
 
 
 def _configure_sqlite(engine: sa.Engine) -> None:

@@ -1,0 +1,177 @@
+"""Ingest benchmark against one PostgreSQL, all figures from the same run.
+
+(a) baseline: raw psycopg COPY of the same rows into tables of the same shape,
+(b) Append in batches of 500 events of about 1 KB through gRPC,
+(c) unary single-event Append at a fixed offered rate (open loop), ack latency.
+
+Usage: scripts/bench.sh [--events N] [--rate R] [--seconds S]
+(starts PostgreSQL itself; prints a table and the ratio of (b) to (a)).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import grpc
+import psycopg
+
+from aiaudit.common.store import open_store
+from aiaudit.ingest.prepare import prepare
+from aiaudit.ingest.v1 import ingest_service_pb2 as pb
+from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
+from tests.helpers import sized_interaction
+
+BATCH = 500
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def baseline_copy(dsn: str, tenant: str, n: int) -> float:
+    """Rows of the same size and shape as ingest writes, COPYed in 500-row transactions."""
+    events = [prepare(sized_interaction(tenant, 1024), dt.datetime.now(dt.UTC)) for _ in range(n)]
+    with psycopg.connect(dsn) as conn:
+        for t in ("b_log_entries", "b_events", "b_content"):
+            conn.execute(f"DROP TABLE IF EXISTS {t}")
+        conn.execute("CREATE TABLE b_log_entries (log_id text, seq bigint, event_id text, leaf_hash bytea, "
+                     "receive_time timestamptz, PRIMARY KEY (log_id, seq), UNIQUE (log_id, event_id))")
+        conn.execute("CREATE TABLE b_events (log_id text, seq bigint, receive_time timestamptz, event_id text, "
+                     "event_type text, occurred_time timestamptz, user_id text, model_name text, canonical bytea, "
+                     "PRIMARY KEY (log_id, seq))")
+        conn.execute("CREATE TABLE b_content (log_id text, seq bigint, salt bytea, content bytea, "
+                     "PRIMARY KEY (log_id, seq))")
+        conn.commit()
+        start = time.perf_counter()
+        for i in range(0, n, BATCH):
+            with conn.transaction():
+                chunk = list(enumerate(events[i : i + BATCH], start=i))
+                with conn.cursor().copy("COPY b_log_entries FROM STDIN") as cp:
+                    for seq, e in chunk:
+                        cp.write_row((tenant, seq, e.event.event_id, e.committed.leaf_hash, e.receive_time))
+                with conn.cursor().copy("COPY b_events FROM STDIN") as cp:
+                    for seq, e in chunk:
+                        cp.write_row((tenant, seq, e.receive_time, e.event.event_id, "EVENT_TYPE_INTERACTION",
+                                      e.receive_time, e.event.actor.user_id, e.event.model.name,
+                                      e.committed.canonical))
+                with conn.cursor().copy("COPY b_content FROM STDIN") as cp:
+                    for seq, e in chunk:
+                        cp.write_row((tenant, seq, e.salt, repr(e.committed.content).encode()))
+        elapsed = time.perf_counter() - start
+        for t in ("b_log_entries", "b_events", "b_content"):
+            conn.execute(f"DROP TABLE {t}")
+    return n / elapsed
+
+
+def batched(address: str, n: int, clients: int) -> float:
+    """Append in 500-event batches from several concurrent clients."""
+    per_client = n // clients
+    requests = [
+        [pb.AppendRequest(events=[sized_interaction(f"bench-{uuid.uuid4().hex[:8]}", 1024)
+                                  for _ in range(BATCH)]) for _ in range(per_client // BATCH)]
+        for _ in range(clients)
+    ]
+    # One tenant per client batch stream would hide head-lock contention: use one tenant.
+    tenant = f"bench-{uuid.uuid4().hex[:8]}"
+    for reqs in requests:
+        for r in reqs:
+            for e in r.events:
+                e.tenant_id = tenant
+    channel = grpc.insecure_channel(address, options=[("grpc.max_send_message_length", 64 << 20)])
+    stub = pb_grpc.IngestServiceStub(channel)
+
+    def run(reqs: list[pb.AppendRequest]) -> None:
+        for r in reqs:
+            stub.Append(r, timeout=120)
+
+    threads = [threading.Thread(target=run, args=(reqs,)) for reqs in requests]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    channel.close()
+    return sum(len(r.events) for reqs in requests for r in reqs) / elapsed
+
+
+def single(address: str, rate: float, seconds: float) -> tuple[float, float, float]:
+    """Open-loop single-event appends at a fixed rate; (achieved rate, p50 ms, p99 ms)."""
+    tenant = f"single-{uuid.uuid4().hex[:8]}"
+    n = int(rate * seconds)
+    events = [sized_interaction(tenant, 1024) for _ in range(n)]
+    channel = grpc.insecure_channel(address)
+    stub = pb_grpc.IngestServiceStub(channel)
+    stub.Append(pb.AppendRequest(events=[sized_interaction(tenant, 1024)]))  # warm the connection
+    latencies: list[float] = []
+    lock = threading.Lock()
+    futures = []
+    start = time.perf_counter()
+    for i, e in enumerate(events):
+        due = start + i / rate
+        while (now := time.perf_counter()) < due:
+            time.sleep(min(due - now, 0.001))
+        sent = due  # measure from the scheduled time: no coordinated omission
+
+        def done(f: grpc.Future, sent: float = sent) -> None:
+            f.result()
+            with lock:
+                latencies.append(time.perf_counter() - sent)
+
+        fut = stub.Append.future(pb.AppendRequest(events=[e]), timeout=30)
+        fut.add_done_callback(done)
+        futures.append(fut)
+    for f in futures:
+        f.result()
+    elapsed = time.perf_counter() - start
+    channel.close()
+    q = statistics.quantiles(latencies, n=100)
+    return n / elapsed, q[49] * 1000, q[98] * 1000
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--clients", type=int, default=2)
+    parser.add_argument("--rate", type=float, default=500)
+    parser.add_argument("--seconds", type=float, default=20)
+    args = parser.parse_args()
+    dsn = os.environ["AIAUDIT_TEST_PG_DSN"]
+    url = os.environ["AIAUDIT_TEST_PG_URL"]
+    open_store(url, run_migrations=True).close()
+
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "aiaudit.cli.main", "serve", "--address", f"127.0.0.1:{port}"],
+        env={**os.environ, "AIAUDIT_DATABASE_URL": url, "AIAUDIT_LOG_LEVEL": "WARNING"},
+        stdout=subprocess.PIPE,
+    )
+    assert server.stdout is not None
+    server.stdout.readline()
+    try:
+        copy_rate = baseline_copy(dsn, f"copy-{uuid.uuid4().hex[:8]}", args.events)
+        batch_rate = batched(f"127.0.0.1:{port}", args.events, args.clients)
+        achieved, p50, p99 = single(f"127.0.0.1:{port}", args.rate, args.seconds)
+    finally:
+        server.terminate()
+        server.wait()
+    print(f"(a) raw COPY baseline        {copy_rate:10,.0f} events/s")
+    print(f"(b) Append, batches of {BATCH}   {batch_rate:10,.0f} events/s  = {batch_rate / copy_rate:.2f}x COPY")
+    print(f"(c) single-event Append      offered {args.rate:.0f}/s, achieved {achieved:,.0f}/s, "
+          f"ack p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""The one-pass encoder against the reference: rfc8785 over json_format's proto3 JSON."""
+
+from __future__ import annotations
+
+import rfc8785
+from google.protobuf import json_format, struct_pb2
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aiaudit.common import canonical, jcs
+from aiaudit.common.v1 import event_pb2 as ev
+
+finite = st.floats(allow_nan=False, allow_infinity=False)
+text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=20)
+
+
+@given(finite)
+def test_es_number_matches_rfc8785(x: float) -> None:
+    assert jcs.es_number(x) == rfc8785.dumps(x).decode()
+
+
+def test_es_number_edges() -> None:
+    cases = {
+        1e21: "1e+21",
+        1e20: "100000000000000000000",
+        1e-7: "1e-7",
+        1e-6: "0.000001",
+        0.1: "0.1",
+        -0.0: "0",
+        123.0: "123",
+        5e-324: "5e-324",
+        1.7976931348623157e308: "1.7976931348623157e+308",
+    }
+    for x, expected in cases.items():
+        assert jcs.es_number(x) == expected
+
+
+def json_values(depth: int = 2) -> st.SearchStrategy[object]:
+    base = st.one_of(st.none(), st.booleans(), finite, text)
+    if depth == 0:
+        return base
+    return st.one_of(
+        base,
+        st.lists(json_values(depth - 1), max_size=3),
+        st.dictionaries(text, json_values(depth - 1), max_size=3),
+    )
+
+
+@st.composite
+def events(draw: st.DrawFn) -> ev.Event:
+    e = ev.Event(event_id=draw(text), tenant_id=draw(text), event_type=draw(st.integers(0, 20)))
+    e.occurred_time.seconds = draw(st.integers(0, 253402300799))
+    e.occurred_time.nanos = draw(st.integers(0, 999_999_999))
+    if draw(st.booleans()):
+        e.model.temperature = draw(finite)
+        e.model.name = draw(text)
+        params = draw(st.dictionaries(text, json_values(), max_size=4))
+        e.model.parameters.update(params)
+    for _ in range(draw(st.integers(0, 3))):
+        m = e.input.messages.add(role=draw(st.integers(0, 4)))
+        for _ in range(draw(st.integers(0, 2))):
+            if draw(st.booleans()):
+                m.parts.add(text=draw(text))
+            else:
+                m.parts.add(
+                    media=ev.Media(
+                        mime_type=draw(text),
+                        size_bytes=draw(st.integers(0, 2**62)),
+                        data=draw(st.binary(max_size=16)),
+                    )
+                )
+    e.output.reasoning = draw(text)
+    for key in draw(st.lists(text, max_size=4)):
+        kind = draw(st.sampled_from(["string_value", "int_value", "double_value", "bool_value"]))
+        value = {
+            "string_value": text,
+            "int_value": st.integers(-(2**63), 2**63 - 1),
+            "double_value": finite,
+            "bool_value": st.booleans(),
+        }[kind]
+        setattr(e.attributes[key], kind, draw(value))
+    if draw(st.booleans()):
+        e.timing.latency.seconds = draw(st.integers(0, 10**9))
+        e.timing.latency.nanos = draw(st.integers(0, 999_999_999))
+    e.usage.input_tokens = draw(st.integers(0, 2**63 - 1))
+    e.usage.cost.nanos = draw(st.integers(-(2**31), 2**31 - 1))
+    return e
+
+
+@settings(max_examples=300)
+@given(events())
+def test_encoder_matches_reference_in_clear(e: ev.Event) -> None:
+    assert jcs.Encoder(None).message(e).encode() == rfc8785.dumps(json_format.MessageToDict(e))
+
+
+@settings(max_examples=200)
+@given(events())
+def test_commit_matches_reference_with_commitments(e: ev.Event) -> None:
+    salt = b"s" * 32
+    committed = canonical.commit(e, salt)
+    reference = json_format.MessageToDict(e)
+    for slot in list(canonical._content_slots(ev.Event.DESCRIPTOR, reference, "")):
+        value = slot.obj[slot.key]
+        assert committed.content[slot.path] == value
+        slot.obj[slot.key] = canonical.commitment(salt, slot.path, canonical._raw(slot, value))
+    assert committed.canonical == rfc8785.dumps(reference)
+
+
+def test_struct_keys_sort_by_utf16_code_units() -> None:
+    s = struct_pb2.Struct()
+    s.update({"\U0001f600": 1, "\uff61": 2})  # astral sorts before U+FF61 in UTF-16
+    e = ev.Event(model=ev.Model(parameters=s))
+    assert jcs.Encoder(None).message(e).encode() == rfc8785.dumps(json_format.MessageToDict(e))
