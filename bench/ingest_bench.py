@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import socket
 import statistics
@@ -40,37 +41,58 @@ def free_port() -> int:
 
 
 def baseline_copy(dsn: str, tenant: str, n: int) -> float:
-    """Rows of the same size and shape as ingest writes, COPYed in 500-row transactions."""
-    events = [prepare(sized_interaction(tenant, 1024), dt.datetime.now(dt.UTC)) for _ in range(n)]
+    """The rows ingest would write, COPYed raw into tables of the same shape and indexes."""
+    now = dt.datetime.now(dt.UTC)
+    events = [prepare(sized_interaction(tenant, 1024), now) for _ in range(n)]
+    tables = ("log_entries", "events", "event_content")
     with psycopg.connect(dsn) as conn:
-        for t in ("b_log_entries", "b_events", "b_content"):
-            conn.execute(f"DROP TABLE IF EXISTS {t}")
-        conn.execute("CREATE TABLE b_log_entries (log_id text, seq bigint, event_id text, leaf_hash bytea, "
-                     "receive_time timestamptz, PRIMARY KEY (log_id, seq), UNIQUE (log_id, event_id))")
-        conn.execute("CREATE TABLE b_events (log_id text, seq bigint, receive_time timestamptz, event_id text, "
-                     "event_type text, occurred_time timestamptz, user_id text, model_name text, canonical bytea, "
-                     "PRIMARY KEY (log_id, seq))")
-        conn.execute("CREATE TABLE b_content (log_id text, seq bigint, salt bytea, content bytea, "
-                     "PRIMARY KEY (log_id, seq))")
+        for t in tables:
+            conn.execute(f"DROP TABLE IF EXISTS bench_{t}")
+            conn.execute(f"CREATE TABLE bench_{t} (LIKE {t} INCLUDING ALL)")
         conn.commit()
         start = time.perf_counter()
         for i in range(0, n, BATCH):
             with conn.transaction():
                 chunk = list(enumerate(events[i : i + BATCH], start=i))
-                with conn.cursor().copy("COPY b_log_entries FROM STDIN") as cp:
+                with conn.cursor().copy("COPY bench_log_entries FROM STDIN") as cp:
                     for seq, e in chunk:
-                        cp.write_row((tenant, seq, e.event.event_id, e.committed.leaf_hash, e.receive_time))
-                with conn.cursor().copy("COPY b_events FROM STDIN") as cp:
+                        cp.write_row(
+                            (tenant, seq, e.event.event_id, e.committed.leaf_hash, e.receive_time)
+                        )
+                with conn.cursor().copy(
+                    "COPY bench_events (log_id, seq, receive_time, event_id, event_type, occurred_time, "
+                    "user_id, application, model_provider, model_name, canonical) FROM STDIN"
+                ) as cp:
                     for seq, e in chunk:
-                        cp.write_row((tenant, seq, e.receive_time, e.event.event_id, "EVENT_TYPE_INTERACTION",
-                                      e.receive_time, e.event.actor.user_id, e.event.model.name,
-                                      e.committed.canonical))
-                with conn.cursor().copy("COPY b_content FROM STDIN") as cp:
+                        cp.write_row(
+                            (
+                                tenant,
+                                seq,
+                                e.receive_time,
+                                e.event.event_id,
+                                "EVENT_TYPE_INTERACTION",
+                                e.receive_time,
+                                e.event.actor.user_id,
+                                e.event.actor.application,
+                                e.event.model.provider,
+                                e.event.model.name,
+                                e.committed.canonical,
+                            )
+                        )
+                with conn.cursor().copy("COPY bench_event_content FROM STDIN") as cp:
                     for seq, e in chunk:
-                        cp.write_row((tenant, seq, e.salt, repr(e.committed.content).encode()))
+                        cp.write_row(
+                            (
+                                tenant,
+                                seq,
+                                e.receive_time,
+                                e.salt,
+                                json.dumps(e.committed.content).encode(),
+                            )
+                        )
         elapsed = time.perf_counter() - start
-        for t in ("b_log_entries", "b_events", "b_content"):
-            conn.execute(f"DROP TABLE {t}")
+        for t in tables:
+            conn.execute(f"DROP TABLE bench_{t}")
     return n / elapsed
 
 
@@ -78,8 +100,14 @@ def batched(address: str, n: int, clients: int) -> float:
     """Append in 500-event batches from several concurrent clients."""
     per_client = n // clients
     requests = [
-        [pb.AppendRequest(events=[sized_interaction(f"bench-{uuid.uuid4().hex[:8]}", 1024)
-                                  for _ in range(BATCH)]) for _ in range(per_client // BATCH)]
+        [
+            pb.AppendRequest(
+                events=[
+                    sized_interaction(f"bench-{uuid.uuid4().hex[:8]}", 1024) for _ in range(BATCH)
+                ]
+            )
+            for _ in range(per_client // BATCH)
+        ]
         for _ in range(clients)
     ]
     # One tenant per client batch stream would hide head-lock contention: use one tenant.
@@ -167,9 +195,13 @@ def main() -> int:
         server.terminate()
         server.wait()
     print(f"(a) raw COPY baseline        {copy_rate:10,.0f} events/s")
-    print(f"(b) Append, batches of {BATCH}   {batch_rate:10,.0f} events/s  = {batch_rate / copy_rate:.2f}x COPY")
-    print(f"(c) single-event Append      offered {args.rate:.0f}/s, achieved {achieved:,.0f}/s, "
-          f"ack p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+    print(
+        f"(b) Append, batches of {BATCH}   {batch_rate:10,.0f} events/s  = {batch_rate / copy_rate:.2f}x COPY"
+    )
+    print(
+        f"(c) single-event Append      offered {args.rate:.0f}/s, achieved {achieved:,.0f}/s, "
+        f"ack p50 {p50:.1f} ms, p99 {p99:.1f} ms"
+    )
     return 0
 
 

@@ -202,7 +202,7 @@ class SqlEventStore:
         """Assigns sequence numbers to a batch, or refuses it on a conflict."""
         planned: list[Receipt] = []
         next_size = dict(sizes)
-        pending: dict[tuple[str, str], NewEvent] = {}
+        pending: list[tuple[NewEvent, Receipt]] = []
         for i, e in enumerate(batch):
             key = (e.log_id, e.event.event_id)
             if key in stored:
@@ -222,18 +222,18 @@ class SqlEventStore:
                 continue
             seq = next_size[e.log_id]
             next_size[e.log_id] = seq + 1
-            planned.append(
-                Receipt(e.event.event_id, e.log_id, seq, e.committed.leaf_hash, e.receive_time)
+            receipt = Receipt(
+                e.event.event_id, e.log_id, seq, e.committed.leaf_hash, e.receive_time
             )
-            pending[key] = e
+            planned.append(receipt)
+            pending.append((e, receipt))
         sizes.update(next_size)
         # Later batches of the same group see these as already stored.
-        for (log_id, event_id), e in pending.items():
-            r = next(p for p in planned if p.event_id == event_id and p.log_id == log_id)
-            stored[(log_id, event_id)] = StoredEvent(
-                log_id,
+        for e, r in pending:
+            stored[(r.log_id, r.event_id)] = StoredEvent(
+                r.log_id,
                 r.sequence,
-                event_id,
+                r.event_id,
                 r.leaf_hash,
                 e.receive_time,
                 e.committed.canonical,
