@@ -1,0 +1,447 @@
+{{/*
+Shared helpers. Component templates pass (dict "ctx" $ "component" "<name>")
+so one definition renders every component the same way.
+*/}}
+
+{{- define "aiaudit.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "aiaudit.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "aiaudit.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Name of a component's objects: <fullname>-<component>. */}}
+{{- define "aiaudit.componentName" -}}
+{{- printf "%s-%s" (include "aiaudit.fullname" .ctx) .component | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "aiaudit.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "aiaudit.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+{{- with .component }}
+app.kubernetes.io/component: {{ . }}
+{{- end }}
+{{- end }}
+
+{{- define "aiaudit.labels" -}}
+helm.sh/chart: {{ include "aiaudit.chart" .ctx }}
+{{ include "aiaudit.selectorLabels" . }}
+app.kubernetes.io/version: {{ .ctx.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+app.kubernetes.io/part-of: aiaudit
+{{- with .ctx.Values.global.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Image of a component: its own repository/tag if set, else the shared one. */}}
+{{- define "aiaudit.image" -}}
+{{- $shared := .ctx.Values.aiaudit.image }}
+{{- $own := dict }}
+{{- if .component }}{{ $own = (index .ctx.Values .component).image | default dict }}{{ end }}
+{{- $repo := default $shared.repository $own.repository }}
+{{- $tag := default (default .ctx.Chart.AppVersion $shared.tag) $own.tag }}
+{{- with .ctx.Values.global.image.registry }}
+{{- printf "%s/%s:%s" (trimSuffix "/" .) $repo $tag }}
+{{- else }}
+{{- printf "%s:%s" $repo $tag }}
+{{- end }}
+{{- end }}
+
+{{- define "aiaudit.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "aiaudit.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The gRPC service a component serves: its readiness probe asks for it by name. */}}
+{{- define "aiaudit.grpcService" -}}
+{{- $services := dict "ingest" "aiaudit.ingest.v1.IngestService" "search" "aiaudit.search.v1.SearchService" "integrity" "aiaudit.integrity.v1.IntegrityService" "alerting" "aiaudit.alerting.v1.AlertingService" }}
+{{- get $services . }}
+{{- end }}
+
+{{/* Paths inside the containers; the config file refers to them. */}}
+{{- define "aiaudit.configDir" -}}/etc/aiaudit/config{{- end }}
+{{- define "aiaudit.tlsDir" -}}/etc/aiaudit/tls{{- end }}
+{{- define "aiaudit.dataDir" -}}/var/lib/aiaudit{{- end }}
+
+{{/*
+The config file: the user's settings plus the keys the chart owns (listen
+address, data dir, TLS paths). The database URL never goes here: it comes from
+a Secret as AIAUDIT_DATABASE_URL.
+*/}}
+{{- define "aiaudit.configYaml" -}}
+{{- $owned := dict "address" (printf "[::]:%d" (int .Values.aiaudit.grpcPort)) "data_dir" (include "aiaudit.dataDir" .) }}
+{{- $tls := .Values.aiaudit.tls }}
+{{- if $tls.enabled }}
+{{- $_ := set $owned "tls_cert_file" (printf "%s/tls.crt" (include "aiaudit.tlsDir" .)) }}
+{{- $_ := set $owned "tls_key_file" (printf "%s/tls.key" (include "aiaudit.tlsDir" .)) }}
+{{- if $tls.mutual }}
+{{- $_ := set $owned "tls_client_ca_file" (printf "%s/ca.crt" (include "aiaudit.tlsDir" .)) }}
+{{- end }}
+{{- end }}
+{{- toYaml (merge $owned (deepCopy .Values.aiaudit.config)) }}
+{{- end }}
+
+{{/* Fails the render on settings the pods would crash on, or that would lose data. */}}
+{{- define "aiaudit.validate" -}}
+{{- $a := .Values.aiaudit }}
+{{- range $key := list "address" "data_dir" "database_url" "tls_cert_file" "tls_key_file" "tls_client_ca_file" }}
+{{- if hasKey $a.config $key }}
+{{- fail (printf "aiaudit.config.%s is set by the chart (database_url comes from aiaudit.database.existingSecret, tls_* from aiaudit.tls); remove it" $key) }}
+{{- end }}
+{{- end }}
+{{- if and (not $a.tls.enabled) (not $a.config.allow_insecure) }}
+{{- fail "aiaudit.tls.enabled=false serves plaintext on the pod network: set aiaudit.config.allow_insecure=true to accept that (dev only)" }}
+{{- end }}
+{{- if and $a.tls.enabled (not $a.tls.existingSecret) }}
+{{- fail "aiaudit.tls.existingSecret is required when aiaudit.tls.enabled=true" }}
+{{- end }}
+{{- if $a.database.embedded }}
+{{- range $name := list "ingest" "search" "integrity" "alerting" }}
+{{- $c := index $.Values $name }}
+{{- if and $c.enabled (or $c.autoscaling.enabled (gt (int $c.replicas) 1)) }}
+{{- fail (printf "aiaudit.database.embedded keeps the store in one pod's emptyDir: %s must run 1 replica without autoscaling" $name) }}
+{{- end }}
+{{- end }}
+{{- else if not $a.database.existingSecret }}
+{{- fail "aiaudit.database.existingSecret is required (or aiaudit.database.embedded=true for dev)" }}
+{{- end }}
+{{- end }}
+
+{{/* Environment of a component: secrets by reference only. */}}
+{{- define "aiaudit.env" -}}
+{{- $ := .ctx }}
+{{- $a := $.Values.aiaudit }}
+{{- if not $a.database.embedded }}
+- name: AIAUDIT_DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ $a.database.existingSecret }}
+      key: {{ $a.database.key }}
+{{- end }}
+{{- if and (eq .component "search") $a.opensearch.existingSecret }}
+- name: AIAUDIT_OPENSEARCH_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ $a.opensearch.existingSecret }}
+      key: {{ $a.opensearch.urlKey }}
+- name: AIAUDIT_OPENSEARCH_USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ $a.opensearch.existingSecret }}
+      key: {{ $a.opensearch.usernameKey }}
+- name: AIAUDIT_OPENSEARCH_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $a.opensearch.existingSecret }}
+      key: {{ $a.opensearch.passwordKey }}
+{{- end }}
+{{- if and (has .component (list "ingest" "integrity")) $a.vault.existingSecret }}
+- name: AIAUDIT_VAULT_ADDR
+  valueFrom:
+    secretKeyRef:
+      name: {{ $a.vault.existingSecret }}
+      key: {{ $a.vault.addressKey }}
+- name: AIAUDIT_VAULT_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ $a.vault.existingSecret }}
+      key: {{ $a.vault.tokenKey }}
+- name: AIAUDIT_VAULT_TRANSIT_MOUNT
+  value: {{ $a.vault.transitMount | quote }}
+{{- end }}
+{{- with (index $.Values .component).extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Deployment of one component. */}}
+{{- define "aiaudit.deployment" -}}
+{{- $ := .ctx }}
+{{- $name := .component }}
+{{- $c := index $.Values $name }}
+{{- $a := $.Values.aiaudit }}
+{{- if $c.enabled }}
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ include "aiaudit.componentName" . }}
+  namespace: {{ $.Release.Namespace }}
+  labels:
+    {{- include "aiaudit.labels" . | nindent 4 }}
+spec:
+  {{- if not $c.autoscaling.enabled }}
+  replicas: {{ $c.replicas }}
+  {{- end }}
+  revisionHistoryLimit: 5
+  selector:
+    matchLabels:
+      {{- include "aiaudit.selectorLabels" . | nindent 6 }}
+  template:
+    metadata:
+      annotations:
+        # Roll the pods when the config file changes; the server reads it once.
+        checksum/config: {{ include "aiaudit.configYaml" $ | sha256sum }}
+        {{- with $c.podAnnotations }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      labels:
+        {{- include "aiaudit.labels" . | nindent 8 }}
+        {{- with $c.podLabels }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+    spec:
+      serviceAccountName: {{ include "aiaudit.serviceAccountName" $ }}
+      automountServiceAccountToken: {{ $.Values.serviceAccount.automountToken }}
+      {{- with $.Values.global.imagePullSecrets }}
+      imagePullSecrets:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $.Values.global.priorityClassName }}
+      priorityClassName: {{ . }}
+      {{- end }}
+      securityContext:
+        {{- toYaml $a.podSecurityContext | nindent 8 }}
+      terminationGracePeriodSeconds: {{ $c.terminationGracePeriodSeconds }}
+      containers:
+        - name: {{ $name }}
+          image: {{ include "aiaudit.image" . }}
+          imagePullPolicy: {{ $a.image.pullPolicy }}
+          args:
+            - serve
+            - --config
+            - {{ include "aiaudit.configDir" $ }}/config.yaml
+            - --services
+            - {{ $name }}
+            {{- with $c.extraArgs }}
+            {{- toYaml . | nindent 12 }}
+            {{- end }}
+          ports:
+            - name: grpc
+              containerPort: {{ $a.grpcPort }}
+              protocol: TCP
+          {{- with (include "aiaudit.env" . | trim) }}
+          env:
+            {{- . | nindent 12 }}
+          {{- end }}
+          # Native gRPC health checks (grpc.health.v1). Startup and liveness ask
+          # for the whole server (""), readiness for this component's service.
+          startupProbe:
+            grpc:
+              port: {{ $a.grpcPort }}
+            {{- toYaml $a.probes.startup | nindent 12 }}
+          livenessProbe:
+            grpc:
+              port: {{ $a.grpcPort }}
+            {{- toYaml $a.probes.liveness | nindent 12 }}
+          readinessProbe:
+            grpc:
+              port: {{ $a.grpcPort }}
+              service: {{ include "aiaudit.grpcService" $name }}
+            {{- toYaml $a.probes.readiness | nindent 12 }}
+          {{- with $c.resources }}
+          resources:
+            {{- toYaml . | nindent 12 }}
+          {{- end }}
+          securityContext:
+            {{- toYaml $a.containerSecurityContext | nindent 12 }}
+          volumeMounts:
+            - name: config
+              mountPath: {{ include "aiaudit.configDir" $ }}
+              readOnly: true
+            {{- if $a.tls.enabled }}
+            - name: tls
+              mountPath: {{ include "aiaudit.tlsDir" $ }}
+              readOnly: true
+            {{- end }}
+            # The root filesystem is read-only: these are the only writable paths.
+            - name: data
+              mountPath: {{ include "aiaudit.dataDir" $ }}
+            - name: tmp
+              mountPath: /tmp
+      volumes:
+        - name: config
+          configMap:
+            name: {{ include "aiaudit.fullname" $ }}-config
+        {{- if $a.tls.enabled }}
+        - name: tls
+          secret:
+            secretName: {{ $a.tls.existingSecret }}
+            defaultMode: 0440
+            # Fixed file names whatever the Secret's keys: the config file points at them.
+            items:
+              - key: {{ $a.tls.certKey }}
+                path: tls.crt
+              - key: {{ $a.tls.keyKey }}
+                path: tls.key
+              {{- if $a.tls.mutual }}
+              - key: {{ $a.tls.caKey }}
+                path: ca.crt
+              {{- end }}
+        {{- end }}
+        - name: data
+          emptyDir:
+            sizeLimit: {{ $a.dataSizeLimit }}
+        - name: tmp
+          emptyDir:
+            sizeLimit: {{ $a.tmpSizeLimit }}
+      {{- with $c.nodeSelector }}
+      nodeSelector:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $c.affinity }}
+      affinity:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $c.tolerations }}
+      tolerations:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $c.topologySpreadConstraints }}
+      topologySpreadConstraints:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Services of one component: a ClusterIP one for plain clients, and a headless
+one whose DNS lists every ready pod, for gRPC clients that balance per call
+(round_robin) instead of pinning one long-lived connection to one pod.
+*/}}
+{{- define "aiaudit.service" -}}
+{{- $ := .ctx }}
+{{- $c := index $.Values .component }}
+{{- if $c.enabled }}
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ include "aiaudit.componentName" . }}
+  namespace: {{ $.Release.Namespace }}
+  labels:
+    {{- include "aiaudit.labels" . | nindent 4 }}
+    {{- with $c.service.labels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  {{- with $c.service.annotations }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+spec:
+  type: {{ $c.service.type }}
+  ports:
+    - name: grpc
+      port: {{ $c.service.port }}
+      targetPort: grpc
+      protocol: TCP
+      appProtocol: grpc
+  selector:
+    {{- include "aiaudit.selectorLabels" . | nindent 4 }}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ include "aiaudit.componentName" . }}-headless
+  namespace: {{ $.Release.Namespace }}
+  labels:
+    {{- include "aiaudit.labels" . | nindent 4 }}
+spec:
+  clusterIP: None
+  ports:
+    - name: grpc
+      port: {{ $c.service.port }}
+      targetPort: grpc
+      protocol: TCP
+      appProtocol: grpc
+  selector:
+    {{- include "aiaudit.selectorLabels" . | nindent 4 }}
+{{- end }}
+{{- end }}
+
+{{/* HorizontalPodAutoscaler of one component. */}}
+{{- define "aiaudit.hpa" -}}
+{{- $ := .ctx }}
+{{- $c := index $.Values .component }}
+{{- $as := $c.autoscaling }}
+{{- if and $c.enabled $as.enabled }}
+{{- if not (or $as.targetCPUUtilizationPercentage $as.targetMemoryUtilizationPercentage) }}
+{{- fail (printf "%s.autoscaling needs targetCPUUtilizationPercentage or targetMemoryUtilizationPercentage" .component) }}
+{{- end }}
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: {{ include "aiaudit.componentName" . }}
+  namespace: {{ $.Release.Namespace }}
+  labels:
+    {{- include "aiaudit.labels" . | nindent 4 }}
+spec:
+  scaleTargetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: {{ include "aiaudit.componentName" . }}
+  minReplicas: {{ $as.minReplicas }}
+  maxReplicas: {{ $as.maxReplicas }}
+  metrics:
+    {{- with $as.targetCPUUtilizationPercentage }}
+    - type: Resource
+      resource:
+        name: cpu
+        target:
+          type: Utilization
+          averageUtilization: {{ . }}
+    {{- end }}
+    {{- with $as.targetMemoryUtilizationPercentage }}
+    - type: Resource
+      resource:
+        name: memory
+        target:
+          type: Utilization
+          averageUtilization: {{ . }}
+    {{- end }}
+  {{- with $as.behavior }}
+  behavior:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
+{{- end }}
+
+{{/* PodDisruptionBudget of one component. */}}
+{{- define "aiaudit.pdb" -}}
+{{- $ := .ctx }}
+{{- $c := index $.Values .component }}
+{{- if and $c.enabled $c.podDisruptionBudget.enabled }}
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ include "aiaudit.componentName" . }}
+  namespace: {{ $.Release.Namespace }}
+  labels:
+    {{- include "aiaudit.labels" . | nindent 4 }}
+spec:
+  {{- if hasKey $c.podDisruptionBudget "minAvailable" }}
+  minAvailable: {{ $c.podDisruptionBudget.minAvailable }}
+  {{- else }}
+  maxUnavailable: {{ $c.podDisruptionBudget.maxUnavailable }}
+  {{- end }}
+  selector:
+    matchLabels:
+      {{- include "aiaudit.selectorLabels" . | nindent 6 }}
+{{- end }}
+{{- end }}

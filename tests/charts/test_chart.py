@@ -1,0 +1,391 @@
+"""Template tests of charts/aiaudit: render with the real `helm`, check the objects.
+
+Every ci/*-values.yaml file is rendered with `helm template` and the resulting
+objects are checked for the properties the chart promises (hardened pods, native
+gRPC probes on the serving port, one `--services` value per component, hooks,
+no credentials). helm comes from scripts/install-tools.sh (.tools/bin/helm); a
+missing helm fails these tests rather than skipping them, so CI cannot go green
+without rendering the chart.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+import re
+import subprocess
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from aiaudit.common import config
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "aiaudit"
+HELM = REPO / ".tools" / "bin" / "helm"
+CI_FILES = sorted((CHART / "ci").glob("*-values.yaml"))
+CI_IDS = [p.name.removesuffix("-values.yaml") for p in CI_FILES]
+COMPONENTS = ("ingest", "search", "integrity", "alerting")
+COMPONENT_LABEL = "app.kubernetes.io/component"
+RELEASE = "audit"
+
+
+def _helm(*args: str) -> subprocess.CompletedProcess[str]:
+    if not HELM.is_file():
+        pytest.fail(
+            f"helm not found at {HELM}: run scripts/install-tools.sh first "
+            "(it installs helm into .tools/bin); the chart tests need the real binary",
+            pytrace=False,
+        )
+    return subprocess.run(
+        [str(HELM), *args], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+@functools.cache
+def _render_text(values: tuple[Path, ...], sets: tuple[str, ...]) -> str:
+    args = ["template", RELEASE, str(CHART), "--namespace", "audit-ns"]
+    for path in values:
+        args += ["-f", str(path)]
+    for item in sets:
+        args += ["--set", item]
+    out = _helm(*args)
+    assert out.returncode == 0, f"helm template failed:\n{out.stderr}"
+    return out.stdout
+
+
+def render(values: Path | None = None, *sets: str) -> list[dict[str, Any]]:
+    """Objects rendered from the chart with one values file and --set overrides."""
+    text = _render_text((values,) if values else (), sets)
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+def render_fails(*sets: str) -> str:
+    """stderr of a render expected to fail."""
+    args = ["template", RELEASE, str(CHART)]
+    for item in sets:
+        args += ["--set", item]
+    out = _helm(*args)
+    assert out.returncode != 0, f"render with {sets} should fail but produced:\n{out.stdout}"
+    return out.stderr
+
+
+def of_kind(objects: Iterable[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [o for o in objects if o["kind"] == kind]
+
+
+def component_of(obj: dict[str, Any]) -> str:
+    return str(obj["metadata"]["labels"][COMPONENT_LABEL])
+
+
+def merged_values(values: Path) -> dict[str, Any]:
+    """values.yaml overlaid with a ci file, the way helm merges them (maps deep, rest replaced)."""
+
+    def merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+        out = copy.deepcopy(base)
+        for key, value in top.items():
+            if isinstance(value, dict) and isinstance(out.get(key), dict):
+                out[key] = merge(out[key], value)
+            else:
+                out[key] = value
+        return out
+
+    base = yaml.safe_load((CHART / "values.yaml").read_text())
+    return merge(base, yaml.safe_load(values.read_text()) or {})
+
+
+def proto_services() -> set[str]:
+    """Fully qualified gRPC service names declared under protos/."""
+    names = set()
+    for proto in (REPO / "protos").rglob("*.proto"):
+        text = proto.read_text()
+        package = re.search(r"^package\s+([\w.]+);", text, re.M)
+        for service in re.findall(r"^service\s+(\w+)", text, re.M):
+            assert package, proto
+            names.add(f"{package.group(1)}.{service}")
+    return names
+
+
+ci_files = pytest.mark.parametrize("values", CI_FILES, ids=CI_IDS)
+
+
+def test_ci_values_files_present() -> None:
+    assert set(CI_IDS) >= {"default", "all-enabled", "tls-disabled-dev"}
+
+
+@ci_files
+def test_lint_passes(values: Path) -> None:
+    out = _helm("lint", "--strict", str(CHART), "-f", str(values))
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+@ci_files
+def test_pods_are_hardened(values: Path) -> None:
+    objects = render(values)
+    workloads = of_kind(objects, "Deployment") + of_kind(objects, "Job")
+    assert workloads
+    for obj in workloads:
+        pod = obj["spec"]["template"]["spec"]
+        name = obj["metadata"]["name"]
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        assert pod["securityContext"]["runAsUser"] != 0, name
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        assert pod["automountServiceAccountToken"] is False, name
+        for container in pod["containers"]:
+            sc = container["securityContext"]
+            assert sc["readOnlyRootFilesystem"] is True, name
+            assert sc["allowPrivilegeEscalation"] is False, name
+            assert sc["runAsNonRoot"] is True, name
+            assert sc["capabilities"]["drop"] == ["ALL"], name
+            assert "add" not in sc["capabilities"], name
+            assert sc["seccompProfile"] == {"type": "RuntimeDefault"}, name
+            # A read-only root needs somewhere to write: /tmp must be a mounted volume.
+            assert "/tmp" in {m["mountPath"] for m in container["volumeMounts"]}, name
+
+
+@ci_files
+def test_probes_are_native_grpc_on_the_service_port(values: Path) -> None:
+    objects = render(values)
+    services = {s["metadata"]["name"]: s for s in of_kind(objects, "Service")}
+    known = proto_services()
+    for deployment in of_kind(objects, "Deployment"):
+        name = deployment["metadata"]["name"]
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        (port,) = [p for p in container["ports"] if p["name"] == "grpc"]
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            spec = container[probe]
+            assert set(spec) & {"grpc", "httpGet", "tcpSocket", "exec"} == {"grpc"}, (name, probe)
+            assert spec["grpc"]["port"] == port["containerPort"], (name, probe)
+        # Readiness asks for the component's own gRPC service, which must exist.
+        ready_service = container["readinessProbe"]["grpc"]["service"]
+        assert ready_service in known, ready_service
+        assert f".{component_of(deployment)}." in ready_service
+        # The Service of the component sends its traffic to that same port.
+        service = services[name]
+        (service_port,) = service["spec"]["ports"]
+        assert service_port["targetPort"] == "grpc"
+        assert service_port["appProtocol"] == "grpc"
+        assert service["spec"]["selector"].items() <= (
+            deployment["spec"]["template"]["metadata"]["labels"].items()
+        )
+
+
+@ci_files
+def test_each_component_serves_only_itself(values: Path) -> None:
+    objects = render(values)
+    (configmap,) = of_kind(objects, "ConfigMap")
+    for deployment in of_kind(objects, "Deployment"):
+        component = component_of(deployment)
+        assert deployment["metadata"]["name"] == f"{RELEASE}-aiaudit-{component}"
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        args = container["args"]
+        assert args[0] == "serve"
+        assert args[args.index("--services") + 1] == component
+        assert args.count("--services") == 1
+        # --config points at a file the mounted ConfigMap actually has.
+        config_path = Path(args[args.index("--config") + 1])
+        (mount,) = [
+            m for m in container["volumeMounts"] if m["mountPath"] == str(config_path.parent)
+        ]
+        (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+        assert volume["configMap"]["name"] == configmap["metadata"]["name"]
+        assert config_path.name in configmap["data"]
+
+
+@pytest.mark.parametrize("component", COMPONENTS)
+def test_disabled_component_renders_nothing(component: str) -> None:
+    all_enabled = CHART / "ci" / "all-enabled-values.yaml"
+    on = render(all_enabled)
+    assert any(o["metadata"].get("labels", {}).get(COMPONENT_LABEL) == component for o in on)
+    off = render(all_enabled, f"{component}.enabled=false")
+    leftovers = [
+        f"{o['kind']}/{o['metadata']['name']}"
+        for o in off
+        if o["metadata"].get("labels", {}).get(COMPONENT_LABEL) == component
+        or o["metadata"]["name"].startswith(f"{RELEASE}-aiaudit-{component}")
+    ]
+    assert leftovers == []
+    # The others are untouched.
+    assert {component_of(d) for d in of_kind(off, "Deployment")} == set(COMPONENTS) - {component}
+
+
+@ci_files
+def test_enabled_flags_decide_the_deployments(values: Path) -> None:
+    merged = merged_values(values)
+    enabled = {c for c in COMPONENTS if merged[c]["enabled"]}
+    deployed = {component_of(d) for d in of_kind(render(values), "Deployment")}
+    assert deployed == enabled
+
+
+@ci_files
+def test_hpa_exactly_when_autoscaling(values: Path) -> None:
+    merged = merged_values(values)
+    objects = render(values)
+    hpas = {component_of(h): h for h in of_kind(objects, "HorizontalPodAutoscaler")}
+    for deployment in of_kind(objects, "Deployment"):
+        component = component_of(deployment)
+        autoscaling = merged[component]["autoscaling"]
+        if autoscaling["enabled"]:
+            hpa = hpas.pop(component)
+            assert hpa["apiVersion"] == "autoscaling/v2"
+            assert hpa["spec"]["scaleTargetRef"] == {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "name": deployment["metadata"]["name"],
+            }
+            assert hpa["spec"]["minReplicas"] == autoscaling["minReplicas"]
+            assert hpa["spec"]["maxReplicas"] == autoscaling["maxReplicas"]
+            assert hpa["spec"]["metrics"]
+            # The HPA owns the count: a fixed replicas field would fight it on every upgrade.
+            assert "replicas" not in deployment["spec"]
+        else:
+            assert component not in hpas
+            assert deployment["spec"]["replicas"] == merged[component]["replicas"]
+    assert hpas == {}, "HPA for a component without a Deployment"
+
+
+def test_autoscaling_switch_adds_hpa() -> None:
+    default = CHART / "ci" / "default-values.yaml"
+    assert of_kind(render(default), "HorizontalPodAutoscaler") == []
+    (hpa,) = of_kind(render(default, "ingest.autoscaling.enabled=true"), "HorizontalPodAutoscaler")
+    assert component_of(hpa) == "ingest"
+
+
+@ci_files
+def test_pdb_matches_its_deployment(values: Path) -> None:
+    merged = merged_values(values)
+    objects = render(values)
+    deployments = {component_of(d): d for d in of_kind(objects, "Deployment")}
+    pdbs = {component_of(p): p for p in of_kind(objects, "PodDisruptionBudget")}
+    expected = {c for c in deployments if merged[c]["podDisruptionBudget"]["enabled"]}
+    assert set(pdbs) == expected
+    for component, pdb in pdbs.items():
+        pod_labels = deployments[component]["spec"]["template"]["metadata"]["labels"]
+        assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+
+
+def test_migration_job_is_a_pre_install_and_pre_upgrade_hook() -> None:
+    objects = render(CHART / "ci" / "default-values.yaml")
+    (job,) = of_kind(objects, "Job")
+    annotations = job["metadata"]["annotations"]
+    assert set(annotations["helm.sh/hook"].split(",")) == {"pre-install", "pre-upgrade"}
+    assert "before-hook-creation" in annotations["helm.sh/hook-delete-policy"]
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["args"][:2] == ["db", "migrate"]
+    assert not any("://" in a for a in container["args"]), "URL on the command line"
+    (url,) = [e for e in container["env"] if e["name"] == "AIAUDIT_DATABASE_URL"]
+    assert url["valueFrom"]["secretKeyRef"]["name"] == "aiaudit-database-admin"
+    # Hooks run before the release's own objects exist: the Job must not need them.
+    pod = job["spec"]["template"]["spec"]
+    assert "serviceAccountName" not in pod
+    assert all("configMap" not in v for v in pod.get("volumes", []))
+    assert pod["restartPolicy"] == "Never"
+
+
+def test_embedded_dev_store_has_no_migration_job() -> None:
+    objects = render(CHART / "ci" / "tls-disabled-dev-values.yaml")
+    assert of_kind(objects, "Job") == []
+
+
+_CREDENTIAL_NAME = re.compile(r"URL|PASSWORD|TOKEN|SECRET|_KEY$|CREDENTIAL", re.I)
+_URL_WITH_PASSWORD = re.compile(r"[a-z+]+://[^/\s:@'\"]+:[^@\s'\"]+@", re.I)
+
+
+@ci_files
+def test_no_literal_credentials(values: Path) -> None:
+    objects = render(values)
+    for secret in of_kind(objects, "Secret"):
+        assert not secret.get("data") and not secret.get("stringData"), (
+            f"chart renders credentials into Secret {secret['metadata']['name']}"
+        )
+    for obj in of_kind(objects, "Deployment") + of_kind(objects, "Job"):
+        for container in obj["spec"]["template"]["spec"]["containers"]:
+            for env in container.get("env", []):
+                if _CREDENTIAL_NAME.search(env["name"]):
+                    assert "value" not in env, f"{env['name']} is a literal in {obj['metadata']}"
+                    assert "secretKeyRef" in env["valueFrom"], env
+    text = _render_text((values,), ())
+    assert not _URL_WITH_PASSWORD.search(text), "a URL with a password is in the manifests"
+    assert not re.search(r"BEGIN [A-Z ]*PRIVATE KEY", text)
+
+
+@ci_files
+def test_config_file_is_accepted_by_the_server(values: Path, tmp_path: Path) -> None:
+    objects = render(values)
+    (configmap,) = of_kind(objects, "ConfigMap")
+    settings = yaml.safe_load(configmap["data"]["config.yaml"])
+    assert set(settings) <= {f.name for f in dataclasses.fields(config.Settings)}
+    assert "database_url" not in settings, "the database URL belongs in a Secret"
+    # TLS files come from the Secret volume at the paths the config names.
+    (deployment, *_) = of_kind(objects, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    tls_volumes = [v for v in pod["volumes"] if "secret" in v]
+    mounted = {
+        f"{mounts[v['name']]}/{item['path']}" for v in tls_volumes for item in v["secret"]["items"]
+    }
+    for key in ("tls_cert_file", "tls_key_file", "tls_client_ca_file"):
+        if key in settings:
+            assert settings[key] in mounted, key
+            # Stand-in files so the server's own validation can run here.
+            stand_in = tmp_path / Path(settings[key]).name
+            stand_in.write_text("pem")
+            settings[key] = str(stand_in)
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(yaml.safe_dump(settings))
+    loaded = config.load(config_file, env={})
+    assert loaded.address.endswith(f":{pod['containers'][0]['ports'][0]['containerPort']}")
+
+
+@ci_files
+def test_network_policy_toggle(values: Path) -> None:
+    merged = merged_values(values)
+    objects = render(values)
+    policies = of_kind(objects, "NetworkPolicy")
+    if not merged["networkPolicy"]["enabled"]:
+        assert policies == []
+        return
+    deployed = {component_of(d) for d in of_kind(objects, "Deployment")}
+    assert {component_of(p) for p in policies} == deployed
+    for policy in policies:
+        for rule in policy["spec"]["ingress"]:
+            assert rule["ports"] == [{"port": "grpc", "protocol": "TCP"}]
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (("aiaudit.tls.enabled=false",), "allow_insecure"),
+        (("aiaudit.database.embedded=true",), "must run 1 replica"),
+        (("aiaudit.database.existingSecret=",), "aiaudit.database.existingSecret is required"),
+        (("aiaudit.config.database_url=postgresql://x",), "set by the chart"),
+        (
+            (
+                "ingest.autoscaling.enabled=true",
+                "ingest.autoscaling.targetCPUUtilizationPercentage=null",
+            ),
+            "needs targetCPUUtilizationPercentage",
+        ),
+    ],
+    ids=[
+        "plaintext-without-opt-in",
+        "embedded-multi-replica",
+        "no-db-secret",
+        "url-in-config",
+        "hpa-no-metric",
+    ],
+)
+def test_unsafe_values_fail_the_render(sets: tuple[str, ...], message: str) -> None:
+    assert message in render_fails(*sets)
+
+
+def test_integrity_single_leader_is_documented() -> None:
+    # Operators decide replica counts from these comments; keep them saying how leadership works.
+    for path in (CHART / "values.yaml", CHART / "templates" / "integrity" / "deployment.yaml"):
+        text = path.read_text()
+        assert "advisory lock" in text and "leader" in text, path
