@@ -44,6 +44,8 @@ class Postgres:
     admin_url: str
     app_url: str
     """A login role granted only aiaudit_writer: what ingest runs as."""
+    consumer_url: str
+    """A login role granted only aiaudit_consumer: what the notary, indexer and alerting run as."""
 
 
 @pytest.fixture(scope="session")
@@ -56,11 +58,14 @@ def postgres() -> Postgres:
     admin_dsn = base_dsn.rsplit("/", 1)[0] + f"/{db}"
     admin_url = admin_dsn.replace("postgresql://", "postgresql+psycopg://", 1)
     open_store(admin_url, run_migrations=True).close()
-    user, password = f"ingest_{uuid.uuid4().hex[:8]}", secrets.token_hex(16)
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(f"CREATE ROLE {user} LOGIN PASSWORD '{password}' IN ROLE aiaudit_writer")
     host = admin_dsn.split("@", 1)[1]
-    return Postgres(admin_dsn, admin_url, f"postgresql+psycopg://{user}:{password}@{host}")
+    urls = []
+    for role in ("aiaudit_writer", "aiaudit_consumer"):
+        user, password = f"u_{uuid.uuid4().hex[:8]}", secrets.token_hex(16)
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            conn.execute(f"CREATE ROLE {user} LOGIN PASSWORD '{password}' IN ROLE {role}")
+        urls.append(f"postgresql+psycopg://{user}:{password}@{host}")
+    return Postgres(admin_dsn, admin_url, urls[0], urls[1])
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -71,6 +76,15 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return url
     pg: Postgres = request.getfixturevalue("postgres")
     return pg.app_url
+
+
+@pytest.fixture
+def consumer_url(store_url: str, request: pytest.FixtureRequest) -> str:
+    """The same store, as the least-privileged role a consumer runs as."""
+    if store_url.startswith("sqlite"):
+        return store_url
+    pg: Postgres = request.getfixturevalue("postgres")
+    return pg.consumer_url
 
 
 @pytest.fixture

@@ -50,7 +50,7 @@ def test_concurrent_single_appends_share_transactions(
 ) -> None:
     stub = pb_grpc.IngestServiceStub(server.channel)
     stub.Append(pb.AppendRequest(events=[interaction(tenant, "first")]))
-    committer = server.suite.committer  # type: ignore[attr-defined]
+    committer = server.suite.components["ingest"].committer  # type: ignore[attr-defined]
     before = committer.groups_committed
     results: list[int] = []
     n = 20

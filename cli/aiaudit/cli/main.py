@@ -22,7 +22,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace) -> config.Settings:
-    overrides = {"address": args.address, "data_dir": args.data_dir}
+    overrides = {
+        "address": args.address,
+        "data_dir": args.data_dir,
+        "services": getattr(args, "services", None),
+    }
     if getattr(args, "database_url", None):
         overrides["database_url"] = args.database_url
     return config.load(args.config, overrides=overrides)
@@ -67,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="host every implemented service on one port")
     _common(serve)
+    serve.add_argument(
+        "--services", help="comma-separated services to host (default: every implemented one)"
+    )
     serve.set_defaults(func=_serve)
     demo = sub.add_parser("demo", help="send sample interactions and print their receipts")
     _common(demo)

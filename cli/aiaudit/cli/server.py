@@ -1,7 +1,8 @@
-"""One gRPC server hosting every implemented service, with health and reflection."""
+"""One gRPC server hosting the configured services, with health and reflection."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 from concurrent import futures
 from dataclasses import dataclass
@@ -11,13 +12,16 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import server_interceptor
 
-from aiaudit.common.config import Settings
+from aiaudit.common.component import Component, Context
+from aiaudit.common.config import ConfigError, Settings
 from aiaudit.common.store import SqlEventStore, open_store
-from aiaudit.ingest import handlers as ingest
-from aiaudit.ingest.committer import GroupCommitter
-from aiaudit.ingest.validation import Limits
 
 log = logging.getLogger(__name__)
+
+COMPONENTS = {
+    "ingest": "aiaudit.ingest.component",
+}
+"""Service name -> module with ``start(ctx) -> Component``, in start order."""
 
 
 @dataclass
@@ -27,14 +31,15 @@ class Suite:
     server: grpc.Server
     port: int
     store: SqlEventStore
-    committer: GroupCommitter
+    components: dict[str, Component]
     health: health.HealthServicer
 
     def stop(self, grace: float = 5.0) -> None:
-        """Stops taking calls, lets in-flight ones finish, then commits and closes."""
+        """Stops taking calls, lets in-flight ones finish, then stops components and the store."""
         self.health.enter_graceful_shutdown()
         self.server.stop(grace).wait()
-        self.committer.close()
+        for component in reversed(self.components.values()):
+            component.stop()
         self.store.close()
 
 
@@ -50,11 +55,14 @@ def _credentials(s: Settings) -> grpc.ServerCredentials | None:
 
 
 def start(settings: Settings) -> Suite:
-    """Opens the store (migrating the embedded one), binds the port, starts serving."""
+    """Opens the store (migrating the embedded one), starts the components, serves."""
+    chosen = settings.services or tuple(COMPONENTS)
+    unknown = sorted(set(chosen) - set(COMPONENTS))
+    if unknown:
+        raise ConfigError(f"setting 'services': unknown {unknown}; known: {sorted(COMPONENTS)}")
     if settings.embedded:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(settings.store_url, run_migrations=settings.embedded)
-    committer = GroupCommitter(store, settings.max_group_events)
     options = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -65,14 +73,16 @@ def start(settings: Settings) -> Suite:
         options=options,
         maximum_concurrent_rpcs=1024,
     )
-    limits = Limits(
-        max_batch_events=settings.max_batch_events, max_event_bytes=settings.max_event_bytes
-    )
-    ingest.add_to_server(server, ingest.IngestHandlers(committer, limits))
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    services = [ingest.SERVICE_NAME]
-    for name in ["", *services]:
+    ctx = Context(settings, store, server, health_servicer)
+    components: dict[str, Component] = {}
+    for name in COMPONENTS:
+        if name in chosen:
+            components[name] = importlib.import_module(COMPONENTS[name]).start(ctx)
+    services = [n for c in components.values() for n in c.service_names]
+    health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    for name in services:
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection(
         [*services, health.SERVICE_NAME, reflection.SERVICE_NAME], server
@@ -94,4 +104,4 @@ def start(settings: Settings) -> Suite:
             "store": "sqlite" if settings.embedded else "postgresql",
         },
     )
-    return Suite(server, port, store, committer, health_servicer)
+    return Suite(server, port, store, components, health_servicer)

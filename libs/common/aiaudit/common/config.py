@@ -14,8 +14,11 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import yaml
+
+T = TypeVar("T")
 
 
 class ConfigError(ValueError):
@@ -38,6 +41,10 @@ class Settings:
     tls_client_ca_file: Path | None = None
     allow_insecure: bool = False
     log_level: str = "INFO"
+    services: tuple[str, ...] = ()
+    """Services to host; empty means every implemented one."""
+    sections: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
+    env: dict[str, str] = dataclasses.field(default_factory=dict, repr=False)
 
     @property
     def store_url(self) -> str:
@@ -50,14 +57,16 @@ class Settings:
         return self.store_url.startswith("sqlite")
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+SECTIONS = ("ingest", "integrity", "search", "alerting")
+"""Per-service sections of the config file (``integrity: {...}``), read by each service."""
 
 
-def _convert(name: str, raw: object) -> object:
-    kind = _FIELDS[name].type
+def _convert(cls: type, name: str, raw: object, where: str) -> object:
+    declared = {f.name: f.type for f in dataclasses.fields(cls)}[name]
+    kind = declared if isinstance(declared, str) else getattr(declared, "__name__", str(declared))
     try:
-        if kind == "int":
-            value = int(str(raw))
+        if kind in ("int", "float"):
+            value = int(str(raw)) if kind == "int" else float(str(raw))
             if value <= 0:
                 raise ValueError("must be positive")
             return value
@@ -68,9 +77,48 @@ def _convert(name: str, raw: object) -> object:
             return text in ("true", "1", "yes")
         if "Path" in kind:
             return Path(str(raw)) if raw not in (None, "") else None
+        if kind.startswith("tuple"):
+            items = raw if isinstance(raw, list | tuple) else str(raw).split(",")
+            return tuple(str(x).strip() for x in items if str(x).strip())
         return str(raw)
     except ValueError as exc:
-        raise ConfigError(f"setting {name!r}: {raw!r} is invalid: {exc}") from None
+        raise ConfigError(f"setting {where}{name!r}: {raw!r} is invalid: {exc}") from None
+
+
+def _read_file(config_file: Path | None) -> dict[str, Any]:
+    if config_file is None:
+        return {}
+    try:
+        loaded = yaml.safe_load(config_file.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"config file {config_file}: {exc}") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {config_file}: expected a mapping of settings")
+    return loaded
+
+
+_INTERNAL = frozenset({"sections", "env"})
+
+
+def _build(
+    cls: type[T],
+    values: Mapping[str, object],
+    env: Mapping[str, str],
+    prefix: str,
+    where: str,
+    overrides: Mapping[str, object | None] | None = None,
+) -> T:
+    """File values, overridden by environment, overridden by flags; converted and checked."""
+    names = {f.name for f in dataclasses.fields(cls)} - _INTERNAL  # type: ignore[arg-type]
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"unknown setting(s) {', '.join(where + u for u in unknown)}")
+    merged = dict(values)
+    for name in names:
+        if f"{prefix}{name.upper()}" in env:
+            merged[name] = env[f"{prefix}{name.upper()}"]
+    merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return cls(**{k: _convert(cls, k, v, where) for k, v in merged.items()})
 
 
 def load(
@@ -79,27 +127,27 @@ def load(
     overrides: Mapping[str, object | None] | None = None,
 ) -> Settings:
     """Reads file, environment and flags, in rising priority, and validates."""
-    values: dict[str, object] = {}
-    if config_file is not None:
-        try:
-            loaded = yaml.safe_load(config_file.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"config file {config_file}: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {config_file}: expected a mapping of settings")
-        unknown = sorted(set(loaded) - set(_FIELDS))
-        if unknown:
-            raise ConfigError(f"config file {config_file}: unknown setting(s) {', '.join(unknown)}")
-        values.update(loaded)
-    env = os.environ if env is None else env
-    for name in _FIELDS:
-        key = f"AIAUDIT_{name.upper()}"
-        if key in env:
-            values[name] = env[key]
-    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    settings = Settings(**{k: _convert(k, v) for k, v in values.items()})  # type: ignore[arg-type]
+    values = _read_file(config_file)
+    sections = {k: values.pop(k) for k in SECTIONS if k in values}
+    for name, body in sections.items():
+        if not isinstance(body, dict):
+            raise ConfigError(f"setting {name!r}: expected a mapping")
+    environ = dict(os.environ if env is None else env)
+    settings = _build(Settings, values, environ, "AIAUDIT_", "", overrides)
+    settings = dataclasses.replace(settings, sections=sections, env=environ)
     _validate(settings)
     return settings
+
+
+def section(settings: Settings, name: str, cls: type[T]) -> T:
+    """A service's own settings.
+
+    ``name:`` in the file, ``AIAUDIT_<NAME>_<KEY>`` in the environment. ``cls`` is
+    a dataclass with defaults for the embedded mode.
+    """
+    assert name in SECTIONS, name
+    values = settings.sections.get(name, {})
+    return _build(cls, values, settings.env, f"AIAUDIT_{name.upper()}_", f"{name}.")
 
 
 def _validate(s: Settings) -> None:

@@ -8,6 +8,8 @@
   patterns filter on; partitioned by receive time on PostgreSQL.
 - ``event_content``: the erasable part (salt and content); deleting a row
   erases content without touching any leaf.
+- ``consumer_cursors``: each consumer's position in each log (the outbox
+  contract: a consumer that was down resumes from here, losing nothing).
 """
 
 from __future__ import annotations
@@ -68,6 +70,15 @@ event_content = sa.Table(
     sa.Column("content", sa.LargeBinary, nullable=False),
     postgresql_partition_by="RANGE (receive_time)",
 )
+
+consumer_cursors = sa.Table(
+    "consumer_cursors",
+    metadata,
+    sa.Column("consumer", sa.String(64), primary_key=True),
+    sa.Column("log_id", sa.String(64), primary_key=True),
+    sa.Column("position", sa.BigInteger, nullable=False),
+)
+"""Per consumer and log: how many entries it has processed (the next sequence to read)."""
 
 # Indexes for the PRD's search patterns: who (user), when (time range), which
 # model, which session/conversation/request/trace. Every one is tenant-first.

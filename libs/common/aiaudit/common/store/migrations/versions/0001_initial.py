@@ -2,8 +2,10 @@
 
 On PostgreSQL it also creates two NOLOGIN roles that login users are granted:
 ``aiaudit_writer`` (ingest: INSERT/SELECT on event tables, the log head only
-updatable) and ``aiaudit_reader`` (SELECT only). No role may UPDATE or DELETE
-an event or a log entry; erasure is a separate, audited privilege.
+updatable), ``aiaudit_reader`` (SELECT only) and ``aiaudit_consumer`` (a reader
+that may move its cursors; each service's own migrations grant it their
+tables). No role may UPDATE or DELETE an event or a log entry; erasure is a
+separate, audited privilege.
 """
 
 import datetime as dt
@@ -28,12 +30,16 @@ BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'aiaudit_reader') THEN
     CREATE ROLE aiaudit_reader NOLOGIN;
   END IF;
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'aiaudit_consumer') THEN
+    CREATE ROLE aiaudit_consumer NOLOGIN IN ROLE aiaudit_reader;
+  END IF;
 END
 $$;
 GRANT USAGE ON SCHEMA public TO aiaudit_writer, aiaudit_reader;
 GRANT SELECT, INSERT ON log_entries, events, event_content TO aiaudit_writer;
 GRANT SELECT, INSERT, UPDATE ON logs TO aiaudit_writer;
 GRANT SELECT ON logs, log_entries, events, event_content TO aiaudit_reader;
+GRANT SELECT, INSERT, UPDATE ON consumer_cursors TO aiaudit_consumer;
 """
 
 
@@ -42,7 +48,10 @@ def upgrade() -> None:
     bind = op.get_bind()
     metadata.create_all(
         bind,
-        tables=[metadata.tables[n] for n in ("logs", "log_entries", "events", "event_content")],
+        tables=[
+            metadata.tables[n]
+            for n in ("logs", "log_entries", "events", "event_content", "consumer_cursors")
+        ],
     )
     if bind.dialect.name == "postgresql":
         ensure_partitions(bind, dt.datetime.now(dt.UTC).date())

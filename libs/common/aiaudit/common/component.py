@@ -1,0 +1,40 @@
+"""What a service plugs into the shared server: its gRPC services and workers.
+
+Each service package has a ``component`` module with ``start(ctx) -> Component``;
+`aiaudit serve` starts the ones configured, on one port, sharing one store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import grpc
+from grpc_health.v1 import health
+
+from aiaudit.common.config import Settings
+from aiaudit.common.store import SqlEventStore
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a component gets at start-up."""
+
+    settings: Settings
+    store: SqlEventStore
+    server: grpc.Server
+    health: health.HealthServicer
+    """Where components report health (NOT_SERVING while a dependency is down)."""
+
+
+class Component(Protocol):
+    """A started service."""
+
+    @property
+    def service_names(self) -> list[str]:
+        """Fully qualified gRPC service names it registered (for health and reflection)."""
+        ...
+
+    def stop(self) -> None:
+        """Finishes in-flight work and releases resources; called after the server stopped."""
+        ...
