@@ -1,0 +1,398 @@
+"""RFC 6962 / RFC 9162 Merkle tree: hashing, proofs, and proof verification.
+
+The log must answer proofs at any tree size in O(log n) without rehashing the
+whole log, so the tree is never held in memory. Its state is a set of
+*perfect subtree hashes*: the hash of leaves ``[i * 2**level, (i + 1) *
+2**level)`` is the node ``NodeID(level, i)``. Every such node is fixed forever
+once its last leaf is appended, so a store can write each one once and never
+update it (a node cache or C2SP ``tlog-tiles`` layout).
+
+* ``CompactRange`` keeps only the right edge of the tree (one node per set bit
+  of the size). Appending a leaf returns the nodes that just became complete,
+  which the sequencer persists; the root is folded from the edge in O(log n).
+* ``inclusion_proof`` / ``consistency_proof`` / ``root_at`` plan which stored
+  nodes a proof needs (O(log n) of them), fetch them in one ``NodeReader``
+  call, and hash the few non-perfect subtrees on the right edge on the fly.
+* ``verify_inclusion`` / ``verify_consistency`` follow the RFC 9162 sections
+  2.1.3.2 and 2.1.4.2 verification algorithms bit by bit and share no code
+  with generation, so a bug in one cannot hide a bug in the other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+HASH_SIZE = 32
+"""Bytes in a SHA-256 hash: every leaf, node and root hash."""
+
+EMPTY_ROOT = hashlib.sha256(b"").digest()
+"""MTH({}) of RFC 6962: the root of the empty tree."""
+
+_LEAF_PREFIX = b"\x00"
+_NODE_PREFIX = b"\x01"
+
+
+class ProofError(ValueError):
+    """A proof, root or leaf hash does not verify; the message says why."""
+
+
+class MissingNodeError(LookupError):
+    """A node store lacks a perfect subtree hash that a tree size implies exists."""
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class NodeID:
+    """A perfect subtree: leaves ``[index * 2**level, (index + 1) * 2**level)``."""
+
+    level: int
+    index: int
+
+    @property
+    def begin(self) -> int:
+        """First leaf covered."""
+        return self.index << self.level
+
+    @property
+    def end(self) -> int:
+        """One past the last leaf covered."""
+        return (self.index + 1) << self.level
+
+
+def leaf_hash(data: bytes) -> bytes:
+    """RFC 6962 leaf hash ``SHA-256(0x00 || data)``; the prefix keeps leaves and nodes apart."""
+    return hashlib.sha256(_LEAF_PREFIX + data).digest()
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    """RFC 6962 interior node hash ``SHA-256(0x01 || left || right)``."""
+    return hashlib.sha256(_NODE_PREFIX + left + right).digest()
+
+
+class NodeReader(Protocol):
+    """Source of stored perfect subtree hashes (a database table, tiles, memory).
+
+    One call per proof, with every node the proof needs, so a database-backed
+    reader answers a proof with a single query.
+    """
+
+    def read_nodes(self, ids: Sequence[NodeID]) -> Sequence[bytes]:
+        """Hashes of ``ids`` in the same order; raises ``MissingNodeError`` for any unknown."""
+        ...
+
+
+class MemoryNodeStore:
+    """In-memory ``NodeReader`` that also accepts the nodes ``CompactRange`` completes."""
+
+    def __init__(self) -> None:
+        self._nodes: dict[NodeID, bytes] = {}
+
+    def write_nodes(self, nodes: Iterable[tuple[NodeID, bytes]]) -> None:
+        """Stores completed nodes; rewriting a node with a different hash is refused."""
+        for node, digest in nodes:
+            known = self._nodes.setdefault(node, digest)
+            if known != digest:
+                raise ValueError(f"node {node} already stored with a different hash")
+
+    def read_nodes(self, ids: Sequence[NodeID]) -> list[bytes]:
+        """Hashes of ``ids`` in order."""
+        try:
+            return [self._nodes[node] for node in ids]
+        except KeyError as exc:
+            raise MissingNodeError(f"no stored hash for node {exc.args[0]}") from None
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+
+def _check_hash(what: str, digest: bytes) -> None:
+    if len(digest) != HASH_SIZE:
+        raise ValueError(f"{what} must be {HASH_SIZE} bytes, got {len(digest)}")
+
+
+def _largest_power_of_two_below(n: int) -> int:
+    """The RFC's k: the largest power of two strictly smaller than ``n`` (n > 1)."""
+    return 1 << ((n - 1).bit_length() - 1)
+
+
+def _perfect_nodes(begin: int, end: int) -> list[NodeID]:
+    """Splits ``[begin, end)`` into maximal aligned perfect subtrees, left to right."""
+    nodes = []
+    while begin < end:
+        size = begin & -begin if begin else 1 << (end - 1).bit_length()
+        while size > end - begin:
+            size >>= 1
+        level = size.bit_length() - 1
+        nodes.append(NodeID(level, begin >> level))
+        begin += size
+    return nodes
+
+
+def _fold(hashes: Sequence[bytes]) -> bytes:
+    """MTH of a subtree from its perfect parts (largest first): hashed right to left.
+
+    RFC 6962 splits a subtree of n leaves at the largest power of two below n,
+    so its left part is perfect and the rest recurses: the root is
+    ``H(P1, H(P2, ... H(Pk-1, Pk)))`` for the perfect parts ``P1..Pk``.
+    """
+    digest = hashes[-1]
+    for part in reversed(hashes[:-1]):
+        digest = node_hash(part, digest)
+    return digest
+
+
+def _read(reader: NodeReader, ids: Sequence[NodeID]) -> dict[NodeID, bytes]:
+    unique = sorted(set(ids))
+    hashes = reader.read_nodes(unique)
+    if len(hashes) != len(unique):
+        raise MissingNodeError(f"asked for {len(unique)} nodes, got {len(hashes)}")
+    for node, digest in zip(unique, hashes, strict=True):
+        _check_hash(f"stored node {node}", digest)
+    return dict(zip(unique, hashes, strict=True))
+
+
+def _materialise(ranges: Sequence[tuple[int, int]], reader: NodeReader) -> list[bytes]:
+    """MTH of each leaf range, from stored perfect nodes fetched in one read."""
+    parts = [_perfect_nodes(begin, end) for begin, end in ranges]
+    hashes = _read(reader, [node for group in parts for node in group])
+    return [_fold([hashes[node] for node in group]) for group in parts]
+
+
+class CompactRange:
+    """The right edge of the tree ``[0, size)``: enough state to append and to get the root.
+
+    It holds one perfect subtree hash per set bit of ``size``, largest first,
+    so the sequencer's state is O(log n) and can be reloaded from the node
+    store at startup with ``CompactRange.load``.
+    """
+
+    def __init__(self, size: int = 0, hashes: Sequence[bytes] = ()) -> None:
+        """Resumes at ``size`` from the edge hashes (as ``hashes()`` returned them)."""
+        if size < 0:
+            raise ValueError("size must not be negative")
+        ids = _perfect_nodes(0, size)
+        if len(hashes) != len(ids):
+            raise ValueError(f"size {size} needs {len(ids)} edge hashes, got {len(hashes)}")
+        for node, digest in zip(ids, hashes, strict=True):
+            _check_hash(f"edge hash {node}", digest)
+        self._size = size
+        self._edge: list[tuple[NodeID, bytes]] = list(zip(ids, hashes, strict=True))
+
+    @classmethod
+    def load(cls, size: int, reader: NodeReader) -> CompactRange:
+        """Rebuilds the edge at ``size`` from stored nodes with one read."""
+        ids = _perfect_nodes(0, size)
+        hashes = _read(reader, ids)
+        return cls(size, [hashes[node] for node in ids])
+
+    @property
+    def size(self) -> int:
+        """Leaves appended so far."""
+        return self._size
+
+    def nodes(self) -> list[tuple[NodeID, bytes]]:
+        """The edge: perfect subtrees covering ``[0, size)``, largest first."""
+        return list(self._edge)
+
+    def hashes(self) -> list[bytes]:
+        """Edge hashes only, the form ``CompactRange(size, hashes)`` resumes from."""
+        return [digest for _, digest in self._edge]
+
+    def append(self, leaf: bytes) -> list[tuple[NodeID, bytes]]:
+        """Adds one leaf hash; returns the nodes it completed (the leaf first) for storage."""
+        _check_hash("leaf hash", leaf)
+        created = [(NodeID(0, self._size), leaf)]
+        self._edge.append(created[0])
+        # Each trailing 1 bit of the old size is a sibling that the new leaf completes.
+        while len(self._edge) > 1 and self._edge[-2][0].level == self._edge[-1][0].level:
+            (left_id, left), (_, right) = self._edge[-2], self._edge[-1]
+            parent = (NodeID(left_id.level + 1, left_id.index >> 1), node_hash(left, right))
+            self._edge[-2:] = [parent]
+            created.append(parent)
+        self._size += 1
+        return created
+
+    def extend(self, leaves: Iterable[bytes]) -> list[tuple[NodeID, bytes]]:
+        """Appends leaf hashes in order; returns every node they completed."""
+        created: list[tuple[NodeID, bytes]] = []
+        for leaf in leaves:
+            created.extend(self.append(leaf))
+        return created
+
+    def root(self) -> bytes:
+        """MTH of ``[0, size)`` in O(log n) hashes."""
+        if not self._edge:
+            return EMPTY_ROOT
+        return _fold(self.hashes())
+
+
+def root(leaf_hashes: Iterable[bytes]) -> bytes:
+    """MTH of a whole list of leaf hashes (RFC 9162 section 2.1.1)."""
+    edge = CompactRange()
+    edge.extend(leaf_hashes)
+    return edge.root()
+
+
+def root_at(size: int, reader: NodeReader) -> bytes:
+    """Root hash of the tree at an earlier (or the current) ``size`` from stored nodes."""
+    if size < 0:
+        raise ValueError("size must not be negative")
+    if size == 0:
+        return EMPTY_ROOT
+    return _materialise([(0, size)], reader)[0]
+
+
+def _inclusion_ranges(index: int, size: int) -> list[tuple[int, int]]:
+    """Leaf ranges whose MTHs form PATH(index, D[0:size]) (RFC 9162 section 2.1.3.1).
+
+    Walks from the root down, taking the sibling of the side holding the leaf;
+    the proof lists them from the leaf up.
+    """
+    ranges = []
+    begin, end = 0, size
+    while end - begin > 1:
+        split = begin + _largest_power_of_two_below(end - begin)
+        if index < split:
+            ranges.append((split, end))
+            end = split
+        else:
+            ranges.append((begin, split))
+            begin = split
+    ranges.reverse()
+    return ranges
+
+
+def _consistency_ranges(old_size: int, size: int) -> list[tuple[int, int]]:
+    """Leaf ranges whose MTHs form PROOF(m, D[0:n]) = SUBPROOF(m, D[0:n], true).
+
+    RFC 9162 section 2.1.4.1, unrolled from the root down; the proof lists
+    the deepest subtree first.
+    """
+    ranges = []
+    begin, end, m, complete = 0, size, old_size, True
+    while m != end - begin:
+        split = begin + _largest_power_of_two_below(end - begin)
+        if m <= split - begin:
+            ranges.append((split, end))
+            end = split
+        else:
+            ranges.append((begin, split))
+            m -= split - begin
+            begin = split
+            complete = False
+    if not complete:
+        ranges.append((begin, end))
+    ranges.reverse()
+    return ranges
+
+
+def inclusion_proof(index: int, size: int, reader: NodeReader) -> list[bytes]:
+    """Audit path for leaf ``index`` in the tree of ``size`` leaves, from stored nodes."""
+    if not 0 <= index < size:
+        raise ValueError(f"leaf index {index} is outside a tree of size {size}")
+    return _materialise(_inclusion_ranges(index, size), reader)
+
+
+def consistency_proof(old_size: int, size: int, reader: NodeReader) -> list[bytes]:
+    """Proof that the tree of ``old_size`` leaves is a prefix of the tree of ``size`` leaves.
+
+    ``old_size`` must be at least 1: every tree extends the empty tree, so a
+    proof from size 0 proves nothing and verifiers reject it.
+    """
+    if not 0 < old_size <= size:
+        raise ValueError(f"no consistency proof from size {old_size} to size {size}")
+    if old_size == size:
+        return []
+    return _materialise(_consistency_ranges(old_size, size), reader)
+
+
+def _check_proof_hashes(what: str, hashes: Sequence[bytes]) -> None:
+    for i, digest in enumerate(hashes):
+        if len(digest) != HASH_SIZE:
+            raise ProofError(f"{what}[{i}] is {len(digest)} bytes, not {HASH_SIZE}")
+
+
+def verify_inclusion(
+    index: int, size: int, leaf: bytes, proof: Sequence[bytes], root_hash: bytes
+) -> None:
+    """Checks an inclusion proof (RFC 9162 section 2.1.3.2); raises ``ProofError`` if it fails."""
+    if not 0 <= index < size:
+        raise ProofError(f"leaf index {index} is outside a tree of size {size}")
+    if len(leaf) != HASH_SIZE or len(root_hash) != HASH_SIZE:
+        raise ProofError(f"leaf and root hashes must be {HASH_SIZE} bytes")
+    _check_proof_hashes("proof", proof)
+    fn, sn = index, size - 1
+    r = leaf
+    for p in proof:
+        if sn == 0:
+            raise ProofError("proof is longer than the path to the root")
+        if fn & 1 or fn == sn:
+            r = node_hash(p, r)
+            if not fn & 1:
+                while fn and not fn & 1:
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            r = node_hash(r, p)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise ProofError("proof is shorter than the path to the root")
+    if r != root_hash:
+        raise ProofError("proof does not lead to the root hash")
+
+
+def verify_consistency(
+    old_size: int, size: int, old_root: bytes, root_hash: bytes, proof: Sequence[bytes]
+) -> None:
+    """Checks a consistency proof (RFC 9162 section 2.1.4.2); raises ``ProofError`` if it fails.
+
+    A proof from size 0 is rejected (as transparency-dev/merkle's test data
+    requires): it cannot bind anything. Equal sizes are consistent exactly when
+    the proof is empty and the two roots are the same bytes.
+    """
+    if old_size <= 0:
+        raise ProofError("a consistency proof from the empty tree proves nothing")
+    if old_size > size:
+        raise ProofError(f"old size {old_size} is larger than size {size}")
+    if old_size == size:
+        if proof:
+            raise ProofError("equal sizes need an empty proof")
+        if old_root != root_hash:
+            raise ProofError("equal sizes but different roots")
+        return
+    if not proof:
+        raise ProofError("empty consistency proof for different sizes")
+    if len(old_root) != HASH_SIZE or len(root_hash) != HASH_SIZE:
+        raise ProofError(f"root hashes must be {HASH_SIZE} bytes")
+    _check_proof_hashes("proof", proof)
+    path = list(proof)
+    if old_size & (old_size - 1) == 0:
+        path.insert(0, old_root)
+    fn, sn = old_size - 1, size - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = path[0]
+    for c in path[1:]:
+        if sn == 0:
+            raise ProofError("proof is longer than needed")
+        if fn & 1 or fn == sn:
+            fr = node_hash(c, fr)
+            sr = node_hash(c, sr)
+            if not fn & 1:
+                while fn and not fn & 1:
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            sr = node_hash(sr, c)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise ProofError("proof is shorter than needed")
+    if fr != old_root:
+        raise ProofError("proof does not lead to the old root hash")
+    if sr != root_hash:
+        raise ProofError("proof does not lead to the new root hash")

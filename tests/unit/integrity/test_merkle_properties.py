@@ -1,0 +1,111 @@
+"""Properties: every generated proof verifies, and no single change survives.
+
+One 300-leaf store serves every tree size: stored perfect subtrees never
+change as the log grows, so the tree at size n is a prefix of it. Roots come
+from the RFC definition over the leaves, not from the code under test.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aiaudit.integrity import merkle
+from aiaudit.integrity.merkle import CompactRange, MemoryNodeStore, ProofError
+from tests.unit.integrity import reference
+
+MAX = 300
+
+
+@cache
+def tree() -> tuple[MemoryNodeStore, tuple[bytes, ...], tuple[bytes, ...]]:
+    """The store, the leaf hashes, and the root at every size 0..MAX."""
+    leaves = tuple(reference.h_leaf(b"event %d" % i) for i in range(MAX))
+    store = MemoryNodeStore()
+    store.write_nodes(CompactRange().extend(leaves))
+    roots = tuple(reference.mth(leaves[:n]) for n in range(MAX + 1))
+    return store, leaves, roots
+
+
+def flip(data: bytes, position: int, bit: int) -> bytes:
+    """``data`` with one bit changed at ``position`` (taken modulo the length)."""
+    i = position % len(data)
+    return data[:i] + bytes([data[i] ^ (1 << bit)]) + data[i + 1 :]
+
+
+positions = st.integers(min_value=0, max_value=31)
+bits = st.integers(min_value=0, max_value=7)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), position=positions, bit=bits)
+def test_inclusion_proofs_verify_and_any_change_fails(
+    data: st.DataObject, position: int, bit: int
+) -> None:
+    store, leaves, roots = tree()
+    size = data.draw(st.integers(min_value=1, max_value=MAX), label="size")
+    index = data.draw(st.integers(min_value=0, max_value=size - 1), label="index")
+    proof = merkle.inclusion_proof(index, size, store)
+    leaf, root = leaves[index], roots[size]
+
+    merkle.verify_inclusion(index, size, leaf, proof, root)
+
+    for k in range(len(proof)):
+        changed = [*proof[:k], flip(proof[k], position, bit), *proof[k + 1 :]]
+        with pytest.raises(ProofError):
+            merkle.verify_inclusion(index, size, leaf, changed, root)
+    with pytest.raises(ProofError):
+        merkle.verify_inclusion(index, size, flip(leaf, position, bit), proof, root)
+    with pytest.raises(ProofError):
+        merkle.verify_inclusion(index, size, leaf, proof, flip(root, position, bit))
+    for shifted in (index - 1, index + 1):
+        with pytest.raises(ProofError):
+            merkle.verify_inclusion(shifted, size, leaf, proof, root)
+    if proof:
+        with pytest.raises(ProofError):
+            merkle.verify_inclusion(index, size, leaf, proof[:-1], root)
+        with pytest.raises(ProofError):
+            merkle.verify_inclusion(index, size, leaf, [*proof, proof[-1]], root)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), position=positions, bit=bits)
+def test_consistency_proofs_verify_and_any_change_fails(
+    data: st.DataObject, position: int, bit: int
+) -> None:
+    store, _, roots = tree()
+    size = data.draw(st.integers(min_value=1, max_value=MAX), label="size")
+    old = data.draw(st.integers(min_value=1, max_value=size), label="old size")
+    proof = merkle.consistency_proof(old, size, store)
+    old_root, root = roots[old], roots[size]
+
+    merkle.verify_consistency(old, size, old_root, root, proof)
+
+    for k in range(len(proof)):
+        changed = [*proof[:k], flip(proof[k], position, bit), *proof[k + 1 :]]
+        with pytest.raises(ProofError):
+            merkle.verify_consistency(old, size, old_root, root, changed)
+    with pytest.raises(ProofError):
+        merkle.verify_consistency(old, size, flip(old_root, position, bit), root, proof)
+    with pytest.raises(ProofError):
+        merkle.verify_consistency(old, size, old_root, flip(root, position, bit), proof)
+    for shifted in (old - 1, old + 1):
+        with pytest.raises(ProofError):
+            merkle.verify_consistency(shifted, size, old_root, root, proof)
+    if proof:
+        with pytest.raises(ProofError):
+            merkle.verify_consistency(old, size, old_root, root, proof[:-1])
+        with pytest.raises(ProofError):
+            merkle.verify_consistency(old, size, old_root, root, [*proof, proof[-1]])
+
+
+@settings(max_examples=200, deadline=None)
+@given(size=st.integers(min_value=0, max_value=MAX))
+def test_roots_from_stored_nodes_and_compact_ranges_agree_with_the_rfc(size: int) -> None:
+    store, leaves, roots = tree()
+    assert merkle.root_at(size, store) == roots[size]
+    assert CompactRange.load(size, store).root() == roots[size]
+    assert merkle.root(leaves[:size]) == roots[size]
