@@ -7,6 +7,7 @@ own tenant (its own log), so tests never see each other's events.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import subprocess
@@ -19,8 +20,10 @@ import grpc
 import psycopg
 import pytest
 import sqlalchemy as sa
+import yaml
 
-from aiaudit.common import config
+from aiaudit.common import client, config
+from aiaudit.common.auth import ROLE_PERMISSIONS
 from aiaudit.common.store import open_store
 from aiaudit.common.store.sql import SqlEventStore
 
@@ -104,15 +107,39 @@ class Running:
     channel: grpc.Channel
     suite: object
     address: str
+    keys: dict[str, str]
+    """API key by role name (each on every tenant), to open channels as that role."""
+
+    def as_role(self, role: str) -> grpc.Channel:
+        return client.channel(self.address, self.keys[role])
+
+
+def write_keys(path: Path, tenants: list[str] | None = None) -> dict[str, str]:
+    """An api_keys_file with one key per role; returns the plain keys."""
+    keys = {role: secrets.token_urlsafe(24) for role in ROLE_PERMISSIONS}
+    entries = [
+        {
+            "id": f"key-{role}",
+            "sha256": hashlib.sha256(key.encode()).hexdigest(),
+            "principal": f"test-{role}",
+            "tenants": tenants or ["*"],
+            "roles": [role],
+        }
+        for role, key in keys.items()
+    ]
+    path.write_text(yaml.safe_dump({"keys": entries}))
+    return keys
 
 
 @pytest.fixture
 def server(store_url: str, tmp_path: Path) -> Iterator[Running]:
     from aiaudit.cli.server import start
 
+    keys = write_keys(tmp_path / "keys.yaml")
     settings = config.load(
         env={},
         overrides={
+            "api_keys_file": tmp_path / "keys.yaml",
             "address": "127.0.0.1:0",
             "data_dir": tmp_path,
             "database_url": store_url,
@@ -123,8 +150,8 @@ def server(store_url: str, tmp_path: Path) -> Iterator[Running]:
     )
     suite = start(settings)
     address = f"127.0.0.1:{suite.port}"
-    channel = grpc.insecure_channel(address)
-    yield Running(channel, suite, address)
+    channel = client.channel(address, keys["admin"])
+    yield Running(channel, suite, address, keys)
     channel.close()
     suite.stop()
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 from aiaudit.common.store import cursors, open_store
+from aiaudit.common.store.prepare import prepare
 from aiaudit.common.store.sql import SqlEventStore
-from aiaudit.ingest.prepare import prepare
 from tests.helpers import interaction
 
 

@@ -78,8 +78,8 @@ def test_application_role_cannot_change_or_delete(postgres: Postgres, tenant: st
     import datetime as dt
 
     from aiaudit.common.store import open_store
+    from aiaudit.common.store.prepare import prepare
     from aiaudit.common.store.sql import NewEvent  # noqa: F401  (documents what is written)
-    from aiaudit.ingest.prepare import prepare
 
     store = open_store(postgres.app_url)
     store.append_group([[prepare(interaction(tenant, "x"), dt.datetime.now(dt.UTC))]])

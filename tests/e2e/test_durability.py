@@ -12,10 +12,11 @@ from pathlib import Path
 
 import grpc
 
+from aiaudit.common import client
 from aiaudit.common.store import open_store
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
-from tests.conftest import subprocess_env
+from tests.conftest import subprocess_env, write_keys
 from tests.helpers import interaction
 
 
@@ -26,6 +27,7 @@ def free_port() -> int:
 
 
 def serve(store_url: str, data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    keys_file = data_dir / "keys.yaml"
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -37,7 +39,11 @@ def serve(store_url: str, data_dir: Path, port: int) -> subprocess.Popen[bytes]:
             "--data-dir",
             str(data_dir),
         ],
-        env={**subprocess_env(), "AIAUDIT_DATABASE_URL": store_url},
+        env={
+            **subprocess_env(),
+            "AIAUDIT_DATABASE_URL": store_url,
+            "AIAUDIT_API_KEYS_FILE": str(keys_file),
+        },
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
     )
@@ -53,6 +59,7 @@ def test_kill_9_mid_stream_loses_no_acknowledged_event(
     if store_url.startswith("sqlite"):
         store_url = f"sqlite:///{tmp_path / 'kill.db'}"
     port = free_port()
+    key = write_keys(tmp_path / "keys.yaml")["gateway"]
     proc = serve(store_url, tmp_path, port)
     events = [interaction(tenant, f"k{i}", text=f"prompt {i}") for i in range(2000)]
     acked: dict[str, bytes] = {}
@@ -64,7 +71,7 @@ def test_kill_9_mid_stream_loses_no_acknowledged_event(
                 return
             yield pb.AppendStreamRequest(request_id=i, events=events[i : i + 5])
 
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    channel = client.channel(f"127.0.0.1:{port}", key)
     stream = pb_grpc.IngestServiceStub(channel).AppendStream(requests())
     try:
         for response in stream:
@@ -87,7 +94,7 @@ def test_kill_9_mid_stream_loses_no_acknowledged_event(
     # Restart and resend everything, as the SDK would: acked events come back as duplicates.
     proc = serve(store_url, tmp_path, port)
     try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        with client.channel(f"127.0.0.1:{port}", key) as channel:
             stub = pb_grpc.IngestServiceStub(channel)
             for i in range(0, len(events), 100):
                 for r in stub.Append(pb.AppendRequest(events=events[i : i + 100])).receipts:

@@ -12,6 +12,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import server_interceptor
 
+from aiaudit.common.access import AccessLog
+from aiaudit.common.auth import Authenticator
 from aiaudit.common.component import Component, Context
 from aiaudit.common.config import ConfigError, Settings
 from aiaudit.common.store import SqlEventStore, open_store
@@ -75,7 +77,14 @@ def start(settings: Settings) -> Suite:
     )
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    ctx = Context(settings, store, server, health_servicer)
+    ctx = Context(
+        settings,
+        store,
+        server,
+        health_servicer,
+        Authenticator.from_file(settings.api_keys_file),
+        AccessLog(store),
+    )
     components: dict[str, Component] = {}
     for name in COMPONENTS:
         if name in chosen:

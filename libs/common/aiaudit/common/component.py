@@ -6,12 +6,15 @@ Each service package has a ``component`` module with ``start(ctx) -> Component``
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 import grpc
 from grpc_health.v1 import health
 
+from aiaudit.common.access import AccessLog
+from aiaudit.common.auth import Authenticator, Caller
 from aiaudit.common.config import Settings
 from aiaudit.common.store import SqlEventStore
 
@@ -25,6 +28,15 @@ class Context:
     server: grpc.Server
     health: health.HealthServicer
     """Where components report health (NOT_SERVING while a dependency is down)."""
+    auth: Authenticator
+    """Turns request metadata into a Caller; see aiaudit.common.auth.require."""
+    access: AccessLog
+
+    def audit(
+        self, caller: Caller, tenant: str, action: str, details: Mapping[str, str | int | bool]
+    ) -> None:
+        """Records a read of audit data as an EVENT_TYPE_AUDIT_ACCESS event (before answering)."""
+        self.access.record(caller, tenant, action, details)
 
 
 class Component(Protocol):

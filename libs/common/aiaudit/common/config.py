@@ -40,6 +40,8 @@ class Settings:
     tls_key_file: Path | None = None
     tls_client_ca_file: Path | None = None
     allow_insecure: bool = False
+    api_keys_file: Path | None = None
+    """YAML of API keys (SHA-256 only), tenants and roles; see README "Authentication"."""
     log_level: str = "INFO"
     services: tuple[str, ...] = ()
     """Services to host; empty means every implemented one."""
@@ -166,11 +168,18 @@ def _validate(s: Settings) -> None:
         path = getattr(s, name)
         if path is not None and not path.is_file():
             raise ConfigError(f"setting {name!r}: {path} is not a readable file")
+    if s.api_keys_file is not None and not s.api_keys_file.is_file():
+        raise ConfigError(f"setting 'api_keys_file': {s.api_keys_file} is not a readable file")
     if s.tls_cert_file is None and not _loopback(host) and not s.allow_insecure:
         raise ConfigError(
             f"setting 'address': {s.address} is reachable from other hosts but no TLS is set; "
             "set tls_cert_file/tls_key_file (and tls_client_ca_file for mTLS), "
             "or allow_insecure=true for a trusted network"
+        )
+    if s.api_keys_file is None and not (s.embedded and _loopback(host)) and not s.allow_insecure:
+        raise ConfigError(
+            "setting 'api_keys_file': callers must authenticate outside the embedded loopback "
+            "mode; set api_keys_file, or allow_insecure=true for a trusted network"
         )
 
 

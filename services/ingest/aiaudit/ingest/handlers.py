@@ -15,10 +15,11 @@ from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, status_pb2
 
 from aiaudit.common import status
+from aiaudit.common.auth import Authenticator, Caller
+from aiaudit.common.store.prepare import prepare
 from aiaudit.common.store.sql import BatchOutcome, Conflict, Receipt
 from aiaudit.common.v1 import event_pb2, proof_pb2
 from aiaudit.ingest.committer import GroupCommitter
-from aiaudit.ingest.prepare import prepare
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.validation import Limits, validate_batch
 from aiaudit.ingest.wire import locate_bad_event
@@ -53,14 +54,21 @@ class IngestHandlers:
     """Validates, commits through the group committer, answers with receipts."""
 
     def __init__(
-        self, committer: GroupCommitter, limits: Limits, commit_timeout: float = 30.0
+        self,
+        committer: GroupCommitter,
+        limits: Limits,
+        auth: Authenticator,
+        commit_timeout: float = 30.0,
     ) -> None:
         """Handlers over a committer."""
+        self._auth = auth
         self._committer = committer
         self._limits = limits
         self._timeout = commit_timeout
 
-    def _submit(self, events: list[event_pb2.Event], prefix: str) -> Future[BatchOutcome]:
+    def _submit(
+        self, events: list[event_pb2.Event], prefix: str, caller: Caller
+    ) -> Future[BatchOutcome]:
         now = dt.datetime.now(dt.UTC)
         violations = validate_batch(events, self._limits, now, prefix)
         if violations:
@@ -70,6 +78,18 @@ class IngestHandlers:
                     [(v.field, v.description) for v in violations],
                 )
             )
+        for tenant in sorted({e.tenant_id for e in events}):
+            if not caller.allows("events.write", tenant):
+                raise _RefusedError(
+                    status.error(
+                        code_pb2.PERMISSION_DENIED,
+                        f"{caller.principal!r} lacks 'events.write' on tenant {tenant!r}; "
+                        "nothing was written",
+                        "PERMISSION_DENIED",
+                        permission="events.write",
+                        tenant=tenant,
+                    )
+                )
         return self._committer.submit([prepare(e, now) for e in events])
 
     def _receipts(self, future: Future[BatchOutcome], prefix: str) -> list[proof_pb2.Receipt]:
@@ -123,7 +143,9 @@ class IngestHandlers:
             assert isinstance(request, pb.AppendRequest)
             events = list(request.events)
             return pb.AppendResponse(
-                receipts=self._receipts(self._submit(events, "events"), "events")
+                receipts=self._receipts(
+                    self._submit(events, "events", self._auth.authenticate(context)), "events"
+                )
             )
         except _RefusedError as refused:
             status.abort(context, refused.status)
@@ -133,6 +155,7 @@ class IngestHandlers:
         self, requests: Iterator[bytes], context: grpc.ServicerContext
     ) -> Iterator[pb.AppendStreamResponse]:
         """AppendStream: requests are pipelined and each is answered, in order, on its own."""
+        caller = self._auth.authenticate(context)
         pending: queue.SimpleQueue[tuple[int, Future[BatchOutcome] | _RefusedError] | None] = (
             queue.SimpleQueue()
         )
@@ -140,7 +163,7 @@ class IngestHandlers:
         def read() -> None:
             try:
                 for raw in requests:
-                    pending.put(self._accept(raw))
+                    pending.put(self._accept(raw, caller))
             except Exception as exc:  # the client went away: answer what was accepted
                 log.info("append stream reader ended: %s", exc)
             finally:
@@ -159,13 +182,15 @@ class IngestHandlers:
             else:
                 yield pb.AppendStreamResponse(request_id=request_id, receipts=receipts, status=_OK)
 
-    def _accept(self, raw: bytes) -> tuple[int, Future[BatchOutcome] | _RefusedError]:
+    def _accept(
+        self, raw: bytes, caller: Caller
+    ) -> tuple[int, Future[BatchOutcome] | _RefusedError]:
         request_id = 0
         try:
             request = self._parse(raw, pb.AppendStreamRequest, 2, "events")
             assert isinstance(request, pb.AppendStreamRequest)
             request_id = request.request_id
-            return request_id, self._submit(list(request.events), "events")
+            return request_id, self._submit(list(request.events), "events", caller)
         except _RefusedError as refused:
             return request_id, refused
 

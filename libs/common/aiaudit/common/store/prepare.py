@@ -1,4 +1,8 @@
-"""Turns a validated event into what the store writes: received, salted, committed."""
+"""Turns a validated event into what the store writes: received, salted, committed.
+
+Shared by ingest and by every service that records events of its own (access
+records, rule changes).
+"""
 
 from __future__ import annotations
 

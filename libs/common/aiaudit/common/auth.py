@@ -1,0 +1,157 @@
+"""Who is calling, and what they may do: API keys mapped to tenants and roles.
+
+Callers send ``authorization: Bearer <key>``. Only the SHA-256 of each key is
+configured (``api_keys_file``), so the file holds no secret. Roles follow the
+PRD's users; a role grants permissions, a key grants roles on tenants.
+Without a keys file (embedded dev mode on loopback) every caller is the
+``dev`` principal with every permission on every tenant.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import yaml
+from google.rpc import code_pb2
+
+from aiaudit.common import status
+from aiaudit.common.config import ConfigError
+
+ALL_TENANTS = "*"
+
+ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
+    # AI gateways: write events, nothing else.
+    "gateway": frozenset({"events.write"}),
+    # Compliance officers: everything about events, content and PII included, and exports.
+    "compliance_officer": frozenset(
+        {"events.read", "content.read", "pii.read", "export", "proofs.read", "alerts.read"}
+    ),
+    # External auditors: events, exports and proofs; no PII.
+    "auditor": frozenset({"events.read", "content.read", "export", "proofs.read"}),
+    # Security analysts: events with content, rules and alerts.
+    "security_analyst": frozenset(
+        {"events.read", "content.read", "rules.read", "rules.write", "alerts.read", "alerts.write"}
+    ),
+    # Product managers and developers: metadata, aggregates and trust signals, no content.
+    "analyst": frozenset({"events.read"}),
+    "developer": frozenset({"events.read", "alerts.read", "rules.read"}),
+    "admin": frozenset(
+        {
+            "events.write",
+            "events.read",
+            "content.read",
+            "pii.read",
+            "export",
+            "proofs.read",
+            "rules.read",
+            "rules.write",
+            "alerts.read",
+            "alerts.write",
+        }
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated caller."""
+
+    principal: str
+    tenants: frozenset[str]
+    roles: frozenset[str]
+    key_id: str = ""
+
+    def allows(self, permission: str, tenant: str) -> bool:
+        """Whether a role of this caller grants the permission on the tenant."""
+        if ALL_TENANTS not in self.tenants and tenant not in self.tenants:
+            return False
+        return any(permission in ROLE_PERMISSIONS.get(r, frozenset()) for r in self.roles)
+
+
+DEV_CALLER = Caller("dev", frozenset({ALL_TENANTS}), frozenset({"admin"}), "dev")
+
+
+class Authenticator:
+    """Turns request metadata into a Caller, or refuses the call."""
+
+    def __init__(self, keys: dict[str, Caller] | None) -> None:
+        """``keys`` maps SHA-256 hex of each key to its caller; None is dev mode."""
+        self._keys = keys
+
+    @classmethod
+    def from_file(cls, path: Path | None) -> Authenticator:
+        """Loads the keys file; None means dev mode (the caller decides if that is allowed)."""
+        if path is None:
+            return cls(None)
+        try:
+            doc = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"setting 'api_keys_file': {path}: {exc}") from None
+        keys: dict[str, Caller] = {}
+        for i, entry in enumerate(doc.get("keys", [])):
+            where = f"setting 'api_keys_file': {path}: keys[{i}]"
+            digest = str(entry.get("sha256", "")).lower()
+            if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+                raise ConfigError(f"{where}.sha256 must be 64 hex digits (SHA-256 of the key)")
+            roles = frozenset(entry.get("roles", []))
+            unknown = sorted(roles - set(ROLE_PERMISSIONS))
+            if unknown or not roles:
+                raise ConfigError(
+                    f"{where}.roles: unknown or empty {unknown}; known {sorted(ROLE_PERMISSIONS)}"
+                )
+            tenants = frozenset(str(t) for t in entry.get("tenants", []))
+            if not tenants:
+                raise ConfigError(f"{where}.tenants must list tenants (or '*')")
+            keys[digest] = Caller(
+                str(entry.get("principal") or entry.get("id")),
+                tenants,
+                roles,
+                str(entry.get("id", "")),
+            )
+        return cls(keys)
+
+    @property
+    def dev_mode(self) -> bool:
+        """Whether every caller is let in as the dev principal."""
+        return self._keys is None
+
+    def authenticate(self, context: grpc.ServicerContext) -> Caller:
+        """The caller of this request; aborts UNAUTHENTICATED without a known key."""
+        if self._keys is None:
+            return DEV_CALLER
+        token = ""
+        for key, value in context.invocation_metadata():
+            if key == "authorization" and str(value).lower().startswith("bearer "):
+                token = str(value)[7:].strip()
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        for known, caller in self._keys.items():
+            if token and hmac.compare_digest(known, digest):
+                return caller
+        status.abort(
+            context,
+            status.error(
+                code_pb2.UNAUTHENTICATED,
+                "missing or unknown API key (send 'authorization: Bearer <key>')",
+                "UNAUTHENTICATED",
+            ),
+        )
+        raise AssertionError("unreachable")
+
+
+def require(context: grpc.ServicerContext, caller: Caller, permission: str, tenant: str) -> None:
+    """Aborts PERMISSION_DENIED unless the caller holds the permission on the tenant."""
+    if not caller.allows(permission, tenant):
+        status.abort(
+            context,
+            status.error(
+                code_pb2.PERMISSION_DENIED,
+                f"{caller.principal!r} lacks {permission!r} on tenant {tenant!r}",
+                "PERMISSION_DENIED",
+                permission=permission,
+                tenant=tenant,
+            ),
+        )

@@ -1,0 +1,61 @@
+"""Authentication and roles at the gRPC boundary (both backends)."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from aiaudit.common import client
+from aiaudit.ingest.v1 import ingest_service_pb2 as pb
+from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
+from tests.conftest import Running
+from tests.helpers import interaction
+
+
+def test_no_key_is_unauthenticated(server: Running, tenant: str) -> None:
+    for ch in (client.channel(server.address), client.channel(server.address, "wrong-key")):
+        with pytest.raises(grpc.RpcError) as err:
+            pb_grpc.IngestServiceStub(ch).Append(pb.AppendRequest(events=[interaction(tenant)]))
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert server.suite.store.log_sizes().get(tenant, 0) == 0  # type: ignore[attr-defined]
+
+
+def test_roles_without_write_are_denied(server: Running, tenant: str) -> None:
+    for role in ("analyst", "compliance_officer", "security_analyst"):
+        stub = pb_grpc.IngestServiceStub(server.as_role(role))
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Append(pb.AppendRequest(events=[interaction(tenant)]))
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "events.write" in err.value.details()
+    ok = pb_grpc.IngestServiceStub(server.as_role("gateway")).Append(
+        pb.AppendRequest(events=[interaction(tenant)])
+    )
+    assert ok.receipts[0].sequence == 0
+
+
+def test_gateway_is_limited_to_its_tenants(store_url: str, tmp_path, tenant: str) -> None:
+    from aiaudit.cli.server import start
+    from aiaudit.common import config
+    from tests.conftest import write_keys
+
+    keys = write_keys(tmp_path / "keys.yaml", tenants=[tenant])
+    suite = start(
+        config.load(
+            env={},
+            overrides={
+                "address": "127.0.0.1:0",
+                "database_url": store_url,
+                "data_dir": tmp_path,
+                "api_keys_file": tmp_path / "keys.yaml",
+            },
+        )
+    )
+    try:
+        stub = pb_grpc.IngestServiceStub(client.channel(f"127.0.0.1:{suite.port}", keys["gateway"]))
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Append(pb.AppendRequest(events=[interaction(tenant), interaction("someone-else")]))
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert suite.store.log_sizes().get(tenant, 0) == 0  # nothing of the batch was written
+        assert stub.Append(pb.AppendRequest(events=[interaction(tenant)])).receipts[0].sequence == 0
+    finally:
+        suite.stop()

@@ -1,0 +1,65 @@
+"""Settings: precedence, validation messages, secure defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from aiaudit.common import config
+
+
+def test_file_then_env_then_flags(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("max_batch_events: 10\nlog_level: DEBUG\naddress: 127.0.0.1:7000\n")
+    s = config.load(
+        f, env={"AIAUDIT_MAX_BATCH_EVENTS": "20"}, overrides={"address": "127.0.0.1:7001"}
+    )
+    assert (s.max_batch_events, s.log_level, s.address) == (20, "DEBUG", "127.0.0.1:7001")
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"AIAUDIT_MAX_BATCH_EVENTS": "lots"}, "'max_batch_events'"),
+        ({"AIAUDIT_ADDRESS": "nowhere"}, "'address'"),
+        ({"AIAUDIT_ADDRESS": "0.0.0.0:50051"}, "TLS"),
+        ({"AIAUDIT_DATABASE_URL": "mysql://x"}, "'database_url'"),
+        ({"AIAUDIT_DATABASE_URL": "postgresql+psycopg://u@h/db"}, "'api_keys_file'"),
+        ({"AIAUDIT_TLS_CERT_FILE": "/nonexistent"}, "tls_"),
+    ],
+)
+def test_bad_settings_are_named(env: dict[str, str], message: str) -> None:
+    with pytest.raises(config.ConfigError, match=message):
+        config.load(env=env)
+
+
+def test_unknown_file_key_is_named(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("max_batch_event: 10\n")
+    with pytest.raises(config.ConfigError, match="max_batch_event"):
+        config.load(f, env={})
+
+
+@dataclass(frozen=True)
+class _Section:
+    interval: float = 1.0
+    url: str = ""
+
+
+def test_sections_read_file_and_env(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("integrity:\n  interval: 2.5\n")
+    s = config.load(f, env={"AIAUDIT_INTEGRITY_URL": "http://vault"})
+    assert config.section(s, "integrity", _Section) == _Section(2.5, "http://vault")
+    f.write_text("integrity:\n  intervall: 2.5\n")
+    with pytest.raises(config.ConfigError, match=r"integrity\.intervall"):
+        config.section(config.load(f, env={}), "integrity", _Section)
+
+
+def test_cli_reports_config_errors_with_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    from aiaudit.cli.main import main
+
+    assert main(["serve", "--address", "0.0.0.0:1"]) == 2
+    assert "configuration error" in capsys.readouterr().err
