@@ -26,7 +26,7 @@ import grpc
 import psycopg
 
 from aiaudit.common.store import open_store
-from aiaudit.ingest.prepare import prepare
+from aiaudit.common.store.prepare import prepare
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
 from tests.helpers import sized_interaction

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -19,6 +20,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--data-dir", type=Path, help="directory of the embedded store (default ./data)"
     )
     parser.add_argument("--config", type=Path, help="YAML config file (keys: see README)")
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("AIAUDIT_API_KEY"),
+        help="API key sent by client commands (default: $AIAUDIT_API_KEY)",
+    )
 
 
 def _settings(args: argparse.Namespace) -> config.Settings:
@@ -50,7 +56,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from aiaudit.cli.demo import run
 
-    return run(_settings(args).address)
+    return run(_settings(args).address, args.api_key)
 
 
 def _migrate(args: argparse.Namespace) -> int:
