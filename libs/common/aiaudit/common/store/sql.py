@@ -349,6 +349,11 @@ class SqlEventStore:
                 )
             )
 
+    def read_sequences(self, log_id: str, seqs: Sequence[int]) -> list[StoredEvent]:
+        """The entries at these sequences, in sequence order (search results, exports)."""
+        with self.engine.connect() as conn:
+            return self._read(conn, log_id, sorted(set(seqs)))
+
     def get_event(self, log_id: str, event_id: str) -> StoredEvent | None:
         """One stored event by id."""
         with self.engine.connect() as conn:
