@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 COMPONENTS = {
     "ingest": "aiaudit.ingest.component",
+    "integrity": "aiaudit.integrity.component",
 }
 """Service name -> module with ``start(ctx) -> Component``, in start order."""
 
