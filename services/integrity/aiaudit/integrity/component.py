@@ -1,0 +1,119 @@
+"""The integrity component: the notary worker plus IntegrityService handlers.
+
+Every replica serves reads; only the replica holding the database lock
+integrates and signs (see ``leader``). The notary is woken on every commit
+made through the suite's store in this process, and polls for commits made
+elsewhere.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import hvac
+import sqlalchemy as sa
+from grpc_health.v1 import health_pb2
+
+from aiaudit.common.component import Context
+from aiaudit.common.config import ConfigError, Settings
+from aiaudit.common.store import SqlEventStore, open_store
+from aiaudit.integrity import handlers, leader, storage
+from aiaudit.integrity import settings as integrity_settings
+from aiaudit.integrity.notary import Notary, NotaryConfig
+from aiaudit.integrity.settings import IntegritySettings
+from aiaudit.integrity.signers import FileKeys, KeySource, TransitKeys
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Integrity:
+    """Running integrity service."""
+
+    notary: Notary
+    store: SqlEventStore
+    owns_store: bool
+    service_names: list[str] = field(default_factory=lambda: [handlers.SERVICE_NAME])
+
+    def stop(self) -> None:
+        """Stops the notary (releasing leadership) and its own database pool."""
+        self.notary.stop()
+        if self.owns_store:
+            self.store.close()
+
+
+def vault_client(s: IntegritySettings, env: dict[str, str]) -> hvac.Client:
+    """An hvac client for the configured Vault, with the notary's token."""
+    if s.vault_token_file is not None:
+        try:
+            token = s.vault_token_file.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"setting 'integrity.vault_token_file': {exc}") from None
+    else:
+        token = env.get("VAULT_TOKEN", "")
+    if not token:
+        raise ConfigError(
+            "setting 'integrity.vault_token_file': required with signer 'vault' "
+            "(or set VAULT_TOKEN)"
+        )
+    return hvac.Client(url=s.vault_addr, token=token, timeout=s.vault_timeout)
+
+
+def key_source(settings: Settings, s: IntegritySettings) -> KeySource:
+    """The configured checkpoint key."""
+    if s.signer == "vault":
+        return TransitKeys(
+            vault_client(s, settings.env), s.vault_mount, s.vault_key, s.note_key_name
+        )
+    return FileKeys(s.note_key_name, integrity_settings.key_file(settings, s))
+
+
+def notary_config(settings: Settings, s: IntegritySettings) -> NotaryConfig:
+    """The notary's settings."""
+    return NotaryConfig(
+        origin_prefix=s.origin_prefix,
+        checkpoint_dir=Path(integrity_settings.checkpoint_dir(settings, s)),
+        checkpoint_interval=s.checkpoint_interval,
+        poll_interval=s.poll_interval,
+        batch_size=s.batch_size,
+    )
+
+
+def start(ctx: Context) -> Integrity:
+    """Registers IntegrityService and starts the notary."""
+    s = integrity_settings.load(ctx.settings)
+    keys = key_source(ctx.settings, s)
+    own = bool(s.database_url)
+    store = open_store(s.database_url) if own else ctx.store
+    notary = Notary(
+        store.engine,
+        keys,
+        leader.for_engine(store.engine),
+        notary_config(ctx.settings, s),
+        on_health=lambda ok: ctx.health.set(
+            handlers.SERVICE_NAME,
+            health_pb2.HealthCheckResponse.SERVING
+            if ok
+            else health_pb2.HealthCheckResponse.NOT_SERVING,
+        ),
+    )
+    handlers.add_to_server(
+        ctx.server,
+        handlers.IntegrityHandlers(store, keys, ctx.auth, ctx.audit, s.origin_prefix),
+    )
+    with store.engine.connect() as conn:
+        missing = storage.missing_privileges(conn)
+    if missing:
+        # A login without the aiaudit_notary role (e.g. the ingest writer): say so once.
+        log.error(
+            "notary not started: the database login lacks %s; set integrity.database_url "
+            "to a login granted aiaudit_notary",
+            ", ".join(missing),
+        )
+        ctx.health.set(handlers.SERVICE_NAME, health_pb2.HealthCheckResponse.NOT_SERVING)
+    else:
+        sa.event.listen(ctx.store.engine, "commit", lambda _conn: notary.wake())
+        notary.start()
+    return Integrity(notary, store, own)

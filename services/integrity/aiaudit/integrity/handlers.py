@@ -1,0 +1,358 @@
+"""IntegrityService handlers: checkpoints, proofs, event verification, verifier keys.
+
+Tree sizes always come from stored signed checkpoints, never from the caller:
+an RFC 9162 proof alone does not fix the size, so a caller's ``tree_size``
+only selects one of the checkpoints the notary signed. Every read needs
+``proofs.read`` on the log's tenant and is recorded as an access event
+before the answer is sent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import NoReturn
+
+import grpc
+import sqlalchemy as sa
+from google.rpc import code_pb2, status_pb2
+
+from aiaudit.common import canonical, status
+from aiaudit.common.auth import Authenticator, Caller, require
+from aiaudit.common.store import SqlEventStore
+from aiaudit.common.store.schema import log_entries
+from aiaudit.common.v1 import proof_pb2
+from aiaudit.integrity import checks, merkle, storage
+from aiaudit.integrity.note import NoteError, open_checkpoint
+from aiaudit.integrity.signers import KeySource, SignerUnavailableError
+from aiaudit.integrity.v1 import integrity_service_pb2 as pb
+from aiaudit.integrity.v1 import integrity_service_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = "aiaudit.integrity.v1.IntegrityService"
+PERMISSION = "proofs.read"
+
+Audit = Callable[[Caller, str, str, Mapping[str, str | int | bool]], None]
+
+
+class _AbortError(Exception):
+    def __init__(self, status: status_pb2.Status) -> None:
+        self.status = status
+
+
+def _invalid(field: str, description: str) -> NoReturn:
+    raise _AbortError(status.bad_request(f"{field}: {description}", [(field, description)]))
+
+
+def _fail(code: int, message: str, reason: str, **metadata: str) -> NoReturn:
+    raise _AbortError(status.error(code, message, reason, **metadata))
+
+
+def checkpoint_proto(cp: storage.StoredCheckpoint) -> proof_pb2.Checkpoint:
+    """A stored checkpoint in its wire form."""
+    out = proof_pb2.Checkpoint(
+        log_id=cp.log_id, tree_size=cp.tree_size, root_hash=cp.root_hash, signed_note=cp.signed_note
+    )
+    out.sign_time.FromDatetime(cp.sign_time)
+    return out
+
+
+class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
+    """Reads the node and checkpoint tables; any replica (leader or not) serves them."""
+
+    def __init__(
+        self,
+        store: SqlEventStore,
+        keys: KeySource,
+        auth: Authenticator,
+        audit: Audit,
+        origin_prefix: str,
+    ) -> None:
+        """Handlers over the integrity tables in ``store``."""
+        self._store = store
+        self._keys = keys
+        self._auth = auth
+        self._audit = audit
+        self._origin_prefix = origin_prefix
+
+    def _enter(
+        self,
+        context: grpc.ServicerContext,
+        log_id: str,
+        action: str,
+        details: Mapping[str, str | int | bool],
+    ) -> None:
+        caller = self._auth.authenticate(context)
+        if not log_id:
+            _invalid("log_id", "required (the tenant id)")
+        require(context, caller, PERMISSION, log_id)
+        try:
+            self._audit(caller, log_id, action, details)
+        except Exception as exc:
+            log.warning("access record not written: %s", exc)
+            _fail(
+                code_pb2.UNAVAILABLE,
+                "the access record could not be written; nothing was read, retry",
+                "STORE_UNAVAILABLE",
+            )
+
+    def _run(self, context: grpc.ServicerContext, body: Callable[[], object]) -> object:
+        try:
+            return body()
+        except _AbortError as abort:
+            status.abort(context, abort.status)
+        except sa.exc.DBAPIError as exc:
+            log.warning("integrity read failed: %s", exc)
+            status.abort(
+                context,
+                status.error(
+                    code_pb2.UNAVAILABLE, "the store is unavailable; retry", "STORE_UNAVAILABLE"
+                ),
+            )
+        raise AssertionError("unreachable")
+
+    def _checkpoint(
+        self, conn: sa.Connection, log_id: str, tree_size: int, field: str
+    ) -> storage.StoredCheckpoint:
+        if tree_size < 0:
+            _invalid(field, "must not be negative (0 means the latest checkpoint)")
+        if tree_size == 0:
+            found = storage.latest_checkpoint(conn, log_id)
+            if found is None:
+                _fail(
+                    code_pb2.FAILED_PRECONDITION,
+                    f"log {log_id!r} has no signed checkpoint yet",
+                    "NO_CHECKPOINT",
+                    log_id=log_id,
+                )
+            return found
+        found = storage.checkpoint_at(conn, log_id, tree_size)
+        if found is None:
+            _fail(
+                code_pb2.NOT_FOUND,
+                f"log {log_id!r} has no checkpoint at size {tree_size} ({field})",
+                "CHECKPOINT_NOT_FOUND",
+                field=field,
+            )
+        return found
+
+    def GetCheckpoint(  # noqa: N802 (gRPC method name)
+        self, request: pb.GetCheckpointRequest, context: grpc.ServicerContext
+    ) -> pb.GetCheckpointResponse:
+        """The latest checkpoint or the one at ``tree_size``."""
+
+        def body() -> pb.GetCheckpointResponse:
+            self._enter(
+                context,
+                request.log_id,
+                "integrity.get_checkpoint",
+                {"tree_size": request.tree_size},
+            )
+            with self._store.engine.connect() as conn:
+                cp = self._checkpoint(conn, request.log_id, request.tree_size, "tree_size")
+            return pb.GetCheckpointResponse(checkpoint=checkpoint_proto(cp))
+
+        out = self._run(context, body)
+        assert isinstance(out, pb.GetCheckpointResponse)
+        return out
+
+    def GetInclusionProof(  # noqa: N802
+        self, request: pb.GetInclusionProofRequest, context: grpc.ServicerContext
+    ) -> pb.GetInclusionProofResponse:
+        """Audit path of one leaf (by event id or sequence) against a signed checkpoint."""
+
+        def body() -> pb.GetInclusionProofResponse:
+            which = request.WhichOneof("leaf")
+            if which is None:
+                _invalid("leaf", "set event_id or sequence")
+            if which == "sequence" and request.sequence < 0:
+                _invalid("sequence", "must not be negative")
+            if which == "event_id" and not request.event_id:
+                _invalid("event_id", "must not be empty")
+            self._enter(
+                context,
+                request.log_id,
+                "integrity.get_inclusion_proof",
+                {which: getattr(request, which), "tree_size": request.tree_size},
+            )
+            le = log_entries
+            where = (
+                le.c.event_id == request.event_id
+                if which == "event_id"
+                else le.c.seq == request.sequence
+            )
+            with self._store.engine.connect() as conn:
+                entry = conn.execute(
+                    sa.select(le.c.seq, le.c.leaf_hash).where(le.c.log_id == request.log_id, where)
+                ).first()
+                if entry is None:
+                    _fail(
+                        code_pb2.NOT_FOUND,
+                        f"log {request.log_id!r} has no entry with {which} "
+                        f"{getattr(request, which)!r}",
+                        "ENTRY_NOT_FOUND",
+                        field=which,
+                    )
+                seq = int(entry.seq)
+                cp = self._covering(conn, request.log_id, seq, request.tree_size)
+                hashes = merkle.inclusion_proof(
+                    seq, cp.tree_size, storage.NodeTable(conn, request.log_id)
+                )
+            return pb.GetInclusionProofResponse(
+                proof=proof_pb2.InclusionProof(
+                    log_id=request.log_id, leaf_index=seq, tree_size=cp.tree_size, hashes=hashes
+                ),
+                checkpoint=checkpoint_proto(cp),
+                leaf_hash=bytes(entry.leaf_hash),
+            )
+
+        out = self._run(context, body)
+        assert isinstance(out, pb.GetInclusionProofResponse)
+        return out
+
+    def _covering(
+        self, conn: sa.Connection, log_id: str, seq: int, tree_size: int
+    ) -> storage.StoredCheckpoint:
+        cp = self._checkpoint(conn, log_id, tree_size, "tree_size")
+        if seq >= cp.tree_size:
+            if tree_size:
+                _invalid(
+                    "tree_size",
+                    f"the checkpoint at size {tree_size} does not cover sequence {seq}",
+                )
+            _fail(
+                code_pb2.FAILED_PRECONDITION,
+                f"no checkpoint covers sequence {seq} of log {log_id!r} yet "
+                f"(the latest has size {cp.tree_size}); retry after the next checkpoint",
+                "NOT_YET_CHECKPOINTED",
+                sequence=str(seq),
+            )
+        return cp
+
+    def GetConsistencyProof(  # noqa: N802
+        self, request: pb.GetConsistencyProofRequest, context: grpc.ServicerContext
+    ) -> pb.GetConsistencyProofResponse:
+        """Proof that the tree at ``from_size`` is a prefix of a signed checkpoint's tree."""
+
+        def body() -> pb.GetConsistencyProofResponse:
+            if request.from_size < 1:
+                _invalid("from_size", "must be at least 1 (nothing is proved from the empty tree)")
+            self._enter(
+                context,
+                request.log_id,
+                "integrity.get_consistency_proof",
+                {"from_size": request.from_size, "to_size": request.to_size},
+            )
+            with self._store.engine.connect() as conn:
+                cp = self._checkpoint(conn, request.log_id, request.to_size, "to_size")
+                if request.from_size > cp.tree_size:
+                    _invalid(
+                        "from_size",
+                        f"{request.from_size} is larger than the checkpoint size {cp.tree_size}",
+                    )
+                hashes = merkle.consistency_proof(
+                    request.from_size, cp.tree_size, storage.NodeTable(conn, request.log_id)
+                )
+            return pb.GetConsistencyProofResponse(
+                proof=proof_pb2.ConsistencyProof(
+                    log_id=request.log_id,
+                    from_size=request.from_size,
+                    to_size=cp.tree_size,
+                    hashes=hashes,
+                )
+            )
+
+        out = self._run(context, body)
+        assert isinstance(out, pb.GetConsistencyProofResponse)
+        return out
+
+    def VerifyEvent(  # noqa: N802
+        self, request: pb.VerifyEventRequest, context: grpc.ServicerContext
+    ) -> pb.VerifyEventResponse:
+        """Recomputes the leaf from the stored event and checks it against the latest checkpoint."""
+
+        def body() -> pb.VerifyEventResponse:
+            if not request.event_id:
+                _invalid("event_id", "required")
+            self._enter(
+                context, request.log_id, "integrity.verify_event", {"event_id": request.event_id}
+            )
+            return self._verify(request.log_id, request.event_id)
+
+        out = self._run(context, body)
+        assert isinstance(out, pb.VerifyEventResponse)
+        return out
+
+    def _verify(self, log_id: str, event_id: str) -> pb.VerifyEventResponse:
+        stored = self._store.get_event(log_id, event_id)
+        if stored is None:
+            _fail(
+                code_pb2.NOT_FOUND,
+                f"log {log_id!r} has no event {event_id!r}",
+                "EVENT_NOT_FOUND",
+                field="event_id",
+            )
+        problems = checks.event_problems(
+            log_id,
+            event_id,
+            stored.leaf_hash,
+            stored.canonical or None,
+            stored.salt,
+            stored.content,
+        )
+        with self._store.engine.connect() as conn:
+            cp = storage.latest_checkpoint(conn, log_id)
+            if cp is None or cp.tree_size <= stored.sequence:
+                verdict = pb.VERIFY_STATUS_TAMPERED if problems else pb.VERIFY_STATUS_PENDING
+                return pb.VerifyEventResponse(status=verdict, problems=problems)
+            hashes = merkle.inclusion_proof(
+                stored.sequence, cp.tree_size, storage.NodeTable(conn, log_id)
+            )
+        try:
+            keys = self._keys.verifier_keys()
+            opened = open_checkpoint(cp.signed_note, keys, f"{self._origin_prefix}/{log_id}")
+            if (opened.size, opened.root_hash) != (cp.tree_size, cp.root_hash):
+                problems.append("stored checkpoint columns disagree with its signed note")
+            leaf = canonical.leaf_hash(stored.canonical)
+            merkle.verify_inclusion(stored.sequence, cp.tree_size, leaf, hashes, opened.root_hash)
+        except SignerUnavailableError:
+            _fail(code_pb2.UNAVAILABLE, "verifier keys are unavailable; retry", "KEYS_UNAVAILABLE")
+        except (NoteError, merkle.ProofError) as exc:
+            problems.append(f"checkpoint at size {cp.tree_size}: {exc}")
+        if problems:
+            verdict = pb.VERIFY_STATUS_TAMPERED
+        elif stored.salt is None:
+            verdict = pb.VERIFY_STATUS_VERIFIED_ERASED
+        else:
+            verdict = pb.VERIFY_STATUS_VERIFIED
+        return pb.VerifyEventResponse(
+            status=verdict,
+            problems=problems,
+            proof=proof_pb2.InclusionProof(
+                log_id=log_id, leaf_index=stored.sequence, tree_size=cp.tree_size, hashes=hashes
+            ),
+            checkpoint=checkpoint_proto(cp),
+        )
+
+    def GetVerifierKey(  # noqa: N802
+        self, request: pb.GetVerifierKeyRequest, context: grpc.ServicerContext
+    ) -> pb.GetVerifierKeyResponse:
+        """Verifier keys of every key version (public: any authenticated caller)."""
+        self._auth.authenticate(context)
+        try:
+            keys = self._keys.verifier_keys()
+        except SignerUnavailableError as exc:
+            status.abort(
+                context,
+                status.error(code_pb2.UNAVAILABLE, f"{exc}; retry", "KEYS_UNAVAILABLE"),
+            )
+            raise AssertionError("unreachable") from None
+        return pb.GetVerifierKeyResponse(
+            verifier_keys=[k.encode() for k in keys], origin_prefix=self._origin_prefix
+        )
+
+
+def add_to_server(server: grpc.Server, handlers: IntegrityHandlers) -> None:
+    """Registers the service."""
+    pb_grpc.add_IntegrityServiceServicer_to_server(handlers, server)  # type: ignore[no-untyped-call]

@@ -1,0 +1,131 @@
+"""Where the checkpoint key lives: a local key file (embedded) or Vault / OpenBao Transit.
+
+The notary asks a ``KeySource`` for the key version to sign with now and for
+the verifier keys of every version, so that after a rotation new checkpoints
+carry the new key while old ones still verify.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import hvac
+import hvac.exceptions
+
+from aiaudit.integrity.note import NoteSigner, VerifierKey, file_signer
+
+
+class SignerUnavailableError(RuntimeError):
+    """The key store cannot sign right now (Vault down, sealed, denied); retry later."""
+
+
+@dataclass(frozen=True)
+class ActiveKey:
+    """The signer of new checkpoints and the label stored with each (``file``, ``v3``)."""
+
+    signer: NoteSigner
+    version: str
+
+
+class KeySource(Protocol):
+    """A checkpoint signing key with its history of versions."""
+
+    def active(self) -> ActiveKey:
+        """The newest key version; raises ``SignerUnavailableError`` if it cannot sign."""
+        ...
+
+    def verifier_keys(self) -> list[VerifierKey]:
+        """Verifier keys of every version, newest first."""
+        ...
+
+
+class FileKeys:
+    """One Ed25519 key in a 0600 file under the data directory (no rotation)."""
+
+    def __init__(self, name: str, path: Path) -> None:
+        """Loads the key, creating it on first use."""
+        self._signer = file_signer(name, path)
+
+    def active(self) -> ActiveKey:
+        """The file key."""
+        return ActiveKey(self._signer, "file")
+
+    def verifier_keys(self) -> list[VerifierKey]:
+        """The file key's verifier key."""
+        return [self._signer.verifier_key]
+
+
+VAULT_ERRORS = (hvac.exceptions.VaultError, OSError)
+"""What hvac raises when Vault refuses or cannot be reached (requests' errors are OSErrors)."""
+
+
+class TransitKeys:
+    """An ``ed25519`` Transit key: Vault signs, the private key never leaves it.
+
+    Transit signs Ed25519 messages as they are (no pre-hash), so the bytes
+    after ``vault:vN:`` are a plain Ed25519 signature of the note text, which
+    ``sign_note`` checks against the version's public key before using it.
+    """
+
+    def __init__(self, client: hvac.Client, mount: str, key: str, name: str) -> None:
+        """``key`` is the Transit key, ``name`` the note key name in signatures."""
+        self._client = client
+        self._mount = mount
+        self._key = key
+        self._name = name
+        self._lock = threading.Lock()
+        self._public: dict[int, bytes] = {}
+
+    def _refresh(self) -> int:
+        """Reads every version's public key; returns the latest version."""
+        try:
+            data = self._client.secrets.transit.read_key(name=self._key, mount_point=self._mount)
+        except VAULT_ERRORS as exc:
+            raise SignerUnavailableError(f"Vault transit key {self._key!r}: {exc}") from exc
+        body: dict[str, Any] = data["data"]
+        if body.get("type") != "ed25519":
+            raise SignerUnavailableError(
+                f"Vault transit key {self._key!r} is {body.get('type')!r}, not ed25519"
+            )
+        public = {int(v): base64.b64decode(k["public_key"]) for v, k in body["keys"].items()}
+        with self._lock:
+            self._public = public
+        return int(body["latest_version"])
+
+    def _signer(self, version: int) -> NoteSigner:
+        def sign(message: bytes) -> bytes:
+            try:
+                out = self._client.secrets.transit.sign_data(
+                    name=self._key,
+                    hash_input=base64.b64encode(message).decode("ascii"),
+                    key_version=version,
+                    mount_point=self._mount,
+                )
+            except VAULT_ERRORS as exc:
+                raise SignerUnavailableError(f"Vault transit sign: {exc}") from exc
+            prefix, _, encoded = str(out["data"]["signature"]).rpartition(":")
+            if prefix != f"vault:v{version}":
+                raise SignerUnavailableError(f"Vault signed with {prefix!r}, not v{version}")
+            return base64.b64decode(encoded)
+
+        return NoteSigner(self._name, self._public[version], sign)
+
+    def active(self) -> ActiveKey:
+        """The latest version, read from Vault each time so a rotation takes effect at once."""
+        version = self._refresh()
+        return ActiveKey(self._signer(version), f"v{version}")
+
+    def verifier_keys(self) -> list[VerifierKey]:
+        """Every version's verifier key, newest first (read from Vault, or the last copy read)."""
+        try:
+            self._refresh()
+        except SignerUnavailableError:
+            if not self._public:
+                raise
+        with self._lock:
+            public = dict(self._public)
+        return [VerifierKey(self._name, public[v]) for v in sorted(public, reverse=True)]

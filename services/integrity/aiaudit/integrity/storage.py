@@ -1,0 +1,175 @@
+"""SQL adapter of the tree and checkpoint tables (SQLite and PostgreSQL alike)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from aiaudit.common.store.schema import consumer_cursors, log_entries
+from aiaudit.integrity.merkle import MissingNodeError, NodeID
+from aiaudit.integrity.tables import checkpoints, nodes
+
+
+class NodeTable:
+    """``merkle.NodeReader`` over one log's rows of ``integrity_nodes``: one query per read."""
+
+    def __init__(self, conn: sa.Connection, log_id: str) -> None:
+        """Reads through ``conn`` (inside the caller's transaction, if any)."""
+        self._conn = conn
+        self._log_id = log_id
+
+    def read_nodes(self, ids: Sequence[NodeID]) -> list[bytes]:
+        """Hashes of ``ids`` in order; ``MissingNodeError`` names the first one not stored."""
+        if not ids:
+            return []
+        wanted = sa.tuple_(nodes.c.level, nodes.c.idx).in_([(n.level, n.index) for n in ids])
+        rows = self._conn.execute(
+            sa.select(nodes.c.level, nodes.c.idx, nodes.c.hash).where(
+                nodes.c.log_id == self._log_id, wanted
+            )
+        )
+        found = {NodeID(int(r.level), int(r.idx)): bytes(r.hash) for r in rows}
+        missing = [n for n in ids if n not in found]
+        if missing:
+            raise MissingNodeError(f"log {self._log_id!r}: no stored hash for node {missing[0]}")
+        return [found[n] for n in ids]
+
+
+def write_nodes(conn: sa.Connection, log_id: str, new: Iterable[tuple[NodeID, bytes]]) -> None:
+    """Inserts completed nodes; a node stored twice violates the primary key (never silently)."""
+    rows = [{"log_id": log_id, "level": n.level, "idx": n.index, "hash": h} for n, h in new]
+    if rows:
+        conn.execute(sa.insert(nodes), rows)
+
+
+def leaves(conn: sa.Connection, log_id: str, start: int, limit: int) -> list[tuple[int, bytes]]:
+    """(sequence, leaf hash) of entries ``start ..`` in order: the narrow read the notary tails."""
+    rows = conn.execute(
+        sa.select(log_entries.c.seq, log_entries.c.leaf_hash)
+        .where(
+            log_entries.c.log_id == log_id,
+            log_entries.c.seq >= start,
+            log_entries.c.seq < start + limit,
+        )
+        .order_by(log_entries.c.seq)
+    )
+    return [(int(r.seq), bytes(r.leaf_hash)) for r in rows]
+
+
+@dataclass(frozen=True)
+class StoredCheckpoint:
+    """A row of ``integrity_checkpoints``."""
+
+    log_id: str
+    tree_size: int
+    root_hash: bytes
+    signed_note: str
+    sign_time: dt.datetime
+    key_version: str
+
+
+def insert_checkpoint(conn: sa.Connection, cp: StoredCheckpoint) -> None:
+    """Stores a signed checkpoint (a second one at the same size violates the primary key)."""
+    conn.execute(
+        sa.insert(checkpoints).values(
+            log_id=cp.log_id,
+            tree_size=cp.tree_size,
+            root_hash=cp.root_hash,
+            signed_note=cp.signed_note,
+            sign_time=cp.sign_time,
+            key_version=cp.key_version,
+        )
+    )
+
+
+def _row(r: Any) -> StoredCheckpoint:  # a Row of _COLUMNS
+    when = r.sign_time
+    assert isinstance(when, dt.datetime)
+    return StoredCheckpoint(
+        str(r.log_id),
+        int(str(r.tree_size)),
+        bytes(r.root_hash),
+        str(r.signed_note),
+        when if when.tzinfo else when.replace(tzinfo=dt.UTC),
+        str(r.key_version),
+    )
+
+
+_COLUMNS = (
+    checkpoints.c.log_id,
+    checkpoints.c.tree_size,
+    checkpoints.c.root_hash,
+    checkpoints.c.signed_note,
+    checkpoints.c.sign_time,
+    checkpoints.c.key_version,
+)
+
+
+def latest_checkpoint(conn: sa.Connection, log_id: str) -> StoredCheckpoint | None:
+    """The largest signed checkpoint of a log."""
+    row = conn.execute(
+        sa.select(*_COLUMNS)
+        .where(checkpoints.c.log_id == log_id)
+        .order_by(checkpoints.c.tree_size.desc())
+        .limit(1)
+    ).first()
+    return _row(row) if row is not None else None
+
+
+def checkpoint_at(conn: sa.Connection, log_id: str, tree_size: int) -> StoredCheckpoint | None:
+    """The checkpoint signed at exactly ``tree_size``."""
+    row = conn.execute(
+        sa.select(*_COLUMNS).where(
+            checkpoints.c.log_id == log_id, checkpoints.c.tree_size == tree_size
+        )
+    ).first()
+    return _row(row) if row is not None else None
+
+
+def all_checkpoints(conn: sa.Connection, log_id: str) -> Iterator[StoredCheckpoint]:
+    """Every checkpoint of a log, smallest first."""
+    rows = conn.execute(
+        sa.select(*_COLUMNS).where(checkpoints.c.log_id == log_id).order_by(checkpoints.c.tree_size)
+    )
+    for r in rows:
+        yield _row(r)
+
+
+def signed_sizes(conn: sa.Connection) -> dict[str, int]:
+    """Every log's largest signed tree size."""
+    query = sa.select(checkpoints.c.log_id, sa.func.max(checkpoints.c.tree_size)).group_by(
+        checkpoints.c.log_id
+    )
+    return {str(r[0]): int(r[1]) for r in conn.execute(query)}
+
+
+def cursor_positions(conn: sa.Connection, consumer: str) -> dict[str, int]:
+    """Every log's cursor position of one consumer."""
+    c = consumer_cursors
+    query = sa.select(c.c.log_id, c.c.position).where(c.c.consumer == consumer)
+    return {str(r[0]): int(r[1]) for r in conn.execute(query)}
+
+
+def missing_privileges(conn: sa.Connection) -> list[str]:
+    """On PostgreSQL, the notary's privileges this login lacks (empty on SQLite)."""
+    if conn.dialect.name != "postgresql":
+        return []
+    wanted = [
+        ("integrity_nodes", "INSERT"),
+        ("integrity_checkpoints", "INSERT"),
+        ("consumer_cursors", "UPDATE"),
+        ("log_entries", "SELECT"),
+    ]
+    missing = []
+    for table, privilege in wanted:
+        ok = conn.execute(
+            sa.text("SELECT has_table_privilege(current_user, :t, :p)"),
+            {"t": table, "p": privilege},
+        ).scalar()
+        if not ok:
+            missing.append(f"{privilege} on {table}")
+    return missing

