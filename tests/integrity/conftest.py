@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import os
 import secrets
 import socket
 import subprocess
@@ -139,7 +141,7 @@ def vault() -> Vault:
         capture_output=True,
         text=True,
         timeout=900,
-        env={**__import__("os").environ, "AIAUDIT_PYTHON": sys.executable},
+        env={**os.environ, "AIAUDIT_PYTHON": sys.executable},
     ).stdout
     env = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
     return Vault(env["AIAUDIT_TEST_VAULT_ADDR"], env["AIAUDIT_TEST_VAULT_TOKEN"])
@@ -187,10 +189,8 @@ class Proxy:
             pass
         finally:
             for s in (src, dst):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
     def cut(self) -> None:
         """Refuses new connections and drops open ones."""
@@ -198,10 +198,8 @@ class Proxy:
         with self._lock:
             conns, self._conns = self._conns, []
         for s in conns:
-            try:
+            with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             s.close()
 
     def restore(self) -> None:

@@ -1,0 +1,120 @@
+"""Checkpoint signing through a real OpenBao: bootstrap, least privilege, rotation, outage."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from urllib.parse import urlparse
+
+import hvac
+import hvac.exceptions
+import pytest
+
+from aiaudit.common.store import SqlEventStore
+from aiaudit.integrity import note
+from aiaudit.integrity import vault as transit
+from aiaudit.integrity.signers import SignerUnavailableError, TransitKeys
+from tests.integrity.conftest import Notaries, Proxy, Vault, append, wait_until
+from tests.integrity.test_notary import all_checkpoints, check_history, covers
+
+NAME = "test.aiaudit/log"
+
+
+def bootstrapped(v: Vault) -> tuple[transit.VaultSettings, str]:
+    """A fresh mount and key (isolated from other tests); returns them and a notary token."""
+    suffix = uuid.uuid4().hex[:8]
+    settings = transit.VaultSettings(
+        mount=f"transit-{suffix}", key="notary", policy_name=f"notary-{suffix}"
+    )
+    transit.bootstrap(v.client(), settings)
+    token = v.client().auth.token.create(policies=[settings.policy_name], ttl="1h")
+    return settings, token["auth"]["client_token"]
+
+
+def test_bootstrap_is_idempotent_and_creates_an_ed25519_key(vault: Vault) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    settings = transit.VaultSettings(mount=f"transit-{suffix}", key="k", policy_name=f"p-{suffix}")
+    first = transit.bootstrap(vault.client(), settings)
+    assert first[0].startswith("enabled transit") and first[1].startswith("created ed25519 key")
+    again = transit.bootstrap(vault.client(), settings)
+    assert again[0].startswith("transit already enabled") and "exists" in again[1]
+    key = vault.client().secrets.transit.read_key(name="k", mount_point=settings.mount)
+    assert key["data"]["type"] == "ed25519"
+    assert key["data"]["exportable"] is False
+    assert vault.client().sys.read_policy(settings.policy_name)["data"]["rules"] == transit.policy(
+        settings.mount, "k"
+    )
+
+
+def test_notary_token_signs_notes_but_cannot_manage_the_key(vault: Vault) -> None:
+    settings, token = bootstrapped(vault)
+    keys = TransitKeys(vault.client(token), settings.mount, settings.key, NAME)
+    active = keys.active()
+    signed = note.sign_checkpoint(note.Checkpoint("o/x", 3, b"\x07" * 32), [active.signer])
+    opened = note.open_checkpoint(signed, keys.verifier_keys(), "o/x")
+    assert opened.size == 3 and active.version == "v1"
+    restricted = vault.client(token).secrets.transit
+    with pytest.raises(hvac.exceptions.Forbidden):
+        restricted.rotate_key(name=settings.key, mount_point=settings.mount)
+    with pytest.raises(hvac.exceptions.Forbidden):
+        restricted.export_key(name=settings.key, key_type="signing-key", mount_point=settings.mount)
+
+
+def test_rotation_signs_with_the_new_version_and_old_checkpoints_still_verify(
+    vault: Vault,
+) -> None:
+    settings, token = bootstrapped(vault)
+    keys = TransitKeys(vault.client(token), settings.mount, settings.key, NAME)
+    old = note.sign_checkpoint(note.Checkpoint("o/x", 1, b"\x01" * 32), [keys.active().signer])
+    vault.client().secrets.transit.rotate_key(name=settings.key, mount_point=settings.mount)
+    active = keys.active()
+    assert active.version == "v2"
+    new = note.sign_checkpoint(note.Checkpoint("o/x", 2, b"\x02" * 32), [active.signer])
+    published = keys.verifier_keys()
+    assert len(published) == 2 and published[0] == active.signer.verifier_key
+    assert published[0].key_id != published[1].key_id
+    assert note.open_checkpoint(old, published).size == 1
+    assert note.open_checkpoint(new, published).size == 2
+    with pytest.raises(note.NoteError):  # the new version alone does not vouch for the old note
+        note.open_checkpoint(old, published[:1])
+
+
+def test_vault_outage_stops_signing_reports_unhealthy_and_catches_up(
+    vault: Vault, store: SqlEventStore, notaries: Notaries, tenant: str
+) -> None:
+    settings, token = bootstrapped(vault)
+    proxy = Proxy(urlparse(vault.addr).port or 0)
+    health: list[bool] = []
+    try:
+        keys = TransitKeys(
+            vault.client(token, f"http://127.0.0.1:{proxy.port}"),
+            settings.mount,
+            settings.key,
+            NAME,
+        )
+        append(store, tenant, 4)
+        notaries.start(keys, on_health=health.append)
+        wait_until(lambda: covers(notaries.url, tenant, 4))
+        assert health[-1] is True
+
+        proxy.cut()
+        append(store, tenant, 5)
+        wait_until(lambda: health[-1] is False)
+        signed = [c.tree_size for c in all_checkpoints(notaries.url, tenant)]
+        assert signed == [4]  # nothing signed while Vault is unreachable
+        append(store, tenant, 2)
+
+        proxy.restore()
+        wait_until(lambda: covers(notaries.url, tenant, 11))
+        wait_until(lambda: health[-1] is True)
+        check_history(notaries.url, tenant, keys.verifier_keys())
+    finally:
+        proxy.close()
+
+
+def test_unreachable_vault_is_reported_as_unavailable(tmp_path: Path) -> None:
+    keys = TransitKeys(hvac.Client(url="http://127.0.0.1:1", timeout=1), "transit", "k", NAME)
+    with pytest.raises(SignerUnavailableError):
+        keys.active()
+    with pytest.raises(SignerUnavailableError):
+        keys.verifier_keys()
