@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 COMPONENTS = {
     "ingest": "aiaudit.ingest.component",
     "integrity": "aiaudit.integrity.component",
+    "search": "aiaudit.search.component",
+    "alerting": "aiaudit.alerting.component",
 }
 """Service name -> module with ``start(ctx) -> Component``, in start order."""
 
