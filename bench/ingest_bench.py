@@ -18,17 +18,21 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import grpc
 import psycopg
 
+from aiaudit.common import client
 from aiaudit.common.store import open_store
 from aiaudit.common.store.prepare import prepare
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
+from tests.conftest import write_keys
 from tests.helpers import sized_interaction
 
 BATCH = 500
@@ -96,7 +100,7 @@ def baseline_copy(dsn: str, tenant: str, n: int) -> float:
     return n / elapsed
 
 
-def batched(address: str, n: int, clients: int) -> float:
+def batched(address: str, key: str, n: int, clients: int) -> float:
     """Append in 500-event batches from several concurrent clients."""
     per_client = n // clients
     requests = [
@@ -116,30 +120,36 @@ def batched(address: str, n: int, clients: int) -> float:
         for r in reqs:
             for e in r.events:
                 e.tenant_id = tenant
-    channel = grpc.insecure_channel(address, options=[("grpc.max_send_message_length", 64 << 20)])
-    stub = pb_grpc.IngestServiceStub(channel)
+    options = [("grpc.max_send_message_length", 64 << 20)]
+    # One connection per client: SO_REUSEPORT spreads connections over server processes.
+    channels = [client.channel(address, key, options=options) for _ in requests]
 
-    def run(reqs: list[pb.AppendRequest]) -> None:
+    def run(reqs: list[pb.AppendRequest], channel: grpc.Channel) -> None:
+        stub = pb_grpc.IngestServiceStub(channel)
         for r in reqs:
             stub.Append(r, timeout=120)
 
-    threads = [threading.Thread(target=run, args=(reqs,)) for reqs in requests]
+    threads = [
+        threading.Thread(target=run, args=(reqs, ch))
+        for reqs, ch in zip(requests, channels, strict=True)
+    ]
     start = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - start
-    channel.close()
+    for ch in channels:
+        ch.close()
     return sum(len(r.events) for reqs in requests for r in reqs) / elapsed
 
 
-def single(address: str, rate: float, seconds: float) -> tuple[float, float, float]:
+def single(address: str, key: str, rate: float, seconds: float) -> tuple[float, float, float]:
     """Open-loop single-event appends at a fixed rate; (achieved rate, p50 ms, p99 ms)."""
     tenant = f"single-{uuid.uuid4().hex[:8]}"
     n = int(rate * seconds)
     events = [sized_interaction(tenant, 1024) for _ in range(n)]
-    channel = grpc.insecure_channel(address)
+    channel = client.channel(address, key)
     stub = pb_grpc.IngestServiceStub(channel)
     stub.Append(pb.AppendRequest(events=[sized_interaction(tenant, 1024)]))  # warm the connection
     latencies: list[float] = []
@@ -174,23 +184,42 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=2)
     parser.add_argument("--rate", type=float, default=500)
     parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--workers", type=int, default=2, help="ingest server processes")
     args = parser.parse_args()
     dsn = os.environ["AIAUDIT_TEST_PG_DSN"]
     url = os.environ["AIAUDIT_TEST_PG_URL"]
     open_store(url, run_migrations=True).close()
 
     port = free_port()
+    keys_dir = tempfile.mkdtemp()
+    key = write_keys(Path(keys_dir) / "keys.yaml")["gateway"]
     server = subprocess.Popen(
-        [sys.executable, "-m", "aiaudit.cli.main", "serve", "--address", f"127.0.0.1:{port}"],
-        env={**os.environ, "AIAUDIT_DATABASE_URL": url, "AIAUDIT_LOG_LEVEL": "WARNING"},
+        [
+            sys.executable,
+            "-m",
+            "aiaudit.cli.main",
+            "serve",
+            "--address",
+            f"127.0.0.1:{port}",
+            "--services",
+            "ingest",
+            "--workers",
+            str(args.workers),
+        ],
+        env={
+            **os.environ,
+            "AIAUDIT_DATABASE_URL": url,
+            "AIAUDIT_LOG_LEVEL": "WARNING",
+            "AIAUDIT_API_KEYS_FILE": f"{keys_dir}/keys.yaml",
+        },
         stdout=subprocess.PIPE,
     )
     assert server.stdout is not None
-    server.stdout.readline()
+    assert b"serving on" in server.stdout.readline(), "the server did not start"
     try:
         copy_rate = baseline_copy(dsn, f"copy-{uuid.uuid4().hex[:8]}", args.events)
-        batch_rate = batched(f"127.0.0.1:{port}", args.events, args.clients)
-        achieved, p50, p99 = single(f"127.0.0.1:{port}", args.rate, args.seconds)
+        batch_rate = batched(f"127.0.0.1:{port}", key, args.events, args.clients)
+        achieved, p50, p99 = single(f"127.0.0.1:{port}", key, args.rate, args.seconds)
     finally:
         server.terminate()
         server.wait()

@@ -115,3 +115,45 @@ def test_kill_9_mid_stream_loses_no_acknowledged_event(
             assert by_id[event_id].leaf_hash == leaf
     finally:
         store.close()
+
+
+def test_ingest_workers_share_the_port_and_stop_together(tmp_path: Path, tenant: str) -> None:
+    port = free_port()
+    store_url = f"sqlite:///{tmp_path / 'w.db'}"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "aiaudit.cli.main",
+            "serve",
+            "--address",
+            f"127.0.0.1:{port}",
+            "--data-dir",
+            str(tmp_path),
+            "--services",
+            "ingest",
+            "--workers",
+            "2",
+        ],
+        env={**subprocess_env(), "AIAUDIT_DATABASE_URL": store_url},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert proc.stdout is not None
+    assert b"serving on" in proc.stdout.readline()
+    sequences = []
+    for i in range(40):  # a new connection each time, so the kernel spreads them over processes
+        with client.channel(f"127.0.0.1:{port}") as ch:
+            r = pb_grpc.IngestServiceStub(ch).Append(
+                pb.AppendRequest(events=[interaction(tenant, f"w{i}")])
+            )
+            sequences.append(r.receipts[0].sequence)
+    assert sorted(sequences) == list(range(40))
+    children = subprocess.run(
+        ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True
+    ).stdout.split()
+    assert len(children) == 1
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
+    assert subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True).returncode == 1
+    assert not Path(f"/proc/{children[0]}").exists()

@@ -35,6 +35,13 @@ def test_bad_settings_are_named(env: dict[str, str], message: str) -> None:
         config.load(env=env)
 
 
+def test_workers_only_for_ingest() -> None:
+    with pytest.raises(config.ConfigError, match="'workers'"):
+        config.load(env={"AIAUDIT_WORKERS": "2"})
+    s = config.load(env={"AIAUDIT_WORKERS": "2", "AIAUDIT_SERVICES": "ingest"})
+    assert (s.workers, s.services) == (2, ("ingest",))
+
+
 def test_unknown_file_key_is_named(tmp_path: Path) -> None:
     f = tmp_path / "c.yaml"
     f.write_text("max_batch_event: 10\n")

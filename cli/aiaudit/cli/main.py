@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -32,6 +33,7 @@ def _settings(args: argparse.Namespace) -> config.Settings:
         "address": args.address,
         "data_dir": args.data_dir,
         "services": getattr(args, "services", None),
+        "workers": getattr(args, "workers", None),
     }
     if getattr(args, "database_url", None):
         overrides["database_url"] = args.database_url
@@ -43,14 +45,34 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     logs.configure(settings.log_level)
+    helpers = _start_workers(settings, sys.argv[1:]) if settings.workers > 1 else []
     suite = start(settings)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     print(f"aiaudit serving on {settings.address.rpartition(':')[0]}:{suite.port}", flush=True)
     stop.wait()
+    for proc in helpers:
+        proc.terminate()
     suite.stop()
+    for proc in helpers:
+        proc.wait()
     return 0
+
+
+def _start_workers(settings: config.Settings, argv: list[str]) -> list[subprocess.Popen[bytes]]:
+    """Extra ingest processes on the same port (SO_REUSEPORT): Python ingest is CPU-bound."""
+    procs = []
+    for _ in range(settings.workers - 1):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "aiaudit.cli.main", *argv, "--workers", "1"],
+            stdout=subprocess.PIPE,
+        )
+        assert proc.stdout is not None
+        if b"serving on" not in proc.stdout.readline():
+            raise OSError("an ingest worker process did not start; see its log")
+        procs.append(proc)
+    return procs
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -79,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(serve)
     serve.add_argument(
         "--services", help="comma-separated services to host (default: every implemented one)"
+    )
+    serve.add_argument(
+        "--workers", type=int, help="processes serving the port (only with --services ingest)"
     )
     serve.set_defaults(func=_serve)
     demo = sub.add_parser("demo", help="send sample interactions and print their receipts")

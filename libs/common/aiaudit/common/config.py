@@ -43,6 +43,8 @@ class Settings:
     api_keys_file: Path | None = None
     """YAML of API keys (SHA-256 only), tenants and roles; see README "Authentication"."""
     log_level: str = "INFO"
+    workers: int = 1
+    """Processes serving the port (SO_REUSEPORT); more than one only with services=ingest."""
     services: tuple[str, ...] = ()
     """Services to host; empty means every implemented one."""
     sections: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
@@ -168,6 +170,11 @@ def _validate(s: Settings) -> None:
         path = getattr(s, name)
         if path is not None and not path.is_file():
             raise ConfigError(f"setting {name!r}: {path} is not a readable file")
+    if s.workers > 1 and (s.services != ("ingest",) or port == "0"):
+        raise ConfigError(
+            "setting 'workers': several processes may only host the stateless ingest service "
+            "(services=ingest) on a fixed port"
+        )
     if s.api_keys_file is not None and not s.api_keys_file.is_file():
         raise ConfigError(f"setting 'api_keys_file': {s.api_keys_file} is not a readable file")
     if s.tls_cert_file is None and not _loopback(host) and not s.allow_insecure:

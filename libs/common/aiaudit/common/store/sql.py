@@ -13,8 +13,11 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from aiaudit.common import canonical
 from aiaudit.common.store.schema import event_content, events, log_entries, logs
@@ -137,9 +140,20 @@ class SqlEventStore:
         different content is refused as a whole; the others are written.
         Events already stored identically get their original receipts.
         """
+        try:
+            return self._append_group(batches, check_existing=False)
+        except (sa.exc.IntegrityError, psycopg.errors.UniqueViolation):
+            # Some id is already stored (a retry, or a conflict): the optimistic
+            # attempt rolled back; look the ids up and plan again.
+            return self._append_group(batches, check_existing=True)
+
+    def _append_group(
+        self, batches: Sequence[Sequence[NewEvent]], check_existing: bool
+    ) -> list[BatchOutcome]:
+        """One attempt; unless ``check_existing``, the unique id index catches retries."""
         with self.engine.connect().execution_options(sqlite_immediate=True) as conn, conn.begin():
             sizes = self._lock_logs(conn, sorted({e.log_id for b in batches for e in b}))
-            stored = self._existing(conn, [e for b in batches for e in b])
+            stored = self._existing(conn, [e for b in batches for e in b]) if check_existing else {}
             outcomes: list[BatchOutcome] = []
             new_rows: list[tuple[NewEvent, int]] = []
             for batch in batches:
@@ -158,17 +172,17 @@ class SqlEventStore:
 
     def _lock_logs(self, conn: sa.Connection, log_ids: list[str]) -> dict[str, int]:
         """Takes the head lock of each log (in a fixed order) and reads its size."""
+        insert = sqlite_insert if self._sqlite else pg_insert
         sizes = {}
         for log_id in log_ids:
-            if self._sqlite:
-                conn.execute(sa.insert(logs).prefix_with("OR IGNORE").values(log_id=log_id, size=0))
-            else:
-                from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-                conn.execute(pg_insert(logs).values(log_id=log_id, size=0).on_conflict_do_nothing())
-            sizes[log_id] = conn.execute(
-                sa.select(logs.c.size).where(logs.c.log_id == log_id).with_for_update()
-            ).scalar_one()
+            # One round trip: create the head if new, and lock it (a no-op update) either way.
+            upsert = (
+                insert(logs)
+                .values(log_id=log_id, size=0)
+                .on_conflict_do_update(index_elements=[logs.c.log_id], set_={"size": logs.c.size})
+                .returning(logs.c.size)
+            )
+            sizes[log_id] = conn.execute(upsert).scalar_one()
         return sizes
 
     def _existing(
