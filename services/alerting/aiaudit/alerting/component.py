@@ -1,0 +1,100 @@
+"""The alerting component: rule engine, sink deliverer and AlertingService on the shared server."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from grpc_health.v1 import health_pb2
+
+from aiaudit.alerting import handlers
+from aiaudit.alerting.engine import Engine, EngineThread
+from aiaudit.alerting.model import Alert
+from aiaudit.alerting.rulebook import RuleBook
+from aiaudit.alerting.rules import RuleSyntaxError
+from aiaudit.alerting.service import AlertingService, Broadcaster
+from aiaudit.alerting.settings import AlertingSettings
+from aiaudit.alerting.sinks import Deliverer, SinkConfig, alert_json
+from aiaudit.alerting.store import AlertStore
+from aiaudit.common.component import Context
+from aiaudit.common.config import ConfigError, section
+from aiaudit.common.store import SqlEventStore, open_store
+from aiaudit.common.store.prepare import prepare
+from aiaudit.common.v1 import event_pb2
+
+
+@dataclass
+class Alerting:
+    """Running alerting."""
+
+    engine: EngineThread
+    deliverer: Deliverer
+    service: AlertingService
+    own_store: SqlEventStore | None
+    service_names: list[str] = field(default_factory=lambda: [handlers.SERVICE_NAME])
+
+    def wake(self) -> None:
+        """New events were committed."""
+        self.engine.wake()
+
+    def stop(self) -> None:
+        """Finishes the current batch and delivery, then releases the connection pool."""
+        self.engine.stop()
+        self.deliverer.stop()
+        if self.own_store is not None:
+            self.own_store.close()
+
+
+def start(ctx: Context) -> Alerting:
+    """Starts the engine and the deliverer and registers AlertingService."""
+    s = section(ctx.settings, "alerting", AlertingSettings)
+    s.validate()
+    own = open_store(s.database_url) if s.database_url else None
+    events = own or ctx.store
+    store = AlertStore(events.engine)
+    try:
+        book = RuleBook(store, s.default_rules, tuple(Path(p) for p in s.rules_files))
+    except RuleSyntaxError as exc:
+        raise ConfigError(f"setting alerting.rules_files: {exc}") from None
+    broadcaster = Broadcaster()
+    deliverer = Deliverer(
+        store.engine,
+        SinkConfig(
+            s.webhook_url, s.webhook_secret, s.syslog_address, s.webhook_timeout,
+            s.max_attempts, s.retry_base,
+        ),
+    )  # fmt: skip
+
+    def changed(alerts: list[Alert]) -> None:
+        broadcaster.publish(alerts)
+        deliverer.wake()
+
+    def health(ok: bool) -> None:
+        ctx.health.set(
+            handlers.SERVICE_NAME,
+            health_pb2.HealthCheckResponse.SERVING
+            if ok
+            else health_pb2.HealthCheckResponse.NOT_SERVING,
+        )
+
+    engine = EngineThread(
+        Engine(events, store, book, s.sinks, s.batch_size, alert_json, changed),
+        s.poll_interval,
+        health,
+    )
+    service = AlertingService(events, store, book, broadcaster, record=_recorder(ctx.store))
+    handlers.add_to_server(ctx.server, handlers.AlertingHandlers(service, ctx.auth, ctx.audit))
+    engine.start()
+    deliverer.start()
+    return Alerting(engine, deliverer, service, own)
+
+
+def _recorder(store: SqlEventStore) -> Callable[[event_pb2.Event], None]:
+    """Rule changes go to the tenant's log through the suite's (writer) store."""
+
+    def record(event: event_pb2.Event) -> None:
+        store.append_group([[prepare(event, dt.datetime.now(dt.UTC))]])
+
+    return record

@@ -1,0 +1,226 @@
+"""The rule engine: tails every tenant's log with the cursor ``alerting``.
+
+For each batch of a log, one transaction claims the cursor (it must still be
+where the batch started: another replica that got there first makes this one
+back off), loads the window state, evaluates every enabled rule on every
+event, writes new or updated alerts and their delivery outbox rows, saves the
+window state and advances the cursor. Either all of it commits or none: a
+crash re-evaluates the batch from the same state, so nothing is lost and
+nothing fires twice (alert ids are derived from the rule, dedup key and first
+event, so even a replay would produce the same ids).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from aiaudit.alerting.evaluate import Hit, Sample, evaluate
+from aiaudit.alerting.model import FIRING, Alert
+from aiaudit.alerting.rulebook import RuleBook
+from aiaudit.alerting.store import AlertStore
+from aiaudit.common.store import cursors
+from aiaudit.common.store.schema import consumer_cursors
+from aiaudit.common.store.sql import SqlEventStore
+
+log = logging.getLogger(__name__)
+
+CONSUMER = "alerting"
+MAX_EVENT_IDS = 100
+MAX_EVIDENCE = 20
+
+
+class _Tracking(dict[tuple[str, str], list[Sample]]):
+    """Window state that remembers which slots were written."""
+
+    def __init__(self, data: dict[tuple[str, str], list[Sample]]) -> None:
+        super().__init__(data)
+        self.changed: set[tuple[str, str]] = set()
+
+    def __setitem__(self, key: tuple[str, str], value: list[Sample]) -> None:
+        self.changed.add(key)
+        super().__setitem__(key, value)
+
+
+def alert_id(tenant: str, rule_id: str, dedup_key: str, event_id: str) -> str:
+    """Deterministic id: the same incident replayed gets the same id (sinks dedupe on it)."""
+    raw = "\0".join((tenant, rule_id, dedup_key, event_id)).encode()
+    return hashlib.sha256(raw).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one batch did."""
+
+    processed: int
+    changed: list[Alert]
+
+
+def apply_hit(
+    store: AlertStore, conn: sa.Connection, tenant: str, hit: Hit, now: dt.datetime
+) -> tuple[Alert, bool]:
+    """Folds a hit into the open alert of its dedup key, or opens a new one (True)."""
+    rule = hit.rule
+    current = store.open_alert(conn, tenant, hit.dedup_key)
+    if current is not None and now - current.last_seen_time <= dt.timedelta(
+        seconds=rule.throttle_seconds
+    ):
+        current.occurrence_count += 1
+        current.last_seen_time = max(current.last_seen_time, now)
+        if hit.event_id not in current.event_ids and len(current.event_ids) < MAX_EVENT_IDS:
+            current.event_ids.append(hit.event_id)
+        room = MAX_EVIDENCE - len(current.evidence)
+        current.evidence.extend(hit.evidence[: max(0, room)])
+        store.update_alert(conn, current)
+        return current, False
+    alert = Alert(
+        tenant=tenant,
+        alert_id=alert_id(tenant, rule.id, hit.dedup_key, hit.event_id),
+        rule_id=rule.id,
+        dedup_key=hit.dedup_key,
+        state=FIRING,
+        severity=rule.severity,
+        summary=hit.summary,
+        event_ids=[hit.event_id],
+        evidence=list(hit.evidence[:MAX_EVIDENCE]),
+        labels=dict(rule.labels),
+        occurrence_count=1,
+        create_time=now,
+        last_seen_time=now,
+    )
+    store.insert_alert(conn, alert)
+    return alert, True
+
+
+class Engine:
+    """Evaluates rules on the log; ``run_once`` is one pass over every backlog."""
+
+    def __init__(
+        self,
+        events: SqlEventStore,
+        store: AlertStore,
+        book: RuleBook,
+        sinks: tuple[str, ...] = (),
+        batch_size: int = 500,
+        payload: Callable[[Alert], str] = lambda a: a.alert_id,
+        on_change: Callable[[list[Alert]], None] = lambda _: None,
+    ) -> None:
+        """An engine over the event store (reads) and the alert store (writes, same database)."""
+        self.events = events
+        self.store = store
+        self.book = book
+        self.sinks = sinks
+        self.batch_size = batch_size
+        self.payload = payload
+        self.on_change = on_change
+        self._postgres = store.engine.dialect.name == "postgresql"
+
+    def run_once(self) -> int:
+        """Processes one batch of every log with a backlog; returns how many events."""
+        with self.store.engine.connect() as conn:
+            pending = cursors.backlog(conn, CONSUMER)
+        total = 0
+        for b in pending:
+            outcome = self.process(b.log_id, b.position)
+            total += outcome.processed
+            if outcome.changed:
+                self.on_change(outcome.changed)
+        return total
+
+    def _claim(self, conn: sa.Connection, log_id: str, expected: int) -> bool:
+        """Locks the cursor row and checks it is still at ``expected``."""
+        q = sa.select(consumer_cursors.c.position).where(
+            consumer_cursors.c.consumer == CONSUMER, consumer_cursors.c.log_id == log_id
+        )
+        if self._postgres:
+            q = q.with_for_update()
+        found = conn.execute(q).scalar()
+        return int(found or 0) == expected
+
+    def process(self, log_id: str, start: int) -> Outcome:
+        """Evaluates entries ``start..`` of a log and commits alerts, windows and cursor at once."""
+        entries = self.events.read_log(log_id, start, self.batch_size)
+        if not entries:
+            return Outcome(0, [])
+        tenant = log_id
+        changed: dict[str, Alert] = {}
+        fresh: set[str] = set()
+        with self.store.write() as conn, conn.begin():
+            if not self._claim(conn, log_id, start):
+                return Outcome(0, [])
+            rules = self.book.rules(conn, tenant)
+            windowed = [r.id for r in rules if r.window is not None]
+            loaded = self.store.load_windows(conn, tenant, windowed)
+            known = set(loaded)
+            windows = _Tracking(loaded)
+            for stored in entries:
+                event = stored.to_event()
+                now = stored.receive_time
+                for hit in evaluate(rules, event, now.timestamp(), windows):
+                    alert, new = apply_hit(self.store, conn, tenant, hit, now)
+                    changed[alert.alert_id] = alert
+                    if new:
+                        fresh.add(alert.alert_id)
+                        self.store.enqueue(conn, alert, self.sinks, self.payload(alert), now)
+            self.store.save_windows(conn, tenant, {k: windows[k] for k in windows.changed}, known)
+            cursors.advance(conn, CONSUMER, log_id, start + len(entries))
+        return Outcome(len(entries), list(changed.values()))
+
+
+class EngineThread:
+    """Runs the engine until stopped: polls, and wakes early when told new events exist."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        poll_interval: float,
+        on_health: Callable[[bool], None] = lambda _: None,
+    ) -> None:
+        """A stopped worker; ``start`` runs it."""
+        self.engine = engine
+        self.poll_interval = poll_interval
+        self.on_health = on_health
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="alerting-engine", daemon=True)
+
+    def start(self) -> None:
+        """Starts polling."""
+        self._thread.start()
+
+    def wake(self) -> None:
+        """New events were committed: evaluate now rather than at the next poll."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Finishes the current batch and stops."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        delay = self.poll_interval
+        healthy = True
+        while not self._stop.is_set():
+            try:
+                busy = self.engine.run_once() > 0
+                if not healthy:
+                    self.on_health(True)
+                    healthy = True
+                delay = self.poll_interval
+            except sa.exc.SQLAlchemyError as exc:
+                log.warning("alerting engine: store error, retrying", extra={"error": str(exc)})
+                if healthy:
+                    self.on_health(False)
+                    healthy = False
+                busy = False
+                delay = min(delay * 2, 5.0)
+            if not busy:
+                self._wake.wait(delay)
+                self._wake.clear()

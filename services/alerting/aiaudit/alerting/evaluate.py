@@ -1,0 +1,163 @@
+"""Evaluating rules on one event: conditions, sliding windows, dedup keys. Pure logic.
+
+Window samples are ``(time, value)`` pairs kept per rule and group for the
+window plus its baseline; the caller loads and stores them (the engine keeps
+them in the database, in the same transaction as its cursor).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import MutableMapping, Sequence
+from dataclasses import dataclass
+
+from aiaudit.alerting import fields as f
+from aiaudit.alerting.detectors import DetectorCache, Finding
+from aiaudit.alerting.rules import _TEMPLATE, Rule, Window
+from aiaudit.common.v1 import event_pb2
+
+Sample = tuple[float, float]
+MAX_SAMPLES = 10_000
+"""Per rule and group; beyond it the oldest samples go (the window is then approximate)."""
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A rule that fired on an event."""
+
+    rule: Rule
+    event_id: str
+    dedup_key: str
+    summary: str
+    evidence: tuple[Finding, ...]
+    value: float | None = None
+
+
+def aggregate(w: Window, samples: Sequence[Sample], seconds: float) -> float:
+    """The window's aggregate over ``samples`` spanning ``seconds``."""
+    values = [v for _, v in samples]
+    if w.aggregate == "count":
+        return float(len(values))
+    if w.aggregate == "rate":
+        return len(values) / (seconds / 60.0)
+    if not values:
+        return 0.0
+    if w.aggregate == "sum":
+        return sum(values)
+    if w.aggregate == "avg":
+        return sum(values) / len(values)
+    if w.aggregate == "min":
+        return min(values)
+    if w.aggregate == "max":
+        return max(values)
+    ordered = sorted(values)
+    rank = max(0, math.ceil(w.percentile / 100 * len(ordered)) - 1)
+    return ordered[rank]
+
+
+def _compare(op: str, a: float, b: float) -> bool:
+    return (
+        (op == "gt" and a > b)
+        or (op == "gte" and a >= b)
+        or (op == "lt" and a < b)
+        or (op == "lte" and a <= b)
+    )
+
+
+def window_fires(w: Window, samples: list[Sample], now: float) -> tuple[bool, float]:
+    """Whether the aggregate crosses the threshold (and the baseline factor), and its value."""
+    current = [s for s in samples if s[0] > now - w.seconds]
+    value = aggregate(w, current, w.seconds)
+    if not _compare(w.op, value, w.threshold):
+        return False, value
+    if w.baseline_seconds <= 0:
+        return True, value
+    start = now - w.seconds - w.baseline_seconds
+    base = [s for s in samples if start < s[0] <= now - w.seconds]
+    if not base:
+        return False, value
+    reference = aggregate(w, base, w.baseline_seconds)
+    if w.aggregate in ("count", "sum"):
+        reference = reference * w.seconds / w.baseline_seconds
+    return value > w.factor * reference, value
+
+
+def add_sample(samples: list[Sample], sample: Sample, horizon: float) -> list[Sample]:
+    """Samples after adding one and dropping those older than the horizon."""
+    now = sample[0]
+    kept = [s for s in samples if s[0] > now - horizon]
+    kept.append(sample)
+    kept.sort(key=lambda s: s[0])
+    return kept[-MAX_SAMPLES:]
+
+
+def first(event: event_pb2.Event, path: str) -> str:
+    """First value of a field path as text ("" when absent)."""
+    try:
+        values = f.compile_path(path).get(event)
+    except f.FieldError:
+        return ""
+    return str(values[0]) if values else ""
+
+
+def render(template: str, event: event_pb2.Event, rule: Rule, group: str, score: float) -> str:
+    """Fills ``{rule}``, ``{group}``, ``{score}`` and ``{field.path}`` placeholders."""
+
+    def one(name: str) -> str:
+        if name == "rule":
+            return rule.id
+        if name == "group":
+            return group
+        if name == "score":
+            return f"{score:.2f}"
+        return first(event, name)
+
+    return _TEMPLATE.sub(lambda m: one(m.group(1)), template)
+
+
+def group_key(w: Window, event: event_pb2.Event) -> str:
+    """The window group of an event: its group-by values joined by ``|``."""
+    return "|".join(first(event, g.path) for g in w.group_by) or "*"
+
+
+def evaluate(
+    rules: Sequence[Rule],
+    event: event_pb2.Event,
+    now: float,
+    windows: MutableMapping[tuple[str, str], list[Sample]],
+) -> list[Hit]:
+    """Every rule that fires on the event; window samples in ``windows`` are updated in place.
+
+    ``now`` is the event's receive time (seconds): windows slide on the time the
+    log received events, which clients cannot forge and which replays reproduce.
+    """
+    cache = DetectorCache(event)
+    hits = []
+    for rule in rules:
+        if not rule.enabled:
+            continue
+        m = rule.when.eval(event, cache)
+        if not m.ok:
+            continue
+        score = max((x.score for x in m.evidence), default=1.0)
+        w = rule.window
+        if w is None:
+            key = render(rule.dedup_key, event, rule, "", score)
+            summary = render(rule.summary, event, rule, "", score)
+            hits.append(Hit(rule, event.event_id, key, summary, m.evidence))
+            continue
+        group = group_key(w, event)
+        value = 1.0
+        if w.value is not None:
+            got = [v for v in w.value.get(event) if isinstance(v, int | float)]
+            if not got:
+                continue
+            value = float(got[0])
+        slot = (rule.id, group)
+        windows[slot] = add_sample(windows.get(slot, []), (now, value), w.horizon)
+        fires, agg = window_fires(w, windows[slot], now)
+        if fires:
+            key = render(rule.dedup_key, event, rule, group, score)
+            summary = render(rule.summary, event, rule, group, score)
+            hits.append(Hit(rule, event.event_id, key, summary, m.evidence, agg))
+    return hits

@@ -1,0 +1,667 @@
+"""Rule schema: YAML in, a compiled rule out, or errors naming line and field.
+
+A rule (full schema in the README)::
+
+    id: prompt-injection            # [a-z0-9][a-z0-9_-]{0,62}
+    severity: high                  # info | low | medium | high | critical
+    summary: "Injection attempt by {actor.user_id}"
+    labels: {category: security}
+    when:                           # a condition (see below); omitted = every event
+      all:
+        - field: event_type
+          equals: interaction
+        - detector: prompt_injection
+          min_score: 0.5
+    window:                         # optional: aggregate matching events over time
+      duration: 5m
+      group_by: [actor.user_id]
+      aggregate: count              # count | rate | sum | avg | min | max | percentile
+      field: timing.latency         # for sum/avg/min/max/percentile
+      percentile: 99
+      threshold: {gt: 10}           # gt / gte / lt / lte
+      baseline: {duration: 1h, factor: 3}   # spike: aggregate > factor x baseline
+    dedup:
+      key: "{rule}:{actor.user_id}"
+      throttle: 10m
+
+Conditions: ``{field: PATH, <op>: VALUE}`` with op in equals, not_equals, in,
+not_in, gt, gte, lt, lte, contains, regex, exists; ``{detector: NAME,
+min_score: X}``; ``{all: [...]}``, ``{any: [...]}``, ``{not: {...}}``. Regexes
+are RE2 (linear time, no backtracking), so no rule can hang the engine.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import re2
+import yaml
+
+from aiaudit.alerting import fields as f
+from aiaudit.alerting.detectors import DETECTORS, Finding, family_of
+from aiaudit.common.v1 import event_pb2
+
+SEVERITIES = {
+    "info": event_pb2.SEVERITY_INFO,
+    "low": event_pb2.SEVERITY_LOW,
+    "medium": event_pb2.SEVERITY_MEDIUM,
+    "high": event_pb2.SEVERITY_HIGH,
+    "critical": event_pb2.SEVERITY_CRITICAL,
+}
+_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_DURATION = re.compile(r"^(\d+)(ms|s|m|h|d)$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_FIELD_OPS = (
+    "equals", "not_equals", "in", "not_in", "gt", "gte", "lt", "lte", "contains", "regex", "exists",
+)  # fmt: skip
+_COMPARE = ("gt", "gte", "lt", "lte")
+AGGREGATES = ("count", "rate", "sum", "avg", "min", "max", "percentile")
+MAX_REGEX = 1000
+_TEMPLATE = re.compile(r"\{([^{}]*)\}")
+
+
+@dataclass(frozen=True)
+class RuleError:
+    """One problem in a rule source: where it is and what is wrong."""
+
+    line: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        """``line 7, when.all[1].gt: expected a number``."""
+        where = f", {self.field}" if self.field else ""
+        return f"line {self.line}{where}: {self.message}"
+
+
+class RuleSyntaxError(ValueError):
+    """A rule source with errors; ``errors`` lists each."""
+
+    def __init__(self, errors: list[RuleError]) -> None:
+        """Errors in source order."""
+        super().__init__("; ".join(str(e) for e in errors))
+        self.errors = errors
+
+
+class _Node:
+    """A YAML value with the line it starts on."""
+
+    __slots__ = ("line", "value")
+
+    def __init__(self, value: Any, line: int) -> None:
+        self.value = value
+        self.line = line
+
+
+class _Loader(yaml.SafeLoader):
+    """Safe YAML whose values are wrapped in nodes carrying their line numbers."""
+
+
+def _wrap(loader: _Loader, node: yaml.Node) -> _Node:
+    line = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        loader.flatten_mapping(node)
+        out: dict[str, _Node] = {}
+        keys: dict[str, int] = {}
+        for k, v in node.value:
+            key = loader.construct_object(k, deep=True)
+            if str(key) in out:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", k.start_mark
+                )
+            out[str(key)] = _wrap(loader, v)
+            keys[str(key)] = k.start_mark.line + 1
+        return _Node(out, line)
+    if isinstance(node, yaml.SequenceNode):
+        return _Node([_wrap(loader, v) for v in node.value], line)
+    return _Node(loader.construct_object(node, deep=True), line)
+
+
+# ---- compiled form -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Match:
+    """Outcome of a condition on one event."""
+
+    ok: bool
+    evidence: tuple[Finding, ...] = ()
+
+
+class Condition:
+    """A compiled condition."""
+
+    def eval(self, event: event_pb2.Event, cache: Any) -> Match:  # pragma: no cover
+        """Whether it holds, with the detector evidence that made it hold."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class FieldCondition(Condition):
+    """``field`` compared with ``op`` to ``operand``; any value of a repeated field may match."""
+
+    field: f.Field
+    op: str
+    operand: Any
+
+    def eval(self, event: event_pb2.Event, cache: Any) -> Match:
+        """Any value satisfies the comparison (``exists``: any value set)."""
+        values = self.field.get(event)
+        if self.op == "exists":
+            return Match(any(f.is_set(v) for v in values) == bool(self.operand))
+        if self.op in ("not_equals", "not_in"):
+            return Match(all(self._test(v) for v in values))
+        return Match(any(self._test(v) for v in values))
+
+    def _test(self, v: f.Value) -> bool:
+        op, x = self.op, self.operand
+        if op == "equals":
+            return bool(v == x)
+        if op == "not_equals":
+            return bool(v != x)
+        if op == "in":
+            return v in x
+        if op == "not_in":
+            return v not in x
+        if op == "contains":
+            return isinstance(v, str) and x in v.lower()
+        if op == "regex":
+            return isinstance(v, str) and x.search(v) is not None
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            return False
+        return bool(
+            (op == "gt" and v > x)
+            or (op == "gte" and v >= x)
+            or (op == "lt" and v < x)
+            or (op == "lte" and v <= x)
+        )
+
+
+@dataclass(frozen=True)
+class DetectorCondition(Condition):
+    """A detector (family or ``family.kind``) found something scoring at least ``min_score``."""
+
+    name: str
+    min_score: float
+
+    def eval(self, event: event_pb2.Event, cache: Any) -> Match:
+        """Findings of the detector at or above the score are the evidence."""
+        found = tuple(
+            x
+            for x in cache.findings(family_of(self.name))
+            if x.score >= self.min_score
+            and (x.detector == self.name or x.detector.startswith(self.name + "."))
+        )
+        return Match(bool(found), found)
+
+
+@dataclass(frozen=True)
+class AllOf(Condition):
+    """Every item holds."""
+
+    items: tuple[Condition, ...]
+
+    def eval(self, event: event_pb2.Event, cache: Any) -> Match:
+        """Stops at the first item that fails."""
+        evidence: list[Finding] = []
+        for c in self.items:
+            m = c.eval(event, cache)
+            if not m.ok:
+                return Match(False)
+            evidence.extend(m.evidence)
+        return Match(True, tuple(evidence))
+
+
+@dataclass(frozen=True)
+class AnyOf(Condition):
+    """At least one item holds; evidence of every item that does."""
+
+    items: tuple[Condition, ...]
+
+    def eval(self, event: event_pb2.Event, cache: Any) -> Match:
+        """Evaluates every item to collect all evidence."""
+        ok, evidence = False, list[Finding]()
+        for c in self.items:
+            m = c.eval(event, cache)
+            if m.ok:
+                ok = True
+                evidence.extend(m.evidence)
+        return Match(ok, tuple(evidence))
+
+
+@dataclass(frozen=True)
+class Not(Condition):
+    """The item does not hold."""
+
+    item: Condition
+
+    def eval(self, event: event_pb2.Event, cache: Any) -> Match:
+        """Negation carries no evidence."""
+        return Match(not self.item.eval(event, cache).ok)
+
+
+class Always(Condition):
+    """No ``when``: every event."""
+
+    def eval(self, event: event_pb2.Event, cache: Any) -> Match:
+        """Always holds."""
+        return Match(True)
+
+
+@dataclass(frozen=True)
+class Window:
+    """Aggregate of matching events per group over a sliding window."""
+
+    seconds: float
+    group_by: tuple[f.Field, ...]
+    aggregate: str
+    value: f.Field | None
+    percentile: float
+    op: str
+    threshold: float
+    baseline_seconds: float = 0.0
+    factor: float = 0.0
+
+    @property
+    def horizon(self) -> float:
+        """How far back samples must be kept."""
+        return self.seconds + self.baseline_seconds
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A compiled rule."""
+
+    id: str
+    source: str
+    severity: int
+    summary: str
+    labels: Mapping[str, str]
+    when: Condition
+    window: Window | None
+    dedup_key: str
+    throttle_seconds: float
+    description: str = ""
+    enabled: bool = True
+    uses: frozenset[str] = field(default_factory=frozenset)
+
+
+# ---- compiling ------------------------------------------------------------------------------
+
+
+class _Compiler:
+    def __init__(self) -> None:
+        self.errors: list[RuleError] = []
+
+    def err(self, node: _Node, where: str, message: str) -> None:
+        self.errors.append(RuleError(node.line, where, message))
+
+    def mapping(self, node: _Node, where: str, allowed: tuple[str, ...]) -> dict[str, _Node] | None:
+        if not isinstance(node.value, dict):
+            self.err(node, where, f"expected a mapping with keys {', '.join(allowed)}")
+            return None
+        for key, value in node.value.items():
+            if key not in allowed:
+                self.err(
+                    value, _join(where, key), f"unknown key {key!r} (allowed: {', '.join(allowed)})"
+                )
+        return dict(node.value)
+
+    def string(self, node: _Node, where: str) -> str | None:
+        if not isinstance(node.value, str) or not node.value:
+            self.err(node, where, "expected a non-empty string")
+            return None
+        return node.value
+
+    def number(self, node: _Node, where: str) -> float | None:
+        v = node.value
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            self.err(node, where, f"expected a number, got {v!r}")
+            return None
+        return float(v)
+
+    def duration(self, node: _Node, where: str) -> float | None:
+        m = _DURATION.match(str(node.value)) if isinstance(node.value, str | int) else None
+        if isinstance(node.value, int) and not isinstance(node.value, bool) and node.value > 0:
+            return float(node.value)
+        if m is None or int(m.group(1)) == 0:
+            self.err(node, where, f"expected a duration such as 30s, 5m, 1h, got {node.value!r}")
+            return None
+        return int(m.group(1)) * _UNITS[m.group(2)]
+
+    def path(self, node: _Node, where: str) -> f.Field | None:
+        text = self.string(node, where)
+        if text is None:
+            return None
+        try:
+            return f.compile_path(text)
+        except f.FieldError as exc:
+            self.err(node, where, str(exc))
+            return None
+
+    def condition(self, node: _Node, where: str, uses: set[str]) -> Condition | None:
+        if not isinstance(node.value, dict):
+            self.err(node, where, "expected a condition mapping (field, detector, all, any, not)")
+            return None
+        keys = set(node.value)
+        for combinator in ("all", "any"):
+            if combinator in keys:
+                self.mapping(node, where, (combinator,))
+                items = node.value[combinator]
+                if not isinstance(items.value, list) or not items.value:
+                    self.err(items, _join(where, combinator), "expected a non-empty list")
+                    return None
+                compiled = [
+                    self.condition(x, f"{_join(where, combinator)}[{i}]", uses)
+                    for i, x in enumerate(items.value)
+                ]
+                if any(c is None for c in compiled):
+                    return None
+                items_t = tuple(c for c in compiled if c is not None)
+                return AllOf(items_t) if combinator == "all" else AnyOf(items_t)
+        if "not" in keys:
+            self.mapping(node, where, ("not",))
+            inner = self.condition(node.value["not"], _join(where, "not"), uses)
+            return Not(inner) if inner is not None else None
+        if "detector" in keys:
+            m = self.mapping(node, where, ("detector", "min_score"))
+            if m is None:
+                return None
+            name = self.string(m["detector"], _join(where, "detector"))
+            if name is None:
+                return None
+            if family_of(name) not in DETECTORS:
+                self.err(
+                    m["detector"],
+                    _join(where, "detector"),
+                    f"unknown detector {name!r} (known: {', '.join(sorted(DETECTORS))})",
+                )
+                return None
+            score = 0.5
+            if "min_score" in m:
+                got = self.number(m["min_score"], _join(where, "min_score"))
+                if got is not None and not 0 <= got <= 1:
+                    self.err(m["min_score"], _join(where, "min_score"), "must be within 0..1")
+                score = got if got is not None else score
+            uses.add(family_of(name))
+            return DetectorCondition(name, score)
+        if "field" in keys:
+            m = self.mapping(node, where, ("field", *_FIELD_OPS))
+            if m is None:
+                return None
+            ops = [k for k in m if k in _FIELD_OPS]
+            if len(ops) != 1:
+                self.err(node, where, f"give exactly one operator of: {', '.join(_FIELD_OPS)}")
+                return None
+            fld = self.path(m["field"], _join(where, "field"))
+            if fld is None:
+                return None
+            op = ops[0]
+            return self.operand(fld, op, m[op], _join(where, op))
+        self.err(node, where, "a condition needs one of: field, detector, all, any, not")
+        return None
+
+    def operand(self, fld: f.Field, op: str, node: _Node, where: str) -> Condition | None:
+        v = node.value
+        try:
+            if op in _COMPARE:
+                n = self.number(node, where)
+                return FieldCondition(fld, op, n) if n is not None else None
+            if op == "exists":
+                if not isinstance(v, bool):
+                    self.err(node, where, "expected true or false")
+                    return None
+                return FieldCondition(fld, op, v)
+            if op in ("in", "not_in"):
+                if not isinstance(v, list) or not v:
+                    self.err(node, where, "expected a non-empty list")
+                    return None
+                values = [x.value for x in v]
+                return FieldCondition(fld, op, frozenset(fld.expand(x) for x in values))
+            if op == "contains":
+                if not isinstance(v, str) or not v:
+                    self.err(node, where, "expected a non-empty string")
+                    return None
+                return FieldCondition(fld, op, v.lower())
+            if op == "regex":
+                return self.regex(fld, node, where)
+            if isinstance(v, list | dict) or v is None:
+                self.err(node, where, "expected a single value")
+                return None
+            return FieldCondition(fld, op, fld.expand(v))
+        except f.FieldError as exc:
+            self.err(node, where, str(exc))
+            return None
+
+    def regex(self, fld: f.Field, node: _Node, where: str) -> Condition | None:
+        v = node.value
+        if not isinstance(v, str) or not v:
+            self.err(node, where, "expected a regular expression")
+            return None
+        if len(v) > MAX_REGEX:
+            self.err(node, where, f"regex is {len(v)} characters; the limit is {MAX_REGEX}")
+            return None
+        options = re2.Options()
+        options.max_mem = 8 << 20
+        options.log_errors = False
+        try:
+            compiled = re2.compile(v, options)
+        except re2.error as exc:
+            self.err(
+                node,
+                where,
+                f"not a valid RE2 regex ({exc}); RE2 has no backreferences or lookaround",
+            )
+            return None
+        return FieldCondition(fld, "regex", compiled)
+
+    def window(self, node: _Node, where: str) -> Window | None:
+        m = self.mapping(
+            node,
+            where,
+            ("duration", "group_by", "aggregate", "field", "percentile", "threshold", "baseline"),
+        )
+        if m is None:
+            return None
+        for required in ("duration", "aggregate", "threshold"):
+            if required not in m:
+                self.err(node, _join(where, required), "is required")
+        if any(r not in m for r in ("duration", "aggregate", "threshold")):
+            return None
+        seconds = self.duration(m["duration"], _join(where, "duration"))
+        group: list[f.Field] = []
+        if "group_by" in m:
+            items = m["group_by"].value
+            if not isinstance(items, list):
+                self.err(m["group_by"], _join(where, "group_by"), "expected a list of field paths")
+            else:
+                for i, x in enumerate(items):
+                    p = self.path(x, f"{_join(where, 'group_by')}[{i}]")
+                    if p is not None:
+                        group.append(p)
+        agg = m["aggregate"].value
+        if agg not in AGGREGATES:
+            self.err(m["aggregate"], _join(where, "aggregate"), f"expected one of {AGGREGATES}")
+            return None
+        value = None
+        if agg in ("sum", "avg", "min", "max", "percentile"):
+            if "field" not in m:
+                self.err(node, _join(where, "field"), f"is required for aggregate {agg}")
+                return None
+            value = self.path(m["field"], _join(where, "field"))
+            if value is not None and not value.numeric:
+                self.err(m["field"], _join(where, "field"), f"{value.path} is not numeric")
+        pct = 0.0
+        if agg == "percentile":
+            if "percentile" not in m:
+                self.err(node, _join(where, "percentile"), "is required for aggregate percentile")
+                return None
+            got = self.number(m["percentile"], _join(where, "percentile"))
+            if got is not None and not 0 < got <= 100:
+                self.err(m["percentile"], _join(where, "percentile"), "must be within (0, 100]")
+            pct = got or 0.0
+        t = self.mapping(m["threshold"], _join(where, "threshold"), _COMPARE)
+        if t is None or len(t) != 1:
+            if t is not None:
+                self.err(
+                    m["threshold"], _join(where, "threshold"), "give exactly one of gt/gte/lt/lte"
+                )
+            return None
+        op, tnode = next(iter(t.items()))
+        threshold = self.number(tnode, _join(where, f"threshold.{op}"))
+        base_s, factor = 0.0, 0.0
+        if "baseline" in m:
+            b = self.mapping(m["baseline"], _join(where, "baseline"), ("duration", "factor"))
+            if b is not None:
+                if "duration" not in b or "factor" not in b:
+                    self.err(m["baseline"], _join(where, "baseline"), "needs duration and factor")
+                else:
+                    base_s = self.duration(b["duration"], _join(where, "baseline.duration")) or 0.0
+                    factor = self.number(b["factor"], _join(where, "baseline.factor")) or 0.0
+        if (
+            seconds is None
+            or threshold is None
+            or (agg != "count" and agg != "rate" and value is None)
+        ):
+            return None
+        return Window(seconds, tuple(group), agg, value, pct, op, threshold, base_s, factor)
+
+    def template(self, node: _Node, where: str) -> str | None:
+        text = self.string(node, where)
+        if text is None:
+            return None
+        for name in _TEMPLATE.findall(text):
+            if name in ("rule", "group", "score"):
+                continue
+            try:
+                f.compile_path(name)
+            except f.FieldError as exc:
+                self.err(node, where, f"placeholder {{{name}}}: {exc}")
+        return text
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+_TOP = ("id", "description", "severity", "summary", "labels", "enabled", "when", "window", "dedup")
+
+
+def _compile_one(node: _Node, source: str, c: _Compiler, where: str = "") -> Rule | None:
+    m = c.mapping(node, where, _TOP)
+    if m is None:
+        return None
+    for required in ("id", "severity"):
+        if required not in m:
+            c.err(node, _join(where, required), "is required")
+    rule_id = c.string(m["id"], _join(where, "id")) if "id" in m else None
+    if rule_id is not None and not _ID.match(rule_id):
+        c.err(m["id"], _join(where, "id"), "must match [a-z0-9][a-z0-9_-]{0,62}")
+    severity = None
+    if "severity" in m:
+        severity = SEVERITIES.get(str(m["severity"].value).lower())
+        if severity is None:
+            c.err(m["severity"], _join(where, "severity"), f"expected one of {list(SEVERITIES)}")
+    labels: dict[str, str] = {}
+    if "labels" in m:
+        if not isinstance(m["labels"].value, dict):
+            c.err(m["labels"], _join(where, "labels"), "expected a mapping of strings")
+        else:
+            labels = {k: str(v.value) for k, v in m["labels"].value.items()}
+    enabled = True
+    if "enabled" in m:
+        if not isinstance(m["enabled"].value, bool):
+            c.err(m["enabled"], _join(where, "enabled"), "expected true or false")
+        else:
+            enabled = m["enabled"].value
+    uses: set[str] = set()
+    when: Condition | None = Always()
+    if "when" in m:
+        when = c.condition(m["when"], _join(where, "when"), uses)
+    window = c.window(m["window"], _join(where, "window")) if "window" in m else None
+    summary = rule_id or ""
+    if "summary" in m:
+        summary = c.template(m["summary"], _join(where, "summary")) or summary
+    key = "{rule}:{group}" if window is not None else "{rule}:{actor.user_id}"
+    throttle = 600.0
+    if "dedup" in m:
+        d = c.mapping(m["dedup"], _join(where, "dedup"), ("key", "throttle"))
+        if d is not None:
+            if "key" in d:
+                key = c.template(d["key"], _join(where, "dedup.key")) or key
+            if "throttle" in d:
+                throttle = c.duration(d["throttle"], _join(where, "dedup.throttle")) or throttle
+    description = str(m["description"].value) if "description" in m else ""
+    if c.errors or rule_id is None or severity is None or when is None:
+        return None
+    return Rule(
+        rule_id, source, severity, summary, labels, when, window, key, throttle, description,
+        enabled, frozenset(uses),
+    )  # fmt: skip
+
+
+def _load(source: str) -> _Node:
+    try:
+        loaded = yaml.load(source, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 1
+        raise RuleSyntaxError([RuleError(line, "", f"invalid YAML: {exc.problem}")]) from None
+    except yaml.YAMLError as exc:
+        raise RuleSyntaxError([RuleError(1, "", f"invalid YAML: {exc}")]) from None
+    if not isinstance(loaded, _Node):
+        raise RuleSyntaxError([RuleError(1, "", "empty rule source")])
+    return loaded
+
+
+def compile_rule(source: str) -> Rule:
+    """One rule from YAML; RuleSyntaxError lists every problem with its line and field."""
+    c = _Compiler()
+    rule = _compile_one(_load(source), source, c)
+    if c.errors or rule is None:
+        raise RuleSyntaxError(c.errors or [RuleError(1, "", "invalid rule")])
+    return rule
+
+
+def compile_file(source: str) -> list[Rule]:
+    """A rule file: one rule, or ``rules: [...]``; ids must be unique."""
+    root = _load(source)
+    c = _Compiler()
+    if isinstance(root.value, dict) and "rules" in root.value:
+        c.mapping(root, "", ("rules",))
+        items = root.value["rules"]
+        if not isinstance(items.value, list):
+            raise RuleSyntaxError([RuleError(items.line, "rules", "expected a list of rules")])
+        rules = []
+        seen: dict[str, int] = {}
+        for i, node in enumerate(items.value):
+            rule = _compile_one(node, _slice(source, node), c, f"rules[{i}]")
+            if rule is not None:
+                if rule.id in seen:
+                    c.err(node, f"rules[{i}].id", f"duplicate id {rule.id!r}")
+                seen[rule.id] = i
+                rules.append(rule)
+        if c.errors:
+            raise RuleSyntaxError(c.errors)
+        return rules
+    return [compile_rule(source)]
+
+
+def _slice(source: str, node: _Node) -> str:
+    """The YAML of one list item, re-serialised so it stands alone as a rule source."""
+    return yaml.safe_dump(_plain(node), sort_keys=False, allow_unicode=True)
+
+
+def _plain(node: _Node) -> Any:
+    if isinstance(node.value, dict):
+        return {k: _plain(v) for k, v in node.value.items()}
+    if isinstance(node.value, list):
+        return [_plain(v) for v in node.value]
+    return node.value
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _wrap)
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _wrap)

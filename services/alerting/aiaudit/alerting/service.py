@@ -1,0 +1,464 @@
+"""The alerting operations behind the RPCs, on domain types (no grpc).
+
+Errors are domain exceptions that the handlers map to status codes.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import queue
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from aiaudit.alerting import filters
+from aiaudit.alerting.engine import alert_id
+from aiaudit.alerting.evaluate import Sample, evaluate
+from aiaudit.alerting.model import ACKNOWLEDGED, FIRING, OPEN_STATES, RESOLVED, Alert, StoredRule
+from aiaudit.alerting.rulebook import RuleBook
+from aiaudit.alerting.rules import SEVERITIES, Rule, RuleSyntaxError, compile_rule
+from aiaudit.alerting.store import AlertStore
+from aiaudit.alerting.tables import alerts as alerts_t
+from aiaudit.common.store.prepare import prepare
+from aiaudit.common.store.schema import events as events_t
+from aiaudit.common.store.sql import SqlEventStore
+from aiaudit.common.v1 import event_pb2
+
+
+class InvalidError(ValueError):
+    """Bad input: (field, description) pairs."""
+
+    def __init__(self, violations: list[tuple[str, str]]) -> None:
+        """Violations name the request field."""
+        super().__init__("; ".join(f"{f}: {d}" for f, d in violations))
+        self.violations = violations
+
+
+class NotFoundError(LookupError):
+    """No such rule or alert."""
+
+
+class ConflictError(Exception):
+    """Already exists, or a state change that is not allowed."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        """``reason`` goes into ErrorInfo."""
+        super().__init__(message)
+        self.reason = reason
+
+
+def parse_parent(parent: str, field: str = "parent") -> str:
+    """``tenants/{tenant}`` -> tenant."""
+    parts = parent.split("/")
+    if len(parts) != 2 or parts[0] != "tenants" or not parts[1]:
+        raise InvalidError([(field, f"expected tenants/{{tenant}}, got {parent!r}")])
+    return parts[1]
+
+
+def parse_name(name: str, kind: str, field: str = "name") -> tuple[str, str]:
+    """``tenants/{tenant}/{kind}/{id}`` -> (tenant, id)."""
+    parts = name.split("/")
+    if len(parts) != 4 or parts[0] != "tenants" or parts[2] != kind or not parts[1] or not parts[3]:
+        raise InvalidError([(field, f"expected tenants/{{tenant}}/{kind}/{{id}}, got {name!r}")])
+    return parts[1], parts[3]
+
+
+def _rule_violations(source: str, field: str) -> list[tuple[str, str]]:
+    try:
+        compile_rule(source)
+    except RuleSyntaxError as exc:
+        return [(field, str(e)) for e in exc.errors]
+    return []
+
+
+def _token(payload: dict[str, object]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode()
+
+
+def _untoken(token: str, field: str = "page_token") -> dict[str, object]:
+    try:
+        out = json.loads(base64.urlsafe_b64decode(token.encode()))
+        assert isinstance(out, dict)
+        return out
+    except (ValueError, AssertionError):
+        raise InvalidError([(field, "not a token returned by this service")]) from None
+
+
+def _page_size(size: int, default: int = 50, limit: int = 1000) -> int:
+    if size < 0:
+        raise InvalidError([("page_size", "must not be negative")])
+    return min(size or default, limit)
+
+
+class Broadcaster:
+    """Live alert changes for WatchAlerts subscribers in this process."""
+
+    def __init__(self) -> None:
+        """No subscribers."""
+        self._lock = threading.Lock()
+        self._subs: set[queue.Queue[Alert]] = set()
+
+    def subscribe(self) -> queue.Queue[Alert]:
+        """A queue receiving every change from now on."""
+        q: queue.Queue[Alert] = queue.Queue(maxsize=10_000)
+        with self._lock:
+            self._subs.add(q)
+        return q
+
+    def unsubscribe(self, q: queue.Queue[Alert]) -> None:
+        """Stops delivering to the queue."""
+        with self._lock:
+            self._subs.discard(q)
+
+    def publish(self, changed: list[Alert]) -> None:
+        """Hands changes to every subscriber (a full queue drops, the watcher is too slow)."""
+        with self._lock:
+            subs = list(self._subs)
+        for q in subs:
+            for a in changed:
+                with contextlib.suppress(queue.Full):
+                    q.put_nowait(a)
+
+
+_ALERT_FILTER = frozenset({"state", "severity", "rule", "create_time"})
+_EVENT_FILTER = {
+    "event_type": events_t.c.event_type,
+    "user_id": events_t.c.user_id,
+    "application": events_t.c.application,
+    "environment": events_t.c.environment,
+    "model_provider": events_t.c.model_provider,
+    "model_name": events_t.c.model_name,
+    "session_id": events_t.c.session_id,
+    "conversation_id": events_t.c.conversation_id,
+    "correlation_id": events_t.c.correlation_id,
+    "trace_id": events_t.c.trace_id,
+    "occurred_time": events_t.c.occurred_time,
+}
+
+
+def _op(column: sa.ColumnElement[object], op: str, value: object) -> sa.ColumnElement[bool]:
+    return {
+        "=": lambda: column == value,
+        "!=": lambda: column != value,
+        "<": lambda: column < value,
+        "<=": lambda: column <= value,
+        ">": lambda: column > value,
+        ">=": lambda: column >= value,
+    }[op]()
+
+
+def _time(value: str, field: str) -> dt.datetime:
+    try:
+        t = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidError([(field, f"{value!r} is not an RFC 3339 time")]) from None
+    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True)
+class Page:
+    """A page of results."""
+
+    items: list[object]
+    next_token: str
+
+
+class AlertingService:
+    """Rules, alerts and dry runs over the alerting store."""
+
+    def __init__(
+        self,
+        events: SqlEventStore,
+        store: AlertStore,
+        book: RuleBook,
+        broadcaster: Broadcaster,
+        record: Callable[[event_pb2.Event], None] | None = None,
+    ) -> None:
+        """``record`` commits a RULE_CHANGE event to the tenant's log (default: ``events``)."""
+        self.events = events
+        self.store = store
+        self.book = book
+        self.broadcaster = broadcaster
+        self._record = record or self._append
+
+    def _append(self, event: event_pb2.Event) -> None:
+        now = dt.datetime.now(dt.UTC)
+        self.events.append_group([[prepare(event, now)]])
+
+    def _audit_change(
+        self, principal: str, tenant: str, action: str, rule_id: str, source: str, enabled: bool
+    ) -> None:
+        """Every rule change is an EVENT_TYPE_RULE_CHANGE event in the tenant's log."""
+        e = event_pb2.Event(
+            event_id=f"rule-change-{uuid.uuid4()}",
+            tenant_id=tenant,
+            event_type=event_pb2.EVENT_TYPE_RULE_CHANGE,
+            actor=event_pb2.Actor(user_id=principal, application="aiaudit-alerting"),
+        )
+        e.occurred_time.GetCurrentTime()
+        e.attributes["rule.action"].string_value = action
+        e.attributes["rule.id"].string_value = rule_id
+        e.attributes["rule.enabled"].bool_value = enabled
+        e.attributes["rule.source_sha256"].string_value = hashlib.sha256(
+            source.encode()
+        ).hexdigest()
+        e.attributes["rule.source"].string_value = source[:4096]
+        self._record(e)
+
+    # ---- rules ----
+
+    def _find(self, conn: sa.Connection, tenant: str, rule_id: str) -> StoredRule | None:
+        return next((r for r in self.book.stored(conn, tenant) if r.rule_id == rule_id), None)
+
+    def create_rule(
+        self, principal: str, parent: str, rule_id: str, source: str, enabled: bool
+    ) -> StoredRule:
+        """Validates and stores a new rule (its id must match the source's id)."""
+        tenant = parse_parent(parent)
+        violations = _rule_violations(source, "rule.source")
+        if violations:
+            raise InvalidError(violations)
+        compiled = compile_rule(source)
+        if rule_id and rule_id != compiled.id:
+            raise InvalidError(
+                [("rule_id", f"{rule_id!r} differs from the source's id {compiled.id!r}")]
+            )
+        with self.store.engine.connect() as conn:
+            if self._find(conn, tenant, compiled.id) is not None:
+                raise ConflictError(f"rule {compiled.id!r} exists", "RULE_EXISTS")
+        self._audit_change(principal, tenant, "create", compiled.id, source, enabled)
+        stored = StoredRule(
+            tenant, compiled.id, source, enabled, compiled.severity, dt.datetime.now(dt.UTC)
+        )
+        with self.store.write() as conn, conn.begin():
+            if self._find(conn, tenant, compiled.id) is not None:
+                raise ConflictError(f"rule {compiled.id!r} exists", "RULE_EXISTS")
+            self.store.put_rule(conn, stored)
+        return stored
+
+    def get_rule(self, name: str) -> StoredRule:
+        """One rule (built-in or the tenant's)."""
+        tenant, rule_id = parse_name(name, "rules")
+        with self.store.engine.connect() as conn:
+            found = self._find(conn, tenant, rule_id)
+        if found is None:
+            raise NotFoundError(f"no rule {name}")
+        return found
+
+    def list_rules(self, parent: str, page_size: int, page_token: str) -> Page:
+        """Rules of a tenant, built-in first."""
+        tenant = parse_parent(parent)
+        size = _page_size(page_size)
+        start = int(str(_untoken(page_token).get("o", 0))) if page_token else 0
+        with self.store.engine.connect() as conn:
+            every = self.book.stored(conn, tenant)
+        items = every[start : start + size]
+        more = start + size < len(every)
+        return Page(list(items), _token({"o": start + size}) if more else "")
+
+    def update_rule(
+        self, principal: str, name: str, source: str | None, enabled: bool | None
+    ) -> StoredRule:
+        """Replaces the source and/or the enabled flag."""
+        tenant, rule_id = parse_name(name, "rules", "rule.name")
+        if source is not None:
+            violations = _rule_violations(source, "rule.source")
+            if violations:
+                raise InvalidError(violations)
+            if compile_rule(source).id != rule_id:
+                raise InvalidError([("rule.source", f"the source's id must stay {rule_id!r}")])
+        with self.store.engine.connect() as conn:
+            current = self._find(conn, tenant, rule_id)
+        if current is None:
+            raise NotFoundError(f"no rule {name}")
+        new_source = source if source is not None else current.source
+        new_enabled = enabled if enabled is not None else current.enabled
+        self._audit_change(principal, tenant, "update", rule_id, new_source, new_enabled)
+        stored = StoredRule(
+            tenant,
+            rule_id,
+            new_source,
+            new_enabled,
+            compile_rule(new_source).severity,
+            dt.datetime.now(dt.UTC),
+            current.builtin,
+        )
+        with self.store.write() as conn, conn.begin():
+            self.store.put_rule(conn, stored)
+        return stored
+
+    def delete_rule(self, principal: str, name: str) -> None:
+        """Deletes a tenant rule; built-in rules can only be disabled."""
+        tenant, rule_id = parse_name(name, "rules")
+        with self.store.engine.connect() as conn:
+            current = self._find(conn, tenant, rule_id)
+        if current is None:
+            raise NotFoundError(f"no rule {name}")
+        if current.builtin:
+            raise ConflictError(
+                f"{rule_id!r} is a built-in rule: disable it (UpdateRule enabled=false)",
+                "BUILTIN_RULE",
+            )
+        self._audit_change(principal, tenant, "delete", rule_id, current.source, False)
+        with self.store.write() as conn, conn.begin():
+            self.store.delete_rule(conn, tenant, rule_id)
+
+    def test_rule(
+        self, parent: str, source: str, filter_text: str, max_events: int
+    ) -> tuple[list[Alert], int]:
+        """Dry run over stored events (oldest first): the alerts the rule would have raised."""
+        tenant = parse_parent(parent)
+        violations = _rule_violations(source, "source")
+        try:
+            terms = filters.parse(filter_text, frozenset(_EVENT_FILTER))
+        except filters.FilterError as exc:
+            violations.append(("filter", str(exc)))
+        if max_events < 0:
+            violations.append(("max_events", "must not be negative"))
+        if violations:
+            raise InvalidError(violations)
+        rule = compile_rule(source)
+        limit = min(max_events or 1000, 10_000)
+        where = [events_t.c.log_id == tenant]
+        for t in terms:
+            value: object = _time(t.value, "filter") if t.name == "occurred_time" else t.value
+            where.append(_op(_EVENT_FILTER[t.name], t.op, value))
+        with self.store.engine.connect() as conn:
+            seqs = list(
+                conn.execute(
+                    sa.select(events_t.c.seq)
+                    .where(*where)
+                    .order_by(events_t.c.seq.desc())
+                    .limit(limit)
+                ).scalars()
+            )
+        stored = self.events.read_sequences(tenant, seqs)
+        return simulate([rule], tenant, [(s.to_event(), s.receive_time) for s in stored]), len(
+            stored
+        )
+
+    # ---- alerts ----
+
+    def list_alerts(self, parent: str, filter_text: str, page_size: int, page_token: str) -> Page:
+        """Alerts newest first, filtered, a page at a time."""
+        tenant = parse_parent(parent)
+        size = _page_size(page_size)
+        try:
+            terms = filters.parse(filter_text, _ALERT_FILTER)
+        except filters.FilterError as exc:
+            raise InvalidError([("filter", str(exc))]) from None
+        where = []
+        for t in terms:
+            if t.name == "state":
+                value = t.value.lower().removeprefix("alert_state_")
+                if value not in (FIRING, ACKNOWLEDGED, RESOLVED):
+                    raise InvalidError(
+                        [("filter", f"state {t.value!r}: firing, acknowledged or resolved")]
+                    )
+                where.append(_op(alerts_t.c.state, t.op, value))
+            elif t.name == "severity":
+                sev = SEVERITIES.get(t.value.lower().removeprefix("severity_"))
+                if sev is None:
+                    raise InvalidError(
+                        [("filter", f"severity {t.value!r}: one of {list(SEVERITIES)}")]
+                    )
+                where.append(_op(alerts_t.c.severity, t.op, sev))
+            elif t.name == "rule":
+                where.append(_op(alerts_t.c.rule_id, t.op, t.value.rsplit("/", 1)[-1]))
+            else:
+                where.append(_op(alerts_t.c.create_time, t.op, _time(t.value, "filter")))
+        after = None
+        if page_token:
+            tok = _untoken(page_token)
+            after = (_time(str(tok.get("t")), "page_token"), str(tok.get("i")))
+        with self.store.engine.connect() as conn:
+            items = self.store.list_alerts(conn, tenant, where, after, size + 1)
+        more = len(items) > size
+        items = items[:size]
+        token = (
+            _token({"t": items[-1].create_time.isoformat(), "i": items[-1].alert_id})
+            if more
+            else ""
+        )
+        return Page(list(items), token)
+
+    def _transition(self, principal: str, name: str, to: str, reason: str = "") -> Alert:
+        tenant, alert_id = parse_name(name, "alerts")
+        now = dt.datetime.now(dt.UTC)
+        with self.store.write() as conn, conn.begin():
+            a = self.store.get_alert(conn, tenant, alert_id)
+            if a is None:
+                raise NotFoundError(f"no alert {name}")
+            if to == ACKNOWLEDGED:
+                if a.state != FIRING:
+                    raise ConflictError(
+                        f"alert is {a.state}, only a firing alert can be acknowledged",
+                        "ALERT_STATE",
+                    )
+                a.acknowledged_by, a.acknowledge_time = principal, now
+            else:
+                if a.state not in OPEN_STATES:
+                    raise ConflictError("alert is already resolved", "ALERT_STATE")
+                a.resolved_by, a.resolve_time, a.resolve_reason = principal, now, reason
+            a.state = to
+            self.store.update_alert(conn, a)
+        self.broadcaster.publish([a])
+        return a
+
+    def acknowledge(self, principal: str, name: str) -> Alert:
+        """Firing -> acknowledged, with who and when."""
+        return self._transition(principal, name, ACKNOWLEDGED)
+
+    def resolve(self, principal: str, name: str, reason: str) -> Alert:
+        """Firing or acknowledged -> resolved, with who, when and why."""
+        return self._transition(principal, name, RESOLVED, reason)
+
+    def watch(self, tenant: str, min_severity: int, stop: Callable[[], bool]) -> Iterator[Alert]:
+        """Changes of the tenant's alerts at or above a severity until ``stop`` says so."""
+        q = self.broadcaster.subscribe()
+        try:
+            while not stop():
+                try:
+                    a = q.get(timeout=0.25)
+                except queue.Empty:
+                    continue
+                if a.tenant == tenant and a.severity >= min_severity:
+                    yield a
+        finally:
+            self.broadcaster.unsubscribe(q)
+
+
+def simulate(
+    rules: list[Rule], tenant: str, events: list[tuple[event_pb2.Event, dt.datetime]]
+) -> list[Alert]:
+    """Alerts rules would raise on events in order, with dedup and throttling, kept in memory."""
+    windows: dict[tuple[str, str], list[Sample]] = {}
+    open_alerts: dict[str, Alert] = {}
+    out: list[Alert] = []
+    for event, received in sorted(events, key=lambda x: x[1]):
+        for hit in evaluate(rules, event, received.timestamp(), windows):
+            current = open_alerts.get(hit.dedup_key)
+            if (
+                current is not None
+                and (received - current.last_seen_time).total_seconds() <= hit.rule.throttle_seconds
+            ):
+                current.occurrence_count += 1
+                current.last_seen_time = received
+                current.event_ids.append(hit.event_id)
+                current.evidence.extend(hit.evidence)
+                continue
+            a = Alert(
+                tenant, alert_id(tenant, hit.rule.id, hit.dedup_key, hit.event_id), hit.rule.id,
+                hit.dedup_key, FIRING, hit.rule.severity, hit.summary, [hit.event_id],
+                list(hit.evidence), dict(hit.rule.labels), 1, received, received,
+            )  # fmt: skip
+            open_alerts[hit.dedup_key] = a
+            out.append(a)
+    return out

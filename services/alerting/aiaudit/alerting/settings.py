@@ -1,0 +1,69 @@
+"""Settings of the alerting service (``alerting:`` in the config file, ``AIAUDIT_ALERTING_*``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiaudit.common.config import ConfigError
+
+
+@dataclass(frozen=True)
+class AlertingSettings:
+    """Defaults are the embedded mode: the suite's store, the default pack, no sinks."""
+
+    database_url: str = ""
+    """Database to run as (e.g. a login role in aiaudit_consumer); default: the suite's store."""
+    default_rules: bool = True
+    """Whether the default rule pack applies to every tenant."""
+    rules_files: tuple[str, ...] = ()
+    """Rule files (YAML) loaded at start-up and applied to every tenant."""
+    poll_interval: float = 0.05
+    """Seconds between polls of the log when idle (ingest in-process also wakes the engine)."""
+    batch_size: int = 500
+    """Log entries evaluated per transaction."""
+    webhook_url: str = ""
+    """Webhook sink: alerts are POSTed here as JSON."""
+    webhook_secret: str = ""
+    """HMAC-SHA256 key of the webhook signature (set it from the environment)."""
+    webhook_timeout: float = 5.0
+    """Seconds per webhook attempt."""
+    syslog_address: str = ""
+    """SIEM sink: ``udp://host:port`` or ``tcp://host:port`` (RFC 5424 with a CEF message)."""
+    max_attempts: int = 8
+    """Delivery attempts before the dead-letter record."""
+    retry_base: float = 0.5
+    """First retry delay in seconds; doubles each attempt (capped at 5 minutes)."""
+
+    def validate(self) -> None:
+        """Clear errors for settings that cannot work."""
+        if self.webhook_url and not self.webhook_url.startswith(("http://", "https://")):
+            raise ConfigError("setting alerting.webhook_url: must be an http:// or https:// URL")
+        if self.webhook_url and not self.webhook_secret:
+            raise ConfigError(
+                "setting alerting.webhook_secret: required with webhook_url "
+                "(set AIAUDIT_ALERTING_WEBHOOK_SECRET)"
+            )
+        if self.syslog_address:
+            scheme, _, rest = self.syslog_address.partition("://")
+            host, _, port = rest.rpartition(":")
+            if scheme not in ("udp", "tcp") or not host or not port.isdigit():
+                raise ConfigError(
+                    "setting alerting.syslog_address: expected udp://host:port or tcp://host:port"
+                )
+        for f in self.rules_files:
+            if not Path(f).is_file():
+                raise ConfigError(f"setting alerting.rules_files: {f} is not a readable file")
+        if self.database_url and not self.database_url.startswith(("sqlite", "postgresql")):
+            raise ConfigError(
+                "setting alerting.database_url: must be sqlite:/// or postgresql+psycopg://"
+            )
+
+    @property
+    def sinks(self) -> tuple[str, ...]:
+        """Configured sinks."""
+        return tuple(
+            name
+            for name, on in (("webhook", self.webhook_url), ("syslog", self.syslog_address))
+            if on
+        )

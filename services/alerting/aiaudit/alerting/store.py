@@ -1,0 +1,244 @@
+"""SQL storage of rules, alerts, window state and the delivery outbox (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from collections.abc import Iterable, Sequence
+
+import sqlalchemy as sa
+
+from aiaudit.alerting.detectors import Finding
+from aiaudit.alerting.evaluate import Sample
+from aiaudit.alerting.model import OPEN_STATES, Alert, StoredRule
+from aiaudit.alerting.tables import alerts, deliveries, rules, windows
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def alert_from_row(row: sa.Row[tuple[object, ...]]) -> Alert:
+    """Row of ``alerting_alerts`` to an Alert."""
+    m = row._mapping
+    return Alert(
+        tenant=m["tenant"],
+        alert_id=m["alert_id"],
+        rule_id=m["rule_id"],
+        dedup_key=m["dedup_key"],
+        state=m["state"],
+        severity=m["severity"],
+        summary=m["summary"],
+        event_ids=json.loads(m["event_ids"]),
+        evidence=[Finding(**x) for x in json.loads(m["evidence"])],
+        labels=json.loads(m["labels"]),
+        occurrence_count=m["occurrence_count"],
+        create_time=_utc(m["create_time"]),  # type: ignore[arg-type]
+        last_seen_time=_utc(m["last_seen_time"]),  # type: ignore[arg-type]
+        acknowledged_by=m["acknowledged_by"] or "",
+        acknowledge_time=_utc(m["acknowledge_time"]),
+        resolved_by=m["resolved_by"] or "",
+        resolve_time=_utc(m["resolve_time"]),
+        resolve_reason=m["resolve_reason"] or "",
+    )
+
+
+def alert_values(a: Alert) -> dict[str, object]:
+    """An Alert as column values."""
+    return {
+        "tenant": a.tenant,
+        "alert_id": a.alert_id,
+        "rule_id": a.rule_id,
+        "dedup_key": a.dedup_key[:512],
+        "state": a.state,
+        "severity": a.severity,
+        "summary": a.summary,
+        "event_ids": json.dumps(a.event_ids),
+        "evidence": json.dumps([dataclasses.asdict(x) for x in a.evidence]),
+        "labels": json.dumps(a.labels, sort_keys=True),
+        "occurrence_count": a.occurrence_count,
+        "create_time": a.create_time,
+        "last_seen_time": a.last_seen_time,
+        "acknowledged_by": a.acknowledged_by or None,
+        "acknowledge_time": a.acknowledge_time,
+        "resolved_by": a.resolved_by or None,
+        "resolve_time": a.resolve_time,
+        "resolve_reason": a.resolve_reason or None,
+    }
+
+
+class AlertStore:
+    """Rules, alerts, windows and deliveries on one SQLAlchemy engine."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        """Uses the engine's pool; SQLite writers take the lock up front (BEGIN IMMEDIATE)."""
+        self.engine = engine
+
+    def write(self) -> sa.Connection:
+        """A connection whose transactions take the write lock at BEGIN on SQLite."""
+        return self.engine.connect().execution_options(sqlite_immediate=True)
+
+    # ---- rules ----
+
+    def tenant_rules(self, conn: sa.Connection, tenant: str) -> list[StoredRule]:
+        """The tenant's own rows (rules and pack overrides)."""
+        q = sa.select(rules).where(rules.c.tenant == tenant).order_by(rules.c.rule_id)
+        return [
+            StoredRule(
+                r.tenant,
+                r.rule_id,
+                r.source,
+                r.enabled,
+                r.severity,
+                _utc(r.update_time),  # type: ignore[arg-type]
+            )
+            for r in conn.execute(q)
+        ]
+
+    def put_rule(self, conn: sa.Connection, r: StoredRule) -> None:
+        """Inserts or replaces a tenant rule row."""
+        values = {
+            "source": r.source,
+            "enabled": r.enabled,
+            "severity": r.severity,
+            "update_time": r.update_time,
+        }
+        updated = conn.execute(
+            sa.update(rules)
+            .where(rules.c.tenant == r.tenant, rules.c.rule_id == r.rule_id)
+            .values(**values)
+        ).rowcount
+        if not updated:
+            conn.execute(sa.insert(rules).values(tenant=r.tenant, rule_id=r.rule_id, **values))
+
+    def delete_rule(self, conn: sa.Connection, tenant: str, rule_id: str) -> bool:
+        """Deletes a tenant rule row and its window state."""
+        conn.execute(
+            sa.delete(windows).where(windows.c.tenant == tenant, windows.c.rule_id == rule_id)
+        )
+        return bool(
+            conn.execute(
+                sa.delete(rules).where(rules.c.tenant == tenant, rules.c.rule_id == rule_id)
+            ).rowcount
+        )
+
+    # ---- alerts ----
+
+    def open_alert(self, conn: sa.Connection, tenant: str, dedup_key: str) -> Alert | None:
+        """The open (firing or acknowledged) alert of a dedup key, newest first."""
+        q = (
+            sa.select(alerts)
+            .where(
+                alerts.c.tenant == tenant,
+                alerts.c.dedup_key == dedup_key[:512],
+                alerts.c.state.in_(OPEN_STATES),
+            )
+            .order_by(alerts.c.create_time.desc())
+            .limit(1)
+        )
+        row = conn.execute(q).first()
+        return alert_from_row(row) if row is not None else None
+
+    def insert_alert(self, conn: sa.Connection, a: Alert) -> None:
+        """A new alert."""
+        conn.execute(sa.insert(alerts).values(**alert_values(a)))
+
+    def update_alert(self, conn: sa.Connection, a: Alert) -> None:
+        """Writes every column of an existing alert."""
+        conn.execute(
+            sa.update(alerts)
+            .where(alerts.c.tenant == a.tenant, alerts.c.alert_id == a.alert_id)
+            .values(**alert_values(a))
+        )
+
+    def get_alert(self, conn: sa.Connection, tenant: str, alert_id: str) -> Alert | None:
+        """One alert."""
+        row = conn.execute(
+            sa.select(alerts).where(alerts.c.tenant == tenant, alerts.c.alert_id == alert_id)
+        ).first()
+        return alert_from_row(row) if row is not None else None
+
+    def list_alerts(
+        self,
+        conn: sa.Connection,
+        tenant: str,
+        where: Sequence[sa.ColumnElement[bool]],
+        after: tuple[dt.datetime, str] | None,
+        limit: int,
+    ) -> list[Alert]:
+        """Alerts newest first, after a (create_time, id) position (keyset pagination)."""
+        q = sa.select(alerts).where(alerts.c.tenant == tenant, *where)
+        if after is not None:
+            t, i = after
+            q = q.where(
+                sa.or_(
+                    alerts.c.create_time < t,
+                    sa.and_(alerts.c.create_time == t, alerts.c.alert_id < i),
+                )
+            )
+        q = q.order_by(alerts.c.create_time.desc(), alerts.c.alert_id.desc()).limit(limit)
+        return [alert_from_row(r) for r in conn.execute(q)]
+
+    # ---- windows ----
+
+    def load_windows(
+        self, conn: sa.Connection, tenant: str, rule_ids: Iterable[str]
+    ) -> dict[tuple[str, str], list[Sample]]:
+        """Window samples of the given rules."""
+        ids = list(rule_ids)
+        if not ids:
+            return {}
+        q = sa.select(windows).where(windows.c.tenant == tenant, windows.c.rule_id.in_(ids))
+        return {
+            (r.rule_id, r.group_key): [(float(s[0]), float(s[1])) for s in json.loads(r.samples)]
+            for r in conn.execute(q)
+        }
+
+    def save_windows(
+        self,
+        conn: sa.Connection,
+        tenant: str,
+        changed: dict[tuple[str, str], list[Sample]],
+        known: set[tuple[str, str]],
+    ) -> None:
+        """Writes changed window state (update existing rows, insert new ones)."""
+        for (rule_id, group), samples in changed.items():
+            body = json.dumps(samples, separators=(",", ":"))
+            if (rule_id, group) in known:
+                conn.execute(
+                    sa.update(windows)
+                    .where(
+                        windows.c.tenant == tenant,
+                        windows.c.rule_id == rule_id,
+                        windows.c.group_key == group[:512],
+                    )
+                    .values(samples=body)
+                )
+            else:
+                conn.execute(
+                    sa.insert(windows).values(
+                        tenant=tenant, rule_id=rule_id, group_key=group[:512], samples=body
+                    )
+                )
+
+    # ---- deliveries ----
+
+    def enqueue(
+        self, conn: sa.Connection, a: Alert, sinks: Sequence[str], payload: str, now: dt.datetime
+    ) -> None:
+        """An outbox row per sink for a new alert (same transaction as the alert)."""
+        for sink in sinks:
+            conn.execute(
+                sa.insert(deliveries).values(
+                    tenant=a.tenant,
+                    alert_id=a.alert_id,
+                    sink=sink,
+                    status="pending",
+                    attempts=0,
+                    next_attempt_time=now,
+                    payload=payload,
+                )
+            )

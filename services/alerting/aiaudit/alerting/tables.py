@@ -1,0 +1,76 @@
+"""Tables of the alerting service (own Alembic branch ``alerting``).
+
+- ``alerting_rules``: per tenant rules and overrides of the default pack.
+- ``alerting_alerts``: alerts and their lifecycle; never deleted.
+- ``alerting_windows``: sliding-window samples per rule and group, written in the
+  same transaction as the cursor, so a restart resumes windows exactly.
+- ``alerting_deliveries``: the sink outbox (one row per alert and sink), so
+  delivery is at-least-once and keyed by alert id.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+TS = sa.DateTime(timezone=True)
+
+rules = sa.Table(
+    "alerting_rules",
+    metadata,
+    sa.Column("tenant", sa.String(64), primary_key=True),
+    sa.Column("rule_id", sa.String(64), primary_key=True),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("severity", sa.Integer, nullable=False),
+    sa.Column("update_time", TS, nullable=False),
+)
+
+alerts = sa.Table(
+    "alerting_alerts",
+    metadata,
+    sa.Column("tenant", sa.String(64), primary_key=True),
+    sa.Column("alert_id", sa.String(64), primary_key=True),
+    sa.Column("rule_id", sa.String(64), nullable=False),
+    sa.Column("dedup_key", sa.String(512), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("severity", sa.Integer, nullable=False),
+    sa.Column("summary", sa.Text, nullable=False),
+    sa.Column("event_ids", sa.Text, nullable=False),
+    sa.Column("evidence", sa.Text, nullable=False),
+    sa.Column("labels", sa.Text, nullable=False),
+    sa.Column("occurrence_count", sa.BigInteger, nullable=False),
+    sa.Column("create_time", TS, nullable=False),
+    sa.Column("last_seen_time", TS, nullable=False),
+    sa.Column("acknowledged_by", sa.String(256)),
+    sa.Column("acknowledge_time", TS),
+    sa.Column("resolved_by", sa.String(256)),
+    sa.Column("resolve_time", TS),
+    sa.Column("resolve_reason", sa.Text),
+)
+sa.Index("alerting_alerts_open", alerts.c.tenant, alerts.c.dedup_key, alerts.c.state)
+sa.Index("alerting_alerts_time", alerts.c.tenant, alerts.c.create_time)
+
+windows = sa.Table(
+    "alerting_windows",
+    metadata,
+    sa.Column("tenant", sa.String(64), primary_key=True),
+    sa.Column("rule_id", sa.String(64), primary_key=True),
+    sa.Column("group_key", sa.String(512), primary_key=True),
+    sa.Column("samples", sa.Text, nullable=False),
+)
+
+deliveries = sa.Table(
+    "alerting_deliveries",
+    metadata,
+    sa.Column("tenant", sa.String(64), primary_key=True),
+    sa.Column("alert_id", sa.String(64), primary_key=True),
+    sa.Column("sink", sa.String(32), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_time", TS, nullable=False),
+    sa.Column("last_error", sa.Text),
+    sa.Column("delivered_time", TS),
+    sa.Column("payload", sa.Text, nullable=False),
+)
+sa.Index("alerting_deliveries_due", deliveries.c.status, deliveries.c.next_attempt_time)
