@@ -38,10 +38,13 @@ class Suite:
     store: SqlEventStore
     components: dict[str, Component]
     health: health.HealthServicer
+    health_server: grpc.Server | None = None
 
     def stop(self, grace: float = 5.0) -> None:
         """Stops taking calls, lets in-flight ones finish, then stops components and the store."""
         self.health.enter_graceful_shutdown()
+        if self.health_server is not None:
+            self.health_server.stop(0)
         self.server.stop(grace).wait()
         for component in reversed(self.components.values()):
             component.stop()
@@ -107,6 +110,7 @@ def start(settings: Settings) -> Suite:
     if port == 0:
         raise OSError(f"cannot bind {settings.address}")
     server.start()
+    health_server = _health_only(settings.health_address, health_servicer)
     log.info(
         "serving",
         extra={
@@ -116,4 +120,16 @@ def start(settings: Settings) -> Suite:
             "store": "sqlite" if settings.embedded else "postgresql",
         },
     )
-    return Suite(server, port, store, components, health_servicer)
+    return Suite(server, port, store, components, health_servicer, health_server)
+
+
+def _health_only(address: str, servicer: health.HealthServicer) -> grpc.Server | None:
+    """A plaintext port with nothing but health checks, for probes that cannot speak TLS."""
+    if not address:
+        return None
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="health"))
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    if server.add_insecure_port(address) == 0:
+        raise OSError(f"cannot bind health_address {address}")
+    server.start()
+    return server

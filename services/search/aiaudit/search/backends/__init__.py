@@ -1,0 +1,1 @@
+"""Search backends: SQLite FTS5 (embedded) and OpenSearch, behind one protocol."""

@@ -1,0 +1,137 @@
+"""What the indexer and the query API need from a search backend.
+
+A backend stores :class:`~aiaudit.search.document.Document` s and keeps the
+indexer's position per log, and answers searches and aggregations over the
+trees of :mod:`aiaudit.search.language`. Both adapters pass one contract suite
+(tests/search).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from aiaudit.search.catalogue import Field
+from aiaudit.search.document import Document
+from aiaudit.search.language import Node, SortKey
+
+
+class BackendUnavailableError(RuntimeError):
+    """The backend cannot be reached or refused the request; retry later."""
+
+
+class QueryRejectedError(ValueError):
+    """The backend refused a well-formed query as too large (clauses, buckets)."""
+
+
+class TooManyBucketsError(QueryRejectedError):
+    """An aggregation would produce more buckets than allowed."""
+
+
+MAX_BUCKETS = 10_000
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """One page of a search."""
+
+    tenant: str
+    where: Node | None
+    order: tuple[SortKey, ...]
+    limit: int
+    after: tuple[int, ...] | None = None
+    """Sort values of the last hit of the previous page (keyset pagination)."""
+    highlight: bool = False
+    below_sequence: int | None = None
+    """Only events with a smaller sequence (an export's snapshot)."""
+    count: bool = True
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One matching event."""
+
+    sequence: int
+    sort: tuple[int, ...]
+    highlights: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Page:
+    """Hits of one page and the total number of matches."""
+
+    hits: list[Hit]
+    total: int
+
+
+@dataclass(frozen=True)
+class AggregateSpec:
+    """Counts per group, statistics of numeric fields, an optional time histogram."""
+
+    tenant: str
+    where: Node | None
+    group_by: tuple[Field, ...]
+    metrics: tuple[Field, ...]
+    percentiles: tuple[float, ...]
+    interval_seconds: int | None
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Statistics of one numeric field in one group."""
+
+    count: int
+    min: float
+    max: float
+    avg: float
+    sum: float
+    percentiles: dict[float, float]
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """One group: its keys (``""`` for a missing value), count and statistics."""
+
+    keys: tuple[str, ...]
+    count: int
+    stats: dict[str, Stats]
+
+
+@dataclass(frozen=True)
+class Aggregation:
+    """The answer to an AggregateSpec."""
+
+    buckets: list[Bucket]
+    time_buckets: list[tuple[int, int]]
+    """(bucket start in microseconds, count), in time order."""
+
+
+class SearchBackend(Protocol):
+    """A place documents are indexed in and searched."""
+
+    name: str
+
+    def positions(self) -> dict[str, int]:
+        """The indexer's position (entries indexed) per log."""
+        ...
+
+    def write(self, log_id: str, docs: Sequence[Document], new_position: int) -> None:
+        """Indexes documents (idempotently, by doc id), then records the new position.
+
+        Raises BackendUnavailableError; the position moves only after the documents
+        are durably indexed.
+        """
+        ...
+
+    def search(self, spec: SearchSpec) -> Page:
+        """One page of matches, ordered by ``spec.order``."""
+        ...
+
+    def aggregate(self, spec: AggregateSpec) -> Aggregation:
+        """Groups, statistics and histogram under a filter."""
+        ...
+
+    def close(self) -> None:
+        """Releases connections."""
+        ...

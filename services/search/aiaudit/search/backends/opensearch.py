@@ -1,0 +1,373 @@
+"""The production backend: OpenSearch through opensearch-py.
+
+- An index template (``<prefix>``) gives every ``<prefix>-*`` index explicit,
+  strict mappings: keywords for ids, models and enums, longs and doubles for
+  numbers (times as microseconds, so filters and keyset pagination behave
+  exactly as on SQLite), a ``date`` copy of the occurrence time for
+  histograms, analysed ``text`` for content, and one ``nested`` field for
+  every multi-valued and open-ended value (trust signals, attributes, safety
+  flags), so arbitrary attribute keys never grow the mapping.
+- Events go to monthly indices by occurrence time (``<prefix>-2026.01``); the
+  index name and the document id (``<tenant>:<event_id>``) are both functions
+  of the event, so a retried bulk overwrites and never duplicates. Retention
+  is applied by deleting whole monthly indices.
+- Documents are routed by tenant: a tenant's search touches one shard.
+- The indexer's position per log is the store's consumer cursor
+  ``search-indexer``, moved only after a bulk succeeded (at-least-once
+  delivery + idempotent writes = each event indexed once).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import opensearchpy
+import sqlalchemy as sa
+from opensearchpy import OpenSearch, helpers
+
+from aiaudit.common.store import cursors
+from aiaudit.common.store.schema import consumer_cursors
+from aiaudit.search import catalogue, translate_dsl
+from aiaudit.search.backends.base import (
+    MAX_BUCKETS,
+    AggregateSpec,
+    Aggregation,
+    BackendUnavailableError,
+    Bucket,
+    Hit,
+    Page,
+    QueryRejectedError,
+    SearchSpec,
+    Stats,
+    TooManyBucketsError,
+)
+from aiaudit.search.catalogue import Kind
+from aiaudit.search.document import Document
+
+log = logging.getLogger(__name__)
+
+CONSUMER = "search-indexer"
+_TYPES = {
+    Kind.KEYWORD: {"type": "keyword", "ignore_above": 8191},
+    Kind.ENUM: {"type": "keyword"},
+    Kind.INT: {"type": "long"},
+    Kind.TIMESTAMP: {"type": "long"},
+    Kind.FLOAT: {"type": "double"},
+    Kind.DURATION: {"type": "double"},
+}
+
+
+def mappings() -> dict[str, Any]:
+    """The explicit mappings of every events index."""
+    properties: dict[str, Any] = {
+        "tenant_id": {"type": "keyword"},
+        "occurred_at": {"type": "date", "format": "epoch_millis"},
+        "entries": {
+            "type": "nested",
+            "properties": {
+                "field": {"type": "keyword"},
+                "str": {"type": "keyword", "ignore_above": 8191},
+                "num": {"type": "double"},
+            },
+        },
+    }
+    properties.update({f.column: _TYPES[f.kind] for f in catalogue.SCALARS})
+    properties.update({f.column: {"type": "text", "analyzer": "standard"} for f in catalogue.TEXTS})
+    return {"dynamic": "strict", "_routing": {"required": True}, "properties": properties}
+
+
+def body(doc: Document) -> dict[str, Any]:
+    """The indexed source of a document."""
+    source: dict[str, Any] = {"tenant_id": doc.tenant_id}
+    for f in catalogue.SCALARS:
+        if f.name in doc.scalars:
+            source[f.column] = doc.scalars[f.name]
+    source["occurred_at"] = int(doc.scalars["occurred_time"]) // 1000
+    if doc.entries:
+        source["entries"] = [
+            {
+                "field": e.field,
+                **({"str": e.str_value} if e.str_value is not None else {}),
+                **({"num": e.num_value} if e.num_value is not None else {}),
+            }
+            for e in doc.entries
+        ]
+    for f in catalogue.TEXTS:
+        if f.name in doc.texts:
+            source[f.column] = doc.texts[f.name]
+    return source
+
+
+class OpenSearchBackend:
+    """Events in OpenSearch, the indexer's cursor in the store."""
+
+    name = "opensearch"
+
+    def __init__(
+        self,
+        client: OpenSearch,
+        store_engine: sa.Engine,
+        prefix: str,
+        refresh_interval: str,
+        bulk_retries: int = 5,
+    ) -> None:
+        """``client`` is configured by the component (URL, auth, TLS)."""
+        self._client = client
+        self._engine = store_engine
+        self._prefix = prefix
+        self._refresh_interval = refresh_interval
+        self._bulk_retries = bulk_retries
+        self._template_ready = False
+
+    def close(self) -> None:
+        """Closes the HTTP connections."""
+        self._client.close()
+
+    def _ensure_template(self) -> None:
+        if self._template_ready:
+            return
+        template = {
+            "index_patterns": [f"{self._prefix}-*"],
+            "priority": 100,
+            "template": {
+                "settings": {
+                    "number_of_shards": 1,
+                    "auto_expand_replicas": "0-1",
+                    "refresh_interval": self._refresh_interval,
+                },
+                "mappings": mappings(),
+            },
+        }
+        self._call(
+            lambda: self._client.indices.put_index_template(name=self._prefix, body=template)
+        )
+        self._template_ready = True
+
+    def _call(self, fn: Any) -> Any:
+        """Runs a client call, mapping transport failures to BackendUnavailableError."""
+        try:
+            return fn()
+        except opensearchpy.ConnectionError as exc:
+            raise BackendUnavailableError(f"OpenSearch unreachable: {exc}") from exc
+        except opensearchpy.TransportError as exc:
+            status = exc.status_code if isinstance(exc.status_code, int) else 0
+            if status == 400 or status == 413:
+                reason = str(exc.info)[:500]
+                if "too_many_buckets" in reason:
+                    raise TooManyBucketsError(f"too many buckets: {reason}") from exc
+                raise QueryRejectedError(f"OpenSearch refused the query: {reason}") from exc
+            raise BackendUnavailableError(f"OpenSearch error {exc.status_code}: {exc}") from exc
+
+    def positions(self) -> dict[str, int]:
+        """The ``search-indexer`` cursors."""
+        c = consumer_cursors
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(c.c.log_id, c.c.position).where(c.c.consumer == CONSUMER)
+            ).all()
+        return {r.log_id: int(r.position) for r in rows}
+
+    def index_name(self, doc: Document) -> str:
+        """The monthly index of a document (a function of the event: retries hit the same one)."""
+        from aiaudit.search.document import iso
+
+        return f"{self._prefix}-{iso(int(doc.scalars['occurred_time']))[:7].replace('-', '.')}"
+
+    def _actions(self, docs: Sequence[Document]) -> Iterator[dict[str, Any]]:
+        for doc in docs:
+            yield {
+                "_op_type": "index",
+                "_index": self.index_name(doc),
+                "_id": doc.doc_id,
+                "_routing": doc.tenant_id,
+                "_source": body(doc),
+            }
+
+    def write(self, log_id: str, docs: Sequence[Document], new_position: int) -> None:
+        """Bulk-indexes (429s retried with backoff), then advances the cursor."""
+        self._ensure_template()
+        if docs:
+            try:
+                helpers.bulk(
+                    self._client,
+                    self._actions(docs),
+                    chunk_size=500,
+                    max_retries=self._bulk_retries,
+                    initial_backoff=0.2,
+                    max_backoff=5,
+                )
+            except helpers.BulkIndexError as exc:
+                raise BackendUnavailableError(
+                    f"bulk refused {len(exc.errors)} document(s): {str(exc.errors[:2])[:500]}"
+                ) from exc
+            except opensearchpy.OpenSearchException as exc:
+                raise BackendUnavailableError(f"bulk failed: {exc}") from exc
+        with self._engine.begin() as conn:
+            cursors.advance(conn, CONSUMER, log_id, new_position)
+
+    def _search(self, tenant: str, request: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = self._call(
+            lambda: self._client.search(
+                index=f"{self._prefix}-*",
+                body=request,
+                routing=tenant,
+                params={"allow_no_indices": "true", "ignore_unavailable": "true"},
+            )
+        )
+        return result
+
+    def _query(self, spec_tenant: str, where: Any, below: int | None = None) -> dict[str, Any]:
+        filters: list[dict[str, Any]] = [{"term": {"tenant_id": spec_tenant}}]
+        if where is not None:
+            filters.append(translate_dsl.query(where))
+        if below is not None:
+            filters.append({"range": {"sequence": {"lt": below}}})
+        return {"bool": {"filter": filters}}
+
+    def search(self, spec: SearchSpec) -> Page:
+        """``search_after`` on the sort values (stable under concurrent inserts)."""
+        request: dict[str, Any] = {
+            "query": self._query(spec.tenant, spec.where, spec.below_sequence),
+            "sort": [
+                {k.field.column: {"order": "desc" if k.descending else "asc"}} for k in spec.order
+            ],
+            "size": spec.limit,
+            "_source": False,
+            "track_total_hits": spec.count,
+        }
+        if spec.after is not None:
+            request["search_after"] = list(spec.after)
+        highlight = translate_dsl.highlight_query(spec.where) if spec.highlight else None
+        if highlight is not None:
+            request["highlight"] = {
+                "highlight_query": highlight,
+                "pre_tags": ["<em>"],
+                "post_tags": ["</em>"],
+                "fields": {f.column: {"number_of_fragments": 3} for f in catalogue.TEXTS},
+            }
+        result = self._search(spec.tenant, request)
+        hits = []
+        for h in result["hits"]["hits"]:
+            sort = tuple(int(v) for v in h["sort"])
+            marks = {
+                name.replace("__", "."): list(fragments)
+                for name, fragments in h.get("highlight", {}).items()
+            }
+            hits.append(Hit(sort[-1], sort, marks))
+        total = result["hits"].get("total", {}).get("value", len(hits)) if spec.count else len(hits)
+        return Page(hits, int(total))
+
+    def aggregate(self, spec: AggregateSpec) -> Aggregation:
+        """Composite aggregation over the groups (paged to the end), stats and percentiles."""
+        metrics: dict[str, Any] = {}
+        for i, m in enumerate(spec.metrics):
+            metrics[f"s{i}"] = {"stats": {"field": m.column}}
+            if spec.percentiles:
+                metrics[f"p{i}"] = {
+                    "percentiles": {
+                        "field": m.column,
+                        "percents": list(spec.percentiles),
+                        "keyed": False,
+                    }
+                }
+        query = self._query(spec.tenant, spec.where)
+        buckets: list[Bucket] = []
+        if spec.group_by:
+            after: dict[str, Any] | None = None
+            while True:
+                composite: dict[str, Any] = {
+                    "size": 1000,
+                    "sources": [
+                        {f"g{i}": {"terms": {"field": f.column, "missing_bucket": True}}}
+                        for i, f in enumerate(spec.group_by)
+                    ],
+                }
+                if after is not None:
+                    composite["after"] = after
+                aggs = {"groups": {"composite": composite, "aggs": metrics}}
+                result = self._search(spec.tenant, {"query": query, "size": 0, "aggs": aggs})
+                groups = result["aggregations"]["groups"]
+                for b in groups["buckets"]:
+                    keys = tuple(
+                        "" if b["key"][f"g{i}"] is None else str(b["key"][f"g{i}"])
+                        for i in range(len(spec.group_by))
+                    )
+                    buckets.append(Bucket(keys, int(b["doc_count"]), self._stats(spec, b)))
+                if len(buckets) > MAX_BUCKETS:
+                    raise TooManyBucketsError(f"more than {MAX_BUCKETS} groups")
+                after = groups.get("after_key")
+                if not groups["buckets"] or after is None:
+                    break
+            buckets.sort(key=lambda b: (-b.count, b.keys))
+        else:
+            result = self._search(
+                spec.tenant,
+                {"query": query, "size": 0, "track_total_hits": True, "aggs": metrics},
+            )
+            count = int(result["hits"]["total"]["value"])
+            if count:
+                buckets.append(Bucket((), count, self._stats(spec, result.get("aggregations", {}))))
+        time_buckets: list[tuple[int, int]] = []
+        if spec.interval_seconds:
+            histogram = {
+                "date_histogram": {
+                    "field": "occurred_at",
+                    "fixed_interval": f"{spec.interval_seconds}s",
+                    "min_doc_count": 1,
+                }
+            }
+            result = self._search(
+                spec.tenant, {"query": query, "size": 0, "aggs": {"h": histogram}}
+            )
+            found = result["aggregations"]["h"]["buckets"]
+            if len(found) > MAX_BUCKETS:
+                raise TooManyBucketsError(f"more than {MAX_BUCKETS} histogram buckets")
+            time_buckets = [(int(b["key"]) * 1000, int(b["doc_count"])) for b in found]
+        return Aggregation(buckets, time_buckets)
+
+    def _stats(self, spec: AggregateSpec, aggs: dict[str, Any]) -> dict[str, Stats]:
+        out = {}
+        for i, m in enumerate(spec.metrics):
+            s = aggs[f"s{i}"]
+            if not s["count"]:
+                continue
+            percentiles = {}
+            if spec.percentiles:
+                for entry in aggs[f"p{i}"]["values"]:
+                    percentiles[float(entry["key"])] = float(entry["value"])
+            out[m.name] = Stats(
+                int(s["count"]),
+                float(s["min"]),
+                float(s["max"]),
+                float(s["avg"]),
+                float(s["sum"]),
+                {p: percentiles[float(p)] for p in spec.percentiles},
+            )
+        return out
+
+
+def connect(
+    urls: list[str],
+    username: str,
+    password: str,
+    ca_file: str | None,
+    verify_certs: bool,
+    timeout: float,
+) -> OpenSearch:
+    """A client for a cluster (any URL list; HTTP basic auth and TLS when given)."""
+    options: dict[str, Any] = {
+        "hosts": urls,
+        "timeout": timeout,
+        "max_retries": 0,
+        "retry_on_timeout": False,
+        "verify_certs": verify_certs,
+    }
+    if username:
+        options["http_auth"] = (username, password)
+    if ca_file:
+        options["ca_certs"] = ca_file
+    if not verify_certs:
+        options["ssl_show_warn"] = False
+    return OpenSearch(**options)

@@ -1,0 +1,75 @@
+"""The search component: the indexer thread plus SearchService handlers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from grpc_health.v1 import health_pb2
+
+from aiaudit.common.component import Context
+from aiaudit.common.config import section
+from aiaudit.common.store import SqlEventStore, open_store
+from aiaudit.search import handlers
+from aiaudit.search.backends.base import SearchBackend
+from aiaudit.search.indexer import Indexer
+from aiaudit.search.settings import SearchSettings
+from aiaudit.search.v1 import search_service_pb2_grpc as pb_grpc
+
+
+@dataclass
+class Search:
+    """Running search."""
+
+    indexer: Indexer
+    backend: SearchBackend
+    own_store: SqlEventStore | None
+    service_names: list[str] = field(default_factory=lambda: [handlers.SERVICE_NAME])
+
+    def stop(self) -> None:
+        """Stops the indexer, then closes the backend and the reader store."""
+        self.indexer.stop()
+        self.backend.close()
+        if self.own_store is not None:
+            self.own_store.close()
+
+
+def open_backend(s: SearchSettings, ctx: Context, store: SqlEventStore) -> SearchBackend:
+    """The backend the settings choose."""
+    if s.backend == "opensearch":
+        from aiaudit.search.backends.opensearch import OpenSearchBackend, connect
+
+        client = connect(
+            s.urls,
+            s.opensearch_username,
+            s.opensearch_password,
+            str(s.opensearch_ca_file) if s.opensearch_ca_file else None,
+            s.opensearch_verify_certs,
+            s.opensearch_timeout,
+        )
+        return OpenSearchBackend(client, store.engine, s.index_prefix, s.refresh_interval)
+    from aiaudit.search.backends.sqlite_fts import SqliteFtsBackend
+
+    return SqliteFtsBackend(s.sqlite_path or ctx.settings.data_dir / "search.db")
+
+
+def start(ctx: Context) -> Search:
+    """Opens the backend, starts the indexer, registers SearchService."""
+    s = section(ctx.settings, "search", SearchSettings)
+    s.validate()
+    own = open_store(s.database_url, pool_size=4) if s.database_url else None
+    store = own or ctx.store
+    backend = open_backend(s, ctx, store)
+
+    def report(serving: bool) -> None:
+        state = health_pb2.HealthCheckResponse.SERVING
+        if not serving:
+            state = health_pb2.HealthCheckResponse.NOT_SERVING
+        ctx.health.set(handlers.SERVICE_NAME, state)
+
+    indexer = Indexer(store, backend, s.batch_size, s.poll_interval, s.max_backoff, report)
+    indexer.watch(ctx.store.engine)
+    indexer.start()
+    pb_grpc.add_SearchServiceServicer_to_server(  # type: ignore[no-untyped-call]
+        handlers.SearchHandlers(ctx, store, backend, indexer, s.export_wait), ctx.server
+    )
+    return Search(indexer, backend, own)

@@ -1,0 +1,164 @@
+"""An event as indexed: the catalogue's values, extracted once for every backend.
+
+Values are normalised the same way the filter literals are: enums by full name,
+timestamps in microseconds since the epoch, durations in seconds, money as a
+number. A number is indexed only when its message is present (``usage`` on an
+approval event is absent, not zero), so statistics are not skewed by zeros.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from google.protobuf import duration_pb2, timestamp_pb2
+
+from aiaudit.common.v1 import event_pb2
+
+Scalar = str | int | float
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One value of a multi-valued field: text, or number (bools are ``"true"``/``"false"``)."""
+
+    field: str
+    str_value: str | None = None
+    num_value: float | None = None
+
+
+@dataclass
+class Document:
+    """What both backends store for one event."""
+
+    tenant_id: str
+    event_id: str
+    sequence: int
+    scalars: dict[str, Scalar] = field(default_factory=dict)
+    """Catalogue name -> value (absent fields are not in the map)."""
+    entries: list[Entry] = field(default_factory=list)
+    texts: dict[str, str] = field(default_factory=dict)
+    """``input.text`` / ``output.text`` / ``tool_call.text`` -> content."""
+
+    @property
+    def doc_id(self) -> str:
+        """Stable id: a retried index of the same event overwrites, never duplicates."""
+        return f"{self.tenant_id}:{self.event_id}"
+
+
+def micros(ts: timestamp_pb2.Timestamp) -> int:
+    """Microseconds since the epoch."""
+    return ts.seconds * 1_000_000 + ts.nanos // 1000
+
+
+def iso(us: int) -> str:
+    """RFC 3339 with microseconds, UTC."""
+    when = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=us)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def seconds(d: duration_pb2.Duration) -> float:
+    """A duration in seconds."""
+    return d.seconds + d.nanos / 1e9
+
+
+def _put(out: dict[str, Scalar], name: str, value: str) -> None:
+    if value:
+        out[name] = value
+
+
+def build(event: event_pb2.Event, sequence: int) -> Document:
+    """The indexed form of an event at its log sequence."""
+    e = event
+    doc = Document(e.tenant_id, e.event_id, sequence)
+    s = doc.scalars
+    s["event_id"] = e.event_id
+    s["sequence"] = sequence
+    s["event_type"] = event_pb2.EventType.Name(e.event_type)
+    s["occurred_time"] = micros(e.occurred_time)
+    s["receive_time"] = micros(e.receive_time)
+    for msg, prefix in ((e.correlation, "correlation"), (e.actor, "actor")):
+        for f, value in msg.ListFields():
+            _put(s, f"{prefix}.{f.name}", value)
+    for name in ("provider", "name", "version", "operation"):
+        _put(s, f"model.{name}", getattr(e.model, name))
+    for name in ("temperature", "top_p"):
+        if e.model.HasField(name):
+            s[f"model.{name}"] = float(getattr(e.model, name))
+    if e.model.HasField("max_tokens"):
+        s["model.max_tokens"] = e.model.max_tokens
+    if e.HasField("usage"):
+        u = e.usage
+        for name in ("input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens"):
+            s[f"usage.{name}"] = getattr(u, name)
+        if u.HasField("cost"):
+            s["usage.cost"] = u.cost.units + u.cost.nanos / 1e9
+            _put(s, "usage.cost.currency_code", u.cost.currency_code)
+    for name in ("latency", "time_to_first_token"):
+        if e.timing.HasField(name):
+            s[f"timing.{name}"] = seconds(getattr(e.timing, name))
+    if e.HasField("tool_call"):
+        _put(s, "tool_call.name", e.tool_call.name)
+        s["tool_call.status"] = event_pb2.ToolCallStatus.Name(e.tool_call.status)
+        if e.tool_call.HasField("duration"):
+            s["tool_call.duration"] = seconds(e.tool_call.duration)
+    _put(s, "agent_handoff.from_agent", e.agent_handoff.from_agent)
+    _put(s, "agent_handoff.to_agent", e.agent_handoff.to_agent)
+    for name in ("approval_id", "action", "requested_by", "approver_id", "approver_role"):
+        _put(s, f"approval.{name}", getattr(e.approval, name))
+    _put(s, "task.name", e.task.name)
+    if e.HasField("budget"):
+        _put(s, "budget.limit_name", e.budget.limit_name)
+        s["budget.used"] = e.budget.used
+        s["budget.limit"] = e.budget.limit
+    _put(s, "privacy_action.subject_id", e.privacy_action.subject_id)
+    _put(s, "error.type", e.error.type)
+    s["data_classification"] = event_pb2.DataClassification.Name(e.data_classification)
+    doc.entries = list(_entries(e))
+    doc.texts = {k: v for k, v in _texts(e).items() if v}
+    return doc
+
+
+def _entries(e: event_pb2.Event) -> list[Entry]:
+    out: list[Entry] = []
+    for flag in e.safety_flags:
+        out.append(Entry("safety_flags.severity", event_pb2.Severity.Name(flag.severity)))
+        out.append(Entry("safety_flags.score", num_value=flag.score))
+        out.append(Entry("safety_flags.blocked", "true" if flag.blocked else "false"))
+        out += [Entry(f"safety_flags.{n}", getattr(flag, n)) for n in ("category", "source")]
+    out += [Entry("output.finish_reasons", r) for r in e.output.finish_reasons]
+    out += [Entry("output.tool_calls.name", c.name) for c in e.output.tool_calls]
+    out += [typed(f"trust_signals.{t.name}", t.value) for t in e.trust_signals if t.name]
+    out += [typed(f"attributes.{k}", v) for k, v in sorted(e.attributes.items())]
+    return [x for x in out if x.str_value != "" or x.num_value is not None]
+
+
+def typed(name: str, value: event_pb2.AttributeValue) -> Entry:
+    """A typed value as an entry: numbers as numbers, bools and strings as text."""
+    which = value.WhichOneof("value")
+    if which in ("int_value", "double_value"):
+        return Entry(name, num_value=float(getattr(value, which)))
+    if which == "bool_value":
+        return Entry(name, "true" if value.bool_value else "false")
+    return Entry(name, value.string_value)
+
+
+def _parts(parts: list[event_pb2.Part]) -> list[str]:
+    return [p.text for p in parts if p.text]
+
+
+def _texts(e: event_pb2.Event) -> dict[str, str]:
+    sent = _parts(list(e.input.system_instructions))
+    for m in e.input.messages:
+        sent += _parts(list(m.parts))
+    sent += [c.content for c in e.input.retrieved_context if c.content]
+    received = [t for m in e.output.messages for t in _parts(list(m.parts))]
+    if e.output.reasoning:
+        received.append(e.output.reasoning)
+    tools = [e.tool_call.arguments, e.tool_call.result]
+    tools += [x for c in e.output.tool_calls for x in (c.arguments, c.result)]
+    return {
+        "input.text": "\n".join(sent),
+        "output.text": "\n".join(received),
+        "tool_call.text": "\n".join(t for t in tools if t),
+    }

@@ -1,0 +1,250 @@
+"""Export formats: JSON Lines, CSV and XML, written one event at a time.
+
+- JSON Lines: one event per line in its proto3 JSON mapping (as every
+  protobuf library prints it), so each line parses back to the event.
+- CSV (RFC 4180, UTF-8, header row): the flattened columns of :func:`columns`,
+  the same values the filter language uses (times in RFC 3339 UTC with
+  microseconds, durations in seconds, enums by name); multi-valued columns
+  hold a JSON array, ``trust_signals`` and ``attributes`` a JSON object of
+  arrays by name.
+- XML: one ``<event>`` per event with an element per column present, and the
+  whole event as proto3 JSON in ``<json>``; valid against ``export.xsd``
+  (generated from the catalogue by :func:`xsd`, published beside this module).
+  Characters XML 1.0 cannot carry (control characters) are replaced by U+FFFD
+  in the column elements; ``<json>`` keeps them escaped, exactly.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Callable
+from xml.sax.saxutils import escape, quoteattr
+
+from google.protobuf import json_format
+
+from aiaudit.common.v1 import event_pb2
+from aiaudit.search import catalogue
+from aiaudit.search.catalogue import Field, Kind
+from aiaudit.search.document import Document, iso
+
+NAMESPACE = "urn:aiaudit:export:v1"
+_XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def columns() -> list[str]:
+    """The CSV header: scalars, multi-valued fields, families, texts."""
+    return [
+        *(f.name for f in catalogue.SCALARS),
+        *(f.name for f in catalogue.MULTIS),
+        *catalogue.FAMILIES,
+        *(f.name for f in catalogue.TEXTS),
+    ]
+
+
+def event_json(event: event_pb2.Event) -> str:
+    """The event's proto3 JSON on one line."""
+    return json.dumps(json_format.MessageToDict(event), separators=(",", ":"), ensure_ascii=False)
+
+
+def _scalar_text(field: Field, value: object) -> str:
+    if field.kind is Kind.TIMESTAMP:
+        return iso(int(value))  # type: ignore[call-overload]
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def _entry_value(str_value: str | None, num_value: float | None) -> object:
+    if num_value is not None:
+        return num_value
+    if str_value in ("true", "false"):
+        return str_value == "true"
+    return str_value
+
+
+def row(doc: Document) -> list[str]:
+    """The CSV row of a document, in :func:`columns` order."""
+    out = [
+        _scalar_text(f, doc.scalars[f.name]) if f.name in doc.scalars else ""
+        for f in catalogue.SCALARS
+    ]
+    for f in catalogue.MULTIS:
+        values = [_entry_value(e.str_value, e.num_value) for e in doc.entries if e.field == f.name]
+        out.append(json.dumps(values, ensure_ascii=False) if values else "")
+    for family in catalogue.FAMILIES:
+        grouped: dict[str, list[object]] = {}
+        for e in doc.entries:
+            if e.field.startswith(family + "."):
+                name = e.field[len(family) + 1 :]
+                grouped.setdefault(name, []).append(_entry_value(e.str_value, e.num_value))
+        out.append(json.dumps(grouped, ensure_ascii=False, sort_keys=True) if grouped else "")
+    out += [doc.texts.get(f.name, "") for f in catalogue.TEXTS]
+    return out
+
+
+class Writer:
+    """Turns events into chunks of one format."""
+
+    def __init__(self, fmt: str, tenant: str) -> None:
+        """``fmt`` is ``jsonl``, ``csv`` or ``xml``."""
+        self._fmt = fmt
+        self._tenant = tenant
+        self._encode: Callable[[Document, event_pb2.Event], str] = {
+            "jsonl": self._jsonl,
+            "csv": self._csv,
+            "xml": self._xml,
+        }[fmt]
+
+    def header(self) -> str:
+        """What precedes the first event."""
+        if self._fmt == "csv":
+            return _csv_line(columns())
+        if self._fmt == "xml":
+            return (
+                '<?xml version="1.0" encoding="UTF-8"?>\n'
+                f'<events xmlns="{NAMESPACE}" tenant={quoteattr(self._tenant)}>\n'
+            )
+        return ""
+
+    def footer(self) -> str:
+        """What follows the last event."""
+        return "</events>\n" if self._fmt == "xml" else ""
+
+    def event(self, doc: Document, event: event_pb2.Event) -> str:
+        """One event."""
+        return self._encode(doc, event)
+
+    def _jsonl(self, doc: Document, event: event_pb2.Event) -> str:
+        del doc
+        return event_json(event) + "\n"
+
+    def _csv(self, doc: Document, event: event_pb2.Event) -> str:
+        del event
+        return _csv_line(row(doc))
+
+    def _xml(self, doc: Document, event: event_pb2.Event) -> str:
+        parts = ["<event>"]
+        for f in catalogue.SCALARS:
+            if f.name in doc.scalars:
+                parts.append(_element(f.name, _scalar_text(f, doc.scalars[f.name])))
+        for f in catalogue.MULTIS:
+            for e in doc.entries:
+                if e.field == f.name:
+                    text = repr(e.num_value) if e.num_value is not None else str(e.str_value)
+                    parts.append(_element(f.name, text))
+        for family, tag in (("trust_signals", "trust_signal"), ("attributes", "attribute")):
+            for e in doc.entries:
+                if e.field.startswith(family + "."):
+                    name = e.field[len(family) + 1 :]
+                    value = _entry_value(e.str_value, e.num_value)
+                    if isinstance(value, bool):
+                        kind, text = "bool", "true" if value else "false"
+                    elif isinstance(value, float):
+                        kind, text = "number", repr(value)
+                    else:
+                        kind, text = "string", str(value)
+                    parts.append(
+                        f"<{tag} name={quoteattr(_clean(name))} type={quoteattr(kind)}>"
+                        f"{escape(_clean(text))}</{tag}>"
+                    )
+        for f in catalogue.TEXTS:
+            if doc.texts.get(f.name):
+                parts.append(_element(f.name, doc.texts[f.name]))
+        parts.append(_element("json", event_json(event)))
+        parts.append("</event>\n")
+        return "".join(parts)
+
+
+def _clean(text: str) -> str:
+    return _XML_BAD.sub("\ufffd", text)
+
+
+def _element(name: str, text: str) -> str:
+    return f"<{name}>{escape(_clean(text))}</{name}>"
+
+
+def _csv_line(values: list[str]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerow(values)
+    return buffer.getvalue()
+
+
+_XSD_TYPES = {
+    Kind.KEYWORD: "xs:string",
+    Kind.INT: "xs:long",
+    Kind.FLOAT: "xs:double",
+    Kind.DURATION: "xs:double",
+    Kind.TIMESTAMP: "xs:dateTime",
+    Kind.BOOL: "xs:boolean",
+    Kind.TEXT: "xs:string",
+}
+
+
+def _xsd_element(f: Field, many: bool) -> list[str]:
+    occurs = ' minOccurs="0"' + (' maxOccurs="unbounded"' if many else "")
+    if f.kind is not Kind.ENUM:
+        return [f'      <xs:element name="{f.name}" type="{_XSD_TYPES[f.kind]}"{occurs}/>']
+    out = [f'      <xs:element name="{f.name}"{occurs}>', "        <xs:simpleType>"]
+    out.append('          <xs:restriction base="xs:string">')
+    out += [f'            <xs:enumeration value="{v}"/>' for v in f.enum_values]
+    out += ["          </xs:restriction>", "        </xs:simpleType>", "      </xs:element>"]
+    return out
+
+
+def xsd() -> str:
+    """The XML schema of exports (published as export.xsd; a test keeps them equal)."""
+    lines = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        "<!-- aiaudit export format: generated from aiaudit.search.catalogue. -->",
+        '<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema"',
+        f'           targetNamespace="{NAMESPACE}" xmlns="{NAMESPACE}"',
+        '           elementFormDefault="qualified">',
+        '  <xs:complexType name="NamedValue">',
+        "    <xs:simpleContent>",
+        '      <xs:extension base="xs:string">',
+        '        <xs:attribute name="name" type="xs:string" use="required"/>',
+        '        <xs:attribute name="type" use="required">',
+        "          <xs:simpleType>",
+        '            <xs:restriction base="xs:string">',
+        '              <xs:enumeration value="string"/>',
+        '              <xs:enumeration value="number"/>',
+        '              <xs:enumeration value="bool"/>',
+        "            </xs:restriction>",
+        "          </xs:simpleType>",
+        "        </xs:attribute>",
+        "      </xs:extension>",
+        "    </xs:simpleContent>",
+        "  </xs:complexType>",
+        '  <xs:complexType name="Event">',
+        "    <xs:sequence>",
+    ]
+    for f in catalogue.SCALARS:
+        lines += _xsd_element(f, many=False)
+    for f in catalogue.MULTIS:
+        lines += _xsd_element(f, many=True)
+    lines += [
+        '      <xs:element name="trust_signal" type="NamedValue" minOccurs="0"'
+        ' maxOccurs="unbounded"/>',
+        '      <xs:element name="attribute" type="NamedValue" minOccurs="0"'
+        ' maxOccurs="unbounded"/>',
+    ]
+    for f in catalogue.TEXTS:
+        lines += _xsd_element(f, many=False)
+    lines += [
+        '      <xs:element name="json" type="xs:string"/>',
+        "    </xs:sequence>",
+        "  </xs:complexType>",
+        '  <xs:element name="events">',
+        "    <xs:complexType>",
+        "      <xs:sequence>",
+        '        <xs:element name="event" type="Event" minOccurs="0" maxOccurs="unbounded"/>',
+        "      </xs:sequence>",
+        '      <xs:attribute name="tenant" type="xs:string" use="required"/>',
+        "    </xs:complexType>",
+        "  </xs:element>",
+        "</xs:schema>",
+    ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,424 @@
+"""SearchService handlers: requests parsed and checked, backends queried, errors mapped.
+
+Every call authenticates the caller, checks its permission on the tenant
+(``events.read``; ``export`` for exports), records the access in the tenant's
+log (who read what, when) before answering, and scopes the backend query to
+the tenant. Content (message text, tool arguments, ...) is returned, searched
+and highlighted only with ``content.read``; PII fields (``actor.ip_address``)
+only with ``pii.read``. Events come from the store, the source of truth; the
+index only decides which ones match.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+import grpc
+from google.protobuf import timestamp_pb2
+from google.rpc import code_pb2, status_pb2
+
+from aiaudit.common import canonical, status
+from aiaudit.common.auth import Caller, require
+from aiaudit.common.component import Context
+from aiaudit.common.store import SqlEventStore
+from aiaudit.common.store.sql import StoredEvent
+from aiaudit.common.v1 import event_pb2
+from aiaudit.search import catalogue, document, exporting, language, paging
+from aiaudit.search.backends.base import (
+    AggregateSpec,
+    BackendUnavailableError,
+    QueryRejectedError,
+    SearchBackend,
+    SearchSpec,
+)
+from aiaudit.search.catalogue import Field, Kind
+from aiaudit.search.indexer import Indexer
+from aiaudit.search.v1 import search_service_pb2 as pb
+from aiaudit.search.v1 import search_service_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = "aiaudit.search.v1.SearchService"
+_TENANT = re.compile(r"[a-z0-9_-]{1,64}")
+_INTERVAL = re.compile(r"([1-9]\d{0,6})(s|m|h|d)")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_EXPORT_PAGE = 500
+_CHUNK_BYTES = 64 * 1024
+_FORMATS = {
+    pb.EXPORT_FORMAT_JSONL: "jsonl",
+    pb.EXPORT_FORMAT_CSV: "csv",
+    pb.EXPORT_FORMAT_XML: "xml",
+}
+T = TypeVar("T")
+
+
+class _AbortError(Exception):
+    """A call refused with a status."""
+
+    def __init__(self, st: status_pb2.Status) -> None:
+        super().__init__(st.message)
+        self.status = st
+
+
+def _invalid(field: str, description: str) -> _AbortError:
+    return _AbortError(status.bad_request(f"{field}: {description}", [(field, description)]))
+
+
+def _language_error(exc: language.LanguageError) -> _AbortError:
+    description = f"{exc.detail} (at column {exc.position + 1}, offset {exc.position})"
+    return _AbortError(
+        status.bad_request(f"{exc.field}: {description}", [(exc.field, description)])
+    )
+
+
+def _denied(caller: Caller, permission: str, tenant: str, why: str) -> _AbortError:
+    return _AbortError(
+        status.error(
+            code_pb2.PERMISSION_DENIED,
+            f"{caller.principal!r} lacks {permission!r} on tenant {tenant!r}: {why}",
+            "PERMISSION_DENIED",
+            permission=permission,
+            tenant=tenant,
+        )
+    )
+
+
+def _unavailable(exc: Exception) -> _AbortError:
+    log.warning("search backend unavailable: %s", exc)
+    return _AbortError(
+        status.error(
+            code_pb2.UNAVAILABLE,
+            "the search backend is unavailable; retry later",
+            "SEARCH_UNAVAILABLE",
+        )
+    )
+
+
+def redact(event: event_pb2.Event, caller: Caller, tenant: str) -> event_pb2.Event:
+    """The event as this caller may see it (content and PII removed without permission)."""
+    if not caller.allows("content.read", tenant):
+        stripped = canonical.commit(event, b"\x00" * canonical.SALT_BYTES)
+        event = canonical.restore(stripped.canonical, None)
+    if not caller.allows("pii.read", tenant):
+        event.actor.ClearField("ip_address")
+    return event
+
+
+class SearchHandlers(pb_grpc.SearchServiceServicer):
+    """The four RPCs over a backend, the store and the indexer."""
+
+    def __init__(
+        self,
+        ctx: Context,
+        store: SqlEventStore,
+        backend: SearchBackend,
+        indexer: Indexer,
+        export_wait: float,
+    ) -> None:
+        """Handlers; ``store`` is the store readers use (maybe a consumer-role login)."""
+        self._ctx = ctx
+        self._store = store
+        self._backend = backend
+        self._indexer = indexer
+        self._export_wait = export_wait
+
+    # ---- shared steps ---------------------------------------------------
+
+    def _run(self, context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except _AbortError as refused:
+            status.abort(context, refused.status)
+        except BackendUnavailableError as exc:
+            status.abort(context, _unavailable(exc).status)
+        except QueryRejectedError as exc:
+            status.abort(context, status.bad_request(str(exc), [("filter", f"too large: {exc}")]))
+        raise AssertionError("unreachable")
+
+    def _caller(self, context: grpc.ServicerContext, tenant: str, permission: str) -> Caller:
+        caller = self._ctx.auth.authenticate(context)
+        if not _TENANT.fullmatch(tenant):
+            raise _invalid("tenant_id", "required: 1-64 characters of [a-z0-9_-]")
+        require(context, caller, permission, tenant)
+        return caller
+
+    def _where(
+        self, caller: Caller, tenant: str, filter_text: str, query_text: str
+    ) -> language.Node | None:
+        try:
+            where = language.parse_filter(filter_text)
+            query = language.parse_query(query_text)
+        except language.LanguageError as exc:
+            raise _language_error(exc) from None
+        combined = language.combine(where, query)
+        self._check_fields(
+            caller, tenant, [getattr(n, "field", None) for n in language.leaves(combined)]
+        )
+        if any(isinstance(n, language.Text) for n in language.leaves(combined)) and not (
+            caller.allows("content.read", tenant)
+        ):
+            raise _denied(caller, "content.read", tenant, "full-text search reads content")
+        return combined
+
+    def _check_fields(self, caller: Caller, tenant: str, fields: list[Field | None]) -> None:
+        for f in fields:
+            pii = f is not None and f.name in catalogue.PII_FIELDS
+            if pii and not caller.allows("pii.read", tenant):
+                assert f is not None
+                raise _denied(caller, "pii.read", tenant, f"{f.name} is personal data")
+
+    def _audit(self, caller: Caller, tenant: str, action: str, **details: str | int | bool) -> None:
+        try:
+            self._ctx.audit(caller, tenant, action, details)
+        except Exception as exc:  # no record, no answer: reads must be accountable
+            log.warning("access record not written: %s", exc)
+            raise _AbortError(
+                status.error(
+                    code_pb2.UNAVAILABLE,
+                    "the access record could not be written; nothing was returned, retry",
+                    "STORE_UNAVAILABLE",
+                )
+            ) from exc
+
+    def _events(self, tenant: str, sequences: list[int]) -> dict[int, StoredEvent]:
+        return {s.sequence: s for s in self._store.read_sequences(tenant, sequences)}
+
+    # ---- RPCs -----------------------------------------------------------
+
+    def SearchEvents(  # noqa: N802 (gRPC method name)
+        self, request: pb.SearchEventsRequest, context: grpc.ServicerContext
+    ) -> pb.SearchEventsResponse:
+        """Filter + full text, ordered, one page."""
+        return self._run(context, lambda: self._search(request, context))
+
+    def _search(
+        self, request: pb.SearchEventsRequest, context: grpc.ServicerContext
+    ) -> pb.SearchEventsResponse:
+        tenant = request.tenant_id
+        caller = self._caller(context, tenant, "events.read")
+        where = self._where(caller, tenant, request.filter, request.query)
+        try:
+            order = language.parse_order_by(request.order_by)
+        except language.LanguageError as exc:
+            raise _language_error(exc) from None
+        try:
+            size = paging.page_size(request.page_size)
+        except ValueError as exc:
+            raise _invalid("page_size", str(exc)) from None
+        bound = paging.digest(tenant, request.filter, request.query, request.order_by)
+        after = None
+        if request.page_token:
+            try:
+                after = paging.decode(request.page_token, bound, len(order))
+            except paging.TokenError as exc:
+                raise _invalid("page_token", str(exc)) from None
+        self._audit(
+            caller,
+            tenant,
+            "search.events",
+            filter=request.filter,
+            query=request.query,
+            order_by=request.order_by,
+            page=bool(request.page_token),
+        )
+        page = self._backend.search(
+            SearchSpec(tenant, where, order, size + 1, after, highlight=True)
+        )
+        hits = page.hits[:size]
+        stored = self._events(tenant, [h.sequence for h in hits])
+        response = pb.SearchEventsResponse(total_size=page.total)
+        show_content = caller.allows("content.read", tenant)
+        for hit in hits:
+            found = stored.get(hit.sequence)
+            if found is None:
+                continue
+            result = response.results.add(
+                event=redact(found.to_event(), caller, tenant), sequence=hit.sequence
+            )
+            if show_content:
+                for name, fragments in hit.highlights.items():
+                    result.highlights[name].fragments.extend(fragments)
+        if len(page.hits) > size:
+            response.next_page_token = paging.encode(bound, hits[-1].sort)
+        return response
+
+    def GetEvent(  # noqa: N802 (gRPC method name)
+        self, request: pb.GetEventRequest, context: grpc.ServicerContext
+    ) -> pb.GetEventResponse:
+        """One event from the store."""
+        return self._run(context, lambda: self._get(request, context))
+
+    def _get(
+        self, request: pb.GetEventRequest, context: grpc.ServicerContext
+    ) -> pb.GetEventResponse:
+        tenant = request.tenant_id
+        caller = self._caller(context, tenant, "events.read")
+        if not request.event_id or len(request.event_id) > 128:
+            raise _invalid("event_id", "required: 1-128 characters")
+        self._audit(caller, tenant, "search.get_event", event_id=request.event_id)
+        found = self._store.get_event(tenant, request.event_id)
+        if found is None:
+            raise _AbortError(
+                status.error(
+                    code_pb2.NOT_FOUND,
+                    f"event {request.event_id!r} is not in tenant {tenant!r}",
+                    "EVENT_NOT_FOUND",
+                    event_id=request.event_id,
+                )
+            )
+        return pb.GetEventResponse(
+            event=redact(found.to_event(), caller, tenant), sequence=found.sequence
+        )
+
+    def Aggregate(  # noqa: N802 (gRPC method name)
+        self, request: pb.AggregateRequest, context: grpc.ServicerContext
+    ) -> pb.AggregateResponse:
+        """Counts per group, statistics, histogram."""
+        return self._run(context, lambda: self._aggregate(request, context))
+
+    def _aggregate(
+        self, request: pb.AggregateRequest, context: grpc.ServicerContext
+    ) -> pb.AggregateResponse:
+        tenant = request.tenant_id
+        caller = self._caller(context, tenant, "events.read")
+        where = self._where(caller, tenant, request.filter, request.query)
+        group_by = tuple(
+            _field(f"group_by[{i}]", name, (Kind.KEYWORD, Kind.ENUM))
+            for i, name in enumerate(request.group_by)
+        )
+        metrics = tuple(
+            _field(f"metrics[{i}]", name, (Kind.INT, Kind.FLOAT, Kind.DURATION))
+            for i, name in enumerate(request.metrics)
+        )
+        if len(set(group_by)) != len(group_by) or len(group_by) > 4:
+            raise _invalid("group_by", "at most 4 distinct fields")
+        if len(set(metrics)) != len(metrics) or len(metrics) > 8:
+            raise _invalid("metrics", "at most 8 distinct fields")
+        self._check_fields(caller, tenant, [*group_by, *metrics])
+        for i, p in enumerate(request.percentiles):
+            if not 0 < p <= 100:
+                raise _invalid(f"percentiles[{i}]", "must be in (0, 100]")
+        if len(request.percentiles) > 10 or (request.percentiles and not metrics):
+            raise _invalid("percentiles", "at most 10, and only with metrics")
+        interval = None
+        if request.HasField("histogram"):
+            m = _INTERVAL.fullmatch(request.histogram.interval)
+            if m is None:
+                raise _invalid("histogram.interval", "e.g. 30s, 5m, 1h, 1d")
+            interval = int(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+        self._audit(
+            caller,
+            tenant,
+            "search.aggregate",
+            filter=request.filter,
+            query=request.query,
+            group_by=",".join(request.group_by),
+        )
+        spec = AggregateSpec(tenant, where, group_by, metrics, tuple(request.percentiles), interval)
+        try:
+            result = self._backend.aggregate(spec)
+        except QueryRejectedError as exc:
+            raise _invalid("histogram.interval" if interval else "group_by", str(exc)) from None
+        response = pb.AggregateResponse()
+        for b in result.buckets:
+            bucket = response.buckets.add(keys=list(b.keys), count=b.count)
+            for name, s in b.stats.items():
+                out = bucket.stats[name]
+                out.count, out.min, out.max, out.avg, out.sum = s.count, s.min, s.max, s.avg, s.sum
+                for p, value in s.percentiles.items():
+                    out.percentiles[_percent_key(p)] = value
+        for start, count in result.time_buckets:
+            ts = timestamp_pb2.Timestamp(seconds=start // 1_000_000, nanos=start % 1_000_000 * 1000)
+            response.time_buckets.add(start_time=ts, count=count)
+        return response
+
+    def Export(  # noqa: N802 (gRPC method name)
+        self, request: pb.ExportRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.ExportResponse]:
+        """Matching events as a file, streamed in chunks, oldest first."""
+        prepared = self._run(context, lambda: self._export_start(request, context))
+        try:
+            yield from self._export_chunks(request.tenant_id, *prepared)
+        except BackendUnavailableError as exc:
+            status.abort(context, _unavailable(exc).status)
+
+    def _export_start(
+        self, request: pb.ExportRequest, context: grpc.ServicerContext
+    ) -> tuple[Caller, language.Node | None, str, int]:
+        tenant = request.tenant_id
+        caller = self._caller(context, tenant, "export")
+        where = self._where(caller, tenant, request.filter, request.query)
+        fmt = _FORMATS.get(request.format)
+        if fmt is None:
+            raise _invalid("format", "choose EXPORT_FORMAT_JSONL, EXPORT_FORMAT_CSV or _XML")
+        if request.include_proofs:
+            raise _AbortError(
+                status.error(
+                    code_pb2.FAILED_PRECONDITION,
+                    "include_proofs needs the integrity service, which this server does not "
+                    "host yet; export without proofs",
+                    "INTEGRITY_UNAVAILABLE",
+                )
+            )
+        # The snapshot: every event committed before the export began, once indexed.
+        snapshot = self._store.log_sizes().get(tenant, 0)
+        if not self._indexer.wait_indexed(tenant, snapshot, self._export_wait):
+            raise _unavailable(RuntimeError("the index has not caught up with the log"))
+        self._audit(
+            caller,
+            tenant,
+            "search.export",
+            filter=request.filter,
+            query=request.query,
+            format=fmt,
+            up_to_sequence=snapshot,
+        )
+        return caller, where, fmt, snapshot
+
+    def _export_chunks(
+        self, tenant: str, caller: Caller, where: language.Node | None, fmt: str, snapshot: int
+    ) -> Iterator[pb.ExportResponse]:
+        """Pages of the index joined with the store; memory bounded by one page and one chunk."""
+        writer = exporting.Writer(fmt, tenant)
+        buffer: list[str] = [writer.header()]
+        size = len(buffer[0])
+        order = language.parse_order_by("sequence asc")
+        after: tuple[int, ...] | None = None
+        while True:
+            page = self._backend.search(
+                SearchSpec(
+                    tenant, where, order, _EXPORT_PAGE, after, below_sequence=snapshot, count=False
+                )
+            )
+            stored = self._events(tenant, [h.sequence for h in page.hits])
+            for hit in page.hits:
+                found = stored.get(hit.sequence)
+                if found is None:
+                    continue
+                event = redact(found.to_event(), caller, tenant)
+                text = writer.event(document.build(event, found.sequence), event)
+                buffer.append(text)
+                size += len(text)
+                if size >= _CHUNK_BYTES:
+                    yield pb.ExportResponse(data="".join(buffer).encode())
+                    buffer, size = [], 0
+            if len(page.hits) < _EXPORT_PAGE:
+                break
+            after = page.hits[-1].sort
+        buffer.append(writer.footer())
+        yield pb.ExportResponse(data="".join(buffer).encode())
+
+
+def _field(where: str, name: str, kinds: tuple[Kind, ...]) -> Field:
+    field = catalogue.lookup(name)
+    if field is None or field.multi or field.kind not in kinds:
+        allowed = [f.name for f in catalogue.SCALARS if f.kind in kinds]
+        raise _invalid(where, f"{name!r} cannot be used here; use one of {', '.join(allowed)}")
+    return field
+
+
+def _percent_key(p: float) -> str:
+    return str(int(p)) if float(p).is_integer() else repr(p)

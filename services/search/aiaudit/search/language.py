@@ -1,0 +1,454 @@
+"""The filter language (an AIP-160 subset) and the full-text query language.
+
+Both parse into one tree of :class:`Node` that the SQLite and OpenSearch
+translators turn into their own queries; nothing a caller writes ever reaches
+a backend as text. Errors carry the 0-based offset of the offending token.
+
+Filter grammar (as in AIP-160, ``OR`` binds tighter than ``AND``)::
+
+    filter     := conjunct { ["AND"] conjunct }        juxtaposition means AND
+    conjunct   := unary { "OR" unary }
+    unary      := ["NOT" | "-"] primary
+    primary    := "(" filter ")" | field op value | field ":" value | field ":" "*"
+    op         := "=" | "!=" | "<" | "<=" | ">" | ">="
+
+Values: "quoted strings" (backslash escapes), numbers, ``true``/``false``,
+enum names (``EVENT_TYPE_INTERACTION`` or ``INTERACTION``), durations with a
+unit (``1.5s``, ``200ms``), RFC 3339 timestamps in quotes. ``field:*`` tests
+presence; a string ending in ``*`` is a prefix match; ``!=`` is ``NOT =``
+(events without the field match it). On a text field (``output.text``) ``:``
+is a full-text phrase match.
+
+Query grammar: the same operators over terms and "phrases"; every term or
+phrase is matched as a phrase over all text fields.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from dataclasses import dataclass
+
+from aiaudit.search import catalogue
+from aiaudit.search.catalogue import Field, Kind
+
+MAX_LENGTH = 8192
+MAX_DEPTH = 32
+MAX_TERMS = 256
+MAX_LITERAL = 4096
+
+
+class LanguageError(ValueError):
+    """A filter, query or ordering that does not parse or type-check."""
+
+    def __init__(self, field: str, position: int, message: str) -> None:
+        """``field`` is the request field (``filter``), ``position`` a 0-based offset."""
+        super().__init__(f"{message} (at column {position + 1})")
+        self.field = field
+        self.position = position
+        self.detail = message
+
+
+# ---- tree -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class And:
+    """Every item holds."""
+
+    items: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Or:
+    """Some item holds."""
+
+    items: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Not:
+    """The item does not hold (missing fields count as not holding)."""
+
+    item: Node
+
+
+@dataclass(frozen=True)
+class Compare:
+    """``field op value``; ``value`` is in the indexed form (micros, seconds, enum name).
+
+    ``op`` is one of ``= < <= > >=``. For DYNAMIC fields ``numeric`` says which
+    side of the entry (number or text) is compared.
+    """
+
+    field: Field
+    op: str
+    value: str | float | int
+    numeric: bool
+
+
+@dataclass(frozen=True)
+class Prefix:
+    """A keyword starting with ``value``."""
+
+    field: Field
+    value: str
+
+
+@dataclass(frozen=True)
+class Exists:
+    """The field has a value."""
+
+    field: Field
+
+
+@dataclass(frozen=True)
+class Text:
+    """A phrase occurs in one of ``fields`` (text fields)."""
+
+    fields: tuple[str, ...]
+    phrase: str
+
+
+Node = And | Or | Not | Compare | Prefix | Exists | Text
+
+ALL_TEXT = tuple(f.name for f in catalogue.TEXTS)
+
+
+def leaves(node: Node | None) -> list[Node]:
+    """Every leaf of a tree, in order."""
+    if node is None:
+        return []
+    if isinstance(node, And | Or):
+        return [leaf for item in node.items for leaf in leaves(item)]
+    if isinstance(node, Not):
+        return leaves(node.item)
+    return [node]
+
+
+def combine(*nodes: Node | None) -> Node | None:
+    """The conjunction of the given trees (None when all are empty)."""
+    present = tuple(n for n in nodes if n is not None)
+    if not present:
+        return None
+    return present[0] if len(present) == 1 else And(present)
+
+
+# ---- lexer ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Tok:
+    kind: str  # "(" ")" "op" "str" "word" "AND" "OR" "NOT" "end"
+    text: str
+    pos: int
+
+
+_OPS = ("<=", ">=", "!=", "<", ">", "=", ":")
+_WORD_STOP = set(" \t\r\n()\"'<>=!:")
+
+
+def _lex(text: str, field: str, operators: bool) -> list[_Tok]:
+    if len(text) > MAX_LENGTH:
+        raise LanguageError(field, MAX_LENGTH, f"longer than {MAX_LENGTH} characters")
+    out: list[_Tok] = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c.isspace():
+            i += 1
+        elif c in "()":
+            out.append(_Tok(c, c, i))
+            i += 1
+        elif c in "\"'":
+            value, end = _string(text, i, field)
+            out.append(_Tok("str", value, i))
+            i = end
+        elif operators and any(text.startswith(op, i) for op in _OPS):
+            op = next(op for op in _OPS if text.startswith(op, i))
+            out.append(_Tok("op", op, i))
+            i += len(op)
+        elif c == "-" and (i + 1 < n and not text[i + 1].isdigit() and not text[i + 1].isspace()):
+            out.append(_Tok("NOT", "-", i))
+            i += 1
+        else:
+            start = i
+            stop = _WORD_STOP if operators else set(" \t\r\n()\"'")
+            while i < n and text[i] not in stop:
+                i += 1
+            if i == start:
+                raise LanguageError(field, i, f"unexpected character {c!r}")
+            word = text[start:i]
+            kind = word if word in ("AND", "OR", "NOT") else "word"
+            out.append(_Tok(kind, word, start))
+    out.append(_Tok("end", "", n))
+    return out
+
+
+def _string(text: str, start: int, field: str) -> tuple[str, int]:
+    quote, i, chars = text[start], start + 1, []
+    while i < len(text):
+        c = text[i]
+        if c == "\\" and i + 1 < len(text):
+            chars.append(text[i + 1])
+            i += 2
+            continue
+        if c == quote:
+            if len(chars) > MAX_LITERAL:
+                raise LanguageError(field, start, f"string longer than {MAX_LITERAL} characters")
+            return "".join(chars), i + 1
+        chars.append(c)
+        i += 1
+    raise LanguageError(field, start, "unterminated string")
+
+
+# ---- parser ---------------------------------------------------------------
+
+
+class _Parser:
+    def __init__(self, text: str, field: str, is_filter: bool) -> None:
+        self.field = field
+        self.is_filter = is_filter
+        self.toks = _lex(text, field, operators=is_filter)
+        self.i = 0
+        self.terms = 0
+
+    def peek(self) -> _Tok:
+        return self.toks[self.i]
+
+    def take(self) -> _Tok:
+        tok = self.toks[self.i]
+        self.i += 1
+        return tok
+
+    def fail(self, tok: _Tok, message: str) -> LanguageError:
+        return LanguageError(self.field, tok.pos, message)
+
+    def parse(self) -> Node | None:
+        if self.peek().kind == "end":
+            return None
+        node = self.conjunction(0)
+        tok = self.peek()
+        if tok.kind != "end":
+            raise self.fail(tok, f"unexpected {_describe(tok)}")
+        return node
+
+    def conjunction(self, depth: int) -> Node:
+        if depth > MAX_DEPTH:
+            raise self.fail(self.peek(), f"nested deeper than {MAX_DEPTH} levels")
+        items = [self.disjunction(depth)]
+        while True:
+            tok = self.peek()
+            if tok.kind == "AND":
+                self.take()
+            elif tok.kind in ("end", ")"):
+                break
+            items.append(self.disjunction(depth))
+        return items[0] if len(items) == 1 else And(tuple(items))
+
+    def disjunction(self, depth: int) -> Node:
+        items = [self.unary(depth)]
+        while self.peek().kind == "OR":
+            self.take()
+            items.append(self.unary(depth))
+        return items[0] if len(items) == 1 else Or(tuple(items))
+
+    def unary(self, depth: int) -> Node:
+        if self.peek().kind == "NOT":
+            self.take()
+            return Not(self.unary(depth + 1))
+        return self.primary(depth)
+
+    def primary(self, depth: int) -> Node:
+        tok = self.take()
+        if tok.kind == "(":
+            if self.peek().kind == ")":
+                raise self.fail(self.peek(), "empty parentheses")
+            node = self.conjunction(depth + 1)
+            close = self.take()
+            if close.kind != ")":
+                raise self.fail(tok, "unbalanced parenthesis: '(' is never closed")
+            return node
+        if tok.kind in ("word", "str"):
+            self.terms += 1
+            if self.terms > MAX_TERMS:
+                raise self.fail(tok, f"more than {MAX_TERMS} comparisons or terms")
+            if self.is_filter:
+                return self.comparison(tok)
+            return _phrase(tok, ALL_TEXT, self.field)
+        if tok.kind == ")":
+            raise self.fail(tok, "unbalanced parenthesis: ')' without '('")
+        if tok.kind == "end":
+            raise self.fail(tok, "expression ends too early")
+        raise self.fail(tok, f"unexpected {_describe(tok)}")
+
+    def comparison(self, name: _Tok) -> Node:
+        if name.kind != "word":
+            raise self.fail(name, 'expected a field name, e.g. model.name = "gpt-4o"')
+        field = catalogue.lookup(name.text)
+        if field is None:
+            raise self.fail(name, f"unknown field {name.text!r}")
+        op = self.take()
+        if op.kind != "op":
+            raise self.fail(op, f"expected an operator (= != < <= > >= :) after {name.text!r}")
+        value = self.take()
+        if value.kind not in ("word", "str"):
+            raise self.fail(value, f"expected a value after {op.text!r}")
+        return _typed(self, field, op, value)
+
+
+def _describe(tok: _Tok) -> str:
+    if tok.kind == "end":
+        return "end of input"
+    return f"{tok.text!r}"
+
+
+def _phrase(tok: _Tok, fields: tuple[str, ...], where: str) -> Text:
+    if not any(c.isalnum() for c in tok.text):
+        raise LanguageError(where, tok.pos, f"{tok.text!r} has nothing searchable")
+    if len(tok.text) > MAX_LITERAL:
+        raise LanguageError(where, tok.pos, f"term longer than {MAX_LITERAL} characters")
+    return Text(fields, tok.text)
+
+
+_NUMBER = re.compile(r"-?\d+(\.\d+)?([eE][+-]?\d+)?")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)")
+_UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def _typed(p: _Parser, f: Field, op_tok: _Tok, v: _Tok) -> Node:
+    """Type-checks ``f op v`` and returns the node in the indexed representation."""
+    op = "=" if op_tok.text == ":" else op_tok.text
+    text = v.text
+    if op_tok.text == ":" and v.kind == "word" and text == "*":
+        return Exists(f)
+    if f.kind is Kind.TEXT:
+        if op_tok.text != ":":
+            raise p.fail(op_tok, f"text field {f.name!r} takes only ':' (contains)")
+        return _phrase(v, (f.name,), p.field)
+    ordered = op in ("<", "<=", ">", ">=")
+    negate = op == "!="
+    eq = "=" if negate else op
+
+    def done(node: Node) -> Node:
+        return Not(node) if negate else node
+
+    if f.kind in (Kind.KEYWORD, Kind.DYNAMIC) and not (f.kind is Kind.DYNAMIC and _is_num(v)):
+        if f.kind is Kind.DYNAMIC and v.kind == "word" and text.lower() in ("true", "false"):
+            text = text.lower()
+        if ordered:
+            raise p.fail(op_tok, f"{f.name!r} compares text: use =, != or :")
+        if text.endswith("*"):
+            stem = text[:-1]
+            if "*" in stem:
+                raise p.fail(v, "only a trailing '*' (prefix match) is supported")
+            return done(Prefix(f, stem) if stem else Exists(f))
+        return done(Compare(f, eq, text, numeric=False))
+    if f.kind is Kind.DYNAMIC or f.kind in (Kind.INT, Kind.FLOAT):
+        if not _is_num(v):
+            raise p.fail(v, f"{f.name!r} is a number; {text!r} is not")
+        number = float(text)
+        if not math.isfinite(number):
+            raise p.fail(v, f"{text!r} is not a finite number")
+        if f.kind is Kind.INT:
+            if not number.is_integer():
+                raise p.fail(v, f"{f.name!r} is an integer; {text!r} is not")
+            return done(Compare(f, eq, int(number), numeric=True))
+        return done(Compare(f, eq, number, numeric=True))
+    if f.kind is Kind.ENUM:
+        if ordered:
+            raise p.fail(op_tok, f"{f.name!r} is an enum: use =, != or :")
+        name = text.upper()
+        if name not in f.enum_values:
+            name = f.enum_prefix + name
+        if name not in f.enum_values:
+            shown = ", ".join(x.removeprefix(f.enum_prefix) for x in f.enum_values[1:8])
+            raise p.fail(v, f"{text!r} is not a value of {f.name!r} (e.g. {shown}, ...)")
+        return done(Compare(f, eq, name, numeric=False))
+    if f.kind is Kind.BOOL:
+        if ordered or text.lower() not in ("true", "false"):
+            raise p.fail(v, f"{f.name!r} is a boolean: use = true or = false")
+        return done(Compare(f, eq, text.lower(), numeric=False))
+    if f.kind is Kind.DURATION:
+        m = _DURATION.fullmatch(text)
+        if m is None:
+            raise p.fail(v, f"{f.name!r} is a duration: write it with a unit (1.5s, 200ms)")
+        return done(Compare(f, eq, float(m.group(1)) * _UNITS[m.group(2)], numeric=True))
+    assert f.kind is Kind.TIMESTAMP
+    return done(Compare(f, eq, _micros(p, v), numeric=True))
+
+
+def _is_num(v: _Tok) -> bool:
+    return v.kind == "word" and _NUMBER.fullmatch(v.text) is not None
+
+
+def _micros(p: _Parser, v: _Tok) -> int:
+    text = v.text
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise p.fail(v, f"{text!r} is not an RFC 3339 timestamp") from None
+    if len(text) == 10:  # a date: midnight UTC
+        when = when.replace(tzinfo=dt.UTC)
+    if when.tzinfo is None:
+        raise p.fail(v, f"timestamp {text!r} needs a time zone (Z or +hh:mm)")
+    delta = when - _EPOCH
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def parse_filter(text: str) -> Node | None:
+    """The filter's tree, or None for an empty filter; raises LanguageError."""
+    return _Parser(text, "filter", is_filter=True).parse()
+
+
+def parse_query(text: str) -> Node | None:
+    """The full-text query's tree, or None for an empty query; raises LanguageError."""
+    return _Parser(text, "query", is_filter=False).parse()
+
+
+# ---- ordering -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SortKey:
+    """One ordering key."""
+
+    field: Field
+    descending: bool
+
+
+def parse_order_by(text: str) -> tuple[SortKey, ...]:
+    """AIP-132 ``order_by`` (``occurred_time desc, sequence``); ``sequence`` ends every order.
+
+    The default is newest first. Only fields every event has may order results,
+    so keyset pagination needs no rules for missing values.
+    """
+    if not text.strip():
+        return (
+            SortKey(catalogue.scalar("occurred_time"), True),
+            SortKey(catalogue.scalar("sequence"), True),
+        )
+    keys: list[SortKey] = []
+    offset = 0
+    for part in text.split(","):
+        words = part.split()
+        position = offset + (len(part) - len(part.lstrip()))
+        offset += len(part) + 1
+        if not words or len(words) > 2 or (len(words) == 2 and words[1] not in ("asc", "desc")):
+            raise LanguageError("order_by", position, "expected 'field' or 'field asc|desc'")
+        field = catalogue.lookup(words[0])
+        if field is None or not field.sortable:
+            sortable = ", ".join(f.name for f in catalogue.SCALARS if f.sortable)
+            raise LanguageError(
+                "order_by", position, f"cannot order by {words[0]!r}; use one of {sortable}"
+            )
+        if any(k.field == field for k in keys):
+            raise LanguageError("order_by", position, f"{words[0]!r} appears twice")
+        keys.append(SortKey(field, len(words) == 2 and words[1] == "desc"))
+    if keys[-1].field.name != "sequence":
+        if any(k.field.name == "sequence" for k in keys):
+            raise LanguageError("order_by", 0, "'sequence' must be the last key")
+        keys.append(SortKey(catalogue.scalar("sequence"), keys[0].descending))
+    return tuple(keys)

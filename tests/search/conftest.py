@@ -1,0 +1,145 @@
+"""Search fixtures: the whole suite with each search backend, on real engines.
+
+OpenSearch is a real node started by scripts/backends/opensearch.sh (idempotent;
+the same script CI uses). Tests of one session share an index prefix of their
+own, removed at the end; every test writes to its own tenant.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+import yaml
+from opensearchpy import OpenSearch
+
+from aiaudit.common import client, config
+from aiaudit.common.v1 import event_pb2 as ev
+from aiaudit.ingest.v1 import ingest_service_pb2 as ingest_pb
+from aiaudit.ingest.v1 import ingest_service_pb2_grpc as ingest_grpc
+from aiaudit.search.v1 import search_service_pb2 as pb
+from aiaudit.search.v1 import search_service_pb2_grpc as pb_grpc
+from tests.conftest import _script_env, write_keys
+
+NOT_ACCESS = "NOT event_type = AUDIT_ACCESS"
+"""Every read is audited into the tenant's log; tests about data leave those records out."""
+
+
+@pytest.fixture(scope="session")
+def opensearch_url() -> str:
+    return _script_env("opensearch.sh")["AIAUDIT_TEST_OPENSEARCH_URL"]
+
+
+@pytest.fixture(scope="session")
+def index_prefix(opensearch_url: str) -> Iterator[str]:
+    """This session's OpenSearch index prefix; its indices and template are removed at the end."""
+    prefix = f"aiaudit-test-{uuid.uuid4().hex[:8]}"
+    yield prefix
+    os_client = OpenSearch(hosts=[opensearch_url])
+    os_client.indices.delete(index=f"{prefix}-*", params={"ignore_unavailable": "true"})
+    os_client.indices.delete_index_template(name=prefix, params={"ignore": "404"})
+    os_client.close()
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Polls a condition with a deadline (synchronisation on state, not on time)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached before the deadline")
+        time.sleep(0.02)
+
+
+@dataclass
+class SearchSuite:
+    backend: str
+    suite: Any
+    address: str
+    keys: dict[str, str]
+    channel: grpc.Channel
+    search: pb_grpc.SearchServiceStub
+    ingest: ingest_grpc.IngestServiceStub
+
+    def as_role(self, role: str) -> pb_grpc.SearchServiceStub:
+        return pb_grpc.SearchServiceStub(client.channel(self.address, self.keys[role]))
+
+    def append(self, events: list[ev.Event]) -> list[int]:
+        response = self.ingest.Append(ingest_pb.AppendRequest(events=events))
+        return [r.sequence for r in response.receipts]
+
+    def find(self, tenant: str, filter: str = "", **kw: Any) -> pb.SearchEventsResponse:
+        combined = f"({filter}) AND {NOT_ACCESS}" if filter else NOT_ACCESS
+        return self.search.SearchEvents(
+            pb.SearchEventsRequest(tenant_id=tenant, filter=combined, **kw)
+        )
+
+    def all_ids(self, tenant: str, filter: str = "", **kw: Any) -> list[str]:
+        """Every matching event id, across pages."""
+        ids: list[str] = []
+        token = ""
+        while True:
+            page = self.find(tenant, filter, page_token=token, page_size=1000, **kw)
+            ids += [r.event.event_id for r in page.results]
+            token = page.next_page_token
+            if not token:
+                return ids
+
+    def wait_indexed(self, tenant: str, count: int, timeout: float = 30.0) -> None:
+        """Waits until `count` data events of the tenant are searchable."""
+        wait_until(lambda: self.find(tenant, page_size=1).total_size >= count, timeout)
+
+
+def start_suite(
+    tmp_path: Path, backend: str, extra: dict[str, Any], store_url: str = ""
+) -> SearchSuite:
+    from aiaudit.cli.server import start
+
+    keys = write_keys(tmp_path / "keys.yaml")
+    search: dict[str, Any] = {"backend": backend, "poll_interval": 0.1, "max_backoff": 1.0}
+    search.update(extra)
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump({"search": search}))
+    overrides: dict[str, object] = {
+        "api_keys_file": tmp_path / "keys.yaml",
+        "address": "127.0.0.1:0",
+        "data_dir": tmp_path,
+        "services": ("ingest", "search"),
+    }
+    if store_url:
+        overrides["database_url"] = store_url
+    suite = start(config.load(cfg, env={}, overrides=overrides))
+    address = f"127.0.0.1:{suite.port}"
+    channel = client.channel(address, keys["admin"])
+    return SearchSuite(
+        backend,
+        suite,
+        address,
+        keys,
+        channel,
+        pb_grpc.SearchServiceStub(channel),
+        ingest_grpc.IngestServiceStub(channel),
+    )
+
+
+def backend_settings(backend: str, request: pytest.FixtureRequest) -> dict[str, Any]:
+    if backend == "sqlite":
+        return {}
+    return {
+        "opensearch_url": request.getfixturevalue("opensearch_url"),
+        "index_prefix": request.getfixturevalue("index_prefix"),
+        "refresh_interval": "100ms",
+    }
+
+
+@pytest.fixture(params=["sqlite", "opensearch"])
+def search_suite(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SearchSuite]:
+    running = start_suite(tmp_path, request.param, backend_settings(request.param, request))
+    yield running
+    running.channel.close()
+    running.suite.stop()
