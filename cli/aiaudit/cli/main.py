@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 from aiaudit.common import config, logs
+from aiaudit.integrity import cli as integrity_cli
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -117,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(migrate)
     migrate.add_argument("--database-url", help="admin URL (postgresql+psycopg://...)")
     migrate.set_defaults(func=_migrate)
+    integrity_cli.register(sub, _common, _settings)
     return parser
 
 

@@ -1,0 +1,223 @@
+r"""Offline proof bundles: events an auditor can verify with nothing but the verifier key.
+
+A bundle is a JSON Lines file (``.jsonl``), one object per event::
+
+    {"log_id": "acme", "sequence": 41, "event_id": "e-1",
+     "canonical": "<base64 of the canonical event bytes>",
+     "tlog_proof": "c2sp.org/tlog-proof@v1\\nindex 41\\n<hash>...\\n\\n<signed checkpoint>",
+     "salt": "<base64>", "content": {"input.messages[0].parts[0].text": "..."}}
+
+``tlog_proof`` is a c2sp.org/tlog-proof: the leaf index, the RFC 6962
+inclusion proof (base64 hashes, leaf first) and the signed checkpoint it
+leads to. ``salt`` and ``content`` are optional (absent once erased); when
+present, each content value must match its commitment in ``canonical``.
+
+To verify an event: leaf = SHA-256(0x00 || canonical); the checkpoint's
+signature must verify with the published verifier key and its origin must be
+``<origin_prefix>/<log_id>``; the proof must lead from the leaf at ``index``
+to the checkpoint's root. Any RFC 6962 / C2SP implementation can do this.
+The search export writes the same lines (``event_line``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from aiaudit.common import canonical
+from aiaudit.common.store import SqlEventStore
+from aiaudit.integrity import merkle, storage
+from aiaudit.integrity.note import NoteError, VerifierKey, open_checkpoint
+
+TLOG_PROOF_HEADER = "c2sp.org/tlog-proof@v1"
+
+_Opened = tuple[str, int, bytes]
+"""A verified checkpoint: origin, size, root hash."""
+
+
+class BundleError(ValueError):
+    """A bundle line or tlog-proof is malformed."""
+
+
+def format_tlog_proof(index: int, hashes: Sequence[bytes], signed_checkpoint: str) -> str:
+    """A c2sp.org/tlog-proof text."""
+    lines = [TLOG_PROOF_HEADER, f"index {index}", *(base64.b64encode(h).decode() for h in hashes)]
+    return "\n".join(lines) + "\n\n" + signed_checkpoint
+
+
+@dataclass(frozen=True)
+class TlogProof:
+    """A parsed tlog-proof."""
+
+    index: int
+    hashes: list[bytes]
+    signed_checkpoint: str
+    extra: bytes | None = None
+
+
+def parse_tlog_proof(text: str) -> TlogProof:
+    """Reads a c2sp.org/tlog-proof (header, optional extra, index, hashes, blank, checkpoint)."""
+    head, sep, note_text = text.partition("\n\n")
+    if not sep:
+        raise BundleError("tlog-proof has no blank line before its checkpoint")
+    lines = head.split("\n")
+    if lines[0] != TLOG_PROOF_HEADER:
+        raise BundleError(f"tlog-proof must start with {TLOG_PROOF_HEADER!r}")
+    rest = lines[1:]
+    extra = None
+    try:
+        if rest and rest[0].startswith("extra "):
+            extra = base64.b64decode(rest.pop(0)[6:], validate=True)
+        if not rest or not rest[0].startswith("index "):
+            raise BundleError("tlog-proof lacks its index line")
+        digits = rest.pop(0)[6:]
+        if not digits.isdigit() or (digits != "0" and digits.startswith("0")):
+            raise BundleError("tlog-proof index must be a decimal number")
+        hashes = [base64.b64decode(h, validate=True) for h in rest]
+    except binascii.Error:
+        raise BundleError("tlog-proof holds invalid base64") from None
+    return TlogProof(int(digits), hashes, note_text, extra)
+
+
+def event_line(
+    stored_log_id: str,
+    sequence: int,
+    event_id: str,
+    committed: bytes,
+    proof: str,
+    salt: bytes | None = None,
+    content: Mapping[str, str] | None = None,
+) -> str:
+    """One bundle line (without its newline)."""
+    line: dict[str, Any] = {
+        "log_id": stored_log_id,
+        "sequence": sequence,
+        "event_id": event_id,
+        "canonical": base64.b64encode(committed).decode(),
+        "tlog_proof": proof,
+    }
+    if salt is not None and content is not None:
+        line["salt"] = base64.b64encode(salt).decode()
+        line["content"] = dict(content)
+    return json.dumps(line, separators=(",", ":"), sort_keys=True)
+
+
+def export(
+    store: SqlEventStore,
+    log_id: str,
+    out: IO[str],
+    start: int = 0,
+    count: int | None = None,
+    include_content: bool = True,
+) -> int:
+    """Writes events ``start ..`` of a log covered by its latest checkpoint; returns how many."""
+    with store.engine.connect() as conn:
+        cp = storage.latest_checkpoint(conn, log_id)
+    if cp is None:
+        raise BundleError(f"log {log_id!r} has no checkpoint yet")
+    end = cp.tree_size if count is None else min(cp.tree_size, start + count)
+    written = 0
+    for first in range(start, end, 1000):
+        batch = store.read_log(log_id, first, min(1000, end - first))
+        with store.engine.connect() as conn:
+            reader = storage.NodeTable(conn, log_id)
+            for e in batch:
+                hashes = merkle.inclusion_proof(e.sequence, cp.tree_size, reader)
+                proof = format_tlog_proof(e.sequence, hashes, cp.signed_note)
+                keep = include_content and e.salt is not None
+                out.write(
+                    event_line(
+                        log_id,
+                        e.sequence,
+                        e.event_id,
+                        e.canonical,
+                        proof,
+                        e.salt if keep else None,
+                        e.content if keep else None,
+                    )
+                    + "\n"
+                )
+                written += 1
+    return written
+
+
+@dataclass(frozen=True)
+class BundleProblem:
+    """A bundle line that does not verify."""
+
+    line: int
+    event_id: str
+    what: str
+
+    def __str__(self) -> str:
+        """``line N event E: what``."""
+        return f"line {self.line} event {self.event_id or '?'}: {self.what}"
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    with path.open(encoding="utf-8") as f:
+        for number, text in enumerate(f, start=1):
+            if text.strip():
+                yield number, text
+
+
+def verify_bundle(
+    path: Path, keys: Sequence[VerifierKey], origin_prefix: str | None = None
+) -> tuple[int, list[BundleProblem]]:
+    """Verifies every event of a bundle offline; returns (events checked, problems)."""
+    problems: list[BundleProblem] = []
+    checked = 0
+    opened: dict[str, _Opened] = {}
+    for number, text in _lines(path):
+        checked += 1
+        event_id = ""
+        try:
+            line = json.loads(text)
+            event_id = str(line.get("event_id", ""))
+            for what in _check_line(line, keys, origin_prefix, opened):
+                problems.append(BundleProblem(number, event_id, what))
+        except (ValueError, KeyError, TypeError) as exc:
+            problems.append(BundleProblem(number, event_id, f"malformed line: {exc}"))
+    return checked, problems
+
+
+def _check_line(
+    line: dict[str, Any],
+    keys: Sequence[VerifierKey],
+    origin_prefix: str | None,
+    opened: dict[str, _Opened],
+) -> list[str]:
+    log_id, event_id = str(line["log_id"]), str(line["event_id"])
+    committed = base64.b64decode(line["canonical"], validate=True)
+    proof = parse_tlog_proof(str(line["tlog_proof"]))
+    if proof.index != int(line["sequence"]):
+        return [f"proof index {proof.index} is not the event's sequence {line['sequence']}"]
+    if proof.signed_checkpoint not in opened:
+        try:
+            cp = open_checkpoint(proof.signed_checkpoint, keys)
+        except NoteError as exc:
+            return [f"checkpoint: {exc}"]
+        opened[proof.signed_checkpoint] = (cp.origin, cp.size, cp.root_hash)
+    origin, size, root = opened[proof.signed_checkpoint]
+    want = f"{origin_prefix}/{log_id}" if origin_prefix else None
+    if (want is not None and origin != want) or not origin.endswith(f"/{log_id}"):
+        return [f"checkpoint origin {origin!r} is not the log {log_id!r}"]
+    problems = []
+    try:
+        merkle.verify_inclusion(
+            proof.index, size, canonical.leaf_hash(committed), proof.hashes, root
+        )
+    except merkle.ProofError as exc:
+        problems.append(f"inclusion proof: {exc}")
+    node = json.loads(committed)
+    if node.get("eventId") != event_id or node.get("tenantId") != log_id:
+        problems.append("canonical eventId/tenantId are not the line's event_id/log_id")
+    if "content" in line and "salt" in line:
+        salt = base64.b64decode(line["salt"], validate=True)
+        problems.extend(canonical.content_problems(committed, dict(line["content"]), salt))
+    return problems

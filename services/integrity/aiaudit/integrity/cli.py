@@ -1,0 +1,192 @@
+"""Command line of the integrity service: ``aiaudit verify`` and ``aiaudit integrity ...``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import hvac
+
+from aiaudit.common import client
+from aiaudit.common.config import ConfigError, Settings
+from aiaudit.common.store import open_store
+from aiaudit.integrity import bundle, vault
+from aiaudit.integrity import settings as integrity_settings
+from aiaudit.integrity.component import key_source
+from aiaudit.integrity.note import NoteError, VerifierKey, parse_verifier_key
+from aiaudit.integrity.signers import SignerUnavailableError
+from aiaudit.integrity.v1 import integrity_service_pb2 as pb
+from aiaudit.integrity.v1 import integrity_service_pb2_grpc as pb_grpc
+from aiaudit.integrity.verify import verify_store
+
+Common = Callable[[argparse.ArgumentParser], None]
+SettingsOf = Callable[[argparse.Namespace], Settings]
+
+
+def _keys(args: argparse.Namespace, settings: Settings) -> list[VerifierKey]:
+    """Trusted keys: the ones given on the command line, else the configured key's versions."""
+    if args.verifier_key:
+        try:
+            return [parse_verifier_key(k) for k in args.verifier_key]
+        except NoteError as exc:
+            raise ConfigError(f"--verifier-key: {exc}") from None
+    try:
+        return key_source(settings, integrity_settings.load(settings)).verifier_keys()
+    except SignerUnavailableError as exc:
+        raise ConfigError(f"cannot read the verifier keys ({exc}); pass --verifier-key") from None
+
+
+def _store_url(
+    args: argparse.Namespace, settings: Settings, s: integrity_settings.IntegritySettings
+) -> str:
+    """--database-url, else the notary's own login, else the suite's database."""
+    if getattr(args, "database_url", None):
+        return settings.store_url
+    return s.database_url or settings.store_url
+
+
+def _progress(log_id: str, done: int, size: int) -> None:
+    print(f"verify: log {log_id}: {done}/{size} events", file=sys.stderr, flush=True)
+
+
+def run_verify(args: argparse.Namespace, settings: Settings) -> int:
+    """``aiaudit verify``: the whole store, or an offline bundle; non-zero if anything is wrong."""
+    s = integrity_settings.load(settings)
+    keys = _keys(args, settings)
+    if args.bundle is not None:
+        checked, problems = bundle.verify_bundle(args.bundle, keys, args.origin_prefix)
+        for p in problems:
+            print(p)
+        print(f"{checked} event(s) checked, {len(problems)} problem(s)", file=sys.stderr)
+        return 1 if problems or checked == 0 else 0
+    store = open_store(_store_url(args, settings, s))
+    try:
+        report = verify_store(
+            store.engine,
+            keys,
+            args.origin_prefix or s.origin_prefix,
+            args.checkpoint_dir or integrity_settings.checkpoint_dir(settings, s),
+            args.log or (),
+            _progress,
+        )
+    finally:
+        store.close()
+    for problem in report.problems:
+        print(problem)
+    print(
+        f"{report.logs} log(s), {report.events} event(s), {report.checkpoints} checkpoint(s) "
+        f"checked: {len(report.problems)} problem(s)",
+        file=sys.stderr,
+    )
+    return 0 if report.ok else 1
+
+
+def run_verifier_key(args: argparse.Namespace, settings: Settings) -> int:
+    """Prints the verifier keys: from the server, or with --local from the configured key."""
+    if args.local:
+        keys = [k.encode() for k in _keys(args, settings)]
+    else:
+        with client.channel(settings.address, args.api_key) as ch:
+            stub = pb_grpc.IntegrityServiceStub(ch)  # type: ignore[no-untyped-call]
+            reply = stub.GetVerifierKey(pb.GetVerifierKeyRequest(), timeout=10)
+        keys = list(reply.verifier_keys)
+    for k in keys:
+        print(k)
+    return 0
+
+
+def run_bootstrap_vault(args: argparse.Namespace, settings: Settings) -> int:
+    """Enables Transit, creates the ed25519 key and writes the notary policy (idempotent)."""
+    s = integrity_settings.load(settings)
+    addr = args.vault_addr or s.vault_addr or os.environ.get("VAULT_ADDR", "")
+    token = os.environ.get("VAULT_TOKEN", "")
+    if not addr or not token:
+        raise ConfigError("bootstrap-vault needs --vault-addr (or VAULT_ADDR) and VAULT_TOKEN")
+    target = vault.VaultSettings(
+        mount=args.mount or s.vault_mount, key=args.key or s.vault_key, policy_name=args.policy
+    )
+    for step in vault.bootstrap(hvac.Client(url=addr, token=token, timeout=10), target):
+        print(step)
+    print(f"\npolicy {target.policy_name!r} (give the notary a token with only this policy):")
+    print(vault.policy(target.mount, target.key))
+    return 0
+
+
+def run_export_bundle(args: argparse.Namespace, settings: Settings) -> int:
+    """Writes an offline bundle of a log's checkpointed events."""
+    s = integrity_settings.load(settings)
+    store = open_store(_store_url(args, settings, s))
+    try:
+        with args.out.open("w", encoding="utf-8") as out:
+            n = bundle.export(store, args.log, out, args.start, args.count, not args.no_content)
+    finally:
+        store.close()
+    print(f"{n} event(s) written to {args.out}", file=sys.stderr)
+    return 0
+
+
+def register(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: Common,
+    settings_of: SettingsOf,
+) -> None:
+    """Adds ``verify`` and ``integrity`` to the ``aiaudit`` command."""
+
+    def bind(
+        parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace, Settings], int]
+    ) -> None:
+        parser.set_defaults(func=lambda args: run(args, settings_of(args)))
+
+    def trusted(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--verifier-key",
+            action="append",
+            help="trusted note verifier key (repeatable; default: the configured key's versions)",
+        )
+        parser.add_argument("--origin-prefix", help="checkpoint origins must be <prefix>/<log id>")
+
+    verify = sub.add_parser(
+        "verify", help="verify the whole store (or --bundle FILE offline); non-zero exit if not"
+    )
+    common(verify)
+    trusted(verify)
+    verify.add_argument("--database-url", help="store to verify (a read-only login is enough)")
+    verify.add_argument("--log", action="append", help="only this log (repeatable)")
+    verify.add_argument("--bundle", type=Path, help="verify an offline bundle, no server or store")
+    verify.add_argument(
+        "--checkpoint-dir", type=Path, help="exported checkpoints to check too (default: config)"
+    )
+    bind(verify, run_verify)
+
+    integrity = sub.add_parser("integrity", help="notary keys, Vault bootstrap, bundles")
+    isub = integrity.add_subparsers(dest="integrity_command", required=True)
+    key = isub.add_parser("verifier-key", help="print the published note verifier keys")
+    common(key)
+    trusted(key)
+    key.add_argument(
+        "--local", action="store_true", help="read the configured key instead of the server"
+    )
+    bind(key, run_verifier_key)
+
+    boot = isub.add_parser(
+        "bootstrap-vault", help="enable Transit, create the ed25519 key, write the notary policy"
+    )
+    common(boot)
+    boot.add_argument("--vault-addr", help="Vault / OpenBao address (default: config, VAULT_ADDR)")
+    boot.add_argument("--mount", help="Transit mount (default: integrity.vault_mount)")
+    boot.add_argument("--key", help="Transit key name (default: integrity.vault_key)")
+    boot.add_argument("--policy", default="aiaudit-notary", help="policy name to write")
+    bind(boot, run_bootstrap_vault)
+
+    export = isub.add_parser("export-bundle", help="write an offline proof bundle of a log")
+    common(export)
+    export.add_argument("--database-url", help="the store")
+    export.add_argument("--log", required=True, help="the log (tenant id)")
+    export.add_argument("--start", type=int, default=0, help="first sequence")
+    export.add_argument("--count", type=int, help="number of events (default: all checkpointed)")
+    export.add_argument("--no-content", action="store_true", help="leave content and salt out")
+    export.add_argument("out", type=Path, help="bundle file to write (.jsonl)")
+    bind(export, run_export_bundle)
