@@ -148,14 +148,17 @@ def test_pods_are_hardened(values: Path) -> None:
 
 
 @ci_files
-def test_probes_are_native_grpc_on_the_service_port(values: Path) -> None:
+def test_probes_are_native_grpc_on_the_health_port(values: Path) -> None:
     objects = render(values)
     services = {s["metadata"]["name"]: s for s in of_kind(objects, "Service")}
     known = proto_services()
     for deployment in of_kind(objects, "Deployment"):
         name = deployment["metadata"]["name"]
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
-        (port,) = [p for p in container["ports"] if p["name"] == "grpc"]
+        (port,) = [p for p in container["ports"] if p["name"] == "health"]
+        (cm,) = of_kind(objects, "ConfigMap")
+        config = yaml.safe_load(cm["data"]["config.yaml"])
+        assert config["health_address"].endswith(f":{port['containerPort']}")
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
             spec = container[probe]
             assert set(spec) & {"grpc", "httpGet", "tcpSocket", "exec"} == {"grpc"}, (name, probe)
@@ -325,16 +328,16 @@ def test_config_file_is_accepted_by_the_server(values: Path, tmp_path: Path) -> 
     (deployment, *_) = of_kind(objects, "Deployment")
     pod = deployment["spec"]["template"]["spec"]
     mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
-    tls_volumes = [v for v in pod["volumes"] if "secret" in v]
+    secret_volumes = [v for v in pod["volumes"] if "secret" in v]
     mounted = {
-        f"{mounts[v['name']]}/{item['path']}" for v in tls_volumes for item in v["secret"]["items"]
+        f"{mounts[v['name']]}/{item['path']}" for v in secret_volumes for item in v["secret"]["items"]
     }
-    for key in ("tls_cert_file", "tls_key_file", "tls_client_ca_file"):
+    for key in ("tls_cert_file", "tls_key_file", "tls_client_ca_file", "api_keys_file"):
         if key in settings:
             assert settings[key] in mounted, key
             # Stand-in files so the server's own validation can run here.
             stand_in = tmp_path / Path(settings[key]).name
-            stand_in.write_text("pem")
+            stand_in.write_text("keys: []\n" if key == "api_keys_file" else "pem")
             settings[key] = str(stand_in)
     config_file = tmp_path / "config.yaml"
     config_file.write_text(yaml.safe_dump(settings))

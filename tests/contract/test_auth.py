@@ -59,3 +59,41 @@ def test_gateway_is_limited_to_its_tenants(store_url: str, tmp_path, tenant: str
         assert stub.Append(pb.AppendRequest(events=[interaction(tenant)])).receipts[0].sequence == 0
     finally:
         suite.stop()
+
+
+def test_health_only_port_serves_health_and_nothing_else(store_url: str, tmp_path) -> None:
+    import socket
+
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from aiaudit.cli.server import start
+    from aiaudit.common import config
+    from tests.conftest import write_keys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        health_port = s.getsockname()[1]
+    write_keys(tmp_path / "keys.yaml")
+    suite = start(
+        config.load(
+            env={},
+            overrides={
+                "address": "127.0.0.1:0",
+                "database_url": store_url,
+                "data_dir": tmp_path,
+                "api_keys_file": tmp_path / "keys.yaml",
+                "health_address": f"127.0.0.1:{health_port}",
+            },
+        )
+    )
+    try:
+        ch = client.channel(f"127.0.0.1:{health_port}")
+        reply = health_pb2_grpc.HealthStub(ch).Check(
+            health_pb2.HealthCheckRequest(service="aiaudit.ingest.v1.IngestService")
+        )
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.RpcError) as err:
+            pb_grpc.IngestServiceStub(ch).Append(pb.AppendRequest(events=[interaction("t")]))
+        assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    finally:
+        suite.stop()

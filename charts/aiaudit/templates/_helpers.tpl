@@ -79,6 +79,7 @@ app.kubernetes.io/part-of: aiaudit
 {{/* Paths inside the containers; the config file refers to them. */}}
 {{- define "aiaudit.configDir" -}}/etc/aiaudit/config{{- end }}
 {{- define "aiaudit.tlsDir" -}}/etc/aiaudit/tls{{- end }}
+{{- define "aiaudit.authDir" -}}/etc/aiaudit/auth{{- end }}
 {{- define "aiaudit.dataDir" -}}/var/lib/aiaudit{{- end }}
 
 {{/*
@@ -87,7 +88,8 @@ address, data dir, TLS paths). The database URL never goes here: it comes from
 a Secret as AIAUDIT_DATABASE_URL.
 */}}
 {{- define "aiaudit.configYaml" -}}
-{{- $owned := dict "address" (printf "[::]:%d" (int .Values.aiaudit.grpcPort)) "data_dir" (include "aiaudit.dataDir" .) }}
+{{- $owned := dict "address" (printf "[::]:%d" (int .Values.aiaudit.grpcPort)) "health_address" (printf "[::]:%d" (int .Values.aiaudit.healthPort)) "data_dir" (include "aiaudit.dataDir" .) }}
+{{- $_ := set $owned "api_keys_file" (printf "%s/api-keys.yaml" (include "aiaudit.authDir" .)) }}
 {{- $tls := .Values.aiaudit.tls }}
 {{- if $tls.enabled }}
 {{- $_ := set $owned "tls_cert_file" (printf "%s/tls.crt" (include "aiaudit.tlsDir" .)) }}
@@ -102,7 +104,7 @@ a Secret as AIAUDIT_DATABASE_URL.
 {{/* Fails the render on settings the pods would crash on, or that would lose data. */}}
 {{- define "aiaudit.validate" -}}
 {{- $a := .Values.aiaudit }}
-{{- range $key := list "address" "data_dir" "database_url" "tls_cert_file" "tls_key_file" "tls_client_ca_file" }}
+{{- range $key := list "address" "health_address" "data_dir" "database_url" "api_keys_file" "tls_cert_file" "tls_key_file" "tls_client_ca_file" }}
 {{- if hasKey $a.config $key }}
 {{- fail (printf "aiaudit.config.%s is set by the chart (database_url comes from aiaudit.database.existingSecret, tls_* from aiaudit.tls); remove it" $key) }}
 {{- end }}
@@ -237,23 +239,27 @@ spec:
             - name: grpc
               containerPort: {{ $a.grpcPort }}
               protocol: TCP
+            - name: health
+              containerPort: {{ $a.healthPort }}
+              protocol: TCP
           {{- with (include "aiaudit.env" . | trim) }}
           env:
             {{- . | nindent 12 }}
           {{- end }}
-          # Native gRPC health checks (grpc.health.v1). Startup and liveness ask
-          # for the whole server (""), readiness for this component's service.
+          # Native gRPC health checks (grpc.health.v1) on the plaintext health-only
+          # port (kubelet probes cannot speak TLS). Startup and liveness ask for
+          # the whole server (""), readiness for this component's service.
           startupProbe:
             grpc:
-              port: {{ $a.grpcPort }}
+              port: {{ $a.healthPort }}
             {{- toYaml $a.probes.startup | nindent 12 }}
           livenessProbe:
             grpc:
-              port: {{ $a.grpcPort }}
+              port: {{ $a.healthPort }}
             {{- toYaml $a.probes.liveness | nindent 12 }}
           readinessProbe:
             grpc:
-              port: {{ $a.grpcPort }}
+              port: {{ $a.healthPort }}
               service: {{ include "aiaudit.grpcService" $name }}
             {{- toYaml $a.probes.readiness | nindent 12 }}
           {{- with $c.resources }}
@@ -271,6 +277,9 @@ spec:
               mountPath: {{ include "aiaudit.tlsDir" $ }}
               readOnly: true
             {{- end }}
+            - name: api-keys
+              mountPath: {{ include "aiaudit.authDir" $ }}
+              readOnly: true
             # The root filesystem is read-only: these are the only writable paths.
             - name: data
               mountPath: {{ include "aiaudit.dataDir" $ }}
@@ -296,6 +305,14 @@ spec:
                 path: ca.crt
               {{- end }}
         {{- end }}
+        # SHA-256 digests of API keys with their tenants and roles (no key itself).
+        - name: api-keys
+          secret:
+            secretName: {{ $a.apiKeys.existingSecret }}
+            defaultMode: 0440
+            items:
+              - key: {{ $a.apiKeys.key }}
+                path: api-keys.yaml
         - name: data
           emptyDir:
             sizeLimit: {{ $a.dataSizeLimit }}

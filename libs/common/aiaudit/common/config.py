@@ -40,6 +40,8 @@ class Settings:
     tls_key_file: Path | None = None
     tls_client_ca_file: Path | None = None
     allow_insecure: bool = False
+    health_address: str = ""
+    """Optional plaintext HOST:PORT serving only grpc.health.v1 (kubelet probes cannot do TLS)."""
     api_keys_file: Path | None = None
     """YAML of API keys (SHA-256 only), tenants and roles; see README "Authentication"."""
     log_level: str = "INFO"
