@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(migrate)
     migrate.add_argument("--database-url", help="admin URL (postgresql+psycopg://...)")
     migrate.set_defaults(func=_migrate)
-    integrity_cli.register(sub, _common, _settings)
+    integrity_cli.register(sub, _common)
     return parser
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import hvac
 
-from aiaudit.common import client
+from aiaudit.common import client, config
 from aiaudit.common.config import ConfigError, Settings
 from aiaudit.common.store import open_store
 from aiaudit.integrity import bundle, vault
@@ -23,7 +23,6 @@ from aiaudit.integrity.v1 import integrity_service_pb2_grpc as pb_grpc
 from aiaudit.integrity.verify import verify_store
 
 Common = Callable[[argparse.ArgumentParser], None]
-SettingsOf = Callable[[argparse.Namespace], Settings]
 
 
 def _keys(args: argparse.Namespace, settings: Settings) -> list[VerifierKey]:
@@ -128,17 +127,30 @@ def run_export_bundle(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def register(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser],
-    common: Common,
-    settings_of: SettingsOf,
-) -> None:
+def _offline(args: argparse.Namespace) -> Settings:
+    """Settings of a command that serves nothing (flags over environment over file).
+
+    The listener checks (TLS and API keys required off loopback) guard a
+    server; a command that only reads the store or calls a server must not
+    trip on them, so ``allow_insecure`` is set for these commands alone.
+    """
+    overrides: dict[str, object | None] = {
+        "address": args.address,
+        "data_dir": args.data_dir,
+        "allow_insecure": True,
+    }
+    if getattr(args, "database_url", None):
+        overrides["database_url"] = args.database_url
+    return config.load(args.config, overrides=overrides)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: Common) -> None:
     """Adds ``verify`` and ``integrity`` to the ``aiaudit`` command."""
 
     def bind(
         parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace, Settings], int]
     ) -> None:
-        parser.set_defaults(func=lambda args: run(args, settings_of(args)))
+        parser.set_defaults(func=lambda args: run(args, _offline(args)))
 
     def trusted(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(

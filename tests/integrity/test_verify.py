@@ -1,0 +1,278 @@
+"""Tamper tests: raw SQL as the database owner; ``verify`` must catch each and name the event.
+
+Runs on SQLite and PostgreSQL. Each test builds a log of 15 events with
+checkpoints at 12 and 15 (signed by a notary that then stops), checks that
+the untouched store verifies, tampers, and checks what ``verify`` reports.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from aiaudit.cli.main import main
+from aiaudit.common.store import SqlEventStore
+from aiaudit.common.store.prepare import prepare
+from aiaudit.common.store.schema import event_content, events, log_entries
+from aiaudit.common.store.sql import Receipt
+from aiaudit.integrity import checks, note
+from aiaudit.integrity.signers import FileKeys
+from aiaudit.integrity.verify import Report, verify_store
+from tests.helpers import interaction
+from tests.integrity.conftest import ORIGIN_PREFIX, Notaries, append, wait_until
+from tests.integrity.test_notary import all_checkpoints, covers
+
+
+@dataclass
+class Log:
+    tenant: str
+    receipts: list[Receipt]
+    keys: FileKeys
+    admin: sa.Engine
+    checkpoint_dir: Path
+    key_file: Path
+
+    def verify(self) -> Report:
+        return verify_store(
+            self.admin,
+            self.keys.verifier_keys(),
+            ORIGIN_PREFIX,
+            self.checkpoint_dir,
+            [self.tenant],
+        )
+
+    def problems(self) -> list[str]:
+        report = self.verify()
+        assert not report.ok
+        return [str(p) for p in report.problems]
+
+    def event(self, seq: int) -> str:
+        return self.receipts[seq].event_id
+
+    def execute(self, statement: str, **params: object) -> None:
+        with self.admin.begin() as conn:
+            conn.execute(sa.text(statement), {"t": self.tenant, **params})
+
+
+@pytest.fixture
+def log(
+    store: SqlEventStore, notaries: Notaries, admin_url: str, tenant: str, tmp_path: Path
+) -> Iterator[Log]:
+    keys = FileKeys(ORIGIN_PREFIX, tmp_path / "key.pem")
+    receipts = append(store, tenant, 12)
+    notary = notaries.start(keys)
+    wait_until(lambda: covers(notaries.url, tenant, 12))
+    receipts += append(store, tenant, 3)
+    wait_until(lambda: covers(notaries.url, tenant, 15))
+    notary.stop()
+    assert [c.tree_size for c in all_checkpoints(notaries.url, tenant)] == [12, 15]
+    admin = sa.create_engine(admin_url)
+    result = Log(tenant, receipts, keys, admin, tmp_path / "checkpoints", tmp_path / "key.pem")
+    report = result.verify()
+    assert report.ok, report.problems
+    assert (report.events, report.checkpoints) == (15, 4)  # 2 stored + 2 exported copies
+    yield result
+    admin.dispose()
+
+
+def mentions(problems: list[str], *needles: str) -> bool:
+    return any(all(n in p for n in needles) for p in problems)
+
+
+def test_changed_canonical_field_is_named(log: Log) -> None:
+    with log.admin.begin() as conn:
+        raw = conn.execute(
+            sa.select(events.c.canonical).where(events.c.log_id == log.tenant, events.c.seq == 4)
+        ).scalar_one()
+        forged = bytes(raw).replace(b'"gpt-4o"', b'"gpt-4x"')
+        assert forged != bytes(raw)
+        conn.execute(
+            sa.update(events)
+            .where(events.c.log_id == log.tenant, events.c.seq == 4)
+            .values(canonical=forged)
+        )
+    problems = log.problems()
+    assert mentions(problems, "sequence 4", log.event(4), "does not match the log entry's leaf")
+    assert mentions(problems, "sequence 4", log.event(4), "notary integrated")
+    assert mentions(problems, "stored checkpoint at size 12", "another root")
+
+
+def test_changed_search_column_is_named(log: Log) -> None:
+    log.execute("UPDATE events SET user_id = 'mallory' WHERE log_id = :t AND seq = 6")
+    problems = log.problems()
+    assert mentions(problems, "sequence 6", log.event(6), "column user_id is 'mallory'")
+
+
+def test_changed_leaf_and_event_together_are_named(log: Log) -> None:
+    """Rewriting the event and its leaf hash consistently still disagrees with the tree."""
+    fake = prepare(interaction(log.tenant, event_id=log.event(3), text="rewritten"), _now())
+    with log.admin.begin() as conn:
+        conn.execute(
+            sa.update(events)
+            .where(events.c.log_id == log.tenant, events.c.seq == 3)
+            .values(canonical=fake.committed.canonical)
+        )
+        conn.execute(
+            sa.update(log_entries)
+            .where(log_entries.c.log_id == log.tenant, log_entries.c.seq == 3)
+            .values(leaf_hash=fake.committed.leaf_hash)
+        )
+    problems = log.problems()
+    assert mentions(problems, "sequence 3", log.event(3), "notary integrated")
+
+
+def test_changed_content_is_named(log: Log) -> None:
+    with log.admin.begin() as conn:
+        raw = conn.execute(
+            sa.select(event_content.c.content).where(
+                event_content.c.log_id == log.tenant, event_content.c.seq == 2
+            )
+        ).scalar_one()
+        content = json.loads(raw)
+        path = next(p for p in content if p.startswith("input."))
+        content[path] = "something else"
+        conn.execute(
+            sa.update(event_content)
+            .where(event_content.c.log_id == log.tenant, event_content.c.seq == 2)
+            .values(content=json.dumps(content).encode())
+        )
+    problems = log.problems()
+    assert mentions(problems, "sequence 2", log.event(2), path, "does not match its commitment")
+
+
+def test_deleted_row_is_named(log: Log) -> None:
+    for table in ("event_content", "events", "log_entries"):
+        log.execute(f"DELETE FROM {table} WHERE log_id = :t AND seq = 5")
+    problems = log.problems()
+    assert mentions(problems, "sequence 5", "sequences 5..5 are missing")
+
+
+def test_deleted_event_row_keeping_its_entry_is_named(log: Log) -> None:
+    log.execute("DELETE FROM events WHERE log_id = :t AND seq = 8")
+    problems = log.problems()
+    assert mentions(problems, "sequence 8", log.event(8), "event row is missing")
+
+
+def _insert(conn: sa.Connection, tenant: str, seq: int, event_id: str) -> None:
+    new = prepare(interaction(tenant, event_id=event_id, text="forged"), _now())
+    columns = checks.search_columns(new.committed.canonical)
+    conn.execute(
+        sa.insert(log_entries).values(
+            log_id=tenant,
+            seq=seq,
+            event_id=event_id,
+            leaf_hash=new.committed.leaf_hash,
+            receive_time=new.receive_time,
+        )
+    )
+    conn.execute(
+        sa.insert(events).values(
+            log_id=tenant, seq=seq, canonical=new.committed.canonical, **columns
+        )
+    )
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def test_forged_row_inserted_in_the_middle_is_named(log: Log) -> None:
+    with log.admin.begin() as conn:
+        for table in ("event_content", "events", "log_entries"):  # make room at 7
+            conn.execute(
+                sa.text(f"UPDATE {table} SET seq = -seq - 100 WHERE log_id = :t AND seq >= 7"),
+                {"t": log.tenant},
+            )
+            conn.execute(
+                sa.text(f"UPDATE {table} SET seq = -seq - 99 WHERE log_id = :t AND seq < -99"),
+                {"t": log.tenant},
+            )
+        _insert(conn, log.tenant, 7, "forged-event")
+        conn.execute(sa.text("UPDATE logs SET size = 16 WHERE log_id = :t"), {"t": log.tenant})
+    problems = log.problems()
+    assert mentions(problems, "sequence 7", "forged-event", "notary integrated")
+    assert mentions(problems, "sequence 8", log.event(7), "notary integrated")
+
+
+def test_forged_row_beyond_the_head_is_named(log: Log) -> None:
+    with log.admin.begin() as conn:
+        _insert(conn, log.tenant, 15, "forged-tail")
+    problems = log.problems()
+    assert mentions(problems, "sequence 15", "forged-tail", "beyond the log head")
+
+
+def test_forged_event_row_without_entry_is_named(log: Log) -> None:
+    new = prepare(interaction(log.tenant, event_id="forged-orphan"), _now())
+    with log.admin.begin() as conn:
+        conn.execute(
+            sa.insert(events).values(
+                log_id=log.tenant,
+                seq=3,
+                canonical=new.committed.canonical,
+                **checks.search_columns(new.committed.canonical),
+            )
+        )
+    problems = log.problems()
+    assert mentions(problems, "sequence 3", "forged-orphan", "without a log entry")
+
+
+def test_swapped_sequence_numbers_are_named(log: Log) -> None:
+    with log.admin.begin() as conn:
+        for table in ("event_content", "events", "log_entries"):
+            for a, b in ((2, -1), (9, 2), (-1, 9)):
+                conn.execute(
+                    sa.text(f"UPDATE {table} SET seq = :b WHERE log_id = :t AND seq = :a"),
+                    {"t": log.tenant, "a": a, "b": b},
+                )
+    problems = log.problems()
+    assert mentions(problems, "sequence 2", log.event(9), "notary integrated")
+    assert mentions(problems, "sequence 9", log.event(2), "notary integrated")
+    assert mentions(problems, "stored checkpoint at size 12", "another root")
+
+
+def test_replaced_checkpoint_is_caught(log: Log) -> None:
+    other = Ed25519PrivateKey.generate()
+    public = other.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    forged = note.sign_checkpoint(
+        note.Checkpoint(f"{ORIGIN_PREFIX}/{log.tenant}", 12, b"\x00" * 32),
+        [note.NoteSigner(ORIGIN_PREFIX, public, other.sign)],
+    )
+    log.execute(
+        "UPDATE integrity_checkpoints SET signed_note = :n, root_hash = :r "
+        "WHERE log_id = :t AND tree_size = 12",
+        n=forged,
+        r=b"\x00" * 32,
+    )
+    problems = log.problems()
+    assert mentions(problems, "stored checkpoint at size 12", "no signature from a trusted key")
+
+
+def test_truncated_tail_is_caught(log: Log) -> None:
+    for table in ("event_content", "events", "log_entries"):
+        log.execute(f"DELETE FROM {table} WHERE log_id = :t AND seq >= 12")
+    log.execute("UPDATE logs SET size = 12 WHERE log_id = :t")
+    problems = log.problems()
+    assert mentions(problems, "checkpoint at size 15 covers sequences 12..14, which are missing")
+    assert mentions(problems, "integrated 15 leaves but the log head says 12")
+
+
+def test_cli_exits_non_zero_and_names_the_event(
+    log: Log, store_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = log.keys.verifier_keys()[0].encode()
+    url = log.admin.url.render_as_string(hide_password=False)
+    base = ["verify", "--database-url", url, "--log", log.tenant, "--verifier-key", key]
+    base += ["--origin-prefix", ORIGIN_PREFIX, "--checkpoint-dir", str(log.checkpoint_dir)]
+    assert main(base) == 0
+    log.execute("UPDATE events SET model_name = 'other' WHERE log_id = :t AND seq = 1")
+    assert main(base) == 1
+    out = capsys.readouterr().out
+    assert f"sequence 1 event {log.event(1)}: column model_name is 'other'" in out
