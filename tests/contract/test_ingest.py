@@ -155,6 +155,26 @@ def test_invalid_utf8_names_the_event(server: Running, tenant: str) -> None:
     assert stored_count(server, tenant) == 0
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [
+        b"\x08\x05",  # field 1 (event_id, a string) sent as a varint: a wrong type
+        b"\xf8\x3e\x01",  # field 999, unknown to this server (a newer client)
+    ],
+)
+def test_unknown_or_wrongly_typed_fields_are_refused(
+    server: Running, tenant: str, extra: bytes
+) -> None:
+    good = interaction(tenant).SerializeToString()
+    frame = lambda b: b"\x0a" + _varint(len(b)) + b  # noqa: E731
+    call = server.channel.unary_unary("/aiaudit.ingest.v1.IngestService/Append")
+    with pytest.raises(grpc.RpcError) as err:
+        call(frame(good) + frame(good.replace(b"e-", b"f-", 1) + extra))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert list(violations(err.value)) == ["events[1]"]
+    assert stored_count(server, tenant) == 0
+
+
 def _varint(n: int) -> bytes:
     out = bytearray()
     while True:

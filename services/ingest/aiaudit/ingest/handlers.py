@@ -22,7 +22,7 @@ from aiaudit.common.v1 import event_pb2, proof_pb2
 from aiaudit.ingest.committer import GroupCommitter
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.validation import Limits, validate_batch
-from aiaudit.ingest.wire import locate_bad_event
+from aiaudit.ingest.wire import events_with_unknown_fields, locate_bad_event
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ class IngestHandlers:
         prefix: str,
     ) -> object:
         try:
-            return message.FromString(raw)
+            request = message.FromString(raw)
         except DecodeError:
             bad = locate_bad_event(raw, field, prefix)
             raise _RefusedError(
@@ -135,6 +135,21 @@ class IngestHandlers:
                     "malformed request; nothing was written", [(bad.field, bad.description)]
                 )
             ) from None
+        # Fields this server does not know (a newer client, or a wrongly typed
+        # field) would be dropped silently: an audit log refuses instead.
+        size = request.ByteSize()
+        request.DiscardUnknownFields()
+        if request.ByteSize() != size:
+            raise _RefusedError(
+                status.bad_request(
+                    "unknown fields; nothing was written",
+                    [
+                        (f, "has fields unknown to this server (wrong type, or a newer client)")
+                        for f in events_with_unknown_fields(raw, field, prefix)
+                    ],
+                )
+            )
+        return request
 
     def append(self, raw: bytes, context: grpc.ServicerContext) -> pb.AppendResponse:
         """Append: the whole batch or nothing."""

@@ -8,6 +8,7 @@ top-level wire format to name the event that is broken.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
@@ -36,6 +37,35 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
         if not b & 0x80:
             return value, pos
         shift += 7
+
+
+def _chunks(raw: bytes, events_field: int) -> Iterator[bytes]:
+    """The serialized events of a well-formed request, in order."""
+    pos = 0
+    while pos < len(raw):
+        tag, pos = _varint(raw, pos)
+        wire_type = tag & 7
+        if wire_type == 0:
+            _, pos = _varint(raw, pos)
+        elif wire_type == 2:
+            length, pos = _varint(raw, pos)
+            if tag >> 3 == events_field:
+                yield raw[pos : pos + length]
+            pos += length
+        else:
+            pos += _WIRE_SIZES.get(wire_type, 0)
+
+
+def events_with_unknown_fields(raw: bytes, events_field: int, prefix: str) -> list[str]:
+    """Paths of the events that carry fields unknown to this server."""
+    bad = []
+    for i, chunk in enumerate(_chunks(raw, events_field)):
+        event = event_pb2.Event.FromString(chunk)
+        size = event.ByteSize()
+        event.DiscardUnknownFields()
+        if event.ByteSize() != size:
+            bad.append(f"{prefix}[{i}]")
+    return bad or [prefix]
 
 
 def locate_bad_event(raw: bytes, events_field: int, prefix: str) -> MalformedError:
