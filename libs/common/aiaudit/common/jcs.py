@@ -107,24 +107,28 @@ _WELL_KNOWN: dict[str, Callable[[Any], str]] = {
 }
 
 
-class _Fields:
-    """Per-message-type facts looked up once: JSON name, kind, content flag."""
+# How each field is written; computed once per message type. The common cases
+# (a singular string, integer or enum that is not content) are handled inline
+# in Encoder.message: this runs for every field of every ingested event.
+_PLAIN_STRING, _PLAIN_INT64, _PLAIN_ENUM, _OTHER = range(4)
+_FIELD_FACTS: dict[Any, dict[str, tuple[str, bool, int]]] = {}
 
-    cache: dict[str, dict[str, tuple[str, bool]]] = {}
 
-    @classmethod
-    def of(cls, desc: Any) -> dict[str, tuple[str, bool]]:
-        found = cls.cache.get(desc.full_name)
-        if found is None:
-            found = {
-                f.name: (
-                    f.json_name,
-                    bool(f.GetOptions().Extensions[options_pb2.sensitive_content]),
+def _facts(desc: Any) -> dict[str, tuple[str, bool, int]]:
+    """Field name -> (JSON name, is content, how it is written)."""
+    found = _FIELD_FACTS.get(desc)
+    if found is None:
+        found = {}
+        for f in desc.fields:
+            sensitive = bool(f.GetOptions().Extensions[options_pb2.sensitive_content])
+            kind = _OTHER
+            if not f.is_repeated and not sensitive:
+                kind = {FD.TYPE_STRING: _PLAIN_STRING, FD.TYPE_ENUM: _PLAIN_ENUM}.get(
+                    f.type, _PLAIN_INT64 if f.type in _INT64 else _OTHER
                 )
-                for f in desc.fields
-            }
-            cls.cache[desc.full_name] = found
-        return found
+            found[f.name] = (f.json_name, sensitive, kind)
+        _FIELD_FACTS[desc] = found
+    return found
 
 
 def _scalar(field: Any, v: Any) -> str:
@@ -163,12 +167,20 @@ class Encoder:
         well_known = _WELL_KNOWN.get(desc.full_name)
         if well_known is not None:
             return well_known(msg)
-        facts = _Fields.of(desc)
+        facts = _facts(desc)
         members = []
         for field, value in msg.ListFields():
-            json_name, sensitive = facts[field.name]
-            here = f"{path}.{json_name}" if path else json_name
-            members.append((json_name, self._member(field, value, sensitive, here)))
+            json_name, sensitive, kind = facts[field.name]
+            if kind == _PLAIN_STRING:
+                text = encode_basestring(value)
+            elif kind == _PLAIN_INT64:
+                text = f'"{value}"'
+            elif kind == _PLAIN_ENUM:
+                text = _scalar(field, value)
+            else:
+                here = f"{path}.{json_name}" if path else json_name
+                text = self._member(field, value, sensitive, here)
+            members.append((json_name, text))
         members.sort()
         return "{" + ",".join(f'"{k}":{v}' for k, v in members) + "}"
 
