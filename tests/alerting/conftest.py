@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from pathlib import Path
 
+import grpc
 import pytest
+import yaml
 
 from aiaudit.alerting.engine import Engine
 from aiaudit.alerting.rulebook import RuleBook
 from aiaudit.alerting.sinks import alert_json
 from aiaudit.alerting.store import AlertStore
+from aiaudit.common import client, config
 from aiaudit.common.store import open_store
 from aiaudit.common.store.prepare import prepare
 from aiaudit.common.store.sql import SqlEventStore
 from aiaudit.common.v1 import event_pb2 as ev
+from tests.conftest import write_keys
 
 
 @pytest.fixture
@@ -32,3 +37,32 @@ def append(store: SqlEventStore, events: list[ev.Event], when: dt.datetime | Non
 def make_engine(consumer: SqlEventStore, sinks: tuple[str, ...] = ()) -> Engine:
     store = AlertStore(consumer.engine)
     return Engine(consumer, store, RuleBook(store), sinks, 500, alert_json)
+
+
+@pytest.fixture
+def alerting_server(
+    store_url: str, consumer_url: str, tmp_path: Path
+) -> Iterator[tuple[grpc.Channel, dict[str, str], str]]:
+    """Ingest and alerting on one server; alerting runs as the consumer role."""
+    from aiaudit.cli.server import start
+
+    keys = write_keys(tmp_path / "keys.yaml")
+    cfg = tmp_path / "aiaudit.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "api_keys_file": str(tmp_path / "keys.yaml"),
+                "address": "127.0.0.1:0",
+                "data_dir": str(tmp_path),
+                "database_url": store_url,
+                "services": ["ingest", "alerting"],
+                "alerting": {"database_url": consumer_url, "poll_interval": 0.02},
+            }
+        )
+    )
+    suite = start(config.load(cfg, env={}))
+    address = f"127.0.0.1:{suite.port}"
+    channel = client.channel(address, keys["admin"])
+    yield channel, keys, address
+    channel.close()
+    suite.stop()

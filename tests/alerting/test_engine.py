@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 import sqlalchemy as sa
 
 from aiaudit.alerting.engine import CONSUMER
@@ -110,10 +111,8 @@ def test_a_failed_batch_commits_nothing_and_is_redone(
         raise sa.exc.OperationalError("crash", {}, Exception("killed"))
 
     engine.store.save_windows = crash  # type: ignore[method-assign]
-    try:
+    with pytest.raises(sa.exc.OperationalError):
         engine.run_once()
-    except sa.exc.OperationalError:
-        pass
     assert _alerts(consumer, tenant) == []
     with consumer.engine.connect() as c:
         assert cursors.position(c, CONSUMER, tenant) == 0

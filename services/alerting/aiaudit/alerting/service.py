@@ -420,9 +420,14 @@ class AlertingService:
         """Firing or acknowledged -> resolved, with who, when and why."""
         return self._transition(principal, name, RESOLVED, reason)
 
-    def watch(self, tenant: str, min_severity: int, stop: Callable[[], bool]) -> Iterator[Alert]:
+    def subscribe(self) -> queue.Queue[Alert]:
+        """Starts receiving changes (before the watcher is told it is watching)."""
+        return self.broadcaster.subscribe()
+
+    def watch(
+        self, q: queue.Queue[Alert], tenant: str, min_severity: int, stop: Callable[[], bool]
+    ) -> Iterator[Alert]:
         """Changes of the tenant's alerts at or above a severity until ``stop`` says so."""
-        q = self.broadcaster.subscribe()
         try:
             while not stop():
                 try:
