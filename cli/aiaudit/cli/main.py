@@ -82,6 +82,14 @@ def _demo(args: argparse.Namespace) -> int:
     return run(_settings(args).address, args.api_key)
 
 
+def _rules(args: argparse.Namespace) -> int:
+    from aiaudit.alerting import cli as rules_cli
+
+    if args.rules_command == "check":
+        return rules_cli.check(args.rules_file)
+    return rules_cli.test(args.rules_file, args.events_file)
+
+
 def _migrate(args: argparse.Namespace) -> int:
     from aiaudit.common.store import open_store
 
@@ -110,6 +118,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="send sample interactions and print their receipts")
     _common(demo)
     demo.set_defaults(func=_demo)
+    rules = sub.add_parser("rules", help="validate and try alert rules offline")
+    rules_sub = rules.add_subparsers(dest="rules_command", required=True)
+    rules_check = rules_sub.add_parser(
+        "check", help="validate a rule file (errors name line and field)"
+    )
+    rules_check.add_argument("rules_file", type=Path, metavar="RULES.yaml")
+    rules_check.set_defaults(func=_rules)
+    rules_test = rules_sub.add_parser("test", help="print which rules fire on each event")
+    rules_test.add_argument("rules_file", type=Path, metavar="RULES.yaml")
+    rules_test.add_argument("events_file", type=Path, metavar="EVENTS.jsonl")
+    rules_test.set_defaults(func=_rules)
     db = sub.add_parser("db", help="database administration")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     migrate = db_sub.add_parser(
