@@ -200,11 +200,14 @@ def run(address: str, api_key: str | None = None) -> int:
         stub = pb_grpc.IngestServiceStub(channel)  # type: ignore[no-untyped-call]
         events = sample_events()
         response = stub.Append(pb.AppendRequest(events=events), timeout=30)
-    for event, receipt in zip(events, response.receipts, strict=True):
-        kind = ev.EventType.Name(event.event_type).removeprefix("EVENT_TYPE_").lower()
-        received = json_format.MessageToJson(receipt.receive_time)
-        print(
-            f"{kind:13} {event.actor.user_id:8} seq={receipt.sequence:<5} "
-            f"leaf={receipt.leaf_hash.hex()[:16]}... {received}"
-        )
+        for event, receipt in zip(events, response.receipts, strict=True):
+            kind = ev.EventType.Name(event.event_type).removeprefix("EVENT_TYPE_").lower()
+            received = json_format.MessageToJson(receipt.receive_time)
+            print(
+                f"{kind:13} {event.actor.user_id:8} seq={receipt.sequence:<5} "
+                f"leaf={receipt.leaf_hash.hex()[:16]}... {received}"
+            )
+        from aiaudit.alerting.demo import print_alerts
+
+        print_alerts(channel, TENANT, [e.event_id for e in events])
     return 0
