@@ -64,8 +64,9 @@ def baseline_copy(dsn: str, tenant: str, n: int) -> float:
                             (tenant, seq, e.event.event_id, e.committed.leaf_hash, e.receive_time)
                         )
                 with conn.cursor().copy(
-                    "COPY bench_events (log_id, seq, receive_time, event_id, event_type, occurred_time, "
-                    "user_id, application, model_provider, model_name, canonical) FROM STDIN"
+                    "COPY bench_events (log_id, seq, receive_time, event_id, event_type, "
+                    "occurred_time, user_id, application, model_provider, model_name, canonical) "
+                    "FROM STDIN"
                 ) as cp:
                     for seq, e in chunk:
                         cp.write_row(
@@ -225,7 +226,8 @@ def main() -> int:
         server.wait()
     print(f"(a) raw COPY baseline        {copy_rate:10,.0f} events/s")
     print(
-        f"(b) Append, batches of {BATCH}   {batch_rate:10,.0f} events/s  = {batch_rate / copy_rate:.2f}x COPY"
+        f"(b) Append, batches of {BATCH}   {batch_rate:10,.0f} events/s  "
+        f"= {batch_rate / copy_rate:.2f}x COPY"
     )
     print(
         f"(c) single-event Append      offered {args.rate:.0f}/s, achieved {achieved:,.0f}/s, "

@@ -330,7 +330,9 @@ def test_config_file_is_accepted_by_the_server(values: Path, tmp_path: Path) -> 
     mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
     secret_volumes = [v for v in pod["volumes"] if "secret" in v]
     mounted = {
-        f"{mounts[v['name']]}/{item['path']}" for v in secret_volumes for item in v["secret"]["items"]
+        f"{mounts[v['name']]}/{item['path']}"
+        for v in secret_volumes
+        for item in v["secret"]["items"]
     }
     for key in ("tls_cert_file", "tls_key_file", "tls_client_ca_file", "api_keys_file"):
         if key in settings:
