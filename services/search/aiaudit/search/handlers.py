@@ -367,6 +367,7 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         snapshot = self._store.log_sizes().get(tenant, 0)
         if not self._indexer.wait_indexed(tenant, snapshot, self._export_wait):
             raise _unavailable(RuntimeError("the index has not caught up with the log"))
+        self._backend.make_visible()
         self._audit(
             caller,
             tenant,

@@ -230,6 +230,8 @@ class _Parser:
             return None
         node = self.conjunction(0)
         tok = self.peek()
+        if tok.kind == ")":
+            raise self.fail(tok, "unbalanced parenthesis: ')' without '('")
         if tok.kind != "end":
             raise self.fail(tok, f"unexpected {_describe(tok)}")
         return node

@@ -124,6 +124,10 @@ class SearchBackend(Protocol):
         """
         ...
 
+    def make_visible(self) -> None:
+        """Makes everything written so far visible to searches (before an export)."""
+        ...
+
     def search(self, spec: SearchSpec) -> Page:
         """One page of matches, ordered by ``spec.order``."""
         ...

@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -49,6 +50,7 @@ from aiaudit.search.document import Document
 log = logging.getLogger(__name__)
 
 CONSUMER = "search-indexer"
+_SEARCH_ATTEMPTS = 4
 _TYPES = {
     Kind.KEYWORD: {"type": "keyword", "ignore_above": 8191},
     Kind.ENUM: {"type": "keyword"},
@@ -207,16 +209,33 @@ class OpenSearchBackend:
         with self._engine.begin() as conn:
             cursors.advance(conn, CONSUMER, log_id, new_position)
 
-    def _search(self, tenant: str, request: dict[str, Any]) -> dict[str, Any]:
-        result: dict[str, Any] = self._call(
-            lambda: self._client.search(
+    def make_visible(self) -> None:
+        """Refreshes the events indices (indexed documents become searchable now)."""
+        self._call(
+            lambda: self._client.indices.refresh(
                 index=f"{self._prefix}-*",
-                body=request,
-                routing=tenant,
                 params={"allow_no_indices": "true", "ignore_unavailable": "true"},
             )
         )
-        return result
+
+    def _search(self, tenant: str, request: dict[str, Any]) -> dict[str, Any]:
+        """One search; retried briefly while a just-created monthly index starts its shard."""
+        for attempt in range(_SEARCH_ATTEMPTS):
+            try:
+                result: dict[str, Any] = self._call(
+                    lambda: self._client.search(
+                        index=f"{self._prefix}-*",
+                        body=request,
+                        routing=tenant,
+                        params={"allow_no_indices": "true", "ignore_unavailable": "true"},
+                    )
+                )
+                return result
+            except BackendUnavailableError:
+                if attempt + 1 == _SEARCH_ATTEMPTS:
+                    raise
+                time.sleep(0.1 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     def _query(self, spec_tenant: str, where: Any, below: int | None = None) -> dict[str, Any]:
         filters: list[dict[str, Any]] = [{"term": {"tenant_id": spec_tenant}}]

@@ -153,6 +153,9 @@ class SqliteFtsBackend:
                 (log_id, new_position),
             )
 
+    def make_visible(self) -> None:
+        """Committed rows are visible already."""
+
     def _where(self, tenant: str, node: Node | None, params: list[object]) -> str:
         params.append(tenant)
         sql = "d.tenant_id = ?"

@@ -1,0 +1,373 @@
+"""SearchService contract, identical on SQLite FTS5 and a real OpenSearch node.
+
+Expected results come from Python predicates over the events the test sent
+(an oracle), never from the backend under test.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import statistics
+import threading
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+import pytest
+from google.protobuf import json_format
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from lxml import etree
+
+from aiaudit.common.v1 import event_pb2 as ev
+from aiaudit.search import document, exporting
+from aiaudit.search.v1 import search_service_pb2 as pb
+from tests.helpers import interaction
+from tests.search.conftest import NOT_ACCESS, SearchSuite, wait_until
+
+XSD = Path(__file__).resolve().parents[2] / "services/search/aiaudit/search/export.xsd"
+BASE = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
+
+
+def dataset(tenant: str) -> list[ev.Event]:
+    """Twelve varied interactions: users, models, times, numbers, flags, signals, text."""
+    words = ["refund request", "credit card leak", "weather today", "password reset"]
+    out = []
+    for i in range(12):
+        e = interaction(
+            tenant,
+            f"ev-{i:02d}",
+            text=f"{words[i % 4]} number{i}",
+            user=f"user{i % 3}",
+            model=["gpt-4o", "gpt-4o-mini", "claude-3"][i % 3],
+        )
+        e.occurred_time.FromDatetime(BASE + dt.timedelta(minutes=7 * i))
+        e.usage.output_tokens = 10 * i
+        e.timing.latency.FromMilliseconds(100 * (i + 1))
+        if i % 4 == 1:
+            e.safety_flags.add(category="pii", severity=ev.SEVERITY_HIGH, score=0.5 + i / 100)
+        e.trust_signals.add(name="user_rating", value=ev.AttributeValue(int_value=i % 5))
+        e.attributes["team"].string_value = "red" if i % 2 else "blue"
+        out.append(e)
+    return out
+
+
+Predicate = Callable[[ev.Event], bool]
+
+
+def has_text(e: ev.Event, phrase: str) -> bool:
+    texts = [p.text for m in [*e.input.messages, *e.output.messages] for p in m.parts]
+    return any(phrase in t for t in texts)
+
+
+CASES: list[tuple[str, str, Predicate]] = [
+    ('actor.user_id = "user1"', "", lambda e: e.actor.user_id == "user1"),
+    (
+        'actor.user_id = "user0" AND occurred_time >= "2026-03-01T12:20:00Z"',
+        "",
+        lambda e: e.actor.user_id == "user0" and e.occurred_time.ToSeconds() >= 1772367600,
+    ),
+    ('model.name = "gpt-4o*"', "", lambda e: e.model.name.startswith("gpt-4o")),
+    ("model.name != gpt-4o", "", lambda e: e.model.name != "gpt-4o"),
+    ("usage.output_tokens > 50 OR timing.latency <= 200ms", "", lambda e: False),
+    ("safety_flags.category:pii", "", lambda e: any(f.category == "pii" for f in e.safety_flags)),
+    ("NOT safety_flags.severity:*", "", lambda e: True),
+    ("safety_flags.score >= 0.55", "", lambda e: any(f.score >= 0.55 for f in e.safety_flags)),
+    ("trust_signals.user_rating >= 3", "", lambda e: e.trust_signals[0].value.int_value >= 3),
+    ('attributes.team = "red"', "", lambda e: e.attributes["team"].string_value == "red"),
+    ("", '"credit card"', lambda e: has_text(e, "credit card")),
+    ('model.name = "claude-3"', "refund OR password", lambda e: False),
+    ("", "request -refund", lambda e: False),
+    ('output.text:"password reset"', "", lambda e: has_text(e, "password reset")),
+]
+# Predicates that need more than one line.
+CASES[4] = (
+    CASES[4][0],
+    "",
+    lambda e: e.usage.output_tokens > 50 or e.timing.latency.ToMilliseconds() <= 200,
+)
+CASES[6] = (CASES[6][0], "", lambda e: not e.safety_flags)
+CASES[11] = (
+    CASES[11][0],
+    CASES[11][1],
+    lambda e: e.model.name == "claude-3" and (has_text(e, "refund") or has_text(e, "password")),
+)
+CASES[12] = (CASES[12][0], CASES[12][1], lambda e: False)
+
+
+def loaded(search_suite: SearchSuite, tenant: str) -> list[ev.Event]:
+    events = dataset(tenant)
+    search_suite.append(events)
+    search_suite.wait_indexed(tenant, len(events))
+    return events
+
+
+def test_filters_and_full_text_match_the_oracle(search_suite: SearchSuite, tenant: str) -> None:
+    events = loaded(search_suite, tenant)
+    for filter_text, query, predicate in CASES:
+        expected = sorted(e.event_id for e in events if predicate(e))
+        got = sorted(search_suite.all_ids(tenant, filter_text, query=query))
+        assert got == expected, (filter_text, query)
+    # at least the text cases select something, so they are not vacuous
+    assert search_suite.find(tenant, "", query='"credit card"').total_size == 3
+
+
+def test_results_carry_events_from_the_store_and_highlights(
+    search_suite: SearchSuite, tenant: str
+) -> None:
+    events = {e.event_id: e for e in loaded(search_suite, tenant)}
+    page = search_suite.find(tenant, 'model.name != "claude-3"', query="leak")
+    assert page.total_size == 2 and len(page.results) == 2
+    for result in page.results:
+        got = ev.Event()
+        got.CopyFrom(result.event)
+        got.ClearField("receive_time")
+        assert got == events[got.event_id]
+        fragments = list(result.highlights["input.text"].fragments)
+        assert fragments and all("<em>leak</em>" in x for x in fragments)
+    one = search_suite.search.GetEvent(pb.GetEventRequest(tenant_id=tenant, event_id="ev-05"))
+    assert one.event.input == events["ev-05"].input and one.sequence == 5
+
+
+def test_ordering_and_pagination_are_stable_under_concurrent_inserts(
+    search_suite: SearchSuite, tenant: str
+) -> None:
+    events = loaded(search_suite, tenant)
+    by_time = [e.event_id for e in sorted(events, key=lambda e: e.occurred_time.ToMicroseconds())]
+    assert search_suite.all_ids(tenant, order_by="occurred_time") == by_time
+    assert search_suite.all_ids(tenant, order_by="occurred_time desc") == by_time[::-1]
+
+    stop = threading.Event()
+
+    def insert_more() -> None:
+        n = 0
+        while not stop.is_set() and n < 40:
+            extra = interaction(tenant, f"late-{n}")
+            extra.occurred_time.FromDatetime(BASE + dt.timedelta(minutes=3 * n))
+            search_suite.append([extra])
+            n += 1
+
+    writer = threading.Thread(target=insert_more)
+    writer.start()
+    seen: list[str] = []
+    token = ""
+    try:
+        while True:
+            page = search_suite.find(
+                tenant, "", order_by="occurred_time", page_size=3, page_token=token
+            )
+            seen += [r.event.event_id for r in page.results]
+            token = page.next_page_token
+            if not token:
+                break
+    finally:
+        stop.set()
+        writer.join()
+    assert len(seen) == len(set(seen)), "an event appeared on two pages"
+    assert [x for x in seen if x.startswith("ev-")] == by_time, "an original event was skipped"
+
+
+def test_aggregations_match_the_oracle(search_suite: SearchSuite, tenant: str) -> None:
+    events = loaded(search_suite, tenant)
+    response = search_suite.search.Aggregate(
+        pb.AggregateRequest(
+            tenant_id=tenant,
+            filter=NOT_ACCESS,
+            group_by=["model.name", "actor.user_id"],
+            metrics=["usage.output_tokens", "timing.latency"],
+            percentiles=[50, 90],
+            histogram=pb.Histogram(interval="30m"),
+        )
+    )
+    counts = Counter((e.model.name, e.actor.user_id) for e in events)
+    assert {tuple(b.keys): b.count for b in response.buckets} == dict(counts)
+    for b in response.buckets:
+        group = [e for e in events if (e.model.name, e.actor.user_id) == tuple(b.keys)]
+        tokens = [float(e.usage.output_tokens) for e in group]
+        s = b.stats["usage.output_tokens"]
+        assert (s.count, s.min, s.max, s.sum) == (
+            len(tokens),
+            min(tokens),
+            max(tokens),
+            sum(tokens),
+        )
+        assert s.avg == pytest.approx(statistics.mean(tokens))
+        assert b.stats["timing.latency"].max == pytest.approx(
+            max(e.timing.latency.ToMilliseconds() / 1000 for e in group)
+        )
+    whole = search_suite.search.Aggregate(
+        pb.AggregateRequest(
+            tenant_id=tenant, filter=NOT_ACCESS, metrics=["usage.output_tokens"], percentiles=[50]
+        )
+    )
+    assert len(whole.buckets) == 1 and whole.buckets[0].count == len(events)
+    median = whole.buckets[0].stats["usage.output_tokens"].percentiles["50"]
+    assert median == pytest.approx(statistics.median([10.0 * i for i in range(12)]), abs=10)
+    per_half_hour = Counter((e.occurred_time.ToSeconds() // 1800) * 1800 for e in events)
+    assert {b.start_time.ToSeconds(): b.count for b in response.time_buckets} == per_half_hour
+
+
+def export(search_suite: SearchSuite, tenant: str, fmt: int, filter_text: str = "") -> bytes:
+    chunks = search_suite.search.Export(
+        pb.ExportRequest(tenant_id=tenant, format=fmt, filter=filter_text or NOT_ACCESS)
+    )
+    return b"".join(c.data for c in chunks)
+
+
+def test_exports_round_trip_in_every_format(search_suite: SearchSuite, tenant: str) -> None:
+    events = loaded(search_suite, tenant)
+    weird = interaction(tenant, "weird", text='comma, "quote"\nnew line \x01 ctrl & <tag>')
+    weird.occurred_time.FromDatetime(BASE)
+    search_suite.append([weird])
+    events.append(weird)
+    stored = {e.event_id: e for e in events}
+
+    lines = export(search_suite, tenant, pb.EXPORT_FORMAT_JSONL).decode().splitlines()
+    parsed = [json_format.Parse(line, ev.Event()) for line in lines]
+    assert len(parsed) == len(events)
+    for got in parsed:
+        got.ClearField("receive_time")
+        assert got == stored[got.event_id]
+
+    rows = list(
+        csv.reader(io.StringIO(export(search_suite, tenant, pb.EXPORT_FORMAT_CSV).decode()))
+    )
+    assert rows[0] == exporting.columns()
+    assert len(rows) == len(events) + 1
+    column = {name: i for i, name in enumerate(rows[0])}
+    for row in rows[1:]:
+        original = stored[row[column["event_id"]]]
+        assert row[column["actor.user_id"]] == original.actor.user_id
+        assert row[column["model.name"]] == original.model.name
+        assert int(row[column["usage.output_tokens"]]) == original.usage.output_tokens
+        assert row[column["occurred_time"]] == document.iso(original.occurred_time.ToMicroseconds())
+        assert row[column["input.text"]] == original.input.messages[0].parts[0].text
+        if original.trust_signals:
+            assert json.loads(row[column["trust_signals"]]) == {
+                "user_rating": [float(original.trust_signals[0].value.int_value)]
+            }
+
+    xml = export(search_suite, tenant, pb.EXPORT_FORMAT_XML)
+    schema = etree.XMLSchema(etree.parse(str(XSD)))
+    tree = etree.fromstring(xml)
+    schema.assertValid(tree)
+    ns = {"a": exporting.NAMESPACE}
+    assert tree.get("tenant") == tenant
+    for node in tree.findall("a:event", ns):
+        got = json_format.Parse(node.findtext("a:json", namespaces=ns), ev.Event())
+        got.ClearField("receive_time")
+        assert got == stored[node.findtext("a:event_id", namespaces=ns)]
+    assert len(tree.findall("a:event", ns)) == len(events)
+
+    few = export(search_suite, tenant, pb.EXPORT_FORMAT_JSONL, 'actor.user_id = "user2"')
+    assert len(few.decode().splitlines()) == sum(e.actor.user_id == "user2" for e in events)
+
+
+def test_published_xsd_matches_the_catalogue() -> None:
+    assert XSD.read_text() == exporting.xsd()
+
+
+def field_violations(err: grpc.RpcError) -> dict[str, str]:
+    st = rpc_status.from_call(err)  # type: ignore[arg-type]
+    assert st is not None
+    out = {}
+    for detail in st.details:
+        br = error_details_pb2.BadRequest()
+        if detail.Unpack(br):
+            out.update({v.field: v.description for v in br.field_violations})
+    return out
+
+
+BAD_SEARCHES: list[tuple[dict[str, object], str, str]] = [
+    ({"filter": "(model.name = a"}, "filter", "column 1"),
+    ({"filter": "no.such = 1"}, "filter", "unknown field"),
+    ({"filter": 'usage.output_tokens = "many"'}, "filter", "is a number"),
+    ({"filter": "x' OR '1'='1"}, "filter", "column"),
+    ({"query": '"unbalanced'}, "query", "unterminated"),
+    ({"query": "(((a)"}, "query", "never closed"),
+    ({"query": "*:* OR _id:1"}, "query", "nothing searchable"),
+    ({"query": "_id:1 OR ctx._source.x"}, "", ""),
+    ({"order_by": "actor.user_id"}, "order_by", "cannot order by"),
+    ({"page_size": 100000}, "page_size", "between 0 and 1000"),
+    ({"page_size": -1}, "page_size", "between 0 and 1000"),
+    ({"page_token": "not-a-token"}, "page_token", "not a token"),
+    ({"tenant_id": ""}, "tenant_id", "required"),
+]
+
+
+@pytest.mark.parametrize(("fields", "field", "fragment"), BAD_SEARCHES)
+def test_bad_requests_are_invalid_argument_never_backend_errors(
+    search_suite: SearchSuite, tenant: str, fields: dict[str, object], field: str, fragment: str
+) -> None:
+    request = pb.SearchEventsRequest(tenant_id=tenant)
+    for k, v in fields.items():
+        setattr(request, k, v)
+    if not field:  # accepted as literal phrases: must answer, not fail
+        assert search_suite.search.SearchEvents(request).total_size == 0
+        return
+    with pytest.raises(grpc.RpcError) as caught:
+        search_suite.search.SearchEvents(request)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert fragment in field_violations(caught.value)[field]
+
+
+def test_bad_aggregations_and_exports_are_invalid_argument(
+    search_suite: SearchSuite, tenant: str
+) -> None:
+    bad = [
+        (pb.AggregateRequest(tenant_id=tenant, group_by=["input.text"]), "group_by[0]"),
+        (pb.AggregateRequest(tenant_id=tenant, metrics=["model.name"]), "metrics[0]"),
+        (
+            pb.AggregateRequest(tenant_id=tenant, metrics=["usage.cost"], percentiles=[101]),
+            "percentiles[0]",
+        ),
+        (
+            pb.AggregateRequest(tenant_id=tenant, histogram=pb.Histogram(interval="0s")),
+            "histogram.interval",
+        ),
+    ]
+    for request, field in bad:
+        with pytest.raises(grpc.RpcError) as caught:
+            search_suite.search.Aggregate(request)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert field in field_violations(caught.value)
+    with pytest.raises(grpc.RpcError) as caught:
+        list(search_suite.search.Export(pb.ExportRequest(tenant_id=tenant)))
+    assert "format" in field_violations(caught.value)
+
+
+def test_roles_scope_content_and_every_read_is_audited(
+    search_suite: SearchSuite, tenant: str
+) -> None:
+    loaded(search_suite, tenant)
+    analyst = search_suite.as_role("analyst")
+    page = analyst.SearchEvents(
+        pb.SearchEventsRequest(tenant_id=tenant, filter=f'actor.user_id = "user1" AND {NOT_ACCESS}')
+    )
+    assert page.total_size == 4
+    assert all(not r.event.input.messages[0].parts[0].text for r in page.results)
+    assert all(r.event.model.name for r in page.results)  # metadata stays
+    with pytest.raises(grpc.RpcError) as caught:
+        analyst.SearchEvents(pb.SearchEventsRequest(tenant_id=tenant, query="refund"))
+    assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.RpcError) as caught:
+        list(analyst.Export(pb.ExportRequest(tenant_id=tenant, format=pb.EXPORT_FORMAT_CSV)))
+    assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    gateway = search_suite.as_role("gateway")
+    with pytest.raises(grpc.RpcError) as caught:
+        gateway.GetEvent(pb.GetEventRequest(tenant_id=tenant, event_id="ev-01"))
+    assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+    access = pb.SearchEventsRequest(
+        tenant_id=tenant,
+        filter="event_type = AUDIT_ACCESS AND actor.user_id = test-analyst",
+        order_by="sequence",
+    )
+    wait_until(lambda: search_suite.search.SearchEvents(access).total_size >= 1)
+    record = search_suite.search.SearchEvents(access).results[0].event
+    assert record.attributes["access.action"].string_value == "search.events"
+    assert "user1" in record.attributes["access.filter"].string_value

@@ -1,0 +1,205 @@
+"""The filter and query languages as pure logic: trees, types, errors with positions."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aiaudit.search import catalogue, paging, translate_dsl, translate_sql
+from aiaudit.search.language import (
+    And,
+    Compare,
+    Exists,
+    LanguageError,
+    Not,
+    Or,
+    Prefix,
+    Text,
+    parse_filter,
+    parse_order_by,
+    parse_query,
+)
+
+
+def f(name: str) -> catalogue.Field:
+    found = catalogue.lookup(name)
+    assert found is not None
+    return found
+
+
+def test_comparisons_are_typed_into_indexed_values() -> None:
+    node = parse_filter(
+        'actor.user_id = "alice" AND occurred_time >= "2026-01-01T00:00:00.5Z" '
+        "AND usage.output_tokens > 10 AND timing.latency < 1500ms AND event_type = interaction"
+    )
+    assert node == And(
+        (
+            Compare(f("actor.user_id"), "=", "alice", False),
+            Compare(f("occurred_time"), ">=", 1767225600_500000, True),
+            Compare(f("usage.output_tokens"), ">", 10, True),
+            Compare(f("timing.latency"), "<", 1.5, True),
+            Compare(f("event_type"), "=", "EVENT_TYPE_INTERACTION", False),
+        )
+    )
+
+
+def test_or_binds_tighter_than_and_as_in_aip_160() -> None:
+    a, b, c = (Compare(f("model.name"), "=", x, False) for x in "abc")
+    assert parse_filter("model.name = a AND model.name = b OR model.name = c") == And(
+        (a, Or((b, c)))
+    )
+    assert parse_filter("(model.name = a AND model.name = b) OR model.name = c") == Or(
+        (And((a, b)), c)
+    )
+    assert parse_filter("model.name = a model.name = b") == And((a, b))
+
+
+def test_has_presence_prefix_negation_and_families() -> None:
+    assert parse_filter("safety_flags.category:*") == Exists(f("safety_flags.category"))
+    assert parse_filter('model.name = "gpt-4*"') == Prefix(f("model.name"), "gpt-4")
+    assert parse_filter("-model.name = x") == Not(Compare(f("model.name"), "=", "x", False))
+    assert parse_filter("model.name != x") == Not(Compare(f("model.name"), "=", "x", False))
+    rating = parse_filter("trust_signals.user_rating >= 4")
+    assert isinstance(rating, Compare) and rating.numeric and rating.value == 4.0
+    assert rating.field.multi and rating.field.kind is catalogue.Kind.DYNAMIC
+    label = parse_filter('attributes.team = "red"')
+    assert isinstance(label, Compare) and not label.numeric
+    assert parse_filter('output.text:"credit card"') == Text(("output.text",), "credit card")
+
+
+def test_query_terms_phrases_and_operators() -> None:
+    every = ("input.text", "output.text", "tool_call.text")
+    assert parse_query('refund "credit card" OR chargeback -test') == And(
+        (
+            Text(every, "refund"),
+            Or((Text(every, "credit card"), Text(every, "chargeback"))),
+            Not(Text(every, "test")),
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "column", "fragment"),
+    [
+        ("(model.name = a", 1, "never closed"),
+        ("model.name = a)", 15, "')' without '('"),
+        ("nosuch.field = 1", 1, "unknown field 'nosuch.field'"),
+        ("usage.output_tokens = ten", 23, "is a number"),
+        ("usage.output_tokens = 1.5", 23, "is an integer"),
+        ('model.name > "a"', 12, "compares text"),
+        ("event_type = BOGUS", 14, "not a value of 'event_type'"),
+        ('occurred_time > "yesterday"', 17, "not an RFC 3339 timestamp"),
+        ('occurred_time > "2026-01-01T00:00:00"', 17, "needs a time zone"),
+        ("timing.latency > 3", 18, "with a unit"),
+        ('model.name = "unterminated', 14, "unterminated string"),
+        ("model.name =", 13, "expected a value"),
+        ("model.name", 11, "expected an operator"),
+        ("AND model.name = a", 1, "unexpected 'AND'"),
+        ("model.name = a OR", 18, "ends too early"),
+        ("()", 2, "empty parentheses"),
+        ("model.name = a; DROP TABLE docs", 17, "unknown field 'DROP'"),
+        ("usage.cost > nan", 14, "is a number"),
+        ("safety_flags.blocked = maybe", 24, "is a boolean"),
+        ('model.name = "a*b*"', 14, "only a trailing '*'"),
+    ],
+)
+def test_bad_filters_name_the_position(text: str, column: int, fragment: str) -> None:
+    with pytest.raises(LanguageError) as caught:
+        parse_filter(text)
+    assert caught.value.field == "filter"
+    assert fragment in caught.value.detail
+    assert caught.value.position + 1 == column, caught.value
+
+
+def test_limits_refuse_huge_and_deep_input() -> None:
+    with pytest.raises(LanguageError, match="longer than"):
+        parse_filter("model.name = a AND " * 1000)
+    with pytest.raises(LanguageError, match="nested deeper"):
+        parse_filter("(" * 100 + "model.name = a" + ")" * 100)
+    with pytest.raises(LanguageError, match="more than 256"):
+        parse_filter(" OR ".join(["model.name = a"] * 300))
+    with pytest.raises(LanguageError, match="nothing searchable"):
+        parse_query('"***"')
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=200))
+def test_garbage_either_parses_or_raises_language_error(text: str) -> None:
+    for parse in (parse_filter, parse_query):
+        try:
+            parse(text)
+        except LanguageError as exc:
+            assert 0 <= exc.position <= len(text)
+
+
+def test_order_by_always_ends_with_sequence() -> None:
+    keys = parse_order_by("occurred_time desc")
+    assert [(k.field.name, k.descending) for k in keys] == [
+        ("occurred_time", True),
+        ("sequence", True),
+    ]
+    assert [k.field.name for k in parse_order_by("receive_time, sequence desc")] == [
+        "receive_time",
+        "sequence",
+    ]
+    for bad, column in (("model.name", 1), ("occurred_time up", 1), ("sequence, x", 11)):
+        with pytest.raises(LanguageError) as caught:
+            parse_order_by(bad)
+        assert caught.value.position + 1 == column
+
+
+def test_sql_binds_every_value_and_fts_strings_are_inert() -> None:
+    node = parse_filter('actor.user_id = "x\' OR 1=1 --" AND NOT model.name = a')
+    assert node is not None
+    params: list[object] = []
+    sql = translate_sql.where(node, params)
+    assert "OR 1=1" not in sql and params == ["x' OR 1=1 --", "a"]
+    assert "COALESCE(d.model__name = ?, 0)" in sql  # missing values count as not equal
+    query = parse_query(r'"say \"hi\" OR x" NEAR:x')
+    assert query is not None
+    params = []
+    translate_sql.where(query, params)
+    assert params == [
+        '{input__text output__text tool_call__text} : "say ""hi"" OR x"',
+        '{input__text output__text tool_call__text} : "NEAR:x"',
+    ]
+
+
+def test_dsl_uses_nested_entries_for_multi_valued_fields() -> None:
+    node = parse_filter("safety_flags.score > 0.5 AND model.name = m")
+    assert node is not None
+    assert translate_dsl.query(node) == {
+        "bool": {
+            "filter": [
+                {
+                    "nested": {
+                        "path": "entries",
+                        "query": {
+                            "bool": {
+                                "filter": [
+                                    {"term": {"entries.field": "safety_flags.score"}},
+                                    {"range": {"entries.num": {"gt": 0.5}}},
+                                ]
+                            }
+                        },
+                    }
+                },
+                {"term": {"model__name": "m"}},
+            ]
+        }
+    }
+
+
+def test_page_tokens_are_bound_to_the_request() -> None:
+    bound = paging.digest("t1", "f", "", "")
+    token = paging.encode(bound, (5, 7))
+    assert paging.decode(token, bound, 2) == (5, 7)
+    with pytest.raises(paging.TokenError, match="different"):
+        paging.decode(token, paging.digest("t2", "f", "", ""), 2)
+    for garbage in ("!!", "e30", paging.encode(bound, (1,)), token[:-3]):
+        with pytest.raises(paging.TokenError):
+            paging.decode(garbage, bound, 2)
+    with pytest.raises(ValueError):
+        paging.page_size(1001)
+    assert paging.page_size(0) == paging.DEFAULT_PAGE_SIZE
