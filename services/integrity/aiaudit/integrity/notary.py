@@ -72,7 +72,7 @@ class Notary:
         self._on_health = on_health
         self._ranges: dict[str, CompactRange] = {}
         self._unsigned: set[str] = set()
-        self._last_sign = 0.0
+        self._last_sign = float("-inf")  # the first checkpoint is due at once
         self._leading = False
         self._healthy: bool | None = None
         self._wake = threading.Event()

@@ -1,0 +1,262 @@
+"""IntegrityService over gRPC on the whole suite (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+import sqlalchemy as sa
+import yaml
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from aiaudit.cli.main import main
+from aiaudit.common import client, config
+from aiaudit.common.store import open_store
+from aiaudit.common.v1 import event_pb2
+from aiaudit.ingest.v1 import ingest_service_pb2 as ingest_pb
+from aiaudit.ingest.v1 import ingest_service_pb2_grpc as ingest_grpc
+from aiaudit.integrity import merkle, note
+from aiaudit.integrity.v1 import integrity_service_pb2 as pb
+from aiaudit.integrity.v1 import integrity_service_pb2_grpc as pb_grpc
+from tests.conftest import Running, write_keys
+from tests.helpers import interaction
+from tests.integrity.conftest import ORIGIN_PREFIX, wait_until
+
+
+def start_suite(store_url: str, notary_url: str, tmp_path: Path, interval: float = 0.05) -> Running:
+    from aiaudit.cli.server import start
+
+    keys = write_keys(tmp_path / "keys.yaml")
+    section = {
+        "origin_prefix": ORIGIN_PREFIX,
+        "checkpoint_interval": 0.05,
+        "poll_interval": 0.02,
+    }
+    if notary_url != store_url:
+        section["database_url"] = notary_url
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"integrity": section}))
+    settings = config.load(
+        tmp_path / "config.yaml",
+        env={},
+        overrides={
+            "api_keys_file": tmp_path / "keys.yaml",
+            "address": "127.0.0.1:0",
+            "data_dir": tmp_path,
+            "database_url": store_url,
+        },
+    )
+    suite = start(settings)
+    address = f"127.0.0.1:{suite.port}"
+    return Running(client.channel(address, keys["admin"]), suite, address, keys)
+
+
+@pytest.fixture
+def suite(store_url: str, notary_url: str, tmp_path: Path) -> Iterator[Running]:
+    running = start_suite(store_url, notary_url, tmp_path)
+    yield running
+    running.channel.close()
+    running.suite.stop()  # type: ignore[attr-defined]
+
+
+def append(running: Running, tenant: str, n: int) -> list[object]:
+    stub = ingest_grpc.IngestServiceStub(running.channel)
+    reply = stub.Append(
+        ingest_pb.AppendRequest(events=[interaction(tenant, text=f"q{i}") for i in range(n)])
+    )
+    return list(reply.receipts)
+
+
+def integrity(running: Running, role: str = "auditor") -> pb_grpc.IntegrityServiceStub:
+    return pb_grpc.IntegrityServiceStub(running.as_role(role))
+
+
+def checkpoint_covers(running: Running, tenant: str, size: int) -> bool:
+    try:
+        cp = integrity(running).GetCheckpoint(pb.GetCheckpointRequest(log_id=tenant)).checkpoint
+    except grpc.RpcError as err:
+        assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+        return False
+    return cp.tree_size >= size
+
+
+def violations(err: grpc.RpcError) -> dict[str, str]:
+    status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    assert status is not None
+    out = {}
+    for detail in status.details:
+        br = error_details_pb2.BadRequest()
+        if detail.Unpack(br):
+            out.update({v.field: v.description for v in br.field_violations})
+    return out
+
+
+def test_an_auditor_verifies_an_event_offline(suite: Running, tenant: str) -> None:
+    receipts = append(suite, tenant, 6)
+    wait_until(lambda: checkpoint_covers(suite, tenant, 6))
+    stub = integrity(suite)
+    published = stub.GetVerifierKey(pb.GetVerifierKeyRequest())
+    assert published.origin_prefix == ORIGIN_PREFIX
+    keys = [note.parse_verifier_key(k) for k in published.verifier_keys]
+    target = receipts[4]
+
+    by_id = stub.GetInclusionProof(
+        pb.GetInclusionProofRequest(log_id=tenant, event_id=target.event_id)  # type: ignore[attr-defined]
+    )
+    cp = note.open_checkpoint(by_id.checkpoint.signed_note, keys, f"{ORIGIN_PREFIX}/{tenant}")
+    assert by_id.leaf_hash == target.leaf_hash  # type: ignore[attr-defined]
+    merkle.verify_inclusion(4, cp.size, target.leaf_hash, by_id.proof.hashes, cp.root_hash)  # type: ignore[attr-defined]
+
+    by_seq = stub.GetInclusionProof(
+        pb.GetInclusionProofRequest(log_id=tenant, sequence=4, tree_size=cp.size)
+    )
+    assert list(by_seq.proof.hashes) == list(by_id.proof.hashes)
+
+    first = stub.GetCheckpoint(pb.GetCheckpointRequest(log_id=tenant, tree_size=cp.size))
+    assert first.checkpoint.signed_note == by_id.checkpoint.signed_note
+    # Reads are access events, so the log grows: wait for a larger checkpoint.
+    wait_until(lambda: checkpoint_covers(suite, tenant, cp.size + 1))
+    later = stub.GetCheckpoint(pb.GetCheckpointRequest(log_id=tenant)).checkpoint
+    consistency = stub.GetConsistencyProof(
+        pb.GetConsistencyProofRequest(log_id=tenant, from_size=cp.size, to_size=later.tree_size)
+    )
+    new = note.open_checkpoint(later.signed_note, keys, f"{ORIGIN_PREFIX}/{tenant}")
+    merkle.verify_consistency(
+        cp.size, new.size, cp.root_hash, new.root_hash, consistency.proof.hashes
+    )
+
+    verdict = stub.VerifyEvent(pb.VerifyEventRequest(log_id=tenant, event_id=target.event_id))  # type: ignore[attr-defined]
+    assert verdict.status == pb.VERIFY_STATUS_VERIFIED, verdict.problems
+    assert verdict.proof.tree_size == verdict.checkpoint.tree_size > 4
+
+    # Every read above was recorded in the tenant's own log, naming the caller.
+    store = open_store(suite.suite.store.engine.url.render_as_string(hide_password=False))  # type: ignore[attr-defined]
+    access = [
+        e.to_event()
+        for e in store.read_log(tenant, 0, 1000)
+        if e.to_event().event_type == event_pb2.EVENT_TYPE_AUDIT_ACCESS
+    ]
+    store.close()
+    actions = {e.attributes["access.action"].string_value for e in access}
+    assert {
+        "integrity.get_inclusion_proof",
+        "integrity.get_checkpoint",
+        "integrity.get_consistency_proof",
+        "integrity.verify_event",
+    } <= actions
+    assert {e.actor.user_id for e in access} == {"test-auditor"}
+
+
+def test_bad_requests_name_the_field_and_errors_are_clear(suite: Running, tenant: str) -> None:
+    append(suite, tenant, 2)
+    wait_until(lambda: checkpoint_covers(suite, tenant, 2))
+    stub = integrity(suite)
+    cases = [
+        (lambda: stub.GetCheckpoint(pb.GetCheckpointRequest()), "log_id"),
+        (lambda: stub.GetInclusionProof(pb.GetInclusionProofRequest(log_id=tenant)), "leaf"),
+        (
+            lambda: stub.GetInclusionProof(pb.GetInclusionProofRequest(log_id=tenant, sequence=-1)),
+            "sequence",
+        ),
+        (
+            lambda: stub.GetConsistencyProof(pb.GetConsistencyProofRequest(log_id=tenant)),
+            "from_size",
+        ),
+        (
+            lambda: stub.GetConsistencyProof(
+                pb.GetConsistencyProofRequest(log_id=tenant, from_size=10**6)
+            ),
+            "from_size",
+        ),
+        (lambda: stub.VerifyEvent(pb.VerifyEventRequest(log_id=tenant)), "event_id"),
+    ]
+    for call, field in cases:
+        with pytest.raises(grpc.RpcError) as err:
+            call()
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, field
+        assert field in violations(err.value), (field, violations(err.value))
+
+    for call in (
+        lambda: stub.GetInclusionProof(pb.GetInclusionProofRequest(log_id=tenant, event_id="nope")),
+        lambda: stub.GetCheckpoint(pb.GetCheckpointRequest(log_id=tenant, tree_size=10**6)),
+        lambda: stub.VerifyEvent(pb.VerifyEventRequest(log_id=tenant, event_id="nope")),
+    ):
+        with pytest.raises(grpc.RpcError) as err:
+            call()
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+    with pytest.raises(grpc.RpcError) as err:
+        integrity(suite, "analyst").GetCheckpoint(pb.GetCheckpointRequest(log_id=tenant))
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    anonymous = pb_grpc.IntegrityServiceStub(client.channel(suite.address))
+    with pytest.raises(grpc.RpcError) as err:
+        anonymous.GetVerifierKey(pb.GetVerifierKeyRequest())
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_not_yet_checkpointed_and_erased_events(
+    store_url: str, notary_url: str, admin_url: str, tmp_path: Path, tenant: str
+) -> None:
+    running = start_suite(store_url, notary_url, tmp_path)
+    try:
+        first = append(running, tenant, 3)
+        wait_until(lambda: checkpoint_covers(running, tenant, 3))
+        running.suite.components["integrity"].notary.stop()  # type: ignore[attr-defined]
+        late = append(running, tenant, 1)[0]
+        stub = integrity(running)
+        with pytest.raises(grpc.RpcError) as err:
+            stub.GetInclusionProof(
+                pb.GetInclusionProofRequest(log_id=tenant, event_id=late.event_id)  # type: ignore[attr-defined]
+            )
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "no checkpoint covers sequence" in (err.value.details() or "")
+        pending = stub.VerifyEvent(pb.VerifyEventRequest(log_id=tenant, event_id=late.event_id))  # type: ignore[attr-defined]
+        assert pending.status == pb.VERIFY_STATUS_PENDING
+
+        engine = sa.create_engine(admin_url)
+        with engine.begin() as conn:  # erasure: content and salt go, the leaf stays
+            conn.execute(
+                sa.text("DELETE FROM event_content WHERE log_id = :t AND seq = 1"), {"t": tenant}
+            )
+        engine.dispose()
+        erased = stub.VerifyEvent(pb.VerifyEventRequest(log_id=tenant, event_id=first[1].event_id))  # type: ignore[attr-defined]
+        assert erased.status == pb.VERIFY_STATUS_VERIFIED_ERASED, erased.problems
+    finally:
+        running.channel.close()
+        running.suite.stop()  # type: ignore[attr-defined]
+
+
+def test_offline_bundle_round_trip_and_tampering(
+    suite: Running,
+    notary_url: str,
+    tenant: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    append(suite, tenant, 5)
+    wait_until(lambda: checkpoint_covers(suite, tenant, 5))
+    key = integrity(suite).GetVerifierKey(pb.GetVerifierKeyRequest()).verifier_keys[0]
+    bundle = tmp_path / "bundle.jsonl"
+    export = ["integrity", "export-bundle", "--database-url", notary_url, "--log", tenant]
+    assert main([*export, "--count", "5", str(bundle)]) == 0
+    lines = bundle.read_text().splitlines()
+    assert len(lines) == 5
+    check = ["verify", "--bundle", str(bundle), "--verifier-key", key]
+    assert main([*check, "--origin-prefix", ORIGIN_PREFIX]) == 0
+
+    import base64
+    import json
+
+    line = json.loads(lines[2])
+    line["canonical"] = base64.b64encode(
+        base64.b64decode(line["canonical"]).replace(b'"gpt-4o"', b'"gpt-4x"')
+    ).decode()
+    assert line["canonical"] != json.loads(lines[2])["canonical"]
+    lines[2] = json.dumps(line)
+    bundle.write_text("\n".join(lines) + "\n")
+    capsys.readouterr()
+    assert main(check) == 1
+    out = capsys.readouterr().out
+    assert f"line 3 event {line['event_id']}: inclusion proof" in out
