@@ -1,0 +1,117 @@
+"""Faults: OpenSearch stopped while events arrive, then restarted; the indexer restarted.
+
+The OpenSearch case runs on PostgreSQL with the indexer logged in as the
+least-privileged consumer role, as in production.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from opensearchpy import OpenSearch
+
+from aiaudit.search.v1 import search_service_pb2 as pb
+from tests.conftest import REPO, Postgres
+from tests.helpers import interaction
+from tests.search.conftest import NOT_ACCESS, start_suite, wait_until
+
+
+def opensearch(command: str) -> None:
+    subprocess.run(
+        ["bash", str(REPO / "scripts/backends/opensearch.sh"), command],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+
+
+def health(channel: grpc.Channel) -> int:
+    check = health_pb2_grpc.HealthStub(channel).Check(
+        health_pb2.HealthCheckRequest(service="aiaudit.search.v1.SearchService")
+    )
+    return int(check.status)
+
+
+def test_opensearch_down_while_events_arrive_loses_nothing_and_duplicates_nothing(
+    tmp_path: Path, tenant: str, postgres: Postgres, opensearch_url: str, index_prefix: str
+) -> None:
+    running = start_suite(
+        tmp_path,
+        "opensearch",
+        {
+            "opensearch_url": opensearch_url,
+            "index_prefix": index_prefix,
+            "refresh_interval": "100ms",
+            "database_url": postgres.consumer_url,
+            "opensearch_timeout": 2.0,
+        },
+        store_url=postgres.app_url,
+    )
+    sent: list[str] = []
+    try:
+        first = [interaction(tenant, f"before-{i}") for i in range(5)]
+        running.append(first)
+        sent += [e.event_id for e in first]
+        running.wait_indexed(tenant, 5)
+        opensearch("stop")
+        try:
+            for batch in range(4):
+                events = [interaction(tenant, f"during-{batch}-{i}") for i in range(5)]
+                running.append(events)  # ingest still acknowledges: the store is up
+                sent += [e.event_id for e in events]
+            wait_until(
+                lambda: health(running.channel) == health_pb2.HealthCheckResponse.NOT_SERVING
+            )
+            with pytest.raises(grpc.RpcError) as caught:
+                running.find(tenant)
+            assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+        finally:
+            opensearch("start")
+        running.wait_indexed(tenant, len(sent), timeout=120)
+        wait_until(lambda: health(running.channel) == health_pb2.HealthCheckResponse.SERVING)
+        ids = running.all_ids(tenant, order_by="sequence")
+        assert sorted(ids) == sorted(sent) and len(ids) == len(set(ids))
+        direct = OpenSearch(hosts=[opensearch_url])
+        direct.indices.refresh(index=f"{index_prefix}-*")
+        count = direct.count(
+            index=f"{index_prefix}-*",
+            body={
+                "query": {
+                    "bool": {
+                        "filter": [{"term": {"tenant_id": tenant}}],
+                        "must_not": [{"term": {"event_type": "EVENT_TYPE_AUDIT_ACCESS"}}],
+                    }
+                }
+            },
+        )["count"]
+        direct.close()
+        assert count == len(sent), "a document was indexed twice"
+    finally:
+        running.channel.close()
+        running.suite.stop()
+
+
+def test_sqlite_index_resumes_after_restart_exactly_once(tmp_path: Path, tenant: str) -> None:
+    running = start_suite(tmp_path, "sqlite", {})
+    running.append([interaction(tenant, f"a-{i}") for i in range(10)])
+    running.wait_indexed(tenant, 10)
+    running.suite.stop()  # the index file and its positions stay in the data directory
+    running.channel.close()
+
+    again = start_suite(tmp_path, "sqlite", {})
+    try:
+        again.append([interaction(tenant, f"b-{i}") for i in range(10)])
+        again.wait_indexed(tenant, 20)
+        ids = again.all_ids(tenant)
+        assert len(ids) == 20 == len(set(ids))
+        page = again.search.SearchEvents(
+            pb.SearchEventsRequest(tenant_id=tenant, filter=NOT_ACCESS, page_size=1)
+        )
+        assert page.total_size == 20
+    finally:
+        again.channel.close()
+        again.suite.stop()
