@@ -12,6 +12,7 @@ from pathlib import Path
 
 from aiaudit.common import config, logs
 from aiaudit.integrity import cli as integrity_cli
+from aiaudit.search import cli as search_cli
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -138,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument("--database-url", help="admin URL (postgresql+psycopg://...)")
     migrate.set_defaults(func=_migrate)
     integrity_cli.register(sub, _common)
+    search_cli.register(sub, _common)
     return parser
 
 
