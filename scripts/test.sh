@@ -13,7 +13,7 @@ py=.venv/bin/python
 started=()
 cleanup() { for b in "${started[@]}"; do "scripts/backends/$b.sh" stop >/dev/null 2>&1 || true; done; }
 trap cleanup EXIT
-for b in postgres openbao; do
+for b in postgres openbao opensearch; do
   scripts/backends/$b.sh start >/dev/null
   started+=("$b")
 done
