@@ -127,7 +127,8 @@ class OpenSearchBackend:
         """Closes the HTTP connections."""
         self._client.close()
 
-    def _ensure_template(self) -> None:
+    def ensure_template(self) -> None:
+        """Installs (once per process) the index template of the events indices."""
         if self._template_ready:
             return
         template = {
@@ -189,7 +190,7 @@ class OpenSearchBackend:
 
     def write(self, log_id: str, docs: Sequence[Document], new_position: int) -> None:
         """Bulk-indexes (429s retried with backoff), then advances the cursor."""
-        self._ensure_template()
+        self.ensure_template()
         if docs:
             try:
                 helpers.bulk(

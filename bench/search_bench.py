@@ -1,0 +1,248 @@
+"""Search benchmark: indexing rate, query latency, freshness, each against a baseline.
+
+Run with `scripts/bench.sh search [--events N] [--queries Q] [--fresh F]` (starts
+OpenSearch). In one run, against one OpenSearch node:
+
+1. Indexing: N events are committed to an embedded store, then the suite starts
+   and its indexer tails the log into OpenSearch; rate = N / time to catch up.
+   Baseline: a raw opensearch-py bulk load of the same documents (same template
+   and ids) into a second index prefix.
+2. Queries: three compliance queries (user + time range; phrase + model; trust
+   signal range) through `SearchEvents` (gRPC, auth, access record, events read
+   from the store), against the same DSL sent directly with opensearch-py.
+3. Freshness: one event appended over gRPC, then polled by id until searchable
+   (refresh interval 1 s, the production default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import yaml
+from opensearchpy import OpenSearch, helpers
+
+from aiaudit.cli.server import start
+from aiaudit.common import client, config
+from aiaudit.common.store import open_store
+from aiaudit.common.store.prepare import prepare
+from aiaudit.common.v1 import event_pb2 as ev
+from aiaudit.ingest.v1 import ingest_service_pb2 as ingest_pb
+from aiaudit.ingest.v1 import ingest_service_pb2_grpc as ingest_grpc
+from aiaudit.search import document, language, translate_dsl
+from aiaudit.search.backends.opensearch import OpenSearchBackend, body
+from aiaudit.search.v1 import search_service_pb2 as pb
+from aiaudit.search.v1 import search_service_pb2_grpc as pb_grpc
+
+TENANT = "bench"
+BASE = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+WORDS = ["refund", "invoice", "credit card", "password", "weather", "contract", "holiday"]
+
+
+def make_event(i: int) -> ev.Event:
+    e = ev.Event(
+        event_id=f"b-{i}",
+        tenant_id=TENANT,
+        event_type=ev.EVENT_TYPE_INTERACTION,
+        actor=ev.Actor(user_id=f"user{i % 500}", application="bench"),
+        model=ev.Model(provider="openai", name=["gpt-4o", "gpt-4o-mini", "claude-3"][i % 3]),
+        input=ev.Input(
+            messages=[
+                ev.Message(
+                    role=ev.ROLE_USER,
+                    parts=[ev.Part(text=f"about my {WORDS[i % 7]} number {i} please help")],
+                )
+            ]
+        ),
+        output=ev.Output(
+            messages=[ev.Message(role=ev.ROLE_ASSISTANT, parts=[ev.Part(text=f"answer {i}")])]
+        ),
+        usage=ev.Usage(input_tokens=10 + i % 100, output_tokens=20 + i % 300),
+    )
+    e.occurred_time.FromDatetime(BASE + dt.timedelta(seconds=i))
+    e.timing.latency.FromMilliseconds(50 + i % 2000)
+    e.trust_signals.add(name="user_rating", value=ev.AttributeValue(int_value=i % 5 + 1))
+    return e
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--fresh", type=int, default=100)
+    args = parser.parse_args()
+    url = os.environ["AIAUDIT_TEST_OPENSEARCH_URL"]
+    prefix = f"aiaudit-bench-{uuid.uuid4().hex[:6]}"
+    direct = OpenSearch(hosts=[url], timeout=60)
+    work = Path(tempfile.mkdtemp(prefix="search-bench-"))
+    try:
+        run(args, url, prefix, direct, work)
+    finally:
+        for p in (prefix, prefix + "-raw"):
+            direct.indices.delete(index=f"{p}-*", params={"ignore_unavailable": "true"})
+            direct.indices.delete_index_template(name=p, params={"ignore": "404"})
+        direct.close()
+
+
+def run(args: argparse.Namespace, url: str, prefix: str, direct: OpenSearch, work: Path) -> None:
+    n = args.events
+    store_url = f"sqlite:///{work / 'aiaudit.db'}"
+    store = open_store(store_url, run_migrations=True)
+    t0 = time.perf_counter()
+    for start_at in range(0, n, 2000):
+        now = dt.datetime.now(dt.UTC)
+        batch = [make_event(i) for i in range(start_at, min(n, start_at + 2000))]
+        store.append_group([[prepare(e, now) for e in batch]])
+    print(f"loaded {n} events into the store in {time.perf_counter() - t0:.1f}s")
+
+    # Baseline: raw bulk of the same documents, same template, same ids; documents
+    # are built from the store beforehand, chunk by chunk, and only the bulk is timed.
+    raw = OpenSearchBackend(direct, store.engine, prefix + "-raw", "1s")
+    raw.ensure_template()
+    raw_seconds = 0.0
+    for start_at in range(0, n, 20_000):
+        docs = [
+            document.build(s.to_event(), s.sequence)
+            for s in store.read_log(TENANT, start_at, 20_000)
+        ]
+        actions = [
+            {"_index": raw.index_name(d), "_id": d.doc_id, "_routing": TENANT, "_source": body(d)}
+            for d in docs
+        ]
+        t0 = time.perf_counter()
+        helpers.bulk(direct, actions, chunk_size=500)
+        raw_seconds += time.perf_counter() - t0
+    store.close()
+
+    cfg = work / "config.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "search": {
+                    "backend": "opensearch",
+                    "opensearch_url": url,
+                    "index_prefix": prefix,
+                    "batch_size": 500,
+                    "poll_interval": 0.05,
+                }
+            }
+        )
+    )
+    settings = config.load(
+        cfg,
+        env={},
+        overrides={"address": "127.0.0.1:0", "data_dir": work, "database_url": store_url},
+    )
+    t0 = time.perf_counter()
+    suite = start(settings)
+    indexer = suite.components["search"].indexer  # type: ignore[attr-defined]
+    if not indexer.wait_indexed(TENANT, n, timeout=36000):
+        raise SystemExit("indexer did not catch up")
+    index_seconds = time.perf_counter() - t0
+    try:
+        channel = client.channel(f"127.0.0.1:{suite.port}")
+        queries(args, channel, direct, prefix)
+        freshness(args, channel, n)
+    finally:
+        suite.stop()
+    print()
+    print(f"indexing ({n} events):")
+    print(f"  raw bulk (baseline)   {n / raw_seconds:10.0f} events/s")
+    print(f"  indexer from the log  {n / index_seconds:10.0f} events/s")
+    print(f"  ratio                 {raw_seconds / index_seconds:10.2f} (target >= 0.70)")
+
+
+QUERIES = [
+    (
+        "user + time range",
+        'actor.user_id = "user17" AND occurred_time >= "2026-01-01T01:00:00Z"'
+        ' AND occurred_time < "2026-01-08T00:00:00Z"',
+        "",
+    ),
+    ("phrase + model", 'model.name = "gpt-4o"', '"credit card"'),
+    ("trust signal range", "trust_signals.user_rating >= 5 AND usage.output_tokens > 250", ""),
+]
+
+
+def queries(args: argparse.Namespace, channel: Any, direct: OpenSearch, prefix: str) -> None:
+    stub = pb_grpc.SearchServiceStub(channel)
+    direct.indices.refresh(index=f"{prefix}-*")
+    print()
+    print(f"SearchEvents vs direct opensearch-py ({args.queries} runs each, page size 50):")
+    for name, filter_text, query_text in QUERIES:
+        where = language.combine(
+            language.parse_filter(filter_text), language.parse_query(query_text)
+        )
+        assert where is not None
+        request_body = {
+            "query": {
+                "bool": {"filter": [{"term": {"tenant_id": TENANT}}, translate_dsl.query(where)]}
+            },
+            "sort": [{"occurred_time": {"order": "desc"}}, {"sequence": {"order": "desc"}}],
+            "size": 51,
+            "_source": False,
+            "track_total_hits": True,
+        }
+        highlight = translate_dsl.highlight_query(where)
+        if highlight is not None:
+            request_body["highlight"] = {
+                "highlight_query": highlight,
+                "fields": {"input__text": {}, "output__text": {}, "tool_call__text": {}},
+            }
+        grpc_ms, direct_ms = [], []
+        for _ in range(args.queries):
+            t0 = time.perf_counter()
+            found = stub.SearchEvents(
+                pb.SearchEventsRequest(
+                    tenant_id=TENANT, filter=filter_text, query=query_text, page_size=50
+                )
+            )
+            grpc_ms.append((time.perf_counter() - t0) * 1000)
+            t0 = time.perf_counter()
+            raw = direct.search(index=f"{prefix}-*", body=request_body, routing=TENANT)
+            direct_ms.append((time.perf_counter() - t0) * 1000)
+        assert found.total_size == raw["hits"]["total"]["value"] > 0, name
+        print(
+            f"  {name:20s} matches {found.total_size:7d}  "
+            f"SearchEvents p50 {pct(grpc_ms, 50):6.1f} ms p99 {pct(grpc_ms, 99):6.1f} ms | "
+            f"direct p50 {pct(direct_ms, 50):6.1f} ms p99 {pct(direct_ms, 99):6.1f} ms | "
+            f"p99 ratio {pct(grpc_ms, 99) / pct(direct_ms, 99):5.2f}"
+        )
+
+
+def freshness(args: argparse.Namespace, channel: Any, n: int) -> None:
+    ingest = ingest_grpc.IngestServiceStub(channel)
+    stub = pb_grpc.SearchServiceStub(channel)
+    delays = []
+    for i in range(args.fresh):
+        e = make_event(n + i)
+        ingest.Append(ingest_pb.AppendRequest(events=[e]))
+        t0 = time.perf_counter()
+        request = pb.SearchEventsRequest(
+            tenant_id=TENANT, filter=f'event_id = "{e.event_id}"', page_size=1
+        )
+        while stub.SearchEvents(request).total_size == 0:
+            time.sleep(0.02)
+        delays.append(time.perf_counter() - t0)
+    print()
+    print(
+        f"freshness (ack to searchable, {args.fresh} events, refresh 1s): "
+        f"p50 {statistics.median(delays) * 1000:.0f} ms, p99 {pct(delays, 99) * 1000:.0f} ms"
+        " (target p99 < 1500 ms)"
+    )
+
+
+if __name__ == "__main__":
+    main()
