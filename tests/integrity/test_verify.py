@@ -163,7 +163,7 @@ def test_deleted_event_row_keeping_its_entry_is_named(log: Log) -> None:
 
 def _insert(conn: sa.Connection, tenant: str, seq: int, event_id: str) -> None:
     new = prepare(interaction(tenant, event_id=event_id, text="forged"), _now())
-    columns = checks.search_columns(new.committed.canonical)
+    columns = checks.search_columns(json.loads(new.committed.canonical))
     conn.execute(
         sa.insert(log_entries).values(
             log_id=tenant,
@@ -217,7 +217,7 @@ def test_forged_event_row_without_entry_is_named(log: Log) -> None:
                 log_id=log.tenant,
                 seq=3,
                 canonical=new.committed.canonical,
-                **checks.search_columns(new.committed.canonical),
+                **checks.search_columns(json.loads(new.committed.canonical)),
             )
         )
     problems = log.problems()

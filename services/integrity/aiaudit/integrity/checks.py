@@ -9,9 +9,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Mapping
+from typing import Any
 
 from aiaudit.common import canonical
-from aiaudit.common.v1 import event_pb2
 
 
 def event_problems(
@@ -41,32 +41,48 @@ def event_problems(
     return problems
 
 
-def search_columns(committed: bytes) -> dict[str, object]:
-    """The ``events`` search columns as ingest derives them from the event's metadata."""
-    e = canonical.restore(committed, None)
+def _time(value: object) -> dt.datetime | None:
+    """An RFC 3339 timestamp of the proto3 JSON mapping (0-9 fractional digits, ``Z``)."""
+    if not isinstance(value, str):
+        return None
+    head, dot, frac = value.removesuffix("Z").partition(".")
+    micros = int((frac + "000000")[:6]) if dot else 0
+    return dt.datetime.fromisoformat(head).replace(microsecond=micros, tzinfo=dt.UTC)
+
+
+def search_columns(node: Mapping[str, Any]) -> dict[str, object]:
+    """The ``events`` search columns as ingest derives them, from the canonical JSON.
+
+    Read from the parsed JSON rather than a protobuf round trip: ``verify``
+    runs this for every event, and the JSON names are those of the proto3
+    JSON mapping (defaults omitted, enums by name).
+    """
+    actor = node.get("actor", {})
+    model = node.get("model", {})
+    corr = node.get("correlation", {})
     return {
-        "event_id": e.event_id,
-        "event_type": event_pb2.EventType.Name(e.event_type),
-        "occurred_time": e.occurred_time.ToDatetime(tzinfo=dt.UTC),
-        "receive_time": e.receive_time.ToDatetime(tzinfo=dt.UTC),
-        "user_id": e.actor.user_id or None,
-        "application": e.actor.application or None,
-        "environment": e.actor.environment or None,
-        "model_provider": e.model.provider or None,
-        "model_name": e.model.name or None,
-        "session_id": e.correlation.session_id or None,
-        "conversation_id": e.correlation.conversation_id or None,
-        "correlation_id": e.correlation.correlation_id or None,
-        "trace_id": e.correlation.trace_id or None,
+        "event_id": node.get("eventId", ""),
+        "event_type": node.get("eventType", "EVENT_TYPE_UNSPECIFIED"),
+        "occurred_time": _time(node.get("occurredTime", "1970-01-01T00:00:00Z")),
+        "receive_time": _time(node.get("receiveTime", "1970-01-01T00:00:00Z")),
+        "user_id": actor.get("userId") or None,
+        "application": actor.get("application") or None,
+        "environment": actor.get("environment") or None,
+        "model_provider": model.get("provider") or None,
+        "model_name": model.get("name") or None,
+        "session_id": corr.get("sessionId") or None,
+        "conversation_id": corr.get("conversationId") or None,
+        "correlation_id": corr.get("correlationId") or None,
+        "trace_id": corr.get("traceId") or None,
     }
 
 
-def column_problems(committed: bytes, stored: Mapping[str, object]) -> list[str]:
+def column_problems(node: Mapping[str, Any], stored: Mapping[str, object]) -> list[str]:
     """Search columns of the ``events`` row that disagree with the committed metadata."""
     try:
-        expected = search_columns(committed)
-    except ValueError:
-        return []  # reported by event_problems
+        expected = search_columns(node)
+    except (ValueError, AttributeError):
+        return ["committed metadata is malformed (bad timestamp or structure)"]
     problems = []
     for name, want in expected.items():
         have = stored.get(name)

@@ -246,8 +246,13 @@ class _LogWalk:
         ):
             self.problem(what, seq, event_id)
         if committed is not None:
-            for what in checks.column_problems(committed, _stored_columns(row)):
-                self.problem(what, seq, event_id)
+            try:
+                node = json.loads(committed)
+            except ValueError:
+                node = None  # reported by event_problems
+            if isinstance(node, dict):
+                for what in checks.column_problems(node, _stored_columns(row)):
+                    self.problem(what, seq, event_id)
         leaf = canonical.leaf_hash(committed) if committed is not None else None
         integrated = bytes(row.integrated) if row.integrated is not None else None
         if integrated is not None and leaf is not None and integrated != leaf:
