@@ -92,7 +92,7 @@ def main() -> None:
     finally:
         for p in (prefix, prefix + "-raw"):
             direct.indices.delete(index=f"{p}-*", params={"ignore_unavailable": "true"})
-            direct.indices.delete_index_template(name=p, params={"ignore": "404"})
+            direct.indices.delete_index_template(name=p, params={"ignore": 404})
         direct.close()
 
 

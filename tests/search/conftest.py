@@ -43,7 +43,7 @@ def index_prefix(opensearch_url: str) -> Iterator[str]:
     yield prefix
     os_client = OpenSearch(hosts=[opensearch_url])
     os_client.indices.delete(index=f"{prefix}-*", params={"ignore_unavailable": "true"})
-    os_client.indices.delete_index_template(name=prefix, params={"ignore": "404"})
+    os_client.indices.delete_index_template(name=prefix, params={"ignore": 404})
     os_client.close()
 
 

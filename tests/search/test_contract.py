@@ -338,6 +338,12 @@ def test_bad_aggregations_and_exports_are_invalid_argument(
     with pytest.raises(grpc.RpcError) as caught:
         list(search_suite.search.Export(pb.ExportRequest(tenant_id=tenant)))
     assert "format" in field_violations(caught.value)
+    with pytest.raises(grpc.RpcError) as caught:
+        request = pb.ExportRequest(
+            tenant_id=tenant, format=pb.EXPORT_FORMAT_JSONL, include_proofs=True
+        )
+        list(search_suite.search.Export(request))
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 
 
 def test_roles_scope_content_and_every_read_is_audited(

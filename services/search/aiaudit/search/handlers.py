@@ -358,8 +358,8 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
             raise _AbortError(
                 status.error(
                     code_pb2.FAILED_PRECONDITION,
-                    "include_proofs needs the integrity service, which this server does not "
-                    "host yet; export without proofs",
+                    "include_proofs is not available from search yet; export without it, and "
+                    "get a verifiable bundle of the log with `aiaudit integrity export-bundle`",
                     "INTEGRITY_UNAVAILABLE",
                 )
             )
