@@ -15,6 +15,7 @@ so rule authors compare plain numbers and strings:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -104,6 +105,7 @@ def _present(msg: Message, fd: descriptor.FieldDescriptor) -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=4096)
 def compile_path(path: str) -> Field:
     """Checks a path against Event and returns its getter; FieldError names the bad part."""
     if path in _DERIVED:

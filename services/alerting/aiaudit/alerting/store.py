@@ -6,8 +6,11 @@ import dataclasses
 import datetime as dt
 import json
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from aiaudit.alerting.detectors import Finding
 from aiaudit.alerting.evaluate import Sample
@@ -204,25 +207,28 @@ class AlertStore:
         changed: dict[tuple[str, str], list[Sample]],
         known: set[tuple[str, str]],
     ) -> None:
-        """Writes changed window state (update existing rows, insert new ones)."""
-        for (rule_id, group), samples in changed.items():
-            body = json.dumps(samples, separators=(",", ":"))
-            if (rule_id, group) in known:
-                conn.execute(
-                    sa.update(windows)
-                    .where(
-                        windows.c.tenant == tenant,
-                        windows.c.rule_id == rule_id,
-                        windows.c.group_key == group[:512],
-                    )
-                    .values(samples=body)
-                )
-            else:
-                conn.execute(
-                    sa.insert(windows).values(
-                        tenant=tenant, rule_id=rule_id, group_key=group[:512], samples=body
-                    )
-                )
+        """Upserts changed window state in one statement (one round trip per batch)."""
+        if not changed:
+            return
+        rows = [
+            {
+                "tenant": tenant,
+                "rule_id": rule_id,
+                "group_key": group[:512],
+                "samples": json.dumps(samples, separators=(",", ":")),
+            }
+            for (rule_id, group), samples in changed.items()
+        ]
+        stmt: Any = (pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert)(
+            windows
+        )
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["tenant", "rule_id", "group_key"],
+                set_={"samples": stmt.excluded.samples},
+            ),
+            rows,
+        )
 
     # ---- deliveries ----
 
