@@ -7,6 +7,7 @@ them in the database, in the same transaction as its cursor).
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass
@@ -66,14 +67,14 @@ def _compare(op: str, a: float, b: float) -> bool:
 
 def window_fires(w: Window, samples: list[Sample], now: float) -> tuple[bool, float]:
     """Whether the aggregate crosses the threshold (and the baseline factor), and its value."""
-    current = [s for s in samples if s[0] > now - w.seconds]
-    value = aggregate(w, current, w.seconds)
+    cut = bisect.bisect_right(samples, (now - w.seconds, math.inf))
+    value = aggregate(w, samples[cut:], w.seconds)
     if not _compare(w.op, value, w.threshold):
         return False, value
     if w.baseline_seconds <= 0:
         return True, value
-    start = now - w.seconds - w.baseline_seconds
-    base = [s for s in samples if start < s[0] <= now - w.seconds]
+    first_base = bisect.bisect_right(samples, (now - w.seconds - w.baseline_seconds, math.inf))
+    base = samples[first_base:cut]
     if not base:
         return False, value
     reference = aggregate(w, base, w.baseline_seconds)
@@ -83,12 +84,12 @@ def window_fires(w: Window, samples: list[Sample], now: float) -> tuple[bool, fl
 
 
 def add_sample(samples: list[Sample], sample: Sample, horizon: float) -> list[Sample]:
-    """Samples after adding one and dropping those older than the horizon."""
-    now = sample[0]
-    kept = [s for s in samples if s[0] > now - horizon]
-    kept.append(sample)
-    kept.sort(key=lambda s: s[0])
-    return kept[-MAX_SAMPLES:]
+    """Adds one sample in time order and drops those older than the horizon (in place)."""
+    bisect.insort(samples, sample)
+    expired = bisect.bisect_right(samples, (samples[-1][0] - horizon, math.inf))
+    if expired or len(samples) > MAX_SAMPLES:
+        del samples[: max(expired, len(samples) - MAX_SAMPLES)]
+    return samples
 
 
 def first(event: event_pb2.Event, path: str) -> str:
