@@ -115,3 +115,13 @@ def test_events_are_partitioned_by_time(postgres: Postgres) -> None:
         ]
     assert {"events", "event_content"} <= parents
     assert "events_default" in children and len(children) >= 13  # this month + 12 ahead + default
+
+
+def test_db_migrate_command_is_idempotent(
+    postgres: Postgres, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from aiaudit.cli.main import main
+
+    assert main(["db", "migrate", "--database-url", postgres.admin_url]) == 0
+    assert "schema is current" in capsys.readouterr().out
+    assert main(["db", "migrate", "--database-url", postgres.admin_url]) == 0

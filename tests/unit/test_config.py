@@ -26,13 +26,29 @@ def test_file_then_env_then_flags(tmp_path: Path) -> None:
         ({"AIAUDIT_ADDRESS": "nowhere"}, "'address'"),
         ({"AIAUDIT_ADDRESS": "0.0.0.0:50051"}, "TLS"),
         ({"AIAUDIT_DATABASE_URL": "mysql://x"}, "'database_url'"),
-        ({"AIAUDIT_DATABASE_URL": "postgresql+psycopg://u@h/db"}, "'api_keys_file'"),
         ({"AIAUDIT_TLS_CERT_FILE": "/nonexistent"}, "tls_"),
     ],
 )
 def test_bad_settings_are_named(env: dict[str, str], message: str) -> None:
     with pytest.raises(config.ConfigError, match=message):
         config.load(env=env)
+
+
+def test_serving_outside_embedded_loopback_needs_api_keys(tmp_path: Path) -> None:
+    s = config.load(env={"AIAUDIT_DATABASE_URL": "postgresql+psycopg://u@h/db"})
+    with pytest.raises(config.ConfigError, match="'api_keys_file'"):
+        config.require_authentication(s)
+    config.require_authentication(config.load(env={}))  # embedded on loopback: dev mode
+    keys = tmp_path / "keys.yaml"
+    keys.write_text("keys: []\n")
+    config.require_authentication(
+        config.load(
+            env={
+                "AIAUDIT_DATABASE_URL": "postgresql+psycopg://u@h/db",
+                "AIAUDIT_API_KEYS_FILE": str(keys),
+            }
+        )
+    )
 
 
 def test_workers_only_for_ingest() -> None:

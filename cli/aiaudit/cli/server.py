@@ -15,7 +15,7 @@ from opentelemetry.instrumentation.grpc import server_interceptor
 from aiaudit.common.access import AccessLog
 from aiaudit.common.auth import Authenticator
 from aiaudit.common.component import Component, Context
-from aiaudit.common.config import ConfigError, Settings
+from aiaudit.common.config import ConfigError, Settings, require_authentication
 from aiaudit.common.store import SqlEventStore, open_store
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,19 @@ class Suite:
         self.store.close()
 
 
+class _Health(health.HealthServicer):
+    """The health servicer, remembering which services have reported a status."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reported: set[str] = set()
+
+    def set(self, service: str, status: health_pb2.HealthCheckResponse.ServingStatus) -> None:
+        """Records the status (thread-safe in the base class)."""
+        self.reported.add(service)
+        super().set(service, status)
+
+
 def _credentials(s: Settings) -> grpc.ServerCredentials | None:
     if s.tls_cert_file is None or s.tls_key_file is None:
         return None
@@ -64,6 +77,7 @@ def _credentials(s: Settings) -> grpc.ServerCredentials | None:
 
 def start(settings: Settings) -> Suite:
     """Opens the store (migrating the embedded one), starts the components, serves."""
+    require_authentication(settings)
     chosen = settings.services or tuple(COMPONENTS)
     unknown = sorted(set(chosen) - set(COMPONENTS))
     if unknown:
@@ -81,7 +95,7 @@ def start(settings: Settings) -> Suite:
         options=options,
         maximum_concurrent_rpcs=1024,
     )
-    health_servicer = health.HealthServicer()
+    health_servicer = _Health()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     ctx = Context(
         settings,
@@ -98,7 +112,8 @@ def start(settings: Settings) -> Suite:
     services = [n for c in components.values() for n in c.service_names]
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     for name in services:
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        if name not in health_servicer.reported:  # a component's own verdict wins
+            health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection(
         [*services, health.SERVICE_NAME, reflection.SERVICE_NAME], server
     )

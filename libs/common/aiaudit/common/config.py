@@ -185,6 +185,11 @@ def _validate(s: Settings) -> None:
             "set tls_cert_file/tls_key_file (and tls_client_ca_file for mTLS), "
             "or allow_insecure=true for a trusted network"
         )
+
+
+def require_authentication(s: Settings) -> None:
+    """Serving outside the embedded loopback mode needs API keys (or an explicit opt-out)."""
+    host = s.address.rpartition(":")[0]
     if s.api_keys_file is None and not (s.embedded and _loopback(host)) and not s.allow_insecure:
         raise ConfigError(
             "setting 'api_keys_file': callers must authenticate outside the embedded loopback "

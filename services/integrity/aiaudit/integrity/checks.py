@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from aiaudit.common import canonical
+from aiaudit.common.store.schema import TEXT_COLUMNS
 
 
 def event_problems(
@@ -57,24 +58,21 @@ def search_columns(node: Mapping[str, Any]) -> dict[str, object]:
     runs this for every event, and the JSON names are those of the proto3
     JSON mapping (defaults omitted, enums by name).
     """
-    actor = node.get("actor", {})
-    model = node.get("model", {})
-    corr = node.get("correlation", {})
-    return {
+    columns: dict[str, object] = {
         "event_id": node.get("eventId", ""),
         "event_type": node.get("eventType", "EVENT_TYPE_UNSPECIFIED"),
         "occurred_time": _time(node.get("occurredTime", "1970-01-01T00:00:00Z")),
         "receive_time": _time(node.get("receiveTime", "1970-01-01T00:00:00Z")),
-        "user_id": actor.get("userId") or None,
-        "application": actor.get("application") or None,
-        "environment": actor.get("environment") or None,
-        "model_provider": model.get("provider") or None,
-        "model_name": model.get("name") or None,
-        "session_id": corr.get("sessionId") or None,
-        "conversation_id": corr.get("conversationId") or None,
-        "correlation_id": corr.get("correlationId") or None,
-        "trace_id": corr.get("traceId") or None,
     }
+    for column, (message, field) in TEXT_COLUMNS.items():
+        columns[column] = node.get(message, {}).get(_json_name(field)) or None
+    return columns
+
+
+def _json_name(field: str) -> str:
+    """The proto3 JSON name of a snake_case field (``user_id`` -> ``userId``)."""
+    head, *rest = field.split("_")
+    return head + "".join(word.capitalize() for word in rest)
 
 
 def column_problems(node: Mapping[str, Any], stored: Mapping[str, object]) -> list[str]:

@@ -92,3 +92,20 @@ sa.Index("events_correlation", events.c.log_id, events.c.correlation_id)
 sa.Index("events_trace", events.c.trace_id)
 
 PARTITIONED = (events, event_content)
+
+TEXT_COLUMNS: dict[str, tuple[str, str]] = {
+    "user_id": ("actor", "user_id"),
+    "application": ("actor", "application"),
+    "environment": ("actor", "environment"),
+    "model_provider": ("model", "provider"),
+    "model_name": ("model", "name"),
+    "session_id": ("correlation", "session_id"),
+    "conversation_id": ("correlation", "conversation_id"),
+    "correlation_id": ("correlation", "correlation_id"),
+    "trace_id": ("correlation", "trace_id"),
+}
+"""Text columns of ``events`` copied from the event: column -> (message, field).
+
+Ingest fills them from the proto; ``verify`` checks them against the canonical
+JSON (where names are the lowerCamelCase JSON names of the same fields).
+"""

@@ -20,7 +20,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from aiaudit.common import canonical
-from aiaudit.common.store.schema import event_content, events, log_entries, logs
+from aiaudit.common.store.schema import TEXT_COLUMNS, event_content, events, log_entries, logs
 from aiaudit.common.v1 import event_pb2
 
 
@@ -86,19 +86,13 @@ def _utc(value: dt.datetime) -> dt.datetime:
 
 
 def _search_columns(e: event_pb2.Event) -> dict[str, object]:
-    return {
+    columns: dict[str, object] = {
         "event_type": event_pb2.EventType.Name(e.event_type),
         "occurred_time": e.occurred_time.ToDatetime(tzinfo=dt.UTC),
-        "user_id": e.actor.user_id or None,
-        "application": e.actor.application or None,
-        "environment": e.actor.environment or None,
-        "model_provider": e.model.provider or None,
-        "model_name": e.model.name or None,
-        "session_id": e.correlation.session_id or None,
-        "conversation_id": e.correlation.conversation_id or None,
-        "correlation_id": e.correlation.correlation_id or None,
-        "trace_id": e.correlation.trace_id or None,
     }
+    for column, (message, field) in TEXT_COLUMNS.items():
+        columns[column] = getattr(getattr(e, message), field) or None
+    return columns
 
 
 def same_event(stored: StoredEvent, retried: NewEvent) -> bool:
