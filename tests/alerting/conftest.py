@@ -66,3 +66,17 @@ def alerting_server(
     yield channel, keys, address
     channel.close()
     suite.stop()
+
+
+def drain(engine: Engine, tenant: str) -> int:
+    """Runs the engine over one tenant's log only (other tests share the database)."""
+    from aiaudit.common.store import cursors
+
+    total = 0
+    while True:
+        with engine.store.engine.connect() as conn:
+            start = cursors.position(conn, "alerting", tenant)
+        done = engine.process(tenant, start).processed
+        if not done:
+            return total
+        total += done
