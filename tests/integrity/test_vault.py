@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from pathlib import Path
 from urllib.parse import urlparse
@@ -10,9 +11,12 @@ import hvac
 import hvac.exceptions
 import pytest
 
+from aiaudit.common.receipts import ReceiptSigningUnavailableError
 from aiaudit.common.store import SqlEventStore
-from aiaudit.integrity import note
+from aiaudit.common.store.sql import Receipt
+from aiaudit.integrity import note, receipts
 from aiaudit.integrity import vault as transit
+from aiaudit.integrity.receipts import ReceiptNotary
 from aiaudit.integrity.signers import SignerUnavailableError, TransitKeys
 from tests.integrity.conftest import Notaries, Proxy, Vault, append, wait_until
 from tests.integrity.test_notary import all_checkpoints, check_history, covers
@@ -118,3 +122,28 @@ def test_unreachable_vault_is_reported_as_unavailable(tmp_path: Path) -> None:
         keys.active()
     with pytest.raises(SignerUnavailableError):
         keys.verifier_keys()
+
+
+def test_receipts_are_signed_by_transit_and_refused_while_vault_is_down(vault: Vault) -> None:
+    settings, token = bootstrapped(vault)
+    proxy = Proxy(urlparse(vault.addr).port or 0)
+    try:
+        keys = TransitKeys(
+            vault.client(token, f"http://127.0.0.1:{proxy.port}"),
+            settings.mount,
+            settings.key,
+            NAME,
+        )
+        signer = ReceiptNotary(keys, NAME, key_ttl=0)
+        leaf = b"\x05" * 32
+        batch = [Receipt("e", "t", 3, leaf, dt.datetime.now(dt.UTC))]
+        [signed] = signer.sign(batch)
+        opened = receipts.open_receipts(signed, keys.verifier_keys(), NAME)
+        assert (opened.log_id, opened.receipts[0].sequence) == ("t", 3)
+        proxy.cut()
+        with pytest.raises(ReceiptSigningUnavailableError):
+            signer.sign(batch)
+        proxy.restore()
+        assert signer.sign(batch)
+    finally:
+        proxy.close()

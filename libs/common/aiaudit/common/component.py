@@ -7,7 +7,7 @@ Each service package has a ``component`` module with ``start(ctx) -> Component``
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import grpc
@@ -16,6 +16,7 @@ from grpc_health.v1 import health
 from aiaudit.common.access import AccessLog
 from aiaudit.common.auth import Authenticator, Caller
 from aiaudit.common.config import Settings
+from aiaudit.common.receipts import ReceiptSigning
 from aiaudit.common.store import SqlEventStore
 
 
@@ -31,6 +32,8 @@ class Context:
     auth: Authenticator
     """Turns request metadata into a Caller; see aiaudit.common.auth.require."""
     access: AccessLog
+    receipts: ReceiptSigning = field(default_factory=ReceiptSigning)
+    """Where the integrity component installs its receipt signer for ingest (same process)."""
 
     def audit(
         self, caller: Caller, tenant: str, action: str, details: Mapping[str, str | int | bool]

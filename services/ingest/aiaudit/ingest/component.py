@@ -27,5 +27,8 @@ def start(ctx: Context) -> Ingest:
     s = ctx.settings
     committer = GroupCommitter(ctx.store, s.max_group_events)
     limits = Limits(max_batch_events=s.max_batch_events, max_event_bytes=s.max_event_bytes)
-    handlers.add_to_server(ctx.server, handlers.IngestHandlers(committer, limits, ctx.auth))
+    handlers.add_to_server(
+        ctx.server,
+        handlers.IngestHandlers(committer, limits, ctx.auth, receipt_signing=ctx.receipts),
+    )
     return Ingest(committer)

@@ -16,6 +16,7 @@ from google.rpc import code_pb2, status_pb2
 
 from aiaudit.common import status
 from aiaudit.common.auth import Authenticator, Caller
+from aiaudit.common.receipts import ReceiptSigning, ReceiptSigningUnavailableError
 from aiaudit.common.store.prepare import prepare
 from aiaudit.common.store.sql import BatchOutcome, Conflict, Receipt
 from aiaudit.common.v1 import event_pb2, proof_pb2
@@ -59,15 +60,17 @@ class IngestHandlers:
         limits: Limits,
         auth: Authenticator,
         commit_timeout: float = 30.0,
+        receipt_signing: ReceiptSigning | None = None,
     ) -> None:
-        """Handlers over a committer."""
+        """Handlers over a committer; ``receipt_signing`` serves ``sign_receipts`` requests."""
         self._auth = auth
+        self._signing = receipt_signing or ReceiptSigning()
         self._committer = committer
         self._limits = limits
         self._timeout = commit_timeout
 
     def _submit(
-        self, events: list[event_pb2.Event], prefix: str, caller: Caller
+        self, events: list[event_pb2.Event], prefix: str, caller: Caller, sign: bool = False
     ) -> Future[BatchOutcome]:
         now = dt.datetime.now(dt.UTC)
         violations = validate_batch(events, self._limits, now, prefix)
@@ -90,9 +93,21 @@ class IngestHandlers:
                         tenant=tenant,
                     )
                 )
+        if sign and self._signing.get() is None:
+            raise _RefusedError(
+                status.error(
+                    code_pb2.FAILED_PRECONDITION,
+                    "sign_receipts: no receipt signer in this server (the integrity service "
+                    "runs elsewhere); nothing was written",
+                    "RECEIPT_SIGNING_NOT_AVAILABLE",
+                    field="sign_receipts",
+                )
+            )
         return self._committer.submit([prepare(e, now) for e in events])
 
-    def _receipts(self, future: Future[BatchOutcome], prefix: str) -> list[proof_pb2.Receipt]:
+    def _receipts(
+        self, future: Future[BatchOutcome], prefix: str, sign: bool = False
+    ) -> tuple[list[proof_pb2.Receipt], list[str]]:
         try:
             outcome = future.result(timeout=self._timeout)
         except Exception as exc:
@@ -117,7 +132,25 @@ class IngestHandlers:
                     event_id=outcome.event_id,
                 )
             )
-        return [to_proto(r) for r in outcome]
+        return [to_proto(r) for r in outcome], self._sign(outcome) if sign else []
+
+    def _sign(self, receipts: list[Receipt]) -> list[str]:
+        """One signed receipt note per log of a committed batch (one signature per log)."""
+        signer = self._signing.get()
+        try:
+            if signer is None:
+                raise ReceiptSigningUnavailableError("the receipt signer stopped")
+            return signer.sign(receipts)
+        except ReceiptSigningUnavailableError as exc:
+            log.warning("receipts not signed: %s", exc)
+            raise _RefusedError(
+                status.error(
+                    code_pb2.UNAVAILABLE,
+                    "the batch is committed but its receipts could not be signed; retry with "
+                    "the same event ids for signed receipts",
+                    "RECEIPT_SIGNING_UNAVAILABLE",
+                )
+            ) from exc
 
     def _parse(
         self,
@@ -157,11 +190,12 @@ class IngestHandlers:
             request = self._parse(raw, pb.AppendRequest, 1, "events")
             assert isinstance(request, pb.AppendRequest)
             events = list(request.events)
-            return pb.AppendResponse(
-                receipts=self._receipts(
-                    self._submit(events, "events", self._auth.authenticate(context)), "events"
-                )
+            sign = request.sign_receipts
+            caller = self._auth.authenticate(context)
+            receipts, notes = self._receipts(
+                self._submit(events, "events", caller, sign), "events", sign
             )
+            return pb.AppendResponse(receipts=receipts, signed_receipts=notes)
         except _RefusedError as refused:
             status.abort(context, refused.status)
             raise AssertionError("unreachable") from None
@@ -171,9 +205,9 @@ class IngestHandlers:
     ) -> Iterator[pb.AppendStreamResponse]:
         """AppendStream: requests are pipelined and each is answered, in order, on its own."""
         caller = self._auth.authenticate(context)
-        pending: queue.SimpleQueue[tuple[int, Future[BatchOutcome] | _RefusedError] | None] = (
-            queue.SimpleQueue()
-        )
+        pending: queue.SimpleQueue[
+            tuple[int, bool, Future[BatchOutcome] | _RefusedError] | None
+        ] = queue.SimpleQueue()
 
         def read() -> None:
             try:
@@ -186,28 +220,30 @@ class IngestHandlers:
 
         threading.Thread(target=read, name="append-stream-reader", daemon=True).start()
         while (item := pending.get()) is not None:
-            request_id, accepted = item
+            request_id, sign, accepted = item
             if isinstance(accepted, _RefusedError):
                 yield pb.AppendStreamResponse(request_id=request_id, status=accepted.status)
                 continue
             try:
-                receipts = self._receipts(accepted, "events")
+                receipts, notes = self._receipts(accepted, "events", sign)
             except _RefusedError as refused:
                 yield pb.AppendStreamResponse(request_id=request_id, status=refused.status)
             else:
-                yield pb.AppendStreamResponse(request_id=request_id, receipts=receipts, status=_OK)
+                yield pb.AppendStreamResponse(
+                    request_id=request_id, receipts=receipts, status=_OK, signed_receipts=notes
+                )
 
     def _accept(
         self, raw: bytes, caller: Caller
-    ) -> tuple[int, Future[BatchOutcome] | _RefusedError]:
-        request_id = 0
+    ) -> tuple[int, bool, Future[BatchOutcome] | _RefusedError]:
+        request_id, sign = 0, False
         try:
             request = self._parse(raw, pb.AppendStreamRequest, 2, "events")
             assert isinstance(request, pb.AppendStreamRequest)
-            request_id = request.request_id
-            return request_id, self._submit(list(request.events), "events", caller)
+            request_id, sign = request.request_id, request.sign_receipts
+            return request_id, sign, self._submit(list(request.events), "events", caller, sign)
         except _RefusedError as refused:
-            return request_id, refused
+            return request_id, sign, refused
 
 
 def add_to_server(server: grpc.Server, handlers: IngestHandlers) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import base64
 import os
 import sys
 from collections.abc import Callable
@@ -13,7 +14,7 @@ import hvac
 from aiaudit.common import client, config
 from aiaudit.common.config import ConfigError, Settings
 from aiaudit.common.store import open_store
-from aiaudit.integrity import bundle, vault
+from aiaudit.integrity import bundle, receipts, vault
 from aiaudit.integrity import settings as integrity_settings
 from aiaudit.integrity.component import key_source
 from aiaudit.integrity.note import NoteError, VerifierKey, parse_verifier_key
@@ -55,6 +56,8 @@ def run_verify(args: argparse.Namespace, settings: Settings) -> int:
     """``aiaudit verify``: the whole store, or an offline bundle; non-zero if anything is wrong."""
     s = integrity_settings.load(settings)
     keys = _keys(args, settings)
+    if args.receipt is not None:
+        return _verify_receipt(args.receipt, keys, args.origin_prefix or s.origin_prefix)
     if args.bundle is not None:
         checked, problems = bundle.verify_bundle(args.bundle, keys, args.origin_prefix)
         for p in problems:
@@ -81,6 +84,23 @@ def run_verify(args: argparse.Namespace, settings: Settings) -> int:
         file=sys.stderr,
     )
     return 0 if report.ok else 1
+
+
+def _verify_receipt(path: Path, keys: list[VerifierKey], origin_prefix: str) -> int:
+    """Checks a receipt note offline and prints what it promises, one line per event."""
+    try:
+        note = receipts.open_receipts(path.read_bytes(), keys, origin_prefix)
+    except (OSError, NoteError) as exc:
+        print(f"receipt {path}: {exc}")
+        return 1
+    for r in note.receipts:
+        leaf = base64.b64encode(r.leaf_hash).decode("ascii")
+        print(
+            f"log {note.log_id} sequence {r.sequence} leaf {leaf} "
+            f"received {receipts.format_time(r.receive_time)}"
+        )
+    print(f"receipt {path}: valid signature, {len(note.receipts)} event(s)", file=sys.stderr)
+    return 0
 
 
 def run_verifier_key(args: argparse.Namespace, settings: Settings) -> int:
@@ -168,6 +188,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: C
     verify.add_argument("--database-url", help="store to verify (a read-only login is enough)")
     verify.add_argument("--log", action="append", help="only this log (repeatable)")
     verify.add_argument("--bundle", type=Path, help="verify an offline bundle, no server or store")
+    verify.add_argument(
+        "--receipt", type=Path, help="verify a signed receipt note offline and print its events"
+    )
     verify.add_argument(
         "--checkpoint-dir", type=Path, help="exported checkpoints to check too (default: config)"
     )

@@ -18,10 +18,12 @@ from grpc_health.v1 import health_pb2
 
 from aiaudit.common.component import Context
 from aiaudit.common.config import ConfigError, Settings
+from aiaudit.common.receipts import ReceiptSigning
 from aiaudit.common.store import SqlEventStore, open_store
 from aiaudit.integrity import handlers, leader, storage
 from aiaudit.integrity import settings as integrity_settings
 from aiaudit.integrity.notary import Notary, NotaryConfig
+from aiaudit.integrity.receipts import ReceiptNotary
 from aiaudit.integrity.settings import IntegritySettings
 from aiaudit.integrity.signers import FileKeys, KeySource, TransitKeys
 
@@ -35,10 +37,12 @@ class Integrity:
     notary: Notary
     store: SqlEventStore
     owns_store: bool
+    receipts: ReceiptSigning
     service_names: list[str] = field(default_factory=lambda: [handlers.SERVICE_NAME])
 
     def stop(self) -> None:
-        """Stops the notary (releasing leadership) and its own database pool."""
+        """Withdraws the receipt signer, stops the notary (releasing leadership) and its pool."""
+        self.receipts.install(None)
         self.notary.stop()
         if self.owns_store:
             self.store.close()
@@ -99,6 +103,8 @@ def start(ctx: Context) -> Integrity:
             else health_pb2.HealthCheckResponse.NOT_SERVING,
         ),
     )
+    # Ingest in this process signs receipts with the checkpoint key (no network hop).
+    ctx.receipts.install(ReceiptNotary(keys, s.origin_prefix))
     handlers.add_to_server(
         ctx.server,
         handlers.IntegrityHandlers(store, keys, ctx.auth, ctx.audit, s.origin_prefix),
@@ -116,4 +122,4 @@ def start(ctx: Context) -> Integrity:
     else:
         sa.event.listen(ctx.store.engine, "commit", lambda _conn: notary.wake())
         notary.start()
-    return Integrity(notary, store, own)
+    return Integrity(notary, store, own, ctx.receipts)

@@ -27,7 +27,7 @@ from aiaudit.common.v1 import proof_pb2 as aiaudit_dot_common_dot_v1_dot_proof__
 from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&aiaudit/ingest/v1/ingest_service.proto\x12\x11\x61iaudit.ingest.v1\x1a\x1d\x61iaudit/common/v1/event.proto\x1a\x1d\x61iaudit/common/v1/proof.proto\x1a\x17google/rpc/status.proto\"9\n\rAppendRequest\x12(\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x18.aiaudit.common.v1.Event\">\n\x0e\x41ppendResponse\x12,\n\x08receipts\x18\x01 \x03(\x0b\x32\x1a.aiaudit.common.v1.Receipt\"S\n\x13\x41ppendStreamRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\x03\x12(\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x18.aiaudit.common.v1.Event\"|\n\x14\x41ppendStreamResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\x03\x12,\n\x08receipts\x18\x02 \x03(\x0b\x32\x1a.aiaudit.common.v1.Receipt\x12\"\n\x06status\x18\x03 \x01(\x0b\x32\x12.google.rpc.Status2\xc3\x01\n\rIngestService\x12M\n\x06\x41ppend\x12 .aiaudit.ingest.v1.AppendRequest\x1a!.aiaudit.ingest.v1.AppendResponse\x12\x63\n\x0c\x41ppendStream\x12&.aiaudit.ingest.v1.AppendStreamRequest\x1a\'.aiaudit.ingest.v1.AppendStreamResponse(\x01\x30\x01\x42>Z<github.com/aiaudit/aiaudit/gen/go/aiaudit/ingest/v1;ingestv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&aiaudit/ingest/v1/ingest_service.proto\x12\x11\x61iaudit.ingest.v1\x1a\x1d\x61iaudit/common/v1/event.proto\x1a\x1d\x61iaudit/common/v1/proof.proto\x1a\x17google/rpc/status.proto\"P\n\rAppendRequest\x12(\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x18.aiaudit.common.v1.Event\x12\x15\n\rsign_receipts\x18\x02 \x01(\x08\"W\n\x0e\x41ppendResponse\x12,\n\x08receipts\x18\x01 \x03(\x0b\x32\x1a.aiaudit.common.v1.Receipt\x12\x17\n\x0fsigned_receipts\x18\x02 \x03(\t\"j\n\x13\x41ppendStreamRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\x03\x12(\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x18.aiaudit.common.v1.Event\x12\x15\n\rsign_receipts\x18\x03 \x01(\x08\"\x95\x01\n\x14\x41ppendStreamResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\x03\x12,\n\x08receipts\x18\x02 \x03(\x0b\x32\x1a.aiaudit.common.v1.Receipt\x12\"\n\x06status\x18\x03 \x01(\x0b\x32\x12.google.rpc.Status\x12\x17\n\x0fsigned_receipts\x18\x04 \x03(\t2\xc3\x01\n\rIngestService\x12M\n\x06\x41ppend\x12 .aiaudit.ingest.v1.AppendRequest\x1a!.aiaudit.ingest.v1.AppendResponse\x12\x63\n\x0c\x41ppendStream\x12&.aiaudit.ingest.v1.AppendStreamRequest\x1a\'.aiaudit.ingest.v1.AppendStreamResponse(\x01\x30\x01\x42>Z<github.com/aiaudit/aiaudit/gen/go/aiaudit/ingest/v1;ingestv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,13 +36,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z<github.com/aiaudit/aiaudit/gen/go/aiaudit/ingest/v1;ingestv1'
   _globals['_APPENDREQUEST']._serialized_start=148
-  _globals['_APPENDREQUEST']._serialized_end=205
-  _globals['_APPENDRESPONSE']._serialized_start=207
-  _globals['_APPENDRESPONSE']._serialized_end=269
-  _globals['_APPENDSTREAMREQUEST']._serialized_start=271
-  _globals['_APPENDSTREAMREQUEST']._serialized_end=354
-  _globals['_APPENDSTREAMRESPONSE']._serialized_start=356
-  _globals['_APPENDSTREAMRESPONSE']._serialized_end=480
-  _globals['_INGESTSERVICE']._serialized_start=483
-  _globals['_INGESTSERVICE']._serialized_end=678
+  _globals['_APPENDREQUEST']._serialized_end=228
+  _globals['_APPENDRESPONSE']._serialized_start=230
+  _globals['_APPENDRESPONSE']._serialized_end=317
+  _globals['_APPENDSTREAMREQUEST']._serialized_start=319
+  _globals['_APPENDSTREAMREQUEST']._serialized_end=425
+  _globals['_APPENDSTREAMRESPONSE']._serialized_start=428
+  _globals['_APPENDSTREAMRESPONSE']._serialized_end=577
+  _globals['_INGESTSERVICE']._serialized_start=580
+  _globals['_INGESTSERVICE']._serialized_end=775
 # @@protoc_insertion_point(module_scope)

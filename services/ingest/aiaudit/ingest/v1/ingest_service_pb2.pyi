@@ -10,31 +10,39 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class AppendRequest(_message.Message):
-    __slots__ = ("events",)
+    __slots__ = ("events", "sign_receipts")
     EVENTS_FIELD_NUMBER: _ClassVar[int]
+    SIGN_RECEIPTS_FIELD_NUMBER: _ClassVar[int]
     events: _containers.RepeatedCompositeFieldContainer[_event_pb2.Event]
-    def __init__(self, events: _Optional[_Iterable[_Union[_event_pb2.Event, _Mapping]]] = ...) -> None: ...
+    sign_receipts: bool
+    def __init__(self, events: _Optional[_Iterable[_Union[_event_pb2.Event, _Mapping]]] = ..., sign_receipts: _Optional[bool] = ...) -> None: ...
 
 class AppendResponse(_message.Message):
-    __slots__ = ("receipts",)
+    __slots__ = ("receipts", "signed_receipts")
     RECEIPTS_FIELD_NUMBER: _ClassVar[int]
+    SIGNED_RECEIPTS_FIELD_NUMBER: _ClassVar[int]
     receipts: _containers.RepeatedCompositeFieldContainer[_proof_pb2.Receipt]
-    def __init__(self, receipts: _Optional[_Iterable[_Union[_proof_pb2.Receipt, _Mapping]]] = ...) -> None: ...
+    signed_receipts: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, receipts: _Optional[_Iterable[_Union[_proof_pb2.Receipt, _Mapping]]] = ..., signed_receipts: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AppendStreamRequest(_message.Message):
-    __slots__ = ("request_id", "events")
+    __slots__ = ("request_id", "events", "sign_receipts")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     EVENTS_FIELD_NUMBER: _ClassVar[int]
+    SIGN_RECEIPTS_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     events: _containers.RepeatedCompositeFieldContainer[_event_pb2.Event]
-    def __init__(self, request_id: _Optional[int] = ..., events: _Optional[_Iterable[_Union[_event_pb2.Event, _Mapping]]] = ...) -> None: ...
+    sign_receipts: bool
+    def __init__(self, request_id: _Optional[int] = ..., events: _Optional[_Iterable[_Union[_event_pb2.Event, _Mapping]]] = ..., sign_receipts: _Optional[bool] = ...) -> None: ...
 
 class AppendStreamResponse(_message.Message):
-    __slots__ = ("request_id", "receipts", "status")
+    __slots__ = ("request_id", "receipts", "status", "signed_receipts")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     RECEIPTS_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
+    SIGNED_RECEIPTS_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     receipts: _containers.RepeatedCompositeFieldContainer[_proof_pb2.Receipt]
     status: _status_pb2.Status
-    def __init__(self, request_id: _Optional[int] = ..., receipts: _Optional[_Iterable[_Union[_proof_pb2.Receipt, _Mapping]]] = ..., status: _Optional[_Union[_status_pb2.Status, _Mapping]] = ...) -> None: ...
+    signed_receipts: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, request_id: _Optional[int] = ..., receipts: _Optional[_Iterable[_Union[_proof_pb2.Receipt, _Mapping]]] = ..., status: _Optional[_Union[_status_pb2.Status, _Mapping]] = ..., signed_receipts: _Optional[_Iterable[str]] = ...) -> None: ...
