@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 from concurrent import futures
@@ -97,8 +98,18 @@ def start(settings: Settings) -> Suite:
     )
     health_servicer = _Health()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    credentials = _credentials(settings)
+    if credentials is None:
+        port = server.add_insecure_port(settings.address)
+    else:
+        port = server.add_secure_port(settings.address, credentials)
+    if port == 0:
+        raise OSError(f"cannot bind {settings.address}")
+    # Bound before components start, so they can call services of this suite
+    # (search calls integrity) at the real address, also when port 0 was asked.
+    host = settings.address.rpartition(":")[0]
     ctx = Context(
-        settings,
+        dataclasses.replace(settings, address=f"{host}:{port}"),
         store,
         server,
         health_servicer,
@@ -106,9 +117,16 @@ def start(settings: Settings) -> Suite:
         AccessLog(store),
     )
     components: dict[str, Component] = {}
-    for name in COMPONENTS:
-        if name in chosen:
-            components[name] = importlib.import_module(COMPONENTS[name]).start(ctx)
+    try:
+        for name in COMPONENTS:
+            if name in chosen:
+                components[name] = importlib.import_module(COMPONENTS[name]).start(ctx)
+    except BaseException:  # a component refused to start: release the port and the others
+        server.stop(None)
+        for component in reversed(components.values()):
+            component.stop()
+        store.close()
+        raise
     services = [n for c in components.values() for n in c.service_names]
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     for name in services:
@@ -117,13 +135,6 @@ def start(settings: Settings) -> Suite:
     reflection.enable_server_reflection(
         [*services, health.SERVICE_NAME, reflection.SERVICE_NAME], server
     )
-    credentials = _credentials(settings)
-    if credentials is None:
-        port = server.add_insecure_port(settings.address)
-    else:
-        port = server.add_secure_port(settings.address, credentials)
-    if port == 0:
-        raise OSError(f"cannot bind {settings.address}")
     server.start()
     health_server = _health_only(settings.health_address, health_servicer)
     log.info(

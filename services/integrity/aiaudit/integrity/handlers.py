@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAME = "aiaudit.integrity.v1.IntegrityService"
 PERMISSION = "proofs.read"
+MAX_BATCH = 1000
+"""Most sequences one BatchGetInclusionProofs call proves (bounds the reply and the time)."""
 
 Audit = Callable[[Caller, str, str, Mapping[str, str | int | bool]], None]
 
@@ -209,6 +211,47 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
 
         out = self._run(context, body)
         assert isinstance(out, pb.GetInclusionProofResponse)
+        return out
+
+    def BatchGetInclusionProofs(  # noqa: N802
+        self, request: pb.BatchGetInclusionProofsRequest, context: grpc.ServicerContext
+    ) -> pb.BatchGetInclusionProofsResponse:
+        """Audit paths of many leaves against one checkpoint; one access record for the batch."""
+
+        def body() -> pb.BatchGetInclusionProofsResponse:
+            seqs = list(request.sequences)
+            if not 0 < len(seqs) <= MAX_BATCH:
+                _invalid("sequences", f"1 to {MAX_BATCH} sequences, got {len(seqs)}")
+            for i, seq in enumerate(seqs):
+                if seq < 0:
+                    _invalid(f"sequences[{i}]", "must not be negative")
+            self._enter(
+                context,
+                request.log_id,
+                "integrity.batch_get_inclusion_proofs",
+                {
+                    "count": len(seqs),
+                    "first_sequence": min(seqs),
+                    "last_sequence": max(seqs),
+                    "tree_size": request.tree_size,
+                },
+            )
+            response = pb.BatchGetInclusionProofsResponse()
+            with self._store.engine.connect() as conn:
+                cp = self._covering(conn, request.log_id, max(seqs), request.tree_size)
+                reader = storage.NodeTable(conn, request.log_id)
+                for seq in seqs:
+                    response.proofs.add(
+                        log_id=request.log_id,
+                        leaf_index=seq,
+                        tree_size=cp.tree_size,
+                        hashes=merkle.inclusion_proof(seq, cp.tree_size, reader),
+                    )
+            response.checkpoint.CopyFrom(checkpoint_proto(cp))
+            return response
+
+        out = self._run(context, body)
+        assert isinstance(out, pb.BatchGetInclusionProofsResponse)
         return out
 
     def _covering(

@@ -89,6 +89,7 @@ def run_export(args: argparse.Namespace) -> int:
         filter=args.filter,
         query=args.query,
         format=_FORMATS[args.format],
+        include_proofs=args.include_proofs,
     )
     out: BinaryIO = args.output.open("wb") if args.output else sys.stdout.buffer
     written = 0
@@ -98,6 +99,9 @@ def run_export(args: argparse.Namespace) -> int:
             written += len(chunk.data)
     except grpc.RpcError as err:
         print(f"aiaudit export: {err.code().name}: {err.details()}", file=sys.stderr)
+        if args.output:  # an interrupted export must not pass for a complete one
+            out.close()
+            args.output.unlink(missing_ok=True)
         return 1
     finally:
         if args.output:
@@ -128,4 +132,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: C
     query_options(export)
     export.add_argument("--format", choices=sorted(_FORMATS), default="jsonl")
     export.add_argument("--output", type=Path, help="file to write (default: stdout)")
+    export.add_argument(
+        "--include-proofs",
+        action="store_true",
+        help="jsonl only: write an offline proof bundle (verify with `aiaudit verify --bundle`)",
+    )
     export.set_defaults(func=run_export)

@@ -12,6 +12,7 @@ from aiaudit.common.store import SqlEventStore, open_store
 from aiaudit.search import handlers
 from aiaudit.search.backends.base import SearchBackend
 from aiaudit.search.indexer import Indexer
+from aiaudit.search.integrity_client import IntegrityClient
 from aiaudit.search.settings import SearchSettings
 from aiaudit.search.v1 import search_service_pb2_grpc as pb_grpc
 
@@ -23,12 +24,15 @@ class Search:
     indexer: Indexer
     backend: SearchBackend
     own_store: SqlEventStore | None
+    integrity: IntegrityClient | None
     service_names: list[str] = field(default_factory=lambda: [handlers.SERVICE_NAME])
 
     def stop(self) -> None:
-        """Stops the indexer, then closes the backend and the reader store."""
+        """Stops the indexer, then closes the backend, the integrity channel and the store."""
         self.indexer.stop()
         self.backend.close()
+        if self.integrity is not None:
+            self.integrity.close()
         if self.own_store is not None:
             self.own_store.close()
 
@@ -69,7 +73,22 @@ def start(ctx: Context) -> Search:
     indexer = Indexer(store, backend, s.batch_size, s.poll_interval, s.max_backoff, report)
     indexer.watch(ctx.store.engine)
     indexer.start()
+    integrity = integrity_client(s, ctx)
     pb_grpc.add_SearchServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        handlers.SearchHandlers(ctx, store, backend, indexer, s.export_wait), ctx.server
+        handlers.SearchHandlers(
+            ctx, store, backend, indexer, s.export_wait, integrity, s.proof_wait
+        ),
+        ctx.server,
     )
-    return Search(indexer, backend, own)
+    return Search(indexer, backend, own, integrity)
+
+
+def integrity_client(s: SearchSettings, ctx: Context) -> IntegrityClient | None:
+    """The channel to IntegrityService (this suite's own address unless configured)."""
+    target = s.integrity_target(ctx.settings.address)
+    if target is None:
+        return None
+    ca_file = s.integrity_ca_file
+    if ca_file is None and ctx.settings.tls_cert_file is not None:
+        ca_file = ctx.settings.tls_cert_file
+    return IntegrityClient(target, ca_file, s.integrity_timeout)

@@ -7,13 +7,22 @@ the tenant. Content (message text, tool arguments, ...) is returned, searched
 and highlighted only with ``content.read``; PII fields (``actor.ip_address``)
 only with ``pii.read``. Events come from the store, the source of truth; the
 index only decides which ones match.
+
+IntegrityService is called with the caller's own credentials (see
+``integrity_client``): ``GetEvent`` reports its ``VerifyEvent`` verdict when the
+caller holds ``proofs.read`` and the service answers (UNSPECIFIED otherwise,
+never an error), and ``Export`` with ``include_proofs`` writes an offline proof
+bundle (JSON Lines only) whose every line verifies against one signed
+checkpoint covering the export's snapshot.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import TypeVar
 
 import grpc
@@ -25,8 +34,9 @@ from aiaudit.common.auth import Caller, require
 from aiaudit.common.component import Context
 from aiaudit.common.store import SqlEventStore
 from aiaudit.common.store.sql import StoredEvent
-from aiaudit.common.v1 import event_pb2
-from aiaudit.search import catalogue, document, exporting, language, paging
+from aiaudit.common.v1 import event_pb2, proof_pb2
+from aiaudit.integrity.v1 import integrity_service_pb2 as ipb
+from aiaudit.search import bundle, catalogue, document, exporting, language, paging
 from aiaudit.search.backends.base import (
     AggregateSpec,
     BackendUnavailableError,
@@ -36,6 +46,7 @@ from aiaudit.search.backends.base import (
 )
 from aiaudit.search.catalogue import Field, Kind
 from aiaudit.search.indexer import Indexer
+from aiaudit.search.integrity_client import IntegrityClient, Metadata, forwarded
 from aiaudit.search.v1 import search_service_pb2 as pb
 from aiaudit.search.v1 import search_service_pb2_grpc as pb_grpc
 
@@ -47,6 +58,8 @@ _INTERVAL = re.compile(r"([1-9]\d{0,6})(s|m|h|d)")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _EXPORT_PAGE = 500
 _CHUNK_BYTES = 64 * 1024
+_CHECKPOINT_POLL = 0.25
+"""Seconds between looks for a covering checkpoint (each look is an audited read)."""
 _FORMATS = {
     pb.EXPORT_FORMAT_JSONL: "jsonl",
     pb.EXPORT_FORMAT_CSV: "csv",
@@ -97,6 +110,43 @@ def _unavailable(exc: Exception) -> _AbortError:
     )
 
 
+def _integrity_error(exc: grpc.RpcError, address: str) -> _AbortError:
+    """An IntegrityService failure as this call's status (the caller's own denials kept)."""
+    code: grpc.StatusCode = exc.code()
+    details = str(exc.details())
+    if code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
+        return _AbortError(status.error(code.value[0], f"integrity service: {details}", code.name))
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        log.warning("integrity service at %s unavailable: %s", address, details)
+        return _AbortError(
+            status.error(
+                code_pb2.UNAVAILABLE,
+                f"the integrity service at {address} is unavailable; nothing was exported, retry",
+                "INTEGRITY_UNAVAILABLE",
+            )
+        )
+    return _AbortError(
+        status.error(
+            code_pb2.FAILED_PRECONDITION,
+            f"include_proofs needs IntegrityService at {address}: {code.name}: {details}",
+            "INTEGRITY_UNAVAILABLE",
+        )
+    )
+
+
+@dataclass(frozen=True)
+class _Export:
+    """A prepared export: who, what, up to which sequence, and the proofs' checkpoint."""
+
+    caller: Caller
+    where: language.Node | None
+    fmt: str
+    snapshot: int
+    proofs: Metadata | None = None
+    """The caller's forwarded credentials when proofs are attached."""
+    checkpoint: proof_pb2.Checkpoint | None = None
+
+
 def redact(event: event_pb2.Event, caller: Caller, tenant: str) -> event_pb2.Event:
     """The event as this caller may see it (content and PII removed without permission)."""
     if not caller.allows("content.read", tenant):
@@ -117,6 +167,8 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         backend: SearchBackend,
         indexer: Indexer,
         export_wait: float,
+        integrity: IntegrityClient | None = None,
+        proof_wait: float = 10.0,
     ) -> None:
         """Handlers; ``store`` is the store readers use (maybe a consumer-role login)."""
         self._ctx = ctx
@@ -124,6 +176,8 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         self._backend = backend
         self._indexer = indexer
         self._export_wait = export_wait
+        self._integrity = integrity
+        self._proof_wait = proof_wait
 
     # ---- shared steps ---------------------------------------------------
 
@@ -270,8 +324,22 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
                 )
             )
         return pb.GetEventResponse(
-            event=redact(found.to_event(), caller, tenant), sequence=found.sequence
+            event=redact(found.to_event(), caller, tenant),
+            sequence=found.sequence,
+            integrity_status=self._integrity_status(context, caller, tenant, request.event_id),
         )
+
+    def _integrity_status(
+        self, context: grpc.ServicerContext, caller: Caller, tenant: str, event_id: str
+    ) -> ipb.VerifyStatus:
+        """VerifyEvent's verdict; UNSPECIFIED when not allowed or not answered (never fails)."""
+        if self._integrity is None or not caller.allows("proofs.read", tenant):
+            return ipb.VERIFY_STATUS_UNSPECIFIED
+        try:
+            return self._integrity.verify_event(forwarded(context), tenant, event_id).status
+        except grpc.RpcError as exc:
+            log.info("integrity status of %s not available: %s", event_id, exc)
+            return ipb.VERIFY_STATUS_UNSPECIFIED
 
     def Aggregate(  # noqa: N802 (gRPC method name)
         self, request: pb.AggregateRequest, context: grpc.ServicerContext
@@ -341,13 +409,13 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         """Matching events as a file, streamed in chunks, oldest first."""
         prepared = self._run(context, lambda: self._export_start(request, context))
         try:
-            yield from self._export_chunks(request.tenant_id, *prepared)
+            yield from self._export_chunks(request.tenant_id, prepared)
         except BackendUnavailableError as exc:
             status.abort(context, _unavailable(exc).status)
+        except _AbortError as refused:
+            status.abort(context, refused.status)
 
-    def _export_start(
-        self, request: pb.ExportRequest, context: grpc.ServicerContext
-    ) -> tuple[Caller, language.Node | None, str, int]:
+    def _export_start(self, request: pb.ExportRequest, context: grpc.ServicerContext) -> _Export:
         tenant = request.tenant_id
         caller = self._caller(context, tenant, "export")
         where = self._where(caller, tenant, request.filter, request.query)
@@ -355,19 +423,17 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         if fmt is None:
             raise _invalid("format", "choose EXPORT_FORMAT_JSONL, EXPORT_FORMAT_CSV or _XML")
         if request.include_proofs:
-            raise _AbortError(
-                status.error(
-                    code_pb2.FAILED_PRECONDITION,
-                    "include_proofs is not available from search yet; export without it, and "
-                    "get a verifiable bundle of the log with `aiaudit integrity export-bundle`",
-                    "INTEGRITY_UNAVAILABLE",
-                )
-            )
+            self._check_proofs(caller, tenant, fmt)
         # The snapshot: every event committed before the export began, once indexed.
         snapshot = self._store.log_sizes().get(tenant, 0)
         if not self._indexer.wait_indexed(tenant, snapshot, self._export_wait):
             raise _unavailable(RuntimeError("the index has not caught up with the log"))
         self._backend.make_visible()
+        md: Metadata | None = None
+        checkpoint = None
+        if request.include_proofs:
+            md = forwarded(context)
+            checkpoint = self._covering_checkpoint(md, tenant, snapshot)
         self._audit(
             caller,
             tenant,
@@ -376,13 +442,69 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
             query=request.query,
             format=fmt,
             up_to_sequence=snapshot,
+            include_proofs=request.include_proofs,
         )
-        return caller, where, fmt, snapshot
+        return _Export(caller, where, fmt, snapshot, md, checkpoint)
 
-    def _export_chunks(
-        self, tenant: str, caller: Caller, where: language.Node | None, fmt: str, snapshot: int
-    ) -> Iterator[pb.ExportResponse]:
+    def _check_proofs(self, caller: Caller, tenant: str, fmt: str) -> None:
+        """Refuses what a proof bundle cannot be: not JSON Lines, or shown without PII rights."""
+        if fmt != "jsonl":
+            raise _invalid(
+                "include_proofs",
+                "proofs are attached only to EXPORT_FORMAT_JSONL (the offline bundle format "
+                "`aiaudit verify --bundle` checks); export CSV/XML for reading and a JSONL "
+                "bundle with the same filter for verification",
+            )
+        # The committed bytes carry actor.ip_address verbatim (it is no sensitive_content),
+        # and they cannot be redacted without breaking the leaf hash.
+        if not caller.allows("pii.read", tenant):
+            raise _denied(
+                caller, "pii.read", tenant, "proof bundles carry the committed events, PII included"
+            )
+        if not caller.allows("proofs.read", tenant):
+            raise _denied(caller, "proofs.read", tenant, "include_proofs attaches proofs")
+        if self._integrity is None:
+            raise _AbortError(
+                status.error(
+                    code_pb2.FAILED_PRECONDITION,
+                    "include_proofs needs the integrity service; it is turned off here "
+                    "(search.integrity_address is 'none')",
+                    "INTEGRITY_UNAVAILABLE",
+                )
+            )
+
+    def _covering_checkpoint(
+        self, md: Metadata, tenant: str, snapshot: int
+    ) -> proof_pb2.Checkpoint | None:
+        """A signed checkpoint covering ``snapshot`` events, waiting at most ``proof_wait``."""
+        assert self._integrity is not None
+        deadline = time.monotonic() + self._proof_wait
+        while True:
+            try:
+                cp = self._integrity.latest_checkpoint(md, tenant)
+            except grpc.RpcError as exc:
+                raise _integrity_error(exc, self._integrity.address) from None
+            covered = cp.tree_size if cp is not None else 0
+            if covered >= snapshot:
+                return cp
+            left = deadline - time.monotonic()
+            if left <= 0:
+                pending = snapshot - covered
+                raise _AbortError(
+                    status.error(
+                        code_pb2.FAILED_PRECONDITION,
+                        f"{pending} event(s) of tenant {tenant!r} (sequences {covered}.."
+                        f"{snapshot - 1}) are not yet covered by a signed checkpoint after "
+                        f"waiting {self._proof_wait:g}s; retry once the notary has signed one",
+                        "NOT_YET_CHECKPOINTED",
+                        pending=str(pending),
+                    )
+                )
+            time.sleep(min(_CHECKPOINT_POLL, left))
+
+    def _export_chunks(self, tenant: str, plan: _Export) -> Iterator[pb.ExportResponse]:
         """Pages of the index joined with the store; memory bounded by one page and one chunk."""
+        caller, where, fmt, snapshot = plan.caller, plan.where, plan.fmt, plan.snapshot
         writer = exporting.Writer(fmt, tenant)
         buffer: list[str] = [writer.header()]
         size = len(buffer[0])
@@ -395,12 +517,13 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
                 )
             )
             stored = self._events(tenant, [h.sequence for h in page.hits])
-            for hit in page.hits:
-                found = stored.get(hit.sequence)
-                if found is None:
-                    continue
-                event = redact(found.to_event(), caller, tenant)
-                text = writer.event(document.build(event, found.sequence), event)
+            found_events = [stored[h.sequence] for h in page.hits if h.sequence in stored]
+            texts = (
+                self._bundle_lines(tenant, plan, found_events)
+                if plan.proofs is not None
+                else (self._export_text(writer, caller, tenant, found) for found in found_events)
+            )
+            for text in texts:
                 buffer.append(text)
                 size += len(text)
                 if size >= _CHUNK_BYTES:
@@ -411,6 +534,42 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
             after = page.hits[-1].sort
         buffer.append(writer.footer())
         yield pb.ExportResponse(data="".join(buffer).encode())
+
+    @staticmethod
+    def _export_text(
+        writer: exporting.Writer, caller: Caller, tenant: str, found: StoredEvent
+    ) -> str:
+        event = redact(found.to_event(), caller, tenant)
+        return writer.event(document.build(event, found.sequence), event)
+
+    def _bundle_lines(self, tenant: str, plan: _Export, found: list[StoredEvent]) -> list[str]:
+        """Bundle lines of one page: one batch of proofs against the export's checkpoint."""
+        if not found:
+            return []
+        assert self._integrity is not None and plan.checkpoint is not None
+        assert plan.proofs is not None
+        try:
+            proofs = self._integrity.proofs(
+                plan.proofs, tenant, plan.checkpoint.tree_size, [e.sequence for e in found]
+            )
+        except grpc.RpcError as exc:
+            raise _integrity_error(exc, self._integrity.address) from None
+        with_content = plan.caller.allows("content.read", tenant)
+        out = []
+        for e, proof in zip(found, proofs, strict=True):
+            keep = with_content and e.salt is not None
+            out.append(
+                bundle.line(
+                    tenant,
+                    e.sequence,
+                    e.event_id,
+                    e.canonical,
+                    bundle.tlog_proof(e.sequence, proof.hashes, plan.checkpoint.signed_note),
+                    e.salt if keep else None,
+                    e.content if keep else None,
+                )
+            )
+        return out
 
 
 def _field(where: str, name: str, kinds: tuple[Kind, ...]) -> Field:

@@ -40,6 +40,19 @@ class SearchSettings:
     """Longest wait between retries while the backend is down."""
     export_wait: float = 30.0
     """How long an export waits for the index to catch up with the log before UNAVAILABLE."""
+    integrity_address: str = ""
+    """HOST:PORT of IntegrityService (proofs for exports, GetEvent's integrity status).
+
+    Default: the suite's own address, so the all-in-one server calls its own
+    integrity service; ``none`` turns both features off."""
+    integrity_ca_file: Path | None = None
+    """TLS root for the integrity channel; default: the suite's ``tls_cert_file`` when it
+    serves TLS (plaintext otherwise)."""
+    integrity_timeout: float = 5.0
+    """Deadline in seconds of each call to IntegrityService."""
+    proof_wait: float = 10.0
+    """How long an export with proofs waits for a checkpoint covering its events before
+    FAILED_PRECONDITION (keep it above ``integrity.checkpoint_interval``)."""
 
     def validate(self) -> None:
         """Raises ConfigError naming the bad setting."""
@@ -58,6 +71,15 @@ class SearchSettings:
             )
         if not re.fullmatch(r"-1|\d+(ms|s|m)", self.refresh_interval):
             raise ConfigError("setting 'search.refresh_interval': e.g. 1s, 500ms, or -1")
+        if self.integrity_address not in ("", "none"):
+            host, sep, port = self.integrity_address.rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ConfigError(
+                    f"setting 'search.integrity_address': {self.integrity_address!r} is not "
+                    "HOST:PORT (or 'none')"
+                )
+        if self.integrity_ca_file is not None and not self.integrity_ca_file.is_file():
+            raise ConfigError(f"setting 'search.integrity_ca_file': {self.integrity_ca_file}")
         if self.opensearch_ca_file is not None and not self.opensearch_ca_file.is_file():
             raise ConfigError(f"setting 'search.opensearch_ca_file': {self.opensearch_ca_file}")
 
@@ -65,3 +87,20 @@ class SearchSettings:
     def urls(self) -> list[str]:
         """The OpenSearch node URLs."""
         return [u.strip() for u in self.opensearch_url.split(",") if u.strip()]
+
+    def integrity_target(self, own_address: str) -> str | None:
+        """Where IntegrityService is called: the setting, or this suite's own address.
+
+        A wildcard listening host (``0.0.0.0``, ``::``) is reached over loopback.
+        None when turned off with ``none``.
+        """
+        if self.integrity_address == "none":
+            return None
+        if self.integrity_address:
+            return self.integrity_address
+        host, _, port = own_address.rpartition(":")
+        if host in ("", "0.0.0.0"):
+            host = "127.0.0.1"
+        elif host in ("::", "[::]"):
+            host = "[::1]"
+        return f"{host}:{port}"

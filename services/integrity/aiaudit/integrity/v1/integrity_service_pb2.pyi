@@ -57,6 +57,24 @@ class GetInclusionProofResponse(_message.Message):
     leaf_hash: bytes
     def __init__(self, proof: _Optional[_Union[_proof_pb2.InclusionProof, _Mapping]] = ..., checkpoint: _Optional[_Union[_proof_pb2.Checkpoint, _Mapping]] = ..., leaf_hash: _Optional[bytes] = ...) -> None: ...
 
+class BatchGetInclusionProofsRequest(_message.Message):
+    __slots__ = ("log_id", "sequences", "tree_size")
+    LOG_ID_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCES_FIELD_NUMBER: _ClassVar[int]
+    TREE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    log_id: str
+    sequences: _containers.RepeatedScalarFieldContainer[int]
+    tree_size: int
+    def __init__(self, log_id: _Optional[str] = ..., sequences: _Optional[_Iterable[int]] = ..., tree_size: _Optional[int] = ...) -> None: ...
+
+class BatchGetInclusionProofsResponse(_message.Message):
+    __slots__ = ("proofs", "checkpoint")
+    PROOFS_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    proofs: _containers.RepeatedCompositeFieldContainer[_proof_pb2.InclusionProof]
+    checkpoint: _proof_pb2.Checkpoint
+    def __init__(self, proofs: _Optional[_Iterable[_Union[_proof_pb2.InclusionProof, _Mapping]]] = ..., checkpoint: _Optional[_Union[_proof_pb2.Checkpoint, _Mapping]] = ...) -> None: ...
+
 class GetConsistencyProofRequest(_message.Message):
     __slots__ = ("log_id", "from_size", "to_size")
     LOG_ID_FIELD_NUMBER: _ClassVar[int]

@@ -46,6 +46,11 @@ class IntegrityServiceStub:
                 request_serializer=aiaudit_dot_integrity_dot_v1_dot_integrity__service__pb2.GetInclusionProofRequest.SerializeToString,
                 response_deserializer=aiaudit_dot_integrity_dot_v1_dot_integrity__service__pb2.GetInclusionProofResponse.FromString,
                 _registered_method=True)
+        self.BatchGetInclusionProofs = channel.unary_unary(
+                '/aiaudit.integrity.v1.IntegrityService/BatchGetInclusionProofs',
+                request_serializer=aiaudit_dot_integrity_dot_v1_dot_integrity__service__pb2.BatchGetInclusionProofsRequest.SerializeToString,
+                response_deserializer=aiaudit_dot_integrity_dot_v1_dot_integrity__service__pb2.BatchGetInclusionProofsResponse.FromString,
+                _registered_method=True)
         self.GetConsistencyProof = channel.unary_unary(
                 '/aiaudit.integrity.v1.IntegrityService/GetConsistencyProof',
                 request_serializer=aiaudit_dot_integrity_dot_v1_dot_integrity__service__pb2.GetConsistencyProofRequest.SerializeToString,
@@ -77,6 +82,15 @@ class IntegrityServiceServicer:
 
     def GetInclusionProof(self, request, context):
         """Returns an inclusion proof for one leaf against a checkpoint.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchGetInclusionProofs(self, request, context):
+        """Returns inclusion proofs of many leaves (by sequence) against one signed
+        checkpoint, with one access record for the whole batch: what verifiable
+        exports use instead of one call per event.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -116,6 +130,11 @@ def add_IntegrityServiceServicer_to_server(servicer, server):
                     servicer.GetInclusionProof,
                     request_deserializer=aiaudit_dot_integrity_dot_v1_dot_integrity__service__pb2.GetInclusionProofRequest.FromString,
                     response_serializer=aiaudit_dot_integrity_dot_v1_dot_integrity__service__pb2.GetInclusionProofResponse.SerializeToString,
+            ),
+            'BatchGetInclusionProofs': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchGetInclusionProofs,
+                    request_deserializer=aiaudit_dot_integrity_dot_v1_dot_integrity__service__pb2.BatchGetInclusionProofsRequest.FromString,
+                    response_serializer=aiaudit_dot_integrity_dot_v1_dot_integrity__service__pb2.BatchGetInclusionProofsResponse.SerializeToString,
             ),
             'GetConsistencyProof': grpc.unary_unary_rpc_method_handler(
                     servicer.GetConsistencyProof,
@@ -189,6 +208,33 @@ class IntegrityService:
             '/aiaudit.integrity.v1.IntegrityService/GetInclusionProof',
             aiaudit_dot_integrity_dot_v1_dot_integrity__service__pb2.GetInclusionProofRequest.SerializeToString,
             aiaudit_dot_integrity_dot_v1_dot_integrity__service__pb2.GetInclusionProofResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchGetInclusionProofs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aiaudit.integrity.v1.IntegrityService/BatchGetInclusionProofs',
+            aiaudit_dot_integrity_dot_v1_dot_integrity__service__pb2.BatchGetInclusionProofsRequest.SerializeToString,
+            aiaudit_dot_integrity_dot_v1_dot_integrity__service__pb2.BatchGetInclusionProofsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,53 @@
+r"""Lines of an offline proof bundle, written from the documented format (README "Integrity").
+
+An export with ``include_proofs`` is a bundle that ``aiaudit verify --bundle``
+checks with nothing but the verifier key. Each line is one JSON object::
+
+    {"log_id": "acme", "sequence": 41, "event_id": "e-1",
+     "canonical": "<base64 of the canonical event bytes>",
+     "tlog_proof": "c2sp.org/tlog-proof@v1\nindex 41\n<base64 hash>...\n\n<signed checkpoint>",
+     "salt": "<base64>", "content": {"input.messages[0].parts[0].text": "..."}}
+
+This module is written from that specification, not shared with the
+integrity service's code, so the format stays a contract between the two
+services (and any third-party verifier) rather than an import.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+TLOG_PROOF_HEADER = "c2sp.org/tlog-proof@v1"
+"""First line of a c2sp.org/tlog-proof."""
+
+
+def tlog_proof(index: int, hashes: Sequence[bytes], signed_checkpoint: str) -> str:
+    """A c2sp.org/tlog-proof: header, ``index N``, audit path (leaf first), blank, checkpoint."""
+    head = [TLOG_PROOF_HEADER, f"index {index}", *(base64.b64encode(h).decode() for h in hashes)]
+    return "\n".join(head) + "\n\n" + signed_checkpoint
+
+
+def line(
+    log_id: str,
+    sequence: int,
+    event_id: str,
+    canonical: bytes,
+    proof: str,
+    salt: bytes | None,
+    content: Mapping[str, str] | None,
+) -> str:
+    """One bundle line with its newline; ``salt``/``content`` only together (absent if erased)."""
+    out: dict[str, Any] = {
+        "log_id": log_id,
+        "sequence": sequence,
+        "event_id": event_id,
+        "canonical": base64.b64encode(canonical).decode(),
+        "tlog_proof": proof,
+    }
+    if salt is not None and content is not None:
+        out["salt"] = base64.b64encode(salt).decode()
+        out["content"] = dict(content)
+    return json.dumps(out, separators=(",", ":"), sort_keys=True, ensure_ascii=False) + "\n"

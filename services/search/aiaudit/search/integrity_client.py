@@ -1,0 +1,74 @@
+"""Calls to IntegrityService on behalf of a search caller, with the caller's own credentials.
+
+Search holds no credential of its own for proofs: each call forwards the
+caller's ``authorization`` header, so the integrity service applies the
+caller's ``proofs.read`` grant and records the access under the caller's
+principal (least privilege: a search replica cannot read proofs nobody asked
+for). Services meet only through the protos.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import grpc
+
+from aiaudit.common import client
+from aiaudit.common.v1 import proof_pb2
+from aiaudit.integrity.v1 import integrity_service_pb2 as ipb
+from aiaudit.integrity.v1 import integrity_service_pb2_grpc as ipb_grpc
+
+Metadata = tuple[tuple[str, str], ...]
+
+
+def forwarded(context: grpc.ServicerContext) -> Metadata:
+    """The incoming call's ``authorization`` header, to send on with the caller's calls."""
+    return tuple((str(k), str(v)) for k, v in context.invocation_metadata() if k == "authorization")
+
+
+class IntegrityClient:
+    """A channel to IntegrityService; every method raises ``grpc.RpcError`` as received."""
+
+    def __init__(self, address: str, ca_file: Path | None, timeout: float) -> None:
+        """Opens the channel lazily (gRPC connects on the first call)."""
+        self.address = address
+        self._channel = client.channel(address, None, ca_file)
+        self._stub = ipb_grpc.IntegrityServiceStub(self._channel)  # type: ignore[no-untyped-call]
+        self._timeout = timeout
+
+    def close(self) -> None:
+        """Closes the channel."""
+        self._channel.close()
+
+    def verify_event(self, md: Metadata, log_id: str, event_id: str) -> ipb.VerifyEventResponse:
+        """IntegrityService.VerifyEvent."""
+        request = ipb.VerifyEventRequest(log_id=log_id, event_id=event_id)
+        response: ipb.VerifyEventResponse = self._stub.VerifyEvent(
+            request, timeout=self._timeout, metadata=md
+        )
+        return response
+
+    def latest_checkpoint(self, md: Metadata, log_id: str) -> proof_pb2.Checkpoint | None:
+        """The latest signed checkpoint; None while the log has none (FAILED_PRECONDITION)."""
+        try:
+            response: ipb.GetCheckpointResponse = self._stub.GetCheckpoint(
+                ipb.GetCheckpointRequest(log_id=log_id), timeout=self._timeout, metadata=md
+            )
+        except grpc.RpcError as err:
+            if err.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                return None
+            raise
+        return response.checkpoint
+
+    def proofs(
+        self, md: Metadata, log_id: str, tree_size: int, sequences: Sequence[int]
+    ) -> list[proof_pb2.InclusionProof]:
+        """Inclusion proofs of ``sequences`` against the checkpoint at ``tree_size``, in order."""
+        request = ipb.BatchGetInclusionProofsRequest(
+            log_id=log_id, sequences=list(sequences), tree_size=tree_size
+        )
+        response: ipb.BatchGetInclusionProofsResponse = self._stub.BatchGetInclusionProofs(
+            request, timeout=self._timeout, metadata=md
+        )
+        return list(response.proofs)

@@ -1,0 +1,300 @@
+"""Exports with proofs and GetEvent's integrity status: search calling IntegrityService.
+
+The whole suite (ingest, integrity, search) runs in-process on each store;
+on PostgreSQL the notary logs in with ``aiaudit_notary`` and search with
+``aiaudit_consumer``, as in production. The exported bundle is checked by
+the ``aiaudit verify --bundle`` command in its own process: what an auditor
+runs, with nothing but the file and the verifier key.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from aiaudit.cli.main import main
+from aiaudit.common import client, config
+from aiaudit.common.store import open_store
+from aiaudit.ingest.v1 import ingest_service_pb2_grpc as ingest_grpc
+from aiaudit.integrity.v1 import integrity_service_pb2 as ipb
+from aiaudit.integrity.v1 import integrity_service_pb2_grpc as ipb_grpc
+from aiaudit.search.v1 import search_service_pb2 as pb
+from aiaudit.search.v1 import search_service_pb2_grpc as pb_grpc
+from tests.conftest import Postgres, subprocess_env, write_keys
+from tests.helpers import interaction
+from tests.integrity.conftest import ORIGIN_PREFIX, login
+from tests.search.conftest import NOT_ACCESS, SearchSuite, wait_until
+from tests.search.test_contract import field_violations
+
+
+def start_proof_suite(
+    tmp_path: Path,
+    store_url: str,
+    pg: Postgres | None,
+    integrity: dict[str, Any] | None = None,
+    search: dict[str, Any] | None = None,
+) -> SearchSuite:
+    """Ingest, integrity and search on one port, each on its least-privileged login."""
+    from aiaudit.cli.server import start
+
+    keys = write_keys(tmp_path / "keys.yaml")
+    integrity_section: dict[str, Any] = {
+        "origin_prefix": ORIGIN_PREFIX,
+        "checkpoint_interval": 0.05,
+        "poll_interval": 0.02,
+    }
+    search_section: dict[str, Any] = {"backend": "sqlite", "poll_interval": 0.1}
+    if pg is not None:
+        integrity_section["database_url"] = login(pg, "aiaudit_notary")
+        search_section["database_url"] = pg.consumer_url
+    integrity_section.update(integrity or {})
+    search_section.update(search or {})
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump({"integrity": integrity_section, "search": search_section}))
+    settings = config.load(
+        cfg,
+        env={},
+        overrides={
+            "api_keys_file": tmp_path / "keys.yaml",
+            "address": "127.0.0.1:0",
+            "data_dir": tmp_path,
+            "database_url": store_url,
+            "services": ("ingest", "integrity", "search"),
+        },
+    )
+    suite = start(settings)
+    address = f"127.0.0.1:{suite.port}"
+    channel = client.channel(address, keys["admin"])
+    return SearchSuite(
+        "sqlite",
+        suite,
+        address,
+        keys,
+        channel,
+        pb_grpc.SearchServiceStub(channel),
+        ingest_grpc.IngestServiceStub(channel),
+    )
+
+
+def postgres_of(store_url: str, request: pytest.FixtureRequest) -> Postgres | None:
+    if not store_url.startswith("postgresql"):
+        return None
+    pg: Postgres = request.getfixturevalue("postgres")
+    return pg
+
+
+def checkpoint_count(url: str) -> int:
+    """Checkpoints signed so far, over every log of the database."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            counted = conn.execute(sa.text("SELECT count(*) FROM integrity_checkpoints"))
+            return int(counted.scalar_one())
+    finally:
+        engine.dispose()
+
+
+def stop(running: SearchSuite) -> None:
+    running.channel.close()
+    running.suite.stop()
+
+
+@pytest.fixture
+def proof_suite(
+    tmp_path: Path, store_url: str, request: pytest.FixtureRequest
+) -> Iterator[SearchSuite]:
+    running = start_proof_suite(tmp_path, store_url, postgres_of(store_url, request))
+    yield running
+    stop(running)
+
+
+def integrity_stub(running: SearchSuite, role: str = "auditor") -> ipb_grpc.IntegrityServiceStub:
+    return ipb_grpc.IntegrityServiceStub(client.channel(running.address, running.keys[role]))
+
+
+def covered_size(running: SearchSuite, tenant: str) -> int:
+    try:
+        request = ipb.GetCheckpointRequest(log_id=tenant)
+        return integrity_stub(running).GetCheckpoint(request).checkpoint.tree_size
+    except grpc.RpcError as err:
+        assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+        return 0
+
+
+def export(running: SearchSuite, role: str, tenant: str, **kw: Any) -> bytes:
+    stub = running.as_role(role)
+    return b"".join(c.data for c in stub.Export(pb.ExportRequest(tenant_id=tenant, **kw)))
+
+
+def verify_cli(bundle: Path, key: str) -> subprocess.CompletedProcess[str]:
+    """``aiaudit verify --bundle`` in its own process, as an auditor runs it."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "aiaudit.cli.main",
+            "verify",
+            "--bundle",
+            str(bundle),
+            "--verifier-key",
+            key,
+            "--origin-prefix",
+            ORIGIN_PREFIX,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=subprocess_env(),
+        check=False,
+    )
+
+
+def test_exported_bundle_verifies_offline_and_names_tampered_events(
+    proof_suite: SearchSuite, tenant: str, tmp_path: Path
+) -> None:
+    ids = [f"p-{i}" for i in range(6)]
+    proof_suite.append([interaction(tenant, e, text=f"secret {e}") for e in ids])
+    proof_suite.wait_indexed(tenant, 6)
+    bundle = tmp_path / "export.jsonl"
+    common = ["--address", proof_suite.address, "--api-key", proof_suite.keys["compliance_officer"]]
+    code = main(
+        [
+            "export",
+            *common,
+            "--tenant",
+            tenant,
+            "--filter",
+            NOT_ACCESS,
+            "--include-proofs",
+            "--output",
+            str(bundle),
+        ]
+    )
+    assert code == 0
+    lines = [json.loads(t) for t in bundle.read_text().splitlines()]
+    assert [line["event_id"] for line in lines] == ids
+    assert all(line["log_id"] == tenant for line in lines)
+    assert all(line["content"] for line in lines)  # the officer may read content
+    key = integrity_stub(proof_suite).GetVerifierKey(ipb.GetVerifierKeyRequest()).verifier_keys[0]
+
+    ok = verify_cli(bundle, key)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "6 event(s) checked, 0 problem(s)" in ok.stderr
+
+    # Tamper with one event's content and another's committed bytes.
+    lines[1]["content"] = {k: "rewritten" for k in lines[1]["content"]}
+    committed = base64.b64decode(lines[4]["canonical"])
+    lines[4]["canonical"] = base64.b64encode(committed.replace(b"gpt-4o", b"gpt-4x")).decode()
+    bundle.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    bad = verify_cli(bundle, key)
+    assert bad.returncode == 1
+    named = {line.split()[3].rstrip(":") for line in bad.stdout.splitlines()}
+    assert named == {"p-1", "p-4"}, bad.stdout
+    assert "line 5 event p-4: inclusion proof" in bad.stdout
+
+
+def test_get_event_reports_integrity_status(proof_suite: SearchSuite, tenant: str) -> None:
+    proof_suite.append([interaction(tenant, "v-1")])
+    wait_until(lambda: covered_size(proof_suite, tenant) >= 1)
+    request = pb.GetEventRequest(tenant_id=tenant, event_id="v-1")
+    officer = proof_suite.as_role("compliance_officer").GetEvent(request)
+    assert officer.event.event_id == "v-1"
+    assert officer.integrity_status == ipb.VERIFY_STATUS_VERIFIED
+    # Without proofs.read the verdict is not asked for: the read still succeeds.
+    analyst = proof_suite.as_role("analyst").GetEvent(request)
+    assert analyst.event.event_id == "v-1"
+    assert analyst.integrity_status == ipb.VERIFY_STATUS_UNSPECIFIED
+
+
+def test_include_proofs_refusals(proof_suite: SearchSuite, tenant: str) -> None:
+    proof_suite.append([interaction(tenant, "r-1")])
+    proof_suite.wait_indexed(tenant, 1)
+    for fmt in (pb.EXPORT_FORMAT_CSV, pb.EXPORT_FORMAT_XML):
+        with pytest.raises(grpc.RpcError) as caught:
+            export(proof_suite, "compliance_officer", tenant, format=fmt, include_proofs=True)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "EXPORT_FORMAT_JSONL" in field_violations(caught.value)["include_proofs"]
+    # Auditors read no PII, and the committed bytes carry actor.ip_address verbatim.
+    with pytest.raises(grpc.RpcError) as caught:
+        export(proof_suite, "auditor", tenant, format=pb.EXPORT_FORMAT_JSONL, include_proofs=True)
+    assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "pii.read" in str(caught.value.details())
+    # Without proofs the auditor's export works.
+    plain = export(proof_suite, "auditor", tenant, format=pb.EXPORT_FORMAT_JSONL)
+    assert b'"r-1"' in plain
+
+
+def test_events_not_yet_checkpointed_are_refused_with_their_count(
+    tmp_path: Path, store_url: str, request: pytest.FixtureRequest, tenant: str
+) -> None:
+    # The notary signs its first checkpoint at once, the next only after an hour:
+    # once it has signed anything (another tenant's event, or on the shared
+    # PostgreSQL database what earlier tests left), this tenant's events stay pending.
+    pg = postgres_of(store_url, request)
+    owner_url = pg.admin_url if pg is not None else store_url
+    signed_before = checkpoint_count(owner_url)
+    running = start_proof_suite(
+        tmp_path, store_url, pg, {"checkpoint_interval": 3600}, {"proof_wait": 0.3}
+    )
+    try:
+        running.append([interaction(f"{tenant}-other")])
+        wait_until(lambda: checkpoint_count(owner_url) > signed_before)
+        running.append([interaction(tenant, f"c-{i}") for i in range(3)])
+        running.wait_indexed(tenant, 3)
+        covered = covered_size(running, tenant)
+        store = open_store(store_url)
+        try:
+            size = store.log_sizes()[tenant]
+        finally:
+            store.close()
+        assert size - covered >= 3
+        with pytest.raises(grpc.RpcError) as caught:
+            export(
+                running,
+                "compliance_officer",
+                tenant,
+                format=pb.EXPORT_FORMAT_JSONL,
+                include_proofs=True,
+            )
+        assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert f"{size - covered} event(s)" in str(caught.value.details())
+    finally:
+        stop(running)
+
+
+def test_unreachable_integrity_service_never_fails_reads(tmp_path: Path, tenant: str) -> None:
+    url = f"sqlite:///{tmp_path / 'aiaudit.db'}"
+    open_store(url, run_migrations=True).close()
+    running = start_proof_suite(
+        tmp_path, url, None, search={"integrity_address": "127.0.0.1:1", "integrity_timeout": 2.0}
+    )
+    try:
+        running.append([interaction(tenant, "u-1")])
+        running.wait_indexed(tenant, 1)
+        got = running.as_role("compliance_officer").GetEvent(
+            pb.GetEventRequest(tenant_id=tenant, event_id="u-1")
+        )
+        assert got.event.event_id == "u-1"
+        assert got.integrity_status == ipb.VERIFY_STATUS_UNSPECIFIED
+        with pytest.raises(grpc.RpcError) as caught:
+            export(
+                running,
+                "compliance_officer",
+                tenant,
+                format=pb.EXPORT_FORMAT_JSONL,
+                include_proofs=True,
+            )
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "127.0.0.1:1" in str(caught.value.details())
+    finally:
+        stop(running)
