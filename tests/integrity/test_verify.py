@@ -276,3 +276,37 @@ def test_cli_exits_non_zero_and_names_the_event(
     assert main(base) == 1
     out = capsys.readouterr().out
     assert f"sequence 1 event {log.event(1)}: column model_name is 'other'" in out
+
+
+def test_leaves_mode_checks_the_hash_chain_and_full_mode_the_rest(log: Log) -> None:
+    """``leaves`` names a changed event; only ``full`` (inline or in workers) reads columns."""
+    log.execute("UPDATE events SET user_id = 'mallory' WHERE log_id = :t AND seq = 6")
+    with log.admin.begin() as conn:
+        raw = conn.execute(
+            sa.select(events.c.canonical).where(events.c.log_id == log.tenant, events.c.seq == 9)
+        ).scalar_one()
+        conn.execute(
+            sa.update(events)
+            .where(events.c.log_id == log.tenant, events.c.seq == 9)
+            .values(canonical=bytes(raw).replace(b'"gpt-4o"', b'"gpt-4x"'))
+        )
+    keys = log.keys.verifier_keys()
+
+    def run(mode: str, workers: int) -> list[str]:
+        report = verify_store(
+            log.admin, keys, ORIGIN_PREFIX, log.checkpoint_dir, [log.tenant], None, mode, workers
+        )
+        assert report.events == 15
+        return [str(p) for p in report.problems]
+
+    leaves = run("leaves", 1)
+    assert mentions(leaves, "sequence 9", log.event(9), "does not match the log entry's leaf")
+    assert mentions(leaves, "sequence 9", "notary integrated")
+    assert not mentions(leaves, "user_id")
+    for workers in (1, 2):
+        full = run("full", workers)
+        assert mentions(full, "sequence 6", log.event(6), "column user_id is 'mallory'")
+        assert mentions(full, "sequence 9", log.event(9), "does not match the log entry's leaf")
+        assert sorted(full) == sorted(run("full", 1))
+    with pytest.raises(ValueError, match="verify mode"):
+        verify_store(log.admin, keys, ORIGIN_PREFIX, mode="quick")

@@ -14,6 +14,9 @@ from typing import Any
 from aiaudit.common import canonical
 from aiaudit.common.store.schema import TEXT_COLUMNS
 
+MISSING_EVENT = "the event row is missing (deleted?) but its log entry remains"
+CHANGED_EVENT = "canonical form does not match the log entry's leaf hash (changed)"
+
 
 def event_problems(
     log_id: str,
@@ -25,10 +28,10 @@ def event_problems(
 ) -> list[str]:
     """What is wrong with a stored event given its log entry (event id, leaf hash)."""
     if committed is None:
-        return ["the event row is missing (deleted?) but its log entry remains"]
+        return [MISSING_EVENT]
     problems = []
     if canonical.leaf_hash(committed) != leaf:
-        problems.append("canonical form does not match the log entry's leaf hash (changed)")
+        problems.append(CHANGED_EVENT)
     try:
         node = json.loads(committed)
     except ValueError:

@@ -21,7 +21,7 @@ from aiaudit.integrity.note import NoteError, VerifierKey, parse_verifier_key
 from aiaudit.integrity.signers import SignerUnavailableError
 from aiaudit.integrity.v1 import integrity_service_pb2 as pb
 from aiaudit.integrity.v1 import integrity_service_pb2_grpc as pb_grpc
-from aiaudit.integrity.verify import verify_store
+from aiaudit.integrity.verify import MODES, verify_store
 
 Common = Callable[[argparse.ArgumentParser], None]
 
@@ -73,6 +73,8 @@ def run_verify(args: argparse.Namespace, settings: Settings) -> int:
             args.checkpoint_dir or integrity_settings.checkpoint_dir(settings, s),
             args.log or (),
             _progress,
+            args.mode,
+            args.workers,
         )
     finally:
         store.close()
@@ -188,6 +190,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: C
     verify.add_argument("--database-url", help="store to verify (a read-only login is enough)")
     verify.add_argument("--log", action="append", help="only this log (repeatable)")
     verify.add_argument("--bundle", type=Path, help="verify an offline bundle, no server or store")
+    verify.add_argument(
+        "--mode",
+        choices=MODES,
+        default="full",
+        help="full: every check (default); leaves: canonical bytes, leaves, tree and "
+        "checkpoints only, near the hash rate",
+    )
+    verify.add_argument(
+        "--workers", type=int, default=1, help="processes for the full mode's JSON checks"
+    )
     verify.add_argument(
         "--receipt", type=Path, help="verify a signed receipt note offline and print its events"
     )
