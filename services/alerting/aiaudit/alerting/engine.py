@@ -63,11 +63,23 @@ class Outcome:
 
 
 def apply_hit(
-    store: AlertStore, conn: sa.Connection, tenant: str, hit: Hit, now: dt.datetime
+    store: AlertStore,
+    conn: sa.Connection,
+    tenant: str,
+    hit: Hit,
+    now: dt.datetime,
+    open_alerts: dict[str, Alert | None],
 ) -> tuple[Alert, bool]:
-    """Folds a hit into the open alert of its dedup key, or opens a new one (True)."""
+    """Folds a hit into the open alert of its dedup key, or opens a new one (True).
+
+    ``open_alerts`` caches the open alert per dedup key for one batch, so a
+    burst of hits on one key costs one lookup; folded alerts are changed in
+    memory and written once by the caller.
+    """
     rule = hit.rule
-    current = store.open_alert(conn, tenant, hit.dedup_key)
+    if hit.dedup_key not in open_alerts:
+        open_alerts[hit.dedup_key] = store.open_alert(conn, tenant, hit.dedup_key)
+    current = open_alerts[hit.dedup_key]
     if current is not None and now - current.last_seen_time <= dt.timedelta(
         seconds=rule.throttle_seconds
     ):
@@ -77,7 +89,6 @@ def apply_hit(
             current.event_ids.append(hit.event_id)
         room = MAX_EVIDENCE - len(current.evidence)
         current.evidence.extend(hit.evidence[: max(0, room)])
-        store.update_alert(conn, current)
         return current, False
     alert = Alert(
         tenant=tenant,
@@ -95,6 +106,7 @@ def apply_hit(
         last_seen_time=now,
     )
     store.insert_alert(conn, alert)
+    open_alerts[hit.dedup_key] = alert
     return alert, True
 
 
@@ -159,15 +171,19 @@ class Engine:
             loaded = self.store.load_windows(conn, tenant, windowed)
             known = set(loaded)
             windows = _Tracking(loaded)
+            open_alerts: dict[str, Alert | None] = {}
             for stored in entries:
                 event = stored.to_event()
                 now = stored.receive_time
                 for hit in evaluate(rules, event, now.timestamp(), windows):
-                    alert, new = apply_hit(self.store, conn, tenant, hit, now)
+                    alert, new = apply_hit(self.store, conn, tenant, hit, now, open_alerts)
                     changed[alert.alert_id] = alert
                     if new:
                         fresh.add(alert.alert_id)
                         self.store.enqueue(conn, alert, self.sinks, self.payload(alert), now)
+            for alert in changed.values():
+                if alert.alert_id not in fresh or alert.occurrence_count > 1:
+                    self.store.update_alert(conn, alert)
             self.store.save_windows(conn, tenant, {k: windows[k] for k in windows.changed}, known)
             cursors.advance(conn, CONSUMER, log_id, start + len(entries))
         return Outcome(len(entries), list(changed.values()))

@@ -16,7 +16,7 @@ so rule authors compare plain numbers and strings:
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,12 +99,6 @@ def _struct_value(raw: object, rest: list[str]) -> list[Value]:
     return [raw] if isinstance(raw, str | int | float | bool) else []
 
 
-def _present(msg: Message, fd: descriptor.FieldDescriptor) -> bool:
-    if fd.has_presence:
-        return msg.HasField(fd.name)
-    return True
-
-
 @functools.lru_cache(maxsize=4096)
 def compile_path(path: str) -> Field:
     """Checks a path against Event and returns its getter; FieldError names the bad part."""
@@ -155,51 +149,82 @@ def _field(path: str, steps: list[descriptor.FieldDescriptor], rest: list[str]) 
         descriptor.FieldDescriptor.CPPTYPE_FLOAT,
     ) or (leaf.message_type is not None and leaf.message_type.full_name in (_DURATION, _TIMESTAMP))
 
+    read = _leaf_reader(leaf, rest)
+    path_steps = tuple((fd.name, fd.is_repeated, fd.has_presence) for fd in steps[:-1])
+
     def get(event: Message) -> list[Value]:
         current: list[Message] = [event]
-        for fd in steps[:-1]:
+        for name, repeated, presence in path_steps:
             nxt: list[Message] = []
             for msg in current:
-                if fd.is_repeated:
-                    nxt.extend(getattr(msg, fd.name))
-                elif _present(msg, fd):
-                    nxt.append(getattr(msg, fd.name))
+                if repeated:
+                    nxt.extend(getattr(msg, name))
+                elif not presence or msg.HasField(name):
+                    nxt.append(getattr(msg, name))
             current = nxt
-        return list(_leaf_values(current, leaf, rest))
+        out: list[Value] = []
+        for msg in current:
+            read(msg, out)
+        return out
 
     return Field(path, get, enum, numeric)
 
 
-def _leaf_values(
-    msgs: list[Message], fd: descriptor.FieldDescriptor, rest: list[str]
-) -> Iterable[Value]:
-    for msg in msgs:
-        if fd.message_type is not None and fd.message_type.GetOptions().map_entry:
-            entries = getattr(msg, fd.name)
-            if rest[0] in entries:
-                item = entries[rest[0]]
+def _leaf_reader(
+    fd: descriptor.FieldDescriptor, rest: list[str]
+) -> Callable[[Message, list[Value]], None]:
+    """The leaf's values of one message, appended to a list; the field's kind is decided once."""
+    name, repeated, presence = fd.name, fd.is_repeated, fd.has_presence
+    mt = fd.message_type
+    if mt is not None and mt.GetOptions().map_entry:
+        key = rest[0]
+
+        def map_value(msg: Message, out: list[Value]) -> None:
+            entries = getattr(msg, name)
+            if key in entries:
+                item = entries[key]
                 if isinstance(item, Message):
                     which = item.WhichOneof("value")
                     if which is not None:
-                        yield getattr(item, which)
+                        out.append(getattr(item, which))
                 else:
-                    yield item
-            continue
-        if fd.message_type is not None and fd.message_type.full_name == _STRUCT:
-            if msg.HasField(fd.name):
-                yield from _struct_value(json_format.MessageToDict(getattr(msg, fd.name)), rest)
-            continue
-        if fd.message_type is not None:
-            if fd.is_repeated:
-                for item in getattr(msg, fd.name):
-                    yield _message_leaf(fd.message_type.full_name, item)
-            elif msg.HasField(fd.name):
-                yield _message_leaf(fd.message_type.full_name, getattr(msg, fd.name))
-            continue
-        if fd.is_repeated:
-            yield from (_scalar(fd, v) for v in getattr(msg, fd.name))
-        elif not fd.has_presence or msg.HasField(fd.name):
-            yield _scalar(fd, getattr(msg, fd.name))
+                    out.append(item)
+
+        return map_value
+    if mt is not None and mt.full_name == _STRUCT:
+
+        def struct_value(msg: Message, out: list[Value]) -> None:
+            if msg.HasField(name):
+                out.extend(_struct_value(json_format.MessageToDict(getattr(msg, name)), rest))
+
+        return struct_value
+    if mt is not None:
+        full = mt.full_name
+
+        def time_value(msg: Message, out: list[Value]) -> None:
+            if repeated:
+                out.extend(_message_leaf(full, item) for item in getattr(msg, name))
+            elif msg.HasField(name):
+                out.append(_message_leaf(full, getattr(msg, name)))
+
+        return time_value
+    if fd.type in (descriptor.FieldDescriptor.TYPE_ENUM, descriptor.FieldDescriptor.TYPE_BYTES):
+
+        def converted(msg: Message, out: list[Value]) -> None:
+            if repeated:
+                out.extend(_scalar(fd, v) for v in getattr(msg, name))
+            elif not presence or msg.HasField(name):
+                out.append(_scalar(fd, getattr(msg, name)))
+
+        return converted
+
+    def plain(msg: Message, out: list[Value]) -> None:
+        if repeated:
+            out.extend(getattr(msg, name))
+        elif not presence or msg.HasField(name):
+            out.append(getattr(msg, name))
+
+    return plain
 
 
 def is_set(value: Value) -> bool:

@@ -23,19 +23,8 @@ from dataclasses import dataclass
 import re2
 
 from aiaudit.alerting.detectors.base import Finding, Text, excerpt, input_texts
+from aiaudit.alerting.detectors.patterns import PatternSet, chars, compile_pattern, encode
 from aiaudit.common.v1 import event_pb2
-
-
-def _options() -> re2.Options:
-    options = re2.Options()
-    options.case_sensitive = False
-    options.dot_nl = True
-    options.max_mem = 32 << 20
-    options.log_errors = False
-    return options
-
-
-_OPTIONS = _options()
 
 
 @dataclass(frozen=True)
@@ -46,7 +35,7 @@ class _Signal:
 
 
 def _s(name: str, weight: float, pattern: str) -> _Signal:
-    return _Signal(name, weight, re2.compile(pattern.encode(), _OPTIONS))
+    return _Signal(name, weight, compile_pattern(pattern))
 
 
 _YOU_OBLIGED = (
@@ -237,12 +226,9 @@ SIGNALS: tuple[_Signal, ...] = (
     ),
 )
 
-_OBLIGED = re2.compile(_YOU_OBLIGED.encode(), _OPTIONS)
+_OBLIGED = compile_pattern(_YOU_OBLIGED)
 _RULEBOOK = _Signal("rulebook", 0.35, _OBLIGED)
-_SET = re2.Set.SearchSet(_OPTIONS)
-for _signal in SIGNALS:
-    _SET.Add(_signal.pattern.pattern)
-_SET.Compile()
+_SET = PatternSet({s.name: s.pattern for s in SIGNALS})
 _WEIGHTS = {s.name: s.weight for s in (*SIGNALS, _RULEBOOK)}
 
 THRESHOLD = 0.5
@@ -250,25 +236,17 @@ THRESHOLD = 0.5
 
 def score_text(text: str) -> tuple[float, list[tuple[str, int, int]]]:
     """Score of one text and the (character) spans of the signals that matched."""
-    data = text.encode("utf-8", "surrogatepass")
-    spans: list[tuple[str, int, int]] = []
-    for i in sorted(_SET.Match(data) or ()):
-        m = SIGNALS[i].pattern.search(data)
-        if m is not None:
-            spans.append((SIGNALS[i].name, *m.span()))
-    if len(data) > 400:
+    spans = _SET.search(text)
+    if len(text) > 400:
+        data = encode(text)
         obligations = [m.span() for m in _OBLIGED.finditer(data)]
         if len(obligations) >= OBLIGATIONS:
-            spans.append((_RULEBOOK.name, obligations[0][0], obligations[-1][1]))
+            first, last = obligations[0][0], obligations[-1][1]
+            spans.append((_RULEBOOK.name, chars(data, first), chars(data, last)))
     miss = 1.0
     for name, _, _ in spans:
         miss *= 1.0 - _WEIGHTS[name]
-    return round(1.0 - miss, 4), [(n, _chars(data, a), _chars(data, b)) for n, a, b in spans]
-
-
-def _chars(data: bytes, offset: int) -> int:
-    """A UTF-8 byte offset as a character offset."""
-    return len(data[:offset].decode("utf-8", "ignore"))
+    return round(1.0 - miss, 4), spans
 
 
 def detect(texts: list[Text]) -> list[Finding]:
