@@ -16,7 +16,14 @@ To verify an event: leaf = SHA-256(0x00 || canonical); the checkpoint's
 signature must verify with the published verifier key and its origin must be
 ``<origin_prefix>/<log_id>``; the proof must lead from the leaf at ``index``
 to the checkpoint's root. Any RFC 6962 / C2SP implementation can do this.
-The search export writes the same lines (``event_line``).
+
+Two writers produce this format: :func:`export` here (``aiaudit integrity
+export-bundle``, straight from the store: a log's events in order) and the
+search service's ``Export`` with ``include_proofs`` (``aiaudit export
+--include-proofs``: the events matching a filter, proofs fetched over gRPC
+with ``BatchGetInclusionProofs``). Search writes its lines from this
+specification, not with :func:`event_line`, so the format is a contract and
+not shared code; a change here must be made in the README and there too.
 """
 
 from __future__ import annotations

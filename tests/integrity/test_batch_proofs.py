@@ -1,0 +1,100 @@
+"""BatchGetInclusionProofs over the whole suite (SQLite and PostgreSQL): what exports use."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from aiaudit.common.store import open_store
+from aiaudit.common.v1 import event_pb2
+from aiaudit.integrity import merkle, note
+from aiaudit.integrity.v1 import integrity_service_pb2 as pb
+from tests.conftest import Running
+from tests.integrity.conftest import ORIGIN_PREFIX, wait_until
+from tests.integrity.test_service import (
+    append,
+    checkpoint_covers,
+    integrity,
+    start_suite,
+    violations,
+)
+
+
+@pytest.fixture
+def suite(store_url: str, notary_url: str, tmp_path: Path) -> Iterator[Running]:
+    running = start_suite(store_url, notary_url, tmp_path)
+    yield running
+    running.channel.close()
+    running.suite.stop()  # type: ignore[attr-defined]
+
+
+def test_batch_proofs_verify_and_are_one_access_record(suite: Running, tenant: str) -> None:
+    receipts = append(suite, tenant, 7)
+    wait_until(lambda: checkpoint_covers(suite, tenant, 7))
+    stub = integrity(suite)
+    keys = [
+        note.parse_verifier_key(k)
+        for k in stub.GetVerifierKey(pb.GetVerifierKeyRequest()).verifier_keys
+    ]
+    wanted = [5, 0, 3, 6]
+    reply = stub.BatchGetInclusionProofs(
+        pb.BatchGetInclusionProofsRequest(log_id=tenant, sequences=wanted)
+    )
+    cp = note.open_checkpoint(reply.checkpoint.signed_note, keys, f"{ORIGIN_PREFIX}/{tenant}")
+    assert [p.leaf_index for p in reply.proofs] == wanted
+    for p in reply.proofs:
+        assert p.tree_size == cp.size == reply.checkpoint.tree_size
+        leaf = receipts[p.leaf_index].leaf_hash  # type: ignore[attr-defined]
+        merkle.verify_inclusion(p.leaf_index, cp.size, leaf, p.hashes, cp.root_hash)
+    # The same proofs one by one, against the same checkpoint.
+    single = stub.GetInclusionProof(
+        pb.GetInclusionProofRequest(log_id=tenant, sequence=3, tree_size=cp.size)
+    )
+    assert list(single.proof.hashes) == list(reply.proofs[2].hashes)
+
+    store = open_store(suite.suite.store.engine.url.render_as_string(hide_password=False))  # type: ignore[attr-defined]
+    try:
+        actions = [
+            e.to_event().attributes["access.action"].string_value
+            for e in store.read_log(tenant, 0, 1000)
+            if e.to_event().event_type == event_pb2.EVENT_TYPE_AUDIT_ACCESS
+        ]
+    finally:
+        store.close()
+    assert actions.count("integrity.batch_get_inclusion_proofs") == 1
+
+
+def test_batch_proofs_refusals(suite: Running, tenant: str) -> None:
+    append(suite, tenant, 3)
+    wait_until(lambda: checkpoint_covers(suite, tenant, 3))
+    stub = integrity(suite)
+    bad = [
+        (pb.BatchGetInclusionProofsRequest(log_id=tenant), "sequences"),
+        (pb.BatchGetInclusionProofsRequest(log_id=tenant, sequences=[0] * 1001), "sequences"),
+        (pb.BatchGetInclusionProofsRequest(log_id=tenant, sequences=[1, -1]), "sequences[1]"),
+        (pb.BatchGetInclusionProofsRequest(sequences=[0]), "log_id"),
+    ]
+    for request, field in bad:
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.BatchGetInclusionProofs(request)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, field
+        assert field in violations(caught.value)
+    # The three events were committed together: no checkpoint was ever signed at size 1.
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.BatchGetInclusionProofs(
+            pb.BatchGetInclusionProofsRequest(log_id=tenant, sequences=[0], tree_size=1)
+        )
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.BatchGetInclusionProofs(
+            pb.BatchGetInclusionProofsRequest(log_id=tenant, sequences=[10_000])
+        )
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    with pytest.raises(grpc.RpcError) as caught:
+        integrity(suite, "analyst").BatchGetInclusionProofs(
+            pb.BatchGetInclusionProofsRequest(log_id=tenant, sequences=[0])
+        )
+    assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
