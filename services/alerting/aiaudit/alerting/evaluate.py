@@ -36,11 +36,11 @@ class Hit:
 
 def aggregate(w: Window, samples: Sequence[Sample], seconds: float) -> float:
     """The window's aggregate over ``samples`` spanning ``seconds``."""
-    values = [v for _, v in samples]
     if w.aggregate == "count":
-        return float(len(values))
+        return float(len(samples))
     if w.aggregate == "rate":
-        return len(values) / (seconds / 60.0)
+        return len(samples) / (seconds / 60.0)
+    values = [v for _, v in samples]
     if not values:
         return 0.0
     if w.aggregate == "sum":
