@@ -5,7 +5,8 @@
 (b) rule evaluation throughput of the engine with 50 active rules (the default
     pack plus 40 generated field, regex, detector and window rules) over the
     same number of events (5% suspicious), committing alerts, windows and cursor,
-(c) ack-to-alert latency under load: a server hosting ingest and alerting,
+(c) ack-to-alert latency under load: a server hosting ingest and alerting
+    (on a database of its own, so no backlog from (a) is in the way),
     background batches at a fixed rate, a jailbreak every 100 ms from a new
     user; time from the Append ack to the alert on WatchAlerts.
 
@@ -218,7 +219,9 @@ def main() -> int:
     url = fresh_database()
     ingest_rate = measure_ingest(url, args.events)
     eval_rate, active = measure_engine(url, args.events)
-    latencies = sorted(measure_latency(url, args.seconds, args.rate))
+    # (c) gets a database of its own: the log of (a) was never evaluated, and catching
+    # up on it would be measured as alert latency.
+    latencies = sorted(measure_latency(fresh_database(), args.seconds, args.rate))
     p50 = statistics.median(latencies)
     p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
     print("| measure | value |")

@@ -18,6 +18,7 @@ from aiaudit.alerting.service import AlertingService, Broadcaster
 from aiaudit.alerting.settings import AlertingSettings
 from aiaudit.alerting.sinks import Deliverer, SinkConfig, alert_json
 from aiaudit.alerting.store import AlertStore
+from aiaudit.common import commits
 from aiaudit.common.component import Context
 from aiaudit.common.config import ConfigError, section
 from aiaudit.common.store import SqlEventStore, open_store
@@ -33,6 +34,7 @@ class Alerting:
     deliverer: Deliverer
     service: AlertingService
     own_store: SqlEventStore | None
+    unwatch: Callable[[], None]
     service_names: list[str] = field(default_factory=lambda: [handlers.SERVICE_NAME])
 
     def wake(self) -> None:
@@ -41,6 +43,7 @@ class Alerting:
 
     def stop(self) -> None:
         """Finishes the current batch and delivery, then releases the connection pool."""
+        self.unwatch()
         self.engine.stop()
         self.deliverer.stop()
         if self.own_store is not None:
@@ -86,9 +89,11 @@ def start(ctx: Context) -> Alerting:
     )
     service = AlertingService(events, store, book, broadcaster, record=_recorder(ctx.store))
     handlers.add_to_server(ctx.server, handlers.AlertingHandlers(service, ctx.auth, ctx.audit))
+    # Ingest commits through the suite's engine: evaluate at once instead of at the next poll.
+    unwatch = commits.on_commit(ctx.store.engine, engine.wake)
     engine.start()
     deliverer.start()
-    return Alerting(engine, deliverer, service, own)
+    return Alerting(engine, deliverer, service, own, unwatch)
 
 
 def _recorder(store: SqlEventStore) -> Callable[[event_pb2.Event], None]:

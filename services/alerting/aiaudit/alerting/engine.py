@@ -25,6 +25,7 @@ from aiaudit.alerting.evaluate import Hit, Sample, evaluate
 from aiaudit.alerting.model import FIRING, Alert
 from aiaudit.alerting.rulebook import RuleBook
 from aiaudit.alerting.store import AlertStore
+from aiaudit.common import commits
 from aiaudit.common.store import cursors
 from aiaudit.common.store.schema import consumer_cursors
 from aiaudit.common.store.sql import SqlEventStore
@@ -223,7 +224,9 @@ class EngineThread:
     def _run(self) -> None:
         delay = self.poll_interval
         healthy = True
+        woken = False
         while not self._stop.is_set():
+            self._wake.clear()
             try:
                 busy = self.engine.run_once() > 0
                 if not healthy:
@@ -238,5 +241,7 @@ class EngineThread:
                 busy = False
                 delay = min(delay * 2, 5.0)
             if not busy:
-                self._wake.wait(delay)
-                self._wake.clear()
+                # A wake-up arrives just before its COMMIT lands: if that look found
+                # nothing, look again a moment later rather than a whole poll later.
+                wait = min(commits.RECHECK, delay) if woken and healthy else delay
+                woken = self._wake.wait(wait)

@@ -1,0 +1,34 @@
+"""In-process wake-ups on commits: how log consumers learn of new events without polling.
+
+A consumer (search indexer, integrity notary, alerting engine) tails the log
+with a short poll for commits made by other processes, and registers a callback
+here to hear at once about commits made through the suite's engine in its own
+process (ingest batches, rule changes, access records).
+
+SQLAlchemy's ``commit`` event fires just *before* the COMMIT reaches the
+database, so a consumer woken by it may look a moment too early and find
+nothing: it should look again shortly rather than wait a whole poll interval
+(see :data:`RECHECK`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlalchemy as sa
+
+RECHECK = 0.005
+"""Seconds to wait before looking again when a wake-up found nothing new yet."""
+
+
+def on_commit(engine: sa.Engine, callback: Callable[[], None]) -> Callable[[], None]:
+    """Calls ``callback`` on every commit through ``engine`` in this process.
+
+    Returns the function that removes the listener (call it when the consumer stops).
+    """
+
+    def listener(_conn: sa.Connection) -> None:
+        callback()
+
+    sa.event.listen(engine, "commit", listener)
+    return lambda: sa.event.remove(engine, "commit", listener)
