@@ -6,14 +6,18 @@ least-privileged consumer role, as in production.
 
 from __future__ import annotations
 
+import datetime as dt
 import subprocess
 from pathlib import Path
 
 import grpc
 import pytest
+import sqlalchemy as sa
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opensearchpy import OpenSearch
 
+from aiaudit.common.store import open_store
+from aiaudit.common.store.prepare import prepare
 from aiaudit.search.v1 import search_service_pb2 as pb
 from tests.conftest import REPO, Postgres
 from tests.helpers import interaction
@@ -115,3 +119,25 @@ def test_sqlite_index_resumes_after_restart_exactly_once(tmp_path: Path, tenant:
     finally:
         again.channel.close()
         again.suite.stop()
+
+
+def test_a_damaged_log_holds_only_its_own_tenant(tmp_path: Path, tenant: str) -> None:
+    damaged = f"{tenant}-dmg"
+    store = open_store(f"sqlite:///{tmp_path / 'aiaudit.db'}", run_migrations=True)
+    now = dt.datetime.now(dt.UTC)
+    store.append_group([[prepare(interaction(damaged, f"d-{i}"), now) for i in range(3)]])
+    with store.engine.begin() as conn:  # what an attacker with database access could do
+        conn.execute(
+            sa.text("UPDATE events SET canonical = :junk WHERE log_id = :t"),
+            {"junk": b"not json", "t": damaged},
+        )
+    store.close()
+    running = start_suite(tmp_path, "sqlite", {})
+    try:
+        running.append([interaction(tenant, f"ok-{i}") for i in range(4)])
+        running.wait_indexed(tenant, 4)  # the healthy tenant is not held up
+        assert health(running.channel) == health_pb2.HealthCheckResponse.SERVING
+        assert running.find(damaged).total_size == 0
+    finally:
+        running.channel.close()
+        running.suite.stop()

@@ -5,7 +5,9 @@ the indexer reads a batch from the store, builds the documents, and hands them
 to the backend, which indexes them (idempotently, by document id) and only
 then records the new position. A backend that is down is retried with
 exponential backoff (health NOT_SERVING meanwhile); nothing is skipped, so on
-recovery it catches up and every event is indexed exactly once.
+recovery it catches up and every event is indexed exactly once. A stored event
+that cannot be read back (a damaged row) holds only its own tenant's log, with
+an error naming it, so one tenant's damage never stops the others.
 
 Wake-ups: a commit on the store's engine in this process (an ingest batch,
 an access record) wakes the indexer at once; otherwise it polls every
@@ -48,6 +50,8 @@ class Indexer:
         self._poll = poll_interval
         self._max_backoff = max_backoff
         self._on_health = on_health
+        self._stalled: dict[str, int] = {}
+        """Logs held at a damaged event (log id -> its sequence); other logs go on."""
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._progress = threading.Condition()
@@ -124,7 +128,20 @@ class Indexer:
             entries = self._store.read_log(log_id, start, self._batch)
             if not entries:
                 continue
-            docs = [document.build(e.to_event(), e.sequence) for e in entries]
+            try:
+                docs = [document.build(e.to_event(), e.sequence) for e in entries]
+            except Exception as exc:  # a damaged row: hold this log, keep indexing the others
+                if self._stalled.get(log_id) != start:
+                    log.error(
+                        "search indexer holds log %s at sequence %d: %s "
+                        "(the stored event is damaged; `aiaudit verify` names it)",
+                        log_id,
+                        start,
+                        exc,
+                    )
+                    self._stalled[log_id] = start
+                continue
+            self._stalled.pop(log_id, None)
             end = entries[-1].sequence + 1
             self._backend.write(log_id, docs, end)
             with self._progress:
