@@ -17,7 +17,7 @@ from google.rpc import code_pb2, status_pb2
 from aiaudit.common import status
 from aiaudit.common.auth import Authenticator, Caller
 from aiaudit.common.receipts import ReceiptSigning, ReceiptSigningUnavailableError
-from aiaudit.common.store.prepare import prepare
+from aiaudit.common.store.prepare import prepare_batch
 from aiaudit.common.store.sql import BatchOutcome, Conflict, Receipt
 from aiaudit.common.v1 import event_pb2, proof_pb2
 from aiaudit.ingest.committer import GroupCommitter
@@ -103,7 +103,7 @@ class IngestHandlers:
                     field="sign_receipts",
                 )
             )
-        return self._committer.submit([prepare(e, now) for e in events])
+        return self._committer.submit(prepare_batch(events, now))
 
     def _receipts(
         self, future: Future[BatchOutcome], prefix: str, sign: bool = False
