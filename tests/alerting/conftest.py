@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,11 +40,11 @@ def make_engine(consumer: SqlEventStore, sinks: tuple[str, ...] = ()) -> Engine:
     return Engine(consumer, store, RuleBook(store), sinks, 500, alert_json)
 
 
-@pytest.fixture
-def alerting_server(
+@contextlib.contextmanager
+def serving(
     store_url: str, consumer_url: str, tmp_path: Path
 ) -> Iterator[tuple[grpc.Channel, dict[str, str], str]]:
-    """Ingest and alerting on one server; alerting runs as the consumer role."""
+    """Ingest and alerting on one server; alerting runs as ``consumer_url``."""
     from aiaudit.cli.server import start
 
     keys = write_keys(tmp_path / "keys.yaml")
@@ -63,9 +64,20 @@ def alerting_server(
     suite = start(config.load(cfg, env={}))
     address = f"127.0.0.1:{suite.port}"
     channel = client.channel(address, keys["admin"])
-    yield channel, keys, address
-    channel.close()
-    suite.stop()
+    try:
+        yield channel, keys, address
+    finally:
+        channel.close()
+        suite.stop()
+
+
+@pytest.fixture
+def alerting_server(
+    store_url: str, consumer_url: str, tmp_path: Path
+) -> Iterator[tuple[grpc.Channel, dict[str, str], str]]:
+    """Ingest and alerting on one server; alerting runs as the consumer role."""
+    with serving(store_url, consumer_url, tmp_path) as running:
+        yield running
 
 
 def drain(engine: Engine, tenant: str) -> int:

@@ -8,6 +8,12 @@ window state and advances the cursor. Either all of it commits or none: a
 crash re-evaluates the batch from the same state, so nothing is lost and
 nothing fires twice (alert ids are derived from the rule, dedup key and first
 event, so even a replay would produce the same ids).
+
+Fault isolation: a stored event that cannot be read back (a damaged row) or
+evaluated holds only its own tenant's log, just before that event, with one
+error naming the log and sequence; it is retried on later passes while every
+other log goes on (health stays SERVING). Store errors (the database down)
+stop the whole pass: the thread backs off and reports NOT_SERVING.
 """
 
 from __future__ import annotations
@@ -28,13 +34,24 @@ from aiaudit.alerting.store import AlertStore
 from aiaudit.common import commits
 from aiaudit.common.store import cursors
 from aiaudit.common.store.schema import consumer_cursors
-from aiaudit.common.store.sql import SqlEventStore
+from aiaudit.common.store.sql import SqlEventStore, StoredEvent
+from aiaudit.common.v1 import event_pb2
 
 log = logging.getLogger(__name__)
 
 CONSUMER = "alerting"
 MAX_EVENT_IDS = 100
 MAX_EVIDENCE = 20
+
+
+class DamagedEventError(Exception):
+    """A stored event of a log that cannot be rebuilt into an Event."""
+
+    def __init__(self, log_id: str, sequence: int, cause: Exception) -> None:
+        """Names the log and the sequence of the damaged entry."""
+        super().__init__(f"damaged stored event: {cause!r}")
+        self.log_id = log_id
+        self.sequence = sequence
 
 
 class _Tracking(dict[tuple[str, str], list[Sample]]):
@@ -133,18 +150,64 @@ class Engine:
         self.payload = payload
         self.on_change = on_change
         self._postgres = store.engine.dialect.name == "postgresql"
+        self.held: dict[str, int] = {}
+        """Logs held at a damaged event (log id -> sequence); retried every pass."""
 
     def run_once(self) -> int:
-        """Processes one batch of every log with a backlog; returns how many events."""
+        """Processes one batch of every log with a backlog; returns how many events.
+
+        Store errors propagate (every log would fail alike); any other error is
+        the log's own (a damaged row, an event the rules cannot evaluate) and
+        holds only that log.
+        """
         with self.store.engine.connect() as conn:
             pending = cursors.backlog(conn, CONSUMER)
         total = 0
         for b in pending:
-            outcome = self.process(b.log_id, b.position)
+            try:
+                outcome = self.process(b.log_id, b.position)
+            except sa.exc.SQLAlchemyError:
+                raise
+            except Exception as exc:
+                self._hold(
+                    b.log_id,
+                    exc.sequence if isinstance(exc, DamagedEventError) else b.position,
+                    exc,
+                )
+                continue
+            self.held.pop(b.log_id, None)
             total += outcome.processed
             if outcome.changed:
                 self.on_change(outcome.changed)
         return total
+
+    def _hold(self, log_id: str, sequence: int, exc: Exception) -> None:
+        """Logs once per log and position that the log is held there."""
+        if self.held.get(log_id) == sequence:
+            return
+        self.held[log_id] = sequence
+        log.error(
+            "alerting engine holds log %s at sequence %d: %s "
+            "(other logs go on; `aiaudit verify` names a damaged event)",
+            log_id,
+            sequence,
+            exc,
+        )
+
+    def _decode(self, entries: list[StoredEvent]) -> list[event_pb2.Event]:
+        """The events of a batch up to the first damaged one (which starts a batch of its own).
+
+        Raises DamagedEventError when the first entry itself is damaged.
+        """
+        decoded: list[event_pb2.Event] = []
+        for stored in entries:
+            try:
+                decoded.append(stored.to_event())
+            except Exception as exc:
+                if not decoded:
+                    raise DamagedEventError(stored.log_id, stored.sequence, exc) from exc
+                break
+        return decoded
 
     def _claim(self, conn: sa.Connection, log_id: str, expected: int) -> bool:
         """Locks the cursor row and checks it is still at ``expected``."""
@@ -161,6 +224,8 @@ class Engine:
         entries = self.events.read_log(log_id, start, self.batch_size)
         if not entries:
             return Outcome(0, [])
+        decoded = self._decode(entries)
+        entries = entries[: len(decoded)]
         tenant = log_id
         changed: dict[str, Alert] = {}
         fresh: set[str] = set()
@@ -173,8 +238,7 @@ class Engine:
             known = set(loaded)
             windows = _Tracking(loaded)
             open_alerts: dict[str, Alert | None] = {}
-            for stored in entries:
-                event = stored.to_event()
+            for stored, event in zip(entries, decoded, strict=True):
                 now = stored.receive_time
                 for hit in evaluate(rules, event, now.timestamp(), windows):
                     alert, new = apply_hit(self.store, conn, tenant, hit, now, open_alerts)
