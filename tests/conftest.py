@@ -48,7 +48,8 @@ class Postgres:
     app_url: str
     """A login role granted only aiaudit_writer: what ingest runs as."""
     consumer_url: str
-    """A login role granted only aiaudit_consumer: what the notary, indexer and alerting run as."""
+    """A login role granted only aiaudit_consumer: what the search indexer runs as (the notary
+    and alerting run as their own roles, members of it)."""
 
 
 @pytest.fixture(scope="session")

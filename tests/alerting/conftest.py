@@ -1,13 +1,16 @@
-"""Alerting fixtures: the engine runs as the consumer role, events are written as ingest."""
+"""Alerting fixtures: alerting runs as a login in ``aiaudit_alerting``, ingest writes events."""
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import secrets
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+import psycopg
 import pytest
 import yaml
 
@@ -20,12 +23,35 @@ from aiaudit.common.store import open_store
 from aiaudit.common.store.prepare import prepare
 from aiaudit.common.store.sql import SqlEventStore
 from aiaudit.common.v1 import event_pb2 as ev
-from tests.conftest import write_keys
+from tests.conftest import Postgres, write_keys
+
+
+def login(pg: Postgres, role: str) -> str:
+    """A new login role that is a member of ``role``; returns its SQLAlchemy URL."""
+    user, password = f"u_{uuid.uuid4().hex[:8]}", secrets.token_hex(16)
+    with psycopg.connect(pg.admin_dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {user} LOGIN PASSWORD '{password}' IN ROLE {role}")
+    return f"postgresql+psycopg://{user}:{password}@{pg.admin_dsn.split('@', 1)[1]}"
+
+
+@pytest.fixture(scope="session")
+def alerting_login(postgres: Postgres) -> str:
+    """One login granted only aiaudit_alerting for the session (what alerting runs as)."""
+    return login(postgres, "aiaudit_alerting")
 
 
 @pytest.fixture
-def consumer(consumer_url: str) -> Iterator[SqlEventStore]:
-    s = open_store(consumer_url)
+def alerting_url(store_url: str, request: pytest.FixtureRequest) -> str:
+    """The store as alerting runs in production: a login in ``aiaudit_alerting``."""
+    if store_url.startswith("sqlite"):
+        return store_url
+    return str(request.getfixturevalue("alerting_login"))
+
+
+@pytest.fixture
+def consumer(alerting_url: str) -> Iterator[SqlEventStore]:
+    """The store as the alerting role."""
+    s = open_store(alerting_url)
     yield s
     s.close()
 
@@ -42,9 +68,9 @@ def make_engine(consumer: SqlEventStore, sinks: tuple[str, ...] = ()) -> Engine:
 
 @contextlib.contextmanager
 def serving(
-    store_url: str, consumer_url: str, tmp_path: Path
+    store_url: str, alerting_url: str, tmp_path: Path
 ) -> Iterator[tuple[grpc.Channel, dict[str, str], str]]:
-    """Ingest and alerting on one server; alerting runs as ``consumer_url``."""
+    """Ingest and alerting on one server; alerting runs as ``alerting_url``."""
     from aiaudit.cli.server import start
 
     keys = write_keys(tmp_path / "keys.yaml")
@@ -57,7 +83,7 @@ def serving(
                 "data_dir": str(tmp_path),
                 "database_url": store_url,
                 "services": ["ingest", "alerting"],
-                "alerting": {"database_url": consumer_url, "poll_interval": 0.02},
+                "alerting": {"database_url": alerting_url, "poll_interval": 0.02},
             }
         )
     )
@@ -73,10 +99,10 @@ def serving(
 
 @pytest.fixture
 def alerting_server(
-    store_url: str, consumer_url: str, tmp_path: Path
+    store_url: str, alerting_url: str, tmp_path: Path
 ) -> Iterator[tuple[grpc.Channel, dict[str, str], str]]:
-    """Ingest and alerting on one server; alerting runs as the consumer role."""
-    with serving(store_url, consumer_url, tmp_path) as running:
+    """Ingest and alerting on one server; alerting runs as the alerting role."""
+    with serving(store_url, alerting_url, tmp_path) as running:
         yield running
 
 

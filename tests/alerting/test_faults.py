@@ -42,7 +42,7 @@ def test_a_damaged_log_holds_only_its_own_tenant(
     store: SqlEventStore,
     consumer: SqlEventStore,
     store_url: str,
-    consumer_url: str,
+    alerting_url: str,
     tenant: str,
     tmp_path: Path,
     request: pytest.FixtureRequest,
@@ -69,7 +69,7 @@ def test_a_damaged_log_holds_only_its_own_tenant(
             )
 
     try:
-        with serving(store_url, consumer_url, tmp_path) as (channel, _, _):
+        with serving(store_url, alerting_url, tmp_path) as (channel, _, _):
             append(store, [interaction(tenant, text=ATTACK, user="m")])
             # The healthy tenant alerts; the damaged log got as far as its damaged event.
             wait_for(lambda: _alert_rules(consumer, tenant) == [("prompt-injection", 1)])

@@ -13,7 +13,7 @@ class AlertingSettings:
     """Defaults are the embedded mode: the suite's store, the default pack, no sinks."""
 
     database_url: str = ""
-    """Database to run as (e.g. a login role in aiaudit_consumer); default: the suite's store."""
+    """Database to run as (a login role in aiaudit_alerting); default: the suite's store."""
     default_rules: bool = True
     """Whether the default rule pack applies to every tenant."""
     rules_files: tuple[str, ...] = ()

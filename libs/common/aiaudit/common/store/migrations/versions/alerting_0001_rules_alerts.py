@@ -1,9 +1,10 @@
 """Alerting: rules, alerts, window state and the delivery outbox.
 
-On PostgreSQL the consumer role (``aiaudit_consumer``, what the alerting
-engine runs as) gets SELECT, INSERT and UPDATE on these tables, DELETE only on
-rules (DeleteRule) and window state (expired groups); alerts and delivery
-records are never deleted. Readers get SELECT on rules and alerts.
+On PostgreSQL these grants went to the consumer role (``aiaudit_consumer``);
+``alerting_0002`` moves them to the alerting role ``aiaudit_alerting``: SELECT,
+INSERT and UPDATE on these tables, DELETE only on rules (DeleteRule) and window
+state (expired groups); alerts and delivery records are never deleted. Readers
+get SELECT on rules and alerts.
 """
 
 import sqlalchemy as sa
