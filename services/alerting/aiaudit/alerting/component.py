@@ -14,7 +14,7 @@ from aiaudit.alerting.engine import Engine, EngineThread
 from aiaudit.alerting.model import Alert
 from aiaudit.alerting.rulebook import RuleBook
 from aiaudit.alerting.rules import RuleSyntaxError
-from aiaudit.alerting.service import AlertingService, Broadcaster
+from aiaudit.alerting.service import AlertingService, Changes
 from aiaudit.alerting.settings import AlertingSettings
 from aiaudit.alerting.sinks import Deliverer, SinkConfig, alert_json
 from aiaudit.alerting.store import AlertStore
@@ -61,7 +61,7 @@ def start(ctx: Context) -> Alerting:
         book = RuleBook(store, s.default_rules, tuple(Path(p) for p in s.rules_files))
     except RuleSyntaxError as exc:
         raise ConfigError(f"setting alerting.rules_files: {exc}") from None
-    broadcaster = Broadcaster()
+    changes = Changes()
     deliverer = Deliverer(
         store.engine,
         SinkConfig(
@@ -70,8 +70,8 @@ def start(ctx: Context) -> Alerting:
         ),
     )  # fmt: skip
 
-    def changed(alerts: list[Alert]) -> None:
-        broadcaster.publish(alerts)
+    def changed(_alerts: list[Alert]) -> None:
+        changes.notify()
         deliverer.wake()
 
     def health(ok: bool) -> None:
@@ -87,7 +87,7 @@ def start(ctx: Context) -> Alerting:
         s.poll_interval,
         health,
     )
-    service = AlertingService(events, store, book, broadcaster, record=_recorder(ctx.store))
+    service = AlertingService(events, store, book, changes, _recorder(ctx.store), s.watch_interval)
     handlers.add_to_server(ctx.server, handlers.AlertingHandlers(service, ctx.auth, ctx.audit))
     # Ingest commits through the suite's engine: evaluate at once instead of at the next poll.
     unwatch = commits.on_commit(ctx.store.engine, engine.wake)

@@ -87,8 +87,11 @@ def apply_hit(
     hit: Hit,
     now: dt.datetime,
     open_alerts: dict[str, Alert | None],
+    change_seq: int = 0,
 ) -> tuple[Alert, bool]:
     """Folds a hit into the open alert of its dedup key, or opens a new one (True).
+
+    The alert is stamped with ``change_seq``, the tenant's next change number.
 
     ``open_alerts`` caches the open alert per dedup key for one batch, so a
     burst of hits on one key costs one lookup; folded alerts are changed in
@@ -107,6 +110,7 @@ def apply_hit(
             current.event_ids.append(hit.event_id)
         room = MAX_EVIDENCE - len(current.evidence)
         current.evidence.extend(hit.evidence[: max(0, room)])
+        current.change_seq = change_seq
         return current, False
     alert = Alert(
         tenant=tenant,
@@ -122,6 +126,7 @@ def apply_hit(
         occurrence_count=1,
         create_time=now,
         last_seen_time=now,
+        change_seq=change_seq,
     )
     store.insert_alert(conn, alert)
     open_alerts[hit.dedup_key] = alert
@@ -238,10 +243,12 @@ class Engine:
             known = set(loaded)
             windows = _Tracking(loaded)
             open_alerts: dict[str, Alert | None] = {}
+            seq: int | None = None  # the tenant's change head, locked at the first hit
             for stored, event in zip(entries, decoded, strict=True):
                 now = stored.receive_time
                 for hit in evaluate(rules, event, now.timestamp(), windows):
-                    alert, new = apply_hit(self.store, conn, tenant, hit, now, open_alerts)
+                    seq = (self.store.lock_head(conn, tenant) if seq is None else seq) + 1
+                    alert, new = apply_hit(self.store, conn, tenant, hit, now, open_alerts, seq)
                     changed[alert.alert_id] = alert
                     if new:
                         fresh.add(alert.alert_id)
@@ -249,6 +256,8 @@ class Engine:
             for alert in changed.values():
                 if alert.alert_id not in fresh or alert.occurrence_count > 1:
                     self.store.update_alert(conn, alert)
+            if seq is not None:
+                self.store.set_head(conn, tenant, seq)
             self.store.save_windows(conn, tenant, {k: windows[k] for k in windows.changed}, known)
             cursors.advance(conn, CONSUMER, log_id, start + len(entries))
         return Outcome(len(entries), list(changed.values()))

@@ -209,10 +209,10 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
         self.audit(
             caller, tenant, "alerting.watch_alerts", {"min_severity": int(request.min_severity)}
         )
-        q = self.service.subscribe()
+        sub = self.service.subscribe(tenant)
         context.send_initial_metadata(())  # the client knows it is subscribed from here on
         stop = lambda: not context.is_active()  # noqa: E731
-        for a in self.service.watch(q, tenant, int(request.min_severity), stop):
+        for a in self.service.watch(sub, tenant, int(request.min_severity), stop):
             yield pb.WatchAlertsResponse(alert=convert.alert(a))
 
 

@@ -46,4 +46,6 @@ class Alert:
     resolved_by: str = ""
     resolve_time: dt.datetime | None = None
     resolve_reason: str = ""
+    change_seq: int = 0
+    """Position among the tenant's alert changes (in commit order); WatchAlerts tails it."""
     extra: dict[str, str] = field(default_factory=dict)

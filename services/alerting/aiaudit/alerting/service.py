@@ -6,11 +6,9 @@ Errors are domain exceptions that the handlers map to status codes.
 from __future__ import annotations
 
 import base64
-import contextlib
 import datetime as dt
 import hashlib
 import json
-import queue
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -97,34 +95,45 @@ def _page_size(size: int, default: int = 50, limit: int = 1000) -> int:
     return min(size or default, limit)
 
 
-class Broadcaster:
-    """Live alert changes for WatchAlerts subscribers in this process."""
+class Changes:
+    """Wakes this process's WatchAlerts streams after alert changes commit here.
+
+    Changes committed by other replicas are found by polling; changes committed
+    by this process (the engine's batches, acknowledge/resolve) notify at once.
+    The notification comes after the COMMIT, so a woken watcher finds them.
+    """
 
     def __init__(self) -> None:
-        """No subscribers."""
+        """No watchers."""
         self._lock = threading.Lock()
-        self._subs: set[queue.Queue[Alert]] = set()
+        self._watchers: set[threading.Event] = set()
 
-    def subscribe(self) -> queue.Queue[Alert]:
-        """A queue receiving every change from now on."""
-        q: queue.Queue[Alert] = queue.Queue(maxsize=10_000)
+    def subscribe(self) -> threading.Event:
+        """An event set on every change from now on."""
+        wake = threading.Event()
         with self._lock:
-            self._subs.add(q)
-        return q
+            self._watchers.add(wake)
+        return wake
 
-    def unsubscribe(self, q: queue.Queue[Alert]) -> None:
-        """Stops delivering to the queue."""
+    def unsubscribe(self, wake: threading.Event) -> None:
+        """Stops waking the event."""
         with self._lock:
-            self._subs.discard(q)
+            self._watchers.discard(wake)
 
-    def publish(self, changed: list[Alert]) -> None:
-        """Hands changes to every subscriber (a full queue drops, the watcher is too slow)."""
+    def notify(self) -> None:
+        """Some alert changed: every watcher looks again."""
         with self._lock:
-            subs = list(self._subs)
-        for q in subs:
-            for a in changed:
-                with contextlib.suppress(queue.Full):
-                    q.put_nowait(a)
+            watchers = list(self._watchers)
+        for wake in watchers:
+            wake.set()
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """A WatchAlerts stream: its wake-up and the change sequence it starts after."""
+
+    wake: threading.Event
+    after: int
 
 
 _ALERT_FILTER = frozenset({"state", "severity", "rule", "create_time"})
@@ -178,14 +187,19 @@ class AlertingService:
         events: SqlEventStore,
         store: AlertStore,
         book: RuleBook,
-        broadcaster: Broadcaster,
+        changes: Changes,
         record: Callable[[event_pb2.Event], None] | None = None,
+        watch_interval: float = 0.25,
     ) -> None:
-        """``record`` commits a RULE_CHANGE event to the tenant's log (default: ``events``)."""
+        """``record`` commits a RULE_CHANGE event to the tenant's log (default: ``events``).
+
+        ``watch_interval``: seconds between WatchAlerts polls for other replicas' changes.
+        """
         self.events = events
         self.store = store
         self.book = book
-        self.broadcaster = broadcaster
+        self.changes = changes
+        self.watch_interval = watch_interval
         self._record = record or self._append
 
     def _append(self, event: event_pb2.Event) -> None:
@@ -393,6 +407,7 @@ class AlertingService:
         tenant, alert_id = parse_name(name, "alerts")
         now = dt.datetime.now(dt.UTC)
         with self.store.write() as conn, conn.begin():
+            seq = self.store.lock_head(conn, tenant) + 1
             a = self.store.get_alert(conn, tenant, alert_id)
             if a is None:
                 raise NotFoundError(f"no alert {name}")
@@ -408,8 +423,10 @@ class AlertingService:
                     raise ConflictError("alert is already resolved", "ALERT_STATE")
                 a.resolved_by, a.resolve_time, a.resolve_reason = principal, now, reason
             a.state = to
+            a.change_seq = seq
             self.store.update_alert(conn, a)
-        self.broadcaster.publish([a])
+            self.store.set_head(conn, tenant, seq)
+        self.changes.notify()
         return a
 
     def acknowledge(self, principal: str, name: str) -> Alert:
@@ -420,24 +437,35 @@ class AlertingService:
         """Firing or acknowledged -> resolved, with who, when and why."""
         return self._transition(principal, name, RESOLVED, reason)
 
-    def subscribe(self) -> queue.Queue[Alert]:
-        """Starts receiving changes (before the watcher is told it is watching)."""
-        return self.broadcaster.subscribe()
+    def subscribe(self, tenant: str) -> Subscription:
+        """Starts watching: changes committed from now on (before the watcher is told)."""
+        wake = self.changes.subscribe()
+        with self.store.engine.connect() as conn:
+            return Subscription(wake, self.store.head(conn, tenant))
 
     def watch(
-        self, q: queue.Queue[Alert], tenant: str, min_severity: int, stop: Callable[[], bool]
+        self, sub: Subscription, tenant: str, min_severity: int, stop: Callable[[], bool]
     ) -> Iterator[Alert]:
-        """Changes of the tenant's alerts at or above a severity until ``stop`` says so."""
+        """Changes of the tenant's alerts at or above a severity until ``stop`` says so.
+
+        Tails the tenant's change sequence, so it sees changes committed by any
+        replica on the database, each once, in commit order (an alert changed
+        several times between two looks is sent once, in its latest state).
+        """
+        after = sub.after
         try:
             while not stop():
-                try:
-                    a = q.get(timeout=0.25)
-                except queue.Empty:
-                    continue
-                if a.tenant == tenant and a.severity >= min_severity:
-                    yield a
+                sub.wake.clear()
+                with self.store.engine.connect() as conn:
+                    found = self.store.changes(conn, tenant, after, 500)
+                for a in found:
+                    after = a.change_seq
+                    if a.severity >= min_severity:
+                        yield a
+                if len(found) < 500:
+                    sub.wake.wait(self.watch_interval)
         finally:
-            self.broadcaster.unsubscribe(q)
+            self.changes.unsubscribe(sub.wake)
 
 
 def simulate(

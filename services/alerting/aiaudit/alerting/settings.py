@@ -22,6 +22,8 @@ class AlertingSettings:
     """Seconds between polls of the log when idle (ingest in-process also wakes the engine)."""
     batch_size: int = 500
     """Log entries evaluated per transaction."""
+    watch_interval: float = 0.25
+    """Seconds between WatchAlerts looks for changes made by other replicas (own: at once)."""
     webhook_url: str = ""
     """Webhook sink: alerts are POSTed here as JSON."""
     webhook_secret: str = ""
@@ -51,6 +53,10 @@ class AlertingSettings:
                 raise ConfigError(
                     "setting alerting.syslog_address: expected udp://host:port or tcp://host:port"
                 )
+        if self.watch_interval <= 0:
+            raise ConfigError(
+                "setting alerting.watch_interval: must be a positive number of seconds"
+            )
         for f in self.rules_files:
             if not Path(f).is_file():
                 raise ConfigError(f"setting alerting.rules_files: {f} is not a readable file")

@@ -15,7 +15,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from aiaudit.alerting.detectors import Finding
 from aiaudit.alerting.evaluate import Sample
 from aiaudit.alerting.model import OPEN_STATES, Alert, StoredRule
-from aiaudit.alerting.tables import alerts, deliveries, rules, windows
+from aiaudit.alerting.tables import alerts, deliveries, heads, rules, windows
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
@@ -46,6 +46,7 @@ def alert_from_row(row: sa.Row[tuple[object, ...]]) -> Alert:
         resolved_by=m["resolved_by"] or "",
         resolve_time=_utc(m["resolve_time"]),
         resolve_reason=m["resolve_reason"] or "",
+        change_seq=int(m["change_seq"]),
     )
 
 
@@ -70,6 +71,7 @@ def alert_values(a: Alert) -> dict[str, object]:
         "resolved_by": a.resolved_by or None,
         "resolve_time": a.resolve_time,
         "resolve_reason": a.resolve_reason or None,
+        "change_seq": a.change_seq,
     }
 
 
@@ -157,6 +159,45 @@ class AlertStore:
             .values(**alert_values(a))
         )
 
+    def _insert(self) -> Any:
+        return pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
+
+    def lock_head(self, conn: sa.Connection, tenant: str) -> int:
+        """Locks the tenant's change head until commit and returns the last sequence given.
+
+        Every writer of a tenant's alerts takes it before reading what it
+        changes, so changes are stamped and committed in one order (and an
+        acknowledgement never races the engine folding a hit into the alert).
+        """
+        upsert = (
+            self._insert()(heads)
+            .values(tenant=tenant, change_seq=0)
+            .on_conflict_do_update(
+                index_elements=[heads.c.tenant], set_={"change_seq": heads.c.change_seq}
+            )
+            .returning(heads.c.change_seq)
+        )
+        return int(conn.execute(upsert).scalar_one())
+
+    def set_head(self, conn: sa.Connection, tenant: str, change_seq: int) -> None:
+        """Records the last sequence given (under the lock of :meth:`lock_head`)."""
+        conn.execute(sa.update(heads).where(heads.c.tenant == tenant).values(change_seq=change_seq))
+
+    def head(self, conn: sa.Connection, tenant: str) -> int:
+        """The last committed change sequence of the tenant (0 when none)."""
+        found = conn.execute(sa.select(heads.c.change_seq).where(heads.c.tenant == tenant)).scalar()
+        return int(found or 0)
+
+    def changes(self, conn: sa.Connection, tenant: str, after: int, limit: int) -> list[Alert]:
+        """Alerts changed after a change sequence, oldest change first."""
+        q = (
+            sa.select(alerts)
+            .where(alerts.c.tenant == tenant, alerts.c.change_seq > after)
+            .order_by(alerts.c.change_seq)
+            .limit(limit)
+        )
+        return [alert_from_row(r) for r in conn.execute(q)]
+
     def get_alert(self, conn: sa.Connection, tenant: str, alert_id: str) -> Alert | None:
         """One alert."""
         row = conn.execute(
@@ -219,9 +260,7 @@ class AlertStore:
             }
             for (rule_id, group), samples in changed.items()
         ]
-        stmt: Any = (pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert)(
-            windows
-        )
+        stmt: Any = self._insert()(windows)
         conn.execute(
             stmt.on_conflict_do_update(
                 index_elements=["tenant", "rule_id", "group_key"],

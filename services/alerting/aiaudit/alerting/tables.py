@@ -6,6 +6,11 @@
   same transaction as the cursor, so a restart resumes windows exactly.
 - ``alerting_deliveries``: the sink outbox (one row per alert and sink), so
   delivery is at-least-once and keyed by alert id.
+- ``alerting_heads``: per tenant, the last change sequence given to an alert.
+  Whoever changes a tenant's alerts (the engine of any replica, the
+  acknowledge/resolve handlers) takes this row's lock first and stamps each
+  changed alert with the next number, so numbers commit in order and
+  ``WatchAlerts`` on any replica tails ``alerting_alerts.change_seq``.
 """
 
 from __future__ import annotations
@@ -47,9 +52,18 @@ alerts = sa.Table(
     sa.Column("resolved_by", sa.String(256)),
     sa.Column("resolve_time", TS),
     sa.Column("resolve_reason", sa.Text),
+    sa.Column("change_seq", sa.BigInteger, nullable=False, server_default=sa.text("0")),
 )
 sa.Index("alerting_alerts_open", alerts.c.tenant, alerts.c.dedup_key, alerts.c.state)
 sa.Index("alerting_alerts_time", alerts.c.tenant, alerts.c.create_time)
+sa.Index("alerting_alerts_changes", alerts.c.tenant, alerts.c.change_seq)
+
+heads = sa.Table(
+    "alerting_heads",
+    metadata,
+    sa.Column("tenant", sa.String(64), primary_key=True),
+    sa.Column("change_seq", sa.BigInteger, nullable=False),
+)
 
 windows = sa.Table(
     "alerting_windows",
