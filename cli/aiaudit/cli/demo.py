@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import time
 import uuid
 import zlib
 
+import grpc
 from google.protobuf import json_format
 
 from aiaudit.common import client
 from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
+from aiaudit.integrity.v1 import integrity_service_pb2 as integrity
+from aiaudit.integrity.v1 import integrity_service_pb2_grpc as integrity_grpc
 
 TENANT = "demo"
 
@@ -210,4 +214,35 @@ def run(address: str, api_key: str | None = None) -> int:
         from aiaudit.alerting.demo import print_alerts
 
         print_alerts(channel, TENANT, [e.event_id for e in events])
+        print_checkpoint(channel, response.receipts[-1].sequence + 1, events[3].event_id)
     return 0
+
+
+def print_checkpoint(channel: grpc.Channel, size: int, event_id: str, wait: float = 10.0) -> None:
+    """Waits (bounded) for a signed checkpoint covering the demo events and shows a proof."""
+    stub = integrity_grpc.IntegrityServiceStub(channel)  # type: ignore[no-untyped-call]
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            cp = stub.GetCheckpoint(integrity.GetCheckpointRequest(log_id=TENANT)).checkpoint
+        except grpc.RpcError as err:
+            if err.code() == grpc.StatusCode.UNIMPLEMENTED:
+                return  # the integrity service is not hosted here
+            cp = None
+        if cp is not None and cp.tree_size >= size:
+            break
+        if time.monotonic() > deadline:
+            print("\nno checkpoint covers the demo events yet (is the notary running?)")
+            return
+        time.sleep(0.2)
+    key = stub.GetVerifierKey(integrity.GetVerifierKeyRequest()).verifier_keys[0]
+    proof = stub.GetInclusionProof(
+        integrity.GetInclusionProofRequest(log_id=TENANT, event_id=event_id, tree_size=cp.tree_size)
+    ).proof
+    print(f"\nsigned checkpoint (verifier key {key}):")
+    print("  " + cp.signed_note.rstrip("\n").replace("\n", "\n  "))
+    print(
+        f"inclusion proof of {event_id}: leaf {proof.leaf_index}, "
+        f"{len(proof.hashes)} hashes against tree size {proof.tree_size} "
+        "(check offline: aiaudit verify; see README)"
+    )
