@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import sqlalchemy as sa
 
-from aiaudit.alerting.sinks import Deliverer, SinkConfig
+from aiaudit.alerting.sinks import Deliverer, DeliveryError, SinkConfig, send_webhook
 from aiaudit.alerting.tables import deliveries
 from aiaudit.common.store.sql import SqlEventStore
 from tests.alerting.conftest import append, drain, make_engine
@@ -102,9 +102,7 @@ def test_webhook_signed_retried_then_delivered(
     alert = json.loads(body)
     assert alert["rule"] == "prompt-injection" and alert["tenant"] == tenant
     assert headers["X-Aiaudit-Alert-Id"] == alert["alert_id"]
-    assert {h["X-Aiaudit-Alert-Id"] for h, _ in hook.received} == {
-        alert["alert_id"]
-    }  # same id each try
+    assert len(mine) == 3 and {h["X-Aiaudit-Alert-Id"] for h, _ in mine} == {alert["alert_id"]}
     assert alert["evidence"][0]["detector"].startswith("prompt_injection")
 
 
@@ -198,3 +196,28 @@ def test_syslog_rfc5424_with_cef(
     assert cef.startswith("CEF:0|aiaudit|aiaudit|1|prompt-injection|")
     assert "|8|" in cef and "externalId=" in cef and "cs3Label=evidence" in cef
     assert _statuses(consumer, tenant)[0][0] == "delivered"
+
+
+def test_rows_for_a_sink_without_an_address_wait_for_a_process_that_has_one(
+    fire: Callable[[tuple[str, ...]], None], consumer: SqlEventStore, tenant: str
+) -> None:
+    # Another replica (or an earlier configuration) had a webhook; this process has none.
+    fire(("webhook",))
+    Deliverer(consumer.engine, SinkConfig(syslog_address="udp://127.0.0.1:9")).run_once()
+    assert _statuses(consumer, tenant) == [("pending", 0, None)]  # not tried, not failed
+    hook = Hook([], tenant)
+    try:
+        Deliverer(consumer.engine, SinkConfig(hook.url, SECRET)).run_once()
+        assert _statuses(consumer, tenant) == [("delivered", 1, None)]
+        assert [json.loads(b)["tenant"] for _, b in hook.received].count(tenant) == 1
+    finally:
+        hook.server.shutdown()
+
+
+@pytest.mark.parametrize("url", ["", "hooks.internal/alerts"])
+def test_a_webhook_url_urllib_cannot_use_is_a_delivery_error(url: str) -> None:
+    payload = json.dumps({"alert_id": "a1"})
+    with pytest.raises(DeliveryError, match="webhook url"):
+        send_webhook(url, SECRET, payload, 1.0)
+    with pytest.raises(DeliveryError, match="not configured"):
+        SinkConfig(webhook_url="").send("webhook", payload)

@@ -80,20 +80,20 @@ def send_webhook(url: str, secret: str, payload: str, timeout: float) -> None:
     """POSTs the alert; any non-2xx answer or network error raises DeliveryError."""
     body = payload.encode()
     timestamp = str(int(time.time()))
-    alert = json.loads(payload)
-    request = urllib.request.Request(
-        url,
-        data=body,
-        method="POST",
-        headers={
-            "Content-Type": "application/json",
-            "User-Agent": "aiaudit-alerting",
-            "X-Aiaudit-Alert-Id": alert["alert_id"],
-            "X-Aiaudit-Timestamp": timestamp,
-            "X-Aiaudit-Signature": signature(secret, timestamp, body),
-        },
-    )
     try:
+        alert = json.loads(payload)
+        request = urllib.request.Request(
+            url,
+            data=body,
+            method="POST",
+            headers={
+                "Content-Type": "application/json",
+                "User-Agent": "aiaudit-alerting",
+                "X-Aiaudit-Alert-Id": alert["alert_id"],
+                "X-Aiaudit-Timestamp": timestamp,
+                "X-Aiaudit-Signature": signature(secret, timestamp, body),
+            },
+        )
         with urllib.request.urlopen(request, timeout=timeout) as response:
             if not 200 <= response.status < 300:
                 raise DeliveryError(f"HTTP {response.status}")
@@ -101,6 +101,8 @@ def send_webhook(url: str, secret: str, payload: str, timeout: float) -> None:
         raise DeliveryError(f"HTTP {exc.code}") from None
     except (urllib.error.URLError, OSError) as exc:
         raise DeliveryError(str(exc)) from None
+    except ValueError as exc:  # a URL urllib cannot use (empty, unknown scheme), bad payload
+        raise DeliveryError(f"webhook url {url!r}: {exc}") from None
 
 
 def _cef_header(value: str) -> str:
@@ -175,8 +177,19 @@ class SinkConfig:
     max_attempts: int = 8
     retry_base: float = 0.5
 
+    @property
+    def sinks(self) -> tuple[str, ...]:
+        """The sinks this process can send to (it claims outbox rows of these only)."""
+        return tuple(
+            name
+            for name, on in (("webhook", self.webhook_url), ("syslog", self.syslog_address))
+            if on
+        )
+
     def send(self, sink: str, payload: str) -> None:
         """Sends one payload to one sink."""
+        if sink not in self.sinks:
+            raise DeliveryError(f"sink {sink!r} is not configured")
         if sink == "webhook":
             send_webhook(self.webhook_url, self.webhook_secret, payload, self.timeout)
         elif sink == "syslog":
@@ -230,13 +243,22 @@ class Deliverer:
                 self._wake.clear()
 
     def run_once(self) -> int:
-        """Tries every due row once; returns how many were attempted."""
+        """Tries every due row of a configured sink once; returns how many were attempted.
+
+        Rows for a sink this process has no address for (written by a replica,
+        or an earlier configuration, that had one) are left pending for a
+        process that has it, rather than tried and failed here.
+        """
         now = self.clock()
         d = deliveries
         with self.engine.connect() as conn:
             due = conn.execute(
                 sa.select(d.c.tenant, d.c.alert_id, d.c.sink, d.c.attempts, d.c.payload)
-                .where(d.c.status == "pending", d.c.next_attempt_time <= now)
+                .where(
+                    d.c.status == "pending",
+                    d.c.next_attempt_time <= now,
+                    d.c.sink.in_(self.config.sinks),
+                )
                 .order_by(d.c.next_attempt_time)
                 .limit(100)
             ).all()
@@ -275,6 +297,8 @@ class Deliverer:
             self.config.send(sink, payload)
         except DeliveryError as exc:
             error = str(exc)[:2000]
+        except Exception as exc:  # a row that cannot be sent is retried and dead-lettered,
+            error = f"{type(exc).__name__}: {exc}"[:2000]  # never the end of the thread
         now = self.clock()
         tried = attempts + 1
         if not error:
