@@ -70,7 +70,16 @@ def start(ctx: Context) -> Search:
             state = health_pb2.HealthCheckResponse.NOT_SERVING
         ctx.health.set(handlers.SERVICE_NAME, state)
 
-    indexer = Indexer(store, backend, s.batch_size, s.poll_interval, s.max_backoff, report)
+    indexer = Indexer(
+        store,
+        backend,
+        s.batch_size,
+        s.poll_interval,
+        s.max_backoff,
+        report,
+        s.retention_days,
+        s.retention_sweep_interval,
+    )
     indexer.watch(ctx.store.engine)
     indexer.start()
     integrity = integrity_client(s, ctx)

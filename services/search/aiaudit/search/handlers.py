@@ -22,6 +22,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -29,14 +30,14 @@ import grpc
 from google.protobuf import timestamp_pb2
 from google.rpc import code_pb2, status_pb2
 
-from aiaudit.common import canonical, status
+from aiaudit.common import status
 from aiaudit.common.auth import Caller, require
 from aiaudit.common.component import Context
 from aiaudit.common.store import SqlEventStore
 from aiaudit.common.store.sql import StoredEvent
 from aiaudit.common.v1 import event_pb2, proof_pb2
 from aiaudit.integrity.v1 import integrity_service_pb2 as ipb
-from aiaudit.search import bundle, catalogue, document, exporting, language, paging
+from aiaudit.search import bundle, catalogue, document, exporting, language, paging, restore
 from aiaudit.search.backends.base import (
     AggregateSpec,
     BackendUnavailableError,
@@ -147,11 +148,14 @@ class _Export:
     checkpoint: proof_pb2.Checkpoint | None = None
 
 
-def redact(event: event_pb2.Event, caller: Caller, tenant: str) -> event_pb2.Event:
-    """The event as this caller may see it (content and PII removed without permission)."""
-    if not caller.allows("content.read", tenant):
-        stripped = canonical.commit(event, b"\x00" * canonical.SALT_BYTES)
-        event = canonical.restore(stripped.canonical, None)
+def redact(found: StoredEvent, caller: Caller, tenant: str) -> event_pb2.Event:
+    """The stored event as this caller may see it (content and PII removed without permission).
+
+    Without ``content.read`` the event is rebuilt from its canonical form alone,
+    exactly as if its content had been erased.
+    """
+    content = found.content if caller.allows("content.read", tenant) else None
+    event = restore.restore(found.canonical, content)
     if not caller.allows("pii.read", tenant):
         event.actor.ClearField("ip_address")
     return event
@@ -225,9 +229,25 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
                 raise _denied(caller, "pii.read", tenant, f"{f.name} is personal data")
 
     def _audit(self, caller: Caller, tenant: str, action: str, **details: str | int | bool) -> None:
+        self._recorded(self._record(caller, tenant, action, **details))
+
+    def _record(
+        self, caller: Caller, tenant: str, action: str, **details: str | int | bool
+    ) -> Future[None]:
+        """Starts committing the access record; wait with :meth:`_recorded` before answering."""
         try:
-            self._ctx.audit(caller, tenant, action, details)
-        except Exception as exc:  # no record, no answer: reads must be accountable
+            return self._ctx.access.submit(caller, tenant, action, details)
+        except Exception as exc:
+            failed: Future[None] = Future()
+            failed.set_exception(exc)
+            return failed
+
+    @staticmethod
+    def _recorded(record: Future[None]) -> None:
+        """Waits for the access record: no record, no answer (reads must be accountable)."""
+        try:
+            record.result()
+        except Exception as exc:
             log.warning("access record not written: %s", exc)
             raise _AbortError(
                 status.error(
@@ -269,7 +289,8 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
                 after = paging.decode(request.page_token, bound, len(order))
             except paging.TokenError as exc:
                 raise _invalid("page_token", str(exc)) from None
-        self._audit(
+        # The record commits while the query runs; the answer waits for both.
+        record = self._record(
             caller,
             tenant,
             "search.events",
@@ -278,6 +299,24 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
             order_by=request.order_by,
             page=bool(request.page_token),
         )
+        try:
+            response = self._page(caller, tenant, where, order, size, after, bound)
+        except BaseException:
+            record.exception()  # let the record settle before the error is returned
+            raise
+        self._recorded(record)
+        return response
+
+    def _page(
+        self,
+        caller: Caller,
+        tenant: str,
+        where: language.Node | None,
+        order: tuple[language.SortKey, ...],
+        size: int,
+        after: tuple[int, ...] | None,
+        bound: str,
+    ) -> pb.SearchEventsResponse:
         page = self._backend.search(
             SearchSpec(tenant, where, order, size + 1, after, highlight=True)
         )
@@ -290,7 +329,7 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
             if found is None:
                 continue
             result = response.results.add(
-                event=redact(found.to_event(), caller, tenant), sequence=hit.sequence
+                event=redact(found, caller, tenant), sequence=hit.sequence
             )
             if show_content:
                 for name, fragments in hit.highlights.items():
@@ -324,7 +363,7 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
                 )
             )
         return pb.GetEventResponse(
-            event=redact(found.to_event(), caller, tenant),
+            event=redact(found, caller, tenant),
             sequence=found.sequence,
             integrity_status=self._integrity_status(context, caller, tenant, request.event_id),
         )
@@ -539,7 +578,7 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
     def _export_text(
         writer: exporting.Writer, caller: Caller, tenant: str, found: StoredEvent
     ) -> str:
-        event = redact(found.to_event(), caller, tenant)
+        event = redact(found, caller, tenant)
         return writer.event(document.build(event, found.sequence), event)
 
     def _bundle_lines(self, tenant: str, plan: _Export, found: list[StoredEvent]) -> list[str]:

@@ -9,26 +9,45 @@ recovery it catches up and every event is indexed exactly once. A stored event
 that cannot be read back (a damaged row) holds only its own tenant's log, with
 an error naming it, so one tenant's damage never stops the others.
 
+Throughput: a log that is behind is indexed batch after batch with the
+next batch read and built (Python, this thread) while the previous bulk
+request is in flight (I/O, a second thread); positions still move strictly
+in order, each only after its own bulk succeeded. Documents are built from
+the stored canonical JSON with :mod:`aiaudit.search.restore`.
+
 Wake-ups: a commit on the store's engine in this process (an ingest batch,
-an access record) wakes the indexer at once; otherwise it polls every
-``poll_interval`` seconds (commits from other processes).
+an access record) wakes the indexer at once (:mod:`aiaudit.common.commits`;
+a wake-up that finds nothing new looks again after ``commits.RECHECK``, as
+the commit event fires just before the COMMIT lands); otherwise it polls
+every ``poll_interval`` seconds (commits from other processes).
+
+Retention (``retention_days``): the backend's :meth:`retain` runs at start
+and every ``retention_sweep_interval`` seconds (an ISM policy install, or a
+sweep of expired months; see :mod:`aiaudit.search.retention`).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import sqlalchemy as sa
-from sqlalchemy import event as sa_event
 
+from aiaudit.common import commits
 from aiaudit.common.store import SqlEventStore
-from aiaudit.search import document
+from aiaudit.common.store.sql import StoredEvent
+from aiaudit.search import document, restore
 from aiaudit.search.backends.base import SearchBackend
+from aiaudit.search.document import Document
 
 log = logging.getLogger(__name__)
+
+_PASS_BATCHES = 20
+"""Batches of one log per pass: a long backlog does not hold the other tenants' logs."""
 
 
 class Indexer:
@@ -42,6 +61,8 @@ class Indexer:
         poll_interval: float,
         max_backoff: float,
         on_health: Callable[[bool], None],
+        retention_days: int = 0,
+        retention_sweep_interval: float = 3600.0,
     ) -> None:
         """Not started until :meth:`start`."""
         self._store = store
@@ -56,15 +77,22 @@ class Indexer:
         self._stop = threading.Event()
         self._progress = threading.Condition()
         self._positions: dict[str, int] = {}
+        self._retention_days = retention_days
+        self._sweep_every = retention_sweep_interval
+        self._next_sweep = 0.0
         self._thread = threading.Thread(target=self._run, name="search-indexer", daemon=True)
-        self._watched: list[sa.Engine] = []
+        self._unwatch: list[Callable[[], None]] = []
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="search-bulk")
+        """Sends one bulk at a time while the indexer thread builds the next batch."""
+        self.woken_early = False
+        """Set by a commit wake-up, cleared when a pass found work (a quick recheck otherwise)."""
 
     def watch(self, engine: sa.Engine) -> None:
         """Wakes up on every commit made through this engine in this process."""
-        sa_event.listen(engine, "commit", self._on_commit)
-        self._watched.append(engine)
+        self._unwatch.append(commits.on_commit(engine, self._on_commit))
 
-    def _on_commit(self, _conn: object) -> None:
+    def _on_commit(self) -> None:
+        self.woken_early = True
         self._wake.set()
 
     def start(self) -> None:
@@ -76,8 +104,9 @@ class Indexer:
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout=30)
-        for engine in self._watched:
-            sa_event.remove(engine, "commit", self._on_commit)
+        self._writer.shutdown(wait=True)
+        for unwatch in self._unwatch:
+            unwatch()
 
     def wait_indexed(self, log_id: str, size: int, timeout: float) -> bool:
         """Waits until the first ``size`` entries of a log are indexed."""
@@ -96,6 +125,9 @@ class Indexer:
         healthy = True
         while not self._stop.is_set():
             self._wake.clear()
+            self._sweep()
+            woken = self.woken_early
+            self.woken_early = False
             try:
                 progressed = self.run_once()
             except Exception as exc:  # the backend or the store is down: retry, skip nothing
@@ -111,11 +143,29 @@ class Indexer:
                 self._on_health(True)
                 healthy = True
             backoff = 0.0
-            if not progressed:
+            if progressed:
+                continue
+            if woken:  # the commit that woke us may not have landed yet
+                self._wake.wait(commits.RECHECK)
+            else:
                 self._wake.wait(self._poll)
 
+    def _sweep(self) -> None:
+        """Applies retention when due; a failure is logged and retried at the next sweep."""
+        if not self._retention_days or time.monotonic() < self._next_sweep:
+            return
+        self._next_sweep = time.monotonic() + self._sweep_every
+        try:
+            removed = self._backend.retain(self._retention_days, dt.datetime.now(dt.UTC))
+        except Exception as exc:
+            log.warning("search retention not applied (retried later): %s", exc)
+            self._next_sweep = time.monotonic() + min(self._sweep_every, 60.0)
+            return
+        if removed:
+            log.info("search retention (%d days) removed %s", self._retention_days, removed)
+
     def run_once(self) -> bool:
-        """Indexes one batch of every log that is behind; whether anything was indexed."""
+        """Indexes every log that is behind, up to its current size; whether anything was."""
         positions = self._backend.positions()
         with self._progress:
             self._positions.update(positions)
@@ -123,29 +173,59 @@ class Indexer:
         progressed = False
         for log_id, size in sorted(self._store.log_sizes().items()):
             start = positions.get(log_id, 0)
-            if size <= start or self._stop.is_set():
-                continue
-            entries = self._store.read_log(log_id, start, self._batch)
-            if not entries:
-                continue
-            try:
-                docs = [document.build(e.to_event(), e.sequence) for e in entries]
-            except Exception as exc:  # a damaged row: hold this log, keep indexing the others
-                if self._stalled.get(log_id) != start:
-                    log.error(
-                        "search indexer holds log %s at sequence %d: %s "
-                        "(the stored event is damaged; `aiaudit verify` names it)",
-                        log_id,
-                        start,
-                        exc,
-                    )
-                    self._stalled[log_id] = start
-                continue
-            self._stalled.pop(log_id, None)
-            end = entries[-1].sequence + 1
-            self._backend.write(log_id, docs, end)
-            with self._progress:
-                self._positions[log_id] = end
-                self._progress.notify_all()
-            progressed = True
+            if size > start and not self._stop.is_set():
+                progressed = self._catch_up(log_id, start, size) or progressed
         return progressed
+
+    def _catch_up(self, log_id: str, start: int, size: int) -> bool:
+        """Indexes one log from ``start`` to ``size``, building a batch while the last is sent."""
+        in_flight: Future[int] | None = None
+        progressed = False
+        try:
+            for _ in range(_PASS_BATCHES):
+                if start >= size or self._stop.is_set():
+                    break
+                entries = self._store.read_log(log_id, start, self._batch)
+                if not entries:
+                    break
+                docs = self._build(log_id, start, entries)
+                if docs is None:
+                    break
+                end = entries[-1].sequence + 1
+                if in_flight is not None:
+                    self._done(log_id, in_flight.result())
+                    progressed = True
+                in_flight = self._writer.submit(self._write, log_id, docs, end)
+                start = end
+        finally:
+            if in_flight is not None:
+                self._done(log_id, in_flight.result())  # raises if that bulk failed
+                progressed = True
+        return progressed
+
+    def _write(self, log_id: str, docs: list[Document], end: int) -> int:
+        self._backend.write(log_id, docs, end)
+        return end
+
+    def _done(self, log_id: str, end: int) -> None:
+        with self._progress:
+            self._positions[log_id] = end
+            self._progress.notify_all()
+
+    def _build(self, log_id: str, start: int, entries: list[StoredEvent]) -> list[Document] | None:
+        """The batch's documents, or None when a stored event is damaged (the log is held)."""
+        try:
+            docs = [document.build(restore.stored_event(e), e.sequence) for e in entries]
+        except Exception as exc:  # a damaged row: hold this log, keep indexing the others
+            if self._stalled.get(log_id) != start:
+                log.error(
+                    "search indexer holds log %s at sequence %d: %s "
+                    "(the stored event is damaged; `aiaudit verify` names it)",
+                    log_id,
+                    start,
+                    exc,
+                )
+                self._stalled[log_id] = start
+            return None
+        self._stalled.pop(log_id, None)
+        return docs

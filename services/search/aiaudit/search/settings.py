@@ -33,6 +33,13 @@ class SearchSettings:
     """Store URL of the indexer and readers (a login of ``aiaudit_consumer``).
 
     Default: the suite's ``database_url``."""
+    retention_days: int = 0
+    """Days an event stays searchable (by occurrence time; the store keeps it); 0 = forever.
+
+    OpenSearch: an ISM policy when the cluster has the plugin, else the
+    indexer deletes monthly indices whose month ended that long ago."""
+    retention_sweep_interval: float = 3600.0
+    """Seconds between the indexer's retention sweeps (when no ISM policy does it)."""
     batch_size: int = 500
     poll_interval: float = 0.5
     """Seconds between polls of the log when no in-process wake-up came."""
@@ -71,6 +78,12 @@ class SearchSettings:
             )
         if not re.fullmatch(r"-1|\d+(ms|s|m)", self.refresh_interval):
             raise ConfigError("setting 'search.refresh_interval': e.g. 1s, 500ms, or -1")
+        if self.retention_days < 0:
+            raise ConfigError("setting 'search.retention_days': 0 (keep) or a number of days")
+        if self.retention_sweep_interval <= 0:
+            raise ConfigError("setting 'search.retention_sweep_interval': seconds, above 0")
+        if self.batch_size < 1:
+            raise ConfigError("setting 'search.batch_size': at least 1")
         if self.integrity_address not in ("", "none"):
             host, sep, port = self.integrity_address.rpartition(":")
             if not sep or not host or not port.isdigit():

@@ -8,6 +8,7 @@ trees of :mod:`aiaudit.search.language`. Both adapters pass one contract suite
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -121,6 +122,13 @@ class SearchBackend(Protocol):
 
         Raises BackendUnavailableError; the position moves only after the documents
         are durably indexed.
+        """
+        ...
+
+    def retain(self, retention_days: int, now: dt.datetime) -> list[str]:
+        """Makes events older than ``retention_days`` unsearchable (the store keeps them).
+
+        Returns what was deleted now (index names, or a count), for the log.
         """
         ...
 

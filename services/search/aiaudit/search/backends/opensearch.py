@@ -10,7 +10,8 @@
 - Events go to monthly indices by occurrence time (``<prefix>-2026.01``); the
   index name and the document id (``<tenant>:<event_id>``) are both functions
   of the event, so a retried bulk overwrites and never duplicates. Retention
-  is applied by deleting whole monthly indices.
+  deletes whole monthly indices: by an ISM policy when the cluster has the
+  plugin, by the indexer's sweep otherwise (:mod:`aiaudit.search.retention`).
 - Documents are routed by tenant: a tenant's search touches one shard.
 - The indexer's position per log is the store's consumer cursor
   ``search-indexer``, moved only after a bulk succeeded (at-least-once
@@ -19,6 +20,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from collections.abc import Iterator, Sequence
@@ -30,7 +32,7 @@ from opensearchpy import OpenSearch, helpers
 
 from aiaudit.common.store import cursors
 from aiaudit.common.store.schema import consumer_cursors
-from aiaudit.search import catalogue, translate_dsl
+from aiaudit.search import catalogue, retention, translate_dsl
 from aiaudit.search.backends.base import (
     MAX_BUCKETS,
     AggregateSpec,
@@ -122,6 +124,9 @@ class OpenSearchBackend:
         self._refresh_interval = refresh_interval
         self._bulk_retries = bulk_retries
         self._template_ready = False
+        self._ism: bool | None = None
+        """Whether the cluster has the ISM plugin (asked once)."""
+        self._policy_installed = False
 
     def close(self) -> None:
         """Closes the HTTP connections."""
@@ -209,6 +214,69 @@ class OpenSearchBackend:
                 raise BackendUnavailableError(f"bulk failed: {exc}") from exc
         with self._engine.begin() as conn:
             cursors.advance(conn, CONSUMER, log_id, new_position)
+
+    def ism_available(self) -> bool:
+        """Whether the cluster serves the ISM API (asked once per process)."""
+        if self._ism is None:
+            try:
+                self._client.transport.perform_request(
+                    "GET", f"/_plugins/_ism/policies/{retention.policy_id(self._prefix)}"
+                )
+                self._ism = True
+            except opensearchpy.NotFoundError:
+                self._ism = True  # the API answered: no such policy yet
+            except opensearchpy.RequestError as exc:
+                if "no handler found" not in str(exc.info):
+                    raise BackendUnavailableError(f"ISM probe failed: {exc}") from exc
+                self._ism = False
+            except opensearchpy.OpenSearchException as exc:
+                raise BackendUnavailableError(f"ISM probe failed: {exc}") from exc
+        return self._ism
+
+    def install_ism_policy(self, retention_days: int) -> None:
+        """Creates or updates the retention policy (optimistic concurrency on updates)."""
+        path = f"/_plugins/_ism/policies/{retention.policy_id(self._prefix)}"
+        wanted = retention.ism_policy(self._prefix, retention_days)
+        params: dict[str, Any] = {}
+        try:
+            current = self._client.transport.perform_request("GET", path)
+            mine = {k: current["policy"].get(k) for k in ("states", "ism_template")}
+            if all(_same(mine[k], wanted["policy"][k]) for k in ("states", "ism_template")):
+                return
+            params = {"if_seq_no": current["_seq_no"], "if_primary_term": current["_primary_term"]}
+        except opensearchpy.NotFoundError:
+            pass
+        self._call(
+            lambda: self._client.transport.perform_request("PUT", path, params=params, body=wanted)
+        )
+
+    def retain(self, retention_days: int, now: dt.datetime) -> list[str]:
+        """Applies retention: installs the ISM policy if the cluster has ISM, else sweeps.
+
+        Returns the indices deleted by the sweep.
+        """
+        self.ensure_template()
+        if self.ism_available():
+            if not self._policy_installed:
+                self.install_ism_policy(retention_days)
+                self._policy_installed = True
+                log.info("ISM policy %s installed", retention.policy_id(self._prefix))
+            return []
+        found = self._call(
+            lambda: self._client.indices.get_alias(
+                index=f"{self._prefix}-*",
+                params={"allow_no_indices": "true", "ignore_unavailable": "true"},
+            )
+        )
+        expired = retention.expired_months(sorted(found), self._prefix, retention_days, now)
+        for name in expired:
+            self._call(
+                lambda name=name: self._client.indices.delete(
+                    index=name, params={"ignore_unavailable": "true"}
+                )
+            )
+            log.info("search retention: deleted index %s", name)
+        return expired
 
     def make_visible(self) -> None:
         """Refreshes the events indices (indexed documents become searchable now)."""
@@ -366,6 +434,19 @@ class OpenSearchBackend:
                 {p: percentiles[float(p)] for p in spec.percentiles},
             )
         return out
+
+
+def _same(found: Any, wanted: Any) -> bool:
+    """Whether a stored ISM value carries everything we asked for (ISM adds defaults)."""
+    if isinstance(wanted, dict):
+        return isinstance(found, dict) and all(_same(found.get(k), v) for k, v in wanted.items())
+    if isinstance(wanted, list):
+        return (
+            isinstance(found, list)
+            and len(found) == len(wanted)
+            and all(_same(f, w) for f, w in zip(found, wanted, strict=True))
+        )
+    return bool(found == wanted)
 
 
 def connect(

@@ -10,6 +10,7 @@ schema change (``user_version``) drops and rebuilds the index from the log.
 
 from __future__ import annotations
 
+import datetime as dt
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -152,6 +153,22 @@ class SqliteFtsBackend:
                 "DO UPDATE SET position = max(position, excluded.position)",
                 (log_id, new_position),
             )
+
+    def retain(self, retention_days: int, now: dt.datetime) -> list[str]:
+        """Deletes the documents that occurred more than ``retention_days`` ago.
+
+        Returns ``["<n> documents"]`` when any were deleted (the embedded
+        index has no months to drop, so it is exact to the microsecond).
+        """
+        cutoff = now - dt.timedelta(days=retention_days)
+        epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+        before = (cutoff - epoch) // dt.timedelta(microseconds=1)
+        old = "SELECT id FROM docs WHERE occurred_time < ?"
+        with self._write_lock, self._transaction() as conn:
+            conn.execute(f"DELETE FROM entries WHERE doc IN ({old})", (before,))
+            conn.execute(f"DELETE FROM texts WHERE rowid IN ({old})", (before,))
+            deleted = conn.execute("DELETE FROM docs WHERE occurred_time < ?", (before,)).rowcount
+        return [f"{deleted} documents"] if deleted else []
 
     def make_visible(self) -> None:
         """Committed rows are visible already."""

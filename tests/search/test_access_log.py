@@ -1,0 +1,71 @@
+"""Access records: concurrent reads share commits, and a read whose record fails answers nothing."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import grpc
+import psycopg
+import pytest
+
+from aiaudit.common.access import AccessLog
+from aiaudit.common.auth import DEV_CALLER
+from aiaudit.common.store import SqlEventStore
+from aiaudit.common.v1 import event_pb2 as ev
+from aiaudit.search.v1 import search_service_pb2 as pb
+from tests.conftest import Postgres
+from tests.helpers import interaction
+from tests.search.conftest import start_suite, wait_until
+
+
+def test_concurrent_records_share_transactions_and_all_are_durable(
+    store: SqlEventStore, tenant: str
+) -> None:
+    access = AccessLog(store)
+    readers = 24
+    barrier = threading.Barrier(readers)
+    failures: list[BaseException] = []
+
+    def read(i: int) -> None:
+        barrier.wait()
+        try:
+            access.submit(DEV_CALLER, tenant, "test.read", {"n": i}).result(timeout=30)
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=read, args=(i,)) for i in range(readers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    # Once a future resolved, its record is committed: a fresh read sees every one.
+    stored = [s.to_event() for s in store.read_log(tenant, 0, 100)]
+    assert sorted(e.attributes["access.n"].int_value for e in stored) == list(range(readers))
+    assert {e.event_type for e in stored} == {ev.EVENT_TYPE_AUDIT_ACCESS}
+    assert access.groups_committed < readers
+
+
+def test_a_read_whose_access_record_fails_returns_nothing(
+    tmp_path: Path, tenant: str, postgres: Postgres
+) -> None:
+    running = start_suite(tmp_path, "sqlite", {}, store_url=postgres.app_url)
+    try:
+        running.append([interaction(tenant, "e-1")])
+        request = pb.SearchEventsRequest(tenant_id=tenant, filter='event_id = "e-1"')
+        wait_until(lambda: running.search.SearchEvents(request).total_size == 1)
+        with psycopg.connect(postgres.admin_dsn, autocommit=True) as admin:
+            admin.execute("REVOKE INSERT ON log_entries FROM aiaudit_writer")
+            try:
+                with pytest.raises(grpc.RpcError) as refused:
+                    running.search.SearchEvents(request)
+            finally:
+                admin.execute("GRANT INSERT ON log_entries TO aiaudit_writer")
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "access record could not be written" in str(refused.value.details())
+        again = running.search.SearchEvents(request)
+        assert [r.event.event_id for r in again.results] == ["e-1"]
+    finally:
+        running.channel.close()
+        running.suite.stop()

@@ -1,0 +1,114 @@
+"""Retention: old events leave the index (never the store); the ISM policy the node would take."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from pathlib import Path
+
+import pytest
+from opensearchpy import OpenSearch, RequestError
+
+from aiaudit.common.v1 import event_pb2 as ev
+from aiaudit.search import retention
+from aiaudit.search.backends.opensearch import OpenSearchBackend
+from aiaudit.search.v1 import search_service_pb2 as pb
+from tests.helpers import interaction
+from tests.search.conftest import backend_settings, start_suite, wait_until
+
+
+def at(tenant: str, event_id: str, when: dt.datetime) -> ev.Event:
+    e = interaction(tenant, event_id)
+    e.occurred_time.FromDatetime(when)
+    return e
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "opensearch"])
+def test_events_past_retention_leave_the_index_and_stay_in_the_store(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path, tenant: str
+) -> None:
+    settings = backend_settings(backend, request)
+    if backend == "opensearch":
+        # A prefix (and template) of its own: the sweep deletes whole months of it.
+        settings["index_prefix"] = f"aiaudit-test-ret-{uuid.uuid4().hex[:8]}"
+    settings |= {"retention_days": 30, "retention_sweep_interval": 0.2}
+    running = start_suite(tmp_path, backend, settings)
+    recent = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
+    try:
+        running.append(
+            [
+                at(tenant, "old", dt.datetime(2020, 1, 15, tzinfo=dt.UTC)),
+                at(tenant, "recent", recent),
+            ]
+        )
+        wait_until(lambda: running.find(tenant).total_size == 1, timeout=30)
+        found = running.find(tenant)
+        assert [r.event.event_id for r in found.results] == ["recent"]
+        kept = running.search.GetEvent(pb.GetEventRequest(tenant_id=tenant, event_id="old"))
+        assert kept.event.event_id == "old"
+        if backend == "opensearch":
+            os_client = OpenSearch(hosts=[settings["opensearch_url"]])
+            try:
+                names = set(os_client.indices.get_alias(index=f"{settings['index_prefix']}-*"))
+                os_client.indices.delete(index=f"{settings['index_prefix']}-*")
+                os_client.indices.delete_index_template(name=settings["index_prefix"])
+            finally:
+                os_client.close()
+            assert f"{settings['index_prefix']}-2020.01" not in names
+            assert f"{settings['index_prefix']}-{recent:%Y.%m}" in names
+    finally:
+        running.channel.close()
+        running.suite.stop()
+
+
+def test_expired_months_are_whole_months_past_the_period() -> None:
+    names = ["p-2025.12", "p-2026.01", "p-2026.02", "p-x", "other-2020.01", "p-2020.13"]
+    now = dt.datetime(2026, 3, 2, tzinfo=dt.UTC)
+    # January ended on Feb 1st: 29 days before now; December ended 60 days before.
+    assert retention.expired_months(names, "p", 30, now) == ["p-2025.12"]
+    assert retention.expired_months(names, "p", 29, now) == ["p-2025.12", "p-2026.01"]
+
+
+def test_ism_policy_is_what_this_node_accepts(opensearch_url: str, index_prefix: str) -> None:
+    """The test node has no ISM plugin: detection says so, and the policy's parts are
+    checked by the node's own parsers (its index pattern, its age as a time value)."""
+    os_client = OpenSearch(hosts=[opensearch_url])
+    scratch = f"{index_prefix}-ism-{uuid.uuid4().hex[:6]}"
+    try:
+        backend = OpenSearchBackend(os_client, None, f"{index_prefix}-ism", "1s")  # type: ignore[arg-type]
+        plugins = os_client.cat.plugins(format="json")
+        has_ism = any("index-management" in str(p.get("component", "")).lower() for p in plugins)
+        assert backend.ism_available() is has_ism
+        policy = retention.ism_policy(scratch, 400)["policy"]
+        states = {s["name"] for s in policy["states"]}
+        assert policy["default_state"] in states
+        assert all(t["state_name"] in states for s in policy["states"] for t in s["transitions"])
+        # The template's pattern matches the monthly indices the backend creates.
+        os_client.indices.create(index=f"{scratch}-2026.03")
+        resolved = os_client.indices.resolve_index(name=policy["ism_template"][0]["index_patterns"])
+        assert [i["name"] for i in resolved["indices"]] == [f"{scratch}-2026.03"]
+        # The node parses the age as a time value (ISM uses the same parser) ...
+        age = policy["states"][0]["transitions"][0]["conditions"]["min_index_age"]
+        os_client.indices.put_settings(
+            index=f"{scratch}-2026.03", body={"index.search.idle.after": age}
+        )
+        # ... and would refuse a malformed one.
+        with pytest.raises(RequestError):
+            os_client.indices.put_settings(
+                index=f"{scratch}-2026.03", body={"index.search.idle.after": "400 days"}
+            )
+        if has_ism:  # a cluster with the plugin: the policy is installed and read back
+            backend.install_ism_policy(400)
+            backend.install_ism_policy(400)
+    finally:
+        os_client.indices.delete(index=f"{scratch}-*", params={"ignore_unavailable": "true"})
+        os_client.close()
+
+
+def test_bad_retention_settings_are_refused(tmp_path: Path) -> None:
+    from aiaudit.common.config import ConfigError
+
+    with pytest.raises(ConfigError, match="retention_days"):
+        start_suite(tmp_path, "sqlite", {"retention_days": -1})
+    with pytest.raises(ConfigError, match="retention_sweep_interval"):
+        start_suite(tmp_path, "sqlite", {"retention_sweep_interval": 0})
