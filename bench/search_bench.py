@@ -127,7 +127,7 @@ def run(args: argparse.Namespace, url: str, prefix: str, direct: OpenSearch, wor
             for d in docs
         ]
         t0 = time.perf_counter()
-        helpers.bulk(direct, actions, chunk_size=500)
+        helpers.bulk(direct, actions, chunk_size=1000)
         raw_seconds += time.perf_counter() - t0
     store.close()
 
@@ -139,7 +139,6 @@ def run(args: argparse.Namespace, url: str, prefix: str, direct: OpenSearch, wor
                     "backend": "opensearch",
                     "opensearch_url": url,
                     "index_prefix": prefix,
-                    "batch_size": 500,
                     "poll_interval": 0.05,
                 }
             }

@@ -79,6 +79,7 @@ def start(ctx: Context) -> Search:
         report,
         s.retention_days,
         s.retention_sweep_interval,
+        s.wake_linger,
     )
     indexer.watch(ctx.store.engine)
     indexer.start()

@@ -17,9 +17,11 @@ the stored canonical JSON with :mod:`aiaudit.search.restore`.
 
 Wake-ups: a commit on the store's engine in this process (an ingest batch,
 an access record) wakes the indexer at once (:mod:`aiaudit.common.commits`;
-a wake-up that finds nothing new looks again after ``commits.RECHECK``, as
-the commit event fires just before the COMMIT lands); otherwise it polls
-every ``poll_interval`` seconds (commits from other processes).
+an idle indexer woken this way first lingers ``wake_linger`` seconds so a
+burst of commits becomes one bulk, and a wake-up that finds nothing new
+looks again after ``commits.RECHECK``, as the commit event fires just
+before the COMMIT lands); otherwise it polls every ``poll_interval``
+seconds (commits from other processes).
 
 Retention (``retention_days``): the backend's :meth:`retain` runs at start
 and every ``retention_sweep_interval`` seconds (an ISM policy install, or a
@@ -63,6 +65,7 @@ class Indexer:
         on_health: Callable[[bool], None],
         retention_days: int = 0,
         retention_sweep_interval: float = 3600.0,
+        linger: float = 0.02,
     ) -> None:
         """Not started until :meth:`start`."""
         self._store = store
@@ -78,6 +81,7 @@ class Indexer:
         self._progress = threading.Condition()
         self._positions: dict[str, int] = {}
         self._retention_days = retention_days
+        self._linger = linger
         self._sweep_every = retention_sweep_interval
         self._next_sweep = 0.0
         self._thread = threading.Thread(target=self._run, name="search-indexer", daemon=True)
@@ -123,8 +127,13 @@ class Indexer:
     def _run(self) -> None:
         backoff = 0.0
         healthy = True
+        progressed = False
         while not self._stop.is_set():
             self._wake.clear()
+            if self.woken_early and not progressed:
+                # Let a burst of commits (access records of concurrent reads) gather
+                # into one bulk instead of one small bulk per commit.
+                self._stop.wait(self._linger)
             self._sweep()
             woken = self.woken_early
             self.woken_early = False

@@ -40,9 +40,14 @@ class SearchSettings:
     indexer deletes monthly indices whose month ended that long ago."""
     retention_sweep_interval: float = 3600.0
     """Seconds between the indexer's retention sweeps (when no ISM policy does it)."""
-    batch_size: int = 500
+    batch_size: int = 2000
     poll_interval: float = 0.5
     """Seconds between polls of the log when no in-process wake-up came."""
+    wake_linger: float = 0.02
+    """Seconds an idle indexer woken by a commit in this process waits for more commits.
+
+    Every read commits an access record; without this, each one would cost a
+    bulk request of its own (one per query) on the same cores the queries use."""
     max_backoff: float = 10.0
     """Longest wait between retries while the backend is down."""
     export_wait: float = 30.0
@@ -82,6 +87,8 @@ class SearchSettings:
             raise ConfigError("setting 'search.retention_days': 0 (keep) or a number of days")
         if self.retention_sweep_interval <= 0:
             raise ConfigError("setting 'search.retention_sweep_interval': seconds, above 0")
+        if not 0 <= self.wake_linger <= 1:
+            raise ConfigError("setting 'search.wake_linger': seconds, 0 to 1")
         if self.batch_size < 1:
             raise ConfigError("setting 'search.batch_size': at least 1")
         if self.integrity_address not in ("", "none"):

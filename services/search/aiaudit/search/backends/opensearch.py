@@ -201,7 +201,7 @@ class OpenSearchBackend:
                 helpers.bulk(
                     self._client,
                     self._actions(docs),
-                    chunk_size=500,
+                    chunk_size=1000,
                     max_retries=self._bulk_retries,
                     initial_backoff=0.2,
                     max_backoff=5,
