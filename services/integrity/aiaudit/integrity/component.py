@@ -38,12 +38,15 @@ class Integrity:
     store: SqlEventStore
     owns_store: bool
     receipts: ReceiptSigning
+    reads: sa.Engine
     service_names: list[str] = field(default_factory=lambda: [handlers.SERVICE_NAME])
 
     def stop(self) -> None:
         """Withdraws the receipt signer, stops the notary (releasing leadership) and its pool."""
         self.receipts.install(None)
         self.notary.stop()
+        if self.reads.dialect.name != "sqlite":  # else the store's own pool, closed below
+            self.reads.dispose()
         if self.owns_store:
             self.store.close()
 
@@ -105,9 +108,12 @@ def start(ctx: Context) -> Integrity:
     )
     # Ingest in this process signs receipts with the checkpoint key (no network hop).
     ctx.receipts.install(ReceiptNotary(keys, s.origin_prefix))
+    reads = handlers.read_engine(store)
     handlers.add_to_server(
         ctx.server,
-        handlers.IntegrityHandlers(store, keys, ctx.auth, ctx.audit, s.origin_prefix),
+        handlers.IntegrityHandlers(
+            store, reads, keys, ctx.auth, ctx.access.submit, s.origin_prefix
+        ),
     )
     with store.engine.connect() as conn:
         missing = storage.missing_privileges(conn)
@@ -122,4 +128,4 @@ def start(ctx: Context) -> Integrity:
     else:
         sa.event.listen(ctx.store.engine, "commit", lambda _conn: notary.wake())
         notary.start()
-    return Integrity(notary, store, own, ctx.receipts)
+    return Integrity(notary, store, own, ctx.receipts, reads)

@@ -4,13 +4,25 @@ Tree sizes always come from stored signed checkpoints, never from the caller:
 an RFC 9162 proof alone does not fix the size, so a caller's ``tree_size``
 only selects one of the checkpoints the notary signed. Every read needs
 ``proofs.read`` on the log's tenant and is recorded as an access event
-before the answer is sent.
+before the answer is sent: the record is submitted first and committed
+(grouped with concurrent reads' records) while the read runs, and the answer
+waits for that commit, so a record's fsync overlaps the query instead of
+adding to it and no answer leaves without a durable record.
+
+Reads run outside a transaction (autocommit): the tables they read are
+append-only and the notary stores a tree's nodes before it signs the
+checkpoint naming them, so every row a found checkpoint needs is already
+visible; skipping BEGIN/ROLLBACK saves two round trips per call. On
+PostgreSQL they use their own pool without a ping per checkout (another
+round trip): after a database restart one call per stale connection answers
+UNAVAILABLE ("retry"), and the pool reconnects.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from typing import NoReturn
 
 import grpc
@@ -35,7 +47,8 @@ PERMISSION = "proofs.read"
 MAX_BATCH = 1000
 """Most sequences one BatchGetInclusionProofs call proves (bounds the reply and the time)."""
 
-Audit = Callable[[Caller, str, str, Mapping[str, str | int | bool]], None]
+Audit = Callable[[Caller, str, str, Mapping[str, str | int | bool]], Future[None]]
+"""Submits an access record; the future resolves once it is committed (``AccessLog.submit``)."""
 
 
 class _AbortError(Exception):
@@ -49,6 +62,12 @@ def _invalid(field: str, description: str) -> NoReturn:
 
 def _fail(code: int, message: str, reason: str, **metadata: str) -> NoReturn:
     raise _AbortError(status.error(code, message, reason, **metadata))
+
+
+def _size_field(tree_size: int, field: str) -> None:
+    """Checked before anything is read or recorded (bad input writes nothing)."""
+    if tree_size < 0:
+        _invalid(field, "must not be negative (0 means the latest checkpoint)")
 
 
 def checkpoint_proto(cp: storage.StoredCheckpoint) -> proof_pb2.Checkpoint:
@@ -66,13 +85,18 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
     def __init__(
         self,
         store: SqlEventStore,
+        reads: sa.Engine,
         keys: KeySource,
         auth: Authenticator,
         audit: Audit,
         origin_prefix: str,
     ) -> None:
-        """Handlers over the integrity tables in ``store``."""
+        """Handlers over the integrity tables in ``store``, read through ``reads``.
+
+        ``reads`` is an autocommit engine on the same database (see ``read_engine``).
+        """
         self._store = store
+        self._reads = reads
         self._keys = keys
         self._auth = auth
         self._audit = audit
@@ -84,20 +108,35 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
         log_id: str,
         action: str,
         details: Mapping[str, str | int | bool],
-    ) -> None:
+    ) -> Future[None]:
+        """Authorises the read and submits its access record; wait with ``_recorded``."""
         caller = self._auth.authenticate(context)
         if not log_id:
             _invalid("log_id", "required (the tenant id)")
         require(context, caller, PERMISSION, log_id)
         try:
-            self._audit(caller, log_id, action, details)
+            return self._audit(caller, log_id, action, details)
+        except Exception as exc:
+            failed: Future[None] = Future()
+            failed.set_exception(exc)
+            return failed
+
+    @staticmethod
+    def _recorded(record: Future[None]) -> None:
+        """Waits for the access record: no durable record, no answer."""
+        try:
+            record.result()
         except Exception as exc:
             log.warning("access record not written: %s", exc)
             _fail(
                 code_pb2.UNAVAILABLE,
-                "the access record could not be written; nothing was read, retry",
+                "the access record could not be written; nothing was returned, retry",
                 "STORE_UNAVAILABLE",
             )
+
+    def _reading(self) -> sa.Connection:
+        """A connection for reads, outside any transaction (see the module docstring)."""
+        return self._reads.connect()
 
     def _run(self, context: grpc.ServicerContext, body: Callable[[], object]) -> object:
         try:
@@ -117,27 +156,33 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
     def _checkpoint(
         self, conn: sa.Connection, log_id: str, tree_size: int, field: str
     ) -> storage.StoredCheckpoint:
-        if tree_size < 0:
-            _invalid(field, "must not be negative (0 means the latest checkpoint)")
-        if tree_size == 0:
-            found = storage.latest_checkpoint(conn, log_id)
-            if found is None:
-                _fail(
-                    code_pb2.FAILED_PRECONDITION,
-                    f"log {log_id!r} has no signed checkpoint yet",
-                    "NO_CHECKPOINT",
-                    log_id=log_id,
-                )
+        found = (
+            storage.checkpoint_at(conn, log_id, tree_size)
+            if tree_size
+            else storage.latest_checkpoint(conn, log_id)
+        )
+        return self._found(found, log_id, tree_size, field)
+
+    @staticmethod
+    def _found(
+        found: storage.StoredCheckpoint | None, log_id: str, tree_size: int, field: str
+    ) -> storage.StoredCheckpoint:
+        """The checkpoint found for ``tree_size`` (0: the latest), or the error saying why not."""
+        if found is not None:
             return found
-        found = storage.checkpoint_at(conn, log_id, tree_size)
-        if found is None:
+        if tree_size == 0:
             _fail(
-                code_pb2.NOT_FOUND,
-                f"log {log_id!r} has no checkpoint at size {tree_size} ({field})",
-                "CHECKPOINT_NOT_FOUND",
-                field=field,
+                code_pb2.FAILED_PRECONDITION,
+                f"log {log_id!r} has no signed checkpoint yet",
+                "NO_CHECKPOINT",
+                log_id=log_id,
             )
-        return found
+        _fail(
+            code_pb2.NOT_FOUND,
+            f"log {log_id!r} has no checkpoint at size {tree_size} ({field})",
+            "CHECKPOINT_NOT_FOUND",
+            field=field,
+        )
 
     def GetCheckpoint(  # noqa: N802 (gRPC method name)
         self, request: pb.GetCheckpointRequest, context: grpc.ServicerContext
@@ -145,14 +190,16 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
         """The latest checkpoint or the one at ``tree_size``."""
 
         def body() -> pb.GetCheckpointResponse:
-            self._enter(
+            _size_field(request.tree_size, "tree_size")
+            record = self._enter(
                 context,
                 request.log_id,
                 "integrity.get_checkpoint",
                 {"tree_size": request.tree_size},
             )
-            with self._store.engine.connect() as conn:
+            with self._reading() as conn:
                 cp = self._checkpoint(conn, request.log_id, request.tree_size, "tree_size")
+            self._recorded(record)
             return pb.GetCheckpointResponse(checkpoint=checkpoint_proto(cp))
 
         out = self._run(context, body)
@@ -172,7 +219,8 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
                 _invalid("sequence", "must not be negative")
             if which == "event_id" and not request.event_id:
                 _invalid("event_id", "must not be empty")
-            self._enter(
+            _size_field(request.tree_size, "tree_size")
+            record = self._enter(
                 context,
                 request.log_id,
                 "integrity.get_inclusion_proof",
@@ -184,11 +232,9 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
                 if which == "event_id"
                 else le.c.seq == request.sequence
             )
-            with self._store.engine.connect() as conn:
-                entry = conn.execute(
-                    sa.select(le.c.seq, le.c.leaf_hash).where(le.c.log_id == request.log_id, where)
-                ).first()
-                if entry is None:
+            with self._reading() as conn:
+                target = storage.proof_target(conn, request.log_id, where, request.tree_size)
+                if target is None:
                     _fail(
                         code_pb2.NOT_FOUND,
                         f"log {request.log_id!r} has no entry with {which} "
@@ -196,17 +242,25 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
                         "ENTRY_NOT_FOUND",
                         field=which,
                     )
-                seq = int(entry.seq)
-                cp = self._covering(conn, request.log_id, seq, request.tree_size)
-                hashes = merkle.inclusion_proof(
-                    seq, cp.tree_size, storage.NodeTable(conn, request.log_id)
+                cp = self._covers(
+                    self._found(target.checkpoint, request.log_id, request.tree_size, "tree_size"),
+                    request.log_id,
+                    target.seq,
+                    request.tree_size,
                 )
+                hashes = merkle.inclusion_proof(
+                    target.seq, cp.tree_size, storage.NodeTable(conn, request.log_id)
+                )
+            self._recorded(record)
             return pb.GetInclusionProofResponse(
                 proof=proof_pb2.InclusionProof(
-                    log_id=request.log_id, leaf_index=seq, tree_size=cp.tree_size, hashes=hashes
+                    log_id=request.log_id,
+                    leaf_index=target.seq,
+                    tree_size=cp.tree_size,
+                    hashes=hashes,
                 ),
                 checkpoint=checkpoint_proto(cp),
-                leaf_hash=bytes(entry.leaf_hash),
+                leaf_hash=target.leaf_hash,
             )
 
         out = self._run(context, body)
@@ -225,7 +279,8 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
             for i, seq in enumerate(seqs):
                 if seq < 0:
                     _invalid(f"sequences[{i}]", "must not be negative")
-            self._enter(
+            _size_field(request.tree_size, "tree_size")
+            record = self._enter(
                 context,
                 request.log_id,
                 "integrity.batch_get_inclusion_proofs",
@@ -237,7 +292,7 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
                 },
             )
             response = pb.BatchGetInclusionProofsResponse()
-            with self._store.engine.connect() as conn:
+            with self._reading() as conn:
                 cp = self._covering(conn, request.log_id, max(seqs), request.tree_size)
                 reader = storage.NodeTable(conn, request.log_id)
                 for seq in seqs:
@@ -248,6 +303,7 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
                         hashes=merkle.inclusion_proof(seq, cp.tree_size, reader),
                     )
             response.checkpoint.CopyFrom(checkpoint_proto(cp))
+            self._recorded(record)
             return response
 
         out = self._run(context, body)
@@ -257,7 +313,15 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
     def _covering(
         self, conn: sa.Connection, log_id: str, seq: int, tree_size: int
     ) -> storage.StoredCheckpoint:
-        cp = self._checkpoint(conn, log_id, tree_size, "tree_size")
+        return self._covers(
+            self._checkpoint(conn, log_id, tree_size, "tree_size"), log_id, seq, tree_size
+        )
+
+    @staticmethod
+    def _covers(
+        cp: storage.StoredCheckpoint, log_id: str, seq: int, tree_size: int
+    ) -> storage.StoredCheckpoint:
+        """``cp`` if it covers ``seq``, else the error (bad ``tree_size``, or not signed yet)."""
         if seq >= cp.tree_size:
             if tree_size:
                 _invalid(
@@ -281,13 +345,14 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
         def body() -> pb.GetConsistencyProofResponse:
             if request.from_size < 1:
                 _invalid("from_size", "must be at least 1 (nothing is proved from the empty tree)")
-            self._enter(
+            _size_field(request.to_size, "to_size")
+            record = self._enter(
                 context,
                 request.log_id,
                 "integrity.get_consistency_proof",
                 {"from_size": request.from_size, "to_size": request.to_size},
             )
-            with self._store.engine.connect() as conn:
+            with self._reading() as conn:
                 cp = self._checkpoint(conn, request.log_id, request.to_size, "to_size")
                 if request.from_size > cp.tree_size:
                     _invalid(
@@ -297,7 +362,7 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
                 hashes = merkle.consistency_proof(
                     request.from_size, cp.tree_size, storage.NodeTable(conn, request.log_id)
                 )
-            return pb.GetConsistencyProofResponse(
+            response = pb.GetConsistencyProofResponse(
                 proof=proof_pb2.ConsistencyProof(
                     log_id=request.log_id,
                     from_size=request.from_size,
@@ -305,6 +370,8 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
                     hashes=hashes,
                 )
             )
+            self._recorded(record)
+            return response
 
         out = self._run(context, body)
         assert isinstance(out, pb.GetConsistencyProofResponse)
@@ -318,10 +385,12 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
         def body() -> pb.VerifyEventResponse:
             if not request.event_id:
                 _invalid("event_id", "required")
-            self._enter(
+            record = self._enter(
                 context, request.log_id, "integrity.verify_event", {"event_id": request.event_id}
             )
-            return self._verify(request.log_id, request.event_id)
+            response = self._verify(request.log_id, request.event_id)
+            self._recorded(record)
+            return response
 
         out = self._run(context, body)
         assert isinstance(out, pb.VerifyEventResponse)
@@ -344,7 +413,7 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
             stored.salt,
             stored.content,
         )
-        with self._store.engine.connect() as conn:
+        with self._reading() as conn:
             cp = storage.latest_checkpoint(conn, log_id)
             if cp is None or cp.tree_size <= stored.sequence:
                 verdict = pb.VERIFY_STATUS_TAMPERED if problems else pb.VERIFY_STATUS_PENDING
@@ -394,6 +463,18 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
         return pb.GetVerifierKeyResponse(
             verifier_keys=[k.encode() for k in keys], origin_prefix=self._origin_prefix
         )
+
+
+def read_engine(store: SqlEventStore) -> sa.Engine:
+    """The handlers' autocommit engine: its own pool without pre-ping on PostgreSQL.
+
+    On SQLite the store's engine (its pool and pragmas), switched to autocommit.
+    """
+    if store.engine.dialect.name == "sqlite":
+        return store.engine.execution_options(isolation_level="AUTOCOMMIT")
+    return sa.create_engine(
+        store.engine.url, pool_size=8, max_overflow=8, isolation_level="AUTOCOMMIT"
+    )
 
 
 def add_to_server(server: grpc.Server, handlers: IntegrityHandlers) -> None:

@@ -13,6 +13,20 @@ from aiaudit.common.store.schema import consumer_cursors, log_entries
 from aiaudit.integrity.merkle import MissingNodeError, NodeID
 from aiaudit.integrity.tables import checkpoints, nodes
 
+_NODES_BY_ARRAYS = sa.text(
+    "SELECT n.level, n.idx, n.hash"
+    " FROM unnest(CAST(:levels AS smallint[]), CAST(:idxs AS bigint[])) AS w(level, idx)"
+    " JOIN integrity_nodes n ON n.log_id = :log_id AND n.level = w.level AND n.idx = w.idx"
+)
+"""PostgreSQL: the wanted nodes as two arrays joined to the primary key.
+
+One statement text whatever the number of nodes, so psycopg prepares it
+after a few uses and the server plans it once (a nested loop of primary-key
+probes); a ``(level, idx) IN (...)`` list is a new statement per length
+and costs a SQLAlchemy compile and a server plan each time (measured at 1M
+leaves: p99 2.4 ms for the list, 0.9 ms for the arrays).
+"""
+
 
 class NodeTable:
     """``merkle.NodeReader`` over one log's rows of ``integrity_nodes``: one query per read."""
@@ -26,13 +40,23 @@ class NodeTable:
         """Hashes of ``ids`` in order; ``MissingNodeError`` names the first one not stored."""
         if not ids:
             return []
-        wanted = sa.tuple_(nodes.c.level, nodes.c.idx).in_([(n.level, n.index) for n in ids])
-        rows = self._conn.execute(
-            sa.select(nodes.c.level, nodes.c.idx, nodes.c.hash).where(
-                nodes.c.log_id == self._log_id, wanted
+        if self._conn.dialect.name == "postgresql":
+            rows: Iterable[Any] = self._conn.execute(
+                _NODES_BY_ARRAYS,
+                {
+                    "levels": [n.level for n in ids],
+                    "idxs": [n.index for n in ids],
+                    "log_id": self._log_id,
+                },
             )
-        )
-        found = {NodeID(int(r.level), int(r.idx)): bytes(r.hash) for r in rows}
+        else:
+            wanted = sa.tuple_(nodes.c.level, nodes.c.idx).in_([(n.level, n.index) for n in ids])
+            rows = self._conn.execute(
+                sa.select(nodes.c.level, nodes.c.idx, nodes.c.hash).where(
+                    nodes.c.log_id == self._log_id, wanted
+                )
+            )
+        found = {NodeID(int(level), int(idx)): bytes(digest) for level, idx, digest in rows}
         missing = [n for n in ids if n not in found]
         if missing:
             raise MissingNodeError(f"log {self._log_id!r}: no stored hash for node {missing[0]}")
@@ -118,6 +142,40 @@ def latest_checkpoint(conn: sa.Connection, log_id: str) -> StoredCheckpoint | No
         .limit(1)
     ).first()
     return _row(row) if row is not None else None
+
+
+@dataclass(frozen=True)
+class ProofTarget:
+    """A log entry and the checkpoint a proof of it is asked against (if that one exists)."""
+
+    seq: int
+    leaf_hash: bytes
+    checkpoint: StoredCheckpoint | None
+
+
+def proof_target(
+    conn: sa.Connection, log_id: str, which: sa.ColumnElement[bool], tree_size: int
+) -> ProofTarget | None:
+    """The entry matching ``which`` with the checkpoint at ``tree_size`` (0: the latest).
+
+    One round trip instead of two (entry, then checkpoint): it is half of what
+    an inclusion proof costs the database. None when there is no such entry.
+    """
+    le, cp = log_entries, checkpoints
+    size: sa.ColumnElement[int] = (
+        sa.literal(tree_size, sa.BigInteger)
+        if tree_size
+        else sa.select(sa.func.max(cp.c.tree_size)).where(cp.c.log_id == log_id).scalar_subquery()
+    )
+    row = conn.execute(
+        sa.select(le.c.seq, le.c.leaf_hash, *_COLUMNS)
+        .select_from(le.outerjoin(cp, sa.and_(cp.c.log_id == le.c.log_id, cp.c.tree_size == size)))
+        .where(le.c.log_id == log_id, which)
+    ).first()
+    if row is None:
+        return None
+    found = _row(row) if row.tree_size is not None else None
+    return ProofTarget(int(row.seq), bytes(row.leaf_hash), found)
 
 
 def checkpoint_at(conn: sa.Connection, log_id: str, tree_size: int) -> StoredCheckpoint | None:
