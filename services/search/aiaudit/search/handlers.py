@@ -30,14 +30,14 @@ import grpc
 from google.protobuf import timestamp_pb2
 from google.rpc import code_pb2, status_pb2
 
-from aiaudit.common import status
+from aiaudit.common import restore, status
 from aiaudit.common.auth import Caller, require
 from aiaudit.common.component import Context
 from aiaudit.common.store import SqlEventStore
 from aiaudit.common.store.sql import StoredEvent
 from aiaudit.common.v1 import event_pb2, proof_pb2
 from aiaudit.integrity.v1 import integrity_service_pb2 as ipb
-from aiaudit.search import bundle, catalogue, document, exporting, language, paging, restore
+from aiaudit.search import bundle, catalogue, document, exporting, language, paging
 from aiaudit.search.backends.base import (
     AggregateSpec,
     BackendUnavailableError,

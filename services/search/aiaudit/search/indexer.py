@@ -42,7 +42,7 @@ import sqlalchemy as sa
 from aiaudit.common import commits
 from aiaudit.common.store import SqlEventStore
 from aiaudit.common.store.sql import StoredEvent
-from aiaudit.search import document, restore
+from aiaudit.search import document
 from aiaudit.search.backends.base import SearchBackend
 from aiaudit.search.document import Document
 
@@ -224,7 +224,7 @@ class Indexer:
     def _build(self, log_id: str, start: int, entries: list[StoredEvent]) -> list[Document] | None:
         """The batch's documents, or None when a stored event is damaged (the log is held)."""
         try:
-            docs = [document.build(restore.stored_event(e), e.sequence) for e in entries]
+            docs = [document.build(e.to_event(), e.sequence) for e in entries]
         except Exception as exc:  # a damaged row: hold this log, keep indexing the others
             if self._stalled.get(log_id) != start:
                 log.error(

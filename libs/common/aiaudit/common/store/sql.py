@@ -19,7 +19,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from aiaudit.common import canonical
+from aiaudit.common import canonical, restore
 from aiaudit.common.store.schema import TEXT_COLUMNS, event_content, events, log_entries, logs
 from aiaudit.common.v1 import event_pb2
 
@@ -77,7 +77,7 @@ class StoredEvent:
 
     def to_event(self) -> event_pb2.Event:
         """The full event (content fields empty if erased)."""
-        return canonical.restore(self.canonical, self.content)
+        return restore.restore(self.canonical, self.content)
 
 
 def _utc(value: dt.datetime) -> dt.datetime:

@@ -1,11 +1,11 @@
 """Stored events back to protobuf, about 4x faster than ``canonical.restore``.
 
-Search turns stored events into messages on its two hot paths: every
-``SearchEvents`` page (50 events by default) and every indexer batch. The
-shared :func:`aiaudit.common.canonical.restore` walks the event descriptor to
-find the content slots, then parses with ``json_format.ParseDict`` (generic,
-pure Python, ``strptime`` for each timestamp): about 0.2-0.3 ms per event,
-the largest single cost of both paths.
+Every consumer turns stored events into messages on its hot path (search
+pages and the indexer, the alerting engine, integrity checks), through
+``StoredEvent.to_event()``. The exact :func:`aiaudit.common.canonical.restore`
+walks the event descriptor to find the content slots, then parses with
+``json_format.ParseDict`` (generic, pure Python, ``strptime`` for each
+timestamp): about 0.2-0.3 ms per event, the largest single cost of those paths.
 
 :func:`restore` gives the same message (tested field for field against
 ``canonical.restore``) from one pass over the canonical JSON with a
@@ -30,7 +30,6 @@ from google.protobuf import descriptor, json_format
 from google.protobuf.message import Message
 
 from aiaudit.common import canonical
-from aiaudit.common.store.sql import StoredEvent
 from aiaudit.common.v1 import event_pb2, options_pb2
 
 Content = dict[str, str] | None
@@ -73,11 +72,6 @@ def restore(canonical_bytes: bytes, content: Content) -> event_pb2.Event:
         return restore_fast(canonical_bytes, content)
     except Exception:  # anything unusual: the exact (slower) parser decides, or raises
         return canonical.restore(canonical_bytes, content)
-
-
-def stored_event(stored: StoredEvent) -> event_pb2.Event:
-    """``stored.to_event()``, faster."""
-    return restore(stored.canonical, stored.content)
 
 
 _PLANS: dict[str, Callable[[Message, dict[str, Any], str, Content], None]] = {}

@@ -9,10 +9,9 @@ import pytest
 from google.protobuf import descriptor, json_format
 from google.protobuf.message import Message
 
-from aiaudit.common import canonical
+from aiaudit.common import canonical, restore
 from aiaudit.common.store.prepare import prepare
 from aiaudit.common.v1 import event_pb2 as ev
-from aiaudit.search import restore
 
 FD = descriptor.FieldDescriptor
 
