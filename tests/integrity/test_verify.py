@@ -23,9 +23,9 @@ from aiaudit.common.store import SqlEventStore
 from aiaudit.common.store.prepare import prepare
 from aiaudit.common.store.schema import event_content, events, log_entries
 from aiaudit.common.store.sql import Receipt
-from aiaudit.integrity import checks, note
+from aiaudit.integrity import checks, note, verify
 from aiaudit.integrity.signers import FileKeys
-from aiaudit.integrity.verify import Report, verify_store
+from aiaudit.integrity.verify import MODES, Report, verify_store
 from tests.helpers import interaction
 from tests.integrity.conftest import ORIGIN_PREFIX, Notaries, append, wait_until
 from tests.integrity.test_notary import all_checkpoints, covers
@@ -39,6 +39,7 @@ class Log:
     admin: sa.Engine
     checkpoint_dir: Path
     key_file: Path
+    mode: str = "full"
 
     def verify(self) -> Report:
         return verify_store(
@@ -47,6 +48,7 @@ class Log:
             ORIGIN_PREFIX,
             self.checkpoint_dir,
             [self.tenant],
+            mode=self.mode,
         )
 
     def problems(self) -> list[str]:
@@ -62,9 +64,34 @@ class Log:
             conn.execute(sa.text(statement), {"t": self.tenant, **params})
 
 
-@pytest.fixture
+@pytest.fixture(params=MODES)
 def log(
+    request: pytest.FixtureRequest,
+    store: SqlEventStore,
+    notaries: Notaries,
+    admin_url: str,
+    tenant: str,
+    tmp_path: Path,
+) -> Iterator[Log]:
+    """The tampered-with log, verified in each mode: the hash chain checks apply to both."""
+    yield from _log(store, notaries, admin_url, tenant, tmp_path, request.param)
+
+
+@pytest.fixture
+def full_log(
     store: SqlEventStore, notaries: Notaries, admin_url: str, tenant: str, tmp_path: Path
+) -> Iterator[Log]:
+    """For the checks only ``full`` makes (search columns, content, the CLI's default)."""
+    yield from _log(store, notaries, admin_url, tenant, tmp_path, "full")
+
+
+def _log(
+    store: SqlEventStore,
+    notaries: Notaries,
+    admin_url: str,
+    tenant: str,
+    tmp_path: Path,
+    mode: str,
 ) -> Iterator[Log]:
     keys = FileKeys(ORIGIN_PREFIX, tmp_path / "key.pem")
     receipts = append(store, tenant, 12)
@@ -75,7 +102,9 @@ def log(
     notary.stop()
     assert [c.tree_size for c in all_checkpoints(notaries.url, tenant)] == [12, 15]
     admin = sa.create_engine(admin_url)
-    result = Log(tenant, receipts, keys, admin, tmp_path / "checkpoints", tmp_path / "key.pem")
+    result = Log(
+        tenant, receipts, keys, admin, tmp_path / "checkpoints", tmp_path / "key.pem", mode
+    )
     report = result.verify()
     assert report.ok, report.problems
     assert (report.events, report.checkpoints) == (15, 4)  # 2 stored + 2 exported copies
@@ -105,10 +134,10 @@ def test_changed_canonical_field_is_named(log: Log) -> None:
     assert mentions(problems, "stored checkpoint at size 12", "another root")
 
 
-def test_changed_search_column_is_named(log: Log) -> None:
-    log.execute("UPDATE events SET user_id = 'mallory' WHERE log_id = :t AND seq = 6")
-    problems = log.problems()
-    assert mentions(problems, "sequence 6", log.event(6), "column user_id is 'mallory'")
+def test_changed_search_column_is_named(full_log: Log) -> None:
+    full_log.execute("UPDATE events SET user_id = 'mallory' WHERE log_id = :t AND seq = 6")
+    problems = full_log.problems()
+    assert mentions(problems, "sequence 6", full_log.event(6), "column user_id is 'mallory'")
 
 
 def test_changed_leaf_and_event_together_are_named(log: Log) -> None:
@@ -129,11 +158,11 @@ def test_changed_leaf_and_event_together_are_named(log: Log) -> None:
     assert mentions(problems, "sequence 3", log.event(3), "notary integrated")
 
 
-def test_changed_content_is_named(log: Log) -> None:
-    with log.admin.begin() as conn:
+def test_changed_content_is_named(full_log: Log) -> None:
+    with full_log.admin.begin() as conn:
         raw = conn.execute(
             sa.select(event_content.c.content).where(
-                event_content.c.log_id == log.tenant, event_content.c.seq == 2
+                event_content.c.log_id == full_log.tenant, event_content.c.seq == 2
             )
         ).scalar_one()
         content = json.loads(raw)
@@ -141,11 +170,13 @@ def test_changed_content_is_named(log: Log) -> None:
         content[path] = "something else"
         conn.execute(
             sa.update(event_content)
-            .where(event_content.c.log_id == log.tenant, event_content.c.seq == 2)
+            .where(event_content.c.log_id == full_log.tenant, event_content.c.seq == 2)
             .values(content=json.dumps(content).encode())
         )
-    problems = log.problems()
-    assert mentions(problems, "sequence 2", log.event(2), path, "does not match its commitment")
+    problems = full_log.problems()
+    assert mentions(
+        problems, "sequence 2", full_log.event(2), path, "does not match its commitment"
+    )
 
 
 def test_deleted_row_is_named(log: Log) -> None:
@@ -265,48 +296,108 @@ def test_truncated_tail_is_caught(log: Log) -> None:
 
 
 def test_cli_exits_non_zero_and_names_the_event(
-    log: Log, store_url: str, capsys: pytest.CaptureFixture[str]
+    full_log: Log, store_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    key = log.keys.verifier_keys()[0].encode()
-    url = log.admin.url.render_as_string(hide_password=False)
-    base = ["verify", "--database-url", url, "--log", log.tenant, "--verifier-key", key]
-    base += ["--origin-prefix", ORIGIN_PREFIX, "--checkpoint-dir", str(log.checkpoint_dir)]
+    key = full_log.keys.verifier_keys()[0].encode()
+    url = full_log.admin.url.render_as_string(hide_password=False)
+    base = ["verify", "--database-url", url, "--log", full_log.tenant, "--verifier-key", key]
+    base += ["--origin-prefix", ORIGIN_PREFIX, "--checkpoint-dir", str(full_log.checkpoint_dir)]
     assert main(base) == 0
-    log.execute("UPDATE events SET model_name = 'other' WHERE log_id = :t AND seq = 1")
+    full_log.execute("UPDATE events SET model_name = 'other' WHERE log_id = :t AND seq = 1")
     assert main(base) == 1
     out = capsys.readouterr().out
-    assert f"sequence 1 event {log.event(1)}: column model_name is 'other'" in out
+    assert f"sequence 1 event {full_log.event(1)}: column model_name is 'other'" in out
 
 
-def test_leaves_mode_checks_the_hash_chain_and_full_mode_the_rest(log: Log) -> None:
+def test_leaves_mode_checks_the_hash_chain_and_full_mode_the_rest(full_log: Log) -> None:
     """``leaves`` names a changed event; only ``full`` (inline or in workers) reads columns."""
-    log.execute("UPDATE events SET user_id = 'mallory' WHERE log_id = :t AND seq = 6")
-    with log.admin.begin() as conn:
+    full_log.execute("UPDATE events SET user_id = 'mallory' WHERE log_id = :t AND seq = 6")
+    with full_log.admin.begin() as conn:
         raw = conn.execute(
-            sa.select(events.c.canonical).where(events.c.log_id == log.tenant, events.c.seq == 9)
+            sa.select(events.c.canonical).where(
+                events.c.log_id == full_log.tenant, events.c.seq == 9
+            )
         ).scalar_one()
         conn.execute(
             sa.update(events)
-            .where(events.c.log_id == log.tenant, events.c.seq == 9)
+            .where(events.c.log_id == full_log.tenant, events.c.seq == 9)
             .values(canonical=bytes(raw).replace(b'"gpt-4o"', b'"gpt-4x"'))
         )
-    keys = log.keys.verifier_keys()
+    keys = full_log.keys.verifier_keys()
 
     def run(mode: str, workers: int) -> list[str]:
         report = verify_store(
-            log.admin, keys, ORIGIN_PREFIX, log.checkpoint_dir, [log.tenant], None, mode, workers
+            full_log.admin,
+            keys,
+            ORIGIN_PREFIX,
+            full_log.checkpoint_dir,
+            [full_log.tenant],
+            None,
+            mode,
+            workers,
         )
         assert report.events == 15
         return [str(p) for p in report.problems]
 
     leaves = run("leaves", 1)
-    assert mentions(leaves, "sequence 9", log.event(9), "does not match the log entry's leaf")
+    assert mentions(leaves, "sequence 9", full_log.event(9), "does not match the log entry's leaf")
     assert mentions(leaves, "sequence 9", "notary integrated")
     assert not mentions(leaves, "user_id")
     for workers in (1, 2):
         full = run("full", workers)
-        assert mentions(full, "sequence 6", log.event(6), "column user_id is 'mallory'")
-        assert mentions(full, "sequence 9", log.event(9), "does not match the log entry's leaf")
+        assert mentions(full, "sequence 6", full_log.event(6), "column user_id is 'mallory'")
+        assert mentions(
+            full, "sequence 9", full_log.event(9), "does not match the log entry's leaf"
+        )
         assert sorted(full) == sorted(run("full", 1))
     with pytest.raises(ValueError, match="verify mode"):
-        verify_store(log.admin, keys, ORIGIN_PREFIX, mode="quick")
+        verify_store(full_log.admin, keys, ORIGIN_PREFIX, mode="quick")
+
+
+def test_pages_checked_in_the_database_and_a_changed_row_is_named(
+    full_log: Log, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Leaves mode on PostgreSQL hashes intact pages in the database; a bad page goes row by row.
+
+    Pages of 4 make the 15 events four pages; the changed and the moved rows
+    each spoil one, which the row-by-row check names, while the other pages
+    (and the tree built across both kinds) stay checked. SQLite reads rows.
+    """
+    monkeypatch.setattr(verify, "PAGE", 4)
+    full_log.mode = "leaves"
+    report = full_log.verify()
+    assert report.ok, report.problems
+    on_postgres = full_log.admin.dialect.name == "postgresql"
+    assert report.pages_in_database == (4 if on_postgres else 0)
+    with full_log.admin.begin() as conn:
+        raw = conn.execute(
+            sa.select(events.c.canonical).where(
+                events.c.log_id == full_log.tenant, events.c.seq == 9
+            )
+        ).scalar_one()
+        conn.execute(
+            sa.update(events)
+            .where(events.c.log_id == full_log.tenant, events.c.seq == 9)
+            .values(canonical=bytes(raw).replace(b'"gpt-4o"', b'"gpt-4x"'))
+        )
+    report = full_log.verify()
+    problems = [str(p) for p in report.problems]
+    assert mentions(
+        problems, "sequence 9", full_log.event(9), "does not match the log entry's leaf"
+    )
+    assert mentions(problems, "sequence 9", full_log.event(9), "notary integrated")
+    assert mentions(problems, "stored checkpoint at size 12", "another root")
+    assert report.pages_in_database == (3 if on_postgres else 0)
+    # An event row moved to another receive time (same bytes): its entry lost it.
+    full_log.execute(
+        "UPDATE events SET receive_time = receive_time + interval '1 second' "
+        "WHERE log_id = :t AND seq = 2"
+        if on_postgres
+        else "UPDATE events SET receive_time = '2001-01-01 00:00:00.000000' "
+        "WHERE log_id = :t AND seq = 2"
+    )
+    report = full_log.verify()
+    problems = [str(p) for p in report.problems]
+    assert mentions(problems, "sequence 2", full_log.event(2), "event row is missing")
+    assert mentions(problems, "sequence 2", full_log.event(2), "without a log entry")
+    assert report.pages_in_database == (2 if on_postgres else 0)

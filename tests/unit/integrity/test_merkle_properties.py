@@ -7,6 +7,7 @@ from the RFC definition over the leaves, not from the code under test.
 
 from __future__ import annotations
 
+import itertools
 from functools import cache
 
 import pytest
@@ -109,3 +110,23 @@ def test_roots_from_stored_nodes_and_compact_ranges_agree_with_the_rfc(size: int
     assert merkle.root_at(size, store) == roots[size]
     assert CompactRange.load(size, store).root() == roots[size]
     assert merkle.root(leaves[:size]) == roots[size]
+
+
+@given(
+    cuts=st.lists(st.integers(min_value=1, max_value=MAX), max_size=12),
+    asked=st.lists(st.integers(min_value=1, max_value=MAX), max_size=20),
+)
+def test_block_appends_agree_with_the_rfc_at_every_size_asked(
+    cuts: list[int], asked: list[int]
+) -> None:
+    """``append_block`` (level by level when aligned, else leaf by leaf) builds the same tree."""
+    _, leaves, roots = tree()
+    edge, got = CompactRange(), {}
+    bounds = sorted({0, MAX, *cuts})
+    for begin, end in itertools.pairwise(bounds):
+        got.update(edge.append_block(leaves[begin:end], asked))
+        assert edge.size == end
+        assert edge.root() == roots[end]
+    assert got == {size: roots[size] for size in set(asked)}
+    with pytest.raises(ValueError, match="32 bytes"):
+        CompactRange().append_block([b"short"])

@@ -160,6 +160,14 @@ def _materialise(ranges: Sequence[tuple[int, int]], reader: NodeReader) -> list[
     return [_fold([hashes[node] for node in group]) for group in parts]
 
 
+def _push(edge: list[tuple[NodeID, bytes]], node: NodeID, digest: bytes) -> None:
+    """Adds the next perfect subtree to a right edge, merging equal-level siblings."""
+    edge.append((node, digest))
+    while len(edge) > 1 and edge[-2][0].level == edge[-1][0].level:
+        (left_id, left), (_, right) = edge[-2], edge[-1]
+        edge[-2:] = [(NodeID(left_id.level + 1, left_id.index >> 1), node_hash(left, right))]
+
+
 class CompactRange:
     """The right edge of the tree ``[0, size)``: enough state to append and to get the root.
 
@@ -213,6 +221,56 @@ class CompactRange:
             created.append(parent)
         self._size += 1
         return created
+
+    def append_block(
+        self, leaves: Sequence[bytes], roots_at: Iterable[int] = ()
+    ) -> dict[int, bytes]:
+        """Appends many leaf hashes at once; returns the root at each size in ``roots_at``.
+
+        For bulk rebuilds (``verify``): when the current size is a multiple of
+        the block's largest power of two, the block is hashed level by level in
+        tight loops (no per-leaf objects) and its perfect subtrees join the
+        edge; otherwise it falls back to ``append`` leaf by leaf. Only sizes
+        inside the block (after its first leaf, up to its end) are answered.
+        The completed nodes are not returned: nothing is stored from here.
+        """
+        start, end = self._size, self._size + len(leaves)
+        wanted = sorted({size for size in roots_at if start < size <= end})
+        if not leaves:
+            return {}
+        for i, leaf in enumerate(leaves):
+            if len(leaf) != HASH_SIZE:
+                _check_hash(f"leaf hash {start + i}", leaf)
+        if start % (1 << (len(leaves).bit_length() - 1)):
+            out = {}
+            for leaf in leaves:
+                self.append(leaf)
+                if self._size in wanted:
+                    out[self._size] = self.root()
+            return out
+        levels = [list(leaves)]
+        while len(levels[-1]) > 1:
+            below = levels[-1]
+            levels.append(
+                [
+                    hashlib.sha256(_NODE_PREFIX + a + b).digest()
+                    for a, b in zip(below[0::2], below[1::2], strict=False)  # an odd last one waits
+                ]
+            )
+
+        def stored(node: NodeID) -> bytes:
+            return levels[node.level][node.index - (start >> node.level)]
+
+        out = {}
+        for size in wanted:
+            edge = list(self._edge)
+            for node in _perfect_nodes(start, size):
+                _push(edge, node, stored(node))
+            out[size] = _fold([digest for _, digest in edge])
+        for node in _perfect_nodes(start, end):
+            _push(self._edge, node, stored(node))
+        self._size = end
+        return out
 
     def extend(self, leaves: Iterable[bytes]) -> list[tuple[NodeID, bytes]]:
         """Appends leaf hashes in order; returns every node they completed."""

@@ -22,17 +22,24 @@ For every log, in sequence order (one streaming pass, O(log n) memory):
 
 from __future__ import annotations
 
+import bisect
+import collections
 import contextlib
 import datetime as dt
+import itertools
 import json
+import os
+import struct
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 
 from aiaudit.common.store.schema import event_content, events, log_entries, logs
@@ -41,7 +48,9 @@ from aiaudit.integrity.merkle import CompactRange
 from aiaudit.integrity.note import NoteError, VerifierKey, open_checkpoint
 from aiaudit.integrity.tables import nodes
 
-PAGE = 5000
+PAGE = 4096
+"""Entries per page; a power of two, so every page starts at a perfect subtree's
+boundary and its leaves join the rebuilt tree as whole subtrees."""
 
 MODES = ("full", "leaves")
 """``full``: every check below. ``leaves``: the cryptographic chain only (stored
@@ -76,6 +85,8 @@ class Report:
     logs: int = 0
     events: int = 0
     checkpoints: int = 0
+    pages_in_database: int = 0
+    """Pages of the hash chain found intact by the database-side check (PostgreSQL, leaves)."""
 
     @property
     def ok(self) -> bool:
@@ -175,8 +186,14 @@ _EVENT_COLUMNS = [
 ]
 
 
-def _rows(conn: sa.Connection, log_id: str, full: bool) -> Iterator[_Row]:
-    """Entries with their event (and content), and integrated leaf, in sequence order.
+def _last_seq(conn: sa.Connection, log_id: str) -> int | None:
+    le = log_entries
+    last = conn.execute(sa.select(sa.func.max(le.c.seq)).where(le.c.log_id == log_id)).scalar()
+    return None if last is None else int(last)
+
+
+def _page_rows(conn: sa.Connection, log_id: str, full: bool, lo: int, hi: int) -> list[_Row]:
+    """Entries ``lo .. hi-1`` with their event (and content) and integrated leaf, in order.
 
     Each table is read on its own by sequence range (one index range scan each,
     merged here) rather than joined: a join's plan depends on statistics that a
@@ -184,58 +201,181 @@ def _rows(conn: sa.Connection, log_id: str, full: bool) -> Iterator[_Row]:
     of the whole walk. ``full`` also reads the search columns and the content.
     """
     le, ev, ct = log_entries, events, event_content
-    last = conn.execute(sa.select(sa.func.max(le.c.seq)).where(le.c.log_id == log_id)).scalar()
-    if last is None:
-        return
     event_cols = [ev.c.seq, ev.c.receive_time, ev.c.canonical]
     if full:
         event_cols += _EVENT_COLUMNS
-    for lo in range(0, int(last) + 1, PAGE):
-        hi = lo + PAGE
 
-        def span(t: sa.Table, *cols: Any, lo: int = lo, hi: int = hi) -> Any:
-            return conn.execute(
-                sa.select(*cols).where(t.c.log_id == log_id, t.c.seq >= lo, t.c.seq < hi)
-            ).all()  # one fetch, not a round of fetchone calls per row
+    def span(t: sa.Table, *cols: Any) -> Any:
+        return conn.execute(
+            sa.select(*cols).where(t.c.log_id == log_id, t.c.seq >= lo, t.c.seq < hi)
+        ).all()  # one fetch, not a round of fetchone calls per row
 
-        found: dict[tuple[int, Any], Any] = {}
-        for r in span(ev, *event_cols):
-            found[(int(r.seq), _utc(r.receive_time))] = r
-        content: dict[tuple[int, Any], Any] = {}
-        if full:
-            for r in span(ct, ct.c.seq, ct.c.receive_time, ct.c.salt, ct.c.content):
-                content[(int(r.seq), _utc(r.receive_time))] = r
-        integrated = {
-            int(r.idx): bytes(r.hash)
-            for r in conn.execute(
-                sa.select(nodes.c.idx, nodes.c.hash).where(
-                    nodes.c.log_id == log_id,
-                    nodes.c.level == 0,
-                    nodes.c.idx >= lo,
-                    nodes.c.idx < hi,
-                )
-            ).all()
-        }
-        entries = span(le, le.c.seq, le.c.event_id, le.c.leaf_hash, le.c.receive_time)
-        for e in sorted(entries, key=lambda r: int(r.seq)):
-            seq = int(e.seq)
-            key = (seq, _utc(e.receive_time))
-            event = found.get(key)
-            row = _Row(
-                seq,
-                str(e.event_id),
-                bytes(e.leaf_hash),
-                e.receive_time,
-                bytes(event.canonical) if event is not None else None,
-                integrated.get(seq),
-            )
-            if full and event is not None:
-                row.columns = {c.name: event._mapping[c.name] for c in _EVENT_COLUMNS}
-                row.columns["receive_time"] = e.receive_time
-                stored = content.get(key)
-                if stored is not None:
-                    row.salt, row.content = bytes(stored.salt), bytes(stored.content)
-            yield row
+    found: dict[tuple[int, Any], Any] = {}
+    for r in span(ev, *event_cols):
+        found[(int(r.seq), _utc(r.receive_time))] = r
+    content: dict[tuple[int, Any], Any] = {}
+    if full:
+        for r in span(ct, ct.c.seq, ct.c.receive_time, ct.c.salt, ct.c.content):
+            content[(int(r.seq), _utc(r.receive_time))] = r
+    integrated = _integrated(conn, log_id, lo, hi)
+    out = []
+    for e in sorted(span(le, le.c.seq, le.c.event_id, le.c.leaf_hash, le.c.receive_time)):
+        seq = int(e.seq)
+        key = (seq, _utc(e.receive_time))
+        event = found.get(key)
+        row = _Row(
+            seq,
+            str(e.event_id),
+            bytes(e.leaf_hash),
+            e.receive_time,
+            bytes(event.canonical) if event is not None else None,
+            integrated.get(seq),
+        )
+        if full and event is not None:
+            row.columns = {c.name: event._mapping[c.name] for c in _EVENT_COLUMNS}
+            row.columns["receive_time"] = e.receive_time
+            stored = content.get(key)
+            if stored is not None:
+                row.salt, row.content = bytes(stored.salt), bytes(stored.content)
+        out.append(row)
+    return out
+
+
+_DATABASE_PAGE = sa.text(
+    """
+    SELECT e.n, e.seqs, e.times, e.leaves, v.n, v.seqs, v.times, v.leaves, i.n, i.seqs, i.leaves
+    FROM (SELECT count(*) AS n, string_agg(int8send(seq), ''::bytea) AS seqs,
+                 string_agg(timestamptz_send(receive_time), ''::bytea) AS times,
+                 string_agg(leaf_hash, ''::bytea) AS leaves
+          FROM log_entries WHERE log_id = :log_id AND seq >= :lo AND seq < :hi) AS e,
+         (SELECT count(*) AS n, string_agg(int8send(seq), ''::bytea) AS seqs,
+                 string_agg(timestamptz_send(receive_time), ''::bytea) AS times,
+                 string_agg(sha256('\\x00'::bytea || canonical), ''::bytea) AS leaves
+          FROM events WHERE log_id = :log_id AND seq >= :lo AND seq < :hi) AS v,
+         (SELECT count(*) AS n, string_agg(int8send(idx), ''::bytea) AS seqs,
+                 string_agg(hash, ''::bytea) AS leaves
+          FROM integrity_nodes
+          WHERE log_id = :log_id AND level = 0 AND idx >= :lo AND idx < :hi) AS i
+    """
+)
+"""PostgreSQL, leaves mode: one page of the hash chain checked in the database.
+
+Per table one aggregate over an index range scan: the entries' leaf hashes,
+``SHA-256(0x00 || canonical)`` of the event rows computed by the server (in
+C; only 32 bytes per event cross the wire) and the integrated leaves, each
+concatenated with the sequences (8 bytes big-endian) and the receive times
+(the 8-byte binary form) in the same pass. No
+``ORDER BY`` inside the aggregates (a sort per page): both concatenations of
+a table see the rows in the same order, so the sequence string says which
+order that was, and the page counts as intact only if it is exactly
+``lo, lo+1, ...``.
+"""
+
+
+def _database_page(
+    conn: sa.Connection, log_id: str, lo: int, hi: int, head: int
+) -> list[bytes] | None:
+    """The recomputed leaves of entries ``lo .. hi-1`` if the page is intact, else None.
+
+    Intact: the entries are exactly the sequences ``lo ..`` in order (no gap),
+    none lies beyond the head, the event rows are exactly those sequences with
+    their entries' receive times, every recomputed leaf equals the entry's
+    leaf hash, and the integrated leaves (a prefix: the notary may lag) are
+    the same. Anything else (None) sends the page to the row-by-row check,
+    which names what is wrong.
+    """
+    row = conn.execute(_DATABASE_PAGE, {"log_id": log_id, "lo": lo, "hi": hi}).one()
+    n, seqs, times, leaves, vn, vseqs, vtimes, computed, k, iseqs, done = row
+    if not n or lo + n > head or vn != n:
+        return None
+    entries = _in_order(lo, n, bytes(seqs), bytes(leaves), 32)
+    if entries is None or _in_order(lo, n, bytes(vseqs), bytes(computed), 32) != entries:
+        return None
+    if _in_order(lo, n, bytes(seqs), bytes(times), 8) != _in_order(
+        lo, n, bytes(vseqs), bytes(vtimes), 8
+    ):
+        return None
+    if k and _in_order(lo, k, bytes(iseqs), bytes(done), 32) != entries[: 32 * k]:
+        return None
+    return [entries[i : i + 32] for i in range(0, len(entries), 32)]
+
+
+DATABASE_READERS = max(2, min(8, os.cpu_count() or 2))
+"""Connections checking pages in the database at once (each page is one backend's work)."""
+
+
+def _database_pages(
+    engine: sa.Engine, log_id: str, head: int, starts: Sequence[int]
+) -> Iterator[tuple[int, list[bytes] | None]]:
+    """``_database_page`` of each page start, in order, several pages in flight.
+
+    The server hashes each page on its own backend, so pages checked on
+    ``DATABASE_READERS`` connections at once use that many cores while this
+    process rebuilds the tree from the pages already back.
+    """
+    local = threading.local()
+    opened: list[sa.Connection] = []
+    lock = threading.Lock()
+
+    def check(lo: int) -> list[bytes] | None:
+        conn: sa.Connection | None = getattr(local, "conn", None)
+        if conn is None:
+            conn = engine.connect()
+            with lock:
+                opened.append(conn)
+            # Index range scans hand the aggregates their rows in sequence order
+            # (a bitmap scan would not, and the pages would need reordering here).
+            conn.execute(sa.text("SET LOCAL enable_bitmapscan = off"))
+            # Planning over every events partition cost ~8 ms a page: prepare the
+            # page query at once and plan it once (partitions pruned at run time).
+            conn.execute(sa.text("SET LOCAL plan_cache_mode = force_generic_plan"))
+            driver = conn.connection.driver_connection
+            if isinstance(driver, psycopg.Connection):
+                driver.prepare_threshold = 0
+                conn.info["prepare_threshold"] = (driver, 5)
+            local.conn = conn
+        return _database_page(conn, log_id, lo, lo + PAGE, head)
+
+    pool = ThreadPoolExecutor(DATABASE_READERS, thread_name_prefix="verify")
+    try:
+        queue = iter(starts)
+        flight = collections.deque(
+            (lo, pool.submit(check, lo)) for lo in itertools.islice(queue, 2 * DATABASE_READERS)
+        )
+        while flight:
+            lo, result = flight.popleft()
+            following = next(queue, None)
+            if following is not None:
+                flight.append((following, pool.submit(check, following)))
+            yield lo, result.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        for conn in opened:
+            if "prepare_threshold" in conn.info:  # back to psycopg's default for the pool
+                driver, threshold = conn.info.pop("prepare_threshold")
+                driver.prepare_threshold = threshold
+            conn.close()
+
+
+def _in_order(lo: int, n: int, seqs: bytes, values: bytes, width: int) -> bytes | None:
+    """``values`` (``width`` bytes each) of sequences ``lo .. lo+n-1`` in that order.
+
+    None unless ``seqs`` are exactly those sequences.
+
+    ``seqs`` says in which order the database aggregated the rows: the index
+    order as a rule (checked with one comparison), any order otherwise.
+    """
+    if len(seqs) != 8 * n or len(values) != width * n:
+        return None
+    if seqs == struct.pack(f">{n}q", *range(lo, lo + n)):
+        return values
+    got = struct.unpack(f">{n}q", seqs)
+    if sorted(got) != list(range(lo, lo + n)):
+        return None
+    out = bytearray(width * n)
+    for i, seq in enumerate(got):
+        out[width * (seq - lo) : width * (seq - lo + 1)] = values[width * i : width * (i + 1)]
+    return bytes(out)
 
 
 def _utc(when: Any) -> Any:
@@ -254,6 +394,7 @@ class _LogWalk:
         self.log_id = log_id
         self.head = head
         self.targets = targets
+        self.sizes = sorted(targets)
         self.report = report
         self.tree = CompactRange()
         self.broken_at: int | None = None
@@ -262,14 +403,27 @@ class _LogWalk:
     def problem(self, what: str, sequence: int | None = None, event_id: str | None = None) -> None:
         self.report.problems.append(Problem(self.log_id, what, sequence, event_id))
 
-    def add_leaf(self, leaf: bytes | None) -> None:
-        """Extends the rebuilt tree and checks any checkpoint at the new size."""
-        if leaf is None or self.broken_at is not None:
-            self.broken_at = self.tree.size if self.broken_at is None else self.broken_at
+    def add_leaves(self, leaves: Sequence[bytes | None]) -> None:
+        """Extends the rebuilt tree by a run of leaves; in one block when all are known."""
+        if self.broken_at is not None or any(leaf is None for leaf in leaves):
+            for leaf in leaves:
+                self.add_leaf(leaf)
             return
-        self.tree.append(leaf)
-        for target in self.targets.get(self.tree.size, []):
-            if self.tree.root() != target.root:
+        known = [leaf for leaf in leaves if leaf is not None]
+        start = self.tree.size
+        asked = self.sizes[
+            bisect.bisect_right(self.sizes, start) : bisect.bisect_right(
+                self.sizes, start + len(known)
+            )
+        ]
+        roots = self.tree.append_block(known, asked)
+        for size in sorted(roots):
+            self.check_targets(size, roots[size])
+
+    def check_targets(self, size: int, root: bytes) -> None:
+        """Compares the rebuilt root at ``size`` with every checkpoint at that size."""
+        for target in self.targets.get(size, []):
+            if root != target.root:
                 self.problem(
                     f"{target.source} at size {target.size}: the tree rebuilt from the stored "
                     f"events has another root (a leaf in sequences "
@@ -278,8 +432,20 @@ class _LogWalk:
             else:
                 self.last_good = target.size
 
-    def entry(self, row: _Row) -> None:
-        """The cheap checks, in order: presence, leaf hash, integrated leaf; extends the tree."""
+    def add_leaf(self, leaf: bytes | None) -> None:
+        """Extends the rebuilt tree and checks any checkpoint at the new size."""
+        if leaf is None or self.broken_at is not None:
+            self.broken_at = self.tree.size if self.broken_at is None else self.broken_at
+            return
+        self.tree.append(leaf)
+        if self.tree.size in self.targets:
+            self.check_targets(self.tree.size, self.tree.root())
+
+    def entry(self, row: _Row) -> bytes | None:
+        """The cheap checks, in order: presence, leaf hash, integrated leaf.
+
+        Returns the leaf to extend the rebuilt tree with (None: unknown).
+        """
         seq, event_id, committed = row.seq, row.entry_event_id, row.canonical
         if seq >= self.head:
             self.problem(
@@ -302,12 +468,12 @@ class _LogWalk:
             )
         # Keep rebuilding with the integrated leaf when the event is gone, so later
         # checkpoints are still checked; the missing event is already reported.
-        self.add_leaf(leaf if leaf is not None else integrated)
+        return leaf if leaf is not None else integrated
 
-    def gap(self, start: int, end: int, integrated: dict[int, bytes]) -> None:
+    def gap(self, start: int, end: int, integrated: dict[int, bytes]) -> list[bytes | None]:
+        """Reports missing sequences; returns their integrated leaves for the rebuilt tree."""
         self.problem(f"sequences {start}..{end - 1} are missing (rows deleted)", start)
-        for seq in range(start, end):
-            self.add_leaf(integrated.get(seq))
+        return [integrated.get(seq) for seq in range(start, end)]
 
     def finish(self) -> None:
         for size in sorted(s for s in self.targets if s > self.tree.size):
@@ -392,28 +558,48 @@ def verify_log(
             pending.append(pool.submit(_json_checks, list(work)))
         work.clear()
 
-    for row in _rows(conn, log_id, full):
-        seq = row.seq
-        if seq > expected:
-            walk.gap(expected, seq, _integrated(conn, log_id, expected, seq))
-        walk.entry(row)
-        if full and row.canonical is not None:
-            work.append(
-                (
-                    log_id,
-                    seq,
-                    row.entry_event_id,
-                    row.leaf_hash,
-                    row.canonical,
-                    row.salt,
-                    row.content,
-                    row.columns or {},
-                )
-            )
+    last = _last_seq(conn, log_id)
+    starts = range(0, -1 if last is None else last + 1, PAGE)
+    report_pages = 0  # of this log, found intact in the database
+    if not full and conn.dialect.name == "postgresql":
+        pages = _database_pages(conn.engine, log_id, head, starts)
+    else:
+        pages = ((lo, None) for lo in starts)
+    for lo, known in pages:
+        hi = lo + PAGE
+        if known is not None:
+            if lo > expected:  # the previous page ended short (its tail rows deleted)
+                walk.add_leaves(walk.gap(expected, lo, _integrated(conn, log_id, expected, lo)))
+            walk.add_leaves(known)
+            report.pages_in_database += 1
+            report_pages += 1
+            expected = lo + len(known)
+            report.events += len(known)
+        else:
+            leaves: list[bytes | None] = []
+            for row in _page_rows(conn, log_id, full, lo, hi):
+                seq = row.seq
+                if seq > expected:
+                    leaves += walk.gap(expected, seq, _integrated(conn, log_id, expected, seq))
+                leaves.append(walk.entry(row))
+                if full and row.canonical is not None:
+                    work.append(
+                        (
+                            log_id,
+                            seq,
+                            row.entry_event_id,
+                            row.leaf_hash,
+                            row.canonical,
+                            row.salt,
+                            row.content,
+                            row.columns or {},
+                        )
+                    )
+                expected = seq + 1
+                report.events += 1
+            walk.add_leaves(leaves)
             if len(work) >= PAGE:
                 flush()
-        expected = seq + 1
-        report.events += 1
         if progress is not None and time.monotonic() - last_report > 2:
             progress(log_id, expected, head)
             last_report = time.monotonic()
@@ -422,12 +608,20 @@ def verify_log(
     for done in pending:
         report.problems.extend(done.result())
     if expected < head:
-        walk.gap(expected, head, _integrated(conn, log_id, expected, head))
+        walk.add_leaves(walk.gap(expected, head, _integrated(conn, log_id, expected, head)))
     walk.finish()
+    # Pages found intact in the database hold no orphan (their event rows are
+    # exactly their entries' sequences and receive times): look only outside them.
+    outside = (
+        sa.or_(events.c.seq < 0, events.c.seq > last)
+        if last is not None and report_pages == len(starts)
+        else sa.true()
+    )
     orphans = conn.execute(
         sa.select(events.c.seq, events.c.event_id)
         .where(
             events.c.log_id == log_id,
+            outside,
             ~sa.exists().where(
                 log_entries.c.log_id == events.c.log_id,
                 log_entries.c.seq == events.c.seq,
