@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import sqlite3
 import threading
 import time
@@ -125,3 +126,25 @@ def test_db_migrate_command_is_idempotent(
     assert main(["db", "migrate", "--database-url", postgres.admin_url]) == 0
     assert "schema is current" in capsys.readouterr().out
     assert main(["db", "migrate", "--database-url", postgres.admin_url]) == 0
+
+
+def test_a_connection_killed_under_the_pool_costs_nothing(postgres: Postgres, tenant: str) -> None:
+    from aiaudit.common.store import open_store
+    from aiaudit.common.store.prepare import prepare
+
+    store = open_store(postgres.app_url, pool_size=1)
+    try:
+        now = dt.datetime.now(dt.UTC)
+        store.append_group([[prepare(interaction(tenant, "before"), now)]])
+        user = store.engine.url.username
+        with psycopg.connect(postgres.admin_dsn, autocommit=True) as admin:
+            killed = admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = %s",
+                (user,),
+            ).fetchone()
+        assert killed is not None and killed[0] >= 1  # the pooled connection is gone
+        (outcome,) = store.append_group([[prepare(interaction(tenant, "after"), now)]])
+        assert isinstance(outcome, list) and outcome[0].sequence == 1
+        assert store.log_sizes()[tenant] == 2
+    finally:
+        store.close()

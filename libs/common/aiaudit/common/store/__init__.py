@@ -14,7 +14,9 @@ def open_store(url: str, *, run_migrations: bool = False, pool_size: int = 10) -
     """Opens the store at a SQLAlchemy URL (``sqlite:///...`` or ``postgresql+psycopg://...``)."""
     options: dict[str, object] = {}
     if url.startswith("postgresql"):
-        options = {"pool_size": pool_size, "max_overflow": pool_size, "pool_pre_ping": True}
+        # No pre-ping (a round trip on every checkout): a connection that died
+        # with a database restart is detected by the write itself and retried once.
+        options = {"pool_size": pool_size, "max_overflow": pool_size}
     engine = sa.create_engine(url, **options)
     store = SqlEventStore(engine)
     if run_migrations:

@@ -140,6 +140,13 @@ class SqlEventStore:
             # Some id is already stored (a retry, or a conflict): the optimistic
             # attempt rolled back; look the ids up and plan again.
             return self._append_group(batches, check_existing=True)
+        except sa.exc.DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            # A pooled connection had died (the database restarted); the pool is
+            # fresh now. Retrying is safe: ids already committed come back as
+            # duplicates with their original receipts.
+            return self._append_group(batches, check_existing=True)
 
     def _append_group(
         self, batches: Sequence[Sequence[NewEvent]], check_existing: bool
