@@ -166,9 +166,8 @@ class SqlEventStore:
                         for e, r in zip(batch, outcome, strict=True)
                         if not r.duplicate
                     )
-            self._insert(conn, new_rows)
-            for log_id, size in sizes.items():
-                conn.execute(sa.update(logs).where(logs.c.log_id == log_id).values(size=size))
+            heads = [{"log_id": log_id, "size": size} for log_id, size in sizes.items()]
+            self._insert(conn, new_rows, heads)
         return outcomes
 
     def _lock_logs(self, conn: sa.Connection, log_ids: list[str]) -> dict[str, int]:
@@ -257,9 +256,10 @@ class SqlEventStore:
             )
         return planned
 
-    def _insert(self, conn: sa.Connection, rows: list[tuple[NewEvent, int]]) -> None:
-        if not rows:
-            return
+    def _insert(
+        self, conn: sa.Connection, rows: list[tuple[NewEvent, int]], heads: list[dict[str, object]]
+    ) -> None:
+        """Writes the new rows of the three event tables and moves the log heads."""
         tables = {
             log_entries: [
                 {
@@ -293,11 +293,30 @@ class SqlEventStore:
                 for e, seq in rows
             ],
         }
+        if self._sqlite:
+            for table, values in tables.items():
+                if values:
+                    conn.execute(sa.insert(table), values)
+            for head in heads:
+                conn.execute(
+                    sa.update(logs).where(logs.c.log_id == head["log_id"]).values(size=head["size"])
+                )
+            return
+        statements: list[tuple[str, list[dict[str, object]]]] = []
         for table, values in tables.items():
-            if self._sqlite or len(values) < _COPY_FROM_ROWS:
-                conn.execute(sa.insert(table), values)
-            else:
+            if len(values) >= _COPY_FROM_ROWS:
                 _copy(conn, table, values)
+            elif values:
+                columns = list(values[0])
+                placeholders = ", ".join(f"%({c})s" for c in columns)
+                statements.append(
+                    (
+                        f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({placeholders})",
+                        values,
+                    )
+                )
+        statements.append(("UPDATE logs SET size = %(size)s WHERE log_id = %(log_id)s", heads))
+        _pipelined(conn, statements)
 
     def _read(self, conn: sa.Connection, log_id: str, seqs: list[int]) -> list[StoredEvent]:
         if not seqs:
@@ -383,6 +402,22 @@ class SqlEventStore:
 
 _COPY_FROM_ROWS = 32
 """COPY costs extra round trips to set up; below this many rows a plain INSERT is faster."""
+
+
+def _pipelined(conn: sa.Connection, statements: list[tuple[str, list[dict[str, object]]]]) -> None:
+    """Sends the commit's statements in one round trip, in the current transaction.
+
+    The hot path of every commit: psycopg's pipeline mode sends every row and
+    waits once, and prepares statements server-side after a few uses, without
+    SQLAlchemy's per-statement work. The transaction's first statement still
+    goes through SQLAlchemy, so a dead connection is detected and invalidated.
+    """
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    with raw.pipeline(), raw.cursor() as cur:
+        for sql, rows in statements:
+            for row in rows:
+                cur.execute(sql, row)
 
 
 def _copy(conn: sa.Connection, table: sa.Table, values: list[dict[str, object]]) -> None:
