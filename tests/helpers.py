@@ -1,8 +1,12 @@
-"""Builders of test events."""
+"""Builders of test events, and readers of gRPC error details."""
 
 from __future__ import annotations
 
 import uuid
+
+import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from aiaudit.common.v1 import event_pb2 as ev
 
@@ -33,3 +37,15 @@ def interaction(
 def sized_interaction(tenant: str, size: int) -> ev.Event:
     """An interaction of about `size` bytes serialised."""
     return interaction(tenant, text="x" * max(0, size - 200))
+
+
+def field_violations(err: grpc.RpcError) -> dict[str, str]:
+    """The google.rpc.BadRequest field violations of a failed call, by field path."""
+    status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    assert status is not None
+    out = {}
+    for detail in status.details:
+        br = error_details_pb2.BadRequest()
+        if detail.Unpack(br):
+            out.update({v.field: v.description for v in br.field_violations})
+    return out

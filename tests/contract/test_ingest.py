@@ -8,28 +8,16 @@ import uuid
 import grpc
 import pytest
 from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
 from tests.conftest import Running
-from tests.helpers import interaction
+from tests.helpers import field_violations, interaction
 
 
 def stub(server: Running) -> pb_grpc.IngestServiceStub:
     return pb_grpc.IngestServiceStub(server.channel)
-
-
-def violations(err: grpc.RpcError) -> dict[str, str]:
-    status = rpc_status.from_call(err)  # type: ignore[arg-type]
-    assert status is not None
-    out = {}
-    for detail in status.details:
-        br = error_details_pb2.BadRequest()
-        if detail.Unpack(br):
-            out.update({v.field: v.description for v in br.field_violations})
-    return out
 
 
 def stored_count(server: Running, tenant: str) -> int:
@@ -79,7 +67,7 @@ def _bad(server: Running, events: list[ev.Event]) -> dict[str, str]:
     with pytest.raises(grpc.RpcError) as err:
         stub(server).Append(pb.AppendRequest(events=events))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    return violations(err.value)
+    return field_violations(err.value)
 
 
 def test_one_invalid_event_rejects_the_batch(server: Running, tenant: str) -> None:
@@ -151,7 +139,7 @@ def test_invalid_utf8_names_the_event(server: Running, tenant: str) -> None:
     with pytest.raises(grpc.RpcError) as err:
         call(frame(good) + frame(bad))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "events[1]" in violations(err.value)
+    assert "events[1]" in field_violations(err.value)
     assert stored_count(server, tenant) == 0
 
 
@@ -171,7 +159,7 @@ def test_unknown_or_wrongly_typed_fields_are_refused(
     with pytest.raises(grpc.RpcError) as err:
         call(frame(good) + frame(good.replace(b"e-", b"f-", 1) + extra))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert list(violations(err.value)) == ["events[1]"]
+    assert list(field_violations(err.value)) == ["events[1]"]
     assert stored_count(server, tenant) == 0
 
 

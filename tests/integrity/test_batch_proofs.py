@@ -13,13 +13,13 @@ from aiaudit.common.v1 import event_pb2
 from aiaudit.integrity import merkle, note
 from aiaudit.integrity.v1 import integrity_service_pb2 as pb
 from tests.conftest import Running
+from tests.helpers import field_violations
 from tests.integrity.conftest import ORIGIN_PREFIX, wait_until
 from tests.integrity.test_service import (
     append,
     checkpoint_covers,
     integrity,
     start_suite,
-    violations,
 )
 
 
@@ -81,7 +81,7 @@ def test_batch_proofs_refusals(suite: Running, tenant: str) -> None:
         with pytest.raises(grpc.RpcError) as caught:
             stub.BatchGetInclusionProofs(request)
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, field
-        assert field in violations(caught.value)
+        assert field in field_violations(caught.value)
     # The three events were committed together: no checkpoint was ever signed at size 1.
     with pytest.raises(grpc.RpcError) as caught:
         stub.BatchGetInclusionProofs(

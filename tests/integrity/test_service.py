@@ -9,8 +9,6 @@ import grpc
 import pytest
 import sqlalchemy as sa
 import yaml
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from aiaudit.cli.main import main
 from aiaudit.common import client, config
@@ -22,7 +20,7 @@ from aiaudit.integrity import merkle, note
 from aiaudit.integrity.v1 import integrity_service_pb2 as pb
 from aiaudit.integrity.v1 import integrity_service_pb2_grpc as pb_grpc
 from tests.conftest import Running, write_keys
-from tests.helpers import interaction
+from tests.helpers import field_violations, interaction
 from tests.integrity.conftest import ORIGIN_PREFIX, wait_until
 
 
@@ -80,17 +78,6 @@ def checkpoint_covers(running: Running, tenant: str, size: int) -> bool:
         assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
         return False
     return cp.tree_size >= size
-
-
-def violations(err: grpc.RpcError) -> dict[str, str]:
-    status = rpc_status.from_call(err)  # type: ignore[arg-type]
-    assert status is not None
-    out = {}
-    for detail in status.details:
-        br = error_details_pb2.BadRequest()
-        if detail.Unpack(br):
-            out.update({v.field: v.description for v in br.field_violations})
-    return out
 
 
 def test_an_auditor_verifies_an_event_offline(suite: Running, tenant: str) -> None:
@@ -176,7 +163,7 @@ def test_bad_requests_name_the_field_and_errors_are_clear(suite: Running, tenant
         with pytest.raises(grpc.RpcError) as err:
             call()
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, field
-        assert field in violations(err.value), (field, violations(err.value))
+        assert field in field_violations(err.value), (field, field_violations(err.value))
 
     for call in (
         lambda: stub.GetInclusionProof(pb.GetInclusionProofRequest(log_id=tenant, event_id="nope")),

@@ -19,14 +19,12 @@ from pathlib import Path
 import grpc
 import pytest
 from google.protobuf import json_format
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from lxml import etree
 
 from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.search import document, exporting
 from aiaudit.search.v1 import search_service_pb2 as pb
-from tests.helpers import interaction
+from tests.helpers import field_violations, interaction
 from tests.search.conftest import NOT_ACCESS, SearchSuite, wait_until
 
 XSD = Path(__file__).resolve().parents[2] / "services/search/aiaudit/search/export.xsd"
@@ -269,17 +267,6 @@ def test_exports_round_trip_in_every_format(search_suite: SearchSuite, tenant: s
 
 def test_published_xsd_matches_the_catalogue() -> None:
     assert XSD.read_text() == exporting.xsd()
-
-
-def field_violations(err: grpc.RpcError) -> dict[str, str]:
-    st = rpc_status.from_call(err)  # type: ignore[arg-type]
-    assert st is not None
-    out = {}
-    for detail in st.details:
-        br = error_details_pb2.BadRequest()
-        if detail.Unpack(br):
-            out.update({v.field: v.description for v in br.field_violations})
-    return out
 
 
 BAD_SEARCHES: list[tuple[dict[str, object], str, str]] = [

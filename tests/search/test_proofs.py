@@ -32,10 +32,9 @@ from aiaudit.integrity.v1 import integrity_service_pb2_grpc as ipb_grpc
 from aiaudit.search.v1 import search_service_pb2 as pb
 from aiaudit.search.v1 import search_service_pb2_grpc as pb_grpc
 from tests.conftest import Postgres, subprocess_env, write_keys
-from tests.helpers import interaction
+from tests.helpers import field_violations, interaction
 from tests.integrity.conftest import ORIGIN_PREFIX, login
 from tests.search.conftest import NOT_ACCESS, SearchSuite, wait_until
-from tests.search.test_contract import field_violations
 
 
 def start_proof_suite(
