@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import psycopg
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from aiaudit.common import canonical, restore
@@ -140,8 +139,8 @@ class SqlEventStore:
             # Some id is already stored (a retry, or a conflict): the optimistic
             # attempt rolled back; look the ids up and plan again.
             return self._append_group(batches, check_existing=True)
-        except sa.exc.DBAPIError as exc:
-            if not exc.connection_invalidated:
+        except (sa.exc.DBAPIError, _ConnectionLostError) as exc:
+            if isinstance(exc, sa.exc.DBAPIError) and not exc.connection_invalidated:
                 raise
             # A pooled connection had died (the database restarted); the pool is
             # fresh now. Retrying is safe: ids already committed come back as
@@ -152,7 +151,19 @@ class SqlEventStore:
         self, batches: Sequence[Sequence[NewEvent]], check_existing: bool
     ) -> list[BatchOutcome]:
         """One attempt; unless ``check_existing``, the unique id index catches retries."""
-        with self.engine.connect().execution_options(sqlite_immediate=True) as conn, conn.begin():
+        with self.engine.connect().execution_options(sqlite_immediate=True) as conn:
+            try:
+                return self._append_in(conn, batches, check_existing)
+            except psycopg.OperationalError as exc:
+                if conn.connection.driver_connection.closed:  # type: ignore[union-attr]
+                    conn.invalidate()
+                    raise _ConnectionLostError(str(exc)) from exc
+                raise
+
+    def _append_in(
+        self, conn: sa.Connection, batches: Sequence[Sequence[NewEvent]], check_existing: bool
+    ) -> list[BatchOutcome]:
+        with conn.begin():
             sizes = self._lock_logs(conn, sorted({e.log_id for b in batches for e in b}))
             stored = self._existing(conn, [e for b in batches for e in b]) if check_existing else {}
             outcomes: list[BatchOutcome] = []
@@ -172,12 +183,19 @@ class SqlEventStore:
 
     def _lock_logs(self, conn: sa.Connection, log_ids: list[str]) -> dict[str, int]:
         """Takes the head lock of each log (in a fixed order) and reads its size."""
-        insert = sqlite_insert if self._sqlite else pg_insert
-        sizes = {}
+        sizes: dict[str, int] = {}
+        if not self._sqlite:
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            with raw.cursor() as cur:
+                for log_id in log_ids:
+                    row = cur.execute(_LOCK_HEAD, (log_id,)).fetchone()
+                    assert row is not None
+                    sizes[log_id] = int(row[0])
+            return sizes
         for log_id in log_ids:
-            # One round trip: create the head if new, and lock it (a no-op update) either way.
             upsert = (
-                insert(logs)
+                sqlite_insert(logs)
                 .values(log_id=log_id, size=0)
                 .on_conflict_do_update(index_elements=[logs.c.log_id], set_={"size": logs.c.size})
                 .returning(logs.c.size)
@@ -402,6 +420,17 @@ class SqlEventStore:
 
 _COPY_FROM_ROWS = 32
 """COPY costs extra round trips to set up; below this many rows a plain INSERT is faster."""
+
+
+_LOCK_HEAD = (
+    "INSERT INTO logs (log_id, size) VALUES (%s, 0) "
+    "ON CONFLICT (log_id) DO UPDATE SET size = logs.size RETURNING size"
+)
+"""One round trip: create the head if new, and lock it (a no-op update) either way."""
+
+
+class _ConnectionLostError(Exception):
+    """The driver connection died mid-transaction; it was invalidated, so a retry gets a new one."""
 
 
 def _pipelined(conn: sa.Connection, statements: list[tuple[str, list[dict[str, object]]]]) -> None:
