@@ -33,6 +33,7 @@ are RE2 (linear time, no backtracking), so no rule can hang the engine.
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -131,12 +132,12 @@ class Match:
     evidence: tuple[Finding, ...] = ()
 
 
-class Condition:
+class Condition(ABC):
     """A compiled condition."""
 
-    def eval(self, event: event_pb2.Event, cache: Any) -> Match:  # pragma: no cover
+    @abstractmethod
+    def eval(self, event: event_pb2.Event, cache: Any) -> Match:
         """Whether it holds, with the detector evidence that made it hold."""
-        raise NotImplementedError
 
 
 @dataclass(frozen=True)
