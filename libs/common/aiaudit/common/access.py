@@ -83,11 +83,16 @@ class AccessLog:
     ) -> Future[None]:
         """Queues the access record; the future resolves once it is committed (or fails).
 
-        The caller must wait for the future before it answers the read.
+        The caller must wait for it (:func:`recorded`) before it answers the
+        read. Never raises: a record that cannot even be built fails the future.
         """
         now = dt.datetime.now(dt.UTC)
-        record = prepare(access_event(caller, tenant, action, details, now), now)
         future: Future[None] = Future()
+        try:
+            record = prepare(access_event(caller, tenant, action, details, now), now)
+        except Exception as exc:
+            future.set_exception(exc)
+            return future
         with self._lock:
             self._queue.append((record, future))
             if self._writing:
@@ -121,3 +126,21 @@ class AccessLog:
                     )
                 else:
                     future.set_result(None)
+
+
+NOT_RECORDED = "the access record could not be written; nothing was returned, retry"
+"""What a read answers (UNAVAILABLE) when its access record did not commit."""
+
+
+def recorded(record: Future[None]) -> bool:
+    """Waits for an access record; False (and logged) when it did not commit.
+
+    No durable record, no answer: the caller then fails the read with
+    UNAVAILABLE and :data:`NOT_RECORDED`.
+    """
+    try:
+        record.result()
+    except Exception as exc:
+        log.warning("access record not written: %s", exc)
+        return False
+    return True

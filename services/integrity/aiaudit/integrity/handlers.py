@@ -29,7 +29,7 @@ import grpc
 import sqlalchemy as sa
 from google.rpc import code_pb2, status_pb2
 
-from aiaudit.common import canonical, status
+from aiaudit.common import access, canonical, status
 from aiaudit.common.auth import Authenticator, Caller, require
 from aiaudit.common.store import SqlEventStore
 from aiaudit.common.store.schema import log_entries
@@ -114,25 +114,13 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
         if not log_id:
             _invalid("log_id", "required (the tenant id)")
         require(context, caller, PERMISSION, log_id)
-        try:
-            return self._audit(caller, log_id, action, details)
-        except Exception as exc:
-            failed: Future[None] = Future()
-            failed.set_exception(exc)
-            return failed
+        return self._audit(caller, log_id, action, details)
 
     @staticmethod
     def _recorded(record: Future[None]) -> None:
         """Waits for the access record: no durable record, no answer."""
-        try:
-            record.result()
-        except Exception as exc:
-            log.warning("access record not written: %s", exc)
-            _fail(
-                code_pb2.UNAVAILABLE,
-                "the access record could not be written; nothing was returned, retry",
-                "STORE_UNAVAILABLE",
-            )
+        if not access.recorded(record):
+            _fail(code_pb2.UNAVAILABLE, access.NOT_RECORDED, "STORE_UNAVAILABLE")
 
     def _reading(self) -> sa.Connection:
         """A connection for reads, outside any transaction (see the module docstring)."""

@@ -30,7 +30,7 @@ import grpc
 from google.protobuf import timestamp_pb2
 from google.rpc import code_pb2, status_pb2
 
-from aiaudit.common import restore, status
+from aiaudit.common import access, restore, status
 from aiaudit.common.auth import Caller, require
 from aiaudit.common.component import Context
 from aiaudit.common.store import SqlEventStore
@@ -235,27 +235,15 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         self, caller: Caller, tenant: str, action: str, **details: str | int | bool
     ) -> Future[None]:
         """Starts committing the access record; wait with :meth:`_recorded` before answering."""
-        try:
-            return self._ctx.access.submit(caller, tenant, action, details)
-        except Exception as exc:
-            failed: Future[None] = Future()
-            failed.set_exception(exc)
-            return failed
+        return self._ctx.access.submit(caller, tenant, action, details)
 
     @staticmethod
     def _recorded(record: Future[None]) -> None:
         """Waits for the access record: no record, no answer (reads must be accountable)."""
-        try:
-            record.result()
-        except Exception as exc:
-            log.warning("access record not written: %s", exc)
+        if not access.recorded(record):
             raise _AbortError(
-                status.error(
-                    code_pb2.UNAVAILABLE,
-                    "the access record could not be written; nothing was returned, retry",
-                    "STORE_UNAVAILABLE",
-                )
-            ) from exc
+                status.error(code_pb2.UNAVAILABLE, access.NOT_RECORDED, "STORE_UNAVAILABLE")
+            )
 
     def _events(self, tenant: str, sequences: list[int]) -> dict[int, StoredEvent]:
         return {s.sequence: s for s in self._store.read_sequences(tenant, sequences)}
