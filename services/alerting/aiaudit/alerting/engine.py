@@ -21,7 +21,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -36,6 +35,7 @@ from aiaudit.common.store import cursors
 from aiaudit.common.store.schema import consumer_cursors
 from aiaudit.common.store.sql import SqlEventStore, StoredEvent
 from aiaudit.common.v1 import event_pb2
+from aiaudit.common.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -263,7 +263,7 @@ class Engine:
         return Outcome(len(entries), list(changed.values()))
 
 
-class EngineThread:
+class EngineThread(Worker):
     """Runs the engine until stopped: polls, and wakes early when told new events exist."""
 
     def __init__(
@@ -273,26 +273,10 @@ class EngineThread:
         on_health: Callable[[bool], None] = lambda _: None,
     ) -> None:
         """A stopped worker; ``start`` runs it."""
+        super().__init__("alerting-engine")
         self.engine = engine
         self.poll_interval = poll_interval
         self.on_health = on_health
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="alerting-engine", daemon=True)
-
-    def start(self) -> None:
-        """Starts polling."""
-        self._thread.start()
-
-    def wake(self) -> None:
-        """New events were committed: evaluate now rather than at the next poll."""
-        self._wake.set()
-
-    def stop(self) -> None:
-        """Finishes the current batch and stops."""
-        self._stop.set()
-        self._wake.set()
-        self._thread.join(timeout=30)
 
     def _run(self) -> None:
         delay = self.poll_interval

@@ -18,7 +18,6 @@ import hmac
 import json
 import logging
 import socket
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -29,6 +28,7 @@ import sqlalchemy as sa
 
 from aiaudit.alerting.model import Alert
 from aiaudit.alerting.tables import deliveries
+from aiaudit.common.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +198,7 @@ class SinkConfig:
             raise DeliveryError(f"sink {sink!r} is not configured")
 
 
-class Deliverer:
+class Deliverer(Worker):
     """Sends due outbox rows; one thread."""
 
     def __init__(
@@ -209,27 +209,11 @@ class Deliverer:
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         """A stopped deliverer; ``start`` runs it."""
+        super().__init__("alerting-sinks")
         self.engine = engine
         self.config = config
         self.poll_interval = poll_interval
         self.clock = clock
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="alerting-sinks", daemon=True)
-
-    def start(self) -> None:
-        """Starts sending."""
-        self._thread.start()
-
-    def wake(self) -> None:
-        """New rows were written."""
-        self._wake.set()
-
-    def stop(self) -> None:
-        """Stops after the current send."""
-        self._stop.set()
-        self._wake.set()
-        self._thread.join(timeout=30)
 
     def _run(self) -> None:
         while not self._stop.is_set():
