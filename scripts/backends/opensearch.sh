@@ -23,6 +23,8 @@
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=scripts/backends/lib.sh
+source "$SCRIPT_DIR/lib.sh"
 REPO="$(cd "$SCRIPT_DIR/../.." && pwd)"
 BACKENDS_DIR="${AIAUDIT_BACKENDS_DIR:-$REPO/.backends}"
 OS_PORT="${AIAUDIT_OPENSEARCH_PORT:-59200}"
@@ -246,54 +248,12 @@ cmd_start() {
 }
 
 cmd_stop() {
-    local pid deadline
-    if ! pid="$(server_pid)"; then
-        log "not running"
-        rm -f "$PID_FILE"
-        return 0
-    fi
-    log "stopping OpenSearch (pid $pid); data kept in $OS_HOME"
     # SIGTERM runs the runner's shutdown hook, which closes the node cleanly.
-    kill -TERM "$pid" 2>/dev/null || true
-    deadline=$((SECONDS + 60))
-    while is_running; do
-        if [ "$SECONDS" -ge "$deadline" ]; then
-            log "still running after 60s; sending SIGKILL"
-            kill -KILL "$pid" 2>/dev/null || true
-            break
-        fi
-        sleep 0.2
-    done
-    rm -f "$PID_FILE"
+    stop_by_pid "OpenSearch (data kept in $OS_HOME)" 60
 }
 
 cmd_status() {
-    if is_running; then
-        log "running (pid $(server_pid)) at $URL"
-        return 0
-    fi
-    log "not running"
-    return 1
+    status_by_pid "$URL"
 }
 
-main() {
-    local cmd="${1:-}"
-    case "$cmd" in
-    start | stop | env | status) ;;
-    *)
-        echo "usage: $0 {start|stop|env|status}" >&2
-        exit 2
-        ;;
-    esac
-    mkdir -p "$BACKENDS_DIR"
-    exec 9>"$LOCK_FILE"
-    flock -w 600 9 || die "could not acquire $LOCK_FILE"
-    case "$cmd" in
-    start) cmd_start ;;
-    stop) cmd_stop ;;
-    env) print_env ;;
-    status) cmd_status ;;
-    esac
-}
-
-main "$@"
+backend_main 600 "$@"

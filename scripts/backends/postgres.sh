@@ -20,6 +20,8 @@
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=scripts/backends/lib.sh
+source "$SCRIPT_DIR/lib.sh"
 REPO="$(cd "$SCRIPT_DIR/../.." && pwd)"
 BACKENDS_DIR="${AIAUDIT_BACKENDS_DIR:-$REPO/.backends}"
 PG_PORT="${AIAUDIT_PG_PORT:-55432}"
@@ -341,25 +343,4 @@ cmd_status() {
     return 1
 }
 
-main() {
-    local cmd="${1:-}"
-    case "$cmd" in
-    start | stop | env | status) ;;
-    *)
-        echo "usage: $0 {start|stop|env|status}" >&2
-        exit 2
-        ;;
-    esac
-    mkdir -p "$BACKENDS_DIR"
-    # Serialise concurrent invocations (e.g. parallel test workers).
-    exec 9>"$LOCK_FILE"
-    flock -w 300 9 || die "could not acquire $LOCK_FILE"
-    case "$cmd" in
-    start) cmd_start ;;
-    stop) cmd_stop ;;
-    env) print_env ;;
-    status) cmd_status ;;
-    esac
-}
-
-main "$@"
+backend_main 300 "$@"
