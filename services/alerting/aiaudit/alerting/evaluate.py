@@ -13,7 +13,8 @@ from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass
 
 from aiaudit.alerting import fields as f
-from aiaudit.alerting.detectors import DetectorCache, Finding
+from aiaudit.alerting.detectors import Finding
+from aiaudit.alerting.memo import EventMemo
 from aiaudit.alerting.rules import _TEMPLATE, Rule, Window
 from aiaudit.common.v1 import event_pb2
 
@@ -92,16 +93,16 @@ def add_sample(samples: list[Sample], sample: Sample, horizon: float) -> list[Sa
     return samples
 
 
-def first(event: event_pb2.Event, path: str) -> str:
+def first(memo: EventMemo, path: str) -> str:
     """First value of a field path as text ("" when absent)."""
     try:
-        values = f.compile_path(path).get(event)
+        values = memo.values(f.compile_path(path))
     except f.FieldError:
         return ""
     return str(values[0]) if values else ""
 
 
-def render(template: str, event: event_pb2.Event, rule: Rule, group: str, score: float) -> str:
+def render(template: str, memo: EventMemo, rule: Rule, group: str, score: float) -> str:
     """Fills ``{rule}``, ``{group}``, ``{score}`` and ``{field.path}`` placeholders."""
 
     def one(name: str) -> str:
@@ -111,14 +112,18 @@ def render(template: str, event: event_pb2.Event, rule: Rule, group: str, score:
             return group
         if name == "score":
             return f"{score:.2f}"
-        return first(event, name)
+        return first(memo, name)
 
     return _TEMPLATE.sub(lambda m: one(m.group(1)), template)
 
 
-def group_key(w: Window, event: event_pb2.Event) -> str:
+def group_key(w: Window, memo: EventMemo) -> str:
     """The window group of an event: its group-by values joined by ``|``."""
-    return "|".join(first(event, g.path) for g in w.group_by) or "*"
+    parts = []
+    for g in w.group_by:
+        values = memo.values(g)
+        parts.append(str(values[0]) if values else "")
+    return "|".join(parts) or "*"
 
 
 def evaluate(
@@ -132,25 +137,25 @@ def evaluate(
     ``now`` is the event's receive time (seconds): windows slide on the time the
     log received events, which clients cannot forge and which replays reproduce.
     """
-    cache = DetectorCache(event)
+    memo = EventMemo(event)
     hits = []
     for rule in rules:
         if not rule.enabled:
             continue
-        m = rule.when.eval(event, cache)
+        m = rule.when.eval(memo)
         if not m.ok:
             continue
         score = max((x.score for x in m.evidence), default=1.0)
         w = rule.window
         if w is None:
-            key = render(rule.dedup_key, event, rule, "", score)
-            summary = render(rule.summary, event, rule, "", score)
+            key = render(rule.dedup_key, memo, rule, "", score)
+            summary = render(rule.summary, memo, rule, "", score)
             hits.append(Hit(rule, event.event_id, key, summary, m.evidence))
             continue
-        group = group_key(w, event)
+        group = group_key(w, memo)
         value = 1.0
         if w.value is not None:
-            got = [v for v in w.value.get(event) if isinstance(v, int | float)]
+            got = [v for v in memo.values(w.value) if isinstance(v, int | float)]
             if not got:
                 continue
             value = float(got[0])
@@ -158,7 +163,7 @@ def evaluate(
         windows[slot] = add_sample(windows.get(slot, []), (now, value), w.horizon)
         fires, agg = window_fires(w, windows[slot], now)
         if fires:
-            key = render(rule.dedup_key, event, rule, group, score)
-            summary = render(rule.summary, event, rule, group, score)
+            key = render(rule.dedup_key, memo, rule, group, score)
+            summary = render(rule.summary, memo, rule, group, score)
             hits.append(Hit(rule, event.event_id, key, summary, m.evidence, agg))
     return hits

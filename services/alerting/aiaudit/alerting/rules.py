@@ -32,9 +32,10 @@ are RE2 (linear time, no backtracking), so no rule can hang the engine.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,7 @@ import yaml
 
 from aiaudit.alerting import fields as f
 from aiaudit.alerting.detectors import DETECTORS, Finding, family_of
+from aiaudit.alerting.memo import EventMemo
 from aiaudit.common.v1 import event_pb2
 
 SEVERITIES = {
@@ -132,53 +134,80 @@ class Match:
     evidence: tuple[Finding, ...] = ()
 
 
+MATCHED = Match(True)
+UNMATCHED = Match(False)
+
+
 class Condition(ABC):
     """A compiled condition."""
 
     @abstractmethod
-    def eval(self, event: event_pb2.Event, cache: Any) -> Match:
-        """Whether it holds, with the detector evidence that made it hold."""
+    def eval(self, memo: EventMemo) -> Match:
+        """Whether it holds for the memo's event, with the detector evidence that made it hold."""
+
+
+Test = Callable[[f.Value], bool]
+
+
+def _is_number(v: f.Value) -> bool:
+    return not isinstance(v, bool) and isinstance(v, int | float)
+
+
+def _test(op: str, x: Any) -> Test:
+    """The comparison of one value with the operand, decided once when the rule is compiled."""
+    if op == "equals":
+        return lambda v: bool(v == x)
+    if op == "not_equals":
+        return lambda v: bool(v != x)
+    if op == "in":
+        return lambda v: v in x
+    if op == "not_in":
+        return lambda v: v not in x
+    if op == "contains":
+        return lambda v: isinstance(v, str) and x in v.lower()
+    if op == "regex":
+        # A one-pattern RE2 set answers "any match?" in one call, without building a match.
+        matcher = re2.Set.SearchSet(x.options)
+        matcher.Add(x.pattern)
+        matcher.Compile()
+        return lambda v: isinstance(v, str) and matcher.Match(v) is not None
+    if op == "gt":
+        return lambda v: _is_number(v) and v > x
+    if op == "gte":
+        return lambda v: _is_number(v) and v >= x
+    if op == "lt":
+        return lambda v: _is_number(v) and v < x
+    if op == "lte":
+        return lambda v: _is_number(v) and v <= x
+    raise ValueError(f"unknown operator {op!r}")
 
 
 @dataclass(frozen=True)
 class FieldCondition(Condition):
-    """``field`` compared with ``op`` to ``operand``; any value of a repeated field may match."""
+    """``field`` compared with ``op`` to ``operand``; any value of a repeated field may match.
+
+    ``not_equals`` and ``not_in`` hold when every value differs (so also when there is none).
+    """
 
     field: f.Field
     op: str
     operand: Any
+    test: Test | None = dataclasses.field(default=None, compare=False, repr=False)
 
-    def eval(self, event: event_pb2.Event, cache: Any) -> Match:
+    def __post_init__(self) -> None:
+        if self.op != "exists":
+            object.__setattr__(self, "test", _test(self.op, self.operand))
+
+    def eval(self, memo: EventMemo) -> Match:
         """Any value satisfies the comparison (``exists``: any value set)."""
-        values = self.field.get(event)
-        if self.op == "exists":
-            return Match(any(f.is_set(v) for v in values) == bool(self.operand))
-        if self.op in ("not_equals", "not_in"):
-            return Match(all(self._test(v) for v in values))
-        return Match(any(self._test(v) for v in values))
-
-    def _test(self, v: f.Value) -> bool:
-        op, x = self.op, self.operand
-        if op == "equals":
-            return bool(v == x)
-        if op == "not_equals":
-            return bool(v != x)
-        if op == "in":
-            return v in x
-        if op == "not_in":
-            return v not in x
-        if op == "contains":
-            return isinstance(v, str) and x in v.lower()
-        if op == "regex":
-            return isinstance(v, str) and x.search(v) is not None
-        if isinstance(v, bool) or not isinstance(v, int | float):
-            return False
-        return bool(
-            (op == "gt" and v > x)
-            or (op == "gte" and v >= x)
-            or (op == "lt" and v < x)
-            or (op == "lte" and v <= x)
-        )
+        values = memo.values(self.field)
+        if self.test is None:
+            ok = any(map(f.is_set, values)) == bool(self.operand)
+        elif self.op in ("not_equals", "not_in"):
+            ok = all(map(self.test, values))
+        else:
+            ok = any(map(self.test, values))
+        return MATCHED if ok else UNMATCHED
 
 
 @dataclass(frozen=True)
@@ -188,15 +217,19 @@ class DetectorCondition(Condition):
     name: str
     min_score: float
 
-    def eval(self, event: event_pb2.Event, cache: Any) -> Match:
+    def eval(self, memo: EventMemo) -> Match:
         """Findings of the detector at or above the score are the evidence."""
+        findings = memo.findings(family_of(self.name))
+        if not findings:
+            return UNMATCHED
+        kind = self.name + "."
         found = tuple(
             x
-            for x in cache.findings(family_of(self.name))
+            for x in findings
             if x.score >= self.min_score
-            and (x.detector == self.name or x.detector.startswith(self.name + "."))
+            and (x.detector == self.name or x.detector.startswith(kind))
         )
-        return Match(bool(found), found)
+        return Match(True, found) if found else UNMATCHED
 
 
 @dataclass(frozen=True)
@@ -205,15 +238,15 @@ class AllOf(Condition):
 
     items: tuple[Condition, ...]
 
-    def eval(self, event: event_pb2.Event, cache: Any) -> Match:
+    def eval(self, memo: EventMemo) -> Match:
         """Stops at the first item that fails."""
-        evidence: list[Finding] = []
+        evidence: tuple[Finding, ...] = ()
         for c in self.items:
-            m = c.eval(event, cache)
+            m = c.eval(memo)
             if not m.ok:
-                return Match(False)
-            evidence.extend(m.evidence)
-        return Match(True, tuple(evidence))
+                return UNMATCHED
+            evidence += m.evidence
+        return Match(True, evidence) if evidence else MATCHED
 
 
 @dataclass(frozen=True)
@@ -222,15 +255,18 @@ class AnyOf(Condition):
 
     items: tuple[Condition, ...]
 
-    def eval(self, event: event_pb2.Event, cache: Any) -> Match:
+    def eval(self, memo: EventMemo) -> Match:
         """Evaluates every item to collect all evidence."""
-        ok, evidence = False, list[Finding]()
+        ok = False
+        evidence: tuple[Finding, ...] = ()
         for c in self.items:
-            m = c.eval(event, cache)
+            m = c.eval(memo)
             if m.ok:
                 ok = True
-                evidence.extend(m.evidence)
-        return Match(ok, tuple(evidence))
+                evidence += m.evidence
+        if not ok:
+            return UNMATCHED
+        return Match(True, evidence) if evidence else MATCHED
 
 
 @dataclass(frozen=True)
@@ -239,17 +275,17 @@ class Not(Condition):
 
     item: Condition
 
-    def eval(self, event: event_pb2.Event, cache: Any) -> Match:
+    def eval(self, memo: EventMemo) -> Match:
         """Negation carries no evidence."""
-        return Match(not self.item.eval(event, cache).ok)
+        return UNMATCHED if self.item.eval(memo).ok else MATCHED
 
 
 class Always(Condition):
     """No ``when``: every event."""
 
-    def eval(self, event: event_pb2.Event, cache: Any) -> Match:
+    def eval(self, memo: EventMemo) -> Match:
         """Always holds."""
-        return Match(True)
+        return MATCHED
 
 
 @dataclass(frozen=True)

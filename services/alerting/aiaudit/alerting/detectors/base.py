@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 
 from aiaudit.common.v1 import event_pb2
 
@@ -68,6 +69,29 @@ def system_texts(e: event_pb2.Event) -> list[str]:
         if m.role == event_pb2.ROLE_SYSTEM:
             out.extend(p.text for p in m.parts if p.text)
     return out
+
+
+class EventTexts:
+    """The texts of one event, each kind listed once for every detector that scans it."""
+
+    def __init__(self, event: event_pb2.Event) -> None:
+        """Nothing is listed until a detector asks."""
+        self.event = event
+
+    @cached_property
+    def inputs(self) -> list[Text]:
+        """:func:`input_texts`."""
+        return list(input_texts(self.event))
+
+    @cached_property
+    def outputs(self) -> list[Text]:
+        """:func:`output_texts`."""
+        return list(output_texts(self.event))
+
+    @cached_property
+    def system(self) -> list[str]:
+        """:func:`system_texts`."""
+        return system_texts(self.event)
 
 
 def mask(text: str) -> str:

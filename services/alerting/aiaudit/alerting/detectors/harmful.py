@@ -7,9 +7,8 @@ and ordinary questions stay quiet. Findings are named ``harmful.<category>``.
 
 from __future__ import annotations
 
-from aiaudit.alerting.detectors.base import Finding, Text, excerpt, input_texts, output_texts
+from aiaudit.alerting.detectors.base import Finding, Text, excerpt
 from aiaudit.alerting.detectors.patterns import PatternSet, compile_pattern
-from aiaudit.common.v1 import event_pb2
 
 _HOWTO = (
     r"(?:how (?:to|do i|can i|would (?:i|one|someone))|instructions?|steps?|step-by-step|"
@@ -88,8 +87,3 @@ def detect(texts: list[Text]) -> list[Finding]:
         for t in texts
         for name, a, b in _SET.search(t.text)
     ]
-
-
-def detect_event(e: event_pb2.Event) -> list[Finding]:
-    """Harmful content in input and output."""
-    return detect([*input_texts(e), *output_texts(e)])

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import re
 
-from aiaudit.alerting.detectors.base import Finding, Text, excerpt, output_texts, system_texts
-from aiaudit.common.v1 import event_pb2
+from aiaudit.alerting.detectors.base import Finding, Text, excerpt
 
 _WORD = re.compile(r"\w+")
 _N = 8
@@ -73,8 +72,3 @@ def detect(system: list[str], texts: list[Text]) -> list[Finding]:
                 )
             )
     return out
-
-
-def detect_event(e: event_pb2.Event) -> list[Finding]:
-    """Leakage of the event's system prompt into its output."""
-    return detect(system_texts(e), list(output_texts(e)))

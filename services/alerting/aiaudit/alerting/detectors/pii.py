@@ -15,8 +15,7 @@ import json
 import re
 from collections.abc import Callable, Iterable
 
-from aiaudit.alerting.detectors.base import Finding, Text, mask, output_texts
-from aiaudit.common.v1 import event_pb2
+from aiaudit.alerting.detectors.base import Finding, Text, mask
 
 Check = Callable[[str], bool]
 
@@ -190,13 +189,3 @@ def detect_pii(texts: Iterable[Text]) -> list[Finding]:
 def detect_secrets(texts: Iterable[Text]) -> list[Finding]:
     """Secret findings in the given texts."""
     return [f for t in texts for f in _secrets(t)]
-
-
-def detect_pii_event(e: event_pb2.Event) -> list[Finding]:
-    """PII in the event's output."""
-    return detect_pii(output_texts(e))
-
-
-def detect_secrets_event(e: event_pb2.Event) -> list[Finding]:
-    """Secrets in the event's output."""
-    return detect_secrets(output_texts(e))

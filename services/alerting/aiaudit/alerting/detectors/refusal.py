@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import re
 
-from aiaudit.alerting.detectors.base import Finding, Text, excerpt, output_texts
-from aiaudit.common.v1 import event_pb2
+from aiaudit.alerting.detectors.base import Finding, Text, excerpt
 
 _REFUSAL = re.compile(
     r"\b(?:i(?:'m| am)? (?:sorry|afraid),? (?:but )?i (?:can(?:no|')t|won'?t|am (?:not able|"
@@ -37,8 +36,3 @@ def detect(texts: list[Text]) -> list[Finding]:
                 Finding("refusal", 0.9, t.field, m.start(), m.end(), excerpt(t.text, *m.span()))
             )
     return out
-
-
-def detect_event(e: event_pb2.Event) -> list[Finding]:
-    """Refusals in the event's output messages."""
-    return detect([t for t in output_texts(e) if t.field.startswith("output.messages")])
