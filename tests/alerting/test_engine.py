@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from aiaudit.alerting.engine import CONSUMER
 from aiaudit.alerting.model import StoredRule
-from aiaudit.alerting.store import AlertStore
+from aiaudit.alerting.store import AlertStore, unpack_samples
 from aiaudit.alerting.tables import alerts, deliveries, windows
 from aiaudit.common.store import cursors
 from aiaudit.common.store.sql import SqlEventStore
@@ -86,7 +86,7 @@ def test_restart_in_the_middle_of_a_window_loses_and_duplicates_nothing(
                 windows.c.tenant == tenant, windows.c.rule_id == "refusal-burst"
             )
         ).scalar()
-    assert saved is not None and saved.count("[") == 4  # three samples
+    assert saved is not None and len(unpack_samples(saved)) == 3
     del first  # "restart": a new engine knows only what the database holds
     append(store, [_refused(tenant, "eve") for _ in range(3)])
     second = make_engine(consumer)

@@ -82,8 +82,13 @@ def test_a_damaged_log_holds_only_its_own_tenant(
             assert check.status == health_pb2.HealthCheckResponse.SERVING
             append(store, [interaction(tenant, text=ATTACK, user="m")])  # later passes run
             wait_for(lambda: _alert_rules(consumer, tenant) == [("prompt-injection", 2)])
-            held = [r.getMessage() for r in caplog.records if damaged in r.getMessage()]
-            assert len(held) == 1 and f"holds log {damaged} at sequence 1" in held[0]
+
+            def held() -> list[str]:
+                return [r.getMessage() for r in caplog.records if damaged in r.getMessage()]
+
+            # The damaged log may come after the healthy one in a pass: wait for its turn.
+            wait_for(lambda: len(held()) > 0)
+            assert len(held()) == 1 and f"holds log {damaged} at sequence 1" in held()[0]
             repair()  # the held log is retried on later passes and catches up
             wait_for(lambda: _alert_rules(consumer, damaged) == [("prompt-injection", 3)])
     finally:

@@ -22,6 +22,7 @@ import datetime as dt
 import hashlib
 import logging
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -157,6 +158,33 @@ class Engine:
         self._postgres = store.engine.dialect.name == "postgresql"
         self.held: dict[str, int] = {}
         """Logs held at a damaged event (log id -> sequence); retried every pass."""
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="alerting-read-ahead")
+        self._ahead: dict[str, tuple[int, Future[list[StoredEvent]]]] = {}
+
+    def close(self) -> None:
+        """Stops the read-ahead thread."""
+        self._reader.shutdown(wait=False, cancel_futures=True)
+        self._ahead.clear()
+
+    def _read(self, log_id: str, start: int) -> list[StoredEvent]:
+        """The batch at ``start``; a whole batch also starts reading the next one.
+
+        The database reads the next batch while this one is evaluated. Entries
+        are immutable once committed, so a batch read ahead is used as is when
+        it was whole; a partial one may have missed later commits and is read again.
+        """
+        ahead = self._ahead.pop(log_id, None)
+        entries: list[StoredEvent] | None = None
+        if ahead is not None and ahead[0] == start:
+            got = ahead[1].result()
+            entries = got if len(got) == self.batch_size else None
+        if entries is None:
+            entries = self.events.read_log(log_id, start, self.batch_size)
+        if len(entries) == self.batch_size:
+            after = start + len(entries)
+            read = self._reader.submit(self.events.read_log, log_id, after, self.batch_size)
+            self._ahead[log_id] = (after, read)
+        return entries
 
     def run_once(self) -> int:
         """Processes one batch of every log with a backlog; returns how many events.
@@ -226,7 +254,7 @@ class Engine:
 
     def process(self, log_id: str, start: int) -> Outcome:
         """Evaluates entries ``start..`` of a log and commits alerts, windows and cursor at once."""
-        entries = self.events.read_log(log_id, start, self.batch_size)
+        entries = self._read(log_id, start)
         if not entries:
             return Outcome(0, [])
         decoded = self._decode(entries)
@@ -279,6 +307,12 @@ class EngineThread(Worker):
         self.on_health = on_health
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            self.engine.close()
+
+    def _loop(self) -> None:
         delay = self.poll_interval
         healthy = True
         woken = False

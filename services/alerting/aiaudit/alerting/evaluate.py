@@ -35,13 +35,16 @@ class Hit:
     value: float | None = None
 
 
-def aggregate(w: Window, samples: Sequence[Sample], seconds: float) -> float:
-    """The window's aggregate over ``samples`` spanning ``seconds``."""
+def aggregate(w: Window, samples: Sequence[Sample], seconds: float, start: int = 0) -> float:
+    """The window's aggregate over ``samples[start:]`` spanning ``seconds``.
+
+    Counts and rates take the length without copying the window.
+    """
     if w.aggregate == "count":
-        return float(len(samples))
+        return float(len(samples) - start)
     if w.aggregate == "rate":
-        return len(samples) / (seconds / 60.0)
-    values = [v for _, v in samples]
+        return (len(samples) - start) / (seconds / 60.0)
+    values = [v for _, v in samples[start:]]
     if not values:
         return 0.0
     if w.aggregate == "sum":
@@ -69,7 +72,7 @@ def _compare(op: str, a: float, b: float) -> bool:
 def window_fires(w: Window, samples: list[Sample], now: float) -> tuple[bool, float]:
     """Whether the aggregate crosses the threshold (and the baseline factor), and its value."""
     cut = bisect.bisect_right(samples, (now - w.seconds, math.inf))
-    value = aggregate(w, samples[cut:], w.seconds)
+    value = aggregate(w, samples, w.seconds, cut)
     if not _compare(w.op, value, w.threshold):
         return False, value
     if w.baseline_seconds <= 0:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime as dt
+import itertools
 import json
+import sys
+from array import array
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -73,6 +77,32 @@ def alert_values(a: Alert) -> dict[str, object]:
         "resolve_reason": a.resolve_reason or None,
         "change_seq": a.change_seq,
     }
+
+
+_PACKED = "f64:"
+
+
+def pack_samples(samples: list[Sample]) -> str:
+    """Samples as ``f64:`` + base64 of little-endian (time, value) doubles.
+
+    A window holds thousands of samples and is rewritten with every batch:
+    packed doubles cost a fraction of JSON numbers to write and to read.
+    """
+    packed = array("d", itertools.chain.from_iterable(samples))
+    if sys.byteorder == "big":
+        packed.byteswap()
+    return _PACKED + base64.b64encode(packed.tobytes()).decode("ascii")
+
+
+def unpack_samples(text: str) -> list[Sample]:
+    """Samples from :func:`pack_samples`, or from the JSON pairs of earlier versions."""
+    if not text.startswith(_PACKED):
+        return [(float(t), float(v)) for t, v in json.loads(text)]
+    packed = array("d")
+    packed.frombytes(base64.b64decode(text[len(_PACKED) :]))
+    if sys.byteorder == "big":
+        packed.byteswap()
+    return list(zip(packed[0::2], packed[1::2], strict=True))
 
 
 class AlertStore:
@@ -236,10 +266,7 @@ class AlertStore:
         if not ids:
             return {}
         q = sa.select(windows).where(windows.c.tenant == tenant, windows.c.rule_id.in_(ids))
-        return {
-            (r.rule_id, r.group_key): [(float(s[0]), float(s[1])) for s in json.loads(r.samples)]
-            for r in conn.execute(q)
-        }
+        return {(r.rule_id, r.group_key): unpack_samples(r.samples) for r in conn.execute(q)}
 
     def save_windows(
         self,
@@ -256,7 +283,7 @@ class AlertStore:
                 "tenant": tenant,
                 "rule_id": rule_id,
                 "group_key": group[:512],
-                "samples": json.dumps(samples, separators=(",", ":")),
+                "samples": pack_samples(samples),
             }
             for (rule_id, group), samples in changed.items()
         ]

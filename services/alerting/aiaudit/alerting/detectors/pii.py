@@ -139,7 +139,17 @@ def _finding(name: str, score: float, t: Text, m: re.Match[str], group: int = 0)
     return Finding(name, score, t.field, m.start(group), m.end(group), mask(m.group(group)))
 
 
+_MAYBE_PII = re.compile(r"@|\d[ -]?\d")
+"""Every PII pattern needs an ``@`` or two digits: texts without one skip the patterns."""
+_MAYBE_SECRET = re.compile(
+    "|".join(p.pattern for _, p in _SECRETS) + f"|{_PRIVATE_KEY.pattern}|{_JWT.pattern}"
+)
+"""All secret patterns in one: texts that match none skip the per-pattern passes."""
+
+
 def _pii(t: Text) -> Iterable[Finding]:
+    if _MAYBE_PII.search(t.text) is None:
+        return []
     found: list[Finding] = [_finding("pii.email", 0.9, t, m) for m in _EMAIL.finditer(t.text)]
     found += [
         _finding("pii.credit_card", 0.99, t, m)
@@ -163,6 +173,8 @@ def _pii(t: Text) -> Iterable[Finding]:
 
 
 def _secrets(t: Text) -> Iterable[Finding]:
+    if _MAYBE_SECRET.search(t.text) is None:
+        return
     for name, pattern in _SECRETS:
         for m in pattern.finditer(t.text):
             group = 1 if pattern.groups else 0
