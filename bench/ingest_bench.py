@@ -11,6 +11,7 @@ Usage: scripts/bench.sh [--events N] [--rate R] [--seconds S]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -22,6 +23,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -121,6 +123,11 @@ def batched(address: str, key: str, n: int, clients: int) -> float:
         for r in reqs:
             for e in r.events:
                 e.tenant_id = tenant
+    return send_batches(address, key, requests)
+
+
+def send_batches(address: str, key: str, requests: list[list[pb.AppendRequest]]) -> float:
+    """Each client's requests over a connection of its own, clients at once; events/s."""
     options = [("grpc.max_send_message_length", 64 << 20)]
     # One connection per client: SO_REUSEPORT spreads connections over server processes.
     channels = [client.channel(address, key, options=options) for _ in requests]
@@ -179,18 +186,9 @@ def single(address: str, key: str, rate: float, seconds: float) -> tuple[float, 
     return n / elapsed, q[49] * 1000, q[98] * 1000
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--events", type=int, default=50_000)
-    parser.add_argument("--clients", type=int, default=2)
-    parser.add_argument("--rate", type=float, default=500)
-    parser.add_argument("--seconds", type=float, default=20)
-    parser.add_argument("--workers", type=int, default=2, help="ingest server processes")
-    args = parser.parse_args()
-    dsn = os.environ["AIAUDIT_TEST_PG_DSN"]
-    url = os.environ["AIAUDIT_TEST_PG_URL"]
-    open_store(url, run_migrations=True).close()
-
+@contextlib.contextmanager
+def ingest_server(url: str, workers: int) -> Iterator[tuple[str, str]]:
+    """``aiaudit serve --services ingest`` as a process of its own: (address, gateway key)."""
     port = free_port()
     keys_dir = tempfile.mkdtemp()
     key = write_keys(Path(keys_dir) / "keys.yaml")["gateway"]
@@ -205,7 +203,7 @@ def main() -> int:
             "--services",
             "ingest",
             "--workers",
-            str(args.workers),
+            str(workers),
         ],
         env={
             **os.environ,
@@ -218,12 +216,28 @@ def main() -> int:
     assert server.stdout is not None
     assert b"serving on" in server.stdout.readline(), "the server did not start"
     try:
-        copy_rate = baseline_copy(dsn, f"copy-{uuid.uuid4().hex[:8]}", args.events)
-        batch_rate = batched(f"127.0.0.1:{port}", key, args.events, args.clients)
-        achieved, p50, p99 = single(f"127.0.0.1:{port}", key, args.rate, args.seconds)
+        yield f"127.0.0.1:{port}", key
     finally:
         server.terminate()
         server.wait()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--clients", type=int, default=2)
+    parser.add_argument("--rate", type=float, default=500)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--workers", type=int, default=2, help="ingest server processes")
+    args = parser.parse_args()
+    dsn = os.environ["AIAUDIT_TEST_PG_DSN"]
+    url = os.environ["AIAUDIT_TEST_PG_URL"]
+    open_store(url, run_migrations=True).close()
+
+    with ingest_server(url, args.workers) as (address, key):
+        copy_rate = baseline_copy(dsn, f"copy-{uuid.uuid4().hex[:8]}", args.events)
+        batch_rate = batched(address, key, args.events, args.clients)
+        achieved, p50, p99 = single(address, key, args.rate, args.seconds)
     print(f"(a) raw COPY baseline        {copy_rate:10,.0f} events/s")
     print(
         f"(b) Append, batches of {BATCH}   {batch_rate:10,.0f} events/s  "
