@@ -238,8 +238,8 @@ class CompactRange:
         wanted = sorted({size for size in roots_at if start < size <= end})
         if not leaves:
             return {}
-        for i, leaf in enumerate(leaves):
-            if len(leaf) != HASH_SIZE:
+        if set(map(len, leaves)) != {HASH_SIZE}:  # one pass in C; then find the culprit
+            for i, leaf in enumerate(leaves):
                 _check_hash(f"leaf hash {start + i}", leaf)
         if start % (1 << (len(leaves).bit_length() - 1)):
             out = {}
@@ -249,12 +249,13 @@ class CompactRange:
                     out[self._size] = self.root()
             return out
         levels = [list(leaves)]
+        sha256, prefix = hashlib.sha256, _NODE_PREFIX  # locals: this loop is verify's hot spot
         while len(levels[-1]) > 1:
-            below = levels[-1]
+            pairs = iter(levels[-1])  # one iterator zipped with itself: adjacent pairs, no slices
             levels.append(
                 [
-                    hashlib.sha256(_NODE_PREFIX + a + b).digest()
-                    for a, b in zip(below[0::2], below[1::2], strict=False)  # an odd last one waits
+                    sha256(prefix + a + b).digest()
+                    for a, b in zip(pairs, pairs, strict=False)  # an odd last one waits
                 ]
             )
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import functools
 import hashlib
 import os
 import re
@@ -120,12 +121,17 @@ class VerifierKey:
         typed = bytes([ED25519_TYPE]) + self.public_key
         return f"{self.name}+{self.key_id.hex()}+{_b64encode(typed)}"
 
+    @functools.cached_property
+    def _ed25519(self) -> Ed25519PublicKey:
+        """The parsed key, once per key rather than once per signature (``verify`` checks many)."""
+        return Ed25519PublicKey.from_public_bytes(self.public_key)
+
     def verify(self, message: bytes, signature: bytes) -> bool:
         """Whether ``signature`` is this key's Ed25519 signature of ``message``."""
         if len(signature) != SIGNATURE_SIZE:
             return False
         try:
-            Ed25519PublicKey.from_public_bytes(self.public_key).verify(signature, message)
+            self._ed25519.verify(signature, message)
         except InvalidSignature:
             return False
         return True

@@ -23,30 +23,26 @@ For every log, in sequence order (one streaming pass, O(log n) memory):
 from __future__ import annotations
 
 import bisect
-import collections
 import contextlib
 import datetime as dt
-import itertools
 import json
 import os
-import struct
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from hashlib import sha256
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-import psycopg
 import sqlalchemy as sa
 
 from aiaudit.common.store.schema import event_content, events, log_entries, logs
 from aiaudit.integrity import checks, storage, worm
-from aiaudit.integrity.merkle import CompactRange
-from aiaudit.integrity.note import NoteError, VerifierKey, open_checkpoint
+from aiaudit.integrity.merkle import HASH_SIZE, CompactRange
+from aiaudit.integrity.note import Checkpoint, NoteError, VerifierKey, open_checkpoint
 from aiaudit.integrity.tables import nodes
+from aiaudit.integrity.verify_pages import PageChecks
 
 PAGE = 4096
 """Entries per page; a power of two, so every page starts at a perfect subtree's
@@ -118,13 +114,19 @@ def _checkpoints(
     """Verified checkpoints by size (database and exported copies); bad ones are problems."""
     targets: dict[int, list[_Target]] = {}
     stored: dict[int, bytes] = {}
+    opened: dict[str, Checkpoint | NoteError] = {}  # an exported copy is the stored text
 
     def add(size: int, signed: str, source: str) -> bytes | None:
         report.checkpoints += 1
-        try:
-            body = open_checkpoint(signed, keys, origin)
-        except NoteError as exc:
-            report.problems.append(Problem(log_id, f"{source} at size {size}: {exc}"))
+        body = opened.get(signed)
+        if body is None:  # identical texts have identical signatures: check each text once
+            try:
+                body = open_checkpoint(signed, keys, origin)
+            except NoteError as exc:
+                body = exc
+            opened[signed] = body
+        if isinstance(body, NoteError):
+            report.problems.append(Problem(log_id, f"{source} at size {size}: {body}"))
             return None
         if body.size != size:
             report.problems.append(
@@ -241,141 +243,8 @@ def _page_rows(conn: sa.Connection, log_id: str, full: bool, lo: int, hi: int) -
     return out
 
 
-_DATABASE_PAGE = sa.text(
-    """
-    SELECT e.n, e.seqs, e.times, e.leaves, v.n, v.seqs, v.times, v.leaves, i.n, i.seqs, i.leaves
-    FROM (SELECT count(*) AS n, string_agg(int8send(seq), ''::bytea) AS seqs,
-                 string_agg(timestamptz_send(receive_time), ''::bytea) AS times,
-                 string_agg(leaf_hash, ''::bytea) AS leaves
-          FROM log_entries WHERE log_id = :log_id AND seq >= :lo AND seq < :hi) AS e,
-         (SELECT count(*) AS n, string_agg(int8send(seq), ''::bytea) AS seqs,
-                 string_agg(timestamptz_send(receive_time), ''::bytea) AS times,
-                 string_agg(sha256('\\x00'::bytea || canonical), ''::bytea) AS leaves
-          FROM events WHERE log_id = :log_id AND seq >= :lo AND seq < :hi) AS v,
-         (SELECT count(*) AS n, string_agg(int8send(idx), ''::bytea) AS seqs,
-                 string_agg(hash, ''::bytea) AS leaves
-          FROM integrity_nodes
-          WHERE log_id = :log_id AND level = 0 AND idx >= :lo AND idx < :hi) AS i
-    """
-)
-"""PostgreSQL, leaves mode: one page of the hash chain checked in the database.
-
-Per table one aggregate over an index range scan: the entries' leaf hashes,
-``SHA-256(0x00 || canonical)`` of the event rows computed by the server (in
-C; only 32 bytes per event cross the wire) and the integrated leaves, each
-concatenated with the sequences (8 bytes big-endian) and the receive times
-(the 8-byte binary form) in the same pass. No
-``ORDER BY`` inside the aggregates (a sort per page): both concatenations of
-a table see the rows in the same order, so the sequence string says which
-order that was, and the page counts as intact only if it is exactly
-``lo, lo+1, ...``.
-"""
-
-
-def _database_page(
-    conn: sa.Connection, log_id: str, lo: int, hi: int, head: int
-) -> list[bytes] | None:
-    """The recomputed leaves of entries ``lo .. hi-1`` if the page is intact, else None.
-
-    Intact: the entries are exactly the sequences ``lo ..`` in order (no gap),
-    none lies beyond the head, the event rows are exactly those sequences with
-    their entries' receive times, every recomputed leaf equals the entry's
-    leaf hash, and the integrated leaves (a prefix: the notary may lag) are
-    the same. Anything else (None) sends the page to the row-by-row check,
-    which names what is wrong.
-    """
-    row = conn.execute(_DATABASE_PAGE, {"log_id": log_id, "lo": lo, "hi": hi}).one()
-    n, seqs, times, leaves, vn, vseqs, vtimes, computed, k, iseqs, done = row
-    if not n or lo + n > head or vn != n:
-        return None
-    entries = _in_order(lo, n, bytes(seqs), bytes(leaves), 32)
-    if entries is None or _in_order(lo, n, bytes(vseqs), bytes(computed), 32) != entries:
-        return None
-    if _in_order(lo, n, bytes(seqs), bytes(times), 8) != _in_order(
-        lo, n, bytes(vseqs), bytes(vtimes), 8
-    ):
-        return None
-    if k and _in_order(lo, k, bytes(iseqs), bytes(done), 32) != entries[: 32 * k]:
-        return None
-    return [entries[i : i + 32] for i in range(0, len(entries), 32)]
-
-
 DATABASE_READERS = max(2, min(8, os.cpu_count() or 2))
 """Connections checking pages in the database at once (each page is one backend's work)."""
-
-
-def _database_pages(
-    engine: sa.Engine, log_id: str, head: int, starts: Sequence[int]
-) -> Iterator[tuple[int, list[bytes] | None]]:
-    """``_database_page`` of each page start, in order, several pages in flight.
-
-    The server hashes each page on its own backend, so pages checked on
-    ``DATABASE_READERS`` connections at once use that many cores while this
-    process rebuilds the tree from the pages already back.
-    """
-    local = threading.local()
-    opened: list[sa.Connection] = []
-    lock = threading.Lock()
-
-    def check(lo: int) -> list[bytes] | None:
-        conn: sa.Connection | None = getattr(local, "conn", None)
-        if conn is None:
-            conn = engine.connect()
-            with lock:
-                opened.append(conn)
-            # Index range scans hand the aggregates their rows in sequence order
-            # (a bitmap scan would not, and the pages would need reordering here).
-            conn.execute(sa.text("SET LOCAL enable_bitmapscan = off"))
-            # Planning over every events partition cost ~8 ms a page: prepare the
-            # page query at once and plan it once (partitions pruned at run time).
-            conn.execute(sa.text("SET LOCAL plan_cache_mode = force_generic_plan"))
-            driver = conn.connection.driver_connection
-            if isinstance(driver, psycopg.Connection):
-                driver.prepare_threshold = 0
-                conn.info["prepare_threshold"] = (driver, 5)
-            local.conn = conn
-        return _database_page(conn, log_id, lo, lo + PAGE, head)
-
-    pool = ThreadPoolExecutor(DATABASE_READERS, thread_name_prefix="verify")
-    try:
-        queue = iter(starts)
-        flight = collections.deque(
-            (lo, pool.submit(check, lo)) for lo in itertools.islice(queue, 2 * DATABASE_READERS)
-        )
-        while flight:
-            lo, result = flight.popleft()
-            following = next(queue, None)
-            if following is not None:
-                flight.append((following, pool.submit(check, following)))
-            yield lo, result.result()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        for conn in opened:
-            if "prepare_threshold" in conn.info:  # back to psycopg's default for the pool
-                driver, threshold = conn.info.pop("prepare_threshold")
-                driver.prepare_threshold = threshold
-            conn.close()
-
-
-def _in_order(lo: int, n: int, seqs: bytes, values: bytes, width: int) -> bytes | None:
-    """``values`` (``width`` bytes each) of sequences ``lo .. lo+n-1`` in that order.
-
-    None unless ``seqs`` are exactly those sequences.
-
-    ``seqs`` says in which order the database aggregated the rows: the index
-    order as a rule (checked with one comparison), any order otherwise.
-    """
-    if len(seqs) != 8 * n or len(values) != width * n:
-        return None
-    if seqs == struct.pack(f">{n}q", *range(lo, lo + n)):
-        return values
-    got = struct.unpack(f">{n}q", seqs)
-    if sorted(got) != list(range(lo, lo + n)):
-        return None
-    out = bytearray(width * n)
-    for i, seq in enumerate(got):
-        out[width * (seq - lo) : width * (seq - lo + 1)] = values[width * i : width * (i + 1)]
-    return bytes(out)
 
 
 def _utc(when: Any) -> Any:
@@ -405,11 +274,11 @@ class _LogWalk:
 
     def add_leaves(self, leaves: Sequence[bytes | None]) -> None:
         """Extends the rebuilt tree by a run of leaves; in one block when all are known."""
-        if self.broken_at is not None or any(leaf is None for leaf in leaves):
+        if self.broken_at is not None or None in leaves:
             for leaf in leaves:
                 self.add_leaf(leaf)
             return
-        known = [leaf for leaf in leaves if leaf is not None]
+        known = cast(Sequence[bytes], leaves)
         start = self.tree.size
         asked = self.sizes[
             bisect.bisect_right(self.sizes, start) : bisect.bisect_right(
@@ -419,6 +288,10 @@ class _LogWalk:
         roots = self.tree.append_block(known, asked)
         for size in sorted(roots):
             self.check_targets(size, roots[size])
+
+    def add_known(self, leaves: bytes) -> None:
+        """Extends the rebuilt tree by a page found intact (its leaf hashes, concatenated)."""
+        self.add_leaves([leaves[i : i + HASH_SIZE] for i in range(0, len(leaves), HASH_SIZE)])
 
     def check_targets(self, size: int, root: bytes) -> None:
         """Compares the rebuilt root at ``size`` with every checkpoint at that size."""
@@ -538,75 +411,22 @@ def verify_log(
     processes: they are CPU-bound Python) or run inline without one.
     """
     full = mode == "full"
-    pending: list[Future[list[Problem]]] = []
     report.logs += 1
     head = conn.execute(sa.select(logs.c.size).where(logs.c.log_id == log_id)).scalar()
     head = int(head or 0)
-    walk = _LogWalk(
-        log_id, head, _checkpoints(conn, log_id, keys, origin, checkpoint_dir, report), report
-    )
-    expected = 0
-    last_report = time.monotonic()
-    work: list[_Work] = []
-
-    def flush() -> None:
-        if pool is None:
-            report.problems.extend(_json_checks(work))
-        else:
-            while len(pending) > 4 and pending[0].done():
-                report.problems.extend(pending.pop(0).result())
-            pending.append(pool.submit(_json_checks, list(work)))
-        work.clear()
-
     last = _last_seq(conn, log_id)
     starts = range(0, -1 if last is None else last + 1, PAGE)
-    report_pages = 0  # of this log, found intact in the database
-    if not full and conn.dialect.name == "postgresql":
-        pages = _database_pages(conn.engine, log_id, head, starts)
-    else:
-        pages = ((lo, None) for lo in starts)
-    for lo, known in pages:
-        hi = lo + PAGE
-        if known is not None:
-            if lo > expected:  # the previous page ended short (its tail rows deleted)
-                walk.add_leaves(walk.gap(expected, lo, _integrated(conn, log_id, expected, lo)))
-            walk.add_leaves(known)
-            report.pages_in_database += 1
-            report_pages += 1
-            expected = lo + len(known)
-            report.events += len(known)
-        else:
-            leaves: list[bytes | None] = []
-            for row in _page_rows(conn, log_id, full, lo, hi):
-                seq = row.seq
-                if seq > expected:
-                    leaves += walk.gap(expected, seq, _integrated(conn, log_id, expected, seq))
-                leaves.append(walk.entry(row))
-                if full and row.canonical is not None:
-                    work.append(
-                        (
-                            log_id,
-                            seq,
-                            row.entry_event_id,
-                            row.leaf_hash,
-                            row.canonical,
-                            row.salt,
-                            row.content,
-                            row.columns or {},
-                        )
-                    )
-                expected = seq + 1
-                report.events += 1
-            walk.add_leaves(leaves)
-            if len(work) >= PAGE:
-                flush()
-        if progress is not None and time.monotonic() - last_report > 2:
-            progress(log_id, expected, head)
-            last_report = time.monotonic()
-    if work:
-        flush()
-    for done in pending:
-        report.problems.extend(done.result())
+    with contextlib.ExitStack() as stack:
+        pages: Iterable[tuple[int, bytes | None]] = ((lo, None) for lo in starts)
+        if not full and conn.dialect.name == "postgresql":
+            # Started before the signatures are checked, so the two overlap.
+            pages = stack.enter_context(
+                PageChecks(conn.engine, log_id, head, starts, PAGE, DATABASE_READERS)
+            )
+        walk = _LogWalk(
+            log_id, head, _checkpoints(conn, log_id, keys, origin, checkpoint_dir, report), report
+        )
+        in_database, expected = _walk_pages(conn, walk, full, pages, progress, pool)
     if expected < head:
         walk.add_leaves(walk.gap(expected, head, _integrated(conn, log_id, expected, head)))
     walk.finish()
@@ -614,7 +434,7 @@ def verify_log(
     # exactly their entries' sequences and receive times): look only outside them.
     outside = (
         sa.or_(events.c.seq < 0, events.c.seq > last)
-        if last is not None and report_pages == len(starts)
+        if last is not None and in_database == len(starts)
         else sa.true()
     )
     orphans = conn.execute(
@@ -640,6 +460,80 @@ def verify_log(
             f"the notary integrated {int(integrated) + 1} leaves but the log head says {head} "
             f"(tail truncated?)"
         )
+
+
+def _walk_pages(
+    conn: sa.Connection,
+    walk: _LogWalk,
+    full: bool,
+    pages: Iterable[tuple[int, bytes | None]],
+    progress: Progress | None,
+    pool: Executor | None,
+) -> tuple[int, int]:
+    """Feeds every page to ``walk``; returns (pages intact in the database, next sequence).
+
+    A page the database found intact arrives as its leaves; any other is read
+    and checked row by row here (and, in ``full`` mode, JSON-checked).
+    """
+    log_id, report = walk.log_id, walk.report
+    pending: list[Future[list[Problem]]] = []
+    work: list[_Work] = []
+
+    def flush() -> None:
+        if pool is None:
+            report.problems.extend(_json_checks(work))
+        else:
+            while len(pending) > 4 and pending[0].done():
+                report.problems.extend(pending.pop(0).result())
+            pending.append(pool.submit(_json_checks, list(work)))
+        work.clear()
+
+    expected = 0
+    in_database = 0
+    last_report = time.monotonic()
+    for lo, known in pages:
+        if known is not None:
+            if lo > expected:  # the previous page ended short (its tail rows deleted)
+                walk.add_leaves(walk.gap(expected, lo, _integrated(conn, log_id, expected, lo)))
+            count = len(known) // HASH_SIZE
+            walk.add_known(known)
+            report.pages_in_database += 1
+            in_database += 1
+            expected = lo + count
+            report.events += count
+        else:
+            leaves: list[bytes | None] = []
+            for row in _page_rows(conn, log_id, full, lo, lo + PAGE):
+                seq = row.seq
+                if seq > expected:
+                    leaves += walk.gap(expected, seq, _integrated(conn, log_id, expected, seq))
+                leaves.append(walk.entry(row))
+                if full and row.canonical is not None:
+                    work.append(
+                        (
+                            log_id,
+                            seq,
+                            row.entry_event_id,
+                            row.leaf_hash,
+                            row.canonical,
+                            row.salt,
+                            row.content,
+                            row.columns or {},
+                        )
+                    )
+                expected = seq + 1
+                report.events += 1
+            walk.add_leaves(leaves)
+            if len(work) >= PAGE:
+                flush()
+        if progress is not None and time.monotonic() - last_report > 2:
+            progress(log_id, expected, walk.head)
+            last_report = time.monotonic()
+    if work:
+        flush()
+    for done in pending:
+        report.problems.extend(done.result())
+    return in_database, expected
 
 
 def verify_store(
