@@ -32,7 +32,7 @@ def detect(system: list[str], texts: list[Text]) -> list[Finding]:
     shingles = {tuple(prompt[i : i + _N]) for i in range(max(0, len(prompt) - _N + 1))}
     out = []
     for t in texts:
-        words = _words(t.text)
+        words = _words(t.text) if prompt else []
         if shingles:
             hits = [
                 i for i in range(len(words) - _N + 1)
