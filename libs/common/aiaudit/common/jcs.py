@@ -8,6 +8,7 @@ it for every event. Content fields are replaced by their commitment on the way.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import math
 from collections.abc import Callable
 from json.encoder import encode_basestring
@@ -21,6 +22,7 @@ from aiaudit.common.v1 import options_pb2
 FD = descriptor.FieldDescriptor
 _INT64 = {FD.TYPE_INT64, FD.TYPE_UINT64, FD.TYPE_SINT64, FD.TYPE_FIXED64, FD.TYPE_SFIXED64}
 _FLOAT = {FD.TYPE_DOUBLE, FD.TYPE_FLOAT}
+_EPOCH = dt.datetime(1970, 1, 1)
 Commit = Callable[[str, bytes], str]
 """Makes the commitment string of a content value from its path and raw bytes."""
 
@@ -68,7 +70,7 @@ def _fraction(nanos: int) -> str:
 
 
 def _timestamp(m: Any) -> str:
-    w = m.ToDatetime()
+    w = _EPOCH + dt.timedelta(seconds=m.seconds)  # Timestamp.ToDatetime is slow Python
     stamp = f"{w.year:04d}-{w.month:02d}-{w.day:02d}T{w.hour:02d}:{w.minute:02d}:{w.second:02d}"
     return f'"{stamp}{_fraction(m.nanos)}Z"'
 

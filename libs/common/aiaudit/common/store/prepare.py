@@ -15,6 +15,8 @@ from aiaudit.common import canonical
 from aiaudit.common.store.sql import NewEvent
 from aiaudit.common.v1 import event_pb2
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
 
 def truncate_to_micros(ts: timestamp_pb2.Timestamp) -> None:
     """Drops sub-microsecond digits: the log keeps microsecond precision."""
@@ -31,8 +33,16 @@ def prepare(
     """
     received = event_pb2.Event()
     received.CopyFrom(event)
-    received.receive_time.FromDatetime(receive_time)
-    truncate_to_micros(received.receive_time)
+    # A datetime has microsecond precision: set the Timestamp from it directly
+    # (Timestamp.FromDatetime and ToDatetime are slow Python on this hot path).
+    at = (
+        receive_time.astimezone(dt.UTC)
+        if receive_time.tzinfo
+        else receive_time.replace(tzinfo=dt.UTC)
+    )
+    since = at - _EPOCH
+    received.receive_time.seconds = since.days * 86_400 + since.seconds
+    received.receive_time.nanos = since.microseconds * 1000
     truncate_to_micros(received.occurred_time)
     if salt is None:
         salt = secrets.token_bytes(canonical.SALT_BYTES)
@@ -40,7 +50,7 @@ def prepare(
         event=received,
         committed=canonical.commit(received, salt),
         salt=salt,
-        receive_time=received.receive_time.ToDatetime(tzinfo=dt.UTC),
+        receive_time=at,
     )
 
 
