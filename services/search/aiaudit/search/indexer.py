@@ -12,8 +12,8 @@ an error naming it, so one tenant's damage never stops the others.
 Throughput: a log that is behind is indexed batch after batch with the
 next batch read and built (Python, this thread) while the previous bulk
 request is in flight (I/O, a second thread); positions still move strictly
-in order, each only after its own bulk succeeded. Documents are built from
-the stored canonical JSON with :mod:`aiaudit.search.restore`.
+in order, each only after its own bulk succeeded. Documents are built
+straight from the stored canonical JSON (:mod:`aiaudit.search.stored_document`).
 
 Wake-ups: a commit on the store's engine in this process (an ingest batch,
 an access record) wakes the indexer at once (:mod:`aiaudit.common.commits`;
@@ -42,7 +42,7 @@ import sqlalchemy as sa
 from aiaudit.common import commits
 from aiaudit.common.store import SqlEventStore
 from aiaudit.common.store.sql import StoredEvent
-from aiaudit.search import document
+from aiaudit.search import stored_document
 from aiaudit.search.backends.base import SearchBackend
 from aiaudit.search.document import Document
 
@@ -224,7 +224,7 @@ class Indexer:
     def _build(self, log_id: str, start: int, entries: list[StoredEvent]) -> list[Document] | None:
         """The batch's documents, or None when a stored event is damaged (the log is held)."""
         try:
-            docs = [document.build(e.to_event(), e.sequence) for e in entries]
+            docs = [stored_document.from_stored(e) for e in entries]
         except Exception as exc:  # a damaged row: hold this log, keep indexing the others
             if self._stalled.get(log_id) != start:
                 log.error(

@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import time
 from collections.abc import Iterator, Sequence
@@ -28,7 +29,7 @@ from typing import Any
 
 import opensearchpy
 import sqlalchemy as sa
-from opensearchpy import OpenSearch, helpers
+from opensearchpy import OpenSearch
 
 from aiaudit.common.store import cursors
 from aiaudit.common.store.schema import consumer_cursors
@@ -47,11 +48,19 @@ from aiaudit.search.backends.base import (
     TooManyBucketsError,
 )
 from aiaudit.search.catalogue import Kind
-from aiaudit.search.document import Document
+from aiaudit.search.document import Document, iso
 
 log = logging.getLogger(__name__)
 
 CONSUMER = "search-indexer"
+_DAY = 86_400_000_000
+"""Microseconds in a day."""
+_CHUNK_DOCS = 1000
+_CHUNK_BYTES = 50 * 1024 * 1024
+"""Largest bulk request (OpenSearch refuses bodies over ``http.max_content_length``, 100 MB)."""
+_FIRST_BACKOFF, _MAX_BACKOFF = 0.2, 5.0
+_FILTER = "errors,items.*.status,items.*.error"
+"""The bulk answer trimmed to what is checked: a few bytes per document instead of ~200."""
 _SEARCH_ATTEMPTS = 4
 _TYPES = {
     Kind.KEYWORD: {"type": "keyword", "ignore_above": 8191},
@@ -82,26 +91,41 @@ def mappings() -> dict[str, Any]:
     return {"dynamic": "strict", "_routing": {"required": True}, "properties": properties}
 
 
+_COLUMNS = {f.name: f.column for f in catalogue.SCALARS}
+_TEXT_COLUMNS = {f.name: f.column for f in catalogue.TEXTS}
+
+
 def body(doc: Document) -> dict[str, Any]:
     """The indexed source of a document."""
     source: dict[str, Any] = {"tenant_id": doc.tenant_id}
-    for f in catalogue.SCALARS:
-        if f.name in doc.scalars:
-            source[f.column] = doc.scalars[f.name]
+    for name, value in doc.scalars.items():
+        column = _COLUMNS.get(name)
+        if column is not None:
+            source[column] = value
     source["occurred_at"] = int(doc.scalars["occurred_time"]) // 1000
     if doc.entries:
-        source["entries"] = [
-            {
-                "field": e.field,
-                **({"str": e.str_value} if e.str_value is not None else {}),
-                **({"num": e.num_value} if e.num_value is not None else {}),
-            }
-            for e in doc.entries
-        ]
-    for f in catalogue.TEXTS:
-        if f.name in doc.texts:
-            source[f.column] = doc.texts[f.name]
+        entries = []
+        for e in doc.entries:
+            entry: dict[str, Any] = {"field": e.field}
+            if e.str_value is not None:
+                entry["str"] = e.str_value
+            if e.num_value is not None:
+                entry["num"] = e.num_value
+            entries.append(entry)
+        source["entries"] = entries
+    for name, text in doc.texts.items():
+        source[_TEXT_COLUMNS[name]] = text
     return source
+
+
+def bulk_lines(index: str, doc: Document) -> bytes:
+    """One document's two lines of a bulk request (action and source), as sent."""
+    action = {"index": {"_index": index, "_id": doc.doc_id, "routing": doc.tenant_id}}
+    return f"{_dumps(action)}\n{_dumps(body(doc))}\n".encode()
+
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+"""opensearch-py's own JSON settings, without its per-value hooks (our values are plain)."""
 
 
 class OpenSearchBackend:
@@ -127,6 +151,8 @@ class OpenSearchBackend:
         self._ism: bool | None = None
         """Whether the cluster has the ISM plugin (asked once)."""
         self._policy_installed = False
+        self._months: dict[int, str] = {}
+        """Index name by day since the epoch (names are asked for every document)."""
 
     def close(self) -> None:
         """Closes the HTTP connections."""
@@ -179,41 +205,55 @@ class OpenSearchBackend:
 
     def index_name(self, doc: Document) -> str:
         """The monthly index of a document (a function of the event: retries hit the same one)."""
-        from aiaudit.search.document import iso
-
-        return f"{self._prefix}-{iso(int(doc.scalars['occurred_time']))[:7].replace('-', '.')}"
-
-    def _actions(self, docs: Sequence[Document]) -> Iterator[dict[str, Any]]:
-        for doc in docs:
-            yield {
-                "_op_type": "index",
-                "_index": self.index_name(doc),
-                "_id": doc.doc_id,
-                "_routing": doc.tenant_id,
-                "_source": body(doc),
-            }
+        day = int(doc.scalars["occurred_time"]) // _DAY
+        name = self._months.get(day)
+        if name is None:
+            if len(self._months) > 10_000:
+                self._months.clear()
+            name = f"{self._prefix}-{iso(day * _DAY)[:7].replace('-', '.')}"
+            self._months[day] = name
+        return name
 
     def write(self, log_id: str, docs: Sequence[Document], new_position: int) -> None:
         """Bulk-indexes (429s retried with backoff), then advances the cursor."""
         self.ensure_template()
-        if docs:
-            try:
-                helpers.bulk(
-                    self._client,
-                    self._actions(docs),
-                    chunk_size=1000,
-                    max_retries=self._bulk_retries,
-                    initial_backoff=0.2,
-                    max_backoff=5,
-                )
-            except helpers.BulkIndexError as exc:
-                raise BackendUnavailableError(
-                    f"bulk refused {len(exc.errors)} document(s): {str(exc.errors[:2])[:500]}"
-                ) from exc
-            except opensearchpy.OpenSearchException as exc:
-                raise BackendUnavailableError(f"bulk failed: {exc}") from exc
+        lines = [bulk_lines(self.index_name(d), d) for d in docs]
+        for chunk in _chunks(lines):
+            self._bulk(chunk)
         with self._engine.begin() as conn:
             cursors.advance(conn, CONSUMER, log_id, new_position)
+
+    def _bulk(self, chunk: list[bytes]) -> None:
+        """One bulk request; documents refused with 429 (or a 429 answer) are sent again later."""
+        for attempt in range(self._bulk_retries + 1):
+            if attempt:
+                time.sleep(min(_MAX_BACKOFF, _FIRST_BACKOFF * 2 ** (attempt - 1)))
+            last = attempt == self._bulk_retries
+            try:
+                result = self._client.bulk(body=b"".join(chunk), params={"filter_path": _FILTER})
+            except opensearchpy.TransportError as exc:
+                if exc.status_code == 429 and not last:
+                    continue
+                raise BackendUnavailableError(f"bulk failed: {exc}") from exc
+            except opensearchpy.OpenSearchException as exc:
+                raise BackendUnavailableError(f"bulk failed: {exc}") from exc
+            if not result.get("errors"):
+                return
+            retry, refused = [], []
+            for lines, item in zip(chunk, result["items"], strict=True):
+                ((_, outcome),) = item.items()
+                status = outcome.get("status", 500)
+                if status == 429 and not last:
+                    retry.append(lines)
+                elif not 200 <= status < 300:
+                    refused.append(outcome)
+            if refused:
+                raise BackendUnavailableError(
+                    f"bulk refused {len(refused)} document(s): {str(refused[:2])[:500]}"
+                )
+            if not retry:
+                return
+            chunk = retry
 
     def ism_available(self) -> bool:
         """Whether the cluster serves the ISM API (asked once per process)."""
@@ -447,6 +487,20 @@ def _same(found: Any, wanted: Any) -> bool:
             and all(_same(f, w) for f, w in zip(found, wanted, strict=True))
         )
     return bool(found == wanted)
+
+
+def _chunks(lines: list[bytes]) -> Iterator[list[bytes]]:
+    """Bulk requests of at most _CHUNK_DOCS documents and _CHUNK_BYTES bytes."""
+    chunk: list[bytes] = []
+    size = 0
+    for doc in lines:
+        if chunk and (len(chunk) == _CHUNK_DOCS or size + len(doc) > _CHUNK_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(doc)
+        size += len(doc)
+    if chunk:
+        yield chunk
 
 
 def connect(

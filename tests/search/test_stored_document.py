@@ -1,0 +1,90 @@
+"""Documents from the stored canonical JSON equal ``document.build`` on the protobuf message."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pytest
+from hypothesis import given, settings
+
+from aiaudit.common import canonical
+from aiaudit.common.store.prepare import prepare
+from aiaudit.common.store.sql import StoredEvent
+from aiaudit.common.v1 import event_pb2 as ev
+from aiaudit.search import document, stored_document
+from tests.helpers import interaction
+from tests.unit import test_jcs, test_restore
+
+
+def corpus() -> list[ev.Event]:
+    """Every field set (each oneof member in turn), a sparse event, and edge values."""
+    out = test_restore.events()
+    edges = interaction("t", "edges")
+    edges.safety_flags.add(category="", severity=ev.SEVERITY_HIGH, score=0.0, blocked=False)
+    edges.trust_signals.add(name="unset")
+    edges.trust_signals.add(name="", value=ev.AttributeValue(int_value=3))
+    edges.attributes["empty"].string_value = ""
+    edges.attributes["no"].bool_value = False
+    edges.usage.SetInParent()
+    edges.timing.latency.FromNanoseconds(-1_500_000_000)
+    edges.tool_call.SetInParent()
+    edges.model.temperature = 0.0
+    edges.input.messages.add().parts.add(text="")
+    out.append(edges)
+    return out
+
+
+def stored(event: ev.Event, sequence: int) -> StoredEvent:
+    new = prepare(event, dt.datetime.now(dt.UTC))
+    return StoredEvent(
+        new.log_id,
+        sequence,
+        new.event.event_id,
+        new.committed.leaf_hash,
+        new.receive_time,
+        new.committed.canonical,
+        new.salt,
+        new.committed.content,
+    )
+
+
+@pytest.mark.parametrize("event", corpus(), ids=lambda e: e.event_id[:12] or "x")
+def test_fast_path_equals_build_with_content_erased_and_partial(event: ev.Event) -> None:
+    s = stored(event, 41)
+    assert s.content, "the corpus must carry content"
+    full = stored_document.from_canonical(s.canonical, s.content, 41)
+    assert full == document.build(s.to_event(), 41)
+    assert full.texts, "content must reach the texts"
+    erased = stored_document.from_canonical(s.canonical, None, 41)
+    assert erased == document.build(canonical.restore(s.canonical, None), 41)
+    assert erased.texts == {}
+    some = dict(list(s.content.items())[: len(s.content) // 2])
+    assert stored_document.from_canonical(s.canonical, some, 41) == document.build(
+        canonical.restore(s.canonical, some), 41
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(test_jcs.events())
+def test_fast_path_equals_build_on_random_events(event: ev.Event) -> None:
+    committed = canonical.commit(event, b"s" * 32)  # nanosecond times: 9 fraction digits
+    assert stored_document.from_canonical(
+        committed.canonical, committed.content, 7
+    ) == document.build(event, 7)
+
+
+def test_anything_unexpected_falls_back_to_build() -> None:
+    s = stored(corpus()[0], 3)
+    offset = re.sub(rb'("occurredTime":"[^"]*)Z"', rb'\1+00:00"', s.canonical)
+    assert offset != s.canonical
+    with pytest.raises(stored_document.FastPathError):
+        stored_document.from_canonical(offset, s.content, 3)
+    moved = StoredEvent(**{**s.__dict__, "canonical": offset})
+    assert stored_document.from_stored(moved) == document.build(moved.to_event(), 3)
+    by_number = s.canonical.replace(b'"eventType":"EVENT_TYPE_', b'"eventType":"X', 1)
+    with pytest.raises(stored_document.FastPathError):
+        stored_document.from_canonical(by_number, s.content, 3)
+    damaged = StoredEvent(**{**s.__dict__, "canonical": b"not json"})
+    with pytest.raises(ValueError):
+        stored_document.from_stored(damaged)
