@@ -8,7 +8,7 @@ process (ingest batches, rule changes, access records).
 SQLAlchemy's ``commit`` event fires just *before* the COMMIT reaches the
 database, so a consumer woken by it may look a moment too early and find
 nothing: it should look again shortly rather than wait a whole poll interval
-(see :data:`RECHECK`).
+(see :data:`RECHECKS`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,11 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
-RECHECK = 0.005
-"""Seconds to wait before looking again when a wake-up found nothing new yet."""
+RECHECKS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
+"""Pauses (seconds), in turn, before looking again while a wake-up has found nothing new:
+the COMMIT lands within a millisecond on a quiet machine, later on a loaded one."""
+RECHECK = RECHECKS[0]
+"""The first of :data:`RECHECKS`."""
 
 
 def on_commit(engine: sa.Engine, callback: Callable[[], None]) -> Callable[[], None]:

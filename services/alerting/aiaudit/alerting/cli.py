@@ -10,8 +10,9 @@ from typing import TextIO
 
 from google.protobuf import json_format
 
-from aiaudit.alerting.evaluate import Sample, evaluate
+from aiaudit.alerting.evaluate import evaluate
 from aiaudit.alerting.rules import RuleSyntaxError, compile_file
+from aiaudit.alerting.windows import Series
 from aiaudit.common.v1 import event_pb2
 
 
@@ -41,7 +42,7 @@ def test(rules_path: Path, events_path: Path, out: TextIO = sys.stdout) -> int:
     if check(rules_path, out=io.StringIO()) != 0:
         return check(rules_path, out)
     rules = compile_file(rules_path.read_text())
-    windows: dict[tuple[str, str], list[Sample]] = {}
+    windows: dict[tuple[str, str], Series] = {}
     fired = 0
     for n, line in enumerate(events_path.read_text().splitlines(), 1):
         if not line.strip():

@@ -21,16 +21,17 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from aiaudit.alerting.evaluate import Hit, Sample, evaluate
+from aiaudit.alerting.evaluate import Hit, evaluate
 from aiaudit.alerting.model import FIRING, Alert
 from aiaudit.alerting.rulebook import RuleBook
 from aiaudit.alerting.store import AlertStore
+from aiaudit.alerting.windows import Series
 from aiaudit.common import commits
 from aiaudit.common.store import cursors
 from aiaudit.common.store.schema import consumer_cursors
@@ -55,14 +56,14 @@ class DamagedEventError(Exception):
         self.sequence = sequence
 
 
-class _Tracking(dict[tuple[str, str], list[Sample]]):
+class _Tracking(dict[tuple[str, str], Series]):
     """Window state that remembers which slots were written."""
 
-    def __init__(self, data: dict[tuple[str, str], list[Sample]]) -> None:
+    def __init__(self, data: dict[tuple[str, str], Series]) -> None:
         super().__init__(data)
         self.changed: set[tuple[str, str]] = set()
 
-    def __setitem__(self, key: tuple[str, str], value: list[Sample]) -> None:
+    def __setitem__(self, key: tuple[str, str], value: Series) -> None:
         self.changed.add(key)
         super().__setitem__(key, value)
 
@@ -315,7 +316,7 @@ class EngineThread(Worker):
     def _loop(self) -> None:
         delay = self.poll_interval
         healthy = True
-        woken = False
+        rechecks: Iterator[float] = iter(())
         while not self._stop.is_set():
             self._wake.clear()
             try:
@@ -332,7 +333,8 @@ class EngineThread(Worker):
                 busy = False
                 delay = min(delay * 2, 5.0)
             if not busy:
-                # A wake-up arrives just before its COMMIT lands: if that look found
-                # nothing, look again a moment later rather than a whole poll later.
-                wait = min(commits.RECHECK, delay) if woken and healthy else delay
-                woken = self._wake.wait(wait)
+                # A wake-up arrives just before its COMMIT lands: while looks find
+                # nothing, look again after growing pauses rather than a whole poll later.
+                pause = next(rechecks, delay) if healthy else delay
+                if self._wake.wait(min(pause, delay)):
+                    rechecks = iter(commits.RECHECKS)

@@ -18,12 +18,13 @@ import sqlalchemy as sa
 
 from aiaudit.alerting import filters
 from aiaudit.alerting.engine import alert_id
-from aiaudit.alerting.evaluate import Sample, evaluate
+from aiaudit.alerting.evaluate import evaluate
 from aiaudit.alerting.model import ACKNOWLEDGED, FIRING, OPEN_STATES, RESOLVED, Alert, StoredRule
 from aiaudit.alerting.rulebook import RuleBook
 from aiaudit.alerting.rules import SEVERITIES, Rule, RuleSyntaxError, compile_rule
 from aiaudit.alerting.store import AlertStore
 from aiaudit.alerting.tables import alerts as alerts_t
+from aiaudit.alerting.windows import Series
 from aiaudit.common.store.prepare import prepare
 from aiaudit.common.store.schema import events as events_t
 from aiaudit.common.store.sql import SqlEventStore
@@ -472,7 +473,7 @@ def simulate(
     rules: list[Rule], tenant: str, events: list[tuple[event_pb2.Event, dt.datetime]]
 ) -> list[Alert]:
     """Alerts rules would raise on events in order, with dedup and throttling, kept in memory."""
-    windows: dict[tuple[str, str], list[Sample]] = {}
+    windows: dict[tuple[str, str], Series] = {}
     open_alerts: dict[str, Alert] = {}
     out: list[Alert] = []
     for event, received in sorted(events, key=lambda x: x[1]):

@@ -17,9 +17,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from aiaudit.alerting.detectors import Finding
-from aiaudit.alerting.evaluate import Sample
 from aiaudit.alerting.model import OPEN_STATES, Alert, StoredRule
 from aiaudit.alerting.tables import alerts, deliveries, heads, rules, windows
+from aiaudit.alerting.windows import Sample, Series
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
@@ -260,19 +260,21 @@ class AlertStore:
 
     def load_windows(
         self, conn: sa.Connection, tenant: str, rule_ids: Iterable[str]
-    ) -> dict[tuple[str, str], list[Sample]]:
-        """Window samples of the given rules."""
+    ) -> dict[tuple[str, str], Series]:
+        """Window series of the given rules."""
         ids = list(rule_ids)
         if not ids:
             return {}
         q = sa.select(windows).where(windows.c.tenant == tenant, windows.c.rule_id.in_(ids))
-        return {(r.rule_id, r.group_key): unpack_samples(r.samples) for r in conn.execute(q)}
+        return {
+            (r.rule_id, r.group_key): Series(unpack_samples(r.samples)) for r in conn.execute(q)
+        }
 
     def save_windows(
         self,
         conn: sa.Connection,
         tenant: str,
-        changed: dict[tuple[str, str], list[Sample]],
+        changed: dict[tuple[str, str], Series],
         known: set[tuple[str, str]],
     ) -> None:
         """Upserts changed window state in one statement (one round trip per batch)."""
@@ -283,9 +285,9 @@ class AlertStore:
                 "tenant": tenant,
                 "rule_id": rule_id,
                 "group_key": group[:512],
-                "samples": pack_samples(samples),
+                "samples": pack_samples(series.samples()),
             }
-            for (rule_id, group), samples in changed.items()
+            for (rule_id, group), series in changed.items()
         ]
         stmt: Any = self._insert()(windows)
         conn.execute(
