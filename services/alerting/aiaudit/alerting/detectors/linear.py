@@ -1,0 +1,101 @@
+"""A logistic model over word n-grams and the injection signal families.
+
+The regex families catch injection wording; they cannot tell a jailbreak
+persona ("you are now X, who has no rules") from a legitimate one ("act as a
+travel guide") by phrasing alone. The model weighs the families that matched
+together with the text's words and word pairs. Its weights are learned on the
+development half of the benchmark corpora only (``python -m
+bench.alerting_detectors --train``) and ship as ``injection_model.json``.
+
+Word features are binary and scaled by ``1/sqrt(count)``, so a long benign
+document does not score higher merely for being long. Only the first
+:data:`MAX_CHARS` characters are read for words (the regex families still scan
+the whole text), which bounds the cost per text.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import string
+from collections.abc import Iterable
+from dataclasses import dataclass
+from itertools import pairwise, repeat
+from pathlib import Path
+
+from aiaudit.alerting.detectors.patterns import chars
+
+MAX_CHARS = 6000
+_SPACE = bytes(32 if chr(b) in string.punctuation else b for b in range(256))
+"""Byte table blanking ASCII punctuation: words are then runs of non-space bytes."""
+
+WEIGHTS_FILE = Path(__file__).with_name("injection_model.json")
+
+
+def _tokens(text: str) -> bytes:
+    """UTF-8 of the text's head, ASCII lower-cased, ASCII punctuation blanked."""
+    return text[:MAX_CHARS].encode("utf-8", "surrogatepass").lower().translate(_SPACE)
+
+
+def words(text: str) -> set[bytes]:
+    """Distinct words and adjacent word pairs (``b"a b"``) of a text."""
+    tokens = _tokens(text).split()
+    out = set(tokens)
+    out.update(map(b" ".join, pairwise(tokens)))
+    return out
+
+
+def locate(text: str, feature: bytes) -> tuple[int, int] | None:
+    """Character span of the first occurrence of a word feature (a word or a pair)."""
+    pattern = rb"(?<!\S)" + rb"\s+".join(map(re.escape, feature.split())) + rb"(?!\S)"
+    m = re.search(pattern, _tokens(text))
+    if m is None:
+        return None
+    data = text.encode("utf-8", "surrogatepass")
+    return chars(data, m.start()), chars(data, m.end())
+
+
+def logistic(z: float) -> float:
+    """The probability for log-odds ``z``."""
+    return 1.0 / (1.0 + math.exp(-z)) if z > -30 else 0.0
+
+
+@dataclass(frozen=True)
+class Model:
+    """Bias, one weight per signal family, one per known word feature."""
+
+    bias: float
+    signals: dict[str, float]
+    words: dict[bytes, float]
+
+    def logit(self, signals: Iterable[str], features: set[bytes]) -> float:
+        """Log-odds of an attack given the distinct matched families and the word features."""
+        total = self.bias + sum(map(self.signals.get, signals, repeat(0.0)))
+        if features:
+            total += sum(map(self.words.get, features, repeat(0.0))) / math.sqrt(len(features))
+        return total
+
+    def strongest_word(self, features: set[bytes]) -> bytes | None:
+        """The present word feature with the largest positive weight (evidence)."""
+        best = max(features, key=lambda f: self.words.get(f, 0.0), default=None)
+        return best if best is not None and self.words.get(best, 0.0) > 0 else None
+
+    def to_json(self) -> str:
+        """The weights file's content (sorted, so retraining gives a small diff)."""
+        doc = {
+            "bias": self.bias,
+            "signals": dict(sorted(self.signals.items())),
+            "words": {k.decode("utf-8", "surrogatepass"): v for k, v in sorted(self.words.items())},
+        }
+        return json.dumps(doc, indent=0) + "\n"
+
+
+def load(path: Path = WEIGHTS_FILE) -> Model:
+    """A model from its weights file."""
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    return Model(
+        float(doc["bias"]),
+        {str(k): float(v) for k, v in doc["signals"].items()},
+        {k.encode("utf-8", "surrogatepass"): float(v) for k, v in doc["words"].items()},
+    )
