@@ -25,23 +25,30 @@ def event_problems(
     committed: bytes | None,
     salt: bytes | None,
     content: Mapping[str, str] | None,
+    parsed: Any = None,
 ) -> list[str]:
-    """What is wrong with a stored event given its log entry (event id, leaf hash)."""
+    """What is wrong with a stored event given its log entry (event id, leaf hash).
+
+    ``parsed``: ``committed`` already parsed by the caller (``verify`` parses
+    it once for all its checks), else parsed here.
+    """
     if committed is None:
         return [MISSING_EVENT]
     problems = []
     if canonical.leaf_hash(committed) != leaf:
         problems.append(CHANGED_EVENT)
     try:
-        node = json.loads(committed)
+        node = json.loads(committed) if parsed is None else parsed
     except ValueError:
         return [*problems, "canonical form is not JSON"]
+    if not isinstance(node, dict):
+        return [*problems, "canonical form is not a JSON object"]
     if node.get("eventId") != event_id:
         problems.append(f"canonical eventId {node.get('eventId')!r} is not {event_id!r}")
     if node.get("tenantId") != log_id:
         problems.append(f"canonical tenantId {node.get('tenantId')!r} is not the log {log_id!r}")
     if salt is not None and content is not None:
-        problems.extend(canonical.content_problems(committed, dict(content), salt))
+        problems.extend(canonical.content_problems(committed, dict(content), salt, node))
     return problems
 
 
@@ -67,8 +74,8 @@ def search_columns(node: Mapping[str, Any]) -> dict[str, object]:
         "occurred_time": _time(node.get("occurredTime", "1970-01-01T00:00:00Z")),
         "receive_time": _time(node.get("receiveTime", "1970-01-01T00:00:00Z")),
     }
-    for column, (message, field) in TEXT_COLUMNS.items():
-        columns[column] = node.get(message, {}).get(_json_name(field)) or None
+    for column, message, name in _TEXT_JSON:
+        columns[column] = node.get(message, {}).get(name) or None
     return columns
 
 
@@ -76,6 +83,12 @@ def _json_name(field: str) -> str:
     """The proto3 JSON name of a snake_case field (``user_id`` -> ``userId``)."""
     head, *rest = field.split("_")
     return head + "".join(word.capitalize() for word in rest)
+
+
+_TEXT_JSON = [
+    (column, message, _json_name(field)) for column, (message, field) in TEXT_COLUMNS.items()
+]
+"""``TEXT_COLUMNS`` with the JSON names of their fields (named once, not per event)."""
 
 
 def column_problems(node: Mapping[str, Any], stored: Mapping[str, object]) -> list[str]:

@@ -186,6 +186,7 @@ class _Row:
 _EVENT_COLUMNS = [
     c for c in events.c if c.name not in ("log_id", "seq", "receive_time", "canonical")
 ]
+_EVENT_NAMES = [c.name for c in _EVENT_COLUMNS]
 
 
 def _last_seq(conn: sa.Connection, log_id: str) -> int | None:
@@ -234,7 +235,7 @@ def _page_rows(conn: sa.Connection, log_id: str, full: bool, lo: int, hi: int) -
             integrated.get(seq),
         )
         if full and event is not None:
-            row.columns = {c.name: event._mapping[c.name] for c in _EVENT_COLUMNS}
+            row.columns = dict(zip(_EVENT_NAMES, event[3:], strict=True))
             row.columns["receive_time"] = e.receive_time
             stored = content.get(key)
             if stored is not None:
@@ -372,12 +373,12 @@ def _json_checks(batch: list[_Work]) -> list[Problem]:
     out = []
     for log_id, seq, event_id, leaf, committed, salt, content, columns in batch:
         parsed = json.loads(content) if content is not None else None
-        found = checks.event_problems(log_id, event_id, leaf, committed, salt, parsed)
-        found = [p for p in found if p != checks.CHANGED_EVENT]  # reported in order already
         try:
-            node = json.loads(committed)
+            node = json.loads(committed)  # once for every check below
         except ValueError:
             node = None  # reported by event_problems
+        found = checks.event_problems(log_id, event_id, leaf, committed, salt, parsed, node)
+        found = [p for p in found if p != checks.CHANGED_EVENT]  # reported in order already
         if isinstance(node, dict):
             found += checks.column_problems(node, columns)
         out += [Problem(log_id, what, seq, event_id) for what in found]
