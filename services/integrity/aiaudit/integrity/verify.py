@@ -244,8 +244,13 @@ def _page_rows(conn: sa.Connection, log_id: str, full: bool, lo: int, hi: int) -
     return out
 
 
-DATABASE_READERS = max(2, min(8, os.cpu_count() or 2))
-"""Connections checking pages in the database at once (each page is one backend's work)."""
+DATABASE_READERS = min(8, (os.cpu_count() or 2) + 1)
+"""Connections checking pages in the database at once (each page is one backend's work).
+
+One more than the cores: a backend is then still hashing while another
+page's result travels and this process rebuilds the tree from it (on 2
+shared cores, 3 readers ran ~20% faster than 2).
+"""
 
 
 def _utc(when: Any) -> Any:
