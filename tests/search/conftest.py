@@ -127,6 +127,28 @@ def start_suite(
     )
 
 
+def indexed_directly(opensearch_url: str, index_prefix: str, tenant: str) -> int:
+    """How many of the tenant's events (access records aside) the node holds, asked directly."""
+    direct = OpenSearch(hosts=[opensearch_url])
+    try:
+        direct.indices.refresh(index=f"{index_prefix}-*")
+        return int(
+            direct.count(
+                index=f"{index_prefix}-*",
+                body={
+                    "query": {
+                        "bool": {
+                            "filter": [{"term": {"tenant_id": tenant}}],
+                            "must_not": [{"term": {"event_type": "EVENT_TYPE_AUDIT_ACCESS"}}],
+                        }
+                    }
+                },
+            )["count"]
+        )
+    finally:
+        direct.close()
+
+
 def backend_settings(backend: str, request: pytest.FixtureRequest) -> dict[str, Any]:
     if backend == "sqlite":
         return {}

@@ -17,10 +17,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from opensearchpy import OpenSearch
 
 from tests.helpers import interaction
-from tests.search.conftest import start_suite
+from tests.search.conftest import indexed_directly, start_suite
 
 REJECTED = json.dumps(
     {
@@ -131,18 +130,4 @@ def test_bulk_429s_are_retried_and_every_event_is_indexed_once(
         running.suite.stop()
     # Two whole bulks refused, one document refused: all were sent again.
     assert throttle.bulks >= 4 and throttle.refused_documents == 1
-    direct = OpenSearch(hosts=[opensearch_url])
-    direct.indices.refresh(index=f"{index_prefix}-*")
-    count = direct.count(
-        index=f"{index_prefix}-*",
-        body={
-            "query": {
-                "bool": {
-                    "filter": [{"term": {"tenant_id": tenant}}],
-                    "must_not": [{"term": {"event_type": "EVENT_TYPE_AUDIT_ACCESS"}}],
-                }
-            }
-        },
-    )["count"]
-    direct.close()
-    assert count == len(events)
+    assert indexed_directly(opensearch_url, index_prefix, tenant) == len(events)

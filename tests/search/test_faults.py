@@ -14,14 +14,13 @@ import grpc
 import pytest
 import sqlalchemy as sa
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from opensearchpy import OpenSearch
 
 from aiaudit.common.store import open_store
 from aiaudit.common.store.prepare import prepare
 from aiaudit.search.v1 import search_service_pb2 as pb
 from tests.conftest import REPO, Postgres
 from tests.helpers import interaction
-from tests.search.conftest import NOT_ACCESS, start_suite, wait_until
+from tests.search.conftest import NOT_ACCESS, indexed_directly, start_suite, wait_until
 
 
 def opensearch(command: str) -> None:
@@ -79,20 +78,7 @@ def test_opensearch_down_while_events_arrive_loses_nothing_and_duplicates_nothin
         wait_until(lambda: health(running.channel) == health_pb2.HealthCheckResponse.SERVING)
         ids = running.all_ids(tenant, order_by="sequence")
         assert sorted(ids) == sorted(sent) and len(ids) == len(set(ids))
-        direct = OpenSearch(hosts=[opensearch_url])
-        direct.indices.refresh(index=f"{index_prefix}-*")
-        count = direct.count(
-            index=f"{index_prefix}-*",
-            body={
-                "query": {
-                    "bool": {
-                        "filter": [{"term": {"tenant_id": tenant}}],
-                        "must_not": [{"term": {"event_type": "EVENT_TYPE_AUDIT_ACCESS"}}],
-                    }
-                }
-            },
-        )["count"]
-        direct.close()
+        count = indexed_directly(opensearch_url, index_prefix, tenant)
         assert count == len(sent), "a document was indexed twice"
     finally:
         running.channel.close()
