@@ -11,8 +11,9 @@ timestamp): about 0.2-0.3 ms per event, the largest single cost of those paths.
 ``canonical.restore``) from one pass over the canonical JSON with a
 conversion plan compiled once per message type: each JSON key maps to a
 setter; content is put back at its JSON path while walking (paths are only
-built inside messages that can hold content); timestamps are parsed by hand
-in the canonical form (``YYYY-MM-DDTHH:MM:SS[.f{3,6,9}]Z``). Anything the plan
+built inside messages that can hold content); timestamps and durations are
+parsed by hand in the canonical form (``YYYY-MM-DDTHH:MM:SS[.f{3,6,9}]Z``,
+``-S[.f{3,6,9}]s``). Anything the plan
 does not expect (an unknown key, a value of an unexpected type, a float32
 field, a non-string map key) falls back to ``canonical.restore``, which
 parses it exactly or raises the error a damaged row deserves.
@@ -74,12 +75,13 @@ def restore(canonical_bytes: bytes, content: Content) -> event_pb2.Event:
         return canonical.restore(canonical_bytes, content)
 
 
-_PLANS: dict[str, Callable[[Message, dict[str, Any], str, Content], None]] = {}
+_PLANS: dict[Any, Callable[[Message, dict[str, Any], str, Content], None]] = {}
+"""Compiled converters by descriptor (identity-hashed: cheaper than its ``full_name``)."""
 
 
 def _plan(desc: Any) -> Callable[[Message, dict[str, Any], str, Content], None]:
     """The compiled converter of one message type (cached)."""
-    found = _PLANS.get(desc.full_name)
+    found = _PLANS.get(desc)
     if found is not None:
         return found
     setters: dict[str, Setter] = {}
@@ -103,7 +105,7 @@ def _plan(desc: Any) -> Callable[[Message, dict[str, Any], str, Content], None]:
                 setter(msg, value, "", content)
 
     chosen = convert if paths else convert_flat
-    _PLANS[desc.full_name] = chosen
+    _PLANS[desc] = chosen
     for field in desc.fields:
         setter = _setter(field)
         setters[field.json_name] = setter
@@ -184,6 +186,8 @@ def _message(mt: Any) -> Callable[[Message, Any, str, Content], None]:
     """Fills a sub-message: our own types by plan, Timestamp by hand, others by json_format."""
     if mt.full_name == "google.protobuf.Timestamp":
         return _timestamp
+    if mt.full_name == "google.protobuf.Duration":
+        return _duration
     if mt.full_name.startswith("aiaudit."):
 
         def own(sub: Message, value: Any, path: str, content: Content) -> None:
@@ -222,6 +226,24 @@ def _timestamp(sub: Message, value: Any, path: str, _content: Content) -> None:
         nanos = int(digits.ljust(9, "0"))
     sub.seconds = (when - _EPOCH) // _SECOND  # type: ignore[attr-defined]
     sub.nanos = nanos  # type: ignore[attr-defined]
+
+
+_MAX_DURATION_SECONDS = 315_576_000_000
+
+
+def _duration(sub: Message, value: Any, path: str, _content: Content) -> None:
+    """The canonical duration text (``-1.500s``: 0/3/6/9 fractional digits)."""
+    if type(value) is not str or len(value) < 2 or value[-1] != "s":
+        raise _UnexpectedError(path)
+    negative = value[0] == "-"
+    whole, dot, digits = value[1 if negative else 0 : -1].partition(".")
+    if not whole.isdigit() or (dot and (len(digits) not in (3, 6, 9) or not digits.isdigit())):
+        raise _UnexpectedError(path)
+    seconds, nanos = int(whole), int(digits.ljust(9, "0")) if dot else 0
+    if seconds > _MAX_DURATION_SECONDS:
+        raise _UnexpectedError(path)
+    sub.seconds = -seconds if negative else seconds  # type: ignore[attr-defined]
+    sub.nanos = -nanos if negative else nanos  # type: ignore[attr-defined]
 
 
 def _map_setter(field: Any) -> Setter:

@@ -12,6 +12,7 @@ import datetime as dt
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 import sqlalchemy as sa
@@ -339,67 +340,13 @@ class SqlEventStore:
     def _read(self, conn: sa.Connection, log_id: str, seqs: list[int]) -> list[StoredEvent]:
         if not seqs:
             return []
-        return list(self._select(conn, log_id, log_entries.c.seq.in_(seqs)))
-
-    def _select(
-        self, conn: sa.Connection, log_id: str, where: sa.ColumnElement[bool]
-    ) -> Iterator[StoredEvent]:
-        le, ev, ct = log_entries, events, event_content
-        query = (
-            sa.select(
-                le.c.log_id,
-                le.c.seq,
-                le.c.event_id,
-                le.c.leaf_hash,
-                le.c.receive_time,
-                ev.c.canonical,
-                ct.c.salt,
-                ct.c.content,
-            )
-            .select_from(
-                le.join(
-                    ev,
-                    sa.and_(
-                        ev.c.log_id == le.c.log_id,
-                        ev.c.seq == le.c.seq,
-                        ev.c.receive_time == le.c.receive_time,
-                    ),
-                    isouter=True,
-                ).join(
-                    ct,
-                    sa.and_(
-                        ct.c.log_id == le.c.log_id,
-                        ct.c.seq == le.c.seq,
-                        ct.c.receive_time == le.c.receive_time,
-                    ),
-                    isouter=True,
-                )
-            )
-            .where(le.c.log_id == log_id, where)
-            .order_by(le.c.seq)
-        )
-        for row in conn.execute(query):
-            yield StoredEvent(
-                log_id=row.log_id,
-                sequence=row.seq,
-                event_id=row.event_id,
-                leaf_hash=bytes(row.leaf_hash),
-                receive_time=_utc(row.receive_time),
-                canonical=bytes(row.canonical) if row.canonical is not None else b"",
-                salt=bytes(row.salt) if row.salt is not None else None,
-                content=json.loads(row.content) if row.content is not None else None,
-            )
+        return list(_select(conn, _BY_SEQUENCES, {"log_id": log_id, "seqs": seqs}))
 
     def read_log(self, log_id: str, start: int, limit: int) -> list[StoredEvent]:
         """Entries ``start`` .. ``start+limit-1`` of a log, in order (consumers tail this)."""
         with self.engine.connect() as conn:
-            return list(
-                self._select(
-                    conn,
-                    log_id,
-                    sa.and_(log_entries.c.seq >= start, log_entries.c.seq < start + limit),
-                )
-            )
+            params = {"log_id": log_id, "start": start, "stop": start + limit}
+            return list(_select(conn, _BY_RANGE, params))
 
     def read_sequences(self, log_id: str, seqs: Sequence[int]) -> list[StoredEvent]:
         """The entries at these sequences, in sequence order (search results, exports)."""
@@ -409,13 +356,56 @@ class SqlEventStore:
     def get_event(self, log_id: str, event_id: str) -> StoredEvent | None:
         """One stored event by id."""
         with self.engine.connect() as conn:
-            found = list(self._select(conn, log_id, log_entries.c.event_id == event_id))
+            found = list(_select(conn, _BY_EVENT_ID, {"log_id": log_id, "event_id": event_id}))
         return found[0] if found else None
 
     def log_sizes(self) -> dict[str, int]:
         """Every log and its size."""
         with self.engine.connect() as conn:
             return {r.log_id: r.size for r in conn.execute(sa.select(logs.c.log_id, logs.c.size))}
+
+
+def _stored_events_query() -> sa.Select[Any]:
+    """Log entries joined with their canonical form and content (either may be missing)."""
+    le, ev, ct = log_entries, events, event_content
+
+    def same(t: sa.Table) -> sa.ColumnElement[bool]:
+        return sa.and_(
+            t.c.log_id == le.c.log_id, t.c.seq == le.c.seq, t.c.receive_time == le.c.receive_time
+        )
+
+    columns = (le.c.log_id, le.c.seq, le.c.event_id, le.c.leaf_hash, le.c.receive_time)
+    return (
+        sa.select(*columns, ev.c.canonical, ct.c.salt, ct.c.content)
+        .select_from(le.join(ev, same(ev), isouter=True).join(ct, same(ct), isouter=True))
+        .where(le.c.log_id == sa.bindparam("log_id"))
+        .order_by(le.c.seq)
+    )
+
+
+# Built once: building and caching a statement per read cost as much as the read.
+_STORED = _stored_events_query()
+_BY_SEQUENCES = _STORED.where(log_entries.c.seq.in_(sa.bindparam("seqs", expanding=True)))
+_BY_RANGE = _STORED.where(
+    log_entries.c.seq >= sa.bindparam("start"), log_entries.c.seq < sa.bindparam("stop")
+)
+_BY_EVENT_ID = _STORED.where(log_entries.c.event_id == sa.bindparam("event_id"))
+
+
+def _select(
+    conn: sa.Connection, query: sa.Select[Any], params: dict[str, object]
+) -> Iterator[StoredEvent]:
+    for log_id, seq, event_id, leaf, received, body, salt, content in conn.execute(query, params):
+        yield StoredEvent(
+            log_id=log_id,
+            sequence=seq,
+            event_id=event_id,
+            leaf_hash=bytes(leaf),
+            receive_time=_utc(received),
+            canonical=bytes(body) if body is not None else b"",
+            salt=bytes(salt) if salt is not None else None,
+            content=json.loads(content) if content is not None else None,
+        )
 
 
 _COPY_FROM_ROWS = 32
