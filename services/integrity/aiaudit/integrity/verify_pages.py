@@ -97,6 +97,12 @@ def _in_order(lo: int, n: int, seqs: bytes, values: bytes, width: int) -> bytes 
     return bytes(out)
 
 
+AHEAD = 64
+"""Pages checked ahead of the caller: the readers keep the server busy meanwhile
+(the caller checks the checkpoints' signatures first, then rebuilds the tree),
+and each waiting page holds only its leaves (128 KiB for 4,096 entries)."""
+
+
 class PageChecks:
     """``check_page`` of each page start, yielded in order, several pages in flight.
 
@@ -116,7 +122,7 @@ class PageChecks:
         page: int,
         readers: int,
     ) -> None:
-        """Starts checking the first ``2 * readers`` pages."""
+        """Starts checking the first ``AHEAD`` pages."""
         self._engine, self._log_id, self._head, self._page = engine, log_id, head, page
         self._local = threading.local()
         self._opened: list[Any] = []
@@ -124,8 +130,7 @@ class PageChecks:
         self._pool = ThreadPoolExecutor(readers, thread_name_prefix="verify")
         self._queue = iter(starts)
         self._flight: collections.deque[tuple[int, Future[bytes | None]]] = collections.deque(
-            (lo, self._pool.submit(self._check, lo))
-            for lo in itertools.islice(self._queue, 2 * readers)
+            (lo, self._pool.submit(self._check, lo)) for lo in itertools.islice(self._queue, AHEAD)
         )
 
     def _check(self, lo: int) -> bytes | None:
