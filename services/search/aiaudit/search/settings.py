@@ -28,7 +28,9 @@ class SearchSettings:
     opensearch_verify_certs: bool = True
     opensearch_timeout: float = 10.0
     index_prefix: str = "aiaudit-events"
-    refresh_interval: str = "1s"
+    refresh_interval: str = "500ms"
+    """How often new documents become searchable: ack to searchable is about this plus the
+    indexer's own latency (tens of ms), so 500 ms keeps it under 1.5 s with room to spare."""
     database_url: str = ""
     """Store URL of the indexer and readers (a login of ``aiaudit_consumer``).
 

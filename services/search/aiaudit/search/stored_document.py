@@ -17,8 +17,9 @@ error a damaged row deserves.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Any
+
+import orjson
 
 from aiaudit.common.store.sql import StoredEvent
 from aiaudit.common.v1 import event_pb2
@@ -29,57 +30,61 @@ Content = dict[str, str] | None
 
 _EPOCH = dt.datetime(1970, 1, 1)
 _SECOND = dt.timedelta(seconds=1)
-_NAMES = {
-    "correlation": {
-        "correlationId": "correlation.correlation_id",
-        "traceId": "correlation.trace_id",
-        "spanId": "correlation.span_id",
-        "sessionId": "correlation.session_id",
-        "conversationId": "correlation.conversation_id",
-        "parentEventId": "correlation.parent_event_id",
-    },
-    "actor": {
-        "userId": "actor.user_id",
-        "userRole": "actor.user_role",
-        "ipAddress": "actor.ip_address",
-        "apiKeyId": "actor.api_key_id",
-        "application": "actor.application",
-        "environment": "actor.environment",
-        "agentName": "actor.agent_name",
-        "agentId": "actor.agent_id",
-    },
+_STRINGS: dict[str, tuple[dict[str, str], bool]] = {
+    "correlation": (
+        {
+            "correlationId": "correlation.correlation_id",
+            "traceId": "correlation.trace_id",
+            "spanId": "correlation.span_id",
+            "sessionId": "correlation.session_id",
+            "conversationId": "correlation.conversation_id",
+            "parentEventId": "correlation.parent_event_id",
+        },
+        True,
+    ),
+    "actor": (
+        {
+            "userId": "actor.user_id",
+            "userRole": "actor.user_role",
+            "ipAddress": "actor.ip_address",
+            "apiKeyId": "actor.api_key_id",
+            "application": "actor.application",
+            "environment": "actor.environment",
+            "agentName": "actor.agent_name",
+            "agentId": "actor.agent_id",
+        },
+        True,
+    ),
+    "model": (
+        {
+            "provider": "model.provider",
+            "name": "model.name",
+            "version": "model.version",
+            "operation": "model.operation",
+        },
+        False,
+    ),
+    "agentHandoff": (
+        {"fromAgent": "agent_handoff.from_agent", "toAgent": "agent_handoff.to_agent"},
+        False,
+    ),
+    "approval": (
+        {
+            "approvalId": "approval.approval_id",
+            "action": "approval.action",
+            "requestedBy": "approval.requested_by",
+            "approverId": "approval.approver_id",
+            "approverRole": "approval.approver_role",
+        },
+        False,
+    ),
+    "task": ({"name": "task.name"}, False),
+    "privacyAction": ({"subjectId": "privacy_action.subject_id"}, False),
+    "error": ({"type": "error.type"}, False),
 }
-"""Messages ``build`` indexes whole (every set field): JSON name -> catalogue name."""
-
-_KEYWORDS = (
-    (
-        "model",
-        (
-            ("provider", "model.provider"),
-            ("name", "model.name"),
-            ("version", "model.version"),
-            ("operation", "model.operation"),
-        ),
-    ),
-    (
-        "agentHandoff",
-        (("fromAgent", "agent_handoff.from_agent"), ("toAgent", "agent_handoff.to_agent")),
-    ),
-    (
-        "approval",
-        (
-            ("approvalId", "approval.approval_id"),
-            ("action", "approval.action"),
-            ("requestedBy", "approval.requested_by"),
-            ("approverId", "approval.approver_id"),
-            ("approverRole", "approval.approver_role"),
-        ),
-    ),
-    ("task", (("name", "task.name"),)),
-    ("privacyAction", (("subjectId", "privacy_action.subject_id"),)),
-    ("error", (("type", "error.type"),)),
-)
-"""String fields indexed when non-empty: (message, ((JSON name, catalogue name), ...))."""
+"""String fields indexed when non-empty, per message: JSON name -> catalogue name, and
+whether every key is one (``build`` indexes actor and correlation whole, so a key it
+does not know is for the exact path)."""
 
 _TOKENS = (
     ("inputTokens", "usage.input_tokens"),
@@ -109,7 +114,7 @@ def from_stored(entry: StoredEvent) -> Document:
 def from_canonical(canonical: bytes, content: Content, sequence: int) -> Document:
     """The fast path alone: raises FastPathError where it would fall back."""
     try:
-        return _build(json.loads(canonical), content, sequence)
+        return _build(orjson.loads(canonical), content, sequence)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise FastPathError(f"unexpected: {exc!r}") from None
 
@@ -125,14 +130,17 @@ def _build(node: Any, content: Content, sequence: int) -> Document:
     s["event_type"] = _enum(_EVENT_TYPES, node.get("eventType", "EVENT_TYPE_UNSPECIFIED"))
     s["occurred_time"] = _micros(node.get("occurredTime"))
     s["receive_time"] = _micros(node.get("receiveTime"))
-    for message, names in _NAMES.items():
-        for key, value in _object(node.get(message)).items():
-            if value != "":
-                s[names[key]] = _str(value)
-    for message, fields in _KEYWORDS:
-        found = _object(node.get(message))
-        for key, name in fields:
-            _put(s, name, found.get(key, ""))
+    for message, (names, whole) in _STRINGS.items():
+        found = node.get(message)
+        if found is None:
+            continue
+        for key, value in _object(found).items():
+            name = names.get(key)
+            if name is not None:
+                if value != "":
+                    s[name] = _str(value)
+            elif whole:
+                raise FastPathError(f"unknown key {key}")
     model = _object(node.get("model"))
     for key, name in (("temperature", "model.temperature"), ("topP", "model.top_p")):
         if key in model:
