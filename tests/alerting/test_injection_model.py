@@ -36,7 +36,9 @@ def test_logit_follows_the_weights_file() -> None:
     features = linear.words(text)
     signals = [name for name, _, _ in injection.signal_spans(text)]
     expected = model.bias + sum(model.signals[s] for s in signals)
-    expected += sum(model.words.get(f, 0.0) for f in features) / math.sqrt(len(features))
+    expected += sum(model.words.get(f, 0.0) for f in features) / math.sqrt(
+        max(len(features), linear.MIN_FEATURES)
+    )
     assert math.isclose(model.logit(signals, features), expected)
     assert injection.score_text(text)[0] == round(linear.logistic(expected), 4)
 
@@ -58,6 +60,12 @@ def test_words_alone_can_flag_a_text_with_their_strongest_word_as_evidence() -> 
     word = model.strongest_word(features)
     assert word is not None
     assert text[finding.start : finding.end].lower().encode() == word
+
+
+def test_greetings_and_short_chat_rest_on_the_families() -> None:
+    for text in ("hello", "hi", "Hello, how are you?", "thanks!", "x"):
+        assert injection.score_text(text) == (0.0, [])
+    assert all(w >= 0 for w in injection.MODEL.signals.values())  # a family never counts against
 
 
 def test_weights_round_trip_through_the_file(tmp_path: Path) -> None:

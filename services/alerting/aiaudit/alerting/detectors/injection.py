@@ -251,13 +251,13 @@ def score_text(text: str) -> tuple[float, list[tuple[str, int, int]]]:
 
 
 def detect(texts: list[Text]) -> list[Finding]:
-    """One finding per text with evidence, the family weighing most in the model as its span."""
+    """One finding per text with evidence; its span is the first match, where the attack starts."""
     out: list[Finding] = []
     for t in texts:
         score, spans = score_text(t.text)
         if not spans:
             continue
-        name, start, end = max(spans, key=lambda s: MODEL.signals.get(s[0], 0.0))
+        name, start, end = min(spans, key=lambda s: s[1])
         out.append(
             Finding(
                 f"prompt_injection.{name}", score, t.field, start, end, excerpt(t.text, start, end)

@@ -8,7 +8,8 @@ development half of the benchmark corpora only (``python -m
 bench.alerting_detectors --train``) and ship as ``injection_model.json``.
 
 Word features are binary and scaled by ``1/sqrt(count)``, so a long benign
-document does not score higher merely for being long. Only the first
+document does not score higher merely for being long, and no less than
+:data:`MIN_FEATURES` is counted, so a short text rests on the families. Only the first
 :data:`MAX_CHARS` characters are read for words (the regex families still scan
 the whole text), which bounds the cost per text.
 """
@@ -26,7 +27,10 @@ from pathlib import Path
 
 from aiaudit.alerting.detectors.patterns import chars
 
-MAX_CHARS = 6000
+MAX_CHARS = 2000
+MIN_FEATURES = 32
+"""Word features are scaled by ``1/sqrt(max(count, MIN_FEATURES))``: one word of a
+greeting ("hello" opens many jailbreaks) cannot carry a short text alone."""
 _SPACE = bytes(32 if chr(b) in string.punctuation else b for b in range(256))
 """Byte table blanking ASCII punctuation: words are then runs of non-space bytes."""
 
@@ -56,6 +60,11 @@ def locate(text: str, feature: bytes) -> tuple[int, int] | None:
     return chars(data, m.start()), chars(data, m.end())
 
 
+def scale(count: int) -> float:
+    """The value of each present word feature in a text with ``count`` of them."""
+    return 1.0 / math.sqrt(max(count, MIN_FEATURES))
+
+
 def logistic(z: float) -> float:
     """The probability for log-odds ``z``."""
     return 1.0 / (1.0 + math.exp(-z)) if z > -30 else 0.0
@@ -73,7 +82,7 @@ class Model:
         """Log-odds of an attack given the distinct matched families and the word features."""
         total = self.bias + sum(map(self.signals.get, signals, repeat(0.0)))
         if features:
-            total += sum(map(self.words.get, features, repeat(0.0))) / math.sqrt(len(features))
+            total += sum(map(self.words.get, features, repeat(0.0))) * scale(len(features))
         return total
 
     def strongest_word(self, features: set[bytes]) -> bytes | None:
