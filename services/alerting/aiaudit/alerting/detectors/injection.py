@@ -28,9 +28,8 @@ from dataclasses import dataclass
 import re2
 
 from aiaudit.alerting.detectors import linear
-from aiaudit.alerting.detectors.base import Finding, Text, excerpt, input_texts
+from aiaudit.alerting.detectors.base import Finding, Text, excerpt
 from aiaudit.alerting.detectors.patterns import PatternSet, chars, compile_pattern, encode
-from aiaudit.common.v1 import event_pb2
 
 
 @dataclass(frozen=True)
@@ -264,8 +263,3 @@ def detect(texts: list[Text]) -> list[Finding]:
             )
         )
     return out
-
-
-def detect_event(e: event_pb2.Event) -> list[Finding]:
-    """Injection findings over the event's untrusted input."""
-    return detect(list(input_texts(e)))
