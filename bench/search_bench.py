@@ -11,8 +11,8 @@ OpenSearch). In one run, against one OpenSearch node:
    signal range) through `SearchEvents` (gRPC, auth, access record, events read
    from the store), against the same DSL sent directly with opensearch-py.
 3. Freshness: one event appended over gRPC, then polled by id until searchable
-   (the production default refresh interval; the baseline index keeps
-   OpenSearch's own default, 1 s, which costs less while bulk loading).
+   (production defaults: refresh interval 1 s, and the indexer refreshes
+   after each batch that reaches the head of the log).
 """
 
 from __future__ import annotations

@@ -15,6 +15,10 @@ request is in flight (I/O, a second thread); positions still move strictly
 in order, each only after its own bulk succeeded. Documents are built
 straight from the stored canonical JSON (:mod:`aiaudit.search.stored_document`).
 
+Freshness: a batch that reaches the head of its log (live traffic, not a
+backlog) is made searchable at once (the backend's ``make_visible``, at most
+every 0.1 s) instead of at the next periodic refresh.
+
 Wake-ups: a commit on the store's engine in this process (an ingest batch,
 an access record) wakes the indexer at once (:mod:`aiaudit.common.commits`;
 an idle indexer woken this way first lingers ``wake_linger`` seconds so a
@@ -43,13 +47,15 @@ from aiaudit.common import commits
 from aiaudit.common.store import SqlEventStore
 from aiaudit.common.store.sql import StoredEvent
 from aiaudit.search import stored_document
-from aiaudit.search.backends.base import SearchBackend
+from aiaudit.search.backends.base import BackendUnavailableError, SearchBackend
 from aiaudit.search.document import Document
 
 log = logging.getLogger(__name__)
 
 _PASS_BATCHES = 20
 """Batches of one log per pass: a long backlog does not hold the other tenants' logs."""
+_SHOW_GAP = 0.1
+"""Shortest time between two refreshes of caught-up batches (seconds)."""
 
 
 class Indexer:
@@ -88,6 +94,8 @@ class Indexer:
         self._unwatch: list[Callable[[], None]] = []
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="search-bulk")
         """Sends one bulk at a time while the indexer thread builds the next batch."""
+        self._shown = 0.0
+        """When the last caught-up batch was made visible (monotonic seconds)."""
         self.woken_early = False
         """Set by a commit wake-up, cleared when a pass found work (a quick recheck otherwise)."""
 
@@ -204,7 +212,7 @@ class Indexer:
                 if in_flight is not None:
                     self._done(log_id, in_flight.result())
                     progressed = True
-                in_flight = self._writer.submit(self._write, log_id, docs, end)
+                in_flight = self._writer.submit(self._write, log_id, docs, end, end >= size)
                 start = end
         finally:
             if in_flight is not None:
@@ -212,9 +220,28 @@ class Indexer:
                 progressed = True
         return progressed
 
-    def _write(self, log_id: str, docs: list[Document], end: int) -> int:
+    def _write(self, log_id: str, docs: list[Document], end: int, caught_up: bool) -> int:
         self._backend.write(log_id, docs, end)
+        if caught_up:
+            self._show()
         return end
+
+    def _show(self) -> None:
+        """Makes a batch that reached the head of its log searchable now.
+
+        Otherwise it would wait for the backend's next periodic refresh
+        (``refresh_interval``); a backlog is left to those, so bulk loading
+        pays no extra refreshes. At most one every _SHOW_GAP seconds (the next
+        waits for its turn), and a failure only leaves it to the periodic one.
+        """
+        wait = self._shown + _SHOW_GAP - time.monotonic()
+        if wait > 0:
+            self._stop.wait(wait)
+        try:
+            self._backend.make_visible()
+        except BackendUnavailableError as exc:
+            log.info("caught-up batch left to the periodic refresh: %s", exc)
+        self._shown = time.monotonic()
 
     def _done(self, log_id: str, end: int) -> None:
         with self._progress:

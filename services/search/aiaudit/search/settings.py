@@ -28,9 +28,9 @@ class SearchSettings:
     opensearch_verify_certs: bool = True
     opensearch_timeout: float = 10.0
     index_prefix: str = "aiaudit-events"
-    refresh_interval: str = "500ms"
-    """How often new documents become searchable: ack to searchable is about this plus the
-    indexer's own latency (tens of ms), so 500 ms keeps it under 1.5 s with room to spare."""
+    refresh_interval: str = "1s"
+    """OpenSearch's periodic refresh; the indexer also refreshes after every batch that
+    reaches the head of its log, so live events do not wait for it (only a backlog does)."""
     database_url: str = ""
     """Store URL of the indexer and readers (a login of ``aiaudit_consumer``).
 
