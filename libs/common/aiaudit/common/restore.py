@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import json
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from google.protobuf import descriptor, json_format
 from google.protobuf.message import Message
 
@@ -53,7 +53,7 @@ class FastPathError(ValueError):
 
 def restore_fast(canonical_bytes: bytes, content: Content) -> event_pb2.Event:
     """The fast path alone: raises FastPathError (or a parse error) where it would fall back."""
-    node = json.loads(canonical_bytes)
+    node = orjson.loads(canonical_bytes)
     if type(node) is not dict:
         raise FastPathError("not a JSON object")
     event = event_pb2.Event()
@@ -86,6 +86,8 @@ def _plan(desc: Any) -> Callable[[Message, dict[str, Any], str, Content], None]:
         return found
     setters: dict[str, Setter] = {}
     paths = _holds_content(desc)
+    with_path: set[str] = set()
+    """Keys whose value can hold content: only they need their JSON path built."""
 
     def convert(msg: Message, node: dict[str, Any], path: str, content: Content) -> None:
         for key, value in node.items():
@@ -94,7 +96,10 @@ def _plan(desc: Any) -> Callable[[Message, dict[str, Any], str, Content], None]:
                 raise _UnexpectedError(key)
             if value is None:
                 continue
-            setter(msg, value, f"{path}.{key}" if path else key, content)
+            if key in with_path:
+                setter(msg, value, f"{path}.{key}" if path else key, content)
+            else:
+                setter(msg, value, "", content)
 
     def convert_flat(msg: Message, node: dict[str, Any], _path: str, content: Content) -> None:
         for key, value in node.items():
@@ -110,6 +115,10 @@ def _plan(desc: Any) -> Callable[[Message, dict[str, Any], str, Content], None]:
         setter = _setter(field)
         setters[field.json_name] = setter
         setters[field.name] = setter
+        mt = field.message_type
+        own = mt is not None and mt.full_name.startswith("aiaudit.")
+        if _sensitive(field) or (own and _holds_content(mt)):
+            with_path.update((field.json_name, field.name))
     return chosen
 
 
@@ -118,7 +127,7 @@ def _holds_content(desc: Any, seen: frozenset[str] = frozenset()) -> bool:
     if desc.full_name in seen:
         return False
     for field in desc.fields:
-        if field.GetOptions().Extensions[options_pb2.sensitive_content]:
+        if _sensitive(field):
             return True
         mt = field.message_type
         own = mt is not None and mt.full_name.startswith("aiaudit.")
@@ -127,10 +136,14 @@ def _holds_content(desc: Any, seen: frozenset[str] = frozenset()) -> bool:
     return False
 
 
+def _sensitive(field: Any) -> bool:
+    return bool(field.GetOptions().Extensions[options_pb2.sensitive_content])
+
+
 def _setter(field: Any) -> Setter:
     name = field.name
     mt = field.message_type
-    if field.GetOptions().Extensions[options_pb2.sensitive_content]:
+    if _sensitive(field):
         if field.is_repeated or mt is not None:
             return _unexpected_setter
         scalar = _scalar(field)
