@@ -249,7 +249,7 @@ DATABASE_READERS = min(8, (os.cpu_count() or 2) + 1)
 
 One more than the cores: a backend is then still hashing while another
 page's result travels and this process rebuilds the tree from it (on 2
-shared cores, 3 readers ran ~20% faster than 2).
+shared cores, 3 readers were as fast as 2 to ~20% faster, with the load).
 """
 
 
