@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import importlib
 import logging
 from concurrent import futures
@@ -135,6 +136,11 @@ def start(settings: Settings) -> Suite:
     reflection.enable_server_reflection(
         [*services, health.SERVICE_NAME, reflection.SERVICE_NAME], server
     )
+    # What startup built (descriptors, table metadata, handlers) lives as long as the
+    # process: leaving it out of every full collection shortens the GC pauses that
+    # otherwise land in the middle of requests (search p99).
+    gc.collect()
+    gc.freeze()
     server.start()
     health_server = _health_only(settings.health_address, health_servicer)
     log.info(
