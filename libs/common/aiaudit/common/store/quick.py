@@ -20,7 +20,7 @@ import psycopg
 import sqlalchemy as sa
 
 from aiaudit.common.store.schema import TEXT_COLUMNS
-from aiaudit.common.store.sql import NewEvent, _search_columns
+from aiaudit.common.store.sql import NewEvent, search_columns
 
 _COLUMNS = ["event_type", "occurred_time", *TEXT_COLUMNS]
 _SEQ = "(SELECT size - 1 FROM logs WHERE log_id = %(log_id)s)"
@@ -100,5 +100,5 @@ def _row(e: NewEvent) -> dict[str, object]:
         "canonical": e.committed.canonical,
         "salt": e.salt,
         "content": json.dumps(e.committed.content, separators=(",", ":")).encode(),
-        **_search_columns(e.event),
+        **search_columns(e.event),
     }

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import psycopg
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
@@ -85,7 +86,8 @@ def _utc(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
-def _search_columns(e: event_pb2.Event) -> dict[str, object]:
+def search_columns(e: event_pb2.Event) -> dict[str, object]:
+    """The ``events`` columns kept beside the canonical form for the store's own lookups."""
     columns: dict[str, object] = {
         "event_type": event_pb2.EventType.Name(e.event_type),
         "occurred_time": e.occurred_time.ToDatetime(tzinfo=dt.UTC),
@@ -297,7 +299,7 @@ class SqlEventStore:
                     "receive_time": e.receive_time,
                     "event_id": e.event.event_id,
                     "canonical": e.committed.canonical,
-                    **_search_columns(e.event),
+                    **search_columns(e.event),
                 }
                 for e, seq in rows
             ],
@@ -404,7 +406,7 @@ def _select(
             receive_time=_utc(received),
             canonical=bytes(body) if body is not None else b"",
             salt=bytes(salt) if salt is not None else None,
-            content=json.loads(content) if content is not None else None,
+            content=orjson.loads(content) if content is not None else None,
         )
 
 
