@@ -233,15 +233,22 @@ def _micros(value: Any) -> int:
         or value[16] != ":"
     ):
         raise FastPathError("not a canonical timestamp")
-    when = dt.datetime(
-        int(value[0:4]),
-        int(value[5:7]),
-        int(value[8:10]),
-        int(value[11:13]),
-        int(value[14:16]),
-        int(value[17:19]),
-    )
-    return ((when - _EPOCH) // _SECOND) * 1_000_000 + _fraction(value[19:-1]) // 1000
+    hour = value[:13]
+    start = _HOURS.get(hour)
+    if start is None:
+        when = dt.datetime(int(value[0:4]), int(value[5:7]), int(value[8:10]), int(value[11:13]))
+        start = (when - _EPOCH) // _SECOND
+        if len(_HOURS) >= 65536:
+            _HOURS.clear()
+        _HOURS[hour] = start
+    minute, second = int(value[14:16]), int(value[17:19])
+    if not (0 <= minute < 60 and 0 <= second < 60):
+        raise FastPathError("not a canonical timestamp")
+    return (start + minute * 60 + second) * 1_000_000 + _fraction(value[19:-1]) // 1000
+
+
+_HOURS: dict[str, int] = {}
+"""Epoch seconds of ``YYYY-MM-DDTHH`` (events of a batch mostly share a few hours)."""
 
 
 def _fraction(text: str) -> int:
