@@ -15,9 +15,10 @@ request is in flight (I/O, a second thread); positions still move strictly
 in order, each only after its own bulk succeeded. Documents are built
 straight from the stored canonical JSON (:mod:`aiaudit.search.stored_document`).
 
-Freshness: a batch that reaches the head of its log (live traffic, not a
-backlog) is made searchable at once (the backend's ``make_visible``, at most
-every 0.1 s) instead of at the next periodic refresh.
+Freshness: on a backend that refreshes periodically (OpenSearch), a batch
+that reaches the head of its log (live traffic, not a backlog) is made
+searchable at once (``make_visible``, at most every 0.1 s) instead of at the
+next periodic refresh.
 
 Wake-ups: a commit on the store's engine in this process (an ingest batch,
 an access record) wakes the indexer at once (:mod:`aiaudit.common.commits`;
@@ -222,7 +223,7 @@ class Indexer:
 
     def _write(self, log_id: str, docs: list[Document], end: int, caught_up: bool) -> int:
         self._backend.write(log_id, docs, end)
-        if caught_up:
+        if caught_up and not self._backend.visible_on_write:
             self._show()
         return end
 

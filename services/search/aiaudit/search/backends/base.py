@@ -112,6 +112,8 @@ class SearchBackend(Protocol):
     """A place documents are indexed in and searched."""
 
     name: str
+    visible_on_write: bool
+    """Whether written documents are searchable at once (else :meth:`make_visible`)."""
 
     def positions(self) -> dict[str, int]:
         """The indexer's position (entries indexed) per log."""

@@ -128,6 +128,7 @@ class OpenSearchBackend:
     """Events in OpenSearch, the indexer's cursor in the store."""
 
     name = "opensearch"
+    visible_on_write = False
 
     def __init__(
         self,

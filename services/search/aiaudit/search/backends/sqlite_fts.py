@@ -70,6 +70,7 @@ class SqliteFtsBackend:
     """Documents, entries and FTS5 texts in one SQLite file."""
 
     name = "sqlite"
+    visible_on_write = True
 
     def __init__(self, path: Path) -> None:
         """Opens (creating or rebuilding) the index file."""
