@@ -47,6 +47,25 @@ def test_concurrent_records_share_transactions_and_all_are_durable(
     assert access.groups_committed < readers
 
 
+def test_a_stream_of_reads_reuses_one_writer_which_then_exits(
+    store: SqlEventStore, tenant: str
+) -> None:
+    access = AccessLog(store)
+    reads = 10
+    for i in range(reads):  # one after the other, as a single client reads
+        access.record(DEV_CALLER, tenant, "test.read", {"n": i})
+    # Each read came within the writer's linger of the previous commit: no thread per read.
+    assert access.writers_started < reads
+    assert len(store.read_log(tenant, 0, 100)) == reads
+
+    def writers() -> int:
+        return sum(t.name == "access-log" and t.is_alive() for t in threading.enumerate())
+
+    wait_until(lambda: writers() == 0)  # idle: no thread left behind
+    access.record(DEV_CALLER, tenant, "test.read", {"n": reads})
+    assert access.writers_started >= 2
+
+
 def test_a_read_whose_access_record_fails_returns_nothing(
     tmp_path: Path, tenant: str, postgres: Postgres
 ) -> None:

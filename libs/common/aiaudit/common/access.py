@@ -61,6 +61,11 @@ def access_event(
     return event
 
 
+LINGER = 0.05
+"""Seconds an idle writer waits for another record before it exits, so that a stream
+of reads reuses one thread instead of starting one per read."""
+
+
 class AccessLog:
     """Records reads into the store, concurrent records sharing one transaction."""
 
@@ -69,10 +74,13 @@ class AccessLog:
         self._store = store
         self._quick = store.engine.dialect.name == "postgresql"
         self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)
         self._queue: list[tuple[NewEvent, Future[None]]] = []
         self._writing = False
         self.groups_committed = 0
         """Transactions attempted so far (a metric; tests use it to see grouping)."""
+        self.writers_started = 0
+        """Writer threads started so far (a metric; tests use it to see a writer reused)."""
 
     def record(
         self, caller: Caller, tenant: str, action: str, details: Mapping[str, str | int | bool]
@@ -98,16 +106,21 @@ class AccessLog:
         with self._lock:
             self._queue.append((record, future))
             if self._writing:
+                self._work.notify()
                 return future
             self._writing = True
-        # A writer only while there is work: no thread to stop, none left idle.
+            self.writers_started += 1
+        # A writer only while there is work (it lingers briefly for the next record):
+        # no thread to stop, none left idle.
         threading.Thread(target=self._drain, name="access-log", daemon=True).start()
         return future
 
     def _drain(self) -> None:
-        """Commits queued records in groups until the queue is empty, then exits."""
+        """Commits queued records in groups until none came for ``LINGER``, then exits."""
         while True:
             with self._lock:
+                if not self._queue:
+                    self._work.wait(LINGER)
                 group, self._queue = self._queue, []
                 if not group:
                     self._writing = False
