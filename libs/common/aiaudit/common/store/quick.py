@@ -13,14 +13,13 @@ fsync per group. The rows are the ones ``append_group`` writes.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 import psycopg
 import sqlalchemy as sa
 
 from aiaudit.common.store.schema import TEXT_COLUMNS
-from aiaudit.common.store.sql import NewEvent, search_columns
+from aiaudit.common.store.sql import ConnectionLostError, NewEvent, content_json, search_columns
 
 _COLUMNS = ["event_type", "occurred_time", *TEXT_COLUMNS]
 _SEQ = "(SELECT size - 1 FROM logs WHERE log_id = %(log_id)s)"
@@ -40,10 +39,6 @@ _STATEMENTS = [
 """One event's statements: reserve the next sequence of its log, write its three rows."""
 
 
-class _ConnectionLostError(Exception):
-    """The connection died; it was invalidated, so a retry gets another one."""
-
-
 def append_quick(engine: sa.Engine, group: Sequence[NewEvent]) -> None:
     """Commits the events (new ids only) in one transaction and one round trip; raises on failure.
 
@@ -57,7 +52,7 @@ def append_quick(engine: sa.Engine, group: Sequence[NewEvent]) -> None:
     """
     try:
         _append(engine, group)
-    except _ConnectionLostError:
+    except ConnectionLostError:
         _append(engine, group)
 
 
@@ -83,7 +78,7 @@ def _append(engine: sa.Engine, group: Sequence[NewEvent]) -> None:
         except psycopg.OperationalError as exc:
             if raw.closed:
                 conn.invalidate()
-                raise _ConnectionLostError(str(exc)) from exc
+                raise ConnectionLostError(str(exc)) from exc
             raise
         finally:
             if not raw.closed:
@@ -99,6 +94,6 @@ def _row(e: NewEvent) -> dict[str, object]:
         "receive_time": e.receive_time,
         "canonical": e.committed.canonical,
         "salt": e.salt,
-        "content": json.dumps(e.committed.content, separators=(",", ":")).encode(),
+        "content": content_json(e),
         **search_columns(e.event),
     }

@@ -86,6 +86,11 @@ def _utc(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
+def content_json(e: NewEvent) -> bytes:
+    """The ``event_content.content`` column: the content values as compact JSON."""
+    return json.dumps(e.committed.content, separators=(",", ":")).encode()
+
+
 def search_columns(e: event_pb2.Event) -> dict[str, object]:
     """The ``events`` columns kept beside the canonical form for the store's own lookups."""
     columns: dict[str, object] = {
@@ -142,7 +147,7 @@ class SqlEventStore:
             # Some id is already stored (a retry, or a conflict): the optimistic
             # attempt rolled back; look the ids up and plan again.
             return self._append_group(batches, check_existing=True)
-        except (sa.exc.DBAPIError, _ConnectionLostError) as exc:
+        except (sa.exc.DBAPIError, ConnectionLostError) as exc:
             if isinstance(exc, sa.exc.DBAPIError) and not exc.connection_invalidated:
                 raise
             # A pooled connection had died (the database restarted); the pool is
@@ -160,7 +165,7 @@ class SqlEventStore:
             except psycopg.OperationalError as exc:
                 if conn.connection.driver_connection.closed:  # type: ignore[union-attr]
                     conn.invalidate()
-                    raise _ConnectionLostError(str(exc)) from exc
+                    raise ConnectionLostError(str(exc)) from exc
                 raise
 
     def _append_in(
@@ -309,7 +314,7 @@ class SqlEventStore:
                     "seq": seq,
                     "receive_time": e.receive_time,
                     "salt": e.salt,
-                    "content": json.dumps(e.committed.content, separators=(",", ":")).encode(),
+                    "content": content_json(e),
                 }
                 for e, seq in rows
             ],
@@ -421,7 +426,7 @@ _LOCK_HEAD = (
 """One round trip: create the head if new, and lock it (a no-op update) either way."""
 
 
-class _ConnectionLostError(Exception):
+class ConnectionLostError(Exception):
     """The driver connection died mid-transaction; it was invalidated, so a retry gets a new one."""
 
 
