@@ -33,10 +33,9 @@ class Hit:
 def first(memo: EventMemo, path: str) -> str:
     """First value of a field path as text ("" when absent)."""
     try:
-        values = memo.values(f.compile_path(path))
+        return memo.first_text(f.compile_path(path))
     except f.FieldError:
         return ""
-    return str(values[0]) if values else ""
 
 
 def render(template: str, memo: EventMemo, rule: Rule, group: str, score: float) -> str:
@@ -56,11 +55,7 @@ def render(template: str, memo: EventMemo, rule: Rule, group: str, score: float)
 
 def group_key(w: Window, memo: EventMemo) -> str:
     """The window group of an event: its group-by values joined by ``|``."""
-    parts = []
-    for g in w.group_by:
-        values = memo.values(g)
-        parts.append(str(values[0]) if values else "")
-    return "|".join(parts) or "*"
+    return "|".join(memo.first_text(g) for g in w.group_by) or "*"
 
 
 def evaluate(

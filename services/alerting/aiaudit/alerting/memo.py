@@ -31,6 +31,11 @@ class EventMemo:
             got = self._values[field.path] = field.get(self.event)
         return got
 
+    def first_text(self, field: Field) -> str:
+        """The field's first value as text ("" when it has none): for keys and summaries."""
+        values = self.values(field)
+        return str(values[0]) if values else ""
+
     def findings(self, family: str) -> list[Finding]:
         """Every finding of a detector family on this event."""
         got = self._found.get(family)
