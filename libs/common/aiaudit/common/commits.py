@@ -20,8 +20,6 @@ import sqlalchemy as sa
 RECHECKS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
 """Pauses (seconds), in turn, before looking again while a wake-up has found nothing new:
 the COMMIT lands within a millisecond on a quiet machine, later on a loaded one."""
-RECHECK = RECHECKS[0]
-"""The first of :data:`RECHECKS`."""
 
 
 def on_commit(engine: sa.Engine, callback: Callable[[], None]) -> Callable[[], None]:

@@ -23,9 +23,9 @@ next periodic refresh.
 Wake-ups: a commit on the store's engine in this process (an ingest batch,
 an access record) wakes the indexer at once (:mod:`aiaudit.common.commits`;
 an idle indexer woken this way first lingers ``wake_linger`` seconds so a
-burst of commits becomes one bulk, and a wake-up that finds nothing new
-looks again after ``commits.RECHECK``, as the commit event fires just
-before the COMMIT lands); otherwise it polls every ``poll_interval``
+burst of commits becomes one bulk, and while a wake-up finds nothing new it
+looks again after the growing ``commits.RECHECKS`` pauses, as the commit
+event fires just before the COMMIT lands); otherwise it polls every ``poll_interval``
 seconds (commits from other processes).
 
 Retention (``retention_days``): the backend's :meth:`retain` runs at start
@@ -39,7 +39,7 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import sqlalchemy as sa
@@ -137,6 +137,7 @@ class Indexer:
         backoff = 0.0
         healthy = True
         progressed = False
+        rechecks: Iterator[float] = iter(())
         while not self._stop.is_set():
             self._wake.clear()
             if self.woken_early and not progressed:
@@ -144,7 +145,8 @@ class Indexer:
                 # into one bulk instead of one small bulk per commit.
                 self._stop.wait(self._linger)
             self._sweep()
-            woken = self.woken_early
+            if self.woken_early:
+                rechecks = iter(commits.RECHECKS)
             self.woken_early = False
             try:
                 progressed = self.run_once()
@@ -163,10 +165,9 @@ class Indexer:
             backoff = 0.0
             if progressed:
                 continue
-            if woken:  # the commit that woke us may not have landed yet
-                self._wake.wait(commits.RECHECK)
-            else:
-                self._wake.wait(self._poll)
+            # The commit that woke us may not have landed yet: look again after
+            # growing pauses before falling back to the poll.
+            self._wake.wait(min(next(rechecks, self._poll), self._poll))
 
     def _sweep(self) -> None:
         """Applies retention when due; a failure is logged and retried at the next sweep."""
