@@ -21,7 +21,8 @@ def test_search_and_export_commands(
             [interaction(tenant, f"c-{i}", user=f"u{i % 2}", text=f"topic{i}") for i in range(6)]
         )
         running.wait_indexed(tenant, 6)
-        common = ["--address", running.address, "--api-key", running.keys["auditor"]]
+        key = running.keys["auditor"]
+        common = ["--address", running.address, f"--api-key={key}"]  # a key may start with "-"
         code = main(
             [
                 "search",

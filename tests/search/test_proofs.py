@@ -166,7 +166,8 @@ def test_exported_bundle_verifies_offline_and_names_tampered_events(
     proof_suite.append([interaction(tenant, e, text=f"secret {e}") for e in ids])
     proof_suite.wait_indexed(tenant, 6)
     bundle = tmp_path / "export.jsonl"
-    common = ["--address", proof_suite.address, "--api-key", proof_suite.keys["compliance_officer"]]
+    key = proof_suite.keys["compliance_officer"]
+    common = ["--address", proof_suite.address, f"--api-key={key}"]  # a key may start with "-"
     code = main(
         [
             "export",
