@@ -4,10 +4,13 @@ For each batch of a log, one transaction claims the cursor (it must still be
 where the batch started: another replica that got there first makes this one
 back off), loads the window state, evaluates every enabled rule on every
 event, writes new or updated alerts and their delivery outbox rows, saves the
-window state and advances the cursor. Either all of it commits or none: a
-crash re-evaluates the batch from the same state, so nothing is lost and
-nothing fires twice (alert ids are derived from the rule, dedup key and first
-event, so even a replay would produce the same ids).
+window state that changed and advances the cursor. Either all of it commits or
+none: a crash re-evaluates the batch from the same state, so nothing is lost
+and nothing fires twice (alert ids are derived from the rule, dedup key and
+first event, so even a replay would produce the same ids). Window state and
+open alerts committed by this engine are kept for its next batch of the log
+instead of being read again, as long as nobody else can have changed them
+(:mod:`aiaudit.alerting.state` says how that is checked).
 
 Fault isolation: a stored event that cannot be read back (a damaged row) or
 evaluated holds only its own tenant's log, just before that event, with one
@@ -30,6 +33,7 @@ import sqlalchemy as sa
 from aiaudit.alerting.evaluate import Hit, evaluate
 from aiaudit.alerting.model import FIRING, Alert
 from aiaudit.alerting.rulebook import RuleBook
+from aiaudit.alerting.state import LogState, StateCache, snapshot
 from aiaudit.alerting.store import AlertStore
 from aiaudit.alerting.windows import Series
 from aiaudit.common import commits
@@ -147,8 +151,12 @@ class Engine:
         batch_size: int = 500,
         payload: Callable[[Alert], str] = lambda a: a.alert_id,
         on_change: Callable[[list[Alert]], None] = lambda _: None,
+        cached_logs: int = 64,
     ) -> None:
-        """An engine over the event store (reads) and the alert store (writes, same database)."""
+        """An engine over the event store (reads) and the alert store (writes, same database).
+
+        The state of the ``cached_logs`` logs processed last is kept between batches.
+        """
         self.events = events
         self.store = store
         self.book = book
@@ -161,6 +169,7 @@ class Engine:
         """Logs held at a damaged event (log id -> sequence); retried every pass."""
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="alerting-read-ahead")
         self._ahead: dict[str, tuple[int, Future[list[StoredEvent]]]] = {}
+        self._states = StateCache(cached_logs)
 
     def close(self) -> None:
         """Stops the read-ahead thread."""
@@ -263,20 +272,30 @@ class Engine:
         tenant = log_id
         changed: dict[str, Alert] = {}
         fresh: set[str] = set()
+        # Out for the batch: evaluation changes kept series and alerts in place.
+        kept = self._states.take(log_id)
         with self.store.write() as conn, conn.begin():
             if not self._claim(conn, log_id, start):
                 return Outcome(0, [])
-            rules = self.book.rules(conn, tenant)
-            windowed = [r.id for r in rules if r.window is not None]
-            loaded = self.store.load_windows(conn, tenant, windowed)
-            known = set(loaded)
+            ruleset = self.book.snapshot(conn, tenant)
+            rules = ruleset.rules
+            if kept is not None and kept.position == start and kept.rules == ruleset.version:
+                loaded = kept.windows
+            else:
+                windowed = [r.id for r in rules if r.window is not None]
+                loaded = self.store.load_windows(conn, tenant, windowed)
             windows = _Tracking(loaded)
-            open_alerts: dict[str, Alert | None] = {}
+            head = kept.head if kept is not None else None
+            open_alerts = kept.open_alerts if kept is not None else {}
             seq: int | None = None  # the tenant's change head, locked at the first hit
             for stored, event in zip(entries, decoded, strict=True):
                 now = stored.receive_time
                 for hit in evaluate(rules, event, now.timestamp(), windows):
-                    seq = (self.store.lock_head(conn, tenant) if seq is None else seq) + 1
+                    if seq is None:
+                        seq = self.store.lock_head(conn, tenant)
+                        if seq != head:  # someone else changed alerts: the kept ones may be stale
+                            open_alerts = {}
+                    seq += 1
                     alert, new = apply_hit(self.store, conn, tenant, hit, now, open_alerts, seq)
                     changed[alert.alert_id] = alert
                     if new:
@@ -287,9 +306,13 @@ class Engine:
                     self.store.update_alert(conn, alert)
             if seq is not None:
                 self.store.set_head(conn, tenant, seq)
-            self.store.save_windows(conn, tenant, {k: windows[k] for k in windows.changed}, known)
-            cursors.advance(conn, CONSUMER, log_id, start + len(entries))
-        return Outcome(len(entries), list(changed.values()))
+                head = seq
+            self.store.save_windows(conn, tenant, {k: windows[k] for k in windows.changed})
+            end = start + len(entries)
+            cursors.advance(conn, CONSUMER, log_id, end)
+        state = LogState(end, ruleset.version, dict(windows), head, open_alerts)
+        self._states.put(log_id, state)
+        return Outcome(len(entries), [snapshot(a) for a in changed.values()])
 
 
 class EngineThread(Worker):

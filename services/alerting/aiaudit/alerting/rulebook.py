@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -27,6 +28,16 @@ def _compiled(source: str) -> Rule:
     return compile_rule(source)
 
 
+@dataclass(frozen=True)
+class RuleSet:
+    """A tenant's compiled enabled rules and the version of its stored rows."""
+
+    rules: list[Rule]
+    version: tuple[tuple[str, dt.datetime, str, bool], ...]
+    """Each own row's id, update time, source and flag: every create, update or delete
+    changes it, so state kept per rule (the engine's cached windows) can tell it is stale."""
+
+
 class RuleBook:
     """Built-in rules (pack and files) overlaid by each tenant's stored rules."""
 
@@ -41,7 +52,10 @@ class RuleBook:
 
     def stored(self, conn: sa.Connection, tenant: str) -> list[StoredRule]:
         """Every rule the tenant sees, built-in ones first unless overridden."""
-        own = {r.rule_id: r for r in self.store.tenant_rules(conn, tenant)}
+        return self._overlay(tenant, self.store.tenant_rules(conn, tenant))
+
+    def _overlay(self, tenant: str, rows: list[StoredRule]) -> list[StoredRule]:
+        own = {r.rule_id: r for r in rows}
         out = []
         for rid, rule in self.builtin.items():
             if rid in own:
@@ -54,15 +68,21 @@ class RuleBook:
 
     def rules(self, conn: sa.Connection, tenant: str) -> list[Rule]:
         """Compiled enabled rules of a tenant."""
+        return self.snapshot(conn, tenant).rules
+
+    def snapshot(self, conn: sa.Connection, tenant: str) -> RuleSet:
+        """Compiled enabled rules of a tenant and the version of its rows (one query)."""
+        rows = self.store.tenant_rules(conn, tenant)
+        version = tuple((r.rule_id, r.update_time, r.source, r.enabled) for r in rows)
         out = []
-        for s in self.stored(conn, tenant):
+        for s in self._overlay(tenant, rows):
             if not s.enabled:
                 continue
             rule = self.builtin[s.rule_id] if s.builtin and s.rule_id in self.builtin else None
             out.append(
                 rule if rule is not None and rule.source == s.source else _compiled(s.source)
             )
-        return out
+        return RuleSet(out, version)
 
 
 def dataclasses_replace_builtin(r: StoredRule) -> StoredRule:

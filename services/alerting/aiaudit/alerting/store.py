@@ -105,6 +105,15 @@ def unpack_samples(text: str) -> list[Sample]:
     return list(zip(packed[0::2], packed[1::2], strict=True))
 
 
+_UPSERT_WINDOWS = sa.text(
+    "INSERT INTO alerting_windows (tenant, rule_id, group_key, samples)"
+    " SELECT :tenant, u.rule_id, u.group_key, u.samples"
+    " FROM unnest(CAST(:rule_ids AS text[]), CAST(:groups AS text[]), CAST(:samples AS text[]))"
+    " AS u(rule_id, group_key, samples)"
+    " ON CONFLICT (tenant, rule_id, group_key) DO UPDATE SET samples = EXCLUDED.samples"
+)
+
+
 class AlertStore:
     """Rules, alerts, windows and deliveries on one SQLAlchemy engine."""
 
@@ -271,31 +280,41 @@ class AlertStore:
         }
 
     def save_windows(
-        self,
-        conn: sa.Connection,
-        tenant: str,
-        changed: dict[tuple[str, str], Series],
-        known: set[tuple[str, str]],
+        self, conn: sa.Connection, tenant: str, changed: dict[tuple[str, str], Series]
     ) -> None:
-        """Upserts changed window state in one statement (one round trip per batch)."""
+        """Upserts changed window state in one statement (one round trip per batch).
+
+        On PostgreSQL the rows go as three arrays unnested by the server: one
+        statement with three parameters instead of one per row and column.
+        """
         if not changed:
             return
-        rows = [
-            {
-                "tenant": tenant,
-                "rule_id": rule_id,
-                "group_key": group[:512],
-                "samples": pack_samples(series.samples()),
-            }
+        # Keyed as stored (group keys are cut to the column): one row per key, the last wins.
+        rows = {
+            (rule_id, group[:512]): pack_samples(series.samples())
             for (rule_id, group), series in changed.items()
-        ]
+        }
+        if self.engine.dialect.name == "postgresql":
+            conn.execute(
+                _UPSERT_WINDOWS,
+                {
+                    "tenant": tenant,
+                    "rule_ids": [k[0] for k in rows],
+                    "groups": [k[1] for k in rows],
+                    "samples": list(rows.values()),
+                },
+            )
+            return
         stmt: Any = self._insert()(windows)
         conn.execute(
             stmt.on_conflict_do_update(
                 index_elements=["tenant", "rule_id", "group_key"],
                 set_={"samples": stmt.excluded.samples},
             ),
-            rows,
+            [
+                {"tenant": tenant, "rule_id": r, "group_key": g, "samples": samples}
+                for (r, g), samples in rows.items()
+            ],
         )
 
     # ---- deliveries ----
