@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import json
 import os
 import socket
 import statistics
@@ -32,6 +31,7 @@ import psycopg
 from aiaudit.common import client
 from aiaudit.common.store import open_store
 from aiaudit.common.store.prepare import prepare
+from aiaudit.common.store.sql import content_json
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
 from tests.conftest import write_keys
@@ -60,7 +60,8 @@ def baseline_copy(dsn: str, tenant: str, n: int) -> float:
         for i in range(0, n, BATCH):
             with conn.transaction():
                 chunk = list(enumerate(events[i : i + BATCH], start=i))
-                with conn.cursor().copy("COPY bench_log_entries FROM STDIN") as cp:
+                with conn.cursor().copy("COPY bench_log_entries FROM STDIN (FORMAT BINARY)") as cp:
+                    cp.set_types(["text", "int8", "text", "bytea", "timestamptz"])
                     for seq, e in chunk:
                         cp.write_row(
                             (tenant, seq, e.event.event_id, e.committed.leaf_hash, e.receive_time)
@@ -68,8 +69,13 @@ def baseline_copy(dsn: str, tenant: str, n: int) -> float:
                 with conn.cursor().copy(
                     "COPY bench_events (log_id, seq, receive_time, event_id, event_type, "
                     "occurred_time, user_id, application, model_provider, model_name, canonical) "
-                    "FROM STDIN"
+                    "FROM STDIN (FORMAT BINARY)"
                 ) as cp:
+                    cp.set_types(
+                        ["text", "int8", "timestamptz", "text", "text", "timestamptz"]
+                        + ["text"] * 4
+                        + ["bytea"]
+                    )
                     for seq, e in chunk:
                         cp.write_row(
                             (
@@ -86,7 +92,10 @@ def baseline_copy(dsn: str, tenant: str, n: int) -> float:
                                 e.committed.canonical,
                             )
                         )
-                with conn.cursor().copy("COPY bench_event_content FROM STDIN") as cp:
+                with conn.cursor().copy(
+                    "COPY bench_event_content FROM STDIN (FORMAT BINARY)"
+                ) as cp:
+                    cp.set_types(["text", "int8", "timestamptz", "bytea", "bytea"])
                     for seq, e in chunk:
                         cp.write_row(
                             (
@@ -94,7 +103,7 @@ def baseline_copy(dsn: str, tenant: str, n: int) -> float:
                                 seq,
                                 e.receive_time,
                                 e.salt,
-                                json.dumps(e.committed.content).encode(),
+                                content_json(e),
                             )
                         )
         elapsed = time.perf_counter() - start

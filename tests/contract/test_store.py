@@ -148,3 +148,46 @@ def test_a_connection_killed_under_the_pool_costs_nothing(postgres: Postgres, te
         assert store.log_sizes()[tenant] == 2
     finally:
         store.close()
+
+
+def test_a_large_group_round_trips_exactly(store_url: str, tenant: str) -> None:
+    """Enough rows for PostgreSQL's COPY path: every column and byte comes back as written."""
+    import sqlalchemy as sa
+
+    from aiaudit.common.store import open_store
+    from aiaudit.common.store.prepare import prepare
+    from aiaudit.common.store.schema import events
+
+    store = open_store(store_url)
+    now = dt.datetime.now(dt.UTC)
+    sent = []
+    for i in range(80):  # above the COPY threshold
+        e = interaction(tenant, f"big-{i}", text=f'naïve 東京 \\ " \n\t\x01 {i}', user=f"u{i % 3}")
+        if i % 2:  # optional columns left empty on half of them
+            e.actor.ClearField("application")
+        else:
+            e.correlation.session_id = f"s-{i}"
+        e.occurred_time.FromDatetime(dt.datetime(2026, 3, 1, 12, 0, i % 60, 123456))
+        sent.append(prepare(e, now))
+    receipts = store.append_group([sent])[0]
+    assert isinstance(receipts, list) and [r.sequence for r in receipts] == list(range(80))
+    back = store.read_log(tenant, 0, 100)
+    assert [s.event_id for s in back] == [f"big-{i}" for i in range(80)]
+    for new, stored in zip(sent, back, strict=True):
+        assert stored.canonical == new.committed.canonical
+        assert stored.leaf_hash == new.committed.leaf_hash
+        assert stored.salt == new.salt and stored.content == new.committed.content
+        assert stored.receive_time == new.receive_time
+        assert stored.to_event() == new.event
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(events.c.event_type, events.c.occurred_time, events.c.application)
+            .where(events.c.log_id == tenant)
+            .order_by(events.c.seq)
+        ).all()
+    assert [r.event_type for r in rows] == ["EVENT_TYPE_INTERACTION"] * 80
+    assert [r.occurred_time.replace(tzinfo=dt.UTC) for r in rows] == [
+        dt.datetime(2026, 3, 1, 12, 0, i % 60, 123456, tzinfo=dt.UTC) for i in range(80)
+    ]
+    assert [r.application for r in rows] == [None if i % 2 else "app" for i in range(80)]
+    store.close()

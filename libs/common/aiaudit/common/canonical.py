@@ -57,9 +57,9 @@ class Committed:
     content: dict[str, str]
     """Content values by JSON path, in their proto3 JSON form (base64 for bytes)."""
 
-    @property
+    @functools.cached_property
     def leaf_hash(self) -> bytes:
-        """RFC 6962 leaf hash of :attr:`canonical`."""
+        """RFC 6962 leaf hash of :attr:`canonical` (computed once: ingest reads it twice)."""
         return leaf_hash(self.canonical)
 
 
