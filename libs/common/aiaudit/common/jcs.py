@@ -11,6 +11,7 @@ import base64
 import datetime as dt
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from json.encoder import encode_basestring
 from typing import Any
 
@@ -109,28 +110,75 @@ _WELL_KNOWN: dict[str, Callable[[Any], str]] = {
 }
 
 
-# How each field is written; computed once per message type. The common cases
-# (a singular string, integer or enum that is not content) are handled inline
-# in Encoder.message: this runs for every field of every ingested event.
-_PLAIN_STRING, _PLAIN_INT64, _PLAIN_ENUM, _OTHER = range(4)
-_FIELD_FACTS: dict[Any, dict[str, tuple[str, bool, int]]] = {}
+# How each field is written, computed once per message type: the fields in
+# RFC 8785 key order, each with how its presence is tested and how it is
+# written. The common cases (a singular string, 64-bit integer, enum or own
+# message that is not content) are handled inline in Encoder.message: this runs
+# for every field of every ingested event.
+_AS_STRING, _AS_INT64, _AS_ENUM, _AS_MESSAGE, _AS_WELL_KNOWN, _AS_OTHER = range(6)
 
 
-def _facts(desc: Any) -> dict[str, tuple[str, bool, int]]:
-    """Field name -> (JSON name, is content, how it is written)."""
-    found = _FIELD_FACTS.get(desc)
-    if found is None:
-        found = {}
-        for f in desc.fields:
-            sensitive = bool(f.GetOptions().Extensions[options_pb2.sensitive_content])
-            kind = _OTHER
-            if not f.is_repeated and not sensitive:
-                kind = {FD.TYPE_STRING: _PLAIN_STRING, FD.TYPE_ENUM: _PLAIN_ENUM}.get(
-                    f.type, _PLAIN_INT64 if f.type in _INT64 else _OTHER
-                )
-            found[f.name] = (f.json_name, sensitive, kind)
-        _FIELD_FACTS[desc] = found
-    return found
+@dataclass(frozen=True)
+class _Slot:
+    name: str
+    json_name: str
+    key: str
+    """The member's key as written, with its colon."""
+    kind: int
+    presence: bool
+    """Tested with HasField (messages, optional and oneof fields); else set when non-default."""
+    signed_zero: bool
+    """An implicit-presence float: -0.0 is set (its bits are not zero), as ListFields has it."""
+    sensitive: bool
+    field: Any
+    enum_names: dict[int, str] | None
+    well_known: Callable[[Any], str] | None
+
+
+_PLANS: dict[Any, tuple[Callable[[Any], str] | None, list[_Slot]]] = {}
+"""By descriptor (identity lookups are cheaper than by name): a well-known type's
+writer, or the slots of any other type."""
+
+
+def _plan(desc: Any) -> tuple[Callable[[Any], str] | None, list[_Slot]]:
+    """How a message type is written (computed once per type)."""
+    found = _PLANS.get(desc)
+    if found is not None:
+        return found
+    slots: list[_Slot] = []
+    for f in sorted(desc.fields, key=lambda f: _utf16_key(f.json_name)):
+        sensitive = bool(f.GetOptions().Extensions[options_pb2.sensitive_content])
+        mt = f.message_type
+        kind = _AS_OTHER
+        if not f.is_repeated and not sensitive:
+            if mt is not None:
+                kind = _AS_WELL_KNOWN if mt.full_name in _WELL_KNOWN else _AS_MESSAGE
+            elif f.type == FD.TYPE_STRING:
+                kind = _AS_STRING
+            elif f.type in _INT64:
+                kind = _AS_INT64
+            elif f.type == FD.TYPE_ENUM:
+                kind = _AS_ENUM
+        slots.append(
+            _Slot(
+                name=f.name,
+                json_name=f.json_name,
+                key=f"{encode_basestring(f.json_name)}:",
+                kind=kind,
+                presence=f.has_presence,
+                signed_zero=not f.has_presence and not f.is_repeated and f.type in _FLOAT,
+                sensitive=sensitive,
+                field=f,
+                enum_names=(
+                    {v.number: f'"{v.name}"' for v in f.enum_type.values}
+                    if kind == _AS_ENUM
+                    else None
+                ),
+                well_known=_WELL_KNOWN[mt.full_name] if kind == _AS_WELL_KNOWN else None,
+            )
+        )
+    _PLANS[desc] = (_WELL_KNOWN.get(desc.full_name), slots)
+    return _PLANS[desc]
 
 
 def _scalar(field: Any, v: Any) -> str:
@@ -165,26 +213,37 @@ class Encoder:
 
     def message(self, msg: Message, path: str = "") -> str:
         """RFC 8785 text of one message at a JSON path."""
-        desc = msg.DESCRIPTOR
-        well_known = _WELL_KNOWN.get(desc.full_name)
+        well_known, slots = _plan(msg.DESCRIPTOR)
         if well_known is not None:
             return well_known(msg)
-        facts = _facts(desc)
         members = []
-        for field, value in msg.ListFields():
-            json_name, sensitive, kind = facts[field.name]
-            if kind == _PLAIN_STRING:
-                text = encode_basestring(value)
-            elif kind == _PLAIN_INT64:
-                text = f'"{value}"'
-            elif kind == _PLAIN_ENUM:
-                text = _scalar(field, value)
+        for slot in slots:
+            if slot.presence:
+                if not msg.HasField(slot.name):
+                    continue
+                value = getattr(msg, slot.name)
             else:
-                here = f"{path}.{json_name}" if path else json_name
-                text = self._member(field, value, sensitive, here)
-            members.append((json_name, text))
-        members.sort()
-        return "{" + ",".join(f'"{k}":{v}' for k, v in members) + "}"
+                value = getattr(msg, slot.name)
+                if not value and not (slot.signed_zero and math.copysign(1.0, value) < 0):
+                    continue
+            kind = slot.kind
+            if kind == _AS_STRING:
+                members.append(slot.key + encode_basestring(value))
+            elif kind == _AS_INT64:
+                members.append(f'{slot.key}"{value}"')
+            elif kind == _AS_MESSAGE:
+                here = f"{path}.{slot.json_name}" if path else slot.json_name
+                members.append(slot.key + self.message(value, here))
+            elif kind == _AS_ENUM:
+                assert slot.enum_names is not None
+                members.append(slot.key + slot.enum_names.get(value, str(value)))
+            elif kind == _AS_WELL_KNOWN:
+                assert slot.well_known is not None
+                members.append(slot.key + slot.well_known(value))
+            else:
+                here = f"{path}.{slot.json_name}" if path else slot.json_name
+                members.append(slot.key + self._member(slot.field, value, slot.sensitive, here))
+        return "{" + ",".join(members) + "}"
 
     def _member(self, field: Any, value: Any, sensitive: bool, here: str) -> str:
         if field.message_type is not None and field.message_type.GetOptions().map_entry:
