@@ -191,3 +191,41 @@ def test_a_large_group_round_trips_exactly(store_url: str, tenant: str) -> None:
     ]
     assert [r.application for r in rows] == [None if i % 2 else "app" for i in range(80)]
     store.close()
+
+
+def test_reading_a_fresh_log_finds_each_row_once(postgres: Postgres, tenant: str) -> None:
+    """No statistics yet on a new tenant's rows: the read must still be linear, not quadratic.
+
+    With a join, the planner took the fresh log for one row and rescanned the
+    whole log for every entry read; the plan's row counts show which it did.
+    """
+    import json
+
+    from sqlalchemy.dialects import postgresql
+
+    from aiaudit.common.store import open_store
+    from aiaudit.common.store.prepare import prepare_batch
+    from aiaudit.common.store.sql import _BY_RANGE
+
+    store = open_store(postgres.app_url)
+    now = dt.datetime.now(dt.UTC)
+    for _ in range(3):
+        store.append_group([prepare_batch([interaction(tenant) for _ in range(100)], now)])
+    assert len(store.read_log(tenant, 100, 150)) == 150
+    query = _BY_RANGE.params(log_id=tenant, start=100, stop=250)
+    sql = str(query.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
+    with store.engine.connect() as conn:
+        plan = conn.exec_driver_sql("EXPLAIN (ANALYZE, FORMAT JSON) " + sql).scalar_one()
+    store.close()
+
+    def visited(node: dict[str, object]) -> int:
+        """Rows the scans of event rows produced, over all their loops."""
+        rows = 0
+        if str(node.get("Relation Name", "")).startswith(("events", "event_content")):
+            rows += int(node["Actual Rows"]) * int(node["Actual Loops"])  # type: ignore[call-overload]
+        for child in node.get("Plans", []):  # type: ignore[attr-defined]
+            rows += visited(child)
+        return rows
+
+    tree = (json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]
+    assert visited(tree) == 150 * 3  # canonical, salt and content: one row each per entry

@@ -377,18 +377,37 @@ class SqlEventStore:
 
 
 def _stored_events_query() -> sa.Select[Any]:
-    """Log entries joined with their canonical form and content (either may be missing)."""
-    le, ev, ct = log_entries, events, event_content
+    """Log entries with their canonical form and content (either may be missing).
 
-    def same(t: sa.Table) -> sa.ColumnElement[bool]:
-        return sa.and_(
-            t.c.log_id == le.c.log_id, t.c.seq == le.c.seq, t.c.receive_time == le.c.receive_time
+    Each is a correlated lookup by the row's full primary key rather than a
+    join: PostgreSQL then finds every one through the primary key, whatever its
+    statistics say. With a join, a log too fresh to have statistics (a new
+    tenant, a new month's partition) was estimated at one row, and the planner
+    scanned the whole log for each entry: 2.7 s to read 500 events of a
+    5,000-event log, 6 ms once analysed.
+    """
+    le = log_entries
+
+    def looked_up(column: sa.Column[Any]) -> sa.ScalarSelect[Any]:
+        t = column.table
+        return (
+            sa.select(column)
+            .where(
+                t.c.log_id == le.c.log_id,
+                t.c.seq == le.c.seq,
+                t.c.receive_time == le.c.receive_time,
+            )
+            .scalar_subquery()
         )
 
     columns = (le.c.log_id, le.c.seq, le.c.event_id, le.c.leaf_hash, le.c.receive_time)
     return (
-        sa.select(*columns, ev.c.canonical, ct.c.salt, ct.c.content)
-        .select_from(le.join(ev, same(ev), isouter=True).join(ct, same(ct), isouter=True))
+        sa.select(
+            *columns,
+            looked_up(events.c.canonical),
+            looked_up(event_content.c.salt),
+            looked_up(event_content.c.content),
+        )
         .where(le.c.log_id == sa.bindparam("log_id"))
         .order_by(le.c.seq)
     )
