@@ -139,20 +139,38 @@ def _timestamp_range(
         )
 
 
-_SKIP, _MESSAGE, _ENUM, _FLOAT, _INT, _TEXT = range(6)
-_RULES: dict[str, dict[str, tuple[int, bool]]] = {}
+_MESSAGE, _ENUM, _FLOAT, _INT, _TEXT = range(5)
 
 
-def _rules(desc: Any) -> dict[str, tuple[int, bool]]:
-    """What to check of each field of a message type (computed once per type)."""
-    found = _RULES.get(desc.full_name)
+@dataclass(frozen=True)
+class _Rule:
+    """What to check of one field, and how to tell it is set."""
+
+    name: str
+    kind: int
+    presence: bool
+    """Tested with HasField; else a field is set when its value is not the default."""
+    repeated: bool
+    signed: bool
+    """A number that may be negative (only in AttributeValue)."""
+    field: Any
+
+
+_RULES: dict[Any, list[_Rule]] = {}
+
+
+def _rules(desc: Any) -> list[_Rule]:
+    """The fields of a message type that have something to check (computed once per type)."""
+    found = _RULES.get(desc)
     if found is None:
-        found = {}
+        found = []
         signed = desc.full_name == _SIGNED
         for f in desc.fields:
             kind = f.type
             if f.message_type is not None:
-                rule = _SKIP if f.message_type.GetOptions().map_entry else _MESSAGE
+                if f.message_type.GetOptions().map_entry:
+                    continue
+                rule = _MESSAGE
             elif kind == FD.TYPE_ENUM:
                 rule = _ENUM
             elif kind in (FD.TYPE_DOUBLE, FD.TYPE_FLOAT):
@@ -165,9 +183,9 @@ def _rules(desc: Any) -> dict[str, tuple[int, bool]]:
             ):
                 rule = _TEXT
             else:
-                rule = _SKIP
-            found[f.name] = (rule, signed)
-        _RULES[desc.full_name] = found
+                continue
+            found.append(_Rule(f.name, rule, f.has_presence, f.is_repeated, signed, f))
+        _RULES[desc] = found
     return found
 
 
@@ -175,18 +193,22 @@ def _walk(msg: Message, limits: Limits, path: str, out: list[Violation]) -> None
     """Checks every set field by kind: enums known, numbers finite and >= 0, sizes.
 
     Paths are only formatted for violations and nested messages: this runs for
-    every field of every event.
+    every field of every event. A field at its default is skipped: every check
+    passes on it (0 is a known enum value, finite and not negative; "" is short).
     """
-    rules = _rules(msg.DESCRIPTOR)
-    for field, value in msg.ListFields():
-        rule, signed = rules[field.name]
-        if rule == _SKIP:
+    for rule in _rules(msg.DESCRIPTOR):
+        if rule.presence and not msg.HasField(rule.name):
             continue
-        if field.is_repeated:
+        value = getattr(msg, rule.name)
+        if not rule.presence and not value and rule.kind != _FLOAT:
+            continue
+        if rule.repeated:
             for i, v in enumerate(value):
-                _check(field, rule, signed, v, limits, path, f"{field.name}[{i}]", out)
+                _check(
+                    rule.field, rule.kind, rule.signed, v, limits, path, f"{rule.name}[{i}]", out
+                )
         else:
-            _check(field, rule, signed, value, limits, path, field.name, out)
+            _check(rule.field, rule.kind, rule.signed, value, limits, path, rule.name, out)
 
 
 def _check(
