@@ -179,3 +179,53 @@ def test_the_notary_role_cannot_rewrite_history(
     ):
         with psycopg.connect(dsn) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute(statement, (tenant,))
+
+
+def test_node_reads_of_a_fresh_log_look_up_each_node_once(postgres: Postgres) -> None:
+    """No statistics yet on a new log's nodes: a proof's read must not scan the whole log."""
+    import hashlib
+    import json
+    import uuid
+
+    log_id = f"fresh-{uuid.uuid4().hex[:8]}"
+    leaves = [(merkle.NodeID(0, i), hashlib.sha256(b"%d" % i).digest()) for i in range(300)]
+    wanted = [merkle.NodeID(0, i) for i in (3, 150, 299)] + [merkle.NodeID(0, 300)]
+    engine = sa.create_engine(postgres.admin_url)
+    try:
+        with engine.begin() as conn:
+            storage.write_nodes(conn, log_id, leaves)
+        with engine.connect() as conn:
+            reader = storage.NodeTable(conn, log_id)
+            assert reader.read_nodes(wanted[:3]) == [leaves[i][1] for i in (3, 150, 299)]
+            with pytest.raises(merkle.MissingNodeError, match=r"NodeID\(level=0, index=300\)"):
+                reader.read_nodes(wanted)
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            with raw.cursor() as cur:
+                cur.execute(
+                    "EXPLAIN (ANALYZE, FORMAT JSON) "
+                    + str(storage._NODES_BY_ARRAYS)
+                    .replace(":levels", "%(levels)s")
+                    .replace(":idxs", "%(idxs)s")
+                    .replace(":log_id", "%(log_id)s"),
+                    {
+                        "levels": [n.level for n in wanted],
+                        "idxs": [n.index for n in wanted],
+                        "log_id": log_id,
+                    },
+                )
+                row = cur.fetchone()
+            assert row is not None
+            plan = row[0] if not isinstance(row[0], str) else json.loads(row[0])
+    finally:
+        engine.dispose()
+
+    def visited(node: dict[str, object]) -> int:
+        rows = 0
+        if node.get("Relation Name") == "integrity_nodes":
+            rows += int(node["Actual Rows"]) * int(node["Actual Loops"])  # type: ignore[call-overload]
+        for child in node.get("Plans", []):  # type: ignore[attr-defined]
+            rows += visited(child)
+        return rows
+
+    assert visited(plan[0]["Plan"]) <= len(wanted)  # one primary-key probe per wanted node
