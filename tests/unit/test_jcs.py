@@ -147,8 +147,8 @@ def _fill_any(draw: st.DrawFn, msg: Message, depth: int) -> None:
                     else getattr(msg, field.name)
                 )
                 sub.SetInParent()
-                if mt.full_name == "google.protobuf.Timestamp":
-                    sub.seconds = draw(st.integers(0, 253402300799))
+                if mt.full_name == "google.protobuf.Timestamp":  # 0001-01-01 to 9999-12-31
+                    sub.seconds = draw(st.integers(-62135596800, 253402300799))
                     sub.nanos = draw(st.integers(0, 999_999_999))
                 elif mt.full_name == "google.protobuf.Duration":
                     sub.seconds = draw(st.integers(0, 10**9))
@@ -199,3 +199,12 @@ def any_events(draw: st.DrawFn) -> ev.Event:
 def test_encoder_matches_reference_on_every_field(e: ev.Event) -> None:
     """Any field set or not, optional zeros, -0.0 and unknown enum numbers included."""
     assert jcs.Encoder(None).message(e).encode() == rfc8785.dumps(json_format.MessageToDict(e))
+
+
+def test_timestamps_of_every_era() -> None:
+    """Years below 1000 keep their four digits (``%Y`` does not pad them on glibc)."""
+    for seconds in (-62135596800, -30610224001, -30610224000, -1, 0, 253402300799):
+        e = ev.Event()
+        e.occurred_time.seconds = seconds
+        e.occurred_time.nanos = 5000
+        assert jcs.Encoder(None).message(e).encode() == rfc8785.dumps(json_format.MessageToDict(e))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from json.encoder import encode_basestring
@@ -70,9 +71,17 @@ def _fraction(nanos: int) -> str:
     return f".{nanos:09d}"
 
 
+_YEAR_1000 = -30_610_224_000
+"""0001-01-01 to 0999-12-31 need the zero padding that ``%Y`` does not give on every libc."""
+
+
 def _timestamp(m: Any) -> str:
-    w = _EPOCH + dt.timedelta(seconds=m.seconds)  # Timestamp.ToDatetime is slow Python
-    stamp = f"{w.year:04d}-{w.month:02d}-{w.day:02d}T{w.hour:02d}:{w.minute:02d}:{w.second:02d}"
+    seconds = m.seconds
+    if seconds >= _YEAR_1000:  # Timestamp.ToDatetime is slow Python; strftime half a datetime's
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    else:
+        w = _EPOCH + dt.timedelta(seconds=seconds)
+        stamp = f"{w.year:04d}-{w.month:02d}-{w.day:02d}T{w.hour:02d}:{w.minute:02d}:{w.second:02d}"
     return f'"{stamp}{_fraction(m.nanos)}Z"'
 
 
@@ -115,7 +124,16 @@ _WELL_KNOWN: dict[str, Callable[[Any], str]] = {
 # written. The common cases (a singular string, 64-bit integer, enum or own
 # message that is not content) are handled inline in Encoder.message: this runs
 # for every field of every ingested event.
-_AS_STRING, _AS_INT64, _AS_ENUM, _AS_MESSAGE, _AS_WELL_KNOWN, _AS_OTHER = range(6)
+(
+    _AS_STRING,
+    _AS_INT64,
+    _AS_ENUM,
+    _AS_MESSAGE,
+    _AS_MESSAGES,
+    _AS_WELL_KNOWN,
+    _AS_CONTENT,
+    _AS_OTHER,
+) = range(8)
 
 
 @dataclass(frozen=True)
@@ -150,9 +168,16 @@ def _plan(desc: Any) -> tuple[Callable[[Any], str] | None, list[_Slot]]:
         sensitive = bool(f.GetOptions().Extensions[options_pb2.sensitive_content])
         mt = f.message_type
         kind = _AS_OTHER
-        if not f.is_repeated and not sensitive:
+        own = mt is not None and mt.full_name not in _WELL_KNOWN and not mt.GetOptions().map_entry
+        if f.is_repeated:
+            if own and not sensitive:
+                kind = _AS_MESSAGES
+        elif sensitive:
+            if mt is None:
+                kind = _AS_CONTENT
+        else:
             if mt is not None:
-                kind = _AS_WELL_KNOWN if mt.full_name in _WELL_KNOWN else _AS_MESSAGE
+                kind = _AS_MESSAGE if own else _AS_WELL_KNOWN
             elif f.type == FD.TYPE_STRING:
                 kind = _AS_STRING
             elif f.type in _INT64:
@@ -234,6 +259,13 @@ class Encoder:
             elif kind == _AS_MESSAGE:
                 here = f"{path}.{slot.json_name}" if path else slot.json_name
                 members.append(slot.key + self.message(value, here))
+            elif kind == _AS_MESSAGES:
+                here = f"{path}.{slot.json_name}" if path else slot.json_name
+                items = [self.message(v, f"{here}[{i}]") for i, v in enumerate(value)]
+                members.append(f"{slot.key}[{','.join(items)}]")
+            elif kind == _AS_CONTENT:
+                here = f"{path}.{slot.json_name}" if path else slot.json_name
+                members.append(slot.key + self._one(slot.field, value, True, here))
             elif kind == _AS_ENUM:
                 assert slot.enum_names is not None
                 members.append(slot.key + slot.enum_names.get(value, str(value)))
