@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 import sqlalchemy as sa
 
+from aiaudit.alerting.engine import Engine
 from aiaudit.alerting.model import RESOLVED
 from aiaudit.alerting.store import AlertStore, unpack_samples
 from aiaudit.alerting.tables import windows
@@ -35,6 +36,15 @@ def _samples(consumer: SqlEventStore, tenant: str) -> int:
     return len(unpack_samples(saved)) if saved is not None else 0
 
 
+def _windowed(store: SqlEventStore, consumer: SqlEventStore, tenant: str, refusals: int) -> Engine:
+    """An engine with the refusal-burst window rule that has processed ``refusals`` refusals."""
+    _add_rule(consumer, tenant, WINDOW_RULE)
+    engine = make_engine(consumer)
+    append(store, [_refused(tenant, "eve") for _ in range(refusals)])
+    drain(engine, tenant)
+    return engine
+
+
 def test_windows_are_read_again_after_another_replica_processed_the_log(
     store: SqlEventStore, consumer: SqlEventStore, tenant: str
 ) -> None:
@@ -54,10 +64,7 @@ def test_windows_are_read_again_after_another_replica_processed_the_log(
 def test_windows_are_read_again_after_the_rule_was_deleted_and_created_again(
     store: SqlEventStore, consumer: SqlEventStore, tenant: str
 ) -> None:
-    _add_rule(consumer, tenant, WINDOW_RULE)
-    engine = make_engine(consumer)
-    append(store, [_refused(tenant, "eve") for _ in range(3)])
-    drain(engine, tenant)
+    engine = _windowed(store, consumer, tenant, 3)
     alerts = AlertStore(consumer.engine)
     with alerts.write() as conn, conn.begin():
         assert alerts.delete_rule(conn, tenant, "refusal-burst")  # its windows go with it
@@ -107,10 +114,7 @@ def test_an_open_alert_kept_between_batches_is_folded_into(
 def test_a_failed_batch_leaves_no_kept_state_behind(
     store: SqlEventStore, consumer: SqlEventStore, tenant: str
 ) -> None:
-    _add_rule(consumer, tenant, WINDOW_RULE)
-    engine = make_engine(consumer)
-    append(store, [_refused(tenant, "eve") for _ in range(2)])
-    drain(engine, tenant)
+    engine = _windowed(store, consumer, tenant, 2)
     real = engine.store.save_windows
 
     def crash(*args: object, **kwargs: object) -> None:
