@@ -105,13 +105,16 @@ def unpack_samples(text: str) -> list[Sample]:
     return list(zip(packed[0::2], packed[1::2], strict=True))
 
 
-_UPSERT_WINDOWS = sa.text(
+_UPSERT_WINDOWS = (
     "INSERT INTO alerting_windows (tenant, rule_id, group_key, samples)"
-    " SELECT :tenant, u.rule_id, u.group_key, u.samples"
-    " FROM unnest(CAST(:rule_ids AS text[]), CAST(:groups AS text[]), CAST(:samples AS text[]))"
-    " AS u(rule_id, group_key, samples)"
+    " SELECT %(tenant)s, u.rule_id, u.group_key, u.samples"
+    " FROM unnest(CAST(%(rule_ids)b AS text[]), CAST(%(groups)b AS text[]),"
+    " CAST(%(samples)b AS text[])) AS u(rule_id, group_key, samples)"
     " ON CONFLICT (tenant, rule_id, group_key) DO UPDATE SET samples = EXCLUDED.samples"
 )
+"""PostgreSQL, in the driver's own placeholders: the arrays go in binary (``%b``). As text,
+psycopg quoted every element in Python: 66 ms of CPU for 510 windows of ~2 KB,
+against 4 ms."""
 
 
 class AlertStore:
@@ -295,7 +298,7 @@ class AlertStore:
             for (rule_id, group), series in changed.items()
         }
         if self.engine.dialect.name == "postgresql":
-            conn.execute(
+            conn.exec_driver_sql(  # SQLAlchemy still maps errors and dead connections
                 _UPSERT_WINDOWS,
                 {
                     "tenant": tenant,
