@@ -121,9 +121,9 @@ _WELL_KNOWN: dict[str, Callable[[Any], str]] = {
 
 # How each field is written, computed once per message type: the fields in
 # RFC 8785 key order, each with how its presence is tested and how it is
-# written. The common cases (a singular string, 64-bit integer, enum or own
-# message that is not content) are handled inline in Encoder.message: this runs
-# for every field of every ingested event.
+# written. The common cases (a singular string, 64-bit integer, enum, message or
+# content value, and repeated messages) are handled inline in Encoder.message:
+# this runs for every field of every ingested event.
 (
     _AS_STRING,
     _AS_INT64,
