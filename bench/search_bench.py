@@ -1,10 +1,13 @@
 """Search benchmark: indexing rate, query latency, freshness, each against a baseline.
 
-Run with `scripts/bench.sh search [--events N] [--queries Q] [--fresh F]` (starts
-OpenSearch). In one run, against one OpenSearch node:
+Run with `scripts/bench.sh search [--events N] [--queries Q] [--fresh F]
+[--store postgresql|sqlite]` (starts PostgreSQL and OpenSearch). In one run,
+against one OpenSearch node:
 
-1. Indexing: N events are committed to an embedded store, then the suite starts
-   and its indexer tails the log into OpenSearch; rate = N / time to catch up.
+1. Indexing: N events are committed to the store (PostgreSQL as in production,
+   a database of its own for the run; or the embedded SQLite), then the suite
+   starts, with API keys as outside the embedded mode, and its indexer tails
+   the log into OpenSearch; rate = N / time to catch up.
    Baseline: a raw opensearch-py bulk load of the same documents (same template
    and ids) into a second index prefix.
 2. Queries: three compliance queries (user + time range; phrase + model; trust
@@ -18,15 +21,19 @@ OpenSearch). In one run, against one OpenSearch node:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import os
 import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
+import sqlalchemy as sa
 import yaml
 from opensearchpy import OpenSearch, helpers
 
@@ -42,6 +49,7 @@ from aiaudit.search.backends.opensearch import OpenSearchBackend, body
 from aiaudit.search.settings import SearchSettings
 from aiaudit.search.v1 import search_service_pb2 as pb
 from aiaudit.search.v1 import search_service_pb2_grpc as pb_grpc
+from tests.conftest import write_keys
 
 TENANT = "bench"
 BASE = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -89,13 +97,20 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--fresh", type=int, default=100)
+    parser.add_argument(
+        "--store",
+        choices=("postgresql", "sqlite"),
+        default="postgresql",
+        help="where events are read from and access records written (production: postgresql)",
+    )
     args = parser.parse_args()
     url = os.environ["AIAUDIT_TEST_OPENSEARCH_URL"]
     prefix = f"aiaudit-bench-{uuid.uuid4().hex[:6]}"
     direct = OpenSearch(hosts=[url], timeout=60)
     work = Path(tempfile.mkdtemp(prefix="search-bench-"))
     try:
-        run(args, url, prefix, direct, work)
+        with fresh_database(args.store, work) as store_url:
+            run(args, url, prefix, direct, work, store_url)
     finally:
         for p in (prefix, raw_prefix(prefix)):
             direct.indices.delete(index=f"{p}-*", params={"ignore_unavailable": "true"})
@@ -103,9 +118,41 @@ def main() -> None:
         direct.close()
 
 
-def run(args: argparse.Namespace, url: str, prefix: str, direct: OpenSearch, work: Path) -> None:
+@contextlib.contextmanager
+def fresh_database(store: str, work: Path) -> Iterator[str]:
+    """The store's URL: a PostgreSQL database of its own, dropped after, or SQLite in ``work``.
+
+    Of its own because the indexer tails every log of its store: in the shared
+    test database it would index every earlier run's and test's events.
+    """
+    if store == "sqlite":
+        yield f"sqlite:///{work / 'aiaudit.db'}"
+        return
+    name = f"aiaudit_bench_{uuid.uuid4().hex[:8]}"
+    admin = os.environ["AIAUDIT_TEST_PG_DSN"]
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    try:
+        yield (
+            sa.make_url(os.environ["AIAUDIT_TEST_PG_URL"])
+            .set(database=name)
+            .render_as_string(hide_password=False)
+        )
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def run(
+    args: argparse.Namespace,
+    url: str,
+    prefix: str,
+    direct: OpenSearch,
+    work: Path,
+    store_url: str,
+) -> None:
     n = args.events
-    store_url = f"sqlite:///{work / 'aiaudit.db'}"
+    keys = write_keys(work / "keys.yaml")  # outside embedded mode callers authenticate
     store = open_store(store_url, run_migrations=True)
     t0 = time.perf_counter()
     for start_at in range(0, n, 2000):
@@ -151,6 +198,7 @@ def run(args: argparse.Namespace, url: str, prefix: str, direct: OpenSearch, wor
         env={},
         overrides={
             "address": "127.0.0.1:0",
+            "api_keys_file": work / "keys.yaml",
             "data_dir": work,
             "database_url": store_url,
             # Only what is measured: the notary and alerting tail the same log and
@@ -165,7 +213,7 @@ def run(args: argparse.Namespace, url: str, prefix: str, direct: OpenSearch, wor
         raise SystemExit("indexer did not catch up")
     index_seconds = time.perf_counter() - t0
     try:
-        channel = client.channel(f"127.0.0.1:{suite.port}")
+        channel = client.channel(f"127.0.0.1:{suite.port}", keys["admin"])
         queries(args, channel, direct, prefix)
         freshness(args, channel, n)
     finally:
