@@ -64,12 +64,11 @@ class FastPathError(ValueError):
     """The fast path met something it does not handle (see :func:`restore`)."""
 
 
-_PLAIN, _MESSAGE, _MESSAGES, _INTEGER, _CONTENT, _CONVERT = range(6)
+_PLAIN, _MESSAGE, _MESSAGES, _CONTENT, _CONVERT = range(5)
 """How a JSON value becomes a constructor argument (the kinds of :class:`_Field`):
 
 - ``_PLAIN``: as it is (strings, enum names or numbers, numbers for doubles, Struct objects);
 - ``_MESSAGE``, ``_MESSAGES``: one or a list of our messages, by their plan (``arg``);
-- ``_INTEGER``: a singular integer (``int`` of a string: 64-bit integers are strings);
 - ``_CONTENT``: the content at the field's JSON path (``arg``: is it bytes), else unset;
 - ``_CONVERT``: by a converter (``arg``: value, JSON path -> argument).
 """
@@ -148,12 +147,6 @@ def _kwargs(plan: _Plan, node: dict[str, Any], path: str, content: Content) -> d
                     raise _UnexpectedError(key)
                 items.append(_kwargs(arg, item, f"{here}[{i}]" if here else "", content))
             kwargs[name] = items
-        elif kind is _INTEGER:
-            if type(value) is str:  # 64-bit: json_format reads it with int(), refusing spaces
-                if " " in value:
-                    raise _UnexpectedError(key)
-                value = int(value)
-            kwargs[name] = value  # the constructor refuses floats and booleans: fall back
         elif kind is _CONTENT:
             if content:
                 found = content.get(f"{path}.{key}" if path else key)
@@ -205,8 +198,6 @@ def _kind(field: Any) -> tuple[int, Any]:
     scalar = _scalar(field)
     if field.is_repeated:
         return _CONVERT, _repeated(scalar or _same)
-    if scalar is _integer:
-        return _INTEGER, None
     return (_PLAIN, None) if scalar is None else (_CONVERT, scalar)
 
 
