@@ -1,8 +1,17 @@
 # syntax=docker/dockerfile:1
 # One image for every aiaudit component; the Helm chart picks the service with
-# `serve --services <name>`. Stages: base (shared runtime settings), builder
-# (installs the package into a venv), dev (the Tilt live-update image) and
-# runtime (last, so a plain `docker build .` produces it).
+# `serve --services <name>`. Stages: native (builds the Rust core's wheel),
+# base (shared runtime settings), builder (installs the package into a venv),
+# dev (the Tilt live-update image) and runtime (last, so a plain
+# `docker build .` produces it).
+
+# The native core (libs/native) as an abi3 wheel: Rust and a C linker live in
+# this stage only.
+FROM rust:1-slim-bookworm AS native
+RUN apt-get update && apt-get install -y --no-install-recommends python3-venv \
+ && rm -rf /var/lib/apt/lists/* && python3 -m venv /opt/build
+COPY libs/native /src/libs/native
+RUN /opt/build/bin/pip wheel --no-cache-dir /src/libs/native -w /wheels
 
 FROM python:3.11-slim AS base
 # No .pyc writes (the root filesystem is read-only in the cluster), logs unbuffered.
@@ -23,10 +32,11 @@ WORKDIR /src
 # Only what the distribution is built from: a change elsewhere (tests, charts)
 # does not invalidate this layer.
 COPY pyproject.toml ./
-COPY libs ./libs
+COPY libs/common ./libs/common
 COPY services ./services
 COPY cli ./cli
-RUN pip install . && aiaudit --help > /dev/null
+COPY --from=native /wheels /wheels
+RUN pip install /wheels/*.whl . && aiaudit --help > /dev/null
 
 # Dev loop image (Tiltfile): the installed package plus a writable copy of the
 # source that shadows it through PYTHONPATH, so live_update can sync edits in.

@@ -24,6 +24,8 @@ echo "== lint" >&2
 .venv/bin/mypy
 scripts/gen-protos.sh --check
 scripts/buf-lint.sh
+command -v cargo >/dev/null 2>&1 || PATH="$HOME/.cargo/bin:$PATH"
+(cd libs/native && cargo fmt --check && cargo clippy --quiet --release -- -D warnings)
 
 echo "== tests" >&2
 # pytest exits 5 when it collected nothing: with `set -e` that fails the run too.

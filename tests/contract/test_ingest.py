@@ -94,6 +94,12 @@ def test_empty_batch(server: Running) -> None:
         (lambda e: e.ClearField("occurred_time"), "events[0].occurred_time"),
         (lambda e: setattr(e.occurred_time, "seconds", -10), "events[0].occurred_time"),
         (lambda e: setattr(e.occurred_time, "seconds", 4_000_000_000), "events[0].occurred_time"),
+        (lambda e: setattr(e.occurred_time, "nanos", -1), "events[0].occurred_time"),
+        (
+            lambda e: setattr(e.approval.expire_time, "seconds", 253_402_300_800),  # year 10000
+            "events[0].approval.expire_time",
+        ),
+        (lambda e: setattr(e.timing.latency, "nanos", 1_000_000_000), "events[0].timing.latency"),
         (lambda e: setattr(e.model, "temperature", float("nan")), "events[0].model.temperature"),
         (lambda e: setattr(e.usage, "input_tokens", -1), "events[0].usage.input_tokens"),
         (lambda e: setattr(e.actor, "ip_address", "999.1.1.1"), "events[0].actor.ip_address"),

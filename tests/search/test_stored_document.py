@@ -14,7 +14,7 @@ from aiaudit.common.store.sql import StoredEvent
 from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.search import document, stored_document
 from tests.helpers import interaction
-from tests.unit import test_jcs, test_restore
+from tests.unit import test_native_canonical, test_restore
 
 
 def corpus() -> list[ev.Event]:
@@ -66,7 +66,7 @@ def test_fast_path_equals_build_with_content_erased_and_partial(event: ev.Event)
 
 
 @settings(max_examples=200, deadline=None)
-@given(test_jcs.events())
+@given(test_native_canonical.events())
 def test_fast_path_equals_build_on_random_events(event: ev.Event) -> None:
     committed = canonical.commit(event, b"s" * 32)  # nanosecond times: 9 fraction digits
     assert stored_document.from_canonical(

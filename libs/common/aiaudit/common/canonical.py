@@ -28,9 +28,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import aiaudit_native
 from google.protobuf import descriptor, json_format
 
-from aiaudit.common import jcs
 from aiaudit.common.v1 import event_pb2, options_pb2
 
 COMMITMENT_PREFIX = "hmac-sha256:"
@@ -120,11 +120,54 @@ def _raw(slot: _Slot, value: str) -> bytes:
     return base64.b64decode(value) if slot.is_bytes else value.encode("utf-8")
 
 
+@functools.cache
+def _native_schema() -> aiaudit_native.Schema:
+    """The event's message types as the native encoder walks them (built once)."""
+    types: list[Any] = []
+    index: dict[str, int] = {}
+
+    def visit(desc: Any) -> None:
+        if desc.full_name in index:
+            return
+        index[desc.full_name] = len(types)
+        types.append(desc)
+        for f in desc.fields:
+            if f.message_type is not None:
+                visit(f.message_type)
+
+    visit(event_pb2.Event.DESCRIPTOR)
+    messages = [
+        (
+            desc.full_name,
+            [
+                (
+                    f.number,
+                    f.json_name,
+                    f.type,
+                    f.is_repeated,
+                    f.has_presence,
+                    _is_sensitive(f),
+                    index[f.message_type.full_name] if f.message_type is not None else -1,
+                    {v.number: v.name for v in f.enum_type.values} if f.enum_type else None,
+                    f.containing_oneof.index if f.containing_oneof is not None else -1,
+                    f.message_type is not None and f.message_type.GetOptions().map_entry,
+                )
+                for f in desc.fields
+            ],
+        )
+        for desc in types
+    ]
+    return aiaudit_native.Schema(messages, 0)
+
+
 def commit(event: event_pb2.Event, salt: bytes) -> Committed:
-    """Splits an event into its canonical, committed form and its content."""
-    encoder = jcs.Encoder(lambda path, raw: commitment(salt, path, raw))
-    text = encoder.message(event)
-    return Committed(canonical=text.encode("utf-8"), content=encoder.content)
+    """Splits an event into its canonical, committed form and its content.
+
+    Written by the native encoder (``libs/native``) from the event's wire bytes;
+    the tests hold it to the reference construction above on random events.
+    """
+    text, content = _native_schema().commit(event.SerializeToString(), salt)
+    return Committed(canonical=text, content=content)
 
 
 def content_problems(

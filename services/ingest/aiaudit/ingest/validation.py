@@ -26,6 +26,16 @@ _ATTRIBUTE_KEY = re.compile(r"[a-z0-9_.-]{1,128}")
 _HEX = re.compile(r"[0-9a-f]+")
 _CURRENCY = re.compile(r"[A-Z]{3}")
 _EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MAX_DURATION = 315_576_000_000
+"""Seconds in 10,000 years: google.protobuf.Duration's own range."""
+_TIMESTAMP_RANGE = "is not a valid timestamp: 0001-01-01 to 9999-12-31, nanos in [0, 999999999]"
+
+
+def _valid_timestamp(ts: Any) -> bool:
+    """Within google.protobuf.Timestamp's range: the canonical form has no text for others."""
+    return bool(-62_135_596_800 <= ts.seconds <= 253_402_300_799 and 0 <= ts.nanos <= 999_999_999)
+
+
 FD = descriptor.FieldDescriptor
 _SIGNED = "aiaudit.common.v1.AttributeValue"  # the only place negative numbers make sense
 _CONTENT_TYPES = (descriptor.FieldDescriptor.TYPE_STRING, descriptor.FieldDescriptor.TYPE_BYTES)
@@ -123,14 +133,10 @@ def _timestamp_range(
     e: event_pb2.Event, now: dt.datetime, limits: Limits, path: str
 ) -> Iterator[Violation]:
     ts = e.occurred_time
-    try:
-        when = ts.ToDatetime(tzinfo=dt.UTC)
-    except (ValueError, OverflowError):
-        yield Violation(f"{path}.occurred_time", "is not a valid timestamp")
-        return
-    if not 0 <= ts.nanos < 1_000_000_000:
-        yield Violation(f"{path}.occurred_time", "nanos must be in [0, 999999999]")
-    elif when < _EARLIEST:
+    if not _valid_timestamp(ts):
+        return  # named by the check of every timestamp (_check)
+    when = ts.ToDatetime(tzinfo=dt.UTC)
+    if when < _EARLIEST:
         yield Violation(f"{path}.occurred_time", "is before 1970-01-01T00:00:00Z")
     elif when > now + limits.max_future_skew:
         yield Violation(
@@ -228,8 +234,12 @@ def _check(
             out.extend(_media(v, at))
         elif full == "aiaudit.common.v1.Money":
             out.extend(_money(v, at))
-        elif full == "google.protobuf.Duration" and (v.seconds < 0 or v.nanos < 0):
-            out.append(Violation(at, "must not be negative"))
+        elif full == "google.protobuf.Timestamp" and not _valid_timestamp(v):
+            out.append(Violation(at, _TIMESTAMP_RANGE))
+        elif full == "google.protobuf.Duration" and not (
+            0 <= v.seconds <= _MAX_DURATION and 0 <= v.nanos <= 999_999_999
+        ):
+            out.append(Violation(at, f"must be 0 to {_MAX_DURATION} s, nanos in [0, 999999999]"))
         elif full == "google.protobuf.Struct":
             out.extend(_struct_numbers(v, at))
         if full.startswith("aiaudit."):

@@ -1,0 +1,13 @@
+"""Native core of aiaudit (Rust, ``libs/native``): the canonical form of events."""
+
+FieldSpec = tuple[int, str, int, bool, bool, bool, int, dict[int, str] | None, int, bool]
+"""(number, JSON name, FieldDescriptor.TYPE_*, repeated, explicit presence,
+sensitive content, message type index or -1, enum names by number, oneof index
+or -1, map field)."""
+
+class Schema:
+    """The message types of an event, built once from their descriptors."""
+
+    def __init__(self, messages: list[tuple[str, list[FieldSpec]]], root: int) -> None: ...
+    def commit(self, event: bytes, salt: bytes) -> tuple[bytes, dict[str, str]]:
+        """(canonical bytes, content by JSON path) of a serialised event; ValueError if none."""

@@ -1,0 +1,173 @@
+//! The message types the encoder walks, as the Python descriptors describe them.
+
+use std::collections::HashMap;
+
+use crate::jcs;
+use crate::wire::{TYPE_MESSAGE, TYPE_STRING};
+use crate::Error;
+
+/// One field, as the Python side passes it:
+/// (number, JSON name, `FieldDescriptor.TYPE_*`, repeated, explicit presence,
+/// sensitive content, message type index or -1, enum names by number,
+/// oneof index or -1, map field).
+pub type FieldSpec = (
+    u32,
+    String,
+    u8,
+    bool,
+    bool,
+    bool,
+    i64,
+    Option<HashMap<i32, String>>,
+    i64,
+    bool,
+);
+
+/// Well-known types with a JSON form of their own.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum WellKnown {
+    None,
+    Timestamp,
+    Duration,
+    Struct,
+    Value,
+    ListValue,
+}
+
+pub struct Field {
+    pub number: u32,
+    pub json_name: String,
+    /// The member's key as written, with its colon.
+    pub key: Vec<u8>,
+    pub ty: u8,
+    pub repeated: bool,
+    pub presence: bool,
+    pub sensitive: bool,
+    pub message: Option<usize>,
+    /// Enum value names, quoted, by number.
+    pub enum_names: HashMap<i32, Vec<u8>>,
+    pub oneof: Option<usize>,
+    pub map: bool,
+}
+
+pub struct Message {
+    pub name: String,
+    pub well_known: WellKnown,
+    /// In RFC 8785 member order.
+    pub fields: Vec<Field>,
+    by_number: HashMap<u32, usize>,
+    pub oneofs: usize,
+}
+
+impl Message {
+    /// The index in :attr:`fields` of a field number, if the type has it.
+    pub fn index(&self, number: u32) -> Option<usize> {
+        self.by_number.get(&number).copied()
+    }
+}
+
+pub struct Schema {
+    pub messages: Vec<Message>,
+}
+
+impl Schema {
+    /// Checks the types and puts each one's fields in member order.
+    pub fn new(specs: Vec<(String, Vec<FieldSpec>)>) -> Result<Schema, Error> {
+        let count = specs.len();
+        let mut messages = Vec::with_capacity(count);
+        for (name, fields) in specs {
+            let well_known = match name.as_str() {
+                "google.protobuf.Timestamp" => WellKnown::Timestamp,
+                "google.protobuf.Duration" => WellKnown::Duration,
+                "google.protobuf.Struct" => WellKnown::Struct,
+                "google.protobuf.Value" => WellKnown::Value,
+                "google.protobuf.ListValue" => WellKnown::ListValue,
+                n if n.starts_with("google.protobuf.") && !n.ends_with("Entry") => {
+                    return Err(Error::new(format!("{n}: well-known type without a writer")))
+                }
+                _ => WellKnown::None,
+            };
+            let mut out: Vec<Field> = Vec::with_capacity(fields.len());
+            for (
+                number,
+                json_name,
+                ty,
+                repeated,
+                presence,
+                sensitive,
+                message,
+                enums,
+                oneof,
+                map,
+            ) in fields
+            {
+                let message = usize::try_from(message).ok();
+                if message.is_some_and(|m| m >= count) || (ty == TYPE_MESSAGE) != message.is_some()
+                {
+                    return Err(Error::new(format!(
+                        "{name}.{json_name}: bad message type index"
+                    )));
+                }
+                let mut key = Vec::new();
+                jcs::string(&mut key, &json_name);
+                key.push(b':');
+                let enum_names = enums
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(n, v)| {
+                        let mut quoted = Vec::new();
+                        jcs::string(&mut quoted, &v);
+                        (n, quoted)
+                    })
+                    .collect();
+                out.push(Field {
+                    number,
+                    json_name,
+                    key,
+                    ty,
+                    repeated,
+                    presence,
+                    sensitive,
+                    message,
+                    enum_names,
+                    oneof: usize::try_from(oneof).ok(),
+                    map,
+                });
+            }
+            out.sort_by(|a, b| jcs::key_order(&a.json_name, &b.json_name));
+            let by_number = out.iter().enumerate().map(|(i, f)| (f.number, i)).collect();
+            let oneofs = out
+                .iter()
+                .filter_map(|f| f.oneof)
+                .max()
+                .map_or(0, |m| m + 1);
+            messages.push(Message {
+                name,
+                well_known,
+                fields: out,
+                by_number,
+                oneofs,
+            });
+        }
+        let schema = Schema { messages };
+        schema.check_maps()?;
+        Ok(schema)
+    }
+
+    /// Map keys are written as JSON member names: only string keys are supported.
+    fn check_maps(&self) -> Result<(), Error> {
+        for m in &self.messages {
+            for f in m.fields.iter().filter(|f| f.map) {
+                let entry = &self.messages[f.message.expect("a map field has an entry type")];
+                let key = entry.index(1).map(|i| &entry.fields[i]);
+                if key.is_none_or(|k| k.ty != TYPE_STRING) || entry.index(2).is_none() {
+                    return Err(Error::new(format!(
+                        "{}.{}: only map<string, _>",
+                        m.name, f.json_name
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
