@@ -11,3 +11,5 @@ class Schema:
     def __init__(self, messages: list[tuple[str, list[FieldSpec]]], root: int) -> None: ...
     def commit(self, event: bytes, salt: bytes) -> tuple[bytes, dict[str, str]]:
         """(canonical bytes, content by JSON path) of a serialised event; ValueError if none."""
+    def restore(self, canonical: bytes, content: dict[str, str] | None) -> bytes:
+        """The serialised event of a canonical form and its content; ValueError if unusual."""

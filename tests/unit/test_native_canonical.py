@@ -238,14 +238,14 @@ def test_concatenated_events_merge_as_protobuf_does(a: ev.Event, b: ev.Event) ->
     """Wire bytes with repeated occurrences: the last scalar wins, messages merge,
     repeated fields append, a oneof keeps its last member: as protobuf parses them."""
     data = a.SerializeToString() + b.SerializeToString()
-    text, content = canonical._native_schema().commit(data, SALT)
+    text, content = canonical.native_schema().commit(data, SALT)
     assert (text, content) == reference_of_wire(data)
 
 
 def test_unknown_fields_are_not_part_of_the_canonical_form() -> None:
     e = interaction("t", "hello")
     unknown = b"\xf8\x3f\x07" + b"\xfa\x3f\x03abc"  # field 1023 as a varint, then as bytes
-    text, content = canonical._native_schema().commit(e.SerializeToString() + unknown, SALT)
+    text, content = canonical.native_schema().commit(e.SerializeToString() + unknown, SALT)
     assert (text, content) == reference_of_wire(e.SerializeToString())
 
 
@@ -261,7 +261,7 @@ def test_unknown_fields_are_not_part_of_the_canonical_form() -> None:
 )
 def test_malformed_bytes_are_refused_with_the_reason(data: bytes, error: str) -> None:
     with pytest.raises(ValueError, match=error):
-        canonical._native_schema().commit(data, SALT)
+        canonical.native_schema().commit(data, SALT)
 
 
 def test_values_without_a_canonical_form_are_refused() -> None:

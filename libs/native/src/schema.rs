@@ -46,6 +46,8 @@ pub struct Field {
     pub message: Option<usize>,
     /// Enum value names, quoted, by number.
     pub enum_names: HashMap<i32, Vec<u8>>,
+    /// Enum value numbers by name.
+    pub enum_numbers: HashMap<String, i32>,
     pub oneof: Option<usize>,
     pub map: bool,
 }
@@ -56,6 +58,7 @@ pub struct Message {
     /// In RFC 8785 member order.
     pub fields: Vec<Field>,
     by_number: HashMap<u32, usize>,
+    by_json_name: HashMap<String, usize>,
     pub oneofs: usize,
 }
 
@@ -63,6 +66,11 @@ impl Message {
     /// The index in :attr:`fields` of a field number, if the type has it.
     pub fn index(&self, number: u32) -> Option<usize> {
         self.by_number.get(&number).copied()
+    }
+
+    /// The index in :attr:`fields` of a JSON member name, if the type has it.
+    pub fn by_json_name(&self, name: &str) -> Option<usize> {
+        self.by_json_name.get(name).copied()
     }
 }
 
@@ -111,8 +119,9 @@ impl Schema {
                 let mut key = Vec::new();
                 jcs::string(&mut key, &json_name);
                 key.push(b':');
+                let enums = enums.unwrap_or_default();
+                let enum_numbers = enums.iter().map(|(&n, v)| (v.clone(), n)).collect();
                 let enum_names = enums
-                    .unwrap_or_default()
                     .into_iter()
                     .map(|(n, v)| {
                         let mut quoted = Vec::new();
@@ -130,12 +139,18 @@ impl Schema {
                     sensitive,
                     message,
                     enum_names,
+                    enum_numbers,
                     oneof: usize::try_from(oneof).ok(),
                     map,
                 });
             }
             out.sort_by(|a, b| jcs::key_order(&a.json_name, &b.json_name));
             let by_number = out.iter().enumerate().map(|(i, f)| (f.number, i)).collect();
+            let by_json_name = out
+                .iter()
+                .enumerate()
+                .map(|(i, f)| (f.json_name.clone(), i))
+                .collect();
             let oneofs = out
                 .iter()
                 .filter_map(|f| f.oneof)
@@ -146,6 +161,7 @@ impl Schema {
                 well_known,
                 fields: out,
                 by_number,
+                by_json_name,
                 oneofs,
             });
         }
