@@ -23,8 +23,7 @@ from concurrent.futures import Future
 
 from aiaudit.common.auth import Caller
 from aiaudit.common.store.prepare import prepare
-from aiaudit.common.store.quick import append_quick
-from aiaudit.common.store.sql import BatchOutcome, Conflict, NewEvent, SqlEventStore
+from aiaudit.common.store.sql import Conflict, NewEvent, SqlEventStore
 from aiaudit.common.v1 import event_pb2
 
 log = logging.getLogger(__name__)
@@ -72,7 +71,6 @@ class AccessLog:
     def __init__(self, store: SqlEventStore) -> None:
         """Access records go to this store."""
         self._store = store
-        self._quick = store.engine.dialect.name == "postgresql"
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)
         self._queue: list[tuple[NewEvent, Future[None]]] = []
@@ -125,12 +123,8 @@ class AccessLog:
                 if not group:
                     self._writing = False
                     return
-            try:
-                if self._quick:  # one round trip (the ids are random: no retry to detect)
-                    append_quick(self._store.engine, [record for record, _ in group])
-                    outcomes: list[BatchOutcome] = [[] for _ in group]
-                else:
-                    outcomes = self._store.append_group([[record] for record, _ in group])
+            try:  # a small group: one statement, one round trip on PostgreSQL
+                outcomes = self._store.append_group([[record] for record, _ in group])
             except Exception as exc:  # the store is down: every read of the group fails
                 log.warning("access records not written (%d): %s", len(group), exc)
                 for _, future in group:

@@ -1,4 +1,4 @@
-"""One-round-trip appends (access records on PostgreSQL) write what ``append_group`` writes."""
+"""Small groups on PostgreSQL go in one statement: they write what the other paths write."""
 
 from __future__ import annotations
 
@@ -15,8 +15,7 @@ from aiaudit.common.access import access_event
 from aiaudit.common.auth import DEV_CALLER
 from aiaudit.common.store import SqlEventStore, open_store
 from aiaudit.common.store.prepare import prepare
-from aiaudit.common.store.quick import append_quick
-from aiaudit.common.store.sql import NewEvent
+from aiaudit.common.store.sql import NewEvent, Receipt, _append_at_once
 from aiaudit.common.v1 import event_pb2
 from tests.conftest import Postgres
 from tests.helpers import interaction
@@ -24,7 +23,7 @@ from tests.helpers import interaction
 
 @pytest.fixture
 def store(postgres: Postgres) -> Iterator[SqlEventStore]:
-    """PostgreSQL only, as the writer role: the path exists there (SQLite uses append_group)."""
+    """PostgreSQL only, as the writer role: the path exists there (SQLite inserts row by row)."""
     s = open_store(postgres.app_url)
     yield s
     s.close()
@@ -44,10 +43,13 @@ def test_a_group_across_logs_continues_each_log_and_wakes_consumers(
     unwatch = commits.on_commit(store.engine, lambda: woken.append(None))
     try:
         group = [_record(other, 0), _record(tenant, 1), _record(other, 2)]
-        append_quick(store.engine, group)
+        outcomes = store.append_group([[group[0], group[1]], [group[2]]])
     finally:
         unwatch()
     assert woken  # in-process consumers hear of the commit
+    receipts = [r for batch in outcomes for r in batch if isinstance(r, Receipt)]
+    assert [(r.log_id, r.sequence) for r in receipts] == [(other, 0), (tenant, 1), (other, 1)]
+    assert [r.leaf_hash for r in receipts] == [e.committed.leaf_hash for e in group]
     assert store.log_sizes()[tenant] == 2 and store.log_sizes()[other] == 2
     mine = store.read_log(tenant, 0, 10)
     assert [s.sequence for s in mine] == [0, 1]
@@ -65,19 +67,30 @@ def test_a_group_across_logs_continues_each_log_and_wakes_consumers(
             {"t": tenant},
         ).one()
     assert tuple(columns) == ("EVENT_TYPE_AUDIT_ACCESS", DEV_CALLER.principal)
-    # Later appends through the ordinary path continue after the quick ones.
-    receipts = store.append_group([[prepare(interaction(tenant), dt.datetime.now(dt.UTC))]])[0]
-    assert isinstance(receipts, list) and receipts[0].sequence == 2
+    # A group large enough for COPY continues after the small one.
+    now = dt.datetime.now(dt.UTC)
+    big = store.append_group([[prepare(interaction(tenant), now) for _ in range(40)]])[0]
+    assert isinstance(big, list) and [r.sequence for r in big] == list(range(2, 42))
 
 
-def test_a_refused_group_writes_nothing(store: SqlEventStore, tenant: str) -> None:
+def test_a_taken_id_fails_the_statement_with_nothing_written(
+    store: SqlEventStore, tenant: str
+) -> None:
+    """The unique index refuses the statement whole; append_group then plans with lookups."""
     first = _record(tenant, 0)
-    append_quick(store.engine, [first])
+    store.append_group([[first]])
     taken = _record(tenant, 1)
     event = event_pb2.Event()
     event.CopyFrom(taken.event)
-    event.event_id = first.event.event_id  # an id already in the log
-    with pytest.raises(psycopg.errors.UniqueViolation, match="log_entries_event_id_key"):
-        append_quick(store.engine, [_record(tenant, 2), dataclasses.replace(taken, event=event)])
+    event.event_id = first.event.event_id  # an id already in the log, other content
+    group = [[_record(tenant, 2)], [dataclasses.replace(taken, event=event)]]
+    with (
+        store.engine.connect() as conn,
+        pytest.raises(psycopg.errors.UniqueViolation, match="log_entries_event_id_key"),
+    ):
+        _append_at_once(conn, group)
     assert store.log_sizes()[tenant] == 1
     assert [s.event_id for s in store.read_log(tenant, 0, 10)] == [first.event.event_id]
+    outcomes = store.append_group(group)  # the batch with the taken id alone is refused
+    assert isinstance(outcomes[0], list) and outcomes[0][0].sequence == 1
+    assert not isinstance(outcomes[1], list) and outcomes[1].event_id == first.event.event_id
