@@ -18,13 +18,13 @@ use crate::Error;
 const COMMITMENT_PREFIX: &[u8] = b"\"hmac-sha256:";
 
 /// Every occurrence of each field of one message (indexes as in `Message::fields`).
-struct Decoded<'a> {
-    values: Vec<Vec<Raw<'a>>>,
+pub(crate) struct Decoded<'a> {
+    pub values: Vec<Vec<Raw<'a>>>,
 }
 
 /// Reads a message given as the concatenation of `parts` (how the wire merges
 /// repeated occurrences of a singular message field).
-fn decode<'a>(msg: &Message, parts: &[&'a [u8]]) -> Result<Decoded<'a>, Error> {
+pub(crate) fn decode<'a>(msg: &Message, parts: &[&'a [u8]]) -> Result<Decoded<'a>, Error> {
     let mut values: Vec<Vec<Raw<'a>>> = vec![Vec::new(); msg.fields.len()];
     let mut oneof_set: Vec<Option<usize>> = vec![None; msg.oneofs];
     for part in parts {
@@ -57,14 +57,14 @@ fn decode<'a>(msg: &Message, parts: &[&'a [u8]]) -> Result<Decoded<'a>, Error> {
     Ok(Decoded { values })
 }
 
-fn len<'a>(raw: &Raw<'a>) -> &'a [u8] {
+pub(crate) fn len<'a>(raw: &Raw<'a>) -> &'a [u8] {
     match raw {
         Raw::Len(bytes) => bytes,
         _ => unreachable!("wire types are checked when decoding"),
     }
 }
 
-fn int(raw: &Raw) -> u64 {
+pub(crate) fn int(raw: &Raw) -> u64 {
     match *raw {
         Raw::Varint(v) | Raw::Fixed64(v) => v,
         Raw::Fixed32(v) => u64::from(v),
@@ -72,7 +72,7 @@ fn int(raw: &Raw) -> u64 {
     }
 }
 
-fn text<'a>(raw: &Raw<'a>) -> Result<&'a str, Error> {
+pub(crate) fn text<'a>(raw: &Raw<'a>) -> Result<&'a str, Error> {
     std::str::from_utf8(len(raw)).map_err(|_| Error::new("a string field is not UTF-8"))
 }
 
@@ -88,7 +88,7 @@ fn default_raw(ty: u8) -> Raw<'static> {
 
 /// Whether an implicit-presence scalar holds its default (then proto3 JSON omits it).
 /// -0.0 is not the default: its bits are not zero.
-fn is_default(f: &Field, raw: &Raw) -> bool {
+pub(crate) fn is_default(f: &Field, raw: &Raw) -> bool {
     match f.ty {
         wire::TYPE_STRING | wire::TYPE_BYTES => len(raw).is_empty(),
         wire::TYPE_INT32

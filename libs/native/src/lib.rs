@@ -9,6 +9,7 @@ mod canonical;
 mod jcs;
 mod restore;
 mod schema;
+mod validate;
 mod wire;
 
 use pyo3::exceptions::PyValueError;
@@ -69,6 +70,22 @@ impl Schema {
             values.set_item(path, value)?;
         }
         Ok((PyBytes::new(py, &text), values))
+    }
+
+    /// Ingest's field checks of a serialised event: (path, problem) pairs, paths
+    /// relative to the event, in declaration order; `max_text`: the metadata limit.
+    fn check(
+        &self,
+        py: Python<'_>,
+        event: &[u8],
+        max_text: usize,
+    ) -> PyResult<Vec<(String, String)>> {
+        let violations = py.detach(|| {
+            let mut checker = validate::Checker::new(&self.inner, max_text);
+            checker.message(self.root, &[event])?;
+            Ok::<_, Error>(checker.violations)
+        })?;
+        Ok(violations)
     }
 
     /// The serialised event of a canonical form with its content put back (None: erased).

@@ -6,19 +6,19 @@ use crate::jcs;
 use crate::wire::{TYPE_MESSAGE, TYPE_STRING};
 use crate::Error;
 
-/// One field, as the Python side passes it:
-/// (number, JSON name, `FieldDescriptor.TYPE_*`, repeated, explicit presence,
-/// sensitive content, message type index or -1, enum names by number,
-/// oneof index or -1, map field).
+/// One field, as the Python side passes it, in declaration order:
+/// (number, (name, JSON name), `FieldDescriptor.TYPE_*`, repeated, explicit
+/// presence, sensitive content, message type index or -1, enum (type name,
+/// value names by number), oneof index or -1, map field).
 pub type FieldSpec = (
     u32,
-    String,
+    (String, String),
     u8,
     bool,
     bool,
     bool,
     i64,
-    Option<HashMap<i32, String>>,
+    Option<(String, HashMap<i32, String>)>,
     i64,
     bool,
 );
@@ -36,6 +36,7 @@ pub enum WellKnown {
 
 pub struct Field {
     pub number: u32,
+    pub name: String,
     pub json_name: String,
     /// The member's key as written, with its colon.
     pub key: Vec<u8>,
@@ -48,6 +49,8 @@ pub struct Field {
     pub enum_names: HashMap<i32, Vec<u8>>,
     /// Enum value numbers by name.
     pub enum_numbers: HashMap<String, i32>,
+    /// The enum type's own name (in validation errors).
+    pub enum_type: String,
     pub oneof: Option<usize>,
     pub map: bool,
 }
@@ -57,6 +60,8 @@ pub struct Message {
     pub well_known: WellKnown,
     /// In RFC 8785 member order.
     pub fields: Vec<Field>,
+    /// Indexes into `fields` in declaration order (validation reports in this order).
+    pub declared: Vec<usize>,
     by_number: HashMap<u32, usize>,
     by_json_name: HashMap<String, usize>,
     pub oneofs: usize,
@@ -66,6 +71,11 @@ impl Message {
     /// The index in :attr:`fields` of a field number, if the type has it.
     pub fn index(&self, number: u32) -> Option<usize> {
         self.by_number.get(&number).copied()
+    }
+
+    /// The index in :attr:`fields` of a field by its proto name (a linear search: few fields).
+    pub fn by_name(&self, name: &str) -> Option<usize> {
+        self.fields.iter().position(|f| f.name == name)
     }
 
     /// The index in :attr:`fields` of a JSON member name, if the type has it.
@@ -98,7 +108,7 @@ impl Schema {
             let mut out: Vec<Field> = Vec::with_capacity(fields.len());
             for (
                 number,
-                json_name,
+                (field_name, json_name),
                 ty,
                 repeated,
                 presence,
@@ -119,7 +129,7 @@ impl Schema {
                 let mut key = Vec::new();
                 jcs::string(&mut key, &json_name);
                 key.push(b':');
-                let enums = enums.unwrap_or_default();
+                let (enum_type, enums) = enums.unwrap_or_default();
                 let enum_numbers = enums.iter().map(|(&n, v)| (v.clone(), n)).collect();
                 let enum_names = enums
                     .into_iter()
@@ -131,6 +141,7 @@ impl Schema {
                     .collect();
                 out.push(Field {
                     number,
+                    name: field_name,
                     json_name,
                     key,
                     ty,
@@ -140,9 +151,16 @@ impl Schema {
                     message,
                     enum_names,
                     enum_numbers,
+                    enum_type,
                     oneof: usize::try_from(oneof).ok(),
                     map,
                 });
+            }
+            let mut order: Vec<usize> = (0..out.len()).collect();
+            order.sort_by(|&a, &b| jcs::key_order(&out[a].json_name, &out[b].json_name));
+            let mut declared = vec![0; out.len()];
+            for (sorted, &original) in order.iter().enumerate() {
+                declared[original] = sorted;
             }
             out.sort_by(|a, b| jcs::key_order(&a.json_name, &b.json_name));
             let by_number = out.iter().enumerate().map(|(i, f)| (f.number, i)).collect();
@@ -160,6 +178,7 @@ impl Schema {
                 name,
                 well_known,
                 fields: out,
+                declared,
                 by_number,
                 by_json_name,
                 oneofs,

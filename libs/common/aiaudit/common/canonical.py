@@ -145,13 +145,15 @@ def native_schema() -> aiaudit_native.Schema:
             [
                 (
                     f.number,
-                    f.json_name,
+                    (f.name, f.json_name),
                     f.type,
                     f.is_repeated,
                     f.has_presence,
                     _is_sensitive(f),
                     index[f.message_type.full_name] if f.message_type is not None else -1,
-                    {v.number: v.name for v in f.enum_type.values} if f.enum_type else None,
+                    (f.enum_type.name, {v.number: v.name for v in f.enum_type.values})
+                    if f.enum_type
+                    else None,
                     f.containing_oneof.index if f.containing_oneof is not None else -1,
                     f.message_type is not None and f.message_type.GetOptions().map_entry,
                 )
