@@ -94,16 +94,32 @@ _EVENT_TYPES = {v.number: v.name for v in event_pb2.EventType.DESCRIPTOR.values}
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
-def search_columns(e: event_pb2.Event) -> dict[str, object]:
-    """The ``events`` columns kept beside the canonical form for the store's own lookups."""
+_SEARCH_COLUMNS = ["event_type", "occurred_time", *TEXT_COLUMNS]
+"""The ``events`` columns kept beside the canonical form for the store's own lookups."""
+
+
+def search_values(e: event_pb2.Event) -> tuple[object, ...]:
+    """The values of :data:`_SEARCH_COLUMNS` for an event, in that order."""
     ts = e.occurred_time  # microseconds by then (``prepare``); ToDatetime is slow Python
-    columns: dict[str, object] = {
-        "event_type": _EVENT_TYPES[e.event_type],
-        "occurred_time": _EPOCH + dt.timedelta(seconds=ts.seconds, microseconds=ts.nanos // 1000),
-    }
-    for column, (message, field) in TEXT_COLUMNS.items():
-        columns[column] = getattr(getattr(e, message), field) or None
-    return columns
+    actor, model, ids = e.actor, e.model, e.correlation
+    return (
+        _EVENT_TYPES[e.event_type],
+        _EPOCH + dt.timedelta(seconds=ts.seconds, microseconds=ts.nanos // 1000),
+        actor.user_id or None,
+        actor.application or None,
+        actor.environment or None,
+        model.provider or None,
+        model.name or None,
+        ids.session_id or None,
+        ids.conversation_id or None,
+        ids.correlation_id or None,
+        ids.trace_id or None,
+    )
+
+
+def search_columns(e: event_pb2.Event) -> dict[str, object]:
+    """:func:`search_values` by column name."""
+    return dict(zip(_SEARCH_COLUMNS, search_values(e), strict=True))
 
 
 def same_event(stored: StoredEvent, retried: NewEvent) -> bool:
@@ -181,7 +197,9 @@ class SqlEventStore:
     ) -> list[BatchOutcome]:
         with conn.begin():
             sizes = self._lock_logs(conn, sorted({e.log_id for b in batches for e in b}))
-            stored = self._existing(conn, [e for b in batches for e in b]) if check_existing else {}
+            stored: dict[tuple[str, str], StoredEvent | tuple[NewEvent, Receipt]] = {}
+            if check_existing:
+                stored.update(self._existing(conn, [e for b in batches for e in b]))
             outcomes: list[BatchOutcome] = []
             new_rows: list[tuple[NewEvent, int]] = []
             for batch in batches:
@@ -244,19 +262,25 @@ class SqlEventStore:
     def _plan_batch(
         self,
         batch: Sequence[NewEvent],
-        stored: dict[tuple[str, str], StoredEvent],
+        stored: dict[tuple[str, str], StoredEvent | tuple[NewEvent, Receipt]],
         sizes: dict[str, int],
     ) -> BatchOutcome:
-        """Assigns sequence numbers to a batch, or refuses it on a conflict."""
+        """Assigns sequence numbers to a batch, or refuses it on a conflict.
+
+        ``stored``: events already in the store, and the new events of earlier
+        batches of the group (kept as they are: most are never looked up).
+        """
         planned: list[Receipt] = []
         next_size = dict(sizes)
         pending: list[tuple[NewEvent, Receipt]] = []
         for i, e in enumerate(batch):
-            key = (e.log_id, e.event.event_id)
-            if key in stored:
-                s = stored[key]
+            event_id = e.event.event_id
+            log_id = e.event.tenant_id
+            found = stored.get((log_id, event_id))
+            if found is not None:
+                s = found if isinstance(found, StoredEvent) else _as_stored(*found)
                 if not same_event(s, e):
-                    return Conflict(i, e.event.event_id)
+                    return Conflict(i, event_id)
                 planned.append(
                     Receipt(
                         s.event_id,
@@ -268,88 +292,84 @@ class SqlEventStore:
                     )
                 )
                 continue
-            seq = next_size[e.log_id]
-            next_size[e.log_id] = seq + 1
-            receipt = Receipt(
-                e.event.event_id, e.log_id, seq, e.committed.leaf_hash, e.receive_time
-            )
+            seq = next_size[log_id]
+            next_size[log_id] = seq + 1
+            receipt = Receipt(event_id, log_id, seq, e.committed.leaf_hash, e.receive_time)
             planned.append(receipt)
             pending.append((e, receipt))
         sizes.update(next_size)
-        # Later batches of the same group see these as already stored.
-        for e, r in pending:
-            stored[(r.log_id, r.event_id)] = StoredEvent(
-                r.log_id,
-                r.sequence,
-                r.event_id,
-                r.leaf_hash,
-                e.receive_time,
-                e.committed.canonical,
-                e.salt,
-                e.committed.content,
-            )
+        for e, r in pending:  # later batches of the group see these as stored
+            stored[(r.log_id, r.event_id)] = (e, r)
         return planned
 
     def _insert(
         self, conn: sa.Connection, rows: list[tuple[NewEvent, int]], heads: list[dict[str, object]]
     ) -> None:
         """Writes the new rows of the three event tables and moves the log heads."""
-        tables = {
-            log_entries: [
-                {
-                    "log_id": e.log_id,
-                    "seq": seq,
-                    "event_id": e.event.event_id,
-                    "leaf_hash": e.committed.leaf_hash,
-                    "receive_time": e.receive_time,
-                }
-                for e, seq in rows
-            ],
-            events: [
-                {
-                    "log_id": e.log_id,
-                    "seq": seq,
-                    "receive_time": e.receive_time,
-                    "event_id": e.event.event_id,
-                    "canonical": e.committed.canonical,
-                    **search_columns(e.event),
-                }
-                for e, seq in rows
-            ],
-            event_content: [
-                {
-                    "log_id": e.log_id,
-                    "seq": seq,
-                    "receive_time": e.receive_time,
-                    "salt": e.salt,
-                    "content": content_json(e),
-                }
-                for e, seq in rows
-            ],
-        }
+        tables: list[tuple[sa.Table, list[str], list[tuple[object, ...]]]] = [
+            (
+                log_entries,
+                ["log_id", "seq", "event_id", "leaf_hash", "receive_time"],
+                [
+                    (
+                        e.event.tenant_id,
+                        seq,
+                        e.event.event_id,
+                        e.committed.leaf_hash,
+                        e.receive_time,
+                    )
+                    for e, seq in rows
+                ],
+            ),
+            (
+                events,
+                ["log_id", "seq", "receive_time", "event_id", "canonical", *_SEARCH_COLUMNS],
+                [
+                    (
+                        e.event.tenant_id,
+                        seq,
+                        e.receive_time,
+                        e.event.event_id,
+                        e.committed.canonical,
+                        *search_values(e.event),
+                    )
+                    for e, seq in rows
+                ],
+            ),
+            (
+                event_content,
+                ["log_id", "seq", "receive_time", "salt", "content"],
+                [
+                    (e.event.tenant_id, seq, e.receive_time, e.salt, content_json(e))
+                    for e, seq in rows
+                ],
+            ),
+        ]
         if self._sqlite:
-            for table, values in tables.items():
+            for table, columns, values in tables:
                 if values:
-                    conn.execute(sa.insert(table), values)
+                    conn.execute(
+                        sa.insert(table), [dict(zip(columns, v, strict=True)) for v in values]
+                    )
             for head in heads:
                 conn.execute(
                     sa.update(logs).where(logs.c.log_id == head["log_id"]).values(size=head["size"])
                 )
             return
-        statements: list[tuple[str, list[dict[str, object]]]] = []
-        for table, values in tables.items():
+        statements: list[tuple[str, list[tuple[object, ...]]]] = []
+        for table, columns, values in tables:
             if len(values) >= _COPY_FROM_ROWS:
-                _copy(conn, table, values)
+                _copy(conn, table, columns, values)
             elif values:
-                columns = list(values[0])
-                placeholders = ", ".join(f"%({c})s" for c in columns)
-                statements.append(
-                    (
-                        f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({placeholders})",
-                        values,
-                    )
-                )
-        statements.append(("UPDATE logs SET size = %(size)s WHERE log_id = %(log_id)s", heads))
+                placeholders = ", ".join(["%s"] * len(columns))
+                sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({placeholders})"
+                statements.append((sql, values))
+        statements.append(
+            (
+                "UPDATE logs SET size = %s WHERE log_id = %s",
+                [(head["size"], head["log_id"]) for head in heads],
+            )
+        )
         _pipelined(conn, statements)
 
     def _read(self, conn: sa.Connection, log_id: str, seqs: list[int]) -> list[StoredEvent]:
@@ -446,8 +466,22 @@ _COPY_FROM_ROWS = 32
 """COPY costs extra round trips to set up; below this many rows a plain INSERT is faster."""
 
 
+def _as_stored(e: NewEvent, r: Receipt) -> StoredEvent:
+    """A new event of the group as if read back from the store."""
+    return StoredEvent(
+        r.log_id,
+        r.sequence,
+        r.event_id,
+        r.leaf_hash,
+        e.receive_time,
+        e.committed.canonical,
+        e.salt,
+        e.committed.content,
+    )
+
+
 _ARRAYS = ["log_id", "event_id", "leaf_hash", "receive_time", "canonical", "salt", "content"]
-_ARRAYS += ["event_type", "occurred_time", *TEXT_COLUMNS]
+_ARRAYS += _SEARCH_COLUMNS
 _ARRAY_TYPES = ["text", "text", "bytea", "timestamptz", "bytea", "bytea", "bytea"]
 _ARRAY_TYPES += ["text", "timestamptz"] + ["text"] * len(TEXT_COLUMNS)
 _EVENT_COLUMNS = ", ".join(["event_id", "canonical", "event_type", "occurred_time", *TEXT_COLUMNS])
@@ -503,9 +537,9 @@ def _append_at_once(
         "salt": [e.salt for e in rows],
         "content": [content_json(e) for e in rows],
     }
-    columns = [search_columns(e.event) for e in rows]
-    for name in _ARRAYS[7:]:
-        params[name] = [c[name] for c in columns]
+    values = [search_values(e.event) for e in rows]
+    for i, name in enumerate(_SEARCH_COLUMNS):
+        params[name] = [v[i] for v in values]
     raw = conn.connection.driver_connection
     assert isinstance(raw, psycopg.Connection)
     raw.autocommit = True  # no BEGIN round trip: the one statement is its own transaction
@@ -538,7 +572,7 @@ class ConnectionLostError(Exception):
     """The driver connection died mid-transaction; it was invalidated, so a retry gets a new one."""
 
 
-def _pipelined(conn: sa.Connection, statements: list[tuple[str, list[dict[str, object]]]]) -> None:
+def _pipelined(conn: sa.Connection, statements: list[tuple[str, list[tuple[object, ...]]]]) -> None:
     """Sends the commit's statements in one round trip, in the current transaction.
 
     The hot path of every commit: psycopg's pipeline mode sends every row and
@@ -554,21 +588,22 @@ def _pipelined(conn: sa.Connection, statements: list[tuple[str, list[dict[str, o
                 cur.execute(sql, row)
 
 
-def _copy(conn: sa.Connection, table: sa.Table, values: list[dict[str, object]]) -> None:
+def _copy(
+    conn: sa.Connection, table: sa.Table, columns: list[str], values: list[tuple[object, ...]]
+) -> None:
     """COPY rows into a PostgreSQL table inside the current transaction (the fast path).
 
     Binary format: no text escaping of the canonical and content bytes on
     either side (measured: a quarter of the client CPU of text COPY, and a
     third of the time).
     """
-    columns = list(values[0])
     raw = conn.connection.driver_connection
     assert raw is not None
     sql = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
     with raw.cursor().copy(sql) as copy:
         copy.set_types([_binary_type(table.c[c].type) for c in columns])
         for row in values:
-            copy.write_row([row[c] for c in columns])
+            copy.write_row(row)
 
 
 def _binary_type(column: sa.types.TypeEngine[Any]) -> str:
