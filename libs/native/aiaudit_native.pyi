@@ -17,3 +17,6 @@ class Schema:
         """The serialised event of a canonical form and its content; ValueError if unusual."""
     def check(self, event: bytes, max_text: int) -> list[tuple[str, str]]:
         """Ingest's field checks: (path relative to the event, problem), in declaration order."""
+
+def merkle_levels(leaves: bytes) -> list[bytes]:
+    """RFC 6962 subtree levels over concatenated 32-byte leaf hashes, each level concatenated."""

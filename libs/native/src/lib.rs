@@ -1,9 +1,9 @@
-//! Native core of aiaudit, for Python: the canonical form of events, and
-//! events back from it.
+//! Native core of aiaudit, for Python: the canonical form of events, events
+//! back from it, ingest's field checks, and Merkle subtree hashing.
 //!
-//! Ingest computes the canonical form of every event, and every consumer
-//! (search pages, alerting, exports) restores stored events: in Python these
-//! were the largest costs per event on those paths.
+//! Ingest checks and commits every event, every consumer (search pages,
+//! alerting, exports) restores stored events, and `verify` hashes every node
+//! of the tree: in Python these were the largest costs per event on those paths.
 
 mod canonical;
 mod jcs;
@@ -17,6 +17,7 @@ use std::collections::HashMap;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
+use sha2::{Digest, Sha256};
 
 /// Why an event has no canonical form (raised as ValueError).
 #[derive(Debug)]
@@ -113,7 +114,34 @@ impl Schema {
     }
 }
 
+/// The levels of the RFC 6962 subtree over `leaves` (32-byte hashes, concatenated):
+/// level 0 is the leaves, each next level the node hashes `SHA-256(0x01 || left || right)`
+/// of adjacent pairs (an odd last node waits), up to one hash; each level concatenated.
+#[pyfunction]
+fn merkle_levels<'py>(py: Python<'py>, leaves: &[u8]) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+    if !leaves.len().is_multiple_of(32) {
+        return Err(PyValueError::new_err("leaves must be whole 32-byte hashes"));
+    }
+    let levels = py.detach(|| {
+        let mut levels = vec![leaves.to_vec()];
+        while levels.last().is_some_and(|level| level.len() > 32) {
+            let below = levels.last().expect("not empty");
+            let mut level = Vec::with_capacity(below.len() / 2);
+            for pair in below.chunks_exact(64) {
+                let mut hash = Sha256::new();
+                hash.update([1u8]);
+                hash.update(pair);
+                level.extend_from_slice(&hash.finalize());
+            }
+            levels.push(level);
+        }
+        levels
+    });
+    Ok(levels.iter().map(|level| PyBytes::new(py, level)).collect())
+}
+
 #[pymodule]
 fn aiaudit_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<Schema>()
+    m.add_class::<Schema>()?;
+    m.add_function(wrap_pyfunction!(merkle_levels, m)?)
 }
