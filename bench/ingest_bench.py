@@ -32,7 +32,6 @@ import psycopg
 from aiaudit.common import client
 from aiaudit.common.store import open_store
 from aiaudit.common.store.prepare import prepare
-from aiaudit.common.store.sql import content_json
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
 from tests.conftest import write_keys
@@ -104,7 +103,7 @@ def baseline_copy(dsn: str, tenant: str, n: int) -> float:
                                 seq,
                                 e.receive_time,
                                 e.salt,
-                                content_json(e),
+                                e.stored_content,
                             )
                         )
         elapsed = time.perf_counter() - start

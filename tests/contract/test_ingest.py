@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import uuid
 
@@ -36,6 +37,8 @@ def test_append_returns_receipts_in_order(server: Running, tenant: str) -> None:
     assert stored.leaf_hash == response.receipts[3].leaf_hash
     original = events[3]
     restored = stored.to_event()
+    assert restored.receive_time == response.receipts[3].receive_time  # to the microsecond
+    assert response.receipts[3].receive_time.ToDatetime(dt.UTC) == stored.receive_time
     restored.ClearField("receive_time")
     assert restored == original
 

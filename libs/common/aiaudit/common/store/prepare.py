@@ -12,7 +12,7 @@ import secrets
 from google.protobuf import timestamp_pb2
 
 from aiaudit.common import canonical
-from aiaudit.common.store.sql import NewEvent
+from aiaudit.common.store.sql import NewEvent, content_json, search_values
 from aiaudit.common.v1 import event_pb2
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -46,11 +46,14 @@ def prepare(
     truncate_to_micros(received.occurred_time)
     if salt is None:
         salt = secrets.token_bytes(canonical.SALT_BYTES)
+    committed = canonical.commit(received, salt)
     return NewEvent(
         event=received,
-        committed=canonical.commit(received, salt),
+        committed=committed,
         salt=salt,
         receive_time=at,
+        search=search_values(received),
+        stored_content=content_json(committed.content),
     )
 
 

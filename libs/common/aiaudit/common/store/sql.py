@@ -32,6 +32,14 @@ class NewEvent:
     committed: canonical.Committed
     salt: bytes
     receive_time: dt.datetime
+    search: tuple[object, ...]
+    """The ``events`` search columns (:func:`search_values`)."""
+    stored_content: bytes
+    """The ``event_content.content`` column (:func:`content_json`).
+
+    Both computed by ``prepare`` in the caller's thread, so that the one
+    writer thread, which holds the log heads meanwhile, only lays out rows.
+    """
 
     @property
     def log_id(self) -> str:
@@ -85,9 +93,9 @@ def _utc(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
-def content_json(e: NewEvent) -> bytes:
+def content_json(content: dict[str, str]) -> bytes:
     """The ``event_content.content`` column: the content values as compact JSON."""
-    return orjson.dumps(e.committed.content)
+    return orjson.dumps(content)
 
 
 _EVENT_TYPES = {v.number: v.name for v in event_pb2.EventType.DESCRIPTOR.values}
@@ -331,7 +339,7 @@ class SqlEventStore:
                         e.receive_time,
                         e.event.event_id,
                         e.committed.canonical,
-                        *search_values(e.event),
+                        *e.search,
                     )
                     for e, seq in rows
                 ],
@@ -340,7 +348,7 @@ class SqlEventStore:
                 event_content,
                 ["log_id", "seq", "receive_time", "salt", "content"],
                 [
-                    (e.event.tenant_id, seq, e.receive_time, e.salt, content_json(e))
+                    (e.event.tenant_id, seq, e.receive_time, e.salt, e.stored_content)
                     for e, seq in rows
                 ],
             ),
@@ -535,9 +543,9 @@ def _append_at_once(
         "receive_time": [e.receive_time for e in rows],
         "canonical": [e.committed.canonical for e in rows],
         "salt": [e.salt for e in rows],
-        "content": [content_json(e) for e in rows],
+        "content": [e.stored_content for e in rows],
     }
-    values = [search_values(e.event) for e in rows]
+    values = [e.search for e in rows]
     for i, name in enumerate(_SEARCH_COLUMNS):
         params[name] = [v[i] for v in values]
     raw = conn.connection.driver_connection
