@@ -344,7 +344,8 @@ impl<'s> Encoder<'s> {
     }
 }
 
-fn seconds_nanos(msg: &Message, d: &Decoded) -> (i64, i32) {
+/// (seconds, nanos) of a decoded Timestamp or Duration.
+pub(crate) fn seconds_nanos(msg: &Message, d: &Decoded) -> (i64, i32) {
     let last = |number: u32| {
         msg.index(number)
             .and_then(|i| d.values[i].last())

@@ -6,7 +6,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::canonical::{decode, int, is_default, len, text, Decoded};
+use crate::canonical::{decode, int, is_default, len, seconds_nanos, text, Decoded};
 use crate::schema::{Field, Message, Schema, WellKnown};
 use crate::wire::{self, Raw};
 use crate::Error;
@@ -226,15 +226,6 @@ fn len_or_empty<'a>(raw: &Raw<'a>) -> &'a [u8] {
         Raw::Len(bytes) => bytes,
         _ => &[],
     }
-}
-
-fn seconds_nanos(msg: &Message, d: &Decoded) -> (i64, i32) {
-    let last = |number: u32| {
-        msg.index(number)
-            .and_then(|i| d.values[i].last())
-            .map_or(0, int)
-    };
-    (last(1) as i64, last(2) as i32)
 }
 
 /// Whether every number in a Struct (at any depth) is finite: JSON has no NaN or infinity.
