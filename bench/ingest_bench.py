@@ -38,6 +38,12 @@ from tests.conftest import write_keys
 from tests.helpers import sized_interaction
 
 BATCH = 500
+CONNECTIONS = 8
+"""Connections of the single-event load generator (see ``single``)."""
+OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
+"""Channel option: a connection of the channel's own. Without it, channels to the
+same address with the same options share one connection (gRPC's global
+subchannel pool), so every call reached the same server process."""
 
 
 def free_port() -> int:
@@ -137,7 +143,7 @@ def batched(address: str, key: str, n: int, clients: int) -> float:
 
 def send_batches(address: str, key: str, requests: list[list[pb.AppendRequest]]) -> float:
     """Each client's requests over a connection of its own, clients at once; events/s."""
-    options = [("grpc.max_send_message_length", 64 << 20)]
+    options = [("grpc.max_send_message_length", 64 << 20), *OWN_CONNECTION]
     # One connection per client: SO_REUSEPORT spreads connections over server processes.
     channels = [client.channel(address, key, options=options) for _ in requests]
 
@@ -166,9 +172,13 @@ def single(address: str, key: str, rate: float, seconds: float) -> tuple[float, 
     tenant = f"single-{uuid.uuid4().hex[:8]}"
     n = int(rate * seconds)
     events = [sized_interaction(tenant, 1024) for _ in range(n)]
-    channel = client.channel(address, key)
-    stub = pb_grpc.IngestServiceStub(channel)
-    stub.Append(pb.AppendRequest(events=[sized_interaction(tenant, 1024)]))  # warm the connection
+    # Calls round-robin over several connections, as many gateways would make them:
+    # the server's processes share the port (SO_REUSEPORT), each takes the
+    # connections the kernel hashes to it, and one connection would load one.
+    channels = [client.channel(address, key, options=OWN_CONNECTION) for _ in range(CONNECTIONS)]
+    stubs = [pb_grpc.IngestServiceStub(channel) for channel in channels]
+    for stub in stubs:  # warm every connection
+        stub.Append(pb.AppendRequest(events=[sized_interaction(tenant, 1024)]))
     latencies: list[float] = []
     lock = threading.Lock()
     futures = []
@@ -188,14 +198,15 @@ def single(address: str, key: str, rate: float, seconds: float) -> tuple[float, 
             with lock:
                 latencies.append(time.perf_counter() - sent)
 
-        fut = stub.Append.future(pb.AppendRequest(events=[e]), timeout=30)
+        fut = stubs[i % CONNECTIONS].Append.future(pb.AppendRequest(events=[e]), timeout=30)
         fut.add_done_callback(done)
         futures.append(fut)
     for f in futures:
         f.result()
     elapsed = time.perf_counter() - start
     gc.enable()
-    channel.close()
+    for channel in channels:
+        channel.close()
     q = statistics.quantiles(latencies, n=100)
     return n / elapsed, q[49] * 1000, q[98] * 1000
 
