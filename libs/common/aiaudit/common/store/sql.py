@@ -9,7 +9,7 @@ gap-free and ordered by commit, across processes and replicas.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -383,13 +383,13 @@ class SqlEventStore:
     def _read(self, conn: sa.Connection, log_id: str, seqs: list[int]) -> list[StoredEvent]:
         if not seqs:
             return []
-        return list(_select(conn, _BY_SEQUENCES, {"log_id": log_id, "seqs": seqs}))
+        return list(_select(conn, "seqs", {"log_id": log_id, "seqs": seqs}))
 
     def read_log(self, log_id: str, start: int, limit: int) -> list[StoredEvent]:
         """Entries ``start`` .. ``start+limit-1`` of a log, in order (consumers tail this)."""
         with self.engine.connect() as conn:
             params = {"log_id": log_id, "start": start, "stop": start + limit}
-            return list(_select(conn, _BY_RANGE, params))
+            return list(_select(conn, "range", params))
 
     def read_sequences(self, log_id: str, seqs: Sequence[int]) -> list[StoredEvent]:
         """The entries at these sequences, in sequence order (search results, exports)."""
@@ -399,7 +399,7 @@ class SqlEventStore:
     def get_event(self, log_id: str, event_id: str) -> StoredEvent | None:
         """One stored event by id."""
         with self.engine.connect() as conn:
-            found = list(_select(conn, _BY_EVENT_ID, {"log_id": log_id, "event_id": event_id}))
+            found = list(_select(conn, "event_id", {"log_id": log_id, "event_id": event_id}))
         return found[0] if found else None
 
     def log_sizes(self) -> dict[str, int]:
@@ -447,17 +447,60 @@ def _stored_events_query() -> sa.Select[Any]:
 
 # Built once: building and caching a statement per read cost as much as the read.
 _STORED = _stored_events_query()
-_BY_SEQUENCES = _STORED.where(log_entries.c.seq.in_(sa.bindparam("seqs", expanding=True)))
-_BY_RANGE = _STORED.where(
-    log_entries.c.seq >= sa.bindparam("start"), log_entries.c.seq < sa.bindparam("stop")
-)
-_BY_EVENT_ID = _STORED.where(log_entries.c.event_id == sa.bindparam("event_id"))
+_BY = {
+    "seqs": _STORED.where(log_entries.c.seq.in_(sa.bindparam("seqs", expanding=True))),
+    "range": _STORED.where(
+        log_entries.c.seq >= sa.bindparam("start"), log_entries.c.seq < sa.bindparam("stop")
+    ),
+    "event_id": _STORED.where(log_entries.c.event_id == sa.bindparam("event_id")),
+}
+"""SQLite: the stored-event reads by SQLAlchemy."""
+
+_STORED_PG = """
+SELECT le.log_id, le.seq, le.event_id, le.leaf_hash, le.receive_time,
+    (SELECT e.canonical FROM events e
+     WHERE e.log_id = le.log_id AND e.seq = le.seq AND e.receive_time = le.receive_time),
+    c.salt, c.content
+FROM log_entries le LEFT JOIN LATERAL (
+    SELECT c.salt, c.content FROM event_content c
+    WHERE c.log_id = le.log_id AND c.seq = le.seq AND c.receive_time = le.receive_time
+) c ON true
+WHERE le.log_id = %(log_id)s AND {where}
+ORDER BY le.seq
+"""
+PG_BY = {
+    "seqs": _STORED_PG.format(where="le.seq = ANY(%(seqs)s::bigint[])"),
+    "range": _STORED_PG.format(where="le.seq >= %(start)s AND le.seq < %(stop)s"),
+    "event_id": _STORED_PG.format(where="le.event_id = %(event_id)s"),
+}
+"""PostgreSQL: the same reads as text, sent by psycopg in binary, prepared.
+
+The same lookups as :func:`_stored_events_query` (each row by its primary
+key, whatever the statistics), with salt and content in one lateral lookup
+instead of two. An array of sequences keeps one statement text whatever the
+page's size, so the server keeps one plan; bytea, timestamps and integers come
+back in binary. Measured on a 20,000-event log, 50 rows: 2.0 ms against 3.9 ms
+through SQLAlchemy with an expanding ``IN``.
+"""
 
 
-def _select(
-    conn: sa.Connection, query: sa.Select[Any], params: dict[str, object]
-) -> Iterator[StoredEvent]:
-    for log_id, seq, event_id, leaf, received, body, salt, content in conn.execute(query, params):
+def _select(conn: sa.Connection, read: str, params: dict[str, object]) -> Iterator[StoredEvent]:
+    """Stored events by one of the reads of :data:`PG_BY` / :data:`_BY`."""
+    if conn.dialect.name == "postgresql":
+        raw = conn.connection.driver_connection
+        assert isinstance(raw, psycopg.Connection)
+        try:
+            with raw.cursor(binary=True) as cur:
+                rows: Iterable[Any] = cur.execute(PG_BY[read], params, prepare=True).fetchall()
+        except psycopg.Error as exc:  # as SQLAlchemy would raise it: callers handle those
+            if raw.closed:
+                conn.invalidate()
+            raise sa.exc.DBAPIError.instance(
+                PG_BY[read], params, exc, psycopg.Error, connection_invalidated=raw.closed
+            ) from exc
+    else:
+        rows = conn.execute(_BY[read], params)
+    for log_id, seq, event_id, leaf, received, body, salt, content in rows:
         yield StoredEvent(
             log_id=log_id,
             sequence=seq,
