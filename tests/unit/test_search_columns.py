@@ -5,9 +5,13 @@ from __future__ import annotations
 import datetime as dt
 
 from aiaudit.common.store.schema import TEXT_COLUMNS
-from aiaudit.common.store.sql import search_columns
+from aiaudit.common.store.sql import SEARCH_COLUMNS, search_values
 from aiaudit.common.v1 import event_pb2 as ev
 from tests.helpers import interaction
+
+
+def search_columns(e: ev.Event) -> dict[str, object]:
+    return dict(zip(SEARCH_COLUMNS, search_values(e), strict=True))
 
 
 def test_every_text_column_comes_from_its_field() -> None:

@@ -1,4 +1,4 @@
-"""Stored events back to protobuf, about 10x faster than ``canonical.restore``.
+"""Stored events back to protobuf, about 25x faster than ``canonical.restore``.
 
 Every consumer turns stored events into messages on its hot path (search
 pages, the alerting engine, exports, integrity checks), through

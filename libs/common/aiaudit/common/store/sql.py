@@ -102,12 +102,12 @@ _EVENT_TYPES = {v.number: v.name for v in event_pb2.EventType.DESCRIPTOR.values}
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
-_SEARCH_COLUMNS = ["event_type", "occurred_time", *TEXT_COLUMNS]
+SEARCH_COLUMNS = ["event_type", "occurred_time", *TEXT_COLUMNS]
 """The ``events`` columns kept beside the canonical form for the store's own lookups."""
 
 
 def search_values(e: event_pb2.Event) -> tuple[object, ...]:
-    """The values of :data:`_SEARCH_COLUMNS` for an event, in that order."""
+    """The values of :data:`SEARCH_COLUMNS` for an event, in that order."""
     ts = e.occurred_time  # microseconds by then (``prepare``); ToDatetime is slow Python
     actor, model, ids = e.actor, e.model, e.correlation
     return (
@@ -123,11 +123,6 @@ def search_values(e: event_pb2.Event) -> tuple[object, ...]:
         ids.correlation_id or None,
         ids.trace_id or None,
     )
-
-
-def search_columns(e: event_pb2.Event) -> dict[str, object]:
-    """:func:`search_values` by column name."""
-    return dict(zip(_SEARCH_COLUMNS, search_values(e), strict=True))
 
 
 def same_event(stored: StoredEvent, retried: NewEvent) -> bool:
@@ -331,7 +326,7 @@ class SqlEventStore:
             ),
             (
                 events,
-                ["log_id", "seq", "receive_time", "event_id", "canonical", *_SEARCH_COLUMNS],
+                ["log_id", "seq", "receive_time", "event_id", "canonical", *SEARCH_COLUMNS],
                 [
                     (
                         e.event.tenant_id,
@@ -531,12 +526,32 @@ def _as_stored(e: NewEvent, r: Receipt) -> StoredEvent:
     )
 
 
-_ARRAYS = ["log_id", "event_id", "leaf_hash", "receive_time", "canonical", "salt", "content"]
-_ARRAYS += _SEARCH_COLUMNS
-_ARRAY_TYPES = ["text", "text", "bytea", "timestamptz", "bytea", "bytea", "bytea"]
-_ARRAY_TYPES += ["text", "timestamptz"] + ["text"] * len(TEXT_COLUMNS)
-_EVENT_COLUMNS = ", ".join(["event_id", "canonical", "event_type", "occurred_time", *TEXT_COLUMNS])
-_UNNEST = ", ".join(f"%({a})b::{t}[]" for a, t in zip(_ARRAYS, _ARRAY_TYPES, strict=True))
+def _binary_type(column: sa.types.TypeEngine[Any]) -> str:
+    """The PostgreSQL type whose binary form COPY sends for a column of the schema."""
+    if isinstance(column, sa.BigInteger):
+        return "int8"
+    if isinstance(column, sa.String):
+        return "text"  # the same binary form as varchar
+    if isinstance(column, sa.LargeBinary):
+        return "bytea"
+    if isinstance(column, sa.DateTime) and column.timezone:
+        return "timestamptz"
+    raise TypeError(f"no binary COPY type for column type {column!r}")
+
+
+_ARRAY_COLUMNS = [
+    log_entries.c.log_id,
+    log_entries.c.event_id,
+    log_entries.c.leaf_hash,
+    log_entries.c.receive_time,
+    events.c.canonical,
+    event_content.c.salt,
+    event_content.c.content,
+    *(events.c[name] for name in SEARCH_COLUMNS),
+]
+_ARRAYS = [c.name for c in _ARRAY_COLUMNS]
+_EVENT_COLUMNS = ", ".join(["event_id", "canonical", *SEARCH_COLUMNS])
+_UNNEST = ", ".join(f"%({c.name})b::{_binary_type(c.type)}[]" for c in _ARRAY_COLUMNS)
 _AT_ONCE = f"""
 WITH input AS (
     SELECT * FROM unnest({_UNNEST})
@@ -589,7 +604,7 @@ def _append_at_once(
         "content": [e.stored_content for e in rows],
     }
     values = [e.search for e in rows]
-    for i, name in enumerate(_SEARCH_COLUMNS):
+    for i, name in enumerate(SEARCH_COLUMNS):
         params[name] = [v[i] for v in values]
     raw = conn.connection.driver_connection
     assert isinstance(raw, psycopg.Connection)
@@ -655,19 +670,6 @@ def _copy(
         copy.set_types([_binary_type(table.c[c].type) for c in columns])
         for row in values:
             copy.write_row(row)
-
-
-def _binary_type(column: sa.types.TypeEngine[Any]) -> str:
-    """The PostgreSQL type whose binary form COPY sends for a column of the schema."""
-    if isinstance(column, sa.BigInteger):
-        return "int8"
-    if isinstance(column, sa.String):
-        return "text"  # the same binary form as varchar
-    if isinstance(column, sa.LargeBinary):
-        return "bytea"
-    if isinstance(column, sa.DateTime) and column.timezone:
-        return "timestamptz"
-    raise TypeError(f"no binary COPY type for column type {column!r}")
 
 
 def _configure_sqlite(engine: sa.Engine) -> None:
