@@ -10,10 +10,18 @@ import pytest
 import sqlalchemy as sa
 
 from aiaudit.common.store import SqlEventStore, open_store
-from aiaudit.integrity import merkle, note, storage, worm
+from aiaudit.integrity import leader, merkle, note, storage, worm
+from aiaudit.integrity.notary import Notary
 from aiaudit.integrity.signers import FileKeys
 from tests.conftest import Postgres
-from tests.integrity.conftest import ORIGIN_PREFIX, Notaries, append, leaf_hashes, wait_until
+from tests.integrity.conftest import (
+    ORIGIN_PREFIX,
+    Notaries,
+    append,
+    leaf_hashes,
+    notary_config,
+    wait_until,
+)
 
 
 def latest(url: str, tenant: str) -> storage.StoredCheckpoint | None:
@@ -229,3 +237,42 @@ def test_node_reads_of_a_fresh_log_look_up_each_node_once(postgres: Postgres) ->
         return rows
 
     assert visited(plan[0]["Plan"]) <= len(wanted)  # one primary-key probe per wanted node
+
+
+def test_a_round_reads_until_a_batch_comes_back_short(
+    store: SqlEventStore,
+    notary_url: str,
+    tenant: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A backlog longer than a batch is integrated in one round, and a short batch ends
+    the round: reading on until one comes back empty would, under a steady stream of
+    small commits (every read's access record), integrate one leaf at a time forever."""
+    keys = FileKeys("test.aiaudit/log", tmp_path / "key.pem")
+    append(store, tenant, 70)  # a full batch (64) and 6 more
+    reads: list[int] = []
+    read_leaves = storage.leaves
+
+    def counted(conn: sa.Connection, log_id: str, start: int, limit: int) -> object:
+        rows = read_leaves(conn, log_id, start, limit)
+        reads.append(len(rows))
+        return rows
+
+    monkeypatch.setattr(storage, "leaves", counted)
+    notary_store = open_store(notary_url)
+    notary = Notary(
+        notary_store.engine, keys, leader.for_engine(notary_store.engine), notary_config(tmp_path)
+    )
+    try:
+        notary.step()  # the first round integrates everything waiting, then signs at once
+        assert reads == [64, 6]
+        cp = latest(notary_url, tenant)
+        assert cp is not None and cp.tree_size == 70
+        append(store, tenant, 2)
+        notary.start()  # later rounds take the rest
+        wait_until(lambda: covers(notary_url, tenant, 72))
+    finally:
+        notary.stop()
+        notary_store.close()
+    check_history(notary_url, tenant, keys.verifier_keys())

@@ -32,7 +32,6 @@ from google.rpc import code_pb2, status_pb2
 from aiaudit.common import access, canonical, status
 from aiaudit.common.auth import Authenticator, Caller, require
 from aiaudit.common.store import SqlEventStore
-from aiaudit.common.store.schema import log_entries
 from aiaudit.common.v1 import proof_pb2
 from aiaudit.integrity import checks, merkle, storage
 from aiaudit.integrity.note import NoteError, open_checkpoint
@@ -214,14 +213,10 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
                 "integrity.get_inclusion_proof",
                 {which: getattr(request, which), "tree_size": request.tree_size},
             )
-            le = log_entries
-            where = (
-                le.c.event_id == request.event_id
-                if which == "event_id"
-                else le.c.seq == request.sequence
-            )
             with self._reading() as conn:
-                target = storage.proof_target(conn, request.log_id, where, request.tree_size)
+                target = storage.proof_target(
+                    conn, request.log_id, which, getattr(request, which), request.tree_size
+                )
                 if target is None:
                     _fail(
                         code_pb2.NOT_FOUND,

@@ -167,8 +167,14 @@ class Notary:
     def _integrate_all(self, conn: sa.Connection) -> None:
         with self._engine.connect() as reader:
             backlog = cursors.backlog(reader, CONSUMER)
+        # Only a full batch means more was already waiting: entries committed during
+        # the round wait for the next one, or a steady stream of small commits (every
+        # read's access record) would keep the notary integrating one leaf at a time.
         for entry in backlog:
-            while self._integrate_batch(conn, entry.log_id) and not self._stop.is_set():
+            while (
+                self._integrate_batch(conn, entry.log_id) == self._config.batch_size
+                and not self._stop.is_set()
+            ):
                 pass
 
     def _integrate_batch(self, conn: sa.Connection, log_id: str) -> int:

@@ -5,23 +5,24 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
 from aiaudit.common.store.schema import consumer_cursors, log_entries
+from aiaudit.common.store.sql import pg_rows
 from aiaudit.integrity.merkle import MissingNodeError, NodeID
 from aiaudit.integrity.tables import checkpoints, nodes
 
-_NODES_BY_ARRAYS = sa.text(
+_NODES_BY_ARRAYS = (
     "SELECT w.level, w.idx, (SELECT n.hash FROM integrity_nodes n"
-    " WHERE n.log_id = :log_id AND n.level = w.level AND n.idx = w.idx)"
-    " FROM unnest(CAST(:levels AS smallint[]), CAST(:idxs AS bigint[])) AS w(level, idx)"
+    " WHERE n.log_id = %(log_id)s AND n.level = w.level AND n.idx = w.idx)"
+    " FROM unnest(%(levels)s::smallint[], %(idxs)s::bigint[]) AS w(level, idx)"
 )
 """PostgreSQL: the wanted nodes as two arrays, each looked up by primary key.
 
-One statement text whatever the number of nodes, so psycopg prepares it
-after a few uses and the server plans it once; a ``(level, idx) IN (...)``
+One statement text whatever the number of nodes, prepared once per
+connection (``pg_rows``) and planned once by the server; a ``(level, idx) IN (...)``
 list is a new statement per length and costs a SQLAlchemy compile and a
 server plan each time (measured at 1M leaves: p99 2.4 ms for the list, 0.9 ms
 for the arrays). A correlated lookup rather than a join: with a join, a log
@@ -43,7 +44,8 @@ class NodeTable:
         if not ids:
             return []
         if self._conn.dialect.name == "postgresql":
-            rows: Iterable[Any] = self._conn.execute(
+            rows: Iterable[Any] = pg_rows(
+                self._conn,
                 _NODES_BY_ARRAYS,
                 {
                     "levels": [n.level for n in ids],
@@ -116,6 +118,17 @@ def insert_checkpoint(conn: sa.Connection, cp: StoredCheckpoint) -> None:
     )
 
 
+class _CheckpointRow(NamedTuple):
+    """The columns of :data:`_COLUMNS` read without SQLAlchemy."""
+
+    log_id: str
+    tree_size: int
+    root_hash: bytes
+    signed_note: str
+    sign_time: dt.datetime
+    key_version: str
+
+
 def _row(r: Any) -> StoredCheckpoint:  # a Row of _COLUMNS
     when = r.sign_time
     assert isinstance(when, dt.datetime)
@@ -159,24 +172,50 @@ class ProofTarget:
     checkpoint: StoredCheckpoint | None
 
 
-def proof_target(
-    conn: sa.Connection, log_id: str, which: sa.ColumnElement[bool], tree_size: int
-) -> ProofTarget | None:
-    """The entry matching ``which`` with the checkpoint at ``tree_size`` (0: the latest).
+_TARGET_PG = """
+SELECT le.seq, le.leaf_hash,
+    c.log_id, c.tree_size, c.root_hash, c.signed_note, c.sign_time, c.key_version
+FROM log_entries le LEFT JOIN integrity_checkpoints c
+    ON c.log_id = le.log_id AND c.tree_size = COALESCE(
+        NULLIF(%(tree_size)s::bigint, 0),
+        (SELECT max(m.tree_size) FROM integrity_checkpoints m WHERE m.log_id = %(log_id)s))
+WHERE le.log_id = %(log_id)s AND {where}
+"""
+_TARGET_BY_PG = {
+    "sequence": _TARGET_PG.format(where="le.seq = %(key)s::bigint"),
+    "event_id": _TARGET_PG.format(where="le.event_id = %(key)s"),
+}
+"""PostgreSQL: :func:`proof_target` as prepared text (see ``pg_rows``): 0.3 ms, not 2."""
 
-    One round trip instead of two (entry, then checkpoint): it is half of what
-    an inclusion proof costs the database. None when there is no such entry.
+
+def proof_target(
+    conn: sa.Connection, log_id: str, which: str, key: int | str, tree_size: int
+) -> ProofTarget | None:
+    """The entry whose ``which`` (sequence or event_id) is ``key``, and a checkpoint.
+
+    The checkpoint is the one at ``tree_size`` (0: the latest). One round trip
+    instead of two (entry, then checkpoint): it is half of what an inclusion
+    proof costs the database. None when there is no such entry.
     """
+    params = {"log_id": log_id, "key": key, "tree_size": tree_size}
+    if conn.dialect.name == "postgresql":
+        rows = pg_rows(conn, _TARGET_BY_PG[which], params)
+        if not rows:
+            return None
+        seq, leaf, *checkpoint = rows[0]
+        found = _row(_CheckpointRow(*checkpoint)) if checkpoint[1] is not None else None
+        return ProofTarget(int(seq), bytes(leaf), found)
     le, cp = log_entries, checkpoints
     size: sa.ColumnElement[int] = (
         sa.literal(tree_size, sa.BigInteger)
         if tree_size
         else sa.select(sa.func.max(cp.c.tree_size)).where(cp.c.log_id == log_id).scalar_subquery()
     )
+    match = le.c.seq == key if which == "sequence" else le.c.event_id == key
     row = conn.execute(
         sa.select(le.c.seq, le.c.leaf_hash, *_COLUMNS)
         .select_from(le.outerjoin(cp, sa.and_(cp.c.log_id == le.c.log_id, cp.c.tree_size == size)))
-        .where(le.c.log_id == log_id, which)
+        .where(le.c.log_id == log_id, match)
     ).first()
     if row is None:
         return None

@@ -9,7 +9,7 @@ gap-free and ordered by commit, across processes and replicas.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -479,22 +479,34 @@ through SQLAlchemy with an expanding ``IN``.
 """
 
 
+def pg_rows(conn: sa.Connection, sql: str, params: Mapping[str, object]) -> list[tuple[Any, ...]]:
+    """The rows of one PostgreSQL read, sent by psycopg in binary and prepared.
+
+    The hot reads skip SQLAlchemy's per-execute work (about half a
+    millisecond a statement); failures still surface as SQLAlchemy's
+    ``DBAPIError``, which callers handle, and a dead connection is invalidated
+    so that the pool replaces it. Runs in ``conn``'s transaction, if any.
+    """
+    raw = conn.connection.driver_connection
+    assert isinstance(raw, psycopg.Connection)
+    try:
+        with raw.cursor(binary=True) as cur:
+            return cur.execute(sql, params, prepare=True).fetchall()
+    except psycopg.Error as exc:
+        if raw.closed:
+            conn.invalidate()
+        raise sa.exc.DBAPIError.instance(
+            sql, dict(params), exc, psycopg.Error, connection_invalidated=raw.closed
+        ) from exc
+
+
 def _select(conn: sa.Connection, read: str, params: dict[str, object]) -> Iterator[StoredEvent]:
     """Stored events by one of the reads of :data:`PG_BY` / :data:`_BY`."""
-    if conn.dialect.name == "postgresql":
-        raw = conn.connection.driver_connection
-        assert isinstance(raw, psycopg.Connection)
-        try:
-            with raw.cursor(binary=True) as cur:
-                rows: Iterable[Any] = cur.execute(PG_BY[read], params, prepare=True).fetchall()
-        except psycopg.Error as exc:  # as SQLAlchemy would raise it: callers handle those
-            if raw.closed:
-                conn.invalidate()
-            raise sa.exc.DBAPIError.instance(
-                PG_BY[read], params, exc, psycopg.Error, connection_invalidated=raw.closed
-            ) from exc
-    else:
-        rows = conn.execute(_BY[read], params)
+    rows: Iterable[Any] = (
+        pg_rows(conn, PG_BY[read], params)
+        if conn.dialect.name == "postgresql"
+        else conn.execute(_BY[read], params)
+    )
     for log_id, seq, event_id, leaf, received, body, salt, content in rows:
         yield StoredEvent(
             log_id=log_id,
