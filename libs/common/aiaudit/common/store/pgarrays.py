@@ -1,0 +1,110 @@
+"""One-dimensional PostgreSQL arrays in their binary wire form, built in one pass.
+
+The small-group statement sends every column as an array parameter. psycopg
+adapts a Python list element by element through its generic list dumper
+(about 10 us per array here, 18 arrays per statement); building the binary
+array directly and handing psycopg finished bytes costs a few microseconds.
+The layout is PostgreSQL's ``array_send``: dimensions (1), a has-nulls flag,
+the element type's OID, the length and lower bound (1), then each element as
+a 4-byte length (-1 for NULL) and its binary value.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import struct
+from collections.abc import Callable, Sequence
+
+from psycopg.adapt import AdaptersMap, Dumper
+from psycopg.pq import Format
+
+_HEADER = struct.Struct(">iiIii")
+_LENGTH = struct.Struct(">i")
+_INT8 = struct.Struct(">q")
+_NULL = _LENGTH.pack(-1)
+_PG_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+_MICROSECOND = dt.timedelta(microseconds=1)
+
+
+class EncodedArray:
+    """A finished binary array; its dumper passes the bytes through unchanged."""
+
+    __slots__ = ("data",)
+    oid = 0
+
+    def __init__(self, data: bytes) -> None:
+        """Wraps bytes laid out by :func:`_array`."""
+        self.data = data
+
+
+class TextArray(EncodedArray):
+    """``text[]``."""
+
+    __slots__ = ()
+    oid = 1009
+
+
+class ByteaArray(EncodedArray):
+    """``bytea[]``."""
+
+    __slots__ = ()
+    oid = 1001
+
+
+class TimestamptzArray(EncodedArray):
+    """``timestamptz[]``."""
+
+    __slots__ = ()
+    oid = 1185
+
+
+def _array(element_oid: int, values: Sequence[bytes | None]) -> bytes:
+    parts = []
+    nulls = 0
+    for value in values:
+        if value is None:
+            parts.append(_NULL)
+            nulls = 1
+        else:
+            parts.append(_LENGTH.pack(len(value)))
+            parts.append(value)
+    return _HEADER.pack(1, nulls, element_oid, len(values), 1) + b"".join(parts)
+
+
+def text_array(values: Sequence[str | None]) -> TextArray:
+    """Strings as UTF-8 (the store's databases are UTF-8); None is NULL."""
+    return TextArray(_array(25, [None if v is None else v.encode() for v in values]))
+
+
+def bytea_array(values: Sequence[bytes | None]) -> ByteaArray:
+    """Byte strings as they are; None is NULL."""
+    return ByteaArray(_array(17, values))
+
+
+def timestamptz_array(values: Sequence[dt.datetime]) -> TimestamptzArray:
+    """Aware datetimes as microseconds since 2000-01-01 UTC (exact integer arithmetic)."""
+    return TimestamptzArray(
+        _array(1184, [_INT8.pack((v - _PG_EPOCH) // _MICROSECOND) for v in values])
+    )
+
+
+ENCODERS: dict[str, Callable[[Sequence[object]], EncodedArray]] = {
+    "text": text_array,  # type: ignore[dict-item]
+    "bytea": bytea_array,  # type: ignore[dict-item]
+    "timestamptz": timestamptz_array,  # type: ignore[dict-item]
+}
+"""The encoder of an array of each element type (by its PostgreSQL name)."""
+
+
+def register(adapters: AdaptersMap) -> None:
+    """Lets ``adapters`` send the :class:`EncodedArray` kinds as binary parameters."""
+    for kind in (TextArray, ByteaArray, TimestamptzArray):
+
+        class _Passthrough(Dumper):
+            format = Format.BINARY
+            oid = kind.oid
+
+            def dump(self, obj: EncodedArray) -> bytes:
+                return obj.data
+
+        adapters.register_dumper(kind, _Passthrough)
