@@ -74,7 +74,7 @@ def test_a_group_across_logs_continues_each_log_and_wakes_consumers(
 
 
 def test_a_taken_id_fails_the_statement_with_nothing_written(
-    store: SqlEventStore, tenant: str
+    store: SqlEventStore, postgres: Postgres, tenant: str
 ) -> None:
     """The unique index refuses the statement whole; append_group then plans with lookups."""
     first = _record(tenant, 0)
@@ -85,10 +85,16 @@ def test_a_taken_id_fails_the_statement_with_nothing_written(
     event.event_id = first.event.event_id  # an id already in the log, other content
     group = [[_record(tenant, 2)], [dataclasses.replace(taken, event=event)]]
     with (
-        store.engine.connect() as conn,
+        psycopg.connect(
+            sa.make_url(postgres.app_url)
+            .set(drivername="postgresql")
+            .render_as_string(hide_password=False),
+            autocommit=True,
+        ) as conn,
+        conn.cursor(binary=True) as cursor,
         pytest.raises(psycopg.errors.UniqueViolation, match="log_entries_event_id_key"),
     ):
-        _append_at_once(conn, group)
+        _append_at_once(cursor, group)
     assert store.log_sizes()[tenant] == 1
     assert [s.event_id for s in store.read_log(tenant, 0, 10)] == [first.event.event_id]
     outcomes = store.append_group(group)  # the batch with the taken id alone is refused

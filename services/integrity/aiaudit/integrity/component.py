@@ -16,6 +16,7 @@ import hvac
 import sqlalchemy as sa
 from grpc_health.v1 import health_pb2
 
+from aiaudit.common import commits
 from aiaudit.common.component import Context
 from aiaudit.common.config import ConfigError, Settings
 from aiaudit.common.receipts import ReceiptSigning
@@ -126,6 +127,6 @@ def start(ctx: Context) -> Integrity:
         )
         ctx.health.set(handlers.SERVICE_NAME, health_pb2.HealthCheckResponse.NOT_SERVING)
     else:
-        sa.event.listen(ctx.store.engine, "commit", lambda _conn: notary.wake())
+        commits.on_commit(ctx.store.engine, notary.wake)  # for the life of the process
         notary.start()
     return Integrity(notary, store, own, ctx.receipts, reads)
