@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import threading
 from collections.abc import Iterator
 
 import psycopg
@@ -100,3 +101,33 @@ def test_a_taken_id_fails_the_statement_with_nothing_written(
     outcomes = store.append_group(group)  # the batch with the taken id alone is refused
     assert isinstance(outcomes[0], list) and outcomes[0][0].sequence == 1
     assert not isinstance(outcomes[1], list) and outcomes[1].event_id == first.event.event_id
+
+
+def test_writers_in_several_threads_at_once_get_gap_free_sequences(
+    store: SqlEventStore, tenant: str
+) -> None:
+    """Each thread takes a store connection of its own; the head lock keeps the log in order."""
+    threads, per_thread = 6, 15
+    start = threading.Barrier(threads)
+    receipts: list[Receipt] = []
+    failures: list[BaseException] = []
+
+    def write(k: int) -> None:
+        try:
+            start.wait()
+            for i in range(per_thread):
+                (outcome,) = store.append_group([[_record(tenant, k * 100 + i)]])
+                assert isinstance(outcome, list)
+                receipts.extend(outcome)
+        except BaseException as exc:
+            failures.append(exc)
+
+    workers = [threading.Thread(target=write, args=(k,)) for k in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert not failures
+    assert sorted(r.sequence for r in receipts) == list(range(threads * per_thread))
+    stored = store.read_log(tenant, 0, threads * per_thread + 1)
+    assert {s.event_id: s.sequence for s in stored} == {r.event_id: r.sequence for r in receipts}
