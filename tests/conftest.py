@@ -53,7 +53,8 @@ class Postgres:
 
 
 @pytest.fixture(scope="session")
-def postgres() -> Postgres:
+def postgres() -> Iterator[Postgres]:
+    """A database of its own for the session (migrated, two login roles), dropped after."""
     env = _script_env("postgres.sh")
     base_dsn = env["AIAUDIT_TEST_PG_DSN"]
     db = f"aiaudit_test_{uuid.uuid4().hex[:8]}"
@@ -69,7 +70,9 @@ def postgres() -> Postgres:
         with psycopg.connect(admin_dsn, autocommit=True) as conn:
             conn.execute(f"CREATE ROLE {user} LOGIN PASSWORD '{password}' IN ROLE {role}")
         urls.append(f"postgresql+psycopg://{user}:{password}@{host}")
-    return Postgres(admin_dsn, admin_url, urls[0], urls[1])
+    yield Postgres(admin_dsn, admin_url, urls[0], urls[1])
+    with psycopg.connect(base_dsn, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE {db} WITH (FORCE)")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
