@@ -474,10 +474,10 @@ ORDER BY le.seq
 """
 PG_BY = {
     "seqs": _STORED_PG.format(where="le.seq = ANY(%(seqs)s::bigint[])"),
-    "range": _STORED_PG.format(where="le.seq >= %(start)s AND le.seq < %(stop)s"),
     "event_id": _STORED_PG.format(where="le.event_id = %(event_id)s"),
 }
-"""PostgreSQL: the same reads as text, sent by psycopg in binary, prepared.
+"""PostgreSQL: the same reads as text, sent by psycopg in binary, prepared
+(a range of the log is read by :data:`_RANGE_PG` instead).
 
 The same lookups as :func:`_stored_events_query` (each row by its primary
 key, whatever the statistics), with salt and content in one lateral lookup
@@ -515,25 +515,78 @@ def pg_rows(conn: sa.Connection, sql: str, params: Mapping[str, object]) -> list
     ``DBAPIError``, which callers handle, and a dead connection is invalidated
     so that the pool replaces it. Runs in ``conn``'s transaction, if any.
     """
+    return pg_reads(conn, [sql], params)[0]
+
+
+def pg_reads(
+    conn: sa.Connection, statements: Sequence[str], params: Mapping[str, object]
+) -> list[list[tuple[Any, ...]]]:
+    """The rows of each statement (same parameters), several sent in one round trip.
+
+    As :func:`pg_rows`; more than one statement goes in psycopg's pipeline mode.
+    """
     raw = conn.connection.driver_connection
     assert isinstance(raw, psycopg.Connection)
     try:
-        return _read_cursor(raw).execute(sql, params, prepare=True).fetchall()
+        if len(statements) == 1:
+            return [_read_cursor(raw).execute(statements[0], params, prepare=True).fetchall()]
+        with raw.pipeline():
+            cursors = [raw.cursor(binary=True) for _ in statements]
+            for cursor, sql in zip(cursors, statements, strict=True):
+                cursor.execute(sql, params, prepare=True)
+        return [cursor.fetchall() for cursor in cursors]
     except psycopg.Error as exc:
         if raw.closed:
             conn.invalidate()
         raise sa.exc.DBAPIError.instance(
-            sql, dict(params), exc, psycopg.Error, connection_invalidated=raw.closed
+            "; ".join(statements),
+            dict(params),
+            exc,
+            psycopg.Error,
+            connection_invalidated=raw.closed,
         ) from exc
+
+
+_RANGE_PG = [
+    f"SELECT {columns} FROM {table} "
+    "WHERE log_id = %(log_id)s AND seq >= %(start)s AND seq < %(stop)s"
+    for table, columns in (
+        ("log_entries", "log_id, seq, event_id, leaf_hash, receive_time"),
+        ("events", "seq, receive_time, canonical"),
+        ("event_content", "seq, receive_time, salt, content"),
+    )
+]
+"""PostgreSQL: a range of a log as one range scan per table, matched up here.
+
+What the consumers tail (the indexer, alerting, verify). One scan per table
+whatever the statistics, where a lookup per entry (``PG_BY``) costs ~34 us a
+row with the monthly partitions' pruning, and a join risks a per-row rescan
+when the planner has no statistics on a fresh log. Measured on a
+100,000-event log, 2,000 entries: 68 ms for the lookups, ~20 ms this way.
+"""
+
+
+def _range_rows(conn: sa.Connection, params: Mapping[str, object]) -> list[tuple[Any, ...]]:
+    """The rows of a ``range`` read, laid out as :data:`PG_BY` lays them out, by sequence."""
+    entries, bodies, contents = pg_reads(conn, _RANGE_PG, params)
+    body_of = {(seq, at): body for seq, at, body in bodies}
+    content_of = {(seq, at): (salt, content) for seq, at, salt, content in contents}
+    rows = []
+    for log_id, seq, event_id, leaf, at in sorted(entries, key=lambda r: r[1]):
+        salt, content = content_of.get((seq, at), (None, None))
+        rows.append((log_id, seq, event_id, leaf, at, body_of.get((seq, at)), salt, content))
+    return rows
 
 
 def _select(conn: sa.Connection, read: str, params: dict[str, object]) -> Iterator[StoredEvent]:
     """Stored events by one of the reads of :data:`PG_BY` / :data:`_BY`."""
-    rows: Iterable[Any] = (
-        pg_rows(conn, PG_BY[read], params)
-        if conn.dialect.name == "postgresql"
-        else conn.execute(_BY[read], params)
-    )
+    rows: Iterable[Any]
+    if conn.dialect.name != "postgresql":
+        rows = conn.execute(_BY[read], params)
+    elif read == "range":
+        rows = _range_rows(conn, params)
+    else:
+        rows = pg_rows(conn, PG_BY[read], params)
     for log_id, seq, event_id, leaf, received, body, salt, content in rows:
         yield StoredEvent(
             log_id=log_id,
