@@ -1,12 +1,13 @@
-"""Driver connections of the store's own for its one-statement small-group commits.
+"""Driver connections of the store's own: small-group commits and stored-event reads.
 
 A small group (a single-event Append, an access record) is one statement in
-autocommit. Through a pooled SQLAlchemy connection it also pays the checkout,
-two autocommit switches, a transaction object, a COMMIT that has nothing left
-to do and the reset on return: about 0.25 ms of Python per commit, a third of
-its cost. These connections stay in autocommit with one prepared cursor each.
-They are opened by the engine (same URL, role, TLS and connect hooks) and
-then detached from its pool, and are kept while idle.
+autocommit, and a read of stored events needs no transaction either. Through
+a pooled SQLAlchemy connection each also paid the checkout, a BEGIN (or two
+autocommit switches), and the ROLLBACK or COMMIT on return: about 0.25 ms of
+Python per commit, three round trips more per read. These connections stay in
+autocommit with one prepared cursor each. They are opened by the engine (same
+URL, role, TLS and connect hooks), then detached from its pool, and are kept
+while idle.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import sqlalchemy as sa
 from psycopg.pq import TransactionStatus
 
 IDLE_KEPT = 4
-"""Most idle connections kept (one per thread that writes small groups at once)."""
+"""Most idle connections kept (one per thread writing or reading at once)."""
 
 
 class ConnectionLostError(Exception):
