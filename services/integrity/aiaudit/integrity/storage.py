@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -118,18 +118,7 @@ def insert_checkpoint(conn: sa.Connection, cp: StoredCheckpoint) -> None:
     )
 
 
-class _CheckpointRow(NamedTuple):
-    """The columns of :data:`_COLUMNS` read without SQLAlchemy."""
-
-    log_id: str
-    tree_size: int
-    root_hash: bytes
-    signed_note: str
-    sign_time: dt.datetime
-    key_version: str
-
-
-def _row(r: Any) -> StoredCheckpoint:  # a Row of _COLUMNS
+def _row(r: Any) -> StoredCheckpoint:  # a Row of _COLUMNS, or their values as read raw
     when = r.sign_time
     assert isinstance(when, dt.datetime)
     return StoredCheckpoint(
@@ -203,7 +192,7 @@ def proof_target(
         if not rows:
             return None
         seq, leaf, *checkpoint = rows[0]
-        found = _row(_CheckpointRow(*checkpoint)) if checkpoint[1] is not None else None
+        found = _row(StoredCheckpoint(*checkpoint)) if checkpoint[1] is not None else None
         return ProofTarget(int(seq), bytes(leaf), found)
     le, cp = log_entries, checkpoints
     size: sa.ColumnElement[int] = (
