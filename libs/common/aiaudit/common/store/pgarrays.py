@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import struct
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from psycopg.adapt import AdaptersMap, Dumper
 from psycopg.pq import Format
@@ -88,10 +89,10 @@ def timestamptz_array(values: Sequence[dt.datetime]) -> TimestamptzArray:
     )
 
 
-ENCODERS: dict[str, Callable[[Sequence[object]], EncodedArray]] = {
-    "text": text_array,  # type: ignore[dict-item]
-    "bytea": bytea_array,  # type: ignore[dict-item]
-    "timestamptz": timestamptz_array,  # type: ignore[dict-item]
+ENCODERS: dict[str, Callable[[Sequence[Any]], EncodedArray]] = {
+    "text": text_array,
+    "bytea": bytea_array,
+    "timestamptz": timestamptz_array,
 }
 """The encoder of an array of each element type (by its PostgreSQL name)."""
 
