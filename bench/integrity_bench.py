@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import hashlib
-import os
 import random
 import statistics
 import tempfile
@@ -43,6 +42,7 @@ from aiaudit.integrity.signers import FileKeys
 from aiaudit.integrity.v1 import integrity_service_pb2 as integrity_pb
 from aiaudit.integrity.v1 import integrity_service_pb2_grpc as integrity_grpc
 from aiaudit.integrity.verify import verify_store
+from bench.databases import fresh_database
 from tests.conftest import write_keys
 from tests.helpers import sized_interaction
 
@@ -323,43 +323,33 @@ def main() -> int:
     )
     args = parser.parse_args()
     parts = set(args.parts.split(","))
-    base = os.environ["AIAUDIT_TEST_PG_DSN"]
-    db = f"aiaudit_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {db}")
-    dsn = base.rsplit("/", 1)[0] + f"/{db}"
-    url = dsn.replace("postgresql://", "postgresql+psycopg://", 1)
-    open_store(url, run_migrations=True).close()
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            if "lag" in parts or "verify" in parts:
-                lags, tenant = checkpoint_lag(url, Path(tmp), args.rate, args.seconds)
-                print(f"(a) checkpoint lag, {len(lags)} events at {args.rate:.0f}/s, interval 1 s:")
-                report("lag", lags)
-            if "proofs" in parts:
-                proof_tenant = f"proof-{uuid.uuid4().hex[:8]}"
-                t = time.perf_counter()
-                root = build_tree(dsn, proof_tenant, args.leaves)
+    with fresh_database() as db, tempfile.TemporaryDirectory() as tmp:
+        dsn, url = db.dsn, db.url
+        if "lag" in parts or "verify" in parts:
+            lags, tenant = checkpoint_lag(url, Path(tmp), args.rate, args.seconds)
+            print(f"(a) checkpoint lag, {len(lags)} events at {args.rate:.0f}/s, interval 1 s:")
+            report("lag", lags)
+        if "proofs" in parts:
+            proof_tenant = f"proof-{uuid.uuid4().hex[:8]}"
+            t = time.perf_counter()
+            root = build_tree(dsn, proof_tenant, args.leaves)
+            print(
+                f"(b) inclusion proof at N={args.leaves:,} ({args.samples} proofs each; "
+                f"log and tree bulk-built in {time.perf_counter() - t:.0f} s):"
+            )
+            computed = proof_computation(url, proof_tenant, args.leaves, root, args.samples)
+            report("computation (node query + hashing)", computed)
+            served = proof_rpc(url, proof_tenant, args.leaves, args.samples, Path(tmp))
+            report("GetInclusionProof RPC end to end", served)
+        if "verify" in parts:
+            grow_log(url, tenant, Path(tmp), args.verify_events)
+            rates, n = verify_rate(url, tenant, Path(tmp))
+            print(f"(c) verify {n:,} events against raw SHA-256 of the same bytes:")
+            for mode, (eps, raw_eps) in rates.items():
                 print(
-                    f"(b) inclusion proof at N={args.leaves:,} ({args.samples} proofs each; "
-                    f"log and tree bulk-built in {time.perf_counter() - t:.0f} s):"
+                    f"    --mode {mode}: {eps:,.0f} events/s, raw {raw_eps:,.0f}/s, "
+                    f"ratio {eps / raw_eps:.1%}"
                 )
-                computed = proof_computation(url, proof_tenant, args.leaves, root, args.samples)
-                report("computation (node query + hashing)", computed)
-                served = proof_rpc(url, proof_tenant, args.leaves, args.samples, Path(tmp))
-                report("GetInclusionProof RPC end to end", served)
-            if "verify" in parts:
-                grow_log(url, tenant, Path(tmp), args.verify_events)
-                rates, n = verify_rate(url, tenant, Path(tmp))
-                print(f"(c) verify {n:,} events against raw SHA-256 of the same bytes:")
-                for mode, (eps, raw_eps) in rates.items():
-                    print(
-                        f"    --mode {mode}: {eps:,.0f} events/s, raw {raw_eps:,.0f}/s, "
-                        f"ratio {eps / raw_eps:.1%}"
-                    )
-    finally:
-        with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
     return 0
 
 

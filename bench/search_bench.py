@@ -32,8 +32,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
-import sqlalchemy as sa
 import yaml
 from opensearchpy import OpenSearch, helpers
 
@@ -49,6 +47,7 @@ from aiaudit.search.backends.opensearch import OpenSearchBackend, body
 from aiaudit.search.settings import SearchSettings
 from aiaudit.search.v1 import search_service_pb2 as pb
 from aiaudit.search.v1 import search_service_pb2_grpc as pb_grpc
+from bench.databases import fresh_database
 from tests.conftest import write_keys
 
 TENANT = "bench"
@@ -109,8 +108,8 @@ def main() -> None:
     direct = OpenSearch(hosts=[url], timeout=60)
     work = Path(tempfile.mkdtemp(prefix="search-bench-"))
     try:
-        with fresh_database(args.store, work) as store_url:
-            run(args, url, prefix, direct, work, store_url)
+        with store_database(args.store, work) as store:
+            run(args, url, prefix, direct, work, store)
     finally:
         for p in (prefix, raw_prefix(prefix)):
             direct.indices.delete(index=f"{p}-*", params={"ignore_unavailable": "true"})
@@ -119,8 +118,8 @@ def main() -> None:
 
 
 @contextlib.contextmanager
-def fresh_database(store: str, work: Path) -> Iterator[str]:
-    """The store's URL: a PostgreSQL database of its own, dropped after, or SQLite in ``work``.
+def store_database(store: str, work: Path) -> Iterator[str]:
+    """A PostgreSQL database of the run's own, or SQLite in ``work``.
 
     Of its own because the indexer tails every log of its store: in the shared
     test database it would index every earlier run's and test's events.
@@ -128,19 +127,8 @@ def fresh_database(store: str, work: Path) -> Iterator[str]:
     if store == "sqlite":
         yield f"sqlite:///{work / 'aiaudit.db'}"
         return
-    name = f"aiaudit_bench_{uuid.uuid4().hex[:8]}"
-    admin = os.environ["AIAUDIT_TEST_PG_DSN"]
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    try:
-        yield (
-            sa.make_url(os.environ["AIAUDIT_TEST_PG_URL"])
-            .set(database=name)
-            .render_as_string(hide_password=False)
-        )
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    with fresh_database() as db:
+        yield db.url
 
 
 def run(
