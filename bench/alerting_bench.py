@@ -45,7 +45,8 @@ from aiaudit.common.store.prepare import prepare
 from aiaudit.ingest.v1 import ingest_service_pb2 as ipb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as ipb_grpc
 from bench.databases import fresh_database
-from bench.ingest_bench import ingest_server, send_batches
+from bench.ingest_bench import send_batches
+from bench.servers import suite_server
 from tests.conftest import write_keys
 from tests.helpers import interaction
 
@@ -111,8 +112,8 @@ def measure_append(url: str, n: int, clients: int = 2) -> float:
         [ipb.AppendRequest(events=mine[i : i + BATCH]) for i in range(0, len(mine), BATCH)]
         for mine in per_client
     ]
-    with ingest_server(url, 1) as (address, key):
-        return send_batches(address, key, requests)
+    with suite_server(url, ["ingest"]) as server:
+        return send_batches(server.address, server.keys["gateway"], requests)
 
 
 def measure_engine(url: str, n: int) -> tuple[float, int]:

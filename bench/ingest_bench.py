@@ -11,19 +11,12 @@ Usage: scripts/bench.sh [--events N] [--rate R] [--seconds S]
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
-import os
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 import psycopg
@@ -34,7 +27,7 @@ from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
 from bench import load
 from bench.databases import fresh_database
-from tests.conftest import write_keys
+from bench.servers import suite_server
 from tests.helpers import sized_interaction
 
 BATCH = 500
@@ -45,12 +38,6 @@ OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
 """Channel option: a connection of the channel's own. Without it, channels to the
 same address with the same options share one connection (gRPC's global
 subchannel pool), so every call reached the same server process."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def baseline_copy(dsn: str, tenant: str, n: int) -> float:
@@ -200,42 +187,6 @@ def single(address: str, key: str, rate: float, seconds: float) -> tuple[float, 
     return n / elapsed, q[49] * 1000, q[98] * 1000
 
 
-@contextlib.contextmanager
-def ingest_server(url: str, workers: int) -> Iterator[tuple[str, str]]:
-    """``aiaudit serve --services ingest`` as a process of its own: (address, gateway key)."""
-    port = free_port()
-    keys_dir = tempfile.mkdtemp()
-    key = write_keys(Path(keys_dir) / "keys.yaml")["gateway"]
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "aiaudit.cli.main",
-            "serve",
-            "--address",
-            f"127.0.0.1:{port}",
-            "--services",
-            "ingest",
-            "--workers",
-            str(workers),
-        ],
-        env={
-            **os.environ,
-            "AIAUDIT_DATABASE_URL": url,
-            "AIAUDIT_LOG_LEVEL": "WARNING",
-            "AIAUDIT_API_KEYS_FILE": f"{keys_dir}/keys.yaml",
-        },
-        stdout=subprocess.PIPE,
-    )
-    assert server.stdout is not None
-    assert b"serving on" in server.stdout.readline(), "the server did not start"
-    try:
-        yield f"127.0.0.1:{port}", key
-    finally:
-        server.terminate()
-        server.wait()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=50_000)
@@ -245,7 +196,11 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="ingest server processes")
     args = parser.parse_args()
     load.build()
-    with fresh_database() as db, ingest_server(db.url, args.workers) as (address, key):
+    with (
+        fresh_database() as db,
+        suite_server(db.url, ["ingest"], args.workers) as server,
+    ):
+        address, key = server.address, server.keys["gateway"]
         copy_rate = baseline_copy(db.dsn, f"copy-{uuid.uuid4().hex[:8]}", args.events)
         batch_rate = batched(address, key, args.events, args.clients)
         achieved, p50, p99 = single(address, key, args.rate, args.seconds)

@@ -6,7 +6,8 @@
 (b) inclusion proof latency at N leaves (default 1,000,000): the log and its
     tree are bulk-built with COPY, then, for random leaves, (b1) the proof
     computed from the node table (one query each) and (b2) GetInclusionProof
-    end to end through the suite's gRPC server (auth, lookups, access record);
+    end to end through an integrity server process (auth, lookups, access
+    record), called one after another by the Go load generator;
     every proof is verified; p50 / p99 of each.
 (c) verify throughput: ``verify_store`` over the log of (a), grown to
     ``--verify-events`` (default 100,000) events, in both modes
@@ -33,7 +34,7 @@ import grpc
 import psycopg
 import sqlalchemy as sa
 
-from aiaudit.common import client, config
+from aiaudit.common import client
 from aiaudit.common.store import open_store
 from aiaudit.common.store.prepare import prepare
 from aiaudit.integrity import leader, merkle, storage
@@ -42,11 +43,13 @@ from aiaudit.integrity.signers import FileKeys
 from aiaudit.integrity.v1 import integrity_service_pb2 as integrity_pb
 from aiaudit.integrity.v1 import integrity_service_pb2_grpc as integrity_grpc
 from aiaudit.integrity.verify import verify_store
+from bench import load
 from bench.databases import fresh_database
-from tests.conftest import write_keys
+from bench.servers import suite_server
 from tests.helpers import sized_interaction
 
 ORIGIN = "bench.aiaudit/log"
+GET_INCLUSION_PROOF = "/aiaudit.integrity.v1.IntegrityService/GetInclusionProof"
 
 
 def pct(values: list[float], p: float) -> float:
@@ -207,32 +210,20 @@ def proof_computation(url: str, tenant: str, leaves: int, root: bytes, samples: 
     return times
 
 
-def proof_rpc(url: str, tenant: str, leaves: int, samples: int, tmp: Path) -> list[float]:
-    """(b2) GetInclusionProof end to end: a client call to the suite serving integrity.
+def proof_rpc(url: str, tenant: str, leaves: int, samples: int) -> list[float]:
+    """(b2) GetInclusionProof end to end: calls to an integrity server process.
 
     Includes authentication, the entry and checkpoint lookups, the node query
-    and the committed access record of every call; each proof is verified
-    against the signed checkpoint (the bulk-built tree plus the access records
-    of the first calls).
+    and the committed access record of every call. The calls are sent one after
+    another by the Go load generator (``bench/load.py``), and every proof is
+    verified afterwards against the signed checkpoint (the bulk-built tree plus
+    the access records of the first calls).
     """
-    from aiaudit.cli.server import start
-
-    keys = write_keys(tmp / "keys.yaml")
-    settings = config.load(
-        env={},
-        overrides={
-            "api_keys_file": tmp / "keys.yaml",
-            "address": "127.0.0.1:0",
-            "data_dir": tmp,
-            "database_url": url,
-            "services": ("integrity",),
-        },
-    )
-    suite = start(settings)
-    channel = client.channel(f"127.0.0.1:{suite.port}", keys["auditor"])
-    stub = integrity_grpc.IntegrityServiceStub(channel)  # type: ignore[no-untyped-call]
-    times = []
-    try:
+    rng = random.Random(11)
+    indexes = [rng.randrange(leaves) for _ in range(samples + 1)]  # the first warms up
+    with suite_server(url, ["integrity"]) as server:
+        channel = client.channel(server.address, server.keys["auditor"])
+        stub = integrity_grpc.IntegrityServiceStub(channel)  # type: ignore[no-untyped-call]
         deadline = time.monotonic() + 60
         while True:  # the notary signs the bulk-built tree (plus any access records) first
             try:
@@ -245,21 +236,21 @@ def proof_rpc(url: str, tenant: str, leaves: int, samples: int, tmp: Path) -> li
             if time.monotonic() > deadline:
                 raise RuntimeError("no checkpoint of the bulk-built tree within 60 s")
             time.sleep(0.05)
-        rng = random.Random(11)
-        for _ in range(samples):
-            index = rng.randrange(leaves)
-            request = integrity_pb.GetInclusionProofRequest(
-                log_id=tenant, sequence=index, tree_size=cp.tree_size
-            )
-            t = time.perf_counter()
-            reply = stub.GetInclusionProof(request)
-            times.append(time.perf_counter() - t)
-            proof = list(reply.proof.hashes)
-            merkle.verify_inclusion(index, cp.tree_size, leaf_of(index), proof, cp.root_hash)
-    finally:
         channel.close()
-        suite.stop()
-    return times
+        requests = [
+            integrity_pb.GetInclusionProofRequest(
+                log_id=tenant, sequence=i, tree_size=cp.tree_size
+            ).SerializeToString()
+            for i in indexes
+        ]
+        calls = load.run(server.address, GET_INCLUSION_PROOF, server.keys["auditor"], requests)
+    for index, call in zip(indexes[1:], calls, strict=True):
+        if call.code != 0:
+            raise RuntimeError(f"GetInclusionProof of leaf {index} failed: {call}")
+        reply = integrity_pb.GetInclusionProofResponse.FromString(call.body)
+        proof = list(reply.proof.hashes)
+        merkle.verify_inclusion(index, cp.tree_size, leaf_of(index), proof, cp.root_hash)
+    return [c.seconds for c in calls]
 
 
 def verify_rate(url: str, tenant: str, tmp: Path) -> tuple[dict[str, tuple[float, float]], int]:
@@ -323,6 +314,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     parts = set(args.parts.split(","))
+    load.build()
     with fresh_database() as db, tempfile.TemporaryDirectory() as tmp:
         dsn, url = db.dsn, db.url
         if "lag" in parts or "verify" in parts:
@@ -339,7 +331,7 @@ def main() -> int:
             )
             computed = proof_computation(url, proof_tenant, args.leaves, root, args.samples)
             report("computation (node query + hashing)", computed)
-            served = proof_rpc(url, proof_tenant, args.leaves, args.samples, Path(tmp))
+            served = proof_rpc(url, proof_tenant, args.leaves, args.samples)
             report("GetInclusionProof RPC end to end", served)
         if "verify" in parts:
             grow_log(url, tenant, Path(tmp), args.verify_events)

@@ -500,6 +500,12 @@ def _chunks(lines: list[bytes]) -> Iterator[list[bytes]]:
         yield chunk
 
 
+POOL_SIZE = 16
+"""Connections kept open per node. urllib3 keeps one by default: with the indexer
+and concurrent queries sharing the client, every other request opened (and then
+dropped) a connection of its own, with a warning in the log each time."""
+
+
 def connect(
     urls: list[str],
     username: str,
@@ -515,6 +521,7 @@ def connect(
         "max_retries": 0,
         "retry_on_timeout": False,
         "verify_certs": verify_certs,
+        "pool_maxsize": POOL_SIZE,
     }
     if username:
         options["http_auth"] = (username, password)

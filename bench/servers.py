@@ -1,0 +1,76 @@
+"""The suite as a server process of its own, as in production.
+
+A benchmark that ran the server in its own process shared the GIL between the
+client timing the calls, the server answering them and the server's background
+threads (indexer, notary), and measured their contention as latency.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.conftest import write_keys
+
+
+@dataclass(frozen=True)
+class Server:
+    """Where the server listens, its key of each role, and its data directory."""
+
+    address: str
+    keys: dict[str, str]
+    data_dir: Path
+
+
+def free_port() -> int:
+    """A loopback port free right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def suite_server(
+    url: str, services: Sequence[str], workers: int = 1, config: Path | None = None
+) -> Iterator[Server]:
+    """``aiaudit serve`` of ``services`` on store ``url``, API keys on, until the block ends."""
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        keys = write_keys(Path(tmp) / "keys.yaml")
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "aiaudit.cli.main",
+                "serve",
+                *(["--config", str(config)] if config else []),
+                "--address",
+                f"127.0.0.1:{port}",
+                "--services",
+                ",".join(services),
+                *(["--workers", str(workers)] if workers != 1 else []),
+            ],
+            env={
+                **os.environ,
+                "AIAUDIT_DATABASE_URL": url,
+                "AIAUDIT_DATA_DIR": tmp,
+                "AIAUDIT_LOG_LEVEL": "WARNING",
+                "AIAUDIT_API_KEYS_FILE": f"{tmp}/keys.yaml",
+            },
+            stdout=subprocess.PIPE,
+        )
+        assert server.stdout is not None
+        try:
+            if b"serving on" not in server.stdout.readline():
+                raise RuntimeError(f"aiaudit serve --services {','.join(services)} did not start")
+            yield Server(f"127.0.0.1:{port}", keys, Path(tmp))
+        finally:
+            server.terminate()
+            server.wait()
