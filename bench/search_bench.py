@@ -262,7 +262,10 @@ def queries(args: argparse.Namespace, channel: Any, direct: OpenSearch, prefix: 
             raw = direct.search(index=f"{prefix}-*", body=request_body, routing=TENANT)
             direct_ms.append((time.perf_counter() - t0) * 1000)
         assert found.total_size == raw["hits"]["total"]["value"] > 0, (
-            name, found.total_size, raw["hits"]["total"]["value"])
+            name,
+            found.total_size,
+            raw["hits"]["total"]["value"],
+        )
         print(
             f"  {name:20s} matches {found.total_size:7d}  "
             f"SearchEvents p50 {pct(grpc_ms, 50):6.1f} ms p99 {pct(grpc_ms, 99):6.1f} ms | "
