@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from opensearchpy import OpenSearch, helpers
+from opensearchpy import OpenSearch, TransportError, helpers
 
 from aiaudit.common import client
 from aiaudit.common.store import open_store
@@ -206,10 +206,20 @@ def wait_indexed(direct: OpenSearch, prefix: str, n: int) -> None:
         }
     }
     deadline = time.monotonic() + 36000
-    while direct.count(index=f"{prefix}-*", body=wanted)["count"] < n:
+    while searchable(direct, prefix, wanted) < n:
         if time.monotonic() > deadline:
             raise SystemExit("the indexer did not catch up")
         time.sleep(0.1)  # polling another process: at 1M events, 0.1 s is 0.1% of the time
+
+
+def searchable(direct: OpenSearch, prefix: str, query: dict[str, Any]) -> int:
+    """How many documents match; 0 while a new index's shards are not searchable yet (503)."""
+    try:
+        return int(direct.count(index=f"{prefix}-*", body=query)["count"])
+    except TransportError as exc:
+        if exc.status_code != 503:
+            raise
+        return 0
 
 
 QUERIES = [

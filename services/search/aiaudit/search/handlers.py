@@ -148,17 +148,28 @@ class _Export:
     checkpoint: proof_pb2.Checkpoint | None = None
 
 
-def redact(found: StoredEvent, caller: Caller, tenant: str) -> event_pb2.Event:
-    """The stored event as this caller may see it (content and PII removed without permission).
+@dataclass(frozen=True)
+class Visibility:
+    """What of a tenant's events a caller may see: decided once a request, not per event."""
 
-    Without ``content.read`` the event is rebuilt from its canonical form alone,
-    exactly as if its content had been erased.
-    """
-    content = found.content if caller.allows("content.read", tenant) else None
-    event = restore.restore(found.canonical, content)
-    if not caller.allows("pii.read", tenant):
-        event.actor.ClearField("ip_address")
-    return event
+    content: bool
+    pii: bool
+
+    @classmethod
+    def of(cls, caller: Caller, tenant: str) -> Visibility:
+        """The caller's ``content.read`` and ``pii.read`` on the tenant."""
+        return cls(caller.allows("content.read", tenant), caller.allows("pii.read", tenant))
+
+    def redact(self, found: StoredEvent) -> event_pb2.Event:
+        """The stored event as the caller may see it (content and PII removed without permission).
+
+        Without ``content.read`` the event is rebuilt from its canonical form
+        alone, exactly as if its content had been erased.
+        """
+        event = restore.restore(found.canonical, found.content if self.content else None)
+        if not self.pii:
+            event.actor.ClearField("ip_address")
+        return event
 
 
 class SearchHandlers(pb_grpc.SearchServiceServicer):
@@ -311,15 +322,13 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         hits = page.hits[:size]
         stored = self._events(tenant, [h.sequence for h in hits])
         response = pb.SearchEventsResponse(total_size=page.total)
-        show_content = caller.allows("content.read", tenant)
+        view = Visibility.of(caller, tenant)
         for hit in hits:
             found = stored.get(hit.sequence)
             if found is None:
                 continue
-            result = response.results.add(
-                event=redact(found, caller, tenant), sequence=hit.sequence
-            )
-            if show_content:
+            result = response.results.add(event=view.redact(found), sequence=hit.sequence)
+            if view.content:
                 for name, fragments in hit.highlights.items():
                     result.highlights[name].fragments.extend(fragments)
         if len(page.hits) > size:
@@ -351,7 +360,7 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
                 )
             )
         return pb.GetEventResponse(
-            event=redact(found, caller, tenant),
+            event=Visibility.of(caller, tenant).redact(found),
             sequence=found.sequence,
             integrity_status=self._integrity_status(context, caller, tenant, request.event_id),
         )
@@ -531,7 +540,8 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
 
     def _export_chunks(self, tenant: str, plan: _Export) -> Iterator[pb.ExportResponse]:
         """Pages of the index joined with the store; memory bounded by one page and one chunk."""
-        caller, where, fmt, snapshot = plan.caller, plan.where, plan.fmt, plan.snapshot
+        where, fmt, snapshot = plan.where, plan.fmt, plan.snapshot
+        view = Visibility.of(plan.caller, tenant)
         writer = exporting.Writer(fmt, tenant)
         buffer: list[str] = [writer.header()]
         size = len(buffer[0])
@@ -548,7 +558,7 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
             texts = (
                 self._bundle_lines(tenant, plan, found_events)
                 if plan.proofs is not None
-                else (self._export_text(writer, caller, tenant, found) for found in found_events)
+                else (self._export_text(writer, view, found) for found in found_events)
             )
             for text in texts:
                 buffer.append(text)
@@ -563,10 +573,8 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         yield pb.ExportResponse(data="".join(buffer).encode())
 
     @staticmethod
-    def _export_text(
-        writer: exporting.Writer, caller: Caller, tenant: str, found: StoredEvent
-    ) -> str:
-        event = redact(found, caller, tenant)
+    def _export_text(writer: exporting.Writer, view: Visibility, found: StoredEvent) -> str:
+        event = view.redact(found)
         return writer.event(document.build(event, found.sequence), event)
 
     def _bundle_lines(self, tenant: str, plan: _Export, found: list[StoredEvent]) -> list[str]:
