@@ -9,6 +9,7 @@ and check after the timed run.
 from __future__ import annotations
 
 import os
+import shutil
 import struct
 import subprocess
 import tempfile
@@ -32,8 +33,9 @@ class Call:
 
 def build() -> Path:
     """Builds the load generator (Go modules from the module proxy, cached by Go)."""
+    go = shutil.which("go") or "/usr/local/go/bin/go"  # where the machine's Go lives
     env = {**os.environ, "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=readonly"}
-    subprocess.run(["go", "build", "-o", str(BINARY), "."], cwd=SOURCE, env=env, check=True)
+    subprocess.run([go, "build", "-o", str(BINARY), "."], cwd=SOURCE, env=env, check=True)
     return BINARY
 
 
@@ -58,7 +60,7 @@ def run(
             for body in requests:
                 f.write(struct.pack(">I", len(body)))
                 f.write(body)
-        subprocess.run(
+        done = subprocess.run(
             [
                 str(BINARY),
                 f"-addr={address}",
@@ -70,8 +72,11 @@ def run(
                 f"-conns={connections}",
                 f"-warmup={warmup}",
             ],
-            check=True,
+            capture_output=True,
+            text=True,
         )
+        if done.returncode != 0:
+            raise RuntimeError(done.stderr.strip() or f"loadgen exited {done.returncode}")
         data = outfile.read_bytes()
     calls = []
     offset = 0
