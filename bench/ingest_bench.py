@@ -26,7 +26,7 @@ from aiaudit.common.store.prepare import prepare
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
 from bench import load
-from bench.databases import fresh_database
+from bench.databases import fresh_database, settle
 from bench.servers import suite_server
 from tests.helpers import sized_interaction
 
@@ -38,17 +38,6 @@ OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
 """Channel option: a connection of the channel's own. Without it, channels to the
 same address with the same options share one connection (gRPC's global
 subchannel pool), so every call reached the same server process."""
-
-
-def settle(dsn: str) -> None:
-    """Writes out what the previous phase left dirty, so that the next one does not pay for it.
-
-    Without it the phase after a bulk load shared the disk with that load's
-    write-back (and the checkpoint it triggers): the order of the phases, not
-    the code, decided part of their figures.
-    """
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("CHECKPOINT")
 
 
 def baseline_copy(dsn: str, tenant: str, n: int) -> float:

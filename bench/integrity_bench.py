@@ -44,7 +44,7 @@ from aiaudit.integrity.v1 import integrity_service_pb2 as integrity_pb
 from aiaudit.integrity.v1 import integrity_service_pb2_grpc as integrity_grpc
 from aiaudit.integrity.verify import verify_store
 from bench import load
-from bench.databases import fresh_database
+from bench.databases import fresh_database, settle
 from bench.servers import suite_server
 from tests.helpers import sized_interaction
 
@@ -65,7 +65,7 @@ def checkpoint_lag(url: str, tmp: Path, rate: float, seconds: float) -> tuple[li
         store.engine,
         keys,
         leader.for_engine(store.engine),
-        NotaryConfig(ORIGIN, tmp / "checkpoints", checkpoint_interval=1.0, poll_interval=0.05),
+        NotaryConfig(ORIGIN, tmp / "checkpoints"),  # the defaults that ship
     )
     notary.start()
     acks: list[tuple[int, float]] = []  # (sequence, ack time)
@@ -126,7 +126,7 @@ def grow_log(url: str, tenant: str, tmp: Path, total: int) -> None:
         store.engine,
         FileKeys(ORIGIN, tmp / "key.pem"),
         leader.for_engine(store.engine),
-        NotaryConfig(ORIGIN, tmp / "checkpoints", checkpoint_interval=1.0, poll_interval=0.05),
+        NotaryConfig(ORIGIN, tmp / "checkpoints"),  # the defaults that ship
     )
     notary.start()
     with store.engine.connect() as conn:
@@ -325,6 +325,7 @@ def main() -> int:
             proof_tenant = f"proof-{uuid.uuid4().hex[:8]}"
             t = time.perf_counter()
             root = build_tree(dsn, proof_tenant, args.leaves)
+            settle(dsn)
             print(
                 f"(b) inclusion proof at N={args.leaves:,} ({args.samples} proofs each; "
                 f"log and tree bulk-built in {time.perf_counter() - t:.0f} s):"

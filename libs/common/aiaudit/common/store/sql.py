@@ -527,7 +527,7 @@ def _read_cursor(raw: psycopg.Connection[Any]) -> psycopg.Cursor[Any]:
 
 
 def pg_rows(conn: sa.Connection, sql: str, params: Mapping[str, object]) -> list[tuple[Any, ...]]:
-    """The rows of one PostgreSQL read, sent by psycopg in binary and prepared.
+    """The rows of one PostgreSQL read (or of a write's RETURNING), in binary and prepared.
 
     The hot reads skip SQLAlchemy's per-execute work (about half a
     millisecond a statement); failures still surface as SQLAlchemy's
