@@ -247,3 +247,49 @@ def test_offline_bundle_round_trip_and_tampering(
     assert main(check) == 1
     out = capsys.readouterr().out
     assert f"line 3 event {line['event_id']}: inclusion proof" in out
+
+
+def test_a_proof_that_does_not_verify_is_never_served(
+    suite: Running, admin_url: str, tenant: str
+) -> None:
+    """Proofs are checked against the signed root before they leave: a tampered node gives
+    DATA_LOSS, not a path that fails at the auditor; once repaired, proofs are served again
+    (nodes near the root are cached, the lower ones read each time)."""
+    for _ in range(6):  # 600 leaves: a proof has nodes below and above the cached levels
+        append(suite, tenant, 100)
+    wait_until(lambda: checkpoint_covers(suite, tenant, 600))
+    stub = integrity(suite)
+    # Every read adds an access record: pin the checkpoint the proofs are asked against.
+    size = stub.GetCheckpoint(pb.GetCheckpointRequest(log_id=tenant)).checkpoint.tree_size
+    request = pb.GetInclusionProofRequest(log_id=tenant, sequence=0, tree_size=size)
+    good = stub.GetInclusionProof(request)
+    merkle.verify_inclusion(
+        0, size, good.leaf_hash, list(good.proof.hashes), good.checkpoint.root_hash
+    )
+    node = {"t": tenant, "level": 3, "idx": 1, "bad": b"\x00" * 32}  # on leaf 0's path
+    where = "WHERE log_id = :t AND level = :level AND idx = :idx"
+    engine = sa.create_engine(admin_url)
+    with engine.begin() as conn:
+        original = conn.execute(
+            sa.text(f"SELECT hash FROM integrity_nodes {where}"), node
+        ).scalar_one()
+        conn.execute(sa.text(f"UPDATE integrity_nodes SET hash = :bad {where}"), node)
+    other = pb.GetInclusionProofRequest(log_id=tenant, sequence=1, tree_size=size)
+    with pytest.raises(grpc.RpcError) as err:
+        stub.GetInclusionProof(request)
+    assert err.value.code() == grpc.StatusCode.DATA_LOSS
+    assert f"does not match its signed checkpoint at size {size}" in (err.value.details() or "")
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(f"UPDATE integrity_nodes SET hash = :good {where}"), {**node, "good": original}
+        )
+    engine.dispose()
+    for req in (request, other):
+        reply = stub.GetInclusionProof(req)
+        merkle.verify_inclusion(
+            req.sequence,
+            size,
+            reply.leaf_hash,
+            list(reply.proof.hashes),
+            reply.checkpoint.root_hash,
+        )

@@ -100,6 +100,7 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
         self._auth = auth
         self._audit = audit
         self._origin_prefix = origin_prefix
+        self._nodes = storage.NodeCache()
 
     def _enter(
         self,
@@ -231,9 +232,7 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
                     target.seq,
                     request.tree_size,
                 )
-                hashes = merkle.inclusion_proof(
-                    target.seq, cp.tree_size, storage.NodeTable(conn, request.log_id)
-                )
+                hashes = self._checked_proof(conn, request.log_id, target, cp)
             self._recorded(record)
             return pb.GetInclusionProofResponse(
                 proof=proof_pb2.InclusionProof(
@@ -249,6 +248,47 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
         out = self._run(context, body)
         assert isinstance(out, pb.GetInclusionProofResponse)
         return out
+
+    def _checked_proof(
+        self,
+        conn: sa.Connection,
+        log_id: str,
+        target: storage.ProofTarget,
+        cp: storage.StoredCheckpoint,
+    ) -> list[bytes]:
+        """The leaf's audit path, verified against the signed root before it is served.
+
+        Built through the node cache; a path that does not verify is built again
+        from the table alone (the cache may predate a restored database). If that
+        one fails too, the stored tree disagrees with its own signed checkpoint.
+        """
+        for cache in (self._nodes, None):
+            hashes = merkle.inclusion_proof(
+                target.seq, cp.tree_size, storage.NodeTable(conn, log_id, cache)
+            )
+            try:
+                merkle.verify_inclusion(
+                    target.seq, cp.tree_size, target.leaf_hash, hashes, cp.root_hash
+                )
+            except merkle.ProofError as exc:
+                log.error(
+                    "inclusion proof of %s/%d against size %d does not verify (%s): %s",
+                    log_id,
+                    target.seq,
+                    cp.tree_size,
+                    "cached nodes" if cache else "stored nodes",
+                    exc,
+                )
+                self._nodes.clear()
+                continue
+            return hashes
+        _fail(
+            code_pb2.DATA_LOSS,
+            f"the stored tree of log {log_id!r} does not match its signed checkpoint at size "
+            f"{cp.tree_size} (leaf {target.seq}); run `aiaudit verify` on the store",
+            "TREE_MISMATCH",
+            sequence=str(target.seq),
+        )
 
     def BatchGetInclusionProofs(  # noqa: N802
         self, request: pb.BatchGetInclusionProofsRequest, context: grpc.ServicerContext

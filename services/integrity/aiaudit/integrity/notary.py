@@ -45,7 +45,7 @@ class NotaryConfig:
     origin_prefix: str
     checkpoint_dir: Path
     checkpoint_interval: float = 1.0
-    poll_interval: float = 0.1
+    poll_interval: float = 1.0
     batch_size: int = 5000
 
     def origin(self, log_id: str) -> str:

@@ -22,7 +22,7 @@ class IntegritySettings:
     """Note key name in signature lines; defaults to ``origin_prefix``."""
     checkpoint_interval: float = 1.0
     """Seconds between checkpoints of a log that grew."""
-    poll_interval: float = 0.1
+    poll_interval: float = 1.0
     """Seconds between looks at the log for new entries."""
     batch_size: int = 5000
     """Log entries integrated per transaction."""
