@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import struct
 from collections.abc import Callable, Iterator
 
 import psycopg
@@ -36,6 +37,8 @@ def conn(postgres: Postgres) -> Iterator[psycopg.Connection]:
         (pgarrays.text_array, "text[]", TEXTS),
         (pgarrays.bytea_array, "bytea[]", BLOBS),
         (pgarrays.timestamptz_array, "timestamptz[]", TIMES),
+        (pgarrays.int2_array, "smallint[]", [0, 1, -1, 32767, -32768]),
+        (pgarrays.int8_array, "bigint[]", [0, 1, -1, 2**63 - 1, -(2**63), 1_000_000]),
         (pgarrays.text_array, "text[]", []),
     ],
 )
@@ -66,3 +69,10 @@ def test_unnest_keeps_the_order_and_the_nulls(conn: psycopg.Connection) -> None:
 def test_a_naive_time_is_refused_before_anything_is_sent() -> None:
     with pytest.raises(TypeError):
         pgarrays.timestamptz_array([dt.datetime(2026, 1, 1)])
+
+
+def test_an_integer_out_of_range_is_refused_before_anything_is_sent() -> None:
+    with pytest.raises(struct.error):
+        pgarrays.int2_array([32768])
+    with pytest.raises(struct.error):
+        pgarrays.int8_array([2**63])

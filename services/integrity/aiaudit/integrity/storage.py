@@ -9,6 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from aiaudit.common.store import pgarrays
 from aiaudit.common.store.schema import consumer_cursors, log_entries
 from aiaudit.common.store.sql import pg_rows
 from aiaudit.integrity.merkle import MissingNodeError, NodeID
@@ -110,8 +111,8 @@ class NodeTable:
                 self._conn,
                 _NODES_BY_ARRAYS,
                 {
-                    "levels": [n.level for n in ids],
-                    "idxs": [n.index for n in ids],
+                    "levels": pgarrays.int2_array([n.level for n in ids]),
+                    "idxs": pgarrays.int8_array([n.index for n in ids]),
                     "log_id": self._log_id,
                 },
             )
@@ -147,11 +148,11 @@ def write_nodes(conn: sa.Connection, log_id: str, new: Iterable[tuple[NodeID, by
     if not created:
         return
     if conn.dialect.name == "postgresql":
-        params = {
+        params = {  # binary arrays: psycopg's list dumper was most of a round's CPU
             "log_id": log_id,
-            "levels": [n.level for n, _ in created],
-            "idxs": [n.index for n, _ in created],
-            "hashes": [h for _, h in created],
+            "levels": pgarrays.int2_array([n.level for n, _ in created]),
+            "idxs": pgarrays.int8_array([n.index for n, _ in created]),
+            "hashes": pgarrays.bytea_array([h for _, h in created]),
         }
         pg_rows(conn, _WRITE_NODES_PG, params)
         return

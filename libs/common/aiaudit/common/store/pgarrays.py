@@ -23,6 +23,8 @@ _HEADER = struct.Struct(">iiIii")
 _LENGTH = struct.Struct(">i")
 _INT8 = struct.Struct(">q")
 _NULL = _LENGTH.pack(-1)
+_INT2_ELEMENT = struct.Struct(">ih")
+_INT8_ELEMENT = struct.Struct(">iq")
 _PG_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 _MICROSECOND = dt.timedelta(microseconds=1)
 
@@ -50,6 +52,20 @@ class ByteaArray(EncodedArray):
 
     __slots__ = ()
     oid = 1001
+
+
+class Int2Array(EncodedArray):
+    """``smallint[]``."""
+
+    __slots__ = ()
+    oid = 1005
+
+
+class Int8Array(EncodedArray):
+    """``bigint[]``."""
+
+    __slots__ = ()
+    oid = 1016
 
 
 class TimestamptzArray(EncodedArray):
@@ -82,6 +98,18 @@ def bytea_array(values: Sequence[bytes | None]) -> ByteaArray:
     return ByteaArray(_array(17, values))
 
 
+def int2_array(values: Sequence[int]) -> Int2Array:
+    """Integers in -32768..32767 (``struct.error`` otherwise, before anything is sent)."""
+    body = b"".join([_INT2_ELEMENT.pack(2, v) for v in values])
+    return Int2Array(_HEADER.pack(1, 0, 21, len(values), 1) + body)
+
+
+def int8_array(values: Sequence[int]) -> Int8Array:
+    """64-bit integers (``struct.error`` outside that range, before anything is sent)."""
+    body = b"".join([_INT8_ELEMENT.pack(8, v) for v in values])
+    return Int8Array(_HEADER.pack(1, 0, 20, len(values), 1) + body)
+
+
 def timestamptz_array(values: Sequence[dt.datetime]) -> TimestamptzArray:
     """Aware datetimes as microseconds since 2000-01-01 UTC (exact integer arithmetic)."""
     return TimestamptzArray(
@@ -99,7 +127,7 @@ ENCODERS: dict[str, Callable[[Sequence[Any]], EncodedArray]] = {
 
 def register(adapters: AdaptersMap) -> None:
     """Lets ``adapters`` send the :class:`EncodedArray` kinds as binary parameters."""
-    for kind in (TextArray, ByteaArray, TimestamptzArray):
+    for kind in (TextArray, ByteaArray, Int2Array, Int8Array, TimestamptzArray):
 
         class _Passthrough(Dumper):
             format = Format.BINARY
