@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import uuid
 
 import grpc
@@ -49,3 +50,10 @@ def field_violations(err: grpc.RpcError) -> dict[str, str]:
         if detail.Unpack(br):
             out.update({v.field: v.description for v in br.field_violations})
     return out
+
+
+def free_port() -> int:
+    """A loopback port free right now (for a server process that must be told its port)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -17,13 +16,7 @@ from aiaudit.common.store import open_store
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
 from tests.conftest import subprocess_env, write_keys
-from tests.helpers import interaction
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.helpers import free_port, interaction
 
 
 def serve(store_url: str, data_dir: Path, port: int) -> subprocess.Popen[bytes]:
