@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from tests.conftest import write_keys
-from tests.helpers import free_port
+from tests.helpers import free_port, serve_process
 
 
 @dataclass(frozen=True)
@@ -37,12 +35,8 @@ def suite_server(
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         keys = write_keys(Path(tmp) / "keys.yaml")
-        server = subprocess.Popen(
+        server = serve_process(
             [
-                sys.executable,
-                "-m",
-                "aiaudit.cli.main",
-                "serve",
                 *(["--config", str(config)] if config else []),
                 "--address",
                 f"127.0.0.1:{port}",
@@ -50,19 +44,15 @@ def suite_server(
                 ",".join(services),
                 *(["--workers", str(workers)] if workers != 1 else []),
             ],
-            env={
+            {
                 **os.environ,
                 "AIAUDIT_DATABASE_URL": url,
                 "AIAUDIT_DATA_DIR": tmp,
                 "AIAUDIT_LOG_LEVEL": "WARNING",
                 "AIAUDIT_API_KEYS_FILE": f"{tmp}/keys.yaml",
             },
-            stdout=subprocess.PIPE,
         )
-        assert server.stdout is not None
         try:
-            if b"serving on" not in server.stdout.readline():
-                raise RuntimeError(f"aiaudit serve --services {','.join(services)} did not start")
             yield Server(f"127.0.0.1:{port}", keys, Path(tmp))
         finally:
             server.terminate()

@@ -1,9 +1,13 @@
-"""Builders of test events, and readers of gRPC error details."""
+"""Builders of test events, readers of gRPC error details, and process and thread runners."""
 
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
+import threading
 import uuid
+from collections.abc import Callable, Mapping, Sequence
 
 import grpc
 from google.rpc import error_details_pb2
@@ -57,3 +61,38 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def serve_process(args: Sequence[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+    """``aiaudit serve ARGS`` as a process of its own, returned once it is serving."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aiaudit.cli.main", "serve", *args],
+        env=dict(env),
+        stdout=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # the server prints its address once it is serving
+    if b"serving on" not in line:
+        proc.kill()
+        proc.wait()
+        raise RuntimeError(f"aiaudit serve {' '.join(args)} did not start: {line!r}")
+    return proc
+
+
+def concurrently(n: int, work: Callable[[int], None]) -> None:
+    """Runs ``work(0) .. work(n - 1)`` in threads at once; re-raises the first failure."""
+    failures: list[BaseException] = []
+
+    def run(k: int) -> None:
+        try:
+            work(k)
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failures:
+        raise failures[0]

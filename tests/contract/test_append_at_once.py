@@ -19,7 +19,7 @@ from aiaudit.common.store.prepare import prepare
 from aiaudit.common.store.sql import NewEvent, Receipt, _append_at_once
 from aiaudit.common.v1 import event_pb2
 from tests.conftest import Postgres
-from tests.helpers import interaction
+from tests.helpers import concurrently, interaction
 
 
 @pytest.fixture
@@ -110,24 +110,15 @@ def test_writers_in_several_threads_at_once_get_gap_free_sequences(
     threads, per_thread = 6, 15
     start = threading.Barrier(threads)
     receipts: list[Receipt] = []
-    failures: list[BaseException] = []
 
     def write(k: int) -> None:
-        try:
-            start.wait()
-            for i in range(per_thread):
-                (outcome,) = store.append_group([[_record(tenant, k * 100 + i)]])
-                assert isinstance(outcome, list)
-                receipts.extend(outcome)
-        except BaseException as exc:
-            failures.append(exc)
+        start.wait()
+        for i in range(per_thread):
+            (outcome,) = store.append_group([[_record(tenant, k * 100 + i)]])
+            assert isinstance(outcome, list)
+            receipts.extend(outcome)
 
-    workers = [threading.Thread(target=write, args=(k,)) for k in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    assert not failures
+    concurrently(threads, write)
     assert sorted(r.sequence for r in receipts) == list(range(threads * per_thread))
     stored = store.read_log(tenant, 0, threads * per_thread + 1)
     assert {s.event_id: s.sequence for s in stored} == {r.event_id: r.sequence for r in receipts}

@@ -14,7 +14,7 @@ from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
 from tests.conftest import Running
-from tests.helpers import field_violations, interaction
+from tests.helpers import concurrently, field_violations, interaction
 
 
 def stub(server: Running) -> pb_grpc.IngestServiceStub:
@@ -227,26 +227,17 @@ def test_stream_answers_each_request_on_its_own(server: Running, tenant: str) ->
 def test_concurrent_clients_get_gap_free_unique_sequences(server: Running, tenant: str) -> None:
     sequences: list[int] = []
     lock = threading.Lock()
-    errors: list[BaseException] = []
 
     def client(k: int) -> None:
-        try:
-            s = stub(server)
-            for i in range(10):
-                batch = [interaction(tenant, f"c{k}-{i}-{j}") for j in range(1 + (i % 3))]
-                got = [r.sequence for r in s.Append(pb.AppendRequest(events=batch)).receipts]
-                assert got == list(range(got[0], got[0] + len(got)))  # a batch is contiguous
-                with lock:
-                    sequences.extend(got)
-        except BaseException as exc:
-            errors.append(exc)
+        s = stub(server)
+        for i in range(10):
+            batch = [interaction(tenant, f"c{k}-{i}-{j}") for j in range(1 + (i % 3))]
+            got = [r.sequence for r in s.Append(pb.AppendRequest(events=batch)).receipts]
+            assert got == list(range(got[0], got[0] + len(got)))  # a batch is contiguous
+            with lock:
+                sequences.extend(got)
 
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    concurrently(8, client)
     assert sorted(sequences) == list(range(len(sequences)))
     assert stored_count(server, tenant) == len(sequences)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -16,34 +15,18 @@ from aiaudit.common.store import open_store
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
 from tests.conftest import subprocess_env, write_keys
-from tests.helpers import free_port, interaction
+from tests.helpers import free_port, interaction, serve_process
 
 
 def serve(store_url: str, data_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    keys_file = data_dir / "keys.yaml"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "aiaudit.cli.main",
-            "serve",
-            "--address",
-            f"127.0.0.1:{port}",
-            "--data-dir",
-            str(data_dir),
-        ],
-        env={
+    return serve_process(
+        ["--address", f"127.0.0.1:{port}", "--data-dir", str(data_dir)],
+        {
             **subprocess_env(),
             "AIAUDIT_DATABASE_URL": store_url,
-            "AIAUDIT_API_KEYS_FILE": str(keys_file),
+            "AIAUDIT_API_KEYS_FILE": str(data_dir / "keys.yaml"),
         },
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
     )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()  # the server prints its address once it is serving
-    assert b"serving on" in line, line
-    return proc
 
 
 def test_kill_9_mid_stream_loses_no_acknowledged_event(
@@ -113,12 +96,8 @@ def test_kill_9_mid_stream_loses_no_acknowledged_event(
 def test_ingest_workers_share_the_port_and_stop_together(tmp_path: Path, tenant: str) -> None:
     port = free_port()
     store_url = f"sqlite:///{tmp_path / 'w.db'}"
-    proc = subprocess.Popen(
+    proc = serve_process(
         [
-            sys.executable,
-            "-m",
-            "aiaudit.cli.main",
-            "serve",
             "--address",
             f"127.0.0.1:{port}",
             "--data-dir",
@@ -128,12 +107,8 @@ def test_ingest_workers_share_the_port_and_stop_together(tmp_path: Path, tenant:
             "--workers",
             "2",
         ],
-        env={**subprocess_env(), "AIAUDIT_DATABASE_URL": store_url},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        {**subprocess_env(), "AIAUDIT_DATABASE_URL": store_url},
     )
-    assert proc.stdout is not None
-    assert b"serving on" in proc.stdout.readline()
     sequences = []
     for i in range(40):  # a new connection each time, so the kernel spreads them over processes
         with client.channel(f"127.0.0.1:{port}") as ch:

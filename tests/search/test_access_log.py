@@ -15,7 +15,7 @@ from aiaudit.common.store import SqlEventStore
 from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.search.v1 import search_service_pb2 as pb
 from tests.conftest import Postgres
-from tests.helpers import interaction
+from tests.helpers import concurrently, interaction
 from tests.search.conftest import start_suite, wait_until
 
 
@@ -25,21 +25,12 @@ def test_concurrent_records_share_transactions_and_all_are_durable(
     access = AccessLog(store)
     readers = 24
     barrier = threading.Barrier(readers)
-    failures: list[BaseException] = []
 
     def read(i: int) -> None:
         barrier.wait()
-        try:
-            access.submit(DEV_CALLER, tenant, "test.read", {"n": i}).result(timeout=30)
-        except BaseException as exc:
-            failures.append(exc)
+        access.submit(DEV_CALLER, tenant, "test.read", {"n": i}).result(timeout=30)
 
-    threads = [threading.Thread(target=read, args=(i,)) for i in range(readers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert failures == []
+    concurrently(readers, read)
     # Once a future resolved, its record is committed: a fresh read sees every one.
     stored = [s.to_event() for s in store.read_log(tenant, 0, 100)]
     assert sorted(e.attributes["access.n"].int_value for e in stored) == list(range(readers))
