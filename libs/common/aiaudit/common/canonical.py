@@ -171,7 +171,12 @@ def commit(event: event_pb2.Event, salt: bytes) -> Committed:
     Written by the native encoder (``libs/native``) from the event's wire bytes;
     the tests hold it to the reference construction above on random events.
     """
-    text, content = native_schema().commit(event.SerializeToString(), salt)
+    return commit_wire(event.SerializeToString(), salt)
+
+
+def commit_wire(wire: bytes, salt: bytes) -> Committed:
+    """:func:`commit` of an event already serialised (protobuf wire bytes)."""
+    text, content = native_schema().commit(wire, salt)
     return Committed(canonical=text, content=content)
 
 

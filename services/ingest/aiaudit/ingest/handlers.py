@@ -79,7 +79,8 @@ class IngestHandlers:
         self, events: list[event_pb2.Event], prefix: str, caller: Caller, sign: bool = False
     ) -> Future[BatchOutcome]:
         now = dt.datetime.now(dt.UTC)
-        violations = validate_batch(events, self._limits, now, prefix)
+        wires = [e.SerializeToString() for e in events]  # validated and committed alike
+        violations = validate_batch(events, self._limits, now, prefix, wires)
         if violations:
             raise _RefusedError(
                 status.bad_request(
@@ -109,7 +110,7 @@ class IngestHandlers:
                     field="sign_receipts",
                 )
             )
-        return self._committer.submit(prepare_batch(events, now))
+        return self._committer.submit(prepare_batch(events, now, wires))
 
     def _receipts(
         self, future: Future[BatchOutcome], prefix: str, sign: bool = False

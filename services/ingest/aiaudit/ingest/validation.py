@@ -46,9 +46,16 @@ class Violation:
 
 
 def validate_batch(
-    events: list[event_pb2.Event], limits: Limits, now: dt.datetime, prefix: str = "events"
+    events: list[event_pb2.Event],
+    limits: Limits,
+    now: dt.datetime,
+    prefix: str = "events",
+    wires: list[bytes] | None = None,
 ) -> list[Violation]:
-    """Every violation in a batch; an empty list means the batch is valid."""
+    """Every violation in a batch; an empty list means the batch is valid.
+
+    ``wires``: the events serialised, if the caller has them (it commits the same bytes).
+    """
     if not events:
         return [Violation(prefix, "must contain at least one event")]
     if len(events) > limits.max_batch_events:
@@ -59,7 +66,7 @@ def validate_batch(
     first_index: dict[tuple[str, str], int] = {}
     for i, event in enumerate(events):
         path = f"{prefix}[{i}]"
-        out.extend(validate_event(event, limits, now, path))
+        out.extend(validate_event(event, limits, now, path, wires[i] if wires else None))
         key = (event.tenant_id, event.event_id)
         if event.event_id and key in first_index:
             out.append(
@@ -70,11 +77,16 @@ def validate_batch(
 
 
 def validate_event(
-    event: event_pb2.Event, limits: Limits, now: dt.datetime, path: str
+    event: event_pb2.Event,
+    limits: Limits,
+    now: dt.datetime,
+    path: str,
+    wire: bytes | None = None,
 ) -> list[Violation]:
-    """Every violation in one event."""
+    """Every violation in one event (``wire``: the event serialised, if the caller has it)."""
     out = list(_required(event, now, limits, path))
-    wire = event.SerializeToString()
+    if wire is None:
+        wire = event.SerializeToString()
     if len(wire) > limits.max_event_bytes:
         out.append(Violation(path, f"is {len(wire)} bytes; the limit is {limits.max_event_bytes}"))
     checks = canonical.native_schema().check(wire, limits.max_metadata_chars)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+from dataclasses import dataclass
 
 from google.protobuf import timestamp_pb2
 
@@ -23,42 +24,98 @@ def truncate_to_micros(ts: timestamp_pb2.Timestamp) -> None:
     ts.nanos -= ts.nanos % 1000
 
 
-def prepare(
-    event: event_pb2.Event, receive_time: dt.datetime, salt: bytes | None = None
-) -> NewEvent:
-    """Stamps the receive time (output only, so any client value is replaced) and commits.
+_RECEIVE_TIME = event_pb2.Event.DESCRIPTOR.fields_by_name["receive_time"].number
 
-    ``salt`` (32 random bytes) may be drawn by the caller for a whole batch at
-    once: one system call instead of one per event.
-    """
-    received = event_pb2.Event()
-    received.CopyFrom(event)
-    # A datetime has microsecond precision: set the Timestamp from it directly
-    # (Timestamp.FromDatetime and ToDatetime are slow Python on this hot path).
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+@dataclass(frozen=True)
+class _Stamp:
+    """A receive time in every form ``prepare`` needs, computed once per batch."""
+
+    at: dt.datetime
+    seconds: int
+    nanos: int
+    field: bytes
+    """``receive_time`` as wire bytes (:func:`receive_time_field`)."""
+
+
+def _stamp(receive_time: dt.datetime) -> _Stamp:
     at = (
         receive_time.astimezone(dt.UTC)
         if receive_time.tzinfo
         else receive_time.replace(tzinfo=dt.UTC)
     )
     since = at - _EPOCH
-    received.receive_time.seconds = since.days * 86_400 + since.seconds
-    received.receive_time.nanos = since.microseconds * 1000
-    truncate_to_micros(received.occurred_time)
+    seconds, nanos = since.days * 86_400 + since.seconds, since.microseconds * 1000
+    return _Stamp(at, seconds, nanos, receive_time_field(seconds, nanos))
+
+
+def receive_time_field(seconds: int, nanos: int) -> bytes:
+    """``receive_time`` as wire bytes to append to a serialised event, both members explicit.
+
+    Protobuf parses a message field met twice on the wire as the merge of both,
+    and the later value of each scalar wins: appended, these bytes replace
+    whatever receive time the bytes before carry, down to a zero ``nanos``
+    (which a serialiser would have left out). The native encoder reads the wire that way.
+    """
+    body = b"\x08" + _varint(seconds & 0xFFFF_FFFF_FFFF_FFFF) + b"\x10" + _varint(nanos)
+    return _varint(_RECEIVE_TIME << 3 | 2) + _varint(len(body)) + body
+
+
+def prepare(
+    event: event_pb2.Event,
+    receive_time: dt.datetime,
+    salt: bytes | None = None,
+    wire: bytes | None = None,
+) -> NewEvent:
+    """Stamps the receive time (output only, so any client value is replaced) and commits.
+
+    The event itself is stamped in place (and its ``occurred_time`` cut to
+    microseconds): it becomes the event as stored. ``wire``: the event as
+    the caller already serialised it (validation does), before the stamp;
+    ``salt``: 32 random bytes, drawn here if not given.
+    """
     if salt is None:
         salt = secrets.token_bytes(canonical.SALT_BYTES)
-    committed = canonical.commit(received, salt)
+    return _prepare(event, _stamp(receive_time), salt, wire)
+
+
+def _prepare(event: event_pb2.Event, stamp: _Stamp, salt: bytes, wire: bytes | None) -> NewEvent:
+    occurred = event.occurred_time
+    if wire is None or occurred.nanos % 1000:
+        truncate_to_micros(occurred)
+        wire = event.SerializeToString()  # (again, if serialised before the cut)
+    # The canonical form comes from the wire plus the stamp: one serialisation
+    # per event, shared with validation, instead of a copy serialised again.
+    committed = canonical.commit_wire(wire + stamp.field, salt)
+    event.receive_time.seconds = stamp.seconds
+    event.receive_time.nanos = stamp.nanos
     return NewEvent(
-        event=received,
+        event=event,
         committed=committed,
         salt=salt,
-        receive_time=at,
-        search=search_values(received),
+        receive_time=stamp.at,
+        search=search_values(event),
         stored_content=content_json(committed.content),
     )
 
 
-def prepare_batch(events: list[event_pb2.Event], receive_time: dt.datetime) -> list[NewEvent]:
-    """:func:`prepare` for a batch, with every salt from one draw of the system CSPRNG."""
+def prepare_batch(
+    events: list[event_pb2.Event], receive_time: dt.datetime, wires: list[bytes] | None = None
+) -> list[NewEvent]:
+    """:func:`prepare` for a batch: one stamp, every salt from one draw of the system CSPRNG."""
     n = canonical.SALT_BYTES
     pool = secrets.token_bytes(n * len(events))
-    return [prepare(e, receive_time, pool[i * n : (i + 1) * n]) for i, e in enumerate(events)]
+    stamp = _stamp(receive_time)
+    return [
+        _prepare(e, stamp, pool[i * n : (i + 1) * n], wires[i] if wires else None)
+        for i, e in enumerate(events)
+    ]
