@@ -130,3 +130,23 @@ def test_block_appends_agree_with_the_rfc_at_every_size_asked(
     assert got == {size: roots[size] for size in set(asked)}
     with pytest.raises(ValueError, match="32 bytes"):
         CompactRange().append_block([b"short"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(cuts=st.lists(st.integers(min_value=0, max_value=MAX), max_size=8))
+def test_extend_in_any_chunks_completes_what_appending_leaf_by_leaf_does(
+    cuts: list[int],
+) -> None:
+    """Every node ``extend`` returns is the one ``append`` completes, none missing or extra,
+    however the leaves are split (the notary's rounds start anywhere)."""
+    _, leaves, roots = tree()
+    one_by_one = CompactRange()
+    expected = [node for leaf in leaves for node in one_by_one.append(leaf)]
+    chunked, created = CompactRange(), []
+    bounds = sorted({0, MAX, *cuts})
+    for start, end in itertools.pairwise(bounds):
+        created.extend(chunked.extend(leaves[start:end]))
+        assert chunked.size == end
+        assert chunked.root() == roots[end]
+    assert sorted(created) == sorted(expected)
+    assert chunked.nodes() == one_by_one.nodes()

@@ -165,12 +165,23 @@ def _materialise(ranges: Sequence[tuple[int, int]], reader: NodeReader) -> list[
     return [_fold([hashes[node] for node in group]) for group in parts]
 
 
-def _push(edge: list[tuple[NodeID, bytes]], node: NodeID, digest: bytes) -> None:
-    """Adds the next perfect subtree to a right edge, merging equal-level siblings."""
+def _push(
+    edge: list[tuple[NodeID, bytes]],
+    node: NodeID,
+    digest: bytes,
+    merged: list[tuple[NodeID, bytes]] | None = None,
+) -> None:
+    """Adds the next perfect subtree to a right edge, merging equal-level siblings.
+
+    The parents that the merges complete are appended to ``merged``, if given.
+    """
     edge.append((node, digest))
     while len(edge) > 1 and edge[-2][0].level == edge[-1][0].level:
         (left_id, left), (_, right) = edge[-2], edge[-1]
-        edge[-2:] = [(NodeID(left_id.level + 1, left_id.index >> 1), node_hash(left, right))]
+        parent = (NodeID(left_id.level + 1, left_id.index >> 1), node_hash(left, right))
+        edge[-2:] = [parent]
+        if merged is not None:
+            merged.append(parent)
 
 
 class CompactRange:
@@ -272,10 +283,31 @@ class CompactRange:
         return out
 
     def extend(self, leaves: Iterable[bytes]) -> list[tuple[NodeID, bytes]]:
-        """Appends leaf hashes in order; returns every node they completed."""
-        created: list[tuple[NodeID, bytes]] = []
+        """Appends leaf hashes in order; returns every node they completed.
+
+        The new leaves split into maximal aligned perfect subtrees (at most two
+        per level); each is hashed whole by the native core, its nodes are all
+        new, and its root joins the edge, completing the parents it merges
+        with. The notary's round of a few hundred leaves costs a few native
+        calls instead of a Python ``append`` per leaf (14 us each).
+        """
+        leaves = list(leaves)
         for leaf in leaves:
-            created.extend(self.append(leaf))
+            _check_hash("leaf hash", leaf)
+        created: list[tuple[NodeID, bytes]] = []
+        at = 0
+        for block in _perfect_nodes(self._size, self._size + len(leaves)):
+            width = 1 << block.level
+            levels = aiaudit_native.merkle_levels(b"".join(leaves[at : at + width]))
+            at += width
+            for level, row in enumerate(levels):
+                first = block.index << (block.level - level)
+                created.extend(
+                    (NodeID(level, first + k), row[k * HASH_SIZE : (k + 1) * HASH_SIZE])
+                    for k in range(len(row) // HASH_SIZE)
+                )
+            _push(self._edge, block, levels[-1], created)
+        self._size += len(leaves)
         return created
 
     def root(self) -> bytes:
