@@ -6,19 +6,20 @@ import dataclasses
 import gc
 import importlib
 import logging
+import os
 from concurrent import futures
 from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from opentelemetry.instrumentation.grpc import server_interceptor
 
 from aiaudit.common.access import AccessLog
 from aiaudit.common.auth import Authenticator
 from aiaudit.common.component import Component, Context
 from aiaudit.common.config import ConfigError, Settings, require_authentication
 from aiaudit.common.store import SqlEventStore, open_store
+from aiaudit.common.telemetry import Telemetry, configure
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class Suite:
     store: SqlEventStore
     components: dict[str, Component]
     health: health.HealthServicer
+    telemetry: Telemetry
     health_server: grpc.Server | None = None
 
     def stop(self, grace: float = 5.0) -> None:
@@ -51,6 +53,7 @@ class Suite:
         for component in reversed(self.components.values()):
             component.stop()
         self.store.close()
+        self.telemetry.shutdown()
 
 
 class _Health(health.HealthServicer):
@@ -84,6 +87,10 @@ def start(settings: Settings) -> Suite:
     unknown = sorted(set(chosen) - set(COMPONENTS))
     if unknown:
         raise ConfigError(f"setting 'services': unknown {unknown}; known: {sorted(COMPONENTS)}")
+    try:
+        telemetry = configure(os.environ)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     if settings.embedded:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(settings.store_url, run_migrations=settings.embedded)
@@ -93,7 +100,7 @@ def start(settings: Settings) -> Suite:
     ]
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="rpc"),
-        interceptors=[server_interceptor()],  # type: ignore[no-untyped-call]
+        interceptors=telemetry.interceptors,
         options=options,
         maximum_concurrent_rpcs=1024,
     )
@@ -127,6 +134,7 @@ def start(settings: Settings) -> Suite:
         for component in reversed(components.values()):
             component.stop()
         store.close()
+        telemetry.shutdown()
         raise
     services = [n for c in components.values() for n in c.service_names]
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
@@ -152,7 +160,7 @@ def start(settings: Settings) -> Suite:
             "store": "sqlite" if settings.embedded else "postgresql",
         },
     )
-    return Suite(server, port, store, components, health_servicer, health_server)
+    return Suite(server, port, store, components, health_servicer, telemetry, health_server)
 
 
 def _health_only(address: str, servicer: health.HealthServicer) -> grpc.Server | None:

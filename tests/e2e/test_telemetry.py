@@ -1,0 +1,122 @@
+"""Traces and metrics reach a real OTLP/gRPC collector; without one, nothing is installed."""
+
+from __future__ import annotations
+
+import threading
+from concurrent import futures
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from opentelemetry.proto.collector.metrics.v1 import (
+    metrics_service_pb2,
+    metrics_service_pb2_grpc,
+)
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+from aiaudit.common import client, telemetry
+from aiaudit.ingest.v1 import ingest_service_pb2 as pb
+from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
+from tests.conftest import subprocess_env, write_keys
+from tests.helpers import free_port, interaction, serve_process
+
+APPEND = "/aiaudit.ingest.v1.IngestService/Append"
+
+
+class Collector(
+    trace_service_pb2_grpc.TraceServiceServicer, metrics_service_pb2_grpc.MetricsServiceServicer
+):
+    """Keeps what it is sent; ``wanted`` is set once both kinds of the Append call arrived."""
+
+    def __init__(self) -> None:
+        self.spans: list[tuple[str, str]] = []  # (service.name, span name)
+        self.durations: dict[int, int] = {}  # Append's rpc.grpc.status_code -> calls
+        self.lock = threading.Lock()
+        self.wanted = threading.Event()
+
+    def Export(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        with self.lock:
+            if isinstance(request, trace_service_pb2.ExportTraceServiceRequest):
+                for rs in request.resource_spans:
+                    service = _attributes(rs.resource.attributes)["service.name"]
+                    for ss in rs.scope_spans:
+                        self.spans.extend((service, s.name) for s in ss.spans)
+                answer: Any = trace_service_pb2.ExportTraceServiceResponse()
+            else:
+                for rm in request.resource_metrics:
+                    for sm in rm.scope_metrics:
+                        for m in sm.metrics:
+                            if m.name != "rpc.server.duration":
+                                continue
+                            for point in m.histogram.data_points:
+                                attrs = _attributes(point.attributes)
+                                if attrs["rpc.method"] == "Append":
+                                    code = attrs["rpc.grpc.status_code"]
+                                    self.durations[code] = int(point.count)
+                answer = metrics_service_pb2.ExportMetricsServiceResponse()
+            appended = [s for s in self.spans if s[1] == APPEND]
+            if len(appended) >= 2 and self.durations.get(0) and self.durations.get(3):
+                self.wanted.set()
+        return answer
+
+
+def _attributes(kvs: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for kv in kvs:
+        value = kv.value
+        out[kv.key] = getattr(value, value.WhichOneof("value"))
+    return out
+
+
+def test_rpc_spans_and_durations_are_exported_over_otlp(tmp_path: Path, tenant: str) -> None:
+    collector = Collector()
+    sink = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(collector, sink)
+    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(collector, sink)
+    otlp_port = sink.add_insecure_port("127.0.0.1:0")
+    sink.start()
+    port = free_port()
+    key = write_keys(tmp_path / "keys.yaml")["gateway"]
+    proc = serve_process(
+        ["--address", f"127.0.0.1:{port}", "--data-dir", str(tmp_path), "--services", "ingest"],
+        {
+            **subprocess_env(),
+            "AIAUDIT_API_KEYS_FILE": str(tmp_path / "keys.yaml"),
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{otlp_port}",
+            "OTEL_SERVICE_NAME": "aiaudit-under-test",
+            "OTEL_BSP_SCHEDULE_DELAY": "50",
+            "OTEL_METRIC_EXPORT_INTERVAL": "200",
+        },
+    )
+    try:
+        channel = client.channel(f"127.0.0.1:{port}", key)
+        stub = pb_grpc.IngestServiceStub(channel)
+        stub.Append(pb.AppendRequest(events=[interaction(tenant, "traced")]))
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.Append(pb.AppendRequest())  # an empty batch: INVALID_ARGUMENT (3)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        channel.close()
+        assert collector.wanted.wait(30), (collector.spans, collector.durations)
+    finally:
+        proc.terminate()
+        proc.wait()
+        sink.stop(None)
+    assert ("aiaudit-under-test", APPEND) in collector.spans
+    assert collector.durations[0] == 1 and collector.durations[3] == 1
+
+
+def test_nothing_is_installed_unless_an_exporter_is_configured() -> None:
+    assert telemetry.configure({}).interceptors == []
+    assert telemetry.configure({"OTEL_TRACES_EXPORTER": "otlp"}).interceptors == []
+    endpoint = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1"}
+    kind = telemetry.exporter_kind
+    assert kind(endpoint, "traces") == kind(endpoint, "metrics") == "otlp"
+    assert kind({"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://x:1"}, "traces") is None
+    assert kind({**endpoint, "OTEL_SDK_DISABLED": "true"}, "traces") is None
+    assert kind({**endpoint, "OTEL_METRICS_EXPORTER": "none"}, "metrics") is None
+    with pytest.raises(ValueError, match="OTEL_TRACES_EXPORTER='zipkin'"):
+        kind({**endpoint, "OTEL_TRACES_EXPORTER": "zipkin"}, "traces")
+    console = telemetry.configure({"OTEL_METRICS_EXPORTER": "console"})
+    assert [type(i) for i in console.interceptors] == [telemetry.RpcMetrics]
+    console.shutdown()
