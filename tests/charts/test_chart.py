@@ -394,3 +394,25 @@ def test_integrity_single_leader_is_documented() -> None:
     for path in (CHART / "values.yaml", CHART / "templates" / "integrity" / "deployment.yaml"):
         text = path.read_text()
         assert "advisory lock" in text and "leader" in text, path
+
+
+def test_telemetry_endpoint_reaches_every_component_under_its_own_name() -> None:
+    all_enabled = CHART / "ci" / "all-enabled-values.yaml"
+
+    def otel(objects: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+        out = {}
+        for deployment in of_kind(objects, "Deployment"):
+            (container,) = deployment["spec"]["template"]["spec"]["containers"]
+            env = {e["name"]: e.get("value") for e in container.get("env", [])}
+            out[component_of(deployment)] = {k: v for k, v in env.items() if k.startswith("OTEL_")}
+        return out
+
+    assert all(not env for env in otel(render(all_enabled)).values())
+    endpoint = "http://otel-collector.observability:4317"
+    on = otel(render(all_enabled, f"aiaudit.telemetry.otlpEndpoint={endpoint}"))
+    assert set(on) == set(COMPONENTS)
+    for component, env in on.items():
+        assert env == {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+            "OTEL_SERVICE_NAME": f"aiaudit-{component}",
+        }

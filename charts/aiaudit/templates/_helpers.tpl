@@ -169,6 +169,12 @@ a Secret as AIAUDIT_DATABASE_URL.
 - name: AIAUDIT_VAULT_TRANSIT_MOUNT
   value: {{ $a.vault.transitMount | quote }}
 {{- end }}
+{{- if $a.telemetry.otlpEndpoint }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ $a.telemetry.otlpEndpoint | quote }}
+- name: OTEL_SERVICE_NAME
+  value: {{ printf "aiaudit-%s" .component | quote }}
+{{- end }}
 {{- with (index $.Values .component).extraEnv }}
 {{ toYaml . }}
 {{- end }}
