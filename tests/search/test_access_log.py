@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from pathlib import Path
 
@@ -36,6 +37,9 @@ def test_concurrent_records_share_transactions_and_all_are_durable(
     assert sorted(e.attributes["access.n"].int_value for e in stored) == list(range(readers))
     assert {e.event_type for e in stored} == {ev.EVENT_TYPE_AUDIT_ACCESS}
     assert access.groups_committed < readers
+    for e in stored:  # the read's own time, a moment before the log received its record
+        lead = e.receive_time.ToDatetime(dt.UTC) - e.occurred_time.ToDatetime(dt.UTC)
+        assert dt.timedelta(0) <= lead < dt.timedelta(seconds=30)
 
 
 def test_a_stream_of_reads_reuses_one_writer_which_then_exits(

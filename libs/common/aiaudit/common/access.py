@@ -28,6 +28,8 @@ from aiaudit.common.v1 import event_pb2
 
 log = logging.getLogger(__name__)
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
 
 def access_event(
     caller: Caller,
@@ -47,7 +49,9 @@ def access_event(
             user_role=",".join(sorted(caller.roles)),
         ),
     )
-    event.occurred_time.FromDatetime(when)
+    since = when - _EPOCH  # Timestamp.FromDatetime is slow Python, on every read's path
+    event.occurred_time.seconds = since.days * 86_400 + since.seconds
+    event.occurred_time.nanos = since.microseconds * 1000
     event.attributes["access.action"].string_value = action
     for key, value in details.items():
         slot = event.attributes[f"access.{key}"]
