@@ -124,6 +124,8 @@ def test_number_edges() -> None:
         123.0: "123",
         5e-324: "5e-324",
         1.7976931348623157e308: "1.7976931348623157e+308",
+        # exactly halfway between two shortest candidates: the even one, as ECMAScript
+        70368744177664.625: "70368744177664.62",
     }
     for x, expected in cases.items():
         e = ev.Event(model=ev.Model(temperature=x))
@@ -274,3 +276,13 @@ def test_values_without_a_canonical_form_are_refused() -> None:
     for e, error in ((late, "outside 0001-01-01"), (bad_nanos, "outside"), (infinite, "no JSON")):
         with pytest.raises(ValueError, match=error):
             canonical.commit(e, SALT)
+
+
+def test_ties_between_shortest_candidates_go_to_the_even_digit() -> None:
+    """Doubles whose exact value is a decimal midpoint, where rounding up is wrong."""
+    for power in range(40, 53):
+        for eighths in range(1, 64, 2):
+            x = 2.0**power + eighths / 8
+            s = struct_pb2.Struct()
+            s.update({"x": x})
+            assert_matches_reference(ev.Event(model=ev.Model(parameters=s)))

@@ -55,13 +55,9 @@ pub fn number(out: &mut Vec<u8>, x: f64) -> Result<(), Error> {
     if x < 0.0 {
         out.push(b'-');
     }
-    // Rust's shortest round-trip digits, as d.ddde±x.
-    let sci = format!("{:e}", x.abs());
-    let (mantissa, exp) = sci.split_once('e').expect("{:e} always has an exponent");
-    let exp: i32 = exp.parse().expect("{:e} exponent is an integer");
-    let digits: String = mantissa.chars().filter(|&c| c != '.').collect();
-    let digits = digits.trim_end_matches('0');
-    let (k, n) = (digits.len() as i32, exp + 1);
+    let (digits, n) = shortest_digits(x.abs());
+    let digits = digits.as_str();
+    let k = digits.len() as i32;
     let text = if k <= n && n <= 21 {
         format!("{digits}{}", "0".repeat((n - k) as usize))
     } else if 0 < n && n <= 21 {
@@ -79,6 +75,46 @@ pub fn number(out: &mut Vec<u8>, x: f64) -> Result<(), Error> {
     };
     out.extend_from_slice(text.as_bytes());
     Ok(())
+}
+
+/// The shortest digits that read back as `x` (> 0), and where the decimal point goes:
+/// `x` = 0.`digits` × 10^`n`. Between two shortest candidates equally close to `x`,
+/// the one ending in an even digit, as ECMAScript's `Number::toString` (and Python's
+/// `repr`) choose; Rust's `{:e}` may give the other (70368744177664.625 is printed
+/// `…64.63`, not `…64.62`).
+fn shortest_digits(x: f64) -> (String, i32) {
+    let (digits, exp) = scientific(&format!("{x:e}"));
+    let n = exp + 1;
+    let Ok(value) = digits.parse::<u64>() else {
+        return (digits, n);
+    };
+    if value % 2 == 0 {
+        return (digits, n);
+    }
+    let scale = n - digits.len() as i32; // x ≈ value × 10^scale
+    let exact = scientific(&format!("{x:.800e}")); // a double has at most 767 digits
+    for other in [value - 1, value + 1] {
+        let reads_back = format!("{other}e{scale}").parse::<f64>() == Ok(x);
+        // A tie: x is exactly the midpoint, the smaller of the two followed by a 5.
+        let midpoint = format!("{}5", value.min(other));
+        let tie = exact.0 == midpoint && exact.1 == scale - 1 + midpoint.len() as i32 - 1;
+        if reads_back && tie {
+            let text = other.to_string();
+            return (
+                text.trim_end_matches('0').to_string(),
+                scale + text.len() as i32,
+            );
+        }
+    }
+    (digits, n)
+}
+
+/// (significant digits without trailing zeros, decimal exponent) of Rust's `d.ddde±x`.
+fn scientific(text: &str) -> (String, i32) {
+    let (mantissa, exp) = text.split_once('e').expect("{:e} always has an exponent");
+    let exp: i32 = exp.parse().expect("{:e} exponent is an integer");
+    let digits: String = mantissa.chars().filter(|&c| c != '.').collect();
+    (digits.trim_end_matches('0').to_string(), exp)
 }
 
 /// `.fff`, `.ffffff` or `.fffffffff`, the fewest of the three that hold `nanos` (none for 0).
