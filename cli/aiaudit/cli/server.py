@@ -121,7 +121,7 @@ def start(settings: Settings) -> Suite:
         store,
         server,
         health_servicer,
-        Authenticator.from_file(settings.api_keys_file),
+        Authenticator.from_settings(settings),
         AccessLog(store),
     )
     components: dict[str, Component] = {}

@@ -1,10 +1,12 @@
-"""Who is calling, and what they may do: API keys mapped to tenants and roles.
+"""Who is calling, and what they may do: API keys or OIDC tokens mapped to tenants and roles.
 
-Callers send ``authorization: Bearer <key>``. Only the SHA-256 of each key is
-configured (``api_keys_file``), so the file holds no secret. Roles follow the
-PRD's users; a role grants permissions, a key grants roles on tenants.
-Without a keys file (embedded dev mode on loopback) every caller is the
-``dev`` principal with every permission on every tenant.
+Callers send ``authorization: Bearer <key>``, or ``Bearer <JWT>`` from the
+organisation's identity provider (:mod:`aiaudit.common.oidc`). Only the
+SHA-256 of each key is configured (``api_keys_file``), so the file holds no
+secret. Roles follow the PRD's users; a role grants permissions, a key or a
+token grants roles on tenants. Without keys or OIDC (embedded dev mode on
+loopback) every caller is the ``dev`` principal with every permission on
+every tenant.
 """
 
 from __future__ import annotations
@@ -13,13 +15,15 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import grpc
 import yaml
 from google.rpc import code_pb2
 
 from aiaudit.common import status
-from aiaudit.common.config import ConfigError
+from aiaudit.common.config import ConfigError, Settings
+from aiaudit.common.oidc import Jwks, TokenError, Verifier
 
 ALL_TENANTS = "*"
 
@@ -78,9 +82,28 @@ DEV_CALLER = Caller("dev", frozenset({ALL_TENANTS}), frozenset({"admin"}), "dev"
 class Authenticator:
     """Turns request metadata into a Caller, or refuses the call."""
 
-    def __init__(self, keys: dict[str, Caller] | None) -> None:
-        """``keys`` maps SHA-256 hex of each key to its caller; None is dev mode."""
+    def __init__(self, keys: dict[str, Caller] | None, oidc: Verifier | None = None) -> None:
+        """``keys`` maps SHA-256 hex of each key to its caller; ``oidc`` checks JWTs.
+
+        Neither (``keys`` None, no ``oidc``) is dev mode.
+        """
         self._keys = keys
+        self._oidc = oidc
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> Authenticator:
+        """API keys from ``api_keys_file`` and/or OIDC tokens; the JWKS is read now."""
+        keys = cls.from_file(s.api_keys_file)._keys
+        if not s.oidc_issuer:
+            return cls(keys)
+        jwks = (
+            Jwks.from_url(s.oidc_jwks_url) if s.oidc_jwks_url else Jwks.from_file(s.oidc_jwks_file)  # type: ignore[arg-type]  # checked by config
+        )
+        jwks.load()  # a provider out of reach at start-up is a configuration error
+        verifier = Verifier(
+            s.oidc_issuer, s.oidc_audience, jwks, s.oidc_roles_claim, s.oidc_tenants_claim
+        )
+        return cls(keys or {}, verifier)
 
     @classmethod
     def from_file(cls, path: Path | None) -> Authenticator:
@@ -117,29 +140,40 @@ class Authenticator:
     @property
     def dev_mode(self) -> bool:
         """Whether every caller is let in as the dev principal."""
-        return self._keys is None
+        return self._keys is None and self._oidc is None
 
     def authenticate(self, context: grpc.ServicerContext) -> Caller:
-        """The caller of this request; aborts UNAUTHENTICATED without a known key."""
-        if self._keys is None:
+        """The caller of this request; aborts UNAUTHENTICATED without a known key or token."""
+        if self.dev_mode:
             return DEV_CALLER
         token = ""
         for key, value in context.invocation_metadata():
             if key == "authorization" and str(value).lower().startswith("bearer "):
                 token = str(value)[7:].strip()
+        if self._oidc is not None and token.count(".") == 2:  # a JWT; API keys have no dots
+            try:
+                claims = self._oidc.verify(token)
+            except TokenError as exc:
+                _unauthenticated(context, f"OIDC token refused: {exc}")
+            return Caller(
+                claims.subject,
+                claims.tenants,
+                claims.roles & ROLE_PERMISSIONS.keys(),
+                claims.key_id,
+            )
         digest = hashlib.sha256(token.encode()).hexdigest()
-        for known, caller in self._keys.items():
+        for known, caller in (self._keys or {}).items():
             if token and hmac.compare_digest(known, digest):
                 return caller
-        status.abort(
+        _unauthenticated(
             context,
-            status.error(
-                code_pb2.UNAUTHENTICATED,
-                "missing or unknown API key (send 'authorization: Bearer <key>')",
-                "UNAUTHENTICATED",
-            ),
+            "missing or unknown API key or token (send 'authorization: Bearer <key or JWT>')",
         )
-        raise AssertionError("unreachable")
+
+
+def _unauthenticated(context: grpc.ServicerContext, message: str) -> NoReturn:
+    status.abort(context, status.error(code_pb2.UNAUTHENTICATED, message, "UNAUTHENTICATED"))
+    raise AssertionError("unreachable")
 
 
 def require(context: grpc.ServicerContext, caller: Caller, permission: str, tenant: str) -> None:

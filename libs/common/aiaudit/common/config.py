@@ -44,6 +44,15 @@ class Settings:
     """Optional plaintext HOST:PORT serving only grpc.health.v1 (kubelet probes cannot do TLS)."""
     api_keys_file: Path | None = None
     """YAML of API keys (SHA-256 only), tenants and roles; see README "Authentication"."""
+    oidc_issuer: str = ""
+    """Expected ``iss`` of bearer JWTs; set, callers may authenticate with OIDC tokens."""
+    oidc_audience: str = ""
+    """Expected ``aud`` of those tokens (required with ``oidc_issuer``)."""
+    oidc_jwks_url: str = ""
+    """The issuer's JWKS (``jwks_uri``); or ``oidc_jwks_file``."""
+    oidc_jwks_file: Path | None = None
+    oidc_roles_claim: str = "roles"
+    oidc_tenants_claim: str = "tenants"
     log_level: str = "INFO"
     workers: int = 1
     """Processes serving the port (SO_REUSEPORT); more than one only with services=ingest."""
@@ -179,6 +188,15 @@ def _validate(s: Settings) -> None:
         )
     if s.api_keys_file is not None and not s.api_keys_file.is_file():
         raise ConfigError(f"setting 'api_keys_file': {s.api_keys_file} is not a readable file")
+    if s.oidc_issuer or s.oidc_audience or s.oidc_jwks_url or s.oidc_jwks_file:
+        if not (s.oidc_issuer and s.oidc_audience):
+            raise ConfigError("settings 'oidc_issuer' and 'oidc_audience' must be set together")
+        if bool(s.oidc_jwks_url) == (s.oidc_jwks_file is not None):
+            raise ConfigError("set exactly one of 'oidc_jwks_url' and 'oidc_jwks_file'")
+        if s.oidc_jwks_url and not s.oidc_jwks_url.startswith(("https://", "http://")):
+            raise ConfigError(f"setting 'oidc_jwks_url': {s.oidc_jwks_url!r} is not an URL")
+        if s.oidc_jwks_file is not None and not s.oidc_jwks_file.is_file():
+            raise ConfigError(f"setting 'oidc_jwks_file': {s.oidc_jwks_file} is not a file")
     if s.tls_cert_file is None and not _loopback(host) and not s.allow_insecure:
         raise ConfigError(
             f"setting 'address': {s.address} is reachable from other hosts but no TLS is set; "
@@ -188,12 +206,14 @@ def _validate(s: Settings) -> None:
 
 
 def require_authentication(s: Settings) -> None:
-    """Serving outside the embedded loopback mode needs API keys (or an explicit opt-out)."""
+    """Serving outside the embedded loopback mode needs API keys or OIDC (or an opt-out)."""
     host = s.address.rpartition(":")[0]
-    if s.api_keys_file is None and not (s.embedded and _loopback(host)) and not s.allow_insecure:
+    authenticated = s.api_keys_file is not None or bool(s.oidc_issuer)
+    if not authenticated and not (s.embedded and _loopback(host)) and not s.allow_insecure:
         raise ConfigError(
             "setting 'api_keys_file': callers must authenticate outside the embedded loopback "
-            "mode; set api_keys_file, or allow_insecure=true for a trusted network"
+            "mode; set api_keys_file and/or oidc_issuer, or allow_insecure=true for a "
+            "trusted network"
         )
 
 

@@ -1,0 +1,181 @@
+"""Callers authenticated by OIDC: a JWT from the organisation's identity provider.
+
+A bearer token with three dot-separated parts is checked as a JWT: signed by
+a key of the provider's JWKS (``oidc_jwks_url``, or a file, ``oidc_jwks_file``,
+for providers whose keys are mounted), asymmetric algorithms only (RS256,
+ES256, EdDSA: no ``none``, no HMAC with a public key), issued by
+``oidc_issuer`` for ``oidc_audience``, with ``exp`` and ``sub`` present and
+30 s of clock leeway. The caller is ``sub``; its roles and tenants come from
+two claims (``roles`` and ``tenants`` unless configured otherwise), lists of
+the same names API keys use (roles this suite does not know are ignored, so
+an IdP's other roles do no harm).
+
+Keys rotate: a token naming a key id the JWKS lacks makes it be read again
+(at most every ``REFRESH_GAP`` seconds, so forged ids cannot hammer the
+provider). A verified token is remembered until it expires (by its SHA-256),
+so a client's stream of calls pays for one signature check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+
+from aiaudit.common.config import ConfigError
+
+ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "EdDSA"]
+LEEWAY = 30
+REFRESH_GAP = 30.0
+"""Seconds between two reads of the JWKS prompted by unknown key ids."""
+MAX_REMEMBERED = 10_000
+
+
+class TokenError(Exception):
+    """A token that does not authenticate; the message says why (sent to the caller)."""
+
+
+@dataclass(frozen=True)
+class Claims:
+    """Who a verified token names, and what it grants."""
+
+    subject: str
+    roles: frozenset[str]
+    tenants: frozenset[str]
+    key_id: str
+    expires: float
+
+
+class Jwks:
+    """The provider's signing keys by key id, read from a URL or a file, again on demand."""
+
+    def __init__(self, fetch: Callable[[], bytes], where: str) -> None:
+        """``fetch`` returns the JWKS document; ``where`` names it in errors."""
+        self._fetch = fetch
+        self._where = where
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._read_at = float("-inf")
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_url(cls, url: str, timeout: float = 5.0) -> Jwks:
+        """Keys served by the provider (its ``jwks_uri``)."""
+
+        def fetch() -> bytes:
+            with urllib.request.urlopen(url, timeout=timeout) as reply:
+                body: bytes = reply.read()
+                return body
+
+        return cls(fetch, url)
+
+    @classmethod
+    def from_file(cls, path: Path) -> Jwks:
+        """Keys in a JSON file (e.g. a mounted ConfigMap the operator keeps current)."""
+        return cls(path.read_bytes, str(path))
+
+    def load(self) -> None:
+        """Reads the keys now; raises ``ConfigError`` naming the source if it cannot."""
+        try:
+            doc = json.loads(self._fetch())
+            keys = {}
+            for entry in doc["keys"]:
+                if entry.get("use", "sig") != "sig" or "kid" not in entry:
+                    continue
+                keys[str(entry["kid"])] = jwt.PyJWK(entry)
+        except (OSError, ValueError, KeyError, TypeError, jwt.PyJWTError) as exc:
+            raise ConfigError(f"OIDC JWKS {self._where}: {exc!r}") from None
+        self._keys = keys
+        self._read_at = time.monotonic()
+
+    def key(self, kid: str) -> jwt.PyJWK:
+        """The key with this id, reading the JWKS again if it is new (and allowed to)."""
+        found = self._keys.get(kid)
+        if found is not None:
+            return found
+        with self._lock:
+            if kid not in self._keys and time.monotonic() - self._read_at >= REFRESH_GAP:
+                try:
+                    self.load()
+                except ConfigError as exc:
+                    raise TokenError(f"signing keys unavailable: {exc}") from None
+        found = self._keys.get(kid)
+        if found is None:
+            raise TokenError(f"no signing key {kid!r} at the issuer")
+        return found
+
+
+class Verifier:
+    """Checks bearer JWTs against one issuer, one audience and its keys."""
+
+    def __init__(
+        self,
+        issuer: str,
+        audience: str,
+        keys: Jwks,
+        roles_claim: str = "roles",
+        tenants_claim: str = "tenants",
+    ) -> None:
+        """Keys are read at the first token, or by :meth:`Jwks.load` at start-up."""
+        self._issuer = issuer
+        self._audience = audience
+        self._keys = keys
+        self._roles_claim = roles_claim
+        self._tenants_claim = tenants_claim
+        self._remembered: dict[bytes, Claims] = {}
+
+    def verify(self, token: str) -> Claims:
+        """The claims of a valid token; ``TokenError`` saying what is wrong otherwise."""
+        digest = hashlib.sha256(token.encode()).digest()
+        known = self._remembered.get(digest)
+        if known is not None and known.expires > time.time() - LEEWAY:
+            return known
+        claims = self._check(token)
+        if len(self._remembered) >= MAX_REMEMBERED:
+            self._remembered = {}
+        self._remembered[digest] = claims
+        return claims
+
+    def _check(self, token: str) -> Claims:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise TokenError(f"not a JWT: {exc}") from None
+        if header.get("alg") not in ALGORITHMS:
+            raise TokenError(f"algorithm {header.get('alg')!r} is not accepted ({ALGORITHMS})")
+        key = self._keys.key(str(header.get("kid", "")))
+        try:
+            body: dict[str, Any] = jwt.decode(
+                token,
+                key.key,
+                algorithms=[key.algorithm_name] if key.algorithm_name else ALGORITHMS,
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=LEEWAY,
+                options={"require": ["exp", "iss", "aud", "sub"]},
+            )
+        except jwt.PyJWTError as exc:
+            raise TokenError(str(exc)) from None
+        return Claims(
+            subject=str(body["sub"]),
+            roles=_names(body.get(self._roles_claim)),
+            tenants=_names(body.get(self._tenants_claim)),
+            key_id=f"oidc:{header.get('kid', '')}",
+            expires=float(body["exp"]),
+        )
+
+
+def _names(claim: object) -> frozenset[str]:
+    """A claim holding a list of names (or one name) as a set."""
+    if isinstance(claim, str):
+        return frozenset({claim})
+    if isinstance(claim, list):
+        return frozenset(str(x) for x in claim)
+    return frozenset()

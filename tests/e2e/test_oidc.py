@@ -1,0 +1,91 @@
+"""OIDC tokens over real gRPC: roles and tenants from the token decide, API keys still work."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+import yaml
+
+from aiaudit.cli.server import Suite, start
+from aiaudit.common import client, config
+from aiaudit.common.config import ConfigError
+from aiaudit.ingest.v1 import ingest_service_pb2 as pb
+from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
+from tests.conftest import write_keys
+from tests.helpers import interaction
+from tests.unit.test_oidc import AUDIENCE, ISSUER, jwk, rsa_key, token, write_jwks
+
+SIGNER = rsa_key()
+
+
+@pytest.fixture
+def suite(tmp_path: Path) -> Iterator[tuple[Suite, dict[str, str]]]:
+    keys = write_keys(tmp_path / "keys.yaml")
+    jwks = write_jwks(tmp_path / "jwks.json", [jwk(SIGNER, "k1")])
+    cfg = tmp_path / "aiaudit.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "address": "127.0.0.1:0",
+                "data_dir": str(tmp_path),
+                "services": ["ingest"],
+                "api_keys_file": str(tmp_path / "keys.yaml"),
+                "oidc_issuer": ISSUER,
+                "oidc_audience": AUDIENCE,
+                "oidc_jwks_file": str(jwks),
+            }
+        )
+    )
+    running = start(config.load(cfg, env={}))
+    yield running, keys
+    running.stop()
+
+
+def append(suite: Suite, bearer: str, tenant: str = "acme") -> grpc.StatusCode:
+    channel = client.channel(f"127.0.0.1:{suite.port}", bearer)
+    try:
+        pb_grpc.IngestServiceStub(channel).Append(
+            pb.AppendRequest(events=[interaction(tenant)]), timeout=30
+        )
+        return grpc.StatusCode.OK
+    except grpc.RpcError as err:
+        return err.code()
+    finally:
+        channel.close()
+
+
+def test_the_token_decides_who_may_do_what(suite: tuple[Suite, dict[str, str]]) -> None:
+    running, keys = suite
+    gateway = token(SIGNER, "k1", sub="gw-1", roles=["gateway"])
+    assert append(running, gateway) == grpc.StatusCode.OK
+    assert append(running, gateway, tenant="other") == grpc.StatusCode.PERMISSION_DENIED
+    auditor = token(SIGNER, "k1", roles=["auditor"])
+    assert append(running, auditor) == grpc.StatusCode.PERMISSION_DENIED
+    expired = token(SIGNER, "k1", roles=["gateway"], exp=int(time.time()) - 120)
+    assert append(running, expired) == grpc.StatusCode.UNAUTHENTICATED
+    forged = token(rsa_key(), "k1", roles=["gateway"])
+    assert append(running, forged) == grpc.StatusCode.UNAUTHENTICATED
+    assert append(running, keys["gateway"]) == grpc.StatusCode.OK  # API keys still work
+    assert append(running, "no-such-key") == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_oidc_settings_are_checked_at_start_up(tmp_path: Path) -> None:
+    jwks = write_jwks(tmp_path / "jwks.json", [jwk(SIGNER, "k1")])
+    with pytest.raises(ConfigError, match="'oidc_issuer' and 'oidc_audience'"):
+        config.load(None, env={}, overrides={"oidc_issuer": ISSUER, "oidc_jwks_file": jwks})
+    with pytest.raises(ConfigError, match="exactly one of 'oidc_jwks_url' and 'oidc_jwks_file'"):
+        config.load(None, env={}, overrides={"oidc_issuer": ISSUER, "oidc_audience": AUDIENCE})
+    # OIDC alone is authentication enough outside the embedded loopback mode.
+    settings = config.load(
+        None,
+        env={"AIAUDIT_OIDC_ISSUER": ISSUER, "AIAUDIT_OIDC_AUDIENCE": AUDIENCE},
+        overrides={"oidc_jwks_file": jwks, "database_url": "postgresql+psycopg://h/db"},
+    )
+    config.require_authentication(settings)
+    without = config.load(None, env={}, overrides={"database_url": "postgresql+psycopg://h/db"})
+    with pytest.raises(ConfigError, match="api_keys_file and/or oidc_issuer"):
+        config.require_authentication(without)

@@ -1,0 +1,198 @@
+"""OIDC bearer tokens: what is accepted, everything that is refused, and key rotation."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import re
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+from aiaudit.common import oidc
+from aiaudit.common.config import ConfigError
+from aiaudit.common.oidc import Jwks, TokenError, Verifier
+
+ISSUER = "https://idp.example.test/realms/audit"
+AUDIENCE = "aiaudit"
+
+
+def rsa_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def jwk(private: Any, kid: str) -> dict[str, Any]:
+    """The public JWK of a private key, as an IdP publishes it."""
+    algorithm = jwt.algorithms.get_default_algorithms()[_alg(private)]
+    out: dict[str, Any] = json.loads(algorithm.to_jwk(private.public_key()))
+    out.update({"kid": kid, "use": "sig"})
+    return out
+
+
+def _alg(private: Any) -> str:
+    if isinstance(private, rsa.RSAPrivateKey):
+        return "RS256"
+    if isinstance(private, ec.EllipticCurvePrivateKey):
+        return "ES256"
+    return "EdDSA"
+
+
+def token(private: Any, kid: str, **overrides: Any) -> str:
+    now = int(time.time())
+    claims = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": "alice@example.test",
+        "exp": now + 600,
+        "iat": now,
+        "roles": ["auditor", "idp-admin"],
+        "tenants": ["acme"],
+    }
+    claims.update(overrides)
+    claims = {k: v for k, v in claims.items() if v is not None}
+    return jwt.encode(claims, private, algorithm=_alg(private), headers={"kid": kid})
+
+
+def write_jwks(path: Path, keys: list[dict[str, Any]]) -> Path:
+    path.write_text(json.dumps({"keys": keys}))
+    return path
+
+
+@pytest.fixture
+def signer() -> rsa.RSAPrivateKey:
+    return rsa_key()
+
+
+@pytest.fixture
+def verifier(tmp_path: Path, signer: rsa.RSAPrivateKey) -> Verifier:
+    keys = Jwks.from_file(write_jwks(tmp_path / "jwks.json", [jwk(signer, "k1")]))
+    keys.load()
+    return Verifier(ISSUER, AUDIENCE, keys)
+
+
+def test_a_valid_token_names_its_subject_roles_and_tenants(
+    verifier: Verifier, signer: rsa.RSAPrivateKey
+) -> None:
+    claims = verifier.verify(token(signer, "k1"))
+    assert claims.subject == "alice@example.test"
+    assert claims.roles == {"auditor", "idp-admin"}  # the authenticator keeps the known ones
+    assert claims.tenants == {"acme"}
+    assert claims.key_id == "oidc:k1"
+
+
+@pytest.mark.parametrize("make", ["ec", "ed25519"])
+def test_ec_and_eddsa_keys_are_accepted(tmp_path: Path, make: str) -> None:
+    private = (
+        ec.generate_private_key(ec.SECP256R1())
+        if make == "ec"
+        else (ed25519.Ed25519PrivateKey.generate())
+    )
+    keys = Jwks.from_file(write_jwks(tmp_path / "jwks.json", [jwk(private, "k")]))
+    keys.load()
+    assert Verifier(ISSUER, AUDIENCE, keys).verify(token(private, "k")).subject
+
+
+@pytest.mark.parametrize(
+    ("overrides", "why"),
+    [
+        ({"exp": int(time.time()) - 120}, "expired"),
+        ({"aud": "another-app"}, r"[Aa]udience"),
+        ({"iss": "https://evil.example.test"}, "issuer"),
+        ({"sub": None}, "sub"),
+        ({"exp": None}, "exp"),
+    ],
+)
+def test_claims_that_do_not_fit_are_refused(
+    verifier: Verifier, signer: rsa.RSAPrivateKey, overrides: dict[str, Any], why: str
+) -> None:
+    with pytest.raises(TokenError, match=why):
+        verifier.verify(token(signer, "k1", **overrides))
+
+
+def test_a_token_signed_by_another_key_under_a_known_id_is_refused(verifier: Verifier) -> None:
+    with pytest.raises(TokenError, match=r"[Ss]ignature"):
+        verifier.verify(token(rsa_key(), "k1"))
+
+
+def test_unsigned_and_hmac_tokens_are_refused(
+    verifier: Verifier, signer: rsa.RSAPrivateKey, tmp_path: Path
+) -> None:
+    claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": "x", "exp": int(time.time()) + 60}
+    unsigned = jwt.encode(claims, None, algorithm="none", headers={"kid": "k1"})
+    with pytest.raises(TokenError, match="not accepted"):
+        verifier.verify(unsigned)
+    # The classic confusion: HMAC keyed with the public key's bytes.
+    forged = jwt.encode(claims, b"k" * 32, algorithm="HS256", headers={"kid": "k1"})
+    with pytest.raises(TokenError, match="not accepted"):
+        verifier.verify(forged)
+    with pytest.raises(TokenError, match="not a JWT"):
+        verifier.verify("a.b.c")
+
+
+def test_an_unknown_key_id_is_refused_and_rereads_are_rate_limited(
+    tmp_path: Path, signer: rsa.RSAPrivateKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads = []
+    path = write_jwks(tmp_path / "jwks.json", [jwk(signer, "k1")])
+    keys = Jwks(lambda: reads.append(1) or path.read_bytes(), "test")
+    keys.load()
+    verifier = Verifier(ISSUER, AUDIENCE, keys)
+    monkeypatch.setattr(oidc, "REFRESH_GAP", 3600.0)
+    for _ in range(5):
+        with pytest.raises(TokenError, match="no signing key 'forged'"):
+            verifier.verify(token(signer, "forged"))
+    assert len(reads) == 1  # forged ids cannot make it fetch again and again
+
+
+@pytest.fixture
+def jwks_server() -> Iterator[tuple[str, dict[str, Any]]]:
+    """A real HTTP server on loopback publishing a JWKS the test may change."""
+    published: dict[str, Any] = {"keys": []}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps(published).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/certs", published
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_rotated_key_is_fetched_from_the_issuer_when_a_token_names_it(
+    jwks_server: tuple[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, published = jwks_server
+    old, new = rsa_key(), rsa_key()
+    published["keys"] = [jwk(old, "2026-11")]
+    keys = Jwks.from_url(url)
+    keys.load()
+    verifier = Verifier(ISSUER, AUDIENCE, keys)
+    assert verifier.verify(token(old, "2026-11")).subject
+    published["keys"] = [jwk(old, "2026-11"), jwk(new, "2026-12")]  # the IdP rotates
+    monkeypatch.setattr(oidc, "REFRESH_GAP", 0.0)
+    assert verifier.verify(token(new, "2026-12", sub="bob")).subject == "bob"
+
+
+def test_an_unreachable_or_malformed_jwks_is_a_configuration_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=re.escape("OIDC JWKS http://127.0.0.1:1/certs")):
+        Jwks.from_url("http://127.0.0.1:1/certs", timeout=2).load()
+    (tmp_path / "bad.json").write_text('{"keys": [{"kty": "RSA", "kid": "x"}]}')
+    with pytest.raises(ConfigError, match=re.escape("bad.json")):
+        Jwks.from_file(tmp_path / "bad.json").load()
