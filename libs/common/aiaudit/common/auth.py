@@ -96,9 +96,10 @@ class Authenticator:
         keys = cls.from_file(s.api_keys_file)._keys
         if not s.oidc_issuer:
             return cls(keys)
-        jwks = (
-            Jwks.from_url(s.oidc_jwks_url) if s.oidc_jwks_url else Jwks.from_file(s.oidc_jwks_file)  # type: ignore[arg-type]  # checked by config
-        )
+        if s.oidc_jwks_file is not None:
+            jwks = Jwks.from_file(s.oidc_jwks_file)
+        else:  # the settings hold exactly one of the two
+            jwks = Jwks.from_url(s.oidc_jwks_url)
         jwks.load()  # a provider out of reach at start-up is a configuration error
         verifier = Verifier(
             s.oidc_issuer, s.oidc_audience, jwks, s.oidc_roles_claim, s.oidc_tenants_claim
