@@ -279,11 +279,17 @@ def test_a_proof_that_does_not_verify_is_never_served(
         stub.GetInclusionProof(request)
     assert err.value.code() == grpc.StatusCode.DATA_LOSS
     assert f"does not match its signed checkpoint at size {size}" in (err.value.details() or "")
+    batch = pb.BatchGetInclusionProofsRequest(log_id=tenant, sequences=[599, 0], tree_size=size)
+    with pytest.raises(grpc.RpcError) as err:  # batches (exports) are checked alike
+        stub.BatchGetInclusionProofs(batch)
+    assert err.value.code() == grpc.StatusCode.DATA_LOSS
     with engine.begin() as conn:
         conn.execute(
             sa.text(f"UPDATE integrity_nodes SET hash = :good {where}"), {**node, "good": original}
         )
     engine.dispose()
+    leaves = {p.leaf_index: p for p in stub.BatchGetInclusionProofs(batch).proofs}
+    assert set(leaves) == {599, 0}
     for req in (request, other):
         reply = stub.GetInclusionProof(req)
         merkle.verify_inclusion(
@@ -293,3 +299,15 @@ def test_a_proof_that_does_not_verify_is_never_served(
             list(reply.proof.hashes),
             reply.checkpoint.root_hash,
         )
+    engine = sa.create_engine(admin_url)
+    with engine.begin() as conn:  # a log entry removed under a signed checkpoint
+        conn.execute(
+            sa.text("DELETE FROM log_entries WHERE log_id = :t AND seq = 7"), {"t": tenant}
+        )
+    engine.dispose()
+    with pytest.raises(grpc.RpcError) as err:
+        stub.BatchGetInclusionProofs(
+            pb.BatchGetInclusionProofsRequest(log_id=tenant, sequences=[6, 7], tree_size=size)
+        )
+    assert err.value.code() == grpc.StatusCode.DATA_LOSS
+    assert "no entry at sequence 7" in (err.value.details() or "")

@@ -293,7 +293,11 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
     def BatchGetInclusionProofs(  # noqa: N802
         self, request: pb.BatchGetInclusionProofsRequest, context: grpc.ServicerContext
     ) -> pb.BatchGetInclusionProofsResponse:
-        """Audit paths of many leaves against one checkpoint; one access record for the batch."""
+        """Audit paths of many leaves against one checkpoint; one access record for the batch.
+
+        Every path is verified against the signed root before it is served, as
+        ``GetInclusionProof``'s are (and through the same node cache).
+        """
 
         def body() -> pb.BatchGetInclusionProofsResponse:
             seqs = list(request.sequences)
@@ -317,13 +321,22 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
             response = pb.BatchGetInclusionProofsResponse()
             with self._reading() as conn:
                 cp = self._covering(conn, request.log_id, max(seqs), request.tree_size)
-                reader = storage.NodeTable(conn, request.log_id)
+                leaves = storage.leaf_hashes(conn, request.log_id, seqs)
                 for seq in seqs:
+                    if seq not in leaves:  # below a signed size, so the entry was removed
+                        _fail(
+                            code_pb2.DATA_LOSS,
+                            f"log {request.log_id!r} has no entry at sequence {seq}, below its "
+                            f"signed size {cp.tree_size}; run `aiaudit verify` on the store",
+                            "ENTRY_MISSING",
+                            sequence=str(seq),
+                        )
+                    target = storage.ProofTarget(seq, leaves[seq], cp)
                     response.proofs.add(
                         log_id=request.log_id,
                         leaf_index=seq,
                         tree_size=cp.tree_size,
-                        hashes=merkle.inclusion_proof(seq, cp.tree_size, reader),
+                        hashes=self._checked_proof(conn, request.log_id, target, cp),
                     )
             response.checkpoint.CopyFrom(checkpoint_proto(cp))
             self._recorded(record)

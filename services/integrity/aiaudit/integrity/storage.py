@@ -162,6 +162,26 @@ def write_nodes(conn: sa.Connection, log_id: str, new: Iterable[tuple[NodeID, by
     )
 
 
+_LEAF_HASHES_PG = (
+    "SELECT seq, leaf_hash FROM log_entries"
+    " WHERE log_id = %(log_id)s AND seq = ANY(%(seqs)s::bigint[])"
+)
+
+
+def leaf_hashes(conn: sa.Connection, log_id: str, seqs: Sequence[int]) -> dict[int, bytes]:
+    """The leaf hash of each of ``seqs`` that has an entry, by sequence: one query."""
+    if conn.dialect.name == "postgresql":
+        params = {"log_id": log_id, "seqs": pgarrays.int8_array(list(seqs))}
+        rows: Iterable[Any] = pg_rows(conn, _LEAF_HASHES_PG, params)
+    else:
+        rows = conn.execute(
+            sa.select(log_entries.c.seq, log_entries.c.leaf_hash).where(
+                log_entries.c.log_id == log_id, log_entries.c.seq.in_(list(seqs))
+            )
+        )
+    return {int(seq): bytes(leaf) for seq, leaf in rows}
+
+
 _LEAVES_PG = (
     "SELECT seq, leaf_hash FROM log_entries"
     " WHERE log_id = %(log_id)s AND seq >= %(start)s AND seq < %(stop)s ORDER BY seq"
