@@ -50,6 +50,8 @@ class Postgres:
     consumer_url: str
     """A login role granted only aiaudit_consumer: what the search indexer runs as (the notary
     and alerting run as their own roles, members of it)."""
+    privacy_url: str
+    """A login role granted only aiaudit_privacy: what `aiaudit erase` runs as."""
 
 
 @pytest.fixture(scope="session")
@@ -65,12 +67,12 @@ def postgres() -> Iterator[Postgres]:
     open_store(admin_url, run_migrations=True).close()
     host = admin_dsn.split("@", 1)[1]
     urls = []
-    for role in ("aiaudit_writer", "aiaudit_consumer"):
+    for role in ("aiaudit_writer", "aiaudit_consumer", "aiaudit_privacy"):
         user, password = f"u_{uuid.uuid4().hex[:8]}", secrets.token_hex(16)
         with psycopg.connect(admin_dsn, autocommit=True) as conn:
             conn.execute(f"CREATE ROLE {user} LOGIN PASSWORD '{password}' IN ROLE {role}")
         urls.append(f"postgresql+psycopg://{user}:{password}@{host}")
-    yield Postgres(admin_dsn, admin_url, urls[0], urls[1])
+    yield Postgres(admin_dsn, admin_url, *urls)
     with psycopg.connect(base_dsn, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE {db} WITH (FORCE)")
 
@@ -92,6 +94,15 @@ def consumer_url(store_url: str, request: pytest.FixtureRequest) -> str:
         return store_url
     pg: Postgres = request.getfixturevalue("postgres")
     return pg.consumer_url
+
+
+@pytest.fixture
+def privacy_url(store_url: str, request: pytest.FixtureRequest) -> str:
+    """The same store, as the role `aiaudit erase` runs as."""
+    if store_url.startswith("sqlite"):
+        return store_url
+    pg: Postgres = request.getfixturevalue("postgres")
+    return pg.privacy_url
 
 
 @pytest.fixture

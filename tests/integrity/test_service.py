@@ -12,6 +12,7 @@ import yaml
 
 from aiaudit.cli.main import main
 from aiaudit.common import client, config
+from aiaudit.common.erasure import erase
 from aiaudit.common.store import open_store
 from aiaudit.common.v1 import event_pb2
 from aiaudit.ingest.v1 import ingest_service_pb2 as ingest_pb
@@ -202,12 +203,12 @@ def test_not_yet_checkpointed_and_erased_events(
         pending = stub.VerifyEvent(pb.VerifyEventRequest(log_id=tenant, event_id=late.event_id))  # type: ignore[attr-defined]
         assert pending.status == pb.VERIFY_STATUS_PENDING
 
-        engine = sa.create_engine(admin_url)
-        with engine.begin() as conn:  # erasure: content and salt go, the leaf stays
-            conn.execute(
-                sa.text("DELETE FROM event_content WHERE log_id = :t AND seq = 1"), {"t": tenant}
-            )
-        engine.dispose()
+        privileged = open_store(admin_url)  # erasure: content and salt go, the leaf stays
+        try:
+            gone = erase(privileged, tenant, "request", "dpo", event_ids=[first[1].event_id])  # type: ignore[attr-defined]
+        finally:
+            privileged.close()
+        assert gone.erased == [first[1].event_id]  # type: ignore[attr-defined]
         erased = stub.VerifyEvent(pb.VerifyEventRequest(log_id=tenant, event_id=first[1].event_id))  # type: ignore[attr-defined]
         assert erased.status == pb.VERIFY_STATUS_VERIFIED_ERASED, erased.problems
     finally:

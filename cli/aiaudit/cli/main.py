@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -101,6 +102,29 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _erase(args: argparse.Namespace) -> int:
+    from aiaudit.common.erasure import erase
+    from aiaudit.common.store import open_store
+
+    store = open_store(_settings(args).store_url)
+    try:
+        done = erase(
+            store,
+            args.tenant,
+            reason=args.reason,
+            requested_by=args.requested_by,
+            event_ids=args.event_id,
+            subject_id=args.subject or "",
+        )
+    except ValueError as exc:
+        print(f"aiaudit erase: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        store.close()
+    print(json.dumps({"record": done.record_id, "erased": done.erased, "named": done.named}))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(
@@ -138,6 +162,25 @@ def build_parser() -> argparse.ArgumentParser:
     _common(migrate)
     migrate.add_argument("--database-url", help="admin URL (postgresql+psycopg://...)")
     migrate.set_defaults(func=_migrate)
+    erase = sub.add_parser(
+        "erase",
+        help="erase events' content (a data subject's, or named ones); leaves and proofs stay "
+        "valid; recorded in the log",
+    )
+    _common(erase)
+    erase.add_argument(
+        "--database-url", help="a login in role aiaudit_privacy (postgresql+psycopg://...)"
+    )
+    erase.add_argument("--tenant", required=True, help="the tenant (log) of the events")
+    erase.add_argument("--event-id", action="append", default=[], help="an event to erase")
+    erase.add_argument("--subject", help="erase every event whose actor.user_id is this")
+    erase.add_argument("--reason", required=True, help="legal basis or reason (recorded)")
+    erase.add_argument(
+        "--requested-by",
+        default=os.environ.get("USER", ""),
+        help="who asked for it (recorded; default $USER)",
+    )
+    erase.set_defaults(func=_erase)
     integrity_cli.register(sub, _common)
     search_cli.register(sub, _common)
     return parser

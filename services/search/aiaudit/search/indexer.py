@@ -42,6 +42,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
+import orjson
 import sqlalchemy as sa
 
 from aiaudit.common import commits
@@ -57,6 +58,9 @@ _PASS_BATCHES = 20
 """Batches of one log per pass: a long backlog does not hold the other tenants' logs."""
 _SHOW_GAP = 0.1
 """Shortest time between two refreshes of caught-up batches (seconds)."""
+
+
+_ERASURE = b"EVENT_TYPE_PRIVACY_ERASURE"
 
 
 class Indexer:
@@ -266,4 +270,19 @@ class Indexer:
                 self._stalled[log_id] = start
             return None
         self._stalled.pop(log_id, None)
-        return docs
+        return docs + self._erased(log_id, entries)  # store errors propagate: not damage
+
+    def _erased(self, log_id: str, entries: list[StoredEvent]) -> list[Document]:
+        """The events that erasure records of the batch name, indexed again without content.
+
+        Their document ids are their event ids, so the new documents replace the
+        old ones, text and highlights included, in the same bulk as the record.
+        """
+        named: dict[str, None] = {}
+        for entry in entries:
+            if _ERASURE in entry.canonical:  # a cheap look before parsing
+                node = orjson.loads(entry.canonical)
+                if node.get("eventType") == _ERASURE.decode():
+                    named.update(dict.fromkeys(node.get("privacyAction", {}).get("eventIds", [])))
+        found = [self._store.get_event(log_id, str(event_id)) for event_id in named]
+        return [stored_document.from_stored(f) for f in found if f is not None]

@@ -208,23 +208,27 @@ class SqlEventStore:
         self, conn: sa.Connection, batches: Sequence[Sequence[NewEvent]], check_existing: bool
     ) -> list[BatchOutcome]:
         with conn.begin():
-            sizes = self._lock_logs(conn, sorted({e.log_id for b in batches for e in b}))
-            stored: dict[tuple[str, str], StoredEvent | tuple[NewEvent, Receipt]] = {}
-            if check_existing:
-                stored.update(self._existing(conn, [e for b in batches for e in b]))
-            outcomes: list[BatchOutcome] = []
-            new_rows: list[tuple[NewEvent, int]] = []
-            for batch in batches:
-                outcome = self._plan_batch(batch, stored, sizes)
-                outcomes.append(outcome)
-                if isinstance(outcome, list):
-                    new_rows.extend(
-                        (e, r.sequence)
-                        for e, r in zip(batch, outcome, strict=True)
-                        if not r.duplicate
-                    )
-            heads = [{"log_id": log_id, "size": size} for log_id, size in sizes.items()]
-            self._insert(conn, new_rows, heads)
+            return self._append_tx(conn, batches, check_existing)
+
+    def _append_tx(
+        self, conn: sa.Connection, batches: Sequence[Sequence[NewEvent]], check_existing: bool
+    ) -> list[BatchOutcome]:
+        """The appends, in the caller's transaction."""
+        sizes = self._lock_logs(conn, sorted({e.log_id for b in batches for e in b}))
+        stored: dict[tuple[str, str], StoredEvent | tuple[NewEvent, Receipt]] = {}
+        if check_existing:
+            stored.update(self._existing(conn, [e for b in batches for e in b]))
+        outcomes: list[BatchOutcome] = []
+        new_rows: list[tuple[NewEvent, int]] = []
+        for batch in batches:
+            outcome = self._plan_batch(batch, stored, sizes)
+            outcomes.append(outcome)
+            if isinstance(outcome, list):
+                new_rows.extend(
+                    (e, r.sequence) for e, r in zip(batch, outcome, strict=True) if not r.duplicate
+                )
+        heads = [{"log_id": log_id, "size": size} for log_id, size in sizes.items()]
+        self._insert(conn, new_rows, heads)
         return outcomes
 
     def _lock_logs(self, conn: sa.Connection, log_ids: list[str]) -> dict[str, int]:
@@ -398,6 +402,46 @@ class SqlEventStore:
         if not seqs:
             return []
         return self._reads("seqs", {"log_id": log_id, "seqs": sorted(set(seqs))})
+
+    def events_of_subject(self, log_id: str, user_id: str) -> list[str]:
+        """Ids of a log's events whose ``actor.user_id`` is ``user_id`` (a data subject's)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(events.c.event_id)
+                .where(events.c.log_id == log_id, events.c.user_id == user_id)
+                .order_by(events.c.seq)
+            )
+            return [str(r[0]) for r in rows]
+
+    def erase(self, log_id: str, event_ids: Sequence[str], record: NewEvent) -> list[str]:
+        """Deletes the content and salt of these events and appends ``record``, at once.
+
+        ``record`` is the ``EVENT_TYPE_PRIVACY_ERASURE`` event naming them: one
+        transaction, so no content goes without its record and no record
+        claims an erasure that did not happen. Leaves, canonical forms, proofs
+        and checkpoints are untouched. Returns the ids whose content this call
+        deleted (unknown or already erased ones are not).
+        """
+        connection = self.engine.connect().execution_options(sqlite_immediate=True)
+        with connection as conn, conn.begin():
+            found = dict(
+                conn.execute(
+                    sa.select(log_entries.c.seq, log_entries.c.event_id).where(
+                        log_entries.c.log_id == log_id,
+                        log_entries.c.event_id.in_(list(event_ids)),
+                    )
+                ).all()
+            )
+            deleted = conn.execute(
+                sa.delete(event_content)
+                .where(event_content.c.log_id == log_id, event_content.c.seq.in_(list(found)))
+                .returning(event_content.c.seq)
+            ).scalars()
+            erased = sorted(str(found[int(seq)]) for seq in deleted)
+            (outcome,) = self._append_tx(conn, [[record]], check_existing=False)
+            if isinstance(outcome, Conflict):
+                raise ValueError(f"erasure record id {record.event.event_id!r} is taken")
+        return erased
 
     def get_event(self, log_id: str, event_id: str) -> StoredEvent | None:
         """One stored event by id."""

@@ -1,0 +1,31 @@
+"""An erased event's text leaves the index: full text and highlights stop finding it."""
+
+from __future__ import annotations
+
+from aiaudit.common.erasure import erase
+from aiaudit.common.v1 import event_pb2 as ev
+from tests.helpers import interaction
+from tests.search.conftest import SearchSuite, wait_until
+
+
+def test_erased_content_is_no_longer_searchable(search_suite: SearchSuite, tenant: str) -> None:
+    search_suite.append(
+        [
+            interaction(tenant, "m-1", text="the mango project budget", user="alice"),
+            interaction(tenant, "m-2", text="mango season again", user="bob"),
+        ]
+    )
+    search_suite.wait_indexed(tenant, 2)
+    assert sorted(search_suite.all_ids(tenant, query="mango")) == ["m-1", "m-2"]
+
+    done = erase(search_suite.suite.store, tenant, "request #9", "dpo", subject_id="alice")
+    assert done.erased == ["m-1"]
+
+    # The record reaches the indexer, which indexes m-1 again from the store, now without text.
+    wait_until(lambda: search_suite.all_ids(tenant, query="mango") == ["m-2"])
+    (still,) = search_suite.find(tenant, 'event_id = "m-1"').results  # metadata stays
+    assert still.event.actor.user_id == "alice" and not still.event.input.messages[0].parts[0].text
+    assert not still.highlights
+    records = search_suite.find(tenant, 'event_type = "EVENT_TYPE_PRIVACY_ERASURE"').results
+    assert [list(r.event.privacy_action.event_ids) for r in records] == [["m-1"]]
+    assert records[0].event.event_type == ev.EVENT_TYPE_PRIVACY_ERASURE
