@@ -7,7 +7,8 @@ and ``VerifyEvent`` answers ``VERIFIED_ERASED``. In the same transaction an
 ``EVENT_TYPE_PRIVACY_ERASURE`` event is appended to the log naming the erased
 events, the reason and who asked: the erasure is itself audited and
 tamper-evident. The search indexer re-indexes the named events when it
-reaches that record, so their text leaves the index too.
+reaches that record, so their text leaves the index too, and the alerting
+engine blanks the evidence excerpts of the alerts naming them.
 """
 
 from __future__ import annotations

@@ -12,6 +12,10 @@ open alerts committed by this engine are kept for its next batch of the log
 instead of being read again, as long as nobody else can have changed them
 (:mod:`aiaudit.alerting.state` says how that is checked).
 
+An erasure record (``EVENT_TYPE_PRIVACY_ERASURE``) in a batch blanks the
+evidence excerpts of every alert naming one of its events, in the same
+transaction (:mod:`aiaudit.common.erasure`).
+
 Fault isolation: a stored event that cannot be read back (a damaged row) or
 evaluated holds only its own tenant's log, just before that event, with one
 error naming the log and sequence; it is retried on later passes while every
@@ -34,7 +38,7 @@ from aiaudit.alerting.evaluate import Hit, evaluate
 from aiaudit.alerting.model import FIRING, Alert
 from aiaudit.alerting.rulebook import RuleBook
 from aiaudit.alerting.state import LogState, StateCache, snapshot
-from aiaudit.alerting.store import AlertStore
+from aiaudit.alerting.store import AlertStore, scrub
 from aiaudit.alerting.windows import Series
 from aiaudit.common import commits
 from aiaudit.common.store import cursors
@@ -301,18 +305,34 @@ class Engine:
                     if new:
                         fresh.add(alert.alert_id)
                         self.store.enqueue(conn, alert, self.sinks, self.payload(alert), now)
+            erased = _erased_by(decoded)
+            for alert in [*changed.values(), *(a for a in open_alerts.values() if a)]:
+                if not erased.isdisjoint(alert.event_ids):
+                    scrub(alert)  # the kept copies too, or a later write would restore them
             for alert in changed.values():
                 if alert.alert_id not in fresh or alert.occurrence_count > 1:
                     self.store.update_alert(conn, alert)
             if seq is not None:
                 self.store.set_head(conn, tenant, seq)
                 head = seq
+            if erased:
+                self.store.scrub_evidence(conn, tenant, erased)
             self.store.save_windows(conn, tenant, {k: windows[k] for k in windows.changed})
             end = start + len(entries)
             cursors.advance(conn, CONSUMER, log_id, end)
         state = LogState(end, ruleset.version, dict(windows), head, open_alerts)
         self._states.put(log_id, state)
         return Outcome(len(entries), [snapshot(a) for a in changed.values()])
+
+
+def _erased_by(batch: list[event_pb2.Event]) -> set[str]:
+    """The events that erasure records of the batch name: their alerts lose their excerpts."""
+    return {
+        event_id
+        for e in batch
+        if e.event_type == event_pb2.EVENT_TYPE_PRIVACY_ERASURE
+        for event_id in e.privacy_action.event_ids
+    }
 
 
 class EngineThread(Worker):

@@ -82,6 +82,14 @@ def alert_values(a: Alert) -> dict[str, object]:
 _PACKED = "f64:"
 
 
+def scrub(alert: Alert) -> bool:
+    """Blanks an alert's evidence excerpts in place; whether any was not blank."""
+    if all(not f.excerpt for f in alert.evidence):
+        return False
+    alert.evidence = [dataclasses.replace(f, excerpt="") for f in alert.evidence]
+    return True
+
+
 def pack_samples(samples: list[Sample]) -> str:
     """Samples as ``f64:`` + base64 of little-endian (time, value) doubles.
 
@@ -200,6 +208,28 @@ class AlertStore:
             .where(alerts.c.tenant == a.tenant, alerts.c.alert_id == a.alert_id)
             .values(**alert_values(a))
         )
+
+    def scrub_evidence(self, conn: sa.Connection, tenant: str, event_ids: set[str]) -> int:
+        """Blanks the evidence excerpts of every alert naming one of these (erased) events.
+
+        A finding does not say which of an alert's events it came from, so all
+        of such an alert's excerpts go; detector, score, field and offsets stay.
+        Returns how many alerts changed.
+        """
+        naming = sa.or_(*(alerts.c.event_ids.contains(json.dumps(e)) for e in event_ids))
+        rows = conn.execute(sa.select(alerts).where(alerts.c.tenant == tenant, naming)).all()
+        changed = 0
+        for row in rows:
+            alert = alert_from_row(row)
+            if event_ids.isdisjoint(alert.event_ids) or not scrub(alert):
+                continue
+            conn.execute(
+                sa.update(alerts)
+                .where(alerts.c.tenant == tenant, alerts.c.alert_id == alert.alert_id)
+                .values(evidence=alert_values(alert)["evidence"])
+            )
+            changed += 1
+        return changed
 
     def _insert(self) -> Any:
         return pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
