@@ -5,18 +5,24 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+from typing import Any
 
+import grpc
 import psycopg
 import pytest
+import yaml
 
 from aiaudit.cli.main import main
-from aiaudit.common import canonical
+from aiaudit.cli.server import Suite, start
+from aiaudit.common import canonical, client, config
 from aiaudit.common.erasure import erase
 from aiaudit.common.store import SqlEventStore, open_store
 from aiaudit.common.store.prepare import prepare_batch
 from aiaudit.common.v1 import event_pb2 as ev
-from tests.conftest import Postgres
-from tests.helpers import interaction
+from aiaudit.ingest.v1 import ingest_service_pb2 as pb
+from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
+from tests.conftest import Postgres, write_keys
+from tests.helpers import field_violations, interaction
 
 
 def load(store: SqlEventStore, tenant: str) -> dict[str, str]:
@@ -129,3 +135,88 @@ def test_the_command_line_erases_and_prints_what_it_did(
     printed = json.loads(capsys.readouterr().out)
     assert printed["erased"] == ["a-0", "a-1", "a-2"] and printed["record"].startswith("erasure-")
     assert main([*argv[:-4], "--reason", "", "--data-dir", str(tmp_path)]) == 2
+
+
+def serve(tmp_path: Path, store_url: str, privacy: str | None) -> tuple[Suite, dict[str, str]]:
+    keys = write_keys(tmp_path / "keys.yaml")
+    settings: dict[str, object] = {
+        "address": "127.0.0.1:0",
+        "data_dir": str(tmp_path),
+        "database_url": store_url,
+        "api_keys_file": str(tmp_path / "keys.yaml"),
+        "services": ["ingest"],
+    }
+    if privacy:
+        settings["ingest"] = {"privacy_database_url": privacy}
+    cfg = tmp_path / "aiaudit.yaml"
+    cfg.write_text(yaml.safe_dump(settings))
+    return start(config.load(cfg, env={})), keys
+
+
+def stub(suite: Suite, key: str) -> pb_grpc.IngestServiceStub:
+    return pb_grpc.IngestServiceStub(client.channel(f"127.0.0.1:{suite.port}", key))
+
+
+def refusal(call: Any) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as err:
+        call()
+    return err.value
+
+
+def test_erase_events_over_grpc(
+    store: SqlEventStore, store_url: str, privacy_url: str, tenant: str, tmp_path: Path
+) -> None:
+    load(store, tenant)
+    suite, keys = serve(tmp_path, store_url, privacy_url if privacy_url != store_url else None)
+    try:
+        officer = stub(suite, keys["compliance_officer"])
+        bad = refusal(
+            lambda: officer.EraseEvents(
+                pb.EraseEventsRequest(tenant_id=tenant, event_ids=["a 0"], reason=" ")
+            )
+        )
+        assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert set(field_violations(bad)) == {"reason", "event_ids[0]"}
+        gateway = stub(suite, keys["gateway"])
+        denied = refusal(
+            lambda: gateway.EraseEvents(
+                pb.EraseEventsRequest(tenant_id=tenant, subject_id="alice", reason="r")
+            )
+        )
+        assert denied.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "'content.erase'" in (denied.details() or "")
+        nobody = refusal(
+            lambda: officer.EraseEvents(
+                pb.EraseEventsRequest(tenant_id=tenant, subject_id="nobody", reason="r")
+            )
+        )
+        assert nobody.code() == grpc.StatusCode.NOT_FOUND
+        assert all(s.content is not None for s in store.read_log(tenant, 0, 10))  # nothing yet
+
+        done = officer.EraseEvents(
+            pb.EraseEventsRequest(tenant_id=tenant, subject_id="alice", reason="request #3")
+        )
+        assert list(done.erased_event_ids) == ["a-0", "a-1", "a-2"]
+        record = store.get_event(tenant, done.record_event_id)
+        assert record is not None
+        assert record.to_event().privacy_action.requested_by == "test-compliance_officer"
+        assert [s.content is None for s in store.read_log(tenant, 0, 4)] == [True] * 3 + [False]
+    finally:
+        suite.stop()
+
+
+def test_erase_events_needs_the_privacy_login_on_postgresql(
+    postgres: Postgres, tenant: str, tmp_path: Path
+) -> None:
+    suite, keys = serve(tmp_path, postgres.app_url, None)
+    try:
+        officer = stub(suite, keys["compliance_officer"])
+        err = refusal(
+            lambda: officer.EraseEvents(
+                pb.EraseEventsRequest(tenant_id=tenant, event_ids=["x"], reason="r")
+            )
+        )
+        assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "ingest.privacy_database_url" in (err.details() or "")
+    finally:
+        suite.stop()

@@ -30,9 +30,18 @@ ALL_TENANTS = "*"
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     # AI gateways: write events, nothing else.
     "gateway": frozenset({"events.write"}),
-    # Compliance officers: everything about events, content and PII included, and exports.
+    # Compliance officers: everything about events, content and PII included, and exports;
+    # they also carry out erasure requests.
     "compliance_officer": frozenset(
-        {"events.read", "content.read", "pii.read", "export", "proofs.read", "alerts.read"}
+        {
+            "events.read",
+            "content.read",
+            "pii.read",
+            "export",
+            "proofs.read",
+            "alerts.read",
+            "content.erase",
+        }
     ),
     # External auditors: events, exports and proofs; no PII.
     "auditor": frozenset({"events.read", "content.read", "export", "proofs.read"}),
@@ -45,6 +54,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "developer": frozenset({"events.read", "alerts.read", "rules.read"}),
     "admin": frozenset(
         {
+            "content.erase",
             "events.write",
             "events.read",
             "content.read",

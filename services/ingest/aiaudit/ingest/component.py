@@ -5,8 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from aiaudit.common.component import Context
+from aiaudit.common.store import SqlEventStore, open_store
 from aiaudit.ingest import handlers
+from aiaudit.ingest import settings as ingest_settings
 from aiaudit.ingest.committer import GroupCommitter
+from aiaudit.ingest.erasing import Eraser
 from aiaudit.ingest.validation import Limits
 
 
@@ -15,20 +18,29 @@ class Ingest:
     """Running ingest."""
 
     committer: GroupCommitter
+    privacy: SqlEventStore | None = None
+    """The store EraseEvents deletes through, when it is a login of its own."""
     service_names: list[str] = field(default_factory=lambda: [handlers.SERVICE_NAME])
 
     def stop(self) -> None:
         """Commits what is queued."""
         self.committer.close()
+        if self.privacy is not None:
+            self.privacy.close()
 
 
 def start(ctx: Context) -> Ingest:
     """Registers IngestService on the shared server."""
     s = ctx.settings
+    own = ingest_settings.load(s)
+    privacy = open_store(own.privacy_database_url) if own.privacy_database_url else None
+    # The embedded store has no roles: it may delete content itself.
+    eraser_store = privacy or (ctx.store if s.embedded else None)
     committer = GroupCommitter(ctx.store, s.max_group_events)
     limits = Limits(max_batch_events=s.max_batch_events, max_event_bytes=s.max_event_bytes)
     handlers.add_to_server(
         ctx.server,
         handlers.IngestHandlers(committer, limits, ctx.auth, receipt_signing=ctx.receipts),
+        Eraser(ctx.auth, eraser_store),
     )
-    return Ingest(committer)
+    return Ingest(committer, privacy)

@@ -22,6 +22,7 @@ from aiaudit.common.store.prepare import prepare_batch
 from aiaudit.common.store.sql import BatchOutcome, Conflict, Receipt
 from aiaudit.common.v1 import event_pb2, proof_pb2
 from aiaudit.ingest.committer import GroupCommitter
+from aiaudit.ingest.erasing import Eraser
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.validation import Limits, validate_batch
 from aiaudit.ingest.wire import events_with_unknown_fields, locate_bad_event
@@ -253,9 +254,14 @@ class IngestHandlers:
             return request_id, sign, refused
 
 
-def add_to_server(server: grpc.Server, handlers: IngestHandlers) -> None:
-    """Registers IngestService with raw-bytes requests (parsed by the handlers)."""
+def add_to_server(server: grpc.Server, handlers: IngestHandlers, eraser: Eraser) -> None:
+    """Registers IngestService: appends with raw-bytes requests (parsed by the handlers)."""
     methods = {
+        "EraseEvents": grpc.unary_unary_rpc_method_handler(
+            eraser.erase_events,
+            request_deserializer=pb.EraseEventsRequest.FromString,
+            response_serializer=pb.EraseEventsResponse.SerializeToString,
+        ),
         "Append": grpc.unary_unary_rpc_method_handler(
             handlers.append, response_serializer=pb.AppendResponse.SerializeToString
         ),

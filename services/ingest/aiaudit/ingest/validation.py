@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from aiaudit.common import canonical
 from aiaudit.common.v1 import event_pb2
 
-_EVENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-_TENANT_ID = re.compile(r"[a-z0-9_-]{1,64}")
+EVENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+TENANT_ID = re.compile(r"[a-z0-9_-]{1,64}")
 _ATTRIBUTE_KEY = re.compile(r"[a-z0-9_.-]{1,128}")
 _HEX = re.compile(r"[0-9a-f]+")
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -97,9 +97,9 @@ def validate_event(
 def _required(
     e: event_pb2.Event, now: dt.datetime, limits: Limits, path: str
 ) -> Iterator[Violation]:
-    if not _EVENT_ID.fullmatch(e.event_id):
+    if not EVENT_ID.fullmatch(e.event_id):
         yield Violation(f"{path}.event_id", "is required: 1-128 characters of [A-Za-z0-9._:-]")
-    if not _TENANT_ID.fullmatch(e.tenant_id):
+    if not TENANT_ID.fullmatch(e.tenant_id):
         yield Violation(f"{path}.tenant_id", "is required: 1-64 characters of [a-z0-9_-]")
     if e.event_type == event_pb2.EVENT_TYPE_UNSPECIFIED:
         yield Violation(f"{path}.event_type", "is required")

@@ -27,7 +27,7 @@ from aiaudit.common.v1 import proof_pb2 as aiaudit_dot_common_dot_v1_dot_proof__
 from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&aiaudit/ingest/v1/ingest_service.proto\x12\x11\x61iaudit.ingest.v1\x1a\x1d\x61iaudit/common/v1/event.proto\x1a\x1d\x61iaudit/common/v1/proof.proto\x1a\x17google/rpc/status.proto\"P\n\rAppendRequest\x12(\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x18.aiaudit.common.v1.Event\x12\x15\n\rsign_receipts\x18\x02 \x01(\x08\"W\n\x0e\x41ppendResponse\x12,\n\x08receipts\x18\x01 \x03(\x0b\x32\x1a.aiaudit.common.v1.Receipt\x12\x17\n\x0fsigned_receipts\x18\x02 \x03(\t\"j\n\x13\x41ppendStreamRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\x03\x12(\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x18.aiaudit.common.v1.Event\x12\x15\n\rsign_receipts\x18\x03 \x01(\x08\"\x95\x01\n\x14\x41ppendStreamResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\x03\x12,\n\x08receipts\x18\x02 \x03(\x0b\x32\x1a.aiaudit.common.v1.Receipt\x12\"\n\x06status\x18\x03 \x01(\x0b\x32\x12.google.rpc.Status\x12\x17\n\x0fsigned_receipts\x18\x04 \x03(\t2\xc3\x01\n\rIngestService\x12M\n\x06\x41ppend\x12 .aiaudit.ingest.v1.AppendRequest\x1a!.aiaudit.ingest.v1.AppendResponse\x12\x63\n\x0c\x41ppendStream\x12&.aiaudit.ingest.v1.AppendStreamRequest\x1a\'.aiaudit.ingest.v1.AppendStreamResponse(\x01\x30\x01\x42>Z<github.com/aiaudit/aiaudit/gen/go/aiaudit/ingest/v1;ingestv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&aiaudit/ingest/v1/ingest_service.proto\x12\x11\x61iaudit.ingest.v1\x1a\x1d\x61iaudit/common/v1/event.proto\x1a\x1d\x61iaudit/common/v1/proof.proto\x1a\x17google/rpc/status.proto\"P\n\rAppendRequest\x12(\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x18.aiaudit.common.v1.Event\x12\x15\n\rsign_receipts\x18\x02 \x01(\x08\"W\n\x0e\x41ppendResponse\x12,\n\x08receipts\x18\x01 \x03(\x0b\x32\x1a.aiaudit.common.v1.Receipt\x12\x17\n\x0fsigned_receipts\x18\x02 \x03(\t\"j\n\x13\x41ppendStreamRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\x03\x12(\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x18.aiaudit.common.v1.Event\x12\x15\n\rsign_receipts\x18\x03 \x01(\x08\"\x95\x01\n\x14\x41ppendStreamResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\x03\x12,\n\x08receipts\x18\x02 \x03(\x0b\x32\x1a.aiaudit.common.v1.Receipt\x12\"\n\x06status\x18\x03 \x01(\x0b\x32\x12.google.rpc.Status\x12\x17\n\x0fsigned_receipts\x18\x04 \x03(\t\"^\n\x12\x45raseEventsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x11\n\tevent_ids\x18\x02 \x03(\t\x12\x12\n\nsubject_id\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"a\n\x13\x45raseEventsResponse\x12\x17\n\x0frecord_event_id\x18\x01 \x01(\t\x12\x18\n\x10\x65rased_event_ids\x18\x02 \x03(\t\x12\x17\n\x0fnamed_event_ids\x18\x03 \x03(\t2\xa1\x02\n\rIngestService\x12M\n\x06\x41ppend\x12 .aiaudit.ingest.v1.AppendRequest\x1a!.aiaudit.ingest.v1.AppendResponse\x12\x63\n\x0c\x41ppendStream\x12&.aiaudit.ingest.v1.AppendStreamRequest\x1a\'.aiaudit.ingest.v1.AppendStreamResponse(\x01\x30\x01\x12\\\n\x0b\x45raseEvents\x12%.aiaudit.ingest.v1.EraseEventsRequest\x1a&.aiaudit.ingest.v1.EraseEventsResponseB>Z<github.com/aiaudit/aiaudit/gen/go/aiaudit/ingest/v1;ingestv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,6 +43,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_APPENDSTREAMREQUEST']._serialized_end=425
   _globals['_APPENDSTREAMRESPONSE']._serialized_start=428
   _globals['_APPENDSTREAMRESPONSE']._serialized_end=577
-  _globals['_INGESTSERVICE']._serialized_start=580
-  _globals['_INGESTSERVICE']._serialized_end=775
+  _globals['_ERASEEVENTSREQUEST']._serialized_start=579
+  _globals['_ERASEEVENTSREQUEST']._serialized_end=673
+  _globals['_ERASEEVENTSRESPONSE']._serialized_start=675
+  _globals['_ERASEEVENTSRESPONSE']._serialized_end=772
+  _globals['_INGESTSERVICE']._serialized_start=775
+  _globals['_INGESTSERVICE']._serialized_end=1064
 # @@protoc_insertion_point(module_scope)

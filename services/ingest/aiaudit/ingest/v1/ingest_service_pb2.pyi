@@ -46,3 +46,25 @@ class AppendStreamResponse(_message.Message):
     status: _status_pb2.Status
     signed_receipts: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, request_id: _Optional[int] = ..., receipts: _Optional[_Iterable[_Union[_proof_pb2.Receipt, _Mapping]]] = ..., status: _Optional[_Union[_status_pb2.Status, _Mapping]] = ..., signed_receipts: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class EraseEventsRequest(_message.Message):
+    __slots__ = ("tenant_id", "event_ids", "subject_id", "reason")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENT_IDS_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    event_ids: _containers.RepeatedScalarFieldContainer[str]
+    subject_id: str
+    reason: str
+    def __init__(self, tenant_id: _Optional[str] = ..., event_ids: _Optional[_Iterable[str]] = ..., subject_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class EraseEventsResponse(_message.Message):
+    __slots__ = ("record_event_id", "erased_event_ids", "named_event_ids")
+    RECORD_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    ERASED_EVENT_IDS_FIELD_NUMBER: _ClassVar[int]
+    NAMED_EVENT_IDS_FIELD_NUMBER: _ClassVar[int]
+    record_event_id: str
+    erased_event_ids: _containers.RepeatedScalarFieldContainer[str]
+    named_event_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, record_event_id: _Optional[str] = ..., erased_event_ids: _Optional[_Iterable[str]] = ..., named_event_ids: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -46,6 +46,11 @@ class IngestServiceStub:
                 request_serializer=aiaudit_dot_ingest_dot_v1_dot_ingest__service__pb2.AppendStreamRequest.SerializeToString,
                 response_deserializer=aiaudit_dot_ingest_dot_v1_dot_ingest__service__pb2.AppendStreamResponse.FromString,
                 _registered_method=True)
+        self.EraseEvents = channel.unary_unary(
+                '/aiaudit.ingest.v1.IngestService/EraseEvents',
+                request_serializer=aiaudit_dot_ingest_dot_v1_dot_ingest__service__pb2.EraseEventsRequest.SerializeToString,
+                response_deserializer=aiaudit_dot_ingest_dot_v1_dot_ingest__service__pb2.EraseEventsResponse.FromString,
+                _registered_method=True)
 
 
 class IngestServiceServicer:
@@ -71,6 +76,16 @@ class IngestServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EraseEvents(self, request, context):
+        """Erases the content (and its salt) of events of a tenant, named or every
+        event of a data subject, and appends an EVENT_TYPE_PRIVACY_ERASURE event
+        naming them, in one transaction. Leaves, proofs and checkpoints stay valid.
+        Needs `content.erase` on the tenant.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IngestServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -83,6 +98,11 @@ def add_IngestServiceServicer_to_server(servicer, server):
                     servicer.AppendStream,
                     request_deserializer=aiaudit_dot_ingest_dot_v1_dot_ingest__service__pb2.AppendStreamRequest.FromString,
                     response_serializer=aiaudit_dot_ingest_dot_v1_dot_ingest__service__pb2.AppendStreamResponse.SerializeToString,
+            ),
+            'EraseEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.EraseEvents,
+                    request_deserializer=aiaudit_dot_ingest_dot_v1_dot_ingest__service__pb2.EraseEventsRequest.FromString,
+                    response_serializer=aiaudit_dot_ingest_dot_v1_dot_ingest__service__pb2.EraseEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -141,6 +161,33 @@ class IngestService:
             '/aiaudit.ingest.v1.IngestService/AppendStream',
             aiaudit_dot_ingest_dot_v1_dot_ingest__service__pb2.AppendStreamRequest.SerializeToString,
             aiaudit_dot_ingest_dot_v1_dot_ingest__service__pb2.AppendStreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EraseEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aiaudit.ingest.v1.IngestService/EraseEvents',
+            aiaudit_dot_ingest_dot_v1_dot_ingest__service__pb2.EraseEventsRequest.SerializeToString,
+            aiaudit_dot_ingest_dot_v1_dot_ingest__service__pb2.EraseEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,118 @@
+"""EraseEvents: erasure requests over gRPC (``aiaudit.common.erasure`` does the work).
+
+The request is checked first, every bad field named; then ``content.erase``
+on the tenant. On PostgreSQL the deletion runs as the login in
+``ingest.privacy_database_url`` (a member of ``aiaudit_privacy``): the
+writer login ingest appends with holds no DELETE. The erasure record names
+the caller as the one who asked.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+import sqlalchemy as sa
+from google.rpc import code_pb2
+
+from aiaudit.common import status
+from aiaudit.common.auth import Authenticator
+from aiaudit.common.erasure import erase
+from aiaudit.common.store.sql import SqlEventStore
+from aiaudit.ingest.v1 import ingest_service_pb2 as pb
+from aiaudit.ingest.validation import EVENT_ID, TENANT_ID
+
+log = logging.getLogger(__name__)
+
+MAX_EVENT_IDS = 1000
+PERMISSION = "content.erase"
+
+
+class Eraser:
+    """The EraseEvents handler over the store that may delete content (None: not configured)."""
+
+    def __init__(self, auth: Authenticator, store: SqlEventStore | None) -> None:
+        """``store``: a login in ``aiaudit_privacy`` (or the embedded store)."""
+        self._auth = auth
+        self._store = store
+
+    def erase_events(
+        self, request: pb.EraseEventsRequest, context: grpc.ServicerContext
+    ) -> pb.EraseEventsResponse:
+        """Erases, or aborts with the status that says why nothing was erased."""
+        caller = self._auth.authenticate(context)
+        problems = _problems(request)
+        if problems:
+            status.abort(
+                context, status.bad_request("invalid request; nothing was erased", problems)
+            )
+        tenant = request.tenant_id
+        if not caller.allows(PERMISSION, tenant):
+            status.abort(
+                context,
+                status.error(
+                    code_pb2.PERMISSION_DENIED,
+                    f"{caller.principal!r} lacks {PERMISSION!r} on tenant {tenant!r}; "
+                    "nothing was erased",
+                    "PERMISSION_DENIED",
+                    permission=PERMISSION,
+                    tenant=tenant,
+                ),
+            )
+        if self._store is None:
+            status.abort(
+                context,
+                status.error(
+                    code_pb2.FAILED_PRECONDITION,
+                    "this server cannot delete content: set ingest.privacy_database_url to a "
+                    "login in role aiaudit_privacy; nothing was erased",
+                    "ERASURE_NOT_CONFIGURED",
+                ),
+            )
+        assert self._store is not None
+        try:
+            done = erase(
+                self._store,
+                tenant,
+                request.reason,
+                caller.principal,
+                list(request.event_ids),
+                request.subject_id,
+            )
+        except ValueError as exc:  # a subject without events, and no ids
+            status.abort(context, status.error(code_pb2.NOT_FOUND, str(exc), "NOTHING_TO_ERASE"))
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning("erasure not committed: %s", exc)
+            status.abort(
+                context,
+                status.error(
+                    code_pb2.UNAVAILABLE,
+                    "the store did not commit the erasure; nothing was erased, retry",
+                    "STORE_UNAVAILABLE",
+                ),
+            )
+        return pb.EraseEventsResponse(
+            record_event_id=done.record_id,
+            erased_event_ids=done.erased,
+            named_event_ids=done.named,
+        )
+
+
+def _problems(request: pb.EraseEventsRequest) -> list[tuple[str, str]]:
+    out = []
+    if not TENANT_ID.fullmatch(request.tenant_id):
+        out.append(("tenant_id", "is required: 1-64 characters of [a-z0-9_-]"))
+    if not request.reason.strip():
+        out.append(("reason", "is required: the legal basis or reason, recorded in the log"))
+    if not request.event_ids and not request.subject_id:
+        out.append(("event_ids", "name the events to erase, or set subject_id"))
+    if len(request.event_ids) > MAX_EVENT_IDS:
+        out.append(("event_ids", f"has {len(request.event_ids)} ids; the limit is {MAX_EVENT_IDS}"))
+    out += [
+        (f"event_ids[{i}]", "must be 1-128 characters of [A-Za-z0-9._:-]")
+        for i, event_id in enumerate(request.event_ids[:MAX_EVENT_IDS])
+        if not EVENT_ID.fullmatch(event_id)
+    ]
+    if request.subject_id and len(request.subject_id) > 256:
+        out.append(("subject_id", "is longer than 256 characters"))
+    return out
