@@ -22,13 +22,11 @@ from collections.abc import Mapping
 from concurrent.futures import Future
 
 from aiaudit.common.auth import Caller
-from aiaudit.common.store.prepare import prepare
+from aiaudit.common.store.prepare import prepare, set_timestamp
 from aiaudit.common.store.sql import Conflict, NewEvent, SqlEventStore
 from aiaudit.common.v1 import event_pb2
 
 log = logging.getLogger(__name__)
-
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 def access_event(
@@ -49,9 +47,7 @@ def access_event(
             user_role=",".join(sorted(caller.roles)),
         ),
     )
-    since = when - _EPOCH  # Timestamp.FromDatetime is slow Python, on every read's path
-    event.occurred_time.seconds = since.days * 86_400 + since.seconds
-    event.occurred_time.nanos = since.microseconds * 1000
+    set_timestamp(event.occurred_time, when)
     event.attributes["access.action"].string_value = action
     for key, value in details.items():
         slot = event.attributes[f"access.{key}"]

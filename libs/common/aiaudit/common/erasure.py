@@ -18,11 +18,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from aiaudit.common.store.prepare import prepare
+from aiaudit.common.store.prepare import prepare, set_timestamp
 from aiaudit.common.store.sql import SqlEventStore
 from aiaudit.common.v1 import event_pb2
-
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -58,9 +56,7 @@ def erasure_event(
             requested_by=requested_by,
         ),
     )
-    since = when - _EPOCH
-    event.occurred_time.seconds = since.days * 86_400 + since.seconds
-    event.occurred_time.nanos = since.microseconds * 1000
+    set_timestamp(event.occurred_time, when)
     return event
 
 

@@ -47,14 +47,28 @@ class _Stamp:
     """``receive_time`` as wire bytes (:func:`receive_time_field`)."""
 
 
+def timestamp_parts(at: dt.datetime) -> tuple[int, int]:
+    """(seconds, nanos) of an aware datetime, by integer arithmetic.
+
+    ``Timestamp.FromDatetime`` is slow Python, and these run for every event
+    and every read's access record.
+    """
+    since = at - _EPOCH
+    return since.days * 86_400 + since.seconds, since.microseconds * 1000
+
+
+def set_timestamp(ts: timestamp_pb2.Timestamp, at: dt.datetime) -> None:
+    """Sets a Timestamp to an aware datetime (see :func:`timestamp_parts`)."""
+    ts.seconds, ts.nanos = timestamp_parts(at)
+
+
 def _stamp(receive_time: dt.datetime) -> _Stamp:
     at = (
         receive_time.astimezone(dt.UTC)
         if receive_time.tzinfo
         else receive_time.replace(tzinfo=dt.UTC)
     )
-    since = at - _EPOCH
-    seconds, nanos = since.days * 86_400 + since.seconds, since.microseconds * 1000
+    seconds, nanos = timestamp_parts(at)
     return _Stamp(at, seconds, nanos, receive_time_field(seconds, nanos))
 
 
