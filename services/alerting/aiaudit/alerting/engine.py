@@ -316,7 +316,7 @@ class Engine:
                 self.store.set_head(conn, tenant, seq)
                 head = seq
             if erased:
-                self.store.scrub_evidence(conn, tenant, erased)
+                self.store.scrub_evidence(conn, tenant, erased, self.payload)
             self.store.save_windows(conn, tenant, {k: windows[k] for k in windows.changed})
             end = start + len(entries)
             cursors.advance(conn, CONSUMER, log_id, end)

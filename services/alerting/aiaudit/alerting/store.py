@@ -9,7 +9,7 @@ import itertools
 import json
 import sys
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -209,27 +209,34 @@ class AlertStore:
             .values(**alert_values(a))
         )
 
-    def scrub_evidence(self, conn: sa.Connection, tenant: str, event_ids: set[str]) -> int:
+    def scrub_evidence(
+        self,
+        conn: sa.Connection,
+        tenant: str,
+        event_ids: set[str],
+        payload: Callable[[Alert], str],
+    ) -> list[Alert]:
         """Blanks the evidence excerpts of every alert naming one of these (erased) events.
 
         A finding does not say which of an alert's events it came from, so all
         of such an alert's excerpts go; detector, score, field and offsets stay.
-        Returns how many alerts changed.
+        The alert's delivery rows, sent or not, get the payload rendered again
+        (what a sink already received cannot be recalled). Returns the alerts.
         """
         naming = sa.or_(*(alerts.c.event_ids.contains(json.dumps(e)) for e in event_ids))
         rows = conn.execute(sa.select(alerts).where(alerts.c.tenant == tenant, naming)).all()
-        changed = 0
-        for row in rows:
-            alert = alert_from_row(row)
-            if event_ids.isdisjoint(alert.event_ids) or not scrub(alert):
-                continue
+        found = [a for a in map(alert_from_row, rows) if not event_ids.isdisjoint(a.event_ids)]
+        for alert in found:
+            where = sa.and_(alerts.c.tenant == tenant, alerts.c.alert_id == alert.alert_id)
+            if scrub(alert):
+                evidence = alert_values(alert)["evidence"]
+                conn.execute(sa.update(alerts).where(where).values(evidence=evidence))
             conn.execute(
-                sa.update(alerts)
-                .where(alerts.c.tenant == tenant, alerts.c.alert_id == alert.alert_id)
-                .values(evidence=alert_values(alert)["evidence"])
+                sa.update(deliveries)
+                .where(deliveries.c.tenant == tenant, deliveries.c.alert_id == alert.alert_id)
+                .values(payload=payload(alert))
             )
-            changed += 1
-        return changed
+        return found
 
     def _insert(self) -> Any:
         return pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
