@@ -40,6 +40,9 @@ def test_a_subjects_content_goes_and_every_leaf_stays(
 ) -> None:
     load(store, tenant)
     before = {s.event_id: s for s in store.read_log(tenant, 0, 10)}
+    # What the indexer reads the named events with: one read, in sequence order.
+    named = store.read_event_ids(tenant, ["a-2", "b-0", "no-such-event", "a-0"])
+    assert [s.event_id for s in named] == ["a-0", "a-2", "b-0"]
     privacy = open_store(privacy_url)
     try:
         done = erase(

@@ -306,9 +306,10 @@ class Engine:
                         fresh.add(alert.alert_id)
                         self.store.enqueue(conn, alert, self.sinks, self.payload(alert), now)
             erased = _erased_by(decoded)
-            for alert in [*changed.values(), *(a for a in open_alerts.values() if a)]:
-                if not erased.isdisjoint(alert.event_ids):
-                    scrub(alert)  # the kept copies too, or a later write would restore them
+            if erased:  # the kept copies too, or a later write would restore their excerpts
+                for alert in [*changed.values(), *(a for a in open_alerts.values() if a)]:
+                    if not erased.isdisjoint(alert.event_ids):
+                        scrub(alert)
             for alert in changed.values():
                 if alert.alert_id not in fresh or alert.occurrence_count > 1:
                     self.store.update_alert(conn, alert)

@@ -284,5 +284,5 @@ class Indexer:
                 node = orjson.loads(entry.canonical)
                 if node.get("eventType") == _ERASURE.decode():
                     named.update(dict.fromkeys(node.get("privacyAction", {}).get("eventIds", [])))
-        found = [self._store.get_event(log_id, str(event_id)) for event_id in named]
-        return [stored_document.from_stored(f) for f in found if f is not None]
+        found = self._store.read_event_ids(log_id, [str(event_id) for event_id in named])
+        return [stored_document.from_stored(f) for f in found]

@@ -445,8 +445,14 @@ class SqlEventStore:
 
     def get_event(self, log_id: str, event_id: str) -> StoredEvent | None:
         """One stored event by id."""
-        found = self._reads("event_id", {"log_id": log_id, "event_id": event_id})
+        found = self.read_event_ids(log_id, [event_id])
         return found[0] if found else None
+
+    def read_event_ids(self, log_id: str, event_ids: Sequence[str]) -> list[StoredEvent]:
+        """The entries with these event ids (those stored), in sequence order: one read."""
+        if not event_ids:
+            return []
+        return self._reads("event_ids", {"log_id": log_id, "event_ids": list(event_ids)})
 
     def _reads(self, read: str, params: dict[str, object]) -> list[StoredEvent]:
         """One of the stored-event reads, outside any transaction.
@@ -519,7 +525,9 @@ _BY = {
     "range": _STORED.where(
         log_entries.c.seq >= sa.bindparam("start"), log_entries.c.seq < sa.bindparam("stop")
     ),
-    "event_id": _STORED.where(log_entries.c.event_id == sa.bindparam("event_id")),
+    "event_ids": _STORED.where(
+        log_entries.c.event_id.in_(sa.bindparam("event_ids", expanding=True))
+    ),
 }
 """SQLite: the stored-event reads by SQLAlchemy."""
 
@@ -537,7 +545,7 @@ ORDER BY le.seq
 """
 PG_BY = {
     "seqs": _STORED_PG.format(where="le.seq = ANY(%(seqs)s::bigint[])"),
-    "event_id": _STORED_PG.format(where="le.event_id = %(event_id)s"),
+    "event_ids": _STORED_PG.format(where="le.event_id = ANY(%(event_ids)s::text[])"),
 }
 """PostgreSQL: the same reads as text, sent by psycopg in binary, prepared
 (a range of the log is read by :data:`_RANGE_PG` instead).
