@@ -12,7 +12,7 @@ import os
 import secrets
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,22 +87,26 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return pg.app_url
 
 
+def as_role(
+    store_url: str, request: pytest.FixtureRequest, url_of: Callable[[Postgres], str]
+) -> str:
+    """The same store as another login: on PostgreSQL ``url_of`` the session's logins;
+    SQLite has no roles, so the store itself."""
+    if store_url.startswith("sqlite"):
+        return store_url
+    return url_of(request.getfixturevalue("postgres"))
+
+
 @pytest.fixture
 def consumer_url(store_url: str, request: pytest.FixtureRequest) -> str:
     """The same store, as the least-privileged role a consumer runs as."""
-    if store_url.startswith("sqlite"):
-        return store_url
-    pg: Postgres = request.getfixturevalue("postgres")
-    return pg.consumer_url
+    return as_role(store_url, request, lambda pg: pg.consumer_url)
 
 
 @pytest.fixture
 def privacy_url(store_url: str, request: pytest.FixtureRequest) -> str:
     """The same store, as the role `aiaudit erase` runs as."""
-    if store_url.startswith("sqlite"):
-        return store_url
-    pg: Postgres = request.getfixturevalue("postgres")
-    return pg.privacy_url
+    return as_role(store_url, request, lambda pg: pg.privacy_url)
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from aiaudit.common.store.sql import Receipt
 from aiaudit.integrity import leader
 from aiaudit.integrity.notary import Notary, NotaryConfig
 from aiaudit.integrity.signers import KeySource
-from tests.conftest import REPO, Postgres
+from tests.conftest import REPO, Postgres, as_role
 from tests.helpers import interaction
 
 ORIGIN_PREFIX = "test.aiaudit/log"
@@ -62,19 +62,13 @@ def login(pg: Postgres, role: str) -> str:
 @pytest.fixture
 def notary_url(store_url: str, request: pytest.FixtureRequest) -> str:
     """The store, as a login granted only aiaudit_notary (what the notary runs as)."""
-    if store_url.startswith("sqlite"):
-        return store_url
-    pg: Postgres = request.getfixturevalue("postgres")
-    return login(pg, "aiaudit_notary")
+    return as_role(store_url, request, lambda pg: login(pg, "aiaudit_notary"))
 
 
 @pytest.fixture
 def admin_url(store_url: str, request: pytest.FixtureRequest) -> str:
     """The store as its owner: what a tampering administrator would use."""
-    if store_url.startswith("sqlite"):
-        return store_url
-    pg: Postgres = request.getfixturevalue("postgres")
-    return pg.admin_url
+    return as_role(store_url, request, lambda pg: pg.admin_url)
 
 
 def notary_config(tmp_path: Path, interval: float = 0.05) -> NotaryConfig:
