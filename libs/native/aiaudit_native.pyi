@@ -20,3 +20,61 @@ class Schema:
 
 def merkle_levels(leaves: bytes) -> list[bytes]:
     """RFC 6962 subtree levels over concatenated 32-byte leaf hashes, each level concatenated."""
+
+Finding = tuple[str, float, str, int, int, str]
+"""(detector, score, field path, start, end, excerpt); offsets in characters."""
+
+def detect(
+    family: str,
+    inputs: list[tuple[str, str]],
+    outputs: list[tuple[str, str]],
+    system: list[str],
+) -> list[Finding]:
+    """One detector family's findings on an event's (field path, text) inputs and outputs."""
+
+def load_injection_model(bias: float, signals: dict[str, float], words: dict[bytes, float]) -> None:
+    """Sets the injection detector's logistic model weights."""
+
+def injection_words(text: str) -> list[bytes]:
+    """The injection model's word features of a text: distinct words and adjacent pairs."""
+
+def check_regex(pattern: str) -> None:
+    """ValueError (with the reason) unless the RE2 pattern compiles for the rule engine."""
+
+def pack_samples(samples: list[tuple[float, float]]) -> str:
+    """Window samples as ``f64:`` + base64 of little-endian (time, value) doubles."""
+
+class WindowState:
+    """Window samples per (rule id, group), and which slots changed since last taken."""
+
+    def __init__(self) -> None: ...
+    def put(self, rule_id: str, group: str, samples: list[tuple[float, float]]) -> None:
+        """Sets a slot's samples (as loaded from the store), not marked changed."""
+    def samples(self, rule_id: str, group: str) -> list[tuple[float, float]] | None:
+        """A slot's samples, oldest first."""
+    def keys(self) -> list[tuple[str, str]]:
+        """The (rule id, group) of every slot."""
+    def take_changed(self) -> list[tuple[str, str, str]]:
+        """(rule id, group, packed samples) of the slots changed since the last call."""
+    def __len__(self) -> int: ...
+
+Plan = tuple[object, ...]
+
+class RuleProgram:
+    """Compiled rules over events of one schema."""
+
+    def __init__(self, schema: Schema, rules: list[tuple[str, bool, Plan, Plan | None]]) -> None:
+        """(id, enabled, condition, window or None) per rule; ValueError if one cannot compile."""
+    def evaluate(
+        self, events: list[bytes], times: list[float], windows: WindowState
+    ) -> list[tuple[int, int, str, list[Finding], float | None]]:
+        """(event index, rule index, group, evidence, window aggregate) of every rule that fires."""
+
+def field_values(schema: Schema, event: bytes, path: str) -> list[str | int | float | bool]:
+    """Every value of a field path (proto names, dotted) in a serialised event, as rules see it."""
+
+def injection_signals(text: str) -> list[tuple[str, int, int]]:
+    """The injection signal families that matched a text: (name, start, end) in characters."""
+
+def injection_score(text: str) -> tuple[float, list[tuple[str, int, int]]]:
+    """A text's injection score (4 places) and evidence spans; ValueError before a model."""

@@ -61,9 +61,20 @@ def append(store: SqlEventStore, events: list[ev.Event], when: dt.datetime | Non
     store.append_group([[prepare(e, now) for e in events]])
 
 
-def make_engine(consumer: SqlEventStore, sinks: tuple[str, ...] = ()) -> Engine:
+def make_engine(
+    consumer: SqlEventStore, sinks: tuple[str, ...] = (), window_save_events: int = 1
+) -> Engine:
+    """An engine that saves window samples with every batch unless told otherwise."""
     store = AlertStore(consumer.engine)
-    return Engine(consumer, store, RuleBook(store), sinks, 500, alert_json)
+    return Engine(
+        consumer,
+        store,
+        RuleBook(store),
+        sinks,
+        500,
+        alert_json,
+        window_save_events=window_save_events,
+    )
 
 
 @contextlib.contextmanager

@@ -7,10 +7,11 @@ import datetime as dt
 import pytest
 import sqlalchemy as sa
 
-from aiaudit.alerting.engine import Engine
+from aiaudit.alerting.engine import CONSUMER, WINDOWS, Engine
 from aiaudit.alerting.model import RESOLVED
 from aiaudit.alerting.store import AlertStore, unpack_samples
 from aiaudit.alerting.tables import windows
+from aiaudit.common.store import cursors
 from aiaudit.common.store.sql import SqlEventStore
 from aiaudit.common.v1 import event_pb2
 from tests.alerting.conftest import append, drain, make_engine
@@ -129,3 +130,71 @@ def test_a_failed_batch_leaves_no_kept_state_behind(
     # The failed evaluation had added 3 samples to the kept series in place: they must not count.
     assert _samples(consumer, tenant) == 5
     assert [r.occurrence_count for r in _alerts(consumer, tenant, "refusal-burst")] == [2]
+
+
+def _lazy(consumer: SqlEventStore) -> Engine:
+    """An engine that saves window samples only every 1000 events (none in these tests)."""
+    return make_engine(consumer, window_save_events=1000)
+
+
+def test_unsaved_windows_are_rebuilt_by_replay_after_a_restart(
+    store: SqlEventStore, consumer: SqlEventStore, tenant: str
+) -> None:
+    _add_rule(consumer, tenant, WINDOW_RULE)
+    append(store, [_refused(tenant, "eve") for _ in range(3)])
+    first = _lazy(consumer)
+    assert drain(first, tenant) == 3
+    assert _samples(consumer, tenant) == 0  # not saved: the cursor moved, the windows did not
+    del first  # "restart": the new engine replays the 3 entries after the saved position
+    append(store, [_refused(tenant, "eve") for _ in range(3)])
+    second = _lazy(consumer)
+    assert drain(second, tenant) == 3
+    rows = _alerts(consumer, tenant, "refusal-burst")
+    assert [(r.rule_id, r.occurrence_count) for r in rows] == [("refusal-burst", 3)]
+    assert drain(_lazy(consumer), tenant) == 0  # replay fires nothing again
+    assert [r.occurrence_count for r in _alerts(consumer, tenant, "refusal-burst")] == [3]
+
+
+def test_windows_are_saved_with_their_cursor_once_enough_events_passed(
+    store: SqlEventStore, consumer: SqlEventStore, tenant: str
+) -> None:
+    _add_rule(consumer, tenant, WINDOW_RULE)
+    engine = make_engine(consumer, window_save_events=4)
+    append(store, [_refused(tenant, "eve") for _ in range(3)])
+    drain(engine, tenant)
+    with consumer.engine.connect() as c:
+        assert cursors.position(c, WINDOWS, tenant) == 0
+    assert _samples(consumer, tenant) == 0
+    append(store, [_refused(tenant, "eve")])
+    drain(engine, tenant)  # 4 events since the last save: saved as of position 4
+    with consumer.engine.connect() as c:
+        assert cursors.position(c, WINDOWS, tenant) == 4
+    assert _samples(consumer, tenant) == 4
+
+
+def test_a_replica_rebuilds_windows_another_one_did_not_save(
+    store: SqlEventStore, consumer: SqlEventStore, tenant: str
+) -> None:
+    _add_rule(consumer, tenant, WINDOW_RULE)
+    a, b = _lazy(consumer), _lazy(consumer)
+    append(store, [_refused(tenant, "eve") for _ in range(2)])
+    assert drain(a, tenant) == 2
+    append(store, [_refused(tenant, "eve")])
+    assert drain(b, tenant) == 1  # b replays a's 2, then adds 1
+    append(store, [_refused(tenant, "eve")])
+    assert drain(a, tenant) == 1  # a's kept state is stale: it replays all 3, then adds the 4th
+    assert [r.occurrence_count for r in _alerts(consumer, tenant, "refusal-burst")] == [1]
+
+
+def test_a_replica_that_lost_a_claim_leaves_the_log_to_the_other(
+    store: SqlEventStore, consumer: SqlEventStore, tenant: str
+) -> None:
+    a, b = make_engine(consumer), make_engine(consumer)
+    append(store, [_refused(tenant, "eve") for _ in range(2)])
+    assert drain(a, tenant) == 2
+    append(store, [_refused(tenant, "eve")])
+    assert b.process(tenant, 0).processed == 0  # b read from 0, a had moved the cursor
+    b.run_once()  # the backlog includes this log, but b leaves it to a
+    with consumer.engine.connect() as c:
+        assert cursors.position(c, CONSUMER, tenant) == 2
+    assert drain(a, tenant) == 1

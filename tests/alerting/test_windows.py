@@ -1,17 +1,21 @@
-"""Sliding-window arithmetic and the stored form of window samples (pure logic)."""
+"""Sliding windows through the native evaluator, and the stored form of window samples."""
 
 from __future__ import annotations
 
 import math
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aiaudit.alerting.rules import Window, compile_rule
+from aiaudit.alerting.evaluate import Evaluator, WindowState
+from aiaudit.alerting.rules import Rule, compile_rule
 from aiaudit.alerting.store import pack_samples, unpack_samples
-from aiaudit.alerting.windows import MAX_SAMPLES, Sample, Series, aggregate, window_fires
+from aiaudit.common.v1 import event_pb2 as ev
+from tests.helpers import interaction
 
+Sample = tuple[float, float]
 finite = st.floats(allow_nan=False, allow_infinity=False)
+MAX_SAMPLES = 10_000
 
 
 @given(st.lists(st.tuples(finite, finite), max_size=200))
@@ -26,72 +30,116 @@ def test_samples_stored_as_json_by_earlier_versions_still_load() -> None:
     ]
 
 
-def _window(aggregate: str, threshold: float) -> Window:
-    extra = "field: timing.latency\n    " if aggregate != "count" else ""
-    window = compile_rule(
-        "id: w\nseverity: low\nwindow:\n"
-        f"    duration: 60s\n    aggregate: {aggregate}\n    {extra}"
-        f"threshold: {{gt: {threshold}}}\n"
-    ).window
-    assert window is not None
-    return window
+def _rule(aggregate: str, threshold: str = "gte: -1.0e+300", extra: str = "") -> Rule:
+    """A window over every event's latency (ms) that fires at ``threshold``."""
+    value = "    field: timing.latency\n" if aggregate not in ("count", "rate") else ""
+    return compile_rule(
+        f"id: w\nseverity: low\nwindow:\n    duration: 60s\n    aggregate: {aggregate}\n"
+        f"{value}{extra}    threshold: {{{threshold}}}\n"
+    )
+
+
+def _event(latency_ms: float) -> ev.Event:
+    e = interaction("t")
+    e.timing.latency.FromNanoseconds(round(latency_ms * 1e6))
+    return e
+
+
+def _run(rule: Rule, arrivals: list[Sample], windows: WindowState) -> list[float | None]:
+    """The aggregate each event's hit reports (None: the rule did not fire on it)."""
+    hits = Evaluator([rule]).evaluate(
+        [_event(v).SerializeToString() for _, v in arrivals], [t for t, _ in arrivals], windows
+    )
+    got: list[float | None] = [None] * len(arrivals)
+    for i, hit in hits:
+        got[i] = hit.value
+    return got
 
 
 def test_aggregates_cover_only_samples_inside_the_window() -> None:
-    samples = Series()
-    for t, v in [(0.0, 100.0), (30.0, 5.0), (70.0, 7.0), (80.0, 9.0)]:
-        samples.add(t, v, 3600)
+    arrivals = [(0.0, 100.0), (30.0, 5.0), (70.0, 7.0), (80.0, 9.0)]
     # At t=80 the window is (20, 80]: samples at 30, 70 and 80.
-    assert window_fires(_window("count", 2), samples, 80.0) == (True, 3.0)
-    assert window_fires(_window("count", 3), samples, 80.0) == (False, 3.0)
-    fires, avg = window_fires(_window("avg", 6), samples, 80.0)
-    assert fires and math.isclose(avg, 7.0)
-    assert window_fires(_window("sum", 21), samples, 80.0) == (False, 21.0)
-    assert window_fires(_window("max", 8), samples, 80.0) == (True, 9.0)
+    for kind, threshold, want in [
+        ("count", "gt: 2", 3.0),
+        ("sum", "gt: 20", 21.0),
+        ("max", "gt: 8", 9.0),
+        ("min", "lt: 6", 5.0),
+        ("percentile", "gte: 7", 7.0),
+        ("rate", "gte: 3", 3.0),
+    ]:
+        extra = "    percentile: 50\n" if kind == "percentile" else ""
+        got = _run(_rule(kind, threshold, extra), arrivals, WindowState())
+        assert got[-1] is not None and math.isclose(got[-1], want), (kind, got)
+    assert _run(_rule("count", "gt: 3"), arrivals, WindowState())[-1] is None
+    avg = _run(_rule("avg", "gt: 6"), arrivals, WindowState())[-1]
+    assert avg is not None and math.isclose(avg, 7.0)
 
 
-def _naive(w: Window, samples: list[Sample], lo: float, hi: float) -> float:
-    """The aggregate computed from scratch over the samples with lo < time <= hi."""
-    values = [v for t, v in samples if lo < t <= hi]
-    if w.aggregate == "count":
+def test_baseline_spike_fires_only_against_a_quieter_past() -> None:
+    rule = compile_rule(
+        "id: w\nseverity: low\nwindow:\n    duration: 60s\n    aggregate: avg\n"
+        "    field: timing.latency\n    threshold: {gt: 0}\n"
+        "    baseline: {duration: 10m, factor: 4}\n"
+    )
+    calm = [(float(t), 100.0) for t in range(0, 600, 10)]
+    spike = [(600.0 + t, 500.0) for t in range(0, 60, 10)]
+    got = _run(rule, calm + spike, WindowState())
+    assert all(v is None for v in got[: len(calm)])  # no baseline at first, then no spike
+    assert got[-1] is not None and got[-1] > 400  # 5x the hour before
+
+
+def _naive(kind: str, samples: list[Sample], after: float) -> float:
+    """The aggregate computed from scratch over the samples later than ``after``."""
+    values = [v for t, v in samples if t > after]
+    if kind == "count":
         return float(len(values))
     if not values:
         return 0.0
-    if w.aggregate == "sum":
+    if kind == "sum":
         return sum(values)
-    if w.aggregate == "avg":
+    if kind == "avg":
         return sum(values) / len(values)
-    return max(values) if w.aggregate == "max" else min(values)
+    return max(values) if kind == "max" else min(values)
 
 
+@settings(max_examples=60, deadline=None)
 @given(
     st.lists(
-        st.tuples(st.floats(0, 500), st.integers(0, 10_000).map(float)), min_size=1, max_size=300
+        st.tuples(st.floats(0, 500), st.integers(0, 10_000).map(float)), min_size=1, max_size=120
     ),
     st.sampled_from(["count", "sum", "avg", "max", "min"]),
 )
 def test_running_sums_agree_with_recomputing_the_window(arrivals: list[Sample], kind: str) -> None:
-    """Out-of-order arrivals and expiry included: every span aggregate equals a fresh one."""
-    w = _window(kind, 0)
-    series = Series()
+    """Out-of-order arrivals and expiry included: every aggregate equals a fresh one."""
+    rule, windows = _rule(kind), WindowState()
     kept: list[Sample] = []
     for t, v in arrivals:
-        series.add(t, v, 120.0)
-        kept.append((t, v))
+        [got] = _run(rule, [(t, v)], windows)
+        kept.append((t, 1.0 if kind == "count" else v))  # a count's samples are ones
         newest = max(x for x, _ in kept)
-        kept = sorted((x for x in kept if x[0] > newest - 120.0), key=lambda x: x[0])
-        assert series.samples() == kept
-        now = newest
-        got = aggregate(w, series, series.after(now - 60.0), len(series), 60.0)
-        assert math.isclose(got, _naive(w, kept, now - 60.0, math.inf), abs_tol=1e-6)
-        base = aggregate(w, series, series.after(now - 120.0), series.after(now - 60.0), 60.0)
-        assert math.isclose(base, _naive(w, kept, now - 120.0, now - 60.0), abs_tol=1e-6)
+        kept = sorted((x for x in kept if x[0] > newest - 60.0), key=lambda x: x[0])
+        assert windows.samples("w", "*") == kept
+        assert got is not None and math.isclose(got, _naive(kind, kept, t - 60.0), abs_tol=1e-6)
 
 
 def test_a_slot_keeps_at_most_max_samples() -> None:
-    series = Series()
-    for i in range(MAX_SAMPLES + 5):
-        series.add(float(i) / 1000, 1.0, 3600)
-    assert len(series) == MAX_SAMPLES
-    assert series.samples()[0] == (5 / 1000, 1.0)
-    assert series.total(0, len(series)) == MAX_SAMPLES
+    windows = WindowState()
+    got = _run(_rule("count"), [(i / 1000, 1.0) for i in range(MAX_SAMPLES + 5)], windows)
+    assert got[-1] == MAX_SAMPLES
+    samples = windows.samples("w", "*")
+    assert samples is not None and len(samples) == MAX_SAMPLES
+    assert samples[0] == (5 / 1000, 1.0)
+
+
+def test_changed_slots_are_taken_once_and_groups_join_their_values() -> None:
+    rule = compile_rule(
+        "id: w\nseverity: low\nwindow:\n    duration: 60s\n    aggregate: count\n"
+        "    group_by: [actor.user_id, model.name]\n    threshold: {gt: 100}\n"
+    )
+    windows = WindowState()
+    events = [interaction("t", user="bob"), interaction("t", user="eve", model="m2")]
+    Evaluator([rule]).evaluate([e.SerializeToString() for e in events], [1.0, 2.0], windows)
+    changed = windows.take_changed()
+    assert [(r, g) for r, g, _ in changed] == [("w", "bob|gpt-4o"), ("w", "eve|m2")]
+    assert unpack_samples(changed[0][2]) == [(1.0, 1.0)]
+    assert windows.take_changed() == []

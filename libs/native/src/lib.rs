@@ -1,13 +1,18 @@
 //! Native core of aiaudit, for Python: the canonical form of events, events
-//! back from it, ingest's field checks, and Merkle subtree hashing.
+//! back from it, ingest's field checks, Merkle subtree hashing, and the
+//! alerting rule engine with its detectors.
 //!
 //! Ingest checks and commits every event, every consumer (search pages,
-//! alerting, exports) restores stored events, and `verify` hashes every node
-//! of the tree: in Python these were the largest costs per event on those paths.
+//! alerting, exports) restores stored events, `verify` hashes every node of
+//! the tree, and alerting evaluates every rule on every event: in Python these
+//! were the largest costs per event on those paths.
 
 mod canonical;
+mod detect;
 mod jcs;
+mod re2;
 mod restore;
+mod rules;
 mod schema;
 mod validate;
 mod wire;
@@ -140,8 +145,85 @@ fn merkle_levels<'py>(py: Python<'py>, leaves: &[u8]) -> PyResult<Vec<Bound<'py,
     Ok(levels.iter().map(|level| PyBytes::new(py, level)).collect())
 }
 
+/// One detector family's findings on an event's texts: (detector, score, field,
+/// start, end, excerpt) with character offsets. `inputs` and `outputs` are
+/// (field path, text) pairs; `system` the system prompt's texts.
+#[pyfunction]
+#[pyo3(name = "detect")]
+fn detect_family(
+    py: Python<'_>,
+    family: &str,
+    inputs: Vec<(String, String)>,
+    outputs: Vec<(String, String)>,
+    system: Vec<String>,
+) -> PyResult<Vec<rules::FindingTuple>> {
+    let texts = |pairs: Vec<(String, String)>| -> Vec<detect::Text> {
+        pairs
+            .into_iter()
+            .map(|(field, text)| detect::Text { field, text })
+            .collect()
+    };
+    let (inputs, outputs) = (texts(inputs), texts(outputs));
+    let found = py.detach(|| {
+        detect::family(
+            family,
+            &detect::Texts {
+                inputs: &inputs,
+                outputs: &outputs,
+                system: &system,
+            },
+        )
+    });
+    let found = found.ok_or_else(|| PyValueError::new_err(format!("no detector {family:?}")))?;
+    Ok(found.iter().map(rules::tuple).collect())
+}
+
+/// Sets the injection detector's logistic model (bias, weight per signal family,
+/// weight per word feature); until then it has none and scores nothing.
+#[pyfunction]
+fn load_injection_model(bias: f64, signals: HashMap<String, f64>, words: HashMap<Vec<u8>, f64>) {
+    detect::injection::load_model(bias, signals, words);
+}
+
+/// The word features the injection model weighs: distinct words and adjacent
+/// word pairs (`b"a b"`) of a text's head (training uses the same features).
+#[pyfunction]
+fn injection_words(text: &str) -> Vec<Vec<u8>> {
+    detect::injection::words(text)
+}
+
+/// The injection signal families that matched a text: (name, start, end), character offsets.
+#[pyfunction]
+fn injection_signals(text: &str) -> Vec<detect::injection::Span> {
+    detect::injection::signal_spans(text)
+}
+
+/// The injection score of a text (rounded to 4 places) and its evidence spans;
+/// ValueError before `load_injection_model`.
+#[pyfunction]
+fn injection_score(text: &str) -> PyResult<(f64, Vec<detect::injection::Span>)> {
+    detect::injection::score(text).ok_or_else(|| PyValueError::new_err("no injection model loaded"))
+}
+
+/// ValueError (with the reason) unless `pattern` is an RE2 pattern the rule engine runs.
+#[pyfunction]
+fn check_regex(pattern: &str) -> PyResult<()> {
+    re2::compile(pattern, false, false)?;
+    Ok(())
+}
+
 #[pymodule]
 fn aiaudit_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Schema>()?;
-    m.add_function(wrap_pyfunction!(merkle_levels, m)?)
+    m.add_class::<rules::RuleProgram>()?;
+    m.add_class::<rules::WindowState>()?;
+    m.add_function(wrap_pyfunction!(rules::pack_samples, m)?)?;
+    m.add_function(wrap_pyfunction!(rules::field_values, m)?)?;
+    m.add_function(wrap_pyfunction!(merkle_levels, m)?)?;
+    m.add_function(wrap_pyfunction!(detect_family, m)?)?;
+    m.add_function(wrap_pyfunction!(check_regex, m)?)?;
+    m.add_function(wrap_pyfunction!(injection_signals, m)?)?;
+    m.add_function(wrap_pyfunction!(injection_score, m)?)?;
+    m.add_function(wrap_pyfunction!(load_injection_model, m)?)?;
+    m.add_function(wrap_pyfunction!(injection_words, m)?)
 }

@@ -49,3 +49,15 @@ def restore(canonical_bytes: bytes, content: Content) -> event_pb2.Event:
         return restore_fast(canonical_bytes, content)
     except Exception:  # anything unusual: the exact (slower) parser decides, or raises
         return canonical.restore(canonical_bytes, content)
+
+
+def restore_wire(canonical_bytes: bytes, content: Content) -> bytes:
+    """The serialised event :func:`restore` would give, for consumers that read it natively.
+
+    The alerting engine evaluates rules on wire bytes: it skips building the
+    message only to serialise it again.
+    """
+    try:
+        return canonical.native_schema().restore(canonical_bytes, content)
+    except Exception:  # anything unusual: the exact parser decides, or raises
+        return canonical.restore(canonical_bytes, content).SerializeToString()

@@ -10,9 +10,8 @@ from typing import TextIO
 
 from google.protobuf import json_format
 
-from aiaudit.alerting.evaluate import evaluate
+from aiaudit.alerting.evaluate import Evaluator, Hit, WindowState
 from aiaudit.alerting.rules import RuleSyntaxError, compile_file
-from aiaudit.alerting.windows import Series
 from aiaudit.common.v1 import event_pb2
 
 
@@ -42,8 +41,8 @@ def test(rules_path: Path, events_path: Path, out: TextIO = sys.stdout) -> int:
     if check(rules_path, out=io.StringIO()) != 0:
         return check(rules_path, out)
     rules = compile_file(rules_path.read_text())
-    windows: dict[tuple[str, str], Series] = {}
-    fired = 0
+    events: list[tuple[str, event_pb2.Event]] = []
+    times: list[float] = []
     for n, line in enumerate(events_path.read_text().splitlines(), 1):
         if not line.strip():
             continue
@@ -53,13 +52,17 @@ def test(rules_path: Path, events_path: Path, out: TextIO = sys.stdout) -> int:
         except json_format.ParseError as exc:
             print(f"{events_path}:{n}: not an Event in proto3 JSON: {exc}", file=out)
             return 1
-        now = _time(event, n)
-        hits = evaluate(rules, event, now, windows)
-        label = event.event_id or f"line {n}"
-        if not hits:
+        events.append((event.event_id or f"line {n}", event))
+        times.append(_time(event, n))
+    by_event: dict[int, list[Hit]] = {}
+    wire = [e.SerializeToString() for _, e in events]
+    hits = Evaluator(rules).evaluate(wire, times, WindowState())
+    for i, hit in hits:
+        by_event.setdefault(i, []).append(hit)
+    for i, (label, _) in enumerate(events):
+        if i not in by_event:
             print(f"{label}: -", file=out)
-        for h in hits:
-            fired += 1
+        for h in by_event.get(i, []):
             score = max((x.score for x in h.evidence), default=1.0)
             print(f"{label}: {h.rule.id} score={score:.2f} key={h.dedup_key} {h.summary}", file=out)
             for x in h.evidence:
@@ -67,6 +70,7 @@ def test(rules_path: Path, events_path: Path, out: TextIO = sys.stdout) -> int:
                     f"    {x.detector} {x.score:.2f} {x.field}[{x.start}:{x.end}] {x.excerpt!r}",
                     file=out,
                 )
+    fired = len(hits)
     print(f"{fired} rule match(es)", file=out)
     return 0
 

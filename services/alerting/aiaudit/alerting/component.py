@@ -83,7 +83,17 @@ def start(ctx: Context) -> Alerting:
         )
 
     engine = EngineThread(
-        Engine(events, store, book, s.sinks, s.batch_size, alert_json, changed),
+        Engine(
+            events,
+            store,
+            book,
+            s.sinks,
+            s.batch_size,
+            alert_json,
+            changed,
+            window_save_events=s.window_save_events,
+            handover_seconds=s.handover_seconds,
+        ),
         s.poll_interval,
         health,
     )

@@ -2,13 +2,21 @@
 
 For each batch of a log, one transaction claims the cursor (it must still be
 where the batch started: another replica that got there first makes this one
-back off), loads the window state, evaluates every enabled rule on every
-event, writes new or updated alerts and their delivery outbox rows, saves the
-window state that changed and advances the cursor. Either all of it commits or
-none: a crash re-evaluates the batch from the same state, so nothing is lost
-and nothing fires twice (alert ids are derived from the rule, dedup key and
-first event, so even a replay would produce the same ids). Window state and
-open alerts committed by this engine are kept for its next batch of the log
+back off, and leaves the log to it for ``handover_seconds``), evaluates every
+enabled rule on every event (in the native core: ``aiaudit.alerting.evaluate``),
+writes new or updated alerts and their delivery outbox rows and advances the
+cursor. Either all of it commits or none: a crash re-evaluates the batch from
+the same state, so nothing is lost and nothing fires twice (alert ids are
+derived from the rule, dedup key and first event, so even a replay would
+produce the same ids).
+
+Window samples are saved, with their own cursor ``alerting-windows``, once
+``window_save_events`` events have passed since the last save, not with every
+batch: rewriting every changed slot each batch cost more than evaluating the
+rules. Loading them replays the entries after that cursor through the rules
+(deterministic: same events, receive times and rules) with their hits
+dropped, since those were committed when the entries were first processed.
+Window state and open alerts are kept for the engine's next batch of the log
 instead of being read again, as long as nobody else can have changed them
 (:mod:`aiaudit.alerting.state` says how that is checked).
 
@@ -28,19 +36,22 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
+import aiaudit_native
 import sqlalchemy as sa
 
-from aiaudit.alerting.evaluate import Hit, evaluate
+from aiaudit.alerting.evaluate import Hit, WindowState, evaluator
 from aiaudit.alerting.model import FIRING, Alert
 from aiaudit.alerting.rulebook import RuleBook
+from aiaudit.alerting.rules import Rule
 from aiaudit.alerting.state import LogState, StateCache, snapshot
 from aiaudit.alerting.store import AlertStore, scrub
-from aiaudit.alerting.windows import Series
 from aiaudit.common import commits
+from aiaudit.common.canonical import native_schema
 from aiaudit.common.store import cursors
 from aiaudit.common.store.schema import consumer_cursors
 from aiaudit.common.store.sql import SqlEventStore, StoredEvent
@@ -50,6 +61,8 @@ from aiaudit.common.worker import Worker
 log = logging.getLogger(__name__)
 
 CONSUMER = "alerting"
+WINDOWS = "alerting-windows"
+"""The cursor of the saved window state: the log position its samples are as of."""
 MAX_EVENT_IDS = 100
 MAX_EVIDENCE = 20
 
@@ -62,18 +75,6 @@ class DamagedEventError(Exception):
         super().__init__(f"damaged stored event: {cause!r}")
         self.log_id = log_id
         self.sequence = sequence
-
-
-class _Tracking(dict[tuple[str, str], Series]):
-    """Window state that remembers which slots were written."""
-
-    def __init__(self, data: dict[tuple[str, str], Series]) -> None:
-        super().__init__(data)
-        self.changed: set[tuple[str, str]] = set()
-
-    def __setitem__(self, key: tuple[str, str], value: Series) -> None:
-        self.changed.add(key)
-        super().__setitem__(key, value)
 
 
 def alert_id(tenant: str, rule_id: str, dedup_key: str, event_id: str) -> str:
@@ -156,6 +157,8 @@ class Engine:
         payload: Callable[[Alert], str] = lambda a: a.alert_id,
         on_change: Callable[[list[Alert]], None] = lambda _: None,
         cached_logs: int = 64,
+        window_save_events: int = 20_000,
+        handover_seconds: float = 5.0,
     ) -> None:
         """An engine over the event store (reads) and the alert store (writes, same database).
 
@@ -174,6 +177,11 @@ class Engine:
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="alerting-read-ahead")
         self._ahead: dict[str, tuple[int, Future[list[StoredEvent]]]] = {}
         self._states = StateCache(cached_logs)
+        self.window_save_events = window_save_events
+        """Window samples are saved once this many events have passed since the last save."""
+        self.handover_seconds = handover_seconds
+        self._elsewhere: dict[str, float] = {}
+        """Logs another replica is processing (log id -> monotonic time to look again)."""
 
     def close(self) -> None:
         """Stops the read-ahead thread."""
@@ -210,7 +218,10 @@ class Engine:
         with self.store.engine.connect() as conn:
             pending = cursors.backlog(conn, CONSUMER)
         total = 0
+        now = time.monotonic()
         for b in pending:
+            if self._elsewhere.get(b.log_id, 0.0) > now:
+                continue
             try:
                 outcome = self.process(b.log_id, b.position)
             except sa.exc.SQLAlchemyError:
@@ -241,15 +252,15 @@ class Engine:
             exc,
         )
 
-    def _decode(self, entries: list[StoredEvent]) -> list[event_pb2.Event]:
-        """The events of a batch up to the first damaged one (which starts a batch of its own).
+    def _decode(self, entries: list[StoredEvent]) -> list[bytes]:
+        """The serialised events of a batch, up to the first damaged one.
 
-        Raises DamagedEventError when the first entry itself is damaged.
+        The damaged one starts a batch of its own: DamagedEventError when it is the first.
         """
-        decoded: list[event_pb2.Event] = []
+        decoded: list[bytes] = []
         for stored in entries:
             try:
-                decoded.append(stored.to_event())
+                decoded.append(stored.to_wire())
             except Exception as exc:
                 if not decoded:
                     raise DamagedEventError(stored.log_id, stored.sequence, exc) from exc
@@ -266,6 +277,27 @@ class Engine:
         found = conn.execute(q).scalar()
         return int(found or 0) == expected
 
+    def _replay(
+        self, rules: list[Rule], log_id: str, start: int, end: int, windows: WindowState
+    ) -> None:
+        """Rebuilds window samples from the saved ones by evaluating entries ``start..end``.
+
+        Window samples are saved every ``window_save_events`` events, not with
+        every batch (rewriting every changed slot each batch cost more than
+        evaluating the rules). Evaluation is deterministic (the same events,
+        receive times and rules), so replaying the entries after the saved
+        position gives the samples the engine had; their hits were committed
+        when those entries were first processed and are dropped here.
+        """
+        program = evaluator(rules)
+        while start < end:
+            entries = self.events.read_log(log_id, start, min(self.batch_size, end - start))
+            if not entries:
+                break
+            wire = [stored.to_wire() for stored in entries]
+            program.evaluate(wire, [e.receive_time.timestamp() for e in entries], windows)
+            start += len(entries)
+
     def process(self, log_id: str, start: int) -> Outcome:
         """Evaluates entries ``start..`` of a log and commits alerts, windows and cursor at once."""
         entries = self._read(log_id, start)
@@ -280,31 +312,37 @@ class Engine:
         kept = self._states.take(log_id)
         with self.store.write() as conn, conn.begin():
             if not self._claim(conn, log_id, start):
+                # Another replica got there first: it keeps the log (and its windows in
+                # memory) while it is alive, instead of the two taking turns, each turn
+                # reading the windows back and replaying the entries since their last save.
+                self._elsewhere[log_id] = time.monotonic() + self.handover_seconds
                 return Outcome(0, [])
+            self._elsewhere.pop(log_id, None)
             ruleset = self.book.snapshot(conn, tenant)
             rules = ruleset.rules
             if kept is not None and kept.position == start and kept.rules == ruleset.version:
-                loaded = kept.windows
+                windows, saved = kept.windows, kept.windows_saved
             else:
                 windowed = [r.id for r in rules if r.window is not None]
-                loaded = self.store.load_windows(conn, tenant, windowed)
-            windows = _Tracking(loaded)
+                windows = self.store.load_windows(conn, tenant, windowed)
+                saved = cursors.position(conn, WINDOWS, log_id)
+                self._replay(rules, log_id, saved, start, windows)
             head = kept.head if kept is not None else None
             open_alerts = kept.open_alerts if kept is not None else {}
             seq: int | None = None  # the tenant's change head, locked at the first hit
-            for stored, event in zip(entries, decoded, strict=True):
-                now = stored.receive_time
-                for hit in evaluate(rules, event, now.timestamp(), windows):
-                    if seq is None:
-                        seq = self.store.lock_head(conn, tenant)
-                        if seq != head:  # someone else changed alerts: the kept ones may be stale
-                            open_alerts = {}
-                    seq += 1
-                    alert, new = apply_hit(self.store, conn, tenant, hit, now, open_alerts, seq)
-                    changed[alert.alert_id] = alert
-                    if new:
-                        fresh.add(alert.alert_id)
-                        self.store.enqueue(conn, alert, self.sinks, self.payload(alert), now)
+            times = [stored.receive_time.timestamp() for stored in entries]
+            for i, hit in evaluator(rules).evaluate(decoded, times, windows):
+                now = entries[i].receive_time
+                if seq is None:
+                    seq = self.store.lock_head(conn, tenant)
+                    if seq != head:  # someone else changed alerts: the kept ones may be stale
+                        open_alerts = {}
+                seq += 1
+                alert, new = apply_hit(self.store, conn, tenant, hit, now, open_alerts, seq)
+                changed[alert.alert_id] = alert
+                if new:
+                    fresh.add(alert.alert_id)
+                    self.store.enqueue(conn, alert, self.sinks, self.payload(alert), now)
             erased = _erased_by(decoded)
             if erased:  # the kept copies too, or a later write would restore their excerpts
                 for alert in [*changed.values(), *(a for a in open_alerts.values() if a)]:
@@ -318,21 +356,28 @@ class Engine:
                 head = seq
             if erased:
                 self.store.scrub_evidence(conn, tenant, erased, self.payload)
-            self.store.save_windows(conn, tenant, {k: windows[k] for k in windows.changed})
             end = start + len(entries)
+            if end - saved >= self.window_save_events:
+                self.store.save_windows(conn, tenant, windows.take_changed())
+                cursors.advance(conn, WINDOWS, log_id, end)
+                saved = end
             cursors.advance(conn, CONSUMER, log_id, end)
-        state = LogState(end, ruleset.version, dict(windows), head, open_alerts)
+        state = LogState(end, ruleset.version, windows, saved, head, open_alerts)
         self._states.put(log_id, state)
         return Outcome(len(entries), [snapshot(a) for a in changed.values()])
 
 
-def _erased_by(batch: list[event_pb2.Event]) -> set[str]:
+_ERASURE = event_pb2.EventType.Name(event_pb2.EVENT_TYPE_PRIVACY_ERASURE)
+
+
+def _erased_by(batch: list[bytes]) -> set[str]:
     """The events that erasure records of the batch name: their alerts lose their excerpts."""
+    schema = native_schema()
     return {
         event_id
-        for e in batch
-        if e.event_type == event_pb2.EVENT_TYPE_PRIVACY_ERASURE
-        for event_id in e.privacy_action.event_ids
+        for wire in batch
+        if aiaudit_native.field_values(schema, wire, "event_type") == [_ERASURE]
+        for event_id in event_pb2.Event.FromString(wire).privacy_action.event_ids
     }
 
 

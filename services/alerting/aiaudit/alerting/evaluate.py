@@ -1,21 +1,27 @@
-"""Evaluating rules on one event: conditions, sliding windows, dedup keys. Pure logic.
+"""Evaluating rules on batches of events: conditions, detectors, sliding windows, dedup keys.
 
-Window series (:mod:`aiaudit.alerting.windows`) are kept per rule and group;
-the caller loads and stores them (the engine keeps them in the database, in
-the same transaction as its cursor).
+The native core (``aiaudit_native.RuleProgram``) evaluates the compiled rules
+on each event's wire bytes and keeps the window samples per rule and group in
+a ``WindowState``; the caller loads and stores those (the engine keeps them in
+the database, in the same transaction as its cursor). Hits come back here to
+get their dedup key and summary.
 """
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping, Sequence
+import collections
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+import aiaudit_native
 
 from aiaudit.alerting import fields as f
 from aiaudit.alerting.detectors import Finding
-from aiaudit.alerting.memo import EventMemo
-from aiaudit.alerting.rules import _TEMPLATE, Rule, Window
-from aiaudit.alerting.windows import Series, window_fires
-from aiaudit.common.v1 import event_pb2
+from aiaudit.alerting.rules import _TEMPLATE, Rule
+from aiaudit.common.canonical import native_schema
+
+WindowState = aiaudit_native.WindowState
 
 
 @dataclass(frozen=True)
@@ -30,15 +36,17 @@ class Hit:
     value: float | None = None
 
 
-def first(memo: EventMemo, path: str) -> str:
-    """First value of a field path as text ("" when absent)."""
+def first(event: bytes, path: str) -> str:
+    """First value of a field path in a serialised event, as text ("" when absent)."""
     try:
-        return memo.first_text(f.compile_path(path))
+        f.compile_path(path)
     except f.FieldError:
         return ""
+    values = aiaudit_native.field_values(native_schema(), event, path)
+    return str(values[0]) if values else ""
 
 
-def render(template: str, memo: EventMemo, rule: Rule, group: str, score: float) -> str:
+def render(template: str, event: bytes, rule: Rule, group: str, score: float) -> str:
     """Fills ``{rule}``, ``{group}``, ``{score}`` and ``{field.path}`` placeholders."""
 
     def one(name: str) -> str:
@@ -48,58 +56,62 @@ def render(template: str, memo: EventMemo, rule: Rule, group: str, score: float)
             return group
         if name == "score":
             return f"{score:.2f}"
-        return first(memo, name)
+        return first(event, name)
 
     return _TEMPLATE.sub(lambda m: one(m.group(1)), template)
 
 
-def group_key(w: Window, memo: EventMemo) -> str:
-    """The window group of an event: its group-by values joined by ``|``."""
-    return "|".join(memo.first_text(g) for g in w.group_by) or "*"
+class Evaluator:
+    """Rules compiled once for the native core; :meth:`evaluate` runs them over a batch."""
+
+    def __init__(self, rules: Sequence[Rule]) -> None:
+        """Raises ValueError if the native core cannot compile a rule."""
+        self.rules = list(rules)
+        self._program = aiaudit_native.RuleProgram(native_schema(), [r.plan() for r in self.rules])
+
+    def evaluate(
+        self,
+        events: Sequence[bytes],
+        times: Sequence[float],
+        windows: aiaudit_native.WindowState,
+    ) -> list[tuple[int, Hit]]:
+        """(index of the event, hit) for every rule that fires, in event then rule order.
+
+        ``events`` are serialised; ``times`` are their receive times (seconds):
+        windows slide on the time the log received events, which clients
+        cannot forge and which replays reproduce. The slots in ``windows`` are updated in place.
+        """
+        wire = list(events)
+        out = []
+        for i, r, group, evidence, value in self._program.evaluate(wire, list(times), windows):
+            rule = self.rules[r]
+            found = tuple(Finding(*x) for x in evidence)
+            score = max((x.score for x in found), default=1.0)
+            key = render(rule.dedup_key, wire[i], rule, group, score)
+            summary = render(rule.summary, wire[i], rule, group, score)
+            out.append((i, Hit(rule, first(wire[i], "event_id"), key, summary, found, value)))
+        return out
 
 
-def evaluate(
-    rules: Sequence[Rule],
-    event: event_pb2.Event,
-    now: float,
-    windows: MutableMapping[tuple[str, str], Series],
-) -> list[Hit]:
-    """Every rule that fires on the event; the series in ``windows`` are updated in place.
+_CACHE: collections.OrderedDict[tuple[int, ...], Evaluator] = collections.OrderedDict()
+_CACHED = 64
+_LOCK = threading.Lock()
 
-    ``now`` is the event's receive time (seconds): windows slide on the time the
-    log received events, which clients cannot forge and which replays reproduce.
+
+def evaluator(rules: Sequence[Rule]) -> Evaluator:
+    """The evaluator of a list of rules, reused while the same rule objects come back.
+
+    Compiled rules are themselves cached (``rulebook``), so a tenant's batches
+    find their evaluator here instead of compiling its regexes again. The
+    cache keeps the rules alive, so their ids cannot be reused while cached.
     """
-    memo = EventMemo(event)
-    hits = []
-    for rule in rules:
-        if not rule.enabled:
-            continue
-        m = rule.when.eval(memo)
-        if not m.ok:
-            continue
-        score = max((x.score for x in m.evidence), default=1.0)
-        w = rule.window
-        if w is None:
-            key = render(rule.dedup_key, memo, rule, "", score)
-            summary = render(rule.summary, memo, rule, "", score)
-            hits.append(Hit(rule, event.event_id, key, summary, m.evidence))
-            continue
-        group = group_key(w, memo)
-        value = 1.0
-        if w.value is not None:
-            got = [v for v in memo.values(w.value) if isinstance(v, int | float)]
-            if not got:
-                continue
-            value = float(got[0])
-        slot = (rule.id, group)
-        series = windows.get(slot)
-        if series is None:
-            series = Series()
-        series.add(now, value, w.horizon)
-        windows[slot] = series  # also tells a tracking mapping that the slot changed
-        fires, agg = window_fires(w, series, now)
-        if fires:
-            key = render(rule.dedup_key, memo, rule, group, score)
-            summary = render(rule.summary, memo, rule, group, score)
-            hits.append(Hit(rule, event.event_id, key, summary, m.evidence, agg))
-    return hits
+    key = tuple(map(id, rules))
+    with _LOCK:
+        got = _CACHE.get(key)
+        if got is None:
+            got = _CACHE[key] = Evaluator(rules)
+            if len(_CACHE) > _CACHED:
+                _CACHE.popitem(last=False)
+        else:
+            _CACHE.move_to_end(key)
+        return got

@@ -32,19 +32,17 @@ are RE2 (linear time, no backtracking), so no rule can hang the engine.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import re2
+import aiaudit_native
 import yaml
 
 from aiaudit.alerting import fields as f
-from aiaudit.alerting.detectors import DETECTORS, Finding, family_of
-from aiaudit.alerting.memo import EventMemo
+from aiaudit.alerting.detectors import FAMILIES, family_of
 from aiaudit.common.v1 import event_pb2
 
 SEVERITIES = {
@@ -126,88 +124,37 @@ def _wrap(loader: _Loader, node: yaml.Node) -> _Node:
 # ---- compiled form -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Match:
-    """Outcome of a condition on one event."""
-
-    ok: bool
-    evidence: tuple[Finding, ...] = ()
-
-
-MATCHED = Match(True)
-UNMATCHED = Match(False)
+Plan = tuple[Any, ...]
+"""A condition as the native evaluator takes it (``aiaudit_native.RuleProgram``)."""
 
 
 class Condition(ABC):
-    """A compiled condition."""
+    """A compiled condition; the native core evaluates it."""
 
     @abstractmethod
-    def eval(self, memo: EventMemo) -> Match:
-        """Whether it holds for the memo's event, with the detector evidence that made it hold."""
-
-
-Test = Callable[[f.Value], bool]
-
-
-def _is_number(v: f.Value) -> bool:
-    return not isinstance(v, bool) and isinstance(v, int | float)
-
-
-def _test(op: str, x: Any) -> Test:
-    """The comparison of one value with the operand, decided once when the rule is compiled."""
-    if op == "equals":
-        return lambda v: bool(v == x)
-    if op == "not_equals":
-        return lambda v: bool(v != x)
-    if op == "in":
-        return lambda v: v in x
-    if op == "not_in":
-        return lambda v: v not in x
-    if op == "contains":
-        return lambda v: isinstance(v, str) and x in v.lower()
-    if op == "regex":
-        # A one-pattern RE2 set answers "any match?" in one call, without building a match.
-        matcher = re2.Set.SearchSet(x.options)
-        matcher.Add(x.pattern)
-        matcher.Compile()
-        return lambda v: isinstance(v, str) and matcher.Match(v) is not None
-    if op == "gt":
-        return lambda v: _is_number(v) and v > x
-    if op == "gte":
-        return lambda v: _is_number(v) and v >= x
-    if op == "lt":
-        return lambda v: _is_number(v) and v < x
-    if op == "lte":
-        return lambda v: _is_number(v) and v <= x
-    raise ValueError(f"unknown operator {op!r}")
+    def plan(self) -> Plan:
+        """The condition as the native evaluator takes it."""
 
 
 @dataclass(frozen=True)
 class FieldCondition(Condition):
     """``field`` compared with ``op`` to ``operand``; any value of a repeated field may match.
 
-    ``not_equals`` and ``not_in`` hold when every value differs (so also when there is none).
+    ``not_equals`` and ``not_in`` hold when every value differs (so also when there is none);
+    ``contains`` is case-insensitive (the operand is stored lower-cased); ``regex`` holds the
+    RE2 pattern.
     """
 
     field: f.Field
     op: str
     operand: Any
-    test: Test | None = dataclasses.field(default=None, compare=False, repr=False)
 
-    def __post_init__(self) -> None:
-        if self.op != "exists":
-            object.__setattr__(self, "test", _test(self.op, self.operand))
-
-    def eval(self, memo: EventMemo) -> Match:
-        """Any value satisfies the comparison (``exists``: any value set)."""
-        values = memo.values(self.field)
-        if self.test is None:
-            ok = any(map(f.is_set, values)) == bool(self.operand)
-        elif self.op in ("not_equals", "not_in"):
-            ok = all(map(self.test, values))
-        else:
-            ok = any(map(self.test, values))
-        return MATCHED if ok else UNMATCHED
+    def plan(self) -> Plan:
+        """``("field", path, op, operand)``."""
+        operand = (
+            sorted(self.operand, key=repr) if isinstance(self.operand, frozenset) else self.operand
+        )
+        return ("field", self.field.path, self.op, operand)
 
 
 @dataclass(frozen=True)
@@ -217,36 +164,20 @@ class DetectorCondition(Condition):
     name: str
     min_score: float
 
-    def eval(self, memo: EventMemo) -> Match:
-        """Findings of the detector at or above the score are the evidence."""
-        findings = memo.findings(family_of(self.name))
-        if not findings:
-            return UNMATCHED
-        kind = self.name + "."
-        found = tuple(
-            x
-            for x in findings
-            if x.score >= self.min_score
-            and (x.detector == self.name or x.detector.startswith(kind))
-        )
-        return Match(True, found) if found else UNMATCHED
+    def plan(self) -> Plan:
+        """``("detector", name, min_score)``."""
+        return ("detector", self.name, self.min_score)
 
 
 @dataclass(frozen=True)
 class AllOf(Condition):
-    """Every item holds."""
+    """Every item holds (the evidence of all of them)."""
 
     items: tuple[Condition, ...]
 
-    def eval(self, memo: EventMemo) -> Match:
-        """Stops at the first item that fails."""
-        evidence: tuple[Finding, ...] = ()
-        for c in self.items:
-            m = c.eval(memo)
-            if not m.ok:
-                return UNMATCHED
-            evidence += m.evidence
-        return Match(True, evidence) if evidence else MATCHED
+    def plan(self) -> Plan:
+        """``("all", [items])``."""
+        return ("all", [c.plan() for c in self.items])
 
 
 @dataclass(frozen=True)
@@ -255,37 +186,28 @@ class AnyOf(Condition):
 
     items: tuple[Condition, ...]
 
-    def eval(self, memo: EventMemo) -> Match:
-        """Evaluates every item to collect all evidence."""
-        ok = False
-        evidence: tuple[Finding, ...] = ()
-        for c in self.items:
-            m = c.eval(memo)
-            if m.ok:
-                ok = True
-                evidence += m.evidence
-        if not ok:
-            return UNMATCHED
-        return Match(True, evidence) if evidence else MATCHED
+    def plan(self) -> Plan:
+        """``("any", [items])``."""
+        return ("any", [c.plan() for c in self.items])
 
 
 @dataclass(frozen=True)
 class Not(Condition):
-    """The item does not hold."""
+    """The item does not hold (no evidence)."""
 
     item: Condition
 
-    def eval(self, memo: EventMemo) -> Match:
-        """Negation carries no evidence."""
-        return UNMATCHED if self.item.eval(memo).ok else MATCHED
+    def plan(self) -> Plan:
+        """``("not", item)``."""
+        return ("not", self.item.plan())
 
 
 class Always(Condition):
     """No ``when``: every event."""
 
-    def eval(self, memo: EventMemo) -> Match:
-        """Always holds."""
-        return MATCHED
+    def plan(self) -> Plan:
+        """``("always",)``."""
+        return ("always",)
 
 
 @dataclass(frozen=True)
@@ -302,10 +224,19 @@ class Window:
     baseline_seconds: float = 0.0
     factor: float = 0.0
 
-    @property
-    def horizon(self) -> float:
-        """How far back samples must be kept."""
-        return self.seconds + self.baseline_seconds
+    def plan(self) -> Plan:
+        """The window as the native evaluator takes it."""
+        return (
+            self.seconds,
+            [g.path for g in self.group_by],
+            self.aggregate,
+            self.value.path if self.value is not None else None,
+            self.percentile,
+            self.op,
+            self.threshold,
+            self.baseline_seconds,
+            self.factor,
+        )
 
 
 @dataclass(frozen=True)
@@ -324,6 +255,11 @@ class Rule:
     description: str = ""
     enabled: bool = True
     uses: frozenset[str] = field(default_factory=frozenset)
+
+    def plan(self) -> Plan:
+        """(id, enabled, condition, window or None) for the native evaluator."""
+        window = self.window.plan() if self.window is not None else None
+        return (self.id, self.enabled, self.when.plan(), window)
 
 
 # ---- compiling ------------------------------------------------------------------------------
@@ -410,11 +346,11 @@ class _Compiler:
             name = self.string(m["detector"], _join(where, "detector"))
             if name is None:
                 return None
-            if family_of(name) not in DETECTORS:
+            if family_of(name) not in FAMILIES:
                 self.err(
                     m["detector"],
                     _join(where, "detector"),
-                    f"unknown detector {name!r} (known: {', '.join(sorted(DETECTORS))})",
+                    f"unknown detector {name!r} (known: {', '.join(sorted(FAMILIES))})",
                 )
                 return None
             score = 0.5
@@ -481,19 +417,17 @@ class _Compiler:
         if len(v) > MAX_REGEX:
             self.err(node, where, f"regex is {len(v)} characters; the limit is {MAX_REGEX}")
             return None
-        options = re2.Options()
-        options.max_mem = 8 << 20
-        options.log_errors = False
         try:
-            compiled = re2.compile(v, options)
-        except re2.error as exc:
+            aiaudit_native.check_regex(v)
+        except ValueError as exc:
             self.err(
                 node,
                 where,
-                f"not a valid RE2 regex ({exc}); RE2 has no backreferences or lookaround",
+                f"not a valid RE2 regex ({' '.join(str(exc).split())}); "
+                "RE2 has no backreferences or lookaround",
             )
             return None
-        return FieldCondition(fld, "regex", compiled)
+        return FieldCondition(fld, "regex", v)
 
     def window(self, node: _Node, where: str) -> Window | None:
         m = self.mapping(

@@ -18,13 +18,12 @@ import sqlalchemy as sa
 
 from aiaudit.alerting import filters
 from aiaudit.alerting.engine import alert_id
-from aiaudit.alerting.evaluate import evaluate
+from aiaudit.alerting.evaluate import Evaluator, WindowState
 from aiaudit.alerting.model import ACKNOWLEDGED, FIRING, OPEN_STATES, RESOLVED, Alert, StoredRule
 from aiaudit.alerting.rulebook import RuleBook
 from aiaudit.alerting.rules import SEVERITIES, Rule, RuleSyntaxError, compile_rule
 from aiaudit.alerting.store import AlertStore
 from aiaudit.alerting.tables import alerts as alerts_t
-from aiaudit.alerting.windows import Series
 from aiaudit.common.store.prepare import prepare
 from aiaudit.common.store.schema import events as events_t
 from aiaudit.common.store.sql import SqlEventStore
@@ -473,26 +472,29 @@ def simulate(
     rules: list[Rule], tenant: str, events: list[tuple[event_pb2.Event, dt.datetime]]
 ) -> list[Alert]:
     """Alerts rules would raise on events in order, with dedup and throttling, kept in memory."""
-    windows: dict[tuple[str, str], Series] = {}
+    ordered = sorted(events, key=lambda x: x[1])
+    times = [received.timestamp() for _, received in ordered]
+    wire = [e.SerializeToString() for e, _ in ordered]
+    hits = Evaluator(rules).evaluate(wire, times, WindowState())
     open_alerts: dict[str, Alert] = {}
     out: list[Alert] = []
-    for event, received in sorted(events, key=lambda x: x[1]):
-        for hit in evaluate(rules, event, received.timestamp(), windows):
-            current = open_alerts.get(hit.dedup_key)
-            if (
-                current is not None
-                and (received - current.last_seen_time).total_seconds() <= hit.rule.throttle_seconds
-            ):
-                current.occurrence_count += 1
-                current.last_seen_time = received
-                current.event_ids.append(hit.event_id)
-                current.evidence.extend(hit.evidence)
-                continue
-            a = Alert(
-                tenant, alert_id(tenant, hit.rule.id, hit.dedup_key, hit.event_id), hit.rule.id,
-                hit.dedup_key, FIRING, hit.rule.severity, hit.summary, [hit.event_id],
-                list(hit.evidence), dict(hit.rule.labels), 1, received, received,
-            )  # fmt: skip
-            open_alerts[hit.dedup_key] = a
-            out.append(a)
+    for i, hit in hits:
+        received = ordered[i][1]
+        current = open_alerts.get(hit.dedup_key)
+        if (
+            current is not None
+            and (received - current.last_seen_time).total_seconds() <= hit.rule.throttle_seconds
+        ):
+            current.occurrence_count += 1
+            current.last_seen_time = received
+            current.event_ids.append(hit.event_id)
+            current.evidence.extend(hit.evidence)
+            continue
+        a = Alert(
+            tenant, alert_id(tenant, hit.rule.id, hit.dedup_key, hit.event_id), hit.rule.id,
+            hit.dedup_key, FIRING, hit.rule.severity, hit.summary, [hit.event_id],
+            list(hit.evidence), dict(hit.rule.labels), 1, received, received,
+        )  # fmt: skip
+        open_alerts[hit.dedup_key] = a
+        out.append(a)
     return out

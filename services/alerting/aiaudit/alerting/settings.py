@@ -22,6 +22,11 @@ class AlertingSettings:
     """Seconds between polls of the log when idle (ingest in-process also wakes the engine)."""
     batch_size: int = 500
     """Log entries evaluated per transaction."""
+    window_save_events: int = 20_000
+    """Window samples are saved (with the cursor) once this many events passed since the last
+    save; a restart replays at most that many to rebuild them."""
+    handover_seconds: float = 5.0
+    """A replica that finds another one processing a log leaves it to that one this long."""
     watch_interval: float = 0.25
     """Seconds between WatchAlerts looks for changes made by other replicas (own: at once)."""
     webhook_url: str = ""

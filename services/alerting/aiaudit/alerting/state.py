@@ -25,8 +25,9 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 
+import aiaudit_native
+
 from aiaudit.alerting.model import Alert
-from aiaudit.alerting.windows import Series
 
 MAX_OPEN_KEYS = 10_000
 """Dedup keys remembered per log; beyond it the map starts over (one lookup each again)."""
@@ -40,7 +41,9 @@ class LogState:
     """The cursor after that commit."""
     rules: Hashable
     """Version of the tenant's rule rows the windows were evaluated with."""
-    windows: dict[tuple[str, str], Series]
+    windows: aiaudit_native.WindowState
+    windows_saved: int
+    """The position the window samples in the database are as of (the windows cursor)."""
     head: int | None = None
     """The tenant's change head as last seen under its lock (None: unknown)."""
     open_alerts: dict[str, Alert | None] = field(default_factory=dict)

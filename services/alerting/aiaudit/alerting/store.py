@@ -5,13 +5,13 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime as dt
-import itertools
 import json
 import sys
 from array import array
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+import aiaudit_native
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -19,7 +19,6 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from aiaudit.alerting.detectors import Finding
 from aiaudit.alerting.model import OPEN_STATES, Alert, StoredRule
 from aiaudit.alerting.tables import alerts, deliveries, heads, rules, windows
-from aiaudit.alerting.windows import Sample, Series
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
@@ -90,19 +89,13 @@ def scrub(alert: Alert) -> bool:
     return True
 
 
-def pack_samples(samples: list[Sample]) -> str:
-    """Samples as ``f64:`` + base64 of little-endian (time, value) doubles.
-
-    A window holds thousands of samples and is rewritten with every batch:
-    packed doubles cost a fraction of JSON numbers to write and to read.
-    """
-    packed = array("d", itertools.chain.from_iterable(samples))
-    if sys.byteorder == "big":
-        packed.byteswap()
-    return _PACKED + base64.b64encode(packed.tobytes()).decode("ascii")
+pack_samples = aiaudit_native.pack_samples
+"""Samples as ``f64:`` + base64 of little-endian (time, value) doubles: a window holds
+thousands of samples and is rewritten with every batch, and packed doubles cost a
+fraction of JSON numbers to write and to read (the native core packs them)."""
 
 
-def unpack_samples(text: str) -> list[Sample]:
+def unpack_samples(text: str) -> list[tuple[float, float]]:
     """Samples from :func:`pack_samples`, or from the JSON pairs of earlier versions."""
     if not text.startswith(_PACKED):
         return [(float(t), float(v)) for t, v in json.loads(text)]
@@ -309,18 +302,19 @@ class AlertStore:
 
     def load_windows(
         self, conn: sa.Connection, tenant: str, rule_ids: Iterable[str]
-    ) -> dict[tuple[str, str], Series]:
-        """Window series of the given rules."""
+    ) -> aiaudit_native.WindowState:
+        """Window samples of the given rules."""
+        state = aiaudit_native.WindowState()
         ids = list(rule_ids)
         if not ids:
-            return {}
+            return state
         q = sa.select(windows).where(windows.c.tenant == tenant, windows.c.rule_id.in_(ids))
-        return {
-            (r.rule_id, r.group_key): Series(unpack_samples(r.samples)) for r in conn.execute(q)
-        }
+        for r in conn.execute(q):
+            state.put(r.rule_id, r.group_key, unpack_samples(r.samples))
+        return state
 
     def save_windows(
-        self, conn: sa.Connection, tenant: str, changed: dict[tuple[str, str], Series]
+        self, conn: sa.Connection, tenant: str, changed: list[tuple[str, str, str]]
     ) -> None:
         """Upserts changed window state in one statement (one round trip per batch).
 
@@ -329,11 +323,9 @@ class AlertStore:
         """
         if not changed:
             return
+        # ``changed``: (rule id, group, packed samples), as ``WindowState.take_changed`` gives.
         # Keyed as stored (group keys are cut to the column): one row per key, the last wins.
-        rows = {
-            (rule_id, group[:512]): pack_samples(series.samples())
-            for (rule_id, group), series in changed.items()
-        }
+        rows = {(rule_id, group[:512]): packed for rule_id, group, packed in changed}
         if self.engine.dialect.name == "postgresql":
             conn.exec_driver_sql(  # SQLAlchemy still maps errors and dead connections
                 _UPSERT_WINDOWS,

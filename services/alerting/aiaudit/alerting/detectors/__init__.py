@@ -1,37 +1,72 @@
-"""Built-in detectors: pure functions from text to findings (score plus evidence span).
+"""Built-in detectors: from an event's texts to findings (score plus evidence span).
 
-Each detector looks at the parts of an event where its risk lives: injection in
-what goes *into* the model (user messages, retrieved RAG chunks, tool results),
-PII and secrets, harmful content, refusals and system-prompt leakage in what
-comes *out*. Detectors run once per event however many rules use them
-(``aiaudit.alerting.memo``).
+Each family looks where its risk lives: injection in what goes *into* the
+model (user messages, retrieved RAG chunks, tool results), PII and secrets,
+harmful content, refusals and system-prompt leakage in what comes *out*.
+They run in the native core (``libs/native/src/detect``), once per event
+however many rules use them; the rule engine calls them there on the event's
+texts. :func:`detect` runs one family on given texts (rule authors' tools,
+the detector measurements, tests).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-from aiaudit.alerting.detectors import harmful, injection, leakage, pii, refusal
-from aiaudit.alerting.detectors.base import EventTexts, Finding, Text, excerpt, mask
+import aiaudit_native
 
-__all__ = ["DETECTORS", "EventTexts", "Finding", "Text", "excerpt", "family_of", "mask"]
+from aiaudit.alerting.detectors import linear
 
-_MESSAGES = "output.messages"
-"""Refusals are looked for in what the model said, not in reasoning or tool arguments."""
+FAMILIES = ("prompt_injection", "pii", "secrets", "harmful", "refusal", "system_prompt_leak")
+"""Detector families; findings are named ``family`` or ``family.kind``."""
 
-EventDetector = Callable[[EventTexts], list[Finding]]
 
-DETECTORS: dict[str, EventDetector] = {
-    "prompt_injection": lambda t: injection.detect(t.inputs),
-    "pii": lambda t: pii.detect_pii(t.outputs),
-    "secrets": lambda t: pii.detect_secrets(t.outputs),
-    "harmful": lambda t: harmful.detect(t.inputs + t.outputs),
-    "refusal": lambda t: refusal.detect([x for x in t.outputs if x.field.startswith(_MESSAGES)]),
-    "system_prompt_leak": lambda t: leakage.detect(t.system, t.outputs),
-}
-"""Detector families by name; findings are named ``family`` or ``family.kind``."""
+@dataclass(frozen=True)
+class Finding:
+    """One match: which detector, how sure, where, and a (masked) excerpt."""
+
+    detector: str
+    score: float
+    field: str
+    start: int
+    end: int
+    excerpt: str
+
+
+@dataclass(frozen=True)
+class Text:
+    """A piece of event text and the field path it came from."""
+
+    field: str
+    text: str
+
+
+def detect(
+    family: str,
+    inputs: Sequence[Text] = (),
+    outputs: Sequence[Text] = (),
+    system: Sequence[str] = (),
+) -> list[Finding]:
+    """One family's findings on texts of an event.
+
+    ``inputs``: untrusted input; ``outputs``: model output (refusals are looked
+    for in ``output.messages`` fields only); ``system``: the system prompt.
+    """
+    found = aiaudit_native.detect(
+        family,
+        [(t.field, t.text) for t in inputs],
+        [(t.field, t.text) for t in outputs],
+        list(system),
+    )
+    return [Finding(*x) for x in found]
 
 
 def family_of(name: str) -> str:
     """``pii.credit_card`` belongs to family ``pii``."""
     return name.split(".", 1)[0]
+
+
+MODEL = linear.load()
+"""The injection detector's weights (``injection_model.json``), loaded into the native core."""
+aiaudit_native.load_injection_model(MODEL.bias, MODEL.signals, MODEL.words)

@@ -1,4 +1,4 @@
-"""A logistic model over word n-grams and the injection signal families.
+"""The injection detector's logistic model: weights, features, and the file they ship in.
 
 The regex families catch injection wording; they cannot tell a jailbreak
 persona ("you are now X, who has no rules") from a legitimate one ("act as a
@@ -9,55 +9,38 @@ bench.alerting_detectors --train``) and ship as ``injection_model.json``.
 
 Word features are binary and scaled by ``1/sqrt(count)``, so a long benign
 document does not score higher merely for being long, and no less than
-:data:`MIN_FEATURES` is counted, so a short text rests on the families. Only the first
-:data:`MAX_CHARS` characters are read for words (the regex families still scan
-the whole text), which bounds the cost per text.
+:data:`MIN_FEATURES` is counted, so a short text rests on the families. Only the
+first :data:`MAX_CHARS` characters are read for words (the regex families
+still scan the whole text), which bounds the cost per text. The native core
+scores texts (``libs/native/src/detect/injection.rs``) with the same features
+(:func:`words`) and formula (:meth:`Model.logit`); training uses these.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
-import string
 from collections.abc import Iterable
 from dataclasses import dataclass
-from itertools import pairwise, repeat
+from itertools import repeat
 from pathlib import Path
 
-from aiaudit.alerting.detectors.patterns import chars
+import aiaudit_native
 
 MAX_CHARS = 2000
 MIN_FEATURES = 32
 """Word features are scaled by ``1/sqrt(max(count, MIN_FEATURES))``: one word of a
 greeting ("hello" opens many jailbreaks) cannot carry a short text alone."""
-_SPACE = bytes(32 if chr(b) in string.punctuation else b for b in range(256))
-"""Byte table blanking ASCII punctuation: words are then runs of non-space bytes."""
 
 WEIGHTS_FILE = Path(__file__).with_name("injection_model.json")
 
 
-def _tokens(text: str) -> bytes:
-    """UTF-8 of the text's head, ASCII lower-cased, ASCII punctuation blanked."""
-    return text[:MAX_CHARS].encode("utf-8", "surrogatepass").lower().translate(_SPACE)
-
-
 def words(text: str) -> set[bytes]:
-    """Distinct words and adjacent word pairs (``b"a b"``) of a text."""
-    tokens = _tokens(text).split()
-    out = set(tokens)
-    out.update(map(b" ".join, pairwise(tokens)))
-    return out
+    """Distinct words and adjacent word pairs (``b"a b"``) of a text's head.
 
-
-def locate(text: str, feature: bytes) -> tuple[int, int] | None:
-    """Character span of the first occurrence of a word feature (a word or a pair)."""
-    pattern = rb"(?<!\S)" + rb"\s+".join(map(re.escape, feature.split())) + rb"(?!\S)"
-    m = re.search(pattern, _tokens(text))
-    if m is None:
-        return None
-    data = text.encode("utf-8", "surrogatepass")
-    return chars(data, m.start()), chars(data, m.end())
+    ASCII lower-cased, ASCII punctuation blanked, split on ASCII whitespace.
+    """
+    return set(aiaudit_native.injection_words(text))
 
 
 def scale(count: int) -> float:

@@ -1,0 +1,182 @@
+//! Harmful-content categories, in input (requests) and output (completions).
+//!
+//! A lexicon per category of phrases that are specific to the harm (how to make a
+//! weapon, self-harm methods, malware, ...), not single alarming words, so news
+//! and ordinary questions stay quiet. Findings are named `harmful.<category>`.
+//!
+//! Patterns are RE2 syntax (case-insensitive, `.` matching newlines), searched
+//! together by a [`PatternSet`].
+
+use std::sync::LazyLock;
+
+use super::injection::PatternSet;
+use super::{excerpt, Finding, Text};
+
+/// Asking for or giving instructions: prefixed to the categories that are harmful as a how-to.
+const HOWTO: &str = concat!(
+    r"(?:how (?:to|do i|can i|would (?:i|one|someone))|instructions?|steps?|step-by-step|",
+    r"guide|tutorial|recipe|ways? to|write|create|give|explain|describe|detail|list|",
+    r"tips|help me|teach me|make|build|generate|develop|design)",
+);
+
+/// The categories: (name, RE2 pattern, whether [`HOWTO`] is prefixed), in the
+/// order they are reported.
+const CATEGORIES: [(&str, &str, bool); 9] = [
+    (
+        "weapons",
+        concat!(
+            r"(?:\W+\w+){0,8}?\W+(?:bombs?|explosives?|pipe bombs?|ied|detonators?|",
+            r"nerve agents?|sarin|vx|ricin|anthrax|mustard gas|chemical weapons?|",
+            r"biological (?:weapons?|warfare)|bioweapons?|(?:chemical|biological) warfare agents?|",
+            r"dirty bombs?|ghost guns?|untraceable (?:gun|firearm)s?|",
+            r"(?:fully )?automatic (?:rifle|weapon)s?|silencers?|napalm|thermite|molotov|",
+            r"dimethylmercury|tetrodotoxin|botulinum|nitroglycerin|tatp|semtex)\b",
+        ),
+        true,
+    ),
+    (
+        "self_harm",
+        concat!(
+            r"\b(?:how (?:to|can i|do i)|best way to|easiest way to|painless(?:ly)? ways? to)",
+            r"(?:\W+\w+){0,4}?\W+(?:kill myself|end my life|commit suicide|hang myself|",
+            r"overdose|cut myself|self[- ]harm)\b|\b(?:i want to|going to) (?:kill myself|",
+            r"end (?:it all|my life)|die)\b",
+        ),
+        false,
+    ),
+    (
+        "violence",
+        concat!(
+            r"(?:\W+\w+){0,8}?\W+(?:kill|murder|assassinate|poison|torture|kidnap|",
+            r"strangle|stab|shoot)\w*\b(?:\W+\w+){0,3}?\W+(?:someone|a person|people|him|her|",
+            r"them|my|the|an?|children|civilians)\b|\b(?:mass shooting|school shooting|",
+            r"terror(?:ist)? attack)\b",
+        ),
+        true,
+    ),
+    (
+        "cyber",
+        concat!(
+            r"(?:\W+\w+){0,8}?\W+(?:ransomware|keylogger|malware|botnet|rootkit|",
+            r"trojan|spyware|computer virus|worm|exploit|sql injection|ddos|phishing|",
+            r"credential stuffing|zero[- ]day)\w*\b|\b(?:hack|break) into\b(?:\W+\w+){0,4}?\W+",
+            r"(?:accounts?|systems?|networks?|servers?|databases?|emails?|phones?|computers?)\b",
+        ),
+        true,
+    ),
+    (
+        "drugs",
+        concat!(
+            r"(?:\W+\w+){0,8}?\W+(?:synthesi[sz]\w*|cook|manufactur\w*|produce|",
+            r"extract)\b(?:\W+\w+){0,4}?\W+(?:meth(?:amphetamine)?|fentanyl|heroin|cocaine|lsd|",
+            r"mdma|crack|ghb|carfentanil|parathion)\b|\b(?:synthesi[sz]\w*|cook\w*|",
+            r"manufactur\w*)\b(?:\W+\w+){0,3}?\W+(?:meth(?:amphetamine)?|fentanyl|heroin|",
+            r"cocaine|lsd|mdma|carfentanil|parathion)\b",
+        ),
+        true,
+    ),
+    (
+        "hate",
+        concat!(
+            r"\b(?:why|explain why|prove that|essay (?:on|about) why|argue that)\b(?:\W+\w+){0,6}?",
+            r"\W+(?:are|is) (?:inferior|subhuman|vermin|animals|evil|criminals)\b|",
+            r"\b(?:ethnic cleansing|racial purity|white power|gas the)\b|\b(?:inherently|genetically|",
+            r"naturally) (?:less|more) (?:intelligent|capable|violent|criminal)\b",
+        ),
+        false,
+    ),
+    (
+        "illegal",
+        concat!(
+            r"\b(?:without (?:getting caught|being (?:caught|detected|traced)|detection|a trace|",
+            r"leaving (?:a )?(?:trace|evidence))|evad(?:e|ing) (?:law enforcement|the police|police|",
+            r"detection|tracing|taxes|customs)|on the black market|black[- ]market|hire a hitman|",
+            r"hiring a hitman|smuggl\w+|skimm(?:er|ing)|precursor chemicals|(?:glock|auto) switch|",
+            r"full auto|car bomb|human trafficking|sex trafficking|",
+            r"(?:steal|stealing|shoplift\w*)\b(?:\W+\w+){0,4}?\W+(?:from|goods|food|cars?|",
+            r"money|packages|identity|data|credentials|passwords))\b",
+        ),
+        false,
+    ),
+    (
+        "sexual_minors",
+        concat!(
+            r"\b(?:sexual|sexy|nude|naked|erotic|explicit)\w*\b(?:\W+\w+){0,6}?\W+",
+            r"(?:child|children|minor|minors|underage|kid|kids|teen|\d{1,2}[- ]year[- ]old)s?\b",
+        ),
+        false,
+    ),
+    (
+        "fraud",
+        concat!(
+            r"(?:\W+\w+){0,8}?\W+(?:launder(?:ing)? money|money laundering|counterfeit|",
+            r"forge[ds]?|fake (?:id|passport|invoice)s?|steal (?:someone'?s )?identit(?:y|ies)|",
+            r"identity theft|scam|ponzi|tax evasion|insider trading|credit card fraud)\b",
+        ),
+        true,
+    ),
+];
+
+/// Confidence of a harmful-content finding.
+const SCORE: f64 = 0.8;
+
+/// Excerpt width of a finding, in characters.
+const WIDTH: usize = 120;
+
+static SET: LazyLock<PatternSet> = LazyLock::new(|| {
+    let named: Vec<(&'static str, String)> = CATEGORIES
+        .iter()
+        .map(|&(name, pattern, howto)| {
+            let prefix = if howto { HOWTO } else { "" };
+            (name, format!("{prefix}{pattern}"))
+        })
+        .collect();
+    PatternSet::new(&named)
+});
+
+/// One finding per category and text that matched.
+pub fn detect(texts: &[Text]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for t in texts {
+        for (name, start, end) in SET.search(&t.text) {
+            out.push(Finding {
+                detector: format!("harmful.{name}"),
+                score: SCORE,
+                field: t.field.clone(),
+                start,
+                end,
+                excerpt: excerpt(&t.text, start, end, WIDTH),
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(text: &str) -> Vec<(String, usize, usize)> {
+        detect(&[Text {
+            field: "t".into(),
+            text: text.into(),
+        }])
+        .into_iter()
+        .map(|f| (f.detector, f.start, f.end))
+        .collect()
+    }
+
+    #[test]
+    fn a_harmful_request_is_found_at_character_offsets() {
+        let found = one("Übung: give step-by-step instructions to build a pipe bomb");
+        assert_eq!(found, vec![("harmful.weapons".to_string(), 7, 58)]);
+        let found = one("I want to kill myself");
+        assert_eq!(found, vec![("harmful.self_harm".to_string(), 0, 21)]);
+    }
+
+    #[test]
+    fn ordinary_text_is_quiet() {
+        assert!(one("The history of the printing press").is_empty());
+        assert!(one("How do I reset my password?").is_empty());
+    }
+}

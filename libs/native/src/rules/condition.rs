@@ -1,0 +1,173 @@
+//! Compiled rule conditions and their evaluation on one event, with what the
+//! rules ask of it (field values, detector findings) computed once per event.
+
+use regex::Regex;
+
+use crate::detect::{self, Finding, Texts};
+use crate::rules::fields::{FieldPath, Node};
+use crate::rules::texts::{EventTexts, TextFields};
+use crate::rules::value::Value;
+use crate::rules::window::Compare;
+use crate::schema::Schema;
+use crate::Error;
+
+/// A comparison of a field's values with an operand, decided when the rule compiles.
+pub enum Op {
+    Equals(Value),
+    NotEquals(Value),
+    In(Vec<Value>),
+    NotIn(Vec<Value>),
+    /// The operand lower-cased; holds when a text value, lower-cased, contains it.
+    Contains(String),
+    Regex(Regex),
+    Compare(Compare, f64),
+    Exists(bool),
+}
+
+impl Op {
+    /// Whether the values satisfy it: any value (`not_equals` / `not_in`: every value).
+    fn holds(&self, values: &[Value]) -> bool {
+        match self {
+            Op::Equals(x) => values.iter().any(|v| v.equals(x)),
+            Op::NotEquals(x) => values.iter().all(|v| !v.equals(x)),
+            Op::In(xs) => values.iter().any(|v| xs.iter().any(|x| v.equals(x))),
+            Op::NotIn(xs) => values.iter().all(|v| !xs.iter().any(|x| v.equals(x))),
+            Op::Contains(x) => values
+                .iter()
+                .any(|v| matches!(v, Value::Str(s) if s.to_lowercase().contains(x.as_str()))),
+            Op::Regex(r) => values
+                .iter()
+                .any(|v| matches!(v, Value::Str(s) if r.is_match(s))),
+            Op::Compare(c, x) => values
+                .iter()
+                .any(|v| v.comparable().is_some_and(|n| c.holds(n, *x))),
+            Op::Exists(want) => values.iter().any(Value::is_set) == *want,
+        }
+    }
+}
+
+pub enum Cond {
+    /// A field (index into the program's paths) and its comparison.
+    Field(usize, Op),
+    /// A detector (family or `family.kind`) found something scoring at least `min_score`.
+    Detector {
+        name: String,
+        family: usize,
+        min_score: f64,
+    },
+    All(Vec<Cond>),
+    Any(Vec<Cond>),
+    Not(Box<Cond>),
+    Always,
+}
+
+/// Evidence: (family index, finding index) pairs into the event's findings.
+pub type Evidence = Vec<(usize, usize)>;
+
+/// One event's field values and detector findings, each computed at its first use.
+pub struct Memo<'a> {
+    pub node: Node<'a>,
+    values: Vec<Option<Vec<Value>>>,
+    texts: Option<EventTexts>,
+    found: Vec<Option<Vec<Finding>>>,
+}
+
+/// What a memo reads with: the schema, the program's paths and text fields.
+pub struct Context<'p> {
+    pub schema: &'p Schema,
+    pub paths: &'p [FieldPath],
+    pub texts: &'p TextFields,
+}
+
+impl<'a> Memo<'a> {
+    pub fn new(node: Node<'a>, paths: usize) -> Self {
+        Memo {
+            node,
+            values: (0..paths).map(|_| None).collect(),
+            texts: None,
+            found: (0..detect::FAMILIES.len()).map(|_| None).collect(),
+        }
+    }
+
+    /// Every value of a path (by index).
+    pub fn values(&mut self, cx: &Context<'_>, path: usize) -> Result<&[Value], Error> {
+        if self.values[path].is_none() {
+            self.values[path] = Some(cx.paths[path].get(cx.schema, &self.node)?);
+        }
+        Ok(self.values[path].as_deref().expect("just set"))
+    }
+
+    /// Every finding of a detector family (by index into `detect::FAMILIES`).
+    pub fn findings(&mut self, cx: &Context<'_>, family: usize) -> Result<&[Finding], Error> {
+        if self.found[family].is_none() {
+            if self.texts.is_none() {
+                self.texts = Some(EventTexts::read(cx.texts, &self.node)?);
+            }
+            let t = self.texts.as_ref().expect("just read");
+            let texts = Texts {
+                inputs: &t.inputs,
+                outputs: &t.outputs,
+                system: &t.system,
+            };
+            self.found[family] = detect::family(detect::FAMILIES[family], &texts);
+        }
+        Ok(self.found[family].as_deref().unwrap_or(&[]))
+    }
+
+    pub fn finding(&self, family: usize, index: usize) -> &Finding {
+        &self.found[family].as_ref().expect("found before")[index]
+    }
+}
+
+impl Cond {
+    /// None when it does not hold; else the detector evidence that made it hold.
+    pub fn eval(&self, cx: &Context<'_>, memo: &mut Memo<'_>) -> Result<Option<Evidence>, Error> {
+        Ok(match self {
+            Cond::Always => Some(Vec::new()),
+            Cond::Field(path, op) => op.holds(memo.values(cx, *path)?).then(Vec::new),
+            Cond::Detector {
+                name,
+                family,
+                min_score,
+            } => {
+                let found = memo.findings(cx, *family)?;
+                let evidence: Evidence = found
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, x)| {
+                        x.score >= *min_score
+                            && (x.detector == *name
+                                || x.detector
+                                    .strip_prefix(name.as_str())
+                                    .is_some_and(|r| r.starts_with('.')))
+                    })
+                    .map(|(i, _)| (*family, i))
+                    .collect();
+                (!evidence.is_empty()).then_some(evidence)
+            }
+            Cond::All(items) => {
+                let mut evidence = Vec::new();
+                for c in items {
+                    match c.eval(cx, memo)? {
+                        Some(e) => evidence.extend(e),
+                        None => return Ok(None),
+                    }
+                }
+                Some(evidence)
+            }
+            Cond::Any(items) => {
+                // Every item, to collect the evidence of all that hold.
+                let mut ok = false;
+                let mut evidence = Vec::new();
+                for c in items {
+                    if let Some(e) = c.eval(cx, memo)? {
+                        ok = true;
+                        evidence.extend(e);
+                    }
+                }
+                ok.then_some(evidence)
+            }
+            Cond::Not(item) => item.eval(cx, memo)?.is_none().then(Vec::new),
+        })
+    }
+}
