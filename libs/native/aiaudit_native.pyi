@@ -15,6 +15,8 @@ class Schema:
         """(canonical bytes, content by JSON path) of a serialised event; ValueError if none."""
     def restore(self, canonical: bytes, content: dict[str, str] | None) -> bytes:
         """The serialised event of a canonical form and its content; ValueError if unusual."""
+    def restore_many(self, stored: list[tuple[bytes, dict[str, str] | None]]) -> list[bytes | None]:
+        """``restore`` of each (canonical, content); None where the fast path does not apply."""
     def check(self, event: bytes, max_text: int) -> list[tuple[str, str]]:
         """Ingest's field checks: (path relative to the event, problem), in declaration order."""
 

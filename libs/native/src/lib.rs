@@ -40,6 +40,9 @@ impl From<Error> for PyErr {
     }
 }
 
+/// A stored event: its canonical form and its content (None: erased).
+type Stored = (Vec<u8>, Option<HashMap<String, String>>);
+
 /// The message types of an event, built once from their Python descriptors.
 #[pyclass(frozen, module = "aiaudit_native")]
 struct Schema {
@@ -116,6 +119,47 @@ impl Schema {
             Ok::<_, Error>(out)
         })?;
         Ok(PyBytes::new(py, &out))
+    }
+
+    /// [`Self::restore`] of many stored events at once, split over the machine's
+    /// cores; None for one the fast path does not take (the caller's exact
+    /// parser decides). One call per batch: a consumer thread releasing and
+    /// taking the interpreter lock for every event waited on other threads.
+    fn restore_many<'py>(
+        &self,
+        py: Python<'py>,
+        items: Vec<Stored>,
+    ) -> Vec<Option<Bound<'py, PyBytes>>> {
+        let one = |(canonical, content): &Stored| {
+            let node: serde_json::Value = serde_json::from_slice(canonical).ok()?;
+            let obj = node.as_object()?;
+            let mut out = Vec::with_capacity(canonical.len());
+            restore::Restorer::new(&self.inner, content.as_ref())
+                .message(self.root, obj, &mut out)
+                .ok()?;
+            Some(out)
+        };
+        let restored: Vec<Option<Vec<u8>>> = py.detach(|| {
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+            if threads < 2 || items.len() < 64 {
+                return items.iter().map(one).collect();
+            }
+            let chunk = items.len().div_ceil(threads);
+            std::thread::scope(|scope| {
+                let workers: Vec<_> = items
+                    .chunks(chunk)
+                    .map(|part| scope.spawn(move || part.iter().map(one).collect::<Vec<_>>()))
+                    .collect();
+                workers
+                    .into_iter()
+                    .flat_map(|w| w.join().expect("a restoring thread panicked"))
+                    .collect()
+            })
+        });
+        restored
+            .into_iter()
+            .map(|r| r.map(|bytes| PyBytes::new(py, &bytes)))
+            .collect()
     }
 }
 

@@ -21,6 +21,8 @@ or raises the error a damaged row deserves.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aiaudit.common import canonical
 from aiaudit.common.v1 import event_pb2
 
@@ -51,13 +53,22 @@ def restore(canonical_bytes: bytes, content: Content) -> event_pb2.Event:
         return canonical.restore(canonical_bytes, content)
 
 
-def restore_wire(canonical_bytes: bytes, content: Content) -> bytes:
-    """The serialised event :func:`restore` would give, for consumers that read it natively.
+def restore_wires(stored: Sequence[tuple[bytes, Content]]) -> list[bytes | Exception]:
+    """The serialised events :func:`restore` would give, for consumers that read them natively.
 
-    The alerting engine evaluates rules on wire bytes: it skips building the
-    message only to serialise it again.
+    One native call for the batch (the alerting engine evaluates rules on wire
+    bytes: it skips building messages only to serialise them again); what the
+    fast path does not take goes through the exact parser, and where that fails
+    too its error stands in the list.
     """
-    try:
-        return canonical.native_schema().restore(canonical_bytes, content)
-    except Exception:  # anything unusual: the exact parser decides, or raises
-        return canonical.restore(canonical_bytes, content).SerializeToString()
+    fast = canonical.native_schema().restore_many(list(stored))
+    out: list[bytes | Exception] = []
+    for wire, (body, content) in zip(fast, stored, strict=True):
+        if wire is None:
+            try:
+                wire = canonical.restore(body, content).SerializeToString()
+            except Exception as exc:  # a damaged row: the caller decides
+                out.append(exc)
+                continue
+        out.append(wire)
+    return out

@@ -12,7 +12,7 @@ mod texts;
 mod value;
 mod window;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -42,12 +42,28 @@ struct Rule {
     window: Option<Windowed>,
 }
 
-/// Window samples per (rule id, group), and which slots changed since last taken.
+/// Window samples per rule id and group, and which slots changed since last taken.
 #[pyclass(module = "aiaudit_native")]
 #[derive(Default)]
 pub struct WindowState {
-    slots: HashMap<(String, String), Series>,
-    changed: HashSet<(String, String)>,
+    /// Rule id -> group -> (samples, changed since last taken).
+    slots: HashMap<String, HashMap<String, (Series, bool)>>,
+}
+
+impl WindowState {
+    /// The slot of a rule and group (created empty), marked changed.
+    fn slot(&mut self, rule_id: &str, group: &str) -> &mut Series {
+        if !self.slots.contains_key(rule_id) {
+            self.slots.insert(rule_id.to_string(), HashMap::new());
+        }
+        let groups = self.slots.get_mut(rule_id).expect("just ensured");
+        if !groups.contains_key(group) {
+            groups.insert(group.to_string(), (Series::default(), true));
+        }
+        let slot = groups.get_mut(group).expect("just ensured");
+        slot.1 = true;
+        &mut slot.0
+    }
 }
 
 /// Samples as `f64:` + base64 of little-endian (time, value) doubles.
@@ -70,35 +86,46 @@ impl WindowState {
 
     /// Sets a slot's samples (as loaded from the store); not marked changed.
     fn put(&mut self, rule_id: String, group: String, samples: Vec<(f64, f64)>) {
-        self.slots.insert((rule_id, group), Series::new(samples));
+        let groups = self.slots.entry(rule_id).or_default();
+        groups.insert(group, (Series::new(samples), false));
     }
 
     /// A slot's samples, oldest first (None: no such slot).
-    fn samples(&self, rule_id: String, group: String) -> Option<Vec<(f64, f64)>> {
-        self.slots.get(&(rule_id, group)).map(Series::samples)
+    fn samples(&self, rule_id: &str, group: &str) -> Option<Vec<(f64, f64)>> {
+        Some(self.slots.get(rule_id)?.get(group)?.0.samples())
     }
 
     /// The (rule id, group) of every slot.
     fn keys(&self) -> Vec<(String, String)> {
-        self.slots.keys().cloned().collect()
-    }
-
-    /// (rule id, group, packed samples) of the slots changed since the last call.
-    fn take_changed(&mut self) -> Vec<(String, String, String)> {
-        let mut out: Vec<(String, String, String)> = self
-            .changed
-            .drain()
-            .filter_map(|k| {
-                let packed = pack_samples(self.slots.get(&k)?.samples());
-                Some((k.0, k.1, packed))
-            })
+        let mut out: Vec<(String, String)> = self
+            .slots
+            .iter()
+            .flat_map(|(r, groups)| groups.keys().map(|g| (r.clone(), g.clone())))
             .collect();
         out.sort();
         out
     }
 
+    /// (rule id, group, packed samples) of the slots changed since the last call.
+    fn take_changed(&mut self) -> Vec<(String, String, String)> {
+        let mut out = Vec::new();
+        for (rule_id, groups) in &mut self.slots {
+            for (group, (series, changed)) in groups {
+                if std::mem::take(changed) {
+                    out.push((
+                        rule_id.clone(),
+                        group.clone(),
+                        pack_samples(series.samples()),
+                    ));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
     fn __len__(&self) -> usize {
-        self.slots.len()
+        self.slots.values().map(HashMap::len).sum()
     }
 }
 
@@ -286,18 +313,22 @@ impl Builder<'_> {
     }
 }
 
+/// A rule whose condition held on an event: its index, evidence, and for a
+/// windowed rule the group and the sample to add.
+struct Matched {
+    rule: usize,
+    evidence: Vec<FindingTuple>,
+    window: Option<(String, f64)>,
+}
+
+/// Below this many events a batch is matched on the calling thread alone.
+const PARALLEL_MIN: usize = 64;
+
 impl RuleProgram {
-    /// The rules that fire on one event; its window slots are updated in `windows`.
-    fn event(
-        &self,
-        cx: &Context<'_>,
-        bytes: &[u8],
-        now: f64,
-        windows: &mut WindowState,
-        index: usize,
-        hits: &mut Vec<Hit>,
-    ) -> Result<(), Error> {
+    /// The rules whose condition holds on one event (pure: no window state).
+    fn matches(&self, cx: &Context<'_>, bytes: &[u8]) -> Result<Vec<Matched>, Error> {
         let mut memo = Memo::new(Node::root(bytes), self.paths.len());
+        let mut out = Vec::new();
         for (r, rule) in self.rules.iter().enumerate() {
             if !rule.enabled {
                 continue;
@@ -305,14 +336,16 @@ impl RuleProgram {
             let Some(evidence) = rule.when.eval(cx, &mut memo)? else {
                 continue;
             };
-            let evidence = |memo: &Memo<'_>| {
-                evidence
-                    .iter()
-                    .map(|&(f, i)| tuple(memo.finding(f, i)))
-                    .collect()
-            };
+            let evidence = evidence
+                .iter()
+                .map(|&(f, i)| tuple(memo.finding(f, i)))
+                .collect();
             let Some(w) = &rule.window else {
-                hits.push((index, r, String::new(), evidence(&memo), None));
+                out.push(Matched {
+                    rule: r,
+                    evidence,
+                    window: None,
+                });
                 continue;
             };
             let mut group = Vec::with_capacity(w.group_by.len());
@@ -335,17 +368,45 @@ impl RuleProgram {
                     None => continue,
                 }
             }
-            let slot = (rule.id.clone(), group);
-            let series = windows.slots.entry(slot.clone()).or_default();
-            series.add(now, sample, w.window.horizon());
-            let (fires, aggregate) = w.window.fires(series, now);
-            let group = slot.1.clone();
-            windows.changed.insert(slot);
-            if fires {
-                hits.push((index, r, group, evidence(&memo), Some(aggregate)));
-            }
+            out.push(Matched {
+                rule: r,
+                evidence,
+                window: Some((group, sample)),
+            });
         }
-        Ok(())
+        Ok(out)
+    }
+
+    /// [`Self::matches`] of every event, split over the machine's cores for a large batch.
+    fn match_all(&self, cx: &Context<'_>, events: &[Vec<u8>]) -> Result<Vec<Vec<Matched>>, Error> {
+        let one = |(i, bytes): (usize, &Vec<u8>)| {
+            self.matches(cx, bytes)
+                .map_err(|e| Error::new(format!("event {i} of the batch: {}", e.0)))
+        };
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+        if threads < 2 || events.len() < PARALLEL_MIN {
+            return events.iter().enumerate().map(one).collect();
+        }
+        let chunk = events.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = events
+                .chunks(chunk)
+                .enumerate()
+                .map(|(c, part)| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .enumerate()
+                            .map(|(i, bytes)| one((c * chunk + i, bytes)))
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                })
+                .collect();
+            let mut out = Vec::with_capacity(events.len());
+            for w in workers {
+                out.extend(w.join().expect("a matching thread panicked")?);
+            }
+            Ok(out)
+        })
     }
 }
 
@@ -409,10 +470,24 @@ impl RuleProgram {
                 paths: &self.paths,
                 texts: &self.texts,
             };
+            // Conditions and detectors depend on the event alone: in parallel. Windows
+            // then take the matches in log order, the only order that replays alike.
+            let matched = self.match_all(&cx, &events)?;
             let mut hits = Vec::new();
-            for (i, (bytes, now)) in events.iter().zip(times).enumerate() {
-                self.event(&cx, bytes, now, windows, i, &mut hits)
-                    .map_err(|e| Error::new(format!("event {i} of the batch: {}", e.0)))?;
+            for (i, (found, now)) in matched.into_iter().zip(times).enumerate() {
+                for m in found {
+                    let Some((group, sample)) = m.window else {
+                        hits.push((i, m.rule, String::new(), m.evidence, None));
+                        continue;
+                    };
+                    let w = self.rules[m.rule].window.as_ref().expect("a windowed rule");
+                    let series = windows.slot(&self.rules[m.rule].id, &group);
+                    series.add(now, sample, w.window.horizon());
+                    let (fires, aggregate) = w.window.fires(series, now);
+                    if fires {
+                        hits.push((i, m.rule, group, m.evidence, Some(aggregate)));
+                    }
+                }
             }
             Ok::<_, Error>(hits)
         })?;

@@ -52,6 +52,7 @@ from aiaudit.alerting.state import LogState, StateCache, snapshot
 from aiaudit.alerting.store import AlertStore, scrub
 from aiaudit.common import commits
 from aiaudit.common.canonical import native_schema
+from aiaudit.common.restore import restore_wires
 from aiaudit.common.store import cursors
 from aiaudit.common.store.schema import consumer_cursors
 from aiaudit.common.store.sql import SqlEventStore, StoredEvent
@@ -153,7 +154,7 @@ class Engine:
         store: AlertStore,
         book: RuleBook,
         sinks: tuple[str, ...] = (),
-        batch_size: int = 500,
+        batch_size: int = 2000,
         payload: Callable[[Alert], str] = lambda a: a.alert_id,
         on_change: Callable[[list[Alert]], None] = lambda _: None,
         cached_logs: int = 64,
@@ -258,13 +259,13 @@ class Engine:
         The damaged one starts a batch of its own: DamagedEventError when it is the first.
         """
         decoded: list[bytes] = []
-        for stored in entries:
-            try:
-                decoded.append(stored.to_wire())
-            except Exception as exc:
+        restored = restore_wires([(e.canonical, e.content) for e in entries])
+        for stored, wire in zip(entries, restored, strict=True):
+            if isinstance(wire, Exception):
                 if not decoded:
-                    raise DamagedEventError(stored.log_id, stored.sequence, exc) from exc
+                    raise DamagedEventError(stored.log_id, stored.sequence, wire) from wire
                 break
+            decoded.append(wire)
         return decoded
 
     def _claim(self, conn: sa.Connection, log_id: str, expected: int) -> bool:
@@ -294,7 +295,8 @@ class Engine:
             entries = self.events.read_log(log_id, start, min(self.batch_size, end - start))
             if not entries:
                 break
-            wire = [stored.to_wire() for stored in entries]
+            wire = self._decode(entries)
+            entries = entries[: len(wire)]  # up to a row damaged since it was processed
             program.evaluate(wire, [e.receive_time.timestamp() for e in entries], windows)
             start += len(entries)
 
@@ -343,14 +345,15 @@ class Engine:
                 if new:
                     fresh.add(alert.alert_id)
                     self.store.enqueue(conn, alert, self.sinks, self.payload(alert), now)
-            erased = _erased_by(decoded)
+            erased = _erased_by(entries, decoded)
             if erased:  # the kept copies too, or a later write would restore their excerpts
                 for alert in [*changed.values(), *(a for a in open_alerts.values() if a)]:
                     if not erased.isdisjoint(alert.event_ids):
                         scrub(alert)
-            for alert in changed.values():
-                if alert.alert_id not in fresh or alert.occurrence_count > 1:
-                    self.store.update_alert(conn, alert)
+            self.store.update_alerts(
+                conn,
+                [a for a in changed.values() if a.alert_id not in fresh or a.occurrence_count > 1],
+            )
             if seq is not None:
                 self.store.set_head(conn, tenant, seq)
                 head = seq
@@ -368,15 +371,21 @@ class Engine:
 
 
 _ERASURE = event_pb2.EventType.Name(event_pb2.EVENT_TYPE_PRIVACY_ERASURE)
+_ERASURE_JSON = f'"{_ERASURE}"'.encode()
 
 
-def _erased_by(batch: list[bytes]) -> set[str]:
-    """The events that erasure records of the batch name: their alerts lose their excerpts."""
+def _erased_by(entries: list[StoredEvent], batch: list[bytes]) -> set[str]:
+    """The events that erasure records of the batch name: their alerts lose their excerpts.
+
+    A record's canonical form names its type as a JSON string, so most entries
+    are ruled out by a byte search; the rest are read.
+    """
     schema = native_schema()
     return {
         event_id
-        for wire in batch
-        if aiaudit_native.field_values(schema, wire, "event_type") == [_ERASURE]
+        for stored, wire in zip(entries, batch, strict=True)
+        if _ERASURE_JSON in stored.canonical
+        and aiaudit_native.field_values(schema, wire, "event_type") == [_ERASURE]
         for event_id in event_pb2.Event.FromString(wire).privacy_action.event_ids
     }
 

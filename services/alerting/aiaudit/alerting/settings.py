@@ -20,8 +20,9 @@ class AlertingSettings:
     """Rule files (YAML) loaded at start-up and applied to every tenant."""
     poll_interval: float = 0.05
     """Seconds between polls of the log when idle (ingest in-process also wakes the engine)."""
-    batch_size: int = 500
-    """Log entries evaluated per transaction."""
+    batch_size: int = 2000
+    """Log entries evaluated per transaction (each transaction has a fixed cost: claiming the
+    cursor, reading the rules, the alerts' head; at 500 it was a third of the engine's time)."""
     window_save_events: int = 20_000
     """Window samples are saved (with the cursor) once this many events passed since the last
     save; a restart replays at most that many to rebuild them."""

@@ -91,10 +91,6 @@ class StoredEvent:
         """The full event (content fields empty if erased)."""
         return restore.restore(self.canonical, self.content)
 
-    def to_wire(self) -> bytes:
-        """The full event serialised (content fields empty if erased)."""
-        return restore.restore_wire(self.canonical, self.content)
-
 
 def _utc(value: dt.datetime) -> dt.datetime:
     # SQLite hands back naive datetimes; every time in the store is UTC.
