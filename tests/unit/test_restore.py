@@ -114,6 +114,22 @@ def test_anything_unexpected_falls_back_to_the_exact_parser() -> None:
         restore.restore(unknown, None)
 
 
+def test_a_batch_restores_to_wire_bytes_with_the_exact_parser_where_needed() -> None:
+    stored = [prepare(e, dt.datetime.now(dt.UTC)).committed for e in events()]
+    rows: list[tuple[bytes, dict[str, str] | None]] = [(c.canonical, c.content) for c in stored]
+    rows += [(c.canonical, None) for c in stored]  # erased
+    offset = stored[0].canonical.replace(b'Z"', b'+00:00"', 1)  # only the exact parser reads it
+    rows += [(offset, stored[0].content), (b"not json", None)] * 40  # and a batch split in threads
+    got = restore.restore_wires(rows)
+    assert len(got) == len(rows)
+    for (body, content), wire in zip(rows, got, strict=True):
+        if body == b"not json":
+            assert isinstance(wire, ValueError)  # the exact parser's error, for the caller
+            continue
+        assert isinstance(wire, bytes)
+        assert ev.Event.FromString(wire) == canonical.restore(body, content)
+
+
 # ---- properties over random events and damaged canonical forms ---------------
 
 _SCALARS: dict[int, st.SearchStrategy[Any]] = {

@@ -2,9 +2,9 @@
 
 The native core (``aiaudit_native.RuleProgram``) evaluates the compiled rules
 on each event's wire bytes and keeps the window samples per rule and group in
-a ``WindowState``; the caller loads and stores those (the engine keeps them in
-the database, in the same transaction as its cursor). Hits come back here to
-get their dedup key and summary.
+a ``WindowState``; the caller loads and stores those (the engine saves them
+with a cursor of their own and rebuilds the rest by replay). Hits come back
+here to get their dedup key and summary.
 """
 
 from __future__ import annotations

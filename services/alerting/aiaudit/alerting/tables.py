@@ -2,8 +2,10 @@
 
 - ``alerting_rules``: per tenant rules and overrides of the default pack.
 - ``alerting_alerts``: alerts and their lifecycle; never deleted.
-- ``alerting_windows``: sliding-window samples per rule and group, written in the
-  same transaction as the cursor, so a restart resumes windows exactly.
+- ``alerting_windows``: sliding-window samples per rule and group, saved every
+  few thousand events together with the cursor ``alerting-windows`` (the log
+  position they are as of); a restart replays the entries after it, so it
+  resumes windows exactly.
 - ``alerting_deliveries``: the sink outbox (one row per alert and sink), so
   delivery is at-least-once and keyed by alert id.
 - ``alerting_heads``: per tenant, the last change sequence given to an alert.
