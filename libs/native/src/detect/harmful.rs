@@ -10,7 +10,7 @@
 use std::sync::LazyLock;
 
 use super::injection::PatternSet;
-use super::{excerpt, Finding, Text};
+use super::{Finding, Text};
 
 /// Asking for or giving instructions: prefixed to the categories that are harmful as a how-to.
 const HOWTO: &str = concat!(
@@ -120,9 +120,6 @@ const CATEGORIES: [(&str, &str, bool); 9] = [
 /// Confidence of a harmful-content finding.
 const SCORE: f64 = 0.8;
 
-/// Excerpt width of a finding, in characters.
-const WIDTH: usize = 120;
-
 static SET: LazyLock<PatternSet> = LazyLock::new(|| {
     let named: Vec<(&'static str, String)> = CATEGORIES
         .iter()
@@ -139,14 +136,13 @@ pub fn detect(texts: &[Text]) -> Vec<Finding> {
     let mut out = Vec::new();
     for t in texts {
         for (name, start, end) in SET.search(&t.text) {
-            out.push(Finding {
-                detector: format!("harmful.{name}"),
-                score: SCORE,
-                field: t.field.clone(),
+            out.push(Finding::quoting(
+                format!("harmful.{name}"),
+                SCORE,
+                t,
                 start,
                 end,
-                excerpt: excerpt(&t.text, start, end, WIDTH),
-            });
+            ));
         }
     }
     out

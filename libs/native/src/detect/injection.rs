@@ -33,7 +33,7 @@ use std::sync::{LazyLock, RwLock};
 
 use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
-use super::{chars, excerpt, Finding, Text};
+use super::{chars, Finding, Text};
 use crate::re2;
 
 /// "You will / you must ..." obligations; many of them make a rulebook.
@@ -262,9 +262,6 @@ pub const MAX_CHARS: usize = 2000;
 /// Word features are scaled by `1/sqrt(max(count, MIN_FEATURES))`: one word of a
 /// greeting ("hello" opens many jailbreaks) cannot carry a short text alone.
 pub const MIN_FEATURES: usize = 32;
-
-/// Excerpt width of a finding, in characters.
-const WIDTH: usize = 120;
 
 /// Named RE2 patterns searched together: the engine of the lexicon detectors.
 ///
@@ -577,14 +574,13 @@ pub fn detect(texts: &[Text]) -> Vec<Finding> {
         let Some((name, start, end)) = first else {
             continue;
         };
-        out.push(Finding {
-            detector: format!("prompt_injection.{name}"),
+        out.push(Finding::quoting(
+            format!("prompt_injection.{name}"),
             score,
-            field: t.field.clone(),
+            t,
             start,
             end,
-            excerpt: excerpt(&t.text, start, end, WIDTH),
-        });
+        ));
     }
     out
 }

@@ -15,7 +15,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use super::pii::{for_regex, WORD};
-use super::{chars, excerpt, Finding, Text};
+use super::{chars, Finding, Text};
 
 const N: usize = 8;
 
@@ -69,16 +69,7 @@ fn round4(x: f64) -> f64 {
     format!("{x:.4}").parse().expect("a number")
 }
 
-fn finding(score: f64, t: &Text, start: usize, end: usize, excerpt: String) -> Finding {
-    Finding {
-        detector: "system_prompt_leak".to_owned(),
-        score,
-        field: t.field.clone(),
-        start,
-        end,
-        excerpt,
-    }
-}
+const NAME: &str = "system_prompt_leak";
 
 /// Findings for outputs that reproduce the system prompt (or announce it).
 pub fn detect(system: &[String], texts: &[Text]) -> Vec<Finding> {
@@ -119,8 +110,8 @@ pub fn detect(system: &[String], texts: &[Text]) -> Vec<Finding> {
                     chars(text, words[first].1),
                     chars(text, words[last + N - 1].2),
                 );
-                let quote = excerpt(text, start, end, 120);
-                out.push(finding(round4(share.min(1.0)), t, start, end, quote));
+                let score = round4(share.min(1.0));
+                out.push(Finding::quoting(NAME.into(), score, t, start, end));
                 continue;
             }
         } else if prompt.len() >= 3 {
@@ -131,13 +122,15 @@ pub fn detect(system: &[String], texts: &[Text]) -> Vec<Finding> {
                 .collect::<Vec<_>>()
                 .join(" ");
             if low.contains(&joined) {
-                out.push(finding(1.0, t, 0, text.chars().count(), String::new()));
+                let mut whole = Finding::quoting(NAME.into(), 1.0, t, 0, text.chars().count());
+                whole.excerpt.clear(); // the whole answer is the prompt: no quote of it
+                out.push(whole);
                 continue;
             }
         }
         if let Some((s, e)) = announce(text) {
             let (start, end) = (chars(text, s), chars(text, e));
-            out.push(finding(0.6, t, start, end, excerpt(text, start, end, 120)));
+            out.push(Finding::quoting(NAME.into(), 0.6, t, start, end));
         }
     }
     out

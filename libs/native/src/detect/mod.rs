@@ -30,6 +30,23 @@ pub struct Finding {
     pub excerpt: String,
 }
 
+/// Excerpt width of a finding that quotes its text, in characters.
+const WIDTH: usize = 120;
+
+impl Finding {
+    /// A finding at a (character) span of a text, quoting the span as its excerpt.
+    pub fn quoting(detector: String, score: f64, t: &Text, start: usize, end: usize) -> Self {
+        Finding {
+            detector,
+            score,
+            field: t.field.clone(),
+            start,
+            end,
+            excerpt: excerpt(&t.text, start, end, WIDTH),
+        }
+    }
+}
+
 /// The texts of one event each family scans.
 pub struct Texts<'a> {
     /// Untrusted input: user and tool messages, RAG chunks, tool results (not system).

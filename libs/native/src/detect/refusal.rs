@@ -14,7 +14,7 @@ use std::sync::LazyLock;
 
 use regex::{Regex, RegexBuilder};
 
-use super::{chars, excerpt, Finding, Text};
+use super::{chars, Finding, Text};
 
 /// The refusal phrasings (Python `re` syntax, case-insensitive).
 const REFUSAL: &str = concat!(
@@ -35,9 +35,6 @@ const HEAD: usize = 300;
 
 /// Confidence of a refusal finding.
 const SCORE: f64 = 0.9;
-
-/// Excerpt width of a finding, in characters.
-const WIDTH: usize = 120;
 
 /// [`REFUSAL`] for Rust's engine; group 1 is the refusal (the match of Python's pattern).
 static PATTERN: LazyLock<Regex> = LazyLock::new(|| {
@@ -77,14 +74,13 @@ pub fn detect(texts: &[Text]) -> Vec<Finding> {
         .iter()
         .filter_map(|t| {
             let (start, end) = find(&t.text)?;
-            Some(Finding {
-                detector: "refusal".to_string(),
-                score: SCORE,
-                field: t.field.clone(),
+            Some(Finding::quoting(
+                "refusal".to_string(),
+                SCORE,
+                t,
                 start,
                 end,
-                excerpt: excerpt(&t.text, start, end, WIDTH),
-            })
+            ))
         })
         .collect()
 }
