@@ -54,8 +54,6 @@ class WindowState:
         """Sets a slot's samples (as loaded from the store), not marked changed."""
     def samples(self, rule_id: str, group: str) -> list[tuple[float, float]] | None:
         """A slot's samples, oldest first."""
-    def keys(self) -> list[tuple[str, str]]:
-        """The (rule id, group) of every slot."""
     def take_changed(self) -> list[tuple[str, str, str]]:
         """(rule id, group, packed samples) of the slots changed since the last call."""
     def __len__(self) -> int: ...

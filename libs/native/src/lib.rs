@@ -10,6 +10,7 @@
 mod canonical;
 mod detect;
 mod jcs;
+mod parallel;
 mod re2;
 mod restore;
 mod rules;
@@ -107,17 +108,7 @@ impl Schema {
         canonical: &[u8],
         content: Option<HashMap<String, String>>,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        let out = py.detach(|| {
-            let node: serde_json::Value = serde_json::from_slice(canonical)
-                .map_err(|e| Error::new(format!("not JSON: {e}")))?;
-            let obj = node
-                .as_object()
-                .ok_or_else(|| Error::new("not a JSON object"))?;
-            let mut out = Vec::with_capacity(canonical.len());
-            restore::Restorer::new(&self.inner, content.as_ref())
-                .message(self.root, obj, &mut out)?;
-            Ok::<_, Error>(out)
-        })?;
+        let out = py.detach(|| self.restored(canonical, content.as_ref()))?;
         Ok(PyBytes::new(py, &out))
     }
 
@@ -130,36 +121,33 @@ impl Schema {
         py: Python<'py>,
         items: Vec<Stored>,
     ) -> Vec<Option<Bound<'py, PyBytes>>> {
-        let one = |(canonical, content): &Stored| {
-            let node: serde_json::Value = serde_json::from_slice(canonical).ok()?;
-            let obj = node.as_object()?;
-            let mut out = Vec::with_capacity(canonical.len());
-            restore::Restorer::new(&self.inner, content.as_ref())
-                .message(self.root, obj, &mut out)
-                .ok()?;
-            Some(out)
-        };
-        let restored: Vec<Option<Vec<u8>>> = py.detach(|| {
-            let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-            if threads < 2 || items.len() < 64 {
-                return items.iter().map(one).collect();
-            }
-            let chunk = items.len().div_ceil(threads);
-            std::thread::scope(|scope| {
-                let workers: Vec<_> = items
-                    .chunks(chunk)
-                    .map(|part| scope.spawn(move || part.iter().map(one).collect::<Vec<_>>()))
-                    .collect();
-                workers
-                    .into_iter()
-                    .flat_map(|w| w.join().expect("a restoring thread panicked"))
-                    .collect()
+        let restored = py.detach(|| {
+            parallel::map(&items, |_, (canonical, content)| {
+                self.restored(canonical, content.as_ref()).ok()
             })
         });
         restored
             .into_iter()
             .map(|r| r.map(|bytes| PyBytes::new(py, &bytes)))
             .collect()
+    }
+}
+
+impl Schema {
+    /// The wire bytes of a canonical form with its content put back.
+    fn restored(
+        &self,
+        canonical: &[u8],
+        content: Option<&HashMap<String, String>>,
+    ) -> Result<Vec<u8>, Error> {
+        let node: serde_json::Value =
+            serde_json::from_slice(canonical).map_err(|e| Error::new(format!("not JSON: {e}")))?;
+        let obj = node
+            .as_object()
+            .ok_or_else(|| Error::new("not a JSON object"))?;
+        let mut out = Vec::with_capacity(canonical.len());
+        restore::Restorer::new(&self.inner, content).message(self.root, obj, &mut out)?;
+        Ok(out)
     }
 }
 

@@ -181,8 +181,7 @@ pub struct FieldPath {
     leaf: Leaf,
 }
 
-fn scalar_of(schema: &Schema, f: &crate::schema::Field) -> Scalar {
-    let _ = schema;
+fn scalar_of(f: &crate::schema::Field) -> Scalar {
     Scalar {
         ty: f.ty,
         enums: (f.ty == wire::TYPE_ENUM).then(|| {
@@ -237,7 +236,7 @@ impl FieldPath {
                         number: f.number,
                         repeated: f.repeated,
                         presence: f.presence,
-                        scalar: scalar_of(schema, f),
+                        scalar: scalar_of(f),
                     },
                 });
             };
@@ -401,7 +400,7 @@ fn map_value(
     };
     let Some(sub) = value_field.message else {
         let raws = e.raw(2)?;
-        let scalar = scalar_of(schema, value_field);
+        let scalar = scalar_of(value_field);
         if raws.is_empty() {
             out.push(scalar.default());
         } else {
@@ -421,7 +420,7 @@ fn map_value(
             let (n, _, raw) = r.field()?;
             if let Some(f) = msg.index(n).map(|i| &msg.fields[i]) {
                 if f.oneof.is_some() {
-                    set = Some((scalar_of(schema, f), raw));
+                    set = Some((scalar_of(f), raw));
                 }
             }
         }

@@ -95,17 +95,6 @@ impl WindowState {
         Some(self.slots.get(rule_id)?.get(group)?.0.samples())
     }
 
-    /// The (rule id, group) of every slot.
-    fn keys(&self) -> Vec<(String, String)> {
-        let mut out: Vec<(String, String)> = self
-            .slots
-            .iter()
-            .flat_map(|(r, groups)| groups.keys().map(|g| (r.clone(), g.clone())))
-            .collect();
-        out.sort();
-        out
-    }
-
     /// (rule id, group, packed samples) of the slots changed since the last call.
     fn take_changed(&mut self) -> Vec<(String, String, String)> {
         let mut out = Vec::new();
@@ -321,9 +310,6 @@ struct Matched {
     window: Option<(String, f64)>,
 }
 
-/// Below this many events a batch is matched on the calling thread alone.
-const PARALLEL_MIN: usize = 64;
-
 impl RuleProgram {
     /// The rules whose condition holds on one event (pure: no window state).
     fn matches(&self, cx: &Context<'_>, bytes: &[u8]) -> Result<Vec<Matched>, Error> {
@@ -363,7 +349,7 @@ impl RuleProgram {
             }
             let mut sample = 1.0;
             if let Some(v) = w.value {
-                match memo.values(cx, v)?.iter().find_map(Value::window_number) {
+                match memo.values(cx, v)?.iter().find_map(Value::number) {
                     Some(n) => sample = n,
                     None => continue,
                 }
@@ -379,34 +365,12 @@ impl RuleProgram {
 
     /// [`Self::matches`] of every event, split over the machine's cores for a large batch.
     fn match_all(&self, cx: &Context<'_>, events: &[Vec<u8>]) -> Result<Vec<Vec<Matched>>, Error> {
-        let one = |(i, bytes): (usize, &Vec<u8>)| {
+        crate::parallel::map(events, |i, bytes| {
             self.matches(cx, bytes)
                 .map_err(|e| Error::new(format!("event {i} of the batch: {}", e.0)))
-        };
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-        if threads < 2 || events.len() < PARALLEL_MIN {
-            return events.iter().enumerate().map(one).collect();
-        }
-        let chunk = events.len().div_ceil(threads);
-        std::thread::scope(|scope| {
-            let workers: Vec<_> = events
-                .chunks(chunk)
-                .enumerate()
-                .map(|(c, part)| {
-                    scope.spawn(move || {
-                        part.iter()
-                            .enumerate()
-                            .map(|(i, bytes)| one((c * chunk + i, bytes)))
-                            .collect::<Result<Vec<_>, _>>()
-                    })
-                })
-                .collect();
-            let mut out = Vec::with_capacity(events.len());
-            for w in workers {
-                out.extend(w.join().expect("a matching thread panicked")?);
-            }
-            Ok(out)
         })
+        .into_iter()
+        .collect()
     }
 }
 

@@ -10,8 +10,9 @@ pub enum Value {
 }
 
 impl Value {
-    /// The value as a number, booleans included (Python's `True == 1`).
-    fn number(&self) -> Option<f64> {
+    /// The value as a number, booleans included (Python's `True == 1`; window
+    /// values are Python's `isinstance(v, int | float)`, booleans too).
+    pub fn number(&self) -> Option<f64> {
         match self {
             Value::Str(_) => None,
             Value::Int(i) => Some(*i as f64),
@@ -27,11 +28,6 @@ impl Value {
             Value::Float(f) => Some(*f),
             _ => None,
         }
-    }
-
-    /// A number for window values: Python's `isinstance(v, int | float)`, booleans included.
-    pub fn window_number(&self) -> Option<f64> {
-        self.number()
     }
 
     /// Python's `==`: text equals text, numbers (booleans included) equal by value.
