@@ -77,8 +77,14 @@ class IngestHandlers:
         self._timeout = commit_timeout
 
     def _submit(
-        self, events: list[event_pb2.Event], prefix: str, caller: Caller, sign: bool = False
+        self,
+        events: list[event_pb2.Event],
+        prefix: str,
+        caller: Caller,
+        sign: bool = False,
+        inline: bool = False,
     ) -> Future[BatchOutcome]:
+        """Validates and queues the batch; ``inline``: committed here when none is under way."""
         now = dt.datetime.now(dt.UTC)
         wires = [e.SerializeToString() for e in events]  # validated and committed alike
         violations = validate_batch(events, self._limits, now, prefix, wires)
@@ -111,7 +117,8 @@ class IngestHandlers:
                     field="sign_receipts",
                 )
             )
-        return self._committer.submit(prepare_batch(events, now, wires))
+        batch = prepare_batch(events, now, wires)
+        return self._committer.commit(batch) if inline else self._committer.submit(batch)
 
     def _receipts(
         self, future: Future[BatchOutcome], prefix: str, sign: bool = False
@@ -201,7 +208,7 @@ class IngestHandlers:
             sign = request.sign_receipts
             caller = self._auth.authenticate(context)
             receipts, notes = self._receipts(
-                self._submit(events, "events", caller, sign), "events", sign
+                self._submit(events, "events", caller, sign, inline=True), "events", sign
             )
             return pb.AppendResponse(receipts=receipts, signed_receipts=notes)
         except _RefusedError as refused:
