@@ -233,6 +233,13 @@ def main() -> int:
             pairs.append((copy_rate, batched(address, key, args.events, args.clients)))
         settle(db.dsn)
         achieved, p50, p99 = single(address, key, args.rate, args.seconds)
+        # The same calls' floor, right after: what any call to this server took meanwhile.
+        floor = statistics.quantiles(
+            load.floor(
+                address, key, int(args.rate * args.seconds), rate=args.rate, connections=CONNECTIONS
+            ),
+            n=100,
+        )
     for i, (copy_rate, batch_rate) in enumerate(pairs, start=1):
         print(
             f"round {i}: (a) raw COPY {copy_rate:8,.0f} events/s, (b) Append, batches of "
@@ -246,6 +253,10 @@ def main() -> int:
     print(
         f"(c) single-event Append      offered {args.rate:.0f}/s, achieved {achieved:,.0f}/s, "
         f"ack p50 {p50:.1f} ms, p99 {p99:.1f} ms"
+    )
+    print(
+        f"(c0) floor: Health/Check    offered {args.rate:.0f}/s on the same server and "
+        f"connections, p50 {floor[49] * 1000:.1f} ms, p99 {floor[98] * 1000:.1f} ms"
     )
     return 0
 

@@ -210,7 +210,7 @@ def proof_computation(url: str, tenant: str, leaves: int, root: bytes, samples: 
     return times
 
 
-def proof_rpc(url: str, tenant: str, leaves: int, samples: int) -> list[float]:
+def proof_rpc(url: str, tenant: str, leaves: int, samples: int) -> tuple[list[float], list[float]]:
     """(b2) GetInclusionProof end to end: calls to an integrity server process.
 
     Includes authentication, the entry and checkpoint lookups, the node query
@@ -244,13 +244,14 @@ def proof_rpc(url: str, tenant: str, leaves: int, samples: int) -> list[float]:
             for i in indexes
         ]
         calls = load.run(server.address, GET_INCLUSION_PROOF, server.keys["auditor"], requests)
+        floor = load.floor(server.address, server.keys["auditor"], samples)
     for index, call in zip(indexes[1:], calls, strict=True):
         if call.code != 0:
             raise RuntimeError(f"GetInclusionProof of leaf {index} failed: {call}")
         reply = integrity_pb.GetInclusionProofResponse.FromString(call.body)
         proof = list(reply.proof.hashes)
         merkle.verify_inclusion(index, cp.tree_size, leaf_of(index), proof, cp.root_hash)
-    return [c.seconds for c in calls]
+    return [c.seconds for c in calls], floor
 
 
 def verify_rate(url: str, tenant: str, tmp: Path) -> tuple[dict[str, tuple[float, float]], int]:
@@ -332,8 +333,9 @@ def main() -> int:
             )
             computed = proof_computation(url, proof_tenant, args.leaves, root, args.samples)
             report("computation (node query + hashing)", computed)
-            served = proof_rpc(url, proof_tenant, args.leaves, args.samples)
+            served, floor = proof_rpc(url, proof_tenant, args.leaves, args.samples)
             report("GetInclusionProof RPC end to end", served)
+            report("floor: Health/Check on the same server, sent alike", floor)
         if "verify" in parts:
             grow_log(url, tenant, Path(tmp), args.verify_events)
             rates, n = verify_rate(url, tenant, Path(tmp))

@@ -71,3 +71,19 @@ def test_a_warm_up_failure_stops_the_run(loadgen: Path, server: Running) -> None
     requests, _ = appends(2)
     with pytest.raises(RuntimeError, match="code 16"):  # UNAUTHENTICATED
         load.run(server.address, APPEND, "not-a-key", requests)
+
+
+@pytest.mark.parametrize(("rate", "connections"), [(0.0, 1), (400.0, 3)])
+def test_the_floor_times_one_health_check_per_asked_call(
+    loadgen: Path, server: Running, rate: float, connections: int
+) -> None:
+    floor = load.floor(
+        server.address, server.keys["gateway"], 20, rate=rate, connections=connections
+    )
+    assert len(floor) == 20
+    assert all(s > 0 for s in floor)
+
+
+def test_the_floor_reports_a_server_that_does_not_answer_health_checks(loadgen: Path) -> None:
+    with pytest.raises(RuntimeError):  # nothing listens there: the run fails, not a zero floor
+        load.floor("127.0.0.1:1", "any", 2)
