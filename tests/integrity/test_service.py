@@ -312,3 +312,28 @@ def test_a_proof_that_does_not_verify_is_never_served(
         )
     assert err.value.code() == grpc.StatusCode.DATA_LOSS
     assert "no entry at sequence 7" in (err.value.details() or "")
+
+
+def test_a_served_checkpoint_carries_its_stored_sign_time(
+    suite: Running, tenant: str, notary_url: str
+) -> None:
+    import datetime as dt
+
+    append(suite, tenant, 2)
+    wait_until(lambda: checkpoint_covers(suite, tenant, 2))
+    served = integrity(suite).GetCheckpoint(pb.GetCheckpointRequest(log_id=tenant)).checkpoint
+    engine = sa.create_engine(notary_url)  # the role that writes checkpoints reads them
+    with engine.connect() as conn:
+        stored = conn.execute(
+            sa.text(
+                "SELECT sign_time FROM integrity_checkpoints WHERE log_id = :t AND tree_size = :n"
+            ),
+            {"t": tenant, "n": served.tree_size},
+        ).scalar_one()
+    engine.dispose()
+    if isinstance(stored, str):  # SQLite keeps text
+        stored = dt.datetime.fromisoformat(stored)
+    if stored.tzinfo is None:
+        stored = stored.replace(tzinfo=dt.UTC)
+    assert served.sign_time.ToDatetime(dt.UTC) == stored  # to the microsecond
+    assert abs(stored - dt.datetime.now(dt.UTC)) < dt.timedelta(minutes=5)

@@ -18,7 +18,7 @@ from google.rpc import code_pb2, status_pb2
 from aiaudit.common import status
 from aiaudit.common.auth import Authenticator, Caller
 from aiaudit.common.receipts import ReceiptSigning, ReceiptSigningUnavailableError
-from aiaudit.common.store.prepare import prepare_batch
+from aiaudit.common.store.prepare import prepare_batch, timestamp_parts
 from aiaudit.common.store.sql import BatchOutcome, Conflict, Receipt
 from aiaudit.common.v1 import event_pb2, proof_pb2
 from aiaudit.ingest.committer import GroupCommitter
@@ -40,20 +40,15 @@ class _RefusedError(Exception):
     status: status_pb2.Status
 
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-
-
 def to_proto(r: Receipt) -> proof_pb2.Receipt:
     """Receipt in its wire form (the time set directly: ``FromDatetime`` is slow Python)."""
-    since = r.receive_time - _EPOCH
+    seconds, nanos = timestamp_parts(r.receive_time)
     return proof_pb2.Receipt(
         event_id=r.event_id,
         log_id=r.log_id,
         sequence=r.sequence,
         leaf_hash=r.leaf_hash,
-        receive_time=timestamp_pb2.Timestamp(
-            seconds=since.days * 86_400 + since.seconds, nanos=since.microseconds * 1000
-        ),
+        receive_time=timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos),
         duplicate=r.duplicate,
     )
 
