@@ -14,6 +14,8 @@ against one OpenSearch node:
 2. Queries: three compliance queries (user + time range; phrase + model; trust
    signal range) through `SearchEvents` (gRPC, auth, access record, events read
    from the store), against the same DSL sent directly with opensearch-py.
+   Between the calls, each client's floor: ``Health/Check`` on the same
+   channel, ``GET /`` on the same node (the clients' and transports' own time).
 3. Freshness: one event appended over gRPC, then polled by id until searchable
    (production defaults: refresh interval 1 s, and the indexer refreshes
    after each batch that reaches the head of the log).
@@ -34,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opensearchpy import OpenSearch, TransportError, helpers
 
 from aiaudit.common import client
@@ -236,6 +239,7 @@ QUERIES = [
 
 def queries(args: argparse.Namespace, channel: Any, direct: OpenSearch, prefix: str) -> None:
     stub = pb_grpc.SearchServiceStub(channel)
+    health = health_pb2_grpc.HealthStub(channel)
     direct.indices.refresh(index=f"{prefix}-*")
     print()
     print(f"SearchEvents vs direct opensearch-py ({args.queries} runs each, page size 50):")
@@ -259,7 +263,7 @@ def queries(args: argparse.Namespace, channel: Any, direct: OpenSearch, prefix: 
                 "highlight_query": highlight,
                 "fields": {"input__text": {}, "output__text": {}, "tool_call__text": {}},
             }
-        grpc_ms, direct_ms = [], []
+        grpc_ms, direct_ms, grpc_floor, direct_floor = [], [], [], []
         for _ in range(args.queries):
             t0 = time.perf_counter()
             found = stub.SearchEvents(
@@ -271,6 +275,12 @@ def queries(args: argparse.Namespace, channel: Any, direct: OpenSearch, prefix: 
             t0 = time.perf_counter()
             raw = direct.search(index=f"{prefix}-*", body=request_body, routing=TENANT)
             direct_ms.append((time.perf_counter() - t0) * 1000)
+            t0 = time.perf_counter()
+            health.Check(health_pb2.HealthCheckRequest())
+            grpc_floor.append((time.perf_counter() - t0) * 1000)
+            t0 = time.perf_counter()
+            direct.info()
+            direct_floor.append((time.perf_counter() - t0) * 1000)
         assert found.total_size == raw["hits"]["total"]["value"] > 0, (
             name,
             found.total_size,
@@ -281,6 +291,11 @@ def queries(args: argparse.Namespace, channel: Any, direct: OpenSearch, prefix: 
             f"SearchEvents p50 {pct(grpc_ms, 50):6.1f} ms p99 {pct(grpc_ms, 99):6.1f} ms | "
             f"direct p50 {pct(direct_ms, 50):6.1f} ms p99 {pct(direct_ms, 99):6.1f} ms | "
             f"p99 ratio {pct(grpc_ms, 99) / pct(direct_ms, 99):5.2f}"
+        )
+        print(
+            f"  {'':20s} floors: gRPC Health/Check p50 {pct(grpc_floor, 50):.1f} ms "
+            f"p99 {pct(grpc_floor, 99):.1f} ms | opensearch-py GET / p50 "
+            f"{pct(direct_floor, 50):.1f} ms p99 {pct(direct_floor, 99):.1f} ms"
         )
 
 
