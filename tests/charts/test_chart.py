@@ -416,3 +416,66 @@ def test_telemetry_endpoint_reaches_every_component_under_its_own_name() -> None
             "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
             "OTEL_SERVICE_NAME": f"aiaudit-{component}",
         }
+
+
+OWN_LOGINS = {
+    "ingest": ("privacyDatabase", "AIAUDIT_INGEST_PRIVACY_DATABASE_URL"),
+    "search": ("database", "AIAUDIT_SEARCH_DATABASE_URL"),
+    "integrity": ("database", "AIAUDIT_INTEGRITY_DATABASE_URL"),
+    "alerting": ("database", "AIAUDIT_ALERTING_DATABASE_URL"),
+}
+"""Each component's own least-privileged login: its values key and the variable it becomes."""
+
+
+def _own_logins(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per component, the own-login variables of its pods, by name."""
+    names = {variable for _, variable in OWN_LOGINS.values()}
+    out = {}
+    for deployment in of_kind(objects, "Deployment"):
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        out[component_of(deployment)] = {
+            e["name"]: e for e in container.get("env", []) if e["name"] in names
+        }
+    return out
+
+
+def test_each_component_gets_only_its_own_database_login_from_its_secret() -> None:
+    all_enabled = CHART / "ci" / "all-enabled-values.yaml"
+    assert all(not env for env in _own_logins(render(all_enabled)).values())
+    sets = [f"{c}.{key}.existingSecret={c}-login" for c, (key, _) in OWN_LOGINS.items()]
+    found = _own_logins(render(all_enabled, *sets))
+    assert set(found) == set(COMPONENTS)
+    for component, env in found.items():
+        variable = OWN_LOGINS[component][1]
+        assert set(env) == {variable}, component  # no pod holds another component's login
+        assert env[variable]["valueFrom"]["secretKeyRef"] == {
+            "name": f"{component}-login",
+            "key": "url",
+        }
+
+
+def test_own_login_variables_are_the_settings_the_components_read() -> None:
+    from aiaudit.alerting.settings import AlertingSettings
+    from aiaudit.ingest.settings import IngestSettings
+    from aiaudit.integrity.settings import IntegritySettings
+    from aiaudit.search.settings import SearchSettings
+
+    url = "postgresql+psycopg://login@db/aiaudit"
+    settings = config.load(env={variable: url for _, variable in OWN_LOGINS.values()})
+    assert config.section(settings, "ingest", IngestSettings).privacy_database_url == url
+    assert config.section(settings, "search", SearchSettings).database_url == url
+    assert config.section(settings, "integrity", IntegritySettings).database_url == url
+    assert config.section(settings, "alerting", AlertingSettings).database_url == url
+
+
+@pytest.mark.parametrize("component", COMPONENTS)
+def test_an_own_login_with_the_embedded_store_fails_the_render(component: str) -> None:
+    key = OWN_LOGINS[component][0]
+    message = render_fails(
+        "aiaudit.database.embedded=true",
+        "aiaudit.tls.enabled=false",
+        "aiaudit.config.allow_insecure=true",
+        *(f"{c}.replicas=1" for c in COMPONENTS),
+        f"{component}.{key}.existingSecret=login",
+    )
+    assert f"unset {component}'s own database secret" in message

@@ -121,6 +121,9 @@ a Secret as AIAUDIT_DATABASE_URL.
 {{- if and $c.enabled (or $c.autoscaling.enabled (gt (int $c.replicas) 1)) }}
 {{- fail (printf "aiaudit.database.embedded keeps the store in one pod's emptyDir: %s must run 1 replica without autoscaling" $name) }}
 {{- end }}
+{{- if or (dig "database" "existingSecret" "" $c) (dig "privacyDatabase" "existingSecret" "" $c) }}
+{{- fail (printf "aiaudit.database.embedded has no PostgreSQL logins: unset %s's own database secret" $name) }}
+{{- end }}
 {{- end }}
 {{- else if not $a.database.existingSecret }}
 {{- fail "aiaudit.database.existingSecret is required (or aiaudit.database.embedded=true for dev)" }}
@@ -168,6 +171,21 @@ a Secret as AIAUDIT_DATABASE_URL.
       key: {{ $a.vault.tokenKey }}
 - name: AIAUDIT_VAULT_TRANSIT_MOUNT
   value: {{ $a.vault.transitMount | quote }}
+{{- end }}
+{{- $own := index $.Values .component }}
+{{- if and (not $a.database.embedded) (dig "database" "existingSecret" "" $own) }}
+- name: {{ printf "AIAUDIT_%s_DATABASE_URL" (upper .component) }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $own.database.existingSecret }}
+      key: {{ $own.database.key }}
+{{- end }}
+{{- if and (not $a.database.embedded) (dig "privacyDatabase" "existingSecret" "" $own) }}
+- name: AIAUDIT_INGEST_PRIVACY_DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ $own.privacyDatabase.existingSecret }}
+      key: {{ $own.privacyDatabase.key }}
 {{- end }}
 {{- if $a.telemetry.otlpEndpoint }}
 - name: OTEL_EXPORTER_OTLP_ENDPOINT
