@@ -24,10 +24,15 @@ class WatchedStore:
         self.held = threading.Event()
         self.held.set()
         self.entered = threading.Event()
+        self.interrupt: BaseException | None = None
+        """Raised by the next commit instead of committing (a signal arriving mid-commit)."""
 
     def append_group(self, batches: Sequence[Sequence[NewEvent]]) -> list[BatchOutcome]:
         self.entered.set()
         self.held.wait()
+        if self.interrupt is not None:
+            interrupt, self.interrupt = self.interrupt, None
+            raise interrupt
         out = self._store.append_group(batches)
         self.groups.append((threading.current_thread().name, len(batches)))
         return out
@@ -120,3 +125,22 @@ def test_close_waits_for_an_inline_transaction_and_commits_what_is_queued(
     leader.join(20)
     assert not closing.is_alive()
     assert [r.sequence for r in queued.result(0)] == [1]  # type: ignore[union-attr]
+
+
+class Interrupted(BaseException):
+    """Not an Exception: what a signal handler may raise in the middle of a commit."""
+
+
+def test_an_interrupted_inline_commit_does_not_stall_the_next_one(
+    watched: WatchedStore, tenant: str
+) -> None:
+    committer = committer_over(watched)
+    try:
+        watched.interrupt = Interrupted()
+        with pytest.raises(Interrupted):
+            committer.commit(batch(tenant, "interrupted"))
+        future = committer.commit(batch(tenant, "next"))
+        assert future.done()  # inline again: the committer did not stay busy
+        assert [r.sequence for r in future.result()] == [0]  # type: ignore[union-attr]
+    finally:
+        committer.close()

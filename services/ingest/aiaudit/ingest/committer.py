@@ -69,8 +69,10 @@ class GroupCommitter:
                 return future
             self._busy = True
             group = self._take()
-        self._commit(group)
-        self._finish()
+        try:
+            self._commit(group)
+        finally:  # whatever happened, the next group must not wait for this one forever
+            self._finish()
         return future
 
     def backlog(self) -> int:
@@ -120,8 +122,10 @@ class GroupCommitter:
                     self._wake.wait()
                 self._handed_over = False
                 group = self._take()
-            self._commit(group)
-            self._finish()
+            try:
+                self._commit(group)
+            finally:
+                self._finish()
 
     def _commit(self, group: list[_Item]) -> None:
         self.in_flight = len(group)
