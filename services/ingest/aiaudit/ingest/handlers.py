@@ -72,14 +72,8 @@ class IngestHandlers:
         self._timeout = commit_timeout
 
     def _submit(
-        self,
-        events: list[event_pb2.Event],
-        prefix: str,
-        caller: Caller,
-        sign: bool = False,
-        inline: bool = False,
+        self, events: list[event_pb2.Event], prefix: str, caller: Caller, sign: bool = False
     ) -> Future[BatchOutcome]:
-        """Validates and queues the batch; ``inline``: committed here when none is under way."""
         now = dt.datetime.now(dt.UTC)
         wires = [e.SerializeToString() for e in events]  # validated and committed alike
         violations = validate_batch(events, self._limits, now, prefix, wires)
@@ -112,8 +106,7 @@ class IngestHandlers:
                     field="sign_receipts",
                 )
             )
-        batch = prepare_batch(events, now, wires)
-        return self._committer.commit(batch) if inline else self._committer.submit(batch)
+        return self._committer.submit(prepare_batch(events, now, wires))
 
     def _receipts(
         self, future: Future[BatchOutcome], prefix: str, sign: bool = False
@@ -203,7 +196,7 @@ class IngestHandlers:
             sign = request.sign_receipts
             caller = self._auth.authenticate(context)
             receipts, notes = self._receipts(
-                self._submit(events, "events", caller, sign, inline=True), "events", sign
+                self._submit(events, "events", caller, sign), "events", sign
             )
             return pb.AppendResponse(receipts=receipts, signed_receipts=notes)
         except _RefusedError as refused:
