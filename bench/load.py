@@ -17,9 +17,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from grpc_health.v1 import health_pb2
+
 REPO = Path(__file__).resolve().parent.parent
 SOURCE = REPO / "bench" / "loadgen"
 BINARY = REPO / ".tools" / "bin" / "aiaudit-loadgen"
+HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 
 
 @dataclass(frozen=True)
@@ -90,9 +93,6 @@ def run(
     return calls
 
 
-HEALTH_CHECK = "/grpc.health.v1.Health/Check"
-
-
 def floor(
     address: str, token: str, calls: int, *, rate: float = 0.0, connections: int = 1
 ) -> list[float]:
@@ -100,11 +100,9 @@ def floor(
 
     The least a call to that server can take on this machine at that moment:
     printed beside a latency target, it tells the service's own time from the
-    machine's (on these shared cores a trivial call's p99 ranged 1.3-12 ms
+    machine's (on these shared cores a trivial call's p99 ranged 1.3-33 ms
     from one hour to the next).
     """
-    from grpc_health.v1 import health_pb2
-
     body = health_pb2.HealthCheckRequest().SerializeToString()
     done = run(
         address, HEALTH_CHECK, token, [body] * (calls + 1), rate=rate, connections=connections

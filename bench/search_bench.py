@@ -31,9 +31,10 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -54,6 +55,7 @@ from bench.databases import fresh_database
 from bench.servers import suite_server
 
 TENANT = "bench"
+T = TypeVar("T")
 BASE = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 WORDS = ["refund", "invoice", "credit card", "password", "weather", "contract", "holiday"]
 
@@ -237,6 +239,14 @@ QUERIES = [
 ]
 
 
+def timed(into: list[float], call: Callable[[], T]) -> T:
+    """``call()``, its latency in ms appended to ``into``."""
+    t0 = time.perf_counter()
+    out = call()
+    into.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
 def queries(args: argparse.Namespace, channel: Any, direct: OpenSearch, prefix: str) -> None:
     stub = pb_grpc.SearchServiceStub(channel)
     health = health_pb2_grpc.HealthStub(channel)
@@ -264,23 +274,17 @@ def queries(args: argparse.Namespace, channel: Any, direct: OpenSearch, prefix: 
                 "fields": {"input__text": {}, "output__text": {}, "tool_call__text": {}},
             }
         grpc_ms, direct_ms, grpc_floor, direct_floor = [], [], [], []
+        request = pb.SearchEventsRequest(
+            tenant_id=TENANT, filter=filter_text, query=query_text, page_size=50
+        )
         for _ in range(args.queries):
-            t0 = time.perf_counter()
-            found = stub.SearchEvents(
-                pb.SearchEventsRequest(
-                    tenant_id=TENANT, filter=filter_text, query=query_text, page_size=50
-                )
+            found = timed(grpc_ms, partial(stub.SearchEvents, request))
+            raw = timed(
+                direct_ms,
+                partial(direct.search, index=f"{prefix}-*", body=request_body, routing=TENANT),
             )
-            grpc_ms.append((time.perf_counter() - t0) * 1000)
-            t0 = time.perf_counter()
-            raw = direct.search(index=f"{prefix}-*", body=request_body, routing=TENANT)
-            direct_ms.append((time.perf_counter() - t0) * 1000)
-            t0 = time.perf_counter()
-            health.Check(health_pb2.HealthCheckRequest())
-            grpc_floor.append((time.perf_counter() - t0) * 1000)
-            t0 = time.perf_counter()
-            direct.info()
-            direct_floor.append((time.perf_counter() - t0) * 1000)
+            timed(grpc_floor, partial(health.Check, health_pb2.HealthCheckRequest()))
+            timed(direct_floor, direct.info)
         assert found.total_size == raw["hits"]["total"]["value"] > 0, (
             name,
             found.total_size,
