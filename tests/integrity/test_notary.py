@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import psycopg
@@ -276,3 +277,39 @@ def test_a_round_reads_until_a_batch_comes_back_short(
         notary.stop()
         notary_store.close()
     check_history(notary_url, tenant, keys.verifier_keys())
+
+
+class _CountedLock:
+    """The real leadership, with the time of every attempt to take it."""
+
+    def __init__(self, inner: leader.Leadership) -> None:
+        self.inner = inner
+        self.attempts: list[float] = []
+
+    def acquire(self) -> sa.Connection | None:
+        self.attempts.append(time.monotonic())
+        return self.inner.acquire()
+
+    def release(self) -> None:
+        self.inner.release()
+
+
+def test_a_follower_tries_for_the_lock_once_a_poll_interval(
+    notaries: Notaries, notary_url: str, tmp_path: Path
+) -> None:
+    keys = FileKeys("test.aiaudit/log", tmp_path / "key.pem")
+    first = notaries.start(keys)
+    wait_until(lambda: first.leading)
+    store = open_store(notary_url)
+    lock = _CountedLock(leader.for_engine(store.engine))
+    config = notary_config(tmp_path)
+    follower = Notary(store.engine, keys, lock, config)
+    follower.start()
+    try:
+        wait_until(lambda: len(lock.attempts) >= 4)
+        assert not follower.leading
+        # Three waits between four attempts (it used to ask again at once, ~1,000 times a second).
+        assert lock.attempts[3] - lock.attempts[0] >= 3 * config.poll_interval * 0.9
+    finally:
+        follower.stop()
+        store.close()

@@ -1,6 +1,6 @@
 """In-process wake-ups on commits: how log consumers learn of new events without polling.
 
-A consumer (search indexer, integrity notary, alerting engine) tails the log
+A consumer (search indexer, alerting engine) tails the log
 with a short poll for commits made by other processes, and registers a callback
 here to hear at once about commits made through the suite's engine in its own
 process (ingest batches, rule changes, access records).

@@ -1,9 +1,10 @@
 """The integrity component: the notary worker plus IntegrityService handlers.
 
 Every replica serves reads; only the replica holding the database lock
-integrates and signs (see ``leader``). The notary is woken on every commit
-made through the suite's store in this process, and polls for commits made
-elsewhere.
+integrates and signs (see ``leader``). The notary looks at the log once a
+poll interval (by default a second, as often as it signs): being woken by
+every commit could not make it integrate sooner, only cost a thread wake-up
+per commit.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import hvac
 import sqlalchemy as sa
 from grpc_health.v1 import health_pb2
 
-from aiaudit.common import commits
 from aiaudit.common.component import Context
 from aiaudit.common.config import ConfigError, Settings
 from aiaudit.common.receipts import ReceiptSigning
@@ -127,6 +127,5 @@ def start(ctx: Context) -> Integrity:
         )
         ctx.health.set(handlers.SERVICE_NAME, health_pb2.HealthCheckResponse.NOT_SERVING)
     else:
-        commits.on_commit(ctx.store.engine, notary.wake)  # for the life of the process
         notary.start()
     return Integrity(notary, store, own, ctx.receipts, reads)

@@ -76,7 +76,6 @@ class Notary:
         self._last_integrate = float("-inf")
         self._leading = False
         self._healthy: bool | None = None
-        self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -84,10 +83,6 @@ class Notary:
     def leading(self) -> bool:
         """Whether this replica currently integrates and signs."""
         return self._leading
-
-    def wake(self) -> None:
-        """Looks at the log now instead of at the next poll (called on commits in-process)."""
-        self._wake.set()
 
     def start(self) -> None:
         """Runs the notary loop in a background thread."""
@@ -97,7 +92,6 @@ class Notary:
     def stop(self) -> None:
         """Stops the loop and gives up leadership."""
         self._stop.set()
-        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
         self._leadership.release()
@@ -120,13 +114,14 @@ class Notary:
                 self._ranges.clear()
             # Back off on repeated failures (a database down), up to 5 s.
             pause = min(5.0, self._config.poll_interval * 2**failures) if failures else 0.0
-            self._wake.wait(max(pause, self._next_wait()))
-            self._wake.clear()
+            self._stop.wait(max(pause, self._next_wait()))
 
     def _next_wait(self) -> float:
-        # The next integration slot (a wake-up inside the current one only sets it up).
+        if not self._leading:  # a follower asks for the lock once an interval, not in a loop
+            return self._config.poll_interval
+        # The next integration slot, or the signature due before it.
         wait = max(0.0, self._last_integrate + self._config.poll_interval - time.monotonic())
-        if self._unsigned and self._leading:
+        if self._unsigned:
             due = self._last_sign + self._config.checkpoint_interval - time.monotonic()
             wait = min(wait, max(due, 0.0))
         return wait
@@ -143,11 +138,10 @@ class Notary:
             self._unsigned = self._logs_needing_checkpoints(conn)
             self._leading = True
             log.info("notary is the leader", extra={"unsigned_logs": len(self._unsigned)})
-        # Integrate at most once per poll interval, and always right before signing:
-        # a commit wakes the notary, but a stream of small commits (every read's
-        # access record) then shares one integration transaction and its fsync
-        # instead of paying one each; checkpoints still cover everything up to
-        # the moment they are signed.
+        # Integrate once per poll interval, and always right before signing: a
+        # stream of small commits (every read's access record) shares one
+        # integration transaction and its fsync instead of paying one each, and
+        # checkpoints still cover everything up to the moment they are signed.
         now = time.monotonic()
         due = self._last_sign + self._config.checkpoint_interval
         if now - self._last_integrate >= self._config.poll_interval or (
