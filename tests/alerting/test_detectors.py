@@ -29,6 +29,18 @@ def test_checksums() -> None:
     assert "pii.national_id" not in kinds("pii", "DNI 12345678A")  # wrong check letter
 
 
+def test_pii_written_with_other_digits_or_spaces_is_found() -> None:
+    # Not ASCII, so past the ASCII prefilter: a keyboard layout must not hide a number.
+    assert kinds("pii", "SSN \u0661\u0662\u0663-\u0664\u0665-\u0666\u0667\u0668\u0669") == {
+        "pii.national_id"
+    }
+    phone = "call \uff15\uff15\uff15-\uff11\uff12\uff13-\uff14\uff15\uff16\uff17 today"
+    (hit,) = found("pii", phone)
+    assert (hit.detector, phone[hit.start : hit.end]) == ("pii.phone", phone[5:17])
+    assert kinds("pii", "call 555\u00a0123\u00a04567") == {"pii.phone"}
+    assert kinds("pii", "na\u00efve prose with 1 number") == set()
+
+
 def test_pii_and_secrets_are_found_and_masked() -> None:
     text = (
         "Card 4111 1111 1111 1111, IBAN DE89 3704 0044 0532 0130 00, mail a.b@example.org, "
