@@ -34,10 +34,10 @@ import grpc
 import psycopg
 import sqlalchemy as sa
 
-from aiaudit.common import client
+from aiaudit.common import client, leader
 from aiaudit.common.store import open_store
 from aiaudit.common.store.prepare import prepare
-from aiaudit.integrity import leader, merkle, storage
+from aiaudit.integrity import merkle, storage
 from aiaudit.integrity.notary import CONSUMER, Notary, NotaryConfig
 from aiaudit.integrity.signers import FileKeys
 from aiaudit.integrity.v1 import integrity_service_pb2 as integrity_pb
@@ -64,7 +64,7 @@ def checkpoint_lag(url: str, tmp: Path, rate: float, seconds: float) -> tuple[li
     notary = Notary(
         store.engine,
         keys,
-        leader.for_engine(store.engine),
+        leader.for_engine(store.engine, leader.NOTARY),
         NotaryConfig(ORIGIN, tmp / "checkpoints"),  # the defaults that ship
     )
     notary.start()
@@ -125,7 +125,7 @@ def grow_log(url: str, tenant: str, tmp: Path, total: int) -> None:
     notary = Notary(
         store.engine,
         FileKeys(ORIGIN, tmp / "key.pem"),
-        leader.for_engine(store.engine),
+        leader.for_engine(store.engine, leader.NOTARY),
         NotaryConfig(ORIGIN, tmp / "checkpoints"),  # the defaults that ship
     )
     notary.start()

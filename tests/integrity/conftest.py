@@ -21,10 +21,10 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
+from aiaudit.common import leader
 from aiaudit.common.store import SqlEventStore, open_store
 from aiaudit.common.store.prepare import prepare
 from aiaudit.common.store.sql import Receipt
-from aiaudit.integrity import leader
 from aiaudit.integrity.notary import Notary, NotaryConfig
 from aiaudit.integrity.signers import KeySource
 from tests.conftest import REPO, Postgres, as_role
@@ -99,7 +99,7 @@ class Notaries:
         notary = Notary(
             store.engine,
             keys,
-            leader.for_engine(store.engine),
+            leader.for_engine(store.engine, leader.NOTARY),
             notary_config(self.tmp_path, interval),
             on_health,
         )

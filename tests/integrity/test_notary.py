@@ -10,8 +10,9 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
+from aiaudit.common import leader
 from aiaudit.common.store import SqlEventStore, open_store
-from aiaudit.integrity import leader, merkle, note, storage, worm
+from aiaudit.integrity import merkle, note, storage, worm
 from aiaudit.integrity.notary import Notary
 from aiaudit.integrity.signers import FileKeys
 from tests.conftest import Postgres
@@ -263,7 +264,10 @@ def test_a_round_reads_until_a_batch_comes_back_short(
     monkeypatch.setattr(storage, "leaves", counted)
     notary_store = open_store(notary_url)
     notary = Notary(
-        notary_store.engine, keys, leader.for_engine(notary_store.engine), notary_config(tmp_path)
+        notary_store.engine,
+        keys,
+        leader.for_engine(notary_store.engine, leader.NOTARY),
+        notary_config(tmp_path),
     )
     try:
         notary.step()  # the first round integrates everything waiting, then signs at once
@@ -301,7 +305,7 @@ def test_a_follower_tries_for_the_lock_once_a_poll_interval(
     first = notaries.start(keys)
     wait_until(lambda: first.leading)
     store = open_store(notary_url)
-    lock = _CountedLock(leader.for_engine(store.engine))
+    lock = _CountedLock(leader.for_engine(store.engine, leader.NOTARY))
     config = notary_config(tmp_path)
     follower = Notary(store.engine, keys, lock, config)
     follower.start()

@@ -17,11 +17,12 @@ import hvac
 import sqlalchemy as sa
 from grpc_health.v1 import health_pb2
 
+from aiaudit.common import leader
 from aiaudit.common.component import Context
 from aiaudit.common.config import ConfigError, Settings
 from aiaudit.common.receipts import ReceiptSigning
 from aiaudit.common.store import SqlEventStore, open_store
-from aiaudit.integrity import handlers, leader, storage
+from aiaudit.integrity import handlers, storage
 from aiaudit.integrity import settings as integrity_settings
 from aiaudit.integrity.notary import Notary, NotaryConfig
 from aiaudit.integrity.receipts import ReceiptNotary
@@ -98,7 +99,7 @@ def start(ctx: Context) -> Integrity:
     notary = Notary(
         store.engine,
         keys,
-        leader.for_engine(store.engine),
+        leader.for_engine(store.engine, leader.NOTARY),
         notary_config(ctx.settings, s),
         on_health=lambda ok: ctx.health.set(
             handlers.SERVICE_NAME,

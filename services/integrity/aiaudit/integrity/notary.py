@@ -25,9 +25,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from aiaudit.common.leader import Leadership
 from aiaudit.common.store import cursors
 from aiaudit.integrity import storage, worm
-from aiaudit.integrity.leader import Leadership
 from aiaudit.integrity.merkle import CompactRange
 from aiaudit.integrity.note import Checkpoint, NoteSigner, sign_checkpoint
 from aiaudit.integrity.signers import KeySource, SignerUnavailableError

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from grpc_health.v1 import health_pb2
 
+from aiaudit.common import leader
 from aiaudit.common.component import Context
 from aiaudit.common.config import section
 from aiaudit.common.store import SqlEventStore, open_store
@@ -80,6 +81,8 @@ def start(ctx: Context) -> Search:
         s.retention_days,
         s.retention_sweep_interval,
         s.wake_linger,
+        # One indexer at a time into the shared OpenSearch; the embedded index is this process's.
+        leader.for_engine(store.engine, leader.INDEXER) if s.backend == "opensearch" else None,
     )
     indexer.watch(ctx.store.engine)
     indexer.start()

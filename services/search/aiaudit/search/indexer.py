@@ -46,6 +46,7 @@ import orjson
 import sqlalchemy as sa
 
 from aiaudit.common import commits
+from aiaudit.common.leader import Leadership
 from aiaudit.common.store import SqlEventStore
 from aiaudit.common.store.sql import StoredEvent
 from aiaudit.search import stored_document
@@ -77,9 +78,13 @@ class Indexer:
         retention_days: int = 0,
         retention_sweep_interval: float = 3600.0,
         linger: float = 0.02,
+        leadership: Leadership | None = None,
     ) -> None:
-        """Not started until :meth:`start`."""
+        """Not started until :meth:`start`; ``leadership``: the job's lock, for a shared index."""
         self._store = store
+        self._leadership = leadership
+        self._leading = leadership is None
+        self._next_claim = 0.0
         self._backend = backend
         self._batch = batch_size
         self._poll = poll_interval
@@ -104,13 +109,19 @@ class Indexer:
         self.woken_early = False
         """Set by a commit wake-up, cleared when a pass found work (a quick recheck otherwise)."""
 
+    @property
+    def leading(self) -> bool:
+        """Whether this replica's indexer is the one indexing (see :meth:`_lead`)."""
+        return self._leading
+
     def watch(self, engine: sa.Engine) -> None:
         """Wakes up on every commit made through this engine in this process."""
         self._unwatch.append(commits.on_commit(engine, self._on_commit))
 
     def _on_commit(self) -> None:
-        self.woken_early = True
-        self._wake.set()
+        if self._leading:  # a standby has nothing to index
+            self.woken_early = True
+            self._wake.set()
 
     def start(self) -> None:
         """Starts tailing."""
@@ -124,6 +135,8 @@ class Indexer:
         self._writer.shutdown(wait=True)
         for unwatch in self._unwatch:
             unwatch()
+        if self._leadership is not None:
+            self._leadership.release()
 
     def wait_indexed(self, log_id: str, size: int, timeout: float) -> bool:
         """Waits until the first ``size`` entries of a log are indexed."""
@@ -144,16 +157,20 @@ class Indexer:
         rechecks: Iterator[float] = iter(())
         while not self._stop.is_set():
             self._wake.clear()
-            if self.woken_early and not progressed:
-                # Let a burst of commits (access records of concurrent reads) gather
-                # into one bulk instead of one small bulk per commit.
-                self._stop.wait(self._linger)
-            self._sweep()
-            if self.woken_early:
-                rechecks = iter(commits.RECHECKS)
-            self.woken_early = False
             try:
-                progressed = self.run_once()
+                leading = self._lead()
+                if leading:
+                    if self.woken_early and not progressed:
+                        # Let a burst of commits (access records of concurrent reads) gather
+                        # into one bulk instead of one small bulk per commit.
+                        self._stop.wait(self._linger)
+                    self._sweep()
+                    if self.woken_early:
+                        rechecks = iter(commits.RECHECKS)
+                    self.woken_early = False
+                    progressed = self.run_once()
+                else:
+                    self._publish(self._backend.positions())  # the leader's, for wait_indexed
             except Exception as exc:  # the backend or the store is down: retry, skip nothing
                 backoff = min(max(backoff * 2, 0.2), self._max_backoff)
                 if healthy:
@@ -167,11 +184,30 @@ class Indexer:
                 self._on_health(True)
                 healthy = True
             backoff = 0.0
+            if not leading:  # standing by: look again in a poll interval
+                self._wake.wait(self._poll)
+                continue
             if progressed:
                 continue
             # The commit that woke us may not have landed yet: look again after
             # growing pauses before falling back to the poll.
             self._wake.wait(min(next(rechecks, self._poll), self._poll))
+
+    def _lead(self) -> bool:
+        """Whether this replica indexes: it holds the job's lock (asked once a poll interval).
+
+        Into a shared index (OpenSearch) one replica indexes and the others
+        stand by, or each would send every document again; an embedded index
+        is its process's own, and its indexer always leads.
+        """
+        if self._leadership is None or time.monotonic() < self._next_claim:
+            return self._leading
+        self._next_claim = time.monotonic() + self._poll
+        leading = self._leadership.acquire() is not None
+        if leading != self._leading:
+            log.info("search indexer %s", "leads" if leading else "stands by: another one leads")
+        self._leading = leading
+        return leading
 
     def _sweep(self) -> None:
         """Applies retention when due; a failure is logged and retried at the next sweep."""
@@ -190,9 +226,7 @@ class Indexer:
     def run_once(self) -> bool:
         """Indexes every log that is behind, up to its current size; whether anything was."""
         positions = self._backend.positions()
-        with self._progress:
-            self._positions.update(positions)
-            self._progress.notify_all()
+        self._publish(positions)
         progressed = False
         for log_id, size in sorted(self._store.log_sizes().items()):
             start = positions.get(log_id, 0)
@@ -249,10 +283,14 @@ class Indexer:
             log.info("caught-up batch left to the periodic refresh: %s", exc)
         self._shown = time.monotonic()
 
-    def _done(self, log_id: str, end: int) -> None:
+    def _publish(self, positions: dict[str, int]) -> None:
+        """Tells ``wait_indexed`` how far each log is indexed."""
         with self._progress:
-            self._positions[log_id] = end
+            self._positions.update(positions)
             self._progress.notify_all()
+
+    def _done(self, log_id: str, end: int) -> None:
+        self._publish({log_id: end})
 
     def _build(self, log_id: str, start: int, entries: list[StoredEvent]) -> list[Document] | None:
         """The batch's documents, or None when a stored event is damaged (the log is held)."""

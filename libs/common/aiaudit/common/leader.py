@@ -1,11 +1,16 @@
-"""Single notary per database: only the holder of the lock integrates and signs.
+"""One leader per database for a job that must not run twice: lock, then work.
 
-PostgreSQL: a session advisory lock (``pg_try_advisory_lock``) held by one
-connection, through which the leader also does all its writes. If that
-session dies, the lock is released *and* any write in flight on it fails,
-so a deposed leader can never commit after a new one took over.
-SQLite (embedded, one host): an exclusive ``flock`` on a file beside the
-database.
+Jobs: ``integrity.notary`` (integrates and signs; two would sign diverging
+checkpoints) and ``search.indexer`` (bulk-indexes into the shared OpenSearch;
+two would each send every document). The other replicas stand by and ask for
+the lock again once a poll interval.
+
+PostgreSQL: a session advisory lock (``pg_try_advisory_lock``, its key derived
+from the job's name) held by one connection, through which the notary also
+does all its writes. If that session dies, the lock is released *and* any
+write in flight on it fails, so a deposed leader can never commit after a new
+one took over. SQLite (embedded, one host): an exclusive ``flock`` on a file
+beside the database.
 """
 
 from __future__ import annotations
@@ -19,17 +24,22 @@ from typing import Protocol
 
 import sqlalchemy as sa
 
-LOCK_KEY = int.from_bytes(
-    hashlib.sha256(b"aiaudit.integrity.notary").digest()[:8], "big", signed=True
-)
-"""The advisory lock id (64-bit) that the notaries of one database contend for."""
+NOTARY = "integrity.notary"
+INDEXER = "search.indexer"
+
+
+def lock_key(job: str) -> int:
+    """The advisory lock id (64-bit) that the replicas running ``job`` contend for."""
+    return int.from_bytes(
+        hashlib.sha256(f"aiaudit.{job}".encode()).digest()[:8], "big", signed=True
+    )
 
 
 class Leadership(Protocol):
     """Try to lead; the connection returned is where the leader writes."""
 
     def acquire(self) -> sa.Connection | None:
-        """The leader's write connection, or None while another notary leads."""
+        """The leader's connection, or None while another replica leads."""
         ...
 
     def release(self) -> None:
@@ -40,18 +50,30 @@ class Leadership(Protocol):
 class AdvisoryLock:
     """PostgreSQL session advisory lock."""
 
-    def __init__(self, engine: sa.Engine) -> None:
-        """Contends for the lock with connections from ``engine``."""
+    def __init__(self, engine: sa.Engine, job: str) -> None:
+        """Contends for ``job``'s lock with connections from ``engine``."""
         self._engine = engine
+        self._key = lock_key(job)
         self._conn: sa.Connection | None = None
 
     def acquire(self) -> sa.Connection | None:
-        """Takes the lock if free; keeps holding it once taken."""
+        """Takes the lock if free; once held, keeps it while its session is alive.
+
+        A session that died (the database restarted, the connection was cut)
+        took the lock with it, and another replica may hold it now: ask again.
+        """
         if self._conn is not None:
-            return self._conn
+            try:
+                self._conn.exec_driver_sql("SELECT 1")
+                self._conn.rollback()
+                return self._conn
+            except sa.exc.DBAPIError:
+                self.release()
         conn = self._engine.connect()
         try:
-            got = conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": LOCK_KEY}).scalar()
+            got = conn.execute(
+                sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": self._key}
+            ).scalar()
             conn.commit()
         except Exception:
             conn.invalidate()
@@ -72,13 +94,13 @@ class AdvisoryLock:
 
 
 class FileLock:
-    """Exclusive lock on ``<database file>.notary.lock`` (embedded SQLite)."""
+    """Exclusive lock on ``<database file>.<job's last word>.lock``, e.g. ``.notary.lock``."""
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, job: str) -> None:
         """Locks the file beside the SQLite database of ``engine``."""
         self._engine = engine
         database = engine.url.database or ""
-        self._path = Path(f"{database}.notary.lock")
+        self._path = Path(f"{database}.{job.rpartition('.')[2]}.lock")
         self._fd: int | None = None
         self._conn: sa.Connection | None = None
 
@@ -107,8 +129,8 @@ class FileLock:
             os.close(fd)
 
 
-def for_engine(engine: sa.Engine) -> Leadership:
-    """The leadership mechanism of the engine's database."""
+def for_engine(engine: sa.Engine, job: str) -> Leadership:
+    """The leadership of ``job`` (:data:`NOTARY`, :data:`INDEXER`) on the engine's database."""
     if engine.dialect.name == "postgresql":
-        return AdvisoryLock(engine)
-    return FileLock(engine)
+        return AdvisoryLock(engine, job)
+    return FileLock(engine, job)
