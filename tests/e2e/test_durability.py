@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -125,3 +126,22 @@ def test_ingest_workers_share_the_port_and_stop_together(tmp_path: Path, tenant:
     assert proc.wait(timeout=30) == 0
     assert subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True).returncode == 1
     assert not Path(f"/proc/{children[0]}").exists()
+
+
+def test_a_sigterm_handed_to_any_thread_stops_the_server(tmp_path: Path) -> None:
+    proc = serve_process(
+        ["--address", f"127.0.0.1:{free_port()}", "--data-dir", str(tmp_path)],
+        {**subprocess_env(), "AIAUDIT_DATABASE_URL": f"sqlite:///{tmp_path / 's.db'}"},
+    )
+    try:
+        others = [int(t) for t in os.listdir(f"/proc/{proc.pid}/task") if int(t) != proc.pid]
+        assert others
+        # As the kernel may do with `kill`: the signal lands on a thread that is not
+        # the main one (tgkill picks which, so the test does not depend on luck).
+        libc = ctypes.CDLL(None, use_errno=True)
+        assert libc.tgkill(proc.pid, others[-1], signal.SIGTERM) == 0
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

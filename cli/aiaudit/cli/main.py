@@ -54,7 +54,11 @@ def _serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     print(f"aiaudit serving on {settings.address.rpartition(':')[0]}:{suite.port}", flush=True)
-    stop.wait()
+    # Timed waits: a signal the kernel hands to another thread (gRPC's, a worker's)
+    # only runs its handler when this thread next runs Python, and an untimed wait
+    # never returned, so a SIGTERM could leave the server up until SIGKILL.
+    while not stop.wait(0.5):
+        pass
     for proc in helpers:
         proc.terminate()
     suite.stop()
