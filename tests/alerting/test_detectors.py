@@ -29,15 +29,18 @@ def test_checksums() -> None:
     assert "pii.national_id" not in kinds("pii", "DNI 12345678A")  # wrong check letter
 
 
-def test_pii_written_with_other_digits_or_spaces_is_found() -> None:
-    # Not ASCII, so past the ASCII prefilter: a keyboard layout must not hide a number.
+def test_pii_written_with_other_spaces_dashes_or_digits_is_found() -> None:
+    # Read as ASCII ones: copied text and keyboard layouts must not hide a number.
+    card = "card 4111\u00a01111\u00a01111\u00a01111 from a web page"
+    (hit,) = found("pii", card)
+    assert (hit.detector, card[hit.start : hit.end]) == ("pii.credit_card", card[5:24])
     assert kinds("pii", "SSN \u0661\u0662\u0663-\u0664\u0665-\u0666\u0667\u0668\u0669") == {
         "pii.national_id"
     }
     phone = "call \uff15\uff15\uff15-\uff11\uff12\uff13-\uff14\uff15\uff16\uff17 today"
     (hit,) = found("pii", phone)
     assert (hit.detector, phone[hit.start : hit.end]) == ("pii.phone", phone[5:17])
-    assert kinds("pii", "call 555\u00a0123\u00a04567") == {"pii.phone"}
+    assert kinds("pii", "call 555\u2009123\u20114567") == {"pii.phone"}
     assert kinds("pii", "na\u00efve prose with 1 number") == set()
 
 

@@ -20,13 +20,13 @@
 //! `ahead*`, or the end of the text: it is not part of the match, and the next
 //! search starts where the match ends. Tests check both forms against each other.
 //!
-//! Before the patterns run on an ASCII text, it must hold a candidate of one of
-//! them with their lookarounds dropped and ASCII classes (the RE2 prefilter the
-//! detectors had in Python). A text with other characters skips that prefilter:
-//! read with ASCII classes it let a phone number spaced with U+00A0, or an SSN in
-//! Arabic-Indic digits, pass unreported (an evasion as cheap as a keyboard
-//! layout). Such a text pays the patterns whenever it holds two digits of any
-//! script close together, or an `@`.
+//! Before the patterns run, a text must hold a candidate of one of them with
+//! their lookarounds dropped and ASCII classes (the RE2 prefilter the detectors
+//! had in Python). For PII a text is first read with every space separator as a
+//! space, every dash as `-` and every decimal digit as its ASCII digit (one
+//! character for one, so offsets hold): a card, phone or SSN written with
+//! U+00A0 between its groups (as text copied from a web page or a PDF often
+//! is), fullwidth or Arabic-Indic digits used to pass unreported.
 
 use std::collections::HashSet;
 use std::sync::LazyLock;
@@ -290,31 +290,39 @@ fn gate(patterns: &[&Pattern]) -> Regex {
     Regex::new(&each.join("|")).expect("valid prefilter")
 }
 
-/// What every PII pattern needs: an `@`, or two digits with at most a space or `-`
-/// between them (most prose has neither; the prefilter and the patterns are slower).
-/// Digits and spaces are ASCII in an ASCII text, of any script otherwise.
+/// What every PII prefilter pattern needs: an `@`, or two ASCII digits with at most
+/// a space or `-` between them (most prose has neither; the prefilter is slower).
 fn maybe_pii(text: &str) -> bool {
-    if text.contains('@') {
-        return true;
-    }
-    if text.is_ascii() {
-        let b = text.as_bytes();
-        return (0..b.len()).any(|i| {
+    let b = text.as_bytes();
+    text.contains('@')
+        || (0..b.len()).any(|i| {
             b[i].is_ascii_digit()
                 && (b.get(i + 1).is_some_and(u8::is_ascii_digit)
                     || (matches!(b.get(i + 1), Some(b' ' | b'-'))
                         && b.get(i + 2).is_some_and(u8::is_ascii_digit)))
-        });
-    }
-    let chars: Vec<char> = text.chars().collect();
-    (0..chars.len()).any(|i| {
-        is_digit(chars[i])
-            && (chars.get(i + 1).is_some_and(|&c| is_digit(c))
-                || (chars
-                    .get(i + 1)
-                    .is_some_and(|&c| c == '-' || c.is_whitespace())
-                    && chars.get(i + 2).is_some_and(|&c| is_digit(c))))
-    })
+        })
+}
+
+/// The text as the PII patterns and checksums read it: every space separator
+/// (U+00A0, U+2009, U+3000, ...) a space, every dash (U+2010-U+2015, U+2212,
+/// fullwidth) a `-`, every decimal digit of any script its ASCII digit. One
+/// character for one, so character offsets are those of the original.
+fn normalized(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            _ if c.is_ascii() => c,
+            '\u{a0}'
+            | '\u{1680}'
+            | '\u{2000}'..='\u{200a}'
+            | '\u{202f}'
+            | '\u{205f}'
+            | '\u{3000}' => ' ',
+            '\u{2010}'..='\u{2015}' | '\u{2212}' | '\u{fe58}' | '\u{fe63}' | '\u{ff0d}' => '-',
+            _ => digit_value(c)
+                .and_then(|v| char::from_digit(v, 10))
+                .unwrap_or(c),
+        })
+        .collect()
 }
 
 /// A compiled [`Pattern`].
@@ -890,9 +898,19 @@ static SECRET: LazyLock<SecretPatterns> = LazyLock::new(|| {
     }
 });
 
-fn pii(t: &Text, out: &mut Vec<Finding>) {
+fn pii(original: &Text, out: &mut Vec<Finding>) {
+    let read;
+    let t = if original.text.is_ascii() {
+        original
+    } else {
+        read = Text {
+            field: original.field.clone(),
+            text: normalized(&original.text),
+        };
+        &read
+    };
     let (p, text) = (&*PII, t.text.as_str());
-    if !maybe_pii(text) || (text.is_ascii() && !p.gate.is_match(text)) {
+    if !maybe_pii(text) || !p.gate.is_match(text) {
         return;
     }
     let mut found = Vec::new();
@@ -1044,6 +1062,27 @@ mod tests {
     }
 
     #[test]
+    fn numbers_in_other_spaces_dashes_and_digits() {
+        let card = "card 4111\u{a0}1111\u{a0}1111\u{a0}1111 ok";
+        // Character offsets into the original text; the excerpt is masked as ever.
+        assert_eq!(
+            found(card),
+            [(
+                "pii.credit_card".into(),
+                5,
+                24,
+                "41***************11".into()
+            )]
+        );
+        assert_eq!(
+            kinds("carte ４１１１ １１１１ １１１１ １１１１"),
+            ["pii.credit_card"]
+        );
+        assert_eq!(kinds("SSN 123\u{2011}45\u{2011}6789"), ["pii.national_id"]);
+        assert_eq!(normalized("a\u{3000}b\u{2212}c９é"), "a b-c9é");
+    }
+
+    #[test]
     fn checksums() {
         assert!(luhn("4111111111111111") && !luhn("4111111111111112"));
         assert!(!luhn("41111x1111111111"));
@@ -1119,9 +1158,9 @@ mod tests {
         assert!(kinds("id x555 123 4567").is_empty()); // a word character before
                                                        // Inside an IBAN: not also a phone.
         assert_eq!(kinds("IBAN DE89 3704 0044 0532 0130 00"), ["pii.iban"]);
-        // Spaced with U+00A0 (which the ASCII prefilter would not take for a space).
+        // Other spaces, dashes and digits read as ASCII ones.
         assert_eq!(kinds("call 555\u{a0}123\u{a0}4567"), ["pii.phone"]);
-        assert_eq!(kinds("call 555\u{2009}123\u{2009}4567"), ["pii.phone"]);
+        assert_eq!(kinds("call 555\u{2009}123\u{2011}4567"), ["pii.phone"]);
         assert_eq!(kinds("call ５５５-１２３-４５６７"), ["pii.phone"]); // fullwidth digits
         assert!(kinds("naïve prose, 1 number").is_empty());
         assert_eq!(
@@ -1419,8 +1458,9 @@ mod tests {
         assert!(pii.is_match("card 4111 1111 1111 1111, mail a.b@example.org"));
         assert!(!pii.is_match("see you at noon") && !SECRET.gate.is_match("see you at noon"));
         assert!(!pii.is_match("SSN ١٢٣-٤٥-٦٧٨٩"));
-        // A text that is not ASCII skips the prefilter: the patterns read any digits.
+        // Detection reads it normalized: the prefilter sees ASCII digits.
         assert_eq!(kinds("SSN ١٢٣-٤٥-٦٧٨٩"), ["pii.national_id"]);
+        assert_eq!(normalized("SSN ١٢٣-٤٥-٦٧٨٩"), "SSN 123-45-6789");
         assert!(SECRET.gate.is_match("key AKIAIOSFODNN7EXAMPLE here"));
     }
 }
