@@ -33,6 +33,7 @@ WORKDIR /src
 # does not invalidate this layer.
 COPY pyproject.toml ./
 COPY libs/common ./libs/common
+COPY libs/sdk ./libs/sdk
 COPY services ./services
 COPY cli ./cli
 COPY --from=native /wheels /wheels

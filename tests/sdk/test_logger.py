@@ -1,0 +1,154 @@
+"""The gateway SDK against a real server process: no event lost, none stored twice.
+
+The server is stopped, killed with -9 and started again around the logger;
+what it stored is read back from the store (SQLite and PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import orjson
+
+from aiaudit.common.store import open_store
+from aiaudit.common.v1 import event_pb2 as ev
+from aiaudit.ingest.v1 import ingest_service_pb2 as pb
+from aiaudit.sdk import AuditLogger
+from tests.conftest import subprocess_env, write_keys
+from tests.helpers import free_port, interaction, serve_process
+from tests.search.conftest import wait_until
+
+
+class Server:
+    """``aiaudit serve`` on a fixed port, stopped and started at will."""
+
+    def __init__(self, store_url: str, data_dir: Path) -> None:
+        self.store_url, self.data_dir = store_url, data_dir
+        self.port = free_port()
+        self.key = write_keys(data_dir / "keys.yaml")["gateway"]
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = serve_process(
+            ["--address", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir)],
+            {
+                **subprocess_env(),
+                "AIAUDIT_DATABASE_URL": self.store_url,
+                "AIAUDIT_API_KEYS_FILE": str(self.data_dir / "keys.yaml"),
+            },
+        )
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None:
+            os.kill(self.proc.pid, sig)
+            self.proc.wait()
+            self.proc = None
+
+    def logger(self, spool: Path, **kw: object) -> AuditLogger:
+        return AuditLogger(f"127.0.0.1:{self.port}", spool, api_key=self.key, max_backoff=0.2, **kw)  # type: ignore[arg-type]
+
+
+def _store_url(store_url: str, tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'sdk.db'}" if store_url.startswith("sqlite") else store_url
+
+
+def stored_ids(store_url: str, tenant: str) -> list[str]:
+    store = open_store(store_url)
+    try:
+        return [e.event_id for e in store.read_log(tenant, 0, 100_000)]
+    finally:
+        store.close()
+
+
+def spooled(spool: Path) -> int:
+    return sum(
+        len(pb.AppendRequest.FromString(p.read_bytes()).events) for p in spool.glob("*.batch")
+    )
+
+
+def test_events_logged_through_outages_are_all_stored_once(
+    store_url: str, tmp_path: Path, tenant: str
+) -> None:
+    server = Server(_store_url(store_url, tmp_path), tmp_path)
+    spool = tmp_path / "spool"
+    logger = server.logger(spool, batch_size=50)
+    try:
+        # Down from the start: everything goes to the spool.
+        ids = [logger.log(interaction(tenant, text=f"before {i}")) for i in range(120)]
+        wait_until(lambda: spooled(spool) == 120)
+        server.start()
+        assert logger.flush(timeout=60)
+        assert spooled(spool) == 0
+
+        # Killed while events stream in; restarted a moment later.
+        for i in range(400):
+            ids.append(logger.log(interaction(tenant, text=f"during {i}")))
+            if i == 150:
+                server.stop(signal.SIGKILL)
+            if i == 250:
+                server.start()
+        assert logger.flush(timeout=60)
+        stored = stored_ids(server.store_url, tenant)
+        assert sorted(stored) == sorted(ids)  # each logged event, once
+    finally:
+        logger.close(timeout=1)
+        server.stop()
+
+
+def test_a_closed_loggers_spool_is_sent_by_the_next(
+    store_url: str, tmp_path: Path, tenant: str
+) -> None:
+    server = Server(_store_url(store_url, tmp_path), tmp_path)
+    spool = tmp_path / "spool"
+    first = server.logger(spool)
+    ids = [first.log(interaction(tenant, text=f"n{i}")) for i in range(30)]
+    first.close(timeout=0.5)  # the service is down: it keeps them on disk
+    assert spooled(spool) == 30
+    server.start()
+    second = server.logger(spool)
+    try:
+        assert second.flush(timeout=60)
+        assert sorted(stored_ids(server.store_url, tenant)) == sorted(ids)
+        assert spooled(spool) == 0
+    finally:
+        second.close(timeout=1)
+        server.stop()
+
+
+def test_refused_events_are_set_aside_and_the_rest_of_their_batch_is_stored(
+    store_url: str, tmp_path: Path, tenant: str
+) -> None:
+    server = Server(_store_url(store_url, tmp_path), tmp_path)
+    server.start()
+    refused: list[tuple[str, str]] = []
+    logger = server.logger(
+        tmp_path / "spool", on_rejected=lambda e, why: refused.append((e.event_id, why))
+    )
+    try:
+        taken = logger.log(interaction(tenant, "taken", text="the original"))
+        assert logger.flush(timeout=30)
+        # One batch: eight good events, one whose id is taken by other content, one invalid.
+        events = [interaction(tenant, text=f"ok {i}") for i in range(8)]
+        events.insert(3, interaction(tenant, "taken", text="same id, other content"))
+        events.insert(6, interaction(tenant, "bad-model", model="x" * 5000))
+        for e in events:
+            logger.log(e)
+        assert logger.flush(timeout=30)
+
+        good = [e.event_id for e in events if e.event_id not in ("taken", "bad-model")]
+        assert sorted(stored_ids(server.store_url, tenant)) == sorted([taken, *good])
+        why = dict(refused)
+        assert sorted(why) == ["bad-model", "taken"]
+        assert "ALREADY_EXISTS" in why["taken"] and "model.name" in why["bad-model"]
+        lines = (tmp_path / "spool" / "rejected.jsonl").read_bytes().splitlines()
+        kept = {x["event_id"]: x for x in map(orjson.loads, lines)}
+        assert sorted(kept) == ["bad-model", "taken"]
+        event = ev.Event.FromString(base64.b64decode(kept["taken"]["event"]))
+        assert event.input.messages[0].parts[0].text == "same id, other content"
+    finally:
+        logger.close(timeout=1)
+        server.stop()
