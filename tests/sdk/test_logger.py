@@ -152,3 +152,25 @@ def test_refused_events_are_set_aside_and_the_rest_of_their_batch_is_stored(
     finally:
         logger.close(timeout=1)
         server.stop()
+
+
+def test_a_spool_that_refuses_writes_keeps_the_events_in_memory(
+    store_url: str, tmp_path: Path, tenant: str
+) -> None:
+    server = Server(_store_url(store_url, tmp_path), tmp_path)
+    spool = tmp_path / "spool"
+    logger = server.logger(spool)
+    try:
+        spool.rmdir()
+        spool.write_bytes(b"")  # a file where the spool's directory was: every write fails
+        ids = [logger.log(interaction(tenant, text=f"m{i}")) for i in range(20)]
+        assert not logger.flush(timeout=1)  # the service is down and the disk refuses
+        spool.unlink()
+        spool.mkdir()
+        wait_until(lambda: spooled(spool) == 20)  # kept, then spooled once the disk takes them
+        server.start()
+        assert logger.flush(timeout=60)
+        assert sorted(stored_ids(server.store_url, tenant)) == sorted(ids)
+    finally:
+        logger.close(timeout=1)
+        server.stop()

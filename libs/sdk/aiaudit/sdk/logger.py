@@ -168,6 +168,9 @@ class AuditLogger:
                 self._retry_at = time.monotonic() + self._max_backoff
             with self._settled:
                 self._settled.notify_all()
+            if closing and self._late() and self._carry:
+                log.error("%d audit events neither sent nor spooled by close", len(self._carry))
+                return
             done = not self._spool.pending() or self._late()
             if closing and self._queue.empty() and not self._carry and done:
                 return
@@ -201,8 +204,8 @@ class AuditLogger:
     def _late(self) -> bool:
         return time.monotonic() >= self._deadline
 
-    def _replay(self) -> bool:
-        """Sends the spooled batches oldest first; False when the service failed again."""
+    def _replay(self) -> None:
+        """Sends the spooled batches oldest first, until the service fails again."""
         for path in self._spool.pending():
             events = list(Spool.read(path).events)
             left = self._deliver(events)
@@ -211,8 +214,7 @@ class AuditLogger:
             if len(left) < len(events):
                 self._spool.remove(path)
             if left or not self._up():
-                return False
-        return True
+                return
 
     def _deliver(self, events: list[event_pb2.Event]) -> list[event_pb2.Event]:
         """Sends one batch; returns the events a transient failure left (refused ones set aside)."""
