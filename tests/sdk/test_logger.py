@@ -10,9 +10,11 @@ import base64
 import os
 import signal
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
+import pytest
 
 from aiaudit.common.store import open_store
 from aiaudit.common.v1 import event_pb2 as ev
@@ -31,6 +33,7 @@ class Server:
         self.port = free_port()
         self.key = write_keys(data_dir / "keys.yaml")["gateway"]
         self.proc: subprocess.Popen[bytes] | None = None
+        self.loggers: list[AuditLogger] = []
 
     def start(self) -> None:
         self.proc = serve_process(
@@ -48,12 +51,33 @@ class Server:
             self.proc.wait()
             self.proc = None
 
-    def logger(self, spool: Path, **kw: object) -> AuditLogger:
-        return AuditLogger(f"127.0.0.1:{self.port}", spool, api_key=self.key, max_backoff=0.2, **kw)  # type: ignore[arg-type]
+    @property
+    def spool(self) -> Path:
+        return self.data_dir / "spool"
+
+    def logger(self, **kw: object) -> AuditLogger:
+        """A logger on the test's spool directory (closed, if not yet, at teardown)."""
+        logger = AuditLogger(
+            f"127.0.0.1:{self.port}",
+            self.spool,
+            api_key=self.key,
+            max_backoff=0.2,
+            **kw,  # type: ignore[arg-type]
+        )
+        self.loggers.append(logger)
+        return logger
 
 
-def _store_url(store_url: str, tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'sdk.db'}" if store_url.startswith("sqlite") else store_url
+@pytest.fixture
+def server(store_url: str, tmp_path: Path) -> Iterator[Server]:
+    """A server (not started) on the store, its loggers closed and it stopped after the test."""
+    if store_url.startswith("sqlite"):
+        store_url = f"sqlite:///{tmp_path / 'sdk.db'}"
+    running = Server(store_url, tmp_path)
+    yield running
+    for logger in running.loggers:
+        logger.close(timeout=1)
+    running.stop()
 
 
 def stored_ids(store_url: str, tenant: str) -> list[str]:
@@ -70,107 +94,77 @@ def spooled(spool: Path) -> int:
     )
 
 
-def test_events_logged_through_outages_are_all_stored_once(
-    store_url: str, tmp_path: Path, tenant: str
-) -> None:
-    server = Server(_store_url(store_url, tmp_path), tmp_path)
-    spool = tmp_path / "spool"
-    logger = server.logger(spool, batch_size=50)
-    try:
-        # Down from the start: everything goes to the spool.
-        ids = [logger.log(interaction(tenant, text=f"before {i}")) for i in range(120)]
-        wait_until(lambda: spooled(spool) == 120)
-        server.start()
-        assert logger.flush(timeout=60)
-        assert spooled(spool) == 0
+def test_events_logged_through_outages_are_all_stored_once(server: Server, tenant: str) -> None:
+    logger = server.logger(batch_size=50)
+    # Down from the start: everything goes to the spool.
+    ids = [logger.log(interaction(tenant, text=f"before {i}")) for i in range(120)]
+    wait_until(lambda: spooled(server.spool) == 120)
+    server.start()
+    assert logger.flush(timeout=60)
+    assert spooled(server.spool) == 0
 
-        # Killed while events stream in; restarted a moment later.
-        for i in range(400):
-            ids.append(logger.log(interaction(tenant, text=f"during {i}")))
-            if i == 150:
-                server.stop(signal.SIGKILL)
-            if i == 250:
-                server.start()
-        assert logger.flush(timeout=60)
-        stored = stored_ids(server.store_url, tenant)
-        assert sorted(stored) == sorted(ids)  # each logged event, once
-    finally:
-        logger.close(timeout=1)
-        server.stop()
+    # Killed while events stream in; restarted a moment later.
+    for i in range(400):
+        ids.append(logger.log(interaction(tenant, text=f"during {i}")))
+        if i == 150:
+            server.stop(signal.SIGKILL)
+        if i == 250:
+            server.start()
+    assert logger.flush(timeout=60)
+    assert sorted(stored_ids(server.store_url, tenant)) == sorted(ids)  # each logged event, once
 
 
-def test_a_closed_loggers_spool_is_sent_by_the_next(
-    store_url: str, tmp_path: Path, tenant: str
-) -> None:
-    server = Server(_store_url(store_url, tmp_path), tmp_path)
-    spool = tmp_path / "spool"
-    first = server.logger(spool)
+def test_a_closed_loggers_spool_is_sent_by_the_next(server: Server, tenant: str) -> None:
+    first = server.logger()
     ids = [first.log(interaction(tenant, text=f"n{i}")) for i in range(30)]
     first.close(timeout=0.5)  # the service is down: it keeps them on disk
-    assert spooled(spool) == 30
+    assert spooled(server.spool) == 30
     server.start()
-    second = server.logger(spool)
-    try:
-        assert second.flush(timeout=60)
-        assert sorted(stored_ids(server.store_url, tenant)) == sorted(ids)
-        assert spooled(spool) == 0
-    finally:
-        second.close(timeout=1)
-        server.stop()
+    second = server.logger()
+    assert second.flush(timeout=60)
+    assert sorted(stored_ids(server.store_url, tenant)) == sorted(ids)
+    assert spooled(server.spool) == 0
 
 
 def test_refused_events_are_set_aside_and_the_rest_of_their_batch_is_stored(
-    store_url: str, tmp_path: Path, tenant: str
+    server: Server, tenant: str
 ) -> None:
-    server = Server(_store_url(store_url, tmp_path), tmp_path)
     server.start()
     refused: list[tuple[str, str]] = []
-    logger = server.logger(
-        tmp_path / "spool", on_rejected=lambda e, why: refused.append((e.event_id, why))
-    )
-    try:
-        taken = logger.log(interaction(tenant, "taken", text="the original"))
-        assert logger.flush(timeout=30)
-        # One batch: eight good events, one whose id is taken by other content, one invalid.
-        events = [interaction(tenant, text=f"ok {i}") for i in range(8)]
-        events.insert(3, interaction(tenant, "taken", text="same id, other content"))
-        events.insert(6, interaction(tenant, "bad-model", model="x" * 5000))
-        for e in events:
-            logger.log(e)
-        assert logger.flush(timeout=30)
+    logger = server.logger(on_rejected=lambda e, why: refused.append((e.event_id, why)))
+    taken = logger.log(interaction(tenant, "taken", text="the original"))
+    assert logger.flush(timeout=30)
+    # One batch: eight good events, one whose id is taken by other content, one invalid.
+    events = [interaction(tenant, text=f"ok {i}") for i in range(8)]
+    events.insert(3, interaction(tenant, "taken", text="same id, other content"))
+    events.insert(6, interaction(tenant, "bad-model", model="x" * 5000))
+    for e in events:
+        logger.log(e)
+    assert logger.flush(timeout=30)
 
-        good = [e.event_id for e in events if e.event_id not in ("taken", "bad-model")]
-        assert sorted(stored_ids(server.store_url, tenant)) == sorted([taken, *good])
-        why = dict(refused)
-        assert sorted(why) == ["bad-model", "taken"]
-        assert "ALREADY_EXISTS" in why["taken"] and "model.name" in why["bad-model"]
-        lines = (tmp_path / "spool" / "rejected.jsonl").read_bytes().splitlines()
-        kept = {x["event_id"]: x for x in map(orjson.loads, lines)}
-        assert sorted(kept) == ["bad-model", "taken"]
-        event = ev.Event.FromString(base64.b64decode(kept["taken"]["event"]))
-        assert event.input.messages[0].parts[0].text == "same id, other content"
-    finally:
-        logger.close(timeout=1)
-        server.stop()
+    good = [e.event_id for e in events if e.event_id not in ("taken", "bad-model")]
+    assert sorted(stored_ids(server.store_url, tenant)) == sorted([taken, *good])
+    why = dict(refused)
+    assert sorted(why) == ["bad-model", "taken"]
+    assert "ALREADY_EXISTS" in why["taken"] and "model.name" in why["bad-model"]
+    lines = (server.spool / "rejected.jsonl").read_bytes().splitlines()
+    kept = {x["event_id"]: x for x in map(orjson.loads, lines)}
+    assert sorted(kept) == ["bad-model", "taken"]
+    event = ev.Event.FromString(base64.b64decode(kept["taken"]["event"]))
+    assert event.input.messages[0].parts[0].text == "same id, other content"
 
 
 def test_a_spool_that_refuses_writes_keeps_the_events_in_memory(
-    store_url: str, tmp_path: Path, tenant: str
+    server: Server, tenant: str
 ) -> None:
-    server = Server(_store_url(store_url, tmp_path), tmp_path)
-    spool = tmp_path / "spool"
-    logger = server.logger(spool)
-    try:
-        spool.rmdir()
-        spool.write_bytes(b"")  # a file where the spool's directory was: every write fails
-        ids = [logger.log(interaction(tenant, text=f"m{i}")) for i in range(20)]
-        assert not logger.flush(timeout=1)  # the service is down and the disk refuses
-        spool.unlink()
-        spool.mkdir()
-        wait_until(lambda: spooled(spool) == 20)  # kept, then spooled once the disk takes them
-        server.start()
-        assert logger.flush(timeout=60)
-        assert sorted(stored_ids(server.store_url, tenant)) == sorted(ids)
-    finally:
-        logger.close(timeout=1)
-        server.stop()
+    logger = server.logger()
+    server.spool.rmdir()
+    server.spool.write_bytes(b"")  # a file where the spool's directory was: every write fails
+    ids = [logger.log(interaction(tenant, text=f"m{i}")) for i in range(20)]
+    assert not logger.flush(timeout=1)  # the service is down and the disk refuses
+    server.spool.unlink()
+    server.spool.mkdir()
+    wait_until(lambda: spooled(server.spool) == 20)  # kept, then spooled once the disk takes them
+    server.start()
+    assert logger.flush(timeout=60)
+    assert sorted(stored_ids(server.store_url, tenant)) == sorted(ids)

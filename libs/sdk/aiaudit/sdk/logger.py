@@ -162,8 +162,8 @@ class AuditLogger:
                     if left:
                         self._spool.put(pb.AppendRequest(events=left))
                     self._let_go(len(events))
-            except OSError as exc:  # the spool's disk refused: nothing is dropped
-                log.error("audit spool not writable, %d events kept: %s", len(events), exc)
+            except Exception:  # the spool's disk refused (or worse): nothing is dropped
+                log.exception("audit events not sent nor spooled, %d kept to retry", len(events))
                 self._carry = events
                 self._retry_at = time.monotonic() + self._max_backoff
             with self._settled:

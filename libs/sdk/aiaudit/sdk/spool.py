@@ -32,8 +32,11 @@ class Spool:
         self._next = max(names, default=0) + 1
 
     def pending(self) -> list[Path]:
-        """The spooled batches, oldest first."""
-        return sorted(self.directory.glob(f"*{_SUFFIX}"), key=lambda p: int(p.stem))
+        """The spooled batches, oldest first (none while the directory cannot be read)."""
+        try:
+            return sorted(self.directory.glob(f"*{_SUFFIX}"), key=lambda p: int(p.stem))
+        except OSError:
+            return []
 
     def put(self, request: pb.AppendRequest) -> Path:
         """Writes one batch durably; returns its file."""
