@@ -28,6 +28,12 @@ looks again after the growing ``commits.RECHECKS`` pauses, as the commit
 event fires just before the COMMIT lands); otherwise it polls every ``poll_interval``
 seconds (commits from other processes).
 
+Replicas: into OpenSearch, shared by every replica, one indexer works at a
+time, the holder of the ``search.indexer`` lock (:mod:`aiaudit.common.leader`);
+the others ask for it once a poll interval and meanwhile read the leader's
+positions, so that their exports wait for the right snapshot. An embedded
+index is its own process's, and its indexer always works.
+
 Retention (``retention_days``): the backend's :meth:`retain` runs at start
 and every ``retention_sweep_interval`` seconds (an ISM policy install, or a
 sweep of expired months; see :mod:`aiaudit.search.retention`).
@@ -250,13 +256,13 @@ class Indexer:
                     break
                 end = entries[-1].sequence + 1
                 if in_flight is not None:
-                    self._done(log_id, in_flight.result())
+                    self._publish({log_id: in_flight.result()})
                     progressed = True
                 in_flight = self._writer.submit(self._write, log_id, docs, end, end >= size)
                 start = end
         finally:
             if in_flight is not None:
-                self._done(log_id, in_flight.result())  # raises if that bulk failed
+                self._publish({log_id: in_flight.result()})  # raises if that bulk failed
                 progressed = True
         return progressed
 
@@ -288,9 +294,6 @@ class Indexer:
         with self._progress:
             self._positions.update(positions)
             self._progress.notify_all()
-
-    def _done(self, log_id: str, end: int) -> None:
-        self._publish({log_id: end})
 
     def _build(self, log_id: str, start: int, entries: list[StoredEvent]) -> list[Document] | None:
         """The batch's documents, or None when a stored event is damaged (the log is held)."""
