@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 from aiaudit.common import config, logs
@@ -50,21 +50,34 @@ def _serve(args: argparse.Namespace) -> int:
     logs.configure(settings.log_level)
     helpers = _start_workers(settings, sys.argv[1:]) if settings.workers > 1 else []
     suite = start(settings)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    print(f"aiaudit serving on {settings.address.rpartition(':')[0]}:{suite.port}", flush=True)
-    # Timed waits: a signal the kernel hands to another thread (gRPC's, a worker's)
-    # only runs its handler when this thread next runs Python, and an untimed wait
-    # never returned, so a SIGTERM could leave the server up until SIGKILL.
-    while not stop.wait(0.5):
-        pass
+    _wait_for_stop_signal(f"{settings.address.rpartition(':')[0]}:{suite.port}")
     for proc in helpers:
         proc.terminate()
     suite.stop()
     for proc in helpers:
         proc.wait()
     return 0
+
+
+def _wait_for_stop_signal(address: str) -> None:
+    """Announces the address, then returns once SIGINT or SIGTERM arrives.
+
+    The kernel may hand the signal to any thread (gRPC's, a worker's). Its
+    handler only runs when this thread next runs Python, so this thread
+    sleeps on the wake-up pipe that the signal writes to, whichever thread
+    takes it. The handler takes no lock: an ``Event.set`` there deadlocked
+    when the signal interrupted this thread inside the same event's wait.
+    """
+    received: list[int] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, _frame: received.append(signum))
+    wake, woken = os.pipe()
+    os.set_blocking(woken, False)
+    signal.set_wakeup_fd(woken)
+    print(f"aiaudit serving on {address}", flush=True)
+    while not received:
+        select.select([wake], [], [])
+        os.read(wake, 64)
 
 
 def _start_workers(settings: config.Settings, argv: list[str]) -> list[subprocess.Popen[bytes]]:
