@@ -318,9 +318,11 @@ fn normalized(text: &str) -> String {
             | '\u{205f}'
             | '\u{3000}' => ' ',
             '\u{2010}'..='\u{2015}' | '\u{2212}' | '\u{fe58}' | '\u{fe63}' | '\u{ff0d}' => '-',
-            _ => digit_value(c)
+            // `is_numeric` is a table lookup; the digit check behind it a regex match per character.
+            _ if c.is_numeric() => digit_value(c)
                 .and_then(|v| char::from_digit(v, 10))
                 .unwrap_or(c),
+            _ => c,
         })
         .collect()
 }

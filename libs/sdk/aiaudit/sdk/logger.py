@@ -135,7 +135,7 @@ class AuditLogger:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
-                self._settled.wait(min(left, 0.1))
+                self._settled.wait(left)  # the sender notifies after every batch it handles
         return True
 
     def close(self, timeout: float = 10.0) -> None:
