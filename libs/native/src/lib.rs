@@ -41,6 +41,23 @@ impl From<Error> for PyErr {
     }
 }
 
+/// Inputs at least this large (bytes) are worked on with the interpreter lock
+/// released. Below it the work (a few microseconds for a typical event) costs
+/// less than taking the lock back: a thread that let go of it waits for the
+/// thread that took it over to block or reach its switch interval (5 ms), so
+/// a request handler releasing it per event spent most of its time waiting
+/// whenever another thread was busy in Python.
+const DETACH_BYTES: usize = 256 * 1024;
+
+/// `work` with the interpreter lock released when `size` is worth it (see [`DETACH_BYTES`]).
+fn detach_if_large<T: Send>(py: Python<'_>, size: usize, work: impl FnOnce() -> T + Send) -> T {
+    if size >= DETACH_BYTES {
+        py.detach(work)
+    } else {
+        work()
+    }
+}
+
 /// A stored event: its canonical form and its content (None: erased).
 type Stored = (Vec<u8>, Option<HashMap<String, String>>);
 
@@ -70,7 +87,7 @@ impl Schema {
         event: &[u8],
         salt: &[u8],
     ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyDict>)> {
-        let (text, content) = py.detach(|| {
+        let (text, content) = detach_if_large(py, event.len(), || {
             let mut encoder = canonical::Encoder::new(&self.inner, salt);
             encoder.message(self.root, &[event])?;
             Ok::<_, Error>((encoder.out, encoder.content))
@@ -90,7 +107,7 @@ impl Schema {
         event: &[u8],
         max_text: usize,
     ) -> PyResult<Vec<(String, String)>> {
-        let violations = py.detach(|| {
+        let violations = detach_if_large(py, event.len(), || {
             let mut checker = validate::Checker::new(&self.inner, max_text);
             checker.message(self.root, &[event])?;
             Ok::<_, Error>(checker.violations)
@@ -108,7 +125,11 @@ impl Schema {
         canonical: &[u8],
         content: Option<HashMap<String, String>>,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        let out = py.detach(|| self.restored(canonical, content.as_ref()))?;
+        let size = canonical.len()
+            + content
+                .as_ref()
+                .map_or(0, |c| c.values().map(String::len).sum());
+        let out = detach_if_large(py, size, || self.restored(canonical, content.as_ref()))?;
         Ok(PyBytes::new(py, &out))
     }
 
@@ -196,7 +217,13 @@ fn detect_family(
             .collect()
     };
     let (inputs, outputs) = (texts(inputs), texts(outputs));
-    let found = py.detach(|| {
+    let size = inputs
+        .iter()
+        .chain(&outputs)
+        .map(|t| t.text.len())
+        .sum::<usize>()
+        + system.iter().map(String::len).sum::<usize>();
+    let found = detach_if_large(py, size, || {
         detect::family(
             family,
             &detect::Texts {
