@@ -16,6 +16,8 @@ import threading
 import time
 from collections.abc import Callable
 
+import aiaudit_native
+
 from aiaudit.common import canonical
 from aiaudit.common.store.prepare import prepare
 from tests.helpers import interaction
@@ -74,6 +76,9 @@ def test_per_event_calls_on_small_events_keep_the_lock() -> None:
     assert not released(lambda: schema.restore(body, None))
     assert not released(lambda: schema.commit(wire, bytes(32)))
     assert not released(lambda: schema.check(wire, 4096))
+    card = [("output.messages[0].parts[0].text", "card 4111 1111 1111 1111")]
+    assert aiaudit_native.detect("pii", [], card, [])  # a finding: the detector did run
+    assert not released(lambda: aiaudit_native.detect("pii", [], card, []))
 
 
 def test_large_events_are_worked_on_with_the_lock_released() -> None:
@@ -82,6 +87,8 @@ def test_large_events_are_worked_on_with_the_lock_released() -> None:
     wire, body, content = stored(2 * 1024 * 1024)
     assert any(released(lambda: schema.restore(body, content)) for _ in range(5))
     assert any(released(lambda: schema.commit(wire, bytes(32))) for _ in range(5))
+    long_text = [("output.messages[0].parts[0].text", "lorem ipsum " * 200_000)]
+    assert any(released(lambda: aiaudit_native.detect("pii", [], long_text, [])) for _ in range(5))
 
 
 def test_the_method_sees_a_release_and_only_a_release() -> None:
