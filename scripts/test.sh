@@ -27,10 +27,13 @@ scripts/buf-lint.sh
 command -v cargo >/dev/null 2>&1 || PATH="$HOME/.cargo/bin:$PATH"
 (cd libs/native && cargo fmt --check && cargo clippy --quiet --release -- -D warnings)
 command -v go >/dev/null 2>&1 || PATH="/usr/local/go/bin:$PATH"
-# The benchmarks' Go load generator (built and exercised by tests/bench).
-unformatted=$(gofmt -l bench/loadgen)
-[ -z "$unformatted" ] || { echo "gofmt would reformat: $unformatted" >&2; exit 1; }
-(cd bench/loadgen && GOTOOLCHAIN=local go vet .)
+# The Go programs: the benchmarks' load generator (tests/bench) and the
+# independent auditor's verifier (tests/integrity/test_go_verifier.py).
+for dir in bench/loadgen interop/go-verifier; do
+  unformatted=$(gofmt -l "$dir")
+  [ -z "$unformatted" ] || { echo "gofmt would reformat: $unformatted" >&2; exit 1; }
+  (cd "$dir" && GOTOOLCHAIN=local go vet .)
+done
 
 echo "== tests" >&2
 # pytest exits 5 when it collected nothing: with `set -e` that fails the run too.

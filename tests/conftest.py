@@ -26,6 +26,7 @@ from aiaudit.common import client, config
 from aiaudit.common.auth import ROLE_PERMISSIONS
 from aiaudit.common.store import open_store
 from aiaudit.common.store.sql import SqlEventStore
+from tests import go_verifier as go
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -75,6 +76,12 @@ def postgres() -> Iterator[Postgres]:
     yield Postgres(admin_dsn, admin_url, *urls)
     with psycopg.connect(base_dsn, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE {db} WITH (FORCE)")
+
+
+@pytest.fixture(scope="session")
+def go_verifier() -> Path:
+    """``interop/go-verifier`` built once: the auditor that uses none of our code."""
+    return go.build()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

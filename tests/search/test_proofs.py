@@ -4,7 +4,8 @@ The whole suite (ingest, integrity, search) runs in-process on each store;
 on PostgreSQL the notary logs in with ``aiaudit_notary`` and search with
 ``aiaudit_consumer``, as in production. The exported bundle is checked by
 the ``aiaudit verify --bundle`` command in its own process: what an auditor
-runs, with nothing but the file and the verifier key.
+runs, with nothing but the file and the verifier key, and by
+``interop/go-verifier``, which uses none of our code.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from aiaudit.integrity.v1 import integrity_service_pb2 as ipb
 from aiaudit.integrity.v1 import integrity_service_pb2_grpc as ipb_grpc
 from aiaudit.search.v1 import search_service_pb2 as pb
 from aiaudit.search.v1 import search_service_pb2_grpc as pb_grpc
+from tests import go_verifier as go
 from tests.conftest import Postgres, subprocess_env, write_keys
 from tests.helpers import field_violations, interaction
 from tests.integrity.conftest import ORIGIN_PREFIX, login
@@ -160,7 +162,7 @@ def verify_cli(bundle: Path, key: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_exported_bundle_verifies_offline_and_names_tampered_events(
-    proof_suite: SearchSuite, tenant: str, tmp_path: Path
+    proof_suite: SearchSuite, tenant: str, tmp_path: Path, go_verifier: Path
 ) -> None:
     ids = [f"p-{i}" for i in range(6)]
     proof_suite.append([interaction(tenant, e, text=f"secret {e}") for e in ids])
@@ -191,6 +193,9 @@ def test_exported_bundle_verifies_offline_and_names_tampered_events(
     ok = verify_cli(bundle, key)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "6 event(s) checked, 0 problem(s)" in ok.stderr
+    go_check = ["bundle", "-verifier-key", key, "-origin-prefix", ORIGIN_PREFIX, bundle]
+    independent = go.run(go_verifier, *go_check)  # public Go libraries, none of our code
+    assert (independent.returncode, independent.stdout) == (0, "6 event(s) checked, 0 problem(s)\n")
 
     # Tamper with one event's content and another's committed bytes.
     lines[1]["content"] = {k: "rewritten" for k in lines[1]["content"]}
@@ -202,6 +207,9 @@ def test_exported_bundle_verifies_offline_and_names_tampered_events(
     named = {line.split()[3].rstrip(":") for line in bad.stdout.splitlines()}
     assert named == {"p-1", "p-4"}, bad.stdout
     assert "line 5 event p-4: inclusion proof" in bad.stdout
+    independent = go.run(go_verifier, *go_check)
+    assert independent.returncode == 1
+    assert {line.split()[3].rstrip(":") for line in independent.stdout.splitlines()[:-1]} == named
 
 
 def test_get_event_reports_integrity_status(proof_suite: SearchSuite, tenant: str) -> None:

@@ -1,0 +1,374 @@
+// Command aiaudit-go-verifier checks aiaudit's evidence with other people's code.
+//
+// The README promises that an auditor needs nothing of ours: the verifier key,
+// a checkpoint and an event with its proof verify with any RFC 6962 / C2SP
+// implementation. This program is that auditor. It is written from the README's
+// description, not from our Python, and its cryptography is public libraries:
+// golang.org/x/mod/sumdb/note (signed notes, Ed25519, verifier keys),
+// github.com/transparency-dev/formats (C2SP tlog-checkpoint and tlog-proof) and
+// github.com/transparency-dev/merkle (RFC 6962 / RFC 9162 hashing and proofs).
+// Only the salted content commitments are computed here, with the standard
+// library, because no public library knows aiaudit's construction.
+//
+// Usage:
+//
+//	aiaudit-go-verifier checkpoint -verifier-key KEY -origin O FILE
+//	aiaudit-go-verifier bundle -verifier-key KEY -origin-prefix P FILE
+//	aiaudit-go-verifier consistency -verifier-key KEY -origin O -old FILE -new FILE -proof FILE
+//
+// -verifier-key may be repeated (rotated keys). Exit status: 0 all verified,
+// 1 something did not verify (each problem printed), 2 bad usage or input.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+
+	tlog "github.com/transparency-dev/formats/log"
+	tproof "github.com/transparency-dev/formats/proof"
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
+	"golang.org/x/mod/sumdb/note"
+)
+
+type keyList []string
+
+func (k *keyList) String() string     { return strings.Join(*k, ",") }
+func (k *keyList) Set(v string) error { *k = append(*k, v); return nil }
+
+func main() {
+	if len(os.Args) < 2 {
+		usage()
+	}
+	var err error
+	var problems int
+	switch os.Args[1] {
+	case "checkpoint":
+		problems, err = runCheckpoint(os.Args[2:], os.Stdout)
+	case "bundle":
+		problems, err = runBundle(os.Args[2:], os.Stdout)
+	case "consistency":
+		problems, err = runConsistency(os.Args[2:], os.Stdout)
+	default:
+		usage()
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "aiaudit-go-verifier:", err)
+		os.Exit(2)
+	}
+	if problems > 0 {
+		os.Exit(1)
+	}
+}
+
+func usage() {
+	fmt.Fprintln(os.Stderr, "usage: aiaudit-go-verifier checkpoint -verifier-key KEY -origin O FILE\n"+
+		"       aiaudit-go-verifier bundle -verifier-key KEY -origin-prefix P FILE\n"+
+		"       aiaudit-go-verifier consistency -verifier-key KEY -origin O -old FILE -new FILE -proof FILE")
+	os.Exit(2)
+}
+
+// verifiers parses note verifier keys (name+keyid+base64(0x01||pubkey)).
+func verifiers(keys keyList) ([]note.Verifier, error) {
+	if len(keys) == 0 {
+		return nil, errors.New("at least one -verifier-key is required")
+	}
+	var list []note.Verifier
+	for _, k := range keys {
+		v, err := note.NewVerifier(k)
+		if err != nil {
+			return nil, fmt.Errorf("verifier key %q: %w", k, err)
+		}
+		list = append(list, v)
+	}
+	return list, nil
+}
+
+// openCheckpoint verifies a signed checkpoint with whichever published key signed it.
+func openCheckpoint(text []byte, origin string, keys []note.Verifier) (*tlog.Checkpoint, error) {
+	var last error
+	for _, k := range keys {
+		cp, _, _, err := tlog.ParseCheckpoint(text, origin, k)
+		if err == nil {
+			return cp, nil
+		}
+		last = err
+	}
+	return nil, last
+}
+
+func runCheckpoint(args []string, out io.Writer) (int, error) {
+	fs := flag.NewFlagSet("checkpoint", flag.ContinueOnError)
+	var keys keyList
+	fs.Var(&keys, "verifier-key", "published note verifier key (repeatable)")
+	origin := fs.String("origin", "", "the log's checkpoint origin (PREFIX/LOG_ID)")
+	if err := fs.Parse(args); err != nil {
+		return 0, err
+	}
+	if fs.NArg() != 1 || *origin == "" {
+		return 0, errors.New("checkpoint needs -verifier-key, -origin and one FILE")
+	}
+	list, err := verifiers(keys)
+	if err != nil {
+		return 0, err
+	}
+	text, err := os.ReadFile(fs.Arg(0))
+	if err != nil {
+		return 0, err
+	}
+	cp, err := openCheckpoint(text, *origin, list)
+	if err != nil {
+		fmt.Fprintf(out, "checkpoint: %v\n", err)
+		return 1, nil
+	}
+	fmt.Fprintf(out, "%s size %d root %s\n", cp.Origin, cp.Size, base64.StdEncoding.EncodeToString(cp.Hash))
+	return 0, nil
+}
+
+// bundleLine is one line of an offline bundle, as the README specifies it.
+type bundleLine struct {
+	LogID     string            `json:"log_id"`
+	Sequence  *uint64           `json:"sequence"`
+	EventID   string            `json:"event_id"`
+	Canonical string            `json:"canonical"`
+	TlogProof string            `json:"tlog_proof"`
+	Salt      *string           `json:"salt"`
+	Content   map[string]string `json:"content"`
+}
+
+func runBundle(args []string, out io.Writer) (int, error) {
+	fs := flag.NewFlagSet("bundle", flag.ContinueOnError)
+	var keys keyList
+	fs.Var(&keys, "verifier-key", "published note verifier key (repeatable)")
+	prefix := fs.String("origin-prefix", "", "checkpoint origin prefix; a log's origin is PREFIX/LOG_ID")
+	if err := fs.Parse(args); err != nil {
+		return 0, err
+	}
+	if fs.NArg() != 1 || *prefix == "" {
+		return 0, errors.New("bundle needs -verifier-key, -origin-prefix and one FILE")
+	}
+	list, err := verifiers(keys)
+	if err != nil {
+		return 0, err
+	}
+	f, err := os.Open(fs.Arg(0))
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	scanner := bufio.NewScanner(f)
+	scanner.Buffer(make([]byte, 1<<20), 64<<20)
+	checked, problems := 0, 0
+	for number := 1; scanner.Scan(); number++ {
+		text := bytes.TrimSpace(scanner.Bytes())
+		if len(text) == 0 {
+			continue
+		}
+		checked++
+		var line bundleLine
+		var found []string
+		if err := json.Unmarshal(text, &line); err != nil {
+			found = []string{fmt.Sprintf("malformed line: %v", err)}
+		} else {
+			found = checkLine(line, *prefix, list)
+		}
+		for _, p := range found {
+			id := line.EventID
+			if id == "" {
+				id = "?"
+			}
+			fmt.Fprintf(out, "line %d event %s: %s\n", number, id, p)
+			problems++
+		}
+	}
+	if err := scanner.Err(); err != nil {
+		return problems, err
+	}
+	fmt.Fprintf(out, "%d event(s) checked, %d problem(s)\n", checked, problems)
+	return problems, nil
+}
+
+// checkLine verifies one event: checkpoint signature and origin, leaf, inclusion, commitments.
+func checkLine(line bundleLine, prefix string, keys []note.Verifier) []string {
+	if line.LogID == "" || line.EventID == "" || line.Sequence == nil {
+		return []string{"log_id, event_id and sequence are required"}
+	}
+	canonical, err := base64.StdEncoding.DecodeString(line.Canonical)
+	if err != nil {
+		return []string{fmt.Sprintf("canonical is not base64: %v", err)}
+	}
+	var p tproof.TLogProof
+	if err := p.Unmarshal([]byte(line.TlogProof)); err != nil {
+		return []string{fmt.Sprintf("tlog-proof: %v", err)}
+	}
+	if p.Index != *line.Sequence {
+		return []string{fmt.Sprintf("proof index %d is not the event's sequence %d", p.Index, *line.Sequence)}
+	}
+	cp, err := openCheckpoint(p.Checkpoint, prefix+"/"+line.LogID, keys)
+	if err != nil {
+		return []string{fmt.Sprintf("checkpoint: %v", err)}
+	}
+	var problems []string
+	hashes := make([][]byte, len(p.Hashes))
+	for i := range p.Hashes {
+		hashes[i] = p.Hashes[i][:]
+	}
+	leaf := rfc6962.DefaultHasher.HashLeaf(canonical)
+	if err := proof.VerifyInclusion(rfc6962.DefaultHasher, p.Index, cp.Size, leaf, hashes, cp.Hash); err != nil {
+		problems = append(problems, "inclusion proof: "+describe(err))
+	}
+	var event map[string]any
+	decoder := json.NewDecoder(bytes.NewReader(canonical))
+	decoder.UseNumber()
+	if err := decoder.Decode(&event); err != nil {
+		return append(problems, fmt.Sprintf("canonical is not a JSON object: %v", err))
+	}
+	if event["eventId"] != line.EventID || event["tenantId"] != line.LogID {
+		problems = append(problems, "canonical eventId/tenantId are not the line's event_id/log_id")
+	}
+	if line.Salt != nil && line.Content != nil {
+		salt, err := base64.StdEncoding.DecodeString(*line.Salt)
+		if err != nil {
+			return append(problems, fmt.Sprintf("salt is not base64: %v", err))
+		}
+		problems = append(problems, commitmentProblems(event, line.Content, salt)...)
+	}
+	return problems
+}
+
+// segment is one step of a content path: a JSON name and the array indexes after it.
+var segment = regexp.MustCompile(`^([A-Za-z][A-Za-z0-9]*)((?:\[[0-9]+\])*)$`)
+var index = regexp.MustCompile(`\[([0-9]+)\]`)
+
+// lookup finds the value at a content path such as input.messages[0].parts[1].text.
+func lookup(root any, path string) (any, bool) {
+	node := root
+	for _, step := range strings.Split(path, ".") {
+		m := segment.FindStringSubmatch(step)
+		if m == nil {
+			return nil, false
+		}
+		object, ok := node.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if node, ok = object[m[1]]; !ok {
+			return nil, false
+		}
+		for _, ix := range index.FindAllStringSubmatch(m[2], -1) {
+			i, _ := strconv.Atoi(ix[1])
+			array, ok := node.([]any)
+			if !ok || i >= len(array) {
+				return nil, false
+			}
+			node = array[i]
+		}
+	}
+	return node, true
+}
+
+// commitmentProblems recomputes each content value's commitment as the README defines it:
+// "hmac-sha256:" + hex(HMAC-SHA256(key = salt, msg = path || 0x00 || raw)), where raw is
+// the UTF-8 of a string or the decoded bytes of a bytes field (inline media `data`).
+func commitmentProblems(event map[string]any, content map[string]string, salt []byte) []string {
+	var problems []string
+	for path, value := range content {
+		raw := []byte(value)
+		if strings.HasSuffix(path, ".data") {
+			decoded, err := base64.StdEncoding.DecodeString(value)
+			if err != nil {
+				problems = append(problems, fmt.Sprintf("content %s: bytes value is not base64", path))
+				continue
+			}
+			raw = decoded
+		}
+		mac := hmac.New(sha256.New, salt)
+		mac.Write([]byte(path))
+		mac.Write([]byte{0})
+		mac.Write(raw)
+		want := "hmac-sha256:" + hex.EncodeToString(mac.Sum(nil))
+		got, ok := lookup(event, path)
+		switch {
+		case !ok:
+			problems = append(problems, fmt.Sprintf("content %s: no such field in the canonical event", path))
+		case got != want:
+			problems = append(problems, fmt.Sprintf("content %s does not match its commitment", path))
+		}
+	}
+	return problems
+}
+
+func runConsistency(args []string, out io.Writer) (int, error) {
+	fs := flag.NewFlagSet("consistency", flag.ContinueOnError)
+	var keys keyList
+	fs.Var(&keys, "verifier-key", "published note verifier key (repeatable)")
+	oldPath := fs.String("old", "", "the earlier signed checkpoint")
+	newPath := fs.String("new", "", "the later signed checkpoint")
+	proofPath := fs.String("proof", "", "consistency proof: base64 hashes, one per line")
+	origin := fs.String("origin", "", "the log's checkpoint origin (PREFIX/LOG_ID)")
+	if err := fs.Parse(args); err != nil {
+		return 0, err
+	}
+	if *oldPath == "" || *newPath == "" || *proofPath == "" || *origin == "" || fs.NArg() != 0 {
+		return 0, errors.New("consistency needs -verifier-key, -origin, -old, -new and -proof")
+	}
+	list, err := verifiers(keys)
+	if err != nil {
+		return 0, err
+	}
+	var texts [3][]byte
+	for i, p := range []string{*oldPath, *newPath, *proofPath} {
+		if texts[i], err = os.ReadFile(p); err != nil {
+			return 0, err
+		}
+	}
+	var hashes [][]byte
+	for _, l := range strings.Fields(string(texts[2])) {
+		h, err := base64.StdEncoding.DecodeString(l)
+		if err != nil {
+			return 0, fmt.Errorf("proof hash %q is not base64", l)
+		}
+		hashes = append(hashes, h)
+	}
+	older, err := openCheckpoint(texts[0], *origin, list)
+	if err != nil {
+		fmt.Fprintf(out, "old checkpoint: %v\n", err)
+		return 1, nil
+	}
+	newer, err := openCheckpoint(texts[1], *origin, list)
+	if err != nil {
+		fmt.Fprintf(out, "new checkpoint: %v\n", err)
+		return 1, nil
+	}
+	err = proof.VerifyConsistency(rfc6962.DefaultHasher, older.Size, newer.Size, hashes, older.Hash, newer.Hash)
+	if err != nil {
+		fmt.Fprintf(out, "consistency %d -> %d: %s\n", older.Size, newer.Size, describe(err))
+		return 1, nil
+	}
+	fmt.Fprintf(out, "%s: tree %d is consistent with tree %d\n", *origin, newer.Size, older.Size)
+	return 0, nil
+}
+
+// describe puts a proof error on one line (the library's root mismatch spans several).
+func describe(err error) string {
+	var mismatch proof.RootMismatchError
+	if errors.As(err, &mismatch) {
+		return fmt.Sprintf("the proof leads to root %s, not the checkpoint's %s",
+			base64.StdEncoding.EncodeToString(mismatch.CalculatedRoot),
+			base64.StdEncoding.EncodeToString(mismatch.ExpectedRoot))
+	}
+	return strings.ReplaceAll(err.Error(), "\n", " ")
+}

@@ -1,0 +1,203 @@
+"""Our evidence verified with other people's code: ``interop/go-verifier``.
+
+The README says an auditor needs nothing of ours: the published verifier key,
+a checkpoint and an exported event with its proof verify with any RFC 6962 /
+C2SP implementation, and the content commitments recompute from the README's
+construction. Here the checking is done by a Go program on public libraries
+(golang.org/x/mod/sumdb/note, transparency-dev/formats and merkle), against
+a real server on each store, with the checkpoints signed by the local key and,
+in the Vault test, by a real OpenBao's Transit engine.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aiaudit.cli.main import main
+from aiaudit.common.v1 import event_pb2 as ev
+from aiaudit.ingest.v1 import ingest_service_pb2 as ingest_pb
+from aiaudit.ingest.v1 import ingest_service_pb2_grpc as ingest_grpc
+from aiaudit.integrity import note
+from aiaudit.integrity.note import file_signer
+from aiaudit.integrity.signers import TransitKeys
+from aiaudit.integrity.v1 import integrity_service_pb2 as pb
+from tests import go_verifier as go
+from tests.conftest import Running
+from tests.helpers import interaction
+from tests.integrity.conftest import ORIGIN_PREFIX, Vault, wait_until
+from tests.integrity.test_service import checkpoint_covers, integrity, start_suite
+from tests.integrity.test_vault import bootstrapped
+
+IMAGE = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
+
+
+@pytest.fixture
+def suite(store_url: str, notary_url: str, tmp_path: Path) -> Iterator[Running]:
+    running = start_suite(store_url, notary_url, tmp_path)
+    yield running
+    running.channel.close()
+    running.suite.stop()  # type: ignore[attr-defined]
+
+
+def with_image(tenant: str, event_id: str) -> ev.Event:
+    """An interaction whose prompt carries an inline PNG: a bytes content field."""
+    e = interaction(tenant, event_id, text="what is in this picture?")
+    e.input.messages[0].parts.add(
+        media=ev.Media(
+            mime_type="image/png",
+            size_bytes=len(IMAGE),
+            sha256=hashlib.sha256(IMAGE).hexdigest(),
+            data=IMAGE,
+        )
+    )
+    return e
+
+
+def exported(suite: Running, notary_url: str, tenant: str, path: Path) -> list[dict[str, Any]]:
+    """Four events (one with an image) appended, checkpointed and exported as a bundle."""
+    events = [interaction(tenant, f"g-{i}", text=f"question {i}") for i in range(3)]
+    events.append(with_image(tenant, "g-3"))
+    ingest_grpc.IngestServiceStub(suite.channel).Append(ingest_pb.AppendRequest(events=events))
+    wait_until(lambda: checkpoint_covers(suite, tenant, 4))
+    export = ["integrity", "export-bundle", "--database-url", notary_url, "--log", tenant]
+    assert main([*export, "--count", "4", str(path)]) == 0
+    return [json.loads(t) for t in path.read_text().splitlines()]
+
+
+def rewrite(path: Path, lines: list[dict[str, Any]]) -> None:
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+def test_a_bundle_verifies_with_public_go_libraries_and_each_tampering_is_named(
+    suite: Running, notary_url: str, tenant: str, tmp_path: Path, go_verifier: Path
+) -> None:
+    bundle = tmp_path / "bundle.jsonl"
+    lines = exported(suite, notary_url, tenant, bundle)
+    assert "input.messages[0].parts[1].media.data" in lines[3]["content"]
+    key = integrity(suite).GetVerifierKey(pb.GetVerifierKeyRequest()).verifier_keys[0]
+    check = ["bundle", "-verifier-key", key, "-origin-prefix", ORIGIN_PREFIX, bundle]
+
+    ok = go.run(go_verifier, *check)
+    assert (ok.returncode, ok.stdout) == (0, "4 event(s) checked, 0 problem(s)\n"), ok.stderr
+
+    original = [dict(line) for line in lines]
+    lines[0]["content"] = {**lines[0]["content"], "input.messages[0].parts[0].text": "edited"}
+    image = bytearray(IMAGE)
+    image[-1] ^= 1
+    lines[3]["content"] = {
+        **lines[3]["content"],
+        "input.messages[0].parts[1].media.data": base64.b64encode(bytes(image)).decode(),
+    }
+    committed = base64.b64decode(lines[1]["canonical"]).replace(b'"gpt-4o"', b'"gpt-4x"')
+    lines[1]["canonical"] = base64.b64encode(committed).decode()
+    proof_lines = lines[2]["tlog_proof"].split("\n")
+    proof_lines[2] = base64.b64encode(bytes(32)).decode()  # the first proof hash
+    lines[2]["tlog_proof"] = "\n".join(proof_lines)
+    rewrite(bundle, lines)
+    bad = go.run(go_verifier, *check)
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    mismatch = "inclusion proof: the proof leads to root "
+    expected = [
+        "line 1 event g-0: content input.messages[0].parts[0].text does not match its commitment",
+        "line 2 event g-1: " + mismatch,
+        "line 3 event g-2: " + mismatch,
+        "line 4 event g-3: content input.messages[0].parts[1].media.data does not match its"
+        " commitment",
+        "4 event(s) checked, 4 problem(s)",
+    ]
+    got = bad.stdout.splitlines()
+    assert len(got) == len(expected), bad.stdout
+    assert all(g.startswith(e) for g, e in zip(got, expected, strict=True)), bad.stdout
+
+    # A forged signature, another key, another log's origin: the checkpoint is refused.
+    signed = original[0]["tlog_proof"].rstrip("\n")
+    body, sig_line = signed.rsplit("\n", 1)
+    name, sig = sig_line.rsplit(" ", 1)
+    raw = bytearray(base64.b64decode(sig))
+    raw[-1] ^= 1
+    original[0]["tlog_proof"] = f"{body}\n{name} {base64.b64encode(bytes(raw)).decode()}\n"
+    rewrite(bundle, original[:1])
+    refused = go.run(go_verifier, *check)
+    assert refused.returncode == 1
+    assert refused.stdout.startswith("line 1 event g-0: checkpoint: "), refused.stdout
+    rewrite(bundle, original[1:2])
+    other = file_signer("someone-else", tmp_path / "other.key").verifier_key.encode()
+    for args in (
+        ["-verifier-key", other, "-origin-prefix", ORIGIN_PREFIX],
+        ["-verifier-key", key, "-origin-prefix", "another.example/log"],
+    ):
+        wrong = go.run(go_verifier, "bundle", *args, bundle)
+        assert wrong.returncode == 1
+        assert wrong.stdout.startswith("line 1 event g-1: checkpoint: "), wrong.stdout
+
+
+def test_checkpoints_are_consistent_by_public_go_libraries(
+    suite: Running, tenant: str, tmp_path: Path, go_verifier: Path
+) -> None:
+    stub = integrity(suite)
+    ingest = ingest_grpc.IngestServiceStub(suite.channel)
+    ingest.Append(ingest_pb.AppendRequest(events=[interaction(tenant) for _ in range(3)]))
+    wait_until(lambda: checkpoint_covers(suite, tenant, 3))
+    old = stub.GetCheckpoint(pb.GetCheckpointRequest(log_id=tenant)).checkpoint
+    ingest.Append(ingest_pb.AppendRequest(events=[interaction(tenant) for _ in range(5)]))
+    wait_until(lambda: checkpoint_covers(suite, tenant, old.tree_size + 5))
+    new = stub.GetCheckpoint(pb.GetCheckpointRequest(log_id=tenant)).checkpoint
+    request = pb.GetConsistencyProofRequest(
+        log_id=tenant, from_size=old.tree_size, to_size=new.tree_size
+    )
+    hashes = list(stub.GetConsistencyProof(request).proof.hashes)
+    assert hashes
+    key = stub.GetVerifierKey(pb.GetVerifierKeyRequest()).verifier_keys[0]
+    (tmp_path / "old").write_text(old.signed_note)
+    (tmp_path / "new").write_text(new.signed_note)
+    proof = tmp_path / "proof"
+    origin = f"{ORIGIN_PREFIX}/{tenant}"
+    args = ["consistency", "-verifier-key", key, "-origin", origin]
+    args += ["-old", tmp_path / "old", "-new", tmp_path / "new", "-proof", proof]
+
+    proof.write_text("".join(base64.b64encode(h).decode() + "\n" for h in hashes))
+    ok = go.run(go_verifier, *args)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert ok.stdout == f"{origin}: tree {new.tree_size} is consistent with tree {old.tree_size}\n"
+
+    proof.write_text("".join(base64.b64encode(h[::-1]).decode() + "\n" for h in hashes))
+    bad = go.run(go_verifier, *args)
+    assert bad.returncode == 1
+    assert bad.stdout.startswith(f"consistency {old.tree_size} -> {new.tree_size}: "), bad.stdout
+
+
+def test_transit_signed_checkpoints_open_with_public_go_libraries_across_rotation(
+    vault: Vault, tmp_path: Path, go_verifier: Path
+) -> None:
+    """Transit's Ed25519 signature (after ``vault:vN:``) is a plain note signature."""
+    settings, token = bootstrapped(vault)
+    keys = TransitKeys(vault.client(token), settings.mount, settings.key, "test.aiaudit/log")
+    first = tmp_path / "v1"
+    first.write_text(
+        note.sign_checkpoint(note.Checkpoint("o/x", 3, b"\x07" * 32), [keys.active().signer])
+    )
+    v1 = keys.verifier_keys()[0].encode()
+    vault.client().secrets.transit.rotate_key(name=settings.key, mount_point=settings.mount)
+    second = tmp_path / "v2"
+    second.write_text(
+        note.sign_checkpoint(note.Checkpoint("o/x", 4, b"\x08" * 32), [keys.active().signer])
+    )
+    published = [k.encode() for k in keys.verifier_keys()]
+    assert len(published) == 2 and v1 in published
+    v2 = next(k for k in published if k != v1)
+
+    opened = go.run(go_verifier, "checkpoint", "-verifier-key", v1, "-origin", "o/x", first)
+    root = base64.b64encode(b"\x07" * 32).decode()
+    assert (opened.returncode, opened.stdout) == (0, f"o/x size 3 root {root}\n"), opened.stderr
+    both = ["-verifier-key", v1, "-verifier-key", v2]
+    assert go.run(go_verifier, "checkpoint", *both, "-origin", "o/x", second).returncode == 0
+    old_key_only = go.run(go_verifier, "checkpoint", "-verifier-key", v1, "-origin", "o/x", second)
+    assert old_key_only.returncode == 1
+    assert old_key_only.stdout.startswith("checkpoint: ")
