@@ -6,14 +6,18 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
 
 import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from aiaudit.common.v1 import event_pb2 as ev
+
+T = TypeVar("T")
 
 
 def interaction(
@@ -96,3 +100,16 @@ def concurrently(n: int, work: Callable[[int], None]) -> None:
         t.join()
     if failures:
         raise failures[0]
+
+
+def wait_until(condition: Callable[[], T], timeout: float = 30.0) -> T:
+    """Polls ``condition`` until it is truthy and returns its value.
+
+    Synchronisation on state, not on time: the deadline only bounds a failure.
+    """
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached before the deadline")
+        time.sleep(0.01)
+    return value

@@ -5,7 +5,6 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable
 
 import grpc
 import pytest
@@ -19,21 +18,10 @@ from aiaudit.common import client
 from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.ingest.v1 import ingest_service_pb2 as ipb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as ipb_grpc
-from tests.helpers import interaction
+from tests.helpers import interaction, wait_until
 
 Server = tuple[grpc.Channel, dict[str, str], str]
 RULE = "id: big-output\nseverity: low\nwhen: {field: usage.output_tokens, gt: 15}\n"
-
-
-def wait_for(check: Callable[[], object], timeout: float = 10.0) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
 
 
 def violations(exc: grpc.RpcError) -> list[tuple[str, str]]:
@@ -185,7 +173,7 @@ def test_list_alerts_pagination_and_test_rule(alerting_server: Server, tenant: s
             for i in range(5)
         ],
     )
-    wait_for(lambda: len(stub.ListAlerts(pb.ListAlertsRequest(parent=parent)).alerts) == 5)
+    wait_until(lambda: len(stub.ListAlerts(pb.ListAlertsRequest(parent=parent)).alerts) == 5)
     seen, token = [], ""
     while True:
         page = stub.ListAlerts(pb.ListAlertsRequest(parent=parent, page_size=2, page_token=token))

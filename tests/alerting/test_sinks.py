@@ -9,7 +9,6 @@ import json
 import socket
 import socketserver
 import threading
-import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -20,17 +19,9 @@ from aiaudit.alerting.sinks import Deliverer, DeliveryError, SinkConfig, send_we
 from aiaudit.alerting.tables import deliveries
 from aiaudit.common.store.sql import SqlEventStore
 from tests.alerting.conftest import append, drain, make_engine
-from tests.helpers import interaction
+from tests.helpers import interaction, wait_until
 
 SECRET = "s3cret-for-tests"
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
 
 
 class Hook:

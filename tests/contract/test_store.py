@@ -5,8 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
@@ -16,16 +15,7 @@ import sqlalchemy as sa
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
 from tests.conftest import Postgres, Running
-from tests.helpers import interaction
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    """Polls a condition with a deadline (synchronisation on state, not on time)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached before the deadline")
-        time.sleep(0.005)
+from tests.helpers import interaction, wait_until
 
 
 @contextmanager

@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -31,15 +30,6 @@ from tests.conftest import REPO, Postgres, as_role
 from tests.helpers import interaction
 
 ORIGIN_PREFIX = "test.aiaudit/log"
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    """Polls a condition with a deadline (synchronisation on state, not on time)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached before the deadline")
-        time.sleep(0.01)
 
 
 def append(store: SqlEventStore, tenant: str, n: int) -> list[Receipt]:

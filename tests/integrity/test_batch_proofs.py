@@ -13,8 +13,8 @@ from aiaudit.common.v1 import event_pb2
 from aiaudit.integrity import merkle, note
 from aiaudit.integrity.v1 import integrity_service_pb2 as pb
 from tests.conftest import Running
-from tests.helpers import field_violations
-from tests.integrity.conftest import ORIGIN_PREFIX, wait_until
+from tests.helpers import field_violations, wait_until
+from tests.integrity.conftest import ORIGIN_PREFIX
 from tests.integrity.test_service import (
     append,
     checkpoint_covers,

@@ -30,8 +30,8 @@ from aiaudit.integrity.signers import TransitKeys
 from aiaudit.integrity.v1 import integrity_service_pb2 as pb
 from tests import go_verifier as go
 from tests.conftest import Running
-from tests.helpers import interaction
-from tests.integrity.conftest import ORIGIN_PREFIX, Vault, wait_until
+from tests.helpers import interaction, wait_until
+from tests.integrity.conftest import ORIGIN_PREFIX, Vault
 from tests.integrity.test_service import checkpoint_covers, integrity, start_suite
 from tests.integrity.test_vault import bootstrapped
 

@@ -16,13 +16,13 @@ from aiaudit.integrity import merkle, note, storage, worm
 from aiaudit.integrity.notary import Notary
 from aiaudit.integrity.signers import FileKeys
 from tests.conftest import Postgres
+from tests.helpers import wait_until
 from tests.integrity.conftest import (
     ORIGIN_PREFIX,
     Notaries,
     append,
     leaf_hashes,
     notary_config,
-    wait_until,
 )
 
 

@@ -21,8 +21,8 @@ from aiaudit.integrity import merkle, note
 from aiaudit.integrity.v1 import integrity_service_pb2 as pb
 from aiaudit.integrity.v1 import integrity_service_pb2_grpc as pb_grpc
 from tests.conftest import Running, write_keys
-from tests.helpers import field_violations, interaction
-from tests.integrity.conftest import ORIGIN_PREFIX, wait_until
+from tests.helpers import field_violations, interaction, wait_until
+from tests.integrity.conftest import ORIGIN_PREFIX
 
 
 def start_suite(store_url: str, notary_url: str, tmp_path: Path, interval: float = 0.05) -> Running:

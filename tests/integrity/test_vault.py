@@ -18,7 +18,8 @@ from aiaudit.integrity import note, receipts
 from aiaudit.integrity import vault as transit
 from aiaudit.integrity.receipts import ReceiptNotary
 from aiaudit.integrity.signers import SignerUnavailableError, TransitKeys
-from tests.integrity.conftest import Notaries, Proxy, Vault, append, wait_until
+from tests.helpers import wait_until
+from tests.integrity.conftest import Notaries, Proxy, Vault, append
 from tests.integrity.test_notary import all_checkpoints, check_history, covers
 
 NAME = "test.aiaudit/log"

@@ -26,8 +26,8 @@ from aiaudit.common.store.sql import Receipt
 from aiaudit.integrity import checks, note, verify
 from aiaudit.integrity.signers import FileKeys
 from aiaudit.integrity.verify import MODES, Report, verify_store
-from tests.helpers import interaction
-from tests.integrity.conftest import ORIGIN_PREFIX, Notaries, append, wait_until
+from tests.helpers import interaction, wait_until
+from tests.integrity.conftest import ORIGIN_PREFIX, Notaries, append
 from tests.integrity.test_notary import all_checkpoints, covers
 
 

@@ -21,8 +21,7 @@ from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.sdk import AuditLogger
 from tests.conftest import subprocess_env, write_keys
-from tests.helpers import free_port, interaction, serve_process
-from tests.search.conftest import wait_until
+from tests.helpers import free_port, interaction, serve_process, wait_until
 
 
 class Server:

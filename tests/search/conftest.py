@@ -7,9 +7,8 @@ own, removed at the end; every test writes to its own tenant.
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from aiaudit.ingest.v1 import ingest_service_pb2_grpc as ingest_grpc
 from aiaudit.search.v1 import search_service_pb2 as pb
 from aiaudit.search.v1 import search_service_pb2_grpc as pb_grpc
 from tests.conftest import _script_env, write_keys
+from tests.helpers import wait_until
 
 NOT_ACCESS = "NOT event_type = AUDIT_ACCESS"
 """Every read is audited into the tenant's log; tests about data leave those records out."""
@@ -45,15 +45,6 @@ def index_prefix(opensearch_url: str) -> Iterator[str]:
     os_client.indices.delete(index=f"{prefix}-*", params={"ignore_unavailable": "true"})
     os_client.indices.delete_index_template(name=prefix, params={"ignore": 404})
     os_client.close()
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    """Polls a condition with a deadline (synchronisation on state, not on time)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached before the deadline")
-        time.sleep(0.02)
 
 
 @dataclass

@@ -16,8 +16,8 @@ from aiaudit.common.store import SqlEventStore
 from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.search.v1 import search_service_pb2 as pb
 from tests.conftest import Postgres
-from tests.helpers import concurrently, interaction
-from tests.search.conftest import start_suite, wait_until
+from tests.helpers import concurrently, interaction, wait_until
+from tests.search.conftest import start_suite
 
 
 def test_concurrent_records_share_transactions_and_all_are_durable(

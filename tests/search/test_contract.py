@@ -24,8 +24,8 @@ from lxml import etree
 from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.search import document, exporting
 from aiaudit.search.v1 import search_service_pb2 as pb
-from tests.helpers import field_violations, interaction
-from tests.search.conftest import NOT_ACCESS, SearchSuite, wait_until
+from tests.helpers import field_violations, interaction, wait_until
+from tests.search.conftest import NOT_ACCESS, SearchSuite
 
 XSD = Path(__file__).resolve().parents[2] / "services/search/aiaudit/search/export.xsd"
 BASE = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiaudit.common.erasure import erase
 from aiaudit.common.v1 import event_pb2 as ev
-from tests.helpers import interaction
-from tests.search.conftest import SearchSuite, wait_until
+from tests.helpers import interaction, wait_until
+from tests.search.conftest import SearchSuite
 
 
 def test_erased_content_is_no_longer_searchable(search_suite: SearchSuite, tenant: str) -> None:

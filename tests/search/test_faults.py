@@ -19,8 +19,8 @@ from aiaudit.common.store import open_store
 from aiaudit.common.store.prepare import prepare
 from aiaudit.search.v1 import search_service_pb2 as pb
 from tests.conftest import REPO, Postgres
-from tests.helpers import interaction
-from tests.search.conftest import NOT_ACCESS, indexed_directly, start_suite, wait_until
+from tests.helpers import interaction, wait_until
+from tests.search.conftest import NOT_ACCESS, indexed_directly, start_suite
 
 
 def opensearch(command: str) -> None:

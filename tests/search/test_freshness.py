@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from opensearchpy import OpenSearch
 
-from tests.helpers import interaction
-from tests.search.conftest import backend_settings, start_suite, wait_until
+from tests.helpers import interaction, wait_until
+from tests.search.conftest import backend_settings, start_suite
 
 
 def test_live_events_are_searchable_with_periodic_refresh_off(

@@ -34,9 +34,9 @@ from aiaudit.search.v1 import search_service_pb2 as pb
 from aiaudit.search.v1 import search_service_pb2_grpc as pb_grpc
 from tests import go_verifier as go
 from tests.conftest import Postgres, subprocess_env, write_keys
-from tests.helpers import field_violations, interaction
+from tests.helpers import field_violations, interaction, wait_until
 from tests.integrity.conftest import ORIGIN_PREFIX, login
-from tests.search.conftest import NOT_ACCESS, SearchSuite, wait_until
+from tests.search.conftest import NOT_ACCESS, SearchSuite
 
 
 def start_proof_suite(

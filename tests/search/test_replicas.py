@@ -13,8 +13,8 @@ from opensearchpy import OpenSearch
 from aiaudit.search.indexer import Indexer
 from aiaudit.search.v1 import search_service_pb2 as pb
 from tests.conftest import Postgres
-from tests.helpers import interaction
-from tests.search.conftest import SearchSuite, start_suite, wait_until
+from tests.helpers import interaction, wait_until
+from tests.search.conftest import SearchSuite, start_suite
 
 
 def _indexer(replica: SearchSuite) -> Indexer:

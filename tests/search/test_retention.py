@@ -13,8 +13,8 @@ from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.search import retention
 from aiaudit.search.backends.opensearch import OpenSearchBackend
 from aiaudit.search.v1 import search_service_pb2 as pb
-from tests.helpers import interaction
-from tests.search.conftest import backend_settings, start_suite, wait_until
+from tests.helpers import interaction, wait_until
+from tests.search.conftest import backend_settings, start_suite
 
 
 def at(tenant: str, event_id: str, when: dt.datetime) -> ev.Event:
