@@ -60,7 +60,9 @@ class AdvisoryLock:
         """Takes the lock if free; once held, keeps it while its session is alive.
 
         A session that died (the database restarted, the connection was cut)
-        took the lock with it, and another replica may hold it now: ask again.
+        took the lock with it, and another replica may have led since: this
+        call answers None, so the caller drops what it knew as the leader, and
+        the next call asks for the lock afresh.
         """
         if self._conn is not None:
             try:
@@ -69,6 +71,7 @@ class AdvisoryLock:
                 return self._conn
             except sa.exc.DBAPIError:
                 self.release()
+                return None
         conn = self._engine.connect()
         try:
             got = conn.execute(

@@ -1,15 +1,17 @@
 """The append-only copy of every checkpoint outside the database (the WORM export target).
 
 One file per checkpoint, ``<dir>/<log_id>/<tree_size, 20 digits>-<key id>.checkpoint``,
-created exclusively, written, fsynced and made read-only; an existing file is
-never overwritten. Point the directory at WORM storage (object lock, an
+written and fsynced under a temporary name, then linked into place read-only;
+an existing file is never overwritten. Point the directory at WORM storage (object lock, an
 append-only mount) so that a database administrator cannot rewrite history
 without the copy disagreeing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,30 +24,50 @@ def path_for(directory: Path, log_id: str, tree_size: int, key_id: bytes) -> Pat
 def export(directory: Path, log_id: str, tree_size: int, key_id: bytes, signed_note: str) -> None:
     """Writes the checkpoint once; an identical existing copy is accepted (a retried export).
 
-    The notary exports before it stores, so a crash in between leaves a copy
-    that the retry finds: Ed25519 signatures are deterministic, so re-signing
-    the same size with the same key gives the same bytes (a new key version
-    gets its own file). A different existing copy is a conflict.
+    The bytes go to a temporary file first, fsynced, then linked to their
+    final name: a crash or a full disk mid-write leaves only a stray temporary
+    file, never a torn checkpoint under the final name (which every later
+    export at that size would take for a conflict). Ed25519 signatures are
+    deterministic, so re-signing the same size with the same key gives the
+    same bytes (a new key version gets its own file). A different existing
+    copy is a conflict.
     """
     target = path_for(directory, log_id, tree_size, key_id)
     target.parent.mkdir(parents=True, exist_ok=True)
     data = signed_note.encode("utf-8")
-    try:
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
-    except FileExistsError:
-        if target.read_bytes() != data:
-            raise FileExistsError(f"{target} holds a different checkpoint") from None
+    if target.exists():
+        _check_same(target, data)
         return
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    with contextlib.suppress(FileNotFoundError):  # left by a crash of a process with our pid
+        os.unlink(temporary)
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o444)
     try:
         os.write(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)
+    try:
+        os.link(temporary, target)
+    except FileExistsError:  # another writer won meanwhile
+        _check_same(target, data)
+    finally:
+        os.unlink(temporary)
     dir_fd = os.open(target.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def _check_same(target: Path, data: bytes) -> None:
+    if target.read_bytes() != data:
+        raise FileExistsError(f"{target} holds a different checkpoint")
+
+
+def exported(directory: Path, log_id: str, tree_size: int) -> bool:
+    """Whether a checkpoint of the log at ``tree_size`` is in the directory (by any key)."""
+    return any((directory / log_id).glob(f"{tree_size:020d}-*.checkpoint"))
 
 
 def read_all(directory: Path, log_id: str) -> Iterator[tuple[int, str]]:

@@ -1,0 +1,259 @@
+"""The notary when its session dies, a crash interrupts it, or the export directory fails.
+
+Steps are driven one at a time (``Notary.step``, and what ``Notary._run``
+does after a failed step), so each interleaving is exact. What must hold:
+a checkpoint is exported only once stored, through the leader's session;
+a new leader repairs a stored checkpoint that a crash left unexported; one
+log's export failure neither stops the others nor hides from health; and a
+replica whose lock session died starts over instead of trusting what it
+knew, so entries another leader integrated meanwhile get signed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+
+from aiaudit.common import leader
+from aiaudit.common.store import SqlEventStore, open_store
+from aiaudit.integrity import storage, worm
+from aiaudit.integrity.notary import Notary
+from aiaudit.integrity.note import NoteSigner
+from aiaudit.integrity.signers import ActiveKey, FileKeys, SignerUnavailableError
+from aiaudit.integrity.verify import verify_store
+from tests.conftest import Postgres
+from tests.helpers import wait_until
+from tests.integrity.conftest import ORIGIN_PREFIX, append, login, notary_config
+
+
+class Keys:
+    """Local-file keys that can be 'down' (as Vault unreachable) or run a hook while signing."""
+
+    def __init__(self, path: Path) -> None:
+        self.inner = FileKeys("test.aiaudit/log", path)
+        self.down = False
+        self.while_signing: Callable[[], None] | None = None
+
+    def active(self) -> ActiveKey:
+        if self.down:
+            raise SignerUnavailableError("the key store is unreachable")
+        key = self.inner.active()
+
+        def sign(message: bytes) -> bytes:
+            hook, self.while_signing = self.while_signing, None
+            if hook is not None:
+                hook()
+            return key.signer.sign(message)
+
+        return ActiveKey(NoteSigner(key.signer.name, key.signer.public_key, sign), key.version)
+
+    def verifier_keys(self) -> list:  # type: ignore[type-arg]
+        return self.inner.verifier_keys()
+
+
+class Replica:
+    """One notary driven step by step, failing as ``Notary._run`` fails."""
+
+    def __init__(self, url: str, keys: Keys, tmp_path: Path) -> None:
+        self.store = open_store(url)
+        self.health: list[bool] = []
+        self.notary = Notary(
+            self.store.engine,
+            keys,
+            leader.for_engine(self.store.engine, leader.NOTARY),
+            notary_config(tmp_path, interval=0.0),
+            self.health.append,
+        )
+
+    def step(self) -> None:
+        try:
+            self.notary.step()
+        except sa.exc.DBAPIError:  # what _run does: give up leadership, retry later
+            self.notary._leadership.release()
+            self.notary._leading = False
+            self.notary._ranges.clear()
+            raise
+
+    def close(self) -> None:
+        self.notary.stop()
+        self.store.close()
+
+
+@pytest.fixture
+def replicas(notary_url: str, tmp_path: Path) -> Iterator[Callable[[Keys], Replica]]:
+    made: list[Replica] = []
+
+    def make(keys: Keys) -> Replica:
+        made.append(Replica(notary_url, keys, tmp_path))
+        return made[-1]
+
+    yield make
+    for r in made:
+        r.close()
+
+
+def stored_sizes(admin_url: str, tenant: str) -> list[int]:
+    engine = sa.create_engine(admin_url)
+    try:
+        with engine.connect() as conn:
+            return [cp.tree_size for cp in storage.all_checkpoints(conn, tenant)]
+    finally:
+        engine.dispose()
+
+
+def exported_sizes(tmp_path: Path, tenant: str) -> list[int]:
+    return [size for size, _ in worm.read_all(tmp_path / "checkpoints", tenant)]
+
+
+def verify_problems(admin_url: str, keys: Keys, tmp_path: Path, tenant: str) -> list[str]:
+    engine = sa.create_engine(admin_url)
+    try:
+        report = verify_store(
+            engine, keys.verifier_keys(), ORIGIN_PREFIX, tmp_path / "checkpoints", [tenant]
+        )
+    finally:
+        engine.dispose()
+    return [str(p) for p in report.problems]
+
+
+def terminate(pg: Postgres, conn: sa.Connection) -> None:
+    """Kills a connection's server session (a database restart, a failover, an idle timeout)."""
+    pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    conn.rollback()
+    with psycopg.connect(pg.admin_dsn, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        gone = "SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = %s"
+        wait_until(lambda: admin.execute(gone, (pid,)).fetchone()[0])  # type: ignore[index]
+
+
+@pytest.fixture
+def pg_notary(postgres: Postgres) -> str:
+    return login(postgres, "aiaudit_notary")
+
+
+def test_a_session_lost_while_signing_exports_nothing_and_verify_stays_clean(
+    postgres: Postgres, pg_notary: str, tmp_path: Path, tenant: str
+) -> None:
+    store = open_store(postgres.app_url)
+    keys = Keys(tmp_path / "key.pem")
+    replica = Replica(pg_notary, keys, tmp_path)
+    try:
+        append(store, tenant, 5)
+        replica.step()
+        append(store, tenant, 3)
+        lock = replica.notary._leadership.acquire()
+        assert lock is not None
+        keys.while_signing = lambda: terminate(postgres, lock)
+        with pytest.raises(sa.exc.DBAPIError):
+            replica.step()  # signed 8, could not store it: no copy may exist anywhere
+        assert exported_sizes(tmp_path, tenant) == stored_sizes(postgres.admin_url, tenant) == [5]
+        append(store, tenant, 2)
+        replica.step()  # the lock was free: not leading this round
+        replica.step()
+        assert stored_sizes(postgres.admin_url, tenant) == [5, 10]
+        assert exported_sizes(tmp_path, tenant) == [5, 10]
+    finally:
+        replica.close()
+        store.close()
+    assert verify_problems(postgres.admin_url, keys, tmp_path, tenant) == []
+
+
+def test_a_new_leader_exports_the_checkpoint_a_crash_left_unexported(
+    store: SqlEventStore,
+    replicas: Callable[[Keys], Replica],
+    admin_url: str,
+    tmp_path: Path,
+    tenant: str,
+) -> None:
+    keys = Keys(tmp_path / "key.pem")
+    first = replicas(keys)
+    append(store, tenant, 4)
+    first.step()
+    (copy,) = (tmp_path / "checkpoints" / tenant).glob("*.checkpoint")
+    copy.unlink()  # as if the leader died between storing the checkpoint and exporting it
+    first.close()
+    second = replicas(keys)
+    second.step()
+    assert exported_sizes(tmp_path, tenant) == stored_sizes(admin_url, tenant) == [4]
+    assert verify_problems(admin_url, keys, tmp_path, tenant) == []
+
+
+def test_one_log_that_cannot_be_exported_stops_no_other_and_shows_in_health(
+    store: SqlEventStore,
+    replicas: Callable[[Keys], Replica],
+    admin_url: str,
+    tmp_path: Path,
+    tenant: str,
+) -> None:
+    blocked, other = f"{tenant}-a", f"{tenant}-b"  # the blocked log is signed first
+    keys = Keys(tmp_path / "key.pem")
+    append(store, blocked, 3)
+    append(store, other, 2)
+    key_id = keys.inner.active().signer.verifier_key.key_id
+    obstacle = worm.path_for(tmp_path / "checkpoints", blocked, 3, key_id)
+    obstacle.mkdir(parents=True)  # the export target cannot be written
+    replica = replicas(keys)
+    replica.step()
+    assert replica.health[-1] is False
+    assert exported_sizes(tmp_path, other) == stored_sizes(admin_url, other) == [2]
+    assert stored_sizes(admin_url, blocked) == [3]
+    obstacle.rmdir()
+    replica.step()  # retried until it is exported
+    assert replica.health[-1] is True
+    assert exported_sizes(tmp_path, blocked) == [3]
+
+
+def test_a_replica_whose_lock_session_died_starts_over_and_signs_what_another_integrated(
+    postgres: Postgres, pg_notary: str, tmp_path: Path, tenant: str
+) -> None:
+    store = open_store(postgres.app_url)
+    keys, keys_down = Keys(tmp_path / "key.pem"), Keys(tmp_path / "key.pem")
+    a = Replica(pg_notary, keys, tmp_path)
+    b = Replica(pg_notary, keys_down, tmp_path)
+    try:
+        append(store, tenant, 5)
+        a.step()
+        lock = a.notary._leadership.acquire()
+        assert lock is not None
+        terminate(postgres, lock)
+        append(store, tenant, 3)
+        keys_down.down = True
+        b.step()  # b leads, integrates to 8, cannot sign
+        assert b.notary.leading and b.health[-1] is False
+        b.close()
+        a.step()  # a notices its session died: not leading this round
+        assert not a.notary.leading
+        a.step()
+        assert a.notary.leading
+        assert stored_sizes(postgres.admin_url, tenant) == [5, 8]
+    finally:
+        a.close()
+        store.close()
+
+
+def test_an_export_interrupted_mid_write_leaves_no_torn_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory = tmp_path / "checkpoints"
+
+    def disk_full(fd: int, data: bytes) -> int:
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(worm.os, "write", disk_full)
+        with pytest.raises(OSError, match="No space"):
+            worm.export(directory, "acme", 7, b"\x01\x02\x03\x04", "note\n")
+    assert list(worm.read_all(directory, "acme")) == []
+    assert not worm.exported(directory, "acme", 7)
+    worm.export(directory, "acme", 7, b"\x01\x02\x03\x04", "note\n")
+    worm.export(directory, "acme", 7, b"\x01\x02\x03\x04", "note\n")  # a retry: accepted
+    assert list(worm.read_all(directory, "acme")) == [(7, "note\n")]
+    with pytest.raises(FileExistsError, match="different checkpoint"):
+        worm.export(directory, "acme", 7, b"\x01\x02\x03\x04", "other\n")
+    assert [p.name for p in (directory / "acme").iterdir()] == [
+        "00000000000000000007-01020304.checkpoint"
+    ]
