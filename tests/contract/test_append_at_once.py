@@ -19,7 +19,7 @@ from aiaudit.common.store.prepare import prepare
 from aiaudit.common.store.sql import NewEvent, Receipt, _append_at_once
 from aiaudit.common.v1 import event_pb2
 from tests.conftest import Postgres
-from tests.helpers import concurrently, interaction
+from tests.helpers import concurrently, interaction, wait_until
 
 
 @pytest.fixture
@@ -122,3 +122,51 @@ def test_writers_in_several_threads_at_once_get_gap_free_sequences(
     assert sorted(r.sequence for r in receipts) == list(range(threads * per_thread))
     stored = store.read_log(tenant, 0, threads * per_thread + 1)
     assert {s.event_id: s.sequence for s in stored} == {r.event_id: r.sequence for r in receipts}
+
+
+def test_heads_are_locked_in_code_point_order_whatever_the_database_collation(
+    postgres: Postgres, tenant: str
+) -> None:
+    """The one-statement path locks heads in the order the multi-statement path does.
+
+    Under an en-US collation ``a_c`` sorts before ``a-b``, in code points after
+    it: locked in the collation's order, a group holding one head while it
+    waited for the other deadlocked with a writer locking them the other way.
+    """
+    db = f"aiaudit_icu_{tenant.replace('-', '_')}"
+    with psycopg.connect(postgres.admin_dsn, autocommit=True) as admin:
+        admin.execute(
+            f"CREATE DATABASE {db} TEMPLATE template0 LOCALE_PROVIDER icu"
+            " ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
+        )
+    dsn = postgres.admin_dsn.rsplit("/", 1)[0] + f"/{db}"
+    url = dsn.replace("postgresql://", "postgresql+psycopg://", 1)
+    store = open_store(url, run_migrations=True)
+    first, second = f"a-b{tenant}", f"a_c{tenant}"  # code point order; en-US says the reverse
+    try:
+        now = dt.datetime.now(dt.UTC)
+        store.append_group([[prepare(interaction(log), now)] for log in (first, second)])
+        with psycopg.connect(dsn) as holder:
+            order = "SELECT x FROM unnest(%s::text[]) x ORDER BY x"
+            assert [r[0] for r in holder.execute(order, ([first, second],))] == [second, first]
+            holder.rollback()
+            lock = "SELECT size FROM logs WHERE log_id = %s FOR UPDATE"
+            holder.execute(lock, (first,))
+            outcome: list[object] = []
+            group = [[prepare(interaction(second), now)], [prepare(interaction(first), now)]]
+            writer = threading.Thread(target=lambda: outcome.extend(store.append_group(group)))
+            writer.start()
+            waiting = (
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s"
+                " AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+            )
+            with psycopg.connect(dsn, autocommit=True) as watcher:
+                wait_until(lambda: watcher.execute(waiting, (db,)).fetchone()[0] == 1)  # type: ignore[index]
+            holder.execute(lock + " NOWAIT", (second,))  # free: the writer waits holding nothing
+            holder.rollback()
+            writer.join(20)
+        assert [[r.sequence for r in b] for b in outcome] == [[1], [1]]  # type: ignore[attr-defined]
+    finally:
+        store.close()
+        with psycopg.connect(postgres.admin_dsn, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE {db} WITH (FORCE)")

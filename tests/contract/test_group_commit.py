@@ -8,9 +8,11 @@ from collections.abc import Sequence
 
 import pytest
 
+from aiaudit.common.store import open_store
 from aiaudit.common.store.prepare import prepare
-from aiaudit.common.store.sql import BatchOutcome, NewEvent, SqlEventStore
+from aiaudit.common.store.sql import BatchOutcome, NewEvent, RowsRefusedError, SqlEventStore
 from aiaudit.ingest.committer import GroupCommitter
+from tests.conftest import Postgres
 from tests.helpers import interaction
 
 
@@ -73,3 +75,34 @@ def test_close_commits_what_is_queued(held: HeldStore, tenant: str) -> None:
     assert not closing.is_alive()
     assert [r.sequence for r in first.result(0)] == [0]  # type: ignore[union-attr]
     assert [r.sequence for r in queued.result(0)] == [1]  # type: ignore[union-attr]
+
+
+def test_a_value_the_database_refuses_fails_its_own_batch_only(
+    postgres: Postgres, tenant: str
+) -> None:
+    """Validation keeps such values out; should one pass it, its neighbours still commit."""
+    store = open_store(postgres.app_url)
+    held = HeldStore(store)
+    committer = GroupCommitter(held)  # type: ignore[arg-type]
+    try:
+        held.held.clear()
+        first = committer.submit(batch(tenant, "first"))
+        assert held.entered.wait(20)
+        bad = interaction(tenant, "bad")
+        bad.actor.user_id = "u" * 300  # longer than the varchar(256) column
+        group = [
+            committer.submit(batch(tenant, "before")),
+            committer.submit([prepare(bad, dt.datetime.now(dt.UTC))]),
+            committer.submit(batch(tenant, "after")),
+        ]
+        held.held.set()
+        with pytest.raises(RowsRefusedError, match="too long"):
+            group[1].result(20)
+        committed = [first, group[0], group[2]]
+        assert sorted(r.sequence for f in committed for r in f.result(20)) == [0, 1, 2]  # type: ignore[union-attr]
+        assert held.groups == [1, 1, 1]  # committed: the first, then the good two one by one
+        assert store.log_sizes()[tenant] == 3
+    finally:
+        held.held.set()
+        committer.close()
+        store.close()

@@ -5,15 +5,19 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import uuid
+from pathlib import Path
 
 import grpc
+import psycopg
 import pytest
 from google.rpc import error_details_pb2
 
+from aiaudit.common import client, config
+from aiaudit.common.store import open_store
 from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
-from tests.conftest import Running
+from tests.conftest import Postgres, Running, write_keys
 from tests.helpers import concurrently, field_violations, interaction
 
 
@@ -125,6 +129,23 @@ def test_bad_fields_are_named(server: Running, tenant: str, mutate: object, fiel
     e = interaction(tenant)
     mutate(e)  # type: ignore[operator]
     assert field in _bad(server, [e])
+    assert stored_count(server, tenant) == 0
+
+
+def test_fields_kept_in_columns_of_their_own_state_the_column_limit(
+    server: Running, tenant: str
+) -> None:
+    """What PostgreSQL could not store is refused up front, named, on both stores alike."""
+    e = interaction(tenant)
+    e.actor.user_id = "u" * 300
+    e.actor.environment = "e" * 65
+    e.model.name = "gpt\x00-4o"
+    e.correlation.session_id = "s" * 256  # at the limit: fine
+    assert _bad(server, [e]) == {
+        "events[0].actor.user_id": "is 300 characters; the limit is 256",
+        "events[0].actor.environment": "is 65 characters; the limit is 64",
+        "events[0].model.name": "must not contain U+0000 (NUL)",
+    }
     assert stored_count(server, tenant) == 0
 
 
@@ -265,3 +286,48 @@ def test_unique_tenant_logs_are_independent(server: Running) -> None:
         .receipts
     )
     assert [(x.log_id, x.sequence) for x in r] == [(a, 0), (b, 0), (a, 1)]
+
+
+def test_a_value_the_database_refuses_is_invalid_argument_and_nothing_is_written(
+    postgres: Postgres, tmp_path: Path, tenant: str
+) -> None:
+    """Should validation ever let through what PostgreSQL refuses (here a constraint the
+    schema gained), the caller hears it is the batch, not the store, and not to retry."""
+    from aiaudit.cli.server import start
+
+    name = f"aiaudit_refuses_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres.admin_dsn, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    dsn = postgres.admin_dsn.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        url = dsn.replace("postgresql://", "postgresql+psycopg://", 1)
+        open_store(url, run_migrations=True).close()
+        with psycopg.connect(dsn, autocommit=True) as admin:
+            admin.execute(
+                "ALTER TABLE events ADD CONSTRAINT no_refused_app"
+                " CHECK (application IS DISTINCT FROM 'refused-app')"
+            )
+        keys = write_keys(tmp_path / "keys.yaml")
+        overrides = {"api_keys_file": tmp_path / "keys.yaml", "address": "127.0.0.1:0"}
+        settings = config.load(
+            env={}, overrides={**overrides, "data_dir": tmp_path, "database_url": url}
+        )
+        suite = start(settings)
+        channel = client.channel(f"127.0.0.1:{suite.port}", keys["admin"])
+        try:
+            ingest = pb_grpc.IngestServiceStub(channel)
+            refused = interaction(tenant)
+            refused.actor.application = "refused-app"
+            with pytest.raises(grpc.RpcError) as err:
+                ingest.Append(pb.AppendRequest(events=[interaction(tenant), refused]))
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "no_refused_app" in (err.value.details() or "")
+            assert "nothing was written" in (err.value.details() or "")
+            (receipt,) = ingest.Append(pb.AppendRequest(events=[interaction(tenant)])).receipts
+            assert receipt.sequence == 0  # the refused batch took no sequence number
+        finally:
+            channel.close()
+            suite.stop()
+    finally:
+        with psycopg.connect(postgres.admin_dsn, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -141,6 +141,31 @@ def test_a_connection_killed_under_the_pool_costs_nothing(postgres: Postgres, te
         store.close()
 
 
+def test_an_append_after_a_database_restart_succeeds_at_once(
+    postgres: Postgres, tenant: str
+) -> None:
+    """Every connection died (the store's own and the pool's): the retry opens a live one."""
+    from aiaudit.common.store import open_store
+    from aiaudit.common.store.prepare import prepare
+
+    store = open_store(postgres.app_url, pool_size=1)
+    try:
+        now = dt.datetime.now(dt.UTC)
+        store.append_group([[prepare(interaction(tenant, "before"), now)]])  # a store connection
+        assert store.log_sizes()[tenant] == 1  # a pooled one, back in the pool
+        with psycopg.connect(postgres.admin_dsn, autocommit=True) as admin:
+            killed = admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = %s",
+                (store.engine.url.username,),
+            ).fetchone()
+        assert killed is not None and killed[0] >= 2
+        (outcome,) = store.append_group([[prepare(interaction(tenant, "after"), now)]])
+        assert isinstance(outcome, list) and outcome[0].sequence == 1
+        assert store.log_sizes()[tenant] == 2
+    finally:
+        store.close()
+
+
 def test_a_read_on_a_killed_connection_fails_as_sqlalchemy_would_then_recovers(
     postgres: Postgres, tenant: str
 ) -> None:

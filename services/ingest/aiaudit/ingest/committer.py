@@ -14,7 +14,7 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
 
-from aiaudit.common.store.sql import BatchOutcome, NewEvent, SqlEventStore
+from aiaudit.common.store.sql import BatchOutcome, NewEvent, RowsRefusedError, SqlEventStore
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,14 @@ class GroupCommitter:
         self.in_flight = len(group)
         try:
             outcomes = self._store.append_group([b for b, _ in group])
+        except RowsRefusedError as refused:
+            if len(group) > 1:  # one batch's value: commit each alone, only that one fails
+                for each in group:
+                    self._commit([each])
+                return
+            log.warning("the store refused a batch: %s", refused)
+            group[0][1].set_exception(refused)
+            return
         except Exception as exc:  # the store is down or refused: nothing was acknowledged
             log.warning("group commit of %d batches failed: %s", len(group), exc)
             for _, future in group:

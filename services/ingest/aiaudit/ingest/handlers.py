@@ -19,7 +19,7 @@ from aiaudit.common import status
 from aiaudit.common.auth import Authenticator, Caller
 from aiaudit.common.receipts import ReceiptSigning, ReceiptSigningUnavailableError
 from aiaudit.common.store.prepare import prepare_batch, timestamp_parts
-from aiaudit.common.store.sql import BatchOutcome, Conflict, Receipt
+from aiaudit.common.store.sql import BatchOutcome, Conflict, Receipt, RowsRefusedError
 from aiaudit.common.v1 import event_pb2, proof_pb2
 from aiaudit.ingest.committer import GroupCommitter
 from aiaudit.ingest.erasing import Eraser
@@ -113,6 +113,14 @@ class IngestHandlers:
     ) -> tuple[list[proof_pb2.Receipt], list[str]]:
         try:
             outcome = future.result(timeout=self._timeout)
+        except RowsRefusedError as exc:
+            raise _RefusedError(
+                status.error(
+                    code_pb2.INVALID_ARGUMENT,
+                    f"the store refused a value of this batch ({exc}); nothing was written",
+                    "STORE_REFUSED_VALUE",
+                )
+            ) from exc
         except Exception as exc:
             log.warning("append not committed: %s", exc)
             raise _RefusedError(

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from aiaudit.common import canonical
+from aiaudit.common.store.schema import TEXT_COLUMNS, events
 from aiaudit.common.v1 import event_pb2
 
 EVENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -25,6 +26,13 @@ TENANT_ID = re.compile(r"[a-z0-9_-]{1,64}")
 _ATTRIBUTE_KEY = re.compile(r"[a-z0-9_.-]{1,128}")
 _HEX = re.compile(r"[0-9a-f]+")
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_STORED_TEXT = [
+    (message, field, int(events.c[column].type.length))  # type: ignore[attr-defined]
+    for column, (message, field) in TEXT_COLUMNS.items()
+    if column != "trace_id"  # checked as 32 hex digits below
+]
+"""Fields the store also keeps in columns of their own (``varchar(n)`` on PostgreSQL):
+longer values, or U+0000, which PostgreSQL text cannot hold, would fail the commit."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +117,14 @@ def _required(
         yield from _timestamp_range(e, now, limits, path)
     if e.event_type == event_pb2.EVENT_TYPE_INTERACTION and not e.model.name:
         yield Violation(f"{path}.model.name", "is required for EVENT_TYPE_INTERACTION events")
+    for message, field, limit in _STORED_TEXT:
+        value = getattr(getattr(e, message), field)
+        if limit < len(value) <= limits.max_metadata_chars:  # longer: the field checks say so
+            yield Violation(
+                f"{path}.{message}.{field}", f"is {len(value)} characters; the limit is {limit}"
+            )
+        elif "\x00" in value:
+            yield Violation(f"{path}.{message}.{field}", "must not contain U+0000 (NUL)")
     ids = e.correlation
     if ids.trace_id and not (len(ids.trace_id) == 32 and _HEX.fullmatch(ids.trace_id)):
         yield Violation(f"{path}.correlation.trace_id", "must be 32 lowercase hex digits")

@@ -64,6 +64,7 @@ class DirectConnections:
         except psycopg.Error as exc:
             if conn.closed or conn.info.transaction_status != TransactionStatus.IDLE:
                 conn.close()
+                self._forget_all()
                 raise ConnectionLostError(f"store connection lost: {exc}") from exc
             self._keep(cur)
             raise
@@ -78,6 +79,18 @@ class DirectConnections:
                 self._idle.append(cur)
                 return
         cur.connection.close()
+
+    def _forget_all(self) -> None:
+        """After a lost connection, every other one is suspect (the database restarted).
+
+        Drops the idle connections and the engine's pooled ones, so that the
+        retry that follows opens a live connection instead of taking a dead one.
+        """
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for cur in idle:
+            cur.connection.close()
+        self._engine.dispose(close=False)
 
     def close(self) -> None:
         """Closes the idle connections; those in use close when they come back."""

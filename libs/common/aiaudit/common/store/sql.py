@@ -74,6 +74,10 @@ class Conflict:
 BatchOutcome = list[Receipt] | Conflict
 
 
+class RowsRefusedError(Exception):
+    """The database refused a value of the rows, not the connection: a retry cannot help."""
+
+
 @dataclass(frozen=True)
 class StoredEvent:
     """An event as stored: log position, canonical form and (unless erased) content."""
@@ -169,21 +173,33 @@ class SqlEventStore:
 
         Each batch is all-or-nothing: a batch holding an id already taken by
         different content is refused as a whole; the others are written.
-        Events already stored identically get their original receipts.
+        Events already stored identically get their original receipts. A value
+        the database refuses (ingest's validation keeps them out) raises
+        :class:`RowsRefusedError`, with nothing written.
         """
         try:
-            return self._append_group(batches, check_existing=False)
-        except (sa.exc.IntegrityError, psycopg.errors.UniqueViolation):
-            # Some id is already stored (a retry, or a conflict): the optimistic
-            # attempt rolled back; look the ids up and plan again.
-            return self._append_group(batches, check_existing=True)
-        except (sa.exc.DBAPIError, ConnectionLostError) as exc:
-            if isinstance(exc, sa.exc.DBAPIError) and not exc.connection_invalidated:
-                raise
-            # A pooled connection had died (the database restarted); the pool is
-            # fresh now. Retrying is safe: ids already committed come back as
-            # duplicates with their original receipts.
-            return self._append_group(batches, check_existing=True)
+            try:
+                return self._append_group(batches, check_existing=False)
+            except (sa.exc.IntegrityError, psycopg.errors.UniqueViolation):
+                # Some id is already stored (a retry, or a conflict): the optimistic
+                # attempt rolled back; look the ids up and plan again.
+                return self._append_group(batches, check_existing=True)
+            except (sa.exc.DBAPIError, ConnectionLostError) as exc:
+                if isinstance(exc, sa.exc.DBAPIError) and not exc.connection_invalidated:
+                    raise
+                # A connection had died (the database restarted); the store's and
+                # the pool's are fresh now. Retrying is safe: ids already committed
+                # come back as duplicates with their original receipts.
+                return self._append_group(batches, check_existing=True)
+        except (
+            sa.exc.DataError,
+            sa.exc.IntegrityError,
+            psycopg.DataError,
+            psycopg.IntegrityError,
+        ) as exc:
+            # A value too long or not storable, a constraint: under the head locks
+            # every id already stored was planned as a duplicate, so no race gets here.
+            raise RowsRefusedError(str(exc).splitlines()[0]) from exc
 
     def _append_group(
         self, batches: Sequence[Sequence[NewEvent]], check_existing: bool
@@ -732,7 +748,7 @@ WITH input AS (
 ), counts AS (
     SELECT log_id, count(*) AS n FROM input GROUP BY log_id
 ), heads AS (
-    INSERT INTO logs AS l (log_id, size) SELECT log_id, n FROM counts ORDER BY log_id
+    INSERT INTO logs AS l (log_id, size) SELECT log_id, n FROM counts ORDER BY log_id COLLATE "C"
     ON CONFLICT (log_id) DO UPDATE SET size = l.size + excluded.size
     RETURNING l.log_id, l.size
 ), numbered AS (
@@ -753,8 +769,10 @@ SELECT h.log_id, h.size - c.n FROM heads h JOIN counts c USING (log_id)
 """A small group in one statement, so one round trip and one implicit transaction.
 
 The rows go as one binary array per column (``pgarrays``). The heads are
-locked (in log order, as ``_lock_logs`` locks them) and advanced by the group's
-count per log by one upsert; each row's sequence is its log's old size plus its rank in the
+locked in code point order (``COLLATE "C"``), the order ``_lock_logs`` locks
+them in, whatever the database's collation (under en-US, say, ``a-b`` and
+``a_c`` swapped places and the two paths deadlocked), and advanced by the
+group's count per log by one upsert; each row's sequence is its log's old size plus its rank in the
 group, and the statement returns each log's old size, from which the caller
 numbers its receipts the same way. A taken id fails the whole statement on the
 unique index, with nothing written, like the multi-statement path. Prepared,
