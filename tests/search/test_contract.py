@@ -6,6 +6,7 @@ Expected results come from Python predicates over the events the test sent
 
 from __future__ import annotations
 
+import base64
 import csv
 import datetime as dt
 import io
@@ -22,7 +23,8 @@ from google.protobuf import json_format
 from lxml import etree
 
 from aiaudit.common.v1 import event_pb2 as ev
-from aiaudit.search import document, exporting
+from aiaudit.search import document, exporting, paging
+from aiaudit.search.language import MAX_DEPTH
 from aiaudit.search.v1 import search_service_pb2 as pb
 from tests.helpers import field_violations, interaction, wait_until
 from tests.search.conftest import NOT_ACCESS, SearchSuite
@@ -283,6 +285,13 @@ BAD_SEARCHES: list[tuple[dict[str, object], str, str]] = [
     ({"page_size": -1}, "page_size", "between 0 and 1000"),
     ({"page_token": "not-a-token"}, "page_token", "not a token"),
     ({"tenant_id": ""}, "tenant_id", "required"),
+    ({"filter": "-" * 1000 + 'model.name = "x"'}, "filter", "nested deeper"),
+    ({"query": "NOT " * 1000 + "x"}, "query", "nested deeper"),
+    ({"filter": "usage.input_tokens < 1e19"}, "filter", "64-bit"),
+    ({"filter": "usage.input_tokens < 99999999999999999999"}, "filter", "64-bit"),
+    ({"query": '"a\x00b"'}, "query", "U+0000"),
+    ({"filter": 'input.text:"a\x00"'}, "filter", "U+0000"),
+    ({"page_token": base64.urlsafe_b64encode(b"[" * 100_000).decode()}, "page_token", "not a"),
 ]
 
 
@@ -300,6 +309,61 @@ def test_bad_requests_are_invalid_argument_never_backend_errors(
         search_suite.search.SearchEvents(request)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert fragment in field_violations(caught.value)[field]
+
+
+def test_a_page_token_out_of_the_64_bit_range_is_invalid_argument(
+    search_suite: SearchSuite, tenant: str
+) -> None:
+    values = [2**63, 1]  # occurred_time, sequence: one past the largest int64
+    raw = json.dumps([1, paging.digest(tenant, "", "", ""), values]).encode()
+    request = pb.SearchEventsRequest(
+        tenant_id=tenant, page_token=base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    )
+    with pytest.raises(grpc.RpcError) as caught:
+        search_suite.search.SearchEvents(request)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not a token" in field_violations(caught.value)["page_token"]
+
+
+def _nested(depth: int, shape: str) -> str:
+    """A filter nested ``depth`` levels deep: NOTs, parentheses, ORs in them, or a mix."""
+    leaf = 'model.name = "gpt-4o"'
+    if shape == "not":
+        return "NOT " * depth + leaf
+    if shape == "parentheses":
+        return "(" * depth + leaf + ")" * depth
+    if shape == "or":
+        return f"({leaf} OR " * depth + leaf + ")" * depth
+    text = leaf
+    for level in range(depth // 2):
+        text = f"NOT ({leaf} OR {text})" if level % 2 else f"({leaf} AND NOT {text})"
+    return text
+
+
+@pytest.mark.parametrize("shape", ["not", "parentheses", "or", "alternating"])
+def test_the_deepest_filter_allowed_is_answered_on_every_backend(
+    search_suite: SearchSuite, tenant: str, shape: str
+) -> None:
+    """No backend (SQLite's parser stack, the JSON encoder) gives out before the language does."""
+    deepest = _nested(MAX_DEPTH, shape)
+    search = search_suite.search
+    assert (
+        search.SearchEvents(pb.SearchEventsRequest(tenant_id=tenant, filter=deepest)).total_size
+        == 0
+    )
+    search.Aggregate(pb.AggregateRequest(tenant_id=tenant, filter=deepest, group_by=["model.name"]))
+    words = "NOT " * MAX_DEPTH + "weather"
+    assert (
+        search.SearchEvents(pb.SearchEventsRequest(tenant_id=tenant, query=words)).total_size == 0
+    )
+    query = "(" + "NOT " * (MAX_DEPTH - 1) + "weather) OR rain"  # as deep, with an OR
+    both = pb.SearchEventsRequest(tenant_id=tenant, filter=deepest, query=query)
+    assert search.SearchEvents(both).total_size == 0
+    with pytest.raises(grpc.RpcError) as caught:
+        search.SearchEvents(
+            pb.SearchEventsRequest(tenant_id=tenant, filter=_nested(MAX_DEPTH + 2, shape))
+        )
+    assert "nested deeper" in field_violations(caught.value)["filter"]
 
 
 def test_bad_aggregations_and_exports_are_invalid_argument(
@@ -364,3 +428,15 @@ def test_roles_scope_content_and_every_read_is_audited(
     record = search_suite.search.SearchEvents(access).results[0].event
     assert record.attributes["access.action"].string_value == "search.events"
     assert "user1" in record.attributes["access.filter"].string_value
+
+
+def test_a_huge_text_does_not_break_full_text_search_for_the_rest(
+    search_suite: SearchSuite, tenant: str
+) -> None:
+    """A prompt of over a million characters: highlighting stops early, the search answers."""
+    huge = "mango " + "filler " * 180_000  # ~1.26 million characters
+    search_suite.append([interaction(tenant, "huge", text=huge), interaction(tenant, "small")])
+    search_suite.wait_indexed(tenant, 2)
+    (found,) = search_suite.find(tenant, query="mango").results
+    assert found.event.event_id == "huge"
+    assert search_suite.all_ids(tenant, query="hello") == ["small"]  # the helper's default text

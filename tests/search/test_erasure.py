@@ -29,3 +29,17 @@ def test_erased_content_is_no_longer_searchable(search_suite: SearchSuite, tenan
     records = search_suite.find(tenant, 'event_type = "EVENT_TYPE_PRIVACY_ERASURE"').results
     assert [list(r.event.privacy_action.event_ids) for r in records] == [["m-1"]]
     assert records[0].event.event_type == ev.EVENT_TYPE_PRIVACY_ERASURE
+
+
+def test_erased_text_is_never_highlighted_while_the_index_lags(
+    search_suite: SearchSuite, tenant: str
+) -> None:
+    """Until the indexer reaches the erasure record the index still holds the text; results
+    come from the store, and highlights of an erased event are dropped with its content."""
+    search_suite.append([interaction(tenant, "m-1", text="patient has hiv diagnosis")])
+    search_suite.wait_indexed(tenant, 1)
+    search_suite.suite.components["search"].indexer.stop()  # type: ignore[attr-defined]
+    erase(search_suite.suite.store, tenant, "request #10", "dpo", subject_id="alice")
+    (lagging,) = search_suite.find(tenant, 'event_id = "m-1"', query="hiv").results
+    assert not lagging.event.input.messages[0].parts[0].text
+    assert not lagging.highlights

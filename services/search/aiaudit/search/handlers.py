@@ -328,7 +328,7 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
             if found is None:
                 continue
             result = response.results.add(event=view.redact(found), sequence=hit.sequence)
-            if view.content:
+            if view.content and found.content is not None:  # erased: the index may lag
                 for name, fragments in hit.highlights.items():
                     result.highlights[name].fragments.extend(fragments)
         if len(page.hits) > size:
@@ -448,6 +448,8 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
             yield from self._export_chunks(request.tenant_id, prepared)
         except BackendUnavailableError as exc:
             status.abort(context, _unavailable(exc).status)
+        except QueryRejectedError as exc:  # the backend refused a page: as _run answers it
+            status.abort(context, status.bad_request(str(exc), [("filter", f"too large: {exc}")]))
         except _AbortError as refused:
             status.abort(context, refused.status)
 

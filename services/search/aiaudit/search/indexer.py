@@ -134,12 +134,13 @@ class Indexer:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stops after the batch in flight."""
+        """Stops after the batch in flight (again: nothing more)."""
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout=30)
         self._writer.shutdown(wait=True)
-        for unwatch in self._unwatch:
+        unwatching, self._unwatch = self._unwatch, []
+        for unwatch in unwatching:
             unwatch()
         if self._leadership is not None:
             self._leadership.release()

@@ -34,7 +34,7 @@ from aiaudit.search import catalogue
 from aiaudit.search.catalogue import Field, Kind
 
 MAX_LENGTH = 8192
-MAX_DEPTH = 32
+MAX_DEPTH = 16
 MAX_TERMS = 256
 MAX_LITERAL = 4096
 
@@ -152,6 +152,8 @@ _WORD_STOP = set(" \t\r\n()\"'<>=!:")
 def _lex(text: str, field: str, operators: bool) -> list[_Tok]:
     if len(text) > MAX_LENGTH:
         raise LanguageError(field, MAX_LENGTH, f"longer than {MAX_LENGTH} characters")
+    if "\x00" in text:  # no backend stores or matches it (SQLite FTS5 fails on it)
+        raise LanguageError(field, text.index("\x00"), "contains U+0000 (NUL)")
     out: list[_Tok] = []
     i, n = 0, len(text)
     while i < n:
@@ -258,7 +260,9 @@ class _Parser:
 
     def unary(self, depth: int) -> Node:
         if self.peek().kind == "NOT":
-            self.take()
+            tok = self.take()
+            if depth >= MAX_DEPTH:  # NOT NOT ... nests as deep as parentheses do
+                raise self.fail(tok, f"nested deeper than {MAX_DEPTH} levels")
             return Not(self.unary(depth + 1))
         return self.primary(depth)
 
@@ -315,6 +319,7 @@ def _phrase(tok: _Tok, fields: tuple[str, ...], where: str) -> Text:
 
 
 _NUMBER = re.compile(r"-?\d+(\.\d+)?([eE][+-]?\d+)?")
+_INTEGER = re.compile(r"-?\d+")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)")
 _UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -357,7 +362,10 @@ def _typed(p: _Parser, f: Field, op_tok: _Tok, v: _Tok) -> Node:
         if f.kind is Kind.INT:
             if not number.is_integer():
                 raise p.fail(v, f"{f.name!r} is an integer; {text!r} is not")
-            return done(Compare(f, eq, int(number), numeric=True))
+            whole = int(text) if _INTEGER.fullmatch(text) else int(number)  # exact past 2**53
+            if not -(2**63) <= whole < 2**63:
+                raise p.fail(v, f"{text!r} is outside the 64-bit integer range")
+            return done(Compare(f, eq, whole, numeric=True))
         return done(Compare(f, eq, number, numeric=True))
     if f.kind is Kind.ENUM:
         if ordered:

@@ -32,18 +32,23 @@ def encode(bound: str, sort: tuple[int, ...]) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+def _is_int64(value: object) -> bool:
+    """Every sort value is a 64-bit integer (times in microseconds, sequences)."""
+    return isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
+
+
 def decode(token: str, bound: str, keys: int) -> tuple[int, ...]:
     """The sort values in a token issued for the same request."""
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         version, got, values = json.loads(raw)
-    except (binascii.Error, ValueError, TypeError):
+    except (binascii.Error, ValueError, TypeError, RecursionError):
         raise TokenError("page_token is not a token this service issued") from None
     if version != 1 or not isinstance(values, list) or len(values) != keys:
         raise TokenError("page_token is not a token this service issued")
     if got != bound:
         raise TokenError("page_token belongs to a different tenant, filter, query or order_by")
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+    if not all(_is_int64(v) for v in values):
         raise TokenError("page_token is not a token this service issued")
     return tuple(values)
 

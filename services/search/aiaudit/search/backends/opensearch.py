@@ -52,6 +52,9 @@ from aiaudit.search.document import Document, iso
 
 log = logging.getLogger(__name__)
 
+HIGHLIGHT_CHARS = 1_000_000
+"""Characters of a field analysed for highlights: OpenSearch's default index limit."""
+
 CONSUMER = "search-indexer"
 _DAY = 86_400_000_000
 """Microseconds in a day."""
@@ -368,6 +371,9 @@ class OpenSearchBackend:
         if highlight is not None:
             request["highlight"] = {
                 "highlight_query": highlight,
+                # Beyond this many characters a field is not highlighted (past the
+                # index's own limit, the same, OpenSearch fails the whole search).
+                "max_analyzer_offset": HIGHLIGHT_CHARS,
                 "pre_tags": ["<em>"],
                 "post_tags": ["</em>"],
                 "fields": {f.column: {"number_of_fragments": 3} for f in catalogue.TEXTS},
@@ -413,7 +419,8 @@ class OpenSearchBackend:
                     composite["after"] = after
                 aggs = {"groups": {"composite": composite, "aggs": metrics}}
                 result = self._search(spec.tenant, {"query": query, "size": 0, "aggs": aggs})
-                groups = result["aggregations"]["groups"]
+                # No aggregations at all when no shard could match (every one skipped).
+                groups = result.get("aggregations", {}).get("groups", {"buckets": []})
                 for b in groups["buckets"]:
                     keys = tuple(
                         "" if b["key"][f"g{i}"] is None else str(b["key"][f"g{i}"])
@@ -446,7 +453,7 @@ class OpenSearchBackend:
             result = self._search(
                 spec.tenant, {"query": query, "size": 0, "aggs": {"h": histogram}}
             )
-            found = result["aggregations"]["h"]["buckets"]
+            found = result.get("aggregations", {}).get("h", {"buckets": []})["buckets"]
             if len(found) > MAX_BUCKETS:
                 raise TooManyBucketsError(f"more than {MAX_BUCKETS} histogram buckets")
             time_buckets = [(int(b["key"]) * 1000, int(b["doc_count"])) for b in found]
