@@ -11,6 +11,7 @@ knew, so entries another leader integrated meanwhile get signed.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -56,7 +57,7 @@ class Keys:
 
 
 class Replica:
-    """One notary driven step by step, failing as ``Notary._run`` fails."""
+    """One notary driven step by step (each integrates and signs), failing as ``_run`` fails."""
 
     def __init__(self, url: str, keys: Keys, tmp_path: Path) -> None:
         self.store = open_store(url)
@@ -65,7 +66,7 @@ class Replica:
             self.store.engine,
             keys,
             leader.for_engine(self.store.engine, leader.NOTARY),
-            notary_config(tmp_path, interval=0.0),
+            dataclasses.replace(notary_config(tmp_path, interval=0.0), poll_interval=0.0),
             self.health.append,
         )
 
@@ -109,11 +110,18 @@ def exported_sizes(tmp_path: Path, tenant: str) -> list[int]:
     return [size for size, _ in worm.read_all(tmp_path / "checkpoints", tenant)]
 
 
-def verify_problems(admin_url: str, keys: Keys, tmp_path: Path, tenant: str) -> list[str]:
+def verify_problems(
+    admin_url: str, keys: Keys, tmp_path: Path, tenant: str, mode: str = "full"
+) -> list[str]:
     engine = sa.create_engine(admin_url)
     try:
         report = verify_store(
-            engine, keys.verifier_keys(), ORIGIN_PREFIX, tmp_path / "checkpoints", [tenant]
+            engine,
+            keys.verifier_keys(),
+            ORIGIN_PREFIX,
+            tmp_path / "checkpoints",
+            [tenant],
+            mode=mode,
         )
     finally:
         engine.dispose()
@@ -257,3 +265,35 @@ def test_an_export_interrupted_mid_write_leaves_no_torn_checkpoint(
     assert [p.name for p in (directory / "acme").iterdir()] == [
         "00000000000000000007-01020304.checkpoint"
     ]
+
+
+@pytest.mark.parametrize("mode", ["full", "leaves"])
+@pytest.mark.parametrize("during", ["_checkpoints", "_walk_pages"])
+def test_verify_on_a_running_system_reports_nothing_the_system_did_meanwhile(
+    store: SqlEventStore,
+    replicas: Callable[[Keys], Replica],
+    admin_url: str,
+    tmp_path: Path,
+    tenant: str,
+    monkeypatch: pytest.MonkeyPatch,
+    during: str,
+    mode: str,
+) -> None:
+    """Ingest and the notary go on while ``verify`` reads (before the checkpoints are read,
+    or after the pages are walked): growth is no truncation."""
+    from aiaudit.integrity import verify
+
+    keys = Keys(tmp_path / "key.pem")
+    notary = replicas(keys)
+    append(store, tenant, 20)
+    notary.step()
+    step = getattr(verify, during)
+
+    def meanwhile(*args: object, **kwargs: object) -> object:
+        append(store, tenant, 5)  # appended, integrated and signed after the head was read
+        notary.step()
+        return step(*args, **kwargs)
+
+    monkeypatch.setattr(verify, during, meanwhile)
+    assert verify_problems(admin_url, keys, tmp_path, tenant, mode) == []
+    assert stored_sizes(admin_url, tenant) == [20, 25]

@@ -274,6 +274,8 @@ class _LogWalk:
         self.tree = CompactRange()
         self.broken_at: int | None = None
         self.last_good = 0
+        self.beyond: list[tuple[int, str]] = []
+        """Entries read at or past ``head``: inserted, unless the log has grown to them."""
 
     def problem(self, what: str, sequence: int | None = None, event_id: str | None = None) -> None:
         self.report.problems.append(Problem(self.log_id, what, sequence, event_id))
@@ -326,10 +328,8 @@ class _LogWalk:
         Returns the leaf to extend the rebuilt tree with (None: unknown).
         """
         seq, event_id, committed = row.seq, row.entry_event_id, row.canonical
-        if seq >= self.head:
-            self.problem(
-                f"log entry beyond the log head (size {self.head}): inserted?", seq, event_id
-            )
+        if seq >= self.head:  # judged in finish: the log may have grown meanwhile
+            self.beyond.append((seq, event_id))
         leaf = None
         if committed is None:
             self.problem(checks.MISSING_EVENT, seq, event_id)
@@ -354,8 +354,18 @@ class _LogWalk:
         self.problem(f"sequences {start}..{end - 1} are missing (rows deleted)", start)
         return [integrated.get(seq) for seq in range(start, end)]
 
-    def finish(self) -> None:
-        for size in sorted(s for s in self.targets if s > self.tree.size):
+    def finish(self, head_now: int) -> None:
+        """Checkpoints beyond the walk are problems, unless the log has grown to them since.
+
+        ``head_now``: the log's size read again after the walk (a running system
+        goes on appending and signing while it is verified).
+        """
+        for seq, event_id in self.beyond:
+            if seq >= head_now:
+                self.problem(
+                    f"log entry beyond the log head (size {head_now}): inserted?", seq, event_id
+                )
+        for size in sorted(s for s in self.targets if s > self.tree.size and s > head_now):
             for target in self.targets[size]:
                 if self.broken_at is not None and size > self.broken_at:
                     self.problem(
@@ -399,6 +409,12 @@ def _integrated(conn: sa.Connection, log_id: str, start: int, end: int) -> dict[
     return {int(r.idx): bytes(r.hash) for r in rows}
 
 
+def _head(conn: sa.Connection, log_id: str) -> int:
+    """The log's size now: the read transaction ends first (SQLite keeps its snapshot)."""
+    conn.commit()
+    return int(conn.execute(sa.select(logs.c.size).where(logs.c.log_id == log_id)).scalar() or 0)
+
+
 def verify_log(
     conn: sa.Connection,
     log_id: str,
@@ -418,8 +434,7 @@ def verify_log(
     """
     full = mode == "full"
     report.logs += 1
-    head = conn.execute(sa.select(logs.c.size).where(logs.c.log_id == log_id)).scalar()
-    head = int(head or 0)
+    head = _head(conn, log_id)
     last = _last_seq(conn, log_id)
     starts = range(0, -1 if last is None else last + 1, PAGE)
     with contextlib.ExitStack() as stack:
@@ -435,7 +450,10 @@ def verify_log(
         in_database, expected = _walk_pages(conn, walk, full, pages, progress, pool)
     if expected < head:
         walk.add_leaves(walk.gap(expected, head, _integrated(conn, log_id, expected, head)))
-    walk.finish()
+    # Read again: what was appended (and integrated, and signed) during the walk is
+    # no truncation; a head now smaller than what the checks below see still is.
+    head_now = max(head, _head(conn, log_id))
+    walk.finish(head_now)
     # Pages found intact in the database hold no orphan (their event rows are
     # exactly their entries' sequences and receive times): look only outside them.
     outside = (
@@ -461,10 +479,10 @@ def verify_log(
     integrated = conn.execute(
         sa.select(sa.func.max(nodes.c.idx)).where(nodes.c.log_id == log_id, nodes.c.level == 0)
     ).scalar()
-    if integrated is not None and int(integrated) + 1 > head:
+    if integrated is not None and int(integrated) + 1 > head_now:
         walk.problem(
-            f"the notary integrated {int(integrated) + 1} leaves but the log head says {head} "
-            f"(tail truncated?)"
+            f"the notary integrated {int(integrated) + 1} leaves but the log head says "
+            f"{head_now} (tail truncated?)"
         )
 
 
