@@ -47,6 +47,15 @@ class Leadership(Protocol):
         ...
 
 
+_DEAD_PEER_SETTINGS = (
+    "SET tcp_keepalives_idle = 20; SET tcp_keepalives_interval = 5; "
+    "SET tcp_keepalives_count = 4; SET tcp_user_timeout = 40000"
+)
+"""How soon the server gives up on a leader that vanished without closing its
+socket (host lost, network cut): about 40 s instead of the operating system's
+two hours of keepalive, during which no other replica could take the lock."""
+
+
 class AdvisoryLock:
     """PostgreSQL session advisory lock."""
 
@@ -74,6 +83,7 @@ class AdvisoryLock:
                 return None
         conn = self._engine.connect()
         try:
+            conn.exec_driver_sql(_DEAD_PEER_SETTINGS)
             got = conn.execute(
                 sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": self._key}
             ).scalar()
