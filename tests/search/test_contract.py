@@ -440,3 +440,17 @@ def test_a_huge_text_does_not_break_full_text_search_for_the_rest(
     (found,) = search_suite.find(tenant, query="mango").results
     assert found.event.event_id == "huge"
     assert search_suite.all_ids(tenant, query="hello") == ["small"]  # the helper's default text
+
+
+def test_highlights_escape_the_text_and_mark_up_only_the_matches(
+    search_suite: SearchSuite, tenant: str
+) -> None:
+    """A prompt is no markup: a UI showing highlights as HTML runs nothing a gateway sent."""
+    text = '<script>alert("x")</script> & the mango <b>plan</b>'
+    search_suite.append([interaction(tenant, "xss", text=text)])
+    search_suite.wait_indexed(tenant, 1)
+    (found,) = search_suite.find(tenant, query="mango").results
+    fragments = [f for h in found.highlights.values() for f in h.fragments]
+    assert fragments and all("<script>" not in f and "<b>" not in f for f in fragments)
+    assert any("&lt;script&gt;" in f and "<em>mango</em>" in f for f in fragments), fragments
+    assert found.event.input.messages[0].parts[0].text == text  # the event itself is verbatim

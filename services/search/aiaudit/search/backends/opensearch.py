@@ -374,6 +374,7 @@ class OpenSearchBackend:
                 # Beyond this many characters a field is not highlighted (past the
                 # index's own limit, the same, OpenSearch fails the whole search).
                 "max_analyzer_offset": HIGHLIGHT_CHARS,
+                "encoder": "html",  # the text is escaped, only the tags are markup
                 "pre_tags": ["<em>"],
                 "post_tags": ["</em>"],
                 "fields": {f.column: {"number_of_fragments": 3} for f in catalogue.TEXTS},

@@ -11,6 +11,7 @@ schema change (``user_version``) drops and rebuilds the index from the log.
 from __future__ import annotations
 
 import datetime as dt
+import html
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -220,7 +221,7 @@ class SqliteFtsBackend:
         if expression is None or not ids:
             return {}
         snippets = ", ".join(
-            f"snippet(texts, {i}, '<em>', '</em>', '...', 24)" for i in range(len(_TEXT_COLUMNS))
+            f"snippet(texts, {i}, char(1), char(2), '...', 24)" for i in range(len(_TEXT_COLUMNS))
         )
         marks = ", ".join("?" for _ in ids)
         out: dict[int, dict[str, list[str]]] = {}
@@ -229,9 +230,9 @@ class SqliteFtsBackend:
             [expression, *ids],
         ):
             found = {
-                f.name: [fragment]
+                f.name: [_marked(fragment)]
                 for f, fragment in zip(catalogue.TEXTS, row[1:], strict=True)
-                if fragment and "<em>" in fragment
+                if fragment and "\x01" in fragment
             }
             out[row[0]] = found
         return out
@@ -331,3 +332,12 @@ class SqliteFtsBackend:
                     result[p] = lo + (hi - lo) * (position - low)
                 out[(group, m.name)] = result
         return out
+
+
+def _marked(fragment: str) -> str:
+    """The fragment HTML-escaped, matches wrapped in ``<em>``: prompt text is no markup.
+
+    SQLite marks matches with U+0001 and U+0002; escaping comes first, so
+    even a literal one in a prompt can only turn into an ``<em>`` tag.
+    """
+    return html.escape(fragment, quote=False).replace("\x01", "<em>").replace("\x02", "</em>")
