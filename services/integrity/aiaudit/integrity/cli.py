@@ -80,6 +80,12 @@ def run_verify(args: argparse.Namespace, settings: Settings) -> int:
         store.close()
     for problem in report.problems:
         print(problem)
+    if report.exported_only:
+        print(
+            f"{report.exported_only} exported checkpoint(s) the database lacks (a leader stopped "
+            "before storing them): checked against the log like the others",
+            file=sys.stderr,
+        )
     print(
         f"{report.logs} log(s), {report.events} event(s), {report.checkpoints} checkpoint(s) "
         f"checked: {len(report.problems)} problem(s)",

@@ -7,7 +7,7 @@ subtree nodes that became complete and moves the cursor. A crash loses
 nothing: the next leader resumes from the cursor and the stored nodes.
 
 Every ``checkpoint_interval`` it signs a checkpoint of each log that grew,
-stores it, then exports it to the append-only directory. If the key store
+exports it to the append-only directory, then stores it. If the key store
 cannot sign (Vault unreachable), integration goes on, nothing is signed,
 health turns NOT_SERVING, and the next attempt signs the current size, so
 the checkpoints catch up with nothing lost.
@@ -29,7 +29,7 @@ from aiaudit.common.leader import Leadership
 from aiaudit.common.store import cursors
 from aiaudit.integrity import storage, worm
 from aiaudit.integrity.merkle import CompactRange
-from aiaudit.integrity.note import Checkpoint, NoteSigner, parse_note, sign_checkpoint
+from aiaudit.integrity.note import Checkpoint, NoteSigner, sign_checkpoint
 from aiaudit.integrity.signers import KeySource, SignerUnavailableError
 
 log = logging.getLogger(__name__)
@@ -153,21 +153,10 @@ class Notary:
             self._sign_all(conn)
 
     def _logs_needing_checkpoints(self, conn: sa.Connection) -> set[str]:
-        """Logs integrated beyond their latest checkpoint, or whose latest is not exported.
-
-        The second kind is what a leader that crashed between storing a
-        checkpoint and exporting it leaves behind.
-        """
         with conn.begin():
             signed = storage.signed_sizes(conn)
             positions = storage.cursor_positions(conn, CONSUMER)
-        directory = self._config.checkpoint_dir
-        return {
-            log_id
-            for log_id, size in positions.items()
-            if size > signed.get(log_id, 0)
-            or (log_id in signed and not worm.exported(directory, log_id, signed[log_id]))
-        }
+        return {log_id for log_id, size in positions.items() if size > signed.get(log_id, 0)}
 
     def _integrate_all(self, conn: sa.Connection) -> None:
         with self._engine.connect() as reader:
@@ -221,11 +210,12 @@ class Notary:
         self._set_health(exported)
 
     def _sign(self, conn: sa.Connection, log_id: str, signer: NoteSigner, version: str) -> None:
-        """Signs and stores the log's checkpoint if it grew, then exports its latest one.
+        """Signs the log's checkpoint if it grew, exports it, then stores it.
 
-        Stored first: the write goes through the leader's session, so a replica
-        that lost leadership fails here and writes nothing anywhere. A crash
-        before the export is repaired by the next leader (see :meth:`step`).
+        Exported first, so no stored checkpoint lacks its copy. A replica that
+        lost its session meanwhile fails to store: its exported checkpoint is
+        still one of this tree's (``verify`` accepts it as such), and the next
+        leader signs the size again, to the same bytes.
         """
         with conn.begin():
             position = cursors.position(conn, CONSUMER, log_id)
@@ -234,19 +224,17 @@ class Notary:
             if edge is None or edge.size != position:
                 edge = CompactRange.load(position, storage.NodeTable(conn, log_id))
                 self._ranges[log_id] = edge
-        if position > 0 and (latest is None or latest.tree_size < position):
-            root = edge.root()
-            origin = self._config.origin(log_id)
-            note = sign_checkpoint(Checkpoint(origin, position, root), [signer])
-            latest = storage.StoredCheckpoint(
-                log_id, position, root, note, dt.datetime.now(dt.UTC), version
-            )
-            with conn.begin():
-                storage.insert_checkpoint(conn, latest)
-        if latest is not None:
-            key_id = parse_note(latest.signed_note).signatures[0].key_id
-            worm.export(
-                self._config.checkpoint_dir, log_id, latest.tree_size, key_id, latest.signed_note
+        if position == 0 or (latest is not None and latest.tree_size >= position):
+            return
+        root = edge.root()
+        note = sign_checkpoint(Checkpoint(self._config.origin(log_id), position, root), [signer])
+        worm.export(self._config.checkpoint_dir, log_id, position, signer.verifier_key.key_id, note)
+        with conn.begin():
+            storage.insert_checkpoint(
+                conn,
+                storage.StoredCheckpoint(
+                    log_id, position, root, note, dt.datetime.now(dt.UTC), version
+                ),
             )
 
     def _set_health(self, ok: bool) -> None:

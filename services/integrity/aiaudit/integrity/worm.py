@@ -65,11 +65,6 @@ def _check_same(target: Path, data: bytes) -> None:
         raise FileExistsError(f"{target} holds a different checkpoint")
 
 
-def exported(directory: Path, log_id: str, tree_size: int) -> bool:
-    """Whether a checkpoint of the log at ``tree_size`` is in the directory (by any key)."""
-    return any((directory / log_id).glob(f"{tree_size:020d}-*.checkpoint"))
-
-
 def read_all(directory: Path, log_id: str) -> Iterator[tuple[int, str]]:
     """(tree size, signed note) of every exported checkpoint of a log, smallest first."""
     folder = directory / log_id
