@@ -10,6 +10,7 @@ import base64
 import os
 import signal
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -157,6 +158,7 @@ def test_a_spool_that_refuses_writes_keeps_the_events_in_memory(
     server: Server, tenant: str
 ) -> None:
     logger = server.logger()
+    (server.spool / ".lock").unlink()
     server.spool.rmdir()
     server.spool.write_bytes(b"")  # a file where the spool's directory was: every write fails
     ids = [logger.log(interaction(tenant, text=f"m{i}")) for i in range(20)]
@@ -167,3 +169,45 @@ def test_a_spool_that_refuses_writes_keeps_the_events_in_memory(
     server.start()
     assert logger.flush(timeout=60)
     assert sorted(stored_ids(server.store_url, tenant)) == sorted(ids)
+
+
+def test_a_damaged_spool_file_is_set_aside_and_delivery_goes_on(
+    server: Server, tenant: str
+) -> None:
+    server.spool.mkdir(parents=True, exist_ok=True)
+    (server.spool / "00000000000000000001.batch").write_bytes(b"\xff torn by a crash")
+    server.start()
+    logger = server.logger()
+    ids = [logger.log(interaction(tenant, text=f"m{i}")) for i in range(30)]
+    assert logger.flush(timeout=60)
+    assert sorted(stored_ids(server.store_url, tenant)) == sorted(ids)
+    assert [p.name for p in server.spool.glob("*.damaged")] == ["00000000000000000001.damaged"]
+
+
+def test_every_event_logged_while_the_logger_closes_is_stored_or_refused_at_once(
+    server: Server, tenant: str
+) -> None:
+    """``log`` either raises (closed) or its event is sent or spooled: none left in a queue."""
+    server.start()
+    logger = server.logger()
+    accepted: list[str] = []
+
+    def keep_logging(n: int) -> None:
+        for i in range(200):
+            try:
+                accepted.append(logger.log(interaction(tenant, text=f"t{n}-{i}")))
+            except RuntimeError:
+                return
+
+    threads = [threading.Thread(target=keep_logging, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    logger.close(timeout=60)
+    for t in threads:
+        t.join()
+    sent = set(stored_ids(server.store_url, tenant))
+    assert sent | {e for p in server.spool.glob("*.batch") for e in batch_ids(p)} >= set(accepted)
+
+
+def batch_ids(path: Path) -> list[str]:
+    return [e.event_id for e in pb.AppendRequest.FromString(path.read_bytes()).events]

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 
+import pytest
+
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
-from aiaudit.sdk.spool import Spool
+from aiaudit.sdk import spool as spool_module
+from aiaudit.sdk.spool import Spool, SpoolInUseError
 from tests.helpers import interaction
 
 
@@ -18,6 +22,12 @@ def ids(request: pb.AppendRequest) -> list[str]:
     return [e.event_id for e in request.events]
 
 
+def read(spool: Spool, path: Path) -> pb.AppendRequest:
+    request = spool.read(path)
+    assert request is not None
+    return request
+
+
 def test_batches_come_back_whole_and_oldest_first_after_reopening(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool")
     assert stat.S_IMODE((tmp_path / "spool").stat().st_mode) == 0o700
@@ -25,13 +35,57 @@ def test_batches_come_back_whole_and_oldest_first_after_reopening(tmp_path: Path
     for n in range(2, 12):
         spool.put(batch(f"e{n}"))
     (tmp_path / "spool" / "00000000000000000099.tmp").write_bytes(b"torn")  # a crash mid-write
+    spool.close()
     again = Spool(tmp_path / "spool")
     assert not list((tmp_path / "spool").glob("*.tmp"))
     pending = again.pending()
-    assert pending[0] == first and ids(Spool.read(first)) == ["a", "b"]
-    assert [ids(Spool.read(p)) for p in pending[1:]] == [[f"e{n}"] for n in range(2, 12)]
+    assert pending[0] == first and ids(read(again, first)) == ["a", "b"]
+    assert [ids(read(again, p)) for p in pending[1:]] == [[f"e{n}"] for n in range(2, 12)]
     latest = again.put(batch("z"))  # numbered after what it found
     assert again.pending()[-1] == latest
     again.remove(first)
     again.remove(first)  # removing twice is harmless (a resend already removed it)
     assert first not in again.pending() and len(again.pending()) == 11
+    again.close()
+
+
+def test_a_second_logger_on_the_same_directory_is_refused(tmp_path: Path) -> None:
+    """Both would number their files alike and overwrite each other's batches."""
+    first = Spool(tmp_path / "spool")
+    with pytest.raises(SpoolInUseError, match="in use by another audit logger"):
+        Spool(tmp_path / "spool")
+    first.put(batch("a"))
+    first.close()
+    second = Spool(tmp_path / "spool")
+    assert [ids(read(second, p)) for p in second.pending()] == [["a"]]
+    second.close()
+
+
+def test_a_write_the_disk_takes_in_parts_is_still_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``os.write`` may write fewer bytes than asked (a disk nearly full): the rest follows."""
+    spool = Spool(tmp_path / "spool")
+    real = os.write
+    monkeypatch.setattr(spool_module.os, "write", lambda fd, data: real(fd, bytes(data)[:100]))
+    path = spool.put(batch(*[f"e{i}" for i in range(50)]))
+    monkeypatch.undo()
+    assert ids(read(spool, path)) == [f"e{i}" for i in range(50)]
+    spool.close()
+
+
+def test_a_damaged_batch_is_set_aside_not_replayed_forever(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    good = spool.put(batch("a"))
+    damaged = tmp_path / "spool" / "00000000000000000000.batch"  # oldest: replayed first
+    damaged.write_bytes(b"\xff\xff not a batch")
+    empty = tmp_path / "spool" / "00000000000000000005.batch"
+    empty.write_bytes(b"")
+    assert spool.pending() == [damaged, good, empty]
+    assert spool.read(damaged) is None and spool.read(empty) is None
+    assert spool.pending() == [good]
+    assert sorted(p.name for p in (tmp_path / "spool").glob("*.damaged")) == [
+        "00000000000000000000.damaged",
+        "00000000000000000005.damaged",
+    ]
+    spool.close()

@@ -45,7 +45,7 @@ from aiaudit.common import client
 from aiaudit.common.v1 import event_pb2
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
-from aiaudit.sdk.spool import Spool
+from aiaudit.sdk.spool import Spool, write_all
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +86,9 @@ class AuditLogger:
             ("grpc.min_reconnect_backoff_ms", min(100, backoff_ms)),
             ("grpc.max_reconnect_backoff_ms", backoff_ms),
         ]
+        self._spool = Spool(spool_dir)  # first: refused if another logger holds the directory
         self._channel = client.channel(address, api_key, ca_file, options)
         self._stub = pb_grpc.IngestServiceStub(self._channel)  # type: ignore[no-untyped-call]
-        self._spool = Spool(spool_dir)
         self._rejected_file = spool_dir / "rejected.jsonl"
         self._batch = batch_size
         self._linger = linger
@@ -105,6 +105,7 @@ class AuditLogger:
         self._retry_at = 0.0
         self._deadline = float("inf")
         self._closed = False
+        self._closing = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="aiaudit-logger", daemon=True)
         self._thread.start()
 
@@ -115,13 +116,14 @@ class AuditLogger:
 
         The id is the idempotency key every resend carries.
         """
-        if self._closed:
-            raise RuntimeError("the audit logger is closed")
         if not event.event_id:
             event.event_id = str(uuid.uuid4())
-        with self._settled:
-            self._in_hand += 1
-        self._queue.put(event)
+        with self._closing:  # never queued behind close's marker, where nothing reads
+            if self._closed:
+                raise RuntimeError("the audit logger is closed")
+            with self._settled:
+                self._in_hand += 1
+            self._queue.put(event)
         return event.event_id
 
     def flush(self, timeout: float) -> bool:
@@ -140,13 +142,15 @@ class AuditLogger:
 
     def close(self, timeout: float = 10.0) -> None:
         """Sends what it can within ``timeout``; the rest stays spooled for the next logger."""
-        if self._closed:
-            return
-        self._closed = True
+        with self._closing:
+            if self._closed:
+                return
+            self._closed = True
         self._deadline = time.monotonic() + timeout
         self._queue.put(_CLOSE)
         self._thread.join()
         self._channel.close()
+        self._spool.close()
 
     # ---- the sender thread ------------------------------------------------
 
@@ -207,7 +211,11 @@ class AuditLogger:
     def _replay(self) -> None:
         """Sends the spooled batches oldest first, until the service fails again."""
         for path in self._spool.pending():
-            events = list(Spool.read(path).events)
+            spooled = self._spool.read(path)
+            if spooled is None:
+                log.error("audit spool file %s is damaged: set aside as .damaged", path)
+                continue
+            events = list(spooled.events)
             left = self._deliver(events)
             if left and len(left) < len(events):  # part settled: keep only the rest
                 self._spool.put(pb.AppendRequest(events=left))
@@ -266,7 +274,7 @@ class AuditLogger:
         }
         fd = os.open(self._rejected_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
-            os.write(fd, orjson.dumps(line) + b"\n")
+            write_all(fd, orjson.dumps(line) + b"\n")
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -11,52 +11,93 @@ service answers with the original receipts (idempotent on event ids).
 
 from __future__ import annotations
 
+import fcntl
 import os
 from pathlib import Path
+
+from google.protobuf.message import DecodeError
 
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 
 _SUFFIX = ".batch"
 
 
+class SpoolInUseError(RuntimeError):
+    """Another logger holds the spool directory (each needs its own)."""
+
+
 class Spool:
-    """Unacknowledged batches in a directory of their own (created 0700)."""
+    """Unacknowledged batches in a directory of their own (created 0700), one logger at a time."""
 
     def __init__(self, directory: Path) -> None:
-        """Opens (or creates) the spool; batches left by an earlier process stay queued."""
+        """Opens (or creates) the spool; batches left by an earlier process stay queued.
+
+        Two loggers on one directory would number their files alike and
+        overwrite each other's batches: the second is refused.
+        """
         self.directory = directory
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._lock = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock)
+            raise SpoolInUseError(
+                f"spool directory {directory} is in use by another audit logger; "
+                "give each logger a directory of its own"
+            ) from None
         for stale in directory.glob("*.tmp"):  # a write the crash interrupted: never renamed
             stale.unlink()
         names = [int(p.stem) for p in self.pending()]
         self._next = max(names, default=0) + 1
 
+    def close(self) -> None:
+        """Lets another logger open the directory."""
+        if self._lock >= 0:
+            os.close(self._lock)
+            self._lock = -1
+
     def pending(self) -> list[Path]:
         """The spooled batches, oldest first (none while the directory cannot be read)."""
         try:
-            return sorted(self.directory.glob(f"*{_SUFFIX}"), key=lambda p: int(p.stem))
+            found = [p for p in self.directory.glob(f"*{_SUFFIX}") if p.stem.isdigit()]
         except OSError:
             return []
+        return sorted(found, key=lambda p: int(p.stem))
 
     def put(self, request: pb.AppendRequest) -> Path:
         """Writes one batch durably; returns its file."""
         path = self.directory / f"{self._next:020d}{_SUFFIX}"
         self._next += 1
         tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            os.write(fd, request.SerializeToString())
+            write_all(fd, request.SerializeToString())
             os.fsync(fd)
-        finally:
+        except BaseException:
             os.close(fd)
+            tmp.unlink(missing_ok=True)
+            raise
+        os.close(fd)
         tmp.rename(path)
         _fsync_dir(self.directory)
         return path
 
-    @staticmethod
-    def read(path: Path) -> pb.AppendRequest:
-        """A spooled batch as it was put."""
-        return pb.AppendRequest.FromString(path.read_bytes())
+    def read(self, path: Path) -> pb.AppendRequest | None:
+        """A spooled batch as it was put; None (the file set aside) if it cannot be read.
+
+        A damaged file would otherwise hold every later batch behind it for good.
+        It is renamed ``*.damaged`` for someone to look at, never deleted.
+        """
+        try:
+            request = pb.AppendRequest.FromString(path.read_bytes())
+        except DecodeError:
+            request = None
+        if request is not None and request.events:
+            return request
+        path.rename(path.with_suffix(".damaged"))
+        _fsync_dir(self.directory)
+        return None
 
     def remove(self, path: Path) -> None:
         """Forgets a batch the service acknowledged."""
@@ -70,3 +111,10 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Writes every byte (``os.write`` may write part of them: a disk nearly full)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
