@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from aiaudit.common import config
+from aiaudit.common.auth import Authenticator
 
 
 def test_file_then_env_then_flags(tmp_path: Path) -> None:
@@ -27,6 +28,15 @@ def test_file_then_env_then_flags(tmp_path: Path) -> None:
         ({"AIAUDIT_ADDRESS": "0.0.0.0:50051"}, "TLS"),
         ({"AIAUDIT_DATABASE_URL": "mysql://x"}, "'database_url'"),
         ({"AIAUDIT_TLS_CERT_FILE": "/nonexistent"}, "tls_"),
+        ({"AIAUDIT_LOG_LEVEL": "verbose"}, "'log_level': 'verbose'; one of DEBUG"),
+        (
+            {
+                "AIAUDIT_OIDC_ISSUER": "https://idp.example",
+                "AIAUDIT_OIDC_AUDIENCE": "aiaudit",
+                "AIAUDIT_OIDC_JWKS_URL": "http://idp.example/jwks.json",
+            },
+            "plain HTTP",
+        ),
     ],
 )
 def test_bad_settings_are_named(env: dict[str, str], message: str) -> None:
@@ -86,3 +96,37 @@ def test_cli_reports_config_errors_with_exit_2(capsys: pytest.CaptureFixture[str
 
     assert main(["serve", "--address", "0.0.0.0:1"]) == 2
     assert "configuration error" in capsys.readouterr().err
+
+
+def test_client_certificates_without_tls_are_refused(tmp_path: Path) -> None:
+    """Otherwise the port serves plaintext and authenticates no client, silently."""
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not checked before the TLS settings")
+    with pytest.raises(config.ConfigError, match="'tls_client_ca_file': client certificates"):
+        config.load(env={"AIAUDIT_TLS_CLIENT_CA_FILE": str(ca)})
+
+
+def test_a_jwks_on_the_loopback_may_be_plain_http() -> None:
+    env = {
+        "AIAUDIT_OIDC_ISSUER": "https://idp.example",
+        "AIAUDIT_OIDC_AUDIENCE": "aiaudit",
+        "AIAUDIT_OIDC_JWKS_URL": "http://127.0.0.1:8080/jwks.json",
+    }
+    assert config.load(env=env).oidc_jwks_url.startswith("http://127.0.0.1")
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("tenants: acme\n    roles: [gateway]", "tenants must be a list"),
+        ("tenants: [acme]\n    roles: gateway", "roles must be a list"),
+    ],
+)
+def test_a_key_file_field_that_is_no_list_is_refused(
+    tmp_path: Path, entry: str, message: str
+) -> None:
+    """``tenants: acme`` used to grant the tenants a, c, e and m."""
+    keys = tmp_path / "keys.yaml"
+    keys.write_text(f"keys:\n  - sha256: {'ab' * 32}\n    {entry}\n")
+    with pytest.raises(config.ConfigError, match=message):
+        Authenticator.from_file(keys)

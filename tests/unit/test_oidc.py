@@ -150,6 +150,29 @@ def test_an_unknown_key_id_is_refused_and_rereads_are_rate_limited(
     assert len(reads) == 1  # forged ids cannot make it fetch again and again
 
 
+def test_while_the_issuer_is_down_forged_ids_wait_for_no_fetch_and_learn_nothing(
+    tmp_path: Path, signer: rsa.RSAPrivateKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failed read counts against the refresh gap like a good one, and the caller is
+    not told where the keys live or why they could not be read."""
+    reads = []
+    path = write_jwks(tmp_path / "jwks.json", [jwk(signer, "k1")])
+    keys = Jwks(lambda: reads.append(1) or path.read_bytes(), "https://user:secret@idp/jwks")
+    keys.load()
+    verifier = Verifier(ISSUER, AUDIENCE, keys)
+    path.write_text("the issuer is down")
+    monkeypatch.setattr(oidc, "REFRESH_GAP", 0.0)
+    with pytest.raises(TokenError) as refused:
+        verifier.verify(token(signer, "forged-1"))
+    assert str(refused.value) == "signing keys unavailable at the issuer"
+    monkeypatch.setattr(oidc, "REFRESH_GAP", 3600.0)
+    for n in range(5):
+        with pytest.raises(TokenError, match="no signing key"):
+            verifier.verify(token(signer, f"forged-{n + 2}"))
+    assert len(reads) == 2  # the first load, the one failed refresh: no more
+    assert verifier.verify(token(signer, "k1")).subject  # known keys still work
+
+
 @pytest.fixture
 def jwks_server() -> Iterator[tuple[str, dict[str, Any]]]:
     """A real HTTP server on loopback publishing a JWKS the test may change."""

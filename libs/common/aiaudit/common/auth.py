@@ -131,13 +131,18 @@ class Authenticator:
             digest = str(entry.get("sha256", "")).lower()
             if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
                 raise ConfigError(f"{where}.sha256 must be 64 hex digits (SHA-256 of the key)")
+            if not isinstance(entry.get("roles", []), list):
+                raise ConfigError(f"{where}.roles must be a list, e.g. [gateway]")
             roles = frozenset(entry.get("roles", []))
             unknown = sorted(roles - set(ROLE_PERMISSIONS))
             if unknown or not roles:
                 raise ConfigError(
                     f"{where}.roles: unknown or empty {unknown}; known {sorted(ROLE_PERMISSIONS)}"
                 )
-            tenants = frozenset(str(t) for t in entry.get("tenants", []))
+            listed = entry.get("tenants", [])
+            if not isinstance(listed, list):  # a string would grant its letters as tenants
+                raise ConfigError(f"{where}.tenants must be a list, e.g. [acme] or ['*']")
+            tenants = frozenset(str(t) for t in listed)
             if not tenants:
                 raise ConfigError(f"{where}.tenants must list tenants (or '*')")
             keys[digest] = Caller(

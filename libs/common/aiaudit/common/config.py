@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,6 +178,15 @@ def _validate(s: Settings) -> None:
         )
     if (s.tls_cert_file is None) != (s.tls_key_file is None):
         raise ConfigError("settings 'tls_cert_file' and 'tls_key_file' must be set together")
+    if s.tls_client_ca_file is not None and s.tls_cert_file is None:
+        raise ConfigError(
+            "setting 'tls_client_ca_file': client certificates need TLS; set tls_cert_file and "
+            "tls_key_file too (without them the port would serve plaintext, unauthenticated)"
+        )
+    if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError(
+            f"setting 'log_level': {s.log_level!r}; one of DEBUG, INFO, WARNING, ERROR, CRITICAL"
+        )
     for name in ("tls_cert_file", "tls_key_file", "tls_client_ca_file"):
         path = getattr(s, name)
         if path is not None and not path.is_file():
@@ -195,6 +205,13 @@ def _validate(s: Settings) -> None:
             raise ConfigError("set exactly one of 'oidc_jwks_url' and 'oidc_jwks_file'")
         if s.oidc_jwks_url and not s.oidc_jwks_url.startswith(("https://", "http://")):
             raise ConfigError(f"setting 'oidc_jwks_url': {s.oidc_jwks_url!r} is not an URL")
+        jwks_host = urllib.parse.urlsplit(s.oidc_jwks_url).hostname or ""
+        plain = s.oidc_jwks_url.startswith("http://") and not _loopback(jwks_host)
+        if plain and not s.allow_insecure:  # whoever is on the path could serve their own keys
+            raise ConfigError(
+                f"setting 'oidc_jwks_url': {s.oidc_jwks_url!r} is plain HTTP; the signing keys "
+                "must come over https:// (or set allow_insecure=true for a trusted network)"
+            )
         if s.oidc_jwks_file is not None and not s.oidc_jwks_file.is_file():
             raise ConfigError(f"setting 'oidc_jwks_file': {s.oidc_jwks_file} is not a file")
     if s.tls_cert_file is None and not _loopback(host) and not s.allow_insecure:

@@ -11,8 +11,9 @@ the same names API keys use (roles this suite does not know are ignored, so
 an IdP's other roles do no harm).
 
 Keys rotate: a token naming a key id the JWKS lacks makes it be read again
-(at most every ``REFRESH_GAP`` seconds, so forged ids cannot hammer the
-provider). A verified token is remembered until it expires (by its SHA-256),
+(at most every ``REFRESH_GAP`` seconds, whether the read succeeded or not,
+so forged ids cannot hammer the provider nor hold every call up while it is
+down). A verified token is remembered until it expires (by its SHA-256),
 so a client's stream of calls pays for one signature check.
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 import time
 import urllib.request
@@ -31,6 +33,8 @@ from typing import Any
 import jwt
 
 from aiaudit.common.config import ConfigError
+
+log = logging.getLogger(__name__)
 
 ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "EdDSA"]
 LEEWAY = 30
@@ -105,7 +109,11 @@ class Jwks:
                 try:
                     self.load()
                 except ConfigError as exc:
-                    raise TokenError(f"signing keys unavailable: {exc}") from None
+                    # A failed read counts too: tokens with made-up key ids must not
+                    # make every call wait for the issuer. The caller hears no details.
+                    self._read_at = time.monotonic()
+                    log.warning("OIDC signing keys not refreshed: %s", exc)
+                    raise TokenError("signing keys unavailable at the issuer") from None
         found = self._keys.get(kid)
         if found is None:
             raise TokenError(f"no signing key {kid!r} at the issuer")
