@@ -129,3 +129,48 @@ def test_default_pack_compiles() -> None:
 
     ids = {r.id for r in default_pack()}
     assert {"prompt-injection", "pii-in-output", "secrets-in-output", "latency-spike"} <= ids
+
+
+@pytest.mark.parametrize(
+    ("when", "field", "fragment"),
+    [
+        ("{field: actor.user_id, in: [null]}", "when.in", "expected a list of strings"),
+        ("{field: actor.user_id, in: [[a, b]]}", "when.in", "expected a list of strings"),
+        ("{field: actor.user_id, in: [{a: 1}]}", "when.in", "expected a list of strings"),
+        ("{field: actor.user_id, equals: 2024-01-01}", "when.equals", "quote dates"),
+    ],
+)
+def test_values_yaml_reads_as_null_dates_lists_or_mappings_are_refused(
+    when: str, field: str, fragment: str
+) -> None:
+    """Accepted once, such a rule could not be built by the engine: the tenant's alerting
+    stopped at it (every rule, the default pack's too) until someone deleted it."""
+    with pytest.raises(RuleSyntaxError) as info:
+        compile_rule(f"id: r\nseverity: high\nwhen: {when}\n")
+    (error,) = info.value.errors
+    assert str(error).startswith(f"line 3, {field}: ") and fragment in str(error)
+    quoted = compile_rule(
+        "id: r\nseverity: high\nwhen: {field: actor.user_id, equals: '2024-01-01'}\n"
+    )
+    Evaluator([quoted])  # what the engine builds: fine
+
+
+@pytest.mark.parametrize(
+    ("window", "fragment"),
+    [
+        ("threshold: {gt: 10000}", "a count gt 10000 can never fire"),
+        ("threshold: {gte: 10001}", "a count gte 10001 can never fire"),
+        ("threshold: {gt: .nan}", "expected a finite number"),
+        ("threshold: {gt: 1}, baseline: {duration: 1h, factor: -1}", "must be above 0"),
+    ],
+)
+def test_windows_that_could_never_fire_or_always_would_are_refused(
+    window: str, fragment: str
+) -> None:
+    source = f"id: r\nseverity: high\nwindow: {{duration: 1h, aggregate: count, {window}}}\n"
+    with pytest.raises(RuleSyntaxError, match=fragment):
+        compile_rule(source)
+    reachable = (
+        "id: r\nseverity: high\nwindow: {duration: 1h, aggregate: count, threshold: {gt: 9999}}\n"
+    )
+    assert compile_rule(reachable).window is not None

@@ -32,6 +32,7 @@ are RE2 (linear time, no backtracking), so no rule can hang the engine.
 
 from __future__ import annotations
 
+import math
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -76,6 +77,17 @@ class RuleError:
         """``line 7, when.all[1].gt: expected a number``."""
         where = f", {self.field}" if self.field else ""
         return f"line {self.line}{where}: {self.message}"
+
+
+WINDOW_EVENTS = 10_000
+"""Events a window keeps per rule and group (the native core's ``MAX_SAMPLES``)."""
+
+_SCALARS = "strings, numbers or true/false (quote dates: '2026-01-01')"
+
+
+def _scalar(value: object) -> bool:
+    """What a condition compares with; YAML also reads null, dates, lists and mappings."""
+    return isinstance(value, str | int | float | bool)
 
 
 class RuleSyntaxError(ValueError):
@@ -393,6 +405,9 @@ class _Compiler:
                     self.err(node, where, "expected a non-empty list")
                     return None
                 values = [x.value for x in v]
+                if not all(_scalar(x) for x in values):
+                    self.err(node, where, f"expected a list of {_SCALARS}")
+                    return None
                 return FieldCondition(fld, op, frozenset(fld.expand(x) for x in values))
             if op == "contains":
                 if not isinstance(v, str) or not v:
@@ -401,8 +416,8 @@ class _Compiler:
                 return FieldCondition(fld, op, v.lower())
             if op == "regex":
                 return self.regex(fld, node, where)
-            if isinstance(v, list | dict) or v is None:
-                self.err(node, where, "expected a single value")
+            if not _scalar(v):
+                self.err(node, where, f"expected a single value: {_SCALARS}")
                 return None
             return FieldCondition(fld, op, fld.expand(v))
         except f.FieldError as exc:
@@ -483,6 +498,22 @@ class _Compiler:
             return None
         op, tnode = next(iter(t.items()))
         threshold = self.number(tnode, _join(where, f"threshold.{op}"))
+        if threshold is not None and not math.isfinite(threshold):
+            self.err(tnode, _join(where, f"threshold.{op}"), "expected a finite number")
+            threshold = None
+        unreachable = threshold is not None and (
+            (op == "gt" and threshold >= WINDOW_EVENTS)
+            or (op == "gte" and threshold > WINDOW_EVENTS)
+        )
+        if agg == "count" and unreachable:
+            assert threshold is not None
+            self.err(
+                tnode,
+                _join(where, f"threshold.{op}"),
+                f"a window keeps at most {WINDOW_EVENTS} events per group, so a count "
+                f"{op} {threshold:g} can never fire",
+            )
+            threshold = None
         base_s, factor = 0.0, 0.0
         if "baseline" in m:
             b = self.mapping(m["baseline"], _join(where, "baseline"), ("duration", "factor"))
@@ -492,6 +523,9 @@ class _Compiler:
                 else:
                     base_s = self.duration(b["duration"], _join(where, "baseline.duration")) or 0.0
                     factor = self.number(b["factor"], _join(where, "baseline.factor")) or 0.0
+                    if not (math.isfinite(factor) and factor > 0):
+                        self.err(b["factor"], _join(where, "baseline.factor"), "must be above 0")
+                        threshold = None
         if (
             seconds is None
             or threshold is None
