@@ -354,11 +354,15 @@ class Engine:
                 conn,
                 [a for a in changed.values() if a.alert_id not in fresh or a.occurrence_count > 1],
             )
+            if erased:
+                if seq is None:
+                    seq = self.store.lock_head(conn, tenant)
+                    if seq != head:
+                        open_alerts = {}
+                seq = self.store.scrub_evidence(conn, tenant, erased, self.payload, seq)
             if seq is not None:
                 self.store.set_head(conn, tenant, seq)
                 head = seq
-            if erased:
-                self.store.scrub_evidence(conn, tenant, erased, self.payload)
             end = start + len(entries)
             if end - saved >= self.window_save_events:
                 self.store.save_windows(conn, tenant, windows.take_changed())

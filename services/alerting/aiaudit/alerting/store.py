@@ -228,13 +228,18 @@ class AlertStore:
         tenant: str,
         event_ids: set[str],
         payload: Callable[[Alert], str],
-    ) -> list[Alert]:
+        seq: int,
+    ) -> int:
         """Blanks the evidence excerpts of every alert naming one of these (erased) events.
 
         A finding does not say which of an alert's events it came from, so all
         of such an alert's excerpts go; detector, score, field and offsets stay.
         The alert's delivery rows, sent or not, get the payload rendered again
-        (what a sink already received cannot be recalled). Returns the alerts.
+        (what a sink already received cannot be recalled). ``seq`` is the
+        tenant's change head, locked by the caller: each blanked alert takes
+        the next number, so watchers see the change and other replicas drop
+        their copies (which would write the excerpts back). Returns the last
+        number given; the caller stores it as the head.
         """
         naming = sa.or_(*(alerts.c.event_ids.contains(json.dumps(e)) for e in event_ids))
         rows = conn.execute(sa.select(alerts).where(alerts.c.tenant == tenant, naming)).all()
@@ -242,14 +247,18 @@ class AlertStore:
         for alert in found:
             where = sa.and_(alerts.c.tenant == tenant, alerts.c.alert_id == alert.alert_id)
             if scrub(alert):
+                seq += 1
+                alert.change_seq = seq
                 evidence = alert_values(alert)["evidence"]
-                conn.execute(sa.update(alerts).where(where).values(evidence=evidence))
+                conn.execute(
+                    sa.update(alerts).where(where).values(evidence=evidence, change_seq=seq)
+                )
             conn.execute(
                 sa.update(deliveries)
                 .where(deliveries.c.tenant == tenant, deliveries.c.alert_id == alert.alert_id)
                 .values(payload=payload(alert))
             )
-        return found
+        return seq
 
     def _insert(self) -> Any:
         return pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
