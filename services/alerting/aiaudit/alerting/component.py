@@ -31,7 +31,8 @@ class Alerting:
     """Running alerting."""
 
     engine: EngineThread
-    deliverer: Deliverer
+    deliverers: list[Deliverer]
+    """One per configured sink: a sink that does not answer holds up no other."""
     service: AlertingService
     own_store: SqlEventStore | None
     unwatch: Callable[[], None]
@@ -45,7 +46,8 @@ class Alerting:
         """Finishes the current batch and delivery, then releases the connection pool."""
         self.unwatch()
         self.engine.stop()
-        self.deliverer.stop()
+        for deliverer in self.deliverers:
+            deliverer.stop()
         if self.own_store is not None:
             self.own_store.close()
 
@@ -62,17 +64,16 @@ def start(ctx: Context) -> Alerting:
     except RuleSyntaxError as exc:
         raise ConfigError(f"setting alerting.rules_files: {exc}") from None
     changes = Changes()
-    deliverer = Deliverer(
-        store.engine,
-        SinkConfig(
-            s.webhook_url, s.webhook_secret, s.syslog_address, s.webhook_timeout,
-            s.max_attempts, s.retry_base,
-        ),
+    sinks = SinkConfig(
+        s.webhook_url, s.webhook_secret, s.syslog_address, s.webhook_timeout,
+        s.max_attempts, s.retry_base,
     )  # fmt: skip
+    deliverers = [Deliverer(store.engine, sinks, sink=name) for name in sinks.sinks]
 
     def changed(_alerts: list[Alert]) -> None:
         changes.notify()
-        deliverer.wake()
+        for deliverer in deliverers:
+            deliverer.wake()
 
     def health(ok: bool) -> None:
         ctx.health.set(
@@ -102,8 +103,9 @@ def start(ctx: Context) -> Alerting:
     # Ingest commits through the suite's engine: evaluate at once instead of at the next poll.
     unwatch = commits.on_commit(ctx.store.engine, engine.wake)
     engine.start()
-    deliverer.start()
-    return Alerting(engine, deliverer, service, own, unwatch)
+    for deliverer in deliverers:
+        deliverer.start()
+    return Alerting(engine, deliverers, service, own, unwatch)
 
 
 def _recorder(store: SqlEventStore) -> Callable[[event_pb2.Event], None]:

@@ -199,7 +199,7 @@ class SinkConfig:
 
 
 class Deliverer(Worker):
-    """Sends due outbox rows; one thread."""
+    """Sends due outbox rows; one thread (per sink, when ``sink`` names one)."""
 
     def __init__(
         self,
@@ -207,13 +207,19 @@ class Deliverer(Worker):
         config: SinkConfig,
         poll_interval: float = 0.2,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        sink: str = "",
     ) -> None:
-        """A stopped deliverer; ``start`` runs it."""
-        super().__init__("alerting-sinks")
+        """A stopped deliverer of every configured sink's rows, or of ``sink``'s only.
+
+        With a thread per sink, a sink that never answers (each attempt waits
+        the full ``timeout``) delays its own rows, not the other sinks'.
+        """
+        super().__init__(f"alerting-sink-{sink}" if sink else "alerting-sinks")
         self.engine = engine
         self.config = config
         self.poll_interval = poll_interval
         self.clock = clock
+        self.sinks = (sink,) if sink else config.sinks
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -241,7 +247,7 @@ class Deliverer(Worker):
                 .where(
                     d.c.status == "pending",
                     d.c.next_attempt_time <= now,
-                    d.c.sink.in_(self.config.sinks),
+                    d.c.sink.in_(self.sinks),
                 )
                 .order_by(d.c.next_attempt_time)
                 .limit(100)
