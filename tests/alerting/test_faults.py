@@ -110,3 +110,31 @@ def test_a_store_outage_stops_every_log_and_reports_not_serving() -> None:
     finally:
         thread.stop()
     down.close()
+
+
+def test_a_row_damaged_after_it_was_processed_holds_nothing_after_a_restart(
+    store: SqlEventStore,
+    consumer: SqlEventStore,
+    store_url: str,
+    request: pytest.FixtureRequest,
+    tenant: str,
+) -> None:
+    """A restart rebuilds the windows by replaying what was processed: a row damaged since
+    is left out of them (``verify`` names it) instead of holding the log at the replay."""
+    append(store, [interaction(tenant, text="hello") for _ in range(3)])
+    make_engine(consumer, window_save_events=20_000).run_once()
+    owner = sa.create_engine(_owner_url(store_url, request))
+    try:
+        with owner.begin() as c:
+            c.execute(
+                sa.text("UPDATE events SET canonical = :c WHERE log_id = :t AND seq = 1"),
+                {"c": b"not json", "t": tenant},
+            )
+    finally:
+        owner.dispose()
+    restarted = make_engine(consumer, window_save_events=20_000)
+    append(store, [interaction(tenant, text=ATTACK, user="m")])
+    restarted.run_once()
+    assert _alert_rules(consumer, tenant) == [("prompt-injection", 1)]
+    with consumer.engine.connect() as c:
+        assert cursors.position(c, CONSUMER, tenant) == 4
