@@ -59,10 +59,20 @@ def channel(
     api_key: str | None = None,
     ca_file: Path | None = None,
     options: list[tuple[str, Any]] | None = None,
+    identity: tuple[Path, Path] | None = None,
 ) -> grpc.Channel:
-    """A channel to an aiaudit server; TLS when a CA file is given, bearer key when set."""
+    """A channel to an aiaudit server; TLS when a CA file is given, bearer key when set.
+
+    ``identity``: the client's certificate and key files, for a server that
+    asks for them (mTLS, ``tls_client_ca_file``).
+    """
+    if identity is not None and ca_file is None:
+        raise ValueError("a client certificate needs TLS: give the server's CA file too")
     if ca_file is not None:
-        creds = grpc.ssl_channel_credentials(root_certificates=ca_file.read_bytes())
+        cert, key = (p.read_bytes() for p in identity) if identity is not None else (None, None)
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=ca_file.read_bytes(), private_key=key, certificate_chain=cert
+        )
         ch = grpc.secure_channel(address, creds, options=options)
     else:
         ch = grpc.insecure_channel(address, options=options)

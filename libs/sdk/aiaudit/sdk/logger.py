@@ -65,6 +65,7 @@ class AuditLogger:
         *,
         api_key: str | None = None,
         ca_file: Path | None = None,
+        client_cert: tuple[Path, Path] | None = None,
         batch_size: int = 500,
         linger: float = 0.05,
         max_buffered: int = 10_000,
@@ -74,6 +75,8 @@ class AuditLogger:
     ) -> None:
         """Starts the sender; batches spooled by an earlier logger on ``spool_dir`` go first.
 
+        ``client_cert``: (certificate, key) files for a service that requires
+        mTLS, with ``ca_file``.
         ``linger``: how long a batch waits for more events before it is sent.
         ``max_buffered``: events held in memory; ``log`` blocks when they are
         all waiting (back-pressure, rather than losing any).
@@ -87,7 +90,7 @@ class AuditLogger:
             ("grpc.max_reconnect_backoff_ms", backoff_ms),
         ]
         self._spool = Spool(spool_dir)  # first: refused if another logger holds the directory
-        self._channel = client.channel(address, api_key, ca_file, options)
+        self._channel = client.channel(address, api_key, ca_file, options, client_cert)
         self._stub = pb_grpc.IngestServiceStub(self._channel)  # type: ignore[no-untyped-call]
         self._rejected_file = spool_dir / "rejected.jsonl"
         self._batch = batch_size

@@ -103,5 +103,9 @@ def integrity_client(s: SearchSettings, ctx: Context) -> IntegrityClient | None:
         return None
     ca_file = s.integrity_ca_file
     if ca_file is None and ctx.settings.tls_cert_file is not None:
-        ca_file = ctx.settings.tls_cert_file
-    return IntegrityClient(target, ca_file, s.integrity_timeout)
+        ca_file = ctx.settings.tls_client_ca_file or ctx.settings.tls_cert_file
+    own = ctx.settings
+    identity = None
+    if own.tls_client_ca_file is not None and own.tls_cert_file and own.tls_key_file:
+        identity = (own.tls_cert_file, own.tls_key_file)  # mTLS: present our own certificate
+    return IntegrityClient(target, ca_file, s.integrity_timeout, identity)

@@ -30,10 +30,20 @@ def forwarded(context: grpc.ServicerContext) -> Metadata:
 class IntegrityClient:
     """A channel to IntegrityService; every method raises ``grpc.RpcError`` as received."""
 
-    def __init__(self, address: str, ca_file: Path | None, timeout: float) -> None:
-        """Opens the channel lazily (gRPC connects on the first call)."""
+    def __init__(
+        self,
+        address: str,
+        ca_file: Path | None,
+        timeout: float,
+        identity: tuple[Path, Path] | None = None,
+    ) -> None:
+        """Opens the channel lazily (gRPC connects on the first call).
+
+        ``identity``: the certificate and key this server presents as a client
+        where the integrity service asks for one (mTLS).
+        """
         self.address = address
-        self._channel = client.channel(address, None, ca_file)
+        self._channel = client.channel(address, None, ca_file, identity=identity)
         self._stub = ipb_grpc.IntegrityServiceStub(self._channel)  # type: ignore[no-untyped-call]
         self._timeout = timeout
 

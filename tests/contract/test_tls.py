@@ -1,0 +1,175 @@
+"""TLS and mTLS on the wire: the server's certificate checked, client certificates required.
+
+A test CA issues the server's certificate (for 127.0.0.1) and a gateway's;
+the whole suite serves with ``tls_cert_file``/``tls_key_file`` and
+``tls_client_ca_file``, as outside the embedded mode (the Helm chart's default).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from aiaudit.common import client, config
+from aiaudit.ingest.v1 import ingest_service_pb2 as pb
+from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
+from aiaudit.integrity.v1 import integrity_service_pb2 as ipb
+from aiaudit.sdk import AuditLogger
+from aiaudit.search.v1 import search_service_pb2 as spb
+from aiaudit.search.v1 import search_service_pb2_grpc as spb_grpc
+from tests.conftest import write_keys
+from tests.helpers import interaction, wait_until
+
+
+@dataclass(frozen=True)
+class Pki:
+    ca: Path
+    server: tuple[Path, Path]
+    gateway: tuple[Path, Path]
+
+
+def _issue(
+    directory: Path,
+    name: str,
+    usage: list[x509.ObjectIdentifier],
+    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None,
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer[0].subject if issuer else subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=issuer is None, path_length=None), critical=True)
+    )
+    if issuer is not None:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(usage), critical=False)
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            ),
+            critical=False,
+        )
+    cert = builder.sign(issuer[1] if issuer else key, hashes.SHA256())
+    (directory / f"{name}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (directory / f"{name}.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert, key
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Pki:
+    ca = _issue(tmp_path, "ca", [], None)
+    both = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+    _issue(tmp_path, "server", both, ca)
+    _issue(tmp_path, "gateway", [ExtendedKeyUsageOID.CLIENT_AUTH], ca)
+    pair = lambda n: (tmp_path / f"{n}.pem", tmp_path / f"{n}.key")  # noqa: E731
+    return Pki(tmp_path / "ca.pem", pair("server"), pair("gateway"))
+
+
+@dataclass
+class Served:
+    address: str
+    keys: dict[str, str]
+
+
+@pytest.fixture
+def mtls_suite(pki: Pki, tmp_path: Path) -> Iterator[Served]:
+    from aiaudit.cli.server import start
+
+    keys = write_keys(tmp_path / "keys.yaml")
+    settings = config.load(
+        env={},
+        overrides={
+            "api_keys_file": tmp_path / "keys.yaml",
+            "address": "127.0.0.1:0",
+            "data_dir": tmp_path / "data",
+            "tls_cert_file": pki.server[0],
+            "tls_key_file": pki.server[1],
+            "tls_client_ca_file": pki.ca,
+        },
+    )
+    suite = start(settings)
+    yield Served(f"127.0.0.1:{suite.port}", keys)
+    suite.stop()
+
+
+def test_mtls_admits_a_client_with_a_certificate_and_no_other(
+    mtls_suite: Served, pki: Pki, tenant: str
+) -> None:
+    key = mtls_suite.keys["gateway"]
+    with client.channel(mtls_suite.address, key, pki.ca, identity=pki.gateway) as ch:
+        (receipt,) = (
+            pb_grpc.IngestServiceStub(ch)
+            .Append(pb.AppendRequest(events=[interaction(tenant)]))
+            .receipts
+        )
+        assert receipt.sequence == 0
+    refused = [
+        client.channel(mtls_suite.address, key, pki.ca),  # TLS, no client certificate
+        client.channel(mtls_suite.address, key),  # plaintext
+    ]
+    for ch in refused:
+        with ch, pytest.raises(grpc.RpcError) as err:
+            pb_grpc.IngestServiceStub(ch).Append(
+                pb.AppendRequest(events=[interaction(tenant)]), timeout=5
+            )
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_the_gateway_sdk_logs_over_mtls(
+    mtls_suite: Served, pki: Pki, tenant: str, tmp_path: Path
+) -> None:
+    logger = AuditLogger(
+        mtls_suite.address,
+        tmp_path / "spool",
+        api_key=mtls_suite.keys["gateway"],
+        ca_file=pki.ca,
+        client_cert=pki.gateway,
+    )
+    try:
+        ids = [logger.log(interaction(tenant, text=f"m{i}")) for i in range(5)]
+        assert logger.flush(timeout=30)
+    finally:
+        logger.close()
+    assert not list((tmp_path / "spool").glob("*.batch"))
+    key = mtls_suite.keys["admin"]
+    with client.channel(mtls_suite.address, key, pki.ca, identity=pki.gateway) as ch:
+        search = spb_grpc.SearchServiceStub(ch)
+        request = spb.SearchEventsRequest(tenant_id=tenant, filter="event_type = interaction")
+        wait_until(lambda: search.SearchEvents(request).total_size == 5)
+        found = {r.event.event_id for r in search.SearchEvents(request).results}
+        assert found == set(ids)
+
+
+def test_search_reaches_the_integrity_service_over_mtls(
+    mtls_suite: Served, pki: Pki, tenant: str
+) -> None:
+    """Search calls IntegrityService at the suite's own address, presenting its certificate."""
+    key = mtls_suite.keys["admin"]
+    with client.channel(mtls_suite.address, key, pki.ca, identity=pki.gateway) as ch:
+        pb_grpc.IngestServiceStub(ch).Append(pb.AppendRequest(events=[interaction(tenant, "v")]))
+        search = spb_grpc.SearchServiceStub(ch)
+        request = spb.GetEventRequest(tenant_id=tenant, event_id="v")
+        verified = ipb.VERIFY_STATUS_VERIFIED
+        wait_until(lambda: search.GetEvent(request).integrity_status == verified)
