@@ -173,3 +173,20 @@ def test_search_reaches_the_integrity_service_over_mtls(
         request = spb.GetEventRequest(tenant_id=tenant, event_id="v")
         verified = ipb.VERIFY_STATUS_VERIFIED
         wait_until(lambda: search.GetEvent(request).integrity_status == verified)
+
+
+def test_client_commands_speak_mtls(
+    mtls_suite: Served, pki: Pki, tenant: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``aiaudit demo`` and ``aiaudit search`` with --ca-file, --client-cert and --client-key."""
+    from aiaudit.cli.main import main
+
+    tls = ["--address", mtls_suite.address, "--ca-file", str(pki.ca)]
+    tls += ["--client-cert", str(pki.gateway[0]), "--client-key", str(pki.gateway[1])]
+    assert main(["demo", *tls, f"--api-key={mtls_suite.keys['admin']}"]) == 0
+    receipts = [line for line in capsys.readouterr().out.splitlines() if " seq=" in line]
+    assert len(receipts) >= 5
+    search = ["search", *tls, f"--api-key={mtls_suite.keys['admin']}", "--tenant", "demo"]
+    wait_until(lambda: main([*search, "--filter", 'actor.user_id = "mallory"']) == 0)
+    assert "mallory" in capsys.readouterr().out
+    assert main(["search", "--address", mtls_suite.address, "--tenant", "demo"]) != 0  # no TLS

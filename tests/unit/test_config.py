@@ -25,7 +25,6 @@ def test_file_then_env_then_flags(tmp_path: Path) -> None:
     [
         ({"AIAUDIT_MAX_BATCH_EVENTS": "lots"}, "'max_batch_events'"),
         ({"AIAUDIT_ADDRESS": "nowhere"}, "'address'"),
-        ({"AIAUDIT_ADDRESS": "0.0.0.0:50051"}, "TLS"),
         ({"AIAUDIT_DATABASE_URL": "mysql://x"}, "'database_url'"),
         ({"AIAUDIT_TLS_CERT_FILE": "/nonexistent"}, "tls_"),
         ({"AIAUDIT_LOG_LEVEL": "verbose"}, "'log_level': 'verbose'; one of DEBUG"),
@@ -130,3 +129,16 @@ def test_a_key_file_field_that_is_no_list_is_refused(
     keys.write_text(f"keys:\n  - sha256: {'ab' * 32}\n    {entry}\n")
     with pytest.raises(config.ConfigError, match=message):
         Authenticator.from_file(keys)
+
+
+def test_serving_off_loopback_needs_tls_and_a_client_command_a_ca_file() -> None:
+    """Serving on 0.0.0.0 without TLS is refused; a client command reaching another host must
+    bring the server's CA, or its API key would travel in clear."""
+    served = config.load(env={"AIAUDIT_ADDRESS": "0.0.0.0:50051"})
+    with pytest.raises(config.ConfigError, match="reachable from other hosts but no TLS"):
+        config.require_tls(served)
+    remote = config.load(env={"AIAUDIT_ADDRESS": "10.1.2.3:50051"})
+    with pytest.raises(config.ConfigError, match="give --ca-file"):
+        config.client_tls(remote, None)
+    config.client_tls(remote, Path("/etc/aiaudit/ca.pem"))  # over TLS: fine
+    config.client_tls(config.load(env={}), None)  # loopback: fine

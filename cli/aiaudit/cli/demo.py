@@ -15,7 +15,6 @@ import zlib
 import grpc
 from google.protobuf import json_format
 
-from aiaudit.common import client
 from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
@@ -198,9 +197,9 @@ def sample_events() -> list[ev.Event]:
     return out
 
 
-def run(address: str, api_key: str | None = None) -> int:
-    """Sends the sample events in one batch and prints each receipt."""
-    with client.channel(address, api_key) as channel:
+def run(channel: grpc.Channel) -> int:
+    """Sends the sample events in one batch over ``channel`` and prints each receipt."""
+    with channel:
         stub = pb_grpc.IngestServiceStub(channel)  # type: ignore[no-untyped-call]
         events = sample_events()
         response = stub.Append(pb.AppendRequest(events=events), timeout=30)

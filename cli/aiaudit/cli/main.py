@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from aiaudit.common import config, logs
+from aiaudit.common import client, config, logs
 from aiaudit.integrity import cli as integrity_cli
 from aiaudit.search import cli as search_cli
 
@@ -29,6 +29,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("AIAUDIT_API_KEY"),
         help="API key sent by client commands (default: $AIAUDIT_API_KEY)",
     )
+    parser.add_argument(
+        "--ca-file", type=Path, help="client commands: the server's CA (TLS; needed off loopback)"
+    )
+    parser.add_argument("--client-cert", type=Path, help="client commands: certificate (mTLS)")
+    parser.add_argument("--client-key", type=Path, help="client commands: its key (mTLS)")
 
 
 def _settings(args: argparse.Namespace) -> config.Settings:
@@ -98,7 +103,12 @@ def _start_workers(settings: config.Settings, argv: list[str]) -> list[subproces
 def _demo(args: argparse.Namespace) -> int:
     from aiaudit.cli.demo import run
 
-    return run(_settings(args).address, args.api_key)
+    settings = _settings(args)
+    config.client_tls(settings, args.ca_file)
+    channel = client.for_command(
+        settings.address, args.api_key, args.ca_file, args.client_cert, args.client_key
+    )
+    return run(channel)
 
 
 def _rules(args: argparse.Namespace) -> int:

@@ -17,7 +17,7 @@ from grpc_reflection.v1alpha import reflection
 from aiaudit.common.access import AccessLog
 from aiaudit.common.auth import Authenticator
 from aiaudit.common.component import Component, Context
-from aiaudit.common.config import ConfigError, Settings, require_authentication
+from aiaudit.common.config import ConfigError, Settings, require_authentication, require_tls
 from aiaudit.common.store import SqlEventStore, open_store
 from aiaudit.common.telemetry import Telemetry, configure
 
@@ -82,6 +82,7 @@ def _credentials(s: Settings) -> grpc.ServerCredentials | None:
 
 def start(settings: Settings) -> Suite:
     """Opens the store (migrating the embedded one), starts the components, serves."""
+    require_tls(settings)
     require_authentication(settings)
     chosen = settings.services or tuple(COMPONENTS)
     unknown = sorted(set(chosen) - set(COMPONENTS))

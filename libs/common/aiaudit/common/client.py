@@ -79,3 +79,17 @@ def channel(
     if api_key:
         return grpc.intercept_channel(ch, _BearerToken(api_key))
     return ch
+
+
+def for_command(
+    address: str,
+    api_key: str | None,
+    ca_file: Path | None,
+    client_cert: Path | None,
+    client_key: Path | None,
+) -> grpc.Channel:
+    """The channel of a client command (``--ca-file``, ``--client-cert``, ``--client-key``)."""
+    if (client_cert is None) != (client_key is None):
+        raise ValueError("--client-cert and --client-key go together")
+    identity = (client_cert, client_key) if client_cert and client_key else None
+    return channel(address, api_key, ca_file, identity=identity)

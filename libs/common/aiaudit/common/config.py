@@ -167,7 +167,7 @@ def section(settings: Settings, name: str, cls: type[T]) -> T:
 
 
 def _validate(s: Settings) -> None:
-    host, sep, port = s.address.rpartition(":")
+    _, sep, port = s.address.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
         raise ConfigError(
             f"setting 'address': {s.address!r} is not HOST:PORT (port 0 picks a free port)"
@@ -214,11 +214,26 @@ def _validate(s: Settings) -> None:
             )
         if s.oidc_jwks_file is not None and not s.oidc_jwks_file.is_file():
             raise ConfigError(f"setting 'oidc_jwks_file': {s.oidc_jwks_file} is not a file")
+
+
+def require_tls(s: Settings) -> None:
+    """Serving off loopback needs TLS (or an opt-out); client commands check their own way."""
+    host = s.address.rpartition(":")[0]
     if s.tls_cert_file is None and not _loopback(host) and not s.allow_insecure:
         raise ConfigError(
             f"setting 'address': {s.address} is reachable from other hosts but no TLS is set; "
             "set tls_cert_file/tls_key_file (and tls_client_ca_file for mTLS), "
             "or allow_insecure=true for a trusted network"
+        )
+
+
+def client_tls(s: Settings, ca_file: Path | None) -> None:
+    """A client command sends its API key: off loopback only over TLS (or by opt-out)."""
+    host = s.address.rpartition(":")[0]
+    if ca_file is None and not _loopback(host) and not s.allow_insecure:
+        raise ConfigError(
+            f"--address {s.address}: another host; give --ca-file (the server's CA) so the "
+            "API key does not travel in clear, or allow_insecure=true for a trusted network"
         )
 
 

@@ -116,7 +116,9 @@ def run_verifier_key(args: argparse.Namespace, settings: Settings) -> int:
     if args.local:
         keys = [k.encode() for k in _keys(args, settings)]
     else:
-        with client.channel(settings.address, args.api_key) as ch:
+        config.client_tls(settings, args.ca_file)
+        identity = (args.ca_file, args.client_cert, args.client_key)
+        with client.for_command(settings.address, args.api_key, *identity) as ch:
             stub = pb_grpc.IntegrityServiceStub(ch)  # type: ignore[no-untyped-call]
             reply = stub.GetVerifierKey(pb.GetVerifierKeyRequest(), timeout=10)
         keys = list(reply.verifier_keys)

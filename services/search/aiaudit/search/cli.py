@@ -32,7 +32,10 @@ _FORMATS = {
 
 def _stub(args: argparse.Namespace) -> pb_grpc.SearchServiceStub:
     settings = config.load(args.config, overrides={"address": args.address})
-    channel = client.channel(settings.address, args.api_key)
+    config.client_tls(settings, args.ca_file)
+    channel = client.for_command(
+        settings.address, args.api_key, args.ca_file, args.client_cert, args.client_key
+    )
     return pb_grpc.SearchServiceStub(channel)  # type: ignore[no-untyped-call]
 
 
