@@ -235,10 +235,14 @@ def test_a_sink_that_never_answers_holds_up_no_other_sink(
     for t in threads:
         t.start()
     try:
-        wait_until(lambda: sum(tenant.encode() in g for g in got) == 3, timeout=10)
-        rows = _rows(consumer, tenant)
-        assert [status for sink, status in rows if sink == "syslog"] == ["delivered"] * 3
-        assert [status for sink, status in rows if sink == "webhook"] == ["pending"] * 3
+
+        def syslog_rows() -> list[str]:
+            return [status for sink, status in _rows(consumer, tenant) if sink == "syslog"]
+
+        wait_until(lambda: syslog_rows() == ["delivered"] * 3, timeout=10)
+        wait_until(lambda: sum(tenant.encode() in g for g in got) == 3)
+        webhook = [status for sink, status in _rows(consumer, tenant) if sink == "webhook"]
+        assert webhook == ["pending"] * 3
     finally:
         silent.close()  # the waiting request is reset: the webhook thread stops at once
         for t in threads:
