@@ -19,14 +19,15 @@ import hvac
 import psycopg
 import pytest
 import sqlalchemy as sa
+import yaml
 
-from aiaudit.common import leader
+from aiaudit.common import client, config, leader
 from aiaudit.common.store import SqlEventStore, open_store
 from aiaudit.common.store.prepare import prepare
 from aiaudit.common.store.sql import Receipt
 from aiaudit.integrity.notary import Notary, NotaryConfig
 from aiaudit.integrity.signers import KeySource
-from tests.conftest import REPO, Postgres, as_role
+from tests.conftest import REPO, Postgres, Running, as_role, write_keys
 from tests.helpers import interaction
 
 ORIGIN_PREFIX = "test.aiaudit/log"
@@ -207,3 +208,38 @@ def leaf_hashes(url: str, tenant: str) -> list[bytes]:
             return [bytes(r[0]) for r in rows]
     finally:
         engine.dispose()
+
+
+def start_suite(store_url: str, notary_url: str, tmp_path: Path, interval: float = 0.05) -> Running:
+    from aiaudit.cli.server import start
+
+    keys = write_keys(tmp_path / "keys.yaml")
+    section = {
+        "origin_prefix": ORIGIN_PREFIX,
+        "checkpoint_interval": 0.05,
+        "poll_interval": 0.02,
+    }
+    if notary_url != store_url:
+        section["database_url"] = notary_url
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"integrity": section}))
+    settings = config.load(
+        tmp_path / "config.yaml",
+        env={},
+        overrides={
+            "api_keys_file": tmp_path / "keys.yaml",
+            "address": "127.0.0.1:0",
+            "data_dir": tmp_path,
+            "database_url": store_url,
+        },
+    )
+    suite = start(settings)
+    address = f"127.0.0.1:{suite.port}"
+    return Running(client.channel(address, keys["admin"]), suite, address, keys)
+
+
+@pytest.fixture
+def suite(store_url: str, notary_url: str, tmp_path: Path) -> Iterator[Running]:
+    running = start_suite(store_url, notary_url, tmp_path)
+    yield running
+    running.channel.close()
+    running.suite.stop()  # type: ignore[attr-defined]

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import grpc
 import pytest
 
@@ -19,16 +16,7 @@ from tests.integrity.test_service import (
     append,
     checkpoint_covers,
     integrity,
-    start_suite,
 )
-
-
-@pytest.fixture
-def suite(store_url: str, notary_url: str, tmp_path: Path) -> Iterator[Running]:
-    running = start_suite(store_url, notary_url, tmp_path)
-    yield running
-    running.channel.close()
-    running.suite.stop()  # type: ignore[attr-defined]
 
 
 def test_batch_proofs_verify_and_are_one_access_record(suite: Running, tenant: str) -> None:

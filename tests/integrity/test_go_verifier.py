@@ -14,11 +14,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from aiaudit.cli.main import main
 from aiaudit.common.v1 import event_pb2 as ev
@@ -32,18 +29,10 @@ from tests import go_verifier as go
 from tests.conftest import Running
 from tests.helpers import interaction, wait_until
 from tests.integrity.conftest import ORIGIN_PREFIX, Vault
-from tests.integrity.test_service import checkpoint_covers, integrity, start_suite
+from tests.integrity.test_service import checkpoint_covers, integrity
 from tests.integrity.test_vault import bootstrapped
 
 IMAGE = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
-
-
-@pytest.fixture
-def suite(store_url: str, notary_url: str, tmp_path: Path) -> Iterator[Running]:
-    running = start_suite(store_url, notary_url, tmp_path)
-    yield running
-    running.channel.close()
-    running.suite.stop()  # type: ignore[attr-defined]
 
 
 def with_image(tenant: str, event_id: str) -> ev.Event:

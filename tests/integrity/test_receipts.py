@@ -22,8 +22,8 @@ from aiaudit.integrity.signers import FileKeys
 from aiaudit.integrity.v1 import integrity_service_pb2 as pb
 from tests.conftest import write_keys
 from tests.helpers import interaction, wait_until
-from tests.integrity.conftest import ORIGIN_PREFIX
-from tests.integrity.test_service import checkpoint_covers, integrity, start_suite
+from tests.integrity.conftest import ORIGIN_PREFIX, start_suite
+from tests.integrity.test_service import checkpoint_covers, integrity
 
 T0 = dt.datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=dt.UTC)
 

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
 import sqlalchemy as sa
-import yaml
 
 from aiaudit.cli.main import main
-from aiaudit.common import client, config
+from aiaudit.common import client
 from aiaudit.common.erasure import erase
 from aiaudit.common.store import open_store
 from aiaudit.common.v1 import event_pb2
@@ -20,44 +18,9 @@ from aiaudit.ingest.v1 import ingest_service_pb2_grpc as ingest_grpc
 from aiaudit.integrity import merkle, note
 from aiaudit.integrity.v1 import integrity_service_pb2 as pb
 from aiaudit.integrity.v1 import integrity_service_pb2_grpc as pb_grpc
-from tests.conftest import Running, write_keys
+from tests.conftest import Running
 from tests.helpers import field_violations, interaction, wait_until
-from tests.integrity.conftest import ORIGIN_PREFIX
-
-
-def start_suite(store_url: str, notary_url: str, tmp_path: Path, interval: float = 0.05) -> Running:
-    from aiaudit.cli.server import start
-
-    keys = write_keys(tmp_path / "keys.yaml")
-    section = {
-        "origin_prefix": ORIGIN_PREFIX,
-        "checkpoint_interval": 0.05,
-        "poll_interval": 0.02,
-    }
-    if notary_url != store_url:
-        section["database_url"] = notary_url
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"integrity": section}))
-    settings = config.load(
-        tmp_path / "config.yaml",
-        env={},
-        overrides={
-            "api_keys_file": tmp_path / "keys.yaml",
-            "address": "127.0.0.1:0",
-            "data_dir": tmp_path,
-            "database_url": store_url,
-        },
-    )
-    suite = start(settings)
-    address = f"127.0.0.1:{suite.port}"
-    return Running(client.channel(address, keys["admin"]), suite, address, keys)
-
-
-@pytest.fixture
-def suite(store_url: str, notary_url: str, tmp_path: Path) -> Iterator[Running]:
-    running = start_suite(store_url, notary_url, tmp_path)
-    yield running
-    running.channel.close()
-    running.suite.stop()  # type: ignore[attr-defined]
+from tests.integrity.conftest import ORIGIN_PREFIX, start_suite
 
 
 def append(running: Running, tenant: str, n: int) -> list[object]:
