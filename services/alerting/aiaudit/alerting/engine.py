@@ -37,7 +37,7 @@ import datetime as dt
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -66,6 +66,9 @@ WINDOWS = "alerting-windows"
 """The cursor of the saved window state: the log position its samples are as of."""
 MAX_EVENT_IDS = 100
 MAX_EVIDENCE = 20
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 class DamagedEventError(Exception):
@@ -279,7 +282,13 @@ class Engine:
         return int(found or 0) == expected
 
     def _replay(
-        self, rules: list[Rule], log_id: str, start: int, end: int, windows: WindowState
+        self,
+        rules: list[Rule],
+        log_id: str,
+        start: int,
+        end: int,
+        windows: WindowState,
+        since: Mapping[str, dt.datetime],
     ) -> None:
         """Rebuilds window samples from the saved ones by evaluating entries ``start..end``.
 
@@ -289,9 +298,18 @@ class Engine:
         receive times and rules), so replaying the entries after the saved
         position gives the samples the engine had; their hits were committed
         when those entries were first processed and are dropped here.
+
+        Only windowed rules keep state, and a rule counts only events received
+        since its row last changed (``since``): a rule deleted and created
+        again, or edited, starts with an empty window, whatever the position
+        of the last save (which used to decide how many older events came back).
         """
-        program = evaluator(rules)
-        while start < end:
+        groups: dict[float, list[Rule]] = {}
+        for rule in rules:
+            if rule.window is not None:
+                groups.setdefault(since.get(rule.id, _EPOCH).timestamp(), []).append(rule)
+        programs = [(t, evaluator(group)) for t, group in sorted(groups.items())]
+        while programs and start < end:
             entries = self.events.read_log(log_id, start, min(self.batch_size, end - start))
             if not entries:
                 break
@@ -308,7 +326,13 @@ class Engine:
                 start += 1
                 continue
             entries = entries[: len(wire)]  # up to a row damaged since it was processed
-            program.evaluate(wire, [e.receive_time.timestamp() for e in entries], windows)
+            times = [e.receive_time.timestamp() for e in entries]
+            for t, program in programs:
+                keep = [i for i, at in enumerate(times) if at >= t]
+                if len(keep) == len(times):
+                    program.evaluate(wire, times, windows)
+                elif keep:
+                    program.evaluate([wire[i] for i in keep], [times[i] for i in keep], windows)
             start += len(entries)
 
     def process(self, log_id: str, start: int) -> Outcome:
@@ -339,7 +363,8 @@ class Engine:
                 windowed = [r.id for r in rules if r.window is not None]
                 windows = self.store.load_windows(conn, tenant, windowed)
                 saved = cursors.position(conn, WINDOWS, log_id)
-                self._replay(rules, log_id, saved, start, windows)
+                since = {rule_id: when for rule_id, when, _, _ in ruleset.version}
+                self._replay(rules, log_id, saved, start, windows, since)
             head = kept.head if kept is not None else None
             open_alerts = kept.open_alerts if kept is not None else {}
             seq: int | None = None  # the tenant's change head, locked at the first hit
