@@ -29,6 +29,15 @@ from aiaudit.common.v1 import event_pb2
 log = logging.getLogger(__name__)
 
 
+QUOTING = ("filter", "query")
+"""Details that can quote content or personal data (a searched phrase, an IP
+address): kept as the access event's content (``input.messages``, one named
+after each), so that, like any content, they enter the leaf as salted
+commitments, are shown only to callers with ``content.read`` and can be
+erased. As attributes, any reader of the tenant's log saw what a compliance
+officer had searched for."""
+
+
 def access_event(
     caller: Caller,
     tenant: str,
@@ -50,6 +59,11 @@ def access_event(
     set_timestamp(event.occurred_time, when)
     event.attributes["access.action"].string_value = action
     for key, value in details.items():
+        if key in QUOTING:
+            if value:
+                said = event.input.messages.add(role=event_pb2.ROLE_USER, name=key)
+                said.parts.add(text=str(value)[:4096])
+            continue
         slot = event.attributes[f"access.{key}"]
         if isinstance(value, bool):
             slot.bool_value = value
