@@ -479,3 +479,44 @@ def test_an_own_login_with_the_embedded_store_fails_the_render(component: str) -
         f"{component}.{key}.existingSecret=login",
     )
     assert f"unset {component}'s own database secret" in message
+
+
+def _effective(deployment: dict[str, Any], config_yaml: str) -> config.Settings:
+    """What the component would run with: its config file and its env, read by the services'
+    own loader (a value from a Secret stands in as ``secret:<name>/<key>``)."""
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    env = {}
+    for e in container.get("env", []):
+        ref = e.get("valueFrom", {}).get("secretKeyRef")
+        env[e["name"]] = f"secret:{ref['name']}/{ref['key']}" if ref else str(e.get("value", ""))
+    values = yaml.safe_load(config_yaml)
+    sections = {k: values.pop(k) for k in config.SECTIONS if k in values}
+    settings = config._build(config.Settings, values, env, "AIAUDIT_", "")
+    return dataclasses.replace(settings, sections=sections, env=env)
+
+
+def test_the_secrets_configure_what_the_services_read() -> None:
+    """Vault signs the notary's checkpoints and OpenSearch serves search, as the values say:
+    the chart once set names the code never read, and both fell back to their embedded
+    defaults (a throwaway key per pod, an index per pod) without a word."""
+    from aiaudit.integrity import settings as integrity_settings
+    from aiaudit.search.settings import SearchSettings
+
+    objects = render(CHART / "ci" / "all-enabled-values.yaml")
+    (configmap,) = of_kind(objects, "ConfigMap")
+    by_component = {component_of(d): d for d in of_kind(objects, "Deployment")}
+    effective = {
+        name: _effective(d, configmap["data"]["config.yaml"]) for name, d in by_component.items()
+    }
+    notary = integrity_settings.load(effective["integrity"])
+    assert (notary.signer, notary.vault_mount) == ("vault", "transit")
+    assert notary.vault_addr.startswith("secret:")
+    assert effective["integrity"].env["VAULT_TOKEN"].startswith("secret:")
+    search = config.section(effective["search"], "search", SearchSettings)
+    assert search.backend == "opensearch" and search.opensearch_url.startswith("secret:")
+    assert search.opensearch_password.startswith("secret:")
+    assert (
+        search.integrity_target(effective["search"].address) == f"{RELEASE}-aiaudit-integrity:50051"
+    )
+    for other in ("ingest", "search", "alerting"):  # the Vault token is the notary's alone
+        assert "VAULT_TOKEN" not in effective[other].env, other

@@ -142,34 +142,46 @@ a Secret as AIAUDIT_DATABASE_URL.
       key: {{ $a.database.key }}
 {{- end }}
 {{- if and (eq .component "search") $a.opensearch.existingSecret }}
-- name: AIAUDIT_OPENSEARCH_URL
+- name: AIAUDIT_SEARCH_BACKEND
+  value: opensearch
+- name: AIAUDIT_SEARCH_OPENSEARCH_URL
   valueFrom:
     secretKeyRef:
       name: {{ $a.opensearch.existingSecret }}
       key: {{ $a.opensearch.urlKey }}
-- name: AIAUDIT_OPENSEARCH_USERNAME
+- name: AIAUDIT_SEARCH_OPENSEARCH_USERNAME
   valueFrom:
     secretKeyRef:
       name: {{ $a.opensearch.existingSecret }}
       key: {{ $a.opensearch.usernameKey }}
-- name: AIAUDIT_OPENSEARCH_PASSWORD
+- name: AIAUDIT_SEARCH_OPENSEARCH_PASSWORD
   valueFrom:
     secretKeyRef:
       name: {{ $a.opensearch.existingSecret }}
       key: {{ $a.opensearch.passwordKey }}
 {{- end }}
-{{- if and (has .component (list "ingest" "integrity")) $a.vault.existingSecret }}
-- name: AIAUDIT_VAULT_ADDR
+{{- if eq .component "search" }}
+- name: AIAUDIT_SEARCH_INTEGRITY_ADDRESS
+  {{- if $.Values.integrity.enabled }}
+  value: {{ printf "%s:%v" (include "aiaudit.componentName" (dict "ctx" $ "component" "integrity")) $.Values.integrity.service.port | quote }}
+  {{- else }}
+  value: none
+  {{- end }}
+{{- end }}
+{{- if and (eq .component "integrity") $a.vault.existingSecret }}
+- name: AIAUDIT_INTEGRITY_SIGNER
+  value: vault
+- name: AIAUDIT_INTEGRITY_VAULT_ADDR
   valueFrom:
     secretKeyRef:
       name: {{ $a.vault.existingSecret }}
       key: {{ $a.vault.addressKey }}
-- name: AIAUDIT_VAULT_TOKEN
+- name: VAULT_TOKEN
   valueFrom:
     secretKeyRef:
       name: {{ $a.vault.existingSecret }}
       key: {{ $a.vault.tokenKey }}
-- name: AIAUDIT_VAULT_TRANSIT_MOUNT
+- name: AIAUDIT_INTEGRITY_VAULT_MOUNT
   value: {{ $a.vault.transitMount | quote }}
 {{- end }}
 {{- $own := index $.Values .component }}
