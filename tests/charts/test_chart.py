@@ -376,6 +376,9 @@ def test_network_policy_toggle(values: Path) -> None:
             ),
             "needs targetCPUUtilizationPercentage",
         ),
+        (("aiaudit.config.alerting.webhook_secret=S3CRET",), "would put a secret in the Config"),
+        (("aiaudit.config.search.opensearch_password=x",), "would put a secret in the Config"),
+        (("aiaudit.config.integrity.database_url=postgresql://x",), "would put a secret"),
     ],
     ids=[
         "plaintext-without-opt-in",
@@ -383,6 +386,9 @@ def test_network_policy_toggle(values: Path) -> None:
         "no-db-secret",
         "url-in-config",
         "hpa-no-metric",
+        "webhook-secret-in-config",
+        "opensearch-password-in-config",
+        "notary-url-in-config",
     ],
 )
 def test_unsafe_values_fail_the_render(sets: tuple[str, ...], message: str) -> None:
@@ -520,3 +526,26 @@ def test_the_secrets_configure_what_the_services_read() -> None:
     )
     for other in ("ingest", "search", "alerting"):  # the Vault token is the notary's alone
         assert "VAULT_TOKEN" not in effective[other].env, other
+
+
+def test_checkpoints_go_to_the_claim_given_for_them() -> None:
+    """The WORM copy outlives the pod only on a volume of its own (else the pod's emptyDir)."""
+    from aiaudit.integrity import settings as integrity_settings
+
+    values = CHART / "ci" / "all-enabled-values.yaml"
+    objects = render(values, "integrity.checkpoints.existingClaim=aiaudit-worm")
+    (configmap,) = of_kind(objects, "ConfigMap")
+    (notary,) = [d for d in of_kind(objects, "Deployment") if component_of(d) == "integrity"]
+    pod = notary["spec"]["template"]["spec"]
+    (claim,) = [v for v in pod["volumes"] if "persistentVolumeClaim" in v]
+    assert claim["persistentVolumeClaim"]["claimName"] == "aiaudit-worm"
+    mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    settings = _effective(notary, configmap["data"]["config.yaml"])
+    directory = integrity_settings.checkpoint_dir(settings, integrity_settings.load(settings))
+    assert str(directory) == mounts[claim["name"]]
+    others = [d for d in of_kind(objects, "Deployment") if component_of(d) != "integrity"]
+    assert not any("persistentVolumeClaim" in v for d in others for v in _volumes(d))
+
+
+def _volumes(deployment: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(deployment["spec"]["template"]["spec"]["volumes"])

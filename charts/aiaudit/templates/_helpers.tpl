@@ -81,6 +81,7 @@ app.kubernetes.io/part-of: aiaudit
 {{- define "aiaudit.tlsDir" -}}/etc/aiaudit/tls{{- end }}
 {{- define "aiaudit.authDir" -}}/etc/aiaudit/auth{{- end }}
 {{- define "aiaudit.dataDir" -}}/var/lib/aiaudit{{- end }}
+{{- define "aiaudit.checkpointDir" -}}/var/lib/aiaudit-checkpoints{{- end }}
 
 {{/*
 The config file: the user's settings plus the keys the chart owns (listen
@@ -107,6 +108,13 @@ a Secret as AIAUDIT_DATABASE_URL.
 {{- range $key := list "address" "health_address" "data_dir" "database_url" "api_keys_file" "tls_cert_file" "tls_key_file" "tls_client_ca_file" }}
 {{- if hasKey $a.config $key }}
 {{- fail (printf "aiaudit.config.%s is set by the chart (database_url comes from aiaudit.database.existingSecret, tls_* from aiaudit.tls); remove it" $key) }}
+{{- end }}
+{{- end }}
+{{- range $section, $keys := dict "integrity" (list "database_url" "vault_token_file") "search" (list "database_url" "opensearch_password" "opensearch_username" "opensearch_url") "alerting" (list "database_url" "webhook_secret") "ingest" (list "privacy_database_url") }}
+{{- range $key := $keys }}
+{{- if hasKey (dig $section dict $a.config) $key }}
+{{- fail (printf "aiaudit.config.%s.%s would put a secret in the ConfigMap: give it through the component's Secret values" $section $key) }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- if and (not $a.tls.enabled) (not $a.config.allow_insecure) }}
@@ -167,6 +175,10 @@ a Secret as AIAUDIT_DATABASE_URL.
   {{- else }}
   value: none
   {{- end }}
+{{- end }}
+{{- if and (eq .component "integrity") (dig "checkpoints" "existingClaim" "" (index $.Values .component)) }}
+- name: AIAUDIT_INTEGRITY_CHECKPOINT_DIR
+  value: {{ include "aiaudit.checkpointDir" $ | quote }}
 {{- end }}
 {{- if and (eq .component "integrity") $a.vault.existingSecret }}
 - name: AIAUDIT_INTEGRITY_SIGNER
@@ -321,6 +333,10 @@ spec:
               mountPath: {{ include "aiaudit.dataDir" $ }}
             - name: tmp
               mountPath: /tmp
+            {{- if and (eq .component "integrity") (dig "checkpoints" "existingClaim" "" $c) }}
+            - name: checkpoints
+              mountPath: {{ include "aiaudit.checkpointDir" $ }}
+            {{- end }}
       volumes:
         - name: config
           configMap:
@@ -355,6 +371,12 @@ spec:
         - name: tmp
           emptyDir:
             sizeLimit: {{ $a.tmpSizeLimit }}
+        {{- if and (eq .component "integrity") (dig "checkpoints" "existingClaim" "" $c) }}
+        # The append-only copy of every checkpoint: outside the pod, outside the database.
+        - name: checkpoints
+          persistentVolumeClaim:
+            claimName: {{ $c.checkpoints.existingClaim }}
+        {{- end }}
       {{- with $c.nodeSelector }}
       nodeSelector:
         {{- toYaml . | nindent 8 }}
