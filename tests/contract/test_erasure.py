@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +16,15 @@ import yaml
 from aiaudit.cli.main import main
 from aiaudit.cli.server import Suite, start
 from aiaudit.common import canonical, client, config
-from aiaudit.common.erasure import erase
+from aiaudit.common.erasure import erase, erasure_event
 from aiaudit.common.store import SqlEventStore, open_store
-from aiaudit.common.store.prepare import prepare_batch
+from aiaudit.common.store.prepare import prepare, prepare_batch
+from aiaudit.common.store.sql import NewEvent
 from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
 from tests.conftest import Postgres, write_keys
-from tests.helpers import field_violations, interaction
+from tests.helpers import field_violations, interaction, wait_until
 
 
 def load(store: SqlEventStore, tenant: str) -> dict[str, str]:
@@ -223,3 +225,64 @@ def test_erase_events_needs_the_privacy_login_on_postgresql(
         assert "ingest.privacy_database_url" in (err.details() or "")
     finally:
         suite.stop()
+
+
+def test_an_event_of_the_subject_committed_during_the_erasure_comes_after_its_record(
+    postgres: Postgres, tenant: str
+) -> None:
+    """The erasure holds the log's head from before it looks the subject's events up: a
+    concurrent append waits, then lands after the record. It used to land between the
+    look-up and the record, neither erased nor named, though earlier in the log."""
+    store = open_store(postgres.app_url)
+    privacy = open_store(postgres.privacy_url)
+    try:
+        now = dt.datetime.now(dt.UTC)
+        store.append_group([prepare_batch([interaction(tenant, "a-1", user="alice")], now)])
+        late: list[object] = []
+        writer = threading.Thread(
+            target=lambda: late.extend(
+                store.append_group(
+                    [prepare_batch([interaction(tenant, "a-2", text="late", user="alice")], now)]
+                )
+            )
+        )
+
+        def record_of(named: list[str]) -> NewEvent:
+            writer.start()  # the subject's next event, from another connection, meanwhile
+            with psycopg.connect(postgres.admin_dsn, autocommit=True) as admin:
+                blocked = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                wait_until(lambda: admin.execute(blocked).fetchone()[0] >= 1)  # type: ignore[index]
+            return prepare(erasure_event(tenant, named, "art. 17", "dpo", "alice", now), now)
+
+        named, erased, record_id = privacy.erase(tenant, [], "alice", record_of)
+        writer.join(20)
+    finally:
+        privacy.close()
+    try:
+        assert named == erased == ["a-1"]
+        record, a2 = store.get_event(tenant, record_id), store.get_event(tenant, "a-2")
+        assert record is not None and a2 is not None
+        assert a2.sequence > record.sequence and a2.content is not None  # after it, not erased
+    finally:
+        store.close()
+
+
+def test_a_subject_with_more_events_than_a_statement_binds_is_erased(
+    postgres: Postgres, tenant: str
+) -> None:
+    """One bound parameter per event id exceeded psycopg's 65,535 for a busy subject: the
+    erasure failed as UNAVAILABLE, retried, failed again, for good."""
+    store = open_store(postgres.app_url)
+    try:
+        now = dt.datetime.now(dt.UTC)
+        for start in range(0, 66_000, 5_000):
+            events = [interaction(tenant, f"m-{i}", user="bob") for i in range(start, start + 5000)]
+            store.append_group([prepare_batch(events, now)])
+    finally:
+        store.close()
+    privacy = open_store(postgres.privacy_url)
+    try:
+        done = erase(privacy, tenant, "art. 17", "dpo", subject_id="bob")
+    finally:
+        privacy.close()
+    assert len(done.erased) == len(done.named) == 70_000

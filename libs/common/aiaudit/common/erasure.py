@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aiaudit.common.store.prepare import prepare, set_timestamp
-from aiaudit.common.store.sql import SqlEventStore
+from aiaudit.common.store.sql import NewEvent, SqlEventStore
 from aiaudit.common.v1 import event_pb2
 
 
@@ -74,12 +74,10 @@ def erase(
     """
     if not reason.strip() or not requested_by.strip():
         raise ValueError("an erasure needs a reason and who requested it")
-    named = list(dict.fromkeys(event_ids))
-    if subject_id:
-        named += [e for e in store.events_of_subject(tenant, subject_id) if e not in named]
-    if not named:
-        raise ValueError("name the events to erase (event ids, or a subject with events)")
     now = dt.datetime.now(dt.UTC)
-    record = prepare(erasure_event(tenant, named, reason, requested_by, subject_id, now), now)
-    erased = store.erase(tenant, named, record)
-    return Erased(record.event.event_id, erased, named)
+
+    def record_of(named: list[str]) -> NewEvent:
+        return prepare(erasure_event(tenant, named, reason, requested_by, subject_id, now), now)
+
+    named, erased, record_id = store.erase(tenant, event_ids, subject_id, record_of)
+    return Erased(record_id, erased, named)

@@ -123,8 +123,9 @@ def apply_hit(
         current.last_seen_time = max(current.last_seen_time, now)
         if hit.event_id not in current.event_ids and len(current.event_ids) < MAX_EVENT_IDS:
             current.event_ids.append(hit.event_id)
-        room = MAX_EVIDENCE - len(current.evidence)
-        current.evidence.extend(hit.evidence[: max(0, room)])
+        if hit.event_id in current.event_ids:  # an excerpt erasure could not find would stay
+            room = MAX_EVIDENCE - len(current.evidence)
+            current.evidence.extend(hit.evidence[: max(0, room)])
         current.change_seq = change_seq
         return current, False
     alert = Alert(

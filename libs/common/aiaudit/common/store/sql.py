@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import weakref
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -419,45 +419,60 @@ class SqlEventStore:
             return []
         return self._reads("seqs", {"log_id": log_id, "seqs": sorted(set(seqs))})
 
-    def events_of_subject(self, log_id: str, user_id: str) -> list[str]:
-        """Ids of a log's events whose ``actor.user_id`` is ``user_id`` (a data subject's)."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(events.c.event_id)
-                .where(events.c.log_id == log_id, events.c.user_id == user_id)
-                .order_by(events.c.seq)
-            )
-            return [str(r[0]) for r in rows]
+    def erase(
+        self,
+        log_id: str,
+        event_ids: Sequence[str],
+        subject_id: str,
+        record_of: Callable[[list[str]], NewEvent],
+    ) -> tuple[list[str], list[str], str]:
+        """Deletes the content and salt of these events and of the subject's, and records it.
 
-    def erase(self, log_id: str, event_ids: Sequence[str], record: NewEvent) -> list[str]:
-        """Deletes the content and salt of these events and appends ``record``, at once.
-
-        ``record`` is the ``EVENT_TYPE_PRIVACY_ERASURE`` event naming them: one
-        transaction, so no content goes without its record and no record
-        claims an erasure that did not happen. Leaves, canonical forms, proofs
-        and checkpoints are untouched. Returns the ids whose content this call
-        deleted (unknown or already erased ones are not).
+        One transaction, so no content goes without its record and no record
+        claims an erasure that did not happen; it holds the log's head from the
+        start, so an event of the subject committed meanwhile is either erased
+        and named or comes after the record. ``record_of`` builds the
+        ``EVENT_TYPE_PRIVACY_ERASURE`` event from the ids named. Leaves,
+        canonical forms, proofs and checkpoints are untouched. Returns (ids
+        named, ids whose content this call deleted, the record's event id);
+        raises ValueError when nothing is named.
         """
         connection = self.engine.connect().execution_options(sqlite_immediate=True)
         with connection as conn, conn.begin():
-            found = dict(
-                conn.execute(
-                    sa.select(log_entries.c.seq, log_entries.c.event_id).where(
-                        log_entries.c.log_id == log_id,
-                        log_entries.c.event_id.in_(list(event_ids)),
-                    )
-                ).all()
-            )
-            deleted = conn.execute(
-                sa.delete(event_content)
-                .where(event_content.c.log_id == log_id, event_content.c.seq.in_(list(found)))
-                .returning(event_content.c.seq)
-            ).scalars()
-            erased = sorted(str(found[int(seq)]) for seq in deleted)
+            self._lock_logs(conn, [log_id])
+            named = list(dict.fromkeys(event_ids))
+            if subject_id:
+                mine = conn.execute(
+                    sa.select(events.c.event_id)
+                    .where(events.c.log_id == log_id, events.c.user_id == subject_id)
+                    .order_by(events.c.seq)
+                ).scalars()
+                seen = set(named)
+                named += [str(e) for e in mine if e not in seen]
+            if not named:
+                raise ValueError("name the events to erase (event ids, or a subject with events)")
+            record = record_of(named)
+            found: dict[int, str] = {}
+            erased: list[str] = []
+            for chunk in _chunks(named):  # a bound parameter each: under every driver's limit
+                found.update(
+                    conn.execute(
+                        sa.select(log_entries.c.seq, log_entries.c.event_id).where(
+                            log_entries.c.log_id == log_id, log_entries.c.event_id.in_(chunk)
+                        )
+                    ).all()
+                )
+            for chunk in _chunks(list(found)):
+                deleted = conn.execute(
+                    sa.delete(event_content)
+                    .where(event_content.c.log_id == log_id, event_content.c.seq.in_(chunk))
+                    .returning(event_content.c.seq)
+                ).scalars()
+                erased += [str(found[int(seq)]) for seq in deleted]
             (outcome,) = self._append_tx(conn, [[record]], check_existing=False)
             if isinstance(outcome, Conflict):
                 raise ValueError(f"erasure record id {record.event.event_id!r} is taken")
-        return erased
+        return named, sorted(erased), record.event.event_id
 
     def get_event(self, log_id: str, event_id: str) -> StoredEvent | None:
         """One stored event by id."""
@@ -696,6 +711,14 @@ def _stored(row: tuple[Any, ...]) -> StoredEvent:
 
 
 _COPY_FROM_ROWS = 32
+
+
+def _chunks(items: Sequence[Any], size: int = 10_000) -> Iterator[list[Any]]:
+    """``items`` in lists of at most ``size`` (psycopg binds at most 65,535 parameters)."""
+    for i in range(0, len(items), size):
+        yield list(items[i : i + size])
+
+
 """COPY costs extra round trips to set up; below this many rows a plain INSERT is faster."""
 
 
