@@ -174,3 +174,25 @@ def test_windows_that_could_never_fire_or_always_would_are_refused(
         "id: r\nseverity: high\nwindow: {duration: 1h, aggregate: count, threshold: {gt: 9999}}\n"
     )
     assert compile_rule(reachable).window is not None
+
+
+@pytest.mark.parametrize(
+    ("part", "field"),
+    [
+        ('summary: "{actor.user_id} said {input.messages.parts.text}"', "summary"),
+        ('dedup: {key: "{rule}:{output.messages.parts.text}"}', "dedup.key"),
+        (
+            "window: {duration: 5m, group_by: [input.messages.parts.text], aggregate: count,"
+            " threshold: {gt: 1}}",
+            "window.group_by[0]",
+        ),
+    ],
+)
+def test_content_fields_are_never_copied_into_an_alert(part: str, field: str) -> None:
+    """An erasure blanks an alert's excerpts, not its summary, dedup key or window groups:
+    a rule may read content in conditions and detectors, but not copy it there."""
+    with pytest.raises(RuleSyntaxError) as info:
+        compile_rule(f"id: r\nseverity: high\n{part}\n")
+    (error,) = info.value.errors
+    assert f", {field}: " in str(error) and "is content" in str(error)
+    compile_rule("id: r\nseverity: high\nwhen: {field: input.messages.parts.text, contains: x}\n")

@@ -25,7 +25,7 @@ from typing import Any
 
 from google.protobuf import descriptor
 
-from aiaudit.common.v1 import event_pb2
+from aiaudit.common.v1 import event_pb2, options_pb2
 
 Value = str | int | float | bool
 
@@ -54,6 +54,8 @@ class Field:
     path: str
     enum: descriptor.EnumDescriptor | None = None
     numeric: bool = False
+    content: bool = False
+    """A content field (``sensitive_content``): erasable, so never copied into an alert."""
 
     def expand(self, value: object) -> object:
         """An enum operand given by short name (``interaction``) becomes its full name."""
@@ -115,10 +117,14 @@ def compile_path(path: str) -> Field:
     )
 
 
+def _sensitive(field: Any) -> bool:  # descriptor stubs do not type custom options
+    return bool(field.GetOptions().Extensions[options_pb2.sensitive_content])
+
+
 def _field(path: str, steps: list[descriptor.FieldDescriptor]) -> Field:
     leaf = steps[-1]
     enum = leaf.enum_type if leaf.type == descriptor.FieldDescriptor.TYPE_ENUM else None
     numeric = leaf.cpp_type in _NUMERIC or (
         leaf.message_type is not None and leaf.message_type.full_name in (_DURATION, _TIMESTAMP)
     )
-    return Field(path, enum, numeric)
+    return Field(path, enum, numeric, _sensitive(leaf))

@@ -82,6 +82,11 @@ class RuleError:
 WINDOW_EVENTS = 10_000
 """Events a window keeps per rule and group (the native core's ``MAX_SAMPLES``)."""
 
+_CONTENT = (
+    "is content: an alert keeps it after the event's erasure (its summary, dedup key and "
+    "window groups are not scrubbed); use metadata, or a detector for the text"
+)
+
 _SCALARS = "strings, numbers or true/false (quote dates: '2026-01-01')"
 
 
@@ -466,7 +471,9 @@ class _Compiler:
             else:
                 for i, x in enumerate(items):
                     p = self.path(x, f"{_join(where, 'group_by')}[{i}]")
-                    if p is not None:
+                    if p is not None and p.content:
+                        self.err(x, f"{_join(where, 'group_by')}[{i}]", _CONTENT)
+                    elif p is not None:
                         group.append(p)
         agg = m["aggregate"].value
         if agg not in AGGREGATES:
@@ -542,7 +549,8 @@ class _Compiler:
             if name in ("rule", "group", "score"):
                 continue
             try:
-                f.compile_path(name)
+                if f.compile_path(name).content:
+                    self.err(node, where, f"placeholder {{{name}}}: {_CONTENT}")
             except f.FieldError as exc:
                 self.err(node, where, f"placeholder {{{name}}}: {exc}")
         return text
