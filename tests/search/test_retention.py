@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from opensearchpy import OpenSearch, RequestError
 
+from aiaudit.common.erasure import erase
 from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.search import retention
 from aiaudit.search.backends.opensearch import OpenSearchBackend
@@ -27,22 +28,20 @@ def at(tenant: str, event_id: str, when: dt.datetime) -> ev.Event:
 def test_events_past_retention_leave_the_index_and_stay_in_the_store(
     backend: str, request: pytest.FixtureRequest, tmp_path: Path, tenant: str
 ) -> None:
+    """Indexed while retention was off, an old event is swept when it is turned on; after
+    that, nothing puts it back: not its erasure's re-index, not a new event of its age."""
     settings = backend_settings(backend, request)
     if backend == "opensearch":
         # A prefix (and template) of its own: the sweep deletes whole months of it.
         settings["index_prefix"] = f"aiaudit-test-ret-{uuid.uuid4().hex[:8]}"
-    settings |= {"retention_days": 30, "retention_sweep_interval": 0.2}
-    running = start_suite(tmp_path, backend, settings)
     recent = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
     os_client = OpenSearch(hosts=[settings["opensearch_url"]]) if backend == "opensearch" else None
     prefix = settings.get("index_prefix", "")
 
     def old_month_gone() -> bool:
-        """OpenSearch: the 2020.01 index was created and deleted (not merely not started)."""
-        if os_client is None:
-            return True
-        return not os_client.indices.exists(index=f"{prefix}-2020.01")
+        return os_client is None or not os_client.indices.exists(index=f"{prefix}-2020.01")
 
+    running = start_suite(tmp_path, backend, settings)  # no retention yet
     try:
         running.append(
             [
@@ -50,13 +49,28 @@ def test_events_past_retention_leave_the_index_and_stay_in_the_store(
                 at(tenant, "recent", recent),
             ]
         )
-        indexer = running.suite.components["search"].indexer
-        assert indexer.wait_indexed(tenant, 2, timeout=30)
+        running.wait_indexed(tenant, 2)
+        assert running.find(tenant).total_size == 2
+        assert os_client is None or not old_month_gone()  # OpenSearch: the 2020.01 index exists
+    finally:
+        running.channel.close()
+        running.suite.stop()
+    settings |= {"retention_days": 30, "retention_sweep_interval": 0.2}
+    running = start_suite(tmp_path, backend, settings)
+    try:
         wait_until(lambda: old_month_gone() and running.find(tenant).total_size == 1)
         found = running.find(tenant)
         assert [r.event.event_id for r in found.results] == ["recent"]
         kept = running.search.GetEvent(pb.GetEventRequest(tenant_id=tenant, event_id="old"))
         assert kept.event.event_id == "old"
+        erase(running.suite.store, tenant, "request", "dpo", subject_id="alice")  # re-indexes
+        running.append([at(tenant, "also-old", dt.datetime(2020, 1, 16, tzinfo=dt.UTC))])
+        size = running.suite.store.log_sizes()[tenant]  # type: ignore[attr-defined]
+        indexer = running.suite.components["search"].indexer  # type: ignore[attr-defined]
+        assert indexer.wait_indexed(tenant, size, timeout=30)  # the indexer got past both
+        data = running.find(tenant, "event_type != privacy_erasure")
+        assert [r.event.event_id for r in data.results] == ["recent"]
+        assert old_month_gone()  # the month was not created again either
         if os_client is not None:
             assert os_client.indices.exists(index=f"{prefix}-{recent:%Y.%m}")
     finally:

@@ -68,6 +68,7 @@ _SHOW_GAP = 0.1
 
 
 _ERASURE = b"EVENT_TYPE_PRIVACY_ERASURE"
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 class Indexer:
@@ -268,6 +269,10 @@ class Indexer:
         return progressed
 
     def _write(self, log_id: str, docs: list[Document], end: int, caught_up: bool) -> int:
+        if self._retention_days:  # past retention: not indexed (again), whatever a sweep did
+            cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=self._retention_days)
+            oldest = (cutoff - _EPOCH) // dt.timedelta(microseconds=1)
+            docs = [d for d in docs if int(d.scalars.get("occurred_time", oldest)) >= oldest]
         self._backend.write(log_id, docs, end)
         if caught_up and not self._backend.visible_on_write:
             self._show()

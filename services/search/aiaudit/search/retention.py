@@ -71,7 +71,7 @@ def month_end(index: str, prefix: str) -> dt.datetime | None:
     if found is None:
         return None
     year, month = int(found.group(1)), int(found.group(2))
-    if not 1 <= month <= 12:
+    if not 1 <= month <= 12 or (year, month) == (9999, 12):  # no instant after it to name
         return None
     return dt.datetime(year + month // 12, month % 12 + 1, 1, tzinfo=dt.UTC)
 
