@@ -84,6 +84,7 @@ def test_events_past_retention_leave_the_index_and_stay_in_the_store(
 
 def test_expired_months_are_whole_months_past_the_period() -> None:
     names = ["p-2025.12", "p-2026.01", "p-2026.02", "p-x", "other-2020.01", "p-2020.13"]
+    names.append("p-9999.12")  # no month after it: never expired, and no error stops the sweep
     now = dt.datetime(2026, 3, 2, tzinfo=dt.UTC)
     # January ended on Feb 1st: 29 days before now; December ended 60 days before.
     assert retention.expired_months(names, "p", 30, now) == ["p-2025.12"]
