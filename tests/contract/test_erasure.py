@@ -104,6 +104,10 @@ def test_an_erasure_needs_a_reason_a_requester_and_events(
     ):
         with pytest.raises(ValueError, match=message):
             erase(store, tenant, **kwargs)  # type: ignore[arg-type]
+    mistyped = f"{tenant}-typo"
+    with pytest.raises(ValueError, match=f"tenant '{mistyped}' has no log"):
+        erase(store, mistyped, "r", "dpo", event_ids=["b-0"])
+    assert mistyped not in store.log_sizes()  # no log made up for the record
     assert len(store.read_log(tenant, 0, 10)) == 4  # nothing written
     assert all(s.content is not None for s in store.read_log(tenant, 0, 10))
 

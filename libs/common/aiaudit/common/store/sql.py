@@ -439,6 +439,9 @@ class SqlEventStore:
         """
         connection = self.engine.connect().execution_options(sqlite_immediate=True)
         with connection as conn, conn.begin():
+            known = conn.execute(sa.select(logs.c.log_id).where(logs.c.log_id == log_id)).first()
+            if known is None:  # a mistyped tenant: no record in a new log of its own
+                raise ValueError(f"tenant {log_id!r} has no log: nothing to erase")
             self._lock_logs(conn, [log_id])
             named = list(dict.fromkeys(event_ids))
             if subject_id:
