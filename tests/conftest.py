@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import psycopg
@@ -157,24 +158,33 @@ def write_keys(path: Path, tenants: list[str] | None = None) -> dict[str, str]:
     return keys
 
 
-@pytest.fixture
-def server(store_url: str, tmp_path: Path) -> Iterator[Running]:
+def serve_suite(
+    tmp_path: Path, config_file: Path | None = None, **overrides: object
+) -> tuple[Any, dict[str, str]]:
+    """The suite on a free loopback port, with API keys of every role; (suite, keys).
+
+    ``overrides`` go over the defaults here (data in ``tmp_path``); sections go in ``config_file``.
+    """
     from aiaudit.cli.server import start
 
     keys = write_keys(tmp_path / "keys.yaml")
-    settings = config.load(
-        env={},
-        overrides={
-            "api_keys_file": tmp_path / "keys.yaml",
-            "address": "127.0.0.1:0",
-            "data_dir": tmp_path,
-            "database_url": store_url,
-            "max_batch_events": 100,
-            "max_event_bytes": 256 * 1024,
-            "max_message_bytes": 4 * 1024 * 1024,
-        },
+    defaults: dict[str, object] = {
+        "api_keys_file": tmp_path / "keys.yaml",
+        "address": "127.0.0.1:0",
+        "data_dir": tmp_path,
+    }
+    return start(config.load(config_file, env={}, overrides={**defaults, **overrides})), keys
+
+
+@pytest.fixture
+def server(store_url: str, tmp_path: Path) -> Iterator[Running]:
+    suite, keys = serve_suite(
+        tmp_path,
+        database_url=store_url,
+        max_batch_events=100,
+        max_event_bytes=256 * 1024,
+        max_message_bytes=4 * 1024 * 1024,
     )
-    suite = start(settings)
     address = f"127.0.0.1:{suite.port}"
     channel = client.channel(address, keys["admin"])
     yield Running(channel, suite, address, keys)

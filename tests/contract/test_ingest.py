@@ -12,12 +12,12 @@ import psycopg
 import pytest
 from google.rpc import error_details_pb2
 
-from aiaudit.common import client, config
+from aiaudit.common import client
 from aiaudit.common.store import open_store
 from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
-from tests.conftest import Postgres, Running, write_keys
+from tests.conftest import Postgres, Running, serve_suite
 from tests.helpers import concurrently, field_violations, interaction
 
 
@@ -293,8 +293,6 @@ def test_a_value_the_database_refuses_is_invalid_argument_and_nothing_is_written
 ) -> None:
     """Should validation ever let through what PostgreSQL refuses (here a constraint the
     schema gained), the caller hears it is the batch, not the store, and not to retry."""
-    from aiaudit.cli.server import start
-
     name = f"aiaudit_refuses_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(postgres.admin_dsn, autocommit=True) as admin:
         admin.execute(f"CREATE DATABASE {name}")
@@ -307,12 +305,7 @@ def test_a_value_the_database_refuses_is_invalid_argument_and_nothing_is_written
                 "ALTER TABLE events ADD CONSTRAINT no_refused_app"
                 " CHECK (application IS DISTINCT FROM 'refused-app')"
             )
-        keys = write_keys(tmp_path / "keys.yaml")
-        overrides = {"api_keys_file": tmp_path / "keys.yaml", "address": "127.0.0.1:0"}
-        settings = config.load(
-            env={}, overrides={**overrides, "data_dir": tmp_path, "database_url": url}
-        )
-        suite = start(settings)
+        suite, keys = serve_suite(tmp_path, database_url=url)
         channel = client.channel(f"127.0.0.1:{suite.port}", keys["admin"])
         try:
             ingest = pb_grpc.IngestServiceStub(channel)

@@ -20,14 +20,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from aiaudit.common import client, config
+from aiaudit.common import client
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
 from aiaudit.integrity.v1 import integrity_service_pb2 as ipb
 from aiaudit.sdk import AuditLogger
 from aiaudit.search.v1 import search_service_pb2 as spb
 from aiaudit.search.v1 import search_service_pb2_grpc as spb_grpc
-from tests.conftest import write_keys
+from tests.conftest import serve_suite
 from tests.helpers import interaction, wait_until
 
 
@@ -95,21 +95,13 @@ class Served:
 
 @pytest.fixture
 def mtls_suite(pki: Pki, tmp_path: Path) -> Iterator[Served]:
-    from aiaudit.cli.server import start
-
-    keys = write_keys(tmp_path / "keys.yaml")
-    settings = config.load(
-        env={},
-        overrides={
-            "api_keys_file": tmp_path / "keys.yaml",
-            "address": "127.0.0.1:0",
-            "data_dir": tmp_path / "data",
-            "tls_cert_file": pki.server[0],
-            "tls_key_file": pki.server[1],
-            "tls_client_ca_file": pki.ca,
-        },
+    suite, keys = serve_suite(
+        tmp_path,
+        data_dir=tmp_path / "data",
+        tls_cert_file=pki.server[0],
+        tls_key_file=pki.server[1],
+        tls_client_ca_file=pki.ca,
     )
-    suite = start(settings)
     yield Served(f"127.0.0.1:{suite.port}", keys)
     suite.stop()
 

@@ -21,13 +21,13 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from aiaudit.common import client, config, leader
+from aiaudit.common import client, leader
 from aiaudit.common.store import SqlEventStore, open_store
 from aiaudit.common.store.prepare import prepare
 from aiaudit.common.store.sql import Receipt
 from aiaudit.integrity.notary import Notary, NotaryConfig
 from aiaudit.integrity.signers import KeySource
-from tests.conftest import REPO, Postgres, Running, as_role, write_keys
+from tests.conftest import REPO, Postgres, Running, as_role, serve_suite
 from tests.helpers import interaction
 
 ORIGIN_PREFIX = "test.aiaudit/log"
@@ -211,9 +211,6 @@ def leaf_hashes(url: str, tenant: str) -> list[bytes]:
 
 
 def start_suite(store_url: str, notary_url: str, tmp_path: Path, interval: float = 0.05) -> Running:
-    from aiaudit.cli.server import start
-
-    keys = write_keys(tmp_path / "keys.yaml")
     section = {
         "origin_prefix": ORIGIN_PREFIX,
         "checkpoint_interval": 0.05,
@@ -222,17 +219,7 @@ def start_suite(store_url: str, notary_url: str, tmp_path: Path, interval: float
     if notary_url != store_url:
         section["database_url"] = notary_url
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({"integrity": section}))
-    settings = config.load(
-        tmp_path / "config.yaml",
-        env={},
-        overrides={
-            "api_keys_file": tmp_path / "keys.yaml",
-            "address": "127.0.0.1:0",
-            "data_dir": tmp_path,
-            "database_url": store_url,
-        },
-    )
-    suite = start(settings)
+    suite, keys = serve_suite(tmp_path, tmp_path / "config.yaml", database_url=store_url)
     address = f"127.0.0.1:{suite.port}"
     return Running(client.channel(address, keys["admin"]), suite, address, keys)
 

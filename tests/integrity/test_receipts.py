@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from aiaudit.cli.main import main
-from aiaudit.common import client, config
+from aiaudit.common import client
 from aiaudit.common.store.sql import Receipt
 from aiaudit.ingest.v1 import ingest_service_pb2 as ingest_pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as ingest_grpc
@@ -20,7 +20,7 @@ from aiaudit.integrity.note import NoteError
 from aiaudit.integrity.receipts import ReceiptLine, ReceiptNotary
 from aiaudit.integrity.signers import FileKeys
 from aiaudit.integrity.v1 import integrity_service_pb2 as pb
-from tests.conftest import write_keys
+from tests.conftest import serve_suite
 from tests.helpers import interaction, wait_until
 from tests.integrity.conftest import ORIGIN_PREFIX, start_suite
 from tests.integrity.test_service import checkpoint_covers, integrity
@@ -166,21 +166,7 @@ def test_signed_receipts_on_acks_prove_inclusion_later(
 def test_ingest_without_integrity_refuses_sign_receipts_and_writes_nothing(
     store_url: str, tenant: str, tmp_path: Path
 ) -> None:
-    from aiaudit.cli.server import start
-
-    keys = write_keys(tmp_path / "keys.yaml")
-    settings = config.load(
-        None,
-        env={},
-        overrides={
-            "api_keys_file": tmp_path / "keys.yaml",
-            "address": "127.0.0.1:0",
-            "data_dir": tmp_path,
-            "database_url": store_url,
-            "services": ("ingest",),
-        },
-    )
-    suite = start(settings)
+    suite, keys = serve_suite(tmp_path, database_url=store_url, services=("ingest",))
     try:
         with client.channel(f"127.0.0.1:{suite.port}", keys["admin"]) as ch:
             stub = ingest_grpc.IngestServiceStub(ch)

@@ -18,13 +18,13 @@ import pytest
 import yaml
 from opensearchpy import OpenSearch
 
-from aiaudit.common import client, config
+from aiaudit.common import client
 from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.ingest.v1 import ingest_service_pb2 as ingest_pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as ingest_grpc
 from aiaudit.search.v1 import search_service_pb2 as pb
 from aiaudit.search.v1 import search_service_pb2_grpc as pb_grpc
-from tests.conftest import _script_env, write_keys
+from tests.conftest import _script_env, serve_suite
 from tests.helpers import wait_until
 
 NOT_ACCESS = "NOT event_type = AUDIT_ACCESS"
@@ -89,22 +89,12 @@ class SearchSuite:
 def start_suite(
     tmp_path: Path, backend: str, extra: dict[str, Any], store_url: str = ""
 ) -> SearchSuite:
-    from aiaudit.cli.server import start
-
-    keys = write_keys(tmp_path / "keys.yaml")
     search: dict[str, Any] = {"backend": backend, "poll_interval": 0.1, "max_backoff": 1.0}
     search.update(extra)
     cfg = tmp_path / "config.yaml"
     cfg.write_text(yaml.safe_dump({"search": search}))
-    overrides: dict[str, object] = {
-        "api_keys_file": tmp_path / "keys.yaml",
-        "address": "127.0.0.1:0",
-        "data_dir": tmp_path,
-        "services": ("ingest", "search"),
-    }
-    if store_url:
-        overrides["database_url"] = store_url
-    suite = start(config.load(cfg, env={}, overrides=overrides))
+    store: dict[str, object] = {"database_url": store_url} if store_url else {}
+    suite, keys = serve_suite(tmp_path, cfg, services=("ingest", "search"), **store)
     address = f"127.0.0.1:{suite.port}"
     channel = client.channel(address, keys["admin"])
     return SearchSuite(

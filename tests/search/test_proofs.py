@@ -25,7 +25,7 @@ import sqlalchemy as sa
 import yaml
 
 from aiaudit.cli.main import main
-from aiaudit.common import client, config
+from aiaudit.common import client
 from aiaudit.common.store import open_store
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as ingest_grpc
 from aiaudit.integrity.v1 import integrity_service_pb2 as ipb
@@ -33,7 +33,7 @@ from aiaudit.integrity.v1 import integrity_service_pb2_grpc as ipb_grpc
 from aiaudit.search.v1 import search_service_pb2 as pb
 from aiaudit.search.v1 import search_service_pb2_grpc as pb_grpc
 from tests import go_verifier as go
-from tests.conftest import Postgres, subprocess_env, write_keys
+from tests.conftest import Postgres, serve_suite, subprocess_env
 from tests.helpers import field_violations, interaction, wait_until
 from tests.integrity.conftest import ORIGIN_PREFIX, login
 from tests.search.conftest import NOT_ACCESS, SearchSuite
@@ -47,9 +47,6 @@ def start_proof_suite(
     search: dict[str, Any] | None = None,
 ) -> SearchSuite:
     """Ingest, integrity and search on one port, each on its least-privileged login."""
-    from aiaudit.cli.server import start
-
-    keys = write_keys(tmp_path / "keys.yaml")
     integrity_section: dict[str, Any] = {
         "origin_prefix": ORIGIN_PREFIX,
         "checkpoint_interval": 0.05,
@@ -63,18 +60,8 @@ def start_proof_suite(
     search_section.update(search or {})
     cfg = tmp_path / "config.yaml"
     cfg.write_text(yaml.safe_dump({"integrity": integrity_section, "search": search_section}))
-    settings = config.load(
-        cfg,
-        env={},
-        overrides={
-            "api_keys_file": tmp_path / "keys.yaml",
-            "address": "127.0.0.1:0",
-            "data_dir": tmp_path,
-            "database_url": store_url,
-            "services": ("ingest", "integrity", "search"),
-        },
-    )
-    suite = start(settings)
+    services = ("ingest", "integrity", "search")
+    suite, keys = serve_suite(tmp_path, cfg, database_url=store_url, services=services)
     address = f"127.0.0.1:{suite.port}"
     channel = client.channel(address, keys["admin"])
     return SearchSuite(
