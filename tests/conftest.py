@@ -7,6 +7,7 @@ own tenant (its own log), so tests never see each other's events.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import secrets
@@ -56,9 +57,9 @@ class Postgres:
     """A login role granted only aiaudit_privacy: what `aiaudit erase` runs as."""
 
 
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[Postgres]:
-    """A database of its own for the session (migrated, two login roles), dropped after."""
+@contextlib.contextmanager
+def _database() -> Iterator[Postgres]:
+    """A migrated database of its own with a login per role, dropped (logins too) after."""
     env = _script_env("postgres.sh")
     base_dsn = env["AIAUDIT_TEST_PG_DSN"]
     db = f"aiaudit_test_{uuid.uuid4().hex[:8]}"
@@ -68,15 +69,37 @@ def postgres() -> Iterator[Postgres]:
     admin_url = admin_dsn.replace("postgresql://", "postgresql+psycopg://", 1)
     open_store(admin_url, run_migrations=True).close()
     host = admin_dsn.split("@", 1)[1]
-    urls = []
+    users, urls = [], []
     for role in ("aiaudit_writer", "aiaudit_consumer", "aiaudit_privacy"):
         user, password = f"u_{uuid.uuid4().hex[:8]}", secrets.token_hex(16)
         with psycopg.connect(admin_dsn, autocommit=True) as conn:
             conn.execute(f"CREATE ROLE {user} LOGIN PASSWORD '{password}' IN ROLE {role}")
+        users.append(user)
         urls.append(f"postgresql+psycopg://{user}:{password}@{host}")
     yield Postgres(admin_dsn, admin_url, *urls)
     with psycopg.connect(base_dsn, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE {db} WITH (FORCE)")
+        for user in users:
+            conn.execute(f"DROP ROLE IF EXISTS {user}")
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A database shared by the session's tests (each writes to its own tenant)."""
+    with _database() as pg:
+        yield pg
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[Postgres]:
+    """A database of the test's own, for suites whose consumers tail every log of the store.
+
+    The search indexer (and the notary) start from the first entry of every
+    log: in the session's database they would first work through every earlier
+    test's events, and how long that takes depends on which tests ran before.
+    """
+    with _database() as pg:
+        yield pg
 
 
 @pytest.fixture(scope="session")

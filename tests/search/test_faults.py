@@ -40,7 +40,7 @@ def health(channel: grpc.Channel) -> int:
 
 
 def test_opensearch_down_while_events_arrive_loses_nothing_and_duplicates_nothing(
-    tmp_path: Path, tenant: str, postgres: Postgres, opensearch_url: str, index_prefix: str
+    tmp_path: Path, tenant: str, own_postgres: Postgres, opensearch_url: str, index_prefix: str
 ) -> None:
     running = start_suite(
         tmp_path,
@@ -49,10 +49,10 @@ def test_opensearch_down_while_events_arrive_loses_nothing_and_duplicates_nothin
             "opensearch_url": opensearch_url,
             "index_prefix": index_prefix,
             "refresh_interval": "100ms",
-            "database_url": postgres.consumer_url,
+            "database_url": own_postgres.consumer_url,
             "opensearch_timeout": 2.0,
         },
-        store_url=postgres.app_url,
+        store_url=own_postgres.app_url,
     )
     sent: list[str] = []
     try:

@@ -38,19 +38,19 @@ def _versions(opensearch_url: str, index_prefix: str, tenant: str) -> dict[str, 
 
 
 def test_one_replica_indexes_and_a_standby_takes_over(
-    tmp_path: Path, tenant: str, postgres: Postgres, opensearch_url: str, index_prefix: str
+    tmp_path: Path, tenant: str, own_postgres: Postgres, opensearch_url: str, index_prefix: str
 ) -> None:
     settings = {
         "opensearch_url": opensearch_url,
         "index_prefix": index_prefix,
         "refresh_interval": "100ms",
-        "database_url": postgres.consumer_url,
+        "database_url": own_postgres.consumer_url,
     }
     replicas = []
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
         replicas.append(
-            start_suite(tmp_path / name, "opensearch", settings, store_url=postgres.app_url)
+            start_suite(tmp_path / name, "opensearch", settings, store_url=own_postgres.app_url)
         )
     try:
         wait_until(lambda: any(_indexer(r).leading for r in replicas))
