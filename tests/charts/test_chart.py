@@ -64,9 +64,9 @@ def render(values: Path | None = None, *sets: str) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(text) if doc]
 
 
-def render_fails(*sets: str) -> str:
+def render_fails(*sets: str, values: Path | None = None) -> str:
     """stderr of a render expected to fail."""
-    args = ["template", RELEASE, str(CHART)]
+    args = ["template", RELEASE, str(CHART)] + (["-f", str(values)] if values else [])
     for item in sets:
         args += ["--set", item]
     out = _helm(*args)
@@ -447,7 +447,7 @@ def _own_logins(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 def test_each_component_gets_only_its_own_database_login_from_its_secret() -> None:
     all_enabled = CHART / "ci" / "all-enabled-values.yaml"
-    assert all(not env for env in _own_logins(render(all_enabled)).values())
+    assert not _own_logins(render(all_enabled))["ingest"]  # erasure's login is optional
     sets = [f"{c}.{key}.existingSecret={c}-login" for c, (key, _) in OWN_LOGINS.items()]
     found = _own_logins(render(all_enabled, *sets))
     assert set(found) == set(COMPONENTS)
@@ -474,6 +474,22 @@ def test_own_login_variables_are_the_settings_the_components_read() -> None:
     assert config.section(settings, "alerting", AlertingSettings).database_url == url
 
 
+@pytest.mark.parametrize(
+    ("component", "role"),
+    [
+        ("search", "aiaudit_consumer"),
+        ("integrity", "aiaudit_notary"),
+        ("alerting", "aiaudit_alerting"),
+    ],
+)
+def test_a_consumer_without_its_own_login_fails_the_render(component: str, role: str) -> None:
+    # The suite's login is aiaudit_writer: the component would start and stay unhealthy.
+    all_enabled = CHART / "ci" / "all-enabled-values.yaml"
+    message = render_fails(f"{component}.database.existingSecret=", values=all_enabled)
+    assert f"{component}.database.existingSecret is required" in message
+    assert role in message
+
+
 @pytest.mark.parametrize("component", COMPONENTS)
 def test_an_own_login_with_the_embedded_store_fails_the_render(component: str) -> None:
     key = OWN_LOGINS[component][0]
@@ -489,12 +505,18 @@ def test_an_own_login_with_the_embedded_store_fails_the_render(component: str) -
 
 def _effective(deployment: dict[str, Any], config_yaml: str) -> config.Settings:
     """What the component would run with: its config file and its env, read by the services'
-    own loader (a value from a Secret stands in as ``secret:<name>/<key>``)."""
+    own loader (a value from a Secret stands in as ``secret:<name>/<key>``, a database URL as
+    one naming the Secret, since the loader checks its shape)."""
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     env = {}
     for e in container.get("env", []):
         ref = e.get("valueFrom", {}).get("secretKeyRef")
-        env[e["name"]] = f"secret:{ref['name']}/{ref['key']}" if ref else str(e.get("value", ""))
+        if ref and e["name"].endswith("DATABASE_URL"):
+            env[e["name"]] = f"postgresql+psycopg://{ref['name']}@db/{ref['key']}"
+        else:
+            env[e["name"]] = (
+                f"secret:{ref['name']}/{ref['key']}" if ref else str(e.get("value", ""))
+            )
     values = yaml.safe_load(config_yaml)
     sections = {k: values.pop(k) for k in config.SECTIONS if k in values}
     settings = config._build(config.Settings, values, env, "AIAUDIT_", "")

@@ -133,8 +133,16 @@ a Secret as AIAUDIT_DATABASE_URL.
 {{- fail (printf "aiaudit.database.embedded has no PostgreSQL logins: unset %s's own database secret" $name) }}
 {{- end }}
 {{- end }}
-{{- else if not $a.database.existingSecret }}
+{{- else }}
+{{- if not $a.database.existingSecret }}
 {{- fail "aiaudit.database.existingSecret is required (or aiaudit.database.embedded=true for dev)" }}
+{{- end }}
+{{- range $name, $role := dict "search" "aiaudit_consumer" "integrity" "aiaudit_notary" "alerting" "aiaudit_alerting" }}
+{{- $c := index $.Values $name }}
+{{- if and $c.enabled (not $c.database.existingSecret) }}
+{{- fail (printf "%s.database.existingSecret is required: the suite's login (aiaudit_writer) cannot write what %s writes; give it a LOGIN role in %s" $name $name $role) }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- end }}
 
