@@ -379,6 +379,7 @@ def test_network_policy_toggle(values: Path) -> None:
         (("aiaudit.config.alerting.webhook_secret=S3CRET",), "would put a secret in the Config"),
         (("aiaudit.config.search.opensearch_password=x",), "would put a secret in the Config"),
         (("aiaudit.config.integrity.database_url=postgresql://x",), "would put a secret"),
+        (("aiaudit.apiKeys.existingSecret=",), "aiaudit.apiKeys.existingSecret is required"),
     ],
     ids=[
         "plaintext-without-opt-in",
@@ -389,6 +390,7 @@ def test_network_policy_toggle(values: Path) -> None:
         "webhook-secret-in-config",
         "opensearch-password-in-config",
         "notary-url-in-config",
+        "no-caller-authentication",
     ],
 )
 def test_unsafe_values_fail_the_render(sets: tuple[str, ...], message: str) -> None:
@@ -571,3 +573,13 @@ def test_checkpoints_go_to_the_claim_given_for_them() -> None:
 
 def _volumes(deployment: dict[str, Any]) -> list[dict[str, Any]]:
     return list(deployment["spec"]["template"]["spec"]["volumes"])
+
+
+def test_the_dev_values_need_no_secret() -> None:
+    """The Tiltfile deploys these on a fresh local cluster, where no Secret exists: a pod
+    that mounts one never starts."""
+    objects = render(CHART / "ci" / "tls-disabled-dev-values.yaml", "search.enabled=true")
+    text = yaml.safe_dump(objects)
+    assert "secretName" not in text and "secretKeyRef" not in text
+    (configmap,) = of_kind(objects, "ConfigMap")
+    assert "api_keys_file" not in yaml.safe_load(configmap["data"]["config.yaml"])

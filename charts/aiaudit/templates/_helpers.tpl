@@ -90,7 +90,9 @@ a Secret as AIAUDIT_DATABASE_URL.
 */}}
 {{- define "aiaudit.configYaml" -}}
 {{- $owned := dict "address" (printf "[::]:%d" (int .Values.aiaudit.grpcPort)) "health_address" (printf "[::]:%d" (int .Values.aiaudit.healthPort)) "data_dir" (include "aiaudit.dataDir" .) }}
+{{- if .Values.aiaudit.apiKeys.existingSecret }}
 {{- $_ := set $owned "api_keys_file" (printf "%s/api-keys.yaml" (include "aiaudit.authDir" .)) }}
+{{- end }}
 {{- $tls := .Values.aiaudit.tls }}
 {{- if $tls.enabled }}
 {{- $_ := set $owned "tls_cert_file" (printf "%s/tls.crt" (include "aiaudit.tlsDir" .)) }}
@@ -119,6 +121,9 @@ a Secret as AIAUDIT_DATABASE_URL.
 {{- end }}
 {{- if and (not $a.tls.enabled) (not $a.config.allow_insecure) }}
 {{- fail "aiaudit.tls.enabled=false serves plaintext on the pod network: set aiaudit.config.allow_insecure=true to accept that (dev only)" }}
+{{- end }}
+{{- if not (or $a.apiKeys.existingSecret $a.config.oidc_issuer $a.config.allow_insecure) }}
+{{- fail "aiaudit.apiKeys.existingSecret is required unless aiaudit.config.oidc_issuer authenticates callers (or aiaudit.config.allow_insecure=true, dev only)" }}
 {{- end }}
 {{- if and $a.tls.enabled (not $a.tls.existingSecret) }}
 {{- fail "aiaudit.tls.existingSecret is required when aiaudit.tls.enabled=true" }}
@@ -333,9 +338,11 @@ spec:
               mountPath: {{ include "aiaudit.tlsDir" $ }}
               readOnly: true
             {{- end }}
+            {{- if $a.apiKeys.existingSecret }}
             - name: api-keys
               mountPath: {{ include "aiaudit.authDir" $ }}
               readOnly: true
+            {{- end }}
             # The root filesystem is read-only: these are the only writable paths.
             - name: data
               mountPath: {{ include "aiaudit.dataDir" $ }}
@@ -365,6 +372,7 @@ spec:
                 path: ca.crt
               {{- end }}
         {{- end }}
+        {{- if $a.apiKeys.existingSecret }}
         # SHA-256 digests of API keys with their tenants and roles (no key itself).
         - name: api-keys
           secret:
@@ -373,6 +381,7 @@ spec:
             items:
               - key: {{ $a.apiKeys.key }}
                 path: api-keys.yaml
+        {{- end }}
         - name: data
           emptyDir:
             sizeLimit: {{ $a.dataSizeLimit }}
