@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import os
+import socket
+import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,3 +185,118 @@ def test_client_commands_speak_mtls(
     wait_until(lambda: main([*search, "--filter", 'actor.user_id = "mallory"']) == 0)
     assert "mallory" in capsys.readouterr().out
     assert main(["search", "--address", mtls_suite.address, "--tenant", "demo"]) != 0  # no TLS
+
+
+def _presented(address: str, pki: Pki) -> int:
+    """Serial number of the certificate the server presents in a fresh TLS handshake."""
+    host, port = address.rsplit(":", 1)
+    context = ssl.create_default_context(cafile=str(pki.ca))
+    context.load_cert_chain(*pki.gateway)
+    context.set_alpn_protocols(["h2"])
+    with (
+        socket.create_connection((host, int(port)), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=host) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der).serial_number
+
+
+def _install(source: Path, target: Path) -> None:
+    """Replaces a file at once, as a Kubernetes Secret volume does."""
+    staged = target.with_suffix(".staged")
+    staged.write_bytes(source.read_bytes())
+    os.replace(staged, target)
+
+
+def test_a_renewed_certificate_is_served_without_a_restart(
+    mtls_suite: Served, pki: Pki, tenant: str, tmp_path: Path
+) -> None:
+    """cert-manager renews the certificate in place before it expires; the running server
+    presents the new one from the next handshake, and never a certificate without its key."""
+    ca_cert = x509.load_pem_x509_certificate(pki.ca.read_bytes())
+    ca_key = serialization.load_pem_private_key((tmp_path / "ca.key").read_bytes(), None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    usage = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+    first = x509.load_pem_x509_certificate(pki.server[0].read_bytes()).serial_number
+    assert _presented(mtls_suite.address, pki) == first
+
+    def append_over_a_new_channel(event_id: str) -> None:
+        key = mtls_suite.keys["gateway"]
+        with client.channel(mtls_suite.address, key, pki.ca, identity=pki.gateway) as ch:
+            stub = pb_grpc.IngestServiceStub(ch)
+            stub.Append(pb.AppendRequest(events=[interaction(tenant, event_id)]), timeout=10)
+
+    renewed_dir = tmp_path / "renewed"
+    renewed_dir.mkdir()
+    renewed, _ = _issue(renewed_dir, "server", usage, (ca_cert, ca_key))
+    _install(renewed_dir / "server.key", pki.server[1])
+    _install(renewed_dir / "server.pem", pki.server[0])
+    assert _presented(mtls_suite.address, pki) == renewed.serial_number
+    append_over_a_new_channel("after-renewal")
+
+    # Written one file at a time: between the two writes the certificate has no key.
+    third_dir = tmp_path / "third"
+    third_dir.mkdir()
+    third, _ = _issue(third_dir, "server", usage, (ca_cert, ca_key))
+    _install(third_dir / "server.pem", pki.server[0])
+    assert _presented(mtls_suite.address, pki) == renewed.serial_number
+    append_over_a_new_channel("between-writes")
+    _install(third_dir / "server.key", pki.server[1])
+    assert _presented(mtls_suite.address, pki) == third.serial_number
+    append_over_a_new_channel("after-both")
+
+
+def test_a_client_ca_added_to_the_bundle_is_trusted_without_a_restart(
+    mtls_suite: Served, pki: Pki, tenant: str, tmp_path: Path
+) -> None:
+    """CA rotation: the new CA joins the bundle, and its clients get in at once."""
+    other = tmp_path / "other"
+    other.mkdir()
+    new_ca = _issue(other, "next-ca", [], None)
+    _issue(other, "gateway", [ExtendedKeyUsageOID.CLIENT_AUTH], new_ca)
+    identity = (other / "gateway.pem", other / "gateway.key")
+    key = mtls_suite.keys["gateway"]
+    request = pb.AppendRequest(events=[interaction(tenant)])
+    with client.channel(mtls_suite.address, key, pki.ca, identity=identity) as ch:
+        with pytest.raises(grpc.RpcError) as err:
+            pb_grpc.IngestServiceStub(ch).Append(request, timeout=10)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(pki.ca.read_bytes() + (other / "next-ca.pem").read_bytes())
+    _install(bundle, pki.ca)
+    with client.channel(mtls_suite.address, key, pki.ca, identity=identity) as ch:
+        (receipt,) = pb_grpc.IngestServiceStub(ch).Append(request, timeout=10).receipts
+    assert receipt.sequence == 0
+
+
+def test_a_certificate_without_its_key_stops_the_server_at_start(pki: Pki) -> None:
+    from aiaudit.common.tls import ServerCertificates, TlsFilesError
+
+    with pytest.raises(TlsFilesError, match="not a pair"):
+        ServerCertificates(pki.server[0], pki.gateway[1], pki.ca)
+
+
+def test_search_follows_a_ca_rotation_to_the_integrity_service(
+    mtls_suite: Served, pki: Pki, tenant: str, tmp_path: Path
+) -> None:
+    """The whole PKI replaced in place (a new CA, the server's certificate from it): search's
+    own client to the integrity service presents the new certificate and trusts the new CA."""
+    rotated = tmp_path / "rotated"
+    rotated.mkdir()
+    new_ca = _issue(rotated, "next-ca", [], None)
+    usage = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+    _issue(rotated, "server", usage, new_ca)
+    _issue(rotated, "gateway", [ExtendedKeyUsageOID.CLIENT_AUTH], new_ca)
+    _install(rotated / "server.key", pki.server[1])
+    _install(rotated / "server.pem", pki.server[0])
+    _install(rotated / "next-ca.pem", pki.ca)
+    identity = (rotated / "gateway.pem", rotated / "gateway.key")
+    with client.channel(
+        mtls_suite.address, mtls_suite.keys["admin"], pki.ca, identity=identity
+    ) as ch:
+        pb_grpc.IngestServiceStub(ch).Append(pb.AppendRequest(events=[interaction(tenant, "v")]))
+        search = spb_grpc.SearchServiceStub(ch)
+        request = spb.GetEventRequest(tenant_id=tenant, event_id="v")
+        verified = ipb.VERIFY_STATUS_VERIFIED
+        wait_until(lambda: search.GetEvent(request).integrity_status == verified)

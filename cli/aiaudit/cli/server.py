@@ -20,6 +20,7 @@ from aiaudit.common.component import Component, Context
 from aiaudit.common.config import ConfigError, Settings, require_authentication, require_tls
 from aiaudit.common.store import SqlEventStore, open_store
 from aiaudit.common.telemetry import Telemetry, configure
+from aiaudit.common.tls import ServerCertificates, TlsFilesError
 
 log = logging.getLogger(__name__)
 
@@ -69,15 +70,15 @@ class _Health(health.HealthServicer):
         super().set(service, status)
 
 
-def _credentials(s: Settings) -> grpc.ServerCredentials | None:
+def _certificates(s: Settings) -> ServerCertificates | None:
     if s.tls_cert_file is None or s.tls_key_file is None:
         return None
-    ca = s.tls_client_ca_file.read_bytes() if s.tls_client_ca_file else None
-    return grpc.ssl_server_credentials(
-        [(s.tls_key_file.read_bytes(), s.tls_cert_file.read_bytes())],
-        root_certificates=ca,
-        require_client_auth=ca is not None,
-    )
+    try:
+        return ServerCertificates(s.tls_cert_file, s.tls_key_file, s.tls_client_ca_file)
+    except TlsFilesError as exc:
+        raise ConfigError(
+            f"settings 'tls_cert_file'/'tls_key_file'/'tls_client_ca_file': {exc}"
+        ) from None
 
 
 def start(settings: Settings) -> Suite:
@@ -107,11 +108,11 @@ def start(settings: Settings) -> Suite:
     )
     health_servicer = _Health()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    credentials = _credentials(settings)
-    if credentials is None:
+    certificates = _certificates(settings)
+    if certificates is None:
         port = server.add_insecure_port(settings.address)
     else:
-        port = server.add_secure_port(settings.address, credentials)
+        port = server.add_secure_port(settings.address, certificates.credentials())
     if port == 0:
         raise OSError(f"cannot bind {settings.address}")
     # Bound before components start, so they can call services of this suite

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import collections
+import logging
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import grpc
+
+from aiaudit.common import tls
+
+log = logging.getLogger(__name__)
 
 
 class _ClientCallDetails(
@@ -93,3 +99,66 @@ def for_command(
         raise ValueError("--client-cert and --client-key go together")
     identity = (client_cert, client_key) if client_cert and client_key else None
     return channel(address, api_key, ca_file, identity=identity)
+
+
+class RenewingChannel:
+    """A channel to another service that follows its TLS files, as servers do (:mod:`.tls`).
+
+    The certificate a service presents as a client and the CA it checks the
+    other side against are renewed in place like its server certificate; a
+    channel built once kept presenting the old one, and after it expired no
+    new connection succeeded. Each call asks :meth:`current` (one ``stat`` per
+    file): new files make a new channel, once the certificate and key are a
+    pair. The previous channel is closed only at the next renewal (days
+    later), so calls in flight on it finish.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        api_key: str | None,
+        ca_file: Path | None,
+        identity: tuple[Path, Path] | None = None,
+    ) -> None:
+        """Builds the first channel (gRPC connects on the first call)."""
+        self._address, self._api_key = address, api_key
+        self._ca_file, self._identity = ca_file, identity
+        self._files = [p for p in (ca_file, *(identity or ())) if p is not None]
+        self._stamp = tls.stamp(self._files)
+        self._channel = channel(address, api_key, ca_file, identity=identity)
+        self._retired: grpc.Channel | None = None
+        self._lock = threading.Lock()
+
+    def current(self) -> grpc.Channel:
+        """The channel to call on: a new one when the TLS files changed and can be used."""
+        if not self._files:
+            return self._channel
+        try:
+            now = tls.stamp(self._files)
+        except OSError:  # mid-swap: keep the channel that works
+            return self._channel
+        if now == self._stamp:
+            return self._channel
+        with self._lock:
+            if now != self._stamp:
+                try:
+                    if self._identity is not None:
+                        cert, key = (p.read_bytes() for p in self._identity)
+                        tls.matching_pair(cert, key, self._identity[0])
+                    fresh = channel(
+                        self._address, self._api_key, self._ca_file, identity=self._identity
+                    )
+                except (OSError, tls.TlsFilesError) as exc:
+                    log.warning("client TLS files changed but cannot be used yet: %s", exc)
+                    return self._channel
+                if self._retired is not None:
+                    self._retired.close()
+                self._retired, self._channel, self._stamp = self._channel, fresh, now
+                log.info("client TLS files reloaded for %s", self._address)
+        return self._channel
+
+    def close(self) -> None:
+        """Closes the channel (and the one before it)."""
+        for ch in (self._channel, self._retired):
+            if ch is not None:
+                ch.close()

@@ -43,9 +43,19 @@ class IntegrityClient:
         where the integrity service asks for one (mTLS).
         """
         self.address = address
-        self._channel = client.channel(address, None, ca_file, identity=identity)
-        self._stub = ipb_grpc.IntegrityServiceStub(self._channel)  # type: ignore[no-untyped-call]
+        self._channel = client.RenewingChannel(address, None, ca_file, identity)
+        self._stubs: tuple[grpc.Channel, ipb_grpc.IntegrityServiceStub] | None = None
         self._timeout = timeout
+
+    @property
+    def _stub(self) -> ipb_grpc.IntegrityServiceStub:
+        """The stub of the current channel (a new one after the TLS files were renewed)."""
+        ch, known = self._channel.current(), self._stubs
+        if known is not None and known[0] is ch:
+            return known[1]
+        stub = ipb_grpc.IntegrityServiceStub(ch)  # type: ignore[no-untyped-call]
+        self._stubs = (ch, stub)
+        return stub
 
     def close(self) -> None:
         """Closes the channel."""

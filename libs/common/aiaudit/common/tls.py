@@ -1,0 +1,109 @@
+"""Server TLS credentials that follow their files, so a renewed certificate needs no restart.
+
+cert-manager renews a certificate well before it expires and rewrites the
+Secret; Kubernetes then swaps the mounted files in place. Credentials read
+once at start-up kept serving the old certificate until it expired, and from
+then on every handshake failed. gRPC calls the fetcher before each handshake:
+it compares the files' stamps (one ``stat`` each) and reads them again only
+when one changed. A certificate and key that do not belong together (files
+replaced one at a time, seen between the two writes) are not taken: the
+previous pair keeps serving and the files are read again at the next
+handshake.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+
+import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+log = logging.getLogger(__name__)
+
+Stamp = tuple[tuple[int, int, int], ...]
+
+
+class TlsFilesError(ValueError):
+    """The certificate files cannot be served (unreadable, unparsable or not a pair)."""
+
+
+def stamp(paths: list[Path]) -> Stamp:
+    """What tells a changed file: raises OSError when one is missing."""
+    out = []
+    for path in paths:
+        st = os.stat(path)  # follows the symlinks a Secret volume swaps
+        out.append((st.st_mtime_ns, st.st_size, st.st_ino))
+    return tuple(out)
+
+
+def matching_pair(cert_pem: bytes, key_pem: bytes, where: Path) -> None:
+    """Raises TlsFilesError unless the key is the private half of the first certificate."""
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem)
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except ValueError as exc:
+        raise TlsFilesError(f"{where}: {exc}") from None
+    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    if cert.public_key().public_bytes(*spki) != key.public_key().public_bytes(*spki):
+        raise TlsFilesError(f"{where}: the certificate and the key are not a pair")
+
+
+class ServerCertificates:
+    """The certificate, key and (for mTLS) client CA files of a server, read when they change."""
+
+    def __init__(self, cert_file: Path, key_file: Path, client_ca_file: Path | None) -> None:
+        """Reads the files once; raises TlsFilesError if they cannot be served."""
+        self._cert_file, self._key_file, self._ca_file = cert_file, key_file, client_ca_file
+        self._paths = [p for p in (cert_file, key_file, client_ca_file) if p is not None]
+        self._lock = threading.Lock()
+        try:
+            self._stamp = stamp(self._paths)
+        except OSError as exc:
+            raise TlsFilesError(f"cannot read the TLS files: {exc}") from None
+        self._current = self._read()
+        self.reloads = 0
+        """Times new files were taken (for tests and logs)."""
+
+    def _read(self) -> grpc.ServerCertificateConfiguration:
+        try:
+            cert, key = self._cert_file.read_bytes(), self._key_file.read_bytes()
+            ca = self._ca_file.read_bytes() if self._ca_file is not None else None
+        except OSError as exc:
+            raise TlsFilesError(f"cannot read the TLS files: {exc}") from None
+        matching_pair(cert, key, self._cert_file)
+        return grpc.ssl_server_certificate_configuration([(key, cert)], root_certificates=ca)
+
+    def credentials(self) -> grpc.ServerCredentials:
+        """Credentials that ask :meth:`fetch` before each handshake."""
+        return grpc.dynamic_ssl_server_credentials(
+            self._current,
+            self.fetch,  # type: ignore[arg-type]  # None means "no change" (gRPC's docs; stubs lag)
+            require_client_authentication=self._ca_file is not None,
+        )
+
+    def fetch(self) -> grpc.ServerCertificateConfiguration | None:
+        """New configuration when the files changed and are a valid pair; None: keep serving."""
+        with self._lock:
+            try:
+                now = stamp(self._paths)
+            except OSError as exc:  # mid-swap: the old files are still being served
+                log.warning("TLS files not readable, serving the previous ones: %s", exc)
+                return None
+            if now == self._stamp:
+                return None
+            try:
+                fresh = self._read()
+            except TlsFilesError as exc:
+                log.warning(
+                    "TLS files changed but cannot be served yet (%s); keeping the previous ones",
+                    exc,
+                )
+                return None
+            self._stamp, self._current = now, fresh
+            self.reloads += 1
+            log.info("TLS certificate files reloaded from %s", self._cert_file)
+            return fresh
