@@ -271,3 +271,83 @@ def test_reading_a_fresh_log_finds_each_row_once(postgres: Postgres, tenant: str
     trees = [(json.loads(p) if isinstance(p, str) else p)[0]["Plan"] for p in plans]
     # The log's entries, then the canonical forms, then salt with content: one row each.
     assert [visited(tree) for tree in trees] == [0, 150, 150]
+
+
+def _partition_of(dsn: str, tenant: str) -> tuple[str, str]:
+    """The partitions holding the tenant's only event and its content."""
+    with psycopg.connect(dsn) as conn:
+        (events,) = conn.execute(
+            "SELECT tableoid::regclass::text FROM events WHERE log_id = %s", (tenant,)
+        ).fetchone() or ("",)
+        (content,) = conn.execute(
+            "SELECT tableoid::regclass::text FROM event_content WHERE log_id = %s", (tenant,)
+        ).fetchone() or ("",)
+    return events, content
+
+
+def test_db_migrate_moves_rows_waiting_in_default_into_their_month(
+    own_postgres: Postgres, tenant: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A year without `db migrate` sends events to DEFAULT; the next run gives their month a
+    partition and moves them there (PostgreSQL refuses that partition while DEFAULT holds
+    its rows, so the month would stay in DEFAULT for good)."""
+    from aiaudit.cli.main import main
+    from aiaudit.common.store import open_store
+    from aiaudit.common.store.prepare import prepare
+
+    later = dt.datetime.now(dt.UTC).replace(day=15) + dt.timedelta(days=31 * 15)
+    store = open_store(own_postgres.app_url)
+    try:
+        event = interaction(tenant, "far-ahead")
+        store.append_group([[prepare(event, later)]])
+        assert _partition_of(own_postgres.admin_dsn, tenant) == (
+            "events_default",
+            "event_content_default",
+        )
+        (first,) = store.read_log(tenant, 0, 10)
+        before = (first.canonical, first.content)
+
+        assert main(["db", "migrate", "--database-url", own_postgres.admin_url]) == 0
+        month = f"{later:%Y_%m}"
+        assert _partition_of(own_postgres.admin_dsn, tenant) == (
+            f"events_{month}",
+            f"event_content_{month}",
+        )
+        (stored,) = store.read_log(tenant, 0, 10)
+        assert (stored.canonical, stored.content) == before  # moved whole, content and all
+        assert main(["db", "migrate", "--database-url", own_postgres.admin_url]) == 0
+    finally:
+        store.close()
+
+
+def test_partition_bounds_are_utc_midnights_whatever_the_session_zone(
+    own_postgres: Postgres, tenant: str
+) -> None:
+    from aiaudit.common.store import open_store
+    from aiaudit.common.store.partitions import ensure_partitions
+    from aiaudit.common.store.prepare import prepare
+
+    month = (dt.datetime.now(dt.UTC).replace(day=1) + dt.timedelta(days=31 * 20)).replace(day=1)
+    engine = sa.create_engine(
+        own_postgres.admin_url, connect_args={"options": "-c timezone=America/New_York"}
+    )
+    try:
+        with engine.begin() as conn:
+            assert f"events_{month:%Y_%m}" in ensure_partitions(conn, month.date(), months_ahead=0)
+    finally:
+        engine.dispose()
+    store = open_store(own_postgres.app_url)
+    try:  # two hours into the month in UTC: still the previous evening in New York
+        store.append_group(
+            [
+                [
+                    prepare(
+                        interaction(tenant),
+                        month.replace(hour=2, minute=0, second=0, microsecond=0),
+                    )
+                ]
+            ]
+        )
+    finally:
+        store.close()
+    assert _partition_of(own_postgres.admin_dsn, tenant)[0] == f"events_{month:%Y_%m}"

@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
+from aiaudit.common.store.partitions import ensure_partitions
+
 _SCRIPTS = Path(__file__).with_name("migrations")
 
 
 def migrate(engine: sa.Engine) -> None:
-    """Upgrades the database to the newest schema; a no-op when it is current.
+    """Upgrades the database to the newest schema, and on PostgreSQL tops up its partitions.
 
     Each service that owns tables keeps its migrations on its own Alembic
     branch (``branch_labels``) rooted at ``0001``; all heads are applied.
+    The monthly partitions are not a revision: each run creates those of the
+    next twelve months (:mod:`.partitions`), or after a year every event
+    would land in DEFAULT.
     """
     cfg = Config()
     cfg.set_main_option("script_location", str(_SCRIPTS))
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "heads")
+        ensure_partitions(conn, dt.datetime.now(dt.UTC).date())
