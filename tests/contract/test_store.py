@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -351,3 +352,35 @@ def test_partition_bounds_are_utc_midnights_whatever_the_session_zone(
     finally:
         store.close()
     assert _partition_of(own_postgres.admin_dsn, tenant)[0] == f"events_{month:%Y_%m}"
+
+
+def test_a_consumer_moves_only_its_own_cursor(own_postgres: Postgres, tenant: str) -> None:
+    """The indexer's login (aiaudit_consumer) could set the notary's and alerting's cursors:
+    events would never be signed or checked by a rule. Row-level security keeps each
+    consumer's row to its own role; every cursor stays readable."""
+    host = own_postgres.admin_dsn.split("@", 1)[1]
+    dsns = {}
+    with psycopg.connect(own_postgres.admin_dsn, autocommit=True) as admin:
+        for role in ("aiaudit_notary", "aiaudit_alerting"):
+            user, password = f"u_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+            admin.execute(f"CREATE ROLE {user} LOGIN PASSWORD '{password}' IN ROLE {role}")
+            dsns[role] = f"postgresql://{user}:{password}@{host}"
+    dsns["aiaudit_consumer"] = own_postgres.consumer_url.replace("postgresql+psycopg", "postgresql")
+    insert = "INSERT INTO consumer_cursors (consumer, log_id, position) VALUES (%s, %s, %s)"
+
+    def run(role: str, sql: str, params: tuple[object, ...]) -> int:
+        with psycopg.connect(dsns[role]) as conn:
+            return conn.execute(sql, params).rowcount
+
+    for owned, role in (("integrity", "aiaudit_notary"), ("alerting-windows", "aiaudit_alerting")):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
+            run("aiaudit_consumer", insert, (owned, tenant, 5))
+        assert run(role, insert, (owned, tenant, 3)) == 1
+        move = "UPDATE consumer_cursors SET position = 0 WHERE consumer = %s AND log_id = %s"
+        assert run("aiaudit_consumer", move, (owned, tenant)) == 0  # not its row: untouched
+    assert run("aiaudit_consumer", insert, ("search-indexer", tenant, 7)) == 1
+    with psycopg.connect(dsns["aiaudit_consumer"]) as conn:
+        seen = conn.execute(
+            "SELECT consumer, position FROM consumer_cursors WHERE log_id = %s", (tenant,)
+        ).fetchall()
+    assert sorted(seen) == [("alerting-windows", 3), ("integrity", 3), ("search-indexer", 7)]
