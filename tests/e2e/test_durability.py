@@ -10,12 +10,13 @@ import threading
 from pathlib import Path
 
 import grpc
+import pytest
 
 from aiaudit.common import client
 from aiaudit.common.store import open_store
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
-from tests.conftest import subprocess_env, write_keys
+from tests.conftest import serve_suite, subprocess_env, write_keys
 from tests.helpers import free_port, interaction, serve_process
 
 
@@ -126,6 +127,25 @@ def test_ingest_workers_share_the_port_and_stop_together(tmp_path: Path, tenant:
     assert proc.wait(timeout=30) == 0
     assert subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True).returncode == 1
     assert not Path(f"/proc/{children[0]}").exists()
+
+
+def test_a_second_server_on_a_port_in_use_refuses_to_start(tmp_path: Path, tenant: str) -> None:
+    """gRPC sets SO_REUSEPORT by default: a second `serve` on the same port (another data
+    directory, say) started, and the kernel split new connections between two stores."""
+    (tmp_path / "first").mkdir()
+    (tmp_path / "second").mkdir()
+    first, keys = serve_suite(tmp_path / "first", services=("ingest",))
+    try:
+        with pytest.raises(OSError, match="cannot bind"):
+            serve_suite(tmp_path / "second", address=f"127.0.0.1:{first.port}")
+        for i in range(10):  # fresh connections: every one reaches the first server
+            with client.channel(f"127.0.0.1:{first.port}", keys["gateway"]) as ch:
+                pb_grpc.IngestServiceStub(ch).Append(
+                    pb.AppendRequest(events=[interaction(tenant, f"p{i}")])
+                )
+        assert first.store.log_sizes()[tenant] == 10
+    finally:
+        first.stop()
 
 
 def test_a_sigterm_handed_to_any_thread_stops_the_server(tmp_path: Path) -> None:

@@ -11,6 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import grpc
+from sqlalchemy import exc as sa_exc
+
 from aiaudit.common import client, config, logs
 from aiaudit.integrity import cli as integrity_cli
 from aiaudit.search import cli as search_cli
@@ -54,7 +57,7 @@ def _serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     logs.configure(settings.log_level)
     helpers = _start_workers(settings, sys.argv[1:]) if settings.workers > 1 else []
-    suite = start(settings)
+    suite = start(settings, shared_port=settings.workers > 1 or args.shared_port)
     _wait_for_stop_signal(f"{settings.address.rpartition(':')[0]}:{suite.port}")
     for proc in helpers:
         proc.terminate()
@@ -90,7 +93,7 @@ def _start_workers(settings: config.Settings, argv: list[str]) -> list[subproces
     procs = []
     for _ in range(settings.workers - 1):
         proc = subprocess.Popen(
-            [sys.executable, "-m", "aiaudit.cli.main", *argv, "--workers", "1"],
+            [sys.executable, "-m", "aiaudit.cli.main", *argv, "--workers", "1", "--shared-port"],
             stdout=subprocess.PIPE,
         )
         assert proc.stdout is not None
@@ -166,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--workers", type=int, help="processes serving the port (only with --services ingest)"
     )
+    # Set on the extra processes --workers starts: they share the first one's port.
+    serve.add_argument("--shared-port", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(func=_serve)
     demo = sub.add_parser("demo", help="send sample interactions and print their receipts")
     _common(demo)
@@ -221,6 +226,22 @@ def main(argv: list[str] | None = None) -> int:
     except config.ConfigError as exc:
         print(f"aiaudit: configuration error: {exc}", file=sys.stderr)
         return 2
+    # What the user's environment causes (a server down, a path that does not exist, a
+    # database out of reach): one line, not a traceback.
+    except grpc.RpcError as exc:
+        code = exc.code() if isinstance(exc, grpc.Call) else None
+        details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
+        print(
+            f"aiaudit: the server answered {getattr(code, 'name', code)}: {details}",
+            file=sys.stderr,
+        )
+        return 1
+    except OSError as exc:
+        print(f"aiaudit: {exc}", file=sys.stderr)
+        return 1
+    except sa_exc.OperationalError as exc:
+        print(f"aiaudit: cannot use the database: {exc.orig}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

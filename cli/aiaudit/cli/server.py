@@ -81,8 +81,14 @@ def _certificates(s: Settings) -> ServerCertificates | None:
         ) from None
 
 
-def start(settings: Settings) -> Suite:
-    """Opens the store (migrating the embedded one), starts the components, serves."""
+def start(settings: Settings, shared_port: bool = False) -> Suite:
+    """Opens the store (migrating the embedded one), starts the components, serves.
+
+    ``shared_port``: this process is one of ``workers`` on the same port
+    (SO_REUSEPORT). Otherwise the port is its own: gRPC sets SO_REUSEPORT by
+    default, and a second ``serve`` on a port in use started and took half of
+    the connections into another store.
+    """
     require_tls(settings)
     require_authentication(settings)
     chosen = settings.services or tuple(COMPONENTS)
@@ -99,6 +105,7 @@ def start(settings: Settings) -> Suite:
     options = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
+        ("grpc.so_reuseport", int(shared_port)),
     ]
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="rpc"),
@@ -109,12 +116,16 @@ def start(settings: Settings) -> Suite:
     health_servicer = _Health()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     certificates = _certificates(settings)
-    if certificates is None:
-        port = server.add_insecure_port(settings.address)
-    else:
-        port = server.add_secure_port(settings.address, certificates.credentials())
+    try:
+        if certificates is None:
+            port = server.add_insecure_port(settings.address)
+        else:
+            port = server.add_secure_port(settings.address, certificates.credentials())
+    except RuntimeError:  # what grpcio raises when the bind fails
+        port = 0
     if port == 0:
-        raise OSError(f"cannot bind {settings.address}")
+        store.close()
+        raise OSError(f"cannot bind {settings.address} (in use, or not an address of this host)")
     # Bound before components start, so they can call services of this suite
     # (search calls integrity) at the real address, also when port 0 was asked.
     host = settings.address.rpartition(":")[0]
@@ -152,7 +163,7 @@ def start(settings: Settings) -> Suite:
     gc.collect()
     gc.freeze()
     server.start()
-    health_server = _health_only(settings.health_address, health_servicer)
+    health_server = _health_only(settings.health_address, health_servicer, shared_port)
     log.info(
         "serving",
         extra={
@@ -165,13 +176,22 @@ def start(settings: Settings) -> Suite:
     return Suite(server, port, store, components, health_servicer, telemetry, health_server)
 
 
-def _health_only(address: str, servicer: health.HealthServicer) -> grpc.Server | None:
+def _health_only(
+    address: str, servicer: health.HealthServicer, shared_port: bool
+) -> grpc.Server | None:
     """A plaintext port with nothing but health checks, for probes that cannot speak TLS."""
     if not address:
         return None
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="health"))
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="health"),
+        options=[("grpc.so_reuseport", int(shared_port))],
+    )
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-    if server.add_insecure_port(address) == 0:
-        raise OSError(f"cannot bind health_address {address}")
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError:  # what grpcio raises when the bind fails
+        port = 0
+    if port == 0:
+        raise OSError(f"cannot bind health_address {address} (in use, or not an address here)")
     server.start()
     return server

@@ -1,0 +1,46 @@
+"""What the user's environment gets wrong reaches them as one line and an exit code.
+
+A server that is down, a port in use, a path that does not exist, a database
+out of reach: each used to end the command in a Python traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aiaudit.cli.main import main
+from tests.conftest import serve_suite
+from tests.helpers import free_port
+
+
+def _one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("aiaudit: ")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_a_server_that_is_down(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--address", f"127.0.0.1:{free_port()}"]) == 1
+    assert "UNAVAILABLE" in _one_line_error(capsys)
+
+
+def test_serve_on_a_port_in_use(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "first").mkdir()
+    first, _ = serve_suite(tmp_path / "first", services=("ingest",))
+    try:
+        argv = ["serve", "--address", f"127.0.0.1:{first.port}", "--data-dir", str(tmp_path)]
+        assert main(argv) == 1
+    finally:
+        first.stop()
+    assert "cannot bind" in _one_line_error(capsys)
+
+
+def test_a_database_out_of_reach(capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"postgresql+psycopg://nobody:secret-pw@127.0.0.1:{free_port()}/aiaudit"
+    assert main(["db", "migrate", "--database-url", url]) == 1
+    line = _one_line_error(capsys)
+    assert "cannot use the database" in line and "secret-pw" not in line
