@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
+import re
+import secrets
 import threading
 from pathlib import Path
 from typing import Any
@@ -112,6 +115,26 @@ def test_an_erasure_needs_a_reason_a_requester_and_events(
     assert all(s.content is not None for s in store.read_log(tenant, 0, 10))
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"subject_id": "al\x00ice"}, "subject_id must not contain U+0000"),
+        ({"event_ids": ["b-0"], "requested_by": "x" * 300}, "requested_by is 300 characters"),
+        ({"event_ids": ["b-0"], "requested_by": "d\x00o"}, "requested_by must not contain U+0000"),
+    ],
+    ids=["subject-nul", "requester-too-long", "requester-nul"],
+)
+def test_values_the_store_cannot_hold_are_refused_up_front(
+    store: SqlEventStore, tenant: str, kwargs: dict[str, Any], message: str
+) -> None:
+    """PostgreSQL refused them mid-transaction (a retry cannot help), SQLite stored them."""
+    load(store, tenant)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        erase(store, tenant, "r", **{"requested_by": "dpo", **kwargs})
+    assert len(store.read_log(tenant, 0, 10)) == 4  # no record
+    assert all(s.content is not None for s in store.read_log(tenant, 0, 10))
+
+
 def test_only_the_privacy_role_may_delete_content(postgres: Postgres, tenant: str) -> None:
     writer = open_store(postgres.app_url)
     try:
@@ -146,8 +169,43 @@ def test_the_command_line_erases_and_prints_what_it_did(
     assert main([*argv[:-4], "--reason", "", "--data-dir", str(tmp_path)]) == 2
 
 
-def serve(tmp_path: Path, store_url: str, privacy: str | None) -> tuple[Suite, dict[str, str]]:
+def test_the_command_line_refuses_a_requester_the_store_cannot_hold(
+    store_url: str,
+    privacy_url: str,
+    tenant: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """On PostgreSQL the command ended in a traceback ("value too long"), SQLite stored it."""
+    store = open_store(store_url)
+    try:
+        load(store, tenant)
+    finally:
+        store.close()
+    argv = ["erase", "--database-url", privacy_url, "--tenant", tenant, "--event-id", "b-0"]
+    argv += ["--reason", "r", "--requested-by", "x" * 300, "--data-dir", str(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == "aiaudit erase: requested_by is 300 characters; the limit is 256\n"
+
+
+def serve(
+    tmp_path: Path, store_url: str, privacy: str | None, principals: dict[str, str] | None = None
+) -> tuple[Suite, dict[str, str]]:
+    """The suite with a key per role, and a compliance officer's key per extra principal."""
     keys = write_keys(tmp_path / "keys.yaml")
+    listed = yaml.safe_load((tmp_path / "keys.yaml").read_text())["keys"]
+    for principal, key in (principals or {}).items():
+        listed.append(
+            {
+                "id": f"key-{len(listed)}",
+                "sha256": hashlib.sha256(key.encode()).hexdigest(),
+                "principal": principal,
+                "tenants": ["*"],
+                "roles": ["compliance_officer"],
+            }
+        )
+    (tmp_path / "keys.yaml").write_text(yaml.safe_dump({"keys": listed}))
     settings: dict[str, object] = {
         "address": "127.0.0.1:0",
         "data_dir": str(tmp_path),
@@ -210,6 +268,65 @@ def test_erase_events_over_grpc(
         assert record is not None
         assert record.to_event().privacy_action.requested_by == "test-compliance_officer"
         assert [s.content is None for s in store.read_log(tenant, 0, 4)] == [True] * 3 + [False]
+    finally:
+        suite.stop()
+
+
+def test_erase_events_refuses_values_the_store_cannot_hold(
+    store: SqlEventStore, store_url: str, privacy_url: str, tenant: str, tmp_path: Path
+) -> None:
+    """On PostgreSQL a NUL in subject_id was UNAVAILABLE ("retry", which never helps) and a
+    principal longer than actor.user_id's column UNKNOWN; SQLite erased with them."""
+    load(store, tenant)
+    long_key = secrets.token_urlsafe(24)
+    privacy = privacy_url if privacy_url != store_url else None
+    suite, keys = serve(tmp_path, store_url, privacy, {"o" * 300: long_key})
+    try:
+        nul = refusal(
+            lambda: stub(suite, keys["compliance_officer"]).EraseEvents(
+                pb.EraseEventsRequest(tenant_id=tenant, subject_id="al\x00ice", reason="r")
+            )
+        )
+        assert nul.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert field_violations(nul) == {"subject_id": "must not contain U+0000 (NUL)"}
+        long = refusal(
+            lambda: stub(suite, long_key).EraseEvents(
+                pb.EraseEventsRequest(tenant_id=tenant, event_ids=["b-0"], reason="r")
+            )
+        )
+        assert long.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert field_violations(long) == {"requested_by": "is 300 characters; the limit is 256"}
+        assert len(store.read_log(tenant, 0, 10)) == 4  # no record
+        assert all(s.content is not None for s in store.read_log(tenant, 0, 10))
+    finally:
+        suite.stop()
+
+
+def test_erase_events_a_value_the_database_refuses_is_invalid_argument(
+    own_postgres: Postgres, tenant: str, tmp_path: Path
+) -> None:
+    """Should a value pass the checks and PostgreSQL refuse it all the same (here a column
+    narrowed since), the caller hears it is the request, not to retry: it was UNAVAILABLE."""
+    writer = open_store(own_postgres.app_url)
+    try:
+        load(writer, tenant)
+    finally:
+        writer.close()
+    with psycopg.connect(own_postgres.admin_dsn, autocommit=True) as admin:
+        admin.execute("ALTER TABLE events ALTER COLUMN user_id TYPE varchar(20)")
+    key = secrets.token_urlsafe(24)
+    suite, _ = serve(tmp_path, own_postgres.app_url, own_postgres.privacy_url, {"o" * 30: key})
+    try:
+        err = refusal(
+            lambda: stub(suite, key).EraseEvents(
+                pb.EraseEventsRequest(tenant_id=tenant, event_ids=["b-0"], reason="r")
+            )
+        )
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "value too long" in (err.details() or "")
+        assert "nothing was erased" in (err.details() or "")
+        stored = suite.store.get_event(tenant, "b-0")
+        assert stored is not None and stored.content is not None
     finally:
         suite.stop()
 

@@ -6,6 +6,7 @@ import datetime as dt
 import threading
 import uuid
 from pathlib import Path
+from typing import Any
 
 import grpc
 import psycopg
@@ -14,6 +15,8 @@ from google.rpc import error_details_pb2
 
 from aiaudit.common import client
 from aiaudit.common.store import open_store
+from aiaudit.common.store.prepare import prepare_batch
+from aiaudit.common.store.sql import NewEvent
 from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
@@ -202,6 +205,86 @@ def _varint(n: int) -> bytes:
             return bytes(out)
 
 
+def _group(number: int, body: bytes = b"") -> bytes:
+    """Field ``number`` as a group (wire types 3 and 4): ``body`` between its start and end tags."""
+    return _varint(number << 3 | 3) + body + _varint(number << 3 | 4)
+
+
+def _frame(event: bytes) -> bytes:
+    """``event`` as field 1 (events) of an AppendRequest."""
+    return b"\x0a" + _varint(len(event)) + event
+
+
+def _append_refused(server: Running, raw: bytes) -> grpc.RpcError:
+    """The error of an Append whose request is ``raw``."""
+    call = server.channel.unary_unary(
+        "/aiaudit.ingest.v1.IngestService/Append",
+        request_serializer=None,
+        response_deserializer=None,
+    )
+    with pytest.raises(grpc.RpcError) as err:
+        call(raw)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    return err.value
+
+
+NOT_AN_EVENT = b"\x0a\x02\xff\xff"  # field 1 (events in an AppendRequest), not a valid Event
+
+
+@pytest.mark.parametrize(
+    ("in_event", "group", "field"),
+    [
+        (False, _group(99, NOT_AN_EVENT), "events"),
+        (False, _group(99, _group(98, NOT_AN_EVENT) + b"\x08\x01" + _group(98)), "events"),
+        (True, _group(99, NOT_AN_EVENT + _group(99)), "events[1]"),
+    ],
+    ids=["in-request", "nested-in-request", "in-event"],
+)
+def test_unknown_groups_are_refused_like_other_unknown_fields(
+    server: Running, tenant: str, in_event: bool, group: bytes, field: str
+) -> None:
+    """A group's contents were walked as fields of the request: a field-1 blob in it was
+    parsed as an event and the call failed UNKNOWN ("Exception calling application")."""
+    good = interaction(tenant).SerializeToString()
+    second = good.replace(b"e-", b"f-", 1) + (group if in_event else b"")
+    err = _append_refused(server, _frame(good) + _frame(second) + (b"" if in_event else group))
+    assert "unknown fields" in (err.details() or "")
+    assert list(field_violations(err)) == [field]
+    assert stored_count(server, tenant) == 0
+
+
+@pytest.mark.parametrize(
+    ("tail", "problem"),
+    [
+        (_varint(99 << 3 | 3) + b"\x08\x01", "group of field 99 has no end-group tag"),
+        (
+            _varint(99 << 3 | 3) + _varint(98 << 3 | 4),
+            "end-group tag of field 98 closes the group of field 99",
+        ),
+        (_varint(99 << 3 | 4), "end-group tag of field 99 without its start"),
+    ],
+    ids=["unterminated", "mismatched-end", "stray-end"],
+)
+def test_malformed_groups_are_named(
+    server: Running, tenant: str, tail: bytes, problem: str
+) -> None:
+    err = _append_refused(server, _frame(interaction(tenant).SerializeToString()) + tail)
+    assert field_violations(err) == {"events": problem}
+    assert stored_count(server, tenant) == 0
+
+
+def test_a_bad_event_after_a_group_is_named(server: Running, tenant: str) -> None:
+    """The walk naming a broken event stopped at any group ("unsupported wire type 3")."""
+    bad = (
+        interaction(tenant, text="PLACEHOLDER")
+        .SerializeToString()
+        .replace(b"PLACEHOLDER", b"\xff\xfeLACEHOLD\xc3")
+    )
+    good = interaction(tenant).SerializeToString()
+    err = _append_refused(server, _frame(good) + _group(99, NOT_AN_EVENT) + _frame(bad))
+    assert list(field_violations(err)) == ["events[1]"]
+
+
 def test_oversized_event_states_the_limit(server: Running, tenant: str) -> None:
     out = _bad(server, [interaction(tenant, text="x" * 300_000)])
     assert out["events[0]"].endswith("the limit is 262144")
@@ -243,6 +326,62 @@ def test_stream_answers_each_request_on_its_own(server: Running, tenant: str) ->
     assert [r.sequence for r in responses[2].receipts] == [1, 2]
     assert responses[3].receipts[0].duplicate and responses[3].receipts[0].sequence == 0
     assert responses[4].status.code == grpc.StatusCode.ALREADY_EXISTS.value[0]
+
+
+def test_stream_answers_requests_with_unknown_fields_by_their_id_and_goes_on(
+    server: Running, tenant: str
+) -> None:
+    """A group holding a field-2 blob (events, in a stream request) ended the stream with OK,
+    requests 3 and 4 unanswered and 4 not committed; request 2 was answered as request 0."""
+
+    def request(i: int) -> bytes:
+        events = [interaction(tenant, f"s{i}")]
+        return pb.AppendStreamRequest(request_id=i, events=events).SerializeToString()
+
+    not_an_event = b"\x12\x02\xff\xff"  # field 2: events in an AppendStreamRequest
+    call = server.channel.stream_stream(
+        "/aiaudit.ingest.v1.IngestService/AppendStream",
+        request_serializer=None,
+        response_deserializer=pb.AppendStreamResponse.FromString,
+    )
+    sent = [
+        request(1),
+        request(2) + b"\xf8\x3e\x01",  # field 999, a varint
+        request(3) + _group(99, not_an_event),
+        request(4),
+    ]
+    answers = list(call(iter(sent)))
+    invalid = grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert [(r.request_id, r.status.code) for r in answers] == [
+        (1, 0),
+        (2, invalid),
+        (3, invalid),
+        (4, 0),
+    ]
+    assert "unknown fields" in answers[2].status.message
+    assert [r.receipts[0].event_id for r in (answers[0], answers[3])] == ["s1", "s4"]
+    assert stored_count(server, tenant) == 2
+
+
+def test_a_stream_request_the_server_fails_on_is_answered_and_the_stream_goes_on(
+    server: Running, tenant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server fault in accepting a request ended the stream with OK, the rest unanswered."""
+
+    def failing(events: list[ev.Event], *args: Any) -> list[NewEvent]:
+        if events[0].event_id == "boom":
+            raise RuntimeError("a fault of the server")
+        return prepare_batch(events, *args)
+
+    monkeypatch.setattr("aiaudit.ingest.handlers.prepare_batch", failing)
+    requests = [
+        pb.AppendStreamRequest(request_id=i, events=[interaction(tenant, name)])
+        for i, name in ((1, "s1"), (2, "boom"), (3, "s3"))
+    ]
+    answers = list(stub(server).AppendStream(iter(requests)))
+    internal = grpc.StatusCode.INTERNAL.value[0]
+    assert [(r.request_id, r.status.code) for r in answers] == [(1, 0), (2, internal), (3, 0)]
+    assert stored_count(server, tenant) == 2
 
 
 def test_concurrent_clients_get_gap_free_unique_sequences(server: Running, tenant: str) -> None:

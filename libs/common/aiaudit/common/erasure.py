@@ -19,8 +19,27 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aiaudit.common.store.prepare import prepare, set_timestamp
+from aiaudit.common.store.schema import events
 from aiaudit.common.store.sql import NewEvent, SqlEventStore
 from aiaudit.common.v1 import event_pb2
+
+USER_ID_CHARS = int(events.c.user_id.type.length)  # type: ignore[attr-defined]
+"""``varchar(n)`` of the column a subject is looked up in, and the record's requester kept in."""
+
+
+def problems(requested_by: str, subject_id: str) -> list[tuple[str, str]]:
+    """(field, problem) for values the store cannot hold, checked up front.
+
+    Both go in ``actor.user_id``'s column (or are compared with it): on PostgreSQL a
+    longer value or U+0000 fails the transaction, which no retry mends; SQLite takes them.
+    """
+    out = []
+    for field, value in (("requested_by", requested_by), ("subject_id", subject_id)):
+        if len(value) > USER_ID_CHARS:
+            out.append((field, f"is {len(value)} characters; the limit is {USER_ID_CHARS}"))
+        elif "\x00" in value:
+            out.append((field, "must not contain U+0000 (NUL)"))
+    return out
 
 
 @dataclass(frozen=True)
@@ -70,10 +89,13 @@ def erase(
 ) -> Erased:
     """Erases the content of ``event_ids`` and/or of every event of ``subject_id``.
 
-    Raises ValueError when nothing is named, or when no reason or requester is given.
+    Raises ValueError when nothing is named, when no reason or requester is given, or
+    for a value the store cannot hold (see :func:`problems`).
     """
     if not reason.strip() or not requested_by.strip():
         raise ValueError("an erasure needs a reason and who requested it")
+    if bad := problems(requested_by, subject_id):
+        raise ValueError("; ".join(f"{field} {problem}" for field, problem in bad))
     now = dt.datetime.now(dt.UTC)
 
     def record_of(named: list[str]) -> NewEvent:

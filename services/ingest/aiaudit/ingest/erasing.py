@@ -12,12 +12,12 @@ from __future__ import annotations
 import logging
 
 import grpc
+import psycopg
 import sqlalchemy as sa
 from google.rpc import code_pb2
 
-from aiaudit.common import status
+from aiaudit.common import erasure, status
 from aiaudit.common.auth import Authenticator
-from aiaudit.common.erasure import erase
 from aiaudit.common.store.sql import SqlEventStore
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.validation import EVENT_ID, TENANT_ID
@@ -41,7 +41,7 @@ class Eraser:
     ) -> pb.EraseEventsResponse:
         """Erases, or aborts with the status that says why nothing was erased."""
         caller = self._auth.authenticate(context)
-        problems = _problems(request)
+        problems = _problems(request) + erasure.problems(caller.principal, request.subject_id)
         if problems:
             status.abort(
                 context, status.bad_request("invalid request; nothing was erased", problems)
@@ -71,7 +71,7 @@ class Eraser:
             )
         assert self._store is not None
         try:
-            done = erase(
+            done = erasure.erase(
                 self._store,
                 tenant,
                 request.reason,
@@ -81,6 +81,16 @@ class Eraser:
             )
         except ValueError as exc:  # a subject without events, and no ids
             status.abort(context, status.error(code_pb2.NOT_FOUND, str(exc), "NOTHING_TO_ERASE"))
+        except (sa.exc.DataError, psycopg.DataError) as exc:  # a retry cannot help
+            status.abort(
+                context,
+                status.error(
+                    code_pb2.INVALID_ARGUMENT,
+                    f"the store refused a value of this erasure ({str(exc).splitlines()[0]}); "
+                    "nothing was erased",
+                    "STORE_REFUSED_VALUE",
+                ),
+            )
         except sa.exc.SQLAlchemyError as exc:
             log.warning("erasure not committed: %s", exc)
             status.abort(
@@ -113,6 +123,4 @@ def _problems(request: pb.EraseEventsRequest) -> list[tuple[str, str]]:
         for i, event_id in enumerate(request.event_ids[:MAX_EVENT_IDS])
         if not EVENT_ID.fullmatch(event_id)
     ]
-    if request.subject_id and len(request.subject_id) > 256:
-        out.append(("subject_id", "is longer than 256 characters"))
     return out

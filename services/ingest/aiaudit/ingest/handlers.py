@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import grpc
 from google.protobuf import timestamp_pb2
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 from google.rpc import code_pb2, status_pb2
 
 from aiaudit.common import status
@@ -25,12 +25,15 @@ from aiaudit.ingest.committer import GroupCommitter
 from aiaudit.ingest.erasing import Eraser
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.validation import Limits, validate_batch
-from aiaudit.ingest.wire import events_with_unknown_fields, locate_bad_event
+from aiaudit.ingest.wire import MalformedError, events_with_unknown_fields, locate_bad_event
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = "aiaudit.ingest.v1.IngestService"
 _OK = status_pb2.Status(code=code_pb2.OK)
+_INTERNAL = status.error(
+    code_pb2.INTERNAL, "the server failed on this request; nothing was written", "INTERNAL"
+)
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,12 @@ class _RefusedError(Exception):
     """A batch that gets no receipts, with the status saying why."""
 
     status: status_pb2.Status
+
+
+def _malformed(bad: MalformedError) -> _RefusedError:
+    return _RefusedError(
+        status.bad_request("malformed request; nothing was written", [(bad.field, bad.description)])
+    )
 
 
 def to_proto(r: Receipt) -> proof_pb2.Receipt:
@@ -171,35 +180,36 @@ class IngestHandlers:
         prefix: str,
     ) -> object:
         try:
-            request = message.FromString(raw)
+            return message.FromString(raw)
         except DecodeError:
-            bad = locate_bad_event(raw, field, prefix)
-            raise _RefusedError(
-                status.bad_request(
-                    "malformed request; nothing was written", [(bad.field, bad.description)]
-                )
-            ) from None
-        # Fields this server does not know (a newer client, or a wrongly typed
-        # field) would be dropped silently: an audit log refuses instead.
+            raise _malformed(locate_bad_event(raw, field, prefix)) from None
+
+    def _refuse_unknown_fields(self, request: Message, raw: bytes, field: int, prefix: str) -> None:
+        """Unknown fields (a newer client, a wrong type, a group) would be dropped: refused."""
         size = request.ByteSize()
         request.DiscardUnknownFields()
-        if request.ByteSize() != size:
-            raise _RefusedError(
-                status.bad_request(
-                    "unknown fields; nothing was written",
-                    [
-                        (f, "has fields unknown to this server (wrong type, or a newer client)")
-                        for f in events_with_unknown_fields(raw, field, prefix)
-                    ],
-                )
+        if request.ByteSize() == size:
+            return
+        try:
+            paths = events_with_unknown_fields(raw, field, prefix)
+        except MalformedError as bad:
+            raise _malformed(bad) from None
+        raise _RefusedError(
+            status.bad_request(
+                "unknown fields; nothing was written",
+                [
+                    (f, "has fields unknown to this server (wrong type, or a newer client)")
+                    for f in paths
+                ],
             )
-        return request
+        )
 
     def append(self, raw: bytes, context: grpc.ServicerContext) -> pb.AppendResponse:
         """Append: the whole batch or nothing."""
         try:
             request = self._parse(raw, pb.AppendRequest, 1, "events")
             assert isinstance(request, pb.AppendRequest)
+            self._refuse_unknown_fields(request, raw, 1, "events")
             events = list(request.events)
             sign = request.sign_receipts
             caller = self._auth.authenticate(context)
@@ -224,7 +234,7 @@ class IngestHandlers:
             try:
                 for raw in requests:
                     pending.put(self._accept(raw, caller))
-            except Exception as exc:  # the client went away: answer what was accepted
+            except grpc.RpcError as exc:  # the client went away: answer what was accepted
                 log.info("append stream reader ended: %s", exc)
             finally:
                 pending.put(None)
@@ -252,9 +262,13 @@ class IngestHandlers:
             request = self._parse(raw, pb.AppendStreamRequest, 2, "events")
             assert isinstance(request, pb.AppendStreamRequest)
             request_id, sign = request.request_id, request.sign_receipts
+            self._refuse_unknown_fields(request, raw, 2, "events")
             return request_id, sign, self._submit(list(request.events), "events", caller, sign)
         except _RefusedError as refused:
             return request_id, sign, refused
+        except Exception:  # a fault of this server: the stream goes on, the request is answered
+            log.exception("append stream request %d not accepted", request_id)
+            return request_id, sign, _RefusedError(_INTERNAL)
 
 
 def add_to_server(server: grpc.Server, handlers: IngestHandlers, eraser: Eraser) -> None:

@@ -39,32 +39,78 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
+def _skip(buf: bytes, pos: int, tag: int) -> int:
+    """Position after the value of the field whose ``tag`` ends at ``pos``."""
+    wire_type = tag & 7
+    if wire_type == 0:
+        return _varint(buf, pos)[1]
+    if wire_type == 2:
+        length, pos = _varint(buf, pos)
+        end = pos + length
+    elif wire_type in _WIRE_SIZES:
+        end = pos + _WIRE_SIZES[wire_type]
+    elif wire_type == 3:
+        return _skip_group(buf, pos, tag >> 3)
+    elif wire_type == 4:
+        raise MalformedError("", f"end-group tag of field {tag >> 3} without its start")
+    else:
+        raise MalformedError("", f"unsupported wire type {wire_type}")
+    if end > len(buf):
+        raise MalformedError("", "truncated field")
+    return end
+
+
+def _skip_group(buf: bytes, pos: int, number: int) -> int:
+    """Position after the group of field ``number`` begun before ``pos``, nested groups too.
+
+    A group's fields are not length-prefixed: only its end-group tag says where it ends.
+    """
+    open_groups = [number]
+    while open_groups:
+        if pos >= len(buf):
+            raise MalformedError("", f"group of field {open_groups[-1]} has no end-group tag")
+        tag, pos = _varint(buf, pos)
+        if tag & 7 == 3:
+            open_groups.append(tag >> 3)
+        elif tag & 7 == 4:
+            if tag >> 3 != (started := open_groups.pop()):
+                raise MalformedError(
+                    "", f"end-group tag of field {tag >> 3} closes the group of field {started}"
+                )
+        else:
+            pos = _skip(buf, pos, tag)
+    return pos
+
+
 def _chunks(raw: bytes, events_field: int) -> Iterator[bytes]:
     """The serialized events of a well-formed request, in order."""
     pos = 0
     while pos < len(raw):
         tag, pos = _varint(raw, pos)
-        wire_type = tag & 7
-        if wire_type == 0:
-            _, pos = _varint(raw, pos)
-        elif wire_type == 2:
+        if tag & 7 == 2 and tag >> 3 == events_field:
             length, pos = _varint(raw, pos)
-            if tag >> 3 == events_field:
-                yield raw[pos : pos + length]
+            yield raw[pos : pos + length]
             pos += length
         else:
-            pos += _WIRE_SIZES.get(wire_type, 0)
+            pos = _skip(raw, pos, tag)
 
 
 def events_with_unknown_fields(raw: bytes, events_field: int, prefix: str) -> list[str]:
-    """Paths of the events that carry fields unknown to this server."""
+    """Paths of the events that carry fields unknown to this server (``raw`` parsed).
+
+    Raises the :func:`locate_bad_event` error should the walk find the wire corrupt after
+    all: an answer naming the problem, never an exception out of the handler.
+    """
     bad = []
-    for i, chunk in enumerate(_chunks(raw, events_field)):
-        event = event_pb2.Event.FromString(chunk)
-        size = event.ByteSize()
-        event.DiscardUnknownFields()
-        if event.ByteSize() != size:
-            bad.append(f"{prefix}[{i}]")
+    try:
+        for i, chunk in enumerate(_chunks(raw, events_field)):
+            event = event_pb2.Event.FromString(chunk)
+            size = event.ByteSize()
+            event.DiscardUnknownFields()
+            if event.ByteSize() != size:
+                bad.append(f"{prefix}[{i}]")
+    except (DecodeError, MalformedError):
+        raise locate_bad_event(raw, events_field, prefix) from None
     return bad or [prefix]
 
 
@@ -74,28 +120,22 @@ def locate_bad_event(raw: bytes, events_field: int, prefix: str) -> MalformedErr
     try:
         while pos < len(raw):
             tag, pos = _varint(raw, pos)
-            number, wire_type = tag >> 3, tag & 7
-            if wire_type == 0:
-                _, pos = _varint(raw, pos)
-            elif wire_type == 2:
-                length, pos = _varint(raw, pos)
-                chunk = raw[pos : pos + length]
-                if len(chunk) != length:
-                    return MalformedError(prefix, "truncated message")
-                pos += length
-                if number == events_field:
-                    try:
-                        event_pb2.Event.FromString(chunk)
-                    except DecodeError:
-                        return MalformedError(
-                            f"{prefix}[{index}]",
-                            "is not a valid Event (invalid UTF-8 in a string field, or malformed)",
-                        )
-                    index += 1
-            elif wire_type in _WIRE_SIZES:
-                pos += _WIRE_SIZES[wire_type]
-            else:
-                return MalformedError(prefix, f"unsupported wire type {wire_type}")
+            if tag & 7 != 2 or tag >> 3 != events_field:
+                pos = _skip(raw, pos, tag)
+                continue
+            length, pos = _varint(raw, pos)
+            chunk = raw[pos : pos + length]
+            if len(chunk) != length:
+                return MalformedError(prefix, "truncated message")
+            pos += length
+            try:
+                event_pb2.Event.FromString(chunk)
+            except DecodeError:
+                return MalformedError(
+                    f"{prefix}[{index}]",
+                    "is not a valid Event (invalid UTF-8 in a string field, or malformed)",
+                )
+            index += 1
     except MalformedError as exc:
         return MalformedError(prefix, exc.description)
     return MalformedError(prefix, "request is not valid protobuf")
