@@ -195,7 +195,8 @@ def test_offline_bundle_round_trip_and_tampering(
     lines = bundle.read_text().splitlines()
     assert len(lines) == 5
     check = ["verify", "--bundle", str(bundle), "--verifier-key", key]
-    assert main([*check, "--origin-prefix", ORIGIN_PREFIX]) == 0
+    check += ["--origin-prefix", ORIGIN_PREFIX]
+    assert main(check) == 0
 
     import base64
     import json

@@ -9,8 +9,9 @@ A bundle is a JSON Lines file (``.jsonl``), one object per event::
 
 ``tlog_proof`` is a c2sp.org/tlog-proof: the leaf index, the RFC 6962
 inclusion proof (base64 hashes, leaf first) and the signed checkpoint it
-leads to. ``salt`` and ``content`` are optional (absent once erased); when
-present, each content value must match its commitment in ``canonical``.
+leads to. ``salt`` and ``content`` are optional but go together (both absent
+once erased): each content value must match its commitment in ``canonical``,
+which only the salt can show. Each event appears once.
 
 To verify an event: leaf = SHA-256(0x00 || canonical); the checkpoint's
 signature must verify with the published verifier key and its origin must be
@@ -31,10 +32,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from aiaudit.common import canonical
 from aiaudit.common.store import SqlEventStore
@@ -114,19 +115,28 @@ def event_line(
     return json.dumps(line, separators=(",", ":"), sort_keys=True)
 
 
+def covering_checkpoint(store: SqlEventStore, log_id: str) -> storage.StoredCheckpoint:
+    """The log's latest checkpoint, which an export covers; ``BundleError`` if none yet.
+
+    Separate from :func:`export` so that a caller can refuse before it creates its output.
+    """
+    with store.engine.connect() as conn:
+        cp = storage.latest_checkpoint(conn, log_id)
+    if cp is None:
+        raise BundleError(f"log {log_id!r} has no checkpoint yet")
+    return cp
+
+
 def export(
     store: SqlEventStore,
-    log_id: str,
+    cp: storage.StoredCheckpoint,
     out: IO[str],
     start: int = 0,
     count: int | None = None,
     include_content: bool = True,
 ) -> int:
-    """Writes events ``start ..`` of a log covered by its latest checkpoint; returns how many."""
-    with store.engine.connect() as conn:
-        cp = storage.latest_checkpoint(conn, log_id)
-    if cp is None:
-        raise BundleError(f"log {log_id!r} has no checkpoint yet")
+    """Writes events ``start ..`` of ``cp``'s log that ``cp`` covers; returns how many."""
+    log_id = cp.log_id
     end = cp.tree_size if count is None else min(cp.tree_size, start + count)
     written = 0
     for first in range(start, end, 1000):
@@ -166,44 +176,130 @@ class BundleProblem:
         return f"line {self.line} event {self.event_id or '?'}: {self.what}"
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    with path.open(encoding="utf-8") as f:
-        for number, text in enumerate(f, start=1):
-            if text.strip():
-                yield number, text
+_JSON_TYPES = {
+    dict: "an object",
+    list: "an array",
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "a boolean",
+    type(None): "null",
+}
+
+T = TypeVar("T")
+
+
+def _json_type(value: object) -> str:
+    return _JSON_TYPES.get(type(value), type(value).__name__)
+
+
+def _field(line: dict[str, Any], name: str, kind: type[T]) -> T:
+    """``line[name]`` if it has the JSON type wanted (``True`` is no integer, ``0.9`` none)."""
+    if name not in line:
+        raise BundleError(f"field {name!r} is missing")
+    value = line[name]
+    if type(value) is not kind:
+        raise BundleError(f"field {name!r} must be {_JSON_TYPES[kind]}, not {_json_type(value)}")
+    return value
+
+
+@dataclass(frozen=True)
+class _Line:
+    """A bundle line whose fields have the types the format says."""
+
+    log_id: str
+    sequence: int
+    event_id: str
+    committed: bytes
+    proof: TlogProof
+    salt: bytes | None
+    content: dict[str, str] | None
+
+
+def _parse(line: object) -> _Line:
+    """Checks the line's shape; ``salt`` and ``content`` come together or not at all."""
+    if not isinstance(line, dict):
+        raise BundleError(f"a line must be a JSON object, not {_json_type(line)}")
+    if ("salt" in line) != ("content" in line):
+        present, absent = ("content", "salt") if "content" in line else ("salt", "content")
+        raise BundleError(f"{present} without {absent}: a line has both or neither")
+    salt = content = None
+    if "content" in line:
+        salt = base64.b64decode(_field(line, "salt", str), validate=True)
+        content = _field(line, "content", dict)
+        for path, value in content.items():
+            if type(value) is not str:
+                raise BundleError(f"content {path!r} must be a string, not {_json_type(value)}")
+    return _Line(
+        _field(line, "log_id", str),
+        _field(line, "sequence", int),
+        _field(line, "event_id", str),
+        base64.b64decode(_field(line, "canonical", str), validate=True),
+        parse_tlog_proof(_field(line, "tlog_proof", str)),
+        salt,
+        content,
+    )
+
+
+def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """Raw lines: each is decoded on its own, so bad bytes spoil only their line."""
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, start=1):
+            if raw.strip():
+                yield number, raw
 
 
 def verify_bundle(
-    path: Path, keys: Sequence[VerifierKey], origin_prefix: str | None = None
+    path: Path, keys: Sequence[VerifierKey], origin_prefix: str, logs: Collection[str] = ()
 ) -> tuple[int, list[BundleProblem]]:
-    """Verifies every event of a bundle offline; returns (events checked, problems)."""
+    """Verifies every event of a bundle offline; returns (events checked, problems).
+
+    ``logs``: if given, a line of any other log is a problem, not a pass.
+    An event on two lines is a problem too: a bundle lists each event once.
+    Raises ``OSError`` if the file cannot be read.
+    """
     problems: list[BundleProblem] = []
     checked = 0
     opened: dict[str, _Opened] = {}
-    for number, text in _lines(path):
+    seen: dict[tuple[str, str, object], int] = {}
+    for number, raw in _lines(path):
         checked += 1
         event_id = ""
         try:
-            line = json.loads(text)
-            event_id = str(line.get("event_id", ""))
-            for what in _check_line(line, keys, origin_prefix, opened):
-                problems.append(BundleProblem(number, event_id, what))
-        except (ValueError, KeyError, TypeError) as exc:
+            obj = json.loads(raw.decode("utf-8"))
+            if isinstance(obj, dict):
+                event_id = str(obj.get("event_id", ""))
+            line = _parse(obj)
+            whats = _duplicate(line, number, seen)
+            whats += _check_line(line, keys, origin_prefix, logs, opened)
+            problems.extend(BundleProblem(number, event_id, what) for what in whats)
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
             problems.append(BundleProblem(number, event_id, f"malformed line: {exc}"))
     return checked, problems
 
 
+def _duplicate(line: _Line, number: int, seen: dict[tuple[str, str, object], int]) -> list[str]:
+    """Names an earlier line with the same log and sequence, or the same log and event id."""
+    keys = [(line.log_id, "sequence", line.sequence), (line.log_id, "event_id", line.event_id)]
+    earlier = [(key, seen[key]) for key in keys if key in seen]
+    for key in keys:
+        seen.setdefault(key, number)
+    return [f"duplicate: line {at} has the same log and {key[1]}" for key, at in earlier[:1]]
+
+
 def _check_line(
-    line: dict[str, Any],
+    line: _Line,
     keys: Sequence[VerifierKey],
-    origin_prefix: str | None,
+    origin_prefix: str,
+    logs: Collection[str],
     opened: dict[str, _Opened],
 ) -> list[str]:
-    log_id, event_id = str(line["log_id"]), str(line["event_id"])
-    committed = base64.b64decode(line["canonical"], validate=True)
-    proof = parse_tlog_proof(str(line["tlog_proof"]))
-    if proof.index != int(line["sequence"]):
-        return [f"proof index {proof.index} is not the event's sequence {line['sequence']}"]
+    log_id = line.log_id
+    if logs and log_id not in logs:
+        return [f"log {log_id!r} is not one of the logs to verify ({', '.join(sorted(logs))})"]
+    proof = line.proof
+    if proof.index != line.sequence:
+        return [f"proof index {proof.index} is not the event's sequence {line.sequence}"]
     if proof.signed_checkpoint not in opened:
         try:
             cp = open_checkpoint(proof.signed_checkpoint, keys)
@@ -211,20 +307,20 @@ def _check_line(
             return [f"checkpoint: {exc}"]
         opened[proof.signed_checkpoint] = (cp.origin, cp.size, cp.root_hash)
     origin, size, root = opened[proof.signed_checkpoint]
-    want = f"{origin_prefix}/{log_id}" if origin_prefix else None
-    if (want is not None and origin != want) or not origin.endswith(f"/{log_id}"):
-        return [f"checkpoint origin {origin!r} is not the log {log_id!r}"]
+    if origin != f"{origin_prefix}/{log_id}":
+        return [f"checkpoint origin {origin!r} is not {origin_prefix}/{log_id}"]
     problems = []
     try:
         merkle.verify_inclusion(
-            proof.index, size, canonical.leaf_hash(committed), proof.hashes, root
+            proof.index, size, canonical.leaf_hash(line.committed), proof.hashes, root
         )
     except merkle.ProofError as exc:
         problems.append(f"inclusion proof: {exc}")
-    node = json.loads(committed)
-    if node.get("eventId") != event_id or node.get("tenantId") != log_id:
+    node = json.loads(line.committed)
+    if not isinstance(node, dict):
+        return [*problems, f"canonical is {_json_type(node)}, not a JSON object"]
+    if node.get("eventId") != line.event_id or node.get("tenantId") != log_id:
         problems.append("canonical eventId/tenantId are not the line's event_id/log_id")
-    if "content" in line and "salt" in line:
-        salt = base64.b64decode(line["salt"], validate=True)
-        problems.extend(canonical.content_problems(committed, dict(line["content"]), salt))
+    if line.salt is not None and line.content is not None:
+        problems.extend(canonical.content_problems(line.committed, line.content, line.salt, node))
     return problems

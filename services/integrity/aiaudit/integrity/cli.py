@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import grpc
 import hvac
+import sqlalchemy as sa
 
 from aiaudit.common import client, config
 from aiaudit.common.config import ConfigError, Settings
-from aiaudit.common.store import open_store
+from aiaudit.common.store import SqlEventStore, open_store
 from aiaudit.integrity import bundle, receipts, vault
 from aiaudit.integrity import settings as integrity_settings
 from aiaudit.integrity.component import key_source
 from aiaudit.integrity.note import NoteError, VerifierKey, parse_verifier_key
-from aiaudit.integrity.signers import SignerUnavailableError
+from aiaudit.integrity.signers import VAULT_ERRORS, SignerUnavailableError
 from aiaudit.integrity.v1 import integrity_service_pb2 as pb
 from aiaudit.integrity.v1 import integrity_service_pb2_grpc as pb_grpc
 from aiaudit.integrity.verify import MODES, verify_store
@@ -26,15 +29,28 @@ from aiaudit.integrity.verify import MODES, verify_store
 Common = Callable[[argparse.ArgumentParser], None]
 
 
-def _keys(args: argparse.Namespace, settings: Settings) -> list[VerifierKey]:
-    """Trusted keys: the ones given on the command line, else the configured key's versions."""
+class CommandFailedError(RuntimeError):
+    """The command could not do its work (server down, file unwritable): one line, exit 1."""
+
+
+def _keys(
+    args: argparse.Namespace, settings: Settings, s: integrity_settings.IntegritySettings
+) -> list[VerifierKey]:
+    """Trusted keys: the ones given on the command line, else the configured key's versions.
+
+    A missing key file is an error, not a new key: a key made up here would be
+    trusted by nobody, and reading must leave no state behind.
+    """
     if args.verifier_key:
         try:
             return [parse_verifier_key(k) for k in args.verifier_key]
         except NoteError as exc:
             raise ConfigError(f"--verifier-key: {exc}") from None
+    path = integrity_settings.key_file(settings, s)
+    if s.signer == "file" and not path.is_file():
+        raise ConfigError(f"no key at {path}; pass --verifier-key")
     try:
-        return key_source(settings, integrity_settings.load(settings)).verifier_keys()
+        return key_source(settings, s).verifier_keys()
     except SignerUnavailableError as exc:
         raise ConfigError(f"cannot read the verifier keys ({exc}); pass --verifier-key") from None
 
@@ -48,6 +64,25 @@ def _store_url(
     return s.database_url or settings.store_url
 
 
+@contextlib.contextmanager
+def _existing_store(url: str) -> Iterator[SqlEventStore]:
+    """The store at ``url``, which must exist (SQLite would create an empty file).
+
+    Database errors (no schema, server down) become one line, not a traceback.
+    """
+    parsed = sa.make_url(url)
+    where = parsed.render_as_string(hide_password=True)
+    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
+        raise ConfigError(f"no store at {parsed.database}; pass --database-url or --data-dir")
+    store = open_store(url)
+    try:
+        yield store
+    except sa.exc.DBAPIError as exc:
+        raise CommandFailedError(f"store {where}: {exc.orig}") from None
+    finally:
+        store.close()
+
+
 def _progress(log_id: str, done: int, size: int) -> None:
     print(f"verify: log {log_id}: {done}/{size} events", file=sys.stderr, flush=True)
 
@@ -55,29 +90,32 @@ def _progress(log_id: str, done: int, size: int) -> None:
 def run_verify(args: argparse.Namespace, settings: Settings) -> int:
     """``aiaudit verify``: the whole store, or an offline bundle; non-zero if anything is wrong."""
     s = integrity_settings.load(settings)
-    keys = _keys(args, settings)
+    keys = _keys(args, settings, s)
+    origin_prefix = args.origin_prefix or s.origin_prefix
     if args.receipt is not None:
-        return _verify_receipt(args.receipt, keys, args.origin_prefix or s.origin_prefix)
+        return _verify_receipt(args.receipt, keys, origin_prefix)
     if args.bundle is not None:
-        checked, problems = bundle.verify_bundle(args.bundle, keys, args.origin_prefix)
+        try:
+            checked, problems = bundle.verify_bundle(
+                args.bundle, keys, origin_prefix, args.log or ()
+            )
+        except OSError as exc:
+            raise CommandFailedError(f"bundle {args.bundle}: {exc.strerror or exc}") from None
         for p in problems:
             print(p)
         print(f"{checked} event(s) checked, {len(problems)} problem(s)", file=sys.stderr)
         return 1 if problems or checked == 0 else 0
-    store = open_store(_store_url(args, settings, s))
-    try:
+    with _existing_store(_store_url(args, settings, s)) as store:
         report = verify_store(
             store.engine,
             keys,
-            args.origin_prefix or s.origin_prefix,
+            origin_prefix,
             args.checkpoint_dir or integrity_settings.checkpoint_dir(settings, s),
             args.log or (),
             _progress,
             args.mode,
             args.workers,
         )
-    finally:
-        store.close()
     for problem in report.problems:
         print(problem)
     if report.exported_only:
@@ -114,13 +152,18 @@ def _verify_receipt(path: Path, keys: list[VerifierKey], origin_prefix: str) -> 
 def run_verifier_key(args: argparse.Namespace, settings: Settings) -> int:
     """Prints the verifier keys: from the server, or with --local from the configured key."""
     if args.local:
-        keys = [k.encode() for k in _keys(args, settings)]
+        keys = [k.encode() for k in _keys(args, settings, integrity_settings.load(settings))]
     else:
         config.client_tls(settings, args.ca_file)
         identity = (args.ca_file, args.client_cert, args.client_key)
         with client.for_command(settings.address, args.api_key, *identity) as ch:
             stub = pb_grpc.IntegrityServiceStub(ch)  # type: ignore[no-untyped-call]
-            reply = stub.GetVerifierKey(pb.GetVerifierKeyRequest(), timeout=10)
+            try:
+                reply = stub.GetVerifierKey(pb.GetVerifierKeyRequest(), timeout=10)
+            except grpc.RpcError as err:
+                raise CommandFailedError(
+                    f"{settings.address}: {err.code().name}: {err.details()}"
+                ) from None
         keys = list(reply.verifier_keys)
     for k in keys:
         print(k)
@@ -137,7 +180,11 @@ def run_bootstrap_vault(args: argparse.Namespace, settings: Settings) -> int:
     target = vault.VaultSettings(
         mount=args.mount or s.vault_mount, key=args.key or s.vault_key, policy_name=args.policy
     )
-    for step in vault.bootstrap(hvac.Client(url=addr, token=token, timeout=10), target):
+    try:
+        steps = vault.bootstrap(hvac.Client(url=addr, token=token, timeout=10), target)
+    except (*VAULT_ERRORS, ValueError) as exc:
+        raise CommandFailedError(f"Vault at {addr}: {exc}") from None
+    for step in steps:
         print(step)
     print(f"\npolicy {target.policy_name!r} (give the notary a token with only this policy):")
     print(vault.policy(target.mount, target.key))
@@ -147,40 +194,71 @@ def run_bootstrap_vault(args: argparse.Namespace, settings: Settings) -> int:
 def run_export_bundle(args: argparse.Namespace, settings: Settings) -> int:
     """Writes an offline bundle of a log's checkpointed events."""
     s = integrity_settings.load(settings)
-    store = open_store(_store_url(args, settings, s))
-    try:
-        with args.out.open("w", encoding="utf-8") as out:
-            n = bundle.export(store, args.log, out, args.start, args.count, not args.no_content)
-    finally:
-        store.close()
+    with _existing_store(_store_url(args, settings, s)) as store:
+        try:
+            cp = bundle.covering_checkpoint(store, args.log)
+        except bundle.BundleError as exc:
+            raise CommandFailedError(str(exc)) from None
+        try:
+            out = args.out.open("w", encoding="utf-8")
+        except OSError as exc:
+            raise CommandFailedError(f"cannot write {args.out}: {exc.strerror or exc}") from None
+        with out:
+            n = bundle.export(store, cp, out, args.start, args.count, not args.no_content)
     print(f"{n} event(s) written to {args.out}", file=sys.stderr)
     return 0
 
 
-def _offline(args: argparse.Namespace) -> Settings:
+def _settings(args: argparse.Namespace, offline: bool) -> Settings:
     """Settings of a command that serves nothing (flags over environment over file).
 
-    The listener checks (TLS and API keys required off loopback) guard a
-    server; a command that only reads the store or calls a server must not
-    trip on them, so ``allow_insecure`` is set for these commands alone.
+    The listener checks guard a server; a command that only reads files, the
+    store or Vault must not trip on them, so ``allow_insecure`` is set for
+    those alone. One that calls our server sends its API key: it keeps the
+    configured value, so that ``config.client_tls`` refuses plaintext off
+    loopback as for ``aiaudit search``.
     """
     overrides: dict[str, object | None] = {
         "address": args.address,
         "data_dir": args.data_dir,
-        "allow_insecure": True,
+        "allow_insecure": True if offline else None,
     }
     if getattr(args, "database_url", None):
         overrides["database_url"] = args.database_url
     return config.load(args.config, overrides=overrides)
 
 
+def _at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer not below ``minimum`` (argparse names the flag)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is less than {minimum}")
+        return value
+
+    return parse
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: Common) -> None:
     """Adds ``verify`` and ``integrity`` to the ``aiaudit`` command."""
 
     def bind(
-        parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace, Settings], int]
+        parser: argparse.ArgumentParser,
+        run: Callable[[argparse.Namespace, Settings], int],
+        offline: Callable[[argparse.Namespace], bool] = lambda _: True,
     ) -> None:
-        parser.set_defaults(func=lambda args: run(args, _offline(args)))
+        def func(args: argparse.Namespace) -> int:
+            try:
+                return run(args, _settings(args, offline(args)))
+            except CommandFailedError as exc:
+                print(f"{parser.prog}: {' '.join(str(exc).split())}", file=sys.stderr)
+                return 1
+
+        parser.set_defaults(func=func)
 
     def trusted(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
@@ -206,7 +284,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: C
         "checkpoints only, near the hash rate",
     )
     verify.add_argument(
-        "--workers", type=int, default=1, help="processes for the full mode's JSON checks"
+        "--workers", type=_at_least(1), default=1, help="processes for the full mode's JSON checks"
     )
     verify.add_argument(
         "--receipt", type=Path, help="verify a signed receipt note offline and print its events"
@@ -224,7 +302,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: C
     key.add_argument(
         "--local", action="store_true", help="read the configured key instead of the server"
     )
-    bind(key, run_verifier_key)
+    bind(key, run_verifier_key, offline=lambda args: bool(args.local))
 
     boot = isub.add_parser(
         "bootstrap-vault", help="enable Transit, create the ed25519 key, write the notary policy"
@@ -240,8 +318,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: C
     common(export)
     export.add_argument("--database-url", help="the store")
     export.add_argument("--log", required=True, help="the log (tenant id)")
-    export.add_argument("--start", type=int, default=0, help="first sequence")
-    export.add_argument("--count", type=int, help="number of events (default: all checkpointed)")
+    export.add_argument("--start", type=_at_least(0), default=0, help="first sequence")
+    export.add_argument(
+        "--count", type=_at_least(1), help="number of events (default: all checkpointed)"
+    )
     export.add_argument("--no-content", action="store_true", help="leave content and salt out")
     export.add_argument("out", type=Path, help="bundle file to write (.jsonl)")
     bind(export, run_export_bundle)

@@ -1,0 +1,314 @@
+"""``aiaudit verify`` and ``aiaudit integrity``: forged bundles fail, bad input is one line.
+
+Bundles here are built in memory (events prepared as ingest does, a tree and
+a checkpoint signed with a key file), so most tests need no store or server.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aiaudit.cli.main import main
+from aiaudit.common import client
+from aiaudit.common.store import SqlEventStore
+from aiaudit.common.store.prepare import prepare
+from aiaudit.integrity import bundle, merkle, note
+from aiaudit.integrity.signers import FileKeys
+from tests.helpers import interaction, wait_until
+from tests.integrity.conftest import ORIGIN_PREFIX, Notaries, append
+from tests.integrity.test_notary import covers
+
+TENANT = "t1"
+Line = dict[str, Any]
+
+
+def make_bundle(tmp_path: Path, n: int = 3, origin_prefix: str = ORIGIN_PREFIX) -> list[Line]:
+    """``n`` events of TENANT with proofs to one checkpoint signed by ``tmp_path/key.pem``."""
+    signer = note.file_signer(ORIGIN_PREFIX, tmp_path / "key.pem")
+    now = dt.datetime.now(dt.UTC)
+    prepared = [prepare(interaction(TENANT, f"e-{i}", text=f"secret {i}"), now) for i in range(n)]
+    tree, edge = merkle.MemoryNodeStore(), merkle.CompactRange()
+    tree.write_nodes(edge.extend(p.committed.leaf_hash for p in prepared))
+    cp = note.Checkpoint(f"{origin_prefix}/{TENANT}", n, edge.root())
+    signed = note.sign_checkpoint(cp, [signer])
+    return [
+        json.loads(
+            bundle.event_line(
+                TENANT,
+                i,
+                p.event.event_id,
+                p.committed.canonical,
+                bundle.format_tlog_proof(i, merkle.inclusion_proof(i, n, tree), signed),
+                p.salt,
+                p.committed.content,
+            )
+        )
+        for i, p in enumerate(prepared)
+    ]
+
+
+def key_of(tmp_path: Path) -> str:
+    return note.file_signer(ORIGIN_PREFIX, tmp_path / "key.pem").verifier_key.encode()
+
+
+def write(path: Path, lines: list[Line]) -> Path:
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+def verify(path: Path, key: str, *extra: str) -> int:
+    return main(["verify", "--bundle", str(path), "--verifier-key", key, *extra])
+
+
+def check(tmp_path: Path, lines: list[Line], *extra: str) -> int:
+    path = write(tmp_path / "bundle.jsonl", lines)
+    return verify(path, key_of(tmp_path), "--origin-prefix", ORIGIN_PREFIX, *extra)
+
+
+def closed_port() -> int:
+    with socket.create_server(("127.0.0.1", 0)) as s:
+        return int(s.getsockname()[1])
+
+
+def test_an_untouched_bundle_verifies(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert check(tmp_path, make_bundle(tmp_path)) == 0
+    assert "3 event(s) checked, 0 problem(s)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("drop", ["salt", "content"])
+def test_content_and_salt_come_together(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], drop: str
+) -> None:
+    """A forged prompt without its salt used to pass: content was only checked with one."""
+    lines = make_bundle(tmp_path)
+    lines[1]["content"] = {k: "FORGED" for k in lines[1]["content"]}
+    del lines[1][drop]
+    assert check(tmp_path, lines) == 1
+    kept = "content" if drop == "salt" else "salt"
+    assert f"line 2 event e-1: malformed line: {kept} without {drop}" in capsys.readouterr().out
+
+
+def test_lines_of_logs_not_asked_for_are_problems(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = make_bundle(tmp_path)
+    assert check(tmp_path, lines, "--log", TENANT) == 0
+    assert check(tmp_path, lines, "--log", "other") == 1
+    out = capsys.readouterr().out
+    assert "line 1 event e-0: log 't1' is not one of the logs to verify (other)" in out
+
+
+def test_the_origin_prefix_defaults_to_the_configured_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --origin-prefix, a checkpoint of another log named like this one must fail."""
+    monkeypatch.setenv("AIAUDIT_INTEGRITY_ORIGIN_PREFIX", ORIGIN_PREFIX)
+    key = key_of(tmp_path)
+    assert verify(write(tmp_path / "good.jsonl", make_bundle(tmp_path)), key) == 0
+    foreign = make_bundle(tmp_path, origin_prefix="other.example/log")
+    assert verify(write(tmp_path / "foreign.jsonl", foreign), key) == 1
+    out = capsys.readouterr().out
+    assert "line 1 event e-0: checkpoint origin 'other.example/log/t1' is not" in out
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"), [(0.9, "a number"), (True, "a boolean"), ("0", "a string")]
+)
+def test_the_sequence_must_be_a_json_integer(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], value: object, kind: str
+) -> None:
+    lines = make_bundle(tmp_path)
+    lines[0]["sequence"] = value
+    assert check(tmp_path, lines) == 1
+    out = capsys.readouterr().out
+    assert (
+        f"line 1 event e-0: malformed line: field 'sequence' must be an integer, not {kind}\n"
+        == out
+    )
+
+
+def test_an_event_twice_is_a_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lines = make_bundle(tmp_path)
+    assert check(tmp_path, [*lines, lines[1]]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        "line 4 event e-1: duplicate: line 2 has the same log and sequence"
+    ]
+
+
+def _canonical(line: Line, raw: bytes) -> Line:
+    return {**line, "canonical": base64.b64encode(raw).decode()}
+
+
+@pytest.mark.parametrize(
+    ("forge", "what"),
+    [
+        (lambda line: b"[1,2,3]\n", "event ?: malformed line: a line must be a JSON object"),
+        (lambda line: b"42\n", "event ?: malformed line: a line must be a JSON object"),
+        (lambda line: b"\xff\xfe garbage\n", "event ?: malformed line: 'utf-8' codec"),
+        (
+            lambda line: json.dumps(_canonical(line, b"[1]")).encode() + b"\n",
+            "event e-0: canonical is an array, not a JSON object",
+        ),
+        (
+            lambda line: (
+                json.dumps({**line, "content": {**line["content"], "x": 5}}).encode() + b"\n"
+            ),
+            "event e-0: malformed line: content 'x' must be a string, not an integer",
+        ),
+        (
+            lambda line: json.dumps({**line, "log_id": [TENANT]}).encode() + b"\n",
+            "event e-0: malformed line: field 'log_id' must be a string, not an array",
+        ),
+    ],
+)
+def test_malformed_lines_are_problems_not_tracebacks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], forge: Any, what: str
+) -> None:
+    first = make_bundle(tmp_path, 1)[0]
+    path = tmp_path / "bundle.jsonl"
+    path.write_bytes(forge(first))
+    assert verify(path, key_of(tmp_path), "--origin-prefix", ORIGIN_PREFIX) == 1
+    assert f"line 1 {what}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("name", "error"), [("missing", "No such file or directory"), (".", "Is a directory")]
+)
+def test_an_unreadable_bundle_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, error: str
+) -> None:
+    assert verify(tmp_path / name, key_of(tmp_path)) == 1
+    assert capsys.readouterr().err == f"aiaudit verify: bundle {tmp_path / name}: {error}\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "where"),
+    [
+        (["verify", "--bundle", "b.jsonl"], "data"),
+        (["verify"], "data"),
+        (["integrity", "verifier-key", "--local", "--data-dir", "nowhere"], "nowhere"),
+    ],
+)
+def test_reading_commands_create_no_key(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    argv: list[str],
+    where: str,
+) -> None:
+    """A key made up by a reading command would be trusted by nobody: say it is missing."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "b.jsonl").write_text("")
+    assert main(argv) == 2
+    assert f"no key at {where}/notary-ed25519.pem; pass --verifier-key" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.jsonl"]
+
+
+@pytest.mark.parametrize("command", ["verify", "export"])
+def test_reading_commands_create_no_store(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+) -> None:
+    key = key_of(tmp_path / "k")
+    monkeypatch.chdir(tmp_path)
+    argv = {
+        "verify": ["verify", "--verifier-key", key],
+        "export": ["integrity", "export-bundle", "--log", TENANT, "out.jsonl"],
+    }[command]
+    assert main(argv) == 2
+    assert "no store at data/aiaudit.db" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k"]
+
+
+def test_verifier_key_refuses_to_send_the_api_key_in_clear(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the commands that call no server may skip the client TLS check."""
+
+    def connect(*args: object) -> None:
+        raise AssertionError("connected to another host without TLS")
+
+    monkeypatch.setattr(client, "for_command", connect)
+    remote = ["integrity", "verifier-key", "--address", "192.0.2.1:50051", "--api-key", "k"]
+    assert main(remote) == 2
+    assert "--address 192.0.2.1:50051: another host; give --ca-file" in capsys.readouterr().err
+    signer = note.file_signer("aiaudit.local/log", tmp_path / "notary-ed25519.pem")
+    key = signer.verifier_key.encode()
+    assert main([*remote, "--local", "--data-dir", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.split() == [key]
+
+
+def test_verifier_key_with_the_server_down_is_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    port = closed_port()
+    assert main(["integrity", "verifier-key", "--address", f"127.0.0.1:{port}"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1
+    assert err[0].startswith(f"aiaudit integrity verifier-key: 127.0.0.1:{port}: UNAVAILABLE")
+
+
+def test_bootstrap_vault_unreachable_is_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VAULT_TOKEN", "t")
+    addr = f"http://127.0.0.1:{closed_port()}"
+    assert main(["integrity", "bootstrap-vault", "--vault-addr", addr]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1
+    assert err[0].startswith(f"aiaudit integrity bootstrap-vault: Vault at {addr}: ")
+
+
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (["verify", "--workers", "0"], "argument --workers: 0 is less than 1"),
+        (["verify", "--workers", "-3"], "argument --workers: -3 is less than 1"),
+        (["integrity", "export-bundle", "--log", TENANT, "--start", "-3", "x"], "--start: -3"),
+        (["integrity", "export-bundle", "--log", TENANT, "--count", "-1", "x"], "--count: -1"),
+    ],
+)
+def test_counts_below_their_minimum_are_refused(
+    capsys: pytest.CaptureFixture[str], argv: list[str], error: str
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    assert error in capsys.readouterr().err
+
+
+def test_export_bundle_errors_are_one_line_and_write_nothing(
+    store: SqlEventStore,
+    notaries: Notaries,
+    tenant: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    append(store, tenant, 3)
+    keys = FileKeys(ORIGIN_PREFIX, tmp_path / "key.pem")
+    notaries.start(keys)
+    wait_until(lambda: covers(notaries.url, tenant, 3))
+    export = ["integrity", "export-bundle", "--database-url", notaries.url]
+    out = tmp_path / "out.jsonl"
+    assert main([*export, "--log", "nolog", str(out)]) == 1
+    assert capsys.readouterr().err == (
+        "aiaudit integrity export-bundle: log 'nolog' has no checkpoint yet\n"
+    )
+    assert not out.exists()
+    nowhere = Path("/nonexistent/dir/x.jsonl")
+    assert main([*export, "--log", tenant, str(nowhere)]) == 1
+    assert capsys.readouterr().err == (
+        f"aiaudit integrity export-bundle: cannot write {nowhere}: No such file or directory\n"
+    )
+    assert main([*export, "--log", tenant, str(out)]) == 0
+    key = keys.verifier_keys()[0].encode()
+    assert verify(out, key, "--origin-prefix", ORIGIN_PREFIX, "--log", tenant) == 0
