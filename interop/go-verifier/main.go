@@ -172,6 +172,7 @@ func runBundle(args []string, out io.Writer) (int, error) {
 	scanner := bufio.NewScanner(f)
 	scanner.Buffer(make([]byte, 1<<20), 64<<20)
 	checked, problems := 0, 0
+	seen := map[string]int{} // "log\x00seq:N" and "log\x00id:E" -> first line: each event once
 	for number := 1; scanner.Scan(); number++ {
 		text := bytes.TrimSpace(scanner.Bytes())
 		if len(text) == 0 {
@@ -183,7 +184,7 @@ func runBundle(args []string, out io.Writer) (int, error) {
 		if err := json.Unmarshal(text, &line); err != nil {
 			found = []string{fmt.Sprintf("malformed line: %v", err)}
 		} else {
-			found = checkLine(line, *prefix, list)
+			found = append(duplicate(line, number, seen), checkLine(line, *prefix, list)...)
 		}
 		for _, p := range found {
 			id := line.EventID
@@ -199,6 +200,23 @@ func runBundle(args []string, out io.Writer) (int, error) {
 	}
 	fmt.Fprintf(out, "%d event(s) checked, %d problem(s)\n", checked, problems)
 	return problems, nil
+}
+
+// duplicate names an earlier line of the same log with the same sequence or event id.
+func duplicate(line bundleLine, number int, seen map[string]int) []string {
+	keys := []string{line.LogID + "\x00id:" + line.EventID}
+	if line.Sequence != nil {
+		keys = append(keys, fmt.Sprintf("%s\x00seq:%d", line.LogID, *line.Sequence))
+	}
+	var found []string
+	for _, key := range keys {
+		if first, ok := seen[key]; ok && found == nil {
+			found = []string{fmt.Sprintf("duplicate: line %d holds the same event", first)}
+		} else if !ok {
+			seen[key] = number
+		}
+	}
+	return found
 }
 
 // checkLine verifies one event: checkpoint signature and origin, leaf, inclusion, commitments.
@@ -239,7 +257,11 @@ func checkLine(line bundleLine, prefix string, keys []note.Verifier) []string {
 	if event["eventId"] != line.EventID || event["tenantId"] != line.LogID {
 		problems = append(problems, "canonical eventId/tenantId are not the line's event_id/log_id")
 	}
-	if line.Salt != nil && line.Content != nil {
+	if (line.Salt == nil) != (line.Content == nil) {
+		// Content is only as good as the commitment the salt lets us recompute.
+		return append(problems, "salt and content come together: this line has only one")
+	}
+	if line.Salt != nil {
 		salt, err := base64.StdEncoding.DecodeString(*line.Salt)
 		if err != nil {
 			return append(problems, fmt.Sprintf("salt is not base64: %v", err))

@@ -77,6 +77,7 @@ def test_a_bundle_verifies_with_public_go_libraries_and_each_tampering_is_named(
     assert (ok.returncode, ok.stdout) == (0, "4 event(s) checked, 0 problem(s)\n"), ok.stderr
 
     original = [dict(line) for line in lines]
+    untouched = json.loads(json.dumps(lines))
     lines[0]["content"] = {**lines[0]["content"], "input.messages[0].parts[0].text": "edited"}
     image = bytearray(IMAGE)
     image[-1] ^= 1
@@ -125,6 +126,20 @@ def test_a_bundle_verifies_with_public_go_libraries_and_each_tampering_is_named(
         wrong = go.run(go_verifier, "bundle", *args, bundle)
         assert wrong.returncode == 1
         assert wrong.stdout.startswith("line 1 event g-1: checkpoint: "), wrong.stdout
+
+    # Content without the salt that shows it was committed to (a forged prompt), and an
+    # event listed twice: both refused, as `aiaudit verify --bundle` refuses them.
+    forged = dict(untouched[0])
+    forged["content"] = {**forged["content"], "input.messages[0].parts[0].text": "FORGED"}
+    del forged["salt"]
+    rewrite(bundle, [forged, untouched[1], untouched[1]])
+    refused = go.run(go_verifier, *check)
+    assert refused.returncode == 1
+    assert refused.stdout.splitlines() == [
+        "line 1 event g-0: salt and content come together: this line has only one",
+        "line 3 event g-1: duplicate: line 2 holds the same event",
+        "3 event(s) checked, 2 problem(s)",
+    ], refused.stdout
 
 
 def test_checkpoints_are_consistent_by_public_go_libraries(
