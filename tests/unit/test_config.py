@@ -142,3 +142,42 @@ def test_serving_off_loopback_needs_tls_and_a_client_command_a_ca_file() -> None
         config.client_tls(remote, None)
     config.client_tls(remote, Path("/etc/aiaudit/ca.pem"))  # over TLS: fine
     config.client_tls(config.load(env={}), None)  # loopback: fine
+
+
+@pytest.mark.parametrize("document", ["keys: 5", "- a\n- b", "keys:\n  - just-a-string"])
+def test_a_key_file_of_the_wrong_shape_is_a_configuration_error(
+    tmp_path: Path, document: str
+) -> None:
+    keys = tmp_path / "keys.yaml"
+    keys.write_text(document + "\n")
+    with pytest.raises(config.ConfigError, match="'api_keys_file'"):
+        Authenticator.from_file(keys)
+
+
+@pytest.mark.parametrize("raw", ["nan", "inf", "-inf"])
+def test_numbers_must_be_finite(raw: str) -> None:
+    """``nan`` passed the positive check (every comparison with nan is false): a notary with
+    ``checkpoint_interval: nan`` started and never signed."""
+    from aiaudit.integrity.settings import IntegritySettings
+
+    settings = config.load(env={"AIAUDIT_INTEGRITY_CHECKPOINT_INTERVAL": raw})
+    with pytest.raises(config.ConfigError, match=r"'integrity\.checkpoint_interval'.*finite"):
+        config.section(settings, "integrity", IntegritySettings)
+
+
+def test_zero_where_it_means_something() -> None:
+    """``retention_days: 0`` (keep forever) and ``wake_linger: 0`` are documented values;
+    zero elsewhere (an interval, a batch size) is refused."""
+    from aiaudit.search.settings import SearchSettings
+
+    env = {"AIAUDIT_SEARCH_RETENTION_DAYS": "0", "AIAUDIT_SEARCH_WAKE_LINGER": "0"}
+    search = config.section(config.load(env=env), "search", SearchSettings)
+    assert (search.retention_days, search.wake_linger) == (0, 0.0)
+    for name in ("RETENTION_DAYS", "BATCH_SIZE"):
+        settings = config.load(env={f"AIAUDIT_SEARCH_{name}": "-1"})
+        with pytest.raises(config.ConfigError, match=f"'search.{name.lower()}'"):
+            config.section(settings, "search", SearchSettings)
+    with pytest.raises(config.ConfigError, match=r"'search\.batch_size'.*positive"):
+        config.section(
+            config.load(env={"AIAUDIT_SEARCH_BATCH_SIZE": "0"}), "search", SearchSettings
+        )

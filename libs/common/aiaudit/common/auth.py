@@ -125,9 +125,15 @@ class Authenticator:
             doc = yaml.safe_load(path.read_text()) or {}
         except (OSError, yaml.YAMLError) as exc:
             raise ConfigError(f"setting 'api_keys_file': {path}: {exc}") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("keys", []), list):
+            raise ConfigError(
+                f"setting 'api_keys_file': {path}: expected a mapping with a list under 'keys'"
+            )
         keys: dict[str, Caller] = {}
         for i, entry in enumerate(doc.get("keys", [])):
             where = f"setting 'api_keys_file': {path}: keys[{i}]"
+            if not isinstance(entry, dict):
+                raise ConfigError(f"{where} must be a mapping (sha256, principal, roles, tenants)")
             digest = str(entry.get("sha256", "")).lower()
             if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
                 raise ConfigError(f"{where}.sha256 must be 64 hex digits (SHA-256 of the key)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 import os
 import urllib.parse
 from collections.abc import Mapping
@@ -77,13 +78,23 @@ SECTIONS = ("ingest", "integrity", "search", "alerting")
 """Per-service sections of the config file (``integrity: {...}``), read by each service."""
 
 
+ZERO_ALLOWED = {"zero_allowed": True}
+"""Field metadata of a number for which 0 means something (``retention_days: 0`` = forever);
+every other number must be positive."""
+
+
 def _convert(cls: type, name: str, raw: object, where: str) -> object:
-    declared = {f.name: f.type for f in dataclasses.fields(cls)}[name]
+    field = {f.name: f for f in dataclasses.fields(cls)}[name]
+    declared = field.type
     kind = declared if isinstance(declared, str) else getattr(declared, "__name__", str(declared))
     try:
         if kind in ("int", "float"):
             value = int(str(raw)) if kind == "int" else float(str(raw))
-            if value <= 0:
+            if not math.isfinite(value):  # nan passes every comparison below
+                raise ValueError("must be a finite number")
+            if field.metadata.get("zero_allowed") and value < 0:
+                raise ValueError("must be 0 or more")
+            if not field.metadata.get("zero_allowed") and value <= 0:
                 raise ValueError("must be positive")
             return value
         if kind == "bool":
@@ -98,7 +109,7 @@ def _convert(cls: type, name: str, raw: object, where: str) -> object:
             return tuple(str(x).strip() for x in items if str(x).strip())
         return str(raw)
     except ValueError as exc:
-        raise ConfigError(f"setting {where}{name!r}: {raw!r} is invalid: {exc}") from None
+        raise ConfigError(f"setting '{where}{name}': {raw!r} is invalid: {exc}") from None
 
 
 def _read_file(config_file: Path | None) -> dict[str, Any]:

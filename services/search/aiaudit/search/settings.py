@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from aiaudit.common.config import ConfigError
+from aiaudit.common.config import ZERO_ALLOWED, ConfigError
 
 BACKENDS = ("sqlite", "opensearch")
 
@@ -35,7 +35,7 @@ class SearchSettings:
     """Store URL of the indexer and readers (a login of ``aiaudit_consumer``).
 
     Default: the suite's ``database_url``."""
-    retention_days: int = 0
+    retention_days: int = field(default=0, metadata=ZERO_ALLOWED)
     """Days an event stays searchable (by occurrence time; the store keeps it); 0 = forever.
 
     OpenSearch: an ISM policy when the cluster has the plugin, else the
@@ -45,7 +45,7 @@ class SearchSettings:
     batch_size: int = 2000
     poll_interval: float = 0.5
     """Seconds between polls of the log when no in-process wake-up came."""
-    wake_linger: float = 0.02
+    wake_linger: float = field(default=0.02, metadata=ZERO_ALLOWED)
     """Seconds an idle indexer woken by a commit in this process waits for more commits.
 
     Every read commits an access record; without this, each one would cost a
