@@ -220,8 +220,10 @@ def export(search_suite: SearchSuite, tenant: str, fmt: int, filter_text: str = 
 
 def test_exports_round_trip_in_every_format(search_suite: SearchSuite, tenant: str) -> None:
     events = loaded(search_suite, tenant)
-    weird = interaction(tenant, "weird", text='comma, "quote"\nnew line \x01 ctrl & <tag>')
+    text = 'comma, "quote"\nnew line \x01 ctrl & <tag> cr\r\nlf \r only \ufffe\uffff end'
+    weird = interaction(tenant, "weird", text=text)
     weird.occurred_time.FromDatetime(BASE)
+    weird.attributes["big"].int_value = 2**53 + 1  # a float would print 9007199254740992.0
     search_suite.append([weird])
     events.append(weird)
     stored = {e.event_id: e for e in events}
@@ -250,6 +252,9 @@ def test_exports_round_trip_in_every_format(search_suite: SearchSuite, tenant: s
             assert json.loads(row[column["trust_signals"]]) == {
                 "user_rating": [float(original.trust_signals[0].value.int_value)]
             }
+    (weird_row,) = [r for r in rows[1:] if r[column["event_id"]] == "weird"]
+    assert weird_row[column["input.text"]] == text
+    assert weird_row[column["attributes"]] == '{"big": [9007199254740993]}'
 
     xml = export(search_suite, tenant, pb.EXPORT_FORMAT_XML)
     schema = etree.XMLSchema(etree.parse(str(XSD)))
@@ -262,6 +267,14 @@ def test_exports_round_trip_in_every_format(search_suite: SearchSuite, tenant: s
         got.ClearField("receive_time")
         assert got == stored[node.findtext("a:event_id", namespaces=ns)]
     assert len(tree.findall("a:event", ns)) == len(events)
+    (node,) = [
+        n for n in tree.findall("a:event", ns) if n.findtext("a:event_id", namespaces=ns) == "weird"
+    ]
+    # Columns: characters XML cannot hold become U+FFFD, a carriage return stays one.
+    lossy = text.replace("\x01", "\ufffd").replace("\ufffe", "\ufffd").replace("\uffff", "\ufffd")
+    assert node.findtext("a:input.text", namespaces=ns) == lossy
+    (big,) = node.findall("a:attribute", ns)
+    assert (big.get("name"), big.get("type"), big.text) == ("big", "number", "9007199254740993")
 
     few = export(search_suite, tenant, pb.EXPORT_FORMAT_JSONL, 'actor.user_id = "user2"')
     assert len(few.decode().splitlines()) == sum(e.actor.user_id == "user2" for e in events)

@@ -20,11 +20,15 @@ Scalar = str | int | float
 
 @dataclass(frozen=True)
 class Entry:
-    """One value of a multi-valued field: text, or number (bools are ``"true"``/``"false"``)."""
+    """One value of a multi-valued field: text, or number (bools are ``"true"``/``"false"``).
+
+    An integer stays an ``int``: a float holds 53 bits, and exports print the
+    value itself (``9007199254740993``, not ``9007199254740992.0``).
+    """
 
     field: str
     str_value: str | None = None
-    num_value: float | None = None
+    num_value: int | float | None = None
 
 
 @dataclass
@@ -137,7 +141,7 @@ def typed(name: str, value: event_pb2.AttributeValue) -> Entry:
     """A typed value as an entry: numbers as numbers, bools and strings as text."""
     which = value.WhichOneof("value")
     if which in ("int_value", "double_value"):
-        return Entry(name, num_value=float(getattr(value, which)))
+        return Entry(name, num_value=getattr(value, which))
     if which == "bool_value":
         return Entry(name, "true" if value.bool_value else "false")
     return Entry(name, value.string_value)

@@ -57,7 +57,7 @@ def _scalar_text(field: Field, value: object) -> str:
     return str(value)
 
 
-def _entry_value(str_value: str | None, num_value: float | None) -> object:
+def _entry_value(str_value: str | None, num_value: int | float | None) -> object:
     if num_value is not None:
         return num_value
     if str_value in ("true", "false"):
@@ -142,18 +142,20 @@ class Writer:
                     value = _entry_value(e.str_value, e.num_value)
                     if isinstance(value, bool):
                         kind, text = "bool", "true" if value else "false"
-                    elif isinstance(value, float):
+                    elif isinstance(value, int | float):
                         kind, text = "number", repr(value)
                     else:
                         kind, text = "string", str(value)
                     parts.append(
                         f"<{tag} name={quoteattr(_clean(name))} type={quoteattr(kind)}>"
-                        f"{escape(_clean(text))}</{tag}>"
+                        f"{_escape(_clean(text))}</{tag}>"
                     )
         for f in catalogue.TEXTS:
             if doc.texts.get(f.name):
                 parts.append(_element(f.name, doc.texts[f.name]))
-        parts.append(_element("json", event_json(event)))
+        # The exact event: U+FFFE/U+FFFF (not allowed in XML) as JSON escapes, not replaced.
+        exact = event_json(event).replace("\ufffe", "\\ufffe").replace("\uffff", "\\uffff")
+        parts.append(f"<json>{_escape(exact)}</json>")
         parts.append("</event>\n")
         return "".join(parts)
 
@@ -162,8 +164,13 @@ def _clean(text: str) -> str:
     return _XML_BAD.sub("\ufffd", text)
 
 
+def _escape(text: str) -> str:
+    """XML text; a carriage return as a reference, or parsers read it as a line feed."""
+    return escape(text, {"\r": "&#13;"})
+
+
 def _element(name: str, text: str) -> str:
-    return f"<{name}>{escape(_clean(text))}</{name}>"
+    return f"<{name}>{_escape(_clean(text))}</{name}>"
 
 
 def _csv_line(values: list[str]) -> str:

@@ -282,7 +282,7 @@ def _typed(name: str, value: Any) -> Entry:
         raise FastPathError("not one value")
     ((which, v),) = found.items()
     if which == "intValue":
-        return Entry(name, num_value=float(_int(v)))
+        return Entry(name, num_value=_int(v))
     if which == "doubleValue":
         return Entry(name, num_value=_float(v))
     if which == "boolValue":
