@@ -66,3 +66,13 @@ def test_search_and_export_commands(
     finally:
         running.channel.close()
         running.suite.stop()
+
+
+@pytest.mark.parametrize("limit", ["0", "-5", "many"])
+def test_a_limit_below_one_is_refused_by_name(
+    limit: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["search", "--tenant", "t", "--limit", limit])
+    assert exit_.value.code == 2
+    assert "--limit" in capsys.readouterr().err

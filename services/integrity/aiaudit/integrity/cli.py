@@ -14,7 +14,7 @@ import grpc
 import hvac
 import sqlalchemy as sa
 
-from aiaudit.common import client, config
+from aiaudit.common import arguments, client, config
 from aiaudit.common.config import ConfigError, Settings
 from aiaudit.common.store import SqlEventStore, open_store
 from aiaudit.integrity import bundle, receipts, vault
@@ -228,21 +228,6 @@ def _settings(args: argparse.Namespace, offline: bool) -> Settings:
     return config.load(args.config, overrides=overrides)
 
 
-def _at_least(minimum: int) -> Callable[[str], int]:
-    """An argparse type: an integer not below ``minimum`` (argparse names the flag)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{value} is less than {minimum}")
-        return value
-
-    return parse
-
-
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: Common) -> None:
     """Adds ``verify`` and ``integrity`` to the ``aiaudit`` command."""
 
@@ -284,7 +269,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: C
         "checkpoints only, near the hash rate",
     )
     verify.add_argument(
-        "--workers", type=_at_least(1), default=1, help="processes for the full mode's JSON checks"
+        "--workers",
+        type=arguments.at_least(1),
+        default=1,
+        help="processes for the full mode's JSON checks",
     )
     verify.add_argument(
         "--receipt", type=Path, help="verify a signed receipt note offline and print its events"
@@ -318,9 +306,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: C
     common(export)
     export.add_argument("--database-url", help="the store")
     export.add_argument("--log", required=True, help="the log (tenant id)")
-    export.add_argument("--start", type=_at_least(0), default=0, help="first sequence")
+    export.add_argument("--start", type=arguments.at_least(0), default=0, help="first sequence")
     export.add_argument(
-        "--count", type=_at_least(1), help="number of events (default: all checkpointed)"
+        "--count", type=arguments.at_least(1), help="number of events (default: all checkpointed)"
     )
     export.add_argument("--no-content", action="store_true", help="leave content and salt out")
     export.add_argument("out", type=Path, help="bundle file to write (.jsonl)")

@@ -17,7 +17,7 @@ from typing import BinaryIO
 import grpc
 from google.protobuf import json_format
 
-from aiaudit.common import client, config
+from aiaudit.common import arguments, client, config
 from aiaudit.common.v1 import event_pb2
 from aiaudit.search.v1 import search_service_pb2 as pb
 from aiaudit.search.v1 import search_service_pb2_grpc as pb_grpc
@@ -127,7 +127,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: C
     search = sub.add_parser("search", help="find events by filter and full text")
     query_options(search)
     search.add_argument("--order-by", default="", help="e.g. 'occurred_time desc' (default)")
-    search.add_argument("--limit", type=int, default=50, help="at most this many events")
+    search.add_argument(
+        "--limit", type=arguments.at_least(1), default=50, help="at most this many events"
+    )
     search.add_argument("--json", action="store_true", help="print events as JSON lines")
     search.set_defaults(func=run_search)
 
