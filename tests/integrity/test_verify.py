@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from aiaudit.cli.main import main
-from aiaudit.common.store import SqlEventStore
+from aiaudit.common.store import SqlEventStore, open_store
 from aiaudit.common.store.prepare import prepare
 from aiaudit.common.store.schema import event_content, events, log_entries
 from aiaudit.common.store.sql import Receipt
@@ -401,3 +401,25 @@ def test_pages_checked_in_the_database_and_a_changed_row_is_named(
     assert mentions(problems, "sequence 2", full_log.event(2), "event row is missing")
     assert mentions(problems, "sequence 2", full_log.event(2), "without a log entry")
     assert report.pages_in_database == (2 if on_postgres else 0)
+
+
+def test_content_deleted_without_an_erasure_record_is_named(
+    full_log: Log, privacy_url: str
+) -> None:
+    """The privacy role may delete content; only a deletion with its audited record is an
+    erasure. One without (raw SQL, a privacy login misused) is named; the erasure is not."""
+    from aiaudit.common.erasure import erase
+
+    privacy = open_store(privacy_url)
+    try:
+        erase(privacy, full_log.tenant, "data subject request", "dpo", [full_log.event(2)])
+    finally:
+        privacy.close()
+    report = full_log.verify()
+    assert report.ok, report.problems
+    full_log.execute("DELETE FROM event_content WHERE log_id = :t AND seq = 7")
+    problems = full_log.problems()
+    assert problems == [
+        f"log {full_log.tenant} sequence 7 event {full_log.event(7)}: content deleted without "
+        "a privacy-erasure record naming the event"
+    ]

@@ -29,9 +29,26 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to ``sys.stderr`` as it is when a record comes, not as it was at start-up.
+
+    A command run in-process (``main([...])`` from a program or a test) may
+    swap ``sys.stderr`` and close the old one; a handler holding the old
+    stream then failed on every later record with "I/O operation on closed file".
+    """
+
+    @property
+    def stream(self) -> object:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        """Ignored: the stream is always the current ``sys.stderr``."""
+
+
 def configure(level: str) -> None:
     """Routes every logger to JSON on stderr."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _Stderr()
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -17,7 +17,12 @@ For every log, in sequence order (one streaming pass, O(log n) memory):
   roots coming from one rebuilt leaf sequence is what makes each checkpoint
   consistent with the next;
 * no checkpoint or integrated leaf lies past the end of the log (a truncated
-  tail).
+  tail);
+* (``full``) every event whose content is gone (it has commitments but no
+  content row) is named by a later privacy-erasure record of its log: the
+  privacy role may delete content, and a deletion without its record is
+  exactly what the record exists to rule out. This keeps the ids of erased
+  events and of events named by records, so memory grows with erasures.
 """
 
 from __future__ import annotations
@@ -37,12 +42,16 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 
+from aiaudit.common import canonical
 from aiaudit.common.store.schema import event_content, events, log_entries, logs
 from aiaudit.integrity import checks, storage, worm
 from aiaudit.integrity.merkle import HASH_SIZE, CompactRange
 from aiaudit.integrity.note import Checkpoint, NoteError, VerifierKey, open_checkpoint
 from aiaudit.integrity.tables import nodes
 from aiaudit.integrity.verify_pages import PageChecks
+
+COMMITMENT = canonical.COMMITMENT_PREFIX.encode()
+ERASURE = b"EVENT_TYPE_PRIVACY_ERASURE"
 
 PAGE = 4096
 """Entries per page; a power of two, so every page starts at a perfect subtree's
@@ -276,6 +285,33 @@ class _LogWalk:
         self.last_good = 0
         self.beyond: list[tuple[int, str]] = []
         """Entries read at or past ``head``: inserted, unless the log has grown to them."""
+        self.without_content: list[tuple[int, str]] = []
+        """(sequence, event id) of events with commitments and no content row."""
+        self.erased_by: dict[str, int] = {}
+        """Event id -> sequence of the last erasure record naming it."""
+
+    def erasure_facts(self, seq: int, event_id: str, canonical: bytes, gone: bool) -> None:
+        """Notes a content-less event, or the ids an erasure record names (cheap looks first)."""
+        if gone and COMMITMENT in canonical:
+            self.without_content.append((seq, event_id))
+        if ERASURE in canonical:
+            try:
+                node = json.loads(canonical)
+            except ValueError:
+                return  # reported as a changed event
+            if isinstance(node, dict) and node.get("eventType") == ERASURE.decode():
+                named = (node.get("privacyAction") or {}).get("eventIds") or []
+                self.erased_by.update(dict.fromkeys((str(n) for n in named), seq))
+
+    def unrecorded_erasures(self) -> None:
+        """Reports content deleted with no erasure record after it naming the event."""
+        for seq, event_id in self.without_content:
+            if self.erased_by.get(event_id, -1) < seq:
+                self.problem(
+                    "content deleted without a privacy-erasure record naming the event",
+                    seq,
+                    event_id,
+                )
 
     def problem(self, what: str, sequence: int | None = None, event_id: str | None = None) -> None:
         self.report.problems.append(Problem(self.log_id, what, sequence, event_id))
@@ -454,6 +490,7 @@ def verify_log(
     # no truncation; a head now smaller than what the checks below see still is.
     head_now = max(head, _head(conn, log_id))
     walk.finish(head_now)
+    walk.unrecorded_erasures()
     # Pages found intact in the database hold no orphan (their event rows are
     # exactly their entries' sequences and receive times): look only outside them.
     outside = (
@@ -533,6 +570,7 @@ def _walk_pages(
                     leaves += walk.gap(expected, seq, _integrated(conn, log_id, expected, seq))
                 leaves.append(walk.entry(row))
                 if full and row.canonical is not None:
+                    walk.erasure_facts(seq, row.entry_event_id, row.canonical, row.content is None)
                     work.append(
                         (
                             log_id,
