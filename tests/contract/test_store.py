@@ -85,6 +85,9 @@ def test_application_role_cannot_change_or_delete(postgres: Postgres, tenant: st
         "DELETE FROM log_entries WHERE log_id = %s",
         "DELETE FROM event_content WHERE log_id = %s",
         "TRUNCATE events",
+        "UPDATE logs SET size = 0 WHERE log_id = %s",  # the head only grows
+        "UPDATE logs SET log_id = 'elsewhere' WHERE log_id = %s",
+        "DELETE FROM logs WHERE log_id = %s",
     ):
         with psycopg.connect(dsn) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute(sql, (tenant,) if "%s" in sql else None)
