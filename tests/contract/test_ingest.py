@@ -152,6 +152,24 @@ def test_fields_kept_in_columns_of_their_own_state_the_column_limit(
     assert stored_count(server, tenant) == 0
 
 
+@pytest.mark.parametrize(
+    "event_type",
+    [ev.EVENT_TYPE_PRIVACY_ERASURE, ev.EVENT_TYPE_AUDIT_ACCESS, ev.EVENT_TYPE_RULE_CHANGE],
+)
+def test_records_only_the_service_writes_are_refused(
+    server: Running, tenant: str, event_type: int
+) -> None:
+    """A gateway key appended an erasure record naming another event: the index and alert
+    evidence dropped its content as erased, and `verify` took it as cover for a deletion."""
+    forged = interaction(tenant, "forged")
+    forged.event_type = event_type
+    forged.privacy_action.event_ids.append("victim")
+    problems = _bad(server, [interaction(tenant, "fine"), forged])
+    assert list(problems) == ["events[1].event_type"]
+    assert "written by the service itself" in problems["events[1].event_type"]
+    assert stored_count(server, tenant) == 0
+
+
 def test_duplicate_ids_within_a_batch(server: Running, tenant: str) -> None:
     out = _bad(
         server,

@@ -102,6 +102,17 @@ def validate_event(
     return out
 
 
+SERVER_WRITTEN = frozenset(
+    {
+        event_pb2.EVENT_TYPE_PRIVACY_ERASURE,
+        event_pb2.EVENT_TYPE_AUDIT_ACCESS,
+        event_pb2.EVENT_TYPE_RULE_CHANGE,
+    }
+)
+"""Event types only the service's own code appends. Consumers act on them (an erasure
+record blanks the named events' content in the index and in alert evidence, and
+``verify`` accepts it as cover for deleted content): a gateway key could forge them."""
+
 def _required(
     e: event_pb2.Event, now: dt.datetime, limits: Limits, path: str
 ) -> Iterator[Violation]:
@@ -111,6 +122,12 @@ def _required(
         yield Violation(f"{path}.tenant_id", "is required: 1-64 characters of [a-z0-9_-]")
     if e.event_type == event_pb2.EVENT_TYPE_UNSPECIFIED:
         yield Violation(f"{path}.event_type", "is required")
+    elif e.event_type in SERVER_WRITTEN:
+        yield Violation(
+            f"{path}.event_type",
+            f"{event_pb2.EventType.Name(e.event_type)} is written by the service itself "
+            "(erasure records, access records, rule changes), never sent by a client",
+        )
     if not e.HasField("occurred_time"):
         yield Violation(f"{path}.occurred_time", "is required")
     else:
