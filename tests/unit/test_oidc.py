@@ -98,6 +98,32 @@ def test_ec_and_eddsa_keys_are_accepted(tmp_path: Path, make: str) -> None:
     assert Verifier(ISSUER, AUDIENCE, keys).verify(token(private, "k")).subject
 
 
+@pytest.mark.parametrize("algorithm", ["RS256", "RS384", "RS512"])
+def test_an_rsa_key_without_alg_verifies_every_rsa_algorithm(
+    verifier: Verifier, signer: rsa.RSAPrivateKey, algorithm: str
+) -> None:
+    """The JWK names no ``alg`` (many IdPs omit it): RS384 and RS512 tokens were refused."""
+    now = int(time.time())
+    claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": "bob", "exp": now + 600}
+    signed = jwt.encode(claims, signer, algorithm=algorithm, headers={"kid": "k1"})
+    assert verifier.verify(signed).subject == "bob"
+
+
+def test_a_key_whose_alg_is_named_verifies_only_that_one(
+    tmp_path: Path, signer: rsa.RSAPrivateKey
+) -> None:
+    keys = Jwks.from_file(
+        write_jwks(tmp_path / "jwks.json", [{**jwk(signer, "k1"), "alg": "RS512"}])
+    )
+    keys.load()
+    now = int(time.time())
+    claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": "bob", "exp": now + 600}
+    check = Verifier(ISSUER, AUDIENCE, keys)
+    assert check.verify(jwt.encode(claims, signer, "RS512", headers={"kid": "k1"})).subject
+    with pytest.raises(TokenError):
+        check.verify(jwt.encode(claims, signer, "RS256", headers={"kid": "k1"}))
+
+
 @pytest.mark.parametrize(
     ("overrides", "why"),
     [
@@ -105,6 +131,7 @@ def test_ec_and_eddsa_keys_are_accepted(tmp_path: Path, make: str) -> None:
         ({"aud": "another-app"}, r"[Aa]udience"),
         ({"iss": "https://evil.example.test"}, "issuer"),
         ({"sub": None}, "sub"),
+        ({"sub": "  "}, "names no subject"),  # access records would name nobody
         ({"exp": None}, "exp"),
     ],
 )

@@ -58,6 +58,30 @@ class Claims:
     expires: float
 
 
+@dataclass(frozen=True)
+class SigningKey:
+    """One key of the JWKS and the algorithms tokens signed with it may name."""
+
+    key: object
+    algorithms: list[str]
+
+
+_BY_KEY_TYPE = {"RSA": ["RS256", "RS384", "RS512"], "OKP": ["EdDSA"]}
+_BY_CURVE = {"P-256": ["ES256"], "P-384": ["ES384"]}
+
+
+def _algorithms(entry: dict[str, Any]) -> list[str]:
+    """The key's ``alg``; without one, every accepted algorithm of its key type.
+
+    An RSA key with no ``alg`` used to verify RS256 tokens only, refusing RS384/RS512 ones.
+    """
+    if "alg" in entry:
+        return [str(entry["alg"])] if entry["alg"] in ALGORITHMS else []
+    if entry.get("kty") == "EC":
+        return _BY_CURVE.get(str(entry.get("crv")), [])
+    return _BY_KEY_TYPE.get(str(entry.get("kty")), [])
+
+
 class Jwks:
     """The provider's signing keys by key id, read from a URL or a file, again on demand."""
 
@@ -65,7 +89,7 @@ class Jwks:
         """``fetch`` returns the JWKS document; ``where`` names it in errors."""
         self._fetch = fetch
         self._where = where
-        self._keys: dict[str, jwt.PyJWK] = {}
+        self._keys: dict[str, SigningKey] = {}
         self._read_at = float("-inf")
         self._lock = threading.Lock()
 
@@ -93,13 +117,13 @@ class Jwks:
             for entry in doc["keys"]:
                 if entry.get("use", "sig") != "sig" or "kid" not in entry:
                     continue
-                keys[str(entry["kid"])] = jwt.PyJWK(entry)
+                keys[str(entry["kid"])] = SigningKey(jwt.PyJWK(entry).key, _algorithms(entry))
         except (OSError, ValueError, KeyError, TypeError, jwt.PyJWTError) as exc:
             raise ConfigError(f"OIDC JWKS {self._where}: {exc!r}") from None
         self._keys = keys
         self._read_at = time.monotonic()
 
-    def key(self, kid: str) -> jwt.PyJWK:
+    def key(self, kid: str) -> SigningKey:
         """The key with this id, reading the JWKS again if it is new (and allowed to)."""
         found = self._keys.get(kid)
         if found is not None:
@@ -162,8 +186,8 @@ class Verifier:
         try:
             body: dict[str, Any] = jwt.decode(
                 token,
-                key.key,
-                algorithms=[key.algorithm_name] if key.algorithm_name else ALGORITHMS,
+                key.key,  # type: ignore[arg-type]
+                algorithms=key.algorithms,
                 audience=self._audience,
                 issuer=self._issuer,
                 leeway=LEEWAY,
@@ -171,6 +195,8 @@ class Verifier:
             )
         except jwt.PyJWTError as exc:
             raise TokenError(str(exc)) from None
+        if not isinstance(body["sub"], str) or not body["sub"].strip():
+            raise TokenError("the token names no subject ('sub' is empty)")
         return Claims(
             subject=str(body["sub"]),
             roles=_names(body.get(self._roles_claim)),
