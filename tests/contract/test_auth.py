@@ -20,6 +20,18 @@ def test_no_key_is_unauthenticated(server: Running, tenant: str) -> None:
     assert server.suite.store.log_sizes().get(tenant, 0) == 0  # type: ignore[attr-defined]
 
 
+def test_a_caller_without_a_key_learns_nothing_about_its_request(server: Running) -> None:
+    """Malformed bytes without a key were answered INVALID_ARGUMENT, naming the problem."""
+    raw = client.channel(server.address).unary_unary(
+        "/aiaudit.ingest.v1.IngestService/Append",
+        request_serializer=lambda b: b,
+        response_deserializer=lambda b: b,
+    )
+    with pytest.raises(grpc.RpcError) as err:
+        raw(b"\x0a\xff\xff\xff")  # a truncated events field
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
 def test_roles_without_write_are_denied(server: Running, tenant: str) -> None:
     for role in ("analyst", "compliance_officer", "security_analyst"):
         stub = pb_grpc.IngestServiceStub(server.as_role(role))

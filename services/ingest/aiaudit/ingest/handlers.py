@@ -207,12 +207,12 @@ class IngestHandlers:
     def append(self, raw: bytes, context: grpc.ServicerContext) -> pb.AppendResponse:
         """Append: the whole batch or nothing."""
         try:
+            caller = self._auth.authenticate(context)  # before anything is said about the request
             request = self._parse(raw, pb.AppendRequest, 1, "events")
             assert isinstance(request, pb.AppendRequest)
             self._refuse_unknown_fields(request, raw, 1, "events")
             events = list(request.events)
             sign = request.sign_receipts
-            caller = self._auth.authenticate(context)
             receipts, notes = self._receipts(
                 self._submit(events, "events", caller, sign), "events", sign
             )
