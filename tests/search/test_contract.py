@@ -423,6 +423,9 @@ def test_roles_scope_content_and_every_read_is_audited(
     with pytest.raises(grpc.RpcError) as caught:
         analyst.SearchEvents(pb.SearchEventsRequest(tenant_id=tenant, query="refund"))
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.RpcError) as caught:  # whether content is there is content too
+        analyst.SearchEvents(pb.SearchEventsRequest(tenant_id=tenant, filter="input.text:*"))
+    assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
     with pytest.raises(grpc.RpcError) as caught:
         list(analyst.Export(pb.ExportRequest(tenant_id=tenant, format=pb.EXPORT_FORMAT_CSV)))
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED

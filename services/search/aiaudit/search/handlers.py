@@ -226,9 +226,12 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         self._check_fields(
             caller, tenant, [getattr(n, "field", None) for n in language.leaves(combined)]
         )
-        if any(isinstance(n, language.Text) for n in language.leaves(combined)) and not (
-            caller.allows("content.read", tenant)
-        ):
+        reads_content = any(
+            isinstance(n, language.Text)
+            or getattr(getattr(n, "field", None), "kind", None) is Kind.TEXT
+            for n in language.leaves(combined)
+        )  # `input.text:*` too: whether there is content is itself read from it
+        if reads_content and not caller.allows("content.read", tenant):
             raise _denied(caller, "content.read", tenant, "full-text search reads content")
         return combined
 
