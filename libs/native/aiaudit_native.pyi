@@ -56,6 +56,10 @@ class WindowState:
         """A slot's samples, oldest first."""
     def take_changed(self) -> list[tuple[str, str, str]]:
         """(rule id, group, packed samples) of the slots changed since the last call."""
+    def journal(self, rule_ids: list[str]) -> None:
+        """Records the samples added from now on to these rules' windows (empty: none)."""
+    def take_journal(self) -> list[tuple[int, str, str, float, float]]:
+        """(event index, rule id, group, time, value) recorded since the last call."""
     def __len__(self) -> int: ...
 
 Plan = tuple[object, ...]
@@ -69,6 +73,10 @@ class RuleProgram:
         self, events: list[bytes], times: list[float], windows: WindowState
     ) -> list[tuple[int, int, str, list[Finding], float | None]]:
         """(event index, rule index, group, evidence, window aggregate) of every rule that fires."""
+    def add_samples(
+        self, samples: list[tuple[str, str, float, float]], windows: WindowState
+    ) -> None:
+        """Adds recorded (rule id, group, time, value) samples to the windowed rules' windows."""
 
 def field_values(schema: Schema, event: bytes, path: str) -> list[str | int | float | bool]:
     """Every value of a field path (proto names, dotted) in a serialised event, as rules see it."""

@@ -12,7 +12,7 @@ mod texts;
 mod value;
 mod window;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -42,12 +42,19 @@ struct Rule {
     window: Option<Windowed>,
 }
 
+/// A sample recorded for the journal: (event index in its batch, rule id, group, time, value).
+type Recorded = (usize, String, String, f64, f64);
+
 /// Window samples per rule id and group, and which slots changed since last taken.
 #[pyclass(module = "aiaudit_native")]
 #[derive(Default)]
 pub struct WindowState {
     /// Rule id -> group -> (samples, changed since last taken).
     slots: HashMap<String, HashMap<String, (Series, bool)>>,
+    /// Rules whose added samples are recorded (those a replay cannot rebuild from
+    /// an erased event), and what was recorded since last taken.
+    journaled: HashSet<String>,
+    journal: Vec<Recorded>,
 }
 
 impl WindowState {
@@ -88,6 +95,18 @@ impl WindowState {
     fn put(&mut self, rule_id: String, group: String, samples: Vec<(f64, f64)>) {
         let groups = self.slots.entry(rule_id).or_default();
         groups.insert(group, (Series::new(samples), false));
+    }
+
+    /// Records the samples added from now on to the windows of these rules
+    /// (replacing the previous set; empty: none).
+    fn journal(&mut self, rule_ids: Vec<String>) {
+        self.journaled = rule_ids.into_iter().collect();
+    }
+
+    /// (event index in its batch, rule id, group, time, value) of every sample
+    /// recorded since the last call, in the order they were added.
+    fn take_journal(&mut self) -> Vec<Recorded> {
+        std::mem::take(&mut self.journal)
     }
 
     /// A slot's samples, oldest first (None: no such slot).
@@ -444,8 +463,14 @@ impl RuleProgram {
                         hits.push((i, m.rule, String::new(), m.evidence, None));
                         continue;
                     };
-                    let w = self.rules[m.rule].window.as_ref().expect("a windowed rule");
-                    let series = windows.slot(&self.rules[m.rule].id, &group);
+                    let rule = &self.rules[m.rule];
+                    let w = rule.window.as_ref().expect("a windowed rule");
+                    if !windows.journaled.is_empty() && windows.journaled.contains(&rule.id) {
+                        windows
+                            .journal
+                            .push((i, rule.id.clone(), group.clone(), now, sample));
+                    }
+                    let series = windows.slot(&rule.id, &group);
                     series.add(now, sample, w.window.horizon());
                     let (fires, aggregate) = w.window.fires(series, now);
                     if fires {
@@ -456,5 +481,26 @@ impl RuleProgram {
             Ok::<_, Error>(hits)
         })?;
         Ok(hits)
+    }
+
+    /// Adds recorded samples, (rule id, group, time, value), to the windows of
+    /// this program's windowed rules, as evaluating their events did the first
+    /// time (a replay of events whose content was erased since); samples of
+    /// other rules are ignored. Nothing fires.
+    fn add_samples(
+        &self,
+        samples: Vec<(String, String, f64, f64)>,
+        mut windows: PyRefMut<'_, WindowState>,
+    ) {
+        let horizons: HashMap<&str, f64> = self
+            .rules
+            .iter()
+            .filter_map(|r| Some((r.id.as_str(), r.window.as_ref()?.window.horizon())))
+            .collect();
+        for (rule_id, group, time, value) in samples {
+            if let Some(&horizon) = horizons.get(rule_id.as_str()) {
+                windows.slot(&rule_id, &group).add(time, value, horizon);
+            }
+        }
     }
 }

@@ -57,6 +57,7 @@ def rule(r: StoredRule) -> pb.Rule:
         source=r.source,
         enabled=r.enabled,
         severity=r.severity,  # type: ignore[arg-type]
+        etag=r.etag,
     )
     out.update_time.FromDatetime(r.update_time)
     return out

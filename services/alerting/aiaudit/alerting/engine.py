@@ -34,6 +34,7 @@ stop the whole pass: the thread backs off and reports NOT_SERVING.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import logging
 import time
@@ -44,7 +45,14 @@ from dataclasses import dataclass
 import aiaudit_native
 import sqlalchemy as sa
 
-from aiaudit.alerting.evaluate import Hit, WindowState, evaluator
+from aiaudit.alerting.evaluate import (
+    Evaluator,
+    Hit,
+    Recorded,
+    WindowState,
+    evaluator,
+    reads_content,
+)
 from aiaudit.alerting.model import FIRING, Alert
 from aiaudit.alerting.rulebook import RuleBook
 from aiaudit.alerting.rules import Rule
@@ -101,21 +109,22 @@ def apply_hit(
     tenant: str,
     hit: Hit,
     now: dt.datetime,
-    open_alerts: dict[str, Alert | None],
+    open_alerts: dict[tuple[str, str], Alert | None],
     change_seq: int = 0,
 ) -> tuple[Alert, bool]:
-    """Folds a hit into the open alert of its dedup key, or opens a new one (True).
+    """Folds a hit into the open alert of its rule and dedup key, or opens a new one (True).
 
     The alert is stamped with ``change_seq``, the tenant's next change number.
 
-    ``open_alerts`` caches the open alert per dedup key for one batch, so a
+    ``open_alerts`` caches the open alert per (rule id, dedup key) for one batch, so a
     burst of hits on one key costs one lookup; folded alerts are changed in
     memory and written once by the caller.
     """
     rule = hit.rule
-    if hit.dedup_key not in open_alerts:
-        open_alerts[hit.dedup_key] = store.open_alert(conn, tenant, hit.dedup_key)
-    current = open_alerts[hit.dedup_key]
+    key = (rule.id, hit.dedup_key)  # an alert belongs to one rule, whatever its key renders to
+    if key not in open_alerts:
+        open_alerts[key] = store.open_alert(conn, tenant, rule.id, hit.dedup_key)
+    current = open_alerts[key]
     if current is not None and now - current.last_seen_time <= dt.timedelta(
         seconds=rule.throttle_seconds
     ):
@@ -145,7 +154,7 @@ def apply_hit(
         change_seq=change_seq,
     )
     store.insert_alert(conn, alert)
-    open_alerts[hit.dedup_key] = alert
+    open_alerts[key] = alert
     return alert, True
 
 
@@ -290,6 +299,7 @@ class Engine:
         end: int,
         windows: WindowState,
         since: Mapping[str, dt.datetime],
+        journal: Callable[[], Mapping[int, list[tuple[str, str, float, float]]]] = dict,
     ) -> None:
         """Rebuilds window samples from the saved ones by evaluating entries ``start..end``.
 
@@ -304,12 +314,24 @@ class Engine:
         since its row last changed (``since``): a rule deleted and created
         again, or edited, starts with an empty window, whatever the position
         of the last save (which used to decide how many older events came back).
+
+        An event whose content was erased since (no content row) would not
+        match a rule reading content as it did the first time: such rules
+        take the samples journaled for it when it was processed (``journal``,
+        read once, at the first such event) instead of evaluating it again.
         """
         groups: dict[float, list[Rule]] = {}
         for rule in rules:
             if rule.window is not None:
                 groups.setdefault(since.get(rule.id, _EPOCH).timestamp(), []).append(rule)
-        programs = [(t, evaluator(group)) for t, group in sorted(groups.items())]
+        programs: list[tuple[float, Evaluator | None, Evaluator | None]] = []
+        for t, group in sorted(groups.items()):
+            reading = [r for r in group if reads_content(r)]
+            rest = [r for r in group if not reads_content(r)]
+            programs.append(
+                (t, evaluator(rest) if rest else None, evaluator(reading) if reading else None)
+            )
+        journaled: Mapping[int, list[tuple[str, str, float, float]]] | None = None
         while programs and start < end:
             entries = self.events.read_log(log_id, start, min(self.batch_size, end - start))
             if not entries:
@@ -328,12 +350,21 @@ class Engine:
                 continue
             entries = entries[: len(wire)]  # up to a row damaged since it was processed
             times = [e.receive_time.timestamp() for e in entries]
-            for t, program in programs:
+            erased = [e.content is None for e in entries]
+            for t, other, content in programs:
                 keep = [i for i, at in enumerate(times) if at >= t]
-                if len(keep) == len(times):
-                    program.evaluate(wire, times, windows)
-                elif keep:
-                    program.evaluate([wire[i] for i in keep], [times[i] for i in keep], windows)
+                if other is not None:
+                    _evaluate_some(other, keep, wire, times, windows)
+                if content is None:
+                    continue
+                _evaluate_some(content, [i for i in keep if not erased[i]], wire, times, windows)
+                gone = [entries[i].sequence for i in keep if erased[i]]
+                if gone:
+                    if journaled is None:
+                        journaled = journal()
+                    samples = [x for seq in gone for x in journaled.get(seq, ())]
+                    if samples:
+                        content.add_samples(samples, windows)
             start += len(entries)
 
     def process(self, log_id: str, start: int) -> Outcome:
@@ -365,12 +396,14 @@ class Engine:
                 windows = self.store.load_windows(conn, tenant, windowed)
                 saved = cursors.position(conn, WINDOWS, log_id)
                 since = {rule_id: when for rule_id, when, _, _ in ruleset.version}
-                self._replay(rules, log_id, saved, start, windows, since)
+                journal = functools.partial(self.store.load_journal, conn, tenant, saved, start)
+                self._replay(rules, log_id, saved, start, windows, since, journal)
             head = kept.head if kept is not None else None
             open_alerts = kept.open_alerts if kept is not None else {}
             seq: int | None = None  # the tenant's change head, locked at the first hit
             times = [stored.receive_time.timestamp() for stored in entries]
-            for i, hit in evaluator(rules).evaluate(decoded, times, windows):
+            recorded: list[Recorded] = []
+            for i, hit in evaluator(rules).evaluate(decoded, times, windows, recorded):
                 now = entries[i].receive_time
                 if seq is None:
                     seq = self.store.lock_head(conn, tenant)
@@ -397,18 +430,43 @@ class Engine:
                     if seq != head:
                         open_alerts = {}
                 seq = self.store.scrub_evidence(conn, tenant, erased, self.payload, seq)
+            end = start + len(entries)
+            save = end - saved >= self.window_save_events
+            if save:
+                # Under the head lock, which rule writers take too: a rule changed since
+                # this batch read them has had its windows reset, and saving the samples
+                # counted under its old definition would bring them back. Saved next time.
+                if seq is None:
+                    seq = self.store.lock_head(conn, tenant)
+                    if seq != head:
+                        open_alerts = {}
+                save = self.book.version(conn, tenant) == ruleset.version
             if seq is not None:
                 self.store.set_head(conn, tenant, seq)
                 head = seq
-            end = start + len(entries)
-            if end - saved >= self.window_save_events:
+            if save:
                 self.store.save_windows(conn, tenant, windows.take_changed())
+                self.store.drop_journal(conn, tenant, end)
                 cursors.advance(conn, WINDOWS, log_id, end)
                 saved = end
+            elif recorded:
+                self.store.save_journal(
+                    conn, tenant, end, [(start + i, r, g, t, v) for i, r, g, t, v in recorded]
+                )
             cursors.advance(conn, CONSUMER, log_id, end)
         state = LogState(end, ruleset.version, windows, saved, head, open_alerts)
         self._states.put(log_id, state)
         return Outcome(len(entries), [snapshot(a) for a in changed.values()])
+
+
+def _evaluate_some(
+    program: Evaluator, keep: list[int], wire: list[bytes], times: list[float], windows: WindowState
+) -> None:
+    """Evaluates the events at indexes ``keep`` of a batch, for their window samples only."""
+    if len(keep) == len(times):
+        program.evaluate(wire, times, windows)
+    elif keep:
+        program.evaluate([wire[i] for i in keep], [times[i] for i in keep], windows)
 
 
 _ERASURE = event_pb2.EventType.Name(event_pb2.EVENT_TYPE_PRIVACY_ERASURE)

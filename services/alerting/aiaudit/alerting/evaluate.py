@@ -5,6 +5,12 @@ on each event's wire bytes and keeps the window samples per rule and group in
 a ``WindowState``; the caller loads and stores those (the engine saves them
 with a cursor of their own and rebuilds the rest by replay). Hits come back
 here to get their dedup key and summary.
+
+A replay cannot rebuild what a rule reading content (a detector, a content
+field) added for an event whose content was erased since: the samples such
+rules add are recorded in a journal (:meth:`Evaluator.evaluate`) that the
+engine commits with the batch, and a replay adds them back for erased events
+(:meth:`Evaluator.add_samples`) instead of evaluating empty content.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import collections
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import aiaudit_native
 
@@ -22,6 +29,41 @@ from aiaudit.alerting.rules import _TEMPLATE, Rule
 from aiaudit.common.canonical import native_schema
 
 WindowState = aiaudit_native.WindowState
+
+Recorded = tuple[int, str, str, float, float]
+"""A journaled window sample: (event index in its batch, rule id, group, time, value)."""
+
+
+def _reads_content(plan: Any) -> bool:
+    kind = plan[0]
+    if kind == "detector":
+        return True
+    if kind == "field":
+        return _content_path(plan[1])
+    if kind in ("all", "any"):
+        return any(_reads_content(p) for p in plan[1])
+    if kind == "not":
+        return _reads_content(plan[1])
+    return False
+
+
+def _content_path(path: str) -> bool:
+    try:
+        return f.compile_path(path).content
+    except f.FieldError:
+        return False
+
+
+def reads_content(rule: Rule) -> bool:
+    """Whether a rule's matches depend on content an erasure deletes (detectors, content fields).
+
+    The rest of an event (its canonical form) outlives an erasure, so a replay
+    evaluates other rules exactly as the first time.
+    """
+    if _reads_content(rule.when.plan()):
+        return True
+    value = rule.window.value if rule.window is not None else None
+    return value is not None and value.content
 
 
 @dataclass(frozen=True)
@@ -68,22 +110,30 @@ class Evaluator:
         """Raises ValueError if the native core cannot compile a rule."""
         self.rules = list(rules)
         self._program = aiaudit_native.RuleProgram(native_schema(), [r.plan() for r in self.rules])
+        self.journaled = [r.id for r in self.rules if r.window is not None and reads_content(r)]
+        """Windowed rules that read content: the samples they add are journaled."""
 
     def evaluate(
         self,
         events: Sequence[bytes],
         times: Sequence[float],
         windows: aiaudit_native.WindowState,
+        journal: list[Recorded] | None = None,
     ) -> list[tuple[int, Hit]]:
         """(index of the event, hit) for every rule that fires, in event then rule order.
 
         ``events`` are serialised; ``times`` are their receive times (seconds):
         windows slide on the time the log received events, which clients
         cannot forge and which replays reproduce. The slots in ``windows`` are updated in place.
+        With ``journal``, the samples that rules reading content added are appended to it.
         """
         wire = list(events)
         out = []
-        for i, r, group, evidence, value in self._program.evaluate(wire, list(times), windows):
+        windows.journal(self.journaled if journal is not None else [])
+        fired = self._program.evaluate(wire, list(times), windows)
+        if journal is not None:
+            journal.extend(windows.take_journal())
+        for i, r, group, evidence, value in fired:
             rule = self.rules[r]
             found = tuple(Finding(*x) for x in evidence)
             score = max((x.score for x in found), default=1.0)
@@ -91,6 +141,12 @@ class Evaluator:
             summary = render(rule.summary, wire[i], rule, group, score)
             out.append((i, Hit(rule, first(wire[i], "event_id"), key, summary, found, value)))
         return out
+
+    def add_samples(
+        self, samples: Sequence[tuple[str, str, float, float]], windows: aiaudit_native.WindowState
+    ) -> None:
+        """Adds journaled (rule id, group, time, value) samples to these rules' windows."""
+        self._program.add_samples(list(samples), windows)
 
 
 _CACHE: collections.OrderedDict[tuple[int, ...], Evaluator] = collections.OrderedDict()

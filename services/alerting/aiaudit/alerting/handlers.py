@@ -39,9 +39,11 @@ def _guard(context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
     except NotFoundError as exc:
         status.abort(context, status.error(code_pb2.NOT_FOUND, str(exc), "NOT_FOUND"))
     except ConflictError as exc:
-        code = (
-            code_pb2.ALREADY_EXISTS if exc.reason == "RULE_EXISTS" else code_pb2.FAILED_PRECONDITION
-        )
+        code = {
+            "RULE_EXISTS": code_pb2.ALREADY_EXISTS,
+            "ETAG_MISMATCH": code_pb2.ABORTED,
+            "CONCURRENT_UPDATE": code_pb2.ABORTED,
+        }.get(exc.reason, code_pb2.FAILED_PRECONDITION)
         status.abort(context, status.error(code, str(exc), exc.reason))
     except sa.exc.SQLAlchemyError:
         status.abort(
@@ -108,7 +110,7 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
     def UpdateRule(
         self, request: pb.UpdateRuleRequest, context: grpc.ServicerContext
     ) -> pb.UpdateRuleResponse:
-        """Replaces source and/or enabled (update_mask; empty mask = both)."""
+        """Replaces source and/or enabled (update_mask; empty = both); checks an etag given."""
         caller = self._caller(
             context, "rules.write", lambda: parse_name(request.rule.name, "rules", "rule.name")[0]
         )
@@ -126,7 +128,9 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
         enabled = request.rule.enabled if "enabled" in paths else None
         stored = _guard(
             context,
-            lambda: self.service.update_rule(caller.principal, request.rule.name, source, enabled),
+            lambda: self.service.update_rule(
+                caller.principal, request.rule.name, source, enabled, request.rule.etag
+            ),
         )
         return pb.UpdateRuleResponse(rule=convert.rule(stored))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass, field
 
 from aiaudit.alerting.detectors import Finding
@@ -22,6 +23,14 @@ class StoredRule:
     severity: int
     update_time: dt.datetime
     builtin: bool = False
+
+    @property
+    def etag(self) -> str:
+        """A checksum of the rule as stored (AIP-154): every update changes it."""
+        raw = "\0".join(
+            (self.rule_id, self.update_time.isoformat(), str(self.enabled), self.source)
+        )
+        return hashlib.sha256(raw.encode()).hexdigest()[:24]
 
 
 @dataclass

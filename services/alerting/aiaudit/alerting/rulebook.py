@@ -70,10 +70,16 @@ class RuleBook:
         """Compiled enabled rules of a tenant."""
         return self.snapshot(conn, tenant).rules
 
+    def version(
+        self, conn: sa.Connection, tenant: str
+    ) -> tuple[tuple[str, dt.datetime, str, bool], ...]:
+        """The version of the tenant's rule rows as :meth:`snapshot` gives it."""
+        return _version(self.store.tenant_rules(conn, tenant))
+
     def snapshot(self, conn: sa.Connection, tenant: str) -> RuleSet:
         """Compiled enabled rules of a tenant and the version of its rows (one query)."""
         rows = self.store.tenant_rules(conn, tenant)
-        version = tuple((r.rule_id, r.update_time, r.source, r.enabled) for r in rows)
+        version = _version(rows)
         out = []
         for s in self._overlay(tenant, rows):
             if not s.enabled:
@@ -83,6 +89,10 @@ class RuleBook:
                 rule if rule is not None and rule.source == s.source else _compiled(s.source)
             )
         return RuleSet(out, version)
+
+
+def _version(rows: list[StoredRule]) -> tuple[tuple[str, dt.datetime, str, bool], ...]:
+    return tuple((r.rule_id, r.update_time, r.source, r.enabled) for r in rows)
 
 
 def dataclasses_replace_builtin(r: StoredRule) -> StoredRule:

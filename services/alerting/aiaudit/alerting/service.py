@@ -136,6 +136,9 @@ class Subscription:
     after: int
 
 
+_UPDATE_ATTEMPTS = 3
+"""An update without an etag is made again on the rule as it now is this many times at most."""
+
 _ALERT_FILTER = frozenset({"state", "severity", "rule", "create_time"})
 _EVENT_FILTER = {
     "event_type": events_t.c.event_type,
@@ -252,6 +255,7 @@ class AlertingService:
             tenant, compiled.id, source, enabled, compiled.severity, dt.datetime.now(dt.UTC)
         )
         with self.store.write() as conn, conn.begin():
+            self.store.lock_head(conn, tenant)  # as updates: neither writes over the other
             if self._find(conn, tenant, compiled.id) is not None:
                 raise ConflictError(f"rule {compiled.id!r} exists", "RULE_EXISTS")
             self.store.put_rule(conn, stored)
@@ -278,9 +282,24 @@ class AlertingService:
         return Page(list(items), _token({"o": start + size}) if more else "")
 
     def update_rule(
-        self, principal: str, name: str, source: str | None, enabled: bool | None
+        self,
+        principal: str,
+        name: str,
+        source: str | None,
+        enabled: bool | None,
+        etag: str = "",
     ) -> StoredRule:
-        """Replaces the source and/or the enabled flag."""
+        """Replaces the source and/or the enabled flag, and resets the rule's window samples.
+
+        The change applies to the rule as read when the change event was
+        recorded: it is written under the tenant's head lock (which every rule
+        writer and the engine's window saves take) only if the rule is still
+        that one. Otherwise, with an ``etag`` (the one read back by the caller,
+        AIP-154) it fails (ETAG_MISMATCH); without, it is made again on the
+        rule as it now is, so two concurrent updates of different fields both
+        hold. The window samples were counted under the old rule: they go, and
+        the engine counts only what arrives from now on.
+        """
         tenant, rule_id = parse_name(name, "rules", "rule.name")
         if source is not None:
             violations = _rule_violations(source, "rule.source")
@@ -288,25 +307,39 @@ class AlertingService:
                 raise InvalidError(violations)
             if compile_rule(source).id != rule_id:
                 raise InvalidError([("rule.source", f"the source's id must stay {rule_id!r}")])
-        with self.store.engine.connect() as conn:
-            current = self._find(conn, tenant, rule_id)
-        if current is None:
-            raise NotFoundError(f"no rule {name}")
-        new_source = source if source is not None else current.source
-        new_enabled = enabled if enabled is not None else current.enabled
-        self._audit_change(principal, tenant, "update", rule_id, new_source, new_enabled)
-        stored = StoredRule(
-            tenant,
-            rule_id,
-            new_source,
-            new_enabled,
-            compile_rule(new_source).severity,
-            dt.datetime.now(dt.UTC),
-            current.builtin,
+        for _ in range(_UPDATE_ATTEMPTS):
+            with self.store.engine.connect() as conn:
+                current = self._find(conn, tenant, rule_id)
+            if current is None:
+                raise NotFoundError(f"no rule {name}")
+            if etag and etag != current.etag:
+                raise ConflictError(f"rule {name} changed since read (etag)", "ETAG_MISMATCH")
+            new_source = source if source is not None else current.source
+            new_enabled = enabled if enabled is not None else current.enabled
+            self._audit_change(principal, tenant, "update", rule_id, new_source, new_enabled)
+            stored = StoredRule(
+                tenant,
+                rule_id,
+                new_source,
+                new_enabled,
+                compile_rule(new_source).severity,
+                dt.datetime.now(dt.UTC),
+                current.builtin,
+            )
+            with self.store.write() as conn, conn.begin():
+                self.store.lock_head(conn, tenant)
+                now = self._find(conn, tenant, rule_id)
+                if now is None:
+                    raise NotFoundError(f"no rule {name}")
+                if now == current:
+                    self.store.put_rule(conn, stored)
+                    self.store.reset_windows(conn, tenant, rule_id)
+                    return stored
+            if etag:
+                raise ConflictError(f"rule {name} changed since read (etag)", "ETAG_MISMATCH")
+        raise ConflictError(
+            f"rule {name} is being changed concurrently; retry", "CONCURRENT_UPDATE"
         )
-        with self.store.write() as conn, conn.begin():
-            self.store.put_rule(conn, stored)
-        return stored
 
     def delete_rule(self, principal: str, name: str) -> None:
         """Deletes a tenant rule; built-in rules can only be disabled."""
@@ -322,6 +355,7 @@ class AlertingService:
             )
         self._audit_change(principal, tenant, "delete", rule_id, current.source, False)
         with self.store.write() as conn, conn.begin():
+            self.store.lock_head(conn, tenant)  # as updates: neither writes over the other
             self.store.delete_rule(conn, tenant, rule_id)
 
     def test_rule(
@@ -476,11 +510,11 @@ def simulate(
     times = [received.timestamp() for _, received in ordered]
     wire = [e.SerializeToString() for e, _ in ordered]
     hits = Evaluator(rules).evaluate(wire, times, WindowState())
-    open_alerts: dict[str, Alert] = {}
+    open_alerts: dict[tuple[str, str], Alert] = {}  # by rule and dedup key, as the engine
     out: list[Alert] = []
     for i, hit in hits:
         received = ordered[i][1]
-        current = open_alerts.get(hit.dedup_key)
+        current = open_alerts.get((hit.rule.id, hit.dedup_key))
         if (
             current is not None
             and (received - current.last_seen_time).total_seconds() <= hit.rule.throttle_seconds
@@ -495,6 +529,6 @@ def simulate(
             hit.dedup_key, FIRING, hit.rule.severity, hit.summary, [hit.event_id],
             list(hit.evidence), dict(hit.rule.labels), 1, received, received,
         )  # fmt: skip
-        open_alerts[hit.dedup_key] = a
+        open_alerts[(hit.rule.id, hit.dedup_key)] = a
         out.append(a)
     return out

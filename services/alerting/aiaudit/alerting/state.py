@@ -8,7 +8,7 @@ them back, and each is trusted only while nobody else can have changed it:
   commit put it (no other replica has processed a batch since: only the
   batch that advances a cursor writes that log's windows) and the tenant's
   rule rows are unchanged (``DeleteRule`` deletes a rule's windows);
-- open alerts per dedup key (``None``: none open), while the tenant's change
+- open alerts per rule and dedup key (``None``: none open), while the tenant's change
   head is still the number this engine last committed or read under its lock
   (every writer of alerts, any replica's engine and acknowledge/resolve,
   takes that lock and moves the head).
@@ -46,7 +46,8 @@ class LogState:
     """The position the window samples in the database are as of (the windows cursor)."""
     head: int | None = None
     """The tenant's change head as last seen under its lock (None: unknown)."""
-    open_alerts: dict[str, Alert | None] = field(default_factory=dict)
+    open_alerts: dict[tuple[str, str], Alert | None] = field(default_factory=dict)
+    """By (rule id, dedup key)."""
 
 
 class StateCache:

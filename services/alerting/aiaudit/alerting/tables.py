@@ -5,7 +5,9 @@
 - ``alerting_windows``: sliding-window samples per rule and group, saved every
   few thousand events together with the cursor ``alerting-windows`` (the log
   position they are as of); a restart replays the entries after it, so it
-  resumes windows exactly.
+  resumes windows exactly. Rows under the rule id ``~journal`` (never a
+  rule's) keep, per batch since that save, the samples that rules reading
+  content added: the replay adds them for events erased since.
 - ``alerting_deliveries``: the sink outbox (one row per alert and sink), so
   delivery is at-least-once and keyed by alert id.
 - ``alerting_heads``: per tenant, the last change sequence given to an alert.

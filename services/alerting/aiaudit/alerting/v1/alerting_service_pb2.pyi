@@ -24,18 +24,20 @@ ALERT_STATE_ACKNOWLEDGED: AlertState
 ALERT_STATE_RESOLVED: AlertState
 
 class Rule(_message.Message):
-    __slots__ = ("name", "source", "enabled", "severity", "update_time")
+    __slots__ = ("name", "source", "enabled", "severity", "update_time", "etag")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     ENABLED_FIELD_NUMBER: _ClassVar[int]
     SEVERITY_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    ETAG_FIELD_NUMBER: _ClassVar[int]
     name: str
     source: str
     enabled: bool
     severity: _event_pb2.Severity
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., source: _Optional[str] = ..., enabled: _Optional[bool] = ..., severity: _Optional[_Union[_event_pb2.Severity, str]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    etag: str
+    def __init__(self, name: _Optional[str] = ..., source: _Optional[str] = ..., enabled: _Optional[bool] = ..., severity: _Optional[_Union[_event_pb2.Severity, str]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., etag: _Optional[str] = ...) -> None: ...
 
 class CreateRuleRequest(_message.Message):
     __slots__ = ("parent", "rule_id", "rule")

@@ -113,7 +113,8 @@ class AlertingServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UpdateRule(self, request, context):
-        """Replaces a rule's source or enabled flag.
+        """Replaces a rule's source or enabled flag (only if `rule.etag`, when given, is
+        still the rule's). Resets the rule's window samples.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
