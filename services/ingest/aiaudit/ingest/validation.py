@@ -113,6 +113,7 @@ SERVER_WRITTEN = frozenset(
 record blanks the named events' content in the index and in alert evidence, and
 ``verify`` accepts it as cover for deleted content): a gateway key could forge them."""
 
+
 def _required(
     e: event_pb2.Event, now: dt.datetime, limits: Limits, path: str
 ) -> Iterator[Violation]:
