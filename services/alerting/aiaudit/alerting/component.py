@@ -99,7 +99,9 @@ def start(ctx: Context) -> Alerting:
         health,
     )
     service = AlertingService(events, store, book, changes, _recorder(ctx.store), s.watch_interval)
-    handlers.add_to_server(ctx.server, handlers.AlertingHandlers(service, ctx.auth, ctx.audit))
+    handlers.add_to_server(
+        ctx.server, handlers.AlertingHandlers(service, ctx.auth, ctx.access.submit)
+    )
     # Ingest commits through the suite's engine: evaluate at once instead of at the next poll.
     unwatch = commits.on_commit(ctx.store.engine, engine.wake)
     engine.start()

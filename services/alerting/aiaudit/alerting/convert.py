@@ -13,20 +13,25 @@ STATES = {
 }
 
 
-def evidence(x: Finding) -> pb.Evidence:
-    """A finding on the wire."""
+def evidence(x: Finding, content: bool) -> pb.Evidence:
+    """A finding on the wire; its excerpt (quoted content) only with ``content``."""
     return pb.Evidence(
         detector=x.detector,
         score=x.score,
         field=x.field,
         start=x.start,
         end=x.end,
-        excerpt=x.excerpt,
+        excerpt=x.excerpt if content else "",
     )
 
 
-def alert(a: Alert) -> pb.Alert:
-    """An alert on the wire."""
+def alert(a: Alert, *, content: bool) -> pb.Alert:
+    """An alert on the wire; ``content``: the caller holds ``content.read`` on the tenant.
+
+    Without it the evidence excerpts (the only part of an alert that quotes
+    content: summaries and dedup keys cannot name a content field) are blank,
+    as an erasure leaves them; detector, field, offsets and score stay.
+    """
     out = pb.Alert(
         name=f"tenants/{a.tenant}/alerts/{a.alert_id}",
         rule=f"tenants/{a.tenant}/rules/{a.rule_id}",
@@ -35,7 +40,7 @@ def alert(a: Alert) -> pb.Alert:
         summary=a.summary,
         dedup_key=a.dedup_key,
         event_ids=a.event_ids,
-        evidence=[evidence(x) for x in a.evidence],
+        evidence=[evidence(x, content) for x in a.evidence],
         labels=a.labels,
         occurrence_count=a.occurrence_count,
         acknowledged_by=a.acknowledged_by,

@@ -66,6 +66,29 @@ def reads_content(rule: Rule) -> bool:
     return value is not None and value.content
 
 
+def _reads_personal(plan: Any) -> bool:
+    kind = plan[0]
+    if kind == "field":
+        return plan[1] in f.PERSONAL
+    if kind in ("all", "any"):
+        return any(_reads_personal(p) for p in plan[1])
+    if kind == "not":
+        return _reads_personal(plan[1])
+    return False
+
+
+def reads_personal(rule: Rule) -> bool:
+    """Whether a rule reads personal data (``fields.PERSONAL``): in a condition or a window.
+
+    Its alerts then tell which events hold a value, so only a caller with
+    ``pii.read`` may test or store it. Templates cannot name it (``rules``).
+    """
+    if _reads_personal(rule.when.plan()):
+        return True
+    w = rule.window
+    return w is not None and any(p.personal for p in (*w.group_by, w.value) if p is not None)
+
+
 @dataclass(frozen=True)
 class Hit:
     """A rule that fired on an event."""

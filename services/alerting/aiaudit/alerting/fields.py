@@ -43,6 +43,12 @@ _NUMERIC = (
 )
 
 
+PERSONAL = frozenset({"actor.ip_address"})
+"""Personal data: read only with ``pii.read`` (as search's ``catalogue.PII_FIELDS``), so never
+copied into an alert (every ``alerts.read`` holder sees its summary and dedup key) and never
+tested by a caller without the permission."""
+
+
 class FieldError(ValueError):
     """A path that does not name a field of Event."""
 
@@ -56,6 +62,11 @@ class Field:
     numeric: bool = False
     content: bool = False
     """A content field (``sensitive_content``): erasable, so never copied into an alert."""
+
+    @property
+    def personal(self) -> bool:
+        """Personal data (:data:`PERSONAL`): never copied into an alert, read with ``pii.read``."""
+        return self.path in PERSONAL
 
     def expand(self, value: object) -> object:
         """An enum operand given by short name (``interaction``) becomes its full name."""

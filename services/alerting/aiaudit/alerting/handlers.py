@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future
 from typing import TypeVar
 
 import grpc
@@ -12,9 +13,14 @@ import sqlalchemy as sa
 from google.rpc import code_pb2
 
 from aiaudit.alerting import convert
+from aiaudit.alerting.evaluate import reads_content, reads_personal
+from aiaudit.alerting.model import Alert
+from aiaudit.alerting.rules import Rule
 from aiaudit.alerting.service import (
     AlertingService,
+    Check,
     ConflictError,
+    DeniedError,
     InvalidError,
     NotFoundError,
     parse_name,
@@ -22,12 +28,17 @@ from aiaudit.alerting.service import (
 )
 from aiaudit.alerting.v1 import alerting_service_pb2 as pb
 from aiaudit.alerting.v1 import alerting_service_pb2_grpc as pb_grpc
-from aiaudit.common import status
+from aiaudit.common import access, status
 from aiaudit.common.auth import Authenticator, Caller, require
 
 SERVICE_NAME = "aiaudit.alerting.v1.AlertingService"
 T = TypeVar("T")
-Audit = Callable[[Caller, str, str, Mapping[str, str | int | bool]], None]
+Audit = Callable[[Caller, str, str, Mapping[str, str | int | bool]], Future[None]]
+"""Submits an access record (``AccessLog.submit``); the read waits for it before answering."""
+
+NAMED_PER_RECORD = 100
+"""Alert ids one WatchAlerts access record names (33 characters each: within the 4,096 an
+access record keeps of a detail)."""
 
 
 def _guard(context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
@@ -38,6 +49,14 @@ def _guard(context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
         status.abort(context, status.bad_request(f"invalid request: {exc}", exc.violations))
     except NotFoundError as exc:
         status.abort(context, status.error(code_pb2.NOT_FOUND, str(exc), "NOT_FOUND"))
+    except DeniedError as exc:
+        status.abort(
+            context,
+            status.error(
+                code_pb2.PERMISSION_DENIED, str(exc), "PERMISSION_DENIED",
+                permission=exc.permission, tenant=exc.tenant,
+            ),
+        )  # fmt: skip
     except ConflictError as exc:
         code = {
             "RULE_EXISTS": code_pb2.ALREADY_EXISTS,
@@ -54,10 +73,16 @@ def _guard(context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
 
 
 class AlertingHandlers(pb_grpc.AlertingServiceServicer):
-    """The RPCs of AlertingService."""
+    """The RPCs of AlertingService.
+
+    Every read of audit data (rules, alerts, a dry run's events) submits an
+    access record and answers only once it is committed (UNAVAILABLE when it
+    is not). Evidence excerpts quote content: a caller without ``content.read``
+    on the tenant gets them blank, as after an erasure.
+    """
 
     def __init__(self, service: AlertingService, auth: Authenticator, audit: Audit) -> None:
-        """Handlers over the domain service."""
+        """Handlers over the domain service; ``audit`` submits access records."""
         self.service = service
         self.auth = auth
         self.audit = audit
@@ -70,16 +95,57 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
         require(context, caller, permission, tenant)
         return caller
 
+    def _record(
+        self, caller: Caller, tenant: str, action: str, details: Mapping[str, str | int | bool]
+    ) -> Future[None]:
+        """Starts committing the access record; wait with :meth:`_recorded` before answering."""
+        return self.audit(caller, tenant, action, details)
+
+    @staticmethod
+    def _recorded(context: grpc.ServicerContext, *records: Future[None]) -> None:
+        """Waits for the access records: no durable record, no answer."""
+        if not all([access.recorded(r) for r in records]):  # every one waited for
+            status.abort(
+                context,
+                status.error(code_pb2.UNAVAILABLE, access.NOT_RECORDED, "STORE_UNAVAILABLE"),
+            )
+
+    @staticmethod
+    def _check(caller: Caller, tenant: str) -> Check:
+        """What a rule the caller tests or stores may read: content and PII need their permission.
+
+        Whether a rule fires on an event tells what the event holds, so a rule
+        reading content (a detector, message text, tool arguments) needs
+        ``content.read`` and one reading personal data (``actor.ip_address``)
+        ``pii.read``, as filtering on them in search does.
+        """
+
+        def check(rule: Rule) -> None:
+            for permission, reads, what in (
+                ("content.read", reads_content, "content (a detector or a content field)"),
+                ("pii.read", reads_personal, "personal data (actor.ip_address)"),
+            ):
+                if reads(rule) and not caller.allows(permission, tenant):
+                    raise DeniedError(
+                        f"{caller.principal!r} lacks {permission!r} on tenant {tenant!r}: "
+                        f"rule {rule.id!r} reads {what}",
+                        permission,
+                        tenant,
+                    )
+
+        return check
+
     def CreateRule(
         self, request: pb.CreateRuleRequest, context: grpc.ServicerContext
     ) -> pb.CreateRuleResponse:
         """Validates and stores a rule; the change is an audit event."""
         caller = self._caller(context, "rules.write", lambda: parse_parent(request.parent))
+        check = self._check(caller, parse_parent(request.parent))
         stored = _guard(
             context,
             lambda: self.service.create_rule(
                 caller.principal, request.parent, request.rule_id, request.rule.source,
-                request.rule.enabled if request.HasField("rule") else True,
+                request.rule.enabled if request.HasField("rule") else True, check,
             ),
         )  # fmt: skip
         return pb.CreateRuleResponse(rule=convert.rule(stored))
@@ -87,25 +153,32 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
     def GetRule(
         self, request: pb.GetRuleRequest, context: grpc.ServicerContext
     ) -> pb.GetRuleResponse:
-        """One rule."""
-        self._caller(context, "rules.read", lambda: parse_name(request.name, "rules")[0])
-        return pb.GetRuleResponse(
-            rule=convert.rule(_guard(context, lambda: self.service.get_rule(request.name)))
-        )
+        """One rule; the read is audited."""
+        caller = self._caller(context, "rules.read", lambda: parse_name(request.name, "rules")[0])
+        tenant, rule_id = parse_name(request.name, "rules")
+        record = self._record(caller, tenant, "alerting.get_rule", {"rule": rule_id})
+        found = _guard(context, lambda: self.service.get_rule(request.name))
+        self._recorded(context, record)
+        return pb.GetRuleResponse(rule=convert.rule(found))
 
     def ListRules(
         self, request: pb.ListRulesRequest, context: grpc.ServicerContext
     ) -> pb.ListRulesResponse:
-        """Rules of a tenant, built-in pack first."""
-        self._caller(context, "rules.read", lambda: parse_parent(request.parent))
+        """Rules of a tenant, built-in pack first; the read is audited."""
+        caller = self._caller(context, "rules.read", lambda: parse_parent(request.parent))
         page = _guard(
             context,
             lambda: self.service.list_rules(request.parent, request.page_size, request.page_token),
         )
-        return pb.ListRulesResponse(
-            rules=[convert.rule(r) for r in page.items],  # type: ignore[arg-type]
-            next_page_token=page.next_token,
-        )
+        rules = [convert.rule(r) for r in page.items]  # type: ignore[arg-type]
+        self._recorded(
+            context,
+            self._record(
+                caller, parse_parent(request.parent), "alerting.list_rules",
+                {"returned": len(rules)},
+            ),
+        )  # fmt: skip
+        return pb.ListRulesResponse(rules=rules, next_page_token=page.next_token)
 
     def UpdateRule(
         self, request: pb.UpdateRuleRequest, context: grpc.ServicerContext
@@ -126,10 +199,11 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
             )
         source = request.rule.source if "source" in paths else None
         enabled = request.rule.enabled if "enabled" in paths else None
+        check = self._check(caller, parse_name(request.rule.name, "rules", "rule.name")[0])
         stored = _guard(
             context,
             lambda: self.service.update_rule(
-                caller.principal, request.rule.name, source, enabled, request.rule.etag
+                caller.principal, request.rule.name, source, enabled, request.rule.etag, check
             ),
         )
         return pb.UpdateRuleResponse(rule=convert.rule(stored))
@@ -145,21 +219,33 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
     def TestRule(
         self, request: pb.TestRuleRequest, context: grpc.ServicerContext
     ) -> pb.TestRuleResponse:
-        """Dry run over stored events; reading events is audited."""
+        """Dry run over stored events; the read is audited with the rule tested.
+
+        A rule reading content or personal data needs ``content.read`` or
+        ``pii.read``: which events it fires on tells what they hold.
+        """
         caller = self._caller(context, "rules.read", lambda: parse_parent(request.parent))
-        require(context, caller, "events.read", parse_parent(request.parent))
         tenant = parse_parent(request.parent)
+        require(context, caller, "events.read", tenant)
         alerts, evaluated = _guard(
             context,
             lambda: self.service.test_rule(
-                request.parent, request.source, request.filter, request.max_events
+                request.parent, request.source, request.filter, request.max_events,
+                self._check(caller, tenant),
             ),
-        )
-        self.audit(
-            caller, tenant, "alerting.test_rule", {"filter": request.filter, "evaluated": evaluated}
-        )
+        )  # fmt: skip
+        # The source is what was looked for (a regex over messages, say): kept as the
+        # record's content ("query"), like a searched phrase, with the filter.
+        self._recorded(
+            context,
+            self._record(
+                caller, tenant, "alerting.test_rule",
+                {"filter": request.filter, "query": request.source, "evaluated": evaluated},
+            ),
+        )  # fmt: skip
+        content = caller.allows("content.read", tenant)
         return pb.TestRuleResponse(
-            alerts=[convert.alert(a) for a in alerts], evaluated_count=evaluated
+            alerts=[convert.alert(a, content=content) for a in alerts], evaluated_count=evaluated
         )
 
     def ListAlerts(
@@ -167,57 +253,95 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
     ) -> pb.ListAlertsResponse:
         """Alerts newest first; the read is audited."""
         caller = self._caller(context, "alerts.read", lambda: parse_parent(request.parent))
+        tenant = parse_parent(request.parent)
         page = _guard(
             context,
             lambda: self.service.list_alerts(
                 request.parent, request.filter, request.page_size, request.page_token
             ),
         )
-        self.audit(
-            caller, parse_parent(request.parent), "alerting.list_alerts",
-            {"filter": request.filter, "returned": len(page.items)},
+        self._recorded(
+            context,
+            self._record(
+                caller, tenant, "alerting.list_alerts",
+                {"filter": request.filter, "returned": len(page.items)},
+            ),
         )  # fmt: skip
+        content = caller.allows("content.read", tenant)
         return pb.ListAlertsResponse(
-            alerts=[convert.alert(a) for a in page.items],  # type: ignore[arg-type]
+            alerts=[convert.alert(a, content=content) for a in page.items],  # type: ignore[arg-type]
             next_page_token=page.next_token,
         )
+
+    def _transition(
+        self, context: grpc.ServicerContext, name: str, action: str, change: Callable[[str], Alert]
+    ) -> pb.Alert:
+        """Acknowledge or resolve: the alert comes back whole, so it is a read too."""
+        caller = self._caller(context, "alerts.write", lambda: parse_name(name, "alerts")[0])
+        tenant, alert_id = parse_name(name, "alerts")
+        record = self._record(caller, tenant, action, {"alert": alert_id})
+        a = _guard(context, lambda: change(caller.principal))
+        self._recorded(context, record)
+        return convert.alert(a, content=caller.allows("content.read", tenant))
 
     def AcknowledgeAlert(
         self, request: pb.AcknowledgeAlertRequest, context: grpc.ServicerContext
     ) -> pb.AcknowledgeAlertResponse:
         """Firing -> acknowledged."""
-        caller = self._caller(
-            context, "alerts.write", lambda: parse_name(request.name, "alerts")[0]
-        )
-        a = _guard(context, lambda: self.service.acknowledge(caller.principal, request.name))
-        return pb.AcknowledgeAlertResponse(alert=convert.alert(a))
+        alert = self._transition(
+            context, request.name, "alerting.acknowledge_alert",
+            lambda who: self.service.acknowledge(who, request.name),
+        )  # fmt: skip
+        return pb.AcknowledgeAlertResponse(alert=alert)
 
     def ResolveAlert(
         self, request: pb.ResolveAlertRequest, context: grpc.ServicerContext
     ) -> pb.ResolveAlertResponse:
         """-> resolved, with the reason."""
-        caller = self._caller(
-            context, "alerts.write", lambda: parse_name(request.name, "alerts")[0]
-        )
-        a = _guard(
-            context, lambda: self.service.resolve(caller.principal, request.name, request.reason)
-        )
-        return pb.ResolveAlertResponse(alert=convert.alert(a))
+        alert = self._transition(
+            context, request.name, "alerting.resolve_alert",
+            lambda who: self.service.resolve(who, request.name, request.reason),
+        )  # fmt: skip
+        return pb.ResolveAlertResponse(alert=alert)
 
     def WatchAlerts(
         self, request: pb.WatchAlertsRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.WatchAlertsResponse]:
-        """Streams alert changes of the tenant until the client goes away."""
+        """Streams alert changes of the tenant until the client goes away.
+
+        The subscription is recorded, then every alert sent: the alerts each
+        look found are named in records (at most ``NAMED_PER_RECORD`` a record)
+        committed together before any of them is sent.
+        """
         caller = self._caller(context, "alerts.read", lambda: parse_parent(request.parent))
         tenant = parse_parent(request.parent)
-        self.audit(
-            caller, tenant, "alerting.watch_alerts", {"min_severity": int(request.min_severity)}
-        )
+        self._recorded(
+            context,
+            self._record(
+                caller, tenant, "alerting.watch_alerts",
+                {"min_severity": int(request.min_severity)},
+            ),
+        )  # fmt: skip
+        content = caller.allows("content.read", tenant)
         sub = self.service.subscribe(tenant)
         context.send_initial_metadata(())  # the client knows it is subscribed from here on
         stop = lambda: not context.is_active()  # noqa: E731
-        for a in self.service.watch(sub, tenant, int(request.min_severity), stop):
-            yield pb.WatchAlertsResponse(alert=convert.alert(a))
+        for found in self.service.watch(sub, tenant, int(request.min_severity), stop):
+            parts = [
+                found[i : i + NAMED_PER_RECORD] for i in range(0, len(found), NAMED_PER_RECORD)
+            ]
+            records = [
+                self._record(
+                    caller,
+                    tenant,
+                    "alerting.watch_alerts.sent",
+                    {"alerts": ",".join(a.alert_id for a in part), "returned": len(part)},
+                )
+                for part in parts
+            ]
+            self._recorded(context, *records)
+            for a in found:
+                yield pb.WatchAlertsResponse(alert=convert.alert(a, content=content))
 
 
 def add_to_server(server: grpc.Server, handlers: AlertingHandlers) -> None:

@@ -25,7 +25,7 @@ def default_pack() -> list[Rule]:
 
 @functools.lru_cache(maxsize=4096)
 def _compiled(source: str) -> Rule:
-    return compile_rule(source)
+    return compile_rule(source, stored=True)  # maybe stored before a check it would now fail
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,11 @@ _CONTENT = (
     "window groups are not scrubbed); use metadata, or a detector for the text"
 )
 
+_PERSONAL = (
+    "is personal data: every caller with alerts.read sees an alert's summary and dedup key, "
+    "pii.read or not"
+)
+
 _SCALARS = "strings, numbers or true/false (quote dates: '2026-01-01')"
 
 
@@ -283,8 +288,11 @@ class Rule:
 
 
 class _Compiler:
-    def __init__(self) -> None:
+    def __init__(self, stored: bool = False) -> None:
         self.errors: list[RuleError] = []
+        self.stored = stored
+        """A rule stored before a check of templates existed: what the check refuses
+        (content or personal data in a summary or dedup key) renders empty instead."""
 
     def err(self, node: _Node, where: str, message: str) -> None:
         self.errors.append(RuleError(node.line, where, message))
@@ -541,19 +549,40 @@ class _Compiler:
             return None
         return Window(seconds, tuple(group), agg, value, pct, op, threshold, base_s, factor)
 
-    def template(self, node: _Node, where: str) -> str | None:
+    def template(self, node: _Node, where: str, personal_group: str = "") -> str | None:
+        """A summary or dedup key; ``personal_group``: the personal field the window groups by."""
         text = self.string(node, where)
         if text is None:
             return None
+        refused: set[str] = set()
         for name in _TEMPLATE.findall(text):
-            if name in ("rule", "group", "score"):
+            if name in ("rule", "score"):
+                continue
+            if name == "group":
+                if personal_group:
+                    refused.add(name)
+                    self.refuse(
+                        node, where, f"placeholder {{group}}: the window groups by "
+                        f"{personal_group}, which {_PERSONAL}",
+                    )  # fmt: skip
                 continue
             try:
-                if f.compile_path(name).content:
-                    self.err(node, where, f"placeholder {{{name}}}: {_CONTENT}")
+                fld = f.compile_path(name)
             except f.FieldError as exc:
                 self.err(node, where, f"placeholder {{{name}}}: {exc}")
+                continue
+            if fld.content or fld.personal:
+                refused.add(name)
+                why = _CONTENT if fld.content else f"{_PERSONAL}; match on it in a condition"
+                self.refuse(node, where, f"placeholder {{{name}}}: {why}")
+        if refused and self.stored:
+            return _TEMPLATE.sub(lambda m: "" if m.group(1) in refused else m.group(0), text)
         return text
+
+    def refuse(self, node: _Node, where: str, message: str) -> None:
+        """An error, except in a rule stored before the check (the caller then drops the part)."""
+        if not self.stored:
+            self.err(node, where, message)
 
 
 def _join(where: str, key: str) -> str:
@@ -595,18 +624,31 @@ def _compile_one(node: _Node, source: str, c: _Compiler, where: str = "") -> Rul
     if "when" in m:
         when = c.condition(m["when"], _join(where, "when"), uses)
     window = c.window(m["window"], _join(where, "window")) if "window" in m else None
+    personal = next((g.path for g in window.group_by if g.personal), "") if window else ""
     summary = rule_id or ""
     if "summary" in m:
-        summary = c.template(m["summary"], _join(where, "summary")) or summary
+        summary = c.template(m["summary"], _join(where, "summary"), personal) or summary
     key = "{rule}:{group}" if window is not None else "{rule}:{actor.user_id}"
+    keyed = False
     throttle = 600.0
     if "dedup" in m:
         d = c.mapping(m["dedup"], _join(where, "dedup"), ("key", "throttle"))
         if d is not None:
             if "key" in d:
-                key = c.template(d["key"], _join(where, "dedup.key")) or key
+                keyed = True
+                key = c.template(d["key"], _join(where, "dedup.key"), personal) or key
             if "throttle" in d:
                 throttle = c.duration(d["throttle"], _join(where, "dedup.throttle")) or throttle
+    if personal and not keyed:
+        assert window is not None
+        key = "{rule}"  # a rule stored before the check: its groups share one key
+        wnode = m["window"]
+        gnode = wnode.value.get("group_by", wnode) if isinstance(wnode.value, dict) else wnode
+        c.refuse(
+            gnode, _join(where, "window.group_by"),
+            f"{personal} {_PERSONAL}, and the default dedup key {{rule}}:{{group}} copies "
+            "it into every alert; set dedup.key without {group}",
+        )  # fmt: skip
     description = str(m["description"].value) if "description" in m else ""
     if c.errors or rule_id is None or severity is None or when is None:
         return None
@@ -630,9 +672,14 @@ def _load(source: str) -> _Node:
     return loaded
 
 
-def compile_rule(source: str) -> Rule:
-    """One rule from YAML; RuleSyntaxError lists every problem with its line and field."""
-    c = _Compiler()
+def compile_rule(source: str, stored: bool = False) -> Rule:
+    """One rule from YAML; RuleSyntaxError lists every problem with its line and field.
+
+    ``stored``: a tenant's rule as stored, maybe before a check of its templates
+    existed: content or personal data there renders empty rather than stopping the
+    tenant's alerting (every new or changed source is compiled without it).
+    """
+    c = _Compiler(stored)
     rule = _compile_one(_load(source), source, c)
     if c.errors or rule is None:
         raise RuleSyntaxError(c.errors or [RuleError(1, "", "invalid rule")])

@@ -39,6 +39,24 @@ class InvalidError(ValueError):
         self.violations = violations
 
 
+class DeniedError(PermissionError):
+    """The caller lacks a permission on the tenant that the request needs (beyond the RPC's)."""
+
+    def __init__(self, message: str, permission: str, tenant: str) -> None:
+        """``message`` names the caller, the permission and what in the request needs it."""
+        super().__init__(message)
+        self.permission = permission
+        self.tenant = tenant
+
+
+Check = Callable[[Rule], None]
+"""Raises DeniedError when the caller may not have this rule run (what it reads)."""
+
+
+def _anyone(_rule: Rule) -> None:
+    pass
+
+
 class NotFoundError(LookupError):
     """No such rule or alert."""
 
@@ -235,7 +253,13 @@ class AlertingService:
         return next((r for r in self.book.stored(conn, tenant) if r.rule_id == rule_id), None)
 
     def create_rule(
-        self, principal: str, parent: str, rule_id: str, source: str, enabled: bool
+        self,
+        principal: str,
+        parent: str,
+        rule_id: str,
+        source: str,
+        enabled: bool,
+        check: Check = _anyone,
     ) -> StoredRule:
         """Validates and stores a new rule (its id must match the source's id)."""
         tenant = parse_parent(parent)
@@ -243,6 +267,7 @@ class AlertingService:
         if violations:
             raise InvalidError(violations)
         compiled = compile_rule(source)
+        check(compiled)
         if rule_id and rule_id != compiled.id:
             raise InvalidError(
                 [("rule_id", f"{rule_id!r} differs from the source's id {compiled.id!r}")]
@@ -288,6 +313,7 @@ class AlertingService:
         source: str | None,
         enabled: bool | None,
         etag: str = "",
+        check: Check = _anyone,
     ) -> StoredRule:
         """Replaces the source and/or the enabled flag, and resets the rule's window samples.
 
@@ -305,8 +331,10 @@ class AlertingService:
             violations = _rule_violations(source, "rule.source")
             if violations:
                 raise InvalidError(violations)
-            if compile_rule(source).id != rule_id:
+            compiled = compile_rule(source)
+            if compiled.id != rule_id:
                 raise InvalidError([("rule.source", f"the source's id must stay {rule_id!r}")])
+            check(compiled)
         for _ in range(_UPDATE_ATTEMPTS):
             with self.store.engine.connect() as conn:
                 current = self._find(conn, tenant, rule_id)
@@ -322,7 +350,7 @@ class AlertingService:
                 rule_id,
                 new_source,
                 new_enabled,
-                compile_rule(new_source).severity,
+                compile_rule(new_source, stored=source is None).severity,
                 dt.datetime.now(dt.UTC),
                 current.builtin,
             )
@@ -359,9 +387,12 @@ class AlertingService:
             self.store.delete_rule(conn, tenant, rule_id)
 
     def test_rule(
-        self, parent: str, source: str, filter_text: str, max_events: int
+        self, parent: str, source: str, filter_text: str, max_events: int, check: Check = _anyone
     ) -> tuple[list[Alert], int]:
-        """Dry run over stored events (oldest first): the alerts the rule would have raised."""
+        """Dry run over stored events (oldest first): the alerts the rule would have raised.
+
+        ``check`` sees the compiled rule before any event is read.
+        """
         tenant = parse_parent(parent)
         violations = _rule_violations(source, "source")
         try:
@@ -373,6 +404,7 @@ class AlertingService:
         if violations:
             raise InvalidError(violations)
         rule = compile_rule(source)
+        check(rule)
         limit = min(max_events or 1000, 10_000)
         where = [events_t.c.log_id == tenant]
         for t in terms:
@@ -479,12 +511,14 @@ class AlertingService:
 
     def watch(
         self, sub: Subscription, tenant: str, min_severity: int, stop: Callable[[], bool]
-    ) -> Iterator[Alert]:
+    ) -> Iterator[list[Alert]]:
         """Changes of the tenant's alerts at or above a severity until ``stop`` says so.
 
         Tails the tenant's change sequence, so it sees changes committed by any
         replica on the database, each once, in commit order (an alert changed
         several times between two looks is sent once, in its latest state).
+        Yields what each look found (never an empty list), so the caller can
+        record a batch's reads at once before it sends them.
         """
         after = sub.after
         try:
@@ -492,10 +526,11 @@ class AlertingService:
                 sub.wake.clear()
                 with self.store.engine.connect() as conn:
                     found = self.store.changes(conn, tenant, after, 500)
-                for a in found:
-                    after = a.change_seq
-                    if a.severity >= min_severity:
-                        yield a
+                if found:
+                    after = found[-1].change_seq
+                    wanted = [a for a in found if a.severity >= min_severity]
+                    if wanted:
+                        yield wanted
                 if len(found) < 500:
                     sub.wake.wait(self.watch_interval)
         finally:
