@@ -428,3 +428,38 @@ def test_content_deleted_without_an_erasure_record_is_named(
         f"log {full_log.tenant} sequence 7 event {full_log.event(7)}: content deleted without "
         "a privacy-erasure record naming the event"
     ]
+
+
+def test_an_erasure_committed_during_the_walk_is_no_tampering(
+    store: SqlEventStore,
+    admin_url: str,
+    privacy_url: str,
+    tenant: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a live store the erasure may commit after the pages were fixed: its content is seen
+    gone, its record lies past the last page. It was reported as a deletion without record."""
+    from aiaudit.common.erasure import erase
+
+    now = dt.datetime.now(dt.UTC)
+    (receipts,) = store.append_group(
+        [[prepare(interaction(tenant, text=f"m{i}"), now) for i in range(verify.PAGE)]]
+    )
+    privacy = open_store(privacy_url)
+    walked = verify._page_rows
+    erased: list[str] = []
+
+    def page_rows(*args: object) -> object:
+        if not erased:  # the first page is read after the erasure: its record is at PAGE
+            erased.extend(erase(privacy, tenant, "dsr", "dpo", [receipts[5].event_id]).erased)
+        return walked(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(verify, "_page_rows", page_rows)
+    admin = sa.create_engine(admin_url)
+    try:
+        report = verify_store(admin, [], ORIGIN_PREFIX, None, [tenant])
+    finally:
+        admin.dispose()
+        privacy.close()
+    assert erased == [receipts[5].event_id]
+    assert report.ok, report.problems

@@ -490,6 +490,18 @@ def verify_log(
     # no truncation; a head now smaller than what the checks below see still is.
     head_now = max(head, _head(conn, log_id))
     walk.finish(head_now)
+    if walk.without_content:
+        # An erasure deletes content and appends its record in one transaction: content
+        # seen gone during the walk has its record committed, maybe past the pages walked.
+        later = conn.execute(
+            sa.select(events.c.seq, events.c.canonical).where(
+                events.c.log_id == log_id,
+                events.c.seq >= expected,
+                events.c.event_type == ERASURE.decode(),
+            )
+        )
+        for seq, committed in later:
+            walk.erasure_facts(int(seq), "", bytes(committed), gone=False)
     walk.unrecorded_erasures()
     # Pages found intact in the database hold no orphan (their event rows are
     # exactly their entries' sequences and receive times): look only outside them.
