@@ -387,3 +387,62 @@ def test_a_consumer_moves_only_its_own_cursor(own_postgres: Postgres, tenant: st
             "SELECT consumer, position FROM consumer_cursors WHERE log_id = %s", (tenant,)
         ).fetchall()
     assert sorted(seen) == [("alerting-windows", 3), ("integrity", 3), ("search-indexer", 7)]
+
+
+def test_a_new_month_meets_partitions_an_older_version_bounded_in_local_time(
+    own_postgres: Postgres,
+) -> None:
+    """Older versions wrote bounds in the session's zone (New York: 05:00 UTC); the next UTC
+    month overlapped the last of them and `db migrate` failed for good."""
+    from aiaudit.common.store.partitions import ensure_partitions
+
+    month = (dt.datetime.now(dt.UTC).replace(day=1) + dt.timedelta(days=31 * 30)).date()
+    month = month.replace(day=1)
+    after = (month + dt.timedelta(days=31)).replace(day=1)
+    local = sa.create_engine(
+        own_postgres.admin_url, connect_args={"options": "-c timezone=America/New_York"}
+    )
+    try:
+        with local.begin() as conn:
+            for table in ("events", "event_content"):
+                conn.execute(
+                    sa.text(
+                        f"CREATE TABLE {table}_{month:%Y_%m} PARTITION OF {table} "
+                        f"FOR VALUES FROM ('{month}') TO ('{after}')"  # local midnights
+                    )
+                )
+    finally:
+        local.dispose()
+    admin = sa.create_engine(own_postgres.admin_url)
+    try:
+        with admin.begin() as conn:
+            made = ensure_partitions(conn, month, months_ahead=1)
+    finally:
+        admin.dispose()
+    assert made == [f"events_{after:%Y_%m}", f"event_content_{after:%Y_%m}"]
+
+
+def test_a_new_month_is_attached_beside_open_writes(own_postgres: Postgres) -> None:
+    """Creating a partition as PARTITION OF locks the parent against every append and
+    erasure until migrate commits; attaching one built apart does not wait for them."""
+    from aiaudit.common.store.partitions import ensure_partitions
+
+    month = (dt.datetime.now(dt.UTC).replace(day=1) + dt.timedelta(days=31 * 40)).date()
+    with psycopg.connect(own_postgres.admin_dsn) as writer:  # an append in progress
+        for table, columns, values in (
+            ("events", "event_id, event_type, occurred_time, canonical", "'e', 'x', now(), ''"),
+            ("event_content", "salt, content", "'', ''"),
+        ):
+            writer.execute(
+                f"INSERT INTO {table} (log_id, seq, receive_time, {columns}) "
+                f"VALUES ('t-open', 0, now(), {values})"
+            )
+        admin = sa.create_engine(own_postgres.admin_url)
+        try:
+            with admin.begin() as conn:
+                conn.execute(sa.text("SET LOCAL lock_timeout = '2s'"))
+                made = ensure_partitions(conn, month.replace(day=1), months_ahead=0)
+        finally:
+            admin.dispose()
+        writer.rollback()
+    assert made == [f"events_{month:%Y_%m}", f"event_content_{month:%Y_%m}"]

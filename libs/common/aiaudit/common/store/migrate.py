@@ -10,6 +10,7 @@ from alembic import command
 from alembic.config import Config
 
 from aiaudit.common.store.partitions import ensure_partitions
+from aiaudit.common.store.schema import PARTITIONED
 
 _SCRIPTS = Path(__file__).with_name("migrations")
 
@@ -28,4 +29,8 @@ def migrate(engine: sa.Engine) -> None:
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "heads")
-        ensure_partitions(conn, dt.datetime.now(dt.UTC).date())
+    for table in PARTITIONED:  # one transaction each: see aiaudit.common.store.partitions
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.text("SET LOCAL lock_timeout = '10s'"))
+            ensure_partitions(conn, dt.datetime.now(dt.UTC).date(), tables=[table])
