@@ -44,3 +44,16 @@ def test_a_database_out_of_reach(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["db", "migrate", "--database-url", url]) == 1
     line = _one_line_error(capsys)
     assert "cannot use the database" in line and "secret-pw" not in line
+
+
+def test_serve_workers_on_a_port_in_use(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Workers bind with SO_REUSEPORT and joined another server's port: two stores then
+    split its connections."""
+    (tmp_path / "first").mkdir()
+    first, _ = serve_suite(tmp_path / "first", services=("ingest",))
+    try:
+        argv = ["serve", "--address", f"127.0.0.1:{first.port}", "--data-dir", str(tmp_path)]
+        assert main([*argv, "--services", "ingest", "--workers", "2"]) == 1
+    finally:
+        first.stop()
+    assert "cannot bind" in _one_line_error(capsys)

@@ -7,6 +7,7 @@ import json
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -88,18 +89,39 @@ def _wait_for_stop_signal(address: str) -> None:
         os.read(wake, 64)
 
 
+def _port_is_free(address: str) -> None:
+    """Raises OSError if another process serves ``address``.
+
+    The workers bind with SO_REUSEPORT, which would let them join another
+    server's port (and split its connections with another store); a plain bind
+    first finds the port taken.
+    """
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, int(port)))
+        except OSError as exc:
+            raise OSError(f"cannot bind {address}: {exc.strerror or exc}") from None
+
+
 def _start_workers(settings: config.Settings, argv: list[str]) -> list[subprocess.Popen[bytes]]:
     """Extra ingest processes on the same port (SO_REUSEPORT): Python ingest is CPU-bound."""
-    procs = []
+    _port_is_free(settings.address)
+    procs: list[subprocess.Popen[bytes]] = []
     for _ in range(settings.workers - 1):
         proc = subprocess.Popen(
             [sys.executable, "-m", "aiaudit.cli.main", *argv, "--workers", "1", "--shared-port"],
             stdout=subprocess.PIPE,
         )
+        procs.append(proc)
         assert proc.stdout is not None
         if b"serving on" not in proc.stdout.readline():
+            for started in procs:  # none left serving half a suite
+                started.terminate()
+                started.wait()
             raise OSError("an ingest worker process did not start; see its log")
-        procs.append(proc)
     return procs
 
 
