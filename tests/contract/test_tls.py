@@ -300,3 +300,33 @@ def test_search_follows_a_ca_rotation_to_the_integrity_service(
         request = spb.GetEventRequest(tenant_id=tenant, event_id="v")
         verified = ipb.VERIFY_STATUS_VERIFIED
         wait_until(lambda: search.GetEvent(request).integrity_status == verified)
+
+
+def test_a_channel_replaced_by_renewed_files_stays_open_for_its_calls(
+    mtls_suite: Served, pki: Pki, tmp_path: Path
+) -> None:
+    """Files written one at a time make two channels milliseconds apart; the first was closed
+    at the second, cancelling the calls still running on it."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    renewing = client.RenewingChannel(mtls_suite.address, None, pki.ca, pki.gateway)
+    first = renewing.current()
+    ca = x509.load_pem_x509_certificate(pki.ca.read_bytes())
+    ca_key = serialization.load_pem_private_key((tmp_path / "ca.key").read_bytes(), None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    seen = [first]
+    for step in ("one", "two"):
+        (tmp_path / step).mkdir()
+        _issue(tmp_path / step, "gateway", [ExtendedKeyUsageOID.CLIENT_AUTH], (ca, ca_key))
+        _install(tmp_path / step / "gateway.key", pki.gateway[1])
+        _install(tmp_path / step / "gateway.pem", pki.gateway[0])
+        seen.append(renewing.current())
+    assert len({id(ch) for ch in seen}) == 3  # a new channel at each renewal
+    try:
+        for ch in seen:  # the replaced ones still carry calls
+            reply = health_pb2_grpc.HealthStub(ch).Check(
+                health_pb2.HealthCheckRequest(), timeout=10
+            )
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        renewing.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,10 @@ def for_command(
     return channel(address, api_key, ca_file, identity=identity)
 
 
+RETIRED_FOR = 600.0
+"""Seconds a channel replaced by renewed TLS files stays open for the calls on it."""
+
+
 class RenewingChannel:
     """A channel to another service that follows its TLS files, as servers do (:mod:`.tls`).
 
@@ -109,8 +114,10 @@ class RenewingChannel:
     channel built once kept presenting the old one, and after it expired no
     new connection succeeded. Each call asks :meth:`current` (one ``stat`` per
     file): new files make a new channel, once the certificate and key are a
-    pair. The previous channel is closed only at the next renewal (days
-    later), so calls in flight on it finish.
+    pair. A replaced channel is closed at a later renewal once it has been
+    retired for :data:`RETIRED_FOR` seconds, longer than any call on it may
+    last (files written one at a time make several channels a few
+    milliseconds apart: closing the previous one at once cancelled its calls).
     """
 
     def __init__(
@@ -126,7 +133,7 @@ class RenewingChannel:
         self._files = [p for p in (ca_file, *(identity or ())) if p is not None]
         self._stamp = tls.stamp(self._files)
         self._channel = channel(address, api_key, ca_file, identity=identity)
-        self._retired: grpc.Channel | None = None
+        self._retired: list[tuple[float, grpc.Channel]] = []
         self._lock = threading.Lock()
 
     def current(self) -> grpc.Channel:
@@ -151,14 +158,17 @@ class RenewingChannel:
                 except (OSError, tls.TlsFilesError) as exc:
                     log.warning("client TLS files changed but cannot be used yet: %s", exc)
                     return self._channel
-                if self._retired is not None:
-                    self._retired.close()
-                self._retired, self._channel, self._stamp = self._channel, fresh, now
+                due = time.monotonic() - RETIRED_FOR
+                for _, old in [r for r in self._retired if r[0] < due]:
+                    old.close()
+                self._retired = [r for r in self._retired if r[0] >= due]
+                self._retired.append((time.monotonic(), self._channel))
+                self._channel, self._stamp = fresh, now
                 log.info("client TLS files reloaded for %s", self._address)
         return self._channel
 
     def close(self) -> None:
-        """Closes the channel (and the one before it)."""
-        for ch in (self._channel, self._retired):
-            if ch is not None:
-                ch.close()
+        """Closes the channel (and the ones it replaced)."""
+        for _, old in self._retired:
+            old.close()
+        self._channel.close()
