@@ -232,15 +232,17 @@ def test_concurrent_updates_of_one_rule_lose_neither(
     and its write: the read-modify-write used to write the source back enabled."""
     name = f"tenants/{tenant}/rules/refusals"
     other = _service(store, consumer)
+    svc = _service(store, consumer)
+    write = svc.store.write
     interleaved = threading.Event()
 
-    def record(e: event_pb2.Event) -> None:
-        append(store, [e])
+    def bob_first() -> sa.Connection:  # bob's update lands just before alice's write
         if not interleaved.is_set():
             interleaved.set()
             other.update_rule("bob", name, None, False)
+        return write()
 
-    svc = _service(store, consumer, record)
+    svc.store.write = bob_first  # type: ignore[method-assign]
     other.create_rule("admin", f"tenants/{tenant}", "refusals", REFUSALS, True)
     edited = REFUSALS.replace("gte: 4", "gte: 5")
     svc.update_rule("alice", name, edited, None)

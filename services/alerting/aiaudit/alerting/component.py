@@ -98,7 +98,11 @@ def start(ctx: Context) -> Alerting:
         s.poll_interval,
         health,
     )
-    service = AlertingService(events, store, book, changes, _recorder(ctx.store), s.watch_interval)
+    # As the suite's login (no alerting.database_url) a rule change is recorded in the rule
+    # write's transaction; a login in aiaudit_alerting may not write the log: the suite's
+    # store commits the record (on SQLite the service always records in the transaction).
+    record = _recorder(ctx.store) if own is not None else None
+    service = AlertingService(events, store, book, changes, record, s.watch_interval)
     handlers.add_to_server(
         ctx.server, handlers.AlertingHandlers(service, ctx.auth, ctx.access.submit)
     )
@@ -111,7 +115,10 @@ def start(ctx: Context) -> Alerting:
 
 
 def _recorder(store: SqlEventStore) -> Callable[[event_pb2.Event], None]:
-    """Rule changes go to the tenant's log through the suite's (writer) store."""
+    """Rule changes go to the tenant's log through the suite's (writer) store.
+
+    The service calls it under the tenant's head lock, before the rule write commits.
+    """
 
     def record(event: event_pb2.Event) -> None:
         store.append_group([[prepare(event, dt.datetime.now(dt.UTC))]])

@@ -61,7 +61,6 @@ def _guard(context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
         code = {
             "RULE_EXISTS": code_pb2.ALREADY_EXISTS,
             "ETAG_MISMATCH": code_pb2.ABORTED,
-            "CONCURRENT_UPDATE": code_pb2.ABORTED,
         }.get(exc.reason, code_pb2.FAILED_PRECONDITION)
         status.abort(context, status.error(code, str(exc), exc.reason))
     except sa.exc.SQLAlchemyError:

@@ -26,7 +26,7 @@ from aiaudit.alerting.store import AlertStore
 from aiaudit.alerting.tables import alerts as alerts_t
 from aiaudit.common.store.prepare import prepare
 from aiaudit.common.store.schema import events as events_t
-from aiaudit.common.store.sql import SqlEventStore
+from aiaudit.common.store.sql import Conflict, SqlEventStore
 from aiaudit.common.v1 import event_pb2
 
 
@@ -154,9 +154,6 @@ class Subscription:
     after: int
 
 
-_UPDATE_ATTEMPTS = 3
-"""An update without an etag is made again on the rule as it now is this many times at most."""
-
 _ALERT_FILTER = frozenset({"state", "severity", "rule", "create_time"})
 _EVENT_FILTER = {
     "event_type": events_t.c.event_type,
@@ -212,7 +209,19 @@ class AlertingService:
         record: Callable[[event_pb2.Event], None] | None = None,
         watch_interval: float = 0.25,
     ) -> None:
-        """``record`` commits a RULE_CHANGE event to the tenant's log (default: ``events``).
+        """Rule changes are EVENT_TYPE_RULE_CHANGE events in the tenant's log.
+
+        By default the event is appended through ``events`` in the very
+        transaction that writes the rule, under the tenant's head lock: the
+        record and the change commit together or not at all. ``record``, when
+        given, commits the event through another connection instead, for a
+        login that may not write the log (PostgreSQL, alerting as a login in
+        ``aiaudit_alerting``: the suite's writer store records). It is called
+        under the head lock, after the re-check and before the rule write
+        commits, so a refused change leaves no record and no change commits
+        without one. SQLite always takes the first way: it is one file with one
+        writer at a time, so another connection could not write the record
+        while the rule's transaction holds the lock.
 
         ``watch_interval``: seconds between WatchAlerts polls for other replicas' changes.
         """
@@ -221,16 +230,24 @@ class AlertingService:
         self.book = book
         self.changes = changes
         self.watch_interval = watch_interval
-        self._record = record or self._append
-
-    def _append(self, event: event_pb2.Event) -> None:
-        now = dt.datetime.now(dt.UTC)
-        self.events.append_group([[prepare(event, now)]])
+        sqlite = store.engine.dialect.name == "sqlite"
+        self._record = None if sqlite else record
 
     def _audit_change(
-        self, principal: str, tenant: str, action: str, rule_id: str, source: str, enabled: bool
+        self,
+        conn: sa.Connection,
+        principal: str,
+        tenant: str,
+        action: str,
+        rule_id: str,
+        source: str,
+        enabled: bool,
     ) -> None:
-        """Every rule change is an EVENT_TYPE_RULE_CHANGE event in the tenant's log."""
+        """Records a rule change, in ``conn``'s transaction (see ``__init__``).
+
+        Called with the tenant's head lock held, once the change is known to
+        apply and before it commits.
+        """
         e = event_pb2.Event(
             event_id=f"rule-change-{uuid.uuid4()}",
             tenant_id=tenant,
@@ -245,7 +262,14 @@ class AlertingService:
             source.encode()
         ).hexdigest()
         e.attributes["rule.source"].string_value = source[:4096]
-        self._record(e)
+        if self._record is not None:
+            self._record(e)
+            return
+        new = prepare(e, dt.datetime.now(dt.UTC))
+        # The store's appends in the caller's transaction (as an erasure records itself).
+        (outcome,) = self.events._append_tx(conn, [[new]], check_existing=False)
+        if isinstance(outcome, Conflict):
+            raise RuntimeError(f"rule change record id {e.event_id!r} is taken")
 
     # ---- rules ----
 
@@ -272,10 +296,6 @@ class AlertingService:
             raise InvalidError(
                 [("rule_id", f"{rule_id!r} differs from the source's id {compiled.id!r}")]
             )
-        with self.store.engine.connect() as conn:
-            if self._find(conn, tenant, compiled.id) is not None:
-                raise ConflictError(f"rule {compiled.id!r} exists", "RULE_EXISTS")
-        self._audit_change(principal, tenant, "create", compiled.id, source, enabled)
         stored = StoredRule(
             tenant, compiled.id, source, enabled, compiled.severity, dt.datetime.now(dt.UTC)
         )
@@ -283,6 +303,7 @@ class AlertingService:
             self.store.lock_head(conn, tenant)  # as updates: neither writes over the other
             if self._find(conn, tenant, compiled.id) is not None:
                 raise ConflictError(f"rule {compiled.id!r} exists", "RULE_EXISTS")
+            self._audit_change(conn, principal, tenant, "create", compiled.id, source, enabled)
             self.store.put_rule(conn, stored)
         return stored
 
@@ -317,14 +338,14 @@ class AlertingService:
     ) -> StoredRule:
         """Replaces the source and/or the enabled flag, and resets the rule's window samples.
 
-        The change applies to the rule as read when the change event was
-        recorded: it is written under the tenant's head lock (which every rule
-        writer and the engine's window saves take) only if the rule is still
-        that one. Otherwise, with an ``etag`` (the one read back by the caller,
-        AIP-154) it fails (ETAG_MISMATCH); without, it is made again on the
-        rule as it now is, so two concurrent updates of different fields both
-        hold. The window samples were counted under the old rule: they go, and
-        the engine counts only what arrives from now on.
+        Under the tenant's head lock (which every rule writer and the engine's
+        window saves take) it reads the rule, checks the ``etag`` if given (the
+        one read back by the caller, AIP-154: otherwise ETAG_MISMATCH), records
+        the change and writes it, in one transaction. Without an etag the
+        change applies to the rule as it is then, so two concurrent updates of
+        different fields both hold. Exactly one RULE_CHANGE record per update
+        applied, none for one refused. The window samples were counted under
+        the old rule: they go, and the engine counts only what arrives from now on.
         """
         tenant, rule_id = parse_name(name, "rules", "rule.name")
         if source is not None:
@@ -335,16 +356,15 @@ class AlertingService:
             if compiled.id != rule_id:
                 raise InvalidError([("rule.source", f"the source's id must stay {rule_id!r}")])
             check(compiled)
-        for _ in range(_UPDATE_ATTEMPTS):
-            with self.store.engine.connect() as conn:
-                current = self._find(conn, tenant, rule_id)
+        with self.store.write() as conn, conn.begin():
+            self.store.lock_head(conn, tenant)
+            current = self._find(conn, tenant, rule_id)
             if current is None:
                 raise NotFoundError(f"no rule {name}")
             if etag and etag != current.etag:
                 raise ConflictError(f"rule {name} changed since read (etag)", "ETAG_MISMATCH")
             new_source = source if source is not None else current.source
             new_enabled = enabled if enabled is not None else current.enabled
-            self._audit_change(principal, tenant, "update", rule_id, new_source, new_enabled)
             stored = StoredRule(
                 tenant,
                 rule_id,
@@ -354,36 +374,25 @@ class AlertingService:
                 dt.datetime.now(dt.UTC),
                 current.builtin,
             )
-            with self.store.write() as conn, conn.begin():
-                self.store.lock_head(conn, tenant)
-                now = self._find(conn, tenant, rule_id)
-                if now is None:
-                    raise NotFoundError(f"no rule {name}")
-                if now == current:
-                    self.store.put_rule(conn, stored)
-                    self.store.reset_windows(conn, tenant, rule_id)
-                    return stored
-            if etag:
-                raise ConflictError(f"rule {name} changed since read (etag)", "ETAG_MISMATCH")
-        raise ConflictError(
-            f"rule {name} is being changed concurrently; retry", "CONCURRENT_UPDATE"
-        )
+            self._audit_change(conn, principal, tenant, "update", rule_id, new_source, new_enabled)
+            self.store.put_rule(conn, stored)
+            self.store.reset_windows(conn, tenant, rule_id)
+        return stored
 
     def delete_rule(self, principal: str, name: str) -> None:
         """Deletes a tenant rule; built-in rules can only be disabled."""
         tenant, rule_id = parse_name(name, "rules")
-        with self.store.engine.connect() as conn:
-            current = self._find(conn, tenant, rule_id)
-        if current is None:
-            raise NotFoundError(f"no rule {name}")
-        if current.builtin:
-            raise ConflictError(
-                f"{rule_id!r} is a built-in rule: disable it (UpdateRule enabled=false)",
-                "BUILTIN_RULE",
-            )
-        self._audit_change(principal, tenant, "delete", rule_id, current.source, False)
         with self.store.write() as conn, conn.begin():
             self.store.lock_head(conn, tenant)  # as updates: neither writes over the other
+            current = self._find(conn, tenant, rule_id)
+            if current is None:
+                raise NotFoundError(f"no rule {name}")
+            if current.builtin:
+                raise ConflictError(
+                    f"{rule_id!r} is a built-in rule: disable it (UpdateRule enabled=false)",
+                    "BUILTIN_RULE",
+                )
+            self._audit_change(conn, principal, tenant, "delete", rule_id, current.source, False)
             self.store.delete_rule(conn, tenant, rule_id)
 
     def test_rule(
