@@ -126,6 +126,14 @@ def test_empty_batch(server: Running) -> None:
             lambda e: e.attributes["Bad Key"].string_value.__class__,
             "events[0].attributes['Bad Key']",
         ),
+        (  # answered UNKNOWN ("inf has no JSON form") before
+            lambda e: setattr(e.attributes["x"], "double_value", float("inf")),
+            "events[0].attributes['x'].double_value",
+        ),
+        (  # past the index's longest keyword: prefix filters missed it on OpenSearch
+            lambda e: setattr(e.attributes["x"], "string_value", "a" * 9000),
+            "events[0].attributes['x'].string_value",
+        ),
     ],
 )
 def test_bad_fields_are_named(server: Running, tenant: str, mutate: object, field: str) -> None:

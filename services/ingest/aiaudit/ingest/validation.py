@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -158,8 +159,18 @@ def _required(
             yield Violation(
                 f"{path}.attributes[{key!r}]", "key must be 1-128 characters of [a-z0-9_.-]"
             )
-        if value.WhichOneof("value") is None:
+        which = value.WhichOneof("value")
+        if which is None:
             yield Violation(f"{path}.attributes[{key!r}]", "must have a value")
+        elif which == "double_value" and not math.isfinite(value.double_value):
+            # The native field checks skip maps; the canonical form has no text for it.
+            yield Violation(f"{path}.attributes[{key!r}].double_value", "must be a finite number")
+        elif which == "string_value" and len(value.string_value) > limits.max_metadata_chars:
+            size, limit = len(value.string_value), limits.max_metadata_chars
+            yield Violation(
+                f"{path}.attributes[{key!r}].string_value",
+                f"is {size} characters; the limit is {limit}",
+            )
 
 
 def _timestamp_range(
