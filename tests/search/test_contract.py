@@ -83,6 +83,9 @@ CASES: list[tuple[str, str, Predicate]] = [
     ('model.name = "claude-3"', "refund OR password", lambda e: False),
     ("", "request -refund", lambda e: False),
     ('output.text:"password reset"', "", lambda e: has_text(e, "password reset")),
+    # 700ms was 0.7000000000000001 s, beside an indexed 0.7: `=` found nothing, `<` it too.
+    ("timing.latency = 700ms", "", lambda e: e.timing.latency.ToMilliseconds() == 700),
+    ("timing.latency < 0.7s", "", lambda e: e.timing.latency.ToMilliseconds() < 700),
 ]
 # Predicates that need more than one line.
 CASES[4] = (

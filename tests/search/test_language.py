@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -102,6 +104,10 @@ def test_query_terms_phrases_and_operators() -> None:
         ("usage.cost > nan", 14, "is a number"),
         ("safety_flags.blocked = maybe", 24, "is a boolean"),
         ('model.name = "a*b*"', 14, "only a trailing '*'"),
+        ('occurred_time >= "2026-03-01T13:00:00.0000005Z"', 18, "finer than a microsecond"),
+        ('occurred_time >= "2026-W09-1"', 18, "not an RFC 3339 timestamp"),
+        ('occurred_time >= "20260301T120000Z"', 18, "not an RFC 3339 timestamp"),
+        ("timing.latency > 1.5ns", 18, "finer than a nanosecond"),
     ],
 )
 def test_bad_filters_name_the_position(text: str, column: int, fragment: str) -> None:
@@ -203,3 +209,15 @@ def test_page_tokens_are_bound_to_the_request() -> None:
     with pytest.raises(ValueError):
         paging.page_size(1001)
     assert paging.page_size(0) == paging.DEFAULT_PAGE_SIZE
+
+
+def test_minus_zero_is_zero_and_durations_are_exact() -> None:
+    """OpenSearch tells -0.0 from 0.0 apart (an event at 0 missed `= -0`); 700ms parsed to
+    0.7000000000000001 s, beside the indexed 0.7 (seconds + nanos / 1e9)."""
+    zero = parse_filter("model.temperature = -0")
+    assert isinstance(zero, Compare) and math.copysign(1.0, zero.value) == 1.0
+    for text, seconds in (("700ms", 0.7), ("1.1s", 1.1), ("90m", 5400.0), ("300us", 0.0003)):
+        node = parse_filter(f"timing.latency = {text}")
+        assert isinstance(node, Compare) and node.value == seconds, text
+    exact = parse_filter('occurred_time >= "2026-03-01T13:00:00.123456000Z"')
+    assert isinstance(exact, Compare) and exact.value % 1_000_000 == 123456

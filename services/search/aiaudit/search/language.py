@@ -26,6 +26,7 @@ phrase is matched as a phrase over all text fields.
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import math
 import re
 from dataclasses import dataclass
@@ -321,7 +322,10 @@ def _phrase(tok: _Tok, fields: tuple[str, ...], where: str) -> Text:
 _NUMBER = re.compile(r"-?\d+(\.\d+)?([eE][+-]?\d+)?")
 _INTEGER = re.compile(r"-?\d+")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)")
-_UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_NANOS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}(?:[Tt]\d{2}:\d{2}:\d{2}(?:\.(?P<fraction>\d+))?(?:[Zz]|[+-]\d{2}:\d{2}))?"
+)
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
@@ -356,7 +360,7 @@ def _typed(p: _Parser, f: Field, op_tok: _Tok, v: _Tok) -> Node:
     if f.kind is Kind.DYNAMIC or f.kind in (Kind.INT, Kind.FLOAT):
         if not _is_num(v):
             raise p.fail(v, f"{f.name!r} is a number; {text!r} is not")
-        number = float(text)
+        number = float(text) + 0.0  # -0 is 0 (OpenSearch tells the two doubles apart)
         if not math.isfinite(number):
             raise p.fail(v, f"{text!r} is not a finite number")
         if f.kind is Kind.INT:
@@ -385,7 +389,12 @@ def _typed(p: _Parser, f: Field, op_tok: _Tok, v: _Tok) -> Node:
         m = _DURATION.fullmatch(text)
         if m is None:
             raise p.fail(v, f"{f.name!r} is a duration: write it with a unit (1.5s, 200ms)")
-        return done(Compare(f, eq, float(m.group(1)) * _UNITS[m.group(2)], numeric=True))
+        nanos = decimal.Decimal(m.group(1)) * _NANOS[m.group(2)]
+        if nanos != nanos.to_integral_value():
+            raise p.fail(v, f"{text!r} is finer than a nanosecond")
+        # Seconds as the index computes them (seconds + nanos / 1e9): 700ms was 0.7000000000000001.
+        whole, part = divmod(int(nanos), 10**9)
+        return done(Compare(f, eq, whole + part / 1e9, numeric=True))
     assert f.kind is Kind.TIMESTAMP
     return done(Compare(f, eq, _micros(p, v), numeric=True))
 
@@ -396,6 +405,13 @@ def _is_num(v: _Tok) -> bool:
 
 def _micros(p: _Parser, v: _Tok) -> int:
     text = v.text
+    form = _RFC3339.fullmatch(text)
+    if form is None and _RFC3339.fullmatch(text[:19] + "Z") is not None:
+        raise p.fail(v, f"timestamp {text!r} needs a time zone (Z or +hh:mm)")
+    if form is None:
+        raise p.fail(v, f"{text!r} is not an RFC 3339 timestamp (2026-03-01T12:00:00Z)")
+    if (form["fraction"] or "").rstrip("0")[6:]:  # events are kept to the microsecond
+        raise p.fail(v, f"timestamp {text!r} is finer than a microsecond")
     try:
         when = dt.datetime.fromisoformat(text)
     except ValueError:
