@@ -75,11 +75,13 @@ def start_proof_suite(
     )
 
 
-def postgres_of(store_url: str, request: pytest.FixtureRequest) -> Postgres | None:
+def database(store_url: str, request: pytest.FixtureRequest) -> tuple[str, Postgres | None]:
+    """The store, and on PostgreSQL a database of the test's own: the notary and the indexer
+    start from every log of their store, and the session's database holds every earlier test's."""
     if not store_url.startswith("postgresql"):
-        return None
-    pg: Postgres = request.getfixturevalue("postgres")
-    return pg
+        return store_url, None
+    pg: Postgres = request.getfixturevalue("own_postgres")
+    return pg.app_url, pg
 
 
 def checkpoint_count(url: str) -> int:
@@ -102,7 +104,7 @@ def stop(running: SearchSuite) -> None:
 def proof_suite(
     tmp_path: Path, store_url: str, request: pytest.FixtureRequest
 ) -> Iterator[SearchSuite]:
-    running = start_proof_suite(tmp_path, store_url, postgres_of(store_url, request))
+    running = start_proof_suite(tmp_path, *database(store_url, request))
     yield running
     stop(running)
 
@@ -234,9 +236,8 @@ def test_events_not_yet_checkpointed_are_refused_with_their_count(
     tmp_path: Path, store_url: str, request: pytest.FixtureRequest, tenant: str
 ) -> None:
     # The notary signs its first checkpoint at once, the next only after an hour:
-    # once it has signed anything (another tenant's event, or on the shared
-    # PostgreSQL database what earlier tests left), this tenant's events stay pending.
-    pg = postgres_of(store_url, request)
+    # once it has signed anything (another tenant's event), this tenant's events stay pending.
+    store_url, pg = database(store_url, request)
     owner_url = pg.admin_url if pg is not None else store_url
     signed_before = checkpoint_count(owner_url)
     running = start_proof_suite(
