@@ -283,3 +283,34 @@ def test_verify_on_a_running_system_reports_nothing_the_system_did_meanwhile(
     monkeypatch.setattr(verify, during, meanwhile)
     assert verify_problems(admin_url, keys, tmp_path, tenant, mode) == []
     assert stored_sizes(admin_url, tenant) == [20, 25]
+
+
+@pytest.mark.parametrize("bad", ["a\tb", "../escape"])
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_log_id_no_tenant_could_have_stops_no_other_log(
+    backend: str, bad: str, tmp_path: Path, tenant: str, request: pytest.FixtureRequest
+) -> None:
+    """An access record once made such a log (the read RPCs took any log_id): its note could
+    not be written, and every tenant's signing stopped for good; `../escape` was exported
+    outside the checkpoint directory. The store takes what it is given; the notary now
+    signs every other log and writes nothing outside its directory. (A database of its
+    own: that log stays unsignable, and would keep any later notary unhealthy.)"""
+    if backend == "sqlite":
+        app_url = admin_url = notary_url = f"sqlite:///{tmp_path / 'own.db'}"
+        open_store(app_url, run_migrations=True).close()
+    else:
+        pg: Postgres = request.getfixturevalue("own_postgres")
+        app_url, admin_url, notary_url = pg.app_url, pg.admin_url, login(pg, "aiaudit_notary")
+    store = open_store(app_url)
+    replica = Replica(notary_url, Keys(tmp_path / "key.pem"), tmp_path)
+    try:
+        append(store, bad, 1)
+        append(store, tenant, 2)
+        replica.step()
+    finally:
+        replica.close()
+        store.close()
+    assert exported_sizes(tmp_path, tenant) == stored_sizes(admin_url, tenant) == [2]
+    assert stored_sizes(admin_url, bad) == []
+    assert replica.health[-1] is False  # said, not hidden
+    assert not (tmp_path / "escape").exists()

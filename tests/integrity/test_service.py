@@ -106,6 +106,9 @@ def test_bad_requests_name_the_field_and_errors_are_clear(suite: Running, tenant
     stub = integrity(suite)
     cases = [
         (lambda: stub.GetCheckpoint(pb.GetCheckpointRequest()), "log_id"),
+        # Each read appends an access record to the named log: no log no tenant could have.
+        (lambda: stub.GetCheckpoint(pb.GetCheckpointRequest(log_id=f"{tenant}\tb")), "log_id"),
+        (lambda: stub.GetCheckpoint(pb.GetCheckpointRequest(log_id=f"../{tenant}")), "log_id"),
         (lambda: stub.GetInclusionProof(pb.GetInclusionProofRequest(log_id=tenant)), "leaf"),
         (
             lambda: stub.GetInclusionProof(pb.GetInclusionProofRequest(log_id=tenant, sequence=-1)),
@@ -128,6 +131,7 @@ def test_bad_requests_name_the_field_and_errors_are_clear(suite: Running, tenant
             call()
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, field
         assert field in field_violations(err.value), (field, field_violations(err.value))
+    assert not {f"{tenant}\tb", f"../{tenant}"} & set(suite.suite.store.log_sizes())
 
     for call in (
         lambda: stub.GetInclusionProof(pb.GetInclusionProofRequest(log_id=tenant, event_id="nope")),

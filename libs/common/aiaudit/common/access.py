@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Mapping
 from concurrent.futures import Future
 
+from aiaudit.common import tenants
 from aiaudit.common.auth import Caller
 from aiaudit.common.store.prepare import prepare, set_timestamp
 from aiaudit.common.store.sql import Conflict, NewEvent, SqlEventStore
@@ -111,6 +112,8 @@ class AccessLog:
         now = dt.datetime.now(dt.UTC)
         future: Future[None] = Future()
         try:
+            if not tenants.valid(tenant):  # the services refuse it first; never a log of it
+                raise ValueError(f"tenant id {tenant!r} is not {tenants.RULE}")
             record = prepare(access_event(caller, tenant, action, details, now), now)
         except Exception as exc:
             future.set_exception(exc)

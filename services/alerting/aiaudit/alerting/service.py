@@ -24,6 +24,7 @@ from aiaudit.alerting.rulebook import RuleBook
 from aiaudit.alerting.rules import SEVERITIES, Rule, RuleSyntaxError, compile_rule
 from aiaudit.alerting.store import AlertStore
 from aiaudit.alerting.tables import alerts as alerts_t
+from aiaudit.common import tenants
 from aiaudit.common.store.prepare import prepare
 from aiaudit.common.store.schema import events as events_t
 from aiaudit.common.store.sql import Conflict, SqlEventStore
@@ -73,16 +74,20 @@ class ConflictError(Exception):
 def parse_parent(parent: str, field: str = "parent") -> str:
     """``tenants/{tenant}`` -> tenant."""
     parts = parent.split("/")
-    if len(parts) != 2 or parts[0] != "tenants" or not parts[1]:
-        raise InvalidError([(field, f"expected tenants/{{tenant}}, got {parent!r}")])
+    if len(parts) != 2 or parts[0] != "tenants" or not tenants.valid(parts[1]):
+        raise InvalidError(
+            [(field, f"expected tenants/{{tenant}} ({tenants.RULE}), got {parent!r}")]
+        )
     return parts[1]
 
 
 def parse_name(name: str, kind: str, field: str = "name") -> tuple[str, str]:
     """``tenants/{tenant}/{kind}/{id}`` -> (tenant, id)."""
     parts = name.split("/")
-    if len(parts) != 4 or parts[0] != "tenants" or parts[2] != kind or not parts[1] or not parts[3]:
+    if len(parts) != 4 or parts[0] != "tenants" or parts[2] != kind or not parts[3]:
         raise InvalidError([(field, f"expected tenants/{{tenant}}/{kind}/{{id}}, got {name!r}")])
+    if not tenants.valid(parts[1]):
+        raise InvalidError([(field, f"tenant {parts[1]!r} is not {tenants.RULE}")])
     return parts[1], parts[3]
 
 

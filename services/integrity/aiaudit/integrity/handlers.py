@@ -29,7 +29,7 @@ import grpc
 import sqlalchemy as sa
 from google.rpc import code_pb2, status_pb2
 
-from aiaudit.common import access, canonical, status
+from aiaudit.common import access, canonical, status, tenants
 from aiaudit.common.auth import Authenticator, Caller, require
 from aiaudit.common.store import SqlEventStore
 from aiaudit.common.store.prepare import set_timestamp
@@ -112,8 +112,8 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
     ) -> Future[None]:
         """Authorises the read and submits its access record; wait with ``_recorded``."""
         caller = self._auth.authenticate(context)
-        if not log_id:
-            _invalid("log_id", "required (the tenant id)")
+        if not tenants.valid(log_id):
+            _invalid("log_id", f"required: the tenant id, {tenants.RULE}")
         require(context, caller, PERMISSION, log_id)
         return self._audit(caller, log_id, action, details)
 

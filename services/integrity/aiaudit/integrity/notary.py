@@ -29,7 +29,7 @@ from aiaudit.common.leader import Leadership
 from aiaudit.common.store import cursors
 from aiaudit.integrity import storage, worm
 from aiaudit.integrity.merkle import CompactRange
-from aiaudit.integrity.note import Checkpoint, NoteSigner, sign_checkpoint
+from aiaudit.integrity.note import Checkpoint, NoteError, NoteSigner, sign_checkpoint
 from aiaudit.integrity.signers import KeySource, SignerUnavailableError
 
 log = logging.getLogger(__name__)
@@ -199,6 +199,10 @@ class Notary:
                     self._sign(conn, log_id, key.signer, key.version)
                 except OSError as exc:  # the export directory: the other logs go on
                     log.error("checkpoint of log %s not exported, will retry: %s", log_id, exc)
+                    exported = False
+                    continue
+                except (ValueError, NoteError) as exc:  # this log cannot be noted: the others can
+                    log.error("checkpoint of log %s cannot be signed: %s", log_id, exc)
                     exported = False
                     continue
                 self._unsigned.discard(log_id)

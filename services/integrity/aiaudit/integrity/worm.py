@@ -15,9 +15,13 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from aiaudit.common import tenants
+
 
 def path_for(directory: Path, log_id: str, tree_size: int, key_id: bytes) -> Path:
     """Where a log's checkpoint at ``tree_size`` signed by ``key_id`` is exported."""
+    if not tenants.valid(log_id):  # a directory name: never `..` or a path
+        raise ValueError(f"log id {log_id!r} is not {tenants.RULE}: not exported")
     return directory / log_id / f"{tree_size:020d}-{key_id.hex()}.checkpoint"
 
 

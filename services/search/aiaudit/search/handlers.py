@@ -30,7 +30,7 @@ import grpc
 from google.protobuf import timestamp_pb2
 from google.rpc import code_pb2, status_pb2
 
-from aiaudit.common import access, restore, status
+from aiaudit.common import access, restore, status, tenants
 from aiaudit.common.auth import Caller, require
 from aiaudit.common.component import Context
 from aiaudit.common.store import SqlEventStore
@@ -54,7 +54,6 @@ from aiaudit.search.v1 import search_service_pb2_grpc as pb_grpc
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = "aiaudit.search.v1.SearchService"
-_TENANT = re.compile(r"[a-z0-9_-]{1,64}")
 _INTERVAL = re.compile(r"([1-9]\d{0,6})(s|m|h|d)")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _EXPORT_PAGE = 500
@@ -209,8 +208,8 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
 
     def _caller(self, context: grpc.ServicerContext, tenant: str, permission: str) -> Caller:
         caller = self._ctx.auth.authenticate(context)
-        if not _TENANT.fullmatch(tenant):
-            raise _invalid("tenant_id", "required: 1-64 characters of [a-z0-9_-]")
+        if not tenants.valid(tenant):
+            raise _invalid("tenant_id", f"required: {tenants.RULE}")
         require(context, caller, permission, tenant)
         return caller
 
