@@ -305,3 +305,55 @@ def test_a_served_checkpoint_carries_its_stored_sign_time(
         stored = stored.replace(tzinfo=dt.UTC)
     assert served.sign_time.ToDatetime(dt.UTC) == stored  # to the microsecond
     assert abs(stored - dt.datetime.now(dt.UTC)) < dt.timedelta(minutes=5)
+
+
+def _status(call: object) -> grpc.StatusCode:
+    with pytest.raises(grpc.RpcError) as err:
+        call()  # type: ignore[operator]
+    return err.value.code()
+
+
+def test_a_damaged_stored_tree_is_data_loss_and_deleted_content_is_tampering(
+    suite: Running, tenant: str, admin_url: str
+) -> None:
+    """A node row deleted gave UNKNOWN; a node changed was served in a consistency proof that
+    failed at the auditor's (a forked log, to them); content deleted by raw SQL was
+    VERIFIED_ERASED although no erasure record names it."""
+    receipts = append(suite, tenant, 20)
+    wait_until(lambda: checkpoint_covers(suite, tenant, 20))
+    stub = integrity(suite)
+    size = stub.GetCheckpoint(pb.GetCheckpointRequest(log_id=tenant)).checkpoint.tree_size
+    node = {"t": tenant, "l": 2, "i": 1}
+    where = "WHERE log_id = :t AND level = :l AND idx = :i"
+    admin = sa.create_engine(admin_url)
+    try:
+        with admin.begin() as conn:
+            saved = conn.execute(
+                sa.text(f"SELECT hash FROM integrity_nodes {where}"), node
+            ).scalar()
+            conn.execute(sa.text(f"DELETE FROM integrity_nodes {where}"), node)
+        inclusion = pb.GetInclusionProofRequest(log_id=tenant, sequence=0, tree_size=size)
+        consistency = pb.GetConsistencyProofRequest(log_id=tenant, from_size=3, to_size=size)
+        assert _status(lambda: stub.GetInclusionProof(inclusion)) == grpc.StatusCode.DATA_LOSS
+        assert _status(lambda: stub.GetConsistencyProof(consistency)) == grpc.StatusCode.DATA_LOSS
+        with admin.begin() as conn:
+            changed = {**node, "h": bytes(32)}
+            conn.execute(
+                sa.text("INSERT INTO integrity_nodes (log_id, level, idx, hash) "
+                        "VALUES (:t, :l, :i, :h)"),
+                changed,
+            )  # fmt: skip
+        assert _status(lambda: stub.GetConsistencyProof(consistency)) == grpc.StatusCode.DATA_LOSS
+        with admin.begin() as conn:
+            restore = sa.text(f"UPDATE integrity_nodes SET hash = :h {where}")
+            conn.execute(restore, {**node, "h": saved})
+        assert stub.GetConsistencyProof(consistency).proof.hashes  # intact again: served
+        with admin.begin() as conn:
+            delete = sa.text("DELETE FROM event_content WHERE log_id = :t AND seq = 3")
+            conn.execute(delete, {"t": tenant})
+    finally:
+        admin.dispose()
+    third = receipts[3].event_id  # type: ignore[attr-defined]
+    verdict = stub.VerifyEvent(pb.VerifyEventRequest(log_id=tenant, event_id=third))
+    assert verdict.status == pb.VERIFY_STATUS_TAMPERED
+    assert "content deleted without a privacy-erasure record" in " ".join(verdict.problems)

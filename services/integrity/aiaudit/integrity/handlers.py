@@ -132,6 +132,16 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
             return body()
         except _AbortError as abort:
             status.abort(context, abort.status)
+        except merkle.MissingNodeError as exc:  # a node row deleted under a signed tree
+            log.error("integrity read found the stored tree incomplete: %s", exc)
+            status.abort(
+                context,
+                status.error(
+                    code_pb2.DATA_LOSS,
+                    f"the stored tree is missing a node ({exc}); run `aiaudit verify` on the store",
+                    "TREE_MISMATCH",
+                ),
+            )
         except sa.exc.DBAPIError as exc:
             log.warning("integrity read failed: %s", exc)
             status.abort(
@@ -396,9 +406,7 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
                         "from_size",
                         f"{request.from_size} is larger than the checkpoint size {cp.tree_size}",
                     )
-                hashes = merkle.consistency_proof(
-                    request.from_size, cp.tree_size, storage.NodeTable(conn, request.log_id)
-                )
+                hashes = self._checked_consistency(conn, request.log_id, request.from_size, cp)
             response = pb.GetConsistencyProofResponse(
                 proof=proof_pb2.ConsistencyProof(
                     log_id=request.log_id,
@@ -413,6 +421,37 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
         out = self._run(context, body)
         assert isinstance(out, pb.GetConsistencyProofResponse)
         return out
+
+    @staticmethod
+    def _checked_consistency(
+        conn: sa.Connection, log_id: str, from_size: int, cp: storage.StoredCheckpoint
+    ) -> list[bytes]:
+        """The consistency path, checked against the signed roots before it is served.
+
+        As inclusion paths are: against the checkpoint's root, and against the
+        root signed at ``from_size`` when that size was signed. A stored node
+        changed after signing made a proof that failed at the auditor's, who
+        would read it as a forked log; it is this store's tree that is wrong.
+        """
+        table = storage.NodeTable(conn, log_id)
+        hashes = merkle.consistency_proof(from_size, cp.tree_size, table)
+        old_root = merkle.root_at(from_size, table)
+        signed_old = storage.checkpoint_at(conn, log_id, from_size)
+        try:
+            merkle.verify_consistency(from_size, cp.tree_size, old_root, cp.root_hash, hashes)
+            if signed_old is not None and signed_old.root_hash != old_root:
+                raise merkle.ProofError(f"the root at {from_size} is not the one signed")
+        except merkle.ProofError as exc:
+            log.error(
+                "consistency proof of %s %d..%d fails: %s", log_id, from_size, cp.tree_size, exc
+            )
+            _fail(
+                code_pb2.DATA_LOSS,
+                f"the stored tree of log {log_id!r} does not match its signed checkpoints "
+                f"({exc}); run `aiaudit verify` on the store",
+                "TREE_MISMATCH",
+            )
+        return hashes
 
     def VerifyEvent(  # noqa: N802
         self, request: pb.VerifyEventRequest, context: grpc.ServicerContext
@@ -451,6 +490,12 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
             stored.content,
         )
         with self._reading() as conn:
+            if (
+                stored.salt is None
+                and storage.has_content_commitments(stored.canonical)
+                and not storage.erasure_recorded(conn, log_id, event_id, stored.sequence)
+            ):
+                problems.append("content deleted without a privacy-erasure record naming the event")
             cp = storage.latest_checkpoint(conn, log_id)
             if cp is None or cp.tree_size <= stored.sequence:
                 verdict = pb.VERIFY_STATUS_TAMPERED if problems else pb.VERIFY_STATUS_PENDING

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
+from aiaudit.common import canonical
 from aiaudit.common.store import pgarrays
-from aiaudit.common.store.schema import consumer_cursors, log_entries
+from aiaudit.common.store.schema import consumer_cursors, events, log_entries
 from aiaudit.common.store.sql import pg_rows
 from aiaudit.integrity.merkle import MissingNodeError, NodeID
 from aiaudit.integrity.tables import checkpoints, nodes
@@ -378,3 +380,34 @@ def missing_privileges(conn: sa.Connection) -> list[str]:
         if not ok:
             missing.append(f"{privilege} on {table}")
     return missing
+
+
+ERASURE = "EVENT_TYPE_PRIVACY_ERASURE"
+
+
+def erasure_recorded(conn: sa.Connection, log_id: str, event_id: str, after: int) -> bool:
+    """Whether an erasure record after sequence ``after`` names the event.
+
+    Content gone without one was deleted outside an erasure (raw SQL, the
+    privacy role misused): tampering, not an erasure. Reads the log's erasure
+    records only (by their event type), which are few.
+    """
+    rows = conn.execute(
+        sa.select(events.c.canonical).where(
+            events.c.log_id == log_id, events.c.event_type == ERASURE, events.c.seq > after
+        )
+    )
+    for (committed,) in rows:
+        try:
+            node = json.loads(committed)
+        except ValueError:
+            continue  # a damaged record names nothing (verify reports it)
+        named = (node.get("privacyAction") or {}).get("eventIds") or []
+        if event_id in named:
+            return True
+    return False
+
+
+def has_content_commitments(committed: bytes) -> bool:
+    """Whether the canonical form commits to content (an event without any has none to lose)."""
+    return canonical.COMMITMENT_PREFIX.encode() in committed
