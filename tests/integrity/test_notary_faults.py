@@ -314,3 +314,32 @@ def test_a_log_id_no_tenant_could_have_stops_no_other_log(
     assert stored_sizes(admin_url, bad) == []
     assert replica.health[-1] is False  # said, not hidden
     assert not (tmp_path / "escape").exists()
+
+
+def test_a_long_backlog_holds_no_other_tenant_s_checkpoint(
+    store: SqlEventStore, notary_url: str, admin_url: str, tmp_path: Path, tenant: str
+) -> None:
+    """The notary integrated every backlog whole before signing anything: one log a million
+    entries behind kept every tenant's first checkpoint waiting 33 s, against a 1 s
+    interval. Now a round stops integrating once an interval is spent, and signs."""
+    big, small = f"{tenant}-big", f"{tenant}-small"
+    for _ in range(10):
+        append(store, big, 2000)
+    append(store, small, 2)
+    config = dataclasses.replace(notary_config(tmp_path, interval=0.02), poll_interval=0.0)
+    notary_store = open_store(notary_url)
+    notary = Notary(
+        notary_store.engine,
+        FileKeys(ORIGIN_PREFIX, tmp_path / "key.pem"),
+        leader.for_engine(notary_store.engine, leader.NOTARY),
+        config,
+        lambda ok: None,
+    )
+    try:
+        notary.step()  # one round: 313 batches of 64 take far longer than 20 ms
+    finally:
+        notary.stop()
+        notary_store.close()
+    assert stored_sizes(admin_url, small) == [2]
+    (first,) = stored_sizes(admin_url, big)
+    assert 0 < first < 20_000  # a checkpoint of its own on the way
