@@ -144,6 +144,8 @@ class Proxy:
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
         self._closed = False
+        self.attempts = 0
+        """Connections clients opened, forwarded or not."""
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -152,6 +154,7 @@ class Proxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return
+            self.attempts += 1
             if not self._open.is_set():
                 client.close()
                 continue

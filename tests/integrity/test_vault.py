@@ -118,6 +118,28 @@ def test_vault_outage_stops_signing_reports_unhealthy_and_catches_up(
         proxy.close()
 
 
+def test_while_vault_fails_the_verifier_keys_come_from_memory(vault: Vault) -> None:
+    """Every VerifyEvent and GetVerifierKey asked Vault again: with a Vault that hangs, each
+    paid the whole timeout. After a failure the last copy is served for a while."""
+    settings, token = bootstrapped(vault)
+    proxy = Proxy(urlparse(vault.addr).port or 0)
+    try:
+        keys = TransitKeys(
+            vault.client(token, f"http://127.0.0.1:{proxy.port}"),
+            settings.mount,
+            settings.key,
+            NAME,
+        )
+        published = keys.verifier_keys()
+        proxy.cut()
+        before = proxy.attempts
+        for _ in range(5):
+            assert keys.verifier_keys() == published
+        assert proxy.attempts - before == 1  # the first call found Vault gone, the rest waited
+    finally:
+        proxy.close()
+
+
 def test_unreachable_vault_is_reported_as_unavailable(tmp_path: Path) -> None:
     keys = TransitKeys(hvac.Client(url="http://127.0.0.1:1", timeout=1), "transit", "k", NAME)
     with pytest.raises(SignerUnavailableError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -59,6 +60,9 @@ class FileKeys:
         return [self._signer.verifier_key]
 
 
+RETRY_AFTER = 30.0
+"""Seconds the verifier keys are served from memory after Vault failed to answer."""
+
 VAULT_ERRORS = (hvac.exceptions.VaultError, OSError)
 """What hvac raises when Vault refuses or cannot be reached (requests' errors are OSErrors)."""
 
@@ -79,6 +83,8 @@ class TransitKeys:
         self._name = name
         self._lock = threading.Lock()
         self._public: dict[int, bytes] = {}
+        self._failed_at = float("-inf")
+        """When reading the key last failed (monotonic seconds)."""
 
     def _refresh(self) -> int:
         """Reads every version's public key; returns the latest version."""
@@ -120,12 +126,20 @@ class TransitKeys:
         return ActiveKey(self._signer(version), f"v{version}")
 
     def verifier_keys(self) -> list[VerifierKey]:
-        """Every version's verifier key, newest first (read from Vault, or the last copy read)."""
-        try:
-            self._refresh()
-        except SignerUnavailableError:
-            if not self._public:
-                raise
+        """Every version's verifier key, newest first (read from Vault, or the last copy read).
+
+        While Vault is failing, the copy is served without asking again for
+        ``RETRY_AFTER`` seconds: a Vault that accepts connections and never
+        answers cost every VerifyEvent and GetVerifierKey the whole timeout.
+        """
+        recent_failure = time.monotonic() - self._failed_at < RETRY_AFTER
+        if not (recent_failure and self._public):
+            try:
+                self._refresh()
+            except SignerUnavailableError:
+                self._failed_at = time.monotonic()
+                if not self._public:
+                    raise
         with self._lock:
             public = dict(self._public)
         return [VerifierKey(self._name, public[v]) for v in sorted(public, reverse=True)]
