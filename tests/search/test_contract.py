@@ -479,3 +479,11 @@ def test_highlights_escape_the_text_and_mark_up_only_the_matches(
     assert fragments and all("<script>" not in f and "<b>" not in f for f in fragments)
     assert any("&lt;script&gt;" in f and "<em>mango</em>" in f for f in fragments), fragments
     assert found.event.input.messages[0].parts[0].text == text  # the event itself is verbatim
+    # The same fragment from both backends (quotes and / escaped as OpenSearch's encoder does).
+    assert any("&lt;script&gt;alert(&quot;x&quot;)&lt;&#x2F;script&gt;" in f for f in fragments), (
+        fragments
+    )
+    # Only what a match contains is marked: a phrase under NOT is what it must not contain.
+    (negated,) = search_suite.find(tenant, query="mango OR NOT plan").results
+    marked = [f for h in negated.highlights.values() for f in h.fragments]
+    assert any("<em>mango</em>" in f for f in marked) and not any("<em>plan" in f for f in marked)

@@ -128,6 +128,21 @@ def leaves(node: Node | None) -> list[Node]:
     return [node]
 
 
+def matched_texts(node: Node | None, negated: bool = False) -> list[Text]:
+    """The phrases a match may contain: those under an even number of NOTs (highlights).
+
+    A phrase under NOT is what a match must not contain; ``refund OR NOT
+    password`` used to mark up ``password`` in the events it found.
+    """
+    if node is None:
+        return []
+    if isinstance(node, And | Or):
+        return [leaf for item in node.items for leaf in matched_texts(item, negated)]
+    if isinstance(node, Not):
+        return matched_texts(node.item, not negated)
+    return [node] if isinstance(node, Text) and not negated else []
+
+
 def combine(*nodes: Node | None) -> Node | None:
     """The conjunction of the given trees (None when all are empty)."""
     present = tuple(n for n in nodes if n is not None)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiaudit.search.language import And, Compare, Exists, Node, Not, Or, Prefix, Text, leaves
+from aiaudit.search.language import And, Compare, Exists, Node, Not, Or, Prefix, Text, matched_texts
 
 Query = dict[str, Any]
 
@@ -30,7 +30,7 @@ def text_query(node: Text) -> Query:
 
 def highlight_query(node: Node | None) -> Query | None:
     """A query matching any phrase of the tree (what highlighting marks), or None."""
-    phrases = [text_query(leaf) for leaf in leaves(node) if isinstance(leaf, Text)]
+    phrases = [text_query(leaf) for leaf in matched_texts(node)]
     if not phrases:
         return None
     return {"bool": {"should": phrases, "minimum_should_match": 1}}

@@ -12,7 +12,7 @@ OpenSearch's ``must_not`` does.
 
 from __future__ import annotations
 
-from aiaudit.search.language import And, Compare, Exists, Node, Not, Or, Prefix, Text, leaves
+from aiaudit.search.language import And, Compare, Exists, Node, Not, Or, Prefix, Text, matched_texts
 
 
 def fts_string(text: str) -> str:
@@ -28,7 +28,7 @@ def fts_phrase(node: Text) -> str:
 
 def highlight_expression(node: Node | None) -> str | None:
     """An FTS5 expression matching any phrase of the tree (for snippets), or None."""
-    phrases = [fts_phrase(leaf) for leaf in leaves(node) if isinstance(leaf, Text)]
+    phrases = [fts_phrase(leaf) for leaf in matched_texts(node)]
     return " OR ".join(f"({p})" for p in phrases) if phrases else None
 
 

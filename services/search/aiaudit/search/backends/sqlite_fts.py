@@ -338,6 +338,9 @@ def _marked(fragment: str) -> str:
     """The fragment HTML-escaped, matches wrapped in ``<em>``: prompt text is no markup.
 
     SQLite marks matches with U+0001 and U+0002; escaping comes first, so
-    even a literal one in a prompt can only turn into an ``<em>`` tag.
+    even a literal one in a prompt can only turn into an ``<em>`` tag. The
+    characters escaped are OpenSearch's ``html`` encoder's (quotes and ``/``
+    too), so both backends return the same fragment.
     """
-    return html.escape(fragment, quote=False).replace("\x01", "<em>").replace("\x02", "</em>")
+    escaped = html.escape(fragment, quote=True).replace("/", "&#x2F;")
+    return escaped.replace("\x01", "<em>").replace("\x02", "</em>")
