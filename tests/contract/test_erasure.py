@@ -40,6 +40,15 @@ def load(store: SqlEventStore, tenant: str) -> dict[str, str]:
     return {e.event_id: e.actor.user_id for e in events}
 
 
+def load_into(store_url: str, tenant: str) -> None:
+    """:func:`load` through a store of its own (for tests that run a command after)."""
+    store = open_store(store_url)
+    try:
+        load(store, tenant)
+    finally:
+        store.close()
+
+
 def test_a_subjects_content_goes_and_every_leaf_stays(
     store: SqlEventStore, privacy_url: str, tenant: str
 ) -> None:
@@ -156,11 +165,7 @@ def test_the_command_line_erases_and_prints_what_it_did(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    store = open_store(store_url)
-    try:
-        load(store, tenant)
-    finally:
-        store.close()
+    load_into(store_url, tenant)
     argv = ["erase", "--database-url", privacy_url, "--tenant", tenant, "--subject", "alice"]
     argv += ["--reason", "request #7", "--requested-by", "dpo", "--data-dir", str(tmp_path)]
     assert main(argv) == 0
@@ -177,11 +182,7 @@ def test_the_command_line_refuses_a_requester_the_store_cannot_hold(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """On PostgreSQL the command ended in a traceback ("value too long"), SQLite stored it."""
-    store = open_store(store_url)
-    try:
-        load(store, tenant)
-    finally:
-        store.close()
+    load_into(store_url, tenant)
     argv = ["erase", "--database-url", privacy_url, "--tenant", tenant, "--event-id", "b-0"]
     argv += ["--reason", "r", "--requested-by", "x" * 300, "--data-dir", str(tmp_path)]
     assert main(argv) == 2

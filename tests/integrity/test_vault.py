@@ -36,6 +36,12 @@ def bootstrapped(v: Vault) -> tuple[transit.VaultSettings, str]:
     return settings, token["auth"]["client_token"]
 
 
+def through(proxy: Proxy, v: Vault, settings: transit.VaultSettings, token: str) -> TransitKeys:
+    """The notary's keys, reaching Vault through a proxy the test can cut."""
+    client = v.client(token, f"http://127.0.0.1:{proxy.port}")
+    return TransitKeys(client, settings.mount, settings.key, NAME)
+
+
 def test_bootstrap_is_idempotent_and_creates_an_ed25519_key(vault: Vault) -> None:
     suffix = uuid.uuid4().hex[:8]
     settings = transit.VaultSettings(mount=f"transit-{suffix}", key="k", policy_name=f"p-{suffix}")
@@ -91,12 +97,7 @@ def test_vault_outage_stops_signing_reports_unhealthy_and_catches_up(
     proxy = Proxy(urlparse(vault.addr).port or 0)
     health: list[bool] = []
     try:
-        keys = TransitKeys(
-            vault.client(token, f"http://127.0.0.1:{proxy.port}"),
-            settings.mount,
-            settings.key,
-            NAME,
-        )
+        keys = through(proxy, vault, settings, token)
         append(store, tenant, 4)
         notaries.start(keys, on_health=health.append)
         wait_until(lambda: covers(notaries.url, tenant, 4))
@@ -124,12 +125,7 @@ def test_while_vault_fails_the_verifier_keys_come_from_memory(vault: Vault) -> N
     settings, token = bootstrapped(vault)
     proxy = Proxy(urlparse(vault.addr).port or 0)
     try:
-        keys = TransitKeys(
-            vault.client(token, f"http://127.0.0.1:{proxy.port}"),
-            settings.mount,
-            settings.key,
-            NAME,
-        )
+        keys = through(proxy, vault, settings, token)
         published = keys.verifier_keys()
         proxy.cut()
         before = proxy.attempts
@@ -152,12 +148,7 @@ def test_receipts_are_signed_by_transit_and_refused_while_vault_is_down(vault: V
     settings, token = bootstrapped(vault)
     proxy = Proxy(urlparse(vault.addr).port or 0)
     try:
-        keys = TransitKeys(
-            vault.client(token, f"http://127.0.0.1:{proxy.port}"),
-            settings.mount,
-            settings.key,
-            NAME,
-        )
+        keys = through(proxy, vault, settings, token)
         signer = ReceiptNotary(keys, NAME, key_ttl=0)
         leaf = b"\x05" * 32
         batch = [Receipt("e", "t", 3, leaf, dt.datetime.now(dt.UTC))]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import collections
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,17 +34,20 @@ Recorded = tuple[int, str, str, float, float]
 """A journaled window sample: (event index in its batch, rule id, group, time, value)."""
 
 
-def _reads_content(plan: Any) -> bool:
+def _any_leaf(plan: Any, test: Callable[[Any], bool]) -> bool:
+    """Whether ``test`` holds for a leaf of a condition plan (under all/any/not)."""
     kind = plan[0]
-    if kind == "detector":
-        return True
-    if kind == "field":
-        return _content_path(plan[1])
     if kind in ("all", "any"):
-        return any(_reads_content(p) for p in plan[1])
+        return any(_any_leaf(p, test) for p in plan[1])
     if kind == "not":
-        return _reads_content(plan[1])
-    return False
+        return _any_leaf(plan[1], test)
+    return test(plan)
+
+
+def _reads_content(plan: Any) -> bool:
+    return _any_leaf(
+        plan, lambda leaf: leaf[0] == "detector" or (leaf[0] == "field" and _content_path(leaf[1]))
+    )
 
 
 def _content_path(path: str) -> bool:
@@ -67,14 +70,7 @@ def reads_content(rule: Rule) -> bool:
 
 
 def _reads_personal(plan: Any) -> bool:
-    kind = plan[0]
-    if kind == "field":
-        return plan[1] in f.PERSONAL
-    if kind in ("all", "any"):
-        return any(_reads_personal(p) for p in plan[1])
-    if kind == "not":
-        return _reads_personal(plan[1])
-    return False
+    return _any_leaf(plan, lambda leaf: leaf[0] == "field" and leaf[1] in f.PERSONAL)
 
 
 def reads_personal(rule: Rule) -> bool:
