@@ -13,6 +13,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
+from aiaudit.common.store.schema import events
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
 from tests.conftest import Postgres, Running
@@ -446,3 +447,27 @@ def test_a_new_month_is_attached_beside_open_writes(own_postgres: Postgres) -> N
             admin.dispose()
         writer.rollback()
     assert made == [f"events_{month:%Y_%m}", f"event_content_{month:%Y_%m}"]
+
+
+def test_a_hand_made_archive_partition_from_minvalue_is_met_not_a_crash(
+    own_postgres: Postgres,
+) -> None:
+    """An operator's `FOR VALUES FROM (MINVALUE)` partition has no bound to read: migrate
+    failed comparing a time with nothing."""
+    from aiaudit.common.store.partitions import ensure_partitions
+
+    month = (dt.datetime.now(dt.UTC).replace(day=1) + dt.timedelta(days=31 * 50)).date()
+    admin = sa.create_engine(own_postgres.admin_url)
+    try:
+        with admin.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "CREATE TABLE events_archive PARTITION OF events "
+                    "FOR VALUES FROM (MINVALUE) TO ('2000-01-01 00:00:00+00')"
+                )
+            )
+        with admin.begin() as conn:
+            made = ensure_partitions(conn, month.replace(day=1), months_ahead=0, tables=[events])
+    finally:
+        admin.dispose()
+    assert made == [f"events_{month:%Y_%m}"]

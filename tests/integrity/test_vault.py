@@ -14,10 +14,10 @@ import pytest
 from aiaudit.common.receipts import ReceiptSigningUnavailableError
 from aiaudit.common.store import SqlEventStore
 from aiaudit.common.store.sql import Receipt
-from aiaudit.integrity import note, receipts
+from aiaudit.integrity import note, receipts, signers
 from aiaudit.integrity import vault as transit
 from aiaudit.integrity.receipts import ReceiptNotary
-from aiaudit.integrity.signers import SignerUnavailableError, TransitKeys
+from aiaudit.integrity.signers import SignerUnavailableError, TransitKeys, open_signed
 from tests.helpers import wait_until
 from tests.integrity.conftest import Notaries, Proxy, Vault, append
 from tests.integrity.test_notary import all_checkpoints, check_history, covers
@@ -160,5 +160,31 @@ def test_receipts_are_signed_by_transit_and_refused_while_vault_is_down(vault: V
             signer.sign(batch)
         proxy.restore()
         assert signer.sign(batch)
+    finally:
+        proxy.close()
+
+
+def test_a_version_rotated_in_while_keys_came_from_memory_still_opens(
+    vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replica serving its keys from memory after a Vault blip did not know a version
+    rotated in since, and VerifyEvent called a genuine checkpoint TAMPERED."""
+    monkeypatch.setattr(signers, "RETRY_AFTER", 3600.0)  # the whole test inside the window
+    settings, token = bootstrapped(vault)
+    proxy = Proxy(urlparse(vault.addr).port or 0)
+    try:
+        replica = through(proxy, vault, settings, token)
+        replica.verifier_keys()
+        proxy.cut()
+        replica.verifier_keys()  # Vault gone: the copy in memory, for a while
+        proxy.restore()
+        vault.client().secrets.transit.rotate_key(name=settings.key, mount_point=settings.mount)
+        leader = TransitKeys(vault.client(token), settings.mount, settings.key, NAME)
+        signed = note.sign_checkpoint(
+            note.Checkpoint("o/x", 5, b"\x05" * 32), [leader.active().signer]
+        )
+        with pytest.raises(note.NoteError):  # what the copy alone says
+            note.open_checkpoint(signed, replica.verifier_keys(), "o/x")
+        assert open_signed(replica, signed, "o/x").size == 5
     finally:
         proxy.close()

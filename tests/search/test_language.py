@@ -221,3 +221,8 @@ def test_minus_zero_is_zero_and_durations_are_exact() -> None:
         assert isinstance(node, Compare) and node.value == seconds, text
     exact = parse_filter('occurred_time >= "2026-03-01T13:00:00.123456000Z"')
     assert isinstance(exact, Compare) and exact.value % 1_000_000 == 123456
+
+
+def test_a_duration_past_any_event_is_out_of_range_not_an_overflow() -> None:
+    with pytest.raises(LanguageError, match="out of range"):
+        parse_filter("timing.latency > 1" + "0" * 400 + "s")

@@ -35,8 +35,8 @@ from aiaudit.common.store import SqlEventStore
 from aiaudit.common.store.prepare import set_timestamp
 from aiaudit.common.v1 import proof_pb2
 from aiaudit.integrity import checks, merkle, storage
-from aiaudit.integrity.note import NoteError, open_checkpoint
-from aiaudit.integrity.signers import KeySource, SignerUnavailableError
+from aiaudit.integrity.note import NoteError
+from aiaudit.integrity.signers import KeySource, SignerUnavailableError, open_signed
 from aiaudit.integrity.v1 import integrity_service_pb2 as pb
 from aiaudit.integrity.v1 import integrity_service_pb2_grpc as pb_grpc
 
@@ -504,8 +504,7 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
                 stored.sequence, cp.tree_size, storage.NodeTable(conn, log_id)
             )
         try:
-            keys = self._keys.verifier_keys()
-            opened = open_checkpoint(cp.signed_note, keys, f"{self._origin_prefix}/{log_id}")
+            opened = open_signed(self._keys, cp.signed_note, f"{self._origin_prefix}/{log_id}")
             if (opened.size, opened.root_hash) != (cp.tree_size, cp.root_hash):
                 problems.append("stored checkpoint columns disagree with its signed note")
             leaf = canonical.leaf_hash(stored.canonical)

@@ -17,7 +17,14 @@ from typing import Any, Protocol
 import hvac
 import hvac.exceptions
 
-from aiaudit.integrity.note import NoteSigner, VerifierKey, file_signer
+from aiaudit.integrity.note import (
+    Checkpoint,
+    NoteError,
+    NoteSigner,
+    VerifierKey,
+    file_signer,
+    open_checkpoint,
+)
 
 
 class SignerUnavailableError(RuntimeError):
@@ -44,6 +51,20 @@ class KeySource(Protocol):
         ...
 
 
+def open_signed(keys: KeySource, signed_note: str, origin: str) -> Checkpoint:
+    """A signed checkpoint opened with ``keys``, read again from the key store if need be.
+
+    Keys served from memory (Vault failed a moment ago) may lack a version
+    rotated in since: before a note is called untrusted, every version is
+    read from the key store again (unreachable then: ``SignerUnavailableError``).
+    """
+    try:
+        return open_checkpoint(signed_note, keys.verifier_keys(), origin)
+    except NoteError:
+        keys.active()  # reads every version from the key store
+        return open_checkpoint(signed_note, keys.verifier_keys(), origin)
+
+
 class FileKeys:
     """One Ed25519 key in a 0600 file under the data directory (no rotation)."""
 
@@ -60,7 +81,7 @@ class FileKeys:
         return [self._signer.verifier_key]
 
 
-RETRY_AFTER = 30.0
+RETRY_AFTER = 5.0
 """Seconds the verifier keys are served from memory after Vault failed to answer."""
 
 VAULT_ERRORS = (hvac.exceptions.VaultError, OSError)
@@ -100,6 +121,7 @@ class TransitKeys:
         public = {int(v): base64.b64decode(k["public_key"]) for v, k in body["keys"].items()}
         with self._lock:
             self._public = public
+        self._failed_at = float("-inf")  # answered: the next read asks again
         return int(body["latest_version"])
 
     def _signer(self, version: int) -> NoteSigner:
@@ -131,6 +153,8 @@ class TransitKeys:
         While Vault is failing, the copy is served without asking again for
         ``RETRY_AFTER`` seconds: a Vault that accepts connections and never
         answers cost every VerifyEvent and GetVerifierKey the whole timeout.
+        (``active`` always asks: a checkpoint signed by a version not in the
+        copy is checked again after it, see the handlers' VerifyEvent.)
         """
         recent_failure = time.monotonic() - self._failed_at < RETRY_AFTER
         if not (recent_failure and self._public):

@@ -404,6 +404,8 @@ def _typed(p: _Parser, f: Field, op_tok: _Tok, v: _Tok) -> Node:
         m = _DURATION.fullmatch(text)
         if m is None:
             raise p.fail(v, f"{f.name!r} is a duration: write it with a unit (1.5s, 200ms)")
+        if len(m.group(1)) > 24:  # far past any duration an event can hold (10,000 years)
+            raise p.fail(v, f"{text!r} is out of range")
         nanos = decimal.Decimal(m.group(1)) * _NANOS[m.group(2)]
         if nanos != nanos.to_integral_value():
             raise p.fail(v, f"{text!r} is finer than a nanosecond")

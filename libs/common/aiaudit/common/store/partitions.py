@@ -37,6 +37,10 @@ WHERE i.inhparent = CAST(:parent AS regclass) AND NOT c.relpartbound IS NULL
 """
 
 
+_EARLIEST = dt.datetime.min.replace(tzinfo=dt.UTC)
+_LATEST = dt.datetime.max.replace(tzinfo=dt.UTC)
+
+
 def _month_start(day: dt.date, months_ahead: int) -> dt.date:
     index = day.year * 12 + day.month - 1 + months_ahead
     return dt.date(index // 12, index % 12 + 1, 1)
@@ -80,7 +84,10 @@ def ensure_partitions(
         conn.execute(
             sa.text(f"CREATE TABLE IF NOT EXISTS {default} PARTITION OF {table.name} DEFAULT")
         )
-        taken = [(r[1], r[2]) for r in conn.execute(sa.text(_BOUNDS), {"parent": table.name})]
+        taken = [  # MINVALUE / MAXVALUE bounds (a hand-made archive partition) come back NULL
+            (r[1] or _EARLIEST, r[2] or _LATEST)
+            for r in conn.execute(sa.text(_BOUNDS), {"parent": table.name})
+        ]
         names = {r[0] for r in conn.execute(sa.text(_BOUNDS), {"parent": table.name})}
         waiting = conn.execute(
             sa.text(f"SELECT DISTINCT date_trunc('month', receive_time, 'UTC') FROM {default}")
