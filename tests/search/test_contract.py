@@ -487,3 +487,14 @@ def test_highlights_escape_the_text_and_mark_up_only_the_matches(
     (negated,) = search_suite.find(tenant, query="mango OR NOT plan").results
     marked = [f for h in negated.highlights.values() for f in h.fragments]
     assert any("<em>mango</em>" in f for f in marked) and not any("<em>plan" in f for f in marked)
+
+
+def test_minus_zero_is_found_as_zero(search_suite: SearchSuite, tenant: str) -> None:
+    """OpenSearch keeps -0.0 and 0.0 apart: an event whose value was -0.0 was missed by `= 0`
+    and `>= 0` there, found on SQLite."""
+    negative = interaction(tenant, "neg")
+    negative.attributes["drift"].double_value = -0.0
+    search_suite.append([negative])
+    search_suite.wait_indexed(tenant, 1)
+    for text in ("attributes.drift = 0", "attributes.drift >= 0", "attributes.drift = -0"):
+        assert search_suite.all_ids(tenant, text) == ["neg"], text
