@@ -383,6 +383,11 @@ def test_a_consumer_moves_only_its_own_cursor(own_postgres: Postgres, tenant: st
         move = "UPDATE consumer_cursors SET position = 0 WHERE consumer = %s AND log_id = %s"
         assert run("aiaudit_consumer", move, (owned, tenant)) == 0  # not its row: untouched
     assert run("aiaudit_consumer", insert, ("search-indexer", tenant, 7)) == 1
+    for role in ("aiaudit_notary", "aiaudit_alerting"):  # members of aiaudit_consumer too
+        move = "UPDATE consumer_cursors SET position = 0 WHERE consumer = %s AND log_id = %s"
+        assert run(role, move, ("search-indexer", tenant)) == 0
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
+            run(role, insert, ("search-indexer", f"{tenant}-x", 9))
     with psycopg.connect(dsns["aiaudit_consumer"]) as conn:
         seen = conn.execute(
             "SELECT consumer, position FROM consumer_cursors WHERE log_id = %s", (tenant,)
