@@ -353,6 +353,14 @@ def test_a_damaged_stored_tree_is_data_loss_and_deleted_content_is_tampering(
             conn.execute(delete, {"t": tenant})
     finally:
         admin.dispose()
+    with admin.begin() as conn:  # an entry removed below the signed size
+        conn.execute(
+            sa.text("DELETE FROM log_entries WHERE log_id = :t AND seq = 7"), {"t": tenant}
+        )
+    gone = pb.GetInclusionProofRequest(log_id=tenant, sequence=7, tree_size=size)
+    assert (
+        _status(lambda: stub.GetInclusionProof(gone)) == grpc.StatusCode.DATA_LOSS
+    )  # was NOT_FOUND
     third = receipts[3].event_id  # type: ignore[attr-defined]
     verdict = stub.VerifyEvent(pb.VerifyEventRequest(log_id=tenant, event_id=third))
     assert verdict.status == pb.VERIFY_STATUS_TAMPERED

@@ -229,6 +229,16 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
                 target = storage.proof_target(
                     conn, request.log_id, which, getattr(request, which), request.tree_size
                 )
+                if target is None and which == "sequence":
+                    signed = storage.latest_checkpoint(conn, request.log_id)
+                    if signed is not None and request.sequence < signed.tree_size:
+                        _fail(  # as BatchGetInclusionProofs says it
+                            code_pb2.DATA_LOSS,
+                            f"log {request.log_id!r} has no entry at sequence {request.sequence}"
+                            f", below its signed size {signed.tree_size}; run `aiaudit verify` "
+                            "on the store",
+                            "ENTRY_MISSING",
+                        )
                 if target is None:
                     _fail(
                         code_pb2.NOT_FOUND,
