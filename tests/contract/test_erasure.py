@@ -49,6 +49,22 @@ def load_into(store_url: str, tenant: str) -> None:
         store.close()
 
 
+def erase_argv(
+    url: str, tenant: str, data_dir: Path, *selector: str, requested_by: str
+) -> list[str]:
+    """`aiaudit erase` of the selected events, its last four words the reason and data dir."""
+    argv = ["erase", "--database-url", url, "--tenant", tenant, *selector]
+    return [
+        *argv,
+        "--requested-by",
+        requested_by,
+        "--reason",
+        "request #7",
+        "--data-dir",
+        str(data_dir),
+    ]
+
+
 def test_a_subjects_content_goes_and_every_leaf_stays(
     store: SqlEventStore, privacy_url: str, tenant: str
 ) -> None:
@@ -166,8 +182,7 @@ def test_the_command_line_erases_and_prints_what_it_did(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     load_into(store_url, tenant)
-    argv = ["erase", "--database-url", privacy_url, "--tenant", tenant, "--subject", "alice"]
-    argv += ["--reason", "request #7", "--requested-by", "dpo", "--data-dir", str(tmp_path)]
+    argv = erase_argv(privacy_url, tenant, tmp_path, "--subject", "alice", requested_by="dpo")
     assert main(argv) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["erased"] == ["a-0", "a-1", "a-2"] and printed["record"].startswith("erasure-")
@@ -183,8 +198,7 @@ def test_the_command_line_refuses_a_requester_the_store_cannot_hold(
 ) -> None:
     """On PostgreSQL the command ended in a traceback ("value too long"), SQLite stored it."""
     load_into(store_url, tenant)
-    argv = ["erase", "--database-url", privacy_url, "--tenant", tenant, "--event-id", "b-0"]
-    argv += ["--reason", "r", "--requested-by", "x" * 300, "--data-dir", str(tmp_path)]
+    argv = erase_argv(privacy_url, tenant, tmp_path, "--event-id", "b-0", requested_by="x" * 300)
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err == "aiaudit erase: requested_by is 300 characters; the limit is 256\n"

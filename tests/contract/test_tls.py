@@ -157,17 +157,23 @@ def test_the_gateway_sdk_logs_over_mtls(
         assert found == set(ids)
 
 
-def test_search_reaches_the_integrity_service_over_mtls(
-    mtls_suite: Served, pki: Pki, tenant: str
+def _search_verifies_an_event(
+    served: Served, pki: Pki, identity: tuple[Path, Path], tenant: str
 ) -> None:
-    """Search calls IntegrityService at the suite's own address, presenting its certificate."""
-    key = mtls_suite.keys["admin"]
-    with client.channel(mtls_suite.address, key, pki.ca, identity=pki.gateway) as ch:
+    """An event appended over mTLS comes back from search VERIFIED: search reached integrity."""
+    with client.channel(served.address, served.keys["admin"], pki.ca, identity=identity) as ch:
         pb_grpc.IngestServiceStub(ch).Append(pb.AppendRequest(events=[interaction(tenant, "v")]))
         search = spb_grpc.SearchServiceStub(ch)
         request = spb.GetEventRequest(tenant_id=tenant, event_id="v")
         verified = ipb.VERIFY_STATUS_VERIFIED
         wait_until(lambda: search.GetEvent(request).integrity_status == verified)
+
+
+def test_search_reaches_the_integrity_service_over_mtls(
+    mtls_suite: Served, pki: Pki, tenant: str
+) -> None:
+    """Search calls IntegrityService at the suite's own address, presenting its certificate."""
+    _search_verifies_an_event(mtls_suite, pki, pki.gateway, tenant)
 
 
 def test_client_commands_speak_mtls(
@@ -292,14 +298,7 @@ def test_search_follows_a_ca_rotation_to_the_integrity_service(
     _install(rotated / "server.pem", pki.server[0])
     _install(rotated / "next-ca.pem", pki.ca)
     identity = (rotated / "gateway.pem", rotated / "gateway.key")
-    with client.channel(
-        mtls_suite.address, mtls_suite.keys["admin"], pki.ca, identity=identity
-    ) as ch:
-        pb_grpc.IngestServiceStub(ch).Append(pb.AppendRequest(events=[interaction(tenant, "v")]))
-        search = spb_grpc.SearchServiceStub(ch)
-        request = spb.GetEventRequest(tenant_id=tenant, event_id="v")
-        verified = ipb.VERIFY_STATUS_VERIFIED
-        wait_until(lambda: search.GetEvent(request).integrity_status == verified)
+    _search_verifies_an_event(mtls_suite, pki, identity, tenant)
 
 
 def test_a_channel_replaced_by_renewed_files_stays_open_for_its_calls(

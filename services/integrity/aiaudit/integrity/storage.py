@@ -383,31 +383,47 @@ def missing_privileges(conn: sa.Connection) -> list[str]:
 
 
 ERASURE = "EVENT_TYPE_PRIVACY_ERASURE"
+_COMMITMENT = canonical.COMMITMENT_PREFIX.encode()
+
+
+def erased_ids(committed: bytes) -> list[str]:
+    """The event ids an erasure record names ([] for any other event, or a damaged one)."""
+    if ERASURE.encode() not in committed:  # a cheap look before parsing
+        return []
+    try:
+        node = json.loads(committed)
+    except ValueError:
+        return []  # damaged: `verify` reports it as a changed event
+    if not isinstance(node, dict) or node.get("eventType") != ERASURE:
+        return []
+    action = node.get("privacyAction")
+    named = action.get("eventIds") if isinstance(action, dict) else None
+    return [str(n) for n in named] if isinstance(named, list) else []
+
+
+def erasure_records(conn: sa.Connection, log_id: str, after: int) -> Iterator[tuple[int, bytes]]:
+    """(sequence, canonical form) of the log's erasure records after sequence ``after``.
+
+    Found by their event type, so only the few records are read.
+    """
+    rows = conn.execute(
+        sa.select(events.c.seq, events.c.canonical).where(
+            events.c.log_id == log_id, events.c.event_type == ERASURE, events.c.seq > after
+        )
+    )
+    for seq, committed in rows:
+        yield int(seq), bytes(committed)
 
 
 def erasure_recorded(conn: sa.Connection, log_id: str, event_id: str, after: int) -> bool:
     """Whether an erasure record after sequence ``after`` names the event.
 
     Content gone without one was deleted outside an erasure (raw SQL, the
-    privacy role misused): tampering, not an erasure. Reads the log's erasure
-    records only (by their event type), which are few.
+    privacy role misused): tampering, not an erasure.
     """
-    rows = conn.execute(
-        sa.select(events.c.canonical).where(
-            events.c.log_id == log_id, events.c.event_type == ERASURE, events.c.seq > after
-        )
-    )
-    for (committed,) in rows:
-        try:
-            node = json.loads(committed)
-        except ValueError:
-            continue  # a damaged record names nothing (verify reports it)
-        named = (node.get("privacyAction") or {}).get("eventIds") or []
-        if event_id in named:
-            return True
-    return False
+    return any(event_id in erased_ids(c) for _, c in erasure_records(conn, log_id, after))
 
 
 def has_content_commitments(committed: bytes) -> bool:
     """Whether the canonical form commits to content (an event without any has none to lose)."""
-    return canonical.COMMITMENT_PREFIX.encode() in committed
+    return _COMMITMENT in committed

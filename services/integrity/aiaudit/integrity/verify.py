@@ -42,16 +42,12 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 
-from aiaudit.common import canonical
 from aiaudit.common.store.schema import event_content, events, log_entries, logs
 from aiaudit.integrity import checks, storage, worm
 from aiaudit.integrity.merkle import HASH_SIZE, CompactRange
 from aiaudit.integrity.note import Checkpoint, NoteError, VerifierKey, open_checkpoint
 from aiaudit.integrity.tables import nodes
 from aiaudit.integrity.verify_pages import PageChecks
-
-COMMITMENT = canonical.COMMITMENT_PREFIX.encode()
-ERASURE = b"EVENT_TYPE_PRIVACY_ERASURE"
 
 PAGE = 4096
 """Entries per page; a power of two, so every page starts at a perfect subtree's
@@ -291,17 +287,10 @@ class _LogWalk:
         """Event id -> sequence of the last erasure record naming it."""
 
     def erasure_facts(self, seq: int, event_id: str, canonical: bytes, gone: bool) -> None:
-        """Notes a content-less event, or the ids an erasure record names (cheap looks first)."""
-        if gone and COMMITMENT in canonical:
+        """Notes a content-less event, or the ids an erasure record names."""
+        if gone and storage.has_content_commitments(canonical):
             self.without_content.append((seq, event_id))
-        if ERASURE in canonical:
-            try:
-                node = json.loads(canonical)
-            except ValueError:
-                return  # reported as a changed event
-            if isinstance(node, dict) and node.get("eventType") == ERASURE.decode():
-                named = (node.get("privacyAction") or {}).get("eventIds") or []
-                self.erased_by.update(dict.fromkeys((str(n) for n in named), seq))
+        self.erased_by.update(dict.fromkeys(storage.erased_ids(canonical), seq))
 
     def unrecorded_erasures(self) -> None:
         """Reports content deleted with no erasure record after it naming the event."""
@@ -493,15 +482,8 @@ def verify_log(
     if walk.without_content:
         # An erasure deletes content and appends its record in one transaction: content
         # seen gone during the walk has its record committed, maybe past the pages walked.
-        later = conn.execute(
-            sa.select(events.c.seq, events.c.canonical).where(
-                events.c.log_id == log_id,
-                events.c.seq >= expected,
-                events.c.event_type == ERASURE.decode(),
-            )
-        )
-        for seq, committed in later:
-            walk.erasure_facts(int(seq), "", bytes(committed), gone=False)
+        for seq, committed in storage.erasure_records(conn, log_id, after=expected - 1):
+            walk.erasure_facts(seq, "", committed, gone=False)
     walk.unrecorded_erasures()
     # Pages found intact in the database hold no orphan (their event rows are
     # exactly their entries' sequences and receive times): look only outside them.

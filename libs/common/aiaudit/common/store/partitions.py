@@ -84,11 +84,10 @@ def ensure_partitions(
         conn.execute(
             sa.text(f"CREATE TABLE IF NOT EXISTS {default} PARTITION OF {table.name} DEFAULT")
         )
-        taken = [  # MINVALUE / MAXVALUE bounds (a hand-made archive partition) come back NULL
-            (r[1] or _EARLIEST, r[2] or _LATEST)
-            for r in conn.execute(sa.text(_BOUNDS), {"parent": table.name})
-        ]
-        names = {r[0] for r in conn.execute(sa.text(_BOUNDS), {"parent": table.name})}
+        existing = conn.execute(sa.text(_BOUNDS), {"parent": table.name}).all()
+        names = {r[0] for r in existing}
+        # MINVALUE / MAXVALUE bounds (a hand-made archive partition) come back NULL.
+        taken = [(r[1] or _EARLIEST, r[2] or _LATEST) for r in existing]
         waiting = conn.execute(
             sa.text(f"SELECT DISTINCT date_trunc('month', receive_time, 'UTC') FROM {default}")
         ).scalars()
