@@ -12,12 +12,16 @@ from pathlib import Path
 import grpc
 import psycopg
 import pytest
+import sqlalchemy as sa
 import yaml
 
 from aiaudit.alerting.engine import Engine
+from aiaudit.alerting.model import StoredRule
 from aiaudit.alerting.rulebook import RuleBook
+from aiaudit.alerting.rules import compile_rule
 from aiaudit.alerting.sinks import alert_json
 from aiaudit.alerting.store import AlertStore
+from aiaudit.alerting.tables import alerts
 from aiaudit.common import client, config
 from aiaudit.common.store import open_store
 from aiaudit.common.store.prepare import prepare
@@ -129,3 +133,23 @@ def drain(engine: Engine, tenant: str) -> int:
         if not done:
             return total
         total += done
+
+
+def alert_rows(consumer: SqlEventStore, tenant: str, rule: str = "") -> list[sa.Row]:  # type: ignore[type-arg]
+    """The tenant's alert rows (of one rule), by rule."""
+    q = sa.select(alerts).where(alerts.c.tenant == tenant).order_by(alerts.c.rule_id)
+    if rule:
+        q = q.where(alerts.c.rule_id == rule)
+    with consumer.engine.connect() as c:
+        return list(c.execute(q))
+
+
+def put_rule(consumer: SqlEventStore, tenant: str, source: str) -> None:
+    """Stores a rule (enabled) as the service would, without the service."""
+    store = AlertStore(consumer.engine)
+    rule = compile_rule(source)
+    with store.write() as conn, conn.begin():
+        store.put_rule(
+            conn,
+            StoredRule(tenant, rule.id, source, True, rule.severity, dt.datetime.now(dt.UTC)),
+        )

@@ -9,17 +9,16 @@ import pytest
 import sqlalchemy as sa
 
 from aiaudit.alerting.engine import Engine
-from aiaudit.alerting.model import StoredRule
 from aiaudit.alerting.rulebook import RuleBook
 from aiaudit.alerting.rules import compile_rule
 from aiaudit.alerting.service import AlertingService, Changes, ConflictError, simulate
 from aiaudit.alerting.store import AlertStore, unpack_samples
-from aiaudit.alerting.tables import alerts, windows
+from aiaudit.alerting.tables import windows
 from aiaudit.common.erasure import erase
 from aiaudit.common.store import open_store
 from aiaudit.common.store.sql import SqlEventStore
 from aiaudit.common.v1 import event_pb2
-from tests.alerting.conftest import append, drain, make_engine
+from tests.alerting.conftest import alert_rows, append, drain, make_engine, put_rule
 from tests.helpers import interaction
 
 PII_BURST = """\
@@ -34,24 +33,6 @@ severity: medium
 when: {field: output.messages.parts.text, contains: "cannot help"}
 window: {duration: 10m, group_by: [actor.user_id], aggregate: count, threshold: {gte: 4}}
 """
-
-
-def _rows(consumer: SqlEventStore, tenant: str, rule: str = "") -> list[sa.Row]:  # type: ignore[type-arg]
-    q = sa.select(alerts).where(alerts.c.tenant == tenant).order_by(alerts.c.rule_id)
-    if rule:
-        q = q.where(alerts.c.rule_id == rule)
-    with consumer.engine.connect() as c:
-        return list(c.execute(q))
-
-
-def _put(consumer: SqlEventStore, tenant: str, source: str) -> None:
-    store = AlertStore(consumer.engine)
-    rule = compile_rule(source)
-    with store.write() as conn, conn.begin():
-        store.put_rule(
-            conn,
-            StoredRule(tenant, rule.id, source, True, rule.severity, dt.datetime.now(dt.UTC)),
-        )
 
 
 def _pii(tenant: str, user: str = "eve") -> event_pb2.Event:
@@ -76,7 +57,7 @@ def test_an_erasure_before_a_restart_does_not_change_a_window_decision(
     The replay after a restart used to run the PII detector on the erased (empty)
     content: the window came back empty and the third event counted one.
     """
-    _put(consumer, tenant, PII_BURST)
+    put_rule(consumer, tenant, PII_BURST)
     first = [_pii(tenant) for _ in range(2)]
     append(store, first)
     engine = make_engine(consumer, window_save_events=20_000)  # rebuilt by replay
@@ -91,7 +72,7 @@ def test_an_erasure_before_a_restart_does_not_change_a_window_decision(
         engine = make_engine(consumer, window_save_events=20_000)
     append(store, [_pii(tenant)])
     drain(engine, tenant)
-    assert [(r.rule_id, r.occurrence_count) for r in _rows(consumer, tenant, "pii-burst")] == [
+    assert [(r.rule_id, r.occurrence_count) for r in alert_rows(consumer, tenant, "pii-burst")] == [
         ("pii-burst", 1)
     ]
 
@@ -100,7 +81,7 @@ def test_an_erasure_seen_by_a_replica_that_took_over_keeps_the_window(
     store: SqlEventStore, consumer: SqlEventStore, privacy_url: str, tenant: str
 ) -> None:
     """The same through a second replica that rebuilds the windows after the erasure record."""
-    _put(consumer, tenant, PII_BURST)
+    put_rule(consumer, tenant, PII_BURST)
     a, b = (make_engine(consumer, window_save_events=20_000) for _ in range(2))
     first = [_pii(tenant) for _ in range(2)]
     append(store, first)
@@ -113,7 +94,7 @@ def test_an_erasure_seen_by_a_replica_that_took_over_keeps_the_window(
     drain(b, tenant)  # b processes the erasure record, rebuilding the windows first
     append(store, [_pii(tenant)])
     drain(a, tenant)  # a's kept windows are stale: it rebuilds them too
-    assert [r.occurrence_count for r in _rows(consumer, tenant, "pii-burst")] == [1]
+    assert [r.occurrence_count for r in alert_rows(consumer, tenant, "pii-burst")] == [1]
 
 
 # ---- 2. a client's wrong clock does not move windows ----
@@ -124,7 +105,7 @@ def test_a_future_occurred_time_does_not_move_a_window(
 ) -> None:
     """Windows slide on the log's receive time: an event stamped a century ahead is counted
     like the others and evicts nothing (confirmed, not a bug: regression test)."""
-    _put(consumer, tenant, REFUSALS)
+    put_rule(consumer, tenant, REFUSALS)
     engine = make_engine(consumer, window_save_events=1)
     future = _refused(tenant)
     future.occurred_time.FromDatetime(dt.datetime(2126, 1, 1))
@@ -143,10 +124,10 @@ def test_a_future_occurred_time_does_not_move_a_window(
     times = [t for t, _ in unpack_samples(packed)]
     now = dt.datetime.now(dt.UTC).timestamp()
     assert len(times) == 3 and all(now - 60 < t <= now + 1 for t in times)
-    assert _rows(consumer, tenant, "refusals") == []
+    assert alert_rows(consumer, tenant, "refusals") == []
     append(store, [_refused(tenant)])
     drain(engine, tenant)
-    assert [r.occurrence_count for r in _rows(consumer, tenant, "refusals")] == [1]
+    assert [r.occurrence_count for r in alert_rows(consumer, tenant, "refusals")] == [1]
 
 
 # ---- 3. an alert belongs to one rule ----
@@ -163,13 +144,13 @@ def test_two_rules_with_the_same_dedup_key_raise_an_alert_each(
     store: SqlEventStore, consumer: SqlEventStore, tenant: str
 ) -> None:
     for rid in ("rule-a", "rule-b"):
-        _put(consumer, tenant, SAME_KEY.format(rid=rid))
+        put_rule(consumer, tenant, SAME_KEY.format(rid=rid))
     engine = make_engine(consumer)
     append(store, [interaction(tenant, user="eve")])
     drain(engine, tenant)
     append(store, [interaction(tenant, user="eve")])
     drain(make_engine(consumer), tenant)  # read from the store, not from the kept alerts
-    got = [(r.rule_id, r.dedup_key, r.occurrence_count) for r in _rows(consumer, tenant)]
+    got = [(r.rule_id, r.dedup_key, r.occurrence_count) for r in alert_rows(consumer, tenant)]
     assert got == [("rule-a", "user eve", 2), ("rule-b", "user eve", 2)]
 
 
@@ -219,10 +200,10 @@ def test_an_updated_rule_starts_with_an_empty_window(
     assert left == 0
     append(store, [_refused(tenant)])
     drain(engine, tenant)
-    assert _rows(consumer, tenant, "refusals") == []
+    assert alert_rows(consumer, tenant, "refusals") == []
     append(store, [_refused(tenant) for _ in range(3)])
     drain(make_engine(consumer, window_save_events=window_save_events), tenant)
-    assert [r.occurrence_count for r in _rows(consumer, tenant, "refusals")] == [1]
+    assert [r.occurrence_count for r in alert_rows(consumer, tenant, "refusals")] == [1]
 
 
 def test_concurrent_updates_of_one_rule_lose_neither(

@@ -21,6 +21,7 @@ from aiaudit.alerting.service import AlertingService, ConflictError, NotFoundErr
 from aiaudit.common.store.sql import SqlEventStore
 from aiaudit.common.v1 import event_pb2
 from tests.alerting.test_decisions import REFUSALS, _service
+from tests.helpers import concurrently
 
 
 def _records(store: SqlEventStore, tenant: str) -> list[tuple[str, str, str, bool]]:
@@ -113,22 +114,14 @@ def test_concurrent_updates_without_etag_leave_one_record_per_update(
     for svc in services:
         _before_write(svc, lambda: barrier.wait(timeout=30))
     applied: list[str] = []
-    failed: list[BaseException] = []
 
     def update(i: int) -> None:
         source = REFUSALS.replace("gte: 4", f"gte: {10 + i}")
-        try:
-            services[i].update_rule(f"user-{i}", name, source, None)
-            applied.append(source)
-        except BaseException as exc:
-            failed.append(exc)
+        services[i].update_rule(f"user-{i}", name, source, None)
+        applied.append(source)
 
-    threads = [threading.Thread(target=update, args=(i,)) for i in range(callers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert failed == [] and len(applied) == callers
+    concurrently(callers, update)  # re-raises the first failure
+    assert len(applied) == callers
     updates = [r for r in _records(store, tenant) if r[1] == "update"]
     assert sorted(r[2] for r in updates) == sorted(applied)
     assert services[0].get_rule(name).source == updates[-1][2]  # the last record is the rule
