@@ -27,7 +27,7 @@ from aiaudit.alerting.tables import alerts as alerts_t
 from aiaudit.common import tenants
 from aiaudit.common.store.prepare import prepare
 from aiaudit.common.store.schema import events as events_t
-from aiaudit.common.store.sql import Conflict, SqlEventStore
+from aiaudit.common.store.sql import SqlEventStore
 from aiaudit.common.v1 import event_pb2
 
 
@@ -270,11 +270,7 @@ class AlertingService:
         if self._record is not None:
             self._record(e)
             return
-        new = prepare(e, dt.datetime.now(dt.UTC))
-        # The store's appends in the caller's transaction (as an erasure records itself).
-        (outcome,) = self.events._append_tx(conn, [[new]], check_existing=False)
-        if isinstance(outcome, Conflict):
-            raise RuntimeError(f"rule change record id {e.event_id!r} is taken")
+        self.events.append_record(conn, prepare(e, dt.datetime.now(dt.UTC)))
 
     # ---- rules ----
 

@@ -226,6 +226,17 @@ class SqlEventStore:
         with conn.begin():
             return self._append_tx(conn, batches, check_existing)
 
+    def append_record(self, conn: sa.Connection, record: NewEvent) -> Receipt:
+        """Appends a record the service writes (an erasure, a rule change) in ``conn``'s txn.
+
+        It commits, or rolls back, with the change it records. Raises ValueError
+        if its event id is taken (a record id is never reused).
+        """
+        (outcome,) = self._append_tx(conn, [[record]], check_existing=False)
+        if isinstance(outcome, Conflict):
+            raise ValueError(f"record id {record.event.event_id!r} is taken")
+        return outcome[0]
+
     def _append_tx(
         self, conn: sa.Connection, batches: Sequence[Sequence[NewEvent]], check_existing: bool
     ) -> list[BatchOutcome]:
@@ -472,9 +483,7 @@ class SqlEventStore:
                     .returning(event_content.c.seq)
                 ).scalars()
                 erased += [str(found[int(seq)]) for seq in deleted]
-            (outcome,) = self._append_tx(conn, [[record]], check_existing=False)
-            if isinstance(outcome, Conflict):
-                raise ValueError(f"erasure record id {record.event.event_id!r} is taken")
+            self.append_record(conn, record)
         return named, sorted(erased), record.event.event_id
 
     def get_event(self, log_id: str, event_id: str) -> StoredEvent | None:
