@@ -18,6 +18,8 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import orjson
+
 from aiaudit.common.store.prepare import prepare, set_timestamp
 from aiaudit.common.store.schema import events
 from aiaudit.common.store.sql import NewEvent, SqlEventStore
@@ -40,6 +42,29 @@ def problems(requested_by: str, subject_id: str) -> list[tuple[str, str]]:
         elif "\x00" in value:
             out.append((field, "must not contain U+0000 (NUL)"))
     return out
+
+
+RECORD_TYPE = event_pb2.EventType.Name(event_pb2.EVENT_TYPE_PRIVACY_ERASURE)
+
+
+def erased_ids(canonical: bytes) -> list[str]:
+    """The event ids an erasure record names, read from its canonical form.
+
+    [] for any other event or a damaged one (``verify`` names that). Every
+    consumer reads records this way: the index drops the named events' text,
+    ``verify`` and ``VerifyEvent`` accept their missing content.
+    """
+    if RECORD_TYPE.encode() not in canonical:  # a cheap look before parsing
+        return []
+    try:
+        node = orjson.loads(canonical)
+    except orjson.JSONDecodeError:
+        return []
+    if not isinstance(node, dict) or node.get("eventType") != RECORD_TYPE:
+        return []
+    action = node.get("privacyAction")
+    named = action.get("eventIds") if isinstance(action, dict) else None
+    return [str(n) for n in named] if isinstance(named, list) else []
 
 
 @dataclass(frozen=True)

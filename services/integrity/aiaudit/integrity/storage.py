@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
-from aiaudit.common import canonical
+from aiaudit.common import canonical, erasure
 from aiaudit.common.store import pgarrays
 from aiaudit.common.store.schema import consumer_cursors, events, log_entries
 from aiaudit.common.store.sql import pg_rows
@@ -382,23 +381,7 @@ def missing_privileges(conn: sa.Connection) -> list[str]:
     return missing
 
 
-ERASURE = "EVENT_TYPE_PRIVACY_ERASURE"
 _COMMITMENT = canonical.COMMITMENT_PREFIX.encode()
-
-
-def erased_ids(committed: bytes) -> list[str]:
-    """The event ids an erasure record names ([] for any other event, or a damaged one)."""
-    if ERASURE.encode() not in committed:  # a cheap look before parsing
-        return []
-    try:
-        node = json.loads(committed)
-    except ValueError:
-        return []  # damaged: `verify` reports it as a changed event
-    if not isinstance(node, dict) or node.get("eventType") != ERASURE:
-        return []
-    action = node.get("privacyAction")
-    named = action.get("eventIds") if isinstance(action, dict) else None
-    return [str(n) for n in named] if isinstance(named, list) else []
 
 
 def erasure_records(conn: sa.Connection, log_id: str, after: int) -> Iterator[tuple[int, bytes]]:
@@ -408,7 +391,9 @@ def erasure_records(conn: sa.Connection, log_id: str, after: int) -> Iterator[tu
     """
     rows = conn.execute(
         sa.select(events.c.seq, events.c.canonical).where(
-            events.c.log_id == log_id, events.c.event_type == ERASURE, events.c.seq > after
+            events.c.log_id == log_id,
+            events.c.event_type == erasure.RECORD_TYPE,
+            events.c.seq > after,
         )
     )
     for seq, committed in rows:
@@ -421,7 +406,7 @@ def erasure_recorded(conn: sa.Connection, log_id: str, event_id: str, after: int
     Content gone without one was deleted outside an erasure (raw SQL, the
     privacy role misused): tampering, not an erasure.
     """
-    return any(event_id in erased_ids(c) for _, c in erasure_records(conn, log_id, after))
+    return any(event_id in erasure.erased_ids(c) for _, c in erasure_records(conn, log_id, after))
 
 
 def has_content_commitments(committed: bytes) -> bool:

@@ -42,6 +42,7 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 
+from aiaudit.common import erasure
 from aiaudit.common.store.schema import event_content, events, log_entries, logs
 from aiaudit.integrity import checks, storage, worm
 from aiaudit.integrity.merkle import HASH_SIZE, CompactRange
@@ -290,7 +291,7 @@ class _LogWalk:
         """Notes a content-less event, or the ids an erasure record names."""
         if gone and storage.has_content_commitments(canonical):
             self.without_content.append((seq, event_id))
-        self.erased_by.update(dict.fromkeys(storage.erased_ids(canonical), seq))
+        self.erased_by.update(dict.fromkeys(erasure.erased_ids(canonical), seq))
 
     def unrecorded_erasures(self) -> None:
         """Reports content deleted with no erasure record after it naming the event."""

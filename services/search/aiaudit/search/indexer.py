@@ -48,10 +48,9 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
-import orjson
 import sqlalchemy as sa
 
-from aiaudit.common import commits
+from aiaudit.common import commits, erasure
 from aiaudit.common.leader import Leadership
 from aiaudit.common.store import SqlEventStore
 from aiaudit.common.store.sql import StoredEvent
@@ -67,7 +66,6 @@ _SHOW_GAP = 0.1
 """Shortest time between two refreshes of caught-up batches (seconds)."""
 
 
-_ERASURE = b"EVENT_TYPE_PRIVACY_ERASURE"
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
@@ -327,9 +325,6 @@ class Indexer:
         """
         named: dict[str, None] = {}
         for entry in entries:
-            if _ERASURE in entry.canonical:  # a cheap look before parsing
-                node = orjson.loads(entry.canonical)
-                if node.get("eventType") == _ERASURE.decode():
-                    named.update(dict.fromkeys(node.get("privacyAction", {}).get("eventIds", [])))
-        found = self._store.read_event_ids(log_id, [str(event_id) for event_id in named])
+            named.update(dict.fromkeys(erasure.erased_ids(entry.canonical)))
+        found = self._store.read_event_ids(log_id, list(named))
         return [stored_document.from_stored(f) for f in found]
