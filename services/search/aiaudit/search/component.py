@@ -26,11 +26,13 @@ class Search:
     backend: SearchBackend
     own_store: SqlEventStore | None
     integrity: IntegrityClient | None
+    handlers: handlers.SearchHandlers
     service_names: list[str] = field(default_factory=lambda: [handlers.SERVICE_NAME])
 
     def stop(self) -> None:
-        """Stops the indexer, then closes the backend, the integrity channel and the store."""
+        """Stops the indexer, then closes the handlers, backend, integrity channel and store."""
         self.indexer.stop()
+        self.handlers.close()
         self.backend.close()
         if self.integrity is not None:
             self.integrity.close()
@@ -87,13 +89,11 @@ def start(ctx: Context) -> Search:
     indexer.watch(ctx.store.engine)
     indexer.start()
     integrity = integrity_client(s, ctx)
-    pb_grpc.add_SearchServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        handlers.SearchHandlers(
-            ctx, store, backend, indexer, s.export_wait, integrity, s.proof_wait
-        ),
-        ctx.server,
+    serving = handlers.SearchHandlers(
+        ctx, store, backend, indexer, s.export_wait, integrity, s.proof_wait
     )
-    return Search(indexer, backend, own, integrity)
+    pb_grpc.add_SearchServiceServicer_to_server(serving, ctx.server)  # type: ignore[no-untyped-call]
+    return Search(indexer, backend, own, integrity, serving)
 
 
 def integrity_client(s: SearchSettings, ctx: Context) -> IntegrityClient | None:

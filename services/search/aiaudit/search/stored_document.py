@@ -24,7 +24,7 @@ import orjson
 from aiaudit.common.store.sql import StoredEvent
 from aiaudit.common.v1 import event_pb2
 from aiaudit.search import document
-from aiaudit.search.document import Document, Entry, Scalar
+from aiaudit.search.document import Document, Entry, EventCopy, Scalar
 
 Content = dict[str, str] | None
 
@@ -104,11 +104,16 @@ class FastPathError(ValueError):
 
 
 def from_stored(entry: StoredEvent) -> Document:
-    """The indexed form of a stored event: ``document.build(entry.to_event(), entry.sequence)``."""
+    """The indexed form of a stored event: ``document.build(entry.to_event(), entry.sequence)``.
+
+    With the stored event itself as the document's copy.
+    """
     try:
-        return from_canonical(entry.canonical, entry.content, entry.sequence)
+        doc = from_canonical(entry.canonical, entry.content, entry.sequence)
     except Exception:  # anything unusual: the exact path decides, or raises
-        return document.build(entry.to_event(), entry.sequence)
+        doc = document.build(entry.to_event(), entry.sequence)
+    doc.copy = EventCopy(entry.canonical, entry.content)
+    return doc
 
 
 def from_canonical(canonical: bytes, content: Content, sequence: int) -> Document:
