@@ -227,8 +227,12 @@ def test_exports_round_trip_in_every_format(search_suite: SearchSuite, tenant: s
     weird = interaction(tenant, "weird", text=text)
     weird.occurred_time.FromDatetime(BASE)
     weird.attributes["big"].int_value = 2**53 + 1  # a float would print 9007199254740992.0
-    search_suite.append([weird])
-    events.append(weird)
+    formula = interaction(tenant, "formula", text='=HYPERLINK("http://x.test","open")', user="@ops")
+    formula.occurred_time.FromDatetime(BASE)
+    formula.output.ClearField("messages")
+    formula.output.messages.add(role=ev.ROLE_ASSISTANT).parts.add(text="'=1+1 quoted already")
+    search_suite.append([weird, formula])
+    events += [weird, formula]
     stored = {e.event_id: e for e in events}
 
     lines = export(search_suite, tenant, pb.EXPORT_FORMAT_JSONL).decode().splitlines()
@@ -244,19 +248,28 @@ def test_exports_round_trip_in_every_format(search_suite: SearchSuite, tenant: s
     assert rows[0] == exporting.columns()
     assert len(rows) == len(events) + 1
     column = {name: i for i, name in enumerate(rows[0])}
+    def unguarded(cell: str) -> str:  # as the export format documents: one leading ' dropped
+        return cell[1:] if cell.startswith("'") else cell
+
     for row in rows[1:]:
         original = stored[row[column["event_id"]]]
-        assert row[column["actor.user_id"]] == original.actor.user_id
+        assert unguarded(row[column["actor.user_id"]]) == original.actor.user_id
         assert row[column["model.name"]] == original.model.name
         assert int(row[column["usage.output_tokens"]]) == original.usage.output_tokens
         assert row[column["occurred_time"]] == document.iso(original.occurred_time.ToMicroseconds())
-        assert row[column["input.text"]] == original.input.messages[0].parts[0].text
+        assert unguarded(row[column["input.text"]]) == original.input.messages[0].parts[0].text
         if original.trust_signals:
             assert json.loads(row[column["trust_signals"]]) == {
                 "user_rating": [float(original.trust_signals[0].value.int_value)]
             }
     (weird_row,) = [r for r in rows[1:] if r[column["event_id"]] == "weird"]
     assert weird_row[column["input.text"]] == text
+    # A spreadsheet runs a cell beginning with = + - @ as a formula: such text
+    # cells (and those beginning with ') carry one leading ' more, dropped on reading.
+    (formula_row,) = [r for r in rows[1:] if r[column["event_id"]] == "formula"]
+    assert formula_row[column["input.text"]] == """'=HYPERLINK("http://x.test","open")"""
+    assert formula_row[column["output.text"]] == "''=1+1 quoted already"
+    assert formula_row[column["actor.user_id"]] == "'@ops"
     assert weird_row[column["attributes"]] == '{"big": [9007199254740993]}'
 
     xml = export(search_suite, tenant, pb.EXPORT_FORMAT_XML)

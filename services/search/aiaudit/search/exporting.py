@@ -6,7 +6,11 @@
   the same values the filter language uses (times in RFC 3339 UTC with
   microseconds, durations in seconds, enums by name); multi-valued columns
   hold a JSON array, ``trust_signals`` and ``attributes`` a JSON object of
-  arrays by name.
+  arrays by name. A text cell (ids, names, content) that begins with ``=``,
+  ``+``, ``-``, ``@``, a tab, a carriage return or ``'`` gets one more ``'``
+  in front (:func:`guarded`): a spreadsheet would run the first four as a
+  formula (a prompt is attacker-controlled text), and the apostrophe is what
+  spreadsheets take as "text". Reading back, drop one leading ``'``.
 - XML: one ``<event>`` per event with an element per column present, and the
   whole event as proto3 JSON in ``<json>``; valid against ``export.xsd``
   (generated from the catalogue by :func:`xsd`, published beside this module).
@@ -65,10 +69,23 @@ def _entry_value(str_value: str | None, num_value: int | float | None) -> object
     return str_value
 
 
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
+def guarded(text: str) -> str:
+    """A text cell a spreadsheet will not run as a formula (OWASP's CSV injection advice)."""
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+
+
+def _scalar_cell(field: Field, value: object) -> str:
+    text = _scalar_text(field, value)
+    return guarded(text) if field.kind is Kind.KEYWORD else text
+
+
 def row(doc: Document) -> list[str]:
     """The CSV row of a document, in :func:`columns` order."""
     out = [
-        _scalar_text(f, doc.scalars[f.name]) if f.name in doc.scalars else ""
+        _scalar_cell(f, doc.scalars[f.name]) if f.name in doc.scalars else ""
         for f in catalogue.SCALARS
     ]
     for f in catalogue.MULTIS:
@@ -81,7 +98,7 @@ def row(doc: Document) -> list[str]:
                 name = e.field[len(family) + 1 :]
                 grouped.setdefault(name, []).append(_entry_value(e.str_value, e.num_value))
         out.append(json.dumps(grouped, ensure_ascii=False, sort_keys=True) if grouped else "")
-    out += [doc.texts.get(f.name, "") for f in catalogue.TEXTS]
+    out += [guarded(doc.texts.get(f.name, "")) for f in catalogue.TEXTS]
     return out
 
 
