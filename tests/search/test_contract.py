@@ -248,6 +248,7 @@ def test_exports_round_trip_in_every_format(search_suite: SearchSuite, tenant: s
     assert rows[0] == exporting.columns()
     assert len(rows) == len(events) + 1
     column = {name: i for i, name in enumerate(rows[0])}
+
     def unguarded(cell: str) -> str:  # as the export format documents: one leading ' dropped
         return cell[1:] if cell.startswith("'") else cell
 
