@@ -46,7 +46,7 @@ from aiaudit.common.store.prepare import prepare
 from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.ingest.v1 import ingest_service_pb2 as ingest_pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as ingest_grpc
-from aiaudit.search import language, stored_document, translate_dsl
+from aiaudit.search import document, language, translate_dsl
 from aiaudit.search.backends.opensearch import OpenSearchBackend, body
 from aiaudit.search.settings import SearchSettings
 from aiaudit.search.v1 import search_service_pb2 as pb
@@ -159,7 +159,10 @@ def run(
     raw.ensure_template()
     raw_seconds = 0.0
     for start_at in range(0, n, 20_000):
-        docs = [stored_document.from_stored(s) for s in store.read_log(TENANT, start_at, 20_000)]
+        docs = [
+            document.build(s.to_event(), s.sequence)
+            for s in store.read_log(TENANT, start_at, 20_000)
+        ]
         actions = [
             {"_index": raw.index_name(d), "_id": d.doc_id, "_routing": TENANT, "_source": body(d)}
             for d in docs

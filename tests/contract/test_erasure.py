@@ -19,7 +19,7 @@ import yaml
 from aiaudit.cli.main import main
 from aiaudit.cli.server import Suite, start
 from aiaudit.common import canonical, client, config
-from aiaudit.common.erasure import erase, erasure_event, recorded_since
+from aiaudit.common.erasure import erase, erasure_event
 from aiaudit.common.store import SqlEventStore, open_store
 from aiaudit.common.store.prepare import prepare, prepare_batch
 from aiaudit.common.store.sql import NewEvent
@@ -119,22 +119,6 @@ def test_erasing_again_deletes_nothing_and_is_recorded_again(
         first.record_id,
         again.record_id,
     ]
-
-
-def test_recorded_since_finds_the_logs_erasure_records_from_a_sequence_on(
-    store: SqlEventStore, privacy_url: str, tenant: str
-) -> None:
-    """What search asks before it serves a page from the index's copies."""
-    load(store, tenant)  # sequences 0-3
-    assert not recorded_since(store.engine, tenant, 0)
-    privacy = open_store(privacy_url)
-    try:
-        erase(privacy, tenant, "request", "dpo", event_ids=["b-0"])  # the record: sequence 4
-    finally:
-        privacy.close()
-    store.append_group([prepare_batch([interaction(tenant, "after")], dt.datetime.now(dt.UTC))])
-    assert [recorded_since(store.engine, tenant, s) for s in (0, 4, 5)] == [True, True, False]
-    assert not recorded_since(store.engine, f"{tenant}-other", 0)
 
 
 def test_an_erasure_needs_a_reason_a_requester_and_events(

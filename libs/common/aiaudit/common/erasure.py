@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import orjson
-import sqlalchemy as sa
 
 from aiaudit.common.store.prepare import prepare, set_timestamp
 from aiaudit.common.store.schema import events
@@ -46,26 +45,6 @@ def problems(requested_by: str, subject_id: str) -> list[tuple[str, str]]:
 
 
 RECORD_TYPE = event_pb2.EventType.Name(event_pb2.EVENT_TYPE_PRIVACY_ERASURE)
-
-
-_RECORDS_SINCE = (
-    sa.select(events.c.seq)
-    .where(
-        events.c.log_id == sa.bindparam("log_id"),
-        # A literal, not a parameter: the planner then proves the partial index
-        # ``events_erasures`` (migration 0005) covers the query and probes it.
-        events.c.event_type == sa.literal_column(f"'{RECORD_TYPE}'"),
-        events.c.seq >= sa.bindparam("sequence"),
-    )
-    .limit(1)
-)
-
-
-def recorded_since(engine: sa.Engine, log_id: str, sequence: int) -> bool:
-    """Whether the log has an erasure record at ``sequence`` or later."""
-    with engine.connect() as conn:
-        found = conn.execute(_RECORDS_SINCE, {"log_id": log_id, "sequence": sequence}).first()
-    return found is not None
 
 
 def erased_ids(canonical: bytes) -> list[str]:

@@ -26,13 +26,11 @@ class Search:
     backend: SearchBackend
     own_store: SqlEventStore | None
     integrity: IntegrityClient | None
-    handlers: handlers.SearchHandlers
     service_names: list[str] = field(default_factory=lambda: [handlers.SERVICE_NAME])
 
     def stop(self) -> None:
-        """Stops the indexer, then closes the handlers, backend, integrity channel and store."""
+        """Stops the indexer, then closes the backend, the integrity channel and the store."""
         self.indexer.stop()
-        self.handlers.close()
         self.backend.close()
         if self.integrity is not None:
             self.integrity.close()
@@ -89,11 +87,13 @@ def start(ctx: Context) -> Search:
     indexer.watch(ctx.store.engine)
     indexer.start()
     integrity = integrity_client(s, ctx)
-    serving = handlers.SearchHandlers(
-        ctx, store, backend, indexer, s.export_wait, integrity, s.proof_wait
+    pb_grpc.add_SearchServiceServicer_to_server(  # type: ignore[no-untyped-call]
+        handlers.SearchHandlers(
+            ctx, store, backend, indexer, s.export_wait, integrity, s.proof_wait
+        ),
+        ctx.server,
     )
-    pb_grpc.add_SearchServiceServicer_to_server(serving, ctx.server)  # type: ignore[no-untyped-call]
-    return Search(indexer, backend, own, integrity, serving)
+    return Search(indexer, backend, own, integrity)
 
 
 def integrity_client(s: SearchSettings, ctx: Context) -> IntegrityClient | None:

@@ -31,18 +31,6 @@ class Entry:
     num_value: int | float | None = None
 
 
-@dataclass(frozen=True)
-class EventCopy:
-    """A stored event as the index keeps it: canonical form, and content unless erased.
-
-    The store's own two columns (``events.canonical``, ``event_content.content``),
-    so a search page is rebuilt exactly as from the store without reading it.
-    """
-
-    canonical: bytes
-    content: dict[str, str] | None
-
-
 @dataclass
 class Document:
     """What both backends store for one event."""
@@ -55,8 +43,6 @@ class Document:
     entries: list[Entry] = field(default_factory=list)
     texts: dict[str, str] = field(default_factory=dict)
     """``input.text`` / ``output.text`` / ``tool_call.text`` -> content."""
-    copy: EventCopy | None = None
-    """The stored event, for backends that hand it back with their hits (OpenSearch)."""
 
     @property
     def doc_id(self) -> str:

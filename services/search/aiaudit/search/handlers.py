@@ -5,12 +5,8 @@ Every call authenticates the caller, checks its permission on the tenant
 log (who read what, when) before answering, and scopes the backend query to
 the tenant. Content (message text, tool arguments, ...) is returned, searched
 and highlighted only with ``content.read``; PII fields (``actor.ip_address``)
-only with ``pii.read``. ``GetEvent`` and exports read events from the store,
-the source of truth. A ``SearchEvents`` page takes them from the index where it
-keeps a copy of each stored event (OpenSearch: the canonical form and content,
-as stored, rebuilt the same way), which saves a store read per page, unless
-the tenant's log has an erasure record the indexer has not yet made
-searchable: then, and for hits without a copy, the page reads the store.
+only with ``pii.read``. Events come from the store, the source of truth; the
+index only decides which ones match.
 
 IntegrityService is called with the caller's own credentials (see
 ``integrity_client``): ``GetEvent`` reports its ``VerifyEvent`` verdict when the
@@ -26,7 +22,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -34,7 +30,7 @@ import grpc
 from google.protobuf import timestamp_pb2
 from google.rpc import code_pb2, status_pb2
 
-from aiaudit.common import access, erasure, restore, status, tenants
+from aiaudit.common import access, restore, status, tenants
 from aiaudit.common.auth import Caller, require
 from aiaudit.common.component import Context
 from aiaudit.common.store import SqlEventStore
@@ -50,7 +46,6 @@ from aiaudit.search.backends.base import (
     SearchSpec,
 )
 from aiaudit.search.catalogue import Field, Kind
-from aiaudit.search.document import EventCopy
 from aiaudit.search.indexer import Indexer
 from aiaudit.search.integrity_client import IntegrityClient, Metadata, forwarded
 from aiaudit.search.v1 import search_service_pb2 as pb
@@ -164,7 +159,7 @@ class Visibility:
         """The caller's ``content.read`` and ``pii.read`` on the tenant."""
         return cls(caller.allows("content.read", tenant), caller.allows("pii.read", tenant))
 
-    def redact(self, found: StoredEvent | EventCopy) -> event_pb2.Event:
+    def redact(self, found: StoredEvent) -> event_pb2.Event:
         """The stored event as the caller may see it (content and PII removed without permission).
 
         Without ``content.read`` the event is rebuilt from its canonical form
@@ -197,12 +192,6 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         self._export_wait = export_wait
         self._integrity = integrity
         self._proof_wait = proof_wait
-        self._checks = ThreadPoolExecutor(4, thread_name_prefix="search-erasures")
-        """Asks the store about erasure records while the backend runs a page's query."""
-
-    def close(self) -> None:
-        """Stops the erasure checks' threads (the server has stopped calling)."""
-        self._checks.shutdown(wait=True)
 
     # ---- shared steps ---------------------------------------------------
 
@@ -329,23 +318,11 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         after: tuple[int, ...] | None,
         bound: str,
     ) -> pb.SearchEventsResponse:
-        copies = self._backend.keeps_copies
-        erasing = None
-        if copies:
-            # The position is read before the query starts: a batch that erases is
-            # searchable before the indexer publishes a position past its record.
-            indexed = self._indexer.position(tenant)
-            erasing = self._checks.submit(
-                erasure.recorded_since, self._store.engine, tenant, indexed
-            )
         page = self._backend.search(
-            SearchSpec(tenant, where, order, size + 1, after, highlight=True, copies=copies)
+            SearchSpec(tenant, where, order, size + 1, after, highlight=True)
         )
         hits = page.hits[:size]
-        stored: dict[int, StoredEvent | EventCopy] = {}
-        if erasing is not None and not erasing.result():
-            stored = {h.sequence: h.copy for h in hits if h.copy is not None}
-        stored.update(self._events(tenant, [h.sequence for h in hits if h.sequence not in stored]))
+        stored = self._events(tenant, [h.sequence for h in hits])
         response = pb.SearchEventsResponse(total_size=page.total)
         view = Visibility.of(caller, tenant)
         for hit in hits:

@@ -144,11 +144,6 @@ class Indexer:
         if self._leadership is not None:
             self._leadership.release()
 
-    def position(self, log_id: str) -> int:
-        """How many entries of a log are indexed, as last published (the leader's, on a standby)."""
-        with self._progress:
-            return self._positions.get(log_id, 0)
-
     def wait_indexed(self, log_id: str, size: int, timeout: float) -> bool:
         """Waits until the first ``size`` entries of a log are indexed."""
         deadline = time.monotonic() + timeout
@@ -259,14 +254,11 @@ class Indexer:
                 docs = self._build(log_id, start, entries)
                 if docs is None:
                     break
-                erased = self._erased(log_id, entries)  # store errors propagate: not damage
                 end = entries[-1].sequence + 1
                 if in_flight is not None:
                     self._publish({log_id: in_flight.result()})
                     progressed = True
-                in_flight = self._writer.submit(
-                    self._write, log_id, docs + erased, end, end >= size, bool(erased)
-                )
+                in_flight = self._writer.submit(self._write, log_id, docs, end, end >= size)
                 start = end
         finally:
             if in_flight is not None:
@@ -274,21 +266,13 @@ class Indexer:
                 progressed = True
         return progressed
 
-    def _write(
-        self, log_id: str, docs: list[Document], end: int, caught_up: bool, erases: bool
-    ) -> int:
-        """Indexes a batch; one that erases is searchable before its position moves.
-
-        Searches take a page's events from the index once its position is
-        past every erasure record of the log (``SearchHandlers``), so that
-        position must not move while the erased text is still findable.
-        """
+    def _write(self, log_id: str, docs: list[Document], end: int, caught_up: bool) -> int:
         if self._retention_days:  # past retention: not indexed (again), whatever a sweep did
             cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=self._retention_days)
             oldest = (cutoff - _EPOCH) // dt.timedelta(microseconds=1)
             docs = [d for d in docs if int(d.scalars.get("occurred_time", oldest)) >= oldest]
-        self._backend.write(log_id, docs, end, visible=erases)
-        if caught_up and not erases and not self._backend.visible_on_write:
+        self._backend.write(log_id, docs, end)
+        if caught_up and not self._backend.visible_on_write:
             self._show()
         return end
 
@@ -331,7 +315,7 @@ class Indexer:
                 self._stalled[log_id] = start
             return None
         self._stalled.pop(log_id, None)
-        return docs
+        return docs + self._erased(log_id, entries)  # store errors propagate: not damage
 
     def _erased(self, log_id: str, entries: list[StoredEvent]) -> list[Document]:
         """The events that erasure records of the batch name, indexed again without content.

@@ -24,7 +24,7 @@ import orjson
 from aiaudit.common.store.sql import StoredEvent
 from aiaudit.common.v1 import event_pb2
 from aiaudit.search import document
-from aiaudit.search.document import Document, Entry, EventCopy, Scalar
+from aiaudit.search.document import Document, Entry, Scalar
 
 Content = dict[str, str] | None
 
@@ -104,16 +104,11 @@ class FastPathError(ValueError):
 
 
 def from_stored(entry: StoredEvent) -> Document:
-    """The indexed form of a stored event: ``document.build(entry.to_event(), entry.sequence)``.
-
-    With the stored event itself as the document's copy.
-    """
+    """The indexed form of a stored event: ``document.build(entry.to_event(), entry.sequence)``."""
     try:
-        doc = from_canonical(entry.canonical, entry.content, entry.sequence)
+        return from_canonical(entry.canonical, entry.content, entry.sequence)
     except Exception:  # anything unusual: the exact path decides, or raises
-        doc = document.build(entry.to_event(), entry.sequence)
-    doc.copy = EventCopy(entry.canonical, entry.content)
-    return doc
+        return document.build(entry.to_event(), entry.sequence)
 
 
 def from_canonical(canonical: bytes, content: Content, sequence: int) -> Document:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from aiaudit.search.catalogue import Field
-from aiaudit.search.document import Document, EventCopy
+from aiaudit.search.document import Document
 from aiaudit.search.language import Node, SortKey
 
 
@@ -47,8 +47,6 @@ class SearchSpec:
     below_sequence: int | None = None
     """Only events with a smaller sequence (an export's snapshot)."""
     count: bool = True
-    copies: bool = False
-    """Hand back each hit's stored event where the backend keeps it (:attr:`Hit.copy`)."""
 
 
 @dataclass(frozen=True)
@@ -58,8 +56,6 @@ class Hit:
     sequence: int
     sort: tuple[int, ...]
     highlights: dict[str, list[str]] = field(default_factory=dict)
-    copy: EventCopy | None = None
-    """The stored event as indexed, when asked for and kept (else read it from the store)."""
 
 
 @dataclass(frozen=True)
@@ -118,22 +114,16 @@ class SearchBackend(Protocol):
     name: str
     visible_on_write: bool
     """Whether written documents are searchable at once (else :meth:`make_visible`)."""
-    keeps_copies: bool
-    """Whether hits can carry the stored event (:attr:`SearchSpec.copies`)."""
 
     def positions(self) -> dict[str, int]:
         """The indexer's position (entries indexed) per log."""
         ...
 
-    def write(
-        self, log_id: str, docs: Sequence[Document], new_position: int, visible: bool = False
-    ) -> None:
+    def write(self, log_id: str, docs: Sequence[Document], new_position: int) -> None:
         """Indexes documents (idempotently, by doc id), then records the new position.
 
         Raises BackendUnavailableError; the position moves only after the documents
-        are durably indexed, and with ``visible`` only after they are searchable
-        (a batch that erases: a search that finds the position past an erasure
-        record must not find the erased text).
+        are durably indexed.
         """
         ...
 

@@ -48,7 +48,7 @@ from aiaudit.search.backends.base import (
     TooManyBucketsError,
 )
 from aiaudit.search.catalogue import Kind
-from aiaudit.search.document import Document, EventCopy, iso
+from aiaudit.search.document import Document, iso
 
 log = logging.getLogger(__name__)
 
@@ -91,14 +91,7 @@ def mappings() -> dict[str, Any]:
     }
     properties.update({f.column: _TYPES[f.kind] for f in catalogue.SCALARS})
     properties.update({f.column: {"type": "text", "analyzer": "standard"} for f in catalogue.TEXTS})
-    properties.update(_COPY_MAPPING)
     return {"dynamic": "strict", "_routing": {"required": True}, "properties": properties}
-
-
-_COPY = "event_copy"
-_COPY_MAPPING = {_COPY: {"type": "object", "enabled": False}}
-"""The stored event (canonical JSON as a string, content as an object), kept only in
-``_source``: OpenSearch neither parses nor indexes it, and hands it back with a hit."""
 
 
 _COLUMNS = {f.name: f.column for f in catalogue.SCALARS}
@@ -125,25 +118,7 @@ def body(doc: Document) -> dict[str, Any]:
         source["entries"] = entries
     for name, text in doc.texts.items():
         source[_TEXT_COLUMNS[name]] = text
-    if doc.copy is not None:
-        copy: dict[str, Any] = {"canonical": doc.copy.canonical.decode()}
-        if doc.copy.content is not None:
-            copy["content"] = doc.copy.content
-        source[_COPY] = copy
     return source
-
-
-def _copy(source: Any) -> EventCopy | None:
-    """A hit's stored event; None when the document has none (indexed before it was kept)."""
-    copy = source.get(_COPY) if isinstance(source, dict) else None
-    if not isinstance(copy, dict) or not isinstance(copy.get("canonical"), str):
-        return None
-    content = copy.get("content")
-    if content is not None and not (
-        isinstance(content, dict) and all(isinstance(v, str) for v in content.values())
-    ):
-        return None
-    return EventCopy(copy["canonical"].encode(), content)
 
 
 def bulk_lines(index: str, doc: Document) -> bytes:
@@ -157,7 +132,6 @@ class OpenSearchBackend:
 
     name = "opensearch"
     visible_on_write = False
-    keeps_copies = True
 
     def __init__(
         self,
@@ -203,14 +177,6 @@ class OpenSearchBackend:
         self._call(
             lambda: self._client.indices.put_index_template(name=self._prefix, body=template)
         )
-        # Indices made by an earlier version take the fields added since (the mapping is strict).
-        self._call(
-            lambda: self._client.indices.put_mapping(
-                index=f"{self._prefix}-*",
-                body={"properties": _COPY_MAPPING},
-                params={"allow_no_indices": "true"},
-            )
-        )
         self._template_ready = True
 
     def _call(self, fn: Any) -> Any:
@@ -248,16 +214,12 @@ class OpenSearchBackend:
             self._months[day] = name
         return name
 
-    def write(
-        self, log_id: str, docs: Sequence[Document], new_position: int, visible: bool = False
-    ) -> None:
-        """Bulk-indexes (429s retried with backoff), refreshes if asked, then moves the cursor."""
+    def write(self, log_id: str, docs: Sequence[Document], new_position: int) -> None:
+        """Bulk-indexes (429s retried with backoff), then advances the cursor."""
         self.ensure_template()
         lines = [bulk_lines(self.index_name(d), d) for d in docs]
         for chunk in _chunks(lines):
             self._bulk(chunk)
-        if visible:
-            self.make_visible()
         with self._engine.begin() as conn:
             cursors.advance(conn, CONSUMER, log_id, new_position)
 
@@ -400,7 +362,7 @@ class OpenSearchBackend:
                 {k.field.column: {"order": "desc" if k.descending else "asc"}} for k in spec.order
             ],
             "size": spec.limit,
-            "_source": [_COPY] if spec.copies else False,
+            "_source": False,
             "track_total_hits": spec.count,
         }
         if spec.after is not None:
@@ -425,7 +387,7 @@ class OpenSearchBackend:
                 name.replace("__", "."): list(fragments)
                 for name, fragments in h.get("highlight", {}).items()
             }
-            hits.append(Hit(sort[-1], sort, marks, _copy(h.get("_source"))))
+            hits.append(Hit(sort[-1], sort, marks))
         total = result["hits"].get("total", {}).get("value", len(hits)) if spec.count else len(hits)
         return Page(hits, int(total))
 

@@ -72,7 +72,6 @@ class SqliteFtsBackend:
 
     name = "sqlite"
     visible_on_write = True
-    keeps_copies = False
 
     def __init__(self, path: Path) -> None:
         """Opens (creating or rebuilding) the index file."""
@@ -128,13 +127,8 @@ class SqliteFtsBackend:
         rows = self._conn().execute("SELECT log_id, position FROM positions").fetchall()
         return {log_id: int(p) for log_id, p in rows}
 
-    def write(
-        self, log_id: str, docs: Sequence[Document], new_position: int, visible: bool = False
-    ) -> None:
-        """Replaces each document (by tenant and event id) and moves the position, atomically.
-
-        Committed rows are searchable: ``visible`` asks for nothing more.
-        """
+    def write(self, log_id: str, docs: Sequence[Document], new_position: int) -> None:
+        """Replaces each document (by tenant and event id) and moves the position, atomically."""
         marks = ", ".join("?" for _ in range(len(_SCALAR_COLUMNS) + 1))
         insert_doc = f"INSERT INTO docs (tenant_id, {', '.join(_SCALAR_COLUMNS)}) VALUES ({marks})"
         insert_text = f"INSERT INTO texts (rowid, {', '.join(_TEXT_COLUMNS)}) VALUES (?, ?, ?, ?)"
