@@ -134,3 +134,48 @@ def test_bad_retention_settings_are_refused(tmp_path: Path) -> None:
         start_suite(tmp_path, "sqlite", {"retention_days": -1})
     with pytest.raises(ConfigError, match="retention_sweep_interval"):
         start_suite(tmp_path, "sqlite", {"retention_sweep_interval": 0})
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "opensearch"])
+def test_an_erased_event_past_retention_leaves_the_index_with_its_text(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path, tenant: str
+) -> None:
+    """Past retention but in a month a sweep keeps (it drops whole months), an event's old
+    document keeps its text; its erasure must remove it, not skip it as too old."""
+    settings = backend_settings(backend, request)
+    if backend == "opensearch":
+        settings["index_prefix"] = f"aiaudit-test-ret-{uuid.uuid4().hex[:8]}"
+    prefix = settings.get("index_prefix", "")
+    period = dt.datetime.now(dt.UTC) - dt.timedelta(days=30)
+    # Early in the month the period ends in: past retention, the month not swept.
+    old = period.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    old = max(old + dt.timedelta(seconds=1), period - dt.timedelta(hours=1))
+    running = start_suite(tmp_path, backend, settings)  # no retention yet
+    try:
+        running.append([interaction(tenant, "now-1", text="mango budget", user="bob")])
+        event = at(tenant, "old-text", old)
+        event.input.messages[0].parts[0].text = "mango secret"
+        running.append([event])
+        running.wait_indexed(tenant, 2)
+    finally:
+        running.channel.close()
+        running.suite.stop()
+    settings |= {"retention_days": 30, "retention_sweep_interval": 0.2}
+    running = start_suite(tmp_path, backend, settings)
+    try:
+        if backend == "opensearch":  # the month stays: the old document is still found
+            assert sorted(running.all_ids(tenant, query="mango")) == ["now-1", "old-text"]
+        erase(running.suite.store, tenant, "request", "dpo", event_ids=["old-text"])
+        size = running.suite.store.log_sizes()[tenant]  # type: ignore[attr-defined]
+        indexer = running.suite.components["search"].indexer  # type: ignore[attr-defined]
+        assert indexer.wait_indexed(tenant, size, timeout=30)
+        wait_until(lambda: running.find(tenant, 'event_id = "old-text"').total_size == 0)
+        assert running.all_ids(tenant, query="mango") == ["now-1"]
+    finally:
+        running.channel.close()
+        running.suite.stop()
+        if backend == "opensearch":
+            direct = OpenSearch(hosts=[settings["opensearch_url"]])
+            direct.indices.delete(index=f"{prefix}-*", params={"ignore_unavailable": "true"})
+            direct.indices.delete_index_template(name=prefix, params={"ignore": 404})
+            direct.close()

@@ -254,11 +254,12 @@ class Indexer:
                 docs = self._build(log_id, start, entries)
                 if docs is None:
                     break
+                erased = self._erased(log_id, entries)  # store errors propagate: not damage
                 end = entries[-1].sequence + 1
                 if in_flight is not None:
                     self._publish({log_id: in_flight.result()})
                     progressed = True
-                in_flight = self._writer.submit(self._write, log_id, docs, end, end >= size)
+                in_flight = self._writer.submit(self._write, log_id, docs, erased, end, end >= size)
                 start = end
         finally:
             if in_flight is not None:
@@ -266,12 +267,27 @@ class Indexer:
                 progressed = True
         return progressed
 
-    def _write(self, log_id: str, docs: list[Document], end: int, caught_up: bool) -> int:
-        if self._retention_days:  # past retention: not indexed (again), whatever a sweep did
+    def _write(
+        self, log_id: str, docs: list[Document], erased: list[Document], end: int, caught_up: bool
+    ) -> int:
+        """Indexes a batch's events, then the content-free documents of the events it erases.
+
+        Events past retention are not indexed (again), whatever a sweep did. An
+        erased one past retention is deleted instead: an OpenSearch sweep drops
+        whole months only, so its old document, text included, may still be there.
+        """
+        gone: list[Document] = []
+        if self._retention_days:
             cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=self._retention_days)
             oldest = (cutoff - _EPOCH) // dt.timedelta(microseconds=1)
-            docs = [d for d in docs if int(d.scalars.get("occurred_time", oldest)) >= oldest]
-        self._backend.write(log_id, docs, end)
+
+            def kept(d: Document) -> bool:
+                return int(d.scalars.get("occurred_time", oldest)) >= oldest
+
+            docs = [d for d in docs if kept(d)]
+            gone = [d for d in erased if not kept(d)]
+            erased = [d for d in erased if kept(d)]
+        self._backend.write(log_id, docs + erased, end, gone)
         if caught_up and not self._backend.visible_on_write:
             self._show()
         return end
@@ -315,7 +331,7 @@ class Indexer:
                 self._stalled[log_id] = start
             return None
         self._stalled.pop(log_id, None)
-        return docs + self._erased(log_id, entries)  # store errors propagate: not damage
+        return docs
 
     def _erased(self, log_id: str, entries: list[StoredEvent]) -> list[Document]:
         """The events that erasure records of the batch name, indexed again without content.

@@ -119,10 +119,18 @@ class SearchBackend(Protocol):
         """The indexer's position (entries indexed) per log."""
         ...
 
-    def write(self, log_id: str, docs: Sequence[Document], new_position: int) -> None:
-        """Indexes documents (idempotently, by doc id), then records the new position.
+    def write(
+        self,
+        log_id: str,
+        docs: Sequence[Document],
+        new_position: int,
+        gone: Sequence[Document] = (),
+    ) -> None:
+        """Indexes documents (idempotently, by doc id), removes ``gone``, records the position.
 
-        Raises BackendUnavailableError; the position moves only after the documents
+        ``gone``: documents to remove if present (erased events past retention,
+        whose content-free document would otherwise bring them back). Raises
+        BackendUnavailableError; the position moves only after the documents
         are durably indexed.
         """
         ...

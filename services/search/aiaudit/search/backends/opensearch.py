@@ -127,6 +127,12 @@ def bulk_lines(index: str, doc: Document) -> bytes:
     return b"%b\n%b\n" % (orjson.dumps(action), orjson.dumps(body(doc)))
 
 
+def delete_line(index: str, doc: Document) -> bytes:
+    """The bulk line deleting a document."""
+    action = {"delete": {"_index": index, "_id": doc.doc_id, "routing": doc.tenant_id}}
+    return b"%b\n" % orjson.dumps(action)
+
+
 class OpenSearchBackend:
     """Events in OpenSearch, the indexer's cursor in the store."""
 
@@ -214,10 +220,21 @@ class OpenSearchBackend:
             self._months[day] = name
         return name
 
-    def write(self, log_id: str, docs: Sequence[Document], new_position: int) -> None:
-        """Bulk-indexes (429s retried with backoff), then advances the cursor."""
+    def write(
+        self,
+        log_id: str,
+        docs: Sequence[Document],
+        new_position: int,
+        gone: Sequence[Document] = (),
+    ) -> None:
+        """Bulk-indexes and deletes ``gone`` (429s retried with backoff), then advances the cursor.
+
+        A delete of a document or month index not there answers 404: nothing to do (a
+        delete never creates an index, so a month already swept stays gone).
+        """
         self.ensure_template()
         lines = [bulk_lines(self.index_name(d), d) for d in docs]
+        lines += [delete_line(self.index_name(d), d) for d in gone]
         for chunk in _chunks(lines):
             self._bulk(chunk)
         with self._engine.begin() as conn:
@@ -241,10 +258,12 @@ class OpenSearchBackend:
                 return
             retry, refused = [], []
             for lines, item in zip(chunk, result["items"], strict=True):
-                ((_, outcome),) = item.items()
+                ((kind, outcome),) = item.items()
                 status = outcome.get("status", 500)
                 if status == 429 and not last:
                     retry.append(lines)
+                elif kind == "delete" and status == 404:
+                    continue  # not there (or its month is gone): deleted enough
                 elif not 200 <= status < 300:
                     refused.append(outcome)
             if refused:

@@ -127,20 +127,25 @@ class SqliteFtsBackend:
         rows = self._conn().execute("SELECT log_id, position FROM positions").fetchall()
         return {log_id: int(p) for log_id, p in rows}
 
-    def write(self, log_id: str, docs: Sequence[Document], new_position: int) -> None:
-        """Replaces each document (by tenant and event id) and moves the position, atomically."""
+    def write(
+        self,
+        log_id: str,
+        docs: Sequence[Document],
+        new_position: int,
+        gone: Sequence[Document] = (),
+    ) -> None:
+        """Replaces each document (by tenant and event id), removes ``gone``, moves the position.
+
+        One transaction.
+        """
         marks = ", ".join("?" for _ in range(len(_SCALAR_COLUMNS) + 1))
         insert_doc = f"INSERT INTO docs (tenant_id, {', '.join(_SCALAR_COLUMNS)}) VALUES ({marks})"
         insert_text = f"INSERT INTO texts (rowid, {', '.join(_TEXT_COLUMNS)}) VALUES (?, ?, ?, ?)"
         with self._write_lock, self._transaction() as conn:
+            for doc in gone:
+                _delete(conn, doc)
             for doc in docs:
-                old = conn.execute(
-                    "SELECT id FROM docs WHERE tenant_id = ? AND event_id = ?",
-                    (doc.tenant_id, doc.event_id),
-                ).fetchone()
-                if old is not None:
-                    for table, key in (("entries", "doc"), ("texts", "rowid"), ("docs", "id")):
-                        conn.execute(f"DELETE FROM {table} WHERE {key} = ?", (old[0],))
+                _delete(conn, doc)
                 values = [doc.scalars.get(f.name) for f in catalogue.SCALARS]
                 rowid = conn.execute(insert_doc, (doc.tenant_id, *values)).lastrowid
                 conn.executemany(
@@ -344,3 +349,13 @@ def _marked(fragment: str) -> str:
     """
     escaped = html.escape(fragment, quote=True).replace("/", "&#x2F;")
     return escaped.replace("\x01", "<em>").replace("\x02", "</em>")
+
+
+def _delete(conn: sqlite3.Connection, doc: Document) -> None:
+    """Removes a document (by tenant and event id) if it is there."""
+    old = conn.execute(
+        "SELECT id FROM docs WHERE tenant_id = ? AND event_id = ?", (doc.tenant_id, doc.event_id)
+    ).fetchone()
+    if old is not None:
+        for table, key in (("entries", "doc"), ("texts", "rowid"), ("docs", "id")):
+            conn.execute(f"DELETE FROM {table} WHERE {key} = ?", (old[0],))
