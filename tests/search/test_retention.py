@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from opensearchpy import OpenSearch, RequestError
@@ -15,7 +18,7 @@ from aiaudit.search import retention
 from aiaudit.search.backends.opensearch import OpenSearchBackend
 from aiaudit.search.v1 import search_service_pb2 as pb
 from tests.helpers import interaction, wait_until
-from tests.search.conftest import backend_settings, start_suite
+from tests.search.conftest import SearchSuite, backend_settings, start_suite
 
 
 def at(tenant: str, event_id: str, when: dt.datetime) -> ev.Event:
@@ -24,25 +27,49 @@ def at(tenant: str, event_id: str, when: dt.datetime) -> ev.Event:
     return e
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "opensearch"])
+@pytest.fixture(params=["sqlite", "opensearch"])
+def own_index(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    """Search settings of each backend; on OpenSearch a prefix (and template) of its own,
+    whose whole months a sweep may delete, removed at the end."""
+    settings = backend_settings(request.param, request)
+    settings["backend"] = request.param
+    if request.param == "sqlite":
+        yield settings
+        return
+    prefix = settings["index_prefix"] = f"aiaudit-test-ret-{uuid.uuid4().hex[:8]}"
+    yield settings
+    direct = OpenSearch(hosts=[settings["opensearch_url"]])
+    direct.indices.delete(index=f"{prefix}-*", params={"ignore_unavailable": "true"})
+    direct.indices.delete_index_template(name=prefix, params={"ignore": 404})
+    direct.close()
+
+
+@contextlib.contextmanager
+def serving(tmp_path: Path, settings: dict[str, Any]) -> Iterator[SearchSuite]:
+    """The suite on ``settings`` until the block ends (a restart keeps the store and index)."""
+    running = start_suite(tmp_path, settings["backend"], settings)
+    try:
+        yield running
+    finally:
+        running.channel.close()
+        running.suite.stop()
+
+
 def test_events_past_retention_leave_the_index_and_stay_in_the_store(
-    backend: str, request: pytest.FixtureRequest, tmp_path: Path, tenant: str
+    own_index: dict[str, Any], tmp_path: Path, tenant: str
 ) -> None:
     """Indexed while retention was off, an old event is swept when it is turned on; after
     that, nothing puts it back: not its erasure's re-index, not a new event of its age."""
-    settings = backend_settings(backend, request)
-    if backend == "opensearch":
-        # A prefix (and template) of its own: the sweep deletes whole months of it.
-        settings["index_prefix"] = f"aiaudit-test-ret-{uuid.uuid4().hex[:8]}"
+    settings = own_index
     recent = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
-    os_client = OpenSearch(hosts=[settings["opensearch_url"]]) if backend == "opensearch" else None
+    opensearch = settings["backend"] == "opensearch"
+    os_client = OpenSearch(hosts=[settings["opensearch_url"]]) if opensearch else None
     prefix = settings.get("index_prefix", "")
 
     def old_month_gone() -> bool:
         return os_client is None or not os_client.indices.exists(index=f"{prefix}-2020.01")
 
-    running = start_suite(tmp_path, backend, settings)  # no retention yet
-    try:
+    with serving(tmp_path, settings) as running:  # no retention yet
         running.append(
             [
                 at(tenant, "old", dt.datetime(2020, 1, 15, tzinfo=dt.UTC)),
@@ -52,12 +79,8 @@ def test_events_past_retention_leave_the_index_and_stay_in_the_store(
         running.wait_indexed(tenant, 2)
         assert running.find(tenant).total_size == 2
         assert os_client is None or not old_month_gone()  # OpenSearch: the 2020.01 index exists
-    finally:
-        running.channel.close()
-        running.suite.stop()
     settings |= {"retention_days": 30, "retention_sweep_interval": 0.2}
-    running = start_suite(tmp_path, backend, settings)
-    try:
+    with serving(tmp_path, settings) as running:
         wait_until(lambda: old_month_gone() and running.find(tenant).total_size == 1)
         found = running.find(tenant)
         assert [r.event.event_id for r in found.results] == ["recent"]
@@ -65,20 +88,14 @@ def test_events_past_retention_leave_the_index_and_stay_in_the_store(
         assert kept.event.event_id == "old"
         erase(running.suite.store, tenant, "request", "dpo", subject_id="alice")  # re-indexes
         running.append([at(tenant, "also-old", dt.datetime(2020, 1, 16, tzinfo=dt.UTC))])
-        size = running.suite.store.log_sizes()[tenant]  # type: ignore[attr-defined]
-        indexer = running.suite.components["search"].indexer  # type: ignore[attr-defined]
+        size = running.suite.store.log_sizes()[tenant]
+        indexer = running.suite.components["search"].indexer
         assert indexer.wait_indexed(tenant, size, timeout=30)  # the indexer got past both
         data = running.find(tenant, "event_type != privacy_erasure")
         assert [r.event.event_id for r in data.results] == ["recent"]
         assert old_month_gone()  # the month was not created again either
         if os_client is not None:
             assert os_client.indices.exists(index=f"{prefix}-{recent:%Y.%m}")
-    finally:
-        running.channel.close()
-        running.suite.stop()
-        if os_client is not None:
-            os_client.indices.delete(index=f"{prefix}-*", params={"ignore_unavailable": "true"})
-            os_client.indices.delete_index_template(name=prefix, params={"ignore": 404})
             os_client.close()
 
 
@@ -136,46 +153,29 @@ def test_bad_retention_settings_are_refused(tmp_path: Path) -> None:
         start_suite(tmp_path, "sqlite", {"retention_sweep_interval": 0})
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "opensearch"])
 def test_an_erased_event_past_retention_leaves_the_index_with_its_text(
-    backend: str, request: pytest.FixtureRequest, tmp_path: Path, tenant: str
+    own_index: dict[str, Any], tmp_path: Path, tenant: str
 ) -> None:
     """Past retention but in a month a sweep keeps (it drops whole months), an event's old
     document keeps its text; its erasure must remove it, not skip it as too old."""
-    settings = backend_settings(backend, request)
-    if backend == "opensearch":
-        settings["index_prefix"] = f"aiaudit-test-ret-{uuid.uuid4().hex[:8]}"
-    prefix = settings.get("index_prefix", "")
+    settings = own_index
     period = dt.datetime.now(dt.UTC) - dt.timedelta(days=30)
     # Early in the month the period ends in: past retention, the month not swept.
     old = period.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     old = max(old + dt.timedelta(seconds=1), period - dt.timedelta(hours=1))
-    running = start_suite(tmp_path, backend, settings)  # no retention yet
-    try:
+    with serving(tmp_path, settings) as running:  # no retention yet
         running.append([interaction(tenant, "now-1", text="mango budget", user="bob")])
         event = at(tenant, "old-text", old)
         event.input.messages[0].parts[0].text = "mango secret"
         running.append([event])
         running.wait_indexed(tenant, 2)
-    finally:
-        running.channel.close()
-        running.suite.stop()
     settings |= {"retention_days": 30, "retention_sweep_interval": 0.2}
-    running = start_suite(tmp_path, backend, settings)
-    try:
-        if backend == "opensearch":  # the month stays: the old document is still found
+    with serving(tmp_path, settings) as running:
+        if settings["backend"] == "opensearch":  # the month stays: so does the old document
             assert sorted(running.all_ids(tenant, query="mango")) == ["now-1", "old-text"]
         erase(running.suite.store, tenant, "request", "dpo", event_ids=["old-text"])
-        size = running.suite.store.log_sizes()[tenant]  # type: ignore[attr-defined]
-        indexer = running.suite.components["search"].indexer  # type: ignore[attr-defined]
+        size = running.suite.store.log_sizes()[tenant]
+        indexer = running.suite.components["search"].indexer
         assert indexer.wait_indexed(tenant, size, timeout=30)
         wait_until(lambda: running.find(tenant, 'event_id = "old-text"').total_size == 0)
         assert running.all_ids(tenant, query="mango") == ["now-1"]
-    finally:
-        running.channel.close()
-        running.suite.stop()
-        if backend == "opensearch":
-            direct = OpenSearch(hosts=[settings["opensearch_url"]])
-            direct.indices.delete(index=f"{prefix}-*", params={"ignore_unavailable": "true"})
-            direct.indices.delete_index_template(name=prefix, params={"ignore": 404})
-            direct.close()
