@@ -27,7 +27,7 @@ from aiaudit.common.store import open_store
 from aiaudit.common.store.prepare import prepare
 from aiaudit.common.store.sql import SqlEventStore
 from aiaudit.common.v1 import event_pb2 as ev
-from tests.conftest import Postgres, write_keys
+from tests.conftest import Postgres, _database, write_keys
 
 
 def login(pg: Postgres, role: str) -> str:
@@ -36,6 +36,22 @@ def login(pg: Postgres, role: str) -> str:
     with psycopg.connect(pg.admin_dsn, autocommit=True) as conn:
         conn.execute(f"CREATE ROLE {user} LOGIN PASSWORD '{password}' IN ROLE {role}")
     return f"postgresql+psycopg://{user}:{password}@{pg.admin_dsn.split('@', 1)[1]}"
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A database of alerting's own, shared by its tests (each writes to its own tenant).
+
+    The engine of every server these tests start tails every log of the store,
+    like the search indexer and the notary (``own_postgres``): in the session's
+    database it would first work through the logs other suites left there (the
+    erasure contract's 70,000 entries, the notary's long backlog, damaged rows),
+    and a test's alert would wait behind them for as long as that takes, which
+    depends on which suites ran before (``test_jailbreak_alert_within_a_second``
+    missed its second and ``test_list_alerts_pagination`` its deadline so).
+    """
+    with _database() as pg:
+        yield pg
 
 
 @pytest.fixture(scope="session")

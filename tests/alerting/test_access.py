@@ -1,6 +1,6 @@
 """Who sees what through AlertingService, and that every read of it is recorded.
 
-Found by a review (2026-12-04): callers without ``content.read`` read prompt
+Found by a review (2026-12-03): callers without ``content.read`` read prompt
 text in alert evidence and could probe messages with TestRule; callers without
 ``pii.read`` could test rules on IP addresses or copy them into alert
 summaries; GetRule, ListRules, AcknowledgeAlert and ResolveAlert left no access

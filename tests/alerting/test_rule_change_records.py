@@ -1,6 +1,6 @@
 """One EVENT_TYPE_RULE_CHANGE record per rule change made, none for one refused.
 
-Until 2026-12-05 the service recorded a change before it took the tenant's head
+Until 2026-12-03 the service recorded a change before it took the tenant's head
 lock and checked the rule again: an update refused there (ETAG_MISMATCH, a
 concurrent writer won) still left a record of a change that never happened, an
 update made again on the rule as it then was left one record per attempt, a

@@ -196,3 +196,34 @@ def test_content_fields_are_never_copied_into_an_alert(part: str, field: str) ->
     (error,) = info.value.errors
     assert f", {field}: " in str(error) and "is content" in str(error)
     compile_rule("id: r\nseverity: high\nwhen: {field: input.messages.parts.text, contains: x}\n")
+
+
+def _alias_bomb(levels: int, fan: int = 10) -> str:
+    """A "billion laughs": each level names the one below ``fan`` times."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * fan) + "]" for i in range(1, levels)]
+    return "id: bomb\nseverity: low\nlabels:\n" + "".join(f"  {line}\n" for line in lines)
+
+
+def test_yaml_alias_bombs_and_cycles_are_refused_at_once() -> None:
+    """Aliases were expanded without limit (438 bytes took 36 s and 860 MB), an alias to its
+    own container and deep nesting raised an uncaught RecursionError."""
+    started = time.monotonic()
+    found = errors(_alias_bomb(5))  # 316 bytes, 100,000 values expanded
+    assert found == ["line 4: invalid YAML: more than 10000 values (with aliases expanded)"]
+    assert time.monotonic() - started < 1
+    assert errors("id: rec\nseverity: low\nlabels: &l {a: *l}\n") == [
+        "line 3: invalid YAML: an alias refers to a value that contains it"
+    ]
+    deep = "id: x\nseverity: low\nlabels: {a: " + "[" * 5000 + "]" * 5000 + "}\n"
+    assert errors(deep) == ["line 1: invalid YAML: nested too deeply"]
+    with pytest.raises(RuleSyntaxError, match="more than 10000 values"):
+        compile_file("rules:\n  - id: a\n    severity: low\n    labels: {}\n" + _alias_bomb(5))
+
+
+def test_small_anchors_and_aliases_still_work() -> None:
+    rule = compile_rule(
+        "id: x\nseverity: low\nlabels: &l {team: red}\n"
+        "when: {any: [{field: actor.user_id, in: &u [a, b]}, {field: actor.application, in: *u}]}\n"
+    )
+    assert rule.labels == {"team": "red"}

@@ -119,12 +119,44 @@ class _Node:
         self.line = line
 
 
+MAX_VALUES = 10_000
+"""Values a rule source may hold once its YAML aliases are expanded: an alias names a
+value without copying it, so 400 bytes of nested aliases expand to billions (a
+"billion laughs"); the engine would spend minutes and gigabytes on one rule."""
+
+
 class _Loader(yaml.SafeLoader):
     """Safe YAML whose values are wrapped in nodes carrying their line numbers."""
+
+    def __init__(self, stream: str) -> None:
+        """A loader counting the values it wraps (aliases expanded)."""
+        super().__init__(stream)
+        self.values = 0
+        self.open: set[int] = set()
+        """The collections being wrapped: one met again is an alias to itself."""
 
 
 def _wrap(loader: _Loader, node: yaml.Node) -> _Node:
     line = node.start_mark.line + 1
+    loader.values += 1
+    if loader.values > MAX_VALUES:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"more than {MAX_VALUES} values (with aliases expanded)", node.start_mark
+        )
+    if isinstance(node, yaml.CollectionNode):
+        if id(node) in loader.open:
+            raise yaml.constructor.ConstructorError(
+                None, None, "an alias refers to a value that contains it", node.start_mark
+            )
+        loader.open.add(id(node))
+        try:
+            return _wrap_collection(loader, node, line)
+        finally:
+            loader.open.discard(id(node))
+    return _Node(loader.construct_object(node, deep=True), line)
+
+
+def _wrap_collection(loader: _Loader, node: yaml.CollectionNode, line: int) -> _Node:
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)
         out: dict[str, _Node] = {}
@@ -138,9 +170,7 @@ def _wrap(loader: _Loader, node: yaml.Node) -> _Node:
             out[str(key)] = _wrap(loader, v)
             keys[str(key)] = k.start_mark.line + 1
         return _Node(out, line)
-    if isinstance(node, yaml.SequenceNode):
-        return _Node([_wrap(loader, v) for v in node.value], line)
-    return _Node(loader.construct_object(node, deep=True), line)
+    return _Node([_wrap(loader, v) for v in node.value], line)
 
 
 # ---- compiled form -------------------------------------------------------------------------
@@ -667,6 +697,8 @@ def _load(source: str) -> _Node:
         raise RuleSyntaxError([RuleError(line, "", f"invalid YAML: {exc.problem}")]) from None
     except yaml.YAMLError as exc:
         raise RuleSyntaxError([RuleError(1, "", f"invalid YAML: {exc}")]) from None
+    except RecursionError:  # thousands of nested brackets: the YAML composer recurses
+        raise RuleSyntaxError([RuleError(1, "", "invalid YAML: nested too deeply")]) from None
     if not isinstance(loaded, _Node):
         raise RuleSyntaxError([RuleError(1, "", "empty rule source")])
     return loaded

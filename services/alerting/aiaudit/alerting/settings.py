@@ -35,12 +35,13 @@ class AlertingSettings:
     webhook_secret: str = ""
     """HMAC-SHA256 key of the webhook signature (set it from the environment)."""
     webhook_timeout: float = 5.0
-    """Seconds per webhook attempt."""
+    """Seconds a delivery attempt may take in all (connect, send, the whole answer)."""
     syslog_address: str = ""
     """SIEM sink: ``udp://host:port`` or ``tcp://host:port`` (RFC 5424 with a CEF message)."""
-    max_attempts: int = 8
-    """Delivery attempts before the dead-letter record."""
-    retry_base: float = 0.5
+    max_attempts: int = 24
+    """Delivery attempts before the dead-letter record (with the default ``retry_base``,
+    about 80 minutes of retries: an outage of a sink shorter than that loses nothing)."""
+    retry_base: float = 1.0
     """First retry delay in seconds; doubles each attempt (capped at 5 minutes)."""
 
     def validate(self) -> None:

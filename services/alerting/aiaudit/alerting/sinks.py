@@ -2,9 +2,12 @@
 
 The engine writes one outbox row per alert and sink in the transaction that
 creates the alert; the :class:`Deliverer` sends due rows, retrying with
-exponential backoff, and after ``max_attempts`` marks the row ``dead`` with the
-last error (the dead-letter record). A row is claimed by pushing its next
-attempt time forward (a lease), so replicas do not send it concurrently.
+exponential backoff (capped at five minutes), and after ``max_attempts`` marks
+the row ``dead`` with the last error (the dead-letter record). A row is claimed
+by pushing its next attempt time forward (a lease), so replicas do not send it
+concurrently; the claim reads the payload, so an erasure's scrub committed
+before it is what gets sent, and the attempt's outcome is recorded only while
+the lease is still this deliverer's.
 Delivery is at-least-once: a crash between sending and recording repeats the
 send, and receivers deduplicate on the alert id (``X-Aiaudit-Alert-Id`` header,
 ``alert_id`` in JSON, ``alertId`` in syslog structured data).
@@ -12,17 +15,23 @@ send, and receivers deduplicate on the alert id (``X-Aiaudit-Alert-Id`` header,
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
+import http.client
 import json
 import logging
+import re
 import socket
+import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -36,7 +45,13 @@ _SEVERITY_NAMES = {1: "info", 2: "low", 3: "medium", 4: "high", 5: "critical"}
 _SYSLOG_SEVERITY = {1: 6, 2: 5, 3: 4, 4: 3, 5: 2}
 _CEF_SEVERITY = {1: 1, 2: 3, 3: 5, 4: 8, 5: 10}
 _FACILITY_AUTHPRIV = 10
-_LEASE = dt.timedelta(seconds=60)
+_LEASE = 60.0
+"""Seconds a claim holds a row beyond the attempt's own time limit (``timeout``)."""
+MAX_BACKOFF = 300.0
+"""Longest wait between two attempts (seconds)."""
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+"""C0 and C1 controls (CR, LF, NEL among them), DEL, the Unicode line and paragraph
+separators, and lone surrogates: line-oriented collectors split records on some of them."""
 
 
 def _iso(t: dt.datetime | None) -> str:
@@ -76,45 +91,170 @@ class DeliveryError(Exception):
     """A send that failed; retried later."""
 
 
+def _redacted(url: str) -> str:
+    """``scheme://host/path`` of a URL: its user info, query and fragment may hold secrets."""
+    try:
+        p = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "(unparsable)"
+    return urllib.parse.urlunsplit((p.scheme, p.netloc.rpartition("@")[2], p.path, "", ""))[:300]
+
+
+class _Watchdog:
+    """Shuts an attempt's socket down at its deadline.
+
+    A socket timeout bounds each read, not the attempt: a receiver answering a
+    byte a second would hold the sink's only thread for as long as it likes.
+    Shutting the socket down (through a duplicate, which stays valid when TLS
+    wraps the original) makes the blocked read return at once.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.expired = False
+        self._lock = threading.Lock()
+        self._socks: list[socket.socket] = []
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Watchdog:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+        with self._lock:
+            for s in self._socks:
+                s.close()
+
+    def watch(self, sock: socket.socket) -> None:
+        """Adds a just-connected socket (shut at once if the deadline passed already)."""
+        with self._lock:
+            self._socks.append(sock.dup())
+            if self.expired:
+                self._shut(self._socks[-1])
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for s in self._socks:
+                self._shut(s)
+
+    @staticmethod
+    def _shut(sock: socket.socket) -> None:
+        with contextlib.suppress(OSError):  # already closed by the peer
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+class _WatchedHTTP(http.client.HTTPConnection):
+    """A connection whose socket its attempt's watchdog can shut."""
+
+    watchdog: _Watchdog
+
+    def connect(self) -> None:
+        """Connects (before any TLS handshake, which the watchdog then bounds too)."""
+        super().connect()
+        self.watchdog.watch(self.sock)
+
+
+class _WatchedHTTPS(http.client.HTTPSConnection, _WatchedHTTP):
+    """HTTPS: the watched TCP connect runs inside HTTPSConnection.connect, before the wrap."""
+
+
+class _Handler(urllib.request.HTTPHandler, urllib.request.HTTPSHandler):
+    """Opens watched connections (http and https) for one attempt."""
+
+    def __init__(self, watchdog: _Watchdog) -> None:
+        urllib.request.HTTPHandler.__init__(self)
+        urllib.request.HTTPSHandler.__init__(self)
+        self.watchdog = watchdog
+
+    def _connection(self, cls: type[_WatchedHTTP]) -> Callable[..., http.client.HTTPConnection]:
+        def make(host: str, **kwargs: Any) -> http.client.HTTPConnection:
+            conn = cls(host, **kwargs)
+            conn.watchdog = self.watchdog
+            return conn
+
+        return make
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        """Plain HTTP."""
+        return self.do_open(self._connection(_WatchedHTTP), req)
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        """HTTPS with the default context (certificates verified)."""
+        return self.do_open(self._connection(_WatchedHTTPS), req)
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Refuses every redirect.
+
+    urllib would repeat the signed request elsewhere (as a GET, without the
+    body) and call the alert delivered on the target's answer.
+    """
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        """None: the 3xx goes on to the error handler (an HTTPError)."""
+        return None
+
+
 def send_webhook(url: str, secret: str, payload: str, timeout: float) -> None:
-    """POSTs the alert; any non-2xx answer or network error raises DeliveryError."""
+    """POSTs the alert; failures raise DeliveryError.
+
+    A failure is any non-2xx answer (a redirect too), a network error, or no
+    complete answer within ``timeout`` seconds for the whole attempt.
+    """
     body = payload.encode()
     timestamp = str(int(time.time()))
-    try:
-        alert = json.loads(payload)
-        request = urllib.request.Request(
-            url,
-            data=body,
-            method="POST",
-            headers={
-                "Content-Type": "application/json",
-                "User-Agent": "aiaudit-alerting",
-                "X-Aiaudit-Alert-Id": alert["alert_id"],
-                "X-Aiaudit-Timestamp": timestamp,
-                "X-Aiaudit-Signature": signature(secret, timestamp, body),
-            },
-        )
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            if not 200 <= response.status < 300:
-                raise DeliveryError(f"HTTP {response.status}")
-    except urllib.error.HTTPError as exc:
-        raise DeliveryError(f"HTTP {exc.code}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise DeliveryError(str(exc)) from None
-    except ValueError as exc:  # a URL urllib cannot use (empty, unknown scheme), bad payload
-        raise DeliveryError(f"webhook url {url!r}: {exc}") from None
+    with _Watchdog(timeout) as watchdog:
+        try:
+            alert = json.loads(payload)
+            request = urllib.request.Request(
+                url,
+                data=body,
+                method="POST",
+                headers={
+                    "Content-Type": "application/json",
+                    "User-Agent": "aiaudit-alerting",
+                    "X-Aiaudit-Alert-Id": alert["alert_id"],
+                    "X-Aiaudit-Timestamp": timestamp,
+                    "X-Aiaudit-Signature": signature(secret, timestamp, body),
+                },
+            )
+            opener = urllib.request.build_opener(_Handler(watchdog), _NoRedirect)
+            with opener.open(request, timeout=timeout) as response:
+                if not 200 <= response.status < 300:
+                    raise DeliveryError(f"HTTP {response.status}")
+        except urllib.error.HTTPError as exc:
+            location = exc.headers.get("Location") if exc.headers else None
+            if 300 <= exc.code < 400 and location:
+                target = _redacted(urllib.parse.urljoin(url, location))
+                raise DeliveryError(f"HTTP {exc.code}: redirect to {target} not followed") from None
+            raise DeliveryError(f"HTTP {exc.code}") from None
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+            if watchdog.expired:
+                raise DeliveryError(f"no complete answer within {timeout:g} s") from None
+            raise DeliveryError(str(exc)) from None
+        except ValueError as exc:  # a URL urllib cannot use (empty, unknown scheme), bad payload
+            raise DeliveryError(f"webhook url {_redacted(url)!r}: {exc}") from None
 
 
 def _cef_header(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    """A CEF header field: backslash and pipe escaped, every control or line break a space.
+
+    The header has no escape for line breaks, and one would start a forged record.
+    """
+    return _CONTROL.sub(" ", value.replace("\\", "\\\\").replace("|", "\\|"))
 
 
 def _cef_ext(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("=", "\\=").replace("\r", "\\r").replace("\n", "\\n")
+    """A CEF extension value: backslash, ``=``, CR and LF escaped, other controls a space."""
+    value = value.replace("\\", "\\\\").replace("=", "\\=")
+    return _CONTROL.sub(" ", value.replace("\r", "\\r").replace("\n", "\\n"))
 
 
 def _sd(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("]", "\\]")
+    """An RFC 5424 PARAM-VALUE: backslash, ``"`` and ``]`` escaped, controls a space."""
+    return _CONTROL.sub(" ", value.replace("\\", "\\\\").replace('"', '\\"').replace("]", "\\]"))
 
 
 def syslog_message(payload: str, hostname: str | None = None) -> bytes:
@@ -122,7 +262,7 @@ def syslog_message(payload: str, hostname: str | None = None) -> bytes:
     a = json.loads(payload)
     sev = {v: k for k, v in _SEVERITY_NAMES.items()}.get(a["severity"], 3)
     pri = _FACILITY_AUTHPRIV * 8 + _SYSLOG_SEVERITY[sev]
-    host = (hostname or socket.gethostname() or "-")[:255].replace(" ", "_")
+    host = re.sub("[^\x21-\x7e]", "_", (hostname or socket.gethostname() or "-")[:255])
     evidence = "; ".join(
         f"{e['detector']}@{e['field']}[{e['start']}:{e['end']}]" for e in a["evidence"][:5]
     )
@@ -174,8 +314,12 @@ class SinkConfig:
     webhook_secret: str = ""
     syslog_address: str = ""
     timeout: float = 5.0
-    max_attempts: int = 8
-    retry_base: float = 0.5
+    """Seconds an attempt may take in all (connect, send, answer)."""
+    max_attempts: int = 24
+    """Attempts before the dead-letter record: with ``retry_base`` 1 s the waits are 1 s,
+    2 s, ... 256 s, then 5 minutes, so a row is retried for about 80 minutes."""
+    retry_base: float = 1.0
+    """First retry delay in seconds; doubles each attempt up to ``MAX_BACKOFF``."""
 
     @property
     def sinks(self) -> tuple[str, ...]:
@@ -239,14 +383,13 @@ class Deliverer(Worker):
         or an earlier configuration, that had one) are left pending for a
         process that has it, rather than tried and failed here.
         """
-        now = self.clock()
         d = deliveries
         with self.engine.connect() as conn:
             due = conn.execute(
-                sa.select(d.c.tenant, d.c.alert_id, d.c.sink, d.c.attempts, d.c.payload)
+                sa.select(d.c.tenant, d.c.alert_id, d.c.sink, d.c.attempts)
                 .where(
                     d.c.status == "pending",
-                    d.c.next_attempt_time <= now,
+                    d.c.next_attempt_time <= self.clock(),
                     d.c.sink.in_(self.sinks),
                 )
                 .order_by(d.c.next_attempt_time)
@@ -255,9 +398,10 @@ class Deliverer(Worker):
         for row in due:
             if self._stop.is_set():
                 break
-            if not self._claim(row.tenant, row.alert_id, row.sink, row.attempts, now):
-                continue
-            self._attempt(row.tenant, row.alert_id, row.sink, row.attempts, row.payload)
+            claimed = self._claim(row.tenant, row.alert_id, row.sink, row.attempts)
+            if claimed is not None:
+                lease, payload = claimed
+                self._attempt(row.tenant, row.alert_id, row.sink, row.attempts, lease, payload)
         return len(due)
 
     def _where(self, tenant: str, alert_id: str, sink: str) -> sa.ColumnElement[bool]:
@@ -265,23 +409,34 @@ class Deliverer(Worker):
         return sa.and_(d.c.tenant == tenant, d.c.alert_id == alert_id, d.c.sink == sink)
 
     def _claim(
-        self, tenant: str, alert_id: str, sink: str, attempts: int, now: dt.datetime
-    ) -> bool:
-        with self.engine.connect().execution_options(sqlite_immediate=True) as conn, conn.begin():
-            return bool(
-                conn.execute(
-                    sa.update(deliveries)
-                    .where(
-                        self._where(tenant, alert_id, sink),
-                        deliveries.c.status == "pending",
-                        deliveries.c.attempts == attempts,
-                        deliveries.c.next_attempt_time <= now,
-                    )
-                    .values(next_attempt_time=now + _LEASE)
-                ).rowcount
-            )
+        self, tenant: str, alert_id: str, sink: str, attempts: int
+    ) -> tuple[dt.datetime, str] | None:
+        """Leases a still-due row from now on and reads its payload in the same statement.
 
-    def _attempt(self, tenant: str, alert_id: str, sink: str, attempts: int, payload: str) -> None:
+        The time is taken here, not when the pass began: rows reached late in a
+        slow pass would otherwise be claimed with a lease already run out. The
+        payload is read here, not with the due list, so an erasure's scrub
+        committed meanwhile is sent, not the excerpts it removed.
+        """
+        now = self.clock()
+        lease = now + dt.timedelta(seconds=_LEASE + self.config.timeout)
+        with self.engine.connect().execution_options(sqlite_immediate=True) as conn, conn.begin():
+            payload = conn.execute(
+                sa.update(deliveries)
+                .where(
+                    self._where(tenant, alert_id, sink),
+                    deliveries.c.status == "pending",
+                    deliveries.c.attempts == attempts,
+                    deliveries.c.next_attempt_time <= now,
+                )
+                .values(next_attempt_time=lease)
+                .returning(deliveries.c.payload)
+            ).scalar()
+        return None if payload is None else (lease, payload)
+
+    def _attempt(
+        self, tenant: str, alert_id: str, sink: str, attempts: int, lease: dt.datetime, payload: str
+    ) -> None:
         error = ""
         try:
             self.config.send(sink, payload)
@@ -291,6 +446,7 @@ class Deliverer(Worker):
             error = f"{type(exc).__name__}: {exc}"[:2000]  # never the end of the thread
         now = self.clock()
         tried = attempts + 1
+        dead = bool(error) and tried >= self.config.max_attempts
         if not error:
             values: dict[str, object] = {
                 "status": "delivered",
@@ -298,20 +454,30 @@ class Deliverer(Worker):
                 "delivered_time": now,
                 "last_error": None,
             }
-        elif tried >= self.config.max_attempts:
+        elif dead:
             values = {"status": "dead", "attempts": tried, "last_error": error}
-            log.error(
-                "alert delivery failed for good",
-                extra={"alert": alert_id, "sink": sink, "error": error},
-            )
         else:
-            delay = min(self.config.retry_base * 2**attempts, 300.0)
+            delay = min(self.config.retry_base * 2**attempts, MAX_BACKOFF)
             values = {
                 "attempts": tried,
                 "last_error": error,
                 "next_attempt_time": now + dt.timedelta(seconds=delay),
             }
         with self.engine.connect().execution_options(sqlite_immediate=True) as conn, conn.begin():
-            conn.execute(
-                sa.update(deliveries).where(self._where(tenant, alert_id, sink)).values(**values)
+            held = conn.execute(
+                sa.update(deliveries)
+                .where(
+                    self._where(tenant, alert_id, sink),
+                    deliveries.c.status == "pending",
+                    deliveries.c.attempts == attempts,
+                    deliveries.c.next_attempt_time == lease,
+                )
+                .values(**values)
+            ).rowcount
+        if not held:  # the lease ran out and another deliverer took the row: its outcome stands
+            log.warning("alert delivery outcome dropped: lease lost", extra={"alert": alert_id})
+        elif dead:
+            log.error(
+                "alert delivery failed for good",
+                extra={"alert": alert_id, "sink": sink, "error": error},
             )
