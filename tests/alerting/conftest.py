@@ -99,9 +99,10 @@ def make_engine(
 
 @contextlib.contextmanager
 def serving(
-    store_url: str, alerting_url: str, tmp_path: Path
+    store_url: str, alerting_url: str, tmp_path: Path, **alerting: object
 ) -> Iterator[tuple[grpc.Channel, dict[str, str], str]]:
-    """Ingest and alerting on one server; alerting runs as ``alerting_url``."""
+    """Ingest and alerting on one server; alerting runs as ``alerting_url``, with ``alerting``
+    settings beside."""
     from aiaudit.cli.server import start
 
     keys = write_keys(tmp_path / "keys.yaml")
@@ -114,7 +115,7 @@ def serving(
                 "data_dir": str(tmp_path),
                 "database_url": store_url,
                 "services": ["ingest", "alerting"],
-                "alerting": {"database_url": alerting_url, "poll_interval": 0.02},
+                "alerting": {"database_url": alerting_url, "poll_interval": 0.02, **alerting},
             }
         )
     )

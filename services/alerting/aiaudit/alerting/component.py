@@ -104,7 +104,13 @@ def start(ctx: Context) -> Alerting:
     record = _recorder(ctx.store) if own is not None else None
     service = AlertingService(events, store, book, changes, record, s.watch_interval)
     handlers.add_to_server(
-        ctx.server, handlers.AlertingHandlers(service, ctx.auth, ctx.access.submit)
+        ctx.server,
+        handlers.AlertingHandlers(
+            service,
+            ctx.auth,
+            ctx.access.submit,
+            handlers.WatchSlots(s.max_watch_streams, s.max_watch_streams_per_caller),
+        ),
     )
     # Ingest commits through the suite's engine: evaluate at once instead of at the next poll.
     unwatch = commits.on_commit(ctx.store.engine, engine.wake)

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import collections
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from typing import TypeVar
@@ -71,6 +73,33 @@ def _guard(context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
     raise AssertionError("unreachable")
 
 
+class WatchSlots:
+    """Counts open WatchAlerts streams, in all and per principal, against their limits."""
+
+    def __init__(self, most: int, per_caller: int) -> None:
+        """``most`` streams in all, ``per_caller`` of them for one principal."""
+        self.most, self.per_caller = most, per_caller
+        self._lock = threading.Lock()
+        self._open: collections.Counter[str] = collections.Counter()
+
+    def take(self, principal: str) -> str:
+        """Takes a slot; "" when taken, else why not."""
+        with self._lock:
+            if self._open.total() >= self.most:
+                return f"{self.most} WatchAlerts streams are open on this server, its limit"
+            if self._open[principal] >= self.per_caller:
+                return f"caller {principal!r} has {self.per_caller} WatchAlerts streams open"
+            self._open[principal] += 1
+            return ""
+
+    def give_back(self, principal: str) -> None:
+        """Frees a slot taken by :meth:`take`."""
+        with self._lock:
+            self._open[principal] -= 1
+            if not self._open[principal]:
+                del self._open[principal]
+
+
 class AlertingHandlers(pb_grpc.AlertingServiceServicer):
     """The RPCs of AlertingService.
 
@@ -80,11 +109,14 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
     on the tenant gets them blank, as after an erasure.
     """
 
-    def __init__(self, service: AlertingService, auth: Authenticator, audit: Audit) -> None:
+    def __init__(
+        self, service: AlertingService, auth: Authenticator, audit: Audit, watches: WatchSlots
+    ) -> None:
         """Handlers over the domain service; ``audit`` submits access records."""
         self.service = service
         self.auth = auth
         self.audit = audit
+        self.watches = watches
 
     def _caller(
         self, context: grpc.ServicerContext, permission: str, tenant_of: Callable[[], str]
@@ -314,6 +346,30 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
         """
         caller = self._caller(context, "alerts.read", lambda: parse_parent(request.parent))
         tenant = parse_parent(request.parent)
+        refused = self.watches.take(caller.principal)
+        if refused:
+            status.abort(
+                context,
+                status.error(
+                    code_pb2.RESOURCE_EXHAUSTED,
+                    f"{refused}; close one, or poll ListAlerts",
+                    "WATCH_STREAMS_EXHAUSTED",
+                    limit=str(self.watches.most),
+                    per_caller=str(self.watches.per_caller),
+                ),
+            )
+        try:
+            yield from self._watch(request, context, caller, tenant)
+        finally:
+            self.watches.give_back(caller.principal)
+
+    def _watch(
+        self,
+        request: pb.WatchAlertsRequest,
+        context: grpc.ServicerContext,
+        caller: Caller,
+        tenant: str,
+    ) -> Iterator[pb.WatchAlertsResponse]:
         self._recorded(
             context,
             self._record(

@@ -7,6 +7,10 @@ from pathlib import Path
 
 from aiaudit.common.config import ConfigError
 
+WATCH_STREAMS_CEILING = 48
+"""Most WatchAlerts streams a process may be configured to hold: 16 of its 64 RPC threads
+stay for the other RPCs whatever the setting."""
+
 
 @dataclass(frozen=True)
 class AlertingSettings:
@@ -30,6 +34,11 @@ class AlertingSettings:
     """A replica that finds another one processing a log leaves it to that one this long."""
     watch_interval: float = 0.25
     """Seconds between WatchAlerts looks for changes made by other replicas (own: at once)."""
+    max_watch_streams: int = 16
+    """WatchAlerts streams open at once in this process. Each holds one of the server's 64
+    RPC threads while it is open, so more would starve every other RPC (appends included)."""
+    max_watch_streams_per_caller: int = 4
+    """Of those, streams one principal may hold: one caller cannot take them all."""
     webhook_url: str = ""
     """Webhook sink: alerts are POSTed here as JSON."""
     webhook_secret: str = ""
@@ -63,6 +72,15 @@ class AlertingSettings:
         if self.watch_interval <= 0:
             raise ConfigError(
                 "setting alerting.watch_interval: must be a positive number of seconds"
+            )
+        if not 1 <= self.max_watch_streams <= WATCH_STREAMS_CEILING:
+            raise ConfigError(
+                f"setting alerting.max_watch_streams: 1 to {WATCH_STREAMS_CEILING} "
+                "(each open stream holds one of the server's 64 RPC threads)"
+            )
+        if not 1 <= self.max_watch_streams_per_caller <= self.max_watch_streams:
+            raise ConfigError(
+                "setting alerting.max_watch_streams_per_caller: 1 to max_watch_streams"
             )
         for f in self.rules_files:
             if not Path(f).is_file():
