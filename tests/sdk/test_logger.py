@@ -7,10 +7,13 @@ what it stored is read back from the store (SQLite and PostgreSQL).
 from __future__ import annotations
 
 import base64
+import errno
 import os
 import signal
 import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +24,9 @@ from aiaudit.common.store import open_store
 from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.sdk import AuditLogger
-from tests.conftest import subprocess_env, write_keys
+from aiaudit.sdk import logger as logger_module
+from aiaudit.sdk import spool as spool_module
+from tests.conftest import REPO, subprocess_env, write_keys
 from tests.helpers import free_port, interaction, serve_process, wait_until
 
 
@@ -211,3 +216,144 @@ def test_every_event_logged_while_the_logger_closes_is_stored_or_refused_at_once
 
 def batch_ids(path: Path) -> list[str]:
     return [e.event_id for e in pb.AppendRequest.FromString(path.read_bytes()).events]
+
+
+def no_space(fd: int, data: bytes) -> None:
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_an_event_refused_while_the_disk_is_full_holds_nothing_up(
+    server: Server, tenant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """rejected.jsonl cannot be written: the refusal is logged, the events behind it still sent."""
+    server.start()
+    refused: list[str] = []
+    logger = server.logger(
+        batch_size=10, max_buffered=20, on_rejected=lambda e, why: refused.append(e.event_id)
+    )
+    monkeypatch.setattr(logger_module, "write_all", no_space)  # what writes rejected.jsonl
+    ids = [logger.log(interaction(tenant, text=f"a{i}")) for i in range(5)]
+    logger.log(interaction(tenant, "bad-model", model="x" * 5000))
+    ids += [logger.log(interaction(tenant, text=f"b{i}")) for i in range(100)]
+    assert logger.flush(timeout=20)
+    assert sorted(stored_ids(server.store_url, tenant)) == sorted(ids)
+    assert refused == ["bad-model"]
+    logger.close(timeout=5)  # returns
+
+
+def test_a_full_disk_with_the_service_down_neither_spins_nor_holds_close(
+    server: Server, tenant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch kept in memory is tried again after ``max_backoff``, not in a busy loop; a
+    ``log`` blocked on the full buffer raises at close, which returns near its timeout."""
+    tries: list[float] = []
+
+    def full(fd: int, data: bytes) -> None:
+        tries.append(time.monotonic())
+        no_space(fd, data)
+
+    monkeypatch.setattr(spool_module, "write_all", full)
+    logger = server.logger(batch_size=2, max_buffered=4)  # the service is down: never started
+    outcome: list[str] = []
+
+    def keep_logging() -> None:
+        try:
+            for i in range(20):
+                logger.log(interaction(tenant, text=f"m{i}"))
+        except RuntimeError as err:
+            outcome.append(str(err))
+
+    producer = threading.Thread(target=keep_logging, daemon=True)
+    producer.start()
+    wait_until(lambda: len(tries) >= 3)
+    start = time.monotonic()
+    closing = threading.Thread(target=logger.close, kwargs={"timeout": 1.0}, daemon=True)
+    closing.start()
+    closing.join(timeout=15)
+    producer.join(timeout=15)
+    assert not closing.is_alive() and time.monotonic() - start < 5  # 1 s, and a little
+    assert outcome == ["the audit logger is closed"]
+    first = tries[0]
+    # max_backoff is 0.2 s: one try per 0.2 s at most, and a last one at close.
+    assert len(tries) <= (time.monotonic() - first) / 0.2 + 3, len(tries)
+
+
+def test_new_events_are_sent_while_a_spool_backlog_is_replayed(server: Server, tenant: str) -> None:
+    """The backlog goes one batch per round: new events neither wait for all of it in memory
+    nor block ``log``."""
+    server.spool.mkdir(parents=True)
+    backlog = [f"old-{n}" for n in range(1, 301)]
+    for n, event_id in enumerate(backlog, 1):
+        request = pb.AppendRequest(events=[interaction(tenant, event_id)])
+        (server.spool / f"{n:020d}.batch").write_bytes(request.SerializeToString())
+    last = server.spool / f"{len(backlog):020d}.batch"
+    server.start()
+    logger = server.logger(batch_size=5, max_buffered=5)
+    new = [logger.log(interaction(tenant, text=f"new {i}")) for i in range(20)]
+    wait_until(lambda: set(new) <= set(stored_ids(server.store_url, tenant)), timeout=60)
+    assert last.exists()  # the backlog is still being replayed
+    assert logger.flush(timeout=120)
+    assert sorted(stored_ids(server.store_url, tenant)) == sorted(backlog + new)
+
+
+def test_an_unreadable_spool_entry_is_set_aside_and_delivery_goes_on(
+    server: Server, tenant: str
+) -> None:
+    """An entry that fails to read (here EISDIR; EACCES, EIO alike) no longer stops delivery."""
+    server.spool.mkdir(parents=True)
+    (server.spool / "00000000000000000001.batch").mkdir()
+    server.start()
+    logger = server.logger()
+    ids = [logger.log(interaction(tenant, text=f"m{i}")) for i in range(30)]
+    assert logger.flush(timeout=60)
+    assert sorted(stored_ids(server.store_url, tenant)) == sorted(ids)
+    assert (server.spool / "00000000000000000001.damaged").is_dir()
+
+
+def test_a_logger_used_in_a_forked_child_raises_there(server: Server, tenant: str) -> None:
+    """Nothing would send the child's events (the sender thread stays in the parent)."""
+    server.start()
+    logger = server.logger()
+    ids = [logger.log(interaction(tenant, text="before fork"))]
+    assert logger.flush(timeout=30)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report what log did, and leave at once
+        try:
+            logger.log(interaction(tenant, text="child"))
+            os.write(write_end, b"logged")
+        except RuntimeError as err:
+            os.write(write_end, str(err).encode())
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        said = pipe.read().decode()
+    os.waitpid(pid, 0)
+    assert "before fork()" in said and "post_fork" in said
+    ids.append(logger.log(interaction(tenant, text="parent after fork")))
+    assert logger.flush(timeout=30)
+    assert sorted(stored_ids(server.store_url, tenant)) == sorted(ids)
+
+
+def test_events_in_memory_at_interpreter_exit_are_sent_or_spooled(
+    server: Server, tenant: str
+) -> None:
+    """A process that exits normally without ``close`` loses none (the exit hook closes)."""
+    server.start()
+    script = f"""
+import sys
+from pathlib import Path
+from aiaudit.sdk import AuditLogger
+from tests.helpers import interaction
+logger = AuditLogger("127.0.0.1:{server.port}", Path({str(server.spool)!r}), api_key={server.key!r})
+for i in range(2000):
+    logger.log(interaction({tenant!r}, f"exit-{{i}}"))
+sys.exit(0)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, env=subprocess_env(), timeout=120
+    )
+    assert done.returncode == 0
+    kept = stored_ids(server.store_url, tenant)
+    kept += [e for p in server.spool.glob("*.batch") for e in batch_ids(p)]
+    assert sorted(kept) == sorted(f"exit-{i}" for i in range(2000))

@@ -89,3 +89,39 @@ def test_a_damaged_batch_is_set_aside_not_replayed_forever(tmp_path: Path) -> No
         "00000000000000000005.damaged",
     ]
     spool.close()
+
+
+def test_an_entry_that_cannot_be_read_is_set_aside(tmp_path: Path) -> None:
+    """An OSError on read (here EISDIR; EACCES, EIO alike) sets it aside like a damaged one."""
+    spool = Spool(tmp_path / "spool")
+    unreadable = tmp_path / "spool" / "00000000000000000000.batch"
+    unreadable.mkdir()
+    good = spool.put(batch("a"))
+    assert spool.pending() == [unreadable, good]
+    assert spool.read(unreadable) is None
+    assert spool.pending() == [good]
+    assert (tmp_path / "spool" / "00000000000000000000.damaged").is_dir()
+    spool.close()
+
+
+def test_a_forked_child_does_not_keep_the_spool_locked(tmp_path: Path) -> None:
+    """Once the parent closes its spool, another may open it, however long the child lives."""
+    spool = Spool(tmp_path / "spool")
+    ready, child_ready = os.pipe()
+    go_on, child_waits = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: outlives the parent's spool, until told to leave
+        os.close(child_waits)
+        os.write(child_ready, b"r")  # its fork handlers have run
+        os.read(go_on, 1)
+        os._exit(0)
+    os.close(child_ready)
+    os.close(go_on)
+    try:
+        assert os.read(ready, 1) == b"r"
+        spool.close()
+        Spool(tmp_path / "spool").close()  # refused while the child held the lock
+    finally:
+        os.close(child_waits)  # the child's read returns: it leaves
+        os.close(ready)
+        os.waitpid(pid, 0)

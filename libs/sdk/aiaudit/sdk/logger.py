@@ -8,16 +8,19 @@ sender thread sends the buffered events in batches (``Append``, at most
 - **rejected**: refused for good, because the event itself is wrong
   (``INVALID_ARGUMENT`` naming it, or ``ALREADY_EXISTS``: its id is taken by
   different content). It is appended to ``<spool_dir>/rejected.jsonl`` with
-  the reason and passed to ``on_rejected``; the rest of its batch is sent again.
+  the reason (logged instead if that file cannot be written) and passed to
+  ``on_rejected``; the rest of its batch is sent again.
 
 Anything else (the service down or overloaded, a timeout, a credential not
 accepted yet) is transient: the batch goes to the disk spool (``Spool``),
 new batches follow it there while the service stays down, and the logger
-retries with exponential backoff, replaying the spool oldest first once a
-call succeeds. A batch too large for the service is split. Every resend
-carries the same event ids, so the service stores each event once and
-answers a resend with its original receipt. ``close`` spools what it could
-not send in time, and a logger opened later on the same ``spool_dir`` sends it.
+retries with exponential backoff (full jitter). Once a call succeeds it
+replays the spool oldest first, one spooled batch per round between batches
+of new events, which are sent at once rather than wait behind the backlog. A batch too
+large for the service is split. Every resend carries the same event ids, so
+the service stores each event once and answers a resend with its original
+receipt. ``close`` (also run at interpreter exit) spools what it could not
+send in time, and a logger opened later on the same ``spool_dir`` sends it.
 What is lost in a crash of the gateway is only what was still in memory:
 events logged since the last send or spool, at most ``batch_size`` plus
 what waits in the buffer.
@@ -25,14 +28,16 @@ what waits in the buffer.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import logging
 import os
-import queue
+import random
 import re
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
@@ -52,11 +57,16 @@ log = logging.getLogger(__name__)
 MAX_EVENT_BYTES = 4 * 1024 * 1024
 """The service's stated limit of one event: larger ones are refused, not retried."""
 _EVENT_INDEX = re.compile(r"^events\[(\d+)\]")
-_CLOSE = object()
+_CLOSE_GRACE = 2.0
+"""How long past its deadline ``close`` waits for what is in memory to be spooled."""
 
 
 class AuditLogger:
-    """Buffers events, sends them in batches, spools them while the service is down."""
+    """Buffers events, sends them in batches, spools them while the service is down.
+
+    Create it in the process that logs: a logger does not survive ``fork()``
+    (its sender thread stays in the parent), so ``log`` raises in a child.
+    """
 
     def __init__(
         self,
@@ -71,6 +81,7 @@ class AuditLogger:
         max_buffered: int = 10_000,
         call_timeout: float = 10.0,
         max_backoff: float = 5.0,
+        exit_timeout: float = 5.0,
         on_rejected: Callable[[event_pb2.Event, str], None] | None = None,
     ) -> None:
         """Starts the sender; batches spooled by an earlier logger on ``spool_dir`` go first.
@@ -80,6 +91,8 @@ class AuditLogger:
         ``linger``: how long a batch waits for more events before it is sent.
         ``max_buffered``: events held in memory; ``log`` blocks when they are
         all waiting (back-pressure, rather than losing any).
+        ``exit_timeout``: the ``close`` timeout run at interpreter exit if the
+        logger was not closed (events still in memory are spooled, not lost).
         """
         # gRPC's own reconnect backoff grows to 2 minutes: capped at ours, the first
         # retry after the service is back finds it connected.
@@ -95,38 +108,57 @@ class AuditLogger:
         self._rejected_file = spool_dir / "rejected.jsonl"
         self._batch = batch_size
         self._linger = linger
+        self._max_buffered = max_buffered
         self._call_timeout = call_timeout
         self._max_backoff = max_backoff
+        self._exit_timeout = exit_timeout
         self._on_rejected = on_rejected
-        self._queue: queue.Queue[object] = queue.Queue(max_buffered)
-        self._settled = threading.Condition()
+        self._pid = os.getpid()
+        # One lock guards the buffer and the counts below; each condition is one kind of wait.
+        self._lock = threading.Lock()
+        self._has_work = threading.Condition(self._lock)
+        """The sender waits: for events, for close."""
+        self._has_room = threading.Condition(self._lock)
+        """``log`` waits: for room in the buffer, for close (then it raises)."""
+        self._settled = threading.Condition(self._lock)
+        """``flush`` waits: the sender notifies after every round."""
+        self._buffer: deque[event_pb2.Event] = deque()
         self._in_hand = 0
         """Events logged and not yet acknowledged, rejected or spooled."""
+        self._closed = False
+        self._deadline = float("inf")
+        self._released = False
+        # The sender's own state.
         self._carry: list[event_pb2.Event] = []
-        """A batch the spool's disk refused: sent or spooled again first."""
+        """A batch the spool's disk refused: sent or spooled again first, at ``_carry_at``."""
+        self._carry_at = 0.0
         self._backoff = 0.0
         self._retry_at = 0.0
-        self._deadline = float("inf")
-        self._closed = False
-        self._closing = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="aiaudit-logger", daemon=True)
         self._thread.start()
+        atexit.register(self._at_exit)
 
     # ---- the caller's side ------------------------------------------------
 
     def log(self, event: event_pb2.Event) -> str:
         """Queues ``event`` (the logger's from now on); returns its id, assigned if it had none.
 
-        The id is the idempotency key every resend carries.
+        The id is the idempotency key every resend carries. Blocks while
+        ``max_buffered`` events wait; raises ``RuntimeError`` once closed (also
+        when close comes while it blocks) and in a process forked after the
+        logger was created, where nothing would ever send the event.
         """
+        self._check_process()
         if not event.event_id:
             event.event_id = str(uuid.uuid4())
-        with self._closing:  # never queued behind close's marker, where nothing reads
+        with self._lock:
+            while not self._closed and len(self._buffer) >= self._max_buffered:
+                self._has_room.wait()
             if self._closed:
                 raise RuntimeError("the audit logger is closed")
-            with self._settled:
-                self._in_hand += 1
-            self._queue.put(event)
+            self._buffer.append(event)
+            self._in_hand += 1
+            self._has_work.notify()
         return event.event_id
 
     def flush(self, timeout: float) -> bool:
@@ -134,75 +166,142 @@ class AuditLogger:
 
         Settled: acknowledged or rejected. False if some still wait after ``timeout`` seconds.
         """
+        self._check_process()
         deadline = time.monotonic() + timeout
-        with self._settled:
+        with self._lock:
             while self._in_hand or self._spool.pending():
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
-                self._settled.wait(left)  # the sender notifies after every batch it handles
+                self._settled.wait(left)
         return True
 
     def close(self, timeout: float = 10.0) -> None:
-        """Sends what it can within ``timeout``; the rest stays spooled for the next logger."""
-        with self._closing:
-            if self._closed:
+        """Sends what it can within ``timeout``; the rest stays spooled for the next logger.
+
+        Returns within ``timeout`` plus the time to spool what is still in
+        memory (at most ``_CLOSE_GRACE`` more). A ``log`` blocked on a full
+        buffer raises instead of holding close up. Does nothing in a forked child.
+        """
+        if os.getpid() != self._pid:
+            return  # the parent's logger: nothing of it runs here
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._deadline = time.monotonic() + timeout
+                self._has_work.notify_all()
+                self._has_room.notify_all()
+            deadline = self._deadline
+        self._thread.join(max(0.0, deadline - time.monotonic()) + _CLOSE_GRACE)
+        if self._thread.is_alive():
+            log.error("audit logger's sender did not finish by close; events in memory may be lost")
+            return
+        with self._lock:
+            if self._released:
                 return
-            self._closed = True
-        self._deadline = time.monotonic() + timeout
-        self._queue.put(_CLOSE)
-        self._thread.join()
+            self._released = True
+        atexit.unregister(self._at_exit)
         self._channel.close()
         self._spool.close()
+
+    def _at_exit(self) -> None:
+        """The interpreter exits without ``close``: spool (or send) what is still in memory."""
+        if os.getpid() == self._pid:
+            self.close(self._exit_timeout)
+
+    def _check_process(self) -> None:
+        if os.getpid() != self._pid:
+            raise RuntimeError(
+                f"this AuditLogger was created in process {self._pid}, before fork(): it sends "
+                "nothing from this one. Create a logger in each process after fork (e.g. in "
+                "gunicorn's post_fork hook), each with its own spool_dir"
+            )
 
     # ---- the sender thread ------------------------------------------------
 
     def _run(self) -> None:
-        closing = False
         while True:
-            events, closing = self._take(closing)
-            try:
-                if self._up() and self._spool.pending():
-                    self._replay()  # if the service fails again, the new batch is spooled below
-                if events:
-                    left = self._deliver(events) if self._up() else events
-                    if left:
-                        self._spool.put(pb.AppendRequest(events=left))
-                    self._let_go(len(events))
-            except Exception:  # the spool's disk refused (or worse): nothing is dropped
-                log.exception("audit events not sent nor spooled, %d kept to retry", len(events))
-                self._carry = events
-                self._retry_at = time.monotonic() + self._max_backoff
-            with self._settled:
+            backlog = bool(self._spool.pending())
+            events, closing = self._take(backlog)
+            if events:
+                self._settle(events)
+            if backlog and self._up():
+                try:
+                    self._replay_next()
+                except Exception:  # the spool's disk refused: try again later, without spinning
+                    log.exception("audit spool replay failed, retried in %.1f s", self._max_backoff)
+                    self._retry_at = time.monotonic() + self._max_backoff
+            with self._lock:
                 self._settled.notify_all()
-            if closing and self._late() and self._carry:
-                log.error("%d audit events neither sent nor spooled by close", len(self._carry))
-                return
-            done = not self._spool.pending() or self._late()
-            if closing and self._queue.empty() and not self._carry and done:
+            if closing and self._finished():
                 return
 
-    def _take(self, closing: bool) -> tuple[list[event_pb2.Event], bool]:
-        """The next batch: waits for a first event (or the next retry), then ``linger`` more."""
-        events, self._carry = self._carry, []
-        wait: float | None = None
-        if closing or events or self._spool.pending():
-            wait = max(0.0, min(self._retry_at - time.monotonic(), self._max_backoff))
-        end = float("inf")
-        while len(events) < self._batch:
-            try:
-                item = self._queue.get(timeout=wait)
-            except queue.Empty:
-                break
-            if item is _CLOSE:
-                closing = True
-                break
-            assert isinstance(item, event_pb2.Event)
-            events.append(item)
-            if end == float("inf"):
-                end = time.monotonic() + (0.0 if closing else self._linger)
-            wait = max(0.0, end - time.monotonic())
-        return events, closing
+    def _take(self, backlog: bool) -> tuple[list[event_pb2.Event], bool]:
+        """The next batch, and whether the logger closes; waits, never spins.
+
+        Ready: the carry once its retry is due; new events (then up to
+        ``linger`` for more, unless the backlog is being replayed or the
+        logger closes); a backlog once a retry is due; close.
+        """
+        with self._lock:
+            while True:
+                now = time.monotonic()
+                if self._carry:
+                    due = min(self._carry_at, self._deadline)
+                    ready = now >= due
+                else:
+                    due = min(self._retry_at, self._deadline) if backlog else self._deadline
+                    ready = bool(self._buffer) or now >= due or (self._closed and not backlog)
+                if ready:
+                    break
+                self._has_work.wait(None if due == float("inf") else due - now)
+            if self._carry:
+                events, self._carry = self._carry, []
+                return events, self._closed
+            # No lingering while the backlog is replayed: a round takes a call anyway.
+            replaying = backlog and time.monotonic() >= self._retry_at
+            end = time.monotonic() + self._linger
+            while self._buffer and len(self._buffer) < self._batch:
+                left = end - time.monotonic()
+                if self._closed or replaying or left <= 0:
+                    break
+                self._has_work.wait(left)
+            count = min(len(self._buffer), self._batch)
+            events = [self._buffer.popleft() for _ in range(count)]
+            if events:
+                self._has_room.notify_all()
+            return events, self._closed
+
+    def _settle(self, events: list[event_pb2.Event]) -> None:
+        """Sends the batch, or spools it while the service is down.
+
+        If the disk refuses, the batch is kept to try again after
+        ``max_backoff`` (``_carry``), sent if the service is back by then.
+        """
+        left = events
+        try:
+            if self._up():
+                left = self._deliver(events)
+            if left:
+                self._spool.put(pb.AppendRequest(events=left))
+                left = []
+        except Exception:
+            log.exception("audit events not sent nor spooled, %d kept to retry", len(left))
+            self._carry = left
+            self._carry_at = time.monotonic() + self._max_backoff
+        with self._lock:
+            self._in_hand -= len(events) - len(left)
+
+    def _finished(self) -> bool:
+        """Whether close's work is done: nothing in memory, the spool sent or the deadline past."""
+        with self._lock:
+            waiting = len(self._buffer)
+        if self._late() and self._carry:
+            log.error(
+                "%d audit events neither sent nor spooled by close", len(self._carry) + waiting
+            )
+            return True
+        return not waiting and not self._carry and (self._late() or not self._spool.pending())
 
     def _up(self) -> bool:
         """Whether to try the service now (not backing off, not past ``close``'s deadline)."""
@@ -211,21 +310,19 @@ class AuditLogger:
     def _late(self) -> bool:
         return time.monotonic() >= self._deadline
 
-    def _replay(self) -> None:
-        """Sends the spooled batches oldest first, until the service fails again."""
+    def _replay_next(self) -> None:
+        """Sends the oldest spooled batch: one per round, so new events never wait for them all."""
         for path in self._spool.pending():
             spooled = self._spool.read(path)
             if spooled is None:
-                log.error("audit spool file %s is damaged: set aside as .damaged", path)
-                continue
+                continue  # set aside (and logged) by the spool
             events = list(spooled.events)
             left = self._deliver(events)
             if left and len(left) < len(events):  # part settled: keep only the rest
                 self._spool.put(pb.AppendRequest(events=left))
             if len(left) < len(events):
                 self._spool.remove(path)
-            if left or not self._up():
-                return
+            return
 
     def _deliver(self, events: list[event_pb2.Event]) -> list[event_pb2.Event]:
         """Sends one batch; returns the events a transient failure left (refused ones set aside)."""
@@ -261,7 +358,8 @@ class AuditLogger:
         if not self._backoff:
             log.warning("audit service unavailable, spooling: %s %s", err.code(), err.details())
         self._backoff = min(max(self._backoff * 2, 0.1), self._max_backoff)
-        self._retry_at = time.monotonic() + self._backoff
+        # Full jitter: gateways cut off together do not all come back at the same instant.
+        self._retry_at = time.monotonic() + random.uniform(0, self._backoff)
 
     def _recovered(self) -> None:
         if self._backoff:
@@ -270,28 +368,42 @@ class AuditLogger:
         self._retry_at = 0.0
 
     def _reject(self, event: event_pb2.Event, why: str) -> None:
+        """Sets a refused event aside: in ``rejected.jsonl``, then ``on_rejected``.
+
+        If the file cannot be written (a full disk), the refusal is logged and
+        delivery goes on: holding the batch would hold every event behind it.
+        """
         line = {
             "event_id": event.event_id,
             "reason": why,
             "event": base64.b64encode(event.SerializeToString()).decode(),
         }
-        fd = os.open(self._rejected_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
-            write_all(fd, orjson.dumps(line) + b"\n")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        log.error("audit event %s refused for good: %s", event.event_id, why)
+            _append_line(self._rejected_file, orjson.dumps(line) + b"\n")
+        except OSError as err:
+            log.error(
+                "audit event %s refused for good: %s; not recorded in %s: %s",
+                event.event_id,
+                why,
+                self._rejected_file,
+                err,
+            )
+        else:
+            log.error("audit event %s refused for good: %s", event.event_id, why)
         if self._on_rejected is not None:
             try:
                 self._on_rejected(event, why)
             except Exception:
                 log.exception("on_rejected failed for audit event %s", event.event_id)
 
-    def _let_go(self, count: int) -> None:
-        """Events logged here are now acknowledged, rejected or spooled."""
-        with self._settled:
-            self._in_hand -= count
+
+def _append_line(path: Path, line: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        write_all(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 _PER_EVENT = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.ALREADY_EXISTS)

@@ -12,14 +12,20 @@ service answers with the original receipts (idempotent on event ids).
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
+import weakref
 from pathlib import Path
 
 from google.protobuf.message import DecodeError
 
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 
+log = logging.getLogger(__name__)
+
 _SUFFIX = ".batch"
+_OPEN: weakref.WeakSet[Spool] = weakref.WeakSet()
+"""Open spools, whose lock a forked child lets go of (``_after_fork``)."""
 
 
 class SpoolInUseError(RuntimeError):
@@ -46,6 +52,8 @@ class Spool:
                 f"spool directory {directory} is in use by another audit logger; "
                 "give each logger a directory of its own"
             ) from None
+        self._skipped: set[Path] = set()
+        _OPEN.add(self)
         for stale in directory.glob("*.tmp"):  # a write the crash interrupted: never renamed
             stale.unlink()
         names = [int(p.stem) for p in self.pending()]
@@ -63,6 +71,7 @@ class Spool:
             found = [p for p in self.directory.glob(f"*{_SUFFIX}") if p.stem.isdigit()]
         except OSError:
             return []
+        found = [p for p in found if p not in self._skipped]
         return sorted(found, key=lambda p: int(p.stem))
 
     def put(self, request: pb.AppendRequest) -> Path:
@@ -84,25 +93,54 @@ class Spool:
         return path
 
     def read(self, path: Path) -> pb.AppendRequest | None:
-        """A spooled batch as it was put; None (the file set aside) if it cannot be read.
+        """A spooled batch as it was put; None (the file set aside, logged) if it cannot be read.
 
-        A damaged file would otherwise hold every later batch behind it for good.
-        It is renamed ``*.damaged`` for someone to look at, never deleted.
+        A damaged or unreadable file would otherwise hold every later batch
+        behind it for good. It is renamed ``*.damaged`` for someone to look at,
+        never deleted; if even that fails, this spool skips it from now on.
         """
         try:
-            request = pb.AppendRequest.FromString(path.read_bytes())
-        except DecodeError:
-            request = None
+            request: pb.AppendRequest | None = pb.AppendRequest.FromString(path.read_bytes())
+            why = "holds no event"
+        except FileNotFoundError:
+            return None  # removed meanwhile: nothing to set aside
+        except (DecodeError, OSError) as err:
+            request, why = None, f"{type(err).__name__}: {err}"
         if request is not None and request.events:
             return request
-        path.rename(path.with_suffix(".damaged"))
-        _fsync_dir(self.directory)
+        self._set_aside(path, why)
         return None
+
+    def _set_aside(self, path: Path, why: str) -> None:
+        damaged = path.with_suffix(".damaged")
+        try:
+            path.rename(damaged)
+            _fsync_dir(self.directory)
+        except OSError as err:
+            self._skipped.add(path)
+            log.error("audit spool file %s unusable (%s), kept (%s): skipped", path, why, err)
+            return
+        log.error("audit spool file %s unusable (%s): set aside as %s", path, why, damaged.name)
 
     def remove(self, path: Path) -> None:
         """Forgets a batch the service acknowledged."""
         path.unlink(missing_ok=True)
         _fsync_dir(self.directory)
+
+
+def _after_fork() -> None:
+    """A forked child drops its copies of the locks (it must not use the parent's spools).
+
+    The lock stays the parent's: it is released when the parent closes its spool,
+    even while a child it forked lives on.
+    """
+    for spool in list(_OPEN):
+        if spool._lock >= 0:
+            os.close(spool._lock)
+            spool._lock = -1
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def _fsync_dir(directory: Path) -> None:
