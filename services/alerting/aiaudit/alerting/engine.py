@@ -173,6 +173,7 @@ class Engine:
         cached_logs: int = 64,
         window_save_events: int = 20_000,
         handover_seconds: float = 5.0,
+        pass_budget: float = 0.2,
     ) -> None:
         """An engine over the event store (reads) and the alert store (writes, same database).
 
@@ -196,6 +197,10 @@ class Engine:
         self.handover_seconds = handover_seconds
         self._elsewhere: dict[str, float] = {}
         """Logs another replica is processing (log id -> monotonic time to look again)."""
+        self.pass_budget = pass_budget
+        """Seconds a pass spends on logs more than a batch behind, after the live ones."""
+        self._last_behind = ""
+        """The backlogged log the last pass processed last: the next pass starts after it."""
 
     def close(self) -> None:
         """Stops the read-ahead thread."""
@@ -223,35 +228,52 @@ class Engine:
         return entries
 
     def run_once(self) -> int:
-        """Processes one batch of every log with a backlog; returns how many events.
+        """Processes one batch of every live log, then of backlogged ones; returns how many events.
 
-        Store errors propagate (every log would fail alike); any other error is
-        the log's own (a damaged row, an event the rules cannot evaluate) and
-        holds only that log.
+        Live logs (at most a batch behind: fresh traffic) come first, every pass.
+        Logs further behind follow in turn, from the one after where the last pass
+        stopped, until the pass has taken ``pass_budget`` seconds (at least one
+        batch): a tenant's backlog (a restart, a bulk import) delays another
+        tenant's fresh events by about one batch, not by a batch of every
+        backlogged log. Store errors propagate (every log would fail alike); any
+        other error is the log's own (a damaged row, an event the rules cannot
+        evaluate) and holds only that log.
         """
         with self.store.engine.connect() as conn:
             pending = cursors.backlog(conn, CONSUMER)
-        total = 0
+        live = [b for b in pending if b.size - b.position <= self.batch_size]
+        behind = sorted(
+            (b for b in pending if b.size - b.position > self.batch_size),
+            key=lambda b: (b.log_id <= self._last_behind, b.log_id),
+        )
         now = time.monotonic()
-        for b in pending:
-            if self._elsewhere.get(b.log_id, 0.0) > now:
-                continue
-            try:
-                outcome = self.process(b.log_id, b.position)
-            except sa.exc.SQLAlchemyError:
-                raise
-            except Exception as exc:
-                self._hold(
-                    b.log_id,
-                    exc.sequence if isinstance(exc, DamagedEventError) else b.position,
-                    exc,
-                )
-                continue
-            self.held.pop(b.log_id, None)
-            total += outcome.processed
-            if outcome.changed:
-                self.on_change(outcome.changed)
+        total = sum(self._one_batch(b, now) for b in live)
+        for i, b in enumerate(behind):
+            if i and time.monotonic() >= now + self.pass_budget:
+                break
+            self._last_behind = b.log_id
+            total += self._one_batch(b, now)
         return total
+
+    def _one_batch(self, b: cursors.Backlog, now: float) -> int:
+        """Processes a batch of one log; how many events (0: another replica has it, or held)."""
+        if self._elsewhere.get(b.log_id, 0.0) > now:
+            return 0
+        try:
+            outcome = self.process(b.log_id, b.position)
+        except sa.exc.SQLAlchemyError:
+            raise
+        except Exception as exc:
+            self._hold(
+                b.log_id,
+                exc.sequence if isinstance(exc, DamagedEventError) else b.position,
+                exc,
+            )
+            return 0
+        self.held.pop(b.log_id, None)
+        if outcome.changed:
+            self.on_change(outcome.changed)
+        return outcome.processed
 
     def _hold(self, log_id: str, sequence: int, exc: Exception) -> None:
         """Logs once per log and position that the log is held there."""
