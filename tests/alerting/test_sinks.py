@@ -24,6 +24,7 @@ from aiaudit.alerting.model import Alert
 from aiaudit.alerting.settings import AlertingSettings
 from aiaudit.alerting.sinks import (
     MAX_BACKOFF,
+    SYSLOG_TEXT_CHARS,
     Deliverer,
     DeliveryError,
     SinkConfig,
@@ -315,6 +316,23 @@ def test_no_control_or_line_break_survives_into_a_syslog_record(brk: str) -> Non
     escaped = FORGED.replace("|", "\\|") + "\\\\"  # pipes and the backslash escaped
     assert fields[5] == "by m" + " " * len(brk) + escaped
     assert fields[6] == "8"
+
+
+def test_a_syslog_record_stays_one_datagram_whatever_the_summary_holds() -> None:
+    """A summary renders event fields (attributes up to 4,096 characters each): records of
+    tens of KiB went over UDP, which collectors truncate or drop (and past 64 KiB the send
+    fails, so the alert was dead-lettered)."""
+    long = "x" * 4096
+    now = dt.datetime.now(dt.UTC)
+    alert = Alert(
+        "t" * 128, "a1", "r" * 128, "k" * 5000, "firing", 4, " ".join([long] * 8),
+        [f"e{i}" * 40 for i in range(10)], [], {}, 1, now, now,
+    )  # fmt: skip
+    message = syslog_message(alert_json(alert), hostname="h").decode()
+    assert len(message.encode()) < 8192
+    fields = _cef_fields(message)
+    assert fields[5] == long[: SYSLOG_TEXT_CHARS - 1] + "\u2026"
+    assert f"suser={'k' * (SYSLOG_TEXT_CHARS - 1)}\u2026 " in fields[7]
 
 
 def test_a_user_id_with_a_carriage_return_cannot_forge_a_cef_record(

@@ -257,9 +257,24 @@ def _sd(value: str) -> str:
     return _CONTROL.sub(" ", value.replace("\\", "\\\\").replace('"', '\\"').replace("]", "\\]"))
 
 
+SYSLOG_TEXT_CHARS = 512
+"""Characters a syslog record keeps of each free text (rule id, summary, dedup key, tenant):
+a summary renders event fields (attributes of up to 4,096 characters each), and one
+record must stay a UDP datagram collectors take (under 8 KiB here)."""
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= SYSLOG_TEXT_CHARS else text[: SYSLOG_TEXT_CHARS - 1] + "…"
+
+
 def syslog_message(payload: str, hostname: str | None = None) -> bytes:
-    """RFC 5424 message whose MSG is a CEF event (ArcSight Common Event Format 0)."""
+    """RFC 5424 message whose MSG is a CEF event (ArcSight Common Event Format 0).
+
+    Free texts are clipped to :data:`SYSLOG_TEXT_CHARS` (the webhook carries them whole).
+    """
     a = json.loads(payload)
+    for name in ("rule", "summary", "dedup_key", "tenant"):
+        a[name] = _clip(a[name])
     sev = {v: k for k, v in _SEVERITY_NAMES.items()}.get(a["severity"], 3)
     pri = _FACILITY_AUTHPRIV * 8 + _SYSLOG_SEVERITY[sev]
     host = re.sub("[^\x21-\x7e]", "_", (hostname or socket.gethostname() or "-")[:255])
