@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -275,5 +276,12 @@ def test_a_backlog_delays_fresh_events_of_other_logs_by_one_batch_not_by_all(
         while engine.run_once():  # and every backlog is worked off
             pass
         assert [_position(own_store, t) for t in ("a-behind", "c-behind")] == [35, 35]
+        # A log that yields nothing (held at a damaged event, or another replica's) does not
+        # use up the pass: the next backlogged log is processed in the same pass.
+        for backlogged in ("a-behind", "c-behind"):
+            append(own_store, [interaction(backlogged, text="hello") for _ in range(15)])
+        engine._elsewhere["a-behind"] = time.monotonic() + 60
+        assert engine.run_once() == 10
+        assert [_position(own_store, t) for t in ("a-behind", "c-behind")] == [35, 45]
     finally:
         engine.close()

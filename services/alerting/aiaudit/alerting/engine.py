@@ -232,9 +232,9 @@ class Engine:
 
         Live logs (at most a batch behind: fresh traffic) come first, every pass.
         Logs further behind follow in turn, from the one after where the last pass
-        stopped, until the pass has taken ``pass_budget`` seconds (at least one
-        batch): a tenant's backlog (a restart, a bulk import) delays another
-        tenant's fresh events by about one batch, not by a batch of every
+        stopped, until the pass has taken ``pass_budget`` seconds (and processed
+        at least one batch): a tenant's backlog (a restart, a bulk import) delays
+        another tenant's fresh events by about one batch, not by a batch of every
         backlogged log. Store errors propagate (every log would fail alike); any
         other error is the log's own (a damaged row, an event the rules cannot
         evaluate) and holds only that log.
@@ -248,11 +248,14 @@ class Engine:
         )
         now = time.monotonic()
         total = sum(self._one_batch(b, now) for b in live)
-        for i, b in enumerate(behind):
-            if i and time.monotonic() >= now + self.pass_budget:
+        worked = False  # a held log, or one another replica has, does not end the pass
+        for b in behind:
+            if worked and time.monotonic() >= now + self.pass_budget:
                 break
             self._last_behind = b.log_id
-            total += self._one_batch(b, now)
+            done = self._one_batch(b, now)
+            worked = worked or done > 0
+            total += done
         return total
 
     def _one_batch(self, b: cursors.Backlog, now: float) -> int:
