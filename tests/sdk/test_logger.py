@@ -357,3 +357,39 @@ sys.exit(0)
     kept = stored_ids(server.store_url, tenant)
     kept += [e for p in server.spool.glob("*.batch") for e in batch_ids(p)]
     assert sorted(kept) == sorted(f"exit-{i}" for i in range(2000))
+
+
+def test_close_spools_a_batch_whose_send_the_service_never_answers(
+    server: Server, tenant: str
+) -> None:
+    """A send started before ``close`` kept its own 10 s timeout, past close's deadline: close
+    gave up on the sender and, at interpreter exit, the batch and the buffer were lost."""
+    server.start()
+    logger = server.logger(call_timeout=30.0)
+    logger.log(interaction(tenant, text="warm-up"))
+    assert logger.flush(30)
+    assert server.proc is not None
+    os.kill(server.proc.pid, signal.SIGSTOP)  # connected, never answers
+    try:
+        ids = [logger.log(interaction(tenant, text=f"m{i}")) for i in range(50)]
+        wait_until(lambda: logger._call is not None)  # the send is in flight
+        start = time.monotonic()
+        logger.close(timeout=1.0)
+        assert time.monotonic() - start < 1.0 + 2.5  # the deadline, and spooling
+        assert spooled(server.spool) == 50
+    finally:
+        os.kill(server.proc.pid, signal.SIGCONT)
+    again = server.logger()
+    assert again.flush(30)
+    stored = stored_ids(server.store_url, tenant)
+    assert sorted(stored[1:]) == sorted(ids) and len(stored) == 51
+
+
+def test_a_logger_that_fails_to_start_leaves_its_spool_directory_free(
+    server: Server, tmp_path: Path
+) -> None:
+    """The spool's lock was taken before the channel: a missing CA file left the directory
+    locked, and the corrected logger was refused (SpoolInUseError) until a restart."""
+    with pytest.raises(FileNotFoundError):
+        AuditLogger(f"127.0.0.1:{server.port}", server.spool, ca_file=tmp_path / "missing.pem")
+    server.logger().close(timeout=1)  # the same directory, opened at once

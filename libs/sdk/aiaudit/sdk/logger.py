@@ -103,7 +103,11 @@ class AuditLogger:
             ("grpc.max_reconnect_backoff_ms", backoff_ms),
         ]
         self._spool = Spool(spool_dir)  # first: refused if another logger holds the directory
-        self._channel = client.channel(address, api_key, ca_file, options, client_cert)
+        try:
+            self._channel = client.channel(address, api_key, ca_file, options, client_cert)
+        except BaseException:  # a bad ca_file, say: the directory is not left locked
+            self._spool.close()
+            raise
         self._stub = pb_grpc.IngestServiceStub(self._channel)  # type: ignore[no-untyped-call]
         self._rejected_file = spool_dir / "rejected.jsonl"
         self._batch = batch_size
@@ -132,6 +136,8 @@ class AuditLogger:
         self._carry: list[event_pb2.Event] = []
         """A batch the spool's disk refused: sent or spooled again first, at ``_carry_at``."""
         self._carry_at = 0.0
+        self._call: grpc.Future[pb.AppendResponse] | None = None
+        """The ``Append`` in flight, which ``close`` cancels at its deadline (then spooled)."""
         self._backoff = 0.0
         self._retry_at = 0.0
         self._thread = threading.Thread(target=self._run, name="aiaudit-logger", daemon=True)
@@ -192,7 +198,12 @@ class AuditLogger:
                 self._has_work.notify_all()
                 self._has_room.notify_all()
             deadline = self._deadline
-        self._thread.join(max(0.0, deadline - time.monotonic()) + _CLOSE_GRACE)
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            call = self._call
+        if call is not None:  # a send started before close keeps its own timeout: cut it short
+            call.cancel()
+        self._thread.join(_CLOSE_GRACE)
         if self._thread.is_alive():
             log.error("audit logger's sender did not finish by close; events in memory may be lost")
             return
@@ -327,10 +338,18 @@ class AuditLogger:
     def _deliver(self, events: list[event_pb2.Event]) -> list[event_pb2.Event]:
         """Sends one batch; returns the events a transient failure left (refused ones set aside)."""
         timeout = min(self._call_timeout, max(0.1, self._deadline - time.monotonic()))
+        call = self._stub.Append.future(pb.AppendRequest(events=events), timeout=timeout)
+        with self._lock:
+            self._call = call
         try:
-            self._stub.Append(pb.AppendRequest(events=events), timeout=timeout)
+            call.result()
+        except grpc.FutureCancelledError:  # close's deadline came: the batch is spooled instead
+            return events
         except grpc.RpcError as err:
             return self._failed(events, err)
+        finally:
+            with self._lock:
+                self._call = None
         self._recovered()
         return []
 
