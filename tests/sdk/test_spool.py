@@ -84,11 +84,24 @@ def test_a_damaged_batch_is_set_aside_not_replayed_forever(tmp_path: Path) -> No
     assert spool.pending() == [damaged, good, empty]
     assert spool.read(damaged) is None and spool.read(empty) is None
     assert spool.pending() == [good]
-    assert sorted(p.name for p in (tmp_path / "spool").glob("*.damaged")) == [
-        "00000000000000000000.damaged",
-        "00000000000000000005.damaged",
+    assert sorted(p.name[:20] for p in (tmp_path / "spool").glob("*.damaged")) == [
+        "00000000000000000000",
+        "00000000000000000005",
     ]
     spool.close()
+
+
+def test_a_file_set_aside_never_replaces_an_earlier_one(tmp_path: Path) -> None:
+    """Numbers restart when the spool empties: the second damaged ``...01.batch`` was renamed
+    over the first one's ``.damaged`` (which may hold valid events, set aside for an EIO)."""
+    directory = tmp_path / "spool"
+    for run in (b"first", b"second"):
+        spool = Spool(directory)
+        (directory / "00000000000000000001.batch").write_bytes(b"\xff" + run)
+        assert spool.read(directory / "00000000000000000001.batch") is None
+        spool.close()
+    kept = sorted(p.read_bytes() for p in directory.glob("*.damaged"))
+    assert kept == [b"\xfffirst", b"\xffsecond"]
 
 
 def test_an_entry_that_cannot_be_read_is_set_aside(tmp_path: Path) -> None:
@@ -100,7 +113,8 @@ def test_an_entry_that_cannot_be_read_is_set_aside(tmp_path: Path) -> None:
     assert spool.pending() == [unreadable, good]
     assert spool.read(unreadable) is None
     assert spool.pending() == [good]
-    assert (tmp_path / "spool" / "00000000000000000000.damaged").is_dir()
+    (aside,) = (tmp_path / "spool").glob("00000000000000000000-*.damaged")
+    assert aside.is_dir()
     spool.close()
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import uuid
 import weakref
 from pathlib import Path
 
@@ -112,7 +113,8 @@ class Spool:
         return None
 
     def _set_aside(self, path: Path, why: str) -> None:
-        damaged = path.with_suffix(".damaged")
+        # Numbers restart when the spool empties: a name of its own, never over an earlier one.
+        damaged = path.with_name(f"{path.stem}-{uuid.uuid4().hex[:12]}.damaged")
         try:
             path.rename(damaged)
             _fsync_dir(self.directory)
