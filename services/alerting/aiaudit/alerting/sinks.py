@@ -419,9 +419,18 @@ class Deliverer(Worker):
                 self._attempt(row.tenant, row.alert_id, row.sink, row.attempts, lease, payload)
         return len(due)
 
-    def _where(self, tenant: str, alert_id: str, sink: str) -> sa.ColumnElement[bool]:
+    def _pending(
+        self, tenant: str, alert_id: str, sink: str, attempts: int
+    ) -> sa.ColumnElement[bool]:
+        """The row, still pending after ``attempts`` attempts (no one else moved it on)."""
         d = deliveries
-        return sa.and_(d.c.tenant == tenant, d.c.alert_id == alert_id, d.c.sink == sink)
+        return sa.and_(
+            d.c.tenant == tenant,
+            d.c.alert_id == alert_id,
+            d.c.sink == sink,
+            d.c.status == "pending",
+            d.c.attempts == attempts,
+        )
 
     def _claim(
         self, tenant: str, alert_id: str, sink: str, attempts: int
@@ -439,9 +448,7 @@ class Deliverer(Worker):
             payload = conn.execute(
                 sa.update(deliveries)
                 .where(
-                    self._where(tenant, alert_id, sink),
-                    deliveries.c.status == "pending",
-                    deliveries.c.attempts == attempts,
+                    self._pending(tenant, alert_id, sink, attempts),
                     deliveries.c.next_attempt_time <= now,
                 )
                 .values(next_attempt_time=lease)
@@ -482,9 +489,7 @@ class Deliverer(Worker):
             held = conn.execute(
                 sa.update(deliveries)
                 .where(
-                    self._where(tenant, alert_id, sink),
-                    deliveries.c.status == "pending",
-                    deliveries.c.attempts == attempts,
+                    self._pending(tenant, alert_id, sink, attempts),
                     deliveries.c.next_attempt_time == lease,
                 )
                 .values(**values)
