@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from aiaudit.common.erasure import erase
 from aiaudit.common.v1 import event_pb2 as ev
+from aiaudit.search import stored_document
+from aiaudit.search.component import Search
 from tests.helpers import interaction, wait_until
 from tests.search.conftest import SearchSuite
 
@@ -43,3 +45,28 @@ def test_erased_text_is_never_highlighted_while_the_index_lags(
     (lagging,) = search_suite.find(tenant, 'event_id = "m-1"', query="hiv").results
     assert not lagging.event.input.messages[0].parts[0].text
     assert not lagging.highlights
+
+
+def test_a_late_write_of_the_text_never_undoes_an_erasure(
+    search_suite: SearchSuite, tenant: str
+) -> None:
+    """A deposed indexer's bulk landing after the new leader indexed the erasure record (or
+    any write retried late) carries the event with its text, at the event's own revision;
+    the content-free document, at the record's later revision, stays."""
+    search_suite.append([interaction(tenant, "m-1", text="the mango secret", user="alice")])
+    search_suite.wait_indexed(tenant, 1)
+    store = search_suite.suite.store
+    (before,) = store.read_event_ids(tenant, ["m-1"])
+    late = stored_document.from_stored(before)
+    assert late.texts and late.revision == before.sequence
+    component = search_suite.suite.components["search"]
+    assert isinstance(component, Search)
+    erase(store, tenant, "request #11", "dpo", event_ids=["m-1"])
+    assert component.indexer.wait_indexed(tenant, store.log_sizes()[tenant], timeout=30)
+    wait_until(lambda: search_suite.all_ids(tenant, query="mango") == [])
+
+    component.backend.write(tenant, [late], 0)  # refused as older, not an error
+    component.backend.make_visible()
+    assert search_suite.all_ids(tenant, query="mango") == []
+    (still,) = search_suite.find(tenant, 'event_id = "m-1"').results
+    assert not still.event.input.messages[0].parts[0].text

@@ -43,6 +43,14 @@ class Document:
     entries: list[Entry] = field(default_factory=list)
     texts: dict[str, str] = field(default_factory=dict)
     """``input.text`` / ``output.text`` / ``tool_call.text`` -> content."""
+    revision: int = -1
+    """The log sequence this document reflects: the event's own, or that of the last
+    erasure record emptying it. A shared index keeps the highest it was sent (a late
+    bulk from a deposed indexer never puts erased text back). -1: ``sequence``."""
+
+    def __post_init__(self) -> None:
+        if self.revision < 0:
+            self.revision = self.sequence
 
     @property
     def doc_id(self) -> str:

@@ -338,9 +338,14 @@ class Indexer:
 
         Their document ids are their event ids, so the new documents replace the
         old ones, text and highlights included, in the same bulk as the record.
+        Each is at the revision of the last record naming it, above any document
+        of the event with its text.
         """
-        named: dict[str, None] = {}
+        named: dict[str, int] = {}
         for entry in entries:
-            named.update(dict.fromkeys(erasure.erased_ids(entry.canonical)))
+            named.update(dict.fromkeys(erasure.erased_ids(entry.canonical), entry.sequence))
         found = self._store.read_event_ids(log_id, list(named))
-        return [stored_document.from_stored(f) for f in found]
+        docs = [stored_document.from_stored(f) for f in found]
+        for doc in docs:
+            doc.revision = named[doc.event_id]
+        return docs

@@ -121,14 +121,35 @@ def body(doc: Document) -> dict[str, Any]:
     return source
 
 
+def _action(index: str, doc: Document) -> dict[str, object]:
+    """Where a document goes, at its revision as an external version.
+
+    OpenSearch then refuses (409) a write older than what the document holds:
+    a deposed indexer's late bulk, or one retried after it landed, cannot
+    replace the content-free document an erasure record wrote.
+    """
+    return {
+        "_index": index,
+        "_id": doc.doc_id,
+        "routing": doc.tenant_id,
+        "version": doc.revision,
+        "version_type": "external",
+    }
+
+
 def bulk_lines(index: str, doc: Document) -> bytes:
     """One document's two lines of a bulk request (action and source), as sent."""
-    action = {"index": {"_index": index, "_id": doc.doc_id, "routing": doc.tenant_id}}
+    action = {"index": _action(index, doc)}
     return b"%b\n%b\n" % (orjson.dumps(action), orjson.dumps(body(doc)))
 
 
 def delete_line(index: str, doc: Document) -> bytes:
-    """The bulk line deleting a document."""
+    """The bulk line deleting a document.
+
+    Unversioned: a versioned delete keeps a tombstone, and creates the index to
+    hold it, so it would bring back a month a sweep dropped. Nothing past
+    retention is indexed again (a deposed indexer filters its batch as well).
+    """
     action = {"delete": {"_index": index, "_id": doc.doc_id, "routing": doc.tenant_id}}
     return b"%b\n" % orjson.dumps(action)
 
@@ -264,6 +285,8 @@ class OpenSearchBackend:
                     retry.append(lines)
                 elif kind == "delete" and status == 404:
                     continue  # not there (or its month is gone): deleted enough
+                elif status == 409:
+                    continue  # the document holds this revision or a later one already
                 elif not 200 <= status < 300:
                     refused.append(outcome)
             if refused:

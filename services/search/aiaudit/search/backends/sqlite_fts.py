@@ -34,7 +34,7 @@ from aiaudit.search.catalogue import Kind
 from aiaudit.search.document import Document
 from aiaudit.search.language import Node
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SQL_TYPES = {
     Kind.KEYWORD: "TEXT",
     Kind.ENUM: "TEXT",
@@ -51,7 +51,7 @@ def _schema() -> list[str]:
     columns = ", ".join(f"{f.column} {_SQL_TYPES[f.kind]}" for f in catalogue.SCALARS)
     return [
         f"CREATE TABLE docs (id INTEGER PRIMARY KEY, tenant_id TEXT NOT NULL, {columns}, "
-        "UNIQUE (tenant_id, event_id))",
+        "revision INTEGER NOT NULL, UNIQUE (tenant_id, event_id))",
         "CREATE INDEX docs_sequence ON docs (tenant_id, sequence)",
         "CREATE INDEX docs_time ON docs (tenant_id, occurred_time, sequence)",
         "CREATE INDEX docs_user ON docs (tenant_id, actor__user_id, occurred_time)",
@@ -136,18 +136,23 @@ class SqliteFtsBackend:
     ) -> None:
         """Replaces each document (by tenant and event id), removes ``gone``, moves the position.
 
-        One transaction.
+        One transaction. As on OpenSearch, a document holding the same or a later
+        revision stays.
         """
-        marks = ", ".join("?" for _ in range(len(_SCALAR_COLUMNS) + 1))
-        insert_doc = f"INSERT INTO docs (tenant_id, {', '.join(_SCALAR_COLUMNS)}) VALUES ({marks})"
+        marks = ", ".join("?" for _ in range(len(_SCALAR_COLUMNS) + 2))
+        insert_doc = (
+            f"INSERT INTO docs (tenant_id, {', '.join(_SCALAR_COLUMNS)}, revision) "
+            f"VALUES ({marks})"
+        )
         insert_text = f"INSERT INTO texts (rowid, {', '.join(_TEXT_COLUMNS)}) VALUES (?, ?, ?, ?)"
         with self._write_lock, self._transaction() as conn:
             for doc in gone:
                 _delete(conn, doc)
             for doc in docs:
-                _delete(conn, doc)
+                if not _delete(conn, doc):
+                    continue
                 values = [doc.scalars.get(f.name) for f in catalogue.SCALARS]
-                rowid = conn.execute(insert_doc, (doc.tenant_id, *values)).lastrowid
+                rowid = conn.execute(insert_doc, (doc.tenant_id, *values, doc.revision)).lastrowid
                 conn.executemany(
                     "INSERT INTO entries (doc, field, str, num) VALUES (?, ?, ?, ?)",
                     [(rowid, e.field, e.str_value, e.num_value) for e in doc.entries],
@@ -351,11 +356,19 @@ def _marked(fragment: str) -> str:
     return escaped.replace("\x01", "<em>").replace("\x02", "</em>")
 
 
-def _delete(conn: sqlite3.Connection, doc: Document) -> None:
-    """Removes a document (by tenant and event id) if it is there."""
+def _delete(conn: sqlite3.Connection, doc: Document) -> bool:
+    """Removes the stored document of ``doc``'s event, unless at ``doc``'s revision or later.
+
+    Returns whether the event has no document now.
+    """
     old = conn.execute(
-        "SELECT id FROM docs WHERE tenant_id = ? AND event_id = ?", (doc.tenant_id, doc.event_id)
+        "SELECT id, revision FROM docs WHERE tenant_id = ? AND event_id = ?",
+        (doc.tenant_id, doc.event_id),
     ).fetchone()
-    if old is not None:
-        for table, key in (("entries", "doc"), ("texts", "rowid"), ("docs", "id")):
-            conn.execute(f"DELETE FROM {table} WHERE {key} = ?", (old[0],))
+    if old is None:
+        return True
+    if old[1] >= doc.revision:
+        return False
+    for table, key in (("entries", "doc"), ("texts", "rowid"), ("docs", "id")):
+        conn.execute(f"DELETE FROM {table} WHERE {key} = ?", (old[0],))
+    return True
