@@ -7,7 +7,13 @@ import time
 import pytest
 
 from aiaudit.alerting.evaluate import Evaluator, WindowState
-from aiaudit.alerting.rules import RuleSyntaxError, compile_file, compile_rule
+from aiaudit.alerting.rules import (
+    MAX_CONDITIONS,
+    RuleSyntaxError,
+    compile_file,
+    compile_rule,
+    text_scans,
+)
 from aiaudit.common.v1 import event_pb2 as ev
 from tests.helpers import interaction
 
@@ -227,3 +233,34 @@ def test_small_anchors_and_aliases_still_work() -> None:
         "when: {any: [{field: actor.user_id, in: &u [a, b]}, {field: actor.application, in: *u}]}\n"
     )
     assert rule.labels == {"team": "red"}
+
+
+def _many(count: int, op: str = "equals") -> str:
+    items = ", ".join(f"{{field: actor.user_id, {op}: u{i}}}" for i in range(count))
+    return f"id: many\nseverity: low\nwhen: {{any: [{items}]}}\n"
+
+
+def test_a_rule_tests_at_most_max_conditions() -> None:
+    """Every rule is tested on every event of its tenant: one rule of thousands of
+    conditions (the 10,000 values a source may hold) would slow every tenant's alerts."""
+    assert len(errors(_many(MAX_CONDITIONS + 1))) == 1
+    assert errors(_many(MAX_CONDITIONS + 1)) == [
+        f"line 3, when: {MAX_CONDITIONS + 1} conditions; the limit is {MAX_CONDITIONS} "
+        "(split the rule)"
+    ]
+    forty = "{any: [" + ", ".join(["{detector: pii}"] * 40) + "]}"
+    nested = f"id: n\nseverity: low\nwhen: {{not: {{all: [{forty}, {forty}]}}}}\n"
+    assert "80 conditions" in errors(nested)[0]  # counted through every combinator
+    assert compile_rule(_many(MAX_CONDITIONS)).id == "many"
+    # A rule stored before the limit still loads: the tenant's alerting goes on.
+    assert compile_rule(_many(MAX_CONDITIONS + 1), stored=True).id == "many"
+
+
+def test_text_scans_count_contains_and_regex_only() -> None:
+    rule = compile_rule(
+        "id: s\nseverity: low\nwhen: {all: [{field: input.messages.parts.text, contains: a},"
+        " {not: {field: output.messages.parts.text, regex: 'b+'}},"
+        " {field: actor.user_id, equals: u}, {detector: pii}]}\n"
+    )
+    assert text_scans(rule) == 2
+    assert text_scans(compile_rule(_many(5, "contains"))) == 5

@@ -197,3 +197,68 @@ def test_list_alerts_pagination_and_test_rule(alerting_server: Server, tenant: s
             )
         )
     assert violations(info.value)[0][0] == "source"
+
+
+def _reason(exc: grpc.RpcError) -> tuple[str, dict[str, str]]:
+    st = rpc_status.from_call(exc)  # type: ignore[arg-type]
+    assert st is not None
+    for d in st.details:
+        info = error_details_pb2.ErrorInfo()
+        if d.Unpack(info):
+            return info.reason, dict(info.metadata)
+    raise AssertionError("no ErrorInfo")
+
+
+def test_a_tenant_s_rules_stay_within_its_quotas(
+    alerting_server: Server, tenant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the rule count or the contains/regex budget a new or changed rule is refused
+    with RESOURCE_EXHAUSTED and nothing is written; replacing a rule counts it once.
+    (The limits are lowered here: the real ones, 200 rules and 128 scans, work alike.)"""
+    from aiaudit.alerting import service
+
+    monkeypatch.setattr(service, "MAX_RULES", 3)
+    monkeypatch.setattr(service, "MAX_TEXT_SCANS", 4)
+    channel, _, _ = alerting_server
+    stub = pb_grpc.AlertingServiceStub(channel)  # type: ignore[no-untyped-call]
+    parent = f"tenants/{tenant}"
+
+    def source(rule_id: str, scans: int) -> str:
+        tests = [f"{{field: input.messages.parts.text, contains: w{i}}}" for i in range(scans)]
+        tests.append("{field: usage.output_tokens, gt: 1}")
+        return f"id: {rule_id}\nseverity: low\nwhen: {{any: [{', '.join(tests)}]}}\n"
+
+    def create(rule_id: str, scans: int) -> pb.Rule:
+        request = pb.CreateRuleRequest(parent=parent, rule=pb.Rule(source=source(rule_id, scans)))
+        return stub.CreateRule(request).rule
+
+    def own() -> list[str]:
+        listed = stub.ListRules(pb.ListRulesRequest(parent=parent, page_size=1000)).rules
+        return sorted(n for r in listed if (n := r.name.rsplit("/", 1)[1]) in "abcd")
+
+    create("a", 3)
+    with pytest.raises(grpc.RpcError) as info:
+        create("b", 2)  # 3 + 2 contains conditions: over 4
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert _reason(info.value) == ("TEXT_SCANS_PER_TENANT", {"limit": "4"})
+    assert "5 contains/regex conditions" in (info.value.details() or "")
+    created = create("b", 1)
+    # Replacing "a" counts its new source, not the old one beside it: 4 + 1 is over.
+    update = pb.UpdateRuleRequest(
+        rule=pb.Rule(name=f"{parent}/rules/a", source=source("a", 4)),
+        update_mask=field_mask_pb2.FieldMask(paths=["source"]),
+    )
+    with pytest.raises(grpc.RpcError) as info:
+        stub.UpdateRule(update)
+    assert _reason(info.value)[0] == "TEXT_SCANS_PER_TENANT"
+    update.rule.source = source("a", 2)  # 2 + 1: within
+    assert stub.UpdateRule(update).rule.source == source("a", 2)
+
+    create("c", 0)
+    with pytest.raises(grpc.RpcError) as info:
+        create("d", 0)
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert _reason(info.value) == ("RULES_PER_TENANT", {"limit": "3"})
+    assert own() == ["a", "b", "c"]  # nothing written
+    stub.DeleteRule(pb.DeleteRuleRequest(name=created.name))
+    assert create("d", 0).name == f"{parent}/rules/d"

@@ -25,6 +25,7 @@ from aiaudit.alerting.service import (
     DeniedError,
     InvalidError,
     NotFoundError,
+    QuotaError,
     parse_name,
     parse_parent,
 )
@@ -59,6 +60,11 @@ def _guard(context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
                 permission=exc.permission, tenant=exc.tenant,
             ),
         )  # fmt: skip
+    except QuotaError as exc:
+        status.abort(
+            context,
+            status.error(code_pb2.RESOURCE_EXHAUSTED, str(exc), exc.reason, limit=str(exc.limit)),
+        )
     except ConflictError as exc:
         code = {
             "RULE_EXISTS": code_pb2.ALREADY_EXISTS,

@@ -62,6 +62,14 @@ _FIELD_OPS = (
 _COMPARE = ("gt", "gte", "lt", "lte")
 AGGREGATES = ("count", "rate", "sum", "avg", "min", "max", "percentile")
 MAX_REGEX = 1000
+MAX_CONDITIONS = 64
+"""Field and detector conditions in one rule's ``when``: every rule of a tenant is tested
+on every event of the tenant, so its cost is bounded here and by the tenant's quotas."""
+MAX_RULES = 200
+"""Rules a tenant may hold besides the built-in pack."""
+MAX_TEXT_SCANS = 128
+"""``contains`` and ``regex`` conditions in all of a tenant's own rules: each reads the
+text of every event (up to the whole event size), the costly kind of condition."""
 _TEMPLATE = re.compile(r"\{([^{}]*)\}")
 
 
@@ -252,6 +260,24 @@ class Not(Condition):
     def plan(self) -> Plan:
         """``("not", item)``."""
         return ("not", self.item.plan())
+
+
+def leaves(condition: Condition) -> list[Condition]:
+    """The field and detector conditions under ``condition``."""
+    if isinstance(condition, AllOf | AnyOf):
+        return [leaf for item in condition.items for leaf in leaves(item)]
+    if isinstance(condition, Not):
+        return leaves(condition.item)
+    return [] if isinstance(condition, Always) else [condition]
+
+
+def text_scans(rule: Rule) -> int:
+    """How many of the rule's conditions read text (``contains``, ``regex``)."""
+    return sum(
+        1
+        for c in leaves(rule.when)
+        if isinstance(c, FieldCondition) and c.op in ("contains", "regex")
+    )
 
 
 class Always(Condition):
@@ -653,6 +679,13 @@ def _compile_one(node: _Node, source: str, c: _Compiler, where: str = "") -> Rul
     when: Condition | None = Always()
     if "when" in m:
         when = c.condition(m["when"], _join(where, "when"), uses)
+        tested = len(leaves(when)) if when is not None else 0
+        if tested > MAX_CONDITIONS and not c.stored:
+            c.err(
+                m["when"],
+                _join(where, "when"),
+                f"{tested} conditions; the limit is {MAX_CONDITIONS} (split the rule)",
+            )
     window = c.window(m["window"], _join(where, "window")) if "window" in m else None
     personal = next((g.path for g in window.group_by if g.personal), "") if window else ""
     summary = rule_id or ""

@@ -21,7 +21,15 @@ from aiaudit.alerting.engine import alert_id
 from aiaudit.alerting.evaluate import Evaluator, WindowState
 from aiaudit.alerting.model import ACKNOWLEDGED, FIRING, OPEN_STATES, RESOLVED, Alert, StoredRule
 from aiaudit.alerting.rulebook import RuleBook
-from aiaudit.alerting.rules import SEVERITIES, Rule, RuleSyntaxError, compile_rule
+from aiaudit.alerting.rules import (
+    MAX_RULES,
+    MAX_TEXT_SCANS,
+    SEVERITIES,
+    Rule,
+    RuleSyntaxError,
+    compile_rule,
+    text_scans,
+)
 from aiaudit.alerting.store import AlertStore
 from aiaudit.alerting.tables import alerts as alerts_t
 from aiaudit.common import tenants
@@ -60,6 +68,16 @@ def _anyone(_rule: Rule) -> None:
 
 class NotFoundError(LookupError):
     """No such rule or alert."""
+
+
+class QuotaError(Exception):
+    """A tenant's quota would be exceeded (``reason``: which one; ``limit``: its value)."""
+
+    def __init__(self, message: str, reason: str, limit: int) -> None:
+        """``reason`` and ``limit`` go into ErrorInfo."""
+        super().__init__(message)
+        self.reason = reason
+        self.limit = limit
 
 
 class ConflictError(Exception):
@@ -277,6 +295,29 @@ class AlertingService:
     def _find(self, conn: sa.Connection, tenant: str, rule_id: str) -> StoredRule | None:
         return next((r for r in self.book.stored(conn, tenant) if r.rule_id == rule_id), None)
 
+    def _within_quota(self, conn: sa.Connection, tenant: str, rule: Rule) -> None:
+        """Refuses ``rule`` (new, or replacing its namesake) past the tenant's quotas.
+
+        The engine tests every rule of a tenant on each of its events, one pass
+        for all tenants: without a bound one tenant's rules could slow every
+        tenant's alerts. Built-in rules are not counted.
+        """
+        own = [r for r in self.book.stored(conn, tenant) if not r.builtin and r.rule_id != rule.id]
+        if len(own) >= MAX_RULES:
+            raise QuotaError(
+                f"tenant {tenant!r} has {len(own)} rules, its limit ({MAX_RULES}): delete one",
+                "RULES_PER_TENANT",
+                MAX_RULES,
+            )
+        scans = text_scans(rule) + sum(text_scans(compile_rule(r.source, stored=True)) for r in own)
+        if scans > MAX_TEXT_SCANS:
+            raise QuotaError(
+                f"tenant {tenant!r}'s rules would hold {scans} contains/regex conditions, "
+                f"over its limit ({MAX_TEXT_SCANS})",
+                "TEXT_SCANS_PER_TENANT",
+                MAX_TEXT_SCANS,
+            )
+
     def create_rule(
         self,
         principal: str,
@@ -304,6 +345,7 @@ class AlertingService:
             self.store.lock_head(conn, tenant)  # as updates: neither writes over the other
             if self._find(conn, tenant, compiled.id) is not None:
                 raise ConflictError(f"rule {compiled.id!r} exists", "RULE_EXISTS")
+            self._within_quota(conn, tenant, compiled)
             self._audit_change(conn, principal, tenant, "create", compiled.id, source, enabled)
             self.store.put_rule(conn, stored)
         return stored
@@ -366,6 +408,8 @@ class AlertingService:
                 raise ConflictError(f"rule {name} changed since read (etag)", "ETAG_MISMATCH")
             new_source = source if source is not None else current.source
             new_enabled = enabled if enabled is not None else current.enabled
+            if source is not None and not current.builtin:
+                self._within_quota(conn, tenant, compile_rule(source))
             stored = StoredRule(
                 tenant,
                 rule_id,
