@@ -47,7 +47,7 @@ from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.ingest.v1 import ingest_service_pb2 as ingest_pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as ingest_grpc
 from aiaudit.search import document, language, translate_dsl
-from aiaudit.search.backends.opensearch import OpenSearchBackend, body
+from aiaudit.search.backends.opensearch import VERSION_BASE, OpenSearchBackend, body
 from aiaudit.search.settings import SearchSettings
 from aiaudit.search.v1 import search_service_pb2 as pb
 from aiaudit.search.v1 import search_service_pb2_grpc as pb_grpc
@@ -153,7 +153,7 @@ def run(
         store.append_group([[prepare(e, now) for e in batch]])
     print(f"loaded {n} events into the store in {time.perf_counter() - t0:.1f}s")
 
-    # Baseline: raw bulk of the same documents, same template, same ids; documents
+    # Baseline: raw bulk of the same documents, same template, ids and versions; documents
     # are built from the store beforehand, chunk by chunk, and only the bulk is timed.
     raw = OpenSearchBackend(direct, store.engine, raw_prefix(prefix), "1s")
     raw.ensure_template()
@@ -164,7 +164,14 @@ def run(
             for s in store.read_log(TENANT, start_at, 20_000)
         ]
         actions = [
-            {"_index": raw.index_name(d), "_id": d.doc_id, "_routing": TENANT, "_source": body(d)}
+            {
+                "_index": raw.index_name(d),
+                "_id": d.doc_id,
+                "_routing": TENANT,
+                "version": VERSION_BASE + d.revision,  # as the indexer sends them
+                "version_type": "external",
+                "_source": body(d),
+            }
             for d in docs
         ]
         t0 = time.perf_counter()

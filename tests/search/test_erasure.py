@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+from opensearchpy import OpenSearch
+
 from aiaudit.common.erasure import erase
 from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.search import stored_document
+from aiaudit.search.backends.opensearch import body
 from aiaudit.search.component import Search
 from tests.helpers import interaction, wait_until
-from tests.search.conftest import SearchSuite
+from tests.search.conftest import SearchSuite, backend_settings, start_suite
 
 
 def test_erased_content_is_no_longer_searchable(search_suite: SearchSuite, tenant: str) -> None:
@@ -70,3 +76,39 @@ def test_a_late_write_of_the_text_never_undoes_an_erasure(
     assert search_suite.all_ids(tenant, query="mango") == []
     (still,) = search_suite.find(tenant, 'event_id = "m-1"').results
     assert not still.event.input.messages[0].parts[0].text
+
+
+def test_an_erasure_outranks_a_document_indexed_before_revisions(
+    tmp_path: Path, tenant: str, request: pytest.FixtureRequest
+) -> None:
+    """Indices written before documents had revisions hold OpenSearch's own write counts
+    as versions (2 here: a document sent twice); the erasure's text-free document must
+    still replace the old one with its text (a revision is sent above every such count)."""
+    settings = backend_settings("opensearch", request)
+    first = start_suite(tmp_path, "opensearch", settings)
+    try:
+        component = first.suite.components["search"]
+        assert isinstance(component, Search)
+        component.indexer.stop()  # what follows is written as before revisions
+        first.append([interaction(tenant, "m-1", text="the mango secret")])
+        (stored,) = first.suite.store.read_event_ids(tenant, ["m-1"])
+        doc = stored_document.from_stored(stored)
+        component.backend.ensure_template()  # type: ignore[attr-defined]
+        index = component.backend.index_name(doc)  # type: ignore[attr-defined]
+        direct = OpenSearch(hosts=[settings["opensearch_url"]])
+        for _ in range(2):
+            direct.index(index=index, body=body(doc), id=doc.doc_id, routing=tenant, refresh=True)
+        direct.close()
+        erase(first.suite.store, tenant, "request #12", "dpo", event_ids=["m-1"])
+    finally:
+        first.channel.close()
+        first.suite.stop()
+    again = start_suite(tmp_path, "opensearch", settings)  # the same store and index
+    try:
+        indexer = again.suite.components["search"].indexer  # type: ignore[attr-defined]
+        assert indexer.wait_indexed(tenant, again.suite.store.log_sizes()[tenant], timeout=30)
+        wait_until(lambda: again.find(tenant, 'event_id = "m-1"').total_size == 1)
+        assert again.all_ids(tenant, query="mango") == []
+    finally:
+        again.channel.close()
+        again.suite.stop()

@@ -11,10 +11,12 @@ import subprocess
 from pathlib import Path
 
 import grpc
+import orjson
 import pytest
 import sqlalchemy as sa
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from aiaudit.common.erasure import erase
 from aiaudit.common.store import open_store
 from aiaudit.common.store.prepare import prepare
 from aiaudit.search.v1 import search_service_pb2 as pb
@@ -124,6 +126,37 @@ def test_a_damaged_log_holds_only_its_own_tenant(tmp_path: Path, tenant: str) ->
         running.wait_indexed(tenant, 4)  # the healthy tenant is not held up
         assert health(running.channel) == health_pb2.HealthCheckResponse.SERVING
         assert running.find(damaged).total_size == 0
+    finally:
+        running.channel.close()
+        running.suite.stop()
+
+
+def test_an_erased_event_whose_stored_id_was_altered_holds_only_its_own_tenant(
+    tmp_path: Path, tenant: str
+) -> None:
+    """The canonical form of an erased event rewritten with another eventId (valid JSON):
+    the erasure's re-index must not stop the indexer's pass for the tenants after it."""
+    damaged = f"{tenant}-a"  # sorted before the healthy tenant
+    healthy = f"{tenant}-b"
+    store = open_store(f"sqlite:///{tmp_path / 'aiaudit.db'}", run_migrations=True)
+    now = dt.datetime.now(dt.UTC)
+    store.append_group([[prepare(interaction(damaged, "m-1", text="mango"), now)]])
+    erase(store, damaged, "request", "dpo", event_ids=["m-1"])
+    with store.engine.begin() as conn:  # what an attacker with database access could do
+        found = conn.execute(
+            sa.text("SELECT canonical FROM events WHERE log_id = :t AND seq = 0"), {"t": damaged}
+        ).scalar_one()
+        node = orjson.loads(found)
+        node["eventId"] = "m-1-altered"
+        conn.execute(
+            sa.text("UPDATE events SET canonical = :c WHERE log_id = :t AND seq = 0"),
+            {"c": orjson.dumps(node), "t": damaged},
+        )
+    store.close()
+    running = start_suite(tmp_path, "sqlite", {})
+    try:
+        running.append([interaction(healthy, f"ok-{i}") for i in range(4)])
+        running.wait_indexed(healthy, 4)
     finally:
         running.channel.close()
         running.suite.stop()

@@ -273,8 +273,9 @@ class Indexer:
         """Indexes a batch's events, then the content-free documents of the events it erases.
 
         Events past retention are not indexed (again), whatever a sweep did. An
-        erased one past retention is deleted instead: an OpenSearch sweep drops
-        whole months only, so its old document, text included, may still be there.
+        erased one past retention still has its text taken out (``gone``): an
+        OpenSearch sweep drops whole months only, so its old document, text
+        included, may still be there.
         """
         gone: list[Document] = []
         if self._retention_days:
@@ -346,6 +347,6 @@ class Indexer:
             named.update(dict.fromkeys(erasure.erased_ids(entry.canonical), entry.sequence))
         found = self._store.read_event_ids(log_id, list(named))
         docs = [stored_document.from_stored(f) for f in found]
-        for doc in docs:
-            doc.revision = named[doc.event_id]
+        for stored, doc in zip(found, docs, strict=True):  # the entry's id, not the JSON's
+            doc.revision = named[stored.event_id]
         return docs

@@ -126,10 +126,13 @@ class SearchBackend(Protocol):
         new_position: int,
         gone: Sequence[Document] = (),
     ) -> None:
-        """Indexes documents (idempotently, by doc id), removes ``gone``, records the position.
+        """Indexes documents (idempotently, by doc id), handles ``gone``, records the position.
 
-        ``gone``: documents to remove if present (erased events past retention,
-        whose content-free document would otherwise bring them back). Raises
+        No document is replaced by one of a lower or equal revision. ``gone``:
+        the text-free documents of erased events past retention, which must
+        not make those events searchable again but must take their text out of
+        the index: removed, or (OpenSearch, whose retention drops whole months)
+        written only into a month index still there. Raises
         BackendUnavailableError; the position moves only after the documents
         are durably indexed.
         """

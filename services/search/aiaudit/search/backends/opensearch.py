@@ -121,18 +121,25 @@ def body(doc: Document) -> dict[str, Any]:
     return source
 
 
-def _action(index: str, doc: Document) -> dict[str, object]:
-    """Where a document goes, at its revision as an external version.
+VERSION_BASE = 1 << 40
+"""Added to a revision to make its external version: documents indexed before
+revisions existed hold internal versions (1 a write, a handful at most), and a
+revision of a young log is as small; above this base every write with a
+revision outranks them (an erasure's text-free document included)."""
 
-    OpenSearch then refuses (409) a write older than what the document holds:
-    a deposed indexer's late bulk, or one retried after it landed, cannot
-    replace the content-free document an erasure record wrote.
+
+def _action(index: str, doc: Document) -> dict[str, object]:
+    """Where a document goes, its revision as the external version.
+
+    OpenSearch refuses (409) a write older than what the document holds: a
+    deposed indexer's late bulk, or one retried after it landed, cannot
+    replace the text-free document an erasure record wrote.
     """
     return {
         "_index": index,
         "_id": doc.doc_id,
         "routing": doc.tenant_id,
-        "version": doc.revision,
+        "version": VERSION_BASE + doc.revision,
         "version_type": "external",
     }
 
@@ -141,17 +148,6 @@ def bulk_lines(index: str, doc: Document) -> bytes:
     """One document's two lines of a bulk request (action and source), as sent."""
     action = {"index": _action(index, doc)}
     return b"%b\n%b\n" % (orjson.dumps(action), orjson.dumps(body(doc)))
-
-
-def delete_line(index: str, doc: Document) -> bytes:
-    """The bulk line deleting a document.
-
-    Unversioned: a versioned delete keeps a tombstone, and creates the index to
-    hold it, so it would bring back a month a sweep dropped. Nothing past
-    retention is indexed again (a deposed indexer filters its batch as well).
-    """
-    action = {"delete": {"_index": index, "_id": doc.doc_id, "routing": doc.tenant_id}}
-    return b"%b\n" % orjson.dumps(action)
 
 
 class OpenSearchBackend:
@@ -206,6 +202,9 @@ class OpenSearchBackend:
         )
         self._template_ready = True
 
+    def _month_exists(self, index: str) -> bool:
+        return bool(self._call(lambda: self._client.indices.exists(index=index)))
+
     def _call(self, fn: Any) -> Any:
         """Runs a client call, mapping transport failures to BackendUnavailableError."""
         try:
@@ -248,14 +247,19 @@ class OpenSearchBackend:
         new_position: int,
         gone: Sequence[Document] = (),
     ) -> None:
-        """Bulk-indexes and deletes ``gone`` (429s retried with backoff), then advances the cursor.
+        """Bulk-indexes ``docs`` (429s retried with backoff), then advances the cursor.
 
-        A delete of a document or month index not there answers 404: nothing to do (a
-        delete never creates an index, so a month already swept stays gone).
+        ``gone`` (erased events past retention): each replaces the event's
+        document with its text in a month index still there, at its revision,
+        so a deposed indexer's late bulk cannot bring the text back (a delete's
+        tombstone lasts a minute); the month's drop removes it with the rest.
+        A month already dropped is not created again for it.
         """
         self.ensure_template()
         lines = [bulk_lines(self.index_name(d), d) for d in docs]
-        lines += [delete_line(self.index_name(d), d) for d in gone]
+        months = {self.index_name(d) for d in gone}
+        there = {m for m in months if self._month_exists(m)}
+        lines += [bulk_lines(self.index_name(d), d) for d in gone if self.index_name(d) in there]
         for chunk in _chunks(lines):
             self._bulk(chunk)
         with self._engine.begin() as conn:
@@ -279,12 +283,10 @@ class OpenSearchBackend:
                 return
             retry, refused = [], []
             for lines, item in zip(chunk, result["items"], strict=True):
-                ((kind, outcome),) = item.items()
+                (outcome,) = item.values()
                 status = outcome.get("status", 500)
                 if status == 429 and not last:
                     retry.append(lines)
-                elif kind == "delete" and status == 404:
-                    continue  # not there (or its month is gone): deleted enough
                 elif status == 409:
                     continue  # the document holds this revision or a later one already
                 elif not 200 <= status < 300:

@@ -141,8 +141,7 @@ class SqliteFtsBackend:
         """
         marks = ", ".join("?" for _ in range(len(_SCALAR_COLUMNS) + 2))
         insert_doc = (
-            f"INSERT INTO docs (tenant_id, {', '.join(_SCALAR_COLUMNS)}, revision) "
-            f"VALUES ({marks})"
+            f"INSERT INTO docs (tenant_id, {', '.join(_SCALAR_COLUMNS)}, revision) VALUES ({marks})"
         )
         insert_text = f"INSERT INTO texts (rowid, {', '.join(_TEXT_COLUMNS)}) VALUES (?, ?, ?, ?)"
         with self._write_lock, self._transaction() as conn:
