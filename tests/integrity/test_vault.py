@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -11,16 +13,18 @@ import hvac
 import hvac.exceptions
 import pytest
 
+from aiaudit.common import leader
 from aiaudit.common.receipts import ReceiptSigningUnavailableError
-from aiaudit.common.store import SqlEventStore
+from aiaudit.common.store import SqlEventStore, open_store
 from aiaudit.common.store.sql import Receipt
-from aiaudit.integrity import note, receipts, signers
+from aiaudit.integrity import note, receipts, signers, worm
 from aiaudit.integrity import vault as transit
+from aiaudit.integrity.notary import Notary
 from aiaudit.integrity.receipts import ReceiptNotary
 from aiaudit.integrity.signers import SignerUnavailableError, TransitKeys, open_signed
 from tests.helpers import wait_until
-from tests.integrity.conftest import Notaries, Proxy, Vault, append
-from tests.integrity.test_notary import all_checkpoints, check_history, covers
+from tests.integrity.conftest import Notaries, Proxy, Vault, append, notary_config
+from tests.integrity.test_notary import all_checkpoints, check_history, covers, latest
 
 NAME = "test.aiaudit/log"
 
@@ -188,3 +192,79 @@ def test_a_version_rotated_in_while_keys_came_from_memory_still_opens(
         assert open_signed(replica, signed, "o/x").size == 5
     finally:
         proxy.close()
+
+
+class _Counted:
+    """The notary's real Transit keys, counting its signing round trips to OpenBao."""
+
+    def __init__(self, keys: TransitKeys) -> None:
+        self.keys = keys
+        self.batches: list[int] = []
+        self.singles = 0
+
+    def active(self) -> signers.ActiveKey:
+        key = self.keys.active()
+        signer = key.signer
+        assert signer.sign_many is not None
+        many = signer.sign_many
+
+        def batch(messages: Sequence[bytes]) -> list[bytes]:
+            self.batches.append(len(messages))
+            return many(messages)
+
+        def one(message: bytes) -> bytes:
+            self.singles += 1
+            return signer.sign(message)
+
+        return signers.ActiveKey(
+            dataclasses.replace(signer, sign=one, sign_many=batch), key.version
+        )
+
+    def verifier_keys(self) -> list[note.VerifierKey]:
+        return self.keys.verifier_keys()
+
+
+def test_the_checkpoints_of_many_logs_take_one_vault_call(
+    vault: Vault, store: SqlEventStore, notary_url: str, tmp_path: Path, tenant: str
+) -> None:
+    """With hundreds of active logs a round of one Vault call a log (and two fsyncs and two
+    commits each) outlasted the checkpoint interval: every log's checkpoint is now signed
+    in one batch call, exported, and stored, each one a valid checkpoint of its own log."""
+    settings, token = bootstrapped(vault)
+    keys = _Counted(TransitKeys(vault.client(token), settings.mount, settings.key, NAME))
+    logs = [f"{tenant}-{i:02d}" for i in range(30)]
+    for log_id in logs:
+        append(store, log_id, 3)
+    notary_store = open_store(notary_url)
+    notary = Notary(
+        notary_store.engine,
+        keys,
+        leader.for_engine(notary_store.engine, leader.NOTARY),
+        notary_config(tmp_path),
+    )
+    try:
+        notary.step()  # the first round integrates everything waiting and signs at once
+    finally:
+        notary.stop()
+        notary_store.close()
+    assert keys.singles == 0 and len(keys.batches) == 1 and keys.batches[0] >= len(logs)
+    verifiers = keys.verifier_keys()
+    for log_id in logs:
+        assert covers(notary_url, log_id, 3)
+        check_history(notary_url, log_id, verifiers)
+        (exported,) = worm.read_all(tmp_path / "checkpoints", log_id)
+        assert exported == (3, latest(notary_url, log_id).signed_note)  # type: ignore[union-attr]
+
+
+def test_notes_signed_in_one_batch_verify_and_a_refused_batch_is_an_outage(vault: Vault) -> None:
+    settings, token = bootstrapped(vault)
+    keys = TransitKeys(vault.client(token), settings.mount, settings.key, NAME)
+    signer = keys.active().signer
+    texts = [
+        note.format_checkpoint(note.Checkpoint(f"o/{i}", i + 1, bytes([i]) * 32)) for i in range(3)
+    ]
+    signed = note.sign_notes(texts, [signer])
+    assert [note.open_checkpoint(s, keys.verifier_keys()).size for s in signed] == [1, 2, 3]
+    vault.client().auth.token.revoke(token)
+    with pytest.raises(SignerUnavailableError, match="Vault transit sign"):
+        note.sign_notes(texts, [signer])

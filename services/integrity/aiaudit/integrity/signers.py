@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -88,6 +89,14 @@ VAULT_ERRORS = (hvac.exceptions.VaultError, OSError)
 """What hvac raises when Vault refuses or cannot be reached (requests' errors are OSErrors)."""
 
 
+def _signature(answer: str, version: int) -> bytes:
+    """The Ed25519 signature in Transit's ``vault:vN:<base64>``, which must be of ``version``."""
+    prefix, _, encoded = answer.rpartition(":")
+    if prefix != f"vault:v{version}":
+        raise SignerUnavailableError(f"Vault signed with {prefix!r}, not v{version}")
+    return base64.b64decode(encoded)
+
+
 class TransitKeys:
     """An ``ed25519`` Transit key: Vault signs, the private key never leaves it.
 
@@ -135,12 +144,23 @@ class TransitKeys:
                 )
             except VAULT_ERRORS as exc:
                 raise SignerUnavailableError(f"Vault transit sign: {exc}") from exc
-            prefix, _, encoded = str(out["data"]["signature"]).rpartition(":")
-            if prefix != f"vault:v{version}":
-                raise SignerUnavailableError(f"Vault signed with {prefix!r}, not v{version}")
-            return base64.b64decode(encoded)
+            return _signature(str(out["data"]["signature"]), version)
 
-        return NoteSigner(self._name, self._public[version], sign)
+        def sign_many(messages: Sequence[bytes]) -> list[bytes]:
+            batch = [{"input": base64.b64encode(m).decode("ascii")} for m in messages]
+            try:
+                out = self._client.secrets.transit.sign_data(
+                    name=self._key, batch_input=batch, key_version=version, mount_point=self._mount
+                )
+            except VAULT_ERRORS as exc:
+                raise SignerUnavailableError(f"Vault transit sign: {exc}") from exc
+            results = out["data"]["batch_results"]
+            failed = [r["error"] for r in results if r.get("error")]
+            if failed:
+                raise SignerUnavailableError(f"Vault transit sign: {failed[0]}")
+            return [_signature(str(r["signature"]), version) for r in results]
+
+        return NoteSigner(self._name, self._public[version], sign, sign_many)
 
     def active(self) -> ActiveKey:
         """The latest version, read from Vault each time so a rotation takes effect at once."""

@@ -218,17 +218,23 @@ class StoredCheckpoint:
     key_version: str
 
 
-def insert_checkpoint(conn: sa.Connection, cp: StoredCheckpoint) -> None:
-    """Stores a signed checkpoint (a second one at the same size violates the primary key)."""
+def insert_checkpoints(conn: sa.Connection, cps: Sequence[StoredCheckpoint]) -> None:
+    """Stores signed checkpoints in one statement; one at a size already stored fails it all."""
+    if not cps:
+        return
     conn.execute(
-        sa.insert(checkpoints).values(
-            log_id=cp.log_id,
-            tree_size=cp.tree_size,
-            root_hash=cp.root_hash,
-            signed_note=cp.signed_note,
-            sign_time=cp.sign_time,
-            key_version=cp.key_version,
-        )
+        sa.insert(checkpoints),
+        [
+            {
+                "log_id": cp.log_id,
+                "tree_size": cp.tree_size,
+                "root_hash": cp.root_hash,
+                "signed_note": cp.signed_note,
+                "sign_time": cp.sign_time,
+                "key_version": cp.key_version,
+            }
+            for cp in cps
+        ],
     )
 
 
@@ -351,6 +357,29 @@ def signed_sizes(conn: sa.Connection) -> dict[str, int]:
         checkpoints.c.log_id
     )
     return {str(r[0]): int(r[1]) for r in conn.execute(query)}
+
+
+def positions_and_latest(
+    conn: sa.Connection, consumer: str, log_ids: Sequence[str]
+) -> list[tuple[str, int, int]]:
+    """(log id, cursor position, largest signed size or 0) of each of these logs with a cursor.
+
+    The largest size is a correlated ``max`` per log, which the primary key
+    answers with one index probe (a ``GROUP BY`` over the logs would read all
+    their checkpoints, one a second each).
+    """
+    if not log_ids:
+        return []
+    c = consumer_cursors
+    latest = (
+        sa.select(sa.func.coalesce(sa.func.max(checkpoints.c.tree_size), 0))
+        .where(checkpoints.c.log_id == c.c.log_id)
+        .scalar_subquery()
+    )
+    query = sa.select(c.c.log_id, c.c.position, latest).where(
+        c.c.consumer == consumer, c.c.log_id.in_(list(log_ids))
+    )
+    return [(str(r[0]), int(r[1]), int(r[2])) for r in conn.execute(query)]
 
 
 def cursor_positions(conn: sa.Connection, consumer: str) -> dict[str, int]:
