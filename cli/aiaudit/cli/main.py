@@ -15,6 +15,7 @@ from pathlib import Path
 import grpc
 from sqlalchemy import exc as sa_exc
 
+from aiaudit.alerting import cli as alerting_cli
 from aiaudit.common import client, config, logs
 from aiaudit.integrity import cli as integrity_cli
 from aiaudit.search import cli as search_cli
@@ -237,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     erase.set_defaults(func=_erase)
     integrity_cli.register(sub, _common)
     search_cli.register(sub, _common)
+    alerting_cli.register(sub, _common)
     return parser
 
 

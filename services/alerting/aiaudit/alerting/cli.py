@@ -1,22 +1,45 @@
-"""Offline rule tooling for rule authors and their CI: ``aiaudit rules check|test``."""
+"""Command line of alerting.
+
+- ``aiaudit rules check|test``: offline rule tooling for rule authors and their CI.
+- ``aiaudit alerting redeliver``: re-queues dead-lettered deliveries (:func:`register`).
+"""
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import io
+import json
+import logging
+import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
+import sqlalchemy as sa
 from google.protobuf import json_format
 
 from aiaudit.alerting.evaluate import Evaluator, Hit, WindowState
+from aiaudit.alerting.redeliver import Outcome, Selection, redeliver
 from aiaudit.alerting.rules import RuleSyntaxError, compile_file
+from aiaudit.alerting.settings import AlertingSettings
+from aiaudit.alerting.sinks import SINKS
+from aiaudit.common import config, logs
+from aiaudit.common.config import ConfigError
+from aiaudit.common.store import open_store
 from aiaudit.common.v1 import event_pb2
 
+Common = Callable[[argparse.ArgumentParser], None]
+log = logging.getLogger("aiaudit.alerting.redeliver")
 
-def check(path: Path, out: TextIO = sys.stdout) -> int:
-    """Validates a rule file: 0 and the rule ids, or 1 and ``FILE:LINE: field: message``."""
+
+def check(path: Path, out: TextIO | None = None) -> int:
+    """Validates a rule file: 0 and the rule ids, or 1 and ``FILE:LINE: field: message``.
+
+    ``out`` None is ``sys.stdout`` when printing, not when this module was imported
+    (a default bound then kept writing to a stream a test or caller had since replaced).
+    """
     try:
         rules = compile_file(path.read_text())
     except RuleSyntaxError as exc:
@@ -31,7 +54,7 @@ def check(path: Path, out: TextIO = sys.stdout) -> int:
     return 0
 
 
-def test(rules_path: Path, events_path: Path, out: TextIO = sys.stdout) -> int:
+def test(rules_path: Path, events_path: Path, out: TextIO | None = None) -> int:
     """Prints, per event (proto3 JSON, one per line), the rules that fire with score and evidence.
 
     Windows slide on each event's ``receiveTime`` (else ``occurredTime``, else
@@ -80,3 +103,176 @@ def _time(event: event_pb2.Event, n: int) -> float:
         if ts.seconds or ts.nanos:
             return ts.ToDatetime(tzinfo=dt.UTC).timestamp()
     return float(n)
+
+
+# ---- aiaudit alerting redeliver ----------------------------------------------------------------
+
+_KEY_CHARS = 64
+"""Longest tenant and alert id (the outbox's key columns)."""
+
+
+def _sink(text: str) -> str:
+    """An argparse type: a sink name outbox rows carry (whether configured here or not)."""
+    if text not in SINKS:
+        raise argparse.ArgumentTypeError(f"unknown sink {text!r}; one of: {', '.join(SINKS)}")
+    return text
+
+
+def _key(text: str) -> str:
+    """An argparse type: a non-empty tenant or alert id that fits the key column."""
+    if not text.strip() or len(text) > _KEY_CHARS:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected 1 to {_KEY_CHARS} characters")
+    return text
+
+
+def _since(text: str) -> dt.datetime:
+    """An argparse type: an ISO 8601 time with its UTC offset, not in the future.
+
+    Without an offset the operator's local time and UTC would both be plausible
+    readings, and a wrong guess re-sends hours too much or too little.
+    """
+    try:
+        t = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 time (e.g. 2025-01-31T09:00:00Z)"
+        ) from None
+    if t.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset; add Z or +HH:MM")
+    if t > dt.datetime.now(dt.UTC):
+        raise argparse.ArgumentTypeError(f"{text!r} is in the future")
+    return t.astimezone(dt.UTC)
+
+
+def _iso(t: dt.datetime | None) -> str | None:
+    return t.isoformat().replace("+00:00", "Z") if t else None
+
+
+def _store_url(args: argparse.Namespace) -> str:
+    """--database-url, else ``alerting.database_url``, else the suite's store (must exist)."""
+    overrides = {"address": args.address, "data_dir": args.data_dir, "allow_insecure": True}
+    settings = config.load(args.config, overrides=overrides)  # serves nothing: no listener checks
+    if not logging.getLogger().handlers:  # the trace as JSON on stderr, like the server's logs
+        logs.configure(settings.log_level)
+    url: str = (
+        args.database_url
+        or config.section(settings, "alerting", AlertingSettings).database_url
+        or settings.store_url
+    )
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
+        raise ConfigError(f"no store at {parsed.database}; pass --database-url or --data-dir")
+    return url
+
+
+def summary(s: Selection, outcome: Outcome, dry_run: bool) -> dict[str, object]:
+    """The JSON the command prints: the selection, how many and which rows, unmatched ids."""
+    return {
+        "dry_run": dry_run,
+        "sink": s.sink,
+        "tenant": s.tenant or None,
+        "since": _iso(s.since),
+        "alert_ids": list(s.alert_ids),
+        "count": len(outcome.rows),
+        "deliveries": [
+            {
+                "tenant": r.tenant,
+                "alert_id": r.alert_id,
+                "attempts": r.attempts,
+                "dead_time": _iso(r.dead_time),
+                "last_error": r.last_error,
+            }
+            for r in outcome.rows
+        ],
+        "skipped": [
+            {"tenant": k.tenant, "alert_id": k.alert_id, "status": k.status}
+            for k in outcome.skipped
+        ],
+        "not_found": outcome.not_found,
+    }
+
+
+def run_redeliver(args: argparse.Namespace) -> int:
+    """Re-queues (or with --dry-run lists) dead rows; prints a JSON summary.
+
+    Exit 0 when it ran (whether or not anything matched), 2 for a bad setting
+    or a store that does not exist, 1 when the store fails.
+    """
+    selection = Selection(args.sink, args.tenant or "", args.since, tuple(args.alert_id))
+    prog = "aiaudit alerting redeliver"
+    try:
+        url = _store_url(args)
+    except ConfigError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    store = open_store(url)
+    try:
+        outcome = redeliver(store.engine, selection, dt.datetime.now(dt.UTC), args.dry_run)
+    except sa.exc.DBAPIError as exc:
+        where = store.engine.url.render_as_string(hide_password=True)
+        print(f"{prog}: store {where}: {' '.join(str(exc.orig).split())}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    out = summary(selection, outcome, args.dry_run)
+    if not args.dry_run:
+        # An operator's action on the outbox: who, what they chose and which rows it moved.
+        log.warning(
+            "dead-lettered alert deliveries re-queued",
+            extra={
+                "operator": args.requested_by,
+                **{k: out[k] for k in ("sink", "tenant", "since", "alert_ids", "count")},
+                "deliveries": [f"{r.tenant}/{r.alert_id}" for r in outcome.rows],
+            },
+        )
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: Common) -> None:
+    """Adds ``alerting redeliver`` to the ``aiaudit`` command."""
+    alerting = sub.add_parser("alerting", help="alert delivery administration")
+    asub = alerting.add_subparsers(dest="alerting_command", required=True)
+    r = asub.add_parser(
+        "redeliver",
+        help="send dead-lettered alert deliveries again (back to pending, attempts from 0)",
+        description="Moves a sink's dead-lettered deliveries back to pending, due now, with "
+        "the attempt count reset; running deliverers then send them. Only dead rows move; "
+        "prints a JSON summary.",
+    )
+    common(r)
+    r.add_argument(
+        "--database-url",
+        help="the store, as a login in aiaudit_alerting "
+        "(default: alerting.database_url, else the suite's store)",
+    )
+    r.add_argument(
+        "--sink",
+        required=True,
+        type=_sink,
+        metavar="{" + ",".join(SINKS) + "}",
+        help="the sink whose dead rows to re-send",
+    )
+    r.add_argument("--tenant", type=_key, help="only this tenant's deliveries")
+    r.add_argument(
+        "--since",
+        type=_since,
+        help="only rows dead-lettered at or after this ISO 8601 time with offset, "
+        "e.g. 2025-01-31T09:00:00Z",
+    )
+    r.add_argument(
+        "--alert-id",
+        type=_key,
+        action="append",
+        default=[],
+        help="only this alert (repeatable); named ids not re-sent are listed in the summary",
+    )
+    r.add_argument(
+        "--dry-run", action="store_true", help="list what would be re-sent and change nothing"
+    )
+    r.add_argument(
+        "--requested-by",
+        default=os.environ.get("USER", ""),
+        help="who re-sends (in the log line; default $USER)",
+    )
+    r.set_defaults(func=run_redeliver)

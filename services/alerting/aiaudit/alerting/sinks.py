@@ -7,7 +7,9 @@ the row ``dead`` with the last error (the dead-letter record). A row is claimed
 by pushing its next attempt time forward (a lease), so replicas do not send it
 concurrently; the claim reads the payload, so an erasure's scrub committed
 before it is what gets sent, and the attempt's outcome is recorded only while
-the lease is still this deliverer's.
+the lease is still this deliverer's. A dead row's next attempt time is when it
+died; ``aiaudit alerting redeliver`` (:mod:`aiaudit.alerting.redeliver`) moves
+chosen dead rows back to pending.
 Delivery is at-least-once: a crash between sending and recording repeats the
 send, and receivers deduplicate on the alert id (``X-Aiaudit-Alert-Id`` header,
 ``alert_id`` in JSON, ``alertId`` in syslog structured data).
@@ -47,6 +49,8 @@ _CEF_SEVERITY = {1: 1, 2: 3, 3: 5, 4: 8, 5: 10}
 _FACILITY_AUTHPRIV = 10
 _LEASE = 60.0
 """Seconds a claim holds a row beyond the attempt's own time limit (``timeout``)."""
+SINKS = ("webhook", "syslog")
+"""Every sink name an outbox row may carry."""
 MAX_BACKOFF = 300.0
 """Longest wait between two attempts (seconds)."""
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
@@ -476,8 +480,13 @@ class Deliverer(Worker):
                 "delivered_time": now,
                 "last_error": None,
             }
-        elif dead:
-            values = {"status": "dead", "attempts": tried, "last_error": error}
+        elif dead:  # the time it died, so an operator can re-send what died since a time
+            values = {
+                "status": "dead",
+                "attempts": tried,
+                "last_error": error,
+                "next_attempt_time": now,
+            }
         else:
             delay = min(self.config.retry_base * 2**attempts, MAX_BACKOFF)
             values = {

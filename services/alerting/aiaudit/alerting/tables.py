@@ -9,7 +9,10 @@
   rule's) keep, per batch since that save, the samples that rules reading
   content added: the replay adds them for events erased since.
 - ``alerting_deliveries``: the sink outbox (one row per alert and sink), so
-  delivery is at-least-once and keyed by alert id.
+  delivery is at-least-once and keyed by alert id. ``next_attempt_time`` is
+  the due time of a pending row (its lease while an attempt runs) and the time
+  a ``dead`` row was dead-lettered (rows that died before this was so hold the
+  lease of their last attempt instead: up to a minute and the attempt timeout later).
 - ``alerting_heads``: per tenant, the last change sequence given to an alert.
   Whoever changes a tenant's alerts (the engine of any replica, the
   acknowledge/resolve handlers) takes this row's lock first and stamps each
