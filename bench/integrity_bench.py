@@ -1,8 +1,9 @@
 """Integrity benchmark against one PostgreSQL, all figures from the same run.
 
 (a) checkpoint lag: events committed at a fixed rate while the notary runs
-    (checkpoint interval 1 s); lag = commit (ack) to the first stored
-    checkpoint covering the event; p50 / p99.
+    (checkpoint interval 1 s), into one log or spread over ``--tenants`` logs;
+    lag = commit (ack) to the first stored checkpoint covering the event;
+    p50 / p99.
 (b) inclusion proof latency at N leaves (default 1,000,000): the log and its
     tree are bulk-built with COPY, then, for random leaves, (b1) the proof
     computed from the node table (one query each) and (b2) GetInclusionProof
@@ -14,7 +15,8 @@
     (``leaves``, ``full``), in events/s, against the raw SHA-256 rate of the
     same canonical bytes (0x00 || bytes).
 
-Usage: scripts/bench.sh integrity [--rate R] [--seconds S] [--leaves N] [--parts lag,proofs,verify]
+Usage: scripts/bench.sh integrity [--rate R] [--seconds S] [--tenants T] [--leaves N]
+       [--parts lag,proofs,verify]
 """
 
 from __future__ import annotations
@@ -57,9 +59,18 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
-def checkpoint_lag(url: str, tmp: Path, rate: float, seconds: float) -> tuple[list[float], str]:
+def checkpoint_lag(
+    url: str, tmp: Path, rate: float, seconds: float, tenants: int = 1
+) -> tuple[list[float], str]:
+    """Lags of events offered at ``rate`` for ``seconds``, spread over ``tenants`` logs.
+
+    Each commit is a batch of 10 events, one log's with one tenant, or one
+    event of each of 10 logs in turn with more: the notary then has every log
+    behind each round. Returns the lags and the first log (grown for (c)).
+    """
     store = open_store(url)
-    tenant = f"lag-{uuid.uuid4().hex[:8]}"
+    run = uuid.uuid4().hex[:8]
+    logs = [f"lag-{run}-{i:04d}" for i in range(tenants)]
     keys = FileKeys(ORIGIN, tmp / "key.pem")
     notary = Notary(
         store.engine,
@@ -68,19 +79,18 @@ def checkpoint_lag(url: str, tmp: Path, rate: float, seconds: float) -> tuple[li
         NotaryConfig(ORIGIN, tmp / "checkpoints"),  # the defaults that ship
     )
     notary.start()
-    acks: list[tuple[int, float]] = []  # (sequence, ack time)
-    covered: list[tuple[int, float]] = []  # (checkpoint size, first seen)
+    acks: list[tuple[str, int, float]] = []  # (log, sequence, ack time)
+    covered: dict[str, list[tuple[int, float]]] = {log_id: [] for log_id in logs}
     stop = threading.Event()
 
     def watch() -> None:
-        last = 0
         with store.engine.connect() as conn:
             while not stop.is_set():
-                cp = storage.latest_checkpoint(conn, tenant)
+                seen = time.perf_counter()
+                for log_id, _, size in storage.positions_and_latest(conn, "integrity", logs):
+                    if size > (covered[log_id][-1][0] if covered[log_id] else 0):
+                        covered[log_id].append((size, seen))
                 conn.rollback()
-                if cp is not None and cp.tree_size > last:
-                    covered.append((cp.tree_size, time.perf_counter()))
-                    last = cp.tree_size
                 time.sleep(0.005)
 
     watcher = threading.Thread(target=watch)
@@ -93,26 +103,29 @@ def checkpoint_lag(url: str, tmp: Path, rate: float, seconds: float) -> tuple[li
         due = start + n * interval
         time.sleep(max(0.0, due - time.perf_counter()))
         now = dt.datetime.now(dt.UTC)
-        out = store.append_group(
-            [[prepare(sized_interaction(tenant, 1024), now) for _ in range(batch)]]
-        )
+        if tenants == 1:
+            groups = [[prepare(sized_interaction(logs[0], 1024), now) for _ in range(batch)]]
+        else:
+            turn = [logs[(n * batch + i) % tenants] for i in range(batch)]
+            groups = [[prepare(sized_interaction(log_id, 1024), now)] for log_id in turn]
+        out = store.append_group(groups)
         t = time.perf_counter()
-        receipts = out[0]
-        assert isinstance(receipts, list)
-        acks += [(r.sequence, t) for r in receipts]
+        for receipts in out:
+            assert isinstance(receipts, list)
+            acks += [(r.log_id, r.sequence, t) for r in receipts]
         n += 1
-    total = acks[-1][0] + 1
-    while not covered or covered[-1][0] < total:
+    last = {log_id: seq for log_id, seq, _ in acks}
+    while any(not covered[g] or covered[g][-1][0] <= seq for g, seq in last.items()):
         time.sleep(0.01)
     stop.set()
     watcher.join()
     notary.stop()
     store.close()
     lags = []
-    for seq, ack in acks:
-        first = next(t for size, t in covered if size > seq)
+    for log_id, seq, ack in acks:
+        first = next(t for size, t in covered[log_id] if size > seq)
         lags.append(first - ack)
-    return lags, tenant
+    return lags, logs[0]
 
 
 def grow_log(url: str, tenant: str, tmp: Path, total: int) -> None:
@@ -303,6 +316,9 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rate", type=float, default=500, help="events/s offered in (a)")
     parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument(
+        "--tenants", type=int, default=1, help="logs the events of (a) are spread over"
+    )
     parser.add_argument("--leaves", type=int, default=1_000_000, help="tree size N in (b)")
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument(
@@ -319,8 +335,11 @@ def main() -> int:
     with fresh_database() as db, tempfile.TemporaryDirectory() as tmp:
         dsn, url = db.dsn, db.url
         if "lag" in parts or "verify" in parts:
-            lags, tenant = checkpoint_lag(url, Path(tmp), args.rate, args.seconds)
-            print(f"(a) checkpoint lag, {len(lags)} events at {args.rate:.0f}/s, interval 1 s:")
+            lags, tenant = checkpoint_lag(url, Path(tmp), args.rate, args.seconds, args.tenants)
+            print(
+                f"(a) checkpoint lag, {len(lags)} events at {args.rate:.0f}/s over "
+                f"{args.tenants} log(s), interval 1 s:"
+            )
             report("lag", lags)
         if "proofs" in parts:
             proof_tenant = f"proof-{uuid.uuid4().hex[:8]}"
