@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,10 +14,11 @@ import yaml
 from aiaudit.cli.server import Suite, start
 from aiaudit.common import client, config
 from aiaudit.common.config import ConfigError
+from aiaudit.common.oidc import LEEWAY
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
 from tests.conftest import write_keys
-from tests.helpers import interaction
+from tests.helpers import interaction, wait_until
 from tests.unit.test_oidc import AUDIENCE, ISSUER, jwk, rsa_key, token, write_jwks
 
 SIGNER = rsa_key()
@@ -89,3 +91,29 @@ def test_oidc_settings_are_checked_at_start_up(tmp_path: Path) -> None:
     without = config.load(None, env={}, overrides={"database_url": "postgresql+psycopg://h/db"})
     with pytest.raises(ConfigError, match="api_keys_file and/or oidc_issuer"):
         config.require_authentication(without)
+
+
+def test_a_stream_ends_when_its_token_expires(suite: tuple[Suite, dict[str, str]]) -> None:
+    """A stream is authenticated once, when it opens: a gateway's stream kept appending
+    (and a WatchAlerts stream kept reading) long after the token expired. Requests read
+    after that get no answer; the stream ends UNAUTHENTICATED, and the client opens a new
+    one with a fresh token (the requests are idempotent)."""
+    running, _ = suite
+    ends = int(time.time()) - LEEWAY + 3  # accepted for about 3 more seconds
+    bearer = token(SIGNER, "k1", sub="gw-1", roles=["gateway"], exp=ends)
+    channel = client.channel(f"127.0.0.1:{running.port}", bearer)
+    requests: queue.SimpleQueue[pb.AppendStreamRequest | None] = queue.SimpleQueue()
+    stream = pb_grpc.IngestServiceStub(channel).AppendStream(iter(requests.get, None), timeout=60)
+    try:
+        requests.put(pb.AppendStreamRequest(request_id=1, events=[interaction("acme")]))
+        first = next(stream)
+        assert first.request_id == 1 and first.status.code == 0 and len(first.receipts) == 1
+        wait_until(lambda: time.time() > ends + LEEWAY + 0.1)  # the token is past its end
+        requests.put(pb.AppendStreamRequest(request_id=2, events=[interaction("acme")]))
+        with pytest.raises(grpc.RpcError) as ended:
+            next(stream)
+        assert ended.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert "expired while the stream was open" in (ended.value.details() or "")
+    finally:
+        requests.put(None)
+        channel.close()

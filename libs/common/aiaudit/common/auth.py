@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -23,7 +25,7 @@ from google.rpc import code_pb2
 
 from aiaudit.common import status
 from aiaudit.common.config import ConfigError, Settings
-from aiaudit.common.oidc import Jwks, TokenError, Verifier
+from aiaudit.common.oidc import LEEWAY, Jwks, TokenError, Verifier
 
 ALL_TENANTS = "*"
 
@@ -78,6 +80,13 @@ class Caller:
     tenants: frozenset[str]
     roles: frozenset[str]
     key_id: str = ""
+    expires: float = math.inf
+    """When the credential stops being accepted (epoch seconds; an API key never does).
+    A stream checks it as it goes: it was authenticated once, when it opened."""
+
+    def expired(self) -> bool:
+        """Whether the credential is past its end (a long stream must then stop)."""
+        return time.time() > self.expires
 
     def allows(self, permission: str, tenant: str) -> bool:
         """Whether a role of this caller grants the permission on the tenant."""
@@ -182,6 +191,7 @@ class Authenticator:
                 claims.tenants,
                 claims.roles & ROLE_PERMISSIONS.keys(),
                 claims.key_id,
+                claims.expires + LEEWAY,
             )
         digest = hashlib.sha256(token.encode()).hexdigest()
         for known, caller in (self._keys or {}).items():
@@ -196,6 +206,13 @@ class Authenticator:
 def _unauthenticated(context: grpc.ServicerContext, message: str) -> NoReturn:
     status.abort(context, status.error(code_pb2.UNAUTHENTICATED, message, "UNAUTHENTICATED"))
     raise AssertionError("unreachable")
+
+
+def end_expired(context: grpc.ServicerContext) -> NoReturn:
+    """Ends a stream whose caller's token expired while it was open (UNAUTHENTICATED)."""
+    _unauthenticated(
+        context, "the token expired while the stream was open; reconnect with a new one"
+    )
 
 
 def require(context: grpc.ServicerContext, caller: Caller, permission: str, tenant: str) -> None:

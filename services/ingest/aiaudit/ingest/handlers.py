@@ -16,7 +16,7 @@ from google.protobuf.message import DecodeError, Message
 from google.rpc import code_pb2, status_pb2
 
 from aiaudit.common import status
-from aiaudit.common.auth import Authenticator, Caller
+from aiaudit.common.auth import Authenticator, Caller, end_expired
 from aiaudit.common.receipts import ReceiptSigning, ReceiptSigningUnavailableError
 from aiaudit.common.store.prepare import prepare_batch, timestamp_parts
 from aiaudit.common.store.sql import BatchOutcome, Conflict, Receipt, RowsRefusedError
@@ -229,10 +229,14 @@ class IngestHandlers:
         pending: queue.SimpleQueue[
             tuple[int, bool, Future[BatchOutcome] | _RefusedError] | None
         ] = queue.SimpleQueue()
+        expired = threading.Event()
 
         def read() -> None:
             try:
                 for raw in requests:
+                    if caller.expired():  # authenticated once, at the start: not forever
+                        expired.set()
+                        return
                     pending.put(self._accept(raw, caller))
             except grpc.RpcError as exc:  # the client went away: answer what was accepted
                 log.info("append stream reader ended: %s", exc)
@@ -253,6 +257,8 @@ class IngestHandlers:
                 yield pb.AppendStreamResponse(
                     request_id=request_id, receipts=receipts, status=_OK, signed_receipts=notes
                 )
+        if expired.is_set():  # what was read is answered; the rest is sent again on a new stream
+            end_expired(context)
 
     def _accept(
         self, raw: bytes, caller: Caller
