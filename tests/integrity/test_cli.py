@@ -227,7 +227,7 @@ def test_reading_commands_create_no_store(
     monkeypatch.chdir(tmp_path)
     argv = {
         "verify": ["verify", "--verifier-key", key],
-        "export": ["integrity", "export-bundle", "--log", TENANT, "out.jsonl"],
+        "export": ["integrity", "export-bundle", "--log", TENANT, "--requested-by=me", "o.jsonl"],
     }[command]
     assert main(argv) == 2
     assert "no store at data/aiaudit.db" in capsys.readouterr().err
@@ -292,6 +292,7 @@ def test_counts_below_their_minimum_are_refused(
 
 
 def test_export_bundle_errors_are_one_line_and_write_nothing(
+    store_url: str,
     store: SqlEventStore,
     notaries: Notaries,
     tenant: str,
@@ -302,7 +303,8 @@ def test_export_bundle_errors_are_one_line_and_write_nothing(
     keys = FileKeys(ORIGIN_PREFIX, tmp_path / "key.pem")
     notaries.start(keys)
     wait_until(lambda: covers(notaries.url, tenant, 3))
-    export = ["integrity", "export-bundle", "--database-url", notaries.url]
+    export = ["integrity", "export-bundle", "--database-url", notaries.url, "--requested-by", "me"]
+    export += ["--record-database-url", store_url]
     out = tmp_path / "out.jsonl"
     assert main([*export, "--log", "nolog", str(out)]) == 1
     assert said(capsys) == ["aiaudit integrity export-bundle: log 'nolog' has no checkpoint yet"]

@@ -49,13 +49,16 @@ def with_image(tenant: str, event_id: str) -> ev.Event:
     return e
 
 
-def exported(suite: Running, notary_url: str, tenant: str, path: Path) -> list[dict[str, Any]]:
+def exported(
+    suite: Running, store_url: str, notary_url: str, tenant: str, path: Path
+) -> list[dict[str, Any]]:
     """Four events (one with an image) appended, checkpointed and exported as a bundle."""
     events = [interaction(tenant, f"g-{i}", text=f"question {i}") for i in range(3)]
     events.append(with_image(tenant, "g-3"))
     ingest_grpc.IngestServiceStub(suite.channel).Append(ingest_pb.AppendRequest(events=events))
     wait_until(lambda: checkpoint_covers(suite, tenant, 4))
     export = ["integrity", "export-bundle", "--database-url", notary_url, "--log", tenant]
+    export += ["--record-database-url", store_url, "--requested-by", "auditor"]
     assert main([*export, "--count", "4", str(path)]) == 0
     return [json.loads(t) for t in path.read_text().splitlines()]
 
@@ -65,10 +68,15 @@ def rewrite(path: Path, lines: list[dict[str, Any]]) -> None:
 
 
 def test_a_bundle_verifies_with_public_go_libraries_and_each_tampering_is_named(
-    suite: Running, notary_url: str, tenant: str, tmp_path: Path, go_verifier: Path
+    suite: Running,
+    store_url: str,
+    notary_url: str,
+    tenant: str,
+    tmp_path: Path,
+    go_verifier: Path,
 ) -> None:
     bundle = tmp_path / "bundle.jsonl"
-    lines = exported(suite, notary_url, tenant, bundle)
+    lines = exported(suite, store_url, notary_url, tenant, bundle)
     assert "input.messages[0].parts[1].media.data" in lines[3]["content"]
     key = integrity(suite).GetVerifierKey(pb.GetVerifierKeyRequest()).verifier_keys[0]
     check = ["bundle", "-verifier-key", key, "-origin-prefix", ORIGIN_PREFIX, bundle]

@@ -185,6 +185,7 @@ def test_not_yet_checkpointed_and_erased_events(
 
 def test_offline_bundle_round_trip_and_tampering(
     suite: Running,
+    store_url: str,
     notary_url: str,
     tenant: str,
     tmp_path: Path,
@@ -195,6 +196,7 @@ def test_offline_bundle_round_trip_and_tampering(
     key = integrity(suite).GetVerifierKey(pb.GetVerifierKeyRequest()).verifier_keys[0]
     bundle = tmp_path / "bundle.jsonl"
     export = ["integrity", "export-bundle", "--database-url", notary_url, "--log", tenant]
+    export += ["--record-database-url", store_url, "--requested-by", "auditor"]
     assert main([*export, "--count", "5", str(bundle)]) == 0
     lines = bundle.read_text().splitlines()
     assert len(lines) == 5

@@ -19,10 +19,11 @@ signature must verify with the published verifier key and its origin must be
 to the checkpoint's root. Any RFC 6962 / C2SP implementation can do this.
 
 Two writers produce this format: :func:`export` here (``aiaudit integrity
-export-bundle``, straight from the store: a log's events in order) and the
-search service's ``Export`` with ``include_proofs`` (``aiaudit export
---include-proofs``: the events matching a filter, proofs fetched over gRPC
-with ``BatchGetInclusionProofs``). Search writes its lines from this
+export-bundle``, straight from the store: a log's events in order, written
+only once the command has committed the export's access record to the log)
+and the search service's ``Export`` with ``include_proofs`` (``aiaudit
+export --include-proofs``: the events matching a filter, proofs fetched over
+gRPC with ``BatchGetInclusionProofs``). Search writes its lines from this
 specification, not with :func:`event_line`, so the format is a contract and
 not shared code; a change here must be made in the README and there too.
 """

@@ -14,7 +14,8 @@ import grpc
 import hvac
 import sqlalchemy as sa
 
-from aiaudit.common import arguments, client, config
+from aiaudit.common import access, arguments, client, config, erasure
+from aiaudit.common.auth import Caller
 from aiaudit.common.config import ConfigError, Settings
 from aiaudit.common.store import SqlEventStore, open_store
 from aiaudit.integrity import bundle, receipts, vault
@@ -65,15 +66,16 @@ def _store_url(
 
 
 @contextlib.contextmanager
-def _existing_store(url: str) -> Iterator[SqlEventStore]:
+def _existing_store(url: str, flag: str = "--database-url") -> Iterator[SqlEventStore]:
     """The store at ``url``, which must exist (SQLite would create an empty file).
 
     Database errors (no schema, server down) become one line, not a traceback.
+    ``flag`` is the option that names this store, for the hint.
     """
     parsed = sa.make_url(url)
     where = parsed.render_as_string(hide_password=True)
     if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
-        raise ConfigError(f"no store at {parsed.database}; pass --database-url or --data-dir")
+        raise ConfigError(f"no store at {parsed.database}; pass {flag} or --data-dir")
     store = open_store(url)
     try:
         yield store
@@ -191,14 +193,71 @@ def run_bootstrap_vault(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+EXPORT_ACTION = "integrity.export_bundle"
+"""``access.action`` of the record an ``export-bundle`` leaves in the exported log."""
+
+
+def _requester(requested_by: str) -> str:
+    """Who asked for the export: required (it is the record's actor) and storable."""
+    if not requested_by.strip():
+        raise ConfigError("--requested-by: required, who asked for the export ($USER is not set)")
+    if bad := erasure.problems(requested_by, ""):
+        raise ConfigError("; ".join(f"--requested-by {problem}" for _, problem in bad))
+    return requested_by
+
+
+def _record_export(
+    url: str, log_id: str, requested_by: str, details: dict[str, str | int | bool]
+) -> None:
+    """Commits the export's access record in the log itself, or fails the command.
+
+    Through :class:`access.AccessLog` as the services' reads are, so the record
+    is an ordinary event of the log (sequenced, checkpointed).
+    """
+    where = sa.make_url(url).render_as_string(hide_password=True)
+    with _existing_store(url, "--record-database-url") as store:
+        caller = Caller(requested_by, frozenset({log_id}), frozenset())
+        try:
+            access.AccessLog(store).record(caller, log_id, EXPORT_ACTION, details)
+        except Exception as exc:  # whatever refused it (no grant, server down): no bundle
+            why = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+            raise CommandFailedError(
+                f"the access record could not be written to {where} ({why}); nothing was "
+                "exported (the record needs a login in aiaudit_writer: database_url or "
+                "--record-database-url)"
+            ) from None
+
+
 def run_export_bundle(args: argparse.Namespace, settings: Settings) -> int:
-    """Writes an offline bundle of a log's checkpointed events."""
+    """Writes an offline bundle of a log's checkpointed events, once the export is recorded.
+
+    A bundle is a read of the whole log (content and salts unless
+    ``--no-content``), so like every read it is recorded as an access event in
+    the tenant's log first: no durable record, no bundle file. The log is read
+    with ``--database-url``, else the notary's login, which may not append to
+    the log by design (``aiaudit_notary`` has no INSERT on it); the record goes
+    through the suite's store (``database_url``: the writer) or
+    ``--record-database-url``.
+    """
     s = integrity_settings.load(settings)
-    with _existing_store(_store_url(args, settings, s)) as store:
+    requested_by = _requester(args.requested_by)
+    read_url = args.read_url or s.database_url or settings.store_url
+    with _existing_store(read_url) as store:
         try:
             cp = bundle.covering_checkpoint(store, args.log)
         except bundle.BundleError as exc:
             raise CommandFailedError(str(exc)) from None
+        end = cp.tree_size if args.count is None else min(cp.tree_size, args.start + args.count)
+        end = max(end, args.start)  # a start past the checkpoint exports nothing
+        details: dict[str, str | int | bool] = {
+            "requested_by": requested_by,
+            "start": args.start,
+            "end": end,  # exclusive
+            "tree_size": cp.tree_size,
+            "include_content": not args.no_content,
+            "database_user": sa.make_url(read_url).username or "",
+        }
+        _record_export(args.record_url or settings.store_url, args.log, requested_by, details)
         try:
             out = args.out.open("w", encoding="utf-8")
         except OSError as exc:
@@ -304,7 +363,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: C
 
     export = isub.add_parser("export-bundle", help="write an offline proof bundle of a log")
     common(export)
-    export.add_argument("--database-url", help="the store")
+    export.add_argument(
+        "--database-url",
+        dest="read_url",
+        help="the store to read (default: integrity.database_url, else the suite's database)",
+    )
+    export.add_argument(
+        "--record-database-url",
+        dest="record_url",
+        help="where the export's access record is appended, a login in aiaudit_writer "
+        "(default: the suite's database_url)",
+    )
+    export.add_argument(
+        "--requested-by",
+        default=os.environ.get("USER", ""),
+        help="who asked for the export (recorded; default $USER)",
+    )
     export.add_argument("--log", required=True, help="the log (tenant id)")
     export.add_argument("--start", type=arguments.at_least(0), default=0, help="first sequence")
     export.add_argument(

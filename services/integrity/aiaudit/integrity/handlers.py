@@ -7,7 +7,10 @@ only selects one of the checkpoints the notary signed. Every read needs
 before the answer is sent: the record is submitted first and committed
 (grouped with concurrent reads' records) while the read runs, and the answer
 waits for that commit, so a record's fsync overlaps the query instead of
-adding to it and no answer leaves without a durable record.
+adding to it and no answer leaves without a durable record. Errors are
+answers too ("no such event", "no checkpoint at that size" tell what the log
+holds): once a record is submitted, ``_run`` waits for it however the call
+ends, and a record that failed turns any answer into UNAVAILABLE.
 
 Reads run outside a transaction (autocommit): the tables they read are
 append-only and the notary stores a tree's nodes before it signs the
@@ -23,7 +26,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 import grpc
 import sqlalchemy as sa
@@ -50,10 +53,33 @@ MAX_BATCH = 1000
 Audit = Callable[[Caller, str, str, Mapping[str, str | int | bool]], Future[None]]
 """Submits an access record; the future resolves once it is committed (``AccessLog.submit``)."""
 
+T = TypeVar("T")
+
 
 class _AbortError(Exception):
     def __init__(self, status: status_pb2.Status) -> None:
         self.status = status
+
+
+class _Read:
+    """One call's access record once ``_enter`` submitted it; ``_run`` waits for it on every exit.
+
+    Held per call (not in the handler or a thread-local) because gRPC serves
+    calls concurrently on pooled threads.
+    """
+
+    __slots__ = ("record",)
+
+    def __init__(self) -> None:
+        self.record: Future[None] | None = None
+
+    def unrecorded(self) -> bool:
+        """Waits for the record, if one was submitted; True when it did not commit."""
+        return self.record is not None and not access.recorded(self.record)
+
+
+NOT_RECORDED = status.error(code_pb2.UNAVAILABLE, access.NOT_RECORDED, "STORE_UNAVAILABLE")
+"""The only answer of a read whose access record failed, whatever the read found."""
 
 
 def _invalid(field: str, description: str) -> NoReturn:
@@ -68,6 +94,25 @@ def _size_field(tree_size: int, field: str) -> None:
     """Checked before anything is read or recorded (bad input writes nothing)."""
     if tree_size < 0:
         _invalid(field, "must not be negative (0 means the latest checkpoint)")
+
+
+def _status_of(exc: Exception) -> status_pb2.Status | None:
+    """The status a read's failure answers, or None for one this module did not raise."""
+    if isinstance(exc, _AbortError):
+        return exc.status
+    if isinstance(exc, merkle.MissingNodeError):  # a node row deleted under a signed tree
+        log.error("integrity read found the stored tree incomplete: %s", exc)
+        return status.error(
+            code_pb2.DATA_LOSS,
+            f"the stored tree is missing a node ({exc}); run `aiaudit verify` on the store",
+            "TREE_MISMATCH",
+        )
+    if isinstance(exc, sa.exc.DBAPIError):
+        log.warning("integrity read failed: %s", exc)
+        return status.error(
+            code_pb2.UNAVAILABLE, "the store is unavailable; retry", "STORE_UNAVAILABLE"
+        )
+    return None
 
 
 def checkpoint_proto(cp: storage.StoredCheckpoint) -> proof_pb2.Checkpoint:
@@ -105,52 +150,45 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
 
     def _enter(
         self,
+        read: _Read,
         context: grpc.ServicerContext,
         log_id: str,
         action: str,
         details: Mapping[str, str | int | bool],
-    ) -> Future[None]:
-        """Authorises the read and submits its access record; wait with ``_recorded``."""
+    ) -> None:
+        """Authorises the read and submits its access record (``_run`` waits for it)."""
         caller = self._auth.authenticate(context)
         if not tenants.valid(log_id):
             _invalid("log_id", f"required: the tenant id, {tenants.RULE}")
         require(context, caller, PERMISSION, log_id)
-        return self._audit(caller, log_id, action, details)
-
-    @staticmethod
-    def _recorded(record: Future[None]) -> None:
-        """Waits for the access record: no durable record, no answer."""
-        if not access.recorded(record):
-            _fail(code_pb2.UNAVAILABLE, access.NOT_RECORDED, "STORE_UNAVAILABLE")
+        read.record = self._audit(caller, log_id, action, details)
 
     def _reading(self) -> sa.Connection:
         """A connection for reads, outside any transaction (see the module docstring)."""
         return self._reads.connect()
 
-    def _run(self, context: grpc.ServicerContext, body: Callable[[], object]) -> object:
+    def _run(self, context: grpc.ServicerContext, body: Callable[[_Read], T]) -> T:
+        """``body``'s answer or error, sent only once its access record (if any) is durable.
+
+        No durable record, no answer: a failed record makes the call UNAVAILABLE
+        whether ``body`` returned or raised, so that not even a NOT_FOUND says
+        unrecorded what the log holds. What is refused before ``_enter`` (bad
+        input, authentication, permission) has no record to wait for.
+        """
+        read = _Read()
         try:
-            return body()
-        except _AbortError as abort:
-            status.abort(context, abort.status)
-        except merkle.MissingNodeError as exc:  # a node row deleted under a signed tree
-            log.error("integrity read found the stored tree incomplete: %s", exc)
-            status.abort(
-                context,
-                status.error(
-                    code_pb2.DATA_LOSS,
-                    f"the stored tree is missing a node ({exc}); run `aiaudit verify` on the store",
-                    "TREE_MISMATCH",
-                ),
-            )
-        except sa.exc.DBAPIError as exc:
-            log.warning("integrity read failed: %s", exc)
-            status.abort(
-                context,
-                status.error(
-                    code_pb2.UNAVAILABLE, "the store is unavailable; retry", "STORE_UNAVAILABLE"
-                ),
-            )
-        raise AssertionError("unreachable")
+            out = body(read)
+        except Exception as exc:
+            refused = _status_of(exc)
+            if read.unrecorded():
+                status.abort(context, NOT_RECORDED)
+            if refused is None:
+                raise  # gRPC's own abort (authentication, permission), or a bug
+            status.abort(context, refused)
+            raise AssertionError("unreachable") from None
+        if read.unrecorded():
+            status.abort(context, NOT_RECORDED)
+        return out
 
     def _checkpoint(
         self, conn: sa.Connection, log_id: str, tree_size: int, field: str
@@ -188,9 +226,10 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
     ) -> pb.GetCheckpointResponse:
         """The latest checkpoint or the one at ``tree_size``."""
 
-        def body() -> pb.GetCheckpointResponse:
+        def body(read: _Read) -> pb.GetCheckpointResponse:
             _size_field(request.tree_size, "tree_size")
-            record = self._enter(
+            self._enter(
+                read,
                 context,
                 request.log_id,
                 "integrity.get_checkpoint",
@@ -198,19 +237,16 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
             )
             with self._reading() as conn:
                 cp = self._checkpoint(conn, request.log_id, request.tree_size, "tree_size")
-            self._recorded(record)
             return pb.GetCheckpointResponse(checkpoint=checkpoint_proto(cp))
 
-        out = self._run(context, body)
-        assert isinstance(out, pb.GetCheckpointResponse)
-        return out
+        return self._run(context, body)
 
     def GetInclusionProof(  # noqa: N802
         self, request: pb.GetInclusionProofRequest, context: grpc.ServicerContext
     ) -> pb.GetInclusionProofResponse:
         """Audit path of one leaf (by event id or sequence) against a signed checkpoint."""
 
-        def body() -> pb.GetInclusionProofResponse:
+        def body(read: _Read) -> pb.GetInclusionProofResponse:
             which = request.WhichOneof("leaf")
             if which is None:
                 _invalid("leaf", "set event_id or sequence")
@@ -219,7 +255,8 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
             if which == "event_id" and not request.event_id:
                 _invalid("event_id", "must not be empty")
             _size_field(request.tree_size, "tree_size")
-            record = self._enter(
+            self._enter(
+                read,
                 context,
                 request.log_id,
                 "integrity.get_inclusion_proof",
@@ -254,7 +291,6 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
                     request.tree_size,
                 )
                 hashes = self._checked_proof(conn, request.log_id, target, cp)
-            self._recorded(record)
             return pb.GetInclusionProofResponse(
                 proof=proof_pb2.InclusionProof(
                     log_id=request.log_id,
@@ -266,9 +302,7 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
                 leaf_hash=target.leaf_hash,
             )
 
-        out = self._run(context, body)
-        assert isinstance(out, pb.GetInclusionProofResponse)
-        return out
+        return self._run(context, body)
 
     def _checked_proof(
         self,
@@ -320,7 +354,7 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
         ``GetInclusionProof``'s are (and through the same node cache).
         """
 
-        def body() -> pb.BatchGetInclusionProofsResponse:
+        def body(read: _Read) -> pb.BatchGetInclusionProofsResponse:
             seqs = list(request.sequences)
             if not 0 < len(seqs) <= MAX_BATCH:
                 _invalid("sequences", f"1 to {MAX_BATCH} sequences, got {len(seqs)}")
@@ -328,7 +362,8 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
                 if seq < 0:
                     _invalid(f"sequences[{i}]", "must not be negative")
             _size_field(request.tree_size, "tree_size")
-            record = self._enter(
+            self._enter(
+                read,
                 context,
                 request.log_id,
                 "integrity.batch_get_inclusion_proofs",
@@ -360,12 +395,9 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
                         hashes=self._checked_proof(conn, request.log_id, target, cp),
                     )
             response.checkpoint.CopyFrom(checkpoint_proto(cp))
-            self._recorded(record)
             return response
 
-        out = self._run(context, body)
-        assert isinstance(out, pb.BatchGetInclusionProofsResponse)
-        return out
+        return self._run(context, body)
 
     def _covering(
         self, conn: sa.Connection, log_id: str, seq: int, tree_size: int
@@ -399,11 +431,12 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
     ) -> pb.GetConsistencyProofResponse:
         """Proof that the tree at ``from_size`` is a prefix of a signed checkpoint's tree."""
 
-        def body() -> pb.GetConsistencyProofResponse:
+        def body(read: _Read) -> pb.GetConsistencyProofResponse:
             if request.from_size < 1:
                 _invalid("from_size", "must be at least 1 (nothing is proved from the empty tree)")
             _size_field(request.to_size, "to_size")
-            record = self._enter(
+            self._enter(
+                read,
                 context,
                 request.log_id,
                 "integrity.get_consistency_proof",
@@ -417,7 +450,7 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
                         f"{request.from_size} is larger than the checkpoint size {cp.tree_size}",
                     )
                 hashes = self._checked_consistency(conn, request.log_id, request.from_size, cp)
-            response = pb.GetConsistencyProofResponse(
+            return pb.GetConsistencyProofResponse(
                 proof=proof_pb2.ConsistencyProof(
                     log_id=request.log_id,
                     from_size=request.from_size,
@@ -425,12 +458,8 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
                     hashes=hashes,
                 )
             )
-            self._recorded(record)
-            return response
 
-        out = self._run(context, body)
-        assert isinstance(out, pb.GetConsistencyProofResponse)
-        return out
+        return self._run(context, body)
 
     @staticmethod
     def _checked_consistency(
@@ -468,19 +497,19 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
     ) -> pb.VerifyEventResponse:
         """Recomputes the leaf from the stored event and checks it against the latest checkpoint."""
 
-        def body() -> pb.VerifyEventResponse:
+        def body(read: _Read) -> pb.VerifyEventResponse:
             if not request.event_id:
                 _invalid("event_id", "required")
-            record = self._enter(
-                context, request.log_id, "integrity.verify_event", {"event_id": request.event_id}
+            self._enter(
+                read,
+                context,
+                request.log_id,
+                "integrity.verify_event",
+                {"event_id": request.event_id},
             )
-            response = self._verify(request.log_id, request.event_id)
-            self._recorded(record)
-            return response
+            return self._verify(request.log_id, request.event_id)
 
-        out = self._run(context, body)
-        assert isinstance(out, pb.VerifyEventResponse)
-        return out
+        return self._run(context, body)
 
     def _verify(self, log_id: str, event_id: str) -> pb.VerifyEventResponse:
         stored = self._store.get_event(log_id, event_id)

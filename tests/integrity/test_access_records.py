@@ -1,0 +1,309 @@
+"""No read of a log without its access record: errors of proof reads, and ``export-bundle``.
+
+The record failing is made real as ``tests/search/test_access_log.py`` does it:
+INSERT on ``log_entries`` revoked from ``aiaudit_writer`` (PostgreSQL only:
+SQLite has no grants), then granted back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import grpc
+import psycopg
+import pytest
+import sqlalchemy as sa
+import yaml
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from aiaudit.cli.main import main
+from aiaudit.common import access
+from aiaudit.common.store import SqlEventStore, open_store
+from aiaudit.common.v1 import event_pb2
+from aiaudit.integrity.signers import FileKeys
+from aiaudit.integrity.v1 import integrity_service_pb2 as pb
+from tests.conftest import Postgres
+from tests.helpers import wait_until
+from tests.integrity.conftest import ORIGIN_PREFIX, Notaries, append, login, start_suite
+from tests.integrity.test_notary import covers
+from tests.integrity.test_service import append as ingest
+from tests.integrity.test_service import checkpoint_covers, integrity
+
+EXPORT = "integrity.export_bundle"
+
+
+@contextlib.contextmanager
+def records_refused(pg: Postgres) -> Iterator[None]:
+    """While inside, no access record (no log entry at all) can be written."""
+    with psycopg.connect(pg.admin_dsn, autocommit=True) as admin:
+        admin.execute("REVOKE INSERT ON log_entries FROM aiaudit_writer")
+        try:
+            yield
+        finally:
+            admin.execute("GRANT INSERT ON log_entries TO aiaudit_writer")
+
+
+def access_records(url: str, tenant: str) -> list[event_pb2.Event]:
+    """The tenant's EVENT_TYPE_AUDIT_ACCESS events, in log order."""
+    store = open_store(url)
+    try:
+        events = [e.to_event() for e in store.read_log(tenant, 0, 10_000)]
+    finally:
+        store.close()
+    return [e for e in events if e.event_type == event_pb2.EVENT_TYPE_AUDIT_ACCESS]
+
+
+def reason(err: grpc.RpcError) -> str:
+    """The google.rpc.ErrorInfo reason of a failed call."""
+    status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    assert status is not None
+    for detail in status.details:
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            return info.reason
+    return ""
+
+
+def refusal(call: Callable[[], object]) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as err:
+        call()
+    return err.value
+
+
+def test_an_error_about_the_log_waits_for_its_access_record(
+    postgres: Postgres, tmp_path: Path, tenant: str
+) -> None:
+    """NOT_FOUND for an event id, a tree size or a sequence says what the log holds: with the
+    record failing every one of them was answered (unrecorded) before; now UNAVAILABLE."""
+    running = start_suite(postgres.app_url, login(postgres, "aiaudit_notary"), tmp_path)
+    try:
+        ingest(running, tenant, 2)
+        wait_until(lambda: checkpoint_covers(running, tenant, 2))
+        stub = integrity(running)
+        big = 10**6
+        signed = stub.GetCheckpoint(pb.GetCheckpointRequest(log_id=tenant)).checkpoint.tree_size
+        calls: dict[str, tuple[Callable[[], object], grpc.StatusCode]] = {
+            "inclusion of an unknown event id": (
+                lambda: stub.GetInclusionProof(
+                    pb.GetInclusionProofRequest(log_id=tenant, event_id="nope")
+                ),
+                grpc.StatusCode.NOT_FOUND,
+            ),
+            "inclusion of an unknown sequence": (
+                lambda: stub.GetInclusionProof(
+                    pb.GetInclusionProofRequest(log_id=tenant, sequence=big)
+                ),
+                grpc.StatusCode.NOT_FOUND,
+            ),
+            "verify an unknown event": (
+                lambda: stub.VerifyEvent(pb.VerifyEventRequest(log_id=tenant, event_id="nope")),
+                grpc.StatusCode.NOT_FOUND,
+            ),
+            "a size never signed": (
+                lambda: stub.GetCheckpoint(pb.GetCheckpointRequest(log_id=tenant, tree_size=big)),
+                grpc.StatusCode.NOT_FOUND,
+            ),
+            "a log without checkpoint": (
+                lambda: stub.GetCheckpoint(pb.GetCheckpointRequest(log_id=f"{tenant}-none")),
+                grpc.StatusCode.FAILED_PRECONDITION,
+            ),
+            "a batch past the latest size": (
+                lambda: stub.BatchGetInclusionProofs(
+                    pb.BatchGetInclusionProofsRequest(log_id=tenant, sequences=[big])
+                ),
+                grpc.StatusCode.FAILED_PRECONDITION,
+            ),
+            "a batch past a signed size": (
+                lambda: stub.BatchGetInclusionProofs(
+                    pb.BatchGetInclusionProofsRequest(
+                        log_id=tenant, sequences=[big], tree_size=signed
+                    )
+                ),
+                grpc.StatusCode.INVALID_ARGUMENT,
+            ),
+            "consistency from past the latest size": (
+                lambda: stub.GetConsistencyProof(
+                    pb.GetConsistencyProofRequest(log_id=tenant, from_size=big)
+                ),
+                grpc.StatusCode.INVALID_ARGUMENT,
+            ),
+            "consistency to a size never signed": (
+                lambda: stub.GetConsistencyProof(
+                    pb.GetConsistencyProofRequest(log_id=tenant, from_size=1, to_size=big)
+                ),
+                grpc.StatusCode.NOT_FOUND,
+            ),
+        }
+        before = len(access_records(postgres.app_url, tenant))
+        with records_refused(postgres):
+            for name, (call, _) in calls.items():
+                err = refusal(call)
+                assert (err.code(), err.details(), reason(err)) == (
+                    grpc.StatusCode.UNAVAILABLE,
+                    access.NOT_RECORDED,
+                    "STORE_UNAVAILABLE",
+                ), name
+                assert str(big) not in (err.details() or ""), name
+            # Bad input is refused before anything is read or recorded: it tells nothing.
+            bad = refusal(
+                lambda: stub.GetInclusionProof(
+                    pb.GetInclusionProofRequest(log_id=tenant, sequence=-1)
+                )
+            )
+            assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert len(access_records(postgres.app_url, tenant)) == before
+
+        # With the record durable, each error goes out as before, and was recorded.
+        for name, (call, code) in calls.items():
+            assert refusal(call).code() == code, name
+        actions = [
+            e.attributes["access.action"].string_value
+            for e in access_records(postgres.app_url, tenant)[before:]
+        ]
+        assert len(actions) == len(calls) - 1  # the log without checkpoint got its own
+        none = access_records(postgres.app_url, f"{tenant}-none")
+        assert [e.attributes["access.action"].string_value for e in none] == [
+            "integrity.get_checkpoint"
+        ]
+    finally:
+        running.channel.close()
+        running.suite.stop()  # type: ignore[attr-defined]
+
+
+def write_config(tmp_path: Path, store_url: str, notary_url: str) -> Path:
+    """The suite's store (the writer) and the notary's own login, as a deployment sets them."""
+    cfg: dict[str, object] = {"database_url": store_url}
+    if notary_url != store_url:
+        cfg["integrity"] = {"database_url": notary_url}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_export_bundle_is_recorded_in_the_exported_log(
+    store_url: str,
+    store: SqlEventStore,
+    notaries: Notaries,
+    tenant: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The bundle holds the log's content and salts: before, it left no trace at all."""
+    append(store, tenant, 4)
+    notaries.start(FileKeys(ORIGIN_PREFIX, tmp_path / "key.pem"))
+    wait_until(lambda: covers(notaries.url, tenant, 4))
+    config = write_config(tmp_path, store_url, notaries.url)
+    monkeypatch.setenv("USER", "dpo@example.test")  # --requested-by's default
+    export = ["integrity", "export-bundle", "--config", str(config), "--log", tenant]
+
+    whole = tmp_path / "whole.jsonl"
+    assert main([*export, str(whole)]) == 0
+    part = tmp_path / "part.jsonl"
+    assert main([*export, "--start", "1", "--count", "2", "--no-content", str(part)]) == 0
+
+    records = access_records(store_url, tenant)
+    assert [e.attributes["access.action"].string_value for e in records] == [EXPORT, EXPORT]
+    first, second = records
+    size = first.attributes["access.tree_size"].int_value
+    assert size >= 4
+    assert len(whole.read_text().splitlines()) == size
+    assert all("content" in json.loads(line) for line in whole.read_text().splitlines()[:4])
+    assert [json.loads(line)["sequence"] for line in part.read_text().splitlines()] == [1, 2]
+    assert not any("content" in json.loads(line) for line in part.read_text().splitlines())
+    user = sa.make_url(notaries.url).username or ""  # SQLite: no login
+    expected = [
+        {"start": 0, "end": size, "include_content": True},
+        {"start": 1, "end": 3, "include_content": False},
+    ]
+    for record, want in zip(records, expected, strict=True):
+        assert record.actor.user_id == "dpo@example.test"
+        got = record.attributes
+        assert got["access.requested_by"].string_value == "dpo@example.test"
+        assert got["access.start"].int_value == want["start"]
+        assert got["access.end"].int_value == want["end"]
+        assert got["access.include_content"].bool_value is want["include_content"]
+        assert got["access.database_user"].string_value == user  # the login that read
+    assert second.attributes["access.tree_size"].int_value >= size
+
+
+def test_export_bundle_without_its_access_record_writes_no_bundle(
+    postgres: Postgres,
+    tenant: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The notary's login reads the log but may not append to it: the record goes through the
+    writer, and when it cannot be written the command fails and writes nothing."""
+    notary_url = login(postgres, "aiaudit_notary")
+    notaries = Notaries(notary_url, tmp_path, [])
+    writer = open_store(postgres.app_url)
+    try:
+        append(writer, tenant, 3)
+        notaries.start(FileKeys(ORIGIN_PREFIX, tmp_path / "key.pem"))
+        wait_until(lambda: covers(notary_url, tenant, 3))
+    finally:
+        writer.close()
+        for notary, store in notaries.started:
+            notary.stop()
+            store.close()
+    config = write_config(tmp_path, postgres.app_url, notary_url)
+    monkeypatch.setenv("USER", "dpo@example.test")
+    out = tmp_path / "out.jsonl"
+    export = ["integrity", "export-bundle", "--config", str(config), "--log", tenant, str(out)]
+    capsys.readouterr()
+
+    with records_refused(postgres):  # the writer refused (a grant revoked, a full disk)
+        assert main(export) == 1
+    assert not out.exists()
+    said = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("{")]
+    assert len(said) == 1
+    assert said[0].startswith(
+        "aiaudit integrity export-bundle: the access record could not be written to "
+    )
+    assert "permission denied for table log_entries" in said[0]
+    assert "nothing was exported" in said[0]
+
+    # Nor does the notary's own login do as the record's writer: it has no INSERT, by design.
+    assert main([*export, "--record-database-url", notary_url]) == 1
+    assert not out.exists()
+    assert "permission denied for table logs" in capsys.readouterr().err  # the log head first
+    assert access_records(postgres.app_url, tenant) == []
+
+    assert main(export) == 0  # granted again: recorded, then written
+    recorded = access_records(postgres.app_url, tenant)
+    assert [e.attributes["access.action"].string_value for e in recorded] == [EXPORT]
+    assert len(out.read_text().splitlines()) >= 3
+
+
+def test_export_bundle_needs_who_asked_and_an_existing_record_store(
+    store_url: str,
+    store: SqlEventStore,
+    notaries: Notaries,
+    tenant: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    append(store, tenant, 1)
+    notaries.start(FileKeys(ORIGIN_PREFIX, tmp_path / "key.pem"))
+    wait_until(lambda: covers(notaries.url, tenant, 1))
+    monkeypatch.delenv("USER", raising=False)
+    out = tmp_path / "out.jsonl"
+    export = ["integrity", "export-bundle", "--database-url", notaries.url, "--log", tenant]
+    capsys.readouterr()
+    assert main([*export, str(out)]) == 2
+    assert "--requested-by: required, who asked for the export" in capsys.readouterr().err
+    too_long = ["--requested-by", "x" * 300, str(out)]
+    assert main([*export, *too_long]) == 2
+    assert "--requested-by is 300 characters; the limit is 256" in capsys.readouterr().err
+    nowhere = tmp_path / "none" / "aiaudit.db"
+    missing = ["--record-database-url", f"sqlite:///{nowhere}", "--requested-by", "dpo"]
+    assert main([*export, *missing, str(out)]) == 2
+    assert f"no store at {nowhere}; pass --record-database-url" in capsys.readouterr().err
+    assert not out.exists()
+    assert access_records(store_url, tenant) == []
