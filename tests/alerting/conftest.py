@@ -99,26 +99,31 @@ def make_engine(
 
 @contextlib.contextmanager
 def serving(
-    store_url: str, alerting_url: str, tmp_path: Path, **alerting: object
+    store_url: str,
+    alerting_url: str,
+    tmp_path: Path,
+    *,
+    search: bool = False,
+    **alerting: object,
 ) -> Iterator[tuple[grpc.Channel, dict[str, str], str]]:
     """Ingest and alerting on one server; alerting runs as ``alerting_url``, with ``alerting``
-    settings beside."""
+    settings beside; ``search``: search too (SQLite index), to read the log as its readers do."""
     from aiaudit.cli.server import start
 
     keys = write_keys(tmp_path / "keys.yaml")
     cfg = tmp_path / "aiaudit.yaml"
-    cfg.write_text(
-        yaml.safe_dump(
-            {
-                "api_keys_file": str(tmp_path / "keys.yaml"),
-                "address": "127.0.0.1:0",
-                "data_dir": str(tmp_path),
-                "database_url": store_url,
-                "services": ["ingest", "alerting"],
-                "alerting": {"database_url": alerting_url, "poll_interval": 0.02, **alerting},
-            }
-        )
-    )
+    settings: dict[str, object] = {
+        "api_keys_file": str(tmp_path / "keys.yaml"),
+        "address": "127.0.0.1:0",
+        "data_dir": str(tmp_path),
+        "database_url": store_url,
+        "services": ["ingest", "alerting"],
+        "alerting": {"database_url": alerting_url, "poll_interval": 0.02, **alerting},
+    }
+    if search:
+        settings["services"] = ["ingest", "search", "alerting"]
+        settings["search"] = {"backend": "sqlite", "poll_interval": 0.05, "max_backoff": 1.0}
+    cfg.write_text(yaml.safe_dump(settings))
     suite = start(config.load(cfg, env={}))
     address = f"127.0.0.1:{suite.port}"
     channel = client.channel(address, keys["admin"])

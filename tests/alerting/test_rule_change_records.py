@@ -25,17 +25,23 @@ from tests.helpers import concurrently
 
 
 def _records(store: SqlEventStore, tenant: str) -> list[tuple[str, str, str, bool]]:
-    """(actor, action, source, enabled) of the tenant's RULE_CHANGE events, in log order."""
+    """(actor, action, source, enabled) of the tenant's RULE_CHANGE events, in log order.
+
+    The source is the record's content (the message named ``source``), never an attribute
+    (``test_a_rule_change_record_keeps_the_source_as_content``).
+    """
     out = []
     for s in store.read_log(tenant, 0, 10_000):
         e = s.to_event()
         if e.event_type == event_pb2.EVENT_TYPE_RULE_CHANGE:
             a = e.attributes
+            (said,) = [m.parts[0].text for m in e.input.messages if m.name == "source"]
+            assert set(a) == {"rule.action", "rule.id", "rule.enabled"}  # the source: content only
             out.append(
                 (
                     e.actor.user_id,
                     a["rule.action"].string_value,
-                    a["rule.source"].string_value,
+                    said,
                     a["rule.enabled"].bool_value,
                 )
             )

@@ -11,6 +11,8 @@ import grpc
 import pytest
 import yaml
 
+from aiaudit.alerting.v1 import alerting_service_pb2 as alerting_pb
+from aiaudit.alerting.v1 import alerting_service_pb2_grpc as alerting_grpc
 from aiaudit.cli.server import Suite, start
 from aiaudit.common import client, config
 from aiaudit.common.config import ConfigError
@@ -34,7 +36,7 @@ def suite(tmp_path: Path) -> Iterator[tuple[Suite, dict[str, str]]]:
             {
                 "address": "127.0.0.1:0",
                 "data_dir": str(tmp_path),
-                "services": ["ingest"],
+                "services": ["ingest", "alerting"],
                 "api_keys_file": str(tmp_path / "keys.yaml"),
                 "oidc_issuer": ISSUER,
                 "oidc_audience": AUDIENCE,
@@ -93,7 +95,9 @@ def test_oidc_settings_are_checked_at_start_up(tmp_path: Path) -> None:
         config.require_authentication(without)
 
 
-def test_a_stream_ends_when_its_token_expires(suite: tuple[Suite, dict[str, str]]) -> None:
+def test_an_append_stream_ends_when_its_token_expires(
+    suite: tuple[Suite, dict[str, str]],
+) -> None:
     """A stream is authenticated once, when it opens: a gateway's stream kept appending
     (and a WatchAlerts stream kept reading) long after the token expired. Requests read
     after that get no answer; the stream ends UNAUTHENTICATED, and the client opens a new
@@ -116,4 +120,23 @@ def test_a_stream_ends_when_its_token_expires(suite: tuple[Suite, dict[str, str]
         assert "expired while the stream was open" in (ended.value.details() or "")
     finally:
         requests.put(None)
+        channel.close()
+
+
+def test_a_watch_stream_ends_when_its_token_expires(suite: tuple[Suite, dict[str, str]]) -> None:
+    """A WatchAlerts stream opened with a token stops at the token's end, with no new alert
+    needed to notice it (it went on sending alerts, and recording their reads, after it)."""
+    running, _ = suite
+    ends = int(time.time()) - LEEWAY + 3
+    bearer = token(SIGNER, "k1", sub="dev-1", roles=["developer"], exp=ends)
+    channel = client.channel(f"127.0.0.1:{running.port}", bearer)
+    try:
+        stub = alerting_grpc.AlertingServiceStub(channel)  # type: ignore[no-untyped-call]
+        stream = stub.WatchAlerts(alerting_pb.WatchAlertsRequest(parent="tenants/acme"), timeout=20)
+        with pytest.raises(grpc.RpcError) as ended:
+            next(stream)  # nothing to send: it ends once the token does
+        assert time.time() > ends + LEEWAY
+        assert ended.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert "expired while the stream was open" in (ended.value.details() or "")
+    finally:
         channel.close()

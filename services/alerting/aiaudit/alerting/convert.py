@@ -55,11 +55,16 @@ def alert(a: Alert, *, content: bool) -> pb.Alert:
     return out
 
 
-def rule(r: StoredRule) -> pb.Rule:
-    """A rule on the wire."""
+def rule(r: StoredRule, *, source: bool) -> pb.Rule:
+    """A rule on the wire; ``source``: the caller may see the rule's source.
+
+    A source can quote what the rule looks for (an IP address, a phrase in
+    messages): without the permissions the rule reads (``handlers``) it is
+    withheld, empty; name, flag, severity and etag stay.
+    """
     out = pb.Rule(
         name=f"tenants/{r.tenant}/rules/{r.rule_id}",
-        source=r.source,
+        source=r.source if source else "",
         enabled=r.enabled,
         severity=r.severity,  # type: ignore[arg-type]
         etag=r.etag,

@@ -38,7 +38,7 @@ import functools
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -60,7 +60,7 @@ from aiaudit.alerting.state import LogState, StateCache, snapshot
 from aiaudit.alerting.store import AlertStore, scrub
 from aiaudit.common import commits
 from aiaudit.common.canonical import native_schema
-from aiaudit.common.restore import restore_wires
+from aiaudit.common.restore import Content, restore_wires
 from aiaudit.common.store import cursors
 from aiaudit.common.store.schema import consumer_cursors
 from aiaudit.common.store.sql import SqlEventStore, StoredEvent
@@ -297,7 +297,7 @@ class Engine:
         The damaged one starts a batch of its own: DamagedEventError when it is the first.
         """
         decoded: list[bytes] = []
-        restored = restore_wires([(e.canonical, e.content) for e in entries])
+        restored = restore_wires(as_evaluated(entries))
         for stored, wire in zip(entries, restored, strict=True):
             if isinstance(wire, Exception):
                 if not decoded:
@@ -492,6 +492,38 @@ def _evaluate_some(
         program.evaluate(wire, times, windows)
     elif keep:
         program.evaluate([wire[i] for i in keep], [times[i] for i in keep], windows)
+
+
+_OWN_RECORDS = frozenset(
+    event_pb2.EventType.Name(t)
+    for t in (event_pb2.EVENT_TYPE_AUDIT_ACCESS, event_pb2.EVENT_TYPE_RULE_CHANGE)
+)
+_OWN_JSON = tuple(f'"{name}"'.encode() for name in _OWN_RECORDS)
+
+
+def as_evaluated(entries: Sequence[StoredEvent]) -> list[tuple[bytes, Content]]:
+    """Stored events as rules see them: the suite's own records without their content.
+
+    An access record's or a rule change's content is what someone looked for
+    (a searched phrase, a rule's source), not an interaction: evaluated, a
+    rule on message text would fire on the record of its own creation, and a
+    detector on every phrase searched for or tested. Their other fields are evaluated
+    (a rule on ``event_type`` still sees them). Ingest refuses these types
+    from clients; the type is read from the event, not found in its bytes (a
+    client's attribute may hold the name).
+    """
+    candidates = [i for i, e in enumerate(entries) if any(m in e.canonical for m in _OWN_JSON)]
+    own: set[int] = set()
+    if candidates:
+        schema = native_schema()
+        bare = restore_wires([(entries[i].canonical, None) for i in candidates])
+        own = {
+            i
+            for i, wire in zip(candidates, bare, strict=True)
+            if not isinstance(wire, Exception)
+            and not _OWN_RECORDS.isdisjoint(aiaudit_native.field_values(schema, wire, "event_type"))
+        }
+    return [(e.canonical, None if i in own else e.content) for i, e in enumerate(entries)]
 
 
 _ERASURE = event_pb2.EventType.Name(event_pb2.EVENT_TYPE_PRIVACY_ERASURE)

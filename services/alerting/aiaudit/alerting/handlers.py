@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import collections
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from typing import TypeVar
 
@@ -16,8 +16,9 @@ from google.rpc import code_pb2
 
 from aiaudit.alerting import convert
 from aiaudit.alerting.evaluate import reads_content, reads_personal
-from aiaudit.alerting.model import Alert
-from aiaudit.alerting.rules import Rule
+from aiaudit.alerting.model import Alert, StoredRule
+from aiaudit.alerting.rulebook import compile_stored
+from aiaudit.alerting.rules import Rule, RuleSyntaxError
 from aiaudit.alerting.service import (
     AlertingService,
     Check,
@@ -32,7 +33,7 @@ from aiaudit.alerting.service import (
 from aiaudit.alerting.v1 import alerting_service_pb2 as pb
 from aiaudit.alerting.v1 import alerting_service_pb2_grpc as pb_grpc
 from aiaudit.common import access, status
-from aiaudit.common.auth import Authenticator, Caller, require
+from aiaudit.common.auth import Authenticator, Caller, end_expired, require
 
 SERVICE_NAME = "aiaudit.alerting.v1.AlertingService"
 T = TypeVar("T")
@@ -44,10 +45,40 @@ NAMED_PER_RECORD = 100
 access record keeps of a detail)."""
 
 
+class _UnrecordedError(Exception):
+    """An access record submitted for the request did not commit."""
+
+
+def _all_recorded(records: Sequence[Future[None]]) -> bool:
+    return all([access.recorded(r) for r in records])  # every one waited for
+
+
+def _settled(records: Sequence[Future[None]], fn: Callable[[], T]) -> T:
+    """Runs ``fn``, then waits for the access records whatever it did.
+
+    No durable record, no answer, not even an error: NOT_FOUND or
+    FAILED_PRECONDITION would tell an unrecorded caller which rule or alert
+    exists, or what state it is in (``_guard`` answers UNAVAILABLE instead).
+    """
+    try:
+        out = fn()
+    except Exception:
+        if not _all_recorded(records):
+            raise _UnrecordedError from None
+        raise
+    if not _all_recorded(records):
+        raise _UnrecordedError
+    return out
+
+
 def _guard(context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
     """Runs a domain call, mapping its errors to rich statuses."""
     try:
         return fn()
+    except _UnrecordedError:
+        status.abort(
+            context, status.error(code_pb2.UNAVAILABLE, access.NOT_RECORDED, "STORE_UNAVAILABLE")
+        )
     except InvalidError as exc:
         status.abort(context, status.bad_request(f"invalid request: {exc}", exc.violations))
     except NotFoundError as exc:
@@ -110,9 +141,10 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
     """The RPCs of AlertingService.
 
     Every read of audit data (rules, alerts, a dry run's events) submits an
-    access record and answers only once it is committed (UNAVAILABLE when it
-    is not). Evidence excerpts quote content: a caller without ``content.read``
-    on the tenant gets them blank, as after an erasure.
+    access record and answers, an error too, only once it is committed
+    (UNAVAILABLE when it is not). Evidence excerpts quote content: a caller
+    without ``content.read`` on the tenant gets them blank, as after an
+    erasure; a rule's source is withheld from a caller who may not test it.
     """
 
     def __init__(
@@ -141,11 +173,16 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
     @staticmethod
     def _recorded(context: grpc.ServicerContext, *records: Future[None]) -> None:
         """Waits for the access records: no durable record, no answer."""
-        if not all([access.recorded(r) for r in records]):  # every one waited for
-            status.abort(
-                context,
-                status.error(code_pb2.UNAVAILABLE, access.NOT_RECORDED, "STORE_UNAVAILABLE"),
-            )
+        _guard(context, lambda: _settled(records, lambda: None))
+
+    @staticmethod
+    def _after(context: grpc.ServicerContext, record: Future[None], fn: Callable[[], T]) -> T:
+        """A domain call made once its access record is submitted.
+
+        The record is waited for on every exit: an unrecorded call answers
+        UNAVAILABLE, whether the call succeeded or failed.
+        """
+        return _guard(context, lambda: _settled([record], fn))
 
     @staticmethod
     def _check(caller: Caller, tenant: str) -> Check:
@@ -172,6 +209,29 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
 
         return check
 
+    @classmethod
+    def _shown(cls, caller: Caller, tenant: str) -> Callable[[StoredRule], pb.Rule]:
+        """Rules as the caller may see them: the source only if :meth:`_check` passes.
+
+        A source quotes what its rule looks for (an IP address, a phrase in
+        messages): whoever may not test or store the rule may not read it either.
+        A stored source that no longer compiles is shown only to a caller with
+        both permissions, as it is not known what it reads.
+        """
+        check = cls._check(caller, tenant)
+        everything = caller.allows("content.read", tenant) and caller.allows("pii.read", tenant)
+
+        def shown(r: StoredRule) -> pb.Rule:
+            try:
+                check(compile_stored(r.source))
+            except DeniedError:
+                return convert.rule(r, source=False)
+            except RuleSyntaxError:
+                return convert.rule(r, source=everything)
+            return convert.rule(r, source=True)
+
+        return shown
+
     def CreateRule(
         self, request: pb.CreateRuleRequest, context: grpc.ServicerContext
     ) -> pb.CreateRuleResponse:
@@ -185,7 +245,7 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
                 request.rule.enabled if request.HasField("rule") else True, check,
             ),
         )  # fmt: skip
-        return pb.CreateRuleResponse(rule=convert.rule(stored))
+        return pb.CreateRuleResponse(rule=self._shown(caller, stored.tenant)(stored))
 
     def GetRule(
         self, request: pb.GetRuleRequest, context: grpc.ServicerContext
@@ -194,27 +254,25 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
         caller = self._caller(context, "rules.read", lambda: parse_name(request.name, "rules")[0])
         tenant, rule_id = parse_name(request.name, "rules")
         record = self._record(caller, tenant, "alerting.get_rule", {"rule": rule_id})
-        found = _guard(context, lambda: self.service.get_rule(request.name))
-        self._recorded(context, record)
-        return pb.GetRuleResponse(rule=convert.rule(found))
+        found = self._after(context, record, lambda: self.service.get_rule(request.name))
+        return pb.GetRuleResponse(rule=self._shown(caller, tenant)(found))
 
     def ListRules(
         self, request: pb.ListRulesRequest, context: grpc.ServicerContext
     ) -> pb.ListRulesResponse:
         """Rules of a tenant, built-in pack first; the read is audited."""
         caller = self._caller(context, "rules.read", lambda: parse_parent(request.parent))
+        tenant = parse_parent(request.parent)
         page = _guard(
             context,
             lambda: self.service.list_rules(request.parent, request.page_size, request.page_token),
         )
-        rules = [convert.rule(r) for r in page.items]  # type: ignore[arg-type]
+        shown = self._shown(caller, tenant)
+        rules = [shown(r) for r in page.items]  # type: ignore[arg-type]
         self._recorded(
             context,
-            self._record(
-                caller, parse_parent(request.parent), "alerting.list_rules",
-                {"returned": len(rules)},
-            ),
-        )  # fmt: skip
+            self._record(caller, tenant, "alerting.list_rules", {"returned": len(rules)}),
+        )
         return pb.ListRulesResponse(rules=rules, next_page_token=page.next_token)
 
     def UpdateRule(
@@ -236,14 +294,15 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
             )
         source = request.rule.source if "source" in paths else None
         enabled = request.rule.enabled if "enabled" in paths else None
-        check = self._check(caller, parse_name(request.rule.name, "rules", "rule.name")[0])
+        tenant = parse_name(request.rule.name, "rules", "rule.name")[0]
         stored = _guard(
             context,
             lambda: self.service.update_rule(
-                caller.principal, request.rule.name, source, enabled, request.rule.etag, check
+                caller.principal, request.rule.name, source, enabled, request.rule.etag,
+                self._check(caller, tenant),
             ),
-        )
-        return pb.UpdateRuleResponse(rule=convert.rule(stored))
+        )  # fmt: skip
+        return pb.UpdateRuleResponse(rule=self._shown(caller, tenant)(stored))
 
     def DeleteRule(
         self, request: pb.DeleteRuleRequest, context: grpc.ServicerContext
@@ -317,8 +376,7 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
         caller = self._caller(context, "alerts.write", lambda: parse_name(name, "alerts")[0])
         tenant, alert_id = parse_name(name, "alerts")
         record = self._record(caller, tenant, action, {"alert": alert_id})
-        a = _guard(context, lambda: change(caller.principal))
-        self._recorded(context, record)
+        a = self._after(context, record, lambda: change(caller.principal))
         return convert.alert(a, content=caller.allows("content.read", tenant))
 
     def AcknowledgeAlert(
@@ -386,8 +444,11 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
         content = caller.allows("content.read", tenant)
         sub = self.service.subscribe(tenant)
         context.send_initial_metadata(())  # the client knows it is subscribed from here on
-        stop = lambda: not context.is_active()  # noqa: E731
+        # Authenticated once, when it opened: the stream ends when the token does.
+        stop = lambda: not context.is_active() or caller.expired()  # noqa: E731
         for found in self.service.watch(sub, tenant, int(request.min_severity), stop):
+            if caller.expired():  # found after the end: not sent
+                break
             parts = [
                 found[i : i + NAMED_PER_RECORD] for i in range(0, len(found), NAMED_PER_RECORD)
             ]
@@ -403,6 +464,8 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
             self._recorded(context, *records)
             for a in found:
                 yield pb.WatchAlertsResponse(alert=convert.alert(a, content=content))
+        if caller.expired():
+            end_expired(context)
 
 
 def add_to_server(server: grpc.Server, handlers: AlertingHandlers) -> None:

@@ -24,8 +24,13 @@ def default_pack() -> list[Rule]:
 
 
 @functools.lru_cache(maxsize=4096)
-def _compiled(source: str) -> Rule:
-    return compile_rule(source, stored=True)  # maybe stored before a check it would now fail
+def compile_stored(source: str) -> Rule:
+    """A stored rule's source compiled, cached: the engine and every rule read need it.
+
+    Compiled as stored (``compile_rule(stored=True)``): it may predate a check it
+    would now fail.
+    """
+    return compile_rule(source, stored=True)
 
 
 @dataclass(frozen=True)
@@ -86,7 +91,7 @@ class RuleBook:
                 continue
             rule = self.builtin[s.rule_id] if s.builtin and s.rule_id in self.builtin else None
             out.append(
-                rule if rule is not None and rule.source == s.source else _compiled(s.source)
+                rule if rule is not None and rule.source == s.source else compile_stored(s.source)
             )
         return RuleSet(out, version)
 

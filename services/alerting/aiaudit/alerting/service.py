@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import hashlib
 import json
 import threading
 import uuid
@@ -17,10 +16,10 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from aiaudit.alerting import filters
-from aiaudit.alerting.engine import alert_id
+from aiaudit.alerting.engine import alert_id, as_evaluated
 from aiaudit.alerting.evaluate import Evaluator, WindowState
 from aiaudit.alerting.model import ACKNOWLEDGED, FIRING, OPEN_STATES, RESOLVED, Alert, StoredRule
-from aiaudit.alerting.rulebook import RuleBook
+from aiaudit.alerting.rulebook import RuleBook, compile_stored
 from aiaudit.alerting.rules import (
     MAX_RULES,
     MAX_TEXT_SCANS,
@@ -33,6 +32,7 @@ from aiaudit.alerting.rules import (
 from aiaudit.alerting.store import AlertStore
 from aiaudit.alerting.tables import alerts as alerts_t
 from aiaudit.common import tenants
+from aiaudit.common.restore import restore
 from aiaudit.common.store.prepare import prepare
 from aiaudit.common.store.schema import events as events_t
 from aiaudit.common.store.sql import SqlEventStore
@@ -269,7 +269,12 @@ class AlertingService:
         """Records a rule change, in ``conn``'s transaction (see ``__init__``).
 
         Called with the tenant's head lock held, once the change is known to
-        apply and before it commits.
+        apply and before it commits. The source can quote what the rule looks
+        for (an IP address, a phrase): like a searched phrase in an access
+        record (``access.QUOTING``) it is the event's content, a message named
+        ``source`` (salted commitments in the leaf, shown only with
+        ``content.read``, erasable). No hash of it beside: unsalted, a hash of a
+        rule naming an IP address or a short phrase is guessed by trying them.
         """
         e = event_pb2.Event(
             event_id=f"rule-change-{uuid.uuid4()}",
@@ -281,10 +286,8 @@ class AlertingService:
         e.attributes["rule.action"].string_value = action
         e.attributes["rule.id"].string_value = rule_id
         e.attributes["rule.enabled"].bool_value = enabled
-        e.attributes["rule.source_sha256"].string_value = hashlib.sha256(
-            source.encode()
-        ).hexdigest()
-        e.attributes["rule.source"].string_value = source[:4096]
+        said = e.input.messages.add(role=event_pb2.ROLE_USER, name="source")
+        said.parts.add(text=source[:4096])
         if self._record is not None:
             self._record(e)
             return
@@ -389,6 +392,10 @@ class AlertingService:
         different fields both hold. Exactly one RULE_CHANGE record per update
         applied, none for one refused. The window samples were counted under
         the old rule: they go, and the engine counts only what arrives from now on.
+
+        ``check`` sees the new source, or the stored rule when only the flag
+        changes: turning a rule on or off decides what its alerts tell about
+        events as much as its source does (and the answer returns the source).
         """
         tenant, rule_id = parse_name(name, "rules", "rule.name")
         if source is not None:
@@ -404,6 +411,8 @@ class AlertingService:
             current = self._find(conn, tenant, rule_id)
             if current is None:
                 raise NotFoundError(f"no rule {name}")
+            if source is None:
+                check(compile_stored(current.source))
             if etag and etag != current.etag:
                 raise ConflictError(f"rule {name} changed since read (etag)", "ETAG_MISMATCH")
             new_source = source if source is not None else current.source
@@ -474,9 +483,9 @@ class AlertingService:
                 ).scalars()
             )
         stored = self.events.read_sequences(tenant, seqs)
-        return simulate([rule], tenant, [(s.to_event(), s.receive_time) for s in stored]), len(
-            stored
-        )
+        events = [restore(*view) for view in as_evaluated(stored)]  # as the engine sees them
+        received = [s.receive_time for s in stored]
+        return simulate([rule], tenant, list(zip(events, received, strict=True))), len(stored)
 
     # ---- alerts ----
 
