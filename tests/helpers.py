@@ -113,3 +113,15 @@ def wait_until(condition: Callable[[], T], timeout: float = 30.0) -> T:
             raise AssertionError("condition not reached before the deadline")
         time.sleep(0.01)
     return value
+
+
+def access_records(store_url: str, tenant: str) -> list[ev.Event]:
+    """The tenant's EVENT_TYPE_AUDIT_ACCESS events, in log order (read from the store)."""
+    from aiaudit.common.store import open_store
+
+    store = open_store(store_url)
+    try:
+        events = [e.to_event() for e in store.read_log(tenant, 0, 10_000)]
+    finally:
+        store.close()
+    return [e for e in events if e.event_type == ev.EVENT_TYPE_AUDIT_ACCESS]

@@ -233,3 +233,17 @@ def suite(store_url: str, notary_url: str, tmp_path: Path) -> Iterator[Running]:
     yield running
     running.channel.close()
     running.suite.stop()  # type: ignore[attr-defined]
+
+
+@contextlib.contextmanager
+def stepping(url: str, keys: KeySource, tmp_path: Path) -> Iterator[Notary]:
+    """A notary on ``url`` that the test steps (or starts) itself; stopped at the end."""
+    store = open_store(url)
+    notary = Notary(
+        store.engine, keys, leader.for_engine(store.engine, leader.NOTARY), notary_config(tmp_path)
+    )
+    try:
+        yield notary
+    finally:
+        notary.stop()
+        store.close()

@@ -23,11 +23,10 @@ from grpc_status import rpc_status
 from aiaudit.cli.main import main
 from aiaudit.common import access
 from aiaudit.common.store import SqlEventStore, open_store
-from aiaudit.common.v1 import event_pb2
 from aiaudit.integrity.signers import FileKeys
 from aiaudit.integrity.v1 import integrity_service_pb2 as pb
 from tests.conftest import Postgres
-from tests.helpers import wait_until
+from tests.helpers import access_records, wait_until
 from tests.integrity.conftest import ORIGIN_PREFIX, Notaries, append, login, start_suite
 from tests.integrity.test_notary import covers
 from tests.integrity.test_service import append as ingest
@@ -45,16 +44,6 @@ def records_refused(pg: Postgres) -> Iterator[None]:
             yield
         finally:
             admin.execute("GRANT INSERT ON log_entries TO aiaudit_writer")
-
-
-def access_records(url: str, tenant: str) -> list[event_pb2.Event]:
-    """The tenant's EVENT_TYPE_AUDIT_ACCESS events, in log order."""
-    store = open_store(url)
-    try:
-        events = [e.to_event() for e in store.read_log(tenant, 0, 10_000)]
-    finally:
-        store.close()
-    return [e for e in events if e.event_type == event_pb2.EVENT_TYPE_AUDIT_ACCESS]
 
 
 def reason(err: grpc.RpcError) -> str:

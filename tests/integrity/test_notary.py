@@ -23,6 +23,7 @@ from tests.integrity.conftest import (
     append,
     leaf_hashes,
     notary_config,
+    stepping,
 )
 
 
@@ -262,14 +263,7 @@ def test_a_round_reads_until_a_batch_comes_back_short(
         return rows
 
     monkeypatch.setattr(storage, "leaves", counted)
-    notary_store = open_store(notary_url)
-    notary = Notary(
-        notary_store.engine,
-        keys,
-        leader.for_engine(notary_store.engine, leader.NOTARY),
-        notary_config(tmp_path),
-    )
-    try:
+    with stepping(notary_url, keys, tmp_path) as notary:
         notary.step()  # the first round integrates everything waiting, then signs at once
         assert reads == [64, 6]
         cp = latest(notary_url, tenant)
@@ -277,9 +271,6 @@ def test_a_round_reads_until_a_batch_comes_back_short(
         append(store, tenant, 2)
         notary.start()  # later rounds take the rest
         wait_until(lambda: covers(notary_url, tenant, 72))
-    finally:
-        notary.stop()
-        notary_store.close()
     check_history(notary_url, tenant, keys.verifier_keys())
 
 

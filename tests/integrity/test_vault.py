@@ -13,17 +13,15 @@ import hvac
 import hvac.exceptions
 import pytest
 
-from aiaudit.common import leader
 from aiaudit.common.receipts import ReceiptSigningUnavailableError
-from aiaudit.common.store import SqlEventStore, open_store
+from aiaudit.common.store import SqlEventStore
 from aiaudit.common.store.sql import Receipt
 from aiaudit.integrity import note, receipts, signers, worm
 from aiaudit.integrity import vault as transit
-from aiaudit.integrity.notary import Notary
 from aiaudit.integrity.receipts import ReceiptNotary
 from aiaudit.integrity.signers import SignerUnavailableError, TransitKeys, open_signed
 from tests.helpers import wait_until
-from tests.integrity.conftest import Notaries, Proxy, Vault, append, notary_config
+from tests.integrity.conftest import Notaries, Proxy, Vault, append, stepping
 from tests.integrity.test_notary import all_checkpoints, check_history, covers, latest
 
 NAME = "test.aiaudit/log"
@@ -235,18 +233,8 @@ def test_the_checkpoints_of_many_logs_take_one_vault_call(
     logs = [f"{tenant}-{i:02d}" for i in range(30)]
     for log_id in logs:
         append(store, log_id, 3)
-    notary_store = open_store(notary_url)
-    notary = Notary(
-        notary_store.engine,
-        keys,
-        leader.for_engine(notary_store.engine, leader.NOTARY),
-        notary_config(tmp_path),
-    )
-    try:
+    with stepping(notary_url, keys, tmp_path) as notary:
         notary.step()  # the first round integrates everything waiting and signs at once
-    finally:
-        notary.stop()
-        notary_store.close()
     assert keys.singles == 0 and len(keys.batches) == 1 and keys.batches[0] >= len(logs)
     verifiers = keys.verifier_keys()
     for log_id in logs:
