@@ -262,3 +262,14 @@ def test_a_tenant_s_rules_stay_within_its_quotas(
     assert own() == ["a", "b", "c"]  # nothing written
     stub.DeleteRule(pb.DeleteRuleRequest(name=created.name))
     assert create("d", 0).name == f"{parent}/rules/d"
+    # A built-in rule's source replaced by the tenant is the tenant's to pay for: 2 + 3 is
+    # over (it was not counted, so ten built-ins carried 64 contains conditions each).
+    builtin = pb.UpdateRuleRequest(
+        rule=pb.Rule(name=f"{parent}/rules/prompt-injection", source=source("prompt-injection", 3)),
+        update_mask=field_mask_pb2.FieldMask(paths=["source"]),
+    )
+    with pytest.raises(grpc.RpcError) as info:
+        stub.UpdateRule(builtin)
+    assert _reason(info.value)[0] == "TEXT_SCANS_PER_TENANT"
+    builtin.rule.source = source("prompt-injection", 2)  # 2 + 2: within, and a full rule list
+    assert stub.UpdateRule(builtin).rule.source == source("prompt-injection", 2)

@@ -38,6 +38,8 @@ class Keys:
         self.inner = FileKeys("test.aiaudit/log", path)
         self.down = False
         self.while_signing: Callable[[], None] | None = None
+        self.sign_with: FileKeys | None = None
+        """Another key that signs in its place: a remote signer pointed at the wrong key."""
 
     def active(self) -> ActiveKey:
         if self.down:
@@ -48,6 +50,8 @@ class Keys:
             hook, self.while_signing = self.while_signing, None
             if hook is not None:
                 hook()
+            if self.sign_with is not None:
+                return self.sign_with.active().signer.sign(message)
             return key.signer.sign(message)
 
         return ActiveKey(NoteSigner(key.signer.name, key.signer.public_key, sign), key.version)
@@ -200,6 +204,83 @@ def test_one_log_that_cannot_be_exported_stops_no_other_and_shows_in_health(
     replica.step()  # retried every interval until it is exported
     assert replica.health[-1] is True
     assert exported_sizes(tmp_path, blocked) == stored_sizes(admin_url, blocked) == [3]
+
+
+def test_a_signer_answering_with_another_key_is_a_signing_outage(
+    store: SqlEventStore,
+    replicas: Callable[[Keys], Replica],
+    admin_url: str,
+    tmp_path: Path,
+    tenant: str,
+) -> None:
+    """Its signatures do not verify under the checkpoint key: nothing is exported or stored,
+    health says so, and the replica keeps leading and signs once the key is right (the
+    error escaped the round: leadership was dropped and taken again every interval, health
+    still SERVING)."""
+    keys = Keys(tmp_path / "key.pem")
+    keys.sign_with = FileKeys("test.aiaudit/log", tmp_path / "other.pem")
+    append(store, tenant, 3)
+    replica = replicas(keys)
+    replica.step()
+    assert replica.health[-1] is False and replica.notary.leading
+    assert stored_sizes(admin_url, tenant) == exported_sizes(tmp_path, tenant) == []
+    keys.sign_with = None
+    replica.step()
+    assert replica.health[-1] is True
+    assert stored_sizes(admin_url, tenant) == exported_sizes(tmp_path, tenant) == [3]
+
+
+def test_a_failing_round_shows_in_health_until_one_works(
+    postgres: Postgres, pg_notary: str, tmp_path: Path, tenant: str
+) -> None:
+    """A round that fails (here the database refuses the notary's writes) integrates and
+    signs nothing: health says so (it stayed SERVING while no log was signed), and comes
+    back with the first round that works, which signs what waited."""
+    store = open_store(postgres.app_url)
+    notary_store = open_store(pg_notary)
+    health: list[bool] = []
+    notary = Notary(
+        notary_store.engine,
+        FileKeys("test.aiaudit/log", tmp_path / "key.pem"),
+        leader.for_engine(notary_store.engine, leader.NOTARY),
+        notary_config(tmp_path),
+        health.append,
+    )
+    try:
+        with psycopg.connect(postgres.admin_dsn, autocommit=True) as admin:
+            admin.execute("REVOKE INSERT ON integrity_nodes FROM aiaudit_notary")
+            try:
+                append(store, tenant, 3)
+                notary.start()
+                wait_until(lambda: health and health[-1] is False)
+            finally:
+                admin.execute("GRANT INSERT ON integrity_nodes TO aiaudit_notary")
+        wait_until(lambda: health[-1] is True and stored_sizes(postgres.admin_url, tenant) == [3])
+    finally:
+        notary.stop()
+        notary_store.close()
+        store.close()
+
+
+def test_the_due_logs_are_read_whatever_their_number(
+    store: SqlEventStore,
+    replicas: Callable[[Keys], Replica],
+    notary_url: str,
+    tmp_path: Path,
+    tenant: str,
+) -> None:
+    """PostgreSQL binds at most 65,535 parameters: with more logs behind (a long Vault
+    outage on a large deployment) the one query for all of them failed every round, and
+    no log was signed again."""
+    append(store, tenant, 3)
+    replicas(Keys(tmp_path / "key.pem")).step()
+    engine = sa.create_engine(notary_url)
+    try:
+        with engine.connect() as conn:
+            many = [f"{tenant}-{i}" for i in range(70_000)] + [tenant]
+            assert storage.positions_and_latest(conn, "integrity", many) == [(tenant, 3, 3)]
+    finally:
+        engine.dispose()
 
 
 def test_a_replica_whose_lock_session_died_starts_over_and_signs_what_another_integrated(

@@ -298,21 +298,24 @@ class AlertingService:
     def _find(self, conn: sa.Connection, tenant: str, rule_id: str) -> StoredRule | None:
         return next((r for r in self.book.stored(conn, tenant) if r.rule_id == rule_id), None)
 
-    def _within_quota(self, conn: sa.Connection, tenant: str, rule: Rule) -> None:
-        """Refuses ``rule`` (new, or replacing its namesake) past the tenant's quotas.
+    def _within_quota(self, conn: sa.Connection, tenant: str, rule: Rule, adding: bool) -> None:
+        """Refuses ``rule`` (new when ``adding``, else replacing its namesake) past the quotas.
 
         The engine tests every rule of a tenant on each of its events, one pass
         for all tenants: without a bound one tenant's rules could slow every
-        tenant's alerts. Built-in rules are not counted.
+        tenant's alerts. The rule count leaves the built-in pack out; the
+        contains/regex count takes every rule the tenant runs, a built-in one
+        whose source it replaced included.
         """
-        own = [r for r in self.book.stored(conn, tenant) if not r.builtin and r.rule_id != rule.id]
-        if len(own) >= MAX_RULES:
+        others = [r for r in self.book.stored(conn, tenant) if r.rule_id != rule.id]
+        own = sum(1 for r in others if not r.builtin)
+        if adding and own >= MAX_RULES:
             raise QuotaError(
-                f"tenant {tenant!r} has {len(own)} rules, its limit ({MAX_RULES}): delete one",
+                f"tenant {tenant!r} has {own} rules, its limit ({MAX_RULES}): delete one",
                 "RULES_PER_TENANT",
                 MAX_RULES,
             )
-        scans = text_scans(rule) + sum(text_scans(compile_rule(r.source, stored=True)) for r in own)
+        scans = text_scans(rule) + sum(text_scans(compile_stored(r.source)) for r in others)
         if scans > MAX_TEXT_SCANS:
             raise QuotaError(
                 f"tenant {tenant!r}'s rules would hold {scans} contains/regex conditions, "
@@ -348,7 +351,7 @@ class AlertingService:
             self.store.lock_head(conn, tenant)  # as updates: neither writes over the other
             if self._find(conn, tenant, compiled.id) is not None:
                 raise ConflictError(f"rule {compiled.id!r} exists", "RULE_EXISTS")
-            self._within_quota(conn, tenant, compiled)
+            self._within_quota(conn, tenant, compiled, adding=True)
             self._audit_change(conn, principal, tenant, "create", compiled.id, source, enabled)
             self.store.put_rule(conn, stored)
         return stored
@@ -417,8 +420,8 @@ class AlertingService:
                 raise ConflictError(f"rule {name} changed since read (etag)", "ETAG_MISMATCH")
             new_source = source if source is not None else current.source
             new_enabled = enabled if enabled is not None else current.enabled
-            if source is not None and not current.builtin:
-                self._within_quota(conn, tenant, compile_rule(source))
+            if source is not None:
+                self._within_quota(conn, tenant, compile_rule(source), adding=False)
             stored = StoredRule(
                 tenant,
                 rule_id,

@@ -79,6 +79,8 @@ class Notary:
         self._last_integrate = float("-inf")
         self._leading = False
         self._healthy: bool | None = None
+        self._signed = True
+        """Whether the last signing round signed and exported everything due."""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -105,6 +107,8 @@ class Notary:
         while not self._stop.is_set():
             try:
                 self.step()
+                if failures:  # working again: as healthy as its signing
+                    self._set_health(self._signed)
                 failures = 0
             except Exception as exc:
                 if failures == 0:
@@ -112,6 +116,7 @@ class Notary:
                 else:
                     log.warning("notary step failed again: %s", exc)
                 failures += 1
+                self._set_health(False)  # nothing is integrated or signed until a step works
                 self._leadership.release()
                 self._leading = False
                 self._ranges.clear()
@@ -228,9 +233,10 @@ class Notary:
                 except NoteError as exc:  # this log cannot be noted: the others can
                     log.error("checkpoint of log %s cannot be signed: %s", log_id, exc)
             notes = dict(zip(texts, sign_notes(list(texts.values()), [key.signer]), strict=True))
-        except SignerUnavailableError as exc:
+        except (SignerUnavailableError, NoteError) as exc:  # NoteError: a wrong key's signature
             if self._healthy is not False:
                 log.warning("cannot sign checkpoints, will retry: %s", exc)
+            self._signed = False
             self._set_health(False)
             return
         for log_id in set(self._unsigned) - set(due):  # nothing new since the last checkpoint
@@ -253,7 +259,8 @@ class Notary:
                 ],
             )
         self._unsigned -= set(exported)
-        self._set_health(len(exported) == len(due))
+        self._signed = len(exported) == len(due)
+        self._set_health(self._signed)
 
     def _due(self, conn: sa.Connection) -> dict[str, Checkpoint]:
         """The checkpoint to sign of each unsigned log that grew past its latest one."""
