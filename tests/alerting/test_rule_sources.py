@@ -256,3 +256,15 @@ def test_rules_do_not_fire_on_the_sources_and_searches_the_suite_records(
     ]
     changes = [i for rule, ids in got if rule == "rule-changes" for i in ids]
     assert changes and all(i.startswith("rule-change-") for i in changes)
+
+
+def test_the_etag_says_nothing_of_a_withheld_source() -> None:
+    """The etag is shown to callers the source is withheld from: as a hash of the source,
+    a rule naming one IP address was found by trying the 2^32 of them."""
+    when = dt.datetime(2026, 12, 3, 18, 0, tzinfo=dt.UTC)
+    ip = "id: r\nseverity: low\nwhen: {field: actor.ip_address, equals: '203.0.113.%d'}\n"
+    first, second = (StoredRule("t", "r", ip % n, True, 2, when) for n in (7, 8))
+    assert first.etag == second.etag
+    later = StoredRule("t", "r", ip % 7, True, 2, when + dt.timedelta(microseconds=1))
+    assert later.etag != first.etag  # every update sets a new update time, so a new etag
+    assert StoredRule("t", "r", ip % 7, False, 2, when).etag != first.etag

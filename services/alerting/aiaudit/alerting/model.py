@@ -26,10 +26,13 @@ class StoredRule:
 
     @property
     def etag(self) -> str:
-        """A checksum of the rule as stored (AIP-154): every update changes it."""
-        raw = "\0".join(
-            (self.rule_id, self.update_time.isoformat(), str(self.enabled), self.source)
-        )
+        """The rule's version as stored (AIP-154): every update sets a new update time.
+
+        Not a hash of the source: the etag is shown to callers the source is
+        withheld from, and a hash of a rule naming one IP address is guessed by
+        trying them all.
+        """
+        raw = "\0".join((self.rule_id, self.update_time.isoformat(), str(self.enabled)))
         return hashlib.sha256(raw.encode()).hexdigest()[:24]
 
 
