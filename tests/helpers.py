@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TypeVar
 
 import grpc
@@ -125,3 +126,16 @@ def access_records(store_url: str, tenant: str) -> list[ev.Event]:
     finally:
         store.close()
     return [e for e in events if e.event_type == ev.EVENT_TYPE_AUDIT_ACCESS]
+
+
+def serve_http(handler: type[BaseHTTPRequestHandler]) -> tuple[ThreadingHTTPServer, str]:
+    """A threaded HTTP server on a free loopback port, logging no request (shut it down at
+    the end); its base URL."""
+    handler.log_message = _unlogged  # type: ignore[method-assign]
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def _unlogged(self: BaseHTTPRequestHandler, format: str, *args: object) -> None:
+    pass

@@ -13,7 +13,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import NamedTuple
 
@@ -38,7 +38,7 @@ from aiaudit.common.store import open_store
 from aiaudit.common.store.sql import SqlEventStore
 from tests.alerting.conftest import append, drain, login, make_engine
 from tests.conftest import Postgres
-from tests.helpers import interaction, wait_until
+from tests.helpers import interaction, serve_http, wait_until
 
 SECRET = "s3cret-for-tests"
 
@@ -61,12 +61,8 @@ class Hook:
                 self.send_response(code)
                 self.end_headers()
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.server, base = serve_http(Handler)
+        self.url = f"{base}/hook"
 
 
 @pytest.fixture
@@ -392,12 +388,8 @@ class Receiver:
             def do_POST(self) -> None:
                 self._any()
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.server, base = serve_http(Handler)
+        self.url = f"{base}/hook"
 
     def mine(self, tenant: str) -> list[Request]:
         return [r for r in self.requests if r.tenant == tenant]
