@@ -61,14 +61,10 @@ def _settled(records: Sequence[Future[None]], fn: Callable[[], T]) -> T:
     exists, or what state it is in (``_guard`` answers UNAVAILABLE instead).
     """
     try:
-        out = fn()
-    except Exception:
+        return fn()
+    finally:
         if not _all_recorded(records):
-            raise _UnrecordedError from None
-        raise
-    if not _all_recorded(records):
-        raise _UnrecordedError
-    return out
+            raise _UnrecordedError  # in place of the answer or the error
 
 
 def _guard(context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
