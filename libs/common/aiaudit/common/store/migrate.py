@@ -14,6 +14,22 @@ from aiaudit.common.store.schema import PARTITIONED
 
 _SCRIPTS = Path(__file__).with_name("migrations")
 
+PRIVACY_KEY_GRANTS = """
+DO $$
+BEGIN
+  IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'aiaudit_privacy')
+     AND to_regclass('content_keys') IS NOT NULL THEN
+    GRANT DELETE ON content_keys TO aiaudit_privacy;
+    GRANT UPDATE (key_epoch) ON logs TO aiaudit_privacy;
+  END IF;
+END
+$$;
+"""
+"""What erasing a subject's data key needs (revisions ``0005`` and ``privacy_0002``).
+
+The two are on different branches, applied in either order; both run this,
+and the later one, when the role and the table both exist, grants."""
+
 
 def migrate(engine: sa.Engine) -> None:
     """Upgrades the database to the newest schema, and on PostgreSQL tops up its partitions.

@@ -121,6 +121,7 @@ ENCODERS: dict[str, Callable[[Sequence[Any]], EncodedArray]] = {
     "text": text_array,
     "bytea": bytea_array,
     "timestamptz": timestamptz_array,
+    "int8": int8_array,
 }
 """The encoder of an array of each element type (by its PostgreSQL name)."""
 

@@ -8,6 +8,8 @@
   patterns filter on; partitioned by receive time on PostgreSQL.
 - ``event_content``: the erasable part (salt and content); deleting a row
   erases content without touching any leaf.
+- ``content_keys``: each data subject's data key, wrapped; content is stored
+  sealed under it, and erasing the subject deletes it.
 - ``consumer_cursors``: each consumer's position in each log (the outbox
   contract: a consumer that was down resumes from here, losing nothing).
 """
@@ -25,7 +27,10 @@ logs = sa.Table(
     metadata,
     sa.Column("log_id", sa.String(64), primary_key=True),
     sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("key_epoch", sa.BigInteger, nullable=False, server_default="0"),
 )
+"""``key_epoch`` rises with each erasure of a subject's data key, so that a
+writer learns that data keys it holds of this log may be gone."""
 
 log_entries = sa.Table(
     "log_entries",
@@ -70,6 +75,19 @@ event_content = sa.Table(
     sa.Column("content", sa.LargeBinary, nullable=False),
     postgresql_partition_by="RANGE (receive_time)",
 )
+
+content_keys = sa.Table(
+    "content_keys",
+    metadata,
+    sa.Column("key_id", sa.BigInteger, primary_key=True),
+    sa.Column("log_id", sa.String(64), nullable=False),
+    sa.Column("subject", sa.String(256), nullable=False),
+    sa.Column("kek", sa.String(256), nullable=False),
+    sa.Column("wrapped", sa.LargeBinary, nullable=False),
+    sa.Column("create_time", TS, nullable=False),
+    sa.UniqueConstraint("log_id", "subject", name="content_keys_subject_key"),
+)
+"""Each subject's data key, wrapped by the KEK named in ``kek`` (see ``aiaudit.common.keys``)."""
 
 consumer_cursors = sa.Table(
     "consumer_cursors",

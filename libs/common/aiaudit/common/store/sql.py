@@ -11,20 +11,31 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import psycopg
 import sqlalchemy as sa
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import event as sa_event
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from aiaudit.common import canonical, commits, restore
+from aiaudit.common.keys import seal
+from aiaudit.common.keys.kek import KekError
+from aiaudit.common.keys.keyring import Keyring, StoredKey, SubjectKey
 from aiaudit.common.store import pgarrays
 from aiaudit.common.store.direct import ConnectionLostError, DirectConnections
-from aiaudit.common.store.schema import TEXT_COLUMNS, event_content, events, log_entries, logs
+from aiaudit.common.store.schema import (
+    TEXT_COLUMNS,
+    content_keys,
+    event_content,
+    events,
+    log_entries,
+    logs,
+)
 from aiaudit.common.v1 import event_pb2
 
 
@@ -49,6 +60,23 @@ class NewEvent:
     def log_id(self) -> str:
         """The tenant's log."""
         return self.event.tenant_id
+
+    @property
+    def subject(self) -> str:
+        """The data subject whose key seals the content (``""``: none named)."""
+        return self.event.actor.user_id
+
+
+Sealer = Callable[[NewEvent], tuple[bytes, bytes]]
+"""The ``event_content`` (salt, content) columns of an event as written."""
+
+
+def _in_clear(e: NewEvent) -> tuple[bytes, bytes]:
+    return e.salt, e.stored_content
+
+
+class StaleKeysError(Exception):
+    """An append expected data keys that an erasure has since destroyed: look them up again."""
 
 
 @dataclass(frozen=True)
@@ -154,9 +182,14 @@ def same_event(stored: StoredEvent, retried: NewEvent) -> bool:
 class SqlEventStore:
     """Event store on a SQLAlchemy engine."""
 
-    def __init__(self, engine: sa.Engine) -> None:
-        """Wraps an engine; SQLite gets WAL and explicit write locking."""
+    def __init__(self, engine: sa.Engine, keys: Keyring | None = None) -> None:
+        """Wraps an engine; SQLite gets WAL and explicit write locking.
+
+        ``keys``: content is sealed under its subject's data key (and sealed
+        content opened); None writes content in clear and cannot open sealed rows.
+        """
         self.engine = engine
+        self.keys = keys
         self._sqlite = engine.dialect.name == "sqlite"
         self._direct = None if self._sqlite else DirectConnections(engine)
         if self._sqlite:
@@ -207,10 +240,21 @@ class SqlEventStore:
         """One attempt; unless ``check_existing``, the unique id index catches retries."""
         rows = sum(len(b) for b in batches)
         if self._direct is not None and not check_existing and rows < _COPY_FROM_ROWS:
-            with self._direct.cursor() as cur:
-                outcomes = _append_at_once(cur, batches)
-            commits.committed(self.engine)  # wakes this process's consumers
-            return outcomes
+            at_once = self._known_keys(batches)
+            if at_once is not None:
+                sealer, epochs = at_once
+                try:
+                    with self._direct.cursor() as cur:
+                        outcomes = _append_at_once(cur, batches, sealer, epochs)
+                except StaleKeysError:
+                    for log_id in epochs or ():
+                        assert self.keys is not None
+                        self.keys.forget(log_id)
+                else:
+                    commits.committed(self.engine)  # wakes this process's consumers
+                    return outcomes
+        if self.keys is not None:  # wrap new subjects' keys before taking any lock
+            self.keys.stock(len({(e.log_id, e.subject) for b in batches for e in b}))
         with self.engine.connect().execution_options(sqlite_immediate=True) as conn:
             try:
                 return self._append_in(conn, batches, check_existing)
@@ -237,11 +281,123 @@ class SqlEventStore:
             raise ValueError(f"record id {record.event.event_id!r} is taken")
         return outcome[0]
 
+    def _known_keys(
+        self, batches: Sequence[Sequence[NewEvent]]
+    ) -> tuple[Sealer, dict[str, int] | None] | None:
+        """How a one-statement append seals, the key epochs it expects; None: a key unknown."""
+        if self.keys is None:
+            return _in_clear, None
+        subjects: dict[str, set[str]] = {}
+        for b in batches:
+            for e in b:
+                subjects.setdefault(e.log_id, set()).add(e.subject)
+        keys: dict[tuple[str, str], SubjectKey] = {}
+        epochs: dict[str, int] = {}
+        for log_id, names in subjects.items():
+            known = self.keys.known(log_id, names)
+            if known is None:
+                return None
+            epochs[log_id], found = known
+            keys.update({(log_id, s): k for s, k in found.items()})
+        return _sealer(keys), epochs
+
+    def _resolve_keys(
+        self, conn: sa.Connection, new: Sequence[NewEvent], epochs: dict[str, int]
+    ) -> Sealer:
+        """The subjects' data keys, read or created under the logs' head locks.
+
+        Under the lock no erasure can destroy a key meanwhile; what the keyring
+        knows of a log is used while the log's epoch is the one it learnt it at.
+        """
+        if self.keys is None:
+            return _in_clear
+        subjects: dict[str, set[str]] = {}
+        for e in new:
+            subjects.setdefault(e.log_id, set()).add(e.subject)
+        keys: dict[tuple[str, str], SubjectKey] = {}
+        for log_id, names in subjects.items():
+            epoch = epochs[log_id]
+            found, missing = self.keys.lookup(log_id, epoch, names)
+            if missing:
+                rows = self._subject_keys(conn, log_id, missing)
+                learnt: dict[str, SubjectKey] = {
+                    r.subject: (r.key_id, k)
+                    for r, k in zip(rows, self.keys.open_rows(rows), strict=True)
+                }
+                absent = [s for s in missing if s not in learnt]
+                if absent:
+                    made = self.keys.take(len(absent))
+                    now = dt.datetime.now(dt.UTC)
+                    conn.execute(
+                        sa.insert(content_keys),
+                        [
+                            {
+                                "key_id": k.key_id,
+                                "log_id": log_id,
+                                "subject": s,
+                                "kek": self.keys.kek.name,
+                                "wrapped": k.wrapped,
+                                "create_time": now,
+                            }
+                            for s, k in zip(absent, made, strict=True)
+                        ],
+                    )
+                    learnt.update(
+                        {s: (k.key_id, AESGCM(k.key)) for s, k in zip(absent, made, strict=True)}
+                    )
+                self.keys.learn(log_id, epoch, learnt)
+                found.update(learnt)
+            keys.update({(log_id, s): k for s, k in found.items()})
+        return _sealer(keys)
+
+    @staticmethod
+    def _subject_keys(conn: sa.Connection, log_id: str, subjects: list[str]) -> list[StoredKey]:
+        ck = content_keys.c
+        rows = conn.execute(
+            sa.select(ck.key_id, ck.subject, ck.kek, ck.wrapped).where(
+                ck.log_id == log_id, ck.subject.in_(subjects)
+            )
+        ).all()
+        return [StoredKey(int(r[0]), str(r[1]), str(r[2]), bytes(r[3])) for r in rows]
+
+    def _keys_by_id(self, conn: sa.Connection | None, key_ids: set[int]) -> dict[int, AESGCM]:
+        """Data keys by id for reading sealed rows; destroyed ones are absent."""
+        if not key_ids:
+            return {}
+        if self.keys is None:
+            raise KekError(
+                "stored content is sealed under data keys, and this process has no KEK "
+                "configured (setting 'content_keys')"
+            )
+
+        def fetch(ids: list[int]) -> list[StoredKey]:
+            ck = content_keys.c
+            query = sa.select(ck.key_id, ck.subject, ck.kek, ck.wrapped).where(ck.key_id.in_(ids))
+            if conn is not None:
+                rows = conn.execute(query).all()
+            else:
+                with self.engine.connect() as own:
+                    rows = own.execute(query).all()
+            return [StoredKey(int(r[0]), str(r[1]), str(r[2]), bytes(r[3])) for r in rows]
+
+        return self.keys.by_ids(key_ids, fetch)
+
+    def _opened(self, conn: sa.Connection | None, rows: Sequence[Any]) -> list[StoredEvent]:
+        """Stored-event rows as :class:`StoredEvent`, sealed content opened."""
+        key_ids = {
+            seal.key_id_of(bytes(r[7]))
+            for r in rows
+            if r[7] is not None and seal.is_sealed(bytes(r[7]))
+        }
+        keys = self._keys_by_id(conn, key_ids)
+        return [_stored(row, keys) for row in rows]
+
     def _append_tx(
         self, conn: sa.Connection, batches: Sequence[Sequence[NewEvent]], check_existing: bool
     ) -> list[BatchOutcome]:
         """The appends, in the caller's transaction."""
-        sizes = self._lock_logs(conn, sorted({e.log_id for b in batches for e in b}))
+        heads = self._lock_logs(conn, sorted({e.log_id for b in batches for e in b}))
+        sizes = {log_id: size for log_id, (size, _) in heads.items()}
         stored: dict[tuple[str, str], StoredEvent | tuple[NewEvent, Receipt]] = {}
         if check_existing:
             stored.update(self._existing(conn, [e for b in batches for e in b]))
@@ -254,13 +410,16 @@ class SqlEventStore:
                 new_rows.extend(
                     (e, r.sequence) for e, r in zip(batch, outcome, strict=True) if not r.duplicate
                 )
-        heads = [{"log_id": log_id, "size": size} for log_id, size in sizes.items()]
-        self._insert(conn, new_rows, heads)
+        sealer = self._resolve_keys(
+            conn, [e for e, _ in new_rows], {log_id: epoch for log_id, (_, epoch) in heads.items()}
+        )
+        moved = [{"log_id": log_id, "size": size} for log_id, size in sizes.items()]
+        self._insert(conn, new_rows, moved, sealer)
         return outcomes
 
-    def _lock_logs(self, conn: sa.Connection, log_ids: list[str]) -> dict[str, int]:
-        """Takes the head lock of each log (in a fixed order) and reads its size."""
-        sizes: dict[str, int] = {}
+    def _lock_logs(self, conn: sa.Connection, log_ids: list[str]) -> dict[str, tuple[int, int]]:
+        """Takes the head lock of each log (in a fixed order); its (size, key epoch)."""
+        heads: dict[str, tuple[int, int]] = {}
         if not self._sqlite:
             raw = conn.connection.driver_connection
             assert raw is not None
@@ -268,17 +427,18 @@ class SqlEventStore:
                 for log_id in log_ids:
                     row = cur.execute(_LOCK_HEAD, (log_id,)).fetchone()
                     assert row is not None
-                    sizes[log_id] = int(row[0])
-            return sizes
+                    heads[log_id] = (int(row[0]), int(row[1]))
+            return heads
         for log_id in log_ids:
             upsert = (
                 sqlite_insert(logs)
                 .values(log_id=log_id, size=0)
                 .on_conflict_do_update(index_elements=[logs.c.log_id], set_={"size": logs.c.size})
-                .returning(logs.c.size)
+                .returning(logs.c.size, logs.c.key_epoch)
             )
-            sizes[log_id] = conn.execute(upsert).scalar_one()
-        return sizes
+            size, epoch = conn.execute(upsert).one()
+            heads[log_id] = (int(size), int(epoch))
+        return heads
 
     def _existing(
         self, conn: sa.Connection, new: list[NewEvent]
@@ -346,7 +506,11 @@ class SqlEventStore:
         return planned
 
     def _insert(
-        self, conn: sa.Connection, rows: list[tuple[NewEvent, int]], heads: list[dict[str, object]]
+        self,
+        conn: sa.Connection,
+        rows: list[tuple[NewEvent, int]],
+        heads: list[dict[str, object]],
+        sealer: Sealer,
     ) -> None:
         """Writes the new rows of the three event tables and moves the log heads."""
         tables: list[tuple[sa.Table, list[str], list[tuple[object, ...]]]] = [
@@ -382,10 +546,7 @@ class SqlEventStore:
             (
                 event_content,
                 ["log_id", "seq", "receive_time", "salt", "content"],
-                [
-                    (e.event.tenant_id, seq, e.receive_time, e.salt, e.stored_content)
-                    for e, seq in rows
-                ],
+                [(e.event.tenant_id, seq, e.receive_time, *sealer(e)) for e, seq in rows],
             ),
         ]
         if self._sqlite:
@@ -418,7 +579,7 @@ class SqlEventStore:
     def _read(self, conn: sa.Connection, log_id: str, seqs: list[int]) -> list[StoredEvent]:
         if not seqs:
             return []
-        return list(_select(conn, "seqs", {"log_id": log_id, "seqs": seqs}))
+        return self._opened(conn, _select(conn, "seqs", {"log_id": log_id, "seqs": seqs}))
 
     def read_log(self, log_id: str, start: int, limit: int) -> list[StoredEvent]:
         """Entries ``start`` .. ``start+limit-1`` of a log, in order (consumers tail this)."""
@@ -483,6 +644,17 @@ class SqlEventStore:
                     .returning(event_content.c.seq)
                 ).scalars()
                 erased += [str(found[int(seq)]) for seq in deleted]
+            if subject_id:  # the subject's data key goes too, and writers learn it went
+                conn.execute(
+                    sa.delete(content_keys).where(
+                        content_keys.c.log_id == log_id, content_keys.c.subject == subject_id
+                    )
+                )
+                conn.execute(
+                    sa.update(logs)
+                    .where(logs.c.log_id == log_id)
+                    .values(key_epoch=logs.c.key_epoch + 1)
+                )
             self.append_record(conn, record)
         return named, sorted(erased), record.event.event_id
 
@@ -507,7 +679,7 @@ class SqlEventStore:
         """
         if self._direct is None:
             with self.engine.connect() as conn:
-                return list(_select(conn, read, params))
+                return self._opened(conn, _select(conn, read, params))
         try:
             with self._direct.cursor() as cursor:
                 rows = _pg_stored_rows(cursor, read, params)
@@ -516,7 +688,7 @@ class SqlEventStore:
             raise _as_sqlalchemy(f"stored events by {read}", params, exc.__cause__, True) from exc
         except psycopg.Error as exc:
             raise _as_sqlalchemy(f"stored events by {read}", params, exc, False) from exc
-        return [_stored(row) for row in rows]
+        return self._opened(None, rows)
 
     def log_sizes(self) -> dict[str, int]:
         """Every log and its size."""
@@ -693,23 +865,38 @@ def _pg_stored_rows(
     return rows
 
 
-def _select(conn: sa.Connection, read: str, params: dict[str, object]) -> Iterator[StoredEvent]:
+def _select(conn: sa.Connection, read: str, params: dict[str, object]) -> list[Any]:
     """Stored events by one of the reads of :data:`_BY` or :data:`PG_BY`, through ``conn``.
 
     On PostgreSQL that is the lookups made under the head locks, in the
     writer's transaction; other reads go through :meth:`SqlEventStore._reads`.
     """
-    rows: Iterable[Any] = (
-        pg_rows(conn, PG_BY[read], params)
-        if conn.dialect.name == "postgresql"
-        else conn.execute(_BY[read], params)
-    )
-    return (_stored(row) for row in rows)
+    if conn.dialect.name == "postgresql":
+        return pg_rows(conn, PG_BY[read], params)
+    return list(conn.execute(_BY[read], params))
 
 
-def _stored(row: tuple[Any, ...]) -> StoredEvent:
-    """A row laid out as the stored-event reads lay it out."""
+def _sealer(keys: dict[tuple[str, str], SubjectKey]) -> Sealer:
+    def sealed(e: NewEvent) -> tuple[bytes, bytes]:
+        key_id, key = keys[(e.log_id, e.subject)]
+        return b"", seal.seal(key, key_id, e.log_id, e.event.event_id, e.salt, e.stored_content)
+
+    return sealed
+
+
+def _stored(row: tuple[Any, ...], keys: dict[int, AESGCM]) -> StoredEvent:
+    """A row laid out as the stored-event reads lay it out; sealed content opened with ``keys``.
+
+    Content sealed under a destroyed key (its subject erased while the row was
+    read) reads as erased.
+    """
     log_id, seq, event_id, leaf, received, body, salt, content = row
+    if content is not None and seal.is_sealed(bytes(content)):
+        key = keys.get(seal.key_id_of(bytes(content)))
+        if key is None:
+            salt = content = None
+        else:
+            salt, content = seal.open_sealed(key, log_id, event_id, bytes(content))
     return StoredEvent(
         log_id=log_id,
         sequence=seq,
@@ -771,20 +958,33 @@ _ARRAY_COLUMNS = [
     event_content.c.content,
     *(events.c[name] for name in SEARCH_COLUMNS),
 ]
-_ARRAYS = [c.name for c in _ARRAY_COLUMNS]
-_ENCODE = [(c.name, pgarrays.ENCODERS[_binary_type(c.type)]) for c in _ARRAY_COLUMNS]
 pgarrays.register(psycopg.adapters)  # every connection opened from now on sends them
 _EVENT_COLUMNS = ", ".join(["event_id", "canonical", *SEARCH_COLUMNS])
-_UNNEST = ", ".join(f"%({c.name})b::{_binary_type(c.type)}[]" for c in _ARRAY_COLUMNS)
-_AT_ONCE = f"""
+
+
+def _at_once(keyed: bool) -> tuple[str, list[tuple[str, Callable[[list[Any]], Any]]]]:
+    """:data:`_AT_ONCE` or :data:`_AT_ONCE_KEYED`, and how each of its arrays is encoded."""
+    arrays = _ARRAY_COLUMNS + ([logs.c.key_epoch] if keyed else [])
+    unnest = ", ".join(f"%({c.name})b::{_binary_type(c.type)}[]" for c in arrays)
+    if keyed:
+        counts = "count(*) AS n, min(key_epoch) AS key_epoch"
+        head = "(log_id, size, key_epoch) SELECT log_id, n, key_epoch"
+        grow = (
+            "CASE WHEN l.key_epoch = excluded.key_epoch THEN l.size + excluded.size "
+            "ELSE aiaudit_stale_keys(l.log_id) END"
+        )
+    else:
+        counts, head = "count(*) AS n", "(log_id, size) SELECT log_id, n"
+        grow = "l.size + excluded.size"
+    sql = f"""
 WITH input AS (
-    SELECT * FROM unnest({_UNNEST})
-        WITH ORDINALITY AS i({", ".join(_ARRAYS)}, ord)
+    SELECT * FROM unnest({unnest})
+        WITH ORDINALITY AS i({", ".join(c.name for c in arrays)}, ord)
 ), counts AS (
-    SELECT log_id, count(*) AS n FROM input GROUP BY log_id
+    SELECT log_id, {counts} FROM input GROUP BY log_id
 ), heads AS (
-    INSERT INTO logs AS l (log_id, size) SELECT log_id, n FROM counts ORDER BY log_id COLLATE "C"
-    ON CONFLICT (log_id) DO UPDATE SET size = l.size + excluded.size
+    INSERT INTO logs AS l {head} FROM counts ORDER BY log_id COLLATE "C"
+    ON CONFLICT (log_id) DO UPDATE SET size = {grow}
     RETURNING l.log_id, l.size
 ), numbered AS (
     SELECT i.*, h.size - c.n - 1 + row_number() OVER (PARTITION BY i.log_id ORDER BY i.ord) AS seq
@@ -801,6 +1001,10 @@ WITH input AS (
 )
 SELECT h.log_id, h.size - c.n FROM heads h JOIN counts c USING (log_id)
 """
+    return sql, [(c.name, pgarrays.ENCODERS[_binary_type(c.type)]) for c in arrays]
+
+
+_AT_ONCE, _ENCODE = _at_once(keyed=False)
 """A small group in one statement, so one round trip and one implicit transaction.
 
 The rows go as one binary array per column (``pgarrays``). The heads are
@@ -813,30 +1017,51 @@ numbers its receipts the same way. A taken id fails the whole statement on the
 unique index, with nothing written, like the multi-statement path. Prepared,
 so PostgreSQL plans it once per connection.
 """
+_AT_ONCE_KEYED, _ENCODE_KEYED = _at_once(keyed=True)
+""":data:`_AT_ONCE` with sealed content: each log's head grows only if its key
+epoch is the one the caller's data keys were learnt at. If an erasure has
+since destroyed a key, ``aiaudit_stale_keys`` fails the statement (SQLSTATE
+``AKEY1``) and nothing is written: the head lock is what orders the two, and
+the upsert sees the head as the erasure left it."""
 
 
 def _append_at_once(
-    cursor: psycopg.Cursor[Any], batches: Sequence[Sequence[NewEvent]]
+    cursor: psycopg.Cursor[Any],
+    batches: Sequence[Sequence[NewEvent]],
+    sealer: Sealer = _in_clear,
+    epochs: Mapping[str, int] | None = None,
 ) -> list[BatchOutcome]:
-    """Commits new events (no retries expected) with :data:`_AT_ONCE`; their receipts.
+    """Commits new events (no retries expected) in one statement; their receipts.
 
-    ``cursor`` is on a connection in autocommit: the statement is its own transaction.
+    ``cursor`` is on a connection in autocommit: the statement is its own
+    transaction. ``epochs``: each log's key epoch the sealer's keys were
+    learnt at (:class:`StaleKeysError` if one moved).
     """
     rows = [e for b in batches for e in b]
+    stored = [sealer(e) for e in rows]
     columns: dict[str, list[Any]] = {
         "log_id": [e.log_id for e in rows],
         "event_id": [e.event.event_id for e in rows],
         "leaf_hash": [e.committed.leaf_hash for e in rows],
         "receive_time": [e.receive_time for e in rows],
         "canonical": [e.committed.canonical for e in rows],
-        "salt": [e.salt for e in rows],
-        "content": [e.stored_content for e in rows],
+        "salt": [salt for salt, _ in stored],
+        "content": [content for _, content in stored],
     }
     values = [e.search for e in rows]
     for i, name in enumerate(SEARCH_COLUMNS):
         columns[name] = [v[i] for v in values]
-    params = {name: encode(columns[name]) for name, encode in _ENCODE}
-    starts: dict[str, int] = dict(cursor.execute(_AT_ONCE, params, prepare=True).fetchall())
+    sql, encoders = _AT_ONCE, _ENCODE
+    if epochs is not None:
+        sql, encoders = _AT_ONCE_KEYED, _ENCODE_KEYED
+        columns["key_epoch"] = [epochs[e.log_id] for e in rows]
+    params = {name: encode(columns[name]) for name, encode in encoders}
+    try:
+        starts: dict[str, int] = dict(cursor.execute(sql, params, prepare=True).fetchall())
+    except psycopg.Error as exc:
+        if exc.sqlstate == "AKEY1":
+            raise StaleKeysError(str(exc)) from exc
+        raise
     outcomes: list[BatchOutcome] = []
     for batch in batches:
         receipts = []
@@ -852,7 +1077,7 @@ def _append_at_once(
 
 _LOCK_HEAD = (
     "INSERT INTO logs (log_id, size) VALUES (%s, 0) "
-    "ON CONFLICT (log_id) DO UPDATE SET size = logs.size RETURNING size"
+    "ON CONFLICT (log_id) DO UPDATE SET size = logs.size RETURNING size, key_epoch"
 )
 """One round trip: create the head if new, and lock it (a no-op update) either way."""
 

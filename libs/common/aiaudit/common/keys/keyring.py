@@ -1,0 +1,156 @@
+"""The data keys a store process holds: per (log, subject), and by key id.
+
+The store looks keys up and creates them under the log's head lock (so an
+erasure, which takes the same lock, never races a writer); this class keeps
+what it learnt. A log's ``key_epoch`` (``logs`` column, raised by every
+subject erasure) says whether what it learnt of that log still holds. Keys
+for new subjects are wrapped ahead, outside any lock: one KEK call (one Vault
+round trip) for several.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from aiaudit.common.keys.kek import KEY_BYTES, Kek, KekError
+
+SubjectKey = tuple[int, AESGCM]
+"""(key id, the key) of a subject."""
+
+
+@dataclass(frozen=True)
+class NewKey:
+    """A data key not yet stored: id, the key, and the key as the KEK wrapped it."""
+
+    key_id: int
+    key: bytes
+    wrapped: bytes
+
+
+@dataclass(frozen=True)
+class StoredKey:
+    """A row of ``content_keys`` as read."""
+
+    key_id: int
+    subject: str
+    kek: str
+    wrapped: bytes
+
+
+class Keyring:
+    """Data keys under one KEK, cached; thread-safe."""
+
+    def __init__(self, kek: Kek, capacity: int = 100_000) -> None:
+        """``capacity``: keys kept by id (each ~100 bytes plus the cipher object)."""
+        self.kek = kek
+        self._capacity = capacity
+        self._lock = threading.Lock()
+        self._by_id: OrderedDict[int, AESGCM] = OrderedDict()
+        self._logs: dict[str, tuple[int, dict[str, int]]] = {}
+        self._spare: list[NewKey] = []
+
+    def known(
+        self, log_id: str, subjects: Iterable[str]
+    ) -> tuple[int, dict[str, SubjectKey]] | None:
+        """(epoch, keys) if every subject's key of the log is known, else None."""
+        with self._lock:
+            entry = self._logs.get(log_id)
+        if entry is None:
+            return None
+        found, missing = self.lookup(log_id, entry[0], subjects)
+        return None if missing else (entry[0], found)
+
+    def lookup(
+        self, log_id: str, epoch: int, subjects: Iterable[str]
+    ) -> tuple[dict[str, SubjectKey], list[str]]:
+        """(keys known at ``epoch``, subjects whose key is not): all unknown if the epoch moved."""
+        with self._lock:
+            entry = self._logs.get(log_id)
+            ids = entry[1] if entry is not None and entry[0] == epoch else {}
+            found: dict[str, SubjectKey] = {}
+            missing = []
+            for s in subjects:
+                key_id = ids.get(s)
+                key = self._by_id.get(key_id) if key_id is not None else None
+                if key_id is None or key is None:
+                    missing.append(s)
+                else:
+                    found[s] = (key_id, key)
+            return found, missing
+
+    def learn(self, log_id: str, epoch: int, keys: dict[str, SubjectKey]) -> None:
+        """Records subjects' keys as valid at ``epoch`` (forgetting the log's older epoch)."""
+        with self._lock:
+            entry = self._logs.get(log_id)
+            ids = entry[1] if entry is not None and entry[0] == epoch else {}
+            for subject, (key_id, key) in keys.items():
+                ids[subject] = key_id
+                self._keep(key_id, key)
+            self._logs[log_id] = (epoch, ids)
+
+    def forget(self, log_id: str) -> None:
+        """Drops what is known of a log's subjects (its epoch moved)."""
+        with self._lock:
+            self._logs.pop(log_id, None)
+
+    def _keep(self, key_id: int, key: AESGCM) -> None:
+        self._by_id[key_id] = key
+        self._by_id.move_to_end(key_id)
+        while len(self._by_id) > self._capacity:
+            self._by_id.popitem(last=False)
+
+    def stock(self, n: int) -> None:
+        """Makes sure ``n`` new keys are wrapped and ready (one KEK call if short)."""
+        with self._lock:
+            short = n - len(self._spare)
+        if short <= 0:
+            return
+        keys = [secrets.token_bytes(KEY_BYTES) for _ in range(short)]
+        wrapped = self.kek.wrap(keys)
+        fresh = [NewKey(secrets.randbits(63), k, w) for k, w in zip(keys, wrapped, strict=True)]
+        with self._lock:
+            self._spare.extend(fresh)
+
+    def take(self, n: int) -> list[NewKey]:
+        """``n`` new keys (wrapping more if the stock ran short)."""
+        self.stock(n)
+        with self._lock:
+            taken, self._spare = self._spare[:n], self._spare[n:]
+        if len(taken) < n:  # another thread took some meanwhile
+            taken += self.take(n - len(taken))
+        return taken
+
+    def by_ids(
+        self, key_ids: Iterable[int], fetch: Callable[[list[int]], Sequence[StoredKey]]
+    ) -> dict[int, AESGCM]:
+        """The keys with these ids; unknown ones read with ``fetch`` and unwrapped.
+
+        A key id absent from the answer was destroyed (its subject erased).
+        """
+        wanted = set(key_ids)
+        with self._lock:
+            out = {k: self._by_id[k] for k in wanted if k in self._by_id}
+        missing = sorted(wanted - out.keys())
+        if missing:
+            rows = fetch(missing)
+            for key_id, key in zip([r.key_id for r in rows], self.open_rows(rows), strict=True):
+                out[key_id] = key
+                with self._lock:
+                    self._keep(key_id, key)
+        return out
+
+    def open_rows(self, rows: Sequence[StoredKey]) -> list[AESGCM]:
+        """Unwraps stored keys (one KEK call); refuses keys another KEK wrapped."""
+        foreign = sorted({r.kek for r in rows if r.kek != self.kek.name})
+        if foreign:
+            raise KekError(
+                f"data keys wrapped by KEK {', '.join(foreign)}; this process holds "
+                f"{self.kek.name} (content_keys settings differ between processes?)"
+            )
+        return [AESGCM(k) for k in self.kek.unwrap([r.wrapped for r in rows])]
