@@ -118,6 +118,22 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return pg.app_url
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def sealed_store(request: pytest.FixtureRequest, tmp_path: Path) -> Postgres | str:
+    """A store for tests that seal content under a KEK of their own: its own database.
+
+    In the session's database other tests' consumers (an indexer tails every
+    log) would meet rows they hold no KEK for. SQLite: the URL; PostgreSQL: the
+    database with its logins.
+    """
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'aiaudit.db'}"
+        open_store(url, run_migrations=True).close()
+        return url
+    pg: Postgres = request.getfixturevalue("own_postgres")
+    return pg
+
+
 def as_role(
     store_url: str, request: pytest.FixtureRequest, url_of: Callable[[Postgres], str]
 ) -> str:

@@ -24,6 +24,7 @@ from aiaudit.common.store.prepare import prepare_batch
 from aiaudit.common.store.schema import content_keys, event_content
 from aiaudit.common.store.sql import Conflict
 from aiaudit.common.v1 import event_pb2 as ev
+from tests.conftest import Postgres
 from tests.helpers import interaction
 
 
@@ -63,6 +64,21 @@ def key_rows(url: str, tenant: str) -> dict[str, int]:
 @pytest.fixture
 def tenant() -> str:
     return f"t-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def store_url(sealed_store: Postgres | str) -> str:
+    return sealed_store if isinstance(sealed_store, str) else sealed_store.app_url
+
+
+@pytest.fixture
+def privacy_url(sealed_store: Postgres | str) -> str:
+    return sealed_store if isinstance(sealed_store, str) else sealed_store.privacy_url
+
+
+@pytest.fixture
+def admin_url(sealed_store: Postgres | str) -> str:
+    return sealed_store if isinstance(sealed_store, str) else sealed_store.admin_url
 
 
 def test_content_is_sealed_at_rest_and_reads_back(
@@ -135,15 +151,12 @@ def test_erasing_a_subject_destroys_its_key_and_later_writes_get_a_new_one(
 
 
 def test_a_sealed_row_moved_onto_another_event_does_not_open(
-    store_url: str, tmp_path: Path, tenant: str, request: pytest.FixtureRequest
+    store_url: str, admin_url: str, tmp_path: Path, tenant: str
 ) -> None:
     store = keyed(store_url, tmp_path / "kek")
     append(store, interaction(tenant, "a-1", text="one", user="alice"))
     append(store, interaction(tenant, "a-2", text="two", user="alice"))
-    admin = store_url
-    if store_url.startswith("postgresql"):
-        admin = request.getfixturevalue("postgres").admin_url
-    engine = sa.create_engine(admin)
+    engine = sa.create_engine(admin_url)
     with engine.begin() as conn:
         (moved,) = conn.execute(
             sa.select(event_content.c.content).where(
@@ -169,7 +182,7 @@ def test_sealed_content_needs_the_same_kek(store_url: str, tmp_path: Path, tenan
     other = keyed(store_url, tmp_path / "other-kek")
     with pytest.raises(KekError, match="wrapped by KEK file:"):
         other.read_log(tenant, 0, 10)
-    bare = open_store(store_url)
+    bare = open_store(store_url, keys=None)
     with pytest.raises(KekError, match="no KEK configured"):
         bare.read_log(tenant, 0, 10)
     for each in (store, other, bare):
@@ -180,7 +193,7 @@ def test_rows_in_clear_still_read_beside_sealed_ones(
     store_url: str, tmp_path: Path, tenant: str
 ) -> None:
     """Content written before encryption was configured stays readable."""
-    bare = open_store(store_url)
+    bare = open_store(store_url, keys=None)
     append(bare, interaction(tenant, "old", text="from before", user="alice"))
     store = keyed(store_url, tmp_path / "kek")
     append(store, interaction(tenant, "new", text="from after", user="alice"))

@@ -19,15 +19,19 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from aiaudit.cli.main import main
-from aiaudit.common.store import SqlEventStore, open_store
+from aiaudit.common.keys import seal
+from aiaudit.common.keys.kek import FileKek
+from aiaudit.common.keys.keyring import Keyring
+from aiaudit.common.store import SqlEventStore, embedded_keys, open_store
 from aiaudit.common.store.prepare import prepare
 from aiaudit.common.store.schema import event_content, events, log_entries
-from aiaudit.common.store.sql import Receipt
+from aiaudit.common.store.sql import Receipt, data_keys
 from aiaudit.integrity import checks, note, verify
 from aiaudit.integrity.signers import FileKeys
 from aiaudit.integrity.verify import MODES, Report, verify_store
+from tests.conftest import Postgres
 from tests.helpers import interaction, wait_until
-from tests.integrity.conftest import ORIGIN_PREFIX, Notaries, append
+from tests.integrity.conftest import ORIGIN_PREFIX, Notaries, append, login
 from tests.integrity.test_notary import all_checkpoints, covers
 
 
@@ -40,6 +44,8 @@ class Log:
     checkpoint_dir: Path
     key_file: Path
     mode: str = "full"
+    content_kek: Path | None = None
+    """Sealed content's KEK: each verify opens it afresh, as `aiaudit verify` would."""
 
     def verify(self) -> Report:
         return verify_store(
@@ -49,6 +55,7 @@ class Log:
             self.checkpoint_dir,
             [self.tenant],
             mode=self.mode,
+            content_keys=Keyring(FileKek(self.content_kek)) if self.content_kek else "embedded",
         )
 
     def problems(self) -> list[str]:
@@ -85,6 +92,26 @@ def full_log(
     yield from _log(store, notaries, admin_url, tenant, tmp_path, "full")
 
 
+@pytest.fixture
+def sealed_log(sealed_store: Postgres | str, tenant: str, tmp_path: Path) -> Iterator[Log]:
+    """A ``full_log`` whose content is sealed under data keys (a file KEK), in its own store."""
+    if isinstance(sealed_store, str):
+        url = notary_url = admin_url = sealed_store
+    else:
+        url, admin_url = sealed_store.app_url, sealed_store.admin_url
+        notary_url = login(sealed_store, "aiaudit_notary")
+    kek = tmp_path / "content.kek"
+    store = open_store(url, keys=Keyring(FileKek(kek)))
+    notaries = Notaries(notary_url, tmp_path, [])
+    for log in _log(store, notaries, admin_url, tenant, tmp_path, "full", kek):
+        assert log.verify().ok  # opened and checked against the commitments
+        yield log
+    for notary, own in notaries.started:
+        notary.stop()
+        own.close()
+    store.close()
+
+
 def _log(
     store: SqlEventStore,
     notaries: Notaries,
@@ -92,6 +119,7 @@ def _log(
     tenant: str,
     tmp_path: Path,
     mode: str,
+    content_kek: Path | None = None,
 ) -> Iterator[Log]:
     keys = FileKeys(ORIGIN_PREFIX, tmp_path / "key.pem")
     receipts = append(store, tenant, 12)
@@ -103,7 +131,14 @@ def _log(
     assert [c.tree_size for c in all_checkpoints(notaries.url, tenant)] == [12, 15]
     admin = sa.create_engine(admin_url)
     result = Log(
-        tenant, receipts, keys, admin, tmp_path / "checkpoints", tmp_path / "key.pem", mode
+        tenant,
+        receipts,
+        keys,
+        admin,
+        tmp_path / "checkpoints",
+        tmp_path / "key.pem",
+        mode,
+        content_kek,
     )
     report = result.verify()
     assert report.ok, report.problems
@@ -159,24 +194,68 @@ def test_changed_leaf_and_event_together_are_named(log: Log) -> None:
 
 
 def test_changed_content_is_named(full_log: Log) -> None:
+    """Content rewritten with its salt kept (and sealed again, where the store seals it:
+    someone holding the KEK) still disagrees with its commitment."""
+    url = full_log.admin.url.render_as_string(hide_password=False)
+    event_id = full_log.event(2)
     with full_log.admin.begin() as conn:
-        raw = conn.execute(
-            sa.select(event_content.c.content).where(
-                event_content.c.log_id == full_log.tenant, event_content.c.seq == 2
-            )
-        ).scalar_one()
-        content = json.loads(raw)
+        raw = bytes(
+            conn.execute(
+                sa.select(event_content.c.content).where(
+                    event_content.c.log_id == full_log.tenant, event_content.c.seq == 2
+                )
+            ).scalar_one()
+        )
+        keyring = embedded_keys(url)  # SQLite seals by default; PostgreSQL stores in clear
+        if seal.is_sealed(raw):
+            assert keyring is not None
+            key_id = seal.key_id_of(raw)
+            key = data_keys(keyring, conn, {key_id})[key_id]
+            salt, plain = seal.open_sealed(key, full_log.tenant, event_id, raw)
+        else:
+            plain = raw
+        content = json.loads(plain)
         path = next(p for p in content if p.startswith("input."))
         content[path] = "something else"
+        forged = json.dumps(content).encode()
+        if seal.is_sealed(raw):
+            forged = seal.seal(key, key_id, full_log.tenant, event_id, salt, forged)
         conn.execute(
             sa.update(event_content)
             .where(event_content.c.log_id == full_log.tenant, event_content.c.seq == 2)
-            .values(content=json.dumps(content).encode())
+            .values(content=forged)
         )
     problems = full_log.problems()
-    assert mentions(
-        problems, "sequence 2", full_log.event(2), path, "does not match its commitment"
-    )
+    assert mentions(problems, "sequence 2", event_id, path, "does not match its commitment")
+
+
+def test_changed_sealed_content_is_named(sealed_log: Log) -> None:
+    with sealed_log.admin.begin() as conn:
+        raw = bytes(
+            conn.execute(
+                sa.select(event_content.c.content).where(
+                    event_content.c.log_id == sealed_log.tenant, event_content.c.seq == 5
+                )
+            ).scalar_one()
+        )
+        assert raw[0] == 0x01
+        flipped = raw[:-1] + bytes([raw[-1] ^ 1])
+        conn.execute(
+            sa.update(event_content)
+            .where(event_content.c.log_id == sealed_log.tenant, event_content.c.seq == 5)
+            .values(content=flipped)
+        )
+    problems = sealed_log.problems()
+    assert mentions(problems, "sequence 5", sealed_log.event(5), "sealed content does not open")
+    assert not mentions(problems, "without a privacy-erasure record")
+
+
+def test_deleted_data_key_is_named(sealed_log: Log) -> None:
+    """Deleting a subject's key without erasing its content makes the content unreadable."""
+    sealed_log.execute("DELETE FROM content_keys WHERE log_id = :t")
+    problems = sealed_log.problems()
+    assert mentions(problems, "sequence 0", sealed_log.event(0), "no longer has")
+    assert len(problems) == 15, "every event of the log is named"
 
 
 def test_deleted_row_is_named(log: Log) -> None:

@@ -17,6 +17,7 @@ from sqlalchemy import exc as sa_exc
 
 from aiaudit.alerting import cli as alerting_cli
 from aiaudit.common import client, config, logs
+from aiaudit.common.keys.kek import KekError
 from aiaudit.integrity import cli as integrity_cli
 from aiaudit.search import cli as search_cli
 
@@ -157,9 +158,11 @@ def _migrate(args: argparse.Namespace) -> int:
 
 def _erase(args: argparse.Namespace) -> int:
     from aiaudit.common.erasure import erase
+    from aiaudit.common.keys import configured
     from aiaudit.common.store import open_store
 
-    store = open_store(_settings(args).store_url)
+    settings = _settings(args)
+    store = open_store(settings.store_url, keys=configured.keyring(settings))
     try:
         done = erase(
             store,
@@ -175,6 +178,37 @@ def _erase(args: argparse.Namespace) -> int:
     finally:
         store.close()
     print(json.dumps({"record": done.record_id, "erased": done.erased, "named": done.named}))
+    return 0
+
+
+def _bootstrap_content_key(args: argparse.Namespace) -> int:
+    """Makes the Transit content key and its policy exist (idempotent)."""
+    import hvac
+
+    from aiaudit.common.keys import transit
+
+    settings = _settings(args)
+    addr = args.vault_addr or settings.content_vault_addr or os.environ.get("VAULT_ADDR", "")
+    token = os.environ.get("VAULT_TOKEN", "")
+    if not addr or not token:
+        raise config.ConfigError(
+            "content-keys bootstrap-vault needs --vault-addr (or VAULT_ADDR) and VAULT_TOKEN"
+        )
+    target = transit.ContentKeySettings(
+        mount=args.mount or settings.content_vault_mount,
+        key=args.key or settings.content_vault_key,
+        policy_name=args.policy,
+    )
+    try:
+        admin = hvac.Client(url=addr, token=token, timeout=10)
+        steps = transit.bootstrap_content_key(admin, target)
+    except (hvac.exceptions.VaultError, ValueError) as exc:
+        print(f"aiaudit: Vault at {addr}: {exc}", file=sys.stderr)
+        return 1
+    for step in steps:
+        print(step)
+    print(f"\npolicy {target.policy_name!r} (give every service a token with it):")
+    print(transit.content_policy(target.mount, target.key))
     return 0
 
 
@@ -236,6 +270,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="who asked for it (recorded; default $USER)",
     )
     erase.set_defaults(func=_erase)
+    keys = sub.add_parser("content-keys", help="the KEK that wraps the subjects' data keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    boot = keys_sub.add_parser(
+        "bootstrap-vault", help="enable Transit, create the content key, write its policy"
+    )
+    _common(boot)
+    boot.add_argument("--vault-addr", help="Vault / OpenBao address (default: config, VAULT_ADDR)")
+    boot.add_argument("--mount", help="Transit mount (default: content_vault_mount)")
+    boot.add_argument("--key", help="Transit key name (default: content_vault_key)")
+    boot.add_argument("--policy", default="aiaudit-content", help="policy name to write")
+    boot.set_defaults(func=_bootstrap_content_key)
     integrity_cli.register(sub, _common)
     search_cli.register(sub, _common)
     alerting_cli.register(sub, _common)
@@ -260,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    except OSError as exc:
+    except (OSError, KekError) as exc:
         print(f"aiaudit: {exc}", file=sys.stderr)
         return 1
     except sa_exc.OperationalError as exc:

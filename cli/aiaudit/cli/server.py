@@ -18,6 +18,7 @@ from aiaudit.common.access import AccessLog
 from aiaudit.common.auth import Authenticator
 from aiaudit.common.component import Component, Context
 from aiaudit.common.config import ConfigError, Settings, require_authentication, require_tls
+from aiaudit.common.keys import configured
 from aiaudit.common.store import SqlEventStore, open_store
 from aiaudit.common.telemetry import Telemetry, configure
 from aiaudit.common.tls import ServerCertificates, TlsFilesError
@@ -101,7 +102,9 @@ def start(settings: Settings, shared_port: bool = False) -> Suite:
         raise ConfigError(str(exc)) from None
     if settings.embedded:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = open_store(settings.store_url, run_migrations=settings.embedded)
+    store = open_store(
+        settings.store_url, run_migrations=settings.embedded, keys=configured.keyring(settings)
+    )
     options = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),

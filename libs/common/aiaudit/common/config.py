@@ -60,6 +60,18 @@ class Settings:
     """Processes serving the port (SO_REUSEPORT); more than one only with services=ingest."""
     services: tuple[str, ...] = ()
     """Services to host; empty means every implemented one."""
+    content_keys: str = ""
+    """How stored content is sealed: ``file``, ``vault`` or ``none``; empty: ``file`` when
+    embedded, ``none`` on PostgreSQL (see README "Content encryption")."""
+    content_key_file: Path | None = None
+    """The ``file`` KEK; default ``content.kek`` beside the SQLite database, else in
+    ``data_dir`` (made on first use, 0600)."""
+    content_vault_addr: str = ""
+    content_vault_token_file: Path | None = None
+    """File holding the Vault token for the content key; default: ``VAULT_TOKEN``."""
+    content_vault_mount: str = "transit"
+    content_vault_key: str = "aiaudit-content"
+    content_vault_timeout: float = 5.0
     sections: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
     env: dict[str, str] = dataclasses.field(default_factory=dict, repr=False)
 
@@ -207,6 +219,10 @@ def _validate(s: Settings) -> None:
             "setting 'workers': several processes may only host the stateless ingest service "
             "(services=ingest) on a fixed port"
         )
+    if s.content_keys not in ("", "file", "vault", "none"):
+        raise ConfigError(f"setting 'content_keys': {s.content_keys!r}; one of file, vault, none")
+    if s.content_keys == "vault" and not s.content_vault_addr:
+        raise ConfigError("setting 'content_vault_addr': required when content_keys is 'vault'")
     if s.api_keys_file is not None and not s.api_keys_file.is_file():
         raise ConfigError(f"setting 'api_keys_file': {s.api_keys_file} is not a readable file")
     if s.oidc_issuer or s.oidc_audience or s.oidc_jwks_url or s.oidc_jwks_file:

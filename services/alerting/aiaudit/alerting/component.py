@@ -56,7 +56,7 @@ def start(ctx: Context) -> Alerting:
     """Starts the engine and the deliverer and registers AlertingService."""
     s = section(ctx.settings, "alerting", AlertingSettings)
     s.validate()
-    own = open_store(s.database_url) if s.database_url else None
+    own = open_store(s.database_url, keys=ctx.store.keys) if s.database_url else None
     events = own or ctx.store
     store = AlertStore(events.engine)
     try:

@@ -33,7 +33,11 @@ def start(ctx: Context) -> Ingest:
     """Registers IngestService on the shared server."""
     s = ctx.settings
     own = ingest_settings.load(s)
-    privacy = open_store(own.privacy_database_url) if own.privacy_database_url else None
+    privacy = (
+        open_store(own.privacy_database_url, keys=ctx.store.keys)
+        if own.privacy_database_url
+        else None
+    )
     # The embedded store has no roles: it may delete content itself.
     eraser_store = privacy or (ctx.store if s.embedded else None)
     committer = GroupCommitter(ctx.store, s.max_group_events)

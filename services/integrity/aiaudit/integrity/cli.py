@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from aiaudit.common import access, arguments, client, config, erasure
 from aiaudit.common.auth import Caller
 from aiaudit.common.config import ConfigError, Settings
+from aiaudit.common.keys import configured
 from aiaudit.common.store import SqlEventStore, open_store
 from aiaudit.integrity import bundle, receipts, vault
 from aiaudit.integrity import settings as integrity_settings
@@ -66,8 +67,12 @@ def _store_url(
 
 
 @contextlib.contextmanager
-def _existing_store(url: str, flag: str = "--database-url") -> Iterator[SqlEventStore]:
+def _existing_store(
+    url: str, settings: Settings, flag: str = "--database-url"
+) -> Iterator[SqlEventStore]:
     """The store at ``url``, which must exist (SQLite would create an empty file).
+
+    Sealed content opens with the keyring ``settings`` configure.
 
     Database errors (no schema, server down) become one line, not a traceback.
     ``flag`` is the option that names this store, for the hint.
@@ -76,7 +81,7 @@ def _existing_store(url: str, flag: str = "--database-url") -> Iterator[SqlEvent
     where = parsed.render_as_string(hide_password=True)
     if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
         raise ConfigError(f"no store at {parsed.database}; pass {flag} or --data-dir")
-    store = open_store(url)
+    store = open_store(url, keys=configured.keyring(settings, url))
     try:
         yield store
     except sa.exc.DBAPIError as exc:
@@ -107,7 +112,7 @@ def run_verify(args: argparse.Namespace, settings: Settings) -> int:
             print(p)
         print(f"{checked} event(s) checked, {len(problems)} problem(s)", file=sys.stderr)
         return 1 if problems or checked == 0 else 0
-    with _existing_store(_store_url(args, settings, s)) as store:
+    with _existing_store(_store_url(args, settings, s), settings) as store:
         report = verify_store(
             store.engine,
             keys,
@@ -117,6 +122,7 @@ def run_verify(args: argparse.Namespace, settings: Settings) -> int:
             _progress,
             args.mode,
             args.workers,
+            store.keys,
         )
     for problem in report.problems:
         print(problem)
@@ -207,7 +213,11 @@ def _requester(requested_by: str) -> str:
 
 
 def _record_export(
-    url: str, log_id: str, requested_by: str, details: dict[str, str | int | bool]
+    url: str,
+    settings: Settings,
+    log_id: str,
+    requested_by: str,
+    details: dict[str, str | int | bool],
 ) -> None:
     """Commits the export's access record in the log itself, or fails the command.
 
@@ -215,7 +225,7 @@ def _record_export(
     is an ordinary event of the log (sequenced, checkpointed).
     """
     where = sa.make_url(url).render_as_string(hide_password=True)
-    with _existing_store(url, "--record-database-url") as store:
+    with _existing_store(url, settings, "--record-database-url") as store:
         caller = Caller(requested_by, frozenset({log_id}), frozenset())
         try:
             access.AccessLog(store).record(caller, log_id, EXPORT_ACTION, details)
@@ -242,7 +252,7 @@ def run_export_bundle(args: argparse.Namespace, settings: Settings) -> int:
     s = integrity_settings.load(settings)
     requested_by = _requester(args.requested_by)
     read_url = args.read_url or s.database_url or settings.store_url
-    with _existing_store(read_url) as store:
+    with _existing_store(read_url, settings) as store:
         try:
             cp = bundle.covering_checkpoint(store, args.log)
         except bundle.BundleError as exc:
@@ -257,7 +267,9 @@ def run_export_bundle(args: argparse.Namespace, settings: Settings) -> int:
             "include_content": not args.no_content,
             "database_user": sa.make_url(read_url).username or "",
         }
-        _record_export(args.record_url or settings.store_url, args.log, requested_by, details)
+        _record_export(
+            args.record_url or settings.store_url, settings, args.log, requested_by, details
+        )
         try:
             out = args.out.open("w", encoding="utf-8")
         except OSError as exc:

@@ -19,7 +19,8 @@ from grpc_health.v1 import health_pb2
 
 from aiaudit.common import leader
 from aiaudit.common.component import Context
-from aiaudit.common.config import ConfigError, Settings
+from aiaudit.common.config import Settings
+from aiaudit.common.keys import configured
 from aiaudit.common.receipts import ReceiptSigning
 from aiaudit.common.store import SqlEventStore, open_store
 from aiaudit.integrity import handlers, storage
@@ -55,19 +56,9 @@ class Integrity:
 
 def vault_client(s: IntegritySettings, env: dict[str, str]) -> hvac.Client:
     """An hvac client for the configured Vault, with the notary's token."""
-    if s.vault_token_file is not None:
-        try:
-            token = s.vault_token_file.read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"setting 'integrity.vault_token_file': {exc}") from None
-    else:
-        token = env.get("VAULT_TOKEN", "")
-    if not token:
-        raise ConfigError(
-            "setting 'integrity.vault_token_file': required with signer 'vault' "
-            "(or set VAULT_TOKEN)"
-        )
-    return hvac.Client(url=s.vault_addr, token=token, timeout=s.vault_timeout)
+    return configured.vault_client(
+        s.vault_addr, s.vault_token_file, env, s.vault_timeout, "integrity.vault_token_file"
+    )
 
 
 def key_source(settings: Settings, s: IntegritySettings) -> KeySource:
@@ -95,7 +86,7 @@ def start(ctx: Context) -> Integrity:
     s = integrity_settings.load(ctx.settings)
     keys = key_source(ctx.settings, s)
     own = bool(s.database_url)
-    store = open_store(s.database_url) if own else ctx.store
+    store = open_store(s.database_url, keys=ctx.store.keys) if own else ctx.store
     notary = Notary(
         store.engine,
         keys,

@@ -38,12 +38,17 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from hashlib import sha256
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import sqlalchemy as sa
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from aiaudit.common import erasure
+from aiaudit.common.keys import seal
+from aiaudit.common.keys.keyring import Keyring
+from aiaudit.common.store import embedded_keys
 from aiaudit.common.store.schema import event_content, events, log_entries, logs
+from aiaudit.common.store.sql import data_keys
 from aiaudit.integrity import checks, storage, worm
 from aiaudit.integrity.merkle import HASH_SIZE, CompactRange
 from aiaudit.integrity.note import Checkpoint, NoteError, VerifierKey, open_checkpoint
@@ -187,6 +192,8 @@ class _Row:
     columns: dict[str, object] | None = None
     salt: bytes | None = None
     content: bytes | None = None
+    sealing: str | None = None
+    """Why the row's sealed content did not open (it is then treated as present, unchecked)."""
 
 
 _EVENT_COLUMNS = [
@@ -201,13 +208,16 @@ def _last_seq(conn: sa.Connection, log_id: str) -> int | None:
     return None if last is None else int(last)
 
 
-def _page_rows(conn: sa.Connection, log_id: str, full: bool, lo: int, hi: int) -> list[_Row]:
+def _page_rows(
+    conn: sa.Connection, log_id: str, full: bool, lo: int, hi: int, keys: Keyring | None
+) -> list[_Row]:
     """Entries ``lo .. hi-1`` with their event (and content) and integrated leaf, in order.
 
     Each table is read on its own by sequence range (one index range scan each,
     merged here) rather than joined: a join's plan depends on statistics that a
     freshly written log lacks, and a nested loop over a large page was the cost
-    of the whole walk. ``full`` also reads the search columns and the content.
+    of the whole walk. ``full`` also reads the search columns and the content,
+    sealed content opened with ``keys``.
     """
     le, ev, ct = log_entries, events, event_content
     event_cols = [ev.c.seq, ev.c.receive_time, ev.c.canonical]
@@ -227,6 +237,8 @@ def _page_rows(conn: sa.Connection, log_id: str, full: bool, lo: int, hi: int) -
         for r in span(ct, ct.c.seq, ct.c.receive_time, ct.c.salt, ct.c.content):
             content[(int(r.seq), _utc(r.receive_time))] = r
     integrated = _integrated(conn, log_id, lo, hi)
+    sealed = {seal.key_id_of(bytes(r.content)) for r in content.values() if _sealed(r.content)}
+    opened = data_keys(keys, conn, sealed)
     out = []
     for e in sorted(span(le, le.c.seq, le.c.event_id, le.c.leaf_hash, le.c.receive_time)):
         seq = int(e.seq)
@@ -244,10 +256,31 @@ def _page_rows(conn: sa.Connection, log_id: str, full: bool, lo: int, hi: int) -
             row.columns = dict(zip(_EVENT_NAMES, event[3:], strict=True))
             row.columns["receive_time"] = e.receive_time
             stored = content.get(key)
-            if stored is not None:
+            if stored is not None and _sealed(stored.content):
+                _open_into(row, log_id, bytes(stored.content), opened)
+            elif stored is not None:
                 row.salt, row.content = bytes(stored.salt), bytes(stored.content)
         out.append(row)
     return out
+
+
+def _sealed(content: Any) -> bool:
+    return content is not None and seal.is_sealed(bytes(content))
+
+
+def _open_into(row: _Row, log_id: str, sealed: bytes, keys: dict[int, AESGCM]) -> None:
+    """Sets the row's salt and content from its sealed form, or says why they do not open."""
+    key = keys.get(seal.key_id_of(sealed))
+    if key is None:
+        row.sealing = (
+            f"content is sealed under data key {seal.key_id_of(sealed)}, which the store no "
+            "longer has (a key deleted without its content being erased)"
+        )
+        return
+    try:
+        row.salt, row.content = seal.open_sealed(key, log_id, row.entry_event_id, sealed)
+    except seal.SealError as exc:
+        row.sealing = f"sealed content does not open: {exc}"
 
 
 DATABASE_READERS = min(8, (os.cpu_count() or 2) + 1)
@@ -451,6 +484,7 @@ def verify_log(
     progress: Progress | None = None,
     mode: str = "full",
     pool: Executor | None = None,
+    content_keys: Keyring | None = None,
 ) -> None:
     """Checks one log; appends what is wrong to ``report``.
 
@@ -473,7 +507,7 @@ def verify_log(
         walk = _LogWalk(
             log_id, head, _checkpoints(conn, log_id, keys, origin, checkpoint_dir, report), report
         )
-        in_database, expected = _walk_pages(conn, walk, full, pages, progress, pool)
+        in_database, expected = _walk_pages(conn, walk, full, pages, progress, pool, content_keys)
     if expected < head:
         walk.add_leaves(walk.gap(expected, head, _integrated(conn, log_id, expected, head)))
     # Read again: what was appended (and integrated, and signed) during the walk is
@@ -525,6 +559,7 @@ def _walk_pages(
     pages: Iterable[tuple[int, bytes | None]],
     progress: Progress | None,
     pool: Executor | None,
+    content_keys: Keyring | None,
 ) -> tuple[int, int]:
     """Feeds every page to ``walk``; returns (pages intact in the database, next sequence).
 
@@ -559,13 +594,16 @@ def _walk_pages(
             report.events += count
         else:
             leaves: list[bytes | None] = []
-            for row in _page_rows(conn, log_id, full, lo, lo + PAGE):
+            for row in _page_rows(conn, log_id, full, lo, lo + PAGE, content_keys):
                 seq = row.seq
+                if row.sealing is not None:
+                    report.problems.append(Problem(log_id, row.sealing, seq, row.entry_event_id))
                 if seq > expected:
                     leaves += walk.gap(expected, seq, _integrated(conn, log_id, expected, seq))
                 leaves.append(walk.entry(row))
                 if full and row.canonical is not None:
-                    walk.erasure_facts(seq, row.entry_event_id, row.canonical, row.content is None)
+                    gone = row.content is None and row.sealing is None
+                    walk.erasure_facts(seq, row.entry_event_id, row.canonical, gone)
                     work.append(
                         (
                             log_id,
@@ -602,13 +640,18 @@ def verify_store(
     progress: Progress | None = None,
     mode: str = "full",
     workers: int | None = None,
+    content_keys: Keyring | Literal["embedded"] | None = "embedded",
 ) -> Report:
     """Verifies every log (or the ones named) of the store.
 
     ``workers`` processes run the ``full`` mode's JSON checks (default 1:
     inline; on a 2-core machine shipping pages to workers cost more than it
-    saved, so more is only worth it with spare cores).
+    saved, so more is only worth it with spare cores). ``content_keys`` opens
+    sealed content for the ``full`` mode's check against the commitments (by
+    default as the embedded mode seals: see ``open_store``).
     """
+    if content_keys == "embedded":
+        content_keys = embedded_keys(engine.url.render_as_string(hide_password=False))
     if mode not in MODES:
         raise ValueError(f"verify mode {mode!r}: one of {', '.join(MODES)}")
     report = Report()
@@ -618,7 +661,16 @@ def verify_store(
         if mode == "full" and count > 1:
             pool = stack.enter_context(ProcessPoolExecutor(count))
         _verify_logs(
-            engine, keys, origin_prefix, checkpoint_dir, log_ids, progress, mode, pool, report
+            engine,
+            keys,
+            origin_prefix,
+            checkpoint_dir,
+            log_ids,
+            progress,
+            mode,
+            pool,
+            report,
+            content_keys,
         )
     return report
 
@@ -633,6 +685,7 @@ def _verify_logs(
     mode: str,
     pool: Executor | None,
     report: Report,
+    content_keys: Keyring | None,
 ) -> None:
     with engine.connect() as conn:
         known = [str(r[0]) for r in conn.execute(sa.select(logs.c.log_id).order_by(logs.c.log_id))]
@@ -651,4 +704,5 @@ def _verify_logs(
                 progress,
                 mode,
                 pool,
+                content_keys,
             )

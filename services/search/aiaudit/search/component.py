@@ -61,7 +61,7 @@ def start(ctx: Context) -> Search:
     """Opens the backend, starts the indexer, registers SearchService."""
     s = section(ctx.settings, "search", SearchSettings)
     s.validate()
-    own = open_store(s.database_url, pool_size=4) if s.database_url else None
+    own = open_store(s.database_url, pool_size=4, keys=ctx.store.keys) if s.database_url else None
     store = own or ctx.store
     backend = open_backend(s, ctx, store)
 

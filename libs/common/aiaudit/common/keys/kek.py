@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
@@ -19,6 +20,17 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 KEY_BYTES = 32
 _NONCE = 12
 _WRAP_AAD = b"aiaudit content data key v1"
+
+
+def beside_database(sqlite_url: str) -> Path:
+    """The embedded mode's KEK file: ``content.kek`` in the SQLite database's directory.
+
+    Beside the database, so that every command given the store's URL (the
+    suite, ``verify``, ``export-bundle``, ``erase``) opens its content with
+    the key the suite made.
+    """
+    database = urllib.parse.unquote(sqlite_url.split(":///", 1)[1])
+    return Path(database).parent / "content.kek"
 
 
 class KekError(RuntimeError):

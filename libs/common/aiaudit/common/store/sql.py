@@ -362,25 +362,12 @@ class SqlEventStore:
 
     def _keys_by_id(self, conn: sa.Connection | None, key_ids: set[int]) -> dict[int, AESGCM]:
         """Data keys by id for reading sealed rows; destroyed ones are absent."""
+        if conn is not None:
+            return data_keys(self.keys, conn, key_ids)
         if not key_ids:
             return {}
-        if self.keys is None:
-            raise KekError(
-                "stored content is sealed under data keys, and this process has no KEK "
-                "configured (setting 'content_keys')"
-            )
-
-        def fetch(ids: list[int]) -> list[StoredKey]:
-            ck = content_keys.c
-            query = sa.select(ck.key_id, ck.subject, ck.kek, ck.wrapped).where(ck.key_id.in_(ids))
-            if conn is not None:
-                rows = conn.execute(query).all()
-            else:
-                with self.engine.connect() as own:
-                    rows = own.execute(query).all()
-            return [StoredKey(int(r[0]), str(r[1]), str(r[2]), bytes(r[3])) for r in rows]
-
-        return self.keys.by_ids(key_ids, fetch)
+        with self.engine.connect() as own:
+            return data_keys(self.keys, own, key_ids)
 
     def _opened(self, conn: sa.Connection | None, rows: Sequence[Any]) -> list[StoredEvent]:
         """Stored-event rows as :class:`StoredEvent`, sealed content opened."""
@@ -874,6 +861,27 @@ def _select(conn: sa.Connection, read: str, params: dict[str, object]) -> list[A
     if conn.dialect.name == "postgresql":
         return pg_rows(conn, PG_BY[read], params)
     return list(conn.execute(_BY[read], params))
+
+
+def data_keys(keys: Keyring | None, conn: sa.Connection, key_ids: set[int]) -> dict[int, AESGCM]:
+    """The data keys with these ids (read through ``conn`` unless cached); destroyed ones absent."""
+    if not key_ids:
+        return {}
+    if keys is None:
+        raise KekError(
+            "stored content is sealed under data keys, and this process has no KEK "
+            "configured (setting 'content_keys')"
+        )
+
+    def fetch(ids: list[int]) -> list[StoredKey]:
+        ck = content_keys.c
+        query = sa.select(ck.key_id, ck.subject, ck.kek, ck.wrapped).where(ck.key_id.in_(ids))
+        return [
+            StoredKey(int(r[0]), str(r[1]), str(r[2]), bytes(r[3]))
+            for r in conn.execute(query).all()
+        ]
+
+    return keys.by_ids(key_ids, fetch)
 
 
 def _sealer(keys: dict[tuple[str, str], SubjectKey]) -> Sealer:

@@ -1,0 +1,190 @@
+"""The production KEK: data keys wrapped by a Vault / OpenBao Transit key.
+
+The Transit key never leaves Vault (it is created non-exportable), so a copy of
+the database, or of the service's disk, opens no content. Wrapping and
+unwrapping a batch of data keys is one request each. :func:`bootstrap_content_key`
+is what an operator runs once, with an administrator's token, to make the mount,
+the key and the service's least-privilege policy exist.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import hvac
+import hvac.exceptions
+
+from aiaudit.common.keys.kek import KekError
+
+_VAULT_ERRORS = (hvac.exceptions.VaultError, OSError)
+"""What hvac raises when Vault refuses or cannot be reached (requests' errors are OSErrors)."""
+
+_KEY_TYPE = "aes256-gcm96"
+
+CONTENT_POLICY = """\
+# aiaudit content keys: wrap and unwrap data keys with one Transit key.
+# No read, create, rotate, export, backup, delete or config rights: those stay with operators.
+path "{mount}/encrypt/{key}" {{
+  capabilities = ["update"]
+}}
+path "{mount}/decrypt/{key}" {{
+  capabilities = ["update"]
+}}
+"""
+
+
+def content_policy(mount: str, key: str) -> str:
+    """The content service's least-privilege policy for the key at ``mount``."""
+    return CONTENT_POLICY.format(mount=mount, key=key)
+
+
+@dataclass(frozen=True)
+class ContentKeySettings:
+    """Where the content KEK is, and the name of the policy that may use it."""
+
+    mount: str = "transit"
+    key: str = "aiaudit-content"
+    policy_name: str = "aiaudit-content"
+
+
+class TransitKek:
+    """A :class:`~aiaudit.common.keys.kek.Kek` whose wrapping is Transit encrypt / decrypt."""
+
+    def __init__(
+        self, client: hvac.Client, mount: str = "transit", key: str = "aiaudit-content"
+    ) -> None:
+        """Uses ``client`` (its token needs only :func:`content_policy`); makes no request."""
+        self._client = client
+        self._mount = mount
+        self._key = key
+        self.name = f"vault:{mount}/{key}"
+
+    def wrap(self, keys: Sequence[bytes]) -> list[bytes]:
+        """Each key encrypted by Transit (``vault:vN:...``, as ASCII), in one request."""
+        if not keys:
+            return []
+        batch = [{"plaintext": base64.b64encode(k).decode("ascii")} for k in keys]
+        results = self._batch(
+            "encrypt",
+            len(keys),
+            lambda: self._client.secrets.transit.encrypt_data(
+                name=self._key, batch_input=batch, mount_point=self._mount
+            ),
+        )
+        try:
+            return [str(r["ciphertext"]).encode("ascii") for r in results]
+        except (KeyError, UnicodeEncodeError):
+            raise KekError(f"Transit key {self.name} encrypt: malformed answer") from None
+
+    def unwrap(self, wrapped: Sequence[bytes]) -> list[bytes]:
+        """Each wrapped key decrypted by Transit, in one request; :class:`KekError` if any fails."""
+        if not wrapped:
+            return []
+        try:
+            batch = [{"ciphertext": w.decode("ascii")} for w in wrapped]
+        except UnicodeDecodeError:
+            raise KekError(f"{self.name} cannot open a key not wrapped by Transit") from None
+        results = self._batch(
+            "decrypt",
+            len(wrapped),
+            lambda: self._client.secrets.transit.decrypt_data(
+                name=self._key, batch_input=batch, mount_point=self._mount
+            ),
+        )
+        try:
+            return [base64.b64decode(r["plaintext"], validate=True) for r in results]
+        except (KeyError, TypeError, binascii.Error):
+            raise KekError(f"Transit key {self.name} decrypt: malformed answer") from None
+
+    def _batch(
+        self, op: str, count: int, request: Callable[[], dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """The answer's ``batch_results``, one per input, none failed; else :class:`KekError`.
+
+        The error raised never carries hvac's exception, not even as its cause:
+        when one item fails Transit answers 400 with the whole batch, and hvac
+        puts that body, the other items' plaintext data keys included, in its
+        message.
+        """
+        try:
+            answer: Any = request()
+            problem = ""
+        except _VAULT_ERRORS as exc:
+            answer = getattr(exc, "json", None)
+            problem = _reason(exc)
+        results = _batch_results(answer)
+        failed = [f"item {i}: {r['error']}" for i, r in enumerate(results or []) if r.get("error")]
+        if failed:
+            problem = "; ".join(failed)
+        elif not problem and (results is None or len(results) != count):
+            problem = f"expected {count} batch results, got {len(results or [])}"
+        if problem or results is None:
+            raise KekError(f"Transit key {self.name} {op} of {count} data key(s): {problem}")
+        return results
+
+
+def _batch_results(answer: Any) -> list[dict[str, Any]] | None:
+    """``data.batch_results`` of a Transit answer, if it has a list of objects there."""
+    data = answer.get("data") if isinstance(answer, dict) else None
+    results = data.get("batch_results") if isinstance(data, dict) else None
+    if isinstance(results, list) and all(isinstance(r, dict) for r in results):
+        return results
+    return None
+
+
+def _reason(exc: Exception) -> str:
+    """What failed, without the response body (which may hold data keys)."""
+    if isinstance(exc, hvac.exceptions.VaultError):
+        errors = exc.errors if isinstance(exc.errors, list) else []
+        said = "; ".join(" ".join(str(e).split()) for e in errors) or "no error message"
+        return f"{type(exc).__name__} ({said})"
+    return f"Vault unreachable: {type(exc).__name__}: {exc}"
+
+
+def _ensure_transit_mount(client: hvac.Client, mount: str) -> str:
+    """Enables Transit at ``mount`` unless it is there; refuses another engine at that path."""
+    mounts = client.sys.list_mounted_secrets_engines()
+    mounted = mounts.get("data", mounts)
+    if f"{mount}/" not in mounted:
+        client.sys.enable_secrets_engine("transit", path=mount)
+        return f"enabled transit at {mount}/"
+    kind = mounted[f"{mount}/"].get("type")
+    if kind != "transit":
+        raise ValueError(f"{mount}/ is a {kind!r} engine, not transit")
+    return f"transit already enabled at {mount}/"
+
+
+def bootstrap_content_key(client: hvac.Client, settings: ContentKeySettings) -> list[str]:
+    """Makes the mount, content key and policy exist; returns what it did, one line per step.
+
+    ``client`` needs an administrator's token. The key is ``aes256-gcm96``,
+    neither exportable nor backed up in plaintext; an existing key of another
+    type is refused rather than used. Running it again changes nothing.
+    """
+    done = [_ensure_transit_mount(client, settings.mount)]
+    where = f"{settings.mount}/keys/{settings.key}"
+    try:
+        key = client.secrets.transit.read_key(name=settings.key, mount_point=settings.mount)
+    except hvac.exceptions.InvalidPath:
+        client.secrets.transit.create_key(
+            name=settings.key,
+            key_type=_KEY_TYPE,
+            exportable=False,
+            allow_plaintext_backup=False,
+            mount_point=settings.mount,
+        )
+        done.append(f"created {_KEY_TYPE} key {where}")
+    else:
+        kind = key["data"]["type"]
+        if kind != _KEY_TYPE:
+            raise ValueError(f"key {where} exists with type {kind!r}, not {_KEY_TYPE}")
+        done.append(f"key {where} exists (latest version {key['data']['latest_version']})")
+    client.sys.create_or_update_policy(
+        name=settings.policy_name, policy=content_policy(settings.mount, settings.key)
+    )
+    done.append(f"wrote policy {settings.policy_name!r}")
+    return done

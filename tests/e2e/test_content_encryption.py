@@ -1,0 +1,138 @@
+"""Content sealed at rest through the whole suite: embedded default, and Vault Transit.
+
+The servers write; raw SQL shows what a copy of the database would give away;
+the search API shows that readers still get the content.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from aiaudit.cli.main import main
+from aiaudit.cli.server import start
+from aiaudit.common import client, config
+from aiaudit.common.config import ConfigError
+from aiaudit.common.store.schema import content_keys, event_content
+from aiaudit.ingest.v1 import ingest_service_pb2 as ingest_pb
+from aiaudit.ingest.v1 import ingest_service_pb2_grpc as ingest_grpc
+from aiaudit.search.v1 import search_service_pb2 as search_pb
+from aiaudit.search.v1 import search_service_pb2_grpc as search_grpc
+from tests.conftest import Postgres, write_keys
+from tests.helpers import interaction
+from tests.integrity.conftest import Vault, vault  # noqa: F401  (the session's OpenBao)
+
+SECRET = "my card is 4111 1111 1111 1111"
+
+
+def serve_and_append(tmp_path: Path, settings: dict[str, object], tenant: str) -> str:
+    """Starts the suite with ``settings``, appends one event, reads it back; its text."""
+    keys = write_keys(tmp_path / "keys.yaml")
+    cfg = tmp_path / "aiaudit.yaml"
+    base = {
+        "address": "127.0.0.1:0",
+        "data_dir": str(tmp_path),
+        "api_keys_file": str(tmp_path / "keys.yaml"),
+    }
+    cfg.write_text(yaml.safe_dump({**base, **settings}))
+    suite = start(config.load(cfg, env={}))
+    try:
+        channel = client.channel(f"127.0.0.1:{suite.port}", keys["admin"])
+        ingest_grpc.IngestServiceStub(channel).Append(
+            ingest_pb.AppendRequest(events=[interaction(tenant, "e-1", text=SECRET, user="alice")])
+        )
+        got = search_grpc.SearchServiceStub(channel).GetEvent(
+            search_pb.GetEventRequest(tenant_id=tenant, event_id="e-1")
+        )
+        channel.close()
+        return str(got.event.input.messages[0].parts[0].text)
+    finally:
+        suite.stop()
+
+
+def stored(url: str, tenant: str) -> tuple[bytes, dict[str, tuple[str, bytes]]]:
+    """(the first event's content column, subject -> (KEK name, wrapped key)).
+
+    The log holds the search's access record too, sealed under its reader's key.
+    """
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        content = conn.execute(
+            sa.select(event_content.c.content).where(
+                event_content.c.log_id == tenant, event_content.c.seq == 0
+            )
+        ).scalar_one()
+        keys = conn.execute(
+            sa.select(content_keys.c.subject, content_keys.c.kek, content_keys.c.wrapped).where(
+                content_keys.c.log_id == tenant
+            )
+        ).all()
+    engine.dispose()
+    return bytes(content), {str(s): (str(k), bytes(w)) for s, k, w in keys}
+
+
+def test_the_embedded_suite_seals_content_under_a_local_kek(tmp_path: Path) -> None:
+    assert serve_and_append(tmp_path, {}, "acme") == SECRET
+    content, keys = stored(f"sqlite:///{tmp_path / 'aiaudit.db'}", "acme")
+    assert content[0] == 0x01 and b"4111" not in content
+    kek = tmp_path / "content.kek"
+    assert stat.S_IMODE(kek.stat().st_mode) == 0o600 and kek.stat().st_size == 32
+    (name, wrapped) = keys["alice"]
+    assert name.startswith("file:") and len(wrapped) == 12 + 32 + 16
+
+
+def test_the_suite_seals_content_under_vault_transit(
+    tmp_path: Path,
+    own_postgres: Postgres,
+    vault: Vault,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The operator bootstraps the key with the CLI; the suite wraps through Transit.
+
+    A database of its own: consumers of the session's one hold no token for this key.
+    """
+    mount = f"transit-{os.urandom(4).hex()}"
+    monkeypatch.setenv("VAULT_TOKEN", vault.token)  # the administrator's, for the bootstrap only
+    argv = ["content-keys", "bootstrap-vault", "--vault-addr", vault.addr, "--mount", mount]
+    assert main([*argv, "--policy", f"{mount}-content"]) == 0
+    monkeypatch.delenv("VAULT_TOKEN")
+    token = vault.client().auth.token.create(policies=[f"{mount}-content"], ttl="1h")
+    token_file = tmp_path / "vault-token"
+    token_file.write_text(token["auth"]["client_token"])
+    tenant = f"t-{os.urandom(4).hex()}"
+    text = serve_and_append(
+        tmp_path,
+        {
+            "database_url": own_postgres.app_url,
+            "services": ["ingest", "search"],
+            "content_keys": "vault",
+            "content_vault_addr": vault.addr,
+            "content_vault_mount": mount,
+            "content_vault_token_file": str(token_file),
+        },
+        tenant,
+    )
+    assert text == SECRET
+    content, keys = stored(own_postgres.admin_url, tenant)
+    assert content[0] == 0x01 and b"4111" not in content
+    (name, wrapped) = keys["alice"]
+    assert name == f"vault:{mount}/aiaudit-content" and wrapped.startswith(b"vault:v1:")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"content_keys": "aes"}, "'content_keys': 'aes'; one of file, vault, none"),
+        ({"content_keys": "vault"}, "'content_vault_addr': required"),
+    ],
+)
+def test_content_key_settings_are_checked_at_start(
+    overrides: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        config.load(None, env={}, overrides=overrides)
