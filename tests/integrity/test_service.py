@@ -183,6 +183,42 @@ def test_not_yet_checkpointed_and_erased_events(
         running.suite.stop()  # type: ignore[attr-defined]
 
 
+def test_verify_event_names_sealed_content_that_no_longer_opens(
+    tmp_path: Path, tenant: str
+) -> None:
+    """The embedded store seals content; a flipped byte is tampering, not a server error."""
+    url = f"sqlite:///{tmp_path / 'aiaudit.db'}"
+    running = start_suite(url, url, tmp_path)
+    try:
+        receipts = append(running, tenant, 2)
+        wait_until(lambda: checkpoint_covers(running, tenant, 2))
+        engine = sa.create_engine(url)
+        with engine.begin() as conn:
+            where = "WHERE log_id = :t AND seq = 1"
+            sealed = conn.execute(
+                sa.text(f"SELECT content FROM event_content {where}"), {"t": tenant}
+            ).scalar_one()
+            assert sealed[0] == 0x01
+            conn.execute(
+                sa.text(f"UPDATE event_content SET content = :c {where}"),
+                {"c": sealed[:-1] + bytes([sealed[-1] ^ 1]), "t": tenant},
+            )
+        engine.dispose()
+        stub = integrity(running)
+        event_id = receipts[1].event_id  # type: ignore[attr-defined]
+        verdict = stub.VerifyEvent(pb.VerifyEventRequest(log_id=tenant, event_id=event_id))
+        assert verdict.status == pb.VERIFY_STATUS_TAMPERED
+        assert "sealed content does not open" in verdict.problems[0]
+        intact = receipts[0].event_id  # type: ignore[attr-defined]
+        assert (
+            stub.VerifyEvent(pb.VerifyEventRequest(log_id=tenant, event_id=intact)).status
+            == pb.VERIFY_STATUS_VERIFIED
+        )
+    finally:
+        running.channel.close()
+        running.suite.stop()  # type: ignore[attr-defined]
+
+
 def test_offline_bundle_round_trip_and_tampering(
     suite: Running,
     store_url: str,

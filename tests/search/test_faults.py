@@ -131,6 +131,34 @@ def test_a_damaged_log_holds_only_its_own_tenant(tmp_path: Path, tenant: str) ->
         running.suite.stop()
 
 
+def test_an_altered_sealed_row_holds_only_its_own_tenant(tmp_path: Path, tenant: str) -> None:
+    """Sealed content that no longer opens (a flipped byte) is damage, not an outage."""
+    damaged = f"{tenant}-dmg"
+    store = open_store(f"sqlite:///{tmp_path / 'aiaudit.db'}", run_migrations=True)
+    now = dt.datetime.now(dt.UTC)
+    store.append_group([[prepare(interaction(damaged, f"d-{i}"), now) for i in range(3)]])
+    with store.engine.begin() as conn:
+        sealed = conn.execute(
+            sa.text("SELECT content FROM event_content WHERE log_id = :t AND seq = 1"),
+            {"t": damaged},
+        ).scalar_one()
+        assert sealed[0] == 0x01  # the embedded store seals content
+        conn.execute(
+            sa.text("UPDATE event_content SET content = :c WHERE log_id = :t AND seq = 1"),
+            {"c": sealed[:-1] + bytes([sealed[-1] ^ 1]), "t": damaged},
+        )
+    store.close()
+    running = start_suite(tmp_path, "sqlite", {})
+    try:
+        running.append([interaction(tenant, f"ok-{i}") for i in range(4)])
+        running.wait_indexed(tenant, 4)  # the healthy tenant is not held up
+        assert health(running.channel) == health_pb2.HealthCheckResponse.SERVING
+        assert running.find(damaged).total_size == 0
+    finally:
+        running.channel.close()
+        running.suite.stop()
+
+
 def test_an_erased_event_whose_stored_id_was_altered_holds_only_its_own_tenant(
     tmp_path: Path, tenant: str
 ) -> None:

@@ -68,7 +68,8 @@ class Settings:
     ``data_dir`` (made on first use, 0600)."""
     content_vault_addr: str = ""
     content_vault_token_file: Path | None = None
-    """File holding the Vault token for the content key; default: ``VAULT_TOKEN``."""
+    """File holding the Vault token for the content key; default: the environment's
+    ``AIAUDIT_CONTENT_VAULT_TOKEN``, else ``VAULT_TOKEN``."""
     content_vault_mount: str = "transit"
     content_vault_key: str = "aiaudit-content"
     content_vault_timeout: float = 5.0

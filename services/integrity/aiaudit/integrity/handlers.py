@@ -34,6 +34,7 @@ from google.rpc import code_pb2, status_pb2
 
 from aiaudit.common import access, canonical, status, tenants
 from aiaudit.common.auth import Authenticator, Caller, require
+from aiaudit.common.keys.seal import SealError
 from aiaudit.common.store import SqlEventStore
 from aiaudit.common.store.prepare import set_timestamp
 from aiaudit.common.v1 import proof_pb2
@@ -512,7 +513,12 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
         return self._run(context, body)
 
     def _verify(self, log_id: str, event_id: str) -> pb.VerifyEventResponse:
-        stored = self._store.get_event(log_id, event_id)
+        try:
+            stored = self._store.get_event(log_id, event_id)
+        except SealError as exc:  # altered or moved: the content no longer opens
+            return pb.VerifyEventResponse(
+                status=pb.VERIFY_STATUS_TAMPERED, problems=[f"sealed content does not open: {exc}"]
+            )
         if stored is None:
             _fail(
                 code_pb2.NOT_FOUND,

@@ -51,6 +51,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import sqlalchemy as sa
 
 from aiaudit.common import commits, erasure
+from aiaudit.common.keys.seal import SealError
 from aiaudit.common.leader import Leadership
 from aiaudit.common.store import SqlEventStore
 from aiaudit.common.store.sql import StoredEvent
@@ -248,7 +249,11 @@ class Indexer:
             for _ in range(_PASS_BATCHES):
                 if start >= size or self._stop.is_set():
                     break
-                entries = self._store.read_log(log_id, start, self._batch)
+                try:
+                    entries = self._store.read_log(log_id, start, self._batch)
+                except SealError as exc:  # an altered sealed row: hold this log only
+                    self._hold(log_id, start, exc)
+                    break
                 if not entries:
                     break
                 docs = self._build(log_id, start, entries)
@@ -321,18 +326,22 @@ class Indexer:
         try:
             docs = [stored_document.from_stored(e) for e in entries]
         except Exception as exc:  # a damaged row: hold this log, keep indexing the others
-            if self._stalled.get(log_id) != start:
-                log.error(
-                    "search indexer holds log %s at sequence %d: %s "
-                    "(the stored event is damaged; `aiaudit verify` names it)",
-                    log_id,
-                    start,
-                    exc,
-                )
-                self._stalled[log_id] = start
+            self._hold(log_id, start, exc)
             return None
         self._stalled.pop(log_id, None)
         return docs
+
+    def _hold(self, log_id: str, start: int, exc: Exception) -> None:
+        """Logs once per log and position that a damaged event holds the log there."""
+        if self._stalled.get(log_id) != start:
+            log.error(
+                "search indexer holds log %s at sequence %d: %s "
+                "(the stored event is damaged; `aiaudit verify` names it)",
+                log_id,
+                start,
+                exc,
+            )
+            self._stalled[log_id] = start
 
     def _erased(self, log_id: str, entries: list[StoredEvent]) -> list[Document]:
         """The events that erasure records of the batch name, indexed again without content.

@@ -15,11 +15,16 @@ log = logging.getLogger(__name__)
 
 
 def vault_client(
-    addr: str, token_file: Path | None, env: dict[str, str], timeout: float, setting: str
+    addr: str,
+    token_file: Path | None,
+    env: dict[str, str],
+    timeout: float,
+    setting: str,
+    token_vars: tuple[str, ...] = ("VAULT_TOKEN",),
 ) -> hvac.Client:
-    """An hvac client with the token in ``token_file`` (or ``VAULT_TOKEN``).
+    """An hvac client with the token in ``token_file``, else the first of ``token_vars`` set.
 
-    ``setting`` names the token file's setting in the error when there is neither.
+    ``setting`` names the token file's setting in the error when there is none.
     """
     if token_file is not None:
         try:
@@ -27,9 +32,11 @@ def vault_client(
         except OSError as exc:
             raise ConfigError(f"setting {setting!r}: {exc}") from None
     else:
-        token = env.get("VAULT_TOKEN", "")
+        token = next((env[v] for v in token_vars if env.get(v)), "")
     if not token:
-        raise ConfigError(f"setting {setting!r}: required to reach Vault (or set VAULT_TOKEN)")
+        raise ConfigError(
+            f"setting {setting!r}: required to reach Vault (or set {' or '.join(token_vars)})"
+        )
     return hvac.Client(url=addr, token=token, timeout=timeout)
 
 
@@ -59,6 +66,7 @@ def keyring(settings: Settings, url: str | None = None) -> Keyring | None:
             settings.env,
             settings.content_vault_timeout,
             "content_vault_token_file",
+            ("AIAUDIT_CONTENT_VAULT_TOKEN", "VAULT_TOKEN"),  # the first: beside a notary's token
         )
         return Keyring(TransitKek(client, settings.content_vault_mount, settings.content_vault_key))
     path = settings.content_key_file or (
