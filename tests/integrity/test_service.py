@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import grpc
@@ -11,7 +12,10 @@ import sqlalchemy as sa
 from aiaudit.cli.main import main
 from aiaudit.common import client
 from aiaudit.common.erasure import erase
+from aiaudit.common.keys.kek import FileKek
+from aiaudit.common.keys.keyring import Keyring
 from aiaudit.common.store import open_store
+from aiaudit.common.store.prepare import prepare
 from aiaudit.common.v1 import event_pb2
 from aiaudit.ingest.v1 import ingest_service_pb2 as ingest_pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as ingest_grpc
@@ -214,6 +218,14 @@ def test_verify_event_names_sealed_content_that_no_longer_opens(
             stub.VerifyEvent(pb.VerifyEventRequest(log_id=tenant, event_id=intact)).status
             == pb.VERIFY_STATUS_VERIFIED
         )
+        foreign = open_store(url, keys=Keyring(FileKek(tmp_path / "elsewhere.kek")))
+        now = dt.datetime.now(dt.UTC)
+        foreign.append_group([[prepare(interaction(f"{tenant}-f", "f-0"), now)]])
+        foreign.close()
+        with pytest.raises(grpc.RpcError) as keyless:  # a KEK this server does not hold
+            stub.VerifyEvent(pb.VerifyEventRequest(log_id=f"{tenant}-f", event_id="f-0"))
+        assert keyless.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "content keys are unavailable" in (keyless.value.details() or "")
     finally:
         running.channel.close()
         running.suite.stop()  # type: ignore[attr-defined]

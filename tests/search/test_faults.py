@@ -17,6 +17,8 @@ import sqlalchemy as sa
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from aiaudit.common.erasure import erase
+from aiaudit.common.keys.kek import FileKek
+from aiaudit.common.keys.keyring import Keyring
 from aiaudit.common.store import open_store
 from aiaudit.common.store.prepare import prepare
 from aiaudit.search.v1 import search_service_pb2 as pb
@@ -154,6 +156,46 @@ def test_an_altered_sealed_row_holds_only_its_own_tenant(tmp_path: Path, tenant:
         running.wait_indexed(tenant, 4)  # the healthy tenant is not held up
         assert health(running.channel) == health_pb2.HealthCheckResponse.SERVING
         assert running.find(damaged).total_size == 0
+    finally:
+        running.channel.close()
+        running.suite.stop()
+
+
+def test_get_event_answers_data_loss_for_altered_sealed_content_and_unavailable_without_its_kek(
+    tmp_path: Path, tenant: str
+) -> None:
+    url = f"sqlite:///{tmp_path / 'aiaudit.db'}"
+    store = open_store(url, run_migrations=True)  # sealed under the KEK beside the database
+    foreign = open_store(url, keys=Keyring(FileKek(tmp_path / "elsewhere" / "content.kek")))
+    now = dt.datetime.now(dt.UTC)
+    store.append_group([[prepare(interaction(tenant, f"e-{i}"), now) for i in range(2)]])
+    foreign.append_group([[prepare(interaction(f"{tenant}-f", "f-0"), now)]])
+    with store.engine.begin() as conn:
+        where = "WHERE log_id = :t AND seq = 1"
+        sealed = conn.execute(
+            sa.text(f"SELECT content FROM event_content {where}"), {"t": tenant}
+        ).scalar_one()
+        conn.execute(
+            sa.text(f"UPDATE event_content SET content = :c {where}"),
+            {"c": sealed[:-1] + bytes([sealed[-1] ^ 1]), "t": tenant},
+        )
+    store.close()
+    foreign.close()
+    running = start_suite(tmp_path, "sqlite", {})
+    try:
+
+        def get(log: str, event_id: str) -> pb.GetEventResponse:
+            return running.search.GetEvent(pb.GetEventRequest(tenant_id=log, event_id=event_id))
+
+        assert get(tenant, "e-0").event.input.messages[0].parts[0].text == "hello"
+        with pytest.raises(grpc.RpcError) as damaged:
+            get(tenant, "e-1")
+        assert damaged.value.code() == grpc.StatusCode.DATA_LOSS
+        assert "'e-1'" in (damaged.value.details() or "")
+        with pytest.raises(grpc.RpcError) as keyless:
+            get(f"{tenant}-f", "f-0")
+        assert keyless.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "content keys are unavailable" in (keyless.value.details() or "")
     finally:
         running.channel.close()
         running.suite.stop()

@@ -34,6 +34,7 @@ from google.rpc import code_pb2, status_pb2
 
 from aiaudit.common import access, canonical, status, tenants
 from aiaudit.common.auth import Authenticator, Caller, require
+from aiaudit.common.keys.kek import KekError
 from aiaudit.common.keys.seal import SealError
 from aiaudit.common.store import SqlEventStore
 from aiaudit.common.store.prepare import set_timestamp
@@ -107,6 +108,11 @@ def _status_of(exc: Exception) -> status_pb2.Status | None:
             code_pb2.DATA_LOSS,
             f"the stored tree is missing a node ({exc}); run `aiaudit verify` on the store",
             "TREE_MISMATCH",
+        )
+    if isinstance(exc, KekError):
+        log.warning("integrity read could not open data keys: %s", exc)
+        return status.error(
+            code_pb2.UNAVAILABLE, "the content keys are unavailable; retry", "KEYS_UNAVAILABLE"
         )
     if isinstance(exc, sa.exc.DBAPIError):
         log.warning("integrity read failed: %s", exc)

@@ -33,6 +33,8 @@ from google.rpc import code_pb2, status_pb2
 from aiaudit.common import access, restore, status, tenants
 from aiaudit.common.auth import Caller, require
 from aiaudit.common.component import Context
+from aiaudit.common.keys.kek import KekError
+from aiaudit.common.keys.seal import SealError
 from aiaudit.common.store import SqlEventStore
 from aiaudit.common.store.sql import StoredEvent
 from aiaudit.common.v1 import event_pb2, proof_pb2
@@ -106,6 +108,25 @@ def _unavailable(exc: Exception) -> _AbortError:
             code_pb2.UNAVAILABLE,
             "the search backend is unavailable; retry later",
             "SEARCH_UNAVAILABLE",
+        )
+    )
+
+
+def _sealing_error(exc: KekError | SealError) -> _AbortError:
+    """Stored content that does not open: altered (DATA_LOSS), or no KEK to reach (retry)."""
+    if isinstance(exc, SealError):
+        log.error("search read met damaged sealed content: %s", exc)
+        return _AbortError(
+            status.error(
+                code_pb2.DATA_LOSS,
+                f"{exc}; `aiaudit verify` names every such event",
+                "SEALED_CONTENT_DAMAGED",
+            )
+        )
+    log.warning("search read could not open data keys: %s", exc)
+    return _AbortError(
+        status.error(
+            code_pb2.UNAVAILABLE, "the content keys are unavailable; retry", "KEYS_UNAVAILABLE"
         )
     )
 
@@ -204,6 +225,8 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
             status.abort(context, _unavailable(exc).status)
         except QueryRejectedError as exc:
             status.abort(context, status.bad_request(str(exc), [("filter", f"too large: {exc}")]))
+        except (KekError, SealError) as exc:
+            status.abort(context, _sealing_error(exc).status)
         raise AssertionError("unreachable")
 
     def _caller(self, context: grpc.ServicerContext, tenant: str, permission: str) -> Caller:
@@ -454,6 +477,8 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
             status.abort(context, status.bad_request(str(exc), [("filter", f"too large: {exc}")]))
         except _AbortError as refused:
             status.abort(context, refused.status)
+        except (KekError, SealError) as exc:
+            status.abort(context, _sealing_error(exc).status)
 
     def _export_start(self, request: pb.ExportRequest, context: grpc.ServicerContext) -> _Export:
         tenant = request.tenant_id
