@@ -343,7 +343,9 @@ def test_config_file_is_accepted_by_the_server(values: Path, tmp_path: Path) -> 
             settings[key] = str(stand_in)
     config_file = tmp_path / "config.yaml"
     config_file.write_text(yaml.safe_dump(settings))
-    loaded = config.load(config_file, env={})
+    # The content key's Vault address comes from its Secret, as the environment.
+    env = {"AIAUDIT_CONTENT_VAULT_ADDR": "https://vault.example"}
+    loaded = config.load(config_file, env=env if settings.get("content_keys") == "vault" else {})
     assert loaded.address.endswith(f":{pod['containers'][0]['ports'][0]['containerPort']}")
 
 
@@ -550,6 +552,38 @@ def test_the_secrets_configure_what_the_services_read() -> None:
     )
     for other in ("ingest", "search", "alerting"):  # the Vault token is the notary's alone
         assert "VAULT_TOKEN" not in effective[other].env, other
+
+
+def test_every_component_seals_content_with_the_transit_key_by_default() -> None:
+    """The shipped defaults seal content in Vault's key; each component gets the content token
+    under a name of its own, so the notary's VAULT_TOKEN stays the notary's."""
+    from aiaudit.common.keys import configured
+    from aiaudit.common.keys.transit import TransitKek
+
+    for values in (None, CHART / "ci" / "all-enabled-values.yaml"):
+        objects = render(values)
+        (configmap,) = of_kind(objects, "ConfigMap")
+        for deployment in of_kind(objects, "Deployment"):
+            settings = _effective(deployment, configmap["data"]["config.yaml"])
+            assert settings.content_keys == "vault", component_of(deployment)
+            assert settings.content_vault_addr == "secret:aiaudit-content-keys/address"
+            token = settings.env["AIAUDIT_CONTENT_VAULT_TOKEN"]
+            assert token == "secret:aiaudit-content-keys/token"
+            ring = configured.keyring(settings)
+            assert ring is not None and isinstance(ring.kek, TransitKek)
+            assert ring.kek.name == "vault:transit/aiaudit-content"
+
+
+def test_content_in_clear_needs_saying_so() -> None:
+    message = render_fails("aiaudit.contentKeys.existingSecret=")
+    assert "aiaudit.contentKeys.existingSecret is required to seal stored content" in message
+    clear = ("aiaudit.contentKeys.existingSecret=", "aiaudit.config.content_keys=none")
+    objects = render(None, *clear)
+    for deployment in of_kind(objects, "Deployment"):
+        env = deployment["spec"]["template"]["spec"]["containers"][0].get("env", [])
+        assert not any(e["name"].startswith("AIAUDIT_CONTENT_") for e in env)
+    token = render_fails("aiaudit.config.content_vault_token_file=/x")
+    assert "comes from aiaudit.contentKeys.existingSecret" in token
 
 
 def test_checkpoints_go_to_the_claim_given_for_them() -> None:

@@ -93,6 +93,13 @@ a Secret as AIAUDIT_DATABASE_URL.
 {{- if .Values.aiaudit.apiKeys.existingSecret }}
 {{- $_ := set $owned "api_keys_file" (printf "%s/api-keys.yaml" (include "aiaudit.authDir" .)) }}
 {{- end }}
+{{- with .Values.aiaudit.contentKeys }}
+{{- if .existingSecret }}
+{{- $_ := set $owned "content_keys" "vault" }}
+{{- $_ := set $owned "content_vault_mount" .transitMount }}
+{{- $_ := set $owned "content_vault_key" .key }}
+{{- end }}
+{{- end }}
 {{- $tls := .Values.aiaudit.tls }}
 {{- if $tls.enabled }}
 {{- $_ := set $owned "tls_cert_file" (printf "%s/tls.crt" (include "aiaudit.tlsDir" .)) }}
@@ -118,6 +125,12 @@ a Secret as AIAUDIT_DATABASE_URL.
 {{- fail (printf "aiaudit.config.%s.%s would put a secret in the ConfigMap: give it through the component's Secret values" $section $key) }}
 {{- end }}
 {{- end }}
+{{- end }}
+{{- if and (not $a.database.embedded) (not $a.contentKeys.existingSecret) (ne (toString (dig "content_keys" "" $a.config)) "none") }}
+{{- fail "aiaudit.contentKeys.existingSecret is required to seal stored content (a Vault/OpenBao Transit key: see aiaudit content-keys bootstrap-vault); or set aiaudit.config.content_keys=none to store it in clear" }}
+{{- end }}
+{{- if hasKey $a.config "content_vault_token_file" }}
+{{- fail "aiaudit.config.content_vault_token_file: the content key's token comes from aiaudit.contentKeys.existingSecret" }}
 {{- end }}
 {{- if and (not $a.tls.enabled) (not $a.config.allow_insecure) }}
 {{- fail "aiaudit.tls.enabled=false serves plaintext on the pod network: set aiaudit.config.allow_insecure=true to accept that (dev only)" }}
@@ -208,6 +221,18 @@ a Secret as AIAUDIT_DATABASE_URL.
       key: {{ $a.vault.tokenKey }}
 - name: AIAUDIT_INTEGRITY_VAULT_MOUNT
   value: {{ $a.vault.transitMount | quote }}
+{{- end }}
+{{- if $a.contentKeys.existingSecret }}
+- name: AIAUDIT_CONTENT_VAULT_ADDR
+  valueFrom:
+    secretKeyRef:
+      name: {{ $a.contentKeys.existingSecret }}
+      key: {{ $a.contentKeys.addressKey }}
+- name: AIAUDIT_CONTENT_VAULT_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ $a.contentKeys.existingSecret }}
+      key: {{ $a.contentKeys.tokenKey }}
 {{- end }}
 {{- $own := index $.Values .component }}
 {{- if and (not $a.database.embedded) (dig "database" "existingSecret" "" $own) }}
