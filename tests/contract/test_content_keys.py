@@ -107,6 +107,36 @@ def test_content_is_sealed_at_rest_and_reads_back(
     again.close()
 
 
+def test_a_group_over_many_logs_and_subjects_gets_one_key_each(
+    store_url: str, tmp_path: Path, tenant: str
+) -> None:
+    """Keys of a group are read and made together (the multi-statement path: >= 32 rows)."""
+    store = keyed(store_url, tmp_path / "kek")
+    append(store, interaction(f"{tenant}-0", "old", user="u0"))  # one key exists already
+    existing = key_rows(store_url, f"{tenant}-0")["u0"]
+    store.close()
+    store = keyed(store_url, tmp_path / "kek")  # nothing cached: the group must find it
+    logs = [f"{tenant}-{i}" for i in range(20)]
+    events = [
+        interaction(log, f"e-{n}", text=f"{log} {user}", user=user)
+        for n, (log, user) in enumerate((log, f"u{j}") for log in logs for j in range(2))
+    ]
+    (outcome,) = store.append_group([prepare_batch(events, dt.datetime.now(dt.UTC))])
+    assert not isinstance(outcome, Conflict) and len(outcome) == 40
+    assert key_rows(store_url, f"{tenant}-0")["u0"] == existing
+    reader = keyed(store_url, tmp_path / "kek")
+    for log in logs:
+        assert set(key_rows(store_url, log)) == {"u0", "u1"}
+        texts = {
+            s.to_event().actor.user_id: s.to_event().input.messages[0].parts[0].text
+            for s in reader.read_log(log, 0, 10)
+            if s.event_id != "old"
+        }
+        assert texts == {"u0": f"{log} u0", "u1": f"{log} u1"}
+    store.close()
+    reader.close()
+
+
 def test_retry_is_recognised_and_a_changed_retry_refused_through_sealed_content(
     store_url: str, tmp_path: Path, tenant: str
 ) -> None:

@@ -302,12 +302,14 @@ class SqlEventStore:
         return _sealer(keys), epochs
 
     def _resolve_keys(
-        self, conn: sa.Connection, new: Sequence[NewEvent], epochs: dict[str, int]
+        self, conn: sa.Connection, new: Sequence[NewEvent], heads: dict[str, tuple[int, int]]
     ) -> Sealer:
         """The subjects' data keys, read or created under the logs' head locks.
 
         Under the lock no erasure can destroy a key meanwhile; what the keyring
-        knows of a log is used while the log's epoch is the one it learnt it at.
+        knows of a log is used while the log's epoch (``heads``: size, epoch)
+        is the one it learnt it at. Unknown keys of every log of the group are
+        read in one query and new ones written in one insert.
         """
         if self.keys is None:
             return _in_clear
@@ -315,50 +317,48 @@ class SqlEventStore:
         for e in new:
             subjects.setdefault(e.log_id, set()).add(e.subject)
         keys: dict[tuple[str, str], SubjectKey] = {}
+        missing: list[tuple[str, str]] = []
         for log_id, names in subjects.items():
-            epoch = epochs[log_id]
-            found, missing = self.keys.lookup(log_id, epoch, names)
-            if missing:
-                rows = self._subject_keys(conn, log_id, missing)
-                learnt: dict[str, SubjectKey] = {
-                    r.subject: (r.key_id, k)
-                    for r, k in zip(rows, self.keys.open_rows(rows), strict=True)
-                }
-                absent = [s for s in missing if s not in learnt]
-                if absent:
-                    made = self.keys.take(len(absent))
-                    now = dt.datetime.now(dt.UTC)
-                    conn.execute(
-                        sa.insert(content_keys),
-                        [
-                            {
-                                "key_id": k.key_id,
-                                "log_id": log_id,
-                                "subject": s,
-                                "kek": self.keys.kek.name,
-                                "wrapped": k.wrapped,
-                                "create_time": now,
-                            }
-                            for s, k in zip(absent, made, strict=True)
-                        ],
-                    )
-                    learnt.update(
-                        {s: (k.key_id, AESGCM(k.key)) for s, k in zip(absent, made, strict=True)}
-                    )
-                self.keys.learn(log_id, epoch, learnt)
-                found.update(learnt)
+            found, unknown = self.keys.lookup(log_id, heads[log_id][1], names)
             keys.update({(log_id, s): k for s, k in found.items()})
-        return _sealer(keys)
-
-    @staticmethod
-    def _subject_keys(conn: sa.Connection, log_id: str, subjects: list[str]) -> list[StoredKey]:
-        ck = content_keys.c
-        rows = conn.execute(
-            sa.select(ck.key_id, ck.subject, ck.kek, ck.wrapped).where(
-                ck.log_id == log_id, ck.subject.in_(subjects)
+            missing += [(log_id, s) for s in unknown]
+        if not missing:
+            return _sealer(keys)
+        # A log without entries has no keys yet: no need to look.
+        stored = _subject_keys(conn, [p for p in missing if heads[p[0]][0] > 0])
+        opened = self.keys.open_rows([k for _, k in stored])
+        learnt: dict[tuple[str, str], SubjectKey] = {
+            (log_id, k.subject): (k.key_id, key)
+            for (log_id, k), key in zip(stored, opened, strict=True)
+        }
+        absent = [p for p in missing if p not in learnt]
+        if absent:
+            made = self.keys.take(len(absent))
+            now = dt.datetime.now(dt.UTC)
+            conn.execute(
+                sa.insert(content_keys),
+                [
+                    {
+                        "key_id": k.key_id,
+                        "log_id": log_id,
+                        "subject": subject,
+                        "kek": self.keys.kek.name,
+                        "wrapped": k.wrapped,
+                        "create_time": now,
+                    }
+                    for (log_id, subject), k in zip(absent, made, strict=True)
+                ],
             )
-        ).all()
-        return [StoredKey(int(r[0]), str(r[1]), str(r[2]), bytes(r[3])) for r in rows]
+            learnt.update(
+                {pair: (k.key_id, AESGCM(k.key)) for pair, k in zip(absent, made, strict=True)}
+            )
+        by_log: dict[str, dict[str, SubjectKey]] = {}
+        for (log_id, subject), key in learnt.items():
+            by_log.setdefault(log_id, {})[subject] = key
+        for log_id, got in by_log.items():
+            self.keys.learn(log_id, heads[log_id][1], got)
+        keys.update(learnt)
+        return _sealer(keys)
 
     def _keys_by_id(self, conn: sa.Connection | None, key_ids: set[int]) -> dict[int, AESGCM]:
         """Data keys by id for reading sealed rows; destroyed ones are absent."""
@@ -397,9 +397,7 @@ class SqlEventStore:
                 new_rows.extend(
                     (e, r.sequence) for e, r in zip(batch, outcome, strict=True) if not r.duplicate
                 )
-        sealer = self._resolve_keys(
-            conn, [e for e, _ in new_rows], {log_id: epoch for log_id, (_, epoch) in heads.items()}
-        )
+        sealer = self._resolve_keys(conn, [e for e, _ in new_rows], heads)
         moved = [{"log_id": log_id, "size": size} for log_id, size in sizes.items()]
         self._insert(conn, new_rows, moved, sealer)
         return outcomes
@@ -861,6 +859,20 @@ def _select(conn: sa.Connection, read: str, params: dict[str, object]) -> list[A
     if conn.dialect.name == "postgresql":
         return pg_rows(conn, PG_BY[read], params)
     return list(conn.execute(_BY[read], params))
+
+
+def _subject_keys(conn: sa.Connection, pairs: list[tuple[str, str]]) -> list[tuple[str, StoredKey]]:
+    """The stored keys of these (log, subject) pairs, with their log."""
+    ck = content_keys.c
+    out = []
+    for chunk in _chunks(pairs, 1000):  # two parameters a pair: under every driver's limit
+        rows = conn.execute(
+            sa.select(ck.log_id, ck.key_id, ck.subject, ck.kek, ck.wrapped).where(
+                sa.tuple_(ck.log_id, ck.subject).in_(chunk)
+            )
+        ).all()
+        out += [(str(r[0]), StoredKey(int(r[1]), str(r[2]), str(r[3]), bytes(r[4]))) for r in rows]
+    return out
 
 
 def data_keys(keys: Keyring | None, conn: sa.Connection, key_ids: set[int]) -> dict[int, AESGCM]:
