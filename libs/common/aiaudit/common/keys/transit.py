@@ -158,33 +158,46 @@ def _ensure_transit_mount(client: hvac.Client, mount: str) -> str:
     return f"transit already enabled at {mount}/"
 
 
-def bootstrap_content_key(client: hvac.Client, settings: ContentKeySettings) -> list[str]:
-    """Makes the mount, content key and policy exist; returns what it did, one line per step.
+def bootstrap_key(
+    client: hvac.Client, mount: str, key: str, key_type: str, policy_name: str, policy: str
+) -> list[str]:
+    """Makes a Transit mount, a key of ``key_type`` and a policy exist; one line per step.
 
-    ``client`` needs an administrator's token. The key is ``aes256-gcm96``,
-    neither exportable nor backed up in plaintext; an existing key of another
-    type is refused rather than used. Running it again changes nothing.
+    ``client`` needs an administrator's token. The key is neither exportable
+    nor backed up in plaintext; an existing key of another type is refused
+    rather than used. Running it again changes nothing. Shared by the content
+    key and the notary's signing key.
     """
-    done = [_ensure_transit_mount(client, settings.mount)]
-    where = f"{settings.mount}/keys/{settings.key}"
+    done = [_ensure_transit_mount(client, mount)]
+    where = f"{mount}/keys/{key}"
     try:
-        key = client.secrets.transit.read_key(name=settings.key, mount_point=settings.mount)
+        found = client.secrets.transit.read_key(name=key, mount_point=mount)
     except hvac.exceptions.InvalidPath:
         client.secrets.transit.create_key(
-            name=settings.key,
-            key_type=_KEY_TYPE,
+            name=key,
+            key_type=key_type,
             exportable=False,
             allow_plaintext_backup=False,
-            mount_point=settings.mount,
+            mount_point=mount,
         )
-        done.append(f"created {_KEY_TYPE} key {where}")
+        done.append(f"created {key_type} key {where}")
     else:
-        kind = key["data"]["type"]
-        if kind != _KEY_TYPE:
-            raise ValueError(f"key {where} exists with type {kind!r}, not {_KEY_TYPE}")
-        done.append(f"key {where} exists (latest version {key['data']['latest_version']})")
-    client.sys.create_or_update_policy(
-        name=settings.policy_name, policy=content_policy(settings.mount, settings.key)
-    )
-    done.append(f"wrote policy {settings.policy_name!r}")
+        kind = found["data"]["type"]
+        if kind != key_type:
+            raise ValueError(f"key {where} exists with type {kind!r}, not {key_type}")
+        done.append(f"key {where} exists (latest version {found['data']['latest_version']})")
+    client.sys.create_or_update_policy(name=policy_name, policy=policy)
+    done.append(f"wrote policy {policy_name!r}")
     return done
+
+
+def bootstrap_content_key(client: hvac.Client, settings: ContentKeySettings) -> list[str]:
+    """Makes the mount, the ``aes256-gcm96`` content key and its policy exist (idempotent)."""
+    return bootstrap_key(
+        client,
+        settings.mount,
+        settings.key,
+        _KEY_TYPE,
+        settings.policy_name,
+        content_policy(settings.mount, settings.key),
+    )
