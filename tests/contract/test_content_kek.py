@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import secrets
 import uuid
 from pathlib import Path
@@ -11,13 +12,18 @@ import hvac.exceptions
 import pytest
 
 from aiaudit.common.keys.kek import KEY_BYTES, FileKek, KekError
+from aiaudit.common.keys.keyring import Keyring
 from aiaudit.common.keys.transit import (
     ContentKeySettings,
     TransitKek,
     bootstrap_content_key,
     content_policy,
 )
-from tests.helpers import free_port
+from aiaudit.common.store import open_store
+from aiaudit.common.store.prepare import prepare_batch
+from aiaudit.common.store.sql import Conflict
+from tests.conftest import Postgres
+from tests.helpers import free_port, interaction
 from tests.integrity.conftest import Vault, vault  # noqa: F401  (registers the OpenBao fixture here)
 
 
@@ -221,3 +227,29 @@ def test_vault_unreachable_is_a_kek_error(openbao: Vault) -> None:
     assert "Vault unreachable" in str(raised.value)
     with pytest.raises(KekError, match="vault:transit/content decrypt of 1 data key"):
         kek.unwrap([b"vault:v1:AAAA"])
+
+
+def test_appends_of_known_subjects_go_on_while_vault_refuses(
+    openbao: Vault, sealed_store: Postgres | str
+) -> None:
+    """Keys already learnt need no Vault: only a new subject's key does (found by a review:
+    every group of 32 or more events first asked Vault for spare keys, and failed)."""
+    settings, token = bootstrapped(openbao)
+    url = sealed_store if isinstance(sealed_store, str) else sealed_store.app_url
+    kek = TransitKek(openbao.client(token=token), settings.mount, settings.key)
+    store = open_store(url, keys=Keyring(kek))
+
+    def group(n: int, users: tuple[str, ...] = ("alice", "bob")) -> None:
+        now = dt.datetime.now(dt.UTC)
+        events = [interaction("t", user=users[i % len(users)]) for i in range(n)]
+        (outcome,) = store.append_group([prepare_batch(events, now)])
+        assert not isinstance(outcome, Conflict)
+
+    group(40)
+    openbao.client().auth.token.revoke(token)  # Vault refuses this process from now on
+    group(3)  # the one-statement path
+    group(40)  # the multi-statement path
+    with pytest.raises(KekError, match="encrypt"):
+        group(40, ("carol",))  # a new subject needs a new key: refused, nothing written
+    assert len(store.read_log("t", 0, 200)) == 83
+    store.close()

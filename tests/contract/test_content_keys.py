@@ -137,6 +137,28 @@ def test_a_group_over_many_logs_and_subjects_gets_one_key_each(
     reader.close()
 
 
+def test_a_key_made_in_an_attempt_that_rolled_back_is_never_used(
+    store_url: str, tmp_path: Path, tenant: str
+) -> None:
+    """A retried event beside a new subject's first: the optimistic attempt makes bob's key,
+    fails on the taken id and rolls back; the retry must make the key again, not seal bob's
+    events under the one that was never stored (found by a review: they read as erased)."""
+    store = keyed(store_url, tmp_path / "kek")
+    first = interaction(tenant, "dup-1", user="alice")
+    append(store, first)
+    now = dt.datetime.now(dt.UTC)
+    bob = interaction(tenant, "bob-1", text="bob's secret", user="bob")
+    (dup,), (new,) = store.append_group([prepare_batch([first], now), prepare_batch([bob], now)])
+    assert dup.duplicate and not new.duplicate
+    append(store, interaction(tenant, "bob-2", text="bob again", user="bob"))
+    reader = keyed(store_url, tmp_path / "kek")  # another process
+    for event_id in ("bob-1", "bob-2"):
+        found = reader.get_event(tenant, event_id)
+        assert found is not None and found.content is not None, event_id
+    store.close()
+    reader.close()
+
+
 def test_retry_is_recognised_and_a_changed_retry_refused_through_sealed_content(
     store_url: str, tmp_path: Path, tenant: str
 ) -> None:

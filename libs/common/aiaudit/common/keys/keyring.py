@@ -105,6 +105,15 @@ class Keyring:
         while len(self._by_id) > self._capacity:
             self._by_id.popitem(last=False)
 
+    def unknown(self, pairs: Iterable[tuple[str, str]]) -> int:
+        """How many of these (log, subject) pairs have no key known at all."""
+        with self._lock:
+            return sum(
+                1
+                for log_id, subject in set(pairs)
+                if subject not in self._logs.get(log_id, (0, {}))[1]
+            )
+
     def stock(self, n: int) -> None:
         """Makes sure ``n`` new keys are wrapped and ready (one KEK call if short)."""
         with self._lock:

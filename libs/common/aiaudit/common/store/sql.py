@@ -8,6 +8,7 @@ gap-free and ordered by commit, across processes and replicas.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import threading
 import weakref
@@ -69,6 +70,9 @@ class NewEvent:
 
 Sealer = Callable[[NewEvent], tuple[bytes, bytes]]
 """The ``event_content`` (salt, content) columns of an event as written."""
+
+Learnt = dict[str, tuple[int, dict[str, SubjectKey]]]
+"""Data keys a transaction read or made: log -> (its key epoch, subject -> key)."""
 
 
 def _in_clear(e: NewEvent) -> tuple[bytes, bytes]:
@@ -254,7 +258,9 @@ class SqlEventStore:
                     commits.committed(self.engine)  # wakes this process's consumers
                     return outcomes
         if self.keys is not None:  # wrap new subjects' keys before taking any lock
-            self.keys.stock(len({(e.log_id, e.subject) for b in batches for e in b}))
+            pairs = [(e.log_id, e.subject) for b in batches for e in b]
+            with contextlib.suppress(KekError):  # best effort: a key needed is wrapped then
+                self.keys.stock(self.keys.unknown(pairs))
         with self.engine.connect().execution_options(sqlite_immediate=True) as conn:
             try:
                 return self._append_in(conn, batches, check_existing)
@@ -267,8 +273,17 @@ class SqlEventStore:
     def _append_in(
         self, conn: sa.Connection, batches: Sequence[Sequence[NewEvent]], check_existing: bool
     ) -> list[BatchOutcome]:
+        learnt: Learnt = {}
         with conn.begin():
-            return self._append_tx(conn, batches, check_existing)
+            outcomes = self._append_tx(conn, batches, check_existing, learnt)
+        self._learn(learnt)  # committed: only now may other appends seal with these keys
+        return outcomes
+
+    def _learn(self, learnt: Learnt) -> None:
+        """Tells the keyring the data keys a committed transaction read or made."""
+        if self.keys is not None:
+            for log_id, (epoch, keys) in learnt.items():
+                self.keys.learn(log_id, epoch, keys)
 
     def append_record(self, conn: sa.Connection, record: NewEvent) -> Receipt:
         """Appends a record the service writes (an erasure, a rule change) in ``conn``'s txn.
@@ -302,14 +317,21 @@ class SqlEventStore:
         return _sealer(keys), epochs
 
     def _resolve_keys(
-        self, conn: sa.Connection, new: Sequence[NewEvent], heads: dict[str, tuple[int, int]]
+        self,
+        conn: sa.Connection,
+        new: Sequence[NewEvent],
+        heads: dict[str, tuple[int, int]],
+        learnt_out: Learnt | None,
     ) -> Sealer:
         """The subjects' data keys, read or created under the logs' head locks.
 
         Under the lock no erasure can destroy a key meanwhile; what the keyring
         knows of a log is used while the log's epoch (``heads``: size, epoch)
         is the one it learnt it at. Unknown keys of every log of the group are
-        read in one query and new ones written in one insert.
+        read in one query and new ones written in one insert. What was read or
+        made goes to ``learnt_out``, for the keyring once the transaction has
+        committed: a key made in a transaction that rolls back was never stored,
+        and an append sealing with it would lose its content.
         """
         if self.keys is None:
             return _in_clear
@@ -352,11 +374,9 @@ class SqlEventStore:
             learnt.update(
                 {pair: (k.key_id, AESGCM(k.key)) for pair, k in zip(absent, made, strict=True)}
             )
-        by_log: dict[str, dict[str, SubjectKey]] = {}
-        for (log_id, subject), key in learnt.items():
-            by_log.setdefault(log_id, {})[subject] = key
-        for log_id, got in by_log.items():
-            self.keys.learn(log_id, heads[log_id][1], got)
+        if learnt_out is not None:
+            for (log_id, subject), key in learnt.items():
+                learnt_out.setdefault(log_id, (heads[log_id][1], {}))[1][subject] = key
         keys.update(learnt)
         return _sealer(keys)
 
@@ -380,9 +400,13 @@ class SqlEventStore:
         return [_stored(row, keys) for row in rows]
 
     def _append_tx(
-        self, conn: sa.Connection, batches: Sequence[Sequence[NewEvent]], check_existing: bool
+        self,
+        conn: sa.Connection,
+        batches: Sequence[Sequence[NewEvent]],
+        check_existing: bool,
+        learnt: Learnt | None = None,
     ) -> list[BatchOutcome]:
-        """The appends, in the caller's transaction."""
+        """The appends, in the caller's transaction; the data keys used go to ``learnt``."""
         heads = self._lock_logs(conn, sorted({e.log_id for b in batches for e in b}))
         sizes = {log_id: size for log_id, (size, _) in heads.items()}
         stored: dict[tuple[str, str], StoredEvent | tuple[NewEvent, Receipt]] = {}
@@ -397,7 +421,7 @@ class SqlEventStore:
                 new_rows.extend(
                     (e, r.sequence) for e, r in zip(batch, outcome, strict=True) if not r.duplicate
                 )
-        sealer = self._resolve_keys(conn, [e for e, _ in new_rows], heads)
+        sealer = self._resolve_keys(conn, [e for e, _ in new_rows], heads, learnt)
         moved = [{"log_id": log_id, "size": size} for log_id, size in sizes.items()]
         self._insert(conn, new_rows, moved, sealer)
         return outcomes
