@@ -7,6 +7,7 @@ import hashlib
 import json
 import re
 import secrets
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from aiaudit.cli.main import main
 from aiaudit.cli.server import Suite, start
 from aiaudit.common import canonical, client, config
 from aiaudit.common.erasure import erase, erasure_event
+from aiaudit.common.keys.kek import FileKek
+from aiaudit.common.keys.keyring import Keyring
 from aiaudit.common.store import SqlEventStore, open_store
 from aiaudit.common.store.prepare import prepare, prepare_batch
 from aiaudit.common.store.sql import NewEvent
@@ -172,6 +175,40 @@ def test_only_the_privacy_role_may_delete_content(postgres: Postgres, tenant: st
     dsn = postgres.privacy_url.replace("postgresql+psycopg://", "postgresql://", 1)
     with psycopg.connect(dsn) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
         conn.execute("DELETE FROM log_entries WHERE log_id = %s", (tenant,))
+
+
+def test_only_the_privacy_role_may_destroy_data_keys_and_no_one_lowers_a_key_epoch(
+    own_postgres: Postgres, tenant: str
+) -> None:
+    """Erasing a subject deletes its key and raises the log's key epoch: the writer may do
+    neither, and the privacy role may not set the epoch back (that would let a writer's
+    cached destroyed key pass the append's check: found by a review). A database of its own:
+    its content is sealed under a KEK no other test holds."""
+    writer = open_store(own_postgres.app_url, keys=Keyring(FileKek(Path(tempfile.mkdtemp()) / "k")))
+    try:
+        load(writer, tenant)
+    finally:
+        writer.close()
+
+    def dsn(url: str) -> str:
+        return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+    with psycopg.connect(dsn(own_postgres.app_url)) as conn:
+        for statement in (
+            "DELETE FROM content_keys WHERE log_id = %s",
+            "UPDATE logs SET key_epoch = key_epoch + 1 WHERE log_id = %s",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement, (tenant,))
+            conn.rollback()
+    with psycopg.connect(dsn(own_postgres.privacy_url)) as conn:
+        conn.execute("UPDATE logs SET key_epoch = key_epoch + 1 WHERE log_id = %s", (tenant,))
+        conn.commit()
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="may only grow"):
+            conn.execute("UPDATE logs SET key_epoch = 0 WHERE log_id = %s", (tenant,))
+        conn.rollback()
+        deleted = conn.execute("DELETE FROM content_keys WHERE log_id = %s", (tenant,))
+        assert deleted.rowcount == 2  # alice's and bob's
 
 
 def test_the_command_line_erases_and_prints_what_it_did(
