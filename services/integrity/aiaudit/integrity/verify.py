@@ -239,6 +239,8 @@ def _page_rows(
     integrated = _integrated(conn, log_id, lo, hi)
     sealed = {seal.key_id_of(bytes(r.content)) for r in content.values() if _sealed(r.content)}
     opened = data_keys(keys, conn, sealed)
+    if sealed - opened.keys():
+        _drop_erased_meanwhile(conn, log_id, content, opened)
     out = []
     for e in sorted(span(le, le.c.seq, le.c.event_id, le.c.leaf_hash, le.c.receive_time)):
         seq = int(e.seq)
@@ -262,6 +264,28 @@ def _page_rows(
                 row.salt, row.content = bytes(stored.salt), bytes(stored.content)
         out.append(row)
     return out
+
+
+def _drop_erased_meanwhile(
+    conn: sa.Connection, log_id: str, content: dict[tuple[int, Any], Any], keys: dict[int, Any]
+) -> None:
+    """Forgets content rows whose key is gone because an erasure committed after they were read.
+
+    The content and the keys are two statements: an erasure between them
+    deletes both, and its content rows would look kept while their key went.
+    Read again, such rows are gone, and the walk checks them as erased content.
+    """
+    keyless = [
+        seq
+        for (seq, _), r in content.items()
+        if _sealed(r.content) and seal.key_id_of(bytes(r.content)) not in keys
+    ]
+    ct = event_content.c
+    still = set(
+        conn.execute(sa.select(ct.seq).where(ct.log_id == log_id, ct.seq.in_(keyless))).scalars()
+    )
+    for at in [at for at in content if at[0] in keyless and at[0] not in still]:
+        del content[at]
 
 
 def _sealed(content: Any) -> bool:
