@@ -144,30 +144,16 @@ def test_the_policy_token_wraps_and_unwraps_but_cannot_manage_the_key(openbao: V
         TransitKek(openbao.client(token), settings.mount, "other").wrap(keys)
 
 
-def test_a_tampered_ciphertext_is_refused_without_revealing_the_other_keys(
-    openbao: Vault,
-) -> None:
+def test_a_tampered_ciphertext_does_not_open_and_the_others_do(openbao: Vault) -> None:
+    """Transit refuses the whole batch (400) for one bad item but answers every item: the
+    bad one is a damaged key, the others open."""
     settings, token = bootstrapped(openbao)
     kek = TransitKek(openbao.client(token), settings.mount, settings.key)
     keys = data_keys(2)
     good, other = kek.wrap(keys)
-    with pytest.raises(KekError) as raised:
-        kek.unwrap([good, tampered(other)])
-    message = str(raised.value)
-    assert f"vault:{settings.mount}/content decrypt" in message
-    assert "item 1: " in message and "item 0" not in message
-    # Transit answers the failed batch with the good item's plaintext: it must not leak.
-    exc: BaseException | None = raised.value
-    while exc is not None:
-        for key in keys:
-            assert base64.b64encode(key).decode() not in str(exc)
-        exc = exc.__cause__ or exc.__context__
-    assert raised.value.__cause__ is None and raised.value.__context__ is None
-
-    with pytest.raises(KekError, match="item 0: "):
-        kek.unwrap([tampered(good)])
-    with pytest.raises(KekError, match="not wrapped by Transit"):
-        kek.unwrap([b"\xff" + good])
+    assert kek.unwrap([good, tampered(other)]) == [keys[0], None]
+    assert kek.unwrap([tampered(good)]) == [None]
+    assert kek.unwrap([b"\xff" + good, good]) == [None, keys[0]]  # not Transit's at all
 
 
 def test_a_key_wrapped_elsewhere_is_refused(openbao: Vault, tmp_path: Path) -> None:
@@ -176,10 +162,8 @@ def test_a_key_wrapped_elsewhere_is_refused(openbao: Vault, tmp_path: Path) -> N
     other_settings, other_token = bootstrapped(openbao)
     other = TransitKek(openbao.client(other_token), other_settings.mount, other_settings.key)
     keys = data_keys(1)
-    with pytest.raises(KekError, match="item 0: "):
-        kek.unwrap(other.wrap(keys))
-    with pytest.raises(KekError):
-        kek.unwrap(FileKek(tmp_path / "kek").wrap(keys))
+    assert kek.unwrap(other.wrap(keys)) == [None]
+    assert kek.unwrap(FileKek(tmp_path / "kek").wrap(keys)) == [None]
 
 
 def test_keys_wrapped_before_a_rotation_still_unwrap(openbao: Vault) -> None:

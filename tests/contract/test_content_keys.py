@@ -17,13 +17,15 @@ import sqlalchemy as sa
 
 from aiaudit.common.erasure import erase
 from aiaudit.common.keys.kek import FileKek, KekError
-from aiaudit.common.keys.keyring import Keyring
+from aiaudit.common.keys.keyring import DamagedKeyError, Keyring
 from aiaudit.common.keys.seal import SealError
 from aiaudit.common.store import SqlEventStore, open_store
 from aiaudit.common.store.prepare import prepare_batch
 from aiaudit.common.store.schema import content_keys, event_content
 from aiaudit.common.store.sql import Conflict
 from aiaudit.common.v1 import event_pb2 as ev
+from aiaudit.ingest.committer import GroupCommitter
+from aiaudit.integrity.verify import verify_store
 from tests.conftest import Postgres
 from tests.helpers import interaction
 
@@ -157,6 +159,52 @@ def test_a_key_made_in_an_attempt_that_rolled_back_is_never_used(
         assert found is not None and found.content is not None, event_id
     store.close()
     reader.close()
+
+
+def test_a_damaged_data_key_is_damage_of_its_subject_alone(
+    store_url: str, admin_url: str, tmp_path: Path, tenant: str
+) -> None:
+    """One wrapped key altered: its subject's events read as damage (not a KEK outage, which
+    stopped every tenant: found by a review), verify names them and checks the rest, and a
+    group commit writes the other tenants' batches."""
+    kek = tmp_path / "kek"
+    store = keyed(store_url, kek)
+    other = f"{tenant}-z"
+    for log in (tenant, other):
+        append(store, *(interaction(log, f"{log}-{i}", user="alice") for i in range(3)))
+    store.close()
+    engine = sa.create_engine(admin_url)
+    with engine.begin() as conn:
+        wrapped = conn.execute(
+            sa.select(content_keys.c.wrapped).where(content_keys.c.log_id == tenant)
+        ).scalar_one()
+        conn.execute(
+            sa.update(content_keys)
+            .where(content_keys.c.log_id == tenant)
+            .values(wrapped=bytes(wrapped)[:-1] + bytes([bytes(wrapped)[-1] ^ 1]))
+        )
+    reader = keyed(store_url, kek)
+    with pytest.raises(DamagedKeyError, match="does not open"):
+        reader.read_log(tenant, 0, 10)
+    assert all(s.content is not None for s in reader.read_log(other, 0, 10))
+    report = verify_store(
+        engine, [], "x", log_ids=[tenant, other], content_keys=Keyring(FileKek(kek))
+    )
+    damaged = {p.event_id for p in report.problems if "does not open: altered" in p.what}
+    assert damaged == {f"{tenant}-{i}" for i in range(3)}
+    assert not any(p.event_id and p.event_id.startswith(other) for p in report.problems)
+    committer = GroupCommitter(keyed(store_url, kek))
+    now = dt.datetime.now(dt.UTC)
+    refused = committer.submit(prepare_batch([interaction(tenant, "a-new", user="alice")], now))
+    written = committer.submit(prepare_batch([interaction(other, "z-new", user="alice")], now))
+    with pytest.raises(DamagedKeyError):
+        refused.result(timeout=30)
+    assert (
+        not isinstance(outcome := written.result(timeout=30), Conflict) and outcome[0].sequence == 3
+    )
+    committer.close()
+    reader.close()
+    engine.dispose()
 
 
 def test_retry_is_recognised_and_a_changed_retry_refused_through_sealed_content(

@@ -6,10 +6,12 @@ the search API shows that readers still get the content.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import stat
 from pathlib import Path
 
+import grpc
 import pytest
 import sqlalchemy as sa
 import yaml
@@ -18,6 +20,8 @@ from aiaudit.cli.main import main
 from aiaudit.cli.server import start
 from aiaudit.common import client, config
 from aiaudit.common.config import ConfigError
+from aiaudit.common.store import open_store
+from aiaudit.common.store.prepare import prepare_batch
 from aiaudit.common.store.schema import content_keys, event_content
 from aiaudit.ingest.v1 import ingest_service_pb2 as ingest_pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as ingest_grpc
@@ -136,3 +140,40 @@ def test_content_key_settings_are_checked_at_start(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         config.load(None, env={}, overrides=overrides)
+
+
+def test_an_append_for_a_subject_whose_key_is_damaged_is_data_loss(tmp_path: Path) -> None:
+    """Nothing can be sealed for that subject until an operator mends the key; others go on."""
+    url = f"sqlite:///{tmp_path / 'aiaudit.db'}"
+    store = open_store(url, run_migrations=True)  # the embedded KEK beside the database
+    store.append_group([prepare_batch([interaction("acme", "e-0")], dt.datetime.now(dt.UTC))])
+    store.close()
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE content_keys SET wrapped = x'00' WHERE log_id = 'acme'"))
+    engine.dispose()
+    keys = write_keys(tmp_path / "keys.yaml")
+    suite = start(
+        config.load(
+            None,
+            env={},
+            overrides={
+                "address": "127.0.0.1:0",
+                "data_dir": tmp_path,
+                "api_keys_file": tmp_path / "keys.yaml",
+                "services": ("ingest",),
+            },
+        )
+    )
+    try:
+        channel = client.channel(f"127.0.0.1:{suite.port}", keys["admin"])
+        stub = ingest_grpc.IngestServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.Append(ingest_pb.AppendRequest(events=[interaction("acme", "e-1")]))
+        assert refused.value.code() == grpc.StatusCode.DATA_LOSS
+        assert "does not open" in (refused.value.details() or "")
+        ok = stub.Append(ingest_pb.AppendRequest(events=[interaction("other", "o-1")]))
+        assert ok.receipts[0].sequence == 0
+        channel.close()
+    finally:
+        suite.stop()

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
 
+from aiaudit.common.keys.seal import SealError
 from aiaudit.common.store.sql import BatchOutcome, NewEvent, RowsRefusedError, SqlEventStore
 
 log = logging.getLogger(__name__)
@@ -77,8 +78,10 @@ class GroupCommitter:
         self.in_flight = len(group)
         try:
             outcomes = self._store.append_group([b for b, _ in group])
-        except RowsRefusedError as refused:
-            if len(group) > 1:  # one batch's value: commit each alone, only that one fails
+        except (RowsRefusedError, SealError) as refused:
+            # One batch's value, or a damaged data key of one batch's subject: commit
+            # each alone, only that one fails.
+            if len(group) > 1:
                 for each in group:
                     self._commit([each])
                 return

@@ -17,6 +17,7 @@ from google.rpc import code_pb2, status_pb2
 
 from aiaudit.common import status
 from aiaudit.common.auth import Authenticator, Caller, end_expired
+from aiaudit.common.keys.seal import SealError
 from aiaudit.common.receipts import ReceiptSigning, ReceiptSigningUnavailableError
 from aiaudit.common.store.prepare import prepare_batch, timestamp_parts
 from aiaudit.common.store.sql import BatchOutcome, Conflict, Receipt, RowsRefusedError
@@ -128,6 +129,15 @@ class IngestHandlers:
                     code_pb2.INVALID_ARGUMENT,
                     f"the store refused a value of this batch ({exc}); nothing was written",
                     "STORE_REFUSED_VALUE",
+                )
+            ) from exc
+        except SealError as exc:  # a subject's data key is damaged: no retry mends it
+            log.error("append refused: %s", exc)
+            raise _RefusedError(
+                status.error(
+                    code_pb2.DATA_LOSS,
+                    f"{exc}; nothing was written",
+                    "DATA_KEY_DAMAGED",
                 )
             ) from exc
         except Exception as exc:

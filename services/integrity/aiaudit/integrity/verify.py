@@ -267,7 +267,10 @@ def _page_rows(
 
 
 def _drop_erased_meanwhile(
-    conn: sa.Connection, log_id: str, content: dict[tuple[int, Any], Any], keys: dict[int, Any]
+    conn: sa.Connection,
+    log_id: str,
+    content: dict[tuple[int, Any], Any],
+    keys: dict[int, AESGCM | None],
 ) -> None:
     """Forgets content rows whose key is gone because an erasure committed after they were read.
 
@@ -292,14 +295,18 @@ def _sealed(content: Any) -> bool:
     return content is not None and seal.is_sealed(bytes(content))
 
 
-def _open_into(row: _Row, log_id: str, sealed: bytes, keys: dict[int, AESGCM]) -> None:
+def _open_into(row: _Row, log_id: str, sealed: bytes, keys: dict[int, AESGCM | None]) -> None:
     """Sets the row's salt and content from its sealed form, or says why they do not open."""
-    key = keys.get(seal.key_id_of(sealed))
-    if key is None:
+    key_id = seal.key_id_of(sealed)
+    key = keys.get(key_id)
+    if key_id not in keys:
         row.sealing = (
-            f"content is sealed under data key {seal.key_id_of(sealed)}, which the store no "
+            f"content is sealed under data key {key_id}, which the store no "
             "longer has (a key deleted without its content being erased)"
         )
+        return
+    if key is None:
+        row.sealing = f"content is sealed under data key {key_id}, which does not open: altered"
         return
     try:
         row.salt, row.content = seal.open_sealed(key, log_id, row.entry_event_id, sealed)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 KEY_BYTES = 32
@@ -46,8 +47,12 @@ class Kek(Protocol):
         """Each data key, wrapped (one call for all: a Vault round trip is one request)."""
         ...
 
-    def unwrap(self, wrapped: Sequence[bytes]) -> list[bytes]:
-        """Each wrapped key opened; :class:`KekError` if any cannot be."""
+    def unwrap(self, wrapped: Sequence[bytes]) -> list[bytes | None]:
+        """Each wrapped key opened; None for one that does not open under this KEK.
+
+        None: altered, or wrapped by a version since retired. :class:`KekError`
+        when the KEK cannot be used at all.
+        """
         ...
 
 
@@ -68,14 +73,14 @@ class FileKek:
             out.append(nonce + self._aead.encrypt(nonce, key, _WRAP_AAD))
         return out
 
-    def unwrap(self, wrapped: Sequence[bytes]) -> list[bytes]:
-        """Opens keys :meth:`wrap` made with this file's key."""
-        out = []
+    def unwrap(self, wrapped: Sequence[bytes]) -> list[bytes | None]:
+        """Opens keys :meth:`wrap` made with this file's key (None: altered)."""
+        out: list[bytes | None] = []
         for blob in wrapped:
             try:
                 out.append(self._aead.decrypt(blob[:_NONCE], blob[_NONCE:], _WRAP_AAD))
-            except Exception as exc:  # InvalidTag, or a blob too short to hold a nonce
-                raise KekError(f"KEK {self.name} cannot open a wrapped data key") from exc
+            except (InvalidTag, ValueError):  # altered, or too short to hold a nonce
+                out.append(None)
         return out
 
 

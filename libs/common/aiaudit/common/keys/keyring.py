@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from aiaudit.common.keys.kek import KEY_BYTES, Kek, KekError
+from aiaudit.common.keys.seal import SealError
 
 SubjectKey = tuple[int, AESGCM]
 """(key id, the key) of a subject."""
@@ -137,29 +138,41 @@ class Keyring:
 
     def by_ids(
         self, key_ids: Iterable[int], fetch: Callable[[list[int]], Sequence[StoredKey]]
-    ) -> dict[int, AESGCM]:
+    ) -> dict[int, AESGCM | None]:
         """The keys with these ids; unknown ones read with ``fetch`` and unwrapped.
 
-        A key id absent from the answer was destroyed (its subject erased).
+        A key id absent from the answer was destroyed (its subject erased); one
+        mapped to None is stored but does not open (:meth:`open_rows`).
         """
         wanted = set(key_ids)
         with self._lock:
-            out = {k: self._by_id[k] for k in wanted if k in self._by_id}
+            out: dict[int, AESGCM | None] = {k: self._by_id[k] for k in wanted if k in self._by_id}
         missing = sorted(wanted - out.keys())
         if missing:
             rows = fetch(missing)
             for key_id, key in zip([r.key_id for r in rows], self.open_rows(rows), strict=True):
                 out[key_id] = key
-                with self._lock:
-                    self._keep(key_id, key)
+                if key is not None:
+                    with self._lock:
+                        self._keep(key_id, key)
         return out
 
-    def open_rows(self, rows: Sequence[StoredKey]) -> list[AESGCM]:
-        """Unwraps stored keys (one KEK call); refuses keys another KEK wrapped."""
+    def open_rows(self, rows: Sequence[StoredKey]) -> list[AESGCM | None]:
+        """Unwraps stored keys (one KEK call): None for one that does not open.
+
+        Keys another KEK wrapped are refused as a whole: that is this process's
+        configuration, not one damaged row.
+        """
         foreign = sorted({r.kek for r in rows if r.kek != self.kek.name})
         if foreign:
             raise KekError(
                 f"data keys wrapped by KEK {', '.join(foreign)}; this process holds "
                 f"{self.kek.name} (content_keys settings differ between processes?)"
             )
-        return [AESGCM(k) for k in self.kek.unwrap([r.wrapped for r in rows])]
+        return [
+            AESGCM(k) if k is not None else None for k in self.kek.unwrap([r.wrapped for r in rows])
+        ]
+
+
+class DamagedKeyError(SealError):
+    """A stored data key that does not open under the KEK: altered (or its KEK version retired)."""

@@ -80,30 +80,43 @@ class TransitKek:
         except (KeyError, UnicodeEncodeError):
             raise KekError(f"Transit key {self.name} encrypt: malformed answer") from None
 
-    def unwrap(self, wrapped: Sequence[bytes]) -> list[bytes]:
-        """Each wrapped key decrypted by Transit, in one request; :class:`KekError` if any fails."""
-        if not wrapped:
-            return []
-        try:
-            batch = [{"ciphertext": w.decode("ascii")} for w in wrapped]
-        except UnicodeDecodeError:
-            raise KekError(f"{self.name} cannot open a key not wrapped by Transit") from None
+    def unwrap(self, wrapped: Sequence[bytes]) -> list[bytes | None]:
+        """Each wrapped key decrypted by Transit, in one request.
+
+        None for a key Transit refuses on its own (altered, not Transit's, a
+        version since retired); :class:`KekError` when the request fails as a whole.
+        """
+        out: list[bytes | None] = [None] * len(wrapped)
+        asked = [(i, w.decode("ascii")) for i, w in enumerate(wrapped) if w.isascii()]
+        if not asked:
+            return out
+        batch = [{"ciphertext": text} for _, text in asked]
         results = self._batch(
             "decrypt",
-            len(wrapped),
+            len(asked),
             lambda: self._client.secrets.transit.decrypt_data(
                 name=self._key, batch_input=batch, mount_point=self._mount
             ),
+            items_may_fail=True,
         )
         try:
-            return [base64.b64decode(r["plaintext"], validate=True) for r in results]
+            for (i, _), r in zip(asked, results, strict=True):
+                if not r.get("error"):
+                    out[i] = base64.b64decode(r["plaintext"], validate=True)
         except (KeyError, TypeError, binascii.Error):
             raise KekError(f"Transit key {self.name} decrypt: malformed answer") from None
+        return out
 
     def _batch(
-        self, op: str, count: int, request: Callable[[], dict[str, Any]]
+        self,
+        op: str,
+        count: int,
+        request: Callable[[], dict[str, Any]],
+        items_may_fail: bool = False,
     ) -> list[dict[str, Any]]:
         """The answer's ``batch_results``, one per input, none failed; else :class:`KekError`.
+
+        With ``items_may_fail`` failed items come back too, carrying ``error``.
 
         The error raised never carries hvac's exception, not even as its cause:
         when one item fails Transit answers 400 with the whole batch, and hvac
@@ -117,6 +130,8 @@ class TransitKek:
             answer = getattr(exc, "json", None)
             problem = _reason(exc)
         results = _batch_results(answer)
+        if items_may_fail and results is not None and len(results) == count:
+            return results  # Transit answers 400 when an item fails, with every item's result
         failed = [f"item {i}: {r['error']}" for i, r in enumerate(results or []) if r.get("error")]
         if failed:
             problem = "; ".join(failed)

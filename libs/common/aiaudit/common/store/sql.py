@@ -26,7 +26,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from aiaudit.common import canonical, commits, restore
 from aiaudit.common.keys import seal
 from aiaudit.common.keys.kek import KekError
-from aiaudit.common.keys.keyring import Keyring, StoredKey, SubjectKey
+from aiaudit.common.keys.keyring import DamagedKeyError, Keyring, StoredKey, SubjectKey
 from aiaudit.common.store import pgarrays
 from aiaudit.common.store.direct import ConnectionLostError, DirectConnections
 from aiaudit.common.store.schema import (
@@ -349,10 +349,15 @@ class SqlEventStore:
         # A log without entries has no keys yet: no need to look.
         stored = _subject_keys(conn, [p for p in missing if heads[p[0]][0] > 0])
         opened = self.keys.open_rows([k for _, k in stored])
-        learnt: dict[tuple[str, str], SubjectKey] = {
-            (log_id, k.subject): (k.key_id, key)
-            for (log_id, k), key in zip(stored, opened, strict=True)
-        }
+        learnt: dict[tuple[str, str], SubjectKey] = {}
+        for (log_id, k), key in zip(stored, opened, strict=True):
+            if key is None:  # the subject's events cannot be sealed: refuse, write nothing
+                raise DamagedKeyError(
+                    f"the data key of subject {k.subject!r} in log {log_id!r} (id {k.key_id}) "
+                    f"does not open under {self.keys.kek.name}: altered; `aiaudit verify` "
+                    "names the events sealed under it"
+                )
+            learnt[(log_id, k.subject)] = (k.key_id, key)
         absent = [p for p in missing if p not in learnt]
         if absent:
             made = self.keys.take(len(absent))
@@ -375,12 +380,14 @@ class SqlEventStore:
                 {pair: (k.key_id, AESGCM(k.key)) for pair, k in zip(absent, made, strict=True)}
             )
         if learnt_out is not None:
-            for (log_id, subject), key in learnt.items():
-                learnt_out.setdefault(log_id, (heads[log_id][1], {}))[1][subject] = key
+            for (log_id, subject), subject_key in learnt.items():
+                learnt_out.setdefault(log_id, (heads[log_id][1], {}))[1][subject] = subject_key
         keys.update(learnt)
         return _sealer(keys)
 
-    def _keys_by_id(self, conn: sa.Connection | None, key_ids: set[int]) -> dict[int, AESGCM]:
+    def _keys_by_id(
+        self, conn: sa.Connection | None, key_ids: set[int]
+    ) -> dict[int, AESGCM | None]:
         """Data keys by id for reading sealed rows; destroyed ones are absent."""
         if conn is not None:
             return data_keys(self.keys, conn, key_ids)
@@ -899,8 +906,13 @@ def _subject_keys(conn: sa.Connection, pairs: list[tuple[str, str]]) -> list[tup
     return out
 
 
-def data_keys(keys: Keyring | None, conn: sa.Connection, key_ids: set[int]) -> dict[int, AESGCM]:
-    """The data keys with these ids (read through ``conn`` unless cached); destroyed ones absent."""
+def data_keys(
+    keys: Keyring | None, conn: sa.Connection, key_ids: set[int]
+) -> dict[int, AESGCM | None]:
+    """The data keys with these ids, read through ``conn`` unless cached.
+
+    Destroyed ones are absent, damaged ones (stored, not opening) None.
+    """
     if not key_ids:
         return {}
     if keys is None:
@@ -928,17 +940,23 @@ def _sealer(keys: dict[tuple[str, str], SubjectKey]) -> Sealer:
     return sealed
 
 
-def _stored(row: tuple[Any, ...], keys: dict[int, AESGCM]) -> StoredEvent:
+def _stored(row: tuple[Any, ...], keys: dict[int, AESGCM | None]) -> StoredEvent:
     """A row laid out as the stored-event reads lay it out; sealed content opened with ``keys``.
 
     Content sealed under a destroyed key (its subject erased while the row was
-    read) reads as erased.
+    read) reads as erased; under a stored key that does not open, as damage.
     """
     log_id, seq, event_id, leaf, received, body, salt, content = row
     if content is not None and seal.is_sealed(bytes(content)):
-        key = keys.get(seal.key_id_of(bytes(content)))
-        if key is None:
+        key_id = seal.key_id_of(bytes(content))
+        key = keys.get(key_id)
+        if key_id not in keys:
             salt = content = None
+        elif key is None:
+            raise DamagedKeyError(
+                f"the data key {key_id} that seals event {event_id!r} in log {log_id!r} "
+                "does not open: altered"
+            )
         else:
             salt, content = seal.open_sealed(key, log_id, event_id, bytes(content))
     return StoredEvent(
