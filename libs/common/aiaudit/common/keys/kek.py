@@ -100,6 +100,11 @@ def _load_or_create(path: Path) -> bytes:
             pass
         finally:
             temp.unlink()
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:  # the link itself durable: content sealed under the key must not outlive it
+            os.fsync(directory)
+        finally:
+            os.close(directory)
     data = path.read_bytes()
     if len(data) != KEY_BYTES:
         raise KekError(f"content key file {path} holds {len(data)} bytes, not {KEY_BYTES}")
