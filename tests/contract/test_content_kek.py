@@ -22,7 +22,9 @@ from aiaudit.common.keys.transit import (
 from aiaudit.common.store import open_store
 from aiaudit.common.store.prepare import prepare_batch
 from aiaudit.common.store.sql import Conflict
+from aiaudit.ingest.committer import GroupCommitter
 from tests.conftest import Postgres
+from tests.contract.test_group_commit import HeldStore
 from tests.helpers import free_port, interaction
 from tests.integrity.conftest import Vault, vault  # noqa: F401  (registers the OpenBao fixture here)
 
@@ -236,4 +238,21 @@ def test_appends_of_known_subjects_go_on_while_vault_refuses(
     with pytest.raises(KekError, match="encrypt"):
         group(40, ("carol",))  # a new subject needs a new key: refused, nothing written
     assert len(store.read_log("t", 0, 200)) == 83
+    # In one group, the batch of a new subject fails alone (it failed every batch with it).
+    now = dt.datetime.now(dt.UTC)
+    known = prepare_batch([interaction("t", user="alice") for _ in range(40)], now)
+    new = prepare_batch([interaction("t", user="dave")], now)
+    held = HeldStore(store)
+    committer = GroupCommitter(held)  # type: ignore[arg-type]
+    held.held.clear()
+    first = committer.submit(prepare_batch([interaction("t", user="bob")], now))
+    assert held.entered.wait(20)
+    written, refused = committer.submit(known), committer.submit(new)  # the next group
+    held.held.set()
+    assert len(first.result(timeout=30)) == 1  # type: ignore[arg-type]
+    assert len(written.result(timeout=30)) == 40  # type: ignore[arg-type]
+    with pytest.raises(KekError):
+        refused.result(timeout=30)
+    assert held.groups[-2:] == [1, 1], "the group of two was split, the known batch written"
+    committer.close()
     store.close()

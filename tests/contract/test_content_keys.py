@@ -161,12 +161,13 @@ def test_a_key_made_in_an_attempt_that_rolled_back_is_never_used(
     reader.close()
 
 
+@pytest.mark.parametrize("damage", ["flipped byte", "a short key"])
 def test_a_damaged_data_key_is_damage_of_its_subject_alone(
-    store_url: str, admin_url: str, tmp_path: Path, tenant: str
+    store_url: str, admin_url: str, tmp_path: Path, tenant: str, damage: str
 ) -> None:
-    """One wrapped key altered: its subject's events read as damage (not a KEK outage, which
-    stopped every tenant: found by a review), verify names them and checks the rest, and a
-    group commit writes the other tenants' batches."""
+    """One key row altered: its subject's events read as damage (not a KEK outage, which
+    stopped every tenant: found by two reviews), verify names them and checks the rest,
+    and a group commit writes the other tenants' batches."""
     kek = tmp_path / "kek"
     store = keyed(store_url, kek)
     other = f"{tenant}-z"
@@ -175,13 +176,17 @@ def test_a_damaged_data_key_is_damage_of_its_subject_alone(
     store.close()
     engine = sa.create_engine(admin_url)
     with engine.begin() as conn:
-        wrapped = conn.execute(
-            sa.select(content_keys.c.wrapped).where(content_keys.c.log_id == tenant)
-        ).scalar_one()
+        wrapped = bytes(
+            conn.execute(
+                sa.select(content_keys.c.wrapped).where(content_keys.c.log_id == tenant)
+            ).scalar_one()
+        )
+        change: dict[str, object] = {
+            "flipped byte": {"wrapped": wrapped[:-1] + bytes([wrapped[-1] ^ 1])},
+            "a short key": {"wrapped": FileKek(kek).wrap([b"k" * 20])[0]},
+        }[damage]
         conn.execute(
-            sa.update(content_keys)
-            .where(content_keys.c.log_id == tenant)
-            .values(wrapped=bytes(wrapped)[:-1] + bytes([bytes(wrapped)[-1] ^ 1]))
+            sa.update(content_keys).where(content_keys.c.log_id == tenant).values(**change)
         )
     reader = keyed(store_url, kek)
     with pytest.raises(DamagedKeyError, match="does not open"):
@@ -205,6 +210,29 @@ def test_a_damaged_data_key_is_damage_of_its_subject_alone(
     committer.close()
     reader.close()
     engine.dispose()
+
+
+def test_a_key_row_naming_another_kek_is_still_opened_by_its_own(
+    store_url: str, admin_url: str, tmp_path: Path, tenant: str
+) -> None:
+    """The ``kek`` column only says which KEK to expect: a row renamed (one text column
+    changed) stopped every tenant as a KEK outage (found by a review); it opens."""
+    kek = tmp_path / "kek"
+    store = keyed(store_url, kek)
+    append(store, interaction(tenant, "e-0", text="still here", user="alice"))
+    store.close()
+    engine = sa.create_engine(admin_url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.update(content_keys)
+            .where(content_keys.c.log_id == tenant)
+            .values(kek="file:0000000000000000")
+        )
+    engine.dispose()
+    reader = keyed(store_url, kek)
+    (found,) = reader.read_log(tenant, 0, 10)
+    assert found.to_event().input.messages[0].parts[0].text == "still here"
+    reader.close()
 
 
 def test_retry_is_recognised_and_a_changed_retry_refused_through_sealed_content(

@@ -21,6 +21,7 @@ class HeldStore:
 
     def __init__(self, store: SqlEventStore) -> None:
         self._store = store
+        self.keys = store.keys
         self.groups: list[int] = []
         self.held = threading.Event()
         self.held.set()

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
 
+from aiaudit.common.keys.kek import KekError
 from aiaudit.common.keys.seal import SealError
 from aiaudit.common.store.sql import BatchOutcome, NewEvent, RowsRefusedError, SqlEventStore
 
@@ -74,6 +75,11 @@ class GroupCommitter:
             if group:
                 self._commit(group)
 
+    def _keys_known(self, batch: Sequence[NewEvent]) -> bool:
+        """Whether every data key the batch needs is one this process holds (no KEK call)."""
+        keys = self._store.keys
+        return keys is None or keys.unknown((e.log_id, e.subject) for e in batch) == 0
+
     def _commit(self, group: list[tuple[Sequence[NewEvent], Future[BatchOutcome]]]) -> None:
         self.in_flight = len(group)
         try:
@@ -87,6 +93,19 @@ class GroupCommitter:
                 return
             log.warning("the store refused a batch: %s", refused)
             group[0][1].set_exception(refused)
+            return
+        except KekError as exc:  # Vault out of reach: batches whose keys are known go on
+            known = [g for g in group if self._keys_known(g[0])]
+            if known and len(known) < len(group):
+                going_on = {id(future) for _, future in known}
+                for _, future in group:
+                    if id(future) not in going_on:
+                        future.set_exception(exc)
+                self._commit(known)
+                return
+            log.warning("group commit of %d batches failed: %s", len(group), exc)
+            for _, future in group:
+                future.set_exception(exc)
             return
         except Exception as exc:  # the store is down or refused: nothing was acknowledged
             log.warning("group commit of %d batches failed: %s", len(group), exc)

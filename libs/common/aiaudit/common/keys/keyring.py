@@ -14,7 +14,7 @@ import secrets
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -30,7 +30,7 @@ class NewKey:
     """A data key not yet stored: id, the key, and the key as the KEK wrapped it."""
 
     key_id: int
-    key: bytes
+    key: bytes = field(repr=False)
     wrapped: bytes
 
 
@@ -158,20 +158,21 @@ class Keyring:
         return out
 
     def open_rows(self, rows: Sequence[StoredKey]) -> list[AESGCM | None]:
-        """Unwraps stored keys (one KEK call): None for one that does not open.
+        """Unwraps stored keys (one KEK call): None for one that does not open to a key.
 
-        Keys another KEK wrapped are refused as a whole: that is this process's
-        configuration, not one damaged row.
+        Decided row by row, whatever KEK a row names, so that one altered row
+        is damage of its subject alone; only when no row opens and every one
+        names another KEK is it this process's configuration (:class:`KekError`).
         """
+        opened = self.kek.unwrap([r.wrapped for r in rows])
+        keys = [AESGCM(k) if k is not None and len(k) == KEY_BYTES else None for k in opened]
         foreign = sorted({r.kek for r in rows if r.kek != self.kek.name})
-        if foreign:
+        if rows and all(k is None for k in keys) and all(r.kek != self.kek.name for r in rows):
             raise KekError(
                 f"data keys wrapped by KEK {', '.join(foreign)}; this process holds "
                 f"{self.kek.name} (content_keys settings differ between processes?)"
             )
-        return [
-            AESGCM(k) if k is not None else None for k in self.kek.unwrap([r.wrapped for r in rows])
-        ]
+        return keys
 
 
 class DamagedKeyError(SealError):
