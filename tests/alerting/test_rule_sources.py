@@ -18,6 +18,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+import sqlalchemy as sa
 from google.protobuf import field_mask_pb2
 
 from aiaudit.alerting.model import StoredRule
@@ -268,3 +269,26 @@ def test_the_etag_says_nothing_of_a_withheld_source() -> None:
     later = StoredRule("t", "r", ip % 7, True, 2, when + dt.timedelta(microseconds=1))
     assert later.etag != first.etag  # every update sets a new update time, so a new etag
     assert StoredRule("t", "r", ip % 7, False, 2, when).etag != first.etag
+
+
+def test_a_dry_run_over_damaged_sealed_content_is_data_loss(tmp_path: Path, tenant: str) -> None:
+    """The embedded store seals content; a flipped byte is damage, not an UNKNOWN error."""
+    url = f"sqlite:///{tmp_path / 'aiaudit.db'}"
+    open_store(url, run_migrations=True).close()
+    with serving(url, url, tmp_path) as (channel, _, _):
+        send(channel, [interaction(tenant, "e-0"), interaction(tenant, "e-1")])
+        engine = sa.create_engine(url)
+        with engine.begin() as conn:
+            where = "WHERE log_id = :t AND seq = 1"
+            sealed = conn.execute(
+                sa.text(f"SELECT content FROM event_content {where}"), {"t": tenant}
+            ).scalar_one()
+            conn.execute(
+                sa.text(f"UPDATE event_content SET content = :c {where}"),
+                {"c": sealed[:-1] + bytes([sealed[-1] ^ 1]), "t": tenant},
+            )
+        engine.dispose()
+        admin = pb_grpc.AlertingServiceStub(channel)  # type: ignore[no-untyped-call]
+        with pytest.raises(grpc.RpcError) as damaged:
+            admin.TestRule(pb.TestRuleRequest(parent=f"tenants/{tenant}", source=ON_JAILBREAK))
+        assert damaged.value.code() == grpc.StatusCode.DATA_LOSS

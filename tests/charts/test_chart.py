@@ -577,11 +577,15 @@ def test_every_component_seals_content_with_the_transit_key_by_default() -> None
 def test_content_in_clear_needs_saying_so() -> None:
     message = render_fails("aiaudit.contentKeys.existingSecret=")
     assert "aiaudit.contentKeys.existingSecret is required to seal stored content" in message
-    clear = ("aiaudit.contentKeys.existingSecret=", "aiaudit.config.content_keys=none")
-    objects = render(None, *clear)
-    for deployment in of_kind(objects, "Deployment"):
-        env = deployment["spec"]["template"]["spec"]["containers"][0].get("env", [])
-        assert not any(e["name"].startswith("AIAUDIT_CONTENT_") for e in env)
+    # Saying so is enough: the default Secret name no longer turns it back into vault
+    # (found by a review).
+    for clear in (("aiaudit.contentKeys.existingSecret=",), ()):
+        objects = render(None, *clear, "aiaudit.config.content_keys=none")
+        (configmap,) = of_kind(objects, "ConfigMap")
+        assert yaml.safe_load(configmap["data"]["config.yaml"])["content_keys"] == "none"
+        for deployment in of_kind(objects, "Deployment"):
+            env = deployment["spec"]["template"]["spec"]["containers"][0].get("env", [])
+            assert not any(e["name"].startswith("AIAUDIT_CONTENT_") for e in env)
     token = render_fails("aiaudit.config.content_vault_token_file=/x")
     assert "comes from aiaudit.contentKeys.existingSecret" in token
 

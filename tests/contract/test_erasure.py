@@ -207,8 +207,12 @@ def test_only_the_privacy_role_may_destroy_data_keys_and_no_one_lowers_a_key_epo
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="may only grow"):
             conn.execute("UPDATE logs SET key_epoch = 0 WHERE log_id = %s", (tenant,))
         conn.rollback()
+        epoch = conn.execute("SELECT key_epoch FROM logs WHERE log_id = %s", (tenant,)).fetchone()
         deleted = conn.execute("DELETE FROM content_keys WHERE log_id = %s", (tenant,))
         assert deleted.rowcount == 2  # alice's and bob's
+        # However a key is deleted, writers holding it learn so (found by a review).
+        after = conn.execute("SELECT key_epoch FROM logs WHERE log_id = %s", (tenant,)).fetchone()
+        assert epoch is not None and after is not None and after[0] == epoch[0] + 2
 
 
 def test_the_command_line_erases_and_prints_what_it_did(

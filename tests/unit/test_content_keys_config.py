@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
 
+from aiaudit.cli.main import main
 from aiaudit.common import config
 from aiaudit.common.config import ConfigError
 from aiaudit.common.keys import configured
-from aiaudit.common.keys.kek import FileKek
+from aiaudit.common.keys.kek import FileKek, KekError
+from aiaudit.common.store import open_store
+from aiaudit.common.store.prepare import prepare_batch
+from tests.helpers import interaction
 
 
 def settings(**overrides: object) -> config.Settings:
@@ -49,3 +54,21 @@ def test_the_content_token_comes_before_the_notarys(tmp_path: Path) -> None:
     assert configured.vault_client("http://x", token_file, env, 1.0, "s").token == "from-file"
     with pytest.raises(ConfigError, match="'content_vault_token_file': required"):
         configured.vault_client("http://x", None, {}, 1.0, "content_vault_token_file")
+
+
+def test_a_lost_kek_file_is_not_silently_replaced(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A store restored without its key file: a new key would seal new events that the
+    real key's holder could never read (found by a review). Refused, and no file made."""
+    url = f"sqlite:///{tmp_path / 'aiaudit.db'}"
+    store = open_store(url, run_migrations=True)
+    store.append_group([prepare_batch([interaction("acme")], dt.datetime.now(dt.UTC))])
+    store.close()
+    (tmp_path / "content.kek").unlink()
+    with pytest.raises(KekError, match=r"key file .* is missing: restore that file"):
+        open_store(url)
+    erase = ["erase", "--data-dir", str(tmp_path), "--tenant", "acme", "--subject", "alice"]
+    assert main([*erase, "--reason", "gdpr", "--requested-by", "dpo"]) == 2
+    assert "restore that file" in capsys.readouterr().err
+    assert not (tmp_path / "content.kek").exists()

@@ -94,7 +94,7 @@ a Secret as AIAUDIT_DATABASE_URL.
 {{- $_ := set $owned "api_keys_file" (printf "%s/api-keys.yaml" (include "aiaudit.authDir" .)) }}
 {{- end }}
 {{- with .Values.aiaudit.contentKeys }}
-{{- if .existingSecret }}
+{{- if and .existingSecret (ne (toString (dig "content_keys" "" $.Values.aiaudit.config)) "none") }}
 {{- $_ := set $owned "content_keys" "vault" }}
 {{- $_ := set $owned "content_vault_mount" .transitMount }}
 {{- $_ := set $owned "content_vault_key" .key }}
@@ -222,7 +222,7 @@ a Secret as AIAUDIT_DATABASE_URL.
 - name: AIAUDIT_INTEGRITY_VAULT_MOUNT
   value: {{ $a.vault.transitMount | quote }}
 {{- end }}
-{{- if $a.contentKeys.existingSecret }}
+{{- if and $a.contentKeys.existingSecret (ne (toString (dig "content_keys" "" $a.config)) "none") }}
 - name: AIAUDIT_CONTENT_VAULT_ADDR
   valueFrom:
     secretKeyRef:

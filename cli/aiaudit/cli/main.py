@@ -18,6 +18,7 @@ from sqlalchemy import exc as sa_exc
 from aiaudit.alerting import cli as alerting_cli
 from aiaudit.common import client, config, logs
 from aiaudit.common.keys.kek import KekError
+from aiaudit.common.keys.seal import SealError
 from aiaudit.integrity import cli as integrity_cli
 from aiaudit.search import cli as search_cli
 
@@ -305,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    except (OSError, KekError) as exc:
+    except (OSError, KekError, SealError) as exc:  # SealError: damaged sealed content
         print(f"aiaudit: {exc}", file=sys.stderr)
         return 1
     except sa_exc.OperationalError as exc:

@@ -9,6 +9,9 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from aiaudit.common.keys.kek import KekError
+from aiaudit.common.keys.seal import SealError
+
 DOMAIN = "aiaudit.dev"
 
 
@@ -38,3 +41,16 @@ def _status(code: int, message: str, detail: object) -> status_pb2.Status:
 def abort(context: grpc.ServicerContext, status: status_pb2.Status) -> None:
     """Ends the call with a rich status (never returns)."""
     context.abort_with_status(rpc_status.to_status(status))
+
+
+def sealing(exc: KekError | SealError) -> status_pb2.Status:
+    """Stored content that does not open: damage (DATA_LOSS), or no KEK to reach (retry)."""
+    if isinstance(exc, SealError):
+        return error(
+            code_pb2.DATA_LOSS,
+            f"{exc}; `aiaudit verify` names every such event",
+            "SEALED_CONTENT_DAMAGED",
+        )
+    return error(
+        code_pb2.UNAVAILABLE, "the content keys are unavailable; retry", "KEYS_UNAVAILABLE"
+    )

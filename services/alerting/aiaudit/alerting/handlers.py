@@ -34,6 +34,8 @@ from aiaudit.alerting.v1 import alerting_service_pb2 as pb
 from aiaudit.alerting.v1 import alerting_service_pb2_grpc as pb_grpc
 from aiaudit.common import access, status
 from aiaudit.common.auth import Authenticator, Caller, end_expired, require
+from aiaudit.common.keys.kek import KekError
+from aiaudit.common.keys.seal import SealError
 
 SERVICE_NAME = "aiaudit.alerting.v1.AlertingService"
 T = TypeVar("T")
@@ -92,6 +94,8 @@ def _guard(context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
             context,
             status.error(code_pb2.RESOURCE_EXHAUSTED, str(exc), exc.reason, limit=str(exc.limit)),
         )
+    except (KekError, SealError) as exc:  # content TestRule reads that does not open
+        status.abort(context, status.sealing(exc))
     except ConflictError as exc:
         code = {
             "RULE_EXISTS": code_pb2.ALREADY_EXISTS,

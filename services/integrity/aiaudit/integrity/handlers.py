@@ -111,9 +111,7 @@ def _status_of(exc: Exception) -> status_pb2.Status | None:
         )
     if isinstance(exc, KekError):
         log.warning("integrity read could not open data keys: %s", exc)
-        return status.error(
-            code_pb2.UNAVAILABLE, "the content keys are unavailable; retry", "KEYS_UNAVAILABLE"
-        )
+        return status.sealing(exc)
     if isinstance(exc, sa.exc.DBAPIError):
         log.warning("integrity read failed: %s", exc)
         return status.error(

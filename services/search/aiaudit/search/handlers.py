@@ -113,22 +113,9 @@ def _unavailable(exc: Exception) -> _AbortError:
 
 
 def _sealing_error(exc: KekError | SealError) -> _AbortError:
-    """Stored content that does not open: altered (DATA_LOSS), or no KEK to reach (retry)."""
-    if isinstance(exc, SealError):
-        log.error("search read met damaged sealed content: %s", exc)
-        return _AbortError(
-            status.error(
-                code_pb2.DATA_LOSS,
-                f"{exc}; `aiaudit verify` names every such event",
-                "SEALED_CONTENT_DAMAGED",
-            )
-        )
-    log.warning("search read could not open data keys: %s", exc)
-    return _AbortError(
-        status.error(
-            code_pb2.UNAVAILABLE, "the content keys are unavailable; retry", "KEYS_UNAVAILABLE"
-        )
-    )
+    """Stored content that does not open (see :func:`status.sealing`), logged here."""
+    log.warning("search read met sealed content it cannot open: %s", exc)
+    return _AbortError(status.sealing(exc))
 
 
 def _integrity_error(exc: grpc.RpcError, address: str) -> _AbortError:

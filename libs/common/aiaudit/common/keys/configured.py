@@ -8,8 +8,9 @@ from pathlib import Path
 import hvac
 
 from aiaudit.common.config import ConfigError, Settings
-from aiaudit.common.keys.kek import FileKek, KekError, beside_database
+from aiaudit.common.keys.kek import KekError, beside_database
 from aiaudit.common.keys.keyring import Keyring
+from aiaudit.common.store import file_kek
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,6 @@ def keyring(settings: Settings, url: str | None = None) -> Keyring | None:
         beside_database(url) if embedded else settings.data_dir / "content.kek"
     )
     try:
-        return Keyring(FileKek(path))
+        return Keyring(file_kek(path, url))
     except (KekError, OSError) as exc:
         raise ConfigError(f"setting 'content_key_file': {exc}") from None

@@ -2,22 +2,61 @@
 
 from __future__ import annotations
 
+import urllib.parse
+from pathlib import Path
 from typing import Literal
 
 import sqlalchemy as sa
 
-from aiaudit.common.keys.kek import FileKek, beside_database
+from aiaudit.common.keys.kek import FileKek, KekError, beside_database
 from aiaudit.common.keys.keyring import Keyring
 from aiaudit.common.store.migrate import migrate
+from aiaudit.common.store.schema import content_keys
 from aiaudit.common.store.sql import SqlEventStore
 
-__all__ = ["SqlEventStore", "embedded_keys", "migrate", "open_store"]
+__all__ = ["SqlEventStore", "embedded_keys", "file_kek", "migrate", "open_store"]
 
 
 def embedded_keys(url: str) -> Keyring | None:
     """What the embedded mode seals a store's content with: for a SQLite file, the KEK beside it."""
     on_disk = url.startswith("sqlite:///") and ":memory:" not in url
-    return Keyring(FileKek(beside_database(url))) if on_disk else None
+    return Keyring(file_kek(beside_database(url), url)) if on_disk else None
+
+
+def file_kek(path: Path, url: str) -> FileKek:
+    """The file KEK at ``path``; made only if the store at ``url`` holds no file-wrapped key.
+
+    A store restored without its key file would otherwise get a new one, and
+    the events acknowledged under it would be lost to whoever restores the
+    real one (found by a review).
+    """
+    wrapped = None
+    if not path.exists() and _may_hold_keys(url):
+        engine = sa.create_engine(url)
+        try:
+            with engine.connect() as conn:
+                if sa.inspect(conn).has_table("content_keys"):
+                    query = sa.select(content_keys.c.kek).where(content_keys.c.kek.like("file:%"))
+                    wrapped = conn.execute(query.limit(1)).scalar()
+        except sa.exc.OperationalError:  # out of reach: whatever uses the store will say so
+            pass
+        finally:
+            engine.dispose()
+    if wrapped:
+        raise KekError(
+            f"the store's data keys are wrapped by KEK {wrapped}, and its key file {path} "
+            "is missing: restore that file (a new key would seal events its holder "
+            "could never read)"
+        )
+    return FileKek(path)
+
+
+def _may_hold_keys(url: str) -> bool:
+    """False for a SQLite file that does not exist yet (connecting would create it)."""
+    if not url.startswith("sqlite"):
+        return True
+    on_disk = url.startswith("sqlite:///") and ":memory:" not in url
+    return on_disk and Path(urllib.parse.unquote(url.split(":///", 1)[1])).is_file()
 
 
 def open_store(
