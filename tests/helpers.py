@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TypeVar
 
 import grpc
+import sqlalchemy as sa
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
@@ -139,3 +140,21 @@ def serve_http(handler: type[BaseHTTPRequestHandler]) -> tuple[ThreadingHTTPServ
 
 def _unlogged(self: BaseHTTPRequestHandler, format: str, *args: object) -> None:
     pass
+
+
+def flip_sealed_content(url: str, tenant: str, seq: int) -> None:
+    """Alters one byte of an event's sealed content row, as someone with database access could."""
+    engine = sa.create_engine(url)
+    where = "WHERE log_id = :t AND seq = :s"
+    try:
+        with engine.begin() as conn:
+            sealed = conn.execute(
+                sa.text(f"SELECT content FROM event_content {where}"), {"t": tenant, "s": seq}
+            ).scalar_one()
+            assert sealed[0] == 0x01, "the content is sealed"
+            conn.execute(
+                sa.text(f"UPDATE event_content SET content = :c {where}"),
+                {"c": sealed[:-1] + bytes([sealed[-1] ^ 1]), "t": tenant, "s": seq},
+            )
+    finally:
+        engine.dispose()

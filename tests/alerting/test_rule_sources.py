@@ -18,7 +18,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-import sqlalchemy as sa
 from google.protobuf import field_mask_pb2
 
 from aiaudit.alerting.model import StoredRule
@@ -33,7 +32,7 @@ from aiaudit.search.v1 import search_service_pb2 as spb
 from aiaudit.search.v1 import search_service_pb2_grpc as spb_grpc
 from tests.alerting.conftest import serving
 from tests.alerting.test_service import Server, send
-from tests.helpers import interaction, wait_until
+from tests.helpers import flip_sealed_content, interaction, wait_until
 
 IP, PHRASE = "203.0.113.77", "Project Falcon merger"
 WATCH = f"""\
@@ -277,17 +276,7 @@ def test_a_dry_run_over_damaged_sealed_content_is_data_loss(tmp_path: Path, tena
     open_store(url, run_migrations=True).close()
     with serving(url, url, tmp_path) as (channel, _, _):
         send(channel, [interaction(tenant, "e-0"), interaction(tenant, "e-1")])
-        engine = sa.create_engine(url)
-        with engine.begin() as conn:
-            where = "WHERE log_id = :t AND seq = 1"
-            sealed = conn.execute(
-                sa.text(f"SELECT content FROM event_content {where}"), {"t": tenant}
-            ).scalar_one()
-            conn.execute(
-                sa.text(f"UPDATE event_content SET content = :c {where}"),
-                {"c": sealed[:-1] + bytes([sealed[-1] ^ 1]), "t": tenant},
-            )
-        engine.dispose()
+        flip_sealed_content(url, tenant, 1)
         admin = pb_grpc.AlertingServiceStub(channel)  # type: ignore[no-untyped-call]
         with pytest.raises(grpc.RpcError) as damaged:
             admin.TestRule(pb.TestRuleRequest(parent=f"tenants/{tenant}", source=ON_JAILBREAK))

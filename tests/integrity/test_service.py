@@ -23,7 +23,7 @@ from aiaudit.integrity import merkle, note
 from aiaudit.integrity.v1 import integrity_service_pb2 as pb
 from aiaudit.integrity.v1 import integrity_service_pb2_grpc as pb_grpc
 from tests.conftest import Running
-from tests.helpers import field_violations, interaction, wait_until
+from tests.helpers import field_violations, flip_sealed_content, interaction, wait_until
 from tests.integrity.conftest import ORIGIN_PREFIX, start_suite
 
 
@@ -196,18 +196,7 @@ def test_verify_event_names_sealed_content_that_no_longer_opens(
     try:
         receipts = append(running, tenant, 2)
         wait_until(lambda: checkpoint_covers(running, tenant, 2))
-        engine = sa.create_engine(url)
-        with engine.begin() as conn:
-            where = "WHERE log_id = :t AND seq = 1"
-            sealed = conn.execute(
-                sa.text(f"SELECT content FROM event_content {where}"), {"t": tenant}
-            ).scalar_one()
-            assert sealed[0] == 0x01
-            conn.execute(
-                sa.text(f"UPDATE event_content SET content = :c {where}"),
-                {"c": sealed[:-1] + bytes([sealed[-1] ^ 1]), "t": tenant},
-            )
-        engine.dispose()
+        flip_sealed_content(url, tenant, 1)
         stub = integrity(running)
         event_id = receipts[1].event_id  # type: ignore[attr-defined]
         verdict = stub.VerifyEvent(pb.VerifyEventRequest(log_id=tenant, event_id=event_id))

@@ -23,7 +23,7 @@ from aiaudit.common.store import open_store
 from aiaudit.common.store.prepare import prepare
 from aiaudit.search.v1 import search_service_pb2 as pb
 from tests.conftest import REPO, Postgres
-from tests.helpers import interaction, wait_until
+from tests.helpers import flip_sealed_content, interaction, wait_until
 from tests.search.conftest import NOT_ACCESS, indexed_directly, start_suite
 
 
@@ -139,17 +139,8 @@ def test_an_altered_sealed_row_holds_only_its_own_tenant(tmp_path: Path, tenant:
     store = open_store(f"sqlite:///{tmp_path / 'aiaudit.db'}", run_migrations=True)
     now = dt.datetime.now(dt.UTC)
     store.append_group([[prepare(interaction(damaged, f"d-{i}"), now) for i in range(3)]])
-    with store.engine.begin() as conn:
-        sealed = conn.execute(
-            sa.text("SELECT content FROM event_content WHERE log_id = :t AND seq = 1"),
-            {"t": damaged},
-        ).scalar_one()
-        assert sealed[0] == 0x01  # the embedded store seals content
-        conn.execute(
-            sa.text("UPDATE event_content SET content = :c WHERE log_id = :t AND seq = 1"),
-            {"c": sealed[:-1] + bytes([sealed[-1] ^ 1]), "t": damaged},
-        )
     store.close()
+    flip_sealed_content(f"sqlite:///{tmp_path / 'aiaudit.db'}", damaged, 1)
     running = start_suite(tmp_path, "sqlite", {})
     try:
         running.append([interaction(tenant, f"ok-{i}") for i in range(4)])
@@ -170,16 +161,8 @@ def test_get_event_answers_data_loss_for_altered_sealed_content_and_unavailable_
     now = dt.datetime.now(dt.UTC)
     store.append_group([[prepare(interaction(tenant, f"e-{i}"), now) for i in range(2)]])
     foreign.append_group([[prepare(interaction(f"{tenant}-f", "f-0"), now)]])
-    with store.engine.begin() as conn:
-        where = "WHERE log_id = :t AND seq = 1"
-        sealed = conn.execute(
-            sa.text(f"SELECT content FROM event_content {where}"), {"t": tenant}
-        ).scalar_one()
-        conn.execute(
-            sa.text(f"UPDATE event_content SET content = :c {where}"),
-            {"c": sealed[:-1] + bytes([sealed[-1] ^ 1]), "t": tenant},
-        )
     store.close()
+    flip_sealed_content(url, tenant, 1)
     foreign.close()
     running = start_suite(tmp_path, "sqlite", {})
     try:
