@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -111,36 +112,35 @@ def test_sqlite_index_resumes_after_restart_exactly_once(tmp_path: Path, tenant:
         again.suite.stop()
 
 
-def test_a_damaged_log_holds_only_its_own_tenant(tmp_path: Path, tenant: str) -> None:
-    damaged = f"{tenant}-dmg"
-    store = open_store(f"sqlite:///{tmp_path / 'aiaudit.db'}", run_migrations=True)
-    now = dt.datetime.now(dt.UTC)
-    store.append_group([[prepare(interaction(damaged, f"d-{i}"), now) for i in range(3)]])
-    with store.engine.begin() as conn:  # what an attacker with database access could do
+def _junk_canonical(url: str, tenant: str) -> None:
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:  # what an attacker with database access could do
         conn.execute(
             sa.text("UPDATE events SET canonical = :junk WHERE log_id = :t"),
-            {"junk": b"not json", "t": damaged},
+            {"junk": b"not json", "t": tenant},
         )
-    store.close()
-    running = start_suite(tmp_path, "sqlite", {})
-    try:
-        running.append([interaction(tenant, f"ok-{i}") for i in range(4)])
-        running.wait_indexed(tenant, 4)  # the healthy tenant is not held up
-        assert health(running.channel) == health_pb2.HealthCheckResponse.SERVING
-        assert running.find(damaged).total_size == 0
-    finally:
-        running.channel.close()
-        running.suite.stop()
+    engine.dispose()
 
 
-def test_an_altered_sealed_row_holds_only_its_own_tenant(tmp_path: Path, tenant: str) -> None:
-    """Sealed content that no longer opens (a flipped byte) is damage, not an outage."""
+@pytest.mark.parametrize(
+    "damage",
+    [
+        _junk_canonical,
+        # sealed content that no longer opens (a flipped byte) is damage, not an outage
+        lambda url, tenant: flip_sealed_content(url, tenant, 1),
+    ],
+    ids=["canonical form", "sealed content"],
+)
+def test_a_damaged_log_holds_only_its_own_tenant(
+    tmp_path: Path, tenant: str, damage: Callable[[str, str], None]
+) -> None:
     damaged = f"{tenant}-dmg"
-    store = open_store(f"sqlite:///{tmp_path / 'aiaudit.db'}", run_migrations=True)
+    url = f"sqlite:///{tmp_path / 'aiaudit.db'}"
+    store = open_store(url, run_migrations=True)
     now = dt.datetime.now(dt.UTC)
     store.append_group([[prepare(interaction(damaged, f"d-{i}"), now) for i in range(3)]])
     store.close()
-    flip_sealed_content(f"sqlite:///{tmp_path / 'aiaudit.db'}", damaged, 1)
+    damage(url, damaged)
     running = start_suite(tmp_path, "sqlite", {})
     try:
         running.append([interaction(tenant, f"ok-{i}") for i in range(4)])
