@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from aiaudit.common.keys import seal
 from aiaudit.common.v1 import event_pb2 as ev
 
 T = TypeVar("T")
@@ -151,7 +152,7 @@ def flip_sealed_content(url: str, tenant: str, seq: int) -> None:
             sealed = conn.execute(
                 sa.text(f"SELECT content FROM event_content {where}"), {"t": tenant, "s": seq}
             ).scalar_one()
-            assert sealed[0] == 0x01, "the content is sealed"
+            assert seal.is_sealed(sealed), "the content is sealed"
             conn.execute(
                 sa.text(f"UPDATE event_content SET content = :c {where}"),
                 {"c": sealed[:-1] + bytes([sealed[-1] ^ 1]), "t": tenant, "s": seq},

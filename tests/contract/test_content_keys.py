@@ -9,13 +9,18 @@ object with a cache of its own).
 from __future__ import annotations
 
 import datetime as dt
+import os
 import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from aiaudit.common.erasure import erase
+from aiaudit.common.keys import seal
 from aiaudit.common.keys.kek import FileKek, KekError
 from aiaudit.common.keys.keyring import DamagedKeyError, Keyring
 from aiaudit.common.keys.seal import SealError
@@ -97,7 +102,7 @@ def test_content_is_sealed_at_rest_and_reads_back(
     assert len(rows) == 3
     for salt, content in rows:
         assert salt == b"", "the salt is sealed with the content, not kept beside it"
-        assert content[0] == 0x01
+        assert content[0] == seal.XAES_256_GCM
         assert b"4111" not in content and b"alice" not in content and b"bob" not in content
     assert set(key_rows(store_url, tenant)) == {"alice", "bob"}, "one data key per subject"
     again = keyed(store_url, tmp_path / "kek")  # another process: nothing cached
@@ -326,9 +331,105 @@ def test_rows_in_clear_still_read_beside_sealed_ones(
     store = keyed(store_url, tmp_path / "kek")
     append(store, interaction(tenant, "new", text="from after", user="alice"))
     (clear, _), (_, sealed) = raw_content(store_url, tenant)
-    assert len(clear) == 32 and sealed[0] == 0x01
+    assert len(clear) == 32 and sealed[0] == seal.XAES_256_GCM
     found = {s.event_id: s.to_event() for s in store.read_log(tenant, 0, 10)}
     assert found["old"].input.messages[0].parts[0].text == "from before"
     assert found["new"].input.messages[0].parts[0].text == "from after"
     bare.close()
     store.close()
+
+
+def test_rows_sealed_in_the_first_format_still_read(
+    store_url: str, admin_url: str, tmp_path: Path, tenant: str
+) -> None:
+    """Rows written under AES-256-GCM with 12-byte nonces (format 0x01, before
+    XAES-256-GCM) open, and are still bound to their event."""
+    store = keyed(store_url, tmp_path / "kek")
+    append(store, interaction(tenant, "a-1", text="from before", user="alice"))
+    append(store, interaction(tenant, "a-2", text="two", user="alice"))
+    engine = sa.create_engine(admin_url)
+    with engine.begin() as conn:
+        (wrapped,) = conn.execute(
+            sa.select(content_keys.c.wrapped).where(content_keys.c.log_id == tenant)
+        ).one()
+        (key,) = FileKek(tmp_path / "kek").unwrap([bytes(wrapped)])
+        assert key is not None
+        for seq, event_id in enumerate(["a-1", "a-2"]):
+            row = event_content.c.log_id == tenant, event_content.c.seq == seq
+            (sealed,) = conn.execute(sa.select(event_content.c.content).where(*row)).one()
+            salt, content = seal.open_sealed(seal.DataKey(key), tenant, event_id, bytes(sealed))
+            # The first format, written from its description: 0x01 || key id || nonce || AES-GCM.
+            kid, nonce = bytes(sealed[1:9]), os.urandom(12)
+            aad = b"aiaudit content v1\x00" + tenant.encode() + b"\x00" + event_id.encode() + kid
+            old = b"\x01" + kid + nonce + AESGCM(key).encrypt(nonce, salt + content, aad)
+            conn.execute(sa.update(event_content).where(*row).values(content=old))
+    reader = keyed(store_url, tmp_path / "kek")
+    (first, second) = reader.read_log(tenant, 0, 10)
+    assert first.to_event().input.messages[0].parts[0].text == "from before"
+    assert second.to_event().input.messages[0].parts[0].text == "two"
+    report = verify_store(
+        engine, [], "x", log_ids=[tenant], content_keys=Keyring(FileKek(tmp_path / "kek"))
+    )
+    assert [p for p in report.problems if p.event_id] == []
+    with engine.begin() as conn:  # a first-format row moved onto another event fails
+        (moved,) = conn.execute(
+            sa.select(event_content.c.content).where(
+                event_content.c.log_id == tenant, event_content.c.seq == 0
+            )
+        ).one()
+        conn.execute(
+            sa.update(event_content)
+            .where(event_content.c.log_id == tenant, event_content.c.seq == 1)
+            .values(content=moved)
+        )
+    engine.dispose()
+    with pytest.raises(SealError, match="'a-2'"):
+        keyed(store_url, tmp_path / "kek").read_log(tenant, 0, 10)
+    store.close()
+    reader.close()
+
+
+class InterruptingKek:
+    """A file KEK whose first unwrap waits for another writer's append to the same log.
+
+    Were the unwrap made under that log's head lock, the append would wait for
+    the lock, held by the very append that is unwrapping.
+    """
+
+    def __init__(self, path: Path, interruption: Callable[[], None]) -> None:
+        self._kek = FileKek(path)
+        self.name = self._kek.name
+        self._interruption: Callable[[], None] | None = interruption
+        self.unwraps = 0
+
+    def wrap(self, keys: Sequence[bytes]) -> list[bytes]:
+        return self._kek.wrap(keys)
+
+    def unwrap(self, wrapped: Sequence[bytes]) -> list[bytes | None]:
+        self.unwraps += 1
+        if self._interruption is not None:
+            interruption, self._interruption = self._interruption, None
+            pool = ThreadPoolExecutor(1)
+            try:
+                pool.submit(interruption).result(timeout=20)
+            finally:
+                pool.shutdown(wait=False)  # were it waiting for the lock, it would not return
+        return self._kek.unwrap(wrapped)
+
+
+def test_a_stored_key_is_unwrapped_before_the_log_is_locked(
+    store_url: str, tmp_path: Path, tenant: str
+) -> None:
+    """A restarted writer unwraps its subjects' keys (through Vault, in production)
+    holding no lock, so a slow KEK never holds the log's other appends."""
+    kek = tmp_path / "kek"
+    writer = keyed(store_url, kek)
+    append(writer, interaction(tenant, "w-1", user="alice"))
+    slow = InterruptingKek(kek, lambda: append(writer, interaction(tenant, "w-2", user="alice")))
+    restarted = open_store(store_url, keys=Keyring(slow))
+    append(restarted, interaction(tenant, "r-1", user="alice"))
+    assert slow.unwraps == 1, "the key opened before the lock is the one used under it"
+    events = [s.event_id for s in restarted.read_log(tenant, 0, 10)]
+    assert events == ["w-1", "w-2", "r-1"]
+    writer.close()
+    restarted.close()

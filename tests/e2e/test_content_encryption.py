@@ -20,6 +20,7 @@ from aiaudit.cli.main import main
 from aiaudit.cli.server import start
 from aiaudit.common import client, config
 from aiaudit.common.config import ConfigError
+from aiaudit.common.keys import seal
 from aiaudit.common.store import open_store
 from aiaudit.common.store.prepare import prepare_batch
 from aiaudit.common.store.schema import content_keys, event_content
@@ -83,7 +84,7 @@ def stored(url: str, tenant: str) -> tuple[bytes, dict[str, tuple[str, bytes]]]:
 def test_the_embedded_suite_seals_content_under_a_local_kek(tmp_path: Path) -> None:
     assert serve_and_append(tmp_path, {}, "acme") == SECRET
     content, keys = stored(f"sqlite:///{tmp_path / 'aiaudit.db'}", "acme")
-    assert content[0] == 0x01 and b"4111" not in content
+    assert content[0] == seal.XAES_256_GCM and b"4111" not in content
     kek = tmp_path / "content.kek"
     assert stat.S_IMODE(kek.stat().st_mode) == 0o600 and kek.stat().st_size == 32
     (name, wrapped) = keys["alice"]
@@ -123,7 +124,7 @@ def test_the_suite_seals_content_under_vault_transit(
     )
     assert text == SECRET
     content, keys = stored(own_postgres.admin_url, tenant)
-    assert content[0] == 0x01 and b"4111" not in content
+    assert content[0] == seal.XAES_256_GCM and b"4111" not in content
     (name, wrapped) = keys["alice"]
     assert name == f"vault:{mount}/aiaudit-content" and wrapped.startswith(b"vault:v1:")
 

@@ -238,7 +238,7 @@ def test_changed_sealed_content_is_named(sealed_log: Log) -> None:
                 )
             ).scalar_one()
         )
-        assert raw[0] == 0x01
+        assert raw[0] == seal.XAES_256_GCM
         flipped = raw[:-1] + bytes([raw[-1] ^ 1])
         conn.execute(
             sa.update(event_content)

@@ -41,11 +41,11 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 import sqlalchemy as sa
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from aiaudit.common import erasure
 from aiaudit.common.keys import seal
 from aiaudit.common.keys.keyring import Keyring
+from aiaudit.common.keys.seal import DataKey
 from aiaudit.common.store import embedded_keys
 from aiaudit.common.store.schema import event_content, events, log_entries, logs
 from aiaudit.common.store.sql import data_keys
@@ -270,7 +270,7 @@ def _drop_erased_meanwhile(
     conn: sa.Connection,
     log_id: str,
     content: dict[tuple[int, Any], Any],
-    keys: dict[int, AESGCM | None],
+    keys: dict[int, DataKey | None],
 ) -> None:
     """Forgets content rows whose key is gone because an erasure committed after they were read.
 
@@ -295,7 +295,7 @@ def _sealed(content: Any) -> bool:
     return content is not None and seal.is_sealed(bytes(content))
 
 
-def _open_into(row: _Row, log_id: str, sealed: bytes, keys: dict[int, AESGCM | None]) -> None:
+def _open_into(row: _Row, log_id: str, sealed: bytes, keys: dict[int, DataKey | None]) -> None:
     """Sets the row's salt and content from its sealed form, or says why they do not open."""
     key_id = seal.key_id_of(sealed)
     key = keys.get(key_id)

@@ -5,7 +5,8 @@ erasure, which takes the same lock, never races a writer); this class keeps
 what it learnt. A log's ``key_epoch`` (``logs`` column, raised by every
 subject erasure) says whether what it learnt of that log still holds. Keys
 for new subjects are wrapped ahead, outside any lock: one KEK call (one Vault
-round trip) for several.
+round trip) for several, and a subject's stored key is unwrapped before the
+lock is taken too, so a slow KEK holds no log's appends.
 """
 
 from __future__ import annotations
@@ -16,12 +17,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 from aiaudit.common.keys.kek import KEY_BYTES, Kek, KekError
-from aiaudit.common.keys.seal import SealError
+from aiaudit.common.keys.seal import DataKey, SealError
 
-SubjectKey = tuple[int, AESGCM]
+SubjectKey = tuple[int, DataKey]
 """(key id, the key) of a subject."""
 
 
@@ -52,7 +51,7 @@ class Keyring:
         self.kek = kek
         self._capacity = capacity
         self._lock = threading.Lock()
-        self._by_id: OrderedDict[int, AESGCM] = OrderedDict()
+        self._by_id: OrderedDict[int, DataKey] = OrderedDict()
         self._logs: dict[str, tuple[int, dict[str, int]]] = {}
         self._spare: list[NewKey] = []
 
@@ -100,20 +99,20 @@ class Keyring:
         with self._lock:
             self._logs.pop(log_id, None)
 
-    def _keep(self, key_id: int, key: AESGCM) -> None:
+    def _keep(self, key_id: int, key: DataKey) -> None:
         self._by_id[key_id] = key
         self._by_id.move_to_end(key_id)
         while len(self._by_id) > self._capacity:
             self._by_id.popitem(last=False)
 
-    def unknown(self, pairs: Iterable[tuple[str, str]]) -> int:
-        """How many of these (log, subject) pairs have no key known at all."""
+    def unknown(self, pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Those of these (log, subject) pairs with no key known at all, once each."""
         with self._lock:
-            return sum(
-                1
-                for log_id, subject in set(pairs)
+            return [
+                (log_id, subject)
+                for log_id, subject in dict.fromkeys(pairs)
                 if subject not in self._logs.get(log_id, (0, {}))[1]
-            )
+            ]
 
     def stock(self, n: int) -> None:
         """Makes sure ``n`` new keys are wrapped and ready (one KEK call if short)."""
@@ -138,7 +137,7 @@ class Keyring:
 
     def by_ids(
         self, key_ids: Iterable[int], fetch: Callable[[list[int]], Sequence[StoredKey]]
-    ) -> dict[int, AESGCM | None]:
+    ) -> dict[int, DataKey | None]:
         """The keys with these ids; unknown ones read with ``fetch`` and unwrapped.
 
         A key id absent from the answer was destroyed (its subject erased); one
@@ -146,33 +145,39 @@ class Keyring:
         """
         wanted = set(key_ids)
         with self._lock:
-            out: dict[int, AESGCM | None] = {k: self._by_id[k] for k in wanted if k in self._by_id}
+            out: dict[int, DataKey | None] = {k: self._by_id[k] for k in wanted if k in self._by_id}
         missing = sorted(wanted - out.keys())
         if missing:
             rows = fetch(missing)
-            for key_id, key in zip([r.key_id for r in rows], self.open_rows(rows), strict=True):
-                out[key_id] = key
-                if key is not None:
-                    with self._lock:
-                        self._keep(key_id, key)
+            out.update(zip([r.key_id for r in rows], self.open_rows(rows), strict=True))
         return out
 
-    def open_rows(self, rows: Sequence[StoredKey]) -> list[AESGCM | None]:
-        """Unwraps stored keys (one KEK call): None for one that does not open to a key.
+    def open_rows(self, rows: Sequence[StoredKey]) -> list[DataKey | None]:
+        """Stored keys opened: held ones as held, the rest unwrapped (one KEK call) and kept.
 
-        Decided row by row, whatever KEK a row names, so that one altered row
-        is damage of its subject alone; only when no row opens and every one
-        names another KEK is it this process's configuration (:class:`KekError`).
+        None for one that does not open to a key. Decided row by row, whatever
+        KEK a row names, so that one altered row is damage of its subject alone;
+        only when no row opens and every one names another KEK is it this
+        process's configuration (:class:`KekError`).
         """
-        opened = self.kek.unwrap([r.wrapped for r in rows])
-        keys = [AESGCM(k) if k is not None and len(k) == KEY_BYTES else None for k in opened]
-        foreign = sorted({r.kek for r in rows if r.kek != self.kek.name})
-        if rows and all(k is None for k in keys) and all(r.kek != self.kek.name for r in rows):
-            raise KekError(
-                f"data keys wrapped by KEK {', '.join(foreign)}; this process holds "
-                f"{self.kek.name} (content_keys settings differ between processes?)"
-            )
-        return keys
+        with self._lock:
+            held = {r.key_id: self._by_id[r.key_id] for r in rows if r.key_id in self._by_id}
+        fresh = [r for r in rows if r.key_id not in held]
+        if fresh:
+            opened = self.kek.unwrap([r.wrapped for r in fresh])
+            keys = [DataKey(k) if k is not None and len(k) == KEY_BYTES else None for k in opened]
+            if all(k is None for k in keys) and all(r.kek != self.kek.name for r in fresh):
+                foreign = sorted({r.kek for r in fresh})
+                raise KekError(
+                    f"data keys wrapped by KEK {', '.join(foreign)}; this process holds "
+                    f"{self.kek.name} (content_keys settings differ between processes?)"
+                )
+            with self._lock:
+                for r, key in zip(fresh, keys, strict=True):
+                    if key is not None:
+                        self._keep(r.key_id, key)
+            held.update((r.key_id, k) for r, k in zip(fresh, keys, strict=True) if k is not None)
+        return [held.get(r.key_id) for r in rows]
 
 
 class DamagedKeyError(SealError):

@@ -19,7 +19,6 @@ from typing import Any
 import orjson
 import psycopg
 import sqlalchemy as sa
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import event as sa_event
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -27,6 +26,7 @@ from aiaudit.common import canonical, commits, restore
 from aiaudit.common.keys import seal
 from aiaudit.common.keys.kek import KekError
 from aiaudit.common.keys.keyring import DamagedKeyError, Keyring, StoredKey, SubjectKey
+from aiaudit.common.keys.seal import DataKey
 from aiaudit.common.store import pgarrays
 from aiaudit.common.store.direct import ConnectionLostError, DirectConnections
 from aiaudit.common.store.schema import (
@@ -257,10 +257,9 @@ class SqlEventStore:
                 else:
                     commits.committed(self.engine)  # wakes this process's consumers
                     return outcomes
-        if self.keys is not None:  # wrap new subjects' keys before taking any lock
-            pairs = [(e.log_id, e.subject) for b in batches for e in b]
-            with contextlib.suppress(KekError):  # best effort: a key needed is wrapped then
-                self.keys.stock(self.keys.unknown(pairs))
+        if self.keys is not None:
+            with contextlib.suppress(KekError):  # best effort: a key still needed is opened later
+                self._ready_keys(self.keys, batches)
         with self.engine.connect().execution_options(sqlite_immediate=True) as conn:
             try:
                 return self._append_in(conn, batches, check_existing)
@@ -269,6 +268,20 @@ class SqlEventStore:
                     conn.invalidate()
                     raise ConnectionLostError(str(exc)) from exc
                 raise
+
+    def _ready_keys(self, keys: Keyring, batches: Sequence[Sequence[NewEvent]]) -> None:
+        """Opens stored keys of subjects new to this process, wraps keys for new subjects.
+
+        Before any lock: a KEK call (a Vault round trip, or its timeout) under a
+        log's head lock would hold every append to that log.
+        """
+        unknown = keys.unknown((e.log_id, e.subject) for b in batches for e in b)
+        if not unknown:
+            return
+        with self.engine.connect() as conn:
+            stored = _subject_keys(conn, unknown)
+        keys.open_rows([k for _, k in stored])  # kept by id, for the lookup under the lock
+        keys.stock(len(unknown) - len(stored))
 
     def _append_in(
         self, conn: sa.Connection, batches: Sequence[Sequence[NewEvent]], check_existing: bool
@@ -377,7 +390,7 @@ class SqlEventStore:
                 ],
             )
             learnt.update(
-                {pair: (k.key_id, AESGCM(k.key)) for pair, k in zip(absent, made, strict=True)}
+                {pair: (k.key_id, DataKey(k.key)) for pair, k in zip(absent, made, strict=True)}
             )
         if learnt_out is not None:
             for (log_id, subject), subject_key in learnt.items():
@@ -387,7 +400,7 @@ class SqlEventStore:
 
     def _keys_by_id(
         self, conn: sa.Connection | None, key_ids: set[int]
-    ) -> dict[int, AESGCM | None]:
+    ) -> dict[int, DataKey | None]:
         """Data keys by id for reading sealed rows; destroyed ones are absent."""
         if conn is not None:
             return data_keys(self.keys, conn, key_ids)
@@ -908,7 +921,7 @@ def _subject_keys(conn: sa.Connection, pairs: list[tuple[str, str]]) -> list[tup
 
 def data_keys(
     keys: Keyring | None, conn: sa.Connection, key_ids: set[int]
-) -> dict[int, AESGCM | None]:
+) -> dict[int, DataKey | None]:
     """The data keys with these ids, read through ``conn`` unless cached.
 
     Destroyed ones are absent, damaged ones (stored, not opening) None.
@@ -940,7 +953,7 @@ def _sealer(keys: dict[tuple[str, str], SubjectKey]) -> Sealer:
     return sealed
 
 
-def _stored(row: tuple[Any, ...], keys: dict[int, AESGCM | None]) -> StoredEvent:
+def _stored(row: tuple[Any, ...], keys: dict[int, DataKey | None]) -> StoredEvent:
     """A row laid out as the stored-event reads lay it out; sealed content opened with ``keys``.
 
     Content sealed under a destroyed key (its subject erased while the row was
