@@ -433,3 +433,19 @@ def test_a_stored_key_is_unwrapped_before_the_log_is_locked(
     assert events == ["w-1", "w-2", "r-1"]
     writer.close()
     restarted.close()
+
+
+def test_the_log_read_without_content_needs_no_key(
+    store_url: str, tmp_path: Path, tenant: str
+) -> None:
+    """Canonical forms and leaves are not sealed: reading only them needs no KEK."""
+    store = keyed(store_url, tmp_path / "kek")
+    append(store, interaction(tenant, "a-1", text="one", user="alice"))
+    bare = open_store(store_url, keys=None)
+    with pytest.raises(KekError, match="no KEK configured"):
+        bare.read_log(tenant, 0, 10)
+    (read,) = bare.read_log(tenant, 0, 10, content=False)
+    assert (read.event_id, read.salt, read.content) == ("a-1", None, None)
+    assert read.to_event().actor.user_id == "alice" and read.leaf_hash
+    bare.close()
+    store.close()

@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from aiaudit.cli.main import main
 from aiaudit.common import client
 from aiaudit.common.store import SqlEventStore
 from aiaudit.common.store.prepare import prepare
+from aiaudit.common.store.schema import content_keys
 from aiaudit.integrity import bundle, merkle, note
 from aiaudit.integrity.signers import FileKeys
 from tests.helpers import interaction, wait_until
@@ -315,5 +317,41 @@ def test_export_bundle_errors_are_one_line_and_write_nothing(
         f"aiaudit integrity export-bundle: cannot write {nowhere}: No such file or directory"
     ]
     assert main([*export, "--log", tenant, str(out)]) == 0
+    key = keys.verifier_keys()[0].encode()
+    assert verify(out, key, "--origin-prefix", ORIGIN_PREFIX, "--log", tenant) == 0
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)  # the one sealing by default
+def test_a_bundle_without_content_opens_no_data_key(
+    store_url: str,
+    store: SqlEventStore,
+    notaries: Notaries,
+    tenant: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Proofs and canonical forms are not sealed: a bundle of them is read without
+    unwrapping any data key, so a damaged one (or a KEK out of reach) does not stop it."""
+    append(store, tenant, 3)
+    keys = FileKeys(ORIGIN_PREFIX, tmp_path / "key.pem")
+    notaries.start(keys)
+    wait_until(lambda: covers(notaries.url, tenant, 3))
+    engine = sa.create_engine(store_url)
+    with engine.begin() as conn:  # alice's data key altered
+        changed = conn.execute(
+            sa.update(content_keys)
+            .where(content_keys.c.log_id == tenant, content_keys.c.subject == "alice")
+            .values(wrapped=sa.func.substr(content_keys.c.wrapped, 2))
+        )
+        assert changed.rowcount == 1, "the embedded store seals content"
+    engine.dispose()
+    export = ["integrity", "export-bundle", "--database-url", store_url, "--requested-by", "dpo"]
+    export += ["--record-database-url", store_url, "--log", tenant]
+    assert main([*export, str(tmp_path / "whole.jsonl")]) == 1
+    assert "does not open" in said(capsys)[0]
+    out = tmp_path / "proofs.jsonl"
+    assert main([*export, "--no-content", str(out)]) == 0
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(lines) >= 3 and not any("content" in line for line in lines)
     key = keys.verifier_keys()[0].encode()
     assert verify(out, key, "--origin-prefix", ORIGIN_PREFIX, "--log", tenant) == 0

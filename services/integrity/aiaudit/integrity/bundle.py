@@ -136,12 +136,15 @@ def export(
     count: int | None = None,
     include_content: bool = True,
 ) -> int:
-    """Writes events ``start ..`` of ``cp``'s log that ``cp`` covers; returns how many."""
+    """Writes events ``start ..`` of ``cp``'s log that ``cp`` covers; returns how many.
+
+    Without ``include_content`` no content is read, so no KEK is needed.
+    """
     log_id = cp.log_id
     end = cp.tree_size if count is None else min(cp.tree_size, start + count)
     written = 0
     for first in range(start, end, 1000):
-        batch = store.read_log(log_id, first, min(1000, end - first))
+        batch = store.read_log(log_id, first, min(1000, end - first), include_content)
         with store.engine.connect() as conn:
             reader = storage.NodeTable(conn, log_id)
             for e in batch:

@@ -68,11 +68,12 @@ def _store_url(
 
 @contextlib.contextmanager
 def _existing_store(
-    url: str, settings: Settings, flag: str = "--database-url"
+    url: str, settings: Settings, flag: str = "--database-url", content: bool = True
 ) -> Iterator[SqlEventStore]:
     """The store at ``url``, which must exist (SQLite would create an empty file).
 
-    Sealed content opens with the keyring ``settings`` configure.
+    Sealed content opens with the keyring ``settings`` configure; a caller that
+    reads no ``content`` gets no keyring, so it needs no KEK (nor makes one).
 
     Database errors (no schema, server down) become one line, not a traceback.
     ``flag`` is the option that names this store, for the hint.
@@ -81,7 +82,7 @@ def _existing_store(
     where = parsed.render_as_string(hide_password=True)
     if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
         raise ConfigError(f"no store at {parsed.database}; pass {flag} or --data-dir")
-    store = open_store(url, keys=configured.keyring(settings, url))
+    store = open_store(url, keys=configured.keyring(settings, url) if content else None)
     try:
         yield store
     except sa.exc.DBAPIError as exc:
@@ -252,7 +253,7 @@ def run_export_bundle(args: argparse.Namespace, settings: Settings) -> int:
     s = integrity_settings.load(settings)
     requested_by = _requester(args.requested_by)
     read_url = args.read_url or s.database_url or settings.store_url
-    with _existing_store(read_url, settings) as store:
+    with _existing_store(read_url, settings, content=not args.no_content) as store:
         try:
             cp = bundle.covering_checkpoint(store, args.log)
         except bundle.BundleError as exc:

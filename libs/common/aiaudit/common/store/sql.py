@@ -409,8 +409,12 @@ class SqlEventStore:
         with self.engine.connect() as own:
             return data_keys(self.keys, own, key_ids)
 
-    def _opened(self, conn: sa.Connection | None, rows: Sequence[Any]) -> list[StoredEvent]:
-        """Stored-event rows as :class:`StoredEvent`, sealed content opened."""
+    def _opened(
+        self, conn: sa.Connection | None, rows: Sequence[Any], content: bool = True
+    ) -> list[StoredEvent]:
+        """Stored-event rows as :class:`StoredEvent`, sealed content opened (or left out)."""
+        if not content:
+            rows = [(*r[:6], None, None) for r in rows]
         key_ids = {
             seal.key_id_of(bytes(r[7]))
             for r in rows
@@ -610,9 +614,15 @@ class SqlEventStore:
             return []
         return self._opened(conn, _select(conn, "seqs", {"log_id": log_id, "seqs": seqs}))
 
-    def read_log(self, log_id: str, start: int, limit: int) -> list[StoredEvent]:
-        """Entries ``start`` .. ``start+limit-1`` of a log, in order (consumers tail this)."""
-        return self._reads("range", {"log_id": log_id, "start": start, "stop": start + limit})
+    def read_log(
+        self, log_id: str, start: int, limit: int, content: bool = True
+    ) -> list[StoredEvent]:
+        """Entries ``start`` .. ``start+limit-1`` of a log, in order (consumers tail this).
+
+        Without ``content`` they read as erased, and no data key is needed.
+        """
+        params = {"log_id": log_id, "start": start, "stop": start + limit}
+        return self._reads("range", params, content)
 
     def read_sequences(self, log_id: str, seqs: Sequence[int]) -> list[StoredEvent]:
         """The entries at these sequences, in sequence order (search results, exports)."""
@@ -698,7 +708,9 @@ class SqlEventStore:
             return []
         return self._reads("event_ids", {"log_id": log_id, "event_ids": list(event_ids)})
 
-    def _reads(self, read: str, params: dict[str, object]) -> list[StoredEvent]:
+    def _reads(
+        self, read: str, params: dict[str, object], content: bool = True
+    ) -> list[StoredEvent]:
         """One of the stored-event reads, outside any transaction.
 
         On PostgreSQL on the store's own autocommit connections: through a
@@ -708,7 +720,7 @@ class SqlEventStore:
         """
         if self._direct is None:
             with self.engine.connect() as conn:
-                return self._opened(conn, _select(conn, read, params))
+                return self._opened(conn, _select(conn, read, params), content)
         try:
             with self._direct.cursor() as cursor:
                 rows = _pg_stored_rows(cursor, read, params)
@@ -717,7 +729,7 @@ class SqlEventStore:
             raise _as_sqlalchemy(f"stored events by {read}", params, exc.__cause__, True) from exc
         except psycopg.Error as exc:
             raise _as_sqlalchemy(f"stored events by {read}", params, exc, False) from exc
-        return self._opened(None, rows)
+        return self._opened(None, rows, content)
 
     def log_sizes(self) -> dict[str, int]:
         """Every log and its size."""
