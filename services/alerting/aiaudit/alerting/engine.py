@@ -60,6 +60,7 @@ from aiaudit.alerting.state import LogState, StateCache, snapshot
 from aiaudit.alerting.store import AlertStore, scrub
 from aiaudit.common import commits
 from aiaudit.common.canonical import native_schema
+from aiaudit.common.keys.seal import SealError
 from aiaudit.common.restore import Content, restore_wires
 from aiaudit.common.store import cursors
 from aiaudit.common.store.schema import consumer_cursors
@@ -357,8 +358,24 @@ class Engine:
                 (t, evaluator(rest) if rest else None, evaluator(reading) if reading else None)
             )
         journaled: Mapping[int, list[tuple[str, str, float, float]]] | None = None
+        size = self.batch_size
         while programs and start < end:
-            entries = self.events.read_log(log_id, start, min(self.batch_size, end - start))
+            try:
+                entries = self.events.read_log(log_id, start, min(size, end - start))
+            except SealError as exc:
+                if size > 1:  # read one at a time up to the row that no longer opens
+                    size = 1
+                    continue
+                # Its sealed content (or its subject's key) altered since it was processed:
+                # left out like a damaged row below.
+                log.warning(
+                    "log %s entry %d damaged since it was processed: left out of the windows (%s)",
+                    log_id,
+                    start,
+                    exc,
+                )
+                start, size = start + 1, self.batch_size
+                continue
             if not entries:
                 break
             try:
