@@ -68,6 +68,23 @@ def key_rows(url: str, tenant: str) -> dict[str, int]:
     return {str(s): int(k) for s, k in rows}
 
 
+def move_content(url: str, tenant: str, source: int, target: int) -> None:
+    """Copies one event's sealed content row onto another, as someone with database access could."""
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        (moved,) = conn.execute(
+            sa.select(event_content.c.content).where(
+                event_content.c.log_id == tenant, event_content.c.seq == source
+            )
+        ).one()
+        conn.execute(
+            sa.update(event_content)
+            .where(event_content.c.log_id == tenant, event_content.c.seq == target)
+            .values(content=moved)
+        )
+    engine.dispose()
+
+
 @pytest.fixture
 def tenant() -> str:
     return f"t-{uuid.uuid4().hex[:8]}"
@@ -289,19 +306,7 @@ def test_a_sealed_row_moved_onto_another_event_does_not_open(
     store = keyed(store_url, tmp_path / "kek")
     append(store, interaction(tenant, "a-1", text="one", user="alice"))
     append(store, interaction(tenant, "a-2", text="two", user="alice"))
-    engine = sa.create_engine(admin_url)
-    with engine.begin() as conn:
-        (moved,) = conn.execute(
-            sa.select(event_content.c.content).where(
-                event_content.c.log_id == tenant, event_content.c.seq == 0
-            )
-        ).one()
-        conn.execute(
-            sa.update(event_content)
-            .where(event_content.c.log_id == tenant, event_content.c.seq == 1)
-            .values(content=moved)
-        )
-    engine.dispose()
+    move_content(admin_url, tenant, 0, 1)
     reader = keyed(store_url, tmp_path / "kek")
     with pytest.raises(SealError, match="'a-2'"):
         reader.read_log(tenant, 0, 10)
@@ -371,18 +376,8 @@ def test_rows_sealed_in_the_first_format_still_read(
         engine, [], "x", log_ids=[tenant], content_keys=Keyring(FileKek(tmp_path / "kek"))
     )
     assert [p for p in report.problems if p.event_id] == []
-    with engine.begin() as conn:  # a first-format row moved onto another event fails
-        (moved,) = conn.execute(
-            sa.select(event_content.c.content).where(
-                event_content.c.log_id == tenant, event_content.c.seq == 0
-            )
-        ).one()
-        conn.execute(
-            sa.update(event_content)
-            .where(event_content.c.log_id == tenant, event_content.c.seq == 1)
-            .values(content=moved)
-        )
     engine.dispose()
+    move_content(admin_url, tenant, 0, 1)  # a first-format row moved onto another event fails
     with pytest.raises(SealError, match="'a-2'"):
         keyed(store_url, tmp_path / "kek").read_log(tenant, 0, 10)
     store.close()

@@ -293,6 +293,15 @@ def test_counts_below_their_minimum_are_refused(
     assert error in capsys.readouterr().err
 
 
+def checkpointed(store: SqlEventStore, notaries: Notaries, tenant: str, tmp_path: Path) -> FileKeys:
+    """Three events of ``tenant``, covered by a checkpoint of a notary signing with a key file."""
+    append(store, tenant, 3)
+    keys = FileKeys(ORIGIN_PREFIX, tmp_path / "key.pem")
+    notaries.start(keys)
+    wait_until(lambda: covers(notaries.url, tenant, 3))
+    return keys
+
+
 def test_export_bundle_errors_are_one_line_and_write_nothing(
     store_url: str,
     store: SqlEventStore,
@@ -301,10 +310,7 @@ def test_export_bundle_errors_are_one_line_and_write_nothing(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    append(store, tenant, 3)
-    keys = FileKeys(ORIGIN_PREFIX, tmp_path / "key.pem")
-    notaries.start(keys)
-    wait_until(lambda: covers(notaries.url, tenant, 3))
+    keys = checkpointed(store, notaries, tenant, tmp_path)
     export = ["integrity", "export-bundle", "--database-url", notaries.url, "--requested-by", "me"]
     export += ["--record-database-url", store_url]
     out = tmp_path / "out.jsonl"
@@ -332,10 +338,7 @@ def test_a_bundle_without_content_opens_no_data_key(
 ) -> None:
     """Proofs and canonical forms are not sealed: a bundle of them is read without
     unwrapping any data key, so a damaged one (or a KEK out of reach) does not stop it."""
-    append(store, tenant, 3)
-    keys = FileKeys(ORIGIN_PREFIX, tmp_path / "key.pem")
-    notaries.start(keys)
-    wait_until(lambda: covers(notaries.url, tenant, 3))
+    keys = checkpointed(store, notaries, tenant, tmp_path)
     engine = sa.create_engine(store_url)
     with engine.begin() as conn:  # alice's data key altered
         changed = conn.execute(
