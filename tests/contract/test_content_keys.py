@@ -391,10 +391,12 @@ class InterruptingKek:
     the lock, held by the very append that is unwrapping.
     """
 
-    def __init__(self, path: Path, interruption: Callable[[], None]) -> None:
+    def __init__(self, path: Path, interruption: Callable[[], None], down: bool = False) -> None:
+        """``down``: every unwrap then fails, as with Vault out of reach."""
         self._kek = FileKek(path)
         self.name = self._kek.name
         self._interruption: Callable[[], None] | None = interruption
+        self._down = down
         self.unwraps = 0
 
     def wrap(self, keys: Sequence[bytes]) -> list[bytes]:
@@ -409,6 +411,8 @@ class InterruptingKek:
                 pool.submit(interruption).result(timeout=20)
             finally:
                 pool.shutdown(wait=False)  # were it waiting for the lock, it would not return
+        if self._down:
+            raise KekError("Vault at 127.0.0.1:1 did not answer")
         return self._kek.unwrap(wrapped)
 
 
@@ -444,3 +448,76 @@ def test_the_log_read_without_content_needs_no_key(
     assert read.to_event().actor.user_id == "alice" and read.leaf_hash
     bare.close()
     store.close()
+
+
+def test_a_kek_out_of_reach_fails_the_append_before_the_log_is_locked(
+    store_url: str, tmp_path: Path, tenant: str
+) -> None:
+    """The failed unwrap is not tried again under the lock (for Vault's timeout once more)."""
+    kek = tmp_path / "kek"
+    writer = keyed(store_url, kek)
+    append(writer, interaction(tenant, "w-1", user="alice"))
+    down = InterruptingKek(
+        kek, lambda: append(writer, interaction(tenant, "w-2", user="alice")), down=True
+    )
+    restarted = open_store(store_url, keys=Keyring(down))
+    with pytest.raises(KekError, match="did not answer"):
+        append(restarted, interaction(tenant, "r-1", user="alice"))
+    assert down.unwraps == 1
+    assert [s.event_id for s in writer.read_log(tenant, 0, 10)] == ["w-1", "w-2"]
+    writer.close()
+    restarted.close()
+
+
+def test_a_held_key_whose_stored_row_was_altered_seals_nothing_more(
+    store_url: str, privacy_url: str, admin_url: str, tmp_path: Path, tenant: str
+) -> None:
+    """Once the writer reads the row again (an erasure moved the log's epoch), a key it
+    holds serves only the exact row it was opened from: content sealed under a key whose
+    row no longer opens would be readable by this process alone."""
+    store = keyed(store_url, tmp_path / "kek")
+    append(store, interaction(tenant, "a-1", user="alice"), interaction(tenant, "b-1", user="bob"))
+    eraser = keyed(privacy_url, tmp_path / "kek")
+    erase(eraser, tenant, "gdpr", "dpo", subject_id="bob")
+    eraser.close()
+    engine = sa.create_engine(admin_url)
+    alice = (content_keys.c.log_id == tenant, content_keys.c.subject == "alice")
+    with engine.begin() as conn:
+        wrapped = bytes(conn.execute(sa.select(content_keys.c.wrapped).where(*alice)).scalar_one())
+        altered = wrapped[:-1] + bytes([wrapped[-1] ^ 1])
+        conn.execute(sa.update(content_keys).where(*alice).values(wrapped=altered))
+    engine.dispose()
+    with pytest.raises(DamagedKeyError, match="'alice'"):
+        append(store, interaction(tenant, "a-2", text="secret", user="alice"))
+    assert [s.event_id for s in store.read_log(tenant, 0, 10, content=False)][-1] != "a-2"
+    store.close()
+
+
+def test_a_row_of_another_kek_is_damage_even_when_the_group_holds_good_keys(
+    store_url: str, admin_url: str, tmp_path: Path, tenant: str
+) -> None:
+    """One foreign row among keys this process opened is that subject's damage, not an
+    outage, so a group commit retries the other batches alone and they are written."""
+    store = keyed(store_url, tmp_path / "kek")
+    append(store, interaction(f"{tenant}-1", "a-1", user="alice"))
+    append(store, interaction(f"{tenant}-2", "b-1", user="bob"))
+    foreign = FileKek(tmp_path / "other.kek")
+    engine = sa.create_engine(admin_url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.update(content_keys)
+            .where(content_keys.c.log_id == f"{tenant}-2")
+            .values(kek=foreign.name, wrapped=foreign.wrap([os.urandom(32)])[0])
+        )
+    engine.dispose()
+    restarted = keyed(store_url, tmp_path / "kek")
+    now = dt.datetime.now(dt.UTC)
+    with pytest.raises(DamagedKeyError, match="'bob'"):
+        restarted.append_group(
+            [
+                prepare_batch([interaction(f"{tenant}-1", "a-2", user="alice")], now),
+                prepare_batch([interaction(f"{tenant}-2", "b-2", user="bob")], now),
+            ]
+        )
+    store.close()
+    restarted.close()

@@ -65,9 +65,11 @@ def test_any_changed_byte_or_a_cut_row_is_refused() -> None:
         changed = row[:i] + bytes([row[i] ^ 0x40]) + row[i + 1 :]
         with pytest.raises(SealError):
             seal.open_sealed(key, "acme", "e-1", changed)
-    for cut in (1, 9, 20, 33, 40, len(row) - 1):
+    for cut in (0, 1, 9, 20, 33, 40, len(row) - 1):
         with pytest.raises(SealError):
             seal.open_sealed(key, "acme", "e-1", row[:cut])
+    with pytest.raises(SealError, match="does not open"):  # a format that does not exist
+        seal.open_sealed(key, "acme", "e-1", b"\x03" + row[1:])
 
 
 def test_rows_of_the_first_format_still_open() -> None:

@@ -106,12 +106,12 @@ class Keyring:
             self._by_id.popitem(last=False)
 
     def unknown(self, pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-        """Those of these (log, subject) pairs with no key known at all, once each."""
+        """These (log, subject) pairs whose key is not held (unseen, evicted), once each."""
         with self._lock:
             return [
                 (log_id, subject)
                 for log_id, subject in dict.fromkeys(pairs)
-                if subject not in self._logs.get(log_id, (0, {}))[1]
+                if self._logs.get(log_id, (0, {}))[1].get(subject) not in self._by_id
             ]
 
     def stock(self, n: int) -> None:
@@ -161,12 +161,23 @@ class Keyring:
         process's configuration (:class:`KekError`).
         """
         with self._lock:
-            held = {r.key_id: self._by_id[r.key_id] for r in rows if r.key_id in self._by_id}
+            held = {
+                r.key_id: key
+                for r in rows
+                if (key := self._by_id.get(r.key_id)) is not None and key.wrapped == r.wrapped
+            }
         fresh = [r for r in rows if r.key_id not in held]
         if fresh:
             opened = self.kek.unwrap([r.wrapped for r in fresh])
-            keys = [DataKey(k) if k is not None and len(k) == KEY_BYTES else None for k in opened]
-            if all(k is None for k in keys) and all(r.kek != self.kek.name for r in fresh):
+            keys = [
+                DataKey(k, r.wrapped) if k is not None and len(k) == KEY_BYTES else None
+                for k, r in zip(opened, fresh, strict=True)
+            ]
+            if (
+                not held
+                and all(k is None for k in keys)
+                and all(r.kek != self.kek.name for r in rows)
+            ):
                 foreign = sorted({r.kek for r in fresh})
                 raise KekError(
                     f"data keys wrapped by KEK {', '.join(foreign)}; this process holds "

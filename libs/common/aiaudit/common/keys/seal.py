@@ -37,12 +37,18 @@ class SealError(ValueError):
 
 
 class DataKey:
-    """A subject's 256-bit data key; thread-safe."""
+    """A subject's 256-bit data key; thread-safe.
 
-    __slots__ = ("_aes_gcm", "_ecb", "_k1", "_lock")
+    ``wrapped`` is the stored form it was opened from (or made as): a key held
+    in memory stands for a stored row only while the row still holds exactly
+    that, so an altered row is not hidden by a cached key.
+    """
 
-    def __init__(self, key: bytes) -> None:
+    __slots__ = ("_aes_gcm", "_ecb", "_k1", "_lock", "wrapped")
+
+    def __init__(self, key: bytes, wrapped: bytes = b"") -> None:
         """``key``: 32 bytes (ValueError otherwise)."""
+        self.wrapped = wrapped
         self._aes_gcm = AESGCM(key)
         self._ecb = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
         self._lock = threading.Lock()
@@ -92,9 +98,11 @@ def seal(
 
 def open_sealed(key: DataKey, log_id: str, event_id: str, sealed: bytes) -> tuple[bytes, bytes]:
     """(salt, content JSON) of a sealed row; :class:`SealError` if it does not open."""
-    mark = sealed[0]
-    nonce = sealed[9 : 9 + _NONCE[mark]]
+    mark = sealed[0] if sealed else 0
+    nonce = sealed[9 : 9 + _NONCE.get(mark, 0)]
     try:
+        if not nonce:
+            raise ValueError(f"no sealed row of a known format (mark {mark})")
         plain = key.aead(mark, nonce).decrypt(
             nonce[-12:], sealed[9 + len(nonce) :], _aad(mark, log_id, event_id, sealed[1:9])
         )

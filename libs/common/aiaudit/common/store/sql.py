@@ -8,7 +8,6 @@ gap-free and ordered by commit, across processes and replicas.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import threading
 import weakref
@@ -258,8 +257,7 @@ class SqlEventStore:
                     commits.committed(self.engine)  # wakes this process's consumers
                     return outcomes
         if self.keys is not None:
-            with contextlib.suppress(KekError):  # best effort: a key still needed is opened later
-                self._ready_keys(self.keys, batches)
+            self._ready_keys(self.keys, batches)
         with self.engine.connect().execution_options(sqlite_immediate=True) as conn:
             try:
                 return self._append_in(conn, batches, check_existing)
@@ -273,7 +271,9 @@ class SqlEventStore:
         """Opens stored keys of subjects new to this process, wraps keys for new subjects.
 
         Before any lock: a KEK call (a Vault round trip, or its timeout) under a
-        log's head lock would hold every append to that log.
+        log's head lock would hold every append to that log. :class:`KekError`
+        (Vault out of reach) ends the attempt here, with no lock taken; batches
+        whose keys are all held never call the KEK.
         """
         unknown = keys.unknown((e.log_id, e.subject) for b in batches for e in b)
         if not unknown:
@@ -390,7 +390,10 @@ class SqlEventStore:
                 ],
             )
             learnt.update(
-                {pair: (k.key_id, DataKey(k.key)) for pair, k in zip(absent, made, strict=True)}
+                {
+                    pair: (k.key_id, DataKey(k.key, k.wrapped))
+                    for pair, k in zip(absent, made, strict=True)
+                }
             )
         if learnt_out is not None:
             for (log_id, subject), subject_key in learnt.items():
