@@ -41,6 +41,8 @@ def suite(tmp_path: Path) -> Iterator[tuple[Suite, dict[str, str]]]:
                 "oidc_issuer": ISSUER,
                 "oidc_audience": AUDIENCE,
                 "oidc_jwks_file": str(jwks),
+                # One stream a caller: a stream that ends must give its slot back.
+                "ingest": {"max_append_streams_per_caller": 1},
             }
         )
     )
@@ -58,6 +60,20 @@ def append(suite: Suite, bearer: str, tenant: str = "acme") -> grpc.StatusCode:
         return grpc.StatusCode.OK
     except grpc.RpcError as err:
         return err.code()
+    finally:
+        channel.close()
+
+
+def stream_opens(suite: Suite, bearer: str) -> bool:
+    """Whether an AppendStream opened with ``bearer`` appends (False: refused, no slot free)."""
+    channel = client.channel(f"127.0.0.1:{suite.port}", bearer)
+    request = pb.AppendStreamRequest(request_id=1, events=[interaction("acme")])
+    try:
+        stub = pb_grpc.IngestServiceStub(channel)
+        return [a.status.code for a in stub.AppendStream(iter([request]), timeout=30)] == [0]
+    except grpc.RpcError as err:
+        assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, err
+        return False
     finally:
         channel.close()
 
@@ -101,10 +117,11 @@ def test_an_append_stream_ends_when_its_token_expires(
     """A stream is authenticated once, when it opens: a gateway's stream kept appending
     (and a WatchAlerts stream kept reading) long after the token expired. Requests read
     after that get no answer; the stream ends UNAUTHENTICATED, and the client opens a new
-    one with a fresh token (the requests are idempotent)."""
+    one with a fresh token (the requests are idempotent), in the slot the ended one gave back."""
     running, _ = suite
     ends = int(time.time()) - LEEWAY + 3  # accepted for about 3 more seconds
     bearer = token(SIGNER, "k1", sub="gw-1", roles=["gateway"], exp=ends)
+    fresh = token(SIGNER, "k1", sub="gw-1", roles=["gateway"])
     channel = client.channel(f"127.0.0.1:{running.port}", bearer)
     requests: queue.SimpleQueue[pb.AppendStreamRequest | None] = queue.SimpleQueue()
     stream = pb_grpc.IngestServiceStub(channel).AppendStream(iter(requests.get, None), timeout=60)
@@ -112,6 +129,7 @@ def test_an_append_stream_ends_when_its_token_expires(
         requests.put(pb.AppendStreamRequest(request_id=1, events=[interaction("acme")]))
         first = next(stream)
         assert first.request_id == 1 and first.status.code == 0 and len(first.receipts) == 1
+        assert not stream_opens(running, fresh)  # the caller's one stream is open
         wait_until(lambda: time.time() > ends + LEEWAY + 0.1)  # the token is past its end
         requests.put(pb.AppendStreamRequest(request_id=2, events=[interaction("acme")]))
         with pytest.raises(grpc.RpcError) as ended:
@@ -121,6 +139,7 @@ def test_an_append_stream_ends_when_its_token_expires(
     finally:
         requests.put(None)
         channel.close()
+    wait_until(lambda: stream_opens(running, fresh))
 
 
 def test_a_watch_stream_ends_when_its_token_expires(suite: tuple[Suite, dict[str, str]]) -> None:

@@ -23,6 +23,7 @@ from aiaudit.common.component import Context
 from aiaudit.common.config import ConfigError, section
 from aiaudit.common.store import SqlEventStore, open_store
 from aiaudit.common.store.prepare import prepare
+from aiaudit.common.stream_slots import StreamSlots
 from aiaudit.common.v1 import event_pb2
 
 
@@ -109,7 +110,7 @@ def start(ctx: Context) -> Alerting:
             service,
             ctx.auth,
             ctx.access.submit,
-            handlers.WatchSlots(s.max_watch_streams, s.max_watch_streams_per_caller),
+            StreamSlots("WatchAlerts", s.max_watch_streams, s.max_watch_streams_per_caller),
         ),
     )
     # Ingest commits through the suite's engine: evaluate at once instead of at the next poll.

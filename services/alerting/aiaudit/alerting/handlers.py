@@ -4,8 +4,6 @@
 
 from __future__ import annotations
 
-import collections
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from typing import TypeVar
@@ -36,6 +34,7 @@ from aiaudit.common import access, status
 from aiaudit.common.auth import Authenticator, Caller, end_expired, require
 from aiaudit.common.keys.kek import KekError
 from aiaudit.common.keys.seal import SealError
+from aiaudit.common.stream_slots import StreamSlots
 
 SERVICE_NAME = "aiaudit.alerting.v1.AlertingService"
 T = TypeVar("T")
@@ -110,33 +109,6 @@ def _guard(context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
     raise AssertionError("unreachable")
 
 
-class WatchSlots:
-    """Counts open WatchAlerts streams, in all and per principal, against their limits."""
-
-    def __init__(self, most: int, per_caller: int) -> None:
-        """``most`` streams in all, ``per_caller`` of them for one principal."""
-        self.most, self.per_caller = most, per_caller
-        self._lock = threading.Lock()
-        self._open: collections.Counter[str] = collections.Counter()
-
-    def take(self, principal: str) -> str:
-        """Takes a slot; "" when taken, else why not."""
-        with self._lock:
-            if self._open.total() >= self.most:
-                return f"{self.most} WatchAlerts streams are open on this server, its limit"
-            if self._open[principal] >= self.per_caller:
-                return f"caller {principal!r} has {self.per_caller} WatchAlerts streams open"
-            self._open[principal] += 1
-            return ""
-
-    def give_back(self, principal: str) -> None:
-        """Frees a slot taken by :meth:`take`."""
-        with self._lock:
-            self._open[principal] -= 1
-            if not self._open[principal]:
-                del self._open[principal]
-
-
 class AlertingHandlers(pb_grpc.AlertingServiceServicer):
     """The RPCs of AlertingService.
 
@@ -148,7 +120,7 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
     """
 
     def __init__(
-        self, service: AlertingService, auth: Authenticator, audit: Audit, watches: WatchSlots
+        self, service: AlertingService, auth: Authenticator, audit: Audit, watches: StreamSlots
     ) -> None:
         """Handlers over the domain service; ``audit`` submits access records."""
         self.service = service
@@ -414,12 +386,8 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
         if refused:
             status.abort(
                 context,
-                status.error(
-                    code_pb2.RESOURCE_EXHAUSTED,
-                    f"{refused}; close one, or poll ListAlerts",
-                    "WATCH_STREAMS_EXHAUSTED",
-                    limit=str(self.watches.most),
-                    per_caller=str(self.watches.per_caller),
+                self.watches.refusal(
+                    refused, "WATCH_STREAMS_EXHAUSTED", "close one, or poll ListAlerts"
                 ),
             )
         try:

@@ -5,11 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from aiaudit.common import stream_slots
 from aiaudit.common.config import ConfigError
-
-WATCH_STREAMS_CEILING = 48
-"""Most WatchAlerts streams a process may be configured to hold: 16 of its 64 RPC threads
-stay for the other RPCs whatever the setting."""
 
 
 @dataclass(frozen=True)
@@ -73,9 +70,9 @@ class AlertingSettings:
             raise ConfigError(
                 "setting alerting.watch_interval: must be a positive number of seconds"
             )
-        if not 1 <= self.max_watch_streams <= WATCH_STREAMS_CEILING:
+        if not 1 <= self.max_watch_streams <= stream_slots.CEILING:
             raise ConfigError(
-                f"setting alerting.max_watch_streams: 1 to {WATCH_STREAMS_CEILING} "
+                f"setting alerting.max_watch_streams: 1 to {stream_slots.CEILING} "
                 "(each open stream holds one of the server's 64 RPC threads)"
             )
         if not 1 <= self.max_watch_streams_per_caller <= self.max_watch_streams:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from aiaudit.common.component import Context
 from aiaudit.common.store import SqlEventStore, open_store
+from aiaudit.common.stream_slots import StreamSlots
 from aiaudit.ingest import handlers
 from aiaudit.ingest import settings as ingest_settings
 from aiaudit.ingest.committer import GroupCommitter
@@ -44,7 +45,13 @@ def start(ctx: Context) -> Ingest:
     limits = Limits(max_batch_events=s.max_batch_events, max_event_bytes=s.max_event_bytes)
     handlers.add_to_server(
         ctx.server,
-        handlers.IngestHandlers(committer, limits, ctx.auth, receipt_signing=ctx.receipts),
+        handlers.IngestHandlers(
+            committer,
+            limits,
+            ctx.auth,
+            StreamSlots("AppendStream", own.max_append_streams, own.max_append_streams_per_caller),
+            receipt_signing=ctx.receipts,
+        ),
         Eraser(ctx.auth, eraser_store),
     )
     return Ingest(committer, privacy)

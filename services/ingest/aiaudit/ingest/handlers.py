@@ -21,6 +21,7 @@ from aiaudit.common.keys.seal import SealError
 from aiaudit.common.receipts import ReceiptSigning, ReceiptSigningUnavailableError
 from aiaudit.common.store.prepare import prepare_batch, timestamp_parts
 from aiaudit.common.store.sql import BatchOutcome, Conflict, Receipt, RowsRefusedError
+from aiaudit.common.stream_slots import StreamSlots
 from aiaudit.common.v1 import event_pb2, proof_pb2
 from aiaudit.ingest.committer import GroupCommitter
 from aiaudit.ingest.erasing import Eraser
@@ -71,11 +72,16 @@ class IngestHandlers:
         committer: GroupCommitter,
         limits: Limits,
         auth: Authenticator,
+        streams: StreamSlots,
         commit_timeout: float = 30.0,
         receipt_signing: ReceiptSigning | None = None,
     ) -> None:
-        """Handlers over a committer; ``receipt_signing`` serves ``sign_receipts`` requests."""
+        """Handlers over a committer.
+
+        ``streams`` caps open AppendStreams; ``receipt_signing`` serves ``sign_receipts``.
+        """
         self._auth = auth
+        self._streams = streams
         self._signing = receipt_signing or ReceiptSigning()
         self._committer = committer
         self._limits = limits
@@ -234,8 +240,28 @@ class IngestHandlers:
     def append_stream(
         self, requests: Iterator[bytes], context: grpc.ServicerContext
     ) -> Iterator[pb.AppendStreamResponse]:
-        """AppendStream: requests are pipelined and each is answered, in order, on its own."""
+        """AppendStream: requests are pipelined and each is answered, in order, on its own.
+
+        An open stream holds one of the server's RPC threads: past the limits of
+        ``streams`` it is refused, so the other RPCs (unary ``Append``) keep theirs.
+        """
         caller = self._auth.authenticate(context)
+        refused = self._streams.take(caller.principal)
+        if refused:
+            status.abort(
+                context,
+                self._streams.refusal(
+                    refused, "APPEND_STREAMS_EXHAUSTED", "close one, or send unary Append"
+                ),
+            )
+        try:  # given back however the stream ends: done, cancelled, failed, token expired
+            yield from self._answer(requests, context, caller)
+        finally:
+            self._streams.give_back(caller.principal)
+
+    def _answer(
+        self, requests: Iterator[bytes], context: grpc.ServicerContext, caller: Caller
+    ) -> Iterator[pb.AppendStreamResponse]:
         pending: queue.SimpleQueue[
             tuple[int, bool, Future[BatchOutcome] | _RefusedError] | None
         ] = queue.SimpleQueue()

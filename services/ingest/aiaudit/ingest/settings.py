@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from aiaudit.common import stream_slots
 from aiaudit.common.config import ConfigError, Settings, section
 
 
@@ -13,6 +14,13 @@ class IngestSettings:
 
     privacy_database_url: str = ""
     """A login in ``aiaudit_privacy`` for EraseEvents; the embedded store needs none."""
+    max_append_streams: int = 24
+    """AppendStreams open at once in this process. Each holds one of the server's 64 RPC
+    threads while open: with alerting's 16 WatchAlerts streams, 24 threads stay for the
+    unary calls (``Append``, search, integrity, health) however many gateways stream."""
+    max_append_streams_per_caller: int = 8
+    """Of those, streams one principal may hold: one gateway (or a leaked key of any role)
+    cannot take them all."""
 
 
 def load(settings: Settings) -> IngestSettings:
@@ -22,5 +30,16 @@ def load(settings: Settings) -> IngestSettings:
         raise ConfigError(
             "setting 'ingest.privacy_database_url': must be a sqlite:/// or "
             "postgresql+psycopg:// URL"
+        )
+    if not 1 <= s.max_append_streams <= stream_slots.CEILING:
+        raise ConfigError(
+            f"setting 'ingest.max_append_streams': {s.max_append_streams} is invalid: 1 to "
+            f"{stream_slots.CEILING} (each open stream holds one of the server's 64 RPC threads)"
+        )
+    if not 1 <= s.max_append_streams_per_caller <= s.max_append_streams:
+        raise ConfigError(
+            f"setting 'ingest.max_append_streams_per_caller': "
+            f"{s.max_append_streams_per_caller} is invalid: 1 to max_append_streams "
+            f"({s.max_append_streams})"
         )
     return s

@@ -1,0 +1,55 @@
+"""Caps on open streams: each holds one of the server's 64 RPC threads for as long as it is open.
+
+Uncapped, streams of one RPC (``AppendStream``, ``WatchAlerts``) could take every thread, and
+every other RPC of the process, a gateway's unary ``Append`` included, would wait for one.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+
+from google.rpc import code_pb2, status_pb2
+
+from aiaudit.common import status
+
+CEILING = 48
+"""Most streams of one RPC a process may be configured to hold: 16 of its 64 RPC threads
+stay for the other RPCs whatever the setting."""
+
+
+class StreamSlots:
+    """Counts the open streams of one RPC, in all and per principal, against their limits."""
+
+    def __init__(self, rpc: str, most: int, per_caller: int) -> None:
+        """``most`` streams of ``rpc`` (named in refusals), ``per_caller`` for one principal."""
+        self.rpc, self.most, self.per_caller = rpc, most, per_caller
+        self._lock = threading.Lock()
+        self._open: collections.Counter[str] = collections.Counter()
+
+    def take(self, principal: str) -> str:
+        """Takes a slot; "" when taken, else why not."""
+        with self._lock:
+            if self._open.total() >= self.most:
+                return f"{self.most} {self.rpc} streams are open on this server, its limit"
+            if self._open[principal] >= self.per_caller:
+                return f"caller {principal!r} has {self.per_caller} {self.rpc} streams open"
+            self._open[principal] += 1
+            return ""
+
+    def give_back(self, principal: str) -> None:
+        """Frees a slot taken by :meth:`take`."""
+        with self._lock:
+            self._open[principal] -= 1
+            if not self._open[principal]:
+                del self._open[principal]
+
+    def refusal(self, why: str, reason: str, advice: str) -> status_pb2.Status:
+        """RESOURCE_EXHAUSTED for a stream :meth:`take` refused, the limits in its ErrorInfo."""
+        return status.error(
+            code_pb2.RESOURCE_EXHAUSTED,
+            f"{why}; {advice}",
+            reason,
+            limit=str(self.most),
+            per_caller=str(self.per_caller),
+        )
