@@ -2,7 +2,8 @@
 
 Uncapped, about 60 open streams (gateways, or any key: a stream is opened before
 any event says which tenant it writes) left no thread for the other RPCs of the
-process, a gateway's unary ``Append`` included.
+process, a gateway's unary ``Append`` included. A key that may write to no tenant
+is refused at once.
 """
 
 from __future__ import annotations
@@ -130,8 +131,8 @@ def test_streams_beyond_the_limits_are_refused_and_freed_when_they_end(
     )
     admin = streams("admin")
     assert admin.refusal(tenant) is None  # another caller: the second slot
-    # Any key may open a stream (its events say which tenants it writes): one more is refused.
-    assert streams("developer").refusal(tenant) == (
+    # The server is full: one more is refused for that, before the caller's own limit.
+    assert streams("gateway").refusal(tenant) == (
         "APPEND_STREAMS_EXHAUSTED",
         LIMITS,
         "2 AppendStream streams are open on this server, its limit; "
@@ -203,3 +204,17 @@ def test_stream_limits_that_cannot_work_are_refused_at_start(
         ingest["max_append_streams"] = most
     with pytest.raises(ConfigError, match=message):  # `serve` does not start
         serve_suite(tmp_path, limits_file(tmp_path, **ingest))
+
+
+def test_a_key_that_writes_nowhere_opens_no_stream(small_server: Running, tenant: str) -> None:
+    """It could only hold one of the server's threads: refused before taking a slot."""
+    for _ in range(3):  # more than the caps: no slot was taken by the refused ones
+        stream = Stream(small_server, "developer")
+        with pytest.raises(grpc.RpcError) as refused:
+            stream.append(tenant)
+        stream.close()
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "'test-developer' lacks 'events.write' on every tenant" in str(
+            refused.value.details()
+        )
+    assert opens(small_server, "gateway", tenant) and opens(small_server, "admin", tenant)

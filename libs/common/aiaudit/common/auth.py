@@ -88,6 +88,12 @@ class Caller:
         """Whether the credential is past its end (a long stream must then stop)."""
         return time.time() > self.expires
 
+    def holds(self, permission: str) -> bool:
+        """Whether a role of this caller grants the permission on some tenant."""
+        return bool(self.tenants) and any(
+            permission in ROLE_PERMISSIONS.get(r, frozenset()) for r in self.roles
+        )
+
     def allows(self, permission: str, tenant: str) -> bool:
         """Whether a role of this caller grants the permission on the tenant."""
         if ALL_TENANTS not in self.tenants and tenant not in self.tenants:

@@ -246,6 +246,16 @@ class IngestHandlers:
         ``streams`` it is refused, so the other RPCs (unary ``Append``) keep theirs.
         """
         caller = self._auth.authenticate(context)
+        if not caller.holds("events.write"):  # it could only hold a thread, writing nothing
+            status.abort(
+                context,
+                status.error(
+                    code_pb2.PERMISSION_DENIED,
+                    f"{caller.principal!r} lacks 'events.write' on every tenant",
+                    "PERMISSION_DENIED",
+                    permission="events.write",
+                ),
+            )
         refused = self._streams.take(caller.principal)
         if refused:
             status.abort(
