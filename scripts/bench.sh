@@ -9,6 +9,6 @@ name=${1:?usage: scripts/bench.sh ingest [args]}
 shift
 set -a
 eval "$(scripts/backends/postgres.sh start)"
-if [ "$name" = search ]; then eval "$(scripts/backends/opensearch.sh start)"; fi
+case "$name" in search*) eval "$(scripts/backends/opensearch.sh start)" ;; esac
 set +a
 exec .venv/bin/python -m "bench.${name}_bench" "$@"

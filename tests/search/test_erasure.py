@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
+import uuid
+from collections.abc import Iterable
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -10,7 +14,7 @@ from opensearchpy import OpenSearch
 from aiaudit.common.erasure import erase
 from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.search import stored_document
-from aiaudit.search.backends.opensearch import body
+from aiaudit.search.backends.opensearch import OpenSearchBackend, body
 from aiaudit.search.component import Search
 from tests.helpers import interaction, wait_until
 from tests.search.conftest import SearchSuite, backend_settings, start_suite
@@ -112,3 +116,115 @@ def test_an_erasure_outranks_a_document_indexed_before_revisions(
     finally:
         again.channel.close()
         again.suite.stop()
+
+
+def secret_word() -> str:
+    """A word found nowhere else."""
+    return f"q{uuid.uuid4().hex}"
+
+
+def holding(files: Iterable[Path], secret: str) -> list[str]:
+    """The files whose raw bytes hold ``secret`` (a file deleted meanwhile holds nothing).
+
+    Its last 24 characters are looked for: an index stores the prefix a term shares with
+    the one before it only once (FTS5's and Lucene's term dictionaries), so only the
+    word's random tail is sure to be there in one piece.
+    """
+    tail = secret[-24:].encode()
+    found = []
+    for f in files:
+        try:
+            if tail in f.read_bytes():
+                found.append(f.name)
+        except FileNotFoundError:
+            continue
+    return found
+
+
+@pytest.mark.parametrize("checkpointed", [False, True], ids=["in-wal", "in-file"])
+def test_erased_text_leaves_every_file_of_the_embedded_index(
+    tmp_path: Path, tenant: str, checkpointed: bool
+) -> None:
+    """FTS5 keeps a deleted row's terms in its segments until they merge, SQLite its deleted
+    cells and free pages, the WAL old page images: once the erasure is indexed, no file of
+    the index holds the text, be it still in the WAL or checkpointed into the file."""
+    running = start_suite(tmp_path, "sqlite", {})
+    try:
+        secret = secret_word()
+        running.append(
+            [
+                interaction(tenant, "m-1", text=f"the {secret} plan", user="alice"),
+                interaction(tenant, "m-2", text="mango season", user="bob"),
+            ]
+        )
+        running.wait_indexed(tenant, 2)
+        index = tmp_path / "search.db"
+        if checkpointed:
+            with closing(sqlite3.connect(index)) as conn:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        files = sorted(tmp_path.glob("search.db*"))
+        assert holding(files, secret) == ["search.db" if checkpointed else "search.db-wal"]
+
+        store = running.suite.store
+        erase(store, tenant, "request #13", "dpo", subject_id="alice")
+        component = running.suite.components["search"]
+        assert isinstance(component, Search)
+        assert component.indexer.wait_indexed(tenant, store.log_sizes()[tenant], timeout=30)
+
+        assert holding(tmp_path.glob("search.db*"), secret) == []
+        assert running.all_ids(tenant, 'event_id = "m-1"') == ["m-1"]  # its metadata stays
+    finally:
+        running.channel.close()
+        running.suite.stop()
+
+
+def index_files(client: OpenSearch, index: str) -> list[Path]:
+    """Every file of an index on the test node (local: scripts/backends/opensearch.sh)."""
+    index_uuid = client.indices.get_settings(index=index)[index]["settings"]["index"]["uuid"]
+    (node,) = client.nodes.info(node_id="_local", metric="settings")["nodes"].values()
+    (data,) = node["settings"]["path"]["data"]
+    folder = Path(data) / "nodes" / "0" / "indices" / index_uuid
+    assert folder.is_dir(), f"{folder}: the index's files are not on this machine"
+    return [f for f in folder.rglob("*") if f.is_file()]
+
+
+def test_erased_text_leaves_the_opensearch_index_files(
+    tmp_path: Path, tenant: str, request: pytest.FixtureRequest
+) -> None:
+    """A replaced document stays in its Lucene segment, text and all, marked deleted, until
+    the segment is merged: once the erasure is indexed, its index soon holds no deleted
+    document, and none of its files (segments, translog) holds the text."""
+    settings = backend_settings("opensearch", request)
+    running = start_suite(tmp_path, "opensearch", settings)
+    direct = OpenSearch(hosts=[settings["opensearch_url"]])
+    try:
+        secret = secret_word()
+        # One bulk, so most likely one segment, where the erased document is one in 31: a
+        # segment is merged by default only past 10 % deleted.
+        others = [interaction(tenant, f"o-{i}", text="mango season", user="bob") for i in range(30)]
+        running.append(
+            [interaction(tenant, "m-1", text=f"the {secret} plan", user="alice"), *others]
+        )
+        running.wait_indexed(tenant, 31)
+        store = running.suite.store
+        component = running.suite.components["search"]
+        assert isinstance(component, Search)
+        (stored,) = store.read_event_ids(tenant, ["m-1"])
+        assert isinstance(component.backend, OpenSearchBackend)
+        index = component.backend.index_name(stored_document.from_stored(stored))
+        wait_until(lambda: holding(index_files(direct, index), secret))  # the control
+
+        erase(store, tenant, "request #14", "dpo", subject_id="alice")
+        assert component.indexer.wait_indexed(tenant, store.log_sizes()[tenant], timeout=30)
+
+        def deleted() -> int:
+            stats = direct.indices.stats(index=index, metric="docs")
+            return int(stats["indices"][index]["total"]["docs"]["deleted"])
+
+        # A shard keeps a document replaced in about the last 30 s (its retention lease).
+        wait_until(lambda: not deleted() and not holding(index_files(direct, index), secret), 120)
+        assert running.all_ids(tenant, 'event_id = "m-1"') == ["m-1"]
+    finally:
+        direct.close()
+        running.channel.close()
+        running.suite.stop()

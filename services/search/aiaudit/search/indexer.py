@@ -280,8 +280,10 @@ class Indexer:
         Events past retention are not indexed (again), whatever a sweep did. An
         erased one past retention still has its text taken out (``gone``): an
         OpenSearch sweep drops whole months only, so its old document, text
-        included, may still be there.
+        included, may still be there. A batch with erasures has the backend
+        remove the replaced text physically too (``erasing``).
         """
+        erasing = bool(erased)
         gone: list[Document] = []
         if self._retention_days:
             cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=self._retention_days)
@@ -293,7 +295,7 @@ class Indexer:
             docs = [d for d in docs if kept(d)]
             gone = [d for d in erased if not kept(d)]
             erased = [d for d in erased if kept(d)]
-        self._backend.write(log_id, docs + erased, end, gone)
+        self._backend.write(log_id, docs + erased, end, gone, erasing)
         if caught_up and not self._backend.visible_on_write:
             self._show()
         return end

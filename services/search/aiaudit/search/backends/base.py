@@ -125,6 +125,7 @@ class SearchBackend(Protocol):
         docs: Sequence[Document],
         new_position: int,
         gone: Sequence[Document] = (),
+        erasing: bool = False,
     ) -> None:
         """Indexes documents (idempotently, by doc id), handles ``gone``, records the position.
 
@@ -132,9 +133,11 @@ class SearchBackend(Protocol):
         the text-free documents of erased events past retention, which must
         not make those events searchable again but must take their text out of
         the index: removed, or (OpenSearch, whose retention drops whole months)
-        written only into a month index still there. Raises
-        BackendUnavailableError; the position moves only after the documents
-        are durably indexed.
+        written only into a month index still there. ``erasing``: the documents
+        include erasures' text-free ones, so the text they replace must also
+        leave the backend's files (deleted entries, free pages, logs), not only
+        its searches. Raises BackendUnavailableError; the position moves only
+        after the documents are durably indexed.
         """
         ...
 

@@ -16,12 +16,25 @@
 - The indexer's position per log is the store's consumer cursor
   ``search-indexer``, moved only after a bulk succeeded (at-least-once
   delivery + idempotent writes = each event indexed once).
+- Erasure: a replaced document stays in its Lucene segment, text and all,
+  marked deleted, until the segment is merged. After a bulk carrying erasures
+  a thread of its own (indexing goes on) force-merges away the deleted
+  documents of every events index holding some (``only_expunge_deletes``,
+  with ``expunge_deletes_allowed`` 0: by default a segment is merged only
+  past 10 % deleted), then refreshes, so that searchers let go of the old
+  segment files and they are deleted. A shard keeps a document replaced
+  within about the last 30 s (until its retention lease is renewed), so while
+  deleted documents remain the pass is tried again every ``_EXPUNGE_GAP``
+  seconds, a few minutes at most; passes never come closer than that, so a
+  burst of erasures costs one merge per gap. A process's first write runs a
+  pass too (a previous leader may have stopped before its own).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -65,6 +78,12 @@ _FIRST_BACKOFF, _MAX_BACKOFF = 0.2, 5.0
 _FILTER = "errors,items.*.status,items.*.error"
 """The bulk answer trimmed to what is checked: a few bytes per document instead of ~200."""
 _SEARCH_ATTEMPTS = 4
+_EXPUNGE_GAP = 10.0
+"""Seconds between the end of one pass expunging deleted documents and the next."""
+_EXPUNGE_TRIES = 30
+"""Passes while deleted documents remain (about five minutes), then a warning."""
+_MERGE_TIMEOUT = 3600
+"""Seconds a force merge may take: it rewrites every segment holding deleted documents."""
 _TYPES = {
     Kind.KEYWORD: {"type": "keyword", "ignore_above": 8191},
     Kind.ENUM: {"type": "keyword"},
@@ -176,9 +195,18 @@ class OpenSearchBackend:
         self._policy_installed = False
         self._months: dict[int, str] = {}
         """Index name by day since the epoch (names are asked for every document)."""
+        self._expunger: threading.Thread | None = None
+        self._expunge_wanted = threading.Event()
+        self._closing = threading.Event()
+        self._merges_deletes: set[str] = set()
+        """Indices set to merge any segment holding a deleted document."""
 
     def close(self) -> None:
-        """Closes the HTTP connections."""
+        """Stops the expunging thread (a merge in flight goes on in the cluster), closes HTTP."""
+        self._closing.set()
+        self._expunge_wanted.set()
+        if self._expunger is not None:
+            self._expunger.join(timeout=5)
         self._client.close()
 
     def ensure_template(self) -> None:
@@ -246,6 +274,7 @@ class OpenSearchBackend:
         docs: Sequence[Document],
         new_position: int,
         gone: Sequence[Document] = (),
+        erasing: bool = False,
     ) -> None:
         """Bulk-indexes ``docs`` (429s retried with backoff), then advances the cursor.
 
@@ -253,7 +282,8 @@ class OpenSearchBackend:
         document with its text in a month index still there, at its revision,
         so a deposed indexer's late bulk cannot bring the text back (a delete's
         tombstone lasts a minute); the month's drop removes it with the rest.
-        A month already dropped is not created again for it.
+        A month already dropped is not created again for it. ``erasing`` (and
+        a process's first write) wakes the expunging thread.
         """
         self.ensure_template()
         lines = [bulk_lines(self.index_name(d), d) for d in docs]
@@ -264,6 +294,81 @@ class OpenSearchBackend:
             self._bulk(chunk)
         with self._engine.begin() as conn:
             cursors.advance(conn, CONSUMER, log_id, new_position)
+        if erasing or self._expunger is None:
+            self._wake_expunger()
+
+    def _wake_expunger(self) -> None:
+        """Asks for a pass expunging deleted documents (the thread starts on first use)."""
+        self._expunge_wanted.set()
+        if self._expunger is None:
+            self._expunger = threading.Thread(
+                target=self._expunge_loop, name="search-expunge", daemon=True
+            )
+            self._expunger.start()
+
+    def _expunge_loop(self) -> None:
+        """A pass when woken, again while deleted documents remain; one per _EXPUNGE_GAP."""
+        tries = 0
+        while True:
+            if not tries:
+                self._expunge_wanted.wait()
+            if self._closing.is_set():
+                return
+            if self._expunge_wanted.is_set():
+                self._expunge_wanted.clear()
+                tries = _EXPUNGE_TRIES
+            tries -= 1
+            try:
+                left = ", ".join(self._expunge_deletes())
+            except Exception as exc:  # the cluster is down or busy: the next pass tries again
+                left = f"not reached: {exc}"
+            if not left:
+                tries = 0
+            elif not tries:
+                log.warning(
+                    "deleted documents not expunged after %d passes (%s); the next erasure "
+                    "tries again",
+                    _EXPUNGE_TRIES,
+                    left,
+                )
+            self._closing.wait(_EXPUNGE_GAP)
+
+    def _expunge_deletes(self) -> list[str]:
+        """Merges away the deleted documents of the events indices holding some.
+
+        Returns the indices that still hold some: replaced too recently for
+        their shard to let go (or again meanwhile).
+        """
+        holding = self._holding_deletes()
+        if not holding:
+            return []
+        fresh = [i for i in holding if i not in self._merges_deletes]
+        if fresh:
+            self._client.indices.put_settings(
+                index=",".join(fresh), body={"index.merge.policy.expunge_deletes_allowed": 0}
+            )
+            self._merges_deletes.update(fresh)
+        names = ",".join(holding)
+        params = {"only_expunge_deletes": "true", "request_timeout": _MERGE_TIMEOUT}
+        self._client.indices.forcemerge(index=names, params=params)  # and flush: files go
+        left = self._holding_deletes()
+        log.info("expunged deleted documents of %s (%d still hold some)", names, len(left))
+        return left
+
+    def _holding_deletes(self) -> list[str]:
+        """The events indices holding deleted documents, after a refresh.
+
+        The refresh makes the last bulk's replacements count, and after a merge
+        lets searchers go of the merged segments, so that their files are deleted.
+        """
+        every = {"index": f"{self._prefix}-*", "params": {"allow_no_indices": "true"}}
+        self._client.indices.refresh(**every)
+        found = self._client.indices.stats(
+            metric="docs", filter_path="indices.*.total.docs.deleted", **every
+        )
+        return sorted(
+            n for n, s in found.get("indices", {}).items() if s["total"]["docs"]["deleted"]
+        )
 
     def _bulk(self, chunk: list[bytes]) -> None:
         """One bulk request; documents refused with 429 (or a 429 answer) are sent again later."""

@@ -6,12 +6,22 @@ write lock, and the file can be deleted to rebuild it. The indexer's position
 per log is kept in the same file and moved in the same transaction as the
 documents, so the embedded index is exactly-once even across crashes. A
 schema change (``user_version``) drops and rebuilds the index from the log.
+
+Erasure: FTS5 keeps the text of a deleted row in its index segments (the
+deleted entries stay until segments merge), SQLite keeps deleted cells and
+freed pages as they were, and the WAL keeps old page images. So every
+connection runs with ``secure_delete`` (deleted content and freed pages are
+zeroed), a write carrying erasures also merges the FTS5 index into one
+segment in its transaction ('optimize': FTS5 drops deleted entries only when
+it merges into the oldest segment; SQLite 3.40 has no FTS5 ``secure-delete``),
+and then checkpoints the WAL and truncates it to zero bytes.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import html
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -33,6 +43,8 @@ from aiaudit.search.backends.base import (
 from aiaudit.search.catalogue import Kind
 from aiaudit.search.document import Document
 from aiaudit.search.language import Node
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 2
 _SQL_TYPES = {
@@ -90,6 +102,7 @@ class SqliteFtsBackend:
             for statement in _schema():
                 conn.execute(statement)
             conn.execute("COMMIT")
+        self._truncate_wal()  # a crash may have left an erasure's old pages in the WAL
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -98,6 +111,7 @@ class SqliteFtsBackend:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=10000")
+            conn.execute("PRAGMA secure_delete=ON")  # erased text never lingers in free space
             self._local.conn = conn
             with self._registry_lock:
                 self._opened.append(conn)
@@ -133,11 +147,14 @@ class SqliteFtsBackend:
         docs: Sequence[Document],
         new_position: int,
         gone: Sequence[Document] = (),
+        erasing: bool = False,
     ) -> None:
         """Replaces each document (by tenant and event id), removes ``gone``, moves the position.
 
         One transaction. As on OpenSearch, a document holding the same or a later
-        revision stays.
+        revision stays. ``erasing``: the same transaction also merges the FTS5
+        index into one segment, so no deleted entry keeps the replaced text,
+        and the WAL is truncated after it.
         """
         marks = ", ".join("?" for _ in range(len(_SCALAR_COLUMNS) + 2))
         insert_doc = (
@@ -163,6 +180,22 @@ class SqliteFtsBackend:
                 "INSERT INTO positions (log_id, position) VALUES (?, ?) ON CONFLICT (log_id) "
                 "DO UPDATE SET position = max(position, excluded.position)",
                 (log_id, new_position),
+            )
+            if erasing:
+                conn.execute("INSERT INTO texts (texts) VALUES ('optimize')")
+        if erasing:
+            self._truncate_wal()
+
+    def _truncate_wal(self) -> None:
+        """Copies the WAL into the file and empties it, so no old page image keeps erased text.
+
+        Waits (``busy_timeout``) for readers of older snapshots; one still busy
+        then leaves the WAL as it is until the next erasure or start.
+        """
+        busy = self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        if busy:
+            log.warning(
+                "search index WAL not truncated (readers busy): until the next erasure or start"
             )
 
     def retain(self, retention_days: int, now: dt.datetime) -> list[str]:
