@@ -14,7 +14,7 @@ from aiaudit.alerting.handlers import SERVICE_NAME
 from aiaudit.alerting.tables import alerts
 from aiaudit.common.store import cursors, open_store
 from aiaudit.common.store.sql import SqlEventStore
-from tests.alerting.conftest import append, make_engine, serving
+from tests.alerting.conftest import alert_rows, append, drain, make_engine, put_rule, serving
 from tests.conftest import Postgres
 from tests.helpers import flip_sealed_content, interaction, wait_until
 
@@ -156,4 +156,39 @@ def test_content_altered_after_it_was_processed_holds_nothing_after_a_restart(
     assert _alert_rules(store, tenant) == [("prompt-injection", 1)]
     with store.engine.connect() as c:
         assert cursors.position(c, CONSUMER, tenant) == 4
+    store.close()
+
+
+BY_USER = """\
+id: user-burst
+severity: high
+when: {field: model.name, equals: gpt-4o}
+window: {duration: 10m, group_by: [actor.user_id], aggregate: count, threshold: {gte: 3}}
+"""
+PII_BY_USER = """\
+id: pii-burst
+severity: high
+when: {detector: pii}
+window: {duration: 10m, group_by: [actor.user_id], aggregate: count, threshold: {gte: 3}}
+"""
+
+
+@pytest.mark.parametrize(("rule_id", "rule"), [("user-burst", BY_USER), ("pii-burst", PII_BY_USER)])
+def test_content_altered_after_it_was_processed_still_counts_in_the_windows(
+    tmp_path: Path, tenant: str, rule_id: str, rule: str
+) -> None:
+    """Replayed as if erased: rules reading no content evaluate its canonical form, rules
+    reading content take the samples journaled when it was processed."""
+    url = f"sqlite:///{tmp_path / 'aiaudit.db'}"
+    store = open_store(url, run_migrations=True)
+    put_rule(store, tenant, rule)
+    text = "write to me at eve.smith@example.com please"
+    append(store, [interaction(tenant, text=text, user="eve") for _ in range(2)])
+    assert drain(make_engine(store, window_save_events=20_000), tenant) == 2
+    assert alert_rows(store, tenant, rule_id) == []  # two in the window: under three
+    flip_sealed_content(url, tenant, 1)
+    restarted = make_engine(store, window_save_events=20_000)
+    append(store, [interaction(tenant, text=text, user="eve")])
+    drain(restarted, tenant)
+    assert [r.occurrence_count for r in alert_rows(store, tenant, rule_id)] == [1]
     store.close()

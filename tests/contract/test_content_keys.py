@@ -521,3 +521,21 @@ def test_a_row_of_another_kek_is_damage_even_when_the_group_holds_good_keys(
         )
     store.close()
     restarted.close()
+
+
+def test_an_event_without_content_needs_no_data_key(
+    store_url: str, tmp_path: Path, tenant: str
+) -> None:
+    """Its content row (``{}``, as an access record's) holds nothing to seal."""
+    store = keyed(store_url, tmp_path / "kek")
+    bare = interaction(tenant, "n-1", user="auditor")
+    bare.ClearField("input")
+    bare.ClearField("output")
+    append(store, bare)
+    ((salt, content),) = raw_content(store_url, tenant)
+    assert content == b"{}" and len(salt) == 32
+    assert key_rows(store_url, tenant) == {}, "no key made for a subject with nothing sealed"
+    assert open_store(store_url, keys=None).read_log(tenant, 0, 1)[0].event_id == "n-1"
+    append(store, interaction(tenant, "a-1", user="auditor"))
+    assert set(key_rows(store_url, tenant)) == {"auditor"}
+    store.close()

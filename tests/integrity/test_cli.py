@@ -358,3 +358,10 @@ def test_a_bundle_without_content_opens_no_data_key(
     assert len(lines) >= 3 and not any("content" in line for line in lines)
     key = keys.verifier_keys()[0].encode()
     assert verify(out, key, "--origin-prefix", ORIGIN_PREFIX, "--log", tenant) == 0
+    # Nor does it need the KEK: its access record has no content to seal either.
+    (tmp_path / "content.kek").rename(tmp_path / "kept-elsewhere.kek")
+    assert main([*export, str(tmp_path / "whole.jsonl")]) == 2
+    assert "content.kek is missing: restore that file" in said(capsys)[-1]
+    assert main([*export, "--no-content", str(out)]) == 0
+    assert verify(out, key, "--origin-prefix", ORIGIN_PREFIX, "--log", tenant) == 0
+    assert not (tmp_path / "content.kek").exists(), "no new key file was made"

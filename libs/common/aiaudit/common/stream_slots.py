@@ -14,33 +14,60 @@ from google.rpc import code_pb2, status_pb2
 from aiaudit.common import status
 
 CEILING = 48
-"""Most streams of one RPC a process may be configured to hold: 16 of its 64 RPC threads
-stay for the other RPCs whatever the setting."""
+"""Most streams a process holds open, of every capped RPC together (and the most one RPC
+may be configured to): 16 of its 64 RPC threads stay for the other RPCs whatever the
+settings."""
+
+
+class ProcessStreams:
+    """The open streams of every capped RPC of a process, against :data:`CEILING`."""
+
+    def __init__(self, most: int = CEILING) -> None:
+        """``most`` streams in all."""
+        self.most = most
+        self.open = 0
+        self.lock = threading.Lock()
+
+
+PROCESS = ProcessStreams()
 
 
 class StreamSlots:
     """Counts the open streams of one RPC, in all and per principal, against their limits."""
 
-    def __init__(self, rpc: str, most: int, per_caller: int) -> None:
-        """``most`` streams of ``rpc`` (named in refusals), ``per_caller`` for one principal."""
+    def __init__(
+        self, rpc: str, most: int, per_caller: int, process: ProcessStreams = PROCESS
+    ) -> None:
+        """``most`` streams of ``rpc`` (named in refusals), ``per_caller`` for one principal.
+
+        ``process`` counts them with the other capped RPCs' (two services'
+        limits, each allowed alone, could otherwise take every thread together).
+        """
         self.rpc, self.most, self.per_caller = rpc, most, per_caller
-        self._lock = threading.Lock()
+        self._process = process
         self._open: collections.Counter[str] = collections.Counter()
 
     def take(self, principal: str) -> str:
         """Takes a slot; "" when taken, else why not."""
-        with self._lock:
+        with self._process.lock:
             if self._open.total() >= self.most:
                 return f"{self.most} {self.rpc} streams are open on this server, its limit"
             if self._open[principal] >= self.per_caller:
                 return f"caller {principal!r} has {self.per_caller} {self.rpc} streams open"
+            if self._process.open >= self._process.most:
+                return (
+                    f"{self._process.most} streams of this server's RPCs are open, "
+                    "the most its threads allow"
+                )
             self._open[principal] += 1
+            self._process.open += 1
             return ""
 
     def give_back(self, principal: str) -> None:
         """Frees a slot taken by :meth:`take`."""
-        with self._lock:
+        with self._process.lock:
             self._open[principal] -= 1
+            self._process.open -= 1
             if not self._open[principal]:
                 del self._open[principal]
 

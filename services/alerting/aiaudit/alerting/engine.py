@@ -344,7 +344,8 @@ class Engine:
         An event whose content was erased since (no content row) would not
         match a rule reading content as it did the first time: such rules
         take the samples journaled for it when it was processed (``journal``,
-        read once, at the first such event) instead of evaluating it again.
+        read once, at the first such event) instead of evaluating it again. So
+        do the events of a batch whose sealed content no longer opens.
         """
         groups: dict[float, list[Rule]] = {}
         for rule in rules:
@@ -358,24 +359,22 @@ class Engine:
                 (t, evaluator(rest) if rest else None, evaluator(reading) if reading else None)
             )
         journaled: Mapping[int, list[tuple[str, str, float, float]]] | None = None
-        size = self.batch_size
         while programs and start < end:
+            count = min(self.batch_size, end - start)
             try:
-                entries = self.events.read_log(log_id, start, min(size, end - start))
+                entries = self.events.read_log(log_id, start, count)
             except SealError as exc:
-                if size > 1:  # read one at a time up to the row that no longer opens
-                    size = 1
-                    continue
-                # Its sealed content (or its subject's key) altered since it was processed:
-                # left out like a damaged row below.
+                # Sealed content (or a subject's key) altered since it was processed: the
+                # batch is replayed as if erased, from its canonical forms and the samples
+                # journaled for its content (verify names the rows).
                 log.warning(
-                    "log %s entry %d damaged since it was processed: left out of the windows (%s)",
+                    "log %s entries %d-%d: content that no longer opens, replayed as erased (%s)",
                     log_id,
                     start,
+                    start + count - 1,
                     exc,
                 )
-                start, size = start + 1, self.batch_size
-                continue
+                entries = self.events.read_log(log_id, start, count, content=False)
             if not entries:
                 break
             try:

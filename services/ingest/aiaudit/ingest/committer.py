@@ -78,7 +78,7 @@ class GroupCommitter:
     def _keys_known(self, batch: Sequence[NewEvent]) -> bool:
         """Whether every data key the batch needs is one this process holds (no KEK call)."""
         keys = self._store.keys
-        return keys is None or not keys.unknown((e.log_id, e.subject) for e in batch)
+        return keys is None or not keys.unknown((e.log_id, e.subject) for e in batch if e.sealed)
 
     def _commit(self, group: list[tuple[Sequence[NewEvent], Future[BatchOutcome]]]) -> None:
         self.in_flight = len(group)

@@ -73,7 +73,7 @@ def _existing_store(
     """The store at ``url``, which must exist (SQLite would create an empty file).
 
     Sealed content opens with the keyring ``settings`` configure; a caller that
-    reads no ``content`` gets no keyring, so it needs no KEK (nor makes one).
+    reads and writes no ``content`` gets no keyring, so it needs no KEK (nor makes one).
 
     Database errors (no schema, server down) become one line, not a traceback.
     ``flag`` is the option that names this store, for the hint.
@@ -226,7 +226,8 @@ def _record_export(
     is an ordinary event of the log (sequenced, checkpointed).
     """
     where = sa.make_url(url).render_as_string(hide_password=True)
-    with _existing_store(url, settings, "--record-database-url") as store:
+    # The record has no content fields, so it is stored unsealed: no keyring, no KEK.
+    with _existing_store(url, settings, "--record-database-url", content=False) as store:
         caller = Caller(requested_by, frozenset({log_id}), frozenset())
         try:
             access.AccessLog(store).record(caller, log_id, EXPORT_ACTION, details)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +65,16 @@ class NewEvent:
     def subject(self) -> str:
         """The data subject whose key seals the content (``""``: none named)."""
         return self.event.actor.user_id
+
+    @property
+    def sealed(self) -> bool:
+        """Whether its content row is sealed (needs a data key).
+
+        One without content fields (``{}``, as in the suite's access records)
+        holds nothing to hide and its salt commits to nothing: in clear, it
+        needs no data key, so no Vault either.
+        """
+        return self.stored_content != b"{}"
 
 
 Sealer = Callable[[NewEvent], tuple[bytes, bytes]]
@@ -275,7 +285,7 @@ class SqlEventStore:
         (Vault out of reach) ends the attempt here, with no lock taken; batches
         whose keys are all held never call the KEK.
         """
-        unknown = keys.unknown((e.log_id, e.subject) for b in batches for e in b)
+        unknown = keys.unknown((e.log_id, e.subject) for b in batches for e in b if e.sealed)
         if not unknown:
             return
         with self.engine.connect() as conn:
@@ -315,13 +325,9 @@ class SqlEventStore:
         """How a one-statement append seals, the key epochs it expects; None: a key unknown."""
         if self.keys is None:
             return _in_clear, None
-        subjects: dict[str, set[str]] = {}
-        for b in batches:
-            for e in b:
-                subjects.setdefault(e.log_id, set()).add(e.subject)
         keys: dict[tuple[str, str], SubjectKey] = {}
         epochs: dict[str, int] = {}
-        for log_id, names in subjects.items():
+        for log_id, names in _subjects(e for b in batches for e in b).items():
             known = self.keys.known(log_id, names)
             if known is None:
                 return None
@@ -348,12 +354,9 @@ class SqlEventStore:
         """
         if self.keys is None:
             return _in_clear
-        subjects: dict[str, set[str]] = {}
-        for e in new:
-            subjects.setdefault(e.log_id, set()).add(e.subject)
         keys: dict[tuple[str, str], SubjectKey] = {}
         missing: list[tuple[str, str]] = []
-        for log_id, names in subjects.items():
+        for log_id, names in _subjects(new).items():
             found, unknown = self.keys.lookup(log_id, heads[log_id][1], names)
             keys.update({(log_id, s): k for s, k in found.items()})
             missing += [(log_id, s) for s in unknown]
@@ -960,8 +963,20 @@ def data_keys(
     return keys.by_ids(key_ids, fetch)
 
 
+def _subjects(new: Iterable[NewEvent]) -> dict[str, set[str]]:
+    """Each log of these events, with the subjects whose keys seal their content."""
+    subjects: dict[str, set[str]] = {}
+    for e in new:
+        names = subjects.setdefault(e.log_id, set())
+        if e.sealed:
+            names.add(e.subject)
+    return subjects
+
+
 def _sealer(keys: dict[tuple[str, str], SubjectKey]) -> Sealer:
     def sealed(e: NewEvent) -> tuple[bytes, bytes]:
+        if not e.sealed:
+            return e.salt, e.stored_content
         key_id, key = keys[(e.log_id, e.subject)]
         return b"", seal.seal(key, key_id, e.log_id, e.event.event_id, e.salt, e.stored_content)
 
