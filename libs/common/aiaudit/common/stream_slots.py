@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import threading
 
+import grpc
 from google.rpc import code_pb2, status_pb2
 
 from aiaudit.common import status
@@ -70,6 +71,14 @@ class StreamSlots:
             self._process.open -= 1
             if not self._open[principal]:
                 del self._open[principal]
+
+    def take_or_abort(
+        self, context: grpc.ServicerContext, principal: str, reason: str, advice: str
+    ) -> None:
+        """Takes a slot, or ends the call: RESOURCE_EXHAUSTED with ``reason`` and ``advice``."""
+        refused = self.take(principal)
+        if refused:
+            status.abort(context, self.refusal(refused, reason, advice))
 
     def refusal(self, why: str, reason: str, advice: str) -> status_pb2.Status:
         """RESOURCE_EXHAUSTED for a stream :meth:`take` refused, the limits in its ErrorInfo."""

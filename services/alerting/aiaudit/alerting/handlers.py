@@ -382,14 +382,9 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
         """
         caller = self._caller(context, "alerts.read", lambda: parse_parent(request.parent))
         tenant = parse_parent(request.parent)
-        refused = self.watches.take(caller.principal)
-        if refused:
-            status.abort(
-                context,
-                self.watches.refusal(
-                    refused, "WATCH_STREAMS_EXHAUSTED", "close one, or poll ListAlerts"
-                ),
-            )
+        self.watches.take_or_abort(
+            context, caller.principal, "WATCH_STREAMS_EXHAUSTED", "close one, or poll ListAlerts"
+        )
         try:
             yield from self._watch(request, context, caller, tenant)
         finally:

@@ -256,14 +256,9 @@ class IngestHandlers:
                     permission="events.write",
                 ),
             )
-        refused = self._streams.take(caller.principal)
-        if refused:
-            status.abort(
-                context,
-                self._streams.refusal(
-                    refused, "APPEND_STREAMS_EXHAUSTED", "close one, or send unary Append"
-                ),
-            )
+        self._streams.take_or_abort(
+            context, caller.principal, "APPEND_STREAMS_EXHAUSTED", "close one, or send unary Append"
+        )
         try:  # given back however the stream ends: done, cancelled, failed, token expired
             yield from self._answer(requests, context, caller)
         finally:
