@@ -238,6 +238,10 @@ def test_rules_do_not_fire_on_the_sources_and_searches_the_suite_records(
     assert not admin.TestRule(pb.TestRuleRequest(parent=parent, source=ON_JAILBREAK)).alerts
     _create(admin, tenant, ON_JAILBREAK)
     _create(admin, tenant, RULE_CHANGES)
+    # On PostgreSQL a change's record commits just before the change itself, so the engine
+    # may evaluate the record of rule-changes' own creation without it: a later change is
+    # what it must see (a CI run failed on the first).
+    _create(admin, tenant, "id: later\nseverity: info\nwhen: {field: model.name, equals: x}\n")
     # a dry run does not see the records' content either (the first dry run's record holds it)
     assert not admin.TestRule(pb.TestRuleRequest(parent=parent, source=ON_JAILBREAK)).alerts
     send(channel, [interaction(tenant, "e-jailbreak", text=JAILBREAK)])
