@@ -10,7 +10,7 @@ import collections
 import threading
 
 import grpc
-from google.rpc import code_pb2, status_pb2
+from google.rpc import code_pb2
 
 from aiaudit.common import status
 
@@ -78,14 +78,13 @@ class StreamSlots:
         """Takes a slot, or ends the call: RESOURCE_EXHAUSTED with ``reason`` and ``advice``."""
         refused = self.take(principal)
         if refused:
-            status.abort(context, self.refusal(refused, reason, advice))
-
-    def refusal(self, why: str, reason: str, advice: str) -> status_pb2.Status:
-        """RESOURCE_EXHAUSTED for a stream :meth:`take` refused, the limits in its ErrorInfo."""
-        return status.error(
-            code_pb2.RESOURCE_EXHAUSTED,
-            f"{why}; {advice}",
-            reason,
-            limit=str(self.most),
-            per_caller=str(self.per_caller),
-        )
+            status.abort(
+                context,
+                status.error(
+                    code_pb2.RESOURCE_EXHAUSTED,
+                    f"{refused}; {advice}",
+                    reason,
+                    limit=str(self.most),
+                    per_caller=str(self.per_caller),
+                ),
+            )
