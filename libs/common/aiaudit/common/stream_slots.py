@@ -1,7 +1,8 @@
 """Caps on open streams: each holds one of the server's 64 RPC threads for as long as it is open.
 
-Uncapped, streams of one RPC (``AppendStream``, ``WatchAlerts``) could take every thread, and
-every other RPC of the process, a gateway's unary ``Append`` included, would wait for one.
+Uncapped, streams of one RPC (``AppendStream``, ``WatchAlerts``, ``Export``) could take every
+thread, and every other RPC of the process, a gateway's unary ``Append`` included, would wait
+for one.
 """
 
 from __future__ import annotations

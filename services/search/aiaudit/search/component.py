@@ -10,6 +10,7 @@ from aiaudit.common import leader
 from aiaudit.common.component import Context
 from aiaudit.common.config import section
 from aiaudit.common.store import SqlEventStore, open_store
+from aiaudit.common.stream_slots import StreamSlots
 from aiaudit.search import handlers
 from aiaudit.search.backends.base import SearchBackend
 from aiaudit.search.indexer import Indexer
@@ -89,7 +90,14 @@ def start(ctx: Context) -> Search:
     integrity = integrity_client(s, ctx)
     pb_grpc.add_SearchServiceServicer_to_server(  # type: ignore[no-untyped-call]
         handlers.SearchHandlers(
-            ctx, store, backend, indexer, s.export_wait, integrity, s.proof_wait
+            ctx,
+            store,
+            backend,
+            indexer,
+            s.export_wait,
+            StreamSlots("Export", s.max_export_streams, s.max_export_streams_per_caller),
+            integrity,
+            s.proof_wait,
         ),
         ctx.server,
     )

@@ -37,6 +37,7 @@ from aiaudit.common.keys.kek import KekError
 from aiaudit.common.keys.seal import SealError
 from aiaudit.common.store import SqlEventStore
 from aiaudit.common.store.sql import StoredEvent
+from aiaudit.common.stream_slots import StreamSlots
 from aiaudit.common.v1 import event_pb2, proof_pb2
 from aiaudit.integrity.v1 import integrity_service_pb2 as ipb
 from aiaudit.search import bundle, catalogue, document, exporting, language, paging
@@ -189,6 +190,7 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         backend: SearchBackend,
         indexer: Indexer,
         export_wait: float,
+        exports: StreamSlots,
         integrity: IntegrityClient | None = None,
         proof_wait: float = 10.0,
     ) -> None:
@@ -198,6 +200,7 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         self._backend = backend
         self._indexer = indexer
         self._export_wait = export_wait
+        self._exports = exports
         self._integrity = integrity
         self._proof_wait = proof_wait
 
@@ -454,8 +457,25 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
     def Export(  # noqa: N802 (gRPC method name)
         self, request: pb.ExportRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.ExportResponse]:
-        """Matching events as a file, streamed in chunks, oldest first."""
-        prepared = self._run(context, lambda: self._export_start(request, context))
+        """Matching events as a file, streamed in chunks, oldest first.
+
+        An export holds one of the server's RPC threads until its client has
+        read the last chunk (or the index caught up): past the limits of
+        ``exports`` it is refused, so the other RPCs keep theirs.
+        """
+        caller = self._run(context, lambda: self._caller(context, request.tenant_id, "export"))
+        self._exports.take_or_abort(
+            context, caller.principal, "EXPORT_STREAMS_EXHAUSTED", "wait for one to end"
+        )
+        try:  # given back however the export ends: done, cancelled, refused, failed
+            yield from self._export(request, context, caller)
+        finally:
+            self._exports.give_back(caller.principal)
+
+    def _export(
+        self, request: pb.ExportRequest, context: grpc.ServicerContext, caller: Caller
+    ) -> Iterator[pb.ExportResponse]:
+        prepared = self._run(context, lambda: self._export_start(request, context, caller))
         try:
             yield from self._export_chunks(request.tenant_id, prepared)
         except BackendUnavailableError as exc:
@@ -467,9 +487,10 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         except (KekError, SealError) as exc:
             status.abort(context, _sealing_error(exc).status)
 
-    def _export_start(self, request: pb.ExportRequest, context: grpc.ServicerContext) -> _Export:
+    def _export_start(
+        self, request: pb.ExportRequest, context: grpc.ServicerContext, caller: Caller
+    ) -> _Export:
         tenant = request.tenant_id
-        caller = self._caller(context, tenant, "export")
         where = self._where(caller, tenant, request.filter, request.query)
         fmt = _FORMATS.get(request.format)
         if fmt is None:

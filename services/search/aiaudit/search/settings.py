@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aiaudit.common import stream_slots
 from aiaudit.common.config import ZERO_ALLOWED, ConfigError
 
 BACKENDS = ("sqlite", "opensearch")
@@ -52,6 +53,13 @@ class SearchSettings:
     bulk request of its own (one per query) on the same cores the queries use."""
     max_backoff: float = 10.0
     """Longest wait between retries while the backend is down."""
+    max_export_streams: int = 8
+    """Exports open at once in this process. Each holds one of the server's 64 RPC threads
+    until its client has read the last chunk, so a slow reader holds it for as long as it
+    likes; with ingest's 24 and alerting's 16 streams this fills the 48 all capped streams
+    may take."""
+    max_export_streams_per_caller: int = 2
+    """Of those, exports one principal may hold: one caller cannot take them all."""
     export_wait: float = 30.0
     """How long an export waits for the index to catch up with the log before UNAVAILABLE."""
     integrity_address: str = ""
@@ -91,6 +99,17 @@ class SearchSettings:
             raise ConfigError("setting 'search.retention_sweep_interval': seconds, above 0")
         if not 0 <= self.wake_linger <= 1:
             raise ConfigError("setting 'search.wake_linger': seconds, 0 to 1")
+        if not 1 <= self.max_export_streams <= stream_slots.CEILING:
+            raise ConfigError(
+                f"setting 'search.max_export_streams': {self.max_export_streams} is invalid: "
+                f"1 to {stream_slots.CEILING}"
+            )
+        if not 1 <= self.max_export_streams_per_caller <= self.max_export_streams:
+            raise ConfigError(
+                "setting 'search.max_export_streams_per_caller': "
+                f"{self.max_export_streams_per_caller} is invalid: 1 to max_export_streams "
+                f"({self.max_export_streams})"
+            )
         if self.batch_size < 1:
             raise ConfigError("setting 'search.batch_size': at least 1")
         if self.integrity_address not in ("", "none"):
