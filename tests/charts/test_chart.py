@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from aiaudit.common import config
+from tests.charts import kube_schema
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "aiaudit"
@@ -621,3 +622,31 @@ def test_the_dev_values_need_no_secret() -> None:
     assert "secretName" not in text and "secretKeyRef" not in text
     (configmap,) = of_kind(objects, "ConfigMap")
     assert "api_keys_file" not in yaml.safe_load(configmap["data"]["config.yaml"])
+
+
+@ci_files
+def test_every_object_fits_the_kubernetes_api(values: Path) -> None:
+    """No misspelt, mistyped or missing field: helm renders those, the API server refuses them."""
+    objects = render(values)
+    assert objects
+    assert [p for obj in objects for p in kube_schema.problems(obj)] == []
+
+
+def test_the_api_check_names_each_field_that_does_not_fit() -> None:
+    deployment = copy.deepcopy(of_kind(render(), "Deployment")[0])
+    assert kube_schema.problems(deployment) == []
+    deployment["spec"]["replicas"] = "2"
+    pod = deployment["spec"]["template"]["spec"]
+    pod["containers"][0]["readinesProbe"] = pod["containers"][0].pop("readinessProbe")
+    del pod["containers"][0]["name"]
+    pod["containers"][0]["ports"][0]["containerPort"] = True
+    where = "Deployment.spec.template.spec.containers.0"
+    assert kube_schema.problems(deployment) == [
+        "Deployment.spec.replicas: Input should be a valid integer",
+        f"{where}.name: Field required",
+        f"{where}.ports.0.containerPort: Input should be a valid integer",
+        f"{where}.readinesProbe: Extra inputs are not permitted",
+    ]
+    assert kube_schema.problems({"apiVersion": "apps/v1", "kind": "Deploymnt"}) == [
+        "apps/v1 Deploymnt: no such kind in the API (V1Deploymnt)"
+    ]
