@@ -45,22 +45,26 @@ def problems(requested_by: str, subject_id: str) -> list[tuple[str, str]]:
 
 
 RECORD_TYPE = event_pb2.EventType.Name(event_pb2.EVENT_TYPE_PRIVACY_ERASURE)
+RETENTION_TYPE = event_pb2.EventType.Name(event_pb2.EVENT_TYPE_RETENTION_APPLIED)
+RECORD_TYPES = (RECORD_TYPE, RETENTION_TYPE)
+"""Records that delete content: a data subject's erasure, and the retention policy's
+(see :mod:`aiaudit.common.retention`). Consumers treat both alike."""
 
 
 def erased_ids(canonical: bytes) -> list[str]:
-    """The event ids an erasure record names, read from its canonical form.
+    """The event ids an erasure (or retention) record names, read from its canonical form.
 
     [] for any other event or a damaged one (``verify`` names that). Every
     consumer reads records this way: the index drops the named events' text,
     ``verify`` and ``VerifyEvent`` accept their missing content.
     """
-    if RECORD_TYPE.encode() not in canonical:  # a cheap look before parsing
+    if not any(t.encode() in canonical for t in RECORD_TYPES):  # a cheap look before parsing
         return []
     try:
         node = orjson.loads(canonical)
     except orjson.JSONDecodeError:
         return []
-    if not isinstance(node, dict) or node.get("eventType") != RECORD_TYPE:
+    if not isinstance(node, dict) or node.get("eventType") not in RECORD_TYPES:
         return []
     action = node.get("privacyAction")
     named = action.get("eventIds") if isinstance(action, dict) else None
@@ -86,12 +90,14 @@ def erasure_event(
     requested_by: str,
     subject_id: str,
     when: dt.datetime,
+    event_type: event_pb2.EventType = event_pb2.EVENT_TYPE_PRIVACY_ERASURE,
 ) -> event_pb2.Event:
-    """The record of an erasure."""
+    """The record of an erasure (or, with ``EVENT_TYPE_RETENTION_APPLIED``, of a retention)."""
+    prefix = "erasure" if event_type == event_pb2.EVENT_TYPE_PRIVACY_ERASURE else "retention"
     event = event_pb2.Event(
-        event_id=f"erasure-{uuid.uuid4()}",
+        event_id=f"{prefix}-{uuid.uuid4()}",
         tenant_id=tenant,
-        event_type=event_pb2.EVENT_TYPE_PRIVACY_ERASURE,
+        event_type=event_type,
         actor=event_pb2.Actor(user_id=requested_by),
         privacy_action=event_pb2.PrivacyAction(
             subject_id=subject_id,

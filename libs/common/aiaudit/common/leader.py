@@ -1,9 +1,10 @@
 """One leader per database for a job that must not run twice: lock, then work.
 
 Jobs: ``integrity.notary`` (integrates and signs; two would sign diverging
-checkpoints) and ``search.indexer`` (bulk-indexes into the shared OpenSearch;
-two would each send every document). The other replicas stand by and ask for
-the lock again once a poll interval.
+checkpoints), ``search.indexer`` (bulk-indexes into the shared OpenSearch;
+two would each send every document) and ``ingest.retention`` (deletes expired
+content; two would do the same work twice, the second finding nothing left).
+The other replicas stand by and ask for the lock again once a poll interval.
 
 PostgreSQL: a session advisory lock (``pg_try_advisory_lock``, its key derived
 from the job's name) held by one connection, through which the notary also
@@ -26,6 +27,7 @@ import sqlalchemy as sa
 
 NOTARY = "integrity.notary"
 INDEXER = "search.indexer"
+RETENTION = "ingest.retention"
 
 
 def lock_key(job: str) -> int:

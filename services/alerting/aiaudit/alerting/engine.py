@@ -20,7 +20,8 @@ Window state and open alerts are kept for the engine's next batch of the log
 instead of being read again, as long as nobody else can have changed them
 (:mod:`aiaudit.alerting.state` says how that is checked).
 
-An erasure record (``EVENT_TYPE_PRIVACY_ERASURE``) in a batch blanks the
+An erasure or retention record (``EVENT_TYPE_PRIVACY_ERASURE``,
+``EVENT_TYPE_RETENTION_APPLIED``) in a batch blanks the
 evidence excerpts of every alert naming one of its events, in the same
 transaction (:mod:`aiaudit.common.erasure`).
 
@@ -58,7 +59,7 @@ from aiaudit.alerting.rulebook import RuleBook
 from aiaudit.alerting.rules import Rule
 from aiaudit.alerting.state import LogState, StateCache, snapshot
 from aiaudit.alerting.store import AlertStore, scrub
-from aiaudit.common import commits
+from aiaudit.common import commits, erasure
 from aiaudit.common.canonical import native_schema
 from aiaudit.common.keys.seal import SealError
 from aiaudit.common.restore import Content, restore_wires
@@ -542,12 +543,15 @@ def as_evaluated(entries: Sequence[StoredEvent]) -> list[tuple[bytes, Content]]:
     return [(e.canonical, None if i in own else e.content) for i, e in enumerate(entries)]
 
 
-_ERASURE = event_pb2.EventType.Name(event_pb2.EVENT_TYPE_PRIVACY_ERASURE)
-_ERASURE_JSON = f'"{_ERASURE}"'.encode()
+_ERASURE_JSON = tuple(f'"{t}"'.encode() for t in erasure.RECORD_TYPES)
+
+
+def _one_of(values: list[str | int | float | bool], wanted: tuple[str, ...]) -> bool:
+    return len(values) == 1 and values[0] in wanted
 
 
 def _erased_by(entries: list[StoredEvent], batch: list[bytes]) -> set[str]:
-    """The events that erasure records of the batch name: their alerts lose their excerpts.
+    """The events erasure and retention records of the batch name: their alerts lose excerpts.
 
     A record's canonical form names its type as a JSON string, so most entries
     are ruled out by a byte search; the rest are read.
@@ -556,8 +560,8 @@ def _erased_by(entries: list[StoredEvent], batch: list[bytes]) -> set[str]:
     return {
         event_id
         for stored, wire in zip(entries, batch, strict=True)
-        if _ERASURE_JSON in stored.canonical
-        and aiaudit_native.field_values(schema, wire, "event_type") == [_ERASURE]
+        if any(t in stored.canonical for t in _ERASURE_JSON)
+        and _one_of(aiaudit_native.field_values(schema, wire, "event_type"), erasure.RECORD_TYPES)
         for event_id in event_pb2.Event.FromString(wire).privacy_action.event_ids
     }
 

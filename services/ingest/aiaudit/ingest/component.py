@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from aiaudit.common.component import Context
+from aiaudit.common.retention import RetentionSweeper
 from aiaudit.common.store import SqlEventStore, open_store
 from aiaudit.common.stream_slots import StreamSlots
 from aiaudit.ingest import handlers
@@ -21,11 +22,14 @@ class Ingest:
     committer: GroupCommitter
     privacy: SqlEventStore | None = None
     """The store EraseEvents deletes through, when it is a login of its own."""
+    retention: RetentionSweeper | None = None
     service_names: list[str] = field(default_factory=lambda: [handlers.SERVICE_NAME])
 
     def stop(self) -> None:
-        """Commits what is queued."""
+        """Commits what is queued, stops the retention sweeps."""
         self.committer.close()
+        if self.retention is not None:
+            self.retention.stop()
         if self.privacy is not None:
             self.privacy.close()
 
@@ -54,4 +58,11 @@ def start(ctx: Context) -> Ingest:
         ),
         Eraser(ctx.auth, eraser_store),
     )
-    return Ingest(committer, privacy)
+    retention = None
+    if own.content_retention_days:
+        assert eraser_store is not None  # load() refused the setting without one
+        retention = RetentionSweeper(
+            eraser_store, own.content_retention_days, own.retention_sweep_interval
+        )
+        retention.start()
+    return Ingest(committer, privacy, retention)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiaudit.common import stream_slots
-from aiaudit.common.config import ConfigError, Settings, section
+from aiaudit.common.config import ZERO_ALLOWED, ConfigError, Settings, section
 
 
 @dataclass(frozen=True)
@@ -16,11 +16,18 @@ class IngestSettings:
     """A login in ``aiaudit_privacy`` for EraseEvents; the embedded store needs none."""
     max_append_streams: int = 24
     """AppendStreams open at once in this process. Each holds one of the server's 64 RPC
-    threads while open: with alerting's 16 WatchAlerts streams, 24 threads stay for the
-    unary calls (``Append``, search, integrity, health) however many gateways stream."""
+    threads while open: with alerting's 16 WatchAlerts streams and search's 8 exports, 16
+    threads stay for the unary calls (``Append``, search, integrity, health) however many
+    gateways stream."""
     max_append_streams_per_caller: int = 8
     """Of those, streams one principal may hold: one gateway (or a leaked key of any role)
     cannot take them all."""
+    content_retention_days: int = field(default=0, metadata=ZERO_ALLOWED)
+    """Days content is kept after it was received; 0 keeps it forever. Older content is
+    erased, and each deletion recorded (``EVENT_TYPE_RETENTION_APPLIED``): see
+    :mod:`aiaudit.common.retention`. On PostgreSQL it needs ``privacy_database_url``."""
+    retention_sweep_interval: float = 3600.0
+    """Seconds between retention sweeps (one replica sweeps; the first at start)."""
 
 
 def load(settings: Settings) -> IngestSettings:
@@ -41,5 +48,10 @@ def load(settings: Settings) -> IngestSettings:
             f"setting 'ingest.max_append_streams_per_caller': "
             f"{s.max_append_streams_per_caller} is invalid: 1 to max_append_streams "
             f"({s.max_append_streams})"
+        )
+    if s.content_retention_days and not (s.privacy_database_url or settings.embedded):
+        raise ConfigError(
+            "setting 'ingest.content_retention_days' needs 'ingest.privacy_database_url' "
+            "(a login in aiaudit_privacy: the writer role may not delete content)"
         )
     return s

@@ -106,12 +106,13 @@ def validate_event(
 SERVER_WRITTEN = frozenset(
     {
         event_pb2.EVENT_TYPE_PRIVACY_ERASURE,
+        event_pb2.EVENT_TYPE_RETENTION_APPLIED,
         event_pb2.EVENT_TYPE_AUDIT_ACCESS,
         event_pb2.EVENT_TYPE_RULE_CHANGE,
     }
 )
 """Event types only the service's own code appends. Consumers act on them (an erasure
-record blanks the named events' content in the index and in alert evidence, and
+or retention record blanks the named events' content in the index and in alert evidence, and
 ``verify`` accepts it as cover for deleted content): a gateway key could forge them."""
 
 
@@ -128,7 +129,8 @@ def _required(
         yield Violation(
             f"{path}.event_type",
             f"{event_pb2.EventType.Name(e.event_type)} is written by the service itself "
-            "(erasure records, access records, rule changes), never sent by a client",
+            "(erasure and retention records, access records, rule changes), never sent by a "
+            "client",
         )
     if not e.HasField("occurred_time"):
         yield Violation(f"{path}.occurred_time", "is required")

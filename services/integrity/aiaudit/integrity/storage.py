@@ -420,14 +420,14 @@ _COMMITMENT = canonical.COMMITMENT_PREFIX.encode()
 
 
 def erasure_records(conn: sa.Connection, log_id: str, after: int) -> Iterator[tuple[int, bytes]]:
-    """(sequence, canonical form) of the log's erasure records after sequence ``after``.
+    """(sequence, canonical form) of the log's erasure and retention records after ``after``.
 
     Found by their event type, so only the few records are read.
     """
     rows = conn.execute(
         sa.select(events.c.seq, events.c.canonical).where(
             events.c.log_id == log_id,
-            events.c.event_type == erasure.RECORD_TYPE,
+            events.c.event_type.in_(erasure.RECORD_TYPES),
             events.c.seq > after,
         )
     )

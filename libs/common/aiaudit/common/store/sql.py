@@ -703,6 +703,57 @@ class SqlEventStore:
             self.append_record(conn, record)
         return named, sorted(erased), record.event.event_id
 
+    def expire_content(
+        self,
+        log_id: str,
+        received_before: dt.datetime,
+        most: int,
+        record_of: Callable[[list[str]], NewEvent],
+    ) -> tuple[list[str], str] | None:
+        """Deletes the content of the oldest ``most`` events received before a time, and records it.
+
+        The retention policy's erasure: as :meth:`erase`, one transaction under
+        the log's head lock, so a concurrent sweep waits and then finds nothing
+        (never a record naming what another already deleted). Events without
+        content fields (``{}``: access records) are left alone. Returns (the
+        ids deleted, the record's event id), or None when no content is that old.
+        """
+        old = (
+            sa.select(event_content.c.seq, log_entries.c.event_id)
+            .join(
+                log_entries,
+                sa.and_(
+                    log_entries.c.log_id == event_content.c.log_id,
+                    log_entries.c.seq == event_content.c.seq,
+                ),
+            )
+            .where(
+                event_content.c.log_id == log_id,
+                event_content.c.receive_time < received_before,
+                event_content.c.content != b"{}",
+            )
+            .order_by(event_content.c.seq)
+            .limit(most)
+        )
+        connection = self.engine.connect().execution_options(sqlite_immediate=True)
+        with connection as conn, conn.begin():
+            self._lock_logs(conn, [log_id])
+            found = {int(seq): str(event_id) for seq, event_id in conn.execute(old).all()}
+            if not found:
+                return None
+            expired = list(found.values())
+            record = record_of(expired)
+            for chunk in _chunks(list(found)):
+                conn.execute(
+                    sa.delete(event_content).where(
+                        event_content.c.log_id == log_id,
+                        event_content.c.receive_time < received_before,  # its partitions only
+                        event_content.c.seq.in_(chunk),
+                    )
+                )
+            self.append_record(conn, record)
+        return expired, record.event.event_id
+
     def get_event(self, log_id: str, event_id: str) -> StoredEvent | None:
         """One stored event by id."""
         found = self.read_event_ids(log_id, [event_id])
