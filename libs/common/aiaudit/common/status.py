@@ -14,28 +14,56 @@ from aiaudit.common.keys.seal import SealError
 
 DOMAIN = "aiaudit.dev"
 
+MESSAGE_BYTES = 400
+"""Longest message (UTF-8 bytes). A status travels in the trailers, which clients cap at
+8 KiB (16 KiB hard): ``grpc-message`` percent-encodes the message (up to 3 bytes a byte),
+``grpc-status-details-bin`` holds it again with the details, base64-encoded. Errors that
+echoed the input (a filter of 4,000 characters) came back as RESOURCE_EXHAUSTED "received
+metadata size exceeds limit" instead of themselves."""
+VALUE_BYTES = 256
+"""Longest field path, description or metadata value."""
+DETAILS_BYTES = 3500
+"""Field violations past this many bytes of details are counted in the message, not listed."""
+
+
+def clip(text: str, most: int = VALUE_BYTES) -> str:
+    """``text`` cut to ``most`` UTF-8 bytes, saying how much was left out."""
+    raw = text.encode()
+    if len(raw) <= most:
+        return text
+    kept = raw[:most].decode(errors="ignore")
+    return f"{kept}… ({len(text) - len(kept)} more characters)"
+
 
 def bad_request(message: str, violations: Iterable[tuple[str, str]]) -> status_pb2.Status:
-    """INVALID_ARGUMENT naming each bad field."""
-    detail = error_details_pb2.BadRequest(
-        field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(field=f, description=d)
-            for f, d in violations
-        ]
-    )
+    """INVALID_ARGUMENT naming each bad field (as many as the trailers hold; the rest counted)."""
+    detail = error_details_pb2.BadRequest()
+    every = list(violations)
+    for field, description in every:
+        shown = error_details_pb2.BadRequest.FieldViolation(
+            field=clip(field), description=clip(description)
+        )
+        if detail.ByteSize() + shown.ByteSize() > DETAILS_BYTES and detail.field_violations:
+            message += (
+                f" ({len(detail.field_violations)} of {len(every)} field violations listed)"
+            )
+            break
+        detail.field_violations.append(shown)
     return _status(code_pb2.INVALID_ARGUMENT, message, detail)
 
 
 def error(code: int, message: str, reason: str, **metadata: str) -> status_pb2.Status:
     """Any other error, with an ErrorInfo naming the reason."""
-    info = error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN, metadata=metadata)
+    info = error_details_pb2.ErrorInfo(
+        reason=reason, domain=DOMAIN, metadata={k: clip(v) for k, v in metadata.items()}
+    )
     return _status(code, message, info)
 
 
 def _status(code: int, message: str, detail: object) -> status_pb2.Status:
     packed = any_pb2.Any()
     packed.Pack(detail)  # type: ignore[arg-type]
-    return status_pb2.Status(code=code, message=message, details=[packed])
+    return status_pb2.Status(code=code, message=clip(message, MESSAGE_BYTES), details=[packed])
 
 
 def abort(context: grpc.ServicerContext, status: status_pb2.Status) -> None:
