@@ -17,6 +17,7 @@ from aiaudit.alerting.tables import deliveries, windows
 from aiaudit.common.erasure import erase
 from aiaudit.common.store import cursors, open_store
 from aiaudit.common.store.sql import SqlEventStore
+from aiaudit.common.v1 import event_pb2 as ev
 from tests.alerting.conftest import alert_rows, append, drain, make_engine, put_rule
 from tests.helpers import interaction, wait_until
 
@@ -285,3 +286,32 @@ def test_a_backlog_delays_fresh_events_of_other_logs_by_one_batch_not_by_all(
         assert [_position(own_store, t) for t in ("a-behind", "c-behind")] == [35, 45]
     finally:
         engine.close()
+
+
+def test_a_value_holding_nul_fires_its_alert_and_holds_no_tenant(
+    store: SqlEventStore, consumer: SqlEventStore, tenant: str
+) -> None:
+    """Ingest takes U+0000 outside the store's own columns; PostgreSQL text cannot hold it.
+
+    Rendered into the budget rule's key and summary, and as a window's group, it failed
+    the batch's statement, and the engine retried it for good: on PostgreSQL every tenant's
+    alerting stopped behind one event (review, 2026-12-04).
+    """
+    overs = [interaction(tenant, user="bob") for _ in range(2)]
+    for over in overs:
+        over.event_type = ev.EVENT_TYPE_BUDGET_EXCEEDED
+        over.budget.limit_name = "monthly\x00usd"
+    append(store, overs)
+    put_rule(
+        consumer,
+        tenant,
+        "id: per-limit\nseverity: low\nwhen: {field: event_type, equals: budget_exceeded}\n"
+        "window: {duration: 5m, group_by: [budget.limit_name], aggregate: count, "
+        "threshold: {gte: 2}}\n",
+    )
+    engine = make_engine(consumer)
+    assert drain(engine, tenant) == 2
+    rows = {r.rule_id: r for r in alert_rows(consumer, tenant)}
+    assert sorted(rows) == ["budget-exceeded", "per-limit"]
+    assert rows["budget-exceeded"].summary == "Budget monthly\ufffdusd exceeded by bob"
+    assert rows["budget-exceeded"].dedup_key == "budget-exceeded:bob:monthly\ufffdusd"

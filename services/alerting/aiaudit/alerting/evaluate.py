@@ -119,7 +119,10 @@ def render(template: str, event: bytes, rule: Rule, group: str, score: float) ->
             return f"{score:.2f}"
         return first(event, name)
 
-    return _TEMPLATE.sub(lambda m: one(m.group(1)), template)
+    # PostgreSQL text cannot hold U+0000, which an event's strings may (ingest takes it
+    # outside the store's own columns): a key or summary holding it failed the alert's
+    # statement, and the engine retried that batch, every tenant's alerts waiting behind it.
+    return _TEMPLATE.sub(lambda m: one(m.group(1)), template).replace("\x00", "\ufffd")
 
 
 class Evaluator:

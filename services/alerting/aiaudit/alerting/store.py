@@ -371,8 +371,12 @@ class AlertStore:
         if not changed:
             return
         # ``changed``: (rule id, group, packed samples), as ``WindowState.take_changed`` gives.
-        # Keyed as stored (group keys are cut to the column): one row per key, the last wins.
-        rows = {(rule_id, group[:512]): packed for rule_id, group, packed in changed}
+        # Keyed as stored (group keys are cut to the column, U+0000, which PostgreSQL text
+        # cannot hold, replaced as in rendered keys): one row per key, the last wins.
+        rows = {
+            (rule_id, group[:512].replace("\x00", "\ufffd")): packed
+            for rule_id, group, packed in changed
+        }
         if self.engine.dialect.name == "postgresql":
             conn.exec_driver_sql(  # SQLAlchemy still maps errors and dead connections
                 _UPSERT_WINDOWS,
