@@ -44,9 +44,7 @@ def bad_request(message: str, violations: Iterable[tuple[str, str]]) -> status_p
             field=clip(field), description=clip(description)
         )
         if detail.ByteSize() + shown.ByteSize() > DETAILS_BYTES and detail.field_violations:
-            message += (
-                f" ({len(detail.field_violations)} of {len(every)} field violations listed)"
-            )
+            message += f" ({len(detail.field_violations)} of {len(every)} field violations listed)"
             break
         detail.field_violations.append(shown)
     return _status(code_pb2.INVALID_ARGUMENT, message, detail)

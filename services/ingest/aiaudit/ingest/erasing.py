@@ -18,10 +18,10 @@ from google.rpc import code_pb2
 
 from aiaudit.common import erasure, status
 from aiaudit.common.auth import Authenticator
+from aiaudit.common.event_ids import EVENT_ID
 from aiaudit.common.store.sql import SqlEventStore
 from aiaudit.common.tenants import TENANT_ID
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
-from aiaudit.ingest.validation import EVENT_ID
 
 log = logging.getLogger(__name__)
 

@@ -19,11 +19,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from aiaudit.common import canonical
+from aiaudit.common.event_ids import EVENT_ID
 from aiaudit.common.store.schema import TEXT_COLUMNS, events
 from aiaudit.common.tenants import TENANT_ID
 from aiaudit.common.v1 import event_pb2
 
-EVENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _ATTRIBUTE_KEY = re.compile(r"[a-z0-9_.-]{1,128}")
 _HEX = re.compile(r"[0-9a-f]+")
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)

@@ -32,7 +32,7 @@ import grpc
 import sqlalchemy as sa
 from google.rpc import code_pb2, status_pb2
 
-from aiaudit.common import access, canonical, status, tenants
+from aiaudit.common import access, canonical, event_ids, status, tenants
 from aiaudit.common.auth import Authenticator, Caller, require
 from aiaudit.common.keys.kek import KekError
 from aiaudit.common.keys.seal import SealError
@@ -257,8 +257,8 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
                 _invalid("leaf", "set event_id or sequence")
             if which == "sequence" and request.sequence < 0:
                 _invalid("sequence", "must not be negative")
-            if which == "event_id" and not request.event_id:
-                _invalid("event_id", "must not be empty")
+            if which == "event_id" and not event_ids.valid(request.event_id):
+                _invalid("event_id", f"must be an event id: {event_ids.RULE}")
             _size_field(request.tree_size, "tree_size")
             self._enter(
                 read,
@@ -503,8 +503,8 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
         """Recomputes the leaf from the stored event and checks it against the latest checkpoint."""
 
         def body(read: _Read) -> pb.VerifyEventResponse:
-            if not request.event_id:
-                _invalid("event_id", "required")
+            if not event_ids.valid(request.event_id):
+                _invalid("event_id", f"required: {event_ids.RULE}")
             self._enter(
                 read,
                 context,

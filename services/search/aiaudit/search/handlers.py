@@ -30,7 +30,7 @@ import grpc
 from google.protobuf import timestamp_pb2
 from google.rpc import code_pb2, status_pb2
 
-from aiaudit.common import access, restore, status, tenants
+from aiaudit.common import access, event_ids, restore, status, tenants
 from aiaudit.common.auth import Caller, require
 from aiaudit.common.component import Context
 from aiaudit.common.keys.kek import KekError
@@ -361,8 +361,8 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
     ) -> pb.GetEventResponse:
         tenant = request.tenant_id
         caller = self._caller(context, tenant, "events.read")
-        if not request.event_id or len(request.event_id) > 128:
-            raise _invalid("event_id", "required: 1-128 characters")
+        if not event_ids.valid(request.event_id):
+            raise _invalid("event_id", f"required: {event_ids.RULE}")
         self._audit(caller, tenant, "search.get_event", event_id=request.event_id)
         found = self._store.get_event(tenant, request.event_id)
         if found is None:
