@@ -15,9 +15,10 @@ from aiaudit.common.auth import DEV_CALLER
 from aiaudit.common.store import SqlEventStore
 from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.search.v1 import search_service_pb2 as pb
+from aiaudit.search.v1 import search_service_pb2_grpc as pb_grpc
 from tests.conftest import Postgres
 from tests.helpers import concurrently, interaction, wait_until
-from tests.search.conftest import start_suite
+from tests.search.conftest import SearchSuite, start_suite
 
 
 def test_concurrent_records_share_transactions_and_all_are_durable(
@@ -83,3 +84,46 @@ def test_a_read_whose_access_record_fails_returns_nothing(
     finally:
         running.channel.close()
         running.suite.stop()
+
+
+def test_what_a_record_quotes_needs_pii_read_to_be_read_or_matched(
+    search_suite: SearchSuite, tenant: str
+) -> None:
+    """A search's filter may name personal data the auditor may not search for.
+
+    The compliance officer's search by IP left the IP in its access record's
+    content: an auditor (content.read, no pii.read) read it there and matched
+    it by full text, highlighted (review, 2026-12-04).
+    """
+    ip = "198.51.100.23"
+    search_suite.append([interaction(tenant, "e-1")])
+    officer = search_suite.as_role("compliance_officer")
+    officer.SearchEvents(
+        pb.SearchEventsRequest(tenant_id=tenant, filter=f'actor.ip_address = "{ip}"')
+    )
+    records = "event_type = AUDIT_ACCESS"
+
+    def quoted(stub: pb_grpc.SearchServiceStub, **kw: str) -> list[str]:
+        page = stub.SearchEvents(pb.SearchEventsRequest(tenant_id=tenant, page_size=100, **kw))
+        return [
+            part.text + "".join(f for h in r.highlights.values() for f in h.fragments)
+            for r in page.results
+            for m in r.event.input.messages
+            for part in m.parts
+        ]
+
+    wait_until(lambda: any(ip in q for q in quoted(search_suite.search, filter=records)))
+    assert any(ip in q for q in quoted(officer, filter=records))
+    assert any(ip in q for q in quoted(officer, query=f'"{ip}"'))
+    auditor = search_suite.as_role("auditor")
+    assert not any(ip in q for q in quoted(auditor, filter=records))
+    found = auditor.SearchEvents(pb.SearchEventsRequest(tenant_id=tenant, query=f'"{ip}"'))
+    assert found.total_size == 0
+    event_id = (
+        officer.SearchEvents(pb.SearchEventsRequest(tenant_id=tenant, query=f'"{ip}"'))
+        .results[0]
+        .event.event_id
+    )
+    got = auditor.GetEvent(pb.GetEventRequest(tenant_id=tenant, event_id=event_id)).event
+    assert got.event_type == ev.EVENT_TYPE_AUDIT_ACCESS
+    assert [p.text for m in got.input.messages for p in m.parts] == [""]  # as if erased

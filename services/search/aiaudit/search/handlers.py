@@ -172,12 +172,29 @@ class Visibility:
         """The stored event as the caller may see it (content and PII removed without permission).
 
         Without ``content.read`` the event is rebuilt from its canonical form
-        alone, exactly as if its content had been erased.
+        alone, exactly as if its content had been erased; so is a suite record
+        without ``pii.read`` (see :data:`QUOTING_RECORDS`).
         """
         event = restore.restore(found.canonical, found.content if self.content else None)
         if not self.pii:
+            if self.content and event.event_type in QUOTING_RECORDS:
+                event = restore.restore(found.canonical, None)
             event.actor.ClearField("ip_address")
         return event
+
+    def shows_content(self, event: event_pb2.Event) -> bool:
+        """Whether :meth:`redact` left ``event`` its content (and so its highlights)."""
+        return self.content and (self.pii or event.event_type not in QUOTING_RECORDS)
+
+
+QUOTING_RECORDS = frozenset({event_pb2.EVENT_TYPE_AUDIT_ACCESS, event_pb2.EVENT_TYPE_RULE_CHANGE})
+"""Suite records whose content quotes what someone typed: a search's filter and query, a
+rule's source. Those may name personal data (``actor.ip_address = "198.51.100.23"``), which
+the caller could not have searched for without ``pii.read``: without it, their content is
+withheld and full-text queries do not match them (review, 2026-12-04)."""
+_NOT_QUOTING = language.parse_filter(
+    "NOT event_type = AUDIT_ACCESS AND NOT event_type = RULE_CHANGE"
+)
 
 
 class SearchHandlers(pb_grpc.SearchServiceServicer):
@@ -245,6 +262,8 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         )  # `input.text:*` too: whether there is content is itself read from it
         if reads_content and not caller.allows("content.read", tenant):
             raise _denied(caller, "content.read", tenant, "full-text search reads content")
+        if reads_content and not caller.allows("pii.read", tenant):
+            combined = language.combine(combined, _NOT_QUOTING)
         return combined
 
     def _check_fields(self, caller: Caller, tenant: str, fields: list[Field | None]) -> None:
@@ -343,7 +362,8 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
             if found is None:
                 continue
             result = response.results.add(event=view.redact(found), sequence=hit.sequence)
-            if view.content and found.content is not None:  # erased: the index may lag
+            # Erased content's highlights may outlive it while the index lags.
+            if view.shows_content(result.event) and found.content is not None:
                 for name, fragments in hit.highlights.items():
                     result.highlights[name].fragments.extend(fragments)
         if len(page.hits) > size:
