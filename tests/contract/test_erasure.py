@@ -352,6 +352,17 @@ def test_erase_events_refuses_values_the_store_cannot_hold(
         )
         assert long.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert field_violations(long) == {"requested_by": "is 300 characters; the limit is 256"}
+        for reason, problem in (
+            ("r" * 1025, "is 1025 characters; the limit is 1024"),  # a 10 MB one was taken
+            ("r\x00", "must not contain U+0000 (NUL)"),
+        ):
+            refused = refusal(
+                lambda reason=reason: stub(suite, keys["compliance_officer"]).EraseEvents(
+                    pb.EraseEventsRequest(tenant_id=tenant, event_ids=["b-0"], reason=reason)
+                )
+            )
+            assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert field_violations(refused) == {"reason": problem}
         assert len(store.read_log(tenant, 0, 10)) == 4  # no record
         assert all(s.content is not None for s in store.read_log(tenant, 0, 10))
     finally:

@@ -29,16 +29,26 @@ USER_ID_CHARS = int(events.c.user_id.type.length)  # type: ignore[attr-defined]
 """``varchar(n)`` of the column a subject is looked up in, and the record's requester kept in."""
 
 
-def problems(requested_by: str, subject_id: str) -> list[tuple[str, str]]:
+REASON_CHARS = 1024
+"""Longest reason: it is committed in the record, which every reader of the log fetches
+(a 10 MB reason was taken, and the record then exceeded what clients receive)."""
+
+
+def problems(requested_by: str, subject_id: str, reason: str = "") -> list[tuple[str, str]]:
     """(field, problem) for values the store cannot hold, checked up front.
 
-    Both go in ``actor.user_id``'s column (or are compared with it): on PostgreSQL a
-    longer value or U+0000 fails the transaction, which no retry mends; SQLite takes them.
+    The first two go in ``actor.user_id``'s column (or are compared with it): on
+    PostgreSQL a longer value or U+0000 fails the transaction, which no retry mends;
+    SQLite takes them. The reason goes in the record, refused past :data:`REASON_CHARS`.
     """
     out = []
-    for field, value in (("requested_by", requested_by), ("subject_id", subject_id)):
-        if len(value) > USER_ID_CHARS:
-            out.append((field, f"is {len(value)} characters; the limit is {USER_ID_CHARS}"))
+    for field, value, most in (
+        ("requested_by", requested_by, USER_ID_CHARS),
+        ("subject_id", subject_id, USER_ID_CHARS),
+        ("reason", reason, REASON_CHARS),
+    ):
+        if len(value) > most:
+            out.append((field, f"is {len(value)} characters; the limit is {most}"))
         elif "\x00" in value:
             out.append((field, "must not contain U+0000 (NUL)"))
     return out
@@ -125,7 +135,7 @@ def erase(
     """
     if not reason.strip() or not requested_by.strip():
         raise ValueError("an erasure needs a reason and who requested it")
-    if bad := problems(requested_by, subject_id):
+    if bad := problems(requested_by, subject_id, reason):
         raise ValueError("; ".join(f"{field} {problem}" for field, problem in bad))
     now = dt.datetime.now(dt.UTC)
 

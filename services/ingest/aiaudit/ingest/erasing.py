@@ -42,7 +42,9 @@ class Eraser:
     ) -> pb.EraseEventsResponse:
         """Erases, or aborts with the status that says why nothing was erased."""
         caller = self._auth.authenticate(context)
-        problems = _problems(request) + erasure.problems(caller.principal, request.subject_id)
+        problems = _problems(request) + erasure.problems(
+            caller.principal, request.subject_id, request.reason
+        )
         if problems:
             status.abort(
                 context, status.bad_request("invalid request; nothing was erased", problems)
