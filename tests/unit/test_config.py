@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 from aiaudit.common import config
 from aiaudit.common.auth import Authenticator
@@ -181,3 +182,25 @@ def test_zero_where_it_means_something() -> None:
         config.section(
             config.load(env={"AIAUDIT_SEARCH_BATCH_SIZE": "0"}), "search", SearchSettings
         )
+
+
+@pytest.mark.parametrize(
+    ("ids", "message"),
+    [
+        (["", "k2"], r"keys\[0\]\.id is required"),
+        (["k1", "k1"], r"keys\[1\]\.id 'k1' is already another key's"),
+    ],
+)
+def test_every_key_has_an_id_of_its_own(tmp_path: Path, ids: list[str], message: str) -> None:
+    """Access records name the key: two keys without one were both recorded as ``None``."""
+    keys = tmp_path / "keys.yaml"
+    entries = [
+        {"id": key_id, "sha256": f"{i:02x}" * 32, "tenants": ["*"], "roles": ["auditor"]}
+        for i, key_id in enumerate(ids)
+    ]
+    keys.write_text(yaml.safe_dump({"keys": entries}))
+    with pytest.raises(config.ConfigError, match=message):
+        Authenticator.from_file(keys)
+    entries[-1]["id"] = "k3"
+    keys.write_text(yaml.safe_dump({"keys": [e for e in entries if e["id"]]}))
+    assert not Authenticator.from_file(keys).dev_mode

@@ -145,6 +145,7 @@ class Authenticator:
                 f"setting 'api_keys_file': {path}: expected a mapping with a list under 'keys'"
             )
         keys: dict[str, Caller] = {}
+        seen: set[str] = set()
         for i, entry in enumerate(doc.get("keys", [])):
             where = f"setting 'api_keys_file': {path}: keys[{i}]"
             if not isinstance(entry, dict):
@@ -166,12 +167,14 @@ class Authenticator:
             tenants = frozenset(str(t) for t in listed)
             if not tenants:
                 raise ConfigError(f"{where}.tenants must list tenants (or '*')")
-            keys[digest] = Caller(
-                str(entry.get("principal") or entry.get("id")),
-                tenants,
-                roles,
-                str(entry.get("id", "")),
-            )
+            key_id = str(entry.get("id") or "")
+            if not key_id.strip():  # the access records name it: every read must say whose
+                raise ConfigError(f"{where}.id is required: the key's id, named in records")
+            if key_id in seen:
+                raise ConfigError(f"{where}.id {key_id!r} is already another key's")
+            seen.add(key_id)
+            principal = str(entry.get("principal") or key_id)
+            keys[digest] = Caller(principal, tenants, roles, key_id)
         return cls(keys)
 
     @property
