@@ -80,7 +80,7 @@ def _create(stub: pb_grpc.AlertingServiceStub, tenant: str, source: str) -> pb.R
 
 def test_a_rule_change_record_keeps_the_source_as_content(with_search: Server, tenant: str) -> None:
     """An analyst (events.read only) reads who changed which rule and the source's hash,
-    not the IP address or the phrase; a caller with content.read reads the source."""
+    not the IP address or the phrase; a caller with content.read and pii.read reads the source."""
     admin = _alerting(with_search, "admin")
     created = _create(admin, tenant, WATCH)
     admin.UpdateRule(
@@ -106,8 +106,11 @@ def test_a_rule_change_record_keeps_the_source_as_content(with_search: Server, t
         assert IP not in str(e) and PHRASE not in str(e)
         # the content, withheld without content.read as after an erasure: the text goes
         assert [(m.name, [x.text for x in m.parts]) for m in e.input.messages] == [("source", [""])]
-    # a reader with content.read gets the source whole, as the record's content
-    reader = _search(with_search, "security_analyst").SearchEvents(changes)
+    # content.read alone does not show it: a source may name an IP address (search, 2026-12-04)
+    analyst = _search(with_search, "security_analyst").SearchEvents(changes)
+    assert [m.parts[0].text for r in analyst.results for m in r.event.input.messages] == ["", ""]
+    # a reader with content.read and pii.read gets the source whole, as the record's content
+    reader = _search(with_search, "compliance_officer").SearchEvents(changes)
     assert len(reader.results) == 2
     for result in reader.results:
         said = {m.name: m.parts[0].text for m in result.event.input.messages}

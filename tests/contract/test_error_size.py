@@ -19,8 +19,6 @@ from grpc_status import rpc_status
 from aiaudit.common import client, status
 from aiaudit.ingest.v1 import ingest_service_pb2 as ipb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as ipb_grpc
-from aiaudit.integrity.v1 import integrity_service_pb2 as tpb
-from aiaudit.integrity.v1 import integrity_service_pb2_grpc as tpb_grpc
 from aiaudit.search.v1 import search_service_pb2 as spb
 from aiaudit.search.v1 import search_service_pb2_grpc as spb_grpc
 from tests.conftest import serve_suite
@@ -68,13 +66,15 @@ def test_a_batch_of_bad_events_lists_what_fits_and_counts_the_rest(
     assert message.endswith(f"({len(fields)} of 1000 field violations listed)"), message
 
 
-def test_a_long_id_not_found_is_said_in_full_words(channel: grpc.Channel, tenant: str) -> None:
-    stub = tpb_grpc.IntegrityServiceStub(channel)
-    ipb_grpc.IngestServiceStub(channel).Append(ipb.AppendRequest(events=[interaction(tenant)]))
-    request = tpb.GetInclusionProofRequest(log_id=tenant, event_id="e" * 20_000)
-    code, message, _ = refusal(lambda: stub.GetInclusionProof(request))
-    assert code == grpc.StatusCode.NOT_FOUND
-    assert len(message.encode()) < status.MESSAGE_BYTES + 40
+def test_a_field_path_that_echoes_a_long_key_is_clipped(channel: grpc.Channel, tenant: str) -> None:
+    event = interaction(tenant)
+    event.attributes["k" * 20_000].string_value = "x"
+    stub = ipb_grpc.IngestServiceStub(channel)
+    code, _, fields = refusal(lambda: stub.Append(ipb.AppendRequest(events=[event])))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    (field,) = fields
+    assert field.startswith("events[0].attributes['kkk") and "more characters)" in field
+    assert len(field.encode()) < status.VALUE_BYTES + 40
 
 
 def test_clip_cuts_on_a_character_boundary_and_says_how_much_went() -> None:

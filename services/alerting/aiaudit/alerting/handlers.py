@@ -35,6 +35,7 @@ from aiaudit.common.auth import Authenticator, Caller, end_expired, require
 from aiaudit.common.keys.kek import KekError
 from aiaudit.common.keys.seal import SealError
 from aiaudit.common.stream_slots import StreamSlots
+from aiaudit.common.v1.event_pb2 import Severity
 
 SERVICE_NAME = "aiaudit.alerting.v1.AlertingService"
 T = TypeVar("T")
@@ -107,6 +108,14 @@ def _guard(context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
             status.error(code_pb2.UNAVAILABLE, "store unavailable; retry", "STORE_UNAVAILABLE"),
         )
     raise AssertionError("unreachable")
+
+
+def _severity(value: int) -> None:
+    """Refuses a severity the enum does not name: none reaches it, so the stream never sent."""
+    if value not in Severity.values():
+        raise InvalidError(
+            [("min_severity", f"{value} is not a Severity (0-{max(Severity.values())})")]
+        )
 
 
 class AlertingHandlers(pb_grpc.AlertingServiceServicer):
@@ -207,14 +216,18 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
     def CreateRule(
         self, request: pb.CreateRuleRequest, context: grpc.ServicerContext
     ) -> pb.CreateRuleResponse:
-        """Validates and stores a rule; the change is an audit event."""
+        """Validates and stores a rule; the change is an audit event.
+
+        The rule is stored with ``rule.enabled`` as sent: a proto3 ``bool`` has no
+        presence, so a request without it asks for a disabled rule (the README says so).
+        """
         caller = self._caller(context, "rules.write", lambda: parse_parent(request.parent))
         check = self._check(caller, parse_parent(request.parent))
         stored = _guard(
             context,
             lambda: self.service.create_rule(
                 caller.principal, request.parent, request.rule_id, request.rule.source,
-                request.rule.enabled if request.HasField("rule") else True, check,
+                request.rule.enabled, check,
             ),
         )  # fmt: skip
         return pb.CreateRuleResponse(rule=self._shown(caller, stored.tenant)(stored))
@@ -382,6 +395,7 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
         """
         caller = self._caller(context, "alerts.read", lambda: parse_parent(request.parent))
         tenant = parse_parent(request.parent)
+        _guard(context, lambda: _severity(request.min_severity))
         self.watches.take_or_abort(
             context, caller.principal, "WATCH_STREAMS_EXHAUSTED", "close one, or poll ListAlerts"
         )

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -53,9 +54,17 @@ SEVERITIES = {
     "high": event_pb2.SEVERITY_HIGH,
     "critical": event_pb2.SEVERITY_CRITICAL,
 }
-_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-_DURATION = re.compile(r"^(\d+)(ms|s|m|h|d)$")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+"""Matched whole (``fullmatch``): ``$`` also matched before a trailing newline."""
+_DURATION = re.compile(r"(\d+)(ms|s|m|h|d)")
+_MILLIS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+MAX_DURATION_DAYS = 366
+"""The longest window, baseline or throttle: a year. Longer ones were accepted and then
+stopped the tenant's alerting at the next hit (a throttle past ``timedelta``'s range, a
+window too large for a double in the native core)."""
+MAX_SOURCE_BYTES = 64 * 1024
+"""The largest rule source (UTF-8) the API takes: a 12 MB one held an RPC thread for 7-9 s
+in the YAML parser; the built-in rules are under 1 KiB each."""
 _FIELD_OPS = (
     "equals", "not_equals", "in", "not_in", "gt", "gte", "lt", "lte", "contains", "regex", "exists",
 )  # fmt: skip
@@ -100,12 +109,26 @@ _PERSONAL = (
     "pii.read or not"
 )
 
+_ABOVE_0 = "must be above 0"
 _SCALARS = "strings, numbers or true/false (quote dates: '2026-01-01')"
 
 
 def _scalar(value: object) -> bool:
     """What a condition compares with; YAML also reads null, dates, lists and mappings."""
     return isinstance(value, str | int | float | bool)
+
+
+def _finite(value: object) -> bool:
+    """Not a number a double cannot hold: YAML reads integers of any size, and .inf/.nan."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return True
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
+_FINITE = f"expected a finite number (at most {sys.float_info.max:.4g} in magnitude)"
 
 
 class RuleSyntaxError(ValueError):
@@ -373,18 +396,35 @@ class _Compiler:
     def number(self, node: _Node, where: str) -> float | None:
         v = node.value
         if isinstance(v, bool) or not isinstance(v, int | float):
-            self.err(node, where, f"expected a number, got {v!r}")
+            self.err(node, where, f"expected a number, got {_short(v)}")
             return None
+        if not _finite(v):  # a stored one (.inf in a condition) keeps its meaning
+            self.refuse(node, where, f"{_FINITE}, got {_short(v)}")
+            if isinstance(v, int):
+                return math.inf if v > 0 else -math.inf
         return float(v)
 
+    def checkable(self, value: float | None) -> bool:
+        """Whether to range-check a number: :meth:`number` refused a non-finite new one."""
+        return value is not None and (math.isfinite(value) or self.stored)
+
     def duration(self, node: _Node, where: str) -> float | None:
-        m = _DURATION.match(str(node.value)) if isinstance(node.value, str | int) else None
-        if isinstance(node.value, int) and not isinstance(node.value, bool) and node.value > 0:
-            return float(node.value)
-        if m is None or int(m.group(1)) == 0:
-            self.err(node, where, f"expected a duration such as 30s, 5m, 1h, got {node.value!r}")
+        """Seconds, at most ``MAX_DURATION_DAYS`` (a stored rule's longer one is cut to it)."""
+        v = node.value
+        millis: float | None = None
+        if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+            millis = v * 1000
+        elif isinstance(v, str) and (m := _DURATION.fullmatch(v)) and m.group(1).lstrip("0"):
+            digits = m.group(1).lstrip("0")
+            millis = int(digits) * _MILLIS[m.group(2)] if len(digits) <= 15 else math.inf
+        if millis is None:
+            self.err(node, where, f"expected a duration such as 30s, 5m, 1h, got {_short(v)}")
             return None
-        return int(m.group(1)) * _UNITS[m.group(2)]
+        limit = MAX_DURATION_DAYS * _MILLIS["d"]
+        if millis > limit:
+            self.refuse(node, where, f"{_short(v)} is over the limit of {MAX_DURATION_DAYS} days")
+            millis = limit
+        return millis / 1000
 
     def path(self, node: _Node, where: str) -> f.Field | None:
         text = self.string(node, where)
@@ -437,7 +477,7 @@ class _Compiler:
             score = 0.5
             if "min_score" in m:
                 got = self.number(m["min_score"], _join(where, "min_score"))
-                if got is not None and not 0 <= got <= 1:
+                if got is not None and self.checkable(got) and not 0 <= got <= 1:
                     self.err(m["min_score"], _join(where, "min_score"), "must be within 0..1")
                 score = got if got is not None else score
             uses.add(family_of(name))
@@ -477,6 +517,8 @@ class _Compiler:
                 if not all(_scalar(x) for x in values):
                     self.err(node, where, f"expected a list of {_SCALARS}")
                     return None
+                if not all(_finite(x) for x in values):
+                    self.refuse(node, where, f"{_FINITE} in the list")
                 return FieldCondition(fld, op, frozenset(fld.expand(x) for x in values))
             if op == "contains":
                 if not isinstance(v, str) or not v:
@@ -488,6 +530,8 @@ class _Compiler:
             if not _scalar(v):
                 self.err(node, where, f"expected a single value: {_SCALARS}")
                 return None
+            if not _finite(v):
+                self.refuse(node, where, f"{_FINITE}, got {_short(v)}")
             return FieldCondition(fld, op, fld.expand(v))
         except f.FieldError as exc:
             self.err(node, where, str(exc))
@@ -557,7 +601,7 @@ class _Compiler:
                 self.err(node, _join(where, "percentile"), "is required for aggregate percentile")
                 return None
             got = self.number(m["percentile"], _join(where, "percentile"))
-            if got is not None and not 0 < got <= 100:
+            if got is not None and self.checkable(got) and not 0 < got <= 100:
                 self.err(m["percentile"], _join(where, "percentile"), "must be within (0, 100]")
             pct = got or 0.0
         t = self.mapping(m["threshold"], _join(where, "threshold"), _COMPARE)
@@ -570,7 +614,8 @@ class _Compiler:
         op, tnode = next(iter(t.items()))
         threshold = self.number(tnode, _join(where, f"threshold.{op}"))
         if threshold is not None and not math.isfinite(threshold):
-            self.err(tnode, _join(where, f"threshold.{op}"), "expected a finite number")
+            if self.stored:  # never fires, or always: refused even so
+                self.err(tnode, _join(where, f"threshold.{op}"), _FINITE)
             threshold = None
         unreachable = threshold is not None and (
             (op == "gt" and threshold >= WINDOW_EVENTS)
@@ -593,9 +638,11 @@ class _Compiler:
                     self.err(m["baseline"], _join(where, "baseline"), "needs duration and factor")
                 else:
                     base_s = self.duration(b["duration"], _join(where, "baseline.duration")) or 0.0
-                    factor = self.number(b["factor"], _join(where, "baseline.factor")) or 0.0
+                    got = self.number(b["factor"], _join(where, "baseline.factor"))
+                    factor = got or 0.0
                     if not (math.isfinite(factor) and factor > 0):
-                        self.err(b["factor"], _join(where, "baseline.factor"), "must be above 0")
+                        if got is None or self.checkable(got):
+                            self.err(b["factor"], _join(where, "baseline.factor"), _ABOVE_0)
                         threshold = None
         if (
             seconds is None
@@ -645,6 +692,12 @@ def _join(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key
 
 
+def _short(value: object) -> str:
+    """A value for a message: a 400-digit integer is not worth quoting whole."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
+
+
 _TOP = ("id", "description", "severity", "summary", "labels", "enabled", "when", "window", "dedup")
 
 
@@ -656,8 +709,8 @@ def _compile_one(node: _Node, source: str, c: _Compiler, where: str = "") -> Rul
         if required not in m:
             c.err(node, _join(where, required), "is required")
     rule_id = c.string(m["id"], _join(where, "id")) if "id" in m else None
-    if rule_id is not None and not _ID.match(rule_id):
-        c.err(m["id"], _join(where, "id"), "must match [a-z0-9][a-z0-9_-]{0,62}")
+    if rule_id is not None and not _ID.fullmatch(rule_id):
+        c.refuse(m["id"], _join(where, "id"), "must match [a-z0-9][a-z0-9_-]{0,62}")
     severity = None
     if "severity" in m:
         severity = SEVERITIES.get(str(m["severity"].value).lower())
@@ -668,7 +721,10 @@ def _compile_one(node: _Node, source: str, c: _Compiler, where: str = "") -> Rul
         if not isinstance(m["labels"].value, dict):
             c.err(m["labels"], _join(where, "labels"), "expected a mapping of strings")
         else:
-            labels = {k: str(v.value) for k, v in m["labels"].value.items()}
+            for k, v in m["labels"].value.items():
+                if not _scalar(v.value):  # str() of a mapping was the repr of a _Node
+                    c.refuse(v, _join(where, f"labels.{k}"), f"expected one value: {_SCALARS}")
+                labels[k] = str(_plain(v))
     enabled = True
     if "enabled" in m:
         if not isinstance(m["enabled"].value, bool):
@@ -732,6 +788,9 @@ def _load(source: str) -> _Node:
         raise RuleSyntaxError([RuleError(1, "", f"invalid YAML: {exc}")]) from None
     except RecursionError:  # thousands of nested brackets: the YAML composer recurses
         raise RuleSyntaxError([RuleError(1, "", "invalid YAML: nested too deeply")]) from None
+    except ValueError as exc:  # a value YAML resolves but Python will not build
+        why = "an integer of more than 4300 digits" if "4300" in str(exc) else str(exc)
+        raise RuleSyntaxError([RuleError(1, "", f"invalid YAML: {why}")]) from None
     if not isinstance(loaded, _Node):
         raise RuleSyntaxError([RuleError(1, "", "empty rule source")])
     return loaded

@@ -22,6 +22,7 @@ from aiaudit.alerting.model import ACKNOWLEDGED, FIRING, OPEN_STATES, RESOLVED, 
 from aiaudit.alerting.rulebook import RuleBook, compile_stored
 from aiaudit.alerting.rules import (
     MAX_RULES,
+    MAX_SOURCE_BYTES,
     MAX_TEXT_SCANS,
     SEVERITIES,
     Rule,
@@ -110,6 +111,10 @@ def parse_name(name: str, kind: str, field: str = "name") -> tuple[str, str]:
 
 
 def _rule_violations(source: str, field: str) -> list[tuple[str, str]]:
+    size = len(source.encode())
+    if size > MAX_SOURCE_BYTES:  # refused before the YAML parser spends seconds on it
+        limit = f"{MAX_SOURCE_BYTES} bytes ({MAX_SOURCE_BYTES // 1024} KiB)"
+        return [(field, f"the rule source is {size} bytes; the limit is {limit}")]
     try:
         compile_rule(source)
     except RuleSyntaxError as exc:
@@ -126,8 +131,18 @@ def _untoken(token: str, field: str = "page_token") -> dict[str, object]:
         out = json.loads(base64.urlsafe_b64decode(token.encode()))
         assert isinstance(out, dict)
         return out
-    except (ValueError, AssertionError):
+    except (ValueError, AssertionError, RecursionError):  # RecursionError: "[" * 100000
         raise InvalidError([(field, "not a token returned by this service")]) from None
+
+
+def _offset(token: str) -> int:
+    """The offset a ListRules token holds: a non-negative integer (-3 gave the last three)."""
+    if not token:
+        return 0
+    start = _untoken(token).get("o")
+    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+        raise InvalidError([("page_token", "not a token returned by this service")])
+    return start
 
 
 def _page_size(size: int, default: int = 50, limit: int = 1000) -> int:
@@ -369,7 +384,7 @@ class AlertingService:
         """Rules of a tenant, built-in first."""
         tenant = parse_parent(parent)
         size = _page_size(page_size)
-        start = int(str(_untoken(page_token).get("o", 0))) if page_token else 0
+        start = _offset(page_token)
         with self.store.engine.connect() as conn:
             every = self.book.stored(conn, tenant)
         items = every[start : start + size]
