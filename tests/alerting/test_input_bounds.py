@@ -266,3 +266,38 @@ def test_create_rule_stores_the_flag_as_sent(alerting_server: Server, tenant: st
     assert (off.enabled, on.enabled) == (False, True)
     assert not stub.GetRule(pb.GetRuleRequest(name=off.name)).rule.enabled
     assert on.severity == ev.SEVERITY_LOW
+
+
+def test_a_nul_in_a_name_filter_or_token_is_invalid_not_unavailable(
+    alerting_server: Server, tenant: str
+) -> None:
+    """On PostgreSQL each failed the lookup's statement, answered UNAVAILABLE, "retry"."""
+    channel, _, _ = alerting_server
+    stub = pb_grpc.AlertingServiceStub(channel)  # type: ignore[no-untyped-call]
+    parent = f"tenants/{tenant}"
+    token = base64.urlsafe_b64encode(b'{"t": "2026-01-01T00:00:00+00:00", "i": "a\\u0000"}')
+    rule = "id: r\nseverity: low\nwhen: {field: event_type, equals: interaction}\n"
+    calls = {
+        "filter": [
+            lambda: stub.TestRule(
+                pb.TestRuleRequest(parent=parent, source=rule, filter="user_id = a\x00b")
+            ),
+            lambda: stub.ListAlerts(pb.ListAlertsRequest(parent=parent, filter="rule = a\x00b")),
+        ],
+        "name": [
+            lambda: stub.AcknowledgeAlert(
+                pb.AcknowledgeAlertRequest(name=f"{parent}/alerts/a\x00b")
+            ),
+            lambda: stub.ResolveAlert(pb.ResolveAlertRequest(name=f"{parent}/alerts/a\x00b")),
+            lambda: stub.GetRule(pb.GetRuleRequest(name=f"{parent}/rules/a\x00b")),
+        ],
+        "page_token": [
+            lambda: stub.ListAlerts(pb.ListAlertsRequest(parent=parent, page_token=token.decode())),
+        ],
+    }
+    for field, refused in calls.items():
+        for call in refused:
+            with pytest.raises(grpc.RpcError) as info:
+                call()
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value
+            assert [f for f, _ in violations(info.value)] == [field]

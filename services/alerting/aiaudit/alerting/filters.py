@@ -30,6 +30,8 @@ class Term:
 
 def parse(text: str, known: frozenset[str]) -> list[Term]:
     """Terms of a conjunctive filter; FilterError says what is wrong."""
+    if "\x00" in text:  # no value holds it, and PostgreSQL refused the statement: UNAVAILABLE
+        raise FilterError("must not contain U+0000 (NUL)")
     if not text.strip():
         return []
     terms = []

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import re
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -100,6 +101,12 @@ def parse_parent(parent: str, field: str = "parent") -> str:
     return parts[1]
 
 
+_OBJECT_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+"""What a rule's or an alert's id can be (rule ids are narrower, alert ids 32 hex digits):
+anything else names nothing. On PostgreSQL an id holding U+0000 failed the lookup's
+statement, answered UNAVAILABLE, "retry" (review, 2026-12-04)."""
+
+
 def parse_name(name: str, kind: str, field: str = "name") -> tuple[str, str]:
     """``tenants/{tenant}/{kind}/{id}`` -> (tenant, id)."""
     parts = name.split("/")
@@ -107,6 +114,8 @@ def parse_name(name: str, kind: str, field: str = "name") -> tuple[str, str]:
         raise InvalidError([(field, f"expected tenants/{{tenant}}/{kind}/{{id}}, got {name!r}")])
     if not tenants.valid(parts[1]):
         raise InvalidError([(field, f"tenant {parts[1]!r} is not {tenants.RULE}")])
+    if not _OBJECT_ID.fullmatch(parts[3]):
+        raise InvalidError([(field, f"id {parts[3]!r} is not 1-64 characters of [A-Za-z0-9._-]")])
     return parts[1], parts[3]
 
 
@@ -538,7 +547,10 @@ class AlertingService:
         after = None
         if page_token:
             tok = _untoken(page_token)
-            after = (_time(str(tok.get("t")), "page_token"), str(tok.get("i")))
+            last = str(tok.get("i"))
+            if not _OBJECT_ID.fullmatch(last):
+                raise InvalidError([("page_token", "not a token returned by this service")])
+            after = (_time(str(tok.get("t")), "page_token"), last)
         with self.store.engine.connect() as conn:
             items = self.store.list_alerts(conn, tenant, where, after, size + 1)
         more = len(items) > size
