@@ -180,11 +180,29 @@ class Visibility:
             if self.content and event.event_type in QUOTING_RECORDS:
                 event = restore.restore(found.canonical, None)
             event.actor.ClearField("ip_address")
+        if found.content is None or not self.shows_content(event):
+            _drop_media_hashes(event)
         return event
 
     def shows_content(self, event: event_pb2.Event) -> bool:
         """Whether :meth:`redact` left ``event`` its content (and so its highlights)."""
         return self.content and (self.pii or event.event_type not in QUOTING_RECORDS)
+
+
+def _drop_media_hashes(event: event_pb2.Event) -> None:
+    """Clears the SHA-256 of every media part whose bytes the caller does not see.
+
+    The hash is unsalted: anyone holding a candidate file (a leaked photo, a
+    contract) could confirm it was sent, without ``content.read`` or after the
+    erasure of the bytes (review, 2026-12-04). It stays in the canonical form,
+    where the leaf commits to it (bundle exports carry those: they need ``pii.read``).
+    """
+    parts = [*event.input.system_instructions]
+    for message in (*event.input.messages, *event.output.messages):
+        parts += message.parts
+    for part in parts:
+        if part.HasField("media"):
+            part.media.ClearField("sha256")
 
 
 QUOTING_RECORDS = frozenset({event_pb2.EVENT_TYPE_AUDIT_ACCESS, event_pb2.EVENT_TYPE_RULE_CHANGE})
