@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from aiaudit.common.component import Context
+from aiaudit.common.config import Settings
 from aiaudit.common.retention import RetentionSweeper
 from aiaudit.common.store import SqlEventStore, open_store
 from aiaudit.common.stream_slots import StreamSlots
@@ -12,6 +13,7 @@ from aiaudit.ingest import handlers
 from aiaudit.ingest import settings as ingest_settings
 from aiaudit.ingest.committer import GroupCommitter
 from aiaudit.ingest.erasing import Eraser
+from aiaudit.ingest.ip_policy import IpPolicy, key_from_file
 from aiaudit.ingest.validation import Limits
 
 
@@ -55,6 +57,7 @@ def start(ctx: Context) -> Ingest:
             ctx.auth,
             StreamSlots("AppendStream", own.max_append_streams, own.max_append_streams_per_caller),
             receipt_signing=ctx.receipts,
+            ip_policy=_ip_policy(own, s),
         ),
         Eraser(ctx.auth, eraser_store),
     )
@@ -66,3 +69,11 @@ def start(ctx: Context) -> Ingest:
         )
         retention.start()
     return Ingest(committer, privacy, retention)
+
+
+def _ip_policy(own: ingest_settings.IngestSettings, s: Settings) -> IpPolicy:
+    key = None
+    if own.ip_address == "pseudonymise":
+        path = own.ip_pseudonym_key_file or s.data_dir / "ip-pseudonym.key"
+        key = key_from_file(path, create=own.ip_pseudonym_key_file is None)
+    return IpPolicy(own.ip_address, key)

@@ -25,6 +25,7 @@ from aiaudit.common.stream_slots import StreamSlots
 from aiaudit.common.v1 import event_pb2, proof_pb2
 from aiaudit.ingest.committer import GroupCommitter
 from aiaudit.ingest.erasing import Eraser
+from aiaudit.ingest.ip_policy import IpPolicy
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.validation import Limits, validate_batch
 from aiaudit.ingest.wire import MalformedError, events_with_unknown_fields, locate_bad_event
@@ -75,6 +76,7 @@ class IngestHandlers:
         streams: StreamSlots,
         commit_timeout: float = 30.0,
         receipt_signing: ReceiptSigning | None = None,
+        ip_policy: IpPolicy | None = None,
     ) -> None:
         """Handlers over a committer.
 
@@ -86,6 +88,7 @@ class IngestHandlers:
         self._committer = committer
         self._limits = limits
         self._timeout = commit_timeout
+        self._ip = ip_policy or IpPolicy()
 
     def _submit(
         self, events: list[event_pb2.Event], prefix: str, caller: Caller, sign: bool = False
@@ -122,6 +125,7 @@ class IngestHandlers:
                     field="sign_receipts",
                 )
             )
+        self._ip.apply(events, wires)  # before the canonical form: the leaf keeps what is left
         return self._committer.submit(prepare_batch(events, now, wires))
 
     def _receipts(

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from aiaudit.common import stream_slots
 from aiaudit.common.config import ZERO_ALLOWED, ConfigError, Settings, section
+from aiaudit.ingest import ip_policy
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,13 @@ class IngestSettings:
     max_append_streams_per_caller: int = 8
     """Of those, streams one principal may hold: one gateway (or a leaked key of any role)
     cannot take them all."""
+    ip_address: str = "keep"
+    """What is kept of ``actor.ip_address`` before the event is hashed: ``keep``,
+    ``truncate`` (IPv4 /24, IPv6 /48), ``pseudonymise`` (keyed HMAC) or ``drop``; see
+    :mod:`aiaudit.ingest.ip_policy` for why the leaf must not hold what auditors may not see."""
+    ip_pseudonym_key_file: Path | None = None
+    """Key of ``pseudonymise`` (32 random bytes or more). Default in the embedded mode:
+    ``<data_dir>/ip-pseudonym.key``, made on first use; required otherwise."""
     content_retention_days: int = field(default=0, metadata=ZERO_ALLOWED)
     """Days content is kept after it was received; 0 keeps it forever. Older content is
     erased, and each deletion recorded (``EVENT_TYPE_RETENTION_APPLIED``): see
@@ -48,6 +57,15 @@ def load(settings: Settings) -> IngestSettings:
             f"setting 'ingest.max_append_streams_per_caller': "
             f"{s.max_append_streams_per_caller} is invalid: 1 to max_append_streams "
             f"({s.max_append_streams})"
+        )
+    if s.ip_address not in ip_policy.POLICIES:
+        raise ConfigError(
+            f"setting 'ingest.ip_address': {s.ip_address!r} is not one of {ip_policy.POLICIES}"
+        )
+    if s.ip_address == "pseudonymise" and not (s.ip_pseudonym_key_file or settings.embedded):
+        raise ConfigError(
+            "setting 'ingest.ip_pseudonym_key_file' is required with ip_address pseudonymise "
+            "(32 random bytes; the same file in every ingest replica)"
         )
     if s.content_retention_days and not (s.privacy_database_url or settings.embedded):
         raise ConfigError(
