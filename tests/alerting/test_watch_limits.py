@@ -94,5 +94,5 @@ def test_stream_limits_that_cannot_work_are_refused_at_start(
     most: int, per_caller: int, named: str
 ) -> None:
     settings = AlertingSettings(max_watch_streams=most, max_watch_streams_per_caller=per_caller)
-    with pytest.raises(ConfigError, match=f"alerting.{named}:"):
+    with pytest.raises(ConfigError, match=f"'alerting.{named}': "):
         settings.validate()

@@ -14,11 +14,26 @@ import grpc
 from google.rpc import code_pb2
 
 from aiaudit.common import status
+from aiaudit.common.config import ConfigError
 
 CEILING = 48
 """Most streams a process holds open, of every capped RPC together (and the most one RPC
 may be configured to): 16 of its 64 RPC threads stay for the other RPCs whatever the
 settings."""
+
+
+def check_limits(setting: str, most: int, per_caller: int) -> None:
+    """Refuses limits that cannot work; ``setting`` names the first, e.g. ``ingest.max_...``."""
+    if not 1 <= most <= CEILING:
+        raise ConfigError(
+            f"setting '{setting}': {most} is invalid: 1 to {CEILING} (each open stream holds "
+            "one of the server's 64 RPC threads)"
+        )
+    if not 1 <= per_caller <= most:
+        name = setting.rpartition(".")[2]
+        raise ConfigError(
+            f"setting '{setting}_per_caller': {per_caller} is invalid: 1 to {name} ({most})"
+        )
 
 
 class ProcessStreams:

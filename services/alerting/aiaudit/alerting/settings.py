@@ -70,15 +70,11 @@ class AlertingSettings:
             raise ConfigError(
                 "setting alerting.watch_interval: must be a positive number of seconds"
             )
-        if not 1 <= self.max_watch_streams <= stream_slots.CEILING:
-            raise ConfigError(
-                f"setting alerting.max_watch_streams: 1 to {stream_slots.CEILING} "
-                "(each open stream holds one of the server's 64 RPC threads)"
-            )
-        if not 1 <= self.max_watch_streams_per_caller <= self.max_watch_streams:
-            raise ConfigError(
-                "setting alerting.max_watch_streams_per_caller: 1 to max_watch_streams"
-            )
+        stream_slots.check_limits(
+            "alerting.max_watch_streams",
+            self.max_watch_streams,
+            self.max_watch_streams_per_caller,
+        )
         for f in self.rules_files:
             if not Path(f).is_file():
                 raise ConfigError(f"setting alerting.rules_files: {f} is not a readable file")

@@ -47,17 +47,9 @@ def load(settings: Settings) -> IngestSettings:
             "setting 'ingest.privacy_database_url': must be a sqlite:/// or "
             "postgresql+psycopg:// URL"
         )
-    if not 1 <= s.max_append_streams <= stream_slots.CEILING:
-        raise ConfigError(
-            f"setting 'ingest.max_append_streams': {s.max_append_streams} is invalid: 1 to "
-            f"{stream_slots.CEILING} (each open stream holds one of the server's 64 RPC threads)"
-        )
-    if not 1 <= s.max_append_streams_per_caller <= s.max_append_streams:
-        raise ConfigError(
-            f"setting 'ingest.max_append_streams_per_caller': "
-            f"{s.max_append_streams_per_caller} is invalid: 1 to max_append_streams "
-            f"({s.max_append_streams})"
-        )
+    stream_slots.check_limits(
+        "ingest.max_append_streams", s.max_append_streams, s.max_append_streams_per_caller
+    )
     if s.ip_address not in ip_policy.POLICIES:
         raise ConfigError(
             f"setting 'ingest.ip_address': {s.ip_address!r} is not one of {ip_policy.POLICIES}"

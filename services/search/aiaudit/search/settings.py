@@ -99,17 +99,11 @@ class SearchSettings:
             raise ConfigError("setting 'search.retention_sweep_interval': seconds, above 0")
         if not 0 <= self.wake_linger <= 1:
             raise ConfigError("setting 'search.wake_linger': seconds, 0 to 1")
-        if not 1 <= self.max_export_streams <= stream_slots.CEILING:
-            raise ConfigError(
-                f"setting 'search.max_export_streams': {self.max_export_streams} is invalid: "
-                f"1 to {stream_slots.CEILING}"
-            )
-        if not 1 <= self.max_export_streams_per_caller <= self.max_export_streams:
-            raise ConfigError(
-                "setting 'search.max_export_streams_per_caller': "
-                f"{self.max_export_streams_per_caller} is invalid: 1 to max_export_streams "
-                f"({self.max_export_streams})"
-            )
+        stream_slots.check_limits(
+            "search.max_export_streams",
+            self.max_export_streams,
+            self.max_export_streams_per_caller,
+        )
         if self.batch_size < 1:
             raise ConfigError("setting 'search.batch_size': at least 1")
         if self.integrity_address not in ("", "none"):
