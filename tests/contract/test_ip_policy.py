@@ -36,6 +36,9 @@ def test_truncate_keeps_the_network() -> None:
     assert policy.address("t", "203.0.113.77") == "203.0.113.0"
     assert policy.address("t", "2001:db8:abcd:12:3456::1") == "2001:db8:abcd::"
     assert IpPolicy("drop").address("t", "203.0.113.77") == ""
+    # An IPv4 address carried whole in IPv6 is its IPv4 address: a 6to4 /48 is all of it.
+    assert policy.address("t", "2002:cb00:714d::1") == "203.0.113.0"
+    assert policy.address("t", "::ffff:203.0.113.77") == "203.0.113.0"
 
 
 def test_pseudonyms_are_stable_per_tenant_and_unlinkable_across_tenants() -> None:
@@ -46,6 +49,7 @@ def test_pseudonyms_are_stable_per_tenant_and_unlinkable_across_tenants() -> Non
     assert mine != policy.address("acme", "203.0.113.78")
     assert mine != policy.address("other", "203.0.113.77")
     assert mine != IpPolicy("pseudonymise", bytes(32)).address("acme", "203.0.113.77")
+    assert policy.address("acme", "::ffff:203.0.113.77") == mine  # one client, one pseudonym
 
 
 def test_policies_that_cannot_work_are_refused_at_start(tmp_path: Path) -> None:

@@ -10,11 +10,12 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from aiaudit.common import canonical, client, retention
+from aiaudit.common import canonical, client, config, retention
 from aiaudit.common.config import ConfigError
 from aiaudit.common.store import SqlEventStore, open_store
 from aiaudit.common.store.prepare import prepare_batch
 from aiaudit.common.v1 import event_pb2 as ev
+from aiaudit.ingest import settings as ingest_settings
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
 from aiaudit.integrity.verify import verify_store
@@ -155,3 +156,22 @@ def test_a_policy_on_postgresql_needs_the_privacy_login(tmp_path: Path, store_ur
     cfg.write_text(yaml.safe_dump({"ingest": {"content_retention_days": 30}}))
     with pytest.raises(ConfigError, match=r"ingest\.content_retention_days' needs"):
         serve_suite(tmp_path, cfg, database_url=store_url)
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("content_retention_days", 1_000_000, r"'ingest\.content_retention_days': 1000000 is"),
+        ("content_retention_days", -1, r"'ingest\.content_retention_days'"),
+        ("retention_sweep_interval", 1e10, r"'ingest\.retention_sweep_interval': 1e\+10 is"),
+    ],
+)
+def test_policies_that_cannot_work_are_refused_at_start(
+    tmp_path: Path, setting: str, value: float, message: str
+) -> None:
+    """A huge interval overflowed the sweeper's wait and ended its thread, a huge policy the
+    cut-off's date on every sweep; both were taken at start (review, 2026-12-04)."""
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump({"ingest": {"content_retention_days": 30, setting: value}}))
+    with pytest.raises(ConfigError, match=message):
+        ingest_settings.load(config.load(cfg, env={}, overrides={"data_dir": tmp_path}))

@@ -159,6 +159,31 @@ def test_refused_events_are_set_aside_and_the_rest_of_their_batch_is_stored(
     assert event.input.messages[0].parts[0].text == "same id, other content"
 
 
+def test_a_batch_of_many_refused_events_sets_each_aside_once_and_stores_the_rest(
+    server: Server, tenant: str
+) -> None:
+    """A reply lists only what fits in gRPC's trailers (about 3.5 KB of violations).
+
+    When it listed one event's forty fields, the SDK learnt of one refused event a
+    reply, and its resend of the rest recursed once per event: past Python's limit
+    the whole batch was kept to retry, its refused events set aside again and again
+    and the valid ones never stored (review, 2026-12-04).
+    """
+    server.start()
+    refused: list[str] = []
+    logger = server.logger(batch_size=1000, on_rejected=lambda e, why: refused.append(e.event_id))
+    bad = [interaction(tenant, f"bad-{i}") for i in range(990)]
+    for event in bad:
+        for k in range(40):
+            event.attributes[f"BAD-KEY-{k:03d}"].string_value = "v"
+    good = [interaction(tenant, f"good-{i}") for i in range(10)]
+    for event in [*bad, *good]:
+        logger.log(event)
+    assert logger.flush(timeout=120)
+    assert sorted(stored_ids(server.store_url, tenant)) == sorted(e.event_id for e in good)
+    assert sorted(refused) == sorted(e.event_id for e in bad)  # each once
+
+
 def test_a_spool_that_refuses_writes_keeps_the_events_in_memory(
     server: Server, tenant: str
 ) -> None:

@@ -30,6 +30,10 @@ REQUESTER = "aiaudit-retention"
 """Who the records name as having asked: the policy, not a person."""
 CHUNK = 10_000
 """Events a record names at most (one transaction each)."""
+MAX_DAYS = 36_500
+"""Longest policy (a century; beyond, the cut-off passes the calendar's first year)."""
+MAX_INTERVAL = 7 * 86_400
+"""Longest wait between sweeps (a longer one overflowed the wait and ended the thread)."""
 
 
 def sweep(
@@ -101,7 +105,7 @@ class RetentionSweeper(Worker):
             except Exception:  # the store down: the next interval retries, nothing lost
                 log.exception("retention sweep failed; retrying in %gs", self._interval)
                 self._leadership.release()
-            self._wake.wait(self._interval)
+            self._wake.wait(self._interval)  # settings bound it (1 s to a week)
             self._wake.clear()
 
     def stop(self, timeout: float = 30.0) -> None:

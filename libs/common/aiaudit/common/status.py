@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 import grpc
@@ -36,9 +37,16 @@ def clip(text: str, most: int = VALUE_BYTES) -> str:
 
 
 def bad_request(message: str, violations: Iterable[tuple[str, str]]) -> status_pb2.Status:
-    """INVALID_ARGUMENT naming each bad field (as many as the trailers hold; the rest counted)."""
+    """INVALID_ARGUMENT naming each bad field (as many as the trailers hold; the rest counted).
+
+    The first violation of each item (``events[3]`` of ``events[3].model.name``)
+    comes first: a client that drops the items named and sends the rest again
+    (the gateway SDK) then learns of as many items as fit in one reply, not of
+    one item's many fields (a batch of 990 bad events then took 990 replies, and
+    the SDK's recursion over them passed Python's limit: review, 2026-12-04).
+    """
     detail = error_details_pb2.BadRequest()
-    every = list(violations)
+    every = _items_first(list(violations))
     for field, description in every:
         shown = error_details_pb2.BadRequest.FieldViolation(
             field=clip(field), description=clip(description)
@@ -48,6 +56,22 @@ def bad_request(message: str, violations: Iterable[tuple[str, str]]) -> status_p
             break
         detail.field_violations.append(shown)
     return _status(code_pb2.INVALID_ARGUMENT, message, detail)
+
+
+_ITEM = re.compile(r"[^.\[]*(\[\d+\])?")
+
+
+def _items_first(violations: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Each item's first violation, in order, then the others, in order."""
+    firsts: list[tuple[str, str]] = []
+    others: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for violation in violations:
+        item = _ITEM.match(violation[0])
+        head = item.group(0) if item else violation[0]
+        (others if head in seen else firsts).append(violation)
+        seen.add(head)
+    return firsts + others
 
 
 def error(code: int, message: str, reason: str, **metadata: str) -> status_pb2.Status:

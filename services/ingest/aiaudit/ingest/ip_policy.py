@@ -61,7 +61,7 @@ class IpPolicy:
 
     def address(self, tenant: str, sent: str) -> str:
         """What is kept of ``sent`` (a valid address: validation ran first); "" for none."""
-        addr = ipaddress.ip_address(sent)
+        addr = _unwrapped(ipaddress.ip_address(sent))
         if self.policy == "drop":
             return ""
         if self.policy == "truncate":
@@ -69,6 +69,20 @@ class IpPolicy:
             return str(network.network_address)
         mac = hmac.new(self._key, tenant.encode() + b"\x00" + addr.packed, hashlib.sha256)
         return str(ipaddress.IPv6Address(b"\xfd" + mac.digest()[:15]))
+
+
+def _unwrapped(
+    addr: ipaddress.IPv4Address | ipaddress.IPv6Address,
+) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """The IPv4 address an IPv6 one carries whole (``::ffff:a.b.c.d``, 6to4 ``2002:ab:cd::``).
+
+    A 6to4 address's /48 is its IPv4 address: truncated as IPv6 it kept all of it
+    (review, 2026-12-04); a mapped one would have lost all, and pseudonymised
+    apart from the same client's IPv4 address.
+    """
+    if isinstance(addr, ipaddress.IPv6Address):
+        return addr.ipv4_mapped or addr.sixtofour or addr
+    return addr
 
 
 def key_from_file(path: Path, create: bool) -> bytes:

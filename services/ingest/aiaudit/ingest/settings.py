@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aiaudit.common import stream_slots
+from aiaudit.common import retention, stream_slots
 from aiaudit.common.config import ZERO_ALLOWED, ConfigError, Settings, section
 from aiaudit.ingest import ip_policy
 
@@ -58,6 +58,16 @@ def load(settings: Settings) -> IngestSettings:
         raise ConfigError(
             "setting 'ingest.ip_pseudonym_key_file' is required with ip_address pseudonymise "
             "(32 random bytes; the same file in every ingest replica)"
+        )
+    if not 0 <= s.content_retention_days <= retention.MAX_DAYS:
+        raise ConfigError(
+            f"setting 'ingest.content_retention_days': {s.content_retention_days} is invalid: "
+            f"0 (keep forever) to {retention.MAX_DAYS}"
+        )
+    if not 1 <= s.retention_sweep_interval <= retention.MAX_INTERVAL:
+        raise ConfigError(
+            f"setting 'ingest.retention_sweep_interval': {s.retention_sweep_interval:g} is "
+            f"invalid: 1 to {retention.MAX_INTERVAL} seconds"
         )
     if s.content_retention_days and not (s.privacy_database_url or settings.embedded):
         raise ConfigError(
