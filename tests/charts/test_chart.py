@@ -383,6 +383,11 @@ def test_network_policy_toggle(values: Path) -> None:
         (("aiaudit.config.search.opensearch_password=x",), "would put a secret in the Config"),
         (("aiaudit.config.integrity.database_url=postgresql://x",), "would put a secret"),
         (("aiaudit.apiKeys.existingSecret=",), "aiaudit.apiKeys.existingSecret is required"),
+        (
+            ("aiaudit.config.ingest.ip_address=pseudonymise",),
+            "ingest.ipPseudonymKey.existingSecret is required",
+        ),
+        (("aiaudit.config.ingest.ip_pseudonym_key_file=/k",), "set by the chart"),
     ],
     ids=[
         "plaintext-without-opt-in",
@@ -394,6 +399,8 @@ def test_network_policy_toggle(values: Path) -> None:
         "opensearch-password-in-config",
         "notary-url-in-config",
         "no-caller-authentication",
+        "pseudonyms-without-a-key",
+        "pseudonym-key-path-in-config",
     ],
 )
 def test_unsafe_values_fail_the_render(sets: tuple[str, ...], message: str) -> None:
@@ -650,3 +657,35 @@ def test_the_api_check_names_each_field_that_does_not_fit() -> None:
     assert kube_schema.problems({"apiVersion": "apps/v1", "kind": "Deploymnt"}) == [
         "apps/v1 Deploymnt: no such kind in the API (V1Deploymnt)"
     ]
+
+
+def test_the_pseudonym_key_reaches_ingest_alone_as_the_file_it_reads() -> None:
+    """``pseudonymise`` needs one key in every ingest pod: a key made in a pod died with it."""
+    from aiaudit.ingest import settings as ingest_settings
+
+    objects = render(
+        None,
+        "aiaudit.config.ingest.ip_address=pseudonymise",
+        "ingest.ipPseudonymKey.existingSecret=ip-key",
+        "ingest.ipPseudonymKey.key=bytes",
+    )
+    assert [p for obj in objects for p in kube_schema.problems(obj)] == []
+    (configmap,) = of_kind(objects, "ConfigMap")
+    for deployment in of_kind(objects, "Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        mounts = {m["name"]: m for m in pod["containers"][0]["volumeMounts"]}
+        if component_of(deployment) != "ingest":
+            assert "ip-pseudonym-key" not in volumes and "ip-pseudonym-key" not in mounts
+            continue
+        secret = volumes["ip-pseudonym-key"]["secret"]
+        assert secret == {
+            "secretName": "ip-key",
+            "defaultMode": 0o440,
+            "items": [{"key": "bytes", "path": "key"}],
+        }
+        assert mounts["ip-pseudonym-key"]["readOnly"] is True
+        own = ingest_settings.load(_effective(deployment, configmap["data"]["config.yaml"]))
+        assert own.ip_address == "pseudonymise"
+        mounted = Path(mounts["ip-pseudonym-key"]["mountPath"]) / "key"
+        assert own.ip_pseudonym_key_file == mounted

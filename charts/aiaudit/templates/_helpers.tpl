@@ -80,6 +80,7 @@ app.kubernetes.io/part-of: aiaudit
 {{- define "aiaudit.configDir" -}}/etc/aiaudit/config{{- end }}
 {{- define "aiaudit.tlsDir" -}}/etc/aiaudit/tls{{- end }}
 {{- define "aiaudit.authDir" -}}/etc/aiaudit/auth{{- end }}
+{{- define "aiaudit.ipKeyDir" -}}/etc/aiaudit/ip-pseudonym{{- end }}
 {{- define "aiaudit.dataDir" -}}/var/lib/aiaudit{{- end }}
 {{- define "aiaudit.checkpointDir" -}}/var/lib/aiaudit-checkpoints{{- end }}
 
@@ -128,6 +129,12 @@ a Secret as AIAUDIT_DATABASE_URL.
 {{- end }}
 {{- if and (not $a.database.embedded) (not $a.contentKeys.existingSecret) (ne (toString (dig "content_keys" "" $a.config)) "none") }}
 {{- fail "aiaudit.contentKeys.existingSecret is required to seal stored content (a Vault/OpenBao Transit key: see aiaudit content-keys bootstrap-vault); or set aiaudit.config.content_keys=none to store it in clear" }}
+{{- end }}
+{{- if hasKey (dig "ingest" dict $a.config) "ip_pseudonym_key_file" }}
+{{- fail "aiaudit.config.ingest.ip_pseudonym_key_file is set by the chart: give the key through ingest.ipPseudonymKey.existingSecret" }}
+{{- end }}
+{{- if and (eq (toString (dig "ingest" "ip_address" "" $a.config)) "pseudonymise") (not .Values.ingest.ipPseudonymKey.existingSecret) }}
+{{- fail "ingest.ipPseudonymKey.existingSecret is required with aiaudit.config.ingest.ip_address=pseudonymise (32 random bytes, the same for every ingest pod: a key made in a pod would die with it, and every pseudonym with it)" }}
 {{- end }}
 {{- if hasKey $a.config "content_vault_token_file" }}
 {{- fail "aiaudit.config.content_vault_token_file: the content key's token comes from aiaudit.contentKeys.existingSecret" }}
@@ -248,6 +255,10 @@ a Secret as AIAUDIT_DATABASE_URL.
     secretKeyRef:
       name: {{ $own.privacyDatabase.existingSecret }}
       key: {{ $own.privacyDatabase.key }}
+{{- end }}
+{{- if and (eq .component "ingest") (dig "ipPseudonymKey" "existingSecret" "" $own) }}
+- name: AIAUDIT_INGEST_IP_PSEUDONYM_KEY_FILE
+  value: {{ printf "%s/key" (include "aiaudit.ipKeyDir" $) | quote }}
 {{- end }}
 {{- if $a.telemetry.otlpEndpoint }}
 - name: OTEL_EXPORTER_OTLP_ENDPOINT
@@ -377,6 +388,11 @@ spec:
             - name: checkpoints
               mountPath: {{ include "aiaudit.checkpointDir" $ }}
             {{- end }}
+            {{- if and (eq .component "ingest") (dig "ipPseudonymKey" "existingSecret" "" $c) }}
+            - name: ip-pseudonym-key
+              mountPath: {{ include "aiaudit.ipKeyDir" $ }}
+              readOnly: true
+            {{- end }}
       volumes:
         - name: config
           configMap:
@@ -413,6 +429,16 @@ spec:
         - name: tmp
           emptyDir:
             sizeLimit: {{ $a.tmpSizeLimit }}
+        {{- if and (eq .component "ingest") (dig "ipPseudonymKey" "existingSecret" "" $c) }}
+        # The key of ingest.ip_address pseudonymise: the same bytes in every ingest pod.
+        - name: ip-pseudonym-key
+          secret:
+            secretName: {{ $c.ipPseudonymKey.existingSecret }}
+            defaultMode: 0440
+            items:
+              - key: {{ $c.ipPseudonymKey.key }}
+                path: key
+        {{- end }}
         {{- if and (eq .component "integrity") (dig "checkpoints" "existingClaim" "" $c) }}
         # The append-only copy of every checkpoint: outside the pod, outside the database.
         - name: checkpoints
