@@ -673,7 +673,6 @@ class SqlEventStore:
                 raise ValueError("name the events to erase (event ids, or a subject with events)")
             record = record_of(named)
             found: dict[int, str] = {}
-            erased: list[str] = []
             for chunk in _chunks(named):  # a bound parameter each: under every driver's limit
                 found.update(
                     conn.execute(
@@ -682,13 +681,7 @@ class SqlEventStore:
                         )
                     ).all()
                 )
-            for chunk in _chunks(list(found)):
-                deleted = conn.execute(
-                    sa.delete(event_content)
-                    .where(event_content.c.log_id == log_id, event_content.c.seq.in_(chunk))
-                    .returning(event_content.c.seq)
-                ).scalars()
-                erased += [str(found[int(seq)]) for seq in deleted]
+            erased = [found[seq] for seq in _delete_content(conn, log_id, list(found))]
             if subject_id:  # the subject's data key goes too, and writers learn it went
                 conn.execute(
                     sa.delete(content_keys).where(
@@ -743,14 +736,7 @@ class SqlEventStore:
                 return None
             expired = list(found.values())
             record = record_of(expired)
-            for chunk in _chunks(list(found)):
-                conn.execute(
-                    sa.delete(event_content).where(
-                        event_content.c.log_id == log_id,
-                        event_content.c.receive_time < received_before,  # its partitions only
-                        event_content.c.seq.in_(chunk),
-                    )
-                )
+            _delete_content(conn, log_id, list(found), received_before)
             self.append_record(conn, record)
         return expired, record.event.event_id
 
@@ -1066,6 +1052,29 @@ def _stored(row: tuple[Any, ...], keys: dict[int, DataKey | None]) -> StoredEven
 
 
 _COPY_FROM_ROWS = 32
+
+
+def _delete_content(
+    conn: sa.Connection,
+    log_id: str,
+    seqs: list[int],
+    received_before: dt.datetime | None = None,
+) -> list[int]:
+    """Deletes the content rows of these sequences; returns those whose row was there.
+
+    ``received_before`` limits the statement to the partitions that old.
+    """
+    where = [event_content.c.log_id == log_id]
+    if received_before is not None:
+        where.append(event_content.c.receive_time < received_before)
+    deleted: list[int] = []
+    for chunk in _chunks(seqs):
+        deleted += conn.execute(
+            sa.delete(event_content)
+            .where(*where, event_content.c.seq.in_(chunk))
+            .returning(event_content.c.seq)
+        ).scalars()
+    return [int(seq) for seq in deleted]
 
 
 def _chunks(items: Sequence[Any], size: int = 10_000) -> Iterator[list[Any]]:
