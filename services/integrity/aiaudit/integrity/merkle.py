@@ -239,33 +239,36 @@ class CompactRange:
         self._size += 1
         return created
 
-    def append_block(
-        self, leaves: Sequence[bytes], roots_at: Iterable[int] = ()
-    ) -> dict[int, bytes]:
+    def append_block(self, leaves: bytes, roots_at: Iterable[int] = ()) -> dict[int, bytes]:
         """Appends many leaf hashes at once; returns the root at each size in ``roots_at``.
 
-        For bulk rebuilds (``verify``): when the current size is a multiple of
-        the block's largest power of two, the block is hashed level by level in
-        tight loops (no per-leaf objects) and its perfect subtrees join the
-        edge; otherwise it falls back to ``append`` leaf by leaf. Only sizes
-        inside the block (after its first leaf, up to its end) are answered.
-        The completed nodes are not returned: nothing is stored from here.
+        For bulk rebuilds (``verify``): ``leaves`` is the hashes concatenated,
+        as a page of them comes from the database, so no per-leaf object is
+        made. When the current size is a multiple of the block's largest power
+        of two, the block is hashed level by level natively and its perfect
+        subtrees join the edge; otherwise it falls back to ``append`` leaf by
+        leaf. Only sizes inside the block (after its first leaf, up to its
+        end) are answered. The completed nodes are not returned: nothing is
+        stored from here.
         """
-        start, end = self._size, self._size + len(leaves)
+        if len(leaves) % HASH_SIZE:
+            raise ValueError(
+                f"leaf hashes {self._size}..: {len(leaves)} bytes is not whole "
+                f"{HASH_SIZE}-byte hashes"
+            )
+        count = len(leaves) // HASH_SIZE
+        start, end = self._size, self._size + count
         wanted = sorted({size for size in roots_at if start < size <= end})
-        if not leaves:
+        if not count:
             return {}
-        if set(map(len, leaves)) != {HASH_SIZE}:  # one pass in C; then find the culprit
-            for i, leaf in enumerate(leaves):
-                _check_hash(f"leaf hash {start + i}", leaf)
-        if start % (1 << (len(leaves).bit_length() - 1)):
+        if start % (1 << (count.bit_length() - 1)):
             out = {}
-            for leaf in leaves:
-                self.append(leaf)
+            for at in range(0, len(leaves), HASH_SIZE):
+                self.append(leaves[at : at + HASH_SIZE])
                 if self._size in wanted:
                     out[self._size] = self.root()
             return out
-        levels = aiaudit_native.merkle_levels(b"".join(leaves))  # verify's hot spot, native
+        levels = aiaudit_native.merkle_levels(leaves)  # verify's hot spot, native
 
         def stored(node: NodeID) -> bytes:
             at = HASH_SIZE * (node.index - (start >> node.level))

@@ -376,20 +376,20 @@ class _LogWalk:
             for leaf in leaves:
                 self.add_leaf(leaf)
             return
-        known = cast(Sequence[bytes], leaves)
-        start = self.tree.size
-        asked = self.sizes[
-            bisect.bisect_right(self.sizes, start) : bisect.bisect_right(
-                self.sizes, start + len(known)
-            )
-        ]
-        roots = self.tree.append_block(known, asked)
-        for size in sorted(roots):
-            self.check_targets(size, roots[size])
+        self.add_known(b"".join(cast(Sequence[bytes], leaves)))
 
     def add_known(self, leaves: bytes) -> None:
-        """Extends the rebuilt tree by a page found intact (its leaf hashes, concatenated)."""
-        self.add_leaves([leaves[i : i + HASH_SIZE] for i in range(0, len(leaves), HASH_SIZE)])
+        """Extends the rebuilt tree by known leaf hashes, concatenated (a page found intact)."""
+        if self.broken_at is not None:  # past a gap no rebuilt root can be right
+            return
+        start = self.tree.size
+        end = start + len(leaves) // HASH_SIZE
+        asked = self.sizes[
+            bisect.bisect_right(self.sizes, start) : bisect.bisect_right(self.sizes, end)
+        ]
+        roots = self.tree.append_block(leaves, asked)
+        for size in sorted(roots):
+            self.check_targets(size, roots[size])
 
     def check_targets(self, size: int, root: bytes) -> None:
         """Compares the rebuilt root at ``size`` with every checkpoint at that size."""
