@@ -512,3 +512,23 @@ def test_minus_zero_is_found_as_zero(search_suite: SearchSuite, tenant: str) -> 
     search_suite.wait_indexed(tenant, 1)
     for text in ("attributes.drift = 0", "attributes.drift >= 0", "attributes.drift = -0"):
         assert search_suite.all_ids(tenant, text) == ["neg"], text
+
+
+def test_a_phrase_is_highlighted_where_it_matches_and_nowhere_else(
+    search_suite: SearchSuite, tenant: str
+) -> None:
+    """Its words elsewhere are not marked (OpenSearch marks each word of the phrase apart).
+
+    A field indexing word pairs (``index_phrases``, tried for phrase speed)
+    left OpenSearch's phrase highlights empty; ``intervals`` highlights marked
+    every occurrence of each word.
+    """
+    text = "my card and my credit were fine, then the credit card was charged twice"
+    search_suite.append([interaction(tenant, "phrase", text=text)])
+    search_suite.wait_indexed(tenant, 1)
+    (found,) = search_suite.find(tenant, query='"credit card"').results
+    (fragment,) = found.highlights["input.text"].fragments
+    assert fragment.replace("</em> <em>", " ") == (
+        "my card and my credit were fine, then the <em>credit card</em> was charged twice"
+    )
+    assert search_suite.find(tenant, query='"card credit"').total_size == 0
