@@ -19,7 +19,7 @@ from grpc_status import rpc_status
 from aiaudit.common.config import ConfigError
 from aiaudit.search.settings import SearchSettings
 from aiaudit.search.v1 import search_service_pb2 as pb
-from tests.helpers import interaction, wait_until
+from tests.helpers import free_port, interaction, wait_until
 from tests.search.conftest import SearchSuite, start_suite
 
 EVENTS = 400
@@ -84,6 +84,51 @@ def test_exports_beyond_the_limits_are_refused_and_freed_when_they_end(
     assert whole.count(b"answer " + TEXT.encode()) == EVENTS
     again = small.as_role("auditor").Export(JSONL(tenant_id=tenant))
     assert b"".join(c.data for c in again).count(b"answer " + TEXT.encode()) == EVENTS
+
+
+def test_a_cancelled_export_gives_its_slot_back_while_it_waits_for_the_index(
+    tmp_path: Path, tenant: str
+) -> None:
+    """An export waits up to ``export_wait`` for the index; cancelled, it stops waiting.
+
+    Until 2026-12-04 the wait went on after the client left, and the slot
+    stayed taken for the whole ``export_wait``.
+    """
+    lagging = start_suite(  # an OpenSearch nobody listens on: the index never catches up
+        tmp_path,
+        "opensearch",
+        {
+            "opensearch_url": f"http://127.0.0.1:{free_port()}",
+            "index_prefix": "aiaudit-test-unreachable",
+            "export_wait": 600.0,
+            "max_export_streams_per_caller": 1,
+        },
+    )
+    try:
+        lagging.append([interaction(tenant, "waits")])
+
+        def slot_free() -> bool:
+            """One export of the caller's own; refused while another holds the slot."""
+            probe = lagging.as_role("admin").Export(JSONL(tenant_id=tenant), timeout=1.0)
+            with pytest.raises(grpc.RpcError) as ended:
+                next(probe)
+            code = ended.value.code()
+            assert code in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED)
+            return code == grpc.StatusCode.DEADLINE_EXCEEDED  # admitted, then waiting
+
+        def waiting_export() -> grpc.Future | None:  # type: ignore[type-arg]
+            """An export that holds the slot; None if a probe took it first (retried)."""
+            held = lagging.as_role("admin").Export(JSONL(tenant_id=tenant))
+            if slot_free():  # the probe was admitted: the held export was refused
+                held.cancel()
+                return None
+            return held
+
+        wait_until(waiting_export).cancel()
+        wait_until(slot_free, timeout=20.0)
+    finally:
+        lagging.channel.close()
+        lagging.suite.stop()
 
 
 @pytest.mark.parametrize(

@@ -537,14 +537,16 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
             self._check_proofs(caller, tenant, fmt)
         # The snapshot: every event committed before the export began, once indexed.
         snapshot = self._store.log_sizes().get(tenant, 0)
-        if not self._indexer.wait_indexed(tenant, snapshot, self._export_wait):
+        # The waits below hold the export's stream slot: a cancelled export lets go at once.
+        if not self._indexer.wait_indexed(tenant, snapshot, self._export_wait, context.is_active):
+            _raise_if_cancelled(context)
             raise _unavailable(RuntimeError("the index has not caught up with the log"))
         self._backend.make_visible()
         md: Metadata | None = None
         checkpoint = None
         if request.include_proofs:
             md = forwarded(context)
-            checkpoint = self._covering_checkpoint(md, tenant, snapshot)
+            checkpoint = self._covering_checkpoint(md, tenant, snapshot, context)
         self._audit(
             caller,
             tenant,
@@ -585,12 +587,13 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
             )
 
     def _covering_checkpoint(
-        self, md: Metadata, tenant: str, snapshot: int
+        self, md: Metadata, tenant: str, snapshot: int, context: grpc.ServicerContext
     ) -> proof_pb2.Checkpoint | None:
         """A signed checkpoint covering ``snapshot`` events, waiting at most ``proof_wait``."""
         assert self._integrity is not None
         deadline = time.monotonic() + self._proof_wait
         while True:
+            _raise_if_cancelled(context)
             try:
                 cp = self._integrity.latest_checkpoint(md, tenant)
             except grpc.RpcError as exc:
@@ -680,6 +683,14 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
                 )
             )
         return out
+
+
+def _raise_if_cancelled(context: grpc.ServicerContext) -> None:
+    """Ends a call its client has left (nobody reads the status; the waits stop)."""
+    if not context.is_active():
+        raise _AbortError(
+            status.error(code_pb2.CANCELLED, "the client cancelled the call", "CANCELLED")
+        )
 
 
 def _field(where: str, name: str, kinds: tuple[Kind, ...]) -> Field:

@@ -145,13 +145,20 @@ class Indexer:
         if self._leadership is not None:
             self._leadership.release()
 
-    def wait_indexed(self, log_id: str, size: int, timeout: float) -> bool:
-        """Waits until the first ``size`` entries of a log are indexed."""
+    def wait_indexed(
+        self, log_id: str, size: int, timeout: float, waiting: Callable[[], bool]
+    ) -> bool:
+        """Waits until the first ``size`` entries of a log are indexed.
+
+        Gives up (False) at ``timeout`` or, within half a second, once
+        ``waiting()`` is false: the export that waits was cancelled, and its
+        stream slot goes back now rather than when the timeout would have come.
+        """
         deadline = time.monotonic() + timeout
         with self._progress:
             while self._positions.get(log_id, 0) < size:
                 left = deadline - time.monotonic()
-                if left <= 0:
+                if left <= 0 or not waiting():
                     return False
                 self._wake.set()
                 self._progress.wait(min(left, 0.5))
