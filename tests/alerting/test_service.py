@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import queue
 import threading
 import time
@@ -146,6 +147,16 @@ def test_jailbreak_alert_within_a_second_then_ack_and_resolve(
     with pytest.raises(grpc.RpcError) as info:
         stub.ListAlerts(pb.ListAlertsRequest(parent=parent, filter="colour = red"))
     assert violations(info.value)[0][0] == "filter"
+    created = alert.create_time.ToDatetime()
+    for moment, found in (
+        (created - dt.timedelta(seconds=1), [alert.name]),
+        (created + dt.timedelta(seconds=1), []),
+    ):
+        since = moment.strftime("%Y-%m-%dt%H:%M:%Sz")  # the lower case RFC 3339 allows
+        listed = stub.ListAlerts(
+            pb.ListAlertsRequest(parent=parent, filter=f'create_time >= "{since}"')
+        )
+        assert [a.name for a in listed.alerts] == found, since
     developer = pb_grpc.AlertingServiceStub(client.channel(address, keys["developer"]))  # type: ignore[no-untyped-call]
     with pytest.raises(grpc.RpcError) as info:
         developer.AcknowledgeAlert(pb.AcknowledgeAlertRequest(name=alert.name))

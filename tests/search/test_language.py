@@ -226,3 +226,16 @@ def test_minus_zero_is_zero_and_durations_are_exact() -> None:
 def test_a_duration_past_any_event_is_out_of_range_not_an_overflow() -> None:
     with pytest.raises(LanguageError, match="out of range"):
         parse_filter("timing.latency > 1" + "0" * 400 + "s")
+
+
+def test_timestamps_take_the_lowercase_t_and_z_rfc_3339_allows() -> None:
+    """RFC 3339 section 5.6: "T" and "Z" may be lower case; such a filter was refused."""
+    upper = parse_filter('occurred_time >= "2026-03-01T13:00:00.25Z"')
+    for text in (
+        "2026-03-01t13:00:00.25z",
+        "2026-03-01t13:00:00.25Z",
+        "2026-03-01t14:00:00.25+01:00",
+    ):
+        lower = parse_filter(f'occurred_time >= "{text}"')
+        assert isinstance(upper, Compare) and isinstance(lower, Compare)
+        assert lower.value == upper.value == 1772370000250000, text

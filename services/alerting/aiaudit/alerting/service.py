@@ -230,7 +230,7 @@ def _op(column: sa.ColumnElement[object], op: str, value: object) -> sa.ColumnEl
 
 def _time(value: str, field: str) -> dt.datetime:
     try:
-        t = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        t = dt.datetime.fromisoformat(value.upper())  # RFC 3339 allows a lowercase t and z
     except ValueError:
         raise InvalidError([(field, f"{value!r} is not an RFC 3339 time")]) from None
     return t if t.tzinfo else t.replace(tzinfo=dt.UTC)

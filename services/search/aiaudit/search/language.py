@@ -430,7 +430,7 @@ def _micros(p: _Parser, v: _Tok) -> int:
     if (form["fraction"] or "").rstrip("0")[6:]:  # events are kept to the microsecond
         raise p.fail(v, f"timestamp {text!r} is finer than a microsecond")
     try:
-        when = dt.datetime.fromisoformat(text)
+        when = dt.datetime.fromisoformat(text.upper())  # RFC 3339 allows a lowercase t and z
     except ValueError:
         raise p.fail(v, f"{text!r} is not an RFC 3339 timestamp") from None
     if len(text) == 10:  # a date: midnight UTC
