@@ -30,7 +30,7 @@ from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
 from tests.conftest import Postgres, write_keys
-from tests.helpers import field_violations, interaction, wait_until
+from tests.helpers import access_records, field_violations, interaction, wait_until
 
 
 def load(store: SqlEventStore, tenant: str) -> dict[str, str]:
@@ -315,6 +315,14 @@ def test_erase_events_over_grpc(
         )
         assert nobody.code() == grpc.StatusCode.NOT_FOUND
         assert all(s.content is not None for s in store.read_log(tenant, 0, 10))  # nothing yet
+        # "no events of this subject" is a read: recorded, the subject as erasable content.
+        (probe,) = access_records(store_url, tenant)
+        assert probe.attributes["access.action"].string_value == "erasure.nothing_to_erase"
+        assert probe.actor.user_id == "test-compliance_officer"
+        assert [(m.name, m.parts[0].text) for m in probe.input.messages] == [
+            ("subject_id", "nobody")
+        ]
+        assert "nobody" not in str(dict(probe.attributes))
 
         done = officer.EraseEvents(
             pb.EraseEventsRequest(tenant_id=tenant, subject_id="alice", reason="request #3")

@@ -59,7 +59,7 @@ def start(ctx: Context) -> Ingest:
             receipt_signing=ctx.receipts,
             ip_policy=_ip_policy(own, s),
         ),
-        Eraser(ctx.auth, eraser_store),
+        Eraser(ctx.auth, eraser_store, ctx.access),
     )
     retention = None
     if own.content_retention_days:

@@ -16,7 +16,8 @@ import psycopg
 import sqlalchemy as sa
 from google.rpc import code_pb2
 
-from aiaudit.common import erasure, status
+from aiaudit.common import access, erasure, status
+from aiaudit.common.access import AccessLog
 from aiaudit.common.auth import Authenticator
 from aiaudit.common.event_ids import EVENT_ID
 from aiaudit.common.store.sql import SqlEventStore
@@ -32,10 +33,15 @@ PERMISSION = "content.erase"
 class Eraser:
     """The EraseEvents handler over the store that may delete content (None: not configured)."""
 
-    def __init__(self, auth: Authenticator, store: SqlEventStore | None) -> None:
-        """``store``: a login in ``aiaudit_privacy`` (or the embedded store)."""
+    def __init__(self, auth: Authenticator, store: SqlEventStore | None, log: AccessLog) -> None:
+        """``store``: a login in ``aiaudit_privacy`` (or the embedded store).
+
+        ``log`` records the erasures that found nothing: that answer says a
+        subject has no events, a read like any other.
+        """
         self._auth = auth
         self._store = store
+        self._log = log
 
     def erase_events(
         self, request: pb.EraseEventsRequest, context: grpc.ServicerContext
@@ -83,6 +89,17 @@ class Eraser:
                 request.subject_id,
             )
         except ValueError as exc:  # a subject without events, and no ids
+            record = self._log.submit(
+                caller,
+                tenant,
+                "erasure.nothing_to_erase",
+                {"subject_id": request.subject_id, "reason": request.reason},
+            )
+            if not access.recorded(record):
+                status.abort(
+                    context,
+                    status.error(code_pb2.UNAVAILABLE, access.NOT_RECORDED, "STORE_UNAVAILABLE"),
+                )
             status.abort(context, status.error(code_pb2.NOT_FOUND, str(exc), "NOTHING_TO_ERASE"))
         except (sa.exc.DataError, psycopg.DataError) as exc:  # a retry cannot help
             status.abort(
