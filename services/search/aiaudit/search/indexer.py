@@ -146,7 +146,7 @@ class Indexer:
             self._leadership.release()
 
     def wait_indexed(
-        self, log_id: str, size: int, timeout: float, waiting: Callable[[], bool]
+        self, log_id: str, size: int, timeout: float, waiting: Callable[[], bool] = lambda: True
     ) -> bool:
         """Waits until the first ``size`` entries of a log are indexed.
 
