@@ -19,6 +19,7 @@ from aiaudit.search.backends.opensearch import OpenSearchBackend
 from aiaudit.search.v1 import search_service_pb2 as pb
 from tests.helpers import interaction, wait_until
 from tests.search.conftest import SearchSuite, backend_settings, start_suite
+from tests.search.test_erasure import holding, secret_word
 
 
 def at(tenant: str, event_id: str, when: dt.datetime) -> ev.Event:
@@ -213,3 +214,23 @@ def test_a_late_bulk_cannot_bring_back_an_erased_event_past_retention(
         component.backend.write(tenant, [deposed_bulk], 0)  # lands late: refused
         component.backend.make_visible()
         assert running.all_ids(tenant, query="mango") == []
+
+
+def test_text_past_retention_leaves_every_file_of_the_embedded_index(
+    tmp_path: Path, tenant: str
+) -> None:
+    """Swept as an erasure is: FTS5 keeps a deleted row's terms in its segments until they
+    merge, and the WAL keeps old page images (until 2026-12-04 a sweep left both)."""
+    secret = secret_word()
+    old = interaction(tenant, "old", text=f"the {secret} plan")
+    old.occurred_time.FromDatetime(dt.datetime(2020, 1, 15, tzinfo=dt.UTC))
+    with serving(tmp_path, {"backend": "sqlite"}) as running:  # no retention yet
+        running.append([old, at(tenant, "recent", dt.datetime.now(dt.UTC))])
+        running.wait_indexed(tenant, 2)
+        assert holding(tmp_path.glob("search.db*"), secret)
+    swept = {"backend": "sqlite", "retention_days": 30, "retention_sweep_interval": 0.2}
+    with serving(tmp_path, swept) as running:
+        wait_until(lambda: running.find(tenant).total_size == 1)
+        wait_until(lambda: holding(tmp_path.glob("search.db*"), secret) == [])
+        kept = running.search.GetEvent(pb.GetEventRequest(tenant_id=tenant, event_id="old"))
+        assert kept.event.input.messages[0].parts[0].text == f"the {secret} plan"  # the store's

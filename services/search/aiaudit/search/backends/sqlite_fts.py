@@ -202,7 +202,9 @@ class SqliteFtsBackend:
         """Deletes the documents that occurred more than ``retention_days`` ago.
 
         Returns ``["<n> documents"]`` when any were deleted (the embedded
-        index has no months to drop, so it is exact to the microsecond).
+        index has no months to drop, so it is exact to the microsecond). Their
+        text leaves the files as an erased one does: FTS5 segments merged, the
+        WAL truncated.
         """
         cutoff = now - dt.timedelta(days=retention_days)
         epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -212,7 +214,12 @@ class SqliteFtsBackend:
             conn.execute(f"DELETE FROM entries WHERE doc IN ({old})", (before,))
             conn.execute(f"DELETE FROM texts WHERE rowid IN ({old})", (before,))
             deleted = conn.execute("DELETE FROM docs WHERE occurred_time < ?", (before,)).rowcount
-        return [f"{deleted} documents"] if deleted else []
+            if deleted:
+                conn.execute("INSERT INTO texts (texts) VALUES ('optimize')")
+        if not deleted:
+            return []
+        self._truncate_wal()
+        return [f"{deleted} documents"]
 
     def make_visible(self) -> None:
         """Committed rows are visible already."""
