@@ -363,3 +363,33 @@ def test_an_unrecorded_read_answers_nothing_not_even_its_error(
         "alerting.resolve_alert",
         "alerting.acknowledge_alert",
     ]
+
+
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+def test_an_unrecorded_acknowledge_or_resolve_changes_nothing(
+    alerting_server: Server, tenant: str, store_url: str, postgres: Postgres
+) -> None:
+    """Answered UNAVAILABLE for want of its record, an acknowledge used to have acknowledged
+    the alert all the same: the caller saw a failure, and its retry FAILED_PRECONDITION."""
+    channel, _, _ = alerting_server
+    parent = f"tenants/{tenant}"
+    admin = _stub(alerting_server, "admin")
+    send(channel, [interaction(tenant, text=JAILBREAK)])
+    name = wait_until(lambda: admin.ListAlerts(pb.ListAlertsRequest(parent=parent)).alerts)[0].name
+    changes = {
+        "acknowledge": lambda: admin.AcknowledgeAlert(pb.AcknowledgeAlertRequest(name=name)),
+        "resolve": lambda: admin.ResolveAlert(pb.ResolveAlertRequest(name=name, reason="x")),
+    }
+    with psycopg.connect(postgres.admin_dsn, autocommit=True) as db:
+        db.execute("REVOKE INSERT ON log_entries FROM aiaudit_writer")
+        try:
+            for what, call in changes.items():
+                with pytest.raises(grpc.RpcError) as info:
+                    call()
+                assert info.value.code() == grpc.StatusCode.UNAVAILABLE, what
+        finally:
+            db.execute("GRANT INSERT ON log_entries TO aiaudit_writer")
+    (alert,) = admin.ListAlerts(pb.ListAlertsRequest(parent=parent)).alerts
+    assert alert.state == pb.ALERT_STATE_FIRING and not alert.acknowledged_by
+    assert changes["acknowledge"]().alert.state == pb.ALERT_STATE_ACKNOWLEDGED  # the retry
+    assert changes["resolve"]().alert.state == pb.ALERT_STATE_RESOLVED

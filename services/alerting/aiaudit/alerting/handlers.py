@@ -69,6 +69,18 @@ def _settled(records: Sequence[Future[None]], fn: Callable[[], T]) -> T:
             raise _UnrecordedError  # in place of the answer or the error
 
 
+def _recorded_first(records: Sequence[Future[None]], fn: Callable[[], T]) -> T:
+    """Waits for the access records, then runs ``fn``: for calls that change state.
+
+    A change made before its record failed was answered UNAVAILABLE all the
+    same: the caller saw a failure where the alert had changed, and its retry
+    was refused (FAILED_PRECONDITION, already acknowledged).
+    """
+    if not _all_recorded(records):
+        raise _UnrecordedError
+    return fn()
+
+
 def _guard(context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
     """Runs a domain call, mapping its errors to rich statuses."""
     try:
@@ -357,11 +369,14 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
     def _transition(
         self, context: grpc.ServicerContext, name: str, action: str, change: Callable[[str], Alert]
     ) -> pb.Alert:
-        """Acknowledge or resolve: the alert comes back whole, so it is a read too."""
+        """Acknowledge or resolve: the alert comes back whole, so it is a read too.
+
+        The change waits for its record: unrecorded, the alert stays as it was.
+        """
         caller = self._caller(context, "alerts.write", lambda: parse_name(name, "alerts")[0])
         tenant, alert_id = parse_name(name, "alerts")
         record = self._record(caller, tenant, action, {"alert": alert_id})
-        a = self._after(context, record, lambda: change(caller.principal))
+        a = _guard(context, lambda: _recorded_first([record], lambda: change(caller.principal)))
         return convert.alert(a, content=caller.allows("content.read", tenant))
 
     def AcknowledgeAlert(
