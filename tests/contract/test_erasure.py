@@ -320,9 +320,18 @@ def test_erase_events_over_grpc(
         assert probe.attributes["access.action"].string_value == "erasure.nothing_to_erase"
         assert probe.actor.user_id == "test-compliance_officer"
         assert [(m.name, m.parts[0].text) for m in probe.input.messages] == [
-            ("subject_id", "nobody")
+            ("subject_id", "nobody"),
+            ("reason", "r"),
         ]
         assert "nobody" not in str(dict(probe.attributes))
+        # A tenant without a log gets no record: it would make the mistyped tenant a log.
+        typo = refusal(
+            lambda: officer.EraseEvents(
+                pb.EraseEventsRequest(tenant_id=f"{tenant}x", subject_id="alice", reason="r")
+            )
+        )
+        assert typo.code() == grpc.StatusCode.NOT_FOUND
+        assert f"{tenant}x" not in store.log_sizes()
 
         done = officer.EraseEvents(
             pb.EraseEventsRequest(tenant_id=tenant, subject_id="alice", reason="request #3")

@@ -30,13 +30,13 @@ from aiaudit.common.v1 import event_pb2
 log = logging.getLogger(__name__)
 
 
-QUOTING = ("filter", "query", "subject_id")
+QUOTING = ("filter", "query", "subject_id", "reason")
 """Details that can quote content or personal data (a searched phrase, an IP
-address, the person an erasure named): kept as the access event's content
-(``input.messages``, one named after each), so that, like any content, they
-enter the leaf as salted commitments, are shown only to callers with
-``content.read`` and can be erased. As attributes, any reader of the tenant's
-log saw what a compliance officer had searched for."""
+address, the person an erasure named, its free-text reason): kept as the
+access event's content (``input.messages``, one named after each), so that,
+like any content, they enter the leaf as salted commitments, are shown only
+to callers with ``content.read`` and can be erased. As attributes, any reader
+of the tenant's log saw what a compliance officer had searched for."""
 
 
 def access_event(

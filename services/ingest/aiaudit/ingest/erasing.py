@@ -20,7 +20,7 @@ from aiaudit.common import access, erasure, status
 from aiaudit.common.access import AccessLog
 from aiaudit.common.auth import Authenticator
 from aiaudit.common.event_ids import EVENT_ID
-from aiaudit.common.store.sql import SqlEventStore
+from aiaudit.common.store.sql import NoLogError, SqlEventStore
 from aiaudit.common.tenants import TENANT_ID
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 
@@ -88,6 +88,8 @@ class Eraser:
                 list(request.event_ids),
                 request.subject_id,
             )
+        except NoLogError as exc:  # a record would make the mistyped tenant a log
+            status.abort(context, status.error(code_pb2.NOT_FOUND, str(exc), "NOTHING_TO_ERASE"))
         except ValueError as exc:  # a subject without events, and no ids
             record = self._log.submit(
                 caller,

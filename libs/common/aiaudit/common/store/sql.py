@@ -115,6 +115,10 @@ class Conflict:
 BatchOutcome = list[Receipt] | Conflict
 
 
+class NoLogError(ValueError):
+    """The tenant has no log: nothing of it can be erased, and nothing is written to make one."""
+
+
 class RowsRefusedError(Exception):
     """The database refused a value of the rows, not the connection: a retry cannot help."""
 
@@ -658,7 +662,7 @@ class SqlEventStore:
         with connection as conn, conn.begin():
             known = conn.execute(sa.select(logs.c.log_id).where(logs.c.log_id == log_id)).first()
             if known is None:  # a mistyped tenant: no record in a new log of its own
-                raise ValueError(f"tenant {log_id!r} has no log: nothing to erase")
+                raise NoLogError(f"tenant {log_id!r} has no log: nothing to erase")
             self._lock_logs(conn, [log_id])
             named = list(dict.fromkeys(event_ids))
             if subject_id:
