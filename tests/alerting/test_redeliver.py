@@ -433,7 +433,10 @@ BAD = [
     (["--sink", "email"], "argument --sink: unknown sink 'email'; one of: webhook, syslog"),
     ([], "the following arguments are required: --sink"),
     (["--sink", "webhook", "--since", "yesterday"], "argument --since: 'yesterday' is not an"),
-    (["--sink", "webhook", "--since", "2025-01-31T09:00:00"], "argument --since: '2025-01-31"),
+    (
+        ["--sink", "webhook", "--since", "2025-01-31T09:00:00"],
+        "argument --since: timestamp '2025-01-31T09:00:00' needs a time zone",
+    ),
     (["--sink", "webhook", "--since", "2999-01-01T00:00:00Z"], "argument --since: '2999-01"),
     (["--sink", "webhook", "--tenant", ""], "argument --tenant: '': expected 1 to 64"),
     (["--sink", "webhook", "--alert-id", "x" * 65], "argument --alert-id: 'xxx"),

@@ -152,11 +152,15 @@ def test_jailbreak_alert_within_a_second_then_ack_and_resolve(
         (created - dt.timedelta(seconds=1), [alert.name]),
         (created + dt.timedelta(seconds=1), []),
     ):
-        since = moment.strftime("%Y-%m-%dt%H:%M:%Sz")  # the lower case RFC 3339 allows
-        listed = stub.ListAlerts(
-            pb.ListAlertsRequest(parent=parent, filter=f'create_time >= "{since}"')
-        )
-        assert [a.name for a in listed.alerts] == found, since
+        east = dt.timezone(dt.timedelta(hours=5, minutes=30))
+        for since in (
+            moment.strftime("%Y-%m-%dt%H:%M:%Sz"),  # the lower case RFC 3339 allows
+            moment.replace(tzinfo=dt.UTC).astimezone(east).isoformat(timespec="seconds"),
+        ):  # an offset is the same instant (SQLite compared its wall-clock digits)
+            listed = stub.ListAlerts(
+                pb.ListAlertsRequest(parent=parent, filter=f'create_time >= "{since}"')
+            )
+            assert [a.name for a in listed.alerts] == found, since
     developer = pb_grpc.AlertingServiceStub(client.channel(address, keys["developer"]))  # type: ignore[no-untyped-call]
     with pytest.raises(grpc.RpcError) as info:
         developer.AcknowledgeAlert(pb.AcknowledgeAlertRequest(name=alert.name))

@@ -25,7 +25,7 @@ from aiaudit.alerting.redeliver import Outcome, Selection, redeliver
 from aiaudit.alerting.rules import RuleSyntaxError, compile_file
 from aiaudit.alerting.settings import AlertingSettings
 from aiaudit.alerting.sinks import SINKS
-from aiaudit.common import config, logs
+from aiaudit.common import config, logs, rfc3339
 from aiaudit.common.config import ConfigError
 from aiaudit.common.store import open_store
 from aiaudit.common.v1 import event_pb2
@@ -126,22 +126,20 @@ def _key(text: str) -> str:
 
 
 def _since(text: str) -> dt.datetime:
-    """An argparse type: an ISO 8601 time with its UTC offset, not in the future.
+    """An argparse type: an RFC 3339 time with its UTC offset, not in the future.
 
     Without an offset the operator's local time and UTC would both be plausible
     readings, and a wrong guess re-sends hours too much or too little.
     """
+    if "t" not in text.lower():  # a date alone, which a filter reads as midnight UTC
+        raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset; add a time and Z or +HH:MM")
     try:
-        t = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an ISO 8601 time (e.g. 2025-01-31T09:00:00Z)"
-        ) from None
-    if t.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset; add Z or +HH:MM")
+        t = rfc3339.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     if t > dt.datetime.now(dt.UTC):
         raise argparse.ArgumentTypeError(f"{text!r} is in the future")
-    return t.astimezone(dt.UTC)
+    return t
 
 
 def _iso(t: dt.datetime | None) -> str | None:

@@ -33,7 +33,7 @@ from aiaudit.alerting.rules import (
 )
 from aiaudit.alerting.store import AlertStore
 from aiaudit.alerting.tables import alerts as alerts_t
-from aiaudit.common import tenants
+from aiaudit.common import rfc3339, tenants
 from aiaudit.common.restore import restore
 from aiaudit.common.store.prepare import prepare
 from aiaudit.common.store.schema import events as events_t
@@ -229,10 +229,19 @@ def _op(column: sa.ColumnElement[object], op: str, value: object) -> sa.ColumnEl
 
 
 def _time(value: str, field: str) -> dt.datetime:
+    """A filter's time as search reads it (in UTC: SQLite compares the stored UTC texts)."""
     try:
-        t = dt.datetime.fromisoformat(value.upper())  # RFC 3339 allows a lowercase t and z
+        return rfc3339.parse(value)
+    except ValueError as exc:
+        raise InvalidError([(field, str(exc))]) from None
+
+
+def _token_time(value: str) -> dt.datetime:
+    """The time a page token carries: a stored time's ``isoformat`` (naive on SQLite: UTC)."""
+    try:
+        t = dt.datetime.fromisoformat(value)
     except ValueError:
-        raise InvalidError([(field, f"{value!r} is not an RFC 3339 time")]) from None
+        raise InvalidError([("page_token", "not a token returned by this service")]) from None
     return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
 
 
@@ -550,7 +559,7 @@ class AlertingService:
             last = str(tok.get("i"))
             if not _OBJECT_ID.fullmatch(last):
                 raise InvalidError([("page_token", "not a token returned by this service")])
-            after = (_time(str(tok.get("t")), "page_token"), last)
+            after = (_token_time(str(tok.get("t"))), last)
         with self.store.engine.connect() as conn:
             items = self.store.list_alerts(conn, tenant, where, after, size + 1)
         more = len(items) > size
