@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aiaudit.integrity import merkle
+from aiaudit.integrity import merkle, verify
 from aiaudit.integrity.merkle import CompactRange, MemoryNodeStore, ProofError
 from tests.unit.integrity import reference
 
@@ -150,3 +150,13 @@ def test_extend_in_any_chunks_completes_what_appending_leaf_by_leaf_does(
         assert chunked.root() == roots[end]
     assert sorted(created) == sorted(expected)
     assert chunked.nodes() == one_by_one.nodes()
+
+
+def test_the_walk_names_a_leaf_hash_of_the_wrong_length() -> None:
+    """Joined into one buffer, a 31- and a 33-byte hash would read as two good ones."""
+    walk = verify._LogWalk("log", 3, {}, verify.Report())
+    with pytest.raises(ValueError, match="leaf hash 1 must be 32 bytes, got 31"):
+        walk.add_leaves([b"a" * 32, b"b" * 31, b"c" * 33])
+    walk.add_leaves([])
+    walk.add_leaves([b"a" * 32, b"b" * 32])
+    assert walk.tree.size == 2

@@ -376,7 +376,12 @@ class _LogWalk:
             for leaf in leaves:
                 self.add_leaf(leaf)
             return
-        self.add_known(b"".join(cast(Sequence[bytes], leaves)))
+        known = cast(Sequence[bytes], leaves)
+        if set(map(len, known)) - {HASH_SIZE}:  # joined, a 31- and a 33-byte hash read as two
+            at, size = next((i, len(x)) for i, x in enumerate(known) if len(x) != HASH_SIZE)
+            at += self.tree.size
+            raise ValueError(f"leaf hash {at} must be {HASH_SIZE} bytes, got {size}")
+        self.add_known(b"".join(known))
 
     def add_known(self, leaves: bytes) -> None:
         """Extends the rebuilt tree by known leaf hashes, concatenated (a page found intact)."""
