@@ -21,7 +21,9 @@ import uuid
 from collections.abc import Mapping
 from concurrent.futures import Future
 
-from aiaudit.common import tenants
+from google.rpc import code_pb2
+
+from aiaudit.common import status, tenants
 from aiaudit.common.auth import Caller
 from aiaudit.common.store.prepare import prepare, set_timestamp
 from aiaudit.common.store.sql import Conflict, NewEvent, SqlEventStore
@@ -160,6 +162,9 @@ class AccessLog:
 
 NOT_RECORDED = "the access record could not be written; nothing was returned, retry"
 """What a read answers (UNAVAILABLE) when its access record did not commit."""
+
+UNRECORDED = status.error(code_pb2.UNAVAILABLE, NOT_RECORDED, "STORE_UNAVAILABLE")
+"""The status of that answer, whatever the read found (every service gives the same)."""
 
 
 def recorded(record: Future[None]) -> bool:

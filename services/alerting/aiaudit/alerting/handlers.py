@@ -86,9 +86,7 @@ def _guard(context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
     try:
         return fn()
     except _UnrecordedError:
-        status.abort(
-            context, status.error(code_pb2.UNAVAILABLE, access.NOT_RECORDED, "STORE_UNAVAILABLE")
-        )
+        status.abort(context, access.UNRECORDED)
     except InvalidError as exc:
         status.abort(context, status.bad_request(f"invalid request: {exc}", exc.violations))
     except NotFoundError as exc:

@@ -98,10 +98,7 @@ class Eraser:
                 {"subject_id": request.subject_id, "reason": request.reason},
             )
             if not access.recorded(record):
-                status.abort(
-                    context,
-                    status.error(code_pb2.UNAVAILABLE, access.NOT_RECORDED, "STORE_UNAVAILABLE"),
-                )
+                status.abort(context, access.UNRECORDED)
             status.abort(context, status.error(code_pb2.NOT_FOUND, str(exc), "NOTHING_TO_ERASE"))
         except (sa.exc.DataError, psycopg.DataError) as exc:  # a retry cannot help
             status.abort(

@@ -80,10 +80,6 @@ class _Read:
         return self.record is not None and not access.recorded(self.record)
 
 
-NOT_RECORDED = status.error(code_pb2.UNAVAILABLE, access.NOT_RECORDED, "STORE_UNAVAILABLE")
-"""The only answer of a read whose access record failed, whatever the read found."""
-
-
 def _invalid(field: str, description: str) -> NoReturn:
     raise _AbortError(status.bad_request(f"{field}: {description}", [(field, description)]))
 
@@ -186,13 +182,13 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
         except Exception as exc:
             refused = _status_of(exc)
             if read.unrecorded():
-                status.abort(context, NOT_RECORDED)
+                status.abort(context, access.UNRECORDED)
             if refused is None:
                 raise  # gRPC's own abort (authentication, permission), or a bug
             status.abort(context, refused)
             raise AssertionError("unreachable") from None
         if read.unrecorded():
-            status.abort(context, NOT_RECORDED)
+            status.abort(context, access.UNRECORDED)
         return out
 
     def _checkpoint(

@@ -304,9 +304,7 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
     def _recorded(record: Future[None]) -> None:
         """Waits for the access record: no record, no answer (reads must be accountable)."""
         if not access.recorded(record):
-            raise _AbortError(
-                status.error(code_pb2.UNAVAILABLE, access.NOT_RECORDED, "STORE_UNAVAILABLE")
-            )
+            raise _AbortError(access.UNRECORDED)
 
     def _events(self, tenant: str, sequences: list[int]) -> dict[int, StoredEvent]:
         return {s.sequence: s for s in self._store.read_sequences(tenant, sequences)}
