@@ -92,13 +92,16 @@ fn shortest_digits(x: f64) -> (String, i32) {
         return (digits, n);
     }
     let scale = n - digits.len() as i32; // x ≈ value × 10^scale
-    let exact = scientific(&format!("{x:.800e}")); // a double has at most 767 digits
     for other in [value - 1, value + 1] {
-        let reads_back = format!("{other}e{scale}").parse::<f64>() == Ok(x);
+        // Rarely does a neighbour read back too; only then is x's exact expansion
+        // (up to 767 digits, the costliest step by far) needed to find a tie.
+        if format!("{other}e{scale}").parse::<f64>() != Ok(x) {
+            continue;
+        }
         // A tie: x is exactly the midpoint, the smaller of the two followed by a 5.
+        let exact = scientific(&format!("{x:.800e}"));
         let midpoint = format!("{}5", value.min(other));
-        let tie = exact.0 == midpoint && exact.1 == scale - 1 + midpoint.len() as i32 - 1;
-        if reads_back && tie {
+        if exact.0 == midpoint && exact.1 == scale - 1 + midpoint.len() as i32 - 1 {
             let text = other.to_string();
             return (
                 text.trim_end_matches('0').to_string(),
