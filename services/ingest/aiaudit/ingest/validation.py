@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import math
+import operator
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ _STORED_TEXT = [
 ]
 """Fields the store also keeps in columns of their own (``varchar(n)`` on PostgreSQL):
 longer values, or U+0000, which PostgreSQL text cannot hold, would fail the commit."""
+_STORED_VALUES = operator.attrgetter(*(f"{message}.{field}" for message, field, _ in _STORED_TEXT))
+_SHORTEST_COLUMN = min(limit for _, _, limit in _STORED_TEXT)
 
 
 @dataclass(frozen=True)
@@ -73,9 +76,10 @@ def validate_batch(
         ]
     out: list[Violation] = []
     first_index: dict[tuple[str, str], int] = {}
+    horizon = _horizon(now, limits)
     for i, event in enumerate(events):
         path = f"{prefix}[{i}]"
-        out.extend(validate_event(event, limits, now, path, wires[i] if wires else None))
+        out.extend(_violations(event, limits, horizon, path, wires[i] if wires else None))
         key = (event.tenant_id, event.event_id)
         if event.event_id and key in first_index:
             out.append(
@@ -93,7 +97,18 @@ def validate_event(
     wire: bytes | None = None,
 ) -> list[Violation]:
     """Every violation in one event (``wire``: the event serialised, if the caller has it)."""
-    out = list(_required(event, now, limits, path))
+    return _violations(event, limits, _horizon(now, limits), path, wire)
+
+
+def _horizon(now: dt.datetime, limits: Limits) -> float:
+    """The latest ``occurred_time`` accepted, in seconds since the epoch (once per batch)."""
+    return (now + limits.max_future_skew - _EPOCH).total_seconds()
+
+
+def _violations(
+    event: event_pb2.Event, limits: Limits, horizon: float, path: str, wire: bytes | None
+) -> list[Violation]:
+    out = list(_required(event, horizon, limits, path))
     if wire is None:
         wire = event.SerializeToString()
     if len(wire) > limits.max_event_bytes:
@@ -117,7 +132,7 @@ or retention record blanks the named events' content in the index and in alert e
 
 
 def _required(
-    e: event_pb2.Event, now: dt.datetime, limits: Limits, path: str
+    e: event_pb2.Event, horizon: float, limits: Limits, path: str
 ) -> Iterator[Violation]:
     if not EVENT_ID.fullmatch(e.event_id):
         yield Violation(f"{path}.event_id", "is required: 1-128 characters of [A-Za-z0-9._:-]")
@@ -135,17 +150,18 @@ def _required(
     if not e.HasField("occurred_time"):
         yield Violation(f"{path}.occurred_time", "is required")
     else:
-        yield from _timestamp_range(e, now, limits, path)
+        yield from _timestamp_range(e, horizon, limits, path)
     if e.event_type == event_pb2.EVENT_TYPE_INTERACTION and not e.model.name:
         yield Violation(f"{path}.model.name", "is required for EVENT_TYPE_INTERACTION events")
-    for message, field, limit in _STORED_TEXT:
-        value = getattr(getattr(e, message), field)
-        if limit < len(value) <= limits.max_metadata_chars:  # longer: the field checks say so
-            yield Violation(
-                f"{path}.{message}.{field}", f"is {len(value)} characters; the limit is {limit}"
-            )
-        elif "\x00" in value:
-            yield Violation(f"{path}.{message}.{field}", "must not contain U+0000 (NUL)")
+    values = _STORED_VALUES(e)  # one call; each value looked at only if some may be bad
+    if max(map(len, values)) > _SHORTEST_COLUMN or "\x00" in "".join(values):
+        for (message, field, limit), value in zip(_STORED_TEXT, values, strict=True):
+            if limit < len(value) <= limits.max_metadata_chars:  # longer: the field checks say so
+                yield Violation(
+                    f"{path}.{message}.{field}", f"is {len(value)} characters; the limit is {limit}"
+                )
+            elif "\x00" in value:
+                yield Violation(f"{path}.{message}.{field}", "must not contain U+0000 (NUL)")
     ids = e.correlation
     if ids.trace_id and not (len(ids.trace_id) == 32 and _HEX.fullmatch(ids.trace_id)):
         yield Violation(f"{path}.correlation.trace_id", "must be 32 lowercase hex digits")
@@ -176,7 +192,7 @@ def _required(
 
 
 def _timestamp_range(
-    e: event_pb2.Event, now: dt.datetime, limits: Limits, path: str
+    e: event_pb2.Event, horizon: float, limits: Limits, path: str
 ) -> Iterator[Violation]:
     ts = e.occurred_time
     if not (-62_135_596_800 <= ts.seconds <= 253_402_300_799 and 0 <= ts.nanos <= 999_999_999):
@@ -184,7 +200,7 @@ def _timestamp_range(
     seconds = ts.seconds + ts.nanos / 1e9
     if seconds < 0:
         yield Violation(f"{path}.occurred_time", "is before 1970-01-01T00:00:00Z")
-    elif seconds > (now + limits.max_future_skew - _EPOCH).total_seconds():
+    elif seconds > horizon:
         yield Violation(
             f"{path}.occurred_time",
             f"is more than {limits.max_future_skew} ahead of the server clock",
