@@ -147,15 +147,27 @@ def batched(address: str, key: str, n: int, clients: int) -> float:
 
 
 def send_batches(address: str, key: str, requests: list[list[pb.AppendRequest]]) -> float:
-    """Each client's requests over a connection of its own, clients at once; events/s."""
+    """Each client's requests over a connection of its own, clients at once; events/s.
+
+    Raises if any batch was refused or came back without one receipt per event:
+    a failed call is quick, and counted it would pass for throughput.
+    """
     options = [("grpc.max_send_message_length", 64 << 20), *OWN_CONNECTION]
     # One connection per client: SO_REUSEPORT spreads connections over server processes.
     channels = [client.channel(address, key, options=options) for _ in requests]
+    failures: list[str] = []
 
     def run(reqs: list[pb.AppendRequest], channel: grpc.Channel) -> None:
         stub = pb_grpc.IngestServiceStub(channel)
         for r in reqs:
-            stub.Append(r, timeout=120)
+            try:
+                receipts = stub.Append(r, timeout=120).receipts
+            except grpc.RpcError as exc:
+                failures.append(f"{exc.code().name}: {exc.details()}")
+                return
+            if [x.event_id for x in receipts] != [e.event_id for e in r.events]:
+                failures.append(f"{len(receipts)} receipts for {len(r.events)} events")
+                return
 
     threads = [
         threading.Thread(target=run, args=(reqs, ch))
@@ -169,6 +181,8 @@ def send_batches(address: str, key: str, requests: list[list[pb.AppendRequest]])
     elapsed = time.perf_counter() - start
     for ch in channels:
         ch.close()
+    if failures:
+        raise RuntimeError(f"{len(failures)} batched appends failed, the first: {failures[0]}")
     return sum(len(r.events) for reqs in requests for r in reqs) / elapsed
 
 

@@ -1,0 +1,30 @@
+"""The ingest benchmark's batched phase: a figure only for batches the server stored."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from aiaudit.ingest.v1 import ingest_service_pb2 as pb
+from bench.ingest_bench import send_batches
+from tests.conftest import Running
+from tests.helpers import sized_interaction
+
+
+def _batch(tenant: str, n: int) -> pb.AppendRequest:
+    return pb.AppendRequest(events=[sized_interaction(tenant, 256) for _ in range(n)])
+
+
+def test_stored_batches_give_a_rate(server: Running) -> None:
+    tenant = f"bench-{uuid.uuid4().hex[:8]}"
+    requests = [[_batch(tenant, 5), _batch(tenant, 5)], [_batch(tenant, 5)]]
+    assert send_batches(server.address, server.keys["gateway"], requests) > 0
+
+
+def test_a_refused_batch_fails_the_run_instead_of_counting(server: Running) -> None:
+    tenant = f"bench-{uuid.uuid4().hex[:8]}"
+    bad = _batch(tenant, 5)
+    bad.events[2].ClearField("occurred_time")  # the whole batch is refused
+    with pytest.raises(RuntimeError, match=r"1 batched appends failed.*INVALID_ARGUMENT"):
+        send_batches(server.address, server.keys["gateway"], [[_batch(tenant, 5)], [bad]])
