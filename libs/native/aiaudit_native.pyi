@@ -11,8 +11,8 @@ class Schema:
     """The message types of an event, built once from their descriptors."""
 
     def __init__(self, messages: list[tuple[str, list[FieldSpec]]], root: int) -> None: ...
-    def commit(self, event: bytes, salt: bytes) -> tuple[bytes, dict[str, str]]:
-        """(canonical bytes, content by JSON path) of a serialised event; ValueError if none."""
+    def commit(self, event: bytes, salt: bytes) -> tuple[bytes, bytes, dict[str, str], bytes]:
+        """(canonical, leaf hash, content by path, content as JSON) of a serialised event."""
     def restore(self, canonical: bytes, content: dict[str, str] | None) -> bytes:
         """The serialised event of a canonical form and its content; ValueError if unusual."""
     def restore_many(self, stored: list[tuple[bytes, dict[str, str] | None]]) -> list[bytes | None]:

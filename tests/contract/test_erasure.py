@@ -241,8 +241,9 @@ def test_the_command_line_refuses_a_requester_the_store_cannot_hold(
     load_into(store_url, tenant)
     argv = erase_argv(privacy_url, tenant, tmp_path, "--event-id", "b-0", requested_by="x" * 300)
     assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert err == "aiaudit erase: requested_by is 300 characters; the limit is 256\n"
+    err = capsys.readouterr().err  # after the store's start-up warnings, if logged here
+    assert err.splitlines()[-1] == "aiaudit erase: requested_by is 300 characters; the limit is 256"
+    assert "Traceback" not in err
 
 
 def serve(

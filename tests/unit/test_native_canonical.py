@@ -7,9 +7,11 @@ README's canonical form, so any field the two write differently fails here.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from typing import Any
 
+import orjson
 import pytest
 import rfc8785
 from google.protobuf import descriptor, json_format, struct_pb2
@@ -91,6 +93,8 @@ def assert_matches_reference(e: ev.Event) -> None:
         slot.obj[slot.key] = canonical.commitment(SALT, slot.path, canonical._raw(slot, value))
     assert committed.canonical == rfc8785.dumps(reference)
     assert committed.content == content
+    assert committed.leaf_hash == hashlib.sha256(b"\x00" + committed.canonical).digest()
+    assert committed.content_json == orjson.dumps(committed.content)  # what was stored before
 
 
 @settings(max_examples=300)
@@ -240,15 +244,15 @@ def test_concatenated_events_merge_as_protobuf_does(a: ev.Event, b: ev.Event) ->
     """Wire bytes with repeated occurrences: the last scalar wins, messages merge,
     repeated fields append, a oneof keeps its last member: as protobuf parses them."""
     data = a.SerializeToString() + b.SerializeToString()
-    text, content = canonical.native_schema().commit(data, SALT)
-    assert (text, content) == reference_of_wire(data)
+    committed = canonical.commit_wire(data, SALT)
+    assert (committed.canonical, committed.content) == reference_of_wire(data)
 
 
 def test_unknown_fields_are_not_part_of_the_canonical_form() -> None:
     e = interaction("t", "hello")
     unknown = b"\xf8\x3f\x07" + b"\xfa\x3f\x03abc"  # field 1023 as a varint, then as bytes
-    text, content = canonical.native_schema().commit(e.SerializeToString() + unknown, SALT)
-    assert (text, content) == reference_of_wire(e.SerializeToString())
+    committed = canonical.commit_wire(e.SerializeToString() + unknown, SALT)
+    assert (committed.canonical, committed.content) == reference_of_wire(e.SerializeToString())
 
 
 @pytest.mark.parametrize(
@@ -286,3 +290,10 @@ def test_ties_between_shortest_candidates_go_to_the_even_digit() -> None:
             s = struct_pb2.Struct()
             s.update({"x": x})
             assert_matches_reference(ev.Event(model=ev.Model(parameters=s)))
+
+
+def test_stored_content_json_escapes_what_json_must() -> None:
+    e = interaction("t", text='quote " backslash \\ tab \t nul \x00 \x1f del \x7f \u2028 é 😀')
+    committed = canonical.commit(e, SALT)
+    assert committed.content_json == orjson.dumps(committed.content)
+    assert orjson.loads(committed.content_json) == committed.content

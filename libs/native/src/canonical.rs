@@ -344,6 +344,25 @@ impl<'s> Encoder<'s> {
     }
 }
 
+/// Content values by path as one compact JSON object, in event order (the
+/// `event_content.content` column). Strings are escaped as RFC 8785 escapes
+/// them, which is also what orjson writes.
+pub fn content_json(content: &[(String, String)]) -> Vec<u8> {
+    let size: usize = content.iter().map(|(p, v)| p.len() + v.len() + 6).sum();
+    let mut out = Vec::with_capacity(size + 2);
+    out.push(b'{');
+    for (i, (path, value)) in content.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        jcs::string(&mut out, path);
+        out.push(b':');
+        jcs::string(&mut out, value);
+    }
+    out.push(b'}');
+    out
+}
+
 /// (seconds, nanos) of a decoded Timestamp or Duration.
 pub(crate) fn seconds_nanos(msg: &Message, d: &Decoded) -> (i64, i32) {
     let last = |number: u32| {

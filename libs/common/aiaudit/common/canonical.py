@@ -56,11 +56,10 @@ class Committed:
     """RFC 8785 bytes of the event with content replaced by commitments."""
     content: dict[str, str]
     """Content values by JSON path, in their proto3 JSON form (base64 for bytes)."""
-
-    @functools.cached_property
-    def leaf_hash(self) -> bytes:
-        """RFC 6962 leaf hash of :attr:`canonical` (computed once: ingest reads it twice)."""
-        return leaf_hash(self.canonical)
+    leaf_hash: bytes
+    """RFC 6962 leaf hash of :attr:`canonical`."""
+    content_json: bytes
+    """:attr:`content` as one compact JSON object (the stored ``event_content`` column)."""
 
 
 def _is_sensitive(field: Any) -> bool:  # descriptor stubs do not type custom options
@@ -176,8 +175,8 @@ def commit(event: event_pb2.Event, salt: bytes) -> Committed:
 
 def commit_wire(wire: bytes, salt: bytes) -> Committed:
     """:func:`commit` of an event already serialised (protobuf wire bytes)."""
-    text, content = native_schema().commit(wire, salt)
-    return Committed(canonical=text, content=content)
+    text, leaf, content, content_json = native_schema().commit(wire, salt)
+    return Committed(canonical=text, content=content, leaf_hash=leaf, content_json=content_json)
 
 
 def content_problems(

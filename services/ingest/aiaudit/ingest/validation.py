@@ -131,9 +131,7 @@ or retention record blanks the named events' content in the index and in alert e
 ``verify`` accepts it as cover for deleted content): a gateway key could forge them."""
 
 
-def _required(
-    e: event_pb2.Event, horizon: float, limits: Limits, path: str
-) -> Iterator[Violation]:
+def _required(e: event_pb2.Event, horizon: float, limits: Limits, path: str) -> Iterator[Violation]:
     if not EVENT_ID.fullmatch(e.event_id):
         yield Violation(f"{path}.event_id", "is required: 1-128 characters of [A-Za-z0-9._:-]")
     if not TENANT_ID.fullmatch(e.tenant_id):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from google.protobuf import timestamp_pb2
 
 from aiaudit.common import canonical
-from aiaudit.common.store.sql import NewEvent, content_json, search_values
+from aiaudit.common.store.sql import NewEvent, search_values
 from aiaudit.common.v1 import event_pb2
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -118,7 +118,7 @@ def _prepare(event: event_pb2.Event, stamp: _Stamp, salt: bytes, wire: bytes | N
         salt=salt,
         receive_time=stamp.at,
         search=search_values(event),
-        stored_content=content_json(committed.content),
+        stored_content=committed.content_json,
     )
 
 

@@ -50,7 +50,7 @@ class NewEvent:
     search: tuple[object, ...]
     """The ``events`` search columns (:func:`search_values`)."""
     stored_content: bytes
-    """The ``event_content.content`` column (:func:`content_json`).
+    """The ``event_content.content`` column (``committed.content_json``).
 
     Both computed by ``prepare`` in the caller's thread, so that the one
     writer thread, which holds the log heads meanwhile, only lays out rows.
@@ -144,11 +144,6 @@ class StoredEvent:
 def _utc(value: dt.datetime) -> dt.datetime:
     # SQLite hands back naive datetimes; every time in the store is UTC.
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-
-
-def content_json(content: dict[str, str]) -> bytes:
-    """The ``event_content.content`` column: the content values as compact JSON."""
-    return orjson.dumps(content)
 
 
 _EVENT_TYPES = {v.number: v.name for v in event_pb2.EventType.DESCRIPTOR.values}
