@@ -62,7 +62,8 @@ class Committed:
     """:attr:`content` as one compact JSON object (the stored ``event_content`` column)."""
 
 
-def _is_sensitive(field: Any) -> bool:  # descriptor stubs do not type custom options
+def is_sensitive(field: Any) -> bool:  # descriptor stubs do not type custom options
+    """Whether a field is content (``sensitive_content``): committed to, never in clear."""
     return bool(field.GetOptions().Extensions[options_pb2.sensitive_content])
 
 
@@ -94,7 +95,7 @@ def _walk_plan(desc: Any) -> tuple[tuple[str, Any, bool, bool], ...]:
     for field in desc.fields:
         if _own_message(field):
             plan.append((field.json_name, field.message_type, field.is_repeated, False))
-        elif _is_sensitive(field):
+        elif is_sensitive(field):
             is_bytes = field.type == descriptor.FieldDescriptor.TYPE_BYTES
             plan.append((field.json_name, None, False, is_bytes))
     return tuple(plan)
@@ -148,7 +149,7 @@ def native_schema() -> aiaudit_native.Schema:
                     f.type,
                     f.is_repeated,
                     f.has_presence,
-                    _is_sensitive(f),
+                    is_sensitive(f),
                     index[f.message_type.full_name] if f.message_type is not None else -1,
                     (f.enum_type.name, {v.number: v.name for v in f.enum_type.values})
                     if f.enum_type

@@ -14,6 +14,7 @@ from aiaudit.ingest import settings as ingest_settings
 from aiaudit.ingest.committer import GroupCommitter
 from aiaudit.ingest.erasing import Eraser
 from aiaudit.ingest.ip_policy import IpPolicy, key_from_file
+from aiaudit.ingest.redaction import ContentRedaction
 from aiaudit.ingest.validation import Limits
 
 
@@ -58,6 +59,7 @@ def start(ctx: Context) -> Ingest:
             StreamSlots("AppendStream", own.max_append_streams, own.max_append_streams_per_caller),
             receipt_signing=ctx.receipts,
             ip_policy=_ip_policy(own, s),
+            redaction=ContentRedaction(own.redact_content),
         ),
         Eraser(ctx.auth, eraser_store, ctx.access),
     )

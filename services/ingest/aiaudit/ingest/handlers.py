@@ -26,6 +26,7 @@ from aiaudit.common.v1 import event_pb2, proof_pb2
 from aiaudit.ingest.committer import GroupCommitter
 from aiaudit.ingest.erasing import Eraser
 from aiaudit.ingest.ip_policy import IpPolicy
+from aiaudit.ingest.redaction import ContentRedaction
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.validation import Limits, validate_batch
 from aiaudit.ingest.wire import MalformedError, events_with_unknown_fields, locate_bad_event
@@ -77,10 +78,12 @@ class IngestHandlers:
         commit_timeout: float = 30.0,
         receipt_signing: ReceiptSigning | None = None,
         ip_policy: IpPolicy | None = None,
+        redaction: ContentRedaction | None = None,
     ) -> None:
         """Handlers over a committer.
 
-        ``streams`` caps open AppendStreams; ``receipt_signing`` serves ``sign_receipts``.
+        ``streams`` caps open AppendStreams; ``receipt_signing`` serves ``sign_receipts``;
+        ``ip_policy`` and ``redaction`` rewrite what the event may not keep before it is hashed.
         """
         self._auth = auth
         self._streams = streams
@@ -89,6 +92,7 @@ class IngestHandlers:
         self._limits = limits
         self._timeout = commit_timeout
         self._ip = ip_policy or IpPolicy()
+        self._redaction = redaction or ContentRedaction()
 
     def _submit(
         self, events: list[event_pb2.Event], prefix: str, caller: Caller, sign: bool = False
@@ -126,6 +130,7 @@ class IngestHandlers:
                 )
             )
         self._ip.apply(events, wires)  # before the canonical form: the leaf keeps what is left
+        self._redaction.apply(events, wires)
         return self._committer.submit(prepare_batch(events, now, wires))
 
     def _receipts(

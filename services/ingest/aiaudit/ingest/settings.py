@@ -7,7 +7,7 @@ from pathlib import Path
 
 from aiaudit.common import retention, stream_slots
 from aiaudit.common.config import ZERO_ALLOWED, ConfigError, Settings, section
-from aiaudit.ingest import ip_policy
+from aiaudit.ingest import ip_policy, redaction
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,10 @@ class IngestSettings:
     ip_pseudonym_key_file: Path | None = None
     """Key of ``pseudonymise`` (32 random bytes or more). Default in the embedded mode:
     ``<data_dir>/ip-pseudonym.key``, made on first use; required otherwise."""
+    redact_content: tuple[str, ...] = ()
+    """Detector families whose findings in content are masked before the event is hashed:
+    ``pii``, ``secrets`` (env: comma-separated). None by default; see
+    :mod:`aiaudit.ingest.redaction`."""
     content_retention_days: int = field(default=0, metadata=ZERO_ALLOWED)
     """Days content is kept after it was received; 0 keeps it forever. Older content is
     erased, and each deletion recorded (``EVENT_TYPE_RETENTION_APPLIED``): see
@@ -59,6 +63,7 @@ def load(settings: Settings) -> IngestSettings:
             "setting 'ingest.ip_pseudonym_key_file' is required with ip_address pseudonymise "
             "(32 random bytes; the same file in every ingest replica)"
         )
+    redaction.ContentRedaction(s.redact_content)  # raises ConfigError naming the setting
     if not 0 <= s.content_retention_days <= retention.MAX_DAYS:
         raise ConfigError(
             f"setting 'ingest.content_retention_days': {s.content_retention_days} is invalid: "

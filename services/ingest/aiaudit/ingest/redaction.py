@@ -1,0 +1,118 @@
+"""What ingest keeps of PII and secrets in content: masked before the event is hashed.
+
+Content (message text, RAG chunks, tool arguments and results, reasoning) is
+sealed under its subject's data key and can be erased, but some of it should
+never be stored at all: a card number a user pasted, an API key a tool echoed
+back. ``ingest.redact_content`` names detector families, ``pii`` (e-mail,
+phone, card, IBAN, national ids, with their checksums) and ``secrets``
+(provider keys, private keys, JWTs): the alerting detectors, in the native
+core. Each finding in a content text is replaced by ``[REDACTED:<kind>]``
+before the canonical form is made, so the leaf, the store, the index and alert
+evidence only ever hold the marker. A private key is masked from its ``BEGIN``
+line to its ``END`` line (to the end of the text if none follows).
+
+Off by default: an audit log keeps what was said unless a policy says
+otherwise. A retry is masked the same way, so it stays a retry; changing the
+policy makes a retry of an earlier event differ from it (``ALREADY_EXISTS``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import aiaudit_native
+from google.protobuf import descriptor
+from google.protobuf.message import Message
+
+from aiaudit.common import canonical
+from aiaudit.common.config import ConfigError
+from aiaudit.common.v1 import event_pb2
+
+FAMILIES = ("pii", "secrets")
+_PEM_END = re.compile(r"-----END [A-Z ]*PRIVATE KEY(?: BLOCK)?-----")
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """A content text in an event: the message holding it, the field, its JSON path."""
+
+    message: Message
+    field: str
+    path: str
+    text: str
+
+
+class ContentRedaction:
+    """One policy; :meth:`apply` masks what it finds in a batch, in place."""
+
+    def __init__(self, families: tuple[str, ...] = ()) -> None:
+        """``families``: some of :data:`FAMILIES` (none: content is kept as sent)."""
+        unknown = [f for f in families if f not in FAMILIES]
+        if unknown:
+            raise ConfigError(
+                f"setting 'ingest.redact_content': {', '.join(map(repr, unknown))} "
+                f"is not one of {FAMILIES}"
+            )
+        self.families = tuple(dict.fromkeys(families))
+
+    def apply(self, events: list[event_pb2.Event], wires: list[bytes]) -> None:
+        """Masks each validated event's findings, and its serialised form beside it."""
+        if not self.families:
+            return
+        for i, event in enumerate(events):
+            if self.redact(event):
+                wires[i] = event.SerializeToString()
+
+    def redact(self, event: event_pb2.Event) -> bool:
+        """Masks one event in place; whether anything was found."""
+        slots = {s.path: s for s in _content_texts(event, "")}
+        if not slots:
+            return False
+        texts = [(path, s.text) for path, s in slots.items()]
+        spans: dict[str, list[tuple[int, int, str]]] = {}
+        for family in self.families:
+            for kind, _score, path, start, end, _excerpt in aiaudit_native.detect(
+                family, [], texts, []
+            ):
+                spans.setdefault(path, []).append((start, end, kind))
+        for path, found in spans.items():
+            slot = slots[path]
+            setattr(slot.message, slot.field, masked(slot.text, found))
+        return bool(spans)
+
+
+def masked(text: str, found: list[tuple[int, int, str]]) -> str:
+    """``text`` with each span (character offsets) replaced by its marker; overlaps merge."""
+    out, at = [], 0
+    for start, end, kind in sorted(found):
+        if kind == "secret.private_key":  # the header is found; the key follows it
+            closing = _PEM_END.search(text, end)
+            end = closing.end() if closing else len(text)
+        if start < at:  # overlaps the previous span: it is masked already, up to ``at``
+            if end > at:
+                out.append(f"[REDACTED:{kind}]")
+                at = end
+            continue
+        out.append(text[at:start])
+        out.append(f"[REDACTED:{kind}]")
+        at = end
+    out.append(text[at:])
+    return "".join(out)
+
+
+def _content_texts(message: Message, path: str) -> Iterator[_Slot]:
+    """The set content strings of ``message`` and the messages it holds, with JSON paths."""
+    for field, value in message.ListFields():
+        here = f"{path}.{field.json_name}" if path else field.json_name
+        if field.message_type is not None:
+            if field.message_type.GetOptions().map_entry:
+                continue  # attributes and structs: metadata, never content
+            if field.is_repeated:
+                for n, item in enumerate(value):
+                    yield from _content_texts(item, f"{here}[{n}]")
+            else:
+                yield from _content_texts(value, here)
+        elif field.type == descriptor.FieldDescriptor.TYPE_STRING and canonical.is_sensitive(field):
+            yield _Slot(message, field.name, here, value)

@@ -1,0 +1,119 @@
+"""``ingest.redact_content``: PII and secrets in content masked before the event is hashed.
+
+What a policy masks must be nowhere afterwards: not in the leaf (the canonical
+form), not in the stored content, not in what GetEvent shows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from aiaudit.common import client, config
+from aiaudit.common.config import ConfigError
+from aiaudit.common.store import open_store
+from aiaudit.common.v1 import event_pb2 as ev
+from aiaudit.ingest import settings as ingest_settings
+from aiaudit.ingest.redaction import ContentRedaction, masked
+from aiaudit.ingest.v1 import ingest_service_pb2 as ipb
+from aiaudit.ingest.v1 import ingest_service_pb2_grpc as ipb_grpc
+from aiaudit.search.v1 import search_service_pb2 as spb
+from aiaudit.search.v1 import search_service_pb2_grpc as spb_grpc
+from tests.conftest import serve_suite
+from tests.helpers import interaction
+
+CARD = "4111 1111 1111 1111"
+EMAIL = "jane.doe@example.com"
+AWS_KEY = "AKIAIOSFODNN7EXAMPLE"
+PEM = "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA75c0ffee\n-----END RSA PRIVATE KEY-----"
+
+
+def event_with_content_everywhere(tenant: str = "t") -> ev.Event:
+    e = interaction(tenant, text=f"my card is {CARD}, thanks")
+    e.input.system_instructions.add(text=f"escalate to {EMAIL}")
+    e.input.retrieved_context.add(document_id="d1", content=f"customer card {CARD}")
+    e.output.messages.add(role=ev.ROLE_ASSISTANT).parts.add(text=f"use key {AWS_KEY}")
+    e.output.tool_calls.add(
+        id="c1", name="lookup", arguments=f'{{"email": "{EMAIL}"}}', result=f"found\n{PEM}\nok"
+    )
+    e.output.reasoning = f"the user wrote {EMAIL}"
+    e.attributes["contact"].string_value = EMAIL  # metadata, not content: kept
+    return e
+
+
+def test_every_content_text_is_masked_and_its_wire_rewritten() -> None:
+    events = [event_with_content_everywhere(), interaction("t", text="nothing to hide")]
+    wires = [e.SerializeToString() for e in events]
+    untouched = wires[1]
+    ContentRedaction(("pii", "secrets")).apply(events, wires)
+    e = events[0]
+    assert e.input.messages[0].parts[0].text == "my card is [REDACTED:pii.credit_card], thanks"
+    assert e.input.system_instructions[0].text == "escalate to [REDACTED:pii.email]"
+    assert e.input.retrieved_context[0].content == "customer card [REDACTED:pii.credit_card]"
+    assert e.output.messages[-1].parts[0].text == "use key [REDACTED:secret.aws_access_key]"
+    call = e.output.tool_calls[0]
+    assert call.arguments == '{"email": "[REDACTED:pii.email]"}'
+    assert call.result == "found\n[REDACTED:secret.private_key]\nok"  # the key body too
+    assert e.output.reasoning == "the user wrote [REDACTED:pii.email]"
+    assert e.attributes["contact"].string_value == EMAIL
+    assert ev.Event.FromString(wires[0]) == e  # what is committed is the masked event
+    assert wires[1] is untouched
+
+
+def test_only_the_named_families_are_masked() -> None:
+    e = interaction("t", text=f"card {CARD} key {AWS_KEY}")
+    assert ContentRedaction(("secrets",)).redact(e)
+    assert e.input.messages[0].parts[0].text == f"card {CARD} key [REDACTED:secret.aws_access_key]"
+    kept = interaction("t", text=f"card {CARD}")
+    assert not ContentRedaction().redact(kept)
+    assert kept.input.messages[0].parts[0].text == f"card {CARD}"
+
+
+def test_spans_merge_and_a_key_without_end_is_masked_to_the_end() -> None:
+    assert masked("abcdefgh", [(4, 7, "y"), (1, 5, "x")]) == "a[REDACTED:x][REDACTED:y]h"
+    assert masked("abcdefgh", [(1, 6, "x"), (2, 4, "y")]) == "a[REDACTED:x]gh"
+    text = "see -----BEGIN PRIVATE KEY-----\nMIIEvQ secret bytes"
+    assert masked(text, [(4, 31, "secret.private_key")]) == "see [REDACTED:secret.private_key]"
+
+
+def test_an_unknown_family_is_refused_at_start_up() -> None:
+    with pytest.raises(ConfigError, match=r"'ingest\.redact_content': 'passwords' is not one of"):
+        ContentRedaction(("pii", "passwords"))
+    settings = config.load(None, env={"AIAUDIT_INGEST_REDACT_CONTENT": "pii, passwords"})
+    with pytest.raises(ConfigError, match=r"'ingest\.redact_content': 'passwords'"):
+        ingest_settings.load(settings)
+    env = {"AIAUDIT_INGEST_REDACT_CONTENT": "pii,secrets"}
+    assert ingest_settings.load(config.load(None, env=env)).redact_content == ("pii", "secrets")
+
+
+def test_masked_content_is_what_the_log_stores_and_shows(tmp_path: Path, tenant: str) -> None:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump({"ingest": {"redact_content": ["pii", "secrets"]}}))
+    suite, keys = serve_suite(tmp_path, cfg)
+    try:
+        event = event_with_content_everywhere(tenant)
+        del event.attributes["contact"]  # metadata is not masked: kept out of this check
+        with client.channel(f"127.0.0.1:{suite.port}", keys["gateway"]) as channel:
+            request = ipb.AppendRequest(events=[event])
+            first = ipb_grpc.IngestServiceStub(channel).Append(request).receipts[0]
+            again = ipb_grpc.IngestServiceStub(channel).Append(request).receipts[0]
+        assert again.duplicate and again.sequence == first.sequence  # a retry stays a retry
+        with client.channel(f"127.0.0.1:{suite.port}", keys["admin"]) as channel:
+            got = spb_grpc.SearchServiceStub(channel).GetEvent(
+                spb.GetEventRequest(tenant_id=tenant, event_id=event.event_id)
+            )
+        shown = got.event.SerializeToString()
+        assert b"[REDACTED:pii.credit_card]" in shown
+    finally:
+        suite.stop()
+    store = open_store(f"sqlite:///{tmp_path / 'aiaudit.db'}")
+    try:
+        (stored,) = [s for s in store.read_log(tenant, 0, 10) if s.event_id == event.event_id]
+    finally:
+        store.close()
+    assert stored.content is not None
+    kept = stored.canonical + repr(stored.content).encode() + shown
+    for secret in (CARD, EMAIL, AWS_KEY, "MIIEpAIBAAKCAQEA75c0ffee"):
+        assert secret.encode() not in kept, secret
