@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import aiaudit_native
+import grpc
 import pytest
 import yaml
 
@@ -22,7 +24,7 @@ from aiaudit.ingest.v1 import ingest_service_pb2_grpc as ipb_grpc
 from aiaudit.search.v1 import search_service_pb2 as spb
 from aiaudit.search.v1 import search_service_pb2_grpc as spb_grpc
 from tests.conftest import serve_suite
-from tests.helpers import interaction
+from tests.helpers import field_violations, interaction
 
 CARD = "4111 1111 1111 1111"
 EMAIL = "jane.doe@example.com"
@@ -76,6 +78,61 @@ def test_spans_merge_and_a_key_without_end_is_masked_to_the_end() -> None:
     assert masked("abcdefgh", [(1, 6, "x"), (2, 4, "y")]) == "a[REDACTED:x]gh"
     text = "see -----BEGIN PRIVATE KEY-----\nMIIEvQ secret bytes"
     assert masked(text, [(4, 31, "secret.private_key")]) == "see [REDACTED:secret.private_key]"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"4111111111111111{AWS_KEY}",  # the key shows once the card before it is masked
+        "SSN 123-45-6789 555 123 4567",  # the phone's candidate was consumed by the SSN's
+        "password=" + "a1B2c3D4e5" * 20,  # a generic key's span stops after 128 characters
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0." + "A" * 1100,  # a long signature
+    ],
+)
+def test_what_is_left_holds_nothing_the_detectors_find(text: str) -> None:
+    e = interaction("t", text=text)
+    assert ContentRedaction(("pii", "secrets")).redact(e)
+    left = e.input.messages[0].parts[0].text
+    for family in ("pii", "secrets"):
+        assert aiaudit_native.detect(family, [], [("f", left)], []) == [], left
+    assert "1111" not in left and "a1B2" not in left[-20:] and "AAAA" not in left
+
+
+def test_a_text_that_keeps_yielding_findings_is_masked_whole() -> None:
+    class Endless(ContentRedaction):
+        def _spans(self, texts: list[tuple[str, str]]) -> dict[str, list[tuple[int, int, str]]]:
+            return {path: [(0, 1, "pii.x")] for path, _ in texts}
+
+    e = interaction("t", text="abc")
+    assert Endless(("pii",)).redact(e)
+    assert e.input.messages[0].parts[0].text == "[REDACTED]"
+
+
+def test_an_event_that_outgrows_its_limit_once_masked_is_refused(
+    tmp_path: Path, tenant: str
+) -> None:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump({"ingest": {"redact_content": ["pii"]}}))
+    suite, keys = serve_suite(tmp_path, cfg, max_event_bytes=4096)
+    event = interaction(tenant, text="a@b.co " * 200)  # in and out: 2,800 chars, 8,000 masked
+    assert event.ByteSize() < 4096
+    try:
+        with (
+            client.channel(f"127.0.0.1:{suite.port}", keys["gateway"]) as channel,
+            pytest.raises(grpc.RpcError) as refused,
+        ):
+            ipb_grpc.IngestServiceStub(channel).Append(ipb.AppendRequest(events=[event]))
+    finally:
+        suite.stop()
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    violations = field_violations(refused.value)
+    assert list(violations) == ["events[0]"]
+    assert "once masked (ingest.redact_content); the limit is 4096" in violations["events[0]"]
+    store = open_store(f"sqlite:///{tmp_path / 'aiaudit.db'}")
+    try:
+        assert store.read_log(tenant, 0, 10) == []  # nothing was written
+    finally:
+        store.close()
 
 
 def test_an_unknown_family_is_refused_at_start_up() -> None:

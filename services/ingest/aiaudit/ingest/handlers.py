@@ -130,7 +130,22 @@ class IngestHandlers:
                 )
             )
         self._ip.apply(events, wires)  # before the canonical form: the leaf keeps what is left
-        self._redaction.apply(events, wires)
+        for i in self._redaction.apply(events, wires):  # a marker can outgrow what it hides
+            if len(wires[i]) > self._limits.max_event_bytes:
+                raise _RefusedError(
+                    status.bad_request(
+                        "an event outgrew its limit once PII and secrets were masked; "
+                        "nothing was written",
+                        [
+                            (
+                                f"{prefix}[{i}]",
+                                f"is {len(wires[i])} bytes once masked "
+                                f"(ingest.redact_content); the limit is "
+                                f"{self._limits.max_event_bytes}",
+                            )
+                        ],
+                    )
+                )
         return self._committer.submit(prepare_batch(events, now, wires))
 
     def _receipts(

@@ -19,6 +19,7 @@ policy makes a retry of an earlier event differ from it (``ALREADY_EXISTS``).
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -32,6 +33,10 @@ from aiaudit.common.v1 import event_pb2
 
 FAMILIES = ("pii", "secrets")
 _PEM_END = re.compile(r"-----END [A-Z ]*PRIVATE KEY(?: BLOCK)?-----")
+_TOKEN = frozenset(string.ascii_letters + string.digits + "_-+/=.")
+"""What may follow a secret's span within the same token (base64, base64url, JWT dots)."""
+_MAX_PASSES = 4
+_WHOLE = "[REDACTED]"
 
 
 @dataclass(frozen=True)
@@ -57,39 +62,69 @@ class ContentRedaction:
             )
         self.families = tuple(dict.fromkeys(families))
 
-    def apply(self, events: list[event_pb2.Event], wires: list[bytes]) -> None:
-        """Masks each validated event's findings, and its serialised form beside it."""
+    def apply(self, events: list[event_pb2.Event], wires: list[bytes]) -> list[int]:
+        """Masks each validated event's findings, and its serialised form beside it.
+
+        Returns the indexes of the events it changed (a marker can be longer
+        than what it replaces: the caller checks their size again).
+        """
         if not self.families:
-            return
+            return []
+        changed = []
         for i, event in enumerate(events):
             if self.redact(event):
                 wires[i] = event.SerializeToString()
+                changed.append(i)
+        return changed
 
     def redact(self, event: event_pb2.Event) -> bool:
-        """Masks one event in place; whether anything was found."""
+        """Masks one event in place; whether anything was found.
+
+        Detection runs again on what masking left until it finds nothing: a
+        mask changes the boundaries around it, and a match the detectors had
+        passed over (consumed by an overlapping candidate, or glued to the
+        value before) can show only then. A text still yielding findings after
+        :data:`_MAX_PASSES` passes is masked whole.
+        """
         slots = {s.path: s for s in _content_texts(event, "")}
-        if not slots:
-            return False
-        texts = [(path, s.text) for path, s in slots.items()]
+        texts = {path: s.text for path, s in slots.items()}
+        for n in range(_MAX_PASSES + 1):
+            spans = self._spans(list(texts.items()))
+            if not spans:
+                break
+            for path, found in spans.items():
+                texts[path] = masked(texts[path], found) if n < _MAX_PASSES else _WHOLE
+        changed = {path: text for path, text in texts.items() if text != slots[path].text}
+        for path, text in changed.items():
+            setattr(slots[path].message, slots[path].field, text)
+        return bool(changed)
+
+    def _spans(self, texts: list[tuple[str, str]]) -> dict[str, list[tuple[int, int, str]]]:
         spans: dict[str, list[tuple[int, int, str]]] = {}
         for family in self.families:
             for kind, _score, path, start, end, _excerpt in aiaudit_native.detect(
                 family, [], texts, []
             ):
                 spans.setdefault(path, []).append((start, end, kind))
-        for path, found in spans.items():
-            slot = slots[path]
-            setattr(slot.message, slot.field, masked(slot.text, found))
-        return bool(spans)
+        return spans
 
 
 def masked(text: str, found: list[tuple[int, int, str]]) -> str:
-    """``text`` with each span (character offsets) replaced by its marker; overlaps merge."""
+    """``text`` with each span (character offsets) replaced by its marker; overlaps merge.
+
+    A secret's span runs on over the rest of its token: some detectors take a
+    bounded run of characters (a generic key's first 128, a JWT signature's
+    first 1,024), and the rest must not stay behind. A private key's runs from
+    its ``BEGIN`` line to its ``END`` line, or to the end of the text.
+    """
     out, at = [], 0
     for start, end, kind in sorted(found):
         if kind == "secret.private_key":  # the header is found; the key follows it
             closing = _PEM_END.search(text, end)
             end = closing.end() if closing else len(text)
+        elif kind.startswith("secret."):
+            while end < len(text) and text[end] in _TOKEN:
+                end += 1
         if start < at:  # overlaps the previous span: it is masked already, up to ``at``
             if end > at:
                 out.append(f"[REDACTED:{kind}]")
