@@ -87,6 +87,9 @@ def test_spans_merge_and_a_key_without_end_is_masked_to_the_end() -> None:
         "SSN 123-45-6789 555 123 4567",  # the phone's candidate was consumed by the SSN's
         "password=" + "a1B2c3D4e5" * 20,  # a generic key's span stops after 128 characters
         "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0." + "A" * 1100,  # a long signature
+        "password=Xk9mP2qR7vL4nT8wZ3yB!Q7r$Zk2tail",  # a password's tail past what matched
+        "password=Xk9mP2qR7vL4nT8wZ3yB%21Q7r%24Zk2",  # and URL-encoded
+        (AWS_KEY + ".") * 300,  # many keys in one token
     ],
 )
 def test_what_is_left_holds_nothing_the_detectors_find(text: str) -> None:
@@ -96,6 +99,18 @@ def test_what_is_left_holds_nothing_the_detectors_find(text: str) -> None:
     for family in ("pii", "secrets"):
         assert aiaudit_native.detect(family, [], [("f", left)], []) == [], left
     assert "1111" not in left and "a1B2" not in left[-20:] and "AAAA" not in left
+    assert "Zk2" not in left and "EXAMPLE" not in left
+
+
+def test_a_chain_of_glued_numbers_is_masked_without_the_words_around_it() -> None:
+    # Each number hides the next from the phone pattern (no number right after a number or
+    # a +): every pass shows one more, and after four the chain's whole run is masked.
+    chain = "+".join(f"1555123456{d}" for d in range(8))
+    e = interaction("t", text=f"Call +{chain} today; notes: keep the roadmap.")
+    assert ContentRedaction(("pii",)).redact(e)
+    left = e.input.messages[0].parts[0].text
+    assert left == "Call [REDACTED:pii.phone] today; notes: keep the roadmap."
+    assert aiaudit_native.detect("pii", [], [("f", left)], []) == []
 
 
 def test_a_text_that_keeps_yielding_findings_is_masked_whole() -> None:

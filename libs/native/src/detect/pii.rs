@@ -942,10 +942,24 @@ fn pii(original: &Text, out: &mut Vec<Finding>) {
             found.push(finding("pii.national_id", 0.95, t, s, e));
         }
     });
-    let taken: Vec<(usize, usize)> = found.iter().map(|f| (f.start, f.end)).collect();
+    // A digit run inside a card, IBAN or id already reported is not also a phone. The
+    // spans by start, with the furthest end reached so far: one binary search a
+    // candidate (scanning them all was quadratic: 40 s for 4 MiB of SSNs).
+    let mut taken: Vec<(usize, usize)> = found.iter().map(|f| (f.start, f.end)).collect();
+    taken.sort_unstable();
+    let reach: Vec<usize> = taken
+        .iter()
+        .scan(0, |furthest, &(_, b)| {
+            *furthest = b.max(*furthest);
+            Some(*furthest)
+        })
+        .collect();
+    let overlaps_taken = |s: usize, e: usize| {
+        let before = taken.partition_point(|&(a, _)| a < e);
+        before > 0 && reach[before - 1] > s
+    };
     p.phone.each(text, |_, s, e| {
-        // A digit run inside a card, IBAN or id already reported is not also a phone.
-        if valid_phone(&text[s..e]) && !taken.iter().any(|&(a, b)| a < e && s < b) {
+        if valid_phone(&text[s..e]) && !overlaps_taken(s, e) {
             found.push(finding("pii.phone", 0.7, t, s, e));
         }
     });

@@ -33,8 +33,8 @@ from aiaudit.common.v1 import event_pb2
 
 FAMILIES = ("pii", "secrets")
 _PEM_END = re.compile(r"-----END [A-Z ]*PRIVATE KEY(?: BLOCK)?-----")
-_TOKEN = frozenset(string.ascii_letters + string.digits + "_-+/=.")
-"""What may follow a secret's span within the same token (base64, base64url, JWT dots)."""
+_NOT_SECRET = frozenset(string.whitespace + "\"'`,;()[]{}<>")
+"""What ends a secret's token: a password may hold any other character (``!``, ``$``, ``%``)."""
 _MAX_PASSES = 4
 _WHOLE = "[REDACTED]"
 
@@ -83,17 +83,24 @@ class ContentRedaction:
         Detection runs again on what masking left until it finds nothing: a
         mask changes the boundaries around it, and a match the detectors had
         passed over (consumed by an overlapping candidate, or glued to the
-        value before) can show only then. A text still yielding findings after
-        :data:`_MAX_PASSES` passes is masked whole.
+        value before, as in ``+15551234567+15551234568``) can show only then,
+        one more a pass. After :data:`_MAX_PASSES` passes a finding's whole run
+        of non-blank characters is masked; a text yielding findings even then
+        (none is known) is masked whole.
         """
         slots = {s.path: s for s in _content_texts(event, "")}
         texts = {path: s.text for path, s in slots.items()}
-        for n in range(_MAX_PASSES + 1):
+        for n in range(_MAX_PASSES + 2):
             spans = self._spans(list(texts.items()))
             if not spans:
                 break
             for path, found in spans.items():
-                texts[path] = masked(texts[path], found) if n < _MAX_PASSES else _WHOLE
+                if n < _MAX_PASSES:
+                    texts[path] = masked(texts[path], found)
+                elif n == _MAX_PASSES:  # a chain of glued values: their whole run
+                    texts[path] = masked(texts[path], _runs(texts[path], found))
+                else:
+                    texts[path] = _WHOLE
         changed = {path: text for path, text in texts.items() if text != slots[path].text}
         for path, text in changed.items():
             setattr(slots[path].message, slots[path].field, text)
@@ -112,18 +119,22 @@ class ContentRedaction:
 def masked(text: str, found: list[tuple[int, int, str]]) -> str:
     """``text`` with each span (character offsets) replaced by its marker; overlaps merge.
 
-    A secret's span runs on over the rest of its token: some detectors take a
-    bounded run of characters (a generic key's first 128, a JWT signature's
-    first 1,024), and the rest must not stay behind. A private key's runs from
-    its ``BEGIN`` line to its ``END`` line, or to the end of the text.
+    A secret's span runs on over the rest of its token (up to a blank, a quote
+    or a bracket): some detectors take a bounded run of characters (a generic
+    key's first 128, a JWT signature's first 1,024), and the rest must not
+    stay behind. A private key's runs from its ``BEGIN`` line to its ``END``
+    line, or to the end of the text. Each character is looked at once.
     """
-    out, at = [], 0
+    out: list[str] = []
+    at = 0
     for start, end, kind in sorted(found):
+        if end <= at:  # inside what is masked already (a key in a key's token)
+            continue
         if kind == "secret.private_key":  # the header is found; the key follows it
             closing = _PEM_END.search(text, end)
             end = closing.end() if closing else len(text)
         elif kind.startswith("secret."):
-            while end < len(text) and text[end] in _TOKEN:
+            while end < len(text) and text[end] not in _NOT_SECRET:
                 end += 1
         if start < at:  # overlaps the previous span: it is masked already, up to ``at``
             if end > at:
@@ -135,6 +146,22 @@ def masked(text: str, found: list[tuple[int, int, str]]) -> str:
         at = end
     out.append(text[at:])
     return "".join(out)
+
+
+def _runs(text: str, found: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    """The spans widened to the runs of non-blank characters around them, one per run."""
+    runs: list[tuple[int, int, str]] = []
+    reach = 0
+    for start, end, kind in sorted(found):
+        if start < reach:  # in the run already widened
+            continue
+        while start > 0 and not text[start - 1].isspace():
+            start -= 1
+        reach = end
+        while reach < len(text) and not text[reach].isspace():
+            reach += 1
+        runs.append((start, reach, kind))
+    return runs
 
 
 def _content_texts(message: Message, path: str) -> Iterator[_Slot]:
