@@ -13,6 +13,8 @@ class Schema:
     def __init__(self, messages: list[tuple[str, list[FieldSpec]]], root: int) -> None: ...
     def commit(self, event: bytes, salt: bytes) -> tuple[bytes, bytes, dict[str, str], bytes]:
         """(canonical, leaf hash, content by path, content as JSON) of a serialised event."""
+    def content_texts(self, event: bytes) -> list[tuple[str, str]]:
+        """(JSON path, text) of every set content string of a serialised event."""
     def restore(self, canonical: bytes, content: dict[str, str] | None) -> bytes:
         """The serialised event of a canonical form and its content; ValueError if unusual."""
     def restore_many(self, stored: list[tuple[bytes, dict[str, str] | None]]) -> list[bytes | None]:

@@ -297,3 +297,14 @@ def test_stored_content_json_escapes_what_json_must() -> None:
     committed = canonical.commit(e, SALT)
     assert committed.content_json == orjson.dumps(committed.content)
     assert orjson.loads(committed.content_json) == committed.content
+
+
+@settings(max_examples=200)
+@given(any_events())
+def test_content_texts_are_the_committed_content_strings(e: ev.Event) -> None:
+    """What ingest's masking scans: every non-empty content string, at its content path."""
+    content = canonical.commit(e, SALT).content
+    texts = canonical.native_schema().content_texts(e.SerializeToString())
+    assert len(texts) == len(dict(texts))
+    strings = {p: v for p, v in content.items() if not p.endswith(".data") and v}  # data: bytes
+    assert dict(texts) == strings

@@ -344,6 +344,68 @@ impl<'s> Encoder<'s> {
     }
 }
 
+/// Every set content string (a `sensitive_content` string field) of message type `mi`
+/// (bytes: `parts` concatenated) and of the messages it holds, as (JSON path, text):
+/// the paths of [`Encoder`]'s content. Maps and well-known types hold none.
+pub fn content_texts(
+    schema: &Schema,
+    mi: usize,
+    parts: &[&[u8]],
+    path: &mut String,
+    out: &mut Vec<(String, String)>,
+) -> Result<(), Error> {
+    let msg = &schema.messages[mi];
+    if msg.well_known != WellKnown::None {
+        return Ok(());
+    }
+    let d = decode(msg, parts)?;
+    for (f, values) in msg.fields.iter().zip(&d.values) {
+        let holds_text = f.sensitive && f.ty == wire::TYPE_STRING;
+        if values.is_empty() || f.map || !(holds_text || f.ty == wire::TYPE_MESSAGE) {
+            continue;
+        }
+        let depth = path.len();
+        if !path.is_empty() {
+            path.push('.');
+        }
+        path.push_str(&f.json_name);
+        if f.repeated {
+            let here = path.len();
+            for (i, v) in values.iter().enumerate() {
+                let _ = write!(path, "[{i}]");
+                one_content_text(schema, f, v, path, out)?;
+                path.truncate(here);
+            }
+        } else if f.ty == wire::TYPE_MESSAGE {
+            let parts: Vec<&[u8]> = values.iter().map(len).collect();
+            let sub = f.message.expect("checked by Schema::new");
+            content_texts(schema, sub, &parts, path, out)?;
+        } else {
+            one_content_text(schema, f, values.last().expect("not empty"), path, out)?;
+        }
+        path.truncate(depth);
+    }
+    Ok(())
+}
+
+fn one_content_text(
+    schema: &Schema,
+    f: &Field,
+    raw: &Raw,
+    path: &mut String,
+    out: &mut Vec<(String, String)>,
+) -> Result<(), Error> {
+    if f.ty == wire::TYPE_MESSAGE {
+        let sub = f.message.expect("checked by Schema::new");
+        return content_texts(schema, sub, &[len(raw)], path, out);
+    }
+    let t = text(raw)?;
+    if !t.is_empty() {
+        out.push((path.clone(), t.to_owned()));
+    }
+    Ok(())
+}
+
 /// Content values by path as one compact JSON object, in event order (the
 /// `event_content.content` column). Strings are escaped as RFC 8785 escapes
 /// them, which is also what orjson writes.

@@ -118,6 +118,24 @@ impl Schema {
         ))
     }
 
+    /// The content texts of a serialised event: (JSON path, text) of every set
+    /// `sensitive_content` string field (what ingest's masking scans). Walking the
+    /// parsed message from Python cost ~12 us an event; this, well under one.
+    fn content_texts(&self, py: Python<'_>, event: &[u8]) -> PyResult<Vec<(String, String)>> {
+        let found = detach_if_large(py, event.len(), || {
+            let mut out = Vec::new();
+            canonical::content_texts(
+                &self.inner,
+                self.root,
+                &[event],
+                &mut String::new(),
+                &mut out,
+            )?;
+            Ok::<_, Error>(out)
+        })?;
+        Ok(found)
+    }
+
     /// Ingest's field checks of a serialised event: (path, problem) pairs, paths
     /// relative to the event, in declaration order; `max_text`: the metadata limit.
     fn check(

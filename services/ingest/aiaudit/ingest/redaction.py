@@ -18,13 +18,12 @@ policy makes a retry of an earlier event differ from it (``ALREADY_EXISTS``).
 
 from __future__ import annotations
 
+import functools
 import re
 import string
-from collections.abc import Iterator
-from dataclasses import dataclass
 
 import aiaudit_native
-from google.protobuf import descriptor
+from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import Message
 
 from aiaudit.common import canonical
@@ -37,16 +36,6 @@ _NOT_SECRET = frozenset(string.whitespace + "\"'`,;()[]{}<>")
 """What ends a secret's token: a password may hold any other character (``!``, ``$``, ``%``)."""
 _MAX_PASSES = 4
 _WHOLE = "[REDACTED]"
-
-
-@dataclass(frozen=True)
-class _Slot:
-    """A content text in an event: the message holding it, the field, its JSON path."""
-
-    message: Message
-    field: str
-    path: str
-    text: str
 
 
 class ContentRedaction:
@@ -72,13 +61,13 @@ class ContentRedaction:
             return []
         changed = []
         for i, event in enumerate(events):
-            if self.redact(event):
+            if self.redact(event, wires[i]):
                 wires[i] = event.SerializeToString()
                 changed.append(i)
         return changed
 
-    def redact(self, event: event_pb2.Event) -> bool:
-        """Masks one event in place; whether anything was found.
+    def redact(self, event: event_pb2.Event, wire: bytes | None = None) -> bool:
+        """Masks one event in place (``wire``: it serialised); whether anything was found.
 
         Detection runs again on what masking left until it finds nothing: a
         mask changes the boundaries around it, and a match the detectors had
@@ -88,8 +77,8 @@ class ContentRedaction:
         of non-blank characters is masked; a text yielding findings even then
         (none is known) is masked whole.
         """
-        slots = {s.path: s for s in _content_texts(event, "")}
-        texts = {path: s.text for path, s in slots.items()}
+        sent = dict(canonical.native_schema().content_texts(wire or event.SerializeToString()))
+        texts = dict(sent)
         for n in range(_MAX_PASSES + 2):
             spans = self._spans(list(texts.items()))
             if not spans:
@@ -101,9 +90,9 @@ class ContentRedaction:
                     texts[path] = masked(texts[path], _runs(texts[path], found))
                 else:
                     texts[path] = _WHOLE
-        changed = {path: text for path, text in texts.items() if text != slots[path].text}
+        changed = {path: text for path, text in texts.items() if text != sent[path]}
         for path, text in changed.items():
-            setattr(slots[path].message, slots[path].field, text)
+            _set(event, path, text)
         return bool(changed)
 
     def _spans(self, texts: list[tuple[str, str]]) -> dict[str, list[tuple[int, int, str]]]:
@@ -164,17 +153,29 @@ def _runs(text: str, found: list[tuple[int, int, str]]) -> list[tuple[int, int, 
     return runs
 
 
-def _content_texts(message: Message, path: str) -> Iterator[_Slot]:
-    """The set content strings of ``message`` and the messages it holds, with JSON paths."""
-    for field, value in message.ListFields():
-        here = f"{path}.{field.json_name}" if path else field.json_name
-        if field.message_type is not None:
-            if field.message_type.GetOptions().map_entry:
-                continue  # attributes and structs: metadata, never content
-            if field.is_repeated:
-                for n, item in enumerate(value):
-                    yield from _content_texts(item, f"{here}[{n}]")
-            else:
-                yield from _content_texts(value, here)
-        elif field.type == descriptor.FieldDescriptor.TYPE_STRING and canonical.is_sensitive(field):
-            yield _Slot(message, field.name, here, value)
+def _set(event: event_pb2.Event, path: str, text: str) -> None:
+    """Sets the content string at a JSON path (``input.messages[0].parts[1].text``)."""
+    *through, last = _STEP.findall(path)
+    node: Message = event
+    for name, index in through:
+        node = getattr(node, _field_name(node, name))
+        if index:
+            node = node[int(index)]  # type: ignore[index]
+    name, index = last
+    if index:
+        getattr(node, _field_name(node, name))[int(index)] = text
+    else:
+        setattr(node, _field_name(node, name), text)
+
+
+_STEP = re.compile(r"(\w+)(?:\[(\d+)\])?")
+
+
+def _field_name(message: Message, json_name: str) -> str:
+    return _names(message.DESCRIPTOR)[json_name]
+
+
+@functools.cache
+def _names(desc: Descriptor) -> dict[str, str]:
+    """Field names by JSON name (the paths' names) of a message type."""
+    return {f.json_name: f.name for f in desc.fields}
