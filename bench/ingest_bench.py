@@ -6,7 +6,8 @@
 (c) unary single-event Append at a fixed offered rate (open loop), ack latency.
 
 Usage: scripts/bench.sh ingest [--events N] [--rounds K] [--rate R] [--seconds S]
-(starts PostgreSQL itself; prints a table and the ratio of (b) to (a)).
+[--redact-content pii,secrets] (starts PostgreSQL itself; prints a table and the
+ratio of (b) to (a); ``--redact-content`` runs the server with that masking policy).
 """
 
 from __future__ import annotations
@@ -16,13 +17,16 @@ import contextlib
 import datetime as dt
 import statistics
 import sys
+import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import psycopg
+import yaml
 
 from aiaudit.common import client
 from aiaudit.common.store.prepare import prepare
@@ -218,6 +222,16 @@ def single(address: str, key: str, rate: float, seconds: float) -> tuple[float, 
     return n / elapsed, q[49] * 1000, q[98] * 1000
 
 
+def policy(work: Path, args: argparse.Namespace) -> Path | None:
+    """The server's config file for ``--redact-content`` (None: the defaults)."""
+    if not args.redact_content:
+        return None
+    cfg = work / "config.yaml"
+    families = [f.strip() for f in args.redact_content.split(",")]
+    cfg.write_text(yaml.safe_dump({"ingest": {"redact_content": families}}))
+    return cfg
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=50_000)
@@ -231,11 +245,13 @@ def main() -> int:
     # The phases alternate, COPY then Append, round after round: on this shared machine one
     # pair alone swung 0.41-0.69x with the neighbours' load; the median of the pairs is the figure.
     parser.add_argument("--rounds", type=int, default=3, help="(a)/(b) pairs")
+    parser.add_argument("--redact-content", default="", help="ingest.redact_content families")
     args = parser.parse_args()
     load.build()
     with (
+        tempfile.TemporaryDirectory() as work,
         fresh_database() as db,
-        suite_server(db.url, ["ingest"], args.workers) as server,
+        suite_server(db.url, ["ingest"], args.workers, policy(Path(work), args)) as server,
         copy_tables(db.dsn),
     ):
         address, key = server.address, server.keys["gateway"]

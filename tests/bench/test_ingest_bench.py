@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
 import uuid
+from pathlib import Path
 
 import pytest
 
+from aiaudit.common import config
+from aiaudit.ingest import settings as ingest_settings
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
-from bench.ingest_bench import send_batches
+from bench.ingest_bench import policy, send_batches
 from tests.conftest import Running
 from tests.helpers import sized_interaction
 
@@ -28,3 +32,11 @@ def test_a_refused_batch_fails_the_run_instead_of_counting(server: Running) -> N
     bad.events[2].ClearField("occurred_time")  # the whole batch is refused
     with pytest.raises(RuntimeError, match=r"1 batched appends failed.*INVALID_ARGUMENT"):
         send_batches(server.address, server.keys["gateway"], [[_batch(tenant, 5)], [bad]])
+
+
+def test_the_masking_policy_reaches_the_servers_config(tmp_path: Path) -> None:
+    assert policy(tmp_path, argparse.Namespace(redact_content="")) is None
+    cfg = policy(tmp_path, argparse.Namespace(redact_content="pii, secrets"))
+    assert cfg is not None
+    settings = ingest_settings.load(config.load(cfg, env={}))
+    assert settings.redact_content == ("pii", "secrets")
