@@ -61,13 +61,17 @@ class ContentRedaction:
             return []
         changed = []
         for i, event in enumerate(events):
-            if self.redact(event, wires[i]):
+            if self._redact(event, wires[i]):
                 wires[i] = event.SerializeToString()
                 changed.append(i)
         return changed
 
-    def redact(self, event: event_pb2.Event, wire: bytes | None = None) -> bool:
-        """Masks one event in place (``wire``: it serialised); whether anything was found.
+    def redact(self, event: event_pb2.Event) -> bool:
+        """Masks one event in place; whether anything was found."""
+        return self._redact(event, event.SerializeToString())
+
+    def _redact(self, event: event_pb2.Event, wire: bytes) -> bool:
+        """:meth:`redact`, ``wire`` being the event serialised (the paths address both).
 
         Detection runs again on what masking left until it finds nothing: a
         mask changes the boundaries around it, and a match the detectors had
@@ -77,7 +81,7 @@ class ContentRedaction:
         of non-blank characters is masked; a text yielding findings even then
         (none is known) is masked whole.
         """
-        sent = dict(canonical.native_schema().content_texts(wire or event.SerializeToString()))
+        sent = dict(canonical.native_schema().content_texts(wire))
         texts = dict(sent)
         for n in range(_MAX_PASSES + 2):
             spans = self._spans(list(texts.items()))
