@@ -1,5 +1,7 @@
 """Native core of aiaudit (Rust, ``libs/native``): the canonical form of events."""
 
+from collections.abc import Callable
+
 FieldSpec = tuple[
     int, tuple[str, str], int, bool, bool, bool, int, tuple[str, dict[int, str]] | None, int, bool
 ]
@@ -19,8 +21,25 @@ class Schema:
         """The serialised event of a canonical form and its content; ValueError if unusual."""
     def restore_many(self, stored: list[tuple[bytes, dict[str, str] | None]]) -> list[bytes | None]:
         """``restore`` of each (canonical, content); None where the fast path does not apply."""
-    def check(self, event: bytes, max_text: int) -> list[tuple[str, str]]:
-        """Ingest's field checks: (path relative to the event, problem), in declaration order."""
+
+class EventChecks:
+    """Ingest's validation of one event: the rules of the event as a whole, the field checks."""
+
+    def __init__(
+        self,
+        schema: Schema,
+        event_id_pattern: str,
+        tenant_id_pattern: str,
+        server_written: dict[int, str],
+        interaction: int,
+        stored: list[tuple[str, int]],
+        max_text: int,
+        ahead: str,
+    ) -> None: ...
+    def check(
+        self, event: bytes, horizon: float, is_ip: Callable[[str], bool]
+    ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """(rules, field checks): (path relative to the event, problem) pairs, in order."""
 
 def merkle_levels(leaves: bytes) -> list[bytes]:
     """RFC 6962 subtree levels over concatenated 32-byte leaf hashes, each level concatenated."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import threading
 from collections.abc import Iterator
@@ -84,7 +83,7 @@ def test_a_taken_id_fails_the_statement_with_nothing_written(
     event = event_pb2.Event()
     event.CopyFrom(taken.event)
     event.event_id = first.event.event_id  # an id already in the log, other content
-    group = [[_record(tenant, 2)], [dataclasses.replace(taken, event=event)]]
+    group = [[_record(tenant, 2)], [taken._replace(event=event)]]
     with (
         psycopg.connect(
             sa.make_url(postgres.app_url)

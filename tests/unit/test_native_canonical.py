@@ -299,6 +299,15 @@ def test_stored_content_json_escapes_what_json_must() -> None:
     assert orjson.loads(committed.content_json) == committed.content
 
 
+@settings(max_examples=300)
+@given(st.text(alphabet=st.sampled_from('ab "\\\n\t\x00\x08\x1f\x7fé😀'), max_size=40))
+def test_strings_are_escaped_wherever_the_escape_falls(text: str) -> None:
+    """Plain bytes are skipped eight at a time: an escape at any offset is still written."""
+    committed = canonical.commit(interaction("t", text=text, user=text.replace("\x00", "")), SALT)
+    assert committed.content_json == orjson.dumps(committed.content)
+    assert_matches_reference(interaction("t", text=text, user=text.replace("\x00", "")))
+
+
 @settings(max_examples=200)
 @given(any_events())
 def test_content_texts_are_the_committed_content_strings(e: ev.Event) -> None:

@@ -20,6 +20,7 @@ import aiaudit_native
 
 from aiaudit.common import canonical
 from aiaudit.common.store.prepare import prepare
+from aiaudit.ingest.validation import Limits, native_checks
 from tests.helpers import interaction
 
 TRIES = 20
@@ -72,12 +73,12 @@ def stored(text_size: int) -> tuple[bytes, bytes, dict[str, str]]:
 
 
 def test_per_event_calls_on_small_events_keep_the_lock() -> None:
-    schema = canonical.native_schema()
+    schema, checks = canonical.native_schema(), native_checks(Limits())
     wire, body, content = stored(200)
     assert not released(lambda: schema.restore(body, content))
     assert not released(lambda: schema.restore(body, None))
     assert not released(lambda: schema.commit(wire, bytes(32)))
-    assert not released(lambda: schema.check(wire, 4096))
+    assert not released(lambda: checks.check(wire, 1e10, bool))
     card = [("output.messages[0].parts[0].text", "card 4111 1111 1111 1111")]
     assert aiaudit_native.detect("pii", [], card, [])  # a finding: the detector did run
     assert not released(lambda: aiaudit_native.detect("pii", [], card, []))
@@ -86,11 +87,11 @@ def test_per_event_calls_on_small_events_keep_the_lock() -> None:
 def test_large_events_are_worked_on_with_the_lock_released() -> None:
     """A release is seen only if the counter wakes before the call ends: several tries (in a
     full test run, threads other tests left behind may take the lock at a release first)."""
-    schema = canonical.native_schema()
+    schema, checks = canonical.native_schema(), native_checks(Limits())
     wire, body, content = stored(2 * 1024 * 1024)
     assert any(released(lambda: schema.restore(body, content)) for _ in range(TRIES))
     assert any(released(lambda: schema.commit(wire, bytes(32))) for _ in range(TRIES))
-    assert any(released(lambda: schema.check(wire, 4096)) for _ in range(TRIES))
+    assert any(released(lambda: checks.check(wire, 1e10, bool)) for _ in range(TRIES))
     long_text = [("output.messages[0].parts[0].text", "lorem ipsum " * 200_000)]
     assert any(
         released(lambda: aiaudit_native.detect("pii", [], long_text, [])) for _ in range(TRIES)

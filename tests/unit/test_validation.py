@@ -167,3 +167,115 @@ def test_every_violation_is_a_violation() -> None:
     assert validate_event(e, Limits(), NOW, "p") == [
         Violation("p.usage.output_tokens", "must not be negative")
     ]
+
+
+def _set(path: str, value: object) -> Callable[[ev.Event], None]:
+    def mutate(e: ev.Event) -> None:
+        *messages, field = path.split(".")
+        target = e
+        for m in messages:
+            target = getattr(target, m)
+        setattr(target, field, value)
+
+    return mutate
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (_set("event_id", ""), [("event_id", "is required: 1-128 characters of [A-Za-z0-9._:-]")]),
+        (_set("event_id", "a" * 128), []),
+        (
+            _set("event_id", "a" * 129),
+            [("event_id", "is required: 1-128 characters of [A-Za-z0-9._:-]")],
+        ),
+        (_set("event_id", "é"), [("event_id", "is required: 1-128 characters of [A-Za-z0-9._:-]")]),
+        (
+            _set("event_id", "a\n"),
+            [("event_id", "is required: 1-128 characters of [A-Za-z0-9._:-]")],
+        ),
+        (_set("tenant_id", "T"), [("tenant_id", "is required: 1-64 characters of [a-z0-9_-]")]),
+        (
+            _set("event_type", ev.EVENT_TYPE_UNSPECIFIED),
+            [("event_type", "is required")],
+        ),
+        (
+            _set("event_type", ev.EVENT_TYPE_AUDIT_ACCESS),
+            [
+                (
+                    "event_type",
+                    "EVENT_TYPE_AUDIT_ACCESS is written by the service itself (erasure and "
+                    "retention records, access records, rule changes), never sent by a client",
+                )
+            ],
+        ),
+        (_set("event_type", 999), [("event_type", "unknown EventType value 999")]),
+        (lambda e: e.ClearField("occurred_time"), [("occurred_time", "is required")]),
+        (_set("occurred_time.seconds", -1), [("occurred_time", "is before 1970-01-01T00:00:00Z")]),
+        (_set("occurred_time.seconds", 0), []),
+        (
+            _set("occurred_time.seconds", int(NOW.timestamp()) + 25 * 3600),
+            [("occurred_time", "is more than 1 day, 0:00:00 ahead of the server clock")],
+        ),
+        (_set("occurred_time.seconds", int(NOW.timestamp()) + 23 * 3600), []),
+        (_set("model.name", ""), [("model.name", "is required for EVENT_TYPE_INTERACTION events")]),
+        (
+            _set("actor.environment", "a" * 65),
+            [("actor.environment", "is 65 characters; the limit is 64")],
+        ),
+        (_set("actor.environment", "é" * 64), []),  # characters, not bytes
+        (
+            _set("correlation.session_id", "a\x00b"),
+            [("correlation.session_id", "must not contain U+0000 (NUL)")],
+        ),
+        (_set("correlation.trace_id", "0" * 32), []),
+        (
+            _set("correlation.trace_id", "A" * 32),
+            [("correlation.trace_id", "must be 32 lowercase hex digits")],
+        ),
+        (
+            _set("correlation.span_id", "f" * 15),
+            [("correlation.span_id", "must be 16 lowercase hex digits")],
+        ),
+        (_set("actor.ip_address", "192.0.2.1"), []),
+        (_set("actor.ip_address", "2001:db8::1"), []),
+        (_set("actor.ip_address", "::ffff:192.0.2.1"), []),
+        (_set("actor.ip_address", "2001:DB8::1"), []),  # not canonical: Python's parser decides
+        (_set("actor.ip_address", "fe80::1%eth0"), []),  # a scoped address, as Python takes it
+        (
+            _set("actor.ip_address", "192.0.2.01"),
+            [("actor.ip_address", "is not an IPv4 or IPv6 address")],
+        ),
+        (
+            _set("actor.ip_address", "999.1.1.1"),
+            [("actor.ip_address", "is not an IPv4 or IPv6 address")],
+        ),
+    ],
+)
+def test_each_event_rule_names_its_field(
+    mutate: Callable[[ev.Event], object], expected: list[tuple[str, str]]
+) -> None:
+    assert problems(mutate) == [(f"events[0].{field}", problem) for field, problem in expected]
+
+
+def test_event_rules_come_first_then_attributes_size_and_fields() -> None:
+    def mutate(e: ev.Event) -> None:
+        e.usage.input_tokens = -1
+        e.attributes["Bad Key"].string_value = "x"
+        e.correlation.span_id = "x"
+        e.event_id = ""
+        e.actor.ip_address = "nope"
+
+    limits = Limits(max_event_bytes=100)
+    e = interaction("t")
+    mutate(e)
+    found = [(v.field, v.description) for v in validate_event(e, limits, NOW, "events[0]")]
+    size = e.ByteSize()
+    assert found == [
+        ("events[0].event_id", "is required: 1-128 characters of [A-Za-z0-9._:-]"),
+        ("events[0].correlation.span_id", "must be 16 lowercase hex digits"),
+        ("events[0].actor.ip_address", "is not an IPv4 or IPv6 address"),
+        ("events[0].attributes['Bad Key']", "key must be 1-128 characters of [a-z0-9_.-]"),
+        ("events[0]", f"is {size} bytes; the limit is 100"),
+        ("events[0].usage.input_tokens", "must not be negative"),
+    ]

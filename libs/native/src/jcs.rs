@@ -8,10 +8,19 @@ use crate::Error;
 
 /// A JSON string as RFC 8785 writes it: only `"`, `\` and control characters escaped.
 pub fn string(out: &mut Vec<u8>, s: &str) {
+    out.reserve(s.len() + 2);
     out.push(b'"');
     let bytes = s.as_bytes();
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    let (mut start, mut i) = (0, 0); // `start`: the first byte not yet copied
+    while i < bytes.len() {
+        // Eight plain bytes at a time: content is long text with few escapes.
+        if let Some(chunk) = bytes.get(i..i + 8) {
+            if !needs_escape(u64::from_le_bytes(chunk.try_into().expect("8 bytes"))) {
+                i += 8;
+                continue;
+            }
+        }
+        let b = bytes[i];
         let escape: &[u8] = match b {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
@@ -21,7 +30,10 @@ pub fn string(out: &mut Vec<u8>, s: &str) {
             0x08 => b"\\b",
             0x0c => b"\\f",
             0..=0x1f => b"",
-            _ => continue,
+            _ => {
+                i += 1;
+                continue;
+            }
         };
         out.extend_from_slice(&bytes[start..i]);
         if escape.is_empty() {
@@ -32,10 +44,22 @@ pub fn string(out: &mut Vec<u8>, s: &str) {
         } else {
             out.extend_from_slice(escape);
         }
-        start = i + 1;
+        i += 1;
+        start = i;
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
+}
+
+/// Whether any of the eight bytes of `x` is below 0x20, a quote or a backslash
+/// (the bytes a JSON string escapes), by the "has a byte less than n" bit trick.
+fn needs_escape(x: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let below = |v: u64, n: u64| v.wrapping_sub(ONES * n) & !v & HIGH;
+    let quote = x ^ (ONES * u64::from(b'"'));
+    let backslash = x ^ (ONES * u64::from(b'\\'));
+    below(x, 0x20) | below(quote, 1) | below(backslash, 1) != 0
 }
 
 /// RFC 8785 member order: by UTF-16 code units.

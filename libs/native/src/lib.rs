@@ -9,6 +9,7 @@
 
 mod canonical;
 mod detect;
+mod event_rules;
 mod jcs;
 mod parallel;
 mod re2;
@@ -136,22 +137,6 @@ impl Schema {
         Ok(found)
     }
 
-    /// Ingest's field checks of a serialised event: (path, problem) pairs, paths
-    /// relative to the event, in declaration order; `max_text`: the metadata limit.
-    fn check(
-        &self,
-        py: Python<'_>,
-        event: &[u8],
-        max_text: usize,
-    ) -> PyResult<Vec<(String, String)>> {
-        let violations = detach_if_large(py, event.len(), || {
-            let mut checker = validate::Checker::new(&self.inner, max_text);
-            checker.message(self.root, &[event])?;
-            Ok::<_, Error>(checker.violations)
-        })?;
-        Ok(violations)
-    }
-
     /// The serialised event of a canonical form with its content put back (None: erased).
     ///
     /// ValueError for anything the canonical writer would not have written: the
@@ -188,6 +173,84 @@ impl Schema {
             .into_iter()
             .map(|r| r.map(|bytes| PyBytes::new(py, &bytes)))
             .collect()
+    }
+}
+
+/// Ingest's validation of one event, over its wire bytes: the rules of the
+/// event as a whole (`event_rules.rs`), then the checks of every set field by
+/// its kind (`validate.rs`).
+#[pyclass(frozen, module = "aiaudit_native")]
+struct EventChecks {
+    schema: Py<Schema>,
+    rules: event_rules::EventRules,
+    max_text: usize,
+}
+
+#[pymethods]
+impl EventChecks {
+    /// `server_written`: the reason told, by event type only the service appends;
+    /// `stored`: (path, column limit in characters) of each text the store keeps
+    /// in a column of its own; `max_text`: the metadata limit; `ahead`: what an
+    /// occurred time past the horizon is told.
+    #[new]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        schema: Py<Schema>,
+        event_id_pattern: &str,
+        tenant_id_pattern: &str,
+        server_written: HashMap<i32, String>,
+        interaction: i32,
+        stored: Vec<(String, usize)>,
+        max_text: usize,
+        ahead: String,
+    ) -> PyResult<Self> {
+        let s = schema.get();
+        let rules = event_rules::EventRules::new(
+            &s.inner,
+            s.root,
+            event_id_pattern,
+            tenant_id_pattern,
+            server_written,
+            interaction,
+            stored,
+            max_text,
+            ahead,
+        )?;
+        Ok(EventChecks {
+            schema,
+            rules,
+            max_text,
+        })
+    }
+
+    /// (the event's rules, the field checks): (path, problem) pairs, paths
+    /// relative to the event; `horizon`: the latest occurred time accepted
+    /// (seconds since the epoch); `is_ip`: Python's judge of an address
+    /// spelled other than canonically.
+    #[allow(clippy::type_complexity)]
+    fn check(
+        &self,
+        py: Python<'_>,
+        event: &[u8],
+        horizon: f64,
+        is_ip: &Bound<'_, PyAny>,
+    ) -> PyResult<(Vec<(String, String)>, Vec<(String, String)>)> {
+        let s = self.schema.get();
+        let mut judge = |address: &str| -> Result<bool, Error> {
+            is_ip
+                .call1((address,))
+                .and_then(|r| r.is_truthy())
+                .map_err(|e| Error::new(format!("is_ip({address:?}): {e}")))
+        };
+        let rules = self
+            .rules
+            .check(&s.inner, s.root, event, horizon, &mut judge)?;
+        let fields = detach_if_large(py, event.len(), || {
+            let mut checker = validate::Checker::new(&s.inner, self.max_text);
+            checker.message(s.root, &[event])?;
+            Ok::<_, Error>(checker.violations)
+        })?;
+        Ok((rules, fields))
     }
 }
 
@@ -311,6 +374,7 @@ fn check_regex(pattern: &str) -> PyResult<()> {
 #[pymodule]
 fn aiaudit_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Schema>()?;
+    m.add_class::<EventChecks>()?;
     m.add_class::<rules::RuleProgram>()?;
     m.add_class::<rules::WindowState>()?;
     m.add_function(wrap_pyfunction!(rules::pack_samples, m)?)?;

@@ -55,6 +55,8 @@ pub struct Field {
     pub map: bool,
 }
 
+const NONE: u32 = u32::MAX;
+
 pub struct Message {
     pub name: String,
     pub well_known: WellKnown,
@@ -62,7 +64,9 @@ pub struct Message {
     pub fields: Vec<Field>,
     /// Indexes into `fields` in declaration order (validation reports in this order).
     pub declared: Vec<usize>,
-    by_number: HashMap<u32, usize>,
+    /// Index in `fields` by field number (`NONE`: not a field of this type);
+    /// a table, not a map: looked up for every field of every event walked.
+    by_number: Vec<u32>,
     by_json_name: HashMap<String, usize>,
     pub oneofs: usize,
 }
@@ -70,7 +74,10 @@ pub struct Message {
 impl Message {
     /// The index in :attr:`fields` of a field number, if the type has it.
     pub fn index(&self, number: u32) -> Option<usize> {
-        self.by_number.get(&number).copied()
+        match self.by_number.get(number as usize) {
+            Some(&i) if i != NONE => Some(i as usize),
+            _ => None,
+        }
     }
 
     /// The index in :attr:`fields` of a field by its proto name (a linear search: few fields).
@@ -163,7 +170,16 @@ impl Schema {
                 declared[original] = sorted;
             }
             out.sort_by(|a, b| jcs::key_order(&a.json_name, &b.json_name));
-            let by_number = out.iter().enumerate().map(|(i, f)| (f.number, i)).collect();
+            let top = out.iter().map(|f| f.number as usize).max().unwrap_or(0);
+            if top > 65_535 {
+                return Err(Error::new(format!(
+                    "{name}: field number {top} above 65535"
+                )));
+            }
+            let mut by_number = vec![NONE; top + 1];
+            for (i, f) in out.iter().enumerate() {
+                by_number[f.number as usize] = i as u32;
+            }
             let by_json_name = out
                 .iter()
                 .enumerate()

@@ -26,7 +26,7 @@ import hmac
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiaudit_native
 from google.protobuf import descriptor, json_format
@@ -48,9 +48,11 @@ def commitment(salt: bytes, path: str, raw: bytes) -> str:
     return COMMITMENT_PREFIX + mac.hex()
 
 
-@dataclass(frozen=True)
-class Committed:
-    """An event split into what the log commits to and the erasable content."""
+class Committed(NamedTuple):
+    """An event split into what the log commits to and the erasable content.
+
+    A named tuple: ingest makes one for every event (a frozen dataclass took twice as long).
+    """
 
     canonical: bytes
     """RFC 8785 bytes of the event with content replaced by commitments."""
