@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import grpc
 from google.protobuf import timestamp_pb2
+from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from google.protobuf.message import DecodeError, Message
 from google.rpc import code_pb2, status_pb2
 
@@ -53,17 +54,29 @@ def _malformed(bad: MalformedError) -> _RefusedError:
     )
 
 
-def to_proto(r: Receipt) -> proof_pb2.Receipt:
-    """Receipt in its wire form (the time set directly: ``FromDatetime`` is slow Python)."""
-    seconds, nanos = timestamp_parts(r.receive_time)
-    return proof_pb2.Receipt(
-        event_id=r.event_id,
-        log_id=r.log_id,
-        sequence=r.sequence,
-        leaf_hash=r.leaf_hash,
-        receive_time=timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos),
-        duplicate=r.duplicate,
-    )
+def add_receipts(
+    receipts: list[Receipt], to: RepeatedCompositeFieldContainer[proof_pb2.Receipt]
+) -> None:
+    """Receipts in their wire form, added to a response's list in place.
+
+    Made by ``add`` (building messages first and passing them in copied each
+    one: twice the time), each receive time once (a batch shares one).
+    """
+    times: dict[dt.datetime, timestamp_pb2.Timestamp] = {}
+    add = to.add
+    for r in receipts:
+        when = times.get(r.receive_time)
+        if when is None:
+            seconds, nanos = timestamp_parts(r.receive_time)
+            when = times[r.receive_time] = timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)
+        add(
+            event_id=r.event_id,
+            log_id=r.log_id,
+            sequence=r.sequence,
+            leaf_hash=r.leaf_hash,
+            receive_time=when,
+            duplicate=r.duplicate,
+        )
 
 
 class IngestHandlers:
@@ -150,7 +163,7 @@ class IngestHandlers:
 
     def _receipts(
         self, future: Future[BatchOutcome], prefix: str, sign: bool = False
-    ) -> tuple[list[proof_pb2.Receipt], list[str]]:
+    ) -> tuple[list[Receipt], list[str]]:
         try:
             outcome = future.result(timeout=self._timeout)
         except RowsRefusedError as exc:
@@ -192,7 +205,7 @@ class IngestHandlers:
                     event_id=outcome.event_id,
                 )
             )
-        return [to_proto(r) for r in outcome], self._sign(outcome) if sign else []
+        return outcome, self._sign(outcome) if sign else []
 
     def _sign(self, receipts: list[Receipt]) -> list[str]:
         """One signed receipt note per log of a committed batch (one signature per log)."""
@@ -256,7 +269,9 @@ class IngestHandlers:
             receipts, notes = self._receipts(
                 self._submit(events, "events", caller, sign), "events", sign
             )
-            return pb.AppendResponse(receipts=receipts, signed_receipts=notes)
+            response = pb.AppendResponse(signed_receipts=notes)
+            add_receipts(receipts, response.receipts)
+            return response
         except _RefusedError as refused:
             status.abort(context, refused.status)
             raise AssertionError("unreachable") from None
@@ -319,9 +334,11 @@ class IngestHandlers:
             except _RefusedError as refused:
                 yield pb.AppendStreamResponse(request_id=request_id, status=refused.status)
             else:
-                yield pb.AppendStreamResponse(
-                    request_id=request_id, receipts=receipts, status=_OK, signed_receipts=notes
+                response = pb.AppendStreamResponse(
+                    request_id=request_id, status=_OK, signed_receipts=notes
                 )
+                add_receipts(receipts, response.receipts)
+                yield response
         if expired.is_set():  # what was read is answered; the rest is sent again on a new stream
             end_expired(context)
 
