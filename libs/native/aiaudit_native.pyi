@@ -17,6 +17,8 @@ class Schema:
         """(canonical, leaf hash, content by path, content as JSON) of a serialised event."""
     def content_texts(self, event: bytes) -> list[tuple[str, str]]:
         """(JSON path, text) of every set content string of a serialised event."""
+    def maybe_unknown_fields(self, event: bytes) -> bool:
+        """False when a serialised event surely has no unknown field; True: maybe."""
     def restore(self, canonical: bytes, content: dict[str, str] | None) -> bytes:
         """The serialised event of a canonical form and its content; ValueError if unusual."""
     def restore_many(self, stored: list[tuple[bytes, dict[str, str] | None]]) -> list[bytes | None]:

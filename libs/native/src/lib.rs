@@ -16,6 +16,7 @@ mod re2;
 mod restore;
 mod rules;
 mod schema;
+mod unknown;
 mod validate;
 mod wire;
 
@@ -135,6 +136,12 @@ impl Schema {
             Ok::<_, Error>(out)
         })?;
         Ok(found)
+    }
+
+    /// False when a serialised event surely holds no field unknown to its types
+    /// (see `unknown.rs`); true means "maybe": the parsed message decides.
+    fn maybe_unknown_fields(&self, event: &[u8]) -> bool {
+        unknown::maybe(&self.inner, self.root, event)
     }
 
     /// The serialised event of a canonical form with its content put back (None: erased).

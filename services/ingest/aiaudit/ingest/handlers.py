@@ -14,9 +14,10 @@ import grpc
 from google.protobuf import timestamp_pb2
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from google.protobuf.message import DecodeError, Message
+from google.protobuf.unknown_fields import UnknownFieldSet
 from google.rpc import code_pb2, status_pb2
 
-from aiaudit.common import status
+from aiaudit.common import canonical, status
 from aiaudit.common.auth import Authenticator, Caller, end_expired
 from aiaudit.common.keys.seal import SealError
 from aiaudit.common.receipts import ReceiptSigning, ReceiptSigningUnavailableError
@@ -108,10 +109,15 @@ class IngestHandlers:
         self._redaction = redaction or ContentRedaction()
 
     def _submit(
-        self, events: list[event_pb2.Event], prefix: str, caller: Caller, sign: bool = False
+        self,
+        events: list[event_pb2.Event],
+        wires: list[bytes],
+        prefix: str,
+        caller: Caller,
+        sign: bool = False,
     ) -> Future[BatchOutcome]:
+        """Validates, applies the policies and queues a batch (``wires``: its events serialised)."""
         now = dt.datetime.now(dt.UTC)
-        wires = [e.SerializeToString() for e in events]  # validated and committed alike
         violations = validate_batch(events, self._limits, now, prefix, wires)
         if violations:
             raise _RefusedError(
@@ -237,8 +243,16 @@ class IngestHandlers:
         except DecodeError:
             raise _malformed(locate_bad_event(raw, field, prefix)) from None
 
-    def _refuse_unknown_fields(self, request: Message, raw: bytes, field: int, prefix: str) -> None:
-        """Unknown fields (a newer client, a wrong type, a group) would be dropped: refused."""
+    def _refuse_unknown_fields(
+        self, request: Message, wires: list[bytes], raw: bytes, field: int, prefix: str
+    ) -> None:
+        """Unknown fields (a newer client, a wrong type, a group) would be dropped: refused.
+
+        ``wires``: the request's events serialised (they keep their unknown fields).
+        """
+        maybe = canonical.native_schema().maybe_unknown_fields
+        if not UnknownFieldSet(request) and not any(map(maybe, wires)):
+            return  # the usual case, told without walking the parsed request
         size = request.ByteSize()
         request.DiscardUnknownFields()
         if request.ByteSize() == size:
@@ -263,11 +277,12 @@ class IngestHandlers:
             caller = self._auth.authenticate(context)  # before anything is said about the request
             request = self._parse(raw, pb.AppendRequest, 1, "events")
             assert isinstance(request, pb.AppendRequest)
-            self._refuse_unknown_fields(request, raw, 1, "events")
             events = list(request.events)
+            wires = [e.SerializeToString() for e in events]  # checked and committed alike
+            self._refuse_unknown_fields(request, wires, raw, 1, "events")
             sign = request.sign_receipts
             receipts, notes = self._receipts(
-                self._submit(events, "events", caller, sign), "events", sign
+                self._submit(events, wires, "events", caller, sign), "events", sign
             )
             response = pb.AppendResponse(signed_receipts=notes)
             add_receipts(receipts, response.receipts)
@@ -350,8 +365,10 @@ class IngestHandlers:
             request = self._parse(raw, pb.AppendStreamRequest, 2, "events")
             assert isinstance(request, pb.AppendStreamRequest)
             request_id, sign = request.request_id, request.sign_receipts
-            self._refuse_unknown_fields(request, raw, 2, "events")
-            return request_id, sign, self._submit(list(request.events), "events", caller, sign)
+            events = list(request.events)
+            wires = [e.SerializeToString() for e in events]
+            self._refuse_unknown_fields(request, wires, raw, 2, "events")
+            return request_id, sign, self._submit(events, wires, "events", caller, sign)
         except _RefusedError as refused:
             return request_id, sign, refused
         except Exception:  # a fault of this server: the stream goes on, the request is answered
