@@ -19,13 +19,50 @@ const COMMITMENT_PREFIX: &[u8] = b"\"hmac-sha256:";
 
 /// Every occurrence of each field of one message (indexes as in `Message::fields`).
 pub(crate) struct Decoded<'a> {
-    pub values: Vec<Vec<Raw<'a>>>,
+    pub values: Vec<Values<'a>>,
+}
+
+/// The occurrences of one field. Most fields occur once: that one is kept
+/// inline, not in a vector of its own (an allocation per set field was a
+/// tenth of the canonical commit's time).
+#[derive(Clone, Default)]
+pub(crate) enum Values<'a> {
+    #[default]
+    None,
+    One(Raw<'a>),
+    Many(Vec<Raw<'a>>),
+}
+
+impl<'a> Values<'a> {
+    pub fn push(&mut self, raw: Raw<'a>) {
+        match self {
+            Values::None => *self = Values::One(raw),
+            Values::One(first) => *self = Values::Many(vec![*first, raw]),
+            Values::Many(all) => all.push(raw),
+        }
+    }
+
+    pub fn clear(&mut self) {
+        *self = Values::None;
+    }
+}
+
+impl<'a> std::ops::Deref for Values<'a> {
+    type Target = [Raw<'a>];
+
+    fn deref(&self) -> &[Raw<'a>] {
+        match self {
+            Values::None => &[],
+            Values::One(raw) => std::slice::from_ref(raw),
+            Values::Many(all) => all,
+        }
+    }
 }
 
 /// Reads a message given as the concatenation of `parts` (how the wire merges
 /// repeated occurrences of a singular message field).
 pub(crate) fn decode<'a>(msg: &Message, parts: &[&'a [u8]]) -> Result<Decoded<'a>, Error> {
-    let mut values: Vec<Vec<Raw<'a>>> = vec![Vec::new(); msg.fields.len()];
+    let mut values: Vec<Values<'a>> = vec![Values::None; msg.fields.len()];
     let mut oneof_set: Vec<Option<usize>> = vec![None; msg.oneofs];
     for part in parts {
         let mut r = Reader::new(part);
@@ -42,7 +79,7 @@ pub(crate) fn decode<'a>(msg: &Message, parts: &[&'a [u8]]) -> Result<Decoded<'a
             let expected = wire::wire_type(f.ty);
             match raw {
                 Raw::Len(bytes) if f.repeated && expected != 2 => {
-                    wire::unpack(bytes, f.ty, &mut values[i])?
+                    wire::unpack(bytes, f.ty, |raw| values[i].push(raw))?
                 }
                 _ if wire != expected => {
                     return Err(Error::new(format!(
@@ -282,7 +319,7 @@ impl<'s> Encoder<'s> {
             entry.index(2).expect("checked"),
         );
         let value_field = &entry.fields[vi];
-        let mut items: Vec<(&str, Vec<Raw>)> = Vec::with_capacity(entries.len());
+        let mut items: Vec<(&str, Values)> = Vec::with_capacity(entries.len());
         for raw in entries {
             let mut d = decode(entry, &[len(raw)])?;
             let key = d.values[ki].last().map_or(Ok(""), text)?;

@@ -233,7 +233,7 @@ fn finite_struct(schema: &Schema, mi: usize, parts: &[&[u8]]) -> Result<bool, Er
     let msg = &schema.messages[mi];
     let d = decode(msg, parts)?;
     for (f, values) in msg.fields.iter().zip(&d.values) {
-        for v in values {
+        for v in values.iter() {
             let finite = match (msg.well_known, f.ty) {
                 (WellKnown::Value, wire::TYPE_DOUBLE) => f64::from_bits(int(v)).is_finite(),
                 (_, wire::TYPE_MESSAGE) => finite_struct(

@@ -107,10 +107,10 @@ impl<'a> Reader<'a> {
 }
 
 /// The elements of a packed repeated scalar field.
-pub fn unpack<'a>(bytes: &'a [u8], ty: u8, out: &mut Vec<Raw<'a>>) -> Result<(), Error> {
+pub fn unpack<'a>(bytes: &'a [u8], ty: u8, mut out: impl FnMut(Raw<'a>)) -> Result<(), Error> {
     let mut r = Reader::new(bytes);
     while !r.done() {
-        out.push(match wire_type(ty) {
+        out(match wire_type(ty) {
             0 => Raw::Varint(r.varint()?),
             1 => Raw::Fixed64(u64::from_le_bytes(r.take(8)?.try_into().unwrap())),
             _ => Raw::Fixed32(u32::from_le_bytes(r.take(4)?.try_into().unwrap())),

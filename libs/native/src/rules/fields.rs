@@ -137,7 +137,7 @@ impl Scalar {
             match raw {
                 Raw::Len(b) if packable => {
                     let mut items = Vec::new();
-                    wire::unpack(b, self.ty, &mut items)?;
+                    wire::unpack(b, self.ty, |raw| items.push(raw))?;
                     out.extend(items.into_iter().filter_map(|r| self.decode(r)));
                 }
                 r => out.extend(self.decode(r)),
