@@ -6,7 +6,8 @@ say "no" where protobuf's parser kept an unknown field, at any depth.
 
 from __future__ import annotations
 
-from google.protobuf import descriptor
+import pytest
+from google.protobuf import descriptor, descriptor_pb2, descriptor_pool
 from google.protobuf.message import Message
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -96,3 +97,27 @@ def test_an_unknown_field_at_any_depth_is_never_missed(e: ev.Event, data: st.Dat
 def test_events_of_known_fields_only_are_told_so(e: ev.Event) -> None:
     assert not _kept_unknown(e)
     assert not canonical.native_schema().maybe_unknown_fields(e.SerializeToString())
+
+
+def _proto2_message_with_enum() -> descriptor.Descriptor:
+    pool = descriptor_pool.DescriptorPool()
+    file = descriptor_pb2.FileDescriptorProto(name="closed.proto", package="t", syntax="proto2")
+    file.enum_type.add(name="Kind").value.add(name="KIND_A", number=0)
+    message = file.message_type.add(name="Holder")
+    message.field.add(
+        name="kind",
+        number=1,
+        type=descriptor_pb2.FieldDescriptorProto.TYPE_ENUM,
+        type_name=".t.Kind",
+        label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
+    )
+    pool.Add(file)
+    return pool.FindMessageTypeByName("t.Holder")
+
+
+def test_a_closed_enum_is_refused_before_the_walk_could_miss_its_values() -> None:
+    """A closed enum's unknown values are unknown fields: the walk does not read enums."""
+    with pytest.raises(RuntimeError, match="closed"):
+        canonical.refuse_unsupported(_proto2_message_with_enum())
+    for desc in (ev.Event.DESCRIPTOR, ev.Actor.DESCRIPTOR):
+        canonical.refuse_unsupported(desc)  # the event's own types: open enums

@@ -123,6 +123,17 @@ def _raw(slot: _Slot, value: str) -> bytes:
 
 
 @functools.cache
+def refuse_unsupported(desc: Any) -> None:
+    """RuntimeError for a message type the native core would misread."""
+    if {o.name for o in desc.oneofs} & {f.json_name for f in desc.fields}:
+        # json_format reads such a name as either: the native restore cannot
+        raise RuntimeError(f"{desc.full_name}: a oneof named like a field's JSON name")
+    if any(f.enum_type is not None and f.enum_type.is_closed for f in desc.fields):
+        # protobuf keeps a closed enum's unknown values as unknown fields: the native
+        # walk that tells ingest an event has none (``maybe_unknown_fields``) would miss them
+        raise RuntimeError(f"{desc.full_name}: a closed (proto2) enum")
+
+
 def native_schema() -> aiaudit_native.Schema:
     """The event's message types as the native core walks them (built once)."""
     types: list[Any] = []
@@ -138,9 +149,8 @@ def native_schema() -> aiaudit_native.Schema:
                 visit(f.message_type)
 
     visit(event_pb2.Event.DESCRIPTOR)
-    for desc in types:  # json_format reads such a name as either: the native restore cannot
-        if {o.name for o in desc.oneofs} & {f.json_name for f in desc.fields}:
-            raise RuntimeError(f"{desc.full_name}: a oneof named like a field's JSON name")
+    for desc in types:
+        refuse_unsupported(desc)
     messages = [
         (
             desc.full_name,
