@@ -317,3 +317,8 @@ def test_content_texts_are_the_committed_content_strings(e: ev.Event) -> None:
     assert len(texts) == len(dict(texts))
     strings = {p: v for p, v in content.items() if not p.endswith(".data") and v}  # data: bytes
     assert dict(texts) == strings
+
+
+def test_the_schema_is_built_once() -> None:
+    """Every commit, check and restore asks for it: building it each time cost ~0.4 ms."""
+    assert canonical.native_schema() is canonical.native_schema()

@@ -122,7 +122,6 @@ def _raw(slot: _Slot, value: str) -> bytes:
     return base64.b64decode(value) if slot.is_bytes else value.encode("utf-8")
 
 
-@functools.cache
 def refuse_unsupported(desc: Any) -> None:
     """RuntimeError for a message type the native core would misread."""
     if {o.name for o in desc.oneofs} & {f.json_name for f in desc.fields}:
@@ -134,6 +133,7 @@ def refuse_unsupported(desc: Any) -> None:
         raise RuntimeError(f"{desc.full_name}: a closed (proto2) enum")
 
 
+@functools.cache
 def native_schema() -> aiaudit_native.Schema:
     """The event's message types as the native core walks them (built once)."""
     types: list[Any] = []
