@@ -161,7 +161,8 @@ def search_values(e: event_pb2.Event) -> tuple[object, ...]:
     actor, model, ids = e.actor, e.model, e.correlation
     return (
         _EVENT_TYPES[e.event_type],
-        _EPOCH + dt.timedelta(seconds=ts.seconds, microseconds=ts.nanos // 1000),
+        # (days, seconds, microseconds) by position: keywords took twice as long
+        _EPOCH + dt.timedelta(0, ts.seconds, ts.nanos // 1000),
         actor.user_id or None,
         actor.application or None,
         actor.environment or None,
