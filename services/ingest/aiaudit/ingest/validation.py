@@ -29,7 +29,6 @@ from aiaudit.common.tenants import TENANT_ID
 from aiaudit.common.v1 import event_pb2
 
 _ATTRIBUTE_KEY = re.compile(r"[a-z0-9_.-]{1,128}")
-_HEX = re.compile(r"[0-9a-f]+")
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _STORED_TEXT = [
     (f"{message}.{field}", int(events.c[column].type.length))  # type: ignore[attr-defined]
