@@ -3,15 +3,17 @@
 //! columns of its own, trace and span ids, the actor's IP address. The field
 //! checks (`validate.rs`) judge every set field by its kind; these judge the
 //! event. Walking the parsed message from Python cost ~8 us an event.
+//! `EventChecks` runs both, for Python.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 
+use pyo3::prelude::*;
 use regex::Regex;
 
 use crate::canonical::{decode, int, len, seconds_nanos, text, Decoded};
 use crate::schema::{Message, Schema};
-use crate::Error;
+use crate::{detach_if_large, validate, Error};
 
 /// A field of the event's own (its index) or of one of its messages (the
 /// message field's index, then the field's index in that message's type).
@@ -21,8 +23,12 @@ enum At {
     Nested(usize, usize),
 }
 
-/// The rules, with every field they read located once.
-pub struct EventRules {
+/// Ingest's validation of one event, over its wire bytes: the rules of the
+/// event as a whole, then the checks of every set field by its kind
+/// (`validate.rs`); every field the rules read located once.
+#[pyclass(frozen, module = "aiaudit_native")]
+pub struct EventChecks {
+    schema: Py<crate::Schema>,
     event_id_pattern: Regex,
     tenant_id_pattern: Regex,
     /// Types only the service's own code appends, with the reason shown.
@@ -110,11 +116,16 @@ fn hex(s: &str, n: usize) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-impl EventRules {
+#[pymethods]
+impl EventChecks {
+    /// `server_written`: the reason told, by event type only the service appends;
+    /// `stored`: (path, column limit in characters) of each text the store keeps
+    /// in a column of its own; `max_text`: the metadata limit; `ahead`: what an
+    /// occurred time past the horizon is told.
+    #[new]
     #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        schema: &Schema,
-        root: usize,
+    fn new(
+        schema: Py<crate::Schema>,
         event_id_pattern: &str,
         tenant_id_pattern: &str,
         server_written: HashMap<i32, String>,
@@ -122,12 +133,13 @@ impl EventRules {
         stored: Vec<(String, usize)>,
         max_text: usize,
         ahead: String,
-    ) -> Result<Self, Error> {
+    ) -> PyResult<Self> {
+        let (types, root) = (&schema.get().inner, schema.get().root);
         let stored = stored
             .into_iter()
-            .map(|(path, limit)| Ok((path.clone(), locate(schema, root, &path)?, limit)))
+            .map(|(path, limit)| Ok((path.clone(), locate(types, root, &path)?, limit)))
             .collect::<Result<_, Error>>()?;
-        Ok(EventRules {
+        Ok(EventChecks {
             event_id_pattern: anchored(event_id_pattern)?,
             tenant_id_pattern: anchored(tenant_id_pattern)?,
             server_written,
@@ -135,22 +147,53 @@ impl EventRules {
             stored,
             max_text,
             ahead,
-            event_id: event_field(schema, root, "event_id")?,
-            tenant_id: event_field(schema, root, "tenant_id")?,
-            event_type: event_field(schema, root, "event_type")?,
-            occurred_time: event_field(schema, root, "occurred_time")?,
-            model_name: locate(schema, root, "model.name")?,
-            trace_id: locate(schema, root, "correlation.trace_id")?,
-            span_id: locate(schema, root, "correlation.span_id")?,
-            ip_address: locate(schema, root, "actor.ip_address")?,
+            event_id: event_field(types, root, "event_id")?,
+            tenant_id: event_field(types, root, "tenant_id")?,
+            event_type: event_field(types, root, "event_type")?,
+            occurred_time: event_field(types, root, "occurred_time")?,
+            model_name: locate(types, root, "model.name")?,
+            trace_id: locate(types, root, "correlation.trace_id")?,
+            span_id: locate(types, root, "correlation.span_id")?,
+            ip_address: locate(types, root, "actor.ip_address")?,
+            schema,
         })
     }
 
+    /// (the event's rules, the field checks): (path, problem) pairs, paths
+    /// relative to the event; `horizon`: the latest occurred time accepted
+    /// (seconds since the epoch); `is_ip`: Python's judge of an address
+    /// spelled other than canonically.
+    #[allow(clippy::type_complexity)]
+    fn check(
+        &self,
+        py: Python<'_>,
+        event: &[u8],
+        horizon: f64,
+        is_ip: &Bound<'_, PyAny>,
+    ) -> PyResult<(Vec<(String, String)>, Vec<(String, String)>)> {
+        let (types, root) = (&self.schema.get().inner, self.schema.get().root);
+        let mut judge = |address: &str| -> Result<bool, Error> {
+            is_ip
+                .call1((address,))
+                .and_then(|r| r.is_truthy())
+                .map_err(|e| Error::new(format!("is_ip({address:?}): {e}")))
+        };
+        let rules = self.rules(types, root, event, horizon, &mut judge)?;
+        let fields = detach_if_large(py, event.len(), || {
+            let mut checker = validate::Checker::new(types, self.max_text);
+            checker.message(root, &[event])?;
+            Ok::<_, Error>(checker.violations)
+        })?;
+        Ok((rules, fields))
+    }
+}
+
+impl EventChecks {
     /// (path, problem) pairs, paths relative to the event, in the order the
     /// rules are listed; `horizon`: the latest occurred time accepted, in
     /// seconds since the epoch; `is_ip`: asked about an address this parser
     /// does not take in its canonical spelling (Python's `ipaddress` decides).
-    pub fn check(
+    fn rules(
         &self,
         schema: &Schema,
         root: usize,

@@ -183,84 +183,6 @@ impl Schema {
     }
 }
 
-/// Ingest's validation of one event, over its wire bytes: the rules of the
-/// event as a whole (`event_rules.rs`), then the checks of every set field by
-/// its kind (`validate.rs`).
-#[pyclass(frozen, module = "aiaudit_native")]
-struct EventChecks {
-    schema: Py<Schema>,
-    rules: event_rules::EventRules,
-    max_text: usize,
-}
-
-#[pymethods]
-impl EventChecks {
-    /// `server_written`: the reason told, by event type only the service appends;
-    /// `stored`: (path, column limit in characters) of each text the store keeps
-    /// in a column of its own; `max_text`: the metadata limit; `ahead`: what an
-    /// occurred time past the horizon is told.
-    #[new]
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        schema: Py<Schema>,
-        event_id_pattern: &str,
-        tenant_id_pattern: &str,
-        server_written: HashMap<i32, String>,
-        interaction: i32,
-        stored: Vec<(String, usize)>,
-        max_text: usize,
-        ahead: String,
-    ) -> PyResult<Self> {
-        let s = schema.get();
-        let rules = event_rules::EventRules::new(
-            &s.inner,
-            s.root,
-            event_id_pattern,
-            tenant_id_pattern,
-            server_written,
-            interaction,
-            stored,
-            max_text,
-            ahead,
-        )?;
-        Ok(EventChecks {
-            schema,
-            rules,
-            max_text,
-        })
-    }
-
-    /// (the event's rules, the field checks): (path, problem) pairs, paths
-    /// relative to the event; `horizon`: the latest occurred time accepted
-    /// (seconds since the epoch); `is_ip`: Python's judge of an address
-    /// spelled other than canonically.
-    #[allow(clippy::type_complexity)]
-    fn check(
-        &self,
-        py: Python<'_>,
-        event: &[u8],
-        horizon: f64,
-        is_ip: &Bound<'_, PyAny>,
-    ) -> PyResult<(Vec<(String, String)>, Vec<(String, String)>)> {
-        let s = self.schema.get();
-        let mut judge = |address: &str| -> Result<bool, Error> {
-            is_ip
-                .call1((address,))
-                .and_then(|r| r.is_truthy())
-                .map_err(|e| Error::new(format!("is_ip({address:?}): {e}")))
-        };
-        let rules = self
-            .rules
-            .check(&s.inner, s.root, event, horizon, &mut judge)?;
-        let fields = detach_if_large(py, event.len(), || {
-            let mut checker = validate::Checker::new(&s.inner, self.max_text);
-            checker.message(s.root, &[event])?;
-            Ok::<_, Error>(checker.violations)
-        })?;
-        Ok((rules, fields))
-    }
-}
-
 impl Schema {
     /// The wire bytes of a canonical form with its content put back.
     fn restored(
@@ -381,7 +303,7 @@ fn check_regex(pattern: &str) -> PyResult<()> {
 #[pymodule]
 fn aiaudit_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Schema>()?;
-    m.add_class::<EventChecks>()?;
+    m.add_class::<event_rules::EventChecks>()?;
     m.add_class::<rules::RuleProgram>()?;
     m.add_class::<rules::WindowState>()?;
     m.add_function(wrap_pyfunction!(rules::pack_samples, m)?)?;
