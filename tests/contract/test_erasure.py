@@ -316,8 +316,19 @@ def test_erase_events_over_grpc(
         )
         assert nobody.code() == grpc.StatusCode.NOT_FOUND
         assert all(s.content is not None for s in store.read_log(tenant, 0, 10))  # nothing yet
+        # The gateway's refusal is recorded (it holds a role on the tenant), what it asked
+        # kept as erasable content, like a granted request's.
         # "no events of this subject" is a read: recorded, the subject as erasable content.
-        (probe,) = access_records(store_url, tenant)
+        refused, probe = access_records(store_url, tenant)
+        assert refused.attributes["access.action"].string_value == "erasure.erase_events"
+        assert refused.attributes["access.outcome"].string_value == "denied"
+        assert refused.attributes["access.permission"].string_value == "content.erase"
+        assert refused.attributes["access.events_named"].int_value == 0
+        assert refused.actor.user_id == "test-gateway"
+        assert [(m.name, m.parts[0].text) for m in refused.input.messages] == [
+            ("subject_id", "alice"),
+            ("reason", "r"),
+        ]
         assert probe.attributes["access.action"].string_value == "erasure.nothing_to_erase"
         assert probe.actor.user_id == "test-compliance_officer"
         assert [(m.name, m.parts[0].text) for m in probe.input.messages] == [

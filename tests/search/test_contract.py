@@ -467,6 +467,24 @@ def test_roles_scope_content_and_every_read_is_audited(
     seen = analyst.SearchEvents(access)
     assert seen.total_size >= 1
     assert all(not m.parts[0].text for r in seen.results for m in r.event.input.messages)
+    # The four refusals above are access records too, found by their outcome.
+    refusals = pb.SearchEventsRequest(
+        tenant_id=tenant,
+        filter='event_type = AUDIT_ACCESS AND attributes.access.outcome = "denied"',
+        order_by="sequence",
+    )
+    found = wait_until(
+        lambda: (p := search_suite.search.SearchEvents(refusals)).total_size >= 4 and p
+    )
+    assert [
+        (r.event.actor.user_id, r.event.attributes["access.permission"].string_value)
+        for r in found.results
+    ] == [
+        ("test-analyst", "content.read"),
+        ("test-analyst", "content.read"),
+        ("test-analyst", "export"),
+        ("test-gateway", "events.read"),
+    ]
 
 
 def test_a_huge_text_does_not_break_full_text_search_for_the_rest(

@@ -10,6 +10,11 @@ fsync), and a read may :meth:`AccessLog.submit` its record first, run its
 query meanwhile, and wait for the commit before it answers, so the record's
 commit overlaps the query instead of adding to it. Either way no read is
 answered before its record is durable.
+
+Refusals are recorded too (:meth:`AccessLog.refuse`): a request that a
+caller's roles on the tenant do not cover leaves a record of what was asked,
+with ``access.outcome`` ``denied`` and the permission lacking, before it is
+answered PERMISSION_DENIED.
 """
 
 from __future__ import annotations
@@ -21,10 +26,11 @@ import uuid
 from collections.abc import Mapping
 from concurrent.futures import Future
 
-from google.rpc import code_pb2
+import grpc
+from google.rpc import code_pb2, status_pb2
 
 from aiaudit.common import status, tenants
-from aiaudit.common.auth import Caller
+from aiaudit.common.auth import Caller, denied
 from aiaudit.common.store.prepare import prepare, set_timestamp
 from aiaudit.common.store.sql import Conflict, NewEvent, SqlEventStore
 from aiaudit.common.v1 import event_pb2
@@ -131,6 +137,53 @@ class AccessLog:
         # no thread to stop, none left idle.
         threading.Thread(target=self._drain, name="access-log", daemon=True).start()
         return future
+
+    def require(
+        self,
+        context: grpc.ServicerContext,
+        caller: Caller,
+        permission: str,
+        tenant: str,
+        action: str,
+        details: Mapping[str, str | int | bool],
+    ) -> None:
+        """Aborts PERMISSION_DENIED, the refusal recorded, unless the caller holds the permission.
+
+        ``action`` and ``details`` are what the granted request's record would say.
+        """
+        if not caller.allows(permission, tenant):
+            status.abort(context, self.refuse(caller, tenant, permission, action, details))
+
+    def refuse(
+        self,
+        caller: Caller,
+        tenant: str,
+        permission: str,
+        action: str,
+        details: Mapping[str, str | int | bool],
+        why: str = "",
+    ) -> status_pb2.Status:
+        """Records a refused request; the PERMISSION_DENIED status to answer it with.
+
+        Recorded in the tenant's log, once durable, when the caller holds roles
+        on that tenant (a role short of the permission). A caller with none
+        there is only logged here: otherwise any key of one tenant could write
+        into another's log (or open logs for tenants that do not exist) by
+        asking. Never fails: a refusal discloses nothing, so a record the store
+        did not take is a warning, and the answer is still PERMISSION_DENIED.
+        """
+        if caller.member_of(tenant):
+            refused = {**details, "outcome": "denied", "permission": permission}
+            recorded(self.submit(caller, tenant, action, refused))
+        else:
+            log.warning(
+                "refused %s (key %r) %s on tenant %r: it holds no role there",
+                caller.principal,
+                caller.key_id,
+                action,
+                tenant,
+            )
+        return denied(caller, permission, tenant, why)
 
     def _drain(self) -> None:
         """Commits queued records in groups until none came for ``LINGER``, then exits."""

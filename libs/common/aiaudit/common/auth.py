@@ -21,7 +21,7 @@ from typing import NoReturn
 
 import grpc
 import yaml
-from google.rpc import code_pb2
+from google.rpc import code_pb2, status_pb2
 
 from aiaudit.common import status
 from aiaudit.common.config import ConfigError, Settings
@@ -94,9 +94,13 @@ class Caller:
             permission in ROLE_PERMISSIONS.get(r, frozenset()) for r in self.roles
         )
 
+    def member_of(self, tenant: str) -> bool:
+        """Whether the caller holds its roles on the tenant (whatever they grant)."""
+        return ALL_TENANTS in self.tenants or tenant in self.tenants
+
     def allows(self, permission: str, tenant: str) -> bool:
         """Whether a role of this caller grants the permission on the tenant."""
-        if ALL_TENANTS not in self.tenants and tenant not in self.tenants:
+        if not self.member_of(tenant):
             return False
         return any(permission in ROLE_PERMISSIONS.get(r, frozenset()) for r in self.roles)
 
@@ -224,16 +228,13 @@ def end_expired(context: grpc.ServicerContext) -> NoReturn:
     )
 
 
-def require(context: grpc.ServicerContext, caller: Caller, permission: str, tenant: str) -> None:
-    """Aborts PERMISSION_DENIED unless the caller holds the permission on the tenant."""
-    if not caller.allows(permission, tenant):
-        status.abort(
-            context,
-            status.error(
-                code_pb2.PERMISSION_DENIED,
-                f"{caller.principal!r} lacks {permission!r} on tenant {tenant!r}",
-                "PERMISSION_DENIED",
-                permission=permission,
-                tenant=tenant,
-            ),
-        )
+def denied(caller: Caller, permission: str, tenant: str, why: str = "") -> status_pb2.Status:
+    """The PERMISSION_DENIED every service answers: who lacks what where, and why if said."""
+    because = f": {why}" if why else ""
+    return status.error(
+        code_pb2.PERMISSION_DENIED,
+        f"{caller.principal!r} lacks {permission!r} on tenant {tenant!r}{because}",
+        "PERMISSION_DENIED",
+        permission=permission,
+        tenant=tenant,
+    )

@@ -109,7 +109,7 @@ def start(ctx: Context) -> Alerting:
         handlers.AlertingHandlers(
             service,
             ctx.auth,
-            ctx.access.submit,
+            ctx.access,
             StreamSlots("WatchAlerts", s.max_watch_streams, s.max_watch_streams_per_caller),
         ),
     )

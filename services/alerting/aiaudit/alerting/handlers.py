@@ -31,7 +31,8 @@ from aiaudit.alerting.service import (
 from aiaudit.alerting.v1 import alerting_service_pb2 as pb
 from aiaudit.alerting.v1 import alerting_service_pb2_grpc as pb_grpc
 from aiaudit.common import access, status
-from aiaudit.common.auth import Authenticator, Caller, end_expired, require
+from aiaudit.common.access import AccessLog
+from aiaudit.common.auth import Authenticator, Caller, end_expired
 from aiaudit.common.keys.kek import KekError
 from aiaudit.common.keys.seal import SealError
 from aiaudit.common.stream_slots import StreamSlots
@@ -39,9 +40,6 @@ from aiaudit.common.v1.event_pb2 import Severity
 
 SERVICE_NAME = "aiaudit.alerting.v1.AlertingService"
 T = TypeVar("T")
-Audit = Callable[[Caller, str, str, Mapping[str, str | int | bool]], Future[None]]
-"""Submits an access record (``AccessLog.submit``); the read waits for it before answering."""
-
 NAMED_PER_RECORD = 100
 """Alert ids one WatchAlerts access record names (33 characters each: within the 4,096 an
 access record keeps of a detail)."""
@@ -91,14 +89,6 @@ def _guard(context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
         status.abort(context, status.bad_request(f"invalid request: {exc}", exc.violations))
     except NotFoundError as exc:
         status.abort(context, status.error(code_pb2.NOT_FOUND, str(exc), "NOT_FOUND"))
-    except DeniedError as exc:
-        status.abort(
-            context,
-            status.error(
-                code_pb2.PERMISSION_DENIED, str(exc), "PERMISSION_DENIED",
-                permission=exc.permission, tenant=exc.tenant,
-            ),
-        )  # fmt: skip
     except QuotaError as exc:
         status.abort(
             context,
@@ -139,27 +129,56 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
     """
 
     def __init__(
-        self, service: AlertingService, auth: Authenticator, audit: Audit, watches: StreamSlots
+        self,
+        service: AlertingService,
+        auth: Authenticator,
+        access_log: AccessLog,
+        watches: StreamSlots,
     ) -> None:
-        """Handlers over the domain service; ``audit`` submits access records."""
+        """Handlers over the domain service; ``access_log`` records reads and refusals."""
         self.service = service
         self.auth = auth
-        self.audit = audit
+        self.access = access_log
         self.watches = watches
 
     def _caller(
-        self, context: grpc.ServicerContext, permission: str, tenant_of: Callable[[], str]
+        self,
+        context: grpc.ServicerContext,
+        permission: str,
+        tenant_of: Callable[[], str],
+        action: str,
+        name: str,
     ) -> Caller:
+        """The caller, holding ``permission``; a refusal is recorded as ``action`` on ``name``."""
         caller = self.auth.authenticate(context)
         tenant = _guard(context, tenant_of)
-        require(context, caller, permission, tenant)
+        self.access.require(context, caller, permission, tenant, action, {"name": name})
         return caller
+
+    def _checked(
+        self,
+        context: grpc.ServicerContext,
+        caller: Caller,
+        tenant: str,
+        action: str,
+        name: str,
+        fn: Callable[[], T],
+    ) -> T:
+        """``fn`` run under :meth:`_check`: a rule the caller may not run is refused, recorded."""
+        try:
+            return _guard(context, fn)
+        except DeniedError as exc:
+            refused = self.access.refuse(
+                caller, tenant, exc.permission, action, {"name": name}, exc.why
+            )
+            status.abort(context, refused)
+            raise AssertionError("unreachable") from None
 
     def _record(
         self, caller: Caller, tenant: str, action: str, details: Mapping[str, str | int | bool]
     ) -> Future[None]:
         """Starts committing the access record; wait with :meth:`_recorded` before answering."""
-        return self.audit(caller, tenant, action, details)
+        return self.access.submit(caller, tenant, action, details)
 
     @staticmethod
     def _recorded(context: grpc.ServicerContext, *records: Future[None]) -> None:
@@ -191,12 +210,7 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
                 ("pii.read", reads_personal, "personal data (actor.ip_address)"),
             ):
                 if reads(rule) and not caller.allows(permission, tenant):
-                    raise DeniedError(
-                        f"{caller.principal!r} lacks {permission!r} on tenant {tenant!r}: "
-                        f"rule {rule.id!r} reads {what}",
-                        permission,
-                        tenant,
-                    )
+                    raise DeniedError(permission, tenant, f"rule {rule.id!r} reads {what}")
 
         return check
 
@@ -231,10 +245,14 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
         The rule is stored with ``rule.enabled`` as sent: a proto3 ``bool`` has no
         presence, so a request without it asks for a disabled rule (the README says so).
         """
-        caller = self._caller(context, "rules.write", lambda: parse_parent(request.parent))
-        check = self._check(caller, parse_parent(request.parent))
-        stored = _guard(
-            context,
+        action = "alerting.create_rule"
+        caller = self._caller(
+            context, "rules.write", lambda: parse_parent(request.parent), action, request.parent
+        )
+        tenant = parse_parent(request.parent)
+        check = self._check(caller, tenant)
+        stored = self._checked(
+            context, caller, tenant, action, request.parent,
             lambda: self.service.create_rule(
                 caller.principal, request.parent, request.rule_id, request.rule.source,
                 request.rule.enabled, check,
@@ -246,7 +264,10 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
         self, request: pb.GetRuleRequest, context: grpc.ServicerContext
     ) -> pb.GetRuleResponse:
         """One rule; the read is audited."""
-        caller = self._caller(context, "rules.read", lambda: parse_name(request.name, "rules")[0])
+        caller = self._caller(
+            context, "rules.read", lambda: parse_name(request.name, "rules")[0],
+            "alerting.get_rule", request.name,
+        )  # fmt: skip
         tenant, rule_id = parse_name(request.name, "rules")
         record = self._record(caller, tenant, "alerting.get_rule", {"rule": rule_id})
         found = self._after(context, record, lambda: self.service.get_rule(request.name))
@@ -256,7 +277,10 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
         self, request: pb.ListRulesRequest, context: grpc.ServicerContext
     ) -> pb.ListRulesResponse:
         """Rules of a tenant, built-in pack first; the read is audited."""
-        caller = self._caller(context, "rules.read", lambda: parse_parent(request.parent))
+        caller = self._caller(
+            context, "rules.read", lambda: parse_parent(request.parent),
+            "alerting.list_rules", request.parent,
+        )  # fmt: skip
         tenant = parse_parent(request.parent)
         page = _guard(
             context,
@@ -274,9 +298,11 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
         self, request: pb.UpdateRuleRequest, context: grpc.ServicerContext
     ) -> pb.UpdateRuleResponse:
         """Replaces source and/or enabled (update_mask; empty = both); checks an etag given."""
+        action = "alerting.update_rule"
         caller = self._caller(
-            context, "rules.write", lambda: parse_name(request.rule.name, "rules", "rule.name")[0]
-        )
+            context, "rules.write", lambda: parse_name(request.rule.name, "rules", "rule.name")[0],
+            action, request.rule.name,
+        )  # fmt: skip
         paths = set(request.update_mask.paths) or {"source", "enabled"}
         unknown = paths - {"source", "enabled"}
         if unknown:
@@ -290,8 +316,8 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
         source = request.rule.source if "source" in paths else None
         enabled = request.rule.enabled if "enabled" in paths else None
         tenant = parse_name(request.rule.name, "rules", "rule.name")[0]
-        stored = _guard(
-            context,
+        stored = self._checked(
+            context, caller, tenant, action, request.rule.name,
             lambda: self.service.update_rule(
                 caller.principal, request.rule.name, source, enabled, request.rule.etag,
                 self._check(caller, tenant),
@@ -303,7 +329,10 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
         self, request: pb.DeleteRuleRequest, context: grpc.ServicerContext
     ) -> pb.DeleteRuleResponse:
         """Deletes a tenant rule (built-in ones are disabled instead)."""
-        caller = self._caller(context, "rules.write", lambda: parse_name(request.name, "rules")[0])
+        caller = self._caller(
+            context, "rules.write", lambda: parse_name(request.name, "rules")[0],
+            "alerting.delete_rule", request.name,
+        )  # fmt: skip
         _guard(context, lambda: self.service.delete_rule(caller.principal, request.name))
         return pb.DeleteRuleResponse()
 
@@ -315,11 +344,15 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
         A rule reading content or personal data needs ``content.read`` or
         ``pii.read``: which events it fires on tells what they hold.
         """
-        caller = self._caller(context, "rules.read", lambda: parse_parent(request.parent))
+        action = "alerting.test_rule"
+        caller = self._caller(
+            context, "rules.read", lambda: parse_parent(request.parent), action, request.parent
+        )
         tenant = parse_parent(request.parent)
-        require(context, caller, "events.read", tenant)
-        alerts, evaluated = _guard(
-            context,
+        asked = {"name": request.parent}
+        self.access.require(context, caller, "events.read", tenant, action, asked)
+        alerts, evaluated = self._checked(
+            context, caller, tenant, action, request.parent,
             lambda: self.service.test_rule(
                 request.parent, request.source, request.filter, request.max_events,
                 self._check(caller, tenant),
@@ -343,7 +376,10 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
         self, request: pb.ListAlertsRequest, context: grpc.ServicerContext
     ) -> pb.ListAlertsResponse:
         """Alerts newest first; the read is audited."""
-        caller = self._caller(context, "alerts.read", lambda: parse_parent(request.parent))
+        caller = self._caller(
+            context, "alerts.read", lambda: parse_parent(request.parent),
+            "alerting.list_alerts", request.parent,
+        )  # fmt: skip
         tenant = parse_parent(request.parent)
         page = _guard(
             context,
@@ -371,7 +407,9 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
 
         The change waits for its record: unrecorded, the alert stays as it was.
         """
-        caller = self._caller(context, "alerts.write", lambda: parse_name(name, "alerts")[0])
+        caller = self._caller(
+            context, "alerts.write", lambda: parse_name(name, "alerts")[0], action, name
+        )
         tenant, alert_id = parse_name(name, "alerts")
         record = self._record(caller, tenant, action, {"alert": alert_id})
         a = _guard(context, lambda: _recorded_first([record], lambda: change(caller.principal)))
@@ -406,7 +444,10 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
         look found are named in records (at most ``NAMED_PER_RECORD`` a record)
         committed together before any of them is sent.
         """
-        caller = self._caller(context, "alerts.read", lambda: parse_parent(request.parent))
+        caller = self._caller(
+            context, "alerts.read", lambda: parse_parent(request.parent),
+            "alerting.watch_alerts", request.parent,
+        )  # fmt: skip
         tenant = parse_parent(request.parent)
         _guard(context, lambda: _severity(request.min_severity))
         self.watches.take_or_abort(

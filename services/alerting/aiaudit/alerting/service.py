@@ -53,11 +53,12 @@ class InvalidError(ValueError):
 class DeniedError(PermissionError):
     """The caller lacks a permission on the tenant that the request needs (beyond the RPC's)."""
 
-    def __init__(self, message: str, permission: str, tenant: str) -> None:
-        """``message`` names the caller, the permission and what in the request needs it."""
-        super().__init__(message)
+    def __init__(self, permission: str, tenant: str, why: str) -> None:
+        """``why`` names what in the request needs the permission."""
+        super().__init__(f"lacks {permission!r} on tenant {tenant!r}: {why}")
         self.permission = permission
         self.tenant = tenant
+        self.why = why
 
 
 Check = Callable[[Rule], None]

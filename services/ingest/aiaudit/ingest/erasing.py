@@ -36,8 +36,8 @@ class Eraser:
     def __init__(self, auth: Authenticator, store: SqlEventStore | None, log: AccessLog) -> None:
         """``store``: a login in ``aiaudit_privacy`` (or the embedded store).
 
-        ``log`` records the erasures that found nothing: that answer says a
-        subject has no events, a read like any other.
+        ``log`` records the erasures that found nothing (that answer says a
+        subject has no events, a read like any other) and the refused ones.
         """
         self._auth = auth
         self._store = store
@@ -57,17 +57,15 @@ class Eraser:
             )
         tenant = request.tenant_id
         if not caller.allows(PERMISSION, tenant):
-            status.abort(
-                context,
-                status.error(
-                    code_pb2.PERMISSION_DENIED,
-                    f"{caller.principal!r} lacks {PERMISSION!r} on tenant {tenant!r}; "
-                    "nothing was erased",
-                    "PERMISSION_DENIED",
-                    permission=PERMISSION,
-                    tenant=tenant,
-                ),
+            asked: dict[str, str | int | bool] = {
+                "subject_id": request.subject_id,
+                "reason": request.reason,
+                "events_named": len(request.event_ids),
+            }
+            refused = self._log.refuse(
+                caller, tenant, PERMISSION, "erasure.erase_events", asked, "nothing was erased"
             )
+            status.abort(context, refused)
         if self._store is None:
             status.abort(
                 context,

@@ -33,7 +33,8 @@ import sqlalchemy as sa
 from google.rpc import code_pb2, status_pb2
 
 from aiaudit.common import access, canonical, event_ids, status, tenants
-from aiaudit.common.auth import Authenticator, Caller, require
+from aiaudit.common.access import AccessLog
+from aiaudit.common.auth import Authenticator
 from aiaudit.common.keys.kek import KekError
 from aiaudit.common.keys.seal import SealError
 from aiaudit.common.store import SqlEventStore
@@ -51,9 +52,6 @@ SERVICE_NAME = "aiaudit.integrity.v1.IntegrityService"
 PERMISSION = "proofs.read"
 MAX_BATCH = 1000
 """Most sequences one BatchGetInclusionProofs call proves (bounds the reply and the time)."""
-
-Audit = Callable[[Caller, str, str, Mapping[str, str | int | bool]], Future[None]]
-"""Submits an access record; the future resolves once it is committed (``AccessLog.submit``)."""
 
 T = TypeVar("T")
 
@@ -134,7 +132,7 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
         reads: sa.Engine,
         keys: KeySource,
         auth: Authenticator,
-        audit: Audit,
+        access_log: AccessLog,
         origin_prefix: str,
     ) -> None:
         """Handlers over the integrity tables in ``store``, read through ``reads``.
@@ -145,7 +143,7 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
         self._reads = reads
         self._keys = keys
         self._auth = auth
-        self._audit = audit
+        self._access = access_log
         self._origin_prefix = origin_prefix
         self._nodes = storage.NodeCache()
 
@@ -161,8 +159,8 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
         caller = self._auth.authenticate(context)
         if not tenants.valid(log_id):
             _invalid("log_id", f"required: the tenant id, {tenants.RULE}")
-        require(context, caller, PERMISSION, log_id)
-        read.record = self._audit(caller, log_id, action, details)
+        self._access.require(context, caller, PERMISSION, log_id, action, details)
+        read.record = self._access.submit(caller, log_id, action, details)
 
     def _reading(self) -> sa.Connection:
         """A connection for reads, outside any transaction (see the module docstring)."""

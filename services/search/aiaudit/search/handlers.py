@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TypeVar
@@ -31,7 +31,7 @@ from google.protobuf import timestamp_pb2
 from google.rpc import code_pb2, status_pb2
 
 from aiaudit.common import access, event_ids, restore, status, tenants
-from aiaudit.common.auth import Caller, require
+from aiaudit.common.auth import Caller
 from aiaudit.common.component import Context
 from aiaudit.common.keys.kek import KekError
 from aiaudit.common.keys.seal import SealError
@@ -90,18 +90,6 @@ def _language_error(exc: language.LanguageError) -> _AbortError:
     )
 
 
-def _denied(caller: Caller, permission: str, tenant: str, why: str) -> _AbortError:
-    return _AbortError(
-        status.error(
-            code_pb2.PERMISSION_DENIED,
-            f"{caller.principal!r} lacks {permission!r} on tenant {tenant!r}: {why}",
-            "PERMISSION_DENIED",
-            permission=permission,
-            tenant=tenant,
-        )
-    )
-
-
 def _unavailable(exc: Exception) -> _AbortError:
     log.warning("search backend unavailable: %s", exc)
     return _AbortError(
@@ -141,6 +129,14 @@ def _integrity_error(exc: grpc.RpcError, address: str) -> _AbortError:
             "INTEGRITY_UNAVAILABLE",
         )
     )
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """What a request asks: its access record's action and details, granted or refused."""
+
+    action: str
+    details: Mapping[str, str | int | bool]
 
 
 @dataclass(frozen=True)
@@ -254,15 +250,25 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
             status.abort(context, _sealing_error(exc).status)
         raise AssertionError("unreachable")
 
-    def _caller(self, context: grpc.ServicerContext, tenant: str, permission: str) -> Caller:
+    def _caller(
+        self, context: grpc.ServicerContext, tenant: str, permission: str, asked: _Asked
+    ) -> Caller:
         caller = self._ctx.auth.authenticate(context)
         if not tenants.valid(tenant):
             raise _invalid("tenant_id", f"required: {tenants.RULE}")
-        require(context, caller, permission, tenant)
+        self._ctx.access.require(context, caller, permission, tenant, asked.action, asked.details)
         return caller
 
+    def _refused(
+        self, caller: Caller, tenant: str, permission: str, asked: _Asked, why: str
+    ) -> _AbortError:
+        """PERMISSION_DENIED, once the refusal is recorded (see ``AccessLog.refuse``)."""
+        return _AbortError(
+            self._ctx.access.refuse(caller, tenant, permission, asked.action, asked.details, why)
+        )
+
     def _where(
-        self, caller: Caller, tenant: str, filter_text: str, query_text: str
+        self, caller: Caller, tenant: str, asked: _Asked, filter_text: str, query_text: str
     ) -> language.Node | None:
         try:
             where = language.parse_filter(filter_text)
@@ -271,7 +277,7 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
             raise _language_error(exc) from None
         combined = language.combine(where, query)
         self._check_fields(
-            caller, tenant, [getattr(n, "field", None) for n in language.leaves(combined)]
+            caller, tenant, asked, [getattr(n, "field", None) for n in language.leaves(combined)]
         )
         reads_content = any(
             isinstance(n, language.Text)
@@ -279,26 +285,28 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
             for n in language.leaves(combined)
         )  # `input.text:*` too: whether there is content is itself read from it
         if reads_content and not caller.allows("content.read", tenant):
-            raise _denied(caller, "content.read", tenant, "full-text search reads content")
+            raise self._refused(
+                caller, tenant, "content.read", asked, "full-text search reads content"
+            )
         if reads_content and not caller.allows("pii.read", tenant):
             combined = language.combine(combined, _NOT_QUOTING)
         return combined
 
-    def _check_fields(self, caller: Caller, tenant: str, fields: list[Field | None]) -> None:
+    def _check_fields(
+        self, caller: Caller, tenant: str, asked: _Asked, fields: list[Field | None]
+    ) -> None:
         for f in fields:
             pii = f is not None and f.name in catalogue.PII_FIELDS
             if pii and not caller.allows("pii.read", tenant):
                 assert f is not None
-                raise _denied(caller, "pii.read", tenant, f"{f.name} is personal data")
+                raise self._refused(caller, tenant, "pii.read", asked, f"{f.name} is personal data")
 
-    def _audit(self, caller: Caller, tenant: str, action: str, **details: str | int | bool) -> None:
-        self._recorded(self._record(caller, tenant, action, **details))
+    def _audit(self, caller: Caller, tenant: str, asked: _Asked) -> None:
+        self._recorded(self._record(caller, tenant, asked))
 
-    def _record(
-        self, caller: Caller, tenant: str, action: str, **details: str | int | bool
-    ) -> Future[None]:
+    def _record(self, caller: Caller, tenant: str, asked: _Asked) -> Future[None]:
         """Starts committing the access record; wait with :meth:`_recorded` before answering."""
-        return self._ctx.access.submit(caller, tenant, action, details)
+        return self._ctx.access.submit(caller, tenant, asked.action, asked.details)
 
     @staticmethod
     def _recorded(record: Future[None]) -> None:
@@ -321,8 +329,17 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         self, request: pb.SearchEventsRequest, context: grpc.ServicerContext
     ) -> pb.SearchEventsResponse:
         tenant = request.tenant_id
-        caller = self._caller(context, tenant, "events.read")
-        where = self._where(caller, tenant, request.filter, request.query)
+        asked = _Asked(
+            "search.events",
+            {
+                "filter": request.filter,
+                "query": request.query,
+                "order_by": request.order_by,
+                "page": bool(request.page_token),
+            },
+        )
+        caller = self._caller(context, tenant, "events.read", asked)
+        where = self._where(caller, tenant, asked, request.filter, request.query)
         try:
             order = language.parse_order_by(request.order_by)
         except language.LanguageError as exc:
@@ -339,15 +356,7 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
             except paging.TokenError as exc:
                 raise _invalid("page_token", str(exc)) from None
         # The record commits while the query runs; the answer waits for both.
-        record = self._record(
-            caller,
-            tenant,
-            "search.events",
-            filter=request.filter,
-            query=request.query,
-            order_by=request.order_by,
-            page=bool(request.page_token),
-        )
+        record = self._record(caller, tenant, asked)
         try:
             response = self._page(caller, tenant, where, order, size, after, bound)
         except BaseException:
@@ -396,10 +405,11 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         self, request: pb.GetEventRequest, context: grpc.ServicerContext
     ) -> pb.GetEventResponse:
         tenant = request.tenant_id
-        caller = self._caller(context, tenant, "events.read")
+        asked = _Asked("search.get_event", {"event_id": request.event_id})
+        caller = self._caller(context, tenant, "events.read", asked)
         if not event_ids.valid(request.event_id):
             raise _invalid("event_id", f"required: {event_ids.RULE}")
-        self._audit(caller, tenant, "search.get_event", event_id=request.event_id)
+        self._audit(caller, tenant, asked)
         found = self._store.get_event(tenant, request.event_id)
         if found is None:
             raise _AbortError(
@@ -438,8 +448,16 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         self, request: pb.AggregateRequest, context: grpc.ServicerContext
     ) -> pb.AggregateResponse:
         tenant = request.tenant_id
-        caller = self._caller(context, tenant, "events.read")
-        where = self._where(caller, tenant, request.filter, request.query)
+        asked = _Asked(
+            "search.aggregate",
+            {
+                "filter": request.filter,
+                "query": request.query,
+                "group_by": ",".join(request.group_by),
+            },
+        )
+        caller = self._caller(context, tenant, "events.read", asked)
+        where = self._where(caller, tenant, asked, request.filter, request.query)
         group_by = tuple(
             _field(f"group_by[{i}]", name, (Kind.KEYWORD, Kind.ENUM))
             for i, name in enumerate(request.group_by)
@@ -452,7 +470,7 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
             raise _invalid("group_by", "at most 4 distinct fields")
         if len(set(metrics)) != len(metrics) or len(metrics) > 8:
             raise _invalid("metrics", "at most 8 distinct fields")
-        self._check_fields(caller, tenant, [*group_by, *metrics])
+        self._check_fields(caller, tenant, asked, [*group_by, *metrics])
         for i, p in enumerate(request.percentiles):
             if not 0 < p <= 100:
                 raise _invalid(f"percentiles[{i}]", "must be in (0, 100]")
@@ -464,14 +482,7 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
             if m is None:
                 raise _invalid("histogram.interval", "e.g. 30s, 5m, 1h, 1d")
             interval = int(m.group(1)) * _UNIT_SECONDS[m.group(2)]
-        self._audit(
-            caller,
-            tenant,
-            "search.aggregate",
-            filter=request.filter,
-            query=request.query,
-            group_by=",".join(request.group_by),
-        )
+        self._audit(caller, tenant, asked)
         spec = AggregateSpec(tenant, where, group_by, metrics, tuple(request.percentiles), interval)
         try:
             result = self._backend.aggregate(spec)
@@ -499,19 +510,33 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         read the last chunk (or the index caught up): past the limits of
         ``exports`` it is refused, so the other RPCs keep theirs.
         """
-        caller = self._run(context, lambda: self._caller(context, request.tenant_id, "export"))
+        asked = _Asked(
+            "search.export",
+            {
+                "filter": request.filter,
+                "query": request.query,
+                "include_proofs": request.include_proofs,
+            },
+        )
+        caller = self._run(
+            context, lambda: self._caller(context, request.tenant_id, "export", asked)
+        )
         self._exports.take_or_abort(
             context, caller.principal, "EXPORT_STREAMS_EXHAUSTED", "wait for one to end"
         )
         try:  # given back however the export ends: done, cancelled, refused, failed
-            yield from self._export(request, context, caller)
+            yield from self._export(request, context, caller, asked)
         finally:
             self._exports.give_back(caller.principal)
 
     def _export(
-        self, request: pb.ExportRequest, context: grpc.ServicerContext, caller: Caller
+        self,
+        request: pb.ExportRequest,
+        context: grpc.ServicerContext,
+        caller: Caller,
+        asked: _Asked,
     ) -> Iterator[pb.ExportResponse]:
-        prepared = self._run(context, lambda: self._export_start(request, context, caller))
+        prepared = self._run(context, lambda: self._export_start(request, context, caller, asked))
         try:
             yield from self._export_chunks(request.tenant_id, prepared)
         except BackendUnavailableError as exc:
@@ -524,15 +549,19 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
             status.abort(context, _sealing_error(exc).status)
 
     def _export_start(
-        self, request: pb.ExportRequest, context: grpc.ServicerContext, caller: Caller
+        self,
+        request: pb.ExportRequest,
+        context: grpc.ServicerContext,
+        caller: Caller,
+        asked: _Asked,
     ) -> _Export:
         tenant = request.tenant_id
-        where = self._where(caller, tenant, request.filter, request.query)
+        where = self._where(caller, tenant, asked, request.filter, request.query)
         fmt = _FORMATS.get(request.format)
         if fmt is None:
             raise _invalid("format", "choose EXPORT_FORMAT_JSONL, EXPORT_FORMAT_CSV or _XML")
         if request.include_proofs:
-            self._check_proofs(caller, tenant, fmt)
+            self._check_proofs(caller, tenant, asked, fmt)
         # The snapshot: every event committed before the export began, once indexed.
         snapshot = self._store.log_sizes().get(tenant, 0)
         # The waits below hold the export's stream slot: a cancelled export lets go at once.
@@ -545,19 +574,11 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         if request.include_proofs:
             md = forwarded(context)
             checkpoint = self._covering_checkpoint(md, tenant, snapshot, context)
-        self._audit(
-            caller,
-            tenant,
-            "search.export",
-            filter=request.filter,
-            query=request.query,
-            format=fmt,
-            up_to_sequence=snapshot,
-            include_proofs=request.include_proofs,
-        )
+        done = {**asked.details, "format": fmt, "up_to_sequence": snapshot}
+        self._audit(caller, tenant, _Asked(asked.action, done))
         return _Export(caller, where, fmt, snapshot, md, checkpoint)
 
-    def _check_proofs(self, caller: Caller, tenant: str, fmt: str) -> None:
+    def _check_proofs(self, caller: Caller, tenant: str, asked: _Asked, fmt: str) -> None:
         """Refuses what a proof bundle cannot be: not JSON Lines, or shown without PII rights."""
         if fmt != "jsonl":
             raise _invalid(
@@ -569,11 +590,11 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         # The committed bytes carry actor.ip_address verbatim (it is no sensitive_content),
         # and they cannot be redacted without breaking the leaf hash.
         if not caller.allows("pii.read", tenant):
-            raise _denied(
-                caller, "pii.read", tenant, "proof bundles carry the committed events, PII included"
-            )
+            why = "proof bundles carry the committed events, PII included"
+            raise self._refused(caller, tenant, "pii.read", asked, why)
         if not caller.allows("proofs.read", tenant):
-            raise _denied(caller, "proofs.read", tenant, "include_proofs attaches proofs")
+            why = "include_proofs attaches proofs"
+            raise self._refused(caller, tenant, "proofs.read", asked, why)
         if self._integrity is None:
             raise _AbortError(
                 status.error(

@@ -495,39 +495,9 @@ class OpenSearchBackend:
                 time.sleep(0.1 * (attempt + 1))
         raise AssertionError("unreachable")
 
-    def _query(self, spec_tenant: str, where: Any, below: int | None = None) -> dict[str, Any]:
-        filters: list[dict[str, Any]] = [{"term": {"tenant_id": spec_tenant}}]
-        if where is not None:
-            filters.append(translate_dsl.query(where))
-        if below is not None:
-            filters.append({"range": {"sequence": {"lt": below}}})
-        return {"bool": {"filter": filters}}
-
     def search(self, spec: SearchSpec) -> Page:
         """``search_after`` on the sort values (stable under concurrent inserts)."""
-        request: dict[str, Any] = {
-            "query": self._query(spec.tenant, spec.where, spec.below_sequence),
-            "sort": [
-                {k.field.column: {"order": "desc" if k.descending else "asc"}} for k in spec.order
-            ],
-            "size": spec.limit,
-            "_source": False,
-            "track_total_hits": spec.count,
-        }
-        if spec.after is not None:
-            request["search_after"] = list(spec.after)
-        highlight = translate_dsl.highlight_query(spec.where) if spec.highlight else None
-        if highlight is not None:
-            request["highlight"] = {
-                "highlight_query": highlight,
-                # Beyond this many characters a field is not highlighted (past the
-                # index's own limit, the same, OpenSearch fails the whole search).
-                "max_analyzer_offset": HIGHLIGHT_CHARS,
-                "encoder": "html",  # the text is escaped, only the tags are markup
-                "pre_tags": ["<em>"],
-                "post_tags": ["</em>"],
-                "fields": {f.column: {"number_of_fragments": 3} for f in catalogue.TEXTS},
-            }
+        request = search_body(spec)
         result = self._search(spec.tenant, request)
         hits = []
         for h in result["hits"]["hits"]:
@@ -553,7 +523,7 @@ class OpenSearchBackend:
                         "keyed": False,
                     }
                 }
-        query = self._query(spec.tenant, spec.where)
+        query = _tenant_query(spec.tenant, spec.where)
         buckets: list[Bucket] = []
         if spec.group_by:
             after: dict[str, Any] | None = None
@@ -655,6 +625,43 @@ def _chunks(lines: list[bytes]) -> Iterator[list[bytes]]:
         size += len(doc)
     if chunk:
         yield chunk
+
+
+def search_body(spec: SearchSpec) -> dict[str, Any]:
+    """The DSL of one page (the search benchmark sends the same to OpenSearch directly)."""
+    request: dict[str, Any] = {
+        "query": _tenant_query(spec.tenant, spec.where, spec.below_sequence),
+        "sort": [
+            {k.field.column: {"order": "desc" if k.descending else "asc"}} for k in spec.order
+        ],
+        "size": spec.limit,
+        "_source": False,
+        "track_total_hits": spec.count,
+    }
+    if spec.after is not None:
+        request["search_after"] = list(spec.after)
+    highlight = translate_dsl.highlight_query(spec.where) if spec.highlight else None
+    if highlight is not None:
+        request["highlight"] = {
+            "highlight_query": highlight,
+            # Beyond this many characters a field is not highlighted (past the
+            # index's own limit, the same, OpenSearch fails the whole search).
+            "max_analyzer_offset": HIGHLIGHT_CHARS,
+            "encoder": "html",  # the text is escaped, only the tags are markup
+            "pre_tags": ["<em>"],
+            "post_tags": ["</em>"],
+            "fields": {f.column: {"number_of_fragments": 3} for f in catalogue.TEXTS},
+        }
+    return request
+
+
+def _tenant_query(spec_tenant: str, where: Any, below: int | None = None) -> dict[str, Any]:
+    filters: list[dict[str, Any]] = [{"term": {"tenant_id": spec_tenant}}]
+    if where is not None:
+        filters.append(translate_dsl.query(where))
+    if below is not None:
+        filters.append({"range": {"sequence": {"lt": below}}})
+    return {"bool": {"filter": filters}}
 
 
 POOL_SIZE = 16
