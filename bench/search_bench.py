@@ -46,8 +46,14 @@ from aiaudit.common.store.prepare import prepare
 from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.ingest.v1 import ingest_service_pb2 as ingest_pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as ingest_grpc
-from aiaudit.search import document, language, translate_dsl
-from aiaudit.search.backends.opensearch import VERSION_BASE, OpenSearchBackend, body
+from aiaudit.search import document, language
+from aiaudit.search.backends.base import SearchSpec
+from aiaudit.search.backends.opensearch import (
+    VERSION_BASE,
+    OpenSearchBackend,
+    body,
+    search_body,
+)
 from aiaudit.search.settings import SearchSettings
 from aiaudit.search.v1 import search_service_pb2 as pb
 from aiaudit.search.v1 import search_service_pb2_grpc as pb_grpc
@@ -264,22 +270,9 @@ def queries(args: argparse.Namespace, channel: Any, direct: OpenSearch, prefix: 
         where = language.combine(
             language.parse_filter(filter_text), language.parse_query(query_text)
         )
-        assert where is not None
-        request_body = {
-            "query": {
-                "bool": {"filter": [{"term": {"tenant_id": TENANT}}, translate_dsl.query(where)]}
-            },
-            "sort": [{"occurred_time": {"order": "desc"}}, {"sequence": {"order": "desc"}}],
-            "size": 51,
-            "_source": False,
-            "track_total_hits": True,
-        }
-        highlight = translate_dsl.highlight_query(where)
-        if highlight is not None:
-            request_body["highlight"] = {
-                "highlight_query": highlight,
-                "fields": {"input__text": {}, "output__text": {}, "tool_call__text": {}},
-            }
+        # The very DSL the server sends for a page of 50 (one more, to know a next page).
+        order = language.parse_order_by("")
+        request_body = search_body(SearchSpec(TENANT, where, order, 51, highlight=True))
         grpc_ms, direct_ms, grpc_floor, direct_floor = [], [], [], []
         request = pb.SearchEventsRequest(
             tenant_id=TENANT, filter=filter_text, query=query_text, page_size=50
