@@ -12,9 +12,9 @@ commit overlaps the query instead of adding to it. Either way no read is
 answered before its record is durable.
 
 Refusals are recorded too (:meth:`AccessLog.refuse`): a request that a
-caller's roles on the tenant do not cover leaves a record of what was asked,
-with ``access.outcome`` ``denied`` and the permission lacking, before it is
-answered PERMISSION_DENIED.
+caller's roles on the tenant do not cover leaves a record of what was asked
+(its texts as content), with ``access.outcome`` ``denied`` and the permission
+lacking, before it is answered PERMISSION_DENIED.
 """
 
 from __future__ import annotations
@@ -23,10 +23,11 @@ import datetime as dt
 import logging
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from concurrent.futures import Future
 
 import grpc
+import sqlalchemy as sa
 from google.rpc import code_pb2, status_pb2
 
 from aiaudit.common import status, tenants
@@ -53,8 +54,9 @@ def access_event(
     action: str,
     details: Mapping[str, str | int | bool],
     when: dt.datetime,
+    quoted: Collection[str] = QUOTING,
 ) -> event_pb2.Event:
-    """The EVENT_TYPE_AUDIT_ACCESS event describing one read."""
+    """The EVENT_TYPE_AUDIT_ACCESS event describing one read; ``quoted`` details as content."""
     event = event_pb2.Event(
         event_id=f"access-{uuid.uuid4()}",
         tenant_id=tenant,
@@ -68,7 +70,7 @@ def access_event(
     set_timestamp(event.occurred_time, when)
     event.attributes["access.action"].string_value = action
     for key, value in details.items():
-        if key in QUOTING:
+        if key in quoted:
             if value:
                 said = event.input.messages.add(role=event_pb2.ROLE_USER, name=key)
                 said.parts.add(text=str(value)[:4096])
@@ -110,7 +112,12 @@ class AccessLog:
         self.submit(caller, tenant, action, details).result()
 
     def submit(
-        self, caller: Caller, tenant: str, action: str, details: Mapping[str, str | int | bool]
+        self,
+        caller: Caller,
+        tenant: str,
+        action: str,
+        details: Mapping[str, str | int | bool],
+        quoted: Collection[str] = QUOTING,
     ) -> Future[None]:
         """Queues the access record; the future resolves once it is committed (or fails).
 
@@ -122,7 +129,7 @@ class AccessLog:
         try:
             if not tenants.valid(tenant):  # the services refuse it first; never a log of it
                 raise ValueError(f"tenant id {tenant!r} is not {tenants.RULE}")
-            record = prepare(access_event(caller, tenant, action, details, now), now)
+            record = prepare(access_event(caller, tenant, action, details, now, quoted), now)
         except Exception as exc:
             future.set_exception(exc)
             return future
@@ -166,24 +173,35 @@ class AccessLog:
         """Records a refused request; the PERMISSION_DENIED status to answer it with.
 
         Recorded in the tenant's log, once durable, when the caller holds roles
-        on that tenant (a role short of the permission). A caller with none
-        there is only logged here: otherwise any key of one tenant could write
-        into another's log (or open logs for tenants that do not exist) by
-        asking. Never fails: a refusal discloses nothing, so a record the store
-        did not take is a warning, and the answer is still PERMISSION_DENIED.
+        on that tenant (a role short of the permission) and the log exists.
+        Otherwise it is only logged here: any key of one tenant could write
+        into another's log, or open logs for tenants that do not exist, by
+        asking. Nothing of a refused request was checked, so every text it
+        sent is kept as content (erasable, shown only with ``content.read``),
+        never as an attribute. Never fails: a refusal discloses nothing, so a
+        record the store did not take is a warning, and the answer is still
+        PERMISSION_DENIED.
         """
-        if caller.member_of(tenant):
-            refused = {**details, "outcome": "denied", "permission": permission}
-            recorded(self.submit(caller, tenant, action, refused))
-        else:
+        answer = denied(caller, permission, tenant, why)
+        try:
+            ours = caller.member_of(tenant) and self._store.has_log(tenant)
+        except sa.exc.SQLAlchemyError as exc:  # the store is down: the refusal stands
+            log.warning("refusal of %s on tenant %r not recorded: %s", action, tenant, exc)
+            return answer
+        if not ours:
             log.warning(
-                "refused %s (key %r) %s on tenant %r: it holds no role there",
+                "refused %s (key %r) %s on tenant %r: it holds no role there, or the "
+                "tenant has no log; not recorded in a log",
                 caller.principal,
                 caller.key_id,
                 action,
                 tenant,
             )
-        return denied(caller, permission, tenant, why)
+            return answer
+        texts = [key for key, value in details.items() if isinstance(value, str)]
+        refused = {**details, "outcome": "denied", "permission": permission}
+        recorded(self.submit(caller, tenant, action, refused, quoted=texts))
+        return answer
 
     def _drain(self) -> None:
         """Commits queued records in groups until none came for ``LINGER``, then exits."""

@@ -95,8 +95,11 @@ class Caller:
         )
 
     def member_of(self, tenant: str) -> bool:
-        """Whether the caller holds its roles on the tenant (whatever they grant)."""
-        return ALL_TENANTS in self.tenants or tenant in self.tenants
+        """Whether the caller holds roles on the tenant, whatever they grant.
+
+        A token whose roles the suite knows none of holds no role anywhere.
+        """
+        return bool(self.roles) and (ALL_TENANTS in self.tenants or tenant in self.tenants)
 
     def allows(self, permission: str, tenant: str) -> bool:
         """Whether a role of this caller grants the permission on the tenant."""

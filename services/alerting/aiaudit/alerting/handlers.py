@@ -147,12 +147,16 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
         permission: str,
         tenant_of: Callable[[], str],
         action: str,
-        name: str,
+        asked: Mapping[str, str | int | bool],
     ) -> Caller:
-        """The caller, holding ``permission``; a refusal is recorded as ``action`` on ``name``."""
+        """The caller, holding ``permission``; a refusal is recorded as ``action``, ``asked``.
+
+        ``asked`` names the resource (``name``: the rule, the alert or the tenant's parent)
+        and what else the request sent that its granted record would keep.
+        """
         caller = self.auth.authenticate(context)
         tenant = _guard(context, tenant_of)
-        self.access.require(context, caller, permission, tenant, action, {"name": name})
+        self.access.require(context, caller, permission, tenant, action, asked)
         return caller
 
     def _checked(
@@ -161,16 +165,14 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
         caller: Caller,
         tenant: str,
         action: str,
-        name: str,
+        asked: Mapping[str, str | int | bool],
         fn: Callable[[], T],
     ) -> T:
         """``fn`` run under :meth:`_check`: a rule the caller may not run is refused, recorded."""
         try:
             return _guard(context, fn)
         except DeniedError as exc:
-            refused = self.access.refuse(
-                caller, tenant, exc.permission, action, {"name": name}, exc.why
-            )
+            refused = self.access.refuse(caller, tenant, exc.permission, action, asked, exc.why)
             status.abort(context, refused)
             raise AssertionError("unreachable") from None
 
@@ -246,13 +248,14 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
         presence, so a request without it asks for a disabled rule (the README says so).
         """
         action = "alerting.create_rule"
+        asked = {"name": request.parent, "rule": request.rule_id}
         caller = self._caller(
-            context, "rules.write", lambda: parse_parent(request.parent), action, request.parent
+            context, "rules.write", lambda: parse_parent(request.parent), action, asked
         )
         tenant = parse_parent(request.parent)
         check = self._check(caller, tenant)
         stored = self._checked(
-            context, caller, tenant, action, request.parent,
+            context, caller, tenant, action, asked,
             lambda: self.service.create_rule(
                 caller.principal, request.parent, request.rule_id, request.rule.source,
                 request.rule.enabled, check,
@@ -266,7 +269,7 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
         """One rule; the read is audited."""
         caller = self._caller(
             context, "rules.read", lambda: parse_name(request.name, "rules")[0],
-            "alerting.get_rule", request.name,
+            "alerting.get_rule", {"name": request.name},
         )  # fmt: skip
         tenant, rule_id = parse_name(request.name, "rules")
         record = self._record(caller, tenant, "alerting.get_rule", {"rule": rule_id})
@@ -279,7 +282,7 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
         """Rules of a tenant, built-in pack first; the read is audited."""
         caller = self._caller(
             context, "rules.read", lambda: parse_parent(request.parent),
-            "alerting.list_rules", request.parent,
+            "alerting.list_rules", {"name": request.parent},
         )  # fmt: skip
         tenant = parse_parent(request.parent)
         page = _guard(
@@ -299,9 +302,10 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
     ) -> pb.UpdateRuleResponse:
         """Replaces source and/or enabled (update_mask; empty = both); checks an etag given."""
         action = "alerting.update_rule"
+        asked = {"name": request.rule.name}
         caller = self._caller(
             context, "rules.write", lambda: parse_name(request.rule.name, "rules", "rule.name")[0],
-            action, request.rule.name,
+            action, asked,
         )  # fmt: skip
         paths = set(request.update_mask.paths) or {"source", "enabled"}
         unknown = paths - {"source", "enabled"}
@@ -317,7 +321,7 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
         enabled = request.rule.enabled if "enabled" in paths else None
         tenant = parse_name(request.rule.name, "rules", "rule.name")[0]
         stored = self._checked(
-            context, caller, tenant, action, request.rule.name,
+            context, caller, tenant, action, asked,
             lambda: self.service.update_rule(
                 caller.principal, request.rule.name, source, enabled, request.rule.etag,
                 self._check(caller, tenant),
@@ -331,7 +335,7 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
         """Deletes a tenant rule (built-in ones are disabled instead)."""
         caller = self._caller(
             context, "rules.write", lambda: parse_name(request.name, "rules")[0],
-            "alerting.delete_rule", request.name,
+            "alerting.delete_rule", {"name": request.name},
         )  # fmt: skip
         _guard(context, lambda: self.service.delete_rule(caller.principal, request.name))
         return pb.DeleteRuleResponse()
@@ -345,14 +349,14 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
         ``pii.read``: which events it fires on tells what they hold.
         """
         action = "alerting.test_rule"
+        asked = {"name": request.parent, "filter": request.filter, "query": request.source}
         caller = self._caller(
-            context, "rules.read", lambda: parse_parent(request.parent), action, request.parent
+            context, "rules.read", lambda: parse_parent(request.parent), action, asked
         )
         tenant = parse_parent(request.parent)
-        asked = {"name": request.parent}
         self.access.require(context, caller, "events.read", tenant, action, asked)
         alerts, evaluated = self._checked(
-            context, caller, tenant, action, request.parent,
+            context, caller, tenant, action, asked,
             lambda: self.service.test_rule(
                 request.parent, request.source, request.filter, request.max_events,
                 self._check(caller, tenant),
@@ -378,7 +382,7 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
         """Alerts newest first; the read is audited."""
         caller = self._caller(
             context, "alerts.read", lambda: parse_parent(request.parent),
-            "alerting.list_alerts", request.parent,
+            "alerting.list_alerts", {"name": request.parent, "filter": request.filter},
         )  # fmt: skip
         tenant = parse_parent(request.parent)
         page = _guard(
@@ -408,7 +412,7 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
         The change waits for its record: unrecorded, the alert stays as it was.
         """
         caller = self._caller(
-            context, "alerts.write", lambda: parse_name(name, "alerts")[0], action, name
+            context, "alerts.write", lambda: parse_name(name, "alerts")[0], action, {"name": name}
         )
         tenant, alert_id = parse_name(name, "alerts")
         record = self._record(caller, tenant, action, {"alert": alert_id})
@@ -446,7 +450,7 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
         """
         caller = self._caller(
             context, "alerts.read", lambda: parse_parent(request.parent),
-            "alerting.watch_alerts", request.parent,
+            "alerting.watch_alerts", {"name": request.parent},
         )  # fmt: skip
         tenant = parse_parent(request.parent)
         _guard(context, lambda: _severity(request.min_severity))

@@ -775,6 +775,12 @@ class SqlEventStore:
             raise _as_sqlalchemy(f"stored events by {read}", params, exc, False) from exc
         return self._opened(None, rows, content)
 
+    def has_log(self, log_id: str) -> bool:
+        """Whether the log exists (appending to a log that does not opens it)."""
+        with self.engine.connect() as conn:
+            found = conn.execute(sa.select(logs.c.log_id).where(logs.c.log_id == log_id))
+            return found.first() is not None
+
     def log_sizes(self) -> dict[str, int]:
         """Every log and its size."""
         with self.engine.connect() as conn:
