@@ -18,8 +18,10 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 from aiaudit.common import client, telemetry
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
+from aiaudit.search.v1 import search_service_pb2 as spb
+from aiaudit.search.v1 import search_service_pb2_grpc as spb_grpc
 from tests.conftest import subprocess_env, write_keys
-from tests.helpers import free_port, interaction, serve_process
+from tests.helpers import free_port, interaction, serve_process, wait_until
 
 APPEND = "/aiaudit.ingest.v1.IngestService/Append"
 
@@ -31,6 +33,7 @@ class Collector(
 
     def __init__(self) -> None:
         self.spans: list[tuple[str, str]] = []  # (service.name, span name)
+        self.raw: list[Any] = []  # the spans themselves
         self.durations: dict[int, int] = {}  # Append's rpc.grpc.status_code -> calls
         self.lock = threading.Lock()
         self.wanted = threading.Event()
@@ -42,6 +45,7 @@ class Collector(
                     service = _attributes(rs.resource.attributes)["service.name"]
                     for ss in rs.scope_spans:
                         self.spans.extend((service, s.name) for s in ss.spans)
+                        self.raw.extend(ss.spans)
                 answer: Any = trace_service_pb2.ExportTraceServiceResponse()
             else:
                 for rm in request.resource_metrics:
@@ -69,13 +73,19 @@ def _attributes(kvs: Any) -> dict[str, Any]:
     return out
 
 
-def test_rpc_spans_and_durations_are_exported_over_otlp(tmp_path: Path, tenant: str) -> None:
+def _collecting() -> tuple[Collector, grpc.Server, int]:
+    """An OTLP/gRPC collector on a free loopback port: (collector, its server, the port)."""
     collector = Collector()
     sink = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(collector, sink)
     metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(collector, sink)
     otlp_port = sink.add_insecure_port("127.0.0.1:0")
     sink.start()
+    return collector, sink, otlp_port
+
+
+def test_rpc_spans_and_durations_are_exported_over_otlp(tmp_path: Path, tenant: str) -> None:
+    collector, sink, otlp_port = _collecting()
     port = free_port()
     key = write_keys(tmp_path / "keys.yaml")["gateway"]
     proc = serve_process(
@@ -120,3 +130,64 @@ def test_nothing_is_installed_unless_an_exporter_is_configured() -> None:
     console = telemetry.configure({"OTEL_METRICS_EXPORTER": "console"})
     assert [type(i) for i in console.interceptors] == [telemetry.RpcMetrics]
     console.shutdown()
+
+
+SEARCH = "/aiaudit.search.v1.SearchService/SearchEvents"
+PHASES = {"search.query", "store.read", "search.rebuild", "access.record.wait"}
+
+
+def test_a_search_traces_its_phases_under_its_call(tmp_path: Path, tenant: str) -> None:
+    """Where a page's time goes, per call: the query, the store read, the rebuild, the record."""
+    collector, sink, otlp_port = _collecting()
+    port = free_port()
+    keys = write_keys(tmp_path / "keys.yaml")
+    proc = serve_process(
+        [
+            *("--address", f"127.0.0.1:{port}", "--data-dir", str(tmp_path)),
+            *("--services", "ingest,search"),
+        ],
+        {
+            **subprocess_env(),
+            "AIAUDIT_API_KEYS_FILE": str(tmp_path / "keys.yaml"),
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"http://127.0.0.1:{otlp_port}",
+            "OTEL_METRICS_EXPORTER": "none",
+            "OTEL_BSP_SCHEDULE_DELAY": "50",
+        },
+    )
+    try:
+        channel = client.channel(f"127.0.0.1:{port}", keys["admin"])
+        pb_grpc.IngestServiceStub(channel).Append(
+            pb.AppendRequest(events=[interaction(tenant, "traced")])
+        )
+        search = spb_grpc.SearchServiceStub(channel)
+        request = spb.SearchEventsRequest(tenant_id=tenant, filter='event_id = "traced"')
+        wait_until(lambda: search.SearchEvents(request).total_size == 1)
+        channel.close()
+
+        def children(call: Any) -> list[Any]:
+            return [s for s in collector.raw if s.parent_span_id == call.span_id]
+
+        def found(phases: list[Any]) -> bool:  # the call that found the event
+            return any(
+                p.name == "search.query" and _attributes(p.attributes)["search.hits"] == 1
+                for p in phases
+            )
+
+        def traced() -> list[Any]:
+            with collector.lock:
+                calls = [s for s in collector.raw if s.name == SEARCH]
+                return [(c, children(c)) for c in calls if found(children(c))]
+
+        (call, phases), *_ = wait_until(traced)
+    finally:
+        proc.terminate()
+        proc.wait()
+        sink.stop(None)
+    assert all(p.trace_id == call.trace_id for p in phases)
+    assert all(call.start_time_unix_nano <= p.start_time_unix_nano for p in phases)
+    assert all(p.end_time_unix_nano <= call.end_time_unix_nano for p in phases)
+    by_name = {p.name: p for p in phases}
+    order = ["search.query", "store.read", "search.rebuild", "access.record.wait"]
+    assert sorted(by_name) == sorted(PHASES)
+    starts = [by_name[n].start_time_unix_nano for n in order]
+    assert starts == sorted(starts)

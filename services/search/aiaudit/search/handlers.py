@@ -30,7 +30,7 @@ import grpc
 from google.protobuf import timestamp_pb2
 from google.rpc import code_pb2, status_pb2
 
-from aiaudit.common import access, event_ids, restore, status, tenants
+from aiaudit.common import access, event_ids, restore, status, telemetry, tenants
 from aiaudit.common.auth import Caller
 from aiaudit.common.component import Context
 from aiaudit.common.keys.kek import KekError
@@ -44,6 +44,8 @@ from aiaudit.search import bundle, catalogue, document, exporting, language, pag
 from aiaudit.search.backends.base import (
     AggregateSpec,
     BackendUnavailableError,
+    Hit,
+    Page,
     QueryRejectedError,
     SearchBackend,
     SearchSpec,
@@ -69,6 +71,7 @@ _FORMATS = {
     pb.EXPORT_FORMAT_XML: "xml",
 }
 T = TypeVar("T")
+_TRACER = telemetry.tracer(__name__)
 
 
 class _AbortError(Exception):
@@ -362,7 +365,8 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         except BaseException:
             record.exception()  # let the record settle before the error is returned
             raise
-        self._recorded(record)
+        with _TRACER.start_as_current_span("access.record.wait"):
+            self._recorded(record)
         return response
 
     def _page(
@@ -375,11 +379,28 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         after: tuple[int, ...] | None,
         bound: str,
     ) -> pb.SearchEventsResponse:
-        page = self._backend.search(
-            SearchSpec(tenant, where, order, size + 1, after, highlight=True)
-        )
+        with _TRACER.start_as_current_span("search.query") as span:
+            page = self._backend.search(
+                SearchSpec(tenant, where, order, size + 1, after, highlight=True)
+            )
+            span.set_attribute("search.hits", len(page.hits))
         hits = page.hits[:size]
-        stored = self._events(tenant, [h.sequence for h in hits])
+        with _TRACER.start_as_current_span("store.read"):
+            stored = self._events(tenant, [h.sequence for h in hits])
+        with _TRACER.start_as_current_span("search.rebuild"):
+            return self._reply(caller, tenant, page, hits, stored, size, bound)
+
+    @staticmethod
+    def _reply(
+        caller: Caller,
+        tenant: str,
+        page: Page,
+        hits: list[Hit],
+        stored: dict[int, StoredEvent],
+        size: int,
+        bound: str,
+    ) -> pb.SearchEventsResponse:
+        """The page as the caller may see it, highlights where its content is shown."""
         response = pb.SearchEventsResponse(total_size=page.total)
         view = Visibility.of(caller, tenant)
         for hit in hits:
