@@ -294,7 +294,7 @@ def queries(args: argparse.Namespace, channel: Any, direct: OpenSearch, prefix: 
             f"  {name:20s} matches {found.total_size:7d}  "
             f"SearchEvents p50 {pct(grpc_ms, 50):6.1f} ms p99 {pct(grpc_ms, 99):6.1f} ms | "
             f"direct p50 {pct(direct_ms, 50):6.1f} ms p99 {pct(direct_ms, 99):6.1f} ms | "
-            f"p99 ratio {pct(grpc_ms, 99) / pct(direct_ms, 99):5.2f}"
+            f"p99 ratio {pct(grpc_ms, 99) / pct(direct_ms, 99):6.3f}"
         )
         print(
             f"  {'':20s} floors: gRPC Health/Check p50 {pct(grpc_floor, 50):.1f} ms "

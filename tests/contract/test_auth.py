@@ -2,22 +2,35 @@
 
 from __future__ import annotations
 
+import logging
+
 import grpc
 import pytest
 
-from aiaudit.common import client
+from aiaudit.common import auth, client
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
 from tests.conftest import Running
 from tests.helpers import interaction
 
 
-def test_no_key_is_unauthenticated(server: Running, tenant: str) -> None:
-    for ch in (client.channel(server.address), client.channel(server.address, "wrong-key")):
-        with pytest.raises(grpc.RpcError) as err:
-            pb_grpc.IngestServiceStub(ch).Append(pb.AppendRequest(events=[interaction(tenant)]))
-        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+def test_no_key_is_unauthenticated(
+    server: Running, tenant: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(auth, "_REFUSED_LOGINS", auth.LogThrottle(10))  # not other tests' lines
+    with caplog.at_level(logging.WARNING, logger="aiaudit.common.auth"):
+        for ch in (client.channel(server.address), client.channel(server.address, "wrong-key")):
+            with pytest.raises(grpc.RpcError) as err:
+                pb_grpc.IngestServiceStub(ch).Append(pb.AppendRequest(events=[interaction(tenant)]))
+            assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert server.suite.store.log_sizes().get(tenant, 0) == 0  # type: ignore[attr-defined]
+    # Each failed login is a warning naming the peer and why (evidence of guessing).
+    refused = [r for r in caplog.records if r.getMessage() == "unauthenticated call refused"]
+    assert len(refused) == 2
+    assert all(str(getattr(r, "peer", "")).startswith("ipv4:127.0.0.1:") for r in refused)
+    assert all("missing or unknown API key" in str(getattr(r, "reason", "")) for r in refused)
+    assert [getattr(r, "not_logged_before", None) for r in refused] == [0, 0]
+    assert "wrong-key" not in caplog.text  # the credential itself is never logged
 
 
 def test_a_caller_without_a_key_learns_nothing_about_its_request(server: Running) -> None:

@@ -139,6 +139,7 @@ def start(settings: Settings, shared_port: bool = False) -> Suite:
         health_servicer,
         Authenticator.from_settings(settings),
         AccessLog(store),
+        tracer_provider=telemetry.tracer_provider,
     )
     components: dict[str, Component] = {}
     try:

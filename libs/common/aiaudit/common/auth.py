@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import math
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -26,6 +29,8 @@ from google.rpc import code_pb2, status_pb2
 from aiaudit.common import status
 from aiaudit.common.config import ConfigError, Settings
 from aiaudit.common.oidc import LEEWAY, Jwks, TokenError, Verifier
+
+log = logging.getLogger(__name__)
 
 ALL_TENANTS = "*"
 
@@ -219,7 +224,48 @@ class Authenticator:
         )
 
 
+class LogThrottle:
+    """At most ``per_second`` lines a second (a burst of as many), counting those held back.
+
+    Anyone can send calls without a key: a line for each must not let them
+    flood the service's log.
+    """
+
+    def __init__(self, per_second: float, clock: Callable[[], float] = time.monotonic) -> None:
+        """A full bucket of ``per_second`` lines."""
+        self._rate = per_second
+        self._clock = clock
+        self._tokens = per_second
+        self._at = clock()
+        self._held = 0
+        self._lock = threading.Lock()
+
+    def allow(self) -> int | None:
+        """None: hold this line back; else how many were held back since the last one."""
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self._rate, self._tokens + (now - self._at) * self._rate)
+            self._at = now
+            if self._tokens < 1:
+                self._held += 1
+                return None
+            self._tokens -= 1
+            held, self._held = self._held, 0
+            return held
+
+
+_REFUSED_LOGINS = LogThrottle(10)
+
+
 def _unauthenticated(context: grpc.ServicerContext, message: str) -> NoReturn:
+    # Failed logins are evidence (repeated ones, of guessing): a WARNING naming the peer and
+    # why, at most ten a second; it names no tenant, so it goes to no tenant's log.
+    held = _REFUSED_LOGINS.allow()
+    if held is not None:
+        log.warning(
+            "unauthenticated call refused",
+            extra={"peer": context.peer(), "reason": message, "not_logged_before": held},
+        )
     status.abort(context, status.error(code_pb2.UNAUTHENTICATED, message, "UNAUTHENTICATED"))
     raise AssertionError("unreachable")
 

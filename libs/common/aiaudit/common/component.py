@@ -12,6 +12,7 @@ from typing import Protocol
 
 import grpc
 from grpc_health.v1 import health
+from opentelemetry import trace
 
 from aiaudit.common.access import AccessLog
 from aiaudit.common.auth import Authenticator, Caller
@@ -30,10 +31,12 @@ class Context:
     health: health.HealthServicer
     """Where components report health (NOT_SERVING while a dependency is down)."""
     auth: Authenticator
-    """Turns request metadata into a Caller; see aiaudit.common.auth.require."""
+    """Turns request metadata into a Caller; ``access.require`` checks its permissions."""
     access: AccessLog
     receipts: ReceiptSigning = field(default_factory=ReceiptSigning)
     """Where the integrity component installs its receipt signer for ingest (same process)."""
+    tracer_provider: trace.TracerProvider = field(default_factory=trace.NoOpTracerProvider)
+    """Where spans of a call's phases go: this server's traces (no-op while they are off)."""
 
     def audit(
         self, caller: Caller, tenant: str, action: str, details: Mapping[str, str | int | bool]

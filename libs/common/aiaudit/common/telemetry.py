@@ -8,12 +8,15 @@ per-signal ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` /
 (service name, resource attributes, headers, TLS, batch delay, export
 interval) is read by the SDK as the specification says.
 
-Inside a call, code opens spans of its own phases with ``tracer(name)`` (a
-search's query, store read, rebuild and access record): they nest under the
-call's span. Off (the embedded default), no interceptor is installed at all
-and those spans are the API's no-op ones (~5 us each): an RPC pays next to
-nothing for telemetry nobody collects. The spec's default exporter would
-otherwise send to ``localhost:4317`` and log a failure for every batch.
+Inside a call, a component opens spans of its own phases (a search's query,
+store read, rebuild and access record) from :attr:`Telemetry.tracer_provider`,
+handed to it in its ``Context``: they nest under the call's span. The
+provider is this server's, not the process-wide one, so two servers started
+in one process (tests) keep theirs apart. Off (the embedded default), no
+interceptor is installed at all and those spans are the API's no-op ones
+(~5 us each): an RPC pays next to nothing for telemetry nobody collects.
+The spec's default exporter would otherwise send to ``localhost:4317`` and
+log a failure for every batch.
 """
 
 from __future__ import annotations
@@ -78,6 +81,8 @@ class Telemetry:
 
     interceptors: list[grpc.ServerInterceptor[Any, Any]] = field(default_factory=list)
     providers: list[TracerProvider | MeterProvider] = field(default_factory=list)
+    tracer_provider: trace.TracerProvider = field(default_factory=trace.NoOpTracerProvider)
+    """Where the components' spans go (no-op while traces are off)."""
 
     def shutdown(self) -> None:
         """Exports what is buffered (spans of the last calls, the last metrics)."""
@@ -97,18 +102,13 @@ def configure(env: Mapping[str, str]) -> Telemetry:
         tracer_provider.add_span_processor(BatchSpanProcessor(_span_exporter(traces)))
         out.providers.append(tracer_provider)
         out.interceptors.append(server_interceptor(tracer_provider=tracer_provider))  # type: ignore[no-untyped-call]
-        trace.set_tracer_provider(tracer_provider)  # the phases' spans: see tracer()
+        out.tracer_provider = tracer_provider
     if measured is not None:
         reader = PeriodicExportingMetricReader(_metric_exporter(measured))
         meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
         out.providers.append(meter_provider)
         out.interceptors.append(RpcMetrics(meter_provider.get_meter("aiaudit.rpc")))
     return out
-
-
-def tracer(name: str) -> trace.Tracer:
-    """Spans of a module's phases, children of the call's span (no-op while traces are off)."""
-    return trace.get_tracer(name)
 
 
 class RpcMetrics(grpc.ServerInterceptor):  # type: ignore[type-arg]  # generic in the stubs only

@@ -172,7 +172,8 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
         No durable record, no answer: a failed record makes the call UNAVAILABLE
         whether ``body`` returned or raised, so that not even a NOT_FOUND says
         unrecorded what the log holds. What is refused before ``_enter`` (bad
-        input, authentication, permission) has no record to wait for.
+        input, authentication) has no record to wait for; a permission
+        refusal's record is committed by ``AccessLog.refuse`` before it aborts.
         """
         read = _Read()
         try:

@@ -23,14 +23,16 @@ import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TypeVar
 
 import grpc
 from google.protobuf import timestamp_pb2
 from google.rpc import code_pb2, status_pb2
+from opentelemetry.trace import Span
 
-from aiaudit.common import access, event_ids, restore, status, telemetry, tenants
+from aiaudit.common import access, event_ids, restore, status, tenants
 from aiaudit.common.auth import Caller
 from aiaudit.common.component import Context
 from aiaudit.common.keys.kek import KekError
@@ -71,7 +73,6 @@ _FORMATS = {
     pb.EXPORT_FORMAT_XML: "xml",
 }
 T = TypeVar("T")
-_TRACER = telemetry.tracer(__name__)
 
 
 class _AbortError(Exception):
@@ -237,6 +238,7 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         self._exports = exports
         self._integrity = integrity
         self._proof_wait = proof_wait
+        self._tracer = ctx.tracer_provider.get_tracer(__name__)
 
     # ---- shared steps ---------------------------------------------------
 
@@ -317,6 +319,16 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         if not access.recorded(record):
             raise _AbortError(access.UNRECORDED)
 
+    def _phase(self, name: str) -> AbstractContextManager[Span]:
+        """A span of one phase of this call, under the call's span.
+
+        An error is not recorded in it: its message can quote what was searched
+        (a phrase, an address), which the trace backend could not erase.
+        """
+        return self._tracer.start_as_current_span(
+            name, record_exception=False, set_status_on_exception=False
+        )
+
     def _events(self, tenant: str, sequences: list[int]) -> dict[int, StoredEvent]:
         return {s.sequence: s for s in self._store.read_sequences(tenant, sequences)}
 
@@ -365,7 +377,7 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         except BaseException:
             record.exception()  # let the record settle before the error is returned
             raise
-        with _TRACER.start_as_current_span("access.record.wait"):
+        with self._phase("access.record.wait"):
             self._recorded(record)
         return response
 
@@ -379,15 +391,15 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         after: tuple[int, ...] | None,
         bound: str,
     ) -> pb.SearchEventsResponse:
-        with _TRACER.start_as_current_span("search.query") as span:
+        with self._phase("search.query") as span:
             page = self._backend.search(
                 SearchSpec(tenant, where, order, size + 1, after, highlight=True)
             )
             span.set_attribute("search.hits", len(page.hits))
         hits = page.hits[:size]
-        with _TRACER.start_as_current_span("store.read"):
+        with self._phase("store.read"):
             stored = self._events(tenant, [h.sequence for h in hits])
-        with _TRACER.start_as_current_span("search.rebuild"):
+        with self._phase("search.rebuild"):
             return self._reply(caller, tenant, page, hits, stored, size, bound)
 
     @staticmethod
