@@ -80,6 +80,33 @@ def test_spans_merge_and_a_key_without_end_is_masked_to_the_end() -> None:
     assert masked(text, [(4, 31, "secret.private_key")]) == "see [REDACTED:secret.private_key]"
 
 
+def _parts_after(parts: list[str]) -> list[str]:
+    """The answer's parts once masked: each a chunk of a streamed answer."""
+    e = interaction("t", text="a question")
+    answer = e.output.messages.add(role=ev.ROLE_ASSISTANT)
+    for text in parts:
+        answer.parts.add(text=text)
+    ContentRedaction(("secrets",)).redact(e)
+    assert e.output.messages[0].parts[0].text == "answer a question"  # another message: kept
+    return [p.text for p in e.output.messages[-1].parts]
+
+
+def test_a_key_split_over_parts_is_masked_in_each_up_to_its_end() -> None:
+    key = "[REDACTED:secret.private_key]"
+    begin, end = "-----BEGIN RSA PRIVATE KEY-----", "-----END RSA PRIVATE KEY-----"
+    assert _parts_after([f"here {begin}\nMIIEpAIB", "AAKCAQEA75c0", f"ffee\n{end} ok", "bye"]) == [
+        f"here {key}",
+        key,
+        f"{key} ok",
+        "bye",
+    ]
+    assert _parts_after([f"{begin}\nMIIE", f"{end}\nthanks"]) == [key, f"{key}\nthanks"]
+    # No END at all: the rest of the message.
+    assert _parts_after(["x", f"{begin}\nMIIE", "AAKC", "QEA7"]) == ["x", key, key, key]
+    # A key closed in its own part does not run on.
+    assert _parts_after([f"{begin}\nMIIE\n{end}", "next"]) == [key, "next"]
+
+
 @pytest.mark.parametrize(
     "text",
     [

@@ -9,7 +9,9 @@ phone, card, IBAN, national ids, with their checksums) and ``secrets``
 core. Each finding in a content text is replaced by ``[REDACTED:<kind>]``
 before the canonical form is made, so the leaf, the store, the index and alert
 evidence only ever hold the marker. A private key is masked from its ``BEGIN``
-line to its ``END`` line (to the end of the text if none follows).
+line to its ``END`` line; a part of a message whose key has no ``END`` goes on
+in the message's next parts (a streamed answer logged in chunks), masked up to
+the ``END`` line, or to the end of the message if none follows.
 
 Off by default: an audit log keeps what was said unless a policy says
 otherwise. A retry is masked the same way, so it stays a retry; changing the
@@ -85,6 +87,8 @@ class ContentRedaction:
         texts = dict(sent)
         for n in range(_MAX_PASSES + 2):
             spans = self._spans(list(texts.items()))
+            if n == 0:
+                _continue_keys(texts, spans)
             if not spans:
                 break
             for path, found in spans.items():
@@ -121,7 +125,7 @@ def masked(text: str, found: list[tuple[int, int, str]]) -> str:
     out: list[str] = []
     at = 0
     for start, end, kind in sorted(found):
-        if end <= at:  # inside what is masked already (a key in a key's token)
+        if end <= at and start < at:  # inside what is masked already (a key in a key's token)
             continue
         if kind == "secret.private_key":  # the header is found; the key follows it
             closing = _PEM_END.search(text, end)
@@ -139,6 +143,34 @@ def masked(text: str, found: list[tuple[int, int, str]]) -> str:
         at = end
     out.append(text[at:])
     return "".join(out)
+
+
+_PART = re.compile(r"(.*\.parts\[)(\d+)(\]\.text)")
+
+
+def _continue_keys(texts: dict[str, str], spans: dict[str, list[tuple[int, int, str]]]) -> None:
+    """Carries a private key left open at the end of a message's part into its next parts.
+
+    Each next part, up to the one holding the ``END`` line, gets a span at its
+    start that :func:`masked` runs on to that line (or to the part's end).
+    """
+    for path, found in list(spans.items()):
+        part = _PART.fullmatch(path)
+        text = texts[path]
+        opened = [
+            end
+            for _, end, kind in found
+            if kind == "secret.private_key" and not _PEM_END.search(text, end)
+        ]
+        if part is None or not opened:
+            continue
+        head, index, tail = part.groups()
+        following = int(index) + 1
+        while (after := f"{head}{following}{tail}") in texts:
+            spans.setdefault(after, []).append((0, 0, "secret.private_key"))
+            if _PEM_END.search(texts[after]):
+                break
+            following += 1
 
 
 def _runs(text: str, found: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
