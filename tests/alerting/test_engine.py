@@ -14,6 +14,8 @@ import sqlalchemy as sa
 from aiaudit.alerting.engine import CONSUMER
 from aiaudit.alerting.store import unpack_samples
 from aiaudit.alerting.tables import deliveries, windows
+from aiaudit.common.access import AccessLog
+from aiaudit.common.auth import Caller
 from aiaudit.common.erasure import erase
 from aiaudit.common.store import cursors, open_store
 from aiaudit.common.store.sql import SqlEventStore
@@ -59,6 +61,26 @@ def test_default_pack_fires_once_per_incident_with_evidence(
         )
     assert drain(engine, tenant) == 0  # nothing new, nothing refired
     assert len(alert_rows(consumer, tenant)) == 1
+
+
+def test_repeated_access_denials_of_one_principal_raise_the_default_alert(
+    store: SqlEventStore, consumer: SqlEventStore, tenant: str
+) -> None:
+    """The refusals' own records (``AccessLog.refuse``, as every service writes them)."""
+    append(store, [interaction(tenant)])  # the tenant's log exists
+    log = AccessLog(store)
+    prober = Caller("mallory", frozenset({tenant}), frozenset({"analyst"}), "key-m")
+    careless = Caller("bob", frozenset({tenant}), frozenset({"analyst"}), "key-b")
+    for _ in range(5):
+        log.refuse(prober, tenant, "content.read", "search.events", {"query": "salary"})
+    for _ in range(4):  # one short of the threshold
+        log.refuse(careless, tenant, "export", "search.export", {})
+    for _ in range(6):  # granted reads are not refusals
+        log.record(careless, tenant, "search.events", {"query": "x"})
+    assert drain(make_engine(consumer), tenant) == 1 + 5 + 4 + 6
+    rows = alert_rows(consumer, tenant, "repeated-access-denials")
+    assert [(r.severity, r.occurrence_count) for r in rows] == [(ev.SEVERITY_HIGH, 1)]
+    assert rows[0].summary == "mallory was refused access to audit data repeatedly"
 
 
 def test_restart_in_the_middle_of_a_window_loses_and_duplicates_nothing(

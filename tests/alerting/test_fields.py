@@ -24,6 +24,8 @@ def test_values_are_normalised_for_rule_authors() -> None:
     e.attributes["region"].string_value = "eu"
     e.attributes["retries"].int_value = 3
     e.attributes["sampled"].bool_value = True
+    e.attributes["access.outcome"].string_value = "denied"  # a key with dots: the suite's own
+    e.attributes["access"].string_value = "a different key"
     e.model.parameters.update(
         {"top_p": 0.9, "stop": ["a", 1, None, {"x": 1}], "nested": {"k": "v"}}
     )
@@ -41,6 +43,9 @@ def test_values_are_normalised_for_rule_authors() -> None:
         "attributes.retries": [3],
         "attributes.sampled": [True],
         "attributes.missing": [],
+        "attributes.access.outcome": ["denied"],
+        "attributes.access": ["a different key"],
+        "attributes.access.outcome.more": [],
         "model.parameters.top_p": [0.9],
         "model.parameters.stop": ["a", 1.0],  # JSON numbers are floats; null and objects skipped
         "model.parameters.nested.k": ["v"],
@@ -70,3 +75,10 @@ def test_derived_values_of_an_event_without_usage() -> None:
 def test_an_unknown_path_is_an_error() -> None:
     with pytest.raises(ValueError, match="no field"):
         aiaudit_native.field_values(native_schema(), b"", "actor.nope")
+
+
+def test_a_map_without_its_key_is_an_error() -> None:
+    with pytest.raises(f.FieldError, match="attributes is a map: name one key after it"):
+        f.compile_path("attributes")
+    with pytest.raises(ValueError, match="name one key after the map"):
+        aiaudit_native.field_values(native_schema(), b"", "attributes")

@@ -241,12 +241,13 @@ impl FieldPath {
                 });
             };
             let leaf = if f.map {
-                let [key] = rest.as_slice() else {
+                // The key is all that follows, dots and all (the suite's own: access.outcome).
+                if rest.is_empty() {
                     return Err(Error::new(format!("{path}: name one key after the map")));
-                };
+                }
                 Some(Leaf::Map {
                     number: f.number,
-                    key: key.clone(),
+                    key: rest.join("."),
                     entry: sub,
                 })
             } else {

@@ -12,7 +12,8 @@ so rule authors compare plain numbers and strings:
 - enums by their full name (``EVENT_TYPE_INTERACTION``);
 - durations in milliseconds (``timing.latency > 2000``);
 - timestamps in seconds since the epoch;
-- ``attributes.<key>`` gives the attribute's typed value, ``model.parameters.<key>``
+- ``attributes.<key>`` gives the attribute's typed value (the key is all that
+  follows, dots included: ``attributes.access.outcome``), ``model.parameters.<key>``
   the value inside the Struct;
 - ``usage.total_tokens`` is input plus output tokens, ``usage.cost`` the cost as a number.
 """
@@ -109,7 +110,7 @@ def compile_path(path: str) -> Field:
         steps.append(fd)
         rest = parts[i + 1 :]
         if fd.message_type is not None and fd.message_type.GetOptions().map_entry:
-            if len(rest) != 1:
+            if not rest:  # the key is the rest, dots and all (the suite's own: access.outcome)
                 raise FieldError(f"{'.'.join(parts[: i + 1])} is a map: name one key after it")
             return _field(path, steps)
         if fd.message_type is not None and fd.message_type.full_name == _STRUCT:
