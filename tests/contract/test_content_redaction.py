@@ -18,7 +18,7 @@ from aiaudit.common.config import ConfigError
 from aiaudit.common.store import open_store
 from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.ingest import settings as ingest_settings
-from aiaudit.ingest.redaction import ContentRedaction, masked
+from aiaudit.ingest.redaction import ContentRedaction, _continue_keys, masked
 from aiaudit.ingest.v1 import ingest_service_pb2 as ipb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as ipb_grpc
 from aiaudit.search.v1 import search_service_pb2 as spb
@@ -105,6 +105,40 @@ def test_a_key_split_over_parts_is_masked_in_each_up_to_its_end() -> None:
     assert _parts_after(["x", f"{begin}\nMIIE", "AAKC", "QEA7"]) == ["x", key, key, key]
     # A key closed in its own part does not run on.
     assert _parts_after([f"{begin}\nMIIE\n{end}", "next"]) == [key, "next"]
+    # An empty chunk between does not end it; a key opened again after an END runs on.
+    assert _parts_after([f"{begin}\nMIIE", "", "AAKC", f"{end} ok"]) == [key, "", key, f"{key} ok"]
+    assert _parts_after([f"{begin}\nA\n{end} mid {begin}\nB", "C", f"{end} z", "bye"]) == [
+        f"{key} mid {key}",
+        key,
+        f"{key} z",
+        "bye",
+    ]
+
+
+def test_a_key_split_over_system_instructions_or_around_a_media_part_is_masked() -> None:
+    key = "[REDACTED:secret.private_key]"
+    e = interaction("t", text="q")
+    for text in ("sys -----BEGIN PRIVATE KEY-----\nMIIE", "AAKC", "-----END PRIVATE KEY----- ok"):
+        e.input.system_instructions.add(text=text)
+    answer = e.output.messages.add(role=ev.ROLE_ASSISTANT)
+    answer.parts.add(text="-----BEGIN PRIVATE KEY-----\nMIIE")
+    answer.parts.add().media.uri = "https://example.com/chart.png"
+    answer.parts.add(text="AAKC")
+    ContentRedaction(("secrets",)).redact(e)
+    assert [p.text for p in e.input.system_instructions] == [f"sys {key}", key, f"{key} ok"]
+    assert [p.text for p in answer.parts] == [key, "", key]
+
+
+def test_a_key_left_open_in_every_part_adds_one_span_a_part() -> None:
+    """Linear in the parts: each open key once was carried into every later part (review:
+    8,000 one-line parts took 20 s and 337 MB)."""
+    paths = [f"output.messages[1].parts[{i}].text" for i in range(5000)]
+    texts = dict.fromkeys(paths, "-----BEGIN PRIVATE KEY-----")
+    spans: dict[str, list[tuple[int, int, str]]] = {
+        path: [(0, 27, "secret.private_key")] for path in paths
+    }
+    _continue_keys(texts, spans)
+    assert [len(spans[path]) for path in paths] == [1] + [2] * 4999
 
 
 @pytest.mark.parametrize(

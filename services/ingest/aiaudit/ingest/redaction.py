@@ -9,9 +9,9 @@ phone, card, IBAN, national ids, with their checksums) and ``secrets``
 core. Each finding in a content text is replaced by ``[REDACTED:<kind>]``
 before the canonical form is made, so the leaf, the store, the index and alert
 evidence only ever hold the marker. A private key is masked from its ``BEGIN``
-line to its ``END`` line; a part of a message whose key has no ``END`` goes on
-in the message's next parts (a streamed answer logged in chunks), masked up to
-the ``END`` line, or to the end of the message if none follows.
+line to its ``END`` line; a key with no ``END`` in its part goes on in the
+next parts of its message (or system instructions): a streamed answer logged
+in chunks. It is masked up to the ``END`` line, or to the end of the message.
 
 Off by default: an audit log keeps what was said unless a policy says
 otherwise. A retry is masked the same way, so it stays a retry; changing the
@@ -145,32 +145,33 @@ def masked(text: str, found: list[tuple[int, int, str]]) -> str:
     return "".join(out)
 
 
-_PART = re.compile(r"(.*\.parts\[)(\d+)(\]\.text)")
+_PART = re.compile(r"(.*)\[(\d+)\]\.text")
+"""A message's part, or a system instruction: texts a longer one may be cut into."""
 
 
 def _continue_keys(texts: dict[str, str], spans: dict[str, list[tuple[int, int, str]]]) -> None:
-    """Carries a private key left open at the end of a message's part into its next parts.
+    """Carries a private key left open at the end of a part into the next parts of its list.
 
-    Each next part, up to the one holding the ``END`` line, gets a span at its
-    start that :func:`masked` runs on to that line (or to the part's end).
+    Each next text part (an empty or a media part between passes it by), up
+    to the one holding the ``END`` line, gets a span at its start that
+    :func:`masked` runs on to that line (or to the part's end). One walk of
+    each list, in order: linear in the number of parts.
     """
-    for path, found in list(spans.items()):
+    lists: dict[str, list[tuple[int, str]]] = {}
+    for path in texts:
         part = _PART.fullmatch(path)
-        text = texts[path]
-        opened = [
-            end
-            for _, end, kind in found
-            if kind == "secret.private_key" and not _PEM_END.search(text, end)
-        ]
-        if part is None or not opened:
-            continue
-        head, index, tail = part.groups()
-        following = int(index) + 1
-        while (after := f"{head}{following}{tail}") in texts:
-            spans.setdefault(after, []).append((0, 0, "secret.private_key"))
-            if _PEM_END.search(texts[after]):
-                break
-            following += 1
+        if part is not None:
+            lists.setdefault(part.group(1), []).append((int(part.group(2)), path))
+    for parts in lists.values():
+        still_open = False
+        for _, path in sorted(parts):
+            text = texts[path]
+            if still_open:
+                spans.setdefault(path, []).append((0, 0, "secret.private_key"))
+                still_open = _PEM_END.search(text) is None
+            own = [end for _, end, kind in spans.get(path, []) if kind == "secret.private_key"]
+            if any(end and _PEM_END.search(text, end) is None for end in own):
+                still_open = True
 
 
 def _runs(text: str, found: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
