@@ -129,6 +129,18 @@ def test_a_key_split_over_system_instructions_or_around_a_media_part_is_masked()
     assert [p.text for p in answer.parts] == [key, "", key]
 
 
+def test_of_many_keys_in_a_part_only_the_last_can_leave_it_open() -> None:
+    key = "[REDACTED:secret.private_key]"
+    closed = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n" * 1000
+    assert _parts_after([closed, "next"]) == [f"{key}\n" * 1000, "next"]
+    opened = closed + "-----BEGIN PRIVATE KEY-----\nBBBB"
+    assert _parts_after([opened, "CCCC", "-----END PRIVATE KEY----- z"]) == [
+        f"{key}\n" * 1000 + key,
+        key,
+        f"{key} z",
+    ]
+
+
 def test_a_key_left_open_in_every_part_adds_one_span_a_part() -> None:
     """Linear in the parts: each open key once was carried into every later part (review:
     8,000 one-line parts took 20 s and 337 MB)."""

@@ -168,10 +168,18 @@ def _continue_keys(texts: dict[str, str], spans: dict[str, list[tuple[int, int, 
             text = texts[path]
             if still_open:
                 spans.setdefault(path, []).append((0, 0, "secret.private_key"))
-                still_open = _PEM_END.search(text) is None
+                still_open = _last_end(text) < 0
             own = [end for _, end, kind in spans.get(path, []) if kind == "secret.private_key"]
-            if any(end and _PEM_END.search(text, end) is None for end in own):
+            if own and max(own) > _last_end(text):  # its last header has no END after it
                 still_open = True
+
+
+def _last_end(text: str) -> int:
+    """Where the text's last ``END`` line starts (-1 if none): one scan, however many keys."""
+    last = -1
+    for m in _PEM_END.finditer(text):
+        last = m.start()
+    return last
 
 
 def _runs(text: str, found: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
