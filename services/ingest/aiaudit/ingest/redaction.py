@@ -37,6 +37,7 @@ _PEM_END = re.compile(r"-----END [A-Z ]*PRIVATE KEY(?: BLOCK)?-----")
 _NOT_SECRET = frozenset(string.whitespace + "\"'`,;()[]{}<>")
 """What ends a secret's token: a password may hold any other character (``!``, ``$``, ``%``)."""
 _MAX_PASSES = 4
+_KEY = "secret.private_key"
 _WHOLE = "[REDACTED]"
 
 
@@ -87,7 +88,7 @@ class ContentRedaction:
         texts = dict(sent)
         for n in range(_MAX_PASSES + 2):
             spans = self._spans(list(texts.items()))
-            if n == 0:
+            if n == 0 and any(k == _KEY for found in spans.values() for _, _, k in found):
                 _continue_keys(texts, spans)
             if not spans:
                 break
@@ -127,7 +128,7 @@ def masked(text: str, found: list[tuple[int, int, str]]) -> str:
     for start, end, kind in sorted(found):
         if end <= at and start < at:  # inside what is masked already (a key in a key's token)
             continue
-        if kind == "secret.private_key":  # the header is found; the key follows it
+        if kind == _KEY:  # the header is found; the key follows it
             closing = _PEM_END.search(text, end)
             end = closing.end() if closing else len(text)
         elif kind.startswith("secret."):
@@ -167,9 +168,9 @@ def _continue_keys(texts: dict[str, str], spans: dict[str, list[tuple[int, int, 
         for _, path in sorted(parts):
             text = texts[path]
             if still_open:
-                spans.setdefault(path, []).append((0, 0, "secret.private_key"))
+                spans.setdefault(path, []).append((0, 0, _KEY))
                 still_open = _last_end(text) < 0
-            own = [end for _, end, kind in spans.get(path, []) if kind == "secret.private_key"]
+            own = [end for _, end, kind in spans.get(path, []) if kind == _KEY]
             if own and max(own) > _last_end(text):  # its last header has no END after it
                 still_open = True
 
