@@ -13,8 +13,9 @@ against one OpenSearch node:
    and ids) into a second index prefix.
 2. Queries: three compliance queries (user + time range; phrase + model; trust
    signal range) through `SearchEvents` (gRPC, auth, access record, events read
-   from the store), against the same DSL sent directly with opensearch-py.
-   Between the calls, each client's floor: ``Health/Check`` on the same
+   from the store), against the same DSL sent directly with opensearch-py,
+   and through a server that only forwards it (:mod:`bench.forwarding_floor`:
+   the least any server adds). Between the calls, each client's floor: ``Health/Check`` on the same
    channel, ``GET /`` on the same node (the clients' and transports' own time).
 3. Freshness: one event appended over gRPC, then polled by id until searchable
    (production defaults: refresh interval 1 s, and the indexer refreshes
@@ -28,6 +29,8 @@ import contextlib
 import datetime as dt
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -36,6 +39,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+import grpc
+import orjson
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opensearchpy import OpenSearch, TransportError, helpers
@@ -57,6 +62,7 @@ from aiaudit.search.backends.opensearch import (
 from aiaudit.search.settings import SearchSettings
 from aiaudit.search.v1 import search_service_pb2 as pb
 from aiaudit.search.v1 import search_service_pb2_grpc as pb_grpc
+from bench import forwarding_floor as forwarding_floor_module
 from bench.databases import fresh_database
 from bench.servers import suite_server
 
@@ -205,7 +211,8 @@ def run(
         wait_indexed(direct, prefix, n)
         index_seconds = time.perf_counter() - t0
         channel = client.channel(server.address, server.keys["admin"])
-        queries(args, channel, direct, prefix)
+        with forwarding_floor(url, prefix) as forward:
+            queries(args, channel, direct, prefix, forward)
         freshness(args, channel, n)
     print()
     print(f"indexing ({n} events):")
@@ -260,7 +267,32 @@ def timed(into: list[float], call: Callable[[], T]) -> T:
     return out
 
 
-def queries(args: argparse.Namespace, channel: Any, direct: OpenSearch, prefix: str) -> None:
+@contextlib.contextmanager
+def forwarding_floor(url: str, prefix: str) -> Iterator[Callable[[bytes], bytes]]:
+    """A :mod:`bench.forwarding_floor` process: its forwarding call, until the block ends."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.forwarding_floor", url, prefix, TENANT],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().decode()
+        if not line.startswith("forwarding on "):
+            raise SystemExit(f"the forwarding floor did not start: {line!r}")
+        with grpc.insecure_channel(line.split()[-1]) as channel:
+            yield channel.unary_unary(forwarding_floor_module.METHOD)
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def queries(
+    args: argparse.Namespace,
+    channel: Any,
+    direct: OpenSearch,
+    prefix: str,
+    forward: Callable[[bytes], bytes],
+) -> None:
     stub = pb_grpc.SearchServiceStub(channel)
     health = health_pb2_grpc.HealthStub(channel)
     direct.indices.refresh(index=f"{prefix}-*")
@@ -273,7 +305,8 @@ def queries(args: argparse.Namespace, channel: Any, direct: OpenSearch, prefix: 
         # The very DSL the server sends for a page of 50 (one more, to know a next page).
         order = language.parse_order_by("")
         request_body = search_body(SearchSpec(TENANT, where, order, 51, highlight=True))
-        grpc_ms, direct_ms, grpc_floor, direct_floor = [], [], [], []
+        grpc_ms, direct_ms, forward_ms, grpc_floor, direct_floor = [], [], [], [], []
+        request_json = orjson.dumps(request_body)
         request = pb.SearchEventsRequest(
             tenant_id=TENANT, filter=filter_text, query=query_text, page_size=50
         )
@@ -283,18 +316,21 @@ def queries(args: argparse.Namespace, channel: Any, direct: OpenSearch, prefix: 
                 direct_ms,
                 partial(direct.search, index=f"{prefix}-*", body=request_body, routing=TENANT),
             )
+            forwarded = orjson.loads(timed(forward_ms, partial(forward, request_json)))
             timed(grpc_floor, partial(health.Check, health_pb2.HealthCheckRequest()))
             timed(direct_floor, direct.info)
-        assert found.total_size == raw["hits"]["total"]["value"] > 0, (
-            name,
-            found.total_size,
-            raw["hits"]["total"]["value"],
-        )
+        totals = (found.total_size, raw["hits"]["total"]["value"])
+        assert totals[0] == totals[1] == forwarded["hits"]["total"]["value"] > 0, (name, totals)
         print(
             f"  {name:20s} matches {found.total_size:7d}  "
             f"SearchEvents p50 {pct(grpc_ms, 50):6.1f} ms p99 {pct(grpc_ms, 99):6.1f} ms | "
             f"direct p50 {pct(direct_ms, 50):6.1f} ms p99 {pct(direct_ms, 99):6.1f} ms | "
             f"p99 ratio {pct(grpc_ms, 99) / pct(direct_ms, 99):6.3f}"
+        )
+        print(
+            f"  {'':20s} forwarding only (no auth, record or store) p50 "
+            f"{pct(forward_ms, 50):6.1f} ms p99 {pct(forward_ms, 99):6.1f} ms | "
+            f"p99 ratio {pct(forward_ms, 99) / pct(direct_ms, 99):6.3f}"
         )
         print(
             f"  {'':20s} floors: gRPC Health/Check p50 {pct(grpc_floor, 50):.1f} ms "

@@ -6,6 +6,8 @@ form), not in the stored content, not in what GetEvent shows.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from pathlib import Path
 
 import aiaudit_native
@@ -62,6 +64,45 @@ def test_every_content_text_is_masked_and_its_wire_rewritten() -> None:
     assert e.attributes["contact"].string_value == EMAIL
     assert ev.Event.FromString(wires[0]) == e  # what is committed is the masked event
     assert wires[1] is untouched
+
+
+def media_part(mime_type: str, data: bytes) -> ev.Part:
+    digest = hashlib.sha256(data).hexdigest()
+    return ev.Part(
+        media=ev.Media(mime_type=mime_type, size_bytes=len(data), sha256=digest, data=data)
+    )
+
+
+def test_textual_media_are_masked_with_their_size_and_hash_binary_ones_kept() -> None:
+    e = interaction("t", text="see attached")
+    sent = {
+        "text/csv": f"name,email\njane,{EMAIL}\n".encode(),
+        "text/plain; charset=ISO-8859-1": f"caf\u00e9 {EMAIL}".encode("latin-1"),
+        "image/png": b"\x89PNG\r\n\x1a\n" + CARD.encode(),  # binary: no detector reads it
+        "text/plain": b"\xff\xfe" + EMAIL.encode(),  # not the UTF-8 it claims: kept as sent
+    }
+    e.input.messages[0].parts.extend(media_part(m, d) for m, d in sent.items())
+    e.input.system_instructions.append(
+        media_part("application/ld+json", f'{{"key": "{AWS_KEY}"}}'.encode())
+    )
+    e.output.messages.add(role=ev.ROLE_ASSISTANT).parts.append(
+        media_part("application/json", f'{{"card": "{CARD}"}}'.encode())
+    )
+    wires = [e.SerializeToString()]
+    assert ContentRedaction(("pii", "secrets")).apply([e], wires) == [0]
+    assert wires[0] == e.SerializeToString()
+    csv, latin, png, broken = (p.media for p in e.input.messages[0].parts[1:])
+    assert csv.data == b"name,email\njane,[REDACTED:pii.email]\n"
+    assert latin.data == "caf\u00e9 [REDACTED:pii.email]".encode("latin-1")
+    assert (
+        e.input.system_instructions[0].media.data == b'{"key": "[REDACTED:secret.aws_access_key]"}'
+    )
+    assert e.output.messages[-1].parts[0].media.data == b'{"card": "[REDACTED:pii.credit_card]"}'
+    assert (png.data, broken.data) == (sent["image/png"], sent["text/plain"])
+    everything = [*e.input.system_instructions, *e.input.messages[0].parts[1:]]
+    for media in (p.media for p in [*everything, *e.output.messages[-1].parts]):
+        assert media.size_bytes == len(media.data)
+        assert media.sha256 == hashlib.sha256(media.data).hexdigest()
 
 
 def test_only_the_named_families_are_masked() -> None:
@@ -240,6 +281,7 @@ def test_masked_content_is_what_the_log_stores_and_shows(tmp_path: Path, tenant:
     try:
         event = event_with_content_everywhere(tenant)
         del event.attributes["contact"]  # metadata is not masked: kept out of this check
+        event.input.messages[0].parts.append(media_part("text/csv", f"{EMAIL},{CARD}".encode()))
         with client.channel(f"127.0.0.1:{suite.port}", keys["gateway"]) as channel:
             request = ipb.AppendRequest(events=[event])
             first = ipb_grpc.IngestServiceStub(channel).Append(request).receipts[0]
@@ -259,6 +301,8 @@ def test_masked_content_is_what_the_log_stores_and_shows(tmp_path: Path, tenant:
     finally:
         store.close()
     assert stored.content is not None
-    kept = stored.canonical + repr(stored.content).encode() + shown
+    media = base64.b64decode(stored.content["input.messages[0].parts[1].media.data"])
+    assert media == b"[REDACTED:pii.email],[REDACTED:pii.credit_card]"
+    kept = stored.canonical + repr(stored.content).encode() + shown + media
     for secret in (CARD, EMAIL, AWS_KEY, "MIIEpAIBAAKCAQEA75c0ffee"):
         assert secret.encode() not in kept, secret

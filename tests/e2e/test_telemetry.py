@@ -191,3 +191,52 @@ def test_a_search_traces_its_phases_under_its_call(tmp_path: Path, tenant: str) 
     assert sorted(by_name) == sorted(PHASES)
     starts = [by_name[n].start_time_unix_nano for n in order]
     assert starts == sorted(starts)
+
+
+def test_a_failed_phase_is_an_error_naming_the_exception_type_only(
+    tmp_path: Path, tenant: str
+) -> None:
+    """OpenSearch unreachable: `search.query` is marked failed, with no message that could
+    quote the search (the phrase below must reach no span)."""
+    collector, sink, otlp_port = _collecting()
+    port = free_port()
+    keys = write_keys(tmp_path / "keys.yaml")
+    proc = serve_process(
+        [
+            *("--address", f"127.0.0.1:{port}", "--data-dir", str(tmp_path)),
+            *("--services", "search"),
+        ],
+        {
+            **subprocess_env(),
+            "AIAUDIT_API_KEYS_FILE": str(tmp_path / "keys.yaml"),
+            "AIAUDIT_SEARCH_BACKEND": "opensearch",
+            "AIAUDIT_SEARCH_OPENSEARCH_URL": f"http://127.0.0.1:{free_port()}",  # nobody there
+            "AIAUDIT_SEARCH_OPENSEARCH_TIMEOUT": "2",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"http://127.0.0.1:{otlp_port}",
+            "OTEL_METRICS_EXPORTER": "none",
+            "OTEL_BSP_SCHEDULE_DELAY": "50",
+        },
+    )
+    secret = "iban DE89370400440532013000"
+    try:
+        channel = client.channel(f"127.0.0.1:{port}", keys["admin"])
+        search = spb_grpc.SearchServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as failed:
+            search.SearchEvents(spb.SearchEventsRequest(tenant_id=tenant, query=f'"{secret}"'))
+        assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
+        channel.close()
+
+        def failed_query() -> list[Any]:
+            with collector.lock:
+                return [s for s in collector.raw if s.name == "search.query"]
+
+        (phase,) = wait_until(failed_query)
+    finally:
+        proc.terminate()
+        proc.wait()
+        sink.stop(None)
+    assert phase.status.code == phase.status.STATUS_CODE_ERROR
+    assert phase.status.message == ""
+    assert _attributes(phase.attributes)["error.type"] == "BackendUnavailableError"
+    assert list(phase.events) == []  # no exception event, no stack trace
+    assert "DE89" not in str(collector.raw)

@@ -13,6 +13,14 @@ line to its ``END`` line; a key with no ``END`` in its part goes on in the
 next parts of its message (or system instructions): a streamed answer logged
 in chunks. It is masked up to the ``END`` line, or to the end of the message.
 
+Inline media of a textual type (``text/*``, JSON, XML, YAML, CSV, NDJSON,
+``+json`` / ``+xml``) are content too: their bytes are decoded (the declared
+``charset``, else UTF-8), masked like a text, and encoded back, with
+``size_bytes`` and ``sha256`` made those of the bytes kept (the hash of what
+was sent would let anyone holding the original confirm it). Bytes that do not
+decode, and binary media (images, audio, PDF), are kept as sent: no detector
+reads them.
+
 Off by default: an audit log keeps what was said unless a policy says
 otherwise. A retry is masked the same way, so it stays a retry; changing the
 policy makes a retry of an earlier event differ from it (``ALREADY_EXISTS``).
@@ -21,6 +29,7 @@ policy makes a retry of an earlier event differ from it (``ALREADY_EXISTS``).
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 import string
 
@@ -85,6 +94,8 @@ class ContentRedaction:
         (none is known) is masked whole.
         """
         sent = dict(canonical.native_schema().content_texts(wire))
+        media = _text_media(event)
+        sent.update((path, text) for path, (_, _, text) in media.items())
         texts = dict(sent)
         for n in range(_MAX_PASSES + 2):
             spans = self._spans(list(texts.items()))
@@ -101,7 +112,10 @@ class ContentRedaction:
                     texts[path] = _WHOLE
         changed = {path: text for path, text in texts.items() if text != sent[path]}
         for path, text in changed.items():
-            _set(event, path, text)
+            if path in media:
+                _set_media(*media[path][:2], text)
+            else:
+                _set(event, path, text)
         return bool(changed)
 
     def _spans(self, texts: list[tuple[str, str]]) -> dict[str, list[tuple[int, int, str]]]:
@@ -197,6 +211,63 @@ def _runs(text: str, found: list[tuple[int, int, str]]) -> list[tuple[int, int, 
             reach += 1
         runs.append((start, reach, kind))
     return runs
+
+
+_TEXTUAL = frozenset(
+    {
+        "application/json",
+        "application/xml",
+        "application/yaml",
+        "application/x-yaml",
+        "application/x-ndjson",
+        "application/csv",
+        "application/javascript",
+        "application/sql",
+    }
+)
+
+
+def _text_media(event: event_pb2.Event) -> dict[str, tuple[event_pb2.Media, str, str]]:
+    """Inline media of a textual type, decoded, by path: (the media, its charset, the text)."""
+    lists = [("input.systemInstructions", event.input.system_instructions)]
+    for side, messages in (("input", event.input.messages), ("output", event.output.messages)):
+        lists += [(f"{side}.messages[{i}].parts", m.parts) for i, m in enumerate(messages)]
+    found = {}
+    for at, parts in lists:
+        for j, part in enumerate(parts):
+            media = part.media
+            if not part.HasField("media") or media.WhichOneof("source") != "data":
+                continue
+            charset = _charset(media.mime_type)
+            if charset is None:
+                continue
+            try:
+                text = media.data.decode(charset)
+            except (UnicodeDecodeError, LookupError):
+                continue  # not what it claims to be: kept as sent, like any binary
+            found[f"{at}[{j}].media.data"] = (media, charset, text)
+    return found
+
+
+def _charset(mime_type: str) -> str | None:
+    """The charset to decode a textual media type with (None: a binary type)."""
+    kind, *params = (p.strip().lower() for p in mime_type.split(";"))
+    textual = kind.startswith("text/") or kind in _TEXTUAL or kind.endswith(("+json", "+xml"))
+    if not textual:
+        return None
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip() == "charset" and value.strip().strip('"'):
+            return value.strip().strip('"')
+    return "utf-8"
+
+
+def _set_media(media: event_pb2.Media, charset: str, text: str) -> None:
+    """Replaces the bytes by the masked text's, and their size and hash with them."""
+    data = text.encode(charset, errors="replace")  # a marker is ASCII; the rest came from it
+    media.data = data
+    media.size_bytes = len(data)
+    media.sha256 = hashlib.sha256(data).hexdigest()
 
 
 def _set(event: event_pb2.Event, path: str, text: str) -> None:

@@ -18,19 +18,19 @@ checkpoint covering the export's snapshot.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TypeVar
 
 import grpc
 from google.protobuf import timestamp_pb2
 from google.rpc import code_pb2, status_pb2
-from opentelemetry.trace import Span
+from opentelemetry.trace import Span, StatusCode
 
 from aiaudit.common import access, event_ids, restore, status, tenants
 from aiaudit.common.auth import Caller
@@ -319,15 +319,23 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         if not access.recorded(record):
             raise _AbortError(access.UNRECORDED)
 
-    def _phase(self, name: str) -> AbstractContextManager[Span]:
+    @contextlib.contextmanager
+    def _phase(self, name: str) -> Iterator[Span]:
         """A span of one phase of this call, under the call's span.
 
-        An error is not recorded in it: its message can quote what was searched
-        (a phrase, an address), which the trace backend could not erase.
+        A failed phase is marked as an error with the exception's type only: its
+        message can quote what was searched (a phrase, an address), which the
+        trace backend could not erase.
         """
-        return self._tracer.start_as_current_span(
+        with self._tracer.start_as_current_span(
             name, record_exception=False, set_status_on_exception=False
-        )
+        ) as span:
+            try:
+                yield span
+            except Exception as exc:
+                span.set_status(StatusCode.ERROR)
+                span.set_attribute("error.type", type(exc).__qualname__)
+                raise
 
     def _events(self, tenant: str, sequences: list[int]) -> dict[int, StoredEvent]:
         return {s.sequence: s for s in self._store.read_sequences(tenant, sequences)}
