@@ -7,6 +7,7 @@ form), not in the stored content, not in what GetEvent shows.
 from __future__ import annotations
 
 import base64
+import codecs
 import hashlib
 from pathlib import Path
 
@@ -73,36 +74,90 @@ def media_part(mime_type: str, data: bytes) -> ev.Part:
     )
 
 
-def test_textual_media_are_masked_with_their_size_and_hash_binary_ones_kept() -> None:
+MAIL = "[REDACTED:pii.email]"
+BE16 = codecs.BOM_UTF16_BE
+LE16 = codecs.BOM_UTF16_LE
+MEDIA_CASES = [  # (mime type, bytes sent, bytes kept)
+    (
+        "text/csv",
+        f"name,email\nZo\u00eb,{EMAIL}\n".encode(),
+        f"name,email\nZo\u00eb,{MAIL}\n".encode(),
+    ),
+    (
+        "text/plain; charset=ISO-8859-1",
+        f"caf\u00e9 {EMAIL}".encode("latin-1"),
+        f"caf\u00e9 {MAIL}".encode("latin-1"),
+    ),
+    # a stray Windows-1252 byte in what would be UTF-8: every other byte kept as sent
+    ("text/csv", f"Ren\u00e9,{EMAIL}".encode("cp1252"), f"Ren\u00e9,{MAIL}".encode("cp1252")),
+    ('Text/Plain; Charset="cp932"', b"\x87\x90 " + EMAIL.encode(), b"\x87\x90 " + MAIL.encode()),
+    (
+        "text/plain",
+        BE16 + f"to {EMAIL}".encode("utf-16-be"),
+        BE16 + f"to {MAIL}".encode("utf-16-be"),
+    ),
+    (
+        "text/plain",
+        LE16 + f"to {EMAIL}".encode("utf-16-le"),
+        LE16 + f"to {MAIL}".encode("utf-16-le"),
+    ),
+    (
+        "text/plain; charset=utf-16",
+        f"to {EMAIL}".encode("utf-16-be"),
+        f"to {MAIL}".encode("utf-16-be"),
+    ),
+    (
+        "text/plain; charset=utf-32-le",
+        f"to {EMAIL}".encode("utf-32-le"),
+        f"to {MAIL}".encode("utf-32-le"),
+    ),
+    # charsets a decoder would choke on, or produce surrogates from: read byte by byte
+    *[
+        (
+            f"text/plain; charset={charset}",
+            f"hi +2D0- {EMAIL}".encode(),
+            f"hi +2D0- {MAIL}".encode(),
+        )
+        for charset in ("utf-7", "punycode", "idna", "undefined", "unicode_escape", "no-such")
+    ],
+    ("message/rfc822", f"From: {EMAIL}\r\n".encode(), f"From: {MAIL}\r\n".encode()),
+    ("application/x-pem-file", f"k\n{PEM}\n".encode(), b"k\n[REDACTED:secret.private_key]\n"),
+    (
+        "application/ld+json",
+        f'{{"key": "{AWS_KEY}"}}'.encode(),
+        b'{"key": "[REDACTED:secret.aws_access_key]"}',
+    ),
+    # binary types: no detector reads them
+    ("image/png", b"\x89PNG\r\n\x1a\n" + CARD.encode(), b"\x89PNG\r\n\x1a\n" + CARD.encode()),
+    ("application/octet-stream", EMAIL.encode(), EMAIL.encode()),
+]
+
+
+@pytest.mark.parametrize(("mime_type", "sent", "kept"), MEDIA_CASES)
+def test_textual_media_are_masked_byte_for_byte_binary_ones_kept(
+    mime_type: str, sent: bytes, kept: bytes
+) -> None:
     e = interaction("t", text="see attached")
-    sent = {
-        "text/csv": f"name,email\njane,{EMAIL}\n".encode(),
-        "text/plain; charset=ISO-8859-1": f"caf\u00e9 {EMAIL}".encode("latin-1"),
-        "image/png": b"\x89PNG\r\n\x1a\n" + CARD.encode(),  # binary: no detector reads it
-        "text/plain": b"\xff\xfe" + EMAIL.encode(),  # not the UTF-8 it claims: kept as sent
-    }
-    e.input.messages[0].parts.extend(media_part(m, d) for m, d in sent.items())
-    e.input.system_instructions.append(
-        media_part("application/ld+json", f'{{"key": "{AWS_KEY}"}}'.encode())
-    )
+    e.input.messages[0].parts.append(media_part(mime_type, sent))
+    wires = [e.SerializeToString()]
+    changed = ContentRedaction(("pii", "secrets")).apply([e], wires)
+    media = e.input.messages[0].parts[1].media
+    assert media.data == kept
+    assert changed == ([0] if kept != sent else [])
+    assert wires[0] == e.SerializeToString()
+    assert media.size_bytes == len(kept)
+    assert media.sha256 == hashlib.sha256(kept).hexdigest()
+
+
+def test_media_in_system_instructions_and_output_are_masked_too() -> None:
+    e = interaction("t", text="see attached")
+    e.input.system_instructions.append(media_part("text/plain", f"cc {EMAIL}".encode()))
     e.output.messages.add(role=ev.ROLE_ASSISTANT).parts.append(
         media_part("application/json", f'{{"card": "{CARD}"}}'.encode())
     )
-    wires = [e.SerializeToString()]
-    assert ContentRedaction(("pii", "secrets")).apply([e], wires) == [0]
-    assert wires[0] == e.SerializeToString()
-    csv, latin, png, broken = (p.media for p in e.input.messages[0].parts[1:])
-    assert csv.data == b"name,email\njane,[REDACTED:pii.email]\n"
-    assert latin.data == "caf\u00e9 [REDACTED:pii.email]".encode("latin-1")
-    assert (
-        e.input.system_instructions[0].media.data == b'{"key": "[REDACTED:secret.aws_access_key]"}'
-    )
+    assert ContentRedaction(("pii",)).redact(e)
+    assert e.input.system_instructions[0].media.data == f"cc {MAIL}".encode()
     assert e.output.messages[-1].parts[0].media.data == b'{"card": "[REDACTED:pii.credit_card]"}'
-    assert (png.data, broken.data) == (sent["image/png"], sent["text/plain"])
-    everything = [*e.input.system_instructions, *e.input.messages[0].parts[1:]]
-    for media in (p.media for p in [*everything, *e.output.messages[-1].parts]):
-        assert media.size_bytes == len(media.data)
-        assert media.sha256 == hashlib.sha256(media.data).hexdigest()
 
 
 def test_only_the_named_families_are_masked() -> None:
@@ -281,7 +336,8 @@ def test_masked_content_is_what_the_log_stores_and_shows(tmp_path: Path, tenant:
     try:
         event = event_with_content_everywhere(tenant)
         del event.attributes["contact"]  # metadata is not masked: kept out of this check
-        event.input.messages[0].parts.append(media_part("text/csv", f"{EMAIL},{CARD}".encode()))
+        attached = f"{EMAIL},{CARD}".encode()
+        event.input.messages[0].parts.append(media_part("text/csv", attached))
         with client.channel(f"127.0.0.1:{suite.port}", keys["gateway"]) as channel:
             request = ipb.AppendRequest(events=[event])
             first = ipb_grpc.IngestServiceStub(channel).Append(request).receipts[0]
@@ -306,3 +362,4 @@ def test_masked_content_is_what_the_log_stores_and_shows(tmp_path: Path, tenant:
     kept = stored.canonical + repr(stored.content).encode() + shown + media
     for secret in (CARD, EMAIL, AWS_KEY, "MIIEpAIBAAKCAQEA75c0ffee"):
         assert secret.encode() not in kept, secret
+    assert hashlib.sha256(attached).hexdigest().encode() not in kept  # it would confirm the file

@@ -113,6 +113,23 @@ PNG_SHA = hashlib.sha256(PNG).hexdigest()
                 ("events[0].input.messages[0].parts[1].media.size_bytes", "must not be negative"),
             ],
         ),
+        (  # the bytes in the URI: outside the content, never sealed, masked or erased
+            lambda e: e.input.messages[0].parts.append(
+                _media(mime_type="text/plain", sha256="0" * 64, uri=" DATA:,jane@example.com")
+            ),
+            [
+                (
+                    "events[0].input.messages[0].parts[1].media.uri",
+                    "is a data: URI: send the bytes as data, where they are content",
+                )
+            ],
+        ),
+        (
+            lambda e: e.input.messages[0].parts.append(
+                _media(mime_type="text/plain", sha256="0" * 64, uri="https://x.example/data:1")
+            ),
+            [],
+        ),
         (
             lambda e: e.input.messages[0].parts.append(
                 _media(mime_type="image/png", sha256="0" * 64, data=PNG, size_bytes=3)

@@ -191,7 +191,17 @@ impl<'s> Checker<'s> {
                     );
                 }
             }
-            (None, Some(_)) => {}
+            (None, Some(uri)) => {
+                // A `data:` URI carries the bytes themselves outside the content: neither
+                // sealed, masked nor erasable.
+                let scheme = text(&uri)?.trim_start().get(..5).unwrap_or("");
+                if scheme.eq_ignore_ascii_case("data:") {
+                    self.flag(
+                        &format!("{at}.uri"),
+                        "is a data: URI: send the bytes as data, where they are content",
+                    );
+                }
+            }
         }
         Ok(())
     }

@@ -13,13 +13,14 @@ line to its ``END`` line; a key with no ``END`` in its part goes on in the
 next parts of its message (or system instructions): a streamed answer logged
 in chunks. It is masked up to the ``END`` line, or to the end of the message.
 
-Inline media of a textual type (``text/*``, JSON, XML, YAML, CSV, NDJSON,
-``+json`` / ``+xml``) are content too: their bytes are decoded (the declared
-``charset``, else UTF-8), masked like a text, and encoded back, with
-``size_bytes`` and ``sha256`` made those of the bytes kept (the hash of what
-was sent would let anyone holding the original confirm it). Bytes that do not
-decode, and binary media (images, audio, PDF), are kept as sent: no detector
-reads them.
+Inline media of a textual type (``text/*``, ``message/*``, JSON, XML, YAML,
+TOML, CSV, PEM files and the like, ``+json`` / ``+xml`` / ``+yaml``) are
+content too: UTF-16 and UTF-32 are decoded, any other bytes read one byte a
+character, masked like a text and written back (every byte outside a marker
+as sent), with ``size_bytes`` and ``sha256`` made those of the bytes kept
+(the hash of what was sent would let anyone holding the original confirm
+it). Binary media (images, audio, PDF, ``application/octet-stream``) are kept
+as sent: no detector reads them.
 
 Off by default: an audit log keeps what was said unless a policy says
 otherwise. A retry is masked the same way, so it stays a retry; changing the
@@ -28,10 +29,12 @@ policy makes a retry of an earlier event differ from it (``ALREADY_EXISTS``).
 
 from __future__ import annotations
 
+import codecs
 import functools
 import hashlib
 import re
 import string
+from dataclasses import dataclass
 
 import aiaudit_native
 from google.protobuf.descriptor import Descriptor
@@ -95,7 +98,7 @@ class ContentRedaction:
         """
         sent = dict(canonical.native_schema().content_texts(wire))
         media = _text_media(event)
-        sent.update((path, text) for path, (_, _, text) in media.items())
+        sent.update((path, view.text) for path, view in media.items())
         texts = dict(sent)
         for n in range(_MAX_PASSES + 2):
             spans = self._spans(list(texts.items()))
@@ -113,7 +116,7 @@ class ContentRedaction:
         changed = {path: text for path, text in texts.items() if text != sent[path]}
         for path, text in changed.items():
             if path in media:
-                _set_media(*media[path][:2], text)
+                _set_media(media[path], text)
             else:
                 _set(event, path, text)
         return bool(changed)
@@ -216,19 +219,53 @@ def _runs(text: str, found: list[tuple[int, int, str]]) -> list[tuple[int, int, 
 _TEXTUAL = frozenset(
     {
         "application/json",
+        "application/jsonl",
+        "application/json-seq",
+        "application/x-ndjson",
         "application/xml",
         "application/yaml",
         "application/x-yaml",
-        "application/x-ndjson",
+        "application/toml",
         "application/csv",
-        "application/javascript",
         "application/sql",
+        "application/graphql",
+        "application/javascript",
+        "application/ecmascript",
+        "application/x-sh",
+        "application/x-www-form-urlencoded",
+        "application/x-pem-file",
+        "application/pem-certificate-chain",
     }
 )
+_WIDE_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"),  # before UTF-16's: it starts with the same two bytes
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+_WIDE = {
+    "utf-16": "utf-16-be",
+    "utf-16-be": "utf-16-be",
+    "utf-16-le": "utf-16-le",
+    "utf-32": "utf-32-be",
+    "utf-32-be": "utf-32-be",
+    "utf-32-le": "utf-32-le",
+}
+"""Declared wide charsets, by codec name; without a byte order mark, big-endian (RFC 2781)."""
 
 
-def _text_media(event: event_pb2.Event) -> dict[str, tuple[event_pb2.Media, str, str]]:
-    """Inline media of a textual type, decoded, by path: (the media, its charset, the text)."""
+@dataclass(frozen=True)
+class _MediaText:
+    """A textual media's bytes as a text: ``bom`` + ``text.encode(codec)`` gives them back."""
+
+    media: event_pb2.Media
+    codec: str
+    bom: bytes
+    text: str
+
+
+def _text_media(event: event_pb2.Event) -> dict[str, _MediaText]:
+    """Inline media of a textual type, as texts, by path."""
     lists = [("input.systemInstructions", event.input.system_instructions)]
     for side, messages in (("input", event.input.messages), ("output", event.output.messages)):
         lists += [(f"{side}.messages[{i}].parts", m.parts) for i, m in enumerate(messages)]
@@ -236,38 +273,53 @@ def _text_media(event: event_pb2.Event) -> dict[str, tuple[event_pb2.Media, str,
     for at, parts in lists:
         for j, part in enumerate(parts):
             media = part.media
-            if not part.HasField("media") or media.WhichOneof("source") != "data":
-                continue
-            charset = _charset(media.mime_type)
-            if charset is None:
-                continue
-            try:
-                text = media.data.decode(charset)
-            except (UnicodeDecodeError, LookupError):
-                continue  # not what it claims to be: kept as sent, like any binary
-            found[f"{at}[{j}].media.data"] = (media, charset, text)
+            if part.HasField("media") and media.WhichOneof("source") == "data":
+                view = _as_text(media)
+                if view is not None:
+                    found[f"{at}[{j}].media.data"] = view
     return found
 
 
-def _charset(mime_type: str) -> str | None:
-    """The charset to decode a textual media type with (None: a binary type)."""
-    kind, *params = (p.strip().lower() for p in mime_type.split(";"))
-    textual = kind.startswith("text/") or kind in _TEXTUAL or kind.endswith(("+json", "+xml"))
-    if not textual:
+def _as_text(media: event_pb2.Media) -> _MediaText | None:
+    """The media's bytes as a text, or None for a binary type.
+
+    UTF-16 and UTF-32 (by byte order mark or declared charset) are decoded.
+    Any other bytes are read one byte a character (Latin-1): every value the
+    detectors find is ASCII, which UTF-8 and the legacy charsets write as
+    ASCII, and encoding back gives every byte outside a marker exactly as
+    sent, whatever the declared charset (undecodable, unknown, or a codec
+    such as ``utf-7`` whose text the detectors could not take).
+    """
+    kind, *params = (p.strip().lower() for p in media.mime_type.split(";"))
+    textual = kind.startswith(("text/", "message/")) or kind in _TEXTUAL
+    if not (textual or kind.endswith(("+json", "+xml", "+yaml", "+toml"))):
         return None
-    for param in params:
-        name, _, value = param.partition("=")
-        if name.strip() == "charset" and value.strip().strip('"'):
-            return value.strip().strip('"')
-    return "utf-8"
+    data = media.data
+    codec, bom = next(((c, b) for b, c in _WIDE_BOMS if data.startswith(b)), (None, b""))
+    if codec is None:
+        charsets = [
+            v.strip().strip('"')
+            for n, _, v in (p.partition("=") for p in params)
+            if n.strip() == "charset"
+        ]
+        try:
+            codec = _WIDE.get(codecs.lookup(charsets[0]).name) if charsets else None
+        except LookupError:
+            codec = None
+    if codec is not None:
+        try:
+            return _MediaText(media, codec, bom, data[len(bom) :].decode(codec))
+        except UnicodeDecodeError:
+            pass  # not the wide text it claims to be: read byte by byte like the rest
+    return _MediaText(media, "latin-1", b"", data.decode("latin-1"))
 
 
-def _set_media(media: event_pb2.Media, charset: str, text: str) -> None:
+def _set_media(view: _MediaText, text: str) -> None:
     """Replaces the bytes by the masked text's, and their size and hash with them."""
-    data = text.encode(charset, errors="replace")  # a marker is ASCII; the rest came from it
-    media.data = data
-    media.size_bytes = len(data)
-    media.sha256 = hashlib.sha256(data).hexdigest()
+    data = view.bom + text.encode(view.codec)  # markers are ASCII; the rest came from there
+    view.media.data = data
+    view.media.size_bytes = len(data)
+    view.media.sha256 = hashlib.sha256(data).hexdigest()
 
 
 def _set(event: event_pb2.Event, path: str, text: str) -> None:
