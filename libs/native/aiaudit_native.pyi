@@ -15,8 +15,8 @@ class Schema:
     def __init__(self, messages: list[tuple[str, list[FieldSpec]]], root: int) -> None: ...
     def commit(self, event: bytes, salt: bytes) -> tuple[bytes, bytes, dict[str, str], bytes]:
         """(canonical, leaf hash, content by path, content as JSON) of a serialised event."""
-    def content_texts(self, event: bytes) -> list[tuple[str, str]]:
-        """(JSON path, text) of every set content string of a serialised event."""
+    def content_texts(self, event: bytes) -> tuple[list[tuple[str, str]], list[str]]:
+        """(JSON path, text) of each content string; the paths of the content bytes (media)."""
     def maybe_unknown_fields(self, event: bytes) -> bool:
         """False when a serialised event surely has no unknown field; True: maybe."""
     def restore(self, canonical: bytes, content: dict[str, str] | None) -> bytes:

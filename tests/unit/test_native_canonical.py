@@ -311,12 +311,14 @@ def test_strings_are_escaped_wherever_the_escape_falls(text: str) -> None:
 @settings(max_examples=200)
 @given(any_events())
 def test_content_texts_are_the_committed_content_strings(e: ev.Event) -> None:
-    """What ingest's masking scans: every non-empty content string, at its content path."""
+    """What ingest's masking scans: every non-empty content string, at its content path,
+    and the path of every non-empty content bytes field (inline media)."""
     content = canonical.commit(e, SALT).content
-    texts = canonical.native_schema().content_texts(e.SerializeToString())
+    texts, media = canonical.native_schema().content_texts(e.SerializeToString())
     assert len(texts) == len(dict(texts))
     strings = {p: v for p, v in content.items() if not p.endswith(".data") and v}  # data: bytes
     assert dict(texts) == strings
+    assert media == [p for p, v in content.items() if p.endswith(".data") and v]
 
 
 def test_the_schema_is_built_once() -> None:

@@ -381,15 +381,23 @@ impl<'s> Encoder<'s> {
     }
 }
 
-/// Every set content string (a `sensitive_content` string field) of message type `mi`
-/// (bytes: `parts` concatenated) and of the messages it holds, as (JSON path, text):
-/// the paths of [`Encoder`]'s content. Maps and well-known types hold none.
+/// What [`content_texts`] finds: the content strings as (JSON path, text), and the
+/// paths of the set content bytes (inline media), which only their owner can read.
+#[derive(Default)]
+pub struct ContentFound {
+    pub texts: Vec<(String, String)>,
+    pub bytes: Vec<String>,
+}
+
+/// Every set content field (a `sensitive_content` string or bytes field) of message type
+/// `mi` (bytes: `parts` concatenated) and of the messages it holds: the paths of
+/// [`Encoder`]'s content. Maps and well-known types hold none.
 pub fn content_texts(
     schema: &Schema,
     mi: usize,
     parts: &[&[u8]],
     path: &mut String,
-    out: &mut Vec<(String, String)>,
+    out: &mut ContentFound,
 ) -> Result<(), Error> {
     let msg = &schema.messages[mi];
     if msg.well_known != WellKnown::None {
@@ -397,8 +405,8 @@ pub fn content_texts(
     }
     let d = decode(msg, parts)?;
     for (f, values) in msg.fields.iter().zip(&d.values) {
-        let holds_text = f.sensitive && f.ty == wire::TYPE_STRING;
-        if values.is_empty() || f.map || !(holds_text || f.ty == wire::TYPE_MESSAGE) {
+        let holds_content = f.sensitive && (f.ty == wire::TYPE_STRING || f.ty == wire::TYPE_BYTES);
+        if values.is_empty() || f.map || !(holds_content || f.ty == wire::TYPE_MESSAGE) {
             continue;
         }
         let depth = path.len();
@@ -430,15 +438,21 @@ fn one_content_text(
     f: &Field,
     raw: &Raw,
     path: &mut String,
-    out: &mut Vec<(String, String)>,
+    out: &mut ContentFound,
 ) -> Result<(), Error> {
     if f.ty == wire::TYPE_MESSAGE {
         let sub = f.message.expect("checked by Schema::new");
         return content_texts(schema, sub, &[len(raw)], path, out);
     }
+    if f.ty == wire::TYPE_BYTES {
+        if !len(raw).is_empty() {
+            out.bytes.push(path.clone());
+        }
+        return Ok(());
+    }
     let t = text(raw)?;
     if !t.is_empty() {
-        out.push((path.clone(), t.to_owned()));
+        out.texts.push((path.clone(), t.to_owned()));
     }
     Ok(())
 }

@@ -120,12 +120,18 @@ impl Schema {
         ))
     }
 
-    /// The content texts of a serialised event: (JSON path, text) of every set
-    /// `sensitive_content` string field (what ingest's masking scans). Walking the
-    /// parsed message from Python cost ~12 us an event; this, well under one.
-    fn content_texts(&self, py: Python<'_>, event: &[u8]) -> PyResult<Vec<(String, String)>> {
+    /// The content of a serialised event, as ingest's masking scans it: (JSON path,
+    /// text) of every set `sensitive_content` string field, and the paths of the set
+    /// content bytes (inline media). Walking the parsed message from Python cost ~12 us
+    /// an event; this, well under one.
+    #[allow(clippy::type_complexity)]
+    fn content_texts(
+        &self,
+        py: Python<'_>,
+        event: &[u8],
+    ) -> PyResult<(Vec<(String, String)>, Vec<String>)> {
         let found = detach_if_large(py, event.len(), || {
-            let mut out = Vec::new();
+            let mut out = canonical::ContentFound::default();
             canonical::content_texts(
                 &self.inner,
                 self.root,
@@ -135,7 +141,7 @@ impl Schema {
             )?;
             Ok::<_, Error>(out)
         })?;
-        Ok(found)
+        Ok((found.texts, found.bytes))
     }
 
     /// False when a serialised event surely holds no field unknown to its types

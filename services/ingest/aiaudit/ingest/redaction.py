@@ -96,8 +96,9 @@ class ContentRedaction:
         of non-blank characters is masked; a text yielding findings even then
         (none is known) is masked whole.
         """
-        sent = dict(canonical.native_schema().content_texts(wire))
-        media = _text_media(event)
+        found_texts, media_paths = canonical.native_schema().content_texts(wire)
+        sent = dict(found_texts)
+        media = _text_media(event, media_paths) if media_paths else {}
         sent.update((path, view.text) for path, view in media.items())
         texts = dict(sent)
         for n in range(_MAX_PASSES + 2):
@@ -264,19 +265,15 @@ class _MediaText:
     text: str
 
 
-def _text_media(event: event_pb2.Event) -> dict[str, _MediaText]:
-    """Inline media of a textual type, as texts, by path."""
-    lists = [("input.systemInstructions", event.input.system_instructions)]
-    for side, messages in (("input", event.input.messages), ("output", event.output.messages)):
-        lists += [(f"{side}.messages[{i}].parts", m.parts) for i, m in enumerate(messages)]
+def _text_media(event: event_pb2.Event, paths: list[str]) -> dict[str, _MediaText]:
+    """The inline media at these paths (``...media.data``) of a textual type, as texts."""
     found = {}
-    for at, parts in lists:
-        for j, part in enumerate(parts):
-            media = part.media
-            if part.HasField("media") and media.WhichOneof("source") == "data":
-                view = _as_text(media)
-                if view is not None:
-                    found[f"{at}[{j}].media.data"] = view
+    for path in paths:
+        media = _node(event, _STEP.findall(path)[:-1])
+        assert isinstance(media, event_pb2.Media), path  # the only content bytes field
+        view = _as_text(media)
+        if view is not None:
+            found[path] = view
     return found
 
 
@@ -325,11 +322,7 @@ def _set_media(view: _MediaText, text: str) -> None:
 def _set(event: event_pb2.Event, path: str, text: str) -> None:
     """Sets the content string at a JSON path (``input.messages[0].parts[1].text``)."""
     *through, last = _STEP.findall(path)
-    node: Message = event
-    for name, index in through:
-        node = getattr(node, _field_name(node, name))
-        if index:
-            node = node[int(index)]  # type: ignore[index]
+    node = _node(event, through)
     name, index = last
     if index:
         getattr(node, _field_name(node, name))[int(index)] = text
@@ -338,6 +331,16 @@ def _set(event: event_pb2.Event, path: str, text: str) -> None:
 
 
 _STEP = re.compile(r"(\w+)(?:\[(\d+)\])?")
+
+
+def _node(event: event_pb2.Event, steps: list[tuple[str, str]]) -> Message:
+    """The message the steps of a JSON path (name, index or '') lead to."""
+    node: Message = event
+    for name, index in steps:
+        node = getattr(node, _field_name(node, name))
+        if index:
+            node = node[int(index)]  # type: ignore[index]
+    return node
 
 
 def _field_name(message: Message, json_name: str) -> str:
