@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 import json
 import socket
 from pathlib import Path
@@ -21,6 +22,7 @@ from aiaudit.common import client
 from aiaudit.common.store import SqlEventStore
 from aiaudit.common.store.prepare import prepare
 from aiaudit.common.store.schema import content_keys
+from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.integrity import bundle, merkle, note
 from aiaudit.integrity.signers import FileKeys
 from tests.helpers import interaction, wait_until
@@ -36,11 +38,21 @@ def said(capsys: pytest.CaptureFixture[str]) -> list[str]:
     return [line for line in capsys.readouterr().err.splitlines() if not line.startswith("{")]
 
 
-def make_bundle(tmp_path: Path, n: int = 3, origin_prefix: str = ORIGIN_PREFIX) -> list[Line]:
-    """``n`` events of TENANT with proofs to one checkpoint signed by ``tmp_path/key.pem``."""
+def make_bundle(
+    tmp_path: Path, n: int = 3, origin_prefix: str = ORIGIN_PREFIX, media: bytes = b""
+) -> list[Line]:
+    """``n`` events of TENANT with proofs to one checkpoint signed by ``tmp_path/key.pem``
+    (each with an inline ``text/plain`` media part of ``media``, if given)."""
     signer = note.file_signer(ORIGIN_PREFIX, tmp_path / "key.pem")
     now = dt.datetime.now(dt.UTC)
-    prepared = [prepare(interaction(TENANT, f"e-{i}", text=f"secret {i}"), now) for i in range(n)]
+    events = [interaction(TENANT, f"e-{i}", text=f"secret {i}") for i in range(n)]
+    if media:
+        digest = hashlib.sha256(media).hexdigest()
+        for e in events:
+            e.input.messages[0].parts.add().media.CopyFrom(
+                ev.Media(mime_type="text/plain", size_bytes=len(media), sha256=digest, data=media)
+            )
+    prepared = [prepare(e, now) for e in events]
     tree, edge = merkle.MemoryNodeStore(), merkle.CompactRange()
     tree.write_nodes(edge.extend(p.committed.leaf_hash for p in prepared))
     cp = note.Checkpoint(f"{origin_prefix}/{TENANT}", n, edge.root())
@@ -147,6 +159,127 @@ def test_an_event_twice_is_a_problem(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert capsys.readouterr().out.splitlines() == [
         "line 4 event e-1: duplicate: line 2 has the same log and sequence"
     ]
+
+
+MEDIA = "input.messages[0].parts[1].media.data"
+
+
+def _uncanonical(b64: str) -> str:
+    """Another base64 text of the same bytes: the unused bits before the padding set."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    body = b64.rstrip("=")
+    assert len(body) != len(b64), "needs padding, hence unused bits"
+    last = alphabet[alphabet.index(body[-1]) + 1]
+    return body[:-1] + last + b64[len(body) :]
+
+
+@pytest.mark.parametrize(
+    ("forge", "what"),
+    [
+        (  # what follows the padding: lenient base64 ignored it, a reader sees it
+            lambda line: {
+                **line,
+                "content": {
+                    **line["content"],
+                    MEDIA: line["content"][MEDIA] + base64.b64encode(b" NOT 100 EUR").decode(),
+                },
+            },
+            f"event e-0: {MEDIA}: bytes not in canonical base64",
+        ),
+        (
+            lambda line: {
+                **line,
+                "content": {**line["content"], MEDIA: "__==" + line["content"][MEDIA]},
+            },
+            f"event e-0: {MEDIA}: bytes not in canonical base64",
+        ),
+        (
+            lambda line: {
+                **line,
+                "content": {**line["content"], MEDIA: _uncanonical(line["content"][MEDIA])},
+            },
+            f"event e-0: {MEDIA}: bytes not in canonical base64",
+        ),
+        (
+            lambda line: {**line, "canonical": _uncanonical(line["canonical"])},
+            "event e-0: malformed line: field 'canonical' is not in canonical base64",
+        ),
+        (
+            lambda line: {
+                **line,
+                "salt": base64.b64encode(base64.b64decode(line["salt"]) + bytes(32)).decode(),
+            },
+            "event e-0: malformed line: salt has 64 bytes, not 32",
+        ),
+        (
+            lambda line: {**line, "event": {"actor": {"userId": "mallory"}}},
+            "event e-0: malformed line: unknown field 'event': a line holds canonical, content,",
+        ),
+    ],
+)
+def test_what_reads_two_ways_is_a_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], forge: Any, what: str
+) -> None:
+    """Edits a review made that still verified: each value read one way here, another way by
+    a person or another decoder."""
+    (line,) = make_bundle(tmp_path, 1, media=b"I approve payment of 100 EUR.")
+    assert _uncanonical(line["canonical"]) != line["canonical"]
+    assert check(tmp_path, [line]) == 0
+    assert check(tmp_path, [forge(line)]) == 1
+    assert f"line 1 {what}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("where", ["line", "content"])
+def test_a_key_twice_in_one_object_is_a_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str
+) -> None:
+    """Python keeps the last of two equal keys, other parsers the first: a reader could be
+    shown a forged prompt beside the genuine one that verifies."""
+    (line,) = make_bundle(tmp_path, 1)
+    text = json.dumps(line)
+    if where == "line":
+        text = '{"event_id": "FAKE", ' + text[1:]
+        key = "event_id"
+    else:
+        key = "input.messages[0].parts[0].text"
+        text = text.replace('"content": {', f'"content": {{"{key}": "FORGED PROMPT", ', 1)
+    path = tmp_path / "bundle.jsonl"
+    path.write_text(text + "\n")
+    assert verify(path, key_of(tmp_path), "--origin-prefix", ORIGIN_PREFIX) == 1
+    assert f"malformed line: key {key!r} appears twice in one object" in capsys.readouterr().out
+
+
+def test_two_roots_for_one_checkpoint_size_are_a_forked_log(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two histories of one log, both signed (a stolen key, a rewritten store): each line
+    verifies against its own checkpoint, but together they cannot both be the log."""
+    one, other = make_bundle(tmp_path), make_bundle(tmp_path)
+    assert check(tmp_path, one) == check(tmp_path, other) == 0
+    capsys.readouterr()
+    assert check(tmp_path, [one[0], other[1]]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        f"line 2 event e-1: checkpoint {ORIGIN_PREFIX}/{TENANT} size 3 has another root than"
+        " line 1's: a forked log"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("event_id", "shown"),
+    [
+        ("x\r\x1b[2K3 event(s) checked, 0 problem(s)\x1b[8m", "x\\r\\x1b[2K3 event(s)"),
+        ("\udc00", "\\udc00"),  # a lone surrogate: printing it raised UnicodeEncodeError
+    ],
+)
+def test_what_the_file_names_is_printed_escaped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], event_id: str, shown: str
+) -> None:
+    lines = make_bundle(tmp_path, 2)
+    assert check(tmp_path, [{**lines[0], "event_id": event_id}, lines[1]]) == 1
+    out = capsys.readouterr()
+    assert out.out.splitlines()[0].startswith(f"line 1 event {shown}")
+    assert "\x1b" not in out.out
+    assert "2 event(s) checked, 1 problem(s)" in out.err  # the summary still comes
 
 
 def _canonical(line: Line, raw: bytes) -> Line:

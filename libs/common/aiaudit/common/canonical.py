@@ -20,6 +20,7 @@ leaves the canonical form, hence every leaf and proof, unchanged.
 from __future__ import annotations
 
 import base64
+import binascii
 import functools
 import hashlib
 import hmac
@@ -119,7 +120,21 @@ def _content_slots(desc: Any, node: dict[str, Any], path: str) -> Iterator[_Slot
 
 
 def _raw(slot: _Slot, value: str) -> bytes:
-    return base64.b64decode(value) if slot.is_bytes else value.encode("utf-8")
+    """The bytes a content value commits to; ValueError for bytes not in canonical base64.
+
+    Lenient base64 skips characters it does not know and what follows the
+    padding: an edited value (``...=`` + more text) would decode to the
+    committed bytes, and a reader of the file would see other ones (review).
+    """
+    if not slot.is_bytes:
+        return value.encode("utf-8")
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except binascii.Error:
+        raw = None
+    if raw is None or base64.b64encode(raw).decode("ascii") != value:
+        raise ValueError("not in canonical base64")
+    return raw
 
 
 def refuse_unsupported(desc: Any) -> None:
@@ -206,7 +221,11 @@ def content_problems(
         if path not in content:
             problems.append(f"{path}: commitment without content")
             continue
-        expected = commitment(salt, path, _raw(slot, content[path]))
+        try:
+            expected = commitment(salt, path, _raw(slot, content[path]))
+        except ValueError as exc:
+            problems.append(f"{path}: bytes {exc}")
+            continue
         if not hmac.compare_digest(slot.obj[slot.key], expected):
             problems.append(f"{path}: content does not match its commitment")
     return problems

@@ -17,6 +17,11 @@ To verify an event: leaf = SHA-256(0x00 || canonical); the checkpoint's
 signature must verify with the published verifier key and its origin must be
 ``<origin_prefix>/<log_id>``; the proof must lead from the leaf at ``index``
 to the checkpoint's root. Any RFC 6962 / C2SP implementation can do this.
+A line holds exactly these keys, each once; base64 values are canonical
+(standard alphabet, padded, nothing after the padding), the salt is 32
+bytes: an edited line must not read one way to the verifier and another to
+a person or another parser. Two checkpoints of one origin and size must
+agree on the root, or the log was forked.
 
 Two writers produce this format: :func:`export` here (``aiaudit integrity
 export-bundle``, straight from the store: a log's events in order, written
@@ -176,8 +181,20 @@ class BundleProblem:
     what: str
 
     def __str__(self) -> str:
-        """``line N event E: what``."""
-        return f"line {self.line} event {self.event_id or '?'}: {self.what}"
+        """``line N event E: what``, with what the file chose escaped (see :func:`_shown`)."""
+        return _shown(f"line {self.line} event {self.event_id or '?'}: {self.what}")
+
+
+def _shown(text: str) -> str:
+    r"""``text`` with every unprintable character escaped (``\x1b``, ``\ud800``).
+
+    Ids and paths come from the file: a terminal control sequence in one could
+    print a fake summary over the real one, and a lone surrogate could not be
+    printed at all (review).
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
 
 
 _JSON_TYPES = {
@@ -220,16 +237,44 @@ class _Line:
     content: dict[str, str] | None
 
 
+_KEYS = frozenset({"log_id", "sequence", "event_id", "canonical", "tlog_proof", "salt", "content"})
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's members; a key twice is an error (parsers differ on which one wins)."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        twice = sorted({k for k, _ in pairs if sum(1 for j, _ in pairs if j == k) > 1})
+        raise BundleError(f"key {twice[0]!r} appears twice in one object")
+    return out
+
+
+def _b64(value: str, name: str) -> bytes:
+    """``value`` decoded, if it is canonical base64."""
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except binascii.Error:
+        raw = None
+    if raw is None or base64.b64encode(raw).decode("ascii") != value:
+        raise BundleError(f"field {name!r} is not in canonical base64")
+    return raw
+
+
 def _parse(line: object) -> _Line:
     """Checks the line's shape; ``salt`` and ``content`` come together or not at all."""
     if not isinstance(line, dict):
         raise BundleError(f"a line must be a JSON object, not {_json_type(line)}")
+    unknown = sorted(set(line) - _KEYS)
+    if unknown:
+        raise BundleError(f"unknown field {unknown[0]!r}: a line holds {', '.join(sorted(_KEYS))}")
     if ("salt" in line) != ("content" in line):
         present, absent = ("content", "salt") if "content" in line else ("salt", "content")
         raise BundleError(f"{present} without {absent}: a line has both or neither")
     salt = content = None
     if "content" in line:
-        salt = base64.b64decode(_field(line, "salt", str), validate=True)
+        salt = _b64(_field(line, "salt", str), "salt")
+        if len(salt) != canonical.SALT_BYTES:
+            raise BundleError(f"salt has {len(salt)} bytes, not {canonical.SALT_BYTES}")
         content = _field(line, "content", dict)
         for path, value in content.items():
             if type(value) is not str:
@@ -238,7 +283,7 @@ def _parse(line: object) -> _Line:
         _field(line, "log_id", str),
         _field(line, "sequence", int),
         _field(line, "event_id", str),
-        base64.b64decode(_field(line, "canonical", str), validate=True),
+        _b64(_field(line, "canonical", str), "canonical"),
         parse_tlog_proof(_field(line, "tlog_proof", str)),
         salt,
         content,
@@ -265,17 +310,19 @@ def verify_bundle(
     problems: list[BundleProblem] = []
     checked = 0
     opened: dict[str, _Opened] = {}
+    roots: dict[tuple[str, int], tuple[bytes, int]] = {}
     seen: dict[tuple[str, str, object], int] = {}
     for number, raw in _lines(path):
         checked += 1
         event_id = ""
         try:
-            obj = json.loads(raw.decode("utf-8"))
+            obj = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique)
             if isinstance(obj, dict):
                 event_id = str(obj.get("event_id", ""))
             line = _parse(obj)
             whats = _duplicate(line, number, seen)
             whats += _check_line(line, keys, origin_prefix, logs, opened)
+            whats += _forked(line, number, opened, roots)
             problems.extend(BundleProblem(number, event_id, what) for what in whats)
         except (ValueError, KeyError, TypeError, RecursionError) as exc:
             problems.append(BundleProblem(number, event_id, f"malformed line: {exc}"))
@@ -289,6 +336,25 @@ def _duplicate(line: _Line, number: int, seen: dict[tuple[str, str, object], int
     for key in keys:
         seen.setdefault(key, number)
     return [f"duplicate: line {at} has the same log and {key[1]}" for key, at in earlier[:1]]
+
+
+def _forked(
+    line: _Line,
+    number: int,
+    opened: dict[str, _Opened],
+    roots: dict[tuple[str, int], tuple[bytes, int]],
+) -> list[str]:
+    """Names an earlier line whose checkpoint has this one's origin and size, not its root.
+
+    The log then shows two histories, and its key signed both.
+    """
+    if line.proof.signed_checkpoint not in opened:
+        return []  # the checkpoint did not open: named already
+    origin, size, root = opened[line.proof.signed_checkpoint]
+    earlier, at = roots.setdefault((origin, size), (root, number))
+    if earlier == root:
+        return []
+    return [f"checkpoint {origin} size {size} has another root than line {at}'s: a forked log"]
 
 
 def _check_line(
