@@ -8,8 +8,9 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import TypeVar
 
 import grpc
@@ -159,3 +160,26 @@ def flip_sealed_content(url: str, tenant: str, seq: int) -> None:
             )
     finally:
         engine.dispose()
+
+
+def secret_word() -> str:
+    """A word found nowhere else."""
+    return f"q{uuid.uuid4().hex}"
+
+
+def holding(files: Iterable[Path], secret: str) -> list[str]:
+    """The files whose raw bytes hold ``secret`` (a file deleted meanwhile holds nothing).
+
+    Its last 24 characters are looked for: an index stores the prefix a term shares with
+    the one before it only once (FTS5's and Lucene's term dictionaries), so only the
+    word's random tail is sure to be there in one piece.
+    """
+    tail = secret[-24:].encode()
+    found = []
+    for f in files:
+        try:
+            if tail in f.read_bytes():
+                found.append(f.name)
+        except FileNotFoundError:
+            continue
+    return found

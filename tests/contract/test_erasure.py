@@ -7,6 +7,7 @@ import hashlib
 import json
 import re
 import secrets
+import sqlite3
 import tempfile
 import threading
 from pathlib import Path
@@ -15,22 +16,30 @@ from typing import Any
 import grpc
 import psycopg
 import pytest
+import sqlalchemy as sa
 import yaml
+from sqlalchemy import event as sa_event
 
 from aiaudit.cli.main import main
 from aiaudit.cli.server import Suite, start
-from aiaudit.common import canonical, client, config
+from aiaudit.common import canonical, client, config, retention
 from aiaudit.common.erasure import erase, erasure_event
 from aiaudit.common.keys.kek import FileKek
 from aiaudit.common.keys.keyring import Keyring
 from aiaudit.common.store import SqlEventStore, open_store
 from aiaudit.common.store.prepare import prepare, prepare_batch
+from aiaudit.common.store.schema import content_keys, event_content
 from aiaudit.common.store.sql import NewEvent
 from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
 from tests.conftest import Postgres, write_keys
-from tests.helpers import access_records, field_violations, interaction, wait_until
+from tests.helpers import (
+    access_records,
+    field_violations,
+    interaction,
+    wait_until,
+)
 
 
 def load(store: SqlEventStore, tenant: str) -> dict[str, str]:
@@ -503,3 +512,74 @@ def test_a_subject_with_more_events_than_a_statement_binds_is_erased(
     finally:
         privacy.close()
     assert len(done.erased) == len(done.named) == 70_000
+
+
+def holding_bytes(folder: Path, *needles: bytes) -> list[str]:
+    """The store's files holding any of ``needles`` (their last 24 bytes: one page each)."""
+    return sorted(
+        f.name
+        for f in folder.glob("aiaudit.db*")
+        if any(n[-24:] in f.read_bytes() for n in needles)
+    )
+
+
+@pytest.mark.parametrize("how", ["subject", "retention"])
+def test_erased_content_leaves_every_file_of_the_embedded_store(
+    tmp_path: Path, tenant: str, how: str
+) -> None:
+    """The WAL kept the page images an erasure rewrote (the sealed content, a subject's
+    wrapped data key, and the key file lies beside it) until some later checkpoint, and
+    deleted cells stayed in free space where a SQLite build leaves ``secure_delete`` off
+    (review, 2026-12-05): after the erasure, no file of the store holds them."""
+    store = open_store(f"sqlite:///{tmp_path / 'aiaudit.db'}", run_migrations=True)
+    try:
+        with store.engine.connect() as conn:  # what every connection of the store runs with
+            assert conn.exec_driver_sql("PRAGMA secure_delete").scalar() == 1
+        received = dt.datetime.now(dt.UTC)
+        events = [
+            interaction(tenant, "a-0", text="alice's diagnosis", user="alice"),
+            interaction(tenant, "b-0", text="mango season", user="bob"),
+        ]
+        store.append_group([prepare_batch(events, received)])
+        with store.engine.connect() as conn:
+            sealed = (
+                conn.execute(sa.select(event_content.c.content).order_by(event_content.c.seq))
+                .scalars()
+                .all()
+            )
+            (wrapped,) = conn.execute(
+                sa.select(content_keys.c.wrapped).where(content_keys.c.subject == "alice")
+            ).scalars()
+        secrets_ = [*sealed, wrapped] if how == "subject" else sealed
+        assert holding_bytes(tmp_path, *secrets_) == ["aiaudit.db-wal"]
+        if how == "subject":
+            erase(store, tenant, "art. 17", "dpo", subject_id="alice")
+            secrets_ = [sealed[0], wrapped]  # bob's content stays
+        else:
+            later = received + dt.timedelta(days=1)
+            assert retention.sweep(store, 0, later, [tenant]) == {tenant: 2}
+        assert holding_bytes(tmp_path, *secrets_) == []
+    finally:
+        store.close()
+
+
+def test_more_event_ids_than_sqlite_binds_are_read_in_sequence_order(
+    tmp_path: Path, tenant: str
+) -> None:
+    """The indexer reads every event an erasure batch names in one call: one bound parameter
+    each went over SQLite's limit (32,766 unless the build raised it) for a large subject,
+    and the indexer retried that batch for good, the erased words still searchable."""
+    store = open_store(f"sqlite:///{tmp_path / 'aiaudit.db'}", run_migrations=True)
+
+    @sa_event.listens_for(store.engine, "connect")
+    def standard_limit(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 32_766)
+
+    store.engine.dispose()  # connections made before the listener
+    try:
+        events = [interaction(tenant, f"a-{i}", user="alice") for i in range(3)]
+        store.append_group([prepare_batch(events, dt.datetime.now(dt.UTC))])
+        ids = ["a-2", *(f"missing-{i}" for i in range(40_000)), "a-0", "a-2"]
+        assert [s.event_id for s in store.read_event_ids(tenant, ids)] == ["a-0", "a-2"]
+    finally:
+        store.close()

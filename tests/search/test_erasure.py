@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import uuid
-from collections.abc import Iterable
 from contextlib import closing
 from pathlib import Path
 
@@ -16,7 +14,7 @@ from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.search import stored_document
 from aiaudit.search.backends.opensearch import OpenSearchBackend, body
 from aiaudit.search.component import Search
-from tests.helpers import interaction, wait_until
+from tests.helpers import holding, interaction, secret_word, wait_until
 from tests.search.conftest import SearchSuite, backend_settings, start_suite
 
 
@@ -116,29 +114,6 @@ def test_an_erasure_outranks_a_document_indexed_before_revisions(
     finally:
         again.channel.close()
         again.suite.stop()
-
-
-def secret_word() -> str:
-    """A word found nowhere else."""
-    return f"q{uuid.uuid4().hex}"
-
-
-def holding(files: Iterable[Path], secret: str) -> list[str]:
-    """The files whose raw bytes hold ``secret`` (a file deleted meanwhile holds nothing).
-
-    Its last 24 characters are looked for: an index stores the prefix a term shares with
-    the one before it only once (FTS5's and Lucene's term dictionaries), so only the
-    word's random tail is sure to be there in one piece.
-    """
-    tail = secret[-24:].encode()
-    found = []
-    for f in files:
-        try:
-            if tail in f.read_bytes():
-                found.append(f.name)
-        except FileNotFoundError:
-            continue
-    return found
 
 
 @pytest.mark.parametrize("checkpointed", [False, True], ids=["in-wal", "in-file"])

@@ -65,7 +65,7 @@ from aiaudit.common.keys.seal import SealError
 from aiaudit.common.restore import Content, restore_wires
 from aiaudit.common.store import cursors
 from aiaudit.common.store.schema import consumer_cursors
-from aiaudit.common.store.sql import SqlEventStore, StoredEvent
+from aiaudit.common.store.sql import SqlEventStore, StoredEvent, truncate_sqlite_wal
 from aiaudit.common.v1 import event_pb2
 from aiaudit.common.worker import Worker
 
@@ -496,6 +496,8 @@ class Engine:
                     conn, tenant, end, [(start + i, r, g, t, v) for i, r, g, t, v in recorded]
                 )
             cursors.advance(conn, CONSUMER, log_id, end)
+        if erased:  # the blanked excerpts' old page images leave the WAL
+            truncate_sqlite_wal(self.store.engine, "alerting")
         state = LogState(end, ruleset.version, windows, saved, head, open_alerts)
         self._states.put(log_id, state)
         return Outcome(len(entries), [snapshot(a) for a in changed.values()])

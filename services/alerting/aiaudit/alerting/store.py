@@ -89,6 +89,8 @@ _UPDATE_ALERT = (
 """Every column of an alert by its key (the values as :func:`alert_values` names them)."""
 
 _PACKED = "f64:"
+_MOST_TERMS = 500
+"""Event ids matched with one ``LIKE`` each in a condition, at most (SQLite: depth 1,000)."""
 
 
 def scrub(alert: Alert) -> bool:
@@ -259,9 +261,11 @@ class AlertStore:
         their copies (which would write the excerpts back). Returns the last
         number given; the caller stores it as the head.
         """
-        naming = sa.or_(*(alerts.c.event_ids.contains(json.dumps(e)) for e in event_ids))
-        rows = conn.execute(sa.select(alerts).where(alerts.c.tenant == tenant, naming)).all()
-        found = [a for a in map(alert_from_row, rows) if not event_ids.isdisjoint(a.event_ids)]
+        found = [
+            a
+            for a in map(alert_from_row, self._naming(conn, tenant, event_ids))
+            if not event_ids.isdisjoint(a.event_ids)
+        ]
         for alert in found:
             where = sa.and_(alerts.c.tenant == tenant, alerts.c.alert_id == alert.alert_id)
             if scrub(alert):
@@ -277,6 +281,30 @@ class AlertStore:
                 .values(payload=payload(alert))
             )
         return seq
+
+    @staticmethod
+    def _naming(conn: sa.Connection, tenant: str, event_ids: set[str]) -> list[Any]:
+        """The tenant's alert rows that may name one of the events (the caller checks).
+
+        Up to :data:`_MOST_TERMS` ids, one ``LIKE`` each in one condition; more
+        (a subject's whole history, a retention record's 10,000) would be an
+        expression SQLite refuses (depth over 1,000, review): then one pass
+        over the tenant's alerts' event ids, and the rows that name one.
+        """
+        if len(event_ids) <= _MOST_TERMS:
+            naming = sa.or_(*(alerts.c.event_ids.contains(json.dumps(e)) for e in event_ids))
+            return list(conn.execute(sa.select(alerts).where(alerts.c.tenant == tenant, naming)))
+        listed = sa.select(alerts.c.alert_id, alerts.c.event_ids).where(alerts.c.tenant == tenant)
+        hit = [a for a, ids in conn.execute(listed) if not event_ids.isdisjoint(json.loads(ids))]
+        return [
+            row
+            for i in range(0, len(hit), _MOST_TERMS)
+            for row in conn.execute(
+                sa.select(alerts).where(
+                    alerts.c.tenant == tenant, alerts.c.alert_id.in_(hit[i : i + _MOST_TERMS])
+                )
+            )
+        ]
 
     def _insert(self) -> Any:
         return pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert

@@ -9,6 +9,7 @@ gap-free and ordered by commit, across processes and replicas.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -37,6 +38,8 @@ from aiaudit.common.store.schema import (
     logs,
 )
 from aiaudit.common.v1 import event_pb2
+
+log = logging.getLogger(__name__)
 
 
 class NewEvent(NamedTuple):
@@ -208,6 +211,10 @@ class SqlEventStore:
         self._direct = None if self._sqlite else DirectConnections(engine)
         if self._sqlite:
             _configure_sqlite(engine)
+            self._truncate_wal()  # an erasure's old pages, if a crash came before it did
+
+    def _truncate_wal(self) -> None:
+        truncate_sqlite_wal(self.engine, "store")
 
     def close(self) -> None:
         """Releases pooled connections and the store's own."""
@@ -695,6 +702,7 @@ class SqlEventStore:
                     .values(key_epoch=logs.c.key_epoch + 1)
                 )
             self.append_record(conn, record)
+        self._truncate_wal()
         return named, sorted(erased), record.event.event_id
 
     def expire_content(
@@ -739,6 +747,7 @@ class SqlEventStore:
             record = record_of(expired)
             _delete_content(conn, log_id, list(found), received_before)
             self.append_record(conn, record)
+        self._truncate_wal()
         return expired, record.event.event_id
 
     def get_event(self, log_id: str, event_id: str) -> StoredEvent | None:
@@ -747,10 +756,20 @@ class SqlEventStore:
         return found[0] if found else None
 
     def read_event_ids(self, log_id: str, event_ids: Sequence[str]) -> list[StoredEvent]:
-        """The entries with these event ids (those stored), in sequence order: one read."""
-        if not event_ids:
-            return []
-        return self._reads("event_ids", {"log_id": log_id, "event_ids": list(event_ids)})
+        """The entries with these event ids (those stored), in sequence order.
+
+        One read per 10,000 ids: on SQLite each is a bound parameter, and SQLite
+        refuses more than 32,766 in a statement (a large erasure's ids, review).
+        """
+        chunks = list(_chunks(list(dict.fromkeys(event_ids))))
+        found = [
+            s
+            for chunk in chunks
+            for s in self._reads("event_ids", {"log_id": log_id, "event_ids": chunk})
+        ]
+        if len(chunks) > 1:
+            found.sort(key=lambda s: s.sequence)
+        return found
 
     def _reads(
         self, read: str, params: dict[str, object], content: bool = True
@@ -1288,6 +1307,23 @@ def _copy(
             copy.write_row(row)
 
 
+def truncate_sqlite_wal(engine: sa.Engine, what: str) -> None:
+    """SQLite (a file): copies the WAL into the file and empties it.
+
+    The WAL keeps the images of pages an erasure rewrote (content, data keys,
+    alert excerpts) until a checkpoint resets it (review, 2026-12-05): the
+    store ends each erasure with this, and alerting each batch that blanked
+    excerpts. Waits (``busy_timeout``) for readers of older snapshots; one
+    still busy leaves it to the next erasure or start, with a warning.
+    """
+    if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
+        return
+    with engine.connect() as conn:
+        busy = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").scalar()
+    if busy:
+        log.warning("%s WAL not truncated (readers busy): until the next erasure or start", what)
+
+
 def _configure_sqlite(engine: sa.Engine) -> None:
     """WAL, full sync on commit, and no implicit transactions (we BEGIN ourselves)."""
 
@@ -1298,6 +1334,7 @@ def _configure_sqlite(engine: sa.Engine) -> None:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA busy_timeout=10000")
+        cur.execute("PRAGMA secure_delete=ON")  # erased content never lingers in free space
         cur.close()
 
     @sa_event.listens_for(engine, "begin")
