@@ -189,6 +189,18 @@ class Visibility:
         return self.content and (self.pii or event.event_type not in QUOTING_RECORDS)
 
 
+def _reads_content(where: language.Node | None) -> bool:
+    """Whether matching reads content: full text or a text field.
+
+    ``input.text:*`` too: whether there is content is itself read from it.
+    """
+    return any(
+        isinstance(n, language.Text)
+        or getattr(getattr(n, "field", None), "kind", None) is Kind.TEXT
+        for n in language.leaves(where)
+    )
+
+
 def _drop_media_hashes(event: event_pb2.Event) -> None:
     """Clears the SHA-256 of every media part whose bytes the caller does not see.
 
@@ -284,11 +296,7 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         self._check_fields(
             caller, tenant, asked, [getattr(n, "field", None) for n in language.leaves(combined)]
         )
-        reads_content = any(
-            isinstance(n, language.Text)
-            or getattr(getattr(n, "field", None), "kind", None) is Kind.TEXT
-            for n in language.leaves(combined)
-        )  # `input.text:*` too: whether there is content is itself read from it
+        reads_content = _reads_content(combined)
         if reads_content and not caller.allows("content.read", tenant):
             raise self._refused(
                 caller, tenant, "content.read", asked, "full-text search reads content"
@@ -408,7 +416,9 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         with self._phase("store.read"):
             stored = self._events(tenant, [h.sequence for h in hits])
         with self._phase("search.rebuild"):
-            return self._reply(caller, tenant, page, hits, stored, size, bound)
+            return self._reply(
+                caller, tenant, page, hits, stored, size, bound, _reads_content(where)
+            )
 
     @staticmethod
     def _reply(
@@ -419,13 +429,19 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         stored: dict[int, StoredEvent],
         size: int,
         bound: str,
+        matched_content: bool,
     ) -> pb.SearchEventsResponse:
-        """The page as the caller may see it, highlights where its content is shown."""
+        """The page as the caller may see it, highlights where its content is shown.
+
+        An event whose content is erased is left out of a page that matched
+        content: the index holds its text until the indexer reaches the
+        erasure record, and listing the event would say what the text was.
+        """
         response = pb.SearchEventsResponse(total_size=page.total)
         view = Visibility.of(caller, tenant)
         for hit in hits:
             found = stored.get(hit.sequence)
-            if found is None:
+            if found is None or (matched_content and found.content is None):
                 continue
             result = response.results.add(event=view.redact(found), sequence=hit.sequence)
             # Erased content's highlights may outlive it while the index lags.
