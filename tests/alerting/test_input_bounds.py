@@ -301,3 +301,24 @@ def test_a_nul_in_a_name_filter_or_token_is_invalid_not_unavailable(
                 call()
             assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value
             assert [f for f, _ in violations(info.value)] == [field]
+
+
+def test_a_filter_longer_than_a_search_may_send_is_invalid(
+    alerting_server: Server, tenant: str
+) -> None:
+    """Its access record quotes it whole: unbounded, a filter padded past what a record
+    keeps ran unrecorded (review, 2026-12-05)."""
+    channel, _, _ = alerting_server
+    stub = pb_grpc.AlertingServiceStub(channel)  # type: ignore[no-untyped-call]
+    parent = f"tenants/{tenant}"
+    long = " " * 8192 + "rule = a"
+    rule = "id: r\nseverity: low\nwhen: {field: event_type, equals: interaction}\n"
+    for call in (
+        lambda: stub.ListAlerts(pb.ListAlertsRequest(parent=parent, filter=long)),
+        lambda: stub.TestRule(pb.TestRuleRequest(parent=parent, source=rule, filter=long)),
+    ):
+        with pytest.raises(grpc.RpcError) as info:
+            call()
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value
+        assert violations(info.value) == [("filter", "is 8200 characters; at most 8192")]
+    stub.ListAlerts(pb.ListAlertsRequest(parent=parent, filter=long[8:]))  # 8,192: taken

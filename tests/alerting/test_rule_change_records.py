@@ -183,3 +183,13 @@ def test_on_sqlite_the_record_commits_with_the_change(
         svc.update_rule("alice", name, None, False)
     assert svc.get_rule(name).enabled
     assert _records(store, tenant) == [("admin", "create", REFUSALS, True)]
+
+
+def test_a_rule_longer_than_4096_characters_is_recorded_whole(
+    store: SqlEventStore, consumer: SqlEventStore, tenant: str
+) -> None:
+    """The record kept the first 4,096 characters of a source of up to 64 KiB: what a long
+    rule matched on went unrecorded (review, 2026-12-05)."""
+    source = "# " + "x" * 5000 + "\n" + REFUSALS
+    _service(store, consumer).create_rule("admin", f"tenants/{tenant}", "refusals", source, True)
+    assert _records(store, tenant) == [("admin", "create", source, True)]

@@ -118,7 +118,10 @@ MEDIA_CASES = [  # (mime type, bytes sent, bytes kept)
             f"hi +2D0- {EMAIL}".encode(),
             f"hi +2D0- {MAIL}".encode(),
         )
-        for charset in ("utf-7", "punycode", "idna", "undefined", "unicode_escape", "no-such")
+        for charset in (
+            *("utf-7", "punycode", "idna", "undefined", "unicode_escape", "no-such"),
+            "utf\x00-8",  # a name codecs cannot even look up (ValueError): the server failed
+        )
     ],
     ("message/rfc822", f"From: {EMAIL}\r\n".encode(), f"From: {MAIL}\r\n".encode()),
     ("application/x-pem-file", f"k\n{PEM}\n".encode(), b"k\n[REDACTED:secret.private_key]\n"),

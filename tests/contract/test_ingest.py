@@ -410,6 +410,23 @@ def test_a_stream_request_the_server_fails_on_is_answered_and_the_stream_goes_on
     assert stored_count(server, tenant) == 2
 
 
+def test_an_append_the_server_fails_on_is_internal_nothing_written(
+    server: Running, tenant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """gRPC's own answer was UNKNOWN quoting the exception: the SDK read it as the network
+    failing and spooled the batch to retry it for good (review, 2026-12-05)."""
+
+    def failing(events: list[ev.Event], *args: Any) -> list[NewEvent]:
+        raise RuntimeError("a fault of the server, quoting the content")
+
+    monkeypatch.setattr("aiaudit.ingest.handlers.prepare_batch", failing)
+    with pytest.raises(grpc.RpcError) as err:
+        stub(server).Append(pb.AppendRequest(events=[interaction(tenant, "boom")]))
+    assert err.value.code() == grpc.StatusCode.INTERNAL
+    assert err.value.details() == "the server failed on this request; nothing was written"
+    assert stored_count(server, tenant) == 0
+
+
 def test_concurrent_clients_get_gap_free_unique_sequences(server: Running, tenant: str) -> None:
     sequences: list[int] = []
     lock = threading.Lock()

@@ -127,3 +127,34 @@ def test_what_a_record_quotes_needs_pii_read_to_be_read_or_matched(
     got = auditor.GetEvent(pb.GetEventRequest(tenant_id=tenant, event_id=event_id)).event
     assert got.event_type == ev.EVENT_TYPE_AUDIT_ACCESS
     assert [p.text for m in got.input.messages for p in m.parts] == [""]  # as if erased
+
+
+def test_a_search_padded_past_4096_characters_is_recorded_whole(
+    search_suite: SearchSuite, tenant: str
+) -> None:
+    """Records kept the first 4,096 characters of each text a search sends (8,192 allowed):
+    a filter padded with blanks ran, and its record showed only the blanks (review)."""
+    search_suite.append([interaction(tenant, "e-1", text="my diagnosis is cancer")])
+    search_suite.wait_indexed(tenant, 1)
+    asked = {"filter": " " * 4100 + 'event_id = "e-1"', "query": " " * 4100 + "cancer"}
+    page = search_suite.search.SearchEvents(pb.SearchEventsRequest(tenant_id=tenant, **asked))
+    assert [r.event.event_id for r in page.results] == ["e-1"]
+    store = search_suite.suite.store
+    records = [
+        e
+        for e in (s.to_event() for s in store.read_log(tenant, 0, 100))
+        if e.event_type == ev.EVENT_TYPE_AUDIT_ACCESS and len(e.input.messages) == 2
+    ]
+    said = {m.name: m.parts[0].text for m in records[-1].input.messages}
+    assert said == asked
+
+
+def test_a_text_longer_than_a_record_keeps_is_marked_cut(store: SqlEventStore, tenant: str) -> None:
+    """No request sends more than 64 KiB of one text; if one did, its record would say so."""
+    access = AccessLog(store)
+    long = "x" * 70_000
+    access.submit(DEV_CALLER, tenant, "test.read", {"filter": long, "n": 1}).result(timeout=30)
+    (record,) = [s.to_event() for s in store.read_log(tenant, 0, 10)]
+    assert record.input.messages[0].parts[0].text == long[: 64 * 1024]
+    assert record.attributes["access.filter.chars"].int_value == 70_000
+    assert "access.n.chars" not in record.attributes

@@ -73,7 +73,7 @@ def access_event(
         if key in quoted:
             if value:
                 said = event.input.messages.add(role=event_pb2.ROLE_USER, name=key)
-                said.parts.add(text=str(value)[:4096])
+                said.parts.add(text=_kept(event, key, str(value), _MOST_QUOTED))
             continue
         slot = event.attributes[f"access.{key}"]
         if isinstance(value, bool):
@@ -81,8 +81,26 @@ def access_event(
         elif isinstance(value, int):
             slot.int_value = value
         else:
-            slot.string_value = str(value)[:4096]
+            slot.string_value = _kept(event, key, str(value), _MOST_ATTRIBUTE)
     return event
+
+
+_MOST_QUOTED = 64 * 1024
+"""Characters of a quoted text a record keeps: more than any request may send (a search's
+filter and query 8,192 each, a rule's source 64 KiB). Until 2026-12-05 it kept 4,096, and
+a filter padded past them ran unrecorded (review)."""
+_MOST_ATTRIBUTE = 4096
+
+
+def _kept(event: event_pb2.Event, key: str, text: str, most: int) -> str:
+    """``text``, or its first ``most`` characters and ``access.<key>.chars`` its length.
+
+    A record never passes off a cut text as the whole.
+    """
+    if len(text) <= most:
+        return text
+    event.attributes[f"access.{key}.chars"].int_value = len(text)
+    return text[:most]
 
 
 LINGER = 0.05

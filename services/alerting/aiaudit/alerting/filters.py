@@ -15,6 +15,10 @@ from dataclasses import dataclass
 _TERM = re.compile(r'\s*([A-Za-z_][\w.]*)\s*(!=|<=|>=|=|<|>)\s*("(?:[^"\\]|\\.)*"|[^\s"]+)\s*')
 
 
+MAX_LENGTH = 8192
+"""Characters of a filter, as a search's."""
+
+
 class FilterError(ValueError):
     """A filter that cannot be parsed or names an unknown field."""
 
@@ -30,6 +34,8 @@ class Term:
 
 def parse(text: str, known: frozenset[str]) -> list[Term]:
     """Terms of a conjunctive filter; FilterError says what is wrong."""
+    if len(text) > MAX_LENGTH:  # its access record quotes it whole
+        raise FilterError(f"is {len(text)} characters; at most {MAX_LENGTH}")
     if "\x00" in text:  # no value holds it, and PostgreSQL refused the statement: UNAVAILABLE
         raise FilterError("must not contain U+0000 (NUL)")
     if not text.strip():

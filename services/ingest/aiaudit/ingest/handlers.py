@@ -272,24 +272,35 @@ class IngestHandlers:
         )
 
     def append(self, raw: bytes, context: grpc.ServicerContext) -> pb.AppendResponse:
-        """Append: the whole batch or nothing."""
+        """Append: the whole batch or nothing.
+
+        A fault of this server is INTERNAL, "nothing was written", as on a
+        stream: gRPC's own UNKNOWN quoted the exception's text, and a client
+        could not tell it from a fault of the network (review, 2026-12-05).
+        """
+        caller = self._auth.authenticate(context)  # before anything is said about the request
         try:
-            caller = self._auth.authenticate(context)  # before anything is said about the request
-            request = self._parse(raw, pb.AppendRequest, 1, "events")
-            assert isinstance(request, pb.AppendRequest)
-            events = list(request.events)
-            wires = [e.SerializeToString() for e in events]  # checked and committed alike
-            self._refuse_unknown_fields(request, wires, raw, 1, "events")
-            sign = request.sign_receipts
-            receipts, notes = self._receipts(
-                self._submit(events, wires, "events", caller, sign), "events", sign
-            )
-            response = pb.AppendResponse(signed_receipts=notes)
-            add_receipts(receipts, response.receipts)
-            return response
+            return self._append(raw, caller)
         except _RefusedError as refused:
             status.abort(context, refused.status)
-            raise AssertionError("unreachable") from None
+        except Exception:
+            log.exception("append request not accepted")
+            status.abort(context, _INTERNAL)
+        raise AssertionError("unreachable")
+
+    def _append(self, raw: bytes, caller: Caller) -> pb.AppendResponse:
+        request = self._parse(raw, pb.AppendRequest, 1, "events")
+        assert isinstance(request, pb.AppendRequest)
+        events = list(request.events)
+        wires = [e.SerializeToString() for e in events]  # checked and committed alike
+        self._refuse_unknown_fields(request, wires, raw, 1, "events")
+        sign = request.sign_receipts
+        receipts, notes = self._receipts(
+            self._submit(events, wires, "events", caller, sign), "events", sign
+        )
+        response = pb.AppendResponse(signed_receipts=notes)
+        add_receipts(receipts, response.receipts)
+        return response
 
     def append_stream(
         self, requests: Iterator[bytes], context: grpc.ServicerContext

@@ -301,7 +301,7 @@ def _as_text(media: event_pb2.Media) -> _MediaText | None:
         ]
         try:
             codec = _WIDE.get(codecs.lookup(charsets[0]).name) if charsets else None
-        except LookupError:
+        except (LookupError, ValueError):  # ValueError: a name holding U+0000 (review)
             codec = None
     if codec is not None:
         try:
