@@ -159,6 +159,31 @@ def test_refused_events_are_set_aside_and_the_rest_of_their_batch_is_stored(
     assert event.input.messages[0].parts[0].text == "same id, other content"
 
 
+def test_an_event_the_key_may_not_write_is_set_aside_and_holds_nothing_up(
+    server: Server, tenant: str
+) -> None:
+    """PERMISSION_DENIED was taken for the service being down: the batch went to the spool,
+    was replayed first, refused again, for good, and every batch spooled after it waited
+    behind it (review, 2026-12-05)."""
+    server.key = write_keys(server.data_dir / "keys.yaml", tenants=[tenant])["gateway"]
+    server.start()
+    refused: list[tuple[str, str]] = []
+    logger = server.logger(on_rejected=lambda e, why: refused.append((e.event_id, why)))
+    events = [interaction(tenant, f"ok-{i}") for i in range(6)]
+    events.insert(2, interaction(f"{tenant}-other", "elsewhere"))
+    for e in events:
+        logger.log(e)
+    assert logger.flush(timeout=30)
+    later = logger.log(interaction(tenant, "later"))
+    assert logger.flush(timeout=30)
+    assert sorted(stored_ids(server.store_url, tenant)) == sorted(
+        [*(f"ok-{i}" for i in range(6)), later]
+    )
+    assert [e for e, _ in refused] == ["elsewhere"]
+    assert refused[0][1].startswith("PERMISSION_DENIED: ")
+    assert spooled(server.spool) == 0
+
+
 def test_a_batch_of_many_refused_events_sets_each_aside_once_and_stores_the_rest(
     server: Server, tenant: str
 ) -> None:
