@@ -63,6 +63,25 @@ def test_default_pack_fires_once_per_incident_with_evidence(
     assert len(alert_rows(consumer, tenant)) == 1
 
 
+def test_the_default_secrets_rule_and_kind_rules_of_every_family_fire(
+    store: SqlEventStore, consumer: SqlEventStore, tenant: str
+) -> None:
+    """The secrets family names its findings ``secret.<kind>``: ``detector: secrets`` (the
+    default ``secrets-in-output``) and ``secrets.aws_access_key`` matched none of them,
+    and a model printing a live key never raised an alert (review, 2026-12-05)."""
+    leaked = interaction(tenant, text="what is the deploy key?")
+    leaked.output.messages[0].parts[0].text = "use AKIAIOSFODNN7EXAMPLE for the bucket"
+    carded = interaction(tenant, text="read it back")
+    carded.output.messages[0].parts[0].text = "your card is 4111 1111 1111 1111"
+    put_rule(consumer, tenant, "id: aws\nseverity: low\nwhen: {detector: secrets.aws_access_key}\n")
+    put_rule(consumer, tenant, "id: jwt\nseverity: low\nwhen: {detector: secrets.jwt}\n")
+    put_rule(consumer, tenant, "id: card\nseverity: low\nwhen: {detector: pii.credit_card}\n")
+    append(store, [leaked, carded])
+    drain(make_engine(consumer), tenant)
+    fired = sorted({r.rule_id for r in alert_rows(consumer, tenant)})
+    assert fired == ["aws", "card", "pii-in-output", "secrets-in-output"]
+
+
 def test_repeated_access_denials_of_one_principal_raise_the_default_alert(
     store: SqlEventStore, consumer: SqlEventStore, tenant: str
 ) -> None:

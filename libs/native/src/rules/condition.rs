@@ -50,8 +50,10 @@ pub enum Cond {
     /// A field (index into the program's paths) and its comparison.
     Field(usize, Op),
     /// A detector (family or `family.kind`) found something scoring at least `min_score`.
+    /// A finding is matched by its kind, the part after its first dot: the secrets family
+    /// names its findings `secret.<kind>`, and `detector: secrets` matched none of them.
     Detector {
-        name: String,
+        kind: Option<String>,
         family: usize,
         min_score: f64,
     },
@@ -126,7 +128,7 @@ impl Cond {
             Cond::Always => Some(Vec::new()),
             Cond::Field(path, op) => op.holds(memo.values(cx, *path)?).then(Vec::new),
             Cond::Detector {
-                name,
+                kind,
                 family,
                 min_score,
             } => {
@@ -136,10 +138,12 @@ impl Cond {
                     .enumerate()
                     .filter(|(_, x)| {
                         x.score >= *min_score
-                            && (x.detector == *name
-                                || x.detector
-                                    .strip_prefix(name.as_str())
-                                    .is_some_and(|r| r.starts_with('.')))
+                            && match kind {
+                                None => true, // the findings are the family's already
+                                Some(k) => {
+                                    x.detector.split_once('.').is_some_and(|(_, xk)| xk == k)
+                                }
+                            }
                     })
                     .map(|(i, _)| (*family, i))
                     .collect();

@@ -248,13 +248,16 @@ impl Builder<'_> {
             }
             "detector" => {
                 let name: String = t.get_item(1)?.extract()?;
-                let family = name.split('.').next().unwrap_or_default();
+                let (family, kind) = match name.split_once('.') {
+                    Some((family, kind)) => (family, Some(kind.to_owned())),
+                    None => (name.as_str(), None),
+                };
                 let family = detect::FAMILIES
                     .iter()
                     .position(|f| *f == family)
                     .ok_or_else(|| PyValueError::new_err(format!("unknown detector {name:?}")))?;
                 Cond::Detector {
-                    name,
+                    kind,
                     family,
                     min_score: t.get_item(2)?.extract()?,
                 }

@@ -28,7 +28,7 @@ import sqlalchemy as sa
 
 from aiaudit.common.leader import Leadership
 from aiaudit.common.store import cursors
-from aiaudit.integrity import storage, worm
+from aiaudit.integrity import merkle, storage, worm
 from aiaudit.integrity.merkle import CompactRange
 from aiaudit.integrity.note import Checkpoint, NoteError, format_checkpoint, sign_notes
 from aiaudit.integrity.signers import KeySource, SignerUnavailableError
@@ -75,6 +75,8 @@ class Notary:
         self._on_health = on_health
         self._ranges: dict[str, CompactRange] = {}
         self._unsigned: set[str] = set()
+        self._forked: set[str] = set()
+        """Logs whose tree did not extend their last checkpoint in the last round: unsigned."""
         self._last_sign = float("-inf")  # the first checkpoint is due at once
         self._last_integrate = float("-inf")
         self._leading = False
@@ -259,12 +261,14 @@ class Notary:
                 ],
             )
         self._unsigned -= set(exported)
-        self._signed = len(exported) == len(due)
+        self._unsigned |= self._forked  # tried again each round, and named each time
+        self._signed = len(exported) == len(due) and not self._forked
         self._set_health(self._signed)
 
     def _due(self, conn: sa.Connection) -> dict[str, Checkpoint]:
         """The checkpoint to sign of each unsigned log that grew past its latest one."""
         due: dict[str, Checkpoint] = {}
+        self._forked = set()
         with conn.begin():
             for log_id, position, latest in storage.positions_and_latest(
                 conn, CONSUMER, sorted(self._unsigned)
@@ -275,7 +279,11 @@ class Notary:
                 if edge is None or edge.size != position:
                     edge = CompactRange.load(position, storage.NodeTable(conn, log_id))
                     self._ranges[log_id] = edge
-                due[log_id] = Checkpoint(self._config.origin(log_id), position, edge.root())
+                root = edge.root()
+                if latest and not _extends(conn, log_id, latest, position, root):
+                    self._forked.add(log_id)
+                    continue
+                due[log_id] = Checkpoint(self._config.origin(log_id), position, root)
         return due
 
     def _export(
@@ -305,3 +313,30 @@ class Notary:
         """Reports on every attempt, so a status overwritten elsewhere is corrected soon."""
         self._healthy = ok
         self._on_health(ok)
+
+
+def _extends(conn: sa.Connection, log_id: str, signed_size: int, size: int, root: bytes) -> bool:
+    """Whether the tree of ``size`` leaves extends the log's checkpoint of ``signed_size``.
+
+    Checked before each signing with a consistency proof from the node table:
+    a node row changed, or a history rewritten and integrated again, would
+    otherwise be signed as a fork of what was signed before (review,
+    2026-12-05). The log is then not signed, and the notary reports NOT_SERVING.
+    """
+    signed = storage.checkpoint_at(conn, log_id, signed_size)
+    if signed is None:  # deleted meanwhile: nothing stored to extend
+        return True
+    try:
+        proof = merkle.consistency_proof(signed_size, size, storage.NodeTable(conn, log_id))
+        merkle.verify_consistency(signed_size, size, signed.root_hash, root, proof)
+    except (merkle.ProofError, merkle.MissingNodeError) as exc:
+        log.error(
+            "log %s not signed: its tree of %d leaves does not extend the checkpoint of %d (%s);"
+            " run aiaudit verify",
+            log_id,
+            size,
+            signed_size,
+            exc,
+        )
+        return False
+    return True
