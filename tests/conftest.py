@@ -123,8 +123,9 @@ def sealed_store(request: pytest.FixtureRequest, tmp_path: Path) -> Postgres | s
     """A store for tests that seal content under a KEK of their own: its own database.
 
     In the session's database other tests' consumers (an indexer tails every
-    log) would meet rows they hold no KEK for. SQLite: the URL; PostgreSQL: the
-    database with its logins.
+    log) would meet rows they hold no KEK for; so would they a log a test
+    tampered with (the notary refuses to sign one). SQLite: the URL;
+    PostgreSQL: the database with its logins.
     """
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'aiaudit.db'}"

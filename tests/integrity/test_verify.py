@@ -28,11 +28,12 @@ from aiaudit.common.store.schema import event_content, events, log_entries
 from aiaudit.common.store.sql import Receipt, data_keys
 from aiaudit.integrity import checks, note, verify
 from aiaudit.integrity.signers import FileKeys
+from aiaudit.integrity.tables import nodes
 from aiaudit.integrity.verify import MODES, Report, verify_store
 from tests.conftest import Postgres
 from tests.helpers import interaction, wait_until
 from tests.integrity.conftest import ORIGIN_PREFIX, Notaries, append, login
-from tests.integrity.test_notary import all_checkpoints, covers
+from tests.integrity.test_notary import all_checkpoints, check_history, covers
 
 
 @dataclass
@@ -69,6 +70,13 @@ class Log:
     def execute(self, statement: str, **params: object) -> None:
         with self.admin.begin() as conn:
             conn.execute(sa.text(statement), {"t": self.tenant, **params})
+
+
+@pytest.fixture
+def postgres(own_postgres: Postgres) -> Postgres:
+    """Each test a database of its own: a log tampered with here would stay in the session's,
+    where every later notary would refuse to sign it and report NOT_SERVING."""
+    return own_postgres
 
 
 @pytest.fixture(params=MODES)
@@ -529,6 +537,46 @@ def test_content_deleted_without_an_erasure_record_is_named(
     ]
 
 
+def test_content_put_back_after_its_erasure_is_named(full_log: Log, privacy_url: str) -> None:
+    """Content restored from a backup after its erasure verified, and every reader served it
+    again (review, 2026-12-05)."""
+    from aiaudit.common.erasure import erase
+
+    with full_log.admin.connect() as conn:
+        saved = conn.execute(
+            sa.text("SELECT * FROM event_content WHERE log_id = :t AND seq = 2"),
+            {"t": full_log.tenant},
+        ).one()
+    privacy = open_store(privacy_url)
+    try:
+        erase(privacy, full_log.tenant, "data subject request", "dpo", [full_log.event(2)])
+    finally:
+        privacy.close()
+    assert full_log.verify().ok
+    columns = ", ".join(saved._fields)
+    values = ", ".join(f":{c}" for c in saved._fields)
+    with full_log.admin.begin() as conn:
+        conn.execute(
+            sa.text(f"INSERT INTO event_content ({columns}) VALUES ({values})"), saved._asdict()
+        )
+    problems = full_log.problems()
+    assert len(problems) == 1
+    assert problems[0].startswith(
+        f"log {full_log.tenant} sequence 2 event {full_log.event(2)}: content present although"
+        " the erasure record at sequence 15 names the event"
+    )
+
+
+def test_a_log_whose_logs_row_is_deleted_is_still_verified(log: Log) -> None:
+    """Verify listed the logs from ``logs`` alone: deleting a log's row there hid it, and
+    every change to it after (review, 2026-12-05)."""
+    log.execute("DELETE FROM logs WHERE log_id = :t")
+    log.execute("UPDATE log_entries SET event_id = 'forged' WHERE log_id = :t AND seq = 4")
+    problems = log.problems()
+    assert mentions(problems, log.tenant, "no row in logs (deleted?)")
+    assert mentions(problems, "sequence 4")
+
+
 def test_an_erasure_committed_during_the_walk_is_no_tampering(
     store: SqlEventStore,
     admin_url: str,
@@ -562,3 +610,35 @@ def test_an_erasure_committed_during_the_walk_is_no_tampering(
         privacy.close()
     assert erased == [receipts[5].event_id]
     assert report.ok, report.problems
+
+
+def test_a_tree_that_does_not_extend_the_last_checkpoint_is_not_signed(
+    store: SqlEventStore, notaries: Notaries, admin_url: str, tenant: str, tmp_path: Path
+) -> None:
+    """A restarted notary builds its edge from the node rows: with one changed, it signed
+    a checkpoint no consistency proof joins to the one before, a fork made with the real
+    key (review, 2026-12-05). Now the log goes unsigned and the notary NOT_SERVING."""
+    keys = FileKeys("test.aiaudit/log", tmp_path / "key.pem")
+    append(store, tenant, 15)
+    first = notaries.start(keys)
+    wait_until(lambda: covers(notaries.url, tenant, 15))
+    first.stop()
+    admin = sa.create_engine(admin_url)
+    node = sa.and_(nodes.c.log_id == tenant, nodes.c.level == 2, nodes.c.idx == 2)
+    try:
+        with admin.begin() as conn:  # leaves 8..11: on the right edge of a tree of 15
+            (real,) = conn.execute(sa.select(nodes.c.hash).where(node)).scalars()
+            conn.execute(sa.update(nodes).where(node).values(hash=bytes(32)))
+        append(store, tenant, 1)
+        health: list[bool] = []
+        second = notaries.start(keys, on_health=health.append)
+        wait_until(lambda: False in health)
+        assert max(c.tree_size for c in all_checkpoints(notaries.url, tenant)) == 15
+        second.stop()
+        with admin.begin() as conn:  # repaired: signed on the next start
+            conn.execute(sa.update(nodes).where(node).values(hash=real))
+    finally:
+        admin.dispose()
+    notaries.start(keys)
+    wait_until(lambda: covers(notaries.url, tenant, 16))
+    check_history(notaries.url, tenant, keys.verifier_keys())

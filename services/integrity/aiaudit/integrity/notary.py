@@ -203,7 +203,10 @@ class Notary:
         position = cursors.position(conn, CONSUMER, log_id)
         edge = self._ranges.get(log_id)
         if edge is None or edge.size != position:
-            edge = CompactRange.load(position, storage.NodeTable(conn, log_id))
+            edge = self._load(conn, log_id, position)
+            if edge is None:
+                self._unsigned.add(log_id)  # so that the signing round reports it
+                return 0, None
         rows = storage.leaves(conn, log_id, position, self._config.batch_size)
         contiguous = [leaf for i, (seq, leaf) in enumerate(rows) if seq == position + i]
         if not contiguous:
@@ -268,7 +271,6 @@ class Notary:
     def _due(self, conn: sa.Connection) -> dict[str, Checkpoint]:
         """The checkpoint to sign of each unsigned log that grew past its latest one."""
         due: dict[str, Checkpoint] = {}
-        self._forked = set()
         with conn.begin():
             for log_id, position, latest in storage.positions_and_latest(
                 conn, CONSUMER, sorted(self._unsigned)
@@ -277,14 +279,48 @@ class Notary:
                     continue
                 edge = self._ranges.get(log_id)
                 if edge is None or edge.size != position:
-                    edge = CompactRange.load(position, storage.NodeTable(conn, log_id))
+                    edge = self._load(conn, log_id, position)
+                    if edge is None:
+                        continue
                     self._ranges[log_id] = edge
-                root = edge.root()
-                if latest and not _extends(conn, log_id, latest, position, root):
-                    self._forked.add(log_id)
-                    continue
-                due[log_id] = Checkpoint(self._config.origin(log_id), position, root)
+                due[log_id] = Checkpoint(self._config.origin(log_id), position, edge.root())
         return due
+
+    def _load(self, conn: sa.Connection, log_id: str, position: int) -> CompactRange | None:
+        """The log's right edge read from its node rows, if it extends its last checkpoint.
+
+        A consistency proof from the log's last stored checkpoint to the edge's
+        root, read from the same rows: with one changed (or a history
+        rewritten and integrated again) a restarted notary integrated on top
+        of it and signed a fork of its own earlier checkpoint with the real key
+        (review, 2026-12-05). Such a log is neither integrated nor signed, the
+        error names it, and the notary reports NOT_SERVING until it is repaired.
+        """
+        edge = CompactRange.load(position, storage.NodeTable(conn, log_id))
+        signed = storage.latest_checkpoint(conn, log_id)
+        if signed is not None:
+            try:
+                proof = merkle.consistency_proof(
+                    signed.tree_size, position, storage.NodeTable(conn, log_id)
+                )
+                merkle.verify_consistency(
+                    signed.tree_size, position, signed.root_hash, edge.root(), proof
+                )
+            except (ValueError, merkle.MissingNodeError) as exc:  # ProofError is a ValueError
+                if log_id in self._forked:  # named once, not every round
+                    return None
+                log.error(
+                    "log %s not integrated nor signed: its %d leaves do not extend its"
+                    " checkpoint of %d (%s); run aiaudit verify",
+                    log_id,
+                    position,
+                    signed.tree_size,
+                    exc,
+                )
+                self._forked.add(log_id)
+                return None
+        self._forked.discard(log_id)
+        return edge
 
     def _export(
         self, due: dict[str, Checkpoint], notes: dict[str, str], key_id: bytes
@@ -313,30 +349,3 @@ class Notary:
         """Reports on every attempt, so a status overwritten elsewhere is corrected soon."""
         self._healthy = ok
         self._on_health(ok)
-
-
-def _extends(conn: sa.Connection, log_id: str, signed_size: int, size: int, root: bytes) -> bool:
-    """Whether the tree of ``size`` leaves extends the log's checkpoint of ``signed_size``.
-
-    Checked before each signing with a consistency proof from the node table:
-    a node row changed, or a history rewritten and integrated again, would
-    otherwise be signed as a fork of what was signed before (review,
-    2026-12-05). The log is then not signed, and the notary reports NOT_SERVING.
-    """
-    signed = storage.checkpoint_at(conn, log_id, signed_size)
-    if signed is None:  # deleted meanwhile: nothing stored to extend
-        return True
-    try:
-        proof = merkle.consistency_proof(signed_size, size, storage.NodeTable(conn, log_id))
-        merkle.verify_consistency(signed_size, size, signed.root_hash, root, proof)
-    except (merkle.ProofError, merkle.MissingNodeError) as exc:
-        log.error(
-            "log %s not signed: its tree of %d leaves does not extend the checkpoint of %d (%s);"
-            " run aiaudit verify",
-            log_id,
-            size,
-            signed_size,
-            exc,
-        )
-        return False
-    return True

@@ -52,7 +52,7 @@ from aiaudit.common.store.sql import data_keys
 from aiaudit.integrity import checks, storage, worm
 from aiaudit.integrity.merkle import HASH_SIZE, CompactRange
 from aiaudit.integrity.note import Checkpoint, NoteError, VerifierKey, open_checkpoint
-from aiaudit.integrity.tables import nodes
+from aiaudit.integrity.tables import checkpoints, nodes
 from aiaudit.integrity.verify_pages import PageChecks
 
 PAGE = 4096
@@ -556,6 +556,13 @@ def verify_log(
         for seq, committed in storage.erasure_records(conn, log_id, after=expected - 1):
             walk.erasure_facts(seq, "", committed, gone=False)
     walk.unrecorded_erasures()
+    for seq, event_id, record in _content_after_erasure(conn, log_id):
+        walk.problem(
+            f"content present although the erasure record at sequence {record} names the "
+            "event (put back?)",
+            seq,
+            event_id,
+        )
     # Pages found intact in the database hold no orphan (their event rows are
     # exactly their entries' sequences and receive times): look only outside them.
     outside = (
@@ -586,6 +593,39 @@ def verify_log(
             f"the notary integrated {int(integrated) + 1} leaves but the log head says "
             f"{head_now} (tail truncated?)"
         )
+
+
+def _content_after_erasure(conn: sa.Connection, log_id: str) -> list[tuple[int, str, int]]:
+    """(sequence, event id, record's sequence) of events with content a later record erases.
+
+    Content put back from a backup, which every reader would serve again
+    (review, 2026-12-05).
+    """
+    named: dict[str, int] = {}
+    for seq, committed in storage.erasure_records(conn, log_id, after=-1):
+        for event_id in erasure.erased_ids(committed):
+            named[event_id] = max(seq, named.get(event_id, -1))
+    ids = sorted(named)
+    found = []
+    for i in range(0, len(ids), 10_000):
+        rows = conn.execute(
+            sa.select(log_entries.c.seq, log_entries.c.event_id)
+            .join(
+                event_content,
+                sa.and_(
+                    event_content.c.log_id == log_entries.c.log_id,
+                    event_content.c.seq == log_entries.c.seq,
+                    event_content.c.receive_time == log_entries.c.receive_time,
+                ),
+            )
+            .where(
+                log_entries.c.log_id == log_id,
+                log_entries.c.event_id.in_(ids[i : i + 10_000]),
+                event_content.c.content != b"{}",
+            )
+        )
+        found += [(int(seq), str(e), named[str(e)]) for seq, e in rows if named[str(e)] > seq]
+    return sorted(found)
 
 
 def _walk_pages(
@@ -711,6 +751,20 @@ def verify_store(
     return report
 
 
+def _headless(conn: sa.Connection, known: set[str], checkpoint_dir: Path | None) -> list[str]:
+    """Logs found anywhere but in ``logs``.
+
+    Verify took its list from that table alone: deleting a log's row hid the
+    log, whatever was then done to it (review, 2026-12-05).
+    """
+    found: set[str] = set()
+    for table in (log_entries, events, event_content, nodes, checkpoints):
+        found |= {str(r[0]) for r in conn.execute(sa.select(table.c.log_id).distinct())}
+    if checkpoint_dir is not None and checkpoint_dir.is_dir():
+        found |= {d.name for d in checkpoint_dir.iterdir() if d.is_dir()}
+    return sorted(found - known)
+
+
 def _verify_logs(
     engine: sa.Engine,
     keys: Sequence[VerifierKey],
@@ -725,6 +779,18 @@ def _verify_logs(
 ) -> None:
     with engine.connect() as conn:
         known = [str(r[0]) for r in conn.execute(sa.select(logs.c.log_id).order_by(logs.c.log_id))]
+        headless = _headless(conn, set(known), checkpoint_dir)
+        if log_ids:
+            headless = [x for x in headless if x in log_ids]
+        for log_id in headless:
+            report.problems.append(
+                Problem(
+                    log_id,
+                    "has entries, events, content, nodes or checkpoints but no row in logs"
+                    " (deleted?): checked with a head of 0",
+                )
+            )
+        known = sorted({*known, *headless})
         for log_id in log_ids:
             if log_id not in known:
                 report.problems.append(Problem(log_id, "no such log"))
