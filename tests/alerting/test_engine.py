@@ -82,6 +82,21 @@ def test_the_default_secrets_rule_and_kind_rules_of_every_family_fire(
     assert fired == ["aws", "card", "pii-in-output", "secrets-in-output"]
 
 
+def test_token_counts_whose_sum_passes_int64_still_compare(
+    store: SqlEventStore, consumer: SqlEventStore, tenant: str
+) -> None:
+    """Ingest takes each count up to 2^63 - 1; their sum wrapped to a negative number, and
+    ``token-spike`` (``gt: 0``) skipped the event (review, 2026-12-05)."""
+    huge = interaction(tenant)
+    huge.usage.input_tokens = huge.usage.output_tokens = 2**62
+    put_rule(
+        consumer, tenant, "id: tokens\nseverity: low\nwhen: {field: usage.total_tokens, gt: 0}\n"
+    )
+    append(store, [huge])
+    drain(make_engine(consumer), tenant)
+    assert "tokens" in {r.rule_id for r in alert_rows(consumer, tenant)}
+
+
 def test_repeated_access_denials_of_one_principal_raise_the_default_alert(
     store: SqlEventStore, consumer: SqlEventStore, tenant: str
 ) -> None:

@@ -337,7 +337,7 @@ impl FieldPath {
             }
             Leaf::TotalTokens(a, b) => {
                 let (x, y) = (first_int(schema, a, node)?, first_int(schema, b, node)?);
-                out.push(Value::Int(x + y));
+                out.push(Value::Int(x.saturating_add(y))); // ingest takes each up to i64::MAX
             }
             Leaf::Cost(units, nanos) => {
                 let (u, n) = (
