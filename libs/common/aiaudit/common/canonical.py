@@ -120,14 +120,17 @@ def _content_slots(desc: Any, node: dict[str, Any], path: str) -> Iterator[_Slot
 
 
 def _raw(slot: _Slot, value: str) -> bytes:
-    """The bytes a content value commits to; ValueError for bytes not in canonical base64.
+    """The bytes a content value commits to; ValueError for bytes not in canonical base64."""
+    return b64decode_canonical(value) if slot.is_bytes else value.encode("utf-8")
+
+
+def b64decode_canonical(value: str) -> bytes:
+    """``value`` decoded if it is canonical base64 (padded, standard alphabet), else ValueError.
 
     Lenient base64 skips characters it does not know and what follows the
     padding: an edited value (``...=`` + more text) would decode to the
     committed bytes, and a reader of the file would see other ones (review).
     """
-    if not slot.is_bytes:
-        return value.encode("utf-8")
     try:
         raw = base64.b64decode(value, validate=True)
     except binascii.Error:

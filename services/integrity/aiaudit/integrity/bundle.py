@@ -252,12 +252,9 @@ def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def _b64(value: str, name: str) -> bytes:
     """``value`` decoded, if it is canonical base64."""
     try:
-        raw = base64.b64decode(value, validate=True)
-    except binascii.Error:
-        raw = None
-    if raw is None or base64.b64encode(raw).decode("ascii") != value:
-        raise BundleError(f"field {name!r} is not in canonical base64")
-    return raw
+        return canonical.b64decode_canonical(value)
+    except ValueError:
+        raise BundleError(f"field {name!r} is not in canonical base64") from None
 
 
 def _parse(line: object) -> _Line:
