@@ -264,3 +264,41 @@ def test_text_scans_count_contains_and_regex_only() -> None:
     )
     assert text_scans(rule) == 2
     assert text_scans(compile_rule(_many(5, "contains"))) == 5
+
+
+@pytest.mark.parametrize(
+    ("when", "message"),
+    [
+        (
+            "{field: safety_flags.severity, gte: 4}",
+            "safety_flags.severity is an enum, not a number: name its values with in: [...]",
+        ),
+        (
+            "{field: actor.user_id, gt: 5}",
+            "actor.user_id is not a number or a time: use equals, in, contains or regex",
+        ),
+        (
+            "{field: trust_signals.value.bool_value, lt: 1}",
+            "trust_signals.value.bool_value is not a number or a time: "
+            "use equals, in, contains or regex",
+        ),
+    ],
+)
+def test_comparisons_on_fields_that_hold_no_number_are_refused(when: str, message: str) -> None:
+    """They never held, so a rule written with one silently never fired."""
+    op = when.split(", ")[1].split(":")[0]
+    assert errors(f"id: x\nseverity: low\nwhen: {when}\n") == [f"line 3, when.{op}: {message}"]
+    # A rule stored before the check still loads, and its condition still never holds.
+    source = f"id: x\nseverity: low\nwhen: {when}\n"
+    rule = compile_rule(source, stored=True)
+    assert not Evaluator([rule]).evaluate(
+        [interaction("t", user="9").SerializeToString()], [0.0], WindowState()
+    )
+
+
+def test_comparisons_on_attributes_and_parameters_stay_allowed() -> None:
+    """A map or Struct value may hold a number: the comparison holds when it does."""
+    e = interaction("t", text="hi", user="bob", model="gpt-4o")
+    e.attributes["retries"].int_value = 3
+    assert fires("id: x\nseverity: low\nwhen: {field: attributes.retries, gte: 3}\n", e)
+    assert not fires("id: x\nseverity: low\nwhen: {field: attributes.retries, gt: 3}\n", e)

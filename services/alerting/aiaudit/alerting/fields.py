@@ -63,6 +63,9 @@ class Field:
     numeric: bool = False
     content: bool = False
     """A content field (``sensitive_content``): erasable, so never copied into an alert."""
+    scalar: bool = False
+    """A plain proto value (string, bool, bytes, enum or number), not a map or Struct
+    entry whose values may be of any kind: a text one never holds ``gt`` and the like."""
 
     @property
     def personal(self) -> bool:
@@ -95,7 +98,7 @@ def _enum_prefix(enum: descriptor.EnumDescriptor) -> str:
 def compile_path(path: str) -> Field:
     """Checks a path against Event; FieldError names the bad part."""
     if path in _DERIVED:
-        return Field(path, numeric=True)
+        return Field(path, numeric=True, scalar=True)
     parts = path.split(".")
     if not path or any(not p for p in parts):
         raise FieldError(f"{path!r} is not a dotted field path")
@@ -139,4 +142,4 @@ def _field(path: str, steps: list[descriptor.FieldDescriptor]) -> Field:
     numeric = leaf.cpp_type in _NUMERIC or (
         leaf.message_type is not None and leaf.message_type.full_name in (_DURATION, _TIMESTAMP)
     )
-    return Field(path, enum, numeric, _sensitive(leaf))
+    return Field(path, enum, numeric, _sensitive(leaf), scalar=leaf.message_type is None)

@@ -502,6 +502,9 @@ class _Compiler:
         v = node.value
         try:
             if op in _COMPARE:
+                if fld.scalar and not fld.numeric:
+                    # Never holds: the value is compared as a number. A stored rule keeps it.
+                    self.refuse(node, where, _unordered(fld))
                 n = self.number(node, where)
                 return FieldCondition(fld, op, n) if n is not None else None
             if op == "exists":
@@ -686,6 +689,12 @@ class _Compiler:
         """An error, except in a rule stored before the check (the caller then drops the part)."""
         if not self.stored:
             self.err(node, where, message)
+
+
+def _unordered(fld: f.Field) -> str:
+    if fld.enum is not None:
+        return f"{fld.path} is an enum, not a number: name its values with in: [...]"
+    return f"{fld.path} is not a number or a time: use equals, in, contains or regex"
 
 
 def _join(where: str, key: str) -> str:
