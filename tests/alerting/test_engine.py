@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import time
 from collections.abc import Iterator
@@ -417,4 +418,9 @@ def test_a_value_holding_nul_fires_its_alert_and_holds_no_tenant(
     rows = {r.rule_id: r for r in alert_rows(consumer, tenant)}
     assert sorted(rows) == ["budget-exceeded", "per-limit"]
     assert rows["budget-exceeded"].summary == "Budget monthly\ufffdusd exceeded by bob"
-    assert rows["budget-exceeded"].dedup_key == "budget-exceeded:bob:monthly\ufffdusd"
+    # The key keeps its text readable, and its digest of the original tells it from a
+    # key that held U+FFFD itself.
+    key = "budget-exceeded:bob:monthly\x00usd"
+    assert rows["budget-exceeded"].dedup_key == (
+        "budget-exceeded:bob:monthly\ufffdusd#sha256:" + hashlib.sha256(key.encode()).hexdigest()
+    )

@@ -16,6 +16,7 @@ engine commits with the batch, and a replay adds them back for erased events
 from __future__ import annotations
 
 import collections
+import hashlib
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -109,6 +110,33 @@ def first(event: bytes, path: str) -> str:
 
 def render(template: str, event: bytes, rule: Rule, group: str, score: float) -> str:
     """Fills ``{rule}``, ``{group}``, ``{score}`` and ``{field.path}`` placeholders."""
+    # PostgreSQL text cannot hold U+0000, which an event's strings may (ingest takes it
+    # outside the store's own columns): a key or summary holding it failed the alert's
+    # statement, and the engine retried that batch, every tenant's alerts waiting behind it.
+    return _fill(template, event, rule, group, score).replace("\x00", "\ufffd")
+
+
+KEY_CHARS = 512
+"""Characters of a dedup key the alert's column holds."""
+_FOLDED = "#sha256:"
+_KEPT = KEY_CHARS - len(_FOLDED) - 64
+
+
+def dedup_key(template: str, event: bytes, rule: Rule, group: str, score: float) -> str:
+    """The rendered key as the alert's column can hold it, one per group.
+
+    Past :data:`KEY_CHARS` or holding U+0000, it is its first characters and the SHA-256
+    of all of it: cut or with U+0000 replaced, the keys of different groups met, and
+    their alerts were folded into one.
+    """
+    key = _fill(template, event, rule, group, score)
+    if len(key) <= KEY_CHARS and "\x00" not in key and not key.startswith(_FOLDED, _KEPT):
+        return key
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    return key[:_KEPT].replace("\x00", "\ufffd") + _FOLDED + digest
+
+
+def _fill(template: str, event: bytes, rule: Rule, group: str, score: float) -> str:
 
     def one(name: str) -> str:
         if name == "rule":
@@ -119,10 +147,7 @@ def render(template: str, event: bytes, rule: Rule, group: str, score: float) ->
             return f"{score:.2f}"
         return first(event, name)
 
-    # PostgreSQL text cannot hold U+0000, which an event's strings may (ingest takes it
-    # outside the store's own columns): a key or summary holding it failed the alert's
-    # statement, and the engine retried that batch, every tenant's alerts waiting behind it.
-    return _TEMPLATE.sub(lambda m: one(m.group(1)), template).replace("\x00", "\ufffd")
+    return _TEMPLATE.sub(lambda m: one(m.group(1)), template)
 
 
 class Evaluator:
@@ -159,7 +184,7 @@ class Evaluator:
             rule = self.rules[r]
             found = tuple(Finding(*x) for x in evidence)
             score = max((x.score for x in found), default=1.0)
-            key = render(rule.dedup_key, wire[i], rule, group, score)
+            key = dedup_key(rule.dedup_key, wire[i], rule, group, score)
             summary = render(rule.summary, wire[i], rule, group, score)
             out.append((i, Hit(rule, first(wire[i], "event_id"), key, summary, found, value)))
         return out

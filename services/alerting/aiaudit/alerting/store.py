@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime as dt
+import hashlib
 import json
 import sys
 from array import array
@@ -59,7 +60,7 @@ def alert_values(a: Alert) -> dict[str, object]:
         "tenant": a.tenant,
         "alert_id": a.alert_id,
         "rule_id": a.rule_id,
-        "dedup_key": a.dedup_key[:512],
+        "dedup_key": a.dedup_key,
         "state": a.state,
         "severity": a.severity,
         "summary": a.summary,
@@ -116,6 +117,21 @@ def unpack_samples(text: str) -> list[tuple[float, float]]:
     if sys.byteorder == "big":
         packed.byteswap()
     return list(zip(packed[0::2], packed[1::2], strict=True))
+
+
+_DIGESTED = "\x01sha256:"
+"""Starts the stored key of a group the column cannot hold as it is: longer than its 512
+characters, or holding U+0000 (PostgreSQL text cannot). The row's samples then carry the
+group itself, so that after a restart its history is found again (cut or replaced, the key
+matched no group, and two groups sharing the first 512 characters shared one row)."""
+
+
+def _window_row(rule_id: str, group: str, packed: str) -> tuple[tuple[str, str], str]:
+    """((rule id, stored key), stored samples) of one window."""
+    if len(group) <= 512 and "\x00" not in group and not group.startswith(_DIGESTED):
+        return (rule_id, group), packed
+    digest = hashlib.sha256(group.encode()).hexdigest()
+    return (rule_id, _DIGESTED + digest), json.dumps([group, packed])
 
 
 _UPSERT_WINDOWS = (
@@ -210,7 +226,7 @@ class AlertStore:
             sa.select(alerts)
             .where(
                 alerts.c.tenant == tenant,
-                alerts.c.dedup_key == dedup_key[:512],
+                alerts.c.dedup_key == dedup_key,
                 alerts.c.rule_id == rule_id,
                 alerts.c.state.in_(OPEN_STATES),
             )
@@ -385,7 +401,10 @@ class AlertStore:
             return state
         q = sa.select(windows).where(windows.c.tenant == tenant, windows.c.rule_id.in_(ids))
         for r in conn.execute(q):
-            state.put(r.rule_id, r.group_key, unpack_samples(r.samples))
+            group, samples = r.group_key, r.samples
+            if group.startswith(_DIGESTED):
+                group, samples = json.loads(samples)
+            state.put(r.rule_id, group, unpack_samples(samples))
         return state
 
     def save_windows(
@@ -399,12 +418,7 @@ class AlertStore:
         if not changed:
             return
         # ``changed``: (rule id, group, packed samples), as ``WindowState.take_changed`` gives.
-        # Keyed as stored (group keys are cut to the column, U+0000, which PostgreSQL text
-        # cannot hold, replaced as in rendered keys): one row per key, the last wins.
-        rows = {
-            (rule_id, group[:512].replace("\x00", "\ufffd")): packed
-            for rule_id, group, packed in changed
-        }
+        rows = dict(_window_row(rule_id, group, packed) for rule_id, group, packed in changed)
         if self.engine.dialect.name == "postgresql":
             conn.exec_driver_sql(  # SQLAlchemy still maps errors and dead connections
                 _UPSERT_WINDOWS,
