@@ -28,7 +28,7 @@ from aiaudit.alerting.v1 import alerting_service_pb2_grpc as pb_grpc
 from aiaudit.common.store.sql import SqlEventStore
 from aiaudit.common.v1 import event_pb2 as ev
 from tests.alerting.conftest import alert_rows, append, drain, make_engine
-from tests.alerting.test_service import Server, violations
+from tests.alerting.test_service import Server, send, violations
 from tests.helpers import interaction
 
 BIG = "1" + "0" * 400  # an integer no double holds
@@ -322,3 +322,27 @@ def test_a_filter_longer_than_a_search_may_send_is_invalid(
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value
         assert violations(info.value) == [("filter", "is 8200 characters; at most 8192")]
     stub.ListAlerts(pb.ListAlertsRequest(parent=parent, filter=long[8:]))  # 8,192: taken
+
+
+def test_test_rule_answers_are_bounded_and_folded_as_the_engine_folds(
+    alerting_server: Server, tenant: str
+) -> None:
+    """A rule firing on every event of 10,000 answered every alert and every event id,
+    past what a gRPC message carries; the engine keeps 100 event ids an alert."""
+    channel, _, _ = alerting_server
+    stub = pb_grpc.AlertingServiceStub(channel)  # type: ignore[no-untyped-call]
+    parent = f"tenants/{tenant}"
+    send(channel, [interaction(tenant, user=f"u{i}") for i in range(150)])
+    per_user = "id: per-user\nseverity: low\ndedup: {key: '{rule}:{actor.user_id}'}\n"
+    got = stub.TestRule(pb.TestRuleRequest(parent=parent, source=per_user))
+    assert (got.evaluated_count, got.alert_count, len(got.alerts)) == (150, 150, 100)
+    assert [a.dedup_key for a in got.alerts] == [f"per-user:u{i}" for i in range(100)]
+    # the first answer's access record is in the log now: the rule counts interactions
+    source = (
+        "id: one\nseverity: low\nwhen: {field: event_type, equals: interaction}\n"
+        "dedup: {key: '{rule}'}\n"
+    )
+    one = stub.TestRule(pb.TestRuleRequest(parent=parent, source=source))
+    assert (one.alert_count, len(one.alerts)) == (1, 1)
+    assert one.alerts[0].occurrence_count == 150
+    assert len(one.alerts[0].event_ids) == 100

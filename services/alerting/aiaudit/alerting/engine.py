@@ -105,6 +105,42 @@ class Outcome:
     changed: list[Alert]
 
 
+def folds(current: Alert, hit: Hit, now: dt.datetime) -> bool:
+    """Whether a hit belongs to an open alert of its rule and key: within the throttle."""
+    return now - current.last_seen_time <= dt.timedelta(seconds=hit.rule.throttle_seconds)
+
+
+def fold(current: Alert, hit: Hit, now: dt.datetime) -> None:
+    """Counts a hit into an open alert, its events and evidence bounded as stored."""
+    current.occurrence_count += 1
+    current.last_seen_time = max(current.last_seen_time, now)
+    if hit.event_id not in current.event_ids and len(current.event_ids) < MAX_EVENT_IDS:
+        current.event_ids.append(hit.event_id)
+    if hit.event_id in current.event_ids:  # an excerpt erasure could not find would stay
+        room = MAX_EVIDENCE - len(current.evidence)
+        current.evidence.extend(hit.evidence[: max(0, room)])
+
+
+def new_alert(tenant: str, hit: Hit, now: dt.datetime, change_seq: int = 0) -> Alert:
+    """The alert a hit opens."""
+    return Alert(
+        tenant=tenant,
+        alert_id=alert_id(tenant, hit.rule.id, hit.dedup_key, hit.event_id),
+        rule_id=hit.rule.id,
+        dedup_key=hit.dedup_key,
+        state=FIRING,
+        severity=hit.rule.severity,
+        summary=hit.summary,
+        event_ids=[hit.event_id],
+        evidence=list(hit.evidence[:MAX_EVIDENCE]),
+        labels=dict(hit.rule.labels),
+        occurrence_count=1,
+        create_time=now,
+        last_seen_time=now,
+        change_seq=change_seq,
+    )
+
+
 def apply_hit(
     store: AlertStore,
     conn: sa.Connection,
@@ -127,34 +163,11 @@ def apply_hit(
     if key not in open_alerts:
         open_alerts[key] = store.open_alert(conn, tenant, rule.id, hit.dedup_key)
     current = open_alerts[key]
-    if current is not None and now - current.last_seen_time <= dt.timedelta(
-        seconds=rule.throttle_seconds
-    ):
-        current.occurrence_count += 1
-        current.last_seen_time = max(current.last_seen_time, now)
-        if hit.event_id not in current.event_ids and len(current.event_ids) < MAX_EVENT_IDS:
-            current.event_ids.append(hit.event_id)
-        if hit.event_id in current.event_ids:  # an excerpt erasure could not find would stay
-            room = MAX_EVIDENCE - len(current.evidence)
-            current.evidence.extend(hit.evidence[: max(0, room)])
+    if current is not None and folds(current, hit, now):
+        fold(current, hit, now)
         current.change_seq = change_seq
         return current, False
-    alert = Alert(
-        tenant=tenant,
-        alert_id=alert_id(tenant, rule.id, hit.dedup_key, hit.event_id),
-        rule_id=rule.id,
-        dedup_key=hit.dedup_key,
-        state=FIRING,
-        severity=rule.severity,
-        summary=hit.summary,
-        event_ids=[hit.event_id],
-        evidence=list(hit.evidence[:MAX_EVIDENCE]),
-        labels=dict(rule.labels),
-        occurrence_count=1,
-        create_time=now,
-        last_seen_time=now,
-        change_seq=change_seq,
-    )
+    alert = new_alert(tenant, hit, now, change_seq)
     store.insert_alert(conn, alert)
     open_alerts[key] = alert
     return alert, True

@@ -40,6 +40,9 @@ from aiaudit.common.v1.event_pb2 import Severity
 
 SERVICE_NAME = "aiaudit.alerting.v1.AlertingService"
 T = TypeVar("T")
+MAX_TEST_ALERTS = 100
+"""Alerts a TestRule answer holds: a rule firing on every event of 10,000 would answer
+thousands, past what a gRPC message carries; `alert_count` says how many in all."""
 NAMED_PER_RECORD = 100
 """Alert ids one WatchAlerts access record names (33 characters each: within the 4,096 an
 access record keeps of a detail)."""
@@ -373,7 +376,9 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
         )  # fmt: skip
         content = caller.allows("content.read", tenant)
         return pb.TestRuleResponse(
-            alerts=[convert.alert(a, content=content) for a in alerts], evaluated_count=evaluated
+            alerts=[convert.alert(a, content=content) for a in alerts[:MAX_TEST_ALERTS]],
+            evaluated_count=evaluated,
+            alert_count=len(alerts),
         )
 
     def ListAlerts(

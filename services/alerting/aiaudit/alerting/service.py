@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from aiaudit.alerting import filters
-from aiaudit.alerting.engine import alert_id, as_evaluated
+from aiaudit.alerting.engine import as_evaluated, fold, folds, new_alert
 from aiaudit.alerting.evaluate import Evaluator, WindowState
 from aiaudit.alerting.model import ACKNOWLEDGED, FIRING, OPEN_STATES, RESOLVED, Alert, StoredRule
 from aiaudit.alerting.rulebook import RuleBook, compile_stored
@@ -653,20 +653,10 @@ def simulate(
     for i, hit in hits:
         received = ordered[i][1]
         current = open_alerts.get((hit.rule.id, hit.dedup_key))
-        if (
-            current is not None
-            and (received - current.last_seen_time).total_seconds() <= hit.rule.throttle_seconds
-        ):
-            current.occurrence_count += 1
-            current.last_seen_time = received
-            current.event_ids.append(hit.event_id)
-            current.evidence.extend(hit.evidence)
+        if current is not None and folds(current, hit, received):
+            fold(current, hit, received)
             continue
-        a = Alert(
-            tenant, alert_id(tenant, hit.rule.id, hit.dedup_key, hit.event_id), hit.rule.id,
-            hit.dedup_key, FIRING, hit.rule.severity, hit.summary, [hit.event_id],
-            list(hit.evidence), dict(hit.rule.labels), 1, received, received,
-        )  # fmt: skip
+        a = new_alert(tenant, hit, received)
         open_alerts[(hit.rule.id, hit.dedup_key)] = a
         out.append(a)
     return out

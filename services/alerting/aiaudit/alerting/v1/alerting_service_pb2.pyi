@@ -104,12 +104,14 @@ class TestRuleRequest(_message.Message):
     def __init__(self, parent: _Optional[str] = ..., source: _Optional[str] = ..., filter: _Optional[str] = ..., max_events: _Optional[int] = ...) -> None: ...
 
 class TestRuleResponse(_message.Message):
-    __slots__ = ("alerts", "evaluated_count")
+    __slots__ = ("alerts", "evaluated_count", "alert_count")
     ALERTS_FIELD_NUMBER: _ClassVar[int]
     EVALUATED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    ALERT_COUNT_FIELD_NUMBER: _ClassVar[int]
     alerts: _containers.RepeatedCompositeFieldContainer[Alert]
     evaluated_count: int
-    def __init__(self, alerts: _Optional[_Iterable[_Union[Alert, _Mapping]]] = ..., evaluated_count: _Optional[int] = ...) -> None: ...
+    alert_count: int
+    def __init__(self, alerts: _Optional[_Iterable[_Union[Alert, _Mapping]]] = ..., evaluated_count: _Optional[int] = ..., alert_count: _Optional[int] = ...) -> None: ...
 
 class Alert(_message.Message):
     __slots__ = ("name", "rule", "severity", "state", "summary", "dedup_key", "event_ids", "evidence", "labels", "occurrence_count", "create_time", "last_seen_time", "acknowledged_by", "acknowledge_time", "resolved_by", "resolve_time")
