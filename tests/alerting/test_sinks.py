@@ -20,11 +20,12 @@ from typing import NamedTuple
 import pytest
 import sqlalchemy as sa
 
+from aiaudit.alerting.detectors import Finding
 from aiaudit.alerting.model import Alert
 from aiaudit.alerting.settings import AlertingSettings
 from aiaudit.alerting.sinks import (
     MAX_BACKOFF,
-    SYSLOG_TEXT_CHARS,
+    SYSLOG_TEXT_BYTES,
     Deliverer,
     DeliveryError,
     SinkConfig,
@@ -327,8 +328,24 @@ def test_a_syslog_record_stays_one_datagram_whatever_the_summary_holds() -> None
     message = syslog_message(alert_json(alert), hostname="h").decode()
     assert len(message.encode()) < 8192
     fields = _cef_fields(message)
-    assert fields[5] == long[: SYSLOG_TEXT_CHARS - 1] + "\u2026"
-    assert f"suser={'k' * (SYSLOG_TEXT_CHARS - 1)}\u2026 " in fields[7]
+    assert fields[5] == long[: SYSLOG_TEXT_BYTES - 3] + "\u2026"
+    assert f"suser={'k' * (SYSLOG_TEXT_BYTES - 3)}\u2026 " in fields[7]
+
+
+def test_a_syslog_record_stays_one_datagram_in_bytes_whatever_the_texts_hold() -> None:
+    """Texts were clipped by characters: 512 four-byte characters (or escaped ones) each,
+    twice for the summary, made a record past 8 KiB."""
+    wide, escaped = "\U0001d54f" * 5000, "\\=]|" * 5000  # 4 bytes each; escaped to 2 each
+    now = dt.datetime.now(dt.UTC)
+    for text in (wide, escaped):
+        alert = Alert(
+            text, "a1", text, text, "firing", 4, text, ["e" * 128] * 10,
+            [Finding(f"pii.{text}", 0.9, text, 0, 1, "")] * 5, {}, 1, now, now,
+        )  # fmt: skip
+        message = syslog_message(alert_json(alert), hostname="h" * 255)
+        assert len(message) < 8192
+        fields = _cef_fields(message.decode())
+        assert fields[4].endswith("\u2026") and fields[5].endswith("\u2026")
 
 
 def test_a_user_id_with_a_carriage_return_cannot_forge_a_cef_record(

@@ -261,20 +261,24 @@ def _sd(value: str) -> str:
     return _CONTROL.sub(" ", value.replace("\\", "\\\\").replace('"', '\\"').replace("]", "\\]"))
 
 
-SYSLOG_TEXT_CHARS = 512
-"""Characters a syslog record keeps of each free text (rule id, summary, dedup key, tenant):
-a summary renders event fields (attributes of up to 4,096 characters each), and one
-record must stay a UDP datagram collectors take (under 8 KiB here)."""
+SYSLOG_TEXT_BYTES = 400
+"""UTF-8 bytes a syslog record keeps of each free text (rule id, summary, dedup key, tenant,
+event ids, evidence): a summary renders event fields (attributes of up to 4,096 characters
+each), and one record must stay a UDP datagram collectors take (under 8 KiB here, escaping
+doubling some characters). Until 2026-12-05 it kept 512 characters, up to 2 KiB each."""
 
 
 def _clip(text: str) -> str:
-    return text if len(text) <= SYSLOG_TEXT_CHARS else text[: SYSLOG_TEXT_CHARS - 1] + "…"
+    raw = text.encode()
+    if len(raw) <= SYSLOG_TEXT_BYTES:
+        return text
+    return raw[: SYSLOG_TEXT_BYTES - 3].decode(errors="ignore") + "…"  # … is 3 bytes
 
 
 def syslog_message(payload: str, hostname: str | None = None) -> bytes:
     """RFC 5424 message whose MSG is a CEF event (ArcSight Common Event Format 0).
 
-    Free texts are clipped to :data:`SYSLOG_TEXT_CHARS` (the webhook carries them whole).
+    Free texts are clipped to :data:`SYSLOG_TEXT_BYTES` (the webhook carries them whole).
     """
     a = json.loads(payload)
     for name in ("rule", "summary", "dedup_key", "tenant"):
@@ -292,9 +296,9 @@ def syslog_message(payload: str, hostname: str | None = None) -> bytes:
         "cs1Label": "tenant",
         "cs1": a["tenant"],
         "cs2Label": "eventIds",
-        "cs2": ",".join(a["event_ids"][:10]),
+        "cs2": _clip(",".join(a["event_ids"][:10])),
         "cs3Label": "evidence",
-        "cs3": evidence,
+        "cs3": _clip(evidence),
         "cnt": str(a["occurrence_count"]),
         "msg": a["summary"],
     }
