@@ -365,6 +365,18 @@ def test_network_policy_toggle(values: Path) -> None:
             assert rule["ports"] == [{"port": "grpc", "protocol": "TCP"}]
 
 
+def test_a_network_policy_without_peers_is_closed_to_all_but_the_release() -> None:
+    """An empty ``ingress.from`` let any source reach the gRPC port: enabling the
+    policy with no peers listed left every component open."""
+    objects = render(None, "networkPolicy.enabled=true")
+    policies = of_kind(objects, "NetworkPolicy")
+    assert policies
+    own = {"app.kubernetes.io/name": "aiaudit", "app.kubernetes.io/instance": RELEASE}
+    for policy in policies:
+        (rule,) = policy["spec"]["ingress"]
+        assert rule["from"] == [{"podSelector": {"matchLabels": own}}]
+
+
 @pytest.mark.parametrize(
     ("sets", "message"),
     [
