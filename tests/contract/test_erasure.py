@@ -237,6 +237,19 @@ def test_the_command_line_erases_and_prints_what_it_did(
     printed = json.loads(capsys.readouterr().out)
     assert printed["erased"] == ["a-0", "a-1", "a-2"] and printed["record"].startswith("erasure-")
     assert main([*argv[:-4], "--reason", "", "--data-dir", str(tmp_path)]) == 2
+    # "No events of this subject" is a read: recorded as EraseEvents records it (it was not).
+    nobody = erase_argv(privacy_url, tenant, tmp_path, "--subject", "nobody", requested_by="dpo")
+    assert main(nobody) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "aiaudit erase: name the events to erase (event ids, or a subject with events) (recorded)"
+    )
+    probe = access_records(store_url, tenant)[-1]
+    assert probe.attributes["access.action"].string_value == "erasure.nothing_to_erase"
+    assert probe.actor.user_id == "dpo"
+    assert [(m.name, m.parts[0].text) for m in probe.input.messages] == [
+        ("subject_id", "nobody"),
+        ("reason", "request #7"),
+    ]
 
 
 def test_the_command_line_refuses_a_requester_the_store_cannot_hold(

@@ -158,9 +158,12 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _erase(args: argparse.Namespace) -> int:
+    from aiaudit.common.access import AccessLog
+    from aiaudit.common.auth import Caller
     from aiaudit.common.erasure import erase
     from aiaudit.common.keys import configured
     from aiaudit.common.store import open_store
+    from aiaudit.common.store.sql import NothingToEraseError
 
     settings = _settings(args)
     store = open_store(settings.store_url, keys=configured.keyring(settings))
@@ -173,6 +176,17 @@ def _erase(args: argparse.Namespace) -> int:
             event_ids=args.event_id,
             subject_id=args.subject or "",
         )
+    except NothingToEraseError as exc:
+        # That the subject has no events is a read, recorded as EraseEvents records it.
+        details = {"subject_id": args.subject or "", "reason": args.reason}
+        caller = Caller(args.requested_by, frozenset({args.tenant}), frozenset())
+        try:
+            AccessLog(store).record(caller, args.tenant, "erasure.nothing_to_erase", details)
+        except Exception as failed:  # unrecorded, the answer is not given
+            print(f"aiaudit erase: the answer could not be recorded ({failed})", file=sys.stderr)
+            return 1
+        print(f"aiaudit erase: {exc} (recorded)", file=sys.stderr)
+        return 2
     except ValueError as exc:
         print(f"aiaudit erase: {exc}", file=sys.stderr)
         return 2

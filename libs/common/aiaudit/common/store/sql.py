@@ -123,6 +123,10 @@ class NoLogError(ValueError):
     """The tenant has no log: nothing of it can be erased, and nothing is written to make one."""
 
 
+class NothingToEraseError(ValueError):
+    """A subject with no events and no ids named: the answer says so, a read to record."""
+
+
 class RowsRefusedError(Exception):
     """The database refused a value of the rows, not the connection: a retry cannot help."""
 
@@ -660,7 +664,7 @@ class SqlEventStore:
         ``EVENT_TYPE_PRIVACY_ERASURE`` event from the ids named. Leaves,
         canonical forms, proofs and checkpoints are untouched. Returns (ids
         named, ids whose content this call deleted, the record's event id);
-        raises ValueError when nothing is named.
+        raises NothingToEraseError when nothing is named.
         """
         connection = self.engine.connect().execution_options(sqlite_immediate=True)
         with connection as conn, conn.begin():
@@ -678,7 +682,9 @@ class SqlEventStore:
                 seen = set(named)
                 named += [str(e) for e in mine if e not in seen]
             if not named:
-                raise ValueError("name the events to erase (event ids, or a subject with events)")
+                raise NothingToEraseError(
+                    "name the events to erase (event ids, or a subject with events)"
+                )
             record = record_of(named)
             found: dict[int, str] = {}
             for chunk in _chunks(named):  # a bound parameter each: under every driver's limit
