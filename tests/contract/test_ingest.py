@@ -186,6 +186,64 @@ def test_duplicate_ids_within_a_batch(server: Running, tenant: str) -> None:
     assert out == {"events[2].event_id": "duplicates events[0].event_id"}
 
 
+UNSET_VALUE = (
+    "must have a kind: null_value, number_value, string_value, bool_value, struct_value or "
+    "list_value (a Value with none set is not JSON null)"
+)
+
+
+def _with_unset_value(tenant: str) -> ev.Event:
+    """An interaction whose parameters hold a google.protobuf.Value with no kind, in a list."""
+    e = interaction(tenant)
+    e.model.parameters.update({"top": {"stop": ["a", None]}, "seed": 3})
+    e.model.parameters.fields["top"].struct_value.fields["stop"].list_value.values[1].Clear()
+    return e
+
+
+_UNSET_AT = "model.parameters.fields['top'].struct_value.fields['stop'].list_value.values[1]"
+
+
+def test_a_struct_value_with_no_kind_is_refused_not_stored_as_null(
+    server: Running, tenant: str
+) -> None:
+    """An unset google.protobuf.Value in a Struct was committed as JSON null, a value the
+    client never sent (a null is sent as `null_value`); now refused and named."""
+    schema = interaction(tenant)
+    schema.input.tool_definitions.add(name="lookup").parameters_schema.fields["type"].Clear()
+    assert _bad(server, [interaction(tenant), _with_unset_value(tenant), schema]) == {
+        f"events[1].{_UNSET_AT}": UNSET_VALUE,
+        "events[2].input.tool_definitions[0].parameters_schema.fields['type']": UNSET_VALUE,
+    }
+    assert stored_count(server, tenant) == 0
+
+    fine = interaction(tenant, "null-sent")
+    fine.model.parameters.update({"stop": None})  # a null sent as one: kept
+    answers = list(
+        stub(server).AppendStream(
+            iter(
+                [
+                    pb.AppendStreamRequest(
+                        request_id=1, events=[interaction(tenant), _with_unset_value(tenant)]
+                    ),
+                    pb.AppendStreamRequest(request_id=2, events=[fine]),
+                ]
+            )
+        )
+    )
+    assert [(a.request_id, a.status.code) for a in answers] == [
+        (1, grpc.StatusCode.INVALID_ARGUMENT.value[0]),
+        (2, 0),
+    ]
+    detail = error_details_pb2.BadRequest()
+    assert answers[0].status.details[0].Unpack(detail)
+    assert [(v.field, v.description) for v in detail.field_violations] == [
+        (f"events[1].{_UNSET_AT}", UNSET_VALUE)
+    ]
+    assert stored_count(server, tenant) == 1
+    stored = server.suite.store.get_event(tenant, "null-sent")  # type: ignore[attr-defined]
+    assert stored.to_event().model.parameters.fields["stop"].WhichOneof("kind") == "null_value"
+
+
 def test_invalid_utf8_names_the_event(server: Running, tenant: str) -> None:
     good = interaction(tenant).SerializeToString()
     bad = (

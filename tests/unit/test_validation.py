@@ -296,3 +296,79 @@ def test_event_rules_come_first_then_attributes_size_and_fields() -> None:
         ("events[0]", f"is {size} bytes; the limit is 100"),
         ("events[0].usage.input_tokens", "must not be negative"),
     ]
+
+
+UNSET_VALUE = (
+    "must have a kind: null_value, number_value, string_value, bool_value, struct_value or "
+    "list_value (a Value with none set is not JSON null)"
+)
+
+
+def _unset_in_list(e: ev.Event) -> None:
+    e.model.parameters.update({"a": {"b": [1, None, "x"]}})
+    e.model.parameters.fields["a"].struct_value.fields["b"].list_value.values[1].Clear()
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda e: e.model.parameters.fields["k"].Clear(), ["model.parameters.fields['k']"]),
+        (
+            _unset_in_list,
+            ["model.parameters.fields['a'].struct_value.fields['b'].list_value.values[1]"],
+        ),
+        (
+            lambda e: (
+                e.input.tool_definitions.add(name="f").parameters_schema.fields["it's"].Clear()
+            ),
+            ['input.tool_definitions[0].parameters_schema.fields["it\'s"]'],
+        ),
+        (
+            lambda e: e.model.parameters.fields["a\\b\n"].struct_value.fields["c"].Clear(),
+            ["model.parameters.fields['a\\\\b\\n'].struct_value.fields['c']"],
+        ),
+        (lambda e: e.model.parameters.update({"k": None, "l": [None], "m": {}, "n": []}), []),
+    ],
+)
+def test_a_struct_value_with_no_kind_is_named(
+    mutate: Callable[[ev.Event], object], expected: list[str]
+) -> None:
+    """Committed as JSON null before, a value the client never sent (``null_value`` is one)."""
+    assert problems(mutate) == [(f"events[0].{path}", UNSET_VALUE) for path in expected]
+
+
+def _len(number: int, body: bytes) -> bytes:
+    assert number < 16 and len(body) < 128
+    return bytes([number << 3 | 2, len(body)]) + body
+
+
+def _parameters(*entries: bytes) -> bytes:
+    """Event.model (8).parameters (13) holding these Struct.fields (1) entries, as wire."""
+    return _len(8, _len(13, b"".join(_len(1, entry) for entry in entries)))
+
+
+_KEY_Z = _len(1, b"z")
+_STRING_X = _len(2, _len(3, b"x"))  # Value.string_value
+_EMPTY = _len(2, b"")  # a Value with nothing set
+
+
+@pytest.mark.parametrize(
+    ("entries", "expected"),
+    [
+        ((_KEY_Z,), ["model.parameters.fields['z']"]),  # an entry without a value
+        ((_KEY_Z + _EMPTY,), ["model.parameters.fields['z']"]),
+        ((_KEY_Z + _EMPTY, _KEY_Z + _STRING_X), []),  # the last entry of a key wins
+        ((_KEY_Z + _STRING_X, _KEY_Z + _EMPTY), ["model.parameters.fields['z']"]),
+        ((_KEY_Z + _EMPTY + _STRING_X,), []),  # a Value met twice is merged
+    ],
+)
+def test_struct_values_are_read_as_protobuf_parses_them(
+    entries: tuple[bytes, ...], expected: list[str]
+) -> None:
+    wire = interaction("t").SerializeToString() + _parameters(*entries)
+    event = ev.Event.FromString(wire)
+    found = [(v.field, v.description) for v in validate_event(event, Limits(), NOW, "e", wire)]
+    assert found == [(f"e.{path}", UNSET_VALUE) for path in expected]
+    # protobuf agrees: what is named is what the parsed event holds unset
+    holds = event.model.parameters.fields["z"].WhichOneof("kind")
+    assert (holds is None) == bool(expected)

@@ -1,8 +1,11 @@
 //! Ingest's field checks of an event, over its wire bytes: every set field by
 //! kind (enums known, numbers finite and not negative, metadata text within
-//! its limit, timestamps and durations in range, Struct numbers finite), and
+//! its limit, timestamps and durations in range, Struct numbers finite and
+//! every Value in a Struct with its kind set), and
 //! the rules of media and money. Each problem is named by its field path
 //! (proto names, `[i]` for list items), in declaration order.
+
+use std::collections::hash_map::{Entry, HashMap};
 
 use sha2::{Digest, Sha256};
 
@@ -98,8 +101,18 @@ impl<'s> Checker<'s> {
                         }
                     }
                     WellKnown::Struct => {
-                        if !finite_struct(self.schema, mi, parts)? {
+                        let mut walk = StructWalk {
+                            schema: self.schema,
+                            path: at.clone(),
+                            not_finite: false,
+                            unset: Vec::new(),
+                        };
+                        walk.message(mi, parts)?;
+                        if walk.not_finite {
                             self.flag(&at, "holds a number that is not finite");
+                        }
+                        for path in walk.unset {
+                            self.flag(&path, UNSET_VALUE);
                         }
                     }
                     WellKnown::Value | WellKnown::ListValue => {}
@@ -238,25 +251,138 @@ fn len_or_empty<'a>(raw: &Raw<'a>) -> &'a [u8] {
     }
 }
 
-/// Whether every number in a Struct (at any depth) is finite: JSON has no NaN or infinity.
-fn finite_struct(schema: &Schema, mi: usize, parts: &[&[u8]]) -> Result<bool, Error> {
-    let msg = &schema.messages[mi];
-    let d = decode(msg, parts)?;
-    for (f, values) in msg.fields.iter().zip(&d.values) {
-        for v in values.iter() {
-            let finite = match (msg.well_known, f.ty) {
-                (WellKnown::Value, wire::TYPE_DOUBLE) => f64::from_bits(int(v)).is_finite(),
-                (_, wire::TYPE_MESSAGE) => finite_struct(
-                    schema,
-                    f.message.expect("checked by Schema::new"),
-                    &[len(v)],
-                )?,
-                _ => true,
-            };
-            if !finite {
-                return Ok(false);
+const UNSET_VALUE: &str = "must have a kind: null_value, number_value, string_value, \
+bool_value, struct_value or list_value (a Value with none set is not JSON null)";
+
+/// What a Struct holds (at any depth) that has no JSON form: a number that is not
+/// finite (JSON has no NaN or infinity), and a `google.protobuf.Value` with no kind set
+/// (which the canonical form would write as null, a value the client never sent).
+/// The Struct is read as protobuf parses it: a map key's last entry wins, the
+/// occurrences of a singular message merge, a oneof keeps its last member.
+struct StructWalk<'s> {
+    schema: &'s Schema,
+    /// The path of the value being walked (proto names: `fields['key']`, `values[i]`).
+    path: String,
+    not_finite: bool,
+    /// The paths of the Values with no kind set, in the order met.
+    unset: Vec<String>,
+}
+
+impl StructWalk<'_> {
+    /// A Struct or a ListValue (message type `mi`, bytes: `parts` concatenated).
+    fn message(&mut self, mi: usize, parts: &[&[u8]]) -> Result<(), Error> {
+        let schema = self.schema;
+        let msg = &schema.messages[mi];
+        let Some(fi) = msg.index(1) else {
+            return Ok(()); // `fields` of a Struct, `values` of a ListValue
+        };
+        let f = &msg.fields[fi];
+        let d = decode(msg, parts)?;
+        let vmi = f.message.expect("checked by Schema::new");
+        let depth = self.path.len();
+        match msg.well_known {
+            WellKnown::Struct => {
+                let entry = &schema.messages[vmi];
+                let (ki, vi) = (
+                    entry.index(1).expect("checked by Schema::new"),
+                    entry.index(2).expect("checked by Schema::new"),
+                );
+                let vmi = entry.fields[vi]
+                    .message
+                    .expect("a Struct's values are Values");
+                let mut items: Vec<(&str, Vec<&[u8]>)> = Vec::with_capacity(d.values[fi].len());
+                let mut seen: HashMap<&str, usize> = HashMap::with_capacity(d.values[fi].len());
+                for raw in d.values[fi].iter() {
+                    let e = decode(entry, &[len(raw)])?;
+                    let key = e.values[ki].last().map_or(Ok(""), text)?;
+                    let value: Vec<&[u8]> = e.values[vi].iter().map(len).collect();
+                    match seen.entry(key) {
+                        Entry::Occupied(at) => items[*at.get()].1 = value, // the last one wins
+                        Entry::Vacant(at) => {
+                            at.insert(items.len());
+                            items.push((key, value));
+                        }
+                    }
+                }
+                for (key, value) in items {
+                    self.path.push_str(".fields[");
+                    self.path.push_str(&quoted_key(key));
+                    self.path.push(']');
+                    self.value(vmi, &value)?; // no value in the entry: a Value with none set
+                    self.path.truncate(depth);
+                }
             }
+            WellKnown::ListValue => {
+                for (i, raw) in d.values[fi].iter().enumerate() {
+                    self.path.push_str(&format!(".values[{i}]"));
+                    self.value(vmi, &[len(raw)])?;
+                    self.path.truncate(depth);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// A `google.protobuf.Value` (message type `mi`) at the current path.
+    fn value(&mut self, mi: usize, parts: &[&[u8]]) -> Result<(), Error> {
+        let msg = &self.schema.messages[mi];
+        let d = decode(msg, parts)?;
+        let Some((f, values)) = msg
+            .fields
+            .iter()
+            .zip(&d.values)
+            .find(|(_, values)| !values.is_empty())
+        else {
+            self.unset.push(self.path.clone());
+            return Ok(());
+        };
+        match f.ty {
+            wire::TYPE_DOUBLE => {
+                let last = values.last().expect("not empty");
+                self.not_finite |= !f64::from_bits(int(last)).is_finite();
+            }
+            wire::TYPE_MESSAGE => {
+                let depth = self.path.len();
+                self.path.push('.');
+                self.path.push_str(&f.name);
+                let parts: Vec<&[u8]> = values.iter().map(len).collect();
+                self.message(f.message.expect("checked by Schema::new"), &parts)?;
+                self.path.truncate(depth);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// A map key in a field path as Python's `repr` writes a printable one (as the
+/// attributes' keys are named): in single quotes, or double ones if it holds a single
+/// quote and no double one; the quote, backslash and control characters escaped.
+fn quoted_key(key: &str) -> String {
+    let quote = if key.contains('\'') && !key.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut out = String::with_capacity(key.len() + 2);
+    out.push(quote);
+    for c in key.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c < ' ' || ('\u{7f}'..='\u{9f}').contains(&c) => {
+                out.push_str(&format!("\\x{:02x}", u32::from(c)));
+            }
+            c => out.push(c),
         }
     }
-    Ok(true)
+    out.push(quote);
+    out
 }

@@ -5,7 +5,7 @@ with google.rpc.BadRequest details. Both the rules of the event as a whole
 (ids, type, time, stored columns, trace ids, IP address:
 ``libs/native/src/event_rules.rs``) and the checks of every set field by its
 kind (enums known, numbers finite and not negative, metadata within its limit,
-timestamps, durations, Struct numbers, media and money:
+timestamps, durations, Struct numbers and values, media and money:
 ``libs/native/src/validate.rs``) run in the native core over the event's wire
 bytes; the attributes' keys and values are checked here.
 """
