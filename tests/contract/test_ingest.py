@@ -178,14 +178,6 @@ def test_records_only_the_service_writes_are_refused(
     assert stored_count(server, tenant) == 0
 
 
-def test_duplicate_ids_within_a_batch(server: Running, tenant: str) -> None:
-    out = _bad(
-        server,
-        [interaction(tenant, "dup"), interaction(tenant, "other"), interaction(tenant, "dup")],
-    )
-    assert out == {"events[2].event_id": "duplicates events[0].event_id"}
-
-
 UNSET_VALUE = (
     "must have a kind: null_value, number_value, string_value, bool_value, struct_value or "
     "list_value (a Value with none set is not JSON null)"

@@ -22,7 +22,15 @@ from aiaudit.common.auth import Authenticator, Caller, end_expired
 from aiaudit.common.keys.seal import SealError
 from aiaudit.common.receipts import ReceiptSigning, ReceiptSigningUnavailableError
 from aiaudit.common.store.prepare import prepare_batch, timestamp_parts
-from aiaudit.common.store.sql import BatchOutcome, Conflict, Receipt, RowsRefusedError
+from aiaudit.common.store.sql import (
+    BatchOutcome,
+    Conflict,
+    NewEvent,
+    Receipt,
+    RowsRefusedError,
+    StoredEvent,
+    same_event,
+)
 from aiaudit.common.stream_slots import StreamSlots
 from aiaudit.common.v1 import event_pb2, proof_pb2
 from aiaudit.ingest.committer import GroupCommitter
@@ -78,6 +86,92 @@ def add_receipts(
             receive_time=when,
             duplicate=r.duplicate,
         )
+
+
+def _fold_repeats(
+    batch: list[NewEvent], wires: list[bytes], prefix: str
+) -> tuple[list[NewEvent], list[int]] | None:
+    """A batch holding an event more than once: each event once, and where each copy went.
+
+    None if every event id occurs once (the usual case). A repeat identical
+    to the id's first copy (what an identical retry of a stored event is:
+    :func:`same_event`, as the store tells one) is committed once and answered
+    with its receipt, as a retry in a later batch is; a repeat with other
+    content is refused as an id taken by different content would be, naming the
+    repeat (``events[2].event_id``). Until 2026-12-05 any repeat was refused
+    as a duplicate id (``INVALID_ARGUMENT``): the gateway SDK set the repeat
+    aside as refused and sent the rest again, its first copy included.
+    """
+    first: dict[tuple[str, str], int] = {}
+    for i, e in enumerate(batch):
+        first.setdefault((e.event.tenant_id, e.event.event_id), i)
+    if len(first) == len(batch):
+        return None
+    unique: list[NewEvent] = []
+    slot: dict[int, int] = {}  # a first copy's index in the batch -> its index in ``unique``
+    at: list[int] = []
+    for i, e in enumerate(batch):
+        j = first[(e.event.tenant_id, e.event.event_id)]
+        if j == i:
+            slot[i] = len(unique)
+            unique.append(e)
+        elif wires[i] != wires[j] and not same_event(_as_stored(batch[j]), e):
+            field = f"{prefix}[{i}].event_id"
+            raise _RefusedError(
+                status.error(
+                    code_pb2.ALREADY_EXISTS,
+                    f"{field} {e.event.event_id!r} is also {prefix}[{j}].event_id, with "
+                    "different content; nothing was written",
+                    "EVENT_ID_CONFLICT",
+                    field=field,
+                    event_id=e.event.event_id,
+                )
+            )
+        at.append(slot[j])
+    return unique, at
+
+
+def _as_stored(e: NewEvent) -> StoredEvent:
+    """A prepared event as :func:`same_event` compares a stored one (its position unused)."""
+    return StoredEvent(
+        e.log_id,
+        -1,
+        e.event.event_id,
+        e.committed.leaf_hash,
+        e.receive_time,
+        e.committed.canonical,
+        e.salt,
+        e.committed.content,
+    )
+
+
+def _unfolded(future: Future[BatchOutcome], at: list[int]) -> Future[BatchOutcome]:
+    """The outcome of a folded batch (:func:`_fold_repeats`) for the batch as sent.
+
+    Each repeat gets its first copy's receipt, marked ``duplicate`` (the
+    receipt of an earlier, identical append); a conflict names the first copy.
+    """
+    out: Future[BatchOutcome] = Future()
+
+    def done(committed: Future[BatchOutcome]) -> None:
+        try:
+            outcome = committed.result()
+        except Exception as exc:  # the commit failed: handed on to the waiting handler
+            out.set_exception(exc)
+            return
+        if isinstance(outcome, Conflict):
+            out.set_result(Conflict(at.index(outcome.index), outcome.event_id))
+            return
+        seen: set[int] = set()
+        receipts: list[Receipt] = []
+        for k in at:
+            r = outcome[k]
+            receipts.append(r._replace(duplicate=True) if k in seen else r)
+            seen.add(k)
+        out.set_result(receipts)
+
+    future.add_done_callback(done)
+    return out
 
 
 class IngestHandlers:
@@ -165,7 +259,12 @@ class IngestHandlers:
                         ],
                     )
                 )
-        return self._committer.submit(prepare_batch(events, now, wires))
+        prepared = prepare_batch(events, now, wires)
+        folded = _fold_repeats(prepared, wires, prefix)
+        if folded is None:
+            return self._committer.submit(prepared)
+        unique, at = folded
+        return _unfolded(self._committer.submit(unique), at)
 
     def _receipts(
         self, future: Future[BatchOutcome], prefix: str, sign: bool = False

@@ -67,6 +67,9 @@ def validate_batch(
     """Every violation in a batch; an empty list means the batch is valid.
 
     ``wires``: the events serialised, if the caller has them (it commits the same bytes).
+    An event id met twice is no violation: whether the repeat is the same event
+    (stored once) or another one (a conflict) is told once the policies have
+    rewritten both (the handler's ``_fold_repeats``).
     """
     if not events:
         return [Violation(prefix, "must contain at least one event")]
@@ -75,18 +78,11 @@ def validate_batch(
             Violation(prefix, f"has {len(events)} events; the limit is {limits.max_batch_events}")
         ]
     out: list[Violation] = []
-    first_index: dict[tuple[str, str], int] = {}
     horizon = _horizon(now, limits)
     checks = native_checks(limits)
     for i, event in enumerate(events):
         path = f"{prefix}[{i}]"
         out.extend(_violations(event, limits, checks, horizon, path, wires[i] if wires else None))
-        key = (event.tenant_id, event.event_id)
-        if event.event_id and key in first_index:
-            out.append(
-                Violation(f"{path}.event_id", f"duplicates {prefix}[{first_index[key]}].event_id")
-            )
-        first_index.setdefault(key, i)
     return out
 
 
