@@ -63,8 +63,9 @@ def load_injection_model(bias: float, signals: dict[str, float], words: dict[byt
 def injection_words(text: str) -> list[bytes]:
     """The injection model's word features of a text: distinct words and adjacent pairs."""
 
-def check_regex(pattern: str) -> None:
-    """ValueError (with the reason) unless the RE2 pattern compiles for the rule engine."""
+def check_regex(pattern: str, stored: bool = False) -> None:
+    """ValueError (with the reason) unless the RE2 pattern compiles for the rule engine:
+    to at most 2 MiB for a new rule, 32 MiB for one ``stored`` before that check."""
 
 def pack_samples(samples: list[tuple[float, float]]) -> str:
     """Window samples as ``f64:`` + base64 of little-endian (time, value) doubles."""

@@ -302,3 +302,17 @@ def test_comparisons_on_attributes_and_parameters_stay_allowed() -> None:
     e.attributes["retries"].int_value = 3
     assert fires("id: x\nseverity: low\nwhen: {field: attributes.retries, gte: 3}\n", e)
     assert not fires("id: x\nseverity: low\nwhen: {field: attributes.retries, gt: 3}\n", e)
+
+
+def test_a_new_rules_regex_compiles_to_at_most_2_mib() -> None:
+    """At 32 MiB a pattern, 16 rules of ``\\pL{300}`` held 421 MB of every alerting
+    process; a stored one keeps running under the old bound."""
+    source = "id: x\nseverity: low\nwhen: {field: actor.user_id, regex: '\\pL{100}'}\n"
+    (error,) = errors(source)
+    assert error.startswith("line 3, when.regex: regex compiles to more than 2 MiB (")
+    assert error.endswith("); repeat less")
+    e = interaction("t", user="b" * 100)
+    assert Evaluator([compile_rule(source, stored=True)]).evaluate(
+        [e.SerializeToString()], [0.0], WindowState()
+    )
+    assert fires(source.replace("{100}", "{20}"), e)

@@ -299,10 +299,17 @@ fn injection_score(text: &str) -> PyResult<(f64, Vec<detect::injection::Span>)> 
     detect::injection::score(text).ok_or_else(|| PyValueError::new_err("no injection model loaded"))
 }
 
-/// ValueError (with the reason) unless `pattern` is an RE2 pattern the rule engine runs.
+/// ValueError (with the reason) unless `pattern` is an RE2 pattern a new rule may hold
+/// (`stored`: a rule stored before the size check, which keeps running).
 #[pyfunction]
-fn check_regex(pattern: &str) -> PyResult<()> {
-    re2::compile(pattern, false, false)?;
+#[pyo3(signature = (pattern, stored = false))]
+fn check_regex(pattern: &str, stored: bool) -> PyResult<()> {
+    let limit = if stored {
+        re2::COMPILED_BYTES
+    } else {
+        re2::NEW_RULE_BYTES
+    };
+    re2::compile_within(pattern, false, false, limit)?;
     Ok(())
 }
 

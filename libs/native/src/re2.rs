@@ -74,12 +74,30 @@ pub fn translate(pattern: &str) -> String {
     out
 }
 
+/// Bytes a pattern compiles to, at most, once it runs (the detectors', a stored rule's).
+pub const COMPILED_BYTES: usize = 32 << 20;
+
+/// Bytes a new rule's pattern may compile to: a tenant holds up to 128 text scans,
+/// and at 32 MiB each (`\pL{300}` is about 30) a `rules.write` key could make one
+/// tenant's rules hold gigabytes of every alerting process.
+pub const NEW_RULE_BYTES: usize = 2 << 20;
+
 /// A compiled RE2 pattern: `case_insensitive` and `dot_nl` as RE2's options of those names.
 pub fn compile(pattern: &str, case_insensitive: bool, dot_nl: bool) -> Result<Regex, Error> {
+    compile_within(pattern, case_insensitive, dot_nl, COMPILED_BYTES)
+}
+
+/// :func:`compile`, refusing a pattern that compiles to more than `limit` bytes.
+pub fn compile_within(
+    pattern: &str,
+    case_insensitive: bool,
+    dot_nl: bool,
+    limit: usize,
+) -> Result<Regex, Error> {
     RegexBuilder::new(&translate(pattern))
         .case_insensitive(case_insensitive)
         .dot_matches_new_line(dot_nl)
-        .size_limit(32 << 20)
+        .size_limit(limit)
         .build()
         .map_err(|e| Error::new(format!("pattern {pattern:?}: {e}")))
 }

@@ -549,14 +549,17 @@ class _Compiler:
             self.err(node, where, f"regex is {len(v)} characters; the limit is {MAX_REGEX}")
             return None
         try:
-            aiaudit_native.check_regex(v)
+            aiaudit_native.check_regex(v, self.stored)
         except ValueError as exc:
-            self.err(
-                node,
-                where,
-                f"not a valid RE2 regex ({' '.join(str(exc).split())}); "
-                "RE2 has no backreferences or lookaround",
-            )
+            why = " ".join(str(exc).split())
+            if "exceeds size limit" in why:  # each rule's pattern is held by every process
+                self.err(node, where, f"regex compiles to more than 2 MiB ({why}); repeat less")
+            else:
+                self.err(
+                    node,
+                    where,
+                    f"not a valid RE2 regex ({why}); RE2 has no backreferences or lookaround",
+                )
             return None
         return FieldCondition(fld, "regex", v)
 
