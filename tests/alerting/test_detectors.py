@@ -141,3 +141,30 @@ def test_hostile_texts_finish_in_linear_time() -> None:
     digits = "1 " * 50000
     assert found("pii", digits) == []
     assert time.perf_counter() - start < 2.0  # backtracking engines take exponential time here
+
+
+def _attached(text: bytes, mime_type: str) -> ev.Event:
+    e = interaction("t", text="hello")
+    e.output.messages[0].parts.add().media.CopyFrom(
+        ev.Media(mime_type=mime_type, size_bytes=len(text), sha256="0" * 64, data=text)
+    )
+    return e
+
+
+def test_textual_attachments_are_scanned_as_their_text() -> None:
+    """The detectors read message texts only: card numbers or a key in a CSV or JSON
+    attachment of the answer raised nothing (redaction already masked them there)."""
+    card = "card 4111 1111 1111 1111"
+    for data, mime_type in (
+        (card.encode(), "text/csv"),
+        (b"\xff\xfe" + card.encode("utf-16-le"), "text/plain"),
+        (card.encode("utf-32-be"), "application/ld+json; charset=UTF-32"),
+    ):
+        (hit,) = _hits(_attached(data, mime_type), "{detector: pii.credit_card}")
+        assert hit.field == "output.messages[0].parts[1].media.data", mime_type
+        assert card[hit.start : hit.end] == "4111 1111 1111 1111"
+    key = b'{"aws": "AKIAIOSFODNN7EXAMPLE"}'
+    assert {
+        f.detector for f in _hits(_attached(key, "application/json"), "{detector: secrets}")
+    } == {"secret.aws_access_key"}
+    assert _hits(_attached(card.encode(), "image/png"), "{detector: pii}") == []  # not text

@@ -11,6 +11,7 @@ mod canonical;
 mod detect;
 mod event_rules;
 mod jcs;
+mod media_text;
 mod parallel;
 mod re2;
 mod restore;
@@ -313,6 +314,14 @@ fn check_regex(pattern: &str, stored: bool) -> PyResult<()> {
     Ok(())
 }
 
+/// A textual inline media's bytes as text (codec to encode it back, byte order mark
+/// length, text), or None for a binary type: what redaction masks and detectors scan.
+#[pyfunction]
+#[pyo3(name = "media_text")]
+fn read_media_text(mime_type: &str, data: &[u8]) -> Option<(&'static str, usize, String)> {
+    media_text::read(mime_type, data).map(|m| (m.codec, m.bom, m.text))
+}
+
 #[pymodule]
 fn aiaudit_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Schema>()?;
@@ -324,6 +333,7 @@ fn aiaudit_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(merkle_levels, m)?)?;
     m.add_function(wrap_pyfunction!(detect_family, m)?)?;
     m.add_function(wrap_pyfunction!(check_regex, m)?)?;
+    m.add_function(wrap_pyfunction!(read_media_text, m)?)?;
     m.add_function(wrap_pyfunction!(injection_signals, m)?)?;
     m.add_function(wrap_pyfunction!(injection_score, m)?)?;
     m.add_function(wrap_pyfunction!(load_injection_model, m)?)?;

@@ -23,6 +23,9 @@ pub struct TextFields {
     role: u32,
     parts: F,
     part_text: u32,
+    part_media: F,
+    media_type: u32,
+    media_data: u32,
     out_messages: F,
     reasoning: u32,
     tool_calls: F,
@@ -48,6 +51,7 @@ impl TextFields {
         let in_messages = find(schema, input.1, "messages")?;
         let retrieved_context = find(schema, input.1, "retrieved_context")?;
         let parts = find(schema, in_messages.1, "parts")?;
+        let part_media = find(schema, parts.1, "media")?;
         let out_messages = find(schema, output.1, "messages")?;
         let tool_calls = find(schema, output.1, "tool_calls")?;
         let role = schema.messages[in_messages.1]
@@ -69,6 +73,9 @@ impl TextFields {
             role: role.number,
             parts,
             part_text: find(schema, parts.1, "text")?.0,
+            part_media,
+            media_type: find(schema, part_media.1, "mime_type")?.0,
+            media_data: find(schema, part_media.1, "data")?.0,
             out_messages,
             reasoning: find(schema, output.1, "reasoning")?.0,
             tool_calls,
@@ -76,6 +83,31 @@ impl TextFields {
             result: find(schema, tool_call.1, "result")?.0,
             role_system: *role_system as u64,
         })
+    }
+}
+
+/// A part's text, else its inline media's when of a textual type (true: from the media).
+fn part(t: &TextFields, p: &Node<'_>) -> Result<(String, bool), Error> {
+    let text = string(p, t.part_text)?;
+    if !text.is_empty() {
+        return Ok((text, false));
+    }
+    let Some(media) = p.one(t.part_media.0)? else {
+        return Ok((text, false));
+    };
+    let Some(Raw::Len(data)) = media.raw(t.media_data)?.into_iter().last() else {
+        return Ok((text, false));
+    };
+    let read = crate::media_text::read(&string(&media, t.media_type)?, data);
+    Ok((read.map(|m| m.text).unwrap_or_default(), true))
+}
+
+/// `text` or `media.data`: where in a part its text came from.
+fn leaf(media: bool) -> &'static str {
+    if media {
+        "media.data"
+    } else {
+        "text"
     }
 }
 
@@ -119,7 +151,7 @@ impl EventTexts {
         let tool_call = event.one(t.tool_call.0)?;
         if let Some(input) = &input {
             for p in input.each(t.system_instructions.0)? {
-                let text = string(&p, t.part_text)?;
+                let (text, _) = part(t, &p)?;
                 if !text.is_empty() {
                     out.system.push(text);
                 }
@@ -127,7 +159,7 @@ impl EventTexts {
             for (i, m) in input.each(t.in_messages.0)?.iter().enumerate() {
                 let system = role(m, t.role)? == t.role_system;
                 for (j, p) in m.each(t.parts.0)?.iter().enumerate() {
-                    let text = string(p, t.part_text)?;
+                    let (text, media) = part(t, p)?;
                     if system {
                         if !text.is_empty() {
                             out.system.push(text);
@@ -135,7 +167,7 @@ impl EventTexts {
                     } else {
                         push(
                             &mut out.inputs,
-                            || format!("input.messages[{i}].parts[{j}].text"),
+                            || format!("input.messages[{i}].parts[{j}].{}", leaf(media)),
                             text,
                         );
                     }
@@ -161,10 +193,10 @@ impl EventTexts {
         if let Some(output) = &output {
             for (i, m) in output.each(t.out_messages.0)?.iter().enumerate() {
                 for (j, p) in m.each(t.parts.0)?.iter().enumerate() {
-                    let text = string(p, t.part_text)?;
+                    let (text, media) = part(t, p)?;
                     push(
                         &mut out.outputs,
-                        || format!("output.messages[{i}].parts[{j}].text"),
+                        || format!("output.messages[{i}].parts[{j}].{}", leaf(media)),
                         text,
                     );
                 }

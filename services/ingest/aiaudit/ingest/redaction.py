@@ -29,7 +29,6 @@ policy makes a retry of an earlier event differ from it (``ALREADY_EXISTS``).
 
 from __future__ import annotations
 
-import codecs
 import functools
 import hashlib
 import re
@@ -217,44 +216,6 @@ def _runs(text: str, found: list[tuple[int, int, str]]) -> list[tuple[int, int, 
     return runs
 
 
-_TEXTUAL = frozenset(
-    {
-        "application/json",
-        "application/jsonl",
-        "application/json-seq",
-        "application/x-ndjson",
-        "application/xml",
-        "application/yaml",
-        "application/x-yaml",
-        "application/toml",
-        "application/csv",
-        "application/sql",
-        "application/graphql",
-        "application/javascript",
-        "application/ecmascript",
-        "application/x-sh",
-        "application/x-www-form-urlencoded",
-        "application/x-pem-file",
-        "application/pem-certificate-chain",
-    }
-)
-_WIDE_BOMS = (
-    (codecs.BOM_UTF32_LE, "utf-32-le"),  # before UTF-16's: it starts with the same two bytes
-    (codecs.BOM_UTF32_BE, "utf-32-be"),
-    (codecs.BOM_UTF16_LE, "utf-16-le"),
-    (codecs.BOM_UTF16_BE, "utf-16-be"),
-)
-_WIDE = {
-    "utf-16": "utf-16-be",
-    "utf-16-be": "utf-16-be",
-    "utf-16-le": "utf-16-le",
-    "utf-32": "utf-32-be",
-    "utf-32-be": "utf-32-be",
-    "utf-32-le": "utf-32-le",
-}
-"""Declared wide charsets, by codec name; without a byte order mark, big-endian (RFC 2781)."""
-
-
 @dataclass(frozen=True)
 class _MediaText:
     """A textual media's bytes as a text: ``bom`` + ``text.encode(codec)`` gives them back."""
@@ -280,35 +241,16 @@ def _text_media(event: event_pb2.Event, paths: list[str]) -> dict[str, _MediaTex
 def _as_text(media: event_pb2.Media) -> _MediaText | None:
     """The media's bytes as a text, or None for a binary type.
 
-    UTF-16 and UTF-32 (by byte order mark or declared charset) are decoded.
-    Any other bytes are read one byte a character (Latin-1): every value the
-    detectors find is ASCII, which UTF-8 and the legacy charsets write as
-    ASCII, and encoding back gives every byte outside a marker exactly as
-    sent, whatever the declared charset (undecodable, unknown, or a codec
-    such as ``utf-7`` whose text the detectors could not take).
+    Read by the native core as the alerting detectors read them
+    (``aiaudit_native.media_text``): UTF-16 and UTF-32 decoded, any other
+    bytes one byte a character (Latin-1), so encoding back gives every byte
+    outside a marker exactly as sent, whatever the declared charset.
     """
-    kind, *params = (p.strip().lower() for p in media.mime_type.split(";"))
-    textual = kind.startswith(("text/", "message/")) or kind in _TEXTUAL
-    if not (textual or kind.endswith(("+json", "+xml", "+yaml", "+toml"))):
+    found = aiaudit_native.media_text(media.mime_type, media.data)
+    if found is None:
         return None
-    data = media.data
-    codec, bom = next(((c, b) for b, c in _WIDE_BOMS if data.startswith(b)), (None, b""))
-    if codec is None:
-        charsets = [
-            v.strip().strip('"')
-            for n, _, v in (p.partition("=") for p in params)
-            if n.strip() == "charset"
-        ]
-        try:
-            codec = _WIDE.get(codecs.lookup(charsets[0]).name) if charsets else None
-        except (LookupError, ValueError):  # ValueError: a name holding U+0000 (review)
-            codec = None
-    if codec is not None:
-        try:
-            return _MediaText(media, codec, bom, data[len(bom) :].decode(codec))
-        except UnicodeDecodeError:
-            pass  # not the wide text it claims to be: read byte by byte like the rest
-    return _MediaText(media, "latin-1", b"", data.decode("latin-1"))
+    codec, bom, text = found
+    return _MediaText(media, codec, media.data[:bom], text)
 
 
 def _set_media(view: _MediaText, text: str) -> None:
