@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from contextlib import closing
 from pathlib import Path
@@ -14,6 +15,7 @@ from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.search import stored_document
 from aiaudit.search.backends.opensearch import OpenSearchBackend, body
 from aiaudit.search.component import Search
+from aiaudit.search.v1 import search_service_pb2 as pb
 from tests.helpers import holding, interaction, secret_word, wait_until
 from tests.search.conftest import SearchSuite, backend_settings, start_suite
 
@@ -59,6 +61,61 @@ def test_erased_text_is_never_highlighted_while_the_index_lags(
     (lagging,) = search_suite.find(tenant, 'event_id = "m-1"').results
     assert not lagging.event.input.messages[0].parts[0].text
     assert not lagging.highlights
+
+
+def test_an_export_that_matched_text_leaves_erased_events_out_while_the_index_lags(
+    search_suite: SearchSuite, tenant: str
+) -> None:
+    """SearchEvents left them out, exports listed them (content blanked): that the
+    erased text held the phrase (review, 2026-12-05). The erasure comes while the
+    export reads its first page (500 events of 20 KB: far past what the stream
+    buffers), so the second page is read from an index that still holds the text."""
+    events = [
+        interaction(
+            tenant,
+            f"m-{i:03d}",
+            text=f"hiv {i} " + "x" * 20_000,
+            user="alice" if i == 510 else "bob",
+        )
+        for i in range(520)
+    ]
+    for at in range(0, len(events), 100):
+        search_suite.append(events[at : at + 100])
+    search_suite.wait_indexed(tenant, len(events))
+    stream = search_suite.search.Export(
+        pb.ExportRequest(
+            tenant_id=tenant,
+            format=pb.EXPORT_FORMAT_JSONL,
+            query="hiv",
+            filter='event_type = "EVENT_TYPE_INTERACTION"',
+        )
+    )
+    first = next(stream)
+    search_suite.suite.components["search"].indexer.stop()  # type: ignore[attr-defined]
+    assert erase(search_suite.suite.store, tenant, "r", "dpo", subject_id="alice").erased == [
+        "m-510"
+    ]
+    lines = (first.data + b"".join(c.data for c in stream)).splitlines()
+    ids = [json.loads(line)["eventId"] for line in lines]
+    assert len(ids) == 519 and "m-510" not in ids and "m-511" in ids
+
+
+def test_a_filter_on_text_a_match_must_not_hold_lists_erased_events(
+    search_suite: SearchSuite, tenant: str
+) -> None:
+    """Pages left an erased event out of every filter naming content, ``NOT`` too:
+    one that never held "password" went missing from ``NOT input.text:"password"``."""
+    search_suite.append(
+        [
+            interaction(tenant, "m-1", text="hello there", user="alice"),
+            interaction(tenant, "m-2", text="my password is hunter2", user="bob"),
+        ]
+    )
+    search_suite.wait_indexed(tenant, 2)
+    erase(search_suite.suite.store, tenant, "request #12", "dpo", subject_id="alice")
+    search_suite.wait_indexed(tenant, 3)
+    found = search_suite.find(tenant, 'NOT input.text:"password" AND event_type = INTERACTION')
+    assert [r.event.event_id for r in found.results] == ["m-1"] and found.total_size == 1
 
 
 def test_a_late_write_of_the_text_never_undoes_an_erasure(

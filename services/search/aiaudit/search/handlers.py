@@ -201,6 +201,21 @@ def _reads_content(where: language.Node | None) -> bool:
     )
 
 
+def _matched_by_content(where: language.Node | None) -> bool:
+    """Whether an event may be listed for what its content holds.
+
+    Until the indexer reaches an erasure record, the index still holds the erased
+    text: an event listed for it says what the text was, so pages and exports
+    that matched content leave out events whose content is gone. Only what a
+    match holds counts: ``NOT input.text:"x"`` lists events for not holding it.
+    """
+    return any(
+        isinstance(n, language.Text)
+        or getattr(getattr(n, "field", None), "kind", None) is Kind.TEXT
+        for n in language.holding_leaves(where)
+    )
+
+
 def _drop_media_hashes(event: event_pb2.Event) -> None:
     """Clears the SHA-256 of every media part whose bytes the caller does not see.
 
@@ -417,7 +432,7 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
             stored = self._events(tenant, [h.sequence for h in hits])
         with self._phase("search.rebuild"):
             return self._reply(
-                caller, tenant, page, hits, stored, size, bound, _reads_content(where)
+                caller, tenant, page, hits, stored, size, bound, _matched_by_content(where)
             )
 
     @staticmethod
@@ -434,8 +449,7 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         """The page as the caller may see it, highlights where its content is shown.
 
         An event whose content is erased is left out of a page that matched
-        content: the index holds its text until the indexer reaches the
-        erasure record, and listing the event would say what the text was.
+        content (:func:`_matched_by_content`).
         """
         response = pb.SearchEventsResponse(total_size=page.total)
         view = Visibility.of(caller, tenant)
@@ -701,6 +715,7 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         size = len(buffer[0])
         order = language.parse_order_by("sequence asc")
         after: tuple[int, ...] | None = None
+        matched_content = _matched_by_content(where)
         while True:
             page = self._backend.search(
                 SearchSpec(
@@ -708,7 +723,12 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
                 )
             )
             stored = self._events(tenant, [h.sequence for h in page.hits])
-            found_events = [stored[h.sequence] for h in page.hits if h.sequence in stored]
+            found_events = [
+                found
+                for h in page.hits
+                if (found := stored.get(h.sequence)) is not None
+                and not (matched_content and found.content is None)
+            ]
             texts = (
                 self._bundle_lines(tenant, plan, found_events)
                 if plan.proofs is not None

@@ -129,19 +129,24 @@ def leaves(node: Node | None) -> list[Node]:
     return [node]
 
 
-def matched_texts(node: Node | None, negated: bool = False) -> list[Text]:
-    """The phrases a match may contain: those under an even number of NOTs (highlights).
+def holding_leaves(node: Node | None, negated: bool = False) -> list[Node]:
+    """The leaves a match holds, not those it must not: under an even number of NOTs."""
+    if node is None:
+        return []
+    if isinstance(node, And | Or):
+        return [leaf for item in node.items for leaf in holding_leaves(item, negated)]
+    if isinstance(node, Not):
+        return holding_leaves(node.item, not negated)
+    return [] if negated else [node]
+
+
+def matched_texts(node: Node | None) -> list[Text]:
+    """The phrases a match may contain (highlights).
 
     A phrase under NOT is what a match must not contain; ``refund OR NOT
     password`` used to mark up ``password`` in the events it found.
     """
-    if node is None:
-        return []
-    if isinstance(node, And | Or):
-        return [leaf for item in node.items for leaf in matched_texts(item, negated)]
-    if isinstance(node, Not):
-        return matched_texts(node.item, not negated)
-    return [node] if isinstance(node, Text) and not negated else []
+    return [leaf for leaf in holding_leaves(node) if isinstance(leaf, Text)]
 
 
 def combine(*nodes: Node | None) -> Node | None:
