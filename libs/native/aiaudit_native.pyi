@@ -64,12 +64,16 @@ def injection_words(text: str) -> list[bytes]:
     """The injection model's word features of a text: distinct words and adjacent pairs."""
 
 def check_regex(pattern: str, stored: bool = False) -> None:
-    """ValueError (with the reason) unless the RE2 pattern compiles for the rule engine:
-    to at most 2 MiB for a new rule, 32 MiB for one ``stored`` before that check."""
+    """ValueError (with the reason) unless the RE2 pattern compiles for the rule engine.
+
+    To at most 2 MiB for a new rule, 32 MiB for one ``stored`` before that check.
+    """
 
 def media_text(mime_type: str, data: bytes) -> tuple[str, int, str] | None:
-    """A textual inline media's bytes as text: (Python codec to encode it back, byte order
-    mark length, text); None for a binary type."""
+    """A textual inline media's bytes as text; None for a binary type.
+
+    (Python codec to encode it back, byte order mark length, text).
+    """
 
 def pack_samples(samples: list[tuple[float, float]]) -> str:
     """Window samples as ``f64:`` + base64 of little-endian (time, value) doubles."""

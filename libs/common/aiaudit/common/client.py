@@ -99,7 +99,12 @@ def for_command(
     if (client_cert is None) != (client_key is None):
         raise ValueError("--client-cert and --client-key go together")
     identity = (client_cert, client_key) if client_cert and client_key else None
-    return channel(address, api_key, ca_file, identity=identity)
+    # A page or answer holding one event of the largest size ingest takes, whole.
+    options = [("grpc.max_receive_message_length", COMMAND_RECEIVE_BYTES)]
+    return channel(address, api_key, ca_file, options, identity)
+
+
+COMMAND_RECEIVE_BYTES = 64 * 1024 * 1024
 
 
 RETIRED_FOR = 600.0

@@ -65,6 +65,10 @@ _INTERVAL = re.compile(r"([1-9]\d{0,6})(s|m|h|d)")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _EXPORT_PAGE = 500
 _CHUNK_BYTES = 64 * 1024
+"""Bytes of an export chunk, at most: one event can be megabytes (twice its text in XML)."""
+_PAGE_BYTES = 3 * 1024 * 1024
+"""Bytes of results a page holds, past its first: under gRPC's default 4 MiB a message.
+Pages of large events answered tens of MB, which no client with the default took."""
 _CHECKPOINT_POLL = 0.25
 """Seconds between looks for a covering checkpoint (each look is an audited read)."""
 _FORMATS = {
@@ -453,7 +457,8 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         """
         response = pb.SearchEventsResponse(total_size=page.total)
         view = Visibility.of(caller, tenant)
-        for hit in hits:
+        used = 0
+        for i, hit in enumerate(hits):
             found = stored.get(hit.sequence)
             if found is None or (matched_content and found.content is None):
                 continue
@@ -462,6 +467,11 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
             if view.shows_content(result.event) and found.content is not None:
                 for name, fragments in hit.highlights.items():
                     result.highlights[name].fragments.extend(fragments)
+            used += result.ByteSize()
+            if used > _PAGE_BYTES and len(response.results) > 1:  # the rest on the next page
+                del response.results[-1]
+                response.next_page_token = paging.encode(bound, hits[i - 1].sort)
+                return response
         if len(page.hits) > size:
             response.next_page_token = paging.encode(bound, hits[-1].sort)
         return response
@@ -711,8 +721,7 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         where, fmt, snapshot = plan.where, plan.fmt, plan.snapshot
         view = Visibility.of(plan.caller, tenant)
         writer = exporting.Writer(fmt, tenant)
-        buffer: list[str] = [writer.header()]
-        size = len(buffer[0])
+        pending = bytearray(writer.header().encode())
         order = language.parse_order_by("sequence asc")
         after: tuple[int, ...] | None = None
         matched_content = _matched_by_content(where)
@@ -735,16 +744,15 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
                 else (self._export_text(writer, view, found) for found in found_events)
             )
             for text in texts:
-                buffer.append(text)
-                size += len(text)
-                if size >= _CHUNK_BYTES:
-                    yield pb.ExportResponse(data="".join(buffer).encode())
-                    buffer, size = [], 0
+                pending += text.encode()
+                while len(pending) >= _CHUNK_BYTES:
+                    yield pb.ExportResponse(data=bytes(pending[:_CHUNK_BYTES]))
+                    del pending[:_CHUNK_BYTES]
             if len(page.hits) < _EXPORT_PAGE:
                 break
             after = page.hits[-1].sort
-        buffer.append(writer.footer())
-        yield pb.ExportResponse(data="".join(buffer).encode())
+        pending += writer.footer().encode()
+        yield pb.ExportResponse(data=bytes(pending))
 
     @staticmethod
     def _export_text(writer: exporting.Writer, view: Visibility, found: StoredEvent) -> str:
