@@ -550,3 +550,41 @@ def test_a_phrase_is_highlighted_where_it_matches_and_nowhere_else(
         "my card and my credit were fine, then the <em>credit card</em> was charged twice"
     )
     assert search_suite.find(tenant, query='"card credit"').total_size == 0
+
+
+def test_a_cost_is_found_and_shown_as_the_decimal_it_is(
+    search_suite: SearchSuite, tenant: str
+) -> None:
+    """$1.14 is 1 unit and 140,000,000 nanos: indexed as ``1 + 0.14`` it was
+    1.1400000000000001, which ``usage.cost = 1.14`` and ``<= 1.14`` missed, and which
+    the CSV and XML exports and Aggregate showed."""
+    costs = {"c-114": (1, 140_000_000), "c-200": (2, 0), "c-003": (0, 300_000_000)}
+    events = []
+    for event_id, (units, nanos) in costs.items():
+        e = interaction(tenant, event_id)
+        e.usage.cost.currency_code, e.usage.cost.units, e.usage.cost.nanos = "USD", units, nanos
+        events.append(e)
+    search_suite.append(events)
+    search_suite.wait_indexed(tenant, len(events))
+    for text, expected in [
+        ("usage.cost = 1.14", ["c-114"]),
+        ("usage.cost <= 1.14", ["c-003", "c-114"]),
+        ("usage.cost < 1.14", ["c-003"]),
+        ("usage.cost > 1.14", ["c-200"]),
+        ("usage.cost = 0.3", ["c-003"]),
+    ]:
+        assert sorted(search_suite.all_ids(tenant, text)) == expected, text
+    shown = {"c-114": "1.14", "c-200": "2.0", "c-003": "0.3"}
+    rows = csv.DictReader(io.StringIO(export(search_suite, tenant, pb.EXPORT_FORMAT_CSV).decode()))
+    assert {r["event_id"]: r["usage.cost"] for r in rows} == shown
+    tree = etree.fromstring(export(search_suite, tenant, pb.EXPORT_FORMAT_XML))
+    ns = {"a": exporting.NAMESPACE}
+    assert {
+        n.findtext("a:event_id", namespaces=ns): n.findtext("a:usage.cost", namespaces=ns)
+        for n in tree.findall("a:event", ns)
+    } == shown
+    (bucket,) = search_suite.search.Aggregate(
+        pb.AggregateRequest(tenant_id=tenant, filter='event_id = "c-114"', metrics=["usage.cost"])
+    ).buckets
+    stats = bucket.stats["usage.cost"]
+    assert (stats.min, stats.max, stats.sum) == (1.14, 1.14, 1.14)

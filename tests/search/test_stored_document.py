@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import re
 
 import pytest
@@ -88,3 +89,24 @@ def test_anything_unexpected_falls_back_to_build() -> None:
     damaged = StoredEvent(**{**s.__dict__, "canonical": b"not json"})
     with pytest.raises(ValueError):
         stored_document.from_stored(damaged)
+
+
+_WIDE = decimal.Context(prec=40)
+"""Enough digits for any int64 of units and nine of nanos: the exact sums below."""
+
+
+@pytest.mark.parametrize(
+    ("units", "nanos"),
+    [(1, 140_000_000), (0, 300_000_000), (-1, -140_000_000), (2**63 - 1, 999_999_999), (5, 0)],
+)
+def test_a_cost_is_the_double_nearest_its_decimal_amount_on_both_paths(
+    units: int, nanos: int
+) -> None:
+    """``units + nanos / 1e9`` rounded twice: $1.14 was 1.1400000000000001, not 1.14."""
+    event = interaction("t", "cost")
+    event.usage.cost.currency_code = "USD"
+    event.usage.cost.units, event.usage.cost.nanos = units, nanos
+    exact = float(_WIDE.add(decimal.Decimal(units), decimal.Decimal(nanos).scaleb(-9, _WIDE)))
+    committed = canonical.commit(event, b"s" * 32)
+    fast = stored_document.from_canonical(committed.canonical, committed.content, 7)
+    assert fast.scalars["usage.cost"] == document.build(event, 7).scalars["usage.cost"] == exact

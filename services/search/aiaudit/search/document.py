@@ -74,6 +74,19 @@ def seconds(d: duration_pb2.Duration) -> float:
     return d.seconds + d.nanos / 1e9
 
 
+def money(units: int, nanos: int) -> float:
+    """A ``google.type.Money`` amount as the double nearest its decimal value.
+
+    ``units + nanos / 1e9`` rounded twice: $1.14 (1 unit, 140,000,000 nanos) was
+    indexed as 1.1400000000000001, which neither ``usage.cost = 1.14`` nor
+    ``<= 1.14`` matched (the literal is the double nearest 1.14), and which CSV,
+    XML and ``Aggregate`` showed. Python divides integers correctly rounded, so
+    one division of the whole amount in nanos gives what ``float("1.14")`` gives
+    (units and nanos share their sign, as google.type.Money requires).
+    """
+    return (units * 1_000_000_000 + nanos) / 1_000_000_000
+
+
 def _put(out: dict[str, Scalar], name: str, value: str) -> None:
     if value:
         out[name] = value
@@ -104,7 +117,7 @@ def build(event: event_pb2.Event, sequence: int) -> Document:
         for name in ("input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens"):
             s[f"usage.{name}"] = getattr(u, name)
         if u.HasField("cost"):
-            s["usage.cost"] = u.cost.units + u.cost.nanos / 1e9
+            s["usage.cost"] = money(u.cost.units, u.cost.nanos)
             _put(s, "usage.cost.currency_code", u.cost.currency_code)
     for name in ("latency", "time_to_first_token"):
         if e.timing.HasField(name):

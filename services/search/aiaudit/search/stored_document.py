@@ -153,7 +153,7 @@ def _build(node: Any, content: Content, sequence: int) -> Document:
             s[name] = _int(usage.get(key, 0))
         if "cost" in usage:
             cost = _object(usage["cost"])
-            s["usage.cost"] = _int(cost.get("units", 0)) + _int(cost.get("nanos", 0)) / 1e9
+            s["usage.cost"] = document.money(_int(cost.get("units", 0)), _int(cost.get("nanos", 0)))
             _put(s, "usage.cost.currency_code", cost.get("currencyCode", ""))
     timing = _object(node.get("timing"))
     for key, name in _DURATIONS:
