@@ -288,3 +288,31 @@ def test_a_tenant_s_rules_stay_within_its_quotas(
     assert _reason(info.value)[0] == "TEXT_SCANS_PER_TENANT"
     builtin.rule.source = source("prompt-injection", 2)  # 2 + 2: within, and a full rule list
     assert stub.UpdateRule(builtin).rule.source == source("prompt-injection", 2)
+
+
+def test_a_time_outside_years_1_to_9999_in_utc_is_invalid_argument(
+    alerting_server: Server, tenant: str
+) -> None:
+    """RFC 3339 that only its offset keeps within Python's years: its conversion to UTC
+    overflowed, and ListAlerts and TestRule answered UNKNOWN."""
+    channel, _, _ = alerting_server
+    stub = pb_grpc.AlertingServiceStub(channel)  # type: ignore[no-untyped-call]
+    parent = f"tenants/{tenant}"
+    late, early = "9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+00:01"
+    calls = [
+        lambda: stub.ListAlerts(
+            pb.ListAlertsRequest(parent=parent, filter=f'create_time < "{late}"')
+        ),
+        lambda: stub.ListAlerts(
+            pb.ListAlertsRequest(parent=parent, filter=f'create_time > "{early}"')
+        ),
+        lambda: stub.TestRule(
+            pb.TestRuleRequest(parent=parent, source=RULE, filter=f'occurred_time > "{early}"')
+        ),
+    ]
+    for call, literal in zip(calls, [late, early, early], strict=True):
+        with pytest.raises(grpc.RpcError) as info:
+            call()
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        ((field, said),) = violations(info.value)
+        assert field == "filter" and "out of range" in said and literal in said, said

@@ -588,3 +588,38 @@ def test_a_cost_is_found_and_shown_as_the_decimal_it_is(
     ).buckets
     stats = bucket.stats["usage.cost"]
     assert (stats.min, stats.max, stats.sum) == (1.14, 1.14, 1.14)
+
+
+@pytest.mark.parametrize(
+    ("filter_text", "column"),
+    [
+        ('occurred_time < "9999-12-31T23:59:59-23:59"', 17),  # year 10000 in UTC
+        ('receive_time > "0001-01-01T00:00:00+00:01"', 16),  # year 0 in UTC
+    ],
+)
+def test_a_time_outside_years_1_to_9999_in_utc_is_invalid_argument(
+    search_suite: SearchSuite, tenant: str, filter_text: str, column: int
+) -> None:
+    """Valid RFC 3339 whose instant Python cannot hold in UTC: the conversion's
+    OverflowError was answered UNKNOWN by SearchEvents, Aggregate and Export."""
+    calls: list[Callable[[], object]] = [
+        lambda: search_suite.search.SearchEvents(
+            pb.SearchEventsRequest(tenant_id=tenant, filter=filter_text)
+        ),
+        lambda: search_suite.search.Aggregate(
+            pb.AggregateRequest(tenant_id=tenant, filter=filter_text)
+        ),
+        lambda: list(
+            search_suite.search.Export(
+                pb.ExportRequest(
+                    tenant_id=tenant, filter=filter_text, format=pb.EXPORT_FORMAT_JSONL
+                )
+            )
+        ),
+    ]
+    for call in calls:
+        with pytest.raises(grpc.RpcError) as caught:
+            call()
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        said = field_violations(caught.value)["filter"]
+        assert "out of range" in said and f"column {column}" in said, said

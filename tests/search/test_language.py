@@ -108,6 +108,10 @@ def test_query_terms_phrases_and_operators() -> None:
         ('occurred_time >= "2026-W09-1"', 18, "not an RFC 3339 timestamp"),
         ('occurred_time >= "20260301T120000Z"', 18, "not an RFC 3339 timestamp"),
         ("timing.latency > 1.5ns", 18, "finer than a nanosecond"),
+        # Valid RFC 3339 whose instant is past year 9999 or before year 1 in UTC: an
+        # OverflowError in the conversion, answered UNKNOWN until 2026-12-05.
+        ('occurred_time < "9999-12-31T23:59:59-23:59"', 17, "out of range"),
+        ('receive_time > "0001-01-01T00:00:00+00:01"', 16, "out of range"),
     ],
 )
 def test_bad_filters_name_the_position(text: str, column: int, fragment: str) -> None:

@@ -5,7 +5,9 @@ A date alone is midnight UTC; otherwise a time zone is required (``Z`` or
 ``T`` and ``Z`` may be lower case (RFC 3339 section 5.6); at most six
 fraction digits, the precision events are kept at. Python's
 ``fromisoformat`` alone takes more (week dates, compact forms, any
-separator), and refused a lowercase ``z``.
+separator), and refused a lowercase ``z``. An instant that only its offset
+keeps within years 1 to 9999 (``9999-12-31T23:59:59-01:00``) is a ValueError
+too: Python's OverflowError there was answered ``UNKNOWN`` by every service.
 """
 
 from __future__ import annotations
@@ -34,4 +36,9 @@ def parse(text: str) -> dt.datetime:
         raise ValueError(f"{text!r} is not an RFC 3339 timestamp ({EXAMPLE})") from None
     if when.tzinfo is None:  # a date alone: the pattern allows no other zone-less form
         when = when.replace(tzinfo=dt.UTC)
-    return when.astimezone(dt.UTC)
+    try:
+        return when.astimezone(dt.UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-01:00 is in year 10000 in UTC
+        raise ValueError(
+            f"timestamp {text!r} is out of range: in UTC it falls outside years 0001 to 9999"
+        ) from None
