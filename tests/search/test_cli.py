@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import pytest
+from google.protobuf import json_format
 
 from aiaudit.cli.main import main
+from aiaudit.common.v1 import event_pb2 as ev
 from tests.helpers import interaction
 from tests.search.conftest import NOT_ACCESS, start_suite
 
@@ -76,3 +79,48 @@ def test_a_limit_below_one_is_refused_by_name(
         main(["search", "--tenant", "t", "--limit", limit])
     assert exit_.value.code == 2
     assert "--limit" in capsys.readouterr().err
+
+
+_RAW_CONTROLS = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+"""Control characters a terminal may act on (a line feed ends each printed line)."""
+
+
+def test_search_prints_no_control_character_from_event_data(
+    tmp_path: Path, tenant: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A prompt could clear the screen, hide text or write the clipboard: every value
+    printed comes with its C0/C1 controls and DEL as ``\\xNN``; ``--json`` stays exact."""
+    text = "invoice \x1b]52;c;ZWNobyBwd25lZA==\x07 \x1b[2J\x1b[1;31mALL CLEAR\x1b[0m \x9b2J\x7f"
+    event = interaction(tenant, "esc-1", text=text, user="bob\x1b[8m", model="gpt\x9b8m")
+    running = start_suite(tmp_path, "sqlite", {})
+    try:
+        running.append([event])
+        running.wait_indexed(tenant, 1)
+        common = ["--address", running.address, f"--api-key={running.keys['auditor']}"]
+        search = [
+            "search",
+            *common,
+            "--tenant",
+            tenant,
+            "--filter",
+            NOT_ACCESS,
+            "--query",
+            "invoice",
+        ]
+        assert main(search) == 0
+        out = capsys.readouterr().out
+        assert not _RAW_CONTROLS.search(out), repr(out)
+        (line,) = out.splitlines()
+        assert "  bob\\x1b[8m  gpt\\x9b8m  " in line
+        assert "\\x1b]52;c;ZWNobyBwd25lZA==\\x07 \\x1b[2J\\x1b[1;31mALL CLEAR\\x1b[0m" in line
+        assert line.endswith("\\x9b2J\\x7f"), line
+        assert main([*search, "--json"]) == 0
+        out = capsys.readouterr().out
+        assert not _RAW_CONTROLS.search(out), repr(out)
+        (printed,) = out.splitlines()
+        got = json_format.Parse(printed, ev.Event())
+        assert got.input.messages[0].parts[0].text == text
+        assert (got.actor.user_id, got.model.name) == ("bob\x1b[8m", "gpt\x9b8m")
+    finally:
+        running.channel.close()
+        running.suite.stop()

@@ -9,6 +9,7 @@ is recorded in the tenant's log like any other read.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -39,7 +40,25 @@ def _stub(args: argparse.Namespace) -> pb_grpc.SearchServiceStub:
     return pb_grpc.SearchServiceStub(channel)  # type: ignore[no-untyped-call]
 
 
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f]")
+"""C0 controls, DEL and C1 controls: what a terminal may act on instead of showing."""
+
+
+def visible(text: str) -> str:
+    r"""``text`` with every C0 and C1 control character and DEL written ``\xNN``.
+
+    Event data is whatever a gateway sent, and a terminal acts on control
+    characters: ESC (or the C1 CSI, U+009B) starts sequences that clear the
+    screen, hide or recolour text, set the window title or write the
+    clipboard (OSC 52), BEL rings. Printed raw, a prompt could make its line
+    say what the event does not. A literal ``\x1b`` in the text
+    looks the same: the line is for reading, ``--json`` is exact.
+    """
+    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def _line(result: pb.SearchResult) -> str:
+    """One event for a terminal: every value from the event made :func:`visible`."""
     e = result.event
     when = e.occurred_time.ToDatetime().isoformat(timespec="seconds") + "Z"
     kind = event_pb2.EventType.Name(e.event_type).removeprefix("EVENT_TYPE_").lower()
@@ -48,7 +67,19 @@ def _line(result: pb.SearchResult) -> str:
     marks = [f for h in result.highlights.values() for f in h.fragments]
     if marks:
         parts.append(marks[0].replace("\n", " "))
-    return "  ".join(parts)
+    return "  ".join(visible(p) for p in parts)
+
+
+def _json_line(event: event_pb2.Event) -> str:
+    r"""The event as one line of JSON, with nothing a terminal acts on.
+
+    JSON escapes C0 controls, and ASCII-only output every C1 one (``\u009b``);
+    DEL is ASCII and allowed raw in JSON, so it is escaped here (only a string
+    can hold it).
+    """
+    return json_format.MessageToJson(event, indent=None, ensure_ascii=True).replace(
+        "\x7f", "\\u007f"
+    )
 
 
 def run_search(args: argparse.Namespace) -> int:
@@ -70,7 +101,7 @@ def run_search(args: argparse.Namespace) -> int:
             total = page.total_size
             for result in page.results:
                 if args.json:
-                    print(json_format.MessageToJson(result.event, indent=None))
+                    print(_json_line(result.event))
                 else:
                     print(_line(result))
                 printed += 1
@@ -78,7 +109,7 @@ def run_search(args: argparse.Namespace) -> int:
             if not token:
                 break
     except grpc.RpcError as err:
-        print(f"aiaudit search: {err.code().name}: {err.details()}", file=sys.stderr)
+        print(f"aiaudit search: {err.code().name}: {visible(err.details() or '')}", file=sys.stderr)
         return 1
     print(f"{printed} of {total} matching event(s)", file=sys.stderr)
     return 0
