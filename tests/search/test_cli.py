@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import csv
+import os
 import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +15,8 @@ from google.protobuf import json_format
 
 from aiaudit.cli.main import main
 from aiaudit.common.v1 import event_pb2 as ev
-from tests.helpers import interaction
+from tests.conftest import subprocess_env
+from tests.helpers import interaction, wait_until
 from tests.search.conftest import NOT_ACCESS, start_suite
 
 
@@ -121,6 +126,99 @@ def test_search_prints_no_control_character_from_event_data(
         got = json_format.Parse(printed, ev.Event())
         assert got.input.messages[0].parts[0].text == text
         assert (got.actor.user_id, got.model.name) == ("bob\x1b[8m", "gpt\x9b8m")
+    finally:
+        running.channel.close()
+        running.suite.stop()
+
+
+def _state(pid: int) -> str:
+    """The process's state letter in /proc (``T``: stopped)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rindex(")") + 2]
+
+
+def test_an_export_interrupted_by_ctrl_c_leaves_no_file(tmp_path: Path, tenant: str) -> None:
+    """``aiaudit export --output F`` in its own process, SIGINT mid-stream: no F, no partial.
+
+    Written in place, F was left with the events received so far, a JSON Lines
+    file that could pass for the whole export. The export is stopped (SIGSTOP)
+    once bytes are on disk, so it is certainly mid-stream when SIGINT comes.
+    """
+    text, count = "y" * 20_000, 1000  # 40 MB of JSON (input and output carry the text)
+    running = start_suite(tmp_path, "sqlite", {})
+    try:
+        for first in range(0, count, 50):
+            running.append(
+                [interaction(tenant, f"big-{i}", text=text) for i in range(first, first + 50)]
+            )
+        running.wait_indexed(tenant, count, timeout=120)
+        out = tmp_path / "out"
+        out.mkdir()
+        target = out / "export.jsonl"
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "aiaudit.cli.main",
+                "export",
+                "--address",
+                running.address,
+                f"--api-key={running.keys['compliance_officer']}",
+                "--tenant",
+                tenant,
+                "--filter",
+                NOT_ACCESS,
+                "--output",
+                str(target),
+            ],
+            env=subprocess_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+
+            def on_disk() -> int:
+                return sum(f.stat().st_size for f in out.iterdir())
+
+            wait_until(lambda: proc.poll() is not None or on_disk() > 0, timeout=60)
+            os.kill(proc.pid, signal.SIGSTOP)
+            wait_until(lambda: _state(proc.pid) == "T")
+            assert 0 < on_disk() < count * len(text), "not stopped mid-stream"
+            os.kill(proc.pid, signal.SIGINT)
+            os.kill(proc.pid, signal.SIGCONT)
+            _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert sorted(out.iterdir()) == [], err
+        assert proc.returncode == 130 and b"interrupted" in err, err
+    finally:
+        running.channel.close()
+        running.suite.stop()
+
+
+def test_a_failed_export_leaves_an_earlier_file_of_that_name_as_it_was(
+    tmp_path: Path, tenant: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The export goes to a file beside F, renamed over it only once complete."""
+    running = start_suite(tmp_path, "sqlite", {})
+    try:
+        running.append([interaction(tenant, "e-1")])
+        running.wait_indexed(tenant, 1)
+        out = tmp_path / "out"
+        out.mkdir()
+        target = out / "export.csv"
+        target.write_text("yesterday's export\n")
+        common = ["--address", running.address, f"--api-key={running.keys['auditor']}"]
+        export = ["export", *common, "--tenant", tenant, "--format", "csv", "--output", str(target)]
+        assert main([*export, "--filter", "(broken"]) == 1
+        assert "INVALID_ARGUMENT" in capsys.readouterr().err
+        assert target.read_text() == "yesterday's export\n"
+        assert main([*export, "--filter", NOT_ACCESS]) == 0
+        assert [r["event_id"] for r in csv.DictReader(target.open(newline=""))] == ["e-1"]
+        assert list(out.iterdir()) == [target]  # nothing beside it
+        assert target.stat().st_mode & 0o777 == 0o600  # it holds what the key may read
     finally:
         running.channel.close()
         running.suite.stop()

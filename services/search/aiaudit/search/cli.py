@@ -9,8 +9,10 @@ is recorded in the tenant's log like any other read.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -125,23 +127,61 @@ def run_export(args: argparse.Namespace) -> int:
         format=_FORMATS[args.format],
         include_proofs=args.include_proofs,
     )
-    out: BinaryIO = args.output.open("wb") if args.output else sys.stdout.buffer
-    written = 0
     try:
-        for chunk in stub.Export(request):
-            out.write(chunk.data)
-            written += len(chunk.data)
+        if args.output is None:
+            written = _stream(stub, request, sys.stdout.buffer)
+        else:
+            written = _stream_to_file(stub, request, args.output)
     except grpc.RpcError as err:
-        print(f"aiaudit export: {err.code().name}: {err.details()}", file=sys.stderr)
-        if args.output:  # an interrupted export must not pass for a complete one
-            out.close()
-            args.output.unlink(missing_ok=True)
+        print(f"aiaudit export: {err.code().name}: {visible(err.details() or '')}", file=sys.stderr)
         return 1
-    finally:
-        if args.output:
-            out.close()
+    except KeyboardInterrupt:
+        unwritten = f"; {args.output} not written" if args.output else ""
+        print(f"aiaudit export: interrupted{unwritten}", file=sys.stderr)
+        return 130  # 128 + SIGINT, as a shell reports a command Ctrl-C stopped
     print(f"exported {written} bytes", file=sys.stderr)
     return 0
+
+
+def _stream(stub: pb_grpc.SearchServiceStub, request: pb.ExportRequest, out: BinaryIO) -> int:
+    """Writes the export's chunks to ``out`` as they arrive; the bytes written."""
+    call = stub.Export(request)
+    written = 0
+    try:
+        for chunk in call:
+            out.write(chunk.data)
+            written += len(chunk.data)
+    except BaseException:
+        call.cancel()  # the server's export slot is free now, not when the channel closes
+        raise
+    return written
+
+
+def _stream_to_file(
+    stub: pb_grpc.SearchServiceStub, request: pb.ExportRequest, target: Path
+) -> int:
+    """The export into ``target``, which appears only once the last chunk is in.
+
+    The chunks go to a temporary file beside it (the same file system, so the
+    rename is atomic), removed on any failure, Ctrl-C included: written in
+    place, an interrupted export left a partial file that could pass for the
+    whole one (a JSON Lines file cut between two events looks complete), and
+    a failed one had already truncated an earlier file of that name. A FIFO or
+    a device (``/dev/stdout``) cannot be renamed over, so it is written in place.
+    """
+    if target.exists() and not target.is_file():
+        with target.open("wb") as out:
+            return _stream(stub, request, out)
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
+    partial = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            written = _stream(stub, request, out)
+        partial.replace(target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return written
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: Common) -> None:
