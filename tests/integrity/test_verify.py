@@ -8,9 +8,12 @@ the untouched store verifies, tampers, and checks what ``verify`` reports.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
+import random
 from collections.abc import Iterator
 from dataclasses import dataclass
+from hashlib import sha256
 from pathlib import Path
 
 import pytest
@@ -27,12 +30,13 @@ from aiaudit.common.store.prepare import prepare
 from aiaudit.common.store.schema import event_content, events, log_entries
 from aiaudit.common.store.sql import Receipt, data_keys
 from aiaudit.integrity import checks, note, verify
+from aiaudit.integrity.merkle import CompactRange
 from aiaudit.integrity.signers import FileKeys
 from aiaudit.integrity.tables import nodes
 from aiaudit.integrity.verify import MODES, Report, verify_store
 from tests.conftest import Postgres
 from tests.helpers import interaction, wait_until
-from tests.integrity.conftest import ORIGIN_PREFIX, Notaries, append, login
+from tests.integrity.conftest import ORIGIN_PREFIX, Notaries, append, login, stepping
 from tests.integrity.test_notary import all_checkpoints, check_history, covers
 
 
@@ -642,3 +646,140 @@ def test_a_tree_that_does_not_extend_the_last_checkpoint_is_not_signed(
     notaries.start(keys)
     wait_until(lambda: covers(notaries.url, tenant, 16))
     check_history(notaries.url, tenant, keys.verifier_keys())
+
+
+def _nodes_of(log: Log) -> dict[tuple[int, int], bytes]:
+    with log.admin.connect() as conn:
+        rows = conn.execute(
+            sa.select(nodes.c.level, nodes.c.idx, nodes.c.hash).where(nodes.c.log_id == log.tenant)
+        )
+        return {(int(level), int(idx)): bytes(digest) for level, idx, digest in rows}
+
+
+def _node_problems(log: Log, monkeypatch: pytest.MonkeyPatch) -> tuple[list[str], int]:
+    """The problems (sorted) at the default page size, which must be those at pages of 4,
+    and how many of those 4 pages PostgreSQL's leaves mode found intact in the database.
+
+    Pages of 4 make the nodes above level 2 ones that join pages (completed
+    while the tree is rebuilt across them), and the log's 15 events four pages.
+    """
+    problems = sorted(log.problems())
+    monkeypatch.setattr(verify, "PAGE", 4)
+    report = log.verify()
+    assert sorted(str(p) for p in report.problems) == problems
+    return problems, report.pages_in_database
+
+
+def test_changed_inner_nodes_are_named(log: Log, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Proofs and the notary's restart read the inner node rows: a changed one failed them
+    (DATA_LOSS, a log no longer signed) while verify passed (review, 2026-12-05)."""
+    assert set(_nodes_of(log)) == {
+        (level, idx) for level in range(4) for idx in range(15 >> level)
+    }, "the notary stores every complete subtree, the leaves at level 0"
+    for level, idx in ((1, 2), (3, 0)):
+        log.execute(
+            "UPDATE integrity_nodes SET hash = :h WHERE log_id = :t AND level = :l AND idx = :i",
+            h=bytes(32),
+            l=level,
+            i=idx,
+        )
+    problems, in_database = _node_problems(log, monkeypatch)
+    assert problems == [
+        f"log {log.tenant}: node level 1 index 2 (leaves 4..5) differs from the tree "
+        "rebuilt from the stored events",
+        f"log {log.tenant}: node level 3 index 0 (leaves 0..7) differs from the tree "
+        "rebuilt from the stored events",
+    ]
+    on_postgres = log.admin.dialect.name == "postgresql"
+    assert in_database == (4 if on_postgres and log.mode == "leaves" else 0), "no page spoilt"
+
+
+def test_deleted_nodes_are_named(log: Log, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An inner node, and the last integrated leaf (no other node covers it; the
+    checkpoint at 15 does)."""
+    log.execute("DELETE FROM integrity_nodes WHERE log_id = :t AND level = 2 AND idx = 1")
+    log.execute("DELETE FROM integrity_nodes WHERE log_id = :t AND level = 0 AND idx = 14")
+    assert _node_problems(log, monkeypatch)[0] == [
+        f"log {log.tenant}: node level 0 index 14 is missing (deleted?)",
+        f"log {log.tenant}: node level 2 index 1 is missing (deleted?)",
+    ]
+
+
+def test_inserted_nodes_are_named(log: Log, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every place inside the tree holds a node already (the primary key): a node added is
+    past the log's 15 leaves, or at no place of a tree."""
+    with log.admin.begin() as conn:
+        for level, idx in ((0, 15), (0, 16), (1, 7), (4, 0), (-1, 0), (2, -3)):
+            conn.execute(
+                sa.insert(nodes).values(log_id=log.tenant, level=level, idx=idx, hash=bytes(32))
+            )
+    assert _node_problems(log, monkeypatch)[0] == sorted(
+        [
+            f"log {log.tenant}: the notary integrated 17 leaves but the log head says 15 "
+            "(tail truncated?)",
+            f"log {log.tenant}: node level 0 index 15..16 lies beyond the log head (size 15): "
+            "inserted, or the log truncated?",
+            f"log {log.tenant}: node level 1 index 7 lies beyond the log head (size 15): "
+            "inserted, or the log truncated?",
+            f"log {log.tenant}: node level 4 index 0 lies beyond the log head (size 15): "
+            "inserted, or the log truncated?",
+            f"log {log.tenant}: node level -1 index 0 is no place in a tree (inserted?)",
+            f"log {log.tenant}: node level 2 index -3 is no place in a tree (inserted?)",
+        ]
+    )
+
+
+def test_nodes_the_notary_has_not_stored_yet_are_no_problem(
+    log: Log, store: SqlEventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Entries appended after the notary stopped have no nodes yet: nothing is missing."""
+    log.receipts += append(store, log.tenant, 6)
+    assert log.verify().ok
+    monkeypatch.setattr(verify, "PAGE", 4)
+    report = log.verify()
+    assert report.ok, report.problems
+    assert report.events == 21
+
+
+def test_nodes_integrated_while_the_walk_ends_are_no_truncation(
+    log: Log,
+    store: SqlEventStore,
+    notaries: Notaries,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The last leaf integrated was read after the head: on a running PostgreSQL store,
+    leaves appended and integrated in between were reported as a truncated tail."""
+    last_checks = verify._content_after_erasure
+
+    def grow_then_check(conn: sa.Connection, log_id: str) -> list[tuple[int, str, int]]:
+        log.receipts += append(store, log.tenant, 6)
+        with stepping(notaries.url, log.keys, tmp_path) as notary:
+            notary.step()
+        return last_checks(conn, log_id)
+
+    monkeypatch.setattr(verify, "_content_after_erasure", grow_then_check)
+    report = log.verify()
+    assert report.ok, report.problems
+    assert len(_nodes_of(log)) == 21 + 10 + 5 + 2 + 1
+
+
+def test_a_rebuilt_block_hands_over_every_node_it_completes() -> None:
+    """What verify compares the stored nodes with: appended in blocks cut anywhere (level by
+    level when aligned, else leaf by leaf), each node once, as the notary stored it."""
+    rng = random.Random(7)
+    for n in [1, 2, 3, 15, 16, 17, *rng.sample(range(18, 300), 20)]:
+        leaves = [sha256(b"%d %d" % (n, i)).digest() for i in range(n)]
+        stored = {(node.level, node.index): d for node, d in CompactRange().extend(leaves)}
+        rebuilt: dict[tuple[int, int], bytes] = {}
+        tree = CompactRange()
+        cuts = sorted({0, n, *rng.sample(range(n), min(n, 4))})
+        for start, end in itertools.pairwise(cuts):
+            completed: dict[int, list[bytes]] = {}
+            tree.append_block(b"".join(leaves[start:end]), (), completed)
+            for level, parts in completed.items():
+                row = b"".join(parts)
+                assert len(row) == 32 * ((end >> level) - (start >> level))
+                for k in range(len(row) // 32):
+                    rebuilt[(level, (start >> level) + k)] = row[32 * k : 32 * (k + 1)]
+        assert rebuilt == stored, (n, cuts)

@@ -239,7 +239,12 @@ class CompactRange:
         self._size += 1
         return created
 
-    def append_block(self, leaves: bytes, roots_at: Iterable[int] = ()) -> dict[int, bytes]:
+    def append_block(
+        self,
+        leaves: bytes,
+        roots_at: Iterable[int] = (),
+        completed: dict[int, list[bytes]] | None = None,
+    ) -> dict[int, bytes]:
         """Appends many leaf hashes at once; returns the root at each size in ``roots_at``.
 
         For bulk rebuilds (``verify``): ``leaves`` is the hashes concatenated,
@@ -248,8 +253,11 @@ class CompactRange:
         of two, the block is hashed level by level natively and its perfect
         subtrees join the edge; otherwise it falls back to ``append`` leaf by
         leaf. Only sizes inside the block (after its first leaf, up to its
-        end) are answered. The completed nodes are not returned: nothing is
-        stored from here.
+        end) are answered. ``completed``, if given, receives the nodes the
+        block completes (each by its last leaf: at level ``l`` the indexes
+        ``start >> l .. (end >> l) - 1``), by level, as pieces of that level's
+        hashes in index order: ``verify`` compares them with the stored nodes
+        without a Python object per node.
         """
         if len(leaves) % HASH_SIZE:
             raise ValueError(
@@ -264,7 +272,9 @@ class CompactRange:
         if start % (1 << (count.bit_length() - 1)):
             out = {}
             for at in range(0, len(leaves), HASH_SIZE):
-                self.append(leaves[at : at + HASH_SIZE])
+                for node, digest in self.append(leaves[at : at + HASH_SIZE]):
+                    if completed is not None:
+                        completed.setdefault(node.level, []).append(digest)
                 if self._size in wanted:
                     out[self._size] = self.root()
             return out
@@ -280,8 +290,15 @@ class CompactRange:
             for node in _perfect_nodes(start, size):
                 _push(edge, node, stored(node))
             out[size] = _fold([digest for _, digest in edge])
+        merged: list[tuple[NodeID, bytes]] = []
         for node in _perfect_nodes(start, end):
-            _push(self._edge, node, stored(node))
+            _push(self._edge, node, stored(node), merged)
+        if completed is not None:
+            # The levels hold the nodes inside the block; the merges, the ones above it.
+            for level, row in enumerate(levels):
+                completed.setdefault(level, []).append(row)
+            for node, digest in merged:
+                completed.setdefault(node.level, []).append(digest)
         self._size = end
         return out
 

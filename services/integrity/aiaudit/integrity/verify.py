@@ -11,6 +11,12 @@ For every log, in sequence order (one streaming pass, O(log n) memory):
 * each recomputed leaf equals the leaf the notary integrated at that position
   (level-0 node), which names the exact event that changed, moved or was
   forged after integration;
+* every stored node above the leaves equals the rebuilt tree's node at its
+  place (level, index), compared level by level as each page completes them;
+  every node the notary must have stored (those of the leaves its stored
+  nodes and checkpoints cover) is there; none lies beyond the log head. The
+  proofs and the notary's restart read these rows, so a changed one fails
+  them (``DATA_LOSS``, a notary that will not sign) while the leaves are fine;
 * the tree rebuilt from the recomputed leaves has, at every stored and every
   exported (WORM) checkpoint's size, that checkpoint's root. Every checkpoint
   must carry a valid signature from a trusted key for the log's origin. All
@@ -30,10 +36,12 @@ from __future__ import annotations
 import bisect
 import contextlib
 import datetime as dt
+import functools
+import itertools
 import json
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from hashlib import sha256
@@ -53,7 +61,7 @@ from aiaudit.integrity import checks, storage, worm
 from aiaudit.integrity.merkle import HASH_SIZE, CompactRange
 from aiaudit.integrity.note import Checkpoint, NoteError, VerifierKey, open_checkpoint
 from aiaudit.integrity.tables import checkpoints, nodes
-from aiaudit.integrity.verify_pages import PageChecks
+from aiaudit.integrity.verify_pages import Page, PageChecks, StoredLevel, stored_levels
 
 PAGE = 4096
 """Entries per page; a power of two, so every page starts at a perfect subtree's
@@ -334,10 +342,23 @@ class _LogWalk:
     """The streaming check of one log."""
 
     def __init__(
-        self, log_id: str, head: int, targets: dict[int, list[_Target]], report: Report
+        self,
+        log_id: str,
+        head: int,
+        targets: dict[int, list[_Target]],
+        report: Report,
+        conn: sa.Connection | None = None,
+        must_store: int = 0,
     ) -> None:
+        """Starts the walk of a log whose head is ``head``.
+
+        ``conn`` reads the stored nodes (without one they are not compared);
+        every node of leaves ``0 .. must_store - 1`` must be stored.
+        """
         self.log_id = log_id
         self.head = head
+        self.conn = conn
+        self.must_store = must_store
         self.targets = targets
         self.sizes = sorted(targets)
         self.report = report
@@ -373,8 +394,11 @@ class _LogWalk:
     def add_leaves(self, leaves: Sequence[bytes | None]) -> None:
         """Extends the rebuilt tree by a run of leaves; in one block when all are known."""
         if self.broken_at is not None or None in leaves:
+            start = self.tree.size
+            completed: dict[int, list[bytes]] = {}
             for leaf in leaves:
-                self.add_leaf(leaf)
+                self.add_leaf(leaf, completed)
+            self.check_nodes(start, completed)
             return
         known = cast(Sequence[bytes], leaves)
         if set(map(len, known)) - {HASH_SIZE}:  # joined, a 31- and a 33-byte hash read as two
@@ -383,8 +407,11 @@ class _LogWalk:
             raise ValueError(f"leaf hash {at} must be {HASH_SIZE} bytes, got {size}")
         self.add_known(b"".join(known))
 
-    def add_known(self, leaves: bytes) -> None:
-        """Extends the rebuilt tree by known leaf hashes, concatenated (a page found intact)."""
+    def add_known(self, leaves: bytes, stored: dict[int, StoredLevel] | None = None) -> None:
+        """Extends the rebuilt tree by known leaf hashes, concatenated (a page found intact).
+
+        ``stored``: the stored nodes these leaves complete, if already read.
+        """
         if self.broken_at is not None:  # past a gap no rebuilt root can be right
             return
         start = self.tree.size
@@ -392,9 +419,99 @@ class _LogWalk:
         asked = self.sizes[
             bisect.bisect_right(self.sizes, start) : bisect.bisect_right(self.sizes, end)
         ]
-        roots = self.tree.append_block(leaves, asked)
+        completed: dict[int, list[bytes]] = {}
+        roots = self.tree.append_block(leaves, asked, completed)
         for size in sorted(roots):
             self.check_targets(size, roots[size])
+        self.check_nodes(start, completed, stored)
+
+    def check_nodes(
+        self,
+        start: int,
+        completed: dict[int, list[bytes]],
+        stored: dict[int, StoredLevel] | None = None,
+    ) -> None:
+        """Compares the nodes the leaves from ``start`` on completed with the stored ones.
+
+        One comparison per level when the stored nodes are where they belong
+        (the notary may lag: a prefix of them); otherwise that level is read
+        row by row, which names each node.
+        """
+        if self.conn is None or self.tree.size == start:
+            return
+        if stored is None:
+            stored = _stored_levels(self.conn, self.log_id, start, self.tree.size)
+        for level, parts in completed.items():
+            rebuilt = b"".join(parts)
+            first = start >> level
+            have = len(rebuilt) // HASH_SIZE
+            need = min(have, max(0, (self.must_store >> level) - first))
+            got = stored.get(level)
+            if got is None or not got.rows:
+                if need:
+                    self.node_rows(level, first, rebuilt, need)
+                continue
+            if (
+                got.first == first
+                and got.last == first + got.rows - 1
+                and need <= got.rows <= have
+                and (level == 0 or got.hashes == rebuilt[: HASH_SIZE * got.rows])
+            ):
+                continue
+            self.node_rows(level, first, rebuilt, need)
+
+    def node_rows(self, level: int, first: int, rebuilt: bytes, need: int) -> None:
+        """Names each stored node of ``level`` from index ``first`` that is missing or differs.
+
+        ``rebuilt``: the rebuilt nodes from ``first`` on; the first ``need`` of
+        them must be stored. Level 0 (the integrated leaves) is compared with
+        the events leaf by leaf already, so only its rows' presence is checked.
+        """
+        assert self.conn is not None
+        n = nodes.c
+        rows = self.conn.execute(
+            sa.select(n.idx, n.hash).where(
+                n.log_id == self.log_id,
+                n.level == level,
+                n.idx >= first,
+                n.idx < first + len(rebuilt) // HASH_SIZE,
+            )
+        )
+        found = {int(idx): bytes(digest) for idx, digest in rows}
+        for a, b in _runs(i for i in range(first, first + need) if i not in found):
+            self.problem(f"node level {level} index {_span(a, b)} is missing (deleted?)")
+        for idx in sorted(found) if level else ():
+            at = HASH_SIZE * (idx - first)
+            if found[idx] != rebuilt[at : at + HASH_SIZE]:
+                self.problem(
+                    f"node level {level} index {idx} (leaves {idx << level}.."
+                    f"{((idx + 1) << level) - 1}) differs from the tree rebuilt from the "
+                    "stored events"
+                )
+
+    def nodes_beyond(self, found: list[tuple[int, int]], head_now: int) -> None:
+        """Names stored nodes past the log head, or at no place of a tree.
+
+        ``found``: (level, index) of nodes read before ``head_now``, sorted, that
+        were not all within the head when the walk began; those the log has
+        grown to since are the notary's.
+        """
+        leaves = [idx for level, idx in found if level == 0 and idx >= head_now]
+        if leaves:
+            self.problem(
+                f"the notary integrated {max(leaves) + 1} leaves but the log head says "
+                f"{head_now} (tail truncated?)"
+            )
+        past = [(lv, i) for lv, i in found if lv >= 0 and i >= 0 and (i + 1) << lv > head_now]
+        for level, group in itertools.groupby(past, key=lambda node: node[0]):
+            for a, b in _runs(i for _, i in group):
+                self.problem(
+                    f"node level {level} index {_span(a, b)} lies beyond the log head "
+                    f"(size {head_now}): inserted, or the log truncated?"
+                )
+        for level, idx in found:
+            if level < 0 or idx < 0:
+                self.problem(f"node level {level} index {idx} is no place in a tree (inserted?)")
 
     def check_targets(self, size: int, root: bytes) -> None:
         """Compares the rebuilt root at ``size`` with every checkpoint at that size."""
@@ -408,12 +525,16 @@ class _LogWalk:
             else:
                 self.last_good = target.size
 
-    def add_leaf(self, leaf: bytes | None) -> None:
-        """Extends the rebuilt tree and checks any checkpoint at the new size."""
+    def add_leaf(self, leaf: bytes | None, completed: dict[int, list[bytes]]) -> None:
+        """Extends the rebuilt tree and checks any checkpoint at the new size.
+
+        The nodes the leaf completes go to ``completed``, by level.
+        """
         if leaf is None or self.broken_at is not None:
             self.broken_at = self.tree.size if self.broken_at is None else self.broken_at
             return
-        self.tree.append(leaf)
+        for node, digest in self.tree.append(leaf):
+            completed.setdefault(node.level, []).append(digest)
         if self.tree.size in self.targets:
             self.check_targets(self.tree.size, self.tree.root())
 
@@ -504,6 +625,129 @@ def _integrated(conn: sa.Connection, log_id: str, start: int, end: int) -> dict[
     return {int(r.idx): bytes(r.hash) for r in rows}
 
 
+def _stored_levels(
+    conn: sa.Connection, log_id: str, start: int, end: int
+) -> dict[int, StoredLevel]:
+    """The stored nodes that leaves ``start .. end-1`` complete, by level, in one statement.
+
+    At level ``l`` those are the indexes ``start >> l .. (end >> l) - 1``
+    (a node's last leaf completes it): one index range scan per level (their
+    ``OR`` in one ``WHERE`` was, on SQLite, a scan of all the log's nodes for
+    every page), aggregated by the database, so no row reaches Python unless
+    a level disagrees.
+    """
+    if conn.dialect.name == "postgresql":
+        return stored_levels(conn, log_id, start, end)
+    rows = conn.execute(
+        _levels_sqlite(end.bit_length()), {"log_id": log_id, "lo": start, "hi": end}
+    )
+    return {
+        int(level): StoredLevel(int(count), first, last, bytes(hashes or b""))
+        for level, count, first, last, hashes in rows
+        if count
+    }
+
+
+@functools.cache
+def _levels_sqlite(levels: int) -> sa.TextClause:
+    """SQLite's ``_stored_levels`` for levels ``0 .. levels-1``: one text per number of levels.
+
+    Built with SQLAlchemy's constructs it cost more to build than to run.
+    The hashes' bytes are joined as text and read back as those bytes; level
+    0's are left out: the walk compares the integrated leaves with the events
+    one by one.
+    """
+    return sa.text(
+        " UNION ALL ".join(
+            f"SELECT {level}, count(*), min(idx), max(idx), "
+            + ("CAST(group_concat(hash, '') AS BLOB)" if level else "NULL")
+            + f" FROM integrity_nodes WHERE log_id = :log_id AND level = {level}"
+            f" AND idx >= (:lo >> {level}) AND idx < (:hi >> {level})"
+            for level in range(levels)
+        )
+    )
+
+
+_NODE_LEVELS = sa.text("""
+WITH RECURSIVE found(level) AS (
+    SELECT min(level) FROM integrity_nodes WHERE log_id = :log_id
+    UNION ALL
+    SELECT (SELECT min(n.level) FROM integrity_nodes n
+            WHERE n.log_id = :log_id AND n.level > found.level)
+    FROM found WHERE found.level IS NOT NULL
+)
+SELECT level,
+    (SELECT min(n.idx) FROM integrity_nodes n WHERE n.log_id = :log_id AND n.level = found.level),
+    (SELECT max(n.idx) FROM integrity_nodes n WHERE n.log_id = :log_id AND n.level = found.level)
+FROM found WHERE level IS NOT NULL
+""")
+"""(level, least index, greatest index) of every level a log has nodes at, any level.
+
+Each level found by one index probe from the last (a loose index scan), so
+~1 ms whatever the log's size: a ``GROUP BY level`` reads every node, and a
+probe per possible level was a statement that took longer to plan than to run.
+"""
+
+
+def _node_levels(conn: sa.Connection, log_id: str) -> list[tuple[int, int, int]]:
+    rows = conn.execute(_NODE_LEVELS, {"log_id": log_id})
+    return [(int(level), int(low), int(high)) for level, low, high in rows]
+
+
+def _must_store(conn: sa.Connection, log_id: str, head: int) -> int:
+    """How many leaves, from the first, have every node of theirs stored (at most ``head``).
+
+    The notary stores the nodes of a run of leaves, and moves on, in one
+    transaction: a stored node, or a stored checkpoint, covering leaves up to
+    ``n`` means all nodes of leaves ``0 .. n-1`` were stored.
+    """
+    cp = checkpoints.c
+    signed = conn.execute(sa.select(sa.func.max(cp.tree_size)).where(cp.log_id == log_id))
+    ends = [(high + 1) << level for level, _, high in _node_levels(conn, log_id) if level >= 0]
+    return min(head, max([int(signed.scalar() or 0), *ends]))
+
+
+def _nodes_beyond(conn: sa.Connection, log_id: str, size: int) -> list[tuple[int, int]]:
+    """(level, index) of the stored nodes not within leaves ``0 .. size-1``, sorted.
+
+    Read only at the levels that have any: at level ``l`` the indexes from
+    ``size >> l`` on (every index, at a level whose nodes cover more than
+    ``size`` leaves) and any negative one; every node of a negative level.
+    """
+    n = nodes.c
+    past = [
+        n.level == level
+        if level < 0
+        else sa.and_(n.level == level, sa.or_(n.idx < 0, n.idx >= size >> level))
+        for level, low, high in _node_levels(conn, log_id)
+        if level < 0 or low < 0 or high >= size >> level
+    ]
+    if not past:
+        return []
+    rows = conn.execute(
+        sa.select(n.level, n.idx).where(n.log_id == log_id, sa.or_(*past)).order_by(n.level, n.idx)
+    )
+    return [(int(level), int(idx)) for level, idx in rows]
+
+
+def _runs(indexes: Iterable[int]) -> Iterator[tuple[int, int]]:
+    """(first, last) of each run of consecutive integers, of increasing ``indexes``."""
+    run: tuple[int, int] | None = None
+    for i in indexes:
+        if run is not None and i == run[1] + 1:
+            run = (run[0], i)
+            continue
+        if run is not None:
+            yield run
+        run = (i, i)
+    if run is not None:
+        yield run
+
+
+def _span(first: int, last: int) -> str:
+    return str(first) if first == last else f"{first}..{last}"
+
+
 def _head(conn: sa.Connection, log_id: str) -> int:
     """The log's size now: the read transaction ends first (SQLite keeps its snapshot)."""
     conn.commit()
@@ -532,20 +776,24 @@ def verify_log(
     report.logs += 1
     head = _head(conn, log_id)
     last = _last_seq(conn, log_id)
+    # Read before the pages, so that every page sees the nodes this says are stored.
+    must_store = _must_store(conn, log_id, head)
     starts = range(0, -1 if last is None else last + 1, PAGE)
     with contextlib.ExitStack() as stack:
-        pages: Iterable[tuple[int, bytes | None]] = ((lo, None) for lo in starts)
+        pages: Iterable[tuple[int, Page | None]] = ((lo, None) for lo in starts)
         if not full and conn.dialect.name == "postgresql":
             # Started before the signatures are checked, so the two overlap.
             pages = stack.enter_context(
                 PageChecks(conn.engine, log_id, head, starts, PAGE, DATABASE_READERS)
             )
-        walk = _LogWalk(
-            log_id, head, _checkpoints(conn, log_id, keys, origin, checkpoint_dir, report), report
-        )
+        targets = _checkpoints(conn, log_id, keys, origin, checkpoint_dir, report)
+        walk = _LogWalk(log_id, head, targets, report, conn, must_store)
         in_database, expected = _walk_pages(conn, walk, full, pages, progress, pool, content_keys)
     if expected < head:
         walk.add_leaves(walk.gap(expected, head, _integrated(conn, log_id, expected, head)))
+    # Read before the head is read again, so that the notary's nodes among them lie
+    # within it (it integrates only entries the head covers).
+    beyond = _nodes_beyond(conn, log_id, head)
     # Read again: what was appended (and integrated, and signed) during the walk is
     # no truncation; a head now smaller than what the checks below see still is.
     head_now = max(head, _head(conn, log_id))
@@ -585,14 +833,7 @@ def verify_log(
     )
     for seq, event_id in orphans:
         walk.problem("event row without a log entry (inserted?)", int(seq), str(event_id))
-    integrated = conn.execute(
-        sa.select(sa.func.max(nodes.c.idx)).where(nodes.c.log_id == log_id, nodes.c.level == 0)
-    ).scalar()
-    if integrated is not None and int(integrated) + 1 > head_now:
-        walk.problem(
-            f"the notary integrated {int(integrated) + 1} leaves but the log head says "
-            f"{head_now} (tail truncated?)"
-        )
+    walk.nodes_beyond(beyond, head_now)
 
 
 def _content_after_erasure(conn: sa.Connection, log_id: str) -> list[tuple[int, str, int]]:
@@ -632,15 +873,16 @@ def _walk_pages(
     conn: sa.Connection,
     walk: _LogWalk,
     full: bool,
-    pages: Iterable[tuple[int, bytes | None]],
+    pages: Iterable[tuple[int, Page | None]],
     progress: Progress | None,
     pool: Executor | None,
     content_keys: Keyring | None,
 ) -> tuple[int, int]:
     """Feeds every page to ``walk``; returns (pages intact in the database, next sequence).
 
-    A page the database found intact arrives as its leaves; any other is read
-    and checked row by row here (and, in ``full`` mode, JSON-checked).
+    A page the database found intact arrives as its leaves and the stored nodes
+    they complete; any other is read and checked row by row here (and, in
+    ``full`` mode, JSON-checked).
     """
     log_id, report = walk.log_id, walk.report
     pending: list[Future[list[Problem]]] = []
@@ -662,8 +904,8 @@ def _walk_pages(
         if known is not None:
             if lo > expected:  # the previous page ended short (its tail rows deleted)
                 walk.add_leaves(walk.gap(expected, lo, _integrated(conn, log_id, expected, lo)))
-            count = len(known) // HASH_SIZE
-            walk.add_known(known)
+            count = len(known.leaves) // HASH_SIZE
+            walk.add_known(known.leaves, known.nodes)
             report.pages_in_database += 1
             in_database += 1
             expected = lo + count
