@@ -623,3 +623,20 @@ def test_a_time_outside_years_1_to_9999_in_utc_is_invalid_argument(
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         said = field_violations(caught.value)["filter"]
         assert "out of range" in said and f"column {column}" in said, said
+
+
+def test_json_lines_escape_every_line_break_splitlines_knows(
+    search_suite: SearchSuite, tenant: str
+) -> None:
+    """JSON leaves U+2028, U+2029 and U+0085 raw, and ``str.splitlines`` splits on them:
+    a line reader saw this event as eight lines, none of them JSON."""
+    text = "one\u2028two\u2029three\x85four"
+    sent = interaction(tenant, "breaks", text=text, user="al\u2028ice")
+    search_suite.append([sent])
+    search_suite.wait_indexed(tenant, 1)
+    exported = export(search_suite, tenant, pb.EXPORT_FORMAT_JSONL).decode()
+    assert "\\u2028" in exported and "\\u2029" in exported and "\\u0085" in exported
+    (line,) = exported.splitlines()
+    got = json_format.Parse(line, ev.Event())
+    got.ClearField("receive_time")
+    assert got == sent

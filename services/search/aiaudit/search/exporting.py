@@ -1,7 +1,8 @@
 """Export formats: JSON Lines, CSV and XML, written one event at a time.
 
 - JSON Lines: one event per line in its proto3 JSON mapping (as every
-  protobuf library prints it), so each line parses back to the event.
+  protobuf library prints it), so each line parses back to the event; U+2028,
+  U+2029 and U+0085 as JSON escapes, so that no line reader splits an event.
 - CSV (RFC 4180, UTF-8, header row): the flattened columns of :func:`columns`,
   the same values the filter language uses (times in RFC 3339 UTC with
   microseconds, durations in seconds, enums by name); multi-valued columns
@@ -36,6 +37,11 @@ from aiaudit.search.document import Document, iso
 
 NAMESPACE = "urn:aiaudit:export:v1"
 _XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+_LINE_SEPARATORS = str.maketrans({"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"})
+"""The line breaks JSON leaves raw, as escapes: Python's ``str.splitlines`` (and
+readers that take Unicode line ends) split on them, so a JSON Lines reader saw one
+event as two lines, neither of them JSON. JSON escapes every other character
+``splitlines`` splits on; the escapes parse back to the same text."""
 
 
 def columns() -> list[str]:
@@ -136,7 +142,7 @@ class Writer:
 
     def _jsonl(self, doc: Document, event: event_pb2.Event) -> str:
         del doc
-        return event_json(event) + "\n"
+        return event_json(event).translate(_LINE_SEPARATORS) + "\n"
 
     def _csv(self, doc: Document, event: event_pb2.Event) -> str:
         del event
