@@ -640,3 +640,34 @@ def test_json_lines_escape_every_line_break_splitlines_knows(
     got = json_format.Parse(line, ev.Event())
     got.ClearField("receive_time")
     assert got == sent
+
+
+def test_csv_guards_a_formula_after_leading_whitespace_or_a_nul(
+    search_suite: SearchSuite, tenant: str
+) -> None:
+    """OWASP's first characters (= + - @ tab CR NUL) and LF; spreadsheets also skip
+    leading whitespace before a formula, which went out unguarded until 2026-12-05."""
+    texts = {
+        "spaces": '  =HYPERLINK("http://x.test","open")',
+        "lf": "\n=1+1",
+        "nbsp": "\u00a0@SUM(A1:A9)",
+        "nul": "\x00+cmd|' /C calc'!A0",
+        "nul-alone": "\x00 text",
+        "tab": "\tplain",
+        "plain": " hello = world",  # whitespace, then no formula: as it is
+    }
+    events = [interaction(tenant, name, text=text) for name, text in texts.items()]
+    events.append(interaction(tenant, "user", user=" -2+3"))
+    search_suite.append(events)
+    search_suite.wait_indexed(tenant, len(events))
+    rows = {
+        r["event_id"]: r
+        for r in csv.DictReader(
+            io.StringIO(export(search_suite, tenant, pb.EXPORT_FORMAT_CSV).decode(), newline="")
+        )
+    }
+    for name, text in texts.items():
+        expected = text if name == "plain" else "'" + text
+        assert rows[name]["input.text"] == expected, name
+        assert rows[name]["output.text"] == "answer " + text  # a letter first: as it is
+    assert rows["user"]["actor.user_id"] == "' -2+3"

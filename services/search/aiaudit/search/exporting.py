@@ -8,10 +8,11 @@
   microseconds, durations in seconds, enums by name); multi-valued columns
   hold a JSON array, ``trust_signals`` and ``attributes`` a JSON object of
   arrays by name. A text cell (ids, names, content) that begins with ``=``,
-  ``+``, ``-``, ``@``, a tab, a carriage return or ``'`` gets one more ``'``
-  in front (:func:`guarded`): a spreadsheet would run the first four as a
-  formula (a prompt is attacker-controlled text), and the apostrophe is what
-  spreadsheets take as "text". Reading back, drop one leading ``'``.
+  ``+``, ``-``, ``@``, a tab, a carriage return, a line feed, U+0000 or ``'``,
+  or with whitespace (or U+0000) and then one of ``= + - @``, gets one more
+  ``'`` in front (:func:`guarded`): a spreadsheet would run a formula there (a
+  prompt is attacker-controlled text), and the apostrophe is what spreadsheets
+  take as "text". Reading back, drop one leading ``'``.
 - XML: one ``<event>`` per event with an element per column present, and the
   whole event as proto3 JSON in ``<json>``; valid against ``export.xsd``
   (generated from the catalogue by :func:`xsd`, published beside this module).
@@ -75,12 +76,21 @@ def _entry_value(str_value: str | None, num_value: int | float | None) -> object
     return str_value
 
 
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
+_FORMULA = re.compile(r"[\s\x00]*[=+\-@]|[\t\r\n\x00']")
+"""A cell to guard: ``= + - @`` first or after leading whitespace or NULs, or a tab,
+CR, LF, NUL or ``'`` first."""
 
 
 def guarded(text: str) -> str:
-    """A text cell a spreadsheet will not run as a formula (OWASP's CSV injection advice)."""
-    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+    """A text cell a spreadsheet will not run as a formula (OWASP's CSV injection advice).
+
+    OWASP names ``= + - @``, tab, CR and NUL as first characters; spreadsheets
+    also skip leading whitespace before a formula (``" =HYPERLINK(...)"``,
+    after a line feed or a no-break space), so those were run too until
+    2026-12-05. A cell already starting with ``'`` gets one more, so that a
+    reader always drops exactly one.
+    """
+    return "'" + text if _FORMULA.match(text) else text
 
 
 def _scalar_cell(field: Field, value: object) -> str:
