@@ -404,3 +404,75 @@ def test_a_damaged_stored_tree_is_data_loss_and_deleted_content_is_tampering(
     verdict = stub.VerifyEvent(pb.VerifyEventRequest(log_id=tenant, event_id=third))
     assert verdict.status == pb.VERIFY_STATUS_TAMPERED
     assert "content deleted without a privacy-erasure record" in " ".join(verdict.problems)
+
+
+def test_integrity_authenticates_before_it_checks_a_request(
+    store: object, tmp_path: Path, tenant: str
+) -> None:
+    """A caller without a key was told what was wrong with its request: ``GetInclusionProof{}``
+    answered INVALID_ARGUMENT "leaf: set event_id or sequence" (review, 2026-12-05). Now
+    UNAUTHENTICATED first, as ingest, search and alerting answer, and nothing is recorded.
+
+    The handlers on a gRPC server of their own (no interceptor in front of them), over a real
+    store: what they do themselves, whatever the server puts before them.
+    """
+    from concurrent import futures
+
+    from aiaudit.common.access import AccessLog
+    from aiaudit.common.auth import Authenticator
+    from aiaudit.common.store import SqlEventStore
+    from aiaudit.integrity import handlers
+    from aiaudit.integrity.signers import FileKeys
+    from tests.conftest import write_keys
+
+    assert isinstance(store, SqlEventStore)
+    keys = write_keys(tmp_path / "keys.yaml")
+    auth = Authenticator.from_file(tmp_path / "keys.yaml")
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    handlers.add_to_server(
+        server,
+        handlers.IntegrityHandlers(
+            store,
+            handlers.read_engine(store),
+            FileKeys(ORIGIN_PREFIX, tmp_path / "key.pem"),
+            auth,
+            AccessLog(store),
+            ORIGIN_PREFIX,
+        ),
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        address = f"127.0.0.1:{port}"
+        bad_requests = [
+            ("GetInclusionProof", pb.GetInclusionProofRequest(log_id=tenant)),
+            ("GetInclusionProof", pb.GetInclusionProofRequest(log_id=tenant, sequence=-1)),
+            ("GetInclusionProof", pb.GetInclusionProofRequest(log_id=tenant, event_id="x")),
+            ("BatchGetInclusionProofs", pb.BatchGetInclusionProofsRequest(log_id=tenant)),
+            ("GetConsistencyProof", pb.GetConsistencyProofRequest(log_id=tenant)),
+            ("GetCheckpoint", pb.GetCheckpointRequest(log_id=tenant, tree_size=-1)),
+            ("VerifyEvent", pb.VerifyEventRequest(log_id=tenant)),
+            ("GetCheckpoint", pb.GetCheckpointRequest(log_id="../nope")),
+            ("GetCheckpoint", pb.GetCheckpointRequest(log_id=tenant)),  # a good one
+        ]
+        for key in (None, "not-a-key"):
+            stub = pb_grpc.IntegrityServiceStub(client.channel(address, key))
+            for method, request in bad_requests:
+                with pytest.raises(grpc.RpcError) as err:
+                    getattr(stub, method)(request, timeout=10)
+                assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED, (
+                    key,
+                    method,
+                    err.value.code(),
+                    err.value.details(),
+                )
+                assert "missing or unknown API key" in (err.value.details() or "")
+        assert store.log_sizes().get(tenant, 0) == 0  # no access record of any of them
+        # With a key, the same request is still answered with what is wrong with it.
+        auditor = pb_grpc.IntegrityServiceStub(client.channel(address, keys["auditor"]))
+        with pytest.raises(grpc.RpcError) as err:
+            auditor.GetInclusionProof(pb.GetInclusionProofRequest(log_id=tenant), timeout=10)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "leaf" in field_violations(err.value)
+    finally:
+        server.stop(None)

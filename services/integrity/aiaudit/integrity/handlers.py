@@ -34,7 +34,7 @@ from google.rpc import code_pb2, status_pb2
 
 from aiaudit.common import access, canonical, event_ids, status, tenants
 from aiaudit.common.access import AccessLog
-from aiaudit.common.auth import Authenticator
+from aiaudit.common.auth import Authenticator, Caller
 from aiaudit.common.keys.kek import KekError
 from aiaudit.common.keys.seal import SealError
 from aiaudit.common.store import SqlEventStore
@@ -150,13 +150,18 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
     def _enter(
         self,
         read: _Read,
+        caller: Caller,
         context: grpc.ServicerContext,
         log_id: str,
         action: str,
         details: Mapping[str, str | int | bool],
     ) -> None:
-        """Authorises the read and submits its access record (``_run`` waits for it)."""
-        caller = self._auth.authenticate(context)
+        """Authorises the read and submits its access record (``_run`` waits for it).
+
+        ``caller`` was authenticated first, before the request's fields were checked:
+        a caller without a key learns nothing about its request (as ingest, search and
+        alerting answer it).
+        """
         if not tenants.valid(log_id):
             _invalid("log_id", f"required: the tenant id, {tenants.RULE}")
         self._access.require(context, caller, PERMISSION, log_id, action, details)
@@ -227,9 +232,11 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
         """The latest checkpoint or the one at ``tree_size``."""
 
         def body(read: _Read) -> pb.GetCheckpointResponse:
+            caller = self._auth.authenticate(context)  # before anything is said about the request
             _size_field(request.tree_size, "tree_size")
             self._enter(
                 read,
+                caller,
                 context,
                 request.log_id,
                 "integrity.get_checkpoint",
@@ -247,6 +254,7 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
         """Audit path of one leaf (by event id or sequence) against a signed checkpoint."""
 
         def body(read: _Read) -> pb.GetInclusionProofResponse:
+            caller = self._auth.authenticate(context)  # before anything is said about the request
             which = request.WhichOneof("leaf")
             if which is None:
                 _invalid("leaf", "set event_id or sequence")
@@ -257,6 +265,7 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
             _size_field(request.tree_size, "tree_size")
             self._enter(
                 read,
+                caller,
                 context,
                 request.log_id,
                 "integrity.get_inclusion_proof",
@@ -355,6 +364,7 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
         """
 
         def body(read: _Read) -> pb.BatchGetInclusionProofsResponse:
+            caller = self._auth.authenticate(context)  # before anything is said about the request
             seqs = list(request.sequences)
             if not 0 < len(seqs) <= MAX_BATCH:
                 _invalid("sequences", f"1 to {MAX_BATCH} sequences, got {len(seqs)}")
@@ -364,6 +374,7 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
             _size_field(request.tree_size, "tree_size")
             self._enter(
                 read,
+                caller,
                 context,
                 request.log_id,
                 "integrity.batch_get_inclusion_proofs",
@@ -432,11 +443,13 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
         """Proof that the tree at ``from_size`` is a prefix of a signed checkpoint's tree."""
 
         def body(read: _Read) -> pb.GetConsistencyProofResponse:
+            caller = self._auth.authenticate(context)  # before anything is said about the request
             if request.from_size < 1:
                 _invalid("from_size", "must be at least 1 (nothing is proved from the empty tree)")
             _size_field(request.to_size, "to_size")
             self._enter(
                 read,
+                caller,
                 context,
                 request.log_id,
                 "integrity.get_consistency_proof",
@@ -498,10 +511,12 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
         """Recomputes the leaf from the stored event and checks it against the latest checkpoint."""
 
         def body(read: _Read) -> pb.VerifyEventResponse:
+            caller = self._auth.authenticate(context)  # before anything is said about the request
             if not event_ids.valid(request.event_id):
                 _invalid("event_id", f"required: {event_ids.RULE}")
             self._enter(
                 read,
+                caller,
                 context,
                 request.log_id,
                 "integrity.verify_event",
