@@ -122,3 +122,47 @@ def test_health_only_port_serves_health_and_nothing_else(store_url: str, tmp_pat
         assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
     finally:
         suite.stop()
+
+
+def test_one_key_listed_twice_is_refused_at_start(tmp_path) -> None:
+    """The same digest twice (here in another hex case) used to load, the last entry winning:
+    a gateway key for acme listed again as an admin key on every tenant became an admin key,
+    and nothing said so (review, 2026-12-05)."""
+    import hashlib
+
+    import yaml
+
+    from aiaudit.cli.server import start
+    from aiaudit.common import config
+
+    digest = hashlib.sha256(b"the gateway's key").hexdigest()
+    keys = tmp_path / "keys.yaml"
+    entries = [
+        {"id": "auditor-1", "sha256": "ab" * 32, "tenants": ["*"], "roles": ["auditor"]},
+        {"id": "gw-acme", "sha256": digest, "tenants": ["acme"], "roles": ["gateway"]},
+        {"id": "root", "sha256": digest.upper(), "tenants": ["*"], "roles": ["admin"]},
+    ]
+    keys.write_text(yaml.safe_dump({"keys": entries}))
+    settings = config.load(
+        env={},
+        overrides={"address": "127.0.0.1:0", "data_dir": tmp_path, "api_keys_file": keys},
+    )
+    with pytest.raises(config.ConfigError) as err:
+        start(settings).stop()
+    message = str(err.value)
+    assert "'api_keys_file'" in message
+    assert "keys[2] (id 'root')" in message and "keys[1] (id 'gw-acme')" in message
+    assert "same sha256" in message
+    # With one entry for the key, the suite starts and the key is the gateway's, on acme only.
+    keys.write_text(yaml.safe_dump({"keys": entries[:2]}))
+    suite = start(settings)
+    try:
+        stub = pb_grpc.IngestServiceStub(
+            client.channel(f"127.0.0.1:{suite.port}", "the gateway's key")
+        )
+        assert stub.Append(pb.AppendRequest(events=[interaction("acme")])).receipts
+        with pytest.raises(grpc.RpcError) as denied:
+            stub.Append(pb.AppendRequest(events=[interaction("globex")]))
+        assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    finally:
+        suite.stop()

@@ -158,6 +158,7 @@ class Authenticator:
             )
         keys: dict[str, Caller] = {}
         seen: set[str] = set()
+        listed_at: dict[str, tuple[int, str]] = {}  # digest -> the entry that listed it first
         for i, entry in enumerate(doc.get("keys", [])):
             where = f"setting 'api_keys_file': {path}: keys[{i}]"
             if not isinstance(entry, dict):
@@ -185,6 +186,13 @@ class Authenticator:
             if key_id in seen:
                 raise ConfigError(f"{where}.id {key_id!r} is already another key's")
             seen.add(key_id)
+            if digest in listed_at:  # the later entry would silently replace the earlier one
+                first, first_id = listed_at[digest]
+                raise ConfigError(
+                    f"{where} (id {key_id!r}) lists the same sha256 as keys[{first}] "
+                    f"(id {first_id!r}): one key, two entries; keep one"
+                )
+            listed_at[digest] = (i, key_id)
             principal = str(entry.get("principal") or key_id)
             keys[digest] = Caller(principal, tenants, roles, key_id)
         return cls(keys)
