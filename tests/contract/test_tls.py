@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import logging
 import os
 import socket
 import ssl
@@ -329,3 +330,84 @@ def test_a_channel_replaced_by_renewed_files_stays_open_for_its_calls(
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
     finally:
         renewing.close()
+
+
+@pytest.mark.parametrize("content", [b"", b"not a certificate\n", b"-----BEGIN CERTIFICATE-----\n"])
+def test_a_client_ca_file_that_is_no_certificate_stops_the_server_at_start(
+    pki: Pki, tmp_path: Path, content: bytes
+) -> None:
+    """gRPC took any bytes as the CA bundle and then could not open the port: the server said
+    "cannot bind ... (in use, or not an address of this host)" (review, 2026-12-05)."""
+    from aiaudit.common.config import ConfigError
+
+    client_ca = tmp_path / "client-ca.pem"
+    client_ca.write_bytes(content)
+    with pytest.raises(ConfigError) as err:
+        suite, _ = serve_suite(
+            tmp_path,
+            data_dir=tmp_path / "data",
+            tls_cert_file=pki.server[0],
+            tls_key_file=pki.server[1],
+            tls_client_ca_file=client_ca,
+        )
+        suite.stop()
+    message = str(err.value)
+    assert "setting 'tls_client_ca_file'" in message and str(client_ca) in message
+    assert "bind" not in message
+
+
+def test_a_renewed_client_ca_file_that_is_no_certificate_is_not_taken(
+    pki: Pki, tenant: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client CA file renewed as an empty file (or garbage) was served: from then on every
+    client certificate failed the handshake. Now the previous bundle keeps serving, the
+    refusal is logged, and the next good bundle is taken."""
+    client_ca = tmp_path / "client-ca.pem"
+    client_ca.write_bytes(pki.ca.read_bytes())
+    suite, keys = serve_suite(
+        tmp_path,
+        data_dir=tmp_path / "data",
+        tls_cert_file=pki.server[0],
+        tls_key_file=pki.server[1],
+        tls_client_ca_file=client_ca,
+    )
+    address = f"127.0.0.1:{suite.port}"
+    other = tmp_path / "other"
+    other.mkdir()
+    other_ca = _issue(other, "other-ca", [], None)
+    _issue(other, "intruder", [ExtendedKeyUsageOID.CLIENT_AUTH], other_ca)
+    intruder = (other / "intruder.pem", other / "intruder.key")
+
+    def append(identity: tuple[Path, Path] | None) -> grpc.StatusCode:
+        with client.channel(address, keys["gateway"], pki.ca, identity=identity) as ch:
+            try:
+                pb_grpc.IngestServiceStub(ch).Append(
+                    pb.AppendRequest(events=[interaction(tenant)]), timeout=10
+                )
+            except grpc.RpcError as err:
+                return err.code()
+            return grpc.StatusCode.OK
+
+    try:
+        assert append(pki.gateway) == grpc.StatusCode.OK
+        for n, content in enumerate([b"", b"garbage\n", b"-----BEGIN CERTIFICATE-----\nAA\n"]):
+            bad = tmp_path / f"bad-{n}.pem"
+            bad.write_bytes(content)
+            caplog.clear()
+            with caplog.at_level(logging.WARNING, logger="aiaudit.common.tls"):
+                _install(bad, client_ca)
+                assert append(pki.gateway) == grpc.StatusCode.OK, content
+            assert append(intruder) == grpc.StatusCode.UNAVAILABLE
+            assert append(None) == grpc.StatusCode.UNAVAILABLE
+            refusals = [r.getMessage() for r in caplog.records if "previous" in r.getMessage()]
+            assert refusals, content
+            assert "setting 'tls_client_ca_file'" in refusals[0]
+            assert str(client_ca) in refusals[0]
+        # A good bundle is taken again at once: here one that also trusts the other CA.
+        bundle = tmp_path / "bundle.pem"
+        bundle.write_bytes(pki.ca.read_bytes() + (other / "other-ca.pem").read_bytes())
+        _install(bundle, client_ca)
+        assert append(intruder) == grpc.StatusCode.OK
+        assert append(pki.gateway) == grpc.StatusCode.OK
+    finally:
+        suite.stop()

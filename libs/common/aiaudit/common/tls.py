@@ -6,9 +6,11 @@ once at start-up kept serving the old certificate until it expired, and from
 then on every handshake failed. gRPC calls the fetcher before each handshake:
 it compares the files' stamps (one ``stat`` each) and reads them again only
 when one changed. A certificate and key that do not belong together (files
-replaced one at a time, seen between the two writes) are not taken: the
-previous pair keeps serving and the files are read again at the next
-handshake.
+replaced one at a time, seen between the two writes), or a client CA file
+that holds no certificate (empty while it is written, or not a certificate at
+all), are not taken: the previous files keep serving and are read again at
+the next handshake. At start-up the same checks refuse to serve, naming the
+file: gRPC itself only failed to create the port, which read as a port in use.
 """
 
 from __future__ import annotations
@@ -53,6 +55,25 @@ def matching_pair(cert_pem: bytes, key_pem: bytes, where: Path) -> None:
         raise TlsFilesError(f"{where}: the certificate and the key are not a pair")
 
 
+def ca_certificates(ca_pem: bytes, where: Path, setting: str = "tls_client_ca_file") -> None:
+    """Raises TlsFilesError unless ``ca_pem`` holds a PEM certificate and each one parses.
+
+    gRPC takes any bytes as the CA bundle: at start-up an unusable one made the
+    port fail to open (reported as an address in use), and a renewed one that
+    was empty or garbage was served, so that every client certificate failed the
+    handshake (review, 2026-12-05).
+    """
+    if not ca_pem.strip():
+        raise TlsFilesError(f"setting {setting!r}: {where} is empty (expected PEM certificates)")
+    try:
+        x509.load_pem_x509_certificates(ca_pem)
+    except ValueError as exc:
+        reason = str(exc).split(". See https://", 1)[0]  # not the FAQ link cryptography adds
+        raise TlsFilesError(
+            f"setting {setting!r}: {where} is not a PEM certificate bundle ({reason})"
+        ) from None
+
+
 class ServerCertificates:
     """The certificate, key and (for mTLS) client CA files of a server, read when they change."""
 
@@ -76,6 +97,8 @@ class ServerCertificates:
         except OSError as exc:
             raise TlsFilesError(f"cannot read the TLS files: {exc}") from None
         matching_pair(cert, key, self._cert_file)
+        if ca is not None and self._ca_file is not None:
+            ca_certificates(ca, self._ca_file)
         return grpc.ssl_server_certificate_configuration([(key, cert)], root_certificates=ca)
 
     def credentials(self) -> grpc.ServerCredentials:
