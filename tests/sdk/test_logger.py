@@ -444,3 +444,54 @@ def test_a_logger_that_fails_to_start_leaves_its_spool_directory_free(
     with pytest.raises(FileNotFoundError):
         AuditLogger(f"127.0.0.1:{server.port}", server.spool, ca_file=tmp_path / "missing.pem")
     server.logger().close(timeout=1)  # the same directory, opened at once
+
+
+def this_hosts_other_address() -> str:
+    """An address of this host that is not loopback: the interface a route leaves by (no packet
+    is sent), else what the host's name resolves to (a name is another host to the SDK)."""
+    import ipaddress
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))
+            address = probe.getsockname()[0]
+        except OSError:
+            address = ""
+    if address and not ipaddress.ip_address(address).is_loopback:
+        return address
+    return socket.gethostname()
+
+
+def test_a_logger_refuses_to_send_its_key_in_clear_to_another_host(
+    tmp_path: Path, tenant: str
+) -> None:
+    """Without ``ca_file`` the key and every event went in clear to any host (review,
+    2026-12-05). Now refused at construction unless ``allow_insecure=True``, before the spool
+    is locked; a server on loopback needs no opt-in (every other test here)."""
+    from tests.conftest import serve_suite
+
+    host = this_hosts_other_address()
+    suite, keys = serve_suite(
+        tmp_path, address=f"{host}:0", allow_insecure=True, data_dir=tmp_path / "data"
+    )
+    try:
+        target = f"{host}:{suite.port}"
+        with pytest.raises(ValueError) as err:
+            AuditLogger(target, tmp_path / "spool", api_key=keys["gateway"])
+        message = str(err.value)
+        assert target in message and "ca_file" in message and "allow_insecure" in message
+        assert keys["gateway"] not in message
+        assert suite.store.log_sizes().get(tenant, 0) == 0
+        # The opt-in, on the same spool directory (the refused logger did not lock it).
+        logger = AuditLogger(
+            target, tmp_path / "spool", api_key=keys["gateway"], allow_insecure=True
+        )
+        try:
+            ids = [logger.log(interaction(tenant, text=f"m{i}")) for i in range(3)]
+            assert logger.flush(timeout=30)
+        finally:
+            logger.close(timeout=5)
+        assert [e.event_id for e in suite.store.read_log(tenant, 0, 10)] == ids
+    finally:
+        suite.stop()

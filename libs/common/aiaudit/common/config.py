@@ -265,6 +265,31 @@ def client_tls(s: Settings, ca_file: Path | None) -> None:
         )
 
 
+def local_target(target: str) -> bool:
+    """Whether a gRPC target stays on this host: loopback, ``localhost`` or a Unix socket.
+
+    ``HOST:PORT``, ``[IPv6]:PORT``, ``dns:///HOST:PORT``, ``ipv4:``/``ipv6:`` lists and
+    ``unix:`` paths. Any other name is another host, whatever it resolves to. What a client
+    sends in clear (an API key, a caller's bearer token, events) only goes to a local target
+    (or by the ``allow_insecure`` opt-out), as ``client_tls`` rules for client commands.
+    """
+    if target.startswith(("unix:", "unix-abstract:")):
+        return True
+    if target.startswith("dns:"):
+        target = target[4:].rsplit("/", 1)[-1]  # dns:[//authority/]host[:port]
+    elif target.startswith(("ipv4:", "ipv6:")):
+        addresses = target[5:].split(",")
+        return bool(addresses) and all(local_target(a) for a in addresses)
+    if target.startswith("["):
+        return _loopback(target[1 : target.find("]")])
+    try:
+        return ipaddress.ip_address(target).is_loopback  # an address without a port
+    except ValueError:
+        pass
+    host = target.rpartition(":")[0] if ":" in target else target
+    return _loopback(host)
+
+
 def require_authentication(s: Settings) -> None:
     """Serving outside the embedded loopback mode needs API keys or OIDC (or an opt-out)."""
     host = s.address.rpartition(":")[0]

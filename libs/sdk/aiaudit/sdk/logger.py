@@ -46,7 +46,7 @@ import orjson
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from aiaudit.common import client
+from aiaudit.common import client, config
 from aiaudit.common.v1 import event_pb2
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
@@ -83,6 +83,7 @@ class AuditLogger:
         max_backoff: float = 5.0,
         exit_timeout: float = 5.0,
         on_rejected: Callable[[event_pb2.Event, str], None] | None = None,
+        allow_insecure: bool = False,
     ) -> None:
         """Starts the sender; batches spooled by an earlier logger on ``spool_dir`` go first.
 
@@ -93,7 +94,18 @@ class AuditLogger:
         all waiting (back-pressure, rather than losing any).
         ``exit_timeout``: the ``close`` timeout run at interpreter exit if the
         logger was not closed (events still in memory are spooled, not lost).
+        ``allow_insecure``: send plaintext (``api_key`` and events in clear) to a
+        service on another host, without ``ca_file``: a trusted network only.
+        Without it such a logger is refused (``ValueError``); on loopback
+        plaintext needs no opt-in (a service in dev or embedded mode).
         """
+        if ca_file is None and not allow_insecure and not config.local_target(address):
+            # Until 2026-12-05 the key and every event went to any host in clear (review).
+            raise ValueError(
+                f"AuditLogger: {address} is another host and no ca_file is given, so the "
+                "API key and every event would travel in clear; give ca_file (the service's "
+                "CA), or allow_insecure=True for a trusted network"
+            )
         # gRPC's own reconnect backoff grows to 2 minutes: capped at ours, the first
         # retry after the service is back finds it connected.
         backoff_ms = int(max_backoff * 1000)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from grpc_health.v1 import health_pb2
 
 from aiaudit.common import leader
 from aiaudit.common.component import Context
-from aiaudit.common.config import section
+from aiaudit.common.config import ConfigError, local_target, section
 from aiaudit.common.store import SqlEventStore, open_store
 from aiaudit.common.stream_slots import StreamSlots
 from aiaudit.search import handlers
@@ -62,6 +63,7 @@ def start(ctx: Context) -> Search:
     """Opens the backend, starts the indexer, registers SearchService."""
     s = section(ctx.settings, "search", SearchSettings)
     s.validate()
+    channel = integrity_channel(s, ctx)  # refused before anything is opened or started
     own = open_store(s.database_url, pool_size=4, keys=ctx.store.keys) if s.database_url else None
     store = own or ctx.store
     backend = open_backend(s, ctx, store)
@@ -87,7 +89,11 @@ def start(ctx: Context) -> Search:
     )
     indexer.watch(ctx.store.engine)
     indexer.start()
-    integrity = integrity_client(s, ctx)
+    integrity = None
+    if channel is not None:
+        integrity = IntegrityClient(
+            channel.target, channel.ca_file, s.integrity_timeout, channel.identity
+        )
     pb_grpc.add_SearchServiceServicer_to_server(  # type: ignore[no-untyped-call]
         handlers.SearchHandlers(
             ctx,
@@ -104,16 +110,39 @@ def start(ctx: Context) -> Search:
     return Search(indexer, backend, own, integrity)
 
 
-def integrity_client(s: SearchSettings, ctx: Context) -> IntegrityClient | None:
-    """The channel to IntegrityService (this suite's own address unless configured)."""
+@dataclass(frozen=True)
+class IntegrityChannel:
+    """Where search calls IntegrityService, and with which TLS files (no CA file: plaintext)."""
+
+    target: str
+    ca_file: Path | None
+    identity: tuple[Path, Path] | None
+
+
+def integrity_channel(s: SearchSettings, ctx: Context) -> IntegrityChannel | None:
+    """The channel to IntegrityService (this suite's own address unless configured).
+
+    Each call on it forwards the caller's ``authorization`` header: plaintext is
+    refused (ConfigError) unless the target is on this host or ``allow_insecure``
+    is set, as client commands are. It used to be plaintext whenever this server
+    served without TLS, whatever ``search.integrity_address`` named, so every
+    caller's key or token crossed the network in clear (review, 2026-12-05).
+    """
     target = s.integrity_target(ctx.settings.address)
     if target is None:
         return None
-    ca_file = s.integrity_ca_file
-    if ca_file is None and ctx.settings.tls_cert_file is not None:
-        ca_file = ctx.settings.tls_client_ca_file or ctx.settings.tls_cert_file
     own = ctx.settings
+    ca_file = s.integrity_ca_file
+    if ca_file is None and own.tls_cert_file is not None:
+        ca_file = own.tls_client_ca_file or own.tls_cert_file
+    if ca_file is None and not local_target(target) and not own.allow_insecure:
+        raise ConfigError(
+            f"setting 'search.integrity_address': {target} is another host and the channel "
+            "would be plaintext, carrying every caller's API key or token in clear; set "
+            "search.integrity_ca_file (the integrity service's CA), serve with tls_cert_file, "
+            "or set allow_insecure=true for a trusted network"
+        )
     identity = None
     if own.tls_client_ca_file is not None and own.tls_cert_file and own.tls_key_file:
         identity = (own.tls_cert_file, own.tls_key_file)  # mTLS: present our own certificate
-    return IntegrityClient(target, ca_file, s.integrity_timeout, identity)
+    return IntegrityChannel(target, ca_file, identity)

@@ -68,8 +68,10 @@ class SearchSettings:
     Default: the suite's own address, so the all-in-one server calls its own
     integrity service; ``none`` turns both features off."""
     integrity_ca_file: Path | None = None
-    """TLS root for the integrity channel; default: the suite's ``tls_cert_file`` when it
-    serves TLS (plaintext otherwise)."""
+    """TLS root for the integrity channel; default: the suite's ``tls_client_ca_file``, else
+    its ``tls_cert_file``, when it serves TLS. Without one the channel is plaintext, which
+    start-up refuses for an ``integrity_address`` on another host unless ``allow_insecure``
+    is set: each call carries the caller's ``authorization`` header."""
     integrity_timeout: float = 5.0
     """Deadline in seconds of each call to IntegrityService."""
     proof_wait: float = 10.0
