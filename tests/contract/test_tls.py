@@ -309,7 +309,8 @@ def test_a_channel_replaced_by_renewed_files_stays_open_for_its_calls(
     at the second, cancelling the calls still running on it."""
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    renewing = client.RenewingChannel(mtls_suite.address, None, pki.ca, pki.gateway)
+    key = mtls_suite.keys["gateway"]  # health on the main port needs one (credential gate)
+    renewing = client.RenewingChannel(mtls_suite.address, key, pki.ca, pki.gateway)
     first = renewing.current()
     ca = x509.load_pem_x509_certificate(pki.ca.read_bytes())
     ca_key = serialization.load_pem_private_key((tmp_path / "ca.key").read_bytes(), None)

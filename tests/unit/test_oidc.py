@@ -7,7 +7,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from aiaudit.common import oidc
 from aiaudit.common.config import ConfigError
 from aiaudit.common.oidc import Jwks, TokenError, Verifier
+from tests.helpers import wait_until
 
 ISSUER = "https://idp.example.test/realms/audit"
 AUDIENCE = "aiaudit"
@@ -191,7 +192,8 @@ def test_while_the_issuer_is_down_forged_ids_wait_for_no_fetch_and_learn_nothing
     monkeypatch.setattr(oidc, "REFRESH_GAP", 0.0)
     with pytest.raises(TokenError) as refused:
         verifier.verify(token(signer, "forged-1"))
-    assert str(refused.value) == "signing keys unavailable at the issuer"
+    assert str(refused.value) == "no signing key 'forged-1' yet: the issuer's keys are being read"
+    wait_until(lambda: not keys.reading)
     monkeypatch.setattr(oidc, "REFRESH_GAP", 3600.0)
     for n in range(5):
         with pytest.raises(TokenError, match="no signing key"):
@@ -237,7 +239,60 @@ def test_a_rotated_key_is_fetched_from_the_issuer_when_a_token_names_it(
     assert verifier.verify(token(old, "2026-11")).subject
     published["keys"] = [jwk(old, "2026-11"), jwk(new, "2026-12")]  # the IdP rotates
     monkeypatch.setattr(oidc, "REFRESH_GAP", 0.0)
+    with pytest.raises(TokenError, match="being read"):  # refused at once, read meanwhile
+        verifier.verify(token(new, "2026-12", sub="bob"))
+    wait_until(lambda: not keys.reading)
     assert verifier.verify(token(new, "2026-12", sub="bob")).subject == "bob"
+
+
+def test_a_token_naming_a_new_key_never_waits_for_the_issuer(
+    tmp_path: Path, signer: rsa.RSAPrivateKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tokens are checked on the server's dispatching thread: a read of a slow issuer
+    there would hold every call of the process."""
+    path = write_jwks(tmp_path / "jwks.json", [jwk(signer, "k1"), jwk(signer, "k2")])
+    answer = threading.Event()
+
+    def slow_issuer() -> bytes:
+        answer.wait()
+        return path.read_bytes()
+
+    keys = Jwks(slow_issuer, "test")
+    verifier = Verifier(ISSUER, AUDIENCE, keys)
+    monkeypatch.setattr(oidc, "REFRESH_GAP", 0.0)
+    for _ in range(3):  # refused at once while the one read waits
+        with pytest.raises(TokenError, match="being read"):
+            verifier.verify(token(signer, "k2"))
+    assert keys.reading
+    answer.set()
+    wait_until(lambda: not keys.reading)
+    assert verifier.verify(token(signer, "k2")).subject
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [b'{"keys": ["x"]}', b'{"keys": [{"kty": "RSA"', b"[1]"],
+    ids=["strings", "cut", "list"],
+)
+def test_any_unreadable_reply_counts_against_the_refresh_gap(
+    tmp_path: Path, signer: rsa.RSAPrivateKey, monkeypatch: pytest.MonkeyPatch, reply: bytes
+) -> None:
+    """A list of strings or a cut reply raised past the handler (AttributeError,
+    IncompleteRead): each forged token read the JWKS again, and the caller heard why."""
+    reads: list[int] = []
+    keys = Jwks(lambda: reads.append(1) or reply, "test")
+    verifier = Verifier(ISSUER, AUDIENCE, keys)
+    monkeypatch.setattr(oidc, "REFRESH_GAP", 0.0)
+    with pytest.raises(TokenError, match="being read"):
+        verifier.verify(token(signer, "forged-0"))
+    wait_until(lambda: not keys.reading)
+    monkeypatch.setattr(oidc, "REFRESH_GAP", 3600.0)
+    for n in range(1, 20):
+        with pytest.raises(TokenError, match=r"^no signing key 'forged-\d+' at the issuer$"):
+            verifier.verify(token(signer, f"forged-{n}"))
+    assert len(reads) == 1
+    with pytest.raises(ConfigError, match="OIDC JWKS test"):
+        keys.load()
 
 
 def test_an_unreachable_or_malformed_jwks_is_a_configuration_error(tmp_path: Path) -> None:
@@ -246,3 +301,61 @@ def test_an_unreachable_or_malformed_jwks_is_a_configuration_error(tmp_path: Pat
     (tmp_path / "bad.json").write_text('{"keys": [{"kty": "RSA", "kid": "x"}]}')
     with pytest.raises(ConfigError, match=re.escape("bad.json")):
         Jwks.from_file(tmp_path / "bad.json").load()
+
+
+def _serve(reply: Callable[[http.server.BaseHTTPRequestHandler], None]) -> http.server.HTTPServer:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            reply(self)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def _json(body: dict[str, Any]) -> Callable[[http.server.BaseHTTPRequestHandler], None]:
+    def reply(h: http.server.BaseHTTPRequestHandler) -> None:
+        data = json.dumps(body).encode()
+        h.send_response(200)
+        h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        h.wfile.write(data)
+
+    return reply
+
+
+def test_keys_come_from_the_url_itself_never_a_redirect_or_a_proxy(
+    signer: rsa.RSAPrivateKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plain-http JWKS is allowed on the loopback only, but a redirect or an
+    ``http_proxy`` took the keys from another host in clear text (review, 2026-12-05)."""
+    attacker = rsa_key()
+    elsewhere = _serve(_json({"keys": [jwk(attacker, "k1")]}))
+    genuine = _serve(_json({"keys": [jwk(signer, "k1")]}))
+
+    def redirect(h: http.server.BaseHTTPRequestHandler) -> None:
+        h.send_response(302)
+        h.send_header("Location", f"http://127.0.0.1:{elsewhere.server_port}/certs")
+        h.send_header("Content-Length", "0")
+        h.end_headers()
+
+    redirecting = _serve(redirect)
+    try:
+        with pytest.raises(ConfigError, match="302"):
+            Jwks.from_url(f"http://127.0.0.1:{redirecting.server_port}/certs").load()
+        monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{elsewhere.server_port}")
+        monkeypatch.delenv("no_proxy", raising=False)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        keys = Jwks.from_url(f"http://127.0.0.1:{genuine.server_port}/certs")
+        keys.load()
+        verifier = Verifier(ISSUER, AUDIENCE, keys)
+        assert verifier.verify(token(signer, "k1")).subject
+        with pytest.raises(TokenError):
+            verifier.verify(token(attacker, "k1"))
+    finally:
+        for server in (elsewhere, genuine, redirecting):
+            server.shutdown()
+            server.server_close()

@@ -14,10 +14,12 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from aiaudit.cli.health_port import HealthPort
 from aiaudit.common.access import AccessLog
 from aiaudit.common.auth import Authenticator
 from aiaudit.common.component import Component, Context
 from aiaudit.common.config import ConfigError, Settings, require_authentication, require_tls
+from aiaudit.common.credential_gate import CredentialGate
 from aiaudit.common.keys import configured
 from aiaudit.common.store import SqlEventStore, open_store
 from aiaudit.common.telemetry import Telemetry, configure
@@ -44,13 +46,13 @@ class Suite:
     components: dict[str, Component]
     health: health.HealthServicer
     telemetry: Telemetry
-    health_server: grpc.Server | None = None
+    health_server: HealthPort | None = None
 
     def stop(self, grace: float = 5.0) -> None:
         """Stops taking calls, lets in-flight ones finish, then stops components and the store."""
         self.health.enter_graceful_shutdown()
         if self.health_server is not None:
-            self.health_server.stop(0)
+            self.health_server.stop()
         self.server.stop(grace).wait()
         for component in reversed(self.components.values()):
             component.stop()
@@ -59,16 +61,20 @@ class Suite:
 
 
 class _Health(health.HealthServicer):
-    """The health servicer, remembering which services have reported a status."""
+    """The health servicer, remembering each service's status for the health port."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.reported: set[str] = set()
+        self.reported: dict[str, health_pb2.HealthCheckResponse.ServingStatus] = {}
 
     def set(self, service: str, status: health_pb2.HealthCheckResponse.ServingStatus) -> None:
         """Records the status (thread-safe in the base class)."""
-        self.reported.add(service)
+        self.reported[service] = status
         super().set(service, status)
+
+    def status_of(self, service: str) -> health_pb2.HealthCheckResponse.ServingStatus | None:
+        """The service's status, None if it never reported one."""
+        return self.reported.get(service)
 
 
 def _certificates(s: Settings) -> ServerCertificates | None:
@@ -102,6 +108,7 @@ def start(settings: Settings, shared_port: bool = False) -> Suite:
         raise ConfigError(str(exc)) from None
     if settings.embedded:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+    auth = Authenticator.from_settings(settings)
     store = open_store(
         settings.store_url, run_migrations=settings.embedded, keys=configured.keyring(settings)
     )
@@ -110,9 +117,10 @@ def start(settings: Settings, shared_port: bool = False) -> Suite:
         ("grpc.max_send_message_length", settings.max_message_bytes),
         ("grpc.so_reuseport", int(shared_port)),
     ]
+    gate = [] if auth.dev_mode else [CredentialGate(auth)]  # before a call takes a thread
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="rpc"),
-        interceptors=telemetry.interceptors,
+        interceptors=[*gate, *telemetry.interceptors],
         options=options,
         maximum_concurrent_rpcs=1024,
     )
@@ -137,7 +145,7 @@ def start(settings: Settings, shared_port: bool = False) -> Suite:
         store,
         server,
         health_servicer,
-        Authenticator.from_settings(settings),
+        auth,
         AccessLog(store),
         tracer_provider=telemetry.tracer_provider,
     )
@@ -167,7 +175,11 @@ def start(settings: Settings, shared_port: bool = False) -> Suite:
     gc.collect()
     gc.freeze()
     server.start()
-    health_server = _health_only(settings.health_address, health_servicer, shared_port)
+    health_server = (
+        HealthPort(settings.health_address, health_servicer.status_of, shared_port)
+        if settings.health_address
+        else None
+    )
     log.info(
         "serving",
         extra={
@@ -178,24 +190,3 @@ def start(settings: Settings, shared_port: bool = False) -> Suite:
         },
     )
     return Suite(server, port, store, components, health_servicer, telemetry, health_server)
-
-
-def _health_only(
-    address: str, servicer: health.HealthServicer, shared_port: bool
-) -> grpc.Server | None:
-    """A plaintext port with nothing but health checks, for probes that cannot speak TLS."""
-    if not address:
-        return None
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="health"),
-        options=[("grpc.so_reuseport", int(shared_port))],
-    )
-    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-    try:
-        port = server.add_insecure_port(address)
-    except RuntimeError:  # what grpcio raises when the bind fails
-        port = 0
-    if port == 0:
-        raise OSError(f"cannot bind health_address {address} (in use, or not an address here)")
-    server.start()
-    return server

@@ -17,7 +17,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -204,17 +204,24 @@ class Authenticator:
 
     def authenticate(self, context: grpc.ServicerContext) -> Caller:
         """The caller of this request; aborts UNAUTHENTICATED without a known key or token."""
+        try:
+            return self.identify(context.invocation_metadata())
+        except UnknownCallerError as exc:
+            refuse_unauthenticated(context, str(exc))
+
+    def identify(self, metadata: Iterable[tuple[str, str | bytes]] | None) -> Caller:
+        """The caller the request metadata names; UnknownCallerError if none is known."""
         if self.dev_mode:
             return DEV_CALLER
         token = ""
-        for key, value in context.invocation_metadata():
+        for key, value in metadata or ():
             if key == "authorization" and str(value).lower().startswith("bearer "):
                 token = str(value)[7:].strip()
         if self._oidc is not None and token.count(".") == 2:  # a JWT; API keys have no dots
             try:
                 claims = self._oidc.verify(token)
             except TokenError as exc:
-                _unauthenticated(context, f"OIDC token refused: {exc}")
+                raise UnknownCallerError(f"OIDC token refused: {exc}") from None
             return Caller(
                 claims.subject,
                 claims.tenants,
@@ -226,10 +233,13 @@ class Authenticator:
         for known, caller in (self._keys or {}).items():
             if token and hmac.compare_digest(known, digest):
                 return caller
-        _unauthenticated(
-            context,
-            "missing or unknown API key or token (send 'authorization: Bearer <key or JWT>')",
+        raise UnknownCallerError(
+            "missing or unknown API key or token (send 'authorization: Bearer <key or JWT>')"
         )
+
+
+class UnknownCallerError(Exception):
+    """A request without a key or token this server knows; the message says what to send."""
 
 
 class LogThrottle:
@@ -265,7 +275,8 @@ class LogThrottle:
 _REFUSED_LOGINS = LogThrottle(10)
 
 
-def _unauthenticated(context: grpc.ServicerContext, message: str) -> NoReturn:
+def refuse_unauthenticated(context: grpc.ServicerContext, message: str) -> NoReturn:
+    """Aborts UNAUTHENTICATED, the refusal logged (rate-limited) with the peer."""
     # Failed logins are evidence (repeated ones, of guessing): a WARNING naming the peer and
     # why, at most ten a second; it names no tenant, so it goes to no tenant's log.
     held = _REFUSED_LOGINS.allow()
@@ -280,7 +291,7 @@ def _unauthenticated(context: grpc.ServicerContext, message: str) -> NoReturn:
 
 def end_expired(context: grpc.ServicerContext) -> NoReturn:
     """Ends a stream whose caller's token expired while it was open (UNAUTHENTICATED)."""
-    _unauthenticated(
+    refuse_unauthenticated(
         context, "the token expired while the stream was open; reconnect with a new one"
     )
 

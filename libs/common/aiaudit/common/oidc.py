@@ -12,9 +12,12 @@ an IdP's other roles do no harm).
 
 Keys rotate: a token naming a key id the JWKS lacks makes it be read again
 (at most every ``REFRESH_GAP`` seconds, whether the read succeeded or not,
-so forged ids cannot hammer the provider nor hold every call up while it is
-down). A verified token is remembered until it expires (by its SHA-256),
-so a client's stream of calls pays for one signature check.
+so forged ids cannot hammer the provider), in a thread of its own: the token
+is refused at once, and one naming that key verifies once the read is done.
+Tokens are checked on the server's dispatching thread (``credential_gate``),
+which a read of the provider must never hold. A verified token is
+remembered until it expires (by its SHA-256), so a client's stream of calls
+pays for one signature check.
 """
 
 from __future__ import annotations
@@ -91,14 +94,24 @@ class Jwks:
         self._where = where
         self._keys: dict[str, SigningKey] = {}
         self._read_at = float("-inf")
+        self._reading = False
         self._lock = threading.Lock()
 
     @classmethod
     def from_url(cls, url: str, timeout: float = 5.0) -> Jwks:
-        """Keys served by the provider (its ``jwks_uri``)."""
+        """Keys served by the provider (its ``jwks_uri``).
+
+        No redirect is followed and, for plain http (loopback only), no proxy is
+        used: either took the keys from another host over clear text, whose
+        keys then signed any caller in (review, 2026-12-05).
+        """
+        handlers: list[urllib.request.BaseHandler] = [_NoRedirect()]
+        if url.lower().startswith("http:"):
+            handlers.append(urllib.request.ProxyHandler({}))
+        opener = urllib.request.build_opener(*handlers)
 
         def fetch() -> bytes:
-            with urllib.request.urlopen(url, timeout=timeout) as reply:
+            with opener.open(url, timeout=timeout) as reply:
                 body: bytes = reply.read()
                 return body
 
@@ -115,33 +128,51 @@ class Jwks:
             doc = json.loads(self._fetch())
             keys = {}
             for entry in doc["keys"]:
+                if not isinstance(entry, dict):
+                    raise ValueError(f"a key that is not an object: {entry!r:.60}")
                 if entry.get("use", "sig") != "sig" or "kid" not in entry:
                     continue
                 keys[str(entry["kid"])] = SigningKey(jwt.PyJWK(entry).key, _algorithms(entry))
-        except (OSError, ValueError, KeyError, TypeError, jwt.PyJWTError) as exc:
+        except Exception as exc:  # whatever the reply was (a truncated read, a list of strings)
             raise ConfigError(f"OIDC JWKS {self._where}: {exc!r}") from None
         self._keys = keys
         self._read_at = time.monotonic()
 
+    @property
+    def reading(self) -> bool:
+        """Whether a read of the keys is under way."""
+        return self._reading
+
     def key(self, kid: str) -> SigningKey:
-        """The key with this id, reading the JWKS again if it is new (and allowed to)."""
+        """The key with this id; a new id starts a read of the JWKS (if allowed) and is refused."""
         found = self._keys.get(kid)
         if found is not None:
             return found
         with self._lock:
-            if kid not in self._keys and time.monotonic() - self._read_at >= REFRESH_GAP:
-                try:
-                    self.load()
-                except ConfigError as exc:
-                    # A failed read counts too: tokens with made-up key ids must not
-                    # make every call wait for the issuer. The caller hears no details.
-                    self._read_at = time.monotonic()
-                    log.warning("OIDC signing keys not refreshed: %s", exc)
-                    raise TokenError("signing keys unavailable at the issuer") from None
-        found = self._keys.get(kid)
-        if found is None:
-            raise TokenError(f"no signing key {kid!r} at the issuer")
-        return found
+            if not self._reading and time.monotonic() - self._read_at >= REFRESH_GAP:
+                self._reading = True
+                threading.Thread(target=self._refresh, name="oidc-jwks", daemon=True).start()
+            if self._reading:
+                raise TokenError(f"no signing key {kid!r} yet: the issuer's keys are being read")
+        raise TokenError(f"no signing key {kid!r} at the issuer")
+
+    def _refresh(self) -> None:
+        try:
+            self.load()
+        except ConfigError as exc:  # the caller hears no details of where or why
+            log.warning("OIDC signing keys not refreshed: %s", exc)
+        finally:
+            with self._lock:  # a failed read counts too: forged ids must not hammer the issuer
+                self._read_at = time.monotonic()
+                self._reading = False
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Refuses every redirect: the 3xx goes on to the error handler."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        """None: not followed."""
+        return None
 
 
 class Verifier:
