@@ -19,6 +19,8 @@ from aiaudit.common.config import ConfigError
 from aiaudit.common.oidc import LEEWAY
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
+from aiaudit.search.v1 import search_service_pb2 as search_pb
+from aiaudit.search.v1 import search_service_pb2_grpc as search_grpc
 from tests.conftest import write_keys
 from tests.helpers import interaction, wait_until
 from tests.unit.test_oidc import AUDIENCE, ISSUER, jwk, rsa_key, token, write_jwks
@@ -36,7 +38,7 @@ def suite(tmp_path: Path) -> Iterator[tuple[Suite, dict[str, str]]]:
             {
                 "address": "127.0.0.1:0",
                 "data_dir": str(tmp_path),
-                "services": ["ingest", "alerting"],
+                "services": ["ingest", "search", "alerting"],
                 "api_keys_file": str(tmp_path / "keys.yaml"),
                 "oidc_issuer": ISSUER,
                 "oidc_audience": AUDIENCE,
@@ -140,6 +142,36 @@ def test_an_append_stream_ends_when_its_token_expires(
         requests.put(None)
         channel.close()
     wait_until(lambda: stream_opens(running, fresh))
+
+
+def test_an_export_ends_when_its_token_expires(suite: tuple[Suite, dict[str, str]]) -> None:
+    """An export opened with a token went on streaming pages read after its end (a review
+    read 18 MB past it); it ends UNAUTHENTICATED as the other streams do."""
+    running, keys = suite
+    gateway = pb_grpc.IngestServiceStub(
+        client.channel(f"127.0.0.1:{running.port}", keys["gateway"])
+    )
+    for _ in range(4):  # 8 MB: far more than the stream's buffers hold
+        gateway.Append(
+            pb.AppendRequest(events=[interaction("acme", text="x" * 20_000) for _ in range(100)])
+        )
+    ends = int(time.time()) - LEEWAY + 3
+    bearer = token(SIGNER, "k1", sub="auditor-1", roles=["auditor"], tenants=["acme"], exp=ends)
+    channel = client.channel(f"127.0.0.1:{running.port}", bearer)
+    try:
+        stream = search_grpc.SearchServiceStub(channel).Export(
+            search_pb.ExportRequest(tenant_id="acme", format=search_pb.EXPORT_FORMAT_JSONL),
+            timeout=60,
+        )
+        next(stream)
+        wait_until(lambda: time.time() > ends + LEEWAY + 0.1)
+        with pytest.raises(grpc.RpcError) as ended:
+            for _ in stream:
+                pass
+        assert ended.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert "expired while the stream was open" in (ended.value.details() or "")
+    finally:
+        channel.close()
 
 
 def test_a_watch_stream_ends_when_its_token_expires(suite: tuple[Suite, dict[str, str]]) -> None:

@@ -33,7 +33,7 @@ from google.rpc import code_pb2, status_pb2
 from opentelemetry.trace import Span, StatusCode
 
 from aiaudit.common import access, event_ids, restore, status, tenants
-from aiaudit.common.auth import Caller
+from aiaudit.common.auth import Caller, end_expired
 from aiaudit.common.component import Context
 from aiaudit.common.keys.kek import KekError
 from aiaudit.common.keys.seal import SealError
@@ -619,7 +619,10 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
     ) -> Iterator[pb.ExportResponse]:
         prepared = self._run(context, lambda: self._export_start(request, context, caller, asked))
         try:
-            yield from self._export_chunks(request.tenant_id, prepared)
+            for chunk in self._export_chunks(request.tenant_id, prepared):
+                if caller.expired():  # authenticated once, when it opened: not for ever
+                    end_expired(context)
+                yield chunk
         except BackendUnavailableError as exc:
             status.abort(context, _unavailable(exc).status)
         except QueryRejectedError as exc:  # the backend refused a page: as _run answers it
