@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -204,3 +205,32 @@ def test_every_key_has_an_id_of_its_own(tmp_path: Path, ids: list[str], message:
     entries[-1]["id"] = "k3"
     keys.write_text(yaml.safe_dump({"keys": [e for e in entries if e["id"]]}))
     assert not Authenticator.from_file(keys).dev_mode
+
+
+def test_allow_insecure_says_at_every_start_what_it_turned_off(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One flag turns off TLS and authentication alike; with no keys file every caller was
+    admin on every tenant, and nothing in the log said so (review, 2026-12-05)."""
+    settings = config.load(
+        env={},
+        overrides={
+            "address": "0.0.0.0:50051",
+            "database_url": "postgresql+psycopg://h/db",
+            "allow_insecure": True,
+        },
+    )
+    with caplog.at_level(logging.WARNING, logger="aiaudit.common.config"):
+        config.require_tls(settings)
+        config.require_authentication(settings)
+    assert [r.getMessage() for r in caplog.records] == [
+        "serving in clear text to other hosts: no tls_cert_file, and allow_insecure=true",
+        "every caller is admin on every tenant: no api_keys_file or oidc_issuer, "
+        "and allow_insecure=true",
+    ]
+    caplog.clear()
+    loopback = config.load(env={}, overrides={"address": "127.0.0.1:0"})  # embedded dev mode
+    with caplog.at_level(logging.WARNING, logger="aiaudit.common.config"):
+        config.require_tls(loopback)
+        config.require_authentication(loopback)
+    assert caplog.records == []

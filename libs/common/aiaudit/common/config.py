@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import logging
 import math
 import os
 import urllib.parse
@@ -21,6 +22,8 @@ from typing import Any, TypeVar
 import yaml
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(ValueError):
@@ -247,12 +250,18 @@ def _validate(s: Settings) -> None:
 def require_tls(s: Settings) -> None:
     """Serving off loopback needs TLS (or an opt-out); client commands check their own way."""
     host = s.address.rpartition(":")[0]
-    if s.tls_cert_file is None and not _loopback(host) and not s.allow_insecure:
+    if s.tls_cert_file is not None or _loopback(host):
+        return
+    if not s.allow_insecure:
         raise ConfigError(
             f"setting 'address': {s.address} is reachable from other hosts but no TLS is set; "
             "set tls_cert_file/tls_key_file (and tls_client_ca_file for mTLS), "
             "or allow_insecure=true for a trusted network"
         )
+    log.warning(
+        "serving in clear text to other hosts: no tls_cert_file, and allow_insecure=true",
+        extra={"address": s.address},
+    )
 
 
 def client_tls(s: Settings, ca_file: Path | None) -> None:
@@ -294,12 +303,20 @@ def require_authentication(s: Settings) -> None:
     """Serving outside the embedded loopback mode needs API keys or OIDC (or an opt-out)."""
     host = s.address.rpartition(":")[0]
     authenticated = s.api_keys_file is not None or bool(s.oidc_issuer)
-    if not authenticated and not (s.embedded and _loopback(host)) and not s.allow_insecure:
+    if authenticated or (s.embedded and _loopback(host)):
+        return
+    if not s.allow_insecure:
         raise ConfigError(
             "setting 'api_keys_file': callers must authenticate outside the embedded loopback "
             "mode; set api_keys_file and/or oidc_issuer, or allow_insecure=true for a "
             "trusted network"
         )
+    # One flag turns off TLS and authentication alike: say so, every start.
+    log.warning(
+        "every caller is admin on every tenant: no api_keys_file or oidc_issuer, "
+        "and allow_insecure=true",
+        extra={"address": s.address},
+    )
 
 
 def _loopback(host: str) -> bool:
