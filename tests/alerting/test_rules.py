@@ -316,3 +316,14 @@ def test_a_new_rules_regex_compiles_to_at_most_2_mib() -> None:
         [e.SerializeToString()], [0.0], WindowState()
     )
     assert fires(source.replace("{100}", "{20}"), e)
+
+
+def test_a_cost_compares_as_the_decimal_it_is() -> None:
+    """$1.14 read as 1 + 140000000 / 1e9 was 1.1400000000000001: ``lte: 1.14`` missed it
+    (search indexed it the same way; review, 2026-12-05)."""
+    e = interaction("t", text="hi", user="bob")
+    for units, nanos, literal in ((1, 140_000_000, "1.14"), (0, 70_000_000, "0.07")):
+        e.usage.cost.units, e.usage.cost.nanos = units, nanos
+        for op in ("lte", "gte", "equals"):
+            when = f"{{field: usage.cost, {op}: {literal}}}"
+            assert fires(f"id: x\nseverity: low\nwhen: {when}\n", e), (units, nanos, op)

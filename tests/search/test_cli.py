@@ -86,7 +86,7 @@ def test_a_limit_below_one_is_refused_by_name(
     assert "--limit" in capsys.readouterr().err
 
 
-_RAW_CONTROLS = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+_RAW_CONTROLS = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 """Control characters a terminal may act on (a line feed ends each printed line)."""
 
 
@@ -96,7 +96,7 @@ def test_search_prints_no_control_character_from_event_data(
     """A prompt could clear the screen, hide text or write the clipboard: every value
     printed comes with its C0/C1 controls and DEL as ``\\xNN``; ``--json`` stays exact."""
     text = "invoice \x1b]52;c;ZWNobyBwd25lZA==\x07 \x1b[2J\x1b[1;31mALL CLEAR\x1b[0m \x9b2J\x7f"
-    event = interaction(tenant, "esc-1", text=text, user="bob\x1b[8m", model="gpt\x9b8m")
+    event = interaction(tenant, "esc-1", text=text, user="bob\x1b[8m", model="gpt\x9b8m\u202e")
     running = start_suite(tmp_path, "sqlite", {})
     try:
         running.append([event])
@@ -116,7 +116,7 @@ def test_search_prints_no_control_character_from_event_data(
         out = capsys.readouterr().out
         assert not _RAW_CONTROLS.search(out), repr(out)
         (line,) = out.splitlines()
-        assert "  bob\\x1b[8m  gpt\\x9b8m  " in line
+        assert "  bob\\x1b[8m  gpt\\x9b8m\\u202e  " in line  # a bidi override too
         assert "\\x1b]52;c;ZWNobyBwd25lZA==\\x07 \\x1b[2J\\x1b[1;31mALL CLEAR\\x1b[0m" in line
         assert line.endswith("\\x9b2J\\x7f"), line
         assert main([*search, "--json"]) == 0
@@ -125,7 +125,7 @@ def test_search_prints_no_control_character_from_event_data(
         (printed,) = out.splitlines()
         got = json_format.Parse(printed, ev.Event())
         assert got.input.messages[0].parts[0].text == text
-        assert (got.actor.user_id, got.model.name) == ("bob\x1b[8m", "gpt\x9b8m")
+        assert (got.actor.user_id, got.model.name) == ("bob\x1b[8m", "gpt\x9b8m\u202e")
     finally:
         running.channel.close()
         running.suite.stop()

@@ -344,11 +344,20 @@ impl FieldPath {
                     first_int(schema, units, node)?,
                     first_int(schema, nanos, node)?,
                 );
-                out.push(Value::Float(u as f64 + n as f64 / 1e9));
+                out.push(Value::Float(money(u, n)));
             }
         }
         Ok(())
     }
+}
+
+/// A `google.type.Money` amount as the double nearest its decimal value, as search
+/// indexes it: `u + n / 1e9` rounds twice, and $1.14 became 1.1400000000000001,
+/// which a rule's `usage.cost lte: 1.14` did not match. Units and nanos share their sign.
+fn money(units: i64, nanos: i64) -> f64 {
+    let sign = if units < 0 || nanos < 0 { "-" } else { "" };
+    let text = format!("{sign}{}.{:09}", units.unsigned_abs(), nanos.unsigned_abs());
+    text.parse().unwrap_or(f64::NAN) // digits only: always parses
 }
 
 /// The first integer value of a path, 0 when it has none (an unset message reads as defaults).

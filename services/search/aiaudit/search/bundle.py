@@ -20,6 +20,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from aiaudit.search.exporting import LINE_SEPARATORS
+
 TLOG_PROOF_HEADER = "c2sp.org/tlog-proof@v1"
 """First line of a c2sp.org/tlog-proof."""
 
@@ -50,4 +52,5 @@ def line(
     if salt is not None and content is not None:
         out["salt"] = base64.b64encode(salt).decode()
         out["content"] = dict(content)
-    return json.dumps(out, separators=(",", ":"), sort_keys=True, ensure_ascii=False) + "\n"
+    text = json.dumps(out, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    return text.translate(LINE_SEPARATORS) + "\n"  # one line for every reader, as exports

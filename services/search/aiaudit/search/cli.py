@@ -42,21 +42,28 @@ def _stub(args: argparse.Namespace) -> pb_grpc.SearchServiceStub:
     return pb_grpc.SearchServiceStub(channel)  # type: ignore[no-untyped-call]
 
 
-_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f]")
-"""C0 controls, DEL and C1 controls: what a terminal may act on instead of showing."""
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+"""C0 controls, DEL and C1 controls: what a terminal may act on instead of showing; and
+the bidirectional marks and overrides, which reorder what follows them on the line."""
 
 
 def visible(text: str) -> str:
-    r"""``text`` with every C0 and C1 control character and DEL written ``\xNN``.
+    r"""``text`` with every control character and DEL written ``\xNN``, bidi ones ``\uNNNN``.
 
     Event data is whatever a gateway sent, and a terminal acts on control
     characters: ESC (or the C1 CSI, U+009B) starts sequences that clear the
     screen, hide or recolour text, set the window title or write the
     clipboard (OSC 52), BEL rings. Printed raw, a prompt could make its line
-    say what the event does not. A literal ``\x1b`` in the text
+    say what the event does not; a right-to-left override (U+202E) shows the
+    rest of the line backwards. A literal ``\x1b`` in the text
     looks the same: the line is for reading, ``--json`` is exact.
     """
-    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return _CONTROLS.sub(_escaped, text)
+
+
+def _escaped(m: re.Match[str]) -> str:
+    code = ord(m.group())
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
 def _line(result: pb.SearchResult) -> str:

@@ -38,7 +38,7 @@ from aiaudit.search.document import Document, iso
 
 NAMESPACE = "urn:aiaudit:export:v1"
 _XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
-_LINE_SEPARATORS = str.maketrans({"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"})
+LINE_SEPARATORS = str.maketrans({"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"})
 """The line breaks JSON leaves raw, as escapes: Python's ``str.splitlines`` (and
 readers that take Unicode line ends) split on them, so a JSON Lines reader saw one
 event as two lines, neither of them JSON. JSON escapes every other character
@@ -152,7 +152,7 @@ class Writer:
 
     def _jsonl(self, doc: Document, event: event_pb2.Event) -> str:
         del doc
-        return event_json(event).translate(_LINE_SEPARATORS) + "\n"
+        return event_json(event).translate(LINE_SEPARATORS) + "\n"
 
     def _csv(self, doc: Document, event: event_pb2.Event) -> str:
         del event
