@@ -419,6 +419,104 @@ def test_unsafe_values_fail_the_render(sets: tuple[str, ...], message: str) -> N
     assert message in render_fails(*sets)
 
 
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (
+            ("integrity.enabled=true", "integrity.database.existingSecret=notary"),
+            "aiaudit.vault.existingSecret is required with integrity on PostgreSQL",
+        ),
+        (
+            (
+                "integrity.enabled=true",
+                "integrity.database.existingSecret=notary",
+                "aiaudit.vault.existingSecret=vault",
+            ),
+            "integrity.checkpoints.existingClaim is required with integrity on PostgreSQL",
+        ),
+        (
+            ("search.enabled=true", "search.database.existingSecret=consumer"),
+            "aiaudit.opensearch.existingSecret is required with search on PostgreSQL",
+        ),
+        (
+            (
+                "aiaudit.database.embedded=true",
+                "aiaudit.config.allow_insecure=true",
+                "aiaudit.tls.enabled=false",
+                "aiaudit.contentKeys.existingSecret=",
+                "search.enabled=true",
+                "ingest.replicas=1",
+            ),
+            "which ingest, search would each have a copy of",
+        ),
+    ],
+    ids=["notary-key-per-pod", "checkpoints-in-emptydir", "index-per-pod", "store-per-pod"],
+)
+def test_pods_that_would_each_keep_their_own_state_fail_the_render(
+    sets: tuple[str, ...], message: str
+) -> None:
+    """Each rendered before (review, 2026-12-05): every notary pod signing with a key of its
+    own, checkpoint copies filling an emptyDir, search pods each with an empty index of their
+    own, and components on embedded stores of their own that never saw ingest's events."""
+    assert message in render_fails(*sets)
+
+
+def test_allow_insecure_counts_only_when_true() -> None:
+    """``--set-string aiaudit.config.allow_insecure=false`` passed the TLS check as true."""
+    message = render_fails("aiaudit.tls.enabled=false", "aiaudit.config.allow_insecure=false")
+    assert "set aiaudit.config.allow_insecure=true to accept that" in message
+    args = ["template", RELEASE, str(CHART), "--set", "aiaudit.tls.enabled=false"]
+    out = _helm(*args, "--set-string", "aiaudit.config.allow_insecure=false")
+    assert out.returncode != 0 and "allow_insecure=true to accept" in out.stderr
+
+
+def test_long_release_names_give_valid_distinct_object_names() -> None:
+    """A release name of 37 characters made `...-integrity-headless` 64 long, and one of
+    52 cut "ingest" and "integrity" to the same name."""
+    for release in ("payments-gateway-audit-prod-euwest1-b", "a" * 53):
+        out = _helm(
+            "template", release, str(CHART), "-f", str(CHART / "ci" / "all-enabled-values.yaml")
+        )
+        assert out.returncode == 0, out.stderr
+        objects = [d for d in yaml.safe_load_all(out.stdout) if d]
+        names = [(o["kind"], o["metadata"]["name"]) for o in objects]
+        assert max(len(n) for _, n in names) <= 63
+        assert len(set(names)) == len(names)
+
+
+def test_a_stopping_pod_serves_on_while_its_endpoints_go_then_drains() -> None:
+    """No preStop: the server stopped listening while endpoints still routed to the pod,
+    and it cancelled calls after 5 s whatever terminationGracePeriodSeconds said."""
+    objects = render(CHART / "ci" / "all-enabled-values.yaml")
+    grace = {}
+    for deployment in of_kind(objects, "Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        assert container["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "5"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        total = pod["terminationGracePeriodSeconds"]
+        grace[component_of(deployment)] = (total, int(env["AIAUDIT_SHUTDOWN_GRACE_SECONDS"]))
+    assert grace == {
+        "ingest": (30, 20), "search": (60, 50), "integrity": (30, 20), "alerting": (30, 20)
+    }  # fmt: skip
+
+
+def test_egress_dns_goes_to_the_cluster_dns_only() -> None:
+    """Port 53 of any address was open: a way out to any host with egress locked down."""
+    objects = render(CHART / "ci" / "all-enabled-values.yaml")
+    for policy in of_kind(objects, "NetworkPolicy"):
+        dns = policy["spec"]["egress"][0]
+        assert {p["port"] for p in dns["ports"]} == {53}
+        assert dns["to"] == [
+            {
+                "namespaceSelector": {
+                    "matchLabels": {"kubernetes.io/metadata.name": "kube-system"}
+                },
+                "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+            }
+        ]
+
+
 def test_integrity_single_leader_is_documented() -> None:
     # Operators decide replica counts from these comments; keep them saying how leadership works.
     for path in (CHART / "values.yaml", CHART / "templates" / "integrity" / "deployment.yaml"):
@@ -636,7 +734,13 @@ def _volumes(deployment: dict[str, Any]) -> list[dict[str, Any]]:
 def test_the_dev_values_need_no_secret() -> None:
     """The Tiltfile deploys these on a fresh local cluster, where no Secret exists: a pod
     that mounts one never starts."""
-    objects = render(CHART / "ci" / "tls-disabled-dev-values.yaml", "search.enabled=true")
+    objects = render(
+        CHART / "ci" / "tls-disabled-dev-values.yaml",
+        "ingest.extraArgs[0]=--services",
+        "ingest.extraArgs[1]=ingest\\,search",  # as the Tiltfile sets them
+    )
+    (pod,) = [d["spec"]["template"]["spec"] for d in of_kind(objects, "Deployment")]
+    assert pod["containers"][0]["args"][-2:] == ["--services", "ingest,search"]
     text = yaml.safe_dump(objects)
     assert "secretName" not in text and "secretKeyRef" not in text
     (configmap,) = of_kind(objects, "ConfigMap")

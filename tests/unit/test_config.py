@@ -234,3 +234,14 @@ def test_allow_insecure_says_at_every_start_what_it_turned_off(
         config.require_tls(loopback)
         config.require_authentication(loopback)
     assert caplog.records == []
+
+
+def test_the_shutdown_grace_is_a_setting_checked_at_start() -> None:
+    """It was 5 s in the code whatever the pod's terminationGracePeriodSeconds; the chart now
+    sets it from that (see tests/charts)."""
+    assert config.load(env={}).shutdown_grace_seconds == 5.0
+    env = {"AIAUDIT_SHUTDOWN_GRACE_SECONDS": "50"}
+    assert config.load(env=env).shutdown_grace_seconds == 50.0
+    for bad in ("-1", "3601", "nan"):
+        with pytest.raises(config.ConfigError, match="'shutdown_grace_seconds'"):
+            config.load(env={"AIAUDIT_SHUTDOWN_GRACE_SECONDS": bad})

@@ -7,15 +7,17 @@ so one definition renders every component the same way.
 {{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{/* At most 44 characters: "-integrity-headless" (19) must still fit Kubernetes' 63, and a
+cut component name made two components' objects one (review, 2026-12-05). */}}
 {{- define "aiaudit.fullname" -}}
 {{- if .Values.fullnameOverride }}
-{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- .Values.fullnameOverride | trunc 44 | trimSuffix "-" }}
 {{- else }}
 {{- $name := default .Chart.Name .Values.nameOverride }}
 {{- if contains $name .Release.Name }}
-{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- .Release.Name | trunc 44 | trimSuffix "-" }}
 {{- else }}
-{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- printf "%s-%s" .Release.Name $name | trunc 44 | trimSuffix "-" }}
 {{- end }}
 {{- end }}
 {{- end }}
@@ -26,7 +28,7 @@ so one definition renders every component the same way.
 
 {{/* Name of a component's objects: <fullname>-<component>. */}}
 {{- define "aiaudit.componentName" -}}
-{{- printf "%s-%s" (include "aiaudit.fullname" .ctx) .component | trunc 63 | trimSuffix "-" }}
+{{- printf "%s-%s" (include "aiaudit.fullname" .ctx) .component }}
 {{- end }}
 
 {{- define "aiaudit.selectorLabels" -}}
@@ -139,16 +141,24 @@ a Secret as AIAUDIT_DATABASE_URL.
 {{- if hasKey $a.config "content_vault_token_file" }}
 {{- fail "aiaudit.config.content_vault_token_file: the content key's token comes from aiaudit.contentKeys.existingSecret" }}
 {{- end }}
-{{- if and (not $a.tls.enabled) (not $a.config.allow_insecure) }}
+{{- $insecure := eq (toString $a.config.allow_insecure) "true" }}
+{{- if and (not $a.tls.enabled) (not $insecure) }}
 {{- fail "aiaudit.tls.enabled=false serves plaintext on the pod network: set aiaudit.config.allow_insecure=true to accept that (dev only)" }}
 {{- end }}
-{{- if not (or $a.apiKeys.existingSecret $a.config.oidc_issuer $a.config.allow_insecure) }}
+{{- if not (or $a.apiKeys.existingSecret $a.config.oidc_issuer $insecure) }}
 {{- fail "aiaudit.apiKeys.existingSecret is required unless aiaudit.config.oidc_issuer authenticates callers (or aiaudit.config.allow_insecure=true, dev only)" }}
 {{- end }}
 {{- if and $a.tls.enabled (not $a.tls.existingSecret) }}
 {{- fail "aiaudit.tls.existingSecret is required when aiaudit.tls.enabled=true" }}
 {{- end }}
 {{- if $a.database.embedded }}
+{{- $enabled := list }}
+{{- range $name := list "ingest" "search" "integrity" "alerting" }}
+{{- if (index $.Values $name).enabled }}{{- $enabled = append $enabled $name }}{{- end }}
+{{- end }}
+{{- if gt (len $enabled) 1 }}
+{{- fail (printf "aiaudit.database.embedded keeps the store in one pod's emptyDir, which %s would each have a copy of: enable one component, or use PostgreSQL" (join ", " $enabled)) }}
+{{- end }}
 {{- range $name := list "ingest" "search" "integrity" "alerting" }}
 {{- $c := index $.Values $name }}
 {{- if and $c.enabled (or $c.autoscaling.enabled (gt (int $c.replicas) 1)) }}
@@ -168,7 +178,23 @@ a Secret as AIAUDIT_DATABASE_URL.
 {{- fail (printf "%s.database.existingSecret is required: the suite's login (aiaudit_writer) cannot write what %s writes; give it a LOGIN role in %s" $name $name $role) }}
 {{- end }}
 {{- end }}
+{{- if and $.Values.search.enabled (not $a.opensearch.existingSecret) }}
+{{- fail "aiaudit.opensearch.existingSecret is required with search on PostgreSQL: without it each search pod keeps an index of its own in an emptyDir, empty at every start" }}
 {{- end }}
+{{- if and $.Values.integrity.enabled (not $a.vault.existingSecret) }}
+{{- fail "aiaudit.vault.existingSecret is required with integrity on PostgreSQL: without it each notary pod signs with a key file of its own in an emptyDir, a new key at every start" }}
+{{- end }}
+{{- if and $.Values.integrity.enabled (not $.Values.integrity.checkpoints.existingClaim) }}
+{{- fail "integrity.checkpoints.existingClaim is required with integrity on PostgreSQL: the notary writes a copy of every checkpoint, which would fill the pod's emptyDir and go with the pod" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Seconds the server lets calls in flight finish once the preStop sleep is over: what
+terminationGracePeriodSeconds leaves, less 5 s to stop the components. */}}
+{{- define "aiaudit.shutdownGrace" -}}
+{{- $c := index .ctx.Values .component }}
+{{- max 1 (sub (sub (int $c.terminationGracePeriodSeconds) (int .ctx.Values.aiaudit.preStopSeconds)) 5) }}
 {{- end }}
 
 {{/* Environment of a component: secrets by reference only. */}}
@@ -209,6 +235,8 @@ a Secret as AIAUDIT_DATABASE_URL.
   value: none
   {{- end }}
 {{- end }}
+- name: AIAUDIT_SHUTDOWN_GRACE_SECONDS
+  value: {{ include "aiaudit.shutdownGrace" . | quote }}
 {{- if and (eq .component "integrity") (dig "checkpoints" "existingClaim" "" (index $.Values .component)) }}
 - name: AIAUDIT_INTEGRITY_CHECKPOINT_DIR
   value: {{ include "aiaudit.checkpointDir" $ | quote }}
@@ -323,6 +351,14 @@ spec:
         - name: {{ $name }}
           image: {{ include "aiaudit.image" . }}
           imagePullPolicy: {{ $a.image.pullPolicy }}
+          {{- if $a.preStopSeconds }}
+          # Endpoints drop the pod while it still serves: without this wait the server
+          # stopped listening first, and gateways saw refused connections at each rollout.
+          lifecycle:
+            preStop:
+              exec:
+                command: ["sleep", "{{ $a.preStopSeconds }}"]
+          {{- end }}
           args:
             - serve
             - --config

@@ -65,7 +65,7 @@ def _serve(args: argparse.Namespace) -> int:
     _wait_for_stop_signal(f"{settings.address.rpartition(':')[0]}:{suite.port}")
     for proc in helpers:
         proc.terminate()
-    suite.stop()
+    suite.stop(settings.shutdown_grace_seconds)
     for proc in helpers:
         proc.wait()
     return 0

@@ -47,6 +47,9 @@ class Settings:
     allow_insecure: bool = False
     health_address: str = ""
     """Optional plaintext HOST:PORT serving only grpc.health.v1 (kubelet probes cannot do TLS)."""
+    shutdown_grace_seconds: float = 5.0
+    """How long a stopping server lets calls in flight finish (exports, streams) before it
+    cancels them; under the pod's ``terminationGracePeriodSeconds``."""
     api_keys_file: Path | None = None
     """YAML of API keys (SHA-256 only), tenants and roles; see README "Authentication"."""
     oidc_issuer: str = ""
@@ -209,6 +212,10 @@ def _validate(s: Settings) -> None:
         raise ConfigError(
             "setting 'tls_client_ca_file': client certificates need TLS; set tls_cert_file and "
             "tls_key_file too (without them the port would serve plaintext, unauthenticated)"
+        )
+    if not 0 <= s.shutdown_grace_seconds <= 3600:
+        raise ConfigError(
+            f"setting 'shutdown_grace_seconds': {s.shutdown_grace_seconds:g}; 0 to 3600"
         )
     if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise ConfigError(
