@@ -183,3 +183,19 @@ def holding(files: Iterable[Path], secret: str) -> list[str]:
         except FileNotFoundError:
             continue
     return found
+
+
+def this_hosts_other_address() -> str:
+    """An address of this host that is not loopback: the interface a route leaves by (no packet
+    is sent), else the host's name (a name is another host to the clear-text rules)."""
+    import ipaddress
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))
+            address = probe.getsockname()[0]
+        except OSError:
+            address = ""
+    if address and not ipaddress.ip_address(address).is_loopback:
+        return address
+    return socket.gethostname()

@@ -11,7 +11,6 @@ the plaintext health port (two threads, for the kubelet) now runs on grpc.aio.
 from __future__ import annotations
 
 import queue
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,12 +18,11 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from aiaudit.cli.server import start
-from aiaudit.common import client, config
+from aiaudit.common import client
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
-from tests.conftest import Running, write_keys
-from tests.helpers import interaction
+from tests.conftest import Running, serve_suite
+from tests.helpers import free_port, interaction
 
 METHODS = (
     "/aiaudit.search.v1.SearchService/GetEvent",
@@ -79,22 +77,12 @@ def test_silent_calls_without_credentials_leave_appends_working(
 def test_silent_checks_on_the_health_port_leave_probes_answered(
     store_url: str, tmp_path: Path
 ) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        health_port = s.getsockname()[1]
-    write_keys(tmp_path / "keys.yaml")
-    suite = start(
-        config.load(
-            env={},
-            overrides={
-                "address": "127.0.0.1:0",
-                "database_url": store_url,
-                "data_dir": tmp_path,
-                "api_keys_file": tmp_path / "keys.yaml",
-                "health_address": f"127.0.0.1:{health_port}",
-                "services": ["ingest"],
-            },
-        )
+    health_port = free_port()
+    suite, _ = serve_suite(
+        tmp_path,
+        database_url=store_url,
+        health_address=f"127.0.0.1:{health_port}",
+        services=["ingest"],
     )
     address = f"127.0.0.1:{health_port}"
     held = [_silent(address, "/grpc.health.v1.Health/Check") for _ in range(8)]

@@ -27,7 +27,13 @@ from aiaudit.sdk import AuditLogger
 from aiaudit.sdk import logger as logger_module
 from aiaudit.sdk import spool as spool_module
 from tests.conftest import REPO, subprocess_env, write_keys
-from tests.helpers import free_port, interaction, serve_process, wait_until
+from tests.helpers import (
+    free_port,
+    interaction,
+    serve_process,
+    this_hosts_other_address,
+    wait_until,
+)
 
 
 class Server:
@@ -444,23 +450,6 @@ def test_a_logger_that_fails_to_start_leaves_its_spool_directory_free(
     with pytest.raises(FileNotFoundError):
         AuditLogger(f"127.0.0.1:{server.port}", server.spool, ca_file=tmp_path / "missing.pem")
     server.logger().close(timeout=1)  # the same directory, opened at once
-
-
-def this_hosts_other_address() -> str:
-    """An address of this host that is not loopback: the interface a route leaves by (no packet
-    is sent), else what the host's name resolves to (a name is another host to the SDK)."""
-    import ipaddress
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.connect(("192.0.2.1", 9))
-            address = probe.getsockname()[0]
-        except OSError:
-            address = ""
-    if address and not ipaddress.ip_address(address).is_loopback:
-        return address
-    return socket.gethostname()
 
 
 def test_a_logger_refuses_to_send_its_key_in_clear_to_another_host(

@@ -9,8 +9,6 @@ key crossed the network in clear on each ``GetEvent`` (review, 2026-12-05).
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
@@ -27,21 +25,7 @@ from aiaudit.integrity.v1 import integrity_service_pb2 as ipb
 from aiaudit.search.v1 import search_service_pb2 as pb
 from aiaudit.search.v1 import search_service_pb2_grpc as pb_grpc
 from tests.conftest import serve_suite
-from tests.helpers import interaction, wait_until
-
-
-def this_hosts_other_address() -> str:
-    """An address of this host that is not loopback: the interface a route leaves by (no packet
-    is sent), else what the host's name resolves to (a name is another host to the rule)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.connect(("192.0.2.1", 9))
-            address = probe.getsockname()[0]
-        except OSError:
-            address = ""
-    if address and not ipaddress.ip_address(address).is_loopback:
-        return address
-    return socket.gethostname()
+from tests.helpers import interaction, this_hosts_other_address, wait_until
 
 
 class _Listener(grpc.GenericRpcHandler):
@@ -73,8 +57,9 @@ def _config(tmp_path: Path, search: dict[str, object]) -> Path:
     return cfg
 
 
-def _get_event(address: str, keys: dict[str, str], tenant: str) -> int:
-    """Appends an event and reads it back as a compliance officer: its integrity status."""
+def _get_event(address: str, keys: dict[str, str], tenant: str, until: int | None = None) -> int:
+    """Appends an event and reads it back as a compliance officer: its integrity status
+    (read again until it is ``until``, if given)."""
     with client.channel(address, keys["admin"]) as ch:
         ingest_grpc.IngestServiceStub(ch).Append(
             ingest_pb.AppendRequest(events=[interaction(tenant, "ev-1")])
@@ -82,6 +67,8 @@ def _get_event(address: str, keys: dict[str, str], tenant: str) -> int:
     with client.channel(address, keys["compliance_officer"]) as ch:
         search = pb_grpc.SearchServiceStub(ch)
         request = pb.GetEventRequest(tenant_id=tenant, event_id="ev-1")
+        if until is not None:
+            wait_until(lambda: search.GetEvent(request).integrity_status == until)
         return int(search.GetEvent(request).integrity_status)
 
 
@@ -136,15 +123,7 @@ def test_allow_insecure_lets_search_call_integrity_in_clear_on_another_address(
         tmp_path, address=f"{host}:0", allow_insecure=True, data_dir=tmp_path / "data"
     )
     try:
-        address = f"{host}:{suite.port}"
-        with client.channel(address, keys["admin"]) as ch:
-            ingest_grpc.IngestServiceStub(ch).Append(
-                ingest_pb.AppendRequest(events=[interaction(tenant, "ev-1")])
-            )
-        with client.channel(address, keys["compliance_officer"]) as ch:
-            search = pb_grpc.SearchServiceStub(ch)
-            request = pb.GetEventRequest(tenant_id=tenant, event_id="ev-1")
-            verified = ipb.VERIFY_STATUS_VERIFIED
-            wait_until(lambda: search.GetEvent(request).integrity_status == verified)
+        verified = ipb.VERIFY_STATUS_VERIFIED
+        assert _get_event(f"{host}:{suite.port}", keys, tenant, until=verified) == verified
     finally:
         suite.stop()
