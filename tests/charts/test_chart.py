@@ -501,6 +501,34 @@ def test_a_stopping_pod_serves_on_while_its_endpoints_go_then_drains() -> None:
     }  # fmt: skip
 
 
+def test_replicas_spread_across_nodes_unless_told_otherwise() -> None:
+    """Nothing spread them: two ingest pods, or the notary leader and its standby, could
+    share the node whose failure then took both (review, 2026-12-05)."""
+    for deployment in of_kind(render(CHART / "ci" / "all-enabled-values.yaml"), "Deployment"):
+        (spread,) = deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
+        assert spread["topologyKey"] == "kubernetes.io/hostname"
+        assert spread["whenUnsatisfiable"] == "ScheduleAnyway"
+        selector = deployment["spec"]["selector"]["matchLabels"]
+        assert spread["labelSelector"]["matchLabels"] == selector
+    zones = [
+        {
+            "maxSkew": 1,
+            "topologyKey": "topology.kubernetes.io/zone",
+            "whenUnsatisfiable": "DoNotSchedule",
+            "labelSelector": {"matchLabels": {"a": "b"}},
+        }
+    ]
+    given = render(
+        None,
+        "ingest.topologySpreadConstraints[0].maxSkew=1",
+        "ingest.topologySpreadConstraints[0].topologyKey=topology.kubernetes.io/zone",
+        "ingest.topologySpreadConstraints[0].whenUnsatisfiable=DoNotSchedule",
+        "ingest.topologySpreadConstraints[0].labelSelector.matchLabels.a=b",
+    )
+    (ingest,) = of_kind(given, "Deployment")
+    assert ingest["spec"]["template"]["spec"]["topologySpreadConstraints"] == zones
+
+
 def test_egress_dns_goes_to_the_cluster_dns_only() -> None:
     """Port 53 of any address was open: a way out to any host with egress locked down."""
     objects = render(CHART / "ci" / "all-enabled-values.yaml")

@@ -493,9 +493,18 @@ spec:
       tolerations:
         {{- toYaml . | nindent 8 }}
       {{- end }}
-      {{- with $c.topologySpreadConstraints }}
       topologySpreadConstraints:
+      {{- with $c.topologySpreadConstraints }}
         {{- toYaml . | nindent 8 }}
+      {{- else }}
+        # Replicas on different nodes where the scheduler can: two on one node are one
+        # failure away from none (the default when none are given).
+        - maxSkew: 1
+          topologyKey: kubernetes.io/hostname
+          whenUnsatisfiable: ScheduleAnyway
+          labelSelector:
+            matchLabels:
+              {{- include "aiaudit.selectorLabels" . | nindent 14 }}
       {{- end }}
 {{- end }}
 {{- end }}
