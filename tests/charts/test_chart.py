@@ -529,6 +529,23 @@ def test_replicas_spread_across_nodes_unless_told_otherwise() -> None:
     assert ingest["spec"]["template"]["spec"]["topologySpreadConstraints"] == zones
 
 
+def test_the_migration_job_schedules_where_the_pods_do() -> None:
+    """It had no node selector, tolerations or priority class: on tainted node pools it
+    stayed Pending until the install timed out (review, 2026-12-05)."""
+    objects = render(
+        None,
+        "global.priorityClassName=audit-critical",
+        "migration.nodeSelector.pool=audit",
+        "migration.tolerations[0].key=dedicated",
+        "migration.tolerations[0].operator=Exists",
+    )
+    (job,) = of_kind(objects, "Job")
+    pod = job["spec"]["template"]["spec"]
+    assert pod["priorityClassName"] == "audit-critical"
+    assert pod["nodeSelector"] == {"pool": "audit"}
+    assert pod["tolerations"] == [{"key": "dedicated", "operator": "Exists"}]
+
+
 def test_egress_dns_goes_to_the_cluster_dns_only() -> None:
     """Port 53 of any address was open: a way out to any host with egress locked down."""
     objects = render(CHART / "ci" / "all-enabled-values.yaml")
