@@ -546,6 +546,30 @@ def test_the_migration_job_schedules_where_the_pods_do() -> None:
     assert pod["tolerations"] == [{"key": "dedicated", "operator": "Exists"}]
 
 
+def test_extra_volumes_reach_their_component_alone() -> None:
+    """Nothing could mount a private CA for OpenSearch, rule files or a JWKS file: operators
+    were pushed towards ``opensearch_verify_certs: false`` (review, 2026-12-05)."""
+    objects = render(
+        CHART / "ci" / "all-enabled-values.yaml",
+        "search.extraVolumes[0].name=private-ca",
+        "search.extraVolumes[0].configMap.name=corp-ca",
+        "search.extraVolumeMounts[0].name=private-ca",
+        "search.extraVolumeMounts[0].mountPath=/etc/aiaudit/ca",
+        "search.extraVolumeMounts[0].readOnly=true",
+        "aiaudit.config.search.opensearch_ca_file=/etc/aiaudit/ca/ca.pem",
+    )
+    for deployment in of_kind(objects, "Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        mounts = {m["name"]: m for m in pod["containers"][0]["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        if component_of(deployment) == "search":
+            assert volumes["private-ca"] == {"name": "private-ca", "configMap": {"name": "corp-ca"}}
+            assert mounts["private-ca"]["mountPath"] == "/etc/aiaudit/ca"
+        else:
+            assert "private-ca" not in volumes and "private-ca" not in mounts
+    assert [p for obj in objects for p in kube_schema.problems(obj)] == []
+
+
 def test_egress_dns_goes_to_the_cluster_dns_only() -> None:
     """Port 53 of any address was open: a way out to any host with egress locked down."""
     objects = render(CHART / "ci" / "all-enabled-values.yaml")

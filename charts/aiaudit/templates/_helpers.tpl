@@ -429,6 +429,9 @@ spec:
               mountPath: {{ include "aiaudit.ipKeyDir" $ }}
               readOnly: true
             {{- end }}
+            {{- with $c.extraVolumeMounts }}
+            {{- toYaml . | nindent 12 }}
+            {{- end }}
       volumes:
         - name: config
           configMap:
@@ -480,6 +483,9 @@ spec:
         - name: checkpoints
           persistentVolumeClaim:
             claimName: {{ $c.checkpoints.existingClaim }}
+        {{- end }}
+        {{- with $c.extraVolumes }}
+        {{- toYaml . | nindent 8 }}
         {{- end }}
       {{- with $c.nodeSelector }}
       nodeSelector:
