@@ -359,3 +359,24 @@ def test_keys_come_from_the_url_itself_never_a_redirect_or_a_proxy(
         for server in (elsewhere, genuine, redirecting):
             server.shutdown()
             server.server_close()
+
+
+def test_keys_are_read_on_a_schedule_so_a_published_key_verifies_at_its_first_token(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Read only when a token named an unknown key, a rotated key's first token was refused
+    (the read runs beside it); providers publish a key before they sign with it."""
+    old, new = rsa_key(), rsa_key()
+    published: dict[str, Any] = {"keys": [jwk(old, "2026-11")]}
+    reads: list[int] = []
+    keys = Jwks(lambda: reads.append(1) or json.dumps(published).encode(), "test")
+    keys.load()
+    verifier = Verifier(ISSUER, AUDIENCE, keys)
+    monkeypatch.setattr(oidc, "REFRESH_GAP", 3600.0)  # no read started by a token
+    published["keys"].append(jwk(new, "2026-12"))  # the provider publishes the next key
+    keys.keep_fresh(every=0.05)
+    try:
+        wait_until(lambda: len(reads) >= 2 and not keys.reading)
+        assert verifier.verify(token(new, "2026-12", sub="bob")).subject == "bob"
+    finally:
+        keys.stop()

@@ -138,6 +138,7 @@ class Authenticator:
         else:  # the settings hold exactly one of the two
             jwks = Jwks.from_url(s.oidc_jwks_url)
         jwks.load()  # a provider out of reach at start-up is a configuration error
+        jwks.keep_fresh()
         verifier = Verifier(
             s.oidc_issuer, s.oidc_audience, jwks, s.oidc_roles_claim, s.oidc_tenants_claim
         )

@@ -13,7 +13,9 @@ an IdP's other roles do no harm).
 Keys rotate: a token naming a key id the JWKS lacks makes it be read again
 (at most every ``REFRESH_GAP`` seconds, whether the read succeeded or not,
 so forged ids cannot hammer the provider), in a thread of its own: the token
-is refused at once, and one naming that key verifies once the read is done.
+is refused at once, and one naming that key verifies once the read is done;
+the keys are also read every ``REREAD_EVERY`` seconds, so a key the provider
+published before signing with it is known when its first token arrives.
 Tokens are checked on the server's dispatching thread (``credential_gate``),
 which a read of the provider must never hold. A verified token is
 remembered until it expires (by its SHA-256), so a client's stream of calls
@@ -41,6 +43,8 @@ log = logging.getLogger(__name__)
 
 ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "EdDSA"]
 LEEWAY = 30
+REREAD_EVERY = 300.0
+"""Seconds between scheduled reads of the JWKS (:meth:`Jwks.keep_fresh`)."""
 REFRESH_GAP = 30.0
 """Seconds between two reads of the JWKS prompted by unknown key ids."""
 MAX_REMEMBERED = 10_000
@@ -96,6 +100,7 @@ class Jwks:
         self._read_at = float("-inf")
         self._reading = False
         self._lock = threading.Lock()
+        self._stopped = threading.Event()
 
     @classmethod
     def from_url(cls, url: str, timeout: float = 5.0) -> Jwks:
@@ -155,6 +160,28 @@ class Jwks:
             if self._reading:
                 raise TokenError(f"no signing key {kid!r} yet: the issuer's keys are being read")
         raise TokenError(f"no signing key {kid!r} at the issuer")
+
+    def keep_fresh(self, every: float = REREAD_EVERY) -> None:
+        """Reads the keys again every ``every`` seconds, in a thread of its own.
+
+        Providers publish a new key before they sign with it: read on a schedule,
+        it is known when the first token naming it arrives, which a read started
+        by that token would refuse (see the module's docstring).
+        """
+
+        def loop() -> None:
+            while not self._stopped.wait(every):
+                with self._lock:
+                    if self._reading:
+                        continue
+                    self._reading = True
+                self._refresh()
+
+        threading.Thread(target=loop, name="oidc-jwks-schedule", daemon=True).start()
+
+    def stop(self) -> None:
+        """Ends the scheduled reads."""
+        self._stopped.set()
 
     def _refresh(self) -> None:
         try:
