@@ -198,11 +198,7 @@ def _reads_content(where: language.Node | None) -> bool:
 
     ``input.text:*`` too: whether there is content is itself read from it.
     """
-    return any(
-        isinstance(n, language.Text)
-        or getattr(getattr(n, "field", None), "kind", None) is Kind.TEXT
-        for n in language.leaves(where)
-    )
+    return any(_on_content(n) for n in language.leaves(where))
 
 
 def _matched_by_content(where: language.Node | None) -> bool:
@@ -213,10 +209,13 @@ def _matched_by_content(where: language.Node | None) -> bool:
     that matched content leave out events whose content is gone. Only what a
     match holds counts: ``NOT input.text:"x"`` lists events for not holding it.
     """
-    return any(
-        isinstance(n, language.Text)
-        or getattr(getattr(n, "field", None), "kind", None) is Kind.TEXT
-        for n in language.holding_leaves(where)
+    return any(_on_content(n) for n in language.holding_leaves(where))
+
+
+def _on_content(leaf: language.Node) -> bool:
+    """A full-text leaf, or a condition on a text (content) field."""
+    return isinstance(leaf, language.Text) or (
+        getattr(getattr(leaf, "field", None), "kind", None) is Kind.TEXT
     )
 
 
