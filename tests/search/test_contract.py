@@ -11,10 +11,12 @@ import csv
 import datetime as dt
 import io
 import json
+import operator
 import statistics
 import threading
 from collections import Counter
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 
 import grpc
@@ -107,6 +109,81 @@ def loaded(search_suite: SearchSuite, tenant: str) -> list[ev.Event]:
     search_suite.append(events)
     search_suite.wait_indexed(tenant, len(events))
     return events
+
+
+BIG_VALUES: list[int | float] = [
+    2**53,
+    2**53 + 1,
+    2**53 + 2,
+    1234567890123456789,
+    1234567890123456790,
+    1234567890123456800,
+    2**63 - 1,
+    -(2**63),
+    -(2**53) - 1,
+    9007199254740994.0,
+    1234567890123456768.0,
+    2.0**70,
+    1.5,
+    3,
+]
+BIG_LITERALS = [
+    "9007199254740993",
+    "9007199254740992",
+    "1234567890123456789",
+    "1234567890123456790",
+    "9223372036854775807",
+    "-9223372036854775808",
+    "-9007199254740993",
+    "9223372036854775808",  # past 64 bits: the nearest double, 2**63
+    "1e19",
+    "-1e19",
+    "9007199254740993.0",
+    "9007199254740993.5",  # no double holds it: the nearest, ...994
+    "1.5",
+    "3",
+]
+
+
+def literal_value(text: str) -> int | float:
+    """What the filter language says a number literal is (README, Filter language)."""
+    written = Decimal(text)
+    if written == written.to_integral_value() and -(2**63) <= written < 2**63:
+        return int(written)
+    return float(text)
+
+
+def test_numbers_in_entries_compare_exactly_past_2_53(
+    search_suite: SearchSuite, tenant: str
+) -> None:
+    """Integers stay integers: ``= 1234567890123456789`` no longer finds ...790."""
+    events = []
+    for i, v in enumerate(BIG_VALUES):
+        e = interaction(tenant, f"big-{i:02d}")
+        if isinstance(v, int):
+            e.attributes["n"].int_value = v
+            e.trust_signals.add(name="n", value=ev.AttributeValue(int_value=v))
+        else:
+            e.attributes["n"].double_value = v
+            e.trust_signals.add(name="n", value=ev.AttributeValue(double_value=v))
+        events.append(e)
+    search_suite.append(events)
+    search_suite.wait_indexed(tenant, len(events))
+    compare: dict[str, Callable[[int | float, int | float], bool]] = {
+        "=": operator.eq,
+        "!=": operator.ne,
+        "<": operator.lt,
+        "<=": operator.le,
+        ">": operator.gt,
+        ">=": operator.ge,
+    }
+    for literal in BIG_LITERALS:
+        value = literal_value(literal)
+        for op, holds in compare.items():
+            expected = sorted(f"big-{i:02d}" for i, v in enumerate(BIG_VALUES) if holds(v, value))
+            for field in ("attributes.n", "trust_signals.n"):
+                got = sorted(search_suite.all_ids(tenant, f"{field} {op} {literal}"))
+                assert got == expected, (field, op, literal)
 
 
 def test_filters_and_full_text_match_the_oracle(search_suite: SearchSuite, tenant: str) -> None:

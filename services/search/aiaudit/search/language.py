@@ -388,6 +388,8 @@ def _typed(p: _Parser, f: Field, op_tok: _Tok, v: _Tok) -> Node:
             if not -(2**63) <= whole < 2**63:
                 raise p.fail(v, f"{text!r} is outside the 64-bit integer range")
             return done(Compare(f, eq, whole, numeric=True))
+        if f.kind is Kind.DYNAMIC:
+            return done(Compare(f, eq, _exact(text, number), numeric=True))
         return done(Compare(f, eq, number, numeric=True))
     if f.kind is Kind.ENUM:
         if ordered:
@@ -417,6 +419,18 @@ def _typed(p: _Parser, f: Field, op_tok: _Tok, v: _Tok) -> Node:
         return done(Compare(f, eq, whole + part / 1e9, numeric=True))
     assert f.kind is Kind.TIMESTAMP
     return done(Compare(f, eq, _micros(p, v), numeric=True))
+
+
+def _exact(text: str, number: float) -> int | float:
+    """The integer ``text`` writes when it writes one within 64 bits, else the nearest double.
+
+    Entries hold 64-bit integers and doubles; past 2**53 a double skips
+    integers, and ``= 1234567890123456789`` must not find ...790.
+    """
+    written = decimal.Decimal(text)
+    if written == written.to_integral_value() and -(2**63) <= written < 2**63:
+        return int(written)
+    return number
 
 
 def _is_num(v: _Tok) -> bool:

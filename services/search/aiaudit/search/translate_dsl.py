@@ -2,12 +2,14 @@
 
 Scalars are top-level fields named by :attr:`Field.column`; multi-valued
 fields are entries of the nested field ``entries`` (``field``, ``str``,
-``num``); text fields are analysed ``text`` fields. Everything runs in filter
-context (no scoring): results are ordered by ``order_by`` only.
+``num``, and ``int`` beside ``num`` for an integer); text fields are analysed
+``text`` fields. Everything runs in filter context (no scoring): results are
+ordered by ``order_by`` only.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from aiaudit.search.language import And, Compare, Exists, Node, Not, Or, Prefix, Text, matched_texts
@@ -49,9 +51,10 @@ def query(node: Node) -> Query:
     field = node.field
     if field.multi:
         inner: list[Query] = [{"term": {"entries.field": field.name}}]
-        if not isinstance(node, Exists):
-            target = "entries.num" if isinstance(node, Compare) and node.numeric else "entries.str"
-            inner.append(_leaf(node, target))
+        if isinstance(node, Compare) and node.numeric:
+            inner.append(_number(node))
+        elif not isinstance(node, Exists):
+            inner.append(_leaf(node, "entries.str"))
         return {
             "nested": {"path": "entries", "query": {"bool": {"filter": inner}}},
         }
@@ -63,6 +66,64 @@ def query(node: Node) -> Query:
 def _leaf(node: Compare | Prefix, target: str) -> Query:
     if isinstance(node, Prefix):
         return {"prefix": {target: node.value}}
-    if node.op == "=":
-        return {"term": {target: node.value}}
-    return {"range": {target: {_RANGE[node.op]: node.value}}}
+    return _compare(target, node.op, node.value)
+
+
+def _compare(target: str, op: str, value: str | int | float) -> Query:
+    if op == "=":
+        return {"term": {target: value}}
+    return {"range": {target: {_RANGE[op]: value}}}
+
+
+_EXACT = 2**53
+"""Below it in magnitude, comparing as doubles decides exactly for every entry."""
+_ALL: Query = {"match_all": {}}
+_NONE: Query = {"match_none": {}}
+_HAS_INT: Query = {"exists": {"field": "entries.int"}}
+
+
+def _number(node: Compare) -> Query:
+    """An entry's number compared exactly with the literal, integers as integers.
+
+    Past 2**53 doubles skip integers: an integer entry is compared in
+    ``entries.int``, a double one (or one indexed before ``int`` existed) in
+    ``entries.num`` against the doubles around the literal.
+    """
+    value = node.value
+    assert not isinstance(value, str)
+    if abs(value) < _EXACT:
+        return _leaf(node, "entries.num")
+    whole = int(value)  # a double this large is an integer
+    return {
+        "bool": {
+            "should": [
+                {"bool": {"filter": [_HAS_INT, _on_ints(node.op, whole)]}},
+                {"bool": {"filter": [_on_doubles(node.op, whole)], "must_not": [_HAS_INT]}},
+            ],
+            "minimum_should_match": 1,
+        }
+    }
+
+
+def _on_ints(op: str, whole: int) -> Query:
+    if -(2**63) <= whole < 2**63:
+        return _compare("entries.int", op, whole)
+    if op == "=":
+        return _NONE
+    above_all = whole > 0  # outside 64 bits: every entry is on one side of it
+    return _ALL if (op in ("<", "<=")) == above_all else _NONE
+
+
+def _on_doubles(op: str, whole: int) -> Query:
+    nearest = float(whole)
+    if int(nearest) == whole:
+        return _compare("entries.num", op, nearest)
+    if op == "=":
+        return _NONE
+    if int(nearest) < whole:
+        below, above = nearest, math.nextafter(nearest, math.inf)
+    else:
+        below, above = math.nextafter(nearest, -math.inf), nearest
+    if op in ("<", "<="):
+        return _compare("entries.num", "<=", below)
+    return _compare("entries.num", ">=", above)

@@ -105,6 +105,7 @@ def mappings() -> dict[str, Any]:
                 "field": {"type": "keyword"},
                 "str": {"type": "keyword", "ignore_above": 8191},
                 "num": {"type": "double"},
+                "int": {"type": "long"},  # beside num: exact past 2**53
             },
         },
     }
@@ -133,6 +134,8 @@ def body(doc: Document) -> dict[str, Any]:
                 entry["str"] = e.str_value
             if e.num_value is not None:
                 entry["num"] = e.num_value
+                if isinstance(e.num_value, int):
+                    entry["int"] = e.num_value
             entries.append(entry)
         source["entries"] = entries
     for name, text in doc.texts.items():
@@ -210,7 +213,11 @@ class OpenSearchBackend:
         self._client.close()
 
     def ensure_template(self) -> None:
-        """Installs (once per process) the index template of the events indices."""
+        """Installs (once per process) the index template of the events indices.
+
+        Indices made from an earlier template get its new fields too (strict
+        mappings would refuse documents holding them, such as ``entries.int``).
+        """
         if self._template_ready:
             return
         template = {
@@ -227,6 +234,13 @@ class OpenSearchBackend:
         }
         self._call(
             lambda: self._client.indices.put_index_template(name=self._prefix, body=template)
+        )
+        self._call(
+            lambda: self._client.indices.put_mapping(
+                index=f"{self._prefix}-*",
+                body={"properties": mappings()["properties"]},
+                params={"allow_no_indices": "true"},
+            )
         )
         self._template_ready = True
 

@@ -46,7 +46,7 @@ from aiaudit.search.language import Node
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _SQL_TYPES = {
     Kind.KEYWORD: "TEXT",
     Kind.ENUM: "TEXT",
@@ -68,7 +68,9 @@ def _schema() -> list[str]:
         "CREATE INDEX docs_time ON docs (tenant_id, occurred_time, sequence)",
         "CREATE INDEX docs_user ON docs (tenant_id, actor__user_id, occurred_time)",
         "CREATE INDEX docs_model ON docs (tenant_id, model__name, occurred_time)",
-        "CREATE TABLE entries (doc INTEGER NOT NULL, field TEXT NOT NULL, str TEXT, num REAL)",
+        # NUMERIC keeps a 64-bit integer exact (REAL made it a double); SQLite
+        # compares integers and doubles by value.
+        "CREATE TABLE entries (doc INTEGER NOT NULL, field TEXT NOT NULL, str TEXT, num NUMERIC)",
         "CREATE INDEX entries_str ON entries (field, str, doc)",
         "CREATE INDEX entries_num ON entries (field, num, doc)",
         "CREATE INDEX entries_doc ON entries (doc)",
