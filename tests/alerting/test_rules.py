@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import operator
 import time
 
 import pytest
+import yaml
 
 from aiaudit.alerting.evaluate import Evaluator, WindowState
 from aiaudit.alerting.rules import (
@@ -327,3 +329,24 @@ def test_a_cost_compares_as_the_decimal_it_is() -> None:
         for op in ("lte", "gte", "equals"):
             when = f"{{field: usage.cost, {op}: {literal}}}"
             assert fires(f"id: x\nseverity: low\nwhen: {when}\n", e), (units, nanos, op)
+
+
+def test_numbers_compare_exactly_as_in_python_past_2_53() -> None:
+    """Doubles skip integers past 2**53: ``gt: 9007199254740992`` missed 9007199254740993 and
+    ``equals: 9007199254740992.0`` matched it, where Python (the rules' model) tells them apart."""
+    values: list[int | float] = [2**53, 2**53 + 1, 2**63 - 1, -(2**63), 9007199254740994.0, 1.5]
+    literals = ["9007199254740992", "9007199254740993", "9007199254740992.0", "9223372036854775807"]
+    literals += ["-9223372036854775808", "1.0e+19", "-1.0e+19", "1.5", "2"]
+    ops = {"equals": operator.eq, "not_equals": operator.ne, "gt": operator.gt}
+    ops |= {"gte": operator.ge, "lt": operator.lt, "lte": operator.le}
+    for v in values:
+        e = interaction("t", text="hi", user="bob")
+        if isinstance(v, int):
+            e.attributes["n"].int_value = v
+        else:
+            e.attributes["n"].double_value = v
+        for literal in literals:
+            operand = yaml.safe_load(literal)
+            for op, holds in ops.items():
+                source = f"id: x\nseverity: low\nwhen: {{field: attributes.n, {op}: {literal}}}\n"
+                assert fires(source, e) == holds(v, operand), (v, op, literal)

@@ -20,7 +20,8 @@ pub enum Op {
     /// The operand lower-cased; holds when a text value, lower-cased, contains it.
     Contains(String),
     Regex(Regex),
-    Compare(Compare, f64),
+    /// The operand is a number (an integer or a float), compared exactly.
+    Compare(Compare, Value),
     Exists(bool),
 }
 
@@ -40,7 +41,7 @@ impl Op {
                 .any(|v| matches!(v, Value::Str(s) if r.is_match(s))),
             Op::Compare(c, x) => values
                 .iter()
-                .any(|v| v.comparable().is_some_and(|n| c.holds(n, *x))),
+                .any(|v| v.order(x).is_some_and(|o| c.admits(o))),
             Op::Exists(want) => values.iter().any(Value::is_set) == *want,
         }
     }

@@ -214,6 +214,16 @@ fn value(x: &Bound<'_, PyAny>) -> PyResult<Value> {
     }
 }
 
+/// A comparison's operand: an integer or a float (Python's rules refuse anything else).
+fn number(x: &Bound<'_, PyAny>) -> PyResult<Value> {
+    match value(x)? {
+        n @ (Value::Int(_) | Value::Float(_)) => Ok(n),
+        _ => Err(PyValueError::new_err(format!(
+            "not a number to compare with: {x}"
+        ))),
+    }
+}
+
 impl Builder<'_> {
     fn path(&mut self, path: String) -> Result<usize, Error> {
         if let Some(&i) = self.index.get(&path) {
@@ -279,7 +289,7 @@ impl Builder<'_> {
                         Op::Regex(crate::re2::compile(&x.extract::<String>()?, false, false)?)
                     }
                     "exists" => Op::Exists(x.extract()?),
-                    other => Op::Compare(Compare::parse(other)?, x.extract()?),
+                    other => Op::Compare(Compare::parse(other)?, number(&x)?),
                 };
                 Cond::Field(path, op)
             }

@@ -1,5 +1,7 @@
 //! Field values as rules see them, compared the way Python compares them.
 
+use std::cmp::Ordering;
+
 /// One value of a field: text, integer, floating point or boolean.
 #[derive(Clone, Debug)]
 pub enum Value {
@@ -10,8 +12,8 @@ pub enum Value {
 }
 
 impl Value {
-    /// The value as a number, booleans included (Python's `True == 1`; window
-    /// values are Python's `isinstance(v, int | float)`, booleans too).
+    /// The value as a number, booleans included (window values are Python's
+    /// `isinstance(v, int | float)`, booleans too).
     pub fn number(&self) -> Option<f64> {
         match self {
             Value::Str(_) => None,
@@ -21,22 +23,36 @@ impl Value {
         }
     }
 
-    /// A number for comparisons (`gt` and the like): integers and floats, not booleans.
-    pub fn comparable(&self) -> Option<f64> {
+    /// The value as a number, booleans as 0 and 1 (Python's `True == 1`).
+    fn as_number(&self) -> Option<Value> {
         match self {
-            Value::Int(i) => Some(*i as f64),
-            Value::Float(f) => Some(*f),
+            Value::Str(_) => None,
+            Value::Bool(b) => Some(Value::Int(i64::from(*b))),
+            number => Some(number.clone()),
+        }
+    }
+
+    /// Python's order of two numbers (integers and floats; text and booleans have none),
+    /// exact between an integer and a float: past 2**53 doubles skip integers, and
+    /// `2**53 + 1 > 2.0**53` holds in Python where as doubles the two are equal.
+    pub fn order(&self, other: &Value) -> Option<Ordering> {
+        match (self, other) {
+            (Value::Int(a), Value::Int(b)) => Some(a.cmp(b)),
+            (Value::Float(a), Value::Float(b)) => a.partial_cmp(b),
+            (Value::Int(a), Value::Float(b)) => int_float(*a, *b),
+            (Value::Float(a), Value::Int(b)) => int_float(*b, *a).map(Ordering::reverse),
             _ => None,
         }
     }
 
-    /// Python's `==`: text equals text, numbers (booleans included) equal by value.
+    /// Python's `==`: text equals text, numbers (booleans included) equal by exact value.
     pub fn equals(&self, other: &Value) -> bool {
         match (self, other) {
             (Value::Str(a), Value::Str(b)) => a == b,
-            (Value::Str(_), _) | (_, Value::Str(_)) => false,
-            (Value::Int(a), Value::Int(b)) => a == b,
-            _ => self.number() == other.number(),
+            _ => match (self.as_number(), other.as_number()) {
+                (Some(a), Some(b)) => a.order(&b) == Some(Ordering::Equal),
+                _ => false,
+            },
         }
     }
 
@@ -58,6 +74,25 @@ impl Value {
             Value::Float(f) => float_repr(*f),
             Value::Bool(b) => if *b { "True" } else { "False" }.to_string(),
         }
+    }
+}
+
+/// An integer against a float, exactly: the float's whole part, then its fraction.
+fn int_float(i: i64, f: f64) -> Option<Ordering> {
+    const TWO_63: f64 = 9_223_372_036_854_775_808.0; // exact as a double
+    if f.is_nan() {
+        return None;
+    }
+    if f >= TWO_63 {
+        return Some(Ordering::Less);
+    }
+    if f < -TWO_63 {
+        return Some(Ordering::Greater);
+    }
+    let whole = f.trunc();
+    match i.cmp(&(whole as i64)) {
+        Ordering::Equal => 0.0.partial_cmp(&(f - whole)),
+        unequal => Some(unequal),
     }
 }
 
@@ -101,6 +136,31 @@ mod tests {
         ] {
             assert_eq!(float_repr(f), want);
         }
+    }
+
+    #[test]
+    fn integers_and_floats_order_exactly_as_in_python() {
+        let big = 1i64 << 53;
+        let (i, f) = (Value::Int, Value::Float);
+        assert_eq!(i(big + 1).order(&f(big as f64)), Some(Ordering::Greater));
+        assert_eq!(f(big as f64).order(&i(big + 1)), Some(Ordering::Less));
+        assert_eq!(i(big).order(&f(big as f64)), Some(Ordering::Equal));
+        assert_eq!(
+            i(i64::MAX).order(&f(9.223372036854776e18)),
+            Some(Ordering::Less)
+        );
+        assert_eq!(
+            i(i64::MIN).order(&f(-9.223372036854776e18)),
+            Some(Ordering::Equal)
+        );
+        assert_eq!(i(-2).order(&f(-1.5)), Some(Ordering::Less));
+        assert_eq!(i(-1).order(&f(-1.5)), Some(Ordering::Greater));
+        assert_eq!(i(1).order(&f(1.5)), Some(Ordering::Less));
+        assert_eq!(i(1).order(&f(f64::INFINITY)), Some(Ordering::Less));
+        assert_eq!(i(1).order(&f(f64::NEG_INFINITY)), Some(Ordering::Greater));
+        assert_eq!(i(1).order(&f(f64::NAN)), None);
+        assert_eq!(i(1).order(&Value::Bool(true)), None);
+        assert!(!i(big + 1).equals(&f(big as f64)));
     }
 
     #[test]

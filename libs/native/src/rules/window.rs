@@ -136,6 +136,17 @@ impl Compare {
         })
     }
 
+    /// Whether `a` compared with `b` as `ordering` (`a.cmp(b)`) satisfies it.
+    pub fn admits(self, ordering: std::cmp::Ordering) -> bool {
+        use std::cmp::Ordering::{Greater, Less};
+        match self {
+            Compare::Gt => ordering == Greater,
+            Compare::Gte => ordering != Less,
+            Compare::Lt => ordering == Less,
+            Compare::Lte => ordering != Greater,
+        }
+    }
+
     pub fn holds(self, a: f64, b: f64) -> bool {
         match self {
             Compare::Gt => a > b,

@@ -506,7 +506,10 @@ class _Compiler:
                     # Never holds: the value is compared as a number. A stored rule keeps it.
                     self.refuse(node, where, _unordered(fld))
                 n = self.number(node, where)
-                return FieldCondition(fld, op, n) if n is not None else None
+                if n is None:
+                    return None
+                # An integer stays one: Python orders it exactly against a float, doubles do not.
+                return FieldCondition(fld, op, v if isinstance(v, int) and math.isfinite(n) else n)
             if op == "exists":
                 if not isinstance(v, bool):
                     self.err(node, where, "expected true or false")
