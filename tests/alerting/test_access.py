@@ -172,6 +172,65 @@ def test_test_rule_records_the_rule_tested_as_content(
     assert record.attributes["access.evaluated"].int_value == 1
 
 
+def test_deleting_a_rule_is_checked_as_turning_it_off_is(
+    alerting_server: Server, consumer: SqlEventStore, tenant: str, store_url: str
+) -> None:
+    """Deleting a rule stops it as disabling it does, so one policy: an analyst without
+    pii.read was refused switching an admin's IP watch-list rule off but deleted it
+    (review, 2026-12-05). The refusal is recorded; nothing is deleted or recorded as a
+    change."""
+    parent = f"tenants/{tenant}"
+    admin = _stub(alerting_server, "admin")
+    analyst = _stub(alerting_server, "security_analyst")  # content.read, no pii.read
+    ip = admin.CreateRule(
+        pb.CreateRuleRequest(parent=parent, rule=pb.Rule(source=IP_PROBE, enabled=True))
+    ).rule
+    probe = admin.CreateRule(
+        pb.CreateRuleRequest(parent=parent, rule=pb.Rule(source=PROBE, enabled=True))
+    ).rule
+    broken = "id: broken\nseverity: loud\n"  # stored before: what it reads is not known
+    rules = AlertStore(consumer.engine)
+    with rules.write() as conn, conn.begin():
+        rules.put_rule(conn, StoredRule(tenant, "broken", broken, True, 0, dt.datetime.now(dt.UTC)))
+    for name in (ip.name, f"{parent}/rules/broken"):
+        with pytest.raises(grpc.RpcError) as info:
+            analyst.DeleteRule(pb.DeleteRuleRequest(name=name))
+        assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED, name
+        assert "pii.read" in (info.value.details() or "")
+        assert "203.0.113.7" not in (info.value.details() or "")
+        assert admin.GetRule(pb.GetRuleRequest(name=name)).rule.enabled  # still there
+    assert admin.GetRule(pb.GetRuleRequest(name=ip.name)).rule == ip  # unchanged
+    analyst.DeleteRule(pb.DeleteRuleRequest(name=probe.name))  # it reads content: allowed
+    admin.DeleteRule(pb.DeleteRuleRequest(name=ip.name))
+    admin.DeleteRule(pb.DeleteRuleRequest(name=f"{parent}/rules/broken"))
+    left = {r.name for r in admin.ListRules(pb.ListRulesRequest(parent=parent)).rules}
+    assert not left & {ip.name, probe.name, f"{parent}/rules/broken"}
+    refused = [
+        (r.attributes["access.action"].string_value, r.attributes["access.permission"].string_value)
+        for r in access_records(store_url, tenant)
+        if r.attributes["access.outcome"].string_value == "denied"
+    ]
+    assert refused == [("alerting.delete_rule", "pii.read")] * 2
+    from aiaudit.common.store import open_store
+
+    s = open_store(store_url)
+    try:
+        changes = [
+            (e.attributes["rule.action"].string_value, e.attributes["rule.id"].string_value)
+            for e in (x.to_event() for x in s.read_log(tenant, 0, 1000))
+            if e.event_type == ev.EVENT_TYPE_RULE_CHANGE
+        ]
+    finally:
+        s.close()
+    assert changes == [
+        ("create", "ip-probe"),
+        ("create", "probe"),
+        ("delete", "probe"),
+        ("delete", "ip-probe"),
+        ("delete", "broken"),
+    ]
+
+
 # ---- 2. personal data never goes into an alert's summary or dedup key ----
 
 IP_SUMMARY = 'id: ip-copy\nseverity: low\nsummary: "seen {actor.ip_address}"\n'

@@ -207,14 +207,22 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
         reading content (a detector, message text, tool arguments) needs
         ``content.read`` and one reading personal data (``actor.ip_address``)
         ``pii.read``, as filtering on them in search does.
+
+        A stored rule whose source no longer compiles (``None``) may read
+        either, so it needs both, as :meth:`_shown` shows its source.
         """
 
-        def check(rule: Rule) -> None:
+        def check(rule: Rule | None) -> None:
             for permission, reads, what in (
                 ("content.read", reads_content, "content (a detector or a content field)"),
                 ("pii.read", reads_personal, "personal data (actor.ip_address)"),
             ):
-                if reads(rule) and not caller.allows(permission, tenant):
+                if caller.allows(permission, tenant):
+                    continue
+                if rule is None:
+                    why = f"the stored rule no longer compiles, so it may read {what}"
+                    raise DeniedError(permission, tenant, why)
+                if reads(rule):
                     raise DeniedError(permission, tenant, f"rule {rule.id!r} reads {what}")
 
         return check
@@ -335,12 +343,23 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
     def DeleteRule(
         self, request: pb.DeleteRuleRequest, context: grpc.ServicerContext
     ) -> pb.DeleteRuleResponse:
-        """Deletes a tenant rule (built-in ones are disabled instead)."""
+        """Deletes a tenant rule (built-in ones are disabled instead).
+
+        Checked against the stored rule as an update of its flag alone is: a
+        caller who may not turn a rule off may not delete it either.
+        """
+        action = "alerting.delete_rule"
+        asked = {"name": request.name}
         caller = self._caller(
-            context, "rules.write", lambda: parse_name(request.name, "rules")[0],
-            "alerting.delete_rule", {"name": request.name},
+            context, "rules.write", lambda: parse_name(request.name, "rules")[0], action, asked
+        )
+        tenant = parse_name(request.name, "rules")[0]
+        self._checked(
+            context, caller, tenant, action, asked,
+            lambda: self.service.delete_rule(
+                caller.principal, request.name, self._check(caller, tenant)
+            ),
         )  # fmt: skip
-        _guard(context, lambda: self.service.delete_rule(caller.principal, request.name))
         return pb.DeleteRuleResponse()
 
     def TestRule(

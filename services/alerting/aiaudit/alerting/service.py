@@ -61,12 +61,27 @@ class DeniedError(PermissionError):
         self.why = why
 
 
-Check = Callable[[Rule], None]
-"""Raises DeniedError when the caller may not have this rule run (what it reads)."""
+Check = Callable[[Rule | None], None]
+"""Raises DeniedError when the caller may not have this rule run (what it reads). ``None``:
+a stored rule whose source no longer compiles, so what it reads is not known."""
 
 
-def _anyone(_rule: Rule) -> None:
+def _anyone(_rule: Rule | None) -> None:
     pass
+
+
+def _check_stored(check: Check, source: str) -> None:
+    """``check`` on a stored rule (a flag-only update, a delete): what it reads decides.
+
+    Turning a rule off or deleting it decides what its alerts tell about events
+    as much as its source does. A source that no longer compiles goes to
+    ``check`` as ``None``.
+    """
+    try:
+        rule = compile_stored(source)
+    except RuleSyntaxError:
+        rule = None
+    check(rule)
 
 
 class NotFoundError(LookupError):
@@ -449,7 +464,7 @@ class AlertingService:
             if current is None:
                 raise NotFoundError(f"no rule {name}")
             if source is None:
-                check(compile_stored(current.source))
+                _check_stored(check, current.source)
             if etag and etag != current.etag:
                 raise ConflictError(f"rule {name} changed since read (etag)", "ETAG_MISMATCH")
             new_source = source if source is not None else current.source
@@ -470,14 +485,20 @@ class AlertingService:
             self.store.reset_windows(conn, tenant, rule_id)
         return stored
 
-    def delete_rule(self, principal: str, name: str) -> None:
-        """Deletes a tenant rule; built-in rules can only be disabled."""
+    def delete_rule(self, principal: str, name: str, check: Check = _anyone) -> None:
+        """Deletes a tenant rule; built-in rules can only be disabled.
+
+        ``check`` sees the stored rule, as for an update of the flag alone:
+        deleting a rule stops it as disabling it does (until 2026-12-05 a
+        caller refused the one could do the other).
+        """
         tenant, rule_id = parse_name(name, "rules")
         with self.store.write() as conn, conn.begin():
             self.store.lock_head(conn, tenant)  # as updates: neither writes over the other
             current = self._find(conn, tenant, rule_id)
             if current is None:
                 raise NotFoundError(f"no rule {name}")
+            _check_stored(check, current.source)
             if current.builtin:
                 raise ConflictError(
                     f"{rule_id!r} is a built-in rule: disable it (UpdateRule enabled=false)",
