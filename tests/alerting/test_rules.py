@@ -350,3 +350,22 @@ def test_numbers_compare_exactly_as_in_python_past_2_53() -> None:
             for op, holds in ops.items():
                 source = f"id: x\nseverity: low\nwhen: {{field: attributes.n, {op}: {literal}}}\n"
                 assert fires(source, e) == holds(v, operand), (v, op, literal)
+
+
+def test_enabled_is_a_rule_files_initial_flag_and_no_part_of_an_api_source() -> None:
+    """Compiled into the rule and handed to the native core, ``enabled: false`` stopped a
+    rule whatever its stored flag said: the API showed it on and it never fired."""
+    source = "id: x\nseverity: low\nenabled: false\nwhen: {field: actor.user_id, equals: bob}\n"
+    assert errors(source) == [
+        "line 3, enabled: a rule's source does not switch it on or off: its enabled field "
+        "does (CreateRule, UpdateRule; GetRule shows it); remove this line"
+    ]
+    stored = compile_rule(source, stored=True)  # stored before: loads, its stored flag decides
+    assert fires(source.replace("enabled: false\n", ""), interaction("t", user="bob"))
+    assert Evaluator([stored]).evaluate(
+        [interaction("t", user="bob").SerializeToString()], [0.0], WindowState()
+    )
+    listed = "rules:\n  - " + source.replace("\n", "\n    ")
+    for (rule,) in (compile_file(source), compile_file(listed)):
+        assert not rule.initially_enabled and "enabled" not in rule.source
+        assert compile_rule(rule.source).id == "x"  # what a tenant reads goes back as it is

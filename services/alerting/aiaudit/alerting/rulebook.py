@@ -66,9 +66,8 @@ class RuleBook:
             if rid in own:
                 out.append(dataclasses_replace_builtin(own.pop(rid)))
             else:
-                out.append(
-                    StoredRule(tenant, rid, rule.source, rule.enabled, rule.severity, _EPOCH, True)
-                )
+                flag = rule.initially_enabled  # a rule file's enabled: until the tenant sets one
+                out.append(StoredRule(tenant, rid, rule.source, flag, rule.severity, _EPOCH, True))
         return out + sorted(own.values(), key=lambda r: r.rule_id)
 
     def rules(self, conn: sa.Connection, tenant: str) -> list[Rule]:

@@ -354,24 +354,35 @@ class Rule:
     dedup_key: str
     throttle_seconds: float
     description: str = ""
-    enabled: bool = True
+    initially_enabled: bool = True
+    """``enabled:`` of a rule file's rule (the default pack, ``rules_files``): the flag the
+    built-in rule has for a tenant until the tenant sets one. It never decides whether the
+    rule runs: the tenant's stored flag alone does (the rule book hands the engine only the
+    rules whose flag is on). A flag in the source as well made a rule shown enabled never run."""
     uses: frozenset[str] = field(default_factory=frozenset)
 
     def plan(self) -> Plan:
-        """(id, enabled, condition, window or None) for the native evaluator."""
+        """(id, enabled, condition, window or None) for the native evaluator.
+
+        Always enabled: a rule handed to an evaluator is one to run.
+        """
         window = self.window.plan() if self.window is not None else None
-        return (self.id, self.enabled, self.when.plan(), window)
+        return (self.id, True, self.when.plan(), window)
 
 
 # ---- compiling ------------------------------------------------------------------------------
 
 
 class _Compiler:
-    def __init__(self, stored: bool = False) -> None:
+    def __init__(self, stored: bool = False, file: bool = False) -> None:
         self.errors: list[RuleError] = []
         self.stored = stored
         """A rule stored before a check of templates existed: what the check refuses
         (content or personal data in a summary or dedup key) renders empty instead."""
+        self.file = file
+        """A rule file's rule (the default pack, ``rules_files``, ``aiaudit rules check``):
+        its ``enabled:`` is the built-in rule's initial flag. A source sent through the API
+        may not carry one: the request's ``enabled`` is the rule's flag."""
 
     def err(self, node: _Node, where: str, message: str) -> None:
         self.errors.append(RuleError(node.line, where, message))
@@ -713,6 +724,11 @@ def _short(value: object) -> str:
     return text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
 
 
+_FLAG_IN_SOURCE = (
+    "a rule's source does not switch it on or off: its enabled field does (CreateRule, "
+    "UpdateRule; GetRule shows it); remove this line"
+)
+
 _TOP = ("id", "description", "severity", "summary", "labels", "enabled", "when", "window", "dedup")
 
 
@@ -741,11 +757,12 @@ def _compile_one(node: _Node, source: str, c: _Compiler, where: str = "") -> Rul
                     c.refuse(v, _join(where, f"labels.{k}"), f"expected one value: {_SCALARS}")
                 labels[k] = str(_plain(v))
     enabled = True
-    if "enabled" in m:
-        if not isinstance(m["enabled"].value, bool):
-            c.err(m["enabled"], _join(where, "enabled"), "expected true or false")
-        else:
-            enabled = m["enabled"].value
+    if "enabled" in m and not c.file:  # a stored rule's is ignored: its stored flag decides
+        c.refuse(m["enabled"], _join(where, "enabled"), _FLAG_IN_SOURCE)
+    elif "enabled" in m and not isinstance(m["enabled"].value, bool):
+        c.err(m["enabled"], _join(where, "enabled"), "expected true or false")
+    elif "enabled" in m:
+        enabled = m["enabled"].value
     uses: set[str] = set()
     when: Condition | None = Always()
     if "when" in m:
@@ -826,9 +843,13 @@ def compile_rule(source: str, stored: bool = False) -> Rule:
 
 
 def compile_file(source: str) -> list[Rule]:
-    """A rule file: one rule, or ``rules: [...]``; ids must be unique."""
+    """A rule file: one rule, or ``rules: [...]``; ids must be unique.
+
+    A rule's ``enabled:`` is its initial flag (:attr:`Rule.initially_enabled`) and is left
+    out of its source: the source is what a tenant reads and may send back with UpdateRule.
+    """
     root = _load(source)
-    c = _Compiler()
+    c = _Compiler(file=True)
     if isinstance(root.value, dict) and "rules" in root.value:
         c.mapping(root, "", ("rules",))
         items = root.value["rules"]
@@ -837,7 +858,7 @@ def compile_file(source: str) -> list[Rule]:
         rules = []
         seen: dict[str, int] = {}
         for i, node in enumerate(items.value):
-            rule = _compile_one(node, _slice(source, node), c, f"rules[{i}]")
+            rule = _compile_one(node, _slice(node), c, f"rules[{i}]")
             if rule is not None:
                 if rule.id in seen:
                     c.err(node, f"rules[{i}].id", f"duplicate id {rule.id!r}")
@@ -846,12 +867,23 @@ def compile_file(source: str) -> list[Rule]:
         if c.errors:
             raise RuleSyntaxError(c.errors)
         return rules
-    return [compile_rule(source)]
+    flagged = isinstance(root.value, dict) and "enabled" in root.value
+    rule = _compile_one(root, _slice(root) if flagged else source, c)
+    if c.errors or rule is None:
+        raise RuleSyntaxError(c.errors or [RuleError(1, "", "invalid rule")])
+    return [rule]
 
 
-def _slice(source: str, node: _Node) -> str:
-    """The YAML of one list item, re-serialised so it stands alone as a rule source."""
-    return yaml.safe_dump(_plain(node), sort_keys=False, allow_unicode=True)
+def _slice(node: _Node) -> str:
+    """One rule of a file as a rule source of its own, without its ``enabled``.
+
+    Re-serialised, so it stands alone; a source sent back through the API may not carry
+    ``enabled``.
+    """
+    plain = _plain(node)
+    if isinstance(plain, dict):
+        plain.pop("enabled", None)
+    return yaml.safe_dump(plain, sort_keys=False, allow_unicode=True)
 
 
 def _plain(node: _Node) -> Any:
