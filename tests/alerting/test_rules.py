@@ -369,3 +369,92 @@ def test_enabled_is_a_rule_files_initial_flag_and_no_part_of_an_api_source() -> 
     for (rule,) in (compile_file(source), compile_file(listed)):
         assert not rule.initially_enabled and "enabled" not in rule.source
         assert compile_rule(rule.source).id == "x"  # what a tenant reads goes back as it is
+
+
+_EVENT_TYPES = ", ".join(
+    v.name.removeprefix("EVENT_TYPE_").lower() for v in ev.EventType.DESCRIPTOR.values
+)
+
+
+@pytest.mark.parametrize(
+    ("when", "message"),
+    [
+        (
+            "{field: actor.user_id, equals: 12345}",
+            "actor.user_id holds text, never 12345, so equals never holds: quote it",
+        ),
+        (
+            "{field: actor.user_id, not_in: ['a', 12345]}",
+            "actor.user_id holds text, never 12345, so not_in always holds: quote it",
+        ),
+        (
+            "{field: usage.input_tokens, equals: '5000'}",
+            "usage.input_tokens holds numbers, never '5000', so equals never holds: "
+            "write the number unquoted",
+        ),
+        (
+            "{field: usage.input_tokens, in: ['5000']}",
+            "usage.input_tokens holds numbers, never '5000', so in never holds: "
+            "write the number unquoted",
+        ),
+        (
+            "{field: timing.latency, not_equals: true}",
+            "timing.latency holds numbers, never True, so not_equals always holds: "
+            "write the number unquoted",
+        ),
+        (
+            "{field: event_type, equals: 1}",
+            f"event_type holds EventType names, never 1, so equals never holds: "
+            f"name the value (one of: {_EVENT_TYPES})",
+        ),
+        (
+            "{field: trust_signals.value.bool_value, equals: 'true'}",
+            "trust_signals.value.bool_value holds true or false, never 'true', so equals "
+            "never holds: write true or false unquoted",
+        ),
+        (
+            "{field: usage.input_tokens, contains: '50'}",
+            "usage.input_tokens holds numbers, not text: use equals, in, gt, gte, lt or lte",
+        ),
+        (
+            "{field: usage.input_tokens, regex: '^5000$'}",
+            "usage.input_tokens holds numbers, not text: use equals, in, gt, gte, lt or lte",
+        ),
+        (
+            "{field: trust_signals.value.bool_value, contains: ru}",
+            "trust_signals.value.bool_value holds true or false, not text: use equals",
+        ),
+    ],
+)
+def test_operands_that_never_equal_the_fields_values_are_refused(when: str, message: str) -> None:
+    """Accepted, such a condition never held (``not_equals``/``not_in``: always), so the rule
+    silently never fired, or fired on everything (review, 2026-12-05)."""
+    op = when.split(", ")[1].split(":")[0]
+    source = f"id: x\nseverity: low\nwhen: {when}\n"
+    assert errors(source) == [f"line 3, when.{op}: {message}"]
+    # A rule stored before the check still loads, and runs as it always did.
+    e = interaction("t", user="12345")
+    e.usage.input_tokens = 5000
+    e.trust_signals.add(name="signed").value.bool_value = True
+    hits = Evaluator([compile_rule(source, stored=True)]).evaluate(
+        [e.SerializeToString()], [0.0], WindowState()
+    )
+    assert bool(hits) is op.startswith("not_")
+
+
+def test_operands_of_the_fields_kind_and_values_of_any_kind_stay_allowed() -> None:
+    e = interaction("t", user="12345")
+    e.usage.input_tokens = 5000
+    e.trust_signals.add(name="signed").value.bool_value = True
+    e.attributes["n"].string_value = "5000"
+    e.model.parameters["top_k"] = 40
+    for when in (
+        "{field: actor.user_id, equals: '12345'}",
+        "{field: usage.input_tokens, in: [5000, 5000.0]}",
+        "{field: event_type, regex: '^EVENT_TYPE_INTER'}",  # enums are read by name
+        "{field: trust_signals.value.bool_value, equals: true}",
+        "{field: attributes.n, in: ['5000', 5000]}",  # a map value may be of any kind
+        "{field: model.parameters.top_k, equals: 40}",
+        "{field: model.parameters.top_k, not_equals: '40'}",
+    ):
+        assert fires(f"id: x\nseverity: low\nwhen: {when}\n", e), when

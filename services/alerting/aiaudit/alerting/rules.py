@@ -32,6 +32,7 @@ are RE2 (linear time, no backtracking), so no rule can hang the engine.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import sys
@@ -42,6 +43,7 @@ from typing import Any
 
 import aiaudit_native
 import yaml
+from google.protobuf import descriptor
 
 from aiaudit.alerting import fields as f
 from aiaudit.alerting.detectors import FAMILIES, family_of
@@ -511,6 +513,10 @@ class _Compiler:
 
     def operand(self, fld: f.Field, op: str, node: _Node, where: str) -> Condition | None:
         v = node.value
+        kind = _kind(fld)
+        if op in ("contains", "regex") and kind in (_NUMBER, _BOOL):
+            # Never holds: the value is never text. A stored rule keeps it.
+            self.refuse(node, where, _untextual(fld, kind))
         try:
             if op in _COMPARE:
                 if fld.scalar and not fld.numeric:
@@ -534,7 +540,10 @@ class _Compiler:
                 if not all(_scalar(x) for x in values):
                     self.err(node, where, f"expected a list of {_SCALARS}")
                     return None
-                if not all(_finite(x) for x in values):
+                odd = next((x for x in values if not _equatable(kind, x)), None)
+                if odd is not None:  # never equals a value: in never holds, not_in always does
+                    self.refuse(node, where, _unequal(fld, kind, odd, op))
+                elif not all(_finite(x) for x in values):
                     self.refuse(node, where, f"{_FINITE} in the list")
                 return FieldCondition(fld, op, frozenset(fld.expand(x) for x in values))
             if op == "contains":
@@ -547,7 +556,9 @@ class _Compiler:
             if not _scalar(v):
                 self.err(node, where, f"expected a single value: {_SCALARS}")
                 return None
-            if not _finite(v):
+            if not _equatable(kind, v):  # equals never holds, not_equals always does
+                self.refuse(node, where, _unequal(fld, kind, v, op))
+            elif not _finite(v):
                 self.refuse(node, where, f"{_FINITE}, got {_short(v)}")
             return FieldCondition(fld, op, fld.expand(v))
         except f.FieldError as exc:
@@ -706,6 +717,72 @@ class _Compiler:
         """An error, except in a rule stored before the check (the caller then drops the part)."""
         if not self.stored:
             self.err(node, where, message)
+
+
+_NUMBER, _TEXT, _ENUM, _BOOL, _ANY = "number", "text", "enum", "bool", "any"
+
+
+def _kind(fld: f.Field) -> str:
+    """What every value of the field is.
+
+    ``_ANY`` for a map or Struct entry, which may hold any kind (``attributes.<key>``,
+    ``model.parameters.<key>``): conditions there stay permissive.
+    """
+    if fld.numeric:  # numbers, durations (ms), times (s), the derived token sum and cost
+        return _NUMBER
+    if not fld.scalar:
+        return _ANY
+    if fld.enum is not None:  # by name (a number only for a value the schema does not name)
+        return _ENUM
+    return _BOOL if _leaf(fld.path).type == descriptor.FieldDescriptor.TYPE_BOOL else _TEXT
+
+
+@functools.lru_cache(maxsize=1024)
+def _leaf(path: str) -> descriptor.FieldDescriptor:
+    """The proto field a plain (scalar) path ends on."""
+    desc: Any = event_pb2.Event.DESCRIPTOR
+    *parents, last = path.split(".")
+    for part in parents:
+        desc = desc.fields_by_name[part].message_type
+    leaf: descriptor.FieldDescriptor = desc.fields_by_name[last]
+    return leaf
+
+
+def _equatable(kind: str, value: object) -> bool:
+    """Whether an operand can equal a value of that kind.
+
+    By the kind YAML reads it as: a quoted number is text, and true/false is no number (in
+    Python ``True == 1``, but such a rule meant something else).
+    """
+    if kind == _ANY:
+        return True
+    if kind == _BOOL:
+        return isinstance(value, bool)
+    if kind == _NUMBER:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, str)
+
+
+def _unequal(fld: f.Field, kind: str, value: object, op: str) -> str:
+    never = "never holds" if op in ("equals", "in") else "always holds"
+    if kind == _NUMBER:
+        holds, fix = "numbers", "write the number unquoted"
+    elif kind == _BOOL:
+        holds, fix = "true or false", "write true or false unquoted"
+    elif kind == _ENUM:
+        assert fld.enum is not None
+        prefix = f._enum_prefix(fld.enum)
+        names = ", ".join(v.name.removeprefix(prefix).lower() for v in fld.enum.values)
+        holds, fix = f"{fld.enum.name} names", f"name the value (one of: {names})"
+    else:
+        holds, fix = "text", "quote it"
+    return f"{fld.path} holds {holds}, never {_short(value)}, so {op} {never}: {fix}"
+
+
+def _untextual(fld: f.Field, kind: str) -> str:
+    if kind == _BOOL:
+        return f"{fld.path} holds true or false, not text: use equals"
+    return f"{fld.path} holds numbers, not text: use equals, in, gt, gte, lt or lte"
 
 
 def _unordered(fld: f.Field) -> str:
