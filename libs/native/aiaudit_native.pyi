@@ -102,9 +102,16 @@ class RuleProgram:
     def __init__(self, schema: Schema, rules: list[tuple[str, bool, Plan, Plan | None]]) -> None:
         """(id, enabled, condition, window or None) per rule; ValueError if one cannot compile."""
     def evaluate(
-        self, events: list[bytes], times: list[float], windows: WindowState
+        self,
+        events: list[bytes],
+        times: list[float],
+        windows: WindowState,
+        since: list[float] | None = None,
     ) -> list[tuple[int, int, str, list[Finding], float | None]]:
-        """(event index, rule index, group, evidence, window aggregate) of every rule that fires."""
+        """(event index, rule index, group, evidence, window aggregate) of every rule that fires.
+
+        ``since``: per rule, the receive time from which a windowed rule counts events.
+        """
     def add_samples(
         self, samples: list[tuple[str, str, float, float]], windows: WindowState
     ) -> None:

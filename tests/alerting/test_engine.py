@@ -405,14 +405,14 @@ def test_a_value_holding_nul_fires_its_alert_and_holds_no_tenant(
     for over in overs:
         over.event_type = ev.EVENT_TYPE_BUDGET_EXCEEDED
         over.budget.limit_name = "monthly\x00usd"
-    append(store, overs)
-    put_rule(
+    put_rule(  # before the events: a window counts only events received since its rule
         consumer,
         tenant,
         "id: per-limit\nseverity: low\nwhen: {field: event_type, equals: budget_exceeded}\n"
         "window: {duration: 5m, group_by: [budget.limit_name], aggregate: count, "
         "threshold: {gte: 2}}\n",
     )
+    append(store, overs)
     engine = make_engine(consumer)
     assert drain(engine, tenant) == 2
     rows = {r.rule_id: r for r in alert_rows(consumer, tenant)}

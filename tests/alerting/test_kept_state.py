@@ -8,7 +8,8 @@ import pytest
 import sqlalchemy as sa
 
 from aiaudit.alerting.engine import CONSUMER, WINDOWS, Engine
-from aiaudit.alerting.model import RESOLVED
+from aiaudit.alerting.model import RESOLVED, StoredRule
+from aiaudit.alerting.rules import compile_rule
 from aiaudit.alerting.store import AlertStore, unpack_samples
 from aiaudit.alerting.tables import windows
 from aiaudit.common.store import cursors
@@ -245,3 +246,37 @@ def test_windows_of_groups_the_key_column_cannot_hold_survive_a_restart(
     assert len(keys) == len(groups)
     assert max(len(k) for k in keys) == 512
     assert "long-groups:nul\ufffdkey" in keys
+
+
+def _put_rule_at(consumer: SqlEventStore, tenant: str, source: str, when: dt.datetime) -> None:
+    """Stores a rule as ``UpdateRule`` does, its row changed at ``when``: its windows reset."""
+    alerts = AlertStore(consumer.engine)
+    rule = compile_rule(source)
+    with alerts.write() as conn, conn.begin():
+        alerts.put_rule(conn, StoredRule(tenant, rule.id, source, True, rule.severity, when))
+        alerts.reset_windows(conn, tenant, rule.id)
+
+
+@pytest.mark.parametrize("restart", [False, True], ids=["live", "restarted"])
+def test_events_received_before_a_rule_change_count_alike_live_and_after_a_restart(
+    store: SqlEventStore, consumer: SqlEventStore, tenant: str, restart: bool
+) -> None:
+    """Two refusals received before ``UpdateRule`` but evaluated after it (the engine was
+    behind) were counted by the running engine and dropped by a restarted one's replay, so
+    whether the window reached its threshold depended on a restart (review, 2026-12-06).
+    Neither counts them now."""
+    base = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=2)
+    at = [base + dt.timedelta(seconds=s) for s in range(0, 60, 10)]
+    _put_rule_at(consumer, tenant, WINDOW_RULE, at[0])
+    engine = _lazy(consumer)  # samples only replayed, never saved: the default's case
+    append(store, [_refused(tenant, "eve") for _ in range(2)], at[1])
+    _put_rule_at(consumer, tenant, WINDOW_RULE.replace("medium", "high"), at[2])
+    assert drain(engine, tenant) == 2  # evaluated after the change
+    if restart:
+        engine = _lazy(consumer)
+    append(store, [_refused(tenant, "eve")], at[3])
+    drain(engine, tenant)
+    assert alert_rows(consumer, tenant, "refusal-burst") == []  # 1 since the change, not 3
+    append(store, [_refused(tenant, "eve") for _ in range(3)], at[4])
+    drain(engine, tenant)  # 4 since the change: it fires, restarted or not
+    assert [r.occurrence_count for r in alert_rows(consumer, tenant, "refusal-burst")] == [1]

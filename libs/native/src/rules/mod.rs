@@ -448,15 +448,26 @@ impl RuleProgram {
     /// Every rule that fires on each event (serialised; `times`: receive times in
     /// seconds, on which windows slide), in event then rule order; window slots
     /// are updated in `windows` and marked changed.
+    ///
+    /// `since`: per rule, the receive time from which its window counts events
+    /// (its row's last change: a rule changed counts nothing from before), the
+    /// same for a live batch and a replay so that both count alike; an earlier
+    /// event neither adds a sample nor fires the windowed rule. None: every event.
+    #[pyo3(signature = (events, times, windows, since=None))]
     fn evaluate(
         &self,
         py: Python<'_>,
         events: Vec<Vec<u8>>,
         times: Vec<f64>,
         mut windows: PyRefMut<'_, WindowState>,
+        since: Option<Vec<f64>>,
     ) -> PyResult<Vec<Hit>> {
         if events.len() != times.len() {
             return Err(PyValueError::new_err("one receive time per event"));
+        }
+        let since = since.unwrap_or_else(|| vec![f64::NEG_INFINITY; self.rules.len()]);
+        if since.len() != self.rules.len() {
+            return Err(PyValueError::new_err("one since time per rule"));
         }
         let s = self.schema.get();
         let windows = &mut *windows;
@@ -476,6 +487,9 @@ impl RuleProgram {
                         hits.push((i, m.rule, String::new(), m.evidence, None));
                         continue;
                     };
+                    if now < since[m.rule] {
+                        continue;
+                    }
                     let rule = &self.rules[m.rule];
                     let w = rule.window.as_ref().expect("a windowed rule");
                     if !windows.journaled.is_empty() && windows.journaled.contains(&rule.id) {

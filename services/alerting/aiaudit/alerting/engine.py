@@ -38,6 +38,7 @@ import datetime as dt
 import functools
 import hashlib
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -76,9 +77,6 @@ WINDOWS = "alerting-windows"
 """The cursor of the saved window state: the log position its samples are as of."""
 MAX_EVENT_IDS = 100
 MAX_EVIDENCE = 20
-
-
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 class DamagedEventError(Exception):
@@ -338,7 +336,7 @@ class Engine:
         start: int,
         end: int,
         windows: WindowState,
-        since: Mapping[str, dt.datetime],
+        since: Mapping[str, float],
         journal: Callable[[], Mapping[int, list[tuple[str, str, float, float]]]] = dict,
     ) -> None:
         """Rebuilds window samples from the saved ones by evaluating entries ``start..end``.
@@ -351,9 +349,10 @@ class Engine:
         when those entries were first processed and are dropped here.
 
         Only windowed rules keep state, and a rule counts only events received
-        since its row last changed (``since``): a rule deleted and created
-        again, or edited, starts with an empty window, whatever the position
-        of the last save (which used to decide how many older events came back).
+        since its row last changed (``since``, rule id -> seconds), as it did
+        live (:meth:`process` passes the same times): a rule deleted and created
+        again, or edited, starts with an empty window, whatever the position of
+        the last save (which used to decide how many older events came back).
 
         An event whose content was erased since (no content row) would not
         match a rule reading content as it did the first time: such rules
@@ -361,19 +360,13 @@ class Engine:
         read once, at the first such event) instead of evaluating it again. So
         do the events of a batch whose sealed content no longer opens.
         """
-        groups: dict[float, list[Rule]] = {}
-        for rule in rules:
-            if rule.window is not None:
-                groups.setdefault(since.get(rule.id, _EPOCH).timestamp(), []).append(rule)
-        programs: list[tuple[float, Evaluator | None, Evaluator | None]] = []
-        for t, group in sorted(groups.items()):
-            reading = [r for r in group if reads_content(r)]
-            rest = [r for r in group if not reads_content(r)]
-            programs.append(
-                (t, evaluator(rest) if rest else None, evaluator(reading) if reading else None)
-            )
+        windowed = [r for r in rules if r.window is not None]
+        rest = [r for r in windowed if not reads_content(r)]
+        reading = [r for r in windowed if reads_content(r)]
+        other = evaluator(rest) if rest else None
+        content = evaluator(reading) if reading else None
         journaled: Mapping[int, list[tuple[str, str, float, float]]] | None = None
-        while programs and start < end:
+        while (other is not None or content is not None) and start < end:
             count = min(self.batch_size, end - start)
             try:
                 entries = self.events.read_log(log_id, start, count)
@@ -406,18 +399,21 @@ class Engine:
             entries = entries[: len(wire)]  # up to a row damaged since it was processed
             times = [e.receive_time.timestamp() for e in entries]
             erased = [e.content is None for e in entries]
-            for t, other, content in programs:
-                keep = [i for i, at in enumerate(times) if at >= t]
-                if other is not None:
-                    _evaluate_some(other, keep, wire, times, windows)
-                if content is None:
-                    continue
-                _evaluate_some(content, [i for i in keep if not erased[i]], wire, times, windows)
-                gone = [entries[i].sequence for i in keep if erased[i]]
+            if other is not None:
+                other.evaluate(wire, times, windows, since=since)
+            if content is not None:
+                whole = [i for i, gone in enumerate(erased) if not gone]
+                _evaluate_some(content, whole, wire, times, windows, since)
+                gone = [e.sequence for e, lost in zip(entries, erased, strict=True) if lost]
                 if gone:
                     if journaled is None:
                         journaled = journal()
-                    samples = [x for seq in gone for x in journaled.get(seq, ())]
+                    samples = [
+                        x
+                        for seq in gone
+                        for x in journaled.get(seq, ())
+                        if x[2] >= since.get(x[0], -math.inf)
+                    ]
                     if samples:
                         content.add_samples(samples, windows)
             start += len(entries)
@@ -444,13 +440,15 @@ class Engine:
             self._elsewhere.pop(log_id, None)
             ruleset = self.book.snapshot(conn, tenant)
             rules = ruleset.rules
+            # A windowed rule counts only events received since its row last changed,
+            # here and in a replay alike: a restart must rebuild what was counted live.
+            since = {rule_id: when.timestamp() for rule_id, when, _, _ in ruleset.version}
             if kept is not None and kept.position == start and kept.rules == ruleset.version:
                 windows, saved = kept.windows, kept.windows_saved
             else:
                 windowed = [r.id for r in rules if r.window is not None]
                 windows = self.store.load_windows(conn, tenant, windowed)
                 saved = cursors.position(conn, WINDOWS, log_id)
-                since = {rule_id: when for rule_id, when, _, _ in ruleset.version}
                 journal = functools.partial(self.store.load_journal, conn, tenant, saved, start)
                 self._replay(rules, log_id, saved, start, windows, since, journal)
             head = kept.head if kept is not None else None
@@ -458,7 +456,7 @@ class Engine:
             seq: int | None = None  # the tenant's change head, locked at the first hit
             times = [stored.receive_time.timestamp() for stored in entries]
             recorded: list[Recorded] = []
-            for i, hit in evaluator(rules).evaluate(decoded, times, windows, recorded):
+            for i, hit in evaluator(rules).evaluate(decoded, times, windows, recorded, since):
                 now = entries[i].receive_time
                 if seq is None:
                     seq = self.store.lock_head(conn, tenant)
@@ -517,13 +515,19 @@ class Engine:
 
 
 def _evaluate_some(
-    program: Evaluator, keep: list[int], wire: list[bytes], times: list[float], windows: WindowState
+    program: Evaluator,
+    keep: list[int],
+    wire: list[bytes],
+    times: list[float],
+    windows: WindowState,
+    since: Mapping[str, float],
 ) -> None:
     """Evaluates the events at indexes ``keep`` of a batch, for their window samples only."""
     if len(keep) == len(times):
-        program.evaluate(wire, times, windows)
+        program.evaluate(wire, times, windows, since=since)
     elif keep:
-        program.evaluate([wire[i] for i in keep], [times[i] for i in keep], windows)
+        kept = [times[i] for i in keep]
+        program.evaluate([wire[i] for i in keep], kept, windows, since=since)
 
 
 _OWN_RECORDS = frozenset(

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import math
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -166,6 +167,7 @@ class Evaluator:
         times: Sequence[float],
         windows: aiaudit_native.WindowState,
         journal: list[Recorded] | None = None,
+        since: Mapping[str, float] | None = None,
     ) -> list[tuple[int, Hit]]:
         """(index of the event, hit) for every rule that fires, in event then rule order.
 
@@ -173,11 +175,17 @@ class Evaluator:
         windows slide on the time the log received events, which clients
         cannot forge and which replays reproduce. The slots in ``windows`` are updated in place.
         With ``journal``, the samples that rules reading content added are appended to it.
+        ``since`` (rule id -> receive time, seconds): a windowed rule counts, and fires
+        on, only events received from then on (the engine passes each rule row's last
+        change, live and in a replay alike, so a restart rebuilds what it counted).
         """
         wire = list(events)
         out = []
         windows.journal(self.journaled if journal is not None else [])
-        fired = self._program.evaluate(wire, list(times), windows)
+        starts = None
+        if since:
+            starts = [since.get(r.id, -math.inf) for r in self.rules]
+        fired = self._program.evaluate(wire, list(times), windows, starts)
         if journal is not None:
             journal.extend(windows.take_journal())
         for i, r, group, evidence, value in fired:
