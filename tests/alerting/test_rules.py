@@ -458,3 +458,44 @@ def test_operands_of_the_fields_kind_and_values_of_any_kind_stay_allowed() -> No
         "{field: model.parameters.top_k, not_equals: '40'}",
     ):
         assert fires(f"id: x\nseverity: low\nwhen: {when}\n", e), when
+
+
+@pytest.mark.parametrize(
+    ("window", "message"),
+    [
+        (
+            "duration: 10m, aggregate: rate, threshold: {gt: 2000}",
+            "over 10m a rate reaches at most 1000 a minute and gt 2000 can never fire",
+        ),
+        (
+            "duration: 10m, aggregate: rate, threshold: {gt: 1000}",
+            "over 10m a rate reaches at most 1000 a minute and gt 1000 can never fire",
+        ),
+        (
+            "duration: 3600, aggregate: rate, threshold: {gte: 166.7}",
+            "over 3600s a rate reaches at most 166.667 a minute and gte 166.7 can never fire",
+        ),
+    ],
+)
+def test_a_rate_threshold_the_window_cannot_reach_is_refused(window: str, message: str) -> None:
+    """A window keeps 10,000 events per group, so a rate (per minute) over 10 minutes is at
+    most 1,000: ``gt: 2000`` was accepted and never fired, where the count rule was refused
+    (review, 2026-12-05). A stored one keeps loading, and still never fires."""
+    source = f"id: r\nseverity: high\nwindow: {{{window}}}\n"
+    assert errors(source) == [
+        f"line 3, window.threshold.{window.split('{')[1].split(':')[0]}: a window keeps at "
+        f"most 10000 events per group, so {message}: lower it or shorten the window"
+    ]
+    assert compile_rule(source, stored=True).window is not None
+
+
+def test_a_rate_threshold_a_full_window_reaches_fires() -> None:
+    """The bound is the native core's own rate of a full window, not a rounding of it."""
+    rule = compile_rule(
+        "id: r\nseverity: high\nwindow: {duration: 10m, aggregate: rate, threshold: {gte: 1000}}\n"
+    )
+    wire = interaction("t").SerializeToString()
+    hits = Evaluator([rule]).evaluate(
+        [wire] * 10_000, [i * 0.01 for i in range(10_000)], WindowState()
+    )
+    assert [i for i, _ in hits] == [9_999]  # the 10,000th event makes 1,000 a minute

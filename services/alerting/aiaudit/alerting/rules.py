@@ -648,11 +648,7 @@ class _Compiler:
             if self.stored:  # never fires, or always: refused even so
                 self.err(tnode, _join(where, f"threshold.{op}"), _FINITE)
             threshold = None
-        unreachable = threshold is not None and (
-            (op == "gt" and threshold >= WINDOW_EVENTS)
-            or (op == "gte" and threshold > WINDOW_EVENTS)
-        )
-        if agg == "count" and unreachable:
+        if agg == "count" and _unreachable(op, threshold, WINDOW_EVENTS):
             assert threshold is not None
             self.err(
                 tnode,
@@ -661,6 +657,19 @@ class _Compiler:
                 f"{op} {threshold:g} can never fire",
             )
             threshold = None
+        # The native core's rate, of a full window: the same division, so the same double.
+        top = WINDOW_EVENTS / (seconds / 60.0) if seconds else math.inf
+        if agg == "rate" and _unreachable(op, threshold, top):
+            assert threshold is not None  # a stored rule keeps loading, and never fires
+            written = m["duration"].value  # valid: seconds is set
+            self.refuse(
+                tnode,
+                _join(where, f"threshold.{op}"),
+                f"a window keeps at most {WINDOW_EVENTS} events per group, so over "
+                f"{written if isinstance(written, str) else f'{written}s'} a rate reaches at "
+                f"most {top:g} a minute and {op} {threshold:g} can never fire: lower it or "
+                "shorten the window",
+            )
         base_s, factor = 0.0, 0.0
         if "baseline" in m:
             b = self.mapping(m["baseline"], _join(where, "baseline"), ("duration", "factor"))
@@ -789,6 +798,13 @@ def _unordered(fld: f.Field) -> str:
     if fld.enum is not None:
         return f"{fld.path} is an enum, not a number: name its values with in: [...]"
     return f"{fld.path} is not a number or a time: use equals, in, contains or regex"
+
+
+def _unreachable(op: str, threshold: float | None, top: float) -> bool:
+    """A window threshold the aggregate, at most ``top``, can never cross."""
+    if threshold is None:
+        return False
+    return (op == "gt" and threshold >= top) or (op == "gte" and threshold > top)
 
 
 def _join(where: str, key: str) -> str:
