@@ -316,3 +316,39 @@ def test_a_time_outside_years_1_to_9999_in_utc_is_invalid_argument(
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         ((field, said),) = violations(info.value)
         assert field == "filter" and "out of range" in said and literal in said, said
+
+
+def test_a_resolve_reason_is_bounded_and_returned_with_the_alert(
+    alerting_server: Server, tenant: str
+) -> None:
+    """The reason is the "why" of "who, when and why": kept and returned (it never was), at
+    most 4 KiB and without U+0000, INVALID_ARGUMENT naming `reason` otherwise. Until
+    2026-12-05 a U+0000 answered UNAVAILABLE "retry" on PostgreSQL, every retry alike, and
+    a reason of 3 MiB was stored."""
+    channel, _, _ = alerting_server
+    stub = pb_grpc.AlertingServiceStub(channel)  # type: ignore[no-untyped-call]
+    parent = f"tenants/{tenant}"
+    stub.CreateRule(pb.CreateRuleRequest(parent=parent, rule=pb.Rule(source=RULE, enabled=True)))
+    send(channel, [interaction(tenant, user="u1"), interaction(tenant, user="u2")])
+    request = pb.ListAlertsRequest(parent=parent, filter="rule = big-output")
+    first, second = wait_until(lambda: len(a := stub.ListAlerts(request).alerts) == 2 and a)
+    for reason, said in (
+        ("false positive\x00", "must not contain U+0000"),
+        ("é" * 2049, "the reason is 4098 bytes; the limit is 4096 bytes of UTF-8"),
+        ("x" * 3 * 1024 * 1024, "the reason is 3145728 bytes; the limit is 4096 bytes of UTF-8"),
+    ):
+        with pytest.raises(grpc.RpcError) as info:
+            stub.ResolveAlert(pb.ResolveAlertRequest(name=first.name, reason=reason))
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert violations(info.value) == [("reason", said)]
+    assert [a.state for a in stub.ListAlerts(request).alerts] == [pb.ALERT_STATE_FIRING] * 2
+    why = "false positive: the load test of " + "é" * 2031 + "."  # 4,096 bytes: the most
+    assert len(why.encode()) == 4096
+    resolved = stub.ResolveAlert(pb.ResolveAlertRequest(name=first.name, reason=why)).alert
+    assert (resolved.state, resolved.resolve_reason) == (pb.ALERT_STATE_RESOLVED, why)
+    acked = stub.AcknowledgeAlert(pb.AcknowledgeAlertRequest(name=second.name)).alert
+    assert acked.resolve_reason == ""
+    plain = stub.ResolveAlert(pb.ResolveAlertRequest(name=second.name)).alert
+    assert (plain.state, plain.resolve_reason) == (pb.ALERT_STATE_RESOLVED, "")
+    listed = {a.name: a.resolve_reason for a in stub.ListAlerts(request).alerts}
+    assert listed == {first.name: why, second.name: ""}

@@ -45,6 +45,7 @@ def alert(a: Alert, *, content: bool) -> pb.Alert:
         occurrence_count=a.occurrence_count,
         acknowledged_by=a.acknowledged_by,
         resolved_by=a.resolved_by,
+        resolve_reason=a.resolve_reason,
     )
     out.create_time.FromDatetime(a.create_time)
     out.last_seen_time.FromDatetime(a.last_seen_time)

@@ -25,6 +25,7 @@ from aiaudit.alerting.service import (
     InvalidError,
     NotFoundError,
     QuotaError,
+    check_reason,
     parse_name,
     parse_parent,
 )
@@ -429,15 +430,23 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
         )
 
     def _transition(
-        self, context: grpc.ServicerContext, name: str, action: str, change: Callable[[str], Alert]
+        self,
+        context: grpc.ServicerContext,
+        name: str,
+        action: str,
+        change: Callable[[str], Alert],
+        validate: Callable[[], None] = lambda: None,
     ) -> pb.Alert:
         """Acknowledge or resolve: the alert comes back whole, so it is a read too.
 
-        The change waits for its record: unrecorded, the alert stays as it was.
+        ``validate`` checks the rest of the request once the caller may ask, before
+        anything is recorded or read. The change waits for its record: unrecorded,
+        the alert stays as it was.
         """
         caller = self._caller(
             context, "alerts.write", lambda: parse_name(name, "alerts")[0], action, {"name": name}
         )
+        _guard(context, validate)
         tenant, alert_id = parse_name(name, "alerts")
         record = self._record(caller, tenant, action, {"alert": alert_id})
         a = _guard(context, lambda: _recorded_first([record], lambda: change(caller.principal)))
@@ -456,10 +465,11 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
     def ResolveAlert(
         self, request: pb.ResolveAlertRequest, context: grpc.ServicerContext
     ) -> pb.ResolveAlertResponse:
-        """-> resolved, with the reason."""
+        """-> resolved, with the reason (4 KiB at most, no U+0000): its ``resolve_reason``."""
         alert = self._transition(
             context, request.name, "alerting.resolve_alert",
             lambda who: self.service.resolve(who, request.name, request.reason),
+            lambda: check_reason(request.reason),
         )  # fmt: skip
         return pb.ResolveAlertResponse(alert=alert)
 

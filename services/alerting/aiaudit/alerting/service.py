@@ -135,6 +135,25 @@ def parse_name(name: str, kind: str, field: str = "name") -> tuple[str, str]:
     return parts[1], parts[3]
 
 
+MAX_REASON_BYTES = 4096
+"""UTF-8 bytes of a ResolveAlert ``reason``: a sentence or a ticket link, not a document
+(until 2026-12-05 any size was stored, 3 MiB included, and returned with the alert)."""
+
+
+def check_reason(reason: str, field: str = "reason") -> None:
+    """Refuses a resolve reason the alert cannot keep: over the bound, or holding U+0000.
+
+    PostgreSQL text cannot hold U+0000: until 2026-12-05 such a reason failed the
+    alert's statement, answered UNAVAILABLE "retry", and every retry failed alike.
+    """
+    size = len(reason.encode())
+    if size > MAX_REASON_BYTES:
+        limit = f"{MAX_REASON_BYTES} bytes of UTF-8"
+        raise InvalidError([(field, f"the reason is {size} bytes; the limit is {limit}")])
+    if "\x00" in reason:
+        raise InvalidError([(field, "must not contain U+0000")])
+
+
 def _rule_violations(source: str, field: str) -> list[tuple[str, str]]:
     size = len(source.encode())
     if size > MAX_SOURCE_BYTES:  # refused before the YAML parser spends seconds on it
@@ -624,7 +643,8 @@ class AlertingService:
         return self._transition(principal, name, ACKNOWLEDGED)
 
     def resolve(self, principal: str, name: str, reason: str) -> Alert:
-        """Firing or acknowledged -> resolved, with who, when and why."""
+        """Firing or acknowledged -> resolved, with who, when and why (:func:`check_reason`)."""
+        check_reason(reason)
         return self._transition(principal, name, RESOLVED, reason)
 
     def subscribe(self, tenant: str) -> Subscription:

@@ -27,7 +27,7 @@ from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mas
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*aiaudit/alerting/v1/alerting_service.proto\x12\x13\x61iaudit.alerting.v1\x1a\x1d\x61iaudit/common/v1/event.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa3\x01\n\x04Rule\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x0f\n\x07\x65nabled\x18\x03 \x01(\x08\x12-\n\x08severity\x18\x04 \x01(\x0e\x32\x1b.aiaudit.common.v1.Severity\x12/\n\x0bupdate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18\x06 \x01(\t\"]\n\x11\x43reateRuleRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x0f\n\x07rule_id\x18\x02 \x01(\t\x12\'\n\x04rule\x18\x03 \x01(\x0b\x32\x19.aiaudit.alerting.v1.Rule\"\x1e\n\x0eGetRuleRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"I\n\x10ListRulesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"V\n\x11ListRulesResponse\x12(\n\x05rules\x18\x01 \x03(\x0b\x32\x19.aiaudit.alerting.v1.Rule\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"m\n\x11UpdateRuleRequest\x12\'\n\x04rule\x18\x01 \x01(\x0b\x32\x19.aiaudit.alerting.v1.Rule\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"!\n\x11\x44\x65leteRuleRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x14\n\x12\x44\x65leteRuleResponse\"U\n\x0fTestRuleRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\x12\x12\n\nmax_events\x18\x04 \x01(\x05\"l\n\x10TestRuleResponse\x12*\n\x06\x61lerts\x18\x01 \x03(\x0b\x32\x1a.aiaudit.alerting.v1.Alert\x12\x17\n\x0f\x65valuated_count\x18\x02 \x01(\x03\x12\x13\n\x0b\x61lert_count\x18\x03 \x01(\x03\"\xe6\x04\n\x05\x41lert\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04rule\x18\x02 \x01(\t\x12-\n\x08severity\x18\x03 \x01(\x0e\x32\x1b.aiaudit.common.v1.Severity\x12.\n\x05state\x18\x04 \x01(\x0e\x32\x1f.aiaudit.alerting.v1.AlertState\x12\x0f\n\x07summary\x18\x05 \x01(\t\x12\x11\n\tdedup_key\x18\x06 \x01(\t\x12\x11\n\tevent_ids\x18\x07 \x03(\t\x12/\n\x08\x65vidence\x18\x08 \x03(\x0b\x32\x1d.aiaudit.alerting.v1.Evidence\x12\x36\n\x06labels\x18\t \x03(\x0b\x32&.aiaudit.alerting.v1.Alert.LabelsEntry\x12\x18\n\x10occurrence_count\x18\n \x01(\x03\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0elast_seen_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x61\x63knowledged_by\x18\r \x01(\t\x12\x34\n\x10\x61\x63knowledge_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bresolved_by\x18\x0f \x01(\t\x12\x30\n\x0cresolve_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"g\n\x08\x45vidence\x12\x10\n\x08\x64\x65tector\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12\r\n\x05\x66ield\x18\x03 \x01(\t\x12\r\n\x05start\x18\x04 \x01(\x05\x12\x0b\n\x03\x65nd\x18\x05 \x01(\x05\x12\x0f\n\x07\x65xcerpt\x18\x06 \x01(\t\"Z\n\x11ListAlertsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"Y\n\x12ListAlertsResponse\x12*\n\x06\x61lerts\x18\x01 \x03(\x0b\x32\x1a.aiaudit.alerting.v1.Alert\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x17\x41\x63knowledgeAlertRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"3\n\x13ResolveAlertRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"W\n\x12WatchAlertsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x31\n\x0cmin_severity\x18\x02 \x01(\x0e\x32\x1b.aiaudit.common.v1.Severity\"@\n\x13WatchAlertsResponse\x12)\n\x05\x61lert\x18\x01 \x01(\x0b\x32\x1a.aiaudit.alerting.v1.Alert\"=\n\x12\x43reateRuleResponse\x12\'\n\x04rule\x18\x01 \x01(\x0b\x32\x19.aiaudit.alerting.v1.Rule\":\n\x0fGetRuleResponse\x12\'\n\x04rule\x18\x01 \x01(\x0b\x32\x19.aiaudit.alerting.v1.Rule\"=\n\x12UpdateRuleResponse\x12\'\n\x04rule\x18\x01 \x01(\x0b\x32\x19.aiaudit.alerting.v1.Rule\"E\n\x18\x41\x63knowledgeAlertResponse\x12)\n\x05\x61lert\x18\x01 \x01(\x0b\x32\x1a.aiaudit.alerting.v1.Alert\"A\n\x14ResolveAlertResponse\x12)\n\x05\x61lert\x18\x01 \x01(\x0b\x32\x1a.aiaudit.alerting.v1.Alert*y\n\nAlertState\x12\x1b\n\x17\x41LERT_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x41LERT_STATE_FIRING\x10\x01\x12\x1c\n\x18\x41LERT_STATE_ACKNOWLEDGED\x10\x02\x12\x18\n\x14\x41LERT_STATE_RESOLVED\x10\x03\x32\xd2\x07\n\x0f\x41lertingService\x12]\n\nCreateRule\x12&.aiaudit.alerting.v1.CreateRuleRequest\x1a\'.aiaudit.alerting.v1.CreateRuleResponse\x12T\n\x07GetRule\x12#.aiaudit.alerting.v1.GetRuleRequest\x1a$.aiaudit.alerting.v1.GetRuleResponse\x12Z\n\tListRules\x12%.aiaudit.alerting.v1.ListRulesRequest\x1a&.aiaudit.alerting.v1.ListRulesResponse\x12]\n\nUpdateRule\x12&.aiaudit.alerting.v1.UpdateRuleRequest\x1a\'.aiaudit.alerting.v1.UpdateRuleResponse\x12]\n\nDeleteRule\x12&.aiaudit.alerting.v1.DeleteRuleRequest\x1a\'.aiaudit.alerting.v1.DeleteRuleResponse\x12W\n\x08TestRule\x12$.aiaudit.alerting.v1.TestRuleRequest\x1a%.aiaudit.alerting.v1.TestRuleResponse\x12]\n\nListAlerts\x12&.aiaudit.alerting.v1.ListAlertsRequest\x1a\'.aiaudit.alerting.v1.ListAlertsResponse\x12o\n\x10\x41\x63knowledgeAlert\x12,.aiaudit.alerting.v1.AcknowledgeAlertRequest\x1a-.aiaudit.alerting.v1.AcknowledgeAlertResponse\x12\x63\n\x0cResolveAlert\x12(.aiaudit.alerting.v1.ResolveAlertRequest\x1a).aiaudit.alerting.v1.ResolveAlertResponse\x12\x62\n\x0bWatchAlerts\x12\'.aiaudit.alerting.v1.WatchAlertsRequest\x1a(.aiaudit.alerting.v1.WatchAlertsResponse0\x01\x42\x42Z@github.com/aiaudit/aiaudit/gen/go/aiaudit/alerting/v1;alertingv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*aiaudit/alerting/v1/alerting_service.proto\x12\x13\x61iaudit.alerting.v1\x1a\x1d\x61iaudit/common/v1/event.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa3\x01\n\x04Rule\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x0f\n\x07\x65nabled\x18\x03 \x01(\x08\x12-\n\x08severity\x18\x04 \x01(\x0e\x32\x1b.aiaudit.common.v1.Severity\x12/\n\x0bupdate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18\x06 \x01(\t\"]\n\x11\x43reateRuleRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x0f\n\x07rule_id\x18\x02 \x01(\t\x12\'\n\x04rule\x18\x03 \x01(\x0b\x32\x19.aiaudit.alerting.v1.Rule\"\x1e\n\x0eGetRuleRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"I\n\x10ListRulesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"V\n\x11ListRulesResponse\x12(\n\x05rules\x18\x01 \x03(\x0b\x32\x19.aiaudit.alerting.v1.Rule\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"m\n\x11UpdateRuleRequest\x12\'\n\x04rule\x18\x01 \x01(\x0b\x32\x19.aiaudit.alerting.v1.Rule\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"!\n\x11\x44\x65leteRuleRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x14\n\x12\x44\x65leteRuleResponse\"U\n\x0fTestRuleRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\x12\x12\n\nmax_events\x18\x04 \x01(\x05\"l\n\x10TestRuleResponse\x12*\n\x06\x61lerts\x18\x01 \x03(\x0b\x32\x1a.aiaudit.alerting.v1.Alert\x12\x17\n\x0f\x65valuated_count\x18\x02 \x01(\x03\x12\x13\n\x0b\x61lert_count\x18\x03 \x01(\x03\"\xfe\x04\n\x05\x41lert\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04rule\x18\x02 \x01(\t\x12-\n\x08severity\x18\x03 \x01(\x0e\x32\x1b.aiaudit.common.v1.Severity\x12.\n\x05state\x18\x04 \x01(\x0e\x32\x1f.aiaudit.alerting.v1.AlertState\x12\x0f\n\x07summary\x18\x05 \x01(\t\x12\x11\n\tdedup_key\x18\x06 \x01(\t\x12\x11\n\tevent_ids\x18\x07 \x03(\t\x12/\n\x08\x65vidence\x18\x08 \x03(\x0b\x32\x1d.aiaudit.alerting.v1.Evidence\x12\x36\n\x06labels\x18\t \x03(\x0b\x32&.aiaudit.alerting.v1.Alert.LabelsEntry\x12\x18\n\x10occurrence_count\x18\n \x01(\x03\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0elast_seen_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x61\x63knowledged_by\x18\r \x01(\t\x12\x34\n\x10\x61\x63knowledge_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bresolved_by\x18\x0f \x01(\t\x12\x30\n\x0cresolve_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0eresolve_reason\x18\x11 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"g\n\x08\x45vidence\x12\x10\n\x08\x64\x65tector\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12\r\n\x05\x66ield\x18\x03 \x01(\t\x12\r\n\x05start\x18\x04 \x01(\x05\x12\x0b\n\x03\x65nd\x18\x05 \x01(\x05\x12\x0f\n\x07\x65xcerpt\x18\x06 \x01(\t\"Z\n\x11ListAlertsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"Y\n\x12ListAlertsResponse\x12*\n\x06\x61lerts\x18\x01 \x03(\x0b\x32\x1a.aiaudit.alerting.v1.Alert\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x17\x41\x63knowledgeAlertRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"3\n\x13ResolveAlertRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"W\n\x12WatchAlertsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x31\n\x0cmin_severity\x18\x02 \x01(\x0e\x32\x1b.aiaudit.common.v1.Severity\"@\n\x13WatchAlertsResponse\x12)\n\x05\x61lert\x18\x01 \x01(\x0b\x32\x1a.aiaudit.alerting.v1.Alert\"=\n\x12\x43reateRuleResponse\x12\'\n\x04rule\x18\x01 \x01(\x0b\x32\x19.aiaudit.alerting.v1.Rule\":\n\x0fGetRuleResponse\x12\'\n\x04rule\x18\x01 \x01(\x0b\x32\x19.aiaudit.alerting.v1.Rule\"=\n\x12UpdateRuleResponse\x12\'\n\x04rule\x18\x01 \x01(\x0b\x32\x19.aiaudit.alerting.v1.Rule\"E\n\x18\x41\x63knowledgeAlertResponse\x12)\n\x05\x61lert\x18\x01 \x01(\x0b\x32\x1a.aiaudit.alerting.v1.Alert\"A\n\x14ResolveAlertResponse\x12)\n\x05\x61lert\x18\x01 \x01(\x0b\x32\x1a.aiaudit.alerting.v1.Alert*y\n\nAlertState\x12\x1b\n\x17\x41LERT_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x41LERT_STATE_FIRING\x10\x01\x12\x1c\n\x18\x41LERT_STATE_ACKNOWLEDGED\x10\x02\x12\x18\n\x14\x41LERT_STATE_RESOLVED\x10\x03\x32\xd2\x07\n\x0f\x41lertingService\x12]\n\nCreateRule\x12&.aiaudit.alerting.v1.CreateRuleRequest\x1a\'.aiaudit.alerting.v1.CreateRuleResponse\x12T\n\x07GetRule\x12#.aiaudit.alerting.v1.GetRuleRequest\x1a$.aiaudit.alerting.v1.GetRuleResponse\x12Z\n\tListRules\x12%.aiaudit.alerting.v1.ListRulesRequest\x1a&.aiaudit.alerting.v1.ListRulesResponse\x12]\n\nUpdateRule\x12&.aiaudit.alerting.v1.UpdateRuleRequest\x1a\'.aiaudit.alerting.v1.UpdateRuleResponse\x12]\n\nDeleteRule\x12&.aiaudit.alerting.v1.DeleteRuleRequest\x1a\'.aiaudit.alerting.v1.DeleteRuleResponse\x12W\n\x08TestRule\x12$.aiaudit.alerting.v1.TestRuleRequest\x1a%.aiaudit.alerting.v1.TestRuleResponse\x12]\n\nListAlerts\x12&.aiaudit.alerting.v1.ListAlertsRequest\x1a\'.aiaudit.alerting.v1.ListAlertsResponse\x12o\n\x10\x41\x63knowledgeAlert\x12,.aiaudit.alerting.v1.AcknowledgeAlertRequest\x1a-.aiaudit.alerting.v1.AcknowledgeAlertResponse\x12\x63\n\x0cResolveAlert\x12(.aiaudit.alerting.v1.ResolveAlertRequest\x1a).aiaudit.alerting.v1.ResolveAlertResponse\x12\x62\n\x0bWatchAlerts\x12\'.aiaudit.alerting.v1.WatchAlertsRequest\x1a(.aiaudit.alerting.v1.WatchAlertsResponse0\x01\x42\x42Z@github.com/aiaudit/aiaudit/gen/go/aiaudit/alerting/v1;alertingv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,8 +37,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'Z@github.com/aiaudit/aiaudit/gen/go/aiaudit/alerting/v1;alertingv1'
   _globals['_ALERT_LABELSENTRY']._loaded_options = None
   _globals['_ALERT_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_ALERTSTATE']._serialized_start=2464
-  _globals['_ALERTSTATE']._serialized_end=2585
+  _globals['_ALERTSTATE']._serialized_start=2488
+  _globals['_ALERTSTATE']._serialized_end=2609
   _globals['_RULE']._serialized_start=166
   _globals['_RULE']._serialized_end=329
   _globals['_CREATERULEREQUEST']._serialized_start=331
@@ -60,33 +60,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TESTRULERESPONSE']._serialized_start=876
   _globals['_TESTRULERESPONSE']._serialized_end=984
   _globals['_ALERT']._serialized_start=987
-  _globals['_ALERT']._serialized_end=1601
-  _globals['_ALERT_LABELSENTRY']._serialized_start=1556
-  _globals['_ALERT_LABELSENTRY']._serialized_end=1601
-  _globals['_EVIDENCE']._serialized_start=1603
-  _globals['_EVIDENCE']._serialized_end=1706
-  _globals['_LISTALERTSREQUEST']._serialized_start=1708
-  _globals['_LISTALERTSREQUEST']._serialized_end=1798
-  _globals['_LISTALERTSRESPONSE']._serialized_start=1800
-  _globals['_LISTALERTSRESPONSE']._serialized_end=1889
-  _globals['_ACKNOWLEDGEALERTREQUEST']._serialized_start=1891
-  _globals['_ACKNOWLEDGEALERTREQUEST']._serialized_end=1930
-  _globals['_RESOLVEALERTREQUEST']._serialized_start=1932
-  _globals['_RESOLVEALERTREQUEST']._serialized_end=1983
-  _globals['_WATCHALERTSREQUEST']._serialized_start=1985
-  _globals['_WATCHALERTSREQUEST']._serialized_end=2072
-  _globals['_WATCHALERTSRESPONSE']._serialized_start=2074
-  _globals['_WATCHALERTSRESPONSE']._serialized_end=2138
-  _globals['_CREATERULERESPONSE']._serialized_start=2140
-  _globals['_CREATERULERESPONSE']._serialized_end=2201
-  _globals['_GETRULERESPONSE']._serialized_start=2203
-  _globals['_GETRULERESPONSE']._serialized_end=2261
-  _globals['_UPDATERULERESPONSE']._serialized_start=2263
-  _globals['_UPDATERULERESPONSE']._serialized_end=2324
-  _globals['_ACKNOWLEDGEALERTRESPONSE']._serialized_start=2326
-  _globals['_ACKNOWLEDGEALERTRESPONSE']._serialized_end=2395
-  _globals['_RESOLVEALERTRESPONSE']._serialized_start=2397
-  _globals['_RESOLVEALERTRESPONSE']._serialized_end=2462
-  _globals['_ALERTINGSERVICE']._serialized_start=2588
-  _globals['_ALERTINGSERVICE']._serialized_end=3566
+  _globals['_ALERT']._serialized_end=1625
+  _globals['_ALERT_LABELSENTRY']._serialized_start=1580
+  _globals['_ALERT_LABELSENTRY']._serialized_end=1625
+  _globals['_EVIDENCE']._serialized_start=1627
+  _globals['_EVIDENCE']._serialized_end=1730
+  _globals['_LISTALERTSREQUEST']._serialized_start=1732
+  _globals['_LISTALERTSREQUEST']._serialized_end=1822
+  _globals['_LISTALERTSRESPONSE']._serialized_start=1824
+  _globals['_LISTALERTSRESPONSE']._serialized_end=1913
+  _globals['_ACKNOWLEDGEALERTREQUEST']._serialized_start=1915
+  _globals['_ACKNOWLEDGEALERTREQUEST']._serialized_end=1954
+  _globals['_RESOLVEALERTREQUEST']._serialized_start=1956
+  _globals['_RESOLVEALERTREQUEST']._serialized_end=2007
+  _globals['_WATCHALERTSREQUEST']._serialized_start=2009
+  _globals['_WATCHALERTSREQUEST']._serialized_end=2096
+  _globals['_WATCHALERTSRESPONSE']._serialized_start=2098
+  _globals['_WATCHALERTSRESPONSE']._serialized_end=2162
+  _globals['_CREATERULERESPONSE']._serialized_start=2164
+  _globals['_CREATERULERESPONSE']._serialized_end=2225
+  _globals['_GETRULERESPONSE']._serialized_start=2227
+  _globals['_GETRULERESPONSE']._serialized_end=2285
+  _globals['_UPDATERULERESPONSE']._serialized_start=2287
+  _globals['_UPDATERULERESPONSE']._serialized_end=2348
+  _globals['_ACKNOWLEDGEALERTRESPONSE']._serialized_start=2350
+  _globals['_ACKNOWLEDGEALERTRESPONSE']._serialized_end=2419
+  _globals['_RESOLVEALERTRESPONSE']._serialized_start=2421
+  _globals['_RESOLVEALERTRESPONSE']._serialized_end=2486
+  _globals['_ALERTINGSERVICE']._serialized_start=2612
+  _globals['_ALERTINGSERVICE']._serialized_end=3590
 # @@protoc_insertion_point(module_scope)

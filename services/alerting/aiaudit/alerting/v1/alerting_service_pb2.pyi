@@ -114,7 +114,7 @@ class TestRuleResponse(_message.Message):
     def __init__(self, alerts: _Optional[_Iterable[_Union[Alert, _Mapping]]] = ..., evaluated_count: _Optional[int] = ..., alert_count: _Optional[int] = ...) -> None: ...
 
 class Alert(_message.Message):
-    __slots__ = ("name", "rule", "severity", "state", "summary", "dedup_key", "event_ids", "evidence", "labels", "occurrence_count", "create_time", "last_seen_time", "acknowledged_by", "acknowledge_time", "resolved_by", "resolve_time")
+    __slots__ = ("name", "rule", "severity", "state", "summary", "dedup_key", "event_ids", "evidence", "labels", "occurrence_count", "create_time", "last_seen_time", "acknowledged_by", "acknowledge_time", "resolved_by", "resolve_time", "resolve_reason")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -138,6 +138,7 @@ class Alert(_message.Message):
     ACKNOWLEDGE_TIME_FIELD_NUMBER: _ClassVar[int]
     RESOLVED_BY_FIELD_NUMBER: _ClassVar[int]
     RESOLVE_TIME_FIELD_NUMBER: _ClassVar[int]
+    RESOLVE_REASON_FIELD_NUMBER: _ClassVar[int]
     name: str
     rule: str
     severity: _event_pb2.Severity
@@ -154,7 +155,8 @@ class Alert(_message.Message):
     acknowledge_time: _timestamp_pb2.Timestamp
     resolved_by: str
     resolve_time: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., rule: _Optional[str] = ..., severity: _Optional[_Union[_event_pb2.Severity, str]] = ..., state: _Optional[_Union[AlertState, str]] = ..., summary: _Optional[str] = ..., dedup_key: _Optional[str] = ..., event_ids: _Optional[_Iterable[str]] = ..., evidence: _Optional[_Iterable[_Union[Evidence, _Mapping]]] = ..., labels: _Optional[_Mapping[str, str]] = ..., occurrence_count: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_seen_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., acknowledged_by: _Optional[str] = ..., acknowledge_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resolved_by: _Optional[str] = ..., resolve_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    resolve_reason: str
+    def __init__(self, name: _Optional[str] = ..., rule: _Optional[str] = ..., severity: _Optional[_Union[_event_pb2.Severity, str]] = ..., state: _Optional[_Union[AlertState, str]] = ..., summary: _Optional[str] = ..., dedup_key: _Optional[str] = ..., event_ids: _Optional[_Iterable[str]] = ..., evidence: _Optional[_Iterable[_Union[Evidence, _Mapping]]] = ..., labels: _Optional[_Mapping[str, str]] = ..., occurrence_count: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_seen_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., acknowledged_by: _Optional[str] = ..., acknowledge_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resolved_by: _Optional[str] = ..., resolve_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resolve_reason: _Optional[str] = ...) -> None: ...
 
 class Evidence(_message.Message):
     __slots__ = ("detector", "score", "field", "start", "end", "excerpt")
