@@ -1,7 +1,8 @@
-"""Sinks against a real local HTTP server and real syslog listeners (UDP and TCP)."""
+"""Sinks against a real local HTTP server and real syslog listeners (UDP and TCP, IPv4 and 6)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
@@ -34,6 +35,7 @@ from aiaudit.alerting.sinks import (
     syslog_message,
 )
 from aiaudit.alerting.tables import deliveries
+from aiaudit.common.config import ConfigError
 from aiaudit.common.erasure import erase
 from aiaudit.common.store import open_store
 from aiaudit.common.store.sql import SqlEventStore
@@ -155,20 +157,21 @@ def test_webhook_down_then_up_delivers(
     assert _statuses(consumer, tenant)[0][:2] == ("delivered", 2)
 
 
-class _Syslog(socketserver.ThreadingMixIn):
-    pass
-
-
-@pytest.fixture(params=["udp", "tcp"])
-def syslog(request: pytest.FixtureRequest) -> Iterator[tuple[str, list[bytes]]]:
+@contextlib.contextmanager
+def _syslog_listener(scheme: str, host: str) -> Iterator[tuple[str, list[bytes]]]:
+    """A real syslog receiver on ``host`` (IPv4 or IPv6); its address and what it got."""
     got: list[bytes] = []
-    if request.param == "udp":
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    if scheme == "udp":
 
         class U(socketserver.BaseRequestHandler):
             def handle(self) -> None:
                 got.append(self.request[0])
 
-        server: socketserver.BaseServer = socketserver.ThreadingUDPServer(("127.0.0.1", 0), U)
+        class UdpServer(socketserver.ThreadingUDPServer):
+            address_family = family
+
+        server: socketserver.BaseServer = UdpServer((host, 0), U)
     else:
 
         class T(socketserver.StreamRequestHandler):
@@ -178,11 +181,23 @@ def syslog(request: pytest.FixtureRequest) -> Iterator[tuple[str, list[bytes]]]:
                 assert int(length) == len(rest)  # RFC 6587 octet counting
                 got.append(rest)
 
-        server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), T)
+        class TcpServer(socketserver.ThreadingTCPServer):
+            address_family = family
+
+        server = TcpServer((host, 0), T)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     port = server.server_address[1]  # type: ignore[attr-defined]
-    yield f"{request.param}://127.0.0.1:{port}", got
-    server.shutdown()
+    try:
+        yield f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}", got
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(params=["udp", "tcp"])
+def syslog(request: pytest.FixtureRequest) -> Iterator[tuple[str, list[bytes]]]:
+    with _syslog_listener(request.param, "127.0.0.1") as listening:
+        yield listening
 
 
 def test_syslog_rfc5424_with_cef(
@@ -203,6 +218,42 @@ def test_syslog_rfc5424_with_cef(
     assert cef.startswith("CEF:0|aiaudit|aiaudit|1|prompt-injection|")
     assert "|8|" in cef and "externalId=" in cef and "cs3Label=evidence" in cef
     assert _statuses(consumer, tenant)[0][0] == "delivered"
+
+
+@pytest.mark.parametrize("scheme", ["udp", "tcp"])
+def test_syslog_to_an_ipv6_address_is_delivered(
+    fire: Callable[[tuple[str, ...]], None], consumer: SqlEventStore, tenant: str, scheme: str
+) -> None:
+    """``udp://[::1]:514`` passed validation and every send failed: the address was split at
+    its last colon, the host kept its brackets and the socket was IPv4 (review, 2026-12-05)."""
+    with _syslog_listener(scheme, "::1") as (address, got):
+        AlertingSettings(syslog_address=address).validate()
+        fire(("syslog",))
+        Deliverer(consumer.engine, SinkConfig(syslog_address=address)).run_once()
+        assert _statuses(consumer, tenant) == [("delivered", 1, None)]
+        wait_until(lambda: any(tenant.encode() in g for g in got))
+
+
+@pytest.mark.parametrize(
+    ("address", "fragment"),
+    [
+        ("udp://::1:514", "Port could not be cast to integer value as ':1:514'"),
+        ("udp://host", "expected udp://host:port"),
+        ("udp://host:0", "expected udp://host:port"),
+        ("udp://host:514/x", "expected udp://host:port"),
+        ("http://host:514", "expected udp://host:port"),
+        ("tcp://host:70000", "Port out of range"),
+    ],
+)
+def test_a_syslog_address_that_cannot_work_is_refused_at_start_up(
+    address: str, fragment: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        AlertingSettings(syslog_address=address).validate()
+    assert str(info.value).startswith(f"setting alerting.syslog_address: {address!r} is invalid:")
+    assert fragment in str(info.value) and "an IPv6 address in brackets" in str(info.value)
+    with pytest.raises(DeliveryError, match="syslog address"):
+        SinkConfig(syslog_address=address).send("syslog", "{}")
 
 
 def test_rows_for_a_sink_without_an_address_wait_for_a_process_that_has_one(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from aiaudit.alerting.sinks import syslog_target
 from aiaudit.common import stream_slots
 from aiaudit.common.config import ConfigError
 
@@ -60,12 +61,12 @@ class AlertingSettings:
                 "(set AIAUDIT_ALERTING_WEBHOOK_SECRET)"
             )
         if self.syslog_address:
-            scheme, _, rest = self.syslog_address.partition("://")
-            host, _, port = rest.rpartition(":")
-            if scheme not in ("udp", "tcp") or not host or not port.isdigit():
+            try:
+                syslog_target(self.syslog_address)
+            except ValueError as exc:
                 raise ConfigError(
-                    "setting alerting.syslog_address: expected udp://host:port or tcp://host:port"
-                )
+                    f"setting alerting.syslog_address: {self.syslog_address!r} is invalid: {exc}"
+                ) from None
         if self.watch_interval <= 0:
             raise ConfigError(
                 "setting alerting.watch_interval: must be a positive number of seconds"

@@ -313,17 +313,41 @@ def syslog_message(payload: str, hostname: str | None = None) -> bytes:
     return f"<{pri}>1 {now} {host} aiaudit - ALERT {sd} \ufeff{cef}".encode()
 
 
+SYSLOG_FORM = "udp://host:port or tcp://host:port (an IPv6 address in brackets: udp://[::1]:514)"
+
+
+def syslog_target(address: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of a syslog address; ValueError says what is wrong.
+
+    Parsed as a URL, so an IPv6 address is written in brackets and read without them:
+    split at its last colon, ``udp://[::1]:514`` was sent to the host ``[::1]``, which no
+    lookup finds, and ``udp://::1:514`` passed as the host ``::1`` and port 514.
+    """
+    try:
+        parts = urllib.parse.urlsplit(address)
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"{exc}; expected {SYSLOG_FORM}") from None
+    extra = parts.path or parts.query or parts.fragment or parts.username or parts.password
+    if parts.scheme not in ("udp", "tcp") or not parts.hostname or not port or extra:
+        raise ValueError(f"expected {SYSLOG_FORM}")
+    return parts.scheme, urllib.parse.unquote(parts.hostname), port
+
+
 def send_syslog(address: str, payload: str, timeout: float) -> None:
-    """UDP: one datagram; TCP: RFC 6587 octet-counting framing."""
-    scheme, _, rest = address.partition("://")
-    host, _, port = rest.rpartition(":")
+    """UDP: one datagram; TCP: RFC 6587 octet-counting framing; IPv4 or IPv6."""
+    try:
+        scheme, host, port = syslog_target(address)
+    except ValueError as exc:
+        raise DeliveryError(f"syslog address {address!r}: {exc}") from None
     message = syslog_message(payload)
     try:
-        if scheme == "udp":
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                s.sendto(message, (host, int(port)))
+        if scheme == "udp":  # the address family is the one the name resolves to
+            family, kind, proto, _, where = socket.getaddrinfo(host, port, 0, socket.SOCK_DGRAM)[0]
+            with socket.socket(family, kind, proto) as s:
+                s.sendto(message, where)
         else:
-            with socket.create_connection((host, int(port)), timeout=timeout) as s:
+            with socket.create_connection((host, port), timeout=timeout) as s:
                 s.sendall(str(len(message)).encode() + b" " + message)
     except OSError as exc:
         raise DeliveryError(str(exc)) from None
