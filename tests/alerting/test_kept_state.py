@@ -280,3 +280,41 @@ def test_events_received_before_a_rule_change_count_alike_live_and_after_a_resta
     append(store, [_refused(tenant, "eve") for _ in range(3)], at[4])
     drain(engine, tenant)  # 4 since the change: it fires, restarted or not
     assert [r.occurrence_count for r in alert_rows(consumer, tenant, "refusal-burst")] == [1]
+
+
+PAIR_GROUPS = """\
+id: pair-groups
+severity: medium
+summary: "refusals of {group}"
+when: {field: output.messages.parts.text, contains: "cannot help"}
+window:
+  {duration: 10m, group_by: [actor.user_id, model.name], aggregate: count, threshold: {gte: 3}}
+"""
+
+
+def test_groups_whose_values_hold_the_separator_keep_their_own_windows_and_alerts(
+    store: SqlEventStore, consumer: SqlEventStore, tenant: str
+) -> None:
+    """("a|b", "c") and ("a", "b|c") were both "a|b|c": one stored window, one count (four
+    refusals: it fired) and one alert (review, 2026-12-06)."""
+
+    def refusals(count: int) -> list[event_pb2.Event]:
+        out = []
+        for user, model in (("a|b", "c"), ("a", "b|c")):
+            for _ in range(count):
+                e = _refused(tenant, user)
+                e.model.name = model
+                out.append(e)
+        return out
+
+    put_rule(consumer, tenant, PAIR_GROUPS)
+    append(store, refusals(2))
+    drain(make_engine(consumer), tenant)  # two of each group, saved
+    assert alert_rows(consumer, tenant, "pair-groups") == []
+    append(store, refusals(1))
+    drain(make_engine(consumer), tenant)  # a restarted engine reads the windows again
+    fired = alert_rows(consumer, tenant, "pair-groups")
+    assert sorted((a.dedup_key, a.summary, a.occurrence_count) for a in fired) == [
+        ("pair-groups:a\\|b|c", "refusals of a\\|b|c", 1),
+        ("pair-groups:a|b\\|c", "refusals of a|b\\|c", 1),
+    ]

@@ -173,3 +173,50 @@ def test_a_batch_gives_the_hits_of_its_events_one_at_a_time() -> None:
         ]
     assert batch == one_by_one
     assert {r for _, r, _, _ in batch} == {"burst", "attack"}
+
+
+PAIR_RULE = compile_rule(
+    "id: w\nseverity: low\nwindow:\n    duration: 10m\n    aggregate: count\n"
+    "    group_by: [actor.user_id, model.name]\n    threshold: {gte: 2}\n"
+)
+USER_RULE = compile_rule(
+    "id: w\nseverity: low\nwindow:\n    duration: 10m\n    aggregate: count\n"
+    "    group_by: [actor.user_id]\n    threshold: {gte: 2}\n"
+)
+
+
+def _groups(rule: Rule, events: list[ev.Event]) -> tuple[list[str], list[str]]:
+    """The groups of the slots the events fill (sorted) and the dedup keys of the hits."""
+    windows = WindowState()
+    hits = Evaluator([rule]).evaluate(
+        [e.SerializeToString() for e in events], [float(i) for i in range(len(events))], windows
+    )
+    return [g for _, g, _ in windows.take_changed()], [h.dedup_key for _, h in hits]
+
+
+def test_groups_of_different_values_never_share_a_window() -> None:
+    """Parts were joined with ``|``, and no group was ``*``: ("a|b", "c") and ("a", "b|c")
+    shared "a|b|c", a user named ``*`` the events without one; one count, one alert
+    (review, 2026-12-06). A ``\\``, a ``|`` in a part and a part ``*`` are escaped now."""
+    pairs = [interaction("t", user="a|b", model="c"), interaction("t", user="a", model="b|c")]
+    assert _groups(PAIR_RULE, pairs) == (["a\\|b|c", "a|b\\|c"], [])
+    starred = [interaction("t", user="*"), interaction("t", user="")]
+    assert _groups(USER_RULE, starred) == (["*", "\\*"], [])
+    # The slashes stay apart too, and ordinary groups keep the keys stored windows and
+    # alerts were written with before (an unset value is an empty part, no parts is "*").
+    slashes = [interaction("t", user="a\\", model="|c"), interaction("t", user="a\\|", model="c")]
+    assert _groups(PAIR_RULE, slashes)[0] == ["a\\\\\\||c", "a\\\\|\\|c"]
+    ordinary = [interaction("t", user="bob"), interaction("t", user="", model="x*")]
+    assert _groups(PAIR_RULE, ordinary * 2) == (
+        ["bob|gpt-4o", "|x*"],
+        ["w:bob|gpt-4o", "w:|x*"],
+    )
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(*[st.text("a|\\*", max_size=3)] * 2), min_size=1, max_size=12))
+def test_distinct_values_make_distinct_groups(values: list[tuple[str, str]]) -> None:
+    events = [interaction("t", user=u, model=m) for u, m in values]
+    assert len(_groups(PAIR_RULE, events)[0]) == len(set(values))
+    single = [interaction("t", user=u) for u, _ in values]
+    assert len(_groups(USER_RULE, single)[0]) == len({u for u, _ in values})

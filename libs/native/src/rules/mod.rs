@@ -151,6 +151,37 @@ pub fn tuple(f: &Finding) -> FindingTuple {
     )
 }
 
+/// A window's group: the values of its `group_by` fields, one part each.
+///
+/// The parts are joined with `|`, a `\` or `|` within a part escaped with `\`,
+/// and a part that is `*` written `\*`; no parts, or one empty part, is `*`.
+/// Joined as they were, ("a|b", "c") and ("a", "b|c") met in "a|b|c", and a
+/// user named `*` met the events without a user: one count and one alert.
+/// A group whose parts hold neither `\` nor `|` and are not `*` keeps the key
+/// it had, so windows stored and alerts raised before still find their group.
+fn group_key(parts: &[String]) -> String {
+    let mut out = String::new();
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push('|');
+        }
+        if part == "*" {
+            out.push_str("\\*");
+            continue;
+        }
+        for c in part.chars() {
+            if c == '\\' || c == '|' {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+    }
+    if out.is_empty() {
+        out.push('*');
+    }
+    out
+}
+
 /// A rule that fired: (event index, rule index, group, evidence, window aggregate).
 type Hit = (usize, usize, String, Vec<FindingTuple>, Option<f64>);
 
@@ -366,19 +397,16 @@ impl RuleProgram {
                 });
                 continue;
             };
-            let mut group = Vec::with_capacity(w.group_by.len());
+            let mut parts = Vec::with_capacity(w.group_by.len());
             for &g in &w.group_by {
-                group.push(
+                parts.push(
                     memo.values(cx, g)?
                         .first()
                         .map(Value::text)
                         .unwrap_or_default(),
                 );
             }
-            let mut group = group.join("|");
-            if group.is_empty() {
-                group = "*".into();
-            }
+            let group = group_key(&parts);
             let mut sample = 1.0;
             if let Some(v) = w.value {
                 match memo.values(cx, v)?.iter().find_map(Value::number) {
@@ -529,5 +557,34 @@ impl RuleProgram {
                 windows.slot(&rule_id, &group).add(time, value, horizon);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::group_key;
+
+    fn key(parts: &[&str]) -> String {
+        group_key(&parts.iter().map(|p| p.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn groups_of_different_parts_get_different_keys() {
+        assert_ne!(key(&["a|b", "c"]), key(&["a", "b|c"]));
+        assert_eq!(key(&["a|b", "c"]), "a\\|b|c");
+        assert_eq!(key(&["a\\", "|c"]), "a\\\\|\\|c");
+        assert_ne!(key(&["a\\", "|c"]), key(&["a\\|", "c"]));
+        assert_eq!(key(&[""]), "*");
+        assert_eq!(key(&[]), "*");
+        assert_eq!(key(&["*"]), "\\*");
+        assert_eq!(key(&["\\*"]), "\\\\*");
+    }
+
+    #[test]
+    fn ordinary_groups_keep_their_keys() {
+        assert_eq!(key(&["bob", "gpt-4o"]), "bob|gpt-4o");
+        assert_eq!(key(&["", ""]), "|");
+        assert_eq!(key(&["eve", ""]), "eve|");
+        assert_eq!(key(&["x*"]), "x*");
     }
 }
