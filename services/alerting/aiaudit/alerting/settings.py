@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from aiaudit.alerting.sinks import syslog_target
 from aiaudit.common import stream_slots
 from aiaudit.common.config import ConfigError
+
+_POSITIVE = {
+    "poll_interval": "seconds between polls of the log",
+    "batch_size": "log entries evaluated per transaction; at 0 the engine evaluates nothing",
+    "window_save_events": "events between two saves of the window samples",
+    "handover_seconds": "seconds a replica leaves a log another one took",
+    "webhook_timeout": "seconds a delivery attempt may take",
+    "max_attempts": "delivery attempts before the dead-letter record",
+    "retry_base": "seconds before the first retry of a delivery",
+}
+"""Settings that only work above 0. The config file and the environment already refuse
+less; a settings object built otherwise (a test, an embedding program) used to pass with
+``batch_size: 0``, and the engine then evaluated nothing while health said SERVING."""
+_WHOLE = frozenset({"batch_size", "window_save_events", "max_attempts"})
 
 
 @dataclass(frozen=True)
@@ -53,6 +68,20 @@ class AlertingSettings:
 
     def validate(self) -> None:
         """Clear errors for settings that cannot work."""
+        for name, why in _POSITIVE.items():
+            value = getattr(self, name)
+            whole = isinstance(value, int) and not isinstance(value, bool)
+            number = whole or isinstance(value, float)
+            if (
+                not number
+                or not math.isfinite(value)
+                or value <= 0
+                or (name in _WHOLE and not whole)
+            ):
+                kind = "a positive whole number" if name in _WHOLE else "a positive number"
+                raise ConfigError(
+                    f"setting alerting.{name}: {value!r} is invalid: must be {kind} ({why})"
+                )
         if self.webhook_url and not self.webhook_url.startswith(("http://", "https://")):
             raise ConfigError("setting alerting.webhook_url: must be an http:// or https:// URL")
         if self.webhook_url and not self.webhook_secret:
