@@ -24,10 +24,13 @@ from aiaudit.alerting.service import (
     DeniedError,
     InvalidError,
     NotFoundError,
+    OutOfRangeError,
     QuotaError,
     check_reason,
     parse_name,
     parse_parent,
+    parse_resume_token,
+    resume_token,
 )
 from aiaudit.alerting.v1 import alerting_service_pb2 as pb
 from aiaudit.alerting.v1 import alerting_service_pb2_grpc as pb_grpc
@@ -97,6 +100,10 @@ def _guard(context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
         status.abort(
             context,
             status.error(code_pb2.RESOURCE_EXHAUSTED, str(exc), exc.reason, limit=str(exc.limit)),
+        )
+    except OutOfRangeError as exc:
+        status.abort(
+            context, status.error(code_pb2.OUT_OF_RANGE, str(exc), exc.reason, **exc.metadata)
         )
     except (KekError, SealError) as exc:  # content TestRule reads that does not open
         status.abort(context, status.sealing(exc))
@@ -427,6 +434,7 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
         return pb.ListAlertsResponse(
             alerts=[convert.alert(a, content=content) for a in page.items],  # type: ignore[arg-type]
             next_page_token=page.next_token,
+            resume_token=page.resume_token,
         )
 
     def _transition(
@@ -480,7 +488,8 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
 
         The subscription is recorded, then every alert sent: the alerts each
         look found are named in records (at most ``NAMED_PER_RECORD`` a record)
-        committed together before any of them is sent.
+        committed together before any of them is sent. Each message carries
+        the ``resume_token`` of its change; a request with one resumes after it.
         """
         caller = self._caller(
             context, "alerts.read", lambda: parse_parent(request.parent),
@@ -488,11 +497,12 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
         )  # fmt: skip
         tenant = parse_parent(request.parent)
         _guard(context, lambda: _severity(request.min_severity))
+        after = _guard(context, lambda: parse_resume_token(request.resume_token, tenant))
         self.watches.take_or_abort(
             context, caller.principal, "WATCH_STREAMS_EXHAUSTED", "close one, or poll ListAlerts"
         )
         try:
-            yield from self._watch(request, context, caller, tenant)
+            yield from self._watch(request, context, caller, tenant, after)
         finally:
             self.watches.give_back(caller.principal)
 
@@ -502,16 +512,14 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
         context: grpc.ServicerContext,
         caller: Caller,
         tenant: str,
+        after: int | None,
     ) -> Iterator[pb.WatchAlertsResponse]:
-        self._recorded(
-            context,
-            self._record(
-                caller, tenant, "alerting.watch_alerts",
-                {"min_severity": int(request.min_severity)},
-            ),
-        )  # fmt: skip
+        asked: dict[str, str | int | bool] = {"min_severity": int(request.min_severity)}
+        if after is not None:
+            asked["resume_after"] = after
+        self._recorded(context, self._record(caller, tenant, "alerting.watch_alerts", asked))
         content = caller.allows("content.read", tenant)
-        sub = self.service.subscribe(tenant)
+        sub = _guard(context, lambda: self.service.subscribe(tenant, after))
         context.send_initial_metadata(())  # the client knows it is subscribed from here on
         # Authenticated once, when it opened: the stream ends when the token does.
         stop = lambda: not context.is_active() or caller.expired()  # noqa: E731
@@ -532,7 +540,10 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
             ]
             self._recorded(context, *records)
             for a in found:
-                yield pb.WatchAlertsResponse(alert=convert.alert(a, content=content))
+                yield pb.WatchAlertsResponse(
+                    alert=convert.alert(a, content=content),
+                    resume_token=resume_token(tenant, a.change_seq),
+                )
         if caller.expired():
             end_expired(context)
 

@@ -98,6 +98,16 @@ class QuotaError(Exception):
         self.limit = limit
 
 
+class OutOfRangeError(Exception):
+    """A position past what the store holds (``reason`` and ``metadata`` go into ErrorInfo)."""
+
+    def __init__(self, message: str, reason: str, **metadata: str) -> None:
+        """``reason`` names the case; ``metadata`` what the caller needs to see it."""
+        super().__init__(message)
+        self.reason = reason
+        self.metadata = metadata
+
+
 class ConflictError(Exception):
     """Already exists, or a state change that is not allowed."""
 
@@ -187,6 +197,33 @@ def _offset(token: str) -> int:
     if isinstance(start, bool) or not isinstance(start, int) or start < 0:
         raise InvalidError([("page_token", "not a token returned by this service")])
     return start
+
+
+def resume_token(tenant: str, change_seq: int) -> str:
+    """The WatchAlerts ``resume_token`` of a position in the tenant's alert changes."""
+    return _token({"tenant": tenant, "after": change_seq})
+
+
+def parse_resume_token(token: str, tenant: str) -> int | None:
+    """The change sequence a ``resume_token`` of this tenant holds; None when empty.
+
+    Bound to the tenant: one returned for another parent (or a page token) is
+    INVALID_ARGUMENT, as is anything this service did not return.
+    """
+    if not token:
+        return None
+    payload = _untoken(token, "resume_token")
+    after = payload.get("after")
+    if (
+        payload.get("tenant") != tenant
+        or isinstance(after, bool)
+        or not isinstance(after, int)
+        or after < 0
+    ):
+        raise InvalidError(
+            [("resume_token", f"not a resume token this service returned for tenants/{tenant}")]
+        )
+    return after
 
 
 def _page_size(size: int, default: int = 50, limit: int = 1000) -> int:
@@ -286,6 +323,8 @@ class Page:
 
     items: list[object]
     next_token: str
+    resume_token: str = ""
+    """ListAlerts: the tenant's change position read before the page (see ``resume_token``)."""
 
 
 class AlertingService:
@@ -602,6 +641,10 @@ class AlertingService:
                 raise InvalidError([("page_token", "not a token returned by this service")])
             after = (_token_time(str(tok.get("t"))), last)
         with self.store.engine.connect() as conn:
+            # The head first: every change up to it is committed (writers commit in
+            # its order), so the page shows at least those, and a watch resumed from it
+            # misses none made after (one made between the two reads comes twice).
+            head = self.store.head(conn, tenant)
             items = self.store.list_alerts(conn, tenant, where, after, size + 1)
         more = len(items) > size
         items = items[:size]
@@ -610,7 +653,7 @@ class AlertingService:
             if more
             else ""
         )
-        return Page(list(items), token)
+        return Page(list(items), token, resume_token(tenant, head))
 
     def _transition(self, principal: str, name: str, to: str, reason: str = "") -> Alert:
         tenant, alert_id = parse_name(name, "alerts")
@@ -647,11 +690,34 @@ class AlertingService:
         check_reason(reason)
         return self._transition(principal, name, RESOLVED, reason)
 
-    def subscribe(self, tenant: str) -> Subscription:
-        """Starts watching: changes committed from now on (before the watcher is told)."""
+    def subscribe(self, tenant: str, after: int | None = None) -> Subscription:
+        """Starts watching: changes committed from now on (before the watcher is told).
+
+        ``after`` (from a ``resume_token``): changes after that position
+        instead, those committed while no watch was open first. Alerts are
+        never deleted and each row carries its last change's number, so every
+        alert changed since is found, in its latest state. A position past the
+        tenant's head was not given by this store as it is (restored from an
+        older backup, or another deployment's): OutOfRangeError.
+        """
         wake = self.changes.subscribe()
-        with self.store.engine.connect() as conn:
-            return Subscription(wake, self.store.head(conn, tenant))
+        try:
+            with self.store.engine.connect() as conn:
+                head = self.store.head(conn, tenant)
+            if after is not None and after > head:
+                raise OutOfRangeError(
+                    f"resume_token: position {after} is ahead of the tenant's alert changes "
+                    f"({head}): the store does not hold what it followed (restored from an "
+                    "older backup?); read the alerts again with ListAlerts and watch from "
+                    "its resume_token",
+                    "RESUME_TOKEN_AHEAD",
+                    field="resume_token",
+                    head=str(head),
+                )
+        except BaseException:
+            self.changes.unsubscribe(wake)
+            raise
+        return Subscription(wake, head if after is None else after)
 
     def watch(
         self, sub: Subscription, tenant: str, min_severity: int, stop: Callable[[], bool]

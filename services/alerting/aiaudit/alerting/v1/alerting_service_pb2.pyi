@@ -187,12 +187,14 @@ class ListAlertsRequest(_message.Message):
     def __init__(self, parent: _Optional[str] = ..., filter: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListAlertsResponse(_message.Message):
-    __slots__ = ("alerts", "next_page_token")
+    __slots__ = ("alerts", "next_page_token", "resume_token")
     ALERTS_FIELD_NUMBER: _ClassVar[int]
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
     alerts: _containers.RepeatedCompositeFieldContainer[Alert]
     next_page_token: str
-    def __init__(self, alerts: _Optional[_Iterable[_Union[Alert, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+    resume_token: str
+    def __init__(self, alerts: _Optional[_Iterable[_Union[Alert, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., resume_token: _Optional[str] = ...) -> None: ...
 
 class AcknowledgeAlertRequest(_message.Message):
     __slots__ = ("name",)
@@ -209,18 +211,22 @@ class ResolveAlertRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class WatchAlertsRequest(_message.Message):
-    __slots__ = ("parent", "min_severity")
+    __slots__ = ("parent", "min_severity", "resume_token")
     PARENT_FIELD_NUMBER: _ClassVar[int]
     MIN_SEVERITY_FIELD_NUMBER: _ClassVar[int]
+    RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
     parent: str
     min_severity: _event_pb2.Severity
-    def __init__(self, parent: _Optional[str] = ..., min_severity: _Optional[_Union[_event_pb2.Severity, str]] = ...) -> None: ...
+    resume_token: str
+    def __init__(self, parent: _Optional[str] = ..., min_severity: _Optional[_Union[_event_pb2.Severity, str]] = ..., resume_token: _Optional[str] = ...) -> None: ...
 
 class WatchAlertsResponse(_message.Message):
-    __slots__ = ("alert",)
+    __slots__ = ("alert", "resume_token")
     ALERT_FIELD_NUMBER: _ClassVar[int]
+    RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
     alert: Alert
-    def __init__(self, alert: _Optional[_Union[Alert, _Mapping]] = ...) -> None: ...
+    resume_token: str
+    def __init__(self, alert: _Optional[_Union[Alert, _Mapping]] = ..., resume_token: _Optional[str] = ...) -> None: ...
 
 class CreateRuleResponse(_message.Message):
     __slots__ = ("rule",)

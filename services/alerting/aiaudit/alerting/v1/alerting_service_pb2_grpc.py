@@ -156,7 +156,7 @@ class AlertingServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def WatchAlerts(self, request, context):
-        """Streams alerts as they fire or change state.
+        """Streams alerts as they fire or change state; resumes after a `resume_token`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
