@@ -81,6 +81,9 @@ def pack_samples(samples: list[tuple[float, float]]) -> str:
 class WindowState:
     """Window samples per (rule id, group), and which slots changed since last taken."""
 
+    start: float
+    """Receive time from which every event of the log was seen (default -inf: all of them)."""
+
     def __init__(self) -> None: ...
     def put(self, rule_id: str, group: str, samples: list[tuple[float, float]]) -> None:
         """Sets a slot's samples (as loaded from the store), not marked changed."""

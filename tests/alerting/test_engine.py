@@ -13,7 +13,9 @@ import pytest
 import sqlalchemy as sa
 
 from aiaudit.alerting.engine import CONSUMER
-from aiaudit.alerting.store import unpack_samples
+from aiaudit.alerting.model import StoredRule
+from aiaudit.alerting.rulebook import default_pack
+from aiaudit.alerting.store import AlertStore, unpack_samples
 from aiaudit.alerting.tables import deliveries, windows
 from aiaudit.common.access import AccessLog
 from aiaudit.common.auth import Caller
@@ -423,4 +425,59 @@ def test_a_value_holding_nul_fires_its_alert_and_holds_no_tenant(
     key = "budget-exceeded:bob:monthly\x00usd"
     assert rows["budget-exceeded"].dedup_key == (
         "budget-exceeded:bob:monthly\ufffdusd#sha256:" + hashlib.sha256(key.encode()).hexdigest()
+    )
+
+
+def _tokens(tenant: str, user: str, tokens: int) -> ev.Event:
+    e = interaction(tenant, user=user)
+    e.usage.input_tokens, e.usage.output_tokens = tokens, 0
+    return e
+
+
+@pytest.mark.parametrize("restart", [False, True], ids=["live", "restarted"])
+@pytest.mark.parametrize(
+    ("log_began", "rule_changed", "fires"),
+    [(120, None, True), (10, None, False), (120, 30, False), (120, 70, True)],
+    ids=["quiet-hour-watched", "new-log", "rule-changed-since", "rule-changed-before"],
+)
+def test_a_token_spike_after_a_quiet_hour_fires_once_the_engine_watched_that_hour(
+    store: SqlEventStore,
+    consumer: SqlEventStore,
+    tenant: str,
+    restart: bool,
+    log_began: int,
+    rule_changed: int | None,
+    fires: bool,
+) -> None:
+    """``token-spike`` compares 5 minutes with the hour before, and an hour without a sample
+    was no reference: a user idle for an hour who then burnt 12,000 tokens (or 2M) raised
+    nothing (review, 2026-12-06). An empty hour is a rate of 0 now, once the engine has seen
+    all of it: not when the log (minutes: ``log_began``) or the rule's row (``rule_changed``)
+    is younger than the window and its baseline, or every busy user of a new rule would
+    spike at once. A restarted engine decides alike (the log's start is read again)."""
+    burst = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    append(store, [_tokens(tenant, "bob", 10)], burst - dt.timedelta(minutes=log_began))
+    if rule_changed is not None:  # the tenant's own row of the pack rule, changed then
+        source = next(r.source for r in default_pack() if r.id == "token-spike")
+        with AlertStore(consumer.engine).write() as conn, conn.begin():
+            AlertStore(consumer.engine).put_rule(
+                conn,
+                StoredRule(
+                    tenant,
+                    "token-spike",
+                    source,
+                    True,
+                    ev.SEVERITY_LOW,
+                    burst - dt.timedelta(minutes=rule_changed),
+                ),
+            )
+    engine = make_engine(consumer, window_save_events=1000)  # windows rebuilt by replay
+    for k in range(4):  # 3 x 3,000 tokens: 9,000, below the threshold (10,000); then 12,000
+        if k == 3 and restart:
+            engine = make_engine(consumer, window_save_events=1000)
+        append(store, [_tokens(tenant, "mallory", 3_000)], burst + dt.timedelta(seconds=20 * k))
+        drain(engine, tenant)
+    rows = alert_rows(consumer, tenant, "token-spike")
+    assert [(r.dedup_key, r.summary) for r in rows] == (
+        [("token-spike:mallory", "Token spike by mallory")] if fires else []
     )

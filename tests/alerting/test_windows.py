@@ -220,3 +220,23 @@ def test_distinct_values_make_distinct_groups(values: list[tuple[str, str]]) -> 
     assert len(_groups(PAIR_RULE, events)[0]) == len(set(values))
     single = [interaction("t", user=u) for u, _ in values]
     assert len(_groups(USER_RULE, single)[0]) == len({u for u, _ in values})
+
+
+def test_an_empty_baseline_is_a_rate_of_zero_only_if_all_of_it_was_watched() -> None:
+    """A count, rate or sum over a baseline without samples was no reference and never
+    fired (review, 2026-12-06: ``token-spike`` missed 2M tokens after an idle hour). Now it
+    is 0 when the windows saw the whole baseline (``start``, and a rule's ``since``);
+    an average, minimum, maximum or percentile of nothing is still no reference."""
+    spike = "    baseline: {duration: 10m, factor: 4}\n    percentile: 50\n"
+    burst = [(1000.0 + t, 100.0) for t in range(0, 60, 10)]  # baselines from (340, 940]
+    for kind in ("count", "rate", "sum", "avg", "min", "max", "percentile"):
+        rule = _rule(kind, "gt: 0", spike)
+        got = _run(rule, burst, WindowState())  # a state of its own saw everything
+        assert (got[0] is not None) == (kind in ("count", "rate", "sum")), (kind, got)
+        late = WindowState()
+        late.start = 400.0  # watching began inside every baseline: nothing fires
+        assert _run(rule, burst, late) == [None] * len(burst), kind
+        events = [_event(v).SerializeToString() for _, v in burst]
+        times = [t for t, _ in burst]
+        changed = Evaluator([rule]).evaluate(events, times, WindowState(), since={"w": 400.0})
+        assert changed == [], kind  # nor when the rule changed inside it

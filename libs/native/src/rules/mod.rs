@@ -47,7 +47,6 @@ type Recorded = (usize, String, String, f64, f64);
 
 /// Window samples per rule id and group, and which slots changed since last taken.
 #[pyclass(module = "aiaudit_native")]
-#[derive(Default)]
 pub struct WindowState {
     /// Rule id -> group -> (samples, changed since last taken).
     slots: HashMap<String, HashMap<String, (Series, bool)>>,
@@ -55,6 +54,23 @@ pub struct WindowState {
     /// an erased event), and what was recorded since last taken.
     journaled: HashSet<String>,
     journal: Vec<Recorded>,
+    /// The receive time from which these windows have seen every event of their
+    /// log (the engine: its first entry's); a baseline that began earlier was not
+    /// all watched, so its emptiness means nothing. Unset: -inf, the samples are all
+    /// there ever were (testing rules on a file of events).
+    #[pyo3(get, set)]
+    start: f64,
+}
+
+impl Default for WindowState {
+    fn default() -> Self {
+        WindowState {
+            slots: HashMap::new(),
+            journaled: HashSet::new(),
+            journal: Vec::new(),
+            start: f64::NEG_INFINITY,
+        }
+    }
 }
 
 impl WindowState {
@@ -525,9 +541,10 @@ impl RuleProgram {
                             .journal
                             .push((i, rule.id.clone(), group.clone(), now, sample));
                     }
+                    let watched = since[m.rule].max(windows.start);
                     let series = windows.slot(&rule.id, &group);
                     series.add(now, sample, w.window.horizon());
-                    let (fires, aggregate) = w.window.fires(series, now);
+                    let (fires, aggregate) = w.window.fires(series, now, watched);
                     if fires {
                         hits.push((i, m.rule, group, m.evidence, Some(aggregate)));
                     }

@@ -215,8 +215,10 @@ impl Window {
     /// Whether the aggregate crosses the threshold (and the baseline factor), and its value.
     ///
     /// The window holds the samples later than `now - duration`; the baseline
-    /// those in the `baseline` duration before it.
-    pub fn fires(&self, s: &Series, now: f64) -> (bool, f64) {
+    /// those in the `baseline` duration before it. `watched`: the time from which
+    /// the series has seen every matching event (the rule's last change, or when
+    /// the log began), which tells a quiet baseline from one never looked at.
+    pub fn fires(&self, s: &Series, now: f64, watched: f64) -> (bool, f64) {
         let cut = s.after(now - self.seconds);
         let value = self.aggregate(s, cut, s.len(), self.seconds);
         if !self.op.holds(value, self.threshold) {
@@ -225,9 +227,21 @@ impl Window {
         if self.baseline_seconds <= 0.0 {
             return (true, value);
         }
-        let first_base = s.after(now - self.seconds - self.baseline_seconds);
+        let base_start = now - self.seconds - self.baseline_seconds;
+        let first_base = s.after(base_start);
         if first_base >= cut {
-            return (false, value);
+            // No sample in the baseline. A count, rate or sum was then 0 there, provided
+            // the whole baseline was watched and no sample of it went for the cap (a full
+            // series may have dropped it): a user idle for an hour who burns 2M tokens
+            // in 5 minutes is a spike (it never fired). An average, minimum, maximum or
+            // percentile of nothing is no reference, nor is a baseline never watched: a
+            // new rule (or a new log) would otherwise fire for every busy group at once.
+            let rate = matches!(
+                self.aggregate,
+                Aggregate::Count | Aggregate::Rate | Aggregate::Sum
+            );
+            let quiet = rate && watched <= base_start && s.len() < MAX_SAMPLES;
+            return (quiet && value > 0.0, value);
         }
         let mut reference = self.aggregate(s, first_base, cut, self.baseline_seconds);
         if matches!(self.aggregate, Aggregate::Count | Aggregate::Sum) {
@@ -259,13 +273,69 @@ mod tests {
         for (t, v) in [(0.0, 100.0), (30.0, 5.0), (70.0, 7.0), (80.0, 9.0)] {
             s.add(t, v, 3600.0);
         }
-        assert_eq!(window(Aggregate::Count, 2.0).fires(&s, 80.0), (true, 3.0));
-        assert_eq!(window(Aggregate::Sum, 21.0).fires(&s, 80.0), (false, 21.0));
-        assert_eq!(window(Aggregate::Max, 8.0).fires(&s, 80.0), (true, 9.0));
-        assert_eq!(window(Aggregate::Min, 4.0).fires(&s, 80.0), (true, 5.0));
         assert_eq!(
-            window(Aggregate::Percentile, 6.0).fires(&s, 80.0),
+            window(Aggregate::Count, 2.0).fires(&s, 80.0, f64::NEG_INFINITY),
+            (true, 3.0)
+        );
+        assert_eq!(
+            window(Aggregate::Sum, 21.0).fires(&s, 80.0, f64::NEG_INFINITY),
+            (false, 21.0)
+        );
+        assert_eq!(
+            window(Aggregate::Max, 8.0).fires(&s, 80.0, f64::NEG_INFINITY),
+            (true, 9.0)
+        );
+        assert_eq!(
+            window(Aggregate::Min, 4.0).fires(&s, 80.0, f64::NEG_INFINITY),
+            (true, 5.0)
+        );
+        assert_eq!(
+            window(Aggregate::Percentile, 6.0).fires(&s, 80.0, f64::NEG_INFINITY),
             (true, 7.0)
+        );
+    }
+
+    fn spike(aggregate: Aggregate) -> Window {
+        Window {
+            baseline_seconds: 600.0,
+            factor: 4.0,
+            ..window(aggregate, 5.0)
+        }
+    }
+
+    #[test]
+    fn an_empty_baseline_is_a_rate_of_zero_once_it_was_watched() {
+        let mut s = Series::default();
+        for t in 0..10 {
+            s.add(1000.0 + f64::from(t), 1.0, 660.0);
+        }
+        // The baseline is (349, 949]: watched since 349 or earlier, it was quiet.
+        for aggregate in [Aggregate::Count, Aggregate::Rate, Aggregate::Sum] {
+            assert!(spike(aggregate).fires(&s, 1009.0, 349.0).0, "{aggregate:?}");
+            assert!(
+                !spike(aggregate).fires(&s, 1009.0, 349.5).0,
+                "{aggregate:?}"
+            );
+        }
+        let mut avg = spike(Aggregate::Avg);
+        avg.threshold = 0.5;
+        assert!(!avg.fires(&s, 1009.0, f64::NEG_INFINITY).0);
+        // One sample in the baseline: compared with it, watched or not (as before).
+        s.add(500.0, 1.0, 660.0);
+        assert!(spike(Aggregate::Count).fires(&s, 1009.0, 1000.0).0);
+    }
+
+    #[test]
+    fn a_full_series_may_have_dropped_its_baseline() {
+        let mut s = Series::default();
+        for i in 0..=MAX_SAMPLES {
+            s.add(1000.0 + i as f64 / 1000.0, 1.0, 660.0); // the first went for the cap
+        }
+        assert_eq!(s.len(), MAX_SAMPLES);
+        assert!(
+            !spike(Aggregate::Count)
+                .fires(&s, 1010.0, f64::NEG_INFINITY)
+                .0
         );
     }
 

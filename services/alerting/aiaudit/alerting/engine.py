@@ -329,6 +329,16 @@ class Engine:
         found = conn.execute(q).scalar()
         return int(found or 0) == expected
 
+    def _log_start(self, log_id: str) -> float:
+        """The receive time of a log's first entry: the engine has seen every event since.
+
+        A spike rule's empty baseline counts as quiet only if it began at or after this
+        (and after the rule's last change): else a new log's first busy users would
+        all spike. Read from the log, not kept, so a restart decides as the engine did.
+        """
+        first = self.events.read_log(log_id, 0, 1, content=False)
+        return first[0].receive_time.timestamp() if first else -math.inf
+
     def _replay(
         self,
         rules: list[Rule],
@@ -448,6 +458,7 @@ class Engine:
             else:
                 windowed = [r.id for r in rules if r.window is not None]
                 windows = self.store.load_windows(conn, tenant, windowed)
+                windows.start = self._log_start(log_id)
                 saved = cursors.position(conn, WINDOWS, log_id)
                 journal = functools.partial(self.store.load_journal, conn, tenant, saved, start)
                 self._replay(rules, log_id, saved, start, windows, since, journal)
