@@ -88,6 +88,39 @@ def _certificates(s: Settings) -> ServerCertificates | None:
         ) from None
 
 
+def keepalive_options(s: Settings) -> list[tuple[str, int]]:
+    """HTTP/2 keepalive of the server's connections, and the pings it takes from clients.
+
+    The server pings every connection each ``keepalive_time_seconds`` (with
+    calls or without, however quiet the stream) and closes one whose ping is
+    unanswered after ``keepalive_timeout_seconds``: its calls are cancelled, so
+    a long stream of a client that vanished without a FIN or RST (a NAT that
+    dropped its mapping, a cut network) ends and gives back its slot. Without
+    it gRPC waits for TCP, about two hours: four vanished ``WatchAlerts`` of
+    one principal refused its every new watch that long (review, 2026-12-05).
+    gRPC bounds the unanswered ping by ``grpc.http2.ping_timeout_ms`` (one
+    minute by default), not by ``grpc.keepalive_timeout_ms`` alone: both are set.
+
+    Clients may ping as often as ``keepalive_min_client_ping_seconds``, with
+    calls or without. gRPC's defaults are 5 minutes, and 2 hours without
+    calls: under them a client pinging a quiet watch every 20 s (grpc-go's
+    ``keepalive.ClientParameters``, say) is sent GOAWAY ``too_many_pings`` at
+    its fourth ping, and the watch ends ``UNAVAILABLE``.
+    """
+    timeout = int(s.keepalive_timeout_seconds * 1000)
+    return [
+        ("grpc.keepalive_time_ms", int(s.keepalive_time_seconds * 1000)),
+        ("grpc.keepalive_timeout_ms", timeout),
+        ("grpc.http2.ping_timeout_ms", timeout),
+        ("grpc.http2.max_pings_without_data", 0),  # a quiet stream is pinged all the same
+        ("grpc.keepalive_permit_without_calls", 1),
+        (
+            "grpc.http2.min_ping_interval_without_data_ms",
+            int(s.keepalive_min_client_ping_seconds * 1000),
+        ),
+    ]
+
+
 def start(settings: Settings, shared_port: bool = False) -> Suite:
     """Opens the store (migrating the embedded one), starts the components, serves.
 
@@ -116,6 +149,7 @@ def start(settings: Settings, shared_port: bool = False) -> Suite:
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
         ("grpc.so_reuseport", int(shared_port)),
+        *keepalive_options(settings),
     ]
     gate = [] if auth.dev_mode else [CredentialGate(auth)]  # before a call takes a thread
     server = grpc.server(

@@ -50,6 +50,16 @@ class Settings:
     shutdown_grace_seconds: float = 5.0
     """How long a stopping server lets calls in flight finish (exports, streams) before it
     cancels them; under the pod's ``terminationGracePeriodSeconds``."""
+    keepalive_time_seconds: float = 30.0
+    """The server pings each connection this often (HTTP/2 keepalive), so a client that
+    vanished without closing (a NAT that dropped its mapping, a cut network) is found and
+    its calls end: a stream's slot (WatchAlerts, AppendStream, Export) comes back."""
+    keepalive_timeout_seconds: float = 10.0
+    """A connection whose ping is not answered within this is closed, its calls cancelled."""
+    keepalive_min_client_ping_seconds: float = 10.0
+    """How often clients may ping (their keepalive): more often, three times running
+    without data between, is GOAWAY ``too_many_pings``. 10 s is the least grpc-go and
+    grpc-java clients allow themselves."""
     api_keys_file: Path | None = None
     """YAML of API keys (SHA-256 only), tenants and roles; see README "Authentication"."""
     oidc_issuer: str = ""
@@ -217,6 +227,14 @@ def _validate(s: Settings) -> None:
         raise ConfigError(
             f"setting 'shutdown_grace_seconds': {s.shutdown_grace_seconds:g}; 0 to 3600"
         )
+    for name, most in (
+        ("keepalive_time_seconds", 7200),
+        ("keepalive_timeout_seconds", 600),
+        ("keepalive_min_client_ping_seconds", 7200),
+    ):
+        value = getattr(s, name)
+        if not 1 <= value <= most:
+            raise ConfigError(f"setting {name!r}: {value:g}; 1 to {most}")
     if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise ConfigError(
             f"setting 'log_level': {s.log_level!r}; one of DEBUG, INFO, WARNING, ERROR, CRITICAL"
