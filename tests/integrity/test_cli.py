@@ -22,8 +22,10 @@ from aiaudit.common import client
 from aiaudit.common.store import SqlEventStore
 from aiaudit.common.store.prepare import prepare
 from aiaudit.common.store.schema import content_keys
+from aiaudit.common.store.sql import Receipt
 from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.integrity import bundle, merkle, note
+from aiaudit.integrity.receipts import ReceiptNotary
 from aiaudit.integrity.signers import FileKeys
 from tests.helpers import interaction, wait_until
 from tests.integrity.conftest import ORIGIN_PREFIX, Notaries, append
@@ -316,6 +318,68 @@ def test_malformed_lines_are_problems_not_tracebacks(
     path.write_bytes(forge(first))
     assert verify(path, key_of(tmp_path), "--origin-prefix", ORIGIN_PREFIX) == 1
     assert f"line 1 {what}" in capsys.readouterr().out
+
+
+def _receipt(tmp_path: Path) -> Path:
+    """A genuine receipt note of TENANT, signed by the key of :func:`make_bundle`."""
+    keys = FileKeys(ORIGIN_PREFIX, tmp_path / "key.pem")
+    leaf = merkle.leaf_hash(b"event")
+    got = Receipt("e-9", TENANT, 9, leaf, dt.datetime.now(dt.UTC))
+    path = tmp_path / "receipt.note"
+    path.write_text(ReceiptNotary(keys, ORIGIN_PREFIX).sign([got])[0])
+    return path
+
+
+def test_a_bundle_beside_a_receipt_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only the receipt was read: a tampered bundle given with a valid receipt passed (exit 0)."""
+    lines = make_bundle(tmp_path)
+    lines[1]["content"] = {k: "FORGED" for k in lines[1]["content"]}
+    tampered = write(tmp_path / "tampered.jsonl", lines)
+    receipt = _receipt(tmp_path)
+    key = key_of(tmp_path)
+    prefix = ["--verifier-key", key, "--origin-prefix", ORIGIN_PREFIX]
+    assert main(["verify", "--receipt", str(receipt), *prefix]) == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:
+        main(["verify", "--bundle", str(tampered), *prefix, "--receipt", str(receipt)])
+    assert exited.value.code == 2
+    assert "argument --receipt: not allowed with argument --bundle" in capsys.readouterr().err
+    assert verify(tampered, key, "--origin-prefix", ORIGIN_PREFIX) == 1
+
+
+@pytest.mark.parametrize("offline", ["--bundle", "--receipt"])
+@pytest.mark.parametrize(
+    "option",
+    [
+        ["--database-url", "sqlite:///elsewhere.db"],
+        ["--mode", "full"],  # even the default: it is not what an offline check does
+        ["--workers", "4"],
+        ["--checkpoint-dir", "cps"],
+    ],
+)
+def test_options_of_the_store_are_refused_offline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], offline: str, option: list[str]
+) -> None:
+    """They were silently ignored beside --bundle or --receipt."""
+    path = write(tmp_path / "b.jsonl", make_bundle(tmp_path)) if offline == "--bundle" else None
+    path = path or _receipt(tmp_path)
+    argv = ["verify", offline, str(path), "--verifier-key", key_of(tmp_path), *option]
+    with pytest.raises(SystemExit) as exited:
+        main([*argv, "--origin-prefix", ORIGIN_PREFIX])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option[0]}: not allowed with argument {offline}" in err
+    assert "are options of verifying the store" in err
+
+
+def test_log_is_refused_with_a_receipt(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["verify", "--receipt", str(_receipt(tmp_path)), "--verifier-key", key_of(tmp_path)]
+    with pytest.raises(SystemExit) as exited:
+        main([*argv, "--origin-prefix", ORIGIN_PREFIX, "--log", "other"])
+    assert exited.value.code == 2
+    assert "argument --log: not allowed with argument --receipt" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

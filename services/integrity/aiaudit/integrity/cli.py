@@ -95,8 +95,44 @@ def _progress(log_id: str, done: int, size: int) -> None:
     print(f"verify: log {log_id}: {done}/{size} events", file=sys.stderr, flush=True)
 
 
+_STORE_ONLY = (
+    ("--database-url", "database_url"),
+    ("--mode", "mode"),
+    ("--workers", "workers"),
+    ("--checkpoint-dir", "checkpoint_dir"),
+)
+"""``aiaudit verify``'s options that only a verification of the store reads."""
+
+
+def _not_offline(args: argparse.Namespace) -> str | None:
+    """Why the options cannot go together: one of the store's with ``--bundle`` or ``--receipt``.
+
+    Each was silently ignored there, so a command line could seem to check
+    more, or other things, than it did (as ``--bundle`` beside ``--receipt``
+    did, which argparse refuses now: only the receipt was read, and a
+    tampered bundle passed). ``--log`` selects lines of a bundle or logs of
+    the store; a receipt names its one log itself.
+    """
+    if args.bundle is None and args.receipt is None:
+        return None
+    offline = "--bundle" if args.bundle is not None else "--receipt"
+    given = [flag for flag, dest in _STORE_ONLY if getattr(args, dest) is not None]
+    if given:
+        return (
+            f"argument {given[0]}: not allowed with argument {offline} "
+            f"({', '.join(f for f, _ in _STORE_ONLY)} are options of verifying the store)"
+        )
+    if args.receipt is not None and args.log:
+        return "argument --log: not allowed with argument --receipt (a receipt names its log)"
+    return None
+
+
 def run_verify(args: argparse.Namespace, settings: Settings) -> int:
-    """``aiaudit verify``: the whole store, or an offline bundle; non-zero if anything is wrong."""
+    """``aiaudit verify``: the whole store, an offline bundle or a receipt; non-zero if wrong.
+
+    ``--bundle`` and ``--receipt`` exclude each other and the store's options
+    (:func:`_not_offline`), so what is verified is exactly what was named.
+    """
     s = integrity_settings.load(settings)
     keys = _keys(args, settings, s)
     origin_prefix = args.origin_prefix or s.origin_prefix
@@ -121,8 +157,8 @@ def run_verify(args: argparse.Namespace, settings: Settings) -> int:
             args.checkpoint_dir or integrity_settings.checkpoint_dir(settings, s),
             args.log or (),
             _progress,
-            args.mode,
-            args.workers,
+            args.mode or "full",
+            args.workers or 1,
             store.keys,
         )
     for problem in report.problems:
@@ -308,8 +344,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: C
         parser: argparse.ArgumentParser,
         run: Callable[[argparse.Namespace, Settings], int],
         offline: Callable[[argparse.Namespace], bool] = lambda _: True,
+        refused: Callable[[argparse.Namespace], str | None] = lambda _: None,
     ) -> None:
         def func(args: argparse.Namespace) -> int:
+            if why := refused(args):
+                parser.error(why)  # exit 2 with the usage, as argparse's own refusals
             try:
                 return run(args, _settings(args, offline(args)))
             except CommandFailedError as exc:
@@ -333,27 +372,26 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: C
     trusted(verify)
     verify.add_argument("--database-url", help="store to verify (a read-only login is enough)")
     verify.add_argument("--log", action="append", help="only this log (repeatable)")
-    verify.add_argument("--bundle", type=Path, help="verify an offline bundle, no server or store")
+    what = verify.add_mutually_exclusive_group()
+    what.add_argument("--bundle", type=Path, help="verify an offline bundle, no server or store")
+    what.add_argument(
+        "--receipt", type=Path, help="verify a signed receipt note offline and print its events"
+    )
     verify.add_argument(
         "--mode",
         choices=MODES,
-        default="full",
         help="full: every check (default); leaves: canonical bytes, leaves, tree and "
         "checkpoints only, near the hash rate",
     )
     verify.add_argument(
         "--workers",
         type=arguments.at_least(1),
-        default=1,
-        help="processes for the full mode's JSON checks",
-    )
-    verify.add_argument(
-        "--receipt", type=Path, help="verify a signed receipt note offline and print its events"
+        help="processes for the full mode's JSON checks (default 1)",
     )
     verify.add_argument(
         "--checkpoint-dir", type=Path, help="exported checkpoints to check too (default: config)"
     )
-    bind(verify, run_verify)
+    bind(verify, run_verify, refused=_not_offline)
 
     integrity = sub.add_parser("integrity", help="notary keys, Vault bootstrap, bundles")
     isub = integrity.add_subparsers(dest="integrity_command", required=True)
