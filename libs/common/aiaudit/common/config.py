@@ -30,6 +30,11 @@ class ConfigError(ValueError):
     """A setting is missing or wrong; the message names it and says what is expected."""
 
 
+ZERO_ALLOWED = {"zero_allowed": True}
+"""Field metadata of a number for which 0 means something (``retention_days: 0`` = forever);
+every other number must be positive."""
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every setting of the suite. Keys of the config file are these field names."""
@@ -47,9 +52,9 @@ class Settings:
     allow_insecure: bool = False
     health_address: str = ""
     """Optional plaintext HOST:PORT serving only grpc.health.v1 (kubelet probes cannot do TLS)."""
-    shutdown_grace_seconds: float = 5.0
+    shutdown_grace_seconds: float = dataclasses.field(default=5.0, metadata=ZERO_ALLOWED)
     """How long a stopping server lets calls in flight finish (exports, streams) before it
-    cancels them; under the pod's ``terminationGracePeriodSeconds``."""
+    cancels them (0: at once); under the pod's ``terminationGracePeriodSeconds``."""
     keepalive_time_seconds: float = 30.0
     """The server pings each connection this often (HTTP/2 keepalive), so a client that
     vanished without closing (a NAT that dropped its mapping, a cut network) is found and
@@ -105,11 +110,6 @@ class Settings:
 
 SECTIONS = ("ingest", "integrity", "search", "alerting")
 """Per-service sections of the config file (``integrity: {...}``), read by each service."""
-
-
-ZERO_ALLOWED = {"zero_allowed": True}
-"""Field metadata of a number for which 0 means something (``retention_days: 0`` = forever);
-every other number must be positive."""
 
 
 def _convert(cls: type, name: str, raw: object, where: str) -> object:
