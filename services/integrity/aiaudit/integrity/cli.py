@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import io
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -14,12 +15,12 @@ import grpc
 import hvac
 import sqlalchemy as sa
 
-from aiaudit.common import access, arguments, client, config, erasure
+from aiaudit.common import access, arguments, client, config, erasure, files
 from aiaudit.common.auth import Caller
 from aiaudit.common.config import ConfigError, Settings
 from aiaudit.common.keys import configured
 from aiaudit.common.store import SqlEventStore, open_store
-from aiaudit.integrity import bundle, receipts, vault
+from aiaudit.integrity import bundle, receipts, storage, vault
 from aiaudit.integrity import settings as integrity_settings
 from aiaudit.integrity.component import key_source
 from aiaudit.integrity.note import NoteError, VerifierKey, parse_verifier_key
@@ -305,17 +306,52 @@ def run_export_bundle(args: argparse.Namespace, settings: Settings) -> int:
             "include_content": not args.no_content,
             "database_user": sa.make_url(read_url).username or "",
         }
+        try:
+            n = _write_recorded(store, cp, args, settings, requested_by, details)
+        except KeyboardInterrupt:
+            print(f"{_PROG}: interrupted; {args.out} not written", file=sys.stderr)
+            return 130  # 128 + SIGINT, as a shell reports a command Ctrl-C stopped
+    print(f"{n} event(s) written to {args.out}", file=sys.stderr)
+    return 0
+
+
+_PROG = "aiaudit integrity export-bundle"
+
+
+def _write_recorded(
+    store: SqlEventStore,
+    cp: storage.StoredCheckpoint,
+    args: argparse.Namespace,
+    settings: Settings,
+    requested_by: str,
+    details: dict[str, str | int | bool],
+) -> int:
+    """The bundle into ``args.out``: opened, then the export recorded, then written and named.
+
+    The destination is opened first, so that one that cannot be written (a
+    directory, ``/dev/full``) fails the command before the record commits an
+    export that never happened. The bundle takes its name only once complete
+    (:func:`files.written_whole`: a private temporary file, renamed): an export
+    stopped midway leaves no file that passes for the whole bundle, and none
+    readable by others (it holds content and salts). What fails once the
+    record is committed (a disk full midway) leaves the record of the attempt.
+    """
+    with contextlib.ExitStack() as stack:
+        try:
+            raw = stack.enter_context(files.written_whole(args.out))
+        except OSError as exc:
+            raise CommandFailedError(f"cannot write {args.out}: {exc.strerror or exc}") from None
         _record_export(
             args.record_url or settings.store_url, settings, args.log, requested_by, details
         )
+        out = io.TextIOWrapper(raw, encoding="utf-8", newline="\n")
         try:
-            out = args.out.open("w", encoding="utf-8")
+            n = bundle.export(store, cp, out, args.start, args.count, not args.no_content)
+            out.flush()
         except OSError as exc:
             raise CommandFailedError(f"cannot write {args.out}: {exc.strerror or exc}") from None
-        with out:
-            n = bundle.export(store, cp, out, args.start, args.count, not args.no_content)
-    print(f"{n} event(s) written to {args.out}", file=sys.stderr)
-    return 0
+        out.detach()  # the file is written_whole's to sync, close and name
+    return n
 
 
 def _settings(args: argparse.Namespace, offline: bool) -> Settings:

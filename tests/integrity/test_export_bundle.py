@@ -1,0 +1,153 @@
+"""``aiaudit integrity export-bundle``'s output file: whole or absent, private, checked first.
+
+The bundle holds content and salts, and each of its lines verifies on its
+own: a file cut after any line passes for a complete bundle. So it is
+written to a private temporary file beside the destination and renamed once
+complete, and a destination that cannot be written fails the command before
+the export's access record is committed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from aiaudit.cli.main import main
+from aiaudit.common.store import SqlEventStore
+from aiaudit.common.store.prepare import prepare
+from aiaudit.common.store.schema import content_keys
+from aiaudit.integrity.signers import FileKeys
+from tests.helpers import access_records, interaction, wait_until
+from tests.integrity.conftest import ORIGIN_PREFIX, Notaries
+from tests.integrity.test_cli import checkpointed, said, verify
+from tests.integrity.test_notary import covers
+
+
+def exporting(store_url: str, notaries: Notaries, tenant: str) -> list[str]:
+    """The command line of an export of ``tenant``, read as the notary, recorded by the writer."""
+    return [
+        "integrity",
+        "export-bundle",
+        "--database-url",
+        notaries.url,
+        "--record-database-url",
+        store_url,
+        "--requested-by",
+        "dpo",
+        "--log",
+        tenant,
+    ]
+
+
+def leftovers(directory: Path) -> list[str]:
+    """Temporary files an export left beside its destination."""
+    return sorted(p.name for p in directory.iterdir() if p.name.endswith(".partial"))
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    """The usual umask, under which a plain ``open`` makes a file anyone may read."""
+    before = os.umask(0o022)
+    yield
+    os.umask(before)
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)  # the one sealing by default
+def test_an_export_that_fails_midway_leaves_no_bundle(
+    store_url: str,
+    store: SqlEventStore,
+    notaries: Notaries,
+    tenant: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Written in place, the first 1,000 lines stayed under the bundle's name: a bundle that
+    verified as complete. The failure here is real: bob's data key altered, so the second
+    batch of events (his) does not open, after alice's 1,000 were written."""
+    now = dt.datetime.now(dt.UTC)
+    events = [interaction(tenant, text=f"m{i}") for i in range(1000)]
+    events += [interaction(tenant, text=f"b{i}", user="bob") for i in range(2)]
+    store.append_group([[prepare(e, now) for e in events]])
+    keys = FileKeys(ORIGIN_PREFIX, tmp_path / "key.pem")
+    notaries.start(keys)
+    wait_until(lambda: covers(notaries.url, tenant, 1002))
+    engine = sa.create_engine(store_url)
+    with engine.begin() as conn:
+        changed = conn.execute(
+            sa.update(content_keys)
+            .where(content_keys.c.log_id == tenant, content_keys.c.subject == "bob")
+            .values(wrapped=sa.func.substr(content_keys.c.wrapped, 2))
+        )
+        assert changed.rowcount == 1, "the embedded store seals content"
+    engine.dispose()
+    out = tmp_path / "out.jsonl"
+    out.write_text("an earlier file\n")
+    assert main([*exporting(store_url, notaries, tenant), str(out)]) == 1
+    assert "does not open" in said(capsys)[0]
+    assert out.read_text() == "an earlier file\n"  # neither cut nor truncated
+    assert leftovers(tmp_path) == []
+    # Without content nothing is unsealed: the whole bundle is written, under its name.
+    assert main([*exporting(store_url, notaries, tenant), "--no-content", str(out)]) == 0
+    assert len(out.read_text().splitlines()) >= 1002
+    key = keys.verifier_keys()[0].encode()
+    assert verify(out, key, "--origin-prefix", ORIGIN_PREFIX, "--log", tenant) == 0
+    assert leftovers(tmp_path) == []
+
+
+def test_a_bundle_is_readable_by_its_owner_only(
+    store_url: str,
+    store: SqlEventStore,
+    notaries: Notaries,
+    tenant: str,
+    tmp_path: Path,
+    umask_022: None,
+) -> None:
+    """It holds content and salts; it was created 0644 under the usual umask."""
+    keys = checkpointed(store, notaries, tenant, tmp_path)
+    out = tmp_path / "out.jsonl"
+    out.write_text("an earlier file, readable by all\n")
+    out.chmod(0o644)
+    assert main([*exporting(store_url, notaries, tenant), str(out)]) == 0
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(lines) >= 3 and all("content" in line for line in lines[:3])
+    key = keys.verifier_keys()[0].encode()
+    assert verify(out, key, "--origin-prefix", ORIGIN_PREFIX, "--log", tenant) == 0
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("where", "error"),
+    [
+        ("directory", "Is a directory"),
+        ("/dev/full", "No space left on device"),  # a device that refuses every write
+        ("missing/out.jsonl", "No such file or directory"),
+    ],
+)
+def test_an_unwritable_destination_records_no_export(
+    store_url: str,
+    store: SqlEventStore,
+    notaries: Notaries,
+    tenant: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    where: str,
+    error: str,
+) -> None:
+    """The record was committed before the file was opened: it named an export that did not
+    happen. The destination is opened (and a device tried) first now."""
+    checkpointed(store, notaries, tenant, tmp_path)
+    (tmp_path / "directory").mkdir()
+    out = tmp_path / where if not where.startswith("/") else Path(where)
+    capsys.readouterr()
+    assert main([*exporting(store_url, notaries, tenant), str(out)]) == 1
+    assert said(capsys) == [f"aiaudit integrity export-bundle: cannot write {out}: {error}"]
+    assert access_records(store_url, tenant) == []
+    assert leftovers(tmp_path) == leftovers(tmp_path / "directory") == []
