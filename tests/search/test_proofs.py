@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import psycopg
 import pytest
 import sqlalchemy as sa
 import yaml
@@ -302,5 +303,39 @@ def test_unreachable_integrity_service_never_fails_reads(tmp_path: Path, tenant:
             )
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
         assert "127.0.0.1:1" in str(caught.value.details())
+    finally:
+        stop(running)
+
+
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)  # SQLite's readers never wait
+def test_an_integrity_call_that_times_out_says_so(
+    tmp_path: Path, store_url: str, request: pytest.FixtureRequest, tenant: str
+) -> None:
+    """It was reported as the integrity service being unavailable, "retry": a retry of the
+    same export timed out again. Made real: the checkpoints table locked by the database
+    owner while the export asks integrity for its checkpoint."""
+    url, pg = database(store_url, request)
+    assert pg is not None
+    running = start_proof_suite(tmp_path, url, pg, search={"integrity_timeout": 0.5})
+    try:
+        running.append([interaction(tenant, f"d-{i}") for i in range(3)])
+        running.wait_indexed(tenant, 3)
+        wait_until(lambda: covered_size(running, tenant) >= 3)
+        with psycopg.connect(pg.admin_dsn) as owner:
+            owner.execute("LOCK TABLE integrity_checkpoints IN ACCESS EXCLUSIVE MODE")
+            with pytest.raises(grpc.RpcError) as caught:
+                export(
+                    running,
+                    "compliance_officer",
+                    tenant,
+                    format=pb.EXPORT_FORMAT_JSONL,
+                    include_proofs=True,
+                )
+            owner.rollback()
+        assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert caught.value.details() == (
+            f"the integrity service at {running.address} did not answer within 0.5s "
+            "(search.integrity_timeout); the export was stopped"
+        )
     finally:
         stop(running)

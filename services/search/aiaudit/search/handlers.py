@@ -115,13 +115,33 @@ def _sealing_error(exc: KekError | SealError) -> _AbortError:
     return _AbortError(status.sealing(exc))
 
 
-def _integrity_error(exc: grpc.RpcError, address: str) -> _AbortError:
-    """An IntegrityService failure as this call's status (the caller's own denials kept)."""
+def _integrity_error(exc: grpc.RpcError, integrity: IntegrityClient) -> _AbortError:
+    """An IntegrityService failure as this call's status (the caller's own denials kept).
+
+    A call that outlived ``search.integrity_timeout`` is DEADLINE_EXCEEDED
+    and says so: it was reported as the service being unavailable, and a
+    retry of the same export timed out again (review: 500 proofs of a large
+    embedded log took longer than the default 5 s).
+    """
     code: grpc.StatusCode = exc.code()
     details = str(exc.details())
+    address = integrity.address
     if code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
         return _AbortError(status.error(code.value[0], f"integrity service: {details}", code.name))
-    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        log.warning(
+            "integrity service at %s timed out after %gs: %s", address, integrity.timeout, details
+        )
+        return _AbortError(
+            status.error(
+                code_pb2.DEADLINE_EXCEEDED,
+                f"the integrity service at {address} did not answer within "
+                f"{integrity.timeout:g}s (search.integrity_timeout); the export was stopped",
+                "INTEGRITY_TIMEOUT",
+                timeout_seconds=f"{integrity.timeout:g}",
+            )
+        )
+    if code == grpc.StatusCode.UNAVAILABLE:
         log.warning("integrity service at %s unavailable: %s", address, details)
         return _AbortError(
             status.error(
@@ -699,7 +719,7 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
             try:
                 cp = self._integrity.latest_checkpoint(md, tenant)
             except grpc.RpcError as exc:
-                raise _integrity_error(exc, self._integrity.address) from None
+                raise _integrity_error(exc, self._integrity) from None
             covered = cp.tree_size if cp is not None else 0
             if covered >= snapshot:
                 return cp
@@ -772,7 +792,7 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
                 plan.proofs, tenant, plan.checkpoint.tree_size, [e.sequence for e in found]
             )
         except grpc.RpcError as exc:
-            raise _integrity_error(exc, self._integrity.address) from None
+            raise _integrity_error(exc, self._integrity) from None
         with_content = plan.caller.allows("content.read", tenant)
         out = []
         for e, proof in zip(found, proofs, strict=True):

@@ -48,6 +48,11 @@ class IntegrityClient:
         self._timeout = timeout
 
     @property
+    def timeout(self) -> float:
+        """Deadline in seconds of each call (``search.integrity_timeout``)."""
+        return self._timeout
+
+    @property
     def _stub(self) -> ipb_grpc.IntegrityServiceStub:
         """The stub of the current channel (a new one after the TLS files were renewed)."""
         ch, known = self._channel.current(), self._stubs
