@@ -57,3 +57,41 @@ def test_serve_workers_on_a_port_in_use(tmp_path: Path, capsys: pytest.CaptureFi
     finally:
         first.stop()
     assert "cannot bind" in _one_line_error(capsys)
+
+
+def _serve_config(tmp_path: Path, text: str) -> list[str]:
+    """``serve`` with a config file holding ``text``, data in ``tmp_path``, on a free port."""
+    f = tmp_path / "config.yaml"
+    f.write_text(text)
+    return [
+        "serve",
+        "--config",
+        str(f),
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--address",
+        f"127.0.0.1:{free_port()}",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "max_message_bytes: 99999999999\n",
+            "'max_message_bytes': 99999999999; at most 2147483647",
+        ),
+        (
+            "max_event_bytes: 8388608\nmax_message_bytes: 8388608\n",
+            "'max_message_bytes': 8388608 leaves no room for an event of max_event_bytes",
+        ),
+    ],
+)
+def test_a_message_size_grpc_cannot_take(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, message: str
+) -> None:
+    """99999999999 crashed serve with gRPC's OverflowError traceback and exit 1; a message
+    no bigger than the largest event let gRPC refuse such events before ingest saw them."""
+    assert main(_serve_config(tmp_path, text)) == 2
+    line = _one_line_error(capsys)
+    assert line.startswith("aiaudit: configuration error: setting ") and message in line

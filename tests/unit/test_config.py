@@ -254,3 +254,18 @@ def test_a_shutdown_grace_of_zero_is_taken(tmp_path: Path) -> None:
     f = tmp_path / "c.yaml"
     f.write_text("shutdown_grace_seconds: 0\n")
     assert config.load(f, env={}).shutdown_grace_seconds == 0
+
+
+def test_the_message_size_fits_grpc_and_the_largest_event() -> None:
+    """gRPC takes at most 2**31 - 1 (OverflowError above it); a message must hold an event of
+    max_event_bytes and the request around it."""
+    most = config.GRPC_MAX_MESSAGE_BYTES
+    assert config.load(env={"AIAUDIT_MAX_MESSAGE_BYTES": str(most)}).max_message_bytes == most
+    with pytest.raises(config.ConfigError, match=f"'max_message_bytes': {most + 1}; at most"):
+        config.load(env={"AIAUDIT_MAX_MESSAGE_BYTES": str(most + 1)})
+    event = {"AIAUDIT_MAX_EVENT_BYTES": "1048576"}
+    least = 1048576 + config.MESSAGE_HEADROOM_BYTES
+    env = {**event, "AIAUDIT_MAX_MESSAGE_BYTES": str(least)}
+    assert config.load(env=env).max_message_bytes == least
+    with pytest.raises(config.ConfigError, match=r"'max_message_bytes'.*max_event_bytes"):
+        config.load(env={**event, "AIAUDIT_MAX_MESSAGE_BYTES": str(least - 1)})

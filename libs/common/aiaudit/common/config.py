@@ -206,6 +206,15 @@ def section(settings: Settings, name: str, cls: type[T]) -> T:
     return _build(cls, values, settings.env, f"AIAUDIT_{name.upper()}_", f"{name}.")
 
 
+GRPC_MAX_MESSAGE_BYTES = 2**31 - 1
+"""The largest message size gRPC takes (a C int); above it ``grpc.server`` raised OverflowError."""
+
+MESSAGE_HEADROOM_BYTES = 64 * 1024
+"""What ``max_message_bytes`` holds beyond ``max_event_bytes``: an ``Append`` of one event of
+the largest size ingest takes, or a search page holding it, carries the event's framing and
+the request's or result's other fields too."""
+
+
 def _validate(s: Settings) -> None:
     _, sep, port = s.address.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
@@ -216,7 +225,18 @@ def _validate(s: Settings) -> None:
         raise ConfigError(
             "setting 'database_url': must be a sqlite:/// or postgresql+psycopg:// URL"
         )
-    if (s.tls_cert_file is None) != (s.tls_key_file is None):
+    if s.max_message_bytes > GRPC_MAX_MESSAGE_BYTES:
+        raise ConfigError(
+            f"setting 'max_message_bytes': {s.max_message_bytes}; at most "
+            f"{GRPC_MAX_MESSAGE_BYTES} (2 GiB - 1, gRPC's limit)"
+        )
+    if s.max_message_bytes < s.max_event_bytes + MESSAGE_HEADROOM_BYTES:
+        raise ConfigError(
+            f"setting 'max_message_bytes': {s.max_message_bytes} leaves no room for an event of "
+            f"max_event_bytes ({s.max_event_bytes}); at least max_event_bytes + "
+            f"{MESSAGE_HEADROOM_BYTES} (the request around it), else gRPC refuses the largest "
+            "events RESOURCE_EXHAUSTED before ingest can check them"
+        )
         raise ConfigError("settings 'tls_cert_file' and 'tls_key_file' must be set together")
     if s.tls_client_ca_file is not None and s.tls_cert_file is None:
         raise ConfigError(
