@@ -17,7 +17,8 @@
 //	aiaudit-go-verifier consistency -verifier-key KEY -origin O -old FILE -new FILE -proof FILE
 //
 // -verifier-key may be repeated (rotated keys). Exit status: 0 all verified,
-// 1 something did not verify (each problem printed), 2 bad usage or input.
+// 1 something did not verify (each problem printed) or a bundle held no event,
+// 2 bad usage or input.
 package main
 
 import (
@@ -198,7 +199,13 @@ func runBundle(args []string, out io.Writer) (int, error) {
 	if err := scanner.Err(); err != nil {
 		return problems, err
 	}
+	if checked == 0 { // as aiaudit verify --bundle: an empty file is no evidence that all is well
+		fmt.Fprintln(out, "the bundle holds no events: nothing verified")
+	}
 	fmt.Fprintf(out, "%d event(s) checked, %d problem(s)\n", checked, problems)
+	if checked == 0 {
+		return 1, nil
+	}
 	return problems, nil
 }
 

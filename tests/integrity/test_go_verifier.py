@@ -17,6 +17,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from aiaudit.cli.main import main
 from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.ingest.v1 import ingest_service_pb2 as ingest_pb
@@ -65,6 +67,27 @@ def exported(
 
 def rewrite(path: Path, lines: list[dict[str, Any]]) -> None:
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+@pytest.mark.parametrize("text", ["", "\n \n\t\n"])
+def test_an_empty_bundle_fails_with_its_reason_in_both_verifiers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], go_verifier: Path, text: str
+) -> None:
+    """An export that matched nothing, or failed, verified as "0 event(s) checked,
+    0 problem(s)": aiaudit exited 1 without a reason, the Go verifier exited 0."""
+    key = file_signer(ORIGIN_PREFIX, tmp_path / "key.pem").verifier_key.encode()
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text(text)
+    assert main(["verify", "--bundle", str(empty), "--verifier-key", key]) == 1
+    out = capsys.readouterr()
+    assert out.out == "the bundle holds no events: nothing verified\n"
+    assert "0 event(s) checked, 0 problem(s)" in out.err
+    check = ["bundle", "-verifier-key", key, "-origin-prefix", ORIGIN_PREFIX, empty]
+    independent = go.run(go_verifier, *check)
+    assert (independent.returncode, independent.stdout) == (
+        1,
+        "the bundle holds no events: nothing verified\n0 event(s) checked, 0 problem(s)\n",
+    ), independent.stderr
 
 
 def test_a_bundle_verifies_with_public_go_libraries_and_each_tampering_is_named(

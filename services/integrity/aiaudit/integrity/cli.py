@@ -128,6 +128,10 @@ def _not_offline(args: argparse.Namespace) -> str | None:
     return None
 
 
+NOTHING_VERIFIED = "the bundle holds no events: nothing verified"
+"""Why a bundle without any event fails (exit 1): it exited 1 with no reason given."""
+
+
 def run_verify(args: argparse.Namespace, settings: Settings) -> int:
     """``aiaudit verify``: the whole store, an offline bundle or a receipt; non-zero if wrong.
 
@@ -148,6 +152,8 @@ def run_verify(args: argparse.Namespace, settings: Settings) -> int:
             raise CommandFailedError(f"bundle {args.bundle}: {exc.strerror or exc}") from None
         for p in problems:
             print(p)
+        if checked == 0:  # a failed or mistaken export is no evidence that all is well
+            print(NOTHING_VERIFIED)
         print(f"{checked} event(s) checked, {len(problems)} problem(s)", file=sys.stderr)
         return 1 if problems or checked == 0 else 0
     with _existing_store(_store_url(args, settings, s), settings) as store:
