@@ -7,8 +7,10 @@ import gc
 import importlib
 import logging
 import os
+import stat
 from concurrent import futures
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -88,6 +90,23 @@ def _certificates(s: Settings) -> ServerCertificates | None:
         ) from None
 
 
+def _data_dir(path: Path) -> None:
+    """The embedded data directory: made 0700; a WARNING if one that exists is open to others.
+
+    It holds the store, the search index (content as plain text), the content
+    KEK and the notary key. Made under the usual umask it was 0755 (review,
+    2026-12-05). One that exists is left as its owner set it (a group may be
+    meant to read backups), but each start says so.
+    """
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        log.warning(
+            "data_dir is open to other users: chmod 700 it (its database files are 0600)",
+            extra={"data_dir": str(path), "mode": oct(mode)},
+        )
+
+
 def keepalive_options(s: Settings) -> list[tuple[str, int]]:
     """HTTP/2 keepalive of the server's connections, and the pings it takes from clients.
 
@@ -140,7 +159,7 @@ def start(settings: Settings, shared_port: bool = False) -> Suite:
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     if settings.embedded:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        _data_dir(settings.data_dir)
     auth = Authenticator.from_settings(settings)
     store = open_store(
         settings.store_url, run_migrations=settings.embedded, keys=configured.keyring(settings)

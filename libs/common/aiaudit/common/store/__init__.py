@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from aiaudit.common.keys.kek import FileKek, KekError, beside_database
 from aiaudit.common.keys.keyring import Keyring
 from aiaudit.common.store.migrate import migrate
+from aiaudit.common.store.private_files import private_sqlite_file, sqlite_path
 from aiaudit.common.store.schema import content_keys
 from aiaudit.common.store.sql import SqlEventStore
 
@@ -71,9 +72,14 @@ def open_store(
     ``keys``: seal content under data keys (see :mod:`aiaudit.common.keys`);
     None stores it in clear. By default as the embedded mode does: a SQLite
     store with the file KEK beside it, PostgreSQL in clear.
+
+    A SQLite file is made (or narrowed to) 0600, its ``-wal`` and ``-shm`` alike:
+    it holds user ids, addresses and the wrapped data keys.
     """
     if keys == "embedded":
         keys = embedded_keys(url)
+    if (path := sqlite_path(url)) is not None:
+        private_sqlite_file(path)
     options: dict[str, object] = {}
     if url.startswith("postgresql"):
         # No pre-ping (a round trip on every checkout): a connection that died

@@ -28,6 +28,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from aiaudit.common.store.private_files import private_sqlite_file
 from aiaudit.search import catalogue, translate_sql
 from aiaudit.search.backends.base import (
     MAX_BUCKETS,
@@ -95,6 +96,7 @@ class SqliteFtsBackend:
         self._registry_lock = threading.Lock()
         self._opened: list[sqlite3.Connection] = []
         path.parent.mkdir(parents=True, exist_ok=True)
+        private_sqlite_file(path)  # it holds prompts and responses as plain text: 0600
         conn = self._conn()
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version != SCHEMA_VERSION:
