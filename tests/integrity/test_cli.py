@@ -231,6 +231,65 @@ def test_what_reads_two_ways_is_a_problem(
     assert f"line 1 {what}" in capsys.readouterr().out
 
 
+def _proof(line: Line, edit: Any) -> Line:
+    """``line`` with its tlog-proof's text lines (header, index, hashes, ...) edited."""
+    head, blank, signed = line["tlog_proof"].partition("\n\n")
+    return {**line, "tlog_proof": "\n".join(edit(head.split("\n"))) + blank + signed}
+
+
+@pytest.mark.parametrize(
+    ("forge", "what"),
+    [
+        (  # Arabic-Indic one: str.isdigit took it and int() read it as 1
+            lambda line: json.dumps(
+                _proof(line, lambda p: [p[0], "index \u0661", *p[2:]]), ensure_ascii=False
+            ),
+            "malformed line: tlog-proof index must be a decimal number (ASCII digits)",
+        ),
+        (
+            lambda line: json.dumps(_proof(line, lambda p: [p[0], "index \uff11", *p[2:]])),
+            "malformed line: tlog-proof index must be a decimal number (ASCII digits)",
+        ),
+        (
+            lambda line: json.dumps(_proof(line, lambda p: [*p[:2], _uncanonical(p[2]), *p[3:]])),
+            "malformed line: tlog-proof hash 1 is not in canonical base64",
+        ),
+        (
+            lambda line: json.dumps(
+                _proof(line, lambda p: [p[0], "extra " + _uncanonical("eA=="), *p[1:]])
+            ),
+            "malformed line: tlog-proof extra data is not in canonical base64",
+        ),
+        (
+            lambda line: json.dumps({**line, "sequence": 0}).replace(
+                '"sequence": 0', '"sequence": -0'
+            ),
+            "malformed line: integer -0 is not written as 0",
+        ),
+    ],
+)
+def test_a_proof_or_number_spelt_two_ways_is_a_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], forge: Any, what: str
+) -> None:
+    """The README promises one reading of a line; each of these verified (exit 0)."""
+    lines = make_bundle(tmp_path, 3)
+    assert check(tmp_path, lines) == 0
+    good_extra = _proof(lines[1], lambda p: [p[0], "extra eA==", *p[1:]])
+    assert check(tmp_path, [lines[0], good_extra, lines[2]]) == 0  # canonical extra data
+    capsys.readouterr()
+    target = lines[0] if "-0" in what else lines[1]
+    forged = forge(target)
+    assert forged != json.dumps(target)
+    path = tmp_path / "forged.jsonl"
+    path.write_text(
+        "".join((forged if line is target else json.dumps(line)) + "\n" for line in lines),
+        encoding="utf-8",
+    )
+    assert verify(path, key_of(tmp_path), "--origin-prefix", ORIGIN_PREFIX) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 1 and out[0].endswith(what), out
+
+
 @pytest.mark.parametrize("where", ["line", "content"])
 def test_a_key_twice_in_one_object_is_a_problem(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str

@@ -18,7 +18,9 @@ signature must verify with the published verifier key and its origin must be
 ``<origin_prefix>/<log_id>``; the proof must lead from the leaf at ``index``
 to the checkpoint's root. Any RFC 6962 / C2SP implementation can do this.
 A line holds exactly these keys, each once; base64 values are canonical
-(standard alphabet, padded, nothing after the padding), the salt is 32
+(standard alphabet, padded, nothing after the padding), the proof's hashes
+and extra data too; numbers (``sequence``, the proof's ``index``) are ASCII
+decimal in their one spelling (no ``-0``, no leading zero); the salt is 32
 bytes: an edited line must not read one way to the verifier and another to
 a person or another parser. Two checkpoints of one origin and size must
 agree on the root, or the log was forked.
@@ -36,8 +38,8 @@ not shared code; a change here must be made in the README and there too.
 from __future__ import annotations
 
 import base64
-import binascii
 import json
+import re
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,8 +76,18 @@ class TlogProof:
     extra: bytes | None = None
 
 
+_DECIMAL = re.compile(r"0|[1-9][0-9]*")
+"""A number as one text only: ASCII digits, no sign, no leading zero (``str.isdigit``
+took ``٣``, which ``int`` reads as 3, and other parsers refuse)."""
+
+
 def parse_tlog_proof(text: str) -> TlogProof:
-    """Reads a c2sp.org/tlog-proof (header, optional extra, index, hashes, blank, checkpoint)."""
+    """Reads a c2sp.org/tlog-proof (header, optional extra, index, hashes, blank, checkpoint).
+
+    Each value has one spelling: the index in ASCII decimal without a leading
+    zero, the extra data and the hashes in canonical base64 (as the line's
+    other base64 fields), so no edit of the text reads as the same proof.
+    """
     head, sep, note_text = text.partition("\n\n")
     if not sep:
         raise BundleError("tlog-proof has no blank line before its checkpoint")
@@ -84,18 +96,22 @@ def parse_tlog_proof(text: str) -> TlogProof:
         raise BundleError(f"tlog-proof must start with {TLOG_PROOF_HEADER!r}")
     rest = lines[1:]
     extra = None
-    try:
-        if rest and rest[0].startswith("extra "):
-            extra = base64.b64decode(rest.pop(0)[6:], validate=True)
-        if not rest or not rest[0].startswith("index "):
-            raise BundleError("tlog-proof lacks its index line")
-        digits = rest.pop(0)[6:]
-        if not digits.isdigit() or (digits != "0" and digits.startswith("0")):
-            raise BundleError("tlog-proof index must be a decimal number")
-        hashes = [base64.b64decode(h, validate=True) for h in rest]
-    except binascii.Error:
-        raise BundleError("tlog-proof holds invalid base64") from None
+    if rest and rest[0].startswith("extra "):
+        extra = _proof_b64(rest.pop(0)[6:], "extra data")
+    if not rest or not rest[0].startswith("index "):
+        raise BundleError("tlog-proof lacks its index line")
+    digits = rest.pop(0)[6:]
+    if not _DECIMAL.fullmatch(digits):
+        raise BundleError("tlog-proof index must be a decimal number (ASCII digits)")
+    hashes = [_proof_b64(h, f"hash {i}") for i, h in enumerate(rest, start=1)]
     return TlogProof(int(digits), hashes, note_text, extra)
+
+
+def _proof_b64(value: str, what: str) -> bytes:
+    try:
+        return canonical.b64decode_canonical(value)
+    except ValueError:
+        raise BundleError(f"tlog-proof {what} is not in canonical base64") from None
 
 
 def event_line(
@@ -249,6 +265,14 @@ def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _integer(text: str) -> int:
+    """A JSON integer, if ``text`` is its one spelling: ``-0`` is refused (it read as 0)."""
+    value = int(text)
+    if str(value) != text:
+        raise BundleError(f"integer {text} is not written as {value}")
+    return value
+
+
 def _b64(value: str, name: str) -> bytes:
     """``value`` decoded, if it is canonical base64."""
     try:
@@ -313,7 +337,7 @@ def verify_bundle(
         checked += 1
         event_id = ""
         try:
-            obj = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique)
+            obj = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique, parse_int=_integer)
             if isinstance(obj, dict):
                 event_id = str(obj.get("event_id", ""))
             line = _parse(obj)
