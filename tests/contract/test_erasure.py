@@ -379,6 +379,33 @@ def test_erase_events_over_grpc(
         suite.stop()
 
 
+def test_a_resend_of_an_erased_event_is_told_its_content_was_erased(
+    store: SqlEventStore, store_url: str, privacy_url: str, tenant: str, tmp_path: Path
+) -> None:
+    """With the content and its salt gone only metadata can be compared: a resend carrying
+    other content is a duplicate too, and its receipt says so rather than vouch for it."""
+    sent = [interaction(tenant, f"a-{i}", text=f"alice's secret {i}", user="alice") for i in (0, 1)]
+    sent.append(interaction(tenant, "b-0", text="bob's message", user="bob"))
+    store.append_group([prepare_batch(sent, dt.datetime.now(dt.UTC))])
+    suite, keys = serve(tmp_path, store_url, privacy_url if privacy_url != store_url else None)
+    try:
+        officer = stub(suite, keys["compliance_officer"])
+        officer.EraseEvents(pb.EraseEventsRequest(tenant_id=tenant, subject_id="alice", reason="r"))
+        other = ev.Event()
+        other.CopyFrom(sent[1])
+        other.input.messages[0].parts[0].text = "other words altogether"
+        resent = [sent[0], other, sent[2]]
+        receipts = stub(suite, keys["gateway"]).Append(pb.AppendRequest(events=resent)).receipts
+        assert [(r.event_id, r.sequence, r.duplicate, r.content_erased) for r in receipts] == [
+            ("a-0", 0, True, True),
+            ("a-1", 1, True, True),
+            ("b-0", 2, True, False),
+        ]
+        assert [s.content is None for s in store.read_log(tenant, 0, 3)] == [True, True, False]
+    finally:
+        suite.stop()
+
+
 def test_erase_events_refuses_values_the_store_cannot_hold(
     store: SqlEventStore, store_url: str, privacy_url: str, tenant: str, tmp_path: Path
 ) -> None:

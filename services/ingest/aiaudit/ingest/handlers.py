@@ -85,6 +85,7 @@ def add_receipts(
             leaf_hash=r.leaf_hash,
             receive_time=when,
             duplicate=r.duplicate,
+            content_erased=r.content_erased,
         )
 
 

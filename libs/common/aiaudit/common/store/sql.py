@@ -106,6 +106,8 @@ class Receipt(NamedTuple):
     leaf_hash: bytes
     receive_time: dt.datetime
     duplicate: bool = False
+    content_erased: bool = False
+    """A duplicate whose stored content was erased: only metadata was compared."""
 
 
 @dataclass(frozen=True)
@@ -543,6 +545,7 @@ class SqlEventStore:
                         s.leaf_hash,
                         s.receive_time,
                         duplicate=True,
+                        content_erased=s.salt is None,
                     )
                 )
                 continue

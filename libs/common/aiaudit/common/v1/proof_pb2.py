@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x61iaudit/common/v1/proof.proto\x12\x11\x61iaudit.common.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xad\x01\n\x07Receipt\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0e\n\x06log_id\x18\x02 \x01(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x03\x12\x11\n\tleaf_hash\x18\x04 \x01(\x0c\x12\x30\n\x0creceive_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tduplicate\x18\x06 \x01(\x08\x12\x16\n\x0esigned_receipt\x18\x07 \x01(\t\"\x86\x01\n\nCheckpoint\x12\x0e\n\x06log_id\x18\x01 \x01(\t\x12\x11\n\ttree_size\x18\x02 \x01(\x03\x12\x11\n\troot_hash\x18\x03 \x01(\x0c\x12\x13\n\x0bsigned_note\x18\x04 \x01(\t\x12-\n\tsign_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"W\n\x0eInclusionProof\x12\x0e\n\x06log_id\x18\x01 \x01(\t\x12\x12\n\nleaf_index\x18\x02 \x01(\x03\x12\x11\n\ttree_size\x18\x03 \x01(\x03\x12\x0e\n\x06hashes\x18\x04 \x03(\x0c\"V\n\x10\x43onsistencyProof\x12\x0e\n\x06log_id\x18\x01 \x01(\t\x12\x11\n\tfrom_size\x18\x02 \x01(\x03\x12\x0f\n\x07to_size\x18\x03 \x01(\x03\x12\x0e\n\x06hashes\x18\x04 \x03(\x0c\x42>Z<github.com/aiaudit/aiaudit/gen/go/aiaudit/common/v1;commonv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x61iaudit/common/v1/proof.proto\x12\x11\x61iaudit.common.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc5\x01\n\x07Receipt\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0e\n\x06log_id\x18\x02 \x01(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x03\x12\x11\n\tleaf_hash\x18\x04 \x01(\x0c\x12\x30\n\x0creceive_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tduplicate\x18\x06 \x01(\x08\x12\x16\n\x0esigned_receipt\x18\x07 \x01(\t\x12\x16\n\x0e\x63ontent_erased\x18\x08 \x01(\x08\"\x86\x01\n\nCheckpoint\x12\x0e\n\x06log_id\x18\x01 \x01(\t\x12\x11\n\ttree_size\x18\x02 \x01(\x03\x12\x11\n\troot_hash\x18\x03 \x01(\x0c\x12\x13\n\x0bsigned_note\x18\x04 \x01(\t\x12-\n\tsign_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"W\n\x0eInclusionProof\x12\x0e\n\x06log_id\x18\x01 \x01(\t\x12\x12\n\nleaf_index\x18\x02 \x01(\x03\x12\x11\n\ttree_size\x18\x03 \x01(\x03\x12\x0e\n\x06hashes\x18\x04 \x03(\x0c\"V\n\x10\x43onsistencyProof\x12\x0e\n\x06log_id\x18\x01 \x01(\t\x12\x11\n\tfrom_size\x18\x02 \x01(\x03\x12\x0f\n\x07to_size\x18\x03 \x01(\x03\x12\x0e\n\x06hashes\x18\x04 \x03(\x0c\x42>Z<github.com/aiaudit/aiaudit/gen/go/aiaudit/common/v1;commonv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,11 +34,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z<github.com/aiaudit/aiaudit/gen/go/aiaudit/common/v1;commonv1'
   _globals['_RECEIPT']._serialized_start=86
-  _globals['_RECEIPT']._serialized_end=259
-  _globals['_CHECKPOINT']._serialized_start=262
-  _globals['_CHECKPOINT']._serialized_end=396
-  _globals['_INCLUSIONPROOF']._serialized_start=398
-  _globals['_INCLUSIONPROOF']._serialized_end=485
-  _globals['_CONSISTENCYPROOF']._serialized_start=487
-  _globals['_CONSISTENCYPROOF']._serialized_end=573
+  _globals['_RECEIPT']._serialized_end=283
+  _globals['_CHECKPOINT']._serialized_start=286
+  _globals['_CHECKPOINT']._serialized_end=420
+  _globals['_INCLUSIONPROOF']._serialized_start=422
+  _globals['_INCLUSIONPROOF']._serialized_end=509
+  _globals['_CONSISTENCYPROOF']._serialized_start=511
+  _globals['_CONSISTENCYPROOF']._serialized_end=597
 # @@protoc_insertion_point(module_scope)

@@ -10,7 +10,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Receipt(_message.Message):
-    __slots__ = ("event_id", "log_id", "sequence", "leaf_hash", "receive_time", "duplicate", "signed_receipt")
+    __slots__ = ("event_id", "log_id", "sequence", "leaf_hash", "receive_time", "duplicate", "signed_receipt", "content_erased")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     LOG_ID_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
@@ -18,6 +18,7 @@ class Receipt(_message.Message):
     RECEIVE_TIME_FIELD_NUMBER: _ClassVar[int]
     DUPLICATE_FIELD_NUMBER: _ClassVar[int]
     SIGNED_RECEIPT_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_ERASED_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     log_id: str
     sequence: int
@@ -25,7 +26,8 @@ class Receipt(_message.Message):
     receive_time: _timestamp_pb2.Timestamp
     duplicate: bool
     signed_receipt: str
-    def __init__(self, event_id: _Optional[str] = ..., log_id: _Optional[str] = ..., sequence: _Optional[int] = ..., leaf_hash: _Optional[bytes] = ..., receive_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duplicate: _Optional[bool] = ..., signed_receipt: _Optional[str] = ...) -> None: ...
+    content_erased: bool
+    def __init__(self, event_id: _Optional[str] = ..., log_id: _Optional[str] = ..., sequence: _Optional[int] = ..., leaf_hash: _Optional[bytes] = ..., receive_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duplicate: _Optional[bool] = ..., signed_receipt: _Optional[str] = ..., content_erased: _Optional[bool] = ...) -> None: ...
 
 class Checkpoint(_message.Message):
     __slots__ = ("log_id", "tree_size", "root_hash", "signed_note", "sign_time")
