@@ -231,7 +231,7 @@ func checkLine(line bundleLine, prefix string, keys []note.Verifier) []string {
 	if line.LogID == "" || line.EventID == "" || line.Sequence == nil {
 		return []string{"log_id, event_id and sequence are required"}
 	}
-	canonical, err := base64.StdEncoding.DecodeString(line.Canonical)
+	canonical, err := base64.StdEncoding.Strict().DecodeString(line.Canonical)
 	if err != nil {
 		return []string{fmt.Sprintf("canonical is not base64: %v", err)}
 	}
@@ -269,7 +269,7 @@ func checkLine(line bundleLine, prefix string, keys []note.Verifier) []string {
 		return append(problems, "salt and content come together: this line has only one")
 	}
 	if line.Salt != nil {
-		salt, err := base64.StdEncoding.DecodeString(*line.Salt)
+		salt, err := base64.StdEncoding.Strict().DecodeString(*line.Salt)
 		if err != nil {
 			return append(problems, fmt.Sprintf("salt is not base64: %v", err))
 		}
@@ -317,7 +317,7 @@ func commitmentProblems(event map[string]any, content map[string]string, salt []
 	for path, value := range content {
 		raw := []byte(value)
 		if strings.HasSuffix(path, ".data") {
-			decoded, err := base64.StdEncoding.DecodeString(value)
+			decoded, err := base64.StdEncoding.Strict().DecodeString(value)
 			if err != nil {
 				problems = append(problems, fmt.Sprintf("content %s: bytes value is not base64", path))
 				continue

@@ -172,6 +172,17 @@ def test_a_bundle_verifies_with_public_go_libraries_and_each_tampering_is_named(
         "3 event(s) checked, 2 problem(s)",
     ], refused.stdout
 
+    # The salt spelt a second way (a padding bit set: the same bytes), as Python refuses it.
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    respelt = dict(untouched[0])
+    salt = respelt["salt"]
+    respelt["salt"] = salt[:-2] + alphabet[alphabet.index(salt[-2]) ^ 1] + salt[-1]
+    assert base64.b64decode(respelt["salt"]) == base64.b64decode(salt)
+    rewrite(bundle, [respelt])
+    refused = go.run(go_verifier, *check)
+    assert refused.returncode == 1
+    assert refused.stdout.startswith("line 1 event g-0: salt is not base64"), refused.stdout
+
 
 def test_checkpoints_are_consistent_by_public_go_libraries(
     suite: Running, tenant: str, tmp_path: Path, go_verifier: Path
