@@ -95,3 +95,15 @@ def test_a_message_size_grpc_cannot_take(
     assert main(_serve_config(tmp_path, text)) == 2
     line = _one_line_error(capsys)
     assert line.startswith("aiaudit: configuration error: setting ") and message in line
+
+
+@pytest.mark.parametrize("health", ["garbage", "127.0.0.1", "127.0.0.1:0", "127.0.0.1:65536"])
+def test_a_health_address_that_is_no_host_and_port(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], health: str
+) -> None:
+    """'garbage' exited 1 after gRPC's own E... add_port.cc line, not naming the setting;
+    port 0 bound a port no probe could know."""
+    assert main(_serve_config(tmp_path, f"health_address: '{health}'\n")) == 2
+    line = _one_line_error(capsys)
+    assert f"setting 'health_address': {health!r} is not HOST:PORT" in line
+    assert not (tmp_path / "data").exists()  # refused before anything was made

@@ -221,6 +221,13 @@ def _validate(s: Settings) -> None:
         raise ConfigError(
             f"setting 'address': {s.address!r} is not HOST:PORT (port 0 picks a free port)"
         )
+    if s.health_address:
+        _, sep, health_port = s.health_address.rpartition(":")
+        if not sep or not health_port.isdigit() or not 0 < int(health_port) < 65536:
+            raise ConfigError(
+                f"setting 'health_address': {s.health_address!r} is not HOST:PORT with a port "
+                "of 1 to 65535 (the probes' port; e.g. [::]:8081)"
+            )
     if not (s.database_url == "" or s.database_url.startswith(("sqlite", "postgresql"))):
         raise ConfigError(
             "setting 'database_url': must be a sqlite:/// or postgresql+psycopg:// URL"
