@@ -107,3 +107,18 @@ def test_a_health_address_that_is_no_host_and_port(
     line = _one_line_error(capsys)
     assert f"setting 'health_address': {health!r} is not HOST:PORT" in line
     assert not (tmp_path / "data").exists()  # refused before anything was made
+
+
+def test_a_data_dir_that_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``serve --data-dir /etc/hostname`` exited 1 with 'aiaudit: [Errno 17] File exists',
+    naming neither the setting nor the path."""
+    afile = tmp_path / "hostname"
+    afile.write_text("not a directory\n")
+    for data_dir, says in (
+        (afile, f"setting 'data_dir': {afile} exists and is not a directory"),
+        (afile / "data", f"setting 'data_dir': cannot make the directory {afile / 'data'}: "),
+    ):
+        argv = ["serve", "--data-dir", str(data_dir), "--address", f"127.0.0.1:{free_port()}"]
+        assert main(argv) == 2
+        line = _one_line_error(capsys)
+        assert line.startswith(f"aiaudit: configuration error: {says}"), line

@@ -96,9 +96,17 @@ def _data_dir(path: Path) -> None:
     It holds the store, the search index (content as plain text), the content
     KEK and the notary key. Made under the usual umask it was 0755 (review,
     2026-12-05). One that exists is left as its owner set it (a group may be
-    meant to read backups), but each start says so.
+    meant to read backups), but each start says so. A path that is a file, or
+    that cannot be made, is a bad setting: exit 2 naming it, not ``[Errno 17]``.
     """
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(f"setting 'data_dir': {path} exists and is not a directory") from None
+    except OSError as exc:
+        raise ConfigError(
+            f"setting 'data_dir': cannot make the directory {path}: {exc.strerror or exc}"
+        ) from None
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
         log.warning(
