@@ -269,3 +269,26 @@ def test_the_message_size_fits_grpc_and_the_largest_event() -> None:
     assert config.load(env=env).max_message_bytes == least
     with pytest.raises(config.ConfigError, match=r"'max_message_bytes'.*max_event_bytes"):
         config.load(env={**event, "AIAUDIT_MAX_MESSAGE_BYTES": str(least - 1)})
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("oidc_roles_claim:\n", "oidc_roles_claim"),
+        ("content_vault_mount:\n", "content_vault_mount"),
+        ("tls_client_ca_file:\n", "tls_client_ca_file"),
+        ("services:\n", "services"),
+        ("integrity:\n  origin_prefix:\n", r"integrity\.origin_prefix"),
+    ],
+)
+def test_a_key_left_empty_in_the_file_is_refused(tmp_path: Path, text: str, key: str) -> None:
+    """YAML makes ``key:`` null, and a string setting took the text "None" (``str(None)``):
+    OIDC roles were read from a claim named "None". It is refused for every setting, paths
+    too (an ``api_keys_file:`` whose path was forgotten served without keys in the
+    embedded mode): leave a key out for its default."""
+    from aiaudit.integrity.settings import IntegritySettings
+
+    f = tmp_path / "c.yaml"
+    f.write_text(text)
+    with pytest.raises(config.ConfigError, match=f"setting '{key}': no value"):
+        config.section(config.load(f, env={}), "integrity", IntegritySettings)

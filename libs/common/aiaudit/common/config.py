@@ -169,6 +169,12 @@ def _build(
     unknown = sorted(set(values) - names)
     if unknown:
         raise ConfigError(f"unknown setting(s) {', '.join(where + u for u in unknown)}")
+    for name, value in values.items():
+        if value is None:  # `key:` with nothing after it; str(None) made it the text "None"
+            raise ConfigError(
+                f"setting '{where}{name}': no value (a key left empty in the file); give one, "
+                "or leave the key out for its default"
+            )
     merged = dict(values)
     for name in names:
         if f"{prefix}{name.upper()}" in env:
