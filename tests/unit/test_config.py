@@ -292,3 +292,19 @@ def test_a_key_left_empty_in_the_file_is_refused(tmp_path: Path, text: str, key:
     f.write_text(text)
     with pytest.raises(config.ConfigError, match=f"setting '{key}': no value"):
         config.section(config.load(f, env={}), "integrity", IntegritySettings)
+
+
+def test_services_given_must_name_one(tmp_path: Path) -> None:
+    """``services: ','`` (or ``[]``, ``--services ''``) read as no list at all, and the process
+    hosted every service instead of the ones its operator meant to name."""
+    for env in ({"AIAUDIT_SERVICES": ","}, {"AIAUDIT_SERVICES": " "}):
+        with pytest.raises(config.ConfigError, match=r"'services'.*names none"):
+            config.load(env=env)
+    f = tmp_path / "c.yaml"
+    f.write_text("services: []\n")
+    with pytest.raises(config.ConfigError, match=r"'services'.*names none"):
+        config.load(f, env={})
+    with pytest.raises(config.ConfigError, match=r"'services'.*names none"):
+        config.load(env={}, overrides={"services": ""})
+    assert config.load(env={}).services == ()  # left out: every implemented service
+    assert config.load(env={"AIAUDIT_SERVICES": "ingest, search"}).services == ("ingest", "search")

@@ -35,6 +35,11 @@ ZERO_ALLOWED = {"zero_allowed": True}
 every other number must be positive."""
 
 
+NONEMPTY = {"nonempty": True}
+"""Field metadata of a list whose default (left out) means something an empty list given
+would not say (``services``: every implemented one): an empty one given is refused."""
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every setting of the suite. Keys of the config file are these field names."""
@@ -79,8 +84,8 @@ class Settings:
     log_level: str = "INFO"
     workers: int = 1
     """Processes serving the port (SO_REUSEPORT); more than one only with services=ingest."""
-    services: tuple[str, ...] = ()
-    """Services to host; empty means every implemented one."""
+    services: tuple[str, ...] = dataclasses.field(default=(), metadata=NONEMPTY)
+    """Services to host; left out, every implemented one (an empty list given is refused)."""
     content_keys: str = ""
     """How stored content is sealed: ``file``, ``vault`` or ``none``; empty: ``file`` when
     embedded, ``none`` on PostgreSQL (see README "Content encryption")."""
@@ -135,7 +140,10 @@ def _convert(cls: type, name: str, raw: object, where: str) -> object:
             return Path(str(raw)) if raw not in (None, "") else None
         if kind.startswith("tuple"):
             items = raw if isinstance(raw, list | tuple) else str(raw).split(",")
-            return tuple(str(x).strip() for x in items if str(x).strip())
+            named = tuple(str(x).strip() for x in items if str(x).strip())
+            if not named and field.metadata.get("nonempty"):
+                raise ValueError("names none; leave the setting out for its default")
+            return named
         return str(raw)
     except ValueError as exc:
         raise ConfigError(f"setting '{where}{name}': {raw!r} is invalid: {exc}") from None
