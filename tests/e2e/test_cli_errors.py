@@ -122,3 +122,16 @@ def test_a_data_dir_that_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixture
         assert main(argv) == 2
         line = _one_line_error(capsys)
         assert line.startswith(f"aiaudit: configuration error: {says}"), line
+
+
+def test_a_misspelt_environment_variable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``AIAUDIT_MAX_BATCH_EVENT=10`` was ignored, where ``max_batch_event: 10`` in the file
+    is refused. Every command reads its settings as ``serve`` does; this one returns."""
+    monkeypatch.setenv("AIAUDIT_MAX_BATCH_EVENT", "10")
+    assert main(["db", "migrate", "--data-dir", str(tmp_path)]) == 2
+    line = _one_line_error(capsys)
+    assert "environment variable AIAUDIT_MAX_BATCH_EVENT: no such setting" in line
+    assert "did you mean AIAUDIT_MAX_BATCH_EVENTS?" in line
+    assert list(tmp_path.iterdir()) == []  # refused before the store was made

