@@ -337,3 +337,60 @@ def test_a_misspelt_environment_variable_is_refused() -> None:
         "AIAUDIT_MAX_BATCH_EVENTS": "10",
     }
     assert config.load(env=others).max_batch_events == 10
+
+
+VERIFY_OFFLINE = frozenset(
+    {"data_dir"}
+    | {
+        f"integrity.{key}"
+        for key in (
+            "origin_prefix", "key_name", "signer", "key_file", "vault_addr",
+            "vault_token_file", "vault_mount", "vault_key", "vault_timeout",
+        )
+    }
+)  # fmt: skip
+"""What ``aiaudit verify --bundle``/``--receipt`` reads: the trusted keys and origins."""
+
+
+def test_a_command_that_reads_some_settings_needs_no_valid_others(tmp_path: Path) -> None:
+    """An offline ``verify --bundle`` exited 2 on a bad ``AIAUDIT_MAX_BATCH_EVENTS`` of the
+    server beside it: a machine that checks a file needs no valid server configuration.
+    With ``only`` the rest keep their defaults whatever the file, the environment and the
+    flags say; what is read is checked as ever."""
+    from aiaudit.integrity import settings as integrity_settings
+
+    f = tmp_path / "c.yaml"
+    f.write_text(
+        "tls_cert_file: /nonexistent\nmax_message_bytes: 99999999999\nworkers: 4\n"
+        "integrity:\n  checkpoint_interval: -1\n  origin_prefix: example.org/log\n"
+    )
+    env = {
+        "AIAUDIT_MAX_BATCH_EVENTS": "abc",
+        "AIAUDIT_MAX_BATCH_EVENT": "10",  # misspelt: not ours to judge here
+        "AIAUDIT_DATA_DIR": str(tmp_path),
+        "AIAUDIT_INTEGRITY_BATCH_SIZE": "0",
+        "AIAUDIT_INTEGRITY_KEY_NAME": "auditor",
+    }
+    overrides = {"address": "nowhere", "allow_insecure": True}
+    settings = config.load(f, env=env, overrides=overrides, only=VERIFY_OFFLINE)
+    assert settings.data_dir == tmp_path
+    defaults = config.Settings()
+    assert (settings.max_batch_events, settings.address) == (1000, defaults.address)
+    assert (settings.tls_cert_file, settings.allow_insecure) == (None, False)
+    s = integrity_settings.load(settings)
+    assert (s.origin_prefix, s.key_name) == ("example.org/log", "auditor")
+    assert (s.checkpoint_interval, s.batch_size) == (1.0, 5000)
+    # What it reads is checked.
+    signer = config.load(env={"AIAUDIT_INTEGRITY_SIGNER": "hsm"}, only=VERIFY_OFFLINE)
+    with pytest.raises(config.ConfigError, match=r"'integrity\.signer'"):
+        integrity_settings.load(signer)
+    f.write_text("integrity:\n  origin_prefix:\n")
+    with pytest.raises(config.ConfigError, match=r"'integrity\.origin_prefix': no value"):
+        integrity_settings.load(config.load(f, env={}, only=VERIFY_OFFLINE))
+    # A file that is no aiaudit configuration is still refused.
+    f.write_text("max_batch_evnts: 10\n")
+    with pytest.raises(config.ConfigError, match="unknown setting"):
+        config.load(f, env={}, only=VERIFY_OFFLINE)
+    # Without only, the same environment stops the command.
+    with pytest.raises(config.ConfigError, match="AIAUDIT_MAX_BATCH_EVENT"):
+        config.load(env=env)

@@ -102,6 +102,8 @@ class Settings:
     content_vault_timeout: float = 5.0
     sections: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
     env: dict[str, str] = dataclasses.field(default_factory=dict, repr=False)
+    only: frozenset[str] | None = dataclasses.field(default=None, repr=False)
+    """The settings read (``load(only=...)``), sections' as ``name.key``; None: every one."""
 
     @property
     def store_url(self) -> str:
@@ -162,7 +164,7 @@ def _read_file(config_file: Path | None) -> dict[str, Any]:
     return loaded
 
 
-_INTERNAL = frozenset({"sections", "env"})
+_INTERNAL = frozenset({"sections", "env", "only"})
 
 NOT_SETTINGS = frozenset(
     {
@@ -230,23 +232,28 @@ def _build(
     prefix: str,
     where: str,
     overrides: Mapping[str, object | None] | None = None,
+    read: set[str] | None = None,
 ) -> T:
-    """File values, overridden by environment, overridden by flags; converted and checked."""
+    """File values, overridden by environment, overridden by flags; converted and checked.
+
+    ``read``: only these keys are taken (from all three); the others keep their defaults.
+    """
     names = _names(cls)
     unknown = sorted(set(values) - names)
     if unknown:
         raise ConfigError(f"unknown setting(s) {', '.join(where + u for u in unknown)}")
-    for name, value in values.items():
+    taken = names if read is None else names & read
+    merged = {k: v for k, v in values.items() if k in taken}
+    for name, value in merged.items():
         if value is None:  # `key:` with nothing after it; str(None) made it the text "None"
             raise ConfigError(
                 f"setting '{where}{name}': no value (a key left empty in the file); give one, "
                 "or leave the key out for its default"
             )
-    merged = dict(values)
-    for name in names:
+    for name in taken:
         if f"{prefix}{name.upper()}" in env:
             merged[name] = env[f"{prefix}{name.upper()}"]
-    merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    merged.update({k: v for k, v in (overrides or {}).items() if v is not None and k in taken})
     return cls(**{k: _convert(cls, k, v, where) for k, v in merged.items()})
 
 
@@ -254,17 +261,30 @@ def load(
     config_file: Path | None = None,
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, object | None] | None = None,
+    only: frozenset[str] | None = None,
 ) -> Settings:
-    """Reads file, environment and flags, in rising priority, and validates."""
+    """Reads file, environment and flags, in rising priority, and validates.
+
+    ``only``: the settings a command that serves nothing reads (a section's as
+    ``integrity.origin_prefix``, read by :func:`section`). Only these are
+    taken and checked, from the file, the environment and ``overrides``; every
+    other setting keeps its default whatever they say, and unknown ``AIAUDIT_*``
+    variables are let be (unknown keys of the file are still refused). An
+    offline ``verify --bundle`` stopped at exit 2 on a bad
+    ``AIAUDIT_MAX_BATCH_EVENTS`` of the server it ran beside: an auditor's
+    machine must not need a valid server configuration to check a file.
+    """
     values = _read_file(config_file)
     sections = {k: values.pop(k) for k in SECTIONS if k in values}
     for name, body in sections.items():
         if not isinstance(body, dict):
             raise ConfigError(f"setting {name!r}: expected a mapping")
     environ = dict(os.environ if env is None else env)
-    _unknown_variables(environ, "AIAUDIT_", _names(Settings), SECTIONS)
-    settings = _build(Settings, values, environ, "AIAUDIT_", "", overrides)
-    settings = dataclasses.replace(settings, sections=sections, env=environ)
+    if only is None:
+        _unknown_variables(environ, "AIAUDIT_", _names(Settings), SECTIONS)
+    read = None if only is None else set(only)
+    settings = _build(Settings, values, environ, "AIAUDIT_", "", overrides, read)
+    settings = dataclasses.replace(settings, sections=sections, env=environ, only=only)
     _validate(settings)
     return settings
 
@@ -278,8 +298,11 @@ def section(settings: Settings, name: str, cls: type[T]) -> T:
     assert name in SECTIONS, name
     values = settings.sections.get(name, {})
     prefix = f"AIAUDIT_{name.upper()}_"
-    _unknown_variables(settings.env, prefix, _names(cls))
-    return _build(cls, values, settings.env, prefix, f"{name}.")
+    if settings.only is None:
+        _unknown_variables(settings.env, prefix, _names(cls))
+        return _build(cls, values, settings.env, prefix, f"{name}.")
+    read = {k.removeprefix(f"{name}.") for k in settings.only if k.startswith(f"{name}.")}
+    return _build(cls, values, settings.env, prefix, f"{name}.", read=read)
 
 
 GRPC_MAX_MESSAGE_BYTES = 2**31 - 1
