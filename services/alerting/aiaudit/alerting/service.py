@@ -84,6 +84,35 @@ def _check_stored(check: Check, source: str) -> None:
     check(rule)
 
 
+def _stored_severity(current: StoredRule, enabled: bool) -> int:
+    """The severity of a stored rule whose flag alone changes.
+
+    A source that no longer compiles (stored before a check it now fails) keeps
+    its stored severity and may be turned off: a rule the engine cannot compile
+    must be possible to stop. It answered UNKNOWN (RuleSyntaxError unmapped)
+    even to a caller allowed to see it (review, 2026-12-05). Turning it on is
+    refused FAILED_PRECONDITION (``RULE_SOURCE_INVALID``): it needs a new source.
+    """
+    try:
+        return compile_stored(current.source).severity
+    except RuleSyntaxError as exc:
+        if enabled:
+            raise ConflictError(
+                f"rule {current.rule_id!r}: its stored source no longer compiles ({exc}); it "
+                "can be disabled or deleted as it is, and enabled only with a new source",
+                "RULE_SOURCE_INVALID",
+            ) from None
+        return current.severity
+
+
+def _scans(source: str) -> int:
+    """``text_scans`` of a stored rule; 0 for one that no longer compiles (it runs none)."""
+    try:
+        return text_scans(compile_stored(source))
+    except RuleSyntaxError:
+        return 0
+
+
 class NotFoundError(LookupError):
     """No such rule or alert."""
 
@@ -422,7 +451,7 @@ class AlertingService:
                 "RULES_PER_TENANT",
                 MAX_RULES,
             )
-        scans = text_scans(rule) + sum(text_scans(compile_stored(r.source)) for r in others)
+        scans = text_scans(rule) + sum(_scans(r.source) for r in others)
         if scans > MAX_TEXT_SCANS:
             raise QuotaError(
                 f"tenant {tenant!r}'s rules would hold {scans} contains/regex conditions, "
@@ -528,13 +557,17 @@ class AlertingService:
             new_source = source if source is not None else current.source
             new_enabled = enabled if enabled is not None else current.enabled
             if source is not None:
-                self._within_quota(conn, tenant, compile_rule(source), adding=False)
+                new_rule = compile_rule(source)
+                self._within_quota(conn, tenant, new_rule, adding=False)
+                severity = new_rule.severity
+            else:
+                severity = _stored_severity(current, new_enabled)
             stored = StoredRule(
                 tenant,
                 rule_id,
                 new_source,
                 new_enabled,
-                compile_rule(new_source, stored=source is None).severity,
+                severity,
                 dt.datetime.now(dt.UTC),
                 current.builtin,
             )
