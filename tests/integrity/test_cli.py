@@ -621,3 +621,27 @@ def test_a_bundle_without_content_opens_no_data_key(
     assert main([*export, "--no-content", str(out)]) == 0
     assert verify(out, key, "--origin-prefix", ORIGIN_PREFIX, "--log", tenant) == 0
     assert not (tmp_path / "content.kek").exists(), "no new key file was made"
+
+
+@pytest.mark.parametrize("offline", ["--bundle", "--receipt"])
+def test_offline_verify_needs_no_valid_server_settings(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    offline: str,
+) -> None:
+    """A bad server setting in the environment (AIAUDIT_MAX_BATCH_EVENTS=abc) stopped
+    ``verify --bundle`` at exit 2: an auditor's machine must not need a valid server
+    configuration to check a file. What it reads (the origin prefix) is still read."""
+    monkeypatch.setenv("AIAUDIT_MAX_BATCH_EVENTS", "abc")
+    monkeypatch.setenv("AIAUDIT_TLS_CERT_FILE", str(tmp_path / "nonexistent.pem"))
+    monkeypatch.setenv("AIAUDIT_INTEGRITY_CHECKPOINT_INTERVAL", "-1")
+    monkeypatch.setenv("AIAUDIT_INTEGRITY_ORIGIN_PREFIX", ORIGIN_PREFIX)
+    path = write(tmp_path / "b.jsonl", make_bundle(tmp_path)) if offline == "--bundle" else None
+    path = path or _receipt(tmp_path)
+    assert main(["verify", offline, str(path), "--verifier-key", key_of(tmp_path)]) == 0
+    monkeypatch.setenv("AIAUDIT_INTEGRITY_ORIGIN_PREFIX", "other.example/log")
+    assert main(["verify", offline, str(path), "--verifier-key", key_of(tmp_path)]) == 1
+    capsys.readouterr()
+    assert main(["verify", "--data-dir", str(tmp_path)]) == 2  # the store's: every setting
+    assert "'max_batch_events'" in capsys.readouterr().err

@@ -360,7 +360,29 @@ def _write_recorded(
     return n
 
 
-def _settings(args: argparse.Namespace, offline: bool) -> Settings:
+VERIFY_OFFLINE = frozenset(
+    {"data_dir"}
+    | {
+        f"integrity.{key}"
+        for key in (
+            "origin_prefix", "key_name", "signer", "key_file", "vault_addr",
+            "vault_token_file", "vault_mount", "vault_key", "vault_timeout",
+        )
+    }
+)  # fmt: skip
+"""The settings ``verify --bundle``/``--receipt`` reads: the trusted keys and origins. An
+auditor's machine needs no valid server configuration to check a file (review)."""
+
+
+def _reads(args: argparse.Namespace) -> frozenset[str] | None:
+    """``verify``: only :data:`VERIFY_OFFLINE` for a bundle or a receipt; else every setting."""
+    offline = args.bundle is not None or args.receipt is not None
+    return VERIFY_OFFLINE if offline else None
+
+
+def _settings(
+    args: argparse.Namespace, offline: bool, only: frozenset[str] | None = None
+) -> Settings:
     """Settings of a command that serves nothing (flags over environment over file).
 
     The listener checks guard a server; a command that only reads files, the
@@ -376,7 +398,7 @@ def _settings(args: argparse.Namespace, offline: bool) -> Settings:
     }
     if getattr(args, "database_url", None):
         overrides["database_url"] = args.database_url
-    return config.load(args.config, overrides=overrides)
+    return config.load(args.config, overrides=overrides, only=only)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: Common) -> None:
@@ -387,12 +409,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: C
         run: Callable[[argparse.Namespace, Settings], int],
         offline: Callable[[argparse.Namespace], bool] = lambda _: True,
         refused: Callable[[argparse.Namespace], str | None] = lambda _: None,
+        reads: Callable[[argparse.Namespace], frozenset[str] | None] = lambda _: None,
     ) -> None:
         def func(args: argparse.Namespace) -> int:
             if why := refused(args):
                 parser.error(why)  # exit 2 with the usage, as argparse's own refusals
             try:
-                return run(args, _settings(args, offline(args)))
+                return run(args, _settings(args, offline(args), reads(args)))
             except CommandFailedError as exc:
                 print(f"{parser.prog}: {' '.join(str(exc).split())}", file=sys.stderr)
                 return 1
@@ -433,7 +456,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: C
     verify.add_argument(
         "--checkpoint-dir", type=Path, help="exported checkpoints to check too (default: config)"
     )
-    bind(verify, run_verify, refused=_not_offline)
+    bind(verify, run_verify, refused=_not_offline, reads=_reads)
 
     integrity = sub.add_parser("integrity", help="notary keys, Vault bootstrap, bundles")
     isub = integrity.add_subparsers(dest="integrity_command", required=True)
