@@ -219,6 +219,11 @@ def test_a_failed_export_leaves_an_earlier_file_of_that_name_as_it_was(
         assert [r["event_id"] for r in csv.DictReader(target.open(newline=""))] == ["e-1"]
         assert list(out.iterdir()) == [target]  # nothing beside it
         assert target.stat().st_mode & 0o777 == 0o600  # it holds what the key may read
+        # A destination that cannot be written: one line, exit 1, before any export.
+        capsys.readouterr()
+        for where in (out, out / "missing" / "export.csv"):
+            assert main([*export[:-1], str(where), "--filter", NOT_ACCESS]) == 1
+            assert capsys.readouterr().err.startswith(f"aiaudit export: cannot write {where}: ")
     finally:
         running.channel.close()
         running.suite.stop()

@@ -9,10 +9,8 @@ is recorded in the tenant's log like any other read.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -21,6 +19,7 @@ import grpc
 from google.protobuf import json_format
 
 from aiaudit.common import arguments, client, config
+from aiaudit.common.files import written_whole
 from aiaudit.common.v1 import event_pb2
 from aiaudit.search.v1 import search_service_pb2 as pb
 from aiaudit.search.v1 import search_service_pb2_grpc as pb_grpc
@@ -142,6 +141,9 @@ def run_export(args: argparse.Namespace) -> int:
     except grpc.RpcError as err:
         print(f"aiaudit export: {err.code().name}: {visible(err.details() or '')}", file=sys.stderr)
         return 1
+    except OSError as err:  # the destination, checked before the export starts
+        print(f"aiaudit export: cannot write {args.output}: {err.strerror}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         unwritten = f"; {args.output} not written" if args.output else ""
         print(f"aiaudit export: interrupted{unwritten}", file=sys.stderr)
@@ -167,28 +169,14 @@ def _stream(stub: pb_grpc.SearchServiceStub, request: pb.ExportRequest, out: Bin
 def _stream_to_file(
     stub: pb_grpc.SearchServiceStub, request: pb.ExportRequest, target: Path
 ) -> int:
-    """The export into ``target``, which appears only once the last chunk is in.
+    """The export into ``target``, which appears whole or not at all.
 
-    The chunks go to a temporary file beside it (the same file system, so the
-    rename is atomic), removed on any failure, Ctrl-C included: written in
-    place, an interrupted export left a partial file that could pass for the
-    whole one (a JSON Lines file cut between two events looks complete), and
-    a failed one had already truncated an earlier file of that name. A FIFO or
-    a device (``/dev/stdout``) cannot be renamed over, so it is written in place.
+    Written in place, an interrupted export left a partial file that could pass
+    for the whole one, and a failed one had already truncated an earlier file of
+    that name (:func:`written_whole`).
     """
-    if target.exists() and not target.is_file():
-        with target.open("wb") as out:
-            return _stream(stub, request, out)
-    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
-    partial = Path(name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            written = _stream(stub, request, out)
-        partial.replace(target)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    return written
+    with written_whole(target) as out:
+        return _stream(stub, request, out)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: Common) -> None:
