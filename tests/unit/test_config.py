@@ -11,6 +11,7 @@ import yaml
 
 from aiaudit.common import config
 from aiaudit.common.auth import Authenticator
+from aiaudit.integrity.cli import VERIFY_OFFLINE
 
 
 def test_file_then_env_then_flags(tmp_path: Path) -> None:
@@ -337,19 +338,6 @@ def test_a_misspelt_environment_variable_is_refused() -> None:
         "AIAUDIT_MAX_BATCH_EVENTS": "10",
     }
     assert config.load(env=others).max_batch_events == 10
-
-
-VERIFY_OFFLINE = frozenset(
-    {"data_dir"}
-    | {
-        f"integrity.{key}"
-        for key in (
-            "origin_prefix", "key_name", "signer", "key_file", "vault_addr",
-            "vault_token_file", "vault_mount", "vault_key", "vault_timeout",
-        )
-    }
-)  # fmt: skip
-"""What ``aiaudit verify --bundle``/``--receipt`` reads: the trusted keys and origins."""
 
 
 def test_a_command_that_reads_some_settings_needs_no_valid_others(tmp_path: Path) -> None:
