@@ -451,7 +451,7 @@ def test_a_token_spike_after_a_quiet_hour_fires_once_the_engine_watched_that_hou
 ) -> None:
     """``token-spike`` compares 5 minutes with the hour before, and an hour without a sample
     was no reference: a user idle for an hour who then burnt 12,000 tokens (or 2M) raised
-    nothing (review, 2026-12-06). An empty hour is a rate of 0 now, once the engine has seen
+    nothing (review, 2026-12-05). An empty hour is a rate of 0 now, once the engine has seen
     all of it: not when the log (minutes: ``log_began``) or the rule's row (``rule_changed``)
     is younger than the window and its baseline, or every busy user of a new rule would
     spike at once. A restarted engine decides alike (the log's start is read again)."""

@@ -197,7 +197,7 @@ def _groups(rule: Rule, events: list[ev.Event]) -> tuple[list[str], list[str]]:
 def test_groups_of_different_values_never_share_a_window() -> None:
     """Parts were joined with ``|``, and no group was ``*``: ("a|b", "c") and ("a", "b|c")
     shared "a|b|c", a user named ``*`` the events without one; one count, one alert
-    (review, 2026-12-06). A ``\\``, a ``|`` in a part and a part ``*`` are escaped now."""
+    (review, 2026-12-05). A ``\\``, a ``|`` in a part and a part ``*`` are escaped now."""
     pairs = [interaction("t", user="a|b", model="c"), interaction("t", user="a", model="b|c")]
     assert _groups(PAIR_RULE, pairs) == (["a\\|b|c", "a|b\\|c"], [])
     starred = [interaction("t", user="*"), interaction("t", user="")]
@@ -224,7 +224,7 @@ def test_distinct_values_make_distinct_groups(values: list[tuple[str, str]]) -> 
 
 def test_an_empty_baseline_is_a_rate_of_zero_only_if_all_of_it_was_watched() -> None:
     """A count, rate or sum over a baseline without samples was no reference and never
-    fired (review, 2026-12-06: ``token-spike`` missed 2M tokens after an idle hour). Now it
+    fired (review, 2026-12-05: ``token-spike`` missed 2M tokens after an idle hour). Now it
     is 0 when the windows saw the whole baseline (``start``, and a rule's ``since``);
     an average, minimum, maximum or percentile of nothing is still no reference."""
     spike = "    baseline: {duration: 10m, factor: 4}\n    percentile: 50\n"
