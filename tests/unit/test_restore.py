@@ -109,6 +109,9 @@ def test_anything_unexpected_falls_back_to_the_exact_parser() -> None:
     assert restore.restore(offset, stored.committed.content) == canonical.restore(
         offset, stored.committed.content
     )
+    into = ev.Event()  # as a search page restores into its response's messages
+    restore.restore_into(into, offset, stored.committed.content)
+    assert into == canonical.restore(offset, stored.committed.content)
     unknown = b'{"eventId":"x","noSuchField":1}'
     with pytest.raises(json_format.ParseError):
         restore.restore(unknown, None)

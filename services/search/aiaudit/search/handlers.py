@@ -192,17 +192,20 @@ class Visibility:
         """The caller's ``content.read`` and ``pii.read`` on the tenant."""
         return cls(caller.allows("content.read", tenant), caller.allows("pii.read", tenant))
 
-    def redact(self, found: StoredEvent) -> event_pb2.Event:
+    def redact(self, found: StoredEvent, into: event_pb2.Event | None = None) -> event_pb2.Event:
         """The stored event as the caller may see it (content and PII removed without permission).
 
         Without ``content.read`` the event is rebuilt from its canonical form
         alone, exactly as if its content had been erased; so is a suite record
-        without ``pii.read`` (see :data:`QUOTING_RECORDS`).
+        without ``pii.read`` (see :data:`QUOTING_RECORDS`). ``into``: the empty
+        message to rebuild it in (a page's result), returned.
         """
-        event = restore.restore(found.canonical, found.content if self.content else None)
+        event = event_pb2.Event() if into is None else into
+        restore.restore_into(event, found.canonical, found.content if self.content else None)
         if not self.pii:
             if self.content and event.event_type in QUOTING_RECORDS:
-                event = restore.restore(found.canonical, None)
+                event.Clear()
+                restore.restore_into(event, found.canonical, None)
             event.actor.ClearField("ip_address")
         if found.content is None or not self.shows_content(event):
             _drop_media_hashes(event)
@@ -481,7 +484,8 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
             found = stored.get(hit.sequence)
             if found is None or (matched_content and found.content is None):
                 continue
-            result = response.results.add(event=view.redact(found), sequence=hit.sequence)
+            result = response.results.add(sequence=hit.sequence)
+            view.redact(found, into=result.event)
             # Erased content's highlights may outlive it while the index lags.
             if view.shows_content(result.event) and found.content is not None:
                 for name, fragments in hit.highlights.items():
