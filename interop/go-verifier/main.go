@@ -98,17 +98,49 @@ func verifiers(keys keyList) ([]note.Verifier, error) {
 	return list, nil
 }
 
+// decodeBase64 decodes canonical standard base64 only. Go's Strict decoding still
+// skips CR and LF anywhere in the input, and the libraries' decoding also accepts
+// non-zero padding bits: either way one value had many spellings, which aiaudit's
+// verifier refuses, so a bundle edited that way passed here and failed there.
+func decodeBase64(s string) ([]byte, error) {
+	raw, err := base64.StdEncoding.Strict().DecodeString(s)
+	if err != nil {
+		return nil, err
+	}
+	if base64.StdEncoding.EncodeToString(raw) != s {
+		return nil, errors.New("not in canonical base64")
+	}
+	return raw, nil
+}
+
 // openCheckpoint verifies a signed checkpoint with whichever published key signed it.
 func openCheckpoint(text []byte, origin string, keys []note.Verifier) (*tlog.Checkpoint, error) {
 	var last error
 	for _, k := range keys {
 		cp, _, _, err := tlog.ParseCheckpoint(text, origin, k)
 		if err == nil {
-			return cp, nil
+			return cp, checkpointSpelling(text, cp)
 		}
 		last = err
 	}
 	return nil, last
+}
+
+// checkpointSpelling refuses what the note and checkpoint libraries read leniently:
+// signature lines in non-canonical base64 (unsigned, so anyone could respell them),
+// and a tree size or root hash not written as the checkpoint's one spelling.
+func checkpointSpelling(text []byte, cp *tlog.Checkpoint) error {
+	split := bytes.LastIndex(text, []byte("\n\n"))
+	body, sigs := string(text[:split+1]), string(text[split+2:])
+	if !strings.HasPrefix(body, string(cp.Marshal())) {
+		return errors.New("tree size or root hash is not in its canonical form")
+	}
+	for i, line := range strings.Split(strings.TrimSuffix(sigs, "\n"), "\n") {
+		if _, err := decodeBase64(line[strings.LastIndexByte(line, ' ')+1:]); err != nil {
+			return fmt.Errorf("signature %d is not in canonical base64", i+1)
+		}
+	}
+	return nil
 }
 
 func runCheckpoint(args []string, out io.Writer) (int, error) {
@@ -231,12 +263,15 @@ func checkLine(line bundleLine, prefix string, keys []note.Verifier) []string {
 	if line.LogID == "" || line.EventID == "" || line.Sequence == nil {
 		return []string{"log_id, event_id and sequence are required"}
 	}
-	canonical, err := base64.StdEncoding.Strict().DecodeString(line.Canonical)
+	canonical, err := decodeBase64(line.Canonical)
 	if err != nil {
 		return []string{fmt.Sprintf("canonical is not base64: %v", err)}
 	}
 	var p tproof.TLogProof
 	if err := p.Unmarshal([]byte(line.TlogProof)); err != nil {
+		return []string{fmt.Sprintf("tlog-proof: %v", err)}
+	}
+	if err := proofSpelling(line.TlogProof, p); err != nil {
 		return []string{fmt.Sprintf("tlog-proof: %v", err)}
 	}
 	if p.Index != *line.Sequence {
@@ -269,13 +304,47 @@ func checkLine(line bundleLine, prefix string, keys []note.Verifier) []string {
 		return append(problems, "salt and content come together: this line has only one")
 	}
 	if line.Salt != nil {
-		salt, err := base64.StdEncoding.Strict().DecodeString(*line.Salt)
+		salt, err := decodeBase64(*line.Salt)
 		if err != nil {
 			return append(problems, fmt.Sprintf("salt is not base64: %v", err))
 		}
 		problems = append(problems, commitmentProblems(event, line.Content, salt)...)
 	}
 	return problems
+}
+
+// proofSpelling refuses a tlog-proof that is not written exactly as the library writes
+// what it read: its parser decodes the hashes and extra data leniently, takes an index
+// with leading zeros and drops a CR before each LF (the checkpoint's too), so a proof
+// had many spellings; aiaudit gives each value one. It names the first line that differs.
+func proofSpelling(text string, p tproof.TLogProof) error {
+	want := strings.SplitAfter(string(p.Marshal()), "\n")
+	got := strings.SplitAfter(text, "\n")
+	roles := []string{"header"}
+	if p.ExtraData != nil {
+		roles = append(roles, "extra data")
+	}
+	roles = append(roles, "index")
+	for i := range p.Hashes {
+		roles = append(roles, fmt.Sprintf("hash %d", i+1))
+	}
+	for i, g := range got {
+		if i < len(want) && g == want[i] {
+			continue
+		}
+		role := "checkpoint"
+		if i < len(roles) {
+			role = roles[i]
+		}
+		if i >= len(want) {
+			return fmt.Errorf("%s: line %d %q is not in its canonical form", role, i+1, g)
+		}
+		return fmt.Errorf("%s: line %d %q is not in its canonical form %q", role, i+1, g, want[i])
+	}
+	if len(got) != len(want) {
+		return errors.New("the proof does not end as its canonical form")
+	}
+	return nil
 }
 
 // segment is one step of a content path: a JSON name and the array indexes after it.
@@ -317,7 +386,7 @@ func commitmentProblems(event map[string]any, content map[string]string, salt []
 	for path, value := range content {
 		raw := []byte(value)
 		if strings.HasSuffix(path, ".data") {
-			decoded, err := base64.StdEncoding.Strict().DecodeString(value)
+			decoded, err := decodeBase64(value)
 			if err != nil {
 				problems = append(problems, fmt.Sprintf("content %s: bytes value is not base64", path))
 				continue
@@ -366,7 +435,7 @@ func runConsistency(args []string, out io.Writer) (int, error) {
 	}
 	var hashes [][]byte
 	for _, l := range strings.Fields(string(texts[2])) {
-		h, err := base64.StdEncoding.DecodeString(l)
+		h, err := decodeBase64(l)
 		if err != nil {
 			return 0, fmt.Errorf("proof hash %q is not base64", l)
 		}

@@ -31,6 +31,7 @@ from tests import go_verifier as go
 from tests.conftest import Running
 from tests.helpers import interaction, wait_until
 from tests.integrity.conftest import ORIGIN_PREFIX, Vault
+from tests.integrity.test_cli import key_of, make_bundle, write
 from tests.integrity.test_service import checkpoint_covers, integrity
 from tests.integrity.test_vault import bootstrapped
 
@@ -182,6 +183,92 @@ def test_a_bundle_verifies_with_public_go_libraries_and_each_tampering_is_named(
     refused = go.run(go_verifier, *check)
     assert refused.returncode == 1
     assert refused.stdout.startswith("line 1 event g-0: salt is not base64"), refused.stdout
+
+
+ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+
+def padding_bit_set(encoded: str) -> str:
+    """``encoded`` (one ``=`` of padding) with a padding bit set: the same bytes to a lenient
+    decoder."""
+    respelt = encoded[:-2] + ALPHABET[ALPHABET.index(encoded[-2]) ^ 1] + encoded[-1]
+    assert respelt != encoded and base64.b64decode(respelt) == base64.b64decode(encoded)
+    return respelt
+
+
+def in_proof(line: dict[str, Any], at: int, respell: Any) -> None:
+    """Line ``at`` of the line's tlog-proof respelt by ``respell``."""
+    proof = line["tlog_proof"].split("\n")
+    proof[at] = respell(proof[at])
+    line["tlog_proof"] = "\n".join(proof)
+
+
+def signature_respelt(line: dict[str, Any]) -> None:
+    body, sig_line, end = line["tlog_proof"].rsplit("\n", 2)
+    name, sig = sig_line.rsplit(" ", 1)
+    line["tlog_proof"] = f"{body}\n{name} {padding_bit_set(sig)}\n{end}"
+
+
+DATA = "input.messages[0].parts[1].media.data"
+RESPELLINGS: dict[str, tuple[Any, str]] = {
+    # tlog-proof lines: header, index, two hashes, blank, the signed checkpoint
+    "proof hash padding bit": (
+        lambda line: in_proof(line, 2, padding_bit_set),
+        "tlog-proof: hash 1: line 3 ",
+    ),
+    "proof hash CR": (lambda line: in_proof(line, 3, lambda h: h + "\r"), "tlog-proof: hash 2: "),
+    "index leading zero": (
+        lambda line: in_proof(line, 1, lambda i: "index 00"),
+        'tlog-proof: index: line 2 "index 00\\n" is not in its canonical form "index 0\\n"',
+    ),
+    "extra data padding bit": (
+        lambda line: in_proof(line, 0, lambda h: h + "\nextra " + padding_bit_set("abc=")),
+        "tlog-proof: extra data: line 2 ",
+    ),
+    "checkpoint CR": (
+        lambda line: in_proof(line, 5, lambda origin: origin + "\r"),
+        "tlog-proof: checkpoint: line 6 ",
+    ),
+    "signature padding bit": (signature_respelt, "checkpoint: signature 1 is not in canonical"),
+    "canonical LF": (
+        lambda line: line.update(canonical=line["canonical"][:8] + "\n" + line["canonical"][8:]),
+        "canonical is not base64: not in canonical base64",
+    ),
+    "salt CR": (
+        lambda line: line.update(salt=line["salt"][:8] + "\r" + line["salt"][8:]),
+        "salt is not base64: not in canonical base64",
+    ),
+    "content bytes LF": (
+        lambda line: line["content"].update({DATA: line["content"][DATA][:4] + "\n"}),
+        f"content {DATA}: bytes value is not base64",
+    ),
+}
+
+
+@pytest.mark.parametrize("respelling", RESPELLINGS)
+def test_base64_and_proof_lines_have_one_spelling_in_both_verifiers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], go_verifier: Path, respelling: str
+) -> None:
+    """The Go verifier read the proof hashes and extra data leniently (its tlog library),
+    and a CR before each of the proof's LFs, an index with leading zeros, signature lines
+    with padding bits set, and CR or LF inside `canonical`, the salt and bytes content (Go's
+    strict base64 still skips them): the same values, so it passed lines aiaudit refuses."""
+    lines = make_bundle(tmp_path, n=3, media=b"ok")
+    assert lines[0]["content"][DATA] == "b2s="
+    key = key_of(tmp_path)
+    check = ["bundle", "-verifier-key", key, "-origin-prefix", ORIGIN_PREFIX]
+    intact = go.run(go_verifier, *check, write(tmp_path / "intact.jsonl", lines))
+    assert (intact.returncode, intact.stdout) == (0, "3 event(s) checked, 0 problem(s)\n")
+
+    edit, reason = RESPELLINGS[respelling]
+    edit(lines[0])
+    path = write(tmp_path / "respelt.jsonl", lines[:1])
+    refused = go.run(go_verifier, *check, path)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert refused.stdout.startswith(f"line 1 event e-0: {reason}"), refused.stdout
+    assert refused.stdout.endswith("1 event(s) checked, 1 problem(s)\n"), refused.stdout
+    assert main(["verify", "--bundle", str(path), "--verifier-key", key]) == 1
+    assert "line 1 event e-0: " in capsys.readouterr().out
 
 
 def test_checkpoints_are_consistent_by_public_go_libraries(
