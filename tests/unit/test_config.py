@@ -340,6 +340,18 @@ def test_a_misspelt_environment_variable_is_refused() -> None:
     assert config.load(env=others).max_batch_events == 10
 
 
+def test_tls_certificate_and_key_go_together(tmp_path: Path) -> None:
+    """The check was lost (its ``if`` line deleted, the ``raise`` left in another branch):
+    a certificate without its key served plaintext on 0.0.0.0 without ``allow_insecure``,
+    as ``require_tls`` saw a certificate set."""
+    pem = tmp_path / "tls.pem"
+    pem.write_text("not read before the pair is checked")
+    for name in ("CERT", "KEY"):
+        env = {"AIAUDIT_ADDRESS": "0.0.0.0:50051", f"AIAUDIT_TLS_{name}_FILE": str(pem)}
+        with pytest.raises(config.ConfigError, match="'tls_cert_file' and 'tls_key_file' must"):
+            config.load(env=env)
+
+
 def test_a_command_that_reads_some_settings_needs_no_valid_others(tmp_path: Path) -> None:
     """An offline ``verify --bundle`` exited 2 on a bad ``AIAUDIT_MAX_BATCH_EVENTS`` of the
     server beside it: a machine that checks a file needs no valid server configuration.

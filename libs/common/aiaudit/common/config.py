@@ -343,6 +343,7 @@ def _validate(s: Settings) -> None:
             f"{MESSAGE_HEADROOM_BYTES} (the request around it), else gRPC refuses the largest "
             "events RESOURCE_EXHAUSTED before ingest can check them"
         )
+    if (s.tls_cert_file is None) != (s.tls_key_file is None):
         raise ConfigError("settings 'tls_cert_file' and 'tls_key_file' must be set together")
     if s.tls_client_ca_file is not None and s.tls_cert_file is None:
         raise ConfigError(
