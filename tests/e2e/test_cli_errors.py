@@ -109,6 +109,18 @@ def test_a_health_address_that_is_no_host_and_port(
     assert not (tmp_path / "data").exists()  # refused before anything was made
 
 
+def test_a_health_address_whose_host_does_not_resolve(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """gRPC resolved it only when it bound, after the store was migrated and the services
+    started: exit 1 after its own E... add_port.cc line, and the server left running."""
+    health = "no-such-host.invalid:8081"
+    assert main(_serve_config(tmp_path, f"health_address: '{health}'\n")) == 2
+    line = _one_line_error(capsys)
+    assert f"setting 'health_address': {health!r}: the host does not resolve" in line
+    assert not (tmp_path / "data").exists()  # refused before anything was made
+
+
 def test_a_data_dir_that_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``serve --data-dir /etc/hostname`` exited 1 with 'aiaudit: [Errno 17] File exists',
     naming neither the setting nor the path."""

@@ -340,6 +340,18 @@ def test_a_misspelt_environment_variable_is_refused() -> None:
     assert config.load(env=others).max_batch_events == 10
 
 
+def test_a_health_address_whose_host_does_not_resolve_is_refused() -> None:
+    """gRPC resolved it only when it bound the port, after the store was migrated and the
+    services started, and ``serve`` ended exit 1 (tests/e2e/test_cli_errors.py)."""
+    bad = "no-such-host.invalid:8081"  # .invalid never resolves (RFC 6761)
+    with pytest.raises(
+        config.ConfigError, match=rf"setting 'health_address': '{bad}': the host does not resolve"
+    ):
+        config.load(env={"AIAUDIT_HEALTH_ADDRESS": bad})
+    for good in ("[::]:8081", "0.0.0.0:8081", "127.0.0.1:8081", "localhost:8081"):
+        assert config.load(env={"AIAUDIT_HEALTH_ADDRESS": good}).health_address == good
+
+
 def test_tls_certificate_and_key_go_together(tmp_path: Path) -> None:
     """The check was lost (its ``if`` line deleted, the ``raise`` left in another branch):
     a certificate without its key served plaintext on 0.0.0.0 without ``allow_insecure``,

@@ -14,6 +14,7 @@ import ipaddress
 import logging
 import math
 import os
+import socket
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -314,6 +315,25 @@ the largest size ingest takes, or a search page holding it, carries the event's 
 the request's or result's other fields too."""
 
 
+def _resolvable(address: str) -> str:
+    """Why the host of ``address`` (HOST:PORT) does not resolve, or "" if it does.
+
+    gRPC looks it up only when it binds, after the store was migrated and the
+    services started: a name that resolves to nothing ended ``serve`` there,
+    exit 1, after gRPC's own ``add_port.cc`` line.
+    """
+    host, _, port = address.rpartition(":")
+    try:
+        socket.getaddrinfo(
+            host.strip("[]") or None, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as exc:
+        return str(exc.strerror)
+    except UnicodeError as exc:  # a label the IDNA codec refuses: empty, or over 63 characters
+        return str(exc)
+    return ""
+
+
 def _validate(s: Settings) -> None:
     _, sep, port = s.address.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
@@ -326,6 +346,11 @@ def _validate(s: Settings) -> None:
             raise ConfigError(
                 f"setting 'health_address': {s.health_address!r} is not HOST:PORT with a port "
                 "of 1 to 65535 (the probes' port; e.g. [::]:8081)"
+            )
+        if unresolved := _resolvable(s.health_address):
+            raise ConfigError(
+                f"setting 'health_address': {s.health_address!r}: the host does not resolve "
+                f"({unresolved}); give an address of this host (e.g. [::]:8081)"
             )
     if not (s.database_url == "" or s.database_url.startswith(("sqlite", "postgresql"))):
         raise ConfigError(
