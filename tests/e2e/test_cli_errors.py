@@ -121,6 +121,13 @@ def test_a_health_address_whose_host_does_not_resolve(
     assert not (tmp_path / "data").exists()  # refused before anything was made
 
 
+def test_workers_beyond_the_bound(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The bound is checked first: a slip is named as one whichever services are given."""
+    assert main([*_serve_config(tmp_path, ""), "--workers", "100"]) == 2
+    line = _one_line_error(capsys)
+    assert line.startswith("aiaudit: configuration error: setting 'workers': 100; at most 16")
+
+
 def test_a_data_dir_that_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``serve --data-dir /etc/hostname`` exited 1 with 'aiaudit: [Errno 17] File exists',
     naming neither the setting nor the path."""

@@ -70,6 +70,19 @@ def test_workers_only_for_ingest() -> None:
     assert (s.workers, s.services) == (2, ("ingest",))
 
 
+def test_workers_are_bounded() -> None:
+    """Each worker is a process with database pools of its own: ``workers: 100`` forked 100
+    of them, which could take every connection PostgreSQL allows."""
+    most = config.MAX_WORKERS
+    ingest = {"AIAUDIT_SERVICES": "ingest"}
+    assert config.load(env={**ingest, "AIAUDIT_WORKERS": str(most)}).workers == most
+    for env in ({**ingest, "AIAUDIT_WORKERS": str(most + 1)}, {"AIAUDIT_WORKERS": "100"}):
+        with pytest.raises(config.ConfigError, match=rf"'workers': \d+; at most {most} \("):
+            config.load(env=env)
+    with pytest.raises(config.ConfigError, match=f"'workers': 1000; at most {most}"):
+        config.load(env={}, overrides={"workers": 1000, "services": "ingest"})
+
+
 def test_unknown_file_key_is_named(tmp_path: Path) -> None:
     f = tmp_path / "c.yaml"
     f.write_text("max_batch_event: 10\n")

@@ -85,7 +85,8 @@ class Settings:
     oidc_tenants_claim: str = "tenants"
     log_level: str = "INFO"
     workers: int = 1
-    """Processes serving the port (SO_REUSEPORT); more than one only with services=ingest."""
+    """Processes serving the port (SO_REUSEPORT); more than one only with services=ingest,
+    at most :data:`MAX_WORKERS`."""
     services: tuple[str, ...] = dataclasses.field(default=(), metadata=NONEMPTY)
     """Services to host; left out, every implemented one (an empty list given is refused)."""
     content_keys: str = ""
@@ -315,6 +316,15 @@ the largest size ingest takes, or a search page holding it, carries the event's 
 the request's or result's other fields too."""
 
 
+MAX_WORKERS = 16
+"""Most ``workers``. Each is a whole server process: about 110 MB resident before its first
+call, 64 RPC threads, and PostgreSQL pools of its own (the store's alone up to 20
+connections). 16 may already hold 320 connections, three times PostgreSQL's default
+``max_connections``; ingest is CPU-bound, so processes beyond the pod's cores gain nothing:
+scale further with replicas. Unbounded, a slip (``workers: 100``) would fork 100 processes
+that could take 2,000 connections and refuse every other component's logins."""
+
+
 def _resolvable(address: str) -> str:
     """Why the host of ``address`` (HOST:PORT) does not resolve, or "" if it does.
 
@@ -395,6 +405,11 @@ def _validate(s: Settings) -> None:
         path = getattr(s, name)
         if path is not None and not path.is_file():
             raise ConfigError(f"setting {name!r}: {path} is not a readable file")
+    if s.workers > MAX_WORKERS:
+        raise ConfigError(
+            f"setting 'workers': {s.workers}; at most {MAX_WORKERS} (each is a process with a "
+            "database pool of its own; scale further with replicas)"
+        )
     if s.workers > 1 and (s.services != ("ingest",) or port == "0"):
         raise ConfigError(
             "setting 'workers': several processes may only host the stateless ingest service "
