@@ -6,6 +6,9 @@ out of reach: each used to end the command in a Python traceback.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -126,6 +129,30 @@ def test_workers_beyond_the_bound(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert main([*_serve_config(tmp_path, ""), "--workers", "100"]) == 2
     line = _one_line_error(capsys)
     assert line.startswith("aiaudit: configuration error: setting 'workers': 100; at most 16")
+
+
+def test_a_misspelt_variable_of_a_service_not_hosted(tmp_path: Path) -> None:
+    """An ingest pod took ``AIAUDIT_ALERTING_WEBHOOK_URLL`` silently: only a process hosting
+    alerting checked alerting's variables. A process of its own, since the old code served."""
+    argv = _serve_config(tmp_path, "")
+    env = {**os.environ, "AIAUDIT_ALERTING_WEBHOOK_URLL": "https://hooks.example"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aiaudit.cli.main", *argv, "--services", "ingest"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    served = proc.stdout.readline()  # "aiaudit serving on ..." if it serves; "" once it exits
+    if served:
+        proc.terminate()
+    err = proc.stderr.read()
+    assert (proc.wait(), served) == (2, ""), err
+    assert "Traceback" not in err
+    assert "environment variable AIAUDIT_ALERTING_WEBHOOK_URLL: no such setting" in err
+    assert "did you mean AIAUDIT_ALERTING_WEBHOOK_URL?" in err
+    assert not (tmp_path / "data").exists()
 
 
 def test_a_data_dir_that_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -92,14 +92,16 @@ def test_unknown_file_key_is_named(tmp_path: Path) -> None:
 
 @dataclass(frozen=True)
 class _Section:
-    interval: float = 1.0
-    url: str = ""
+    """Two keys of the integrity section (its variables are checked against the real one)."""
+
+    checkpoint_interval: float = 1.0
+    vault_addr: str = ""
 
 
 def test_sections_read_file_and_env(tmp_path: Path) -> None:
     f = tmp_path / "c.yaml"
-    f.write_text("integrity:\n  interval: 2.5\n")
-    s = config.load(f, env={"AIAUDIT_INTEGRITY_URL": "http://vault"})
+    f.write_text("integrity:\n  checkpoint_interval: 2.5\n")
+    s = config.load(f, env={"AIAUDIT_INTEGRITY_VAULT_ADDR": "http://vault"})
     assert config.section(s, "integrity", _Section) == _Section(2.5, "http://vault")
     f.write_text("integrity:\n  intervall: 2.5\n")
     with pytest.raises(config.ConfigError, match=r"integrity\.intervall"):
@@ -334,14 +336,13 @@ def test_a_misspelt_environment_variable_is_refused() -> None:
         config.load(env={"AIAUDIT_MAX_BATCH_EVENT": "10"})
     with pytest.raises(config.ConfigError, match="AIAUDIT_SECTIONS: no such setting"):
         config.load(env={"AIAUDIT_SECTIONS": "x"})  # internal fields are no settings
-    # A section's variables are checked by the section, which knows its keys.
-    settings = config.load(env={"AIAUDIT_INTEGRITY_INTERVALL": "2", "AIAUDIT_INTEGRITY_URL": "u"})
+    # A section's variables are checked against its keys.
     with pytest.raises(
         config.ConfigError,
-        match=r"AIAUDIT_INTEGRITY_INTERVALL: no such setting \(did you mean "
-        "AIAUDIT_INTEGRITY_INTERVAL",
+        match=r"AIAUDIT_INTEGRITY_CHECKPOINT_INTERVALL: no such setting \(did you mean "
+        "AIAUDIT_INTEGRITY_CHECKPOINT_INTERVAL",
     ):
-        config.section(settings, "integrity", _Section)
+        config.load(env={"AIAUDIT_INTEGRITY_CHECKPOINT_INTERVALL": "2"})
     # What the commands and scripts read beside the settings passes.
     others = {
         "AIAUDIT_API_KEY": "k",
@@ -351,6 +352,41 @@ def test_a_misspelt_environment_variable_is_refused() -> None:
         "AIAUDIT_MAX_BATCH_EVENTS": "10",
     }
     assert config.load(env=others).max_batch_events == 10
+
+
+@pytest.mark.parametrize(
+    ("variable", "meant"),
+    [
+        ("AIAUDIT_ALERTING_WEBHOOK_URLL", "AIAUDIT_ALERTING_WEBHOOK_URL"),
+        ("AIAUDIT_SEARCH_OPENSEARCH_PASWORD", "AIAUDIT_SEARCH_OPENSEARCH_PASSWORD"),
+        ("AIAUDIT_SERACH_BATCH_SIZE", "AIAUDIT_SEARCH_BATCH_SIZE"),  # the section misspelt
+    ],
+)
+def test_a_misspelt_variable_of_a_service_not_hosted_is_refused(variable: str, meant: str) -> None:
+    """A section's variables were checked only by a process hosting the service: an ingest
+    pod passed ``AIAUDIT_ALERTING_WEBHOOK_URLL`` silently, and so did the alerting pod the
+    same environment was meant for until it read its section. A misspelling is one whichever
+    services run."""
+    for hosted in ("ingest", "integrity"):
+        env = {"AIAUDIT_SERVICES": hosted, variable: "x"}
+        with pytest.raises(
+            config.ConfigError, match=rf"{variable}: no such setting \(did you mean {meant}\?"
+        ):
+            config.load(env=env)
+    # Every section's keys are taken, whichever services the process hosts.
+    taken = {"AIAUDIT_SERVICES": "ingest", "AIAUDIT_ALERTING_WEBHOOK_URL": "https://hook"}
+    assert config.load(env=taken).services == ("ingest",)
+
+
+def test_every_section_names_the_class_its_service_reads() -> None:
+    """load() checks each section's variables against these classes, by module name."""
+    from aiaudit.alerting.settings import AlertingSettings
+    from aiaudit.ingest.settings import IngestSettings
+    from aiaudit.integrity.settings import IntegritySettings
+    from aiaudit.search.settings import SearchSettings
+
+    classes = (IngestSettings, IntegritySettings, SearchSettings, AlertingSettings)
+    assert tuple(config.section_settings(name) for name in config.SECTIONS) == classes
 
 
 def test_a_health_address_whose_host_does_not_resolve_is_refused() -> None:

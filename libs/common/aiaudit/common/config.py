@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib
 import ipaddress
 import logging
 import math
@@ -118,8 +119,25 @@ class Settings:
         return self.store_url.startswith("sqlite")
 
 
-SECTIONS = ("ingest", "integrity", "search", "alerting")
+SECTION_SETTINGS = {
+    "ingest": ("aiaudit.ingest.settings", "IngestSettings"),
+    "integrity": ("aiaudit.integrity.settings", "IntegritySettings"),
+    "search": ("aiaudit.search.settings", "SearchSettings"),
+    "alerting": ("aiaudit.alerting.settings", "AlertingSettings"),
+}
+"""Each section's settings dataclass, as module and class name: imported when the
+environment is checked (the services import this module, not it them), so the variables
+of every section are checked whichever services the process hosts."""
+
+SECTIONS = tuple(SECTION_SETTINGS)
 """Per-service sections of the config file (``integrity: {...}``), read by each service."""
+
+
+def section_settings(name: str) -> type:
+    """The settings dataclass of section ``name``."""
+    module, cls = SECTION_SETTINGS[name]
+    found: type = getattr(importlib.import_module(module), cls)
+    return found
 
 
 def _convert(cls: type, name: str, raw: object, where: str) -> object:
@@ -196,25 +214,23 @@ NOT_SETTINGS_PREFIXES = ("AIAUDIT_TEST_",)
 """Prefixes of more of them: the test suite's backends (``AIAUDIT_TEST_PG_URL``, ...)."""
 
 
-def _unknown_variables(
-    env: Mapping[str, str], prefix: str, names: set[str], sections: tuple[str, ...] = ()
-) -> None:
-    """Refuses an ``AIAUDIT_*`` variable under ``prefix`` that names none of ``names``.
+def _unknown_variables(env: Mapping[str, str]) -> None:
+    """Refuses an ``AIAUDIT_*`` variable that names no setting, of the top level or a section.
 
     A misspelt variable was ignored, and the setting silently kept its default,
-    where an unknown key of the file is refused. Variables under a section's
-    prefix (``AIAUDIT_SEARCH_...``) are left to :func:`section`, which knows its keys.
+    where an unknown key of the file is refused. A section's variables
+    (``AIAUDIT_SEARCH_...``) were checked only when the process hosted the service
+    and read its section: a misspelt one of any other passed (review, 2026-12-05).
     """
+    known = {f"AIAUDIT_{n.upper()}" for n in _names(Settings)}
+    for name in SECTIONS:
+        known |= {f"AIAUDIT_{name.upper()}_{n.upper()}" for n in _names(section_settings(name))}
     for variable in sorted(env):
-        if not variable.startswith(prefix) or variable in NOT_SETTINGS:
+        if not variable.startswith("AIAUDIT_") or variable in known | NOT_SETTINGS:
             continue
         if variable.startswith(NOT_SETTINGS_PREFIXES):
             continue
-        key = variable[len(prefix) :].lower()
-        if key in names or key.startswith(tuple(f"{s}_" for s in sections)):
-            continue
-        known = [f"{prefix}{n.upper()}" for n in sorted(names)]
-        close = difflib.get_close_matches(variable, known, n=1)
+        close = difflib.get_close_matches(variable, sorted(known), n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
         raise ConfigError(
             f"environment variable {variable}: no such setting{hint}; unknown AIAUDIT_* "
@@ -283,7 +299,7 @@ def load(
             raise ConfigError(f"setting {name!r}: expected a mapping")
     environ = dict(os.environ if env is None else env)
     if only is None:
-        _unknown_variables(environ, "AIAUDIT_", _names(Settings), SECTIONS)
+        _unknown_variables(environ)
     read = None if only is None else set(only)
     settings = _build(Settings, values, environ, "AIAUDIT_", "", overrides, read)
     settings = dataclasses.replace(settings, sections=sections, env=environ, only=only)
@@ -300,8 +316,7 @@ def section(settings: Settings, name: str, cls: type[T]) -> T:
     assert name in SECTIONS, name
     values = settings.sections.get(name, {})
     prefix = f"AIAUDIT_{name.upper()}_"
-    if settings.only is None:
-        _unknown_variables(settings.env, prefix, _names(cls))
+    if settings.only is None:  # its variables were checked by load(), with every section's
         return _build(cls, values, settings.env, prefix, f"{name}.")
     read = {k.removeprefix(f"{name}.") for k in settings.only if k.startswith(f"{name}.")}
     return _build(cls, values, settings.env, prefix, f"{name}.", read=read)
