@@ -874,3 +874,43 @@ def test_the_pseudonym_key_reaches_ingest_alone_as_the_file_it_reads() -> None:
         assert own.ip_address == "pseudonymise"
         mounted = Path(mounts["ip-pseudonym-key"]["mountPath"]) / "key"
         assert own.ip_pseudonym_key_file == mounted
+
+
+KEEPALIVE = (
+    "keepalive_time_seconds",
+    "keepalive_timeout_seconds",
+    "keepalive_min_client_ping_seconds",
+)
+
+
+def test_the_server_keepalive_is_in_the_values_with_the_server_defaults() -> None:
+    """The server's HTTP/2 keepalive could only be changed by an ``extraEnv`` per component:
+    behind a load balancer dropping flows idle under 30 s, or with clients pinging more often
+    than every 10 s, a release had no value to say so. The values hold the server's own
+    defaults, documented in the chart README, and reach every component."""
+    from aiaudit.cli.server import keepalive_options
+
+    defaults = config.Settings()
+    readme = (CHART / "README.md").read_text()
+    for key in KEEPALIVE:
+        assert f"| aiaudit.config.{key} | int | `{getattr(defaults, key):g}` |" in readme, key
+    given = {
+        "keepalive_time_seconds": 120,
+        "keepalive_timeout_seconds": 20,
+        "keepalive_min_client_ping_seconds": 5,
+    }
+    for sets, expected in (
+        ((), {k: getattr(defaults, k) for k in KEEPALIVE}),
+        (tuple(f"aiaudit.config.{k}={v}" for k, v in given.items()), given),
+    ):
+        objects = render(CHART / "ci" / "all-enabled-values.yaml", *sets)
+        (configmap,) = of_kind(objects, "ConfigMap")
+        written = yaml.safe_load(configmap["data"]["config.yaml"])
+        assert {k: written[k] for k in KEEPALIVE} == expected
+        deployments = of_kind(objects, "Deployment")
+        assert {component_of(d) for d in deployments} == set(COMPONENTS)
+        for deployment in deployments:
+            settings = _effective(deployment, configmap["data"]["config.yaml"])
+            assert {k: getattr(settings, k) for k in KEEPALIVE} == expected
+            options = dict(keepalive_options(settings))
+            assert options["grpc.keepalive_time_ms"] == expected["keepalive_time_seconds"] * 1000
