@@ -31,7 +31,8 @@ from aiaudit.common.store.schema import event_content, events, log_entries
 from aiaudit.common.store.sql import Receipt, data_keys
 from aiaudit.integrity import checks, note, verify
 from aiaudit.integrity.merkle import CompactRange
-from aiaudit.integrity.signers import FileKeys
+from aiaudit.integrity.note import VerifierKey
+from aiaudit.integrity.signers import ActiveKey, FileKeys, SignerUnavailableError
 from aiaudit.integrity.tables import nodes
 from aiaudit.integrity.verify import MODES, Report, verify_store
 from tests.conftest import Postgres
@@ -727,6 +728,60 @@ def test_inserted_nodes_are_named(log: Log, monkeypatch: pytest.MonkeyPatch) -> 
             f"log {log.tenant}: node level 2 index -3 is no place in a tree (inserted?)",
         ]
     )
+
+
+class _SignerDown:
+    """The log's keys with the signer out of reach: a notary integrates and signs nothing."""
+
+    def __init__(self, keys: FileKeys) -> None:
+        self.keys = keys
+
+    def active(self) -> ActiveKey:
+        raise SignerUnavailableError("the key store is unreachable")
+
+    def verifier_keys(self) -> list[VerifierKey]:
+        return self.keys.verifier_keys()
+
+
+def test_deleted_nodes_past_the_last_checkpoint_are_named(
+    log: Log,
+    store: SqlEventStore,
+    notaries: Notaries,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Nodes of leaves integrated after the last checkpoint, deleted from the tail, passed:
+    verify asked only for what the remaining rows and the checkpoints covered, while the
+    notary's cursor says more was stored, and a restarted notary loads its edge from them."""
+    log.receipts += append(store, log.tenant, 6)
+    with stepping(notaries.url, _SignerDown(log.keys), tmp_path) as notary:
+        notary.step()
+    assert len(_nodes_of(log)) == 21 + 10 + 5 + 2 + 1
+    assert max(c.tree_size for c in all_checkpoints(notaries.url, log.tenant)) == 15
+    assert log.verify().ok
+    for level, first in ((0, 16), (1, 8), (2, 4)):  # every node of leaves 16..20
+        log.execute(
+            "DELETE FROM integrity_nodes WHERE log_id = :t AND level = :l AND idx >= :i",
+            l=level,
+            i=first,
+        )
+    missing = f"log {log.tenant}: node level %s is missing (deleted?)"
+    tail = [missing % "1 index 8..9", missing % "2 index 4"]
+    assert sorted(log.problems()) == [missing % "0 index 16..20", *tail]
+    monkeypatch.setattr(verify, "PAGE", 4)  # the same nodes, named page by page
+    assert sorted(log.problems()) == [missing % "0 index 16..19", missing % "0 index 20", *tail]
+
+
+def test_a_cursor_past_the_head_is_a_truncated_tail(log: Log) -> None:
+    """Entries, their nodes and the head cut back together: the notary's cursor still says
+    how many it integrated."""
+    log.execute(
+        "UPDATE consumer_cursors SET position = 17 WHERE consumer = 'integrity' AND log_id = :t"
+    )
+    assert log.problems() == [
+        f"log {log.tenant}: the notary integrated 17 leaves but the log head says 15 "
+        "(tail truncated?)"
+    ]
 
 
 def test_nodes_the_notary_has_not_stored_yet_are_no_problem(

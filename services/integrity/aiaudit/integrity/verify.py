@@ -14,7 +14,8 @@ For every log, in sequence order (one streaming pass, O(log n) memory):
 * every stored node above the leaves equals the rebuilt tree's node at its
   place (level, index), compared level by level as each page completes them;
   every node the notary must have stored (those of the leaves its stored
-  nodes and checkpoints cover) is there; none lies beyond the log head. The
+  nodes, its checkpoints and its cursor cover) is there; none lies beyond
+  the log head. The
   proofs and the notary's restart read these rows, so a changed one fails
   them (``DATA_LOSS``, a notary that will not sign) while the leaves are fine;
 * the tree rebuilt from the recomputed leaves has, at every stored and every
@@ -54,11 +55,12 @@ from aiaudit.common import erasure
 from aiaudit.common.keys import seal
 from aiaudit.common.keys.keyring import Keyring
 from aiaudit.common.keys.seal import DataKey
-from aiaudit.common.store import embedded_keys
+from aiaudit.common.store import cursors, embedded_keys
 from aiaudit.common.store.schema import event_content, events, log_entries, logs
 from aiaudit.common.store.sql import data_keys
 from aiaudit.integrity import checks, storage, worm
 from aiaudit.integrity.merkle import HASH_SIZE, CompactRange
+from aiaudit.integrity.notary import CONSUMER
 from aiaudit.integrity.note import Checkpoint, NoteError, VerifierKey, open_checkpoint
 from aiaudit.integrity.tables import checkpoints, nodes
 from aiaudit.integrity.verify_pages import Page, PageChecks, StoredLevel, stored_levels
@@ -489,17 +491,19 @@ class _LogWalk:
                     "stored events"
                 )
 
-    def nodes_beyond(self, found: list[tuple[int, int]], head_now: int) -> None:
+    def nodes_beyond(self, found: list[tuple[int, int]], head_now: int, cursor: int = 0) -> None:
         """Names stored nodes past the log head, or at no place of a tree.
 
         ``found``: (level, index) of nodes read before ``head_now``, sorted, that
         were not all within the head when the walk began; those the log has
-        grown to since are the notary's.
+        grown to since are the notary's. ``cursor``: how many leaves the notary
+        says it integrated, read before ``head_now`` too.
         """
-        leaves = [idx for level, idx in found if level == 0 and idx >= head_now]
-        if leaves:
+        leaves = [idx + 1 for level, idx in found if level == 0 and idx >= head_now]
+        integrated = max([cursor, *leaves])
+        if integrated > head_now:
             self.problem(
-                f"the notary integrated {max(leaves) + 1} leaves but the log head says "
+                f"the notary integrated {integrated} leaves but the log head says "
                 f"{head_now} (tail truncated?)"
             )
         past = [(lv, i) for lv, i in found if lv >= 0 and i >= 0 and (i + 1) << lv > head_now]
@@ -694,17 +698,21 @@ def _node_levels(conn: sa.Connection, log_id: str) -> list[tuple[int, int, int]]
     return [(int(level), int(low), int(high)) for level, low, high in rows]
 
 
-def _must_store(conn: sa.Connection, log_id: str, head: int) -> int:
-    """How many leaves, from the first, have every node of theirs stored (at most ``head``).
+def _must_store(conn: sa.Connection, log_id: str, head: int) -> tuple[int, int]:
+    """(Leaves from the first whose nodes must all be stored, at most ``head``; the cursor).
 
-    The notary stores the nodes of a run of leaves, and moves on, in one
-    transaction: a stored node, or a stored checkpoint, covering leaves up to
-    ``n`` means all nodes of leaves ``0 .. n-1`` were stored.
+    The notary stores the nodes of a run of leaves and moves its cursor past
+    them in one transaction: a stored node, a stored checkpoint or the cursor
+    covering leaves up to ``n`` means all nodes of leaves ``0 .. n-1`` were
+    stored. Without the cursor, the nodes of the leaves integrated since the
+    last checkpoint could be deleted from the tail unseen, while a restarted
+    notary failed to load its edge from them (and with it every log's round).
     """
     cp = checkpoints.c
     signed = conn.execute(sa.select(sa.func.max(cp.tree_size)).where(cp.log_id == log_id))
     ends = [(high + 1) << level for level, _, high in _node_levels(conn, log_id) if level >= 0]
-    return min(head, max([int(signed.scalar() or 0), *ends]))
+    cursor = cursors.position(conn, CONSUMER, log_id)
+    return min(head, max([int(signed.scalar() or 0), cursor, *ends])), cursor
 
 
 def _nodes_beyond(conn: sa.Connection, log_id: str, size: int) -> list[tuple[int, int]]:
@@ -777,7 +785,7 @@ def verify_log(
     head = _head(conn, log_id)
     last = _last_seq(conn, log_id)
     # Read before the pages, so that every page sees the nodes this says are stored.
-    must_store = _must_store(conn, log_id, head)
+    must_store, cursor = _must_store(conn, log_id, head)
     starts = range(0, -1 if last is None else last + 1, PAGE)
     with contextlib.ExitStack() as stack:
         pages: Iterable[tuple[int, Page | None]] = ((lo, None) for lo in starts)
@@ -833,7 +841,7 @@ def verify_log(
     )
     for seq, event_id in orphans:
         walk.problem("event row without a log entry (inserted?)", int(seq), str(event_id))
-    walk.nodes_beyond(beyond, head_now)
+    walk.nodes_beyond(beyond, head_now, cursor)
 
 
 def _content_after_erasure(conn: sa.Connection, log_id: str) -> list[tuple[int, str, int]]:
