@@ -284,6 +284,29 @@ def test_a_certificate_without_its_key_stops_the_server_at_start(pki: Pki) -> No
         ServerCertificates(pki.server[0], pki.gateway[1], pki.ca)
 
 
+@pytest.mark.parametrize("given", ["tls_cert_file", "tls_key_file"])
+def test_the_server_refuses_a_certificate_or_key_alone_whatever_built_its_settings(
+    pki: Pki, tmp_path: Path, given: str
+) -> None:
+    """``_certificates`` took one file without the other for "no TLS" and served plaintext;
+    only the loader's pair check stood in the way, and it was lost once (review,
+    2026-12-05). Settings built directly, past ``config.load``, are refused by the server."""
+    from aiaudit.cli.server import start
+    from aiaudit.common.config import ConfigError, Settings
+
+    files = {"tls_cert_file": pki.server[0], "tls_key_file": pki.server[1]}
+    settings = Settings(address="127.0.0.1:0", data_dir=tmp_path / "data", **{given: files[given]})
+    try:
+        suite = start(settings)
+    except ConfigError as exc:
+        assert "'tls_cert_file' and 'tls_key_file' must be set together" in str(exc)
+        assert f"{given} is set" in str(exc)
+    else:
+        suite.stop(0)
+        pytest.fail(f"served with {given} alone (plaintext)")
+    assert not (tmp_path / "data").exists()  # refused before the store was opened
+
+
 def test_search_follows_a_ca_rotation_to_the_integrity_service(
     mtls_suite: Served, pki: Pki, tenant: str, tmp_path: Path
 ) -> None:

@@ -80,6 +80,22 @@ class _Health(health.HealthServicer):
 
 
 def _certificates(s: Settings) -> ServerCertificates | None:
+    """The server's TLS files; None (plaintext) only when neither is set.
+
+    One without the other is refused here too, not only by ``config.load``:
+    Settings built another way, or a check lost from the loader (it was, for
+    some hours on 2026-12-05), served plaintext where TLS was asked for.
+    """
+    if (s.tls_cert_file is None) != (s.tls_key_file is None):
+        given, missing = (
+            ("tls_cert_file", "tls_key_file")
+            if s.tls_key_file is None
+            else ("tls_key_file", "tls_cert_file")
+        )
+        raise ConfigError(
+            f"settings 'tls_cert_file' and 'tls_key_file' must be set together: {given} is "
+            f"set and {missing} is not (the port would serve plaintext)"
+        )
     if s.tls_cert_file is None or s.tls_key_file is None:
         return None
     try:
@@ -158,6 +174,7 @@ def start(settings: Settings, shared_port: bool = False) -> Suite:
     """
     require_tls(settings)
     require_authentication(settings)
+    certificates = _certificates(settings)  # before anything is opened that must be closed
     chosen = settings.services or tuple(COMPONENTS)
     unknown = sorted(set(chosen) - set(COMPONENTS))
     if unknown:
@@ -187,7 +204,6 @@ def start(settings: Settings, shared_port: bool = False) -> Suite:
     )
     health_servicer = _Health()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    certificates = _certificates(settings)
     try:
         if certificates is None:
             port = server.add_insecure_port(settings.address)
