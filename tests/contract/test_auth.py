@@ -166,3 +166,33 @@ def test_one_key_listed_twice_is_refused_at_start(tmp_path) -> None:
         assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
     finally:
         suite.stop()
+
+
+def test_plaintext_allowed_alone_lets_no_anonymous_caller_in(tmp_path, tenant: str) -> None:
+    """The review's repro (2026-12-05): ``allow_insecure`` on a non-loopback address, no keys,
+    and anonymous callers were admin on every tenant. The server now refuses to start,
+    naming both settings; ``allow_unauthenticated`` is the opt-in that says so."""
+    from aiaudit.cli.server import start
+    from aiaudit.common import config
+
+    plain = {
+        "address": "0.0.0.0:0",
+        "data_dir": tmp_path / "data",
+        "allow_insecure": True,
+        "services": ("ingest",),
+    }
+    try:
+        suite = start(config.load(env={}, overrides=plain))
+    except config.ConfigError as exc:
+        message = str(exc)
+    else:
+        suite.stop(0)
+        pytest.fail("allow_insecure alone served every caller as admin")
+    assert "allow_unauthenticated=true" in message and "allow_insecure=true" in message
+    suite = start(config.load(env={}, overrides={**plain, "allow_unauthenticated": True}))
+    try:
+        anonymous = pb_grpc.IngestServiceStub(client.channel(f"127.0.0.1:{suite.port}"))
+        reply = anonymous.Append(pb.AppendRequest(events=[interaction(tenant)]))
+        assert reply.receipts[0].sequence == 0
+    finally:
+        suite.stop()

@@ -63,6 +63,22 @@ def test_serving_outside_embedded_loopback_needs_api_keys(tmp_path: Path) -> Non
     )
 
 
+def test_plaintext_allowed_is_no_authentication_turned_off() -> None:
+    """``allow_insecure`` (plaintext on a mesh-encrypted network) also let every caller in as
+    admin on every tenant when no keys were set (review, 2026-12-05): that takes
+    ``allow_unauthenticated``, and the refusal names both."""
+    plain = {"address": "0.0.0.0:50051", "allow_insecure": True}
+    for where in ({}, {"database_url": "postgresql+psycopg://h/db"}):
+        settings = config.load(env={}, overrides={**plain, **where})
+        config.require_tls(settings)  # plaintext: what allow_insecure says
+        with pytest.raises(config.ConfigError) as err:
+            config.require_authentication(settings)
+        assert "allow_unauthenticated=true" in str(err.value)
+        assert "allow_insecure=true only allows plaintext" in str(err.value)
+    env = {"AIAUDIT_ALLOW_UNAUTHENTICATED": "true", "AIAUDIT_ADDRESS": "0.0.0.0:50051"}
+    config.require_authentication(config.load(env=env))  # said explicitly, TLS or not
+
+
 def test_workers_only_for_ingest() -> None:
     with pytest.raises(config.ConfigError, match="'workers'"):
         config.load(env={"AIAUDIT_WORKERS": "2"})
@@ -223,17 +239,19 @@ def test_every_key_has_an_id_of_its_own(tmp_path: Path, ids: list[str], message:
     assert not Authenticator.from_file(keys).dev_mode
 
 
-def test_allow_insecure_says_at_every_start_what_it_turned_off(
+def test_the_opt_outs_say_at_every_start_what_they_turned_off(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """One flag turns off TLS and authentication alike; with no keys file every caller was
-    admin on every tenant, and nothing in the log said so (review, 2026-12-05)."""
+    """With no keys file every caller was admin on every tenant, and nothing in the log said
+    so (review, 2026-12-05). Plaintext and no authentication are two settings since: each
+    says what it turned off."""
     settings = config.load(
         env={},
         overrides={
             "address": "0.0.0.0:50051",
             "database_url": "postgresql+psycopg://h/db",
             "allow_insecure": True,
+            "allow_unauthenticated": True,
         },
     )
     with caplog.at_level(logging.WARNING, logger="aiaudit.common.config"):
@@ -242,7 +260,7 @@ def test_allow_insecure_says_at_every_start_what_it_turned_off(
     assert [r.getMessage() for r in caplog.records] == [
         "serving in clear text to other hosts: no tls_cert_file, and allow_insecure=true",
         "every caller is admin on every tenant: no api_keys_file or oidc_issuer, "
-        "and allow_insecure=true",
+        "and allow_unauthenticated=true",
     ]
     caplog.clear()
     loopback = config.load(env={}, overrides={"address": "127.0.0.1:0"})  # embedded dev mode

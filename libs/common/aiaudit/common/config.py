@@ -58,6 +58,13 @@ class Settings:
     tls_key_file: Path | None = None
     tls_client_ca_file: Path | None = None
     allow_insecure: bool = False
+    """Plaintext transport off loopback (serving, client commands, the backends): for a
+    network encrypted below the suite (a service mesh). It turns off no authentication."""
+    allow_unauthenticated: bool = False
+    """Serve without ``api_keys_file`` or OIDC outside the embedded loopback mode: every
+    caller is admin on every tenant. A setting of its own, apart from ``allow_insecure``:
+    one flag for both made a team that only wanted plaintext on a mesh serve every tenant's
+    evidence to anyone (review, 2026-12-05)."""
     health_address: str = ""
     """Optional plaintext HOST:PORT serving only grpc.health.v1 (kubelet probes cannot do TLS)."""
     shutdown_grace_seconds: float = dataclasses.field(default=5.0, metadata=ZERO_ALLOWED)
@@ -507,21 +514,25 @@ def local_target(target: str) -> bool:
 
 
 def require_authentication(s: Settings) -> None:
-    """Serving outside the embedded loopback mode needs API keys or OIDC (or an opt-out)."""
+    """Serving outside the embedded loopback mode needs API keys, OIDC or an explicit opt-out.
+
+    The opt-out is ``allow_unauthenticated``; ``allow_insecure`` (plaintext transport) is
+    not enough.
+    """
     host = s.address.rpartition(":")[0]
     authenticated = s.api_keys_file is not None or bool(s.oidc_issuer)
     if authenticated or (s.embedded and _loopback(host)):
         return
-    if not s.allow_insecure:
+    if not s.allow_unauthenticated:
         raise ConfigError(
             "setting 'api_keys_file': callers must authenticate outside the embedded loopback "
-            "mode; set api_keys_file and/or oidc_issuer, or allow_insecure=true for a "
-            "trusted network"
+            "mode; set api_keys_file and/or oidc_issuer, or allow_unauthenticated=true to let "
+            "every caller in as admin on every tenant (allow_insecure=true only allows "
+            "plaintext transport; it no longer turns authentication off)"
         )
-    # One flag turns off TLS and authentication alike: say so, every start.
-    log.warning(
+    log.warning(  # every start says so
         "every caller is admin on every tenant: no api_keys_file or oidc_issuer, "
-        "and allow_insecure=true",
+        "and allow_unauthenticated=true",
         extra={"address": s.address},
     )
 
