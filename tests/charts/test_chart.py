@@ -914,3 +914,29 @@ def test_the_server_keepalive_is_in_the_values_with_the_server_defaults() -> Non
             assert {k: getattr(settings, k) for k in KEEPALIVE} == expected
             options = dict(keepalive_options(settings))
             assert options["grpc.keepalive_time_ms"] == expected["keepalive_time_seconds"] * 1000
+
+
+def test_a_rotated_api_keys_secret_reaches_the_running_pods() -> None:
+    """The server reads ``api_keys_file`` again when it changes (``auth.KeysFile``), so a
+    revoked key is refused without a restart; that holds in a pod only while the Secret is
+    mounted as a directory, whose ``..data`` symlink kubelet swaps on a change. A file
+    mounted with ``subPath`` is never updated, and the pods' checksum annotation covers
+    the ConfigMap only, so no restart would bring the new keys either (review, 2026-12-05).
+    """
+    for values in (None, CHART / "ci" / "all-enabled-values.yaml"):
+        objects = render(values)
+        (configmap,) = of_kind(objects, "ConfigMap")
+        deployments = of_kind(objects, "Deployment")
+        assert deployments
+        for deployment in deployments:
+            pod = deployment["spec"]["template"]["spec"]
+            (volume,) = [v for v in pod["volumes"] if v["name"] == "api-keys"]
+            assert volume["secret"]["secretName"] == "aiaudit-api-keys"
+            ((item,),) = [volume["secret"]["items"]]
+            for container in pod["containers"] + pod.get("initContainers", []):
+                for mount in container.get("volumeMounts", []):
+                    if mount["name"] == "api-keys":
+                        assert "subPath" not in mount and "subPathExpr" not in mount, mount
+            (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "api-keys"]
+            settings = _effective(deployment, configmap["data"]["config.yaml"])
+            assert settings.api_keys_file == Path(mount["mountPath"]) / item["path"]

@@ -7,6 +7,10 @@ secret. Roles follow the PRD's users; a role grants permissions, a key or a
 token grants roles on tenants. Without keys or OIDC (embedded dev mode on
 loopback) every caller is the ``dev`` principal with every permission on
 every tenant.
+
+The keys file is read again when it changes (:class:`KeysFile`): a key
+removed from it is refused, and one added accepted, within
+:data:`KEYS_CHECK_SECONDS` of the change reaching the path, without a restart.
 """
 
 from __future__ import annotations
@@ -15,10 +19,12 @@ import hashlib
 import hmac
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import NoReturn
 
@@ -33,6 +39,15 @@ from aiaudit.common.oidc import LEEWAY, Jwks, TokenError, Verifier
 log = logging.getLogger(__name__)
 
 ALL_TENANTS = "*"
+
+KEYS_CHECK_SECONDS = 2.0
+"""How often, at most, the keys file is looked at (one ``stat``): a key removed from it is
+refused, and one added accepted, by every call (and every open stream's next request) that
+starts more than this after the change reached the path. Kubernetes adds its own delay
+before a Secret's new content reaches the pod (kubelet's sync, about a minute)."""
+
+REPEAT_PROBLEM_SECONDS = 60.0
+"""A keys file that stays unreadable or invalid is named in an ERROR again this often."""
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     # AI gateways: write events, nothing else.
@@ -88,10 +103,13 @@ class Caller:
     expires: float = math.inf
     """When the credential stops being accepted (epoch seconds; an API key never does).
     A stream checks it as it goes: it was authenticated once, when it opened."""
+    revoked: Callable[[], bool] = field(default=lambda: False, compare=False, repr=False)
+    """Whether the key is no longer in the keys file with these grants: an open stream
+    must not outlive the key it was opened with (see :class:`KeysFile`)."""
 
     def expired(self) -> bool:
-        """Whether the credential is past its end (a long stream must then stop)."""
-        return time.time() > self.expires
+        """Whether the credential is past its end or revoked (a long stream must then stop)."""
+        return time.time() > self.expires or self.revoked()
 
     def holds(self, permission: str) -> bool:
         """Whether a role of this caller grants the permission on some tenant."""
@@ -116,11 +134,179 @@ class Caller:
 DEV_CALLER = Caller("dev", frozenset({ALL_TENANTS}), frozenset({"admin"}), "dev")
 
 
+class KeysFile:
+    """The ``api_keys_file``, read again when it changes, so keys are revoked without a restart.
+
+    Before 2026-12-05 the file was read once at start-up: a revoked key kept working
+    until the server restarted, and in Kubernetes rotating the Secret restarts no pod.
+    Now, at most every :data:`KEYS_CHECK_SECONDS`, the call that finds the last look
+    that old stats the path (following symlinks: kubelet swaps a Secret's files by
+    replacing a ``..data`` symlink) and reads the file again only when its device,
+    inode, size, mtime or ctime changed. The look happens on a call's way in, before
+    that call is judged, so there is no thread to stop, and a server nobody calls has
+    nothing to check.
+
+    A file that becomes unreadable or invalid keeps the last good keys in force: an
+    ERROR names the file and the problem (again every :data:`REPEAT_PROBLEM_SECONDS`
+    while it lasts) and every look tries again. Dropping to no keys would lock out
+    every gateway and lose their events over a typo or a half-written file, and
+    letting everyone in would be worse; keeping the last keys a writer meant to
+    replace is the smaller harm, and the ERROR says so. For the same reason an
+    empty file (what a writer that truncates before it writes leaves for a moment)
+    is a problem on reload; ``keys: []`` revokes every key on purpose (a WARNING).
+    """
+
+    def __init__(self, path: Path) -> None:
+        """Reads the file now; ConfigError if it cannot (start-up refuses to serve)."""
+        self._path = path
+        self._lock = threading.Lock()
+        self._seen, self._keys = self._read(reload=False)
+        self._checked = time.monotonic()
+        self._problem = ""
+        self._logged = -math.inf
+
+    @property
+    def path(self) -> Path:
+        """The file."""
+        return self._path
+
+    def current(self) -> dict[str, Caller]:
+        """The keys (SHA-256 hex to caller) as of a look no older than KEYS_CHECK_SECONDS."""
+        if time.monotonic() - self._checked >= KEYS_CHECK_SECONDS:
+            with self._lock:  # one thread looks; the others wait for what it finds
+                if time.monotonic() - self._checked >= KEYS_CHECK_SECONDS:
+                    self._check()
+                    self._checked = time.monotonic()
+        return self._keys
+
+    def _check(self) -> None:
+        try:
+            seen = _identity(os.stat(self._path))
+        except OSError as exc:
+            self._failed(f"setting 'api_keys_file': {self._path}: {exc}")
+            return
+        if seen == self._seen and not self._problem:
+            return
+        try:
+            seen, keys = self._read(reload=True)
+        except ConfigError as exc:
+            self._failed(str(exc))
+            return
+        before, self._keys, self._seen = self._keys, keys, seen
+        recovered, self._problem = self._problem, ""
+        ids = {c.key_id for c in keys.values()}
+        had = {c.key_id for c in before.values()}
+        changed = sorted(c.key_id for d, c in keys.items() if d in before and before[d] != c)
+        log.log(
+            logging.INFO if keys else logging.WARNING,
+            "api_keys_file %s read again: %d keys%s",
+            self._path,
+            len(keys),
+            "" if keys else " (every API key is refused)",
+            extra={
+                "file": str(self._path),
+                "added": sorted(ids - had),
+                "removed": sorted(had - ids),
+                "changed": changed,
+                "recovered_from": recovered or None,
+            },
+        )
+
+    def _failed(self, problem: str) -> None:
+        now = time.monotonic()
+        if problem != self._problem or now - self._logged >= REPEAT_PROBLEM_SECONDS:
+            log.error(
+                "api_keys_file %s not read again, the last good keys stay in force: %s",
+                self._path,
+                problem,
+                extra={"file": str(self._path), "problem": problem},
+            )
+            self._logged = now
+        self._problem = problem
+
+    def _read(self, reload: bool) -> tuple[tuple[int, ...], dict[str, Caller]]:
+        path = self._path
+        try:
+            seen = _identity(os.stat(path))  # before the read: a later change is seen next time
+            text = path.read_text()
+        except OSError as exc:
+            raise ConfigError(f"setting 'api_keys_file': {path}: {exc}") from None
+        if reload and not text.strip():
+            raise ConfigError(
+                f"setting 'api_keys_file': {path}: empty (a write in progress?); "
+                "write 'keys: []' to refuse every key"
+            )
+        keys = _parse_keys(path, text)
+        return seen, {d: replace(c, revoked=partial(self._revoked, d, c)) for d, c in keys.items()}
+
+    def _revoked(self, digest: str, caller: Caller) -> bool:
+        return self.current().get(digest) != caller  # gone, or its roles or tenants changed
+
+
+def _identity(st: os.stat_result) -> tuple[int, ...]:
+    """What changes when the file's content may have: kubelet's swap changes the inode."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _parse_keys(path: Path, text: str) -> dict[str, Caller]:
+    """The keys of an ``api_keys_file``'s text; ConfigError naming the file and the entry."""
+    try:
+        doc = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"setting 'api_keys_file': {path}: {exc}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("keys", []), list):
+        raise ConfigError(
+            f"setting 'api_keys_file': {path}: expected a mapping with a list under 'keys'"
+        )
+    keys: dict[str, Caller] = {}
+    seen: set[str] = set()
+    listed_at: dict[str, tuple[int, str]] = {}  # digest -> the entry that listed it first
+    for i, entry in enumerate(doc.get("keys", [])):
+        where = f"setting 'api_keys_file': {path}: keys[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where} must be a mapping (sha256, principal, roles, tenants)")
+        digest = str(entry.get("sha256", "")).lower()
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise ConfigError(f"{where}.sha256 must be 64 hex digits (SHA-256 of the key)")
+        if not isinstance(entry.get("roles", []), list):
+            raise ConfigError(f"{where}.roles must be a list, e.g. [gateway]")
+        roles = frozenset(entry.get("roles", []))
+        unknown = sorted(roles - set(ROLE_PERMISSIONS))
+        if unknown or not roles:
+            raise ConfigError(
+                f"{where}.roles: unknown or empty {unknown}; known {sorted(ROLE_PERMISSIONS)}"
+            )
+        listed = entry.get("tenants", [])
+        if not isinstance(listed, list):  # a string would grant its letters as tenants
+            raise ConfigError(f"{where}.tenants must be a list, e.g. [acme] or ['*']")
+        tenants = frozenset(str(t) for t in listed)
+        if not tenants:
+            raise ConfigError(f"{where}.tenants must list tenants (or '*')")
+        key_id = str(entry.get("id") or "")
+        if not key_id.strip():  # the access records name it: every read must say whose
+            raise ConfigError(f"{where}.id is required: the key's id, named in records")
+        if key_id in seen:
+            raise ConfigError(f"{where}.id {key_id!r} is already another key's")
+        seen.add(key_id)
+        if digest in listed_at:  # the later entry would silently replace the earlier one
+            first, first_id = listed_at[digest]
+            raise ConfigError(
+                f"{where} (id {key_id!r}) lists the same sha256 as keys[{first}] "
+                f"(id {first_id!r}): one key, two entries; keep one"
+            )
+        listed_at[digest] = (i, key_id)
+        principal = str(entry.get("principal") or key_id)
+        keys[digest] = Caller(principal, tenants, roles, key_id)
+    return keys
+
+
 class Authenticator:
     """Turns request metadata into a Caller, or refuses the call."""
 
-    def __init__(self, keys: dict[str, Caller] | None, oidc: Verifier | None = None) -> None:
-        """``keys`` maps SHA-256 hex of each key to its caller; ``oidc`` checks JWTs.
+    def __init__(
+        self, keys: dict[str, Caller] | KeysFile | None, oidc: Verifier | None = None
+    ) -> None:
+        """``keys``: SHA-256 hex of each key to its caller, or a file of them; ``oidc``: JWTs.
 
         Neither (``keys`` None, no ``oidc``) is dev mode.
         """
@@ -142,61 +328,15 @@ class Authenticator:
         verifier = Verifier(
             s.oidc_issuer, s.oidc_audience, jwks, s.oidc_roles_claim, s.oidc_tenants_claim
         )
-        return cls(keys or {}, verifier)
+        return cls(keys if keys is not None else {}, verifier)
 
     @classmethod
     def from_file(cls, path: Path | None) -> Authenticator:
-        """Loads the keys file; None means dev mode (the caller decides if that is allowed)."""
-        if path is None:
-            return cls(None)
-        try:
-            doc = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"setting 'api_keys_file': {path}: {exc}") from None
-        if not isinstance(doc, dict) or not isinstance(doc.get("keys", []), list):
-            raise ConfigError(
-                f"setting 'api_keys_file': {path}: expected a mapping with a list under 'keys'"
-            )
-        keys: dict[str, Caller] = {}
-        seen: set[str] = set()
-        listed_at: dict[str, tuple[int, str]] = {}  # digest -> the entry that listed it first
-        for i, entry in enumerate(doc.get("keys", [])):
-            where = f"setting 'api_keys_file': {path}: keys[{i}]"
-            if not isinstance(entry, dict):
-                raise ConfigError(f"{where} must be a mapping (sha256, principal, roles, tenants)")
-            digest = str(entry.get("sha256", "")).lower()
-            if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-                raise ConfigError(f"{where}.sha256 must be 64 hex digits (SHA-256 of the key)")
-            if not isinstance(entry.get("roles", []), list):
-                raise ConfigError(f"{where}.roles must be a list, e.g. [gateway]")
-            roles = frozenset(entry.get("roles", []))
-            unknown = sorted(roles - set(ROLE_PERMISSIONS))
-            if unknown or not roles:
-                raise ConfigError(
-                    f"{where}.roles: unknown or empty {unknown}; known {sorted(ROLE_PERMISSIONS)}"
-                )
-            listed = entry.get("tenants", [])
-            if not isinstance(listed, list):  # a string would grant its letters as tenants
-                raise ConfigError(f"{where}.tenants must be a list, e.g. [acme] or ['*']")
-            tenants = frozenset(str(t) for t in listed)
-            if not tenants:
-                raise ConfigError(f"{where}.tenants must list tenants (or '*')")
-            key_id = str(entry.get("id") or "")
-            if not key_id.strip():  # the access records name it: every read must say whose
-                raise ConfigError(f"{where}.id is required: the key's id, named in records")
-            if key_id in seen:
-                raise ConfigError(f"{where}.id {key_id!r} is already another key's")
-            seen.add(key_id)
-            if digest in listed_at:  # the later entry would silently replace the earlier one
-                first, first_id = listed_at[digest]
-                raise ConfigError(
-                    f"{where} (id {key_id!r}) lists the same sha256 as keys[{first}] "
-                    f"(id {first_id!r}): one key, two entries; keep one"
-                )
-            listed_at[digest] = (i, key_id)
-            principal = str(entry.get("principal") or key_id)
-            keys[digest] = Caller(principal, tenants, roles, key_id)
-        return cls(keys)
+        """The keys file, read again when it changes (:class:`KeysFile`).
+
+        None means dev mode (the caller decides if that is allowed).
+        """
+        return cls(None if path is None else KeysFile(path))
 
     @property
     def dev_mode(self) -> bool:
@@ -231,7 +371,8 @@ class Authenticator:
                 claims.expires + LEEWAY,
             )
         digest = hashlib.sha256(token.encode()).hexdigest()
-        for known, caller in (self._keys or {}).items():
+        keys = self._keys.current() if isinstance(self._keys, KeysFile) else self._keys
+        for known, caller in (keys or {}).items():
             if token and hmac.compare_digest(known, digest):
                 return caller
         raise UnknownCallerError(
@@ -291,9 +432,11 @@ def refuse_unauthenticated(context: grpc.ServicerContext, message: str) -> NoRet
 
 
 def end_expired(context: grpc.ServicerContext) -> NoReturn:
-    """Ends a stream whose caller's token expired while it was open (UNAUTHENTICATED)."""
+    """Ends a stream whose token expired, or API key was revoked, while open (UNAUTHENTICATED)."""
     refuse_unauthenticated(
-        context, "the token expired while the stream was open; reconnect with a new one"
+        context,
+        "the credential expired while the stream was open (a token past its end, or an API "
+        "key revoked); reconnect with a current one",
     )
 
 

@@ -10,7 +10,10 @@ checks the call's metadata and, for a caller it does not know, answers with a
 handler that reads nothing and ends the call UNAUTHENTICATED at once.
 
 The handlers still authenticate as before (a cached lookup): the gate only
-decides earlier that a call goes no further.
+decides earlier that a call goes no further. Neither keeps an API key's caller
+between calls: each call is judged by the keys file as last read
+(:class:`aiaudit.common.auth.KeysFile`), so a key revoked there is refused
+here too, before the call takes a thread.
 """
 
 from __future__ import annotations
