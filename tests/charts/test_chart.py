@@ -697,13 +697,16 @@ def test_an_own_login_with_the_embedded_store_fails_the_render(component: str) -
 def _effective(deployment: dict[str, Any], config_yaml: str) -> config.Settings:
     """What the component would run with: its config file and its env, read by the services'
     own loader (a value from a Secret stands in as ``secret:<name>/<key>``, a database URL as
-    one naming the Secret, since the loader checks its shape)."""
+    one naming the Secret, since the loader checks its shape: off loopback with
+    ``sslmode=verify-full``, as the Secret must hold it)."""
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     env = {}
     for e in container.get("env", []):
         ref = e.get("valueFrom", {}).get("secretKeyRef")
         if ref and e["name"].endswith("DATABASE_URL"):
-            env[e["name"]] = f"postgresql+psycopg://{ref['name']}@db/{ref['key']}"
+            env[e["name"]] = (
+                f"postgresql+psycopg://{ref['name']}@db/{ref['key']}?sslmode=verify-full"
+            )
         else:
             env[e["name"]] = (
                 f"secret:{ref['name']}/{ref['key']}" if ref else str(e.get("value", ""))

@@ -105,10 +105,12 @@ def test_oidc_settings_are_checked_at_start_up(tmp_path: Path) -> None:
     settings = config.load(
         None,
         env={"AIAUDIT_OIDC_ISSUER": ISSUER, "AIAUDIT_OIDC_AUDIENCE": AUDIENCE},
-        overrides={"oidc_jwks_file": jwks, "database_url": "postgresql+psycopg://h/db"},
+        overrides={"oidc_jwks_file": jwks, "database_url": "postgresql+psycopg://127.0.0.1/db"},
     )
     config.require_authentication(settings)
-    without = config.load(None, env={}, overrides={"database_url": "postgresql+psycopg://h/db"})
+    without = config.load(
+        None, env={}, overrides={"database_url": "postgresql+psycopg://127.0.0.1/db"}
+    )
     with pytest.raises(ConfigError, match="api_keys_file and/or oidc_issuer"):
         config.require_authentication(without)
 

@@ -47,7 +47,7 @@ def test_bad_settings_are_named(env: dict[str, str], message: str) -> None:
 
 
 def test_serving_outside_embedded_loopback_needs_api_keys(tmp_path: Path) -> None:
-    s = config.load(env={"AIAUDIT_DATABASE_URL": "postgresql+psycopg://u@h/db"})
+    s = config.load(env={"AIAUDIT_DATABASE_URL": "postgresql+psycopg://u@127.0.0.1/db"})
     with pytest.raises(config.ConfigError, match="'api_keys_file'"):
         config.require_authentication(s)
     config.require_authentication(config.load(env={}))  # embedded on loopback: dev mode
@@ -56,7 +56,7 @@ def test_serving_outside_embedded_loopback_needs_api_keys(tmp_path: Path) -> Non
     config.require_authentication(
         config.load(
             env={
-                "AIAUDIT_DATABASE_URL": "postgresql+psycopg://u@h/db",
+                "AIAUDIT_DATABASE_URL": "postgresql+psycopg://u@127.0.0.1/db",
                 "AIAUDIT_API_KEYS_FILE": str(keys),
             }
         )
@@ -473,3 +473,105 @@ def test_a_command_that_reads_some_settings_needs_no_valid_others(tmp_path: Path
     # Without only, the same environment stops the command.
     with pytest.raises(config.ConfigError, match="AIAUDIT_MAX_BATCH_EVENT"):
         config.load(env=env)
+
+
+REMOTE_PG = "postgresql+psycopg://svc:pw@db.example/aiaudit"
+
+
+def _validate_sections(settings: config.Settings) -> None:
+    """Each service's section, checked as the service checks it at start."""
+    from aiaudit.alerting.settings import AlertingSettings
+    from aiaudit.ingest import settings as ingest_settings
+    from aiaudit.integrity import settings as integrity_settings
+    from aiaudit.search.settings import SearchSettings
+
+    ingest_settings.load(settings)
+    integrity_settings.load(settings)
+    config.section(settings, "search", SearchSettings).validate(settings.allow_insecure)
+    config.section(settings, "alerting", AlertingSettings).validate(settings.allow_insecure)
+
+
+@pytest.mark.parametrize(
+    ("top", "section", "refused"),
+    [
+        ({"content_vault_addr": "http://vault.example:8200"}, {}, "content_vault_addr"),
+        ({"database_url": REMOTE_PG}, {}, "database_url"),
+        ({"database_url": REMOTE_PG + "?sslmode=require"}, {}, "database_url"),
+        ({"database_url": REMOTE_PG + "?sslmode=prefer"}, {}, "database_url"),
+        ({}, {"integrity": {"vault_addr": "http://vault.example:8200"}}, "integrity.vault_addr"),
+        ({}, {"integrity": {"database_url": REMOTE_PG}}, "integrity.database_url"),
+        ({}, {"ingest": {"privacy_database_url": REMOTE_PG}}, "ingest.privacy_database_url"),
+        ({}, {"alerting": {"database_url": REMOTE_PG}}, "alerting.database_url"),
+        ({}, {"search": {"database_url": REMOTE_PG}}, "search.database_url"),
+        (
+            {},
+            {"search": {"opensearch_url": "https://127.0.0.1:9200,http://os.example:9200"}},
+            "search.opensearch_url",
+        ),
+        (
+            {},
+            {"search": {"opensearch_url": "https://os.example", "opensearch_verify_certs": False}},
+            "search.opensearch_verify_certs",
+        ),
+    ],
+)
+def test_plaintext_or_unchecked_tls_to_a_backend_on_another_host_is_refused(
+    tmp_path: Path, top: dict[str, object], section: dict[str, object], refused: str
+) -> None:
+    """The review's repro (2026-12-05): a Vault token and the plaintext data keys, the
+    notary's token, content and the OpenSearch password, a database login and every event
+    went in clear, or to whoever answered, with ``allow_insecure`` false. Refused at start
+    naming the setting, as the gRPC side is; ``allow_insecure`` still allows it."""
+    f = tmp_path / "c.yaml"
+    f.write_text(yaml.safe_dump({**top, **section}))
+
+    def check(env: dict[str, str]) -> None:
+        _validate_sections(config.load(f, env=env))
+
+    with pytest.raises(config.ConfigError) as err:
+        check({})
+    message = str(err.value)
+    assert message.startswith(f"setting '{refused}'") and "allow_insecure=true" in message
+    assert "svc:pw" not in message  # the URL's credentials are not repeated
+    check({"AIAUDIT_ALLOW_INSECURE": "true"})
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+psycopg://u:p@127.0.0.1:5432/db",
+        "postgresql+psycopg://u:p@localhost/db",
+        "postgresql+psycopg://u:p@[::1]:5432/db",
+        "postgresql+psycopg://u:p@/db?host=/var/run/postgresql",
+        "postgresql+psycopg://u:p@/db",
+        REMOTE_PG + "?sslmode=verify-full",
+        REMOTE_PG + "?sslmode=verify-ca&sslrootcert=/etc/aiaudit/db-ca.pem",
+    ],
+)
+def test_a_database_on_loopback_or_over_verified_tls_is_taken(url: str) -> None:
+    assert config.load(env={"AIAUDIT_DATABASE_URL": url}).database_url == url
+
+
+def test_a_loopback_backend_needs_no_tls() -> None:
+    """The embedded mode and the tests use 127.0.0.1; only another host is refused."""
+    env = {
+        "AIAUDIT_CONTENT_VAULT_ADDR": "http://127.0.0.1:8200",
+        "AIAUDIT_INTEGRITY_VAULT_ADDR": "http://localhost:8200",
+        "AIAUDIT_SEARCH_OPENSEARCH_URL": "http://[::1]:9200",
+        "AIAUDIT_SEARCH_OPENSEARCH_VERIFY_CERTS": "false",
+    }
+    _validate_sections(config.load(env=env))
+
+
+def test_a_command_refuses_a_remote_database_without_verified_tls_with_exit_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``db migrate`` sends the administrator's login: libpq's default ``prefer`` fell back to
+    plaintext without a word (and ``.invalid`` never resolves, so nothing is reached)."""
+    from aiaudit.cli.main import main
+
+    url = "postgresql+psycopg://admin:s3cret@db.invalid/aiaudit"
+    assert main(["db", "migrate", "--database-url", url]) == 2
+    err = capsys.readouterr().err
+    assert "setting 'database_url'" in err and "sslmode=verify-full" in err
+    assert "s3cret" not in err

@@ -209,6 +209,10 @@ def _bootstrap_content_key(args: argparse.Namespace) -> int:
         raise config.ConfigError(
             "content-keys bootstrap-vault needs --vault-addr (or VAULT_ADDR) and VAULT_TOKEN"
         )
+    given = "--vault-addr" if args.vault_addr else "content_vault_addr"
+    if not (args.vault_addr or settings.content_vault_addr):
+        given = "VAULT_ADDR"
+    config.require_secure_url(addr, given, settings.allow_insecure)  # the admin token goes there
     target = transit.ContentKeySettings(
         mount=args.mount or settings.content_vault_mount,
         key=args.key or settings.content_vault_key,

@@ -441,6 +441,9 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"setting 'content_keys': {s.content_keys!r}; one of file, vault, none")
     if s.content_keys == "vault" and not s.content_vault_addr:
         raise ConfigError("setting 'content_vault_addr': required when content_keys is 'vault'")
+    if s.content_vault_addr:  # the Vault token and every plaintext data key go there
+        require_secure_url(s.content_vault_addr, "content_vault_addr", s.allow_insecure)
+    require_secure_database(s.database_url, "database_url", s.allow_insecure)
     if s.api_keys_file is not None and not s.api_keys_file.is_file():
         raise ConfigError(f"setting 'api_keys_file': {s.api_keys_file} is not a readable file")
     if s.oidc_issuer or s.oidc_audience or s.oidc_jwks_url or s.oidc_jwks_file:
@@ -535,6 +538,91 @@ def require_authentication(s: Settings) -> None:
         "and allow_unauthenticated=true",
         extra={"address": s.address},
     )
+
+
+def require_secure_url(
+    url: str, setting: str, allow_insecure: bool, verify_setting: str = "", verify: bool = True
+) -> None:
+    """An HTTP backend (Vault, OpenSearch) off loopback only over verified TLS, or by opt-out.
+
+    What goes there is the suite's most sensitive traffic (a Vault token and the plaintext
+    data keys, the notary's signing token, every event's content and the basic-auth
+    password); the same rule as the gRPC listener, the JWKS URL and the search->integrity
+    channel. ``verify_setting``: the setting that turns certificate checks off, when
+    ``verify`` is false. Hostnames other than ``localhost`` are another host, whatever they
+    resolve to.
+    """
+    parts = urllib.parse.urlsplit(url.strip())
+    host = parts.hostname or ""
+    if allow_insecure or _loopback(host):
+        return
+    shown = f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
+    if parts.scheme.lower() == "http":
+        raise ConfigError(
+            f"setting {setting!r}: {shown} is plain HTTP to another host; use https:// "
+            "(or allow_insecure=true for a trusted network)"
+        )
+    if not verify:
+        raise ConfigError(
+            f"setting {verify_setting!r}: false, so the certificate of {shown} (another host) "
+            "is not checked and anyone on the path can answer; give the CA instead "
+            "(or allow_insecure=true for a trusted network)"
+        )
+
+
+VERIFIED_SSLMODES = ("verify-full", "verify-ca")
+"""libpq ``sslmode`` values that check the server's certificate. ``prefer`` (the default)
+falls back to plaintext without a word, and neither it nor ``require`` checks who answers."""
+
+
+def require_secure_database(url: str, setting: str, allow_insecure: bool) -> None:
+    """A PostgreSQL URL off loopback needs ``sslmode=verify-full`` (or ``verify-ca``).
+
+    The login's password and every event go over it. A host is each ``host``/``hostaddr``
+    of the URL (a path is a Unix socket, local); a URL naming none uses ``PGHOST``, else
+    the local socket. The mode is the URL's ``sslmode``, else ``PGSSLMODE``, as libpq takes
+    them. Loopback and ``localhost`` need nothing (the tests, a sidecar proxy).
+    """
+    if allow_insecure or not url.startswith("postgresql"):
+        return
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigError(f"setting {setting!r}: not a database URL ({exc})") from None
+    hosts = [parsed.host] if parsed.host else []
+    for key in ("host", "hostaddr"):
+        given = parsed.query.get(key, ())
+        hosts += [given] if isinstance(given, str) else list(given)
+    if not hosts and os.environ.get("PGHOST"):
+        hosts = os.environ["PGHOST"].split(",")
+    remote = [h for h in hosts if not _local_database_host(h)]
+    if not remote:
+        return
+    mode = parsed.query.get("sslmode") or os.environ.get("PGSSLMODE") or ""
+    if mode in VERIFIED_SSLMODES:
+        return
+    said = f"sslmode={mode}" if mode else "no sslmode (libpq's default 'prefer')"
+    raise ConfigError(
+        f"setting {setting!r}: PostgreSQL on another host ({', '.join(remote)}) with {said}: "
+        "the connection may be plaintext and the server's certificate is not checked; add "
+        "sslmode=verify-full (and sslrootcert=<the server's CA file>) to the URL, or set "
+        "allow_insecure=true for a trusted network"
+    )
+
+
+def _local_database_host(host: str) -> bool:
+    """Whether a libpq host (``h``, ``h:5432``, ``[::1]:5432``, a socket path) is local."""
+    host = host.strip()
+    if not host or host.startswith(("/", "@")):  # a Unix socket's directory, or abstract
+        return True
+    if host.startswith("["):
+        return _loopback(host[1 : host.find("]")])
+    if host.count(":") == 1:
+        host = host.partition(":")[0]
+    return _loopback(host)
 
 
 def _loopback(host: str) -> bool:

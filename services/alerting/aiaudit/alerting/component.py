@@ -56,7 +56,7 @@ class Alerting:
 def start(ctx: Context) -> Alerting:
     """Starts the engine and the deliverer and registers AlertingService."""
     s = section(ctx.settings, "alerting", AlertingSettings)
-    s.validate()
+    s.validate(ctx.settings.allow_insecure)
     own = open_store(s.database_url, keys=ctx.store.keys) if s.database_url else None
     events = own or ctx.store
     store = AlertStore(events.engine)

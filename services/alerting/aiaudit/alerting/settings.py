@@ -8,7 +8,7 @@ from pathlib import Path
 
 from aiaudit.alerting.sinks import syslog_target
 from aiaudit.common import stream_slots
-from aiaudit.common.config import ConfigError
+from aiaudit.common.config import ConfigError, require_secure_database
 
 _POSITIVE = {
     "poll_interval": "seconds between polls of the log",
@@ -66,8 +66,12 @@ class AlertingSettings:
     retry_base: float = 1.0
     """First retry delay in seconds; doubles each attempt (capped at 5 minutes)."""
 
-    def validate(self) -> None:
-        """Clear errors for settings that cannot work."""
+    def validate(self, allow_insecure: bool = False) -> None:
+        """Clear errors for settings that cannot work.
+
+        ``allow_insecure``: the suite's setting; without it a PostgreSQL login off loopback
+        needs ``sslmode=verify-full``.
+        """
         for name, why in _POSITIVE.items():
             value = getattr(self, name)
             whole = isinstance(value, int) and not isinstance(value, bool)
@@ -112,6 +116,7 @@ class AlertingSettings:
             raise ConfigError(
                 "setting alerting.database_url: must be sqlite:/// or postgresql+psycopg://"
             )
+        require_secure_database(self.database_url, "alerting.database_url", allow_insecure)
 
     @property
     def sinks(self) -> tuple[str, ...]:

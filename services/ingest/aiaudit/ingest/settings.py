@@ -6,7 +6,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiaudit.common import retention, stream_slots
-from aiaudit.common.config import ZERO_ALLOWED, ConfigError, Settings, section
+from aiaudit.common.config import (
+    ZERO_ALLOWED,
+    ConfigError,
+    Settings,
+    require_secure_database,
+    section,
+)
 from aiaudit.ingest import ip_policy, redaction
 
 
@@ -51,6 +57,9 @@ def load(settings: Settings) -> IngestSettings:
             "setting 'ingest.privacy_database_url': must be a sqlite:/// or "
             "postgresql+psycopg:// URL"
         )
+    require_secure_database(
+        s.privacy_database_url, "ingest.privacy_database_url", settings.allow_insecure
+    )
     stream_slots.check_limits(
         "ingest.max_append_streams", s.max_append_streams, s.max_append_streams_per_caller
     )

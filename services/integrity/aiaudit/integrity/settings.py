@@ -9,7 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiaudit.common.config import ConfigError, Settings, section
+from aiaudit.common.config import (
+    ConfigError,
+    Settings,
+    require_secure_database,
+    require_secure_url,
+    section,
+)
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,9 @@ def load(settings: Settings) -> IntegritySettings:
         raise ConfigError(
             "setting 'integrity.database_url': must be a sqlite:/// or postgresql+psycopg:// URL"
         )
+    if s.vault_addr:  # the notary's signing token goes there
+        require_secure_url(s.vault_addr, "integrity.vault_addr", settings.allow_insecure)
+    require_secure_database(s.database_url, "integrity.database_url", settings.allow_insecure)
     return s
 
 

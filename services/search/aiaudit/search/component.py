@@ -62,7 +62,7 @@ def open_backend(s: SearchSettings, ctx: Context, store: SqlEventStore) -> Searc
 def start(ctx: Context) -> Search:
     """Opens the backend, starts the indexer, registers SearchService."""
     s = section(ctx.settings, "search", SearchSettings)
-    s.validate()
+    s.validate(ctx.settings.allow_insecure)
     channel = integrity_channel(s, ctx)  # refused before anything is opened or started
     own = open_store(s.database_url, pool_size=4, keys=ctx.store.keys) if s.database_url else None
     store = own or ctx.store

@@ -7,7 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiaudit.common import stream_slots
-from aiaudit.common.config import ZERO_ALLOWED, ConfigError
+from aiaudit.common.config import (
+    ZERO_ALLOWED,
+    ConfigError,
+    require_secure_database,
+    require_secure_url,
+)
 
 BACKENDS = ("sqlite", "opensearch")
 
@@ -78,8 +83,12 @@ class SearchSettings:
     """How long an export with proofs waits for a checkpoint covering its events before
     FAILED_PRECONDITION (keep it above ``integrity.checkpoint_interval``)."""
 
-    def validate(self) -> None:
-        """Raises ConfigError naming the bad setting."""
+    def validate(self, allow_insecure: bool = False) -> None:
+        """Raises ConfigError naming the bad setting.
+
+        ``allow_insecure``: the suite's setting; without it OpenSearch off loopback needs
+        https:// with certificates checked, and a PostgreSQL login ``sslmode=verify-full``.
+        """
         if self.backend not in BACKENDS:
             raise ConfigError(
                 f"setting 'search.backend': {self.backend!r} is not one of {BACKENDS}"
@@ -119,6 +128,15 @@ class SearchSettings:
             raise ConfigError(f"setting 'search.integrity_ca_file': {self.integrity_ca_file}")
         if self.opensearch_ca_file is not None and not self.opensearch_ca_file.is_file():
             raise ConfigError(f"setting 'search.opensearch_ca_file': {self.opensearch_ca_file}")
+        for url in self.urls:  # every event's content and the basic-auth password go there
+            require_secure_url(
+                url,
+                "search.opensearch_url",
+                allow_insecure,
+                "search.opensearch_verify_certs",
+                self.opensearch_verify_certs,
+            )
+        require_secure_database(self.database_url, "search.database_url", allow_insecure)
 
     @property
     def urls(self) -> list[str]:
