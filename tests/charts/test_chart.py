@@ -362,19 +362,131 @@ def test_network_policy_toggle(values: Path) -> None:
     assert {component_of(p) for p in policies} == deployed
     for policy in policies:
         for rule in policy["spec"]["ingress"]:
-            assert rule["ports"] == [{"port": "grpc", "protocol": "TCP"}]
+            assert rule["ports"] in (
+                [{"port": "grpc", "protocol": "TCP"}],
+                [{"port": "health", "protocol": "TCP"}],
+            )
+            # A rule without peers admits any source.
+            assert rule["from"], policy["metadata"]["name"]
 
 
-def test_a_network_policy_without_peers_is_closed_to_all_but_the_release() -> None:
-    """An empty ``ingress.from`` let any source reach the gRPC port: enabling the
-    policy with no peers listed left every component open."""
-    objects = render(None, "networkPolicy.enabled=true")
-    policies = of_kind(objects, "NetworkPolicy")
-    assert policies
-    own = {"app.kubernetes.io/name": "aiaudit", "app.kubernetes.io/instance": RELEASE}
-    for policy in policies:
-        (rule,) = policy["spec"]["ingress"]
-        assert rule["from"] == [{"podSelector": {"matchLabels": own}}]
+def _peers(policy: dict[str, Any], port: str = "grpc") -> list[dict[str, Any]]:
+    """The peers a policy admits to one port."""
+    rules = [r for r in policy["spec"]["ingress"] if r["ports"][0]["port"] == port]
+    return [peer for rule in rules for peer in rule["from"]]
+
+
+ALL_ENABLED = CHART / "ci" / "all-enabled-values.yaml"
+
+
+def _policies(*sets: str, values: Path | None = None) -> dict[str, dict[str, Any]]:
+    return {component_of(p): p for p in of_kind(render(values, *sets), "NetworkPolicy")}
+
+
+def _policies_with(
+    tmp_path: Path, ingress: dict[str, Any], *sets: str
+) -> dict[str, dict[str, Any]]:
+    """Every component on (the all-enabled values) with these ``networkPolicy.ingress`` values
+    alone (``--set`` would merge list items into the file's)."""
+    values = yaml.safe_load(ALL_ENABLED.read_text())
+    values["networkPolicy"]["ingress"] = ingress
+    path = tmp_path / f"values-{len(list(tmp_path.iterdir()))}.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return _policies(*sets, values=path)
+
+
+def _pods_of(component: str) -> dict[str, Any]:
+    labels = {"app.kubernetes.io/name": "aiaudit", "app.kubernetes.io/instance": RELEASE}
+    return {"podSelector": {"matchLabels": {**labels, COMPONENT_LABEL: component}}}
+
+
+def _namespace(team: str) -> dict[str, Any]:
+    return {"namespaceSelector": {"matchLabels": {"team": team}}}
+
+
+def test_network_policy_is_on_by_default_and_admits_no_one_unlisted(tmp_path: Path) -> None:
+    """The policy was off by default (review, 2026-12-05): a default install accepted any
+    source on every port. Now each component is isolated, and with no peer listed nothing
+    may connect (``ingress: []``), not the release's other pods either."""
+    assert yaml.safe_load((CHART / "values.yaml").read_text())["networkPolicy"]["enabled"]
+    policies = _policies()
+    assert set(policies) == {"ingest"}
+    assert policies["ingest"]["spec"]["policyTypes"] == ["Ingress"]
+    assert policies["ingest"]["spec"]["ingress"] == []
+    every = _policies_with(tmp_path, {})
+    assert set(every) == set(COMPONENTS)
+    assert {name: _peers(p) for name, p in every.items()} == {
+        "ingest": [],
+        "search": [],
+        "integrity": [_pods_of("search")],
+        "alerting": [],
+    }
+    assert all(every[name]["spec"]["ingress"] == [] for name in ("ingest", "search", "alerting"))
+
+
+def test_each_component_admits_only_its_own_callers(tmp_path: Path) -> None:
+    """One ``ingress.from`` was applied to every component (review, 2026-12-05, r8): the AI
+    gateways, which need ingest alone, reached search, integrity and alerting, and every
+    pod of the release reached every other. Each component now has peers of its own; of the
+    suite's components only search calls another one (integrity)."""
+    ingress = {
+        "ingest": {"from": [_namespace("gateways")]},
+        "search": {"from": [_namespace("auditors")]},
+        "integrity": {"from": [_namespace("verifiers")]},
+        "alerting": {"from": [_namespace("soc")]},
+    }
+    policies = _policies_with(tmp_path, ingress)
+    assert {name: _peers(policy) for name, policy in policies.items()} == {
+        "ingest": [_namespace("gateways")],
+        "search": [_namespace("auditors")],
+        "integrity": [_pods_of("search"), _namespace("verifiers")],
+        "alerting": [_namespace("soc")],
+    }
+    # Without search, nothing of the suite calls integrity.
+    without_search = _policies_with(tmp_path, ingress, "search.enabled=false")
+    assert _peers(without_search["integrity"]) == [_namespace("verifiers")]
+
+
+def test_the_shared_peers_still_reach_every_component(tmp_path: Path) -> None:
+    """``networkPolicy.ingress.from`` keeps its meaning for releases that set it: added to
+    every component's own peers (the chart's NOTES say gateways belong in ingest's)."""
+    policies = _policies_with(
+        tmp_path,
+        {"from": [_namespace("operators")], "ingest": {"from": [_namespace("gateways")]}},
+    )
+    for name, policy in policies.items():
+        assert _namespace("operators") in _peers(policy), name
+        assert (_namespace("gateways") in _peers(policy)) == (name == "ingest"), name
+
+
+def test_the_health_port_admits_only_the_listed_peers() -> None:
+    """The kubelet's probes come from the pod's own node, which NetworkPolicy lets in; a CNI
+    that does not gets a rule for the health port alone, never for gRPC."""
+    assert all(_peers(p, "health") == [] for p in _policies().values())
+    nodes = {"ipBlock": {"cidr": "10.0.0.0/24"}}
+    policies = _policies("networkPolicy.ingress.health.from[0].ipBlock.cidr=10.0.0.0/24")
+    assert _peers(policies["ingest"], "health") == [nodes]
+    assert _peers(policies["ingest"]) == []
+
+
+def test_egress_reaches_only_the_components_called() -> None:
+    """With egress locked down every pod could still open any port of every pod of the
+    release; now only search reaches integrity, on its gRPC port."""
+    policies = _policies(values=CHART / "ci" / "all-enabled-values.yaml")
+    release = {"app.kubernetes.io/name": "aiaudit", "app.kubernetes.io/instance": RELEASE}
+    for name, policy in policies.items():
+        to_release = [
+            rule
+            for rule in policy["spec"]["egress"]
+            for peer in rule.get("to", [])
+            if peer.get("podSelector", {}).get("matchLabels", {}).items() >= release.items()
+        ]
+        if name == "search":
+            (rule,) = to_release
+            assert rule["to"] == [_pods_of("integrity")]
+            assert rule["ports"] == [{"port": 50051, "protocol": "TCP"}]
+        else:
+            assert to_release == [], name
 
 
 @pytest.mark.parametrize(
@@ -459,6 +571,124 @@ def test_pods_that_would_each_keep_their_own_state_fail_the_render(
     own, checkpoint copies filling an emptyDir, search pods each with an empty index of their
     own, and components on embedded stores of their own that never saw ingest's events."""
     assert message in render_fails(*sets)
+
+
+ALERTING_ON = ("alerting.enabled=true", "alerting.database.existingSecret=alerting-login")
+
+
+SECRET_SETTINGS = {
+    "alerting.webhook_url": "alerting.webhook.existingSecret (key alerting.webhook.urlKey)",
+    "alerting.webhook_secret": "alerting.webhook.existingSecret (key alerting.webhook.secretKey)",
+    "alerting.database_url": "alerting.database.existingSecret",
+    "search.opensearch_url": "aiaudit.opensearch.existingSecret (key aiaudit.opensearch.urlKey)",
+    "search.opensearch_username": "aiaudit.opensearch.existingSecret",
+    "search.opensearch_password": "aiaudit.opensearch.existingSecret",
+    "search.database_url": "search.database.existingSecret",
+    "integrity.database_url": "integrity.database.existingSecret",
+    "integrity.vault_token_file": "aiaudit.vault.existingSecret",
+    "ingest.privacy_database_url": "ingest.privacyDatabase.existingSecret",
+}
+"""Every section setting that carries a credential, and the values that give it from a Secret."""
+
+
+def test_every_credential_setting_is_refused_in_the_config() -> None:
+    """Each settings class's URLs, logins, passwords and tokens: the list the chart refuses
+    covers them all (a new one must be added there and here)."""
+    from aiaudit.alerting.settings import AlertingSettings
+    from aiaudit.ingest.settings import IngestSettings
+    from aiaudit.integrity.settings import IntegritySettings
+    from aiaudit.search.settings import SearchSettings
+
+    credential = re.compile(r"(database_url|password|username|secret|token|webhook_url)")
+    classes = {
+        "alerting": AlertingSettings,
+        "ingest": IngestSettings,
+        "integrity": IntegritySettings,
+        "search": SearchSettings,
+    }
+    found = {
+        f"{section}.{f.name}"
+        for section, cls in classes.items()
+        for f in dataclasses.fields(cls)
+        if credential.search(f.name)
+    }
+    found |= {f"search.{f}" for f in ("opensearch_url",)}  # node URLs may hold a login
+    assert found == set(SECRET_SETTINGS)
+    top = {f.name for f in dataclasses.fields(config.Settings) if credential.search(f.name)}
+    assert top == {"database_url", "content_vault_token_file"}
+    # The chart gives both from Secrets, and refuses them in the config.
+    url = render_fails("aiaudit.config.database_url=postgresql://u:p@h/d")
+    assert "database_url comes from aiaudit.database.existingSecret" in url
+    token = render_fails("aiaudit.config.content_vault_token_file=/t")
+    assert "comes from aiaudit.contentKeys.existingSecret" in token
+
+
+@pytest.mark.parametrize("setting", sorted(SECRET_SETTINGS))
+def test_a_credential_in_the_config_fails_naming_where_it_goes(setting: str) -> None:
+    """``aiaudit.config.alerting.webhook_url`` rendered into the ConfigMap (review,
+    2026-12-05, r6): Slack- and Teams-style webhook URLs are bearer credentials, readable by
+    whoever may read the namespace's ConfigMaps. Each such setting fails the render, the
+    message naming it and the Secret values that give it instead."""
+    message = render_fails(f"aiaudit.config.{setting}=https://hooks.example/T000/XXXXSECRET")
+    assert f"aiaudit.config.{setting} would put a secret in the ConfigMap" in message
+    assert SECRET_SETTINGS[setting] in message
+
+
+@pytest.mark.parametrize(
+    "setting", ["oidc_jwks_url", "alerting.syslog_address", "search.integrity_address"]
+)
+def test_any_url_with_a_login_in_the_config_fails(setting: str) -> None:
+    message = render_fails(f"aiaudit.config.{setting}=tcp://user:pa55@host:514")
+    env = "AIAUDIT_" + setting.upper().replace(".", "_")
+    assert f"aiaudit.config.{setting} is a URL with a login in it" in message
+    assert f"give it as {env} in the extraEnv" in message
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("AIAUDIT_ALERTING_WEBHOOK_URL", "https://hooks.slack.com/services/T000/B000/XXXX"),
+        ("AIAUDIT_ALERTING_WEBHOOK_SECRET", "hmac"),
+        ("AIAUDIT_SEARCH_OPENSEARCH_PASSWORD", "pw"),
+        ("VAULT_TOKEN", "hvs.x"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://user:pw@collector:4317"),
+    ],
+)
+def test_a_credential_as_a_literal_extra_env_value_fails(name: str, value: str) -> None:
+    """Refused in the config file, the same value as a literal ``extraEnv`` would sit in the
+    Deployment, as readable: it takes ``valueFrom.secretKeyRef``."""
+    message = render_fails(
+        *ALERTING_ON, f"alerting.extraEnv[0].name={name}", f"alerting.extraEnv[0].value={value}"
+    )
+    assert f"alerting.extraEnv {name} has a literal value" in message
+    assert "valueFrom.secretKeyRef" in message
+    objects = render(
+        None,
+        *ALERTING_ON,
+        f"alerting.extraEnv[0].name={name}",
+        "alerting.extraEnv[0].valueFrom.secretKeyRef.name=s",
+        "alerting.extraEnv[0].valueFrom.secretKeyRef.key=k",
+    )
+    assert of_kind(objects, "Deployment")
+
+
+def test_the_webhook_comes_from_its_secret_to_alerting_alone() -> None:
+    """The Secret-based way to set the webhook: its URL and signing key reach the alerting
+    pods as the variables the server reads, and no other pod, nor the ConfigMap."""
+    from aiaudit.alerting.settings import AlertingSettings
+
+    objects = render(ALL_ENABLED, "alerting.webhook.existingSecret=hook")
+    (configmap,) = of_kind(objects, "ConfigMap")
+    assert "webhook" not in configmap["data"]["config.yaml"]
+    for deployment in of_kind(objects, "Deployment"):
+        settings = _effective(deployment, configmap["data"]["config.yaml"])
+        alerting = config.section(settings, "alerting", AlertingSettings)
+        if component_of(deployment) == "alerting":
+            assert alerting.webhook_url == "secret:hook/url"
+            assert alerting.webhook_secret == "secret:hook/secret"
+            assert alerting.sinks == ("webhook",)
+        else:
+            assert not alerting.webhook_url and not alerting.webhook_secret
 
 
 def test_allow_insecure_counts_only_when_true() -> None:

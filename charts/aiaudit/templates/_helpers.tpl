@@ -122,10 +122,52 @@ a Secret as AIAUDIT_DATABASE_URL.
 {{- fail (printf "aiaudit.config.%s is set by the chart (database_url comes from aiaudit.database.existingSecret, tls_* from aiaudit.tls); remove it" $key) }}
 {{- end }}
 {{- end }}
-{{- range $section, $keys := dict "integrity" (list "database_url" "vault_token_file") "search" (list "database_url" "opensearch_password" "opensearch_username" "opensearch_url") "alerting" (list "database_url" "webhook_secret") "ingest" (list "privacy_database_url") }}
-{{- range $key := $keys }}
+{{- /* Every setting that carries a credential (a password, a token, a URL that is a bearer
+credential or holds a login), with the values that give it from a Secret instead. A webhook
+URL passed (review, 2026-12-05): Slack's and Teams' incoming-webhook URLs let whoever reads
+them post, and the ConfigMap is readable by anyone who may read the namespace's config. */}}
+{{- $secretSettings := dict
+  "ingest" (dict "privacy_database_url" "ingest.privacyDatabase.existingSecret (key ingest.privacyDatabase.key), passed as AIAUDIT_INGEST_PRIVACY_DATABASE_URL")
+  "search" (dict
+    "database_url" "search.database.existingSecret (key search.database.key), passed as AIAUDIT_SEARCH_DATABASE_URL"
+    "opensearch_url" "aiaudit.opensearch.existingSecret (key aiaudit.opensearch.urlKey), passed as AIAUDIT_SEARCH_OPENSEARCH_URL"
+    "opensearch_username" "aiaudit.opensearch.existingSecret (key aiaudit.opensearch.usernameKey), passed as AIAUDIT_SEARCH_OPENSEARCH_USERNAME"
+    "opensearch_password" "aiaudit.opensearch.existingSecret (key aiaudit.opensearch.passwordKey), passed as AIAUDIT_SEARCH_OPENSEARCH_PASSWORD")
+  "integrity" (dict
+    "database_url" "integrity.database.existingSecret (key integrity.database.key), passed as AIAUDIT_INTEGRITY_DATABASE_URL"
+    "vault_token_file" "aiaudit.vault.existingSecret (key aiaudit.vault.tokenKey), passed as VAULT_TOKEN")
+  "alerting" (dict
+    "database_url" "alerting.database.existingSecret (key alerting.database.key), passed as AIAUDIT_ALERTING_DATABASE_URL"
+    "webhook_url" "alerting.webhook.existingSecret (key alerting.webhook.urlKey), passed as AIAUDIT_ALERTING_WEBHOOK_URL"
+    "webhook_secret" "alerting.webhook.existingSecret (key alerting.webhook.secretKey), passed as AIAUDIT_ALERTING_WEBHOOK_SECRET") }}
+{{- range $section, $keys := $secretSettings }}
+{{- range $key, $instead := $keys }}
 {{- if hasKey (dig $section dict $a.config) $key }}
-{{- fail (printf "aiaudit.config.%s.%s would put a secret in the ConfigMap: give it through the component's Secret values" $section $key) }}
+{{- fail (printf "aiaudit.config.%s.%s would put a secret in the ConfigMap: remove it, put the value in a Secret and name that Secret in %s" $section $key $instead) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- /* Any other URL with user info (user:password@ or token@) in the config file. */}}
+{{- $userinfo := "^[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#@]*@" }}
+{{- range $key, $value := $a.config }}
+{{- $values := dict $key $value }}
+{{- if kindIs "map" $value }}{{ $values = dict }}{{ range $k, $v := $value }}{{ $_ := set $values (printf "%s.%s" $key $k) $v }}{{ end }}{{ end }}
+{{- range $path, $v := $values }}
+{{- range $item := (kindIs "slice" $v | ternary $v (list $v)) }}
+{{- if regexMatch $userinfo (toString $item) }}
+{{- fail (printf "aiaudit.config.%s is a URL with a login in it (user info before '@'), which would put a credential in the ConfigMap: remove it, put the value in a Secret and give it as %s in the extraEnv of the components that read it, with valueFrom.secretKeyRef" $path (printf "AIAUDIT_%s" (upper (replace "." "_" $path)))) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- /* extraEnv is in the Deployment, as readable as the ConfigMap: a credential's variable
+takes valueFrom.secretKeyRef, not a literal value. */}}
+{{- range $name := list "ingest" "search" "integrity" "alerting" }}
+{{- range $env := (index $.Values $name).extraEnv }}
+{{- if and (kindIs "map" $env) (hasKey $env "value") }}
+{{- if or (regexMatch "(^|_)(PASSWORD|TOKEN|SECRET)$|DATABASE_URL$|WEBHOOK_URL$|OPENSEARCH_URL$" (upper (toString $env.name))) (regexMatch $userinfo (toString $env.value)) }}
+{{- fail (printf "%s.extraEnv %s has a literal value, which would put a credential in the Deployment: put it in a Secret and give it with valueFrom.secretKeyRef%s" $name $env.name (eq (toString $env.name) "AIAUDIT_ALERTING_WEBHOOK_URL" | ternary " (or alerting.webhook.existingSecret)" "")) }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- end }}
@@ -283,6 +325,18 @@ terminationGracePeriodSeconds leaves, less 5 s to stop the components. */}}
     secretKeyRef:
       name: {{ $own.privacyDatabase.existingSecret }}
       key: {{ $own.privacyDatabase.key }}
+{{- end }}
+{{- if and (eq .component "alerting") (dig "webhook" "existingSecret" "" $own) }}
+- name: AIAUDIT_ALERTING_WEBHOOK_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ $own.webhook.existingSecret }}
+      key: {{ $own.webhook.urlKey }}
+- name: AIAUDIT_ALERTING_WEBHOOK_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ $own.webhook.existingSecret }}
+      key: {{ $own.webhook.secretKey }}
 {{- end }}
 {{- if and (eq .component "ingest") (dig "ipPseudonymKey" "existingSecret" "" $own) }}
 - name: AIAUDIT_INGEST_IP_PSEUDONYM_KEY_FILE
