@@ -700,6 +700,17 @@ def test_allow_insecure_counts_only_when_true() -> None:
     assert out.returncode != 0 and "allow_insecure=true to accept" in out.stderr
 
 
+def test_plaintext_does_not_turn_off_authentication() -> None:
+    """``allow_insecure=true`` without API keys or OIDC rendered pods that let every caller in
+    as admin (review, 2026-12-05): plaintext and no authentication are two choices now."""
+    no_keys = ("aiaudit.apiKeys.existingSecret=", "aiaudit.config.allow_insecure=true")
+    message = render_fails(*no_keys)
+    assert "aiaudit.config.allow_unauthenticated=true" in message
+    objects = render(None, *no_keys, "aiaudit.config.allow_unauthenticated=true")
+    (config_map,) = (o for o in of_kind(objects, "ConfigMap") if "config.yaml" in o["data"])
+    assert yaml.safe_load(config_map["data"]["config.yaml"])["allow_unauthenticated"] is True
+
+
 def test_long_release_names_give_valid_distinct_object_names() -> None:
     """A release name of 37 characters made `...-integrity-headless` 64 long, and one of
     52 cut "ingest" and "integrity" to the same name."""

@@ -187,8 +187,9 @@ takes valueFrom.secretKeyRef, not a literal value. */}}
 {{- if and (not $a.tls.enabled) (not $insecure) }}
 {{- fail "aiaudit.tls.enabled=false serves plaintext on the pod network: set aiaudit.config.allow_insecure=true to accept that (dev only)" }}
 {{- end }}
-{{- if not (or $a.apiKeys.existingSecret $a.config.oidc_issuer $insecure) }}
-{{- fail "aiaudit.apiKeys.existingSecret is required unless aiaudit.config.oidc_issuer authenticates callers (or aiaudit.config.allow_insecure=true, dev only)" }}
+{{- $unauthenticated := eq (toString $a.config.allow_unauthenticated) "true" }}
+{{- if not (or $a.apiKeys.existingSecret $a.config.oidc_issuer $unauthenticated) }}
+{{- fail "aiaudit.apiKeys.existingSecret is required unless aiaudit.config.oidc_issuer authenticates callers (or aiaudit.config.allow_unauthenticated=true lets every caller in as admin: dev only)" }}
 {{- end }}
 {{- if and $a.tls.enabled (not $a.tls.existingSecret) }}
 {{- fail "aiaudit.tls.existingSecret is required when aiaudit.tls.enabled=true" }}
