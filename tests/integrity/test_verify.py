@@ -27,7 +27,7 @@ from aiaudit.common.keys.kek import FileKek
 from aiaudit.common.keys.keyring import Keyring
 from aiaudit.common.store import SqlEventStore, embedded_keys, open_store
 from aiaudit.common.store.prepare import prepare
-from aiaudit.common.store.schema import event_content, events, log_entries
+from aiaudit.common.store.schema import TS, event_content, events, log_entries
 from aiaudit.common.store.sql import Receipt, data_keys
 from aiaudit.integrity import checks, note, verify
 from aiaudit.integrity.merkle import CompactRange
@@ -289,6 +289,43 @@ def test_content_read_before_an_erasure_took_its_key_is_no_tampering(sealed_log:
     with sealed_log.admin.connect() as conn:
         verify._drop_erased_meanwhile(conn, sealed_log.tenant, before, {})
     assert sorted(seq for seq, _ in before) == list(range(5, 15)), "the rest stay: tampering"
+
+
+TIMESTAMPS = [
+    ("log_entries", "receive_time"),
+    ("events", "receive_time"),
+    ("event_content", "receive_time"),
+    ("events", "occurred_time"),
+]
+
+
+@pytest.mark.parametrize(("table", "column"), TIMESTAMPS)
+def test_a_timestamp_in_another_text_form_is_named(full_log: Log, table: str, column: str) -> None:
+    """SQLite stores timestamps as text and its queries compare the text, so the same
+    instant spelt another way is another row to them (a join on receive_time, a time
+    range): verify compared the parsed values and passed. PostgreSQL stores the instant."""
+    with full_log.admin.connect() as conn:
+        t = sa.table(table, sa.column("log_id"), sa.column("seq"), sa.column(column, TS))
+        when = conn.execute(
+            sa.select(t.c[column]).where(t.c.log_id == full_log.tenant, t.c.seq == 5)
+        ).scalar_one()
+    respelt = when.strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+    update = f"UPDATE {table} SET {column} = :v WHERE log_id = :t AND seq = 5"
+    full_log.execute(update, v=respelt)
+    if full_log.admin.dialect.name == "postgresql":
+        assert full_log.verify().ok
+        return
+    problems = full_log.problems()
+    assert mentions(
+        problems,
+        f"sequence 5 event {full_log.event(5)}: column {table}.{column} is '{respelt}', not "
+        "the form the store writes (YYYY-MM-DD HH:MM:SS.ffffff)",
+    ), problems
+    # Five digits and a zone, in the form's length; no date at all, in its shape (SQLAlchemy's
+    # parse aborted verify): named too.
+    for text in (when.strftime("%Y-%m-%d %H:%M:%S.%f")[:-1] + "Z", "2026-02-30 12:00:00.000000"):
+        full_log.execute(update, v=text)
+        assert mentions(full_log.problems(), "sequence 5", f"{table}.{column} is '{text}'")
 
 
 def test_deleted_row_is_named(log: Log) -> None:

@@ -35,6 +35,7 @@ For every log, in sequence order (one streaming pass, O(log n) memory):
 from __future__ import annotations
 
 import bisect
+import collections
 import contextlib
 import datetime as dt
 import functools
@@ -204,6 +205,8 @@ class _Row:
     content: bytes | None = None
     sealing: str | None = None
     """Why the row's sealed content did not open (it is then treated as present, unchecked)."""
+    misspelt: list[str] = field(default_factory=list)
+    """Timestamps not stored in the store's one text form (SQLite), with their text."""
 
 
 _EVENT_COLUMNS = [
@@ -216,6 +219,53 @@ def _last_seq(conn: sa.Connection, log_id: str) -> int | None:
     le = log_entries
     last = conn.execute(sa.select(sa.func.max(le.c.seq)).where(le.c.log_id == log_id)).scalar()
     return None if last is None else int(last)
+
+
+_SQLITE_TIME = (
+    "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9]"
+    ".[0-9][0-9][0-9][0-9][0-9][0-9]"
+)
+"""A timestamp as the store writes it on SQLite (SQLAlchemy's form, always 6 digits)."""
+_SQLITE_SHAPE = "????-??-?? ??:??:??.[0-9][0-9][0-9][0-9][0-9][0-9]"
+"""Its shape, a third of the GLOB's cost: ``fromisoformat`` (SQLAlchemy's parse) takes only
+ASCII digits and a real date and time in the other places, and raises on anything else."""
+_TIME_FORM = "YYYY-MM-DD HH:MM:SS.ffffff"
+
+
+def _in_shape(column: sa.Column[Any]) -> Any:
+    """Whether a timestamp has the shape of the store's form (see :data:`_SQLITE_SHAPE`)."""
+    text = sa.type_coerce(column, sa.String)
+    return sa.and_(
+        sa.func.typeof(text) == "text", text.op("GLOB")(sa.literal(_SQLITE_SHAPE, sa.String))
+    )
+
+
+def _in_form(column: sa.Column[Any]) -> Any:
+    """Whether a timestamp is stored as the store writes it on SQLite.
+
+    SQLite keeps timestamps as text and compares them as text (the joins on
+    ``receive_time``, time ranges), while SQLAlchemy reads any ISO form: a
+    value rewritten as ``...T...`` or ``...+00:00`` was the same instant to
+    verify and another row to every query. Checked in the page's own read,
+    in SQLite (a GLOB on the shape, ``strftime`` for a real date and time),
+    rather than by formatting each value again in Python.
+    """
+    text = sa.type_coerce(column, sa.String)
+    return sa.and_(
+        sa.func.typeof(text) == "text",
+        text.op("GLOB")(sa.literal(_SQLITE_TIME, sa.String)),
+        # '+0 days' makes SQLite normalise (else it echoes 02-30 or 24:00 as given)
+        sa.func.strftime("%Y-%m-%d %H:%M:%S", text, "+0 days") == sa.func.substr(text, 1, 19),
+    )
+
+
+def _misspelt_time(table: str, column: str, quoted: str) -> tuple[str, Any]:
+    """A timestamp's problem, and the instant it spells if any (its row still meets the others)."""
+    problem = f"column {table}.{column} is {quoted}, not the form the store writes ({_TIME_FORM})"
+    try:
+        return problem, _utc(dt.datetime.fromisoformat(quoted[1:-1]))
+    except ValueError:
+        return problem, quoted
 
 
 def _page_rows(
@@ -233,11 +283,43 @@ def _page_rows(
     event_cols = [ev.c.seq, ev.c.receive_time, ev.c.canonical]
     if full:
         event_cols += _EVENT_COLUMNS
+    sqlite = conn.dialect.name == "sqlite"
+    misspelt: dict[int, list[str]] = {}
 
     def span(t: sa.Table, *cols: Any) -> Any:
-        return conn.execute(
-            sa.select(*cols).where(t.c.log_id == log_id, t.c.seq >= lo, t.c.seq < hi)
-        ).all()  # one fetch, not a round of fetchone calls per row
+        """The rows; on SQLite a timestamp not in the store's form is named, read as it spells.
+
+        One flag a row (the columns' shape checked in SQL, once each); only a
+        page with a row flagged, or a text SQLAlchemy cannot read as a time
+        (its ValueError used to abort verify), is read again with the texts,
+        checked in full (:func:`_in_form`).
+        """
+        where = (t.c.log_id == log_id, t.c.seq >= lo, t.c.seq < hi)
+        times = [c for c in cols if sqlite and isinstance(c.type, sa.DateTime)]
+        if not times:  # one fetch, not a round of fetchone calls per row
+            return conn.execute(sa.select(*cols).where(*where)).all()
+        flag = sa.not_(sa.and_(*map(_in_shape, times))).label("misspelt")
+        try:
+            rows = conn.execute(sa.select(*cols, flag).where(*where)).all()
+            if not any(r[-1] for r in rows):
+                return rows
+        except ValueError:
+            pass
+        guarded = {c.name: sa.case((_in_form(c), c), else_=sa.null()) for c in times}
+        texts = [
+            sa.case((_in_form(c), sa.null()), else_=sa.func.quote(c)).label(f"{c.name}_text")
+            for c in times
+        ]
+        read = [guarded[c.name].label(c.name) if c.name in guarded else c for c in cols]
+        out: list[Any] = []
+        for r in conn.execute(sa.select(*read, *texts).where(*where)).all():
+            values = r._asdict()
+            for column, quoted in zip(times, r[len(read) :], strict=True):
+                if quoted is not None:
+                    problem, values[column.name] = _misspelt_time(t.name, column.name, quoted)
+                    misspelt.setdefault(int(r.seq), []).append(problem)
+            out.append(collections.namedtuple("Read", r._fields)(**values))
+        return out
 
     found: dict[tuple[int, Any], Any] = {}
     for r in span(ev, *event_cols):
@@ -252,7 +334,8 @@ def _page_rows(
     if sealed - opened.keys():
         _drop_erased_meanwhile(conn, log_id, content, opened)
     out = []
-    for e in sorted(span(le, le.c.seq, le.c.event_id, le.c.leaf_hash, le.c.receive_time)):
+    entries = span(le, le.c.seq, le.c.event_id, le.c.leaf_hash, le.c.receive_time)
+    for e in sorted(entries, key=lambda e: int(e.seq)):
         seq = int(e.seq)
         key = (seq, _utc(e.receive_time))
         event = found.get(key)
@@ -264,8 +347,9 @@ def _page_rows(
             bytes(event.canonical) if event is not None else None,
             integrated.get(seq),
         )
+        row.misspelt = misspelt.get(seq, row.misspelt)
         if full and event is not None:
-            row.columns = dict(zip(_EVENT_NAMES, event[3:], strict=True))
+            row.columns = dict(zip(_EVENT_NAMES, event[3 : 3 + len(_EVENT_NAMES)], strict=True))
             row.columns["receive_time"] = e.receive_time
             stored = content.get(key)
             if stored is not None and _sealed(stored.content):
@@ -924,6 +1008,8 @@ def _walk_pages(
                 seq = row.seq
                 if row.sealing is not None:
                     report.problems.append(Problem(log_id, row.sealing, seq, row.entry_event_id))
+                for problem in row.misspelt:
+                    report.problems.append(Problem(log_id, problem, seq, row.entry_event_id))
                 if seq > expected:
                     leaves += walk.gap(expected, seq, _integrated(conn, log_id, expected, seq))
                 leaves.append(walk.entry(row))
