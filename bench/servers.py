@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.conftest import write_keys
-from tests.helpers import free_port, serve_process
+from tests.helpers import clear_on_postgres_env, free_port, serve_process
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,11 @@ class Server:
 def suite_server(
     url: str, services: Sequence[str], workers: int = 1, config: Path | None = None
 ) -> Iterator[Server]:
-    """``aiaudit serve`` of ``services`` on store ``url``, API keys on, until the block ends."""
+    """``aiaudit serve`` of ``services`` on store ``url``, API keys on, until the block ends.
+
+    On PostgreSQL content is stored in clear, as the recorded figures were, unless the
+    environment says otherwise (``AIAUDIT_CONTENT_KEYS=file`` measures sealing).
+    """
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         keys = write_keys(Path(tmp) / "keys.yaml")
@@ -50,6 +54,8 @@ def suite_server(
                 "AIAUDIT_DATA_DIR": tmp,
                 "AIAUDIT_LOG_LEVEL": "WARNING",
                 "AIAUDIT_API_KEYS_FILE": f"{tmp}/keys.yaml",
+                **clear_on_postgres_env(url),
+                **{k: v for k, v in os.environ.items() if k == "AIAUDIT_CONTENT_KEYS"},
             },
         )
         try:

@@ -8,6 +8,7 @@ own tenant (its own log), so tests never see each other's events.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 import secrets
@@ -204,6 +205,7 @@ def serve_suite(
     """The suite on a free loopback port, with API keys of every role; (suite, keys).
 
     ``overrides`` go over the defaults here (data in ``tmp_path``); sections go in ``config_file``.
+    On PostgreSQL content is stored in clear unless they set ``content_keys``.
     """
     from aiaudit.cli.server import start
 
@@ -213,7 +215,10 @@ def serve_suite(
         "address": "127.0.0.1:0",
         "data_dir": tmp_path,
     }
-    return start(config.load(config_file, env={}, overrides={**defaults, **overrides})), keys
+    settings = config.load(config_file, env={}, overrides={**defaults, **overrides})
+    if not settings.embedded and not settings.content_keys:  # as before serve refused it unset
+        settings = dataclasses.replace(settings, content_keys="none")
+    return start(settings), keys
 
 
 @pytest.fixture

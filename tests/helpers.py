@@ -71,6 +71,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def clear_on_postgres(url: str) -> dict[str, str]:
+    """``content_keys: none`` for a PostgreSQL store: ``serve`` refuses it unset there, and the
+    tests stored content in clear on PostgreSQL before; nothing for SQLite, whose default
+    seals under a KEK file beside the store."""
+    return {"content_keys": "none"} if url.startswith("postgresql") else {}
+
+
+def clear_on_postgres_env(url: str) -> dict[str, str]:
+    """:func:`clear_on_postgres` as the environment of an ``aiaudit serve`` process."""
+    return {f"AIAUDIT_{k.upper()}": v for k, v in clear_on_postgres(url).items()}
+
+
 def serve_process(args: Sequence[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
     """``aiaudit serve ARGS`` as a process of its own, returned once it is serving."""
     proc = subprocess.Popen(

@@ -28,6 +28,7 @@ from aiaudit.common.store.prepare import prepare
 from aiaudit.common.store.sql import SqlEventStore
 from aiaudit.common.v1 import event_pb2 as ev
 from tests.conftest import Postgres, _database, write_keys
+from tests.helpers import clear_on_postgres
 
 
 def login(pg: Postgres, role: str) -> str:
@@ -119,6 +120,7 @@ def serving(
         "database_url": store_url,
         "services": ["ingest", "alerting"],
         "alerting": {"database_url": alerting_url, "poll_interval": 0.02, **alerting},
+        **clear_on_postgres(store_url),
     }
     if search:
         settings["services"] = ["ingest", "search", "alerting"]

@@ -11,7 +11,7 @@ from aiaudit.common import auth, client
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
 from tests.conftest import Running
-from tests.helpers import interaction
+from tests.helpers import clear_on_postgres, interaction
 
 
 def test_no_key_is_unauthenticated(
@@ -72,6 +72,7 @@ def test_gateway_is_limited_to_its_tenants(store_url: str, tmp_path, tenant: str
                 "database_url": store_url,
                 "data_dir": tmp_path,
                 "api_keys_file": tmp_path / "keys.yaml",
+                **clear_on_postgres(store_url),
             },
         )
     )
@@ -107,6 +108,7 @@ def test_health_only_port_serves_health_and_nothing_else(store_url: str, tmp_pat
                 "database_url": store_url,
                 "data_dir": tmp_path,
                 "api_keys_file": tmp_path / "keys.yaml",
+                **clear_on_postgres(store_url),
                 "health_address": f"127.0.0.1:{health_port}",
             },
         )

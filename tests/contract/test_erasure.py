@@ -36,6 +36,7 @@ from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
 from tests.conftest import Postgres, write_keys
 from tests.helpers import (
     access_records,
+    clear_on_postgres,
     field_violations,
     interaction,
     wait_until,
@@ -291,6 +292,7 @@ def serve(
         "database_url": store_url,
         "api_keys_file": str(tmp_path / "keys.yaml"),
         "services": ["ingest"],
+        **clear_on_postgres(store_url),
     }
     if privacy:
         settings["ingest"] = {"privacy_database_url": privacy}

@@ -33,7 +33,7 @@ from aiaudit.integrity.v1 import integrity_service_pb2_grpc as gpb_grpc
 from aiaudit.search.v1 import search_service_pb2 as spb
 from aiaudit.search.v1 import search_service_pb2_grpc as spb_grpc
 from tests.conftest import Postgres, Running, write_keys
-from tests.helpers import access_records, interaction
+from tests.helpers import access_records, clear_on_postgres, interaction
 
 TYPED = "Jane Doe, jane@example.com"
 """Free text where a checked value belongs: kept only as the refusal's content."""
@@ -223,6 +223,7 @@ def test_a_caller_without_a_role_on_the_tenant_writes_nothing_there(
         "database_url": store_url,
         "data_dir": tmp_path,
         "api_keys_file": tmp_path / "keys.yaml",
+        **clear_on_postgres(store_url),
     }
     suite = start(config.load(env={}, overrides=overrides))
     try:

@@ -7,6 +7,7 @@ the search API shows that readers still get the content.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import stat
 from pathlib import Path
@@ -178,3 +179,40 @@ def test_an_append_for_a_subject_whose_key_is_damaged_is_data_loss(tmp_path: Pat
         channel.close()
     finally:
         suite.stop()
+
+
+def test_serving_on_postgresql_needs_content_keys_said(
+    own_postgres: Postgres, tmp_path: Path, tenant: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Unset, content_keys meant ``none`` on PostgreSQL: every prompt and output stored in
+    clear with only a WARNING (review, 2026-12-05). ``serve`` now refuses to start; ``none``
+    said explicitly stores it in clear, and says so at each start."""
+    keys = write_keys(tmp_path / "keys.yaml")
+    settings = {
+        "address": "127.0.0.1:0",
+        "data_dir": tmp_path,
+        "api_keys_file": tmp_path / "keys.yaml",
+        "database_url": own_postgres.app_url,
+        "services": ("ingest",),
+    }
+    try:
+        suite = start(config.load(None, env={}, overrides=settings))
+    except ConfigError as exc:
+        assert str(exc).startswith("setting 'content_keys': unset on PostgreSQL")
+        assert "content_keys=none" in str(exc)
+    else:
+        suite.stop(0)
+        pytest.fail("served PostgreSQL with content_keys unset (content in clear)")
+    with caplog.at_level(logging.WARNING, logger="aiaudit.common.keys.configured"):
+        suite = start(config.load(None, env={}, overrides={**settings, "content_keys": "none"}))
+    try:
+        assert any("stored unencrypted" in r.getMessage() for r in caplog.records)
+        channel = client.channel(f"127.0.0.1:{suite.port}", keys["gateway"])
+        ingest_grpc.IngestServiceStub(channel).Append(
+            ingest_pb.AppendRequest(events=[interaction(tenant, "e-1", text=SECRET)])
+        )
+        channel.close()
+    finally:
+        suite.stop()
+    content, _ = stored(own_postgres.admin_url, tenant)
+    assert b"4111" in content  # in clear, as asked

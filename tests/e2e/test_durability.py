@@ -17,7 +17,7 @@ from aiaudit.common.store import open_store
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
 from tests.conftest import serve_suite, subprocess_env, write_keys
-from tests.helpers import free_port, interaction, serve_process
+from tests.helpers import clear_on_postgres_env, free_port, interaction, serve_process
 
 
 def serve(store_url: str, data_dir: Path, port: int) -> subprocess.Popen[bytes]:
@@ -27,6 +27,7 @@ def serve(store_url: str, data_dir: Path, port: int) -> subprocess.Popen[bytes]:
             **subprocess_env(),
             "AIAUDIT_DATABASE_URL": store_url,
             "AIAUDIT_API_KEYS_FILE": str(data_dir / "keys.yaml"),
+            **clear_on_postgres_env(store_url),
         },
     )
 
@@ -109,7 +110,7 @@ def test_ingest_workers_share_the_port_and_stop_together(tmp_path: Path, tenant:
             "--workers",
             "2",
         ],
-        {**subprocess_env(), "AIAUDIT_DATABASE_URL": store_url},
+        {**subprocess_env(), "AIAUDIT_DATABASE_URL": store_url, **clear_on_postgres_env(store_url)},
     )
     sequences = []
     for i in range(40):  # a new connection each time, so the kernel spreads them over processes

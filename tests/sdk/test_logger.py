@@ -28,6 +28,7 @@ from aiaudit.sdk import logger as logger_module
 from aiaudit.sdk import spool as spool_module
 from tests.conftest import REPO, subprocess_env, write_keys
 from tests.helpers import (
+    clear_on_postgres_env,
     free_port,
     interaction,
     serve_process,
@@ -52,6 +53,7 @@ class Server:
             {
                 **subprocess_env(),
                 "AIAUDIT_DATABASE_URL": self.store_url,
+                **clear_on_postgres_env(self.store_url),
                 "AIAUDIT_API_KEYS_FILE": str(self.data_dir / "keys.yaml"),
             },
         )

@@ -20,7 +20,13 @@ from aiaudit.cli.health_port import HealthPort
 from aiaudit.common.access import AccessLog
 from aiaudit.common.auth import Authenticator
 from aiaudit.common.component import Component, Context
-from aiaudit.common.config import ConfigError, Settings, require_authentication, require_tls
+from aiaudit.common.config import (
+    ConfigError,
+    Settings,
+    require_authentication,
+    require_sealed_content,
+    require_tls,
+)
 from aiaudit.common.credential_gate import CredentialGate
 from aiaudit.common.keys import configured
 from aiaudit.common.store import SqlEventStore, open_store
@@ -174,6 +180,7 @@ def start(settings: Settings, shared_port: bool = False) -> Suite:
     """
     require_tls(settings)
     require_authentication(settings)
+    require_sealed_content(settings)
     certificates = _certificates(settings)  # before anything is opened that must be closed
     chosen = settings.services or tuple(COMPONENTS)
     unknown = sorted(set(chosen) - set(COMPONENTS))

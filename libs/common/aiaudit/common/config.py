@@ -99,7 +99,8 @@ class Settings:
     """Services to host; left out, every implemented one (an empty list given is refused)."""
     content_keys: str = ""
     """How stored content is sealed: ``file``, ``vault`` or ``none``; empty: ``file`` when
-    embedded, ``none`` on PostgreSQL (see README "Content encryption")."""
+    embedded, and ``serve`` on PostgreSQL refuses it (say ``none`` for content in clear; see
+    :func:`require_sealed_content` and README "Content encryption")."""
     content_key_file: Path | None = None
     """The ``file`` KEK; default ``content.kek`` beside the SQLite database, else in
     ``data_dir`` (made on first use, 0600)."""
@@ -623,6 +624,26 @@ def _local_database_host(host: str) -> bool:
     if host.count(":") == 1:
         host = host.partition(":")[0]
     return _loopback(host)
+
+
+def require_sealed_content(s: Settings) -> None:
+    """Serving on PostgreSQL needs ``content_keys`` said; ``none`` is content in clear.
+
+    ``vault`` or ``file`` seal prompts and outputs, ``none`` stores them in clear. Unset,
+    it meant ``none`` with only a WARNING (review, 2026-12-05). The opt-out is the
+    setting's own value ``none``, not ``allow_insecure``: that flag is about the wire (a
+    mesh encrypts the network, not the database's disks, replicas and backups), and one
+    flag meaning two things is what made ``allow_insecure`` turn authentication off. The
+    chart asks for the same (``contentKeys.existingSecret`` or ``content_keys: none``).
+    The embedded mode keeps its default, a file KEK beside the store.
+    """
+    if s.embedded or s.content_keys:
+        return
+    raise ConfigError(
+        "setting 'content_keys': unset on PostgreSQL, where content (prompts, outputs) would "
+        "be stored unencrypted; set content_keys=vault (or file) to seal it, or "
+        "content_keys=none to store it in clear on purpose"
+    )
 
 
 def _loopback(host: str) -> bool:

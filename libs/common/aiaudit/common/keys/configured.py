@@ -46,7 +46,8 @@ def keyring(settings: Settings, url: str | None = None) -> Keyring | None:
 
     ``content_keys`` unset means ``file`` for a SQLite store, with the KEK
     beside the database unless ``content_key_file`` says otherwise, and
-    ``none`` for PostgreSQL.
+    ``none`` for PostgreSQL: only for commands that read a store (``serve``
+    refuses it unset there, ``config.require_sealed_content``).
     """
     url = url or settings.store_url
     embedded = url.startswith("sqlite")
