@@ -206,6 +206,42 @@ def test_one_log_that_cannot_be_exported_stops_no_other_and_shows_in_health(
     assert exported_sizes(tmp_path, blocked) == stored_sizes(admin_url, blocked) == [3]
 
 
+def test_one_log_whose_tree_cannot_be_read_stops_no_other_and_shows_in_health(
+    store: SqlEventStore,
+    replicas: Callable[[Keys], Replica],
+    admin_url: str,
+    tmp_path: Path,
+    tenant: str,
+) -> None:
+    """A restarted notary loads each log's edge from its node rows: one log with a node row
+    deleted raised out of the round, and no log was integrated or signed again (review,
+    2026-12-05)."""
+    damaged, other = f"{tenant}-a", f"{tenant}-b"  # the damaged log is loaded first
+    keys = Keys(tmp_path / "key.pem")
+    append(store, damaged, 3)
+    append(store, other, 2)
+    first = replicas(keys)
+    first.step()
+    first.close()
+    assert stored_sizes(admin_url, damaged) == [3] and stored_sizes(admin_url, other) == [2]
+    engine = sa.create_engine(admin_url)
+    try:
+        with engine.begin() as conn:  # a leaf node of the damaged log's right edge
+            conn.execute(
+                sa.text("DELETE FROM integrity_nodes WHERE log_id = :t AND level = 0 AND idx = 2"),
+                {"t": damaged},
+            )
+    finally:
+        engine.dispose()
+    append(store, damaged, 1)
+    append(store, other, 2)
+    restarted = replicas(keys)  # loads every edge from the rows
+    restarted.step()
+    assert exported_sizes(tmp_path, other) == stored_sizes(admin_url, other) == [2, 4]
+    assert stored_sizes(admin_url, damaged) == [3]  # neither integrated nor signed
+    assert restarted.health[-1] is False  # said, not hidden
+
+
 def test_a_signer_answering_with_another_key_is_a_signing_outage(
     store: SqlEventStore,
     replicas: Callable[[Keys], Replica],

@@ -295,30 +295,35 @@ class Notary:
         of it and signed a fork of its own earlier checkpoint with the real key
         (review, 2026-12-05). Such a log is neither integrated nor signed, the
         error names it, and the notary reports NOT_SERVING until it is repaired.
+        So is a log whose edge cannot be read (a node row deleted): that raised
+        out of the round, and every other log went unintegrated and unsigned
+        with it (review, 2026-12-05).
         """
-        edge = CompactRange.load(position, storage.NodeTable(conn, log_id))
-        signed = storage.latest_checkpoint(conn, log_id)
-        if signed is not None:
-            try:
+        signed = None
+        try:
+            edge = CompactRange.load(position, storage.NodeTable(conn, log_id))
+            signed = storage.latest_checkpoint(conn, log_id)
+            if signed is not None:
                 proof = merkle.consistency_proof(
                     signed.tree_size, position, storage.NodeTable(conn, log_id)
                 )
                 merkle.verify_consistency(
                     signed.tree_size, position, signed.root_hash, edge.root(), proof
                 )
-            except (ValueError, merkle.MissingNodeError) as exc:  # ProofError is a ValueError
-                if log_id in self._forked:  # named once, not every round
-                    return None
-                log.error(
-                    "log %s not integrated nor signed: its %d leaves do not extend its"
-                    " checkpoint of %d (%s); run aiaudit verify",
-                    log_id,
-                    position,
-                    signed.tree_size,
-                    exc,
-                )
-                self._forked.add(log_id)
+        except (ValueError, merkle.MissingNodeError) as exc:  # ProofError is a ValueError
+            if log_id in self._forked:  # named once, not every round
                 return None
+            log.error(
+                "log %s not integrated nor signed: its %d leaves %s (%s); run aiaudit verify",
+                log_id,
+                position,
+                "have no readable tree"
+                if signed is None
+                else f"do not extend its checkpoint of {signed.tree_size}",
+                exc,
+            )
+            self._forked.add(log_id)
+            return None
         self._forked.discard(log_id)
         return edge
 
