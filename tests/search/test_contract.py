@@ -748,3 +748,125 @@ def test_csv_guards_a_formula_after_leading_whitespace_or_a_nul(
         assert rows[name]["input.text"] == expected, name
         assert rows[name]["output.text"] == "answer " + text  # a letter first: as it is
     assert rows["user"]["actor.user_id"] == "' -2+3"
+
+
+TEXT_AND_BOOLEANS: dict[str, object] = {
+    "text-true": "true",
+    "bool-true": True,
+    "text-false": "false",
+    "bool-false": False,
+    "text-upper": "TRUE",
+    "int-one": 1,
+    "absent": None,
+}
+"""``attributes.k`` and ``trust_signals.k`` of one event each: texts that spell a
+boolean beside the booleans (and a 1, which is neither)."""
+
+BOOLEAN_FILTERS: list[tuple[str, Callable[[object], bool]]] = [
+    ("= true", lambda v: v is True),
+    ("= false", lambda v: v is False),
+    ("= TRUE", lambda v: v is True),
+    (": true", lambda v: v is True),
+    ('= "true"', lambda v: v == "true" and isinstance(v, str)),
+    ('= "false"', lambda v: v == "false" and isinstance(v, str)),
+    ('= "TRUE"', lambda v: v == "TRUE"),
+    ('= "tr*"', lambda v: isinstance(v, str) and v.startswith("tr")),
+    ("!= true", lambda v: v is not True),
+    ('!= "true"', lambda v: not (v == "true" and isinstance(v, str))),
+    (":*", lambda v: v is not None),
+    ("= 1", lambda v: v == 1 and not isinstance(v, bool)),
+]
+
+
+def texts_and_booleans(search_suite: SearchSuite, tenant: str) -> list[str]:
+    """Sends TEXT_AND_BOOLEANS and two events with safety flags; returns every event id."""
+    events = []
+    for name, value in TEXT_AND_BOOLEANS.items():
+        e = interaction(tenant, name)
+        if value is not None:
+            kind = {bool: "bool_value", str: "string_value", int: "int_value"}[type(value)]
+            e.attributes["k"].CopyFrom(ev.AttributeValue(**{kind: value}))
+            e.trust_signals.add(name="k", value=ev.AttributeValue(**{kind: value}))
+        events.append(e)
+    flagged = interaction(tenant, "flagged")
+    flagged.safety_flags.add(category="true", severity=ev.SEVERITY_HIGH, blocked=True)
+    flagged.safety_flags.add(category="false", severity=ev.SEVERITY_LOW, blocked=False)
+    unblocked = interaction(tenant, "unblocked")
+    unblocked.safety_flags.add(category="pii", severity=ev.SEVERITY_LOW, blocked=False)
+    search_suite.append([*events, flagged, unblocked])
+    search_suite.wait_indexed(tenant, len(events) + 2)
+    return [*TEXT_AND_BOOLEANS, "flagged", "unblocked"]
+
+
+def test_a_text_true_is_not_the_boolean_true_in_filters(
+    search_suite: SearchSuite, tenant: str
+) -> None:
+    """Booleans were indexed as the text "true"/"false": ``= true`` and ``= "true"`` each
+    found both (review, 2026-12-05)."""
+    everyone = texts_and_booleans(search_suite, tenant)
+    for filter_op, holds in BOOLEAN_FILTERS:
+        expected = sorted(n for n in everyone if holds(TEXT_AND_BOOLEANS.get(n)))
+        for field in ("attributes.k", "trust_signals.k"):
+            got = sorted(search_suite.all_ids(tenant, f"{field} {filter_op}"))
+            assert got == expected, (field, filter_op)
+    assert search_suite.all_ids(tenant, "safety_flags.blocked = true") == ["flagged"]
+    assert sorted(search_suite.all_ids(tenant, "safety_flags.blocked = false")) == [
+        "flagged",
+        "unblocked",
+    ]
+    assert search_suite.all_ids(tenant, 'safety_flags.category = "true"') == ["flagged"]
+    assert search_suite.all_ids(tenant, 'safety_flags.blocked = "true"') == ["flagged"]
+
+
+def test_a_text_true_is_exported_as_text_and_a_boolean_as_a_boolean(
+    search_suite: SearchSuite, tenant: str
+) -> None:
+    """CSV wrote a text "true" as the JSON ``true`` and XML as ``type="bool"``: an
+    auditor read a boolean the event never held (review, 2026-12-05)."""
+    everyone = texts_and_booleans(search_suite, tenant)
+
+    def sent(name: str) -> dict[str, list[object]]:
+        value = TEXT_AND_BOOLEANS.get(name)
+        return {} if value is None else {"k": [value]}
+
+    rows = {
+        r["event_id"]: r
+        for r in csv.DictReader(
+            io.StringIO(export(search_suite, tenant, pb.EXPORT_FORMAT_CSV).decode(), newline="")
+        )
+    }
+    assert set(rows) == set(everyone)
+    for name in TEXT_AND_BOOLEANS:
+        for column in ("attributes", "trust_signals"):
+            cell = rows[name][column]
+            got = json.loads(cell) if cell else {}
+            assert got == sent(name) and [type(v) for v in got.get("k", [])] == [
+                type(v) for v in sent(name).get("k", [])
+            ], (name, column, cell)
+    assert json.loads(rows["flagged"]["safety_flags.category"]) == ["true", "false"]
+    assert json.loads(rows["flagged"]["safety_flags.blocked"]) == [True, False]
+
+    xml = export(search_suite, tenant, pb.EXPORT_FORMAT_XML)
+    tree = etree.fromstring(xml)
+    etree.XMLSchema(etree.parse(str(XSD))).assertValid(tree)
+    ns = {"a": exporting.NAMESPACE}
+    xml_types = {bool: "bool", str: "string", int: "number"}
+    for node in tree.findall("a:event", ns):
+        name = node.findtext("a:event_id", namespaces=ns)
+        value = TEXT_AND_BOOLEANS.get(name)
+        for tag in ("attribute", "trust_signal"):
+            got = [(x.get("name"), x.get("type"), x.text) for x in node.findall(f"a:{tag}", ns)]
+            if value is None:
+                assert got == [], (name, tag)
+            else:
+                shown = str(value).lower() if isinstance(value, bool) else str(value)
+                assert got == [("k", xml_types[type(value)], shown)], (name, tag)
+        if name == "flagged":
+            assert [x.text for x in node.findall("a:safety_flags.category", ns)] == [
+                "true",
+                "false",
+            ]
+            assert [x.text for x in node.findall("a:safety_flags.blocked", ns)] == [
+                "true",
+                "false",
+            ]

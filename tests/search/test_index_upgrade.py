@@ -8,7 +8,8 @@ from pathlib import Path
 
 from opensearchpy import OpenSearch
 
-from aiaudit.search.backends.opensearch import mappings
+from aiaudit.search import document
+from aiaudit.search.backends.opensearch import body, mappings
 from tests.helpers import interaction
 from tests.search.conftest import start_suite
 
@@ -42,6 +43,76 @@ def test_an_index_from_before_entries_int_takes_integers_and_compares_them_exact
         running.wait_indexed(tenant, len(events))
         assert running.all_ids(tenant, "attributes.n = 9007199254740993") == ["up-1"]
         assert running.all_ids(tenant, "attributes.n < 9007199254740993") == ["up-0"]
+    finally:
+        running.channel.close()
+        running.suite.stop()
+        direct.indices.delete(index=f"{prefix}-*", params={"ignore_unavailable": "true"})
+        direct.indices.delete_index_template(name=prefix, params={"ignore": 404})
+        direct.close()
+
+
+def test_an_index_from_before_entries_bool_keeps_booleans_apart_and_finds_old_ones_as_before(
+    tmp_path: Path, opensearch_url: str, tenant: str
+) -> None:
+    """An index made without ``entries.bool`` takes documents holding it; a document
+    indexed before it (booleans as the text "true") is found as it was, by ``= true``
+    and by ``= "true"`` alike, until indexed again; new ones tell the two apart."""
+    prefix = f"aiaudit-test-{uuid.uuid4().hex[:8]}"
+    earlier = mappings()
+    # The fields as named in the mappings before: a document then had neither.
+    earlier["properties"]["entries"]["properties"].pop("bool", None)
+    earlier["properties"].pop("typed_bools", None)
+    direct = OpenSearch(hosts=[opensearch_url])
+    direct.indices.create(
+        index=f"{prefix}-2026.03",
+        body={"mappings": earlier, "settings": {"number_of_shards": 1, "number_of_replicas": 0}},
+    )
+    running = start_suite(
+        tmp_path,
+        "opensearch",
+        {"opensearch_url": opensearch_url, "index_prefix": prefix, "refresh_interval": "100ms"},
+    )
+    try:
+        events = []
+        for name, value in (
+            ("text", "true"),
+            ("bool", True),
+            ("old-bool", True),
+            ("old-text", "true"),
+        ):
+            e = interaction(tenant, name)
+            e.occurred_time.FromDatetime(dt.datetime(2026, 3, 2, tzinfo=dt.UTC))
+            if isinstance(value, bool):
+                e.attributes["k"].bool_value = value
+                e.safety_flags.add(category="c", blocked=value)
+            else:
+                e.attributes["k"].string_value = value
+            events.append(e)
+        sequences = running.append(events)
+        running.wait_indexed(tenant, len(events))
+        for event, sequence in zip(events[2:], sequences[2:], strict=True):
+            # As the indexer wrote it before: booleans as text, no flag saying otherwise.
+            doc = document.build(event, sequence)
+            source = body(doc)
+            source.pop("typed_bools", None)
+            for entry in source["entries"]:
+                if "bool" in entry:
+                    entry["str"] = "true" if entry.pop("bool") else "false"
+            direct.index(
+                index=f"{prefix}-2026.03",
+                id=doc.doc_id,
+                body=source,
+                routing=tenant,
+                params={"refresh": "true"},
+            )
+        both_old = ["old-bool", "old-text"]
+        assert sorted(running.all_ids(tenant, "attributes.k = true")) == ["bool", *both_old]
+        assert sorted(running.all_ids(tenant, 'attributes.k = "true"')) == [*both_old, "text"]
+        assert running.all_ids(tenant, "attributes.k != true") == ["text"]
+        assert sorted(running.all_ids(tenant, "safety_flags.blocked = true")) == [
+            "bool",
+            "old-bool",
+        ]
     finally:
         running.channel.close()
         running.suite.stop()

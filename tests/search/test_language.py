@@ -81,6 +81,27 @@ def test_query_terms_phrases_and_operators() -> None:
     )
 
 
+def test_true_unquoted_is_the_boolean_quoted_the_text() -> None:
+    """Both were the text "true" (lower-cased), so either found booleans and texts alike."""
+    k = f("attributes.k")
+    for written in ("true", "TRUE", "True"):
+        found = parse_filter(f"attributes.k = {written}")
+        assert found == Compare(k, "=", True, False)
+        assert isinstance(found, Compare) and found.boolean and found.value is True
+    assert parse_filter("attributes.k != false") == Not(Compare(k, "=", False, False))
+    text = parse_filter('attributes.k = "true"')
+    assert isinstance(text, Compare) and not text.boolean and text.value == "true"
+    upper = parse_filter('attributes.k = "TRUE"')
+    assert isinstance(upper, Compare) and upper.value == "TRUE"
+    blocked = parse_filter('safety_flags.blocked = "TRUE"')
+    assert isinstance(blocked, Compare) and blocked.boolean and blocked.value is True
+    with pytest.raises(LanguageError, match="is a boolean"):
+        parse_filter("attributes.k > true")
+    params: list[object] = []
+    assert "bool = ?" in translate_sql.where(parse_filter("attributes.k = true"), params)
+    assert params == ["attributes.k", True]
+
+
 @pytest.mark.parametrize(
     ("text", "column", "fragment"),
     [

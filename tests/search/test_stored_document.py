@@ -27,6 +27,7 @@ def corpus() -> list[ev.Event]:
     edges.trust_signals.add(name="", value=ev.AttributeValue(int_value=3))
     edges.attributes["empty"].string_value = ""
     edges.attributes["no"].bool_value = False
+    edges.attributes["no_text"].string_value = "false"
     edges.usage.SetInParent()
     edges.timing.latency.FromNanoseconds(-1_500_000_000)
     edges.tool_call.SetInParent()
@@ -73,6 +74,28 @@ def test_fast_path_equals_build_on_random_events(event: ev.Event) -> None:
     assert stored_document.from_canonical(
         committed.canonical, committed.content, 7
     ) == document.build(event, 7)
+
+
+def test_a_boolean_and_the_text_true_are_different_entries_on_both_paths() -> None:
+    """Both paths made a boolean the text "true": one entry with an attribute holding it."""
+    event = interaction("t", "typed")
+    event.attributes["b"].bool_value = True
+    event.attributes["s"].string_value = "true"
+    event.trust_signals.add(name="b", value=ev.AttributeValue(bool_value=False))
+    event.trust_signals.add(name="s", value=ev.AttributeValue(string_value="false"))
+    event.safety_flags.add(category="true", severity=ev.SEVERITY_HIGH, blocked=True)
+    committed = canonical.commit(event, b"s" * 32)
+    fast = stored_document.from_canonical(committed.canonical, committed.content, 7)
+    assert fast == document.build(event, 7)
+    assert {e for e in fast.entries if e.field != "safety_flags.severity"} == {
+        document.Entry("attributes.b", bool_value=True),
+        document.Entry("attributes.s", "true"),
+        document.Entry("trust_signals.b", bool_value=False),
+        document.Entry("trust_signals.s", "false"),
+        document.Entry("safety_flags.blocked", bool_value=True),
+        document.Entry("safety_flags.category", "true"),
+        document.Entry("safety_flags.score", num_value=0.0),
+    }
 
 
 def test_anything_unexpected_falls_back_to_build() -> None:

@@ -20,15 +20,19 @@ Scalar = str | int | float
 
 @dataclass(frozen=True)
 class Entry:
-    """One value of a multi-valued field: text, or number (bools are ``"true"``/``"false"``).
+    """One value of a multi-valued field: text, number or boolean, exactly one set.
 
     An integer stays an ``int``: a float holds 53 bits, and exports print the
-    value itself (``9007199254740993``, not ``9007199254740992.0``).
+    value itself (``9007199254740993``, not ``9007199254740992.0``). A boolean
+    is a kind of its own: as the text ``"true"`` it was the same entry as an
+    attribute holding that text, found by both ``= true`` and ``= "true"`` and
+    exported as a boolean either way.
     """
 
     field: str
     str_value: str | None = None
     num_value: int | float | None = None
+    bool_value: bool | None = None
 
 
 @dataclass
@@ -149,7 +153,7 @@ def _entries(e: event_pb2.Event) -> list[Entry]:
     for flag in e.safety_flags:
         out.append(Entry("safety_flags.severity", event_pb2.Severity.Name(flag.severity)))
         out.append(Entry("safety_flags.score", num_value=flag.score))
-        out.append(Entry("safety_flags.blocked", "true" if flag.blocked else "false"))
+        out.append(Entry("safety_flags.blocked", bool_value=flag.blocked))
         out += [Entry(f"safety_flags.{n}", getattr(flag, n)) for n in ("category", "source")]
     out += [Entry("output.finish_reasons", r) for r in e.output.finish_reasons]
     out += [Entry("output.tool_calls.name", c.name) for c in e.output.tool_calls]
@@ -159,12 +163,12 @@ def _entries(e: event_pb2.Event) -> list[Entry]:
 
 
 def typed(name: str, value: event_pb2.AttributeValue) -> Entry:
-    """A typed value as an entry: numbers as numbers, bools and strings as text."""
+    """A typed value as an entry of its own type (an unset value is the empty text, dropped)."""
     which = value.WhichOneof("value")
     if which in ("int_value", "double_value"):
         return Entry(name, num_value=getattr(value, which))
     if which == "bool_value":
-        return Entry(name, "true" if value.bool_value else "false")
+        return Entry(name, bool_value=value.bool_value)
     return Entry(name, value.string_value)
 
 

@@ -7,12 +7,14 @@
   the same values the filter language uses (times in RFC 3339 UTC with
   microseconds, durations in seconds, enums by name); multi-valued columns
   hold a JSON array, ``trust_signals`` and ``attributes`` a JSON object of
-  arrays by name. A text cell (ids, names, content) that begins with ``=``,
-  ``+``, ``-``, ``@``, a tab, a carriage return, a line feed, U+0000 or ``'``,
-  or with whitespace (or U+0000) and then one of ``= + - @``, gets one more
-  ``'`` in front (:func:`guarded`): a spreadsheet would run a formula there (a
-  prompt is attacker-controlled text), and the apostrophe is what spreadsheets
-  take as "text". Reading back, drop one leading ``'``.
+  arrays by name, each value in the JSON type the event gave it (the text
+  ``"true"`` a string, the boolean ``true`` a boolean). A text cell (ids,
+  names, content) that begins with ``=``, ``+``, ``-``, ``@``, a tab, a
+  carriage return, a line feed, U+0000 or ``'``, or with whitespace (or
+  U+0000) and then one of ``= + - @``, gets one more ``'`` in front
+  (:func:`guarded`): a spreadsheet would run a formula there (a prompt is
+  attacker-controlled text), and the apostrophe is what spreadsheets take as
+  "text". Reading back, drop one leading ``'``.
 - XML: one ``<event>`` per event with an element per column present, and the
   whole event as proto3 JSON in ``<json>``; valid against ``export.xsd``
   (generated from the catalogue by :func:`xsd`, published beside this module).
@@ -34,7 +36,7 @@ from google.protobuf import json_format
 from aiaudit.common.v1 import event_pb2
 from aiaudit.search import catalogue
 from aiaudit.search.catalogue import Field, Kind
-from aiaudit.search.document import Document, iso
+from aiaudit.search.document import Document, Entry, iso
 
 NAMESPACE = "urn:aiaudit:export:v1"
 _XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -68,12 +70,26 @@ def _scalar_text(field: Field, value: object) -> str:
     return str(value)
 
 
-def _entry_value(str_value: str | None, num_value: int | float | None) -> object:
-    if num_value is not None:
-        return num_value
-    if str_value in ("true", "false"):
-        return str_value == "true"
-    return str_value
+def _entry_value(e: Entry) -> object:
+    """The value in the type the event gave it (entries are built from the stored event).
+
+    Until 2026-12-05 every text "true"/"false" came out as a boolean: the entry
+    did not say which it was.
+    """
+    if e.bool_value is not None:
+        return e.bool_value
+    if e.num_value is not None:
+        return e.num_value
+    return e.str_value
+
+
+def _entry_xml(e: Entry) -> tuple[str, str]:
+    """The XML ``type`` (``bool``, ``number``, ``string``) and text of a value."""
+    if e.bool_value is not None:
+        return "bool", "true" if e.bool_value else "false"
+    if e.num_value is not None:
+        return "number", repr(e.num_value)
+    return "string", str(e.str_value)
 
 
 _FORMULA = re.compile(r"[\s\x00]*[=+\-@]|[\t\r\n\x00']")
@@ -105,14 +121,14 @@ def row(doc: Document) -> list[str]:
         for f in catalogue.SCALARS
     ]
     for f in catalogue.MULTIS:
-        values = [_entry_value(e.str_value, e.num_value) for e in doc.entries if e.field == f.name]
+        values = [_entry_value(e) for e in doc.entries if e.field == f.name]
         out.append(json.dumps(values, ensure_ascii=False) if values else "")
     for family in catalogue.FAMILIES:
         grouped: dict[str, list[object]] = {}
         for e in doc.entries:
             if e.field.startswith(family + "."):
                 name = e.field[len(family) + 1 :]
-                grouped.setdefault(name, []).append(_entry_value(e.str_value, e.num_value))
+                grouped.setdefault(name, []).append(_entry_value(e))
         out.append(json.dumps(grouped, ensure_ascii=False, sort_keys=True) if grouped else "")
     out += [guarded(doc.texts.get(f.name, "")) for f in catalogue.TEXTS]
     return out
@@ -166,19 +182,12 @@ class Writer:
         for f in catalogue.MULTIS:
             for e in doc.entries:
                 if e.field == f.name:
-                    text = repr(e.num_value) if e.num_value is not None else str(e.str_value)
-                    parts.append(_element(f.name, text))
+                    parts.append(_element(f.name, _entry_xml(e)[1]))
         for family, tag in (("trust_signals", "trust_signal"), ("attributes", "attribute")):
             for e in doc.entries:
                 if e.field.startswith(family + "."):
                     name = e.field[len(family) + 1 :]
-                    value = _entry_value(e.str_value, e.num_value)
-                    if isinstance(value, bool):
-                        kind, text = "bool", "true" if value else "false"
-                    elif isinstance(value, int | float):
-                        kind, text = "number", repr(value)
-                    else:
-                        kind, text = "string", str(value)
+                    kind, text = _entry_xml(e)
                     parts.append(
                         f"<{tag} name={quoteattr(_clean(name))} type={quoteattr(kind)}>"
                         f"{_escape(_clean(text))}</{tag}>"

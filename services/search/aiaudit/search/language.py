@@ -12,12 +12,12 @@ Filter grammar (as in AIP-160, ``OR`` binds tighter than ``AND``)::
     primary    := "(" filter ")" | field op value | field ":" value | field ":" "*"
     op         := "=" | "!=" | "<" | "<=" | ">" | ">="
 
-Values: "quoted strings" (backslash escapes), numbers, ``true``/``false``,
-enum names (``EVENT_TYPE_INTERACTION`` or ``INTERACTION``), durations with a
-unit (``1.5s``, ``200ms``), RFC 3339 timestamps in quotes. ``field:*`` tests
-presence; a string ending in ``*`` is a prefix match; ``!=`` is ``NOT =``
-(events without the field match it). On a text field (``output.text``) ``:``
-is a full-text phrase match.
+Values: "quoted strings" (backslash escapes), numbers, ``true``/``false``
+(unquoted: ``"true"`` is text), enum names (``EVENT_TYPE_INTERACTION`` or
+``INTERACTION``), durations with a unit (``1.5s``, ``200ms``), RFC 3339
+timestamps in quotes. ``field:*`` tests presence; a string ending in ``*`` is
+a prefix match; ``!=`` is ``NOT =`` (events without the field match it). On
+a text field (``output.text``) ``:`` is a full-text phrase match.
 
 Query grammar: the same operators over terms and "phrases"; every term or
 phrase is matched as a phrase over all text fields.
@@ -81,13 +81,20 @@ class Compare:
     """``field op value``; ``value`` is in the indexed form (micros, seconds, enum name).
 
     ``op`` is one of ``= < <= > >=``. For DYNAMIC fields ``numeric`` says which
-    side of the entry (number or text) is compared.
+    side of the entry (number or text) is compared; a ``bool`` value (``= true``,
+    op ``=``, not numeric) is compared with boolean entries only, so that the
+    text ``"true"`` is not the boolean ``true``.
     """
 
     field: Field
     op: str
-    value: str | float | int
+    value: str | float | int | bool
     numeric: bool
+
+    @property
+    def boolean(self) -> bool:
+        """Whether boolean entries are compared (``bool`` is an ``int`` to Python: ask this)."""
+        return isinstance(self.value, bool)
 
 
 @dataclass(frozen=True)
@@ -364,9 +371,11 @@ def _typed(p: _Parser, f: Field, op_tok: _Tok, v: _Tok) -> Node:
     def done(node: Node) -> Node:
         return Not(node) if negate else node
 
+    if f.kind is Kind.DYNAMIC and v.kind == "word" and text.lower() in ("true", "false"):
+        if ordered:  # unquoted: the boolean; "true" quoted is the text
+            raise p.fail(op_tok, f"{text!r} is a boolean: use =, != or :")
+        return done(Compare(f, eq, text.lower() == "true", numeric=False))
     if f.kind in (Kind.KEYWORD, Kind.DYNAMIC) and not (f.kind is Kind.DYNAMIC and _is_num(v)):
-        if f.kind is Kind.DYNAMIC and v.kind == "word" and text.lower() in ("true", "false"):
-            text = text.lower()
         if ordered:
             raise p.fail(op_tok, f"{f.name!r} compares text: use =, != or :")
         if text.endswith("*"):
@@ -404,7 +413,7 @@ def _typed(p: _Parser, f: Field, op_tok: _Tok, v: _Tok) -> Node:
     if f.kind is Kind.BOOL:
         if ordered or text.lower() not in ("true", "false"):
             raise p.fail(v, f"{f.name!r} is a boolean: use = true or = false")
-        return done(Compare(f, eq, text.lower(), numeric=False))
+        return done(Compare(f, eq, text.lower() == "true", numeric=False))
     if f.kind is Kind.DURATION:
         m = _DURATION.fullmatch(text)
         if m is None:

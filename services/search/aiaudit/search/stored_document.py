@@ -288,7 +288,7 @@ def _typed(name: str, value: Any) -> Entry:
     if which == "boolValue":
         if type(v) is not bool:
             raise FastPathError("not a bool")
-        return Entry(name, "true" if v else "false")
+        return Entry(name, bool_value=v)
     if which == "stringValue":
         return Entry(name, _str(v))
     raise FastPathError("unknown value")
@@ -316,7 +316,7 @@ def _entries(node: dict[str, Any]) -> list[Entry]:
         blocked = flag.get("blocked", False)
         if type(blocked) is not bool:
             raise FastPathError("not a bool")
-        out.append(Entry("safety_flags.blocked", "true" if blocked else "false"))
+        out.append(Entry("safety_flags.blocked", bool_value=blocked))
         out.append(Entry("safety_flags.category", _str(flag.get("category", ""))))
         out.append(Entry("safety_flags.source", _str(flag.get("source", ""))))
     output = _object(node.get("output"))

@@ -2,9 +2,9 @@
 
 Scalars are top-level fields named by :attr:`Field.column`; multi-valued
 fields are entries of the nested field ``entries`` (``field``, ``str``,
-``num``, and ``int`` beside ``num`` for an integer); text fields are analysed
-``text`` fields. Everything runs in filter context (no scoring): results are
-ordered by ``order_by`` only.
+``num``, ``int`` beside ``num`` for an integer, ``bool``); text fields are
+analysed ``text`` fields. Everything runs in filter context (no scoring):
+results are ordered by ``order_by`` only.
 """
 
 from __future__ import annotations
@@ -50,17 +50,56 @@ def query(node: Node) -> Query:
         return text_query(node)
     field = node.field
     if field.multi:
-        inner: list[Query] = [{"term": {"entries.field": field.name}}]
+        if isinstance(node, Compare) and node.boolean:
+            return _boolean(node)
         if isinstance(node, Compare) and node.numeric:
-            inner.append(_number(node))
-        elif not isinstance(node, Exists):
-            inner.append(_leaf(node, "entries.str"))
-        return {
-            "nested": {"path": "entries", "query": {"bool": {"filter": inner}}},
-        }
+            return _entry(field.name, _number(node))
+        if isinstance(node, Exists):
+            return _entry(field.name)
+        return _entry(field.name, _leaf(node, "entries.str"))
     if isinstance(node, Exists):
         return {"exists": {"field": field.column}}
     return _leaf(node, field.column)
+
+
+def _entry(name: str, *conditions: Query) -> Query:
+    """Some entry of the field ``name`` meets every condition."""
+    inner: list[Query] = [{"term": {"entries.field": name}}, *conditions]
+    return {"nested": {"path": "entries", "query": {"bool": {"filter": inner}}}}
+
+
+TYPED_BOOLS = "typed_bools"
+"""A document's flag: its booleans are in ``entries.bool`` (backends/opensearch.py)."""
+_UNTYPED: Query = {"bool": {"must_not": [{"exists": {"field": TYPED_BOOLS}}]}}
+
+
+def _boolean(node: Compare) -> Query:
+    """A boolean entry equal to the literal; the text ``"true"`` is not ``true``.
+
+    A document indexed before booleans had ``entries.bool`` holds them as the
+    text "true"/"false" (indistinguishable from that text): it matches on the
+    text, as it did, until indexed again.
+    """
+    value = node.value
+    return {
+        "bool": {
+            "should": [
+                _entry(node.field.name, {"term": {"entries.bool": value}}),
+                {
+                    "bool": {
+                        "filter": [
+                            _UNTYPED,
+                            _entry(
+                                node.field.name,
+                                {"term": {"entries.str": "true" if value else "false"}},
+                            ),
+                        ]
+                    }
+                },
+            ],
+            "minimum_should_match": 1,
+        }
+    }
 
 
 def _leaf(node: Compare | Prefix, target: str) -> Query:

@@ -2,7 +2,7 @@
 
 Tables (see backends/sqlite_fts.py): ``docs d`` (one row per event, a column
 per scalar field, named by :attr:`Field.column`), ``entries`` (multi-valued
-fields: doc, field, str, num) and the FTS5 table ``texts`` (rowid = doc).
+fields: doc, field, str, num, bool) and the FTS5 table ``texts`` (rowid = doc).
 Every value is a bound parameter; column names come only from the catalogue.
 
 A comparison on a missing scalar is SQL NULL; under ``NOT`` it is folded to
@@ -66,4 +66,5 @@ def _entry(node: Compare | Prefix | Exists, params: list[object]) -> str:
         params += [len(node.value), node.value]
         return " AND substr(str, 1, ?) = ?"
     params.append(node.value)
-    return f" AND {'num' if node.numeric else 'str'} {node.op} ?"
+    column = "bool" if node.boolean else "num" if node.numeric else "str"
+    return f" AND {column} {node.op} ?"

@@ -94,6 +94,11 @@ _TYPES = {
 }
 
 
+TYPED_BOOLS = translate_dsl.TYPED_BOOLS
+"""Set on every document holding booleans in ``entries.bool``: one indexed before holds
+them as the text "true"/"false" in ``entries.str``, and is found as it was."""
+
+
 def mappings() -> dict[str, Any]:
     """The explicit mappings of every events index."""
     properties: dict[str, Any] = {
@@ -106,8 +111,10 @@ def mappings() -> dict[str, Any]:
                 "str": {"type": "keyword", "ignore_above": 8191},
                 "num": {"type": "double"},
                 "int": {"type": "long"},  # beside num: exact past 2**53
+                "bool": {"type": "boolean"},  # not str: "true" the text is no boolean
             },
         },
+        TYPED_BOOLS: {"type": "boolean"},
     }
     properties.update({f.column: _TYPES[f.kind] for f in catalogue.SCALARS})
     properties.update({f.column: {"type": "text", "analyzer": "standard"} for f in catalogue.TEXTS})
@@ -120,7 +127,7 @@ _TEXT_COLUMNS = {f.name: f.column for f in catalogue.TEXTS}
 
 def body(doc: Document) -> dict[str, Any]:
     """The indexed source of a document."""
-    source: dict[str, Any] = {"tenant_id": doc.tenant_id}
+    source: dict[str, Any] = {"tenant_id": doc.tenant_id, TYPED_BOOLS: True}
     for name, value in doc.scalars.items():
         column = _COLUMNS.get(name)
         if column is not None:
@@ -136,6 +143,8 @@ def body(doc: Document) -> dict[str, Any]:
                 entry["num"] = e.num_value
                 if isinstance(e.num_value, int):
                     entry["int"] = e.num_value
+            if e.bool_value is not None:
+                entry["bool"] = e.bool_value
             entries.append(entry)
         source["entries"] = entries
     for name, text in doc.texts.items():
@@ -216,7 +225,8 @@ class OpenSearchBackend:
         """Installs (once per process) the index template of the events indices.
 
         Indices made from an earlier template get its new fields too (strict
-        mappings would refuse documents holding them, such as ``entries.int``).
+        mappings would refuse documents holding them, such as ``entries.int``
+        or ``entries.bool``).
         """
         if self._template_ready:
             return

@@ -47,7 +47,8 @@ from aiaudit.search.language import Node
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+"""4: booleans in ``entries.bool``; as the text "true"/"false" they were one with that text."""
 _SQL_TYPES = {
     Kind.KEYWORD: "TEXT",
     Kind.ENUM: "TEXT",
@@ -71,9 +72,12 @@ def _schema() -> list[str]:
         "CREATE INDEX docs_model ON docs (tenant_id, model__name, occurred_time)",
         # NUMERIC keeps a 64-bit integer exact (REAL made it a double); SQLite
         # compares integers and doubles by value.
-        "CREATE TABLE entries (doc INTEGER NOT NULL, field TEXT NOT NULL, str TEXT, num NUMERIC)",
+        # One of str, num, bool per row: a boolean is no text, "true" no boolean.
+        "CREATE TABLE entries (doc INTEGER NOT NULL, field TEXT NOT NULL, str TEXT, num NUMERIC, "
+        "bool INTEGER)",
         "CREATE INDEX entries_str ON entries (field, str, doc)",
         "CREATE INDEX entries_num ON entries (field, num, doc)",
+        "CREATE INDEX entries_bool ON entries (field, bool, doc) WHERE bool IS NOT NULL",
         "CREATE INDEX entries_doc ON entries (doc)",
         f"CREATE VIRTUAL TABLE texts USING fts5({', '.join(_TEXT_COLUMNS)}, "
         "tokenize = 'unicode61 remove_diacritics 0')",
@@ -174,8 +178,8 @@ class SqliteFtsBackend:
                 values = [doc.scalars.get(f.name) for f in catalogue.SCALARS]
                 rowid = conn.execute(insert_doc, (doc.tenant_id, *values, doc.revision)).lastrowid
                 conn.executemany(
-                    "INSERT INTO entries (doc, field, str, num) VALUES (?, ?, ?, ?)",
-                    [(rowid, e.field, e.str_value, e.num_value) for e in doc.entries],
+                    "INSERT INTO entries (doc, field, str, num, bool) VALUES (?, ?, ?, ?, ?)",
+                    [(rowid, e.field, e.str_value, e.num_value, e.bool_value) for e in doc.entries],
                 )
                 if doc.texts:
                     texts = [doc.texts.get(f.name, "") for f in catalogue.TEXTS]
