@@ -33,10 +33,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	tlog "github.com/transparency-dev/formats/log"
 	tproof "github.com/transparency-dev/formats/proof"
@@ -182,6 +185,200 @@ type bundleLine struct {
 	Content   map[string]string `json:"content"`
 }
 
+// asciiSpace is what makes a line blank, as aiaudit skips it (Python's bytes.strip):
+// bytes.TrimSpace also trimmed U+0085 and U+00A0, and a line of JSON with a form feed
+// or a no-break space around it passed here and was malformed there.
+const asciiSpace = " \t\n\r\v\f"
+
+// fieldKinds is the JSON type of each field a bundle line may hold, by its exact name.
+var fieldKinds = map[string]string{
+	"log_id": "a string", "sequence": "an integer", "event_id": "a string",
+	"canonical": "a string", "tlog_proof": "a string", "salt": "a string", "content": "an object",
+}
+
+const fieldNames = "canonical, content, event_id, log_id, salt, sequence, tlog_proof"
+
+// member is one name and value of a JSON object, as the text spells them.
+type member struct {
+	name  string
+	raw   []byte // the name as written, quotes and escapes included
+	value json.RawMessage
+}
+
+// parseLine reads one bundle line as aiaudit reads it, refusing what encoding/json takes
+// leniently: it matches names case-insensitively ("Canonical", "ſequence"), ignores
+// unknown names, keeps the last of a name given twice, reads null as an absent salt
+// and content (or an empty content value), and replaces bytes that are not UTF-8 and
+// escaped lone surrogates with U+FFFD. A line is one JSON object holding only the
+// format's names, each once and spelt exactly, each value of its type, and nothing
+// after it. It returns the line's event_id, if it has one, to name it by.
+func parseLine(text []byte) (bundleLine, string, error) {
+	var line bundleLine
+	if !utf8.Valid(text) {
+		return line, "", errors.New("the line is not UTF-8")
+	}
+	decoder := json.NewDecoder(bytes.NewReader(text))
+	var whole json.RawMessage
+	if err := decoder.Decode(&whole); err != nil {
+		return line, "", err
+	}
+	if _, err := decoder.Token(); err != io.EOF {
+		return line, "", errors.New("data follows the JSON object")
+	}
+	if kind := jsonKind(whole); kind != "an object" {
+		return line, "", fmt.Errorf("a line must be a JSON object, not %s", kind)
+	}
+	members, err := objectMembers(whole)
+	if err != nil {
+		return line, "", err
+	}
+	id := ""
+	for _, m := range members {
+		if m.name == "event_id" && jsonKind(m.value) == "a string" && id == "" {
+			_ = json.Unmarshal(m.value, &id)
+		}
+	}
+	if err := checkMembers(members); err != nil {
+		return line, id, err
+	}
+	decoder = json.NewDecoder(bytes.NewReader(whole))
+	decoder.DisallowUnknownFields()
+	if err := decoder.Decode(&line); err != nil {
+		return line, id, err
+	}
+	return line, id, nil
+}
+
+// checkMembers checks a line's names and the JSON type of their values.
+func checkMembers(members []member) error {
+	for _, m := range members {
+		want, known := fieldKinds[m.name]
+		if !known {
+			return fmt.Errorf("unknown field %s: a line holds %s (names are case-sensitive)", m.raw, fieldNames)
+		}
+		if got := jsonKind(m.value); got != want {
+			return fmt.Errorf("field %q must be %s, not %s", m.name, want, got)
+		}
+		switch m.name {
+		case "sequence":
+			n, err := strconv.ParseUint(string(m.value), 10, 64)
+			if err != nil || strconv.FormatUint(n, 10) != string(m.value) {
+				return fmt.Errorf("field \"sequence\" must be an integer from 0 to %d in its one spelling, not %s", uint64(math.MaxUint64), m.value)
+			}
+		case "content":
+			content, err := objectMembers(m.value)
+			if err != nil {
+				return fmt.Errorf("field \"content\": %w", err)
+			}
+			for _, c := range content {
+				if kind := jsonKind(c.value); kind != "a string" {
+					return fmt.Errorf("content %q must be a string, not %s", c.name, kind)
+				}
+			}
+		}
+	}
+	for _, name := range []string{"log_id", "sequence", "event_id", "canonical", "tlog_proof"} {
+		if !slices.ContainsFunc(members, func(m member) bool { return m.name == name }) {
+			return fmt.Errorf("field %q is missing", name)
+		}
+	}
+	return nil
+}
+
+// objectMembers lists a JSON object's names and values in their order, refusing a name
+// given twice (encoding/json keeps the last, other parsers the first) and a string that
+// escapes a lone surrogate (encoding/json reads it as U+FFFD, aiaudit as itself).
+func objectMembers(object json.RawMessage) ([]member, error) {
+	decoder := json.NewDecoder(bytes.NewReader(object))
+	if _, err := decoder.Token(); err != nil { // the opening brace
+		return nil, err
+	}
+	var list []member
+	seen := map[string]bool{}
+	for decoder.More() {
+		start := decoder.InputOffset()
+		token, err := decoder.Token()
+		if err != nil {
+			return nil, err
+		}
+		raw := bytes.TrimLeft(object[start:decoder.InputOffset()], asciiSpace+",")
+		name, _ := token.(string)
+		var value json.RawMessage
+		if err := decoder.Decode(&value); err != nil {
+			return nil, err
+		}
+		if loneSurrogate(raw) {
+			return nil, fmt.Errorf("name %s escapes a lone surrogate (read elsewhere as U+FFFD)", raw)
+		}
+		if seen[name] {
+			return nil, fmt.Errorf("key %q appears twice in one object", name)
+		}
+		seen[name] = true
+		if loneSurrogate(value) {
+			return nil, fmt.Errorf("the value of %q escapes a lone surrogate (read elsewhere as U+FFFD)", name)
+		}
+		list = append(list, member{name, raw, value})
+	}
+	return list, nil
+}
+
+// loneSurrogate reports whether valid JSON text holds a \uD800-\uDFFF escape that is
+// not half of a pair (outside strings JSON has no backslash, so every one is an escape).
+func loneSurrogate(text []byte) bool {
+	unit := func(at int) (uint64, bool) {
+		if at+6 > len(text) || text[at] != '\\' || text[at+1] != 'u' {
+			return 0, false
+		}
+		n, err := strconv.ParseUint(string(text[at+2:at+6]), 16, 16)
+		return n, err == nil
+	}
+	for i := 0; i < len(text); i++ {
+		if text[i] != '\\' {
+			continue
+		}
+		u, ok := unit(i)
+		switch {
+		case !ok:
+			i++ // a one-letter escape
+		case u >= 0xD800 && u <= 0xDBFF:
+			if low, ok := unit(i + 6); ok && low >= 0xDC00 && low <= 0xDFFF {
+				i += 11
+				continue
+			}
+			return true
+		case u >= 0xDC00 && u <= 0xDFFF:
+			return true
+		default:
+			i += 5
+		}
+	}
+	return false
+}
+
+// jsonKind names the JSON type of a valid value, as aiaudit names it.
+func jsonKind(value json.RawMessage) string {
+	value = bytes.TrimLeft(value, asciiSpace)
+	if len(value) == 0 {
+		return "nothing"
+	}
+	switch value[0] {
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	case '"':
+		return "a string"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	}
+	if bytes.ContainsAny(value, ".eE") {
+		return "a number"
+	}
+	return "an integer"
+}
+
 func runBundle(args []string, out io.Writer) (int, error) {
 	fs := flag.NewFlagSet("bundle", flag.ContinueOnError)
 	var keys keyList
@@ -207,23 +404,22 @@ func runBundle(args []string, out io.Writer) (int, error) {
 	checked, problems := 0, 0
 	seen := map[string]int{} // "log\x00seq:N" and "log\x00id:E" -> first line: each event once
 	for number := 1; scanner.Scan(); number++ {
-		text := bytes.TrimSpace(scanner.Bytes())
-		if len(text) == 0 {
+		text := scanner.Bytes()
+		if len(bytes.Trim(text, asciiSpace)) == 0 {
 			continue
 		}
 		checked++
-		var line bundleLine
+		line, id, err := parseLine(text)
 		var found []string
-		if err := json.Unmarshal(text, &line); err != nil {
+		if err != nil {
 			found = []string{fmt.Sprintf("malformed line: %v", err)}
 		} else {
 			found = append(duplicate(line, number, seen), checkLine(line, *prefix, list)...)
 		}
+		if id == "" {
+			id = "?"
+		}
 		for _, p := range found {
-			id := line.EventID
-			if id == "" {
-				id = "?"
-			}
 			fmt.Fprintf(out, "line %d event %s: %s\n", number, id, p)
 			problems++
 		}

@@ -334,3 +334,101 @@ def test_transit_signed_checkpoints_open_with_public_go_libraries_across_rotatio
     old_key_only = go.run(go_verifier, "checkpoint", "-verifier-key", v1, "-origin", "o/x", second)
     assert old_key_only.returncode == 1
     assert old_key_only.stdout.startswith("checkpoint: ")
+
+
+def _with(text: str, member: str) -> str:
+    """``text`` (a line's object) with ``member`` added as its last member."""
+    return text[:-1] + ", " + member + "}"
+
+
+TEXT = "input.messages[0].parts[0].text"
+LINE_SPELLINGS: dict[str, tuple[Any, str, str]] = {
+    # (edit of the line's JSON text, the Go verifier's line, aiaudit's), each refused
+    "name in another case": (
+        lambda text: text.replace('"canonical"', '"Canonical"'),
+        'event e-0: malformed line: unknown field "Canonical": a line holds canonical, ',
+        "event e-0: malformed line: unknown field 'Canonical': a line holds canonical, ",
+    ),
+    "long s for s": (
+        lambda text: text.replace('"sequence"', '"\\u017fequence"'),
+        'event e-0: malformed line: unknown field "\\u017fequence": a line holds',
+        "event e-0: malformed line: unknown field '\u017fequence': a line holds",
+    ),
+    "unknown field": (
+        lambda text: _with(text, '"note": "unsigned"'),
+        'event e-0: malformed line: unknown field "note": a line holds',
+        "event e-0: malformed line: unknown field 'note': a line holds",
+    ),
+    "event_id twice": (
+        lambda text: '{"event_id": "forged", ' + text[1:],
+        'event ?: malformed line: key "event_id" appears twice in one object',
+        "event ?: malformed line: key 'event_id' appears twice in one object",
+    ),
+    "content path twice": (
+        lambda text: text.replace('"content": {', f'"content": {{"{TEXT}": "forged", '),
+        f'event e-0: malformed line: field "content": key "{TEXT}" appears twice in one object',
+        f"event ?: malformed line: key '{TEXT}' appears twice in one object",
+    ),
+    "salt and content null": (
+        lambda text: json.dumps({**json.loads(text), "salt": None, "content": None}),
+        'event e-0: malformed line: field "content" must be an object, not null',
+        "event e-0: malformed line: field 'salt' must be a string, not null",
+    ),
+    "form feed before the object": (
+        lambda text: "\f" + text,
+        "event ?: malformed line: invalid character '\\f' looking for beginning of value",
+        "event ?: malformed line: Expecting value: line 1 column 1",
+    ),
+    "no-break space after the object": (
+        lambda text: text + "\u00a0",
+        "event ?: malformed line: data follows the JSON object",
+        "event ?: malformed line: Extra data",
+    ),
+    "an object after the object": (
+        lambda text: text + " {}",
+        "event ?: malformed line: data follows the JSON object",
+        "event ?: malformed line: Extra data",
+    ),
+    "bytes not UTF-8": (
+        lambda text: _with(text, '"note": "\udcff"'),  # written as the byte 0xff
+        "event ?: malformed line: the line is not UTF-8",
+        "event ?: malformed line: 'utf-8' codec can't decode byte 0xff",
+    ),
+    "lone surrogate": (
+        lambda text: _with(text, '"note": "\\ud800"'),
+        'event ?: malformed line: the value of "note" escapes a lone surrogate',
+        "event e-0: malformed line: unknown field 'note'",
+    ),
+}
+
+
+@pytest.mark.parametrize("respelling", LINE_SPELLINGS)
+def test_a_line_is_one_json_object_spelt_one_way_in_both_verifiers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], go_verifier: Path, respelling: str
+) -> None:
+    """Go's encoding/json matched names case-insensitively (`Canonical`, or `sequence`
+    with a long s, U+017F), ignored unknown names, kept the last of a name given twice (an
+    `event_id` or a content path: the first one a reader sees was forged), read a null salt
+    and content as absent, trimmed a form feed or a no-break space around the object, and
+    read bytes that are not UTF-8 and escaped lone surrogates as U+FFFD: it passed lines
+    aiaudit calls malformed."""
+    lines = make_bundle(tmp_path, n=2)
+    key = key_of(tmp_path)
+    check = ["bundle", "-verifier-key", key, "-origin-prefix", ORIGIN_PREFIX]
+    intact = write(tmp_path / "intact.jsonl", lines)
+    accepted = go.run(go_verifier, *check, intact)
+    assert (accepted.returncode, accepted.stdout) == (0, "2 event(s) checked, 0 problem(s)\n")
+    python = ["verify", "--verifier-key", key, "--origin-prefix", ORIGIN_PREFIX, "--bundle"]
+    assert main([*python, str(intact)]) == 0
+    capsys.readouterr()
+
+    edit, go_reason, reason = LINE_SPELLINGS[respelling]
+    text = json.dumps(lines[0])
+    path = tmp_path / "respelt.jsonl"
+    path.write_bytes(edit(text).encode("utf-8", "surrogateescape") + b"\n")
+    refused = go.run(go_verifier, *check, path)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert refused.stdout.startswith(f"line 1 {go_reason}"), refused.stdout
+    assert refused.stdout.endswith("\n1 event(s) checked, 1 problem(s)\n"), refused.stdout
+    assert main([*python, str(path)]) == 1
+    assert f"line 1 {reason}" in capsys.readouterr().out
