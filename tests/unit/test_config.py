@@ -449,13 +449,15 @@ def test_a_command_that_reads_some_settings_needs_no_valid_others(tmp_path: Path
         "AIAUDIT_DATA_DIR": str(tmp_path),
         "AIAUDIT_INTEGRITY_BATCH_SIZE": "0",
         "AIAUDIT_INTEGRITY_KEY_NAME": "auditor",
+        "AIAUDIT_ALLOW_INSECURE": "true",  # read: it rules the Vault holding the keys
     }
-    overrides = {"address": "nowhere", "allow_insecure": True}
+    overrides = {"address": "nowhere", "workers": 4}
     settings = config.load(f, env=env, overrides=overrides, only=VERIFY_OFFLINE)
     assert settings.data_dir == tmp_path
     defaults = config.Settings()
     assert (settings.max_batch_events, settings.address) == (1000, defaults.address)
-    assert (settings.tls_cert_file, settings.allow_insecure) == (None, False)
+    assert (settings.tls_cert_file, settings.workers) == (None, 1)
+    assert settings.allow_insecure
     s = integrity_settings.load(settings)
     assert (s.origin_prefix, s.key_name) == ("example.org/log", "auditor")
     assert (s.checkpoint_interval, s.batch_size) == (1.0, 5000)
@@ -573,5 +575,27 @@ def test_a_command_refuses_a_remote_database_without_verified_tls_with_exit_2(
     url = "postgresql+psycopg://admin:s3cret@db.invalid/aiaudit"
     assert main(["db", "migrate", "--database-url", url]) == 2
     err = capsys.readouterr().err
-    assert "setting 'database_url'" in err and "sslmode=verify-full" in err
+    assert "setting '--database-url'" in err and "sslmode=verify-full" in err  # the flag
     assert "s3cret" not in err
+
+
+def test_a_command_that_serves_nothing_skips_the_oidc_checks_and_no_backend_check() -> None:
+    """The offline commands forced ``allow_insecure`` to skip the JWKS check, only a server's
+    concern, and that waived the database's and Vault's too; ``serving=False`` skips only it."""
+    oidc = {
+        "AIAUDIT_OIDC_ISSUER": "https://idp.example",
+        "AIAUDIT_OIDC_AUDIENCE": "aiaudit",
+        "AIAUDIT_OIDC_JWKS_URL": "http://idp.example/jwks",
+    }
+    with pytest.raises(config.ConfigError, match="'oidc_jwks_url'"):
+        config.load(env=oidc)
+    assert not config.load(env=oidc, serving=False).allow_insecure
+    for variable, value, refused in [
+        ("AIAUDIT_DATABASE_URL", REMOTE_PG, "'database_url'"),
+        ("AIAUDIT_CONTENT_VAULT_ADDR", "http://vault.example:8200", "'content_vault_addr'"),
+    ]:
+        with pytest.raises(config.ConfigError, match=refused):
+            config.load(env={**oidc, variable: value}, serving=False)
+    flag = {"database_url": "--database-url"}
+    with pytest.raises(config.ConfigError, match="'--database-url'"):
+        config.load(env={}, overrides={"database_url": REMOTE_PG}, serving=False, flags=flag)

@@ -44,15 +44,18 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace) -> config.Settings:
+    """Flags over environment over file; a refused ``--database-url`` is named as the flag."""
     overrides = {
         "address": args.address,
         "data_dir": args.data_dir,
         "services": getattr(args, "services", None),
         "workers": getattr(args, "workers", None),
     }
+    flags = {}
     if getattr(args, "database_url", None):
         overrides["database_url"] = args.database_url
-    return config.load(args.config, overrides=overrides)
+        flags["database_url"] = "--database-url"
+    return config.load(args.config, overrides=overrides, flags=flags)
 
 
 def _serve(args: argparse.Namespace) -> int:

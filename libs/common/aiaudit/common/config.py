@@ -288,6 +288,9 @@ def load(
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, object | None] | None = None,
     only: frozenset[str] | None = None,
+    *,
+    serving: bool = True,
+    flags: Mapping[str, str] | None = None,
 ) -> Settings:
     """Reads file, environment and flags, in rising priority, and validates.
 
@@ -299,6 +302,13 @@ def load(
     offline ``verify --bundle`` stopped at exit 2 on a bad
     ``AIAUDIT_MAX_BATCH_EVENTS`` of the server it ran beside: an auditor's
     machine must not need a valid server configuration to check a file.
+
+    ``serving``: false for a command that serves nothing. The OIDC settings, only a
+    server's, are then not checked; the backends' transport still is (the offline commands
+    forced ``allow_insecure`` to skip the JWKS check, which waived that too: ``verify``
+    sent its login's password in clear to any host).
+    ``flags``: the command-line flag that gave a setting of ``overrides``
+    (``{"database_url": "--database-url"}``), named instead of it in the backends' checks.
     """
     values = _read_file(config_file)
     sections = {k: values.pop(k) for k in SECTIONS if k in values}
@@ -311,7 +321,7 @@ def load(
     read = None if only is None else set(only)
     settings = _build(Settings, values, environ, "AIAUDIT_", "", overrides, read)
     settings = dataclasses.replace(settings, sections=sections, env=environ, only=only)
-    _validate(settings)
+    _validate(settings, serving, flags or {})
     return settings
 
 
@@ -367,7 +377,7 @@ def _resolvable(address: str) -> str:
     return ""
 
 
-def _validate(s: Settings) -> None:
+def _validate(s: Settings, serving: bool, flags: Mapping[str, str]) -> None:
     _, sep, port = s.address.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
         raise ConfigError(
@@ -385,9 +395,10 @@ def _validate(s: Settings) -> None:
                 f"setting 'health_address': {s.health_address!r}: the host does not resolve "
                 f"({unresolved}); give an address of this host (e.g. [::]:8081)"
             )
+    database = flags.get("database_url", "database_url")
     if not (s.database_url == "" or s.database_url.startswith(("sqlite", "postgresql"))):
         raise ConfigError(
-            "setting 'database_url': must be a sqlite:/// or postgresql+psycopg:// URL"
+            f"setting {database!r}: must be a sqlite:/// or postgresql+psycopg:// URL"
         )
     if s.max_message_bytes > GRPC_MAX_MESSAGE_BYTES:
         raise ConfigError(
@@ -444,10 +455,11 @@ def _validate(s: Settings) -> None:
         raise ConfigError("setting 'content_vault_addr': required when content_keys is 'vault'")
     if s.content_vault_addr:  # the Vault token and every plaintext data key go there
         require_secure_url(s.content_vault_addr, "content_vault_addr", s.allow_insecure)
-    require_secure_database(s.database_url, "database_url", s.allow_insecure)
+    require_secure_database(s.database_url, database, s.allow_insecure)
     if s.api_keys_file is not None and not s.api_keys_file.is_file():
         raise ConfigError(f"setting 'api_keys_file': {s.api_keys_file} is not a readable file")
-    if s.oidc_issuer or s.oidc_audience or s.oidc_jwks_url or s.oidc_jwks_file:
+    oidc = s.oidc_issuer or s.oidc_audience or s.oidc_jwks_url or s.oidc_jwks_file
+    if serving and oidc:
         if not (s.oidc_issuer and s.oidc_audience):
             raise ConfigError("settings 'oidc_issuer' and 'oidc_audience' must be set together")
         if bool(s.oidc_jwks_url) == (s.oidc_jwks_file is not None):

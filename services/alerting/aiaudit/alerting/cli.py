@@ -147,16 +147,22 @@ def _iso(t: dt.datetime | None) -> str | None:
 
 
 def _store_url(args: argparse.Namespace) -> str:
-    """--database-url, else ``alerting.database_url``, else the suite's store (must exist)."""
-    overrides = {"address": args.address, "data_dir": args.data_dir, "allow_insecure": True}
-    settings = config.load(args.config, overrides=overrides)  # serves nothing: no listener checks
+    """--database-url, else ``alerting.database_url``, else the suite's store (must exist).
+
+    Off loopback only over verified TLS unless ``allow_insecure``, checked before any
+    connection (the login's password goes there), as ``serve`` checks its settings;
+    ``allow_insecure`` was forced on here to skip the OIDC check, which waived that too.
+    """
+    overrides = {"address": args.address, "data_dir": args.data_dir}
+    settings = config.load(args.config, overrides=overrides, serving=False)  # database_url too
     if not logging.getLogger().handlers:  # the trace as JSON on stderr, like the server's logs
         logs.configure(settings.log_level)
-    url: str = (
-        args.database_url
-        or config.section(settings, "alerting", AlertingSettings).database_url
-        or settings.store_url
-    )
+    own = config.section(settings, "alerting", AlertingSettings).database_url
+    if args.database_url:
+        config.require_secure_database(args.database_url, "--database-url", settings.allow_insecure)
+    elif own:
+        config.require_secure_database(own, "alerting.database_url", settings.allow_insecure)
+    url: str = args.database_url or own or settings.store_url
     parsed = sa.make_url(url)
     if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
         raise ConfigError(f"no store at {parsed.database}; pass --database-url or --data-dir")

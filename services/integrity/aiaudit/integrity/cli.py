@@ -229,6 +229,10 @@ def run_bootstrap_vault(args: argparse.Namespace, settings: Settings) -> int:
     token = os.environ.get("VAULT_TOKEN", "")
     if not addr or not token:
         raise ConfigError("bootstrap-vault needs --vault-addr (or VAULT_ADDR) and VAULT_TOKEN")
+    given = "--vault-addr" if args.vault_addr else "integrity.vault_addr"
+    if not (args.vault_addr or s.vault_addr):
+        given = "VAULT_ADDR"
+    config.require_secure_url(addr, given, settings.allow_insecure)  # the admin token goes there
     target = vault.VaultSettings(
         mount=args.mount or s.vault_mount, key=args.key or s.vault_key, policy_name=args.policy
     )
@@ -296,6 +300,10 @@ def run_export_bundle(args: argparse.Namespace, settings: Settings) -> int:
     """
     s = integrity_settings.load(settings)
     requested_by = _requester(args.requested_by)
+    flags = {"--database-url": args.read_url, "--record-database-url": args.record_url}
+    for flag, url in flags.items():
+        if url:  # before either store is opened: the logins' passwords go there
+            config.require_secure_database(url, flag, settings.allow_insecure)
     read_url = args.read_url or s.database_url or settings.store_url
     with _existing_store(read_url, settings, content=not args.no_content) as store:
         try:
@@ -361,7 +369,7 @@ def _write_recorded(
 
 
 VERIFY_OFFLINE = frozenset(
-    {"data_dir"}
+    {"data_dir", "allow_insecure"}
     | {
         f"integrity.{key}"
         for key in (
@@ -370,8 +378,9 @@ VERIFY_OFFLINE = frozenset(
         )
     }
 )  # fmt: skip
-"""The settings ``verify --bundle``/``--receipt`` reads: the trusted keys and origins. An
-auditor's machine needs no valid server configuration to check a file (review)."""
+"""The settings ``verify --bundle``/``--receipt`` reads: the trusted keys and origins (and
+``allow_insecure``, for a key in Vault). An auditor's machine needs no valid server
+configuration to check a file (review)."""
 
 
 def _reads(args: argparse.Namespace) -> frozenset[str] | None:
@@ -380,25 +389,20 @@ def _reads(args: argparse.Namespace) -> frozenset[str] | None:
     return VERIFY_OFFLINE if offline else None
 
 
-def _settings(
-    args: argparse.Namespace, offline: bool, only: frozenset[str] | None = None
-) -> Settings:
+def _settings(args: argparse.Namespace, only: frozenset[str] | None = None) -> Settings:
     """Settings of a command that serves nothing (flags over environment over file).
 
-    The listener checks guard a server; a command that only reads files, the
-    store or Vault must not trip on them, so ``allow_insecure`` is set for
-    those alone. One that calls our server sends its API key: it keeps the
-    configured value, so that ``config.client_tls`` refuses plaintext off
-    loopback as for ``aiaudit search``.
+    Loaded as not serving: the OIDC checks guard a server alone. ``allow_insecure``
+    keeps its configured value: forced on to skip those, it also waived the checks of
+    the database and Vault, so ``verify --database-url`` sent the login's password in
+    clear to any host. ``--database-url`` is checked as ``database_url`` is, by its name.
     """
-    overrides: dict[str, object | None] = {
-        "address": args.address,
-        "data_dir": args.data_dir,
-        "allow_insecure": True if offline else None,
-    }
+    overrides: dict[str, object | None] = {"address": args.address, "data_dir": args.data_dir}
+    flags = {}
     if getattr(args, "database_url", None):
         overrides["database_url"] = args.database_url
-    return config.load(args.config, overrides=overrides, only=only)
+        flags["database_url"] = "--database-url"
+    return config.load(args.config, overrides=overrides, only=only, serving=False, flags=flags)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: Common) -> None:
@@ -407,7 +411,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: C
     def bind(
         parser: argparse.ArgumentParser,
         run: Callable[[argparse.Namespace, Settings], int],
-        offline: Callable[[argparse.Namespace], bool] = lambda _: True,
         refused: Callable[[argparse.Namespace], str | None] = lambda _: None,
         reads: Callable[[argparse.Namespace], frozenset[str] | None] = lambda _: None,
     ) -> None:
@@ -415,7 +418,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: C
             if why := refused(args):
                 parser.error(why)  # exit 2 with the usage, as argparse's own refusals
             try:
-                return run(args, _settings(args, offline(args), reads(args)))
+                return run(args, _settings(args, reads(args)))
             except CommandFailedError as exc:
                 print(f"{parser.prog}: {' '.join(str(exc).split())}", file=sys.stderr)
                 return 1
@@ -466,7 +469,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: C
     key.add_argument(
         "--local", action="store_true", help="read the configured key instead of the server"
     )
-    bind(key, run_verifier_key, offline=lambda args: bool(args.local))
+    bind(key, run_verifier_key)
 
     boot = isub.add_parser(
         "bootstrap-vault", help="enable Transit, create the ed25519 key, write the notary policy"
