@@ -13,8 +13,11 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import json
+import os
 import re
 import subprocess
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -1184,3 +1187,221 @@ def test_a_rotated_api_keys_secret_reaches_the_running_pods() -> None:
             (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "api-keys"]
             settings = _effective(deployment, configmap["data"]["config.yaml"])
             assert settings.api_keys_file == Path(mount["mountPath"]) / item["path"]
+
+
+BACKEND_CA = "/etc/aiaudit/backend-ca/ca.crt"
+"""Where ``aiaudit.backendCA`` lands in every pod (the values document the path)."""
+BACKEND_CA_VARIABLES = ("PGSSLROOTCERT", "VAULT_CACERT", "AIAUDIT_SEARCH_OPENSEARCH_CA_FILE")
+"""The variables naming it to libpq, hvac and search's OpenSearch client."""
+SECRET_STAND_INS = {
+    "DATABASE_URL": "postgresql+psycopg://login@db.internal:5432/aiaudit?sslmode=verify-full",
+    "VAULT_ADDR": "https://vault.internal:8200",
+    "OPENSEARCH_URL": "https://opensearch.internal:9200",
+    "WEBHOOK_URL": "https://hooks.example.com/aiaudit",  # an alert sink, not a backend
+}
+"""What the Secrets hold, as the values ask: backends on other hosts over verified TLS, the
+database URL saying only ``sslmode`` (the CA comes from ``PGSSLROOTCERT``)."""
+
+
+def _workloads(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Every pod template that reaches a backend: the Deployments by component, the Job."""
+    out = {component_of(d): d for d in of_kind(objects, "Deployment")}
+    (job,) = of_kind(objects, "Job")
+    return {**out, "migrate": job}
+
+
+def _backend_ca_of(workload: dict[str, Any]) -> tuple[Any, Any, dict[str, str]]:
+    """The CA's volume and mount (None if absent) and the CA variables of the container."""
+    pod = workload["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    volumes = [v for v in pod["volumes"] if v["name"] == "backend-ca"]
+    mounts = [m for m in container["volumeMounts"] if m["name"] == "backend-ca"]
+    assert len(volumes) <= 1 and len(mounts) <= 1
+    env = {
+        e["name"]: e.get("value")
+        for e in container.get("env", [])
+        if e["name"] in BACKEND_CA_VARIABLES
+    }
+    return (volumes or [None])[0], (mounts or [None])[0], env
+
+
+def test_the_backend_ca_reaches_every_pod_and_each_client() -> None:
+    """7b06597 made the server refuse a backend off loopback without verified TLS, and the
+    chart had no way to give the pods the CA of a private PostgreSQL, Vault or OpenSearch
+    certificate: the choice left was allow_insecure (review)."""
+    objects = render(ALL_ENABLED, "aiaudit.backendCA.key=bundle.pem")
+    workloads = _workloads(objects)
+    assert set(workloads) == {*COMPONENTS, "migrate"}
+    for name, workload in workloads.items():
+        volume, mount, env = _backend_ca_of(workload)
+        assert volume == {
+            "name": "backend-ca",
+            "secret": {
+                "secretName": "aiaudit-backend-ca",
+                "defaultMode": 0o444,
+                "items": [{"key": "bundle.pem", "path": "ca.crt"}],
+            },
+        }, name
+        assert mount == {
+            "name": "backend-ca",
+            "mountPath": str(Path(BACKEND_CA).parent),
+            "readOnly": True,
+        }, name
+        expected = {"PGSSLROOTCERT": BACKEND_CA}  # the Job reaches PostgreSQL alone
+        if name != "migrate":
+            expected["VAULT_CACERT"] = BACKEND_CA  # the content key's Vault, the notary's
+        if name == "search":
+            expected["AIAUDIT_SEARCH_OPENSEARCH_CA_FILE"] = BACKEND_CA
+        assert env == expected, name
+    assert [p for obj in objects for p in kube_schema.problems(obj)] == []
+
+
+@pytest.mark.parametrize(
+    "sets",
+    [(), ("aiaudit.backendCA.existingSecret=",)],
+    ids=["default", "all-enabled-without"],
+)
+def test_no_backend_ca_mounts_nothing_and_names_nothing(sets: tuple[str, ...]) -> None:
+    objects = render(ALL_ENABLED if sets else None, *sets)
+    workloads = of_kind(objects, "Deployment") + of_kind(objects, "Job")
+    assert workloads
+    for workload in workloads:
+        assert _backend_ca_of(workload) == (None, None, {}), workload["metadata"]["name"]
+
+
+def test_a_ca_the_operator_names_wins_over_the_backend_ca() -> None:
+    """Search's OpenSearch CA from the config or an extraEnv, a per-component variable: the
+    chart's own is left out rather than set twice (which one Kubernetes keeps is no promise)."""
+    objects = render(
+        ALL_ENABLED,
+        "aiaudit.config.search.opensearch_ca_file=/etc/aiaudit/ca/opensearch.pem",
+        "integrity.extraEnv[0].name=VAULT_CACERT",
+        "integrity.extraEnv[0].value=/etc/aiaudit/ca/vault.pem",
+    )
+    workloads = _workloads(objects)
+    assert "AIAUDIT_SEARCH_OPENSEARCH_CA_FILE" not in _backend_ca_of(workloads["search"])[2]
+    (container,) = workloads["integrity"]["spec"]["template"]["spec"]["containers"]
+    assert [e.get("value") for e in container["env"] if e["name"] == "VAULT_CACERT"] == [
+        "/etc/aiaudit/ca/vault.pem"
+    ]
+    assert _backend_ca_of(workloads["alerting"])[2]["VAULT_CACERT"] == BACKEND_CA
+
+
+def _as_the_server_starts(
+    workload: dict[str, Any], config_yaml: str | None, tmp_path: Path
+) -> config.Settings:
+    """``config.load`` of a pod's config file and env, as ``serve`` (or ``db migrate``) runs
+    it: each Secret as ``SECRET_STAND_INS`` says, files at stand-in paths in ``tmp_path``
+    (the server checks they exist)."""
+    (container,) = workload["spec"]["template"]["spec"]["containers"]
+    ca = tmp_path / "backend-ca.crt"
+    ca.write_text("pem")
+    env = {}
+    for e in container.get("env", []):
+        ref = e.get("valueFrom", {}).get("secretKeyRef")
+        if ref:
+            kind = next((k for k in SECRET_STAND_INS if e["name"].endswith(k)), None)
+            env[e["name"]] = (
+                SECRET_STAND_INS[kind] if kind else f"secret:{ref['name']}/{ref['key']}"
+            )
+        else:
+            env[e["name"]] = str(ca) if e["value"] == BACKEND_CA else str(e["value"])
+    config_file = None
+    if config_yaml is not None:
+        settings = yaml.safe_load(config_yaml)
+        for key in ("tls_cert_file", "tls_key_file", "tls_client_ca_file", "api_keys_file"):
+            if key in settings:
+                stand_in = tmp_path / Path(settings[key]).name
+                stand_in.write_text("keys: []\n" if key == "api_keys_file" else "pem")
+                settings[key] = str(stand_in)
+        config_file = tmp_path / "config.yaml"
+        config_file.write_text(yaml.safe_dump(settings))
+    return config.load(config_file, env=env)
+
+
+def test_with_the_backend_ca_every_pod_passes_the_servers_backend_checks(
+    tmp_path: Path,
+) -> None:
+    """Each component's settings (and the Job's), read and checked by the server's own code,
+    pass its verified-TLS checks with URLs that say only ``sslmode=verify-full``; search
+    checks OpenSearch's certificates against the mounted CA."""
+    from aiaudit.alerting.settings import AlertingSettings
+    from aiaudit.ingest import settings as ingest_settings
+    from aiaudit.integrity import settings as integrity_settings
+    from aiaudit.search.settings import SearchSettings
+
+    objects = render(
+        ALL_ENABLED, *(f"{c}.{k}.existingSecret={c}-login" for c, (k, _) in OWN_LOGINS.items())
+    )
+    (configmap,) = of_kind(objects, "ConfigMap")
+    config_yaml = configmap["data"]["config.yaml"]
+    loaded = {
+        name: _as_the_server_starts(workload, None if name == "migrate" else config_yaml, tmp_path)
+        for name, workload in _workloads(objects).items()
+    }
+    for name, settings in loaded.items():
+        assert settings.database_url == SECRET_STAND_INS["DATABASE_URL"], name
+        assert not settings.allow_insecure, name
+        if name != "migrate":
+            assert settings.content_vault_addr == SECRET_STAND_INS["VAULT_ADDR"], name
+    privacy = ingest_settings.load(loaded["ingest"]).privacy_database_url
+    assert privacy == SECRET_STAND_INS["DATABASE_URL"]
+    notary = integrity_settings.load(loaded["integrity"])
+    assert notary.vault_addr == SECRET_STAND_INS["VAULT_ADDR"]
+    assert notary.database_url == SECRET_STAND_INS["DATABASE_URL"]
+    search = config.section(loaded["search"], "search", SearchSettings)
+    search.validate(loaded["search"].allow_insecure)
+    assert search.database_url == SECRET_STAND_INS["DATABASE_URL"]
+    assert search.opensearch_url == SECRET_STAND_INS["OPENSEARCH_URL"]
+    assert search.opensearch_verify_certs is True
+    assert search.opensearch_ca_file == tmp_path / "backend-ca.crt"  # the mounted CA's stand-in
+    alerting = config.section(loaded["alerting"], "alerting", AlertingSettings)
+    alerting.validate(loaded["alerting"].allow_insecure)
+    assert alerting.database_url == SECRET_STAND_INS["DATABASE_URL"]
+    # The checks are live: the same pod with a URL that does not say sslmode stops at start.
+    env = {"AIAUDIT_DATABASE_URL": "postgresql+psycopg://login@db.internal/aiaudit"}
+    with pytest.raises(config.ConfigError, match="sslmode=verify-full"):
+        config.load(env=env)
+
+
+def test_the_backend_ca_variables_are_the_ones_libpq_and_hvac_read(tmp_path: Path) -> None:
+    """The pods' PGSSLROOTCERT and VAULT_CACERT, in a process of their own (hvac reads its
+    variable at import): this libpq (psycopg's own) takes the CA as ``sslrootcert``, and the
+    Vault client the server builds checks certificates against it."""
+    objects = render(ALL_ENABLED)
+    ca = tmp_path / "ca.crt"
+    ca.write_text("pem")
+    (container,) = _workloads(objects)["integrity"]["spec"]["template"]["spec"]["containers"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "VAULT_", "REQUESTS_CA"))}
+    for e in container["env"]:
+        if e["name"] in ("PGSSLROOTCERT", "VAULT_CACERT"):
+            assert e["value"] == BACKEND_CA
+            env[e["name"]] = str(ca)
+    probe = (
+        "import json, psycopg\n"
+        "from aiaudit.common.keys import configured\n"
+        "libpq = {o.keyword.decode(): (o.val or b'').decode()"
+        " for o in psycopg.pq.Conninfo.get_defaults()}\n"
+        "vault = configured.vault_client('https://vault.internal:8200', None,"
+        " {'VAULT_TOKEN': 't'}, 5.0, 'content_vault_token_file')\n"
+        "print(json.dumps([libpq['sslrootcert'], vault.adapter._kwargs['verify']]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == [str(ca), str(ca)]
+
+
+def test_the_migration_job_has_the_components_opt_out() -> None:
+    """``db migrate`` checks its URL as serve does and the Job reads no config file: with
+    allow_insecure the components started and the migration stopped at exit 2 (review)."""
+    (job,) = of_kind(render(None, "aiaudit.config.allow_insecure=true"), "Job")
+    env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["AIAUDIT_ALLOW_INSECURE"] == {"name": "AIAUDIT_ALLOW_INSECURE", "value": "true"}
+    plain = "postgresql+psycopg://admin@db.internal/aiaudit"
+    loaded = config.load(env={"AIAUDIT_DATABASE_URL": plain, "AIAUDIT_ALLOW_INSECURE": "true"})
+    assert loaded.allow_insecure
+    (job,) = of_kind(render(None), "Job")
+    names = {e["name"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert "AIAUDIT_ALLOW_INSECURE" not in names

@@ -85,6 +85,61 @@ app.kubernetes.io/part-of: aiaudit
 {{- define "aiaudit.ipKeyDir" -}}/etc/aiaudit/ip-pseudonym{{- end }}
 {{- define "aiaudit.dataDir" -}}/var/lib/aiaudit{{- end }}
 {{- define "aiaudit.checkpointDir" -}}/var/lib/aiaudit-checkpoints{{- end }}
+{{- define "aiaudit.backendCADir" -}}/etc/aiaudit/backend-ca{{- end }}
+{{- define "aiaudit.backendCAFile" -}}{{ include "aiaudit.backendCADir" . }}/ca.crt{{- end }}
+
+{{/*
+The backends' CA (aiaudit.backendCA), for every pod that reaches PostgreSQL, Vault or
+OpenSearch: each client's own variable names the mounted file. libpq reads PGSSLROOTCERT
+(a URL's sslrootcert still wins), hvac VAULT_CACERT (both Vault clients of the server are
+hvac's), and search its opensearch_ca_file unless the config or extraEnv names another.
+A variable the component's extraEnv sets is left to it. Pass (dict "ctx" $ "component" c),
+c empty for the migration Job.
+*/}}
+{{- define "aiaudit.backendCAEnv" -}}
+{{- $ := .ctx }}
+{{- if $.Values.aiaudit.backendCA.existingSecret }}
+{{- $file := include "aiaudit.backendCAFile" $ }}
+{{- $extra := list }}
+{{- if .component }}
+{{- range (index $.Values .component).extraEnv }}{{ $extra = append $extra (toString .name) }}{{ end }}
+{{- end }}
+{{- if not (has "PGSSLROOTCERT" $extra) }}
+- name: PGSSLROOTCERT
+  value: {{ $file | quote }}
+{{- end }}
+{{- if and .component (not (has "VAULT_CACERT" $extra)) }}
+- name: VAULT_CACERT
+  value: {{ $file | quote }}
+{{- end }}
+{{- if and (eq (toString .component) "search") (not (has "AIAUDIT_SEARCH_OPENSEARCH_CA_FILE" $extra)) (not (hasKey (dig "search" dict $.Values.aiaudit.config) "opensearch_ca_file")) }}
+- name: AIAUDIT_SEARCH_OPENSEARCH_CA_FILE
+  value: {{ $file | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The volume and mount of the backends' CA: a fixed file name whatever the Secret's key. */}}
+{{- define "aiaudit.backendCAVolume" -}}
+{{- with .Values.aiaudit.backendCA }}
+{{- if .existingSecret }}
+- name: backend-ca
+  secret:
+    secretName: {{ .existingSecret }}
+    defaultMode: 0444
+    items:
+      - key: {{ required "aiaudit.backendCA.key is required with aiaudit.backendCA.existingSecret" .key }}
+        path: ca.crt
+{{- end }}
+{{- end }}
+{{- end }}
+{{- define "aiaudit.backendCAMount" -}}
+{{- if .Values.aiaudit.backendCA.existingSecret }}
+- name: backend-ca
+  mountPath: {{ include "aiaudit.backendCADir" . }}
+  readOnly: true
+{{- end }}
+{{- end }}
 
 {{/*
 The config file: the user's settings plus the keys the chart owns (listen
@@ -280,6 +335,7 @@ terminationGracePeriodSeconds leaves, less 5 s to stop the components. */}}
 {{- end }}
 - name: AIAUDIT_SHUTDOWN_GRACE_SECONDS
   value: {{ include "aiaudit.shutdownGrace" . | quote }}
+{{- include "aiaudit.backendCAEnv" . }}
 {{- if and (eq .component "integrity") (dig "checkpoints" "existingClaim" "" (index $.Values .component)) }}
 - name: AIAUDIT_INTEGRITY_CHECKPOINT_DIR
   value: {{ include "aiaudit.checkpointDir" $ | quote }}
@@ -484,6 +540,9 @@ spec:
               mountPath: {{ include "aiaudit.ipKeyDir" $ }}
               readOnly: true
             {{- end }}
+            {{- with (include "aiaudit.backendCAMount" $ | trim) }}
+            {{- . | nindent 12 }}
+            {{- end }}
             {{- with $c.extraVolumeMounts }}
             {{- toYaml . | nindent 12 }}
             {{- end }}
@@ -538,6 +597,11 @@ spec:
         - name: checkpoints
           persistentVolumeClaim:
             claimName: {{ $c.checkpoints.existingClaim }}
+        {{- end }}
+        {{- with (include "aiaudit.backendCAVolume" $ | trim) }}
+        # The CA of the backends' certificates (aiaudit.backendCA): not secret, but whoever
+        # replaces it can impersonate them.
+        {{- . | nindent 8 }}
         {{- end }}
         {{- with $c.extraVolumes }}
         {{- toYaml . | nindent 8 }}
