@@ -59,6 +59,29 @@ def test_bootstrap_is_idempotent_and_creates_an_ed25519_key(vault: Vault) -> Non
     )
 
 
+def test_a_key_that_can_leave_vault_is_neither_bootstrapped_nor_signed_with(vault: Vault) -> None:
+    """The promise is that the signing key never leaves Vault: bootstrap accepted an existing
+    exportable key, and the notary signed with it (review, 2026-12-05). Vault never turns
+    ``exportable`` off again, so such a key is refused for good; its past signatures verify."""
+    settings, token = bootstrapped(vault)
+    keys = TransitKeys(vault.client(token), settings.mount, settings.key, NAME)
+    signed = note.sign_checkpoint(note.Checkpoint("o/x", 3, b"\x07" * 32), [keys.active().signer])
+    vault.client().secrets.transit.update_key_configuration(
+        name=settings.key, exportable=True, mount_point=settings.mount
+    )
+    with pytest.raises(ValueError, match="exportable is true: its private key can leave Vault"):
+        transit.bootstrap(vault.client(), settings)
+    with pytest.raises(SignerUnavailableError, match="will not sign: exportable is true"):
+        keys.active()
+    assert note.open_checkpoint(signed, keys.verifier_keys(), "o/x").size == 3
+    backup = dataclasses.replace(settings, key="backed-up")
+    vault.client().secrets.transit.create_key(
+        name="backed-up", key_type="ed25519", allow_plaintext_backup=True, mount_point=backup.mount
+    )
+    with pytest.raises(ValueError, match="allow_plaintext_backup is true"):
+        transit.bootstrap(vault.client(), backup)
+
+
 def test_notary_token_signs_notes_but_cannot_manage_the_key(vault: Vault) -> None:
     settings, token = bootstrapped(vault)
     keys = TransitKeys(vault.client(token), settings.mount, settings.key, NAME)

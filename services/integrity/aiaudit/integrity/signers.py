@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import hvac
 import hvac.exceptions
 
+from aiaudit.common.keys import transit
 from aiaudit.integrity.note import (
     Checkpoint,
     NoteError,
@@ -113,6 +114,8 @@ class TransitKeys:
         self._name = name
         self._lock = threading.Lock()
         self._public: dict[int, bytes] = {}
+        self._leaves = ""
+        """What lets the key leave Vault, as last read (:func:`transit.leaving_vault`)."""
         self._failed_at = float("-inf")
         """When reading the key last failed (monotonic seconds)."""
 
@@ -130,6 +133,7 @@ class TransitKeys:
         public = {int(v): base64.b64decode(k["public_key"]) for v, k in body["keys"].items()}
         with self._lock:
             self._public = public
+            self._leaves = transit.leaving_vault(body)
         self._failed_at = float("-inf")  # answered: the next read asks again
         return int(body["latest_version"])
 
@@ -165,6 +169,12 @@ class TransitKeys:
     def active(self) -> ActiveKey:
         """The latest version, read from Vault each time so a rotation takes effect at once."""
         version = self._refresh()
+        if self._leaves:  # a signature by a key that may exist elsewhere proves nothing
+            raise SignerUnavailableError(
+                f"Vault transit key {self._key!r} will not sign: {self._leaves}, so its "
+                "private key can leave Vault (Vault cannot undo that); bootstrap a new key "
+                "and point integrity.vault_key at it (what it signed before still verifies)"
+            )
         return ActiveKey(self._signer(version), f"v{version}")
 
     def verifier_keys(self) -> list[VerifierKey]:

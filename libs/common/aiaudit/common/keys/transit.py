@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -173,15 +173,22 @@ def _ensure_transit_mount(client: hvac.Client, mount: str) -> str:
     return f"transit already enabled at {mount}/"
 
 
+def leaving_vault(key: Mapping[str, Any]) -> str:
+    """What lets a Transit key (as ``read_key`` answers it) leave Vault; empty if nothing."""
+    flags = ("exportable", "allow_plaintext_backup")
+    return " and ".join(f"{flag} is true" for flag in flags if key.get(flag))
+
+
 def bootstrap_key(
     client: hvac.Client, mount: str, key: str, key_type: str, policy_name: str, policy: str
 ) -> list[str]:
     """Makes a Transit mount, a key of ``key_type`` and a policy exist; one line per step.
 
     ``client`` needs an administrator's token. The key is neither exportable
-    nor backed up in plaintext; an existing key of another type is refused
-    rather than used. Running it again changes nothing. Shared by the content
-    key and the notary's signing key.
+    nor backed up in plaintext; an existing key of another type, or one that
+    can leave Vault (``exportable`` or ``allow_plaintext_backup``, which Vault
+    never turns off again), is refused rather than used. Running it again
+    changes nothing. Shared by the content key and the notary's signing key.
     """
     done = [_ensure_transit_mount(client, mount)]
     where = f"{mount}/keys/{key}"
@@ -200,6 +207,12 @@ def bootstrap_key(
         kind = found["data"]["type"]
         if kind != key_type:
             raise ValueError(f"key {where} exists with type {kind!r}, not {key_type}")
+        leaves = leaving_vault(found["data"])
+        if leaves:
+            raise ValueError(
+                f"key {where} exists but {leaves}: its private key can leave Vault, and Vault "
+                "cannot undo that; create a new key under another name"
+            )
         done.append(f"key {where} exists (latest version {found['data']['latest_version']})")
     client.sys.create_or_update_policy(name=policy_name, policy=policy)
     done.append(f"wrote policy {policy_name!r}")
