@@ -215,6 +215,7 @@ class SqlEventStore:
         self.keys = keys
         self._sqlite = engine.dialect.name == "sqlite"
         self._direct = None if self._sqlite else DirectConnections(engine)
+        self._recorder: bool | None = None  # see _records_only
         if self._sqlite:
             _configure_sqlite(engine)
             self._truncate_wal()  # an erasure's old pages, if a crash came before it did
@@ -266,7 +267,12 @@ class SqlEventStore:
     ) -> list[BatchOutcome]:
         """One attempt; unless ``check_existing``, the unique id index catches retries."""
         rows = sum(len(b) for b in batches)
-        if self._direct is not None and not check_existing and rows < _COPY_FROM_ROWS:
+        if (
+            self._direct is not None
+            and not check_existing
+            and rows < _COPY_FROM_ROWS
+            and not self._records_only()
+        ):
             at_once = self._known_keys(batches)
             if at_once is not None:
                 sealer, epochs = at_once
@@ -290,6 +296,20 @@ class SqlEventStore:
                     conn.invalidate()
                     raise ConnectionLostError(str(exc)) from exc
                 raise
+
+    def _records_only(self) -> bool:
+        """Whether this login is a recorder (revision ``0008``): it appends through functions.
+
+        Asked once per store; False on SQLite and for any login that may insert
+        log entries itself (a writer, the owner), whose path is unchanged.
+        """
+        if self._recorder is None:
+            if self._sqlite:
+                self._recorder = False
+            else:
+                with self.engine.connect() as conn:
+                    self._recorder = bool(conn.execute(sa.text(_IS_RECORDER)).scalar())
+        return self._recorder
 
     def _ready_keys(self, keys: Keyring, batches: Sequence[Sequence[NewEvent]]) -> None:
         """Opens stored keys of subjects new to this process, wraps keys for new subjects.
@@ -476,9 +496,10 @@ class SqlEventStore:
         if not self._sqlite:
             raw = conn.connection.driver_connection
             assert raw is not None
+            lock = _RECORD_HEAD if self._records_only() else _LOCK_HEAD
             with raw.cursor() as cur:
                 for log_id in log_ids:
-                    row = cur.execute(_LOCK_HEAD, (log_id,)).fetchone()
+                    row = cur.execute(lock, (log_id,)).fetchone()
                     assert row is not None
                     heads[log_id] = (int(row[0]), int(row[1]))
             return heads
@@ -567,6 +588,10 @@ class SqlEventStore:
         sealer: Sealer,
     ) -> None:
         """Writes the new rows of the three event tables and moves the log heads."""
+        if self._records_only():
+            if rows:
+                _record(conn, rows, sealer)
+            return
         tables: list[tuple[sa.Table, list[str], list[tuple[object, ...]]]] = [
             (
                 log_entries,
@@ -1280,6 +1305,61 @@ _LOCK_HEAD = (
     "ON CONFLICT (log_id) DO UPDATE SET size = logs.size RETURNING size, key_epoch"
 )
 """One round trip: create the head if new, and lock it (a no-op update) either way."""
+
+_IS_RECORDER = """
+SELECT EXISTS (
+    SELECT FROM pg_roles WHERE rolname = 'aiaudit_recorder' AND pg_has_role(oid, 'USAGE')
+) AND NOT has_table_privilege('log_entries', 'INSERT')
+"""
+"""A recorder may not write the event tables: it holds ``aiaudit_recorder``'s privileges
+and no INSERT on ``log_entries`` (a superuser holds every role's, and that INSERT)."""
+
+_RECORD_HEAD = "SELECT size, key_epoch FROM aiaudit_record_head(%s)"
+""":data:`_LOCK_HEAD` for a recorder, which may not write ``logs``."""
+
+_RECORD_COLUMNS = [
+    log_entries.c.log_id,
+    log_entries.c.seq,
+    log_entries.c.receive_time,
+    log_entries.c.event_id,
+    log_entries.c.leaf_hash,
+    events.c.canonical,
+    event_content.c.salt,
+    event_content.c.content,
+    *(events.c[name] for name in SEARCH_COLUMNS),
+]
+_RECORD = (
+    "SELECT aiaudit_record("
+    + ", ".join(f"%b::{_binary_type(c.type)}[]" for c in _RECORD_COLUMNS)
+    + ")"
+)
+"""A recorder's rows, one binary array per column in the order of ``aiaudit_record``."""
+_RECORD_ENCODERS = [pgarrays.ENCODERS[_binary_type(c.type)] for c in _RECORD_COLUMNS]
+
+
+def _record(conn: sa.Connection, rows: list[tuple[NewEvent, int]], sealer: Sealer) -> None:
+    """Appends a recorder's rows through ``aiaudit_record`` (revision ``0008``).
+
+    The function checks that each is a record with its own leaf hash, at its
+    log's head, writes the three tables and moves the heads, in the current
+    transaction (the heads already locked by :data:`_RECORD_HEAD`).
+    """
+    stored = [sealer(e) for e, _ in rows]
+    columns: list[list[Any]] = [
+        [e.log_id for e, _ in rows],
+        [seq for _, seq in rows],
+        [e.receive_time for e, _ in rows],
+        [e.event.event_id for e, _ in rows],
+        [e.committed.leaf_hash for e, _ in rows],
+        [e.committed.canonical for e, _ in rows],
+        [salt for salt, _ in stored],
+        [content for _, content in stored],
+        *(list(c) for c in zip(*(e.search for e, _ in rows), strict=True)),
+    ]
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    params = [encode(c) for encode, c in zip(_RECORD_ENCODERS, columns, strict=True)]
+    raw.execute(_RECORD, params)
 
 
 def _pipelined(conn: sa.Connection, statements: list[tuple[str, list[tuple[object, ...]]]]) -> None:
