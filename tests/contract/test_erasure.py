@@ -225,6 +225,29 @@ def test_only_the_privacy_role_may_destroy_data_keys_and_no_one_lowers_a_key_epo
         assert epoch is not None and after is not None and after[0] == epoch[0] + 2
 
 
+def test_a_temporary_table_does_not_catch_the_epoch_of_a_deleted_key(
+    own_postgres: Postgres, tenant: str
+) -> None:
+    """The trigger's function found a session's ``TEMP TABLE logs`` before the real one (its
+    search_path left pg_temp out, so it came first): a privacy login deleted a key and the
+    log's epoch stayed, so writers kept sealing under the deleted key (review, 2026-12-05)."""
+    writer = open_store(own_postgres.app_url, keys=Keyring(FileKek(Path(tempfile.mkdtemp()) / "k")))
+    try:
+        load(writer, tenant)
+    finally:
+        writer.close()
+    dsn = own_postgres.privacy_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    with psycopg.connect(dsn) as conn:
+        conn.execute("CREATE TEMP TABLE logs (log_id text, key_epoch bigint)")
+        conn.execute("INSERT INTO logs VALUES (%s, 0)", (tenant,))
+        query = "SELECT key_epoch FROM public.logs WHERE log_id = %s"
+        (before,) = conn.execute(query, (tenant,)).fetchone() or (None,)
+        deleted = conn.execute("DELETE FROM content_keys WHERE log_id = %s", (tenant,))
+        assert deleted.rowcount == 2
+        assert conn.execute(query, (tenant,)).fetchone() == (before + 2,)
+        assert conn.execute("SELECT key_epoch FROM pg_temp.logs").fetchone() == (0,)
+
+
 def test_the_command_line_erases_and_prints_what_it_did(
     store_url: str,
     privacy_url: str,
