@@ -22,9 +22,10 @@ from __future__ import annotations
 import datetime as dt
 import html
 import logging
+import re
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence, Sized
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -43,7 +44,7 @@ from aiaudit.search.backends.base import (
 )
 from aiaudit.search.catalogue import Kind
 from aiaudit.search.document import Document
-from aiaudit.search.language import Node
+from aiaudit.search.language import Node, Text, matched_texts
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ _SQL_TYPES = {
     Kind.DURATION: "REAL",
 }
 _TEXT_COLUMNS = [f.column for f in catalogue.TEXTS]
+_TOKENIZE = "unicode61 remove_diacritics 0"
 _SCALAR_COLUMNS = [f.column for f in catalogue.SCALARS]
 
 
@@ -80,10 +82,25 @@ def _schema() -> list[str]:
         "CREATE INDEX entries_bool ON entries (field, bool, doc) WHERE bool IS NOT NULL",
         "CREATE INDEX entries_doc ON entries (doc)",
         f"CREATE VIRTUAL TABLE texts USING fts5({', '.join(_TEXT_COLUMNS)}, "
-        "tokenize = 'unicode61 remove_diacritics 0')",
+        f"tokenize = '{_TOKENIZE}')",
         "CREATE TABLE positions (log_id TEXT PRIMARY KEY, position INTEGER NOT NULL)",
         f"PRAGMA user_version = {SCHEMA_VERSION}",
     ]
+
+
+HIGHLIGHT_WORK = 1_000_000
+"""Bound on one field's snippet work: its matches * (the event's matches + its sentences / 8).
+
+FTS5's snippet() scores a window at every match of the field by walking
+every match of the event, and the sentence starts before it: 1,000 matches
+in one field took 13 ms, 8,000 took 660 ms, 60,000 (a prompt of 120 KB)
+40 s. The product is bounded instead, so a page's highlighting stays
+linear in its text whatever a gateway sent: 1,000,000 allows 1,000 matches
+in a field (about 15 ms). A field over it is returned without highlights,
+as OpenSearch returns none past HIGHLIGHT_CHARS.
+"""
+_SENTENCE_COST = 8
+"""Sentence starts walked per match walked, in snippet()'s time (measured: ~1.2 ns vs ~10 ns)."""
 
 
 class SqliteFtsBackend:
@@ -274,17 +291,28 @@ class SqliteFtsBackend:
     def _highlights(
         self, conn: sqlite3.Connection, node: Node | None, ids: list[int]
     ) -> dict[int, dict[str, list[str]]]:
+        """Snippets of the hits' fields that match, each within HIGHLIGHT_WORK (one SELECT)."""
         expression = translate_sql.highlight_expression(node)
         if expression is None or not ids:
             return {}
-        snippets = ", ".join(
-            f"snippet(texts, {i}, char(1), char(2), '...', 24)" for i in range(len(_TEXT_COLUMNS))
-        )
-        marks = ", ".join("?" for _ in ids)
+        wanted = self._snippets_wanted(conn, matched_texts(node), ids)
+        rows = sorted(set().union(*wanted))
+        if not rows:
+            return {}
+        columns, params = [], []
+        for i, chosen in enumerate(wanted):
+            snippet = f"snippet(texts, {i}, char(1), char(2), '...', 24)"
+            if not chosen:
+                snippet = "NULL"
+            elif len(chosen) < len(rows):  # else snippet() as such: no CASE on ordinary pages
+                snippet = f"CASE WHEN rowid IN ({_marks(chosen)}) THEN {snippet} END"
+                params += sorted(chosen)
+            columns.append(snippet)
         out: dict[int, dict[str, list[str]]] = {}
         for row in conn.execute(
-            f"SELECT rowid, {snippets} FROM texts WHERE texts MATCH ? AND rowid IN ({marks})",
-            [expression, *ids],
+            f"SELECT rowid, {', '.join(columns)} FROM texts "
+            f"WHERE texts MATCH ? AND rowid IN ({_marks(rows)})",
+            [*params, expression, *rows],
         ):
             found = {
                 f.name: [_marked(fragment)]
@@ -293,6 +321,88 @@ class SqliteFtsBackend:
             }
             out[row[0]] = found
         return out
+
+    def _snippets_wanted(
+        self, conn: sqlite3.Connection, phrases: list[Text], ids: list[int]
+    ) -> list[set[int]]:
+        """Per text column, the hits to call snippet() on: some match, within HIGHLIGHT_WORK.
+
+        The matches are bounded first, each step only where the one before
+        could not clear the hit, all in time linear in the text: a phrase
+        matches at most once per token (FTS5 keeps each field's token count
+        in its docsize table: most hits stop there, their text unread); then,
+        largest field first, at most the substring counts of its tokens in the
+        casefolded text (FTS5 folds no two characters together that casefold
+        keeps apart: checked for every code point on SQLite 3.40); then
+        FTS5's own count (a long text with a hundred "is" has many more inside
+        words). A field without matches gets no snippet() call.
+        """
+        tokenizer = self._tokenizer()
+        tokens = [tokenizer.tokens(p.phrase) for p in phrases]
+        keys = [
+            [t for p, t in zip(phrases, tokens, strict=True) if f.name in p.fields]
+            for f in catalogue.TEXTS
+        ]
+        folded_keys = [[tuple(k.casefold() for k in t) for t in column] for column in keys]
+        phrase_counts = [len(column) for column in keys]
+        widest = max(phrase_counts)
+        wanted: list[set[int]] = [set() for _ in _TEXT_COLUMNS]
+        unclear: dict[int, tuple[list[int], list[int]]] = {}
+        for rowid, sz in conn.execute(
+            f"SELECT id, sz FROM texts_docsize WHERE id IN ({_marks(ids)})", ids
+        ):
+            sizes = _varints(sz)
+            most = widest * sum(sizes)  # at least the event's matches, and each column's
+            if most * (most + max(sizes) // _SENTENCE_COST) <= HIGHLIGHT_WORK:
+                chosen: list[bool | None] = [
+                    n > 0 and size > 0 for n, size in zip(phrase_counts, sizes, strict=True)
+                ]
+            else:
+                bound = [n * size for n, size in zip(phrase_counts, sizes, strict=True)]
+                if None in (chosen := _affordable(bound, sizes)):
+                    unclear[rowid] = (bound, sizes)
+                    continue
+            for column_rows, ok in zip(wanted, chosen, strict=True):
+                if ok:
+                    column_rows.add(rowid)
+        if not unclear:
+            return wanted
+        for rowid, *values in conn.execute(
+            f"SELECT rowid, {', '.join(_TEXT_COLUMNS)} FROM texts WHERE rowid IN "
+            f"({_marks(unclear)})",
+            list(unclear),
+        ):
+            texts = [v or "" for v in values]
+            bound, sentences = unclear[rowid]
+            chosen = _affordable(bound, sentences)
+            for i in sorted(range(len(texts)), key=lambda i: -sentences[i]):  # largest first
+                if None not in chosen:
+                    break
+                if bound[i]:
+                    bound[i] = _matches(texts[i].casefold().count, folded_keys[i])
+                    chosen = _affordable(bound, sentences)
+            if None in chosen:
+                sentences = [min(n, _sentences(t)) for n, t in zip(sentences, texts, strict=True)]
+                chosen = _affordable(bound, sentences)
+            if None in chosen:
+                counts = tokenizer.counts(texts)
+                exact = [
+                    _matches(lambda k: c.get(k, 0), column)  # noqa: B023 (used at once)
+                    for c, column in zip(counts, keys, strict=True)
+                ]
+                chosen = _affordable(exact, sentences)
+            for column_rows, ok in zip(wanted, chosen, strict=True):
+                if ok:
+                    column_rows.add(rowid)
+        return wanted
+
+    def _tokenizer(self) -> _Tokenizer:
+        tokenizer: _Tokenizer | None = getattr(self._local, "tokenizer", None)
+        if tokenizer is None:
+            tokenizer = self._local.tokenizer = _Tokenizer()
+            with self._registry_lock:
+                self._opened.append(tokenizer.conn)
+        return tokenizer
 
     def aggregate(self, spec: AggregateSpec) -> Aggregation:
         """GROUP BY with SQL statistics; exact percentiles by rank with window functions."""
@@ -389,6 +499,88 @@ class SqliteFtsBackend:
                     result[p] = lo + (hi - lo) * (position - low)
                 out[(group, m.name)] = result
         return out
+
+
+class _Tokenizer:
+    """The index's tokenizer on an in-memory FTS5 table: tokens and counts as FTS5 sees them.
+
+    Each use is rolled back, so no prompt text stays in it (nor reaches a file).
+    """
+
+    def __init__(self) -> None:
+        self.conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        columns = ", ".join(_TEXT_COLUMNS)
+        self.conn.execute(f"CREATE VIRTUAL TABLE t USING fts5({columns}, tokenize = '{_TOKENIZE}')")
+        self.conn.execute("CREATE VIRTUAL TABLE t_instances USING fts5vocab(t, instance)")
+        self.conn.execute("CREATE VIRTUAL TABLE t_columns USING fts5vocab(t, col)")
+
+    def tokens(self, phrase: str) -> tuple[str, ...]:
+        """The phrase's tokens, folded (ASCII: letters and digits, lower-cased, as FTS5 does)."""
+        if phrase.isascii():
+            return tuple(_ASCII_TOKEN.findall(phrase.lower()))
+        with self._scratch():
+            self.conn.execute(f"INSERT INTO t ({_TEXT_COLUMNS[0]}) VALUES (?)", (phrase,))
+            found = self.conn.execute("SELECT offset, term FROM t_instances").fetchall()
+        return tuple(term for _, term in sorted(found))
+
+    def counts(self, texts: Sequence[str]) -> list[dict[str, int]]:
+        """Per text column, how many times each token occurs in it."""
+        out: list[dict[str, int]] = [{} for _ in _TEXT_COLUMNS]
+        marks = ", ".join("?" for _ in _TEXT_COLUMNS)
+        with self._scratch():
+            self.conn.execute(f"INSERT INTO t VALUES ({marks})", texts)
+            for term, column, count in self.conn.execute("SELECT term, col, cnt FROM t_columns"):
+                out[_TEXT_COLUMNS.index(column)][term] = count
+        return out
+
+    @contextmanager
+    def _scratch(self) -> Iterator[None]:
+        """A transaction rolled back: the table is empty again after each use."""
+        self.conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.conn.execute("ROLLBACK")
+
+
+_ASCII_TOKEN = re.compile("[a-z0-9]+")
+
+
+def _marks(values: Sized) -> str:
+    return ", ".join("?" for _ in range(len(values)))
+
+
+def _matches(count: Callable[[str], int], phrases: list[tuple[str, ...]]) -> int:
+    """At most the instances of the phrases: each its least frequent token's count."""
+    return sum(min(map(count, tokens)) if tokens else 0 for tokens in phrases)
+
+
+def _affordable(matches: list[int], sentences: list[int]) -> list[bool | None]:
+    """Per column: a match within HIGHLIGHT_WORK (True), none (False), or over it (None).
+
+    ``sentences``: at most the sentence starts of each column.
+    """
+    event = sum(matches)
+    return [
+        (n * (event + s // _SENTENCE_COST) <= HIGHLIGHT_WORK or None) if n else False
+        for n, s in zip(matches, sentences, strict=True)
+    ]
+
+
+def _sentences(text: str) -> int:
+    """At most the sentence starts snippet() finds: a token after '.' or ':' and whitespace."""
+    return 1 + sum(text.count(stop + space) for stop in ".:" for space in " \t\n\r")
+
+
+def _varints(blob: bytes) -> list[int]:
+    """The integers of an FTS5 docsize record (SQLite varints: 7 bits a byte, high bit: more)."""
+    out, value = [], 0
+    for byte in blob:
+        value = value << 7 | byte & 0x7F
+        if byte < 0x80:
+            out.append(value)
+            value = 0
+    return out
 
 
 def _marked(fragment: str) -> str:
