@@ -918,11 +918,14 @@ def test_own_login_variables_are_the_settings_the_components_read() -> None:
     ],
 )
 def test_a_consumer_without_its_own_login_fails_the_render(component: str, role: str) -> None:
-    # The suite's login is aiaudit_writer: the component would start and stay unhealthy.
+    # The component's suite login is a recorder: it would start and stay unhealthy.
     all_enabled = CHART / "ci" / "all-enabled-values.yaml"
     message = render_fails(f"{component}.database.existingSecret=", values=all_enabled)
     assert f"{component}.database.existingSecret is required" in message
     assert role in message
+    # The message once named aiaudit_writer, which these components no longer run as.
+    assert f"the suite's login of {component} (aiaudit_recorder" in message
+    assert "aiaudit_writer" not in message
 
 
 @pytest.mark.parametrize("component", COMPONENTS)
@@ -986,6 +989,106 @@ def test_the_secrets_configure_what_the_services_read() -> None:
     )
     for other in ("ingest", "search", "alerting"):  # the Vault token is the notary's alone
         assert "VAULT_TOKEN" not in effective[other].env, other
+
+
+RECORDERS = ("search", "integrity", "alerting")
+"""The components that append only the suite's own records: their suite login is a recorder."""
+
+
+def _suite_login(deployment: dict[str, Any]) -> dict[str, Any]:
+    """The Secret a pod's ``AIAUDIT_DATABASE_URL`` comes from."""
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    (url,) = [e for e in container["env"] if e["name"] == "AIAUDIT_DATABASE_URL"]
+    return dict(url["valueFrom"]["secretKeyRef"])
+
+
+def test_search_integrity_and_alerting_run_as_the_recorder_and_ingest_as_the_writer(
+    tmp_path: Path,
+) -> None:
+    """Search, integrity and alerting ran as aiaudit_writer: a compromised pod could append
+    forged interactions to any log, which the notary then signed (review, 2026-12-05). Their
+    suite login is now a recorder's (revision 0008); ingest keeps the writer's."""
+    from aiaudit.alerting.settings import AlertingSettings
+    from aiaudit.integrity import settings as integrity_settings
+    from aiaudit.search.settings import SearchSettings
+
+    for sets, recorder in (
+        ((), {"name": "aiaudit-recorder-database", "key": "url"}),
+        (
+            (
+                "aiaudit.recorderDatabase.existingSecret=recorder-login",
+                "aiaudit.recorderDatabase.key=dsn",
+                "aiaudit.database.existingSecret=writer-login",
+            ),
+            {"name": "recorder-login", "key": "dsn"},
+        ),
+    ):
+        objects = render(ALL_ENABLED, *sets)
+        writer = {"name": "writer-login" if sets else "aiaudit-database", "key": "url"}
+        by_component = {component_of(d): d for d in of_kind(objects, "Deployment")}
+        assert set(by_component) == set(COMPONENTS)
+        assert _suite_login(by_component["ingest"]) == writer
+        for component in RECORDERS:
+            assert _suite_login(by_component[component]) == recorder, component
+            # Not the writer's Secret under any other name either.
+            text = json.dumps(by_component[component])
+            assert f'"name": "{writer["name"]}"' not in text, component
+        assert recorder["name"] not in json.dumps(by_component["ingest"])
+        # What each component runs with still passes the server's and the services' loaders.
+        (configmap,) = of_kind(objects, "ConfigMap")
+        effective = {
+            name: _effective(d, configmap["data"]["config.yaml"])
+            for name, d in by_component.items()
+        }
+        for name, settings in effective.items():
+            login = writer if name == "ingest" else recorder
+            assert settings.database_url == (
+                f"postgresql+psycopg://{login['name']}@db/{login['key']}?sslmode=verify-full"
+            ), name
+            config.require_secure_database(
+                settings.database_url, "database_url", settings.allow_insecure
+            )
+        # And as serve loads them, checks included.
+        loaded = {
+            name: _as_the_server_starts(d, configmap["data"]["config.yaml"], tmp_path)
+            for name, d in by_component.items()
+        }
+        for name, settings in loaded.items():
+            assert settings.database_url == SECRET_STAND_INS["DATABASE_URL"], name
+        assert integrity_settings.load(loaded["integrity"]).database_url
+        search = config.section(loaded["search"], "search", SearchSettings)
+        search.validate(loaded["search"].allow_insecure)
+        alerting = config.section(loaded["alerting"], "alerting", AlertingSettings)
+        alerting.validate(loaded["alerting"].allow_insecure)
+
+
+def test_ingest_alone_needs_no_recorder_login() -> None:
+    """The shipped defaults (ingest only) and the embedded store render without one."""
+    for objects in (
+        render(None, "aiaudit.recorderDatabase.existingSecret="),
+        render(ALL_ENABLED, *(f"{c}.enabled=false" for c in RECORDERS)),
+    ):
+        (ingest,) = of_kind(objects, "Deployment")
+        assert _suite_login(ingest) == {"name": "aiaudit-database", "key": "url"}
+        assert "aiaudit-recorder-database" not in json.dumps(objects)
+    dev = render(
+        CHART / "ci" / "tls-disabled-dev-values.yaml",
+        "aiaudit.recorderDatabase.existingSecret=",
+        "ingest.enabled=false",
+        "search.enabled=true",
+    )
+    (search,) = of_kind(dev, "Deployment")
+    env = search["spec"]["template"]["spec"]["containers"][0].get("env", [])
+    assert "AIAUDIT_DATABASE_URL" not in {e["name"] for e in env}
+
+
+@pytest.mark.parametrize("component", RECORDERS)
+def test_a_recorder_without_its_login_fails_the_render(component: str) -> None:
+    """Secure default: no fallback to the writer's login when the recorder's is unset."""
+    others = [f"{c}.enabled=false" for c in RECORDERS if c != component]
+    message = render_fails("aiaudit.recorderDatabase.existingSecret=", *others, values=ALL_ENABLED)
+    assert f"aiaudit.recorderDatabase.existingSecret is required with {component} " in message
+    assert "aiaudit_recorder" in message
 
 
 def test_every_component_seals_content_with_the_transit_key_by_default() -> None:

@@ -174,7 +174,7 @@ a Secret as AIAUDIT_DATABASE_URL.
 {{- $a := .Values.aiaudit }}
 {{- range $key := list "address" "health_address" "data_dir" "database_url" "api_keys_file" "tls_cert_file" "tls_key_file" "tls_client_ca_file" }}
 {{- if hasKey $a.config $key }}
-{{- fail (printf "aiaudit.config.%s is set by the chart (database_url comes from aiaudit.database.existingSecret, tls_* from aiaudit.tls); remove it" $key) }}
+{{- fail (printf "aiaudit.config.%s is set by the chart (database_url comes from aiaudit.database.existingSecret for ingest and aiaudit.recorderDatabase.existingSecret for the others, tls_* from aiaudit.tls); remove it" $key) }}
 {{- end }}
 {{- end }}
 {{- /* Every setting that carries a credential (a password, a token, a URL that is a bearer
@@ -270,10 +270,17 @@ takes valueFrom.secretKeyRef, not a literal value. */}}
 {{- if not $a.database.existingSecret }}
 {{- fail "aiaudit.database.existingSecret is required (or aiaudit.database.embedded=true for dev)" }}
 {{- end }}
+{{- $recorders := list }}
+{{- range $name := list "search" "integrity" "alerting" }}
+{{- if (index $.Values $name).enabled }}{{- $recorders = append $recorders $name }}{{- end }}
+{{- end }}
+{{- if and $recorders (not $a.recorderDatabase.existingSecret) }}
+{{- fail (printf "aiaudit.recorderDatabase.existingSecret is required with %s on PostgreSQL: their AIAUDIT_DATABASE_URL is a LOGIN role in aiaudit_recorder, which appends only the suite's own records (aiaudit.database's aiaudit_writer is ingest's alone: it could append forged interactions to any log)" (join ", " $recorders)) }}
+{{- end }}
 {{- range $name, $role := dict "search" "aiaudit_consumer" "integrity" "aiaudit_notary" "alerting" "aiaudit_alerting" }}
 {{- $c := index $.Values $name }}
 {{- if and $c.enabled (not $c.database.existingSecret) }}
-{{- fail (printf "%s.database.existingSecret is required: the suite's login (aiaudit_writer) cannot write what %s writes; give it a LOGIN role in %s" $name $name $role) }}
+{{- fail (printf "%s.database.existingSecret is required: the suite's login of %s (aiaudit_recorder, from aiaudit.recorderDatabase) cannot write what %s writes; give it a LOGIN role in %s" $name $name $name $role) }}
 {{- end }}
 {{- end }}
 {{- if and $.Values.search.enabled (not $a.opensearch.existingSecret) }}
@@ -300,11 +307,15 @@ terminationGracePeriodSeconds leaves, less 5 s to stop the components. */}}
 {{- $ := .ctx }}
 {{- $a := $.Values.aiaudit }}
 {{- if not $a.database.embedded }}
+{{- /* The suite's login: ingest's is a writer; the others append only the suite's own
+records (access records, rule changes), so theirs is a recorder, which may not append an
+interaction to a log. */}}
+{{- $suite := eq .component "ingest" | ternary $a.database $a.recorderDatabase }}
 - name: AIAUDIT_DATABASE_URL
   valueFrom:
     secretKeyRef:
-      name: {{ $a.database.existingSecret }}
-      key: {{ $a.database.key }}
+      name: {{ $suite.existingSecret }}
+      key: {{ $suite.key }}
 {{- end }}
 {{- if and (eq .component "search") $a.opensearch.existingSecret }}
 - name: AIAUDIT_SEARCH_BACKEND
