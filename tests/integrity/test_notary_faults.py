@@ -224,22 +224,32 @@ def test_one_log_whose_tree_cannot_be_read_stops_no_other_and_shows_in_health(
     first.step()
     first.close()
     assert stored_sizes(admin_url, damaged) == [3] and stored_sizes(admin_url, other) == [2]
+    node = {"t": damaged, "l": 0, "i": 2}  # a leaf node of the damaged log's right edge
+    where = "FROM integrity_nodes WHERE log_id = :t AND level = :l AND idx = :i"
     engine = sa.create_engine(admin_url)
     try:
-        with engine.begin() as conn:  # a leaf node of the damaged log's right edge
-            conn.execute(
-                sa.text("DELETE FROM integrity_nodes WHERE log_id = :t AND level = 0 AND idx = 2"),
-                {"t": damaged},
-            )
+        with engine.begin() as conn:
+            digest = conn.execute(sa.text(f"SELECT hash {where}"), node).scalar_one()
+            conn.execute(sa.text(f"DELETE {where}"), node)
+        try:
+            append(store, damaged, 1)
+            append(store, other, 2)
+            restarted = replicas(keys)  # loads every edge from the rows
+            restarted.step()
+            assert exported_sizes(tmp_path, other) == stored_sizes(admin_url, other) == [2, 4]
+            assert stored_sizes(admin_url, damaged) == [3]  # neither integrated nor signed
+            assert restarted.health[-1] is False  # said, not hidden
+        finally:  # repaired: a broken log in the shared database keeps every later notary down
+            with engine.begin() as conn:
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO integrity_nodes (log_id, level, idx, hash)"
+                        " VALUES (:t, :l, :i, :h)"
+                    ),
+                    {**node, "h": digest},
+                )
     finally:
         engine.dispose()
-    append(store, damaged, 1)
-    append(store, other, 2)
-    restarted = replicas(keys)  # loads every edge from the rows
-    restarted.step()
-    assert exported_sizes(tmp_path, other) == stored_sizes(admin_url, other) == [2, 4]
-    assert stored_sizes(admin_url, damaged) == [3]  # neither integrated nor signed
-    assert restarted.health[-1] is False  # said, not hidden
 
 
 def test_a_signer_answering_with_another_key_is_a_signing_outage(
