@@ -2,29 +2,34 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from opensearchpy import OpenSearch
 
 from aiaudit.search import document
 from aiaudit.search.backends.opensearch import body, mappings
 from tests.helpers import interaction
-from tests.search.conftest import start_suite
+from tests.search.conftest import SearchSuite, start_suite
+
+MONTH = "2026.03"
+"""The month of the index made from the earlier mappings, and of the events."""
 
 
-def test_an_index_from_before_entries_int_takes_integers_and_compares_them_exactly(
-    tmp_path: Path, opensearch_url: str, tenant: str
-) -> None:
-    """Strict mappings refuse an unknown field: the month index this month's events go
-    to was made without ``entries.int``, and the new template alone would not reach it."""
+@contextlib.contextmanager
+def over_an_earlier_index(
+    tmp_path: Path, opensearch_url: str, earlier: dict[str, Any]
+) -> Iterator[tuple[SearchSuite, OpenSearch, str]]:
+    """The suite over a month index made with ``earlier`` mappings; the suite, a direct
+    client and the index, all dropped at the end."""
     prefix = f"aiaudit-test-{uuid.uuid4().hex[:8]}"
-    earlier = mappings()
-    del earlier["properties"]["entries"]["properties"]["int"]
     direct = OpenSearch(hosts=[opensearch_url])
     direct.indices.create(
-        index=f"{prefix}-2026.03",
+        index=f"{prefix}-{MONTH}",
         body={"mappings": earlier, "settings": {"number_of_shards": 1, "number_of_replicas": 0}},
     )
     running = start_suite(
@@ -33,6 +38,23 @@ def test_an_index_from_before_entries_int_takes_integers_and_compares_them_exact
         {"opensearch_url": opensearch_url, "index_prefix": prefix, "refresh_interval": "100ms"},
     )
     try:
+        yield running, direct, f"{prefix}-{MONTH}"
+    finally:
+        running.channel.close()
+        running.suite.stop()
+        direct.indices.delete(index=f"{prefix}-*", params={"ignore_unavailable": "true"})
+        direct.indices.delete_index_template(name=prefix, params={"ignore": 404})
+        direct.close()
+
+
+def test_an_index_from_before_entries_int_takes_integers_and_compares_them_exactly(
+    tmp_path: Path, opensearch_url: str, tenant: str
+) -> None:
+    """Strict mappings refuse an unknown field: the month index this month's events go
+    to was made without ``entries.int``, and the new template alone would not reach it."""
+    earlier = mappings()
+    del earlier["properties"]["entries"]["properties"]["int"]
+    with over_an_earlier_index(tmp_path, opensearch_url, earlier) as (running, _, _):
         events = []
         for i, n in enumerate((2**53, 2**53 + 1)):
             e = interaction(tenant, f"up-{i}")
@@ -43,12 +65,6 @@ def test_an_index_from_before_entries_int_takes_integers_and_compares_them_exact
         running.wait_indexed(tenant, len(events))
         assert running.all_ids(tenant, "attributes.n = 9007199254740993") == ["up-1"]
         assert running.all_ids(tenant, "attributes.n < 9007199254740993") == ["up-0"]
-    finally:
-        running.channel.close()
-        running.suite.stop()
-        direct.indices.delete(index=f"{prefix}-*", params={"ignore_unavailable": "true"})
-        direct.indices.delete_index_template(name=prefix, params={"ignore": 404})
-        direct.close()
 
 
 def test_an_index_from_before_entries_bool_keeps_booleans_apart_and_finds_old_ones_as_before(
@@ -57,22 +73,11 @@ def test_an_index_from_before_entries_bool_keeps_booleans_apart_and_finds_old_on
     """An index made without ``entries.bool`` takes documents holding it; a document
     indexed before it (booleans as the text "true") is found as it was, by ``= true``
     and by ``= "true"`` alike, until indexed again; new ones tell the two apart."""
-    prefix = f"aiaudit-test-{uuid.uuid4().hex[:8]}"
     earlier = mappings()
     # The fields as named in the mappings before: a document then had neither.
     earlier["properties"]["entries"]["properties"].pop("bool", None)
     earlier["properties"].pop("typed_bools", None)
-    direct = OpenSearch(hosts=[opensearch_url])
-    direct.indices.create(
-        index=f"{prefix}-2026.03",
-        body={"mappings": earlier, "settings": {"number_of_shards": 1, "number_of_replicas": 0}},
-    )
-    running = start_suite(
-        tmp_path,
-        "opensearch",
-        {"opensearch_url": opensearch_url, "index_prefix": prefix, "refresh_interval": "100ms"},
-    )
-    try:
+    with over_an_earlier_index(tmp_path, opensearch_url, earlier) as (running, direct, index):
         events = []
         for name, value in (
             ("text", "true"),
@@ -99,7 +104,7 @@ def test_an_index_from_before_entries_bool_keeps_booleans_apart_and_finds_old_on
                 if "bool" in entry:
                     entry["str"] = "true" if entry.pop("bool") else "false"
             direct.index(
-                index=f"{prefix}-2026.03",
+                index=index,
                 id=doc.doc_id,
                 body=source,
                 routing=tenant,
@@ -113,9 +118,3 @@ def test_an_index_from_before_entries_bool_keeps_booleans_apart_and_finds_old_on
             "bool",
             "old-bool",
         ]
-    finally:
-        running.channel.close()
-        running.suite.stop()
-        direct.indices.delete(index=f"{prefix}-*", params={"ignore_unavailable": "true"})
-        direct.indices.delete_index_template(name=prefix, params={"ignore": 404})
-        direct.close()
