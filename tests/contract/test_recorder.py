@@ -236,7 +236,8 @@ def test_a_recorder_writes_the_event_tables_only_through_the_checked_function(
     with psycopg.connect(postgres.admin_dsn) as conn:
         conn.execute("DELETE FROM event_content WHERE log_id = %s", (tenant,))
     seq0 = recorder.read_log(tenant, 0, 1)[0]
-    back = record._replace(receive_time=seq0.receive_time)
+    # (a record received then, as its canonical form must say since revision 0010)
+    back = prepare(access_event(DEV_CALLER, tenant, "GetEvent", {}, now), seq0.receive_time)
     with pytest.raises(psycopg.errors.InsufficientPrivilege, match="at the head"):
         _as(url, _called((back, 0)))
     assert _rows(postgres, tenant) == {"log_entries": 1, "events": 1, "event_content": 0, "size": 1}
@@ -352,3 +353,62 @@ def _checkpoint(stub: integrity_grpc.IntegrityServiceStub, tenant: str) -> int:
             raise
         return 0
     return int(got.checkpoint.tree_size)
+
+
+@pytest.mark.parametrize("event_id", ["req-42", str(uuid.uuid4()), "access-req-42"])
+def test_a_recorder_cannot_claim_an_event_id_a_gateway_may_send(
+    postgres: Postgres, recorder: SqlEventStore, tenant: str, event_id: str
+) -> None:
+    """Idempotency is per log and event id: a record under a gateway's id made its event a conflict.
+
+    A record's id is its kind's (``access-<uuid>``, ``rule-change-<uuid>``),
+    never one an SDK (a UUID) or a gateway (its request id) chooses.
+    """
+    now = dt.datetime.now(dt.UTC)
+    claim = access_event(DEV_CALLER, tenant, "GetEvent", {}, now)
+    claim.event_id = event_id  # its canonical form says so too: a consistent record
+    with pytest.raises((psycopg.Error, sa.exc.DBAPIError), match=REFUSED):
+        recorder.append_group([[prepare(claim, now)]])
+    real = interaction(tenant, text="the gateway's")
+    real.event_id = event_id
+    writer = open_store(postgres.app_url)
+    try:
+        (receipts,) = writer.append_group([[prepare(real, now)]])
+    finally:
+        writer.close()
+    assert isinstance(receipts, list) and not receipts[0].duplicate
+    assert [e.to_event().event_type for e in recorder.read_log(tenant, 0, 10)] == [
+        ev.EVENT_TYPE_INTERACTION
+    ]
+
+
+def test_a_recorder_cannot_store_columns_its_canonical_form_does_not_say(
+    postgres: Postgres, recorder: SqlEventStore, tenant: str
+) -> None:
+    """The event id, log, times and search columns are each what ``verify`` derives."""
+    url = recorder.engine.url.render_as_string(hide_password=False)
+    now = dt.datetime.now(dt.UTC)
+    AccessLog(recorder).record(DEV_CALLER, tenant, "SearchEvents", {})  # seq 0, head 1
+
+    def record(of: str = tenant) -> NewEvent:
+        return prepare(access_event(DEV_CALLER, of, "GetEvent", {}, now), now)
+
+    other_tenant = record(f"{tenant}-other")  # its canonical tenantId is another tenant's
+    other_tenant.event.tenant_id = tenant  # ... but the row goes to this log
+    other_id = record()
+    other_id.event.event_id = f"access-{uuid.uuid4()}"  # the row's id is not the canonical's
+    user = record()
+    later = now + dt.timedelta(seconds=1)
+    for forged in [
+        other_tenant,
+        other_id,
+        user._replace(search=(*user.search[:2], "someone-else", *user.search[3:])),
+        user._replace(search=(user.search[0], later, *user.search[2:])),  # occurred time
+        user._replace(receive_time=later),
+        user._replace(search=(*user.search[:5], "gpt-forged", *user.search[6:])),  # model
+    ]:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="records only"):
+            _as(url, _called((forged, 1)))
+    assert _rows(postgres, tenant) == {"log_entries": 1, "events": 1, "event_content": 1, "size": 1}
+    _as(url, _called((record(), 1)))  # the same record, as prepared, is taken
+    assert _rows(postgres, tenant)["size"] == 2
