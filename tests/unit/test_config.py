@@ -599,3 +599,55 @@ def test_a_command_that_serves_nothing_skips_the_oidc_checks_and_no_backend_chec
     flag = {"database_url": "--database-url"}
     with pytest.raises(config.ConfigError, match="'--database-url'"):
         config.load(env={}, overrides={"database_url": REMOTE_PG}, serving=False, flags=flag)
+
+
+@pytest.mark.parametrize(
+    ("url", "env"),
+    [
+        ("postgresql+psycopg://svc:pw@/aiaudit?service=prod", {}),
+        ("postgresql+psycopg://svc:pw@localhost/aiaudit?service=prod", {}),
+        ("postgresql+psycopg://svc:pw@/aiaudit", {"PGSERVICE": "prod"}),
+        ("postgresql+psycopg://svc:pw@/aiaudit", {"PGSERVICE": "prod", "PGSSLMODE": "verify-full"}),
+        ("postgresql+psycopg://svc:pw@localhost/aiaudit", {"PGHOSTADDR": "10.0.0.5"}),
+        ("postgresql+psycopg://svc:pw@/aiaudit", {"PGHOSTADDR": "10.0.0.5"}),
+    ],
+)
+def test_a_service_file_or_pghostaddr_does_not_take_the_database_elsewhere_in_clear(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, url: str, env: dict[str, str]
+) -> None:
+    """The review's repro (2026-12-05): libpq fills what a URL leaves out from
+    pg_service.conf (the URL's ``service`` or ``PGSERVICE``), ahead of ``PGHOST`` and
+    ``PGSSLMODE``, and connects to ``PGHOSTADDR`` whatever the host; the check read
+    neither, so these passed while libpq went to db.example (or 10.0.0.5) with
+    ``sslmode=disable``. A service needs the URL's own verify-full, which it cannot
+    override."""
+    service_file = tmp_path / "pg_service.conf"
+    service_file.write_text("[prod]\nhost=db.example\nsslmode=disable\n")
+    for name in ("PGHOST", "PGHOSTADDR", "PGSSLMODE", "PGSERVICE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PGSERVICEFILE", str(service_file))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(config.ConfigError, match="setting 'database_url'") as err:
+        config.load(env={"AIAUDIT_DATABASE_URL": url})
+    assert "allow_insecure=true" in str(err.value) and "svc:pw" not in str(err.value)
+    config.load(env={"AIAUDIT_DATABASE_URL": url, "AIAUDIT_ALLOW_INSECURE": "true"})
+    verified = url + ("&" if "?" in url else "?") + "sslmode=verify-full"
+    if "PGHOSTADDR" not in env:  # the URL's own mode beats the service's and PGSSLMODE
+        assert config.load(env={"AIAUDIT_DATABASE_URL": verified}).database_url == verified
+
+
+@pytest.mark.parametrize(
+    "variable",
+    ["AIAUDIT_CONTENT_VAULT_ADDR", "AIAUDIT_INTEGRITY_VAULT_ADDR", "AIAUDIT_SEARCH_OPENSEARCH_URL"],
+)
+def test_a_backend_url_that_only_urllib_reads_as_loopback_is_another_host(variable: str) -> None:
+    """The review's repro (2026-12-05): in ``http://vault.example\\@127.0.0.1:8200`` urllib
+    finds 127.0.0.1 after the user-info, while requests (hvac's client) ends the authority at
+    the backslash and sends the Vault token in clear to vault.example."""
+    import requests
+
+    url = "http://vault.example\\@127.0.0.1:8200/"
+    assert requests.Request("GET", url).prepare().url.startswith("http://vault.example/")
+    with pytest.raises(config.ConfigError, match=r"vault\.example"):
+        _validate_sections(config.load(env={variable: url}))

@@ -567,8 +567,11 @@ def require_secure_url(
     """
     parts = urllib.parse.urlsplit(url.strip())
     host = parts.hostname or ""
-    if allow_insecure or _loopback(host):
+    client = _client_host(url.strip())
+    if allow_insecure or (_loopback(host) and _loopback(client)):
         return
+    if _loopback(host):  # the clients would go elsewhere: name where
+        host = client or "?"
     shown = f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
     if parts.scheme.lower() == "http":
         raise ConfigError(
@@ -583,6 +586,23 @@ def require_secure_url(
         )
 
 
+def _client_host(url: str) -> str:
+    r"""The host requests (hvac's client) and urllib3 send to, "" if they find none.
+
+    They parse as browsers do, a backslash ending the authority: in
+    ``http://vault.example\@127.0.0.1:8200`` urllib.parse finds 127.0.0.1 (after the
+    user-info's ``@``) and requests finds vault.example, so a check by urllib.parse alone
+    let the Vault token go in clear to another host (review, 2026-12-05). Loopback only
+    when both parsers say so.
+    """
+    import urllib3.util
+
+    try:
+        return urllib3.util.parse_url(url).host or ""
+    except ValueError:  # urllib3's LocationParseError
+        return ""
+
+
 VERIFIED_SSLMODES = ("verify-full", "verify-ca")
 """libpq ``sslmode`` values that check the server's certificate. ``prefer`` (the default)
 falls back to plaintext without a word, and neither it nor ``require`` checks who answers."""
@@ -593,8 +613,17 @@ def require_secure_database(url: str, setting: str, allow_insecure: bool) -> Non
 
     The login's password and every event go over it. A host is each ``host``/``hostaddr``
     of the URL (a path is a Unix socket, local); a URL naming none uses ``PGHOST``, else
-    the local socket. The mode is the URL's ``sslmode``, else ``PGSSLMODE``, as libpq takes
-    them. Loopback and ``localhost`` need nothing (the tests, a sidecar proxy).
+    the local socket, and one naming no ``hostaddr`` uses ``PGHOSTADDR`` (libpq connects
+    there, ``host`` only names the certificate). The mode is the URL's ``sslmode``, else
+    ``PGSSLMODE``, as libpq takes them. Loopback and ``localhost`` need nothing (the
+    tests, a sidecar proxy).
+
+    A ``service`` (the URL's, or ``PGSERVICE``) lets pg_service.conf fill in what the URL
+    leaves out, ``host``, ``hostaddr`` and ``sslmode`` included, ahead of the ``PG*``
+    variables: ``postgresql+psycopg:///db?service=prod`` named no host and passed while
+    libpq went to the service's host with its ``sslmode=disable`` (review, 2026-12-05).
+    With a service the URL itself must say ``sslmode=verify-full`` (or ``verify-ca``),
+    which the service cannot override.
     """
     if allow_insecure or not url.startswith("postgresql"):
         return
@@ -611,6 +640,19 @@ def require_secure_database(url: str, setting: str, allow_insecure: bool) -> Non
         hosts += [given] if isinstance(given, str) else list(given)
     if not hosts and os.environ.get("PGHOST"):
         hosts = os.environ["PGHOST"].split(",")
+    if "hostaddr" not in parsed.query and os.environ.get("PGHOSTADDR"):
+        hosts += os.environ["PGHOSTADDR"].split(",")  # libpq connects there, whatever host says
+    service = parsed.query.get("service") or os.environ.get("PGSERVICE") or ""
+    if service:
+        if parsed.query.get("sslmode") in VERIFIED_SSLMODES:
+            return
+        raise ConfigError(
+            f"setting {setting!r}: PostgreSQL through service={service!r} (pg_service.conf, "
+            "the URL's or PGSERVICE), which may name any host and sslmode ahead of PGHOST and "
+            "PGSSLMODE, and the URL says no sslmode=verify-full: the connection may be "
+            "plaintext to another host; add sslmode=verify-full (and sslrootcert=<the "
+            "server's CA file>) to the URL, or set allow_insecure=true for a trusted network"
+        )
     remote = [h for h in hosts if not _local_database_host(h)]
     if not remote:
         return
