@@ -20,6 +20,7 @@ import hmac
 import logging
 import math
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -48,6 +49,10 @@ before a Secret's new content reaches the pod (kubelet's sync, about a minute)."
 
 REPEAT_PROBLEM_SECONDS = 60.0
 """A keys file that stays unreadable or invalid is named in an ERROR again this often."""
+
+MAX_KEYS_FILE_BYTES = 16 * 1024 * 1024
+"""A larger ``api_keys_file`` is a problem, not read (about 80,000 keys fit): it is read
+and parsed on a call's way in, holding every other call that needs the keys."""
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     # AI gateways: write events, nothing else.
@@ -226,17 +231,38 @@ class KeysFile:
 
     def _read(self, reload: bool) -> tuple[tuple[int, ...], dict[str, Caller]]:
         path = self._path
+        where = f"setting 'api_keys_file': {path}"
         try:
-            seen = _identity(os.stat(path))  # before the read: a later change is seen next time
-            text = path.read_text()
+            # Not blocking: a FIFO put there held this thread, and every call behind the
+            # lock, for ever (review, 2026-12-05). The identity is the file read's own.
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+            with os.fdopen(fd, "rb") as f:
+                st = os.fstat(f.fileno())
+                if not stat.S_ISREG(st.st_mode):
+                    raise ConfigError(f"{where}: not a regular file")
+                if st.st_size > MAX_KEYS_FILE_BYTES:
+                    raise ConfigError(f"{where}: {st.st_size} bytes, over {MAX_KEYS_FILE_BYTES}")
+                data = f.read(MAX_KEYS_FILE_BYTES + 1)
         except OSError as exc:
-            raise ConfigError(f"setting 'api_keys_file': {path}: {exc}") from None
+            raise ConfigError(f"{where}: {exc}") from None
+        seen = _identity(st)
+        if len(data) > MAX_KEYS_FILE_BYTES:
+            raise ConfigError(f"{where}: over {MAX_KEYS_FILE_BYTES} bytes")
+        try:
+            text = data.decode()
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{where}: not UTF-8 ({exc})") from None
         if reload and not text.strip():
             raise ConfigError(
-                f"setting 'api_keys_file': {path}: empty (a write in progress?); "
-                "write 'keys: []' to refuse every key"
+                f"{where}: empty (a write in progress?); write 'keys: []' to refuse every key"
             )
-        keys = _parse_keys(path, text)
+        try:
+            keys = _parse_keys(path, text)
+        except ConfigError:
+            raise
+        except Exception as exc:  # YAML's constructors raise ValueError (a bad date), ...
+            # It escaped the reload and failed every call, the last good keys unused.
+            raise ConfigError(f"{where}: {type(exc).__name__}: {exc}") from None
         return seen, {d: replace(c, revoked=partial(self._revoked, d, c)) for d, c in keys.items()}
 
     def _revoked(self, digest: str, caller: Caller) -> bool:
