@@ -13,10 +13,13 @@
 // Usage:
 //
 //	aiaudit-go-verifier checkpoint -verifier-key KEY -origin O FILE
-//	aiaudit-go-verifier bundle -verifier-key KEY -origin-prefix P FILE
+//	aiaudit-go-verifier bundle -verifier-key KEY -origin-prefix P [-log LOG]... FILE
 //	aiaudit-go-verifier consistency -verifier-key KEY -origin O -old FILE -new FILE -proof FILE
 //
-// -verifier-key may be repeated (rotated keys). Exit status: 0 all verified,
+// -verifier-key may be repeated (rotated keys). -log (repeatable) names the logs a
+// bundle must hold: a line of any other log is a problem, as with aiaudit verify --log.
+// Two checkpoints of one origin and size with different roots are a forked log.
+// Exit status: 0 all verified,
 // 1 something did not verify (each problem printed) or a bundle held no event,
 // 2 bad usage or input.
 package main
@@ -39,6 +42,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	tlog "github.com/transparency-dev/formats/log"
@@ -80,7 +84,7 @@ func main() {
 
 func usage() {
 	fmt.Fprintln(os.Stderr, "usage: aiaudit-go-verifier checkpoint -verifier-key KEY -origin O FILE\n"+
-		"       aiaudit-go-verifier bundle -verifier-key KEY -origin-prefix P FILE\n"+
+		"       aiaudit-go-verifier bundle -verifier-key KEY -origin-prefix P [-log LOG]... FILE\n"+
 		"       aiaudit-go-verifier consistency -verifier-key KEY -origin O -old FILE -new FILE -proof FILE")
 	os.Exit(2)
 }
@@ -127,6 +131,62 @@ func openCheckpoint(text []byte, origin string, keys []note.Verifier) (*tlog.Che
 		last = err
 	}
 	return nil, last
+}
+
+// opened is a bundle's checkpoints that verified, by their signed text, whatever their
+// origin: the fork check compares every one of them, as aiaudit's does.
+type opened map[string]*tlog.Checkpoint
+
+// open verifies a bundle line's checkpoint (or finds it verified by an earlier line) and
+// requires its origin. It opens the checkpoint with the origin the note names, so that a
+// checkpoint of another log still counts for the fork check, then compares the origin.
+func (o opened) open(text, origin string, keys []note.Verifier) (*tlog.Checkpoint, error) {
+	cp, ok := o[text]
+	if !ok {
+		named, _, _ := strings.Cut(text, "\n")
+		var err error
+		if cp, err = openCheckpoint([]byte(text), named, keys); err != nil {
+			return nil, err
+		}
+		o[text] = cp
+	}
+	if cp.Origin != origin {
+		return nil, originError{cp.Origin, origin}
+	}
+	return cp, nil
+}
+
+// originError is a checkpoint that verified but is another log's.
+type originError struct{ got, want string }
+
+func (e originError) Error() string {
+	return fmt.Sprintf("checkpoint origin %s is not %s", pyRepr(e.got), e.want)
+}
+
+// root is the first line whose checkpoint had an origin and size, and that root.
+type root struct {
+	hash []byte
+	line int
+}
+
+// forked names an earlier line whose checkpoint has this one's origin and size but not
+// its root: the log then shows two histories and its key signed both. aiaudit's wording.
+func forked(text string, number int, o opened, roots map[string]root) []string {
+	cp, ok := o[text]
+	if !ok {
+		return nil // the checkpoint did not open: named already
+	}
+	key := fmt.Sprintf("%s\x00%d", cp.Origin, cp.Size)
+	earlier, ok := roots[key]
+	if !ok {
+		roots[key] = root{cp.Hash, number}
+		return nil
+	}
+	if bytes.Equal(earlier.hash, cp.Hash) {
+		return nil
+	}
+	return []string{fmt.Sprintf("checkpoint %s size %d has another root than line %d's: a forked log",
+		cp.Origin, cp.Size, earlier.line)}
 }
 
 // checkpointSpelling refuses what the note and checkpoint libraries read leniently:
@@ -384,6 +444,8 @@ func runBundle(args []string, out io.Writer) (int, error) {
 	var keys keyList
 	fs.Var(&keys, "verifier-key", "published note verifier key (repeatable)")
 	prefix := fs.String("origin-prefix", "", "checkpoint origin prefix; a log's origin is PREFIX/LOG_ID")
+	var logs keyList
+	fs.Var(&logs, "log", "only this log (repeatable): a line of another log is a problem")
 	if err := fs.Parse(args); err != nil {
 		return 0, err
 	}
@@ -403,6 +465,7 @@ func runBundle(args []string, out io.Writer) (int, error) {
 	scanner.Buffer(make([]byte, 1<<20), 64<<20)
 	checked, problems := 0, 0
 	seen := map[string]int{} // "log\x00seq:N" and "log\x00id:E" -> first line: each event once
+	checkpoints, roots := opened{}, map[string]root{}
 	for number := 1; scanner.Scan(); number++ {
 		text := scanner.Bytes()
 		if len(bytes.Trim(text, asciiSpace)) == 0 {
@@ -414,7 +477,12 @@ func runBundle(args []string, out io.Writer) (int, error) {
 		if err != nil {
 			found = []string{fmt.Sprintf("malformed line: %v", err)}
 		} else {
-			found = append(duplicate(line, number, seen), checkLine(line, *prefix, list)...)
+			found = duplicate(line, number, seen)
+			whats, proof := checkLine(line, *prefix, list, logs, checkpoints)
+			found = append(found, whats...)
+			if proof != nil {
+				found = append(found, forked(string(proof.Checkpoint), number, checkpoints, roots)...)
+			}
 		}
 		if id == "" {
 			id = "?"
@@ -454,30 +522,60 @@ func duplicate(line bundleLine, number int, seen map[string]int) []string {
 	return found
 }
 
-// checkLine verifies one event: checkpoint signature and origin, leaf, inclusion, commitments.
-func checkLine(line bundleLine, prefix string, keys []note.Verifier) []string {
-	if line.LogID == "" || line.EventID == "" || line.Sequence == nil {
-		return []string{"log_id, event_id and sequence are required"}
-	}
+// checkLine verifies one event: its log is one asked for, checkpoint signature and origin,
+// leaf, inclusion, commitments. It returns the line's tlog-proof once the line is well
+// formed (aiaudit would not call it malformed), for the fork check.
+func checkLine(line bundleLine, prefix string, keys []note.Verifier, logs []string, o opened) ([]string, *tproof.TLogProof) {
 	canonical, err := decodeBase64(line.Canonical)
 	if err != nil {
-		return []string{fmt.Sprintf("canonical is not base64: %v", err)}
+		return []string{fmt.Sprintf("canonical is not base64: %v", err)}, nil
 	}
 	var p tproof.TLogProof
 	if err := p.Unmarshal([]byte(line.TlogProof)); err != nil {
-		return []string{fmt.Sprintf("tlog-proof: %v", err)}
+		return []string{fmt.Sprintf("tlog-proof: %v", err)}, nil
 	}
 	if err := proofSpelling(line.TlogProof, p); err != nil {
-		return []string{fmt.Sprintf("tlog-proof: %v", err)}
+		return []string{fmt.Sprintf("tlog-proof: %v", err)}, nil
+	}
+	if (line.Salt == nil) != (line.Content == nil) {
+		// Content is only as good as the commitment the salt lets us recompute.
+		return []string{"salt and content come together: this line has only one"}, nil
+	}
+	var salt []byte
+	if line.Salt != nil {
+		if salt, err = decodeBase64(*line.Salt); err != nil {
+			return []string{fmt.Sprintf("salt is not base64: %v", err)}, nil
+		}
+	}
+	if len(logs) > 0 && !slices.Contains(logs, line.LogID) {
+		// aiaudit's wording: the id as Python's repr, the logs asked for sorted.
+		asked := slices.Sorted(slices.Values(logs))
+		return []string{fmt.Sprintf("log %s is not one of the logs to verify (%s)",
+			pyRepr(line.LogID), strings.Join(asked, ", "))}, &p
+	}
+	if line.LogID == "" || line.EventID == "" || line.Sequence == nil {
+		return []string{"log_id, event_id and sequence are required"}, &p
 	}
 	if p.Index != *line.Sequence {
-		return []string{fmt.Sprintf("proof index %d is not the event's sequence %d", p.Index, *line.Sequence)}
+		return []string{fmt.Sprintf("proof index %d is not the event's sequence %d", p.Index, *line.Sequence)}, &p
 	}
-	cp, err := openCheckpoint(p.Checkpoint, prefix+"/"+line.LogID, keys)
-	if err != nil {
-		return []string{fmt.Sprintf("checkpoint: %v", err)}
+	cp, err := o.open(string(p.Checkpoint), prefix+"/"+line.LogID, keys)
+	var wrong originError
+	if errors.As(err, &wrong) {
+		return []string{err.Error()}, &p // aiaudit's wording
+	} else if err != nil {
+		return []string{fmt.Sprintf("checkpoint: %v", err)}, &p
 	}
-	var problems []string
+	problems, malformed := checkEvent(line, canonical, salt, p, cp)
+	if malformed {
+		return problems, nil
+	}
+	return problems, &p
+}
+
+// checkEvent checks a line's event against its opened checkpoint: leaf, inclusion,
+// identity, commitments; malformed if the canonical bytes are no JSON object.
+func checkEvent(line bundleLine, canonical, salt []byte, p tproof.TLogProof, cp *tlog.Checkpoint) (problems []string, malformed bool) {
 	hashes := make([][]byte, len(p.Hashes))
 	for i := range p.Hashes {
 		hashes[i] = p.Hashes[i][:]
@@ -490,23 +588,15 @@ func checkLine(line bundleLine, prefix string, keys []note.Verifier) []string {
 	decoder := json.NewDecoder(bytes.NewReader(canonical))
 	decoder.UseNumber()
 	if err := decoder.Decode(&event); err != nil {
-		return append(problems, fmt.Sprintf("canonical is not a JSON object: %v", err))
+		return append(problems, fmt.Sprintf("canonical is not a JSON object: %v", err)), true
 	}
 	if event["eventId"] != line.EventID || event["tenantId"] != line.LogID {
 		problems = append(problems, "canonical eventId/tenantId are not the line's event_id/log_id")
 	}
-	if (line.Salt == nil) != (line.Content == nil) {
-		// Content is only as good as the commitment the salt lets us recompute.
-		return append(problems, "salt and content come together: this line has only one")
-	}
 	if line.Salt != nil {
-		salt, err := decodeBase64(*line.Salt)
-		if err != nil {
-			return append(problems, fmt.Sprintf("salt is not base64: %v", err))
-		}
 		problems = append(problems, commitmentProblems(event, line.Content, salt)...)
 	}
-	return problems
+	return problems, false
 }
 
 // proofSpelling refuses a tlog-proof that is not written exactly as the library writes
@@ -665,4 +755,39 @@ func describe(err error) string {
 			base64.StdEncoding.EncodeToString(mismatch.ExpectedRoot))
 	}
 	return strings.ReplaceAll(err.Error(), "\n", " ")
+}
+
+// pyRepr spells a string as Python's repr does, as aiaudit names a log id: in single
+// quotes (double if it holds a single quote and no double one), with backslash, the
+// quote, tab, LF, CR and every unprintable character escaped.
+func pyRepr(s string) string {
+	quote := '\''
+	if strings.ContainsRune(s, '\'') && !strings.ContainsRune(s, '"') {
+		quote = '"'
+	}
+	var b strings.Builder
+	b.WriteRune(quote)
+	for _, r := range s {
+		switch {
+		case r == quote || r == '\\':
+			b.WriteRune('\\')
+			b.WriteRune(r)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case unicode.IsPrint(r):
+			b.WriteRune(r)
+		case r < 0x100:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		case r < 0x10000:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			fmt.Fprintf(&b, `\U%08x`, r)
+		}
+	}
+	b.WriteRune(quote)
+	return b.String()
 }

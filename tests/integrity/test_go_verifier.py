@@ -12,6 +12,7 @@ in the Vault test, by a real OpenBao's Transit engine.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import json
 from pathlib import Path
@@ -20,10 +21,11 @@ from typing import Any
 import pytest
 
 from aiaudit.cli.main import main
+from aiaudit.common.store.prepare import prepare
 from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.ingest.v1 import ingest_service_pb2 as ingest_pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as ingest_grpc
-from aiaudit.integrity import note
+from aiaudit.integrity import bundle, merkle, note
 from aiaudit.integrity.note import file_signer
 from aiaudit.integrity.signers import TransitKeys
 from aiaudit.integrity.v1 import integrity_service_pb2 as pb
@@ -31,7 +33,7 @@ from tests import go_verifier as go
 from tests.conftest import Running
 from tests.helpers import interaction, wait_until
 from tests.integrity.conftest import ORIGIN_PREFIX, Vault
-from tests.integrity.test_cli import key_of, make_bundle, write
+from tests.integrity.test_cli import TENANT, key_of, make_bundle, write
 from tests.integrity.test_service import checkpoint_covers, integrity
 from tests.integrity.test_vault import bootstrapped
 
@@ -151,13 +153,14 @@ def test_a_bundle_verifies_with_public_go_libraries_and_each_tampering_is_named(
     assert refused.stdout.startswith("line 1 event g-0: checkpoint: "), refused.stdout
     rewrite(bundle, original[1:2])
     other = file_signer("someone-else", tmp_path / "other.key").verifier_key.encode()
-    for args in (
-        ["-verifier-key", other, "-origin-prefix", ORIGIN_PREFIX],
-        ["-verifier-key", key, "-origin-prefix", "another.example/log"],
+    origin = f"checkpoint origin '{ORIGIN_PREFIX}/{tenant}' is not another.example/log/{tenant}"
+    for args, reason in (
+        (["-verifier-key", other, "-origin-prefix", ORIGIN_PREFIX], "checkpoint: "),
+        (["-verifier-key", key, "-origin-prefix", "another.example/log"], origin + "\n"),
     ):
         wrong = go.run(go_verifier, "bundle", *args, bundle)
         assert wrong.returncode == 1
-        assert wrong.stdout.startswith("line 1 event g-1: checkpoint: "), wrong.stdout
+        assert wrong.stdout.startswith(f"line 1 event g-1: {reason}"), wrong.stdout
 
     # Content without the salt that shows it was committed to (a forged prompt), and an
     # event listed twice: both refused, as `aiaudit verify --bundle` refuses them.
@@ -432,3 +435,100 @@ def test_a_line_is_one_json_object_spelt_one_way_in_both_verifiers(
     assert refused.stdout.endswith("\n1 event(s) checked, 1 problem(s)\n"), refused.stdout
     assert main([*python, str(path)]) == 1
     assert f"line 1 {reason}" in capsys.readouterr().out
+
+
+def bundle_of(tmp_path: Path, tenant: str, n: int) -> list[dict[str, Any]]:
+    """``n`` events of ``tenant`` with proofs to one checkpoint signed by ``tmp_path/key.pem``
+    (as ``make_bundle``, whose log is always TENANT)."""
+    signer = note.file_signer(ORIGIN_PREFIX, tmp_path / "key.pem")
+    now = dt.datetime.now(dt.UTC)
+    prepared = [prepare(interaction(tenant, f"{tenant}-{i}"), now) for i in range(n)]
+    tree, edge = merkle.MemoryNodeStore(), merkle.CompactRange()
+    tree.write_nodes(edge.extend(p.committed.leaf_hash for p in prepared))
+    cp = note.Checkpoint(f"{ORIGIN_PREFIX}/{tenant}", n, edge.root())
+    signed = note.sign_checkpoint(cp, [signer])
+    return [
+        json.loads(
+            bundle.event_line(
+                tenant,
+                i,
+                p.event.event_id,
+                p.committed.canonical,
+                bundle.format_tlog_proof(i, merkle.inclusion_proof(i, n, tree), signed),
+                p.salt,
+                p.committed.content,
+            )
+        )
+        for i, p in enumerate(prepared)
+    ]
+
+
+def both(
+    go_verifier: Path, capsys: pytest.CaptureFixture[str], path: Path, *options: str
+) -> tuple[int, list[str]]:
+    """Both verifiers on one bundle with the same options (``--log`` as ``-log``): the exit
+    status and problem lines they agree on (each fails the test if the other differs)."""
+    key = key_of(path.parent)
+    python = ["verify", "--bundle", str(path), "--verifier-key", key]
+    status = main([*python, "--origin-prefix", ORIGIN_PREFIX, *options])
+    problems = capsys.readouterr().out.splitlines()
+    check = ["bundle", "-verifier-key", key, "-origin-prefix", ORIGIN_PREFIX]
+    independent = go.run(go_verifier, *check, *(o.replace("--", "-", 1) for o in options), path)
+    assert independent.returncode == status, independent.stdout + independent.stderr
+    *go_problems, summary = independent.stdout.splitlines()
+    assert go_problems == problems, independent.stdout
+    n = sum(1 for line in path.read_text().splitlines() if line.strip())
+    assert summary == f"{n} event(s) checked, {len(problems)} problem(s)"
+    return status, problems
+
+
+def test_log_restricts_a_bundle_to_its_logs_in_both_verifiers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], go_verifier: Path
+) -> None:
+    """The Go verifier had no -log: a bundle that spliced another tenant's lines (each
+    with a valid proof) into this tenant's export passed, and no option could refuse it,
+    while `aiaudit verify --bundle --log` names each line of another log."""
+    mixed = write(tmp_path / "mixed.jsonl", make_bundle(tmp_path) + bundle_of(tmp_path, "t2", 2))
+    assert both(go_verifier, capsys, mixed) == (0, [])
+    assert both(go_verifier, capsys, mixed, "--log", "t2", "--log", TENANT) == (0, [])
+    assert both(go_verifier, capsys, mixed, "--log", TENANT) == (
+        1,
+        [
+            f"line 4 event t2-0: log 't2' is not one of the logs to verify ({TENANT})",
+            f"line 5 event t2-1: log 't2' is not one of the logs to verify ({TENANT})",
+        ],
+    )
+    status, problems = both(go_verifier, capsys, mixed, "--log", "zz", "--log", "t2")
+    assert status == 1 and len(problems) == 3
+    asked = "is not one of the logs to verify (t2, zz)"  # sorted, as Python sorts them
+    assert problems[0] == f"line 1 event e-0: log '{TENANT}' {asked}"
+
+
+def test_two_roots_for_one_checkpoint_size_are_a_forked_log_in_both_verifiers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], go_verifier: Path
+) -> None:
+    """Two checkpoints of one log and size with different roots, both signed (an
+    equivocating notary, a stolen key), each line with a valid proof to its own: the Go
+    verifier passed (exit 0), `aiaudit verify --bundle` names the forked log."""
+    one, other, third = make_bundle(tmp_path), make_bundle(tmp_path), make_bundle(tmp_path)
+    assert both(go_verifier, capsys, write(tmp_path / "other.jsonl", other)) == (0, [])
+    forked = write(tmp_path / "forked.jsonl", [one[0], other[1], one[2]])
+    fork = f"checkpoint {ORIGIN_PREFIX}/{TENANT} size 3 has another root than line 1's"
+    assert both(go_verifier, capsys, forked) == (1, [f"line 2 event e-1: {fork}: a forked log"])
+    forked = write(tmp_path / "forked.jsonl", [one[0], other[1], third[2]])
+    assert both(go_verifier, capsys, forked) == (
+        1,
+        [f"line 2 event e-1: {fork}: a forked log", f"line 3 event e-2: {fork}: a forked log"],
+    )
+    # A checkpoint that verified counts even on a line of another log (a problem of its
+    # own): the root it shows for its log and size is still signed.
+    misplaced = {**bundle_of(tmp_path, "t2", 1)[0], "tlog_proof": one[0]["tlog_proof"]}
+    spliced = write(tmp_path / "spliced.jsonl", [misplaced, other[1]])
+    assert both(go_verifier, capsys, spliced) == (
+        1,
+        [
+            f"line 1 event t2-0: checkpoint origin '{ORIGIN_PREFIX}/{TENANT}' is not"
+            f" {ORIGIN_PREFIX}/t2",
+            f"line 2 event e-1: {fork}: a forked log",
+        ],
+    )
