@@ -18,7 +18,10 @@
 //
 // -verifier-key may be repeated (rotated keys). -log (repeatable) names the logs a
 // bundle must hold: a line of any other log is a problem, as with aiaudit verify --log.
-// Two checkpoints of one origin and size with different roots are a forked log.
+// Two checkpoints of one origin and size with different roots are a forked log, and
+// two checkpoints of one log lines of different exports joined. A bundle that verifies
+// is summarized per log (checkpoint and signing keys, sequences held and left out,
+// events whose content is proven), in the words of aiaudit verify --bundle.
 // Exit status: 0 all verified,
 // 1 something did not verify (each problem printed) or a bundle held no event,
 // 2 bad usage or input.
@@ -36,6 +39,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"regexp"
@@ -466,6 +470,7 @@ func runBundle(args []string, out io.Writer) (int, error) {
 	checked, problems := 0, 0
 	seen := map[string]int{} // "log\x00seq:N" and "log\x00id:E" -> first line: each event once
 	checkpoints, roots := opened{}, map[string]root{}
+	logSummaries := map[string]*logSummary{}
 	for number := 1; scanner.Scan(); number++ {
 		text := scanner.Bytes()
 		if len(bytes.Trim(text, asciiSpace)) == 0 {
@@ -481,7 +486,12 @@ func runBundle(args []string, out io.Writer) (int, error) {
 			whats, proof := checkLine(line, *prefix, list, logs, checkpoints)
 			found = append(found, whats...)
 			if proof != nil {
-				found = append(found, forked(string(proof.Checkpoint), number, checkpoints, roots)...)
+				text := string(proof.Checkpoint)
+				found = append(found, forked(text, number, checkpoints, roots)...)
+				found = append(found, secondCheckpoint(line, text, number, *prefix, checkpoints, logSummaries)...)
+				if len(found) == 0 {
+					logSummaries[line.LogID].add(line)
+				}
 			}
 		}
 		if id == "" {
@@ -497,6 +507,9 @@ func runBundle(args []string, out io.Writer) (int, error) {
 	}
 	if checked == 0 { // as aiaudit verify --bundle: an empty file is no evidence that all is well
 		fmt.Fprintln(out, "the bundle holds no events: nothing verified")
+	}
+	if checked > 0 && problems == 0 {
+		summarize(out, logSummaries, list, logs)
 	}
 	fmt.Fprintf(out, "%d event(s) checked, %d problem(s)\n", checked, problems)
 	if checked == 0 {
@@ -790,4 +803,165 @@ func pyRepr(s string) string {
 	}
 	b.WriteRune(quote)
 	return b.String()
+}
+
+// logSummary is what a verified bundle shows of one log, for the summary printed when
+// every line verified: aiaudit verify --bundle prints the same lines (on its stderr).
+type logSummary struct {
+	cp        *tlog.Checkpoint
+	note      string // the signed checkpoint of the log's first line
+	line      int    // that line
+	others    map[string]bool
+	sequences []uint64
+	unordered bool
+	content   int // lines with salt and content, each value matching its commitment
+	withheld  int // lines without content whose event has commitments
+	none      int // lines without content whose event has no commitment
+}
+
+// secondCheckpoint names the first line of a log whose verified checkpoint is not the
+// log's first one (another size, or the same size and root signed again is the same
+// one; the same size with another root is a fork, named already): an export proves all
+// its lines against one checkpoint. It counts lines whose checkpoint opened and is of
+// their log, and records the log's first checkpoint.
+func secondCheckpoint(line bundleLine, text string, number int, prefix string, o opened, logs map[string]*logSummary) []string {
+	cp, ok := o[text]
+	if !ok || cp.Origin != prefix+"/"+line.LogID {
+		return nil
+	}
+	first, ok := logs[line.LogID]
+	if !ok {
+		logs[line.LogID] = &logSummary{cp: cp, note: text, line: number, others: map[string]bool{}}
+		return nil
+	}
+	if cp.Size == first.cp.Size {
+		return nil // the same checkpoint, or a fork
+	}
+	key := fmt.Sprintf("%d %x", cp.Size, cp.Hash)
+	if first.others[key] {
+		return nil
+	}
+	first.others[key] = true
+	return []string{fmt.Sprintf("log %s has a second checkpoint (size %d root %s) besides line %d's "+
+		"(size %d root %s): an export proves all its lines against one checkpoint, so lines of "+
+		"different exports were joined", pyRepr(line.LogID), cp.Size, base64.StdEncoding.EncodeToString(cp.Hash),
+		first.line, first.cp.Size, base64.StdEncoding.EncodeToString(first.cp.Hash))}
+}
+
+// commitmentValue is a content commitment as the canonical event holds it.
+var commitmentValue = regexp.MustCompile(`^hmac-sha256:[0-9a-f]{64}$`)
+
+// add counts a line that verified.
+func (s *logSummary) add(line bundleLine) {
+	if n := len(s.sequences); n > 0 && *line.Sequence < s.sequences[n-1] {
+		s.unordered = true
+	}
+	s.sequences = append(s.sequences, *line.Sequence)
+	switch canonical, _ := decodeBase64(line.Canonical); {
+	case line.Salt != nil:
+		s.content++
+	case hasCommitment(canonical):
+		s.withheld++
+	default:
+		s.none++
+	}
+}
+
+// hasCommitment reports whether a canonical event holds a content commitment: the
+// verifier knows no schema, so it looks for a string value in the commitment's form.
+func hasCommitment(canonical []byte) bool {
+	var event any
+	if json.Unmarshal(canonical, &event) != nil {
+		return false
+	}
+	var walk func(any) bool
+	walk = func(node any) bool {
+		switch v := node.(type) {
+		case string:
+			return commitmentValue.MatchString(v)
+		case []any:
+			return slices.ContainsFunc(v, walk)
+		case map[string]any:
+			for _, child := range v {
+				if walk(child) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	return walk(event)
+}
+
+// keyName is how the summary names a key: name+keyid (8 hex digits).
+func keyName(k note.Verifier) string {
+	return fmt.Sprintf("%s+%08x", k.Name(), k.KeyHash())
+}
+
+// maxRanges is how many sequence ranges a log's summary lists before it counts the rest.
+const maxRanges = 20
+
+// ranges lists sorted sequences as merged inclusive ranges: "0..9, 12, 14..15".
+func ranges(sequences []uint64) string {
+	sorted := slices.Sorted(slices.Values(sequences))
+	var list []string
+	for i := 0; i < len(sorted); {
+		j := i
+		for j+1 < len(sorted) && sorted[j+1] == sorted[j]+1 {
+			j++
+		}
+		if i == j {
+			list = append(list, strconv.FormatUint(sorted[i], 10))
+		} else {
+			list = append(list, fmt.Sprintf("%d..%d", sorted[i], sorted[j]))
+		}
+		i = j + 1
+	}
+	if len(list) > maxRanges {
+		return strings.Join(list[:maxRanges], ", ") + fmt.Sprintf(", ... and %d more range(s)", len(list)-maxRanges)
+	}
+	return strings.Join(list, ", ")
+}
+
+// summarize prints what a bundle that verified shows, in aiaudit's words: per log its
+// checkpoint and the keys that signed it, the sequences it holds and what of the
+// checkpoint it leaves out, whose content is proven; a warning for several logs without
+// -log; where each trusted key came from.
+func summarize(out io.Writer, summaries map[string]*logSummary, keys []note.Verifier, logs []string) {
+	ids := slices.Sorted(maps.Keys(summaries))
+	for _, id := range ids {
+		s := summaries[id]
+		var signers []string
+		for _, k := range keys {
+			if _, _, _, err := tlog.ParseCheckpoint([]byte(s.note), s.cp.Origin, k); err == nil {
+				signers = append(signers, keyName(k))
+			}
+		}
+		fmt.Fprintf(out, "log %s: checkpoint %s size %d root %s signed by %s\n", id, s.cp.Origin, s.cp.Size,
+			base64.StdEncoding.EncodeToString(s.cp.Hash), strings.Join(signers, ", "))
+		n := uint64(len(s.sequences))
+		coverage := fmt.Sprintf("all %d of the checkpoint", s.cp.Size)
+		if n != s.cp.Size {
+			coverage = fmt.Sprintf("%d of the checkpoint's %d not in the bundle", s.cp.Size-n, s.cp.Size)
+		}
+		if s.unordered {
+			coverage += "; lines not in sequence order"
+		}
+		fmt.Fprintf(out, "log %s: %d event(s) at sequences %s; %s\n", id, n, ranges(s.sequences), coverage)
+		content := fmt.Sprintf("log %s: content verified for %d event(s)", id, s.content)
+		if s.withheld > 0 {
+			content += fmt.Sprintf("; %d without content (erased or withheld): their content is not proven", s.withheld)
+		}
+		if s.none > 0 {
+			content += fmt.Sprintf("; %d with no content fields", s.none)
+		}
+		fmt.Fprintln(out, content)
+	}
+	if len(ids) > 1 && len(logs) == 0 {
+		fmt.Fprintf(out, "warning: the bundle holds %d logs (%s): an export is of one log; pass --log with the one you expect\n",
+			len(ids), strings.Join(ids, ", "))
+	}
+	for _, k := range keys {
+		fmt.Fprintf(out, "verifier key %s: given with --verifier-key\n", keyName(k))
+	}
 }

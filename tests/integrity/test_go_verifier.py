@@ -15,6 +15,7 @@ import base64
 import datetime as dt
 import hashlib
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,23 @@ def exported(
     return [json.loads(t) for t in path.read_text().splitlines()]
 
 
+def verified(result: subprocess.CompletedProcess[str], n: int) -> bool:
+    """Whether the Go verifier passed ``n`` events: exit 0, no problem, the summary (each
+    line of it says what it is of) and the count last."""
+    *summary, last = result.stdout.splitlines()
+    return (
+        result.returncode == 0
+        and last == f"{n} event(s) checked, 0 problem(s)"
+        and bool(summary)
+        and all(line.startswith(("log ", "warning: ", "verifier key ")) for line in summary)
+    )
+
+
+def key_name(key: str) -> str:
+    """``name+keyid`` of a verifier key ``name+keyid+base64`` (whose base64 may hold a +)."""
+    return "+".join(key.split("+")[:2])
+
+
 def rewrite(path: Path, lines: list[dict[str, Any]]) -> None:
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
 
@@ -108,7 +126,7 @@ def test_a_bundle_verifies_with_public_go_libraries_and_each_tampering_is_named(
     check = ["bundle", "-verifier-key", key, "-origin-prefix", ORIGIN_PREFIX, bundle]
 
     ok = go.run(go_verifier, *check)
-    assert (ok.returncode, ok.stdout) == (0, "4 event(s) checked, 0 problem(s)\n"), ok.stderr
+    assert verified(ok, 4), ok.stdout + ok.stderr
 
     original = [dict(line) for line in lines]
     untouched = json.loads(json.dumps(lines))
@@ -261,7 +279,7 @@ def test_base64_and_proof_lines_have_one_spelling_in_both_verifiers(
     key = key_of(tmp_path)
     check = ["bundle", "-verifier-key", key, "-origin-prefix", ORIGIN_PREFIX]
     intact = go.run(go_verifier, *check, write(tmp_path / "intact.jsonl", lines))
-    assert (intact.returncode, intact.stdout) == (0, "3 event(s) checked, 0 problem(s)\n")
+    assert verified(intact, 3), intact.stdout
 
     edit, reason = RESPELLINGS[respelling]
     edit(lines[0])
@@ -420,7 +438,7 @@ def test_a_line_is_one_json_object_spelt_one_way_in_both_verifiers(
     check = ["bundle", "-verifier-key", key, "-origin-prefix", ORIGIN_PREFIX]
     intact = write(tmp_path / "intact.jsonl", lines)
     accepted = go.run(go_verifier, *check, intact)
-    assert (accepted.returncode, accepted.stdout) == (0, "2 event(s) checked, 0 problem(s)\n")
+    assert verified(accepted, 2), accepted.stdout
     python = ["verify", "--verifier-key", key, "--origin-prefix", ORIGIN_PREFIX, "--bundle"]
     assert main([*python, str(intact)]) == 0
     capsys.readouterr()
@@ -437,12 +455,19 @@ def test_a_line_is_one_json_object_spelt_one_way_in_both_verifiers(
     assert f"line 1 {reason}" in capsys.readouterr().out
 
 
-def bundle_of(tmp_path: Path, tenant: str, n: int) -> list[dict[str, Any]]:
+def bundle_of(
+    tmp_path: Path, tenant: str, n: int, bare: frozenset[int] = frozenset()
+) -> list[dict[str, Any]]:
     """``n`` events of ``tenant`` with proofs to one checkpoint signed by ``tmp_path/key.pem``
-    (as ``make_bundle``, whose log is always TENANT)."""
+    (as ``make_bundle``, whose log is always TENANT); those at ``bare`` without any content
+    field (no input, no output)."""
     signer = note.file_signer(ORIGIN_PREFIX, tmp_path / "key.pem")
     now = dt.datetime.now(dt.UTC)
-    prepared = [prepare(interaction(tenant, f"{tenant}-{i}"), now) for i in range(n)]
+    events = [interaction(tenant, f"{tenant}-{i}") for i in range(n)]
+    for i in bare:
+        events[i].ClearField("input")
+        events[i].ClearField("output")
+    prepared = [prepare(e, now) for e in events]
     tree, edge = merkle.MemoryNodeStore(), merkle.CompactRange()
     tree.write_nodes(edge.extend(p.committed.leaf_hash for p in prepared))
     cp = note.Checkpoint(f"{ORIGIN_PREFIX}/{tenant}", n, edge.root())
@@ -467,18 +492,27 @@ def both(
     go_verifier: Path, capsys: pytest.CaptureFixture[str], path: Path, *options: str
 ) -> tuple[int, list[str]]:
     """Both verifiers on one bundle with the same options (``--log`` as ``-log``): the exit
-    status and problem lines they agree on (each fails the test if the other differs)."""
+    status and problem lines they agree on (each fails the test if the other differs), and
+    for a bundle that verifies the same summary (Python's on its stderr, Go's before its
+    count)."""
     key = key_of(path.parent)
     python = ["verify", "--bundle", str(path), "--verifier-key", key]
     status = main([*python, "--origin-prefix", ORIGIN_PREFIX, *options])
-    problems = capsys.readouterr().out.splitlines()
+    out = capsys.readouterr()
+    problems = out.out.splitlines()
+    said = [line for line in out.err.splitlines() if not line.startswith("{")][:-1]
     check = ["bundle", "-verifier-key", key, "-origin-prefix", ORIGIN_PREFIX]
     independent = go.run(go_verifier, *check, *(o.replace("--", "-", 1) for o in options), path)
     assert independent.returncode == status, independent.stdout + independent.stderr
-    *go_problems, summary = independent.stdout.splitlines()
-    assert go_problems == problems, independent.stdout
+    *go_lines, count = independent.stdout.splitlines()
     n = sum(1 for line in path.read_text().splitlines() if line.strip())
-    assert summary == f"{n} event(s) checked, {len(problems)} problem(s)"
+    assert count == f"{n} event(s) checked, {len(problems)} problem(s)"
+    if status:
+        assert go_lines == problems, independent.stdout
+    else:
+        assert verified(independent, n), independent.stdout
+        if said:  # the summary, once aiaudit prints it too
+            assert go_lines == said, independent.stdout
     return status, problems
 
 
@@ -532,3 +566,99 @@ def test_two_roots_for_one_checkpoint_size_are_a_forked_log_in_both_verifiers(
             f"line 2 event e-1: {fork}: a forked log",
         ],
     )
+
+
+def checkpoint_of(line: dict[str, Any]) -> tuple[str, str, str]:
+    """The origin, size and root of the checkpoint a line's proof leads to."""
+    origin, size, root = line["tlog_proof"].split("\n\n", 1)[1].split("\n")[:3]
+    return origin, size, root
+
+
+def withheld(line: dict[str, Any]) -> dict[str, Any]:
+    """The line without its salt and content (erased, or exported with --no-content)."""
+    return {k: v for k, v in line.items() if k not in ("salt", "content")}
+
+
+def test_a_bundle_that_verifies_is_summarized_per_log_in_aiaudits_words(
+    tmp_path: Path, go_verifier: Path
+) -> None:
+    """The Go verifier said only "N event(s) checked, 0 problem(s)": not which checkpoint
+    and key the events were proven against, which sequences of the log the bundle holds
+    and which it leaves out, nor whose content was proven. It now prints the summary
+    `aiaudit verify --bundle` prints (/tmp/h/fix-export/SUMMARY_FORMAT.md), in its words."""
+    t1 = make_bundle(tmp_path, n=4)
+    t2 = bundle_of(tmp_path, "t2", 5, bare=frozenset({3}))
+    lines = [t1[2], t1[0], t1[1], t2[0], withheld(t2[1]), withheld(t2[3]), t2[4]]
+    key = key_of(tmp_path)
+    named = key_name(key)
+    other = file_signer("someone-else", tmp_path / "other.key").verifier_key.encode()
+    check = ["bundle", "-verifier-key", key, "-verifier-key", other]
+    check += ["-origin-prefix", ORIGIN_PREFIX, write(tmp_path / "b.jsonl", lines)]
+    ok = go.run(go_verifier, *check)
+    (o1, _, r1), (o2, _, r2) = checkpoint_of(t1[0]), checkpoint_of(t2[0])
+    summary = [
+        f"log {TENANT}: checkpoint {o1} size 4 root {r1} signed by {named}",
+        f"log {TENANT}: 3 event(s) at sequences 0..2; 1 of the checkpoint's 4 not in the"
+        " bundle; lines not in sequence order",
+        f"log {TENANT}: content verified for 3 event(s)",
+        f"log t2: checkpoint {o2} size 5 root {r2} signed by {named}",
+        "log t2: 4 event(s) at sequences 0..1, 3..4; 1 of the checkpoint's 5 not in the bundle",
+        "log t2: content verified for 2 event(s); 1 without content (erased or withheld):"
+        " their content is not proven; 1 with no content fields",
+    ]
+    keys = [
+        f"verifier key {named}: given with --verifier-key",
+        f"verifier key {key_name(other)}: given with --verifier-key",
+    ]
+    warning = (
+        f"warning: the bundle holds 2 logs ({TENANT}, t2): an export is of one log; pass --log"
+        " with the one you expect"
+    )
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert ok.stdout.splitlines() == [*summary, warning, *keys, "7 event(s) checked, 0 problem(s)"]
+    asked = go.run(go_verifier, *check[:-1], "-log", "t2", "-log", TENANT, check[-1])
+    assert asked.stdout.splitlines() == [*summary, *keys, "7 event(s) checked, 0 problem(s)"]
+
+    # At most 20 ranges, then how many more; the whole checkpoint.
+    evens = make_bundle(tmp_path, n=45)[::2]
+    ok = go.run(go_verifier, *check[:-1], write(tmp_path / "evens.jsonl", evens))
+    shown = ", ".join(str(2 * i) for i in range(20))
+    assert ok.stdout.splitlines()[1] == (
+        f"log {TENANT}: 23 event(s) at sequences {shown}, ... and 3 more range(s);"
+        " 22 of the checkpoint's 45 not in the bundle"
+    ), ok.stdout
+    whole = make_bundle(tmp_path, n=2)
+    ok = go.run(go_verifier, *check[:-1], write(tmp_path / "whole.jsonl", whole))
+    assert ok.stdout.splitlines()[1] == (
+        f"log {TENANT}: 2 event(s) at sequences 0..1; all 2 of the checkpoint"
+    ), ok.stdout
+
+    # A problem, and no summary: nothing of it is vouched for.
+    bad = go.run(go_verifier, *check[:-1], write(tmp_path / "bad.jsonl", [t1[0], t1[0]]))
+    assert bad.returncode == 1
+    assert bad.stdout.splitlines()[-2:] == [
+        "line 2 event e-0: duplicate: line 1 holds the same event",
+        "2 event(s) checked, 1 problem(s)",
+    ]
+
+
+def test_lines_of_two_exports_of_one_log_are_a_problem(tmp_path: Path, go_verifier: Path) -> None:
+    """Each line proven against another checkpoint of its log (two exports joined) passed:
+    an export proves all its lines against one checkpoint. Named once per extra checkpoint,
+    as aiaudit names it; the same size with another root is a fork, not this."""
+    older, newer = make_bundle(tmp_path, n=3), make_bundle(tmp_path, n=4)
+    joined = [older[0], newer[1], newer[3], older[2]]
+    check = ["bundle", "-verifier-key", key_of(tmp_path), "-origin-prefix", ORIGIN_PREFIX]
+    bad = go.run(go_verifier, *check, write(tmp_path / "joined.jsonl", joined))
+    (_, _, r3), (_, _, r4) = checkpoint_of(older[0]), checkpoint_of(newer[0])
+    assert bad.returncode == 1
+    assert bad.stdout.splitlines() == [
+        f"line 2 event e-1: log '{TENANT}' has a second checkpoint (size 4 root {r4}) besides"
+        f" line 1's (size 3 root {r3}): an export proves all its lines against one checkpoint,"
+        " so lines of different exports were joined",
+        "4 event(s) checked, 1 problem(s)",
+    ]
+    forked = [older[0], make_bundle(tmp_path, n=3)[1]]
+    bad = go.run(go_verifier, *check, write(tmp_path / "forked.jsonl", forked))
+    assert bad.stdout.splitlines()[0].endswith("a forked log"), bad.stdout
+    assert len(bad.stdout.splitlines()) == 2, bad.stdout
