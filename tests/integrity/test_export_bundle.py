@@ -12,7 +12,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import stat
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +27,7 @@ from aiaudit.common.store.prepare import prepare
 from aiaudit.common.store.schema import content_keys
 from aiaudit.integrity.signers import FileKeys
 from tests.helpers import access_records, interaction, wait_until
-from tests.integrity.conftest import ORIGIN_PREFIX, Notaries
+from tests.integrity.conftest import ORIGIN_PREFIX, Notaries, append
 from tests.integrity.test_cli import checkpointed, said, verify
 from tests.integrity.test_notary import covers
 
@@ -151,3 +153,93 @@ def test_an_unwritable_destination_records_no_export(
     assert said(capsys) == [f"aiaudit integrity export-bundle: cannot write {out}: {error}"]
     assert access_records(store_url, tenant) == []
     assert leftovers(tmp_path) == leftovers(tmp_path / "directory") == []
+
+
+def test_events_past_the_latest_checkpoint_are_refused_not_left_out(
+    store_url: str,
+    store: SqlEventStore,
+    notaries: Notaries,
+    tenant: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """During a notary outage the export wrote the checkpointed 10 events of 21, exit 0, as
+    if it were the whole log (review 2026-12-05): events the latest checkpoint does not cover
+    cannot be proven, so asking for them fails, naming them, unless the range asked for lies
+    within the checkpoint (--count, or --up-to-checkpoint); a notary back within --wait is
+    waited for."""
+    keys = FileKeys(ORIGIN_PREFIX, tmp_path / "key.pem")
+    key = keys.verifier_keys()[0].encode()
+    append(store, tenant, 3)
+    # The notary signs its first checkpoint at once, the next only after an hour.
+    slow = notaries.start(keys, interval=3600)
+    wait_until(lambda: covers(notaries.url, tenant, 3))
+    append(store, tenant, 4)  # sequences 3..6: not covered
+    out = tmp_path / "out.jsonl"
+    capsys.readouterr()
+    # As the review ran it (no new option): it waits --wait's default 10 s, then fails.
+    assert main([*exporting(store_url, notaries, tenant), str(out)]) == 1
+    assert said(capsys)[-1].endswith(
+        "after waiting 10s; nothing was exported. Wait for the "
+        "notary to sign a checkpoint covering them and run again, or export only what the latest "
+        "checkpoint covers: --up-to-checkpoint, or --start/--count within sequences 0..2"
+    )
+    export = [*exporting(store_url, notaries, tenant), "--wait", "0"]
+    assert main([*export, str(out)]) == 1
+    assert said(capsys) == [
+        f"aiaudit integrity export-bundle: 4 event(s) of log {tenant!r} (sequences 3..6) are "
+        "not yet covered by a signed checkpoint (the latest has size 3), after waiting 0s; "
+        "nothing was exported. Wait for the notary to sign a checkpoint covering them and run "
+        "again, or export only what the latest checkpoint covers: --up-to-checkpoint, or "
+        "--start/--count within sequences 0..2"
+    ]
+    assert main([*export, "--start", "2", "--count", "2", str(out)]) == 1
+    assert f"1 event(s) of log {tenant!r} (sequences 3..3) are not yet" in said(capsys)[0]
+    assert main([*export, "--start", "7", str(out)]) == 1
+    assert said(capsys) == [
+        f"aiaudit integrity export-bundle: --start 7 is past the end of log {tenant!r} "
+        "(7 event(s)): nothing to export"
+    ]
+    assert not out.exists()
+    assert access_records(store_url, tenant) == []  # refused before anything was recorded
+
+    def sequences(path: Path) -> list[int]:
+        return [json.loads(line)["sequence"] for line in path.read_text().splitlines()]
+
+    written = r"(\d+) event\(s\) written to (\S+): sequences (\d+)\.\.(\d+) of (\S+) against "
+    written += r"checkpoint size (\d+) \(root ([A-Za-z0-9+/=]{44})\)"
+    # A range the checkpoint covers is exported, and says which.
+    assert main([*export, "--count", "3", str(out)]) == 0
+    (line,) = said(capsys)
+    assert (found := re.fullmatch(written, line)) is not None, line
+    assert found.groups()[:6] == ("3", str(out), "0", "2", tenant, "3")
+    assert sequences(out) == [0, 1, 2]
+    assert verify(out, key, "--origin-prefix", ORIGIN_PREFIX, "--log", tenant) == 0
+    capsys.readouterr()
+    # --up-to-checkpoint: what the checkpoint covers, and what it left out is said
+    # (the export above recorded itself: sequence 7).
+    upto = tmp_path / "upto.jsonl"
+    assert main([*export, "--up-to-checkpoint", str(upto)]) == 0
+    told = said(capsys)
+    assert re.fullmatch(written, told[0]) is not None, told
+    assert told[1:] == [
+        "5 event(s) not yet covered by a signed checkpoint left out (sequences 3..7; "
+        "--up-to-checkpoint)"
+    ]
+    assert sequences(upto) == [0, 1, 2]
+    assert main([*export, "--up-to-checkpoint", "--start", "3", str(upto)]) == 1
+    assert f"6 event(s) of log {tenant!r} (sequences 3..8) are not yet" in said(capsys)[0]
+
+    # The notary back while the command waits: the whole log as it stood, proven.
+    slow.stop()
+    done: list[int] = []
+    waiting = threading.Thread(
+        target=lambda: done.append(main([*export[:-1], "60", str(out)])), daemon=True
+    )
+    waiting.start()
+    notaries.start(keys)
+    waiting.join(timeout=120)
+    assert done == [0]
+    assert sequences(out) == list(range(len(sequences(out))))
+    assert len(sequences(out)) >= 9  # 7 events and two records, at least
+    assert verify(out, key, "--origin-prefix", ORIGIN_PREFIX, "--log", tenant) == 0

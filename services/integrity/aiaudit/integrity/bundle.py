@@ -45,8 +45,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
+import sqlalchemy as sa
+
 from aiaudit.common import canonical
 from aiaudit.common.store import SqlEventStore
+from aiaudit.common.store.schema import logs
 from aiaudit.integrity import merkle, storage
 from aiaudit.integrity.note import NoteError, VerifierKey, open_checkpoint
 
@@ -149,20 +152,70 @@ def covering_checkpoint(store: SqlEventStore, log_id: str) -> storage.StoredChec
     return cp
 
 
+def log_size(store: SqlEventStore, log_id: str) -> int:
+    """How many events the log holds now (0 for a log that does not exist)."""
+    with store.engine.connect() as conn:
+        size = conn.execute(sa.select(logs.c.size).where(logs.c.log_id == log_id)).scalar()
+    return int(size or 0)
+
+
+class NotYetCheckpointedError(BundleError):
+    """Events asked for lie past the latest signed checkpoint: none of them can be proven."""
+
+    def __init__(self, log_id: str, covered: int, first: int, end: int) -> None:
+        self.log_id, self.covered, self.first, self.end = log_id, covered, first, end
+        super().__init__(
+            f"{end - first} event(s) of log {log_id!r} (sequences {first}..{end - 1}) are not "
+            f"yet covered by a signed checkpoint (the latest has size {covered})"
+        )
+
+
+def export_range(
+    cp: storage.StoredCheckpoint,
+    size: int,
+    start: int = 0,
+    count: int | None = None,
+    up_to_checkpoint: bool = False,
+) -> tuple[int, int]:
+    """The sequences ``start .. end-1`` an export of ``cp``'s log writes, or why none.
+
+    ``size`` is the log's size when the export started; without ``count`` the
+    export runs to its end. Events past ``cp`` cannot be proven against it:
+    asking for one raises :class:`NotYetCheckpointedError` (until 2026-12-05
+    they were silently left out, and an export during a notary outage passed
+    for the whole log), unless ``up_to_checkpoint`` caps the range at ``cp``.
+    """
+    size = max(size, cp.tree_size)  # the checkpoint may have been read after the size
+    if start >= size:
+        raise BundleError(
+            f"--start {start} is past the end of log {cp.log_id!r} ({size} event(s)): "
+            "nothing to export"
+        )
+    end = size if count is None else min(size, start + count)
+    if end > cp.tree_size and (not up_to_checkpoint or start >= cp.tree_size):
+        raise NotYetCheckpointedError(cp.log_id, cp.tree_size, max(start, cp.tree_size), end)
+    return start, min(end, cp.tree_size)
+
+
 def export(
     store: SqlEventStore,
     cp: storage.StoredCheckpoint,
     out: IO[str],
-    start: int = 0,
-    count: int | None = None,
+    start: int,
+    end: int,
     include_content: bool = True,
 ) -> int:
-    """Writes events ``start ..`` of ``cp``'s log that ``cp`` covers; returns how many.
+    """Writes events ``start .. end-1`` of ``cp``'s log, each proven against ``cp``.
 
+    The range must lie within ``cp`` (:func:`export_range`): a range past it
+    raises, rather than being cut short. Returns how many were written.
     Without ``include_content`` no content is read, so no KEK is needed.
     """
+    if not 0 <= start < end <= cp.tree_size:
+        raise BundleError(
+            f"sequences {start}..{end - 1} are not within checkpoint size {cp.tree_size}"
+        )
     log_id = cp.log_id
-    end = cp.tree_size if count is None else min(cp.tree_size, start + count)
     written = 0
     for first in range(start, end, 1000):
         batch = store.read_log(log_id, first, min(1000, end - first), include_content)
@@ -185,6 +238,8 @@ def export(
                     + "\n"
                 )
                 written += 1
+    if written != end - start:  # a log read short: the bundle would claim more than it holds
+        raise BundleError(f"log {log_id!r}: read {written} of sequences {start}..{end - 1}")
     return written
 
 

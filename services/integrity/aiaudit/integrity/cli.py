@@ -8,6 +8,7 @@ import contextlib
 import io
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -288,7 +289,7 @@ def _record_export(
 
 
 def run_export_bundle(args: argparse.Namespace, settings: Settings) -> int:
-    """Writes an offline bundle of a log's checkpointed events, once the export is recorded.
+    """Writes an offline bundle of a log's events, once the export is recorded.
 
     A bundle is a read of the whole log (content and salts unless
     ``--no-content``), so like every read it is recorded as an access event in
@@ -297,6 +298,12 @@ def run_export_bundle(args: argparse.Namespace, settings: Settings) -> int:
     the log by design (``aiaudit_notary`` has no INSERT on it); the record goes
     through the suite's store (``database_url``: the writer) or
     ``--record-database-url``.
+
+    The export runs to the log's end as it stands when the command starts (or
+    ``--count`` events), and every event must be covered by a signed
+    checkpoint: it waits up to ``--wait`` seconds for the notary to sign one,
+    then fails naming the events not covered, unless ``--up-to-checkpoint``
+    asks for what the latest checkpoint covers only (:func:`bundle.export_range`).
     """
     s = integrity_settings.load(settings)
     requested_by = _requester(args.requested_by)
@@ -307,26 +314,82 @@ def run_export_bundle(args: argparse.Namespace, settings: Settings) -> int:
     read_url = args.read_url or s.database_url or settings.store_url
     with _existing_store(read_url, settings, content=not args.no_content) as store:
         try:
-            cp = bundle.covering_checkpoint(store, args.log)
+            cp, start, end, size = _export_range(store, args)
         except bundle.BundleError as exc:
             raise CommandFailedError(str(exc)) from None
-        end = cp.tree_size if args.count is None else min(cp.tree_size, args.start + args.count)
-        end = max(end, args.start)  # a start past the checkpoint exports nothing
         details: dict[str, str | int | bool] = {
             "requested_by": requested_by,
-            "start": args.start,
+            "start": start,
             "end": end,  # exclusive
             "tree_size": cp.tree_size,
             "include_content": not args.no_content,
             "database_user": sa.make_url(read_url).username or "",
         }
         try:
-            n = _write_recorded(store, cp, args, settings, requested_by, details)
+            n = _write_recorded(store, cp, (start, end), args, settings, requested_by, details)
         except KeyboardInterrupt:
             print(f"{_PROG}: interrupted; {args.out} not written", file=sys.stderr)
             return 130  # 128 + SIGINT, as a shell reports a command Ctrl-C stopped
-    print(f"{n} event(s) written to {args.out}", file=sys.stderr)
+    root = base64.b64encode(cp.root_hash).decode()
+    print(
+        f"{n} event(s) written to {args.out}: sequences {start}..{end - 1} of {args.log} "
+        f"against checkpoint size {cp.tree_size} (root {root})",
+        file=sys.stderr,
+    )
+    if size > end and args.up_to_checkpoint and (args.count is None or start + args.count > end):
+        print(
+            f"{size - end} event(s) not yet covered by a signed checkpoint left out "
+            f"(sequences {end}..{size - 1}; --up-to-checkpoint)",
+            file=sys.stderr,
+        )
     return 0
+
+
+_CHECKPOINT_POLL = 0.2
+"""Seconds between two looks for a checkpoint covering the export (``--wait``)."""
+
+
+def _export_range(
+    store: SqlEventStore, args: argparse.Namespace
+) -> tuple[storage.StoredCheckpoint, int, int, int]:
+    """The checkpoint, the range ``start .. end-1`` it covers, and the log's size.
+
+    The size is read first, then the checkpoint: one signed meanwhile only
+    covers more. Events asked for past the latest checkpoint are waited for
+    (``--wait``), then refused with what fixes it; ``--up-to-checkpoint``
+    neither waits nor refuses, it stops at the checkpoint.
+    """
+    size = bundle.log_size(store, args.log)
+    deadline = time.monotonic() + (0 if args.up_to_checkpoint else args.wait)
+    told = False
+    while True:
+        cp = bundle.covering_checkpoint(store, args.log)
+        try:
+            start, end = bundle.export_range(
+                cp, size, args.start, args.count, args.up_to_checkpoint
+            )
+        except bundle.NotYetCheckpointedError as exc:
+            left = deadline - time.monotonic()
+            if left > 0:
+                if not told:
+                    print(f"{_PROG}: {exc}; waiting up to {args.wait}s", file=sys.stderr)
+                    told = True
+                time.sleep(min(_CHECKPOINT_POLL, left))
+                continue
+            raise bundle.BundleError(_not_covered(exc, args)) from None
+        return cp, start, end, max(size, cp.tree_size)
+
+
+def _not_covered(exc: bundle.NotYetCheckpointedError, args: argparse.Namespace) -> str:
+    """Why nothing was exported, and the two ways out."""
+    waited = "" if args.up_to_checkpoint else f", after waiting {args.wait}s"
+    fix = "Wait for the notary to sign a checkpoint covering them and run again"
+    if exc.covered:
+        fix += (
+            ", or export only what the latest checkpoint covers: --up-to-checkpoint, or "
+            f"--start/--count within sequences 0..{exc.covered - 1}"
+        )
+    return f"{exc}{waited}; nothing was exported. {fix}"
 
 
 _PROG = "aiaudit integrity export-bundle"
@@ -335,6 +398,7 @@ _PROG = "aiaudit integrity export-bundle"
 def _write_recorded(
     store: SqlEventStore,
     cp: storage.StoredCheckpoint,
+    span: tuple[int, int],
     args: argparse.Namespace,
     settings: Settings,
     requested_by: str,
@@ -360,10 +424,12 @@ def _write_recorded(
         )
         out = io.TextIOWrapper(raw, encoding="utf-8", newline="\n")
         try:
-            n = bundle.export(store, cp, out, args.start, args.count, not args.no_content)
+            n = bundle.export(store, cp, out, *span, not args.no_content)
             out.flush()
         except OSError as exc:
             raise CommandFailedError(f"cannot write {args.out}: {exc.strerror or exc}") from None
+        except bundle.BundleError as exc:
+            raise CommandFailedError(str(exc)) from None
         out.detach()  # the file is written_whole's to sync, close and name
     return n
 
@@ -502,7 +568,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: C
     export.add_argument("--log", required=True, help="the log (tenant id)")
     export.add_argument("--start", type=arguments.at_least(0), default=0, help="first sequence")
     export.add_argument(
-        "--count", type=arguments.at_least(1), help="number of events (default: all checkpointed)"
+        "--count",
+        type=arguments.at_least(1),
+        help="number of events (default: to the log's end; each must be checkpointed)",
+    )
+    export.add_argument(
+        "--up-to-checkpoint",
+        action="store_true",
+        help="stop at the latest signed checkpoint, leaving out later events (default: they "
+        "are waited for, else the command fails)",
+    )
+    export.add_argument(
+        "--wait",
+        type=arguments.at_least(0),
+        default=10,
+        metavar="SECONDS",
+        help="how long to wait for a checkpoint covering the events asked for (default 10)",
     )
     export.add_argument("--no-content", action="store_true", help="leave content and salt out")
     export.add_argument("out", type=Path, help="bundle file to write (.jsonl)")
