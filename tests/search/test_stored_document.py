@@ -133,3 +133,19 @@ def test_a_cost_is_the_double_nearest_its_decimal_amount_on_both_paths(
     committed = canonical.commit(event, b"s" * 32)
     fast = stored_document.from_canonical(committed.canonical, committed.content, 7)
     assert fast.scalars["usage.cost"] == document.build(event, 7).scalars["usage.cost"] == exact
+
+
+def test_both_paths_index_the_same_first_values_of_an_event_with_too_many() -> None:
+    """Past ``MAX_ENTRIES`` (OpenSearch's nested-document limit) the rest are left out,
+    counted, on both paths alike: safety flags first, attributes last, in key order."""
+    event = interaction("t", "many")
+    event.safety_flags.add(category="pii", severity=ev.SEVERITY_HIGH, score=0.5)
+    for i in range(document.MAX_ENTRIES + 2):
+        event.attributes[f"k{i:05d}"].int_value = i
+    committed = canonical.commit(event, b"s" * 32)
+    fast = stored_document.from_canonical(committed.canonical, committed.content, 7)
+    assert fast == document.build(event, 7)
+    assert len(fast.entries) == document.MAX_ENTRIES
+    assert fast.omitted_entries == 6  # 4 values of the flag (no source), 10,002 attributes
+    assert fast.entries[0] == document.Entry("safety_flags.severity", "SEVERITY_HIGH")
+    assert fast.entries[-1] == document.Entry("attributes.k09995", num_value=9995)

@@ -17,6 +17,20 @@ from aiaudit.common.v1 import event_pb2
 
 Scalar = str | int | float
 
+MAX_ENTRIES = 10_000
+"""Multi-valued values indexed per event at most (the rest are left out of the index).
+
+OpenSearch indexes each entry as a nested document and refuses, for good, a
+document with more than ``index.mapping.nested_objects.limit`` of them
+(10,000 unless changed). Refused, the event would hold its log's indexing;
+capped at that limit, the event stays findable by everything else: its ids,
+actor, times, model, content and its first 10,000 values (safety flags,
+finish reasons, tool-call names and trust signals first, then attributes in
+key order). Both backends index the same. The store keeps the whole event,
+and results (GetEvent, exports) come from there; the document records how
+many values it left out (``omitted_entries``).
+"""
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -47,6 +61,8 @@ class Document:
     entries: list[Entry] = field(default_factory=list)
     texts: dict[str, str] = field(default_factory=dict)
     """``input.text`` / ``output.text`` / ``tool_call.text`` -> content."""
+    omitted_entries: int = 0
+    """Values of the event past MAX_ENTRIES, not in ``entries`` (not indexed)."""
     revision: int = -1
     """The log sequence this document reflects: the event's own, or that of the last
     erasure record emptying it. A shared index keeps the highest it was sent (a late
@@ -143,7 +159,7 @@ def build(event: event_pb2.Event, sequence: int) -> Document:
     _put(s, "privacy_action.subject_id", e.privacy_action.subject_id)
     _put(s, "error.type", e.error.type)
     s["data_classification"] = event_pb2.DataClassification.Name(e.data_classification)
-    doc.entries = list(_entries(e))
+    doc.entries, doc.omitted_entries = capped(_entries(e))
     doc.texts = {k: v for k, v in _texts(e).items() if v}
     return doc
 
@@ -160,6 +176,13 @@ def _entries(e: event_pb2.Event) -> list[Entry]:
     out += [typed(f"trust_signals.{t.name}", t.value) for t in e.trust_signals if t.name]
     out += [typed(f"attributes.{k}", v) for k, v in sorted(e.attributes.items())]
     return [x for x in out if x.str_value != "" or x.num_value is not None]
+
+
+def capped(entries: list[Entry]) -> tuple[list[Entry], int]:
+    """The first MAX_ENTRIES entries, and how many were left out."""
+    if len(entries) <= MAX_ENTRIES:
+        return entries, 0
+    return entries[:MAX_ENTRIES], len(entries) - MAX_ENTRIES
 
 
 def typed(name: str, value: event_pb2.AttributeValue) -> Entry:

@@ -7,7 +7,14 @@ then records the new position. A backend that is down is retried with
 exponential backoff (health NOT_SERVING meanwhile); nothing is skipped, so on
 recovery it catches up and every event is indexed exactly once. A stored event
 that cannot be read back (a damaged row) holds only its own tenant's log, with
-an error naming it, so one tenant's damage never stops the others.
+an error naming it, so one tenant's damage never stops the others. So does
+an event whose document the backend refuses for good (OpenSearch's 400, a
+mapping it cannot take; not back-pressure, not an outage): what came before
+it is indexed, its log waits at it, with one error naming the log, the
+sequence and the event, and is tried again each pass, one entry at a time,
+while every other log goes on and health stays SERVING (until 2026-12-06 the
+refusal counted as an outage: every pass ended there, and no log sorting
+after it was indexed again).
 
 Throughput: a log that is behind is indexed batch after batch with the
 next batch read and built (Python, this thread) while the previous bulk
@@ -56,7 +63,11 @@ from aiaudit.common.leader import Leadership
 from aiaudit.common.store import SqlEventStore
 from aiaudit.common.store.sql import StoredEvent
 from aiaudit.search import stored_document
-from aiaudit.search.backends.base import BackendUnavailableError, SearchBackend
+from aiaudit.search.backends.base import (
+    BackendUnavailableError,
+    DocumentRefusedError,
+    SearchBackend,
+)
 from aiaudit.search.document import Document
 
 log = logging.getLogger(__name__)
@@ -98,6 +109,8 @@ class Indexer:
         self._on_health = on_health
         self._stalled: dict[str, int] = {}
         """Logs held at a damaged event (log id -> its sequence); other logs go on."""
+        self._refused: dict[str, int] = {}
+        """Logs held at an event the backend refused (log id -> its sequence)."""
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._progress = threading.Condition()
@@ -256,8 +269,10 @@ class Indexer:
             for _ in range(_PASS_BATCHES):
                 if start >= size or self._stop.is_set():
                     break
+                # A log held at a refused event is tried one entry at a time.
+                limit = 1 if self._refused.get(log_id) == start else self._batch
                 try:
-                    entries = self._store.read_log(log_id, start, self._batch)
+                    entries = self._store.read_log(log_id, start, limit)
                 except SealError as exc:  # an altered sealed row: hold this log only
                     self._hold(log_id, start, exc)
                     break
@@ -269,15 +284,42 @@ class Indexer:
                 erased = self._erased(log_id, entries)  # store errors propagate: not damage
                 end = entries[-1].sequence + 1
                 if in_flight is not None:
-                    self._publish({log_id: in_flight.result()})
+                    landed, in_flight = self._landed(log_id, in_flight), None
+                    if not landed:
+                        return progressed
                     progressed = True
                 in_flight = self._writer.submit(self._write, log_id, docs, erased, end, end >= size)
                 start = end
         finally:
-            if in_flight is not None:
-                self._publish({log_id: in_flight.result()})  # raises if that bulk failed
-                progressed = True
+            if in_flight is not None:  # raises if that bulk failed (an outage)
+                progressed = self._landed(log_id, in_flight) or progressed
         return progressed
+
+    def _landed(self, log_id: str, in_flight: Future[int]) -> bool:
+        """Publishes where a write left its log; False when the backend refused a document.
+
+        The log is then held at that document (DocumentRefusedError's
+        position, up to which the write moved it); it is not counted as
+        progress, so the next try waits for the next pass.
+        """
+        try:
+            end = in_flight.result()
+        except DocumentRefusedError as exc:
+            self._publish({log_id: exc.position})
+            if self._refused.get(log_id) != exc.position:
+                log.error(
+                    "search indexer holds log %s at sequence %d: %s (the other logs go on; "
+                    "this one is tried again each pass; the store keeps the event)",
+                    log_id,
+                    exc.position,
+                    exc,
+                )
+                self._refused[log_id] = exc.position
+            return False
+        if self._refused.pop(log_id, None) is not None:
+            log.info("search indexer: log %s goes on (indexed up to %d)", log_id, end)
+        self._publish({log_id: end})
+        return True
 
     def _write(
         self, log_id: str, docs: list[Document], erased: list[Document], end: int, caught_up: bool
@@ -338,6 +380,19 @@ class Indexer:
             self._hold(log_id, start, exc)
             return None
         self._stalled.pop(log_id, None)
+        for d in docs:
+            if d.omitted_entries:
+                log.warning(
+                    "search indexer: event %r (log %s, sequence %d) has %d multi-valued "
+                    "values; the index holds its first %d, so filters on the other %d do not "
+                    "find it (the store keeps them all)",
+                    d.event_id,
+                    log_id,
+                    d.sequence,
+                    len(d.entries) + d.omitted_entries,
+                    len(d.entries),
+                    d.omitted_entries,
+                )
         return docs
 
     def _hold(self, log_id: str, start: int, exc: Exception) -> None:

@@ -173,7 +173,7 @@ def _build(node: Any, content: Content, sequence: int) -> Document:
     s["data_classification"] = _enum(
         _CLASSIFICATIONS, node.get("dataClassification", "DATA_CLASSIFICATION_UNSPECIFIED")
     )
-    doc.entries = _entries(node)
+    doc.entries, doc.omitted_entries = document.capped(_entries(node))
     doc.texts = _texts(node, content)
     return doc
 

@@ -22,6 +22,23 @@ class BackendUnavailableError(RuntimeError):
     """The backend cannot be reached or refused the request; retry later."""
 
 
+class DocumentRefusedError(Exception):
+    """The backend refused a document for good (not an outage: retrying it now would not help).
+
+    What a write indexed before it stays, and the log's position was moved up
+    to it: ``position`` is the log sequence the refused document reflects (an
+    event's own, or that of the erasure record that rewrote it). The indexer
+    holds that log there and goes on with the others.
+    """
+
+    def __init__(self, position: int, event_id: str, reason: str, count: int) -> None:
+        """``count``: documents of the write refused (``event_id``'s was the earliest)."""
+        more = f" and {count - 1} later one(s)" if count > 1 else ""
+        super().__init__(f"the backend refused event {event_id!r}{more}: {reason}")
+        self.position = position
+        self.event_id = event_id
+
+
 class QueryRejectedError(ValueError):
     """The backend refused a well-formed query as too large (clauses, buckets)."""
 
@@ -137,7 +154,9 @@ class SearchBackend(Protocol):
         include erasures' text-free ones, so the text they replace must also
         leave the backend's files (deleted entries, free pages, logs), not only
         its searches. Raises BackendUnavailableError; the position moves only
-        after the documents are durably indexed.
+        after the documents are durably indexed. Raises DocumentRefusedError
+        when the backend refuses a document for good, the position moved up
+        to that document.
         """
         ...
 

@@ -16,6 +16,11 @@
 - The indexer's position per log is the store's consumer cursor
   ``search-indexer``, moved only after a bulk succeeded (at-least-once
   delivery + idempotent writes = each event indexed once).
+- A document OpenSearch refuses for good (400: a mapping it cannot take) is
+  not an outage: the write keeps what was indexed before it, moves the
+  position up to it and raises DocumentRefusedError, and the indexer holds
+  that log only (429 is retried, 409 is a newer revision already there, any
+  other status counts as unavailable).
 - Erasure: a replaced document stays in its Lucene segment, text and all,
   marked deleted, until the segment is merged. After a bulk carrying erasures
   a thread of its own (indexing goes on) force-merges away the deleted
@@ -53,6 +58,7 @@ from aiaudit.search.backends.base import (
     Aggregation,
     BackendUnavailableError,
     Bucket,
+    DocumentRefusedError,
     Hit,
     Page,
     QueryRejectedError,
@@ -94,6 +100,10 @@ _TYPES = {
 }
 
 
+OMITTED = "omitted_entries"
+"""Set on the document of an event with more multi-valued values than it holds
+(``document.MAX_ENTRIES``): how many it leaves out."""
+
 TYPED_BOOLS = translate_dsl.TYPED_BOOLS
 """Set on every document holding booleans in ``entries.bool``: one indexed before holds
 them as the text "true"/"false" in ``entries.str``, and is found as it was."""
@@ -115,6 +125,7 @@ def mappings() -> dict[str, Any]:
             },
         },
         TYPED_BOOLS: {"type": "boolean"},
+        OMITTED: {"type": "integer"},
     }
     properties.update({f.column: _TYPES[f.kind] for f in catalogue.SCALARS})
     properties.update({f.column: {"type": "text", "analyzer": "standard"} for f in catalogue.TEXTS})
@@ -147,6 +158,8 @@ def body(doc: Document) -> dict[str, Any]:
                 entry["bool"] = e.bool_value
             entries.append(entry)
         source["entries"] = entries
+    if doc.omitted_entries:
+        source[OMITTED] = doc.omitted_entries
     for name, text in doc.texts.items():
         source[_TEXT_COLUMNS[name]] = text
     return source
@@ -308,18 +321,30 @@ class OpenSearchBackend:
         tombstone lasts a minute); the month's drop removes it with the rest.
         A month already dropped is not created again for it. ``erasing`` (and
         a process's first write) wakes the expunging thread.
+
+        A document refused for good (400) raises DocumentRefusedError once the
+        rest are sent, the position moved up to the earliest refused revision:
+        every document below it is indexed.
         """
         self.ensure_template()
-        lines = [bulk_lines(self.index_name(d), d) for d in docs]
+        sent = list(docs)
         months = {self.index_name(d) for d in gone}
         there = {m for m in months if self._month_exists(m)}
-        lines += [bulk_lines(self.index_name(d), d) for d in gone if self.index_name(d) in there]
-        for chunk in _chunks(lines):
-            self._bulk(chunk)
+        sent += [d for d in gone if self.index_name(d) in there]
+        refused: dict[int, str] = {}
+        for chunk in _chunks([(i, bulk_lines(self.index_name(d), d)) for i, d in enumerate(sent)]):
+            refused.update(self._bulk(chunk))
+        first = min(refused, key=lambda i: sent[i].revision, default=None)
+        if first is not None:
+            new_position = min(new_position, sent[first].revision)
         with self._engine.begin() as conn:
             cursors.advance(conn, CONSUMER, log_id, new_position)
         if erasing or self._expunger is None:
             self._wake_expunger()
+        if first is not None:
+            raise DocumentRefusedError(
+                new_position, sent[first].event_id, refused[first], len(refused)
+            )
 
     def _wake_expunger(self) -> None:
         """Asks for a pass expunging deleted documents (the thread starts on first use)."""
@@ -394,14 +419,24 @@ class OpenSearchBackend:
             n for n, s in found.get("indices", {}).items() if s["total"]["docs"]["deleted"]
         )
 
-    def _bulk(self, chunk: list[bytes]) -> None:
-        """One bulk request; documents refused with 429 (or a 429 answer) are sent again later."""
+    def _bulk(self, chunk: list[tuple[int, bytes]]) -> dict[int, str]:
+        """One bulk request; documents refused with 429 (or a 429 answer) are sent again later.
+
+        ``chunk``: each document's number in the write and its lines. Returns
+        the documents refused for good (400: the mapping cannot take them,
+        e.g. ``mapper_parsing_exception``), number -> reason. Any other
+        refusal (5xx, 401/403 such as a flood-stage read-only block, 404, a
+        429 past the retries) is the cluster's, not the document's: raises
+        BackendUnavailableError.
+        """
+        bad: dict[int, str] = {}
         for attempt in range(self._bulk_retries + 1):
             if attempt:
                 time.sleep(min(_MAX_BACKOFF, _FIRST_BACKOFF * 2 ** (attempt - 1)))
             last = attempt == self._bulk_retries
+            body = b"".join(lines for _, lines in chunk)
             try:
-                result = self._client.bulk(body=b"".join(chunk), params={"filter_path": _FILTER})
+                result = self._client.bulk(body=body, params={"filter_path": _FILTER})
             except opensearchpy.TransportError as exc:
                 if exc.status_code == 429 and not last:
                     continue
@@ -409,15 +444,17 @@ class OpenSearchBackend:
             except opensearchpy.OpenSearchException as exc:
                 raise BackendUnavailableError(f"bulk failed: {exc}") from exc
             if not result.get("errors"):
-                return
+                return bad
             retry, refused = [], []
-            for lines, item in zip(chunk, result["items"], strict=True):
+            for (number, lines), item in zip(chunk, result["items"], strict=True):
                 (outcome,) = item.values()
                 status = outcome.get("status", 500)
                 if status == 429 and not last:
-                    retry.append(lines)
+                    retry.append((number, lines))
                 elif status == 409:
                     continue  # the document holds this revision or a later one already
+                elif status == 400:
+                    bad[number] = str(outcome.get("error"))[:500]
                 elif not 200 <= status < 300:
                     refused.append(outcome)
             if refused:
@@ -425,8 +462,9 @@ class OpenSearchBackend:
                     f"bulk refused {len(refused)} document(s): {str(refused[:2])[:500]}"
                 )
             if not retry:
-                return
+                return bad
             chunk = retry
+        return bad
 
     def ism_available(self) -> bool:
         """Whether the cluster serves the ISM API (asked once per process)."""
@@ -637,16 +675,16 @@ def _same(found: Any, wanted: Any) -> bool:
     return bool(found == wanted)
 
 
-def _chunks(lines: list[bytes]) -> Iterator[list[bytes]]:
+def _chunks(lines: list[tuple[int, bytes]]) -> Iterator[list[tuple[int, bytes]]]:
     """Bulk requests of at most _CHUNK_DOCS documents and _CHUNK_BYTES bytes."""
-    chunk: list[bytes] = []
+    chunk: list[tuple[int, bytes]] = []
     size = 0
     for doc in lines:
-        if chunk and (len(chunk) == _CHUNK_DOCS or size + len(doc) > _CHUNK_BYTES):
+        if chunk and (len(chunk) == _CHUNK_DOCS or size + len(doc[1]) > _CHUNK_BYTES):
             yield chunk
             chunk, size = [], 0
         chunk.append(doc)
-        size += len(doc)
+        size += len(doc[1])
     if chunk:
         yield chunk
 
