@@ -518,18 +518,19 @@ func runBundle(args []string, out io.Writer) (int, error) {
 	return problems, nil
 }
 
-// duplicate names an earlier line of the same log with the same sequence or event id.
+// duplicate names an earlier line with the same log and sequence, or else the same log
+// and event id, in aiaudit's words.
 func duplicate(line bundleLine, number int, seen map[string]int) []string {
-	keys := []string{line.LogID + "\x00id:" + line.EventID}
-	if line.Sequence != nil {
-		keys = append(keys, fmt.Sprintf("%s\x00seq:%d", line.LogID, *line.Sequence))
+	keys := [][2]string{
+		{fmt.Sprintf("%s\x00seq:%d", line.LogID, *line.Sequence), "sequence"},
+		{line.LogID + "\x00id:" + line.EventID, "event_id"},
 	}
 	var found []string
 	for _, key := range keys {
-		if first, ok := seen[key]; ok && found == nil {
-			found = []string{fmt.Sprintf("duplicate: line %d holds the same event", first)}
-		} else if !ok {
-			seen[key] = number
+		if first, ok := seen[key[0]]; !ok {
+			seen[key[0]] = number
+		} else if found == nil {
+			found = []string{fmt.Sprintf("duplicate: line %d has the same log and %s", first, key[1])}
 		}
 	}
 	return found

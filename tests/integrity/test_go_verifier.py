@@ -190,7 +190,7 @@ def test_a_bundle_verifies_with_public_go_libraries_and_each_tampering_is_named(
     assert refused.returncode == 1
     assert refused.stdout.splitlines() == [
         "line 1 event g-0: salt and content come together: this line has only one",
-        "line 3 event g-1: duplicate: line 2 holds the same event",
+        "line 3 event g-1: duplicate: line 2 has the same log and sequence",
         "3 event(s) checked, 2 problem(s)",
     ], refused.stdout
 
@@ -637,7 +637,7 @@ def test_a_bundle_that_verifies_is_summarized_per_log_in_aiaudits_words(
     bad = go.run(go_verifier, *check[:-1], write(tmp_path / "bad.jsonl", [t1[0], t1[0]]))
     assert bad.returncode == 1
     assert bad.stdout.splitlines()[-2:] == [
-        "line 2 event e-0: duplicate: line 1 holds the same event",
+        "line 2 event e-0: duplicate: line 1 has the same log and sequence",
         "2 event(s) checked, 1 problem(s)",
     ]
 
@@ -662,3 +662,21 @@ def test_lines_of_two_exports_of_one_log_are_a_problem(tmp_path: Path, go_verifi
     bad = go.run(go_verifier, *check, write(tmp_path / "forked.jsonl", forked))
     assert bad.stdout.splitlines()[0].endswith("a forked log"), bad.stdout
     assert len(bad.stdout.splitlines()) == 2, bad.stdout
+
+
+def test_an_event_twice_is_named_alike_in_both_verifiers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], go_verifier: Path
+) -> None:
+    """The Go verifier said "duplicate: line N holds the same event", aiaudit which of the
+    log's sequence or event id the lines share."""
+    lines = make_bundle(tmp_path)
+    renumbered = {**lines[1], "sequence": 2}
+    twice = write(tmp_path / "twice.jsonl", [*lines[:2], lines[1], renumbered])
+    assert both(go_verifier, capsys, twice) == (
+        1,
+        [
+            "line 3 event e-1: duplicate: line 2 has the same log and sequence",
+            "line 4 event e-1: duplicate: line 2 has the same log and event_id",
+            "line 4 event e-1: proof index 1 is not the event's sequence 2",
+        ],
+    )
