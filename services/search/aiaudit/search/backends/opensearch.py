@@ -13,9 +13,17 @@
   deletes whole monthly indices: by an ISM policy when the cluster has the
   plugin, by the indexer's sweep otherwise (:mod:`aiaudit.search.retention`).
 - Documents are routed by tenant: a tenant's search touches one shard.
-- The indexer's position per log is the store's consumer cursor
-  ``search-indexer``, moved only after a bulk succeeded (at-least-once
-  delivery + idempotent writes = each event indexed once).
+- The indexer's position per log is a store consumer cursor of the index
+  prefix's own (:func:`cursor_name`: ``search-indexer`` for the default
+  prefix, as before, ``search-indexer:<prefix>`` for another), moved only
+  after a bulk succeeded (at-least-once delivery + idempotent writes = each
+  event indexed once). A new prefix is thus built from the whole log, and an
+  erased event comes back text-free (documents are built from the store).
+  Until 2026-12-06 every prefix shared ``search-indexer``: a new prefix got
+  only the events after the switch. When it starts indexing, a process warns
+  about the events indices of another prefix that hold this store's events
+  (:meth:`OpenSearchBackend.other_prefixes`): erasures, expunges and
+  retention reach them no more.
 - A document OpenSearch refuses for good (400: a mapping it cannot take) is
   not an outage: the write keeps what was indexed before it, moves the
   position up to it and raises DocumentRefusedError, and the indexer holds
@@ -38,7 +46,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -50,7 +60,7 @@ import sqlalchemy as sa
 from opensearchpy import OpenSearch
 
 from aiaudit.common.store import cursors
-from aiaudit.common.store.schema import consumer_cursors
+from aiaudit.common.store.schema import consumer_cursors, log_entries
 from aiaudit.search import catalogue, retention, translate_dsl
 from aiaudit.search.backends.base import (
     MAX_BUCKETS,
@@ -68,6 +78,7 @@ from aiaudit.search.backends.base import (
 )
 from aiaudit.search.catalogue import Kind
 from aiaudit.search.document import Document, iso
+from aiaudit.search.settings import SearchSettings
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +86,13 @@ HIGHLIGHT_CHARS = 1_000_000
 """Characters of a field analysed for highlights: OpenSearch's default index limit."""
 
 CONSUMER = "search-indexer"
+"""The cursor of the default index prefix (and, until 2026-12-06, of every prefix)."""
+CURSOR_CHARS = int(consumer_cursors.c.consumer.type.length)  # type: ignore[attr-defined]
+"""``varchar(n)`` of the cursor's name."""
+_MONTHLY = re.compile(r"(?P<prefix>.+)-\d{4}\.\d{2}")
+"""The name of an events index: ``<prefix>-YYYY.MM``."""
+_SAMPLED = ("tenant_id", "event_id", "sequence")
+"""What tells whether another prefix's document is an event of this store."""
 _DAY = 86_400_000_000
 """Microseconds in a day."""
 _CHUNK_DOCS = 1000
@@ -107,6 +125,24 @@ OMITTED = "omitted_entries"
 TYPED_BOOLS = translate_dsl.TYPED_BOOLS
 """Set on every document holding booleans in ``entries.bool``: one indexed before holds
 them as the text "true"/"false" in ``entries.str``, and is found as it was."""
+
+
+def cursor_name(prefix: str) -> str:
+    """The store cursor holding the indexer's positions into the indices of ``prefix``.
+
+    ``search-indexer`` for the default prefix (deployments upgrading keep
+    their positions), ``search-indexer:<prefix>`` for any other; past the
+    column's 64 characters the prefix is shortened and a digest of it added.
+    Every name starts ``search-indexer``: the store's row policies leave such
+    cursors to the indexer's role alone.
+    """
+    if prefix == SearchSettings.index_prefix:
+        return CONSUMER
+    name = f"{CONSUMER}:{prefix}"
+    if len(name) <= CURSOR_CHARS:
+        return name
+    digest = hashlib.sha256(prefix.encode()).hexdigest()[:16]
+    return f"{name[: CURSOR_CHARS - len(digest) - 1]}~{digest}"
 
 
 def mappings() -> dict[str, Any]:
@@ -212,6 +248,7 @@ class OpenSearchBackend:
         self._client = client
         self._engine = store_engine
         self._prefix = prefix
+        self._cursor = cursor_name(prefix)
         self._refresh_interval = refresh_interval
         self._bulk_retries = bulk_retries
         self._template_ready = False
@@ -266,6 +303,67 @@ class OpenSearchBackend:
             )
         )
         self._template_ready = True
+        self._warn_other_prefixes()
+
+    def _warn_other_prefixes(self) -> None:
+        """Warns (once per process) about other prefixes' indices holding this store's events."""
+        try:
+            found = self.other_prefixes()
+        except Exception as exc:  # e.g. a login allowed only its own prefix: only a warning lost
+            log.info("search: other index prefixes not looked for: %s", exc)
+            return
+        for prefix, names in sorted(found.items()):
+            log.warning(
+                "search: the indices %s of index prefix %r (not this prefix, %r) hold events "
+                "of this store; erasure, expunges and retention no longer reach them. Once "
+                "this prefix has caught up, delete them and their index template %r "
+                "(README, search: changing index_prefix)",
+                names,
+                prefix,
+                self._prefix,
+                prefix,
+            )
+
+    def other_prefixes(self) -> dict[str, list[str]]:
+        """The events indices of other prefixes that hold events of this store, by prefix.
+
+        An index counts when it is named ``<prefix>-YYYY.MM`` and a document
+        of that prefix (one per prefix is asked for) is an event of this
+        store, by tenant and event id: another deployment's indices in the
+        same cluster are left alone.
+        """
+        names = self._client.indices.get_alias(
+            index="*-*", params={"allow_no_indices": "true", "expand_wildcards": "open"}
+        )
+        by_prefix: dict[str, list[str]] = {}
+        for name in sorted(names):
+            match = _MONTHLY.fullmatch(name)
+            if match and match["prefix"] != self._prefix and not name.startswith("."):
+                by_prefix.setdefault(match["prefix"], []).append(name)
+        found: dict[str, list[str]] = {}
+        for prefix, indices in by_prefix.items():
+            hits = self._client.search(
+                index=",".join(indices),
+                body={
+                    "size": 1,
+                    "_source": list(_SAMPLED),
+                    "query": {"bool": {"filter": [{"exists": {"field": f}} for f in _SAMPLED]}},
+                },
+                params={"ignore_unavailable": "true", "allow_no_indices": "true"},
+            )["hits"]["hits"]
+            source = hits[0].get("_source", {}) if hits else {}
+            tenant, event_id, seq = (source.get(f) for f in _SAMPLED)
+            if isinstance(tenant, str) and isinstance(event_id, str) and isinstance(seq, int):
+                e = log_entries.c
+                with self._engine.connect() as conn:
+                    held = conn.execute(
+                        sa.select(e.seq).where(
+                            e.log_id == tenant, e.seq == seq, e.event_id == event_id
+                        )
+                    ).first()
+                if held is not None:
+                    found[prefix] = indices
+        return found
 
     def _month_exists(self, index: str) -> bool:
         return bool(self._call(lambda: self._client.indices.exists(index=index)))
@@ -286,11 +384,11 @@ class OpenSearchBackend:
             raise BackendUnavailableError(f"OpenSearch error {exc.status_code}: {exc}") from exc
 
     def positions(self) -> dict[str, int]:
-        """The ``search-indexer`` cursors."""
+        """The indexer's cursors into this prefix's indices (:func:`cursor_name`)."""
         c = consumer_cursors
         with self._engine.connect() as conn:
             rows = conn.execute(
-                sa.select(c.c.log_id, c.c.position).where(c.c.consumer == CONSUMER)
+                sa.select(c.c.log_id, c.c.position).where(c.c.consumer == self._cursor)
             ).all()
         return {r.log_id: int(r.position) for r in rows}
 
@@ -338,7 +436,7 @@ class OpenSearchBackend:
         if first is not None:
             new_position = min(new_position, sent[first].revision)
         with self._engine.begin() as conn:
-            cursors.advance(conn, CONSUMER, log_id, new_position)
+            cursors.advance(conn, self._cursor, log_id, new_position)
         if erasing or self._expunger is None:
             self._wake_expunger()
         if first is not None:
