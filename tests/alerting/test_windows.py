@@ -240,3 +240,19 @@ def test_an_empty_baseline_is_a_rate_of_zero_only_if_all_of_it_was_watched() -> 
         times = [t for t, _ in burst]
         changed = Evaluator([rule]).evaluate(events, times, WindowState(), since={"w": 400.0})
         assert changed == [], kind  # nor when the rule changed inside it
+
+
+def test_a_spike_rule_watching_part_of_its_baseline_compares_that_part_only() -> None:
+    """Steady traffic is no spike while the baseline was watched for only part of its
+    span (review, 2026-12-05): its count stood for the whole baseline, so a new count,
+    rate or sum spike rule (or a new log) fired for every steadily busy group until a
+    whole baseline had passed. A real burst still fires."""
+    spike = "    baseline: {duration: 10m, factor: 2}\n"
+    steady = [(400.0 + 10.0 * i, 100.0) for i in range(120)]  # one every 10 s to 1590
+    burst = [(1600.0 + i, 100.0) for i in range(60)]  # one a second for a minute
+    for kind in ("count", "rate", "sum"):
+        windows = WindowState()
+        windows.start = 400.0
+        got = _run(_rule(kind, "gt: 0", spike), steady + burst, windows)
+        assert got[: len(steady)] == [None] * len(steady), kind
+        assert got[-1] is not None, kind

@@ -243,9 +243,18 @@ impl Window {
             let quiet = rate && watched <= base_start && s.len() < MAX_SAMPLES;
             return (quiet && value > 0.0, value);
         }
-        let mut reference = self.aggregate(s, first_base, cut, self.baseline_seconds);
+        // The part of the baseline the series saw: a rule changed (or a log begun)
+        // inside its baseline has samples of that part only, whose count or sum stands
+        // for that part's span, not the whole baseline's (a new count spike rule fired
+        // for every steadily busy group until a whole baseline had passed). Less than
+        // a window of it is no reference.
+        let seen = now - self.seconds - watched.max(base_start);
+        if seen < self.seconds {
+            return (false, value);
+        }
+        let mut reference = self.aggregate(s, first_base, cut, seen);
         if matches!(self.aggregate, Aggregate::Count | Aggregate::Sum) {
-            reference = reference * self.seconds / self.baseline_seconds;
+            reference = reference * self.seconds / seen;
         }
         (value > self.factor * reference, value)
     }
@@ -320,9 +329,29 @@ mod tests {
         let mut avg = spike(Aggregate::Avg);
         avg.threshold = 0.5;
         assert!(!avg.fires(&s, 1009.0, f64::NEG_INFINITY).0);
-        // One sample in the baseline: compared with it, watched or not (as before).
+        // One sample in the baseline: compared with it once a window of it was watched.
         s.add(500.0, 1.0, 660.0);
-        assert!(spike(Aggregate::Count).fires(&s, 1009.0, 1000.0).0);
+        assert!(spike(Aggregate::Count).fires(&s, 1009.0, 349.0).0);
+        assert!(spike(Aggregate::Count).fires(&s, 1009.0, 889.0).0);
+        assert!(!spike(Aggregate::Count).fires(&s, 1009.0, 889.5).0);
+    }
+
+    #[test]
+    fn a_partly_watched_baseline_counts_for_its_watched_span() {
+        // One event every 10 s from 400, watched since 400: at 1009 the window
+        // (949, 1009] holds 6, the baseline (349, 949] 55 events over 549 watched
+        // seconds, ~6 a minute: steady, no spike (over the whole 600 s it was 5.5).
+        let mut s = Series::default();
+        for t in 0..61 {
+            s.add(400.0 + 10.0 * f64::from(t), 1.0, 660.0);
+        }
+        let mut steady = spike(Aggregate::Count);
+        steady.factor = 1.05;
+        assert!(!steady.fires(&s, 1009.0, 400.0).0);
+        assert!(steady.fires(&s, 1009.0, f64::NEG_INFINITY).0);
+        let mut rate = spike(Aggregate::Rate);
+        rate.factor = 1.05;
+        assert!(!rate.fires(&s, 1009.0, 400.0).0);
     }
 
     #[test]
