@@ -103,6 +103,100 @@ def test_an_untouched_bundle_verifies(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "3 event(s) checked, 0 problem(s)" in capsys.readouterr().err
 
 
+def checkpoint_of(line: Line) -> tuple[str, str, str]:
+    """The origin, size and root of the checkpoint a line's proof leads to."""
+    origin, size, root = line["tlog_proof"].split("\n\n", 1)[1].split("\n")[:3]
+    return origin, size, root
+
+
+def key_name(key: str) -> str:
+    """``name+keyid`` of a verifier key ``name+keyid+base64`` (whose base64 may hold a +)."""
+    return "+".join(key.split("+")[:2])
+
+
+def test_a_bundle_that_verifies_says_what_was_proven(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A truncated, reordered, older or two-tenant bundle and one with a line's content
+    stripped all printed just "N event(s) checked, 0 problem(s)" (review 2026-12-05): not
+    the checkpoint, which sequences of it the bundle holds, whose content was proven, nor the
+    key. Now each is said, per log, on stderr before the count; stdout stays the problems."""
+    lines = make_bundle(tmp_path, 6)
+    bare = {k: v for k, v in lines[4].items() if k not in ("salt", "content")}
+    kept = [lines[5], lines[0], lines[1], lines[3], bare]
+    key = key_of(tmp_path)
+    origin, _, root = checkpoint_of(lines[0])
+    summary = [
+        f"log {TENANT}: checkpoint {origin} size 6 root {root} signed by {key_name(key)}",
+        f"log {TENANT}: 5 event(s) at sequences 0..1, 3..5; 1 of the checkpoint's 6 not in the "
+        "bundle; lines not in sequence order",
+        f"log {TENANT}: content verified for 4 event(s); 1 without content (erased or "
+        "withheld): their content is not proven",
+        f"verifier key {key_name(key)}: given with --verifier-key",
+        "5 event(s) checked, 0 problem(s)",
+    ]
+    assert check(tmp_path, kept) == 0
+    out = capsys.readouterr()
+    assert (out.out, said_of(out.err)) == ("", summary)
+    # The whole checkpoint, in order.
+    assert check(tmp_path, lines) == 0
+    assert said_of(capsys.readouterr().err)[1] == (
+        f"log {TENANT}: 6 event(s) at sequences 0..5; all 6 of the checkpoint"
+    )
+
+
+def said_of(err: str) -> list[str]:
+    """stderr's lines without the JSON logs of threads running beside."""
+    return [line for line in err.splitlines() if not line.startswith("{")]
+
+
+def test_lines_of_two_exports_of_one_log_are_a_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An old export's lines followed by a newer one's, each proven against its own
+    checkpoint, passed (review 2026-12-05). An export proves every line against one
+    checkpoint of its log, and nothing in the bundle shows two are of one history."""
+    older, newer = make_bundle(tmp_path, 3), make_bundle(tmp_path, 4)
+    (_, _, r3), (_, _, r4) = checkpoint_of(older[0]), checkpoint_of(newer[0])
+    assert check(tmp_path, [older[0], newer[1], newer[3], older[2]]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        f"line 2 event e-1: log '{TENANT}' has a second checkpoint (size 4 root {r4}) besides"
+        f" line 1's (size 3 root {r3}): an export proves all its lines against one checkpoint,"
+        " so lines of different exports were joined"
+    ]
+    # The same size with another root is a forked log, named as such only.
+    assert check(tmp_path, [older[0], make_bundle(tmp_path, 3)[1]]) == 1
+    (fork,) = capsys.readouterr().out.splitlines()
+    assert fork.endswith("has another root than line 1's: a forked log")
+
+
+def test_a_key_from_the_local_data_dir_is_said_to_be_no_published_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --verifier-key the key of the data dir at hand is trusted: a bundle made by
+    any server started in that folder verified, and the output named no key (review
+    2026-12-05). The summary names the key and where it came from."""
+    lines = make_bundle(tmp_path)
+    data = tmp_path / "data"
+    data.mkdir()
+    (tmp_path / "key.pem").rename(data / "notary-ed25519.pem")
+    config = tmp_path / "config.yaml"
+    config.write_text(f"integrity:\n  origin_prefix: {ORIGIN_PREFIX}\n")
+    path = write(tmp_path / "b.jsonl", lines)
+    assert (
+        main(["verify", "--bundle", str(path), "--config", str(config), "--data-dir", str(data)])
+        == 0
+    )
+    told = said_of(capsys.readouterr().err)
+    key = note.file_signer(ORIGIN_PREFIX, data / "notary-ed25519.pem").verifier_key.encode()
+    assert told[-2:] == [
+        f"verifier key {key_name(key)}: read from {data / 'notary-ed25519.pem'}, this "
+        "machine's configured signing key (no --verifier-key): a local key, not a published "
+        "one; pass the key the server publishes with --verifier-key",
+        "3 event(s) checked, 0 problem(s)",
+    ]
+
+
 @pytest.mark.parametrize("drop", ["salt", "content"])
 def test_content_and_salt_come_together(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], drop: str

@@ -38,10 +38,12 @@ not shared code; a change here must be made in the README and there too.
 from __future__ import annotations
 
 import base64
+import bisect
 import json
 import re
+from array import array
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -51,7 +53,7 @@ from aiaudit.common import canonical
 from aiaudit.common.store import SqlEventStore
 from aiaudit.common.store.schema import logs
 from aiaudit.integrity import merkle, storage
-from aiaudit.integrity.note import NoteError, VerifierKey, open_checkpoint
+from aiaudit.integrity.note import NoteError, VerifierKey, open_note, parse_checkpoint
 
 TLOG_PROOF_HEADER = "c2sp.org/tlog-proof@v1"
 
@@ -374,20 +376,138 @@ def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
                 yield number, raw
 
 
+class _Ranges:
+    """A set of sequences as sorted, disjoint ``[start, end)`` ranges (two int64 arrays).
+
+    A bundle written in order (both writers write ascending sequences) is a few
+    ranges whatever its length: 16 bytes per range, not a Python int per event.
+    """
+
+    def __init__(self) -> None:
+        self.starts = array("q")
+        self.ends = array("q")
+
+    def add(self, seq: int) -> bool:
+        """Adds ``seq``; whether it was there already."""
+        starts, ends = self.starts, self.ends
+        i = bisect.bisect_right(starts, seq) - 1
+        if i >= 0 and seq < ends[i]:
+            return True
+        left = i >= 0 and ends[i] == seq
+        right = i + 1 < len(starts) and starts[i + 1] == seq + 1
+        if left and right:
+            ends[i] = ends[i + 1]
+            del starts[i + 1]
+            del ends[i + 1]
+        elif left:
+            ends[i] = seq + 1
+        elif right:
+            starts[i + 1] = seq
+        else:
+            starts.insert(i + 1, seq)
+            ends.insert(i + 1, seq + 1)
+        return False
+
+    def __len__(self) -> int:
+        return sum(e - s for s, e in zip(self.starts, self.ends, strict=True))
+
+    def shown(self, most: int = 20) -> str:
+        """``0..6, 8, 10..40``: at most ``most`` ranges, then how many more."""
+        texts = [
+            f"{s}" if e == s + 1 else f"{s}..{e - 1}"
+            for s, e in zip(self.starts[:most], self.ends[:most], strict=True)
+        ]
+        more = len(self.starts) - most
+        return ", ".join(texts) + (f", ... and {more} more range(s)" if more > 0 else "")
+
+
+_SEQUENCES = range(0, 2**63)
+"""Sequences a log can hold (a tree size fits in 64 bits); others fail their proof anyway."""
+
+
+@dataclass
+class LogSummary:
+    """What a bundle proves of one log: its checkpoint, sequences, and content."""
+
+    log_id: str
+    checkpoint: _Opened | None = None
+    checkpoint_line: int = 0
+    signed_by: tuple[str, ...] = ()
+    sequences: _Ranges = field(default_factory=_Ranges)
+    last: int = -1
+    out_of_order: bool = False
+    content_verified: int = 0
+    without_content: int = 0
+    no_content_fields: int = 0
+    others: set[_Opened] = field(default_factory=set)
+    """Further checkpoints of the log (each a problem, named once)."""
+
+    def lines(self) -> list[str]:
+        """The summary's three lines (see ``verify --bundle`` in the README)."""
+        assert self.checkpoint is not None
+        origin, size, root = self.checkpoint
+        held = len(self.sequences)
+        coverage = (
+            f"all {size} of the checkpoint"
+            if held == size
+            else f"{size - held} of the checkpoint's {size} not in the bundle"
+        )
+        order = "; lines not in sequence order" if self.out_of_order else ""
+        content = f"log {self.log_id}: content verified for {self.content_verified} event(s)"
+        if self.without_content:
+            content += (
+                f"; {self.without_content} without content (erased or withheld): "
+                "their content is not proven"
+            )
+        if self.no_content_fields:
+            content += f"; {self.no_content_fields} with no content fields"
+        return [
+            f"log {self.log_id}: checkpoint {origin} size {size} root "
+            f"{base64.b64encode(root).decode()} signed by {', '.join(self.signed_by)}",
+            f"log {self.log_id}: {held} event(s) at sequences {self.sequences.shown()}; "
+            f"{coverage}{order}",
+            content,
+        ]
+
+
+@dataclass
+class BundleReport:
+    """The outcome of :func:`verify_bundle`."""
+
+    checked: int
+    problems: list[BundleProblem]
+    logs: dict[str, LogSummary]
+
+    def summary(self, asked: Collection[str] = ()) -> list[str]:
+        """Per log (by id) what was proven; a warning for several logs none of which was asked."""
+        out = [line for log_id in sorted(self.logs) for line in self.logs[log_id].lines()]
+        if len(self.logs) > 1 and not asked:
+            out.append(
+                f"warning: the bundle holds {len(self.logs)} logs "
+                f"({', '.join(sorted(self.logs))}): an export is of one log; pass --log with "
+                "the one you expect"
+            )
+        return [_shown(line) for line in out]
+
+
 def verify_bundle(
     path: Path, keys: Sequence[VerifierKey], origin_prefix: str, logs: Collection[str] = ()
-) -> tuple[int, list[BundleProblem]]:
-    """Verifies every event of a bundle offline; returns (events checked, problems).
+) -> BundleReport:
+    """Verifies every event of a bundle offline: how many, the problems, and per log what held.
 
     ``logs``: if given, a line of any other log is a problem, not a pass.
-    An event on two lines is a problem too: a bundle lists each event once.
+    An event on two lines is a problem too: a bundle lists each event once;
+    and so are two checkpoints of one log: an export proves every line against
+    one, so lines of two exports were joined (:func:`_second_checkpoint`).
     Raises ``OSError`` if the file cannot be read.
     """
     problems: list[BundleProblem] = []
     checked = 0
     opened: dict[str, _Opened] = {}
+    signers: dict[str, tuple[str, ...]] = {}
     roots: dict[tuple[str, int], tuple[bytes, int]] = {}
     seen: dict[tuple[str, str, object], int] = {}
+    summaries: dict[str, LogSummary] = {}
     for number, raw in _lines(path):
         checked += 1
         event_id = ""
@@ -397,12 +517,80 @@ def verify_bundle(
                 event_id = str(obj.get("event_id", ""))
             line = _parse(obj)
             whats = _duplicate(line, number, seen)
-            whats += _check_line(line, keys, origin_prefix, logs, opened)
+            whats += _check_line(line, keys, origin_prefix, logs, opened, signers)
             whats += _forked(line, number, opened, roots)
+            if not logs or line.log_id in logs:
+                log = summaries.setdefault(line.log_id, LogSummary(line.log_id))
+                whats += _tally(line, number, log, origin_prefix, opened, signers, not whats)
             problems.extend(BundleProblem(number, event_id, what) for what in whats)
         except (ValueError, KeyError, TypeError, RecursionError) as exc:
             problems.append(BundleProblem(number, event_id, f"malformed line: {exc}"))
-    return checked, problems
+    return BundleReport(checked, problems, summaries)
+
+
+def _tally(
+    line: _Line,
+    number: int,
+    log: LogSummary,
+    origin_prefix: str,
+    opened: dict[str, _Opened],
+    signers: dict[str, tuple[str, ...]],
+    ok: bool,
+) -> list[str]:
+    """Counts the line in its log's summary; names a second checkpoint of the log.
+
+    The content of a line with problems is not counted: no summary is printed then.
+    """
+    if line.sequence in _SEQUENCES:
+        log.sequences.add(line.sequence)
+    log.out_of_order |= line.sequence < log.last
+    log.last = line.sequence
+    if not ok:
+        pass
+    elif line.content is not None:
+        log.content_verified += 1
+    elif _commitments(line.committed):
+        log.without_content += 1
+    else:
+        log.no_content_fields += 1
+    cp = opened.get(line.proof.signed_checkpoint)
+    if cp is None or cp[0] != f"{origin_prefix}/{line.log_id}":
+        return []  # named already: no checkpoint of this log
+    if log.checkpoint is None:
+        log.checkpoint, log.checkpoint_line = cp, number
+        log.signed_by = signers[line.proof.signed_checkpoint]
+        return []
+    return _second_checkpoint(log, cp)
+
+
+def _second_checkpoint(log: LogSummary, cp: _Opened) -> list[str]:
+    """Names a checkpoint of the log other than its first, once.
+
+    Both writers prove every line of an export against one checkpoint of its
+    log, so a second one means lines of two exports were joined, and nothing
+    in the bundle shows that the two checkpoints are of one history (a bundle
+    of an old export's lines and a new one's passed). The same size with
+    another root is a forked log, named by :func:`_forked` instead.
+    """
+    first = log.checkpoint
+    assert first is not None
+    if cp == first or cp[1] == first[1] or cp in log.others:
+        return []
+    log.others.add(cp)
+    return [
+        f"log {log.log_id!r} has a second checkpoint (size {cp[1]} root "
+        f"{base64.b64encode(cp[2]).decode()}) besides line {log.checkpoint_line}'s (size "
+        f"{first[1]} root {base64.b64encode(first[2]).decode()}): an export proves all its "
+        "lines against one checkpoint, so lines of different exports were joined"
+    ]
+
+
+_NO_SALT = bytes(canonical.SALT_BYTES)
+
+
+def _commitments(committed: bytes) -> int:
+    """How many content commitments the canonical bytes hold (each named missing, no HMAC)."""
+    return len(canonical.content_problems(committed, {}, _NO_SALT))
 
 
 def _duplicate(line: _Line, number: int, seen: dict[tuple[str, str, object], int]) -> list[str]:
@@ -439,6 +627,7 @@ def _check_line(
     origin_prefix: str,
     logs: Collection[str],
     opened: dict[str, _Opened],
+    signers: dict[str, tuple[str, ...]],
 ) -> list[str]:
     log_id = line.log_id
     if logs and log_id not in logs:
@@ -448,10 +637,14 @@ def _check_line(
         return [f"proof index {proof.index} is not the event's sequence {line.sequence}"]
     if proof.signed_checkpoint not in opened:
         try:
-            cp = open_checkpoint(proof.signed_checkpoint, keys)
+            verified = open_note(proof.signed_checkpoint, keys)
+            cp = parse_checkpoint(verified.text)
         except NoteError as exc:
             return [f"checkpoint: {exc}"]
         opened[proof.signed_checkpoint] = (cp.origin, cp.size, cp.root_hash)
+        signers[proof.signed_checkpoint] = tuple(
+            f"{k.name}+{k.key_id.hex()}" for k in keys if k in verified.verified_by
+        )
     origin, size, root = opened[proof.signed_checkpoint]
     if origin != f"{origin_prefix}/{log_id}":
         return [f"checkpoint origin {origin!r} is not {origin_prefix}/{log_id}"]

@@ -59,6 +59,28 @@ def _keys(
         raise ConfigError(f"cannot read the verifier keys ({exc}); pass --verifier-key") from None
 
 
+def _key_source(
+    args: argparse.Namespace, settings: Settings, s: integrity_settings.IntegritySettings
+) -> str:
+    """Where :func:`_keys` found the trusted keys, as ``verify --bundle`` reports it.
+
+    A key read from this machine's configuration is whatever key the data dir
+    holds: a bundle of any server started in that directory verifies with it
+    (review 2026-12-05), so it is no evidence of the published key.
+    """
+    if args.verifier_key:
+        return "given with --verifier-key"
+    if s.signer == "vault":
+        where = f"Vault (transit key {s.vault_mount}/{s.vault_key} at {s.vault_addr})"
+    else:
+        where = os.path.abspath(integrity_settings.key_file(settings, s))
+    return (
+        f"read from {where}, this machine's configured signing key (no --verifier-key): "
+        "a local key, not a published one; pass the key the server publishes with "
+        "--verifier-key"
+    )
+
+
 def _store_url(
     args: argparse.Namespace, settings: Settings, s: integrity_settings.IntegritySettings
 ) -> str:
@@ -146,15 +168,20 @@ def run_verify(args: argparse.Namespace, settings: Settings) -> int:
         return _verify_receipt(args.receipt, keys, origin_prefix)
     if args.bundle is not None:
         try:
-            checked, problems = bundle.verify_bundle(
-                args.bundle, keys, origin_prefix, args.log or ()
-            )
+            result = bundle.verify_bundle(args.bundle, keys, origin_prefix, args.log or ())
         except OSError as exc:
             raise CommandFailedError(f"bundle {args.bundle}: {exc.strerror or exc}") from None
-        for p in problems:
+        for p in result.problems:
             print(p)
+        checked, problems = result.checked, result.problems
         if checked == 0:  # a failed or mistaken export is no evidence that all is well
             print(NOTHING_VERIFIED)
+        elif not problems:  # what was proven, and against what (review 2026-12-05)
+            source = _key_source(args, settings, s)
+            for line in result.summary(args.log or ()):
+                print(line, file=sys.stderr)
+            for k in keys:
+                print(f"verifier key {k.name}+{k.key_id.hex()}: {source}", file=sys.stderr)
         print(f"{checked} event(s) checked, {len(problems)} problem(s)", file=sys.stderr)
         return 1 if problems or checked == 0 else 0
     with _existing_store(_store_url(args, settings, s), settings) as store:
