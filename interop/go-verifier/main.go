@@ -488,7 +488,9 @@ func runBundle(args []string, out io.Writer) (int, error) {
 			if proof != nil {
 				text := string(proof.Checkpoint)
 				found = append(found, forked(text, number, checkpoints, roots)...)
-				found = append(found, secondCheckpoint(line, text, number, *prefix, checkpoints, logSummaries)...)
+				if len(logs) == 0 || slices.Contains(logs, line.LogID) { // the logs asked for only
+					found = append(found, secondCheckpoint(line, text, number, *prefix, checkpoints, logSummaries)...)
+				}
 				if len(found) == 0 {
 					logSummaries[line.LogID].add(line)
 				}

@@ -580,7 +580,7 @@ def withheld(line: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_a_bundle_that_verifies_is_summarized_per_log_in_aiaudits_words(
-    tmp_path: Path, go_verifier: Path
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], go_verifier: Path
 ) -> None:
     """The Go verifier said only "N event(s) checked, 0 problem(s)": not which checkpoint
     and key the events were proven against, which sequences of the log the bundle holds
@@ -618,6 +618,14 @@ def test_a_bundle_that_verifies_is_summarized_per_log_in_aiaudits_words(
     assert ok.stdout.splitlines() == [*summary, warning, *keys, "7 event(s) checked, 0 problem(s)"]
     asked = go.run(go_verifier, *check[:-1], "-log", "t2", "-log", TENANT, check[-1])
     assert asked.stdout.splitlines() == [*summary, *keys, "7 event(s) checked, 0 problem(s)"]
+    assert both(go_verifier, capsys, check[-1]) == (0, [])  # one key: the same summary
+    assert both(go_verifier, capsys, check[-1], "--log", "t2") == (
+        1,
+        [
+            f"line {i} event e-{j}: log '{TENANT}' is not one of the logs to verify (t2)"
+            for i, j in ((1, 2), (2, 0), (3, 1))
+        ],
+    )
 
     # At most 20 ranges, then how many more; the whole checkpoint.
     evens = make_bundle(tmp_path, n=45)[::2]
@@ -642,7 +650,9 @@ def test_a_bundle_that_verifies_is_summarized_per_log_in_aiaudits_words(
     ]
 
 
-def test_lines_of_two_exports_of_one_log_are_a_problem(tmp_path: Path, go_verifier: Path) -> None:
+def test_lines_of_two_exports_of_one_log_are_a_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], go_verifier: Path
+) -> None:
     """Each line proven against another checkpoint of its log (two exports joined) passed:
     an export proves all its lines against one checkpoint. Named once per extra checkpoint,
     as aiaudit names it; the same size with another root is a fork, not this."""
@@ -662,6 +672,17 @@ def test_lines_of_two_exports_of_one_log_are_a_problem(tmp_path: Path, go_verifi
     bad = go.run(go_verifier, *check, write(tmp_path / "forked.jsonl", forked))
     assert bad.stdout.splitlines()[0].endswith("a forked log"), bad.stdout
     assert len(bad.stdout.splitlines()) == 2, bad.stdout
+
+    # Only lines of the logs asked for count: checkpoints of another log (here opened by
+    # lines of the log asked for, which carry them: each a problem) are no second one.
+    a, b, t1 = bundle_of(tmp_path, "t2", 2), bundle_of(tmp_path, "t2", 3), make_bundle(tmp_path)
+    carried = [
+        {**t1[0], "tlog_proof": a[0]["tlog_proof"]},
+        {**t1[1], "tlog_proof": b[1]["tlog_proof"]},
+    ]
+    path = write(tmp_path / "carried.jsonl", [*carried, a[0], b[1]])
+    status, problems = both(go_verifier, capsys, path, "--log", TENANT)
+    assert status == 1 and len(problems) == 4, problems
 
 
 def test_an_event_twice_is_named_alike_in_both_verifiers(
