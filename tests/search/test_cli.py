@@ -137,12 +137,20 @@ def _state(pid: int) -> str:
     return stat[stat.rindex(")") + 2]
 
 
-def test_an_export_interrupted_by_ctrl_c_leaves_no_file(tmp_path: Path, tenant: str) -> None:
-    """``aiaudit export --output F`` in its own process, SIGINT mid-stream: no F, no partial.
+@pytest.mark.parametrize(
+    ("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"]
+)
+def test_an_interrupted_export_leaves_no_file(
+    tmp_path: Path, tenant: str, sig: signal.Signals, code: int
+) -> None:
+    """``aiaudit export --output F`` in its own process, SIGINT or SIGTERM mid-stream: no F,
+    no partial, exit 128 + the signal.
 
     Written in place, F was left with the events received so far, a JSON Lines
     file that could pass for the whole export. The export is stopped (SIGSTOP)
-    once bytes are on disk, so it is certainly mid-stream when SIGINT comes.
+    once bytes are on disk, so it is certainly mid-stream when the signal comes.
+    Until 2026-12-05 SIGTERM (``timeout``, systemd, a CI job cancelled) killed
+    the process and left ``.F.<random>.partial``.
     """
     text, count = "y" * 20_000, 1000  # 40 MB of JSON (input and output carry the text)
     running = start_suite(tmp_path, "sqlite", {})
@@ -184,7 +192,7 @@ def test_an_export_interrupted_by_ctrl_c_leaves_no_file(tmp_path: Path, tenant: 
             os.kill(proc.pid, signal.SIGSTOP)
             wait_until(lambda: _state(proc.pid) == "T")
             assert 0 < on_disk() < count * len(text), "not stopped mid-stream"
-            os.kill(proc.pid, signal.SIGINT)
+            os.kill(proc.pid, sig)
             os.kill(proc.pid, signal.SIGCONT)
             _, err = proc.communicate(timeout=60)
         finally:
@@ -192,7 +200,7 @@ def test_an_export_interrupted_by_ctrl_c_leaves_no_file(tmp_path: Path, tenant: 
                 proc.kill()
                 proc.wait()
         assert sorted(out.iterdir()) == [], err
-        assert proc.returncode == 130 and b"interrupted" in err, err
+        assert proc.returncode == code and b"interrupted" in err, err
     finally:
         running.channel.close()
         running.suite.stop()

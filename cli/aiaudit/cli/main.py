@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import select
@@ -10,6 +11,8 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -309,9 +312,59 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, taken where a command takes Ctrl-C (see :func:`_sigterm_as_ctrl_c`)."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[list[int]]:
+    """While the block runs, SIGTERM raises :class:`Terminated`, a ``KeyboardInterrupt``.
+
+    A command so stops as Ctrl-C stops it: ``written_whole`` removes its
+    temporary file, the export's call is cancelled, the transaction rolled
+    back. Killed by SIGTERM, as until 2026-12-05 (``timeout``, systemd, a CI
+    job cancelled), ``aiaudit export --output F`` left ``.F.<random>.partial``,
+    content readable by its owner, behind. The list yielded holds the signal
+    once received; a second SIGTERM does not cut the clean-up short (SIGKILL
+    does). The previous handler is back once the block ends.
+    """
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received  # only the main thread may set a handler, and it runs them
+        return
+
+    def stop(signum: int, _frame: object) -> None:
+        if not received:
+            received.append(signum)
+            raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `aiaudit` script."""
+    """Entry point of the `aiaudit` script.
+
+    But for ``serve``, which stops gracefully on SIGTERM, a command that
+    SIGTERM stopped exits 143 (128 + 15, as a shell reports it), whatever its
+    Ctrl-C path returned (130).
+    """
     args = build_parser().parse_args(argv)
+    if args.func is _serve:
+        return _run(args)
+    with _sigterm_as_ctrl_c() as received:
+        try:
+            code = _run(args)
+        except Terminated:  # a command with no Ctrl-C path of its own
+            code = 128 + signal.SIGTERM
+    return 128 + signal.SIGTERM if received else code
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The command's exit code; what the user's environment causes is one line."""
     try:
         return int(args.func(args))
     except config.ConfigError as exc:
