@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import base64
 import bisect
+import hashlib
 import json
 import re
 from array import array
@@ -500,13 +501,18 @@ def verify_bundle(
     and so are two checkpoints of one log: an export proves every line against
     one, so lines of two exports were joined (:func:`_second_checkpoint`).
     Raises ``OSError`` if the file cannot be read.
+
+    Memory is bounded by the bundle's shape, not a dict entry per line: each
+    log's sequences as ranges (:class:`_Ranges`) and a 16-byte digest per event
+    id (:class:`_Seen`); the earlier line a duplicate repeats is found by
+    reading the file again, only when there is one.
     """
     problems: list[BundleProblem] = []
     checked = 0
     opened: dict[str, _Opened] = {}
     signers: dict[str, tuple[str, ...]] = {}
     roots: dict[tuple[str, int], tuple[bytes, int]] = {}
-    seen: dict[tuple[str, str, object], int] = {}
+    seen = _Seen()
     summaries: dict[str, LogSummary] = {}
     for number, raw in _lines(path):
         checked += 1
@@ -516,16 +522,79 @@ def verify_bundle(
             if isinstance(obj, dict):
                 event_id = str(obj.get("event_id", ""))
             line = _parse(obj)
-            whats = _duplicate(line, number, seen)
-            whats += _check_line(line, keys, origin_prefix, logs, opened, signers)
+            log = summaries.setdefault(line.log_id, LogSummary(line.log_id))
+            if twice := seen.add(line, log.sequences):
+                seen.pending.append((len(problems), twice, _key(line, twice)))
+                problems.append(BundleProblem(number, event_id, ""))  # named after the pass
+            whats = _check_line(line, keys, origin_prefix, logs, opened, signers)
             whats += _forked(line, number, opened, roots)
             if not logs or line.log_id in logs:
-                log = summaries.setdefault(line.log_id, LogSummary(line.log_id))
                 whats += _tally(line, number, log, origin_prefix, opened, signers, not whats)
             problems.extend(BundleProblem(number, event_id, what) for what in whats)
         except (ValueError, KeyError, TypeError, RecursionError) as exc:
             problems.append(BundleProblem(number, event_id, f"malformed line: {exc}"))
-    return BundleReport(checked, problems, summaries)
+    if seen.pending:
+        _name_duplicates(path, problems, seen.pending)
+    asked = {log_id: s for log_id, s in summaries.items() if not logs or log_id in logs}
+    return BundleReport(checked, problems, asked)
+
+
+class _Seen:
+    """Which (log, sequence) and (log, event id) lines came before, in bounded memory."""
+
+    def __init__(self) -> None:
+        self.ids: set[bytes] = set()
+        self.pending: list[tuple[int, str, tuple[str, object]]] = []
+        """Duplicates found: (index in the problems, what they share, its value)."""
+
+    def add(self, line: _Line, sequences: _Ranges) -> str:
+        """Records the line; what it shares with an earlier one (``sequence`` first), or ''."""
+        again = line.sequence in _SEQUENCES and sequences.add(line.sequence)
+        digest = hashlib.blake2b(_id_key(line), digest_size=16).digest()
+        twice = digest in self.ids
+        self.ids.add(digest)
+        return "sequence" if again else "event_id" if twice else ""
+
+
+def _id_key(line: _Line) -> bytes:
+    """The log and event id as one unambiguous byte string (a JSON string may hold NUL)."""
+    text = f"{len(line.log_id)}:{line.log_id}:{line.event_id}"
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _key(line: _Line, what: str) -> tuple[str, object]:
+    return (line.log_id, line.sequence if what == "sequence" else line.event_id)
+
+
+def _name_duplicates(
+    path: Path, problems: list[BundleProblem], pending: list[tuple[int, str, tuple[str, object]]]
+) -> None:
+    """Names in each duplicate's problem the first line it repeats, found by a second read.
+
+    Only a regular file is read again (a FIFO would wait for another writer);
+    otherwise, or if the file changed meanwhile, the line is "an earlier line".
+    """
+    wanted = {(what, key) for _, what, key in pending}
+    first: dict[tuple[str, tuple[str, object]], int] = {}
+    if path.is_file():
+        for number, raw in _lines(path):
+            try:
+                text = raw.decode("utf-8")
+                line = _parse(json.loads(text, object_pairs_hook=_unique, parse_int=_integer))
+            except (ValueError, KeyError, TypeError, RecursionError):
+                continue
+            for what in ("sequence", "event_id"):
+                if (what, key := _key(line, what)) in wanted:
+                    first.setdefault((what, key), number)
+            if len(first) == len(wanted):
+                break
+    for index, what, key in pending:
+        p = problems[index]
+        at = first.get((what, key))
+        earlier = f"line {at}" if at is not None and at < p.line else "an earlier line"
+        problems[index] = BundleProblem(
+            p.line, p.event_id, f"duplicate: {earlier} has the same log and {what}"
+        )
 
 
 def _tally(
@@ -541,8 +610,6 @@ def _tally(
 
     The content of a line with problems is not counted: no summary is printed then.
     """
-    if line.sequence in _SEQUENCES:
-        log.sequences.add(line.sequence)
     log.out_of_order |= line.sequence < log.last
     log.last = line.sequence
     if not ok:
@@ -591,15 +658,6 @@ _NO_SALT = bytes(canonical.SALT_BYTES)
 def _commitments(committed: bytes) -> int:
     """How many content commitments the canonical bytes hold (each named missing, no HMAC)."""
     return len(canonical.content_problems(committed, {}, _NO_SALT))
-
-
-def _duplicate(line: _Line, number: int, seen: dict[tuple[str, str, object], int]) -> list[str]:
-    """Names an earlier line with the same log and sequence, or the same log and event id."""
-    keys = [(line.log_id, "sequence", line.sequence), (line.log_id, "event_id", line.event_id)]
-    earlier = [(key, seen[key]) for key in keys if key in seen]
-    for key in keys:
-        seen.setdefault(key, number)
-    return [f"duplicate: line {at} has the same log and {key[1]}" for key, at in earlier[:1]]
 
 
 def _forked(
