@@ -57,6 +57,42 @@ class _RefusedError(Exception):
     status: status_pb2.Status
 
 
+def _naming(
+    code: int,
+    message: str,
+    reason: str,
+    violations: list[tuple[str, str]],
+    **metadata: str,
+) -> status_pb2.Status:
+    """An error naming each event concerned, as a client that sets events aside reads it.
+
+    The ErrorInfo first (its ``field``: the first event named, as before
+    2026-12-05, for clients that read only that), then a BadRequest listing
+    every one (``events[3].event_id``) as far as the trailers hold, the rest
+    counted in the message: the gateway SDK sets them aside together and sends
+    the rest again.
+    """
+    listed = status.bad_request(message, violations)
+    out = status.error(code, listed.message, reason, field=violations[0][0], **metadata)
+    out.details.extend(listed.details)
+    return out
+
+
+def _conflicts(prefix: str, conflicts: list[tuple[int, str]], why: str) -> _RefusedError:
+    """ALREADY_EXISTS naming each event whose id is taken by other content (index, event id)."""
+    first, first_id = conflicts[0]
+    more = f" and {len(conflicts) - 1} more events" if len(conflicts) > 1 else ""
+    return _RefusedError(
+        _naming(
+            code_pb2.ALREADY_EXISTS,
+            f"{prefix}[{first}].event_id {first_id!r}{more}: {why}; nothing was written",
+            "EVENT_ID_CONFLICT",
+            [(f"{prefix}[{i}].event_id", "taken by other content") for i, _ in conflicts],
+            event_id=first_id,
+        )
+    )
+
+
 def _malformed(bad: MalformedError) -> _RefusedError:
     return _RefusedError(
         status.bad_request("malformed request; nothing was written", [(bad.field, bad.description)])
@@ -111,24 +147,19 @@ def _fold_repeats(
     unique: list[NewEvent] = []
     slot: dict[int, int] = {}  # a first copy's index in the batch -> its index in ``unique``
     at: list[int] = []
+    conflicts: list[tuple[int, str]] = []
     for i, e in enumerate(batch):
         j = first[(e.event.tenant_id, e.event.event_id)]
         if j == i:
             slot[i] = len(unique)
             unique.append(e)
         elif wires[i] != wires[j] and not same_event(_as_stored(batch[j]), e):
-            field = f"{prefix}[{i}].event_id"
-            raise _RefusedError(
-                status.error(
-                    code_pb2.ALREADY_EXISTS,
-                    f"{field} {e.event.event_id!r} is also {prefix}[{j}].event_id, with "
-                    "different content; nothing was written",
-                    "EVENT_ID_CONFLICT",
-                    field=field,
-                    event_id=e.event.event_id,
-                )
-            )
+            conflicts.append((i, e.event.event_id))  # every one named in the answer
+            continue
         at.append(slot[j])
+    if conflicts:
+        j = first[(batch[conflicts[0][0]].event.tenant_id, conflicts[0][1])]
+        raise _conflicts(prefix, conflicts, f"also {prefix}[{j}].event_id, with different content")
     return unique, at
 
 
@@ -150,7 +181,8 @@ def _unfolded(future: Future[BatchOutcome], at: list[int]) -> Future[BatchOutcom
     """The outcome of a folded batch (:func:`_fold_repeats`) for the batch as sent.
 
     Each repeat gets its first copy's receipt, marked ``duplicate`` (the
-    receipt of an earlier, identical append); a conflict names the first copy.
+    receipt of an earlier, identical append); a conflict names every copy of
+    each conflicting event, the first copy first.
     """
     out: Future[BatchOutcome] = Future()
 
@@ -161,7 +193,11 @@ def _unfolded(future: Future[BatchOutcome], at: list[int]) -> Future[BatchOutcom
             out.set_exception(exc)
             return
         if isinstance(outcome, Conflict):
-            out.set_result(Conflict(at.index(outcome.index), outcome.event_id))
+            # Each copy of a conflicting event: a client setting the first aside
+            # would otherwise send its copies again, to be refused again.
+            ids = dict(outcome.conflicts)
+            every = tuple((i, ids[k]) for i, k in enumerate(at) if k in ids)
+            out.set_result(Conflict(*every[0], every=every))
             return
         seen: set[int] = set()
         receipts: list[Receipt] = []
@@ -300,16 +336,8 @@ class IngestHandlers:
                 )
             ) from exc
         if isinstance(outcome, Conflict):
-            field = f"{prefix}[{outcome.index}].event_id"
-            raise _RefusedError(
-                status.error(
-                    code_pb2.ALREADY_EXISTS,
-                    f"{field} {outcome.event_id!r} is already stored with different content; "
-                    "nothing was written",
-                    "EVENT_ID_CONFLICT",
-                    field=field,
-                    event_id=outcome.event_id,
-                )
+            raise _conflicts(
+                prefix, list(outcome.conflicts), "already stored with different content"
             )
         return outcome, self._sign(outcome) if sign else []
 

@@ -112,10 +112,22 @@ class Receipt(NamedTuple):
 
 @dataclass(frozen=True)
 class Conflict:
-    """A batch refused because an event id is taken by different content."""
+    """A batch refused because event ids are taken by different content.
+
+    ``index`` and ``event_id`` name the first; ``every`` lists each one (index
+    in the batch, event id), the first included, so that one answer names them
+    all: until 2026-12-05 only the first was told, and a batch of N taken ids
+    cost a client N round trips (review).
+    """
 
     index: int
     event_id: str
+    every: tuple[tuple[int, str], ...] = ()
+
+    @property
+    def conflicts(self) -> tuple[tuple[int, str], ...]:
+        """Each conflicting event of the batch: (its index, its id), in batch order."""
+        return self.every or ((self.index, self.event_id),)
 
 
 BatchOutcome = list[Receipt] | Conflict
@@ -232,11 +244,12 @@ class SqlEventStore:
     def append_group(self, batches: Sequence[Sequence[NewEvent]]) -> list[BatchOutcome]:
         """Commits several independent batches in one transaction (group commit).
 
-        Each batch is all-or-nothing: a batch holding an id already taken by
-        different content is refused as a whole; the others are written.
-        Events already stored identically get their original receipts. A value
-        the database refuses (ingest's validation keeps them out) raises
-        :class:`RowsRefusedError`, with nothing written.
+        Each batch is all-or-nothing: a batch holding ids already taken by
+        different content is refused as a whole (:class:`Conflict`, naming
+        each); the others are written. Events already stored identically get
+        their original receipts. A value the database refuses (ingest's
+        validation keeps them out) raises :class:`RowsRefusedError`, with
+        nothing written.
         """
         try:
             try:
@@ -550,6 +563,7 @@ class SqlEventStore:
         planned: list[Receipt] = []
         next_size = dict(sizes)
         pending: list[tuple[NewEvent, Receipt]] = []
+        conflicts: list[tuple[int, str]] = []
         for i, e in enumerate(batch):
             event_id = e.event.event_id
             log_id = e.event.tenant_id
@@ -557,7 +571,8 @@ class SqlEventStore:
             if found is not None:
                 s = found if isinstance(found, StoredEvent) else _as_stored(*found)
                 if not same_event(s, e):
-                    return Conflict(i, event_id)
+                    conflicts.append((i, event_id))  # every one, named in one answer
+                    continue
                 planned.append(
                     Receipt(
                         s.event_id,
@@ -575,6 +590,8 @@ class SqlEventStore:
             receipt = Receipt(event_id, log_id, seq, e.committed.leaf_hash, e.receive_time)
             planned.append(receipt)
             pending.append((e, receipt))
+        if conflicts:  # the whole batch refused: no sequence taken, nothing seen by the next
+            return Conflict(*conflicts[0], every=tuple(conflicts))
         sizes.update(next_size)
         for e, r in pending:  # later batches of the group see these as stored
             stored[(r.log_id, r.event_id)] = (e, r)

@@ -1,0 +1,147 @@
+"""A refused batch names every event it is refused for, in one answer (SQLite and PostgreSQL).
+
+``ALREADY_EXISTS`` (ids taken by other content) and ``DATA_LOSS`` (a subject's
+data key damaged) name each event concerned in a BadRequest, after the
+ErrorInfo that names the first as before: a client sets them aside together
+and sends the rest again. Until 2026-12-05 a conflict named only the first
+event (a batch of N taken ids cost the gateway SDK N round trips, O(N²) events
+sent again), and DATA_LOSS named none, although the damage is that subject's
+alone (review). Nothing of a refused batch is written.
+"""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from aiaudit.common.v1 import event_pb2 as ev
+from aiaudit.ingest.v1 import ingest_service_pb2 as pb
+from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
+from tests.conftest import Running
+from tests.helpers import interaction
+
+
+def stub(server: Running) -> pb_grpc.IngestServiceStub:
+    return pb_grpc.IngestServiceStub(server.channel)
+
+
+def stored_count(server: Running, tenant: str) -> int:
+    return server.suite.store.log_sizes().get(tenant, 0)  # type: ignore[attr-defined]
+
+
+def copy(e: ev.Event) -> ev.Event:
+    out = ev.Event()
+    out.CopyFrom(e)
+    return out
+
+
+def named(err: grpc.RpcError) -> tuple[dict[str, str], list[str]]:
+    """The ErrorInfo (reason and metadata; the first detail) and the fields the BadRequest names."""
+    status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    assert status is not None
+    info = error_details_pb2.ErrorInfo()
+    assert status.details[0].Unpack(info)
+    fields: list[str] = []
+    for detail in status.details[1:]:
+        bad = error_details_pb2.BadRequest()
+        assert detail.Unpack(bad)
+        fields += [v.field for v in bad.field_violations]
+    return {"reason": info.reason, **info.metadata}, fields
+
+
+def test_every_id_taken_by_other_content_is_named_at_once(server: Running, tenant: str) -> None:
+    first = [interaction(tenant, f"c-{i}", text="first") for i in range(4)]
+    stub(server).Append(pb.AppendRequest(events=first))
+    batch = [
+        interaction(tenant, "fresh-0"),
+        interaction(tenant, "c-0", text="second"),
+        interaction(tenant, "fresh-1"),
+        interaction(tenant, "c-1", text="second"),
+        copy(first[2]),  # identical: a retry, not a conflict
+        interaction(tenant, "c-3", text="second"),
+    ]
+    with pytest.raises(grpc.RpcError) as err:
+        stub(server).Append(pb.AppendRequest(events=batch))
+    assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    info, fields = named(err.value)
+    assert info == {"reason": "EVENT_ID_CONFLICT", "field": "events[1].event_id", "event_id": "c-0"}
+    assert fields == ["events[1].event_id", "events[3].event_id", "events[5].event_id"]
+    assert stored_count(server, tenant) == 4  # all or nothing: fresh-0, fresh-1 not written
+
+    # The named ones set aside, the rest is stored in one more call.
+    rest = [e for i, e in enumerate(batch) if i not in (1, 3, 5)]
+    receipts = stub(server).Append(pb.AppendRequest(events=rest)).receipts
+    assert [(r.event_id, r.duplicate) for r in receipts] == [
+        ("fresh-0", False),
+        ("fresh-1", False),
+        ("c-2", True),
+    ]
+
+    # On a stream, the same answer.
+    answers = list(
+        stub(server).AppendStream(iter([pb.AppendStreamRequest(request_id=7, events=batch)]))
+    )
+    assert answers[0].status.code == grpc.StatusCode.ALREADY_EXISTS.value[0]
+    bad = error_details_pb2.BadRequest()
+    assert answers[0].status.details[1].Unpack(bad)
+    assert [v.field for v in bad.field_violations] == fields
+
+
+def test_conflicts_past_the_trailers_are_counted_and_named_in_the_next_answers(
+    server: Running, tenant: str
+) -> None:
+    """As many as the trailers hold, first to last, each answer naming the next ones."""
+    n = 100
+    stub(server).Append(
+        pb.AppendRequest(events=[interaction(tenant, f"c-{i}", text="one") for i in range(n)])
+    )
+    batch = [interaction(tenant, f"c-{i}", text="two") for i in range(n)]
+    left, calls = list(range(n)), 0
+    while left:
+        calls += 1
+        with pytest.raises(grpc.RpcError) as err:
+            stub(server).Append(pb.AppendRequest(events=[batch[i] for i in left]))
+        _, fields = named(err.value)
+        assert fields[0] == "events[0].event_id"
+        assert len(fields) == len(set(fields)) > 1
+        if len(fields) < len(left):
+            assert f"({len(fields)} of {len(left)} field violations listed)" in (
+                err.value.details() or ""
+            )
+        shown = {int(f.split("[")[1].split("]")[0]) for f in fields}
+        left = [k for j, k in enumerate(left) if j not in shown]
+    assert calls <= 3
+    assert stored_count(server, tenant) == n
+
+
+def test_repeats_with_other_content_are_all_named(server: Running, tenant: str) -> None:
+    a, b = interaction(tenant, "a", text="one"), interaction(tenant, "b", text="one")
+    batch = [
+        a,
+        b,
+        interaction(tenant, "a", text="two"),
+        copy(b),
+        interaction(tenant, "b", text="x"),
+    ]
+    with pytest.raises(grpc.RpcError) as err:
+        stub(server).Append(pb.AppendRequest(events=batch))
+    info, fields = named(err.value)
+    assert info["field"] == "events[2].event_id"
+    assert fields == ["events[2].event_id", "events[4].event_id"]
+    assert stored_count(server, tenant) == 0
+
+
+def test_each_copy_of_an_event_taken_by_other_content_is_named(
+    server: Running, tenant: str
+) -> None:
+    """The store sees each event once; every copy as sent is named, or its copies come back."""
+    stub(server).Append(pb.AppendRequest(events=[interaction(tenant, "a", text="stored")]))
+    b, other = interaction(tenant, "b"), interaction(tenant, "a", text="other")
+    with pytest.raises(grpc.RpcError) as err:
+        stub(server).Append(pb.AppendRequest(events=[b, copy(other), copy(b), other]))
+    info, fields = named(err.value)
+    assert info["field"] == "events[1].event_id"
+    assert fields == ["events[1].event_id", "events[3].event_id"]
+    assert stored_count(server, tenant) == 1
