@@ -11,15 +11,22 @@ alone (review). Nothing of a refused batch is written.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import grpc
 import pytest
+import sqlalchemy as sa
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from aiaudit.common import client
+from aiaudit.common.store import open_store
+from aiaudit.common.store.schema import content_keys
 from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
-from tests.conftest import Running
+from tests.conftest import Postgres, Running, serve_suite
 from tests.helpers import interaction
 
 
@@ -145,3 +152,83 @@ def test_each_copy_of_an_event_taken_by_other_content_is_named(
     assert info["field"] == "events[1].event_id"
     assert fields == ["events[1].event_id", "events[3].event_id"]
     assert stored_count(server, tenant) == 1
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def sealed_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """(the app's URL, an admin's URL) of a store of the test's own, for content keys."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'aiaudit.db'}"
+        open_store(url, run_migrations=True).close()
+        yield url, url
+        return
+    pg: Postgres = request.getfixturevalue("own_postgres")
+    yield pg.app_url, pg.admin_url
+
+
+def serve_sealed(
+    tmp_path: Path, url: str
+) -> tuple[object, pb_grpc.IngestServiceStub, grpc.Channel]:
+    suite, keys = serve_suite(
+        tmp_path,
+        database_url=url,
+        services=("ingest",),
+        content_keys="file",
+        content_key_file=tmp_path / "kek",
+    )
+    channel = client.channel(f"127.0.0.1:{suite.port}", keys["admin"])  # type: ignore[attr-defined]
+    return suite, pb_grpc.IngestServiceStub(channel), channel
+
+
+def test_data_loss_names_the_events_of_the_damaged_subject(
+    sealed_url: tuple[str, str], tmp_path: Path, tenant: str
+) -> None:
+    url, admin = sealed_url
+    suite, ingest, channel = serve_sealed(tmp_path, url)
+    try:
+        ingest.Append(pb.AppendRequest(events=[interaction(tenant, "a-0", user="alice")]))
+    finally:
+        channel.close()
+        suite.stop()  # type: ignore[attr-defined]
+    engine = sa.create_engine(admin)
+    alice = (content_keys.c.log_id == tenant, content_keys.c.subject == "alice")
+    with engine.begin() as conn:
+        wrapped = bytes(conn.execute(sa.select(content_keys.c.wrapped).where(*alice)).scalar_one())
+        conn.execute(
+            sa.update(content_keys)
+            .where(*alice)
+            .values(wrapped=wrapped[:-1] + bytes([wrapped[-1] ^ 1]))
+        )
+    engine.dispose()
+
+    suite, ingest, channel = serve_sealed(tmp_path, url)  # holds no key: reads the altered row
+    try:
+        batch = [
+            interaction(tenant, "b-0", user="bob"),
+            interaction(tenant, "a-1", user="alice"),
+            interaction(tenant, "b-1", user="bob"),
+            interaction(tenant, "a-2", user="alice"),
+        ]
+        with pytest.raises(grpc.RpcError) as err:
+            ingest.Append(pb.AppendRequest(events=batch))
+        assert err.value.code() == grpc.StatusCode.DATA_LOSS
+        info, fields = named(err.value)
+        assert info == {"reason": "DATA_KEY_DAMAGED", "field": "events[1]"}
+        assert fields == ["events[1]", "events[3]"]
+        assert "'alice'" in (err.value.details() or "")
+        assert suite.store.log_sizes()[tenant] == 1  # type: ignore[attr-defined]
+
+        # An event of hers already stored, sent again, cannot be told identical: named too.
+        with pytest.raises(grpc.RpcError) as err:
+            ingest.Append(
+                pb.AppendRequest(events=[batch[0], interaction(tenant, "a-0", user="alice")])
+            )
+        assert err.value.code() == grpc.StatusCode.DATA_LOSS
+        assert named(err.value)[1] == ["events[1]"]
+
+        # The others, sent again without hers, are stored.
+        receipts = ingest.Append(pb.AppendRequest(events=[batch[0], batch[2]])).receipts
+        assert [(r.event_id, r.sequence) for r in receipts] == [("b-0", 1), ("b-1", 2)]
+    finally:
+        channel.close()
+        suite.stop()  # type: ignore[attr-defined]

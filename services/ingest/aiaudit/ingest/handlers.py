@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import grpc
 from google.protobuf import timestamp_pb2
@@ -29,6 +30,7 @@ from aiaudit.common.store.sql import (
     Receipt,
     RowsRefusedError,
     StoredEvent,
+    SubjectKeysDamagedError,
     same_event,
 )
 from aiaudit.common.stream_slots import StreamSlots
@@ -55,6 +57,13 @@ class _RefusedError(Exception):
     """A batch that gets no receipts, with the status saying why."""
 
     status: status_pb2.Status
+
+
+class _Queued(NamedTuple):
+    """A batch handed to the committer: its outcome to come, and its events' (tenant, id)."""
+
+    future: Future[BatchOutcome]
+    ids: list[tuple[str, str]]
 
 
 def _naming(
@@ -89,6 +98,33 @@ def _conflicts(prefix: str, conflicts: list[tuple[int, str]], why: str) -> _Refu
             "EVENT_ID_CONFLICT",
             [(f"{prefix}[{i}].event_id", "taken by other content") for i, _ in conflicts],
             event_id=first_id,
+        )
+    )
+
+
+def _damaged(exc: SealError, ids: list[tuple[str, str]], prefix: str) -> _RefusedError:
+    """DATA_LOSS naming each event of the batch that needed a damaged data key.
+
+    Damage affects that subject's events alone: named, a client sets them aside
+    and sends the others again. Until 2026-12-05 the answer named none, and the
+    gateway SDK held the whole batch, other subjects' events with it (review).
+    """
+    affected = exc.event_ids if isinstance(exc, SubjectKeysDamagedError) else frozenset()
+    named = [
+        (f"{prefix}[{i}]", "its subject's data key is damaged")
+        for i, key in enumerate(ids)
+        if key in affected
+    ]
+    message = f"{exc}; nothing was written"
+    if not named:
+        return _RefusedError(status.error(code_pb2.DATA_LOSS, message, "DATA_KEY_DAMAGED"))
+    return _RefusedError(
+        _naming(
+            code_pb2.DATA_LOSS,
+            f"{len(named)} event{'s' if len(named) > 1 else ''} named, of a subject whose "
+            f"data key is damaged (the others may be sent again): {message}",
+            "DATA_KEY_DAMAGED",
+            named,
         )
     )
 
@@ -246,7 +282,7 @@ class IngestHandlers:
         prefix: str,
         caller: Caller,
         sign: bool = False,
-    ) -> Future[BatchOutcome]:
+    ) -> _Queued:
         """Validates, applies the policies and queues a batch (``wires``: its events serialised)."""
         now = dt.datetime.now(dt.UTC)
         violations = validate_batch(events, self._limits, now, prefix, wires)
@@ -297,17 +333,18 @@ class IngestHandlers:
                     )
                 )
         prepared = prepare_batch(events, now, wires)
+        ids = [(e.tenant_id, e.event_id) for e in events]
         folded = _fold_repeats(prepared, wires, prefix)
         if folded is None:
-            return self._committer.submit(prepared)
+            return _Queued(self._committer.submit(prepared), ids)
         unique, at = folded
-        return _unfolded(self._committer.submit(unique), at)
+        return _Queued(_unfolded(self._committer.submit(unique), at), ids)
 
     def _receipts(
-        self, future: Future[BatchOutcome], prefix: str, sign: bool = False
+        self, queued: _Queued, prefix: str, sign: bool = False
     ) -> tuple[list[Receipt], list[str]]:
         try:
-            outcome = future.result(timeout=self._timeout)
+            outcome = queued.future.result(timeout=self._timeout)
         except RowsRefusedError as exc:
             raise _RefusedError(
                 status.error(
@@ -318,13 +355,7 @@ class IngestHandlers:
             ) from exc
         except SealError as exc:  # a subject's data key is damaged: no retry mends it
             log.error("append refused: %s", exc)
-            raise _RefusedError(
-                status.error(
-                    code_pb2.DATA_LOSS,
-                    f"{exc}; nothing was written",
-                    "DATA_KEY_DAMAGED",
-                )
-            ) from exc
+            raise _damaged(exc, queued.ids, prefix) from exc
         except Exception as exc:
             log.warning("append not committed: %s", exc)
             raise _RefusedError(
@@ -460,9 +491,9 @@ class IngestHandlers:
     def _answer(
         self, requests: Iterator[bytes], context: grpc.ServicerContext, caller: Caller
     ) -> Iterator[pb.AppendStreamResponse]:
-        pending: queue.SimpleQueue[
-            tuple[int, bool, Future[BatchOutcome] | _RefusedError] | None
-        ] = queue.SimpleQueue()
+        pending: queue.SimpleQueue[tuple[int, bool, _Queued | _RefusedError] | None] = (
+            queue.SimpleQueue()
+        )
         expired = threading.Event()
 
         def read() -> None:
@@ -496,9 +527,7 @@ class IngestHandlers:
         if expired.is_set():  # what was read is answered; the rest is sent again on a new stream
             end_expired(context)
 
-    def _accept(
-        self, raw: bytes, caller: Caller
-    ) -> tuple[int, bool, Future[BatchOutcome] | _RefusedError]:
+    def _accept(self, raw: bytes, caller: Caller) -> tuple[int, bool, _Queued | _RefusedError]:
         request_id, sign = 0, False
         try:
             request = self._parse(raw, pb.AppendStreamRequest, 2, "events")

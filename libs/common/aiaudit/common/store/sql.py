@@ -145,6 +145,15 @@ class RowsRefusedError(Exception):
     """The database refused a value of the rows, not the connection: a retry cannot help."""
 
 
+class SubjectKeysDamagedError(DamagedKeyError):
+    """Data keys that do not open, and the events of the refused append that needed them."""
+
+    def __init__(self, message: str, event_ids: frozenset[tuple[str, str]]) -> None:
+        """``event_ids``: (log id, event id) of each new event sealed under a damaged key."""
+        super().__init__(message)
+        self.event_ids = event_ids
+
+
 @dataclass(frozen=True)
 class StoredEvent:
     """An event as stored: log position, canonical form and (unless erased) content."""
@@ -248,8 +257,9 @@ class SqlEventStore:
         different content is refused as a whole (:class:`Conflict`, naming
         each); the others are written. Events already stored identically get
         their original receipts. A value the database refuses (ingest's
-        validation keeps them out) raises :class:`RowsRefusedError`, with
-        nothing written.
+        validation keeps them out) raises :class:`RowsRefusedError`, a damaged
+        data key :class:`SubjectKeysDamagedError` naming the events that needed
+        it, with nothing written.
         """
         try:
             try:
@@ -257,6 +267,10 @@ class SqlEventStore:
             except (sa.exc.IntegrityError, psycopg.errors.UniqueViolation):
                 # Some id is already stored (a retry, or a conflict): the optimistic
                 # attempt rolled back; look the ids up and plan again.
+                return self._append_group(batches, check_existing=True)
+            except SubjectKeysDamagedError:
+                # Planned without looking for stored ids: a retry of an event already
+                # stored needs no key, and is no event to name. Plan again, looking.
                 return self._append_group(batches, check_existing=True)
             except (sa.exc.DBAPIError, ConnectionLostError) as exc:
                 if isinstance(exc, sa.exc.DBAPIError) and not exc.connection_invalidated:
@@ -413,14 +427,26 @@ class SqlEventStore:
         stored = _subject_keys(conn, [p for p in missing if heads[p[0]][0] > 0])
         opened = self.keys.open_rows([k for _, k in stored])
         learnt: dict[tuple[str, str], SubjectKey] = {}
+        damaged: list[tuple[str, StoredKey]] = []
         for (log_id, k), key in zip(stored, opened, strict=True):
             if key is None:  # the subject's events cannot be sealed: refuse, write nothing
-                raise DamagedKeyError(
-                    f"the data key of subject {k.subject!r} in log {log_id!r} (id {k.key_id}) "
-                    f"does not open under {self.keys.kek.name}: altered; `aiaudit verify` "
-                    "names the events sealed under it"
-                )
-            learnt[(log_id, k.subject)] = (k.key_id, key)
+                damaged.append((log_id, k))
+            else:
+                learnt[(log_id, k.subject)] = (k.key_id, key)
+        if damaged:
+            log_id, k = damaged[0]
+            more = f" (and {len(damaged) - 1} other subjects' keys)" if len(damaged) > 1 else ""
+            pairs = {(log_id, k.subject) for log_id, k in damaged}
+            raise SubjectKeysDamagedError(
+                f"the data key of subject {k.subject!r} in log {log_id!r} (id {k.key_id}){more} "
+                f"does not open under {self.keys.kek.name}: altered; `aiaudit verify` "
+                "names the events sealed under it",
+                frozenset(
+                    (e.log_id, e.event.event_id)
+                    for e in new
+                    if e.sealed and (e.log_id, e.subject) in pairs
+                ),
+            )
         absent = [p for p in missing if p not in learnt]
         if absent:
             made = self.keys.take(len(absent))
@@ -487,8 +513,9 @@ class SqlEventStore:
         heads = self._lock_logs(conn, sorted({e.log_id for b in batches for e in b}))
         sizes = {log_id: size for log_id, (size, _) in heads.items()}
         stored: dict[tuple[str, str], StoredEvent | tuple[NewEvent, Receipt]] = {}
+        unopened: set[tuple[str, str]] = set()  # stored ids whose content's key is damaged
         if check_existing:
-            stored.update(self._existing(conn, [e for b in batches for e in b]))
+            stored.update(self._existing(conn, [e for b in batches for e in b], unopened))
         outcomes: list[BatchOutcome] = []
         new_rows: list[tuple[NewEvent, int]] = []
         for batch in batches:
@@ -498,7 +525,17 @@ class SqlEventStore:
                 new_rows.extend(
                     (e, r.sequence) for e, r in zip(batch, outcome, strict=True) if not r.duplicate
                 )
-        sealer = self._resolve_keys(conn, [e for e, _ in new_rows], heads, learnt)
+        try:
+            sealer = self._resolve_keys(conn, [e for e, _ in new_rows], heads, learnt)
+        except SubjectKeysDamagedError as exc:
+            raise SubjectKeysDamagedError(str(exc), exc.event_ids | unopened) from None
+        if unopened:  # a retry of such an event cannot be told identical, nor refused
+            log_id, event_id = min(unopened)
+            raise SubjectKeysDamagedError(
+                f"event {event_id!r} of log {log_id!r} is stored sealed under a data key "
+                "that does not open: altered; `aiaudit verify` names the events sealed under it",
+                frozenset(unopened),
+            )
         moved = [{"log_id": log_id, "size": size} for log_id, size in sizes.items()]
         self._insert(conn, new_rows, moved, sealer)
         return outcomes
@@ -528,9 +565,14 @@ class SqlEventStore:
         return heads
 
     def _existing(
-        self, conn: sa.Connection, new: list[NewEvent]
+        self, conn: sa.Connection, new: list[NewEvent], unopened: set[tuple[str, str]]
     ) -> dict[tuple[str, str], StoredEvent]:
-        """Stored events among the ids being appended (the idempotency check)."""
+        """Stored events among the ids being appended (the idempotency check).
+
+        One whose sealed content does not open (its data key damaged) goes to
+        ``unopened`` (log id, event id) instead: the append names it rather than
+        failing without saying which event (review, 2026-12-05).
+        """
         by_log: dict[str, set[str]] = {}
         for e in new:
             by_log.setdefault(e.log_id, set()).add(e.event.event_id)
@@ -545,7 +587,17 @@ class SqlEventStore:
                 .scalars()
                 .all()
             )
-            for s in self._read(conn, log_id, sorted(rows)):
+            read = _select(conn, "seqs", {"log_id": log_id, "seqs": sorted(rows)}) if rows else []
+            try:
+                opened = self._opened(conn, read)
+            except DamagedKeyError:  # which ones: row by row
+                opened = []
+                for row in read:
+                    try:
+                        opened += self._opened(conn, [row])
+                    except DamagedKeyError:
+                        unopened.add((log_id, row[2]))
+            for s in opened:
                 found[(s.log_id, s.event_id)] = s
         return found
 
