@@ -1,6 +1,6 @@
 """A new ``index_prefix`` is built from the whole log; the old prefix's indices are named.
 
-Until 2026-12-06 the indexer's positions were the store cursor ``search-indexer``
+Until 2026-12-05 the indexer's positions were the store cursor ``search-indexer``
 whatever the prefix: a new prefix (the README's way to take a new document
 layout) got only the events after the switch, and the old prefix's indices
 kept every text, reached by no erasure, expunge or retention again, unnamed.

@@ -1,7 +1,7 @@
 """A document OpenSearch refuses for good holds its own log only, and an event with more
 multi-valued values than OpenSearch takes is indexed with as many as it takes.
 
-Until 2026-12-06 an event with more than 10,000 attributes was refused (400,
+Until 2026-12-05 an event with more than 10,000 attributes was refused (400,
 ``index.mapping.nested_objects.limit``) and the refusal counted as an outage:
 every pass of the indexer ended there, so the logs sorting after it were never
 indexed again (nor their erasures), and health went NOT_SERVING.

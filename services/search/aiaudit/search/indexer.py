@@ -12,7 +12,7 @@ an event whose document the backend refuses for good (OpenSearch's 400, a
 mapping it cannot take; not back-pressure, not an outage): what came before
 it is indexed, its log waits at it, with one error naming the log, the
 sequence and the event, and is tried again each pass, one entry at a time,
-while every other log goes on and health stays SERVING (until 2026-12-06 the
+while every other log goes on and health stays SERVING (until 2026-12-05 the
 refusal counted as an outage: every pass ended there, and no log sorting
 after it was indexed again).
 

@@ -19,7 +19,7 @@
   after a bulk succeeded (at-least-once delivery + idempotent writes = each
   event indexed once). A new prefix is thus built from the whole log, and an
   erased event comes back text-free (documents are built from the store).
-  Until 2026-12-06 every prefix shared ``search-indexer``: a new prefix got
+  Until 2026-12-05 every prefix shared ``search-indexer``: a new prefix got
   only the events after the switch. When it starts indexing, a process warns
   about the events indices of another prefix that hold this store's events
   (:meth:`OpenSearchBackend.other_prefixes`): erasures, expunges and
@@ -86,7 +86,7 @@ HIGHLIGHT_CHARS = 1_000_000
 """Characters of a field analysed for highlights: OpenSearch's default index limit."""
 
 CONSUMER = "search-indexer"
-"""The cursor of the default index prefix (and, until 2026-12-06, of every prefix)."""
+"""The cursor of the default index prefix (and, until 2026-12-05, of every prefix)."""
 CURSOR_CHARS = int(consumer_cursors.c.consumer.type.length)  # type: ignore[attr-defined]
 """``varchar(n)`` of the cursor's name."""
 _MONTHLY = re.compile(r"(?P<prefix>.+)-\d{4}\.\d{2}")
