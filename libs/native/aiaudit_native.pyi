@@ -37,6 +37,7 @@ class EventChecks:
         stored: list[tuple[str, int]],
         max_text: int,
         ahead: str,
+        counted: list[tuple[str, int]],
     ) -> None: ...
     def check(
         self, event: bytes, horizon: float, is_ip: Callable[[str], bool]

@@ -1,6 +1,7 @@
 //! Ingest's rules of an event as a whole, over its wire bytes: ids, type,
 //! occurred time, the model of an interaction, the text the store keeps in
-//! columns of its own, trace and span ids, the actor's IP address. The field
+//! columns of its own, trace and span ids, the actor's IP address, how many
+//! entries each multi-valued field the search index nests holds. The field
 //! checks (`validate.rs`) judge every set field by its kind; these judge the
 //! event. Walking the parsed message from Python cost ~8 us an event.
 //! `EventChecks` runs both, for Python.
@@ -13,6 +14,7 @@ use regex::Regex;
 
 use crate::canonical::{decode, int, len, seconds_nanos, text, Decoded};
 use crate::schema::{Message, Schema};
+use crate::wire::Raw;
 use crate::{detach_if_large, validate, Error};
 
 /// A field of the event's own (its index) or of one of its messages (the
@@ -39,6 +41,8 @@ pub struct EventChecks {
     max_text: usize,
     /// What an occurred time past the horizon is told.
     ahead: String,
+    /// (path, field, most entries) of each field whose entries are counted.
+    counted: Vec<(String, At, usize)>,
     event_id: usize,
     tenant_id: usize,
     event_type: usize,
@@ -89,6 +93,12 @@ struct Event<'a, 's> {
 impl<'a, 's> Event<'a, 's> {
     /// The text at `at` (`""` when unset).
     fn text(&mut self, at: At) -> Result<&'a str, Error> {
+        self.values(at)?.last().map_or(Ok(""), text)
+    }
+
+    /// The occurrences of the field at `at` (of a map: its entries as sent,
+    /// a key sent twice counted twice).
+    fn values(&mut self, at: At) -> Result<&[Raw<'a>], Error> {
         let (d, i) = match at {
             At::Event(i) => (&self.top, i),
             At::Nested(outer, i) => {
@@ -105,7 +115,7 @@ impl<'a, 's> Event<'a, 's> {
                 (&self.nested[k].1, i)
             }
         };
-        d.values[i].last().map_or(Ok(""), text)
+        Ok(&d.values[i])
     }
 }
 
@@ -121,7 +131,8 @@ impl EventChecks {
     /// `server_written`: the reason told, by event type only the service appends;
     /// `stored`: (path, column limit in characters) of each text the store keeps
     /// in a column of its own; `max_text`: the metadata limit; `ahead`: what an
-    /// occurred time past the horizon is told.
+    /// occurred time past the horizon is told; `counted`: (path, most entries)
+    /// of each repeated or map field whose entries are counted.
     #[new]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -133,12 +144,17 @@ impl EventChecks {
         stored: Vec<(String, usize)>,
         max_text: usize,
         ahead: String,
+        counted: Vec<(String, usize)>,
     ) -> PyResult<Self> {
         let (types, root) = (&schema.get().inner, schema.get().root);
-        let stored = stored
-            .into_iter()
-            .map(|(path, limit)| Ok((path.clone(), locate(types, root, &path)?, limit)))
-            .collect::<Result<_, Error>>()?;
+        let located = |fields: Vec<(String, usize)>| {
+            fields
+                .into_iter()
+                .map(|(path, limit)| Ok((path.clone(), locate(types, root, &path)?, limit)))
+                .collect::<Result<Vec<_>, Error>>()
+        };
+        let stored = located(stored)?;
+        let counted = located(counted)?;
         Ok(EventChecks {
             event_id_pattern: anchored(event_id_pattern)?,
             tenant_id_pattern: anchored(tenant_id_pattern)?,
@@ -147,6 +163,7 @@ impl EventChecks {
             stored,
             max_text,
             ahead,
+            counted,
             event_id: event_field(types, root, "event_id")?,
             tenant_id: event_field(types, root, "tenant_id")?,
             event_type: event_field(types, root, "event_type")?,
@@ -293,6 +310,12 @@ impl EventChecks {
             let canonical = ip.parse::<IpAddr>().is_ok_and(|a| a.to_string() == ip);
             if !canonical && !is_ip(ip)? {
                 flag("actor.ip_address", "is not an IPv4 or IPv6 address".into());
+            }
+        }
+        for (path, at, limit) in &self.counted {
+            let held = event.values(*at)?.len();
+            if held > *limit {
+                flag(path, format!("has {held} entries; the limit is {limit}"));
             }
         }
         Ok(out)

@@ -3,7 +3,8 @@
 Pure logic, no gRPC: the handler turns the violations into INVALID_ARGUMENT
 with google.rpc.BadRequest details. Both the rules of the event as a whole
 (ids, type, time, stored columns, trace ids, IP address:
-``libs/native/src/event_rules.rs``) and the checks of every set field by its
+``libs/native/src/event_rules.rs``: also how many entries each field the search index
+nests holds, ``Limits.max_entries``) and the checks of every set field by its
 kind (enums known, numbers finite and not negative, metadata within its limit,
 timestamps, durations, Struct numbers and values, media and money:
 ``libs/native/src/validate.rs``) run in the native core over the event's wire
@@ -39,6 +40,34 @@ _STORED_TEXT = [
 longer values, or U+0000, which PostgreSQL text cannot hold, would fail the commit."""
 
 
+OPENSEARCH_NESTED_OBJECTS = 10_000
+"""OpenSearch's ``index.mapping.nested_objects.limit`` (its default): a document with more
+nested objects is refused by every bulk for ever. Each value of a multi-valued field is one
+object of the nested field ``entries`` (``services/search/aiaudit/search/document.py``)."""
+
+MAX_NESTED_ENTRIES = OPENSEARCH_NESTED_OBJECTS // 2
+"""The most index entries the limits below let one event make: half of OpenSearch's limit,
+so a field added later, or a limit raised, still leaves the document well under it."""
+
+ENTRIES_PER_ITEM = {"safety_flags": 5}
+"""Index entries one item makes (a safety flag: category, severity, score, blocked, source);
+any other field's item makes at most one."""
+
+MAX_ENTRIES = {
+    "attributes": 1000,
+    "trust_signals": 1000,
+    "safety_flags": 200,
+    "output.tool_calls": 1000,
+    "output.finish_reasons": 1000,
+}
+"""Items each multi-valued field the search index nests may hold in one event: 1,000 index
+entries per field (200 safety flags of 5 each), 5,000 for the five together. Counted by the
+native rules over the wire (no Python walk: reading five lengths off the parsed event cost
+~3 us an event, more than half of all validation), a map's entries as sent. Before these
+limits an event with 10,001 attributes was stored and its document refused by OpenSearch
+for ever (review, 2026-12-05)."""
+
+
 @dataclass(frozen=True)
 class Limits:
     """Size limits, stated in every error that enforces them."""
@@ -47,6 +76,16 @@ class Limits:
     max_event_bytes: int = 4 * 1024 * 1024
     max_metadata_chars: int = 4096
     max_future_skew: dt.timedelta = dt.timedelta(hours=24)
+    max_entries: tuple[tuple[str, int], ...] = tuple(MAX_ENTRIES.items())
+    """(field path, most items) of each multi-valued field the search index nests."""
+
+    def __post_init__(self) -> None:
+        made = sum(n * ENTRIES_PER_ITEM.get(f, 1) for f, n in self.max_entries)
+        if made > MAX_NESTED_ENTRIES:
+            raise ValueError(
+                f"the entry limits let an event make {made} index entries; "
+                f"at most {MAX_NESTED_ENTRIES}"
+            )
 
 
 @dataclass(frozen=True)
@@ -114,7 +153,8 @@ def _violations(
         wire = event.SerializeToString()
     rules, fields = checks.check(wire, horizon, _is_ip)
     out = [Violation(f"{path}.{field}", problem) for field, problem in rules]
-    if event.attributes:
+    # Too many attributes: the count is the answer, not a check of each key.
+    if event.attributes and not (rules and any(f == "attributes" for f, _ in rules)):
         out.extend(_attributes(event, limits, path))
     if len(wire) > limits.max_event_bytes:
         out.append(Violation(path, f"is {len(wire)} bytes; the limit is {limits.max_event_bytes}"))
@@ -151,6 +191,7 @@ def native_checks(limits: Limits) -> aiaudit_native.EventChecks:
         _STORED_TEXT,
         limits.max_metadata_chars,
         f"is more than {limits.max_future_skew} ahead of the server clock",
+        list(limits.max_entries),
     )
 
 
