@@ -27,10 +27,12 @@ class HeldStore:
         self.held.set()
         self.entered = threading.Event()
 
-    def append_group(self, batches: Sequence[Sequence[NewEvent]]) -> list[BatchOutcome]:
+    def append_group(
+        self, batches: Sequence[Sequence[NewEvent]], lock_timeout: float | None = None
+    ) -> list[BatchOutcome]:
         self.entered.set()
         self.held.wait()
-        out = self._store.append_group(batches)
+        out = self._store.append_group(batches, lock_timeout)
         self.groups.append(len(batches))
         return out
 

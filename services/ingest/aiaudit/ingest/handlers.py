@@ -7,7 +7,7 @@ import logging
 import queue
 import threading
 from collections.abc import Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -218,32 +218,41 @@ def _unfolded(future: Future[BatchOutcome], at: list[int]) -> Future[BatchOutcom
 
     Each repeat gets its first copy's receipt, marked ``duplicate`` (the
     receipt of an earlier, identical append); a conflict names every copy of
-    each conflicting event, the first copy first.
+    each conflicting event, the first copy first. Cancelling the outcome
+    cancels the committed batch's (dropped if not yet taken).
     """
     out: Future[BatchOutcome] = Future()
 
     def done(committed: Future[BatchOutcome]) -> None:
         try:
-            outcome = committed.result()
-        except Exception as exc:  # the commit failed: handed on to the waiting handler
-            out.set_exception(exc)
-            return
-        if isinstance(outcome, Conflict):
-            # Each copy of a conflicting event: a client setting the first aside
-            # would otherwise send its copies again, to be refused again.
-            ids = dict(outcome.conflicts)
-            every = tuple((i, ids[k]) for i, k in enumerate(at) if k in ids)
-            out.set_result(Conflict(*every[0], every=every))
-            return
-        seen: set[int] = set()
-        receipts: list[Receipt] = []
-        for k in at:
-            r = outcome[k]
-            receipts.append(r._replace(duplicate=True) if k in seen else r)
-            seen.add(k)
-        out.set_result(receipts)
+            try:
+                outcome = committed.result()
+            except Exception as exc:  # the commit failed: handed on to the waiting handler
+                out.set_exception(exc)
+                return
+            if isinstance(outcome, Conflict):
+                # Each copy of a conflicting event: a client setting the first aside
+                # would otherwise send its copies again, to be refused again.
+                ids = dict(outcome.conflicts)
+                every = tuple((i, ids[k]) for i, k in enumerate(at) if k in ids)
+                out.set_result(Conflict(*every[0], every=every))
+                return
+            seen: set[int] = set()
+            receipts: list[Receipt] = []
+            for k in at:
+                r = outcome[k]
+                receipts.append(r._replace(duplicate=True) if k in seen else r)
+                seen.add(k)
+            out.set_result(receipts)
+        except InvalidStateError:  # the handler gave up waiting (cancelled)
+            pass
+
+    def given_up(answered: Future[BatchOutcome]) -> None:
+        if answered.cancelled():
+            future.cancel()
 
     future.add_done_callback(done)
+    out.add_done_callback(given_up)
     return out
 
 
@@ -345,6 +354,21 @@ class IngestHandlers:
     ) -> tuple[list[Receipt], list[str]]:
         try:
             outcome = queued.future.result(timeout=self._timeout)
+        except TimeoutError as exc:
+            # Still queued: dropped. Already in a transaction (or waiting for a log
+            # head held elsewhere): it may yet commit. Until 2026-12-05 this said
+            # "nothing was acknowledged" of a batch committed moments later (review).
+            queued.future.cancel()
+            log.warning("append not committed within %.0f s", self._timeout)
+            raise _RefusedError(
+                status.error(
+                    code_pb2.UNAVAILABLE,
+                    f"the store did not commit the batch within {self._timeout:.0f} s; it may "
+                    "still be committed: retry with the same event ids (events already stored "
+                    "are answered with their original receipts)",
+                    "STORE_UNAVAILABLE",
+                )
+            ) from exc
         except RowsRefusedError as exc:
             raise _RefusedError(
                 status.error(
@@ -361,8 +385,9 @@ class IngestHandlers:
             raise _RefusedError(
                 status.error(
                     code_pb2.UNAVAILABLE,
-                    "the store did not commit the batch; nothing was acknowledged, "
-                    "retry with the same event ids",
+                    "the store did not commit the batch (if its commit was under way, it may "
+                    "have been); retry with the same event ids (events already stored are "
+                    "answered with their original receipts)",
                     "STORE_UNAVAILABLE",
                 )
             ) from exc

@@ -8,6 +8,7 @@ gap-free and ordered by commit, across processes and replicas.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import threading
@@ -145,6 +146,15 @@ class RowsRefusedError(Exception):
     """The database refused a value of the rows, not the connection: a retry cannot help."""
 
 
+class LogBusyError(Exception):
+    """A log's head stayed locked elsewhere past the append's ``lock_timeout``: nothing written."""
+
+    def __init__(self, log_id: str) -> None:
+        """The log whose head could not be had."""
+        super().__init__(f"the head of log {log_id!r} is locked by another session")
+        self.log_id = log_id
+
+
 class SubjectKeysDamagedError(DamagedKeyError):
     """Data keys that do not open, and the events of the refused append that needed them."""
 
@@ -236,6 +246,11 @@ class SqlEventStore:
         self.keys = keys
         self._sqlite = engine.dialect.name == "sqlite"
         self._direct = None if self._sqlite else DirectConnections(engine)
+        self._timed: dict[int, DirectConnections] = {}  # by lock_timeout: see _direct_for
+        self._timed_set: weakref.WeakKeyDictionary[psycopg.Connection[Any], int] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._timed_lock = threading.Lock()
         self._recorder: bool | None = None  # see _records_only
         if self._sqlite:
             _configure_sqlite(engine)
@@ -248,9 +263,15 @@ class SqlEventStore:
         """Releases pooled connections and the store's own."""
         if self._direct is not None:
             self._direct.close()
+        with self._timed_lock:
+            timed, self._timed = list(self._timed.values()), {}
+        for direct in timed:
+            direct.close()
         self.engine.dispose()
 
-    def append_group(self, batches: Sequence[Sequence[NewEvent]]) -> list[BatchOutcome]:
+    def append_group(
+        self, batches: Sequence[Sequence[NewEvent]], lock_timeout: float | None = None
+    ) -> list[BatchOutcome]:
         """Commits several independent batches in one transaction (group commit).
 
         Each batch is all-or-nothing: a batch holding ids already taken by
@@ -260,25 +281,29 @@ class SqlEventStore:
         validation keeps them out) raises :class:`RowsRefusedError`, a damaged
         data key :class:`SubjectKeysDamagedError` naming the events that needed
         it, with nothing written.
+
+        ``lock_timeout`` (seconds; PostgreSQL): a log head locked elsewhere for
+        longer raises :class:`LogBusyError` naming the log, with nothing
+        written, instead of waiting (SQLite has one lock for every log).
         """
         try:
             try:
-                return self._append_group(batches, check_existing=False)
+                return self._append_group(batches, False, lock_timeout)
             except (sa.exc.IntegrityError, psycopg.errors.UniqueViolation):
                 # Some id is already stored (a retry, or a conflict): the optimistic
                 # attempt rolled back; look the ids up and plan again.
-                return self._append_group(batches, check_existing=True)
+                return self._append_group(batches, True, lock_timeout)
             except SubjectKeysDamagedError:
                 # Planned without looking for stored ids: a retry of an event already
                 # stored needs no key, and is no event to name. Plan again, looking.
-                return self._append_group(batches, check_existing=True)
+                return self._append_group(batches, True, lock_timeout)
             except (sa.exc.DBAPIError, ConnectionLostError) as exc:
                 if isinstance(exc, sa.exc.DBAPIError) and not exc.connection_invalidated:
                     raise
                 # A connection had died (the database restarted); the store's and
                 # the pool's are fresh now. Retrying is safe: ids already committed
                 # come back as duplicates with their original receipts.
-                return self._append_group(batches, check_existing=True)
+                return self._append_group(batches, True, lock_timeout)
         except (
             sa.exc.DataError,
             sa.exc.IntegrityError,
@@ -290,7 +315,10 @@ class SqlEventStore:
             raise RowsRefusedError(str(exc).splitlines()[0]) from exc
 
     def _append_group(
-        self, batches: Sequence[Sequence[NewEvent]], check_existing: bool
+        self,
+        batches: Sequence[Sequence[NewEvent]],
+        check_existing: bool,
+        lock_timeout: float | None = None,
     ) -> list[BatchOutcome]:
         """One attempt; unless ``check_existing``, the unique id index catches retries."""
         rows = sum(len(b) for b in batches)
@@ -304,12 +332,18 @@ class SqlEventStore:
             if at_once is not None:
                 sealer, epochs = at_once
                 try:
-                    with self._direct.cursor() as cur:
+                    with self._direct_for(lock_timeout) as cur:
                         outcomes = _append_at_once(cur, batches, sealer, epochs)
                 except StaleKeysError:
                     for log_id in epochs or ():
                         assert self.keys is not None
                         self.keys.forget(log_id)
+                except psycopg.errors.LockNotAvailable:
+                    # A head held elsewhere past lock_timeout; the statement does not
+                    # say whose. The path below locks them one by one and names it.
+                    logs_of = {e.log_id for b in batches for e in b}
+                    if len(logs_of) == 1:
+                        raise LogBusyError(logs_of.pop()) from None
                 else:
                     commits.committed(self.engine)  # wakes this process's consumers
                     return outcomes
@@ -317,7 +351,7 @@ class SqlEventStore:
             self._ready_keys(self.keys, batches)
         with self.engine.connect().execution_options(sqlite_immediate=True) as conn:
             try:
-                return self._append_in(conn, batches, check_existing)
+                return self._append_in(conn, batches, check_existing, lock_timeout)
             except psycopg.OperationalError as exc:
                 if conn.connection.driver_connection.closed:  # type: ignore[union-attr]
                     conn.invalidate()
@@ -354,12 +388,40 @@ class SqlEventStore:
         keys.open_rows([k for _, k in stored])  # kept by id, for the lookup under the lock
         keys.stock(len(unknown) - len(stored))
 
+    @contextlib.contextmanager
+    def _direct_for(self, lock_timeout: float | None) -> Iterator[psycopg.Cursor[Any]]:
+        """A direct cursor whose session waits at most ``lock_timeout`` for a lock.
+
+        Connections of their own, set once when first used (autocommit: a
+        session setting), so that reads on the others keep waiting as long as
+        it takes.
+        """
+        assert self._direct is not None
+        if lock_timeout is None:
+            with self._direct.cursor() as cur:
+                yield cur
+            return
+        ms = _milliseconds(lock_timeout)
+        with self._timed_lock:
+            direct = self._timed.get(ms)
+            if direct is None:
+                direct = self._timed[ms] = DirectConnections(self.engine)
+        with direct.cursor() as cur:
+            if self._timed_set.get(cur.connection) != ms:
+                cur.execute(f"SET lock_timeout = {ms}")
+                self._timed_set[cur.connection] = ms
+            yield cur
+
     def _append_in(
-        self, conn: sa.Connection, batches: Sequence[Sequence[NewEvent]], check_existing: bool
+        self,
+        conn: sa.Connection,
+        batches: Sequence[Sequence[NewEvent]],
+        check_existing: bool,
+        lock_timeout: float | None = None,
     ) -> list[BatchOutcome]:
         learnt: Learnt = {}
         with conn.begin():
-            outcomes = self._append_tx(conn, batches, check_existing, learnt)
+            outcomes = self._append_tx(conn, batches, check_existing, learnt, lock_timeout)
         self._learn(learnt)  # committed: only now may other appends seal with these keys
         return outcomes
 
@@ -508,9 +570,10 @@ class SqlEventStore:
         batches: Sequence[Sequence[NewEvent]],
         check_existing: bool,
         learnt: Learnt | None = None,
+        lock_timeout: float | None = None,
     ) -> list[BatchOutcome]:
         """The appends, in the caller's transaction; the data keys used go to ``learnt``."""
-        heads = self._lock_logs(conn, sorted({e.log_id for b in batches for e in b}))
+        heads = self._lock_logs(conn, sorted({e.log_id for b in batches for e in b}), lock_timeout)
         sizes = {log_id: size for log_id, (size, _) in heads.items()}
         stored: dict[tuple[str, str], StoredEvent | tuple[NewEvent, Receipt]] = {}
         unopened: set[tuple[str, str]] = set()  # stored ids whose content's key is damaged
@@ -540,16 +603,29 @@ class SqlEventStore:
         self._insert(conn, new_rows, moved, sealer)
         return outcomes
 
-    def _lock_logs(self, conn: sa.Connection, log_ids: list[str]) -> dict[str, tuple[int, int]]:
-        """Takes the head lock of each log (in a fixed order); its (size, key epoch)."""
+    def _lock_logs(
+        self, conn: sa.Connection, log_ids: list[str], lock_timeout: float | None = None
+    ) -> dict[str, tuple[int, int]]:
+        """Takes the head lock of each log (in a fixed order); its (size, key epoch).
+
+        ``lock_timeout`` (PostgreSQL): :class:`LogBusyError` for the first log
+        whose head stays locked longer (for the rest of the transaction).
+        """
         heads: dict[str, tuple[int, int]] = {}
         if not self._sqlite:
             raw = conn.connection.driver_connection
             assert raw is not None
             lock = _RECORD_HEAD if self._records_only() else _LOCK_HEAD
             with raw.cursor() as cur:
+                if lock_timeout is not None:
+                    cur.execute(f"SET LOCAL lock_timeout = {_milliseconds(lock_timeout)}")
                 for log_id in log_ids:
-                    row = cur.execute(lock, (log_id,)).fetchone()
+                    try:
+                        row = cur.execute(lock, (log_id,)).fetchone()
+                    except psycopg.errors.LockNotAvailable:
+                        if lock_timeout is None:
+                            raise
+                        raise LogBusyError(log_id) from None
                     assert row is not None
                     heads[log_id] = (int(row[0]), int(row[1]))
             return heads
@@ -1204,6 +1280,11 @@ def _delete_content(
             .returning(event_content.c.seq)
         ).scalars()
     return [int(seq) for seq in deleted]
+
+
+def _milliseconds(seconds: float) -> int:
+    """A timeout for PostgreSQL's settings: whole milliseconds, at least 1 (0 is no limit)."""
+    return max(1, round(seconds * 1000))
 
 
 def _chunks(items: Sequence[Any], size: int = 10_000) -> Iterator[list[Any]]:
