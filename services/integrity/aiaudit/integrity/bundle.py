@@ -23,7 +23,9 @@ and extra data too; numbers (``sequence``, the proof's ``index``) are ASCII
 decimal in their one spelling (no ``-0``, no leading zero); the salt is 32
 bytes: an edited line must not read one way to the verifier and another to
 a person or another parser. Two checkpoints of one origin and size must
-agree on the root, or the log was forked.
+agree on the root, or the log was forked. Every line of one log in a bundle
+leads to one checkpoint: both writers prove an export against one, so lines
+of one log with two checkpoints are lines of two exports joined, a problem.
 
 Two writers produce this format: :func:`export` here (``aiaudit integrity
 export-bundle``, straight from the store: a log's events in order, written
