@@ -511,8 +511,7 @@ def both(
         assert go_lines == problems, independent.stdout
     else:
         assert verified(independent, n), independent.stdout
-        if said:  # the summary, once aiaudit prints it too
-            assert go_lines == said, independent.stdout
+        assert said and go_lines == said, independent.stdout
     return status, problems
 
 
