@@ -19,6 +19,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+import sqlalchemy as sa
 
 from aiaudit.common.store import open_store
 from aiaudit.common.v1 import event_pb2 as ev
@@ -32,6 +33,7 @@ from tests.helpers import (
     free_port,
     interaction,
     serve_process,
+    sized_interaction,
     this_hosts_other_address,
     wait_until,
 )
@@ -46,6 +48,8 @@ class Server:
         self.key = write_keys(data_dir / "keys.yaml")["gateway"]
         self.proc: subprocess.Popen[bytes] | None = None
         self.loggers: list[AuditLogger] = []
+        self.env: dict[str, str] = {}
+        """More of the server's environment (settings)."""
 
     def start(self) -> None:
         self.proc = serve_process(
@@ -55,6 +59,7 @@ class Server:
                 "AIAUDIT_DATABASE_URL": self.store_url,
                 **clear_on_postgres_env(self.store_url),
                 "AIAUDIT_API_KEYS_FILE": str(self.data_dir / "keys.yaml"),
+                **self.env,
             },
         )
 
@@ -96,7 +101,7 @@ def server(store_url: str, tmp_path: Path) -> Iterator[Server]:
 def stored_ids(store_url: str, tenant: str) -> list[str]:
     store = open_store(store_url)
     try:
-        return [e.event_id for e in store.read_log(tenant, 0, 100_000)]
+        return [e.event_id for e in store.read_log(tenant, 0, 100_000, content=False)]
     finally:
         store.close()
 
@@ -486,3 +491,139 @@ def test_a_logger_refuses_to_send_its_key_in_clear_to_another_host(
         assert [e.event_id for e in suite.store.read_log(tenant, 0, 10)] == ids
     finally:
         suite.stop()
+
+
+def rejected_lines(spool: Path) -> list[str]:
+    """The event ids in ``rejected.jsonl``, a line each, as written."""
+    path = spool / "rejected.jsonl"
+    if not path.exists():
+        return []
+    return [orjson.loads(line)["event_id"] for line in path.read_bytes().splitlines()]
+
+
+def test_a_batch_whose_every_id_is_taken_sets_each_aside_once_and_holds_nothing_up(
+    server: Server, tenant: str
+) -> None:
+    """A server that names one conflict a reply: the resend of the rest recursed once per
+    conflict, past Python's limit at about 490; the whole batch was kept and sent again, its
+    events set aside again each time (1742 ``on_rejected`` calls for 491 events), and the
+    kept batch held every event behind it (review, 2026-12-05). A server that names every
+    conflict at once is answered alike."""
+    server.start()
+    refused: list[str] = []
+    logger = server.logger(on_rejected=lambda e, why: refused.append(e.event_id))
+    taken = [f"c-{i}" for i in range(500)]
+    for event_id in taken:
+        logger.log(interaction(tenant, event_id, text="first"))
+    assert logger.flush(timeout=60)
+    for event_id in taken:
+        logger.log(interaction(tenant, event_id, text="second"))
+    good = logger.log(interaction(tenant, "good-1"))
+    assert logger.flush(timeout=30)
+    assert sorted(refused) == sorted(taken)  # each once
+    assert sorted(rejected_lines(server.spool)) == sorted(taken)  # 500 lines
+    assert sorted(stored_ids(server.store_url, tenant)) == sorted([*taken, good])
+    assert spooled(server.spool) == 0
+
+
+def test_a_spooled_batch_whose_every_id_is_taken_is_replayed_once(
+    server: Server, tenant: str
+) -> None:
+    """The replay of a spooled batch recursed alike; the file stayed, and every replay set
+    its events aside again."""
+    server.start()
+    first = server.logger()
+    taken = [f"c-{i}" for i in range(500)]
+    for event_id in taken:
+        first.log(interaction(tenant, event_id, text="first"))
+    assert first.flush(timeout=60)
+    first.close(timeout=5)
+    events = [interaction(tenant, event_id, text="second") for event_id in taken]
+    events.insert(250, interaction(tenant, "good-1"))
+    (server.spool / f"{1:020d}.batch").write_bytes(
+        pb.AppendRequest(events=events).SerializeToString()
+    )
+    refused: list[str] = []
+    logger = server.logger(on_rejected=lambda e, why: refused.append(e.event_id))
+    assert logger.flush(timeout=30)
+    assert sorted(refused) == sorted(taken)
+    assert sorted(rejected_lines(server.spool)) == sorted(taken)
+    assert sorted(stored_ids(server.store_url, tenant)) == sorted([*taken, "good-1"])
+    assert spooled(server.spool) == 0
+
+
+def test_a_subjects_damaged_data_key_sets_aside_only_that_subjects_events(
+    tmp_path: Path, tenant: str
+) -> None:
+    """``DATA_LOSS`` (``DATA_KEY_DAMAGED``) was taken for the service being down: the batch,
+    other subjects' events with it, was spooled and retried for good, holding every batch
+    behind it (review, 2026-12-05). Whether the answer names the event or not (a server that
+    does not is halved down to it), only that subject's events are set aside."""
+    url = f"sqlite:///{tmp_path / 'sdk.db'}"  # sealed under the KEK file beside the store
+    open_store(url, run_migrations=True).close()
+    server = Server(url, tmp_path)
+    server.start()
+    try:
+        before = server.logger()
+        before.log(interaction(tenant, "first", user="alice"))
+        assert before.flush(timeout=30)
+        before.close(timeout=5)
+        server.stop()
+        engine = sa.create_engine(url)
+        with engine.begin() as conn:  # alice's data key no longer opens
+            conn.execute(
+                sa.text(
+                    "UPDATE content_keys SET wrapped = x'00' "
+                    "WHERE log_id = :log AND subject = 'alice'"
+                ),
+                {"log": tenant},
+            )
+        engine.dispose()
+        server.start()
+        refused: list[tuple[str, str]] = []
+        logger = server.logger(on_rejected=lambda e, why: refused.append((e.event_id, why)))
+        events = [interaction(tenant, f"bob-{i}", user="bob") for i in range(40)]
+        events.insert(5, interaction(tenant, "alice-1", user="alice"))
+        events.insert(30, interaction(tenant, "alice-2", user="alice"))
+        for e in events:
+            logger.log(e)
+        assert logger.flush(timeout=30)
+        later = logger.log(interaction(tenant, "bob-later", user="bob"))
+        assert logger.flush(timeout=30)
+        assert sorted(e for e, _ in refused) == ["alice-1", "alice-2"]
+        assert all(why.startswith("DATA_LOSS: ") for _, why in refused)
+        assert sorted(rejected_lines(server.spool)) == ["alice-1", "alice-2"]
+        bobs = [e.event_id for e in events if e.event_id.startswith("bob-")]
+        assert sorted(stored_ids(url, tenant)) == sorted(["first", *bobs, later])
+        assert spooled(server.spool) == 0
+    finally:
+        for each in server.loggers:
+            each.close(timeout=1)
+        server.stop()
+
+
+def test_an_event_above_a_lowered_message_limit_is_set_aside_and_holds_nothing_up(
+    server: Server, tenant: str
+) -> None:
+    """A single event refused ``RESOURCE_EXHAUSTED`` was set aside only above the SDK's own
+    4 MiB: against a server with a lower ``max_message_bytes`` it was spooled, replayed first
+    and refused again, for good, and every spooled batch waited behind it (review,
+    2026-12-05)."""
+    server.env = {
+        "AIAUDIT_MAX_EVENT_BYTES": str(256 * 1024),
+        "AIAUDIT_MAX_MESSAGE_BYTES": str(320 * 1024),
+    }
+    server.start()
+    refused: list[tuple[str, str]] = []
+    logger = server.logger(on_rejected=lambda e, why: refused.append((e.event_id, why)))
+    ids = [logger.log(interaction(tenant, text=f"a{i}")) for i in range(10)]
+    big = logger.log(sized_interaction(tenant, 1024 * 1024))
+    ids += [logger.log(interaction(tenant, text=f"b{i}")) for i in range(10)]
+    assert logger.flush(timeout=30)
+    ids += [logger.log(interaction(tenant, text=f"c{i}")) for i in range(10)]
+    assert logger.flush(timeout=30)
+    assert [e for e, _ in refused] == [big]
+    assert refused[0][1].startswith("RESOURCE_EXHAUSTED: ")
+    assert rejected_lines(server.spool) == [big]
+    assert sorted(stored_ids(server.store_url, tenant)) == sorted(ids)
+    assert spooled(server.spool) == 0

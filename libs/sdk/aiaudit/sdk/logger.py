@@ -5,22 +5,29 @@ sender thread sends the buffered events in batches (``Append``, at most
 ``batch_size`` events) and settles each event one of two ways:
 
 - **acknowledged**: committed by the service (its receipt came back);
-- **rejected**: refused for good, because the event itself is wrong
-  (``INVALID_ARGUMENT`` naming it, or ``ALREADY_EXISTS``: its id is taken by
-  different content). It is appended to ``<spool_dir>/rejected.jsonl`` with
-  the reason (logged instead if that file cannot be written) and passed to
-  ``on_rejected``; the rest of its batch is sent again.
+- **rejected**: refused for good, because of the event itself
+  (``INVALID_ARGUMENT``; ``ALREADY_EXISTS``: its id is taken by different
+  content; ``PERMISSION_DENIED``: a tenant the key may not write;
+  ``DATA_LOSS``: its subject's data key is damaged; ``RESOURCE_EXHAUSTED``:
+  larger than the service takes). Events the answer names (one or several)
+  are set aside at once; an answer that names none is halved until the single
+  event is found. Each is appended once to ``<spool_dir>/rejected.jsonl`` with
+  the reason (logged instead if that file cannot be written) and passed once
+  to ``on_rejected``; the rest of its batch is sent again.
 
 Anything else (the service down or overloaded, a timeout, a credential not
 accepted yet) is transient: the batch goes to the disk spool (``Spool``),
 new batches follow it there while the service stays down, and the logger
 retries with exponential backoff (full jitter). Once a call succeeds it
 replays the spool oldest first, one spooled batch per round between batches
-of new events, which are sent at once rather than wait behind the backlog. A batch too
-large for the service is split. Every resend carries the same event ids, so
-the service stores each event once and answers a resend with its original
-receipt. ``close`` (also run at interpreter exit) spools what it could not
-send in time, and a logger opened later on the same ``spool_dir`` sends it.
+of new events, which are sent at once rather than wait behind the backlog; what
+part of a spooled batch is settled leaves its file, rewritten in place. Every
+resend carries the same event ids, so the service stores each event once and
+answers a resend with its original receipt (after a crash between writing
+``rejected.jsonl`` and rewriting a spool file, a refusal may be recorded a
+second time, the same event id on two lines). ``close`` (also run at
+interpreter exit) spools what it could not send in time, and a logger opened
+later on the same ``spool_dir`` sends it.
 What is lost in a crash of the gateway is only what was still in memory:
 events logged since the last send or spool, at most ``batch_size`` plus
 what waits in the buffer.
@@ -30,6 +37,7 @@ from __future__ import annotations
 
 import atexit
 import base64
+import hashlib
 import logging
 import os
 import random
@@ -148,6 +156,8 @@ class AuditLogger:
         self._carry: list[event_pb2.Event] = []
         """A batch the spool's disk refused: sent or spooled again first, at ``_carry_at``."""
         self._carry_at = 0.0
+        self._settled_in: dict[Path, set[bytes]] = {}
+        """Per spool file whose rewrite the disk refused: its events already settled."""
         self._call: grpc.Future[pb.AppendResponse] | None = None
         """The ``Append`` in flight, which ``close`` cancels at its deadline (then spooled)."""
         self._backoff = 0.0
@@ -334,60 +344,119 @@ class AuditLogger:
         return time.monotonic() >= self._deadline
 
     def _replay_next(self) -> None:
-        """Sends the oldest spooled batch: one per round, so new events never wait for them all."""
+        """Sends the oldest spooled batch: one per round, so new events never wait for them all.
+
+        What the service settled (acknowledged or refused) leaves the file, which is
+        rewritten in place with the rest. If the disk refuses that, the settled
+        events are remembered (``_settled_in``) and left out of the file's next
+        resend: a refused event is set aside once, not once per replay.
+        """
         for path in self._spool.pending():
             spooled = self._spool.read(path)
             if spooled is None:
                 continue  # set aside (and logged) by the spool
-            events = list(spooled.events)
-            left = self._deliver(events)
-            if left and len(left) < len(events):  # part settled: keep only the rest
-                self._spool.put(pb.AppendRequest(events=left))
-            if len(left) < len(events):
+            settled = self._settled_in.get(path, set())
+            events = [e for e in spooled.events if _fingerprint(e) not in settled]
+            left = self._deliver(events) if events else []
+            if len(left) == len(spooled.events):
+                return
+            kept = {id(e) for e in left}
+            settled |= {_fingerprint(e) for e in events if id(e) not in kept}
+            self._settled_in[path] = settled
+            if left:
+                self._spool.replace(path, pb.AppendRequest(events=left))
+            else:
                 self._spool.remove(path)
+            del self._settled_in[path]
             return
 
     def _deliver(self, events: list[event_pb2.Event]) -> list[event_pb2.Event]:
-        """Sends one batch; returns the events a transient failure left (refused ones set aside)."""
+        """Sends one batch; returns the events a transient failure left, in their order.
+
+        A loop, not a recursion: each answer settles part of what is left (an
+        acknowledged part, the events it names as refused, a half) and the rest
+        is sent again. A batch of 500 events each refused on its own took 500
+        nested calls, passed Python's recursion limit, and the whole batch was
+        kept to retry, its refused events set aside again on every try, for good
+        (review, 2026-12-05). Never raises: what is settled stays settled, the rest
+        is returned (spooled by the caller).
+        """
+        todo: deque[list[event_pb2.Event]] = deque([events])
+        while todo:
+            chunk = todo.popleft()
+            if self._late():  # close's deadline: what is left is spooled
+                return _rest(chunk, todo)
+            try:
+                self._send(chunk)
+            except grpc.FutureCancelledError:  # close's deadline came: spooled instead
+                return _rest(chunk, todo)
+            except grpc.RpcError as err:
+                settled = self._failed(chunk, err)
+                if settled is None:
+                    self._gone_down(err.code(), err.details())
+                    return _rest(chunk, todo)
+                todo.extendleft(reversed(settled))
+            except Exception as exc:  # a fault of this process: the batch is kept, not lost
+                log.exception("audit batch of %d events not sent", len(chunk))
+                self._gone_down(None, repr(exc))
+                return _rest(chunk, todo)
+            else:
+                self._recovered()
+        return []
+
+    def _send(self, events: list[event_pb2.Event]) -> None:
+        """One ``Append`` of ``events``; raises what the call raised."""
         timeout = min(self._call_timeout, max(0.1, self._deadline - time.monotonic()))
         call = self._stub.Append.future(pb.AppendRequest(events=events), timeout=timeout)
         with self._lock:
             self._call = call
         try:
             call.result()
-        except grpc.FutureCancelledError:  # close's deadline came: the batch is spooled instead
-            return events
-        except grpc.RpcError as err:
-            return self._failed(events, err)
         finally:
             with self._lock:
                 self._call = None
-        self._recovered()
-        return []
 
-    def _failed(self, events: list[event_pb2.Event], err: grpc.RpcError) -> list[event_pb2.Event]:
+    def _failed(
+        self, events: list[event_pb2.Event], err: grpc.RpcError
+    ) -> list[list[event_pb2.Event]] | None:
+        """Settles what the answer refuses; the parts to send next, or None if transient.
+
+        Events the answer names (``events[i]``, one or several, in an ErrorInfo or a
+        BadRequest; a tenant the key may not write) are set aside at once. An answer
+        about the batch that names none is halved until the single event is found,
+        which is then set aside: ``INVALID_ARGUMENT``, ``PERMISSION_DENIED``,
+        ``DATA_LOSS`` (a subject's damaged data key: until 2026-12-05 the whole batch
+        was retried for good, other subjects' events with it), ``RESOURCE_EXHAUSTED``
+        when gRPC says the message is too large (whatever ``MAX_EVENT_BYTES`` says: a
+        server with a lower ``max_message_bytes`` held every batch behind such an
+        event, review 2026-12-05).
+        """
         code = err.code()
-        refused = _refused_events(err) if code in _PER_EVENT else {}
-        refused = {i: why for i, why in refused.items() if i < len(events)}
+        refused, listed = _refused_events(err, events)
         if refused:
             for i, why in sorted(refused.items()):
                 self._reject(events[i], f"{code.name}: {why}")
             rest = [e for i, e in enumerate(events) if i not in refused]
-            return self._deliver(rest) if rest else []
-        if code in _HALVED:
-            if len(events) > 1:  # too many or too large together, or one the key may not write
-                half = len(events) // 2
-                left = self._deliver(events[:half])
-                return left + events[half:] if left else self._deliver(events[half:])
-            if code != grpc.StatusCode.RESOURCE_EXHAUSTED or events[0].ByteSize() > MAX_EVENT_BYTES:
-                self._reject(events[0], f"{code.name}: {err.details()}")
-                return []
-        self._gone_down(err)
-        return events
+            if listed or len(rest) < 2:
+                return [rest] if rest else []
+            # A server that names one conflict a reply: the rest is sent in halves, so a
+            # batch of 500 conflicts costs the server about 500 x 9 events checked, not
+            # 500 x 250 (the calls are one a conflict either way).
+            half = len(rest) // 2
+            return [rest[:half], rest[half:]]
+        if code not in _HALVED:
+            return None
+        if len(events) > 1:  # too many or too large together, or one the service refuses
+            half = len(events) // 2
+            return [events[:half], events[half:]]
+        if code == grpc.StatusCode.RESOURCE_EXHAUSTED and not _too_large(err, events[0]):
+            return None  # the server's load (its concurrent-call limit), not the event
+        self._reject(events[0], f"{code.name}: {err.details()}")
+        return []
 
-    def _gone_down(self, err: grpc.RpcError) -> None:
+    def _gone_down(self, code: grpc.StatusCode | None, details: str | None) -> None:
         if not self._backoff:
-            log.warning("audit service unavailable, spooling: %s %s", err.code(), err.details())
+            log.warning("audit service unavailable, spooling: %s %s", code, details)
         self._backoff = min(max(self._backoff * 2, 0.1), self._max_backoff)
         # Full jitter: gateways cut off together do not all come back at the same instant.
         self._retry_at = time.monotonic() + random.uniform(0, self._backoff)
@@ -437,31 +506,84 @@ def _append_line(path: Path, line: bytes) -> None:
         os.close(fd)
 
 
-_PER_EVENT = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.ALREADY_EXISTS)
 _HALVED = (
     grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.ALREADY_EXISTS,
     grpc.StatusCode.RESOURCE_EXHAUSTED,
     grpc.StatusCode.PERMISSION_DENIED,
+    grpc.StatusCode.DATA_LOSS,
 )
-"""Answers about the batch, not the service: halved until the event is found. One the key
-may not write (another tenant's) held every batch spooled behind it, for good (review,
-2026-12-05); now it is set aside as a refused one is."""
+"""Answers about the batch, not the service: halved until the event is found, then set aside.
+One the key may not write (another tenant's) held every batch spooled behind it, for good
+(review, 2026-12-05); so did one of a subject whose data key is damaged (``DATA_LOSS``,
+``DATA_KEY_DAMAGED``) and one above a server's lower ``max_message_bytes``."""
+_PER_EVENT = (
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.ALREADY_EXISTS,
+    grpc.StatusCode.DATA_LOSS,
+)
+"""Answers whose ``events[i]`` are the refused events themselves."""
+_TOO_LARGE = "larger than max"
+"""What gRPC says of a message above the receiver's limit (``Received message larger than
+max (N vs. M)``). Its other ``RESOURCE_EXHAUSTED``, ``Concurrent RPC limit exceeded!``, is the
+server's load: that is retried, never set aside."""
 
 
-def _refused_events(err: grpc.RpcError) -> dict[int, str]:
-    """The batch's events the error names (``events[3]...``), each with why."""
+def _too_large(err: grpc.RpcError, event: event_pb2.Event) -> bool:
+    """Whether a ``RESOURCE_EXHAUSTED`` for this one event is about its size."""
+    return _TOO_LARGE in (err.details() or "") or event.ByteSize() > MAX_EVENT_BYTES
+
+
+def _rest(
+    chunk: list[event_pb2.Event], todo: deque[list[event_pb2.Event]]
+) -> list[event_pb2.Event]:
+    return [*chunk, *(e for part in todo for e in part)]
+
+
+def _fingerprint(event: event_pb2.Event) -> bytes:
+    return hashlib.blake2b(event.SerializeToString(), digest_size=16).digest()
+
+
+def _refused_events(
+    err: grpc.RpcError, events: list[event_pb2.Event]
+) -> tuple[dict[int, str], bool]:
+    """The batch's events the answer refuses, each with why; whether it lists them all.
+
+    ``events[3]...`` named in a BadRequest's violations or an ErrorInfo's ``field``
+    (one or several: a server that lists every conflict of a batch at once, or one
+    a reply), for the codes whose named events are the refused ones; for
+    ``PERMISSION_DENIED`` on ``events.write``, every event of the tenant it names.
+    Listed: the answer holds a BadRequest naming events (as many as its trailers
+    hold), or names a tenant; an ErrorInfo alone names the first refused event only.
+    """
     status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    if status is None:
+        return {}, False
+    code = err.code()
     found: dict[int, str] = {}
-    for detail in status.details if status is not None else ():
+    listed = False
+    for detail in status.details:
         if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
             bad = error_details_pb2.BadRequest()
             detail.Unpack(bad)
             for v in bad.field_violations:
-                if m := _EVENT_INDEX.match(v.field):
+                if code in _PER_EVENT and (m := _EVENT_INDEX.match(v.field)):
                     found.setdefault(int(m[1]), f"{v.field}: {v.description}")
+                    listed = True
         elif detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()
             detail.Unpack(info)
-            if m := _EVENT_INDEX.match(info.metadata.get("field", "")):
+            field = info.metadata.get("field", "")
+            if code in _PER_EVENT and (m := _EVENT_INDEX.match(field)):
                 found.setdefault(int(m[1]), f"{info.reason}: {status.message}")
-    return found
+            tenant = info.metadata.get("tenant")
+            if (
+                code == grpc.StatusCode.PERMISSION_DENIED
+                and info.metadata.get("permission") == "events.write"
+                and tenant
+            ):
+                listed = True
+                for i, event in enumerate(events):
+                    if event.tenant_id == tenant:
+                        found.setdefault(i, f"{info.reason}: {status.message}")
+    return {i: why for i, why in found.items() if i < len(events)}, listed

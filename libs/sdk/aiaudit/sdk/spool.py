@@ -79,6 +79,10 @@ class Spool:
         """Writes one batch durably; returns its file."""
         path = self.directory / f"{self._next:020d}{_SUFFIX}"
         self._next += 1
+        self._write(path, request)
+        return path
+
+    def _write(self, path: Path, request: pb.AppendRequest) -> None:
         tmp = path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
@@ -91,7 +95,14 @@ class Spool:
         os.close(fd)
         tmp.rename(path)
         _fsync_dir(self.directory)
-        return path
+
+    def replace(self, path: Path, request: pb.AppendRequest) -> None:
+        """Rewrites a batch in place (what is left of it once part was settled).
+
+        It keeps its place in the order; a crash leaves the old batch or the new
+        one whole, as ``put`` does.
+        """
+        self._write(path, request)
 
     def read(self, path: Path) -> pb.AppendRequest | None:
         """A spooled batch as it was put; None (the file set aside, logged) if it cannot be read.
