@@ -11,6 +11,19 @@ query meanwhile, and wait for the commit before it answers, so the record's
 commit overlaps the query instead of adding to it. Either way no read is
 answered before its record is durable.
 
+A log whose head another session holds (an erasure of that tenant, a session
+left open with it, another replica's long commit) holds that tenant's reads
+alone: the writer waits at most :data:`LOCK_TIMEOUT` for a head (the store's
+``lock_timeout``; :class:`LogBusyError` names the log), commits the group
+without that log's records and sets them aside to a lane of the log's own,
+which waits for the head as long as it takes (those reads answer once their
+record is durable, as ever). Until the lane has drained, the log's later
+records go to it straight away. At most :data:`MAX_LANES` lanes commit at
+once (a connection each, waiting); the lanes of further busy logs wait their
+turn. Until 2026-12-05 the one writer waited on the lock with no limit: the
+reads of every tenant grouped with (or queued behind) a record of the busy
+log waited for it too, until their deadline (review).
+
 Refusals are recorded too (:meth:`AccessLog.refuse`): a request that a
 caller's roles on the tenant do not cover leaves a record of what was asked
 (its texts as content), with ``access.outcome`` ``denied`` and the permission
@@ -19,6 +32,7 @@ lacking, before it is answered PERMISSION_DENIED.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import logging
 import threading
@@ -33,7 +47,7 @@ from google.rpc import code_pb2, status_pb2
 from aiaudit.common import status, tenants
 from aiaudit.common.auth import Caller, denied
 from aiaudit.common.store.prepare import prepare, set_timestamp
-from aiaudit.common.store.sql import Conflict, NewEvent, SqlEventStore
+from aiaudit.common.store.sql import Conflict, LogBusyError, NewEvent, SqlEventStore
 from aiaudit.common.v1 import event_pb2
 
 log = logging.getLogger(__name__)
@@ -107,17 +121,44 @@ LINGER = 0.05
 """Seconds an idle writer waits for another record before it exits, so that a stream
 of reads reuses one thread instead of starting one per read."""
 
+LOCK_TIMEOUT = 1.0
+"""Seconds the writer waits for a log's head before setting that log's records aside
+(as ingest's group committer does its batches). Longer than any commit holds a head
+(tens of milliseconds), so that replicas taking turns on a log stay on the writer."""
+
+MAX_LANES = 4
+"""Lanes committing at once, each holding a server connection while it waits for its
+busy log's head (the store's pool holds 10, and 10 more, by default): many busy tenants
+leave connections, and the database's, to the reads themselves. A busy log beyond them
+waits, first come first served, for a lane to drain, holding none; the writer, and
+every other tenant, go on meanwhile."""
+
+Record = tuple[NewEvent, Future[None]]
+
 
 class AccessLog:
     """Records reads into the store, concurrent records sharing one transaction."""
 
-    def __init__(self, store: SqlEventStore) -> None:
-        """Access records go to this store."""
+    def __init__(
+        self,
+        store: SqlEventStore,
+        lock_timeout: float | None = LOCK_TIMEOUT,
+        max_lanes: int = MAX_LANES,
+    ) -> None:
+        """Access records go to this store; see :data:`LOCK_TIMEOUT` and :data:`MAX_LANES`."""
         self._store = store
+        self._lock_timeout = lock_timeout
+        self._max_lanes = max(1, max_lanes)
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)
-        self._queue: list[tuple[NewEvent, Future[None]]] = []
+        self._queue: list[Record] = []
         self._writing = False
+        self._lanes: dict[str, list[Record]] = {}
+        """Busy logs, each with its records set aside (from when the head was busy
+        until its lane has drained)."""
+        self._turns: collections.deque[str] = collections.deque()
+        """Busy logs whose lane no thread serves yet, in the order they were found busy."""
+        self._lane_threads = 0
         self.groups_committed = 0
         """Transactions attempted so far (a metric; tests use it to see grouping)."""
         self.writers_started = 0
@@ -227,26 +268,89 @@ class AccessLog:
             with self._lock:
                 if not self._queue:
                     self._work.wait(LINGER)
-                group, self._queue = self._queue, []
-                if not group:
+                if not self._queue:
                     self._writing = False
                     return
-            try:  # a small group: one statement, one round trip on PostgreSQL
-                outcomes = self._store.append_group([[record] for record, _ in group])
-            except Exception as exc:  # the store is down: every read of the group fails
-                log.warning("access records not written (%d): %s", len(group), exc)
-                for _, future in group:
-                    future.set_exception(exc)
-                continue
-            finally:
-                self.groups_committed += 1
-            for (record, future), outcome in zip(group, outcomes, strict=True):
-                if isinstance(outcome, Conflict):  # a random id taken: never expected
-                    future.set_exception(
-                        RuntimeError(f"access record id {record.event.event_id} refused")
-                    )
-                else:
-                    future.set_result(None)
+                group, self._queue = self._set_aside(self._queue), []
+            if group:
+                self._commit(group, self._lock_timeout)
+
+    def _commit(self, group: list[Record], lock_timeout: float | None) -> None:
+        """Commits records in one transaction and resolves their futures (writer and lanes)."""
+        try:  # a small group: one statement, one round trip on PostgreSQL
+            outcomes = self._store.append_group(
+                [[record] for record, _ in group], lock_timeout=lock_timeout
+            )
+        except LogBusyError as busy:  # nothing written: that log's records wait apart
+            log.info("log %r busy: its access records wait apart from the others", busy.log_id)
+            with self._lock:
+                rest = self._set_aside(group, busy.log_id)
+            if rest:
+                self._commit(rest, lock_timeout)
+            return
+        except Exception as exc:  # the store is down: every read of the group fails
+            log.warning("access records not written (%d): %s", len(group), exc)
+            for _, future in group:
+                future.set_exception(exc)
+            return
+        finally:
+            self.groups_committed += 1
+        for (record, future), outcome in zip(group, outcomes, strict=True):
+            if isinstance(outcome, Conflict):  # a random id taken: never expected
+                future.set_exception(
+                    RuntimeError(f"access record id {record.event.event_id} refused")
+                )
+            else:
+                future.set_result(None)
+
+    def _set_aside(self, group: list[Record], busy: str | None = None) -> list[Record]:
+        """The records left to the writer: those of a log with a lane (or ``busy``) go to it.
+
+        Called holding the lock. A lane opened for ``busy`` waits its turn for a
+        lane thread (at most ``max_lanes``, one started if fewer run).
+        """
+        if not self._lanes and busy is None:
+            return group
+        kept: list[Record] = []
+        for item in group:
+            log_id = item[0].log_id
+            lane = self._lanes.get(log_id)
+            if lane is None and log_id == busy:
+                lane = self._lanes[log_id] = []
+                self._turns.append(log_id)
+                if self._lane_threads < self._max_lanes:
+                    self._lane_threads += 1
+                    # it takes the lock to find its lane: not before we let it go
+                    threading.Thread(
+                        target=self._serve_lanes, name="access-lane", daemon=True
+                    ).start()
+            if lane is None:
+                kept.append(item)
+            else:
+                lane.append(item)
+        return kept
+
+    def _serve_lanes(self) -> None:
+        """Drains lanes, one at a time, in their turn; exits when none is waiting.
+
+        A lane waits for its head as long as it takes: its reads answer only once
+        their record is durable. A drained lane is closed, so that the log's next
+        records go to the writer again.
+        """
+        log_id: str | None = None
+        while True:
+            with self._lock:
+                if log_id is None:
+                    if not self._turns:
+                        self._lane_threads -= 1
+                        return
+                    log_id = self._turns.popleft()
+                group, self._lanes[log_id] = self._lanes[log_id], []
+                if not group:
+                    del self._lanes[log_id]
+                    log_id = None
+                    continue
+            self._commit(group, lock_timeout=None)
 
 
 NOT_RECORDED = "the access record could not be written; nothing was returned, retry"

@@ -9,15 +9,19 @@ A log whose head another session holds (an erasure of that tenant, a recorder
 left in a transaction, another replica's long commit) must not hold the other
 tenants' appends: the writer waits at most ``lock_timeout`` for a head, then
 commits the group without that log's batches and hands them to a lane of the
-log's own, a thread that waits for the head as long as it takes. Until that
-lane has drained, the log's later batches go to it straight away. Until
+log's own, which waits for the head as long as it takes. Until that lane has
+drained, the log's later batches go to it straight away. At most
+``max_lanes`` lanes commit at once (a thread and a connection each, waiting);
+the lanes of further busy logs wait their turn, first come first served. Until
 2026-12-05 the one writer waited on the lock with no limit: every tenant's
 appends stalled behind one tenant's erasure, then answered UNAVAILABLE after
-30 s and were committed anyway (review).
+30 s and were committed anyway (review); until the lanes were capped, as many
+busy logs took as many connections.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import queue
 import threading
@@ -44,6 +48,14 @@ LOCK_TIMEOUT = 1.0
 Longer than a group commit holds a head (tens of milliseconds; a 5,000-event
 group about 0.3 s), so that replicas taking turns on one log stay on the writer."""
 
+MAX_LANES = 4
+"""Lanes committing at once, each holding a server connection while it waits for its
+busy log's head (the store's pool holds 10, and 10 more, by default): many busy tenants
+leave connections, and the database's, to the writer and the reads. A busy log beyond
+them waits, first come first served, for a lane to drain, holding none; the writer, and
+every other tenant, go on meanwhile (as the access records' lanes,
+:data:`aiaudit.common.access.MAX_LANES`)."""
+
 Item = tuple[Sequence[NewEvent], Future[BatchOutcome]]
 
 
@@ -59,23 +71,11 @@ def _settle(future: Future[BatchOutcome], outcome: BatchOutcome | BaseException)
 
 
 class _Lane:
-    """The batches of one log whose head was busy, committed in their own thread."""
+    """The batches of one log whose head was busy, set aside until a lane thread commits them."""
 
-    def __init__(self, committer: GroupCommitter, log_id: str) -> None:
+    def __init__(self, log_id: str) -> None:
         self.log_id = log_id
         self.queue: list[Item] = []
-        self._committer = committer
-        self.thread = threading.Thread(target=self._run, name=f"group-commit-{log_id}", daemon=True)
-
-    def _run(self) -> None:
-        committer = self._committer
-        while True:
-            with committer.lanes_lock:
-                group, self.queue = self.queue, []
-                if not group:  # drained: the log's batches go to the writer again
-                    del committer.lanes[self.log_id]
-                    return
-            committer.commit(group, lock_timeout=None)
 
 
 class GroupCommitter:
@@ -86,15 +86,25 @@ class GroupCommitter:
         store: SqlEventStore,
         max_group_events: int = 5000,
         lock_timeout: float | None = LOCK_TIMEOUT,
+        max_lanes: int = MAX_LANES,
     ) -> None:
-        """Starts the writer thread. ``lock_timeout``: see :data:`LOCK_TIMEOUT` (None: no limit)."""
+        """Starts the writer thread.
+
+        ``lock_timeout``: see :data:`LOCK_TIMEOUT` (None: no limit); ``max_lanes``:
+        see :data:`MAX_LANES`.
+        """
         self._store = store
         self._max = max_group_events
         self._lock_timeout = lock_timeout
+        self._max_lanes = max(1, max_lanes)
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self.lanes: dict[str, _Lane] = {}
         """Logs whose head was busy, each with the lane its batches go to."""
         self.lanes_lock = threading.Lock()
+        self._turns: collections.deque[_Lane] = collections.deque()
+        """Lanes no thread serves yet, in the order their logs were found busy."""
+        self._lane_threads: set[threading.Thread] = set()
+        """The threads serving lanes (at most ``max_lanes``)."""
         self.groups_committed = 0
         """Transactions attempted so far (a metric; tests use it to see grouping)."""
         self.in_flight = 0
@@ -122,11 +132,11 @@ class GroupCommitter:
         self._thread.join()
         while True:
             with self.lanes_lock:
-                lanes = list(self.lanes.values())
-            if not lanes:
+                threads = list(self._lane_threads)
+            if not threads:
                 return
-            for lane in lanes:
-                lane.thread.join()
+            for thread in threads:
+                thread.join()
 
     def _run(self) -> None:
         stopping = False
@@ -166,13 +176,40 @@ class GroupCommitter:
                 lane = next((self.lanes[x] for x in sorted(logs) if x in self.lanes), None)
                 if lane is None and busy in logs:
                     assert busy is not None
-                    lane = self.lanes[busy] = _Lane(self, busy)
-                    lane.thread.start()  # it takes the lock to read its queue: not before we do
+                    lane = self.lanes[busy] = _Lane(busy)
+                    self._turns.append(lane)
+                    if len(self._lane_threads) < self._max_lanes:
+                        thread = threading.Thread(
+                            target=self._serve_lanes, name="group-commit-lane", daemon=True
+                        )
+                        self._lane_threads.add(thread)
+                        thread.start()  # it takes the lock to find its lane: not before we do
                 if lane is None:
                     kept.append(item)
                 else:
                     lane.queue.append(item)
         return kept
+
+    def _serve_lanes(self) -> None:
+        """Drains lanes, one at a time, in their turn; exits when none is waiting.
+
+        A lane waits for its head as long as it takes. A drained lane is closed:
+        the log's next batches go to the writer again.
+        """
+        lane: _Lane | None = None
+        while True:
+            with self.lanes_lock:
+                if lane is None:
+                    if not self._turns:
+                        self._lane_threads.discard(threading.current_thread())
+                        return
+                    lane = self._turns.popleft()
+                group, lane.queue = lane.queue, []
+                if not group:
+                    del self.lanes[lane.log_id]
+                    lane = None
+                    continue
+            self.commit(group, lock_timeout=None)
 
     def _keys_known(self, batch: Sequence[NewEvent]) -> bool:
         """Whether every data key the batch needs is one this process holds (no KEK call)."""
