@@ -20,9 +20,11 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
 
+import grpc
 import psycopg
 import pytest
 
+from aiaudit.common import access
 from aiaudit.common.access import AccessLog
 from aiaudit.common.auth import DEV_CALLER
 from aiaudit.common.store import open_store
@@ -120,6 +122,35 @@ def test_a_read_of_another_tenant_answers_while_a_head_is_held(
         # A's lane drained and ended: A's next read goes the ordinary way, promptly
         running.search.SearchEvents(of_a, timeout=PROMPT)
         assert len(access_records(store, a)) == 2
+    finally:
+        store.close()
+        running.channel.close()
+        running.suite.stop()
+
+
+def test_a_read_waiting_for_a_held_head_gives_up_at_the_record_wait(
+    tmp_path: Path, postgres: Postgres, tenant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read whose record waits for a head held elsewhere answers UNAVAILABLE after
+    ``RECORD_WAIT_SECONDS``; its record still lands once the head is free. It waited
+    with no limit, so reads of a tenant whose head a session kept could take every
+    server thread (review, 2026-12-05)."""
+    monkeypatch.setattr(access, "RECORD_WAIT_SECONDS", 1.0)
+    a = f"{tenant}-a"
+    running = start_suite(tmp_path, "sqlite", {}, store_url=postgres.app_url)
+    store = open_store(postgres.admin_url)
+    try:
+        running.append([interaction(a, "a-1")])
+        of_a = pb.SearchEventsRequest(tenant_id=a, filter='event_id = "a-1"')
+        wait_until(lambda: running.search.SearchEvents(of_a).total_size == 1)
+        before = len(access_records(store, a))
+        with heads_locked(postgres, a):
+            with pytest.raises(grpc.RpcError) as refused:
+                running.search.SearchEvents(of_a, timeout=HELD)
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert "access record" in (refused.value.details() or "")
+            assert len(access_records(store, a)) == before  # nothing answered, nothing yet
+        wait_until(lambda: len(access_records(store, a)) == before + 1)  # the lane committed
     finally:
         store.close()
         running.channel.close()

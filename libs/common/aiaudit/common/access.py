@@ -360,14 +360,28 @@ UNRECORDED = status.error(code_pb2.UNAVAILABLE, NOT_RECORDED, "STORE_UNAVAILABLE
 """The status of that answer, whatever the read found (every service gives the same)."""
 
 
+RECORD_WAIT_SECONDS = 30.0
+"""How long a read waits for its access record. A record whose log's head is
+held elsewhere (a session left open) waits in its lane as long as that lasts;
+its read gives up at this, so such reads cannot take every server thread."""
+
+
 def recorded(record: Future[None]) -> bool:
-    """Waits for an access record; False (and logged) when it did not commit.
+    """Waits for an access record; False (and logged) when it did not commit in time.
 
     No durable record, no answer: the caller then fails the read with
-    UNAVAILABLE and :data:`NOT_RECORDED`.
+    UNAVAILABLE and :data:`NOT_RECORDED`. A record given up on may still
+    commit later: a record without an answer is allowed, never the reverse.
     """
     try:
-        record.result()
+        record.result(timeout=RECORD_WAIT_SECONDS)
+    except TimeoutError:
+        log.warning(
+            "access record not committed within %.0f s (its log's head is held "
+            "elsewhere); the read is refused",
+            RECORD_WAIT_SECONDS,
+        )
+        return False
     except Exception as exc:
         log.warning("access record not written: %s", exc)
         return False
