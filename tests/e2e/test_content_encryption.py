@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import socket
 import stat
 from pathlib import Path
 
@@ -128,6 +129,51 @@ def test_the_suite_seals_content_under_vault_transit(
     assert content[0] == seal.XAES_256_GCM and b"4111" not in content
     (name, wrapped) = keys["alice"]
     assert name == f"vault:{mount}/aiaudit-content" and wrapped.startswith(b"vault:v1:")
+
+
+def test_an_append_while_vault_is_out_of_reach_is_keys_unavailable(
+    tmp_path: Path, postgres: Postgres
+) -> None:
+    """A new subject's key cannot be made without Vault: the append is UNAVAILABLE with
+    KEYS_UNAVAILABLE and nothing is written. It said STORE_UNAVAILABLE, "the store did
+    not commit the batch (... it may have been)", pointing operators at PostgreSQL
+    (review, 2026-12-05)."""
+    with socket.socket() as closed:  # a loopback port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    token_file = tmp_path / "vault-token"
+    token_file.write_text("not-a-token")
+    keys = write_keys(tmp_path / "keys.yaml")
+    cfg = tmp_path / "aiaudit.yaml"
+    settings = {
+        "address": "127.0.0.1:0",
+        "data_dir": str(tmp_path),
+        "api_keys_file": str(tmp_path / "keys.yaml"),
+        "database_url": postgres.app_url,
+        "services": ["ingest"],
+        "content_keys": "vault",
+        "content_vault_addr": f"http://127.0.0.1:{port}",
+        "content_vault_token_file": str(token_file),
+    }
+    cfg.write_text(yaml.safe_dump(settings))
+    tenant = f"t-{os.urandom(4).hex()}"
+    suite = start(config.load(cfg, env={}))
+    try:
+        channel = client.channel(f"127.0.0.1:{suite.port}", keys["admin"])
+        stub = ingest_grpc.IngestServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.Append(ingest_pb.AppendRequest(events=[interaction(tenant, "e-1", user="bob")]))
+        channel.close()
+    finally:
+        suite.stop()
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "KEYS_UNAVAILABLE" in str(refused.value.trailing_metadata())
+    assert "nothing of this batch was written" in (refused.value.details() or "")
+    store = open_store(postgres.admin_url, keys=None)
+    try:
+        assert store.read_log(tenant, 0, 10, content=False) == []
+    finally:
+        store.close()
 
 
 @pytest.mark.parametrize(

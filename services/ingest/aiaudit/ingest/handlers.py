@@ -20,6 +20,7 @@ from google.rpc import code_pb2, status_pb2
 
 from aiaudit.common import canonical, status
 from aiaudit.common.auth import Authenticator, Caller, end_expired
+from aiaudit.common.keys.kek import KekError
 from aiaudit.common.keys.seal import SealError
 from aiaudit.common.receipts import ReceiptSigning, ReceiptSigningUnavailableError
 from aiaudit.common.store.prepare import prepare_batch, timestamp_parts
@@ -380,6 +381,16 @@ class IngestHandlers:
         except SealError as exc:  # a subject's data key is damaged: no retry mends it
             log.error("append refused: %s", exc)
             raise _damaged(exc, queued.ids, prefix) from exc
+        except KekError as exc:  # raised before any write of this batch
+            log.warning("append not committed: %s", exc)
+            raise _RefusedError(
+                status.error(
+                    code_pb2.UNAVAILABLE,
+                    "the content keys are out of reach (the KEK: Vault or its key file); "
+                    "nothing of this batch was written: retry with the same event ids",
+                    "KEYS_UNAVAILABLE",
+                )
+            ) from exc
         except Exception as exc:
             log.warning("append not committed: %s", exc)
             raise _RefusedError(
