@@ -66,7 +66,13 @@ from aiaudit.common.keys.seal import SealError
 from aiaudit.common.restore import Content, restore_wires
 from aiaudit.common.store import cursors
 from aiaudit.common.store.schema import consumer_cursors
-from aiaudit.common.store.sql import SqlEventStore, StoredEvent, truncate_sqlite_wal
+from aiaudit.common.store.sql import (
+    READ_BYTES,
+    SqlEventStore,
+    StoredEvent,
+    StoredEvents,
+    truncate_sqlite_wal,
+)
 from aiaudit.common.v1 import event_pb2
 from aiaudit.common.worker import Worker
 
@@ -203,7 +209,7 @@ class Engine:
         self.held: dict[str, int] = {}
         """Logs held at a damaged event (log id -> sequence); retried every pass."""
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="alerting-read-ahead")
-        self._ahead: dict[str, tuple[int, Future[list[StoredEvent]]]] = {}
+        self._ahead: dict[str, tuple[int, Future[StoredEvents]]] = {}
         self._states = StateCache(cached_logs)
         self.window_save_events = window_save_events
         """Window samples are saved once this many events have passed since the last save."""
@@ -220,25 +226,35 @@ class Engine:
         self._reader.shutdown(wait=False, cancel_futures=True)
         self._ahead.clear()
 
-    def _read(self, log_id: str, start: int) -> list[StoredEvent]:
+    def _read(self, log_id: str, start: int) -> StoredEvents:
         """The batch at ``start``; a whole batch also starts reading the next one.
 
         The database reads the next batch while this one is evaluated. Entries
         are immutable once committed, so a batch read ahead is used as is when
         it was whole; a partial one may have missed later commits and is read again.
+        A batch ends at ``batch_size`` events or at READ_BYTES stored (large
+        events: ``cut``), whole either way.
         """
         ahead = self._ahead.pop(log_id, None)
-        entries: list[StoredEvent] | None = None
+        entries: StoredEvents | None = None
         if ahead is not None and ahead[0] == start:
             got = ahead[1].result()
-            entries = got if len(got) == self.batch_size else None
+            entries = got if len(got) == self.batch_size or got.cut else None
         if entries is None:
-            entries = self.events.read_log(log_id, start, self.batch_size)
-        if len(entries) == self.batch_size:
+            entries = self._batch(log_id, start, self.batch_size)
+        if len(entries) == self.batch_size or entries.cut:
             after = start + len(entries)
-            read = self._reader.submit(self.events.read_log, log_id, after, self.batch_size)
+            read = self._reader.submit(self._batch, log_id, after, self.batch_size)
             self._ahead[log_id] = (after, read)
         return entries
+
+    def _batch(self, log_id: str, start: int, count: int, content: bool = True) -> StoredEvents:
+        """Entries from ``start`` on: at most ``count``, and at most READ_BYTES stored but one.
+
+        2,000 events of a few MB each were gigabytes a batch: the engine was
+        killed for its memory, restarted at the same batch, and no log went on.
+        """
+        return self.events.read_log(log_id, start, count, content, max_bytes=READ_BYTES)
 
     def run_once(self) -> int:
         """Processes one batch of every live log, then of backlogged ones; returns how many events.
@@ -379,7 +395,7 @@ class Engine:
         while (other is not None or content is not None) and start < end:
             count = min(self.batch_size, end - start)
             try:
-                entries = self.events.read_log(log_id, start, count)
+                entries: list[StoredEvent] = self._batch(log_id, start, count)
             except SealError as exc:
                 # Sealed content (or a subject's key) altered since it was processed: the
                 # batch is replayed as if erased, from its canonical forms and the samples
@@ -391,7 +407,7 @@ class Engine:
                     start + count - 1,
                     exc,
                 )
-                entries = self.events.read_log(log_id, start, count, content=False)
+                entries = self._batch(log_id, start, count, content=False)
             if not entries:
                 break
             try:
@@ -430,7 +446,7 @@ class Engine:
 
     def process(self, log_id: str, start: int) -> Outcome:
         """Evaluates entries ``start..`` of a log and commits alerts, windows and cursor at once."""
-        entries = self._read(log_id, start)
+        entries: list[StoredEvent] = self._read(log_id, start)
         if not entries:
             return Outcome(0, [])
         decoded = self._decode(entries)

@@ -55,6 +55,7 @@ import sqlalchemy as sa
 from aiaudit.common import canonical
 from aiaudit.common.store import SqlEventStore
 from aiaudit.common.store.schema import logs
+from aiaudit.common.store.sql import READ_BYTES
 from aiaudit.integrity import merkle, storage
 from aiaudit.integrity.note import NoteError, VerifierKey, open_note, parse_checkpoint
 
@@ -222,8 +223,15 @@ def export(
         )
     log_id = cp.log_id
     written = 0
-    for first in range(start, end, 1000):
-        batch = store.read_log(log_id, first, min(1000, end - first), include_content)
+    first = start
+    while first < end:
+        # At most 1,000 events and READ_BYTES stored a batch (one event may be megabytes).
+        batch = store.read_log(
+            log_id, first, min(1000, end - first), include_content, max_bytes=READ_BYTES
+        )
+        if not batch:
+            break  # the rest is missing: named below
+        first = batch[-1].sequence + 1
         with store.engine.connect() as conn:
             reader = storage.NodeTable(conn, log_id)
             for e in batch:

@@ -58,7 +58,7 @@ from aiaudit.common.keys.keyring import Keyring
 from aiaudit.common.keys.seal import DataKey
 from aiaudit.common.store import cursors, embedded_keys
 from aiaudit.common.store.schema import event_content, events, log_entries, logs
-from aiaudit.common.store.sql import data_keys
+from aiaudit.common.store.sql import READ_BYTES, data_keys
 from aiaudit.integrity import checks, storage, worm
 from aiaudit.integrity.merkle import HASH_SIZE, CompactRange
 from aiaudit.integrity.notary import CONSUMER
@@ -358,6 +358,39 @@ def _page_rows(
                 row.salt, row.content = bytes(stored.salt), bytes(stored.content)
         out.append(row)
     return out
+
+
+def _spans(conn: sa.Connection, log_id: str, full: bool, lo: int, hi: int) -> list[tuple[int, int]]:
+    """Sequence ranges covering ``lo .. hi-1``, each read with at most READ_BYTES stored but one.
+
+    A page is 4,096 entries and an event may be 4 MiB: read whole, a page of
+    large events was gigabytes (and verify was killed for its memory). The
+    sizes are read first, in the database (canonical forms; in ``full`` mode
+    content too), without the values; a page within the budget is one range.
+    """
+    octets = sa.func.octet_length if conn.dialect.name == "postgresql" else sa.func.length
+    sizes: dict[int, int] = collections.defaultdict(int)
+    tables = [(events, events.c.canonical)]
+    if full:
+        tables.append((event_content, event_content.c.content))
+    for t, column in tables:
+        rows = conn.execute(
+            sa.select(t.c.seq, octets(column)).where(
+                t.c.log_id == log_id, t.c.seq >= lo, t.c.seq < hi
+            )
+        )
+        for seq, size in rows:
+            sizes[int(seq)] += int(size or 0)
+    if sum(sizes.values()) <= READ_BYTES:
+        return [(lo, hi)]
+    spans, start, total = [], lo, 0
+    for seq in sorted(sizes):
+        if total and total + sizes[seq] > READ_BYTES and seq > start:
+            spans.append((start, seq))
+            start, total = seq, 0
+        total += sizes[seq]
+    spans.append((start, hi))
+    return spans
 
 
 def _drop_erased_meanwhile(
@@ -979,15 +1012,20 @@ def _walk_pages(
     log_id, report = walk.log_id, walk.report
     pending: list[Future[list[Problem]]] = []
     work: list[_Work] = []
+    work_bytes = 0
 
     def flush() -> None:
+        nonlocal work_bytes
         if pool is None:
             report.problems.extend(_json_checks(work))
         else:
             while len(pending) > 4 and pending[0].done():
                 report.problems.extend(pending.pop(0).result())
+            while len(pending) > 8:  # the workers are behind: their queue holds events
+                report.problems.extend(pending.pop(0).result())
             pending.append(pool.submit(_json_checks, list(work)))
         work.clear()
+        work_bytes = 0
 
     expected = 0
     in_database = 0
@@ -1004,7 +1042,11 @@ def _walk_pages(
             report.events += count
         else:
             leaves: list[bytes | None] = []
-            for row in _page_rows(conn, log_id, full, lo, lo + PAGE, content_keys):
+            spans = _spans(conn, log_id, full, lo, lo + PAGE)
+            rows = (
+                row for a, b in spans for row in _page_rows(conn, log_id, full, a, b, content_keys)
+            )
+            for row in rows:
                 seq = row.seq
                 if row.sealing is not None:
                     report.problems.append(Problem(log_id, row.sealing, seq, row.entry_event_id))
@@ -1028,6 +1070,9 @@ def _walk_pages(
                             row.columns or {},
                         )
                     )
+                    work_bytes += len(row.canonical) + len(row.content or b"")
+                    if work_bytes > READ_BYTES:  # large events: checked before the next span
+                        flush()
                 expected = seq + 1
                 report.events += 1
             walk.add_leaves(leaves)

@@ -38,7 +38,7 @@ from aiaudit.common.component import Context
 from aiaudit.common.keys.kek import KekError
 from aiaudit.common.keys.seal import SealError
 from aiaudit.common.store import SqlEventStore
-from aiaudit.common.store.sql import StoredEvent
+from aiaudit.common.store.sql import READ_BYTES, StoredEvent
 from aiaudit.common.stream_slots import StreamSlots
 from aiaudit.common.v1 import event_pb2, proof_pb2
 from aiaudit.integrity.v1 import integrity_service_pb2 as ipb
@@ -757,28 +757,45 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
                     tenant, where, order, _EXPORT_PAGE, after, below_sequence=snapshot, count=False
                 )
             )
-            stored = self._events(tenant, [h.sequence for h in page.hits])
-            found_events = [
-                found
-                for h in page.hits
-                if (found := stored.get(h.sequence)) is not None
-                and not (matched_content and found.content is None)
-            ]
-            texts = (
-                self._bundle_lines(tenant, plan, found_events)
-                if plan.proofs is not None
-                else (self._export_text(writer, view, found) for found in found_events)
-            )
-            for text in texts:
-                pending += text.encode()
-                while len(pending) >= _CHUNK_BYTES:
-                    yield pb.ExportResponse(data=bytes(pending[:_CHUNK_BYTES]))
-                    del pending[:_CHUNK_BYTES]
+            for found_events in self._export_events(tenant, page.hits, matched_content):
+                texts = (
+                    self._bundle_lines(tenant, plan, found_events)
+                    if plan.proofs is not None
+                    else (self._export_text(writer, view, found) for found in found_events)
+                )
+                for text in texts:
+                    pending += text.encode()
+                    while len(pending) >= _CHUNK_BYTES:
+                        yield pb.ExportResponse(data=bytes(pending[:_CHUNK_BYTES]))
+                        del pending[:_CHUNK_BYTES]
             if len(page.hits) < _EXPORT_PAGE:
                 break
             after = page.hits[-1].sort
         pending += writer.footer().encode()
         yield pb.ExportResponse(data=bytes(pending))
+
+    def _export_events(
+        self, tenant: str, hits: list[Hit], matched_content: bool
+    ) -> Iterator[list[StoredEvent]]:
+        """A page's stored events (in sequence order, as the page is) by READ_BYTES stored at most.
+
+        500 events of a few MB each were gigabytes at once: the server was
+        killed for its memory, and the export with it.
+        """
+        while hits:
+            got = self._store.read_sequences(
+                tenant, [h.sequence for h in hits], max_bytes=READ_BYTES
+            )
+            last = got[-1].sequence if got.cut else None
+            stored = {s.sequence: s for s in got}
+            now = hits if last is None else [h for h in hits if h.sequence <= last]
+            hits = [] if last is None else [h for h in hits if h.sequence > last]
+            yield [
+                found
+                for h in now
+                if (found := stored.get(h.sequence)) is not None
+                and not (matched_content and found.content is None)
+            ]
 
     @staticmethod
     def _export_text(writer: exporting.Writer, view: Visibility, found: StoredEvent) -> str:

@@ -61,7 +61,7 @@ from aiaudit.common import commits, erasure
 from aiaudit.common.keys.seal import SealError
 from aiaudit.common.leader import Leadership
 from aiaudit.common.store import SqlEventStore
-from aiaudit.common.store.sql import StoredEvent
+from aiaudit.common.store.sql import READ_BYTES, StoredEvent
 from aiaudit.search import stored_document
 from aiaudit.search.backends.base import (
     BackendUnavailableError,
@@ -269,10 +269,11 @@ class Indexer:
             for _ in range(_PASS_BATCHES):
                 if start >= size or self._stop.is_set():
                     break
-                # A log held at a refused event is tried one entry at a time.
+                # A log held at a refused event is tried one entry at a time. A batch
+                # of large events ends at READ_BYTES stored: the next goes on after it.
                 limit = 1 if self._refused.get(log_id) == start else self._batch
                 try:
-                    entries = self._store.read_log(log_id, start, limit)
+                    entries = self._store.read_log(log_id, start, limit, max_bytes=READ_BYTES)
                 except SealError as exc:  # an altered sealed row: hold this log only
                     self._hold(log_id, start, exc)
                     break
