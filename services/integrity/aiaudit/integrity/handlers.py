@@ -613,7 +613,11 @@ def read_engine(store: SqlEventStore) -> sa.Engine:
     if store.engine.dialect.name == "sqlite":
         return store.engine.execution_options(isolation_level="AUTOCOMMIT")
     return sa.create_engine(
-        store.engine.url, pool_size=8, max_overflow=8, isolation_level="AUTOCOMMIT"
+        store.engine.url,
+        pool_size=8,
+        max_overflow=8,
+        isolation_level="AUTOCOMMIT",
+        hide_parameters=True,
     )
 
 

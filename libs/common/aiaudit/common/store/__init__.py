@@ -33,7 +33,7 @@ def file_kek(path: Path, url: str) -> FileKek:
     """
     wrapped = None
     if not path.exists() and _may_hold_keys(url):
-        engine = sa.create_engine(url)
+        engine = sa.create_engine(url, hide_parameters=True)
         try:
             with engine.connect() as conn:
                 if sa.inspect(conn).has_table("content_keys"):
@@ -80,11 +80,13 @@ def open_store(
         keys = embedded_keys(url)
     if (path := sqlite_path(url)) is not None:
         private_sqlite_file(path)
-    options: dict[str, object] = {}
+    # Parameters stay out of error texts: a failed statement's are the events'
+    # user ids, addresses and content, which logs would keep past any erasure.
+    options: dict[str, object] = {"hide_parameters": True}
     if url.startswith("postgresql"):
         # No pre-ping (a round trip on every checkout): a connection that died
         # with a database restart is detected by the write itself and retried once.
-        options = {"pool_size": pool_size, "max_overflow": pool_size}
+        options |= {"pool_size": pool_size, "max_overflow": pool_size}
     engine = sa.create_engine(url, **options)
     store = SqlEventStore(engine, keys)
     if run_migrations:
