@@ -19,6 +19,7 @@ checkpoint covering the export's snapshot.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import re
 import time
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import grpc
+import sqlalchemy as sa
 from google.protobuf import timestamp_pb2
 from google.rpc import code_pb2, status_pb2
 from opentelemetry.trace import Span, StatusCode
@@ -38,7 +40,7 @@ from aiaudit.common.component import Context
 from aiaudit.common.keys.kek import KekError
 from aiaudit.common.keys.seal import SealError
 from aiaudit.common.store import SqlEventStore
-from aiaudit.common.store.sql import READ_BYTES, StoredEvent
+from aiaudit.common.store.sql import _SIZES_SEQS, READ_BYTES, StoredEvent
 from aiaudit.common.stream_slots import StreamSlots
 from aiaudit.common.v1 import event_pb2, proof_pb2
 from aiaudit.integrity.v1 import integrity_service_pb2 as ipb
@@ -69,6 +71,18 @@ _CHUNK_BYTES = 64 * 1024
 _PAGE_BYTES = 3 * 1024 * 1024
 """Bytes of results a page holds, past its first: under gRPC's default 4 MiB a message.
 Pages of large events answered tens of MB, which no client with the default took."""
+_PAGE_READ_BYTES = _PAGE_BYTES
+"""Stored bytes (canonical form and content) a page reads, past its first event.
+
+A page read all its hits (up to 1,000) before the reply's cut: 1,000 events of
+4 MiB were gigabytes for one query (review). An event's result is no larger than
+what is stored of it (the canonical form's JSON and the sealed content carry more
+than its protobuf; redaction only removes), so events read past :data:`_PAGE_BYTES`
+stored could not be sent in the reply either: the reply's cap is the read's."""
+_STORE_ERRORS = (sa.exc.DBAPIError, sa.exc.TimeoutError)
+"""What the store raises when its database is out of reach (connection failed, lost,
+pool exhausted): answered UNAVAILABLE STORE_UNAVAILABLE, never with the driver's text
+(its SQL and parameters)."""
 _CHECKPOINT_POLL = 0.25
 """Seconds between looks for a covering checkpoint (each look is an audited read)."""
 _FORMATS = {
@@ -105,6 +119,20 @@ def _unavailable(exc: Exception) -> _AbortError:
             code_pb2.UNAVAILABLE,
             "the search backend is unavailable; retry later",
             "SEARCH_UNAVAILABLE",
+        )
+    )
+
+
+def _store_unavailable(exc: Exception, done: str = "nothing was returned") -> _AbortError:
+    """The store out of reach: UNAVAILABLE, saying nothing of the statement that failed.
+
+    The driver's message quotes the SQL and its parameters (tenant, sequences):
+    those go to the log, not to the caller.
+    """
+    log.warning("search read failed in the store: %s", exc)
+    return _AbortError(
+        status.error(
+            code_pb2.UNAVAILABLE, f"the store is unavailable; {done}, retry", "STORE_UNAVAILABLE"
         )
     )
 
@@ -306,6 +334,8 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
             status.abort(context, status.bad_request(str(exc), [("filter", f"too large: {exc}")]))
         except (KekError, SealError) as exc:
             status.abort(context, _sealing_error(exc).status)
+        except _STORE_ERRORS as exc:
+            status.abort(context, _store_unavailable(exc).status)
         raise AssertionError("unreachable")
 
     def _caller(
@@ -386,8 +416,47 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
                 span.set_attribute("error.type", type(exc).__qualname__)
                 raise
 
-    def _events(self, tenant: str, sequences: list[int]) -> dict[int, StoredEvent]:
-        return {s.sequence: s for s in self._store.read_sequences(tenant, sequences)}
+    def _page_events(self, tenant: str, hits: list[Hit]) -> tuple[list[Hit], list[StoredEvent]]:
+        """The hits a page reads and their stored events (those in sequence order).
+
+        The longest prefix of ``hits`` (in their order) within
+        :data:`_PAGE_READ_BYTES` stored, at least one hit. ``read_sequences``
+        keeps a prefix in sequence order: for hits in that order it is the
+        page's; in any other order (newest first, by user, ...) the sizes are
+        read first and the prefix of the hits chosen from them.
+        """
+        if len(hits) <= 1:  # read whatever its size: no budget to keep, no sizes to read
+            return hits, self._store.read_sequences(tenant, [h.sequence for h in hits])
+        if not all(a.sequence < b.sequence for a, b in itertools.pairwise(hits)):
+            sizes = self._stored_sizes(tenant, [h.sequence for h in hits])
+            total = 0
+            for i, h in enumerate(hits):
+                total += sizes.get(h.sequence, 0)
+                if total > _PAGE_READ_BYTES and i > 0:
+                    hits = hits[:i]
+                    break
+        got = self._store.read_sequences(
+            tenant, [h.sequence for h in hits], max_bytes=_PAGE_READ_BYTES
+        )
+        if got.cut:  # the hits up to the last event read (sizes read apart: grown since)
+            last = got[-1].sequence
+            kept = list(itertools.takewhile(lambda h: h.sequence <= last, hits))
+            if not kept:  # a page holds at least one event: the first hit, alone
+                kept = hits[:1]
+                got = self._store.read_sequences(tenant, [hits[0].sequence])
+            hits = kept
+        return hits, got
+
+    def _stored_sizes(self, tenant: str, sequences: list[int]) -> dict[int, int]:
+        """Stored bytes of these entries, as ``read_sequences`` counts them.
+
+        Canonical form and content; entries not in the store are left out.
+        """
+        with self._store.engine.connect() as conn:
+            rows = conn.execute(
+                _SIZES_SEQS[conn.dialect.name], {"log_id": tenant, "seqs": sorted(sequences)}
+            ).all()
+        return {int(seq): int(size) for seq, size in rows}
 
     # ---- RPCs -----------------------------------------------------------
 
@@ -454,11 +523,14 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
             )
             span.set_attribute("search.hits", len(page.hits))
         hits = page.hits[:size]
-        with self._phase("store.read"):
-            stored = self._events(tenant, [h.sequence for h in hits])
+        with self._phase("store.read") as span:
+            read, found = self._page_events(tenant, hits)
+            span.set_attribute("store.events", len(found))
+        stored = {s.sequence: s for s in found}
+        more = len(page.hits) > size or len(read) < len(hits)
         with self._phase("search.rebuild"):
             return self._reply(
-                caller, tenant, page, hits, stored, size, bound, _matched_by_content(where)
+                caller, tenant, page, read, stored, more, bound, _matched_by_content(where)
             )
 
     @staticmethod
@@ -468,11 +540,14 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         page: Page,
         hits: list[Hit],
         stored: dict[int, StoredEvent],
-        size: int,
+        more: bool,
         bound: str,
         matched_content: bool,
     ) -> pb.SearchEventsResponse:
         """The page as the caller may see it, highlights where its content is shown.
+
+        ``hits``: those read (see :meth:`_page_events`); ``more``: whether the
+        next page starts after the last of them.
 
         An event whose content is erased is left out of a page that matched
         content (:func:`_matched_by_content`).
@@ -495,7 +570,7 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
                 del response.results[-1]
                 response.next_page_token = paging.encode(bound, hits[i - 1].sort)
                 return response
-        if len(page.hits) > size:
+        if more:
             response.next_page_token = paging.encode(bound, hits[-1].sort)
         return response
 
@@ -654,6 +729,9 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
             status.abort(context, refused.status)
         except (KekError, SealError) as exc:
             status.abort(context, _sealing_error(exc).status)
+        except _STORE_ERRORS as exc:  # the chunks already sent are not the whole export
+            done = "the export stopped before its end"
+            status.abort(context, _store_unavailable(exc, done).status)
 
     def _export_start(
         self,
