@@ -12,6 +12,7 @@ import grpc
 import psycopg
 import pytest
 from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from aiaudit.common import client
 from aiaudit.common.store import open_store
@@ -71,6 +72,52 @@ def test_same_id_different_content_is_already_exists(server: Running, tenant: st
     assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
     assert "events[1].event_id" in err.value.details()
     assert stored_count(server, tenant) == 1  # the whole batch, "fresh" included, was refused
+
+
+def _other_user(e: ev.Event) -> None:
+    e.actor.user_id = "mallory"
+
+
+def _other_model(e: ev.Event) -> None:
+    e.model.name = "gpt-3.5-turbo"
+
+
+def _other_type(e: ev.Event) -> None:
+    e.event_type = ev.EVENT_TYPE_TOOL_CALL
+
+
+@pytest.mark.parametrize("change", [_other_user, _other_model, _other_type])
+def test_same_id_same_content_other_metadata_is_already_exists(
+    server: Running, tenant: str, change: Any
+) -> None:
+    """The whole committed event is compared, not its content alone: the same words under
+    another user, model or event type are another event (mutation review 2026-12-05)."""
+    sent = interaction(tenant, "taken", text="same words")
+    first = stub(server).Append(pb.AppendRequest(events=[sent])).receipts[0]
+    other = ev.Event()
+    other.CopyFrom(sent)
+    change(other)
+    with pytest.raises(grpc.RpcError) as err:
+        stub(server).Append(pb.AppendRequest(events=[interaction(tenant, "fresh"), other]))
+    assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    status = rpc_status.from_call(err.value)  # type: ignore[arg-type]
+    assert status is not None
+    info = error_details_pb2.ErrorInfo()
+    assert status.details[0].Unpack(info)
+    assert info.reason == "EVENT_ID_CONFLICT"
+    assert dict(info.metadata) == {"field": "events[1].event_id", "event_id": "taken"}
+    assert field_violations(err.value) == {"events[1].event_id": "taken by other content"}
+    assert stored_count(server, tenant) == 1
+    restored = server.suite.store.get_event(tenant, "taken").to_event()  # type: ignore[attr-defined]
+    restored.ClearField("receive_time")
+    assert restored == sent  # unchanged
+    again = stub(server).Append(pb.AppendRequest(events=[sent])).receipts[0]
+    assert again.duplicate and (again.sequence, again.leaf_hash, again.receive_time) == (
+        first.sequence,
+        first.leaf_hash,
+        first.receive_time,
+    )
+    assert stored_count(server, tenant) == 1
 
 
 def _bad(server: Running, events: list[ev.Event]) -> dict[str, str]:
