@@ -431,6 +431,42 @@ def test_a_resend_of_an_erased_event_is_told_its_content_was_erased(
         suite.stop()
 
 
+def test_a_resend_of_an_erased_event_with_other_metadata_is_already_exists(
+    store: SqlEventStore, store_url: str, privacy_url: str, tenant: str, tmp_path: Path
+) -> None:
+    """With the content erased the committed metadata is still compared: a resend under
+    another model or user is another event, refused; with the same metadata, whatever its
+    content, a duplicate told its content was erased (mutation review 2026-12-05)."""
+    sent = interaction(tenant, "a-0", text="alice's secret", user="alice")
+    store.append_group([prepare_batch([sent], dt.datetime.now(dt.UTC))])
+    suite, keys = serve(tmp_path, store_url, privacy_url if privacy_url != store_url else None)
+    try:
+        officer = stub(suite, keys["compliance_officer"])
+        officer.EraseEvents(pb.EraseEventsRequest(tenant_id=tenant, subject_id="alice", reason="r"))
+        gateway = stub(suite, keys["gateway"])
+        other_model, other_user = ev.Event(), ev.Event()
+        other_model.CopyFrom(sent)
+        other_model.model.name = "gpt-3.5-turbo"
+        other_user.CopyFrom(sent)
+        other_user.actor.user_id = "mallory"
+        for other in (other_model, other_user):
+            err = refusal(lambda o=other: gateway.Append(pb.AppendRequest(events=[o])))
+            assert err.code() == grpc.StatusCode.ALREADY_EXISTS
+            assert field_violations(err) == {"events[0].event_id": "taken by other content"}
+        same = ev.Event()
+        same.CopyFrom(sent)
+        same.input.messages[0].parts[0].text = "other words altogether"
+        for resent in (sent, same):
+            r = gateway.Append(pb.AppendRequest(events=[resent])).receipts[0]
+            assert (r.event_id, r.sequence, r.duplicate, r.content_erased) == ("a-0", 0, True, True)
+        assert store.log_sizes()[tenant] == 2  # the event and the erasure's record
+        kept = store.get_event(tenant, "a-0")
+        assert kept is not None and kept.content is None
+        assert (kept.to_event().model.name, kept.to_event().actor.user_id) == ("gpt-4o", "alice")
+    finally:
+        suite.stop()
+
+
 def test_erase_events_refuses_values_the_store_cannot_hold(
     store: SqlEventStore, store_url: str, privacy_url: str, tenant: str, tmp_path: Path
 ) -> None:
