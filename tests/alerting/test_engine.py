@@ -192,6 +192,35 @@ def test_throttle_and_resolve_open_a_new_alert(
     assert len(rows) == 2  # the 10 minute throttle elapsed: a new incident
 
 
+def test_the_throttle_counts_from_the_last_hit_so_a_sustained_attack_stays_one_alert(
+    store: SqlEventStore, consumer: SqlEventStore, tenant: str
+) -> None:
+    """README "Alerting": a hit within the throttle "(counted from its last hit)" folds into
+    the open alert. Hits 6 minutes apart under a 10 minute throttle are one alert even though
+    the third comes 12 minutes after the first, and its ``last_seen_time`` is the last hit's
+    receive time (mutation review 2026-12-05: keeping the earliest time survived)."""
+    put_rule(
+        consumer,
+        tenant,
+        "id: sliding\nseverity: low\n"
+        'when: {field: input.messages.parts.text, contains: "sliding-throttle"}\n'
+        'dedup: {key: "{rule}:{actor.user_id}", throttle: 10m}\n',
+    )
+    t0 = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    times = [t0, t0 + dt.timedelta(minutes=6), t0 + dt.timedelta(minutes=12)]
+    for when in times:
+        append(store, [interaction(tenant, text="sliding-throttle probe", user="m")], when)
+    drain(make_engine(consumer), tenant)
+    rows = alert_rows(consumer, tenant, "sliding")
+    assert [r.occurrence_count for r in rows] == [3]
+    assert len(json.loads(rows[0].event_ids)) == 3
+    utc = [
+        t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+        for t in (rows[0].create_time, rows[0].last_seen_time)
+    ]
+    assert utc == [t0, t0 + dt.timedelta(minutes=12)]
+
+
 def test_a_commit_in_process_wakes_the_engine_at_once(
     store: SqlEventStore, consumer: SqlEventStore, tenant: str
 ) -> None:
