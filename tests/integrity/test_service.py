@@ -406,6 +406,58 @@ def test_a_damaged_stored_tree_is_data_loss_and_deleted_content_is_tampering(
     assert "content deleted without a privacy-erasure record" in " ".join(verdict.problems)
 
 
+def test_stored_checkpoint_columns_that_disagree_with_the_signed_note_are_tampering(
+    suite: Running, tenant: str, admin_url: str
+) -> None:
+    """The ``root_hash`` column of the log's checkpoints changed by raw SQL: the proof still
+    checks against the signed note's root, but ``VerifyEvent`` answers TAMPERED and names the
+    stored columns (mutation review 2026-12-05: dropping that check survived every test).
+    Restored after, so other consumers of the shared database see an intact log again."""
+    receipts = append(suite, tenant, 5)
+    wait_until(lambda: checkpoint_covers(suite, tenant, 5))
+    stub = integrity(suite)
+    request = pb.VerifyEventRequest(log_id=tenant, event_id=receipts[0].event_id)  # type: ignore[attr-defined]
+    saved: dict[int, bytes] = {}
+    admin = sa.create_engine(admin_url)
+
+    def tampered() -> pb.VerifyEventResponse | None:
+        """Changes every checkpoint row not changed yet; the verdict if it met a changed one
+        (reads are logged, so the notary may sign a newer checkpoint meanwhile)."""
+        with admin.begin() as conn:
+            rows = conn.execute(
+                sa.text("SELECT tree_size, root_hash FROM integrity_checkpoints "
+                        "WHERE log_id = :t"),
+                {"t": tenant},
+            ).all()  # fmt: skip
+            for size, root in rows:
+                if size in saved:
+                    continue
+                saved[size] = bytes(root)
+                conn.execute(
+                    sa.text("UPDATE integrity_checkpoints SET root_hash = :h "
+                            "WHERE log_id = :t AND tree_size = :s"),
+                    {"t": tenant, "s": size, "h": bytes(b ^ 0xFF for b in bytes(root))},
+                )  # fmt: skip
+        verdict = stub.VerifyEvent(request)
+        return verdict if verdict.checkpoint.tree_size in saved else None
+
+    try:
+        verdict = wait_until(tampered)
+        assert verdict.status == pb.VERIFY_STATUS_TAMPERED
+        assert "stored checkpoint columns disagree with its signed note" in verdict.problems
+    finally:
+        with admin.begin() as conn:
+            for size, root in saved.items():
+                conn.execute(
+                    sa.text("UPDATE integrity_checkpoints SET root_hash = :h "
+                            "WHERE log_id = :t AND tree_size = :s"),
+                    {"t": tenant, "s": size, "h": root},
+                )  # fmt: skip
+        admin.dispose()
+    intact = stub.VerifyEvent(request)
+    assert (intact.status, list(intact.problems)) == (pb.VERIFY_STATUS_VERIFIED, [])
+
+
 def test_integrity_authenticates_before_it_checks_a_request(
     store: object, tmp_path: Path, tenant: str
 ) -> None:
