@@ -115,12 +115,12 @@ def accepted(address: str, key: str) -> bool:
     return True
 
 
-def appends(address: str, key: str) -> grpc.StatusCode:
-    """The code of an Append with ``key`` (through the gate and the handler)."""
+def appends(address: str, key: str, tenant: str = "acme") -> grpc.StatusCode:
+    """The code of an Append to ``tenant`` with ``key`` (through the gate and the handler)."""
     with client.channel(address, key) as channel:
         try:
             pb_grpc.IngestServiceStub(channel).Append(
-                pb.AppendRequest(events=[interaction("acme")]), timeout=10
+                pb.AppendRequest(events=[interaction(tenant)]), timeout=10
             )
         except grpc.RpcError as err:
             return err.code()
@@ -188,6 +188,50 @@ def test_a_broken_rewrite_keeps_the_last_keys_and_says_so(
     assert appends(address, KEYS["a"]) == grpc.StatusCode.OK
     secret.write(keys_yaml({"key-b": KEYS["b"]}))
     wait_until(lambda: accepted(address, KEYS["b"]) and not accepted(address, KEYS["a"]), BOUND)
+
+
+def test_an_open_append_stream_ends_when_its_keys_tenants_are_narrowed(
+    serving: tuple[Suite, str], secret: Secret
+) -> None:
+    """README "Authentication and roles": a stream opened with a key "whose roles or tenants
+    changed" ends UNAUTHENTICATED at its next request, not only one whose key was removed;
+    a stream of a key left as it was goes on (mutation review 2026-12-05: ending streams only
+    for removed keys survived every test)."""
+    _, address = serving
+    secret.write(keys_yaml({"key-a": KEYS["a"], "key-b": KEYS["b"]}))
+    wait_until(lambda: accepted(address, KEYS["b"]), BOUND)
+    channels = {k: client.channel(address, KEYS[k]) for k in ("a", "b")}
+    requests = {k: queue.SimpleQueue[pb.AppendStreamRequest | None]() for k in channels}
+    streams = {
+        k: pb_grpc.IngestServiceStub(channels[k]).AppendStream(
+            iter(requests[k].get, None), timeout=60
+        )
+        for k in channels
+    }
+    try:
+        for k in channels:
+            requests[k].put(pb.AppendStreamRequest(request_id=1, events=[interaction("acme")]))
+            first = next(streams[k])
+            assert first.status.code == 0 and len(first.receipts) == 1
+        narrowed = yaml.safe_load(keys_yaml({"key-a": KEYS["a"], "key-b": KEYS["b"]}))
+        narrowed["keys"][0]["tenants"] = ["acme"]  # key-a: was every tenant, now one
+        secret.write(yaml.safe_dump(narrowed))
+        wait_until(  # the server read it: key-a may no longer write another tenant
+            lambda: appends(address, KEYS["a"], "globex") == grpc.StatusCode.PERMISSION_DENIED,
+            BOUND,
+        )
+        for k in channels:
+            requests[k].put(pb.AppendStreamRequest(request_id=2, events=[interaction("acme")]))
+        with pytest.raises(grpc.RpcError) as ended:
+            next(streams["a"])  # a request for a tenant it still holds: refused all the same
+        assert ended.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert "expired while the stream was open" in (ended.value.details() or "")
+        unchanged = next(streams["b"])
+        assert unchanged.status.code == 0 and len(unchanged.receipts) == 1
+    finally:
+        for k in channels:
+            requests[k].put(None)
+            channels[k].close()
 
 
 def test_an_open_append_stream_ends_when_its_key_is_revoked(
