@@ -28,13 +28,19 @@ class HeldStore:
         self.entered = threading.Event()
 
     def append_group(
-        self, batches: Sequence[Sequence[NewEvent]], lock_timeout: float | None = None
+        self,
+        batches: Sequence[Sequence[NewEvent]],
+        lock_timeout: float | None = None,
+        prepared_only: bool = False,
     ) -> list[BatchOutcome]:
         self.entered.set()
         self.held.wait()
-        out = self._store.append_group(batches, lock_timeout)
+        out = self._store.append_group(batches, lock_timeout, prepared_only)
         self.groups.append(len(batches))
         return out
+
+    def prepare_keys(self, batches: Sequence[Sequence[NewEvent]]) -> None:
+        self._store.prepare_keys(batches)
 
 
 def batch(tenant: str, name: str) -> list[NewEvent]:

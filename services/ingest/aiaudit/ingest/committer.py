@@ -17,6 +17,17 @@ the lanes of further busy logs wait their turn, first come first served. Until
 appends stalled behind one tenant's erasure, then answered UNAVAILABLE after
 30 s and were committed anyway (review); until the lanes were capped, as many
 busy logs took as many connections.
+
+The writer never calls the KEK (Vault): a batch with a subject whose data key
+this process does not hold goes first to a key-preparation thread, which
+unwraps its stored key or wraps a new one (:meth:`SqlEventStore.prepare_keys`,
+one KEK call for the batches waiting) and then hands it to the writer; if the
+KEK is out of reach, those batches alone fail (:class:`KekError`). The writer
+appends with ``prepared_only``: a key found not ready after all (taken by a
+batch that rolled back, evicted) sends its batches back to be prepared, with
+no KEK call. Until 2026-12-05 the writer made the keys itself: a hanging Vault
+held every tenant's group for ``content_vault_timeout`` (5 s), keys held or not
+(review).
 """
 
 from __future__ import annotations
@@ -32,6 +43,7 @@ from aiaudit.common.keys.kek import KekError
 from aiaudit.common.keys.seal import SealError
 from aiaudit.common.store.sql import (
     BatchOutcome,
+    KeysNotPreparedError,
     LogBusyError,
     NewEvent,
     RowsRefusedError,
@@ -109,6 +121,14 @@ class GroupCommitter:
         """Transactions attempted so far (a metric; tests use it to see grouping)."""
         self.in_flight = 0
         """Batches in the writer's transaction under way."""
+        self._preparing: queue.SimpleQueue[object] = queue.SimpleQueue()
+        """Batches whose data keys are made ready before they go to the writer."""
+        self._preparer_stopped = False
+        self._preparer_lock = threading.Lock()  # no batch sent back to a stopped preparer
+        self._preparer = threading.Thread(
+            target=self._prepare, name="group-commit-keys", daemon=True
+        )
+        self._preparer.start()
         self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
         self._thread.start()
 
@@ -119,15 +139,20 @@ class GroupCommitter:
         that gave up waiting); once taken, it commits whatever its handler does.
         """
         future: Future[BatchOutcome] = Future()
-        self._queue.put((batch, future))
+        if self._keys_known(batch):
+            self._queue.put((batch, future))
+        else:
+            self._preparing.put((batch, future))
         return future
 
     def backlog(self) -> int:
-        """Batches waiting for the next transaction."""
-        return self._queue.qsize()
+        """Batches waiting for the next transaction (or for their data keys first)."""
+        return self._queue.qsize() + self._preparing.qsize()
 
     def close(self) -> None:
         """Commits what is queued, then stops the writer and waits for the lanes."""
+        self._preparing.put(_STOP)
+        self._preparer.join()
         self._queue.put(_STOP)
         self._thread.join()
         while True:
@@ -164,6 +189,48 @@ class GroupCommitter:
                     self.commit(group, self._lock_timeout)
                 finally:
                     self.in_flight = 0
+
+    def _prepare(self) -> None:
+        """Makes the data keys of the batches waiting ready (one KEK call), then queues them.
+
+        A KEK out of reach fails these batches alone: the writer, and the
+        batches whose keys are held, go on meanwhile.
+        """
+        while True:
+            item = self._preparing.get()
+            items: list[Item] = []
+            stopping = False
+            while True:
+                if item is _STOP:
+                    stopping = True
+                    break
+                assert isinstance(item, tuple)
+                if not item[1].cancelled():
+                    items.append(item)
+                try:
+                    item = self._preparing.get_nowait()
+                except queue.Empty:
+                    break
+            if items:
+                try:
+                    self._store.prepare_keys([b for b, _ in items])
+                except Exception as exc:  # KekError: Vault out of reach; or the store
+                    log.warning("data keys of %d batches not made: %s", len(items), exc)
+                    for _, future in items:
+                        _settle(future, exc)
+                else:
+                    for each in items:
+                        self._queue.put(each)
+            if stopping:
+                with self._preparer_lock:
+                    self._preparer_stopped = True
+                    left = []
+                    while not self._preparing.empty():
+                        left.append(self._preparing.get_nowait())
+                for item in left:  # sent back by the writer meanwhile
+                    assert isinstance(item, tuple)
+                    _settle(item[1], KekError("data keys not ready while ingest stops"))
+                return
 
     def _to_lanes(self, group: list[Item], busy: str | None = None) -> list[Item]:
         """The batches left to the writer: those of a log with a lane (or ``busy``) go to it."""
@@ -222,7 +289,24 @@ class GroupCommitter:
         if not group:
             return
         try:
-            outcomes = self._store.append_group([b for b, _ in group], lock_timeout=lock_timeout)
+            outcomes = self._store.append_group(
+                [b for b, _ in group], lock_timeout=lock_timeout, prepared_only=True
+            )
+        except KeysNotPreparedError as unready:
+            # A key not ready after all (no KEK call made): those batches are prepared
+            # again, apart; the others go on now.
+            later = [g for g in group if any((e.log_id, e.subject) in unready.pairs for e in g[0])]
+            later = later or group
+            rest = [g for g in group if all(g is not x for x in later)]
+            for item in later:
+                with self._preparer_lock:
+                    if not self._preparer_stopped:
+                        self._preparing.put(item)
+                        continue
+                _settle(item[1], KekError("data keys not ready while ingest stops"))
+            if rest:
+                self.commit(rest, lock_timeout)
+            return
         except LogBusyError as busy:
             # A head held elsewhere: that log's batches wait in its lane, the rest go on now.
             log.info("log %r busy: its batches wait apart from the others", busy.log_id)

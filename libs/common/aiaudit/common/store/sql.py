@@ -26,7 +26,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from aiaudit.common import canonical, commits, restore
 from aiaudit.common.keys import seal
 from aiaudit.common.keys.kek import KekError
-from aiaudit.common.keys.keyring import DamagedKeyError, Keyring, StoredKey, SubjectKey
+from aiaudit.common.keys.keyring import DamagedKeyError, Keyring, NewKey, StoredKey, SubjectKey
 from aiaudit.common.keys.seal import DataKey
 from aiaudit.common.store import pgarrays
 from aiaudit.common.store.direct import ConnectionLostError, DirectConnections
@@ -41,6 +41,10 @@ from aiaudit.common.store.schema import (
 from aiaudit.common.v1 import event_pb2
 
 log = logging.getLogger(__name__)
+
+
+_MAX_PREPARED = 100_000
+"""New subjects' keys made ahead and kept at most (those of batches that never committed)."""
 
 
 class NewEvent(NamedTuple):
@@ -153,6 +157,19 @@ class LogBusyError(Exception):
         """The log whose head could not be had."""
         super().__init__(f"the head of log {log_id!r} is locked by another session")
         self.log_id = log_id
+
+
+class KeysNotPreparedError(Exception):
+    """Data keys an append would have to make or unwrap (a KEK call) while told not to.
+
+    Raised by :meth:`SqlEventStore.append_group` with ``prepared_only``, with nothing
+    written and no KEK call made: :meth:`SqlEventStore.prepare_keys` makes them ready.
+    """
+
+    def __init__(self, pairs: frozenset[tuple[str, str]]) -> None:
+        """``pairs``: the (log, subject) pairs whose key is not ready."""
+        super().__init__(f"the data keys of {len(pairs)} subjects are not ready")
+        self.pairs = pairs
 
 
 class SubjectKeysDamagedError(DamagedKeyError):
@@ -284,6 +301,12 @@ class SqlEventStore:
         )
         self._timed_lock = threading.Lock()
         self._recorder: bool | None = None  # see _records_only
+        self._prepared: dict[tuple[str, str], NewKey] = {}
+        """New subjects' data keys made ahead (:meth:`prepare_keys`), not yet stored."""
+        self._damaged: set[tuple[int, bytes]] = set()
+        """Stored keys (id, wrapped) found not to open: the append refuses their subject's
+        events (:class:`SubjectKeysDamagedError`) without asking the KEK again."""
+        self._prepared_lock = threading.Lock()
         if self._sqlite:
             _configure_sqlite(engine)
             self._truncate_wal()  # an erasure's old pages, if a crash came before it did
@@ -302,7 +325,10 @@ class SqlEventStore:
         self.engine.dispose()
 
     def append_group(
-        self, batches: Sequence[Sequence[NewEvent]], lock_timeout: float | None = None
+        self,
+        batches: Sequence[Sequence[NewEvent]],
+        lock_timeout: float | None = None,
+        prepared_only: bool = False,
     ) -> list[BatchOutcome]:
         """Commits several independent batches in one transaction (group commit).
 
@@ -317,25 +343,29 @@ class SqlEventStore:
         ``lock_timeout`` (seconds; PostgreSQL): a log head locked elsewhere for
         longer raises :class:`LogBusyError` naming the log, with nothing
         written, instead of waiting (SQLite has one lock for every log).
+
+        ``prepared_only``: a data key neither held nor made ahead
+        (:meth:`prepare_keys`) raises :class:`KeysNotPreparedError`, with nothing
+        written, instead of calling the KEK (a Vault round trip, or its timeout).
         """
         try:
             try:
-                return self._append_group(batches, False, lock_timeout)
+                return self._append_group(batches, False, lock_timeout, prepared_only)
             except (sa.exc.IntegrityError, psycopg.errors.UniqueViolation):
                 # Some id is already stored (a retry, or a conflict): the optimistic
                 # attempt rolled back; look the ids up and plan again.
-                return self._append_group(batches, True, lock_timeout)
+                return self._append_group(batches, True, lock_timeout, prepared_only)
             except SubjectKeysDamagedError:
                 # Planned without looking for stored ids: a retry of an event already
                 # stored needs no key, and is no event to name. Plan again, looking.
-                return self._append_group(batches, True, lock_timeout)
+                return self._append_group(batches, True, lock_timeout, prepared_only)
             except (sa.exc.DBAPIError, ConnectionLostError) as exc:
                 if isinstance(exc, sa.exc.DBAPIError) and not exc.connection_invalidated:
                     raise
                 # A connection had died (the database restarted); the store's and
                 # the pool's are fresh now. Retrying is safe: ids already committed
                 # come back as duplicates with their original receipts.
-                return self._append_group(batches, True, lock_timeout)
+                return self._append_group(batches, True, lock_timeout, prepared_only)
         except (
             sa.exc.DataError,
             sa.exc.IntegrityError,
@@ -351,6 +381,7 @@ class SqlEventStore:
         batches: Sequence[Sequence[NewEvent]],
         check_existing: bool,
         lock_timeout: float | None = None,
+        prepared_only: bool = False,
     ) -> list[BatchOutcome]:
         """One attempt; unless ``check_existing``, the unique id index catches retries."""
         rows = sum(len(b) for b in batches)
@@ -380,7 +411,7 @@ class SqlEventStore:
                     commits.committed(self.engine)  # wakes this process's consumers
                     return outcomes
         if self.keys is not None:
-            self._ready_keys(self.keys, batches)
+            self._ready_keys(self.keys, batches, prepared_only)
         with self.engine.connect().execution_options(sqlite_immediate=True) as conn:
             try:
                 return self._append_in(conn, batches, check_existing, lock_timeout)
@@ -404,19 +435,80 @@ class SqlEventStore:
                     self._recorder = bool(conn.execute(sa.text(_IS_RECORDER)).scalar())
         return self._recorder
 
-    def _ready_keys(self, keys: Keyring, batches: Sequence[Sequence[NewEvent]]) -> None:
+    def prepare_keys(self, batches: Sequence[Sequence[NewEvent]]) -> None:
+        """Makes these batches' data keys ready, so that appending them calls no KEK.
+
+        Stored keys of subjects new to this process are unwrapped (kept by id);
+        subjects with no stored key get a new key each, wrapped now and kept
+        apart for them until an append stores it (the row is written under the
+        log's head lock, once per subject, as ever). Raises :class:`KekError`
+        if the KEK (Vault) is out of reach. Ingest calls it before a batch with
+        unknown subjects reaches the group committer's writer, which appends
+        with ``prepared_only``: a hanging Vault holds those batches alone.
+        """
+        keys = self.keys
+        if keys is None:
+            return
+        unknown = keys.unknown((e.log_id, e.subject) for b in batches for e in b if e.sealed)
+        if not unknown:
+            return
+        with self.engine.connect() as conn:
+            stored = _subject_keys(conn, unknown)
+        opened = keys.open_rows([k for _, k in stored])  # kept by id, for the lookup under the lock
+        with_row = {(log_id, k.subject) for log_id, k in stored}
+        with self._prepared_lock:
+            if len(self._damaged) > _MAX_PREPARED:
+                self._damaged.clear()
+            self._damaged.update(
+                (k.key_id, k.wrapped) for (_, k), key in zip(stored, opened, strict=True) if not key
+            )
+            absent = [p for p in unknown if p not in with_row and p not in self._prepared]
+        if not absent:
+            return
+        made = keys.take(len(absent))
+        with self._prepared_lock:
+            if len(self._prepared) + len(absent) > _MAX_PREPARED:
+                self._prepared.clear()  # batches that never committed: made again if needed
+            for pair, key in zip(absent, made, strict=True):
+                self._prepared.setdefault(pair, key)
+
+    def _take_prepared(self, pairs: Sequence[tuple[str, str]]) -> list[NewKey | None]:
+        """The keys made ahead for these pairs (taken: each is stored once), None if none."""
+        with self._prepared_lock:
+            return [self._prepared.pop(p, None) for p in pairs]
+
+    def _ready_keys(
+        self, keys: Keyring, batches: Sequence[Sequence[NewEvent]], prepared_only: bool = False
+    ) -> None:
         """Opens stored keys of subjects new to this process, wraps keys for new subjects.
 
         Before any lock: a KEK call (a Vault round trip, or its timeout) under a
         log's head lock would hold every append to that log. :class:`KekError`
         (Vault out of reach) ends the attempt here, with no lock taken; batches
-        whose keys are all held never call the KEK.
+        whose keys are all held never call the KEK. ``prepared_only``: no KEK
+        call at all; a key neither held nor made ahead raises
+        :class:`KeysNotPreparedError`.
         """
         unknown = keys.unknown((e.log_id, e.subject) for b in batches for e in b if e.sealed)
         if not unknown:
             return
         with self.engine.connect() as conn:
             stored = _subject_keys(conn, unknown)
+        if prepared_only:
+            held = keys.by_ids([k.key_id for _, k in stored], lambda _: [])  # no fetch, no KEK
+            with_row = {(log_id, k.subject) for log_id, k in stored}
+            with self._prepared_lock:
+                missing = frozenset(
+                    [
+                        (log_id, k.subject)
+                        for log_id, k in stored
+                        if k.key_id not in held and (k.key_id, k.wrapped) not in self._damaged
+                    ]
+                    + [p for p in unknown if p not in with_row and p not in self._prepared]
+                )
+            if missing:
+                raise KeysNotPreparedError(missing)
+            return
         keys.open_rows([k for _, k in stored])  # kept by id, for the lookup under the lock
         keys.stock(len(unknown) - len(stored))
 
@@ -452,8 +544,20 @@ class SqlEventStore:
         lock_timeout: float | None = None,
     ) -> list[BatchOutcome]:
         learnt: Learnt = {}
-        with conn.begin():
-            outcomes = self._append_tx(conn, batches, check_existing, learnt, lock_timeout)
+        ahead: dict[tuple[str, str], NewKey] = {}
+        done = False
+        try:
+            with conn.begin():
+                outcomes = self._append_tx(
+                    conn, batches, check_existing, learnt, lock_timeout, ahead
+                )
+                done = True
+        except BaseException:
+            if not done:  # rolled back: the keys made ahead were not stored, still to be used
+                with self._prepared_lock:
+                    for pair, key in ahead.items():
+                        self._prepared.setdefault(pair, key)
+            raise  # (a failed commit may have stored them: never given out again)
         self._learn(learnt)  # committed: only now may other appends seal with these keys
         return outcomes
 
@@ -496,6 +600,7 @@ class SqlEventStore:
         new: Sequence[NewEvent],
         heads: dict[str, tuple[int, int]],
         learnt_out: Learnt | None,
+        ahead_out: dict[tuple[str, str], NewKey] | None = None,
     ) -> Sealer:
         """The subjects' data keys, read or created under the logs' head locks.
 
@@ -519,7 +624,11 @@ class SqlEventStore:
             return _sealer(keys)
         # A log without entries has no keys yet: no need to look.
         stored = _subject_keys(conn, [p for p in missing if heads[p[0]][0] > 0])
-        opened = self.keys.open_rows([k for _, k in stored])
+        with self._prepared_lock:  # damaged ones are not asked again (prepare_keys found them)
+            known_damaged = [(k.key_id, k.wrapped) in self._damaged for _, k in stored]
+        to_open = [k for (_, k), d in zip(stored, known_damaged, strict=True) if not d]
+        asked = iter(self.keys.open_rows(to_open))
+        opened = [None if d else next(asked) for d in known_damaged]
         learnt: dict[tuple[str, str], SubjectKey] = {}
         damaged: list[tuple[str, StoredKey]] = []
         for (log_id, k), key in zip(stored, opened, strict=True):
@@ -542,8 +651,14 @@ class SqlEventStore:
                 ),
             )
         absent = [p for p in missing if p not in learnt]
+        if learnt:
+            self._take_prepared(list(learnt))  # stored meanwhile (another replica): not needed
         if absent:
-            made = self.keys.take(len(absent))
+            ahead = self._take_prepared(absent)
+            if ahead_out is not None:
+                ahead_out.update((p, k) for p, k in zip(absent, ahead, strict=True) if k)
+            fresh = iter(self.keys.take(sum(k is None for k in ahead)))
+            made = [k if k is not None else next(fresh) for k in ahead]
             now = dt.datetime.now(dt.UTC)
             conn.execute(
                 sa.insert(content_keys),
@@ -603,8 +718,12 @@ class SqlEventStore:
         check_existing: bool,
         learnt: Learnt | None = None,
         lock_timeout: float | None = None,
+        ahead: dict[tuple[str, str], NewKey] | None = None,
     ) -> list[BatchOutcome]:
-        """The appends, in the caller's transaction; the data keys used go to ``learnt``."""
+        """The appends, in the caller's transaction; the data keys used go to ``learnt``.
+
+        Keys made ahead (:meth:`prepare_keys`) that it stores go to ``ahead``.
+        """
         heads = self._lock_logs(conn, sorted({e.log_id for b in batches for e in b}), lock_timeout)
         sizes = {log_id: size for log_id, (size, _) in heads.items()}
         stored: dict[tuple[str, str], StoredEvent | tuple[NewEvent, Receipt]] = {}
@@ -621,7 +740,7 @@ class SqlEventStore:
                     (e, r.sequence) for e, r in zip(batch, outcome, strict=True) if not r.duplicate
                 )
         try:
-            sealer = self._resolve_keys(conn, [e for e, _ in new_rows], heads, learnt)
+            sealer = self._resolve_keys(conn, [e for e, _ in new_rows], heads, learnt, ahead)
         except SubjectKeysDamagedError as exc:
             raise SubjectKeysDamagedError(str(exc), exc.event_ids | unopened) from None
         if unopened:  # a retry of such an event cannot be told identical, nor refused

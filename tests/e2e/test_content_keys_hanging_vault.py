@@ -1,0 +1,149 @@
+"""A hanging Vault holds only the batches whose data keys need it (review, 2026-12-05).
+
+The group committer's one writer made new subjects' data keys itself: every
+group holding such a batch waited out ``content_vault_timeout`` on a Vault that
+accepts connections and never answers, and so did every tenant's batches in it
+or queued behind it, keys held or not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import grpc
+import pytest
+import yaml
+
+from aiaudit.cli.main import main
+from aiaudit.cli.server import start
+from aiaudit.common import client, config
+from aiaudit.ingest.v1 import ingest_service_pb2 as ingest_pb
+from aiaudit.ingest.v1 import ingest_service_pb2_grpc as ingest_grpc
+from tests.conftest import Postgres, write_keys
+from tests.helpers import interaction, wait_until
+from tests.integrity.conftest import Vault, vault  # noqa: F401  (the session's OpenBao)
+
+VAULT_TIMEOUT = 3.0
+
+
+class HangingVault:
+    """A TCP forwarder to the real Vault until :meth:`hang`; then it accepts and never answers."""
+
+    def __init__(self, target_port: int) -> None:
+        self._target = target_port
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self._hanging = False
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self.held = 0
+        """Connections accepted since :meth:`hang`, never answered."""
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                self._conns.append(conn)
+                if self._hanging:  # nobody ever reads or answers
+                    self.held += 1
+                    continue
+            upstream = socket.create_connection(("127.0.0.1", self._target))
+            with self._lock:
+                self._conns.append(upstream)
+            for a, b in ((conn, upstream), (upstream, conn)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def hang(self) -> None:
+        """Drops the forwarded connections; from now on connections are held unanswered."""
+        with self._lock:
+            self._hanging = True
+            conns, self._conns = self._conns, []
+        for s in conns:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+
+    def close(self) -> None:
+        self._listener.close()
+        self.hang()
+
+
+def test_a_hanging_vault_holds_only_the_batches_whose_keys_need_it(
+    tmp_path: Path,
+    own_postgres: Postgres,
+    vault: Vault,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Tenant B's key is held; Vault then hangs. A batch of tenant A for a new subject
+    (its key must be wrapped by Vault) and then one of B are sent: B is acknowledged at
+    once, A is UNAVAILABLE KEYS_UNAVAILABLE after the Vault timeout. B waited out the
+    timeout behind A (5 s by default; clients spooled)."""
+    mount = f"transit-{os.urandom(4).hex()}"
+    monkeypatch.setenv("VAULT_TOKEN", vault.token)
+    argv = ["content-keys", "bootstrap-vault", "--vault-addr", vault.addr, "--mount", mount]
+    assert main([*argv, "--policy", f"{mount}-content"]) == 0
+    monkeypatch.delenv("VAULT_TOKEN")
+    token = vault.client().auth.token.create(policies=[f"{mount}-content"], ttl="1h")
+    token_file = tmp_path / "vault-token"
+    token_file.write_text(token["auth"]["client_token"])
+    proxy = HangingVault(int(urlsplit(vault.addr).port or 8200))
+    keys = write_keys(tmp_path / "keys.yaml")
+    cfg = tmp_path / "aiaudit.yaml"
+    settings = {
+        "address": "127.0.0.1:0",
+        "data_dir": str(tmp_path),
+        "api_keys_file": str(tmp_path / "keys.yaml"),
+        "database_url": own_postgres.app_url,
+        "services": ["ingest"],
+        "content_keys": "vault",
+        "content_vault_addr": f"http://127.0.0.1:{proxy.port}",
+        "content_vault_mount": mount,
+        "content_vault_token_file": str(token_file),
+        "content_vault_timeout": VAULT_TIMEOUT,
+    }
+    cfg.write_text(yaml.safe_dump(settings))
+    a, b = f"t-a{os.urandom(4).hex()}", f"t-b{os.urandom(4).hex()}"
+    suite = start(config.load(cfg, env={}))
+    try:
+        channel = client.channel(f"127.0.0.1:{suite.port}", keys["admin"])
+        stub = ingest_grpc.IngestServiceStub(channel)
+        stub.Append(ingest_pb.AppendRequest(events=[interaction(b, "b-1", user="bob")]), timeout=30)
+        proxy.hang()
+        new_subject = stub.Append.future(
+            ingest_pb.AppendRequest(events=[interaction(a, "a-1", user="alice")]), timeout=30
+        )
+        wait_until(lambda: proxy.held >= 1, timeout=10)  # A's key is being wrapped: no answer
+        answer = stub.Append(
+            ingest_pb.AppendRequest(events=[interaction(b, "b-2", user="bob")]),
+            timeout=VAULT_TIMEOUT / 2,
+        )
+        assert [r.sequence for r in answer.receipts] == [1]
+        with pytest.raises(grpc.RpcError) as refused:
+            new_subject.result()
+        channel.close()
+    finally:
+        suite.stop()
+        proxy.close()
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "KEYS_UNAVAILABLE" in str(refused.value.trailing_metadata())
