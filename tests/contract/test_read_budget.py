@@ -81,3 +81,23 @@ def test_read_sequences_within_a_budget_returns_a_prefix_and_says_so(
     got = store.read_sequences(tenant, [8, 10], max_bytes=BUDGET)
     assert [e.sequence for e in got] == [8, 10] and not got.cut
     assert got == store.read_sequences(tenant, [8, 10])
+
+
+def test_a_page_reads_the_longest_prefix_in_its_own_order_within_the_budget(
+    store: SqlEventStore, tenant: str
+) -> None:
+    """``read_page``: search hits come in the query's order, not the log's."""
+    _log(store, tenant)
+    whole = {e.sequence: e for e in store.read_log(tenant, 0, 100)}
+    order = [11, 7, 10, 2, 5, 0, 9]  # small, big, small, big, big, ...
+    got = store.read_page(tenant, order, BUDGET)
+    assert [e.sequence for e in got] == [2, 7, 10, 11] and got.cut  # two big ones fit
+    assert all(e == whole[e.sequence] for e in got)  # content and all
+    rest = store.read_page(tenant, [5, 0, 1, 9], BUDGET)
+    assert [e.sequence for e in rest] == [0, 5] and rest.cut
+    alone = store.read_page(tenant, [3, 11], 1000)  # the first, whatever its size
+    assert [e.sequence for e in alone] == [3] and alone.cut
+    assert alone[0] == whole[3]  # its canonical form too was past the page's inline share
+    small = store.read_page(tenant, [11, 10, 9, 404], BUDGET)  # one not stored: passed over
+    assert [e.sequence for e in small] == [9, 10, 11] and not small.cut
+    assert all(e == whole[e.sequence] for e in small)

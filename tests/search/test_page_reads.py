@@ -54,15 +54,18 @@ def test_a_page_of_large_events_reads_at_most_its_budget_in_the_page_order(
     assert all(1_300_000 < size < BUDGET / 2 for size in sizes.values())
 
     reads: list[list[int]] = []  # what each read of the tenant's events held in memory
-    read_sequences = sql.SqlEventStore.read_sequences
 
-    def recorded(self: sql.SqlEventStore, log_id: str, seqs: Any, max_bytes: Any = None) -> Any:
-        got = read_sequences(self, log_id, seqs, max_bytes)
-        if log_id == tenant:
-            reads.append([e.sequence for e in got])
-        return got
+    def _recorded(read: Any) -> Any:
+        def recorded(self: sql.SqlEventStore, log_id: str, *args: Any) -> Any:
+            got = read(self, log_id, *args)
+            if log_id == tenant:
+                reads.append([e.sequence for e in got])
+            return got
 
-    monkeypatch.setattr(sql.SqlEventStore, "read_sequences", recorded)
+        return recorded
+
+    for name in ("read_sequences", "read_page"):
+        monkeypatch.setattr(sql.SqlEventStore, name, _recorded(getattr(sql.SqlEventStore, name)))
     running = start_suite(tmp_path, "sqlite", {})
     try:
         running.wait_indexed(tenant, 7)

@@ -19,7 +19,6 @@ checkpoint covering the export's snapshot.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import re
 import time
@@ -40,7 +39,7 @@ from aiaudit.common.component import Context
 from aiaudit.common.keys.kek import KekError
 from aiaudit.common.keys.seal import SealError
 from aiaudit.common.store import SqlEventStore
-from aiaudit.common.store.sql import _SIZES_SEQS, READ_BYTES, StoredEvent
+from aiaudit.common.store.sql import READ_BYTES, StoredEvent
 from aiaudit.common.stream_slots import StreamSlots
 from aiaudit.common.v1 import event_pb2, proof_pb2
 from aiaudit.integrity.v1 import integrity_service_pb2 as ipb
@@ -420,43 +419,16 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         """The hits a page reads and their stored events (those in sequence order).
 
         The longest prefix of ``hits`` (in their order) within
-        :data:`_PAGE_READ_BYTES` stored, at least one hit. ``read_sequences``
-        keeps a prefix in sequence order: for hits in that order it is the
-        page's; in any other order (newest first, by user, ...) the sizes are
-        read first and the prefix of the hits chosen from them.
+        :data:`_PAGE_READ_BYTES` stored, at least one hit (``read_page``).
         """
-        if len(hits) <= 1:  # read whatever its size: no budget to keep, no sizes to read
+        if len(hits) <= 1:  # read whatever its size: no budget to keep
             return hits, self._store.read_sequences(tenant, [h.sequence for h in hits])
-        if not all(a.sequence < b.sequence for a, b in itertools.pairwise(hits)):
-            sizes = self._stored_sizes(tenant, [h.sequence for h in hits])
-            total = 0
-            for i, h in enumerate(hits):
-                total += sizes.get(h.sequence, 0)
-                if total > _PAGE_READ_BYTES and i > 0:
-                    hits = hits[:i]
-                    break
-        got = self._store.read_sequences(
-            tenant, [h.sequence for h in hits], max_bytes=_PAGE_READ_BYTES
-        )
-        if got.cut:  # the hits up to the last event read (sizes read apart: grown since)
-            last = got[-1].sequence
-            kept = list(itertools.takewhile(lambda h: h.sequence <= last, hits))
-            if not kept:  # a page holds at least one event: the first hit, alone
-                kept = hits[:1]
-                got = self._store.read_sequences(tenant, [hits[0].sequence])
-            hits = kept
+        got = self._store.read_page(tenant, [h.sequence for h in hits], _PAGE_READ_BYTES)
+        if got.cut:  # the hits up to the last one read (a prefix in their order)
+            read = {e.sequence for e in got}
+            last = max(i for i, h in enumerate(hits) if h.sequence in read)
+            hits = hits[: last + 1]
         return hits, got
-
-    def _stored_sizes(self, tenant: str, sequences: list[int]) -> dict[int, int]:
-        """Stored bytes of these entries, as ``read_sequences`` counts them.
-
-        Canonical form and content; entries not in the store are left out.
-        """
-        with self._store.engine.connect() as conn:
-            rows = conn.execute(
-                _SIZES_SEQS[conn.dialect.name], {"log_id": tenant, "seqs": sorted(sequences)}
-            ).all()
-        return {int(seq): int(size) for seq, size in rows}
 
     # ---- RPCs -----------------------------------------------------------
 
