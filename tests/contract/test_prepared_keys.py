@@ -4,6 +4,7 @@ the KEK: a hanging Vault held every tenant's group commit (review, 2026-12-05)."
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -70,3 +71,55 @@ def test_a_key_made_ahead_survives_an_attempt_that_rolled_back(
     assert [(r.sequence, r.duplicate) for r in outcome] == [(0, True), (1, False)]
     assert sorted(key_rows(store_url, tenant)) == ["alice", "carol"]
     store.close()
+
+
+def test_a_key_another_process_stored_since_the_check_is_not_unwrapped_under_the_lock(
+    store_url: str,  # noqa: F811
+    tmp_path: Path,
+    tenant: str,  # noqa: F811
+) -> None:
+    """Between the writer's check (its key made ahead, no row yet) and the head lock another
+    replica stores the subject's key: the writer unwrapped that row under the lock, a KEK call
+    holding every tenant's group while Vault hung (review of the session's diff, 2026-12-05).
+    Now it is refused as not prepared, and the key made ahead is kept for the retry."""
+    kek = tmp_path / "kek"
+    one, two = keyed(store_url, kek), keyed(store_url, kek)
+    now = dt.datetime.now(dt.UTC)
+    one.append_group([prepare_batch([interaction(tenant, "e-0", user="zed")], now)])
+    first = prepare_batch([interaction(tenant, "e-1", user="alice")], now)
+    second = prepare_batch([interaction(tenant, "e-2", user="alice")], now)
+    one.prepare_keys([first])
+    two.prepare_keys([second])
+    assert one.keys is not None
+    calls: list[str] = []
+    kek_of_one = one.keys.kek
+    unwrap, wrap = kek_of_one.unwrap, kek_of_one.wrap
+
+    def counted_unwrap(wrapped: Sequence[bytes]) -> list[bytes | None]:
+        calls.append("unwrap")
+        return unwrap(wrapped)
+
+    def counted_wrap(keys: Sequence[bytes]) -> list[bytes]:
+        calls.append("wrap")
+        return wrap(keys)
+
+    kek_of_one.unwrap = counted_unwrap  # type: ignore[method-assign]
+    kek_of_one.wrap = counted_wrap  # type: ignore[method-assign]
+    ready = one._ready_keys
+
+    def then_the_other_commits(*args: object, **kwargs: object) -> None:
+        ready(*args, **kwargs)  # type: ignore[arg-type]
+        (out,) = two.append_group([second], prepared_only=True)
+        assert not isinstance(out, Conflict)
+
+    one._ready_keys = then_the_other_commits  # type: ignore[method-assign]
+    with pytest.raises(KeysNotPreparedError) as unready:
+        one.append_group([first], prepared_only=True)
+    assert unready.value.pairs == {(tenant, "alice")} and calls == []
+    del one._ready_keys
+    one.prepare_keys([first])  # the preparer unwraps the stored key, outside any lock
+    (outcome,) = one.append_group([first], prepared_only=True)
+    assert not isinstance(outcome, Conflict) and outcome[0].sequence == 2
+    assert list(key_rows(store_url, tenant)) == ["alice", "zed"]
+    for store in (one, two):
+        store.close()

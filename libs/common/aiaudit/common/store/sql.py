@@ -414,7 +414,7 @@ class SqlEventStore:
             self._ready_keys(self.keys, batches, prepared_only)
         with self.engine.connect().execution_options(sqlite_immediate=True) as conn:
             try:
-                return self._append_in(conn, batches, check_existing, lock_timeout)
+                return self._append_in(conn, batches, check_existing, lock_timeout, prepared_only)
             except psycopg.OperationalError as exc:
                 if conn.connection.driver_connection.closed:  # type: ignore[union-attr]
                     conn.invalidate()
@@ -542,6 +542,7 @@ class SqlEventStore:
         batches: Sequence[Sequence[NewEvent]],
         check_existing: bool,
         lock_timeout: float | None = None,
+        prepared_only: bool = False,
     ) -> list[BatchOutcome]:
         learnt: Learnt = {}
         ahead: dict[tuple[str, str], NewKey] = {}
@@ -549,7 +550,7 @@ class SqlEventStore:
         try:
             with conn.begin():
                 outcomes = self._append_tx(
-                    conn, batches, check_existing, learnt, lock_timeout, ahead
+                    conn, batches, check_existing, learnt, lock_timeout, ahead, prepared_only
                 )
                 done = True
         except BaseException:
@@ -601,6 +602,7 @@ class SqlEventStore:
         heads: dict[str, tuple[int, int]],
         learnt_out: Learnt | None,
         ahead_out: dict[tuple[str, str], NewKey] | None = None,
+        prepared_only: bool = False,
     ) -> Sealer:
         """The subjects' data keys, read or created under the logs' head locks.
 
@@ -610,7 +612,11 @@ class SqlEventStore:
         read in one query and new ones written in one insert. What was read or
         made goes to ``learnt_out``, for the keyring once the transaction has
         committed: a key made in a transaction that rolls back was never stored,
-        and an append sealing with it would lose its content.
+        and an append sealing with it would lose its content. ``prepared_only``: a
+        key to unwrap or make here (a KEK call under the head locks) raises
+        :class:`KeysNotPreparedError` instead: another replica stored the
+        subject's key since :meth:`_ready_keys` looked, or the keys made ahead
+        were dropped meanwhile.
         """
         if self.keys is None:
             return _in_clear
@@ -627,6 +633,15 @@ class SqlEventStore:
         with self._prepared_lock:  # damaged ones are not asked again (prepare_keys found them)
             known_damaged = [(k.key_id, k.wrapped) in self._damaged for _, k in stored]
         to_open = [k for (_, k), d in zip(stored, known_damaged, strict=True) if not d]
+        if prepared_only:
+            held = self.keys.by_ids([k.key_id for k in to_open], lambda _: [])  # no KEK
+            cold = frozenset(
+                (log_id, k.subject)
+                for (log_id, k), d in zip(stored, known_damaged, strict=True)
+                if not d and k.key_id not in held
+            )
+            if cold:
+                raise KeysNotPreparedError(cold)
         asked = iter(self.keys.open_rows(to_open))
         opened = [None if d else next(asked) for d in known_damaged]
         learnt: dict[tuple[str, str], SubjectKey] = {}
@@ -657,6 +672,10 @@ class SqlEventStore:
             ahead = self._take_prepared(absent)
             if ahead_out is not None:
                 ahead_out.update((p, k) for p, k in zip(absent, ahead, strict=True) if k)
+            if prepared_only and None in ahead:  # the taken ones go back on the rollback
+                raise KeysNotPreparedError(
+                    frozenset(p for p, k in zip(absent, ahead, strict=True) if k is None)
+                )
             fresh = iter(self.keys.take(sum(k is None for k in ahead)))
             made = [k if k is not None else next(fresh) for k in ahead]
             now = dt.datetime.now(dt.UTC)
@@ -719,6 +738,7 @@ class SqlEventStore:
         learnt: Learnt | None = None,
         lock_timeout: float | None = None,
         ahead: dict[tuple[str, str], NewKey] | None = None,
+        prepared_only: bool = False,
     ) -> list[BatchOutcome]:
         """The appends, in the caller's transaction; the data keys used go to ``learnt``.
 
@@ -740,7 +760,9 @@ class SqlEventStore:
                     (e, r.sequence) for e, r in zip(batch, outcome, strict=True) if not r.duplicate
                 )
         try:
-            sealer = self._resolve_keys(conn, [e for e, _ in new_rows], heads, learnt, ahead)
+            sealer = self._resolve_keys(
+                conn, [e for e, _ in new_rows], heads, learnt, ahead, prepared_only
+            )
         except SubjectKeysDamagedError as exc:
             raise SubjectKeysDamagedError(str(exc), exc.event_ids | unopened) from None
         if unopened:  # a retry of such an event cannot be told identical, nor refused
