@@ -37,8 +37,8 @@ from tests.integrity.conftest import Vault, vault  # noqa: F401  (the session's 
 SECRET = "my card is 4111 1111 1111 1111"
 
 
-def serve_and_append(tmp_path: Path, settings: dict[str, object], tenant: str) -> str:
-    """Starts the suite with ``settings``, appends one event, reads it back; its text."""
+def suite_config(tmp_path: Path, settings: dict[str, object]) -> tuple[dict[str, str], Path]:
+    """API keys and a config file for a suite on a free loopback port: (keys by role, file)."""
     keys = write_keys(tmp_path / "keys.yaml")
     cfg = tmp_path / "aiaudit.yaml"
     base = {
@@ -47,6 +47,30 @@ def serve_and_append(tmp_path: Path, settings: dict[str, object], tenant: str) -
         "api_keys_file": str(tmp_path / "keys.yaml"),
     }
     cfg.write_text(yaml.safe_dump({**base, **settings}))
+    return keys, cfg
+
+
+def content_key(
+    tmp_path: Path,
+    vault: Vault,
+    monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+) -> dict[str, str]:
+    """A Transit mount and key bootstrapped by the CLI, as an operator does, and a token file
+    holding only its policy: the ``content_vault_*`` settings (but the address)."""
+    mount = f"transit-{os.urandom(4).hex()}"
+    monkeypatch.setenv("VAULT_TOKEN", vault.token)  # the administrator's, for the bootstrap only
+    argv = ["content-keys", "bootstrap-vault", "--vault-addr", vault.addr, "--mount", mount]
+    assert main([*argv, "--policy", f"{mount}-content"]) == 0
+    monkeypatch.delenv("VAULT_TOKEN")
+    token = vault.client().auth.token.create(policies=[f"{mount}-content"], ttl="1h")
+    token_file = tmp_path / "vault-token"
+    token_file.write_text(token["auth"]["client_token"])
+    return {"content_vault_mount": mount, "content_vault_token_file": str(token_file)}
+
+
+def serve_and_append(tmp_path: Path, settings: dict[str, object], tenant: str) -> str:
+    """Starts the suite with ``settings``, appends one event, reads it back; its text."""
+    keys, cfg = suite_config(tmp_path, settings)
     suite = start(config.load(cfg, env={}))
     try:
         channel = client.channel(f"127.0.0.1:{suite.port}", keys["admin"])
@@ -103,14 +127,8 @@ def test_the_suite_seals_content_under_vault_transit(
 
     A database of its own: consumers of the session's one hold no token for this key.
     """
-    mount = f"transit-{os.urandom(4).hex()}"
-    monkeypatch.setenv("VAULT_TOKEN", vault.token)  # the administrator's, for the bootstrap only
-    argv = ["content-keys", "bootstrap-vault", "--vault-addr", vault.addr, "--mount", mount]
-    assert main([*argv, "--policy", f"{mount}-content"]) == 0
-    monkeypatch.delenv("VAULT_TOKEN")
-    token = vault.client().auth.token.create(policies=[f"{mount}-content"], ttl="1h")
-    token_file = tmp_path / "vault-token"
-    token_file.write_text(token["auth"]["client_token"])
+    vault_key = content_key(tmp_path, vault, monkeypatch)
+    mount = vault_key["content_vault_mount"]
     tenant = f"t-{os.urandom(4).hex()}"
     text = serve_and_append(
         tmp_path,
@@ -119,8 +137,7 @@ def test_the_suite_seals_content_under_vault_transit(
             "services": ["ingest", "search"],
             "content_keys": "vault",
             "content_vault_addr": vault.addr,
-            "content_vault_mount": mount,
-            "content_vault_token_file": str(token_file),
+            **vault_key,
         },
         tenant,
     )
@@ -143,19 +160,16 @@ def test_an_append_while_vault_is_out_of_reach_is_keys_unavailable(
         port = closed.getsockname()[1]
     token_file = tmp_path / "vault-token"
     token_file.write_text("not-a-token")
-    keys = write_keys(tmp_path / "keys.yaml")
-    cfg = tmp_path / "aiaudit.yaml"
-    settings = {
-        "address": "127.0.0.1:0",
-        "data_dir": str(tmp_path),
-        "api_keys_file": str(tmp_path / "keys.yaml"),
-        "database_url": postgres.app_url,
-        "services": ["ingest"],
-        "content_keys": "vault",
-        "content_vault_addr": f"http://127.0.0.1:{port}",
-        "content_vault_token_file": str(token_file),
-    }
-    cfg.write_text(yaml.safe_dump(settings))
+    keys, cfg = suite_config(
+        tmp_path,
+        {
+            "database_url": postgres.app_url,
+            "services": ["ingest"],
+            "content_keys": "vault",
+            "content_vault_addr": f"http://127.0.0.1:{port}",
+            "content_vault_token_file": str(token_file),
+        },
+    )
     tenant = f"t-{os.urandom(4).hex()}"
     suite = start(config.load(cfg, env={}))
     try:

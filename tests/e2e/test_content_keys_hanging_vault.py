@@ -17,14 +17,13 @@ from urllib.parse import urlsplit
 
 import grpc
 import pytest
-import yaml
 
-from aiaudit.cli.main import main
 from aiaudit.cli.server import start
 from aiaudit.common import client, config
 from aiaudit.ingest.v1 import ingest_service_pb2 as ingest_pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as ingest_grpc
-from tests.conftest import Postgres, write_keys
+from tests.conftest import Postgres
+from tests.e2e.test_content_encryption import content_key, suite_config
 from tests.helpers import interaction, wait_until
 from tests.integrity.conftest import Vault, vault  # noqa: F401  (the session's OpenBao)
 
@@ -99,30 +98,19 @@ def test_a_hanging_vault_holds_only_the_batches_whose_keys_need_it(
     (its key must be wrapped by Vault) and then one of B are sent: B is acknowledged at
     once, A is UNAVAILABLE KEYS_UNAVAILABLE after the Vault timeout. B waited out the
     timeout behind A (5 s by default; clients spooled)."""
-    mount = f"transit-{os.urandom(4).hex()}"
-    monkeypatch.setenv("VAULT_TOKEN", vault.token)
-    argv = ["content-keys", "bootstrap-vault", "--vault-addr", vault.addr, "--mount", mount]
-    assert main([*argv, "--policy", f"{mount}-content"]) == 0
-    monkeypatch.delenv("VAULT_TOKEN")
-    token = vault.client().auth.token.create(policies=[f"{mount}-content"], ttl="1h")
-    token_file = tmp_path / "vault-token"
-    token_file.write_text(token["auth"]["client_token"])
+    vault_key = content_key(tmp_path, vault, monkeypatch)
     proxy = HangingVault(int(urlsplit(vault.addr).port or 8200))
-    keys = write_keys(tmp_path / "keys.yaml")
-    cfg = tmp_path / "aiaudit.yaml"
-    settings = {
-        "address": "127.0.0.1:0",
-        "data_dir": str(tmp_path),
-        "api_keys_file": str(tmp_path / "keys.yaml"),
-        "database_url": own_postgres.app_url,
-        "services": ["ingest"],
-        "content_keys": "vault",
-        "content_vault_addr": f"http://127.0.0.1:{proxy.port}",
-        "content_vault_mount": mount,
-        "content_vault_token_file": str(token_file),
-        "content_vault_timeout": VAULT_TIMEOUT,
-    }
-    cfg.write_text(yaml.safe_dump(settings))
+    keys, cfg = suite_config(
+        tmp_path,
+        {
+            "database_url": own_postgres.app_url,
+            "services": ["ingest"],
+            "content_keys": "vault",
+            "content_vault_addr": f"http://127.0.0.1:{proxy.port}",
+            "content_vault_timeout": VAULT_TIMEOUT,
+            **vault_key,
+        },
+    )
     a, b = f"t-a{os.urandom(4).hex()}", f"t-b{os.urandom(4).hex()}"
     suite = start(config.load(cfg, env={}))
     try:
