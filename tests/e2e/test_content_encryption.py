@@ -52,8 +52,8 @@ def suite_config(tmp_path: Path, settings: dict[str, object]) -> tuple[dict[str,
 
 def content_key(
     tmp_path: Path,
-    vault: Vault,
-    monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+    vault: Vault,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
 ) -> dict[str, str]:
     """A Transit mount and key bootstrapped by the CLI, as an operator does, and a token file
     holding only its policy: the ``content_vault_*`` settings (but the address)."""
