@@ -8,10 +8,7 @@ or queued behind it, keys held or not.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
-import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -25,67 +22,9 @@ from aiaudit.ingest.v1 import ingest_service_pb2_grpc as ingest_grpc
 from tests.conftest import Postgres
 from tests.e2e.test_content_encryption import content_key, suite_config
 from tests.helpers import interaction, wait_until
-from tests.integrity.conftest import Vault, vault  # noqa: F401  (the session's OpenBao)
+from tests.integrity.conftest import Proxy, Vault, vault  # noqa: F401  (the session's OpenBao)
 
 VAULT_TIMEOUT = 3.0
-
-
-class HangingVault:
-    """A TCP forwarder to the real Vault until :meth:`hang`; then it accepts and never answers."""
-
-    def __init__(self, target_port: int) -> None:
-        self._target = target_port
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = int(self._listener.getsockname()[1])
-        self._hanging = False
-        self._conns: list[socket.socket] = []
-        self._lock = threading.Lock()
-        self.held = 0
-        """Connections accepted since :meth:`hang`, never answered."""
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:
-                return
-            with self._lock:
-                self._conns.append(conn)
-                if self._hanging:  # nobody ever reads or answers
-                    self.held += 1
-                    continue
-            upstream = socket.create_connection(("127.0.0.1", self._target))
-            with self._lock:
-                self._conns.append(upstream)
-            for a, b in ((conn, upstream), (upstream, conn)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-
-    def hang(self) -> None:
-        """Drops the forwarded connections; from now on connections are held unanswered."""
-        with self._lock:
-            self._hanging = True
-            conns, self._conns = self._conns, []
-        for s in conns:
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-            s.close()
-
-    def close(self) -> None:
-        self._listener.close()
-        self.hang()
 
 
 def test_a_hanging_vault_holds_only_the_batches_whose_keys_need_it(
@@ -99,7 +38,7 @@ def test_a_hanging_vault_holds_only_the_batches_whose_keys_need_it(
     once, A is UNAVAILABLE KEYS_UNAVAILABLE after the Vault timeout. B waited out the
     timeout behind A (5 s by default; clients spooled)."""
     vault_key = content_key(tmp_path, vault, monkeypatch)
-    proxy = HangingVault(int(urlsplit(vault.addr).port or 8200))
+    proxy = Proxy(int(urlsplit(vault.addr).port or 8200))
     keys, cfg = suite_config(
         tmp_path,
         {

@@ -133,7 +133,8 @@ def vault() -> Vault:
 
 
 class Proxy:
-    """A TCP forwarder on loopback that can cut the network to a real server (a fault)."""
+    """A TCP forwarder on loopback that can cut the network to a real server, or make it
+    hang: accept and never answer (faults)."""
 
     def __init__(self, target_port: int) -> None:
         self._target = target_port
@@ -144,8 +145,11 @@ class Proxy:
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
         self._closed = False
+        self._hanging = False
         self.attempts = 0
         """Connections clients opened, forwarded or not."""
+        self.held = 0
+        """Connections accepted since :meth:`hang`, never answered."""
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -155,6 +159,11 @@ class Proxy:
             except OSError:
                 return
             self.attempts += 1
+            if self._hanging:  # nobody ever reads or answers
+                with self._lock:
+                    self._conns.append(client)
+                    self.held += 1
+                continue
             if not self._open.is_set():
                 client.close()
                 continue
@@ -183,6 +192,14 @@ class Proxy:
     def cut(self) -> None:
         """Refuses new connections and drops open ones."""
         self._open.clear()
+        self._drop()
+
+    def hang(self) -> None:
+        """Drops open connections; from now on connections are accepted and held unanswered."""
+        self._hanging = True
+        self._drop()
+
+    def _drop(self) -> None:
         with self._lock:
             conns, self._conns = self._conns, []
         for s in conns:
