@@ -23,25 +23,11 @@ from grpc_status import rpc_status
 from aiaudit.common import client
 from aiaudit.common.store import open_store
 from aiaudit.common.store.schema import content_keys
-from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
 from tests.conftest import Postgres, Running, serve_suite
+from tests.contract.test_repeats_in_a_batch import copy, stored_count, stub
 from tests.helpers import interaction
-
-
-def stub(server: Running) -> pb_grpc.IngestServiceStub:
-    return pb_grpc.IngestServiceStub(server.channel)
-
-
-def stored_count(server: Running, tenant: str) -> int:
-    return server.suite.store.log_sizes().get(tenant, 0)  # type: ignore[attr-defined]
-
-
-def copy(e: ev.Event) -> ev.Event:
-    out = ev.Event()
-    out.CopyFrom(e)
-    return out
 
 
 def named(err: grpc.RpcError) -> tuple[dict[str, str], list[str]]:
