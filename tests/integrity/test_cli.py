@@ -46,8 +46,6 @@ def make_bundle(
 ) -> list[Line]:
     """``n`` events of TENANT with proofs to one checkpoint signed by ``tmp_path/key.pem``
     (each with an inline ``text/plain`` media part of ``media``, if given)."""
-    signer = note.file_signer(ORIGIN_PREFIX, tmp_path / "key.pem")
-    now = dt.datetime.now(dt.UTC)
     events = [interaction(TENANT, f"e-{i}", text=f"secret {i}") for i in range(n)]
     if media:
         digest = hashlib.sha256(media).hexdigest()
@@ -55,19 +53,30 @@ def make_bundle(
             e.input.messages[0].parts.add().media.CopyFrom(
                 ev.Media(mime_type="text/plain", size_bytes=len(media), sha256=digest, data=media)
             )
+    return proved_lines(tmp_path, events, origin_prefix)
+
+
+def proved_lines(
+    tmp_path: Path, events: list[ev.Event], origin_prefix: str = ORIGIN_PREFIX
+) -> list[Line]:
+    """Bundle lines of ``events`` (one log's, in sequence order from 0) with proofs to one
+    checkpoint of them signed by ``tmp_path/key.pem``."""
+    signer = note.file_signer(ORIGIN_PREFIX, tmp_path / "key.pem")
+    now = dt.datetime.now(dt.UTC)
     prepared = [prepare(e, now) for e in events]
     tree, edge = merkle.MemoryNodeStore(), merkle.CompactRange()
     tree.write_nodes(edge.extend(p.committed.leaf_hash for p in prepared))
-    cp = note.Checkpoint(f"{origin_prefix}/{TENANT}", n, edge.root())
+    log_id = events[0].tenant_id
+    cp = note.Checkpoint(f"{origin_prefix}/{log_id}", len(events), edge.root())
     signed = note.sign_checkpoint(cp, [signer])
     return [
         json.loads(
             bundle.event_line(
-                TENANT,
+                log_id,
                 i,
                 p.event.event_id,
                 p.committed.canonical,
-                bundle.format_tlog_proof(i, merkle.inclusion_proof(i, n, tree), signed),
+                bundle.format_tlog_proof(i, merkle.inclusion_proof(i, len(events), tree), signed),
                 p.salt,
                 p.committed.content,
             )

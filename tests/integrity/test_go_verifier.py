@@ -12,7 +12,6 @@ in the Vault test, by a real OpenBao's Transit engine.
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import hashlib
 import json
 import subprocess
@@ -22,11 +21,10 @@ from typing import Any
 import pytest
 
 from aiaudit.cli.main import main
-from aiaudit.common.store.prepare import prepare
 from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.ingest.v1 import ingest_service_pb2 as ingest_pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as ingest_grpc
-from aiaudit.integrity import bundle, merkle, note
+from aiaudit.integrity import note
 from aiaudit.integrity.note import file_signer
 from aiaudit.integrity.signers import TransitKeys
 from aiaudit.integrity.v1 import integrity_service_pb2 as pb
@@ -34,7 +32,7 @@ from tests import go_verifier as go
 from tests.conftest import Running
 from tests.helpers import interaction, wait_until
 from tests.integrity.conftest import ORIGIN_PREFIX, Vault
-from tests.integrity.test_cli import TENANT, key_of, make_bundle, write
+from tests.integrity.test_cli import TENANT, key_of, make_bundle, proved_lines, write
 from tests.integrity.test_service import checkpoint_covers, integrity
 from tests.integrity.test_vault import bootstrapped
 
@@ -461,31 +459,11 @@ def bundle_of(
     """``n`` events of ``tenant`` with proofs to one checkpoint signed by ``tmp_path/key.pem``
     (as ``make_bundle``, whose log is always TENANT); those at ``bare`` without any content
     field (no input, no output)."""
-    signer = note.file_signer(ORIGIN_PREFIX, tmp_path / "key.pem")
-    now = dt.datetime.now(dt.UTC)
     events = [interaction(tenant, f"{tenant}-{i}") for i in range(n)]
     for i in bare:
         events[i].ClearField("input")
         events[i].ClearField("output")
-    prepared = [prepare(e, now) for e in events]
-    tree, edge = merkle.MemoryNodeStore(), merkle.CompactRange()
-    tree.write_nodes(edge.extend(p.committed.leaf_hash for p in prepared))
-    cp = note.Checkpoint(f"{ORIGIN_PREFIX}/{tenant}", n, edge.root())
-    signed = note.sign_checkpoint(cp, [signer])
-    return [
-        json.loads(
-            bundle.event_line(
-                tenant,
-                i,
-                p.event.event_id,
-                p.committed.canonical,
-                bundle.format_tlog_proof(i, merkle.inclusion_proof(i, n, tree), signed),
-                p.salt,
-                p.committed.content,
-            )
-        )
-        for i, p in enumerate(prepared)
-    ]
+    return proved_lines(tmp_path, events)
 
 
 def both(
