@@ -247,6 +247,7 @@ type bundleLine struct {
 	TlogProof string            `json:"tlog_proof"`
 	Salt      *string           `json:"salt"`
 	Content   map[string]string `json:"content"`
+	paths     []string          // Content's paths in the line's order, as aiaudit names them
 }
 
 // asciiSpace is what makes a line blank, as aiaudit skips it (Python's bytes.strip):
@@ -309,6 +310,14 @@ func parseLine(text []byte) (bundleLine, string, error) {
 	decoder.DisallowUnknownFields()
 	if err := decoder.Decode(&line); err != nil {
 		return line, id, err
+	}
+	for _, m := range members {
+		if m.name == "content" {
+			content, _ := objectMembers(m.value) // read by checkMembers already
+			for _, c := range content {
+				line.paths = append(line.paths, c.name)
+			}
+		}
 	}
 	return line, id, nil
 }
@@ -562,6 +571,12 @@ func checkLine(line bundleLine, prefix string, keys []note.Verifier, logs []stri
 		if salt, err = decodeBase64(*line.Salt); err != nil {
 			return []string{fmt.Sprintf("salt is not base64: %v", err)}, nil
 		}
+		if len(salt) != saltBytes {
+			// HMAC takes a key of any length, so commitments made with another salt
+			// still recompute; the format's salt is 32 bytes, and aiaudit calls such a
+			// line malformed (its wording).
+			return []string{fmt.Sprintf("malformed line: salt has %d bytes, not %d", len(salt), saltBytes)}, nil
+		}
 	}
 	if len(logs) > 0 && !slices.Contains(logs, line.LogID) {
 		// aiaudit's wording: the id as Python's repr, the logs asked for sorted.
@@ -589,6 +604,9 @@ func checkLine(line bundleLine, prefix string, keys []note.Verifier, logs []stri
 	return problems, &p
 }
 
+// saltBytes is the length of an event's salt: its 32 random bytes.
+const saltBytes = 32
+
 // checkEvent checks a line's event against its opened checkpoint: leaf, inclusion,
 // identity, commitments; malformed if the canonical bytes are no JSON object.
 func checkEvent(line bundleLine, canonical, salt []byte, p tproof.TLogProof, cp *tlog.Checkpoint) (problems []string, malformed bool) {
@@ -610,7 +628,7 @@ func checkEvent(line bundleLine, canonical, salt []byte, p tproof.TLogProof, cp 
 		problems = append(problems, "canonical eventId/tenantId are not the line's event_id/log_id")
 	}
 	if line.Salt != nil {
-		problems = append(problems, commitmentProblems(event, line.Content, salt)...)
+		problems = append(problems, commitmentProblems(event, line.paths, line.Content, salt)...)
 	}
 	return problems, false
 }
@@ -649,63 +667,87 @@ func proofSpelling(text string, p tproof.TLogProof) error {
 	return nil
 }
 
-// segment is one step of a content path: a JSON name and the array indexes after it.
-var segment = regexp.MustCompile(`^([A-Za-z][A-Za-z0-9]*)((?:\[[0-9]+\])*)$`)
-var index = regexp.MustCompile(`\[([0-9]+)\]`)
+// commitmentValue is a content commitment as the canonical event holds it.
+var commitmentValue = regexp.MustCompile(`^hmac-sha256:[0-9a-f]{64}$`)
 
-// lookup finds the value at a content path such as input.messages[0].parts[1].text.
-func lookup(root any, path string) (any, bool) {
-	node := root
-	for _, step := range strings.Split(path, ".") {
-		m := segment.FindStringSubmatch(step)
-		if m == nil {
-			return nil, false
+// fieldName is a JSON name a content path can hold (its paths are ASCII).
+var fieldName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9]*$`)
+
+// commitment is one content commitment of a canonical event, at its content path.
+type commitment struct{ path, value string }
+
+// commitments lists a canonical event's content commitments in the canonical form's
+// order (RFC 8785 sorts the names). Without a schema a commitment is a string value in
+// the commitment's form at a path such as input.messages[0].parts[1].text: a name
+// (nothing else can be a field) or an array index at each step.
+func commitments(node any, path string) []commitment {
+	switch v := node.(type) {
+	case string:
+		if commitmentValue.MatchString(v) {
+			return []commitment{{path, v}}
 		}
-		object, ok := node.(map[string]any)
-		if !ok {
-			return nil, false
+	case []any:
+		var list []commitment
+		for i, child := range v {
+			list = append(list, commitments(child, fmt.Sprintf("%s[%d]", path, i))...)
 		}
-		if node, ok = object[m[1]]; !ok {
-			return nil, false
-		}
-		for _, ix := range index.FindAllStringSubmatch(m[2], -1) {
-			i, _ := strconv.Atoi(ix[1])
-			array, ok := node.([]any)
-			if !ok || i >= len(array) {
-				return nil, false
+		return list
+	case map[string]any:
+		var list []commitment
+		for _, key := range slices.Sorted(maps.Keys(v)) {
+			if !fieldName.MatchString(key) {
+				continue
 			}
-			node = array[i]
+			child := key
+			if path != "" {
+				child = path + "." + key
+			}
+			list = append(list, commitments(v[key], child)...)
 		}
+		return list
 	}
-	return node, true
+	return nil
 }
 
 // commitmentProblems recomputes each content value's commitment as the README defines it:
 // "hmac-sha256:" + hex(HMAC-SHA256(key = salt, msg = path || 0x00 || raw)), where raw is
 // the UTF-8 of a string or the decoded bytes of a bytes field (inline media `data`).
-func commitmentProblems(event map[string]any, content map[string]string, salt []byte) []string {
+// Content must be given for every commitment and only for them, as aiaudit requires
+// (its wording): a line that left a commitment out passed here, its content unproven.
+// paths is the content's order: aiaudit names content without a commitment in it.
+func commitmentProblems(event map[string]any, paths []string, content map[string]string, salt []byte) []string {
 	var problems []string
-	for path, value := range content {
+	committed := commitments(event, "")
+	at := make(map[string]bool, len(committed))
+	for _, c := range committed {
+		at[c.path] = true
+	}
+	for _, path := range paths {
+		if !at[path] {
+			problems = append(problems, fmt.Sprintf("%s: content without a commitment", path))
+		}
+	}
+	for _, c := range committed {
+		value, ok := content[c.path]
+		if !ok {
+			problems = append(problems, fmt.Sprintf("%s: commitment without content", c.path))
+			continue
+		}
 		raw := []byte(value)
-		if strings.HasSuffix(path, ".data") {
+		if strings.HasSuffix(c.path, ".data") {
 			decoded, err := decodeBase64(value)
 			if err != nil {
-				problems = append(problems, fmt.Sprintf("content %s: bytes value is not base64", path))
+				problems = append(problems, fmt.Sprintf("content %s: bytes value is not base64", c.path))
 				continue
 			}
 			raw = decoded
 		}
 		mac := hmac.New(sha256.New, salt)
-		mac.Write([]byte(path))
+		mac.Write([]byte(c.path))
 		mac.Write([]byte{0})
 		mac.Write(raw)
-		want := "hmac-sha256:" + hex.EncodeToString(mac.Sum(nil))
-		got, ok := lookup(event, path)
-		switch {
-		case !ok:
-			problems = append(problems, fmt.Sprintf("content %s: no such field in the canonical event", path))
-		case got != want:
-			problems = append(problems, fmt.Sprintf("content %s does not match its commitment", path))
+		if c.value != "hmac-sha256:"+hex.EncodeToString(mac.Sum(nil)) {
+			problems = append(problems, fmt.Sprintf("content %s does not match its commitment", c.path))
 		}
 	}
 	return problems
@@ -851,9 +893,6 @@ func secondCheckpoint(line bundleLine, text string, number int, prefix string, o
 		first.line, first.cp.Size, base64.StdEncoding.EncodeToString(first.cp.Hash))}
 }
 
-// commitmentValue is a content commitment as the canonical event holds it.
-var commitmentValue = regexp.MustCompile(`^hmac-sha256:[0-9a-f]{64}$`)
-
 // add counts a line that verified.
 func (s *logSummary) add(line bundleLine) {
 	if n := len(s.sequences); n > 0 && *line.Sequence < s.sequences[n-1] {
@@ -870,30 +909,14 @@ func (s *logSummary) add(line bundleLine) {
 	}
 }
 
-// hasCommitment reports whether a canonical event holds a content commitment: the
-// verifier knows no schema, so it looks for a string value in the commitment's form.
+// hasCommitment reports whether a canonical event holds a content commitment, as
+// commitments finds them.
 func hasCommitment(canonical []byte) bool {
 	var event any
 	if json.Unmarshal(canonical, &event) != nil {
 		return false
 	}
-	var walk func(any) bool
-	walk = func(node any) bool {
-		switch v := node.(type) {
-		case string:
-			return commitmentValue.MatchString(v)
-		case []any:
-			return slices.ContainsFunc(v, walk)
-		case map[string]any:
-			for _, child := range v {
-				if walk(child) {
-					return true
-				}
-			}
-		}
-		return false
-	}
-	return walk(event)
+	return len(commitments(event, "")) > 0
 }
 
 // keyName is how the summary names a key: name+keyid (8 hex digits).

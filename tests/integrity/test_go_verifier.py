@@ -678,3 +678,70 @@ def test_an_event_twice_is_named_alike_in_both_verifiers(
             "line 4 event e-1: proof index 1 is not the event's sequence 2",
         ],
     )
+
+
+@pytest.mark.parametrize("size", [0, 16, 33, 64])
+def test_a_salt_that_is_not_32_bytes_is_malformed_in_both_verifiers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], go_verifier: Path, size: int
+) -> None:
+    """HMAC takes a key of any length: the Go verifier passed a line whose salt was not 32
+    bytes, of an event without content fields or committed with that salt by its writer,
+    where `aiaudit verify --bundle` calls the line malformed. With content it named each
+    value's commitment instead of the salt."""
+    salt = base64.b64encode(bytes(range(size))).decode()
+    bare = {**bundle_of(tmp_path, "t2", 1, bare=frozenset({0}))[0], "salt": salt}
+    assert bare["content"] == {}
+    malformed = f"malformed line: salt has {size} bytes, not 32"
+    path = write(tmp_path / "bare.jsonl", [bare])
+    assert both(go_verifier, capsys, path) == (1, [f"line 1 event t2-0: {malformed}"])
+    lines = make_bundle(tmp_path, n=2)
+    path = write(tmp_path / "content.jsonl", [lines[0], {**lines[1], "salt": salt}])
+    assert both(go_verifier, capsys, path) == (1, [f"line 2 event e-1: {malformed}"])
+
+
+OUT = "output.messages[0].parts[0].text"
+COMMITMENT_EDITS: dict[str, tuple[Any, list[str]]] = {
+    # (edit of a line's content, the problems both verifiers name)
+    "every commitment left out": (
+        lambda content: content.clear(),
+        [f"{path}: commitment without content" for path in (TEXT, DATA, OUT)],
+    ),
+    "one commitment left out": (
+        lambda content: content.pop(TEXT),
+        [f"{TEXT}: commitment without content"],
+    ),
+    "content of a field not in the event": (
+        lambda content: content.update({"output.reasoning": "never said"}),
+        ["output.reasoning: content without a commitment"],
+    ),
+    "content of a field in clear": (
+        lambda content: content.update({"model.name": "gpt-4o"}),
+        ["model.name: content without a commitment"],
+    ),
+    "a path spelt another way": (
+        lambda content: content.update({TEXT.replace("[0]", "[00]", 1): content.pop(TEXT)}),
+        [
+            "input.messages[00].parts[0].text: content without a commitment",
+            f"{TEXT}: commitment without content",
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("edit", COMMITMENT_EDITS)
+def test_content_answers_every_commitment_and_only_them_in_both_verifiers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], go_verifier: Path, edit: str
+) -> None:
+    """The Go verifier checked only the content a line gave: a line with its salt whose
+    content left out some (or all) of the event's commitments passed, that content
+    unproven, where `aiaudit verify --bundle` names each commitment without content. It
+    named content of a field that is no commitment in its own words ("no such field",
+    "does not match"). A line without salt and content (erased or withheld) still passes."""
+    lines = make_bundle(tmp_path, n=2, media=b"ok")
+    assert list(lines[0]["content"]) == [TEXT, DATA, OUT]
+    intact = write(tmp_path / "intact.jsonl", [lines[0], withheld(lines[1])])
+    assert both(go_verifier, capsys, intact) == (0, [])
+    change, named = COMMITMENT_EDITS[edit]
+    change(lines[0]["content"])
+    path = write(tmp_path / "edited.jsonl", lines)
+    assert both(go_verifier, capsys, path) == (1, [f"line 1 event e-0: {what}" for what in named])
