@@ -62,8 +62,6 @@ from aiaudit.sdk.spool import Spool, write_all
 
 log = logging.getLogger(__name__)
 
-MAX_EVENT_BYTES = 4 * 1024 * 1024
-"""The service's stated limit of one event: larger ones are refused, not retried."""
 _EVENT_INDEX = re.compile(r"^events\[(\d+)\]")
 _CLOSE_GRACE = 2.0
 """How long past its deadline ``close`` waits for what is in memory to be spooled."""
@@ -427,9 +425,11 @@ class AuditLogger:
         which is then set aside: ``INVALID_ARGUMENT``, ``PERMISSION_DENIED``,
         ``DATA_LOSS`` (a subject's damaged data key: until 2026-12-05 the whole batch
         was retried for good, other subjects' events with it), ``RESOURCE_EXHAUSTED``
-        when gRPC says the message is too large (whatever ``MAX_EVENT_BYTES`` says: a
-        server with a lower ``max_message_bytes`` held every batch behind such an
-        event, review 2026-12-05).
+        when gRPC says the message is too large, whatever the event's size (a server
+        with a lower ``max_message_bytes`` held every batch behind such an event,
+        review 2026-12-05). Any other ``RESOURCE_EXHAUSTED`` (the server's
+        concurrent-call limit) is halved alike, then transient for the single event,
+        however large: it is kept and sent again.
         """
         code = err.code()
         refused, listed = _refused_events(err, events)
@@ -449,7 +449,7 @@ class AuditLogger:
         if len(events) > 1:  # too many or too large together, or one the service refuses
             half = len(events) // 2
             return [events[:half], events[half:]]
-        if code == grpc.StatusCode.RESOURCE_EXHAUSTED and not _too_large(err, events[0]):
+        if code == grpc.StatusCode.RESOURCE_EXHAUSTED and not _too_large(err):
             return None  # the server's load (its concurrent-call limit), not the event
         self._reject(events[0], f"{code.name}: {err.details()}")
         return []
@@ -529,9 +529,16 @@ max (N vs. M)``). Its other ``RESOURCE_EXHAUSTED``, ``Concurrent RPC limit excee
 server's load: that is retried, never set aside."""
 
 
-def _too_large(err: grpc.RpcError, event: event_pb2.Event) -> bool:
-    """Whether a ``RESOURCE_EXHAUSTED`` for this one event is about its size."""
-    return _TOO_LARGE in (err.details() or "") or event.ByteSize() > MAX_EVENT_BYTES
+def _too_large(err: grpc.RpcError) -> bool:
+    """Whether a ``RESOURCE_EXHAUSTED`` is about the message's size: what gRPC says, only.
+
+    An event above 4 MiB (the service's default ``max_event_bytes``) was taken as too
+    large whatever the answer said: refused at the server's concurrent-call limit, it
+    was set aside for good although a server with a larger ``max_event_bytes`` takes
+    it (review, 2026-12-05). One the server does not take is refused ``INVALID_ARGUMENT``
+    naming it, or with this message above its ``max_message_bytes``.
+    """
+    return _TOO_LARGE in (err.details() or "")
 
 
 def _rest(
