@@ -322,13 +322,27 @@ func parseLine(text []byte) (bundleLine, string, error) {
 	return line, id, nil
 }
 
-// checkMembers checks a line's names and the JSON type of their values.
+// checkMembers checks a line's names, that salt and content come together, and the JSON
+// type of their values, in aiaudit's order.
 func checkMembers(members []member) error {
+	has := func(name string) bool {
+		return slices.ContainsFunc(members, func(m member) bool { return m.name == name })
+	}
 	for _, m := range members {
-		want, known := fieldKinds[m.name]
-		if !known {
+		if _, known := fieldKinds[m.name]; !known {
 			return fmt.Errorf("unknown field %s: a line holds %s (names are case-sensitive)", m.raw, fieldNames)
 		}
+	}
+	if has("salt") != has("content") {
+		// Content is only as good as the commitment the salt lets us recompute.
+		present, absent := "salt", "content"
+		if has("content") {
+			present, absent = absent, present
+		}
+		return fmt.Errorf("%s without %s: a line has both or neither", present, absent)
+	}
+	for _, m := range members {
+		want := fieldKinds[m.name]
 		if got := jsonKind(m.value); got != want {
 			return fmt.Errorf("field %q must be %s, not %s", m.name, want, got)
 		}
@@ -351,7 +365,7 @@ func checkMembers(members []member) error {
 		}
 	}
 	for _, name := range []string{"log_id", "sequence", "event_id", "canonical", "tlog_proof"} {
-		if !slices.ContainsFunc(members, func(m member) bool { return m.name == name }) {
+		if !has(name) {
 			return fmt.Errorf("field %q is missing", name)
 		}
 	}
@@ -490,9 +504,13 @@ func runBundle(args []string, out io.Writer) (int, error) {
 		var found []string
 		if err != nil {
 			found = []string{fmt.Sprintf("malformed line: %v", err)}
+		} else if values, malformed := decode(line); malformed != "" {
+			found = []string{malformed}
 		} else {
+			// Only a line aiaudit reads whole counts for duplicates: a later intact copy
+			// of a malformed line is the event's first line, not a duplicate.
 			found = duplicate(line, number, seen)
-			whats, proof := checkLine(line, *prefix, list, logs, checkpoints)
+			whats, proof := checkLine(line, values, *prefix, list, logs, checkpoints)
 			found = append(found, whats...)
 			if proof != nil {
 				text := string(proof.Checkpoint)
@@ -547,37 +565,49 @@ func duplicate(line bundleLine, number int, seen map[string]int) []string {
 	return found
 }
 
-// checkLine verifies one event: its log is one asked for, checkpoint signature and origin,
-// leaf, inclusion, commitments. It returns the line's tlog-proof once the line is well
-// formed (aiaudit would not call it malformed), for the fork check.
-func checkLine(line bundleLine, prefix string, keys []note.Verifier, logs []string, o opened) ([]string, *tproof.TLogProof) {
-	canonical, err := decodeBase64(line.Canonical)
-	if err != nil {
-		return []string{fmt.Sprintf("canonical is not base64: %v", err)}, nil
-	}
-	var p tproof.TLogProof
-	if err := p.Unmarshal([]byte(line.TlogProof)); err != nil {
-		return []string{fmt.Sprintf("tlog-proof: %v", err)}, nil
-	}
-	if err := proofSpelling(line.TlogProof, p); err != nil {
-		return []string{fmt.Sprintf("tlog-proof: %v", err)}, nil
-	}
-	if (line.Salt == nil) != (line.Content == nil) {
-		// Content is only as good as the commitment the salt lets us recompute.
-		return []string{"salt and content come together: this line has only one"}, nil
-	}
-	var salt []byte
+// decoded is what a bundle line's salt, canonical and tlog_proof hold.
+type decoded struct {
+	salt, canonical []byte
+	proof           tproof.TLogProof
+	respelt         error // a line of the proof's checkpoint not in its canonical form
+}
+
+// decode decodes a line's salt, canonical and tlog_proof in aiaudit's order, or names
+// the first value that makes aiaudit call the line malformed: it then never counts the
+// line for duplicates. A respelt checkpoint is not one (aiaudit finds it unsigned when it
+// opens it, and counts the line): it is kept for checkLine to name.
+func decode(line bundleLine) (d decoded, malformed string) {
+	var err error
 	if line.Salt != nil {
-		if salt, err = decodeBase64(*line.Salt); err != nil {
-			return []string{fmt.Sprintf("salt is not base64: %v", err)}, nil
+		if d.salt, err = decodeBase64(*line.Salt); err != nil {
+			return d, fmt.Sprintf("salt is not base64: %v", err)
 		}
-		if len(salt) != saltBytes {
+		if len(d.salt) != saltBytes {
 			// HMAC takes a key of any length, so commitments made with another salt
-			// still recompute; the format's salt is 32 bytes, and aiaudit calls such a
-			// line malformed (its wording).
-			return []string{fmt.Sprintf("malformed line: salt has %d bytes, not %d", len(salt), saltBytes)}, nil
+			// still recompute; the format's salt is 32 bytes (aiaudit's wording).
+			return d, fmt.Sprintf("malformed line: salt has %d bytes, not %d", len(d.salt), saltBytes)
 		}
 	}
+	if d.canonical, err = decodeBase64(line.Canonical); err != nil {
+		return d, fmt.Sprintf("canonical is not base64: %v", err)
+	}
+	if err := d.proof.Unmarshal([]byte(line.TlogProof)); err != nil {
+		return d, fmt.Sprintf("tlog-proof: %v", err)
+	}
+	var respelt spellingError
+	if err := proofSpelling(line.TlogProof, d.proof); errors.As(err, &respelt) && respelt.checkpoint {
+		d.respelt = err
+	} else if err != nil {
+		return d, fmt.Sprintf("tlog-proof: %v", err)
+	}
+	return d, ""
+}
+
+// checkLine verifies one event: its log is one asked for, checkpoint signature and origin,
+// leaf, inclusion, commitments. It returns the line's tlog-proof for the fork check,
+// unless its checkpoint is respelt or its canonical bytes are no JSON object.
+func checkLine(line bundleLine, d decoded, prefix string, keys []note.Verifier, logs []string, o opened) ([]string, *tproof.TLogProof) {
+	p := d.proof
 	if len(logs) > 0 && !slices.Contains(logs, line.LogID) {
 		// aiaudit's wording: the id as Python's repr, the logs asked for sorted.
 		asked := slices.Sorted(slices.Values(logs))
@@ -590,6 +620,10 @@ func checkLine(line bundleLine, prefix string, keys []note.Verifier, logs []stri
 	if p.Index != *line.Sequence {
 		return []string{fmt.Sprintf("proof index %d is not the event's sequence %d", p.Index, *line.Sequence)}, &p
 	}
+	if d.respelt != nil {
+		// not the checkpoint the library read: no fork or second checkpoint of the log
+		return []string{fmt.Sprintf("tlog-proof: %v", d.respelt)}, nil
+	}
 	cp, err := o.open(string(p.Checkpoint), prefix+"/"+line.LogID, keys)
 	var wrong originError
 	if errors.As(err, &wrong) {
@@ -597,7 +631,7 @@ func checkLine(line bundleLine, prefix string, keys []note.Verifier, logs []stri
 	} else if err != nil {
 		return []string{fmt.Sprintf("checkpoint: %v", err)}, &p
 	}
-	problems, malformed := checkEvent(line, canonical, salt, p, cp)
+	problems, malformed := checkEvent(line, d.canonical, d.salt, p, cp)
 	if malformed {
 		return problems, nil
 	}
@@ -633,10 +667,20 @@ func checkEvent(line bundleLine, canonical, salt []byte, p tproof.TLogProof, cp 
 	return problems, false
 }
 
+// spellingError is a tlog-proof line not in its canonical form; checkpoint if it is a
+// line of the signed checkpoint, after the blank line.
+type spellingError struct {
+	what       string
+	checkpoint bool
+}
+
+func (e spellingError) Error() string { return e.what }
+
 // proofSpelling refuses a tlog-proof that is not written exactly as the library writes
 // what it read: its parser decodes the hashes and extra data leniently, takes an index
 // with leading zeros and drops a CR before each LF (the checkpoint's too), so a proof
-// had many spellings; aiaudit gives each value one. It names the first line that differs.
+// had many spellings; aiaudit gives each value one. It names the first line that differs
+// (a spellingError).
 func proofSpelling(text string, p tproof.TLogProof) error {
 	want := strings.SplitAfter(string(p.Marshal()), "\n")
 	got := strings.SplitAfter(text, "\n")
@@ -656,13 +700,17 @@ func proofSpelling(text string, p tproof.TLogProof) error {
 		if i < len(roles) {
 			role = roles[i]
 		}
+		// the line after the hashes is the blank one, which aiaudit reads with them
+		wrong := spellingError{checkpoint: i > len(roles)}
 		if i >= len(want) {
-			return fmt.Errorf("%s: line %d %q is not in its canonical form", role, i+1, g)
+			wrong.what = fmt.Sprintf("%s: line %d %q is not in its canonical form", role, i+1, g)
+		} else {
+			wrong.what = fmt.Sprintf("%s: line %d %q is not in its canonical form %q", role, i+1, g, want[i])
 		}
-		return fmt.Errorf("%s: line %d %q is not in its canonical form %q", role, i+1, g, want[i])
+		return wrong
 	}
 	if len(got) != len(want) {
-		return errors.New("the proof does not end as its canonical form")
+		return spellingError{"the proof does not end as its canonical form", true}
 	}
 	return nil
 }
@@ -735,19 +783,19 @@ func commitmentProblems(event map[string]any, paths []string, content map[string
 		}
 		raw := []byte(value)
 		if strings.HasSuffix(c.path, ".data") {
-			decoded, err := decodeBase64(value)
+			data, err := decodeBase64(value)
 			if err != nil {
-				problems = append(problems, fmt.Sprintf("content %s: bytes value is not base64", c.path))
+				problems = append(problems, fmt.Sprintf("%s: bytes not in canonical base64", c.path))
 				continue
 			}
-			raw = decoded
+			raw = data
 		}
 		mac := hmac.New(sha256.New, salt)
 		mac.Write([]byte(c.path))
 		mac.Write([]byte{0})
 		mac.Write(raw)
 		if c.value != "hmac-sha256:"+hex.EncodeToString(mac.Sum(nil)) {
-			problems = append(problems, fmt.Sprintf("content %s does not match its commitment", c.path))
+			problems = append(problems, fmt.Sprintf("%s: content does not match its commitment", c.path))
 		}
 	}
 	return problems

@@ -145,10 +145,10 @@ def test_a_bundle_verifies_with_public_go_libraries_and_each_tampering_is_named(
     assert bad.returncode == 1, bad.stdout + bad.stderr
     mismatch = "inclusion proof: the proof leads to root "
     expected = [
-        "line 1 event g-0: content input.messages[0].parts[0].text does not match its commitment",
+        "line 1 event g-0: input.messages[0].parts[0].text: content does not match its commitment",
         "line 2 event g-1: " + mismatch,
         "line 3 event g-2: " + mismatch,
-        "line 4 event g-3: content input.messages[0].parts[1].media.data does not match its"
+        "line 4 event g-3: input.messages[0].parts[1].media.data: content does not match its"
         " commitment",
         "4 event(s) checked, 4 problem(s)",
     ]
@@ -187,7 +187,7 @@ def test_a_bundle_verifies_with_public_go_libraries_and_each_tampering_is_named(
     refused = go.run(go_verifier, *check)
     assert refused.returncode == 1
     assert refused.stdout.splitlines() == [
-        "line 1 event g-0: salt and content come together: this line has only one",
+        "line 1 event g-0: malformed line: content without salt: a line has both or neither",
         "line 3 event g-1: duplicate: line 2 has the same log and sequence",
         "3 event(s) checked, 2 problem(s)",
     ], refused.stdout
@@ -259,7 +259,7 @@ RESPELLINGS: dict[str, tuple[Any, str]] = {
     ),
     "content bytes LF": (
         lambda line: line["content"].update({DATA: line["content"][DATA][:4] + "\n"}),
-        f"content {DATA}: bytes value is not base64",
+        f"{DATA}: bytes not in canonical base64",
     ),
 }
 
@@ -413,6 +413,11 @@ LINE_SPELLINGS: dict[str, tuple[Any, str, str]] = {
         "event ?: malformed line: the line is not UTF-8",
         "event ?: malformed line: 'utf-8' codec can't decode byte 0xff",
     ),
+    "unknown field after a value of the wrong type": (
+        lambda text: _with(text.replace('"sequence": 0,', '"sequence": "0",'), '"note": 1'),
+        'event e-0: malformed line: unknown field "note": a line holds',
+        "event e-0: malformed line: unknown field 'note': a line holds",
+    ),
     "lone surrogate": (
         lambda text: _with(text, '"note": "\\ud800"'),
         'event ?: malformed line: the value of "note" escapes a lone surrogate',
@@ -430,7 +435,8 @@ def test_a_line_is_one_json_object_spelt_one_way_in_both_verifiers(
     `event_id` or a content path: the first one a reader sees was forged), read a null salt
     and content as absent, trimmed a form feed or a no-break space around the object, and
     read bytes that are not UTF-8 and escaped lone surrogates as U+FFFD: it passed lines
-    aiaudit calls malformed."""
+    aiaudit calls malformed. It named a value of the wrong type before an unknown name,
+    which aiaudit names first."""
     lines = make_bundle(tmp_path, n=2)
     key = key_of(tmp_path)
     check = ["bundle", "-verifier-key", key, "-origin-prefix", ORIGIN_PREFIX]
@@ -745,3 +751,137 @@ def test_content_answers_every_commitment_and_only_them_in_both_verifiers(
     change(lines[0]["content"])
     path = write(tmp_path / "edited.jsonl", lines)
     assert both(go_verifier, capsys, path) == (1, [f"line 1 event e-0: {what}" for what in named])
+
+
+def unsalted(line: dict[str, Any]) -> dict[str, Any]:
+    """The line without its salt."""
+    del line["salt"]
+    return line
+
+
+APART = "malformed line: {} without {}: a line has both or neither"
+WORDINGS: dict[str, tuple[Any, list[str]]] = {
+    # (edit of a line with an inline media part of b"ok", the problems both verifiers name)
+    "salt without content": (lambda line: line.pop("content"), [APART.format("salt", "content")]),
+    "content without salt": (lambda line: line.pop("salt"), [APART.format("content", "salt")]),
+    "content without salt and a sequence in quotes": (
+        lambda line: unsalted(line).update(sequence=str(line["sequence"])),
+        [APART.format("content", "salt")],
+    ),
+    "a text edited": (
+        lambda line: line["content"].update({TEXT: "edited"}),
+        [f"{TEXT}: content does not match its commitment"],
+    ),
+    "bytes edited": (
+        lambda line: line["content"].update({DATA: base64.b64encode(b"no").decode()}),
+        [f"{DATA}: content does not match its commitment"],
+    ),
+    "bytes with a padding bit set": (
+        lambda line: line["content"].update({DATA: padding_bit_set("b2s=")}),
+        [f"{DATA}: bytes not in canonical base64"],
+    ),
+    "bytes with a LF": (
+        lambda line: line["content"].update({DATA: "b2s=\n"}),
+        [f"{DATA}: bytes not in canonical base64"],
+    ),
+    "bytes not base64": (
+        lambda line: line["content"].update({DATA: "b2s"}),
+        [f"{DATA}: bytes not in canonical base64"],
+    ),
+}
+
+
+@pytest.mark.parametrize("edit", WORDINGS)
+def test_salt_and_content_apart_and_content_problems_are_worded_alike_in_both_verifiers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], go_verifier: Path, edit: str
+) -> None:
+    """The Go verifier said "salt and content come together: this line has only one",
+    "content P does not match its commitment" and "content P: bytes value is not base64"
+    where aiaudit says "malformed line: content without salt: a line has both or
+    neither" (or salt without content), "P: content does not match its commitment" and
+    "P: bytes not in canonical base64"; and it named a sequence in quotes before the salt
+    and content apart, which aiaudit checks first."""
+    lines = make_bundle(tmp_path, n=2, media=b"ok")
+    assert lines[0]["content"][DATA] == "b2s="
+    change, named = WORDINGS[edit]
+    change(lines[0])
+    path = write(tmp_path / "edited.jsonl", lines)
+    assert both(go_verifier, capsys, path) == (1, [f"line 1 event e-0: {what}" for what in named])
+
+
+def blank_line_cr(line: dict[str, Any]) -> None:
+    """A CR in the blank line between the proof's hashes and its checkpoint."""
+    head, _, checkpoint = line["tlog_proof"].partition("\n\n")
+    line["tlog_proof"] = f"{head}\n\r\n{checkpoint}"
+
+
+MALFORMED_FIRST_COPIES: dict[str, tuple[Any, str]] = {
+    # (an edit of an event's first line, why both verifiers call that line malformed)
+    "salt without content": (lambda line: line.pop("content"), APART.format("salt", "content")),
+    "content without salt": (lambda line: line.pop("salt"), APART.format("content", "salt")),
+    "a salt of 16 bytes": (
+        lambda line: line.update(salt=base64.b64encode(bytes(16)).decode()),
+        "malformed line: salt has 16 bytes, not 32",
+    ),
+}
+
+
+@pytest.mark.parametrize("edit", MALFORMED_FIRST_COPIES)
+def test_an_intact_copy_of_a_malformed_line_is_no_duplicate_in_both_verifiers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], go_verifier: Path, edit: str
+) -> None:
+    """aiaudit counts only a line it reads whole for duplicates; the Go verifier counted a
+    line before it checked its salt and content, and named a later intact copy of the
+    malformed line a duplicate of it."""
+    lines = make_bundle(tmp_path)
+    first = json.loads(json.dumps(lines[0]))
+    change, malformed = MALFORMED_FIRST_COPIES[edit]
+    change(first)
+    path = write(tmp_path / "copies.jsonl", [first, *lines])
+    assert both(go_verifier, capsys, path) == (1, [f"line 1 event e-0: {malformed}"])
+
+
+OTHERWISE_WORDED: dict[str, tuple[Any, bool]] = {
+    # (an edit of an event's first line, whether its intact copy is a duplicate), the
+    # first line named by each verifier in its own words
+    "a salt with a CR": (
+        lambda line: line.update(salt=line["salt"][:8] + "\r" + line["salt"][8:]),
+        False,
+    ),
+    "canonical with a LF": (
+        lambda line: line.update(canonical=line["canonical"][:8] + "\n" + line["canonical"][8:]),
+        False,
+    ),
+    "index with a leading zero": (lambda line: in_proof(line, 1, lambda i: "index 00"), False),
+    "blank line with a CR": (blank_line_cr, False),
+    # aiaudit reads the checkpoint only to open it: the line is read whole, and counts
+    "checkpoint with a CR": (lambda line: in_proof(line, 5, lambda origin: origin + "\r"), True),
+}
+
+
+@pytest.mark.parametrize("edit", OTHERWISE_WORDED)
+def test_only_a_line_read_whole_counts_for_duplicates_in_both_verifiers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], go_verifier: Path, edit: str
+) -> None:
+    """As above for lines aiaudit calls malformed for a value the Go verifier names in its
+    own words (base64 and tlog-proof spelling): neither verifier names the intact copy a
+    duplicate. A checkpoint spelt another way is no malformed line: both name the copy."""
+    lines = make_bundle(tmp_path)
+    first = json.loads(json.dumps(lines[0]))
+    change, counted = OTHERWISE_WORDED[edit]
+    change(first)
+    path = write(tmp_path / "copies.jsonl", [first, *lines])
+    key = key_of(tmp_path)
+    python = ["verify", "--bundle", str(path), "--verifier-key", key]
+    assert main([*python, "--origin-prefix", ORIGIN_PREFIX]) == 1
+    problems = capsys.readouterr().out.splitlines()
+    check = ["bundle", "-verifier-key", key, "-origin-prefix", ORIGIN_PREFIX, path]
+    independent = go.run(go_verifier, *check)
+    assert independent.returncode == 1, independent.stdout + independent.stderr
+    *go_lines, count = independent.stdout.splitlines()
+    duplicate = ["line 2 event e-0: duplicate: line 1 has the same log and sequence"]
+    assert problems[1:] == go_lines[1:] == (duplicate if counted else []), independent.stdout
+    assert problems[0].startswith("line 1 event e-0: ") and go_lines[0].startswith(
+        "line 1 event e-0: "
+    )
+    assert count == f"4 event(s) checked, {len(problems)} problem(s)"
