@@ -885,3 +885,24 @@ def test_only_a_line_read_whole_counts_for_duplicates_in_both_verifiers(
         "line 1 event e-0: "
     )
     assert count == f"4 event(s) checked, {len(problems)} problem(s)"
+
+
+def test_a_line_with_two_faults_is_named_for_the_one_aiaudit_checks_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], go_verifier: Path
+) -> None:
+    """The Go verifier checked `canonical` before the salt, and a proof's checkpoint's
+    spelling before the line's log: aiaudit checks the salt first, and reads a
+    checkpoint only after it has found the line's log is one asked for."""
+    lines = make_bundle(tmp_path, n=2)
+    lines[0]["salt"] = base64.b64encode(bytes(16)).decode()
+    lines[0]["canonical"] = lines[0]["canonical"][:8] + "\n" + lines[0]["canonical"][8:]
+    path = write(tmp_path / "salt.jsonl", lines)
+    malformed = "line 1 event e-0: malformed line: salt has 16 bytes, not 32"
+    assert both(go_verifier, capsys, path) == (1, [malformed])
+    other = bundle_of(tmp_path, "t2", 1)[0]
+    in_proof(other, 3, lambda origin: origin + "\r")  # no hashes: a log of one event
+    path = write(tmp_path / "other.jsonl", [*make_bundle(tmp_path, n=1), other])
+    assert both(go_verifier, capsys, path, "--log", TENANT) == (
+        1,
+        [f"line 2 event t2-0: log 't2' is not one of the logs to verify ({TENANT})"],
+    )
