@@ -3,8 +3,9 @@
 gRPC's server refuses a call beyond its ``maximum_concurrent_rpcs`` (1024 for
 ``aiaudit serve``) with ``RESOURCE_EXHAUSTED`` "Concurrent RPC limit exceeded!",
 the code it also gives a message larger than the server takes, which the SDK sets
-aside for good. The refusal is the server's load, not the event: the SDK must keep
-the events and send them again once the limit frees. Here the real server (ingest,
+aside for good. The refusal is the server's load, not the event nor the batch: the
+SDK must keep the events and send each batch again whole, one call an attempt, never
+halved into more calls, until the limit frees. Here the real server (ingest,
 on SQLite and PostgreSQL) serves one call at a time, and an ``AppendStream``
 answered once and left open is that call, so every ``Append`` of the SDK is refused
 until the stream ends.
@@ -33,8 +34,10 @@ from tests.sdk.test_logger import rejected_lines, spooled, stored_ids
 
 if TYPE_CHECKING:  # generic in the stubs only
     _Interceptor = grpc.ServerInterceptor[Any, Any]
+    _ClientInterceptor = grpc.UnaryUnaryClientInterceptor[Any, Any]
 else:
     _Interceptor = grpc.ServerInterceptor
+    _ClientInterceptor = grpc.UnaryUnaryClientInterceptor
 
 HELD = 60.0
 """Bounds a wait that only a failing test reaches."""
@@ -67,6 +70,25 @@ class AppendCalls(_Interceptor):
             assert self._arrived.wait_for(lambda: self.count >= count, HELD), self.count
 
 
+class SentAppends(_ClientInterceptor):
+    """The event ids of each ``Append`` the loggers send (their only call), in the order sent.
+
+    What the server cannot tell of a call it refuses at its limit: it never reads the request.
+    """
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+
+    def intercept_unary_unary(
+        self,
+        continuation: Callable[[grpc.ClientCallDetails, Any], Any],
+        client_call_details: grpc.ClientCallDetails,
+        request: Any,
+    ) -> Any:
+        self.batches.append([e.event_id for e in request.events])
+        return continuation(client_call_details, request)
+
+
 class OneCallServer:
     """The suite's server, ingest only, serving one call at a time; its loggers."""
 
@@ -74,6 +96,7 @@ class OneCallServer:
         self.store_url = store_url
         self.spool = tmp_path / "spool"
         self.appends = AppendCalls()
+        self.sent = SentAppends()
         real = grpc.server
 
         def one_at_a_time(*args: Any, **kwargs: Any) -> grpc.Server:
@@ -92,14 +115,22 @@ class OneCallServer:
         """What the loggers passed to ``on_rejected``."""
 
     def logger(self, **kw: Any) -> AuditLogger:
-        logger = AuditLogger(
-            self.address,
-            self.spool,
-            api_key=self.keys["gateway"],
-            max_backoff=0.2,
-            on_rejected=lambda e, why: self.refused.append((e.event_id, why)),
-            **kw,
-        )
+        """A logger on this server whose calls ``sent`` records."""
+        real = client.channel
+
+        def recorded(*args: Any, **kwargs: Any) -> grpc.Channel:
+            return grpc.intercept_channel(real(*args, **kwargs), self.sent)
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(client, "channel", recorded)
+            logger = AuditLogger(
+                self.address,
+                self.spool,
+                api_key=self.keys["gateway"],
+                max_backoff=0.2,
+                on_rejected=lambda e, why: self.refused.append((e.event_id, why)),
+                **kw,
+            )
         self.loggers.append(logger)
         return logger
 
@@ -171,6 +202,30 @@ def test_events_refused_at_the_concurrent_call_limit_are_kept_and_each_stored_on
     assert sorted(stored_ids(server.store_url, tenant)) == sorted(ids)  # each once
     assert spooled(server.spool) == 0
     assert server.refused == [] and rejected_lines(server.spool) == []
+
+
+def test_a_batch_refused_at_the_concurrent_call_limit_is_sent_again_whole_never_halved(
+    serve: Callable[..., OneCallServer], tenant: str
+) -> None:
+    """One refused ``Append`` an attempt, carrying the whole batch in order. Until 2026-12-05
+    the refusal was halved like a batch too large, down to one event: a batch of 45 cost 6
+    calls an attempt (of 500, about 9), from every gateway at once to a server already full."""
+    server = serve()
+    logger = server.logger(batch_size=45, linger=HELD)  # the 45 events make one batch
+    with server.call_held_open(f"{tenant}-holder"):
+        ids = [logger.log(interaction(tenant, text=f"m{i}")) for i in range(45)]
+        wait_until(lambda: spooled(server.spool) == 45 or server.refused)
+        server.appends.wait_for(server.appends.count + 3)  # the spooled batch's replays
+        assert stored_ids(server.store_url, tenant) == []
+        refused = list(server.sent.batches)
+    assert [len(batch) for batch in refused] == [45] * len(refused)
+    assert all(batch == ids for batch in refused)
+    assert logger.flush(timeout=60)
+    assert stored_ids(server.store_url, tenant) == ids  # each once, in order
+    assert spooled(server.spool) == 0
+    assert server.refused == [] and rejected_lines(server.spool) == []
+    assert server.sent.batches == [ids] * len(server.sent.batches)  # the accepted one too
+    assert server.appends.count == len(server.sent.batches)  # every call the server saw
 
 
 def test_an_event_above_4_mib_refused_at_the_concurrent_call_limit_is_kept(

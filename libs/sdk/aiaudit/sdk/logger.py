@@ -15,8 +15,9 @@ sender thread sends the buffered events in batches (``Append``, at most
   the reason (logged instead if that file cannot be written) and passed once
   to ``on_rejected``; the rest of its batch is sent again.
 
-Anything else (the service down or overloaded, a timeout, a credential not
-accepted yet) is transient: the batch goes to the disk spool (``Spool``),
+Anything else (the service down or overloaded, its concurrent-call limit
+included, a timeout, a credential not accepted yet) is transient, never halved:
+what is left of the batch goes, in order, to the disk spool (``Spool``),
 new batches follow it there while the service stays down, and the logger
 retries with exponential backoff (full jitter). Once a call succeeds it
 replays the spool oldest first, one spooled batch per round between batches
@@ -427,11 +428,17 @@ class AuditLogger:
         was retried for good, other subjects' events with it), ``RESOURCE_EXHAUSTED``
         when gRPC says the message is too large, whatever the event's size (a server
         with a lower ``max_message_bytes`` held every batch behind such an event,
-        review 2026-12-05). Any other ``RESOURCE_EXHAUSTED`` (the server's
-        concurrent-call limit) is halved alike, then transient for the single event,
-        however large: it is kept and sent again.
+        review 2026-12-05). An unlabelled ``RESOURCE_EXHAUSTED`` is halved alike, then
+        transient for the single event, however large: it is kept and sent again.
+
+        The server's concurrent-call limit (gRPC's ``Concurrent RPC limit exceeded!``,
+        refused before any handler runs) is transient at once, the whole batch kept:
+        until 2026-12-05 it was halved too, about 9 more calls for a batch of 500 to a
+        server already full, from every gateway at once (review).
         """
         code = err.code()
+        if code == grpc.StatusCode.RESOURCE_EXHAUSTED and _AT_LIMIT in (err.details() or ""):
+            return None  # the server's load, not the batch: halving only adds calls
         refused, listed = _refused_events(err, events)
         if refused:
             for i, why in sorted(refused.items()):
@@ -450,7 +457,7 @@ class AuditLogger:
             half = len(events) // 2
             return [events[:half], events[half:]]
         if code == grpc.StatusCode.RESOURCE_EXHAUSTED and not _too_large(err):
-            return None  # the server's load (its concurrent-call limit), not the event
+            return None  # not said to be its size: kept, as a load refusal would be
         self._reject(events[0], f"{code.name}: {err.details()}")
         return []
 
@@ -513,9 +520,10 @@ _HALVED = (
     grpc.StatusCode.PERMISSION_DENIED,
     grpc.StatusCode.DATA_LOSS,
 )
-"""Answers about the batch, not the service: halved until the event is found, then set aside.
-One the key may not write (another tenant's) held every batch spooled behind it, for good
-(review, 2026-12-05); so did one of a subject whose data key is damaged (``DATA_LOSS``,
+"""Answers about the batch, not the service: halved until the event is found, then set aside
+(``RESOURCE_EXHAUSTED`` except the server's concurrent-call limit, ``_AT_LIMIT``). One the
+key may not write (another tenant's) held every batch spooled behind it, for good (review,
+2026-12-05); so did one of a subject whose data key is damaged (``DATA_LOSS``,
 ``DATA_KEY_DAMAGED``) and one above a server's lower ``max_message_bytes``."""
 _PER_EVENT = (
     grpc.StatusCode.INVALID_ARGUMENT,
@@ -525,8 +533,11 @@ _PER_EVENT = (
 """Answers whose ``events[i]`` are the refused events themselves."""
 _TOO_LARGE = "larger than max"
 """What gRPC says of a message above the receiver's limit (``Received message larger than
-max (N vs. M)``). Its other ``RESOURCE_EXHAUSTED``, ``Concurrent RPC limit exceeded!``, is the
-server's load: that is retried, never set aside."""
+max (N vs. M)``): set aside once halving finds the event."""
+_AT_LIMIT = "Concurrent RPC limit exceeded"
+"""What gRPC's server says of a call beyond its ``maximum_concurrent_rpcs`` (1024 for
+``aiaudit serve``): the server's load, so the batch is retried whole, never halved nor set
+aside."""
 
 
 def _too_large(err: grpc.RpcError) -> bool:
