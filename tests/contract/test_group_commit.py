@@ -10,7 +10,13 @@ import pytest
 
 from aiaudit.common.store import open_store
 from aiaudit.common.store.prepare import prepare
-from aiaudit.common.store.sql import BatchOutcome, NewEvent, RowsRefusedError, SqlEventStore
+from aiaudit.common.store.sql import (
+    BatchOutcome,
+    HeadWait,
+    NewEvent,
+    RowsRefusedError,
+    SqlEventStore,
+)
 from aiaudit.ingest.committer import GroupCommitter
 from tests.conftest import Postgres
 from tests.helpers import interaction
@@ -32,10 +38,11 @@ class HeldStore:
         batches: Sequence[Sequence[NewEvent]],
         lock_timeout: float | None = None,
         prepared_only: bool = False,
+        head_wait: HeadWait | None = None,
     ) -> list[BatchOutcome]:
         self.entered.set()
         self.held.wait()
-        out = self._store.append_group(batches, lock_timeout, prepared_only)
+        out = self._store.append_group(batches, lock_timeout, prepared_only, head_wait)
         self.groups.append(len(batches))
         return out
 

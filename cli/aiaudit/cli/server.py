@@ -8,6 +8,7 @@ import importlib
 import logging
 import os
 import stat
+import time
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from aiaudit.cli.health_port import HealthPort
 from aiaudit.common.access import AccessLog
 from aiaudit.common.auth import Authenticator
-from aiaudit.common.component import Component, Context
+from aiaudit.common.component import Component, Context, Stopping
 from aiaudit.common.config import (
     ConfigError,
     Settings,
@@ -55,9 +56,17 @@ class Suite:
     health: health.HealthServicer
     telemetry: Telemetry
     health_server: HealthPort | None = None
+    stopping: Stopping = dataclasses.field(default_factory=Stopping)
+    """Where the components learn when :meth:`stop` cancels the calls in flight."""
 
     def stop(self, grace: float = 5.0) -> None:
-        """Stops taking calls, lets in-flight ones finish, then stops components and the store."""
+        """Stops taking calls, lets in-flight ones finish, then stops components and the store.
+
+        Calls still in flight after ``grace`` s are cancelled; the components
+        learn of that deadline first (:class:`Stopping`): what a call waits on
+        without a limit gives up before it, so that the call is answered.
+        """
+        self.stopping.begin(time.monotonic() + grace)
         self.health.enter_graceful_shutdown()
         if self.health_server is not None:
             self.health_server.stop()
@@ -224,6 +233,7 @@ def start(settings: Settings, shared_port: bool = False) -> Suite:
     # Bound before components start, so they can call services of this suite
     # (search calls integrity) at the real address, also when port 0 was asked.
     host = settings.address.rpartition(":")[0]
+    stopping = Stopping()
     ctx = Context(
         dataclasses.replace(settings, address=f"{host}:{port}"),
         store,
@@ -232,6 +242,7 @@ def start(settings: Settings, shared_port: bool = False) -> Suite:
         auth,
         AccessLog(store),
         tracer_provider=telemetry.tracer_provider,
+        stopping=stopping,
     )
     components: dict[str, Component] = {}
     try:
@@ -273,4 +284,6 @@ def start(settings: Settings, shared_port: bool = False) -> Suite:
             "store": "sqlite" if settings.embedded else "postgresql",
         },
     )
-    return Suite(server, port, store, components, health_servicer, telemetry, health_server)
+    return Suite(
+        server, port, store, components, health_servicer, telemetry, health_server, stopping
+    )

@@ -6,7 +6,8 @@ Each service package has a ``component`` module with ``start(ctx) -> Component``
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -19,6 +20,39 @@ from aiaudit.common.auth import Authenticator, Caller
 from aiaudit.common.config import Settings
 from aiaudit.common.receipts import ReceiptSigning
 from aiaudit.common.store import SqlEventStore
+
+
+class Stopping:
+    """When the suite's stop cancels the calls still in flight: announced as the stop begins.
+
+    What a call may wait on without a limit (ingest's lanes: a log head another
+    session holds) gives up before then, so that the call is answered, not
+    cancelled, and the component stops within the grace.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._deadline: float | None = None
+        self._listeners: list[Callable[[float], None]] = []
+
+    def on_stop(self, listener: Callable[[float], None]) -> None:
+        """``listener(deadline)`` once the stop begins (now, if it has); ``time.monotonic``."""
+        with self._lock:
+            deadline = self._deadline
+            if deadline is None:
+                self._listeners.append(listener)
+                return
+        listener(deadline)
+
+    def begin(self, deadline: float) -> None:
+        """The stop begins; the calls still in flight at ``deadline`` are cancelled."""
+        with self._lock:
+            if self._deadline is not None:
+                return
+            self._deadline = deadline
+            listeners, self._listeners = self._listeners, []
+        for listener in listeners:
+            listener(deadline)
 
 
 @dataclass(frozen=True)
@@ -37,6 +71,8 @@ class Context:
     """Where the integrity component installs its receipt signer for ingest (same process)."""
     tracer_provider: trace.TracerProvider = field(default_factory=trace.NoOpTracerProvider)
     """Where spans of a call's phases go: this server's traces (no-op while they are off)."""
+    stopping: Stopping = field(default_factory=Stopping)
+    """Announces when the server's stop cancels the calls in flight."""
 
     def audit(
         self, caller: Caller, tenant: str, action: str, details: Mapping[str, str | int | bool]

@@ -28,6 +28,14 @@ batch that rolled back, evicted) sends its batches back to be prepared, with
 no KEK call. Until 2026-12-05 the writer made the keys itself: a hanging Vault
 held every tenant's group for ``content_vault_timeout`` (5 s), keys held or not
 (review).
+
+A stopping server gives the lanes until shortly before its grace ends
+(:meth:`GroupCommitter.stop_lanes_by`): then their waits for heads are given
+up (:class:`HeadWait`: the statement locking the head is cancelled, nothing of
+its transaction written) and their batches answered :class:`StoppingError`,
+while their calls can still be answered. Until 2026-12-05 ``close`` waited for
+the lanes with no limit: a head held by an operator's open transaction held
+SIGTERM until Kubernetes killed the process.
 """
 
 from __future__ import annotations
@@ -36,13 +44,16 @@ import collections
 import logging
 import queue
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future, InvalidStateError
 
 from aiaudit.common.keys.kek import KekError
 from aiaudit.common.keys.seal import SealError
 from aiaudit.common.store.sql import (
+    AppendInterruptedError,
     BatchOutcome,
+    HeadWait,
     KeysNotPreparedError,
     LogBusyError,
     NewEvent,
@@ -68,7 +79,30 @@ them waits, first come first served, for a lane to drain, holding none; the writ
 every other tenant, go on meanwhile (as the access records' lanes,
 :data:`aiaudit.common.access.MAX_LANES`)."""
 
+ANSWER_SECONDS = 0.5
+"""How long before the end of a stop's grace the lanes give up: their calls are answered
+then, before gRPC cancels what is still in flight."""
+
+GIVE_UP_SECONDS = 5.0
+"""How long giving the lanes up may take: cancels of their waits, and a lane that had its
+heads and is committing (the chart leaves 5 s after the grace to stop the components)."""
+
+RESEND_SECONDS = 0.1
+"""A cancel that reached a lane's session before its statement did is discarded there:
+sent again after this, until the wait has ended."""
+
 Item = tuple[Sequence[NewEvent], Future[BatchOutcome]]
+
+
+class StoppingError(Exception):
+    """The server stopped before the batch's log head was free: nothing of it was written."""
+
+    def __init__(self) -> None:
+        """The one reason there is."""
+        super().__init__(
+            "ingest is stopping and the batch's log head was held by another session: "
+            "nothing of the batch was written"
+        )
 
 
 def _settle(future: Future[BatchOutcome], outcome: BatchOutcome | BaseException) -> None:
@@ -115,8 +149,15 @@ class GroupCommitter:
         self.lanes_lock = threading.Lock()
         self._turns: collections.deque[_Lane] = collections.deque()
         """Lanes no thread serves yet, in the order their logs were found busy."""
-        self._lane_threads: set[threading.Thread] = set()
-        """The threads serving lanes (at most ``max_lanes``)."""
+        self._lane_threads: dict[threading.Thread, HeadWait] = {}
+        """The threads serving lanes (at most ``max_lanes``), with their waits for heads."""
+        self._lanes_ended = threading.Condition(self.lanes_lock)
+        """Notified when a lane thread ends."""
+        self._give_up_at: float | None = None
+        """When the lanes give up (``time.monotonic``), once a stop said so."""
+        self._given_up = False
+        """Lanes gave up: a batch that would wait in one is answered StoppingError."""
+        self._give_up_timer: threading.Timer | None = None
         self.groups_committed = 0
         """Transactions attempted so far (a metric; tests use it to see grouping)."""
         self.in_flight = 0
@@ -149,19 +190,83 @@ class GroupCommitter:
         """Batches waiting for the next transaction (or for their data keys first)."""
         return self._queue.qsize() + self._preparing.qsize()
 
+    def stop_lanes_by(self, deadline: float) -> None:
+        """The server stops, cancelling the calls still in flight at ``deadline``.
+
+        ``deadline`` is ``time.monotonic``. The lanes give up :data:`ANSWER_SECONDS`
+        before it (at once if that is past), so that their calls are answered
+        :class:`StoppingError` rather than cancelled.
+        """
+        at = deadline - ANSWER_SECONDS
+        with self.lanes_lock:
+            if self._give_up_at is not None and self._give_up_at <= at:
+                return
+            self._give_up_at = at
+            if self._give_up_timer is not None:
+                self._give_up_timer.cancel()
+            timer = self._give_up_timer = threading.Timer(
+                max(0.0, at - time.monotonic()), self._give_up
+            )
+        timer.name, timer.daemon = "group-commit-give-up", True
+        timer.start()
+
     def close(self) -> None:
-        """Commits what is queued, then stops the writer and waits for the lanes."""
+        """Commits what is queued and stops the writer; then ends the lanes, in bounded time.
+
+        The lanes wait for their heads until the time :meth:`stop_lanes_by` set
+        (none set: they give up at once); what is left in them then is answered
+        :class:`StoppingError`, nothing of it written.
+        """
         self._preparing.put(_STOP)
         self._preparer.join()
         self._queue.put(_STOP)
         self._thread.join()
-        while True:
-            with self.lanes_lock:
-                threads = list(self._lane_threads)
-            if not threads:
+        with self.lanes_lock:
+            if self._give_up_at is not None:
+                left = self._give_up_at - time.monotonic()
+                self._lanes_ended.wait_for(lambda: not self._lane_threads, max(0.0, left))
+            timer, self._give_up_timer = self._give_up_timer, None
+        if timer is not None:
+            timer.cancel()
+        until = time.monotonic() + GIVE_UP_SECONDS
+        self._give_up(until)
+        with self.lanes_lock:
+            left = max(0.0, until - time.monotonic())
+            if not self._lanes_ended.wait_for(lambda: not self._lane_threads, left):
+                # Their batches are answered by those threads, as their commits end: a
+                # lane that had its heads commits, one that did not fails, never both.
+                log.warning(
+                    "ingest stopped with lanes still committing (logs %s)", sorted(self.lanes)
+                )
+
+    def _give_up(self, until: float | None = None) -> None:
+        """Answers the batches waiting in lanes StoppingError and gives up the lanes' waits.
+
+        ``until`` (``time.monotonic``; by default :data:`GIVE_UP_SECONDS` from now)
+        bounds the cancels.
+
+        A lane thread cut in its wait answers its batches StoppingError; one
+        past its wait commits them, and answers them so. Either way, no lane
+        commits after its batches were answered that nothing was written.
+        """
+        with self.lanes_lock:
+            self._given_up = True
+            left = [item for lane in self.lanes.values() for item in lane.queue]
+            for lane in self.lanes.values():
+                lane.queue = []
+            waits = list(self._lane_threads.values())
+        for _, future in left:
+            _settle(future, StoppingError())
+        if until is None:
+            until = time.monotonic() + GIVE_UP_SECONDS
+        while waits:
+            waits = [w for w in waits if w.give_up(max(0.1, until - time.monotonic()))]
+            for wait in waits:
+                wait.ended.wait(max(0.0, min(RESEND_SECONDS, until - time.monotonic())))
+            if time.monotonic() >= until:
+                if waits:
+                    log.warning("%d lanes' waits for log heads did not end", len(waits))
                 return
-            for thread in threads:
-                thread.join()
 
     def _run(self) -> None:
         stopping = False
@@ -233,42 +338,57 @@ class GroupCommitter:
                 return
 
     def _to_lanes(self, group: list[Item], busy: str | None = None) -> list[Item]:
-        """The batches left to the writer: those of a log with a lane (or ``busy``) go to it."""
+        """The batches left to the writer: those of a log with a lane (or ``busy``) go to it.
+
+        Once the lanes gave up, those are answered StoppingError instead.
+        """
         if not self.lanes and busy is None:
             return group
         kept: list[Item] = []
+        stopped: list[Item] = []
         with self.lanes_lock:
             for item in group:
                 logs = {e.log_id for e in item[0]}
                 lane = next((self.lanes[x] for x in sorted(logs) if x in self.lanes), None)
+                if self._given_up and (lane is not None or busy in logs):
+                    stopped.append(item)
+                    continue
                 if lane is None and busy in logs:
                     assert busy is not None
                     lane = self.lanes[busy] = _Lane(busy)
                     self._turns.append(lane)
                     if len(self._lane_threads) < self._max_lanes:
+                        wait = HeadWait()
                         thread = threading.Thread(
-                            target=self._serve_lanes, name="group-commit-lane", daemon=True
+                            target=self._serve_lanes,
+                            args=(wait,),
+                            name="group-commit-lane",
+                            daemon=True,
                         )
-                        self._lane_threads.add(thread)
+                        self._lane_threads[thread] = wait
                         thread.start()  # it takes the lock to find its lane: not before we do
                 if lane is None:
                     kept.append(item)
                 else:
                     lane.queue.append(item)
+        for _, future in stopped:
+            _settle(future, StoppingError())
         return kept
 
-    def _serve_lanes(self) -> None:
+    def _serve_lanes(self, wait: HeadWait) -> None:
         """Drains lanes, one at a time, in their turn; exits when none is waiting.
 
-        A lane waits for its head as long as it takes. A drained lane is closed:
-        the log's next batches go to the writer again.
+        A lane waits for its head as long as it takes, or until the lanes give
+        up (``wait``). A drained lane is closed: the log's next batches go to
+        the writer again.
         """
         lane: _Lane | None = None
         while True:
             with self.lanes_lock:
                 if lane is None:
                     if not self._turns:
-                        self._lane_threads.discard(threading.current_thread())
+                        del self._lane_threads[threading.current_thread()]
+                        self._lanes_ended.notify_all()
                         return
                     lane = self._turns.popleft()
                 group, lane.queue = lane.queue, []
@@ -276,21 +396,29 @@ class GroupCommitter:
                     del self.lanes[lane.log_id]
                     lane = None
                     continue
-            self.commit(group, lock_timeout=None)
+            self.commit(group, lock_timeout=None, head_wait=wait)
 
     def _keys_known(self, batch: Sequence[NewEvent]) -> bool:
         """Whether every data key the batch needs is one this process holds (no KEK call)."""
         keys = self._store.keys
         return keys is None or not keys.unknown((e.log_id, e.subject) for e in batch if e.sealed)
 
-    def commit(self, group: list[Item], lock_timeout: float | None) -> None:
-        """Commits a group, resolving each batch's future (the writer's and the lanes' way)."""
+    def commit(
+        self, group: list[Item], lock_timeout: float | None, head_wait: HeadWait | None = None
+    ) -> None:
+        """Commits a group, resolving each batch's future (the writer's and the lanes' way).
+
+        ``head_wait``: a lane's, which a stop gives up (:meth:`stop_lanes_by`, :meth:`close`).
+        """
         group = [item for item in group if not item[1].cancelled()]
         if not group:
             return
         try:
             outcomes = self._store.append_group(
-                [b for b, _ in group], lock_timeout=lock_timeout, prepared_only=True
+                [b for b, _ in group],
+                lock_timeout=lock_timeout,
+                prepared_only=True,
+                head_wait=head_wait,
             )
         except KeysNotPreparedError as unready:
             # A key not ready after all (no KEK call made): those batches are prepared
@@ -305,21 +433,26 @@ class GroupCommitter:
                         continue
                 _settle(item[1], KekError("data keys not ready while ingest stops"))
             if rest:
-                self.commit(rest, lock_timeout)
+                self.commit(rest, lock_timeout, head_wait)
             return
         except LogBusyError as busy:
             # A head held elsewhere: that log's batches wait in its lane, the rest go on now.
             log.info("log %r busy: its batches wait apart from the others", busy.log_id)
             rest = self._to_lanes(group, busy.log_id)
             if rest:
-                self.commit(rest, lock_timeout)
+                self.commit(rest, lock_timeout, head_wait)
+            return
+        except AppendInterruptedError:  # a lane given up while it waited for its head
+            log.info("%d batches waiting for a busy log head given up: stopping", len(group))
+            for _, future in group:
+                _settle(future, StoppingError())
             return
         except (RowsRefusedError, SealError) as refused:
             # One batch's value, or a damaged data key of one batch's subject: commit
             # each alone, only that one fails.
             if len(group) > 1:
                 for each in group:
-                    self.commit([each], lock_timeout)
+                    self.commit([each], lock_timeout, head_wait)
                 return
             log.warning("the store refused a batch: %s", refused)
             _settle(group[0][1], refused)
@@ -331,7 +464,7 @@ class GroupCommitter:
                 for _, future in group:
                     if id(future) not in going_on:
                         _settle(future, exc)
-                self.commit(known, lock_timeout)
+                self.commit(known, lock_timeout, head_wait)
                 return
             log.warning("group commit of %d batches failed: %s", len(group), exc)
             for _, future in group:

@@ -29,7 +29,7 @@ class Ingest:
     service_names: list[str] = field(default_factory=lambda: [handlers.SERVICE_NAME])
 
     def stop(self) -> None:
-        """Commits what is queued, stops the retention sweeps."""
+        """Commits what is queued (lanes until the stop's grace), stops the retention sweeps."""
         self.committer.close()
         if self.retention is not None:
             self.retention.stop()
@@ -49,6 +49,7 @@ def start(ctx: Context) -> Ingest:
     # The embedded store has no roles: it may delete content itself.
     eraser_store = privacy or (ctx.store if s.embedded else None)
     committer = GroupCommitter(ctx.store, s.max_group_events)
+    ctx.stopping.on_stop(committer.stop_lanes_by)  # lanes answered before calls are cancelled
     limits = Limits(max_batch_events=s.max_batch_events, max_event_bytes=s.max_event_bytes)
     handlers.add_to_server(
         ctx.server,

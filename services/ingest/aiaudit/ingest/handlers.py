@@ -36,7 +36,7 @@ from aiaudit.common.store.sql import (
 )
 from aiaudit.common.stream_slots import StreamSlots
 from aiaudit.common.v1 import event_pb2, proof_pb2
-from aiaudit.ingest.committer import GroupCommitter
+from aiaudit.ingest.committer import GroupCommitter, StoppingError
 from aiaudit.ingest.erasing import Eraser
 from aiaudit.ingest.ip_policy import IpPolicy
 from aiaudit.ingest.redaction import ContentRedaction
@@ -381,6 +381,17 @@ class IngestHandlers:
         except SealError as exc:  # a subject's data key is damaged: no retry mends it
             log.error("append refused: %s", exc)
             raise _damaged(exc, queued.ids, prefix) from exc
+        except StoppingError as exc:  # its log's head held elsewhere until the server stopped
+            log.warning("append not committed: %s", exc)
+            raise _RefusedError(
+                status.error(
+                    code_pb2.UNAVAILABLE,
+                    "the server is stopping, and this batch's log head was held by another "
+                    "session until then; nothing of this batch was written: retry with the "
+                    "same event ids",
+                    "SERVER_STOPPING",
+                )
+            ) from exc
         except KekError as exc:  # raised before any write of this batch
             log.warning("append not committed: %s", exc)
             raise _RefusedError(

@@ -159,6 +159,75 @@ class LogBusyError(Exception):
         self.log_id = log_id
 
 
+class AppendInterruptedError(Exception):
+    """An append's wait for its log heads was given up (:class:`HeadWait`): nothing written."""
+
+
+class HeadWait:
+    """An append's wait for its log heads, which another thread may give up (PostgreSQL).
+
+    Ingest's lanes wait for a head held elsewhere as long as it takes; a
+    server that stops gives their waits up, so that their callers can be told,
+    truthfully, that nothing was written. Only the wait is cut, never a commit:
+    the statement cancelled is the one locking the heads, before anything is
+    written (the transaction rolls back); a cancel that reaches the session
+    once that statement has returned is discarded by PostgreSQL (a cancel
+    between statements is a no-op) and the append commits as usual. An append
+    with a ``HeadWait`` therefore takes the transaction path, never the
+    one-statement one, whose commit follows its lock in the same statement.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._session: psycopg.Connection[Any] | None = None
+        self._given_up = False
+        self.ended = threading.Event()
+        """Set while no statement of this wait is under way."""
+        self.ended.set()
+
+    @contextlib.contextmanager
+    def waiting(self, session: psycopg.Connection[Any]) -> Iterator[None]:
+        """Around the statements that lock the heads, on ``session``.
+
+        Raises :class:`AppendInterruptedError` once given up (before, or
+        cancelled meanwhile), the transaction then holding nothing written.
+        """
+        with self._lock:
+            if self._given_up:
+                raise AppendInterruptedError("the wait for the log heads was given up")
+            self._session = session
+            self.ended.clear()
+        try:
+            yield
+        except psycopg.errors.QueryCanceled as exc:
+            if not self._given_up:
+                raise
+            raise AppendInterruptedError(
+                "the wait for the log heads was given up (statement cancelled)"
+            ) from exc
+        finally:
+            with self._lock:
+                self._session = None
+                self.ended.set()
+
+    def give_up(self, timeout: float) -> bool:
+        """Gives this wait up, and any later one; whether a statement was under way.
+
+        That statement is sent a cancel (within ``timeout`` s). A cancel that
+        reaches the session before the statement does is discarded there: the
+        caller sends it again, until :attr:`ended`.
+        """
+        with self._lock:
+            self._given_up = True
+            if self._session is None:
+                return False
+            try:
+                self._session.cancel_safe(timeout=timeout)
+            except psycopg.Error as exc:  # the server out of reach: sent again, or not at all
+                log.warning("could not cancel a wait for a log head: %s", exc)
+            return True
+
+
 class KeysNotPreparedError(Exception):
     """Data keys an append would have to make or unwrap (a KEK call) while told not to.
 
@@ -329,6 +398,7 @@ class SqlEventStore:
         batches: Sequence[Sequence[NewEvent]],
         lock_timeout: float | None = None,
         prepared_only: bool = False,
+        head_wait: HeadWait | None = None,
     ) -> list[BatchOutcome]:
         """Commits several independent batches in one transaction (group commit).
 
@@ -347,25 +417,30 @@ class SqlEventStore:
         ``prepared_only``: a data key neither held nor made ahead
         (:meth:`prepare_keys`) raises :class:`KeysNotPreparedError`, with nothing
         written, instead of calling the KEK (a Vault round trip, or its timeout).
+
+        ``head_wait`` (PostgreSQL): another thread may give up the wait for the
+        heads (:meth:`HeadWait.give_up`), which raises :class:`AppendInterruptedError`
+        with nothing written.
         """
+        args = (lock_timeout, prepared_only, head_wait)
         try:
             try:
-                return self._append_group(batches, False, lock_timeout, prepared_only)
+                return self._append_group(batches, False, *args)
             except (sa.exc.IntegrityError, psycopg.errors.UniqueViolation):
                 # Some id is already stored (a retry, or a conflict): the optimistic
                 # attempt rolled back; look the ids up and plan again.
-                return self._append_group(batches, True, lock_timeout, prepared_only)
+                return self._append_group(batches, True, *args)
             except SubjectKeysDamagedError:
                 # Planned without looking for stored ids: a retry of an event already
                 # stored needs no key, and is no event to name. Plan again, looking.
-                return self._append_group(batches, True, lock_timeout, prepared_only)
+                return self._append_group(batches, True, *args)
             except (sa.exc.DBAPIError, ConnectionLostError) as exc:
                 if isinstance(exc, sa.exc.DBAPIError) and not exc.connection_invalidated:
                     raise
                 # A connection had died (the database restarted); the store's and
                 # the pool's are fresh now. Retrying is safe: ids already committed
                 # come back as duplicates with their original receipts.
-                return self._append_group(batches, True, lock_timeout, prepared_only)
+                return self._append_group(batches, True, *args)
         except (
             sa.exc.DataError,
             sa.exc.IntegrityError,
@@ -382,11 +457,13 @@ class SqlEventStore:
         check_existing: bool,
         lock_timeout: float | None = None,
         prepared_only: bool = False,
+        head_wait: HeadWait | None = None,
     ) -> list[BatchOutcome]:
         """One attempt; unless ``check_existing``, the unique id index catches retries."""
         rows = sum(len(b) for b in batches)
         if (
             self._direct is not None
+            and head_wait is None
             and not check_existing
             and rows < _COPY_FROM_ROWS
             and not self._records_only()
@@ -414,7 +491,9 @@ class SqlEventStore:
             self._ready_keys(self.keys, batches, prepared_only)
         with self.engine.connect().execution_options(sqlite_immediate=True) as conn:
             try:
-                return self._append_in(conn, batches, check_existing, lock_timeout, prepared_only)
+                return self._append_in(
+                    conn, batches, check_existing, lock_timeout, prepared_only, head_wait
+                )
             except psycopg.OperationalError as exc:
                 if conn.connection.driver_connection.closed:  # type: ignore[union-attr]
                     conn.invalidate()
@@ -543,6 +622,7 @@ class SqlEventStore:
         check_existing: bool,
         lock_timeout: float | None = None,
         prepared_only: bool = False,
+        head_wait: HeadWait | None = None,
     ) -> list[BatchOutcome]:
         learnt: Learnt = {}
         ahead: dict[tuple[str, str], NewKey] = {}
@@ -550,7 +630,14 @@ class SqlEventStore:
         try:
             with conn.begin():
                 outcomes = self._append_tx(
-                    conn, batches, check_existing, learnt, lock_timeout, ahead, prepared_only
+                    conn,
+                    batches,
+                    check_existing,
+                    learnt,
+                    lock_timeout,
+                    ahead,
+                    prepared_only,
+                    head_wait,
                 )
                 done = True
         except BaseException:
@@ -739,12 +826,14 @@ class SqlEventStore:
         lock_timeout: float | None = None,
         ahead: dict[tuple[str, str], NewKey] | None = None,
         prepared_only: bool = False,
+        head_wait: HeadWait | None = None,
     ) -> list[BatchOutcome]:
         """The appends, in the caller's transaction; the data keys used go to ``learnt``.
 
         Keys made ahead (:meth:`prepare_keys`) that it stores go to ``ahead``.
         """
-        heads = self._lock_logs(conn, sorted({e.log_id for b in batches for e in b}), lock_timeout)
+        log_ids = sorted({e.log_id for b in batches for e in b})
+        heads = self._lock_logs(conn, log_ids, lock_timeout, head_wait)
         sizes = {log_id: size for log_id, (size, _) in heads.items()}
         stored: dict[tuple[str, str], StoredEvent | tuple[NewEvent, Receipt]] = {}
         unopened: set[tuple[str, str]] = set()  # stored ids whose content's key is damaged
@@ -777,19 +866,25 @@ class SqlEventStore:
         return outcomes
 
     def _lock_logs(
-        self, conn: sa.Connection, log_ids: list[str], lock_timeout: float | None = None
+        self,
+        conn: sa.Connection,
+        log_ids: list[str],
+        lock_timeout: float | None = None,
+        head_wait: HeadWait | None = None,
     ) -> dict[str, tuple[int, int]]:
         """Takes the head lock of each log (in a fixed order); its (size, key epoch).
 
         ``lock_timeout`` (PostgreSQL): :class:`LogBusyError` for the first log
         whose head stays locked longer (for the rest of the transaction).
+        ``head_wait`` (PostgreSQL): the wait another thread may give up.
         """
         heads: dict[str, tuple[int, int]] = {}
         if not self._sqlite:
             raw = conn.connection.driver_connection
-            assert raw is not None
+            assert isinstance(raw, psycopg.Connection)
             lock = _RECORD_HEAD if self._records_only() else _LOCK_HEAD
-            with raw.cursor() as cur:
+            waiting = contextlib.nullcontext() if head_wait is None else head_wait.waiting(raw)
+            with waiting, raw.cursor() as cur:
                 if lock_timeout is not None:
                     cur.execute(f"SET LOCAL lock_timeout = {_milliseconds(lock_timeout)}")
                 for log_id in log_ids:
