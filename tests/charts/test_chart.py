@@ -20,8 +20,10 @@ import subprocess
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
+import grpc
 import pytest
 import yaml
 
@@ -1508,3 +1510,292 @@ def test_the_migration_job_has_the_components_opt_out() -> None:
     (job,) = of_kind(render(None), "Job")
     names = {e["name"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert "AIAUDIT_ALLOW_INSECURE" not in names
+
+
+SHARED_TLS = "aiaudit-tls"
+"""``aiaudit.tls.existingSecret`` as shipped: the certificate of every component without its own."""
+OWN_TLS = {c: f"{c}-own-tls" for c in COMPONENTS}
+"""A ``<component>.tls.existingSecret`` per component, as a test sets them."""
+TLS_DIR = "/etc/aiaudit/tls"
+"""Where each pod mounts its certificate (``tls_cert_file`` and the others name files there)."""
+
+
+def _tls_volume(deployment: dict[str, Any]) -> dict[str, Any]:
+    """The Secret volume mounted at the TLS directory the config file names."""
+    pod = deployment["spec"]["template"]["spec"]
+    (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if m["mountPath"] == TLS_DIR]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    return dict(volume["secret"])
+
+
+def _tls_secrets_of(deployment: dict[str, Any]) -> set[str]:
+    """Every TLS Secret (shared or any component's own) the pod references, however mounted."""
+    text = json.dumps(deployment["spec"]["template"])
+    return {name for name in (SHARED_TLS, *OWN_TLS.values()) if f'"{name}"' in text}
+
+
+def test_each_component_mounts_its_own_certificate_and_no_other() -> None:
+    """One Secret in every pod put the same private key in each: a compromised search pod
+    could serve as integrity, or present its client certificate (review, 2026-12-05). A
+    component given its own Secret mounts that one alone, with the shared key names unless it
+    names others; one without keeps the shared Secret."""
+    objects = render(
+        ALL_ENABLED,
+        *(f"{c}.tls.existingSecret={OWN_TLS[c]}" for c in ("ingest", "search", "integrity")),
+        "integrity.tls.certKey=notary.pem",
+        "integrity.tls.keyKey=notary.key",
+        "integrity.tls.caKey=bundle.pem",
+    )
+    assert [p for obj in objects for p in kube_schema.problems(obj)] == []
+    expected = {
+        "ingest": (OWN_TLS["ingest"], "tls.crt", "tls.key", "ca.crt"),
+        "search": (OWN_TLS["search"], "tls.crt", "tls.key", "ca.crt"),
+        "integrity": (OWN_TLS["integrity"], "notary.pem", "notary.key", "bundle.pem"),
+        "alerting": (SHARED_TLS, "tls.crt", "tls.key", "ca.crt"),
+    }
+    deployments = {component_of(d): d for d in of_kind(objects, "Deployment")}
+    assert set(deployments) == set(COMPONENTS)
+    for component, deployment in deployments.items():
+        secret, cert, key, ca = expected[component]
+        assert _tls_volume(deployment) == {
+            "secretName": secret,
+            "defaultMode": 0o440,
+            "items": [
+                {"key": cert, "path": "tls.crt"},
+                {"key": key, "path": "tls.key"},
+                {"key": ca, "path": "ca.crt"},
+            ],
+        }, component
+        assert _tls_secrets_of(deployment) == {secret}, component
+    (configmap,) = of_kind(objects, "ConfigMap")
+    for component, deployment in deployments.items():  # the files the server reads are there
+        settings = _effective(deployment, configmap["data"]["config.yaml"])
+        assert (settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file) == (
+            Path(TLS_DIR, "tls.crt"),
+            Path(TLS_DIR, "tls.key"),
+            Path(TLS_DIR, "ca.crt"),
+        ), component
+
+
+def test_with_a_certificate_for_every_component_the_shared_one_may_be_empty() -> None:
+    objects = render(
+        ALL_ENABLED,
+        *(f"{c}.tls.existingSecret={OWN_TLS[c]}" for c in COMPONENTS),
+        "aiaudit.tls.existingSecret=",
+    )
+    deployments = of_kind(objects, "Deployment")
+    assert {component_of(d): _tls_secrets_of(d) for d in deployments} == {
+        c: {OWN_TLS[c]} for c in COMPONENTS
+    }
+    assert SHARED_TLS not in _render_text(
+        (ALL_ENABLED,),
+        (
+            *(f"{c}.tls.existingSecret={OWN_TLS[c]}" for c in COMPONENTS),
+            "aiaudit.tls.existingSecret=",
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (
+            ("aiaudit.tls.existingSecret=",),  # the ci file gives alerting none of its own
+            "for the components without a certificate of their own "
+            "(<component>.tls.existingSecret): alerting",
+        ),
+        (
+            ("alerting.tls.certKey=alerting.pem",),
+            "alerting.tls.certKey names a key of alerting.tls.existingSecret, which is unset",
+        ),
+        (
+            ("aiaudit.tls.enabled=false", "aiaudit.config.allow_insecure=true"),
+            "ingest.tls.existingSecret is set but aiaudit.tls.enabled=false",
+        ),
+    ],
+    ids=["shared-missing-for-some", "key-without-its-secret", "own-certificate-unused"],
+)
+def test_a_certificate_that_would_not_be_used_as_meant_fails_the_render(
+    sets: tuple[str, ...], message: str
+) -> None:
+    """The shared Secret is needed by the components without their own alone, and the message
+    names them; the other two rendered before the values existed, and would now: a key name
+    with no Secret of the component's own would go unused while the shared Secret is mounted,
+    and a certificate given with TLS off would be served by nobody."""
+    assert message in render_fails(*sets, values=ALL_ENABLED)
+
+
+def _mount_secrets(
+    deployment: dict[str, Any], secrets: dict[str, dict[str, bytes]], root: Path
+) -> Path:
+    """The pod's Secret volumes written under ``root`` as kubelet projects them (each item's
+    key read from the named Secret, at its path under the mount); returns ``root``, which
+    stands for the pod's ``/``. A Secret or key missing from ``secrets`` fails, as the pod
+    would not start."""
+    pod = deployment["spec"]["template"]["spec"]
+    mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    for volume in pod["volumes"]:
+        secret = volume.get("secret")
+        if secret is None or mounts[volume["name"]] != TLS_DIR:
+            continue
+        for item in secret["items"]:
+            target = root / TLS_DIR.lstrip("/") / item["path"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(secrets[secret["secretName"]][item["key"]])
+    return root
+
+
+def _in_pod(root: Path, path: Path | None) -> Path | None:
+    """A path of the pod's filesystem, where ``_mount_secrets`` put it."""
+    return None if path is None else root / str(path).lstrip("/")
+
+
+@pytest.mark.parametrize("mutual", [True, False], ids=["mtls", "tls"])
+def test_search_reaches_integrity_with_certificates_of_their_own(
+    tmp_path: Path, tenant: str, mutual: bool
+) -> None:
+    """Per-component certificates from one CA, each Secret as cert-manager writes it: the
+    integrity server built from its pod's settings admits search's own client certificate
+    (under mTLS) and search's channel, built from its pod's settings by search's own code,
+    trusts integrity's certificate. Without mTLS search used to trust its own certificate
+    (``tls_cert_file``) as integrity's, which held only while both had the same one: the chart
+    now names the CA of search's Secret to it (``AIAUDIT_SEARCH_INTEGRITY_CA_FILE``). A
+    certificate for serving alone (ingest's) is refused as a client's."""
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    from aiaudit.common.component import Context
+    from aiaudit.search.component import integrity_channel
+    from aiaudit.search.integrity_client import IntegrityClient
+    from aiaudit.search.settings import SearchSettings
+    from tests.conftest import serve_suite
+    from tests.contract.test_tls import _issue
+
+    pki = tmp_path / "pki"
+    pki.mkdir()
+    ca = _issue(pki, "ca", [], None)
+    secrets = {}
+    for component in COMPONENTS:
+        usage = [ExtendedKeyUsageOID.SERVER_AUTH]
+        if component == "search":  # the one component that calls another
+            usage.append(ExtendedKeyUsageOID.CLIENT_AUTH)
+        _issue(pki, component, usage, ca)
+        secrets[OWN_TLS[component]] = {
+            "tls.crt": (pki / f"{component}.pem").read_bytes(),
+            "tls.key": (pki / f"{component}.key").read_bytes(),
+            "ca.crt": (pki / "ca.pem").read_bytes(),
+        }
+    objects = render(
+        ALL_ENABLED,
+        *(f"{c}.tls.existingSecret={OWN_TLS[c]}" for c in COMPONENTS),
+        "integrity.tls.certKey=",
+        "integrity.tls.keyKey=",
+        f"aiaudit.tls.mutual={str(mutual).lower()}",
+    )
+    (configmap,) = of_kind(objects, "ConfigMap")
+    deployments = {component_of(d): d for d in of_kind(objects, "Deployment")}
+    pods = {
+        c: _mount_secrets(deployments[c], secrets, tmp_path / c)
+        for c in ("search", "integrity", "ingest")
+    }
+    settings = {c: _effective(deployments[c], configmap["data"]["config.yaml"]) for c in pods}
+    own = {
+        c: dataclasses.replace(
+            s,
+            tls_cert_file=_in_pod(pods[c], s.tls_cert_file),
+            tls_key_file=_in_pod(pods[c], s.tls_key_file),
+            tls_client_ca_file=_in_pod(pods[c], s.tls_client_ca_file),
+        )
+        for c, s in settings.items()
+    }
+    assert (own["integrity"].tls_client_ca_file is not None) is mutual
+    notary = own["integrity"]
+    tls: dict[str, object] = {
+        "tls_cert_file": notary.tls_cert_file,
+        "tls_key_file": notary.tls_key_file,
+    }
+    if notary.tls_client_ca_file is not None:
+        tls["tls_client_ca_file"] = notary.tls_client_ca_file
+    (tmp_path / "notary").mkdir()
+    suite, keys = serve_suite(tmp_path / "notary", services=("integrity",), **tls)
+    try:
+        search = config.section(settings["search"], "search", SearchSettings)
+        search = dataclasses.replace(
+            search, integrity_ca_file=_in_pod(pods["search"], search.integrity_ca_file)
+        )
+        # integrity_channel reads nothing of its context but the server's settings.
+        channel = integrity_channel(search, cast(Context, SimpleNamespace(settings=own["search"])))
+        assert channel is not None
+        assert channel.target == f"{RELEASE}-aiaudit-integrity:50051"
+        assert channel.identity == (
+            (own["search"].tls_cert_file, own["search"].tls_key_file) if mutual else None
+        )
+        # The pod's address is the Service's; here the notary listens on loopback (its
+        # certificate names 127.0.0.1).
+        address = f"127.0.0.1:{suite.port}"
+        md = (("authorization", f"Bearer {keys['admin']}"),)
+        notary_client = IntegrityClient(address, channel.ca_file, 10.0, channel.identity)
+        try:
+            assert notary_client.latest_checkpoint(md, tenant) is None  # answered: no checkpoint
+        finally:
+            notary_client.close()
+        if mutual:
+            ingest = own["ingest"]
+            assert ingest.tls_cert_file and ingest.tls_key_file
+            identity = (ingest.tls_cert_file, ingest.tls_key_file)
+            stranger = IntegrityClient(address, channel.ca_file, 10.0, identity)
+            try:
+                with pytest.raises(grpc.RpcError) as refused:
+                    stranger.latest_checkpoint(md, tenant)
+                assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+            finally:
+                stranger.close()
+    finally:
+        suite.stop()
+
+
+@pytest.mark.parametrize(
+    ("sets", "named"),
+    [
+        (("aiaudit.tls.mutual=false",), False),  # one certificate: integrity's is search's own
+        (("aiaudit.tls.mutual=false", f"search.tls.existingSecret={OWN_TLS['search']}"), True),
+        (
+            ("aiaudit.tls.mutual=false", f"integrity.tls.existingSecret={OWN_TLS['integrity']}"),
+            True,
+        ),
+        (
+            (
+                "aiaudit.tls.mutual=false",
+                f"search.tls.existingSecret={OWN_TLS['search']}",
+                "aiaudit.config.search.integrity_ca_file=/etc/aiaudit/ca/integrity.pem",
+            ),
+            False,  # the operator's CA file stands
+        ),
+        ((f"search.tls.existingSecret={OWN_TLS['search']}",), False),  # mTLS: its client CA
+    ],
+    ids=["shared", "search-own", "integrity-own", "operator-ca", "mtls"],
+)
+def test_search_is_given_its_secrets_ca_for_integrity_where_it_needs_one(
+    sets: tuple[str, ...], named: bool
+) -> None:
+    """Without mTLS search checks integrity's certificate against its own ``tls_cert_file``:
+    with certificates of their own that is the wrong one, so the chart names the CA of
+    search's Secret (and mounts it) instead; under mTLS search takes its client CA file."""
+    objects = render(
+        ALL_ENABLED,
+        *(f"{c}.tls.existingSecret=" for c in ("ingest", "search", "integrity")),
+        "integrity.tls.certKey=",
+        "integrity.tls.keyKey=",
+        *sets,
+    )
+    (search,) = [d for d in of_kind(objects, "Deployment") if component_of(d) == "search"]
+    env = {
+        e["name"]: e.get("value")
+        for e in search["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    items = {i["path"]: i["key"] for i in _tls_volume(search)["items"]}
+    mutual = "aiaudit.tls.mutual=false" not in sets
+    if named:
+        assert env["AIAUDIT_SEARCH_INTEGRITY_CA_FILE"] == f"{TLS_DIR}/ca.crt"
+    else:
+        assert "AIAUDIT_SEARCH_INTEGRITY_CA_FILE" not in env
+    assert ("ca.crt" in items) is (named or mutual)

@@ -142,6 +142,45 @@ c empty for the migration Job.
 {{- end }}
 
 {{/*
+The TLS Secret a component mounts and its keys, as YAML (fromYaml it): <component>.tls when it
+names a Secret, its empty keys taken from aiaudit.tls; else the shared aiaudit.tls. One Secret
+shared by every component put the same private key in each pod, so a compromised search pod
+could serve as integrity or present integrity's client certificate (review, 2026-12-05).
+*/}}
+{{- define "aiaudit.tlsSecret" -}}
+{{- $shared := .ctx.Values.aiaudit.tls }}
+{{- $own := dig "tls" dict (index .ctx.Values .component) }}
+{{- if dig "existingSecret" "" $own }}
+{{- toYaml (dict "existingSecret" $own.existingSecret "certKey" (default $shared.certKey $own.certKey) "keyKey" (default $shared.keyKey $own.keyKey) "caKey" (default $shared.caKey $own.caKey)) }}
+{{- else }}
+{{- toYaml (dict "existingSecret" $shared.existingSecret "certKey" $shared.certKey "keyKey" $shared.keyKey "caKey" $shared.caKey) }}
+{{- end }}
+{{- end }}
+
+{{/*
+The CA file search checks integrity's certificate against, when the chart must name it: without
+mutual TLS search trusts its own tls_cert_file (tls_client_ca_file is unset), which is
+integrity's certificate only when both mount the same one. With certificates of their own it
+takes the CA of its Secret (caKey), unless the config or search's extraEnv names one. Empty:
+nothing to name (under mTLS search takes its tls_client_ca_file, the same CA file).
+*/}}
+{{- define "aiaudit.integrityCAFile" -}}
+{{- $ := .ctx }}
+{{- $a := $.Values.aiaudit }}
+{{- if and (eq .component "search") $a.tls.enabled (not $a.tls.mutual) $.Values.integrity.enabled }}
+{{- $extra := list }}
+{{- range $.Values.search.extraEnv }}{{ $extra = append $extra (toString .name) }}{{ end }}
+{{- if not (or (has "AIAUDIT_SEARCH_INTEGRITY_CA_FILE" $extra) (hasKey (dig "search" dict $a.config) "integrity_ca_file")) }}
+{{- $search := include "aiaudit.tlsSecret" (dict "ctx" $ "component" "search") | fromYaml }}
+{{- $integrity := include "aiaudit.tlsSecret" (dict "ctx" $ "component" "integrity") | fromYaml }}
+{{- if or (ne $search.existingSecret $integrity.existingSecret) (ne $search.certKey $integrity.certKey) }}
+{{- printf "%s/ca.crt" (include "aiaudit.tlsDir" $) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
 The config file: the user's settings plus the keys the chart owns (listen
 address, data dir, TLS paths). The database URL never goes here: it comes from
 a Secret as AIAUDIT_DATABASE_URL.
@@ -174,7 +213,7 @@ a Secret as AIAUDIT_DATABASE_URL.
 {{- $a := .Values.aiaudit }}
 {{- range $key := list "address" "health_address" "data_dir" "database_url" "api_keys_file" "tls_cert_file" "tls_key_file" "tls_client_ca_file" }}
 {{- if hasKey $a.config $key }}
-{{- fail (printf "aiaudit.config.%s is set by the chart (database_url comes from aiaudit.database.existingSecret for ingest and aiaudit.recorderDatabase.existingSecret for the others, tls_* from aiaudit.tls); remove it" $key) }}
+{{- fail (printf "aiaudit.config.%s is set by the chart (database_url comes from aiaudit.database.existingSecret for ingest and aiaudit.recorderDatabase.existingSecret for the others, tls_* from aiaudit.tls and <component>.tls); remove it" $key) }}
 {{- end }}
 {{- end }}
 {{- /* Every setting that carries a credential (a password, a token, a URL that is a bearer
@@ -246,8 +285,23 @@ takes valueFrom.secretKeyRef, not a literal value. */}}
 {{- if not (or $a.apiKeys.existingSecret $a.config.oidc_issuer $unauthenticated) }}
 {{- fail "aiaudit.apiKeys.existingSecret is required unless aiaudit.config.oidc_issuer authenticates callers (or aiaudit.config.allow_unauthenticated=true lets every caller in as admin: dev only)" }}
 {{- end }}
-{{- if and $a.tls.enabled (not $a.tls.existingSecret) }}
-{{- fail "aiaudit.tls.existingSecret is required when aiaudit.tls.enabled=true" }}
+{{- $withoutOwn := list }}
+{{- range $name := list "ingest" "search" "integrity" "alerting" }}
+{{- $own := dig "tls" dict (index $.Values $name) }}
+{{- if and (dig "existingSecret" "" $own) (not $a.tls.enabled) }}
+{{- fail (printf "%s.tls.existingSecret is set but aiaudit.tls.enabled=false: %s would serve plaintext, not with its certificate; unset it, or turn TLS on" $name $name) }}
+{{- end }}
+{{- range $key := list "certKey" "keyKey" "caKey" }}
+{{- if and (dig $key "" $own) (not (dig "existingSecret" "" $own)) }}
+{{- fail (printf "%s.tls.%s names a key of %s.tls.existingSecret, which is unset (the shared aiaudit.tls.existingSecret takes aiaudit.tls.%s): set both, or neither" $name $key $name $key) }}
+{{- end }}
+{{- end }}
+{{- if and (index $.Values $name).enabled (not (dig "existingSecret" "" $own)) }}
+{{- $withoutOwn = append $withoutOwn $name }}
+{{- end }}
+{{- end }}
+{{- if and $a.tls.enabled $withoutOwn (not $a.tls.existingSecret) }}
+{{- fail (printf "aiaudit.tls.existingSecret is required when aiaudit.tls.enabled=true, for the components without a certificate of their own (<component>.tls.existingSecret): %s" (join ", " $withoutOwn)) }}
 {{- end }}
 {{- if $a.database.embedded }}
 {{- $enabled := list }}
@@ -335,6 +389,10 @@ interaction to a log. */}}
     secretKeyRef:
       name: {{ $a.opensearch.existingSecret }}
       key: {{ $a.opensearch.passwordKey }}
+{{- end }}
+{{- with include "aiaudit.integrityCAFile" . }}
+- name: AIAUDIT_SEARCH_INTEGRITY_CA_FILE
+  value: {{ . | quote }}
 {{- end }}
 {{- if eq .component "search" }}
 - name: AIAUDIT_SEARCH_INTEGRITY_ADDRESS
@@ -562,18 +620,20 @@ spec:
           configMap:
             name: {{ include "aiaudit.fullname" $ }}-config
         {{- if $a.tls.enabled }}
+        {{- $tls := include "aiaudit.tlsSecret" . | fromYaml }}
+        # The component's own certificate (<component>.tls), else the shared one (aiaudit.tls).
         - name: tls
           secret:
-            secretName: {{ $a.tls.existingSecret }}
+            secretName: {{ $tls.existingSecret }}
             defaultMode: 0440
             # Fixed file names whatever the Secret's keys: the config file points at them.
             items:
-              - key: {{ $a.tls.certKey }}
+              - key: {{ $tls.certKey }}
                 path: tls.crt
-              - key: {{ $a.tls.keyKey }}
+              - key: {{ $tls.keyKey }}
                 path: tls.key
-              {{- if $a.tls.mutual }}
-              - key: {{ $a.tls.caKey }}
+              {{- if or $a.tls.mutual (include "aiaudit.integrityCAFile" .) }}
+              - key: {{ $tls.caKey }}
                 path: ca.crt
               {{- end }}
         {{- end }}
