@@ -875,3 +875,49 @@ def test_a_rebuilt_block_hands_over_every_node_it_completes() -> None:
                 for k in range(len(row) // 32):
                     rebuilt[(level, (start >> level) + k)] = row[32 * k : 32 * (k + 1)]
         assert rebuilt == stored, (n, cuts)
+
+
+def _copy_content(conn: sa.Connection, tenant: str, source: int, seq: int, when: object) -> None:
+    """A content row at ``seq`` received ``when``, its salt and bytes those of ``source``."""
+    ct = event_content.c
+    salt, content = conn.execute(
+        sa.select(ct.salt, ct.content).where(ct.log_id == tenant, ct.seq == source)
+    ).one()
+    conn.execute(
+        sa.insert(event_content).values(
+            log_id=tenant, seq=seq, receive_time=when, salt=salt, content=content
+        )
+    )
+
+
+def test_rows_at_a_negative_sequence_are_named(log: Log) -> None:
+    """A log starts at sequence 0 and the pages from there: an entry, its event and content
+    forged at -1 passed both modes (review, 2026-12-05), and so did a lone content row."""
+    with log.admin.begin() as conn:
+        _insert(conn, log.tenant, -1, "forged-ghost")
+        when = conn.execute(
+            sa.select(log_entries.c.receive_time).where(
+                log_entries.c.log_id == log.tenant, log_entries.c.seq == -1
+            )
+        ).scalar_one()
+        _copy_content(conn, log.tenant, 8, -1, when)
+        _copy_content(conn, log.tenant, 8, -5, when)
+    assert log.problems() == [
+        f"log {log.tenant} sequence -5: content row at a negative sequence, no place in a log "
+        "(inserted?)",
+        f"log {log.tenant} sequence -1 event forged-ghost: log entry, event row and content row "
+        "at a negative sequence, no place in a log (inserted?)",
+    ]
+
+
+def test_a_content_row_beyond_the_head_is_named(log: Log) -> None:
+    """Content past the head with no entry of its own was never read."""
+    with log.admin.begin() as conn:
+        _copy_content(conn, log.tenant, 3, 15, _now())
+        _copy_content(conn, log.tenant, 3, 40, _now())
+    assert log.problems() == [
+        f"log {log.tenant} sequence 15: content row without a log entry beyond the log head "
+        "(size 15): inserted?",
+        f"log {log.tenant} sequence 40: content row without a log entry beyond the log head "
+        "(size 15): inserted?",
+    ]

@@ -7,7 +7,8 @@ For every log, in sequence order (one streaming pass, O(log n) memory):
   agree with the committed metadata, and stored content matches its salted
   commitments;
 * sequences run 0 .. head-1 with no gap; no entry lies beyond the head; no
-  event row lacks its log entry (inserted rows);
+  event row lacks its log entry, no row of any table lies at a negative
+  sequence, and no content row past the head lacks its entry (inserted rows);
 * each recomputed leaf equals the leaf the notary integrated at that position
   (level-0 node), which names the exact event that changed, moved or was
   forged after integration;
@@ -634,6 +635,34 @@ class _LogWalk:
             if level < 0 or idx < 0:
                 self.problem(f"node level {level} index {idx} is no place in a tree (inserted?)")
 
+    def rows_outside(self, found: list[tuple[str, int, Any, bool]], head_now: int) -> None:
+        """Names the rows at a negative sequence, and content past the head without an entry.
+
+        ``found``: :func:`_rows_outside`, read before ``head_now``; content the
+        log has grown to since had its entry committed with it.
+        """
+        negative: dict[int, tuple[list[str], str | None]] = {}
+        for what, seq, event_id, has_entry in found:
+            if seq >= 0:
+                if seq >= head_now and not has_entry:
+                    self.problem(
+                        "content row without a log entry beyond the log head "
+                        f"(size {head_now}): inserted?",
+                        seq,
+                    )
+                continue
+            kinds, known = negative.setdefault(seq, ([], None))
+            negative[seq] = ([*kinds, what], known or event_id)
+        order = ("log entry", "event row", "content row")
+        for seq, (found_kinds, event_id) in sorted(negative.items()):
+            kinds = sorted(found_kinds, key=order.index)
+            listed = kinds[0] if len(kinds) == 1 else f"{', '.join(kinds[:-1])} and {kinds[-1]}"
+            self.problem(
+                f"{listed} at a negative sequence, no place in a log (inserted?)",
+                seq,
+                None if event_id is None else str(event_id),
+            )
+
     def check_targets(self, size: int, root: bytes) -> None:
         """Compares the rebuilt root at ``size`` with every checkpoint at that size."""
         for target in self.targets.get(size, []):
@@ -855,6 +884,35 @@ def _nodes_beyond(conn: sa.Connection, log_id: str, size: int) -> list[tuple[int
     return [(int(level), int(idx)) for level, idx in rows]
 
 
+def _rows_outside(conn: sa.Connection, log_id: str, head: int) -> list[tuple[str, int, Any, bool]]:
+    """(what, sequence, event id, whether a log entry has it) of the rows no page reads.
+
+    Those at a negative sequence, of every table (the pages start at 0: an
+    entry, event and content forged at -1 passed, review 2026-12-05), and the
+    content rows at or past ``head`` (entries and event rows there are named
+    by the walk and the orphan query). One statement, an index range each.
+    """
+    le, ev, ct = log_entries, events, event_content
+    has_entry = sa.exists().where(
+        le.c.log_id == ct.c.log_id, le.c.seq == ct.c.seq, le.c.receive_time == ct.c.receive_time
+    )
+    negative = [
+        sa.select(
+            sa.literal(what, sa.String), t.c.seq, event_id, sa.literal(True, sa.Boolean)
+        ).where(t.c.log_id == log_id, t.c.seq < 0)
+        for what, t, event_id in (
+            ("log entry", le, le.c.event_id),
+            ("event row", ev, ev.c.event_id),
+            ("content row", ct, sa.null()),
+        )
+    ]
+    past = sa.select(sa.literal("content row", sa.String), ct.c.seq, sa.null(), has_entry).where(
+        ct.c.log_id == log_id, ct.c.seq >= head
+    )
+    rows = conn.execute(sa.union_all(*negative, past))
+    return [(str(what), int(seq), event_id, bool(entry)) for what, seq, event_id, entry in rows]
+
+
 def _runs(indexes: Iterable[int]) -> Iterator[tuple[int, int]]:
     """(first, last) of each run of consecutive integers, of increasing ``indexes``."""
     run: tuple[int, int] | None = None
@@ -919,6 +977,7 @@ def verify_log(
     # Read before the head is read again, so that the notary's nodes among them lie
     # within it (it integrates only entries the head covers).
     beyond = _nodes_beyond(conn, log_id, head)
+    outside = _rows_outside(conn, log_id, head)
     # Read again: what was appended (and integrated, and signed) during the walk is
     # no truncation; a head now smaller than what the checks below see still is.
     head_now = max(head, _head(conn, log_id))
@@ -936,18 +995,17 @@ def verify_log(
             seq,
             event_id,
         )
+    walk.rows_outside(outside, head_now)
     # Pages found intact in the database hold no orphan (their event rows are
-    # exactly their entries' sequences and receive times): look only outside them.
-    outside = (
-        sa.or_(events.c.seq < 0, events.c.seq > last)
-        if last is not None and in_database == len(starts)
-        else sa.true()
-    )
+    # exactly their entries' sequences and receive times): look only past them.
+    # An event row at a negative sequence is named above, with its entry if any.
+    unpaged = events.c.seq > last if last is not None and in_database == len(starts) else sa.true()
     orphans = conn.execute(
         sa.select(events.c.seq, events.c.event_id)
         .where(
             events.c.log_id == log_id,
-            outside,
+            events.c.seq >= 0,
+            unpaged,
             ~sa.exists().where(
                 log_entries.c.log_id == events.c.log_id,
                 log_entries.c.seq == events.c.seq,
