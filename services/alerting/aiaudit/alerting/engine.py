@@ -60,7 +60,7 @@ from aiaudit.alerting.rulebook import RuleBook
 from aiaudit.alerting.rules import Rule
 from aiaudit.alerting.state import LogState, StateCache, snapshot
 from aiaudit.alerting.store import AlertStore, scrub
-from aiaudit.common import commits, erasure
+from aiaudit.common import commits, erasure, media
 from aiaudit.common.canonical import native_schema
 from aiaudit.common.keys.seal import SealError
 from aiaudit.common.restore import Content, restore_wires
@@ -326,7 +326,7 @@ class Engine:
         The damaged one starts a batch of its own: DamagedEventError when it is the first.
         """
         decoded: list[bytes] = []
-        restored = restore_wires(as_evaluated(entries))
+        restored = evaluated(entries)
         for stored, wire in zip(entries, restored, strict=True):
             if isinstance(wire, Exception):
                 if not decoded:
@@ -587,6 +587,28 @@ def as_evaluated(entries: Sequence[StoredEvent]) -> list[tuple[bytes, Content]]:
             and not _OWN_RECORDS.isdisjoint(aiaudit_native.field_values(schema, wire, "event_type"))
         }
     return [(e.canonical, None if i in own else e.content) for i, e in enumerate(entries)]
+
+
+_MEDIA_HASH_JSON = b'"sha256"'
+"""How a media hash's key reads in a canonical form: an entry without it has none to clear."""
+
+
+def evaluated(entries: Sequence[StoredEvent]) -> list[bytes | Exception]:
+    """The serialised events rules evaluate (:func:`as_evaluated`); a damaged one's error.
+
+    An event whose content is gone (erased, expired, or a suite record's) loses
+    its media parts' SHA-256 too, as search shows it (:mod:`aiaudit.common.media`):
+    unsalted and kept in the canonical form, the hash matched a rule's ``equals``
+    after the image's erasure, confirming a guessed file (review, 2026-12-05).
+    """
+    views = as_evaluated(entries)
+    wires = restore_wires(views)
+    for i, ((canonical, content), wire) in enumerate(zip(views, wires, strict=True)):
+        if content is None and _MEDIA_HASH_JSON in canonical and isinstance(wire, bytes):
+            event = event_pb2.Event.FromString(wire)
+            media.drop_hashes(event)
+            wires[i] = event.SerializeToString()
+    return wires
 
 
 _ERASURE_JSON = tuple(f'"{t}"'.encode() for t in erasure.RECORD_TYPES)

@@ -26,6 +26,7 @@ from typing import Any
 
 from google.protobuf import descriptor
 
+from aiaudit.common import media
 from aiaudit.common.v1 import event_pb2, options_pb2
 
 Value = str | int | float | bool
@@ -62,7 +63,9 @@ class Field:
     enum: descriptor.EnumDescriptor | None = None
     numeric: bool = False
     content: bool = False
-    """A content field (``sensitive_content``): erasable, so never copied into an alert."""
+    """A content field (``sensitive_content``): erasable, so never copied into an alert. So is
+    a media part's ``sha256`` (:mod:`aiaudit.common.media`): unsalted, it confirms a guessed
+    file, so it goes with the bytes (read with ``content.read``, gone once they are erased)."""
     scalar: bool = False
     """A plain proto value (string, bool, bytes, enum or number), not a map or Struct
     entry whose values may be of any kind: a text one never holds ``gt`` and the like."""
@@ -132,8 +135,16 @@ def compile_path(path: str) -> Field:
     )
 
 
-def _sensitive(field: Any) -> bool:  # descriptor stubs do not type custom options
-    return bool(field.GetOptions().Extensions[options_pb2.sensitive_content])
+def _content(field: Any) -> bool:  # descriptor stubs do not type custom options
+    """``sensitive_content``, or the media hash, which search too shows only with the bytes.
+
+    Until 2026-12-05 alerting took the hash for metadata: a developer rendered it in a
+    TestRule summary, or confirmed a guessed file with ``equals``, even after the
+    image's erasure, and read it in the alerts of an admin's rule (review).
+    """
+    return field.full_name == media.HASH_FIELD or bool(
+        field.GetOptions().Extensions[options_pb2.sensitive_content]
+    )
 
 
 def _field(path: str, steps: list[descriptor.FieldDescriptor]) -> Field:
@@ -142,4 +153,4 @@ def _field(path: str, steps: list[descriptor.FieldDescriptor]) -> Field:
     numeric = leaf.cpp_type in _NUMERIC or (
         leaf.message_type is not None and leaf.message_type.full_name in (_DURATION, _TIMESTAMP)
     )
-    return Field(path, enum, numeric, _sensitive(leaf), scalar=leaf.message_type is None)
+    return Field(path, enum, numeric, _content(leaf), scalar=leaf.message_type is None)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from aiaudit.alerting import filters
-from aiaudit.alerting.engine import as_evaluated, fold, folds, new_alert
+from aiaudit.alerting.engine import evaluated, fold, folds, new_alert
 from aiaudit.alerting.evaluate import Evaluator, WindowState
 from aiaudit.alerting.model import ACKNOWLEDGED, FIRING, OPEN_STATES, RESOLVED, Alert, StoredRule
 from aiaudit.alerting.rulebook import RuleBook, compile_stored
@@ -34,7 +34,6 @@ from aiaudit.alerting.rules import (
 from aiaudit.alerting.store import AlertStore
 from aiaudit.alerting.tables import alerts as alerts_t
 from aiaudit.common import rfc3339, tenants
-from aiaudit.common.restore import restore
 from aiaudit.common.store.prepare import prepare
 from aiaudit.common.store.schema import events as events_t
 from aiaudit.common.store.sql import SqlEventStore
@@ -632,7 +631,7 @@ class AlertingService:
                 ).scalars()
             )
         stored = self.events.read_sequences(tenant, seqs)
-        events = [restore(*view) for view in as_evaluated(stored)]  # as the engine sees them
+        events = [_parsed(wire) for wire in evaluated(stored)]  # as the engine sees them
         received = [s.receive_time for s in stored]
         return simulate([rule], tenant, list(zip(events, received, strict=True))), len(stored)
 
@@ -778,6 +777,13 @@ class AlertingService:
                     sub.wake.wait(self.watch_interval)
         finally:
             self.changes.unsubscribe(sub.wake)
+
+
+def _parsed(wire: bytes | Exception) -> event_pb2.Event:
+    """An event :func:`evaluated` gave; the error of a damaged one is raised."""
+    if isinstance(wire, Exception):
+        raise wire
+    return event_pb2.Event.FromString(wire)
 
 
 def simulate(
