@@ -14,11 +14,12 @@ from __future__ import annotations
 import datetime as dt
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import grpc
 import psycopg
 import pytest
+from google.protobuf import field_mask_pb2
 
 from aiaudit.alerting.model import StoredRule
 from aiaudit.alerting.rules import RuleSyntaxError, compile_rule
@@ -452,3 +453,114 @@ def test_an_unrecorded_acknowledge_or_resolve_changes_nothing(
     assert alert.state == pb.ALERT_STATE_FIRING and not alert.acknowledged_by
     assert changes["acknowledge"]().alert.state == pb.ALERT_STATE_ACKNOWLEDGED  # the retry
     assert changes["resolve"]().alert.state == pb.ALERT_STATE_RESOLVED
+
+
+def _told(analyst: pb_grpc.AlertingServiceStub, parent: str) -> dict[str, Callable[[], object]]:
+    """Rule changes refused for what the tenant's rules are: each tells it (the rule
+    ``big-output`` exists, and the tenant holds as many rules as its quota allows)."""
+    mask = field_mask_pb2.FieldMask(paths=["enabled"])
+
+    def flag(rule_id: str, etag: str = "") -> Callable[[], object]:
+        rule = pb.Rule(name=f"{parent}/rules/{rule_id}", enabled=False, etag=etag)
+        return lambda: analyst.UpdateRule(pb.UpdateRuleRequest(rule=rule, update_mask=mask))
+
+    def create(source: str) -> Callable[[], object]:
+        request = pb.CreateRuleRequest(parent=parent, rule=pb.Rule(source=source))
+        return lambda: analyst.CreateRule(request)
+
+    def delete(rule_id: str) -> Callable[[], object]:
+        request = pb.DeleteRuleRequest(name=f"{parent}/rules/{rule_id}")
+        return lambda: analyst.DeleteRule(request)
+
+    return {
+        "update with a stale etag": flag("big-output", etag="stale"),
+        "update a missing rule": flag("nope", etag="stale"),
+        "delete a missing rule": delete("nope"),
+        "delete a built-in rule": delete("prompt-injection"),
+        "create an existing rule": create(METADATA),
+        "create past the quota": create(METADATA.replace("big-output", "another")),
+    }
+
+
+TOLD = {
+    "update with a stale etag": (grpc.StatusCode.ABORTED, "update_rule", "etag_mismatch"),
+    "update a missing rule": (grpc.StatusCode.NOT_FOUND, "update_rule", "not_found"),
+    "delete a missing rule": (grpc.StatusCode.NOT_FOUND, "delete_rule", "not_found"),
+    "delete a built-in rule": (grpc.StatusCode.FAILED_PRECONDITION, "delete_rule", "builtin_rule"),
+    "create an existing rule": (grpc.StatusCode.ALREADY_EXISTS, "create_rule", "rule_exists"),
+    "create past the quota": (
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "create_rule",
+        "rules_per_tenant",
+    ),
+}
+
+
+def _full_of_rules(server: Server, monkeypatch: pytest.MonkeyPatch, parent: str) -> None:
+    """The rule ``big-output``, and a quota of one rule: the tenant is full."""
+    from aiaudit.alerting import service
+
+    monkeypatch.setattr(service, "MAX_RULES", 1)
+    _stub(server, "admin").CreateRule(
+        pb.CreateRuleRequest(parent=parent, rule=pb.Rule(source=METADATA, enabled=True))
+    )
+
+
+def test_a_rule_change_refused_for_what_is_stored_is_recorded(
+    alerting_server: Server, tenant: str, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NOT_FOUND, ALREADY_EXISTS, ABORTED (etag), FAILED_PRECONDITION (built-in) and the quota's
+    RESOURCE_EXHAUSTED (with the rule count) tell what the tenant's rules are, as GetRule's
+    NOT_FOUND does: each is a read, recorded as the change asked with ``access.outcome``
+    naming why (review, 2026-12-05: none left a record)."""
+    parent = f"tenants/{tenant}"
+    _full_of_rules(alerting_server, monkeypatch, parent)
+    before = len(access_records(store_url, tenant))
+    got = {}
+    for what, call in _told(_stub(alerting_server, "security_analyst"), parent).items():
+        with pytest.raises(grpc.RpcError) as info:
+            call()
+        got[what] = info.value.code()
+    assert got == {what: code for what, (code, _, _) in TOLD.items()}
+    records = access_records(store_url, tenant)[before:]
+    assert [
+        (
+            r.actor.user_id,
+            r.attributes["access.action"].string_value,
+            r.attributes["access.outcome"].string_value,
+        )
+        for r in records
+    ] == [
+        ("test-security_analyst", f"alerting.{action}", outcome)
+        for _, action, outcome in TOLD.values()
+    ]
+    assert records[0].attributes["access.name"].string_value == f"{parent}/rules/big-output"
+    assert records[-1].attributes["access.name"].string_value == parent
+
+
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+def test_an_unrecorded_rule_change_tells_nothing_of_the_rules(
+    alerting_server: Server,
+    tenant: str,
+    store_url: str,
+    postgres: Postgres,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the access log failing, those refusals answer UNAVAILABLE, as GetRule does: an
+    existing rule's ABORTED against a missing one's NOT_FOUND told an unrecorded caller
+    which rules exist (review, 2026-12-05)."""
+    parent = f"tenants/{tenant}"
+    _full_of_rules(alerting_server, monkeypatch, parent)
+    before = len(access_records(store_url, tenant))
+    refused = {}
+    with psycopg.connect(postgres.admin_dsn, autocommit=True) as db:
+        db.execute("REVOKE INSERT ON log_entries FROM aiaudit_writer")
+        try:
+            for what, call in _told(_stub(alerting_server, "security_analyst"), parent).items():
+                with pytest.raises(grpc.RpcError) as info:
+                    call()
+                refused[what] = (info.value.code(), info.value.details())
+        finally:
+            db.execute("GRANT INSERT ON log_entries TO aiaudit_writer")
+    assert refused == {what: (grpc.StatusCode.UNAVAILABLE, access.NOT_RECORDED) for what in TOLD}
+    assert len(access_records(store_url, tenant)) == before

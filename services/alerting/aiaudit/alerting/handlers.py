@@ -86,6 +86,15 @@ def _recorded_first(records: Sequence[Future[None]], fn: Callable[[], T]) -> T:
     return fn()
 
 
+_TELLING = (NotFoundError, ConflictError, QuotaError)
+"""What a rule change may be refused with after reading the tenant's rules (:meth:`_checked`)."""
+
+
+def _outcome(refusal: NotFoundError | ConflictError | QuotaError) -> str:
+    """The ``access.outcome`` of a refusal: its ErrorInfo reason, lower case (``not_found``)."""
+    return ("NOT_FOUND" if isinstance(refusal, NotFoundError) else refusal.reason).lower()
+
+
 def _guard(context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
     """Runs a domain call, mapping its errors to rich statuses."""
     try:
@@ -179,9 +188,28 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
         asked: Mapping[str, str | int | bool],
         fn: Callable[[], T],
     ) -> T:
-        """``fn`` run under :meth:`_check`: a rule the caller may not run is refused, recorded."""
+        """``fn`` run under :meth:`_check`: a rule the caller may not run is refused, recorded.
+
+        A refusal that tells what the tenant's rules are (no such rule, one
+        exists, its etag changed, it is built-in, the tenant's rule count) is a
+        read of them: it is recorded as ``action`` with ``access.outcome`` naming
+        why, and answered once the record commits (else UNAVAILABLE), as GetRule
+        answers its NOT_FOUND. Until 2026-12-05 UpdateRule, DeleteRule and
+        CreateRule answered whether a rule exists with no record, even while the
+        access log refused records (review).
+        """
+
+        def told() -> T:
+            try:
+                return fn()
+            except _TELLING as exc:
+                details = {**asked, "outcome": _outcome(exc)}
+                if not _all_recorded([self._record(caller, tenant, action, details)]):
+                    raise _UnrecordedError from exc
+                raise
+
         try:
-            return _guard(context, fn)
+            return _guard(context, told)
         except DeniedError as exc:
             refused = self.access.refuse(caller, tenant, exc.permission, action, asked, exc.why)
             status.abort(context, refused)
