@@ -39,6 +39,7 @@ from aiaudit.common.keys.kek import KekError
 from aiaudit.common.keys.seal import SealError
 from aiaudit.common.store import SqlEventStore
 from aiaudit.common.store.prepare import set_timestamp
+from aiaudit.common.store.schema import log_entries, logs
 from aiaudit.common.v1 import proof_pb2
 from aiaudit.integrity import checks, merkle, storage
 from aiaudit.integrity.note import NoteError
@@ -112,6 +113,32 @@ def _status_of(exc: Exception) -> status_pb2.Status | None:
             code_pb2.UNAVAILABLE, "the store is unavailable; retry", "STORE_UNAVAILABLE"
         )
     return None
+
+
+def _outside_log(
+    conn: sa.Connection, log_id: str, seq: int, signed: storage.StoredCheckpoint | None
+) -> int | None:
+    """The log's head when an entry stored at ``seq`` is no leaf of the log, else None.
+
+    The log's leaves are sequences 0..head-1: an entry below 0 or at or past the
+    head was put there by raw SQL (forged or moved), and no proof can include it.
+    Only a sequence that ``signed`` does not cover reads the head, so a proof of a
+    signed leaf pays nothing. The head is read after the entry: a genuine entry
+    commits with its head's growth, so it is always below the head read later.
+    """
+    if signed is not None and 0 <= seq < signed.tree_size:
+        return None
+    found = conn.execute(sa.select(logs.c.size).where(logs.c.log_id == log_id)).scalar()
+    head = int(found or 0)
+    return None if 0 <= seq < head else head
+
+
+def _leaves_are(head: int) -> str:
+    """Which sequences a log whose head is ``head`` has, and how another got into the store."""
+    return (
+        f"its entries are sequences 0..{head - 1} (head {head}); the entry was forged or moved "
+        "in the store"
+    )
 
 
 def checkpoint_proto(cp: storage.StoredCheckpoint) -> proof_pb2.Checkpoint:
@@ -293,6 +320,9 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
                         "ENTRY_NOT_FOUND",
                         field=which,
                     )
+                head = _outside_log(conn, request.log_id, target.seq, target.checkpoint)
+                if head is not None:
+                    self._no_leaf(conn, request.log_id, target.seq, head)
                 cp = self._covers(
                     self._found(target.checkpoint, request.log_id, request.tree_size, "tree_size"),
                     request.log_id,
@@ -312,6 +342,24 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
             )
 
         return self._run(context, body)
+
+    @staticmethod
+    def _no_leaf(conn: sa.Connection, log_id: str, seq: int, head: int) -> NoReturn:
+        """DATA_LOSS naming the entry at ``seq``, outside its log: nothing proves it."""
+        event_id = conn.execute(
+            sa.select(log_entries.c.event_id).where(
+                log_entries.c.log_id == log_id, log_entries.c.seq == seq
+            )
+        ).scalar()
+        _fail(
+            code_pb2.DATA_LOSS,
+            f"log {log_id!r} holds event {event_id!r} at sequence {seq}, which is not a leaf "
+            f"of the log and has no proof: {_leaves_are(head)}; run `aiaudit verify` on the store",
+            "NOT_A_LEAF",
+            event_id=str(event_id),
+            sequence=str(seq),
+            head=str(head),
+        )
 
     def _checked_proof(
         self,
@@ -530,9 +578,16 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
         try:
             stored = self._store.get_event(log_id, event_id)
         except SealError as exc:  # altered or moved: the content no longer opens
-            return pb.VerifyEventResponse(
-                status=pb.VERIFY_STATUS_TAMPERED, problems=[f"sealed content does not open: {exc}"]
-            )
+            problems = [f"sealed content does not open: {exc}"]
+            with self._reading() as conn:  # and a copy forged outside the log is named as such
+                target = storage.proof_target(conn, log_id, "event_id", event_id, 0)
+                if target is not None:
+                    head = _outside_log(conn, log_id, target.seq, target.checkpoint)
+                    if head is not None:
+                        problems.append(
+                            f"sequence {target.seq} is not a leaf of the log: {_leaves_are(head)}"
+                        )
+            return pb.VerifyEventResponse(status=pb.VERIFY_STATUS_TAMPERED, problems=problems)
         if stored is None:
             _fail(
                 code_pb2.NOT_FOUND,
@@ -556,6 +611,12 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
             ):
                 problems.append("content deleted without a privacy-erasure record naming the event")
             cp = storage.latest_checkpoint(conn, log_id)
+            head = _outside_log(conn, log_id, stored.sequence, cp)
+            if head is not None:  # no proof to check: the entry is not in the log at all
+                problems.append(
+                    f"sequence {stored.sequence} is not a leaf of the log: {_leaves_are(head)}"
+                )
+                return pb.VerifyEventResponse(status=pb.VERIFY_STATUS_TAMPERED, problems=problems)
             if cp is None or cp.tree_size <= stored.sequence:
                 verdict = pb.VERIFY_STATUS_TAMPERED if problems else pb.VERIFY_STATUS_PENDING
                 return pb.VerifyEventResponse(status=verdict, problems=problems)
