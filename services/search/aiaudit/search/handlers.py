@@ -858,6 +858,9 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
             return []
         assert self._integrity is not None and plan.checkpoint is not None
         assert plan.proofs is not None
+        for e in found:
+            if not 0 <= e.sequence < plan.checkpoint.tree_size:
+                raise _not_a_leaf(tenant, e, plan.checkpoint.tree_size)
         try:
             proofs = self._integrity.proofs(
                 plan.proofs, tenant, plan.checkpoint.tree_size, [e.sequence for e in found]
@@ -880,6 +883,27 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
                 )
             )
         return out
+
+
+def _not_a_leaf(tenant: str, found: StoredEvent, tree_size: int) -> _AbortError:
+    """An exported event stored outside its log's sequences: no line may claim a proof of it.
+
+    Only raw SQL puts one there (an erasure naming it has the indexer index it);
+    BatchGetInclusionProofs would refuse the sequence as a bad argument, which
+    read as the integrity service being unusable.
+    """
+    return _AbortError(
+        status.error(
+            code_pb2.DATA_LOSS,
+            f"event {found.event_id!r} of tenant {tenant!r} is stored at sequence "
+            f"{found.sequence}, which is not a leaf of the log (the export's checkpoint covers "
+            f"sequences 0..{tree_size - 1}): no proof can include it, so the export was "
+            "stopped; run `aiaudit verify` on the store",
+            "NOT_A_LEAF",
+            event_id=found.event_id,
+            sequence=str(found.sequence),
+        )
+    )
 
 
 def _raise_if_cancelled(context: grpc.ServicerContext) -> None:
