@@ -921,3 +921,63 @@ def test_a_content_row_beyond_the_head_is_named(log: Log) -> None:
         f"log {log.tenant} sequence 40: content row without a log entry beyond the log head "
         "(size 15): inserted?",
     ]
+
+
+def test_a_stored_checkpoint_without_its_exported_copy_is_named(log: Log) -> None:
+    """The notary writes (and fsyncs) each checkpoint's copy before it stores the row, so a
+    stored checkpoint without one lost it; removing a copy passed (review, 2026-12-05)."""
+    (copy,) = (log.checkpoint_dir / log.tenant).glob(f"{12:020d}-*.checkpoint")
+    copy.unlink()
+    assert log.problems() == [
+        f"log {log.tenant}: stored checkpoint at size 12 has no exported copy (the notary "
+        "exports each before storing it: copy deleted, or not the notary's directory?)"
+    ]
+    for other in (log.checkpoint_dir / log.tenant).iterdir():  # the log's folder, gone
+        other.unlink()
+    (log.checkpoint_dir / log.tenant).rmdir()
+    assert sorted(log.problems()) == [
+        f"log {log.tenant}: stored checkpoint at size {size} has no exported copy (the notary "
+        "exports each before storing it: copy deleted, or not the notary's directory?)"
+        for size in (12, 15)
+    ]
+
+
+def test_a_missing_checkpoint_directory_is_an_error_not_a_pass(
+    log: Log, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A history rolled back past its last checkpoint (rows, nodes, checkpoints, cursor and
+    head cut back together) is told by the exported copies alone: with a mistyped, unmounted
+    or other host's directory verify passed it (review, 2026-12-05)."""
+    if log.admin.dialect.name == "postgresql":
+        log.execute("ALTER TABLE logs DISABLE TRIGGER logs_head_grows")
+    for table in ("event_content", "events", "log_entries"):
+        log.execute(f"DELETE FROM {table} WHERE log_id = :t AND seq >= 12")
+    log.execute(
+        "DELETE FROM integrity_nodes WHERE log_id = :t AND "
+        "((level = 0 AND idx >= 12) OR (level = 1 AND idx >= 6) OR (level = 2 AND idx >= 3))"
+    )
+    log.execute("DELETE FROM integrity_checkpoints WHERE log_id = :t AND tree_size > 12")
+    log.execute("UPDATE consumer_cursors SET position = 12 WHERE log_id = :t")
+    log.execute("UPDATE logs SET size = 12 WHERE log_id = :t")
+    if log.admin.dialect.name == "postgresql":
+        log.execute("ALTER TABLE logs ENABLE TRIGGER logs_head_grows")
+    assert log.problems() == [
+        f"log {log.tenant}: exported checkpoint at size 15 covers sequences 12..14, which are "
+        "missing (tail truncated?)"
+    ]
+    key = log.keys.verifier_keys()[0].encode()
+    url = log.admin.url.render_as_string(hide_password=False)
+    base = ["verify", "--database-url", url, "--log", log.tenant, "--verifier-key", key]
+    base += ["--origin-prefix", ORIGIN_PREFIX, "--mode", log.mode]
+    capsys.readouterr()
+    missing = tmp_path / "nonexistent"
+    assert main([*base, "--checkpoint-dir", str(missing)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (
+        f"aiaudit: configuration error: checkpoint directory {missing} does not exist, and the "
+        "store holds signed checkpoints: each is checked against the copy the notary exported "
+        "there before storing it, which tells a history rolled back; pass the notary's "
+        "directory (--checkpoint-dir, or integrity.checkpoint_dir)\n"
+    )
+    assert main([*base, "--checkpoint-dir", str(log.checkpoint_dir)]) == 1

@@ -28,7 +28,7 @@ from aiaudit.integrity.note import NoteError, VerifierKey, parse_verifier_key
 from aiaudit.integrity.signers import VAULT_ERRORS, SignerUnavailableError
 from aiaudit.integrity.v1 import integrity_service_pb2 as pb
 from aiaudit.integrity.v1 import integrity_service_pb2_grpc as pb_grpc
-from aiaudit.integrity.verify import MODES, verify_store
+from aiaudit.integrity.verify import MODES, NoExportsError, verify_store
 
 Common = Callable[[argparse.ArgumentParser], None]
 
@@ -185,17 +185,23 @@ def run_verify(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{checked} event(s) checked, {len(problems)} problem(s)", file=sys.stderr)
         return 1 if problems or checked == 0 else 0
     with _existing_store(_store_url(args, settings, s), settings) as store:
-        report = verify_store(
-            store.engine,
-            keys,
-            origin_prefix,
-            args.checkpoint_dir or integrity_settings.checkpoint_dir(settings, s),
-            args.log or (),
-            _progress,
-            args.mode or "full",
-            args.workers or 1,
-            store.keys,
-        )
+        try:
+            report = verify_store(
+                store.engine,
+                keys,
+                origin_prefix,
+                args.checkpoint_dir or integrity_settings.checkpoint_dir(settings, s),
+                args.log or (),
+                _progress,
+                args.mode or "full",
+                args.workers or 1,
+                store.keys,
+            )
+        except NoExportsError as exc:
+            raise ConfigError(
+                f"{exc}; pass the notary's directory (--checkpoint-dir, or "
+                "integrity.checkpoint_dir)"
+            ) from None
     for problem in report.problems:
         print(problem)
     if report.exported_only:

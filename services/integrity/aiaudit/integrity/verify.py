@@ -23,7 +23,10 @@ For every log, in sequence order (one streaming pass, O(log n) memory):
   exported (WORM) checkpoint's size, that checkpoint's root. Every checkpoint
   must carry a valid signature from a trusted key for the log's origin. All
   roots coming from one rebuilt leaf sequence is what makes each checkpoint
-  consistent with the next;
+  consistent with the next. Every stored checkpoint has its exported copy
+  (the notary writes it first), and a missing directory while checkpoints
+  are stored is an error, not "no copies": only the copies tell a history
+  rolled back past its last checkpoint;
 * no checkpoint or integrated leaf lies past the end of the log (a truncated
   tail);
 * (``full``) every event whose content is gone (it has commitments but no
@@ -137,9 +140,17 @@ def _checkpoints(
     checkpoint_dir: Path | None,
     report: Report,
 ) -> dict[int, list[_Target]]:
-    """Verified checkpoints by size (database and exported copies); bad ones are problems."""
+    """Verified checkpoints by size (database and exported copies); bad ones are problems.
+
+    The notary writes and fsyncs a checkpoint's copy before it stores the row
+    (``Notary._sign_all``), so a stored checkpoint whose text has no copy lost
+    it; only the copies tell a history rolled back past its last checkpoint
+    (rows, nodes, checkpoints, cursor and head cut back together). Without
+    ``checkpoint_dir`` no copy is read.
+    """
     targets: dict[int, list[_Target]] = {}
-    stored: dict[int, bytes] = {}
+    stored: dict[int, bytes | None] = {}  # verified roots; None: the row is a problem named
+    texts: dict[int, str] = {}
     opened: dict[str, Checkpoint | NoteError] = {}  # an exported copy is the stored text
 
     def add(size: int, signed: str, source: str) -> bytes | None:
@@ -171,23 +182,34 @@ def _checkpoints(
                     f"stored checkpoint at size {cp.tree_size}: root_hash column is not the note's",
                 )
             )
-        if root is not None:
-            stored[cp.tree_size] = root
-    if checkpoint_dir is not None:
-        for size, signed in worm.read_all(checkpoint_dir, log_id):
-            root = add(size, signed, "exported checkpoint")
-            if root is None:
-                continue
-            if size not in stored:
-                # Signed and exported by a leader that stopped before storing it: one
-                # of this tree's checkpoints all the same, checked against it like any.
-                report.exported_only += 1
-            elif stored[size] != root:
-                report.problems.append(
-                    Problem(
-                        log_id, f"stored checkpoint at size {size} differs from its exported copy"
-                    )
+        stored[cp.tree_size] = root
+        texts[cp.tree_size] = cp.signed_note
+    if checkpoint_dir is None:
+        return targets
+    copies: dict[int, set[str]] = {}
+    for size, signed in worm.read_all(checkpoint_dir, log_id):
+        copies.setdefault(size, set()).add(signed)
+        root = add(size, signed, "exported checkpoint")
+        if root is None:
+            continue
+        if size not in stored:
+            # Signed and exported by a leader that stopped before storing it: one
+            # of this tree's checkpoints all the same, checked against it like any.
+            report.exported_only += 1
+        elif stored[size] not in (None, root):
+            stored[size] = None  # named once
+            report.problems.append(
+                Problem(log_id, f"stored checkpoint at size {size} differs from its exported copy")
+            )
+    for size, root in stored.items():
+        if root is not None and texts[size] not in copies.get(size, ()):
+            report.problems.append(
+                Problem(
+                    log_id,
+                    f"stored checkpoint at size {size} has no exported copy (the notary exports"
+                    " each before storing it: copy deleted, or not the notary's directory?)",
                 )
+            )
     return targets
 
 
@@ -1163,7 +1185,9 @@ def verify_store(
     inline; on a 2-core machine shipping pages to workers cost more than it
     saved, so more is only worth it with spare cores). ``content_keys`` opens
     sealed content for the ``full`` mode's check against the commitments (by
-    default as the embedded mode seals: see ``open_store``).
+    default as the embedded mode seals: see ``open_store``). Raises
+    :class:`NoExportsError` if ``checkpoint_dir`` is given, missing, and a log
+    to verify has stored checkpoints.
     """
     if content_keys == "embedded":
         content_keys = embedded_keys(engine.url.render_as_string(hide_password=False))
@@ -1204,6 +1228,34 @@ def _headless(conn: sa.Connection, known: set[str], checkpoint_dir: Path | None)
     return sorted(found - known)
 
 
+class NoExportsError(Exception):
+    """The checkpoint directory is missing while the logs verified have stored checkpoints."""
+
+
+def _exports_there(
+    conn: sa.Connection, checkpoint_dir: Path | None, log_ids: Sequence[str], chosen: list[str]
+) -> None:
+    """Raises :class:`NoExportsError` if the directory is missing and a checkpoint is stored.
+
+    Its folders used to be read only if it existed: a mistyped path, a Job
+    without the volume, or another host's default read as "no copies", and
+    a history rolled back past its last checkpoint passed (review, 2026-12-05).
+    Naming every stored checkpoint instead would call a mistake tampering.
+    """
+    if checkpoint_dir is None or checkpoint_dir.is_dir():
+        return
+    query = sa.select(checkpoints.c.log_id).limit(1)
+    if log_ids:
+        query = query.where(checkpoints.c.log_id.in_(chosen))
+    if conn.execute(query).first() is not None:
+        state = "is not a directory" if checkpoint_dir.exists() else "does not exist"
+        raise NoExportsError(
+            f"checkpoint directory {checkpoint_dir} {state}, and the store holds signed "
+            "checkpoints: each is checked against the copy the notary exported there before "
+            "storing it, which tells a history rolled back"
+        )
+
+
 def _verify_logs(
     engine: sa.Engine,
     keys: Sequence[VerifierKey],
@@ -1234,6 +1286,7 @@ def _verify_logs(
             if log_id not in known:
                 report.problems.append(Problem(log_id, "no such log"))
         chosen = [x for x in known if x in log_ids] if log_ids else known
+        _exports_there(conn, checkpoint_dir, log_ids, chosen)
         for log_id in chosen:
             verify_log(
                 conn,
