@@ -404,7 +404,11 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
         """Dry run over stored events; the read is audited with the rule tested.
 
         A rule reading content or personal data needs ``content.read`` or
-        ``pii.read``: which events it fires on tells what they hold.
+        ``pii.read``: which events it fires on tells what they hold. The record
+        is submitted once the request is checked, before any event is read, and
+        waited for whatever the reads did: until 2026-12-05 it followed them, and
+        a read that failed (sealed content that does not open: DATA_LOSS naming
+        the event) was answered unrecorded (review).
         """
         action = "alerting.test_rule"
         asked = {"name": request.parent, "filter": request.filter, "query": request.source}
@@ -413,21 +417,24 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
         )
         tenant = parse_parent(request.parent)
         self.access.require(context, caller, "events.read", tenant, action, asked)
+        records: list[Future[None]] = []
+
+        def reading(count: int) -> None:
+            # The source is what was looked for (a regex over messages, say): kept as the
+            # record's content ("query"), like a searched phrase, with the filter.
+            details: dict[str, str | int | bool] = {
+                "filter": request.filter,
+                "query": request.source,
+                "evaluated": count,
+            }
+            records.append(self._record(caller, tenant, action, details))
+
         alerts, evaluated = self._checked(
             context, caller, tenant, action, asked,
-            lambda: self.service.test_rule(
+            lambda: _settled(records, lambda: self.service.test_rule(
                 request.parent, request.source, request.filter, request.max_events,
-                self._check(caller, tenant),
-            ),
-        )  # fmt: skip
-        # The source is what was looked for (a regex over messages, say): kept as the
-        # record's content ("query"), like a searched phrase, with the filter.
-        self._recorded(
-            context,
-            self._record(
-                caller, tenant, "alerting.test_rule",
-                {"filter": request.filter, "query": request.source, "evaluated": evaluated},
-            ),
+                self._check(caller, tenant), reading,
+            )),
         )  # fmt: skip
         content = caller.allows("content.read", tenant)
         return pb.TestRuleResponse(

@@ -598,11 +598,19 @@ class AlertingService:
             self.store.delete_rule(conn, tenant, rule_id)
 
     def test_rule(
-        self, parent: str, source: str, filter_text: str, max_events: int, check: Check = _anyone
+        self,
+        parent: str,
+        source: str,
+        filter_text: str,
+        max_events: int,
+        check: Check = _anyone,
+        reading: Callable[[int], None] = lambda _: None,
     ) -> tuple[list[Alert], int]:
         """Dry run over stored events (oldest first): the alerts the rule would have raised.
 
-        ``check`` sees the compiled rule before any event is read.
+        ``check`` sees the compiled rule before any event is read; ``reading`` is
+        told how many events will be, before they are (the handler submits its
+        access record there, so that a read that fails is recorded too).
         """
         tenant = parse_parent(parent)
         violations = _rule_violations(source, "source")
@@ -630,6 +638,7 @@ class AlertingService:
                     .limit(limit)
                 ).scalars()
             )
+        reading(len(seqs))
         stored = self.events.read_sequences(tenant, seqs)
         events = [_parsed(wire) for wire in evaluated(stored)]  # as the engine sees them
         received = [s.receive_time for s in stored]
