@@ -9,11 +9,15 @@ streamed, and ListAlerts, paged by create time, could not find those updates eit
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import queue
+import sqlite3
 import threading
+from collections.abc import Iterator
 
 import grpc
+import psycopg
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
@@ -22,6 +26,7 @@ from aiaudit.alerting.service import resume_token
 from aiaudit.alerting.v1 import alerting_service_pb2 as pb
 from aiaudit.alerting.v1 import alerting_service_pb2_grpc as pb_grpc
 from tests.alerting.test_service import RULE, Server, send, violations
+from tests.conftest import Postgres
 from tests.helpers import interaction, wait_until
 
 
@@ -142,3 +147,55 @@ def test_a_resume_token_not_returned_for_the_parent_or_ahead_of_it_is_refused(
         "RESUME_TOKEN_AHEAD",
         {"field": "resume_token", "head": "0"},
     )
+
+
+@contextlib.contextmanager
+def _alerts_unreadable(store_url: str, request: pytest.FixtureRequest) -> Iterator[None]:
+    """The alerts table out of reach for a while, as a store failing under a watch."""
+    if store_url.startswith("sqlite"):
+        db = sqlite3.connect(store_url.removeprefix("sqlite:///"), timeout=30, isolation_level=None)
+        db.execute("ALTER TABLE alerting_alerts RENAME TO alerting_alerts_away")
+        try:
+            yield
+        finally:
+            db.execute("ALTER TABLE alerting_alerts_away RENAME TO alerting_alerts")
+            db.close()
+        return
+    pg: Postgres = request.getfixturevalue("postgres")
+    with psycopg.connect(pg.admin_dsn, autocommit=True) as db:
+        db.execute("REVOKE SELECT ON alerting_alerts FROM aiaudit_alerting, aiaudit_reader")
+        try:
+            yield
+        finally:
+            db.execute("GRANT SELECT ON alerting_alerts TO aiaudit_alerting, aiaudit_reader")
+
+
+def test_a_watch_the_store_fails_under_ends_unavailable_and_resumes(
+    alerting_server: Server, tenant: str, store_url: str, request: pytest.FixtureRequest
+) -> None:
+    """It ended UNKNOWN with the driver's message, the statement's SQL included (review,
+    2026-12-05): now UNAVAILABLE, saying to open it again from the last resume_token."""
+    channel, _, _ = alerting_server
+    stub = pb_grpc.AlertingServiceStub(channel)  # type: ignore[no-untyped-call]
+    parent = f"tenants/{tenant}"
+    stub.CreateRule(pb.CreateRuleRequest(parent=parent, rule=pb.Rule(source=RULE, enabled=True)))
+    watch = stub.WatchAlerts(pb.WatchAlertsRequest(parent=parent), timeout=30)
+    watch.initial_metadata()  # subscribed
+    send(channel, [interaction(tenant, user="u1")])
+    last = next(watch)
+    with _alerts_unreadable(store_url, request), pytest.raises(grpc.RpcError) as info:
+        next(watch)
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert info.value.details() == (
+        "the store is unavailable; the watch stopped: open it again with the last resume_token"
+    )
+    st = rpc_status.from_call(info.value)  # type: ignore[arg-type]
+    assert st is not None
+    reason = error_details_pb2.ErrorInfo()
+    assert st.details[0].Unpack(reason) and reason.reason == "STORE_UNAVAILABLE"
+    send(channel, [interaction(tenant, user="u2")])
+    resumed = stub.WatchAlerts(
+        pb.WatchAlertsRequest(parent=parent, resume_token=last.resume_token), timeout=30
+    )
+    assert _seen([next(resumed)]) == [("big-output:u2", pb.ALERT_STATE_FIRING, 1, "")]
+    resumed.cancel()

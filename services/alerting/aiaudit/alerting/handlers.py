@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from typing import TypeVar
@@ -42,6 +43,8 @@ from aiaudit.common.keys.seal import SealError
 from aiaudit.common.stream_slots import StreamSlots
 from aiaudit.common.v1.event_pb2 import Severity
 
+log = logging.getLogger(__name__)
+
 SERVICE_NAME = "aiaudit.alerting.v1.AlertingService"
 T = TypeVar("T")
 MAX_TEST_ALERTS = 100
@@ -50,6 +53,15 @@ thousands, past what a gRPC message carries; `alert_count` says how many in all.
 NAMED_PER_RECORD = 100
 """Alert ids one WatchAlerts access record names (33 characters each: within the 4,096 an
 access record keeps of a detail)."""
+
+
+WATCH_STOPPED = status.error(
+    code_pb2.UNAVAILABLE,
+    "the store is unavailable; the watch stopped: open it again with the last resume_token",
+    "STORE_UNAVAILABLE",
+)
+"""How a watch ends when the store fails while it runs. Until 2026-12-05 it ended UNKNOWN
+with the driver's message, the statement's SQL included (review)."""
 
 
 class _UnrecordedError(Exception):
@@ -558,27 +570,32 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
         context.send_initial_metadata(())  # the client knows it is subscribed from here on
         # Authenticated once, when it opened: the stream ends when the token does.
         stop = lambda: not context.is_active() or caller.expired()  # noqa: E731
-        for found in self.service.watch(sub, tenant, int(request.min_severity), stop):
-            if caller.expired():  # found after the end: not sent
-                break
-            parts = [
-                found[i : i + NAMED_PER_RECORD] for i in range(0, len(found), NAMED_PER_RECORD)
-            ]
-            records = [
-                self._record(
-                    caller,
-                    tenant,
-                    "alerting.watch_alerts.sent",
-                    {"alerts": ",".join(a.alert_id for a in part), "returned": len(part)},
-                )
-                for part in parts
-            ]
-            self._recorded(context, *records)
-            for a in found:
-                yield pb.WatchAlertsResponse(
-                    alert=convert.alert(a, content=content),
-                    resume_token=resume_token(tenant, a.change_seq),
-                )
+        try:
+            for found in self.service.watch(sub, tenant, int(request.min_severity), stop):
+                if caller.expired():  # found after the end: not sent
+                    break
+                parts = [
+                    found[i : i + NAMED_PER_RECORD] for i in range(0, len(found), NAMED_PER_RECORD)
+                ]
+                records = [
+                    self._record(
+                        caller,
+                        tenant,
+                        "alerting.watch_alerts.sent",
+                        {"alerts": ",".join(a.alert_id for a in part), "returned": len(part)},
+                    )
+                    for part in parts
+                ]
+                self._recorded(context, *records)
+                for a in found:
+                    yield pb.WatchAlertsResponse(
+                        alert=convert.alert(a, content=content),
+                        resume_token=resume_token(tenant, a.change_seq),
+                    )
+        except sa.exc.SQLAlchemyError as exc:
+            # The driver's message quotes the statement: it goes to the log, not to the caller.
+            log.warning("WatchAlerts of tenant %r stopped: the store failed: %s", tenant, exc)
+            status.abort(context, WATCH_STOPPED)
         if caller.expired():
             end_expired(context)
 
