@@ -528,3 +528,44 @@ def test_integrity_authenticates_before_it_checks_a_request(
         assert "leaf" in field_violations(err.value)
     finally:
         server.stop(None)
+
+
+def test_content_deleted_under_a_forged_erasure_record_is_tampering(
+    suite: Running, tenant: str, admin_url: str
+) -> None:
+    """An event row forged as an erasure record (no log entry) naming an event whose content
+    raw SQL deleted made VerifyEvent answer VERIFIED_ERASED (review, 2026-12-05)."""
+    receipts = append(suite, tenant, 2)
+    wait_until(lambda: checkpoint_covers(suite, tenant, 2))
+    first, second = (r.event_id for r in receipts)  # type: ignore[attr-defined]
+    owner = open_store(admin_url)
+    try:
+        record = erase(owner, tenant, "request", "dpo", event_ids=[second]).record_id
+    finally:
+        owner.close()
+    admin = sa.create_engine(admin_url)
+    try:
+        with admin.begin() as conn:
+            row = conn.execute(
+                sa.text("SELECT * FROM events WHERE log_id = :t AND event_id = :e"),
+                {"t": tenant, "e": record},
+            ).one()
+            forged = {**row._asdict(), "seq": 1000, "event_id": "erasure-forged"}
+            forged["canonical"] = bytes(row.canonical).replace(second.encode(), first.encode())
+            columns = ", ".join(forged)
+            conn.execute(
+                sa.text(f"INSERT INTO events ({columns}) VALUES (:{', :'.join(forged)})"), forged
+            )
+            conn.execute(
+                sa.text("DELETE FROM event_content WHERE log_id = :t AND seq = 0"), {"t": tenant}
+            )
+    finally:
+        admin.dispose()
+    stub = integrity(suite)
+    verdict = stub.VerifyEvent(pb.VerifyEventRequest(log_id=tenant, event_id=first))
+    assert verdict.status == pb.VERIFY_STATUS_TAMPERED
+    assert list(verdict.problems) == [
+        "content deleted without a privacy-erasure record naming the event"
+    ]
+    erased = stub.VerifyEvent(pb.VerifyEventRequest(log_id=tenant, event_id=second))
+    assert erased.status == pb.VERIFY_STATUS_VERIFIED_ERASED, erased.problems

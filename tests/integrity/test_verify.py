@@ -29,7 +29,7 @@ from aiaudit.common.store import SqlEventStore, embedded_keys, open_store
 from aiaudit.common.store.prepare import prepare
 from aiaudit.common.store.schema import TS, event_content, events, log_entries
 from aiaudit.common.store.sql import Receipt, data_keys
-from aiaudit.integrity import checks, note, verify
+from aiaudit.integrity import checks, note, storage, verify
 from aiaudit.integrity.merkle import CompactRange
 from aiaudit.integrity.note import VerifierKey
 from aiaudit.integrity.signers import ActiveKey, FileKeys, SignerUnavailableError
@@ -981,3 +981,82 @@ def test_a_missing_checkpoint_directory_is_an_error_not_a_pass(
         "directory (--checkpoint-dir, or integrity.checkpoint_dir)\n"
     )
     assert main([*base, "--checkpoint-dir", str(log.checkpoint_dir)]) == 1
+
+
+def _erase_second_event(log: Log, privacy_url: str) -> str:
+    """A real erasure of the event at sequence 2; the id of its record, the log's entry 15."""
+    from aiaudit.common.erasure import erase
+
+    privacy = open_store(privacy_url)
+    try:
+        record = erase(privacy, log.tenant, "data subject request", "dpo", [log.event(2)])
+    finally:
+        privacy.close()
+    assert log.verify().ok
+    return record.record_id
+
+
+def _record_naming(log: Log, conn: sa.Connection, *event_ids: str) -> bytes:
+    """The canonical form of the erasure record at 15, edited to name ``event_ids``."""
+    committed = conn.execute(
+        sa.select(events.c.canonical).where(events.c.log_id == log.tenant, events.c.seq == 15)
+    ).scalar_one()
+    named = json.dumps(list(event_ids), separators=(",", ":")).encode()
+    forged = bytes(committed).replace(f'["{log.event(2)}"]'.encode(), named)
+    assert forged != bytes(committed)
+    return forged
+
+
+def test_an_erasure_record_that_is_no_log_entry_erases_nothing(
+    full_log: Log, privacy_url: str
+) -> None:
+    """Content deleted by raw SQL, and an event row forged as an erasure record naming it but
+    with no log entry: verify named only the forged row, and VerifyEvent called the event
+    VERIFIED_ERASED (review, 2026-12-05). Only a record that is the log's entry counts."""
+    _erase_second_event(full_log, privacy_url)
+    with full_log.admin.begin() as conn:
+        record = conn.execute(
+            sa.select(events).where(events.c.log_id == full_log.tenant, events.c.seq == 15)
+        ).one()
+        forged = {
+            **record._asdict(),
+            "seq": 1000,
+            "event_id": "erasure-forged",
+            "canonical": _record_naming(full_log, conn, full_log.event(0)),
+        }
+        conn.execute(sa.insert(events).values(**forged))
+    full_log.execute("DELETE FROM event_content WHERE log_id = :t AND seq = 0")
+    assert full_log.problems() == [
+        f"log {full_log.tenant} sequence 0 event {full_log.event(0)}: content deleted without "
+        "a privacy-erasure record naming the event",
+        f"log {full_log.tenant} sequence 1000 event erasure-forged: event row without a log "
+        "entry (inserted?)",
+    ]
+    with full_log.admin.connect() as conn:  # what VerifyEvent asks
+        assert not storage.erasure_recorded(conn, full_log.tenant, full_log.event(0), 0)
+        assert storage.erasure_recorded(conn, full_log.tenant, full_log.event(2), 2)
+
+
+def test_a_changed_erasure_record_erases_nothing(full_log: Log, privacy_url: str) -> None:
+    """A record whose bytes are no longer its entry's proves no erasure: the events it
+    names, content gone, are named too, not only the changed record."""
+    record = _erase_second_event(full_log, privacy_url)
+    with full_log.admin.begin() as conn:
+        forged = _record_naming(full_log, conn, full_log.event(2), full_log.event(0))
+        conn.execute(
+            sa.update(events)
+            .where(events.c.log_id == full_log.tenant, events.c.seq == 15)
+            .values(canonical=forged)
+        )
+    full_log.execute("DELETE FROM event_content WHERE log_id = :t AND seq = 0")
+    assert full_log.problems() == [
+        f"log {full_log.tenant} sequence 15 event {record}: "
+        "canonical form does not match the log entry's leaf hash (changed)",
+        f"log {full_log.tenant} sequence 0 event {full_log.event(0)}: content deleted without "
+        "a privacy-erasure record naming the event",
+        f"log {full_log.tenant} sequence 2 event {full_log.event(2)}: content deleted without "
+        "a privacy-erasure record naming the event",
+    ]
+    with full_log.admin.connect() as conn:
+        assert not storage.erasure_recorded(conn, full_log.tenant, full_log.event(0), 0)
+        assert not storage.erasure_recorded(conn, full_log.tenant, full_log.event(2), 2)

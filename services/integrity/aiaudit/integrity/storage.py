@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from aiaudit.common import canonical, erasure
 from aiaudit.common.store import pgarrays
-from aiaudit.common.store.schema import consumer_cursors, events, log_entries
+from aiaudit.common.store.schema import consumer_cursors, events, log_entries, logs
 from aiaudit.common.store.sql import pg_rows
 from aiaudit.integrity.merkle import MissingNodeError, NodeID
 from aiaudit.integrity.tables import checkpoints, nodes
@@ -442,17 +442,32 @@ _COMMITMENT = canonical.COMMITMENT_PREFIX.encode()
 def erasure_records(conn: sa.Connection, log_id: str, after: int) -> Iterator[tuple[int, bytes]]:
     """(sequence, canonical form) of the log's erasure and retention records after ``after``.
 
-    Found by their event type, so only the few records are read.
+    Found by their event type, so only the few records are read. Only a
+    record that is the log's entry counts: its entry (sequence and receive
+    time) within the head, its bytes hashing to the entry's leaf. An event row
+    forged as a record naming an event whose content was deleted by raw SQL
+    made ``verify`` and ``VerifyEvent`` take the deletion for an erasure
+    (review, 2026-12-05); the row itself is named as inserted or changed.
     """
+    ev, le = events.c, log_entries.c
+    head = sa.select(logs.c.size).where(logs.c.log_id == log_id).scalar_subquery()
     rows = conn.execute(
-        sa.select(events.c.seq, events.c.canonical).where(
-            events.c.log_id == log_id,
-            events.c.event_type.in_(erasure.RECORD_TYPES),
-            events.c.seq > after,
+        sa.select(ev.seq, ev.canonical, le.leaf_hash)
+        .join_from(
+            events,
+            log_entries,
+            sa.and_(le.log_id == ev.log_id, le.seq == ev.seq, le.receive_time == ev.receive_time),
+        )
+        .where(
+            ev.log_id == log_id,
+            ev.event_type.in_(erasure.RECORD_TYPES),
+            ev.seq > after,
+            ev.seq < head,
         )
     )
-    for seq, committed in rows:
-        yield int(seq), bytes(committed)
+    for seq, committed, leaf in rows:
+        if canonical.leaf_hash(bytes(committed)) == bytes(leaf):
+            yield int(seq), bytes(committed)
 
 
 def erasure_recorded(conn: sa.Connection, log_id: str, event_id: str, after: int) -> bool:

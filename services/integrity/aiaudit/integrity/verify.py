@@ -514,11 +514,18 @@ class _LogWalk:
         self.erased_by: dict[str, int] = {}
         """Event id -> sequence of the last erasure record naming it."""
 
-    def erasure_facts(self, seq: int, event_id: str, canonical: bytes, gone: bool) -> None:
-        """Notes a content-less event, or the ids an erasure record names."""
+    def erasure_facts(
+        self, seq: int, event_id: str, canonical: bytes, gone: bool, record: bool
+    ) -> None:
+        """Notes a content-less event, or the ids an erasure record names.
+
+        ``record``: whether the row, if a record, counts as one (that of an
+        intact entry within the head; see ``storage.erasure_records``).
+        """
         if gone and storage.has_content_commitments(canonical):
             self.without_content.append((seq, event_id))
-        self.erased_by.update(dict.fromkeys(erasure.erased_ids(canonical), seq))
+        if record:
+            self.erased_by.update(dict.fromkeys(erasure.erased_ids(canonical), seq))
 
     def unrecorded_erasures(self) -> None:
         """Reports content deleted with no erasure record after it naming the event."""
@@ -1007,8 +1014,10 @@ def verify_log(
     if walk.without_content:
         # An erasure deletes content and appends its record in one transaction: content
         # seen gone during the walk has its record committed, maybe past the pages walked.
-        for seq, committed in storage.erasure_records(conn, log_id, after=expected - 1):
-            walk.erasure_facts(seq, "", committed, gone=False)
+        # Records past the head the walk began with were not counted by it.
+        after = min(expected, head) - 1
+        for seq, committed in storage.erasure_records(conn, log_id, after=after):
+            walk.erasure_facts(seq, "", committed, gone=False, record=True)
     walk.unrecorded_erasures()
     for seq, event_id, record in _content_after_erasure(conn, log_id):
         walk.problem(
@@ -1134,10 +1143,12 @@ def _walk_pages(
                     report.problems.append(Problem(log_id, problem, seq, row.entry_event_id))
                 if seq > expected:
                     leaves += walk.gap(expected, seq, _integrated(conn, log_id, expected, seq))
-                leaves.append(walk.entry(row))
+                leaf = walk.entry(row)
+                leaves.append(leaf)
                 if full and row.canonical is not None:
                     gone = row.content is None and row.sealing is None
-                    walk.erasure_facts(seq, row.entry_event_id, row.canonical, gone)
+                    record = seq < walk.head and leaf == row.leaf_hash
+                    walk.erasure_facts(seq, row.entry_event_id, row.canonical, gone, record)
                     work.append(
                         (
                             log_id,
