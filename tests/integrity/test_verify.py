@@ -1060,3 +1060,22 @@ def test_a_changed_erasure_record_erases_nothing(full_log: Log, privacy_url: str
     with full_log.admin.connect() as conn:
         assert not storage.erasure_recorded(conn, full_log.tenant, full_log.event(0), 0)
         assert not storage.erasure_recorded(conn, full_log.tenant, full_log.event(2), 2)
+
+
+def test_consumer_cursors_past_the_head_are_named(log: Log) -> None:
+    """A consumer resumes at its cursor: one moved past the head skips the sequences in
+    between for good (the search index, alerting). Only the notary's was checked."""
+    with log.admin.begin() as conn:
+        for consumer, position in (("search-indexer", 1000), ("alerting", 16), ("other", 15)):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO consumer_cursors (consumer, log_id, position) VALUES (:c, :t, :p)"
+                ),
+                {"c": consumer, "t": log.tenant, "p": position},
+            )
+    assert log.problems() == [
+        f"log {log.tenant}: consumer alerting has read 16 entries but the log head says 15 "
+        "(cursor moved, or tail truncated?): sequences 15..15 would never reach it",
+        f"log {log.tenant}: consumer search-indexer has read 1000 entries but the log head says "
+        "15 (cursor moved, or tail truncated?): sequences 15..999 would never reach it",
+    ]

@@ -27,8 +27,8 @@ For every log, in sequence order (one streaming pass, O(log n) memory):
   (the notary writes it first), and a missing directory while checkpoints
   are stored is an error, not "no copies": only the copies tell a history
   rolled back past its last checkpoint;
-* no checkpoint or integrated leaf lies past the end of the log (a truncated
-  tail);
+* no checkpoint, integrated leaf or consumer's cursor lies past the end of
+  the log (a truncated tail; a consumer would skip the sequences between);
 * (``full``) every event whose content is gone (it has commitments but no
   content row) is named by a later privacy-erasure record of its log: the
   privacy role may delete content, and a deletion without its record is
@@ -61,7 +61,13 @@ from aiaudit.common.keys import seal
 from aiaudit.common.keys.keyring import Keyring
 from aiaudit.common.keys.seal import DataKey
 from aiaudit.common.store import cursors, embedded_keys
-from aiaudit.common.store.schema import event_content, events, log_entries, logs
+from aiaudit.common.store.schema import (
+    consumer_cursors,
+    event_content,
+    events,
+    log_entries,
+    logs,
+)
 from aiaudit.common.store.sql import READ_BYTES, data_keys
 from aiaudit.integrity import checks, storage, worm
 from aiaudit.integrity.merkle import HASH_SIZE, CompactRange
@@ -664,6 +670,16 @@ class _LogWalk:
             if level < 0 or idx < 0:
                 self.problem(f"node level {level} index {idx} is no place in a tree (inserted?)")
 
+    def cursors_ahead(self, found: list[tuple[str, int]], head_now: int) -> None:
+        """Names the consumers' cursors past the head (``found``: read before ``head_now``)."""
+        for consumer, position in found:
+            if position > head_now:
+                self.problem(
+                    f"consumer {consumer} has read {position} entries but the log head says "
+                    f"{head_now} (cursor moved, or tail truncated?): sequences "
+                    f"{head_now}..{position - 1} would never reach it"
+                )
+
     def rows_outside(self, found: list[tuple[str, int, Any, bool]], head_now: int) -> None:
         """Names the rows at a negative sequence, and content past the head without an entry.
 
@@ -942,6 +958,23 @@ def _rows_outside(conn: sa.Connection, log_id: str, head: int) -> list[tuple[str
     return [(str(what), int(seq), event_id, bool(entry)) for what, seq, event_id, entry in rows]
 
 
+def _cursors_ahead(conn: sa.Connection, log_id: str, head: int) -> list[tuple[str, int]]:
+    """(consumer, position) of the cursors past ``head`` but the notary's (named apart).
+
+    A consumer resumes at its cursor, so one moved past the head skips the
+    sequences in between for good (review, 2026-12-05: only the notary's was
+    checked). Read before the head is read again: a cursor moves only past
+    committed entries.
+    """
+    c = consumer_cursors.c
+    rows = conn.execute(
+        sa.select(c.consumer, c.position)
+        .where(c.log_id == log_id, c.consumer != CONSUMER, c.position > head)
+        .order_by(c.consumer)
+    )
+    return [(str(consumer), int(position)) for consumer, position in rows]
+
+
 def _runs(indexes: Iterable[int]) -> Iterator[tuple[int, int]]:
     """(first, last) of each run of consecutive integers, of increasing ``indexes``."""
     run: tuple[int, int] | None = None
@@ -1007,6 +1040,7 @@ def verify_log(
     # within it (it integrates only entries the head covers).
     beyond = _nodes_beyond(conn, log_id, head)
     outside = _rows_outside(conn, log_id, head)
+    ahead = _cursors_ahead(conn, log_id, head)
     # Read again: what was appended (and integrated, and signed) during the walk is
     # no truncation; a head now smaller than what the checks below see still is.
     head_now = max(head, _head(conn, log_id))
@@ -1048,6 +1082,7 @@ def verify_log(
     for seq, event_id in orphans:
         walk.problem("event row without a log entry (inserted?)", int(seq), str(event_id))
     walk.nodes_beyond(beyond, head_now, cursor)
+    walk.cursors_ahead(ahead, head_now)
 
 
 def _content_after_erasure(conn: sa.Connection, log_id: str) -> list[tuple[int, str, int]]:
