@@ -86,6 +86,32 @@ def test_a_read_whose_access_record_fails_returns_nothing(
         running.suite.stop()
 
 
+def test_a_read_that_fails_while_its_record_fails_says_it_was_not_recorded(
+    tmp_path: Path, tenant: str, own_postgres: Postgres
+) -> None:
+    """An error is an answer too (the page's store read failing here): it waits for the
+    record, and without one answers that, as integrity's reads do. It answered the page's
+    own error, unrecorded, after waiting for the record with no bound (review, 2026-12-05)."""
+    running = start_suite(tmp_path, "sqlite", {}, store_url=own_postgres.app_url)
+    try:
+        running.append([interaction(tenant, "e-1")])
+        request = pb.SearchEventsRequest(tenant_id=tenant, filter='event_id = "e-1"')
+        wait_until(lambda: running.search.SearchEvents(request).total_size == 1)
+        with psycopg.connect(own_postgres.admin_dsn, autocommit=True) as admin:
+            admin.execute("REVOKE SELECT ON events FROM aiaudit_writer")  # the page fails
+            with pytest.raises(grpc.RpcError) as failed:
+                running.search.SearchEvents(request)
+            assert "the store is unavailable" in str(failed.value.details())
+            admin.execute("REVOKE INSERT ON log_entries FROM aiaudit_writer")  # and the record
+            with pytest.raises(grpc.RpcError) as refused:
+                running.search.SearchEvents(request)
+    finally:
+        running.channel.close()
+        running.suite.stop()
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "access record could not be written" in str(refused.value.details())
+
+
 def test_what_a_record_quotes_needs_pii_read_to_be_read_or_matched(
     search_suite: SearchSuite, tenant: str
 ) -> None:

@@ -6,8 +6,11 @@ proofs meets it once an erasure names it (the indexer indexes the events a
 record names, wherever they are stored): it stops with ``DATA_LOSS`` naming
 the event rather than a line claiming a proof (it was FAILED_PRECONDITION
 "include_proofs needs IntegrityService", as the integrity service refused
-the negative sequence as a bad argument). The whole suite on each store, the
-database the test's own.
+the negative sequence as a bad argument). A damaged tree under a signed
+checkpoint stops an export with proofs with the integrity service's own
+``DATA_LOSS`` (it was FAILED_PRECONDITION "include_proofs needs
+IntegrityService", as if the service were missing). The whole suite on each
+store, the database the test's own.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+import sqlalchemy as sa
 
 from aiaudit.common.erasure import erase
 from aiaudit.common.store import open_store
@@ -93,3 +97,35 @@ def test_an_export_with_proofs_stops_at_an_entry_below_the_log(
     info = error_info(caught.value)
     assert info.reason == "NOT_A_LEAF"
     assert (info.metadata["event_id"], info.metadata["sequence"]) == (ghost, "-1")
+
+
+def test_an_export_with_proofs_names_a_damaged_tree_as_the_integrity_service_does(
+    suite_and_owner: tuple[SearchSuite, str], tenant: str
+) -> None:
+    running, owner = suite_and_owner
+    ten_signed(running, tenant)
+    engine = sa.create_engine(owner)
+    try:
+        with engine.begin() as conn:  # the node of leaves 2..3, on leaf 0's proof path
+            changed = conn.execute(
+                sa.text(
+                    "UPDATE integrity_nodes SET hash = :bad "
+                    "WHERE log_id = :t AND level = 1 AND idx = 1"
+                ),
+                {"bad": b"\x00" * 32, "t": tenant},
+            )
+            assert changed.rowcount == 1
+    finally:
+        engine.dispose()
+    with pytest.raises(grpc.RpcError) as caught:
+        export(
+            running,
+            "compliance_officer",
+            tenant,
+            filter=NOT_ACCESS,
+            format=pb.EXPORT_FORMAT_JSONL,
+            include_proofs=True,
+        )
+    assert caught.value.code() == grpc.StatusCode.DATA_LOSS, caught.value.details()
+    assert (caught.value.details() or "").startswith("integrity service at ")
+    assert error_info(caught.value).reason == "TREE_MISMATCH"

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import orjson
+import sqlalchemy as sa
 
 from aiaudit.common.store.prepare import prepare, set_timestamp
 from aiaudit.common.store.schema import events
@@ -144,3 +145,19 @@ def erase(
 
     named, erased, record_id = store.erase(tenant, event_ids, subject_id, record_of)
     return Erased(record_id, erased, named)
+
+
+def last_record(store: SqlEventStore, log_id: str) -> int | None:
+    """The sequence of the log's latest erasure or retention record; None if it has none.
+
+    What a count over content waits for the index to have applied: until then
+    the index still holds the erased text (the events' type index finds the
+    records, a few per tenant).
+    """
+    with store.engine.connect() as conn:
+        found = conn.execute(
+            sa.select(sa.func.max(events.c.seq)).where(
+                events.c.log_id == log_id, events.c.event_type.in_(RECORD_TYPES)
+            )
+        ).scalar_one()
+    return None if found is None else int(found)

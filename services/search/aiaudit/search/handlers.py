@@ -31,9 +31,10 @@ import grpc
 import sqlalchemy as sa
 from google.protobuf import timestamp_pb2
 from google.rpc import code_pb2, status_pb2
+from grpc_status import rpc_status
 from opentelemetry.trace import Span, StatusCode
 
-from aiaudit.common import access, event_ids, restore, status, tenants
+from aiaudit.common import access, erasure, event_ids, media, restore, status, tenants
 from aiaudit.common.auth import Caller, end_expired
 from aiaudit.common.component import Context
 from aiaudit.common.keys.kek import KekError
@@ -145,6 +146,11 @@ def _sealing_error(exc: KekError | SealError) -> _AbortError:
 def _integrity_error(exc: grpc.RpcError, integrity: IntegrityClient) -> _AbortError:
     """An IntegrityService failure as this call's status (the caller's own denials kept).
 
+    A damaged log (``DATA_LOSS``: an entry missing under a signed size, a node
+    that does not match its checkpoint) is said as the integrity service said
+    it, reason and metadata kept: it was FAILED_PRECONDITION "include_proofs
+    needs IntegrityService", as if the service were missing (review).
+
     A call that outlived ``search.integrity_timeout`` is DEADLINE_EXCEEDED
     and says so: it was reported as the service being unavailable, and a
     retry of the same export timed out again (review: 500 proofs of a large
@@ -168,6 +174,12 @@ def _integrity_error(exc: grpc.RpcError, integrity: IntegrityClient) -> _AbortEr
                 timeout_seconds=f"{integrity.timeout:g}",
             )
         )
+    if code == grpc.StatusCode.DATA_LOSS:  # the log is damaged (ENTRY_MISSING, TREE_MISMATCH)
+        told = rpc_status.from_call(exc)  # type: ignore[arg-type]
+        if told is None:
+            told = status.error(code_pb2.DATA_LOSS, details, "INTEGRITY_DATA_LOSS")
+        told.message = f"integrity service at {address}: {told.message}"
+        return _AbortError(told)
     if code == grpc.StatusCode.UNAVAILABLE:
         log.warning("integrity service at %s unavailable: %s", address, details)
         return _AbortError(
@@ -235,7 +247,7 @@ class Visibility:
                 restore.restore_into(event, found.canonical, None)
             event.actor.ClearField("ip_address")
         if found.content is None or not self.shows_content(event):
-            _drop_media_hashes(event)
+            media.drop_hashes(event)
         return event
 
     def shows_content(self, event: event_pb2.Event) -> bool:
@@ -267,22 +279,6 @@ def _on_content(leaf: language.Node) -> bool:
     return isinstance(leaf, language.Text) or (
         getattr(getattr(leaf, "field", None), "kind", None) is Kind.TEXT
     )
-
-
-def _drop_media_hashes(event: event_pb2.Event) -> None:
-    """Clears the SHA-256 of every media part whose bytes the caller does not see.
-
-    The hash is unsalted: anyone holding a candidate file (a leaked photo, a
-    contract) could confirm it was sent, without ``content.read`` or after the
-    erasure of the bytes (review, 2026-12-04). It stays in the canonical form,
-    where the leaf commits to it (bundle exports carry those: they need ``pii.read``).
-    """
-    parts = [*event.input.system_instructions]
-    for message in (*event.input.messages, *event.output.messages):
-        parts += message.parts
-    for part in parts:
-        if part.HasField("media"):
-            part.media.ClearField("sha256")
 
 
 QUOTING_RECORDS = frozenset({event_pb2.EVENT_TYPE_AUDIT_ACCESS, event_pb2.EVENT_TYPE_RULE_CHANGE})
@@ -472,8 +468,10 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         record = self._record(caller, tenant, asked)
         try:
             response = self._page(caller, tenant, where, order, size, after, bound)
-        except BaseException:
-            record.exception()  # let the record settle before the error is returned
+        except Exception:
+            # An error is an answer too: it waits for the record (bounded), and without
+            # one says so instead. It waited with no bound, and answered unrecorded.
+            self._recorded(record)
             raise
         with self._phase("access.record.wait"):
             self._recorded(record)
@@ -634,6 +632,8 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
                 raise _invalid("histogram.interval", "e.g. 30s, 5m, 1h, 1d")
             interval = int(m.group(1)) * _UNIT_SECONDS[m.group(2)]
         self._audit(caller, tenant, asked)
+        if _matched_by_content(where):
+            self._erasures_applied(tenant, context)
         spec = AggregateSpec(tenant, where, group_by, metrics, tuple(request.percentiles), interval)
         try:
             result = self._backend.aggregate(spec)
@@ -651,6 +651,30 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
             ts = timestamp_pb2.Timestamp(seconds=start // 1_000_000, nanos=start % 1_000_000 * 1000)
             response.time_buckets.add(start_time=ts, count=count)
         return response
+
+    def _erasures_applied(self, tenant: str, context: grpc.ServicerContext) -> None:
+        """Waits (up to ``export_wait``) for the index to hold the tenant's latest erasure.
+
+        Until the indexer reaches an erasure record the index still holds the
+        erased text: an aggregate matching content counted the event, and its
+        buckets named it (``group_by: event_id``), for as long as the index lagged
+        (review, 2026-12-05). Pages and exports leave such events out instead.
+        """
+        last = erasure.last_record(self._store, tenant)
+        if last is None:
+            return
+        if not self._indexer.wait_indexed(tenant, last + 1, self._export_wait, context.is_active):
+            _raise_if_cancelled(context)
+            raise _AbortError(
+                status.error(
+                    code_pb2.UNAVAILABLE,
+                    f"the index has not yet applied the erasure at sequence {last}; an "
+                    "aggregate over content waits for it, so as not to count erased text: retry",
+                    "ERASURE_NOT_INDEXED",
+                    sequence=str(last),
+                )
+            )
+        self._backend.make_visible()
 
     def Export(  # noqa: N802 (gRPC method name)
         self, request: pb.ExportRequest, context: grpc.ServicerContext
