@@ -1079,3 +1079,33 @@ def test_consumer_cursors_past_the_head_are_named(log: Log) -> None:
         f"log {log.tenant}: consumer search-indexer has read 1000 entries but the log head says "
         "15 (cursor moved, or tail truncated?): sequences 15..999 would never reach it",
     ]
+
+
+def test_a_data_key_row_of_another_log_or_subject_is_named(sealed_log: Log) -> None:
+    """Content opens by key id alone, so a key row moved to another log (or subject) passed,
+    and erasing the subject then left its key: the erasure deletes the subject's row of the
+    log (review, 2026-12-05)."""
+    with sealed_log.admin.connect() as conn:
+        (key_id,) = conn.execute(
+            sa.text("SELECT key_id FROM content_keys WHERE log_id = :t AND subject = 'alice'"),
+            {"t": sealed_log.tenant},
+        ).scalars()
+    sealed_log.execute("UPDATE content_keys SET log_id = 'other' WHERE log_id = :t")
+    assert sealed_log.problems() == [
+        f"log {sealed_log.tenant} sequence {seq} event {sealed_log.event(seq)}: content is "
+        f"sealed under data key {key_id}, which is stored for log 'other' subject 'alice', not "
+        f"for this event's log and subject ('{sealed_log.tenant}', 'alice'): erasing the "
+        "subject would leave the key (key row altered?)"
+        for seq in range(15)
+    ]
+    sealed_log.execute(
+        "UPDATE content_keys SET log_id = :t, subject = 'bob' WHERE log_id = 'other'"
+    )
+    problems = sealed_log.problems()
+    assert len(problems) == 15
+    assert problems[0] == (
+        f"log {sealed_log.tenant} sequence 0 event {sealed_log.event(0)}: content is sealed "
+        f"under data key {key_id}, which is stored for log '{sealed_log.tenant}' subject 'bob', "
+        f"not for this event's log and subject ('{sealed_log.tenant}', 'alice'): erasing the "
+        "subject would leave the key (key row altered?)"
+    )

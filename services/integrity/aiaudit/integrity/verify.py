@@ -29,6 +29,8 @@ For every log, in sequence order (one streaming pass, O(log n) memory):
   rolled back past its last checkpoint;
 * no checkpoint, integrated leaf or consumer's cursor lies past the end of
   the log (a truncated tail; a consumer would skip the sequences between);
+* (``full``) the data key sealing each event's content is stored for the
+  event's log and subject (an erasure destroys that row);
 * (``full``) every event whose content is gone (it has commitments but no
   content row) is named by a later privacy-erasure record of its log: the
   privacy role may delete content, and a deletion without its record is
@@ -63,6 +65,7 @@ from aiaudit.common.keys.seal import DataKey
 from aiaudit.common.store import cursors, embedded_keys
 from aiaudit.common.store.schema import (
     consumer_cursors,
+    content_keys,
     event_content,
     events,
     log_entries,
@@ -234,6 +237,8 @@ class _Row:
     content: bytes | None = None
     sealing: str | None = None
     """Why the row's sealed content did not open (it is then treated as present, unchecked)."""
+    key_owner: str | None = None
+    """Why the row's data key is not its subject's in its log (content checked all the same)."""
     misspelt: list[str] = field(default_factory=list)
     """Timestamps not stored in the store's one text form (SQLite), with their text."""
 
@@ -360,6 +365,7 @@ def _page_rows(
     integrated = _integrated(conn, log_id, lo, hi)
     sealed = {seal.key_id_of(bytes(r.content)) for r in content.values() if _sealed(r.content)}
     opened = data_keys(keys, conn, sealed)
+    owners = _key_owners(conn, sealed)
     if sealed - opened.keys():
         _drop_erased_meanwhile(conn, log_id, content, opened)
     out = []
@@ -383,6 +389,7 @@ def _page_rows(
             stored = content.get(key)
             if stored is not None and _sealed(stored.content):
                 _open_into(row, log_id, bytes(stored.content), opened)
+                row.key_owner = _foreign_key(log_id, row.columns, bytes(stored.content), owners)
             elif stored is not None:
                 row.salt, row.content = bytes(stored.salt), bytes(stored.content)
         out.append(row)
@@ -445,6 +452,45 @@ def _drop_erased_meanwhile(
     )
     for at in [at for at in content if at[0] in keyless and at[0] not in still]:
         del content[at]
+
+
+def _key_owners(conn: sa.Connection, key_ids: set[int]) -> dict[int, tuple[str, str]]:
+    """(log, subject) of the stored data keys with these ids: one query a page.
+
+    Content opens by key id alone, while an erasure destroys the key row of
+    its log and subject: a row moved to another log or subject kept the
+    content readable after its subject's erasure (review, 2026-12-05).
+    """
+    if not key_ids:
+        return {}
+    ck = content_keys.c
+    rows = conn.execute(
+        sa.select(ck.key_id, ck.log_id, ck.subject).where(ck.key_id.in_(sorted(key_ids)))
+    )
+    return {int(key_id): (str(log), str(subject)) for key_id, log, subject in rows}
+
+
+def _foreign_key(
+    log_id: str,
+    columns: dict[str, object],
+    sealed: bytes,
+    owners: dict[int, tuple[str, str]],
+) -> str | None:
+    """Why the data key sealing a row is not stored for its event's log and subject, if so.
+
+    The subject is the event's ``user_id`` column (``""`` without one), as
+    the store seals; the column is checked against the canonical form apart.
+    """
+    key_id = seal.key_id_of(sealed)
+    owner = owners.get(key_id)
+    mine = (log_id, str(columns.get("user_id") or ""))
+    if owner is None or owner == mine:  # a key gone is named by _open_into
+        return None
+    return (
+        f"content is sealed under data key {key_id}, which is stored for log {owner[0]!r} "
+        f"subject {owner[1]!r}, not for this event's log and subject ({mine[0]!r}, "
+        f"{mine[1]!r}): erasing the subject would leave the key (key row altered?)"
+    )
 
 
 def _sealed(content: Any) -> bool:
@@ -1174,6 +1220,8 @@ def _walk_pages(
                 seq = row.seq
                 if row.sealing is not None:
                     report.problems.append(Problem(log_id, row.sealing, seq, row.entry_event_id))
+                if row.key_owner is not None:
+                    report.problems.append(Problem(log_id, row.key_owner, seq, row.entry_event_id))
                 for problem in row.misspelt:
                     report.problems.append(Problem(log_id, problem, seq, row.entry_event_id))
                 if seq > expected:
