@@ -1109,3 +1109,37 @@ def test_a_data_key_row_of_another_log_or_subject_is_named(sealed_log: Log) -> N
         f"not for this event's log and subject ('{sealed_log.tenant}', 'alice'): erasing the "
         "subject would leave the key (key row altered?)"
     )
+
+
+def test_a_changed_integrated_leaf_under_a_checkpoint_is_a_changed_node(
+    log: Log, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checkpoint at 12 has the root of the tree rebuilt from the events: a level-0 node
+    differing from an event below it is the node changed, not the event. It was named as an
+    event changed, moved or forged after integration (review, 2026-12-05)."""
+    log.execute(
+        "UPDATE integrity_nodes SET hash = :h WHERE log_id = :t AND level = 0 AND idx = 4",
+        h=bytes(32),
+    )
+    problems, _ = _node_problems(log, monkeypatch)
+    assert problems == [
+        f"log {log.tenant}: node level 0 index 4 (leaves 4..4) differs from the tree rebuilt "
+        "from the stored events"
+    ]
+
+
+def test_a_changed_integrated_leaf_past_the_checkpoints_names_the_event(
+    log: Log, store: SqlEventStore, notaries: Notaries, tmp_path: Path
+) -> None:
+    """No signed root says which of the two changed past the last checkpoint."""
+    log.receipts += append(store, log.tenant, 6)
+    with stepping(notaries.url, _SignerDown(log.keys), tmp_path) as notary:
+        notary.step()
+    log.execute(
+        "UPDATE integrity_nodes SET hash = :h WHERE log_id = :t AND level = 0 AND idx = 17",
+        h=bytes(32),
+    )
+    assert log.problems() == [
+        f"log {log.tenant} sequence 17 event {log.event(17)}: leaf differs from the one the "
+        "notary integrated at this sequence (event changed, moved or forged after integration)"
+    ]

@@ -11,7 +11,8 @@ For every log, in sequence order (one streaming pass, O(log n) memory):
   sequence, and no content row past the head lacks its entry (inserted rows);
 * each recomputed leaf equals the leaf the notary integrated at that position
   (level-0 node), which names the exact event that changed, moved or was
-  forged after integration;
+  forged after integration (the node, when a checkpoint covering it has the
+  rebuilt root);
 * every stored node above the leaves equals the rebuilt tree's node at its
   place (level, index), compared level by level as each page completes them;
   every node the notary must have stored (those of the leaves its stored
@@ -565,6 +566,8 @@ class _LogWalk:
         """(sequence, event id) of events with commitments and no content row."""
         self.erased_by: dict[str, int] = {}
         """Event id -> sequence of the last erasure record naming it."""
+        self.integrated_differs: list[tuple[int, str]] = []
+        """(sequence, event id) whose leaf is not the one integrated: judged in ``finish``."""
 
     def erasure_facts(
         self, seq: int, event_id: str, canonical: bytes, gone: bool, record: bool
@@ -796,12 +799,7 @@ class _LogWalk:
                 self.problem(checks.CHANGED_EVENT, seq, event_id)
         integrated = row.integrated
         if integrated is not None and leaf is not None and integrated != leaf:
-            self.problem(
-                "leaf differs from the one the notary integrated at this sequence "
-                "(event changed, moved or forged after integration)",
-                seq,
-                event_id,
-            )
+            self.integrated_differs.append((seq, event_id))
         # Keep rebuilding with the integrated leaf when the event is gone, so later
         # checkpoints are still checked; the missing event is already reported.
         return leaf if leaf is not None else integrated
@@ -816,7 +814,25 @@ class _LogWalk:
 
         ``head_now``: the log's size read again after the walk (a running system
         goes on appending and signing while it is verified).
+
+        An integrated leaf that differs from its event's is the node row changed
+        when a checkpoint covering it has the rebuilt tree's root (the events are
+        what was signed): it was named as the event changed (review, 2026-12-05).
+        Past the checkpoints no signed root says which, and the event is named.
         """
+        for seq, event_id in self.integrated_differs:
+            if seq < self.last_good:
+                self.problem(
+                    f"node level 0 index {seq} (leaves {seq}..{seq}) differs from the tree "
+                    "rebuilt from the stored events"
+                )
+            else:
+                self.problem(
+                    "leaf differs from the one the notary integrated at this sequence "
+                    "(event changed, moved or forged after integration)",
+                    seq,
+                    event_id,
+                )
         for seq, event_id in self.beyond:
             if seq >= head_now:
                 self.problem(
