@@ -296,3 +296,81 @@ def test_export_bundle_needs_who_asked_and_an_existing_record_store(
     assert f"no store at {nowhere}; pass --record-database-url" in capsys.readouterr().err
     assert not out.exists()
     assert access_records(store_url, tenant) == []
+
+
+def test_export_bundle_refuses_a_record_that_went_to_another_store(
+    store_url: str,
+    store: SqlEventStore,
+    notaries: Notaries,
+    tenant: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A freshly migrated scratch store as ``--record-database-url`` took the record while
+    the bundle (content and salts) was read from the real store, and the exported log showed
+    no read (review, 2026-12-05): the command now finds the record missing from the log it
+    read, fails and writes nothing."""
+    append(store, tenant, 4)
+    notaries.start(FileKeys(ORIGIN_PREFIX, tmp_path / "key.pem"))
+    wait_until(lambda: covers(notaries.url, tenant, 4))
+    config = write_config(tmp_path, store_url, notaries.url)
+    scratch = f"sqlite:///{tmp_path / 'scratch.db'}"
+    open_store(scratch, run_migrations=True).close()  # `aiaudit db migrate --database-url ...`
+    monkeypatch.setenv("USER", "dpo@example.test")
+    out = tmp_path / "out.jsonl"
+    export = ["integrity", "export-bundle", "--config", str(config), "--log", tenant]
+    capsys.readouterr()
+
+    assert main([*export, "--record-database-url", scratch, str(out)]) == 1
+    assert not out.exists()
+    assert list(tmp_path.glob("*.jsonl*")) == []  # no temporary file left beside it either
+    said = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("{")]
+    assert len(said) == 1
+    assert said[0].startswith(
+        "aiaudit integrity export-bundle: the access record went to another store than the "
+        "one exported (record access-"
+    )
+    assert f"written to {scratch}, not an entry of log {tenant!r} in " in said[0]
+    assert said[0].endswith(
+        "--record-database-url must name the same database as the exported store (as a "
+        "login allowed to append); nothing was exported"
+    )
+    assert access_records(store_url, tenant) == []
+    assert len(access_records(scratch, tenant)) == 1  # the stray record, named above
+
+
+def test_export_bundle_records_through_another_login_of_the_same_database(
+    store_url: str,
+    store: SqlEventStore,
+    notaries: Notaries,
+    tenant: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> None:
+    """The normal use: read as the notary, record through a login allowed to append, under
+    a URL of its own (PostgreSQL: another login; SQLite: the file by another path). The
+    check that refuses another store passes it, and the record is an entry of the log."""
+    append(store, tenant, 3)
+    notaries.start(FileKeys(ORIGIN_PREFIX, tmp_path / "key.pem"))
+    wait_until(lambda: covers(notaries.url, tenant, 3))
+    config = write_config(tmp_path, store_url, notaries.url)
+    if store_url.startswith("sqlite"):
+        (tmp_path / "alias").symlink_to(tmp_path, target_is_directory=True)
+        record_url = f"sqlite:///{tmp_path / 'alias' / 'aiaudit.db'}"
+    else:
+        record_url = login(request.getfixturevalue("postgres"), "aiaudit_writer")
+    assert record_url not in (store_url, notaries.url)
+    monkeypatch.setenv("USER", "dpo@example.test")
+    out = tmp_path / "out.jsonl"
+    export = ["integrity", "export-bundle", "--config", str(config), "--log", tenant]
+
+    assert main([*export, "--record-database-url", record_url, str(out)]) == 0
+    assert [json.loads(line)["sequence"] for line in out.read_text().splitlines()] == [0, 1, 2]
+    (record,) = access_records(store_url, tenant)  # read back from log L itself
+    assert record.attributes["access.action"].string_value == EXPORT
+    assert record.attributes["access.end"].int_value == 3
+    assert record.attributes["access.database_user"].string_value == (
+        sa.make_url(notaries.url).username or ""
+    )

@@ -166,9 +166,15 @@ class AccessLog:
 
     def record(
         self, caller: Caller, tenant: str, action: str, details: Mapping[str, str | int | bool]
-    ) -> None:
-        """Commits the access record; raises if the store refuses (then the read must fail too)."""
-        self.submit(caller, tenant, action, details).result()
+    ) -> str:
+        """Commits the access record; raises if the store refuses (then the read must fail too).
+
+        Returns the record's event id, so that a caller that wrote through another
+        login than it reads with can check the record is an entry of the log it read.
+        """
+        record = self._prepared(caller, tenant, action, details, QUOTING)
+        self._queued(record).result()
+        return record.event.event_id
 
     def submit(
         self,
@@ -183,15 +189,31 @@ class AccessLog:
         The caller must wait for it (:func:`recorded`) before it answers the
         read. Never raises: a record that cannot even be built fails the future.
         """
-        now = dt.datetime.now(dt.UTC)
-        future: Future[None] = Future()
         try:
-            if not tenants.valid(tenant):  # the services refuse it first; never a log of it
-                raise ValueError(f"tenant id {tenant!r} is not {tenants.RULE}")
-            record = prepare(access_event(caller, tenant, action, details, now, quoted), now)
+            record = self._prepared(caller, tenant, action, details, quoted)
         except Exception as exc:
+            future: Future[None] = Future()
             future.set_exception(exc)
             return future
+        return self._queued(record)
+
+    @staticmethod
+    def _prepared(
+        caller: Caller,
+        tenant: str,
+        action: str,
+        details: Mapping[str, str | int | bool],
+        quoted: Collection[str],
+    ) -> NewEvent:
+        """The record, ready to append; raises if it cannot be built."""
+        if not tenants.valid(tenant):  # the services refuse it first; never a log of it
+            raise ValueError(f"tenant id {tenant!r} is not {tenants.RULE}")
+        now = dt.datetime.now(dt.UTC)
+        return prepare(access_event(caller, tenant, action, details, now, quoted), now)
+
+    def _queued(self, record: NewEvent) -> Future[None]:
+        """Queues a prepared record for the writer; the future resolves once it is committed."""
+        future: Future[None] = Future()
         with self._lock:
             self._queue.append((record, future))
             if self._writing:

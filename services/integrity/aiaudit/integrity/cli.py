@@ -300,18 +300,19 @@ def _record_export(
     log_id: str,
     requested_by: str,
     details: dict[str, str | int | bool],
-) -> None:
-    """Commits the export's access record in the log itself, or fails the command.
+) -> str:
+    """Commits the export's access record, or fails the command; the record's event id.
 
     Through :class:`access.AccessLog` as the services' reads are, so the record
-    is an ordinary event of the log (sequenced, checkpointed).
+    is an ordinary event of the log (sequenced, checkpointed), if ``url`` names
+    the exported store: :func:`_check_recorded` sees that it does.
     """
     where = sa.make_url(url).render_as_string(hide_password=True)
     # The record has no content fields, so it is stored unsealed: no keyring, no KEK.
     with _existing_store(url, settings, "--record-database-url", content=False) as store:
         caller = Caller(requested_by, frozenset({log_id}), frozenset())
         try:
-            access.AccessLog(store).record(caller, log_id, EXPORT_ACTION, details)
+            return access.AccessLog(store).record(caller, log_id, EXPORT_ACTION, details)
         except Exception as exc:  # whatever refused it (no grant, server down): no bundle
             why = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
             raise CommandFailedError(
@@ -319,6 +320,29 @@ def _record_export(
                 "exported (the record needs a login in aiaudit_writer: database_url or "
                 "--record-database-url)"
             ) from None
+
+
+def _check_recorded(store: SqlEventStore, log_id: str, event_id: str, url: str, flag: str) -> None:
+    """Fails the command unless the export's record is an entry of the log read, in ``store``.
+
+    The record is written through another login than the one reading (the
+    notary's may not append), at a URL of its own: one naming another
+    database (a scratch SQLite file) took the record while the bundle, content
+    and salts, was read from the real store, and nothing in the exported log
+    showed the read (review, 2026-12-05). Checked through the login that read,
+    so any spelling of the same database passes, and no other does.
+    """
+    with store.engine.connect() as conn:
+        if storage.entry_sequence(conn, log_id, event_id) is not None:
+            return
+    where = sa.make_url(url).render_as_string(hide_password=True)
+    read = store.engine.url.render_as_string(hide_password=True)
+    raise CommandFailedError(
+        f"the access record went to another store than the one exported (record {event_id} "
+        f"written to {where}, not an entry of log {log_id!r} in {read}): {flag} must name the "
+        "same database as the exported store (as a login allowed to append); nothing was "
+        "exported"
+    )
 
 
 def run_export_bundle(args: argparse.Namespace, settings: Settings) -> int:
@@ -330,7 +354,8 @@ def run_export_bundle(args: argparse.Namespace, settings: Settings) -> int:
     with ``--database-url``, else the notary's login, which may not append to
     the log by design (``aiaudit_notary`` has no INSERT on it); the record goes
     through the suite's store (``database_url``: the writer) or
-    ``--record-database-url``.
+    ``--record-database-url``, which must be the exported database: the
+    record is then looked up through the login that read (:func:`_check_recorded`).
 
     The export runs to the log's end as it stands when the command starts (or
     ``--count`` events), and every event must be covered by a signed
@@ -437,7 +462,7 @@ def _write_recorded(
     requested_by: str,
     details: dict[str, str | int | bool],
 ) -> int:
-    """The bundle into ``args.out``: opened, then the export recorded, then written and named.
+    """The bundle into ``args.out``: opened, the export recorded and checked, written, named.
 
     The destination is opened first, so that one that cannot be written (a
     directory, ``/dev/full``) fails the command before the record commits an
@@ -445,16 +470,18 @@ def _write_recorded(
     (:func:`files.written_whole`: a private temporary file, renamed): an export
     stopped midway leaves no file that passes for the whole bundle, and none
     readable by others (it holds content and salts). What fails once the
-    record is committed (a disk full midway) leaves the record of the attempt.
+    record is committed (a disk full midway; the record not an entry of the log
+    read, found before anything is written) leaves the record of the attempt.
     """
     with contextlib.ExitStack() as stack:
         try:
             raw = stack.enter_context(files.written_whole(args.out))
         except OSError as exc:
             raise CommandFailedError(f"cannot write {args.out}: {exc.strerror or exc}") from None
-        _record_export(
-            args.record_url or settings.store_url, settings, args.log, requested_by, details
-        )
+        record_url = args.record_url or settings.store_url
+        event_id = _record_export(record_url, settings, args.log, requested_by, details)
+        flag = "--record-database-url" if args.record_url else "database_url"
+        _check_recorded(store, args.log, event_id, record_url, flag)
         out = io.TextIOWrapper(raw, encoding="utf-8", newline="\n")
         try:
             n = bundle.export(store, cp, out, *span, not args.no_content)

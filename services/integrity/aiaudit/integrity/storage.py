@@ -479,6 +479,20 @@ def erasure_recorded(conn: sa.Connection, log_id: str, event_id: str, after: int
     return any(event_id in erasure.erased_ids(c) for _, c in erasure_records(conn, log_id, after))
 
 
+def entry_sequence(conn: sa.Connection, log_id: str, event_id: str) -> int | None:
+    """The sequence at which the event is an entry of the log (within its head), or None.
+
+    ``export-bundle`` checks with it, through the login that read the log, that
+    the access record it wrote through another login landed in that log.
+    """
+    le = log_entries.c
+    head = sa.select(logs.c.size).where(logs.c.log_id == log_id).scalar_subquery()
+    seq = conn.execute(
+        sa.select(le.seq).where(le.log_id == log_id, le.event_id == event_id, le.seq < head)
+    ).scalar()
+    return None if seq is None else int(seq)
+
+
 def has_content_commitments(committed: bytes) -> bool:
     """Whether the canonical form commits to content (an event without any has none to lose)."""
     return _COMMITMENT in committed
