@@ -32,6 +32,17 @@ later on the same ``spool_dir`` sends it.
 What is lost in a crash of the gateway is only what was still in memory:
 events logged since the last send or spool, at most ``batch_size`` plus
 what waits in the buffer.
+
+With ``receipts_dir`` every ``Append`` asks for signed receipts and each note
+that comes back is written there (``ReceiptFiles``, one file a note) before
+the batch counts as acknowledged (``flush``, its spool file removed). A crash
+between the service's commit and that write loses the receipt of a batch sent
+from memory (the events are stored); a spooled batch is sent again and
+answered with its receipts signed again. A receipt the disk refuses is logged
+and lost, never the events: delivery goes on. A service that cannot sign
+(ingest without integrity in its process: ``FAILED_PRECONDITION``, nothing
+written) is transient here: the events are spooled, none set aside, until it
+can or a logger without ``receipts_dir`` sends them.
 """
 
 from __future__ import annotations
@@ -59,6 +70,7 @@ from aiaudit.common import client, config
 from aiaudit.common.v1 import event_pb2
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
+from aiaudit.sdk.receipts import ReceiptFiles
 from aiaudit.sdk.spool import Spool, write_all
 
 log = logging.getLogger(__name__)
@@ -91,6 +103,7 @@ class AuditLogger:
         exit_timeout: float = 5.0,
         on_rejected: Callable[[event_pb2.Event, str], None] | None = None,
         allow_insecure: bool = False,
+        receipts_dir: Path | None = None,
     ) -> None:
         """Starts the sender; batches spooled by an earlier logger on ``spool_dir`` go first.
 
@@ -105,6 +118,11 @@ class AuditLogger:
         service on another host, without ``ca_file``: a trusted network only.
         Without it such a logger is refused (``ValueError``); on loopback
         plaintext needs no opt-in (a service in dev or embedded mode).
+        ``receipts_dir``: ask for a signed receipt of every batch and keep each
+        note there, a file each, for ``aiaudit verify --receipt`` (see the module
+        docstring). The receipts are evidence kept as long as the audit trail,
+        apart from the spool, which is this process's working state; several
+        loggers may share the directory.
         """
         if ca_file is None and not allow_insecure and not config.local_target(address):
             # Until 2026-12-05 the key and every event went to any host in clear (review).
@@ -123,6 +141,7 @@ class AuditLogger:
         ]
         self._spool = Spool(spool_dir)  # first: refused if another logger holds the directory
         try:
+            self._receipts = ReceiptFiles(receipts_dir) if receipts_dir is not None else None
             self._channel = client.channel(address, api_key, ca_file, options, client_cert)
         except BaseException:  # a bad ca_file, say: the directory is not left locked
             self._spool.close()
@@ -386,13 +405,13 @@ class AuditLogger:
             if self._late():  # close's deadline: what is left is spooled
                 return _rest(chunk, todo)
             try:
-                self._send(chunk)
+                response = self._send(chunk)
             except grpc.FutureCancelledError:  # close's deadline came: spooled instead
                 return _rest(chunk, todo)
             except grpc.RpcError as err:
                 settled = self._failed(chunk, err)
                 if settled is None:
-                    self._gone_down(err.code(), err.details())
+                    self._gone_down(err.code(), err.details(), _reason(err))
                     return _rest(chunk, todo)
                 todo.extendleft(reversed(settled))
             except Exception as exc:  # a fault of this process: the batch is kept, not lost
@@ -401,16 +420,23 @@ class AuditLogger:
                 return _rest(chunk, todo)
             else:
                 self._recovered()
+                if self._receipts is not None:  # before the batch counts as acknowledged
+                    self._receipts.keep(response.signed_receipts)
         return []
 
-    def _send(self, events: list[event_pb2.Event]) -> None:
-        """One ``Append`` of ``events``; raises what the call raised."""
+    def _send(self, events: list[event_pb2.Event]) -> pb.AppendResponse:
+        """One ``Append`` of ``events`` (signed receipts asked with ``receipts_dir``); its answer.
+
+        Raises what the call raised.
+        """
         timeout = min(self._call_timeout, max(0.1, self._deadline - time.monotonic()))
-        call = self._stub.Append.future(pb.AppendRequest(events=events), timeout=timeout)
+        request = pb.AppendRequest(events=events, sign_receipts=self._receipts is not None)
+        call = self._stub.Append.future(request, timeout=timeout)
         with self._lock:
             self._call = call
         try:
-            call.result()
+            response: pb.AppendResponse = call.result()
+            return response
         finally:
             with self._lock:
                 self._call = None
@@ -461,8 +487,17 @@ class AuditLogger:
         self._reject(events[0], f"{code.name}: {err.details()}")
         return []
 
-    def _gone_down(self, code: grpc.StatusCode | None, details: str | None) -> None:
-        if not self._backoff:
+    def _gone_down(
+        self, code: grpc.StatusCode | None, details: str | None, reason: str = ""
+    ) -> None:
+        if not self._backoff and reason == _NO_SIGNER:
+            log.error(
+                "audit service cannot sign receipts and this logger keeps them (receipts_dir): "
+                "events are spooled, none set aside, until it can (ingest served with "
+                "integrity in its process) or a logger without receipts_dir sends them: %s",
+                details,
+            )
+        elif not self._backoff:
             log.warning("audit service unavailable, spooling: %s %s", code, details)
         self._backoff = min(max(self._backoff * 2, 0.1), self._max_backoff)
         # Full jitter: gateways cut off together do not all come back at the same instant.
@@ -531,6 +566,10 @@ _PER_EVENT = (
     grpc.StatusCode.DATA_LOSS,
 )
 """Answers whose ``events[i]`` are the refused events themselves."""
+_NO_SIGNER = "RECEIPT_SIGNING_NOT_AVAILABLE"
+"""The reason of ingest's ``FAILED_PRECONDITION`` to ``sign_receipts`` without integrity in its
+process (nothing written): transient to the SDK like any other code not about the batch, so
+the events wait in the spool rather than being set aside, and the error says why."""
 _TOO_LARGE = "larger than max"
 """What gRPC says of a message above the receiver's limit (``Received message larger than
 max (N vs. M)``): set aside once halving finds the event."""
@@ -550,6 +589,17 @@ def _too_large(err: grpc.RpcError) -> bool:
     naming it, or with this message above its ``max_message_bytes``.
     """
     return _TOO_LARGE in (err.details() or "")
+
+
+def _reason(err: grpc.RpcError) -> str:
+    """The ``ErrorInfo`` reason of a refusal, if it carries one."""
+    status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    for detail in status.details if status is not None else ():
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            return str(info.reason)
+    return ""
 
 
 def _rest(

@@ -94,7 +94,7 @@ class Spool:
             raise
         os.close(fd)
         tmp.rename(path)
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
 
     def replace(self, path: Path, request: pb.AppendRequest) -> None:
         """Rewrites a batch in place (what is left of it once part was settled).
@@ -128,7 +128,7 @@ class Spool:
         damaged = path.with_name(f"{path.stem}-{uuid.uuid4().hex[:12]}.damaged")
         try:
             path.rename(damaged)
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
         except OSError as err:
             self._skipped.add(path)
             log.error("audit spool file %s unusable (%s), kept (%s): skipped", path, why, err)
@@ -138,7 +138,7 @@ class Spool:
     def remove(self, path: Path) -> None:
         """Forgets a batch the service acknowledged."""
         path.unlink(missing_ok=True)
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
 
 
 def _after_fork() -> None:
@@ -156,7 +156,8 @@ def _after_fork() -> None:
 os.register_at_fork(after_in_child=_after_fork)
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Makes a rename or an unlink in ``directory`` durable (the file's own fsync does not)."""
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
