@@ -570,6 +570,35 @@ def test_an_unrecorded_rule_change_tells_nothing_of_the_rules(
     assert len(access_records(store_url, tenant)) == before
 
 
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+def test_an_unrecorded_refusal_over_a_stored_rule_tells_nothing_of_it(
+    alerting_server: Server, tenant: str, postgres: Postgres
+) -> None:
+    """Deleting an admin's IP watch-list rule without pii.read is refused for what the stored
+    rule reads, which tells that it exists: with the access log failing that refusal went out
+    unrecorded while a missing rule's answer was UNAVAILABLE (review, 2026-12-05). Both are
+    UNAVAILABLE now, and the rule stays."""
+    parent = f"tenants/{tenant}"
+    admin = _stub(alerting_server, "admin")
+    ip = admin.CreateRule(
+        pb.CreateRuleRequest(parent=parent, rule=pb.Rule(source=IP_PROBE, enabled=True))
+    ).rule
+    analyst = _stub(alerting_server, "security_analyst")  # no pii.read
+    answers = {}
+    with psycopg.connect(postgres.admin_dsn, autocommit=True) as db:
+        db.execute("REVOKE INSERT ON log_entries FROM aiaudit_writer")
+        try:
+            for name in (ip.name, f"{parent}/rules/no-such-rule"):
+                with pytest.raises(grpc.RpcError) as info:
+                    analyst.DeleteRule(pb.DeleteRuleRequest(name=name))
+                answers[name] = (info.value.code(), info.value.details())
+        finally:
+            db.execute("GRANT INSERT ON log_entries TO aiaudit_writer")
+    unrecorded = (grpc.StatusCode.UNAVAILABLE, access.NOT_RECORDED)
+    assert answers == {ip.name: unrecorded, f"{parent}/rules/no-such-rule": unrecorded}
+    assert admin.GetRule(pb.GetRuleRequest(name=ip.name)).rule == ip
+
+
 def _access_actions(url: str, tenant: str) -> list[tuple[str, int]]:
     """The tenant's access records' (action, ``access.evaluated``), read from their canonical
     forms alone: a row of the log is damaged, and reading the log opens every row's content."""

@@ -250,6 +250,7 @@ class AccessLog:
         action: str,
         details: Mapping[str, str | int | bool],
         why: str = "",
+        must_record: bool = False,
     ) -> status_pb2.Status:
         """Records a refused request; the PERMISSION_DENIED status to answer it with.
 
@@ -261,14 +262,17 @@ class AccessLog:
         sent is kept as content (erasable, shown only with ``content.read``),
         never as an attribute. Never fails: a refusal discloses nothing, so a
         record the store did not take is a warning, and the answer is still
-        PERMISSION_DENIED.
+        PERMISSION_DENIED; unless ``must_record``, for a refusal read from
+        what is stored (a stored rule the caller may not change): it tells
+        that the thing exists, so without its record it answers
+        :data:`UNRECORDED` instead, as the thing's absence would.
         """
         answer = denied(caller, permission, tenant, why)
         try:
             ours = caller.member_of(tenant) and self._store.has_log(tenant)
         except sa.exc.SQLAlchemyError as exc:  # the store is down: the refusal stands
             log.warning("refusal of %s on tenant %r not recorded: %s", action, tenant, exc)
-            return answer
+            return UNRECORDED if must_record else answer
         if not ours:
             log.warning(
                 "refused %s (key %r) %s on tenant %r: it holds no role there, or the "
@@ -281,7 +285,8 @@ class AccessLog:
             return answer
         texts = [key for key, value in details.items() if isinstance(value, str)]
         refused = {**details, "outcome": "denied", "permission": permission}
-        recorded(self.submit(caller, tenant, action, refused, quoted=texts))
+        if not recorded(self.submit(caller, tenant, action, refused, quoted=texts)):
+            return UNRECORDED if must_record else answer
         return answer
 
     def _drain(self) -> None:

@@ -222,8 +222,10 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
 
         try:
             return _guard(context, told)
-        except DeniedError as exc:
-            refused = self.access.refuse(caller, tenant, exc.permission, action, asked, exc.why)
+        except DeniedError as exc:  # maybe about a stored rule (it exists): no record, no answer
+            refused = self.access.refuse(
+                caller, tenant, exc.permission, action, asked, exc.why, must_record=True
+            )
             status.abort(context, refused)
             raise AssertionError("unreachable") from None
 
