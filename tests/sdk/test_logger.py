@@ -14,7 +14,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -84,18 +83,6 @@ class Server:
         )
         self.loggers.append(logger)
         return logger
-
-
-@pytest.fixture
-def server(store_url: str, tmp_path: Path) -> Iterator[Server]:
-    """A server (not started) on the store, its loggers closed and it stopped after the test."""
-    if store_url.startswith("sqlite"):
-        store_url = f"sqlite:///{tmp_path / 'sdk.db'}"
-    running = Server(store_url, tmp_path)
-    yield running
-    for logger in running.loggers:
-        logger.close(timeout=1)
-    running.stop()
 
 
 def stored_ids(store_url: str, tenant: str) -> list[str]:

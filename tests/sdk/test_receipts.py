@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,18 +30,6 @@ from tests.sdk.test_logger import Server, rejected_lines, spooled, stored_ids
 
 Entry = tuple[str, int, str, str]
 """(log, sequence, base64 leaf hash, receive time) as ``verify --receipt`` prints them."""
-
-
-@pytest.fixture
-def server(store_url: str, tmp_path: Path) -> Iterator[Server]:
-    """A server (not started) on the store, its loggers closed and it stopped after the test."""
-    if store_url.startswith("sqlite"):
-        store_url = f"sqlite:///{tmp_path / 'sdk.db'}"
-    running = Server(store_url, tmp_path)
-    yield running
-    for logger in running.loggers:
-        logger.close(timeout=1)
-    running.stop()
 
 
 def stored(server: Server, logs: list[str], ids: set[str]) -> set[Entry]:

@@ -49,6 +49,18 @@ def ten_signed(running: SearchSuite, tenant: str) -> None:
     wait_until(lambda: covered_size(running, tenant) >= 10)
 
 
+def bundle(running: SearchSuite, tenant: str) -> bytes:
+    """A compliance officer's export with proofs of the tenant's events (records aside)."""
+    return export(
+        running,
+        "compliance_officer",
+        tenant,
+        filter=NOT_ACCESS,
+        format=pb.EXPORT_FORMAT_JSONL,
+        include_proofs=True,
+    )
+
+
 @pytest.mark.parametrize("seq", [-1, PAST_HEAD], ids=["below-0", "past-head"])
 def test_get_event_shows_an_entry_outside_the_log_as_tampered(
     suite_and_owner: tuple[SearchSuite, str], tenant: str, seq: int
@@ -82,14 +94,7 @@ def test_an_export_with_proofs_stops_at_an_entry_below_the_log(
         plain = export(running, "compliance_officer", tenant, format=pb.EXPORT_FORMAT_JSONL)
         assert f'"eventId":"{ghost}"'.encode() in plain  # without proofs it is listed
         with pytest.raises(grpc.RpcError) as caught:
-            export(
-                running,
-                "compliance_officer",
-                tenant,
-                filter=NOT_ACCESS,
-                format=pb.EXPORT_FORMAT_JSONL,
-                include_proofs=True,
-            )
+            bundle(running, tenant)
     assert caught.value.code() == grpc.StatusCode.DATA_LOSS, caught.value.details()
     details = caught.value.details() or ""
     assert f"event {ghost!r} of tenant {tenant!r} is stored at sequence -1" in details
@@ -118,14 +123,7 @@ def test_an_export_with_proofs_names_a_damaged_tree_as_the_integrity_service_doe
     finally:
         engine.dispose()
     with pytest.raises(grpc.RpcError) as caught:
-        export(
-            running,
-            "compliance_officer",
-            tenant,
-            filter=NOT_ACCESS,
-            format=pb.EXPORT_FORMAT_JSONL,
-            include_proofs=True,
-        )
+        bundle(running, tenant)
     assert caught.value.code() == grpc.StatusCode.DATA_LOSS, caught.value.details()
     assert (caught.value.details() or "").startswith("integrity service at ")
     assert error_info(caught.value).reason == "TREE_MISMATCH"
