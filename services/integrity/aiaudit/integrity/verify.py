@@ -356,6 +356,12 @@ def _page_rows(
             out.append(collections.namedtuple("Read", r._fields)(**values))
         return out
 
+    # Entries first: one transaction writes an entry, its event and its content, so a batch
+    # committed during these reads has its event and content read with it; the rows of a
+    # later batch are passed over (the walk follows the entries). Read last, the entries of
+    # a batch committed meanwhile had no event rows read: "the event row is missing
+    # (deleted?)" on a live store (review, 2026-12-05).
+    entries = span(le, le.c.seq, le.c.event_id, le.c.leaf_hash, le.c.receive_time)
     found: dict[tuple[int, Any], Any] = {}
     for r in span(ev, *event_cols):
         found[(int(r.seq), _utc(r.receive_time))] = r
@@ -370,7 +376,6 @@ def _page_rows(
     if sealed - opened.keys():
         _drop_erased_meanwhile(conn, log_id, content, opened)
     out = []
-    entries = span(le, le.c.seq, le.c.event_id, le.c.leaf_hash, le.c.receive_time)
     for e in sorted(entries, key=lambda e: int(e.seq)):
         seq = int(e.seq)
         key = (seq, _utc(e.receive_time))
