@@ -417,8 +417,8 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         The longest prefix of ``hits`` (in their order) within
         :data:`_PAGE_READ_BYTES` stored, at least one hit (``read_page``).
         """
-        if len(hits) <= 1:  # read whatever its size: no budget to keep
-            return hits, self._store.read_sequences(tenant, [h.sequence for h in hits])
+        if not hits:
+            return hits, []
         got = self._store.read_page(tenant, [h.sequence for h in hits], _PAGE_READ_BYTES)
         if got.cut:  # the hits up to the last one read (a prefix in their order)
             read = {e.sequence for e in got}
