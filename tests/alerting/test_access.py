@@ -640,6 +640,33 @@ def test_a_dry_run_over_content_that_does_not_open_is_recorded_first(
         assert _access_actions(url, tenant) == [("alerting.test_rule", 2)]
 
 
+def test_a_dry_run_over_a_damaged_stored_event_names_it(tmp_path: Path, tenant: str) -> None:
+    """An event whose stored form no longer parses (altered by raw SQL) is DATA_LOSS naming
+    it and its sequence, the read recorded: it was UNKNOWN with the parser's message
+    ("Expecting value: line 1 column 1") (review, 2026-12-05)."""
+    url = f"sqlite:///{tmp_path / 'aiaudit.db'}"
+    open_store(url, run_migrations=True).close()
+    with serving(url, url, tmp_path) as (channel, _, _):
+        send(channel, [interaction(tenant, "e-0"), interaction(tenant, "e-damaged")])
+        engine = sa.create_engine(url)
+        try:
+            with engine.begin() as conn:
+                conn.execute(
+                    sa.text("UPDATE events SET canonical = :c WHERE log_id = :t AND seq = 1"),
+                    {"c": b"not json", "t": tenant},
+                )
+        finally:
+            engine.dispose()
+        with pytest.raises(grpc.RpcError) as damaged:
+            pb_grpc.AlertingServiceStub(channel).TestRule(  # type: ignore[no-untyped-call]
+                pb.TestRuleRequest(parent=f"tenants/{tenant}", source=PROBE)
+            )
+    assert damaged.value.code() == grpc.StatusCode.DATA_LOSS, damaged.value.details()
+    details = damaged.value.details() or ""
+    assert "'e-damaged'" in details and "sequence 1" in details and "not json" not in details
+    assert _access_actions(url, tenant) == [("alerting.test_rule", 2)]
+
+
 @pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
 def test_a_dry_run_is_recorded_before_it_reads_events(
     alerting_server: Server, tenant: str, store_url: str, postgres: Postgres

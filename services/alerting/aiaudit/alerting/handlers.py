@@ -22,6 +22,7 @@ from aiaudit.alerting.service import (
     AlertingService,
     Check,
     ConflictError,
+    DamagedStoredEventError,
     DeniedError,
     InvalidError,
     NotFoundError,
@@ -128,6 +129,17 @@ def _guard(context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
         )
     except (KekError, SealError) as exc:  # content TestRule reads that does not open
         status.abort(context, status.sealing(exc))
+    except DamagedStoredEventError as exc:  # a stored event TestRule reads, altered
+        status.abort(
+            context,
+            status.error(
+                code_pb2.DATA_LOSS,
+                str(exc),
+                "STORED_EVENT_DAMAGED",
+                event_id=exc.event_id,
+                sequence=str(exc.sequence),
+            ),
+        )
     except ConflictError as exc:
         code = {
             "RULE_EXISTS": code_pb2.ALREADY_EXISTS,

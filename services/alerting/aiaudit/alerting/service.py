@@ -36,7 +36,7 @@ from aiaudit.alerting.tables import alerts as alerts_t
 from aiaudit.common import rfc3339, tenants
 from aiaudit.common.store.prepare import prepare
 from aiaudit.common.store.schema import events as events_t
-from aiaudit.common.store.sql import SqlEventStore
+from aiaudit.common.store.sql import SqlEventStore, StoredEvent
 from aiaudit.common.v1 import event_pb2
 
 
@@ -134,6 +134,20 @@ class OutOfRangeError(Exception):
         super().__init__(message)
         self.reason = reason
         self.metadata = metadata
+
+
+class DamagedStoredEventError(Exception):
+    """A stored event a dry run reads cannot be rebuilt (its canonical form altered)."""
+
+    def __init__(self, tenant: str, stored: StoredEvent, cause: Exception) -> None:
+        """Names the event and its sequence, not what the damaged row holds."""
+        super().__init__(
+            f"the stored event {stored.event_id!r} (log {tenant!r}, sequence "
+            f"{stored.sequence}) cannot be read: its stored form is damaged "
+            f"({type(cause).__name__}); run `aiaudit verify` on the store"
+        )
+        self.event_id = stored.event_id
+        self.sequence = stored.sequence
 
 
 class ConflictError(Exception):
@@ -640,7 +654,9 @@ class AlertingService:
             )
         reading(len(seqs))
         stored = self.events.read_sequences(tenant, seqs)
-        events = [_parsed(wire) for wire in evaluated(stored)]  # as the engine sees them
+        events = [  # as the engine sees them
+            _parsed(tenant, one, wire) for one, wire in zip(stored, evaluated(stored), strict=True)
+        ]
         received = [s.receive_time for s in stored]
         return simulate([rule], tenant, list(zip(events, received, strict=True))), len(stored)
 
@@ -788,10 +804,13 @@ class AlertingService:
             self.changes.unsubscribe(sub.wake)
 
 
-def _parsed(wire: bytes | Exception) -> event_pb2.Event:
-    """An event :func:`evaluated` gave; the error of a damaged one is raised."""
+def _parsed(tenant: str, stored: StoredEvent, wire: bytes | Exception) -> event_pb2.Event:
+    """An event :func:`evaluated` gave; a damaged one raises DamagedStoredEventError.
+
+    Its parser's error went out as UNKNOWN ("Expecting value: line 1 column 1").
+    """
     if isinstance(wire, Exception):
-        raise wire
+        raise DamagedStoredEventError(tenant, stored, wire) from wire
     return event_pb2.Event.FromString(wire)
 
 
