@@ -870,3 +870,131 @@ def test_a_text_true_is_exported_as_text_and_a_boolean_as_a_boolean(
                 "true",
                 "false",
             ]
+
+
+def per_item_events(search_suite: SearchSuite, tenant: str) -> dict[str, ev.Event]:
+    """Events whose per-item fields hold empty texts: flags without a category or a
+    source, an empty finish reason, a tool call without a name, an attribute and a
+    trust signal holding ``""``."""
+    mixed = interaction(tenant, "mixed")
+    mixed.safety_flags.add(severity=ev.SEVERITY_HIGH, score=0.9, blocked=True, source="guard")
+    mixed.safety_flags.add(category="violence", severity=ev.SEVERITY_LOW, score=0.1)
+    mixed.safety_flags.add(category="pii", severity=ev.SEVERITY_MEDIUM, source="dlp")
+    mixed.output.finish_reasons.extend(["", "stop", ""])
+    mixed.output.tool_calls.add(id="c1")
+    mixed.output.tool_calls.add(id="c2", name="lookup")
+    mixed.attributes["reviewed_by"].string_value = ""
+    mixed.attributes["ticket"].string_value = "T-1"
+    mixed.trust_signals.add(name="reviewer", value=ev.AttributeValue(string_value=""))
+    mixed.trust_signals.add(name="reviewer", value=ev.AttributeValue(string_value="ann"))
+    bare = interaction(tenant, "bare")
+    bare.safety_flags.add(severity=ev.SEVERITY_INFO)
+    bare.output.finish_reasons.append("")
+    bare.output.tool_calls.add(id="c3")
+    bare.attributes["note"].string_value = ""
+    plain = interaction(tenant, "plain")
+    events = [mixed, bare, plain]
+    search_suite.append(events)
+    search_suite.wait_indexed(tenant, len(events))
+    return {e.event_id: e for e in events}
+
+
+def per_item_columns(e: ev.Event) -> dict[str, list[object]]:
+    """The multi-valued columns an export shows: one value per item, in the event's order."""
+    flags = e.safety_flags
+    return {
+        "safety_flags.category": [f.category for f in flags],
+        "safety_flags.severity": [ev.Severity.Name(f.severity) for f in flags],
+        "safety_flags.score": [f.score for f in flags],
+        "safety_flags.blocked": [f.blocked for f in flags],
+        "safety_flags.source": [f.source for f in flags],
+        "output.finish_reasons": list(e.output.finish_reasons),
+        "output.tool_calls.name": [c.name for c in e.output.tool_calls],
+    }
+
+
+def per_item_families(e: ev.Event) -> dict[str, dict[str, list[str]]]:
+    signals: dict[str, list[str]] = {}
+    for t in e.trust_signals:
+        signals.setdefault(t.name, []).append(t.value.string_value)
+    attributes = {k: [v.string_value] for k, v in e.attributes.items()}
+    return {"trust_signals": signals, "attributes": attributes}
+
+
+def test_csv_keeps_one_value_per_flag_and_item_and_empty_texts(
+    search_suite: SearchSuite, tenant: str
+) -> None:
+    """The CSV arrays left empty texts out: of a flag without a category (HIGH, blocked)
+    followed by a "violence" flag (LOW), ``safety_flags.category`` read ``["violence"]``
+    beside two severities, so the blocked flag read as violence; an empty finish reason
+    or a nameless tool call shifted those arrays, and an attribute holding ``""`` was not
+    in ``attributes`` (review, 2026-12-06)."""
+    sent = per_item_events(search_suite, tenant)
+    rows = {
+        r["event_id"]: r
+        for r in csv.DictReader(
+            io.StringIO(export(search_suite, tenant, pb.EXPORT_FORMAT_CSV).decode(), newline="")
+        )
+    }
+    assert set(rows) == set(sent)
+    wrong = []
+    for name, event in sent.items():
+        for column, expected in per_item_columns(event).items():
+            cell = rows[name][column]
+            if (json.loads(cell) if cell else []) != expected:
+                wrong.append((name, column, cell, expected))
+        for family, expected_family in per_item_families(event).items():
+            cell = rows[name][family]
+            if (json.loads(cell) if cell else {}) != expected_family:
+                wrong.append((name, family, cell, expected_family))
+    assert wrong == []
+    flags = list(
+        zip(
+            *(json.loads(rows["mixed"][f"safety_flags.{c}"]) for c in ("category", "blocked")),
+            strict=True,
+        )
+    )
+    assert flags == [("", True), ("violence", False), ("pii", False)]
+    # The index keeps leaving empty texts out, as it does an empty scalar: a flag
+    # without a category has none to find.
+    assert search_suite.all_ids(tenant, "safety_flags.category:*") == ["mixed"]
+    assert search_suite.all_ids(tenant, 'safety_flags.category = ""') == []
+    assert search_suite.all_ids(tenant, "attributes.ticket:*") == ["mixed"]
+
+
+def test_xml_keeps_one_element_per_flag_and_item_and_empty_texts(
+    search_suite: SearchSuite, tenant: str
+) -> None:
+    """XML wrote one ``<safety_flags.category>`` beside two severities, and no element for
+    an empty finish reason, a nameless tool call or an attribute holding ``""``
+    (review, 2026-12-06)."""
+    sent = per_item_events(search_suite, tenant)
+    tree = etree.fromstring(export(search_suite, tenant, pb.EXPORT_FORMAT_XML))
+    etree.XMLSchema(etree.parse(str(XSD))).assertValid(tree)
+    ns = {"a": exporting.NAMESPACE}
+    seen = set()
+    wrong = []
+    for node in tree.findall("a:event", ns):
+        name = node.findtext("a:event_id", namespaces=ns) or ""
+        seen.add(name)
+        event = sent[name]
+        for column, expected in per_item_columns(event).items():
+            texts = [x.text or "" for x in node.findall(f"a:{column}", ns)]
+            shown = [
+                str(v).lower() if isinstance(v, bool) else repr(v) if isinstance(v, float) else v
+                for v in expected
+            ]
+            if texts != shown:
+                wrong.append((name, column, texts, shown))
+        for family, tag in (("trust_signals", "trust_signal"), ("attributes", "attribute")):
+            got: dict[str, list[tuple[str, str]]] = {}
+            for x in node.findall(f"a:{tag}", ns):
+                got.setdefault(x.get("name") or "", []).append((x.get("type") or "", x.text or ""))
+            typed = {
+                k: [("string", v) for v in values]
+                for k, values in per_item_families(event)[family].items()
+            }
+            if got != typed:
+                wrong.append((name, tag, got, typed))
+    assert wrong == []
+    assert seen == set(sent)

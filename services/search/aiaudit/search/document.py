@@ -164,7 +164,19 @@ def build(event: event_pb2.Event, sequence: int) -> Document:
     return doc
 
 
-def _entries(e: event_pb2.Event) -> list[Entry]:
+def values(e: event_pb2.Event) -> list[Entry]:
+    """Every value of the event's multi-valued fields, an empty text included, uncapped.
+
+    What exports show: one value per safety flag in each ``safety_flags.*``
+    column, one per finish reason and one per output tool call, in the event's
+    order, so that the i-th value of each column belongs to the i-th item; and
+    every attribute (and named trust signal), an empty text too. The index
+    leaves the empty texts out (:func:`build`), as it does an empty scalar: a
+    flag without a category has none to find. Exports wrote what the index
+    keeps until 2026-12-06: a flag without a category moved the next flag's
+    category onto it (``["violence"]`` beside ``["SEVERITY_HIGH", "SEVERITY_LOW"]``),
+    and an attribute holding ``""`` was not in the CSV or the XML columns.
+    """
     out: list[Entry] = []
     for flag in e.safety_flags:
         out.append(Entry("safety_flags.severity", event_pb2.Severity.Name(flag.severity)))
@@ -175,7 +187,12 @@ def _entries(e: event_pb2.Event) -> list[Entry]:
     out += [Entry("output.tool_calls.name", c.name) for c in e.output.tool_calls]
     out += [typed(f"trust_signals.{t.name}", t.value) for t in e.trust_signals if t.name]
     out += [typed(f"attributes.{k}", v) for k, v in sorted(e.attributes.items())]
-    return [x for x in out if x.str_value != "" or x.num_value is not None]
+    return out
+
+
+def _entries(e: event_pb2.Event) -> list[Entry]:
+    """The indexed values: :func:`values` without the empty texts."""
+    return [x for x in values(e) if x.str_value != "" or x.num_value is not None]
 
 
 def capped(entries: list[Entry]) -> tuple[list[Entry], int]:
@@ -186,7 +203,10 @@ def capped(entries: list[Entry]) -> tuple[list[Entry], int]:
 
 
 def typed(name: str, value: event_pb2.AttributeValue) -> Entry:
-    """A typed value as an entry of its own type (an unset value is the empty text, dropped)."""
+    """A typed value as an entry of its own type (an unset value is the empty text).
+
+    The index drops the empty text; exports show it (a ``string`` ``""``).
+    """
     which = value.WhichOneof("value")
     if which in ("int_value", "double_value"):
         return Entry(name, num_value=getattr(value, which))

@@ -8,14 +8,21 @@
   microseconds, durations in seconds, enums by name); multi-valued columns
   hold a JSON array, ``trust_signals`` and ``attributes`` a JSON object of
   arrays by name, each value in the JSON type the event gave it (the text
-  ``"true"`` a string, the boolean ``true`` a boolean). A text cell (ids,
+  ``"true"`` a string, the boolean ``true`` a boolean). The arrays hold one
+  value per item, an empty text as ``""`` (:func:`aiaudit.search.document.values`):
+  each ``safety_flags.*`` column one per flag, ``output.finish_reasons`` one per
+  reason, ``output.tool_calls.name`` one per call, in the event's order, so the
+  i-th values of the ``safety_flags.*`` columns are one flag's. A text cell (ids,
   names, content) that begins with ``=``, ``+``, ``-``, ``@``, a tab, a
   carriage return, a line feed, U+0000 or ``'``, or with whitespace (or
   U+0000) and then one of ``= + - @``, gets one more ``'`` in front
   (:func:`guarded`): a spreadsheet would run a formula there (a prompt is
   attacker-controlled text), and the apostrophe is what spreadsheets take as
   "text". Reading back, drop one leading ``'``.
-- XML: one ``<event>`` per event with an element per column present, and the
+- XML: one ``<event>`` per event with an element per column present (one per
+  value of a multi-valued column, as the CSV arrays: the i-th
+  ``<safety_flags.category>`` and the i-th ``<safety_flags.severity>`` are one
+  flag's, an empty text an empty element), and the
   whole event as proto3 JSON in ``<json>``; valid against ``export.xsd``
   (generated from the catalogue by :func:`xsd`, published beside this module).
   Characters XML 1.0 cannot carry (control characters) are replaced by U+FFFD
@@ -34,7 +41,7 @@ from xml.sax.saxutils import escape, quoteattr
 from google.protobuf import json_format
 
 from aiaudit.common.v1 import event_pb2
-from aiaudit.search import catalogue
+from aiaudit.search import catalogue, document
 from aiaudit.search.catalogue import Field, Kind
 from aiaudit.search.document import Document, Entry, iso
 
@@ -114,18 +121,23 @@ def _scalar_cell(field: Field, value: object) -> str:
     return guarded(text) if field.kind is Kind.KEYWORD else text
 
 
-def row(doc: Document) -> list[str]:
-    """The CSV row of a document, in :func:`columns` order."""
+def row(doc: Document, values: list[Entry]) -> list[str]:
+    """The CSV row of a document and its event's :func:`~aiaudit.search.document.values`.
+
+    The multi-valued columns come from ``values``, not from ``doc.entries``: the
+    index leaves empty texts out, which misaligned the ``safety_flags.*``
+    arrays and lost an attribute holding ``""`` (until 2026-12-06).
+    """
     out = [
         _scalar_cell(f, doc.scalars[f.name]) if f.name in doc.scalars else ""
         for f in catalogue.SCALARS
     ]
     for f in catalogue.MULTIS:
-        values = [_entry_value(e) for e in doc.entries if e.field == f.name]
-        out.append(json.dumps(values, ensure_ascii=False) if values else "")
+        items = [_entry_value(e) for e in values if e.field == f.name]
+        out.append(json.dumps(items, ensure_ascii=False) if items else "")
     for family in catalogue.FAMILIES:
         grouped: dict[str, list[object]] = {}
-        for e in doc.entries:
+        for e in values:
             if e.field.startswith(family + "."):
                 name = e.field[len(family) + 1 :]
                 grouped.setdefault(name, []).append(_entry_value(e))
@@ -171,20 +183,20 @@ class Writer:
         return event_json(event).translate(LINE_SEPARATORS) + "\n"
 
     def _csv(self, doc: Document, event: event_pb2.Event) -> str:
-        del event
-        return _csv_line(row(doc))
+        return _csv_line(row(doc, document.values(event)))
 
     def _xml(self, doc: Document, event: event_pb2.Event) -> str:
+        values = document.values(event)
         parts = ["<event>"]
         for f in catalogue.SCALARS:
             if f.name in doc.scalars:
                 parts.append(_element(f.name, _scalar_text(f, doc.scalars[f.name])))
         for f in catalogue.MULTIS:
-            for e in doc.entries:
+            for e in values:
                 if e.field == f.name:
                     parts.append(_element(f.name, _entry_xml(e)[1]))
         for family, tag in (("trust_signals", "trust_signal"), ("attributes", "attribute")):
-            for e in doc.entries:
+            for e in values:
                 if e.field.startswith(family + "."):
                     name = e.field[len(family) + 1 :]
                     kind, text = _entry_xml(e)
