@@ -22,11 +22,38 @@ or raises the error a damaged row deserves.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from aiaudit.common import canonical
 from aiaudit.common.v1 import event_pb2
 
+if TYPE_CHECKING:
+    from aiaudit.common.store.sql import StoredEvent
+
 Content = dict[str, str] | None
+
+
+class DamagedStoredEventError(Exception):
+    """A stored event that cannot be rebuilt: its canonical form altered in the store.
+
+    The message names the event and its sequence, never the parser's error: that
+    quotes the damaged bytes (``Invalid enum value EVENT_TYPE_198.51.100.23``),
+    which can be content or personal data the reader may not see. Every reader
+    answers it as ``status.damaged_event`` does (``DATA_LOSS``
+    ``STORED_EVENT_DAMAGED``); the parser's error stays the ``__cause__``, for the
+    log.
+    """
+
+    def __init__(self, stored: StoredEvent, cause: Exception) -> None:
+        """Names ``stored`` (its log, id and sequence), not what its damaged row holds."""
+        super().__init__(
+            f"the stored event {stored.event_id!r} (log {stored.log_id!r}, sequence "
+            f"{stored.sequence}) cannot be read: its stored form is damaged "
+            f"({type(cause).__name__}); run `aiaudit verify` on the store"
+        )
+        self.log_id = stored.log_id
+        self.event_id = stored.event_id
+        self.sequence = stored.sequence
 
 
 class FastPathError(ValueError):
@@ -63,6 +90,17 @@ def restore_into(event: event_pb2.Event, canonical_bytes: bytes, content: Conten
     except Exception:  # anything unusual: the exact (slower) parser decides, or raises
         event.Clear()
         event.CopyFrom(canonical.restore(canonical_bytes, content))
+
+
+def restore_stored_into(event: event_pb2.Event, stored: StoredEvent, content: Content) -> None:
+    """:func:`restore_into` for an event read from the store (``content``: its own, or None).
+
+    A row that no longer parses raises :class:`DamagedStoredEventError` naming it.
+    """
+    try:
+        restore_into(event, stored.canonical, content)
+    except Exception as exc:  # whatever the parser met: the row is damaged
+        raise DamagedStoredEventError(stored, exc) from exc
 
 
 def restore_wires(stored: Sequence[tuple[bytes, Content]]) -> list[bytes | Exception]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import grpc
 from google.protobuf import any_pb2
@@ -12,6 +13,9 @@ from grpc_status import rpc_status
 
 from aiaudit.common.keys.kek import KekError
 from aiaudit.common.keys.seal import SealError
+
+if TYPE_CHECKING:
+    from aiaudit.common.restore import DamagedStoredEventError
 
 DOMAIN = "aiaudit.dev"
 
@@ -103,4 +107,18 @@ def sealing(exc: KekError | SealError) -> status_pb2.Status:
         )
     return error(
         code_pb2.UNAVAILABLE, "the content keys are unavailable; retry", "KEYS_UNAVAILABLE"
+    )
+
+
+def damaged_event(exc: DamagedStoredEventError) -> status_pb2.Status:
+    """A stored event that no longer parses: DATA_LOSS naming it and its sequence.
+
+    Never the parser's message, which quotes the damaged bytes past any redaction.
+    """
+    return error(
+        code_pb2.DATA_LOSS,
+        str(exc),
+        "STORED_EVENT_DAMAGED",
+        event_id=exc.event_id,
+        sequence=str(exc.sequence),
     )

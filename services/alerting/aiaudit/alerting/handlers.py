@@ -22,7 +22,6 @@ from aiaudit.alerting.service import (
     AlertingService,
     Check,
     ConflictError,
-    DamagedStoredEventError,
     DeniedError,
     InvalidError,
     NotFoundError,
@@ -41,6 +40,7 @@ from aiaudit.common.access import AccessLog
 from aiaudit.common.auth import Authenticator, Caller, end_expired
 from aiaudit.common.keys.kek import KekError
 from aiaudit.common.keys.seal import SealError
+from aiaudit.common.restore import DamagedStoredEventError
 from aiaudit.common.stream_slots import StreamSlots
 from aiaudit.common.v1.event_pb2 import Severity
 
@@ -130,16 +130,7 @@ def _guard(context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
     except (KekError, SealError) as exc:  # content TestRule reads that does not open
         status.abort(context, status.sealing(exc))
     except DamagedStoredEventError as exc:  # a stored event TestRule reads, altered
-        status.abort(
-            context,
-            status.error(
-                code_pb2.DATA_LOSS,
-                str(exc),
-                "STORED_EVENT_DAMAGED",
-                event_id=exc.event_id,
-                sequence=str(exc.sequence),
-            ),
-        )
+        status.abort(context, status.damaged_event(exc))
     except ConflictError as exc:
         code = {
             "RULE_EXISTS": code_pb2.ALREADY_EXISTS,

@@ -34,6 +34,7 @@ from aiaudit.alerting.rules import (
 from aiaudit.alerting.store import AlertStore
 from aiaudit.alerting.tables import alerts as alerts_t
 from aiaudit.common import rfc3339, tenants
+from aiaudit.common.restore import DamagedStoredEventError
 from aiaudit.common.store.prepare import prepare
 from aiaudit.common.store.schema import events as events_t
 from aiaudit.common.store.sql import SqlEventStore, StoredEvent
@@ -134,20 +135,6 @@ class OutOfRangeError(Exception):
         super().__init__(message)
         self.reason = reason
         self.metadata = metadata
-
-
-class DamagedStoredEventError(Exception):
-    """A stored event a dry run reads cannot be rebuilt (its canonical form altered)."""
-
-    def __init__(self, tenant: str, stored: StoredEvent, cause: Exception) -> None:
-        """Names the event and its sequence, not what the damaged row holds."""
-        super().__init__(
-            f"the stored event {stored.event_id!r} (log {tenant!r}, sequence "
-            f"{stored.sequence}) cannot be read: its stored form is damaged "
-            f"({type(cause).__name__}); run `aiaudit verify` on the store"
-        )
-        self.event_id = stored.event_id
-        self.sequence = stored.sequence
 
 
 class ConflictError(Exception):
@@ -655,7 +642,7 @@ class AlertingService:
         reading(len(seqs))
         stored = self.events.read_sequences(tenant, seqs)
         events = [  # as the engine sees them
-            _parsed(tenant, one, wire) for one, wire in zip(stored, evaluated(stored), strict=True)
+            _parsed(one, wire) for one, wire in zip(stored, evaluated(stored), strict=True)
         ]
         received = [s.receive_time for s in stored]
         return simulate([rule], tenant, list(zip(events, received, strict=True))), len(stored)
@@ -804,13 +791,13 @@ class AlertingService:
             self.changes.unsubscribe(sub.wake)
 
 
-def _parsed(tenant: str, stored: StoredEvent, wire: bytes | Exception) -> event_pb2.Event:
+def _parsed(stored: StoredEvent, wire: bytes | Exception) -> event_pb2.Event:
     """An event :func:`evaluated` gave; a damaged one raises DamagedStoredEventError.
 
     Its parser's error went out as UNKNOWN ("Expecting value: line 1 column 1").
     """
     if isinstance(wire, Exception):
-        raise DamagedStoredEventError(tenant, stored, wire) from wire
+        raise DamagedStoredEventError(stored, wire) from wire
     return event_pb2.Event.FromString(wire)
 
 

@@ -137,6 +137,16 @@ def _store_unavailable(exc: Exception, done: str = "nothing was returned") -> _A
     )
 
 
+def _damaged(exc: restore.DamagedStoredEventError) -> _AbortError:
+    """A stored event that no longer parses (see :func:`status.damaged_event`), logged here.
+
+    It was UNKNOWN with the parser's message, which quotes the damaged bytes
+    (an ``actor.ip_address`` to a caller without ``pii.read``).
+    """
+    log.warning("search read a damaged stored event: %s", exc)
+    return _AbortError(status.damaged_event(exc))
+
+
 def _sealing_error(exc: KekError | SealError) -> _AbortError:
     """Stored content that does not open (see :func:`status.sealing`), logged here."""
     log.warning("search read met sealed content it cannot open: %s", exc)
@@ -237,14 +247,15 @@ class Visibility:
         Without ``content.read`` the event is rebuilt from its canonical form
         alone, exactly as if its content had been erased; so is a suite record
         without ``pii.read`` (see :data:`QUOTING_RECORDS`). ``into``: the empty
-        message to rebuild it in (a page's result), returned.
+        message to rebuild it in (a page's result), returned. A stored form that
+        no longer parses raises ``restore.DamagedStoredEventError``.
         """
         event = event_pb2.Event() if into is None else into
-        restore.restore_into(event, found.canonical, found.content if self.content else None)
+        restore.restore_stored_into(event, found, found.content if self.content else None)
         if not self.pii:
             if self.content and event.event_type in QUOTING_RECORDS:
                 event.Clear()
-                restore.restore_into(event, found.canonical, None)
+                restore.restore_stored_into(event, found, None)
             event.actor.ClearField("ip_address")
         if found.content is None or not self.shows_content(event):
             media.drop_hashes(event)
@@ -329,6 +340,8 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
             status.abort(context, status.bad_request(str(exc), [("filter", f"too large: {exc}")]))
         except (KekError, SealError) as exc:
             status.abort(context, _sealing_error(exc).status)
+        except restore.DamagedStoredEventError as exc:
+            status.abort(context, _damaged(exc).status)
         except _STORE_ERRORS as exc:
             status.abort(context, _store_unavailable(exc).status)
         raise AssertionError("unreachable")
@@ -725,6 +738,8 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
             status.abort(context, refused.status)
         except (KekError, SealError) as exc:
             status.abort(context, _sealing_error(exc).status)
+        except restore.DamagedStoredEventError as exc:
+            status.abort(context, _damaged(exc).status)
         except _STORE_ERRORS as exc:  # the chunks already sent are not the whole export
             done = "the export stopped before its end"
             status.abort(context, _store_unavailable(exc, done).status)
