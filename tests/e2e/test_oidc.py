@@ -14,7 +14,7 @@ import yaml
 from aiaudit.alerting.v1 import alerting_service_pb2 as alerting_pb
 from aiaudit.alerting.v1 import alerting_service_pb2_grpc as alerting_grpc
 from aiaudit.cli.server import Suite, start
-from aiaudit.common import client, config
+from aiaudit.common import client, config, oidc
 from aiaudit.common.config import ConfigError
 from aiaudit.common.oidc import LEEWAY
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
@@ -144,6 +144,39 @@ def test_an_append_stream_ends_when_its_token_expires(
         requests.put(None)
         channel.close()
     wait_until(lambda: stream_opens(running, fresh))
+
+
+def test_an_append_stream_ends_when_its_tokens_key_is_withdrawn(
+    suite: tuple[Suite, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key leaves the JWKS because it is compromised or retired: a stream opened with a
+    token it signed must not go on appending until the token expires. Once the server has
+    read the JWKS without it, the stream's next request is not answered and it ends
+    UNAUTHENTICATED, as one opened with a removed API key does."""
+    running, _ = suite
+    successor = rsa_key()
+    bearer = token(SIGNER, "k1", sub="gw-1", roles=["gateway"])
+    fresh = token(successor, "k2", sub="gw-1", roles=["gateway"])
+    channel = client.channel(f"127.0.0.1:{running.port}", bearer)
+    requests: queue.SimpleQueue[pb.AppendStreamRequest | None] = queue.SimpleQueue()
+    stream = pb_grpc.IngestServiceStub(channel).AppendStream(iter(requests.get, None), timeout=60)
+    try:
+        requests.put(pb.AppendStreamRequest(request_id=1, events=[interaction("acme")]))
+        first = next(stream)
+        assert first.request_id == 1 and first.status.code == 0 and len(first.receipts) == 1
+        write_jwks(tmp_path / "jwks.json", [jwk(successor, "k2")])  # k1 withdrawn
+        monkeypatch.setattr(oidc, "REFRESH_GAP", 0.0)  # the next key's token prompts a read
+        wait_until(lambda: append(running, fresh) == grpc.StatusCode.OK)  # the server read it
+        assert append(running, bearer) == grpc.StatusCode.UNAUTHENTICATED
+        requests.put(pb.AppendStreamRequest(request_id=2, events=[interaction("acme")]))
+        with pytest.raises(grpc.RpcError) as ended:
+            next(stream)
+        assert ended.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert "expired while the stream was open" in (ended.value.details() or "")
+    finally:
+        requests.put(None)
+        channel.close()
+    wait_until(lambda: stream_opens(running, fresh))  # its slot given back
 
 
 def test_an_export_ends_when_its_token_expires(suite: tuple[Suite, dict[str, str]]) -> None:

@@ -380,3 +380,72 @@ def test_keys_are_read_on_a_schedule_so_a_published_key_verifies_at_its_first_to
         assert verifier.verify(token(new, "2026-12", sub="bob")).subject == "bob"
     finally:
         keys.stop()
+
+
+def test_a_remembered_token_is_refused_once_its_key_is_withdrawn(
+    tmp_path: Path, signer: rsa.RSAPrivateKey
+) -> None:
+    """A key leaves the JWKS because it is compromised or retired: every token it signed is
+    refused from the read that lacks it. A verified token was remembered, and accepted from
+    memory, until it expired (review). A read that keeps the key keeps it remembered."""
+    other = rsa_key()
+    path = write_jwks(tmp_path / "jwks.json", [jwk(signer, "k1")])
+    keys = Jwks.from_file(path)
+    keys.load()
+    verifier = Verifier(ISSUER, AUDIENCE, keys)
+    seen = token(signer, "k1", sub="seen")
+    first = verifier.verify(seen)
+    write_jwks(path, [jwk(signer, "k1"), jwk(other, "k2")])  # the issuer publishes its next key
+    keys.load()
+    assert verifier.verify(seen) is first  # still remembered: no second signature check
+    write_jwks(path, [jwk(other, "k2")])  # and withdraws k1
+    keys.load()
+    for signed in (token(signer, "k1", sub="unseen"), seen):
+        with pytest.raises(TokenError, match="no signing key 'k1'"):
+            verifier.verify(signed)
+    assert first.withdrawn()  # what an open stream's caller checks
+    assert verifier.verify(token(other, "k2", sub="next")).subject == "next"
+
+
+def test_a_remembered_token_is_refused_once_its_key_id_names_another_key(
+    tmp_path: Path, signer: rsa.RSAPrivateKey
+) -> None:
+    """The issuer replaces the key material under the same id: the id alone must not keep
+    the old key's tokens remembered."""
+    replacement = rsa_key()
+    path = write_jwks(tmp_path / "jwks.json", [jwk(signer, "k1")])
+    keys = Jwks.from_file(path)
+    keys.load()
+    verifier = Verifier(ISSUER, AUDIENCE, keys)
+    seen = token(signer, "k1")
+    claims = verifier.verify(seen)
+    write_jwks(path, [jwk(replacement, "k1")])
+    keys.load()
+    with pytest.raises(TokenError, match=r"[Ss]ignature"):
+        verifier.verify(seen)
+    assert claims.withdrawn()
+    assert verifier.verify(token(replacement, "k1", sub="bob")).subject == "bob"
+
+
+def test_a_remembered_token_is_refused_once_the_issuer_withdraws_its_key_from_the_url(
+    jwks_server: tuple[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same over HTTP: the JWKS read again (here prompted by the next key's first token)
+    no longer holds the key, and the token it signed, remembered, is refused."""
+    url, published = jwks_server
+    old, new = rsa_key(), rsa_key()
+    published["keys"] = [jwk(old, "2026-11")]
+    keys = Jwks.from_url(url)
+    keys.load()
+    verifier = Verifier(ISSUER, AUDIENCE, keys)
+    seen = token(old, "2026-11")
+    assert verifier.verify(seen).subject
+    published["keys"] = [jwk(new, "2026-12")]  # rotated, the old key withdrawn
+    monkeypatch.setattr(oidc, "REFRESH_GAP", 0.0)
+    with pytest.raises(TokenError, match="being read"):
+        verifier.verify(token(new, "2026-12", sub="bob"))
+    wait_until(lambda: not keys.reading)
+    assert verifier.verify(token(new, "2026-12", sub="bob")).subject == "bob"
+    monkeypatch.setattr(oidc, "REFRESH_GAP", 3600.0)
+    with pytest.raises(TokenError, match="no signing key '2026-11' at the issuer"):
+        verifier.verify(seen)

@@ -109,8 +109,9 @@ class Caller:
     """When the credential stops being accepted (epoch seconds; an API key never does).
     A stream checks it as it goes: it was authenticated once, when it opened."""
     revoked: Callable[[], bool] = field(default=lambda: False, compare=False, repr=False)
-    """Whether the key is no longer in the keys file with these grants: an open stream
-    must not outlive the key it was opened with (see :class:`KeysFile`)."""
+    """Whether the key is no longer in the keys file with these grants, or the token's
+    signing key no longer in the issuer's JWKS: an open stream must not outlive the
+    credential it was opened with (see :class:`KeysFile`, :class:`~aiaudit.common.oidc.Claims`)."""
 
     def expired(self) -> bool:
         """Whether the credential is past its end or revoked (a long stream must then stop)."""
@@ -395,6 +396,7 @@ class Authenticator:
                 claims.roles & ROLE_PERMISSIONS.keys(),
                 claims.key_id,
                 claims.expires + LEEWAY,
+                claims.withdrawn,  # a stream ends once the token's key is withdrawn
             )
         digest = hashlib.sha256(token.encode()).hexdigest()
         keys = self._keys.current() if isinstance(self._keys, KeysFile) else self._keys
@@ -458,11 +460,14 @@ def refuse_unauthenticated(context: grpc.ServicerContext, message: str) -> NoRet
 
 
 def end_expired(context: grpc.ServicerContext) -> NoReturn:
-    """Ends a stream whose token expired, or API key was revoked, while open (UNAUTHENTICATED)."""
+    """Ends a stream whose credential ended while it was open (UNAUTHENTICATED).
+
+    A token past its end or its signing key withdrawn, or an API key revoked.
+    """
     refuse_unauthenticated(
         context,
-        "the credential expired while the stream was open (a token past its end, or an API "
-        "key revoked); reconnect with a current one",
+        "the credential expired while the stream was open (a token past its end or its "
+        "signing key withdrawn, or an API key revoked); reconnect with a current one",
     )
 
 

@@ -19,7 +19,13 @@ published before signing with it is known when its first token arrives.
 Tokens are checked on the server's dispatching thread (``credential_gate``),
 which a read of the provider must never hold. A verified token is
 remembered until it expires (by its SHA-256), so a client's stream of calls
-pays for one signature check.
+pays for one signature check, but only while the JWKS as last read holds the
+key that signed it: the same key material (RFC 7638 thumbprint) and algorithms
+under the same id. A key the provider withdrew (compromised, retired) or
+replaced under its id refuses every token it signed from the first read that
+lacks it, remembered or not (a remembered token used to be accepted until it
+expired), and :attr:`Claims.withdrawn` says so, so a stream opened with such a
+token ends at its next request, as one opened with a removed API key does.
 """
 
 from __future__ import annotations
@@ -31,7 +37,8 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -63,18 +70,45 @@ class Claims:
     tenants: frozenset[str]
     key_id: str
     expires: float
+    withdrawn: Callable[[], bool] = field(default=lambda: False, compare=False, repr=False)
+    """Whether the JWKS as last read no longer holds the key that signed the token (gone,
+    or its id now names other key material): the token is refused from then on."""
 
 
 @dataclass(frozen=True)
 class SigningKey:
-    """One key of the JWKS and the algorithms tokens signed with it may name."""
+    """One key of the JWKS and the algorithms tokens signed with it may name.
 
-    key: object
+    Equal when the key material (its thumbprint) and the algorithms are: a read of the
+    JWKS that keeps a key keeps the tokens it signed remembered.
+    """
+
+    key: object = field(compare=False)
     algorithms: list[str]
+    thumbprint: str
 
 
 _BY_KEY_TYPE = {"RSA": ["RS256", "RS384", "RS512"], "OKP": ["EdDSA"]}
 _BY_CURVE = {"P-256": ["ES256"], "P-384": ["ES384"]}
+
+
+_THUMBPRINT_MEMBERS = {
+    "RSA": ("e", "kty", "n"),
+    "EC": ("crv", "kty", "x", "y"),
+    "OKP": ("crv", "kty", "x"),
+}
+
+
+def _thumbprint(entry: dict[str, Any]) -> str:
+    """The JWK's RFC 7638 thumbprint (SHA-256, hex): its key material, whatever its id.
+
+    A key type without the RFC's members listed here (one no accepted algorithm uses)
+    is hashed whole.
+    """
+    names = _THUMBPRINT_MEMBERS.get(str(entry.get("kty")), tuple(entry))
+    members = {name: entry.get(name) for name in names}
+    canonical = json.dumps(members, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _algorithms(entry: dict[str, Any]) -> list[str]:
@@ -137,7 +171,9 @@ class Jwks:
                     raise ValueError(f"a key that is not an object: {entry!r:.60}")
                 if entry.get("use", "sig") != "sig" or "kid" not in entry:
                     continue
-                keys[str(entry["kid"])] = SigningKey(jwt.PyJWK(entry).key, _algorithms(entry))
+                keys[str(entry["kid"])] = SigningKey(
+                    jwt.PyJWK(entry).key, _algorithms(entry), _thumbprint(entry)
+                )
         except Exception as exc:  # whatever the reply was (a truncated read, a list of strings)
             raise ConfigError(f"OIDC JWKS {self._where}: {exc!r}") from None
         self._keys = keys
@@ -160,6 +196,10 @@ class Jwks:
             if self._reading:
                 raise TokenError(f"no signing key {kid!r} yet: the issuer's keys are being read")
         raise TokenError(f"no signing key {kid!r} at the issuer")
+
+    def lacks(self, kid: str, key: SigningKey) -> bool:
+        """Whether the keys as last read no longer hold ``key`` under ``kid`` (no read started)."""
+        return self._keys.get(kid) != key
 
     def keep_fresh(self, every: float = REREAD_EVERY) -> None:
         """Reads the keys again every ``every`` seconds, in a thread of its own.
@@ -222,10 +262,14 @@ class Verifier:
         self._remembered: dict[bytes, Claims] = {}
 
     def verify(self, token: str) -> Claims:
-        """The claims of a valid token; ``TokenError`` saying what is wrong otherwise."""
+        """The claims of a valid token; ``TokenError`` saying what is wrong otherwise.
+
+        A remembered token is checked again once its key is no longer the JWKS's: its
+        claims are not answered after the key's withdrawal (the check refuses it).
+        """
         digest = hashlib.sha256(token.encode()).digest()
         known = self._remembered.get(digest)
-        if known is not None and known.expires > time.time() - LEEWAY:
+        if known is not None and known.expires > time.time() - LEEWAY and not known.withdrawn():
             return known
         claims = self._check(token)
         if len(self._remembered) >= MAX_REMEMBERED:
@@ -240,7 +284,8 @@ class Verifier:
             raise TokenError(f"not a JWT: {exc}") from None
         if header.get("alg") not in ALGORITHMS:
             raise TokenError(f"algorithm {header.get('alg')!r} is not accepted ({ALGORITHMS})")
-        key = self._keys.key(str(header.get("kid", "")))
+        kid = str(header.get("kid", ""))
+        key = self._keys.key(kid)
         try:
             body: dict[str, Any] = jwt.decode(
                 token,
@@ -261,6 +306,7 @@ class Verifier:
             tenants=_names(body.get(self._tenants_claim)),
             key_id=f"oidc:{header.get('kid', '')}",
             expires=float(body["exp"]),
+            withdrawn=partial(self._keys.lacks, kid, key),
         )
 
 
