@@ -206,6 +206,34 @@ def test_exported_bundle_verifies_offline_and_names_tampered_events(
     assert {line.split()[3].rstrip(":") for line in independent.stdout.splitlines()[:-1]} == named
 
 
+def test_an_export_with_proofs_sends_their_checkpoint_in_its_first_message(
+    proof_suite: SearchSuite, tenant: str
+) -> None:
+    """``ExportResponse.checkpoint``: "the checkpoint the attached proofs are against (first
+    message only)". No message carried it (review, 2026-12-05)."""
+    ids = [f"c-{i:02d}" for i in range(20)]
+    proof_suite.append([interaction(tenant, e, text=f"{e} " + "x" * 8_000) for e in ids])
+    proof_suite.wait_indexed(tenant, len(ids))
+    stub = proof_suite.as_role("compliance_officer")
+    request = pb.ExportRequest(
+        tenant_id=tenant, filter=NOT_ACCESS, format=pb.EXPORT_FORMAT_JSONL, include_proofs=True
+    )
+    chunks = list(stub.Export(request))
+    assert len(chunks) > 1  # 160 KB: the later messages are data only
+    assert chunks[0].HasField("checkpoint")
+    assert not any(c.HasField("checkpoint") for c in chunks[1:])
+    checkpoint = chunks[0].checkpoint
+    assert checkpoint.log_id == tenant and checkpoint.tree_size >= len(ids)
+    lines = [json.loads(t) for t in b"".join(c.data for c in chunks).splitlines()]
+    assert [line["event_id"] for line in lines] == ids
+    assert all(line["tlog_proof"].endswith("\n\n" + checkpoint.signed_note) for line in lines)
+
+    plain = stub.Export(
+        pb.ExportRequest(tenant_id=tenant, filter=NOT_ACCESS, format=pb.EXPORT_FORMAT_JSONL)
+    )
+    assert not any(c.HasField("checkpoint") for c in plain)  # no proofs, no checkpoint
+
+
 def test_get_event_reports_integrity_status(proof_suite: SearchSuite, tenant: str) -> None:
     proof_suite.append([interaction(tenant, "v-1")])
     wait_until(lambda: covered_size(proof_suite, tenant) >= 1)

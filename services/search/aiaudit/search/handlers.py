@@ -832,6 +832,20 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
             time.sleep(min(_CHECKPOINT_POLL, left))
 
     def _export_chunks(self, tenant: str, plan: _Export) -> Iterator[pb.ExportResponse]:
+        """The export's messages; the first carries the proofs' checkpoint, if any.
+
+        The proto promises it ("the checkpoint the attached proofs are against
+        (first message only)"); no message carried it (review, 2026-12-05).
+        """
+        first = True
+        for data in self._export_data(tenant, plan):
+            if first and plan.checkpoint is not None:
+                yield pb.ExportResponse(data=data, checkpoint=plan.checkpoint)
+            else:
+                yield pb.ExportResponse(data=data)
+            first = False
+
+    def _export_data(self, tenant: str, plan: _Export) -> Iterator[bytes]:
         """Pages of the index joined with the store; memory bounded by one page and one chunk."""
         where, fmt, snapshot = plan.where, plan.fmt, plan.snapshot
         view = Visibility.of(plan.caller, tenant)
@@ -855,13 +869,13 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
                 for text in texts:
                     pending += text.encode()
                     while len(pending) >= _CHUNK_BYTES:
-                        yield pb.ExportResponse(data=bytes(pending[:_CHUNK_BYTES]))
+                        yield bytes(pending[:_CHUNK_BYTES])
                         del pending[:_CHUNK_BYTES]
             if len(page.hits) < _EXPORT_PAGE:
                 break
             after = page.hits[-1].sort
         pending += writer.footer().encode()
-        yield pb.ExportResponse(data=bytes(pending))
+        yield bytes(pending)
 
     def _export_events(
         self, tenant: str, hits: list[Hit], matched_content: bool
