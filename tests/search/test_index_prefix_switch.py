@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 from opensearchpy import OpenSearch
 
+from aiaudit.common import leader
 from aiaudit.common.erasure import erase
 from aiaudit.common.store import open_store
 from aiaudit.search.backends import opensearch
+from aiaudit.search.indexer import Indexer
 from aiaudit.search.settings import SearchSettings
 from tests.conftest import Postgres
 from tests.helpers import interaction, secret_word, wait_until
@@ -108,6 +110,45 @@ def test_a_new_prefix_indexes_the_whole_log_and_names_the_old_prefixs_indices(
             second.suite.stop()
     finally:
         for prefix in (old, new):
+            direct.indices.delete(index=f"{prefix}-*", params={"ignore_unavailable": "true"})
+            direct.indices.delete_index_template(name=prefix, params={"ignore": 404})
+        direct.close()
+
+
+def test_two_deployments_with_prefixes_of_their_own_on_one_store_both_index(
+    tmp_path: Path, own_postgres: Postgres, opensearch_url: str
+) -> None:
+    """Each prefix has its cursor, and its indexer its lock: until 2026-12-05 every prefix
+    took the one ``search.indexer`` lock, so the second deployment stood by for ever and
+    its index stayed empty. The default prefix keeps the old lock (replicas of a rolling
+    upgrade still take turns)."""
+    assert Indexer.leader_job(SearchSettings.index_prefix) == leader.INDEXER
+    one, two = (f"aiaudit-test-{uuid.uuid4().hex[:8]}" for _ in range(2))
+    assert len({Indexer.leader_job(p) for p in (one, two, "a" * 61, "a" * 60 + "b")}) == 4
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    direct = OpenSearch(hosts=[opensearch_url])
+    suites = []
+    try:
+        for prefix in (one, two):
+            (tmp_path / prefix).mkdir()
+            settings = {
+                "opensearch_url": opensearch_url,
+                "index_prefix": prefix,
+                "refresh_interval": "100ms",
+                "database_url": own_postgres.consumer_url,
+            }
+            suites.append(
+                start_suite(tmp_path / prefix, "opensearch", settings, own_postgres.app_url)
+            )
+        suites[0].append([interaction(tenant, f"e-{i}") for i in range(3)])
+        for running in suites:  # each deployment's own index gets the events
+            running.wait_indexed(tenant, 3)
+            assert running.suite.components["search"].indexer.leading
+    finally:
+        for running in suites:
+            running.channel.close()
+            running.suite.stop()
+        for prefix in (one, two):
             direct.indices.delete(index=f"{prefix}-*", params={"ignore_unavailable": "true"})
             direct.indices.delete_index_template(name=prefix, params={"ignore": 404})
         direct.close()

@@ -85,7 +85,9 @@ def start(ctx: Context) -> Search:
         s.retention_sweep_interval,
         s.wake_linger,
         # One indexer at a time into the shared OpenSearch; the embedded index is this process's.
-        leader.for_engine(store.engine, leader.INDEXER) if s.backend == "opensearch" else None,
+        leader.for_engine(store.engine, Indexer.leader_job(s.index_prefix))
+        if s.backend == "opensearch"
+        else None,
     )
     indexer.watch(ctx.store.engine)
     indexer.start()

@@ -36,7 +36,8 @@ event fires just before the COMMIT lands); otherwise it polls every ``poll_inter
 seconds (commits from other processes).
 
 Replicas: into OpenSearch, shared by every replica, one indexer works at a
-time, the holder of the ``search.indexer`` lock (:mod:`aiaudit.common.leader`);
+time, the holder of the prefix's lock (:meth:`Indexer.leader_job`, ``search.indexer``
+for the default prefix; :mod:`aiaudit.common.leader`);
 the others ask for it once a poll interval and meanwhile read the leader's
 positions, so that their exports wait for the right snapshot. An embedded
 index is its own process's, and its indexer always works.
@@ -57,7 +58,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import sqlalchemy as sa
 
-from aiaudit.common import commits, erasure
+from aiaudit.common import commits, erasure, leader
 from aiaudit.common.keys.seal import SealError
 from aiaudit.common.leader import Leadership
 from aiaudit.common.store import SqlEventStore
@@ -127,6 +128,21 @@ class Indexer:
         """When the last caught-up batch was made visible (monotonic seconds)."""
         self.woken_early = False
         """Set by a commit wake-up, cleared when a pass found work (a quick recheck otherwise)."""
+
+    @staticmethod
+    def leader_job(index_prefix: str) -> str:
+        """The lock (:mod:`aiaudit.common.leader`) of the indexers into an OpenSearch prefix.
+
+        One per store cursor (:func:`~aiaudit.search.backends.opensearch.cursor_name`),
+        as each prefix has its own: ``search.indexer`` for the default prefix (as
+        before), ``search.indexer:<cursor>`` for another. Until 2026-12-05 every
+        prefix took ``search.indexer``, so of two deployments on one store with
+        prefixes of their own only one ever indexed.
+        """
+        from aiaudit.search.backends.opensearch import CONSUMER, cursor_name  # opensearch-py
+
+        cursor = cursor_name(index_prefix)
+        return leader.INDEXER if cursor == CONSUMER else f"{leader.INDEXER}:{cursor}"
 
     @property
     def leading(self) -> bool:
