@@ -396,6 +396,11 @@ BAD_SEARCHES: list[tuple[dict[str, object], str, str]] = [
     ({"query": "NOT " * 1000 + "x"}, "query", "nested deeper"),
     ({"filter": "usage.input_tokens < 1e19"}, "filter", "64-bit"),
     ({"filter": "usage.input_tokens < 99999999999999999999"}, "filter", "64-bit"),
+    # A double cannot tell these from 10 and 0: = found 10, < missed it, = 1e-999 found 0.
+    ({"filter": "usage.input_tokens = 10.0000000000000001"}, "filter", "is an integer"),
+    ({"filter": "usage.input_tokens < 10.0000000000000001"}, "filter", "is an integer"),
+    ({"filter": "usage.input_tokens >= 1e-999"}, "filter", "is an integer"),
+    ({"filter": "usage.input_tokens = 9007199254740993.5"}, "filter", "is an integer"),
     ({"query": '"a\x00b"'}, "query", "U+0000"),
     ({"filter": 'input.text:"a\x00"'}, "filter", "U+0000"),
     ({"page_token": base64.urlsafe_b64encode(b"[" * 100_000).decode()}, "page_token", "not a"),
@@ -998,3 +1003,84 @@ def test_xml_keeps_one_element_per_flag_and_item_and_empty_texts(
                 wrong.append((name, tag, got, typed))
     assert wrong == []
     assert seen == set(sent)
+
+
+def test_an_integer_field_compares_the_integer_a_literal_writes(
+    search_suite: SearchSuite, tenant: str
+) -> None:
+    """``9007199254740993.0`` was the double nearest it: ``=`` found 2**53, not 2**53 + 1."""
+    events = []
+    for name, tokens in (("ten", 10), ("two-53", 2**53), ("two-53-1", 2**53 + 1)):
+        e = interaction(tenant, name)
+        e.usage.input_tokens = tokens
+        events.append(e)
+    search_suite.append(events)
+    search_suite.wait_indexed(tenant, len(events))
+    for text, expected in (
+        ("usage.input_tokens = 9007199254740993.0", ["two-53-1"]),
+        ("usage.input_tokens = 9.007199254740993e15", ["two-53-1"]),
+        ("usage.input_tokens < 9007199254740993.00", ["ten", "two-53"]),
+        ("usage.input_tokens = 10.0", ["ten"]),
+        ("usage.input_tokens <= 1e1", ["ten"]),
+    ):
+        assert sorted(search_suite.all_ids(tenant, text)) == expected, text
+
+
+def test_a_minus_before_a_query_term_negates_it_whatever_follows(
+    search_suite: SearchSuite, tenant: str
+) -> None:
+    """``refund -404`` found the one event holding 404, the opposite of ``refund NOT 404``
+    (a minus before a digit was kept for negative numbers, in queries too)."""
+    texts = {
+        "neg-404": "refund failed with 404",
+        "neg-ok": "refund done",
+        "neg-2fa": "refund needs 2fa",
+        "neg-mail": "refund sent by e-mail",
+    }
+    events = [interaction(tenant, name, text=text) for name, text in texts.items()]
+    events[3].attributes["code"].int_value = -5
+    search_suite.append(events)
+    search_suite.wait_indexed(tenant, len(events))
+    for query, expected in (
+        ("refund -404", ["neg-2fa", "neg-mail", "neg-ok"]),
+        ("refund NOT 404", ["neg-2fa", "neg-mail", "neg-ok"]),
+        ("refund -2fa", ["neg-404", "neg-mail", "neg-ok"]),
+        ("-404 refund -2fa", ["neg-mail", "neg-ok"]),
+        ("e-mail", ["neg-mail"]),
+        ("refund -e-mail", ["neg-2fa", "neg-404", "neg-ok"]),
+    ):
+        assert sorted(search_suite.all_ids(tenant, query=query)) == expected, query
+    # In a filter a minus before a digit is still a negative number.
+    assert search_suite.all_ids(tenant, "attributes.code = -5") == ["neg-mail"]
+    assert sorted(search_suite.all_ids(tenant, "-attributes.code = -5", query="refund")) == [
+        "neg-2fa",
+        "neg-404",
+        "neg-ok",
+    ]
+
+
+def test_an_apostrophe_inside_a_query_word_is_part_of_it(
+    search_suite: SearchSuite, tenant: str
+) -> None:
+    """``O'Brien's`` was ``O AND "Brien" AND s`` (scattered letters matched it; OpenSearch
+    missed the event holding it), ``O'Brien`` an unterminated string (INVALID_ARGUMENT)."""
+    texts = {
+        "apos-obrien": "customer O'Brien's refund",
+        "apos-other": "o brien sent s for bien",
+        "apos-scatter": "so the o was brien , s",
+        "apos-dont": "we don't refund",
+    }
+    search_suite.append([interaction(tenant, name, text=text) for name, text in texts.items()])
+    search_suite.wait_indexed(tenant, len(texts))
+    for query, expected in (
+        ("O'Brien's", ["apos-obrien"]),
+        ("o'brien's refund", ["apos-obrien"]),
+        ("don't", ["apos-dont"]),
+        ("refund -don't", ["apos-obrien"]),
+    ):
+        assert sorted(search_suite.all_ids(tenant, query=query)) == expected, query
+    # A word means what the same word quoted means. Which events hold "O'Brien" is the
+    # backends' tokenizers' to say (README: they split words differently at apostrophes).
+    for word in ("O'Brien's", "O'Brien", "don't"):
+        quoted = sorted(search_suite.all_ids(tenant, query=f'"{word}"'))
+        assert sorted(search_suite.all_ids(tenant, query=word)) == quoted, word

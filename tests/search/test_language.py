@@ -81,6 +81,90 @@ def test_query_terms_phrases_and_operators() -> None:
     )
 
 
+EVERY_TEXT = ("input.text", "output.text", "tool_call.text")
+
+
+def test_a_minus_before_a_query_term_negates_it_whatever_follows() -> None:
+    """``refund -404`` was ``refund AND "404"``: a minus before a digit kept the term."""
+    assert parse_query("refund -404") == And(
+        (Text(EVERY_TEXT, "refund"), Not(Text(EVERY_TEXT, "404")))
+    )
+    assert parse_query("-2fa") == parse_query("NOT 2fa") == Not(Text(EVERY_TEXT, "2fa"))
+    assert parse_query("-0.5") == Not(Text(EVERY_TEXT, "0.5"))
+    # Inside a word a minus is the word's, in either language.
+    assert parse_query("e-mail gpt-4o 2-3") == And(
+        (Text(EVERY_TEXT, "e-mail"), Text(EVERY_TEXT, "gpt-4o"), Text(EVERY_TEXT, "2-3"))
+    )
+    assert parse_filter("model.name = gpt-4o") == Compare(f("model.name"), "=", "gpt-4o", False)
+    # In a filter a minus before a digit is still a negative number.
+    x = f("attributes.x")
+    assert parse_filter("attributes.x = -5") == Compare(x, "=", -5, True)
+    assert parse_filter("-attributes.x > -5") == Not(Compare(x, ">", -5, True))
+    with pytest.raises(LanguageError, match="nothing searchable"):
+        parse_query("refund - 404")
+
+
+def test_an_apostrophe_inside_a_query_term_is_part_of_it() -> None:
+    """``O'Brien's`` was ``O AND "Brien" AND s``, and ``O'Brien`` an unterminated string."""
+    for term in ("O'Brien's", "O'Brien", "don't", "users'"):
+        assert parse_query(term) == Text(EVERY_TEXT, term), term
+        assert parse_query(term) == parse_query(f'"{term}"'), term
+    assert parse_query("it's -O'Brien") == And(
+        (Text(EVERY_TEXT, "it's"), Not(Text(EVERY_TEXT, "O'Brien")))
+    )
+    # Where a token starts a quote still opens a string, of either kind.
+    assert parse_query("'credit card' it's \"a b\"") == And(
+        (Text(EVERY_TEXT, "credit card"), Text(EVERY_TEXT, "it's"), Text(EVERY_TEXT, "a b"))
+    )
+    assert parse_query('say"hi there"') == And(
+        (Text(EVERY_TEXT, "say"), Text(EVERY_TEXT, "hi there"))
+    )
+    with pytest.raises(LanguageError, match="unterminated string") as caught:
+        parse_query("refund 'tis")
+    assert caught.value.position == 7
+    # A filter's unquoted value still ends at a quote (an apostrophe is no value).
+    assert parse_filter('actor.user_id = "O\'Brien"') == Compare(
+        f("actor.user_id"), "=", "O'Brien", False
+    )
+
+
+@pytest.mark.parametrize("op", ["=", "!=", "<", "<=", ">", ">="])
+@pytest.mark.parametrize(
+    "literal",
+    ["10.0000000000000001", "1e-999", "-1e-400", "9007199254740993.5", "0.11000000000000000001e2"],
+)
+def test_an_integer_field_refuses_every_literal_that_is_no_integer(op: str, literal: str) -> None:
+    """Decided on the double nearest the literal, ``= 10.0000000000000001`` found 10,
+    ``< 10.0000000000000001`` missed it and ``= 1e-999`` found 0."""
+    text = f"usage.input_tokens {op} {literal}"
+    with pytest.raises(LanguageError) as caught:
+        parse_filter(text)
+    assert caught.value.detail == f"'usage.input_tokens' is an integer; {literal!r} is not"
+    assert caught.value.position == text.index(literal)
+
+
+def test_an_integer_field_takes_every_literal_that_writes_an_integer_exactly() -> None:
+    """``9007199254740993.0`` was the double nearest it, 9007199254740992."""
+    tokens = f("usage.input_tokens")
+    for literal, value in (
+        ("10.0", 10),
+        ("1e3", 1000),
+        ("1.5e1", 15),
+        ("-0.0", 0),
+        ("0e999999999", 0),
+        ("9007199254740993.0", 2**53 + 1),
+        ("9.007199254740993e15", 2**53 + 1),
+        ("9223372036854775807", 2**63 - 1),
+        ("-9223372036854775808.000", -(2**63)),
+    ):
+        found = parse_filter(f"usage.input_tokens <= {literal}")
+        assert found == Compare(tokens, "<=", value, True), literal
+        assert isinstance(found, Compare) and type(found.value) is int, literal
+    for literal in ("9223372036854775808", "9.3e18", "-9223372036854775809.0"):
+        with pytest.raises(LanguageError, match="outside the 64-bit integer range"):
+            parse_filter(f"usage.input_tokens = {literal}")
+
+
 def test_true_unquoted_is_the_boolean_quoted_the_text() -> None:
     """Both were the text "true" (lower-cased), so either found booleans and texts alike."""
     k = f("attributes.k")
@@ -110,6 +194,8 @@ def test_true_unquoted_is_the_boolean_quoted_the_text() -> None:
         ("nosuch.field = 1", 1, "unknown field 'nosuch.field'"),
         ("usage.output_tokens = ten", 23, "is a number"),
         ("usage.output_tokens = 1.5", 23, "is an integer"),
+        ("usage.output_tokens < 10.0000000000000001", 23, "is an integer"),
+        ("usage.output_tokens = 1e-999", 23, "is an integer"),
         ('model.name > "a"', 12, "compares text"),
         ("event_type = BOGUS", 14, "not a value of 'event_type'"),
         ('occurred_time > "yesterday"', 17, "not an RFC 3339 timestamp"),

@@ -20,7 +20,11 @@ a prefix match; ``!=`` is ``NOT =`` (events without the field match it). On
 a text field (``output.text``) ``:`` is a full-text phrase match.
 
 Query grammar: the same operators over terms and "phrases"; every term or
-phrase is matched as a phrase over all text fields.
+phrase is matched as a phrase over all text fields. ``-`` before a term is
+``NOT`` whatever follows (``-404``; in a filter ``-5`` is a number), and an
+apostrophe inside a term is part of it (``O'Brien's``); a quote opens a string
+only where a token starts. Integer fields take only literals that write an
+integer (``10.0`` and ``1e3`` do, ``10.0000000000000001`` does not).
 """
 
 from __future__ import annotations
@@ -176,6 +180,21 @@ class _Tok:
 
 _OPS = ("<=", ">=", "!=", "<", ">", "=", ":")
 _WORD_STOP = set(" \t\r\n()\"'<>=!:")
+# In a query an apostrophe inside a word is part of it (O'Brien's, don't): it
+# opens a string only where a token starts, as a double quote does anywhere.
+_TERM_STOP = set(' \t\r\n()"')
+
+
+def _negates(text: str, i: int, operators: bool) -> bool:
+    """Whether the ``-`` at ``i``, where a token starts, is ``NOT``.
+
+    It is when something other than a space follows it; in a filter, not
+    before a digit, so that ``-5`` is a value. In a query ``-404`` is ``NOT
+    404``: until 2026-12-06 it was the phrase "404", the opposite.
+    """
+    if i + 1 >= len(text) or text[i + 1].isspace():
+        return False
+    return not (operators and text[i + 1].isdigit())
 
 
 def _lex(text: str, field: str, operators: bool) -> list[_Tok]:
@@ -200,12 +219,12 @@ def _lex(text: str, field: str, operators: bool) -> list[_Tok]:
             op = next(op for op in _OPS if text.startswith(op, i))
             out.append(_Tok("op", op, i))
             i += len(op)
-        elif c == "-" and (i + 1 < n and not text[i + 1].isdigit() and not text[i + 1].isspace()):
+        elif c == "-" and _negates(text, i, operators):
             out.append(_Tok("NOT", "-", i))
             i += 1
         else:
             start = i
-            stop = _WORD_STOP if operators else set(" \t\r\n()\"'")
+            stop = _WORD_STOP if operators else _TERM_STOP
             while i < n and text[i] not in stop:
                 i += 1
             if i == start:
@@ -348,7 +367,6 @@ def _phrase(tok: _Tok, fields: tuple[str, ...], where: str) -> Text:
 
 
 _NUMBER = re.compile(r"-?\d+(\.\d+)?([eE][+-]?\d+)?")
-_INTEGER = re.compile(r"-?\d+")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)")
 _NANOS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -391,12 +409,14 @@ def _typed(p: _Parser, f: Field, op_tok: _Tok, v: _Tok) -> Node:
         if not math.isfinite(number):
             raise p.fail(v, f"{text!r} is not a finite number")
         if f.kind is Kind.INT:
-            if not number.is_integer():
+            # Decided on the decimal written, not on the double nearest it: until
+            # 2026-12-06 = 10.0000000000000001 found 10 and = 1e-999 found 0.
+            written = decimal.Decimal(text)
+            if written != written.to_integral_value():
                 raise p.fail(v, f"{f.name!r} is an integer; {text!r} is not")
-            whole = int(text) if _INTEGER.fullmatch(text) else int(number)  # exact past 2**53
-            if not -(2**63) <= whole < 2**63:
+            if not -(2**63) <= written < 2**63:
                 raise p.fail(v, f"{text!r} is outside the 64-bit integer range")
-            return done(Compare(f, eq, whole, numeric=True))
+            return done(Compare(f, eq, int(written), numeric=True))
         if f.kind is Kind.DYNAMIC:
             return done(Compare(f, eq, _exact(text, number), numeric=True))
         return done(Compare(f, eq, number, numeric=True))
