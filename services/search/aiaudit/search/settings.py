@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,8 +97,8 @@ class SearchSettings:
         if self.backend == "opensearch" and not self.urls:
             raise ConfigError("setting 'search.opensearch_url' is required with backend opensearch")
         for url in self.urls:
-            if not url.startswith(("http://", "https://")):
-                raise ConfigError(f"setting 'search.opensearch_url': {url!r} is not an http(s) URL")
+            if problem := url_problem(url):
+                raise ConfigError(f"setting 'search.opensearch_url': {_shown(url)!r} {problem}")
         if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,60}", self.index_prefix):
             raise ConfigError(
                 "setting 'search.index_prefix': lowercase letters, digits, '_' and '-' only"
@@ -159,3 +160,35 @@ class SearchSettings:
         elif host in ("::", "[::]"):
             host = "[::1]"
         return f"{host}:{port}"
+
+
+def url_problem(url: str) -> str:
+    """What keeps ``url`` from naming an OpenSearch node, "" if nothing.
+
+    An http(s) URL with a host and, if any, a port from 1 to 65535. A port that
+    is no number or out of range raised Python's ValueError from the security
+    check (or, with ``allow_insecure``, from the client at start-up), and a URL
+    with no host a TypeError from the client, or, without ``allow_insecure``,
+    "plain HTTP to another host" (review, 2026-12-05).
+    """
+    if not url.startswith(("http://", "https://")):
+        return "is not an http(s) URL"
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError as exc:  # e.g. an unclosed [IPv6] bracket
+        return f"is not a URL: {exc}"
+    if not parts.hostname:
+        return "names no host (http(s)://HOST[:PORT])"
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        _, _, given = parts.netloc.rpartition(":")
+        return f"has port {given!r}: a port is a number from 1 to 65535"
+    return ""
+
+
+def _shown(url: str) -> str:
+    """``url`` with the password of its user-info, if any, left out."""
+    return re.sub(r"(//[^/@]*?:)[^/@]*@", r"\1***@", url, count=1)
