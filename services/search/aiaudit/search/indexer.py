@@ -55,6 +55,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 
@@ -288,29 +289,92 @@ class Indexer:
                 # A log held at a refused event is tried one entry at a time. A batch
                 # of large events ends at READ_BYTES stored: the next goes on after it.
                 limit = 1 if self._refused.get(log_id) == start else self._batch
-                try:
-                    entries = self._store.read_log(log_id, start, limit, max_bytes=READ_BYTES)
-                except SealError as exc:  # an altered sealed row: hold this log only
-                    self._hold(log_id, start, exc)
+                entries, damage = self._read(log_id, start, limit)
+                docs, erased, damage = self._build(log_id, entries, damage)
+                if docs:
+                    end = docs[-1].sequence + 1
+                    if in_flight is not None:
+                        landed, in_flight = self._landed(log_id, in_flight), None
+                        if not landed:
+                            return progressed
+                        progressed = True
+                    caught_up = end >= size
+                    in_flight = self._writer.submit(
+                        self._write, log_id, docs, erased, end, caught_up
+                    )
+                    start = end
+                if damage is not None:  # what came before it is indexed; the log waits at it
+                    self._hold(log_id, damage)
                     break
-                if not entries:
+                if not docs:
                     break
-                docs = self._build(log_id, start, entries)
-                if docs is None:
-                    break
-                erased = self._erased(log_id, entries)  # store errors propagate: not damage
-                end = entries[-1].sequence + 1
-                if in_flight is not None:
-                    landed, in_flight = self._landed(log_id, in_flight), None
-                    if not landed:
-                        return progressed
-                    progressed = True
-                in_flight = self._writer.submit(self._write, log_id, docs, erased, end, end >= size)
-                start = end
+                self._stalled.pop(log_id, None)
         finally:
             if in_flight is not None:  # raises if that bulk failed (an outage)
                 progressed = self._landed(log_id, in_flight) or progressed
         return progressed
+
+    def _read(
+        self, log_id: str, start: int, limit: int
+    ) -> tuple[list[StoredEvent], _Damage | None]:
+        """Entries from ``start`` (``limit`` at most), up to the first sealed row not opening.
+
+        A read that meets such a row (SealError) is narrowed down, by halves,
+        to the longest prefix that reads: it is indexed, and the log held at
+        the altered row, not at the start of its batch. Store errors propagate
+        (an outage, not damage).
+        """
+        try:
+            return self._store.read_log(log_id, start, limit, max_bytes=READ_BYTES), None
+        except SealError as exc:
+            failed: SealError = exc
+        good: list[StoredEvent] = []
+        low, high = 0, limit  # a read of `low` entries opens; one of `high` does not
+        while high - low > 1:
+            middle = (low + high) // 2
+            try:
+                got = self._store.read_log(log_id, start, middle, max_bytes=READ_BYTES)
+            except SealError as exc:
+                high, failed = middle, exc
+                continue
+            if len(got) < middle:  # cut by its byte budget before the altered row
+                return got, None
+            low, good = middle, got
+        sequence = start + low
+        found = self._store.read_log(log_id, sequence, 1, content=False)
+        event_id = found[0].event_id if found else "?"
+        return good, _Damage(sequence, f"event {event_id!r}", failed)
+
+    def _build(
+        self, log_id: str, entries: list[StoredEvent], damage: _Damage | None
+    ) -> tuple[list[Document], list[Document], _Damage | None]:
+        """The documents of the entries before the first damaged one, and of what they erase.
+
+        A stored event that does not parse ends the batch there: the documents
+        before it are indexed, the log is held at it (``damage``).
+        """
+        docs: list[Document] = []
+        for entry in entries:
+            try:
+                docs.append(stored_document.from_stored(entry))
+            except Exception as exc:  # a damaged row: hold this log, keep indexing the others
+                damage = _Damage(entry.sequence, f"event {entry.event_id!r}", exc)
+                break
+        erased = self._erased(log_id, entries[: len(docs)])  # store errors propagate
+        for d in docs:
+            if d.omitted_entries:
+                log.warning(
+                    "search indexer: event %r (log %s, sequence %d) has %d multi-valued "
+                    "values; the index holds its first %d, so filters on the other %d do not "
+                    "find it (the store keeps them all)",
+                    d.event_id,
+                    log_id,
+                    d.sequence,
+                    len(d.entries) + d.omitted_entries,
+                    len(d.entries),
+                    d.omitted_entries,
+                )
+        return docs, erased, damage
 
     def _landed(self, log_id: str, in_flight: Future[int]) -> bool:
         """Publishes where a write left its log; False when the backend refused a document.
@@ -389,40 +453,18 @@ class Indexer:
             self._positions.update(positions)
             self._progress.notify_all()
 
-    def _build(self, log_id: str, start: int, entries: list[StoredEvent]) -> list[Document] | None:
-        """The batch's documents, or None when a stored event is damaged (the log is held)."""
-        try:
-            docs = [stored_document.from_stored(e) for e in entries]
-        except Exception as exc:  # a damaged row: hold this log, keep indexing the others
-            self._hold(log_id, start, exc)
-            return None
-        self._stalled.pop(log_id, None)
-        for d in docs:
-            if d.omitted_entries:
-                log.warning(
-                    "search indexer: event %r (log %s, sequence %d) has %d multi-valued "
-                    "values; the index holds its first %d, so filters on the other %d do not "
-                    "find it (the store keeps them all)",
-                    d.event_id,
-                    log_id,
-                    d.sequence,
-                    len(d.entries) + d.omitted_entries,
-                    len(d.entries),
-                    d.omitted_entries,
-                )
-        return docs
-
-    def _hold(self, log_id: str, start: int, exc: Exception) -> None:
+    def _hold(self, log_id: str, damage: _Damage) -> None:
         """Logs once per log and position that a damaged event holds the log there."""
-        if self._stalled.get(log_id) != start:
+        if self._stalled.get(log_id) != damage.sequence:
             log.error(
-                "search indexer holds log %s at sequence %d: %s "
-                "(the stored event is damaged; `aiaudit verify` names it)",
+                "search indexer holds log %s at sequence %d: %s is damaged: %s "
+                "(the other logs go on; `aiaudit verify` names it)",
                 log_id,
-                start,
-                exc,
+                damage.sequence,
+                damage.what,
+                damage.error,
             )
-            self._stalled[log_id] = start
+            self._stalled[log_id] = damage.sequence
 
     def _erased(self, log_id: str, entries: list[StoredEvent]) -> list[Document]:
         """The events that erasure records of the batch name, indexed again without content.
@@ -440,3 +482,12 @@ class Indexer:
         for stored, doc in zip(found, docs, strict=True):  # the entry's id, not the JSON's
             doc.revision = named[stored.event_id]
         return docs
+
+
+@dataclass(frozen=True)
+class _Damage:
+    """Where a log is held: the entry's sequence, what is damaged, the error."""
+
+    sequence: int
+    what: str
+    error: Exception

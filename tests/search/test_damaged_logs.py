@@ -1,0 +1,78 @@
+"""A damaged stored event holds its own log only, at itself, with one error naming it.
+
+Until 2026-12-05 a damaged row held its log at the start of its batch (the
+healthy events before it in the batch were never indexed, and the error named
+the batch's first sequence).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from grpc_health.v1 import health_pb2
+
+from aiaudit.common.store import open_store
+from aiaudit.common.store.prepare import prepare
+from tests.helpers import flip_sealed_content, interaction
+from tests.search.conftest import SearchSuite, start_suite
+from tests.search.test_faults import health
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+
+
+def junk_canonical(url: str, tenant: str, event_id: str) -> bytes:
+    """Overwrites an event's canonical form with what no parser takes; returns what it was."""
+    engine = sa.create_engine(url)
+    where = "WHERE log_id = :t AND event_id = :e"
+    try:
+        with engine.begin() as conn:
+            params = {"t": tenant, "e": event_id}
+            was = conn.execute(sa.text(f"SELECT canonical FROM events {where}"), params)
+            canonical = bytes(was.scalar_one())
+            conn.execute(
+                sa.text(f"UPDATE events SET canonical = :j {where}"), {**params, "j": b"not json"}
+            )
+    finally:
+        engine.dispose()
+    return canonical
+
+
+def errors(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def positions(running: SearchSuite) -> dict[str, int]:
+    return running.suite.components["search"].backend.positions()  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("damage", ["canonical form", "sealed content"])
+def test_the_events_before_a_damaged_one_in_its_batch_are_indexed_and_the_log_held_at_it(
+    tmp_path: Path, tenant: str, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="aiaudit.search")
+    url = f"sqlite:///{tmp_path / 'aiaudit.db'}"
+    store = open_store(url, run_migrations=True)  # content sealed under a KEK beside it
+    now = dt.datetime.now(dt.UTC)
+    names = [f"ok-{i}" for i in range(5)] + ["bad", "after"]
+    store.append_group([[prepare(interaction(tenant, name), now) for name in names]])
+    store.close()
+    if damage == "canonical form":
+        junk_canonical(url, tenant, "bad")
+    else:
+        flip_sealed_content(url, tenant, 5)
+    running = start_suite(tmp_path, "sqlite", {})  # one batch holds all seven
+    try:
+        running.append([interaction(f"{tenant}-z", "probe")])
+        running.wait_indexed(f"{tenant}-z", 1)  # the pass went past the damaged log
+        assert sorted(running.all_ids(tenant)) == names[:5]
+        assert positions(running)[tenant] == 5
+        (held,) = errors(caplog)
+        assert f"holds log {tenant} at sequence 5: event 'bad' is damaged" in held
+        assert health(running.channel) == SERVING
+    finally:
+        running.channel.close()
+        running.suite.stop()
