@@ -2,7 +2,9 @@
 
 Until 2026-12-05 a damaged row held its log at the start of its batch (the
 healthy events before it in the batch were never indexed, and the error named
-the batch's first sequence).
+the batch's first sequence), and a damaged event named by an erasure record
+stopped the indexer for every tenant (``search indexer paused``, health
+NOT_SERVING).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 from grpc_health.v1 import health_pb2
 
+from aiaudit.common.erasure import erase
 from aiaudit.common.store import open_store
 from aiaudit.common.store.prepare import prepare
 from tests.helpers import flip_sealed_content, interaction
@@ -73,6 +76,42 @@ def test_the_events_before_a_damaged_one_in_its_batch_are_indexed_and_the_log_he
         (held,) = errors(caplog)
         assert f"holds log {tenant} at sequence 5: event 'bad' is damaged" in held
         assert health(running.channel) == SERVING
+    finally:
+        running.channel.close()
+        running.suite.stop()
+
+
+def test_a_damaged_erased_event_holds_only_its_log_at_the_record_naming_it(
+    tmp_path: Path, tenant: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The record's re-index of the events it names met one that does not parse: the
+    indexer stopped for every tenant, and health went NOT_SERVING."""
+    caplog.set_level(logging.INFO, logger="aiaudit.search")
+    damaged, healthy = f"{tenant}-a", f"{tenant}-b"  # the damaged log's pass comes first
+    url = f"sqlite:///{tmp_path / 'aiaudit.db'}"
+    first = start_suite(tmp_path, "sqlite", {}, store_url=url)
+    try:
+        first.append([interaction(damaged, "m-0")])
+        first.wait_indexed(damaged, 1)  # indexed, then erased and damaged
+    finally:
+        first.channel.close()
+        first.suite.stop()
+    store = open_store(url)
+    sequence = store.log_sizes()[damaged]
+    record = erase(store, damaged, "request", "dpo", event_ids=["m-0"]).record_id
+    store.close()
+    junk_canonical(url, damaged, "m-0")
+    running = start_suite(tmp_path, "sqlite", {}, store_url=url)
+    try:
+        running.append([interaction(healthy, f"ok-{i}") for i in range(4)])
+        running.wait_indexed(healthy, 4)  # the healthy tenant is not held up
+        assert health(running.channel) == SERVING
+        assert positions(running)[damaged] == sequence  # held at the record
+        (held,) = errors(caplog)
+        assert (
+            f"holds log {damaged} at sequence {sequence}: event 'm-0', erased by the record "
+            f"{record!r}, is damaged" in held
+        )
     finally:
         running.channel.close()
         running.suite.stop()

@@ -350,8 +350,9 @@ class Indexer:
     ) -> tuple[list[Document], list[Document], _Damage | None]:
         """The documents of the entries before the first damaged one, and of what they erase.
 
-        A stored event that does not parse ends the batch there: the documents
-        before it are indexed, the log is held at it (``damage``).
+        A stored event that does not parse ends the batch there, as does an
+        erasure (or retention) record naming an event that does not: the
+        documents before it are indexed, the log is held at it (``damage``).
         """
         docs: list[Document] = []
         for entry in entries:
@@ -360,7 +361,14 @@ class Indexer:
             except Exception as exc:  # a damaged row: hold this log, keep indexing the others
                 damage = _Damage(entry.sequence, f"event {entry.event_id!r}", exc)
                 break
-        erased = self._erased(log_id, entries[: len(docs)])  # store errors propagate
+        kept = entries[: len(docs)]
+        while True:
+            erased, broken = self._erased(log_id, kept)
+            if broken is None:
+                break
+            damage = broken  # a record among the kept ones: earlier than any damage found
+            kept = [e for e in kept if e.sequence < broken.sequence]
+            docs = docs[: len(kept)]
         for d in docs:
             if d.omitted_entries:
                 log.warning(
@@ -466,22 +474,62 @@ class Indexer:
             )
             self._stalled[log_id] = damage.sequence
 
-    def _erased(self, log_id: str, entries: list[StoredEvent]) -> list[Document]:
+    def _erased(
+        self, log_id: str, entries: list[StoredEvent]
+    ) -> tuple[list[Document], _Damage | None]:
         """The events that erasure records of the batch name, indexed again without content.
 
         Their document ids are their event ids, so the new documents replace the
         old ones, text and highlights included, in the same bulk as the record.
         Each is at the revision of the last record naming it, above any document
-        of the event with its text.
+        of the event with its text. A named event whose stored form does not
+        parse is damage at the first record naming it (the second value).
         """
         named: dict[str, int] = {}
+        first: dict[str, StoredEvent] = {}
         for entry in entries:
-            named.update(dict.fromkeys(erasure.erased_ids(entry.canonical), entry.sequence))
-        found = self._store.read_event_ids(log_id, list(named))
-        docs = [stored_document.from_stored(f) for f in found]
-        for stored, doc in zip(found, docs, strict=True):  # the entry's id, not the JSON's
-            doc.revision = named[stored.event_id]
-        return docs
+            for event_id in erasure.erased_ids(entry.canonical):
+                named[event_id] = entry.sequence
+                first.setdefault(event_id, entry)
+        docs, failed = self._erased_docs(log_id, named)
+        if not failed:
+            return docs, None
+        event_id, error = min(failed.items(), key=lambda f: first[f[0]].sequence)
+        record = first[event_id]
+        return docs, _Damage(
+            record.sequence, f"event {event_id!r}, erased by the record {record.event_id!r},", error
+        )
+
+    def _erased_docs(
+        self, log_id: str, named: dict[str, int]
+    ) -> tuple[list[Document], dict[str, Exception]]:
+        """The content-free documents of ``named`` (event id -> revision), and those that fail.
+
+        A named event whose stored form does not parse (or whose sealed row
+        does not open) is left out, with its error; store errors propagate.
+        """
+        if not named:
+            return [], {}
+        failed: dict[str, Exception] = {}
+        try:
+            found = self._store.read_event_ids(log_id, list(named))
+        except SealError:  # one of them does not open: which one
+            found = []
+            for event_id in named:
+                try:
+                    found += self._store.read_event_ids(log_id, [event_id])
+                except SealError as exc:
+                    failed[event_id] = exc
+        docs: list[Document] = []
+        for stored in found:
+            try:
+                doc = stored_document.from_stored(stored)
+            except Exception as exc:  # damage: the caller holds the log, or reports it
+                failed[stored.event_id] = exc
+                continue
+            doc.revision = named[stored.event_id]  # the entry's id, not the JSON's
+            docs.append(doc)
+        return docs, failed
 
 
 @dataclass(frozen=True)
