@@ -13,6 +13,7 @@ import datetime as dt
 import logging
 from pathlib import Path
 
+import grpc
 import pytest
 import sqlalchemy as sa
 from grpc_health.v1 import health_pb2
@@ -20,7 +21,9 @@ from grpc_health.v1 import health_pb2
 from aiaudit.common.erasure import erase
 from aiaudit.common.store import open_store
 from aiaudit.common.store.prepare import prepare
-from tests.helpers import flip_sealed_content, interaction
+from aiaudit.search.v1 import search_service_pb2 as pb
+from tests.helpers import flip_sealed_content, holding, interaction, secret_word
+from tests.integrity.test_entries_outside_log import error_info
 from tests.search.conftest import SearchSuite, start_suite
 from tests.search.test_faults import health
 
@@ -112,6 +115,102 @@ def test_a_damaged_erased_event_holds_only_its_log_at_the_record_naming_it(
             f"holds log {damaged} at sequence {sequence}: event 'm-0', erased by the record "
             f"{record!r}, is damaged" in held
         )
+    finally:
+        running.channel.close()
+        running.suite.stop()
+
+
+def test_an_erasure_past_a_damaged_event_takes_the_text_out_of_the_index(
+    tmp_path: Path, tenant: str
+) -> None:
+    """The log waits at the damaged event, its erasure record after it does not: the erased
+    event's document is written again without its text (the index's files no longer hold
+    it), and a count over content, which waits for the latest erasure, answers. Until
+    2026-12-05 the record was never applied while the log was held: the text stayed
+    searchable and countable, and a count over content answered UNAVAILABLE."""
+    secret = secret_word()
+    url = f"sqlite:///{tmp_path / 'aiaudit.db'}"
+    first = start_suite(tmp_path, "sqlite", {}, store_url=url)
+    try:
+        first.append([interaction(tenant, "m-0", text=f"the {secret} plan", user="alice")])
+        first.wait_indexed(tenant, 1)
+    finally:
+        first.channel.close()
+        first.suite.stop()
+    store = open_store(url)
+    store.append_group([[prepare(interaction(tenant, "m-1", user="bob"), dt.datetime.now(dt.UTC))]])
+    hold = store.log_sizes()[tenant] - 1
+    assert erase(store, tenant, "gdpr", "dpo", subject_id="alice").erased == ["m-0"]
+    record = store.log_sizes()[tenant] - 1
+    store.close()
+    canonical = junk_canonical(url, tenant, "m-1")
+    running = start_suite(tmp_path, "sqlite", {"export_wait": 2.0}, store_url=url)
+    try:
+        running.append([interaction(f"{tenant}-z", "probe")])
+        running.wait_indexed(f"{tenant}-z", 1)  # the pass went past the held log
+        assert positions(running)[tenant] == hold  # still held at m-1
+        assert holding([tmp_path / "search.db", tmp_path / "search.db-wal"], secret) == []
+        assert running.find(tenant, query=secret).total_size == 0
+        by_event = pb.AggregateRequest(tenant_id=tenant, query=f'"{secret}"', group_by=["event_id"])
+        assert list(running.as_role("auditor").Aggregate(by_event).buckets) == []
+        indexer = running.suite.components["search"].indexer
+        assert indexer.wait_indexed(tenant, record + 1, timeout=0)  # what a count waits for
+        assert not indexer.wait_indexed(tenant, record + 1, timeout=0, whole=True)  # an export
+
+        engine = sa.create_engine(url)  # mended: the log goes on, the text does not come back
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text("UPDATE events SET canonical = :c WHERE log_id = :t AND event_id = 'm-1'"),
+                {"c": canonical, "t": tenant},
+            )
+        engine.dispose()
+        running.wait_indexed(tenant, 3)  # m-0, m-1 and the record
+        assert positions(running)[tenant] > record
+        assert running.find(tenant, query=secret).total_size == 0
+        assert running.all_ids(tenant, 'event_id = "m-0"') == ["m-0"]  # its metadata stays
+    finally:
+        running.channel.close()
+        running.suite.stop()
+
+
+def test_a_record_naming_a_damaged_event_still_takes_the_others_text_out(
+    tmp_path: Path, tenant: str
+) -> None:
+    """The log is held at the record itself (one event it names does not parse): the other
+    event it names loses its text all the same. The damaged one's document keeps its text,
+    so a count over content still waits, and answers ERASURE_NOT_INDEXED."""
+    kept, gone = secret_word(), secret_word()
+    url = f"sqlite:///{tmp_path / 'aiaudit.db'}"
+    first = start_suite(tmp_path, "sqlite", {}, store_url=url)
+    try:
+        first.append(
+            [
+                interaction(tenant, "m-0", text=f"the {kept} plan"),
+                interaction(tenant, "m-1", text=f"the {gone} plan"),
+            ]
+        )
+        first.wait_indexed(tenant, 2)
+    finally:
+        first.channel.close()
+        first.suite.stop()
+    store = open_store(url)
+    erase(store, tenant, "gdpr", "dpo", event_ids=["m-0", "m-1"])
+    record = store.log_sizes()[tenant] - 1
+    store.close()
+    junk_canonical(url, tenant, "m-0")
+    running = start_suite(tmp_path, "sqlite", {"export_wait": 0.5}, store_url=url)
+    try:
+        running.append([interaction(f"{tenant}-z", "probe")])
+        running.wait_indexed(f"{tenant}-z", 1)
+        assert positions(running)[tenant] == record  # held at the record
+        files = [tmp_path / "search.db", tmp_path / "search.db-wal"]
+        assert holding(files, gone) == []
+        assert holding(files, kept) != []  # m-0's document is as it was
+        by_event = pb.AggregateRequest(tenant_id=tenant, query=f'"{kept}"', group_by=["event_id"])
+        with pytest.raises(grpc.RpcError) as caught:
+            running.as_role("auditor").Aggregate(by_event)
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert error_info(caught.value).reason == "ERASURE_NOT_INDEXED"
     finally:
         running.channel.close()
         running.suite.stop()

@@ -20,6 +20,7 @@ from opensearchpy import OpenSearch
 
 from aiaudit.common.erasure import erase
 from aiaudit.common.store.prepare import prepare
+from aiaudit.search import catalogue
 from aiaudit.search.backends.opensearch import mappings
 from aiaudit.search.v1 import search_service_pb2 as pb
 from tests.helpers import interaction, secret_word, wait_until
@@ -137,3 +138,68 @@ def test_a_refused_document_holds_only_its_own_log_and_is_tried_again(
         direct.indices.delete(index=f"{prefix}-*", params={"ignore_unavailable": "true"})
         direct.indices.delete_index_template(name=prefix, params={"ignore": 404})
         direct.close()
+
+
+def test_an_erasure_past_a_refused_document_takes_the_text_out_of_the_index(
+    tmp_path: Path, opensearch_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The log waits at the refused event, its erasure record after it does not: the erased
+    event's document is written again without its text, at the record's revision, and a
+    count over content answers. Until 2026-12-05 the record was never applied while the
+    log was held: OpenSearch matched the erased text."""
+    caplog.set_level(logging.INFO, logger="aiaudit.search")
+    prefix = f"aiaudit-test-{uuid.uuid4().hex[:8]}"
+    tenant = f"t{uuid.uuid4().hex[:8]}"
+    secret = secret_word()
+    direct = OpenSearch(hosts=[opensearch_url])
+    direct.indices.create(
+        index=f"{prefix}-2026.03",
+        body={
+            "mappings": mappings(),
+            "settings": {
+                "number_of_shards": 1,
+                "number_of_replicas": 0,
+                "mapping.nested_objects.limit": 5,
+            },
+        },
+    )
+    settings = {
+        "opensearch_url": opensearch_url,
+        "index_prefix": prefix,
+        "refresh_interval": "100ms",
+        "export_wait": 2.0,
+    }
+    running = start_suite(tmp_path, "opensearch", settings)
+    try:
+        running.append([interaction(tenant, "m-0", text=f"the {secret} plan", user="alice")])
+        running.wait_indexed(tenant, 1)
+        refused = interaction(tenant, "p-1", user="bob")
+        refused.occurred_time.FromDatetime(dt.datetime(2026, 3, 2, tzinfo=dt.UTC))
+        for i in range(6):
+            refused.attributes[f"k{i}"].int_value = i
+        running.suite.store.append_group([[prepare(refused, dt.datetime.now(dt.UTC))]])
+        wait_until(lambda: any("refused event 'p-1'" in m for m in _errors(caplog)))
+        backend = running.suite.components["search"].backend
+        hold = backend.positions()[tenant]
+        erase(running.suite.store, tenant, "gdpr art.17", "dpo", subject_id="alice")
+        running.append([interaction(f"{tenant}-z", "probe")])
+        running.wait_indexed(f"{tenant}-z", 1)  # the pass went past the held log
+
+        direct.indices.refresh(index=f"{prefix}-*")
+        fields = [f.column for f in catalogue.TEXTS]
+        query = {"query": {"multi_match": {"query": secret, "fields": fields}}}
+        assert direct.count(index=f"{prefix}-*", body=query)["count"] == 0
+        assert backend.positions()[tenant] == hold  # still held at p-1
+        by_event = pb.AggregateRequest(tenant_id=tenant, query=f'"{secret}"', group_by=["event_id"])
+        assert list(running.as_role("auditor").Aggregate(by_event).buckets) == []
+        assert running.all_ids(tenant, 'event_id = "m-0"') == ["m-0"]  # its metadata stays
+    finally:
+        running.channel.close()
+        running.suite.stop()
+        direct.indices.delete(index=f"{prefix}-*", params={"ignore_unavailable": "true"})
+        direct.indices.delete_index_template(name=prefix, params={"ignore": 404})
+        direct.close()
+
+
+def _errors(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]

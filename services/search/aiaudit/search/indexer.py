@@ -63,6 +63,7 @@ from aiaudit.common import commits, erasure, leader
 from aiaudit.common.keys.seal import SealError
 from aiaudit.common.leader import Leadership
 from aiaudit.common.store import SqlEventStore
+from aiaudit.common.store.schema import events
 from aiaudit.common.store.sql import READ_BYTES, StoredEvent
 from aiaudit.search import stored_document
 from aiaudit.search.backends.base import (
@@ -78,6 +79,8 @@ _PASS_BATCHES = 20
 """Batches of one log per pass: a long backlog does not hold the other tenants' logs."""
 _SHOW_GAP = 0.1
 """Shortest time between two refreshes of caught-up batches (seconds)."""
+_SWEEP_RECORDS = 1000
+"""Erasure and retention records past a held log's position read at a time."""
 
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -113,6 +116,8 @@ class Indexer:
         """Logs held at a damaged event (log id -> its sequence); other logs go on."""
         self._refused: dict[str, int] = {}
         """Logs held at an event the backend refused (log id -> its sequence)."""
+        self._swept: dict[str, _Swept] = {}
+        """Held logs: the erasures applied past their position (:meth:`_apply_erasures`)."""
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._progress = threading.Condition()
@@ -176,9 +181,23 @@ class Indexer:
             self._leadership.release()
 
     def wait_indexed(
-        self, log_id: str, size: int, timeout: float, waiting: Callable[[], bool] = lambda: True
+        self,
+        log_id: str,
+        size: int,
+        timeout: float,
+        waiting: Callable[[], bool] = lambda: True,
+        *,
+        whole: bool = False,
     ) -> bool:
         """Waits until the first ``size`` entries of a log are indexed.
+
+        Or, unless ``whole``, until entry ``size - 1`` is an erasure (or
+        retention) record applied, with every record before it, while the log
+        is held at an earlier event (:meth:`_apply_erasures`): what a count
+        over content waits for (``erasure.last_record`` + 1), and the index
+        then holds no erased text; the events after the hold are not indexed
+        yet. ``whole``: every entry (an export's snapshot). On a standby
+        replica only the leader's positions are known.
 
         Gives up (False) at ``timeout`` or, within half a second, once
         ``waiting()`` is false: the export that waits was cancelled, and its
@@ -186,13 +205,21 @@ class Indexer:
         """
         deadline = time.monotonic() + timeout
         with self._progress:
-            while self._positions.get(log_id, 0) < size:
+            while not self._indexed(log_id, size, whole):
                 left = deadline - time.monotonic()
                 if left <= 0 or not waiting():
                     return False
                 self._wake.set()
                 self._progress.wait(min(left, 0.5))
         return True
+
+    def _indexed(self, log_id: str, size: int, whole: bool) -> bool:
+        """See :meth:`wait_indexed` (under ``_progress``)."""
+        if self._positions.get(log_id, 0) >= size:
+            return True
+        swept = self._swept.get(log_id)
+        last = size - 1
+        return not whole and swept is not None and last < swept.applied and last in swept.records
 
     def _run(self) -> None:
         backoff = 0.0
@@ -276,6 +303,11 @@ class Indexer:
             start = positions.get(log_id, 0)
             if size > start and not self._stop.is_set():
                 progressed = self._catch_up(log_id, start, size) or progressed
+                if log_id in self._stalled or log_id in self._refused:  # held
+                    progressed = self._apply_erasures(log_id, size) or progressed
+                    continue
+            if log_id in self._swept:
+                self._publish_swept(log_id, None)
         return progressed
 
     def _catch_up(self, log_id: str, start: int, size: int) -> bool:
@@ -465,8 +497,8 @@ class Indexer:
         """Logs once per log and position that a damaged event holds the log there."""
         if self._stalled.get(log_id) != damage.sequence:
             log.error(
-                "search indexer holds log %s at sequence %d: %s is damaged: %s "
-                "(the other logs go on; `aiaudit verify` names it)",
+                "search indexer holds log %s at sequence %d: %s is damaged: %s (the other "
+                "logs go on, and so do this log's erasures past it; `aiaudit verify` names it)",
                 log_id,
                 damage.sequence,
                 damage.what,
@@ -531,6 +563,98 @@ class Indexer:
             docs.append(doc)
         return docs, failed
 
+    def _apply_erasures(self, log_id: str, size: int) -> bool:
+        """Takes the text of erased events out of the index while their log is held.
+
+        A held log (a damaged event, a refused document) waits at its position,
+        but an erasure (or retention) record committed after that is applied
+        all the same: the content-free documents of the events it names are
+        written at the record's revision, so no later write of the events
+        brings their text back, and the position does not move. When the log
+        goes on, the records are indexed in their turn (their documents are
+        there already: the backends keep the higher revision).
+
+        What is applied is published for :meth:`wait_indexed`. A named event
+        that does not parse is left as it is (its document keeps its text):
+        the records from that one on no longer count as applied. A held log is
+        swept from its position once, then for new records only; a new
+        position starts over. Returns whether records are left for the next
+        pass (a sweep writes about a batch of documents).
+        """
+        hold = self._positions.get(log_id, 0)
+        swept = self._swept.get(log_id)
+        if swept is None or swept.hold != hold:
+            swept = _Swept(hold, hold, hold, frozenset())
+        if swept.scanned >= size:
+            self._publish_swept(log_id, swept)
+            return False
+        records = self._records(log_id, swept.scanned, size)
+        named: dict[str, int] = {}
+        first: dict[str, int] = {}
+        taken: list[int] = []
+        for sequence, canonical in records:
+            if taken and len(named) >= self._batch:
+                break
+            taken.append(sequence)
+            for event_id in erasure.erased_ids(canonical):
+                named[event_id] = sequence
+                first.setdefault(event_id, sequence)
+        more = len(taken) < len(records) or len(records) == _SWEEP_RECORDS
+        scanned = taken[-1] + 1 if more else size
+        docs, failed = self._erased_docs(log_id, named)
+        stuck = min((first[event_id] for event_id in failed), default=scanned)
+        if docs:
+            try:
+                self._write(log_id, [], docs, hold, False)
+            except DocumentRefusedError as exc:  # the others were written
+                failed[exc.event_id] = exc
+                stuck = taken[0]  # which records it spoils is not told: none of these count
+        for event_id, error in failed.items():
+            if first.get(event_id) != hold:  # at the hold, the hold's own error names it
+                log.error(
+                    "search indexer: the record at sequence %d of held log %s erases event "
+                    "%r, whose document cannot be rewritten: %s (its text stays in the index "
+                    "until the event is repaired; the other erased events' text left)",
+                    first.get(event_id, taken[0]),
+                    log_id,
+                    event_id,
+                    error,
+                )
+        applied = swept.applied if swept.applied < swept.scanned else min(stuck, scanned)
+        done = swept.records | {s for s in taken if s < applied}
+        self._publish_swept(log_id, _Swept(hold, scanned, applied, frozenset(done)))
+        return more
+
+    def _records(self, log_id: str, start: int, stop: int) -> list[tuple[int, bytes]]:
+        """(sequence, canonical form) of the erasure and retention records in ``start .. stop-1``.
+
+        Found by the events' type index, as :func:`erasure.last_record` finds
+        the latest; at most _SWEEP_RECORDS.
+        """
+        e = events.c
+        with self._store.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(e.seq, e.canonical)
+                .where(
+                    e.log_id == log_id,
+                    e.event_type.in_(erasure.RECORD_TYPES),
+                    e.seq >= start,
+                    e.seq < stop,
+                )
+                .order_by(e.seq)
+                .limit(_SWEEP_RECORDS)
+            ).all()
+        return [(int(seq), bytes(canonical)) for seq, canonical in rows]
+
+    def _publish_swept(self, log_id: str, swept: _Swept | None) -> None:
+        """Tells ``wait_indexed`` which erasures a held log has applied past its position."""
+        with self._progress:
+            if swept is None:
+                self._swept.pop(log_id, None)
+            else:
+                self._swept[log_id] = swept
+            self._progress.notify_all()
+
 
 @dataclass(frozen=True)
 class _Damage:
@@ -539,3 +663,17 @@ class _Damage:
     sequence: int
     what: str
     error: Exception
+
+
+@dataclass(frozen=True)
+class _Swept:
+    """The erasure and retention records a held log applied past its position (``hold``).
+
+    Every record below ``applied`` is applied; those below ``scanned`` were
+    tried; ``records``: the sequences of the records applied.
+    """
+
+    hold: int
+    scanned: int
+    applied: int
+    records: frozenset[int]
