@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from pathlib import Path
 
+import grpc
 import pytest
 from opensearchpy import OpenSearch
 
@@ -17,6 +19,7 @@ from aiaudit.search.backends.opensearch import OpenSearchBackend, body
 from aiaudit.search.component import Search
 from aiaudit.search.v1 import search_service_pb2 as pb
 from tests.helpers import holding, interaction, secret_word, wait_until
+from tests.integrity.test_entries_outside_log import error_info
 from tests.search.conftest import SearchSuite, backend_settings, start_suite
 
 
@@ -46,58 +49,170 @@ def test_erased_content_is_no_longer_searchable(search_suite: SearchSuite, tenan
     assert records[0].event.event_type == ev.EVENT_TYPE_PRIVACY_ERASURE
 
 
-def test_erased_text_is_never_highlighted_while_the_index_lags(
-    search_suite: SearchSuite, tenant: str
-) -> None:
-    """Until the indexer reaches the erasure record the index still holds the text: a page
-    that matched text leaves the erased event out (listing it would say what the text was,
-    review 2026-12-05); one that matched metadata shows it without content or highlights."""
-    search_suite.append([interaction(tenant, "m-1", text="patient has hiv diagnosis")])
-    search_suite.wait_indexed(tenant, 1)
-    search_suite.suite.components["search"].indexer.stop()  # type: ignore[attr-defined]
-    erase(search_suite.suite.store, tenant, "request #10", "dpo", subject_id="alice")
-    assert search_suite.find(tenant, 'event_id = "m-1"', query="hiv").results == []
-    assert search_suite.find(tenant, 'event_id = "m-1" AND input.text:"hiv"').results == []
-    (lagging,) = search_suite.find(tenant, 'event_id = "m-1"').results
-    assert not lagging.event.input.messages[0].parts[0].text
-    assert not lagging.highlights
+@pytest.fixture(params=["sqlite", "opensearch"])
+def impatient_suite(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SearchSuite]:
+    """A suite whose reads wait half a second for the index (``export_wait``), not 30."""
+    settings = {**backend_settings(request.param, request), "export_wait": 0.5}
+    running = start_suite(tmp_path, request.param, settings)
+    yield running
+    running.channel.close()
+    running.suite.stop()
 
 
-def test_an_export_that_matched_text_leaves_erased_events_out_while_the_index_lags(
-    search_suite: SearchSuite, tenant: str
+def _refused_for_the_erasure(call: Callable[[], object], record: int) -> str:
+    """The details of ``call``'s UNAVAILABLE ERASURE_NOT_INDEXED naming the erasure record."""
+    with pytest.raises(grpc.RpcError) as caught:
+        call()
+    details = caught.value.details() or ""
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE, details
+    info = error_info(caught.value)
+    assert info.reason == "ERASURE_NOT_INDEXED", details
+    assert dict(info.metadata) == {"sequence": str(record)}
+    assert f"has not yet applied the erasure at sequence {record}" in details
+    return details
+
+
+def test_a_read_over_content_waits_for_the_erasure_to_reach_the_index(
+    impatient_suite: SearchSuite, tenant: str
 ) -> None:
-    """SearchEvents left them out, exports listed them (content blanked): that the
-    erased text held the phrase (review, 2026-12-05). The erasure comes while the
-    export reads its first page (500 events of 20 KB: far past what the stream
-    buffers), so the second page is read from an index that still holds the text."""
-    events = [
+    """Until the indexer reaches the erasure record the index still holds the text, and every
+    answer computed from it says what the text was (review, 2026-12-05): ``NOT
+    input.text:"hiv"`` found no event where ``NOT input.text:"cancer"`` found the erased
+    one (SearchEvents and Aggregate), and ``query: hiv`` answered no results but
+    ``total_size`` 1. A read of content, under NOT too, waits for the index to apply the
+    erasure, and says so when it does not (``export_wait``); one of metadata answers."""
+    running = impatient_suite
+    running.append([interaction(tenant, "m-1", text="patient has hiv diagnosis")])
+    running.wait_indexed(tenant, 1)
+    running.suite.components["search"].indexer.stop()  # type: ignore[attr-defined]
+    erase(running.suite.store, tenant, "request #10", "dpo", subject_id="alice")
+    record = running.suite.store.log_sizes()[tenant] - 1
+
+    def reads(filter: str, query: str = "") -> list[Callable[[], object]]:
+        """SearchEvents and Aggregate of ``filter`` and ``query`` (an export waits for the
+        index to reach the log anyway; see the next tests for one the erasure comes during)."""
+        aggregate = pb.AggregateRequest(tenant_id=tenant, filter=filter, query=query)
+        return [
+            lambda: running.find(tenant, filter, query=query),
+            lambda: running.search.Aggregate(aggregate),
+        ]
+
+    for guess in ("hiv", "cancer"):
+        over_content = [
+            *reads(f'event_id = "m-1" AND NOT input.text:"{guess}"'),
+            *reads(f'event_id = "m-1" AND input.text:"{guess}"'),
+            *reads('event_id = "m-1"', query=guess),  # total_size counted the erased text
+        ]
+        for read in over_content:
+            said = _refused_for_the_erasure(read, record)
+            assert "nothing was returned" in said
+
+    # What reads no content answers: the event without its content or highlights.
+    page, aggregate = (read() for read in reads('event_id = "m-1"'))
+    assert isinstance(page, pb.SearchEventsResponse) and page.total_size == 1
+    assert not page.results[0].event.input.messages[0].parts[0].text
+    assert not page.results[0].highlights
+    assert isinstance(aggregate, pb.AggregateResponse)
+    assert sum(b.count for b in aggregate.buckets) == 1
+
+
+def _long_export_events(tenant: str, secret_of_510: str) -> list[ev.Event]:
+    """520 events of 20 KB, alice's m-510 the only one of hers: two pages of an export, the
+    first far past what the stream buffers."""
+    return [
         interaction(
             tenant,
             f"m-{i:03d}",
-            text=f"hiv {i} " + "x" * 20_000,
+            text=f"hiv {i} {secret_of_510 if i == 510 else ''} " + "x" * 20_000,
             user="alice" if i == 510 else "bob",
         )
         for i in range(520)
     ]
+
+
+def _append_all(running: SearchSuite, tenant: str, events: list[ev.Event]) -> None:
     for at in range(0, len(events), 100):
-        search_suite.append(events[at : at + 100])
-    search_suite.wait_indexed(tenant, len(events))
-    stream = search_suite.search.Export(
+        running.append(events[at : at + 100])
+    running.wait_indexed(tenant, len(events))
+
+
+def test_an_export_over_content_stops_when_an_erasure_it_meets_is_not_indexed(
+    impatient_suite: SearchSuite, tenant: str
+) -> None:
+    """An erasure committed while an export reads its first page: its second page comes from
+    an index that still holds the text. It listed the events the erased text decided,
+    ``query: hiv`` without the erased one, ``NOT input.text:"secret"`` too (it held the
+    word), telling what the text was (review, 2026-12-05). The export waits for the index
+    to apply the erasure, and stops saying so when it does not."""
+    running = impatient_suite
+    _append_all(running, tenant, _long_export_events(tenant, "secret"))
+    exports = [
+        pb.ExportRequest(tenant_id=tenant, format=pb.EXPORT_FORMAT_JSONL, query="hiv"),
         pb.ExportRequest(
-            tenant_id=tenant,
-            format=pb.EXPORT_FORMAT_JSONL,
-            query="hiv",
-            filter='event_type = "EVENT_TYPE_INTERACTION"',
-        )
+            tenant_id=tenant, format=pb.EXPORT_FORMAT_JSONL, filter='NOT input.text:"secret"'
+        ),
+    ]
+    streams = [running.search.Export(e) for e in exports]
+    firsts = [next(s) for s in streams]  # the first page read, the stream held by its buffer
+    assert all(f.data for f in firsts)
+    running.suite.components["search"].indexer.stop()  # type: ignore[attr-defined]
+    assert erase(running.suite.store, tenant, "r", "dpo", subject_id="alice").erased == ["m-510"]
+    record = running.suite.store.log_sizes()[tenant] - 1
+    for stream in streams:
+        said = _refused_for_the_erasure(lambda s=stream: list(s), record)  # type: ignore[misc]
+        assert "the export stopped before its end" in said
+
+
+def test_an_export_over_content_goes_on_from_an_index_that_applied_an_erasure_it_meets(
+    search_suite: SearchSuite, tenant: str
+) -> None:
+    """An erasure committed while an export reads its first page: the second page is read
+    from the index once it has applied it, the events decided by the text no more. m-510
+    held "secret": once erased it matches ``NOT input.text:"secret"`` through its user,
+    and is listed without content (the export left it out: the index still held the
+    word, or a page that matched text dropped erased events, whatever else matched)."""
+    _append_all(search_suite, tenant, _long_export_events(tenant, "secret"))
+    request = pb.ExportRequest(
+        tenant_id=tenant,
+        format=pb.EXPORT_FORMAT_JSONL,
+        filter='(input.text:"hiv" OR actor.user_id = "alice") AND NOT input.text:"secret"',
     )
+    stream = search_suite.search.Export(request)
     first = next(stream)
-    search_suite.suite.components["search"].indexer.stop()  # type: ignore[attr-defined]
     assert erase(search_suite.suite.store, tenant, "r", "dpo", subject_id="alice").erased == [
         "m-510"
     ]
-    lines = (first.data + b"".join(c.data for c in stream)).splitlines()
-    ids = [json.loads(line)["eventId"] for line in lines]
-    assert len(ids) == 519 and "m-510" not in ids and "m-511" in ids
+    lines = [
+        json.loads(line) for line in (first.data + b"".join(c.data for c in stream)).splitlines()
+    ]
+    assert [line["eventId"] for line in lines] == [f"m-{i:03d}" for i in range(520)]
+    (erased,) = [line for line in lines if line["eventId"] == "m-510"]
+    assert "secret" not in json.dumps(erased)
+
+
+def test_an_erased_event_matched_by_metadata_beside_text_is_listed(
+    search_suite: SearchSuite, tenant: str
+) -> None:
+    """Pages and exports whose match held text left out every event whose content was
+    erased, even one matched by metadata (``OR actor.user_id = "alice"``): total_size and
+    Aggregate counted it. The index, once it has applied the erasure, decides for all."""
+    search_suite.append(
+        [
+            interaction(tenant, "m-1", text="the mango plan", user="alice"),
+            interaction(tenant, "m-2", text="mango season", user="bob"),
+        ]
+    )
+    search_suite.wait_indexed(tenant, 2)
+    erase(search_suite.suite.store, tenant, "request #15", "dpo", subject_id="alice")
+    filter = 'event_type = INTERACTION AND (input.text:"mango" OR actor.user_id = "alice")'
+    page = search_suite.find(tenant, filter, order_by="sequence asc")
+    assert [r.event.event_id for r in page.results] == ["m-1", "m-2"] and page.total_size == 2
+    assert not page.results[0].event.input.messages[0].parts[0].text
+    export = pb.ExportRequest(tenant_id=tenant, filter=filter, format=pb.EXPORT_FORMAT_JSONL)
+    lines = b"".join(c.data for c in search_suite.search.Export(export)).splitlines()
+    assert [json.loads(line)["eventId"] for line in lines] == ["m-1", "m-2"]
+    aggregate = pb.AggregateRequest(tenant_id=tenant, filter=filter)
+    assert sum(b.count for b in search_suite.search.Aggregate(aggregate).buckets) == 2
 
 
 def test_a_filter_on_text_a_match_must_not_hold_lists_erased_events(

@@ -227,6 +227,9 @@ class _Export:
     proofs: Metadata | None = None
     """The caller's forwarded credentials when proofs are attached."""
     checkpoint: proof_pb2.Checkpoint | None = None
+    erasure: int | None = None
+    """The tenant's latest erasure record the index had applied when the export began
+    (-1: none); None when the export reads no content (see ``_erasures_kept``)."""
 
 
 @dataclass(frozen=True)
@@ -267,22 +270,13 @@ class Visibility:
 
 
 def _reads_content(where: language.Node | None) -> bool:
-    """Whether matching reads content: full text or a text field.
+    """Whether matching reads content: full text or a text field, under ``NOT`` too.
 
-    ``input.text:*`` too: whether there is content is itself read from it.
+    ``input.text:*`` too: whether there is content is itself read from it. Such a
+    request is answered from an index that has applied the tenant's erasures
+    (see ``SearchHandlers._erasures_applied``).
     """
     return any(_on_content(n) for n in language.leaves(where))
-
-
-def _matched_by_content(where: language.Node | None) -> bool:
-    """Whether an event may be listed for what its content holds.
-
-    Until the indexer reaches an erasure record, the index still holds the erased
-    text: an event listed for it says what the text was, so pages and exports
-    that matched content leave out events whose content is gone. Only what a
-    match holds counts: ``NOT input.text:"x"`` lists events for not holding it.
-    """
-    return any(_on_content(n) for n in language.holding_leaves(where))
 
 
 def _on_content(leaf: language.Node) -> bool:
@@ -325,6 +319,8 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         self._exports = exports
         self._integrity = integrity
         self._proof_wait = proof_wait
+        self._shown_erasures: dict[str, int] = {}
+        """Per tenant, the latest erasure record the index was made searchable after."""
         self._tracer = ctx.tracer_provider.get_tracer(__name__)
 
     # ---- shared steps ---------------------------------------------------
@@ -480,7 +476,7 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         # The record commits while the query runs; the answer waits for both.
         record = self._record(caller, tenant, asked)
         try:
-            response = self._page(caller, tenant, where, order, size, after, bound)
+            response = self._page(caller, tenant, where, order, size, after, bound, context)
         except Exception:
             # An error is an answer too: it waits for the record (bounded), and without
             # one says so instead. It waited with no bound, and answered unrecorded.
@@ -499,22 +495,24 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         size: int,
         after: tuple[int, ...] | None,
         bound: str,
+        context: grpc.ServicerContext,
     ) -> pb.SearchEventsResponse:
-        with self._phase("search.query") as span:
-            page = self._backend.search(
-                SearchSpec(tenant, where, order, size + 1, after, highlight=True)
-            )
-            span.set_attribute("search.hits", len(page.hits))
-        hits = page.hits[:size]
-        with self._phase("store.read") as span:
-            read, found = self._page_events(tenant, hits)
-            span.set_attribute("store.events", len(found))
+        def query() -> tuple[Page, list[Hit], list[StoredEvent]]:
+            with self._phase("search.query") as span:
+                page = self._backend.search(
+                    SearchSpec(tenant, where, order, size + 1, after, highlight=True)
+                )
+                span.set_attribute("search.hits", len(page.hits))
+            with self._phase("store.read") as span:
+                read, found = self._page_events(tenant, page.hits[:size])
+                span.set_attribute("store.events", len(found))
+            return page, read, found
+
+        page, read, found = self._erasures_kept(tenant, where, context, query)
         stored = {s.sequence: s for s in found}
-        more = len(page.hits) > size or len(read) < len(hits)
+        more = len(page.hits) > size or len(read) < min(len(page.hits), size)
         with self._phase("search.rebuild"):
-            return self._reply(
-                caller, tenant, page, read, stored, more, bound, _matched_by_content(where)
-            )
+            return self._reply(caller, tenant, page, read, stored, more, bound)
 
     @staticmethod
     def _reply(
@@ -525,22 +523,18 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         stored: dict[int, StoredEvent],
         more: bool,
         bound: str,
-        matched_content: bool,
     ) -> pb.SearchEventsResponse:
         """The page as the caller may see it, highlights where its content is shown.
 
         ``hits``: those read (see :meth:`_page_events`); ``more``: whether the
         next page starts after the last of them.
-
-        An event whose content is erased is left out of a page that matched
-        content (:func:`_matched_by_content`).
         """
         response = pb.SearchEventsResponse(total_size=page.total)
         view = Visibility.of(caller, tenant)
         used = 0
         for i, hit in enumerate(hits):
             found = stored.get(hit.sequence)
-            if found is None or (matched_content and found.content is None):
+            if found is None:
                 continue
             result = response.results.add(sequence=hit.sequence)
             view.redact(found, into=result.event)
@@ -645,11 +639,11 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
                 raise _invalid("histogram.interval", "e.g. 30s, 5m, 1h, 1d")
             interval = int(m.group(1)) * _UNIT_SECONDS[m.group(2)]
         self._audit(caller, tenant, asked)
-        if _matched_by_content(where):
-            self._erasures_applied(tenant, context)
         spec = AggregateSpec(tenant, where, group_by, metrics, tuple(request.percentiles), interval)
         try:
-            result = self._backend.aggregate(spec)
+            result = self._erasures_kept(
+                tenant, where, context, lambda: self._backend.aggregate(spec)
+            )
         except QueryRejectedError as exc:
             raise _invalid("histogram.interval" if interval else "group_by", str(exc)) from None
         response = pb.AggregateResponse()
@@ -665,29 +659,73 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
             response.time_buckets.add(start_time=ts, count=count)
         return response
 
-    def _erasures_applied(self, tenant: str, context: grpc.ServicerContext) -> None:
-        """Waits (up to ``export_wait``) for the index to hold the tenant's latest erasure.
+    def _erasures_kept(
+        self,
+        tenant: str,
+        where: language.Node | None,
+        context: grpc.ServicerContext,
+        read: Callable[[], T],
+    ) -> T:
+        """``read()`` (a page, an aggregate) against an index holding no erased text.
 
         Until the indexer reaches an erasure record the index still holds the
-        erased text: an aggregate matching content counted the event, and its
-        buckets named it (``group_by: event_id``), for as long as the index lagged
-        (review, 2026-12-05). Pages and exports leave such events out instead.
+        erased text, and whatever matches it says what the text was: a page or an
+        aggregate over ``input.text:"hiv"`` counted the erased event
+        (``total_size``, buckets), one over ``NOT input.text:"hiv"`` left it out
+        while it listed it for ``NOT input.text:"cancer"`` (review, 2026-12-05).
+        A request that reads content (:func:`_reads_content`) therefore waits for
+        the index to apply the tenant's latest erasure first; one that reads none
+        costs nothing more. An erasure committed while ``read()`` ran is seen
+        after it (it may have met the new record's events in the store, or the
+        index before it): the index is waited for again, and ``read()`` repeated.
         """
-        last = erasure.last_record(self._store, tenant)
-        if last is None:
-            return
+        if not _reads_content(where):
+            return read()
+        with self._phase("search.erasures.wait"):
+            seen = self._erasures_applied(tenant, context)
+        while True:
+            out = read()
+            later = self._erasures_applied(tenant, context, seen)
+            if later == seen:
+                return out
+            seen = later
+
+    def _erasures_applied(
+        self,
+        tenant: str,
+        context: grpc.ServicerContext,
+        seen: int | None = None,
+        done: str = "nothing was returned",
+    ) -> int:
+        """Waits (up to ``export_wait``) for the index to apply the tenant's latest erasure.
+
+        Returns its sequence (-1: the tenant has none; retention records count
+        too). ``seen``: the one this request waited for already; the same
+        answer means no erasure came since, and nothing is waited for. Else
+        ``UNAVAILABLE`` ``ERASURE_NOT_INDEXED`` (``done``: what the caller got
+        so far). The index is made searchable once per erasure, not per request.
+        """
+        found = erasure.last_record(self._store, tenant)
+        last = -1 if found is None else found
+        if last < 0 or last == seen:
+            return last
         if not self._indexer.wait_indexed(tenant, last + 1, self._export_wait, context.is_active):
             _raise_if_cancelled(context)
             raise _AbortError(
                 status.error(
                     code_pb2.UNAVAILABLE,
-                    f"the index has not yet applied the erasure at sequence {last}; an "
-                    "aggregate over content waits for it, so as not to count erased text: retry",
+                    f"the index has not yet applied the erasure at sequence {last}; searches, "
+                    "aggregates and exports that read content (a query, or a text field in the "
+                    f"filter, under NOT too) wait for it, so as not to match erased text; {done}, "
+                    "retry",
                     "ERASURE_NOT_INDEXED",
                     sequence=str(last),
                 )
             )
-        self._backend.make_visible()
+        if self._shown_erasures.get(tenant, -1) < last:
+            self._backend.make_visible()
+            self._shown_erasures[tenant] = last
+        return last
 
     def Export(  # noqa: N802 (gRPC method name)
         self, request: pb.ExportRequest, context: grpc.ServicerContext
@@ -726,7 +764,7 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
     ) -> Iterator[pb.ExportResponse]:
         prepared = self._run(context, lambda: self._export_start(request, context, caller, asked))
         try:
-            for chunk in self._export_chunks(request.tenant_id, prepared):
+            for chunk in self._export_chunks(request.tenant_id, prepared, context):
                 if caller.expired():  # authenticated once, when it opened: not for ever
                     end_expired(context)
                 yield chunk
@@ -764,6 +802,7 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         if not self._indexer.wait_indexed(tenant, snapshot, self._export_wait, context.is_active):
             _raise_if_cancelled(context)
             raise _unavailable(RuntimeError("the index has not caught up with the log"))
+        erased = self._erasures_applied(tenant, context) if _reads_content(where) else None
         self._backend.make_visible()
         md: Metadata | None = None
         checkpoint = None
@@ -772,7 +811,7 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
             checkpoint = self._covering_checkpoint(md, tenant, snapshot, context)
         done = {**asked.details, "format": fmt, "up_to_sequence": snapshot}
         self._audit(caller, tenant, _Asked(asked.action, done))
-        return _Export(caller, where, fmt, snapshot, md, checkpoint)
+        return _Export(caller, where, fmt, snapshot, md, checkpoint, erased)
 
     def _check_proofs(self, caller: Caller, tenant: str, asked: _Asked, fmt: str) -> None:
         """Refuses what a proof bundle cannot be: not JSON Lines, or shown without PII rights."""
@@ -831,36 +870,57 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
                 )
             time.sleep(min(_CHECKPOINT_POLL, left))
 
-    def _export_chunks(self, tenant: str, plan: _Export) -> Iterator[pb.ExportResponse]:
+    def _export_chunks(
+        self, tenant: str, plan: _Export, context: grpc.ServicerContext
+    ) -> Iterator[pb.ExportResponse]:
         """The export's messages; the first carries the proofs' checkpoint, if any.
 
         The proto promises it ("the checkpoint the attached proofs are against
         (first message only)"); no message carried it (review, 2026-12-05).
         """
         first = True
-        for data in self._export_data(tenant, plan):
+        for data in self._export_data(tenant, plan, context):
             if first and plan.checkpoint is not None:
                 yield pb.ExportResponse(data=data, checkpoint=plan.checkpoint)
             else:
                 yield pb.ExportResponse(data=data)
             first = False
 
-    def _export_data(self, tenant: str, plan: _Export) -> Iterator[bytes]:
-        """Pages of the index joined with the store; memory bounded by one page and one chunk."""
+    def _export_data(
+        self, tenant: str, plan: _Export, context: grpc.ServicerContext
+    ) -> Iterator[bytes]:
+        """Pages of the index joined with the store; memory bounded by one page and one chunk.
+
+        An export that reads content starts from an index that has applied the
+        tenant's erasures (:meth:`_export_start`). One committed while it runs
+        shows after a batch's store read: that batch is not written, the export
+        waits for the index to apply the erasure (``ERASURE_NOT_INDEXED`` past
+        ``export_wait``), and reads the page again from the first event not yet
+        written. The page had been matched against the erased text: it left an
+        event that held "hiv" out of ``NOT input.text:"hiv"`` and listed those
+        that did not, telling which (review, 2026-12-05).
+        """
         where, fmt, snapshot = plan.where, plan.fmt, plan.snapshot
         view = Visibility.of(plan.caller, tenant)
         writer = exporting.Writer(fmt, tenant)
         pending = bytearray(writer.header().encode())
         order = language.parse_order_by("sequence asc")
         after: tuple[int, ...] | None = None
-        matched_content = _matched_by_content(where)
+        seen = plan.erasure
         while True:
             page = self._backend.search(
                 SearchSpec(
                     tenant, where, order, _EXPORT_PAGE, after, below_sequence=snapshot, count=False
                 )
             )
-            for found_events in self._export_events(tenant, page.hits, matched_content):
+            again = False
+            for last, found_events in self._export_events(tenant, page.hits):
+                if seen is not None:
+                    done = "the export stopped before its end"
+                    later = self._erasures_applied(tenant, context, seen, done)
+                    if later != seen:  # this page again, from the first event not written
+                        seen, again = later, True
+                        break
                 texts = (
                     self._bundle_lines(tenant, plan, found_events)
                     if plan.proofs is not None
@@ -871,19 +931,20 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
                     while len(pending) >= _CHUNK_BYTES:
                         yield bytes(pending[:_CHUNK_BYTES])
                         del pending[:_CHUNK_BYTES]
-            if len(page.hits) < _EXPORT_PAGE:
+                after = last.sort
+            if not again and len(page.hits) < _EXPORT_PAGE:
                 break
-            after = page.hits[-1].sort
         pending += writer.footer().encode()
         yield bytes(pending)
 
     def _export_events(
-        self, tenant: str, hits: list[Hit], matched_content: bool
-    ) -> Iterator[list[StoredEvent]]:
+        self, tenant: str, hits: list[Hit]
+    ) -> Iterator[tuple[Hit, list[StoredEvent]]]:
         """A page's stored events (in sequence order, as the page is) by READ_BYTES stored at most.
 
-        500 events of a few MB each were gigabytes at once: the server was
-        killed for its memory, and the export with it.
+        Each batch with the last hit it covers. 500 events of a few MB each were
+        gigabytes at once: the server was killed for its memory, and the export
+        with it.
         """
         while hits:
             got = self._store.read_sequences(
@@ -893,12 +954,7 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
             stored = {s.sequence: s for s in got}
             now = hits if last is None else [h for h in hits if h.sequence <= last]
             hits = [] if last is None else [h for h in hits if h.sequence > last]
-            yield [
-                found
-                for h in now
-                if (found := stored.get(h.sequence)) is not None
-                and not (matched_content and found.content is None)
-            ]
+            yield now[-1], [found for h in now if (found := stored.get(h.sequence)) is not None]
 
     @staticmethod
     def _export_text(writer: exporting.Writer, view: Visibility, found: StoredEvent) -> str:
