@@ -15,6 +15,7 @@ from typing import TypeVar
 
 import grpc
 import sqlalchemy as sa
+from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
@@ -62,6 +63,66 @@ def field_violations(err: grpc.RpcError) -> dict[str, str]:
         if detail.Unpack(br):
             out.update({v.field: v.description for v in br.field_violations})
     return out
+
+
+NOT_UTF8 = b"\xff\xfe\xfd\xfc"
+"""Four bytes that are no UTF-8: in a string field, bytes no protobuf parser takes."""
+
+
+def not_protobuf(request: Message, placeholder: str) -> bytes:
+    """``request`` serialised, its string ``placeholder`` (4 ASCII characters) not UTF-8."""
+    raw = request.SerializeToString()
+    assert len(placeholder) == 4 and raw.count(placeholder.encode()) == 1
+    return raw.replace(placeholder.encode(), NOT_UTF8)
+
+
+def refused_raw(
+    channel: grpc.Channel, method: str, raw: bytes, response_streaming: bool = False
+) -> grpc.RpcError:
+    """The error that ends a call of ``method`` (``/package.Service/Method``) sent ``raw`` as is.
+
+    A response stream is read to its end.
+    """
+    same: Callable[[bytes], bytes] = lambda b: b  # noqa: E731
+    try:
+        if response_streaming:
+            list(channel.unary_stream(method, same, same)(raw, timeout=10))
+        else:
+            channel.unary_unary(method, same, same)(raw, timeout=10)
+    except grpc.RpcError as exc:
+        return exc
+    raise AssertionError(f"{method} answered a request that is not protobuf")
+
+
+def error_info(err: grpc.RpcError) -> tuple[str, dict[str, str]]:
+    """The reason and metadata of a failed call's ErrorInfo."""
+    status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    assert status is not None
+    for detail in status.details:
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            return info.reason, dict(info.metadata)
+    raise AssertionError(f"no ErrorInfo in {err}")
+
+
+def assert_not_protobuf(err: grpc.RpcError, message_type: str) -> None:
+    """``err`` is INVALID_ARGUMENT REQUEST_NOT_PROTOBUF naming ``message_type`` (not INTERNAL)."""
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, (err.code(), err.details())
+    assert error_info(err) == ("REQUEST_NOT_PROTOBUF", {"message_type": message_type})
+    assert f"not a valid {message_type}" in (err.details() or "")
+
+
+def assert_unauthenticated(
+    address: str, method: str, raw: bytes, response_streaming: bool = False
+) -> None:
+    """Callers without a key, or with an unknown one, sending ``raw`` hear only that."""
+    from aiaudit.common import client
+
+    for key in (None, "not-a-key"):
+        with client.channel(address, key) as channel:
+            err = refused_raw(channel, method, raw, response_streaming)
+        assert err.code() == grpc.StatusCode.UNAUTHENTICATED, (key, err.code(), err.details())
+        assert "protobuf" not in (err.details() or "")
 
 
 def free_port() -> int:

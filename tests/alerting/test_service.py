@@ -19,7 +19,14 @@ from aiaudit.common import client
 from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.ingest.v1 import ingest_service_pb2 as ipb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as ipb_grpc
-from tests.helpers import interaction, wait_until
+from tests.helpers import (
+    assert_not_protobuf,
+    assert_unauthenticated,
+    interaction,
+    not_protobuf,
+    refused_raw,
+    wait_until,
+)
 
 Server = tuple[grpc.Channel, dict[str, str], str]
 RULE = "id: big-output\nseverity: low\nwhen: {field: usage.output_tokens, gt: 15}\n"
@@ -212,6 +219,30 @@ def test_list_alerts_pagination_and_test_rule(alerting_server: Server, tenant: s
             )
         )
     assert violations(info.value)[0][0] == "source"
+
+
+def test_a_request_that_is_not_protobuf_is_invalid_argument(
+    alerting_server: Server, tenant: str
+) -> None:
+    """Invalid UTF-8 in a string field was INTERNAL "Exception deserializing request!", gRPC's
+    own answer, as if the server had failed (review, 2026-12-06); a watch's too. No rule is
+    written, and a caller without a key hears UNAUTHENTICATED, nothing of the parse."""
+    channel, _, address = alerting_server
+    parent = f"tenants/{tenant}"
+    create = "/aiaudit.alerting.v1.AlertingService/CreateRule"
+    raw = not_protobuf(
+        pb.CreateRuleRequest(parent=parent, rule_id="bad", rule=pb.Rule(source="RULE")), "RULE"
+    )
+    assert_not_protobuf(refused_raw(channel, create, raw), "aiaudit.alerting.v1.CreateRuleRequest")
+    assert_unauthenticated(address, create, raw)
+    watch = "/aiaudit.alerting.v1.AlertingService/WatchAlerts"
+    watching = not_protobuf(pb.WatchAlertsRequest(parent="tenants/TTTT"), "TTTT")
+    err = refused_raw(channel, watch, watching, response_streaming=True)
+    assert_not_protobuf(err, "aiaudit.alerting.v1.WatchAlertsRequest")
+    assert_unauthenticated(address, watch, watching, response_streaming=True)
+    stub = pb_grpc.AlertingServiceStub(channel)  # type: ignore[no-untyped-call]
+    rules = stub.ListRules(pb.ListRulesRequest(parent=parent, page_size=1000)).rules
+    assert f"{parent}/rules/bad" not in [r.name for r in rules]  # nothing written
 
 
 def _reason(exc: grpc.RpcError) -> tuple[str, dict[str, str]]:

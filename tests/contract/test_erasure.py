@@ -36,9 +36,13 @@ from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
 from tests.conftest import Postgres, write_keys
 from tests.helpers import (
     access_records,
+    assert_not_protobuf,
+    assert_unauthenticated,
     clear_on_postgres,
     field_violations,
     interaction,
+    not_protobuf,
+    refused_raw,
     wait_until,
 )
 
@@ -533,6 +537,31 @@ def test_erase_events_a_value_the_database_refuses_is_invalid_argument(
         assert "nothing was erased" in (err.details() or "")
         stored = suite.store.get_event(tenant, "b-0")
         assert stored is not None and stored.content is not None
+    finally:
+        suite.stop()
+
+
+def test_erase_events_that_is_not_protobuf_is_invalid_argument_and_erases_nothing(
+    store: SqlEventStore, store_url: str, privacy_url: str, tenant: str, tmp_path: Path
+) -> None:
+    """Invalid UTF-8 in a string field: gRPC's deserializer raised, and the officer was told
+    INTERNAL "Exception deserializing request!", as if the server had failed (review,
+    2026-12-06). A caller without a key hears UNAUTHENTICATED, nothing of the parse."""
+    load(store, tenant)
+    suite, keys = serve(tmp_path, store_url, privacy_url if privacy_url != store_url else None)
+    try:
+        address = f"127.0.0.1:{suite.port}"
+        method = "/aiaudit.ingest.v1.IngestService/EraseEvents"
+        raw = not_protobuf(
+            pb.EraseEventsRequest(tenant_id=tenant, subject_id="alice", reason="GDPR"), "GDPR"
+        )
+        with client.channel(address, keys["compliance_officer"]) as officer:
+            assert_not_protobuf(
+                refused_raw(officer, method, raw), "aiaudit.ingest.v1.EraseEventsRequest"
+            )
+        assert_unauthenticated(address, method, raw)
+        assert len(store.read_log(tenant, 0, 10)) == 4  # no erasure record, no access record
+        assert all(s.content is not None for s in store.read_log(tenant, 0, 10))
     finally:
         suite.stop()
 

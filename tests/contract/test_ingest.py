@@ -22,7 +22,13 @@ from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
 from tests.conftest import Postgres, Running, serve_suite
-from tests.helpers import concurrently, field_violations, interaction
+from tests.helpers import (
+    assert_not_protobuf,
+    concurrently,
+    field_violations,
+    interaction,
+    not_protobuf,
+)
 
 
 def stub(server: Running) -> pb_grpc.IngestServiceStub:
@@ -555,6 +561,30 @@ def test_health_and_reflection(server: Running) -> None:
     )
     names = {s.name for s in answers[0].list_services_response.service}
     assert "aiaudit.ingest.v1.IngestService" in names
+
+
+def test_a_request_stream_ends_invalid_argument_at_a_message_that_is_not_protobuf(
+    server: Running,
+) -> None:
+    """Every method parses its requests alike, a request stream's too (reflection's is the one
+    with a deserializer; ingest's AppendStream parses its own): what came before is answered,
+    the call ends at the message that does not parse. It ended INTERNAL (review, 2026-12-06)."""
+    from grpc_reflection.v1alpha import reflection_pb2
+
+    good = reflection_pb2.ServerReflectionRequest(list_services="").SerializeToString()
+    bad = not_protobuf(reflection_pb2.ServerReflectionRequest(file_by_filename="ABCD"), "ABCD")
+    same = lambda b: b  # noqa: E731
+    call = server.channel.stream_stream(
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", same, same
+    )
+    answers = call(iter([good, bad, good]), timeout=10)
+    first = reflection_pb2.ServerReflectionResponse.FromString(next(answers))
+    assert "aiaudit.ingest.v1.IngestService" in {
+        s.name for s in first.list_services_response.service
+    }
+    with pytest.raises(grpc.RpcError) as err:
+        next(answers)
+    assert_not_protobuf(err.value, "grpc.reflection.v1alpha.ServerReflectionRequest")
 
 
 def test_unique_tenant_logs_are_independent(server: Running) -> None:

@@ -23,7 +23,16 @@ from aiaudit.integrity import merkle, note
 from aiaudit.integrity.v1 import integrity_service_pb2 as pb
 from aiaudit.integrity.v1 import integrity_service_pb2_grpc as pb_grpc
 from tests.conftest import Running
-from tests.helpers import field_violations, flip_sealed_content, interaction, wait_until
+from tests.helpers import (
+    assert_not_protobuf,
+    assert_unauthenticated,
+    field_violations,
+    flip_sealed_content,
+    interaction,
+    not_protobuf,
+    refused_raw,
+    wait_until,
+)
 from tests.integrity.conftest import ORIGIN_PREFIX, start_suite
 
 
@@ -456,6 +465,19 @@ def test_stored_checkpoint_columns_that_disagree_with_the_signed_note_are_tamper
         admin.dispose()
     intact = stub.VerifyEvent(request)
     assert (intact.status, list(intact.problems)) == (pb.VERIFY_STATUS_VERIFIED, [])
+
+
+def test_a_request_that_is_not_protobuf_is_invalid_argument(suite: Running, tenant: str) -> None:
+    """Invalid UTF-8 in a string field was INTERNAL "Exception deserializing request!", gRPC's
+    own answer, as if the server had failed (review, 2026-12-06). Nothing is recorded, and a
+    caller without a key hears UNAUTHENTICATED, nothing of the parse."""
+    method = "/aiaudit.integrity.v1.IntegrityService/GetInclusionProof"
+    raw = not_protobuf(pb.GetInclusionProofRequest(log_id=tenant, event_id="EVID"), "EVID")
+    with suite.as_role("auditor") as auditor:
+        err = refused_raw(auditor, method, raw)
+    assert_not_protobuf(err, "aiaudit.integrity.v1.GetInclusionProofRequest")
+    assert_unauthenticated(suite.address, method, raw)
+    assert suite.suite.store.log_sizes().get(tenant, 0) == 0  # type: ignore[attr-defined]
 
 
 def test_integrity_authenticates_before_it_checks_a_request(

@@ -30,6 +30,7 @@ from aiaudit.common.config import (
 )
 from aiaudit.common.credential_gate import CredentialGate
 from aiaudit.common.keys import configured
+from aiaudit.common.request_parsing import RequestParsing
 from aiaudit.common.store import SqlEventStore, open_store
 from aiaudit.common.telemetry import Telemetry, configure
 from aiaudit.common.tls import ServerCertificates, TlsFilesError
@@ -212,9 +213,11 @@ def start(settings: Settings, shared_port: bool = False) -> Suite:
         *keepalive_options(settings),
     ]
     gate = [] if auth.dev_mode else [CredentialGate(auth)]  # before a call takes a thread
+    # Last, so innermost: a request that does not parse is INVALID_ARGUMENT (not grpcio's
+    # INTERNAL), for a caller the gate let through, and timed and traced like any other call.
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="rpc"),
-        interceptors=[*gate, *telemetry.interceptors],
+        interceptors=[*gate, *telemetry.interceptors, RequestParsing(auth)],
         options=options,
         maximum_concurrent_rpcs=1024,
     )
