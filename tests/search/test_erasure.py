@@ -13,12 +13,14 @@ import pytest
 from opensearchpy import OpenSearch
 
 from aiaudit.common.erasure import erase
+from aiaudit.common.store import open_store
 from aiaudit.common.v1 import event_pb2 as ev
+from aiaudit.ingest.v1 import ingest_service_pb2 as ipb
 from aiaudit.search import stored_document
 from aiaudit.search.backends.opensearch import OpenSearchBackend, body
 from aiaudit.search.component import Search
 from aiaudit.search.v1 import search_service_pb2 as pb
-from tests.helpers import holding, interaction, secret_word, wait_until
+from tests.helpers import flip_sealed_content, holding, interaction, secret_word, wait_until
 from tests.integrity.test_entries_outside_log import error_info
 from tests.search.conftest import SearchSuite, backend_settings, start_suite
 
@@ -213,6 +215,54 @@ def test_an_erased_event_matched_by_metadata_beside_text_is_listed(
     assert [json.loads(line)["eventId"] for line in lines] == ["m-1", "m-2"]
     aggregate = pb.AggregateRequest(tenant_id=tenant, filter=filter)
     assert sum(b.count for b in search_suite.search.Aggregate(aggregate).buckets) == 2
+
+
+def test_an_export_waits_for_every_event_of_a_held_log_not_only_its_erasures(
+    tmp_path: Path, tenant: str
+) -> None:
+    """A log held at a damaged event has the erasure records past it applied, and a wait
+    for such a record counts it as indexed: an export's snapshot needs every event before
+    it indexed, or the export leaves out, without a word, those past the damaged one."""
+    url = f"sqlite:///{tmp_path / 'aiaudit.db'}"  # content sealed: a damaged row holds the log
+    open_store(url, run_migrations=True).close()
+    first = start_suite(tmp_path, "sqlite", {}, store_url=url)
+    try:
+        first.append([interaction(tenant, "victim", text="the mango plan")])
+        first.wait_indexed(tenant, 1)
+        first.suite.components["search"].indexer.stop()  # type: ignore[attr-defined]
+        first.append([interaction(tenant, "later")])
+        later = first.search.GetEvent(pb.GetEventRequest(tenant_id=tenant, event_id="later"))
+        first.append([interaction(tenant, "after")])
+        flip_sealed_content(url, tenant, later.sequence)  # damaged before any indexer read it
+        first.ingest.EraseEvents(
+            ipb.EraseEventsRequest(tenant_id=tenant, event_ids=["victim"], reason="art. 17")
+        )
+    finally:
+        first.channel.close()
+        first.suite.stop()
+
+    suite = start_suite(tmp_path, "sqlite", {"export_wait": 0.5}, store_url=url)
+    try:
+        component = suite.suite.components["search"]
+        assert isinstance(component, Search)
+        size = suite.suite.store.log_sizes()[tenant]
+        assert component.indexer.wait_indexed(tenant, size, timeout=30)  # the record: last
+        assert component.backend.positions()[tenant] == later.sequence  # held before it
+        export = pb.ExportRequest(
+            tenant_id=tenant, filter="event_type = INTERACTION", format=pb.EXPORT_FORMAT_JSONL
+        )
+        with pytest.raises(grpc.RpcError) as caught:
+            list(suite.search.Export(export))
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert error_info(caught.value).reason == "SEARCH_UNAVAILABLE"
+
+        flip_sealed_content(url, tenant, later.sequence)  # mended: the indexer goes on
+        assert component.indexer.wait_indexed(tenant, size, timeout=30, whole=True)
+        lines = b"".join(c.data for c in suite.search.Export(export)).splitlines()
+        assert [json.loads(line)["eventId"] for line in lines] == ["victim", "later", "after"]
+    finally:
+        suite.channel.close()
+        suite.suite.stop()
 
 
 def test_a_filter_on_text_a_match_must_not_hold_lists_erased_events(

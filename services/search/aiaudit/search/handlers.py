@@ -799,7 +799,11 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         # The snapshot: every event committed before the export began, once indexed.
         snapshot = self._store.log_sizes().get(tenant, 0)
         # The waits below hold the export's stream slot: a cancelled export lets go at once.
-        if not self._indexer.wait_indexed(tenant, snapshot, self._export_wait, context.is_active):
+        # Every event of the snapshot (``whole``): a log held at a damaged event has the
+        # erasure records past it applied, which would do for a wait on the record alone.
+        if not self._indexer.wait_indexed(
+            tenant, snapshot, self._export_wait, context.is_active, whole=True
+        ):
             _raise_if_cancelled(context)
             raise _unavailable(RuntimeError("the index has not caught up with the log"))
         erased = self._erasures_applied(tenant, context) if _reads_content(where) else None
