@@ -25,7 +25,7 @@ from google.protobuf import json_format
 from lxml import etree
 
 from aiaudit.common.v1 import event_pb2 as ev
-from aiaudit.search import document, exporting, paging
+from aiaudit.search import document, exporting, language, paging
 from aiaudit.search.language import MAX_DEPTH
 from aiaudit.search.v1 import search_service_pb2 as pb
 from tests.helpers import field_violations, interaction, wait_until
@@ -1084,3 +1084,210 @@ def test_an_apostrophe_inside_a_query_word_is_part_of_it(
     for word in ("O'Brien's", "O'Brien", "don't"):
         quoted = sorted(search_suite.all_ids(tenant, query=f'"{word}"'))
         assert sorted(search_suite.all_ids(tenant, query=word)) == quoted, word
+
+
+# ---- the largest filters the language allows ------------------------------
+
+Cond = tuple[str, Predicate]
+"""A filter and the oracle's predicate of it."""
+
+KEYS = [a + b for a in "abcdefghijklmnopqrstuvwxyz" for b in "abcdefghijklmnopqrstuvwxyz"][:255]
+"""255 attribute keys: with the suite's ``AND NOT event_type = ...``, 256 comparisons."""
+PAST_2_53 = 2**53 + 1
+DAYS = [dt.date(2026, 3, 1) + dt.timedelta(days=i) for i in range(255)]
+
+
+def attribute(e: ev.Event, key: str) -> object:
+    """The attribute's value as Python holds it (None: absent)."""
+    if key not in e.attributes:
+        return None
+    value = e.attributes[key]
+    which = value.WhichOneof("value")
+    return getattr(value, which) if which else ""
+
+
+def is_number(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def any_of(conds: list[Cond]) -> Cond:
+    return " OR ".join(t for t, _ in conds), lambda e: any(p(e) for _, p in conds)
+
+
+def all_of(conds: list[Cond]) -> Cond:
+    return " ".join(t for t, _ in conds), lambda e: all(p(e) for _, p in conds)
+
+
+def flag(key: str, op: str) -> Cond:
+    holds: Predicate = lambda e: attribute(e, key) is True  # noqa: E731
+    if op == "=":
+        return f"attributes.{key}=true", holds
+    return f"attributes.{key}!=true", lambda e: not holds(e)
+
+
+def deepest(leaves: list[Cond]) -> Cond:
+    """The leaves in as many levels of ``NOT (x OR (...))`` and ``(x AND NOT (...))`` as the
+    language allows beneath the suite's ``(filter) AND ...``."""
+    for levels in range(MAX_DEPTH, 0, -1):
+        size = -(-len(leaves) // (levels + 1))
+        chunks = [leaves[i : i + size] for i in range(0, len(leaves), size)]
+        text, pred = all_of(chunks[0])
+        for level, chunk in enumerate(chunks[1:]):
+            if level % 2:
+                group_text, group = any_of(chunk)
+                text = f"NOT ({group_text} OR ({text}))"
+                pred = lambda e, g=group, p=pred: not (g(e) or p(e))  # noqa: E731
+            else:
+                group_text, group = all_of(chunk)
+                text = f"({group_text} AND NOT ({text}))"
+                pred = lambda e, g=group, p=pred: g(e) and not p(e)  # noqa: E731
+        try:
+            language.parse_filter(f"({text}) AND {NOT_ACCESS}")
+        except language.LanguageError:
+            continue
+        return text, pred
+    raise AssertionError("no depth fits")
+
+
+def largest_filters() -> dict[str, Cond]:
+    """The worst case of each comparison kind at 255 comparisons (256 with the suite's)."""
+    return {
+        "booleans = , ORed": any_of([flag(k, "=") for k in KEYS]),
+        "booleans = , ANDed": all_of([flag(k, "=") for k in KEYS]),
+        "booleans != , ORed": any_of([flag(k, "!=") for k in KEYS]),
+        "booleans != , ANDed": all_of([flag(k, "!=") for k in KEYS]),
+        "numbers past 2**53 <, ANDed": all_of(
+            [
+                (
+                    f"attributes.{k}<{PAST_2_53}",
+                    lambda e, k=k: is_number(v := attribute(e, k)) and v < PAST_2_53,  # type: ignore[operator]
+                )
+                for k in KEYS
+            ]
+        ),
+        "numbers past 2**53 !=, ORed": any_of(
+            [
+                (
+                    f"attributes.{k}!=1e16",
+                    lambda e, k=k: not (is_number(v := attribute(e, k)) and v == 10**16),
+                )
+                for k in KEYS
+            ]
+        ),
+        "texts of entries !=, ORed": any_of(
+            [(f'attributes.{k}!="true"', lambda e, k=k: attribute(e, k) != "true") for k in KEYS]
+        ),
+        "keywords =, ORed": any_of(
+            [
+                (f'actor.user_id="u{i}"', lambda e, i=i: e.actor.user_id == f"u{i}")
+                for i in range(255)
+            ]
+        ),
+        "keywords !=, ANDed": all_of(
+            [(f'model.name!="m{i}"', lambda e, i=i: e.model.name != f"m{i}") for i in range(255)]
+        ),
+        "text, ORed": any_of(
+            [(f"input.text:w{i:03d}", lambda e, i=i: has_text(e, f"w{i:03d}")) for i in range(255)]
+        ),
+        "timestamps !=, ANDed": all_of(
+            [
+                (
+                    f'occurred_time!="{day.isoformat()}"',
+                    lambda e, day=day: (
+                        e.occurred_time.ToDatetime(dt.UTC)
+                        != dt.datetime.combine(day, dt.time(), dt.UTC)
+                    ),
+                )
+                for day in DAYS
+            ]
+        ),
+        "has :*, ANDed": all_of(
+            [(f"attributes.{k}:*", lambda e, k=k: attribute(e, k) is not None) for k in KEYS]
+        ),
+        "NOT numbers of entries, ORed": any_of(
+            [
+                (
+                    f"NOT attributes.{k}=1",
+                    lambda e, k=k: not (attribute(e, k) == 1 and is_number(attribute(e, k))),
+                )
+                for k in KEYS
+            ]
+        ),
+        "nested 16 deep, booleans and numbers past 2**53": deepest(
+            [
+                flag(k, "!=")
+                if i % 2
+                else (
+                    f"attributes.{k}<{PAST_2_53}",
+                    lambda e, k=k: is_number(v := attribute(e, k)) and v < PAST_2_53,  # type: ignore[operator]
+                )
+                for i, k in enumerate(KEYS)
+            ]
+        ),
+    }
+
+
+def largest_filters_dataset(tenant: str) -> list[ev.Event]:
+    """Events each filter above selects some of and leaves some out of."""
+
+    def with_every(name: str, kind: str, value: object, **but: object) -> ev.Event:
+        e = interaction(tenant, name)
+        e.occurred_time.FromDatetime(dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC))
+        for key in KEYS:
+            v = but.get(key, value)
+            kind_of = {bool: "bool_value", str: "string_value", int: "int_value"}
+            e.attributes[key].CopyFrom(
+                ev.AttributeValue(**{kind_of.get(type(v), kind): v})  # type: ignore[arg-type]
+            )
+        return e
+
+    events = [
+        with_every("all-true", "bool_value", True),
+        with_every("all-false", "bool_value", False),
+        with_every("true-but-one", "bool_value", True, zz=False, ad="true"),
+        with_every("texts-true", "string_value", "true"),
+        with_every("ints-2-53", "int_value", 2**53),
+        with_every("ints-one-past", "int_value", 2**53, ke=PAST_2_53),
+        with_every("doubles-2-53", "double_value", float(2**53)),
+        with_every("doubles-one-past", "double_value", float(2**53), ab=9007199254740994.0),
+        with_every("ints-1e16", "int_value", 10**16),
+        with_every("ints-1e16-but-one", "int_value", 10**16, cc=10**16 + 1),
+        with_every("doubles-1e16", "double_value", 1e16),
+        with_every("ones", "int_value", 1),
+        with_every("ones-but-one", "int_value", 1, ba=2),
+    ]
+    one = interaction(tenant, "one-true", user="u7", model="m3", text="w012 and w200")
+    one.attributes["jj"].bool_value = True
+    one.occurred_time.FromDatetime(dt.datetime(2026, 3, 5, tzinfo=dt.UTC))  # DAYS[4]
+    plain = interaction(tenant, "plain", user="u254", model="m254", text="nothing")
+    plain.occurred_time.FromDatetime(dt.datetime(2026, 3, 5, 0, 0, 1, tzinfo=dt.UTC))
+    return [*events, one, plain]
+
+
+def test_the_largest_filters_the_language_allows_are_answered_on_every_backend(
+    search_suite: SearchSuite, tenant: str
+) -> None:
+    """256 comparisons of any kind are allowed. On OpenSearch 171 booleans ORed were
+    UNAVAILABLE, "retry later", for good: about six clauses each, past the node's 1,024
+    (a 500, retried as an outage). Pages, aggregates and exports answer as the oracle."""
+    events = largest_filters_dataset(tenant)
+    search_suite.append(events)
+    search_suite.wait_indexed(tenant, len(events))
+    filters = largest_filters()
+    for name, (filter_text, predicate) in filters.items():
+        combined = f"({filter_text}) AND {NOT_ACCESS}"
+        assert len(combined) <= 8192, name
+        expected = sorted(e.event_id for e in events if predicate(e))
+        assert 0 < len(expected) < len(events), name  # not vacuous
+        assert sorted(search_suite.all_ids(tenant, filter_text)) == expected, name
+        counted = search_suite.search.Aggregate(
+            pb.AggregateRequest(tenant_id=tenant, filter=combined, group_by=["event_id"])
+        )
+        assert sorted(b.keys[0] for b in counted.buckets) == expected, name
+    for name in ("booleans != , ORed", "numbers past 2**53 <, ANDed"):
+        filter_text, predicate = filters[name]
+        lines = export(
+            search_suite, tenant, pb.EXPORT_FORMAT_JSONL, f"({filter_text}) AND {NOT_ACCESS}"
+        )
+        exported = sorted(json.loads(line)["eventId"] for line in lines.decode().splitlines())
+        assert exported == sorted(e.event_id for e in events if predicate(e)), name

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import string
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
+import pytest
 from opensearchpy import OpenSearch
 
+from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.search import document
 from aiaudit.search.backends.opensearch import body, mappings
-from tests.helpers import interaction
+from tests.helpers import field_violations, interaction
 from tests.search.conftest import SearchSuite, start_suite
 
+KEYS = [a + b for a in string.ascii_lowercase for b in string.ascii_lowercase][:255]
+"""255 attribute keys: with the suite's ``AND NOT event_type = ...``, 256 comparisons."""
 MONTH = "2026.03"
 """The month of the index made from the earlier mappings, and of the events."""
 
@@ -115,6 +121,50 @@ def test_an_index_from_before_entries_bool_keeps_booleans_apart_and_finds_old_on
         assert sorted(running.all_ids(tenant, 'attributes.k = "true"')) == [*both_old, "text"]
         assert running.all_ids(tenant, "attributes.k != true") == ["text"]
         assert sorted(running.all_ids(tenant, "safety_flags.blocked = true")) == [
+            "bool",
+            "old-bool",
+        ]
+
+
+def test_the_largest_boolean_filters_over_documents_from_before_entries_bool(
+    tmp_path: Path, opensearch_url: str, tenant: str
+) -> None:
+    """255 booleans ORed (256 comparisons with the suite's) find old documents as before;
+    ANDed, with old documents the node cannot hold the query (five clauses each, one
+    branch for them): INVALID_ARGUMENT naming ``filter``. Both were UNAVAILABLE, "retry
+    later", for good (the node's 500 taken for an outage)."""
+    earlier = mappings()
+    earlier["properties"]["entries"]["properties"].pop("bool", None)
+    earlier["properties"].pop("typed_bools", None)
+    with over_an_earlier_index(tmp_path, opensearch_url, earlier) as (running, direct, index):
+        events = []
+        for name, value in (("text", "true"), ("bool", True), ("old-bool", True), ("false", False)):
+            e = interaction(tenant, name)
+            e.occurred_time.FromDatetime(dt.datetime(2026, 3, 2, tzinfo=dt.UTC))
+            for key in KEYS:
+                kind = "bool_value" if isinstance(value, bool) else "string_value"
+                e.attributes[key].CopyFrom(ev.AttributeValue(**{kind: value}))
+            events.append(e)
+        sequences = running.append(events)
+        running.wait_indexed(tenant, len(events))
+        old = events[2]
+        doc = document.build(old, sequences[2])
+        source = body(doc)  # as the indexer wrote it before: booleans as text, no flag
+        source.pop("typed_bools", None)
+        for entry in source["entries"]:
+            entry["str"] = "true" if entry.pop("bool") else "false"
+        direct.index(
+            index=index, id=doc.doc_id, body=source, routing=tenant, params={"refresh": "true"}
+        )
+        ored = " OR ".join(f"attributes.{k} = true" for k in KEYS)
+        assert sorted(running.all_ids(tenant, ored)) == ["bool", "old-bool"]
+        anded = " ".join(f"attributes.{k}=true" for k in KEYS)
+        with pytest.raises(grpc.RpcError) as caught:
+            running.all_ids(tenant, anded)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "too large" in field_violations(caught.value)["filter"]
+        # A filter short of it still finds them all.
+        assert sorted(running.all_ids(tenant, " ".join(anded.split()[:150]))) == [
             "bool",
             "old-bool",
         ]

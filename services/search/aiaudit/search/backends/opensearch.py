@@ -51,8 +51,8 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 import opensearchpy
 import orjson
@@ -81,6 +81,7 @@ from aiaudit.search.document import Document, iso
 from aiaudit.search.settings import SearchSettings
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 HIGHLIGHT_CHARS = 1_000_000
 """Characters of a field analysed for highlights: OpenSearch's default index limit."""
@@ -230,6 +231,10 @@ def bulk_lines(index: str, doc: Document) -> bytes:
     return b"%b\n%b\n" % (orjson.dumps(action), orjson.dumps(body(doc)))
 
 
+class TooManyClausesError(QueryRejectedError):
+    """A query holding more clauses than the cluster's ``indices.query.bool.max_clause_count``."""
+
+
 class OpenSearchBackend:
     """Events in OpenSearch, the indexer's cursor in the store."""
 
@@ -369,15 +374,26 @@ class OpenSearchBackend:
         return bool(self._call(lambda: self._client.indices.exists(index=index)))
 
     def _call(self, fn: Any) -> Any:
-        """Runs a client call, mapping transport failures to BackendUnavailableError."""
+        """Runs a client call, mapping transport failures to BackendUnavailableError.
+
+        A query with more clauses than the cluster's ``maxClauseCount`` is
+        TooManyClausesError (a 500 when the count is past the rewrite, nested
+        queries included; it was taken for an outage and retried).
+        """
         try:
             return fn()
         except opensearchpy.ConnectionError as exc:
             raise BackendUnavailableError(f"OpenSearch unreachable: {exc}") from exc
         except opensearchpy.TransportError as exc:
             status = exc.status_code if isinstance(exc.status_code, int) else 0
+            reason = str(exc.info)[:500]
+            if status in (400, 500) and _too_many_clauses(exc.info):
+                log.info("search: OpenSearch counted too many clauses: %s", reason)
+                raise TooManyClausesError(
+                    "more clauses than the search backend allows (OpenSearch's "
+                    "indices.query.bool.max_clause_count, counted once it rewrote the query)"
+                ) from exc
             if status == 400 or status == 413:
-                reason = str(exc.info)[:500]
                 if "too_many_buckets" in reason:
                     raise TooManyBucketsError(f"too many buckets: {reason}") from exc
                 raise QueryRejectedError(f"OpenSearch refused the query: {reason}") from exc
@@ -655,10 +671,51 @@ class OpenSearchBackend:
                 time.sleep(0.1 * (attempt + 1))
         raise AssertionError("unreachable")
 
+    def _planned(self, tenant: str, where: Any, run: Callable[[translate_dsl.Plan], _T]) -> _T:
+        """``run`` with the default plan, else (too many clauses) the leanest the tenant allows.
+
+        The default (:class:`translate_dsl.Plan`) sends what searches always
+        sent; the second leaves out the branch for documents indexed before
+        ``entries.bool`` when the tenant has none (one request asks), and
+        compares numbers past 2**53 by script.
+        """
+        try:
+            return run(translate_dsl.DEFAULT)
+        except TooManyClausesError:
+            if where is None:
+                raise
+            typing = translate_dsl.needs_typing(where)
+            lean = translate_dsl.Plan(
+                legacy_bools=typing and self._has_untyped(tenant),
+                scripted_numbers=translate_dsl.has_big_numbers(where),
+            )
+            if (lean.legacy_bools or not typing) and not lean.scripted_numbers:
+                raise  # nothing leaner to send
+            return run(lean)
+
+    def _has_untyped(self, tenant: str) -> bool:
+        """Whether the tenant has a document indexed before booleans had ``entries.bool``."""
+        result = self._search(
+            tenant,
+            {
+                "size": 0,
+                "terminate_after": 1,
+                "track_total_hits": True,
+                "query": {
+                    "bool": {
+                        "filter": [{"term": {"tenant_id": tenant}}],
+                        "must_not": [{"exists": {"field": TYPED_BOOLS}}],
+                    }
+                },
+            },
+        )
+        return bool(result["hits"]["total"]["value"])
+
     def search(self, spec: SearchSpec) -> Page:
         """``search_after`` on the sort values (stable under concurrent inserts)."""
-        request = search_body(spec)
-        result = self._search(spec.tenant, request)
+        result = self._planned(
+            spec.tenant, spec.where, lambda plan: self._search(spec.tenant, search_body(spec, plan))
+        )
         hits = []
         for h in result["hits"]["hits"]:
             sort = tuple(int(v) for v in h["sort"])
@@ -672,6 +729,13 @@ class OpenSearchBackend:
 
     def aggregate(self, spec: AggregateSpec) -> Aggregation:
         """Composite aggregation over the groups (paged to the end), stats and percentiles."""
+        return self._planned(
+            spec.tenant,
+            spec.where,
+            lambda plan: self._aggregate(spec, _tenant_query(spec.tenant, spec.where, plan=plan)),
+        )
+
+    def _aggregate(self, spec: AggregateSpec, query: dict[str, Any]) -> Aggregation:
         metrics: dict[str, Any] = {}
         for i, m in enumerate(spec.metrics):
             metrics[f"s{i}"] = {"stats": {"field": m.column}}
@@ -683,7 +747,6 @@ class OpenSearchBackend:
                         "keyed": False,
                     }
                 }
-        query = _tenant_query(spec.tenant, spec.where)
         buckets: list[Bucket] = []
         if spec.group_by:
             after: dict[str, Any] | None = None
@@ -787,10 +850,12 @@ def _chunks(lines: list[tuple[int, bytes]]) -> Iterator[list[tuple[int, bytes]]]
         yield chunk
 
 
-def search_body(spec: SearchSpec) -> dict[str, Any]:
+def search_body(
+    spec: SearchSpec, plan: translate_dsl.Plan = translate_dsl.DEFAULT
+) -> dict[str, Any]:
     """The DSL of one page (the search benchmark sends the same to OpenSearch directly)."""
     request: dict[str, Any] = {
-        "query": _tenant_query(spec.tenant, spec.where, spec.below_sequence),
+        "query": _tenant_query(spec.tenant, spec.where, spec.below_sequence, plan),
         "sort": [
             {k.field.column: {"order": "desc" if k.descending else "asc"}} for k in spec.order
         ],
@@ -815,13 +880,33 @@ def search_body(spec: SearchSpec) -> dict[str, Any]:
     return request
 
 
-def _tenant_query(spec_tenant: str, where: Any, below: int | None = None) -> dict[str, Any]:
-    filters: list[dict[str, Any]] = [{"term": {"tenant_id": spec_tenant}}]
+def _tenant_query(
+    spec_tenant: str,
+    where: Any,
+    below: int | None = None,
+    plan: translate_dsl.Plan = translate_dsl.DEFAULT,
+) -> dict[str, Any]:
+    clauses: dict[str, list[dict[str, Any]]] = {"filter": [{"term": {"tenant_id": spec_tenant}}]}
     if where is not None:
-        filters.append(translate_dsl.query(where))
+        occur, query = translate_dsl.clause(where, plan)  # a NOT at the top costs no match_all
+        clauses.setdefault(occur, []).append(query)
     if below is not None:
-        filters.append({"range": {"sequence": {"lt": below}}})
-    return {"bool": {"filter": filters}}
+        clauses["filter"].append({"range": {"sequence": {"lt": below}}})
+    return {"bool": clauses}
+
+
+_CLAUSE_MARKS = (
+    "too_many_clauses",
+    "too_many_nested_clauses",
+    "maxclausecount",
+    "too many nested clauses",
+)
+
+
+def _too_many_clauses(info: Any) -> bool:
+    """Whether an error answer says the query holds more clauses than the cluster allows."""
+    text = str(info).lower()
+    return any(mark in text for mark in _CLAUSE_MARKS)
 
 
 POOL_SIZE = 16
