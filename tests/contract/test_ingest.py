@@ -196,6 +196,45 @@ def test_bad_fields_are_named(server: Running, tenant: str, mutate: object, fiel
     assert stored_count(server, tenant) == 0
 
 
+NAME_RULE = "must be 1-128 characters of [A-Za-z0-9_.-]"
+
+
+def test_a_trust_signal_name_no_filter_can_name_is_refused(server: Running, tenant: str) -> None:
+    """A trust signal's name is the last part of its search field, ``trust_signals.<name>``:
+    one holding a space, a colon or a non-ASCII letter, or over 128 characters, was stored
+    and no filter could name it (``trust_signals.vendor:score`` read as ``trust_signals.vendor
+    = "score"``). Now refused as a bad attribute key is, nothing written, on Append and
+    AppendStream alike (review, 2026-12-06)."""
+    taken = ("Fact_Check.v2-b", "x" * 128, "-")
+    e = interaction(tenant, "signals")
+    for name in (taken[0], "fact check", "vendor:score", "ñame", "x" * 129, "", *taken[1:]):
+        e.trust_signals.add(name=name).value.double_value = 0.9
+    refused = {f"events[1].trust_signals[{i}].name": NAME_RULE for i in range(1, 6)}
+    assert _bad(server, [interaction(tenant, "fine"), e]) == refused
+    assert stored_count(server, tenant) == 0
+
+    fine = interaction(tenant, "signals")
+    for name in taken:
+        fine.trust_signals.add(name=name).value.double_value = 0.9
+    requests = [
+        pb.AppendStreamRequest(request_id=1, events=[e]),
+        pb.AppendStreamRequest(request_id=2, events=[fine]),
+    ]
+    answers = list(stub(server).AppendStream(iter(requests)))
+    assert [(a.request_id, a.status.code) for a in answers] == [
+        (1, grpc.StatusCode.INVALID_ARGUMENT.value[0]),
+        (2, 0),
+    ]
+    detail = error_details_pb2.BadRequest()
+    assert answers[0].status.details[0].Unpack(detail)
+    assert {v.field: v.description for v in detail.field_violations} == {
+        f"events[0].trust_signals[{i}].name": NAME_RULE for i in range(1, 6)
+    }
+    assert stored_count(server, tenant) == 1
+    stored = server.suite.store.get_event(tenant, "signals").to_event()  # type: ignore[attr-defined]
+    assert [t.name for t in stored.trust_signals] == list(taken)
+
+
 def test_fields_kept_in_columns_of_their_own_state_the_column_limit(
     server: Running, tenant: str
 ) -> None:

@@ -1005,6 +1005,41 @@ def test_xml_keeps_one_element_per_flag_and_item_and_empty_texts(
     assert seen == set(sent)
 
 
+NAMED = ("Fact_Check.v2-b", "x" * 128, "-", "9", "..", "AND")
+"""Trust signal names at the edges of the rule (1-128 characters of [A-Za-z0-9_.-]); their
+lower-case forms are attribute keys (1-128 characters of [a-z0-9_.-])."""
+UNNAMED = ("fact check", "vendor:score", "ñame", "x" * 129, "", "a=b", "q'")
+"""Names no filter can hold after ``trust_signals.``: ingest refuses them."""
+
+
+def test_every_trust_signal_name_ingest_takes_a_filter_can_name(
+    search_suite: SearchSuite, tenant: str
+) -> None:
+    """A name is the last part of its search field, so ingest takes exactly the names the
+    filter language does: ``fact check``, ``vendor:score``, ``ñame`` and a 130-character
+    name were stored, and no filter could name them (review, 2026-12-06)."""
+    for i, name in enumerate(UNNAMED):
+        e = interaction(tenant, f"unnamed-{i}")
+        e.trust_signals.add(name=name).value.double_value = 0.9
+        with pytest.raises(grpc.RpcError) as err:
+            search_suite.append([e])
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, name
+        assert field_violations(err.value) == {
+            "events[0].trust_signals[0].name": "must be 1-128 characters of [A-Za-z0-9_.-]"
+        }
+    events = []
+    for i, name in enumerate(NAMED):
+        e = interaction(tenant, f"named-{i}")
+        e.trust_signals.add(name=name).value.double_value = 0.5 + i
+        e.attributes[name.lower()].int_value = i
+        events.append(e)
+    search_suite.append(events)
+    search_suite.wait_indexed(tenant, len(events))
+    for i, name in enumerate(NAMED):
+        assert search_suite.all_ids(tenant, f"trust_signals.{name} = {0.5 + i}") == [f"named-{i}"]
+        assert search_suite.all_ids(tenant, f"attributes.{name.lower()} = {i}") == [f"named-{i}"]
+
+
 def test_an_integer_field_compares_the_integer_a_literal_writes(
     search_suite: SearchSuite, tenant: str
 ) -> None:

@@ -12,6 +12,7 @@ from google.protobuf import struct_pb2
 
 from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.ingest.validation import Limits, Violation, validate_event
+from aiaudit.search import catalogue
 from tests.helpers import interaction
 
 NOW = dt.datetime.now(dt.UTC)
@@ -295,6 +296,60 @@ def test_event_rules_come_first_then_attributes_size_and_fields() -> None:
         ("events[0].attributes['Bad Key']", "key must be 1-128 characters of [a-z0-9_.-]"),
         ("events[0]", f"is {size} bytes; the limit is 100"),
         ("events[0].usage.input_tokens", "must not be negative"),
+    ]
+
+
+NAME_RULE = "must be 1-128 characters of [A-Za-z0-9_.-]"
+
+
+@pytest.mark.parametrize(
+    ("name", "refused"),
+    [
+        ("user_rating", False),
+        ("Fact_Check.v2-b", False),  # case is kept: trust_signals.Fact_Check.v2-b finds it
+        ("-", False),
+        ("x" * 128, False),
+        ("x" * 129, True),
+        ("", True),
+        ("fact check", True),  # the filter read trust_signals.fact, then "check"
+        ("vendor:score", True),  # read as trust_signals.vendor = "score"
+        ('say"', True),
+        ("a(b)", True),
+        ("ñame", True),  # ASCII only, as the filter language's field names
+        ("tab\there", True),
+    ],
+)
+def test_a_trust_signal_name_must_be_one_a_filter_can_name(name: str, refused: bool) -> None:
+    """The name is the last part of the search field ``trust_signals.<name>``, which search's
+    catalogue takes by the same rule (``aiaudit.common.field_names``); names no filter could
+    name were stored (review, 2026-12-06)."""
+    found = problems(lambda e: e.trust_signals.add(name=name, value=ev.AttributeValue(int_value=1)))
+    assert found == ([("events[0].trust_signals[0].name", NAME_RULE)] if refused else [])
+    assert (catalogue.lookup(f"trust_signals.{name}") is None) == refused
+    if name.lower() == name:  # an attribute key too, if its key rule takes it
+        key = problems(lambda e: e.attributes[name].MergeFrom(ev.AttributeValue(int_value=1)))
+        assert (catalogue.lookup(f"attributes.{name}") is None) == bool(key)
+
+
+def test_trust_signal_names_are_named_one_by_one_unless_there_are_too_many() -> None:
+    def mutate(e: ev.Event) -> None:
+        e.attributes["Bad Key"].string_value = "x"
+        e.trust_signals.add(name="ok")
+        e.trust_signals.add(name="not ok", value=ev.AttributeValue(double_value=math.nan))
+        e.trust_signals.add(name="ok:not")
+        e.usage.input_tokens = -1
+
+    assert problems(mutate) == [
+        ("events[0].trust_signals[1].name", NAME_RULE),
+        ("events[0].trust_signals[2].name", NAME_RULE),
+        ("events[0].attributes['Bad Key']", "key must be 1-128 characters of [a-z0-9_.-]"),
+        ("events[0].usage.input_tokens", "must not be negative"),
+        ("events[0].trust_signals[1].value.double_value", "must be a finite number"),
+    ]
+    # past the limit the count is the answer, as for attributes
+    too_many = [ev.TrustSignal(name=f"bad {i}") for i in range(1001)]
+    assert problems(lambda e: e.trust_signals.extend(too_many)) == [
+        ("events[0].trust_signals", "has 1001 entries; the limit is 1000")
     ]
 
 

@@ -8,7 +8,8 @@ nests holds, ``Limits.max_entries``) and the checks of every set field by its
 kind (enums known, numbers finite and not negative, metadata within its limit,
 timestamps, durations, Struct numbers and values, media and money:
 ``libs/native/src/validate.rs``) run in the native core over the event's wire
-bytes; the attributes' keys and values are checked here.
+bytes; the attributes' keys and values, and the trust signals' names (each the last part
+of a search field: ``aiaudit.common.field_names``), are checked here.
 """
 
 from __future__ import annotations
@@ -17,19 +18,17 @@ import datetime as dt
 import functools
 import ipaddress
 import math
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import aiaudit_native
 
-from aiaudit.common import canonical
+from aiaudit.common import canonical, field_names
 from aiaudit.common.event_ids import EVENT_ID
 from aiaudit.common.store.schema import TEXT_COLUMNS, events
 from aiaudit.common.tenants import TENANT_ID
 from aiaudit.common.v1 import event_pb2
 
-_ATTRIBUTE_KEY = re.compile(r"[a-z0-9_.-]{1,128}")
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _STORED_TEXT = [
     (f"{message}.{field}", int(events.c[column].type.length))  # type: ignore[attr-defined]
@@ -153,7 +152,9 @@ def _violations(
         wire = event.SerializeToString()
     rules, fields = checks.check(wire, horizon, _is_ip)
     out = [Violation(f"{path}.{field}", problem) for field, problem in rules]
-    # Too many attributes: the count is the answer, not a check of each key.
+    # Too many attributes or trust signals: the count is the answer, not a check of each name.
+    if event.trust_signals and not (rules and any(f == "trust_signals" for f, _ in rules)):
+        out.extend(_trust_signal_names(event, path))
     if event.attributes and not (rules and any(f == "attributes" for f, _ in rules)):
         out.extend(_attributes(event, limits, path))
     if len(wire) > limits.max_event_bytes:
@@ -204,12 +205,19 @@ def _is_ip(address: str) -> bool:
     return True
 
 
+def _trust_signal_names(e: event_pb2.Event, path: str) -> Iterator[Violation]:
+    """Each trust signal's name, which search's filters name as ``trust_signals.<name>``."""
+    for i, signal in enumerate(e.trust_signals):
+        if not field_names.valid_name(signal.name):
+            yield Violation(f"{path}.trust_signals[{i}].name", f"must be {field_names.NAME_RULE}")
+
+
 def _attributes(e: event_pb2.Event, limits: Limits, path: str) -> Iterator[Violation]:
     """The attributes' keys and values (the native field checks skip maps)."""
     for key, value in e.attributes.items():
-        if not _ATTRIBUTE_KEY.fullmatch(key):
+        if not field_names.valid_attribute_key(key):
             yield Violation(
-                f"{path}.attributes[{key!r}]", "key must be 1-128 characters of [a-z0-9_.-]"
+                f"{path}.attributes[{key!r}]", f"key must be {field_names.ATTRIBUTE_KEY_RULE}"
             )
         which = value.WhichOneof("value")
         if which is None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from aiaudit.common import field_names
 from aiaudit.common.v1 import event_pb2
 
 
@@ -162,13 +163,9 @@ def lookup(name: str) -> Field | None:
     if found is not None:
         return found
     family, dot, key = name.partition(".")
-    if dot and family in FAMILIES and key and _valid_key(key):
+    if dot and family in FAMILIES and field_names.valid_name(key):
         return Field(name, Kind.DYNAMIC, multi=True)
     return None
-
-
-def _valid_key(key: str) -> bool:
-    return len(key) <= 128 and all(c.isascii() and (c.isalnum() or c in "_.-") for c in key)
 
 
 def scalar(name: str) -> Field:
