@@ -13,8 +13,10 @@ so rule authors compare plain numbers and strings:
 - durations in milliseconds (``timing.latency > 2000``);
 - timestamps in seconds since the epoch;
 - ``attributes.<key>`` gives the attribute's typed value (the key is all that
-  follows, dots included: ``attributes.access.outcome``), ``model.parameters.<key>``
-  the value inside the Struct;
+  follows, dots included: ``attributes.access.outcome``; empty parts too, so every key
+  ingest takes is named as search names it: ``attributes.a..b``, ``attributes..x``,
+  ``attributes.x.``), ``model.parameters.<key>`` the value inside the Struct (a
+  nested path there, so no empty part);
 - ``usage.total_tokens`` is input plus output tokens, ``usage.cost`` the cost as a number.
 """
 
@@ -103,11 +105,11 @@ def compile_path(path: str) -> Field:
     if path in _DERIVED:
         return Field(path, numeric=True, scalar=True)
     parts = path.split(".")
-    if not path or any(not p for p in parts):
-        raise FieldError(f"{path!r} is not a dotted field path")
     desc: Any = event_pb2.Event.DESCRIPTOR
     steps: list[descriptor.FieldDescriptor] = []
     for i, part in enumerate(parts):
+        if not part:
+            raise FieldError(f"{path!r} is not a dotted field path")
         fd = desc.fields_by_name.get(part)
         if fd is None:
             known = ", ".join(sorted(desc.fields_by_name))
@@ -116,9 +118,13 @@ def compile_path(path: str) -> Field:
         steps.append(fd)
         rest = parts[i + 1 :]
         if fd.message_type is not None and fd.message_type.GetOptions().map_entry:
-            if not rest:  # the key is the rest, dots and all (the suite's own: access.outcome)
+            # The key is the rest, dots and all, empty parts too, as search names it: the
+            # suite's own access.outcome, and a..b, .x or x. (every key ingest takes).
+            if not ".".join(rest):  # attributes. names no key (attributes.. names ".")
                 raise FieldError(f"{'.'.join(parts[: i + 1])} is a map: name one key after it")
             return _field(path, steps)
+        if any(not p for p in rest):  # a Struct's or a message's path is one of names
+            raise FieldError(f"{path!r} is not a dotted field path")
         if fd.message_type is not None and fd.message_type.full_name == _STRUCT:
             return _field(path, steps)
         if fd.message_type is not None and fd.message_type.full_name in (_DURATION, _TIMESTAMP):
