@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import orjson
-import sqlalchemy as sa
 
 from aiaudit.common.store.prepare import prepare, set_timestamp
 from aiaudit.common.store.schema import events
@@ -154,10 +153,4 @@ def last_record(store: SqlEventStore, log_id: str) -> int | None:
     the index still holds the erased text (the events' type index finds the
     records, a few per tenant).
     """
-    with store.engine.connect() as conn:
-        found = conn.execute(
-            sa.select(sa.func.max(events.c.seq)).where(
-                events.c.log_id == log_id, events.c.event_type.in_(RECORD_TYPES)
-            )
-        ).scalar_one()
-    return None if found is None else int(found)
+    return store.last_of_types(log_id, RECORD_TYPES)
