@@ -1,25 +1,38 @@
-"""Back-pressure: OpenSearch answering bulk requests with HTTP 429 (whole or per document).
+"""Back-pressure: OpenSearch answering bulk requests with HTTP 429 (whole or per document),
+or with 413 (a request larger than the cluster takes).
 
 A real HTTP proxy in front of the real node turns the first bulk requests away
 with 429, as a node with a full write queue does, and refuses the first
 document of the next bulk with a per-document 429 (that document does not reach
 the node). The indexer must retry both and index every event exactly once.
+
+The same proxy answers 413 with an empty body to bulk requests over a size, as
+a node's HTTP layer does past ``http.max_content_length`` (100 MB by default,
+10 MiB on small managed domains; a proxy's body limit in front of the node
+likewise). Until 2026-12-06 the 413 counted as an outage: the indexer sent the
+same 50 MB-at-most bulk again and again, no log was indexed again, and health
+stayed NOT_SERVING.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import logging
 import threading
+import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from grpc_health.v1 import health_pb2
+from opensearchpy import OpenSearch
 
-from tests.helpers import interaction
+from tests.helpers import interaction, wait_until
 from tests.search.conftest import indexed_directly, start_suite
+from tests.search.test_faults import health
 
 REJECTED = json.dumps(
     {
@@ -32,10 +45,16 @@ REJECTED = json.dumps(
 class Throttle:
     """What the proxy does to bulk requests: how many to refuse, and what it saw."""
 
-    def __init__(self, refuse: int) -> None:
+    def __init__(self, refuse: int, refuse_document: bool = True, limit: int = 0) -> None:
+        """``refuse`` bulks answered 429, then (``refuse_document``) one document of the next;
+        ``limit``: bulk bodies over it are answered 413 (0: none)."""
         self.refuse = refuse
+        self.refuse_document = refuse_document
+        self.limit = limit
         self.bulks = 0
         self.refused_documents = 0
+        self.too_large: list[int] = []
+        """The documents of each bulk answered 413, in order."""
         self.lock = threading.Lock()
 
 
@@ -50,6 +69,11 @@ def _proxy(target: str, throttle: Throttle) -> ThreadingHTTPServer:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             bulk = self.command == "POST" and self.path.split("?")[0].endswith("/_bulk")
             mark_document = False
+            if bulk and throttle.limit and len(body) > throttle.limit:
+                with throttle.lock:
+                    throttle.too_large.append(body.count(b"\n") // 2)
+                self._answer(413, b"")
+                return
             if bulk:
                 with throttle.lock:
                     throttle.bulks += 1
@@ -57,7 +81,7 @@ def _proxy(target: str, throttle: Throttle) -> ThreadingHTTPServer:
                 if turn <= throttle.refuse:
                     self._answer(429, REJECTED)
                     return
-                mark_document = turn == throttle.refuse + 1
+                mark_document = throttle.refuse_document and turn == throttle.refuse + 1
             dropped = b""
             if mark_document:  # the first document never reaches the node: it is refused
                 action, _source, rest = body.split(b"\n", 2)
@@ -131,3 +155,74 @@ def test_bulk_429s_are_retried_and_every_event_is_indexed_once(
     # Two whole bulks refused, one document refused: all were sent again.
     assert throttle.bulks >= 4 and throttle.refused_documents == 1
     assert indexed_directly(opensearch_url, index_prefix, tenant) == len(events)
+
+
+LIMIT = 200_000
+"""The bulk body the proxy takes at most (bytes)."""
+
+
+def test_a_bulk_over_the_size_limit_is_sent_in_halves_and_a_document_over_it_holds_its_log(
+    tmp_path: Path, opensearch_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Twelve events of ~60 KB as documents (each fits, together they do not) and one of
+    ~240 KB (over the limit alone), then another tenant's: the bulk is sent in halves,
+    the large event holds its own log (one WARNING naming it and the limit), the other
+    tenant is indexed, health stays SERVING; later bulks are sent at the smaller size
+    at once; once the limit is raised the held log goes on."""
+    caplog.set_level(logging.INFO, logger="aiaudit.search")
+    throttle = Throttle(refuse=0, refuse_document=False, limit=LIMIT)
+    server = _proxy(opensearch_url, throttle)
+    prefix = f"aiaudit-test-{uuid.uuid4().hex[:8]}"
+    held, later, other = (f"{c}{uuid.uuid4().hex[:8]}" for c in "abz")
+    running = start_suite(
+        tmp_path,
+        "opensearch",
+        {
+            "opensearch_url": f"http://127.0.0.1:{server.server_address[1]}",
+            "index_prefix": prefix,
+            "refresh_interval": "100ms",
+        },
+    )
+    direct = OpenSearch(hosts=[opensearch_url])
+    try:
+        events = [interaction(held, f"a-{i}", text="w " * 15_000) for i in range(12)]
+        events.insert(5, interaction(held, "a-huge", text="w " * 60_000))
+        running.append(events)
+        running.append([interaction(other, f"z-{i}") for i in range(3)])
+        running.wait_indexed(other, 3)
+        backend = running.suite.components["search"].backend
+        wait_until(lambda: backend.positions().get(held) == 5)  # a-0 .. a-4 indexed
+        assert health(running.channel) == health_pb2.HealthCheckResponse.SERVING
+        assert {f"a-{i}" for i in range(5)} <= set(running.all_ids(held))
+        assert "a-huge" not in running.all_ids(held)
+        assert any(n > 1 for n in throttle.too_large)  # the whole batch, at first
+
+        def warned() -> list[str]:
+            return [
+                r.getMessage()
+                for r in caplog.records
+                if r.levelno == logging.WARNING and "a-huge" in r.getMessage()
+            ]
+
+        assert len(warned()) == 1, warned()
+        assert "413" in warned()[0] and "http.max_content_length" in warned()[0]
+        assert f"log {held}, sequence 5" in warned()[0]
+
+        # The smaller size is kept: the next tenant's batch of the same events takes no 413.
+        halved = sum(1 for n in throttle.too_large if n > 1)
+        running.append([interaction(later, f"b-{i}", text="w " * 15_000) for i in range(12)])
+        running.wait_indexed(later, 12)
+        assert sum(1 for n in throttle.too_large if n > 1) == halved
+
+        throttle.limit = 0  # the cluster takes larger requests: the held log goes on
+        wait_until(lambda: len(running.all_ids(held)) == 13)
+        assert len(warned()) == 1
+        assert health(running.channel) == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        running.channel.close()
+        running.suite.stop()
+        server.shutdown()
+        server.server_close()
+        direct.indices.delete(index=f"{prefix}-*", params={"ignore_unavailable": "true"})
+        direct.indices.delete_index_template(name=prefix, params={"ignore": 404})
+        direct.close()

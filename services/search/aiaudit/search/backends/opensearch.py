@@ -29,6 +29,13 @@
   position up to it and raises DocumentRefusedError, and the indexer holds
   that log only (429 is retried, 409 is a newer revision already there, any
   other status counts as unavailable).
+- A bulk request larger than the cluster accepts (413: ``http.max_content_length``,
+  100 MB by default, 10 MiB on small managed domains, or a proxy's body limit)
+  is sent again in halves, and the smaller size is kept for every later bulk
+  of the process (a warning names it). A document that alone is too large is
+  refused as a 400 is: its log is held at it, the others go on. Until
+  2026-12-06 a 413 counted as an outage, every bulk went on failing and no
+  log was indexed again.
 - Erasure: a replaced document stays in its Lucene segment, text and all,
   marked deleted, until the segment is merged. After a bulk carrying erasures
   a thread of its own (indexing goes on) force-merges away the deleted
@@ -51,7 +58,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import opensearchpy
@@ -98,7 +105,8 @@ _DAY = 86_400_000_000
 """Microseconds in a day."""
 _CHUNK_DOCS = 1000
 _CHUNK_BYTES = 50 * 1024 * 1024
-"""Largest bulk request (OpenSearch refuses bodies over ``http.max_content_length``, 100 MB)."""
+"""Largest bulk request at first (OpenSearch refuses bodies over ``http.max_content_length``,
+100 MB by default): halved on each 413 (:meth:`OpenSearchBackend._send`)."""
 _FIRST_BACKOFF, _MAX_BACKOFF = 0.2, 5.0
 _FILTER = "errors,items.*.status,items.*.error"
 """The bulk answer trimmed to what is checked: a few bytes per document instead of ~200."""
@@ -235,6 +243,10 @@ class TooManyClausesError(QueryRejectedError):
     """A query holding more clauses than the cluster's ``indices.query.bool.max_clause_count``."""
 
 
+class _TooLargeError(Exception):
+    """The cluster refused a bulk request for its size (413)."""
+
+
 class OpenSearchBackend:
     """Events in OpenSearch, the indexer's cursor in the store."""
 
@@ -257,6 +269,10 @@ class OpenSearchBackend:
         self._refresh_interval = refresh_interval
         self._bulk_retries = bulk_retries
         self._template_ready = False
+        self._chunk_bytes = _CHUNK_BYTES
+        """The largest bulk request sent: halved on each 413, for the rest of the process."""
+        self._too_large: set[str] = set()
+        """Documents warned about as larger than the cluster accepts in a request of their own."""
         self._ism: bool | None = None
         """Whether the cluster has the ISM plugin (asked once)."""
         self._policy_installed = False
@@ -436,18 +452,17 @@ class OpenSearchBackend:
         A month already dropped is not created again for it. ``erasing`` (and
         a process's first write) wakes the expunging thread.
 
-        A document refused for good (400) raises DocumentRefusedError once the
-        rest are sent, the position moved up to the earliest refused revision:
-        every document below it is indexed.
+        A document refused for good (400, or 413 in a request of its own)
+        raises DocumentRefusedError once the rest are sent, the position moved
+        up to the earliest refused revision: every document below it is indexed.
         """
         self.ensure_template()
         sent = list(docs)
         months = {self.index_name(d) for d in gone}
         there = {m for m in months if self._month_exists(m)}
         sent += [d for d in gone if self.index_name(d) in there]
-        refused: dict[int, str] = {}
-        for chunk in _chunks([(i, bulk_lines(self.index_name(d), d)) for i, d in enumerate(sent)]):
-            refused.update(self._bulk(chunk))
+        lines = [(i, bulk_lines(self.index_name(d), d)) for i, d in enumerate(sent)]
+        refused = self._send(log_id, sent, lines)
         first = min(refused, key=lambda i: sent[i].revision, default=None)
         if first is not None:
             new_position = min(new_position, sent[first].revision)
@@ -533,6 +548,57 @@ class OpenSearchBackend:
             n for n, s in found.get("indices", {}).items() if s["total"]["docs"]["deleted"]
         )
 
+    def _send(
+        self, log_id: str, sent: list[Document], lines: list[tuple[int, bytes]]
+    ) -> dict[int, str]:
+        """Sends ``lines`` in bulk requests; the documents refused for good, number -> reason.
+
+        A request the cluster refuses for its size (413) is sent again in
+        halves: the largest request is halved (at most the refused one's
+        half) for the rest of the process, so later writes do not find the
+        limit again. A document refused so in a request of its own is
+        refused for good, as a 400 is (its log is held at it).
+        """
+        refused: dict[int, str] = {}
+        start = 0
+        while start < len(lines):
+            end = _chunk_end(lines, start, self._chunk_bytes)
+            chunk = lines[start:end]
+            size = sum(len(doc) for _, doc in chunk)
+            try:
+                refused.update(self._bulk(chunk))
+            except _TooLargeError as exc:
+                if len(chunk) > 1:
+                    self._chunk_bytes = max(1, min(self._chunk_bytes, size) // 2)
+                    log.warning(
+                        "search: the cluster refused a bulk request of %d bytes (%d documents) "
+                        "for its size (%s: OpenSearch's http.max_content_length, or a proxy's "
+                        "body limit); bulk requests are now at most %d bytes",
+                        size,
+                        len(chunk),
+                        exc,
+                        self._chunk_bytes,
+                    )
+                    continue  # the same documents, in smaller requests
+                doc = sent[chunk[0][0]]
+                reason = (
+                    f"its bulk request alone, {size} bytes, is larger than the cluster accepts "
+                    f"({exc}: OpenSearch's http.max_content_length, or a proxy's body limit)"
+                )
+                refused[chunk[0][0]] = reason
+                if doc.doc_id not in self._too_large:
+                    self._too_large.add(doc.doc_id)
+                    log.warning(
+                        "search: event %r (log %s, sequence %d) is not indexed: %s; its log is "
+                        "held at it (the other logs go on) until the limit is raised",
+                        doc.event_id,
+                        log_id,
+                        doc.revision,
+                        reason,
+                    )
+            start = end
+        return refused
+
     def _bulk(self, chunk: list[tuple[int, bytes]]) -> dict[int, str]:
         """One bulk request; documents refused with 429 (or a 429 answer) are sent again later.
 
@@ -541,7 +607,8 @@ class OpenSearchBackend:
         e.g. ``mapper_parsing_exception``), number -> reason. Any other
         refusal (5xx, 401/403 such as a flood-stage read-only block, 404, a
         429 past the retries) is the cluster's, not the document's: raises
-        BackendUnavailableError.
+        BackendUnavailableError. A request refused for its size (413) raises
+        _TooLargeError (:meth:`_send` sends it again in halves).
         """
         bad: dict[int, str] = {}
         for attempt in range(self._bulk_retries + 1):
@@ -554,6 +621,9 @@ class OpenSearchBackend:
             except opensearchpy.TransportError as exc:
                 if exc.status_code == 429 and not last:
                     continue
+                if exc.status_code == 413:
+                    detail = f" {str(exc.info)[:200]}" if exc.info else ""
+                    raise _TooLargeError(f"HTTP 413{detail}") from exc
                 raise BackendUnavailableError(f"bulk failed: {exc}") from exc
             except opensearchpy.OpenSearchException as exc:
                 raise BackendUnavailableError(f"bulk failed: {exc}") from exc
@@ -836,18 +906,18 @@ def _same(found: Any, wanted: Any) -> bool:
     return bool(found == wanted)
 
 
-def _chunks(lines: list[tuple[int, bytes]]) -> Iterator[list[tuple[int, bytes]]]:
-    """Bulk requests of at most _CHUNK_DOCS documents and _CHUNK_BYTES bytes."""
-    chunk: list[tuple[int, bytes]] = []
-    size = 0
-    for doc in lines:
-        if chunk and (len(chunk) == _CHUNK_DOCS or size + len(doc[1]) > _CHUNK_BYTES):
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(doc)
-        size += len(doc[1])
-    if chunk:
-        yield chunk
+def _chunk_end(lines: list[tuple[int, bytes]], start: int, most: int) -> int:
+    """The end of the bulk request starting at ``start``.
+
+    _CHUNK_DOCS documents and ``most`` bytes at most (a larger document alone).
+    """
+    end, size = start, 0
+    while end < len(lines) and end - start < _CHUNK_DOCS:
+        size += len(lines[end][1])
+        if end > start and size > most:
+            break
+        end += 1
+    return end
 
 
 def search_body(
