@@ -41,16 +41,24 @@ REJECTED = json.dumps(
     }
 ).encode()
 
+FORBIDDEN = json.dumps(
+    {"error": {"type": "security_exception", "reason": "no permissions"}, "status": 403}
+).encode()
+
 
 class Throttle:
     """What the proxy does to bulk requests: how many to refuse, and what it saw."""
 
-    def __init__(self, refuse: int, refuse_document: bool = True, limit: int = 0) -> None:
+    def __init__(
+        self, refuse: int, refuse_document: bool = True, limit: int = 0, forbid: str = ""
+    ) -> None:
         """``refuse`` bulks answered 429, then (``refuse_document``) one document of the next;
-        ``limit``: bulk bodies over it are answered 413 (0: none)."""
+        ``limit``: bulk bodies over it are answered 413 (0: none); ``forbid``: GETs of this
+        path answered 403, as to a login without the permission."""
         self.refuse = refuse
         self.refuse_document = refuse_document
         self.limit = limit
+        self.forbid = forbid
         self.bulks = 0
         self.refused_documents = 0
         self.too_large: list[int] = []
@@ -69,6 +77,13 @@ def _proxy(target: str, throttle: Throttle) -> ThreadingHTTPServer:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             bulk = self.command == "POST" and self.path.split("?")[0].endswith("/_bulk")
             mark_document = False
+            if (
+                self.command == "GET"
+                and throttle.forbid
+                and self.path.split("?")[0] == throttle.forbid
+            ):
+                self._answer(403, FORBIDDEN)
+                return
             if bulk and throttle.limit and len(body) > throttle.limit:
                 with throttle.lock:
                     throttle.too_large.append(body.count(b"\n") // 2)

@@ -53,7 +53,9 @@ def open_backend(s: SearchSettings, ctx: Context, store: SqlEventStore) -> Searc
             s.opensearch_verify_certs,
             s.opensearch_timeout,
         )
-        return OpenSearchBackend(client, store.engine, s.index_prefix, s.refresh_interval)
+        backend = OpenSearchBackend(client, store.engine, s.index_prefix, s.refresh_interval)
+        backend.check_at_start()  # another prefix's overlapping template: ConfigError
+        return backend
     from aiaudit.search.backends.sqlite_fts import SqliteFtsBackend
 
     return SqliteFtsBackend(s.sqlite_path or ctx.settings.data_dir / "search.db")

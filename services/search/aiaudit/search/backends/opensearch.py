@@ -36,6 +36,12 @@
   refused as a 400 is: its log is held at it, the others go on. Until
   2026-12-06 a 413 counted as an outage, every bulk went on failing and no
   log was indexed again.
+- An index template of the cluster whose patterns overlap ``<prefix>-*`` (a
+  prefix that extends another, ``p`` and ``p-v2``, either way round) is a
+  configuration error (PrefixConflictError, a ConfigError naming both
+  templates): at start when the cluster answers (:meth:`OpenSearchBackend.check_prefix`),
+  else when the indexer installs the template. Until 2026-12-06 OpenSearch's
+  refusal of the template paused the indexer for good as "refused the query".
 - Erasure: a replaced document stays in its Lucene segment, text and all,
   marked deleted, until the segment is merged. After a bulk carrying erasures
   a thread of its own (indexing goes on) force-merges away the deleted
@@ -66,6 +72,7 @@ import orjson
 import sqlalchemy as sa
 from opensearchpy import OpenSearch
 
+from aiaudit.common.config import ConfigError
 from aiaudit.common.store import cursors
 from aiaudit.common.store.schema import consumer_cursors, log_entries
 from aiaudit.search import catalogue, retention, translate_dsl
@@ -107,6 +114,13 @@ _CHUNK_DOCS = 1000
 _CHUNK_BYTES = 50 * 1024 * 1024
 """Largest bulk request at first (OpenSearch refuses bodies over ``http.max_content_length``,
 100 MB by default): halved on each 413 (:meth:`OpenSearchBackend._send`)."""
+_PRIORITY = 100
+"""The priority of the index template (OpenSearch refuses two overlapping at the same one)."""
+_OVERLAP = "matching patterns from existing templates"
+"""OpenSearch's words refusing an index template that overlaps another of its priority."""
+_CHECK_TIMEOUT = 5.0
+"""Seconds the start-up check of the index templates waits for the cluster (then left to the
+indexer)."""
 _FIRST_BACKOFF, _MAX_BACKOFF = 0.2, 5.0
 _FILTER = "errors,items.*.status,items.*.error"
 """The bulk answer trimmed to what is checked: a few bytes per document instead of ~200."""
@@ -243,8 +257,36 @@ class TooManyClausesError(QueryRejectedError):
     """A query holding more clauses than the cluster's ``indices.query.bool.max_clause_count``."""
 
 
+class PrefixConflictError(ConfigError):
+    """Another index template's patterns overlap this prefix's indices (``<prefix>-*``).
+
+    A configuration error, not an outage: it lasts until the prefix or the
+    other template changes.
+    """
+
+
 class _TooLargeError(Exception):
     """The cluster refused a bulk request for its size (413)."""
+
+
+def patterns_overlap(a: str, b: str) -> bool:
+    """Whether two index patterns (``*`` the only wildcard) match a common name."""
+    seen: set[tuple[int, int]] = set()
+    todo = [(0, 0)]
+    while todo:
+        i, j = todo.pop()
+        if (i, j) in seen:
+            continue
+        seen.add((i, j))
+        if i == len(a) and j == len(b):
+            return True
+        if i < len(a) and a[i] == "*":  # matches nothing more, or b's next character
+            todo += [(i + 1, j)] + ([(i, j + 1)] if j < len(b) else [])
+        if j < len(b) and b[j] == "*":
+            todo += [(i, j + 1)] + ([(i + 1, j)] if i < len(a) else [])
+        if i < len(a) and j < len(b) and a[i] == b[j] != "*":
+            todo.append((i + 1, j + 1))
+    return False
 
 
 class OpenSearchBackend:
@@ -301,9 +343,10 @@ class OpenSearchBackend:
         """
         if self._template_ready:
             return
+        self.check_prefix()
         template = {
             "index_patterns": [f"{self._prefix}-*"],
-            "priority": 100,
+            "priority": _PRIORITY,
             "template": {
                 "settings": {
                     "number_of_shards": 1,
@@ -313,9 +356,20 @@ class OpenSearchBackend:
                 "mappings": mappings(),
             },
         }
-        self._call(
-            lambda: self._client.indices.put_index_template(name=self._prefix, body=template)
-        )
+        try:
+            self._call(
+                lambda: self._client.indices.put_index_template(name=self._prefix, body=template)
+            )
+        except QueryRejectedError as exc:  # overlapping templates not listed to this login
+            if _OVERLAP not in str(exc):
+                raise
+            info = getattr(exc.__cause__, "info", None)
+            error = info.get("error") if isinstance(info, dict) else None
+            reason = error.get("reason") if isinstance(error, dict) else None
+            raise PrefixConflictError(
+                f"setting 'search.index_prefix': {self._prefix!r}: OpenSearch refuses this "
+                f"prefix's index template: {reason or exc}. {self._advice()}"
+            ) from None
         self._call(
             lambda: self._client.indices.put_mapping(
                 index=f"{self._prefix}-*",
@@ -325,6 +379,82 @@ class OpenSearchBackend:
         )
         self._template_ready = True
         self._warn_other_prefixes()
+
+    def check_prefix(self, timeout: float | None = None) -> None:
+        """Raises PrefixConflictError if another index template overlaps ``<prefix>-*``.
+
+        Either way round: its patterns match this prefix's indices (``p-*``
+        for the prefix ``p-v2``), at this template's priority (OpenSearch
+        refuses the second) or above (it would give them its own mappings);
+        or this prefix's pattern matches its indices (``p-v2-*`` for the
+        prefix ``p``: this template would map them, and this prefix's
+        searches, retention and expunges would reach them). A template below
+        this priority whose patterns are wider (``*``) is left alone: this one
+        wins on its indices. Raises BackendUnavailableError when the cluster
+        does not answer; a login not allowed to list the templates skips the
+        check (OpenSearch still refuses a template of the same priority,
+        which ensure_template reports as this error).
+        """
+        params: dict[str, Any] = {}
+        if timeout is not None:
+            params["request_timeout"] = timeout
+        try:
+            found = self._call(lambda: self._client.indices.get_index_template(params=params))
+        except BackendUnavailableError as exc:
+            if isinstance(exc.__cause__, opensearchpy.NotFoundError):
+                return  # no index template at all
+            if isinstance(exc.__cause__, opensearchpy.AuthorizationException):
+                log.info("search: index templates not checked for overlaps: %s", exc)
+                return
+            raise
+        mine = f"{self._prefix}-*"
+        clashes = []
+        for entry in found.get("index_templates", []):
+            name = entry.get("name", "")
+            spec = entry.get("index_template", {})
+            patterns = [str(p) for p in spec.get("index_patterns", [])]
+            priority = int(spec.get("priority") or 0)
+            if name == self._prefix:
+                continue
+            for pattern in patterns:
+                takes_mine = priority >= _PRIORITY and patterns_overlap(pattern, mine)
+                mine_takes = pattern.startswith(f"{self._prefix}-")
+                if takes_mine or mine_takes:
+                    clashes.append(f"{name!r} (index patterns {patterns}, priority {priority})")
+                    break
+        if clashes:
+            raise PrefixConflictError(
+                f"setting 'search.index_prefix': {self._prefix!r} overlaps the index "
+                f"template(s) {', '.join(clashes)} of this cluster: their patterns and this "
+                f"prefix's {mine!r} match the same index names, so OpenSearch refuses this "
+                f"prefix's template (same priority), or one template would map the other's "
+                f"indices and each prefix's searches read the other's events. {self._advice()}"
+            )
+
+    def check_at_start(self) -> None:
+        """:meth:`check_prefix` at start-up, if the cluster answers within _CHECK_TIMEOUT.
+
+        A conflict stops the start (a ConfigError, as a bad setting does);
+        a cluster that does not answer is an outage: the indexer checks when
+        it installs the template.
+        """
+        try:
+            self.check_prefix(_CHECK_TIMEOUT)
+        except BackendUnavailableError as exc:
+            log.info("search: index templates checked once OpenSearch answers: %s", exc)
+        except PrefixConflictError:
+            self.close()
+            raise
+
+    def _advice(self) -> str:
+        """What to do about an overlapping index template."""
+        return (
+            "Choose an index_prefix that neither starts with another prefix followed by '-' "
+            "nor is the start of another one followed by '-' (e.g. 'aiaudit-events2', not "
+            "'aiaudit-events-v2'); if the other template is an earlier prefix of this "
+            "deployment no longer used, delete it and its indices instead (README, search: "
+            "changing index_prefix)"
+        )
 
     def _warn_other_prefixes(self) -> None:
         """Warns (once per process) about other prefixes' indices holding this store's events."""
