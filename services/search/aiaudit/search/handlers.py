@@ -53,6 +53,7 @@ from aiaudit.search.backends.base import (
     QueryRejectedError,
     SearchBackend,
     SearchSpec,
+    TooManyBucketsError,
 )
 from aiaudit.search.catalogue import Field, Kind
 from aiaudit.search.indexer import Indexer
@@ -644,7 +645,7 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
             result = self._erasures_kept(
                 tenant, where, context, lambda: self._backend.aggregate(spec)
             )
-        except QueryRejectedError as exc:
+        except TooManyBucketsError as exc:  # others (a filter too large) as _run says them
             raise _invalid("histogram.interval" if interval else "group_by", str(exc)) from None
         response = pb.AggregateResponse()
         for b in result.buckets:
