@@ -91,6 +91,14 @@ _FORMATS = {
     pb.EXPORT_FORMAT_CSV: "csv",
     pb.EXPORT_FORMAT_XML: "xml",
 }
+_QUOTED = (*access.QUOTING, "page_after", "page_token")
+"""Details of a search's access record kept as its content (see ``access.QUOTING``).
+
+Where a later page started (``page_after``) is as private as the filter and query
+it is a position in: it names the last event of the page before, so it tells an
+event the search matched. As an attribute any reader of the log would have seen
+which event a compliance officer's (withheld) search had found; and without the
+filter it says nothing of what the page held."""
 T = TypeVar("T")
 
 
@@ -395,7 +403,7 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
 
     def _record(self, caller: Caller, tenant: str, asked: _Asked) -> Future[None]:
         """Starts committing the access record; wait with :meth:`_recorded` before answering."""
-        return self._ctx.access.submit(caller, tenant, asked.action, asked.details)
+        return self._ctx.access.submit(caller, tenant, asked.action, asked.details, _QUOTED)
 
     @staticmethod
     def _recorded(record: Future[None]) -> None:
@@ -448,15 +456,7 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         self, request: pb.SearchEventsRequest, context: grpc.ServicerContext
     ) -> pb.SearchEventsResponse:
         tenant = request.tenant_id
-        asked = _Asked(
-            "search.events",
-            {
-                "filter": request.filter,
-                "query": request.query,
-                "order_by": request.order_by,
-                "page": bool(request.page_token),
-            },
-        )
+        asked = _Asked("search.events", _search_details(request))
         caller = self._caller(context, tenant, "events.read", asked)
         where = self._where(caller, tenant, asked, request.filter, request.query)
         try:
@@ -611,6 +611,11 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
                 "filter": request.filter,
                 "query": request.query,
                 "group_by": ",".join(request.group_by),
+                "metrics": ",".join(request.metrics),
+                "percentiles": ",".join(_percent_key(p) for p in request.percentiles),
+                "histogram.interval": (
+                    request.histogram.interval if request.HasField("histogram") else ""
+                ),
             },
         )
         caller = self._caller(context, tenant, "events.read", asked)
@@ -743,6 +748,7 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
                 "filter": request.filter,
                 "query": request.query,
                 "include_proofs": request.include_proofs,
+                "format": _format_name(request.format),
             },
         )
         caller = self._run(
@@ -1038,3 +1044,74 @@ def _field(where: str, name: str, kinds: tuple[Kind, ...]) -> Field:
 
 def _percent_key(p: float) -> str:
     return str(int(p)) if float(p).is_integer() else repr(p)
+
+
+def _search_details(request: pb.SearchEventsRequest) -> dict[str, str | int | bool]:
+    """What a search's access record says it asked, granted or refused.
+
+    ``page_size`` is the size the page gets (50 for 0); one out of range,
+    refused, is recorded as sent. A later page says where it started
+    (``page_after``, see :func:`_page_start`); a token that is none this
+    service issued for the request (refused, never answered) is recorded as
+    sent (``page_token``), and only a refusal of the request can say it.
+    """
+    details: dict[str, str | int | bool] = {
+        "filter": request.filter,
+        "query": request.query,
+        "order_by": request.order_by,
+        "page": bool(request.page_token),
+    }
+    try:
+        details["page_size"] = paging.page_size(request.page_size)
+    except ValueError:
+        details["page_size"] = request.page_size
+    if request.page_token:
+        start = _page_start(request)
+        if start is None:
+            details["page_token"] = request.page_token
+        else:
+            details["page_after"] = start
+    return details
+
+
+def _page_start(request: pb.SearchEventsRequest) -> str | None:
+    """Where a later page starts, as its token says; None for a token not issued for it.
+
+    The sort values of the page before's last event, each named after its
+    ``order_by`` key: ``occurred_time=2026-03-02T00:00:00.000000Z, sequence=41``.
+    The page holds the events after that one in the request's order. The token itself
+    says no more (its other part binds it to the tenant, filter, query and order, which
+    the record holds): the same values, base64 JSON that no auditor reads as they are.
+    """
+    try:
+        order = language.parse_order_by(request.order_by)
+        bound = paging.digest(request.tenant_id, request.filter, request.query, request.order_by)
+        values = paging.decode(request.page_token, bound, len(order))
+    except (language.LanguageError, paging.TokenError):
+        return None
+    return ", ".join(
+        f"{k.field.name}={_sort_value(k.field, v)}" for k, v in zip(order, values, strict=True)
+    )
+
+
+def _sort_value(field: Field, value: int) -> str:
+    """A sort value as written: a time in RFC 3339 (UTC, microseconds), else the integer.
+
+    A time no calendar date holds (a token made by hand) is its microseconds.
+    """
+    if field.kind is Kind.TIMESTAMP:
+        try:
+            return document.iso(value)
+        except (OverflowError, ValueError):
+            return f"{value} microseconds since the epoch"
+    return str(value)
+
+
+def _format_name(value: pb.ExportFormat) -> str:
+    """An export format as its record names it: ``jsonl``, ``csv``, ``xml``, else as sent."""
+    known = _FORMATS.get(value)
+    if known is not None:
+        return known
+    if value in pb.ExportFormat.values():
+        return str(pb.ExportFormat.Name(value))
+    return str(value)
