@@ -4,7 +4,9 @@ Until 2026-12-05 a damaged row held its log at the start of its batch (the
 healthy events before it in the batch were never indexed, and the error named
 the batch's first sequence), and a damaged event named by an erasure record
 stopped the indexer for every tenant (``search indexer paused``, health
-NOT_SERVING).
+NOT_SERVING). Until 2026-12-06 so did content stored in clear whose JSON does
+not parse (only sealed content that did not open was damage), while a store
+that fails the read is still an outage.
 """
 
 from __future__ import annotations
@@ -12,22 +14,30 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from pathlib import Path
+from typing import Any
 
 import grpc
+import psycopg
 import pytest
 import sqlalchemy as sa
+import yaml
 from grpc_health.v1 import health_pb2
 
+from aiaudit.common import client
 from aiaudit.common.erasure import erase
 from aiaudit.common.store import open_store
 from aiaudit.common.store.prepare import prepare
+from aiaudit.ingest.v1 import ingest_service_pb2_grpc as ingest_grpc
 from aiaudit.search.v1 import search_service_pb2 as pb
-from tests.helpers import flip_sealed_content, holding, interaction, secret_word
+from aiaudit.search.v1 import search_service_pb2_grpc as pb_grpc
+from tests.conftest import Postgres, serve_suite
+from tests.helpers import flip_sealed_content, holding, interaction, secret_word, wait_until
 from tests.integrity.test_entries_outside_log import error_info
 from tests.search.conftest import SearchSuite, start_suite
 from tests.search.test_faults import health
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 def junk_canonical(url: str, tenant: str, event_id: str) -> bytes:
@@ -211,6 +221,196 @@ def test_a_record_naming_a_damaged_event_still_takes_the_others_text_out(
             running.as_role("auditor").Aggregate(by_event)
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
         assert error_info(caught.value).reason == "ERASURE_NOT_INDEXED"
+    finally:
+        running.channel.close()
+        running.suite.stop()
+
+
+def start_in_clear(tmp_path: Path, store_url: str, extra: dict[str, Any]) -> SearchSuite:
+    """:func:`start_suite` with content stored in clear (``content_keys`` none), as the
+    benchmark and a PostgreSQL deployment without a KEK run."""
+    search: dict[str, Any] = {"backend": "sqlite", "poll_interval": 0.1, "max_backoff": 1.0}
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump({"search": {**search, **extra}}))
+    suite, keys = serve_suite(
+        tmp_path,
+        cfg,
+        services=("ingest", "search"),
+        database_url=store_url,
+        content_keys="none",
+    )
+    address = f"127.0.0.1:{suite.port}"
+    channel = client.channel(address, keys["admin"])
+    return SearchSuite(
+        "sqlite",
+        suite,
+        address,
+        keys,
+        channel,
+        pb_grpc.SearchServiceStub(channel),
+        ingest_grpc.IngestServiceStub(channel),
+    )
+
+
+_IN_CLEAR_DAMAGE = {
+    # content JSON that does not parse: orjson.JSONDecodeError from the store's read
+    "content JSON": "UPDATE event_content SET content = :junk",
+    # SQLite keeps the text a raw UPDATE writes: TypeError from the store's read
+    "content as text": "UPDATE event_content SET content = 'not json'",
+    "canonical form as text": "UPDATE events SET canonical = 'not json'",
+    # not a timestamp: ValueError from SQLite's reading of it
+    "receive time": "UPDATE log_entries SET receive_time = 'not a time'",
+}
+
+
+def damage_in_clear(admin_url: str, tenant: str, seq: int, damage: str) -> None:
+    """Damages one stored event with raw SQL, as someone with database access could."""
+    engine = sa.create_engine(admin_url)
+    try:
+        with engine.begin() as conn:
+            changed = conn.execute(
+                sa.text(f"{_IN_CLEAR_DAMAGE[damage]} WHERE log_id = :t AND seq = :s"),
+                {"t": tenant, "s": seq, "junk": b"not json"},
+            )
+            assert changed.rowcount == 1
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("database", "damage"),
+    [
+        ("sqlite", "content JSON"),
+        ("sqlite", "content as text"),
+        ("sqlite", "canonical form as text"),
+        ("sqlite", "receive time"),
+        ("postgresql", "content JSON"),
+    ],
+)
+def test_a_damaged_row_of_content_in_clear_holds_only_its_log_at_itself(
+    tmp_path: Path,
+    tenant: str,
+    database: str,
+    damage: str,
+    request: pytest.FixtureRequest,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Content not sealed (``content_keys`` none) whose stored row does not read back: the
+    events before it are indexed, its log waits at it with one error naming the log, the
+    sequence and the event, and the other logs go on. Until 2026-12-06 only sealed content
+    that did not open was damage: the store's ValueError (content JSON that does not parse)
+    or TypeError (SQLite: a binary column holding text) paused the indexer for every
+    tenant, health NOT_SERVING."""
+    caplog.set_level(logging.INFO, logger="aiaudit.search")
+    if database == "sqlite":
+        url = admin = f"sqlite:///{tmp_path / 'aiaudit.db'}"
+        open_store(url, run_migrations=True, keys=None).close()
+    else:
+        pg: Postgres = request.getfixturevalue("own_postgres")
+        url, admin = pg.app_url, pg.admin_url
+    store = open_store(url, keys=None)
+    names = [f"ok-{i}" for i in range(5)] + ["bad", "after"]
+    now = dt.datetime.now(dt.UTC)
+    store.append_group([[prepare(interaction(tenant, name), now) for name in names]])
+    store.close()
+    damage_in_clear(admin, tenant, 5, damage)
+    running = start_in_clear(tmp_path, url, {})  # one batch holds all seven
+    try:
+        running.append([interaction(f"{tenant}-z", "probe")])
+        running.wait_indexed(f"{tenant}-z", 1)  # the pass went past the damaged log
+        assert sorted(running.all_ids(tenant)) == names[:5]
+        assert positions(running)[tenant] == 5
+        (held,) = errors(caplog)
+        assert f"holds log {tenant} at sequence 5: event 'bad' is damaged" in held
+        assert "not json" not in held  # what the row holds is not logged
+        assert health(running.channel) == SERVING
+    finally:
+        running.channel.close()
+        running.suite.stop()
+
+
+def test_a_store_error_reading_a_log_is_an_outage_not_damage(
+    tmp_path: Path, tenant: str, own_postgres: Postgres, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Damage holds its own log only; the store failing the read (here the indexer's login
+    refused the content table, a DBAPIError as a lost connection is) is an outage: the
+    indexer pauses for every tenant, health NOT_SERVING, and goes on once the store
+    answers. Until 2026-12-06 the damage itself (content JSON that does not parse) was an
+    outage."""
+    caplog.set_level(logging.INFO, logger="aiaudit.search")
+    damaged, healthy = f"{tenant}-a", f"{tenant}-b"  # the damaged log's pass comes first
+    store = open_store(own_postgres.app_url, keys=None)
+    now = dt.datetime.now(dt.UTC)
+    store.append_group([[prepare(interaction(damaged, name), now) for name in ("ok", "bad")]])
+    store.close()
+    damage_in_clear(own_postgres.admin_url, damaged, 1, "content JSON")
+    extra = {"database_url": own_postgres.consumer_url}  # the indexer's least-privileged login
+    running = start_in_clear(tmp_path, own_postgres.app_url, extra)
+    try:
+        running.append([interaction(healthy, "h-0")])
+        running.wait_indexed(healthy, 1)
+        assert running.all_ids(damaged) == ["ok"]
+        assert health(running.channel) == SERVING
+        (held,) = errors(caplog)
+        assert f"holds log {damaged} at sequence 1: event 'bad' is damaged" in held
+
+        grant = "SELECT ON event_content {} aiaudit_reader"
+        with psycopg.connect(own_postgres.admin_dsn, autocommit=True) as admin:
+            admin.execute(f"REVOKE {grant.format('FROM')}")
+        try:
+            running.append([interaction(healthy, "h-1")])
+            wait_until(lambda: health(running.channel) == NOT_SERVING)
+            paused = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+            assert any("search indexer paused" in m and "permission denied" in m for m in paused)
+            assert errors(caplog) == [held]  # no log held for the store's error
+        finally:
+            with psycopg.connect(own_postgres.admin_dsn, autocommit=True) as admin:
+                admin.execute(f"GRANT {grant.format('TO')}")
+        running.wait_indexed(healthy, 2)
+        wait_until(lambda: health(running.channel) == SERVING)
+        assert positions(running)[damaged] == 1
+    finally:
+        running.channel.close()
+        running.suite.stop()
+
+
+@pytest.mark.parametrize("record", ["junk bytes", "text"])
+def test_an_erasure_record_past_a_hold_that_does_not_parse_is_not_applied(
+    tmp_path: Path, tenant: str, record: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The log is held at a damaged event; an erasure record after it is damaged too: which
+    events it erases is not known, so it does not count as applied (a count over content
+    waits for it), with an error naming it, and the other logs go on. Until 2026-12-06 it
+    counted as applied, naming none (the erased text stayed countable), and one rewritten as
+    text (SQLite) stopped the indexer for every tenant (TypeError)."""
+    caplog.set_level(logging.INFO, logger="aiaudit.search")
+    url = f"sqlite:///{tmp_path / 'aiaudit.db'}"
+    store = open_store(url, run_migrations=True)
+    now = dt.datetime.now(dt.UTC)
+    store.append_group([[prepare(interaction(tenant, name), now) for name in ("m-0", "m-1")]])
+    erase(store, tenant, "gdpr", "dpo", event_ids=["m-0"])
+    sequence = store.log_sizes()[tenant] - 1
+    store.close()
+    junk_canonical(url, tenant, "m-1")  # the hold, at sequence 1
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        junk = ":junk" if record == "junk bytes" else "'not json'"
+        conn.execute(
+            sa.text(f"UPDATE events SET canonical = {junk} WHERE log_id = :t AND seq = :s"),
+            {"t": tenant, "s": sequence, "junk": b"not json"},
+        )
+    engine.dispose()
+    running = start_suite(tmp_path, "sqlite", {})
+    try:
+        running.append([interaction(f"{tenant}-z", "probe")])
+        running.wait_indexed(f"{tenant}-z", 1)  # the pass went past the held log
+        assert health(running.channel) == SERVING
+        assert positions(running)[tenant] == 1
+        indexer = running.suite.components["search"].indexer
+        assert not indexer.wait_indexed(tenant, sequence + 1, timeout=0)
+        held, unread = errors(caplog)
+        assert f"holds log {tenant} at sequence 1: event 'm-1' is damaged" in held
+        assert f"record at sequence {sequence} of held log {tenant} does not parse" in unread
     finally:
         running.channel.close()
         running.suite.stop()

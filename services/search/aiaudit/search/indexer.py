@@ -6,8 +6,9 @@ to the backend, which indexes them (idempotently, by document id) and only
 then records the new position. A backend that is down is retried with
 exponential backoff (health NOT_SERVING meanwhile); nothing is skipped, so on
 recovery it catches up and every event is indexed exactly once. A stored event
-that cannot be read back (a damaged row) holds only its own tenant's log, with
-an error naming it, so one tenant's damage never stops the others. So does
+that cannot be read back (a damaged row: sealed content that does not open,
+content or a canonical form that does not parse) holds only its own tenant's
+log, with an error naming it, so one tenant's damage never stops the others. So does
 an event whose document the backend refuses for good (OpenSearch's 400, a
 mapping it cannot take; not back-pressure, not an outage): what came before
 it is indexed, its log waits at it, with one error naming the log, the
@@ -57,13 +58,14 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
+import orjson
 import sqlalchemy as sa
 
 from aiaudit.common import commits, erasure, leader
 from aiaudit.common.keys.seal import SealError
 from aiaudit.common.leader import Leadership
 from aiaudit.common.store import SqlEventStore
-from aiaudit.common.store.schema import events
+from aiaudit.common.store.schema import events, log_entries
 from aiaudit.common.store.sql import READ_BYTES, StoredEvent
 from aiaudit.search import stored_document
 from aiaudit.search.backends.base import (
@@ -84,6 +86,25 @@ _SWEEP_RECORDS = 1000
 
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+_DAMAGED_ROW: tuple[type[Exception], ...] = (ValueError, TypeError)
+"""What the store's reads (``read_log``, ``read_event_ids``) raise for a damaged row.
+
+Measured on SQLite and PostgreSQL, content sealed or not: sealed content that
+does not open, SealError (DamagedKeyError for its data key); content JSON that
+does not parse, orjson.JSONDecodeError; on SQLite, a binary column (content,
+salt, canonical form, leaf hash) rewritten as text, TypeError, and a receive
+time that is no timestamp, ValueError. All are ValueError or TypeError; a
+canonical form that does not parse reaches the indexer as bytes (it is parsed
+here, :func:`stored_document.from_stored`). An outage of the store is
+SQLAlchemy's (``OperationalError``, any ``DBAPIError``: a lost connection, a
+refused login or permission) or KekError (no KEK to reach, or none configured;
+also content rewritten to look sealed in a store read without a KEK, which
+cannot be told from a store sealed under a KEK this process lacks), neither
+of these: it still pauses the indexer, health NOT_SERVING. Until
+2026-12-06 only SealError was damage: content JSON that did not parse (content
+in clear, ``content_keys`` none) paused every tenant's indexing.
+"""
 
 
 class Indexer:
@@ -349,33 +370,45 @@ class Indexer:
     def _read(
         self, log_id: str, start: int, limit: int
     ) -> tuple[list[StoredEvent], _Damage | None]:
-        """Entries from ``start`` (``limit`` at most), up to the first sealed row not opening.
+        """Entries from ``start`` (``limit`` at most), up to the first row that does not read.
 
-        A read that meets such a row (SealError) is narrowed down, by halves,
-        to the longest prefix that reads: it is indexed, and the log held at
-        the altered row, not at the start of its batch. Store errors propagate
-        (an outage, not damage).
+        A read that meets a damaged row (:data:`_DAMAGED_ROW`: sealed content
+        that does not open, content JSON that does not parse, ...) is narrowed
+        down, by halves, to the longest prefix that reads: it is indexed, and
+        the log held at the damaged row, not at the start of its batch. Store
+        errors propagate (an outage, not damage).
         """
         try:
             return self._store.read_log(log_id, start, limit, max_bytes=READ_BYTES), None
-        except SealError as exc:
-            failed: SealError = exc
+        except sa.exc.SQLAlchemyError:
+            raise
+        except _DAMAGED_ROW as exc:
+            failed: Exception = exc
         good: list[StoredEvent] = []
         low, high = 0, limit  # a read of `low` entries opens; one of `high` does not
         while high - low > 1:
             middle = (low + high) // 2
             try:
                 got = self._store.read_log(log_id, start, middle, max_bytes=READ_BYTES)
-            except SealError as exc:
+            except sa.exc.SQLAlchemyError:
+                raise
+            except _DAMAGED_ROW as exc:
                 high, failed = middle, exc
                 continue
-            if len(got) < middle:  # cut by its byte budget before the altered row
+            if len(got) < middle:  # cut by its byte budget before the damaged row
                 return got, None
             low, good = middle, got
         sequence = start + low
-        found = self._store.read_log(log_id, sequence, 1, content=False)
-        event_id = found[0].event_id if found else "?"
-        return good, _Damage(sequence, f"event {event_id!r}", failed)
+        return good, _Damage(sequence, f"event {self._event_id(log_id, sequence)}", failed)
+
+    def _event_id(self, log_id: str, sequence: int) -> str:
+        """The quoted id of a log's entry, read alone (its other columns may not read back)."""
+        e = log_entries.c
+        with self._store.engine.connect() as conn:
+            found = conn.execute(
+                sa.select(e.event_id).where(e.log_id == log_id, e.seq == sequence)
+            ).scalar()
+        return repr(found) if found is not None else "?"
 
     def _build(
         self, log_id: str, entries: list[StoredEvent], damage: _Damage | None
@@ -502,7 +535,7 @@ class Indexer:
                 log_id,
                 damage.sequence,
                 damage.what,
-                damage.error,
+                _reason(damage.error),
             )
             self._stalled[log_id] = damage.sequence
 
@@ -537,20 +570,25 @@ class Indexer:
     ) -> tuple[list[Document], dict[str, Exception]]:
         """The content-free documents of ``named`` (event id -> revision), and those that fail.
 
-        A named event whose stored form does not parse (or whose sealed row
-        does not open) is left out, with its error; store errors propagate.
+        A named event whose stored row does not read back (sealed content
+        that does not open, content or a canonical form that does not parse)
+        is left out, with its error; store errors propagate.
         """
         if not named:
             return [], {}
         failed: dict[str, Exception] = {}
         try:
             found = self._store.read_event_ids(log_id, list(named))
-        except SealError:  # one of them does not open: which one
+        except sa.exc.SQLAlchemyError:
+            raise
+        except _DAMAGED_ROW:  # one of them does not read back: which one
             found = []
             for event_id in named:
                 try:
                     found += self._store.read_event_ids(log_id, [event_id])
-                except SealError as exc:
+                except sa.exc.SQLAlchemyError:
+                    raise
+                except _DAMAGED_ROW as exc:
                     failed[event_id] = exc
         docs: list[Document] = []
         for stored in found:
@@ -576,9 +614,12 @@ class Indexer:
 
         What is applied is published for :meth:`wait_indexed`. A named event
         that does not parse is left as it is (its document keeps its text):
-        the records from that one on no longer count as applied. A held log is
-        swept from its position once, then for new records only; a new
-        position starts over. Returns whether records are left for the next
+        the records from that one on no longer count as applied; so do the
+        records from one that does not parse itself (which events it erases is
+        not known; until 2026-12-06 it counted as applied, naming none, and one
+        rewritten as text on SQLite paused the indexer for every tenant). A
+        held log is swept from its position once, then for new records only; a
+        new position starts over. Returns whether records are left for the next
         pass (a sweep writes about a batch of documents).
         """
         hold = self._positions.get(log_id, 0)
@@ -592,17 +633,21 @@ class Indexer:
         named: dict[str, int] = {}
         first: dict[str, int] = {}
         taken: list[int] = []
+        unread: list[int] = []
         for sequence, canonical in records:
             if taken and len(named) >= self._batch:
                 break
             taken.append(sequence)
+            if not _is_record(canonical):
+                unread.append(sequence)
+                continue
             for event_id in erasure.erased_ids(canonical):
                 named[event_id] = sequence
                 first.setdefault(event_id, sequence)
         more = len(taken) < len(records) or len(records) == _SWEEP_RECORDS
         scanned = taken[-1] + 1 if more else size
         docs, failed = self._erased_docs(log_id, named)
-        stuck = min((first[event_id] for event_id in failed), default=scanned)
+        stuck = min([first[event_id] for event_id in failed] + unread, default=scanned)
         if docs:
             try:
                 self._write(log_id, [], docs, hold, False)
@@ -618,7 +663,16 @@ class Indexer:
                     first.get(event_id, taken[0]),
                     log_id,
                     event_id,
-                    error,
+                    _reason(error),
+                )
+        for sequence in unread:
+            if sequence != hold:  # at the hold, the hold's own error names it
+                log.error(
+                    "search indexer: the erasure (or retention) record at sequence %d of held "
+                    "log %s does not parse: which events it erases is not known, so their text "
+                    "stays in the index until it is repaired (`aiaudit verify` names it)",
+                    sequence,
+                    log_id,
                 )
         applied = swept.applied if swept.applied < swept.scanned else min(stuck, scanned)
         done = swept.records | {s for s in taken if s < applied}
@@ -644,7 +698,12 @@ class Indexer:
                 .order_by(e.seq)
                 .limit(_SWEEP_RECORDS)
             ).all()
-        return [(int(seq), bytes(canonical)) for seq, canonical in rows]
+        # A record rewritten as text (SQLite takes any type) names nothing, as any
+        # other damaged record (erasure.erased_ids): not a TypeError for every tenant.
+        return [
+            (int(seq), canonical.encode() if isinstance(canonical, str) else bytes(canonical))
+            for seq, canonical in rows
+        ]
 
     def _publish_swept(self, log_id: str, swept: _Swept | None) -> None:
         """Tells ``wait_indexed`` which erasures a held log has applied past its position."""
@@ -654,6 +713,27 @@ class Indexer:
             else:
                 self._swept[log_id] = swept
             self._progress.notify_all()
+
+
+def _is_record(canonical: bytes) -> bool:
+    """Whether an erasure (or retention) record's canonical form parses as one."""
+    try:
+        node = orjson.loads(canonical)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(node, dict) and node.get("eventType") in erasure.RECORD_TYPES
+
+
+def _reason(error: Exception) -> str:
+    """What a damaged row's error says in the log: never the parser's message.
+
+    That may quote the damaged bytes, content or personal data that the
+    logs would keep past any erasure (as :class:`aiaudit.common.restore.DamagedStoredEventError`
+    says); SealError's and a refused document's messages are our own.
+    """
+    if isinstance(error, (SealError, DocumentRefusedError)):
+        return str(error)
+    return f"its stored row does not read back ({type(error).__name__})"
 
 
 @dataclass(frozen=True)
