@@ -5,10 +5,13 @@ the indexer reads a batch from the store, builds the documents, and hands them
 to the backend, which indexes them (idempotently, by document id) and only
 then records the new position. A backend that is down is retried with
 exponential backoff (health NOT_SERVING meanwhile); nothing is skipped, so on
-recovery it catches up and every event is indexed exactly once. A stored event
-that cannot be read back (a damaged row: sealed content that does not open,
-content or a canonical form that does not parse) holds only its own tenant's
-log, with an error naming it, so one tenant's damage never stops the others. So does
+recovery it catches up and every event is indexed exactly once. A
+configuration error met while indexing (ConfigError: another index template
+overlapping the prefix) is retried the same way, but logged once at ERROR as
+a configuration problem, not as an outage. A stored event that cannot be read
+back (a damaged row: sealed content that does not open, content or a canonical
+form that does not parse) holds only its own tenant's log, with an error
+naming it, so one tenant's damage never stops the others. So does
 an event whose document the backend refuses for good (OpenSearch's 400, a
 mapping it cannot take; not back-pressure, not an outage): what came before
 it is indexed, its log waits at it, with one error naming the log, the
@@ -62,6 +65,7 @@ import orjson
 import sqlalchemy as sa
 
 from aiaudit.common import commits, erasure, leader
+from aiaudit.common.config import ConfigError
 from aiaudit.common.keys.seal import SealError
 from aiaudit.common.leader import Leadership
 from aiaudit.common.store import SqlEventStore
@@ -139,6 +143,8 @@ class Indexer:
         """Logs held at an event the backend refused (log id -> its sequence)."""
         self._swept: dict[str, _Swept] = {}
         """Held logs: the erasures applied past their position (:meth:`_apply_erasures`)."""
+        self._misconfigured: str | None = None
+        """The configuration error last logged (:meth:`_misconfiguration`): said once."""
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._progress = threading.Condition()
@@ -265,14 +271,15 @@ class Indexer:
                     self._publish(self._backend.positions())  # the leader's, for wait_indexed
             except Exception as exc:  # the backend or the store is down: retry, skip nothing
                 backoff = min(max(backoff * 2, 0.2), self._max_backoff)
+                self._paused(exc, healthy)
                 if healthy:
-                    log.warning("search indexer paused: %s", exc)
                     self._on_health(False)
                     healthy = False
                 self._stop.wait(backoff)
                 continue
             if not healthy:
                 log.info("search indexer resumed")
+                self._misconfigured = None
                 self._on_health(True)
                 healthy = True
             backoff = 0.0
@@ -284,6 +291,36 @@ class Indexer:
             # The commit that woke us may not have landed yet: look again after
             # growing pauses before falling back to the poll.
             self._wake.wait(min(next(rechecks, self._poll), self._poll))
+
+    def _paused(self, exc: Exception, healthy: bool) -> None:
+        """Reports why indexing stopped: once per outage, once per distinct configuration error."""
+        if isinstance(exc, ConfigError):
+            self._misconfiguration(exc)
+        elif healthy:
+            log.warning("search indexer paused: %s", exc)
+
+    def _misconfiguration(self, exc: ConfigError) -> None:
+        """Logs a configuration error at ERROR, once per distinct one.
+
+        A configuration error (another index template overlapping the prefix,
+        PrefixConflictError from the template install of a write or of
+        retention) is not an outage: retrying does not fix it until the
+        configuration or the cluster changes. It is retried all the same, with
+        the same backoff, so that a change of the cluster (the other template
+        deleted) needs no restart; it is said again only once indexing (or
+        retention) went on, or it changed. Until 2026-12-06 it was reported as
+        an outage (``WARNING search indexer paused``).
+        """
+        if str(exc) == self._misconfigured:
+            return
+        log.error(
+            "search indexer stopped by a configuration problem, not an outage: %s "
+            "(retrying will not fix it until the configuration or the cluster changes; "
+            "it is tried again with backoff meanwhile, so indexing goes on without a "
+            "restart once it is fixed)",
+            exc,
+        )
+        self._misconfigured = str(exc)
 
     def _lead(self) -> bool:
         """Whether this replica indexes: it holds the job's lock (asked once a poll interval).
@@ -308,10 +345,15 @@ class Indexer:
         self._next_sweep = time.monotonic() + self._sweep_every
         try:
             removed = self._backend.retain(self._retention_days, dt.datetime.now(dt.UTC))
+        except ConfigError as exc:  # the template: the writes meet it too; said once
+            self._misconfiguration(exc)
+            self._next_sweep = time.monotonic() + min(self._sweep_every, 60.0)
+            return
         except Exception as exc:
             log.warning("search retention not applied (retried later): %s", exc)
             self._next_sweep = time.monotonic() + min(self._sweep_every, 60.0)
             return
+        self._misconfigured = None
         if removed:
             log.info("search retention (%d days) removed %s", self._retention_days, removed)
 
