@@ -86,15 +86,8 @@ class SearchSuite:
         wait_until(lambda: self.find(tenant, page_size=1).total_size >= count, timeout)
 
 
-def start_suite(
-    tmp_path: Path, backend: str, extra: dict[str, Any], store_url: str = ""
-) -> SearchSuite:
-    search: dict[str, Any] = {"backend": backend, "poll_interval": 0.1, "max_backoff": 1.0}
-    search.update(extra)
-    cfg = tmp_path / "config.yaml"
-    cfg.write_text(yaml.safe_dump({"search": search}))
-    store: dict[str, object] = {"database_url": store_url} if store_url else {}
-    suite, keys = serve_suite(tmp_path, cfg, services=("ingest", "search"), **store)
+def suite_of(backend: str, suite: Any, keys: dict[str, str]) -> SearchSuite:
+    """A started suite with its admin channel and stubs."""
     address = f"127.0.0.1:{suite.port}"
     channel = client.channel(address, keys["admin"])
     return SearchSuite(
@@ -106,6 +99,18 @@ def start_suite(
         pb_grpc.SearchServiceStub(channel),
         ingest_grpc.IngestServiceStub(channel),
     )
+
+
+def start_suite(
+    tmp_path: Path, backend: str, extra: dict[str, Any], store_url: str = ""
+) -> SearchSuite:
+    search: dict[str, Any] = {"backend": backend, "poll_interval": 0.1, "max_backoff": 1.0}
+    search.update(extra)
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump({"search": search}))
+    store: dict[str, object] = {"database_url": store_url} if store_url else {}
+    suite, keys = serve_suite(tmp_path, cfg, services=("ingest", "search"), **store)
+    return suite_of(backend, suite, keys)
 
 
 def indexed_directly(opensearch_url: str, index_prefix: str, tenant: str) -> int:

@@ -23,17 +23,14 @@ import sqlalchemy as sa
 import yaml
 from grpc_health.v1 import health_pb2
 
-from aiaudit.common import client
 from aiaudit.common.erasure import erase
 from aiaudit.common.store import open_store
 from aiaudit.common.store.prepare import prepare
-from aiaudit.ingest.v1 import ingest_service_pb2_grpc as ingest_grpc
 from aiaudit.search.v1 import search_service_pb2 as pb
-from aiaudit.search.v1 import search_service_pb2_grpc as pb_grpc
 from tests.conftest import Postgres, serve_suite
 from tests.helpers import flip_sealed_content, holding, interaction, secret_word, wait_until
 from tests.integrity.test_entries_outside_log import error_info
-from tests.search.conftest import SearchSuite, start_suite
+from tests.search.conftest import SearchSuite, start_suite, suite_of
 from tests.search.test_faults import health
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -239,17 +236,7 @@ def start_in_clear(tmp_path: Path, store_url: str, extra: dict[str, Any]) -> Sea
         database_url=store_url,
         content_keys="none",
     )
-    address = f"127.0.0.1:{suite.port}"
-    channel = client.channel(address, keys["admin"])
-    return SearchSuite(
-        "sqlite",
-        suite,
-        address,
-        keys,
-        channel,
-        pb_grpc.SearchServiceStub(channel),
-        ingest_grpc.IngestServiceStub(channel),
-    )
+    return suite_of("sqlite", suite, keys)
 
 
 _IN_CLEAR_DAMAGE = {

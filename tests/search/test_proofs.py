@@ -28,16 +28,14 @@ import yaml
 from aiaudit.cli.main import main
 from aiaudit.common import client
 from aiaudit.common.store import open_store
-from aiaudit.ingest.v1 import ingest_service_pb2_grpc as ingest_grpc
 from aiaudit.integrity.v1 import integrity_service_pb2 as ipb
 from aiaudit.integrity.v1 import integrity_service_pb2_grpc as ipb_grpc
 from aiaudit.search.v1 import search_service_pb2 as pb
-from aiaudit.search.v1 import search_service_pb2_grpc as pb_grpc
 from tests import go_verifier as go
 from tests.conftest import Postgres, serve_suite, subprocess_env
 from tests.helpers import field_violations, interaction, wait_until
 from tests.integrity.conftest import ORIGIN_PREFIX, login
-from tests.search.conftest import NOT_ACCESS, SearchSuite
+from tests.search.conftest import NOT_ACCESS, SearchSuite, suite_of
 
 
 def start_proof_suite(
@@ -63,17 +61,7 @@ def start_proof_suite(
     cfg.write_text(yaml.safe_dump({"integrity": integrity_section, "search": search_section}))
     services = ("ingest", "integrity", "search")
     suite, keys = serve_suite(tmp_path, cfg, database_url=store_url, services=services)
-    address = f"127.0.0.1:{suite.port}"
-    channel = client.channel(address, keys["admin"])
-    return SearchSuite(
-        "sqlite",
-        suite,
-        address,
-        keys,
-        channel,
-        pb_grpc.SearchServiceStub(channel),
-        ingest_grpc.IngestServiceStub(channel),
-    )
+    return suite_of("sqlite", suite, keys)
 
 
 def database(store_url: str, request: pytest.FixtureRequest) -> tuple[str, Postgres | None]:
