@@ -8,13 +8,16 @@ from pathlib import Path
 import grpc
 import pytest
 
-from aiaudit.search import document
 from aiaudit.search.backends.base import MAX_BUCKETS
-from aiaudit.search.backends.opensearch import body, mappings
+from aiaudit.search.backends.opensearch import mappings
 from aiaudit.search.v1 import search_service_pb2 as pb
 from tests.helpers import field_violations, interaction
 from tests.search.conftest import NOT_ACCESS
-from tests.search.test_index_upgrade import KEYS, over_an_earlier_index
+from tests.search.test_index_upgrade import (
+    KEYS,
+    index_as_before_entries_bool,
+    over_an_earlier_index,
+)
 
 START = dt.datetime(2026, 3, 2, tzinfo=dt.UTC)
 """Within the month of the index made from the earlier mappings."""
@@ -48,14 +51,7 @@ def test_a_filter_too_large_for_the_node_is_named_as_the_filter_in_an_aggregate(
         for i in range(0, len(many), 1000):
             running.append(many[i : i + 1000])
         running.wait_indexed(tenant, len(flagged) + len(many), timeout=120)
-        doc = document.build(flagged[1], sequences[1])
-        source = body(doc)  # as the indexer wrote it before: booleans as text, no flag
-        source.pop("typed_bools", None)
-        for entry in source["entries"]:
-            entry["str"] = "true" if entry.pop("bool") else "false"
-        direct.index(
-            index=index, id=doc.doc_id, body=source, routing=tenant, params={"refresh": "true"}
-        )
+        index_as_before_entries_bool(direct, index, tenant, flagged[1], sequences[1])
 
         anded = " ".join(f"attributes.{k}=true" for k in KEYS)
         too_large = f"({anded}) AND {NOT_ACCESS}"

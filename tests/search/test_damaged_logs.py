@@ -62,6 +62,20 @@ def positions(running: SearchSuite) -> dict[str, int]:
     return running.suite.components["search"].backend.positions()  # type: ignore[no-any-return]
 
 
+def held_at_the_damaged_one(
+    running: SearchSuite, tenant: str, names: list[str], caplog: pytest.LogCaptureFixture
+) -> str:
+    """Once a pass went past the log: its five events before 'bad' indexed, the log
+    held at 'bad' (sequence 5); the one ERROR saying so."""
+    running.append([interaction(f"{tenant}-z", "probe")])
+    running.wait_indexed(f"{tenant}-z", 1)
+    assert sorted(running.all_ids(tenant)) == names[:5]
+    assert positions(running)[tenant] == 5
+    (held,) = errors(caplog)
+    assert f"holds log {tenant} at sequence 5: event 'bad' is damaged" in held
+    return held
+
+
 @pytest.mark.parametrize("damage", ["canonical form", "sealed content"])
 def test_the_events_before_a_damaged_one_in_its_batch_are_indexed_and_the_log_held_at_it(
     tmp_path: Path, tenant: str, damage: str, caplog: pytest.LogCaptureFixture
@@ -79,12 +93,7 @@ def test_the_events_before_a_damaged_one_in_its_batch_are_indexed_and_the_log_he
         flip_sealed_content(url, tenant, 5)
     running = start_suite(tmp_path, "sqlite", {})  # one batch holds all seven
     try:
-        running.append([interaction(f"{tenant}-z", "probe")])
-        running.wait_indexed(f"{tenant}-z", 1)  # the pass went past the damaged log
-        assert sorted(running.all_ids(tenant)) == names[:5]
-        assert positions(running)[tenant] == 5
-        (held,) = errors(caplog)
-        assert f"holds log {tenant} at sequence 5: event 'bad' is damaged" in held
+        held_at_the_damaged_one(running, tenant, names, caplog)
         assert health(running.channel) == SERVING
     finally:
         running.channel.close()
@@ -303,12 +312,7 @@ def test_a_damaged_row_of_content_in_clear_holds_only_its_log_at_itself(
     damage_in_clear(admin, tenant, 5, damage)
     running = start_in_clear(tmp_path, url, {})  # one batch holds all seven
     try:
-        running.append([interaction(f"{tenant}-z", "probe")])
-        running.wait_indexed(f"{tenant}-z", 1)  # the pass went past the damaged log
-        assert sorted(running.all_ids(tenant)) == names[:5]
-        assert positions(running)[tenant] == 5
-        (held,) = errors(caplog)
-        assert f"holds log {tenant} at sequence 5: event 'bad' is damaged" in held
+        held = held_at_the_damaged_one(running, tenant, names, caplog)
         assert "not json" not in held  # what the row holds is not logged
         assert health(running.channel) == SERVING
     finally:

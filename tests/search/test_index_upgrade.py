@@ -53,6 +53,21 @@ def over_an_earlier_index(
         direct.close()
 
 
+def index_as_before_entries_bool(
+    direct: OpenSearch, index: str, tenant: str, event: ev.Event, sequence: int
+) -> None:
+    """The event's document as the indexer wrote it before: booleans as text, no flag."""
+    doc = document.build(event, sequence)
+    source = body(doc)
+    source.pop("typed_bools", None)
+    for entry in source.get("entries", []):
+        if "bool" in entry:
+            entry["str"] = "true" if entry.pop("bool") else "false"
+    direct.index(
+        index=index, id=doc.doc_id, body=source, routing=tenant, params={"refresh": "true"}
+    )
+
+
 def test_an_index_from_before_entries_int_takes_integers_and_compares_them_exactly(
     tmp_path: Path, opensearch_url: str, tenant: str
 ) -> None:
@@ -102,20 +117,7 @@ def test_an_index_from_before_entries_bool_keeps_booleans_apart_and_finds_old_on
         sequences = running.append(events)
         running.wait_indexed(tenant, len(events))
         for event, sequence in zip(events[2:], sequences[2:], strict=True):
-            # As the indexer wrote it before: booleans as text, no flag saying otherwise.
-            doc = document.build(event, sequence)
-            source = body(doc)
-            source.pop("typed_bools", None)
-            for entry in source["entries"]:
-                if "bool" in entry:
-                    entry["str"] = "true" if entry.pop("bool") else "false"
-            direct.index(
-                index=index,
-                id=doc.doc_id,
-                body=source,
-                routing=tenant,
-                params={"refresh": "true"},
-            )
+            index_as_before_entries_bool(direct, index, tenant, event, sequence)
         both_old = ["old-bool", "old-text"]
         assert sorted(running.all_ids(tenant, "attributes.k = true")) == ["bool", *both_old]
         assert sorted(running.all_ids(tenant, 'attributes.k = "true"')) == [*both_old, "text"]
@@ -148,14 +150,7 @@ def test_the_largest_boolean_filters_over_documents_from_before_entries_bool(
         sequences = running.append(events)
         running.wait_indexed(tenant, len(events))
         old = events[2]
-        doc = document.build(old, sequences[2])
-        source = body(doc)  # as the indexer wrote it before: booleans as text, no flag
-        source.pop("typed_bools", None)
-        for entry in source["entries"]:
-            entry["str"] = "true" if entry.pop("bool") else "false"
-        direct.index(
-            index=index, id=doc.doc_id, body=source, routing=tenant, params={"refresh": "true"}
-        )
+        index_as_before_entries_bool(direct, index, tenant, old, sequences[2])
         ored = " OR ".join(f"attributes.{k} = true" for k in KEYS)
         assert sorted(running.all_ids(tenant, ored)) == ["bool", "old-bool"]
         anded = " ".join(f"attributes.{k}=true" for k in KEYS)
