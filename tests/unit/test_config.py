@@ -651,3 +651,54 @@ def test_a_backend_url_that_only_urllib_reads_as_loopback_is_another_host(variab
     assert requests.Request("GET", url).prepare().url.startswith("http://vault.example/")
     with pytest.raises(config.ConfigError, match=r"vault\.example"):
         _validate_sections(config.load(env={variable: url}))
+
+
+def test_the_servers_call_limit_and_threads_are_settings_with_the_old_values_by_default(
+    tmp_path: Path,
+) -> None:
+    """``maximum_concurrent_rpcs`` (1024) and the RPC threads (64) were fixed in the server's
+    builder (tests/contract/test_concurrent_rpcs.py: the server takes them)."""
+    default = config.load(env={})
+    assert (default.max_concurrent_rpcs, default.rpc_threads) == (1024, 64)
+    f = tmp_path / "c.yaml"
+    f.write_text("max_concurrent_rpcs: 200\nrpc_threads: 128\n")
+    s = config.load(f, env={"AIAUDIT_MAX_CONCURRENT_RPCS": "100"})
+    assert (s.max_concurrent_rpcs, s.rpc_threads) == (100, 128)  # the environment over the file
+    assert config.load(env={"AIAUDIT_RPC_THREADS": "1024"}).rpc_threads == 1024
+
+
+@pytest.mark.parametrize("key", ["max_concurrent_rpcs", "rpc_threads"])
+@pytest.mark.parametrize("raw", ["0", "-1", "1.5", "many", ""])
+def test_a_call_limit_or_thread_count_that_is_no_positive_integer_is_refused_naming_it(
+    tmp_path: Path, key: str, raw: str
+) -> None:
+    with pytest.raises(config.ConfigError, match=f"^setting '{key}': '{raw}' is invalid: "):
+        config.load(env={f"AIAUDIT_{key.upper()}": raw})
+    f = tmp_path / "c.yaml"
+    f.write_text(f"{key}: {raw or 'null'}\n")
+    with pytest.raises(config.ConfigError, match=f"^setting '{key}': "):
+        config.load(f, env={})
+
+
+def test_the_rpc_threads_leave_room_for_the_streams_and_the_other_calls() -> None:
+    """The capped streams of a process may hold 48 threads; 16 stay for the other calls."""
+    from aiaudit.common import stream_slots
+
+    assert config.MIN_RPC_THREADS == stream_slots.CEILING + 16
+    for bad in (config.MIN_RPC_THREADS - 1, config.MAX_RPC_THREADS + 1):
+        with pytest.raises(config.ConfigError, match=rf"^setting 'rpc_threads': {bad}; 64 to "):
+            config.load(env={"AIAUDIT_RPC_THREADS": str(bad)})
+    assert config.load(env={"AIAUDIT_MAX_CONCURRENT_RPCS": "1"}).max_concurrent_rpcs == 1
+
+
+@pytest.mark.parametrize("variable", ["AIAUDIT_MAX_CONCURRENT_RPCS", "AIAUDIT_RPC_THREADS"])
+def test_serve_refuses_a_bad_call_limit_at_start_with_exit_2(
+    variable: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from aiaudit.cli.main import main
+
+    monkeypatch.setenv(variable, "0")
+    assert main(["serve", "--address", "127.0.0.1:0"]) == 2
+    err = capsys.readouterr().err
+    assert "configuration error" in err
+    assert f"setting '{variable.removeprefix('AIAUDIT_').lower()}': '0' is invalid" in err

@@ -216,10 +216,10 @@ def start(settings: Settings, shared_port: bool = False) -> Suite:
     # Last, so innermost: a request that does not parse is INVALID_ARGUMENT (not grpcio's
     # INTERNAL), for a caller the gate let through, and timed and traced like any other call.
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="rpc"),
+        futures.ThreadPoolExecutor(max_workers=settings.rpc_threads, thread_name_prefix="rpc"),
         interceptors=[*gate, *telemetry.interceptors, RequestParsing(auth)],
         options=options,
-        maximum_concurrent_rpcs=1024,
+        maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
     health_servicer = _Health()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -80,6 +80,15 @@ class Settings:
     """How often clients may ping (their keepalive): more often, three times running
     without data between, is GOAWAY ``too_many_pings``. 10 s is the least grpc-go and
     grpc-java clients allow themselves."""
+    rpc_threads: int = 64
+    """Threads of the server that run calls (grpcio's thread pool), each call on one from
+    its request to its end: an open stream (``AppendStream``, ``WatchAlerts``, ``Export``)
+    holds its thread until it closes. From :data:`MIN_RPC_THREADS` to :data:`MAX_RPC_THREADS`."""
+    max_concurrent_rpcs: int = 1024
+    """Calls the server holds at once, running or waiting for a thread (grpcio's
+    ``maximum_concurrent_rpcs``); one more is refused at once, ``RESOURCE_EXHAUSTED``
+    "Concurrent RPC limit exceeded!" (the SDK keeps its batch and sends it again). Open
+    streams count, each while it is open. 1 or more."""
     api_keys_file: Path | None = None
     """YAML of API keys (SHA-256 only), tenants and roles; see README "Authentication"."""
     oidc_issuer: str = ""
@@ -351,11 +360,23 @@ the request's or result's other fields too."""
 
 MAX_WORKERS = 16
 """Most ``workers``. Each is a whole server process: about 110 MB resident before its first
-call, 64 RPC threads, and PostgreSQL pools of its own (the store's alone up to 20
+call, ``rpc_threads`` (64 by default), and PostgreSQL pools of its own (the store's alone up to 20
 connections). 16 may already hold 320 connections, three times PostgreSQL's default
 ``max_connections``; ingest is CPU-bound, so processes beyond the pod's cores gain nothing:
 scale further with replicas. Unbounded, a slip (``workers: 100``) would fork 100 processes
 that could take 2,000 connections and refuse every other component's logins."""
+
+
+MIN_RPC_THREADS = 64
+"""Fewest ``rpc_threads``: the open streams of a process's capped RPCs together may hold 48
+threads (``stream_slots.CEILING``) and 16 stay for the other calls (``Append``, searches,
+integrity, health), whatever the streams' limits say. Fewer threads would let the streams
+the limits allow take every thread."""
+
+MAX_RPC_THREADS = 1024
+"""Most ``rpc_threads``: each is a Python thread of this process, sharing one interpreter
+lock, and a call that reaches the store waits for one of its pool's (at most 20)
+connections; a slip (``rpc_threads: 100000``) would start as many threads under load."""
 
 
 def _resolvable(address: str) -> str:
@@ -431,6 +452,12 @@ def _validate(s: Settings, serving: bool, flags: Mapping[str, str]) -> None:
         value = getattr(s, name)
         if not 1 <= value <= most:
             raise ConfigError(f"setting {name!r}: {value:g}; 1 to {most}")
+    if not MIN_RPC_THREADS <= s.rpc_threads <= MAX_RPC_THREADS:
+        raise ConfigError(
+            f"setting 'rpc_threads': {s.rpc_threads}; {MIN_RPC_THREADS} to {MAX_RPC_THREADS} "
+            f"(the open streams a process allows may hold 48 threads, and 16 stay for the other "
+            "calls)"
+        )
     if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise ConfigError(
             f"setting 'log_level': {s.log_level!r}; one of DEBUG, INFO, WARNING, ERROR, CRITICAL"

@@ -1,4 +1,6 @@
-"""Caps on open streams: each holds one of the server's 64 RPC threads for as long as it is open.
+"""Caps on open streams: each holds one of the server's RPC threads for as long as it is open.
+
+The server has ``rpc_threads`` of them, 64 by default and never fewer (``config.MIN_RPC_THREADS``).
 
 Uncapped, streams of one RPC (``AppendStream``, ``WatchAlerts``, ``Export``) could take every
 thread, and every other RPC of the process, a gateway's unary ``Append`` included, would wait
@@ -18,8 +20,8 @@ from aiaudit.common.config import ConfigError
 
 CEILING = 48
 """Most streams a process holds open, of every capped RPC together (and the most one RPC
-may be configured to): 16 of its 64 RPC threads stay for the other RPCs whatever the
-settings."""
+may be configured to): 16 of its RPC threads (at least 64, ``rpc_threads``) stay for the
+other RPCs whatever the settings."""
 
 
 def check_limits(setting: str, most: int, per_caller: int) -> None:
@@ -27,7 +29,7 @@ def check_limits(setting: str, most: int, per_caller: int) -> None:
     if not 1 <= most <= CEILING:
         raise ConfigError(
             f"setting '{setting}': {most} is invalid: 1 to {CEILING} (each open stream holds "
-            "one of the server's 64 RPC threads)"
+            "one of the server's RPC threads, 64 by default)"
         )
     if not 1 <= per_caller <= most:
         name = setting.rpartition(".")[2]

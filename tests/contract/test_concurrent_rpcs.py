@@ -1,0 +1,121 @@
+"""The server's concurrent-call limit and its RPC threads are settings, taken by the real server.
+
+``maximum_concurrent_rpcs`` (1024) and the thread pool (64) were fixed in the server's
+builder: a deployment could neither lower the limit (so a full server refuses at once
+instead of queueing) nor give its calls more threads. Held here by reflection streams
+answered once and left open: each holds a thread and counts against the limit until
+it ends, and its first answer says it is running on the server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from aiaudit.common import client, config
+from tests.conftest import serve_suite
+
+ANSWERED = 10.0
+"""Bounds a wait that only a failing test reaches."""
+
+HELD = 12 * ANSWERED
+"""How long a held call lasts at most, unless released (the test ends): far beyond any
+wait for an answer, so none of them frees a thread while one is awaited."""
+
+
+class Held:
+    """Calls held open on one server: reflection streams answered once, waiting for more."""
+
+    def __init__(self, channel: grpc.Channel) -> None:
+        self._stub = reflection_pb2_grpc.ServerReflectionStub(channel)  # type: ignore[no-untyped-call]
+        self._release = threading.Event()
+        self._calls: list[Iterator[reflection_pb2.ServerReflectionResponse]] = []
+
+    def open(self) -> None:
+        """One more stream, returned once the server answered it: running, thread held."""
+        release = self._release
+
+        def requests() -> Iterator[reflection_pb2.ServerReflectionRequest]:
+            yield reflection_pb2.ServerReflectionRequest(list_services="")
+            release.wait(HELD)  # then the stream ends
+
+        answers = self._stub.ServerReflectionInfo(requests(), timeout=HELD)
+        self._calls.append(answers)
+        first: list[reflection_pb2.ServerReflectionResponse] = []
+
+        def read() -> None:
+            with contextlib.suppress(grpc.RpcError):  # cancelled when the test ends
+                first.append(next(answers))
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        reader.join(ANSWERED)  # the server answers at once when it has a thread for the call
+        assert first, f"stream {len(self._calls)} was not answered: no thread ran it"
+        assert first[0].list_services_response.service
+
+    def release(self) -> None:
+        """Ends every stream."""
+        self._release.set()
+        for answers in self._calls:
+            answers.cancel()  # type: ignore[attr-defined]  # a grpc.Call too
+
+
+@contextlib.contextmanager
+def running(tmp_path: Path, store_url: str, **settings: object) -> Iterator[tuple[Held, str, str]]:
+    """The suite (ingest only) with these settings; (held calls, address, an API key)."""
+    suite, keys = serve_suite(
+        tmp_path,
+        None,
+        database_url=store_url,
+        services=("ingest",),
+        **settings,
+    )
+    address = f"127.0.0.1:{suite.port}"
+    channel = client.channel(address, keys["auditor"])
+    held = Held(channel)
+    try:
+        yield held, address, keys["auditor"]
+    finally:
+        held.release()
+        channel.close()
+        suite.stop()
+
+
+def check(address: str, key: str) -> health_pb2.HealthCheckResponse:
+    """A unary call on a channel of its own, beside the held ones."""
+    with client.channel(address, key) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)  # type: ignore[no-untyped-call]
+        answer: health_pb2.HealthCheckResponse = stub.Check(
+            health_pb2.HealthCheckRequest(), timeout=ANSWERED
+        )
+        return answer
+
+
+def test_the_call_beyond_max_concurrent_rpcs_is_refused_resource_exhausted(
+    tmp_path: Path, store_url: str
+) -> None:
+    with running(tmp_path, store_url, max_concurrent_rpcs=3) as (held, address, key):
+        for _ in range(3):
+            held.open()  # each answered: three calls in progress, the limit
+        with pytest.raises(grpc.RpcError) as refused:
+            check(address, key)
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert refused.value.details() == "Concurrent RPC limit exceeded!"
+
+
+def test_the_server_runs_as_many_calls_at_once_as_rpc_threads(
+    tmp_path: Path, store_url: str
+) -> None:
+    """One more than the 64 threads the server had: each stream is answered, so each runs on
+    a thread of its own (with 64, the 65th waited for one to end)."""
+    threads = config.MIN_RPC_THREADS + 1
+    with running(tmp_path, store_url, rpc_threads=threads) as (held, _, _):
+        for _ in range(threads):
+            held.open()
