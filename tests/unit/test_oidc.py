@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import http.server
 import json
+import logging
+import os
 import re
 import threading
 import time
@@ -449,3 +451,67 @@ def test_a_remembered_token_is_refused_once_the_issuer_withdraws_its_key_from_th
     monkeypatch.setattr(oidc, "REFRESH_GAP", 3600.0)
     with pytest.raises(TokenError, match="no signing key '2026-11' at the issuer"):
         verifier.verify(seen)
+
+
+def swap_jwks(path: Path, text: str) -> None:
+    """Replaces the file whole, as kubelet swaps a mounted ConfigMap's (a new inode)."""
+    fresh = path.with_name(path.name + ".new")
+    fresh.write_text(text)
+    os.replace(fresh, path)
+
+
+def test_a_key_withdrawn_from_the_jwks_file_is_refused_at_the_next_call(
+    tmp_path: Path, signer: rsa.RSAPrivateKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file was read again only on the 5-minute schedule or for an unknown key id: a key
+    withdrawn from it (compromised) kept verifying its tokens, remembered or new, till then."""
+    monkeypatch.setattr(oidc, "REFRESH_GAP", 3600.0)  # no read prompted by a key id
+    nxt = rsa_key()
+    path = write_jwks(tmp_path / "jwks.json", [jwk(signer, "k1")])
+    keys = Jwks.from_file(path)
+    keys.load()
+    verifier = Verifier(ISSUER, AUDIENCE, keys)
+    seen = token(signer, "k1", sub="seen")
+    claims = verifier.verify(seen)
+    swap_jwks(path, json.dumps({"keys": [jwk(nxt, "k2")]}))  # k1 withdrawn, k2 published
+    for signed in (seen, token(signer, "k1", sub="unseen")):
+        with pytest.raises(TokenError, match="no signing key 'k1' at the issuer"):
+            verifier.verify(signed)
+    assert claims.withdrawn()  # what an open stream's next request checks
+    assert verifier.verify(token(nxt, "k2", sub="next")).subject == "next"  # at its first token
+    assert not keys.reading
+
+
+def test_a_jwks_file_that_becomes_garbage_or_goes_missing_keeps_the_keys_with_a_warning(
+    tmp_path: Path, signer: rsa.RSAPrivateKey, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A half-written or removed file must not lock every OIDC caller out; the WARNING names
+    the setting and the file, once for each problem, not at every call."""
+    caplog.set_level(logging.INFO, logger="aiaudit.common.oidc")
+    path = write_jwks(tmp_path / "jwks.json", [jwk(signer, "k1")])
+    keys = Jwks.from_file(path)
+    keys.load()
+    verifier = Verifier(ISSUER, AUDIENCE, keys)
+
+    def warnings() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+    swap_jwks(path, '{"keys": [{"kty": "RSA", "ki')
+    for n in range(3):  # new tokens each time: none remembered
+        assert verifier.verify(token(signer, "k1", sub=f"during-{n}")).subject == f"during-{n}"
+    assert len(warnings()) == 1, warnings()
+    assert warnings()[0].startswith(f"setting 'oidc_jwks_file': {path} changed but cannot be read")
+    assert "keys last read stay in force" in warnings()[0] and "JSONDecodeError" in warnings()[0]
+    path.unlink()
+    for n in range(3):
+        assert verifier.verify(token(signer, "k1", sub=f"gone-{n}")).subject == f"gone-{n}"
+    assert len(warnings()) == 2, warnings()
+    assert warnings()[1].startswith(f"setting 'oidc_jwks_file': {path} changed")
+    assert "No such file or directory" in warnings()[1]
+    other = rsa_key()
+    swap_jwks(path, json.dumps({"keys": [jwk(other, "k2")]}))  # back, without k1
+    with pytest.raises(TokenError, match="no signing key 'k1'"):
+        verifier.verify(token(signer, "k1"))
+    assert verifier.verify(token(other, "k2", sub="after")).subject == "after"
+    assert len(warnings()) == 2
+    assert any("read again" in r.getMessage() for r in caplog.records if r.levelno == logging.INFO)

@@ -26,6 +26,15 @@ replaced under its id refuses every token it signed from the first read that
 lacks it, remembered or not (a remembered token used to be accepted until it
 expired), and :attr:`Claims.withdrawn` says so, so a stream opened with such a
 token ends at its next request, as one opened with a removed API key does.
+
+A file (``oidc_jwks_file``) is also read again as soon as it changes: each token checked,
+and each request of a stream opened with one, first compares the file's stamp (one
+``stat``: device, inode, size, mtime, ctime) with the one last read, and reads it on that
+thread when it differs, so a key withdrawn from the file is refused from the next call
+on (it used to wait for the next scheduled read, up to 5 minutes, or one prompted by an
+unknown key id). A file that becomes unreadable or does not parse keeps the keys last
+read, with a WARNING naming the setting (again every ``REPEAT_PROBLEM_SECONDS`` while it
+stays missing); it is read again when it changes.
 """
 
 from __future__ import annotations
@@ -33,6 +42,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
+import os
+import stat
 import threading
 import time
 import urllib.request
@@ -55,6 +67,12 @@ REREAD_EVERY = 300.0
 REFRESH_GAP = 30.0
 """Seconds between two reads of the JWKS prompted by unknown key ids."""
 MAX_REMEMBERED = 10_000
+MAX_JWKS_FILE_BYTES = 4 * 1024 * 1024
+"""A larger ``oidc_jwks_file`` is not read (a JWKS of a thousand RSA keys is about 0.5 MB)."""
+REPEAT_PROBLEM_SECONDS = 60.0
+"""A JWKS file that stays unreadable is named in a WARNING again this often."""
+
+Stamp = tuple[int, ...]
 
 
 class TokenError(Exception):
@@ -126,15 +144,29 @@ def _algorithms(entry: dict[str, Any]) -> list[str]:
 class Jwks:
     """The provider's signing keys by key id, read from a URL or a file, again on demand."""
 
-    def __init__(self, fetch: Callable[[], bytes], where: str) -> None:
-        """``fetch`` returns the JWKS document; ``where`` names it in errors."""
+    def __init__(
+        self, fetch: Callable[[], bytes] | None, where: str, path: Path | None = None
+    ) -> None:
+        """``fetch`` returns the JWKS document, or ``path`` holds it; ``where`` names it in errors.
+
+        A ``path`` is read again whenever it changes (see the module's docstring).
+        """
+        assert (fetch is None) != (path is None), "one source: fetch or path"
         self._fetch = fetch
         self._where = where
+        self._path = path
         self._keys: dict[str, SigningKey] = {}
         self._read_at = float("-inf")
         self._reading = False
         self._lock = threading.Lock()
         self._stopped = threading.Event()
+        self._swap = threading.Lock()
+        """Held while the keys are read and replaced: a read that began before the file
+        changed cannot put back the keys the change withdrew after it."""
+        self._tried: Stamp | None = None
+        """The file's stamp when last read, or tried: it is not read again until it differs."""
+        self._problem = ""
+        self._warned = -math.inf
 
     @classmethod
     def from_url(cls, url: str, timeout: float = 5.0) -> Jwks:
@@ -159,12 +191,21 @@ class Jwks:
     @classmethod
     def from_file(cls, path: Path) -> Jwks:
         """Keys in a JSON file (e.g. a mounted ConfigMap the operator keeps current)."""
-        return cls(path.read_bytes, str(path))
+        return cls(None, f"setting 'oidc_jwks_file': {path}", path)
 
     def load(self) -> None:
         """Reads the keys now; raises ``ConfigError`` naming the source if it cannot."""
+        with self._swap:
+            self._load()
+
+    def _load(self) -> None:
         try:
-            doc = json.loads(self._fetch())
+            if self._path is not None:
+                self._tried, body = _read_file(self._path)
+            else:
+                assert self._fetch is not None
+                body = self._fetch()
+            doc = json.loads(body)
             keys = {}
             for entry in doc["keys"]:
                 if not isinstance(entry, dict):
@@ -186,6 +227,7 @@ class Jwks:
 
     def key(self, kid: str) -> SigningKey:
         """The key with this id; a new id starts a read of the JWKS (if allowed) and is refused."""
+        self._follow()
         found = self._keys.get(kid)
         if found is not None:
             return found
@@ -198,8 +240,59 @@ class Jwks:
         raise TokenError(f"no signing key {kid!r} at the issuer")
 
     def lacks(self, kid: str, key: SigningKey) -> bool:
-        """Whether the keys as last read no longer hold ``key`` under ``kid`` (no read started)."""
+        """Whether the keys as last read no longer hold ``key`` under ``kid``.
+
+        A file is read again first if it changed; no other read is started.
+        """
+        self._follow()
         return self._keys.get(kid) != key
+
+    def _follow(self) -> None:
+        """Reads the file again, on this thread, if its stamp is not the one last read."""
+        if self._path is None:
+            return
+        try:
+            now = _stamp(os.stat(self._path))  # follows the symlinks a mounted volume swaps
+        except OSError as exc:
+            self._keep(f"{exc.strerror or exc}")
+            return
+        if now == self._tried:
+            return
+        with self._swap:
+            if now == self._tried:  # another call read it meanwhile
+                return
+            before = self._keys
+            try:
+                self._load()
+            except ConfigError as exc:
+                self._tried = now  # not read again until it changes once more
+                self._keep(str(exc).removeprefix(f"OIDC JWKS {self._where}: "))
+                return
+            self._problem = ""
+        log.info(
+            "OIDC signing keys read again from setting 'oidc_jwks_file' (%s): %d keys",
+            self._path,
+            len(self._keys),
+            extra={
+                "file": str(self._path),
+                "added": sorted(set(self._keys) - set(before)),
+                "removed": sorted(set(before) - set(self._keys)),
+            },
+        )
+
+    def _keep(self, problem: str) -> None:
+        """Says (at most every REPEAT_PROBLEM_SECONDS for one problem) that the keys stay."""
+        now = time.monotonic()
+        if problem != self._problem or now - self._warned >= REPEAT_PROBLEM_SECONDS:
+            log.warning(
+                "setting 'oidc_jwks_file': %s changed but cannot be read, the OIDC signing "
+                "keys last read stay in force: %s",
+                self._path,
+                problem,
+                extra={"file": str(self._path), "problem": problem},
+            )
+            self._warned = now
+        self._problem = problem
 
     def keep_fresh(self, every: float = REREAD_EVERY) -> None:
         """Reads the keys again every ``every`` seconds, in a thread of its own.
@@ -232,6 +325,27 @@ class Jwks:
             with self._lock:  # a failed read counts too: forged ids must not hammer the issuer
                 self._read_at = time.monotonic()
                 self._reading = False
+
+
+def _stamp(st: os.stat_result) -> Stamp:
+    """What changes when a file's content may have: a volume's swap changes the inode."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _read_file(path: Path) -> tuple[Stamp, bytes]:
+    """A JWKS file's stamp and content, read without blocking on what is no regular file.
+
+    It is read on a call's thread: a FIFO or a device put at the path must not hold it.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError("not a regular file")
+        data = f.read(MAX_JWKS_FILE_BYTES + 1)
+    if len(data) > MAX_JWKS_FILE_BYTES:
+        raise ValueError(f"over {MAX_JWKS_FILE_BYTES} bytes")
+    return _stamp(st), data
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
