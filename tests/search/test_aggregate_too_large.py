@@ -8,11 +8,12 @@ from pathlib import Path
 import grpc
 import pytest
 
-from aiaudit.search.backends.base import MAX_BUCKETS
+from aiaudit.search import catalogue, language
+from aiaudit.search.backends.base import MAX_BUCKETS, AggregateSpec, TooManyBucketsError
 from aiaudit.search.backends.opensearch import mappings
 from aiaudit.search.v1 import search_service_pb2 as pb
 from tests.helpers import field_violations, interaction
-from tests.search.conftest import NOT_ACCESS
+from tests.search.conftest import NOT_ACCESS, SearchSuite
 from tests.search.test_index_upgrade import (
     KEYS,
     index_as_before_entries_bool,
@@ -96,3 +97,38 @@ def test_a_filter_too_large_for_the_node_is_named_as_the_filter_in_an_aggregate(
             assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
             assert list(field_violations(caught.value)) == [field]
             assert f"more than {MAX_BUCKETS}" in field_violations(caught.value)[field]
+
+
+def test_too_many_buckets_name_the_part_that_made_them(
+    search_suite: SearchSuite, tenant: str
+) -> None:
+    """An aggregate with both ``group_by`` and a histogram named ``histogram.interval``
+    whichever overflowed: 10,001 groups in two hours of days were blamed on the interval
+    (review, 2026-12-06). The backend now says which part it was, on both backends."""
+    many = []
+    for i in range(MAX_BUCKETS + 1):
+        e = interaction(tenant, f"many-{i:05d}")
+        e.occurred_time.FromDatetime(START + dt.timedelta(seconds=i))
+        many.append(e)
+    for i in range(0, len(many), 1000):
+        search_suite.append(many[i : i + 1000])
+    search_suite.wait_indexed(tenant, len(many), timeout=120)
+    backend = search_suite.suite.components["search"].backend
+    data = language.parse_filter(NOT_ACCESS)
+    groups = (catalogue.scalar("event_id"),)
+    one_group = (catalogue.scalar("model.name"),)
+    for group_by, interval, part in (
+        (groups, None, "group_by"),
+        (groups, 86_400, "group_by"),  # two hours: one day, the groups overflow
+        (one_group, 1, "histogram.interval"),  # one group, a bucket a second
+        ((), 1, "histogram.interval"),
+    ):
+        spec = AggregateSpec(tenant, data, group_by, (), (), interval)
+        with pytest.raises(TooManyBucketsError) as caught:
+            backend.aggregate(spec)
+        assert caught.value.part == part, (group_by, interval)
+        assert f"more than {MAX_BUCKETS}" in str(caught.value)
+    # Within the limits both parts are answered.
+    answer = backend.aggregate(AggregateSpec(tenant, data, one_group, (), (), 86_400))
+    assert [(b.keys, b.count) for b in answer.buckets] == [(("gpt-4o",), len(many))]
+    assert sum(count for _, count in answer.time_buckets) == len(many)

@@ -128,6 +128,41 @@ def test_an_apostrophe_inside_a_query_term_is_part_of_it() -> None:
     )
 
 
+def test_a_word_with_an_apostrophe_also_matches_the_tokens_going_on_from_it() -> None:
+    """OpenSearch's standard analyzer keeps ``o'brien's`` one token: ``O'Brien`` (a phrase
+    query of ``o'brien``) missed it there, where FTS5 reads ``o brien s`` and found it.
+    Only a lone word with an apostrophe gets the prefix; two words stay a phrase."""
+    columns = ["input__text", "output__text", "tool_call__text"]
+
+    def phrase(text: str) -> dict[str, object]:
+        return {"multi_match": {"query": text, "type": "phrase", "fields": columns}}
+
+    for word, prefix in (
+        ("O'Brien", "o'brien'"),
+        ("\u2018L\u2019ÉTÉ\u2019", "l\u2019été\u2019"),  # typographic quotes
+        ("don't.", "don't'"),
+        ("İ'X", "i'x'"),  # Java lower-cases U+0130 to i, Python to i and a dot above
+    ):
+        node = Text(EVERY_TEXT, word)
+        assert translate_dsl.text_query(node) == {
+            "bool": {
+                "should": [phrase(word), *({"prefix": {c: {"value": prefix}}} for c in columns)],
+                "minimum_should_match": 1,
+            }
+        }, word
+    for text in ("refund", "users'", "O'Brien team", "x.O'Brien", "O''Brien", "'"):
+        assert translate_dsl.text_query(Text(EVERY_TEXT, text)) == phrase(text), text
+    assert translate_dsl.query(parse_query("O'Brien OR refund")) == {
+        "bool": {
+            "should": [
+                translate_dsl.text_query(Text(EVERY_TEXT, "O'Brien")),
+                phrase("refund"),
+            ],
+            "minimum_should_match": 1,
+        }
+    }
+
+
 @pytest.mark.parametrize("op", ["=", "!=", "<", "<=", ">", ">="])
 @pytest.mark.parametrize(
     "literal",

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from aiaudit.common.v1 import event_pb2
+from aiaudit.search.catalogue import FAMILIES
 
 Scalar = str | int | float
 
@@ -171,11 +172,12 @@ def values(e: event_pb2.Event) -> list[Entry]:
     column, one per finish reason and one per output tool call, in the event's
     order, so that the i-th value of each column belongs to the i-th item; and
     every attribute (and named trust signal), an empty text too. The index
-    leaves the empty texts out (:func:`build`), as it does an empty scalar: a
-    flag without a category has none to find. Exports wrote what the index
-    keeps until 2026-12-06: a flag without a category moved the next flag's
-    category onto it (``["violence"]`` beside ``["SEVERITY_HIGH", "SEVERITY_LOW"]``),
-    and an attribute holding ``""`` was not in the CSV or the XML columns.
+    leaves the empty texts of the per-item fields out (:func:`build`), as it
+    does an empty scalar: a flag without a category has none to find. Exports
+    wrote what the index keeps until 2026-12-06: a flag without a category
+    moved the next flag's category onto it (``["violence"]`` beside
+    ``["SEVERITY_HIGH", "SEVERITY_LOW"]``), and an attribute holding ``""`` was
+    not in the CSV or the XML columns.
     """
     out: list[Entry] = []
     for flag in e.safety_flags:
@@ -191,8 +193,19 @@ def values(e: event_pb2.Event) -> list[Entry]:
 
 
 def _entries(e: event_pb2.Event) -> list[Entry]:
-    """The indexed values: :func:`values` without the empty texts."""
-    return [x for x in values(e) if x.str_value != "" or x.num_value is not None]
+    """The indexed values: :func:`values` without the per-item fields' empty texts."""
+    return [x for x in values(e) if indexed(x)]
+
+
+def indexed(entry: Entry) -> bool:
+    """Whether the index keeps a value: all but an empty text of a per-item field.
+
+    An attribute or a trust signal holding ``""`` (or no value) is there: its
+    key or name was sent, and ``attributes.k:*`` finds it, ``attributes.k = ""``
+    too. Until 2026-12-06 the index left it out, as it leaves out a flag's empty
+    category (which is no category: proto3 cannot tell it from one unset).
+    """
+    return entry.str_value != "" or entry.field.partition(".")[0] in FAMILIES
 
 
 def capped(entries: list[Entry]) -> tuple[list[Entry], int]:

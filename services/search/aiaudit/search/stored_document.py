@@ -332,7 +332,7 @@ def _entries(node: dict[str, Any]) -> list[Entry]:
             out.append(_typed(f"trust_signals.{name}", signal.get("value")))
     attributes = _object(node.get("attributes"))
     out += [_typed(f"attributes.{k}", attributes[k]) for k in sorted(attributes)]
-    return [x for x in out if x.str_value != "" or x.num_value is not None]
+    return [x for x in out if document.indexed(x)]
 
 
 def _texts(node: dict[str, Any], content: Content) -> dict[str, str]:

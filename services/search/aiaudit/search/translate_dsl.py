@@ -8,7 +8,8 @@ results are ordered by ``order_by`` only.
 
 OpenSearch refuses a query holding more than ``indices.query.bool.max_clause_count``
 (1024 by default) leaf queries once rewritten: a term or ``terms`` query,
-an ``exists`` or a phrase counts one, a numeric term or range two (points
+an ``exists`` or a phrase counts one (a lone word with an apostrophe two:
+:func:`text_query`), a numeric term or range two (points
 and doc values), a ``bool`` holding only ``must_not`` one more (the
 ``match_all`` it is given). The language allows 256 comparisons, so the
 translation keeps each small: a ``NOT`` becomes a ``must_not`` clause of a
@@ -23,6 +24,8 @@ five or six clauses of a number past 2**53 (one script instead).
 from __future__ import annotations
 
 import math
+import re
+import string
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -62,14 +65,44 @@ DEFAULT = Plan()
 
 
 def text_query(node: Text) -> Query:
-    """A phrase match over the node's text fields."""
-    return {
-        "multi_match": {
-            "query": node.phrase,
-            "type": "phrase",
-            "fields": [name.replace(".", "__") for name in node.fields],
-        }
-    }
+    """A phrase match over the node's text fields (a word with an apostrophe: :func:`_joined`)."""
+    columns = [name.replace(".", "__") for name in node.fields]
+    phrase: Query = {"multi_match": {"query": node.phrase, "type": "phrase", "fields": columns}}
+    word = _joined(node.phrase)
+    if word is None:
+        return phrase
+    continued = [{"prefix": {column: {"value": word}}} for column in columns]
+    return {"bool": {"should": [phrase, *continued], "minimum_should_match": 1}}
+
+
+def _text_cost(node: Text) -> int:
+    """Clauses of :func:`text_query`: one per field, two for a word with an apostrophe."""
+    return len(node.fields) * (1 if _joined(node.phrase) is None else 2)
+
+
+_APOSTROPHES = "'\u2019"
+_JOINED = re.compile(rf"[^\W_]+(?:[{_APOSTROPHES}][^\W_]+)+")
+_AROUND = string.punctuation + string.whitespace + "\u2018\u2019\u201c\u201d"
+
+
+def _joined(phrase: str) -> str | None:
+    """The prefix of the tokens continuing a word that has an apostrophe, or None.
+
+    The standard analyzer keeps letters joined by apostrophes as one token
+    (``o'brien's``) where FTS5 splits them (``o brien s``): ``O'Brien`` found
+    ``O'Brien's`` on SQLite only. A single word such as ``O'Brien`` (outer
+    punctuation aside) also matches a token that goes on with another
+    apostrophe: the prefix ``o'brien'``, lower-cased as the analyzer does each
+    character (Python's ``lower`` of one character, but for U+0130, agrees with
+    Java's on every letter the tokenizer joins). Such a token is what FTS5
+    reads as the word's tokens and more, so this finds only what SQLite finds.
+    A phrase of several words is matched as before.
+    """
+    word = phrase.strip(_AROUND)
+    if _JOINED.fullmatch(word) is None:
+        return None
+    apostrophe = next(c for c in reversed(word) if c in _APOSTROPHES)
+    return "".join(c.lower()[0] for c in word) + apostrophe
 
 
 def highlight_query(node: Node | None) -> Query | None:
@@ -282,7 +315,7 @@ def _is_big(node: Node) -> bool:
 
 def _comparison(node: Node, plan: Plan) -> _Q:
     if isinstance(node, Text):
-        return _Q(text_query(node), len(node.fields))
+        return _Q(text_query(node), _text_cost(node))
     assert isinstance(node, Compare | Prefix | Exists)
     field = node.field
     if field.multi:

@@ -44,7 +44,21 @@ class QueryRejectedError(ValueError):
 
 
 class TooManyBucketsError(QueryRejectedError):
-    """An aggregation would produce more buckets than allowed."""
+    """An aggregation would produce more buckets than allowed.
+
+    ``part`` is the request field that made them: ``group_by`` (the groups) or
+    ``histogram.interval`` (the time buckets). An aggregate asking for both
+    named ``histogram.interval`` whichever overflowed (until 2026-12-06).
+    """
+
+    def __init__(self, message: str, part: str) -> None:
+        """``part``: GROUPS or TIME_BUCKETS."""
+        super().__init__(message)
+        self.part = part
+
+
+GROUPS = "group_by"
+TIME_BUCKETS = "histogram.interval"
 
 
 MAX_BUCKETS = 10_000

@@ -77,7 +77,9 @@ from aiaudit.common.store import cursors
 from aiaudit.common.store.schema import consumer_cursors, log_entries
 from aiaudit.search import catalogue, retention, translate_dsl
 from aiaudit.search.backends.base import (
+    GROUPS,
     MAX_BUCKETS,
+    TIME_BUCKETS,
     AggregateSpec,
     Aggregation,
     BackendUnavailableError,
@@ -255,6 +257,10 @@ def bulk_lines(index: str, doc: Document) -> bytes:
 
 class TooManyClausesError(QueryRejectedError):
     """A query holding more clauses than the cluster's ``indices.query.bool.max_clause_count``."""
+
+
+class _BucketLimitError(QueryRejectedError):
+    """The node's ``search.max_buckets`` refused an aggregation (which: its sender says)."""
 
 
 class PrefixConflictError(ConfigError):
@@ -541,7 +547,7 @@ class OpenSearchBackend:
                 ) from exc
             if status == 400 or status == 413:
                 if "too_many_buckets" in reason:
-                    raise TooManyBucketsError(f"too many buckets: {reason}") from exc
+                    raise _BucketLimitError(f"too many buckets: {reason}") from exc
                 raise QueryRejectedError(f"OpenSearch refused the query: {reason}") from exc
             raise BackendUnavailableError(f"OpenSearch error {exc.status_code}: {exc}") from exc
 
@@ -961,7 +967,9 @@ class OpenSearchBackend:
                 if after is not None:
                     composite["after"] = after
                 aggs = {"groups": {"composite": composite, "aggs": metrics}}
-                result = self._search(spec.tenant, {"query": query, "size": 0, "aggs": aggs})
+                result = self._buckets(
+                    spec.tenant, {"query": query, "size": 0, "aggs": aggs}, GROUPS
+                )
                 # No aggregations at all when no shard could match (every one skipped).
                 groups = result.get("aggregations", {}).get("groups", {"buckets": []})
                 for b in groups["buckets"]:
@@ -971,7 +979,7 @@ class OpenSearchBackend:
                     )
                     buckets.append(Bucket(keys, int(b["doc_count"]), self._stats(spec, b)))
                 if len(buckets) > MAX_BUCKETS:
-                    raise TooManyBucketsError(f"more than {MAX_BUCKETS} groups")
+                    raise TooManyBucketsError(f"more than {MAX_BUCKETS} groups", GROUPS)
                 after = groups.get("after_key")
                 if not groups["buckets"] or after is None:
                     break
@@ -993,14 +1001,23 @@ class OpenSearchBackend:
                     "min_doc_count": 1,
                 }
             }
-            result = self._search(
-                spec.tenant, {"query": query, "size": 0, "aggs": {"h": histogram}}
+            result = self._buckets(
+                spec.tenant, {"query": query, "size": 0, "aggs": {"h": histogram}}, TIME_BUCKETS
             )
             found = result.get("aggregations", {}).get("h", {"buckets": []})["buckets"]
             if len(found) > MAX_BUCKETS:
-                raise TooManyBucketsError(f"more than {MAX_BUCKETS} histogram buckets")
+                raise TooManyBucketsError(
+                    f"more than {MAX_BUCKETS} histogram buckets", TIME_BUCKETS
+                )
             time_buckets = [(int(b["key"]) * 1000, int(b["doc_count"])) for b in found]
         return Aggregation(buckets, time_buckets)
+
+    def _buckets(self, tenant: str, body: dict[str, Any], part: str) -> dict[str, Any]:
+        """An aggregation's search; the node's bucket limit is ``part``'s (GROUPS, TIME_BUCKETS)."""
+        try:
+            return self._search(tenant, body)
+        except _BucketLimitError as exc:
+            raise TooManyBucketsError(str(exc), part) from exc
 
     def _stats(self, spec: AggregateSpec, aggs: dict[str, Any]) -> dict[str, Stats]:
         out = {}

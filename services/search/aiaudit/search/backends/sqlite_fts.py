@@ -32,7 +32,9 @@ from pathlib import Path
 from aiaudit.common.store.private_files import private_sqlite_file
 from aiaudit.search import catalogue, translate_sql
 from aiaudit.search.backends.base import (
+    GROUPS,
     MAX_BUCKETS,
+    TIME_BUCKETS,
     AggregateSpec,
     Aggregation,
     Bucket,
@@ -48,8 +50,9 @@ from aiaudit.search.language import Node, Text, matched_texts
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 4
-"""4: booleans in ``entries.bool``; as the text "true"/"false" they were one with that text."""
+SCHEMA_VERSION = 5
+"""4: booleans in ``entries.bool``; as the text "true"/"false" they were one with that text.
+5: an attribute or trust signal holding ``""`` has its entry (``attributes.k:*`` finds it)."""
 _SQL_TYPES = {
     Kind.KEYWORD: "TEXT",
     Kind.ENUM: "TEXT",
@@ -422,7 +425,7 @@ class SqliteFtsBackend:
             params,
         ).fetchall()
         if len(rows) > MAX_BUCKETS:
-            raise TooManyBucketsError(f"more than {MAX_BUCKETS} groups")
+            raise TooManyBucketsError(f"more than {MAX_BUCKETS} groups", GROUPS)
         n = len(groups)
         percentiles = self._percentiles(conn, spec, where, params)
         buckets = []
@@ -452,7 +455,9 @@ class SqliteFtsBackend:
                 params,
             ).fetchall()
             if len(found) > MAX_BUCKETS:
-                raise TooManyBucketsError(f"more than {MAX_BUCKETS} histogram buckets")
+                raise TooManyBucketsError(
+                    f"more than {MAX_BUCKETS} histogram buckets", TIME_BUCKETS
+                )
             time_buckets = [(int(b), int(c)) for b, c in found]
         return Aggregation(buckets, time_buckets)
 
