@@ -16,6 +16,7 @@ engine commits with the batch, and a replay adds them back for erased events
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import math
 import threading
@@ -26,8 +27,9 @@ from typing import Any
 import aiaudit_native
 
 from aiaudit.alerting import fields as f
+from aiaudit.alerting import signals
 from aiaudit.alerting.detectors import Finding
-from aiaudit.alerting.rules import _TEMPLATE, Rule
+from aiaudit.alerting.rules import _TEMPLATE, FieldCondition, Rule, leaves
 from aiaudit.common.canonical import native_schema
 
 WindowState = aiaudit_native.WindowState
@@ -100,13 +102,33 @@ class Hit:
 
 
 def first(event: bytes, path: str) -> str:
-    """First value of a field path in a serialised event, as text ("" when absent)."""
+    """First value of a field path in a serialised event, as text ("" when absent).
+
+    A trust signal's is read from the event's views (:func:`signals.views`).
+    """
     try:
-        f.compile_path(path)
+        fld = f.compile_path(path)
     except f.FieldError:
         return ""
-    values = aiaudit_native.field_values(native_schema(), event, path)
+    if fld.signal is not None:
+        view = signals.path(fld.signal, "value")
+        values = aiaudit_native.field_values(signals.schema(), event, view)
+    else:
+        values = aiaudit_native.field_values(native_schema(), event, path)
     return str(values[0]) if values else ""
+
+
+def named_signals(rule: Rule) -> frozenset[str]:
+    """The trust signals a rule names: in a condition, its window or a placeholder."""
+    fields: list[f.Field | None] = [
+        c.field for c in leaves(rule.when) if isinstance(c, FieldCondition)
+    ]
+    if rule.window is not None:
+        fields += [*rule.window.group_by, rule.window.value]
+    for name in (n for t in (rule.summary, rule.dedup_key) for n in _TEMPLATE.findall(t)):
+        with contextlib.suppress(f.FieldError):  # {rule}, {group}, {score}
+            fields.append(f.compile_path(name))
+    return frozenset(x.signal for x in fields if x is not None and x.signal is not None)
 
 
 def render(template: str, event: bytes, rule: Rule, group: str, score: float) -> str:
@@ -157,7 +179,10 @@ class Evaluator:
     def __init__(self, rules: Sequence[Rule]) -> None:
         """Raises ValueError if the native core cannot compile a rule."""
         self.rules = list(rules)
-        self._program = aiaudit_native.RuleProgram(native_schema(), [r.plan() for r in self.rules])
+        self.signal_names = frozenset().union(*map(named_signals, self.rules))
+        """Trust signals the rules name: events are given their views to be evaluated."""
+        schema = signals.schema() if self.signal_names else native_schema()
+        self._program = aiaudit_native.RuleProgram(schema, [r.plan() for r in self.rules])
         self.journaled = [r.id for r in self.rules if r.window is not None and reads_content(r)]
         """Windowed rules that read content: the samples they add are journaled."""
 
@@ -179,7 +204,8 @@ class Evaluator:
         on, only events received from then on (the engine passes each rule row's last
         change, live and in a replay alike, so a restart rebuilds what it counted).
         """
-        wire = list(events)
+        names = self.signal_names
+        wire = [signals.views(w, names) for w in events] if names else list(events)
         out = []
         windows.journal(self.journaled if journal is not None else [])
         starts = None

@@ -17,6 +17,10 @@ so rule authors compare plain numbers and strings:
   ingest takes is named as search names it: ``attributes.a..b``, ``attributes..x``,
   ``attributes.x.``), ``model.parameters.<key>`` the value inside the Struct (a
   nested path there, so no empty part);
+- ``trust_signals.<name>`` gives the values of the signals of that name, as search names
+  them (:mod:`aiaudit.alerting.signals`); the paths of TrustSignal's own fields
+  (``trust_signals.name``, ``trust_signals.value.int_value``...) keep reading every
+  signal's field, as rules stored before wrote them;
 - ``usage.total_tokens`` is input plus output tokens, ``usage.cost`` the cost as a number.
 """
 
@@ -28,7 +32,7 @@ from typing import Any
 
 from google.protobuf import descriptor
 
-from aiaudit.common import media
+from aiaudit.common import field_names, media
 from aiaudit.common.v1 import event_pb2, options_pb2
 
 Value = str | int | float | bool
@@ -71,6 +75,8 @@ class Field:
     scalar: bool = False
     """A plain proto value (string, bool, bytes, enum or number), not a map or Struct
     entry whose values may be of any kind: a text one never holds ``gt`` and the like."""
+    signal: str | None = None
+    """``trust_signals.<name>``: the name, whose signals' values the path reads."""
 
     @property
     def personal(self) -> bool:
@@ -99,9 +105,32 @@ def _enum_prefix(enum: descriptor.EnumDescriptor) -> str:
     return first[: first.rfind("_UNSPECIFIED") + 1] if "_UNSPECIFIED" in first else ""
 
 
+SIGNALS = "trust_signals."
+"""What a trust signal's name follows in a path, as in search's filters."""
+
+
 @functools.lru_cache(maxsize=4096)
 def compile_path(path: str) -> Field:
-    """Checks a path against Event; FieldError names the bad part."""
+    """Checks a path against Event; FieldError names the bad part.
+
+    A ``trust_signals.`` path that names none of TrustSignal's fields names a signal:
+    such a path was refused before, so no stored rule changes meaning. A signal named
+    like one of those fields (``name``, ``source``, ``value.int_value``...) cannot be named.
+    """
+    try:
+        return _proto_path(path)
+    except FieldError:
+        if not path.startswith(SIGNALS):
+            raise
+    name = path.removeprefix(SIGNALS)
+    if not field_names.valid_name(name):  # ingest takes no other, search names no other
+        raise FieldError(
+            f"{path!r} names no trust signal: a name is {field_names.NAME_RULE}"
+        ) from None
+    return Field(path, signal=name)
+
+
+def _proto_path(path: str) -> Field:
     if path in _DERIVED:
         return Field(path, numeric=True, scalar=True)
     parts = path.split(".")

@@ -25,7 +25,9 @@ A rule (full schema in the README)::
       throttle: 10m
 
 Conditions: ``{field: PATH, <op>: VALUE}`` with op in equals, not_equals, in,
-not_in, gt, gte, lt, lte, contains, regex, exists; ``{detector: NAME,
+not_in, gt, gte, lt, lte, contains, regex, exists (``trust_signals.<name>``: the signals
+of that name, as search compares them: a number with numbers, true/false with booleans,
+text with text); ``{detector: NAME,
 min_score: X}``; ``{all: [...]}``, ``{any: [...]}``, ``{not: {...}}``. Regexes
 are RE2 (linear time, no backtracking), so no rule can hang the engine.
 """
@@ -46,6 +48,7 @@ import yaml
 from google.protobuf import descriptor
 
 from aiaudit.alerting import fields as f
+from aiaudit.alerting import signals
 from aiaudit.alerting.detectors import FAMILIES, family_of
 from aiaudit.common.v1 import event_pb2
 
@@ -227,7 +230,8 @@ class FieldCondition(Condition):
 
     ``not_equals`` and ``not_in`` hold when every value differs (so also when there is none);
     ``contains`` is case-insensitive (the operand is stored lower-cased); ``regex`` holds the
-    RE2 pattern.
+    RE2 pattern. On a trust signal (``trust_signals.<name>``) an ``in`` or ``not_in`` holds
+    (view, value) pairs (:func:`signals.condition`).
     """
 
     field: f.Field
@@ -235,7 +239,9 @@ class FieldCondition(Condition):
     operand: Any
 
     def plan(self) -> Plan:
-        """``("field", path, op, operand)``."""
+        """``("field", path, op, operand)``; a trust signal's, as :mod:`signals` reads it."""
+        if self.field.signal is not None:
+            return signals.condition(self.field.signal, self.op, self.operand)
         operand = (
             sorted(self.operand, key=repr) if isinstance(self.operand, frozenset) else self.operand
         )
@@ -328,18 +334,26 @@ class Window:
     factor: float = 0.0
 
     def plan(self) -> Plan:
-        """The window as the native evaluator takes it."""
+        """The window as the native evaluator takes it.
+
+        A trust signal groups by its first value, and its numbers are the aggregated ones.
+        """
         return (
             self.seconds,
-            [g.path for g in self.group_by],
+            [_native(g, "value") for g in self.group_by],
             self.aggregate,
-            self.value.path if self.value is not None else None,
+            _native(self.value, "number") if self.value is not None else None,
             self.percentile,
             self.op,
             self.threshold,
             self.baseline_seconds,
             self.factor,
         )
+
+
+def _native(fld: f.Field, view: str) -> str:
+    """The path the native core reads: a trust signal's ``view`` (:mod:`signals`)."""
+    return fld.path if fld.signal is None else signals.path(fld.signal, view)
 
 
 @dataclass(frozen=True)
@@ -522,6 +536,9 @@ class _Compiler:
                 if fld.scalar and not fld.numeric:
                     # Never holds: the value is compared as a number. A stored rule keeps it.
                     self.refuse(node, where, _unordered(fld))
+                if fld.signal is not None and not _is_number(v):  # search refuses it too
+                    self.err(node, where, _unordered_signal(fld, op, v))
+                    return None
                 n = self.number(node, where)
                 if n is None:
                     return None
@@ -545,6 +562,8 @@ class _Compiler:
                     self.refuse(node, where, _unequal(fld, kind, odd, op))
                 elif not all(_finite(x) for x in values):
                     self.refuse(node, where, f"{_FINITE} in the list")
+                if fld.signal is not None:  # 1 and true are one value to a set, two to search
+                    return FieldCondition(fld, op, frozenset((signals.kind(x), x) for x in values))
                 return FieldCondition(fld, op, frozenset(fld.expand(x) for x in values))
             if op == "contains":
                 if not isinstance(v, str) or not v:
@@ -624,7 +643,7 @@ class _Compiler:
                 self.err(node, _join(where, "field"), f"is required for aggregate {agg}")
                 return None
             value = self.path(m["field"], _join(where, "field"))
-            if value is not None and not value.numeric:
+            if value is not None and not value.numeric and value.signal is None:
                 self.err(m["field"], _join(where, "field"), f"{value.path} is not numeric")
         pct = 0.0
         if agg == "percentile":
@@ -792,6 +811,18 @@ def _untextual(fld: f.Field, kind: str) -> str:
     if kind == _BOOL:
         return f"{fld.path} holds true or false, not text: use equals"
     return f"{fld.path} holds numbers, not text: use equals, in, gt, gte, lt or lte"
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _unordered_signal(fld: f.Field, op: str, value: object) -> str:
+    what = "a boolean" if isinstance(value, bool) else "not a number"
+    return (
+        f"{fld.path}: {op} compares numbers only, and {_short(value)} is {what} "
+        "(a number unquoted; true/false or text take equals, not_equals, in or not_in)"
+    )
 
 
 def _unordered(fld: f.Field) -> str:
