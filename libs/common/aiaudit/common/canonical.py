@@ -151,9 +151,16 @@ def refuse_unsupported(desc: Any) -> None:
         raise RuntimeError(f"{desc.full_name}: a closed (proto2) enum")
 
 
-@functools.cache
-def native_schema() -> aiaudit_native.Schema:
-    """The event's message types as the native core walks them (built once)."""
+NativeMessage = tuple[str, list[tuple[Any, ...]]]
+"""One message type as the native core takes it: its full name and its fields' specs."""
+
+
+def native_messages() -> tuple[list[NativeMessage], dict[str, int]]:
+    """The event's message types as the native core walks them, and each one's index.
+
+    A new list each call: alerting appends a field of its own to Event's (its
+    trust signal views) without changing :func:`native_schema`.
+    """
     types: list[Any] = []
     index: dict[str, int] = {}
 
@@ -169,7 +176,7 @@ def native_schema() -> aiaudit_native.Schema:
     visit(event_pb2.Event.DESCRIPTOR)
     for desc in types:
         refuse_unsupported(desc)
-    messages = [
+    messages: list[NativeMessage] = [
         (
             desc.full_name,
             [
@@ -192,7 +199,13 @@ def native_schema() -> aiaudit_native.Schema:
         )
         for desc in types
     ]
-    return aiaudit_native.Schema(messages, 0)
+    return messages, index
+
+
+@functools.cache
+def native_schema() -> aiaudit_native.Schema:
+    """The event's message types as the native core walks them (built once)."""
+    return aiaudit_native.Schema(native_messages()[0], 0)
 
 
 def commit(event: event_pb2.Event, salt: bytes) -> Committed:

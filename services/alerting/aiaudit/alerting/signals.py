@@ -127,53 +127,16 @@ def _varint(n: int) -> bytes:
     return bytes(out)
 
 
-_Spec = tuple[
-    int, tuple[str, str], int, bool, bool, bool, int, tuple[str, dict[int, str]] | None, int, bool
-]
-
-
 @functools.cache
 def schema() -> aiaudit_native.Schema:
     """Event's types as :func:`canonical.native_schema` gives them, and the views' field."""
-    types: list[Any] = []
-    index: dict[str, int] = {}
-
-    def visit(desc: Any) -> None:
-        if desc.full_name in index:
-            return
-        index[desc.full_name] = len(types)
-        types.append(desc)
-        for f in desc.fields:
-            if f.message_type is not None:
-                visit(f.message_type)
-
-    visit(event_pb2.Event.DESCRIPTOR)
-    for desc in types:
-        canonical.refuse_unsupported(desc)
-
-    def spec(f: Any) -> _Spec:
-        return (
-            f.number,
-            (f.name, f.json_name),
-            f.type,
-            f.is_repeated,
-            f.has_presence,
-            canonical.is_sensitive(f),
-            index[f.message_type.full_name] if f.message_type is not None else -1,
-            (f.enum_type.name, {v.number: v.name for v in f.enum_type.values})
-            if f.enum_type
-            else None,
-            f.containing_oneof.index if f.containing_oneof is not None else -1,
-            f.message_type is not None and f.message_type.GetOptions().map_entry,
-        )
-
-    messages = [(desc.full_name, [spec(f) for f in desc.fields]) for desc in types]
+    messages, index = canonical.native_messages()
     assert NUMBER not in event_pb2.Event.DESCRIPTOR.fields_by_number
     message, string = (
         descriptor.FieldDescriptor.TYPE_MESSAGE,
         descriptor.FieldDescriptor.TYPE_STRING,
     )
-    held, entry = len(types), len(types) + 1
+    held, entry = len(messages), len(messages) + 1
     value = index[event_pb2.AttributeValue.DESCRIPTOR.full_name]
     messages[0][1].append(
         (NUMBER, (FIELD, FIELD), message, True, False, False, held, None, -1, False)
