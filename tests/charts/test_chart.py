@@ -328,7 +328,8 @@ def test_config_file_is_accepted_by_the_server(values: Path, tmp_path: Path) -> 
     objects = render(values)
     (configmap,) = of_kind(objects, "ConfigMap")
     settings = yaml.safe_load(configmap["data"]["config.yaml"])
-    assert set(settings) <= {f.name for f in dataclasses.fields(config.Settings)}
+    known = {f.name for f in dataclasses.fields(config.Settings)} | set(config.SECTIONS)
+    assert set(settings) <= known
     assert "database_url" not in settings, "the database URL belongs in a Secret"
     # TLS files come from the Secret volume at the paths the config names.
     (deployment, *_) = of_kind(objects, "Deployment")
@@ -1660,7 +1661,8 @@ def test_search_reaches_integrity_with_certificates_of_their_own(
     trusts integrity's certificate. Without mTLS search used to trust its own certificate
     (``tls_cert_file``) as integrity's, which held only while both had the same one: the chart
     now names the CA of search's Secret to it (``AIAUDIT_SEARCH_INTEGRITY_CA_FILE``). A
-    certificate for serving alone (ingest's) is refused as a client's."""
+    certificate for serving alone (ingest's) is refused as a client's, and one of the same
+    CA with ``client auth`` (alerting's) by the rendered ``integrity.client_names``."""
     from cryptography.x509.oid import ExtendedKeyUsageOID
 
     from aiaudit.common.component import Context
@@ -1676,9 +1678,9 @@ def test_search_reaches_integrity_with_certificates_of_their_own(
     secrets = {}
     for component in COMPONENTS:
         usage = [ExtendedKeyUsageOID.SERVER_AUTH]
-        if component == "search":  # the one component that calls another
+        if component in ("search", "alerting"):  # search calls integrity; alerting by mistake
             usage.append(ExtendedKeyUsageOID.CLIENT_AUTH)
-        _issue(pki, component, usage, ca)
+        _issue(pki, component, usage, ca, _service_names(component))
         secrets[OWN_TLS[component]] = {
             "tls.crt": (pki / f"{component}.pem").read_bytes(),
             "tls.key": (pki / f"{component}.key").read_bytes(),
@@ -1716,7 +1718,9 @@ def test_search_reaches_integrity_with_certificates_of_their_own(
     if notary.tls_client_ca_file is not None:
         tls["tls_client_ca_file"] = notary.tls_client_ca_file
     (tmp_path / "notary").mkdir()
-    suite, keys = serve_suite(tmp_path / "notary", services=("integrity",), **tls)
+    section = tmp_path / "notary" / "integrity.yaml"  # the rendered section: its client_names
+    section.write_text(yaml.safe_dump({"integrity": notary.sections.get("integrity", {})}))
+    suite, keys = serve_suite(tmp_path / "notary", section, services=("integrity",), **tls)
     try:
         search = config.section(settings["search"], "search", SearchSettings)
         search = dataclasses.replace(
@@ -1749,8 +1753,62 @@ def test_search_reaches_integrity_with_certificates_of_their_own(
                 assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
             finally:
                 stranger.close()
+            # One with `client auth` from the same CA passes the handshake, but names none
+            # of search's Services: refused by integrity.client_names.
+            alerting = (pki / "alerting.pem", pki / "alerting.key")
+            stranger = IntegrityClient(address, channel.ca_file, 10.0, alerting)
+            try:
+                with pytest.raises(grpc.RpcError) as refused:
+                    stranger.latest_checkpoint(md, tenant)
+                assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+                assert f"{RELEASE}-aiaudit-alerting" in refused.value.details()
+            finally:
+                stranger.close()
     finally:
         suite.stop()
+
+
+def _service_names(component: str) -> tuple[str, ...]:
+    """The DNS names of a component's Services, as its own certificate's SANs list them."""
+    name = f"{RELEASE}-aiaudit-{component}"
+    return (name, f"{name}-headless", f"{name}.audit-ns.svc", f"{name}-headless.audit-ns.svc")
+
+
+@pytest.mark.parametrize(
+    ("sets", "names"),
+    [
+        ((f"search.tls.existingSecret={OWN_TLS['search']}",), _service_names("search")),
+        (("search.tls.existingSecret=",), None),  # the shared certificate: every pod's names
+        ((f"search.tls.existingSecret={OWN_TLS['search']}", "aiaudit.tls.mutual=false"), None),
+        ((f"search.tls.existingSecret={OWN_TLS['search']}", "search.enabled=false"), None),
+        (
+            (
+                f"search.tls.existingSecret={OWN_TLS['search']}",
+                "aiaudit.config.integrity.client_names={verifier.audit-tools.svc}",
+            ),
+            ("verifier.audit-tools.svc",),  # the operator's list stands
+        ),
+    ],
+    ids=["search-own", "shared", "tls", "no-search", "operator-list"],
+)
+def test_integrity_admits_only_searchs_certificate_when_search_has_its_own(
+    sets: tuple[str, ...], names: tuple[str, ...] | None
+) -> None:
+    """Under mTLS any certificate of the CA could call integrity; with search's certificate
+    its own (the one component that calls integrity) the chart lists search's Service names
+    as ``integrity.client_names``, which integrity's settings read."""
+    from aiaudit.integrity import settings as integrity_settings
+
+    objects = render(ALL_ENABLED, *sets)
+    (configmap,) = of_kind(objects, "ConfigMap")
+    written = yaml.safe_load(configmap["data"]["config.yaml"])
+    assert written.get("integrity", {}).get("client_names") == (
+        None if names is None else list(names)
+    )
+    (integrity,) = [d for d in of_kind(objects, "Deployment") if component_of(d) == "integrity"]
+    settings = _effective(integrity, configmap["data"]["config.yaml"])
+    section = config.section(settings, "integrity", integrity_settings.IntegritySettings)
+    assert section.client_names == (names or ())
 
 
 @pytest.mark.parametrize(

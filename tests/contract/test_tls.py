@@ -23,11 +23,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from aiaudit.common import client
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
 from aiaudit.integrity.v1 import integrity_service_pb2 as ipb
+from aiaudit.integrity.v1 import integrity_service_pb2_grpc as ipb_grpc
 from aiaudit.sdk import AuditLogger
 from aiaudit.search.v1 import search_service_pb2 as spb
 from aiaudit.search.v1 import search_service_pb2_grpc as spb_grpc
@@ -47,7 +49,9 @@ def _issue(
     name: str,
     usage: list[x509.ObjectIdentifier],
     issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None,
+    names: tuple[str, ...] = (),
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A key and certificate ``name``.pem/.key in ``directory``; ``names``: more DNS SANs."""
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = dt.datetime.now(dt.UTC)
@@ -65,7 +69,11 @@ def _issue(
         builder = builder.add_extension(x509.ExtendedKeyUsage(usage), critical=False)
         builder = builder.add_extension(
             x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+                [
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    x509.DNSName("localhost"),
+                    *(x509.DNSName(n) for n in names),
+                ]
             ),
             critical=False,
         )
@@ -435,3 +443,78 @@ def test_a_renewed_client_ca_file_that_is_no_certificate_is_not_taken(
         assert append(pki.gateway) == grpc.StatusCode.OK
     finally:
         suite.stop()
+
+
+SEARCH_NAMES = ("audit-aiaudit-search", "audit-aiaudit-search.audit.svc")
+"""DNS SANs of search's own certificate, as the chart's ``integrity.client_names`` lists them."""
+
+
+def test_integrity_serves_only_the_client_certificates_its_names_admit(
+    pki: Pki, tmp_path: Path, tenant: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Under mTLS the handshake admits every certificate the CA signed, so any component's
+    could call integrity (README, known gap). With ``integrity.client_names`` only a
+    certificate naming one of them is served; another of the same CA, with ``client auth``,
+    is answered PERMISSION_DENIED naming its names, credentials or not, before any handler.
+    The other services of the process, and health, are not integrity's to restrict."""
+    ca_key = serialization.load_pem_private_key((tmp_path / "ca.key").read_bytes(), None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    ca = (x509.load_pem_x509_certificate(pki.ca.read_bytes()), ca_key)
+    client_auth = [ExtendedKeyUsageOID.CLIENT_AUTH]  # each could call any server of the CA
+    _issue(tmp_path, "search", client_auth, ca, ("AUDIT-aiaudit-search.audit.svc",))
+    _issue(tmp_path, "alerting", client_auth, ca, ("audit-aiaudit-alerting",))
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(f"integrity: {{client_names: {list(SEARCH_NAMES)}}}\n")
+    suite, keys = serve_suite(
+        tmp_path,
+        config_file,
+        data_dir=tmp_path / "data",
+        services=("ingest", "integrity"),
+        tls_cert_file=pki.server[0],
+        tls_key_file=pki.server[1],
+        tls_client_ca_file=pki.ca,
+    )
+    address = f"127.0.0.1:{suite.port}"
+    search = (tmp_path / "search.pem", tmp_path / "search.key")
+    alerting = (tmp_path / "alerting.pem", tmp_path / "alerting.key")
+    request = ipb.GetCheckpointRequest(log_id=tenant)
+    try:
+        with client.channel(address, keys["admin"], pki.ca, identity=search) as ch:
+            with pytest.raises(grpc.RpcError) as none_yet:  # answered by the handler
+                ipb_grpc.IntegrityServiceStub(ch).GetCheckpoint(request, timeout=10)
+            assert none_yet.value.code() == grpc.StatusCode.FAILED_PRECONDITION  # no checkpoint
+        for identity, key, named in (
+            (alerting, keys["admin"], "(127.0.0.1, localhost, audit-aiaudit-alerting)"),
+            (alerting, None, "(127.0.0.1, localhost, audit-aiaudit-alerting)"),  # before the key
+            (pki.gateway, keys["admin"], "(127.0.0.1, localhost)"),
+        ):
+            ch = client.channel(address, key, pki.ca, identity=identity)
+            with ch, pytest.raises(grpc.RpcError) as refused:
+                ipb_grpc.IntegrityServiceStub(ch).GetCheckpoint(request, timeout=10)
+            assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            assert named in refused.value.details()
+            assert "'integrity.client_names'" in refused.value.details()
+        assert "client certificate refused" in caplog.text
+        with client.channel(address, keys["gateway"], pki.ca, identity=alerting) as ch:
+            health = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest())
+            assert health.status == health_pb2.HealthCheckResponse.SERVING
+            append = pb_grpc.IngestServiceStub(ch).Append(
+                pb.AppendRequest(events=[interaction(tenant)])
+            )
+            assert len(append.receipts) == 1
+    finally:
+        suite.stop()
+
+
+def test_client_names_without_client_certificates_stop_the_server_at_start(
+    pki: Pki, tmp_path: Path
+) -> None:
+    """Names no caller is asked to prove (no ``tls_client_ca_file``) would refuse every call
+    to integrity, or admit every one: ``serve`` stops at start, naming the setting."""
+    from aiaudit.common.config import ConfigError
+
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(f"integrity: {{client_names: {list(SEARCH_NAMES)}}}\n")
+    for tls in ({}, {"tls_cert_file": pki.server[0], "tls_key_file": pki.server[1]}):
+        with pytest.raises(ConfigError, match=r"'integrity.client_names'.*tls_client_ca_file"):
+            serve_suite(tmp_path, config_file, services=("integrity",), **tls)

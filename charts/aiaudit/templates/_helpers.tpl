@@ -203,6 +203,15 @@ a Secret as AIAUDIT_DATABASE_URL.
 {{- $_ := set $owned "tls_key_file" (printf "%s/tls.key" (include "aiaudit.tlsDir" .)) }}
 {{- if $tls.mutual }}
 {{- $_ := set $owned "tls_client_ca_file" (printf "%s/ca.crt" (include "aiaudit.tlsDir" .)) }}
+{{- /* The CA signs every component's certificate: with search's its own, integrity serves
+only a certificate naming search's Services (the one component that calls it), unless the
+config gives its own list. With the shared certificate every pod presents the same names. */}}
+{{- $v := .Values }}
+{{- if and $v.search.enabled $v.integrity.enabled (dig "tls" "existingSecret" "" $v.search) (not (hasKey (dig "integrity" dict $v.aiaudit.config) "client_names")) }}
+{{- $search := include "aiaudit.componentName" (dict "ctx" . "component" "search") }}
+{{- $ns := .Release.Namespace }}
+{{- $_ := set $owned "integrity" (dict "client_names" (list $search (printf "%s-headless" $search) (printf "%s.%s.svc" $search $ns) (printf "%s-headless.%s.svc" $search $ns))) }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- toYaml (merge $owned (deepCopy .Values.aiaudit.config)) }}

@@ -33,7 +33,7 @@ from aiaudit.common.keys import configured
 from aiaudit.common.request_parsing import RequestParsing
 from aiaudit.common.store import SqlEventStore, open_store
 from aiaudit.common.telemetry import Telemetry, configure
-from aiaudit.common.tls import ServerCertificates, TlsFilesError
+from aiaudit.common.tls import ClientNames, ServerCertificates, TlsFilesError
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +122,22 @@ def _certificates(s: Settings) -> ServerCertificates | None:
         ) from None
 
 
+def _client_names(settings: Settings, chosen: tuple[str, ...]) -> list[ClientNames]:
+    """The check of integrity's callers' certificates (``integrity.client_names``), if any.
+
+    An interceptor: the server takes them when it is built, before the components start.
+    """
+    if "integrity" not in chosen:
+        return []
+    from aiaudit.integrity import handlers as integrity_handlers
+    from aiaudit.integrity import settings as integrity_settings
+
+    names = integrity_settings.load(settings).client_names
+    if not names:
+        return []
+    return [ClientNames(integrity_handlers.SERVICE_NAME, names, "integrity.client_names")]
+
+
 def _data_dir(path: Path) -> None:
     """The embedded data directory: made 0700; a WARNING if one that exists is open to others.
 
@@ -196,6 +212,7 @@ def start(settings: Settings, shared_port: bool = False) -> Suite:
     unknown = sorted(set(chosen) - set(COMPONENTS))
     if unknown:
         raise ConfigError(f"setting 'services': unknown {unknown}; known: {sorted(COMPONENTS)}")
+    client_names = _client_names(settings, chosen)  # outermost: the certificate comes first
     try:
         telemetry = configure(os.environ)
     except ValueError as exc:
@@ -217,7 +234,7 @@ def start(settings: Settings, shared_port: bool = False) -> Suite:
     # INTERNAL), for a caller the gate let through, and timed and traced like any other call.
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.rpc_threads, thread_name_prefix="rpc"),
-        interceptors=[*gate, *telemetry.interceptors, RequestParsing(auth)],
+        interceptors=[*client_names, *gate, *telemetry.interceptors, RequestParsing(auth)],
         options=options,
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )

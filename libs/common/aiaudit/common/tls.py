@@ -18,12 +18,23 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import grpc
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
+from google.rpc import code_pb2
+
+from aiaudit.common import status
+from aiaudit.common.auth import LogThrottle
+
+if TYPE_CHECKING:  # generic in the stubs only
+    _Interceptor = grpc.ServerInterceptor[Any, Any]
+else:
+    _Interceptor = grpc.ServerInterceptor
 
 log = logging.getLogger(__name__)
 
@@ -131,3 +142,89 @@ class ServerCertificates:
             self.reloads += 1
             log.info("TLS certificate files reloaded from %s", self._cert_file)
             return fresh
+
+
+_REFUSED_CERTIFICATES = LogThrottle(10)
+
+
+class ClientNames(_Interceptor):
+    """Serves one service's methods only to client certificates that carry one of its names.
+
+    Under mTLS the handshake admits any certificate the client CA signed; with one CA for
+    the suite that is every component's certificate, whichever calls. Here a call to
+    ``service`` goes on only when the certificate names one of ``names`` as a DNS SAN
+    (compared without case) or a URI SAN (compared as written); any other is answered
+    PERMISSION_DENIED naming the certificate's names: it is authenticated (its CA signed
+    it), not allowed. The check wraps the method's behaviour, outermost, so it runs
+    before the credential gate's answer and every handler (``intercept_service`` sees no
+    peer; a unary request has then been read). Other services' methods (health,
+    reflection, another service of the process) are left as they are.
+    """
+
+    def __init__(self, service: str, names: Iterable[str], setting: str) -> None:
+        """``service``: its full name; ``setting``: the setting named in the refusal."""
+        self._prefix = f"/{service}/"
+        self._names = tuple(names)
+        self._dns = {n.lower() for n in self._names if ":" not in n}
+        self._uris = {n for n in self._names if ":" in n}
+        self._setting = setting
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        """The method's handler, checking the peer's certificate first for the service's."""
+        handler = continuation(handler_call_details)
+        if handler is None or not handler_call_details.method.startswith(self._prefix):
+            return handler
+        kind = (
+            ("stream" if handler.request_streaming else "unary")
+            + "_"
+            + ("stream" if handler.response_streaming else "unary")
+        )
+        behaviour = getattr(handler, kind)
+
+        # A plain function for every kind: it returns a response stream's iterator unread.
+        def checked(request: Any, context: grpc.ServicerContext) -> Any:
+            self._check(context)
+            return behaviour(request, context)
+
+        wrapped: grpc.RpcMethodHandler[Any, Any] = getattr(grpc, f"{kind}_rpc_method_handler")(
+            checked,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+        return wrapped
+
+    def _check(self, context: grpc.ServicerContext) -> None:
+        # Each property is a list of values (the sync stubs say bytes; the aio ones are right).
+        peer = cast(Mapping[str, list[bytes]], context.auth_context())
+
+        def values(key: str) -> list[str]:
+            return [n.decode(errors="replace") for n in peer.get(key, [])]
+
+        if any(n.lower() in self._dns for n in values("peer_dns")) or any(
+            n in self._uris for n in values("peer_uri")
+        ):
+            return
+        shown = values("x509_subject_alternative_name") or [
+            f"CN={n}" for n in values("x509_common_name")
+        ]
+        named = ", ".join(shown) if shown else "no client certificate"
+        message = f"client certificate ({named}) carries none of the names {self._setting!r} lists"
+        held = _REFUSED_CERTIFICATES.allow()
+        if held is not None:
+            log.warning(
+                "client certificate refused",
+                extra={
+                    "peer": context.peer(),
+                    "names": shown,
+                    "admitted": list(self._names),
+                    "not_logged_before": held,
+                },
+            )
+        status.abort(
+            context,
+            status.error(code_pb2.PERMISSION_DENIED, message, "CLIENT_CERTIFICATE_NOT_ADMITTED"),
+        )

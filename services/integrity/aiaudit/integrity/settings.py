@@ -46,6 +46,9 @@ class IntegritySettings:
     vault_mount: str = "transit"
     vault_key: str = "aiaudit-notary"
     vault_timeout: float = 5.0
+    client_names: tuple[str, ...] = ()
+    """Under mTLS, the names (DNS or URI SANs) one of which a client certificate must carry
+    to call IntegrityService; empty: any certificate ``tls_client_ca_file`` signed."""
 
     @property
     def note_key_name(self) -> str:
@@ -74,6 +77,13 @@ def load(settings: Settings) -> IntegritySettings:
         raise ConfigError(
             "setting 'integrity.database_url': must be a sqlite:/// or postgresql+psycopg:// URL"
         )
+    if s.client_names and settings.tls_client_ca_file is None:
+        raise ConfigError(
+            "setting 'integrity.client_names': names client certificates, but no "
+            "tls_client_ca_file asks callers for one (mTLS); set it, or leave the names out"
+        )
+    if any(any(c.isspace() for c in n) for n in s.client_names):
+        raise ConfigError("setting 'integrity.client_names': a name must not contain spaces")
     if s.vault_addr:  # the notary's signing token goes there
         require_secure_url(s.vault_addr, "integrity.vault_addr", settings.allow_insecure)
     require_secure_database(s.database_url, "integrity.database_url", settings.allow_insecure)
