@@ -22,6 +22,10 @@
 // two checkpoints of one log lines of different exports joined. A bundle that verifies
 // is summarized per log (checkpoint and signing keys, sequences held and left out,
 // events whose content is proven), in the words of aiaudit verify --bundle.
+// A bundle's first line may be its scope, {"scope": {...}}: what the exporter says the
+// export was made for. No signature covers it: what the lines refute of it (another log,
+// a sequence outside it, another checkpoint size, a range not whole) is a problem, the
+// rest is printed as the exporter's claim, as aiaudit prints it.
 // Exit status: 0 all verified,
 // 1 something did not verify (each problem printed) or a bundle held no event,
 // 2 bad usage or input.
@@ -494,11 +498,20 @@ func runBundle(args []string, out io.Writer) (int, error) {
 	seen := map[string]int{} // "log\x00seq:N" and "log\x00id:E" -> first line: each event once
 	checkpoints, roots := opened{}, map[string]root{}
 	logSummaries := map[string]*logSummary{}
+	scopes := &scopes{held: map[uint64]bool{}}
 	for number := 1; scanner.Scan(); number++ {
 		text := scanner.Bytes()
 		if len(bytes.Trim(text, asciiSpace)) == 0 {
 			continue
 		}
+		if object, ok := scopeObject(text); ok { // not an event: the export's claim
+			if what := scopes.read(object, number); what != "" {
+				fmt.Fprintf(out, "line %d scope: %s\n", number, what)
+				problems++
+			}
+			continue
+		}
+		scopes.afterFirst = true
 		checked++
 		line, id, err := parseLine(text)
 		var found []string
@@ -510,13 +523,17 @@ func runBundle(args []string, out io.Writer) (int, error) {
 			// Only a line aiaudit reads whole counts for duplicates: a later intact copy
 			// of a malformed line is the event's first line, not a duplicate.
 			found = duplicate(line, number, seen)
+			scopes.hold(line)
 			whats, proof := checkLine(line, values, *prefix, list, logs, checkpoints)
 			found = append(found, whats...)
 			if proof != nil {
+				found = append(found, forked(string(proof.Checkpoint), number, checkpoints, roots)...)
+			}
+			found = append(found, scopes.refutedBy(line)...)
+			if proof != nil {
 				text := string(proof.Checkpoint)
-				found = append(found, forked(text, number, checkpoints, roots)...)
 				if len(logs) == 0 || slices.Contains(logs, line.LogID) { // the logs asked for only
-					found = append(found, secondCheckpoint(line, text, number, *prefix, checkpoints, logSummaries)...)
+					found = append(found, secondCheckpoint(line, text, number, *prefix, checkpoints, logSummaries, scopes.scope)...)
 				}
 				if len(found) == 0 {
 					logSummaries[line.LogID].add(line)
@@ -534,11 +551,15 @@ func runBundle(args []string, out io.Writer) (int, error) {
 	if err := scanner.Err(); err != nil {
 		return problems, err
 	}
+	if what := scopes.incomplete(); what != "" {
+		fmt.Fprintf(out, "line %d scope: %s\n", scopes.scope.line, what)
+		problems++
+	}
 	if checked == 0 { // as aiaudit verify --bundle: an empty file is no evidence that all is well
 		fmt.Fprintln(out, "the bundle holds no events: nothing verified")
 	}
 	if checked > 0 && problems == 0 {
-		summarize(out, logSummaries, list, logs)
+		summarize(out, logSummaries, list, logs, scopes.scope)
 	}
 	fmt.Fprintf(out, "%d event(s) checked, %d problem(s)\n", checked, problems)
 	if checked == 0 {
@@ -910,6 +931,10 @@ type logSummary struct {
 	content   int // lines with salt and content, each value matching its commitment
 	withheld  int // lines without content whose event has commitments
 	none      int // lines without content whose event has no commitment
+	// the event ids of the lines without content, and those the log's erasure and
+	// retention records in the bundle name: their content was erased, as the log proves
+	contentless []string
+	named       map[string]bool
 }
 
 // secondCheckpoint names the first line of a log whose verified checkpoint is not the
@@ -917,14 +942,19 @@ type logSummary struct {
 // one; the same size with another root is a fork, named already): an export proves all
 // its lines against one checkpoint. It counts lines whose checkpoint opened and is of
 // their log, and records the log's first checkpoint.
-func secondCheckpoint(line bundleLine, text string, number int, prefix string, o opened, logs map[string]*logSummary) []string {
+func secondCheckpoint(line bundleLine, text string, number int, prefix string, o opened, logs map[string]*logSummary, sc *scope) []string {
 	cp, ok := o[text]
 	if !ok || cp.Origin != prefix+"/"+line.LogID {
 		return nil
 	}
 	first, ok := logs[line.LogID]
 	if !ok {
-		logs[line.LogID] = &logSummary{cp: cp, note: text, line: number, others: map[string]bool{}}
+		logs[line.LogID] = &logSummary{cp: cp, note: text, line: number, others: map[string]bool{}, named: map[string]bool{}}
+		if sc != nil && sc.logID == line.LogID && cp.Size != sc.ints["tree_size"] {
+			// the scope's claim the checkpoint refutes (aiaudit's wording)
+			return []string{fmt.Sprintf("checkpoint size %d is not the scope's tree_size %d (line %d)",
+				cp.Size, sc.ints["tree_size"], sc.line)}
+		}
 		return nil
 	}
 	if cp.Size == first.cp.Size {
@@ -947,14 +977,55 @@ func (s *logSummary) add(line bundleLine) {
 		s.unordered = true
 	}
 	s.sequences = append(s.sequences, *line.Sequence)
-	switch canonical, _ := decodeBase64(line.Canonical); {
+	canonical, _ := decodeBase64(line.Canonical)
+	switch {
 	case line.Salt != nil:
 		s.content++
 	case hasCommitment(canonical):
 		s.withheld++
+		s.contentless = append(s.contentless, line.EventID)
 	default:
 		s.none++
 	}
+	for _, id := range erasedIDs(canonical) {
+		s.named[id] = true
+	}
+}
+
+// recordTypes are the event types whose records delete content: a data subject's
+// erasure and the retention policy's. Their canonical form names the events
+// (privacyAction.eventIds).
+var recordTypes = []string{"EVENT_TYPE_PRIVACY_ERASURE", "EVENT_TYPE_RETENTION_APPLIED"}
+
+// erasedIDs lists the events an erasure or retention record names; nil for another event.
+func erasedIDs(canonical []byte) []string {
+	var event struct {
+		EventType     string `json:"eventType"`
+		PrivacyAction struct {
+			EventIDs []any `json:"eventIds"`
+		} `json:"privacyAction"`
+	}
+	if json.Unmarshal(canonical, &event) != nil || !slices.Contains(recordTypes, event.EventType) {
+		return nil
+	}
+	var ids []string
+	for _, id := range event.PrivacyAction.EventIDs {
+		if text, ok := id.(string); ok {
+			ids = append(ids, text)
+		}
+	}
+	return ids
+}
+
+// erased counts the lines without content whose event a record in the bundle names.
+func (s *logSummary) erased() int {
+	n := 0
+	for _, id := range s.contentless {
+		if s.named[id] {
+			n++
+		}
+	}
+	return n
 }
 
 // hasCommitment reports whether a canonical event holds a content commitment, as
@@ -1001,7 +1072,7 @@ func ranges(sequences []uint64) string {
 // checkpoint and the keys that signed it, the sequences it holds and what of the
 // checkpoint it leaves out, whose content is proven; a warning for several logs without
 // -log; where each trusted key came from.
-func summarize(out io.Writer, summaries map[string]*logSummary, keys []note.Verifier, logs []string) {
+func summarize(out io.Writer, summaries map[string]*logSummary, keys []note.Verifier, logs []string, sc *scope) {
 	ids := slices.Sorted(maps.Keys(summaries))
 	for _, id := range ids {
 		s := summaries[id]
@@ -1023,13 +1094,31 @@ func summarize(out io.Writer, summaries map[string]*logSummary, keys []note.Veri
 		}
 		fmt.Fprintf(out, "log %s: %d event(s) at sequences %s; %s\n", id, n, ranges(s.sequences), coverage)
 		content := fmt.Sprintf("log %s: content verified for %d event(s)", id, s.content)
-		if s.withheld > 0 {
-			content += fmt.Sprintf("; %d without content (erased or withheld): their content is not proven", s.withheld)
+		erased := s.erased()
+		if erased > 0 {
+			content += fmt.Sprintf("; %d erased (named by an erasure or retention record in the bundle)", erased)
+		}
+		if rest := s.withheld - erased; rest > 0 {
+			why := "without content (erased or withheld)"
+			if sc != nil && sc.logID == id && sc.strings["content"] == "included" {
+				why = "without content though the scope says it was included, and no erasure record in the " +
+					"bundle names them (erased by a record not in the bundle, or their content removed from the line)"
+			} else if sc != nil && sc.logID == id {
+				why = fmt.Sprintf("without content (%s, the scope says)", sc.strings["content"])
+			}
+			content += fmt.Sprintf("; %d %s: their content is not proven", rest, why)
 		}
 		if s.none > 0 {
 			content += fmt.Sprintf("; %d with no content fields", s.none)
 		}
 		fmt.Fprintln(out, content)
+	}
+	if sc != nil {
+		for _, line := range sc.lines() {
+			fmt.Fprintln(out, line)
+		}
+	} else {
+		fmt.Fprintln(out, noScope)
 	}
 	if len(ids) > 1 && len(logs) == 0 {
 		fmt.Fprintf(out, "warning: the bundle holds %d logs (%s): an export is of one log; pass --log with the one you expect\n",
@@ -1038,4 +1127,262 @@ func summarize(out io.Writer, summaries map[string]*logSummary, keys []note.Veri
 	for _, k := range keys {
 		fmt.Fprintf(out, "verifier key %s: given with --verifier-key\n", keyName(k))
 	}
+}
+
+// The scope line: {"scope": {...}}, the bundle's first line since aiaudit's writers
+// record what an export was made for (its access record's action). Its fields, by action.
+const (
+	searchExport = "search.export"
+	exportBundle = "integrity.export_bundle"
+	maxInt63     = uint64(math.MaxInt64)
+)
+
+type scopeField struct{ name, kind string }
+
+var scopeCommon = []scopeField{
+	{"action", "a string"}, {"log_id", "a string"}, {"tree_size", "an integer"},
+	{"exported_at", "a string"}, {"requested_by", "a string"}, {"access_record", "a string"},
+	{"content", "a string"},
+}
+
+var scopeOwn = map[string][]scopeField{
+	searchExport: {{"filter", "a string"}, {"query", "a string"}, {"order_by", "a string"}, {"up_to_sequence", "an integer"}},
+	exportBundle: {{"start", "an integer"}, {"end", "an integer"}},
+}
+
+// contentSaid is how the summary says each value of the scope's content.
+var contentSaid = map[string]string{
+	"included":                  "content included",
+	"left out: --no-content":    "content left out (--no-content)",
+	"withheld: no content.read": "content withheld (the exporter has no content.read)",
+}
+
+const noScope = "scope: none in the bundle (written before bundles recorded their scope, or its first " +
+	"line removed): nothing says what the export was for"
+
+// scope is a bundle's scope line, read.
+type scope struct {
+	line    int
+	action  string
+	logID   string
+	strings map[string]string
+	ints    map[string]uint64
+}
+
+// span is the sequences [a, b) every line must lie in.
+func (s *scope) span() (uint64, uint64) {
+	if s.action == searchExport {
+		return 0, s.ints["up_to_sequence"]
+	}
+	return s.ints["start"], s.ints["end"]
+}
+
+// lines is the summary's scope lines, in aiaudit's words.
+func (s *scope) lines() []string {
+	what := ""
+	if s.action == searchExport {
+		what = fmt.Sprintf("scope: filter %s; query %s; order_by %s; events before sequence %d",
+			pyRepr(s.strings["filter"]), pyRepr(s.strings["query"]), pyRepr(s.strings["order_by"]), s.ints["up_to_sequence"])
+	} else {
+		what = fmt.Sprintf("scope: sequences %d..%d", s.ints["start"], s.ints["end"]-1)
+	}
+	what += fmt.Sprintf("; checkpoint size %d; %s", s.ints["tree_size"], contentSaid[s.strings["content"]])
+	return []string{
+		fmt.Sprintf("scope (line %d): the exporter's claim, which no signature covers; checked against the "+
+			"proven lines: its log, checkpoint size and sequences", s.line),
+		fmt.Sprintf("scope: %s of log %s requested by %s at %s; access record %s (an event of the log "+
+			"written after this checkpoint: match it there)", s.action, pyRepr(s.logID),
+			pyRepr(s.strings["requested_by"]), pyRepr(s.strings["exported_at"]), pyRepr(s.strings["access_record"])),
+		what,
+	}
+}
+
+// scopeObject reports whether a line is a scope line: one JSON object, read whole (a
+// name twice in it, at any depth, makes it a malformed line, as aiaudit reads it), with
+// a member named scope. It returns the object's members.
+func scopeObject(text []byte) ([]member, bool) {
+	if !utf8.Valid(text) {
+		return nil, false
+	}
+	decoder := json.NewDecoder(bytes.NewReader(text))
+	var whole json.RawMessage
+	if decoder.Decode(&whole) != nil {
+		return nil, false
+	}
+	if _, err := decoder.Token(); err != io.EOF || jsonKind(whole) != "an object" {
+		return nil, false
+	}
+	members, err := objectMembers(whole)
+	if err != nil || !slices.ContainsFunc(members, func(m member) bool { return m.name == "scope" }) {
+		return nil, false
+	}
+	for _, m := range members {
+		if m.name == "scope" && jsonKind(m.value) == "an object" {
+			if _, err := objectMembers(m.value); err != nil {
+				return nil, false
+			}
+		}
+	}
+	return members, true
+}
+
+// scopes is the bundle's scope line and what its lines refute of it.
+type scopes struct {
+	scope      *scope
+	first      int  // the line of the first scope line (0: none)
+	afterFirst bool // an event line was read already
+	held       map[uint64]bool
+}
+
+// read reads a scope line: the scope if it is the bundle's first line, else why not.
+func (s *scopes) read(members []member, number int) string {
+	if s.first != 0 {
+		return fmt.Sprintf("a second scope line (line %d holds the first): an export writes one, so "+
+			"bundles were joined", s.first)
+	}
+	if s.afterFirst {
+		return "a scope line must be the bundle's first line (an export writes it first)"
+	}
+	s.first = number
+	sc, err := parseScope(members, number)
+	if err != nil {
+		return "malformed scope: " + err.Error()
+	}
+	s.scope = sc
+	return ""
+}
+
+// parseScope checks a scope line's fields in aiaudit's order and words.
+func parseScope(members []member, number int) (*scope, error) {
+	var unknown []string
+	var value json.RawMessage
+	for _, m := range members {
+		if m.name == "scope" {
+			value = m.value
+		} else {
+			unknown = append(unknown, m.name)
+		}
+	}
+	if len(unknown) > 0 {
+		return nil, fmt.Errorf("unknown field %s: a scope line holds only 'scope'", pyRepr(slices.Min(unknown)))
+	}
+	if kind := jsonKind(value); kind != "an object" {
+		return nil, fmt.Errorf("field 'scope' must be an object, not %s", kind)
+	}
+	fields, _ := objectMembers(value) // read by scopeObject already
+	byName := map[string]json.RawMessage{}
+	for _, f := range fields {
+		byName[f.name] = f.value
+	}
+	raw, ok := byName["action"]
+	if !ok {
+		return nil, errors.New("field 'action' is missing")
+	}
+	if kind := jsonKind(raw); kind != "a string" {
+		return nil, fmt.Errorf("field 'action' must be a string, not %s", kind)
+	}
+	var action string
+	_ = json.Unmarshal(raw, &action)
+	own, ok := scopeOwn[action]
+	if !ok {
+		return nil, fmt.Errorf("action %s is not one of %s, %s", pyRepr(action), exportBundle, searchExport)
+	}
+	kinds := append(slices.Clone(scopeCommon), own...)
+	var names []string
+	for _, k := range kinds {
+		names = append(names, k.name)
+	}
+	slices.Sort(names)
+	unknown = nil
+	for _, f := range fields {
+		if !slices.Contains(names, f.name) {
+			unknown = append(unknown, f.name)
+		}
+	}
+	if len(unknown) > 0 {
+		return nil, fmt.Errorf("unknown field %s: a %s scope holds %s", pyRepr(slices.Min(unknown)), action,
+			strings.Join(names, ", "))
+	}
+	sc := &scope{line: number, action: action, strings: map[string]string{}, ints: map[string]uint64{}}
+	for _, k := range kinds {
+		raw, ok := byName[k.name]
+		if !ok {
+			return nil, fmt.Errorf("field %s is missing", pyRepr(k.name))
+		}
+		if kind := jsonKind(raw); kind != k.kind {
+			return nil, fmt.Errorf("field %s must be %s, not %s", pyRepr(k.name), k.kind, kind)
+		}
+		if k.kind == "an integer" {
+			n, err := strconv.ParseUint(string(raw), 10, 64)
+			if err != nil || n > maxInt63 {
+				return nil, fmt.Errorf("field %s must be from 0 to %d, not %s", pyRepr(k.name), maxInt63, raw)
+			}
+			sc.ints[k.name] = n
+		} else {
+			var text string
+			_ = json.Unmarshal(raw, &text)
+			sc.strings[k.name] = text
+		}
+	}
+	sc.logID = sc.strings["log_id"]
+	if content := sc.strings["content"]; contentSaid[content] == "" {
+		return nil, fmt.Errorf("content %s is not one of 'included', 'left out: --no-content', "+
+			"'withheld: no content.read'", pyRepr(content))
+	}
+	size := sc.ints["tree_size"]
+	if action == searchExport && sc.ints["up_to_sequence"] > size {
+		return nil, fmt.Errorf("up_to_sequence %d is past tree_size %d", sc.ints["up_to_sequence"], size)
+	}
+	if start, end := sc.ints["start"], sc.ints["end"]; action == exportBundle && !(start < end && end <= size) {
+		return nil, fmt.Errorf("start %d and end %d are no range within tree_size %d", start, end, size)
+	}
+	return sc, nil
+}
+
+// hold notes a line's sequence, read whole, if it is of the scope's log (for incomplete).
+func (s *scopes) hold(line bundleLine) {
+	if s.scope != nil && line.LogID == s.scope.logID {
+		s.held[*line.Sequence] = true
+	}
+}
+
+// refutedBy names what of the scope a line refutes: another log, a sequence outside it.
+func (s *scopes) refutedBy(line bundleLine) []string {
+	sc := s.scope
+	if sc == nil {
+		return nil
+	}
+	if line.LogID != sc.logID {
+		return []string{fmt.Sprintf("log %s is not the scope's log %s (line %d)", pyRepr(line.LogID), pyRepr(sc.logID), sc.line)}
+	}
+	a, b := sc.span()
+	switch seq := *line.Sequence; {
+	case a <= seq && seq < b:
+		return nil
+	case sc.action == searchExport:
+		return []string{fmt.Sprintf("sequence %d is not below the scope's up_to_sequence %d (line %d)", seq, b, sc.line)}
+	default:
+		return []string{fmt.Sprintf("sequence %d is not within the scope's sequences %d..%d (line %d)", seq, a, b-1, sc.line)}
+	}
+}
+
+// incomplete names a range export (start..end) that lacks some of its range: lines removed.
+func (s *scopes) incomplete() string {
+	sc := s.scope
+	if sc == nil || sc.action != exportBundle {
+		return ""
+	}
+	start, end := sc.ints["start"], sc.ints["end"]
+	held := uint64(0)
+	for seq := range s.held {
+		if start <= seq && seq < end {
+			held++
+		}
+	}
+	want := end - start
+	if held == want {
+		return ""
+	}
+	return fmt.Sprintf("the scope's sequences %d..%d are %d event(s) of log %s, and the bundle holds %d of "+
+		"them: %d missing", start, end-1, want, pyRepr(sc.logID), held, want-held)
 }

@@ -8,7 +8,7 @@ SQLite has no grants), then granted back.
 from __future__ import annotations
 
 import contextlib
-import json
+import datetime as dt
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,11 +23,13 @@ from grpc_status import rpc_status
 from aiaudit.cli.main import main
 from aiaudit.common import access
 from aiaudit.common.store import SqlEventStore, open_store
+from aiaudit.integrity import storage
 from aiaudit.integrity.signers import FileKeys
 from aiaudit.integrity.v1 import integrity_service_pb2 as pb
 from tests.conftest import Postgres
 from tests.helpers import access_records, wait_until
 from tests.integrity.conftest import ORIGIN_PREFIX, Notaries, append, login, start_suite
+from tests.integrity.test_cli import event_lines, said, scope_of
 from tests.integrity.test_notary import covers
 from tests.integrity.test_service import append as ingest
 from tests.integrity.test_service import checkpoint_covers, integrity
@@ -199,10 +201,10 @@ def test_export_bundle_is_recorded_in_the_exported_log(
     first, second = records
     size = first.attributes["access.tree_size"].int_value
     assert size >= 4
-    assert len(whole.read_text().splitlines()) == size
-    assert all("content" in json.loads(line) for line in whole.read_text().splitlines()[:4])
-    assert [json.loads(line)["sequence"] for line in part.read_text().splitlines()] == [1, 2]
-    assert not any("content" in json.loads(line) for line in part.read_text().splitlines())
+    assert len(event_lines(whole)) == size
+    assert all("content" in line for line in event_lines(whole)[:4])
+    assert [line["sequence"] for line in event_lines(part)] == [1, 2]
+    assert not any("content" in line for line in event_lines(part))
     user = sa.make_url(notaries.url).username or ""  # SQLite: no login
     expected = [
         {"start": 0, "end": size, "include_content": True},
@@ -217,6 +219,71 @@ def test_export_bundle_is_recorded_in_the_exported_log(
         assert got["access.include_content"].bool_value is want["include_content"]
         assert got["access.database_user"].string_value == user  # the login that read
     assert second.attributes["access.tree_size"].int_value >= size
+
+
+def test_an_export_bundle_names_its_access_record_and_says_what_it_holds(
+    store_url: str,
+    store: SqlEventStore,
+    notaries: Notaries,
+    tenant: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A bundle did not say what it was made for: an auditor handed one could not tell the
+    log, range, checkpoint, time or exporter it claims, nor match it with the log's record
+    of the export. Its first line now says so, naming that record; `verify --bundle` prints
+    it as the exporter's claim. The record is written after the checkpoint is taken, so the
+    bundle's checkpoint never covers it: it is matched in the log."""
+    append(store, tenant, 4)
+    keys = FileKeys(ORIGIN_PREFIX, tmp_path / "key.pem")
+    notaries.start(keys)
+    wait_until(lambda: covers(notaries.url, tenant, 4))
+    config = write_config(tmp_path, store_url, notaries.url)
+    monkeypatch.setenv("USER", "dpo@example.test")
+    export = ["integrity", "export-bundle", "--config", str(config), "--log", tenant]
+    whole, part = tmp_path / "whole.jsonl", tmp_path / "part.jsonl"
+    assert main([*export, str(whole)]) == 0
+    assert main([*export, "--start", "1", "--count", "2", "--no-content", str(part)]) == 0
+    records = access_records(store_url, tenant)
+    key = keys.verifier_keys()[0].encode()
+    capsys.readouterr()
+    wanted = [(0, None, "included", "content included"), (1, 3, "left out: --no-content",
+              "content left out (--no-content)")]  # fmt: skip
+    for path, record, (start, end, content, shown) in zip(
+        (whole, part), records, wanted, strict=True
+    ):
+        size = record.attributes["access.tree_size"].int_value
+        end = size if end is None else end
+        scope = scope_of(path)
+        assert scope == {
+            "action": EXPORT,
+            "log_id": tenant,
+            "tree_size": size,
+            "exported_at": scope["exported_at"],
+            "requested_by": "dpo@example.test",
+            "access_record": record.event_id,
+            "content": content,
+            "start": start,
+            "end": end,
+        }
+        when = dt.datetime.strptime(scope["exported_at"], "%Y-%m-%dT%H:%M:%S.%f%z")
+        assert abs(when - record.occurred_time.ToDatetime(dt.UTC)) < dt.timedelta(minutes=1)
+        with store.engine.connect() as conn:  # past the checkpoint: no line can prove it
+            at = storage.entry_sequence(conn, tenant, record.event_id)
+        assert at is not None and at >= size
+        check = ["verify", "--bundle", str(path), "--verifier-key", key, "--log", tenant]
+        assert main([*check, "--origin-prefix", ORIGIN_PREFIX]) == 0
+        told = said(capsys)
+        assert told[3:6] == [
+            "scope (line 1): the exporter's claim, which no signature covers; checked against "
+            "the proven lines: its log, checkpoint size and sequences",
+            f"scope: {EXPORT} of log {tenant!r} requested by 'dpo@example.test' at "
+            f"{scope['exported_at']!r}; access record {record.event_id!r} (an event of the log "
+            "written after this checkpoint: match it there)",
+            f"scope: sequences {start}..{end - 1}; checkpoint size {size}; {shown}",
+        ], told
+        assert told[-1] == f"{end - start} event(s) checked, 0 problem(s)"
 
 
 def test_export_bundle_without_its_access_record_writes_no_bundle(
@@ -367,7 +434,7 @@ def test_export_bundle_records_through_another_login_of_the_same_database(
     export = ["integrity", "export-bundle", "--config", str(config), "--log", tenant]
 
     assert main([*export, "--record-database-url", record_url, str(out)]) == 0
-    assert [json.loads(line)["sequence"] for line in out.read_text().splitlines()] == [0, 1, 2]
+    assert [line["sequence"] for line in event_lines(out)] == [0, 1, 2]
     (record,) = access_records(store_url, tenant)  # read back from log L itself
     assert record.attributes["access.action"].string_value == EXPORT
     assert record.attributes["access.end"].int_value == 3

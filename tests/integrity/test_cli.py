@@ -85,6 +85,35 @@ def proved_lines(
     ]
 
 
+def scope_line(text: str | bytes) -> bool:
+    """Whether a bundle line is its scope line (``{"scope": ...}``), not an event's."""
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(obj, dict) and "scope" in obj
+
+
+def event_lines(text: Path | str | bytes) -> list[Line]:
+    """A bundle's event lines (a file's, or its text), its scope line left out."""
+    if isinstance(text, Path):
+        text = text.read_text()
+    if isinstance(text, bytes):
+        text = text.decode()
+    return [json.loads(t) for t in text.splitlines() if t.strip() and not scope_line(t)]
+
+
+def scope_of(text: Path | str | bytes) -> dict[str, Any]:
+    """A bundle's scope: its first line's ``scope`` object."""
+    if isinstance(text, Path):
+        text = text.read_text()
+    if isinstance(text, bytes):
+        text = text.decode()
+    first = json.loads(text.splitlines()[0])
+    assert set(first) == {"scope"}, first
+    return dict(first["scope"])
+
+
 def key_of(tmp_path: Path) -> str:
     return note.file_signer(ORIGIN_PREFIX, tmp_path / "key.pem").verifier_key.encode()
 
@@ -142,6 +171,7 @@ def test_a_bundle_that_verifies_says_what_was_proven(
         "bundle; lines not in sequence order",
         f"log {TENANT}: content verified for 4 event(s); 1 without content (erased or "
         "withheld): their content is not proven",
+        bundle.NO_SCOPE,
         f"verifier key {key_name(key)}: given with --verifier-key",
         "5 event(s) checked, 0 problem(s)",
     ]

@@ -10,7 +10,6 @@ the export's access record is committed.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import re
 import stat
@@ -28,7 +27,7 @@ from aiaudit.common.store.schema import content_keys
 from aiaudit.integrity.signers import FileKeys
 from tests.helpers import access_records, interaction, wait_until
 from tests.integrity.conftest import ORIGIN_PREFIX, Notaries, append
-from tests.integrity.test_cli import checkpointed, said, verify
+from tests.integrity.test_cli import checkpointed, event_lines, said, verify
 from tests.integrity.test_notary import covers
 
 
@@ -118,7 +117,7 @@ def test_a_bundle_is_readable_by_its_owner_only(
     out.chmod(0o644)
     assert main([*exporting(store_url, notaries, tenant), str(out)]) == 0
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
-    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    lines = event_lines(out)
     assert len(lines) >= 3 and all("content" in line for line in lines[:3])
     key = keys.verifier_keys()[0].encode()
     assert verify(out, key, "--origin-prefix", ORIGIN_PREFIX, "--log", tenant) == 0
@@ -204,7 +203,7 @@ def test_events_past_the_latest_checkpoint_are_refused_not_left_out(
     assert access_records(store_url, tenant) == []  # refused before anything was recorded
 
     def sequences(path: Path) -> list[int]:
-        return [json.loads(line)["sequence"] for line in path.read_text().splitlines()]
+        return [line["sequence"] for line in event_lines(path)]
 
     written = r"(\d+) event\(s\) written to (\S+): sequences (\d+)\.\.(\d+) of (\S+) against "
     written += r"checkpoint size (\d+) \(root ([A-Za-z0-9+/=]{44})\)"

@@ -25,6 +25,7 @@ from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.ingest.v1 import ingest_service_pb2 as ingest_pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as ingest_grpc
 from aiaudit.integrity import note
+from aiaudit.integrity.bundle import NO_SCOPE
 from aiaudit.integrity.note import file_signer
 from aiaudit.integrity.signers import TransitKeys
 from aiaudit.integrity.v1 import integrity_service_pb2 as pb
@@ -32,7 +33,15 @@ from tests import go_verifier as go
 from tests.conftest import Running
 from tests.helpers import interaction, wait_until
 from tests.integrity.conftest import ORIGIN_PREFIX, Vault
-from tests.integrity.test_cli import TENANT, key_of, make_bundle, proved_lines, write
+from tests.integrity.test_cli import (
+    TENANT,
+    event_lines,
+    key_of,
+    make_bundle,
+    proved_lines,
+    scope_line,
+    write,
+)
 from tests.integrity.test_service import checkpoint_covers, integrity
 from tests.integrity.test_vault import bootstrapped
 
@@ -64,7 +73,7 @@ def exported(
     export = ["integrity", "export-bundle", "--database-url", notary_url, "--log", tenant]
     export += ["--record-database-url", store_url, "--requested-by", "auditor"]
     assert main([*export, "--count", "4", str(path)]) == 0
-    return [json.loads(t) for t in path.read_text().splitlines()]
+    return event_lines(path)
 
 
 def verified(result: subprocess.CompletedProcess[str], n: int) -> bool:
@@ -75,7 +84,9 @@ def verified(result: subprocess.CompletedProcess[str], n: int) -> bool:
         result.returncode == 0
         and last == f"{n} event(s) checked, 0 problem(s)"
         and bool(summary)
-        and all(line.startswith(("log ", "warning: ", "verifier key ")) for line in summary)
+        and all(
+            line.startswith(("log ", "scope", "warning: ", "verifier key ")) for line in summary
+        )
     )
 
 
@@ -489,7 +500,7 @@ def both(
     independent = go.run(go_verifier, *check, *(o.replace("--", "-", 1) for o in options), path)
     assert independent.returncode == status, independent.stdout + independent.stderr
     *go_lines, count = independent.stdout.splitlines()
-    n = sum(1 for line in path.read_text().splitlines() if line.strip())
+    n = sum(1 for line in path.read_text().splitlines() if line.strip() and not scope_line(line))
     assert count == f"{n} event(s) checked, {len(problems)} problem(s)"
     if status:
         assert go_lines == problems, independent.stdout
@@ -588,6 +599,7 @@ def test_a_bundle_that_verifies_is_summarized_per_log_in_aiaudits_words(
         "log t2: 4 event(s) at sequences 0..1, 3..4; 1 of the checkpoint's 5 not in the bundle",
         "log t2: content verified for 2 event(s); 1 without content (erased or withheld):"
         " their content is not proven; 1 with no content fields",
+        NO_SCOPE,
     ]
     keys = [
         f"verifier key {named}: given with --verifier-key",

@@ -245,7 +245,7 @@ def test_offline_bundle_round_trip_and_tampering(
     export += ["--record-database-url", store_url, "--requested-by", "auditor"]
     assert main([*export, "--count", "5", str(bundle)]) == 0
     lines = bundle.read_text().splitlines()
-    assert len(lines) == 5
+    assert len(lines) == 6  # the scope, then the events
     check = ["verify", "--bundle", str(bundle), "--verifier-key", key]
     check += ["--origin-prefix", ORIGIN_PREFIX]
     assert main(check) == 0
@@ -253,17 +253,17 @@ def test_offline_bundle_round_trip_and_tampering(
     import base64
     import json
 
-    line = json.loads(lines[2])
+    line = json.loads(lines[3])
     line["canonical"] = base64.b64encode(
         base64.b64decode(line["canonical"]).replace(b'"gpt-4o"', b'"gpt-4x"')
     ).decode()
-    assert line["canonical"] != json.loads(lines[2])["canonical"]
-    lines[2] = json.dumps(line)
+    assert line["canonical"] != json.loads(lines[3])["canonical"]
+    lines[3] = json.dumps(line)
     bundle.write_text("\n".join(lines) + "\n")
     capsys.readouterr()
     assert main(check) == 1
     out = capsys.readouterr().out
-    assert f"line 3 event {line['event_id']}: inclusion proof" in out
+    assert f"line 4 event {line['event_id']}: inclusion proof" in out
 
 
 def test_a_proof_that_does_not_verify_is_never_served(

@@ -27,6 +27,7 @@ import yaml
 
 from aiaudit.cli.main import main
 from aiaudit.common import client
+from aiaudit.common.erasure import erase
 from aiaudit.common.store import open_store
 from aiaudit.integrity.v1 import integrity_service_pb2 as ipb
 from aiaudit.integrity.v1 import integrity_service_pb2_grpc as ipb_grpc
@@ -35,7 +36,9 @@ from tests import go_verifier as go
 from tests.conftest import Postgres, serve_suite, subprocess_env
 from tests.helpers import field_violations, interaction, wait_until
 from tests.integrity.conftest import ORIGIN_PREFIX, login
+from tests.integrity.test_cli import event_lines, scope_of
 from tests.search.conftest import NOT_ACCESS, SearchSuite, suite_of
+from tests.search.test_access_details import attribute, records, said
 
 
 def start_proof_suite(
@@ -162,7 +165,8 @@ def test_exported_bundle_verifies_offline_and_names_tampered_events(
         ]
     )
     assert code == 0
-    lines = [json.loads(t) for t in bundle.read_text().splitlines()]
+    scope = bundle.read_text().splitlines()[0]
+    lines = event_lines(bundle)
     assert [line["event_id"] for line in lines] == ids
     assert all(line["log_id"] == tenant for line in lines)
     assert all(line["content"] for line in lines)  # the officer may read content
@@ -183,15 +187,120 @@ def test_exported_bundle_verifies_offline_and_names_tampered_events(
     lines[1]["content"] = {k: "rewritten" for k in lines[1]["content"]}
     committed = base64.b64decode(lines[4]["canonical"])
     lines[4]["canonical"] = base64.b64encode(committed.replace(b"gpt-4o", b"gpt-4x")).decode()
-    bundle.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    bundle.write_text(scope + "\n" + "".join(json.dumps(line) + "\n" for line in lines))
     bad = verify_cli(bundle, key)
     assert bad.returncode == 1
     named = {line.split()[3].rstrip(":") for line in bad.stdout.splitlines()}
     assert named == {"p-1", "p-4"}, bad.stdout
-    assert "line 5 event p-4: inclusion proof" in bad.stdout
+    assert "line 6 event p-4: inclusion proof" in bad.stdout
     independent = go.run(go_verifier, *go_check)
     assert independent.returncode == 1
     assert {line.split()[3].rstrip(":") for line in independent.stdout.splitlines()[:-1]} == named
+
+
+def test_an_export_bundle_names_its_access_record_and_says_what_it_holds(
+    proof_suite: SearchSuite,
+    store_url: str,
+    request: pytest.FixtureRequest,
+    tenant: str,
+    tmp_path: Path,
+    go_verifier: Path,
+) -> None:
+    """A bundle did not say what it was made for (tenant, filter, query, order, checkpoint,
+    snapshot, time, exporter), nor which access record of the log is its export's: an auditor
+    handed one could not tell what it claims, nor match it with the log. Its first line now
+    says so, as the record does (which now also names the checkpoint and whether content was
+    included); `verify --bundle` prints it as the exporter's claim. The record is written
+    after the checkpoint is taken, so the bundle cannot prove it: its id is matched in the
+    log. A line without content says why when the bundle can: erased, named by an erasure
+    record the export holds; or, with content included, a line stripped of it is not taken
+    for an erased one."""
+    events = [interaction(tenant, f"s-{i}", text=f"secret {i}", user="alice") for i in range(3)]
+    proof_suite.append([*events, interaction(tenant, "s-3", user="bob")])
+    if store_url.startswith("postgresql"):  # as `aiaudit erase` runs: the privacy role
+        pg: Postgres = request.getfixturevalue("own_postgres")
+        privacy = open_store(pg.privacy_url, keys=proof_suite.suite.store.keys)
+        try:
+            erase(privacy, tenant, "art. 17", "dpo", event_ids=["s-1"])
+        finally:
+            privacy.close()
+    else:
+        erase(proof_suite.suite.store, tenant, "art. 17", "dpo", event_ids=["s-1"])
+    proof_suite.wait_indexed(tenant, 5)
+    wanted = 'actor.user_id = "alice" OR event_type = "EVENT_TYPE_PRIVACY_ERASURE"'
+    bundle = tmp_path / "export.jsonl"
+    key = proof_suite.keys["compliance_officer"]
+    command = ["export", "--address", proof_suite.address, f"--api-key={key}"]
+    command += ["--tenant", tenant, "--filter", wanted, "--include-proofs", "--output", str(bundle)]
+    assert main(command) == 0
+    lines = event_lines(bundle)
+    assert [line["event_id"] for line in lines][:3] == ["s-0", "s-1", "s-2"]
+    assert "content" not in lines[1]  # erased
+    (record,) = records(proof_suite, tenant, "search.export")
+    size = attribute(record, "tree_size")
+    assert attribute(record, "include_content") is True
+    assert said(record)["filter"] == wanted
+    scope = scope_of(bundle)
+    assert scope == {
+        "action": "search.export",
+        "log_id": tenant,
+        "tree_size": size,
+        "exported_at": scope["exported_at"],
+        "requested_by": record.actor.user_id,
+        "access_record": record.event_id,
+        "content": "included",
+        "filter": wanted,
+        "query": "",
+        "order_by": "sequence asc",
+        "up_to_sequence": attribute(record, "up_to_sequence"),
+    }
+    assert all(line["tlog_proof"].split("\n\n", 1)[1].split("\n")[1] == str(size) for line in lines)
+    at = {e.event_id: e.sequence for e in proof_suite.suite.store.read_log(tenant, 0, 1000)}
+    assert at[record.event_id] >= size  # past the checkpoint: no line can prove the record
+
+    verifier = integrity_stub(proof_suite).GetVerifierKey(ipb.GetVerifierKeyRequest())
+    verifier_key = verifier.verifier_keys[0]
+    ok = verify_cli(bundle, verifier_key)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    told = [line for line in ok.stderr.splitlines() if not line.startswith("{")]
+    assert told[2] == (  # the erasure record holds content too (its reason)
+        f"log {tenant}: content verified for 3 event(s); 1 erased (named by an erasure or "
+        "retention record in the bundle)"
+    )
+    assert told[3:6] == [
+        "scope (line 1): the exporter's claim, which no signature covers; checked against the "
+        "proven lines: its log, checkpoint size and sequences",
+        f"scope: search.export of log {tenant!r} requested by {record.actor.user_id!r} at "
+        f"{scope['exported_at']!r}; access record {record.event_id!r} (an event of the log "
+        "written after this checkpoint: match it there)",
+        f"scope: filter {wanted!r}; query ''; order_by 'sequence asc'; events before sequence "
+        f"{scope['up_to_sequence']}; checkpoint size {size}; content included",
+    ], told
+    go_check = ["bundle", "-verifier-key", verifier_key, "-origin-prefix", ORIGIN_PREFIX, bundle]
+    independent = go.run(go_verifier, *go_check)
+    assert independent.returncode == 0, independent.stdout
+    assert independent.stdout.splitlines()[:-1] == told[:-1]
+
+    # A genuine line stripped of its content is not taken for an erased one.
+    first, *rest = bundle.read_text().splitlines(keepends=True)
+    stripped = {k: v for k, v in json.loads(rest[0]).items() if k not in ("salt", "content")}
+    bundle.write_text(first + json.dumps(stripped) + "\n" + "".join(rest[1:]))
+    ok = verify_cli(bundle, verifier_key)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert (
+        "1 without content though the scope says it was included, and no erasure record in the "
+        "bundle names them (erased by a record not in the bundle, or their content removed from "
+        "the line): their content is not proven"
+    ) in ok.stderr
+    # A scope edited where a line refutes it (another tenant) is named on every line.
+    edited = json.loads(first)
+    edited["scope"]["log_id"] = "t-other"
+    bundle.write_text(json.dumps(edited) + "\n" + "".join(rest))
+    bad = verify_cli(bundle, verifier_key)
+    assert bad.returncode == 1
+    assert f"line 2 event s-0: log {tenant!r} is not the scope's log 't-other' (line 1)" in (
+        bad.stdout.splitlines()
+    )
 
 
 def test_an_export_with_proofs_sends_their_checkpoint_in_its_first_message(
@@ -212,7 +321,7 @@ def test_an_export_with_proofs_sends_their_checkpoint_in_its_first_message(
     assert not any(c.HasField("checkpoint") for c in chunks[1:])
     checkpoint = chunks[0].checkpoint
     assert checkpoint.log_id == tenant and checkpoint.tree_size >= len(ids)
-    lines = [json.loads(t) for t in b"".join(c.data for c in chunks).splitlines()]
+    lines = event_lines(b"".join(c.data for c in chunks))
     assert [line["event_id"] for line in lines] == ids
     assert all(line["tlog_proof"].endswith("\n\n" + checkpoint.signed_note) for line in lines)
 

@@ -69,10 +69,14 @@ def access_event(
     details: Mapping[str, str | int | bool],
     when: dt.datetime,
     quoted: Collection[str] = QUOTING,
+    event_id: str | None = None,
 ) -> event_pb2.Event:
-    """The EVENT_TYPE_AUDIT_ACCESS event describing one read; ``quoted`` details as content."""
+    """The EVENT_TYPE_AUDIT_ACCESS event describing one read; ``quoted`` details as content.
+
+    ``event_id``: the record's id, if the reader chose it (see :func:`new_id`).
+    """
     event = event_pb2.Event(
-        event_id=f"access-{uuid.uuid4()}",
+        event_id=event_id or new_id(),
         tenant_id=tenant,
         event_type=event_pb2.EVENT_TYPE_AUDIT_ACCESS,
         actor=event_pb2.Actor(
@@ -97,6 +101,14 @@ def access_event(
         else:
             slot.string_value = _kept(event, key, str(value), _MOST_ATTRIBUTE)
     return event
+
+
+def new_id() -> str:
+    """A fresh access record id, for a reader that names its record (an export's bundle).
+
+    Picked before the record is submitted, so the reader knows it.
+    """
+    return f"access-{uuid.uuid4()}"
 
 
 _MOST_QUOTED = 64 * 1024
@@ -183,14 +195,16 @@ class AccessLog:
         action: str,
         details: Mapping[str, str | int | bool],
         quoted: Collection[str] = QUOTING,
+        event_id: str | None = None,
     ) -> Future[None]:
         """Queues the access record; the future resolves once it is committed (or fails).
 
         The caller must wait for it (:func:`recorded`) before it answers the
         read. Never raises: a record that cannot even be built fails the future.
+        ``event_id``: the record's id (:func:`new_id`), for a reader that names it.
         """
         try:
-            record = self._prepared(caller, tenant, action, details, quoted)
+            record = self._prepared(caller, tenant, action, details, quoted, event_id)
         except Exception as exc:
             future: Future[None] = Future()
             future.set_exception(exc)
@@ -204,12 +218,13 @@ class AccessLog:
         action: str,
         details: Mapping[str, str | int | bool],
         quoted: Collection[str],
+        event_id: str | None = None,
     ) -> NewEvent:
         """The record, ready to append; raises if it cannot be built."""
         if not tenants.valid(tenant):  # the services refuse it first; never a log of it
             raise ValueError(f"tenant id {tenant!r} is not {tenants.RULE}")
         now = dt.datetime.now(dt.UTC)
-        return prepare(access_event(caller, tenant, action, details, now, quoted), now)
+        return prepare(access_event(caller, tenant, action, details, now, quoted, event_id), now)
 
     def _queued(self, record: NewEvent) -> Future[None]:
         """Queues a prepared record for the writer; the future resolves once it is committed."""

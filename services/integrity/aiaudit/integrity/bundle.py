@@ -27,6 +27,18 @@ agree on the root, or the log was forked. Every line of one log in a bundle
 leads to one checkpoint: both writers prove an export against one, so lines
 of one log with two checkpoints are lines of two exports joined, a problem.
 
+A bundle written since 2026-12-07 starts with one **scope line**,
+``{"scope": {...}}``: what the export was made for (its ``action``,
+``log_id``, the checkpoint's ``tree_size``, ``exported_at``,
+``requested_by``, the event id of its ``access_record`` in the log, whether
+``content`` was included, and the search's ``filter``, ``query``,
+``order_by`` and ``up_to_sequence`` or the range ``start``..``end``). No
+signature covers it: it is the exporter's claim. What the lines prove is
+checked against it (their log, their checkpoint's size, their sequences,
+and for a range every sequence of it), and the rest is printed as a claim,
+to match with the access record the log holds (:class:`Scope`). Bundles
+without one (older ones) verify as before.
+
 Two writers produce this format: :func:`export` here (``aiaudit integrity
 export-bundle``, straight from the store: a log's events in order, written
 only once the command has committed the export's access record to the log)
@@ -52,7 +64,7 @@ from typing import IO, Any, TypeVar
 
 import sqlalchemy as sa
 
-from aiaudit.common import canonical
+from aiaudit.common import canonical, erasure
 from aiaudit.common.store import SqlEventStore
 from aiaudit.common.store.schema import logs
 from aiaudit.common.store.sql import READ_BYTES
@@ -144,6 +156,150 @@ def event_line(
         line["salt"] = base64.b64encode(salt).decode()
         line["content"] = dict(content)
     return json.dumps(line, separators=(",", ":"), sort_keys=True)
+
+
+SEARCH_EXPORT = "search.export"
+EXPORT_BUNDLE = "integrity.export_bundle"
+_SCOPE_COMMON: tuple[tuple[str, type], ...] = (
+    ("action", str),
+    ("log_id", str),
+    ("tree_size", int),
+    ("exported_at", str),
+    ("requested_by", str),
+    ("access_record", str),
+    ("content", str),
+)
+_SCOPE_OWN: dict[str, tuple[tuple[str, type], ...]] = {
+    SEARCH_EXPORT: (("filter", str), ("query", str), ("order_by", str), ("up_to_sequence", int)),
+    EXPORT_BUNDLE: (("start", int), ("end", int)),
+}
+"""A scope's fields, by its action (the ``access.action`` of the export's record)."""
+CONTENT_INCLUDED = "included"
+CONTENT_LEFT_OUT = "left out: --no-content"
+CONTENT_WITHHELD = "withheld: no content.read"
+_CONTENT_SAID = {
+    CONTENT_INCLUDED: "content included",
+    CONTENT_LEFT_OUT: "content left out (--no-content)",
+    CONTENT_WITHHELD: "content withheld (the exporter has no content.read)",
+}
+_MOST = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class Scope:
+    """A bundle's scope line: what its exporter says the export was made for.
+
+    Nothing signs it. :func:`verify_bundle` checks what the proven lines can
+    refute (their log, checkpoint size and sequences) and prints the rest as
+    the exporter's claim, whose ``access_record`` names the export's own
+    record in the log: the record is written after the export's checkpoint
+    is taken, so that checkpoint never covers it.
+    """
+
+    line: int
+    action: str
+    log_id: str
+    tree_size: int
+    exported_at: str
+    requested_by: str
+    access_record: str
+    content: str
+    filter: str = ""
+    query: str = ""
+    order_by: str = ""
+    up_to_sequence: int = 0
+    start: int = 0
+    end: int = 0
+
+    def span(self) -> tuple[int, int]:
+        """The sequences ``[a, b)`` every line must lie in."""
+        if self.action == SEARCH_EXPORT:
+            return 0, self.up_to_sequence
+        return self.start, self.end
+
+    def outside(self, sequence: int) -> str:
+        """Why a line at ``sequence`` is not one of the scope's, or ''."""
+        a, b = self.span()
+        if a <= sequence < b:
+            return ""
+        if self.action == SEARCH_EXPORT:
+            return (
+                f"sequence {sequence} is not below the scope's up_to_sequence {b} "
+                f"(line {self.line})"
+            )
+        return (
+            f"sequence {sequence} is not within the scope's sequences {a}..{b - 1} "
+            f"(line {self.line})"
+        )
+
+    def lines(self) -> list[str]:
+        """The summary's scope lines (see ``verify --bundle`` in the README)."""
+        head = (
+            f"scope (line {self.line}): the exporter's claim, which no signature covers; "
+            "checked against the proven lines: its log, checkpoint size and sequences"
+        )
+        who = (
+            f"scope: {self.action} of log {self.log_id!r} requested by {self.requested_by!r} "
+            f"at {self.exported_at!r}; access record {self.access_record!r} (an event of the "
+            "log written after this checkpoint: match it there)"
+        )
+        if self.action == SEARCH_EXPORT:
+            what = (
+                f"scope: filter {self.filter!r}; query {self.query!r}; order_by "
+                f"{self.order_by!r}; events before sequence {self.up_to_sequence}"
+            )
+        else:
+            what = f"scope: sequences {self.start}..{self.end - 1}"
+        what += f"; checkpoint size {self.tree_size}; {_CONTENT_SAID[self.content]}"
+        return [head, who, what]
+
+
+NO_SCOPE = (
+    "scope: none in the bundle (written before bundles recorded their scope, or its first "
+    "line removed): nothing says what the export was for"
+)
+
+
+def scope_line(**fields: str | int) -> str:
+    """A scope line (without its newline): ``{"scope": fields}``, fields as :class:`Scope`'s."""
+    return json.dumps({"scope": fields}, separators=(",", ":"), sort_keys=True)
+
+
+def _parse_scope(obj: dict[str, Any], number: int) -> Scope:
+    """A scope line's fields, each of its type, for its action; ``BundleError`` otherwise."""
+    unknown = sorted(set(obj) - {"scope"})
+    if unknown:
+        raise BundleError(f"unknown field {unknown[0]!r}: a scope line holds only 'scope'")
+    value = _field(obj, "scope", dict)
+    action = _field(value, "action", str)
+    if action not in _SCOPE_OWN:
+        raise BundleError(f"action {action!r} is not one of {', '.join(sorted(_SCOPE_OWN))}")
+    kinds = _SCOPE_COMMON + _SCOPE_OWN[action]
+    names = sorted(name for name, _ in kinds)
+    unknown = sorted(set(value) - set(names))
+    if unknown:
+        raise BundleError(
+            f"unknown field {unknown[0]!r}: a {action} scope holds {', '.join(names)}"
+        )
+    got: dict[str, Any] = {}
+    for name, kind in kinds:
+        got[name] = _field(value, name, kind)
+        if kind is int and not 0 <= got[name] <= _MOST:
+            raise BundleError(f"field {name!r} must be from 0 to {_MOST}, not {got[name]}")
+    if got["content"] not in _CONTENT_SAID:
+        said = ", ".join(repr(c) for c in sorted(_CONTENT_SAID))
+        raise BundleError(f"content {got['content']!r} is not one of {said}")
+    scope = Scope(number, **got)
+    if action == SEARCH_EXPORT and scope.up_to_sequence > scope.tree_size:
+        raise BundleError(
+            f"up_to_sequence {scope.up_to_sequence} is past tree_size {scope.tree_size}"
+        )
+    if action == EXPORT_BUNDLE and not scope.start < scope.end <= scope.tree_size:
+        raise BundleError(
+            f"start {scope.start} and end {scope.end} are no range within tree_size "
+            f"{scope.tree_size}"
+        )
+    return scope
 
 
 def covering_checkpoint(store: SqlEventStore, log_id: str) -> storage.StoredCheckpoint:
@@ -263,9 +419,13 @@ class BundleProblem:
     line: int
     event_id: str
     what: str
+    scope: bool = False
+    """A problem of the scope line (``line N scope: what``), not of an event."""
 
     def __str__(self) -> str:
         """``line N event E: what``, with what the file chose escaped (see :func:`_shown`)."""
+        if self.scope:
+            return _shown(f"line {self.line} scope: {self.what}")
         return _shown(f"line {self.line} event {self.event_id or '?'}: {self.what}")
 
 
@@ -422,6 +582,12 @@ class _Ranges:
     def __len__(self) -> int:
         return sum(e - s for s, e in zip(self.starts, self.ends, strict=True))
 
+    def within(self, a: int, b: int) -> int:
+        """How many of the sequences ``a .. b-1`` the set holds."""
+        return sum(
+            max(0, min(e, b) - max(s, a)) for s, e in zip(self.starts, self.ends, strict=True)
+        )
+
     def shown(self, most: int = 20) -> str:
         """``0..6, 8, 10..40``: at most ``most`` ranges, then how many more."""
         texts = [
@@ -452,9 +618,22 @@ class LogSummary:
     no_content_fields: int = 0
     others: set[_Opened] = field(default_factory=set)
     """Further checkpoints of the log (each a problem, named once)."""
+    contentless: bytearray = field(default_factory=bytearray)
+    """The id digests (:func:`_digest`) of the lines without content, 16 bytes each."""
+    named: set[bytes] = field(default_factory=set)
+    """The id digests of the events the log's erasure and retention records in the bundle name."""
 
-    def lines(self) -> list[str]:
-        """The summary's three lines (see ``verify --bundle`` in the README)."""
+    def erased(self) -> int:
+        """Lines without content whose event a proven erasure or retention record names."""
+        held = self.contentless
+        return sum(1 for i in range(0, len(held), 16) if bytes(held[i : i + 16]) in self.named)
+
+    def lines(self, scope: Scope | None = None) -> list[str]:
+        """The summary's three lines (see ``verify --bundle`` in the README).
+
+        ``scope``: the bundle's, if it is of this log; it says why the lines
+        that no record in the bundle explains have no content.
+        """
         assert self.checkpoint is not None
         origin, size, root = self.checkpoint
         held = len(self.sequences)
@@ -465,11 +644,21 @@ class LogSummary:
         )
         order = "; lines not in sequence order" if self.out_of_order else ""
         content = f"log {self.log_id}: content verified for {self.content_verified} event(s)"
-        if self.without_content:
-            content += (
-                f"; {self.without_content} without content (erased or withheld): "
-                "their content is not proven"
-            )
+        erased = self.erased()
+        if erased:
+            content += f"; {erased} erased (named by an erasure or retention record in the bundle)"
+        if rest := self.without_content - erased:
+            if scope is None:
+                why = "without content (erased or withheld)"
+            elif scope.content == CONTENT_INCLUDED:
+                why = (
+                    "without content though the scope says it was included, and no erasure "
+                    "record in the bundle names them (erased by a record not in the bundle, "
+                    "or their content removed from the line)"
+                )
+            else:
+                why = f"without content ({scope.content}, the scope says)"
+            content += f"; {rest} {why}: their content is not proven"
         if self.no_content_fields:
             content += f"; {self.no_content_fields} with no content fields"
         return [
@@ -488,10 +677,22 @@ class BundleReport:
     checked: int
     problems: list[BundleProblem]
     logs: dict[str, LogSummary]
+    scope: Scope | None = None
 
     def summary(self, asked: Collection[str] = ()) -> list[str]:
-        """Per log (by id) what was proven; a warning for several logs none of which was asked."""
-        out = [line for log_id in sorted(self.logs) for line in self.logs[log_id].lines()]
+        """Per log what was proven, the scope or that there is none, a warning for many logs.
+
+        The warning is for several logs none of which was asked for.
+        """
+        scope = self.scope
+        out = [
+            line
+            for log_id in sorted(self.logs)
+            for line in self.logs[log_id].lines(
+                scope if scope is not None and scope.log_id == log_id else None
+            )
+        ]
+        out += scope.lines() if scope is not None else [NO_SCOPE]
         if len(self.logs) > 1 and not asked:
             out.append(
                 f"warning: the bundle holds {len(self.logs)} logs "
@@ -524,11 +725,21 @@ def verify_bundle(
     roots: dict[tuple[str, int], tuple[bytes, int]] = {}
     seen = _Seen()
     summaries: dict[str, LogSummary] = {}
+    scopes = _Scopes()
     for number, raw in _lines(path):
-        checked += 1
         event_id = ""
         try:
             obj = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique, parse_int=_integer)
+        except (ValueError, RecursionError) as exc:
+            obj = exc
+        if isinstance(obj, dict) and "scope" in obj:  # not an event: the export's claim
+            problems.extend(scopes.read(obj, number))
+            continue
+        scopes.after_first = True
+        checked += 1
+        try:
+            if isinstance(obj, Exception):
+                raise obj
             if isinstance(obj, dict):
                 event_id = str(obj.get("event_id", ""))
             line = _parse(obj)
@@ -538,15 +749,82 @@ def verify_bundle(
                 problems.append(BundleProblem(number, event_id, ""))  # named after the pass
             whats = _check_line(line, keys, origin_prefix, logs, opened, signers)
             whats += _forked(line, number, opened, roots)
+            whats += scopes.refuted_by(line)
             if not logs or line.log_id in logs:
-                whats += _tally(line, number, log, origin_prefix, opened, signers, not whats)
+                whats += _tally(
+                    line, number, log, origin_prefix, opened, signers, not whats, scopes.scope
+                )
             problems.extend(BundleProblem(number, event_id, what) for what in whats)
         except (ValueError, KeyError, TypeError, RecursionError) as exc:
             problems.append(BundleProblem(number, event_id, f"malformed line: {exc}"))
+    problems += scopes.incomplete(summaries)
     if seen.pending:
         _name_duplicates(path, problems, seen.pending)
     asked = {log_id: s for log_id, s in summaries.items() if not logs or log_id in logs}
-    return BundleReport(checked, problems, asked)
+    return BundleReport(checked, problems, asked, scopes.scope)
+
+
+class _Scopes:
+    """The bundle's scope line, and what its lines refute of it.
+
+    A scope line is the bundle's first (each export writes one, before its
+    events); one elsewhere, or a second, is a problem: bundles were joined,
+    or the file was edited. Its claims that the lines can refute are checked
+    (:meth:`refuted_by`, :func:`_tally`, :meth:`incomplete`), each a problem.
+    """
+
+    def __init__(self) -> None:
+        self.scope: Scope | None = None
+        self.first = 0
+        """The line of the bundle's first scope line (0: none)."""
+        self.after_first = False
+        """Whether an event line was read already."""
+
+    def read(self, obj: dict[str, Any], number: int) -> list[BundleProblem]:
+        """Reads a scope line: the scope if it is the first line, else why it is a problem."""
+        if self.first:
+            what = (
+                f"a second scope line (line {self.first} holds the first): an export writes "
+                "one, so bundles were joined"
+            )
+        elif self.after_first:
+            what = "a scope line must be the bundle's first line (an export writes it first)"
+        else:
+            self.first = number
+            try:
+                self.scope = _parse_scope(obj, number)
+                return []
+            except (BundleError, ValueError) as exc:
+                what = f"malformed scope: {exc}"
+        return [BundleProblem(number, "", what, scope=True)]
+
+    def refuted_by(self, line: _Line) -> list[str]:
+        """What of the scope a line refutes: another log, a sequence outside its own."""
+        scope = self.scope
+        if scope is None:
+            return []
+        if line.log_id != scope.log_id:
+            return [
+                f"log {line.log_id!r} is not the scope's log {scope.log_id!r} (line {scope.line})"
+            ]
+        outside = scope.outside(line.sequence)
+        return [outside] if outside else []
+
+    def incomplete(self, summaries: Mapping[str, LogSummary]) -> list[BundleProblem]:
+        """A range export (``start``..``end``) that lacks some of its range: lines removed."""
+        scope = self.scope
+        if scope is None or scope.action != EXPORT_BUNDLE:
+            return []
+        log = summaries.get(scope.log_id)
+        held = 0 if log is None else log.sequences.within(scope.start, scope.end)
+        want = scope.end - scope.start
+        if held == want:
+            return []
+        what = (
+            f"the scope's sequences {scope.start}..{scope.end - 1} are {want} event(s) of log "
+            f"{scope.log_id!r}, and the bundle holds {held} of them: {want - held} missing"
+        )
+        return [BundleProblem(scope.line, "", what, scope=True)]
 
 
 class _Seen:
@@ -560,7 +838,7 @@ class _Seen:
     def add(self, line: _Line, sequences: _Ranges) -> str:
         """Records the line; what it shares with an earlier one (``sequence`` first), or ''."""
         again = line.sequence in _SEQUENCES and sequences.add(line.sequence)
-        digest = hashlib.blake2b(_id_key(line), digest_size=16).digest()
+        digest = _digest(line.log_id, line.event_id)
         twice = digest in self.ids
         self.ids.add(digest)
         return "sequence" if again else "event_id" if twice else ""
@@ -568,8 +846,17 @@ class _Seen:
 
 def _id_key(line: _Line) -> bytes:
     """The log and event id as one unambiguous byte string (a JSON string may hold NUL)."""
-    text = f"{len(line.log_id)}:{line.log_id}:{line.event_id}"
+    return _key_of(line.log_id, line.event_id)
+
+
+def _key_of(log_id: str, event_id: str) -> bytes:
+    text = f"{len(log_id)}:{log_id}:{event_id}"
     return text.encode("utf-8", "surrogatepass")
+
+
+def _digest(log_id: str, event_id: str) -> bytes:
+    """16 bytes standing for an event of a log (as :class:`_Seen` keeps them)."""
+    return hashlib.blake2b(_key_of(log_id, event_id), digest_size=16).digest()
 
 
 def _key(line: _Line, what: str) -> tuple[str, object]:
@@ -615,10 +902,15 @@ def _tally(
     opened: dict[str, _Opened],
     signers: dict[str, tuple[str, ...]],
     ok: bool,
+    scope: Scope | None = None,
 ) -> list[str]:
-    """Counts the line in its log's summary; names a second checkpoint of the log.
+    """Counts the line in its log's summary; names a second checkpoint, or a wrong-sized one.
 
+    A first checkpoint of the scope's log whose size is not the scope's is a problem.
     The content of a line with problems is not counted: no summary is printed then.
+    A line without content is kept (a 16-byte digest of its id) to be matched with
+    the events the log's erasure and retention records in the bundle name
+    (:meth:`LogSummary.erased`).
     """
     log.out_of_order |= line.sequence < log.last
     log.last = line.sequence
@@ -628,14 +920,22 @@ def _tally(
         log.content_verified += 1
     elif _commitments(line.committed):
         log.without_content += 1
+        log.contentless += _digest(line.log_id, line.event_id)
     else:
         log.no_content_fields += 1
+    if ok:
+        log.named.update(_digest(line.log_id, e) for e in erasure.erased_ids(line.committed))
     cp = opened.get(line.proof.signed_checkpoint)
     if cp is None or cp[0] != f"{origin_prefix}/{line.log_id}":
         return []  # named already: no checkpoint of this log
     if log.checkpoint is None:
         log.checkpoint, log.checkpoint_line = cp, number
         log.signed_by = signers[line.proof.signed_checkpoint]
+        if scope is not None and scope.log_id == line.log_id and cp[1] != scope.tree_size:
+            return [
+                f"checkpoint size {cp[1]} is not the scope's tree_size {scope.tree_size} "
+                f"(line {scope.line})"
+            ]
         return []
     return _second_checkpoint(log, cp)
 

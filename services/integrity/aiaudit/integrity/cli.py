@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import datetime as dt
 import io
 import os
 import sys
@@ -484,6 +485,7 @@ def _write_recorded(
         _check_recorded(store, args.log, event_id, record_url, flag)
         out = io.TextIOWrapper(raw, encoding="utf-8", newline="\n")
         try:
+            out.write(_scope(cp, span, args, requested_by, event_id) + "\n")
             n = bundle.export(store, cp, out, *span, not args.no_content)
             out.flush()
         except OSError as exc:
@@ -492,6 +494,32 @@ def _write_recorded(
             raise CommandFailedError(str(exc)) from None
         out.detach()  # the file is written_whole's to sync, close and name
     return n
+
+
+def _scope(
+    cp: storage.StoredCheckpoint,
+    span: tuple[int, int],
+    args: argparse.Namespace,
+    requested_by: str,
+    event_id: str,
+) -> str:
+    """The bundle's first line: what the export is, as its access record ``event_id`` says.
+
+    The record is committed after the checkpoint was taken (its sequence is past
+    ``cp``), so the bundle cannot prove it: the auditor matches it in the log.
+    """
+    start, end = span
+    return bundle.scope_line(
+        action=EXPORT_ACTION,
+        log_id=args.log,
+        tree_size=cp.tree_size,
+        exported_at=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        requested_by=requested_by,
+        access_record=event_id,
+        content=bundle.CONTENT_LEFT_OUT if args.no_content else bundle.CONTENT_INCLUDED,
+        start=start,
+        end=end,
+    )
 
 
 VERIFY_OFFLINE = frozenset(

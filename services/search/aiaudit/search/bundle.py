@@ -8,6 +8,11 @@ checks with nothing but the verifier key. Each line is one JSON object::
      "tlog_proof": "c2sp.org/tlog-proof@v1\nindex 41\n<base64 hash>...\n\n<signed checkpoint>",
      "salt": "<base64>", "content": {"input.messages[0].parts[0].text": "..."}}
 
+Its first line is the export's **scope**, ``{"scope": {...}}`` (README,
+"Offline bundle"): what the export was made for, as its access record says
+it, which the verifier prints as the exporter's claim and checks against
+what the lines prove (:func:`scope`).
+
 This module is written from that specification, not shared with the
 integrity service's code, so the format stays a contract between the two
 services (and any third-party verifier) rather than an import.
@@ -54,3 +59,38 @@ def line(
         out["content"] = dict(content)
     text = json.dumps(out, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
     return text.translate(LINE_SEPARATORS) + "\n"  # one line for every reader, as exports
+
+
+def scope(
+    tenant: str,
+    tree_size: int,
+    exported_at: str,
+    requested_by: str,
+    access_record: str,
+    with_content: bool,
+    filter_text: str,
+    query: str,
+    up_to_sequence: int,
+) -> str:
+    """The bundle's first line, with its newline: what this export is.
+
+    ``access_record``: the event id of the export's record in the tenant's
+    log, committed after the checkpoint was taken (so not provable with it);
+    ``up_to_sequence``: the events committed before the export (its snapshot).
+    An export is in sequence order, whatever its request.
+    """
+    fields: dict[str, Any] = {
+        "action": "search.export",
+        "log_id": tenant,
+        "tree_size": tree_size,
+        "exported_at": exported_at,
+        "requested_by": requested_by,
+        "access_record": access_record,
+        "content": "included" if with_content else "withheld: no content.read",
+        "filter": filter_text,
+        "query": query,
+        "order_by": "sequence asc",
+        "up_to_sequence": up_to_sequence,
+    }
+    text = json.dumps({"scope": fields}, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    return text.translate(LINE_SEPARATORS) + "\n"

@@ -239,6 +239,8 @@ class _Export:
     erasure: int | None = None
     """The tenant's latest erasure record the index had applied when the export began
     (-1: none); None when the export reads no content (see ``_erasures_kept``)."""
+    scope: str = ""
+    """A proof bundle's first line (:func:`bundle.scope`); '' for other exports."""
 
 
 @dataclass(frozen=True)
@@ -820,9 +822,31 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         if request.include_proofs:
             md = forwarded(context)
             checkpoint = self._covering_checkpoint(md, tenant, snapshot, context)
-        done = {**asked.details, "format": fmt, "up_to_sequence": snapshot}
-        self._audit(caller, tenant, _Asked(asked.action, done))
-        return _Export(caller, where, fmt, snapshot, md, checkpoint, erased)
+        done: dict[str, str | int | bool] = {
+            **asked.details,
+            "format": fmt,
+            "up_to_sequence": snapshot,
+        }
+        scope = ""
+        record_id = access.new_id()
+        if checkpoint is not None:  # the bundle names its record, which says what it holds
+            with_content = caller.allows("content.read", tenant)
+            done |= {"tree_size": checkpoint.tree_size, "include_content": with_content}
+            scope = bundle.scope(
+                tenant,
+                checkpoint.tree_size,
+                document.iso(time.time_ns() // 1000),
+                caller.principal,
+                record_id,
+                with_content,
+                request.filter,
+                request.query,
+                snapshot,
+            )
+        self._recorded(
+            self._ctx.access.submit(caller, tenant, asked.action, done, _QUOTED, record_id)
+        )
+        return _Export(caller, where, fmt, snapshot, md, checkpoint, erased, scope)
 
     def _check_proofs(self, caller: Caller, tenant: str, asked: _Asked, fmt: str) -> None:
         """Refuses what a proof bundle cannot be: not JSON Lines, or shown without PII rights."""
@@ -914,7 +938,7 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         where, fmt, snapshot = plan.where, plan.fmt, plan.snapshot
         view = Visibility.of(plan.caller, tenant)
         writer = exporting.Writer(fmt, tenant)
-        pending = bytearray(writer.header().encode())
+        pending = bytearray((plan.scope or writer.header()).encode())
         order = language.parse_order_by("sequence asc")
         after: tuple[int, ...] | None = None
         seen = plan.erasure
