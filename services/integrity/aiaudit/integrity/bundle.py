@@ -27,7 +27,7 @@ agree on the root, or the log was forked. Every line of one log in a bundle
 leads to one checkpoint: both writers prove an export against one, so lines
 of one log with two checkpoints are lines of two exports joined, a problem.
 
-A bundle written since 2026-12-07 starts with one **scope line**,
+A bundle written since 2026-12-06 starts with one **scope line**,
 ``{"scope": {...}}``: what the export was made for (its ``action``,
 ``log_id``, the checkpoint's ``tree_size``, ``exported_at``,
 ``requested_by``, the event id of its ``access_record`` in the log, whether
