@@ -132,3 +132,19 @@ def test_too_many_buckets_name_the_part_that_made_them(
     answer = backend.aggregate(AggregateSpec(tenant, data, one_group, (), (), 86_400))
     assert [(b.keys, b.count) for b in answer.buckets] == [(("gpt-4o",), len(many))]
     assert sum(count for _, count in answer.time_buckets) == len(many)
+    # And the answer names it: a group_by overflow beside a histogram was
+    # INVALID_ARGUMENT on histogram.interval.
+    for names, interval_text, part in (
+        (["event_id"], "1d", "group_by"),
+        (["model.name"], "1s", "histogram.interval"),
+    ):
+        request = pb.AggregateRequest(
+            tenant_id=tenant,
+            filter=NOT_ACCESS,
+            group_by=names,
+            histogram=pb.Histogram(interval=interval_text),
+        )
+        with pytest.raises(grpc.RpcError) as refused:
+            search_suite.search.Aggregate(request)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert list(field_violations(refused.value)) == [part]

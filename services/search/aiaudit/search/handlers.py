@@ -653,7 +653,7 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
                 tenant, where, context, lambda: self._backend.aggregate(spec)
             )
         except TooManyBucketsError as exc:  # others (a filter too large) as _run says them
-            raise _invalid("histogram.interval" if interval else "group_by", str(exc)) from None
+            raise _invalid(exc.part, str(exc)) from None
         response = pb.AggregateResponse()
         for b in result.buckets:
             bucket = response.buckets.add(keys=list(b.keys), count=b.count)
