@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import http.server
 import json
 import logging
 import os
 import re
+import resource
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -515,3 +518,82 @@ def test_a_jwks_file_that_becomes_garbage_or_goes_missing_keeps_the_keys_with_a_
     assert verifier.verify(token(other, "k2", sub="after")).subject == "after"
     assert len(warnings()) == 2
     assert any("read again" in r.getMessage() for r in caplog.records if r.levelno == logging.INFO)
+
+
+def test_a_call_while_the_jwks_file_is_read_again_never_takes_a_withdrawn_key(
+    tmp_path: Path, signer: rsa.RSAPrivateKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file's new stamp was recorded before its keys were parsed: a call arriving while
+    another call parsed a large file found the stamp current and answered from the keys the
+    file had just withdrawn (a stream's request went on, a new token verified; review)."""
+    monkeypatch.setattr(oidc, "REFRESH_GAP", 3600.0)
+    path = write_jwks(tmp_path / "jwks.json", [jwk(signer, "k1")])
+    keys = Jwks.from_file(path)
+    keys.load()
+    claims = Verifier(ISSUER, AUDIENCE, keys).verify(token(signer, "k1"))
+    other = jwk(rsa_key(), "k2")
+    # k1 withdrawn; some thousands of keys (3 MB) take a parse long enough to call during
+    swap_jwks(path, json.dumps({"keys": [dict(other, kid=f"n{i}") for i in range(7000)]}))
+    stamp = keys._tried
+    done = threading.Event()
+    during: list[bool] = []
+
+    def call_during_the_read() -> None:
+        while keys._tried == stamp and not done.is_set():  # the reload took the new stamp
+            pass
+        during.append(claims.withdrawn())
+
+    concurrent = threading.Thread(target=call_during_the_read)
+    concurrent.start()
+    try:
+        assert claims.withdrawn()  # this call reads the file again
+    finally:
+        done.set()
+        concurrent.join()
+    assert during == [True]
+
+
+@contextlib.contextmanager
+def no_file_descriptors() -> Iterator[None]:
+    """Every descriptor this process may open is taken, as on a server at its limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 8, hard))
+    held: list[int] = []
+    try:
+        while True:
+            try:
+                held.append(os.open(os.devnull, os.O_RDONLY))
+            except OSError as exc:
+                assert exc.errno == errno.EMFILE
+                break
+        yield
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_changed_jwks_file_that_could_not_be_opened_is_read_at_the_next_call(
+    tmp_path: Path,
+    signer: rsa.RSAPrivateKey,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Out of file descriptors for a moment, the changed file was taken as tried: the key
+    withdrawn from it stayed accepted until the file changed again or the 5-minute read."""
+    monkeypatch.setattr(oidc, "REFRESH_GAP", 3600.0)
+    caplog.set_level(logging.WARNING, logger="aiaudit.common.oidc")
+    path = write_jwks(tmp_path / "jwks.json", [jwk(signer, "k1")])
+    keys = Jwks.from_file(path)
+    keys.load()
+    verifier = Verifier(ISSUER, AUDIENCE, keys)
+    claims = verifier.verify(token(signer, "k1"))
+    swap_jwks(path, json.dumps({"keys": [jwk(rsa_key(), "k2")]}))  # k1 withdrawn
+    with no_file_descriptors():
+        for _ in range(3):
+            assert not claims.withdrawn()  # the keys last read stay in force meanwhile
+    (warning,) = [r.getMessage() for r in caplog.records]  # once, not at every call
+    assert "Too many open files" in warning
+    assert claims.withdrawn()
+    with pytest.raises(TokenError, match="no signing key 'k1' at the issuer"):
+        verifier.verify(token(signer, "k1", sub="new"))

@@ -32,9 +32,12 @@ and each request of a stream opened with one, first compares the file's stamp (o
 ``stat``: device, inode, size, mtime, ctime) with the one last read, and reads it on that
 thread when it differs, so a key withdrawn from the file is refused from the next call
 on (it used to wait for the next scheduled read, up to 5 minutes, or one prompted by an
-unknown key id). A file that becomes unreadable or does not parse keeps the keys last
-read, with a WARNING naming the setting (again every ``REPEAT_PROBLEM_SECONDS`` while it
-stays missing); it is read again when it changes.
+unknown key id). The stamp is recorded once the keys it was read with are in force, so a
+call made while another reads the file waits for those keys. A file that becomes
+unreadable or does not parse keeps the keys last read, with a WARNING naming the setting
+(again every ``REPEAT_PROBLEM_SECONDS`` while it stays missing or cannot be opened): one
+that does not parse (or is no regular file, or too large) is read again when it changes,
+one that could not be opened or read (no descriptor left, say) at the next call.
 """
 
 from __future__ import annotations
@@ -73,6 +76,10 @@ REPEAT_PROBLEM_SECONDS = 60.0
 """A JWKS file that stays unreadable is named in a WARNING again this often."""
 
 Stamp = tuple[int, ...]
+
+
+class _UnreadError(ConfigError):
+    """The JWKS file could not be opened or read (its content is not the problem)."""
 
 
 class TokenError(Exception):
@@ -199,9 +206,10 @@ class Jwks:
             self._load()
 
     def _load(self) -> None:
+        stamp = self._tried
         try:
             if self._path is not None:
-                self._tried, body = _read_file(self._path)
+                stamp, body = _read_file(self._path)
             else:
                 assert self._fetch is not None
                 body = self._fetch()
@@ -215,9 +223,15 @@ class Jwks:
                 keys[str(entry["kid"])] = SigningKey(
                     jwt.PyJWK(entry).key, _algorithms(entry), _thumbprint(entry)
                 )
+        except OSError as exc:  # not opened or not read: no answer about what the file holds
+            raise _UnreadError(f"OIDC JWKS {self._where}: {exc!r}") from None
         except Exception as exc:  # whatever the reply was (a truncated read, a list of strings)
             raise ConfigError(f"OIDC JWKS {self._where}: {exc!r}") from None
+        # The keys first: a call that finds the file's stamp current must find its keys. The
+        # stamp used to be taken before the parse, and a call that came meanwhile answered
+        # from the keys the file had withdrawn (review, 2026-12-06).
         self._keys = keys
+        self._tried = stamp
         self._read_at = time.monotonic()
 
     @property
@@ -265,7 +279,12 @@ class Jwks:
             try:
                 self._load()
             except ConfigError as exc:
-                self._tried = now  # not read again until it changes once more
+                # What the file holds is not read again until it changes once more; a file
+                # not opened (out of descriptors for a moment) is tried again at the next
+                # call: it was taken as tried, and the keys it withdrew stayed in force until
+                # it changed again or the scheduled read (review, 2026-12-06).
+                if not isinstance(exc, _UnreadError):
+                    self._tried = now
                 self._keep(str(exc).removeprefix(f"OIDC JWKS {self._where}: "))
                 return
             self._problem = ""
