@@ -10,6 +10,8 @@ import logging
 import os
 import re
 import resource
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -575,15 +577,38 @@ def no_file_descriptors() -> Iterator[None]:
 
 def test_a_changed_jwks_file_that_could_not_be_opened_is_read_at_the_next_call(
     tmp_path: Path,
-    signer: rsa.RSAPrivateKey,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Out of file descriptors for a moment, the changed file was taken as tried: the key
-    withdrawn from it stayed accepted until the file changed again or the 5-minute read."""
-    monkeypatch.setattr(oidc, "REFRESH_GAP", 3600.0)
-    caplog.set_level(logging.WARNING, logger="aiaudit.common.oidc")
-    path = write_jwks(tmp_path / "jwks.json", [jwk(signer, "k1")])
+    withdrawn from it stayed accepted until the file changed again or the 5-minute read.
+
+    In a process of its own: while its descriptors are exhausted, any other thread of the
+    test process (a server, a client pool) would meet EMFILE too.
+    """
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"from tests.unit.test_oidc import unopened; unopened({str(tmp_path)!r})",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "refused once read", run.stdout
+
+
+def unopened(directory: str) -> None:
+    """The scenario of the test above, in the child process it starts."""
+    oidc.REFRESH_GAP = 3600.0
+    caught: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: caught.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("aiaudit.common.oidc").addHandler(handler)
+    signer = rsa_key()
+    path = write_jwks(Path(directory) / "jwks.json", [jwk(signer, "k1")])
     keys = Jwks.from_file(path)
     keys.load()
     verifier = Verifier(ISSUER, AUDIENCE, keys)
@@ -592,8 +617,9 @@ def test_a_changed_jwks_file_that_could_not_be_opened_is_read_at_the_next_call(
     with no_file_descriptors():
         for _ in range(3):
             assert not claims.withdrawn()  # the keys last read stay in force meanwhile
-    (warning,) = [r.getMessage() for r in caplog.records]  # once, not at every call
-    assert "Too many open files" in warning
+    (warning,) = caught  # once, not at every call
+    assert "Too many open files" in warning, warning
     assert claims.withdrawn()
     with pytest.raises(TokenError, match="no signing key 'k1' at the issuer"):
         verifier.verify(token(signer, "k1", sub="new"))
+    print("refused once read")
