@@ -380,6 +380,11 @@ func checkMembers(members []member) error {
 // given twice (encoding/json keeps the last, other parsers the first) and a string that
 // escapes a lone surrogate (encoding/json reads it as U+FFFD, aiaudit as itself).
 func objectMembers(object json.RawMessage) ([]member, error) {
+	return listMembers(object, true)
+}
+
+// listMembers is objectMembers, refusing lone surrogates only if strict.
+func listMembers(object json.RawMessage, strict bool) ([]member, error) {
 	decoder := json.NewDecoder(bytes.NewReader(object))
 	if _, err := decoder.Token(); err != nil { // the opening brace
 		return nil, err
@@ -398,14 +403,14 @@ func objectMembers(object json.RawMessage) ([]member, error) {
 		if err := decoder.Decode(&value); err != nil {
 			return nil, err
 		}
-		if loneSurrogate(raw) {
+		if strict && loneSurrogate(raw) {
 			return nil, fmt.Errorf("name %s escapes a lone surrogate (read elsewhere as U+FFFD)", raw)
 		}
 		if seen[name] {
 			return nil, fmt.Errorf("key %q appears twice in one object", name)
 		}
 		seen[name] = true
-		if loneSurrogate(value) {
+		if strict && loneSurrogate(value) {
 			return nil, fmt.Errorf("the value of %q escapes a lone surrogate (read elsewhere as U+FFFD)", name)
 		}
 		list = append(list, member{name, raw, value})
@@ -931,10 +936,18 @@ type logSummary struct {
 	content   int // lines with salt and content, each value matching its commitment
 	withheld  int // lines without content whose event has commitments
 	none      int // lines without content whose event has no commitment
-	// the event ids of the lines without content, and those the log's erasure and
-	// retention records in the bundle name: their content was erased, as the log proves
-	contentless []string
-	named       map[string]bool
+	// the lines without content, and the events the log's erasure and retention records
+	// in the bundle name, each with the latest record's sequence: a record after the
+	// event proves its content was erased (one names every id asked for, even one no
+	// event had yet, and an event given that id later kept its content)
+	contentless []contentless
+	named       map[string]uint64
+}
+
+// contentless is a line without content: its event id and sequence.
+type contentless struct {
+	id       string
+	sequence uint64
 }
 
 // secondCheckpoint names the first line of a log whose verified checkpoint is not the
@@ -949,7 +962,7 @@ func secondCheckpoint(line bundleLine, text string, number int, prefix string, o
 	}
 	first, ok := logs[line.LogID]
 	if !ok {
-		logs[line.LogID] = &logSummary{cp: cp, note: text, line: number, others: map[string]bool{}, named: map[string]bool{}}
+		logs[line.LogID] = &logSummary{cp: cp, note: text, line: number, others: map[string]bool{}, named: map[string]uint64{}}
 		if sc != nil && sc.logID == line.LogID && cp.Size != sc.ints["tree_size"] {
 			// the scope's claim the checkpoint refutes (aiaudit's wording)
 			return []string{fmt.Sprintf("checkpoint size %d is not the scope's tree_size %d (line %d)",
@@ -983,12 +996,14 @@ func (s *logSummary) add(line bundleLine) {
 		s.content++
 	case hasCommitment(canonical):
 		s.withheld++
-		s.contentless = append(s.contentless, line.EventID)
+		s.contentless = append(s.contentless, contentless{line.EventID, *line.Sequence})
 	default:
 		s.none++
 	}
 	for _, id := range erasedIDs(canonical) {
-		s.named[id] = true
+		if at, ok := s.named[id]; !ok || *line.Sequence > at {
+			s.named[id] = *line.Sequence
+		}
 	}
 }
 
@@ -1017,11 +1032,11 @@ func erasedIDs(canonical []byte) []string {
 	return ids
 }
 
-// erased counts the lines without content whose event a record in the bundle names.
+// erased counts the lines without content whose event a later record in the bundle names.
 func (s *logSummary) erased() int {
 	n := 0
-	for _, id := range s.contentless {
-		if s.named[id] {
+	for _, c := range s.contentless {
+		if at, ok := s.named[c.id]; ok && at > c.sequence {
 			n++
 		}
 	}
@@ -1197,9 +1212,10 @@ func (s *scope) lines() []string {
 	}
 }
 
-// scopeObject reports whether a line is a scope line: one JSON object, read whole (a
-// name twice in it, at any depth, makes it a malformed line, as aiaudit reads it), with
-// a member named scope. It returns the object's members.
+// scopeObject reports whether a line is a scope line: one JSON object, read whole as
+// aiaudit reads it (a name twice in one object or an integer spelt -0, at any depth,
+// makes it a malformed line), with a member named scope. It returns the object's members.
+// A lone surrogate escaped in it is the scope's problem (parseScope), as in aiaudit.
 func scopeObject(text []byte) ([]member, bool) {
 	if !utf8.Valid(text) {
 		return nil, false
@@ -1209,21 +1225,73 @@ func scopeObject(text []byte) ([]member, bool) {
 	if decoder.Decode(&whole) != nil {
 		return nil, false
 	}
-	if _, err := decoder.Token(); err != io.EOF || jsonKind(whole) != "an object" {
+	if _, err := decoder.Token(); err != io.EOF || jsonKind(whole) != "an object" || !readsWhole(whole) {
 		return nil, false
 	}
-	members, err := objectMembers(whole)
+	members, err := listMembers(whole, false)
 	if err != nil || !slices.ContainsFunc(members, func(m member) bool { return m.name == "scope" }) {
 		return nil, false
 	}
-	for _, m := range members {
-		if m.name == "scope" && jsonKind(m.value) == "an object" {
-			if _, err := objectMembers(m.value); err != nil {
-				return nil, false
-			}
+	return members, true
+}
+
+// maxIntegerDigits is the longest integer aiaudit's parser reads (Python's own limit).
+const maxIntegerDigits = 4300
+
+// readsWhole reports whether valid JSON holds no name twice in one object, no integer
+// spelt -0 and none of more than maxIntegerDigits digits, at any depth: aiaudit's parser
+// refuses each, the line then being no scope.
+func readsWhole(value []byte) bool {
+	decoder := json.NewDecoder(bytes.NewReader(value))
+	decoder.UseNumber()
+	type open struct {
+		names map[string]bool // nil: an array
+		name  bool            // an object's next token is a name (or its end)
+	}
+	var stack []open
+	valueRead := func() {
+		if n := len(stack); n > 0 && stack[n-1].names != nil {
+			stack[n-1].name = true
 		}
 	}
-	return members, true
+	for {
+		token, err := decoder.Token()
+		if err == io.EOF {
+			return true
+		}
+		if err != nil {
+			return false
+		}
+		if n := len(stack); n > 0 && stack[n-1].name {
+			if name, ok := token.(string); ok {
+				if stack[n-1].names[name] {
+					return false
+				}
+				stack[n-1].names[name], stack[n-1].name = true, false
+				continue
+			}
+		}
+		switch t := token.(type) {
+		case json.Delim:
+			switch t {
+			case '{':
+				stack = append(stack, open{names: map[string]bool{}, name: true})
+			case '[':
+				stack = append(stack, open{})
+			default:
+				stack = stack[:len(stack)-1]
+				valueRead()
+			}
+		case json.Number:
+			digits := strings.TrimPrefix(string(t), "-")
+			if t == "-0" || (len(digits) > maxIntegerDigits && !strings.ContainsAny(digits, ".eE")) {
+				return false
+			}
+			valueRead()
+		default:
+			valueRead()
+		}
+	}
 }
 
 // scopes is the bundle's scope line and what its lines refute of it.
@@ -1254,6 +1322,11 @@ func (s *scopes) read(members []member, number int) string {
 
 // parseScope checks a scope line's fields in aiaudit's order and words.
 func parseScope(members []member, number int) (*scope, error) {
+	for _, m := range members {
+		if loneSurrogate(m.raw) || loneSurrogate(m.value) {
+			return nil, errors.New("the line escapes a lone surrogate (read elsewhere as U+FFFD)")
+		}
+	}
 	var unknown []string
 	var value json.RawMessage
 	for _, m := range members {
@@ -1269,7 +1342,7 @@ func parseScope(members []member, number int) (*scope, error) {
 	if kind := jsonKind(value); kind != "an object" {
 		return nil, fmt.Errorf("field 'scope' must be an object, not %s", kind)
 	}
-	fields, _ := objectMembers(value) // read by scopeObject already
+	fields, _ := objectMembers(value) // whole (readsWhole), without lone surrogates (above)
 	byName := map[string]json.RawMessage{}
 	for _, f := range fields {
 		byName[f.name] = f.value
@@ -1355,15 +1428,21 @@ func (s *scopes) refutedBy(line bundleLine) []string {
 	if line.LogID != sc.logID {
 		return []string{fmt.Sprintf("log %s is not the scope's log %s (line %d)", pyRepr(line.LogID), pyRepr(sc.logID), sc.line)}
 	}
+	var whats []string
 	a, b := sc.span()
 	switch seq := *line.Sequence; {
 	case a <= seq && seq < b:
-		return nil
 	case sc.action == searchExport:
-		return []string{fmt.Sprintf("sequence %d is not below the scope's up_to_sequence %d (line %d)", seq, b, sc.line)}
+		whats = append(whats, fmt.Sprintf("sequence %d is not below the scope's up_to_sequence %d (line %d)", seq, b, sc.line))
 	default:
-		return []string{fmt.Sprintf("sequence %d is not within the scope's sequences %d..%d (line %d)", seq, a, b-1, sc.line)}
+		whats = append(whats, fmt.Sprintf("sequence %d is not within the scope's sequences %d..%d (line %d)", seq, a, b-1, sc.line))
 	}
+	// Neither writer puts content in a line when the scope says it was left out or
+	// withheld: a scope edited to say so would have stripped lines read as withheld.
+	if content := sc.strings["content"]; line.Salt != nil && content != "included" {
+		whats = append(whats, fmt.Sprintf("the line holds content, though the scope says %s (line %d)", pyRepr(content), sc.line))
+	}
+	return whats
 }
 
 // incomplete names a range export (start..end) that lacks some of its range: lines removed.

@@ -22,6 +22,7 @@ import pytest
 
 from aiaudit.common import erasure
 from aiaudit.integrity.bundle import NO_SCOPE
+from tests import go_verifier as go
 from tests.helpers import interaction
 from tests.integrity.conftest import ORIGIN_PREFIX
 from tests.integrity.test_cli import (
@@ -276,3 +277,115 @@ def test_a_line_without_content_says_why_when_the_bundle_can(
     forged["event_id"] = "r-0"
     path = write(tmp_path / "forged.jsonl", [lines[0], erased, forged])
     assert verify(path, key_of(tmp_path), "--origin-prefix", ORIGIN_PREFIX) == 1
+
+
+@pytest.mark.parametrize(
+    "scope",
+    [
+        search_scope(content="withheld: no content.read"),
+        range_scope(content="left out: --no-content"),
+    ],
+    ids=["withheld", "left-out"],
+)
+def test_content_in_a_line_refutes_a_scope_saying_it_was_left_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], go_verifier: Path, scope: Line
+) -> None:
+    """Neither writer puts content in a line when its scope says content was left out or
+    withheld. A bundle whose middle line was stripped of its content, its scope edited to say
+    content was withheld, verified in both verifiers: two events' content verified and the
+    third "without content (withheld: no content.read, the scope says)", where the scope
+    left as written said it was included and the line stripped (review)."""
+    lines = make_bundle(tmp_path, 3)
+    path = write(tmp_path / "b.jsonl", [scope, lines[0], withheld(lines[1]), lines[2]])
+    said = repr(scope["scope"]["content"])
+    assert both(go_verifier, capsys, path) == (
+        1,
+        [
+            f"line 2 event e-0: the line holds content, though the scope says {said} (line 1)",
+            f"line 4 event e-2: the line holds content, though the scope says {said} (line 1)",
+        ],
+    )
+    # Every line without content, as the writers make it: verified, as before.
+    path = write(tmp_path / "b.jsonl", [scope, *map(withheld, lines)])
+    assert both(go_verifier, capsys, path) == (0, [])
+
+
+def test_an_erasure_record_before_an_event_does_not_explain_its_missing_content(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], go_verifier: Path
+) -> None:
+    """An erasure record names every id asked for, one no event had yet too (the store
+    erases those it finds). An event given that id afterwards keeps its content; stripped of
+    it in a bundle beside the earlier record, both verifiers said it was erased, "named by an
+    erasure or retention record in the bundle" (review). A record explains only the events
+    before it."""
+    now = dt.datetime.now(dt.UTC)
+    early = erasure.erasure_event(TENANT, ["e-1"], "art. 17", "dpo", "alice", now)
+    events = [early, interaction(TENANT, "e-0", text="secret 0")]
+    events.append(interaction(TENANT, "e-1", text="said after the erasure"))
+    lines = proved_lines(tmp_path, events)
+    bundle = [range_scope(), lines[0], lines[1], withheld(lines[2])]
+    shown = summary(tmp_path, capsys, bundle)
+    verified = 1 + ("content" in lines[0])
+    assert shown[2].startswith(
+        f"log {TENANT}: content verified for {verified} event(s); 1 without content though the "
+        "scope says it was included, and no erasure record in the bundle names them"
+    ), shown[2]
+    assert both(go_verifier, capsys, tmp_path / "b.jsonl") == (0, [])
+
+    # A record after the event explains it, as before.
+    late = erasure.erasure_event(TENANT, ["e-1"], "art. 17", "dpo", "alice", now)
+    lines = proved_lines(tmp_path, [*events[1:], late])
+    bundle = [range_scope(), lines[0], withheld(lines[1]), lines[2]]
+    shown = summary(tmp_path, capsys, bundle)
+    assert "; 1 erased (named by an erasure or retention record in the bundle)" in shown[2]
+    assert "without content" not in shown[2]
+    assert both(go_verifier, capsys, tmp_path / "b.jsonl") == (0, [])
+
+
+def test_a_scope_escaping_a_lone_surrogate_is_a_problem_in_both_verifiers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], go_verifier: Path
+) -> None:
+    """Go's encoding/json reads a lone surrogate as U+FFFD, Python as itself: the Go
+    verifier refused the line (exit 1, an event line), aiaudit printed the scope (exit 0)."""
+    lines = make_bundle(tmp_path, 3)
+    text = json.dumps(range_scope(requested_by="dpo\ud800"))  # escaped: \ud800
+    path = tmp_path / "b.jsonl"
+    path.write_text("".join(f"{t}\n" for t in [text, *map(json.dumps, lines)]))
+    assert both(go_verifier, capsys, path) == (
+        1,
+        ["line 1 scope: malformed scope: the line escapes a lone surrogate (read elsewhere as "
+         "U+FFFD)"],
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda text: text.replace('"start": 0', '"start": -0'),
+        lambda text: text.replace('"start": 0', '"start": NaN'),
+        lambda text: text.replace('"start": 0', f'"start": {"1" * 4301}'),
+        lambda text: text.replace('"start": 0', '"start": 0, "x": {"a": 1, "a": 2}'),
+    ],
+    ids=["minus-zero", "nan", "digits", "a-name-twice-deep"],
+)
+def test_a_scope_line_aiaudit_cannot_parse_is_a_malformed_line_in_both_verifiers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], go_verifier: Path, edit: Any
+) -> None:
+    """What Python's json and Go's encoding/json read differently (-0, NaN, a 4301-digit
+    integer, a name twice below the scope's own members) made one verifier call the line a
+    malformed scope and the other a malformed event line, counting one event more (review).
+    Both now read it as aiaudit's parser does: a malformed line, counted."""
+    lines = make_bundle(tmp_path, 3)
+    path = tmp_path / "b.jsonl"
+    texts = [edit(json.dumps(range_scope())), *map(json.dumps, lines)]
+    path.write_text("".join(f"{t}\n" for t in texts))
+    key = key_of(tmp_path)
+    assert verify(path, key, "--origin-prefix", ORIGIN_PREFIX) == 1
+    (problem,) = capsys.readouterr().out.splitlines()
+    assert problem.startswith("line 1 event ?: malformed line: "), problem
+    independent = go.run(
+        go_verifier, "bundle", "-verifier-key", key, "-origin-prefix", ORIGIN_PREFIX, path
+    )
+    assert independent.returncode == 1
+    assert independent.stdout.startswith("line 1 event ?: malformed line: "), independent.stdout
+    assert independent.stdout.splitlines()[-1] == "4 event(s) checked, 1 problem(s)"

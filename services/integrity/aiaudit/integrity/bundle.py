@@ -267,6 +267,8 @@ def scope_line(**fields: str | int) -> str:
 
 def _parse_scope(obj: dict[str, Any], number: int) -> Scope:
     """A scope line's fields, each of its type, for its action; ``BundleError`` otherwise."""
+    if _surrogate(obj):
+        raise BundleError("the line escapes a lone surrogate (read elsewhere as U+FFFD)")
     unknown = sorted(set(obj) - {"scope"})
     if unknown:
         raise BundleError(f"unknown field {unknown[0]!r}: a scope line holds only 'scope'")
@@ -300,6 +302,26 @@ def _parse_scope(obj: dict[str, Any], number: int) -> Scope:
             f"{scope.tree_size}"
         )
     return scope
+
+
+def _surrogate(value: object) -> bool:
+    """Whether a name or string anywhere in a parsed JSON value holds a lone surrogate.
+
+    JSON reads a valid pair as one character, so any left was escaped alone: other
+    readers (Go's encoding/json) read it as U+FFFD, and print another text.
+    """
+    left = [value]
+    while left:
+        item = left.pop()
+        if isinstance(item, str):
+            if any("\ud800" <= c <= "\udfff" for c in item):
+                return True
+        elif isinstance(item, dict):
+            left += item.keys()
+            left += item.values()
+        elif isinstance(item, list):
+            left += item
+    return False
 
 
 def covering_checkpoint(store: SqlEventStore, log_id: str) -> storage.StoredCheckpoint:
@@ -493,12 +515,27 @@ def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+_MOST_DIGITS = 4300
+"""The longest integer read (Python's default ``int_max_str_digits``), refused here in
+words of ours, as the Go verifier refuses it."""
+
+
 def _integer(text: str) -> int:
     """A JSON integer, if ``text`` is its one spelling: ``-0`` is refused (it read as 0)."""
+    if len(text) - text.startswith("-") > _MOST_DIGITS:
+        raise BundleError(f"an integer of more than {_MOST_DIGITS} digits")
     value = int(text)
     if str(value) != text:
         raise BundleError(f"integer {text} is not written as {value}")
     return value
+
+
+def _no_constant(name: str) -> object:
+    """Refuses ``NaN``, ``Infinity`` and ``-Infinity``: Python's json reads them, JSON has none.
+
+    Other readers stop at them: a scope line holding one read as a scope here only.
+    """
+    raise BundleError(f"{name} is not JSON")
 
 
 def _b64(value: str, name: str) -> bytes:
@@ -619,14 +656,24 @@ class LogSummary:
     others: set[_Opened] = field(default_factory=set)
     """Further checkpoints of the log (each a problem, named once)."""
     contentless: bytearray = field(default_factory=bytearray)
-    """The id digests (:func:`_digest`) of the lines without content, 16 bytes each."""
-    named: set[bytes] = field(default_factory=set)
-    """The id digests of the events the log's erasure and retention records in the bundle name."""
+    """The id digests (:func:`_digest`) and sequences of the lines without content, 24 bytes
+    each (16 and 8, big-endian)."""
+    named: dict[bytes, int] = field(default_factory=dict)
+    """The id digests of the events the log's erasure and retention records in the bundle
+    name, each with the latest sequence of a record naming it."""
 
     def erased(self) -> int:
-        """Lines without content whose event a proven erasure or retention record names."""
-        held = self.contentless
-        return sum(1 for i in range(0, len(held), 16) if bytes(held[i : i + 16]) in self.named)
+        """Lines without content whose event a proven erasure or retention record names.
+
+        The record must come after the event: a record names every id asked for, one no
+        event had yet too, and an event given that id later kept its content (review).
+        """
+        held, named = self.contentless, self.named
+        return sum(
+            1
+            for i in range(0, len(held), 24)
+            if named.get(bytes(held[i : i + 16]), -1) > int.from_bytes(held[i + 16 : i + 24])
+        )
 
     def lines(self, scope: Scope | None = None) -> list[str]:
         """The summary's three lines (see ``verify --bundle`` in the README).
@@ -729,7 +776,12 @@ def verify_bundle(
     for number, raw in _lines(path):
         event_id = ""
         try:
-            obj = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique, parse_int=_integer)
+            obj = json.loads(
+                raw.decode("utf-8"),
+                object_pairs_hook=_unique,
+                parse_int=_integer,
+                parse_constant=_no_constant,
+            )
         except (ValueError, RecursionError) as exc:
             obj = exc
         if isinstance(obj, dict) and "scope" in obj:  # not an event: the export's claim
@@ -799,7 +851,12 @@ class _Scopes:
         return [BundleProblem(number, "", what, scope=True)]
 
     def refuted_by(self, line: _Line) -> list[str]:
-        """What of the scope a line refutes: another log, a sequence outside its own."""
+        """What of the scope a line refutes: another log, a sequence outside its own, content.
+
+        Content in a line refutes a scope saying it was left out or withheld: neither
+        writer puts any in then. Unchecked, a scope edited to say so had lines stripped
+        of their content said to be withheld, with the others' content verified (review).
+        """
         scope = self.scope
         if scope is None:
             return []
@@ -808,7 +865,13 @@ class _Scopes:
                 f"log {line.log_id!r} is not the scope's log {scope.log_id!r} (line {scope.line})"
             ]
         outside = scope.outside(line.sequence)
-        return [outside] if outside else []
+        whats = [outside] if outside else []
+        if line.content is not None and scope.content != CONTENT_INCLUDED:
+            whats.append(
+                f"the line holds content, though the scope says {scope.content!r} "
+                f"(line {scope.line})"
+            )
+        return whats
 
     def incomplete(self, summaries: Mapping[str, LogSummary]) -> list[BundleProblem]:
         """A range export (``start``..``end``) that lacks some of its range: lines removed."""
@@ -908,9 +971,9 @@ def _tally(
 
     A first checkpoint of the scope's log whose size is not the scope's is a problem.
     The content of a line with problems is not counted: no summary is printed then.
-    A line without content is kept (a 16-byte digest of its id) to be matched with
-    the events the log's erasure and retention records in the bundle name
-    (:meth:`LogSummary.erased`).
+    A line without content is kept (a 16-byte digest of its id, and its sequence) to be
+    matched with the events the log's later erasure and retention records in the bundle
+    name (:meth:`LogSummary.erased`).
     """
     log.out_of_order |= line.sequence < log.last
     log.last = line.sequence
@@ -921,10 +984,13 @@ def _tally(
     elif _commitments(line.committed):
         log.without_content += 1
         log.contentless += _digest(line.log_id, line.event_id)
+        log.contentless += line.sequence.to_bytes(8)  # in _SEQUENCES: it had no problem
     else:
         log.no_content_fields += 1
     if ok:
-        log.named.update(_digest(line.log_id, e) for e in erasure.erased_ids(line.committed))
+        for e in erasure.erased_ids(line.committed):
+            digest = _digest(line.log_id, e)
+            log.named[digest] = max(log.named.get(digest, -1), line.sequence)
     cp = opened.get(line.proof.signed_checkpoint)
     if cp is None or cp[0] != f"{origin_prefix}/{line.log_id}":
         return []  # named already: no checkpoint of this log
