@@ -25,6 +25,7 @@ import aiaudit_native
 from google.protobuf import descriptor
 
 from aiaudit.common import canonical
+from aiaudit.common.protowire import length_delimited
 from aiaudit.common.v1 import event_pb2
 
 FIELD = "trust_signals_by_name"
@@ -102,29 +103,15 @@ def views(wire: bytes, names: frozenset[str]) -> bytes:
             continue
         which = signal.value.WhichOneof("value")
         typed = signal.value.SerializeToString() if which is not None else _EMPTY
-        key = _len(1, signal.name.encode())
-        entry = key + _len(2, typed)
+        key = length_delimited(1, signal.name.encode())
+        entry = key + length_delimited(2, typed)
         element = (
-            _len(1 + VIEWS.index("value"), entry)
-            + _len(1 + VIEWS.index(_KIND[which or "string_value"]), entry)
-            + _len(1 + VIEWS.index("present"), key + _len(2, _TRUE))
+            length_delimited(1 + VIEWS.index("value"), entry)
+            + length_delimited(1 + VIEWS.index(_KIND[which or "string_value"]), entry)
+            + length_delimited(1 + VIEWS.index("present"), key + length_delimited(2, _TRUE))
         )
-        extra.append(_len(NUMBER, element))
+        extra.append(length_delimited(NUMBER, element))
     return wire + b"".join(extra)
-
-
-def _len(number: int, payload: bytes) -> bytes:
-    """A length-delimited field."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 @functools.cache

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from google.protobuf import timestamp_pb2
 
 from aiaudit.common import canonical
+from aiaudit.common.protowire import length_delimited, varint
 from aiaudit.common.store.sql import NewEvent, search_values
 from aiaudit.common.v1 import event_pb2
 
@@ -25,15 +26,6 @@ def truncate_to_micros(ts: timestamp_pb2.Timestamp) -> None:
 
 
 _RECEIVE_TIME = event_pb2.Event.DESCRIPTOR.fields_by_name["receive_time"].number
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 @dataclass(frozen=True)
@@ -80,8 +72,8 @@ def receive_time_field(seconds: int, nanos: int) -> bytes:
     whatever receive time the bytes before carry, down to a zero ``nanos``
     (which a serialiser would have left out). The native encoder reads the wire that way.
     """
-    body = b"\x08" + _varint(seconds & 0xFFFF_FFFF_FFFF_FFFF) + b"\x10" + _varint(nanos)
-    return _varint(_RECEIVE_TIME << 3 | 2) + _varint(len(body)) + body
+    body = b"\x08" + varint(seconds & 0xFFFF_FFFF_FFFF_FFFF) + b"\x10" + varint(nanos)
+    return length_delimited(_RECEIVE_TIME, body)
 
 
 def prepare(
