@@ -552,6 +552,40 @@ def test_integrity_authenticates_before_it_checks_a_request(
         server.stop(None)
 
 
+def test_an_erasure_record_before_the_event_does_not_make_it_erased(
+    suite: Running, tenant: str, admin_url: str
+) -> None:
+    """An erasure names every id it is asked for, ids no event has yet too: an event given
+    one later keeps its content, and content raw SQL then deletes is tampering, not
+    VERIFIED_ERASED. Only a record later in the log than the event counts."""
+    append(suite, tenant, 1)
+    owner = open_store(admin_url)
+    try:
+        done = erase(owner, tenant, "request", "dpo", event_ids=["not-yet"])
+    finally:
+        owner.close()
+    assert (done.named, done.erased) == (["not-yet"], [])
+    stub = ingest_grpc.IngestServiceStub(suite.channel)
+    stub.Append(ingest_pb.AppendRequest(events=[interaction(tenant, event_id="not-yet")]))
+    wait_until(lambda: checkpoint_covers(suite, tenant, 3))
+    verifier = integrity(suite)
+    request = pb.VerifyEventRequest(log_id=tenant, event_id="not-yet")
+    assert verifier.VerifyEvent(request).status == pb.VERIFY_STATUS_VERIFIED
+    admin = sa.create_engine(admin_url)
+    try:
+        with admin.begin() as conn:
+            conn.execute(
+                sa.text("DELETE FROM event_content WHERE log_id = :t AND seq = 2"), {"t": tenant}
+            )
+    finally:
+        admin.dispose()
+    verdict = verifier.VerifyEvent(request)
+    assert verdict.status == pb.VERIFY_STATUS_TAMPERED
+    assert list(verdict.problems) == [
+        "content deleted without a privacy-erasure record naming the event"
+    ]
+
+
 def test_content_deleted_under_a_forged_erasure_record_is_tampering(
     suite: Running, tenant: str, admin_url: str
 ) -> None:

@@ -579,6 +579,39 @@ def test_content_deleted_without_an_erasure_record_is_named(
     ]
 
 
+def test_an_erasure_record_before_the_event_does_not_explain_its_missing_content(
+    full_log: Log, store: SqlEventStore, privacy_url: str
+) -> None:
+    """An erasure names every id it is asked for, ids no event has yet too: an event given
+    one later keeps its content, and deleting that content by raw SQL is no erasure. Only a
+    record later in the log than the event explains its missing content."""
+    from aiaudit.common.erasure import erase
+
+    privacy = open_store(privacy_url)
+    try:
+        done = erase(privacy, full_log.tenant, "data subject request", "dpo", ["not-yet"])
+    finally:
+        privacy.close()
+    assert (done.named, done.erased) == (["not-yet"], [])  # the record, at 15, names it
+    (later,) = store.append_group(
+        [[prepare(interaction(full_log.tenant, event_id="not-yet"), _now())]]
+    )[0]
+    assert later.sequence == 16
+    assert full_log.verify().ok
+    full_log.execute("DELETE FROM event_content WHERE log_id = :t AND seq = 16")
+    assert full_log.problems() == [
+        f"log {full_log.tenant} sequence 16 event not-yet: content deleted without "
+        "a privacy-erasure record naming the event"
+    ]
+    with full_log.admin.connect() as conn:  # what VerifyEvent asks
+        assert not storage.erasure_recorded(conn, full_log.tenant, "not-yet", 16)
+    key = full_log.keys.verifier_keys()[0].encode()
+    url = full_log.admin.url.render_as_string(hide_password=False)
+    command = ["verify", "--database-url", url, "--log", full_log.tenant, "--verifier-key", key]
+    command += ["--origin-prefix", ORIGIN_PREFIX, "--checkpoint-dir", str(full_log.checkpoint_dir)]
+    assert main(command) == 1
+
+
 def test_content_put_back_after_its_erasure_is_named(full_log: Log, privacy_url: str) -> None:
     """Content restored from a backup after its erasure verified, and every reader served it
     again (review, 2026-12-05)."""
