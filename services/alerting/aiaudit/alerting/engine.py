@@ -619,19 +619,26 @@ def _one_of(values: list[str | int | float | bool], wanted: tuple[str, ...]) -> 
 
 
 def _erased_by(entries: list[StoredEvent], batch: list[bytes]) -> set[str]:
-    """The events erasure and retention records of the batch name: their alerts lose excerpts.
+    """The events erasure and retention records of the batch erased: their alerts lose excerpts.
 
     A record's canonical form names its type as a JSON string, so most entries
-    are ruled out by a byte search; the rest are read.
+    are ruled out by a byte search; the rest are read. A record may name an id
+    no event has yet, which erases nothing: an event of the batch given that id
+    later keeps its content, so its id counts only when a record naming it comes
+    after it (ids of events from earlier batches count as before).
     """
     schema = native_schema()
-    return {
-        event_id
-        for stored, wire in zip(entries, batch, strict=True)
-        if any(t in stored.canonical for t in _ERASURE_JSON)
-        and _one_of(aiaudit_native.field_values(schema, wire, "event_type"), erasure.RECORD_TYPES)
-        for event_id in event_pb2.Event.FromString(wire).privacy_action.event_ids
-    }
+    named: dict[str, int] = {}  # id -> sequence of the last record naming it
+    for stored, wire in zip(entries, batch, strict=True):
+        if any(t in stored.canonical for t in _ERASURE_JSON) and _one_of(
+            aiaudit_native.field_values(schema, wire, "event_type"), erasure.RECORD_TYPES
+        ):
+            for event_id in event_pb2.Event.FromString(wire).privacy_action.event_ids:
+                named[event_id] = stored.sequence
+    if not named:
+        return set()
+    here = {stored.event_id: stored.sequence for stored in entries}
+    return {i for i, at in named.items() if i not in here or at > here[i]}
 
 
 class EngineThread(Worker):
