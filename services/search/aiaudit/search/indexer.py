@@ -43,8 +43,10 @@ Replicas: into OpenSearch, shared by every replica, one indexer works at a
 time, the holder of the prefix's lock (:meth:`Indexer.leader_job`, ``search.indexer``
 for the default prefix; :mod:`aiaudit.common.leader`);
 the others ask for it once a poll interval and meanwhile read the leader's
-positions, so that their exports wait for the right snapshot. An embedded
-index is its own process's, and its indexer always works.
+positions, so that their exports wait for the right snapshot, and how far it
+applied the erasures past each held log's position, so that their reads over
+content do not wait for the hold to end. An embedded index is its own
+process's, and its indexer always works.
 
 Retention (``retention_days``): the backend's :meth:`retain` runs at start
 and every ``retention_sweep_interval`` seconds (an ISM policy install, or a
@@ -143,6 +145,10 @@ class Indexer:
         """Logs held at an event the backend refused (log id -> its sequence)."""
         self._swept: dict[str, _Swept] = {}
         """Held logs: the erasures applied past their position (:meth:`_apply_erasures`)."""
+        self._recorded: dict[str, int] = {}
+        """Held logs: how far their erasures are applied, as last recorded for standbys."""
+        self._applied: dict[str, int] = {}
+        """Standing by: how far the leader applied erasures past each held log's position."""
         self._misconfigured: str | None = None
         """The configuration error last logged (:meth:`_misconfiguration`): said once."""
         self._wake = threading.Event()
@@ -223,8 +229,11 @@ class Indexer:
         is held at an earlier event (:meth:`_apply_erasures`): what a count
         over content waits for (``erasure.last_record`` + 1), and the index
         then holds no erased text; the events after the hold are not indexed
-        yet. ``whole``: every entry (an export's snapshot). On a standby
-        replica only the leader's positions are known.
+        yet. ``whole``: every entry (an export's snapshot). A standby replica
+        knows what the leader recorded in the store: its positions, and how
+        far the records past a held log's position are applied; it does not
+        tell a record from another entry, so without ``whole``, entry
+        ``size - 1`` must be an erasure or retention record (as every caller's is).
 
         Gives up (False) at ``timeout`` or, within half a second, once
         ``waiting()`` is false: the export that waits was cancelled, and its
@@ -244,9 +253,13 @@ class Indexer:
         """See :meth:`wait_indexed` (under ``_progress``)."""
         if self._positions.get(log_id, 0) >= size:
             return True
+        if whole:
+            return False
         swept = self._swept.get(log_id)
         last = size - 1
-        return not whole and swept is not None and last < swept.applied and last in swept.records
+        if swept is not None and last < swept.applied and last in swept.records:
+            return True
+        return last < self._applied.get(log_id, 0)  # the leader's word, read standing by
 
     def _run(self) -> None:
         backoff = 0.0
@@ -267,8 +280,8 @@ class Indexer:
                         rechecks = iter(commits.RECHECKS)
                     self.woken_early = False
                     progressed = self.run_once()
-                else:
-                    self._publish(self._backend.positions())  # the leader's, for wait_indexed
+                else:  # the leader's, for wait_indexed
+                    self._publish(self._backend.positions(), self._backend.erasures_applied())
             except Exception as exc:  # the backend or the store is down: retry, skip nothing
                 backoff = min(max(backoff * 2, 0.2), self._max_backoff)
                 self._paused(exc, healthy)
@@ -562,10 +575,15 @@ class Indexer:
             log.info("caught-up batch left to the periodic refresh: %s", exc)
         self._shown = time.monotonic()
 
-    def _publish(self, positions: dict[str, int]) -> None:
-        """Tells ``wait_indexed`` how far each log is indexed."""
+    def _publish(self, positions: dict[str, int], applied: dict[str, int] | None = None) -> None:
+        """Tells ``wait_indexed`` how far each log is indexed.
+
+        Standing by, also how far the leader applied the erasures past held
+        logs' positions (``applied``).
+        """
         with self._progress:
             self._positions.update(positions)
+            self._applied.update(applied or {})
             self._progress.notify_all()
 
     def _hold(self, log_id: str, damage: _Damage) -> None:
@@ -748,7 +766,21 @@ class Indexer:
         ]
 
     def _publish_swept(self, log_id: str, swept: _Swept | None) -> None:
-        """Tells ``wait_indexed`` which erasures a held log has applied past its position."""
+        """Tells ``wait_indexed`` which erasures a held log has applied past its position.
+
+        And the standby replicas, through the store, which otherwise tell them
+        the positions only: once a record is applied, the sequence after the
+        latest applied (every record below it is, :class:`_Swept`), so the
+        store is written once per record, not at every entry the log grows
+        by. What is applied stays applied (an erased event's text-free
+        document is at the record's revision, above any write of its text),
+        so this is never moved back, whatever the hold becomes.
+        """
+        if swept is not None and swept.records:
+            applied = max(swept.records) + 1
+            if applied > self._recorded.get(log_id, 0):
+                self._backend.record_erasures_applied(log_id, applied)
+                self._recorded[log_id] = applied
         with self._progress:
             if swept is None:
                 self._swept.pop(log_id, None)

@@ -150,6 +150,23 @@ class SearchBackend(Protocol):
         """The indexer's position (entries indexed) per log."""
         ...
 
+    def erasures_applied(self) -> dict[str, int]:
+        """Per log held at an event, the sequence below which every erasure record is applied.
+
+        What the leading indexer recorded (:meth:`record_erasures_applied`),
+        for a standby replica's reads over content; an index of its own
+        process's (SQLite) has no standby and records nothing.
+        """
+        ...
+
+    def record_erasures_applied(self, log_id: str, applied: int) -> None:
+        """Records that a held log's erasure and retention records below ``applied`` are applied.
+
+        Every one of them: those past the position the log is held at too
+        (the index holds no text they erase). Never moves back.
+        """
+        ...
+
     def write(
         self,
         log_id: str,

@@ -170,6 +170,32 @@ def cursor_name(prefix: str) -> str:
     return f"{name[: CURSOR_CHARS - len(digest) - 1]}~{digest}"
 
 
+ERASURES = "#erasures"
+"""What :func:`erasures_cursor_name` adds to the prefix's cursor name."""
+
+
+def erasures_cursor_name(prefix: str) -> str:
+    """The store cursor telling standbys how far erasures past held logs are applied.
+
+    Per log held at an event it cannot index (a damaged one, a refused
+    document), the leading indexer applies the erasure and retention records
+    past the hold all the same (:meth:`~aiaudit.search.indexer.Indexer._apply_erasures`):
+    the row's position says that every such record below it is applied. It
+    only grows, as a position does. ``search-indexer#erasures`` for the
+    default prefix, ``search-indexer:<prefix>#erasures`` for another, shortened
+    as :func:`cursor_name` does: no prefix holds ``#``, so no prefix's own
+    cursor has this name (``search-indexer:erasures`` is prefix ``erasures``'s).
+    It starts ``search-indexer``, so the same row policies keep it to the
+    indexer's role.
+    """
+    name = cursor_name(prefix) + ERASURES
+    if len(name) <= CURSOR_CHARS:
+        return name
+    digest = hashlib.sha256(prefix.encode()).hexdigest()[:16]
+    head = f"{CONSUMER}:{prefix}"[: CURSOR_CHARS - len(digest) - 1 - len(ERASURES)]
+    return f"{head}~{digest}{ERASURES}"
+
+
 def mappings() -> dict[str, Any]:
     """The explicit mappings of every events index."""
     properties: dict[str, Any] = {
@@ -314,6 +340,7 @@ class OpenSearchBackend:
         self._engine = store_engine
         self._prefix = prefix
         self._cursor = cursor_name(prefix)
+        self._erasures_cursor = erasures_cursor_name(prefix)
         self._refresh_interval = refresh_interval
         self._bulk_retries = bulk_retries
         self._template_ready = False
@@ -559,6 +586,27 @@ class OpenSearchBackend:
                 sa.select(c.c.log_id, c.c.position).where(c.c.consumer == self._cursor)
             ).all()
         return {r.log_id: int(r.position) for r in rows}
+
+    def erasures_applied(self) -> dict[str, int]:
+        """Per held log, the sequence below which every erasure record is applied.
+
+        Written by the leading indexer (:meth:`record_erasures_applied`), read
+        by the standbys (:func:`erasures_cursor_name`).
+        """
+        c = consumer_cursors
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(c.c.log_id, c.c.position).where(c.c.consumer == self._erasures_cursor)
+            ).all()
+        return {r.log_id: int(r.position) for r in rows}
+
+    def record_erasures_applied(self, log_id: str, applied: int) -> None:
+        """Says that every erasure and retention record of the log below ``applied`` is applied.
+
+        Never moves back (a deposed leader's late word changes nothing).
+        """
+        with self._engine.begin() as conn:
+            cursors.advance(conn, self._erasures_cursor, log_id, applied)
 
     def index_name(self, doc: Document) -> str:
         """The monthly index of a document (a function of the event: retries hit the same one)."""

@@ -169,6 +169,13 @@ class SqliteFtsBackend:
         rows = self._conn().execute("SELECT log_id, position FROM positions").fetchall()
         return {log_id: int(p) for log_id, p in rows}
 
+    def erasures_applied(self) -> dict[str, int]:
+        """None: the index is this process's own, and its indexer always leads."""
+        return {}
+
+    def record_erasures_applied(self, log_id: str, applied: int) -> None:
+        """Nothing: no other replica reads this process's index."""
+
     def write(
         self,
         log_id: str,
