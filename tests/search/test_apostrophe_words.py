@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import unicodedata
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
+import grpc
+import pytest
 from opensearchpy import OpenSearch
 
 from aiaudit.search import translate_dsl
 from aiaudit.search.language import Text
+from tests.helpers import field_violations, interaction
+from tests.search.conftest import start_suite
 
 
 def sent_prefix(word: str) -> str:
@@ -44,3 +52,61 @@ def test_the_prefix_is_lower_cased_as_the_standard_analyzer_does(opensearch_url:
         node.close()
     assert joined > 1500
     assert wrong == 0
+
+
+@contextlib.contextmanager
+def expensive_queries_refused(opensearch_url: str) -> Iterator[None]:
+    """The node refuses prefix queries and scripts (a cluster setting), for the block only."""
+    node = OpenSearch(hosts=[opensearch_url])
+    setting = "search.allow_expensive_queries"
+    try:
+        node.cluster.put_settings(body={"transient": {setting: False}})
+        yield
+    finally:
+        node.cluster.put_settings(body={"transient": {setting: None}})
+        node.close()
+
+
+def test_a_cluster_refusing_prefix_queries_still_answers_words_with_apostrophes(
+    tmp_path: Path, tenant: str, opensearch_url: str, index_prefix: str
+) -> None:
+    """A lone word with an apostrophe is sent with a prefix query (``O'Brien`` finds
+    ``O'Brien's``), which a cluster with ``search.allow_expensive_queries: false`` refuses:
+    ``don't`` was answered INVALID_ARGUMENT "too large" there. It is sent again as the
+    phrase alone, as before that change; what still needs an expensive query (a prefix
+    filter) is INVALID_ARGUMENT saying so, not "too large"."""
+    running = start_suite(
+        tmp_path, "opensearch", backend_settings_for(opensearch_url, index_prefix)
+    )
+    try:
+        texts = {"strict-possessive": "ask O'Brien's team", "strict-plain": "we don't know"}
+        running.append([interaction(tenant, name, text=text) for name, text in texts.items()])
+        running.wait_indexed(tenant, len(texts))
+        with expensive_queries_refused(opensearch_url):
+            assert running.all_ids(tenant, query="don't") == ["strict-plain"]
+            # The possessive is what the prefix found: a phrase alone does not.
+            assert running.all_ids(tenant, query="O'Brien") == []
+            page = running.find(tenant, query="don't")
+            (result,) = page.results
+            assert list(result.highlights["input.text"].fragments) == [
+                "we <em>don&#x27;t</em> know"
+            ]
+            with pytest.raises(grpc.RpcError) as refused:
+                running.find(tenant, 'model.name = "gpt-4*"')
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            ((field, why),) = field_violations(refused.value).items()
+            assert field == "filter"
+            assert "refuses expensive queries" in why and "too large" not in why
+        # Allowed again, the prefix is sent again.
+        assert sorted(running.all_ids(tenant, query="O'Brien")) == ["strict-possessive"]
+    finally:
+        running.channel.close()
+        running.suite.stop()
+
+
+def backend_settings_for(opensearch_url: str, index_prefix: str) -> dict[str, Any]:
+    return {
+        "opensearch_url": opensearch_url,
+        "index_prefix": index_prefix,
+        "refresh_interval": "100ms",
+    }

@@ -48,6 +48,7 @@ from aiaudit.search import bundle, catalogue, document, exporting, language, pag
 from aiaudit.search.backends.base import (
     AggregateSpec,
     BackendUnavailableError,
+    ExpensiveQueryRefusedError,
     Hit,
     Page,
     QueryRejectedError,
@@ -130,6 +131,12 @@ def _unavailable(exc: Exception) -> _AbortError:
             "SEARCH_UNAVAILABLE",
         )
     )
+
+
+def _rejected(exc: QueryRejectedError) -> status_pb2.Status:
+    """INVALID_ARGUMENT on ``filter``: too large, or needing what the cluster refuses."""
+    why = str(exc) if isinstance(exc, ExpensiveQueryRefusedError) else f"too large: {exc}"
+    return status.bad_request(str(exc), [("filter", why)])
 
 
 def _store_unavailable(exc: Exception, done: str = "nothing was returned") -> _AbortError:
@@ -344,7 +351,7 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         except BackendUnavailableError as exc:
             status.abort(context, _unavailable(exc).status)
         except QueryRejectedError as exc:
-            status.abort(context, status.bad_request(str(exc), [("filter", f"too large: {exc}")]))
+            status.abort(context, _rejected(exc))
         except (KekError, SealError) as exc:
             status.abort(context, _sealing_error(exc).status)
         except restore.DamagedStoredEventError as exc:
@@ -780,7 +787,7 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         except BackendUnavailableError as exc:
             status.abort(context, _unavailable(exc).status)
         except QueryRejectedError as exc:  # the backend refused a page: as _run answers it
-            status.abort(context, status.bad_request(str(exc), [("filter", f"too large: {exc}")]))
+            status.abort(context, _rejected(exc))
         except _AbortError as refused:
             status.abort(context, refused.status)
         except (KekError, SealError) as exc:

@@ -59,25 +59,35 @@ class Plan:
     """Numbers past 2**53 in multi-valued fields are compared by a script: one clause
     instead of five or six, for a filter too large otherwise (scripts are an
     expensive query a cluster may refuse: ``search.allow_expensive_queries``)."""
+    continued_words: bool = True
+    """A lone word with an apostrophe also matches the tokens going on from it
+    (:func:`_joined`): a prefix query, which a cluster refusing expensive queries
+    refuses; without it such a word is matched as a phrase, as before 2026-12-06."""
 
 
 DEFAULT = Plan()
 
 
-def text_query(node: Text) -> Query:
+def text_query(node: Text, plan: Plan = DEFAULT) -> Query:
     """A phrase match over the node's text fields (a word with an apostrophe: :func:`_joined`)."""
     columns = [name.replace(".", "__") for name in node.fields]
     phrase: Query = {"multi_match": {"query": node.phrase, "type": "phrase", "fields": columns}}
-    word = _joined(node.phrase)
+    word = _joined(node.phrase) if plan.continued_words else None
     if word is None:
         return phrase
     continued = [{"prefix": {column: {"value": word}}} for column in columns]
     return {"bool": {"should": [phrase, *continued], "minimum_should_match": 1}}
 
 
-def _text_cost(node: Text) -> int:
+def _text_cost(node: Text, plan: Plan) -> int:
     """Clauses of :func:`text_query`: one per field, two for a word with an apostrophe."""
-    return len(node.fields) * (1 if _joined(node.phrase) is None else 2)
+    continued = plan.continued_words and _joined(node.phrase) is not None
+    return len(node.fields) * (2 if continued else 1)
+
+
+def continues_words(node: Node | None) -> bool:
+    """Whether the tree has a word :attr:`Plan.continued_words` sends a prefix query for."""
+    return any(isinstance(leaf, Text) and _joined(leaf.phrase) is not None for leaf in leaves(node))
 
 
 _APOSTROPHES = "'\u2019"
@@ -105,9 +115,9 @@ def _joined(phrase: str) -> str | None:
     return "".join(c.lower()[0] for c in word) + apostrophe
 
 
-def highlight_query(node: Node | None) -> Query | None:
+def highlight_query(node: Node | None, plan: Plan = DEFAULT) -> Query | None:
     """A query matching any phrase of the tree (what highlighting marks), or None."""
-    phrases = [text_query(leaf) for leaf in matched_texts(node)]
+    phrases = [text_query(leaf, plan) for leaf in matched_texts(node)]
     if not phrases:
         return None
     return {"bool": {"should": phrases, "minimum_should_match": 1}}
@@ -315,7 +325,7 @@ def _is_big(node: Node) -> bool:
 
 def _comparison(node: Node, plan: Plan) -> _Q:
     if isinstance(node, Text):
-        return _Q(text_query(node), _text_cost(node))
+        return _Q(text_query(node, plan), _text_cost(node, plan))
     assert isinstance(node, Compare | Prefix | Exists)
     field = node.field
     if field.multi:

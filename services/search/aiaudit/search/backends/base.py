@@ -43,6 +43,14 @@ class QueryRejectedError(ValueError):
     """The backend refused a well-formed query as too large (clauses, buckets)."""
 
 
+class ExpensiveQueryRefusedError(QueryRejectedError):
+    """The cluster refuses expensive queries (a prefix or a script) and the query needs one.
+
+    Not a size: the filter's prefix (``"gpt-4o*"``) or a number past 2**53 compared by
+    script, on a cluster with ``search.allow_expensive_queries: false``.
+    """
+
+
 class TooManyBucketsError(QueryRejectedError):
     """An aggregation would produce more buckets than allowed.
 

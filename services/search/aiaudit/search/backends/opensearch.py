@@ -58,6 +58,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import logging
@@ -85,6 +86,7 @@ from aiaudit.search.backends.base import (
     BackendUnavailableError,
     Bucket,
     DocumentRefusedError,
+    ExpensiveQueryRefusedError,
     Hit,
     Page,
     QueryRejectedError,
@@ -572,6 +574,12 @@ class OpenSearchBackend:
                     "more clauses than the search backend allows (OpenSearch's "
                     "indices.query.bool.max_clause_count, counted once it rewrote the query)"
                 ) from exc
+            if status == 400 and "allow_expensive_queries" in reason:
+                raise ExpensiveQueryRefusedError(
+                    "the search cluster refuses expensive queries "
+                    "(search.allow_expensive_queries: false), and this one needs a prefix "
+                    "query or a script"
+                ) from exc
             if status == 400 or status == 413:
                 if "too_many_buckets" in reason:
                     raise _BucketLimitError(f"too many buckets: {reason}") from exc
@@ -931,15 +939,36 @@ class OpenSearchBackend:
         The default (:class:`translate_dsl.Plan`) sends what searches always
         sent; the second leaves out the branch for documents indexed before
         ``entries.bool`` when the tenant has none (one request asks), and
-        compares numbers past 2**53 by script.
+        compares numbers past 2**53 by script. A cluster refusing expensive
+        queries is sent its words with apostrophes as phrases only
+        (:attr:`translate_dsl.Plan.continued_words`): the query it answered
+        before 2026-12-06, rather than none.
         """
         try:
-            return run(translate_dsl.DEFAULT)
+            return self._lean_if_needed(tenant, where, run, translate_dsl.DEFAULT)
+        except ExpensiveQueryRefusedError:
+            if not translate_dsl.continues_words(where):
+                raise
+            log.info("search: the cluster refuses prefix queries; words matched as phrases only")
+            plain = dataclasses.replace(translate_dsl.DEFAULT, continued_words=False)
+            return self._lean_if_needed(tenant, where, run, plain)
+
+    def _lean_if_needed(
+        self,
+        tenant: str,
+        where: Any,
+        run: Callable[[translate_dsl.Plan], _T],
+        first: translate_dsl.Plan,
+    ) -> _T:
+        """``run(first)``, else (too many clauses) with ``first`` made as lean as it can be."""
+        try:
+            return run(first)
         except TooManyClausesError:
             if where is None:
                 raise
             typing = translate_dsl.needs_typing(where)
-            lean = translate_dsl.Plan(
+            lean = dataclasses.replace(
+                first,
                 legacy_bools=typing and self._has_untyped(tenant),
                 scripted_numbers=translate_dsl.has_big_numbers(where),
             )
@@ -1130,7 +1159,7 @@ def search_body(
     }
     if spec.after is not None:
         request["search_after"] = list(spec.after)
-    highlight = translate_dsl.highlight_query(spec.where) if spec.highlight else None
+    highlight = translate_dsl.highlight_query(spec.where, plan) if spec.highlight else None
     if highlight is not None:
         request["highlight"] = {
             "highlight_query": highlight,
