@@ -19,8 +19,12 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from aiaudit.common import client, config
-from tests.conftest import serve_suite
+from aiaudit.common import client, config, stream_slots
+from aiaudit.ingest.v1 import ingest_service_pb2 as pb
+from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
+from tests.conftest import Running, serve_suite
+from tests.contract.test_append_stream_limits import Stream, limits_file
+from tests.helpers import interaction
 
 ANSWERED = 10.0
 """Bounds a wait that only a failing test reaches."""
@@ -101,9 +105,10 @@ def check(address: str, key: str) -> health_pb2.HealthCheckResponse:
 def test_the_call_beyond_max_concurrent_rpcs_is_refused_resource_exhausted(
     tmp_path: Path, store_url: str
 ) -> None:
-    with running(tmp_path, store_url, max_concurrent_rpcs=3) as (held, address, key):
-        for _ in range(3):
-            held.open()  # each answered: three calls in progress, the limit
+    limit = config.MIN_CONCURRENT_RPCS  # the least taken; held by uncapped streams here
+    with running(tmp_path, store_url, max_concurrent_rpcs=limit) as (held, address, key):
+        for _ in range(limit):
+            held.open()  # each answered: as many calls in progress as the limit
         with pytest.raises(grpc.RpcError) as refused:
             check(address, key)
         assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -119,3 +124,47 @@ def test_the_server_runs_as_many_calls_at_once_as_rpc_threads(
     with running(tmp_path, store_url, rpc_threads=threads) as (held, _, _):
         for _ in range(threads):
             held.open()
+
+
+def test_the_capped_streams_leave_calls_for_the_others_under_any_call_limit_taken(
+    tmp_path: Path, store_url: str, tenant: str
+) -> None:
+    """Open streams count against ``max_concurrent_rpcs``. Under a limit of 24 (then taken),
+    the 24 ``AppendStream`` ingest allowed refused a gateway's every ``Append``
+    "Concurrent RPC limit exceeded!" (review, 2026-12-06): such a limit stops ``serve``, and
+    under the least taken the 48 streams a process may hold leave calls for the others."""
+    streams = {"max_append_streams": 48, "max_append_streams_per_caller": 48}
+    with pytest.raises(config.ConfigError, match=r"^setting 'max_concurrent_rpcs': 24; "):
+        serve_suite(
+            tmp_path,
+            limits_file(tmp_path, **streams),
+            database_url=store_url,
+            services=("ingest",),
+            max_concurrent_rpcs=24,
+        )
+    suite, keys = serve_suite(
+        tmp_path,
+        limits_file(tmp_path, **streams),
+        database_url=store_url,
+        services=("ingest",),
+        max_concurrent_rpcs=config.MIN_CONCURRENT_RPCS,
+    )
+    address = f"127.0.0.1:{suite.port}"
+    server = Running(client.channel(address, keys["gateway"]), suite, address, keys)
+    opened: list[Stream] = []
+    try:
+        for _ in range(stream_slots.CEILING):
+            opened.append(Stream(server, "gateway"))
+            assert opened[-1].refusal(tenant) is None  # answered: open, holding its thread
+        refused = Stream(server, "gateway").refusal(tenant)  # the streams' own limit
+        assert refused is not None and refused[0] == "APPEND_STREAMS_EXHAUSTED"
+        stub = pb_grpc.IngestServiceStub(server.channel)  # type: ignore[no-untyped-call]
+        for _ in range(16):  # the calls the streams leave, one at a time here
+            answer = stub.Append(pb.AppendRequest(events=[interaction(tenant)]), timeout=ANSWERED)
+            assert len(answer.receipts) == 1
+        assert check(address, keys["auditor"]).status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        for stream in opened:
+            stream.close()
+        server.channel.close()
+        suite.stop()

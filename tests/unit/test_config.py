@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from aiaudit.common import config
+from aiaudit.common import config, stream_slots
 from aiaudit.common.auth import Authenticator
 from aiaudit.integrity.cli import VERIFY_OFFLINE
 
@@ -682,13 +682,22 @@ def test_a_call_limit_or_thread_count_that_is_no_positive_integer_is_refused_nam
 
 def test_the_rpc_threads_leave_room_for_the_streams_and_the_other_calls() -> None:
     """The capped streams of a process may hold 48 threads; 16 stay for the other calls."""
-    from aiaudit.common import stream_slots
-
     assert config.MIN_RPC_THREADS == stream_slots.CEILING + 16
     for bad in (config.MIN_RPC_THREADS - 1, config.MAX_RPC_THREADS + 1):
         with pytest.raises(config.ConfigError, match=rf"^setting 'rpc_threads': {bad}; 64 to "):
             config.load(env={"AIAUDIT_RPC_THREADS": str(bad)})
-    assert config.load(env={"AIAUDIT_MAX_CONCURRENT_RPCS": "1"}).max_concurrent_rpcs == 1
+
+
+def test_a_call_limit_the_open_streams_could_fill_is_refused_naming_it() -> None:
+    """Open streams count against ``max_concurrent_rpcs``: below 48 + 16 the streams the limits
+    allow refused every other call (tests/contract/test_concurrent_rpcs.py). 1 was taken."""
+    for bad in (1, 48, 63):
+        with pytest.raises(
+            config.ConfigError, match=rf"^setting 'max_concurrent_rpcs': {bad}; at least 64 "
+        ):
+            config.load(env={"AIAUDIT_MAX_CONCURRENT_RPCS": str(bad)})
+    assert config.load(env={"AIAUDIT_MAX_CONCURRENT_RPCS": "64"}).max_concurrent_rpcs == 64
+    assert config.MIN_CONCURRENT_RPCS == stream_slots.CEILING + 16
 
 
 @pytest.mark.parametrize("variable", ["AIAUDIT_MAX_CONCURRENT_RPCS", "AIAUDIT_RPC_THREADS"])

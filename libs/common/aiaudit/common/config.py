@@ -88,7 +88,7 @@ class Settings:
     """Calls the server holds at once, running or waiting for a thread (grpcio's
     ``maximum_concurrent_rpcs``); one more is refused at once, ``RESOURCE_EXHAUSTED``
     "Concurrent RPC limit exceeded!" (the SDK keeps its batch and sends it again). Open
-    streams count, each while it is open. 1 or more."""
+    streams count, each while it is open. :data:`MIN_CONCURRENT_RPCS` or more."""
     api_keys_file: Path | None = None
     """YAML of API keys (SHA-256 only), tenants and roles; see README "Authentication"."""
     oidc_issuer: str = ""
@@ -373,6 +373,13 @@ threads (``stream_slots.CEILING``) and 16 stay for the other calls (``Append``, 
 integrity, health), whatever the streams' limits say. Fewer threads would let the streams
 the limits allow take every thread."""
 
+MIN_CONCURRENT_RPCS = MIN_RPC_THREADS
+"""Fewest ``max_concurrent_rpcs``: open streams count against it as they hold threads, so
+below the 48 the capped streams may hold and 16 more, the streams their limits allow
+refused every other call (a gateway's ``Append``, health on the main port) with
+"Concurrent RPC limit exceeded!" (review, 2026-12-06: 24 ``AppendStream`` under
+``max_concurrent_rpcs: 24``)."""
+
 MAX_RPC_THREADS = 1024
 """Most ``rpc_threads``: each is a Python thread of this process, sharing one interpreter
 lock, and a call that reaches the store waits for one of its pool's (at most 20)
@@ -457,6 +464,12 @@ def _validate(s: Settings, serving: bool, flags: Mapping[str, str]) -> None:
             f"setting 'rpc_threads': {s.rpc_threads}; {MIN_RPC_THREADS} to {MAX_RPC_THREADS} "
             f"(the open streams a process allows may hold 48 threads, and 16 stay for the other "
             "calls)"
+        )
+    if s.max_concurrent_rpcs < MIN_CONCURRENT_RPCS:
+        raise ConfigError(
+            f"setting 'max_concurrent_rpcs': {s.max_concurrent_rpcs}; at least "
+            f"{MIN_CONCURRENT_RPCS} (open streams count against it: those a process allows "
+            "may hold 48, and 16 stay for the other calls)"
         )
     if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise ConfigError(

@@ -1,6 +1,7 @@
 """Caps on open streams: each holds one of the server's RPC threads for as long as it is open.
 
-The server has ``rpc_threads`` of them, 64 by default and never fewer (``config.MIN_RPC_THREADS``).
+The server has ``rpc_threads`` of them, 64 by default and never fewer (``config.MIN_RPC_THREADS``),
+and holds at least 64 calls at once (``config.MIN_CONCURRENT_RPCS``): open streams count there too.
 
 Uncapped, streams of one RPC (``AppendStream``, ``WatchAlerts``, ``Export``) could take every
 thread, and every other RPC of the process, a gateway's unary ``Append`` included, would wait
