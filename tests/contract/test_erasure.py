@@ -280,6 +280,66 @@ def test_the_command_line_erases_and_prints_what_it_did(
     ]
 
 
+def test_the_command_line_refuses_what_erase_events_refuses_and_writes_nothing(
+    store_url: str,
+    privacy_url: str,
+    tenant: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Neither a subject nor an id, an id no event can have, no requester: exit 2, no record.
+
+    The first was taken as a subject without events and recorded as that read (an access
+    record of subject ''); the second wrote an erasure record naming 'bad id!'. EraseEvents
+    answers both INVALID_ARGUMENT and writes nothing.
+    """
+    load_into(store_url, tenant)
+
+    def log() -> list[str]:
+        store = open_store(store_url)
+        try:
+            return [e.event_id for e in store.read_log(tenant, 0, 10_000)]
+        finally:
+            store.close()
+
+    before = log()
+    neither = erase_argv(privacy_url, tenant, tmp_path, requested_by="dpo")
+    assert main(neither) == 2
+    assert capsys.readouterr().err.splitlines()[-2:] == [
+        "aiaudit erase: name the events to erase: --subject USER_ID, --event-id ID (once per "
+        "id), or both",
+        "aiaudit erase: nothing was erased or recorded",
+    ]
+    bad = erase_argv(
+        privacy_url,
+        tenant,
+        tmp_path,
+        "--event-id",
+        "a-0",
+        "--event-id",
+        "bad id!",
+        requested_by="dpo",
+    )
+    assert main(bad) == 2
+    assert capsys.readouterr().err.splitlines()[-2] == (
+        "aiaudit erase: --event-id 'bad id!': not an event id (1-128 characters of [A-Za-z0-9._:-])"
+    )
+    monkeypatch.delenv("USER", raising=False)
+    nobody = erase_argv(privacy_url, tenant, tmp_path, "--event-id", "a-0", requested_by="")
+    assert main(nobody) == 2
+    assert capsys.readouterr().err.splitlines()[-2] == (
+        "aiaudit erase: --requested-by: required, who asked for the erasure ($USER is not set)"
+    )
+    assert log() == before  # no access record, no erasure record
+    store = open_store(store_url)
+    try:
+        kept = store.get_event(tenant, "a-0")
+        assert kept is not None and kept.content  # its content was not erased
+    finally:
+        store.close()
+
+
 def test_the_command_line_refuses_a_requester_the_store_cannot_hold(
     store_url: str,
     privacy_url: str,

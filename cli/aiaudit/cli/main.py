@@ -171,6 +171,11 @@ def _erase(args: argparse.Namespace) -> int:
     from aiaudit.common.store import open_store
     from aiaudit.common.store.sql import NothingToEraseError
 
+    if refused := _erase_usage(args):  # as EraseEvents refuses them: nothing written
+        for problem in refused:
+            print(f"aiaudit erase: {problem}", file=sys.stderr)
+        print("aiaudit erase: nothing was erased or recorded", file=sys.stderr)
+        return 2
     settings = _settings(args)
     store = open_store(settings.store_url, keys=configured.keyring(settings))
     try:
@@ -200,6 +205,35 @@ def _erase(args: argparse.Namespace) -> int:
         store.close()
     print(json.dumps({"record": done.record_id, "erased": done.erased, "named": done.named}))
     return 0
+
+
+def _erase_usage(args: argparse.Namespace) -> list[str]:
+    """What of the command line EraseEvents would refuse (INVALID_ARGUMENT), in its flags.
+
+    Checked before the store is opened. A command naming neither a subject nor an id
+    was taken as a subject without events, and recorded as that read; an id no event
+    can have was named in an erasure record (review, 2026-12-06).
+    """
+    from aiaudit.common import event_ids, tenants
+
+    out = []
+    if not tenants.valid(args.tenant):
+        out.append(f"--tenant {args.tenant!r}: not a tenant id ({tenants.RULE})")
+    if not args.event_id and not args.subject:
+        out.append(
+            "name the events to erase: --subject USER_ID, --event-id ID (once per id), or both"
+        )
+    out += [
+        f"--event-id {event_id!r}: not an event id ({event_ids.RULE})"
+        for event_id in args.event_id
+        if not event_ids.valid(event_id)
+    ]
+    if not args.reason.strip():
+        out.append("--reason: required, the legal basis or reason (recorded in the log)")
+    if not args.requested_by.strip():
+        unset = "" if os.environ.get("USER", "").strip() else " ($USER is not set)"
+        out.append(f"--requested-by: required, who asked for the erasure{unset}")
+    return out
 
 
 def _bootstrap_content_key(args: argparse.Namespace) -> int:
