@@ -25,6 +25,7 @@ import logging
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence, Sized
 from contextlib import contextmanager
 from pathlib import Path
@@ -124,13 +125,43 @@ class SqliteFtsBackend:
         conn = self._conn()
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version != SCHEMA_VERSION:
-            conn.execute("BEGIN IMMEDIATE")
-            for name in ("docs", "entries", "texts", "positions"):
-                conn.execute(f"DROP TABLE IF EXISTS {name}")
-            for statement in _schema():
-                conn.execute(statement)
-            conn.execute("COMMIT")
+            self._rebuild(conn, version)
         self._truncate_wal()  # a crash may have left an erasure's old pages in the WAL
+
+    def _rebuild(self, conn: sqlite3.Connection, version: int) -> None:
+        """Drops an index of another schema (one transaction) and creates this one, empty.
+
+        The indexer then indexes every log again from the store, as into a new
+        file. Dropping takes time in the index's size (``secure_delete`` zeroes
+        every freed page: about 6 ms per MB), before the service serves: it is
+        said at WARNING, with what the rebuild means for reads, and how long it
+        took (until 2026-12-06 nothing said it, and searches found only what
+        was indexed again since). Interrupted, nothing is dropped.
+        """
+        if version != 0:  # 0: a new file
+            log.warning(
+                "search index %s has schema %d, this version needs %d: dropping it (%d MB) "
+                "and indexing every log again from the store; until a tenant's log is "
+                "indexed again its searches and aggregates find only what is indexed so far, "
+                "and its exports and reads over content wait",
+                self._path,
+                version,
+                SCHEMA_VERSION,
+                self._path.stat().st_size // 1_000_000,
+            )
+        started = time.monotonic()
+        conn.execute("BEGIN IMMEDIATE")
+        for name in ("docs", "entries", "texts", "positions"):
+            conn.execute(f"DROP TABLE IF EXISTS {name}")
+        for statement in _schema():
+            conn.execute(statement)
+        conn.execute("COMMIT")
+        if version != 0:
+            log.warning(
+                "search index %s dropped in %.1f s; the indexer rebuilds it",
+                self._path,
+                time.monotonic() - started,
+            )
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
