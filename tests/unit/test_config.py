@@ -711,3 +711,35 @@ def test_serve_refuses_a_bad_call_limit_at_start_with_exit_2(
     err = capsys.readouterr().err
     assert "configuration error" in err
     assert f"setting '{variable.removeprefix('AIAUDIT_').lower()}': '0' is invalid" in err
+
+
+@pytest.mark.parametrize("raw", ["1_024", "+64", "٦٤", "0x40", " 6 4 "])
+def test_a_number_not_written_in_plain_digits_is_refused_naming_the_setting(
+    tmp_path: Path, raw: str
+) -> None:
+    """Python's int() took ``1_024``, ``+64`` and digits of other scripts (``٦٤`` is 64):
+    a setting read as a number the operator did not write (review, 2026-12-06)."""
+    with pytest.raises(
+        config.ConfigError, match=r"^setting 'rpc_threads': .* must be a whole number in the digits"
+    ):
+        config.load(env={"AIAUDIT_RPC_THREADS": raw})
+    f = tmp_path / "c.yaml"
+    f.write_text("rpc_threads: true\n")  # YAML's true is 1 to Python
+    with pytest.raises(config.ConfigError, match=r"^setting 'rpc_threads': True is invalid: "):
+        config.load(f, env={})
+
+
+@pytest.mark.parametrize("raw", ["1_0", "infinity", "nan", "١٠"])
+def test_a_decimal_not_written_in_plain_digits_is_refused_naming_the_setting(raw: str) -> None:
+    with pytest.raises(config.ConfigError, match=r"^setting 'shutdown_grace_seconds': .* in the"):
+        config.load(env={"AIAUDIT_SHUTDOWN_GRACE_SECONDS": raw})
+
+
+def test_numbers_in_plain_digits_are_read_as_before(tmp_path: Path) -> None:
+    s = config.load(env={"AIAUDIT_RPC_THREADS": " 128 ", "AIAUDIT_SHUTDOWN_GRACE_SECONDS": "2.5"})
+    assert (s.rpc_threads, s.shutdown_grace_seconds) == (128, 2.5)
+    f = tmp_path / "c.yaml"
+    f.write_text("shutdown_grace_seconds: 7\nrpc_threads: 96\n")
+    s = config.load(f, env={})
+    assert (s.rpc_threads, s.shutdown_grace_seconds) == (96, 7.0)
+    assert isinstance(s.shutdown_grace_seconds, float)

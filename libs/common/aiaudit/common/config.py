@@ -15,6 +15,7 @@ import ipaddress
 import logging
 import math
 import os
+import re
 import socket
 import urllib.parse
 from collections.abc import Mapping
@@ -163,7 +164,7 @@ def _convert(cls: type, name: str, raw: object, where: str) -> object:
     kind = declared if isinstance(declared, str) else getattr(declared, "__name__", str(declared))
     try:
         if kind in ("int", "float"):
-            value = int(str(raw)) if kind == "int" else float(str(raw))
+            value = _number(raw, kind)
             if not math.isfinite(value):  # nan passes every comparison below
                 raise ValueError("must be a finite number")
             if field.metadata.get("zero_allowed") and value < 0:
@@ -187,6 +188,30 @@ def _convert(cls: type, name: str, raw: object, where: str) -> object:
         return str(raw)
     except ValueError as exc:
         raise ConfigError(f"setting '{where}{name}': {raw!r} is invalid: {exc}") from None
+
+
+_INTEGER = re.compile(r"-?[0-9]+")
+_DECIMAL = re.compile(r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+
+
+def _number(raw: object, kind: str) -> int | float:
+    """A setting's number, written in ASCII digits as a number's setting is documented.
+
+    Python's own parsing also takes ``1_024``, ``+64``, digits of other scripts
+    (``٦٤``) and, for a float, ``nan`` and ``infinity``; YAML's ``true`` is an int
+    to Python. Each now names the setting instead of being read as a number.
+    """
+    if isinstance(raw, bool):
+        raise ValueError("must be a number, not true or false")
+    if isinstance(raw, int):
+        return raw if kind == "int" else float(raw)
+    if isinstance(raw, float) and kind == "float":
+        return raw
+    text = str(raw).strip()
+    if (_INTEGER if kind == "int" else _DECIMAL).fullmatch(text) is None:
+        whole = "a whole number" if kind == "int" else "a finite number"
+        raise ValueError(f"must be {whole} in the digits 0-9")
+    return int(text) if kind == "int" else float(text)
 
 
 def _read_file(config_file: Path | None) -> dict[str, Any]:
