@@ -9,9 +9,11 @@ import logging
 import os
 import stat
 import time
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -32,10 +34,16 @@ from aiaudit.common.credential_gate import CredentialGate
 from aiaudit.common.keys import configured
 from aiaudit.common.request_parsing import RequestParsing
 from aiaudit.common.store import SqlEventStore, open_store
+from aiaudit.common.stream_slots import StreamSlots
 from aiaudit.common.telemetry import Telemetry, configure
 from aiaudit.common.tls import ClientNames, ServerCertificates, TlsFilesError
 
 log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:  # generic in the stubs only
+    _Interceptor = grpc.ServerInterceptor[Any, Any]
+else:
+    _Interceptor = grpc.ServerInterceptor
 
 COMPONENTS = {
     "ingest": "aiaudit.ingest.component",
@@ -93,6 +101,99 @@ class _Health(health.HealthServicer):
     def status_of(self, service: str) -> health_pb2.HealthCheckResponse.ServingStatus | None:
         """The service's status, None if it never reported one."""
         return self.reported.get(service)
+
+
+REFLECTION_STREAMS = 4
+"""``ServerReflectionInfo`` streams open at once in a process (``grpcurl`` opens one a call)."""
+REFLECTION_STREAMS_PER_CALLER = 2
+HEALTH_WATCHES = 4
+"""``grpc.health.v1.Health/Watch`` streams open at once in a process."""
+HEALTH_WATCHES_PER_CALLER = 2
+
+_REFLECTION = ("ServerReflectionInfo", "REFLECTION_STREAMS_EXHAUSTED", "close one")
+_WATCH = ("Health/Watch", "HEALTH_WATCHES_EXHAUSTED", "close one, or call Check")
+
+
+class ServiceStreams(_Interceptor):
+    """Caps the streams of reflection and health, like the services' own (:class:`StreamSlots`).
+
+    Each open ``ServerReflectionInfo`` holds one of the server's RPC threads, and so
+    does each ``Health/Watch`` here (the request parsing wraps grpcio's non-blocking
+    servicer, which then waits in its thread for the next status): uncapped, 64
+    reflection streams of an ``auditor`` key took every thread, and a gateway's unary
+    ``Append`` timed out (review, 2026-12-06). They are counted in the process's
+    :data:`aiaudit.common.stream_slots.CEILING` with the services' streams, per
+    process and per principal; one more is refused ``RESOURCE_EXHAUSTED``. Installed
+    after the credential gate: every call that reaches it names a known caller.
+    """
+
+    def __init__(self, auth: Authenticator) -> None:
+        """``auth``: the gate's authenticator, naming the principal a slot is counted for."""
+        self._auth = auth
+        reflection_slots = StreamSlots(
+            _REFLECTION[0], REFLECTION_STREAMS, REFLECTION_STREAMS_PER_CALLER
+        )
+        watch_slots = StreamSlots(_WATCH[0], HEALTH_WATCHES, HEALTH_WATCHES_PER_CALLER)
+        self._capped = {
+            f"/{reflection.SERVICE_NAME}/ServerReflectionInfo": (reflection_slots, _REFLECTION),
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo": (
+                reflection_slots,
+                _REFLECTION,
+            ),
+            f"/{health.SERVICE_NAME}/Watch": (watch_slots, _WATCH),
+        }
+        self._wrapped: dict[
+            str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]
+        ] = {}
+        """Method -> (the handler met, that handler capped): wrapped once, not per call."""
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        """The method's handler; for a capped method, one holding a slot while it runs."""
+        handler = continuation(handler_call_details)
+        method = handler_call_details.method
+        capped = self._capped.get(method)
+        if handler is None or capped is None or not handler.response_streaming:
+            return handler
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self._wrap(handler, *capped)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(
+        self,
+        handler: grpc.RpcMethodHandler[Any, Any],
+        slots: StreamSlots,
+        named: tuple[str, str, str],
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        kind = ("stream" if handler.request_streaming else "unary") + "_stream"
+        behaviour = getattr(handler, kind)
+        _, reason, advice = named
+        auth = self._auth
+
+        def capped(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            # In the call's thread, before its first answer: the slot is held from then
+            # until the stream ends, by the client (cancelled, half-closed), its deadline
+            # or the server stopping (every call cancelled): the generator ends, or is
+            # closed when grpcio drops it, and ``finally`` gives the slot back.
+            principal = auth.authenticate(context).principal
+            slots.take_or_abort(context, principal, reason, advice)
+            try:
+                yield from behaviour(request, context)
+            finally:
+                slots.give_back(principal)
+
+        wrapped: grpc.RpcMethodHandler[Any, Any] = getattr(grpc, f"{kind}_rpc_method_handler")(
+            capped,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+        return wrapped
 
 
 def _certificates(s: Settings) -> ServerCertificates | None:
@@ -230,11 +331,18 @@ def start(settings: Settings, shared_port: bool = False) -> Suite:
         *keepalive_options(settings),
     ]
     gate = [] if auth.dev_mode else [CredentialGate(auth)]  # before a call takes a thread
+    # Then reflection's and health's streams are capped (timed and traced, refused or not).
     # Last, so innermost: a request that does not parse is INVALID_ARGUMENT (not grpcio's
     # INTERNAL), for a caller the gate let through, and timed and traced like any other call.
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.rpc_threads, thread_name_prefix="rpc"),
-        interceptors=[*client_names, *gate, *telemetry.interceptors, RequestParsing(auth)],
+        interceptors=[
+            *client_names,
+            *gate,
+            *telemetry.interceptors,
+            ServiceStreams(auth),
+            RequestParsing(auth),
+        ],
         options=options,
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )

@@ -3,9 +3,10 @@
 The server has ``rpc_threads`` of them, 64 by default and never fewer (``config.MIN_RPC_THREADS``),
 and holds at least 64 calls at once (``config.MIN_CONCURRENT_RPCS``): open streams count there too.
 
-Uncapped, streams of one RPC (``AppendStream``, ``WatchAlerts``, ``Export``) could take every
-thread, and every other RPC of the process, a gateway's unary ``Append`` included, would wait
-for one.
+Uncapped, streams of one RPC (``AppendStream``, ``WatchAlerts``, ``Export``, and on the main
+port reflection's ``ServerReflectionInfo`` and health's ``Watch``, capped in
+``aiaudit.cli.server.ServiceStreams``) could take every thread, and every other RPC of the
+process, a gateway's unary ``Append`` included, would wait for one.
 """
 
 from __future__ import annotations
