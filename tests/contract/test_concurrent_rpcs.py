@@ -2,9 +2,12 @@
 
 ``maximum_concurrent_rpcs`` (1024) and the thread pool (64) were fixed in the server's
 builder: a deployment could neither lower the limit (so a full server refuses at once
-instead of queueing) nor give its calls more threads. Held here by reflection streams
-answered once and left open: each holds a thread and counts against the limit until
-it ends, and its first answer says it is running on the server.
+instead of queueing) nor give its calls more threads. Held here by streams of a method
+of the test's own on the suite's server (``/test.Held/Hold``, behind the suite's
+interceptors), answered once and left open: each holds a thread and counts against the
+limit until it ends, and its first answer says it is running on the server. Every
+stream of the suite's own is capped (reflection's too since 2026-12-06,
+``tests/contract/test_reflection_streams.py``), to 48 in all: they could not hold 64.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from aiaudit.common import client, config, stream_slots
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
@@ -34,25 +36,35 @@ HELD = 12 * ANSWERED
 wait for an answer, so none of them frees a thread while one is awaited."""
 
 
-class Held:
-    """Calls held open on one server: reflection streams answered once, waiting for more."""
+HOLD = "/test.Held/Hold"
 
-    def __init__(self, channel: grpc.Channel) -> None:
-        self._stub = reflection_pb2_grpc.ServerReflectionStub(channel)  # type: ignore[no-untyped-call]
+
+class Held:
+    """Calls held open on one server: streams answered once, waiting for more."""
+
+    def __init__(self, server: grpc.Server, channel: grpc.Channel) -> None:
         self._release = threading.Event()
-        self._calls: list[Iterator[reflection_pb2.ServerReflectionResponse]] = []
+        release = self._release
+
+        def hold(request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+            yield b"held"
+            release.wait(HELD)  # then the stream ends
+
+        server.add_generic_rpc_handlers(
+            (
+                grpc.method_handlers_generic_handler(
+                    "test.Held", {"Hold": grpc.unary_stream_rpc_method_handler(hold)}
+                ),
+            )
+        )
+        self._hold = channel.unary_stream(HOLD)
+        self._calls: list[Iterator[bytes]] = []
 
     def open(self) -> None:
         """One more stream, returned once the server answered it: running, thread held."""
-        release = self._release
-
-        def requests() -> Iterator[reflection_pb2.ServerReflectionRequest]:
-            yield reflection_pb2.ServerReflectionRequest(list_services="")
-            release.wait(HELD)  # then the stream ends
-
-        answers = self._stub.ServerReflectionInfo(requests(), timeout=HELD)
+        answers = self._hold(b"", timeout=HELD)
         self._calls.append(answers)
-        first: list[reflection_pb2.ServerReflectionResponse] = []
+        first: list[bytes] = []
 
         def read() -> None:
             with contextlib.suppress(grpc.RpcError):  # cancelled when the test ends
@@ -61,8 +73,7 @@ class Held:
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
         reader.join(ANSWERED)  # the server answers at once when it has a thread for the call
-        assert first, f"stream {len(self._calls)} was not answered: no thread ran it"
-        assert first[0].list_services_response.service
+        assert first == [b"held"], f"stream {len(self._calls)} was not answered: no thread ran it"
 
     def release(self) -> None:
         """Ends every stream."""
@@ -83,7 +94,7 @@ def running(tmp_path: Path, store_url: str, **settings: object) -> Iterator[tupl
     )
     address = f"127.0.0.1:{suite.port}"
     channel = client.channel(address, keys["auditor"])
-    held = Held(channel)
+    held = Held(suite.server, channel)
     try:
         yield held, address, keys["auditor"]
     finally:
