@@ -1169,6 +1169,121 @@ def test_the_dev_values_need_no_secret() -> None:
     assert "api_keys_file" not in yaml.safe_load(configmap["data"]["config.yaml"])
 
 
+DIGEST = "sha256:" + "a" * 64
+OWN_DIGEST = "sha256:" + "b" * 64
+
+
+def _images(objects: list[dict[str, Any]]) -> dict[str, str]:
+    """The image of each workload's container, by component (``migrate`` for the Job)."""
+    return {
+        component_of(o): o["spec"]["template"]["spec"]["containers"][0]["image"]
+        for o in objects
+        if o["kind"] in ("Deployment", "Job")
+    }
+
+
+def test_an_image_digest_pins_every_pod_and_a_component_may_pin_its_own() -> None:
+    """A tag can be pushed again, so an audit log deployed by tag may run another build than
+    the one reviewed: with no way to name a digest, every pod ran ``repository:tag``."""
+    objects = render(
+        CHART / "ci" / "all-enabled-values.yaml",
+        f"aiaudit.image.digest={DIGEST}",
+        f"integrity.image.digest={OWN_DIGEST}",
+        "search.image.tag=2.0.1",
+    )
+    repo = "registry.example.internal/aiaudit"
+    assert _images(objects) == {
+        "migrate": f"{repo}@{DIGEST}",
+        "ingest": f"{repo}@{DIGEST}",
+        "alerting": f"{repo}@{DIGEST}",
+        "integrity": f"{repo}@{OWN_DIGEST}",
+        "search": f"{repo}:2.0.1",  # its own tag over the shared digest
+    }
+    assert set(_images(render()).values()) == {"aiaudit:0.1.0"}  # no digest: the appVersion tag
+
+
+@pytest.mark.parametrize(
+    "setting", ["aiaudit.image.digest=latest", "ingest.image.digest=sha256:abc"]
+)
+def test_what_is_not_a_digest_fails_the_render(setting: str) -> None:
+    name, _, value = setting.partition("=")
+    assert f'{name} "{value}" is not a digest' in render_fails(setting)
+
+
+def _tilt(chosen: list[str]) -> SimpleNamespace:
+    """What the Tiltfile asks of helm and Tilt for ``tilt up -- <chosen>``: the Tiltfile run
+    as the Python its Starlark is, Tilt's builtins recording their calls."""
+    calls: dict[str, Any] = {"resources": []}
+
+    def helm(chart: str, **kwargs: Any) -> str:
+        calls["helm"] = (chart, kwargs)
+        return "rendered"
+
+    def k8s_resource(name: str, **kwargs: Any) -> None:
+        calls["resources"].append(name)
+
+    def fail(message: str) -> None:
+        raise AssertionError(message)
+
+    tilt_config = SimpleNamespace(
+        define_string_list=lambda *a, **k: None, parse=lambda: {"components": chosen}
+    )
+    builtins = {
+        "load": lambda *a: None,
+        "docker_build_with_restart": lambda *a, **k: None,
+        "fall_back_on": lambda *a: None,
+        "sync": lambda *a: None,
+        "config": tilt_config,
+        "fail": fail,
+        "helm": helm,
+        "k8s_yaml": lambda *a: None,
+        "k8s_resource": k8s_resource,
+    }
+    exec(compile((REPO / "Tiltfile").read_text(), "Tiltfile", "exec"), builtins)
+    chart, kwargs = calls["helm"]
+    assert Path(chart) == CHART.relative_to(REPO)
+    (values,) = kwargs["values"]
+    args = ["template", kwargs["name"], str(CHART), "-f", str(REPO / values)]
+    for item in kwargs["set"]:
+        args += ["--set", item]
+    out = _helm(*args)
+    assert out.returncode == 0, f"helm template failed:\n{out.stderr}"
+    objects = [doc for doc in yaml.safe_load_all(out.stdout) if doc]
+    return SimpleNamespace(objects=objects, resources=calls["resources"])
+
+
+@pytest.mark.parametrize(
+    "chosen",
+    [
+        ["ingest"],
+        ["search"],
+        ["integrity", "alerting"],
+        ["search", "integrity"],
+        ["alerting", "ingest"],
+    ],
+)
+def test_the_tilt_dev_pod_serves_the_chosen_components_and_becomes_ready(
+    chosen: list[str],
+) -> None:
+    """The pod's readiness probe asks for its component's own service: with ingest's pod
+    always serving the chosen components, ``tilt up -- search`` served search alone, the probe
+    asked for IngestService and the pod was never ready."""
+    from aiaudit.cli.main import build_parser
+
+    tilt = _tilt(chosen)
+    (deployment,) = of_kind(tilt.objects, "Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    served = build_parser().parse_args(container["args"]).services.split(",")
+    assert sorted(served) == sorted(chosen)
+    ready = container["readinessProbe"]["grpc"]["service"]
+    own = {c: s for c in COMPONENTS for s in proto_services() if f".{c}." in s}
+    assert ready in {own[c] for c in served}, (ready, served)
+    assert tilt.resources == [deployment["metadata"]["name"]]
+    if "search" in served and "integrity" in served:  # search calls the integrity beside it
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        assert env.get("AIAUDIT_SEARCH_INTEGRITY_ADDRESS") != "none"
+
+
 @ci_files
 def test_every_object_fits_the_kubernetes_api(values: Path) -> None:
     """No misspelt, mistyped or missing field: helm renders those, the API server refuses them."""

@@ -50,17 +50,30 @@ app.kubernetes.io/part-of: aiaudit
 {{- end }}
 {{- end }}
 
-{{/* Image of a component: its own repository/tag if set, else the shared one. */}}
+{{/* Image of a component: its own repository if set, else the shared one; then its own
+digest or tag if set, else the shared digest, else the shared tag (appVersion when empty). A
+digest pins the image (repository@sha256:...): a tag can be pushed again, a digest cannot. */}}
 {{- define "aiaudit.image" -}}
 {{- $shared := .ctx.Values.aiaudit.image }}
 {{- $own := dict }}
 {{- if .component }}{{ $own = (index .ctx.Values .component).image | default dict }}{{ end }}
 {{- $repo := default $shared.repository $own.repository }}
-{{- $tag := default (default .ctx.Chart.AppVersion $shared.tag) $own.tag }}
-{{- with .ctx.Values.global.image.registry }}
-{{- printf "%s/%s:%s" (trimSuffix "/" .) $repo $tag }}
+{{- with .ctx.Values.global.image.registry }}{{ $repo = printf "%s/%s" (trimSuffix "/" .) $repo }}{{ end }}
+{{- $digests := dict "aiaudit.image.digest" $shared.digest }}
+{{- if .component }}{{ $_ := set $digests (printf "%s.image.digest" .component) $own.digest }}{{ end }}
+{{- range $name, $digest := $digests }}
+{{- if and $digest (not (regexMatch "^sha256:[0-9a-f]{64}$" (toString $digest))) }}
+{{- fail (printf "%s %q is not a digest: sha256: and 64 lowercase hex digits (docker buildx imagetools inspect <image> prints it)" $name (toString $digest)) }}
+{{- end }}
+{{- end }}
+{{- if $own.digest }}
+{{- printf "%s@%s" $repo $own.digest }}
+{{- else if $own.tag }}
+{{- printf "%s:%s" $repo (toString $own.tag) }}
+{{- else if $shared.digest }}
+{{- printf "%s@%s" $repo $shared.digest }}
 {{- else }}
-{{- printf "%s:%s" $repo $tag }}
+{{- printf "%s:%s" $repo (toString (default .ctx.Chart.AppVersion $shared.tag)) }}
 {{- end }}
 {{- end }}
 
