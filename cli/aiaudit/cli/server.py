@@ -9,17 +9,18 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from aiaudit.cli.health_port import HealthPort
+from aiaudit.common import wrapping
 from aiaudit.common.access import AccessLog
 from aiaudit.common.auth import Authenticator
 from aiaudit.common.component import Component, Context, Stopping
@@ -39,11 +40,6 @@ from aiaudit.common.telemetry import Telemetry, configure
 from aiaudit.common.tls import ClientNames, ServerCertificates, TlsFilesError
 
 log = logging.getLogger(__name__)
-
-if TYPE_CHECKING:  # generic in the stubs only
-    _Interceptor = grpc.ServerInterceptor[Any, Any]
-else:
-    _Interceptor = grpc.ServerInterceptor
 
 COMPONENTS = {
     "ingest": "aiaudit.ingest.component",
@@ -114,7 +110,7 @@ _REFLECTION = ("ServerReflectionInfo", "REFLECTION_STREAMS_EXHAUSTED", "close on
 _WATCH = ("Health/Watch", "HEALTH_WATCHES_EXHAUSTED", "close one, or call Check")
 
 
-class ServiceStreams(_Interceptor):
+class ServiceStreams(wrapping.BehaviourWrapper):
     """Caps the streams of reflection and health, like the services' own (:class:`StreamSlots`).
 
     Each open ``ServerReflectionInfo`` holds one of the server's RPC threads, and so
@@ -129,6 +125,7 @@ class ServiceStreams(_Interceptor):
 
     def __init__(self, auth: Authenticator) -> None:
         """``auth``: the gate's authenticator, naming the principal a slot is counted for."""
+        super().__init__()
         self._auth = auth
         reflection_slots = StreamSlots(
             _REFLECTION[0], REFLECTION_STREAMS, REFLECTION_STREAMS_PER_CALLER
@@ -142,38 +139,15 @@ class ServiceStreams(_Interceptor):
             ),
             f"/{health.SERVICE_NAME}/Watch": (watch_slots, _WATCH),
         }
-        self._wrapped: dict[
-            str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]
-        ] = {}
-        """Method -> (the handler met, that handler capped): wrapped once, not per call."""
 
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        """The method's handler; for a capped method, one holding a slot while it runs."""
-        handler = continuation(handler_call_details)
-        method = handler_call_details.method
-        capped = self._capped.get(method)
-        if handler is None or capped is None or not handler.response_streaming:
-            return handler
-        cached = self._wrapped.get(method)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        wrapped = self._wrap(handler, *capped)
-        self._wrapped[method] = (handler, wrapped)
-        return wrapped
+    def applies(self, method: str, handler: wrapping.Handler) -> bool:
+        """Reflection's and health's streams."""
+        return method in self._capped and handler.response_streaming
 
-    def _wrap(
-        self,
-        handler: grpc.RpcMethodHandler[Any, Any],
-        slots: StreamSlots,
-        named: tuple[str, str, str],
-    ) -> grpc.RpcMethodHandler[Any, Any]:
-        kind = ("stream" if handler.request_streaming else "unary") + "_stream"
-        behaviour = getattr(handler, kind)
-        _, reason, advice = named
+    def wrap(self, handler: wrapping.Handler, method: str) -> wrapping.Handler:
+        """The handler holding a slot of the method's while the stream is open."""
+        slots, (_, reason, advice) = self._capped[method]
+        serve = wrapping.behaviour(handler)
         auth = self._auth
 
         def capped(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
@@ -184,16 +158,11 @@ class ServiceStreams(_Interceptor):
             principal = auth.authenticate(context).principal
             slots.take_or_abort(context, principal, reason, advice)
             try:
-                yield from behaviour(request, context)
+                yield from serve(request, context)
             finally:
                 slots.give_back(principal)
 
-        wrapped: grpc.RpcMethodHandler[Any, Any] = getattr(grpc, f"{kind}_rpc_method_handler")(
-            capped,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-        return wrapped
+        return wrapping.rewrapped(handler, capped)
 
 
 def _certificates(s: Settings) -> ServerCertificates | None:

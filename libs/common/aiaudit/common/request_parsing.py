@@ -29,18 +29,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 from google.rpc import code_pb2, status_pb2
 
-from aiaudit.common import status
+from aiaudit.common import status, wrapping
 from aiaudit.common.auth import Authenticator
-
-if TYPE_CHECKING:  # generic in the stubs only
-    _Interceptor = grpc.ServerInterceptor[Any, Any]
-else:
-    _Interceptor = grpc.ServerInterceptor
 
 REASON = "REQUEST_NOT_PROTOBUF"
 
@@ -79,54 +74,27 @@ def _lenient(deserializer: Callable[[bytes], Any], message_type: str) -> Callabl
     return parse
 
 
-class RequestParsing(_Interceptor):
+class RequestParsing(wrapping.BehaviourWrapper):
     """Answers requests that do not parse INVALID_ARGUMENT, not grpcio's INTERNAL."""
 
     def __init__(self, auth: Authenticator) -> None:
         """``auth``: the handlers' authenticator, checked before a malformed request is named."""
+        super().__init__()
         self._auth = auth
-        self._wrapped: dict[
-            str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]
-        ] = {}
-        """Method -> (its registered handler, that handler wrapped): wrapped once, not per call."""
 
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        """The method's handler, parsing its requests without raising."""
-        handler = continuation(handler_call_details)
-        if handler is None or handler.request_deserializer is None:
-            return handler  # unknown method (not cached: any name), or raw bytes parsed later
-        method = handler_call_details.method
-        cached = self._wrapped.get(method)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        wrapped = self._wrap(handler, method)
-        self._wrapped[method] = (handler, wrapped)
-        return wrapped
+    def applies(self, method: str, handler: wrapping.Handler) -> bool:
+        """Methods with a deserializer (raw-bytes ones parse their requests later)."""
+        return handler.request_deserializer is not None
 
-    def _wrap(
-        self, handler: grpc.RpcMethodHandler[Any, Any], method: str
-    ) -> grpc.RpcMethodHandler[Any, Any]:
+    def wrap(self, handler: wrapping.Handler, method: str) -> wrapping.Handler:
+        """The handler with a deserializer that does not raise, and a check of its result."""
         assert handler.request_deserializer is not None
         message_type = _message_type(handler.request_deserializer, method)
-        kind = (
-            ("stream" if handler.request_streaming else "unary")
-            + "_"
-            + ("stream" if handler.response_streaming else "unary")
+        serve = wrapping.behaviour(handler)
+        checked = self._streaming(serve) if handler.request_streaming else self._unary(serve)
+        return wrapping.rewrapped(
+            handler, checked, _lenient(handler.request_deserializer, message_type)
         )
-        behaviour = getattr(handler, kind)
-        wrapped = (
-            self._streaming(behaviour) if handler.request_streaming else self._unary(behaviour)
-        )
-        parsed: grpc.RpcMethodHandler[Any, Any] = getattr(grpc, f"{kind}_rpc_method_handler")(
-            wrapped,
-            request_deserializer=_lenient(handler.request_deserializer, message_type),
-            response_serializer=handler.response_serializer,
-        )
-        return parsed
 
     def _refuse(self, context: grpc.ServicerContext, request: NotProtobuf) -> None:
         self._auth.authenticate(context)  # an unknown caller is told only that (UNAUTHENTICATED)

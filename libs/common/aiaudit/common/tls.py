@@ -18,9 +18,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import grpc
 from cryptography import x509
@@ -28,13 +28,8 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from google.rpc import code_pb2
 
-from aiaudit.common import status
+from aiaudit.common import status, wrapping
 from aiaudit.common.auth import LogThrottle
-
-if TYPE_CHECKING:  # generic in the stubs only
-    _Interceptor = grpc.ServerInterceptor[Any, Any]
-else:
-    _Interceptor = grpc.ServerInterceptor
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +142,7 @@ class ServerCertificates:
 _REFUSED_CERTIFICATES = LogThrottle(10)
 
 
-class ClientNames(_Interceptor):
+class ClientNames(wrapping.BehaviourWrapper):
     """Serves one service's methods only to client certificates that carry one of its names.
 
     Under mTLS the handshake admits any certificate the client CA signed; with one CA for
@@ -163,39 +158,27 @@ class ClientNames(_Interceptor):
 
     def __init__(self, service: str, names: Iterable[str], setting: str) -> None:
         """``service``: its full name; ``setting``: the setting named in the refusal."""
+        super().__init__()
         self._prefix = f"/{service}/"
         self._names = tuple(names)
         self._dns = {n.lower() for n in self._names if ":" not in n}
         self._uris = {n for n in self._names if ":" in n}
         self._setting = setting
 
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        """The method's handler, checking the peer's certificate first for the service's."""
-        handler = continuation(handler_call_details)
-        if handler is None or not handler_call_details.method.startswith(self._prefix):
-            return handler
-        kind = (
-            ("stream" if handler.request_streaming else "unary")
-            + "_"
-            + ("stream" if handler.response_streaming else "unary")
-        )
-        behaviour = getattr(handler, kind)
+    def applies(self, method: str, handler: wrapping.Handler) -> bool:
+        """The service's methods."""
+        return method.startswith(self._prefix)
+
+    def wrap(self, handler: wrapping.Handler, method: str) -> wrapping.Handler:
+        """The handler checking the peer's certificate first."""
+        serve = wrapping.behaviour(handler)
 
         # A plain function for every kind: it returns a response stream's iterator unread.
         def checked(request: Any, context: grpc.ServicerContext) -> Any:
             self._check(context)
-            return behaviour(request, context)
+            return serve(request, context)
 
-        wrapped: grpc.RpcMethodHandler[Any, Any] = getattr(grpc, f"{kind}_rpc_method_handler")(
-            checked,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-        return wrapped
+        return wrapping.rewrapped(handler, checked)
 
     def _check(self, context: grpc.ServicerContext) -> None:
         # Each property is a list of values (the sync stubs say bytes; the aio ones are right).
