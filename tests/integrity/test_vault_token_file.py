@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ from tests.integrity.conftest import Vault
 from tests.integrity.test_vault import bootstrapped
 
 SETTING = "integrity.vault_token_file"
+ANSWERED = 10.0
+"""Longest wait for the other thread of a test (it answers at once)."""
 
 
 def renew(path: Path, token: str) -> None:
@@ -137,3 +140,107 @@ def test_a_token_file_without_a_token_keeps_the_last_one_with_one_warning(
     renew(token_file, second)
     vault.client().auth.token.revoke(first)
     signed(keys)
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_a_directory_at_the_token_file_keeps_the_token_and_no_descriptor(
+    vault: Vault, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A directory put at the path (a volume mounted over it, an agent's mistake): each
+    request read it again and left its descriptor open (os.fdopen refused the directory
+    without closing it), until the process ran out of them."""
+    keys, token_file, first, policy = notary_keys(vault, tmp_path)
+    signed(keys)  # the client's connection is open
+    caplog.set_level(logging.WARNING, logger="aiaudit.common.keys.configured")
+    token_file.unlink()
+    token_file.mkdir()
+    signed(keys)
+    before = open_fds()
+    for _ in range(20):
+        signed(keys)
+    assert open_fds() == before
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "not a regular file" in warnings[0], warnings
+    token_file.rmdir()
+    second = new_token(vault, policy)
+    renew(token_file, second)
+    vault.client().auth.token.revoke(first)
+    signed(keys)
+
+
+def test_concurrent_requests_each_send_the_token_they_read(vault: Vault, tmp_path: Path) -> None:
+    """The client is shared by the notary's thread and the handlers'. Each request set the
+    token it read on the shared adapter and hvac read it back from there: a request that
+    read the old token just before the renewal, descheduled, then set it over the new one
+    another request had just set, which sent the old, revoked token. Refused 403, that
+    request read the file again, found the token it meant to send, and failed."""
+    keys, token_file, first, policy = notary_keys(vault, tmp_path)
+    signed(keys)
+    client = keys._client  # type: ignore[attr-defined]  # the component's own hvac client
+    adapter = client.adapter
+    follower = adapter.token_file
+    paused, resume, stale_sent, fresh_done = (threading.Event() for _ in range(4))
+    late: list[threading.Thread] = []
+
+    class Descheduled:
+        """The late request's thread stops after reading the token, until told to go on."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(follower, name)
+
+        def current(self) -> str:
+            token: str = follower.current()
+            if threading.current_thread() in late and not paused.is_set():
+                paused.set()
+                assert resume.wait(ANSWERED)
+            return token
+
+    joined = adapter.urljoin
+
+    def urljoin(*args: Any) -> Any:
+        # Called by hvac after the token was taken, before it is put in the headers.
+        if threading.current_thread() in late:
+            stale_sent.set()
+        elif paused.is_set() and not resume.is_set():
+            resume.set()  # the late request sets its token now ...
+            assert stale_sent.wait(ANSWERED)  # ... and builds its headers
+        return joined(*args)
+
+    def late_answer(response: Any, *args: Any, **kwargs: Any) -> Any:
+        # The late request's retry waits for the other request's end: one outcome each.
+        if threading.current_thread() in late and response.status_code == 403:
+            assert fresh_done.wait(ANSWERED)
+        return response
+
+    adapter.token_file = Descheduled()
+    adapter.urljoin = urljoin
+    client.session.hooks["response"].append(late_answer)
+    outcomes: dict[str, str] = {}
+
+    def sign_late() -> None:
+        try:
+            signed(keys)
+            outcomes["late"] = "signed"
+        except Exception as exc:  # reported by the assertion below
+            outcomes["late"] = repr(exc)
+
+    late.append(threading.Thread(target=sign_late))
+    late[0].start()
+    try:
+        assert paused.wait(ANSWERED)  # it read the first token
+        second = new_token(vault, policy)
+        renew(token_file, second)
+        vault.client().auth.token.revoke(first)
+        try:
+            signed(keys)
+            outcomes["fresh"] = "signed"
+        except Exception as exc:  # reported by the assertion below
+            outcomes["fresh"] = repr(exc)
+    finally:
+        resume.set()
+        fresh_done.set()
+        late[0].join()
+    assert outcomes == {"late": "signed", "fresh": "signed"}

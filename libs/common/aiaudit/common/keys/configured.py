@@ -63,14 +63,23 @@ def _read_token(path: Path) -> tuple[Stamp, str]:
     """The file's stamp and token; OSError: not read, TokenFileError: no token in it.
 
     Opened without blocking: a FIFO put at the path must not hold a Vault call.
+    The descriptor is closed whatever it is: ``os.fdopen`` refused a directory
+    without closing it, and each request leaked one until the process had none.
     """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    try:
+        st = os.fstat(fd)
         now = _stamp(st)
         if not stat.S_ISREG(st.st_mode):
             raise TokenFileError(f"{path} is not a regular file", now)
-        data = f.read(MAX_TOKEN_FILE_BYTES + 1)
+        data = b""
+        while len(data) <= MAX_TOKEN_FILE_BYTES:
+            chunk = os.read(fd, MAX_TOKEN_FILE_BYTES + 1 - len(data))
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(fd)
     if len(data) > MAX_TOKEN_FILE_BYTES:
         raise TokenFileError(f"{path} is over {MAX_TOKEN_FILE_BYTES} bytes", now)
     token = data.decode("ascii", errors="replace").strip()
@@ -156,23 +165,45 @@ class TokenFile:
 
 
 class _FollowingAdapter(hvac.adapters.JSONAdapter):  # type: ignore[misc]  # untyped
-    """hvac's adapter, with the token of a :class:`TokenFile` as it is at each request."""
+    """hvac's adapter, with the token of a :class:`TokenFile` as it is at each request.
+
+    The client is shared by threads (the notary's, the handlers', content sealing's):
+    each request sends the token its own thread read. It was set on the adapter, where
+    hvac reads it while building the headers: a request that had read the old token
+    just before a renewal could set it over the new one another thread had just set,
+    and that thread sent the old, revoked token, was refused 403, read the file again,
+    found the token it meant to send, and failed.
+    """
 
     def __init__(self, token_file: TokenFile, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
         self.token_file = token_file
+        self._sending = threading.local()
+        super().__init__(**kwargs)
+
+    @property
+    def token(self) -> str:
+        """The token of this thread's request in flight; else the file's as last read."""
+        sending: str | None = getattr(self._sending, "token", None)
+        return self.token_file.token if sending is None else sending
+
+    @token.setter
+    def token(self, value: str | None) -> None:
+        """Ignored: the file holds the token (hvac sets the one first read from it)."""
 
     def request(self, *args: Any, **kwargs: Any) -> Any:
         """Sends with the file's current token; after a 403, once more if the file changed."""
-        sent = self.token = self.token_file.current()
+        sent = self._sending.token = self.token_file.current()
         try:
-            return super().request(*args, **kwargs)
-        except hvac.exceptions.Forbidden:
-            fresh = self.token_file.reread()
-            if fresh == sent:
-                raise
-            self.token = fresh
-            return super().request(*args, **kwargs)
+            try:
+                return super().request(*args, **kwargs)
+            except hvac.exceptions.Forbidden:
+                fresh = self.token_file.reread()
+                if fresh == sent:
+                    raise
+                self._sending.token = fresh
+                return super().request(*args, **kwargs)
+        finally:
+            self._sending.token = None
 
 
 def vault_client(
