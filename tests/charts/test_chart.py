@@ -591,10 +591,16 @@ SECRET_SETTINGS = {
     "search.opensearch_password": "aiaudit.opensearch.existingSecret",
     "search.database_url": "search.database.existingSecret",
     "integrity.database_url": "integrity.database.existingSecret",
-    "integrity.vault_token_file": "aiaudit.vault.existingSecret",
     "ingest.privacy_database_url": "ingest.privacyDatabase.existingSecret",
 }
 """Every section setting that carries a credential, and the values that give it from a Secret."""
+
+TOKEN_FILE_SETTINGS = {
+    "integrity.vault_token_file": "aiaudit.vault",
+    "content_vault_token_file": "aiaudit.contentKeys",
+}
+"""The Vault token files (a path, no credential), and the values block whose ``tokenFile``
+gives each: the chart passes the file or the Secret's token, never both."""
 
 
 def test_every_credential_setting_is_refused_in_the_config() -> None:
@@ -619,14 +625,17 @@ def test_every_credential_setting_is_refused_in_the_config() -> None:
         if credential.search(f.name)
     }
     found |= {f"search.{f}" for f in ("opensearch_url",)}  # node URLs may hold a login
-    assert found == set(SECRET_SETTINGS)
+    assert found == set(SECRET_SETTINGS) | {"integrity.vault_token_file"}
     top = {f.name for f in dataclasses.fields(config.Settings) if credential.search(f.name)}
     assert top == {"database_url", "content_vault_token_file"}
-    # The chart gives both from Secrets, and refuses them in the config.
+    # The chart gives the URL from a Secret and the token files from their values, and
+    # refuses them in the config.
     url = render_fails("aiaudit.config.database_url=postgresql://u:p@h/d")
     assert "database_url comes from aiaudit.database.existingSecret" in url
-    token = render_fails("aiaudit.config.content_vault_token_file=/t")
-    assert "comes from aiaudit.contentKeys.existingSecret" in token
+    for setting, values in TOKEN_FILE_SETTINGS.items():
+        token = render_fails(f"aiaudit.config.{setting}=/t")
+        assert f"aiaudit.config.{setting} is set by the chart" in token
+        assert f"give the path as {values}.tokenFile" in token
 
 
 @pytest.mark.parametrize("setting", sorted(SECRET_SETTINGS))
@@ -1127,7 +1136,7 @@ def test_content_in_clear_needs_saying_so() -> None:
             env = deployment["spec"]["template"]["spec"]["containers"][0].get("env", [])
             assert not any(e["name"].startswith("AIAUDIT_CONTENT_") for e in env)
     token = render_fails("aiaudit.config.content_vault_token_file=/x")
-    assert "comes from aiaudit.contentKeys.existingSecret" in token
+    assert "give the path as aiaudit.contentKeys.tokenFile" in token
 
 
 def test_checkpoints_go_to_the_claim_given_for_them() -> None:
@@ -1509,11 +1518,16 @@ def test_a_ca_the_operator_names_wins_over_the_backend_ca() -> None:
 
 
 def _as_the_server_starts(
-    workload: dict[str, Any], config_yaml: str | None, tmp_path: Path
+    workload: dict[str, Any],
+    config_yaml: str | None,
+    tmp_path: Path,
+    files: dict[str, Path] | None = None,
 ) -> config.Settings:
     """``config.load`` of a pod's config file and env, as ``serve`` (or ``db migrate``) runs
     it: each Secret as ``SECRET_STAND_INS`` says, files at stand-in paths in ``tmp_path``
-    (the server checks they exist)."""
+    (the server checks they exist), and a variable naming a path of ``files`` (an in-pod
+    path: its stand-in) at that stand-in."""
+    files = files or {}
     (container,) = workload["spec"]["template"]["spec"]["containers"]
     ca = tmp_path / "backend-ca.crt"
     ca.write_text("pem")
@@ -1526,7 +1540,8 @@ def _as_the_server_starts(
                 SECRET_STAND_INS[kind] if kind else f"secret:{ref['name']}/{ref['key']}"
             )
         else:
-            env[e["name"]] = str(ca) if e["value"] == BACKEND_CA else str(e["value"])
+            value = str(e["value"])
+            env[e["name"]] = str(ca) if value == BACKEND_CA else str(files.get(value, value))
     config_file = None
     if config_yaml is not None:
         settings = yaml.safe_load(config_yaml)
@@ -1972,3 +1987,165 @@ def test_search_is_given_its_secrets_ca_for_integrity_where_it_needs_one(
     else:
         assert "AIAUDIT_SEARCH_INTEGRITY_CA_FILE" not in env
     assert ("ca.crt" in items) is (named or mutual)
+
+
+NOTARY_TOKEN_FILE = "/vault/secrets/notary-token"
+CONTENT_TOKEN_FILE = "/vault/secrets/token"
+TOKEN_FILES = (
+    f"aiaudit.vault.tokenFile={NOTARY_TOKEN_FILE}",
+    f"aiaudit.contentKeys.tokenFile={CONTENT_TOKEN_FILE}",
+)
+"""Token files where the Vault Agent Injector writes (its annotations in podAnnotations)."""
+
+
+def _agent_writes(path: Path, token: str) -> None:
+    """Writes ``token`` as vault-agent does: a file beside it, renamed over it."""
+    temp = path.with_name(f".{path.name}.tmp")
+    temp.write_text(token + "\n")
+    os.replace(temp, path)
+
+
+def test_a_token_file_replaces_the_token_from_the_secret(tmp_path: Path) -> None:
+    """The server follows a token file a vault-agent renews (short-lived tokens, no
+    restart), but the chart could only give tokens as variables from its Secrets, read once
+    at start, and refused the token-file settings. With ``tokenFile`` each pod gets the path
+    and no token variable; the address still comes from the Secret; and the Vault clients
+    the server builds from the rendered pod take the file's token, and its next one."""
+    from aiaudit.common.keys import configured
+    from aiaudit.integrity import component
+    from aiaudit.integrity import settings as integrity_settings
+
+    objects = render(ALL_ENABLED, *TOKEN_FILES)
+    (configmap,) = of_kind(objects, "ConfigMap")
+    config_yaml = configmap["data"]["config.yaml"]
+    assert "token_file" not in config_yaml
+    by_component = {component_of(d): d for d in of_kind(objects, "Deployment")}
+    assert set(by_component) == set(COMPONENTS)
+    for name, deployment in by_component.items():
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e for e in container["env"]}
+        assert not {"VAULT_TOKEN", "AIAUDIT_CONTENT_VAULT_TOKEN"} & set(env), name
+        refs = [e["valueFrom"]["secretKeyRef"] for e in env.values() if "valueFrom" in e]
+        assert not [r for r in refs if r["key"] == "token"], name  # the Secrets' token keys
+        assert env["AIAUDIT_CONTENT_VAULT_TOKEN_FILE"] == {
+            "name": "AIAUDIT_CONTENT_VAULT_TOKEN_FILE",
+            "value": CONTENT_TOKEN_FILE,
+        }
+        assert env["AIAUDIT_CONTENT_VAULT_ADDR"]["valueFrom"]["secretKeyRef"] == {
+            "name": "aiaudit-content-keys",
+            "key": "address",
+        }
+        notary_file = env.get("AIAUDIT_INTEGRITY_VAULT_TOKEN_FILE", {}).get("value")
+        assert notary_file == (NOTARY_TOKEN_FILE if name == "integrity" else None), name
+    # As serve loads each pod, the token files at stand-ins the agent writes.
+    content_file, notary_file = tmp_path / "content-token", tmp_path / "notary-token"
+    _agent_writes(content_file, "hvs.content-1")
+    _agent_writes(notary_file, "hvs.notary-1")
+    files = {CONTENT_TOKEN_FILE: content_file, NOTARY_TOKEN_FILE: notary_file}
+    loaded = {
+        name: _as_the_server_starts(d, config_yaml, tmp_path, files)
+        for name, d in by_component.items()
+    }
+    rings = {}
+    for name, settings in loaded.items():
+        assert settings.content_vault_token_file == content_file, name
+        assert settings.content_vault_addr == SECRET_STAND_INS["VAULT_ADDR"], name
+        ring = configured.keyring(settings)
+        assert ring is not None, name
+        rings[name] = ring.kek._client.adapter  # type: ignore[attr-defined]
+        assert rings[name].token_file.current() == "hvs.content-1", name
+    notary = integrity_settings.load(loaded["integrity"])
+    assert (notary.signer, notary.vault_token_file) == ("vault", notary_file)
+    assert notary.vault_addr == SECRET_STAND_INS["VAULT_ADDR"]
+    notary_adapter = component.vault_client(notary, loaded["integrity"].env).adapter
+    assert notary_adapter.token_file.current() == "hvs.notary-1"
+    # The agent renews both tokens: every client takes the new one, no restart.
+    _agent_writes(content_file, "hvs.content-2")
+    _agent_writes(notary_file, "hvs.notary-2")
+    for name, adapter in rings.items():
+        assert adapter.token_file.current() == "hvs.content-2", name
+    assert notary_adapter.token_file.current() == "hvs.notary-2"
+    # One token file alone: the other token still comes from its Secret.
+    objects = render(ALL_ENABLED, TOKEN_FILES[1])
+    (integrity,) = [d for d in of_kind(objects, "Deployment") if component_of(d) == "integrity"]
+    env = {e["name"]: e for e in integrity["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["VAULT_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+        "name": "aiaudit-vault",
+        "key": "token",
+    }
+    assert "AIAUDIT_INTEGRITY_VAULT_TOKEN_FILE" not in env
+    assert "AIAUDIT_CONTENT_VAULT_TOKEN" not in env
+
+
+def _extra_env(component: str, name: str) -> tuple[str, ...]:
+    return (
+        f"{component}.extraEnv[0].name={name}",
+        f"{component}.extraEnv[0].valueFrom.secretKeyRef.name=s",
+        f"{component}.extraEnv[0].valueFrom.secretKeyRef.key=k",
+    )
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (
+            (TOKEN_FILES[0], *_extra_env("integrity", "VAULT_TOKEN")),
+            "integrity.extraEnv VAULT_TOKEN and aiaudit.vault.tokenFile both give the Vault token",
+        ),
+        (
+            (TOKEN_FILES[1], *_extra_env("alerting", "AIAUDIT_CONTENT_VAULT_TOKEN")),
+            "alerting.extraEnv AIAUDIT_CONTENT_VAULT_TOKEN and aiaudit.contentKeys.tokenFile both"
+            " give the Vault token",
+        ),
+        (
+            (
+                "integrity.extraEnv[0].name=AIAUDIT_INTEGRITY_VAULT_TOKEN_FILE",
+                "integrity.extraEnv[0].value=/vault/secrets/token",
+            ),
+            "give the path as aiaudit.vault.tokenFile",
+        ),
+        (
+            (
+                "search.extraEnv[0].name=AIAUDIT_CONTENT_VAULT_TOKEN_FILE",
+                "search.extraEnv[0].value=/vault/secrets/token",
+            ),
+            "give the path as aiaudit.contentKeys.tokenFile",
+        ),
+        (
+            ("aiaudit.vault.tokenFile=vault/secrets/token",),
+            'aiaudit.vault.tokenFile "vault/secrets/token" is not an absolute path',
+        ),
+        (
+            ("aiaudit.contentKeys.tokenFile=token",),
+            'aiaudit.contentKeys.tokenFile "token" is not an absolute path',
+        ),
+        (
+            (
+                TOKEN_FILES[0],
+                "aiaudit.vault.existingSecret=",
+                "aiaudit.database.embedded=true",
+                "aiaudit.contentKeys.existingSecret=",
+                "aiaudit.recorderDatabase.existingSecret=",
+                *(f"{c}.enabled={str(c == 'integrity').lower()}" for c in COMPONENTS),
+                "integrity.replicas=1",
+                "integrity.database.existingSecret=",
+            ),
+            "aiaudit.vault.tokenFile needs aiaudit.vault.existingSecret: the Vault address",
+        ),
+    ],
+    ids=[
+        "notary-token-twice",
+        "content-token-twice",
+        "notary-file-in-extra-env",
+        "content-file-in-extra-env",
+        "notary-relative",
+        "content-relative",
+        "no-address",
+    ],
+)
+def test_a_token_file_that_would_not_be_used_as_meant_fails_the_render(
+    sets: tuple[str, ...], message: str
+) -> None:
+    """Given both ways, the server takes the file's token and leaves the variable unused
+    without a word; a relative path or one without the Secret's address reaches nothing."""
+    assert message in render_fails(*sets, values=ALL_ENABLED)

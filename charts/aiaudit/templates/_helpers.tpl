@@ -250,8 +250,7 @@ them post, and the ConfigMap is readable by anyone who may read the namespace's 
     "opensearch_username" "aiaudit.opensearch.existingSecret (key aiaudit.opensearch.usernameKey), passed as AIAUDIT_SEARCH_OPENSEARCH_USERNAME"
     "opensearch_password" "aiaudit.opensearch.existingSecret (key aiaudit.opensearch.passwordKey), passed as AIAUDIT_SEARCH_OPENSEARCH_PASSWORD")
   "integrity" (dict
-    "database_url" "integrity.database.existingSecret (key integrity.database.key), passed as AIAUDIT_INTEGRITY_DATABASE_URL"
-    "vault_token_file" "aiaudit.vault.existingSecret (key aiaudit.vault.tokenKey), passed as VAULT_TOKEN")
+    "database_url" "integrity.database.existingSecret (key integrity.database.key), passed as AIAUDIT_INTEGRITY_DATABASE_URL")
   "alerting" (dict
     "database_url" "alerting.database.existingSecret (key alerting.database.key), passed as AIAUDIT_ALERTING_DATABASE_URL"
     "webhook_url" "alerting.webhook.existingSecret (key alerting.webhook.urlKey), passed as AIAUDIT_ALERTING_WEBHOOK_URL"
@@ -296,8 +295,36 @@ takes valueFrom.secretKeyRef, not a literal value. */}}
 {{- if and (eq (toString (dig "ingest" "ip_address" "" $a.config)) "pseudonymise") (not .Values.ingest.ipPseudonymKey.existingSecret) }}
 {{- fail "ingest.ipPseudonymKey.existingSecret is required with aiaudit.config.ingest.ip_address=pseudonymise (32 random bytes, the same for every ingest pod: a key made in a pod would die with it, and every pseudonym with it)" }}
 {{- end }}
-{{- if hasKey $a.config "content_vault_token_file" }}
-{{- fail "aiaudit.config.content_vault_token_file: the content key's token comes from aiaudit.contentKeys.existingSecret" }}
+{{- /* The Vault token files. A path, no secret; but the server takes a token file over the
+token variable, so one named here (or in an extraEnv) beside the chart's token from the Secret
+left that token unused without a word: the chart passes one or the other, as the values say. */}}
+{{- $tokenFiles := list
+  (dict "values" "aiaudit.vault" "own" $a.vault "setting" "integrity.vault_token_file" "set" (hasKey (dig "integrity" dict $a.config) "vault_token_file") "fileVar" "AIAUDIT_INTEGRITY_VAULT_TOKEN_FILE" "tokenVar" "VAULT_TOKEN" "components" (list "integrity"))
+  (dict "values" "aiaudit.contentKeys" "own" $a.contentKeys "setting" "content_vault_token_file" "set" (hasKey $a.config "content_vault_token_file") "fileVar" "AIAUDIT_CONTENT_VAULT_TOKEN_FILE" "tokenVar" "AIAUDIT_CONTENT_VAULT_TOKEN" "components" (list "ingest" "search" "integrity" "alerting")) }}
+{{- range $t := $tokenFiles }}
+{{- $file := toString (dig "tokenFile" "" $t.own) }}
+{{- if $t.set }}
+{{- fail (printf "aiaudit.config.%s is set by the chart: give the path as %s.tokenFile (the chart then passes no token from %s.existingSecret)" $t.setting $t.values $t.values) }}
+{{- end }}
+{{- if $file }}
+{{- if not (hasPrefix "/" $file) }}
+{{- fail (printf "%s.tokenFile %q is not an absolute path: give the file's path in the container (e.g. /vault/secrets/token, where the Vault Agent Injector writes)" $t.values $file) }}
+{{- end }}
+{{- if not $t.own.existingSecret }}
+{{- fail (printf "%s.tokenFile needs %s.existingSecret: the Vault address comes from it (its token key is then unused)" $t.values $t.values) }}
+{{- end }}
+{{- end }}
+{{- range $name := $t.components }}
+{{- range $env := (index $.Values $name).extraEnv }}
+{{- $var := toString $env.name }}
+{{- if eq $var $t.fileVar }}
+{{- fail (printf "%s.extraEnv %s: the chart passes the token file, and then no token from %s.existingSecret; give the path as %s.tokenFile" $name $var $t.values $t.values) }}
+{{- end }}
+{{- if and $file (eq $var $t.tokenVar) }}
+{{- fail (printf "%s.extraEnv %s and %s.tokenFile both give the Vault token, and the server would take the file's without a word: keep one" $name $var $t.values) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- $insecure := eq (toString $a.config.allow_insecure) "true" }}
 {{- if and (not $a.tls.enabled) (not $insecure) }}
@@ -439,11 +466,16 @@ interaction to a log. */}}
     secretKeyRef:
       name: {{ $a.vault.existingSecret }}
       key: {{ $a.vault.addressKey }}
+{{- if $a.vault.tokenFile }}
+- name: AIAUDIT_INTEGRITY_VAULT_TOKEN_FILE
+  value: {{ $a.vault.tokenFile | quote }}
+{{- else }}
 - name: VAULT_TOKEN
   valueFrom:
     secretKeyRef:
       name: {{ $a.vault.existingSecret }}
       key: {{ $a.vault.tokenKey }}
+{{- end }}
 - name: AIAUDIT_INTEGRITY_VAULT_MOUNT
   value: {{ $a.vault.transitMount | quote }}
 {{- end }}
@@ -453,11 +485,16 @@ interaction to a log. */}}
     secretKeyRef:
       name: {{ $a.contentKeys.existingSecret }}
       key: {{ $a.contentKeys.addressKey }}
+{{- if $a.contentKeys.tokenFile }}
+- name: AIAUDIT_CONTENT_VAULT_TOKEN_FILE
+  value: {{ $a.contentKeys.tokenFile | quote }}
+{{- else }}
 - name: AIAUDIT_CONTENT_VAULT_TOKEN
   valueFrom:
     secretKeyRef:
       name: {{ $a.contentKeys.existingSecret }}
       key: {{ $a.contentKeys.tokenKey }}
+{{- end }}
 {{- end }}
 {{- $own := index $.Values .component }}
 {{- if and (not $a.database.embedded) (dig "database" "existingSecret" "" $own) }}
