@@ -140,6 +140,8 @@ def test_pods_are_hardened(values: Path) -> None:
         assert pod["securityContext"]["runAsNonRoot"] is True, name
         assert pod["securityContext"]["runAsUser"] != 0, name
         assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        # A large checkpoint volume is not re-owned, file by file, at every mount.
+        assert pod["securityContext"]["fsGroupChangePolicy"] == "OnRootMismatch", name
         assert pod["automountServiceAccountToken"] is False, name
         for container in pod["containers"]:
             sc = container["securityContext"]
