@@ -16,6 +16,7 @@ import functools
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterable
@@ -2151,3 +2152,81 @@ def test_a_token_file_that_would_not_be_used_as_meant_fails_the_render(
     """Given both ways, the server takes the file's token and leaves the variable unused
     without a word; a relative path or one without the Secret's address reaches nothing."""
     assert message in render_fails(*sets, values=ALL_ENABLED)
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (
+            (
+                "search.enabled=true",
+                "search.database.existingSecret=consumer",
+                "aiaudit.opensearch.existingSecret=opensearch",
+                "search.autoscaling.enabled=true",
+                "search.autoscaling.minReplicas=5",
+                "search.autoscaling.maxReplicas=3",
+            ),
+            "search.autoscaling.minReplicas (5) is greater than search.autoscaling.maxReplicas (3)",
+        ),
+        (("aiaudit.healthPort=50051",), "aiaudit.healthPort and aiaudit.grpcPort are both 50051"),
+    ],
+    ids=["hpa-min-above-max", "health-port-is-grpc-port"],
+)
+def test_values_the_api_server_or_the_pods_would_refuse_fail_the_render(
+    sets: tuple[str, ...], message: str
+) -> None:
+    """They rendered, and failed only when applied: an HPA the API server refuses, pods that
+    cannot bind their health port (chart review)."""
+    assert message in render_fails(*sets)
+
+
+def test_egress_without_rules_to_the_backends_fails_the_render_on_postgresql() -> None:
+    """Egress on with an empty `egress.to` let the pods reach DNS alone, not PostgreSQL,
+    OpenSearch or Vault (chart review); the embedded store needs no backend, so there egress
+    to DNS alone stays a choice."""
+    message = "networkPolicy.egress.enabled=true with an empty networkPolicy.egress.to"
+    assert message in render_fails("networkPolicy.egress.enabled=true")
+    objects = render(
+        CHART / "ci" / "tls-disabled-dev-values.yaml",
+        "networkPolicy.egress.enabled=true",
+        "search.enabled=false",
+        "integrity.enabled=false",
+        "alerting.enabled=false",
+    )
+    (policy,) = of_kind(objects, "NetworkPolicy")
+    assert [{p["port"] for p in rule["ports"]} for rule in policy["spec"]["egress"]] == [{53}]
+
+
+def _notes(tmp_path: Path, values: Path, *sets: str) -> str:
+    """NOTES.txt as helm renders it. `helm install --dry-run=client` asks the cluster for its
+    version, so a copy of the chart renders the same file through `tpl` in a manifest."""
+    chart = tmp_path / "aiaudit"
+    shutil.copytree(CHART, chart)
+    (chart / "NOTES.src").write_text((CHART / "templates" / "NOTES.txt").read_text())
+    (chart / "templates" / "zz-notes.yaml").write_text(
+        'notes: {{ tpl (.Files.Get "NOTES.src") . | toJson }}\n'
+    )
+    args = ["template", RELEASE, str(chart), "--namespace", "audit-ns", "-f", str(values)]
+    for item in sets:
+        args += ["--set", item]
+    out = _helm(*args, "--show-only", "templates/zz-notes.yaml")
+    assert out.returncode == 0, out.stderr
+    return cast(str, yaml.safe_load(out.stdout)["notes"])
+
+
+def test_the_notes_point_only_at_enabled_components(tmp_path: Path) -> None:
+    """With ingest off the notes still told to port-forward svc/<release>-ingest, which does
+    not exist (chart review)."""
+    dev = CHART / "ci" / "tls-disabled-dev-values.yaml"
+    notes = _notes(tmp_path, dev, "ingest.enabled=false", "search.enabled=true")
+    assert "ingest" not in notes
+    assert f"port-forward svc/{RELEASE}-aiaudit-search 50051:50051" in notes
+    assert "-plaintext" in notes and "localhost:50051 list" in notes
+    ingest = _notes(tmp_path / "ingest", dev)
+    assert f"port-forward svc/{RELEASE}-aiaudit-ingest 50051:50051" in ingest
+    nothing = _notes(
+        tmp_path / "none",
+        dev,
+        *(f"{name}.enabled=false" for name in COMPONENTS),
+    )
+    assert "port-forward" not in nothing and "grpcurl" not in nothing

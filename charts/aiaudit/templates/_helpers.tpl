@@ -233,6 +233,13 @@ config gives its own list. With the shared certificate every pod presents the sa
 {{/* Fails the render on settings the pods would crash on, or that would lose data. */}}
 {{- define "aiaudit.validate" -}}
 {{- $a := .Values.aiaudit }}
+{{- if eq (int $a.healthPort) (int $a.grpcPort) }}
+{{- fail (printf "aiaudit.healthPort and aiaudit.grpcPort are both %d: the server cannot bind the plaintext health port on the gRPC port, and every pod would fail to start; give them different ports" (int $a.grpcPort)) }}
+{{- end }}
+{{- $np := .Values.networkPolicy }}
+{{- if and $np.enabled $np.egress.enabled (not $a.database.embedded) (not $np.egress.to) }}
+{{- fail "networkPolicy.egress.enabled=true with an empty networkPolicy.egress.to lets the pods reach DNS (and search integrity) only: not PostgreSQL, OpenSearch, Vault or alert sinks; list them in networkPolicy.egress.to, or set networkPolicy.egress.enabled=false" }}
+{{- end }}
 {{- range $key := list "address" "health_address" "data_dir" "database_url" "api_keys_file" "tls_cert_file" "tls_key_file" "tls_client_ca_file" }}
 {{- if hasKey $a.config $key }}
 {{- fail (printf "aiaudit.config.%s is set by the chart (database_url comes from aiaudit.database.existingSecret for ingest and aiaudit.recorderDatabase.existingSecret for the others, tls_* from aiaudit.tls and <component>.tls); remove it" $key) }}
@@ -826,6 +833,9 @@ spec:
 {{- if and $c.enabled $as.enabled }}
 {{- if not (or $as.targetCPUUtilizationPercentage $as.targetMemoryUtilizationPercentage) }}
 {{- fail (printf "%s.autoscaling needs targetCPUUtilizationPercentage or targetMemoryUtilizationPercentage" .component) }}
+{{- end }}
+{{- if gt (int $as.minReplicas) (int $as.maxReplicas) }}
+{{- fail (printf "%s.autoscaling.minReplicas (%d) is greater than %s.autoscaling.maxReplicas (%d): the API server would refuse the HorizontalPodAutoscaler" .component (int $as.minReplicas) .component (int $as.maxReplicas)) }}
 {{- end }}
 apiVersion: autoscaling/v2
 kind: HorizontalPodAutoscaler
