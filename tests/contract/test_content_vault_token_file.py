@@ -10,7 +10,6 @@ the root token).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -23,6 +22,7 @@ from tests.integrity.conftest import Vault, vault  # noqa: F401  (registers the 
 from tests.integrity.test_vault_token_file import (  # noqa: F401  (the fixture revokes tokens)
     new_token,
     renew,
+    renewed_at_first_refusal,
     revoke_made_tokens,
 )
 
@@ -76,14 +76,6 @@ def test_a_refused_token_makes_the_file_be_read_again(openbao: Vault, tmp_path: 
     wrapped = kek.wrap(keys)
     openbao.client().auth.token.revoke(first)
     second = new_token(openbao, policy)
-    refused: list[int] = []
-
-    def agent_writes_on_refusal(response: Any, *args: Any, **kwargs: Any) -> Any:
-        if response.status_code == 403 and not refused:
-            refused.append(403)
-            renew(token_file, second)
-        return response
-
-    kek._client.session.hooks["response"].append(agent_writes_on_refusal)  # type: ignore[attr-defined]
+    refused = renewed_at_first_refusal(kek._client, token_file, second)  # type: ignore[attr-defined]
     assert kek.unwrap(wrapped) == keys
     assert refused == [403]

@@ -60,6 +60,21 @@ def new_token(v: Vault, policy: str) -> str:
     return token
 
 
+def renewed_at_first_refusal(client: Any, token_file: Path, token: str) -> list[int]:
+    """The agent writes ``token`` when Vault first refuses a request of ``client`` (403):
+    after the file was looked at, before the answer. Returns the refusals seen."""
+    refused: list[int] = []
+
+    def agent_writes_on_refusal(response: Any, *args: Any, **kwargs: Any) -> Any:
+        if response.status_code == 403 and not refused:
+            refused.append(403)
+            renew(token_file, token)
+        return response
+
+    client.session.hooks["response"].append(agent_writes_on_refusal)
+    return refused
+
+
 def signed(keys: KeySource) -> str:
     return note.sign_checkpoint(note.Checkpoint("o/x", 1, b"\x01" * 32), [keys.active().signer])
 
@@ -106,15 +121,7 @@ def test_a_refused_token_makes_the_file_be_read_again(vault: Vault, tmp_path: Pa
     vault.client().auth.token.revoke(first)
     second = new_token(vault, policy)
     client = keys._client  # type: ignore[attr-defined]  # the component's own hvac client
-    refused: list[int] = []
-
-    def agent_writes_on_refusal(response: Any, *args: Any, **kwargs: Any) -> Any:
-        if response.status_code == 403 and not refused:
-            refused.append(403)
-            renew(token_file, second)
-        return response
-
-    client.session.hooks["response"].append(agent_writes_on_refusal)
+    refused = renewed_at_first_refusal(client, token_file, second)
     signed(keys)
     assert refused == [403]
 

@@ -8,6 +8,7 @@ every later call of the method.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -72,10 +73,10 @@ class BehaviourWrapper(_Interceptor):
         self._wrapped[method] = (handler, wrapped)
         return wrapped
 
+    @abc.abstractmethod
     def applies(self, method: str, handler: Handler) -> bool:
         """Whether this method's handler is wrapped."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def wrap(self, handler: Handler, method: str) -> Handler:
         """The handler wrapped."""
-        raise NotImplementedError

@@ -588,10 +588,14 @@ class OpenSearchBackend:
 
     def positions(self) -> dict[str, int]:
         """The indexer's cursors into this prefix's indices (:func:`cursor_name`)."""
+        return self._cursor_rows(self._cursor)
+
+    def _cursor_rows(self, consumer: str) -> dict[str, int]:
+        """Each log's position of one consumer cursor."""
         c = consumer_cursors
         with self._engine.connect() as conn:
             rows = conn.execute(
-                sa.select(c.c.log_id, c.c.position).where(c.c.consumer == self._cursor)
+                sa.select(c.c.log_id, c.c.position).where(c.c.consumer == consumer)
             ).all()
         return {r.log_id: int(r.position) for r in rows}
 
@@ -601,12 +605,7 @@ class OpenSearchBackend:
         Written by the leading indexer (:meth:`record_erasures_applied`), read
         by the standbys (:func:`erasures_cursor_name`).
         """
-        c = consumer_cursors
-        with self._engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(c.c.log_id, c.c.position).where(c.c.consumer == self._erasures_cursor)
-            ).all()
-        return {r.log_id: int(r.position) for r in rows}
+        return self._cursor_rows(self._erasures_cursor)
 
     def record_erasures_applied(self, log_id: str, applied: int) -> None:
         """Says that every erasure and retention record of the log below ``applied`` is applied.
