@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import pytest
 import sqlalchemy as sa
@@ -26,6 +26,7 @@ from aiaudit.alerting.model import Alert
 from aiaudit.alerting.settings import AlertingSettings
 from aiaudit.alerting.sinks import (
     MAX_BACKOFF,
+    NAME_LOOKUPS,
     SYSLOG_TEXT_BYTES,
     Deliverer,
     DeliveryError,
@@ -539,31 +540,37 @@ def test_an_erasure_committed_during_a_pass_is_honoured_by_the_rows_not_yet_sent
 # ---- time limits and leases -----------------------------------------------------------------
 
 
-def test_a_receiver_that_drips_its_answer_is_cut_off_at_the_timeout() -> None:
-    """The timeout bounded each socket read: a byte a second kept the attempt (and the sink's
-    only thread) going for as long as the receiver liked."""
-    stop = threading.Event()
-    server = socket.create_server(("127.0.0.1", 0))
+def _drip(server: socket.socket, answer: bytes, stop: threading.Event) -> list[bytes]:
+    """Serves one connection: reads the request, then answers a byte every 0.1 s, well inside
+    the timeout per read, until ``stop``. Returns (as it fills) what the client sent."""
+    asked: list[bytes] = []
 
-    def drip() -> None:
+    def run() -> None:
         conn, _ = server.accept()
         with conn:
-            conn.recv(65536)
-            for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 10_000:
-                if stop.wait(0.1):  # the receiver's pace, well inside the timeout per read
+            asked.append(conn.recv(65536))
+            for byte in answer:
+                if stop.wait(0.1):  # the peer's pace
                     return
                 try:
                     conn.send(bytes([byte]))
                 except OSError:
                     return
 
-    threading.Thread(target=drip, daemon=True).start()
+    threading.Thread(target=run, daemon=True).start()
+    return asked
+
+
+def _timed_attempt(
+    url: str, timeout: float, resolve: Callable[..., list[tuple[Any, ...]]] = socket.getaddrinfo
+) -> tuple[list[str], float]:
+    """One send_webhook in a thread of its own: its outcome (empty if it is still going after
+    15 s) and how long it took."""
     outcome: list[str] = []
 
     def attempt() -> None:
-        url = f"http://127.0.0.1:{server.getsockname()[1]}/"
         try:
-            send_webhook(url, SECRET, json.dumps({"alert_id": "a1"}), timeout=1.0)
+            send_webhook(url, SECRET, json.dumps({"alert_id": "a1"}), timeout, resolve=resolve)
             outcome.append("sent")
         except DeliveryError as exc:
             outcome.append(str(exc))
@@ -571,13 +578,147 @@ def test_a_receiver_that_drips_its_answer_is_cut_off_at_the_timeout() -> None:
     started = time.monotonic()
     sender = threading.Thread(target=attempt, daemon=True)
     sender.start()
+    sender.join(15)
+    return outcome, time.monotonic() - started
+
+
+def test_a_receiver_that_drips_its_answer_is_cut_off_at_the_timeout() -> None:
+    """The timeout bounded each socket read: a byte a second kept the attempt (and the sink's
+    only thread) going for as long as the receiver liked."""
+    stop = threading.Event()
+    server = socket.create_server(("127.0.0.1", 0))
+    _drip(server, b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 10_000, stop)
     try:
-        sender.join(15)
+        url = f"http://127.0.0.1:{server.getsockname()[1]}/"
+        outcome, took = _timed_attempt(url, 1.0)
         assert outcome == ["no complete answer within 1 s"]
-        assert time.monotonic() - started < 5
+        assert took < 5
     finally:
         stop.set()
         server.close()
+
+
+def test_an_https_proxy_that_drips_its_connect_answer_is_cut_off_at_the_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The watchdog took the socket once HTTPConnection.connect returned, and that is where
+    http.client sends an HTTPS proxy's CONNECT and reads its answer: a proxy (from
+    ``https_proxy``) answering a byte at a time held the sink's only thread for as long as it
+    liked."""
+    stop = threading.Event()
+    proxy = socket.create_server(("127.0.0.1", 0))
+    asked = _drip(proxy, b"HTTP/1.1 200 Connection established\r\nX-Slow: " + b"a" * 10_000, stop)
+    for name in ("no_proxy", "NO_PROXY", "http_proxy", "HTTP_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("https_proxy", "HTTPS_PROXY"):
+        monkeypatch.setenv(name, f"http://127.0.0.1:{proxy.getsockname()[1]}")
+    try:
+        outcome, took = _timed_attempt("https://alerts.example/hook", 1.0)
+        assert asked and asked[0].startswith(b"CONNECT alerts.example:443 HTTP/")
+        assert outcome == ["no complete answer within 1 s"]
+        assert took < 5
+    finally:
+        stop.set()
+        proxy.close()
+
+
+def test_connects_to_several_addresses_share_the_attempts_timeout() -> None:
+    """socket.create_connection gave each address the whole timeout: a name with twenty
+    addresses that drop the SYN held the attempt twenty times as long."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    # the one connection the accept queue holds: the kernel drops every later SYN
+    filler = socket.create_connection(listener.getsockname())
+    where = listener.getsockname()
+
+    def twenty(host: str, port: int, *args: object) -> list[tuple[Any, ...]]:
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", where)] * 20
+
+    try:
+        outcome, took = _timed_attempt("http://hooks.example/hook", 0.5, twenty)
+        assert outcome == ["no complete answer within 0.5 s"]
+        assert took < 5  # 20 x 0.5 s = 10 s before
+    finally:
+        filler.close()
+        listener.close()
+
+
+class HangingLookup:
+    """A resolver that never answers until released (getaddrinfo blocked on a DNS server that
+    takes the query and never replies), counting the lookups asked and answered."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.asked = 0
+        self.answered = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, host: str, port: int, *args: Any) -> list[tuple[Any, ...]]:
+        with self._lock:
+            self.asked += 1
+        self.release.wait(60)
+        with self._lock:
+            self.answered += 1
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+
+def test_a_name_lookup_that_never_answers_fails_the_attempt_at_the_timeout(
+    own_db: tuple[SqlEventStore, SqlEventStore], tenant: str
+) -> None:
+    """getaddrinfo ran in the delivery thread before the watchdog watched any socket: a
+    lookup that never answered held the sink's only thread (and the row) for as long as the
+    resolver hung. Now the attempt fails at the timeout, the row waits for its retry, and
+    the thread goes on while the lookup still hangs."""
+    _alerts_for(own_db, tenant, ["u1"])
+    consumer = own_db[1]
+    lookup = HangingLookup()
+    url = "http://hooks.example/hook"
+    config = SinkConfig(url, SECRET, timeout=0.5, retry_base=120, resolve=lookup)
+    d = Deliverer(consumer.engine, config, poll_interval=0.05)
+    d.start()
+    try:
+        wait_until(lambda: _statuses(consumer, tenant)[0][1] == 1, timeout=10)
+        error = "no complete answer within 0.5 s (name lookup of hooks.example)"
+        assert _statuses(consumer, tenant) == [("pending", 1, error)]
+        assert (lookup.asked, lookup.answered) == (1, 0)  # still hanging: the thread is free
+    finally:
+        lookup.release.set()
+        d.stop()
+    with consumer.engine.connect() as c:
+        due = c.execute(sa.select(deliveries.c.next_attempt_time)).scalar_one()
+    due = due.replace(tzinfo=dt.UTC) if due.tzinfo is None else due
+    assert due > dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)  # retried as any failure
+
+
+def test_lookups_left_hanging_are_capped_and_the_cap_frees_as_they_end() -> None:
+    """Each attempt leaves its unanswered lookup running in a thread of its own (getaddrinfo
+    cannot be interrupted): past NAME_LOOKUPS of them an attempt fails at once instead of
+    starting another, and attempts look names up again once the resolver answers."""
+    lookup = HangingLookup()
+    url = "http://hooks.example/hook"
+    try:
+        for _ in range(NAME_LOOKUPS):
+            outcome, _took = _timed_attempt(url, 0.05, lookup)
+            assert outcome == ["no complete answer within 0.05 s (name lookup of hooks.example)"]
+        outcome, _took = _timed_attempt(url, 0.05, lookup)
+        too_many = "name lookup of hooks.example: too many earlier lookups still unanswered"
+        assert outcome == [f"<urlopen error {too_many}>"]
+        assert lookup.asked == NAME_LOOKUPS
+    finally:
+        lookup.release.set()
+    wait_until(lambda: lookup.answered == NAME_LOOKUPS)
+    hook = Hook([])
+
+    def loopback(host: str, port: int, *args: Any) -> list[tuple[Any, ...]]:
+        return socket.getaddrinfo("127.0.0.1", port, *args)
+
+    try:
+        port = hook.server.server_address[1]
+        outcome, _took = _timed_attempt(f"http://hooks.example:{port}/hook", 1.0, loopback)
+    finally:
+        hook.server.shutdown()
+    assert outcome == ["sent"]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -32,7 +32,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -104,17 +104,34 @@ def _redacted(url: str) -> str:
     return urllib.parse.urlunsplit((p.scheme, p.netloc.rpartition("@")[2], p.path, "", ""))[:300]
 
 
-class _Watchdog:
-    """Shuts an attempt's socket down at its deadline.
+Resolver = Callable[..., list[tuple[Any, ...]]]
+"""A name lookup with :func:`socket.getaddrinfo`'s signature."""
+NAME_LOOKUPS = 8
+"""Webhook name lookups running at once. A lookup that outlives its attempt's deadline goes
+on in a thread of its own (getaddrinfo cannot be interrupted) until the resolver gives up;
+with this many still unanswered, an attempt fails at once rather than start another."""
+_LOOKUPS = threading.BoundedSemaphore(NAME_LOOKUPS)
 
-    A socket timeout bounds each read, not the attempt: a receiver answering a
-    byte a second would hold the sink's only thread for as long as it likes.
-    Shutting the socket down (through a duplicate, which stays valid when TLS
-    wraps the original) makes the blocked read return at once.
+
+class _Watchdog:
+    """Bounds a whole attempt: name lookup, connect, proxy CONNECT, TLS, request, answer.
+
+    A socket timeout bounds each read, not the attempt: a receiver (or an HTTPS
+    proxy answering ``CONNECT``) sending a byte a second would hold the sink's
+    only thread for as long as it likes. The attempt's socket is watched from
+    its creation, before any ``CONNECT`` or TLS handshake, and shut down
+    (through a duplicate, which stays valid when TLS wraps the original) at the
+    deadline, which makes the blocked read return at once. getaddrinfo cannot
+    be interrupted, so the lookup runs in a thread of its own and the attempt
+    waits for it until the deadline only; each connect waits what is left.
     """
 
-    def __init__(self, seconds: float) -> None:
-        self.expired = False
+    def __init__(self, seconds: float, resolve: Resolver = socket.getaddrinfo) -> None:
+        self._expired = False
+        self.unanswered = ""
+        """What the attempt was still waiting for when its deadline passed, if not the peer."""
+        self._deadline = time.monotonic() + seconds
+        self._resolve = resolve
         self._lock = threading.Lock()
         self._socks: list[socket.socket] = []
         self._timer = threading.Timer(seconds, self._expire)
@@ -130,16 +147,80 @@ class _Watchdog:
             for s in self._socks:
                 s.close()
 
+    @property
+    def expired(self) -> bool:
+        """Whether the deadline has passed."""
+        return self._expired or self._left() <= 0
+
+    def _left(self) -> float:
+        return self._deadline - time.monotonic()
+
     def watch(self, sock: socket.socket) -> None:
-        """Adds a just-connected socket (shut at once if the deadline passed already)."""
+        """Adds the attempt's socket (shut at once if the deadline passed already)."""
         with self._lock:
             self._socks.append(sock.dup())
             if self.expired:
                 self._shut(self._socks[-1])
 
+    def lookup(self, host: str, port: int) -> list[tuple[Any, ...]]:
+        """``getaddrinfo`` for a TCP connection, waited for until the deadline at most."""
+        if not _LOOKUPS.acquire(blocking=False):
+            raise OSError(f"name lookup of {host}: too many earlier lookups still unanswered")
+        done = threading.Event()
+        outcome: list[Any] = []
+
+        def run() -> None:
+            try:
+                outcome.append(self._resolve(host, port, 0, socket.SOCK_STREAM))
+            except Exception as exc:  # gaierror; UnicodeError for a name IDNA cannot encode
+                outcome.append(exc)
+            finally:
+                _LOOKUPS.release()
+                done.set()
+
+        threading.Thread(target=run, name="webhook-name-lookup", daemon=True).start()
+        if not done.wait(max(self._left(), 0.0)):
+            self.unanswered = f"name lookup of {host}"
+            raise TimeoutError(f"{self.unanswered} unanswered")
+        if isinstance(outcome[0], Exception):
+            raise outcome[0]
+        return list(outcome[0])
+
+    def connect(
+        self,
+        address: tuple[str, int],
+        timeout: object = None,
+        source_address: tuple[str, int] | None = None,
+    ) -> socket.socket:
+        """:func:`socket.create_connection` within the deadline, the socket watched.
+
+        http.client connects through this, then sends a proxy's ``CONNECT`` and
+        wraps TLS on the socket returned, all under the watchdog.
+        """
+        per_read = float(timeout) if isinstance(timeout, int | float) else None
+        error = OSError(f"name lookup of {address[0]} found no address")
+        for family, kind, proto, _, where in self.lookup(*address):
+            if self.expired:
+                raise TimeoutError(f"connect to {address[0]}: deadline passed")
+            sock = socket.socket(family, kind, proto)
+            try:
+                if source_address:
+                    sock.bind(source_address)
+                left = self._left()
+                sock.settimeout(left if per_read is None else min(per_read, left))
+                sock.connect(where)
+                sock.settimeout(per_read)
+            except OSError as exc:
+                sock.close()
+                error = exc
+                continue
+            self.watch(sock)
+            return sock
+        raise error
+
     def _expire(self) -> None:
         with self._lock:
-            self.expired = True
+            self._expired = True
             for s in self._socks:
                 self._shut(s)
 
@@ -149,44 +230,33 @@ class _Watchdog:
             sock.shutdown(socket.SHUT_RDWR)
 
 
-class _WatchedHTTP(http.client.HTTPConnection):
-    """A connection whose socket its attempt's watchdog can shut."""
-
-    watchdog: _Watchdog
-
-    def connect(self) -> None:
-        """Connects (before any TLS handshake, which the watchdog then bounds too)."""
-        super().connect()
-        self.watchdog.watch(self.sock)
-
-
-class _WatchedHTTPS(http.client.HTTPSConnection, _WatchedHTTP):
-    """HTTPS: the watched TCP connect runs inside HTTPSConnection.connect, before the wrap."""
-
-
 class _Handler(urllib.request.HTTPHandler, urllib.request.HTTPSHandler):
-    """Opens watched connections (http and https) for one attempt."""
+    """Opens watched connections (http and https, direct or through a proxy) for one attempt."""
 
     def __init__(self, watchdog: _Watchdog) -> None:
         urllib.request.HTTPHandler.__init__(self)
         urllib.request.HTTPSHandler.__init__(self)
         self.watchdog = watchdog
 
-    def _connection(self, cls: type[_WatchedHTTP]) -> Callable[..., http.client.HTTPConnection]:
+    def _connection(
+        self, cls: type[http.client.HTTPConnection]
+    ) -> Callable[..., http.client.HTTPConnection]:
         def make(host: str, **kwargs: Any) -> http.client.HTTPConnection:
             conn = cls(host, **kwargs)
-            conn.watchdog = self.watchdog
+            # HTTPConnection.connect creates its socket through this, then sends a proxy's
+            # CONNECT (set_tunnel) and, for HTTPS, wraps TLS: all on the watched socket.
+            conn._create_connection = self.watchdog.connect  # type: ignore[attr-defined]
             return conn
 
         return make
 
     def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
         """Plain HTTP."""
-        return self.do_open(self._connection(_WatchedHTTP), req)
+        return self.do_open(self._connection(http.client.HTTPConnection), req)
 
     def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
         """HTTPS with the default context (certificates verified)."""
-        return self.do_open(self._connection(_WatchedHTTPS), req)
+        return self.do_open(self._connection(http.client.HTTPSConnection), req)
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -201,15 +271,25 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def send_webhook(url: str, secret: str, payload: str, timeout: float) -> None:
+def send_webhook(
+    url: str,
+    secret: str,
+    payload: str,
+    timeout: float,
+    *,
+    resolve: Resolver = socket.getaddrinfo,
+) -> None:
     """POSTs the alert; failures raise DeliveryError.
 
     A failure is any non-2xx answer (a redirect too), a network error, or no
-    complete answer within ``timeout`` seconds for the whole attempt.
+    complete answer within ``timeout`` seconds for the whole attempt (name
+    lookup, connect, an HTTPS proxy's ``CONNECT``, TLS, request and answer).
+    The proxy is urllib's: ``https_proxy``/``http_proxy``/``no_proxy`` from the
+    environment. ``resolve`` looks names up (the receiver's or the proxy's).
     """
     body = payload.encode()
     timestamp = str(int(time.time()))
-    with _Watchdog(timeout) as watchdog:
+    with _Watchdog(timeout, resolve) as watchdog:
         try:
             alert = json.loads(payload)
             request = urllib.request.Request(
@@ -236,7 +316,8 @@ def send_webhook(url: str, secret: str, payload: str, timeout: float) -> None:
             raise DeliveryError(f"HTTP {exc.code}") from None
         except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
             if watchdog.expired:
-                raise DeliveryError(f"no complete answer within {timeout:g} s") from None
+                what = f" ({watchdog.unanswered})" if watchdog.unanswered else ""
+                raise DeliveryError(f"no complete answer within {timeout:g} s{what}") from None
             raise DeliveryError(str(exc)) from None
         except ValueError as exc:  # a URL urllib cannot use (empty, unknown scheme), bad payload
             raise DeliveryError(f"webhook url {_redacted(url)!r}: {exc}") from None
@@ -361,12 +442,15 @@ class SinkConfig:
     webhook_secret: str = ""
     syslog_address: str = ""
     timeout: float = 5.0
-    """Seconds an attempt may take in all (connect, send, answer)."""
+    """Seconds an attempt may take in all (name lookup, connect, a proxy's CONNECT, TLS, send,
+    answer)."""
     max_attempts: int = 24
     """Attempts before the dead-letter record: with ``retry_base`` 1 s the waits are 1 s,
     2 s, ... 256 s, then 5 minutes, so a row is retried for about 80 minutes."""
     retry_base: float = 1.0
     """First retry delay in seconds; doubles each attempt up to ``MAX_BACKOFF``."""
+    resolve: Resolver = field(default=socket.getaddrinfo, repr=False, compare=False)
+    """The webhook's name lookup (:func:`socket.getaddrinfo`; tests pass one that hangs)."""
 
     @property
     def sinks(self) -> tuple[str, ...]:
@@ -382,7 +466,9 @@ class SinkConfig:
         if sink not in self.sinks:
             raise DeliveryError(f"sink {sink!r} is not configured")
         if sink == "webhook":
-            send_webhook(self.webhook_url, self.webhook_secret, payload, self.timeout)
+            send_webhook(
+                self.webhook_url, self.webhook_secret, payload, self.timeout, resolve=self.resolve
+            )
         elif sink == "syslog":
             send_syslog(self.syslog_address, payload, self.timeout)
         else:
