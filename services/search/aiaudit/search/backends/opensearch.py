@@ -914,7 +914,15 @@ class OpenSearchBackend:
         )
 
     def _search(self, tenant: str, request: dict[str, Any]) -> dict[str, Any]:
-        """One search; retried briefly while a just-created monthly index starts its shard."""
+        """One search; retried briefly while a just-created monthly index starts its shard.
+
+        Every month's shard answers or the search fails: OpenSearch otherwise
+        answers 200 with the shards that failed left out (``_shards.failed``).
+        A shard counts a query's clauses once rewritten against its own
+        documents, so a month just made (empty, not yet refreshed) answered a
+        filter the month holding the events refused as too large: an
+        aggregate without those events, a page without them (test run, 2026-12-06).
+        """
         for attempt in range(_SEARCH_ATTEMPTS):
             try:
                 result: dict[str, Any] = self._call(
@@ -922,7 +930,11 @@ class OpenSearchBackend:
                         index=f"{self._prefix}-*",
                         body=request,
                         routing=tenant,
-                        params={"allow_no_indices": "true", "ignore_unavailable": "true"},
+                        params={
+                            "allow_no_indices": "true",
+                            "ignore_unavailable": "true",
+                            "allow_partial_search_results": "false",
+                        },
                     )
                 )
                 return result
