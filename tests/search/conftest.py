@@ -16,6 +16,8 @@ from typing import Any
 import grpc
 import pytest
 import yaml
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 from opensearchpy import OpenSearch
 
 from aiaudit.common import client
@@ -82,8 +84,44 @@ class SearchSuite:
                 return ids
 
     def wait_indexed(self, tenant: str, count: int, timeout: float = 30.0) -> None:
-        """Waits until `count` data events of the tenant are searchable."""
-        wait_until(lambda: self.find(tenant, page_size=1).total_size >= count, timeout)
+        """Waits until `count` data events of the tenant are searchable.
+
+        A new (or rebuilt) embedded index over a store holding the tenant's events
+        answers UNAVAILABLE INDEX_BUILDING until it indexed them: not searchable yet.
+        """
+        wait_until(lambda: self.searchable(tenant) >= count, timeout)
+
+    def searchable(self, tenant: str) -> int:
+        """The tenant's data events found; -1 while the index is still building its log."""
+        try:
+            return self.find(tenant, page_size=1).total_size
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.UNAVAILABLE or "index is being built" not in (
+                exc.details() or ""
+            ):
+                raise
+            return -1
+
+
+def building(running: SearchSuite, tenant: str) -> dict[str, str]:
+    """What a search of a log a new (or rebuilt) index has not built yet says: how far it is.
+
+    The store held the tenant's events before the index was made, so its reads answer
+    UNAVAILABLE INDEX_BUILDING, with ErrorInfo metadata (``indexed``, ``target``,
+    ``held_at_sequence``), until the log is indexed that far (until 2026-12-06, what was
+    indexed so far, as if whole).
+    """
+    with pytest.raises(grpc.RpcError) as caught:
+        running.all_ids(tenant)
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE, caught.value
+    found = rpc_status.from_call(caught.value)  # type: ignore[arg-type]
+    assert found is not None
+    for detail in found.details:
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            assert info.reason == "INDEX_BUILDING", info
+            return dict(info.metadata)
+    raise AssertionError(f"no ErrorInfo in {found}")
 
 
 def suite_of(backend: str, suite: Any, keys: dict[str, str]) -> SearchSuite:

@@ -30,7 +30,7 @@ from aiaudit.search.v1 import search_service_pb2 as pb
 from tests.conftest import Postgres, serve_suite
 from tests.helpers import flip_sealed_content, holding, interaction, secret_word, wait_until
 from tests.integrity.test_entries_outside_log import error_info
-from tests.search.conftest import SearchSuite, start_suite, suite_of
+from tests.search.conftest import SearchSuite, building, start_suite, suite_of
 from tests.search.test_faults import health
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -69,7 +69,11 @@ def held_at_the_damaged_one(
     held at 'bad' (sequence 5); the one ERROR saying so."""
     running.append([interaction(f"{tenant}-z", "probe")])
     running.wait_indexed(f"{tenant}-z", 1)
-    assert sorted(running.all_ids(tenant)) == names[:5]
+    assert building(running, tenant) == {
+        "indexed": "5",
+        "target": str(len(names)),
+        "held_at_sequence": "5",
+    }
     assert positions(running)[tenant] == 5
     (held,) = errors(caplog)
     assert f"holds log {tenant} at sequence 5: event 'bad' is damaged" in held
@@ -340,7 +344,11 @@ def test_a_store_error_reading_a_log_is_an_outage_not_damage(
     try:
         running.append([interaction(healthy, "h-0")])
         running.wait_indexed(healthy, 1)
-        assert running.all_ids(damaged) == ["ok"]
+        assert building(running, damaged) == {
+            "indexed": "1",
+            "target": "2",
+            "held_at_sequence": "1",
+        }
         assert health(running.channel) == SERVING
         (held,) = errors(caplog)
         assert f"holds log {damaged} at sequence 1: event 'bad' is damaged" in held

@@ -29,8 +29,8 @@ from typing import TypeVar
 
 import grpc
 import sqlalchemy as sa
-from google.protobuf import timestamp_pb2
-from google.rpc import code_pb2, status_pb2
+from google.protobuf import any_pb2, duration_pb2, timestamp_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from opentelemetry.trace import Span, StatusCode
 
@@ -57,7 +57,7 @@ from aiaudit.search.backends.base import (
     TooManyBucketsError,
 )
 from aiaudit.search.catalogue import Field, Kind
-from aiaudit.search.indexer import Indexer
+from aiaudit.search.indexer import Building, Indexer
 from aiaudit.search.integrity_client import IntegrityClient, Metadata, forwarded
 from aiaudit.search.v1 import search_service_pb2 as pb
 from aiaudit.search.v1 import search_service_pb2_grpc as pb_grpc
@@ -85,6 +85,8 @@ _STORE_ERRORS = (sa.exc.DBAPIError, sa.exc.TimeoutError)
 """What the store raises when its database is out of reach (connection failed, lost,
 pool exhausted): answered UNAVAILABLE STORE_UNAVAILABLE, never with the driver's text
 (its SQL and parameters)."""
+_BUILDING_RETRY = 10
+"""Seconds a read answered ``INDEX_BUILDING`` is told to wait before trying again (RetryInfo)."""
 _CHECKPOINT_POLL = 0.25
 """Seconds between looks for a covering checkpoint (each look is an audited read)."""
 _FORMATS = {
@@ -131,6 +133,41 @@ def _unavailable(exc: Exception) -> _AbortError:
             "SEARCH_UNAVAILABLE",
         )
     )
+
+
+def _building(tenant: str, found: Building) -> _AbortError:
+    """UNAVAILABLE ``INDEX_BUILDING``: the index is new or rebuilt and misses this tenant's events.
+
+    Said instead of a partial answer: a search or a count over an index still
+    being built from the store found only what it held so far, as if whole, and
+    an event not indexed yet read as one that never happened (until 2026-12-06).
+    ErrorInfo's metadata says how far the tenant's log is (``indexed`` of
+    ``target`` entries; ``held_at_sequence`` when an event that cannot be indexed
+    holds it), and a RetryInfo when to try again.
+    """
+    metadata = {"indexed": str(found.indexed)}
+    if found.target is None:
+        how_far = f"tenant {tenant!r}: how far is not known yet (the store was out of reach)"
+    else:
+        how_far = f"tenant {tenant!r} has {found.indexed} of its {found.target} log entries indexed"
+        metadata["target"] = str(found.target)
+    if found.held is not None:
+        how_far += f", held at sequence {found.held} by an event the service log names"
+        metadata["held_at_sequence"] = str(found.held)
+    st = status.error(
+        code_pb2.UNAVAILABLE,
+        "the search index is being built from the store (new, or rebuilt for a new version): "
+        f"{how_far}; its searches, aggregates and exports would miss events, so nothing was "
+        "returned; retry later",
+        "INDEX_BUILDING",
+        **metadata,
+    )
+    retry = any_pb2.Any()
+    retry.Pack(
+        error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=_BUILDING_RETRY))
+    )
+    st.details.append(retry)
+    return _AbortError(st)
 
 
 def _rejected(exc: QueryRejectedError) -> status_pb2.Status:
@@ -414,6 +451,16 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         """Starts committing the access record; wait with :meth:`_recorded` before answering."""
         return self._ctx.access.submit(caller, tenant, asked.action, asked.details, _QUOTED)
 
+    def _built(self, tenant: str) -> None:
+        """Refuses a read of a tenant whose log the index is still building (``INDEX_BUILDING``).
+
+        The ordinary lag (events appended after the build began, or after a
+        built index) is not this: those reads answer as the index is.
+        """
+        found = self._indexer.building(tenant)
+        if found is not None:
+            raise _building(tenant, found)
+
     @staticmethod
     def _recorded(record: Future[None]) -> None:
         """Waits for the access record: no record, no answer (reads must be accountable)."""
@@ -486,6 +533,7 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         # The record commits while the query runs; the answer waits for both.
         record = self._record(caller, tenant, asked)
         try:
+            self._built(tenant)
             response = self._page(caller, tenant, where, order, size, after, bound, context)
         except Exception:
             # An error is an answer too: it waits for the record (bounded), and without
@@ -654,6 +702,7 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
                 raise _invalid("histogram.interval", "e.g. 30s, 5m, 1h, 1d")
             interval = int(m.group(1)) * _UNIT_SECONDS[m.group(2)]
         self._audit(caller, tenant, asked)
+        self._built(tenant)
         spec = AggregateSpec(tenant, where, group_by, metrics, tuple(request.percentiles), interval)
         try:
             result = self._erasures_kept(
@@ -812,6 +861,7 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
             raise _invalid("format", "choose EXPORT_FORMAT_JSONL, EXPORT_FORMAT_CSV or _XML")
         if request.include_proofs:
             self._check_proofs(caller, tenant, asked, fmt)
+        self._built(tenant)  # not waited for: a build takes longer than export_wait
         # The snapshot: every event committed before the export began, once indexed.
         snapshot = self._store.log_sizes().get(tenant, 0)
         # The waits below hold the export's stream slot: a cancelled export lets go at once.

@@ -48,6 +48,16 @@ applied the erasures past each held log's position, so that their reads over
 content do not wait for the hold to end. An embedded index is its own
 process's, and its indexer always works.
 
+Building: a new index (a new embedded file), or one rebuilt for a new schema,
+is indexed from sequence 0 of every log. At start (before the service serves)
+the indexer has the backend plan that build: each log's size in the store
+then is what the log must reach (:meth:`SearchBackend.begin_building`), kept
+in the index and dropped when the position gets there. Until then the log's
+reads would miss events the store holds, so the handlers answer them
+UNAVAILABLE ``INDEX_BUILDING`` (:meth:`Indexer.building`); what was appended
+after the build began is the ordinary lag, as before. Until 2026-12-06 a
+rebuilt or new embedded index answered what it held so far, as if whole.
+
 Retention (``retention_days``): the backend's :meth:`retain` runs at start
 and every ``retention_sweep_interval`` seconds (an ISM policy install, or a
 sweep of expired months; see :mod:`aiaudit.search.retention`).
@@ -155,6 +165,9 @@ class Indexer:
         self._stop = threading.Event()
         self._progress = threading.Condition()
         self._positions: dict[str, int] = {}
+        self._building: dict[str, int] | None = None
+        """Logs the index is still building (log id -> the position to reach); None: not
+        known yet (:meth:`_load_building`)."""
         self._retention_days = retention_days
         self._linger = linger
         self._sweep_every = retention_sweep_interval
@@ -198,8 +211,56 @@ class Indexer:
             self._wake.set()
 
     def start(self) -> None:
-        """Starts tailing."""
+        """Learns (or plans) the index's build, then starts tailing.
+
+        The build is known before the service serves: no read meets a new index
+        before it is told apart from a whole one. A store out of reach leaves it
+        to the thread (which says so); meanwhile every read is answered as building.
+        """
+        try:
+            self._load_building()
+        except Exception as exc:  # the store or the backend is down: the thread tries again
+            log.info("search index build not known yet (tried again by the indexer): %s", exc)
         self._thread.start()
+
+    def building(self, log_id: str) -> Building | None:
+        """How far the index is building this log, whose reads would miss events; None: built.
+
+        A log the build did not plan (empty when it began, or an index that
+        was whole) is built: what it lacks is the ordinary lag.
+        """
+        with self._progress:
+            indexed = self._positions.get(log_id, 0)
+            target = None
+            if self._building is not None:
+                target = self._building.get(log_id)
+                if target is None:
+                    return None
+        held = self._stalled.get(log_id, self._refused.get(log_id))
+        return Building(indexed, target, held)
+
+    def _load_building(self) -> None:
+        """Reads which logs the index is still building; a new index's leader plans it.
+
+        The plan: each log's size in the store now (:meth:`SearchBackend.begin_building`).
+        """
+        targets = self._backend.building()
+        if targets is None and self._leading:
+            targets = self._backend.begin_building(self._store.log_sizes())
+        if targets is None:  # a standby: the leader plans it
+            return
+        positions = self._backend.positions()
+        with self._progress:
+            self._building = dict(targets)
+        self._publish(positions)
+        if targets:
+            log.warning(
+                "search index is being built: %d log(s) (%d entries) to index from the "
+                "store; until each is, its tenant's searches, aggregates and exports answer "
+                "UNAVAILABLE INDEX_BUILDING",
+                len(targets),
+                sum(targets[k] - positions.get(k, 0) for k in targets),
+            )
 
     def stop(self) -> None:
         """Stops after the batch in flight (again: nothing more)."""
@@ -270,6 +331,8 @@ class Indexer:
             self._wake.clear()
             try:
                 leading = self._lead()
+                if self._building is None:  # not known at start: the store was out of reach
+                    self._load_building()
                 if leading:
                     if self.woken_early and not progressed:
                         # Let a burst of commits (access records of concurrent reads) gather
@@ -372,6 +435,8 @@ class Indexer:
 
     def run_once(self) -> bool:
         """Indexes every log that is behind, up to its current size; whether anything was."""
+        if self._building is None:
+            self._load_building()  # planned before anything is indexed
         positions = self._backend.positions()
         self._publish(positions)
         progressed = False
@@ -584,6 +649,15 @@ class Indexer:
         with self._progress:
             self._positions.update(positions)
             self._applied.update(applied or {})
+            if self._building:
+                for log_id, position in positions.items():
+                    if self._building.get(log_id, position + 1) <= position:
+                        del self._building[log_id]
+                if not self._building:
+                    log.info(
+                        "search index built: every log is indexed up to its size when "
+                        "the build began; reads answer again"
+                    )
             self._progress.notify_all()
 
     def _hold(self, log_id: str, damage: _Damage) -> None:
@@ -808,6 +882,19 @@ def _reason(error: Exception) -> str:
     if isinstance(error, (SealError, DocumentRefusedError)):
         return str(error)
     return f"its stored row does not read back ({type(error).__name__})"
+
+
+@dataclass(frozen=True)
+class Building:
+    """A log the index is still building (:meth:`Indexer.building`)."""
+
+    indexed: int
+    """Entries of the log indexed."""
+    target: int | None
+    """Entries to index before its reads are whole (its size when the build began); None:
+    the build is not planned yet (the store was out of reach at start)."""
+    held: int | None
+    """The sequence the log is held at (a damaged event, a refused document), if it is."""
 
 
 @dataclass(frozen=True)

@@ -158,6 +158,25 @@ class SearchBackend(Protocol):
         """The indexer's position (entries indexed) per log."""
         ...
 
+    def building(self) -> dict[str, int] | None:
+        """Per log the index is still building, the position it must reach; None: not planned.
+
+        A new (or rebuilt) index is built from sequence 0 of every log: a log's
+        reads miss events the store holds until its position reaches its size
+        when the build began (:meth:`begin_building`). None while a new index has
+        not planned that yet. An index that is built answers ``{}``; so does one
+        that keeps no such plan.
+        """
+        ...
+
+    def begin_building(self, sizes: dict[str, int]) -> dict[str, int]:
+        """Plans a new (or rebuilt) index's build from the store's log ``sizes``.
+
+        Every log holding entries past its position must reach its size. Done
+        once; later calls (and an index that needs none) answer :meth:`building`.
+        """
+        ...
+
     def erasures_applied(self) -> dict[str, int]:
         """Per log held at an event, the sequence below which every erasure record is applied.
 

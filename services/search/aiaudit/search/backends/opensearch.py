@@ -599,6 +599,14 @@ class OpenSearchBackend:
             ).all()
         return {r.log_id: int(r.position) for r in rows}
 
+    def building(self) -> dict[str, int] | None:
+        """Nothing: a new prefix's build is not tracked (its reads miss what is not indexed)."""
+        return {}
+
+    def begin_building(self, sizes: dict[str, int]) -> dict[str, int]:
+        """Nothing (see :meth:`building`)."""
+        return {}
+
     def erasures_applied(self) -> dict[str, int]:
         """Per held log, the sequence below which every erasure record is applied.
 

@@ -7,6 +7,13 @@ per log is kept in the same file and moved in the same transaction as the
 documents, so the embedded index is exactly-once even across crashes. A
 schema change (``user_version``) drops and rebuilds the index from the log.
 
+A new or rebuilt index is built (:meth:`SqliteFtsBackend.building`): its
+first pass takes, per log, the size the log had (``building``), and until a
+log's position reaches it the index misses events that the store holds, so
+reads of that tenant answer UNAVAILABLE ``INDEX_BUILDING`` instead of a partial
+answer. Each log leaves ``building`` in the transaction that moves its position
+there; a restart in the middle keeps what is left.
+
 Erasure: FTS5 keeps the text of a deleted row in its index segments (the
 deleted entries stay until segments merge), SQLite keeps deleted cells and
 freed pages as they were, and the WAL keeps old page images. So every
@@ -92,6 +99,16 @@ def _schema() -> list[str]:
     ]
 
 
+_BUILD_TABLES = [
+    "CREATE TABLE IF NOT EXISTS building (log_id TEXT PRIMARY KEY, target INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS build_unplanned (since INTEGER NOT NULL)",
+]
+"""The index's first build: per log, the size it must reach before that log's reads are
+whole (``building``); a row in ``build_unplanned``: the index is new or rebuilt and those
+sizes are not taken yet. Not in the schema's version: a file of schema 5 made before them
+gets them empty (built: until 2026-12-06 nothing told a build apart)."""
+
+
 HIGHLIGHT_WORK = 1_000_000
 """Bound on one field's snippet work: its matches * (the event's matches + its sentences / 8).
 
@@ -126,24 +143,28 @@ class SqliteFtsBackend:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version != SCHEMA_VERSION:
             self._rebuild(conn, version)
+        for statement in _BUILD_TABLES:
+            conn.execute(statement)
         self._truncate_wal()  # a crash may have left an erasure's old pages in the WAL
 
     def _rebuild(self, conn: sqlite3.Connection, version: int) -> None:
         """Drops an index of another schema (one transaction) and creates this one, empty.
 
         The indexer then indexes every log again from the store, as into a new
-        file. Dropping takes time in the index's size (``secure_delete`` zeroes
-        every freed page: about 6 ms per MB), before the service serves: it is
-        said at WARNING, with what the rebuild means for reads, and how long it
-        took (until 2026-12-06 nothing said it, and searches found only what
-        was indexed again since). Interrupted, nothing is dropped.
+        file; both are built (:meth:`building`: until a log is indexed again its
+        reads answer UNAVAILABLE ``INDEX_BUILDING``). Dropping takes time in the
+        index's size (``secure_delete`` zeroes every freed page: about 6 ms per
+        MB), before the service serves: it is said at WARNING, with what the
+        rebuild means for reads, and how long it took (until 2026-12-06 nothing
+        said it, and searches found only what was indexed again since).
+        Interrupted, nothing is dropped (and the build is planned again).
         """
         if version != 0:  # 0: a new file
             log.warning(
                 "search index %s has schema %d, this version needs %d: dropping it (%d MB) "
                 "and indexing every log again from the store; until a tenant's log is "
-                "indexed again its searches and aggregates find only what is indexed so far, "
-                "and its exports and reads over content wait",
+                "indexed again its searches, aggregates and exports answer UNAVAILABLE "
+                "INDEX_BUILDING (not what is indexed so far)",
                 self._path,
                 version,
                 SCHEMA_VERSION,
@@ -151,10 +172,12 @@ class SqliteFtsBackend:
             )
         started = time.monotonic()
         conn.execute("BEGIN IMMEDIATE")
-        for name in ("docs", "entries", "texts", "positions"):
+        for name in ("docs", "entries", "texts", "positions", "building", "build_unplanned"):
             conn.execute(f"DROP TABLE IF EXISTS {name}")
-        for statement in _schema():
+        for statement in [*_schema(), *_BUILD_TABLES]:
             conn.execute(statement)
+        # Built from the log from now on: until each log is indexed again, reads of it miss events.
+        conn.execute("INSERT INTO build_unplanned (since) VALUES (?)", (time.time_ns() // 1000,))
         conn.execute("COMMIT")
         if version != 0:
             log.warning(
@@ -200,6 +223,35 @@ class SqliteFtsBackend:
         rows = self._conn().execute("SELECT log_id, position FROM positions").fetchall()
         return {log_id: int(p) for log_id, p in rows}
 
+    def building(self) -> dict[str, int] | None:
+        """Per log still being built, the position it must reach; None: not yet planned.
+
+        A new or rebuilt file is unplanned until :meth:`begin_building`.
+        """
+        conn = self._conn()
+        if conn.execute("SELECT 1 FROM build_unplanned").fetchone() is not None:
+            return None
+        rows = conn.execute("SELECT log_id, target FROM building").fetchall()
+        return {log_id: int(target) for log_id, target in rows}
+
+    def begin_building(self, sizes: dict[str, int]) -> dict[str, int]:
+        """Plans a new or rebuilt index's build from the store's log ``sizes``.
+
+        Each log holding entries past its position must reach its size. Once
+        only: later calls answer :meth:`building` as it is.
+        """
+        with self._write_lock, self._transaction() as conn:
+            if conn.execute("SELECT 1 FROM build_unplanned").fetchone() is not None:
+                indexed = dict(conn.execute("SELECT log_id, position FROM positions").fetchall())
+                conn.executemany(
+                    "INSERT OR REPLACE INTO building (log_id, target) VALUES (?, ?)",
+                    [(k, n) for k, n in sizes.items() if n > indexed.get(k, 0)],
+                )
+                conn.execute("DELETE FROM build_unplanned")
+        built = self.building()
+        assert built is not None
+        return built
+
     def erasures_applied(self) -> dict[str, int]:
         """None: the index is this process's own, and its indexer always leads."""
         return {}
@@ -217,7 +269,8 @@ class SqliteFtsBackend:
     ) -> None:
         """Replaces each document (by tenant and event id), removes ``gone``, moves the position.
 
-        One transaction. As on OpenSearch, a document holding the same or a later
+        One transaction (the log's build ends in it when the position reaches its
+        target: :meth:`building`). As on OpenSearch, a document holding the same or a later
         revision stays. ``erasing``: the same transaction also merges the FTS5
         index into one segment, so no deleted entry keeps the replaced text,
         and the WAL is truncated after it.
@@ -246,6 +299,9 @@ class SqliteFtsBackend:
                 "INSERT INTO positions (log_id, position) VALUES (?, ?) ON CONFLICT (log_id) "
                 "DO UPDATE SET position = max(position, excluded.position)",
                 (log_id, new_position),
+            )
+            conn.execute(  # this log is built once its position reaches its target
+                "DELETE FROM building WHERE log_id = ? AND target <= ?", (log_id, new_position)
             )
             if erasing:
                 conn.execute("INSERT INTO texts (texts) VALUES ('optimize')")
