@@ -61,8 +61,17 @@ impl Series {
     }
 
     /// Adds a sample and drops those older than `horizon` before the newest one.
+    ///
+    /// Samples come in time order but for concurrent batches' interleaving, so the
+    /// newest and oldest are looked at before searching: two binary searches a
+    /// sample over series of thousands took 8% of the alerting engine's main thread.
     pub fn add(&mut self, time: f64, value: f64, horizon: f64) {
-        let i = bisect_right(&self.times, time);
+        let in_order = self.times.last().is_none_or(|&last| last <= time);
+        let i = if in_order {
+            self.times.len()
+        } else {
+            bisect_right(&self.times, time)
+        };
         if i == self.times.len() {
             self.times.push(time);
             self.values.push(value);
@@ -75,7 +84,11 @@ impl Series {
             self.resum(i);
         }
         let newest = *self.times.last().expect("just added");
-        let expired = bisect_right(&self.times, newest - horizon);
+        let expired = if self.times[0] > newest - horizon {
+            0
+        } else {
+            bisect_right(&self.times, newest - horizon)
+        };
         let drop = expired.max(self.times.len().saturating_sub(MAX_SAMPLES));
         if drop > 0 {
             self.times.drain(..drop);

@@ -37,7 +37,7 @@ from aiaudit.common.access import AccessLog
 from aiaudit.common.auth import Authenticator, Caller
 from aiaudit.common.keys.kek import KekError
 from aiaudit.common.keys.seal import SealError
-from aiaudit.common.store import SqlEventStore
+from aiaudit.common.store import SqlEventStore, utc_sessions
 from aiaudit.common.store.prepare import set_timestamp
 from aiaudit.common.store.schema import log_entries, logs
 from aiaudit.common.v1 import proof_pb2
@@ -679,6 +679,7 @@ def read_engine(store: SqlEventStore) -> sa.Engine:
         max_overflow=8,
         isolation_level="AUTOCOMMIT",
         hide_parameters=True,
+        **utc_sessions(store.engine.url),
     )
 
 

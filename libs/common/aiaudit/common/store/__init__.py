@@ -15,7 +15,7 @@ from aiaudit.common.store.private_files import private_sqlite_file, sqlite_path
 from aiaudit.common.store.schema import content_keys
 from aiaudit.common.store.sql import SqlEventStore
 
-__all__ = ["SqlEventStore", "embedded_keys", "file_kek", "migrate", "open_store"]
+__all__ = ["SqlEventStore", "embedded_keys", "file_kek", "migrate", "open_store", "utc_sessions"]
 
 
 def embedded_keys(url: str) -> Keyring | None:
@@ -86,9 +86,22 @@ def open_store(
     if url.startswith("postgresql"):
         # No pre-ping (a round trip on every checkout): a connection that died
         # with a database restart is detected by the write itself and retried once.
-        options |= {"pool_size": pool_size, "max_overflow": pool_size}
+        options |= {"pool_size": pool_size, "max_overflow": pool_size, **utc_sessions(url)}
     engine = sa.create_engine(url, **options)
     store = SqlEventStore(engine, keys)
     if run_migrations:
         migrate(engine)
     return store
+
+
+def utc_sessions(url: str | sa.URL) -> dict[str, object]:
+    """PostgreSQL engine options that set each session's TimeZone to UTC (the URL's options kept).
+
+    Times come back in ``datetime.UTC`` whatever the server's default zone:
+    under a named zone (``Etc/UTC`` on Debian) psycopg built and hashed every
+    timestamp through ``zoneinfo``, a tenth of the CPU a consumer spent reading a
+    batch of the log. The code names UTC wherever a zone matters, so nothing else changes.
+    """
+    given = sa.make_url(url).query.get("options", "")
+    given = given if isinstance(given, str) else " ".join(given)
+    return {"connect_args": {"options": f"{given} -c TimeZone=UTC".strip()}}
