@@ -104,12 +104,12 @@ def test_anything_unexpected_falls_back_to_build() -> None:
     assert offset != s.canonical
     with pytest.raises(stored_document.FastPathError):
         stored_document.from_canonical(offset, s.content, 3)
-    moved = StoredEvent(**{**s.__dict__, "canonical": offset})
+    moved = s._replace(canonical=offset)
     assert stored_document.from_stored(moved) == document.build(moved.to_event(), 3)
     by_number = s.canonical.replace(b'"eventType":"EVENT_TYPE_', b'"eventType":"X', 1)
     with pytest.raises(stored_document.FastPathError):
         stored_document.from_canonical(by_number, s.content, 3)
-    damaged = StoredEvent(**{**s.__dict__, "canonical": b"not json"})
+    damaged = s._replace(canonical=b"not json")
     with pytest.raises(ValueError):
         stored_document.from_stored(damaged)
 
