@@ -255,7 +255,7 @@ class StoredEvent(NamedTuple):
     """An event as stored: log position, canonical form and (unless erased) content.
 
     A named tuple: consumers read tens of thousands a second (a frozen dataclass
-    took three times as long to make, and left a dict per event to the collector).
+    took twice as long to make, and left a dict per event to the collector).
     """
 
     log_id: str
