@@ -7,6 +7,7 @@ the untouched store verifies, tampers, and checks what ``verify`` reports.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 import json
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from hashlib import sha256
 from pathlib import Path
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -1212,3 +1214,139 @@ def test_a_changed_integrated_leaf_past_the_checkpoints_names_the_event(
         f"log {log.tenant} sequence 17 event {log.event(17)}: leaf differs from the one the "
         "notary integrated at this sequence (event changed, moved or forged after integration)"
     ]
+
+
+def _received(conn: sa.Connection, tenant: str, seq: int) -> str:
+    """The receive time of a log's content row at ``seq``, as verify names it."""
+    ct = event_content.c
+    when = conn.execute(
+        sa.select(ct.receive_time).where(ct.log_id == tenant, ct.seq == seq)
+    ).scalar_one()
+    return _instant(when)
+
+
+def _instant(when: dt.datetime) -> str:
+    if when.tzinfo is None:  # SQLite: naive UTC
+        when = when.replace(tzinfo=dt.UTC)
+    return when.astimezone(dt.UTC).isoformat(sep=" ", timespec="microseconds")
+
+
+def test_a_content_row_without_a_log_entry_within_the_head_is_named(
+    log: Log, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A content row at a sequence within the head whose entry has another receive time
+    belongs to no event: every page read passed it over (content is joined on sequence and
+    receive time), and it was named nowhere, in either mode. Content deleted (as an erasure
+    does) leaves a page intact in the database all the same."""
+    when = _now() + dt.timedelta(seconds=1)
+    with log.admin.begin() as conn:
+        _copy_content(conn, log.tenant, 3, 9, when)
+    log.execute("DELETE FROM event_content WHERE log_id = :t AND seq IN (2, 10, 13)")
+    expected = [
+        f"log {log.tenant} sequence 9: content row received {_instant(when)} without a log "
+        "entry (inserted, or its entry deleted?)"
+    ]
+    if log.mode == "full":  # no erasure record names them
+        expected += [
+            f"log {log.tenant} sequence {seq} event {log.event(seq)}: content deleted without a "
+            "privacy-erasure record naming the event"
+            for seq in (2, 10, 13)
+        ]
+    problems, in_database = _node_problems(log, monkeypatch)
+    assert problems == sorted(expected)
+    in_the_database = log.admin.dialect.name == "postgresql" and log.mode == "leaves"
+    assert in_database == (3 if in_the_database else 0), "the page of sequence 9 is read by row"
+
+
+def test_content_rows_left_by_deleted_entries_are_named(
+    log: Log, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Entries and event rows deleted, their content kept: the gap was named, the content
+    rows left over were not (within a page the walk read, and past every page)."""
+    with log.admin.connect() as conn:
+        received = {seq: _received(conn, log.tenant, seq) for seq in range(15)}
+    log.execute("DELETE FROM events WHERE log_id = :t AND seq = 5")
+    log.execute("DELETE FROM log_entries WHERE log_id = :t AND seq = 5")
+
+    def orphan(seq: int) -> str:
+        return (
+            f"log {log.tenant} sequence {seq}: content row received {received[seq]} without "
+            "a log entry (inserted, or its entry deleted?)"
+        )
+
+    problems, _ = _node_problems(log, monkeypatch)
+    assert problems == sorted(
+        [f"log {log.tenant} sequence 5: sequences 5..5 are missing (rows deleted)", orphan(5)]
+    )
+    log.execute("DELETE FROM events WHERE log_id = :t")
+    log.execute("DELETE FROM log_entries WHERE log_id = :t")  # no page at all
+    problems, _ = _node_problems(log, monkeypatch)
+    assert problems == sorted(
+        [
+            f"log {log.tenant} sequence 0: sequences 0..14 are missing (rows deleted)",
+            *map(orphan, range(15)),
+        ]
+    )
+
+
+def test_a_log_left_only_in_consumer_cursors_is_found(log: Log) -> None:
+    """Every row of a log deleted but its consumers' cursors (and its exported checkpoints'
+    copies): verify listed no such log, and a whole log deleted passed with exit 0."""
+    with log.admin.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO consumer_cursors (consumer, log_id, position) VALUES (:c, :t, 15)"
+            ),
+            {"c": "search-indexer", "t": log.tenant},
+        )
+    if log.admin.dialect.name == "postgresql":
+        log.execute("ALTER TABLE logs DISABLE TRIGGER USER")
+    for table in ("event_content", "events", "log_entries", "integrity_nodes"):
+        log.execute(f"DELETE FROM {table} WHERE log_id = :t")
+    log.execute("DELETE FROM integrity_checkpoints WHERE log_id = :t")
+    log.execute("DELETE FROM logs WHERE log_id = :t")
+    if log.admin.dialect.name == "postgresql":
+        log.execute("ALTER TABLE logs ENABLE TRIGGER USER")
+    for copy in (log.checkpoint_dir / log.tenant).iterdir():
+        copy.unlink()
+    (log.checkpoint_dir / log.tenant).rmdir()
+    expected = [
+        f"log {log.tenant}: found in consumer_cursors but has no row in logs (deleted?): "
+        "checked with a head of 0",
+        f"log {log.tenant}: the notary integrated 15 leaves but the log head says 0 (tail "
+        "truncated?)",
+        f"log {log.tenant}: consumer search-indexer has read 15 entries but the log head says 0 "
+        "(cursor moved, or tail truncated?): sequences 0..14 would never reach it",
+    ]
+    report = verify_store(  # every log of the store, as `aiaudit verify` without --log
+        log.admin,
+        log.keys.verifier_keys(),
+        ORIGIN_PREFIX,
+        log.checkpoint_dir,
+        mode=log.mode,
+    )
+    assert [str(p) for p in report.problems] == expected
+    assert report.logs == 1
+    assert log.problems() == expected  # not "no such log"
+
+
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)  # SQLite has no logins
+def test_a_read_only_login_verifies(log: Log, postgres: Postgres) -> None:
+    """verify reads every consumer's cursor, which aiaudit_reader could not read: a read-only
+    login failed at the first log (permission denied for table consumer_cursors)."""
+    url = login(postgres, "aiaudit_reader")
+    reader = sa.create_engine(url)
+    try:
+        as_reader = dataclasses.replace(log, admin=reader)
+        report = as_reader.verify()
+        assert report.ok, report.problems
+        assert (report.events, report.checkpoints) == (15, 4)
+        log.execute("UPDATE consumer_cursors SET position = 20 WHERE log_id = :t")
+        assert as_reader.problems() == [
+            f"log {log.tenant}: the notary integrated 20 leaves but the log head says 15 (tail "
+            "truncated?)"
+        ]
+    finally:
+        reader.dispose()
+        with psycopg.connect(postgres.admin_dsn, autocommit=True) as conn:
+            conn.execute(f"DROP ROLE {sa.make_url(url).username}")

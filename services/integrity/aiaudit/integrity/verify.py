@@ -7,8 +7,9 @@ For every log, in sequence order (one streaming pass, O(log n) memory):
   agree with the committed metadata, and stored content matches its salted
   commitments;
 * sequences run 0 .. head-1 with no gap; no entry lies beyond the head; no
-  event row lacks its log entry, no row of any table lies at a negative
-  sequence, and no content row past the head lacks its entry (inserted rows);
+  event row and no content row lacks its log entry (inserted rows, or rows
+  left when their entry was deleted), and no row of any table lies at a
+  negative sequence;
 * each recomputed leaf equals the leaf the notary integrated at that position
   (level-0 node), which names the exact event that changed, moved or was
   forged after integration (the node, when a checkpoint covering it has the
@@ -304,15 +305,26 @@ def _misspelt_time(table: str, column: str, quoted: str) -> tuple[str, Any]:
 
 
 def _page_rows(
-    conn: sa.Connection, log_id: str, full: bool, lo: int, hi: int, keys: Keyring | None
-) -> list[_Row]:
+    conn: sa.Connection,
+    log_id: str,
+    full: bool,
+    lo: int,
+    hi: int,
+    keys: Keyring | None,
+    head: int,
+) -> tuple[list[_Row], list[tuple[int, Any]]]:
     """Entries ``lo .. hi-1`` with their event (and content) and integrated leaf, in order.
 
     Each table is read on its own by sequence range (one index range scan each,
     merged here) rather than joined: a join's plan depends on statistics that a
     freshly written log lacks, and a nested loop over a large page was the cost
     of the whole walk. ``full`` also reads the search columns and the content,
-    sealed content opened with ``keys``.
+    sealed content opened with ``keys``; ``leaves`` only the content rows' keys.
+
+    Also returns (sequence, receive time) of the content rows below ``head``
+    that no entry read has (an entry below the head was committed before the
+    head was read, so before this page's reads): content inserted, or left
+    when its entry was deleted, which no read joins with any event.
     """
     le, ev, ct = log_entries, events, event_content
     event_cols = [ev.c.seq, ev.c.receive_time, ev.c.canonical]
@@ -366,15 +378,20 @@ def _page_rows(
     for r in span(ev, *event_cols):
         found[(int(r.seq), _utc(r.receive_time))] = r
     content: dict[tuple[int, Any], Any] = {}
-    if full:
-        for r in span(ct, ct.c.seq, ct.c.receive_time, ct.c.salt, ct.c.content):
-            content[(int(r.seq), _utc(r.receive_time))] = r
+    content_cols = [ct.c.seq, ct.c.receive_time] + ([ct.c.salt, ct.c.content] if full else [])
+    for r in span(ct, *content_cols):
+        content[(int(r.seq), _utc(r.receive_time))] = r
     integrated = _integrated(conn, log_id, lo, hi)
-    sealed = {seal.key_id_of(bytes(r.content)) for r in content.values() if _sealed(r.content)}
-    opened = data_keys(keys, conn, sealed)
-    owners = _key_owners(conn, sealed)
-    if sealed - opened.keys():
-        _drop_erased_meanwhile(conn, log_id, content, opened)
+    if full:
+        sealed = {seal.key_id_of(bytes(r.content)) for r in content.values() if _sealed(r.content)}
+        opened = data_keys(keys, conn, sealed)
+        owners = _key_owners(conn, sealed)
+        if sealed - opened.keys():
+            _drop_erased_meanwhile(conn, log_id, content, opened)
+    keyed = {(int(e.seq), _utc(e.receive_time)) for e in entries}
+    orphans = sorted(
+        (at for at in content if at[0] < head and at not in keyed), key=lambda at: at[0]
+    )
     out = []
     for e in sorted(entries, key=lambda e: int(e.seq)):
         seq = int(e.seq)
@@ -399,7 +416,7 @@ def _page_rows(
             elif stored is not None:
                 row.salt, row.content = bytes(stored.salt), bytes(stored.content)
         out.append(row)
-    return out
+    return out, orphans
 
 
 def _spans(conn: sa.Connection, log_id: str, full: bool, lo: int, hi: int) -> list[tuple[int, int]]:
@@ -536,6 +553,21 @@ def _utc(when: Any) -> Any:
     if isinstance(when, dt.datetime) and when.tzinfo is None:
         return when.replace(tzinfo=dt.UTC)
     return when
+
+
+def _instant(when: Any) -> str:
+    """A receive time as problems name it (``2026-12-05 10:00:00.000000+00:00``).
+
+    On SQLite a time read as text is parsed, and named quoted if it is none.
+    """
+    if isinstance(when, str):
+        try:
+            when = dt.datetime.fromisoformat(when)
+        except ValueError:  # quoted already by the page's read (see _misspelt_time)
+            return when if when.startswith("'") else repr(when)
+    if isinstance(when, dt.datetime):
+        return str(_utc(when).astimezone(dt.UTC).isoformat(sep=" ", timespec="microseconds"))
+    return repr(when)
 
 
 class _LogWalk:
@@ -734,21 +766,35 @@ class _LogWalk:
                     f"{head_now}..{position - 1} would never reach it"
                 )
 
-    def rows_outside(self, found: list[tuple[str, int, Any, bool]], head_now: int) -> None:
-        """Names the rows at a negative sequence, and content past the head without an entry.
+    def orphan_content(self, seq: int, received: Any) -> None:
+        """Names a content row within the head that no log entry has (sequence, receive time)."""
+        self.problem(
+            f"content row received {_instant(received)} without a log entry (inserted, or its "
+            "entry deleted?)",
+            seq,
+        )
+
+    def rows_outside(self, found: list[tuple[str, int, Any, Any, bool]], head_now: int) -> None:
+        """Names the rows at a negative sequence, and content past the pages without an entry.
 
         ``found``: :func:`_rows_outside`, read before ``head_now``; content the
-        log has grown to since had its entry committed with it.
+        log has grown to since had its entry committed with it (in the same
+        statement's snapshot), so a row without one is named within the head
+        too.
         """
         negative: dict[int, tuple[list[str], str | None]] = {}
-        for what, seq, event_id, has_entry in found:
+        for what, seq, event_id, received, has_entry in found:
             if seq >= 0:
-                if seq >= head_now and not has_entry:
+                if has_entry:
+                    continue
+                if seq >= head_now:
                     self.problem(
                         "content row without a log entry beyond the log head "
                         f"(size {head_now}): inserted?",
                         seq,
                     )
+                else:
+                    self.orphan_content(seq, received)
                 continue
             kinds, known = negative.setdefault(seq, ([], None))
             negative[seq] = ([*kinds, what], known or event_id)
@@ -996,21 +1042,34 @@ def _nodes_beyond(conn: sa.Connection, log_id: str, size: int) -> list[tuple[int
     return [(int(level), int(idx)) for level, idx in rows]
 
 
-def _rows_outside(conn: sa.Connection, log_id: str, head: int) -> list[tuple[str, int, Any, bool]]:
-    """(what, sequence, event id, whether a log entry has it) of the rows no page reads.
+def _rows_outside(
+    conn: sa.Connection, log_id: str, start: int
+) -> list[tuple[str, int, Any, Any, bool]]:
+    """(what, sequence, event id, receive time, whether a log entry has it) of rows no page reads.
 
     Those at a negative sequence, of every table (the pages start at 0: an
     entry, event and content forged at -1 passed, review 2026-12-05), and the
-    content rows at or past ``head`` (entries and event rows there are named
-    by the walk and the orphan query). One statement, an index range each.
+    content rows from ``start`` on: past the head, or past the last page (its
+    entries deleted; entries and event rows there are named by the walk and
+    the orphan query). One statement, an index range each. The receive time
+    is read as stored (on SQLite text, which may be no time at all).
     """
     le, ev, ct = log_entries, events, event_content
     has_entry = sa.exists().where(
         le.c.log_id == ct.c.log_id, le.c.seq == ct.c.seq, le.c.receive_time == ct.c.receive_time
     )
+    received = (
+        sa.type_coerce(ct.c.receive_time, sa.String)
+        if conn.dialect.name == "sqlite"
+        else ct.c.receive_time
+    )
     negative = [
         sa.select(
-            sa.literal(what, sa.String), t.c.seq, event_id, sa.literal(True, sa.Boolean)
+            sa.literal(what, sa.String),
+            t.c.seq,
+            event_id,
+            sa.cast(sa.null(), received.type),  # typed: PostgreSQL reads two NULLs as text
+            sa.literal(True, sa.Boolean),
         ).where(t.c.log_id == log_id, t.c.seq < 0)
         for what, t, event_id in (
             ("log entry", le, le.c.event_id),
@@ -1018,11 +1077,14 @@ def _rows_outside(conn: sa.Connection, log_id: str, head: int) -> list[tuple[str
             ("content row", ct, sa.null()),
         )
     ]
-    past = sa.select(sa.literal("content row", sa.String), ct.c.seq, sa.null(), has_entry).where(
-        ct.c.log_id == log_id, ct.c.seq >= head
-    )
+    past = sa.select(
+        sa.literal("content row", sa.String), ct.c.seq, sa.null(), received, has_entry
+    ).where(ct.c.log_id == log_id, ct.c.seq >= start)
     rows = conn.execute(sa.union_all(*negative, past))
-    return [(str(what), int(seq), event_id, bool(entry)) for what, seq, event_id, entry in rows]
+    return [
+        (str(what), int(seq), event_id, when, bool(entry))
+        for what, seq, event_id, when, entry in rows
+    ]
 
 
 def _cursors_ahead(conn: sa.Connection, log_id: str, head: int) -> list[tuple[str, int]]:
@@ -1091,6 +1153,7 @@ def verify_log(
     # Read before the pages, so that every page sees the nodes this says are stored.
     must_store, cursor = _must_store(conn, log_id, head)
     starts = range(0, -1 if last is None else last + 1, PAGE)
+    pages_end = starts[-1] + PAGE if starts else 0  # content below: checked by its page
     with contextlib.ExitStack() as stack:
         pages: Iterable[tuple[int, Page | None]] = ((lo, None) for lo in starts)
         if not full and conn.dialect.name == "postgresql":
@@ -1106,7 +1169,7 @@ def verify_log(
     # Read before the head is read again, so that the notary's nodes among them lie
     # within it (it integrates only entries the head covers).
     beyond = _nodes_beyond(conn, log_id, head)
-    outside = _rows_outside(conn, log_id, head)
+    outside = _rows_outside(conn, log_id, min(head, pages_end))
     ahead = _cursors_ahead(conn, log_id, head)
     # Read again: what was appended (and integrated, and signed) during the walk is
     # no truncation; a head now smaller than what the checks below see still is.
@@ -1233,10 +1296,12 @@ def _walk_pages(
             report.events += count
         else:
             leaves: list[bytes | None] = []
-            spans = _spans(conn, log_id, full, lo, lo + PAGE)
-            rows = (
-                row for a, b in spans for row in _page_rows(conn, log_id, full, a, b, content_keys)
-            )
+            rows: list[_Row] = []
+            for a, b in _spans(conn, log_id, full, lo, lo + PAGE):
+                span_rows, orphans = _page_rows(conn, log_id, full, a, b, content_keys, walk.head)
+                rows += span_rows
+                for seq, received in orphans:
+                    walk.orphan_content(seq, received)
             for row in rows:
                 seq = row.seq
                 if row.sealing is not None:
@@ -1329,18 +1394,32 @@ def verify_store(
     return report
 
 
-def _headless(conn: sa.Connection, known: set[str], checkpoint_dir: Path | None) -> list[str]:
-    """Logs found anywhere but in ``logs``.
+_TRACES = (log_entries, events, event_content, nodes, checkpoints, consumer_cursors)
+"""The tables whose rows say a log existed: its rows, the notary's, and every consumer's
+cursor (a consumer reads only logs with entries). Not ``content_keys``: a key row is
+written with its batch, and a group's other batches may commit while that one is refused."""
+
+
+def _headless(
+    conn: sa.Connection, known: set[str], checkpoint_dir: Path | None
+) -> dict[str, list[str]]:
+    """Logs found anywhere but in ``logs``, with where (table names, exported checkpoints).
 
     Verify took its list from that table alone: deleting a log's row hid the
-    log, whatever was then done to it (review, 2026-12-05).
+    log, whatever was then done to it (review, 2026-12-05). It then looked in
+    the log's own tables and the notary's, not in the consumers' cursors: a log
+    whose every other row and exported copy was deleted was listed nowhere,
+    and verify passed without it (2026-12-06).
     """
-    found: set[str] = set()
-    for table in (log_entries, events, event_content, nodes, checkpoints):
-        found |= {str(r[0]) for r in conn.execute(sa.select(table.c.log_id).distinct())}
+    found: dict[str, list[str]] = {}
+    for table in _TRACES:
+        for (log_id,) in conn.execute(sa.select(table.c.log_id).distinct()):
+            found.setdefault(str(log_id), []).append(table.name)
     if checkpoint_dir is not None and checkpoint_dir.is_dir():
-        found |= {d.name for d in checkpoint_dir.iterdir() if d.is_dir()}
-    return sorted(found - known)
+        for d in checkpoint_dir.iterdir():
+            if d.is_dir():
+                found.setdefault(d.name, []).append("exported checkpoints")
+    return {log_id: found[log_id] for log_id in sorted(found.keys() - known)}
 
 
 class NoExportsError(Exception):
@@ -1387,13 +1466,14 @@ def _verify_logs(
         known = [str(r[0]) for r in conn.execute(sa.select(logs.c.log_id).order_by(logs.c.log_id))]
         headless = _headless(conn, set(known), checkpoint_dir)
         if log_ids:
-            headless = [x for x in headless if x in log_ids]
-        for log_id in headless:
+            headless = {x: where for x, where in headless.items() if x in log_ids}
+        for log_id, where in headless.items():
+            listed = where[0] if len(where) == 1 else f"{', '.join(where[:-1])} and {where[-1]}"
             report.problems.append(
                 Problem(
                     log_id,
-                    "has entries, events, content, nodes or checkpoints but no row in logs"
-                    " (deleted?): checked with a head of 0",
+                    f"found in {listed} but has no row in logs (deleted?): checked with a head"
+                    " of 0",
                 )
             )
         known = sorted({*known, *headless})

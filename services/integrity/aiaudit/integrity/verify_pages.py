@@ -2,12 +2,14 @@
 
 A page (entries ``lo .. hi-1``) is intact when its entries are exactly those
 sequences in order, none lies beyond the head, its event rows are exactly
-those entries (sequence and receive time), ``SHA-256(0x00 || canonical)`` of
-each event row equals the entry's leaf hash, and the integrated leaves (a
-prefix: the notary may lag) are the same. Then the page yields its leaves for
-the rebuilt tree, with the stored inner nodes the page's leaves complete
-(compared by the caller with the rebuilt ones); anything else yields None and
-the caller checks that page row by row, which names what is wrong.
+those entries (sequence and receive time), each of its content rows is one
+of those entries' (sequence and receive time: erased content has none),
+``SHA-256(0x00 || canonical)`` of each event row equals the entry's leaf
+hash, and the integrated leaves (a prefix: the notary may lag) are the same.
+Then the page yields its leaves for the rebuilt tree, with the stored inner
+nodes the page's leaves complete (compared by the caller with the rebuilt
+ones); anything else yields None and the caller checks that page row by row,
+which names what is wrong.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ and its cost switched on JIT compilation (~70 ms a page, five times the query).
 
 _PAGE = f"""
     SELECT e.n, e.seqs, e.times, e.leaves, v.n, v.seqs, v.times, v.leaves, i.n, i.seqs, i.leaves,
-           t.n, t.first, t.last, t.hashes
+           c.n, c.seqs, c.times, t.n, t.first, t.last, t.hashes
     FROM (SELECT count(*) AS n, string_agg(int8send(seq), ''::bytea) AS seqs,
                  string_agg(timestamptz_send(receive_time), ''::bytea) AS times,
                  string_agg(leaf_hash, ''::bytea) AS leaves
@@ -66,6 +68,9 @@ _PAGE = f"""
                  string_agg(hash, ''::bytea) AS leaves
           FROM integrity_nodes
           WHERE log_id = %(log_id)s AND level = 0 AND idx >= %(lo)s AND idx < %(hi)s) AS i,
+         (SELECT count(*) AS n, string_agg(int8send(seq), ''::bytea) AS seqs,
+                 string_agg(timestamptz_send(receive_time), ''::bytea) AS times
+          FROM event_content WHERE log_id = %(log_id)s AND seq >= %(lo)s AND seq < %(hi)s) AS c,
          ({_NODES}) AS t
 """
 """One page in one statement: per table one aggregate over an index range scan.
@@ -76,7 +81,8 @@ integrated leaves, each concatenated with the sequences (8 bytes big-endian)
 and the receive times (8-byte binary form) in the same pass. No ``ORDER BY``
 inside the aggregates (a sort per page): both concatenations of a table see
 the rows in the same order, and the sequence string says which order that was.
-Then ``_NODES`` above the leaves.
+The content rows' sequences and receive times (their primary key's columns),
+each of which must be an entry's. Then ``_NODES`` above the leaves.
 """
 
 
@@ -112,7 +118,8 @@ def check_page(
     with conn.cursor(binary=True) as cur:
         row = cur.execute(_PAGE, params, prepare=True).fetchone()
     assert row is not None
-    n, seqs, times, leaves, vn, vseqs, vtimes, computed, k, iseqs, done, *inner = row
+    n, seqs, times, leaves, vn, vseqs, vtimes, computed, k, iseqs, done, *rest = row
+    cn, cseqs, ctimes, *inner = rest
     if not n or lo + n > head or vn != n:
         return None
     expected = struct.pack(f">{n}q", *range(lo, lo + n))  # the sequences in index order
@@ -122,15 +129,46 @@ def check_page(
             return None
         if len(leaves) != HASH_SIZE * n:
             return None
+        if (
+            cn
+            and not (cseqs == expected and ctimes == times)
+            and not _entries_content(lo, n, times, cn, cseqs, ctimes)
+        ):
+            return None
         return Page(leaves, {0: StoredLevel(k, lo, lo + k - 1, b""), **_levels(1, *inner)})
     entries = _in_order(lo, n, seqs, leaves, HASH_SIZE)
     if entries is None or _in_order(lo, n, vseqs, computed, HASH_SIZE) != entries:
         return None
-    if _in_order(lo, n, seqs, times, 8) != _in_order(lo, n, vseqs, vtimes, 8):
+    entry_times = _in_order(lo, n, seqs, times, 8)
+    if entry_times is None or entry_times != _in_order(lo, n, vseqs, vtimes, 8):
         return None
     if k and _in_order(lo, k, iseqs, done, HASH_SIZE) != entries[: HASH_SIZE * k]:
         return None
+    if cn and not _entries_content(lo, n, entry_times, cn, cseqs, ctimes):
+        return None
     return Page(entries, {0: StoredLevel(k, lo, lo + k - 1, b""), **_levels(1, *inner)})
+
+
+def _entries_content(
+    lo: int, n: int, times: bytes, count: int, seqs: bytes, received: bytes
+) -> bool:
+    """Whether each of ``count`` content rows is an entry's (its sequence and receive time).
+
+    ``times``: the entries' receive times, of sequences ``lo .. lo+n-1`` in that
+    order; ``seqs`` and ``received``: the content rows' (8 bytes each), in the
+    order the database read them. A row with no entry (inserted, or left when
+    its entry was deleted) sends the page to the row-by-row check, which names
+    it. Every entry has its content row unless erased (primary key: at most one
+    each), so this loop runs only on pages with erased content (or, against
+    the rule, read out of sequence order).
+    """
+    if count > n or len(seqs) != 8 * count or len(received) != 8 * count:
+        return False
+    for i, seq in enumerate(struct.unpack(f">{count}q", seqs)):
+        at = seq - lo
+        if not 0 <= at < n or times[8 * at : 8 * at + 8] != received[8 * i : 8 * i + 8]:
+            return False
+    return True
 
 
 def stored_levels(conn: sa.Connection, log_id: str, lo: int, hi: int) -> dict[int, StoredLevel]:
