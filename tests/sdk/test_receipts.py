@@ -3,7 +3,8 @@
 Against a real server process (``aiaudit serve``, integrity in the process, so
 receipts are signed; SQLite and PostgreSQL): every event logged with the option is
 covered by a kept note, at the sequence, leaf hash and receive time the store holds,
-through an outage, a repeat in a batch and a resend of stored events; a server that
+through an outage, a repeat in a batch and a resend of stored events, the notes of one
+log and day appended to one file; a server that
 cannot sign keeps the events spooled, none set aside; a disk that refuses a receipt
 holds no event up.
 """
@@ -24,7 +25,7 @@ from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.integrity.receipts import format_time
 from aiaudit.integrity.v1 import integrity_service_pb2 as ipb
 from aiaudit.integrity.v1 import integrity_service_pb2_grpc as ipb_grpc
-from aiaudit.sdk.receipts import note_name
+from aiaudit.sdk.receipts import file_name
 from tests.helpers import interaction, wait_until
 from tests.sdk.test_logger import Server, rejected_lines, spooled, stored_ids
 
@@ -108,7 +109,10 @@ def test_every_event_logged_is_covered_by_a_kept_receipt_that_verify_accepts(
     )
     names, entries = receipted(server, receipts, capsys)
     assert entries == stored(server, [tenant, other], logged)  # every event, nothing else
-    assert all(n.endswith(".note") and n.split(".")[0] in (tenant, other) for n in names)
+    # Appended to one file per log and day of receipt (it was one file per batch and log).
+    assert names == sorted(
+        {f"{log_id}.{received[:10]}.notes" for log_id, _, _, received in entries}
+    )
     assert rejected_lines(server.spool) == []
 
 
@@ -178,14 +182,14 @@ def test_a_receipt_the_disk_refuses_is_logged_and_holds_no_event_up(
     assert entries == stored(server, [tenant], later)
 
 
-def test_a_note_is_named_by_its_log_range_and_hash_or_by_its_hash_alone() -> None:
+def test_a_note_goes_to_the_file_of_its_log_and_day_or_to_the_days_file_of_odd_notes() -> None:
     leaf = base64.b64encode(b"\x01" * 32).decode()
     text = "aiaudit.receipt/v1\norigin.example/log/t-1\n"
-    text += "".join(f"{n} {leaf} 2026-01-01T00:00:00.000000Z\n" for n in (9, 4, 7, 4))
+    text += "".join(f"{n} {leaf} 2026-01-0{n % 3 + 1}T23:59:59.999999Z\n" for n in (9, 4, 7))
     note = f"{text}\n— origin.example/log c2lnbmF0dXJl\n"
-    name = note_name(note)
-    assert name.startswith("t-1.4-9.") and name.endswith(".note")
-    assert note_name(note) == name  # the same note, the same file
-    assert note_name(note.replace("c2lnbmF0dXJl", "b3RoZXI=")) != name  # another signature
-    for odd in ("not a note", note.replace("/t-1\n", "/T.1\n"), note.replace("\n9 ", "\nx ")):
-        assert note_name(odd).startswith("receipt.")
+    assert file_name(note) == "t-1.2026-01-01.notes"  # the day of its first receive time
+    for odd in ("not a note", note.replace("/t-1\n", "/T.1\n"), note.replace(" 2026-01", " x")):
+        before = dt.datetime.now(dt.UTC).date()
+        name = file_name(odd)
+        days = {before, dt.datetime.now(dt.UTC).date()}  # today's, midnight or not
+        assert name in {f"receipt.{day.isoformat()}.notes" for day in days}

@@ -34,12 +34,12 @@ events logged since the last send or spool, at most ``batch_size`` plus
 what waits in the buffer.
 
 With ``receipts_dir`` every ``Append`` asks for signed receipts and each note
-that comes back is written there (``ReceiptFiles``, one file a note) before
-the batch counts as acknowledged (``flush``, its spool file removed). A crash
-between the service's commit and that write loses the receipt of a batch sent
-from memory (the events are stored); a spooled batch is sent again and
-answered with its receipts signed again. A receipt the disk refuses is logged
-and lost, never the events: delivery goes on. A service that cannot sign
+that comes back is appended there (``ReceiptFiles``, one file per log and day)
+and synced before the batch counts as acknowledged (``flush``, its spool file
+removed). A crash between the service's commit and that write loses the
+receipt of a batch sent from memory (the events are stored); a spooled batch
+is sent again and answered with its receipts signed again. A receipt the disk
+refuses is logged and lost, never the events: delivery goes on. A service that cannot sign
 (ingest without integrity in its process: ``FAILED_PRECONDITION``, nothing
 written) is transient here: the events are spooled, none set aside, until it
 can or a logger without ``receipts_dir`` sends them.
@@ -118,10 +118,10 @@ class AuditLogger:
         service on another host, without ``ca_file``: a trusted network only.
         Without it such a logger is refused (``ValueError``); on loopback
         plaintext needs no opt-in (a service in dev or embedded mode).
-        ``receipts_dir``: ask for a signed receipt of every batch and keep each
-        note there, a file each, for ``aiaudit verify --receipt`` (see the module
-        docstring). The receipts are evidence kept as long as the audit trail,
-        apart from the spool, which is this process's working state; several
+        ``receipts_dir``: ask for a signed receipt of every batch and append each
+        note there, to one file per log and day, for ``aiaudit verify --receipt``
+        (see ``aiaudit.sdk.receipts``). The receipts are evidence kept as long as
+        the audit trail, apart from the spool, which is this process's working state; several
         loggers may share the directory.
         """
         if ca_file is None and not allow_insecure and not config.local_target(address):

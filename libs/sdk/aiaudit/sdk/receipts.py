@@ -4,93 +4,199 @@ Until a signed checkpoint covers an event, whoever owns the database can change
 or append entries unnoticed by ``aiaudit verify``; a receipt note (one per log
 of an acknowledged batch, signed by the checkpoint key) is the service's signed
 promise of each event's sequence and leaf hash, checked offline with
-``aiaudit verify --receipt FILE --verifier-key KEY``. That command reads one note
-a file, so each note is a file of its own, written once and never changed:
+``aiaudit verify --receipt FILE --verifier-key KEY``. The notes of one log and
+one day (UTC, of the events' receive time) are appended to one file, which
+that command reads note by note (``aiaudit.common.receipt_files``)::
 
-    <receipts_dir>/<log id>.<first sequence>-<last sequence>.<16 hex of its SHA-256>.note
+    <receipts_dir>/<log id>.<YYYY-MM-DD>.notes
 
-The log and the range say which file holds an event's receipt; the hash keeps
-apart two notes over the same range (a resend answered as duplicates, signed
-again in another batch or by a newer key version), so none overwrites another,
-and the same note written twice is one file. A file is written under a
-temporary name, fsynced, renamed and the directory fsynced, so it is whole or
-absent. Several loggers may share one directory.
+A note that does not read so goes to ``receipt.<YYYY-MM-DD>.notes`` (today).
+Until 2026-12-06 each note was a file of its own (``<log id>.<first>-<last>.
+<hash>.note``, written under a temporary name and renamed): a busy gateway
+made a file, two fsyncs and a directory entry per batch and log, hundreds of
+thousands of files a day. Those files stay where they are and verify as before.
+
+An append is durable before ``keep`` returns, so before the batch counts as
+acknowledged: the file is locked (``flock``: several loggers, in this process or
+others, may share the directory), a tail that a writer killed in its write left
+is cut off, the notes are written, the lock let go and the file's data synced
+(one ``fdatasync`` a file and batch; the directory is synced too the first time
+this process writes a file, which another may just have made). A crash leaves
+each note whole or not acknowledged.
+
+Opening the directory cleans what a crash left: the torn tails of files written
+in the last two days, and the temporary files of the earlier layout's writes
+once older than an hour (a write still going on in a process of an earlier
+version lasts seconds, and holds no lock that could tell).
 """
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
+import datetime as dt
+import fcntl
 import logging
 import os
-import uuid
+import re
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from aiaudit.common import tenants
+from aiaudit.common import receipt_files, tenants
 from aiaudit.sdk.spool import fsync_dir, write_all
 
 log = logging.getLogger(__name__)
 
+STALE_TEMP_AGE = 3600.0
+"""Seconds after which an earlier version's temporary receipt file is taken as a crash's."""
+REPAIR_WINDOW = 2 * 86400.0
+"""Files modified this recently get a torn tail cut off when the directory is opened."""
+_OLD_TEMP = re.compile(r"\..+\.note\.[0-9a-f]{32}\.tmp")
+"""The earlier layout's temporary name: ``.<note file name>.<uuid hex>.tmp``."""
+_DAY = re.compile(r"\d{4}-\d\d-\d\d")
+_KNOWN_LIMIT = 10_000
+
 
 class ReceiptFiles:
-    """A directory of signed receipt notes, one file each."""
+    """A directory of signed receipt notes, appended to one file per log and day."""
 
     def __init__(self, directory: Path) -> None:
-        """Creates the directory (0700) if needed: a path that cannot be one fails here, at once."""
+        """Creates the directory (0700) if needed, then cleans what a crash left in it.
+
+        A path that cannot be a directory fails here, at once; a leftover that
+        cannot be cleaned is logged, never raised.
+        """
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.directory = directory
+        self._synced: set[str] = set()
+        """The files whose directory entry this writer has synced (made durable)."""
+        self._clean()
 
     def keep(self, notes: Iterable[str]) -> None:
-        """Writes each note durably; a failure is logged, never raised.
+        """Appends each note durably; a failure is logged, never raised.
 
         The events are stored whatever happens here: a disk that refuses a
         receipt must not hold or resend the batch, nor the ones behind it.
         """
+        files: dict[str, list[bytes]] = {}
         for note in notes:
-            path = self.directory / note_name(note)
+            files.setdefault(file_name(note), []).append(receipt_files.record(note.encode()))
+        for name, records in files.items():
+            path = self.directory / name
             try:
-                if not path.exists():
-                    _write_new(path, note.encode())
+                self._append(path, b"".join(records))
             except OSError as err:
                 log.error(
-                    "audit receipt not kept: %s could not be written (%s); its events are "
-                    "stored, but this gateway holds no signed receipt of them",
+                    "audit receipt not kept: %d note(s) could not be appended to %s (%s); "
+                    "their events are stored, but this gateway holds no signed receipt of them",
+                    len(records),
                     path,
                     err,
                 )
 
+    def _append(self, path: Path, data: bytes) -> None:
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                end = _cut_torn_tail(fd, path)
+                try:
+                    write_all(fd, data)
+                except BaseException:
+                    with contextlib.suppress(OSError):  # else the next writer cuts it off
+                        os.ftruncate(fd, end)
+                    raise
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            # Outside the lock: a sync writes every writer's appends so far, ours with them.
+            _sync_data(fd)
+        finally:
+            os.close(fd)
+        if path.name not in self._synced:
+            fsync_dir(self.directory)
+            if len(self._synced) >= _KNOWN_LIMIT:
+                self._synced.clear()
+            self._synced.add(path.name)
 
-def note_name(note: str) -> str:
-    """The file name of a note: its log, first and last sequence, and a hash of it.
+    def _clean(self) -> None:
+        """Removes the earlier layout's stale temporary files; cuts recent files' torn tails."""
+        now = time.time()
+        try:
+            entries = list(os.scandir(self.directory))
+        except OSError as err:
+            log.warning("audit receipts directory %s not cleaned: %s", self.directory, err)
+            return
+        removed = 0
+        for entry in entries:
+            try:
+                if _OLD_TEMP.fullmatch(entry.name):
+                    if now - entry.stat(follow_symlinks=False).st_mtime >= STALE_TEMP_AGE:
+                        os.unlink(entry.path)
+                        removed += 1
+                elif entry.name.endswith(receipt_files.SUFFIX) and entry.is_file(
+                    follow_symlinks=False
+                ):
+                    recent = now - entry.stat(follow_symlinks=False).st_mtime < REPAIR_WINDOW
+                    if recent:
+                        _repair(Path(entry.path))
+            except FileNotFoundError:
+                continue  # removed meanwhile (another logger cleaning too)
+            except OSError as err:
+                log.warning("audit receipts: %s not cleaned: %s", entry.path, err)
+        if removed:
+            with contextlib.suppress(OSError):
+                fsync_dir(self.directory)
+            log.warning(
+                "audit receipts: %d temporary file(s) of writes a crash interrupted removed "
+                "from %s",
+                removed,
+                self.directory,
+            )
+
+
+def _repair(path: Path) -> None:
+    """Cuts off a torn tail, unless a writer holds the file (it cuts it off itself)."""
+    fd = os.open(path, os.O_RDWR | os.O_APPEND)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return
+        size = os.fstat(fd).st_size
+        if _cut_torn_tail(fd, path) != size:
+            _sync_data(fd)
+    finally:
+        os.close(fd)
+
+
+def _cut_torn_tail(fd: int, path: Path) -> int:
+    size = os.fstat(fd).st_size
+    end = receipt_files.whole_end(fd)
+    if end != size:
+        log.warning(
+            "audit receipts: %d byte(s) of a write a crash interrupted (never acknowledged) "
+            "cut off the end of %s",
+            size - end,
+            path,
+        )
+    return end
+
+
+def _sync_data(fd: int) -> None:
+    getattr(os, "fdatasync", os.fsync)(fd)
+
+
+def file_name(note: str) -> str:
+    """The file a note is appended to: its log's, of the day of its first receive time.
 
     Read from the note's own text (``<format>``, ``<origin prefix>/<log id>``,
-    ``<sequence> ...`` lines, then the signatures after a blank line). A text
-    that does not read so is still kept, named by its hash alone.
+    ``<sequence> <leaf hash> <receive time>`` lines, then the signatures after a
+    blank line). A text that does not read so goes to ``receipt.<today>.notes``.
     """
-    digest = hashlib.sha256(note.encode()).hexdigest()[:16]
     lines = note.split("\n\n", 1)[0].split("\n")
     log_id = lines[1].rsplit("/", 1)[-1] if len(lines) > 2 else ""
-    try:
-        sequences = [int(line.split(" ", 1)[0]) for line in lines[2:]]
-    except ValueError:
-        sequences = []
-    if not tenants.valid(log_id) or not sequences or min(sequences) < 0:
-        return f"receipt.{digest}.note"
-    return f"{log_id}.{min(sequences)}-{max(sequences)}.{digest}.note"
-
-
-def _write_new(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        write_all(fd, data)
-        os.fsync(fd)
-        os.close(fd)
-        fd = -1
-        tmp.rename(path)
-    except BaseException:
-        if fd >= 0:
-            os.close(fd)
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
+    fields = lines[2].split(" ") if len(lines) > 2 else []
+    day = fields[2][:10] if len(fields) == 3 else ""
+    if tenants.valid(log_id) and _DAY.fullmatch(day):
+        return f"{log_id}.{day}{receipt_files.SUFFIX}"
+    return f"receipt.{dt.datetime.now(dt.UTC).date().isoformat()}{receipt_files.SUFFIX}"

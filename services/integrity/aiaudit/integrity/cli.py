@@ -17,7 +17,7 @@ import grpc
 import hvac
 import sqlalchemy as sa
 
-from aiaudit.common import access, arguments, client, config, erasure, files
+from aiaudit.common import access, arguments, client, config, erasure, files, receipt_files
 from aiaudit.common.auth import Caller
 from aiaudit.common.config import ConfigError, Settings
 from aiaudit.common.keys import configured
@@ -220,20 +220,63 @@ def run_verify(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _verify_receipt(path: Path, keys: list[VerifierKey], origin_prefix: str) -> int:
-    """Checks a receipt note offline and prints what it promises, one line per event."""
+    """Checks a file of receipt notes offline and prints what they promise, one line per event.
+
+    A file the gateway SDK appends to (``<log>.<day>.notes``, each note closed by
+    a line ``.``) is read note by note: a note that does not verify is a
+    problem (exit 1), the others still printed; bytes after the last ``.`` line
+    are a write a crash cut short, never acknowledged, said on stderr and
+    skipped. A file of one note (the earlier layout) reads as before. A file
+    that vouches for no event at all exits 1.
+    """
+    notes = events = 0
+    problems: list[str] = []
+    torn = 0
     try:
-        note = receipts.open_receipts(path.read_bytes(), keys, origin_prefix)
-    except (OSError, NoteError) as exc:
+        with path.open("rb") as stream:
+            for record in receipt_files.read_records(stream):
+                if not record.whole and notes + len(problems):
+                    torn = len(record.data)  # after whole notes: a write cut short
+                    continue
+                try:
+                    note = receipts.open_receipts(record.data, keys, origin_prefix)
+                except NoteError as exc:
+                    why = str(exc)
+                    if not record.whole and path.name.endswith(receipt_files.SUFFIX):
+                        why = (
+                            f"no whole note, {len(record.data)} byte(s) of a write a crash "
+                            f"cut short ({why})"
+                        )
+                    where = f" note at byte {record.offset}:" if record.whole else ""
+                    problems.append(f"receipt {path}:{where} {why}")
+                    print(problems[-1])
+                    continue
+                notes += 1
+                events += len(note.receipts)
+                for r in note.receipts:
+                    leaf = base64.b64encode(r.leaf_hash).decode("ascii")
+                    print(
+                        f"log {note.log_id} sequence {r.sequence} leaf {leaf} "
+                        f"received {receipts.format_time(r.receive_time)}"
+                    )
+    except OSError as exc:
         print(f"receipt {path}: {exc}")
         return 1
-    for r in note.receipts:
-        leaf = base64.b64encode(r.leaf_hash).decode("ascii")
+    if torn:
         print(
-            f"log {note.log_id} sequence {r.sequence} leaf {leaf} "
-            f"received {receipts.format_time(r.receive_time)}"
+            f"receipt {path}: {torn} byte(s) after the last note skipped: a write a crash "
+            "cut short, never acknowledged",
+            file=sys.stderr,
         )
-    print(f"receipt {path}: valid signature, {len(note.receipts)} event(s)", file=sys.stderr)
-    return 0
+    if notes == 0 and not problems:
+        problems.append(f"receipt {path}: holds no note")
+        print(problems[-1])
+    if notes:
+        signatures = "valid signature" if notes == 1 else f"{notes} notes, valid signatures"
+        print(f"receipt {path}: {signatures}, {events} event(s)", file=sys.stderr)
+    if problems:
+        print(f"receipt {path}: {len(problems)} problem(s)", file=sys.stderr)
+    return 1 if problems else 0
 
 
 def run_verifier_key(args: argparse.Namespace, settings: Settings) -> int:
@@ -597,7 +640,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: C
     what = verify.add_mutually_exclusive_group()
     what.add_argument("--bundle", type=Path, help="verify an offline bundle, no server or store")
     what.add_argument(
-        "--receipt", type=Path, help="verify a signed receipt note offline and print its events"
+        "--receipt",
+        type=Path,
+        help="verify a file of signed receipt notes offline and print their events",
     )
     verify.add_argument(
         "--mode",

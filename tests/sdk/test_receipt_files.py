@@ -1,0 +1,262 @@
+"""The SDK's receipt files on a real disk: appended per log and day, whole after a crash.
+
+Notes signed by the integrity component's own notary (a key file), written by
+``ReceiptFiles`` in child processes stopped half-way through a write (a pipe
+says when) and killed there with SIGKILL, or let go; every file is read back
+by ``aiaudit verify --receipt``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from aiaudit.cli.main import main
+from aiaudit.common import receipt_files
+from aiaudit.common.store.sql import Receipt
+from aiaudit.integrity import merkle
+from aiaudit.integrity.receipts import ReceiptNotary
+from aiaudit.integrity.signers import FileKeys
+from aiaudit.sdk.receipts import STALE_TEMP_AGE, ReceiptFiles, file_name
+from tests.conftest import REPO, subprocess_env
+
+PREFIX = "sdk.test/log"
+DAY = dt.datetime(2026, 3, 1, 9, 30, tzinfo=dt.UTC)
+
+HALF_WRITTEN = r"""
+import json, os, sys
+from pathlib import Path
+from aiaudit.sdk import receipts
+directory, notes, ready, go = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+before, during = json.loads(Path(notes).read_text())
+files = receipts.ReceiptFiles(directory)
+files.keep(before)
+whole = receipts.write_all
+def half(fd, data):
+    whole(fd, data[: len(data) // 2])
+    os.write(ready, b"!")  # half written: the test kills this process here, or lets it go on
+    os.read(go, 1)
+    whole(fd, data[len(data) // 2 :])
+receipts.write_all = half
+files.keep(during)
+"""
+
+RACING = r"""
+import json, os, sys
+from pathlib import Path
+from aiaudit.sdk import receipts
+directory, notes, ready, go = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+files = receipts.ReceiptFiles(directory)
+os.write(ready, b"!")
+os.read(go, 1)  # every writer starts at once
+for note in json.loads(Path(notes).read_text()):
+    files.keep([note])
+"""
+
+
+class Signer:
+    """Signs receipt notes as ingest's notary does, numbering each log's events."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.keys = FileKeys(PREFIX, tmp / "receipt-key.pem")
+        self.notary = ReceiptNotary(self.keys, PREFIX)
+        self.next: dict[str, int] = {}
+
+    def note(self, log_id: str, events: int = 3) -> str:
+        first = self.next.get(log_id, 0)
+        self.next[log_id] = first + events
+        return self.notary.sign(
+            [
+                Receipt(
+                    f"{log_id}-{n}",
+                    log_id,
+                    n,
+                    merkle.leaf_hash(f"{log_id} {n}".encode()),
+                    DAY + dt.timedelta(microseconds=n),
+                )
+                for n in range(first, first + events)
+            ]
+        )[0]
+
+    def verify(
+        self, path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> tuple[int, list[tuple[str, int]], str, str]:
+        """``aiaudit verify --receipt``: exit code, (log, sequence) of each event, out, err."""
+        capsys.readouterr()
+        code = main(
+            [
+                "verify",
+                "--receipt",
+                str(path),
+                "--verifier-key",
+                self.keys.verifier_keys()[0].encode(),
+                "--origin-prefix",
+                PREFIX,
+                "--data-dir",
+                str(path.parent.parent / "auditor"),
+            ]
+        )
+        out, err = capsys.readouterr()
+        events = [
+            (line.split(" ")[1], int(line.split(" ")[3]))
+            for line in out.splitlines()
+            if line.startswith("log ")
+        ]
+        return code, events, out, err
+
+
+def events_of(*ranges: tuple[str, int, int]) -> list[tuple[str, int]]:
+    return [(log_id, n) for log_id, first, end in ranges for n in range(first, end)]
+
+
+def child(
+    script: str, directory: Path, notes: object, tmp: Path, name: str
+) -> tuple[subprocess.Popen[bytes], int, int]:
+    """A writer process given ``notes``; returns it, the pipe end it signals on, the one to go."""
+    notes_file = tmp / f"{name}.json"
+    notes_file.write_text(json.dumps(notes))
+    ready_r, ready_w = os.pipe()
+    go_r, go_w = os.pipe()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, str(directory), str(notes_file), str(ready_w), str(go_r)],
+        pass_fds=(ready_w, go_r),
+        cwd=REPO,
+        env=subprocess_env(),
+    )
+    os.close(ready_w)
+    os.close(go_r)
+    return proc, ready_r, go_w
+
+
+def signalled(proc: subprocess.Popen[bytes], ready: int) -> None:
+    """Waits for the child's signal (an empty read: it died first, and the test fails)."""
+    got = os.read(ready, 1)
+    os.close(ready)
+    assert got == b"!", f"writer exited {proc.wait()} before its signal"
+
+
+def test_a_writer_killed_in_its_write_leaves_nothing_once_the_directory_is_opened(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A SIGKILL half-way through a receipt's write left its temporary file for good (one
+    per crash, never removed). Now the directory opened again holds each log's file, its
+    torn tail cut off, and nothing else; a write still going on in another process, its
+    file locked, is left alone and ends whole."""
+    signer = Signer(tmp_path)
+    receipts = tmp_path / "receipts"
+    killed, killed_ready, killed_go = child(
+        HALF_WRITTEN, receipts, [[signer.note("a")], [signer.note("a")]], tmp_path, "killed"
+    )
+    signalled(killed, killed_ready)
+    killed.send_signal(signal.SIGKILL)
+    assert killed.wait() == -signal.SIGKILL
+    os.close(killed_go)
+    live, live_ready, live_go = child(
+        HALF_WRITTEN, receipts, [[signer.note("b")], [signer.note("b")]], tmp_path, "live"
+    )
+    signalled(live, live_ready)
+
+    files = ReceiptFiles(receipts)  # a gateway starts while the other one is mid-write
+
+    a_file, b_file = receipts / "a.2026-03-01.notes", receipts / "b.2026-03-01.notes"
+    assert sorted(os.listdir(receipts)) == [a_file.name, b_file.name]
+    assert a_file.read_bytes().endswith(b"\n.\n")  # the killed write's half is gone
+    code, events, _, err = signer.verify(a_file, capsys)
+    assert (code, events) == (0, events_of(("a", 0, 3))) and "skipped" not in err
+    files.keep([signer.note("a")])  # appends go on after the crash
+    assert signer.verify(a_file, capsys)[:2] == (0, events_of(("a", 0, 3), ("a", 6, 9)))
+
+    os.write(live_go, b"!")
+    os.close(live_go)
+    assert live.wait() == 0
+    code, events, _, err = signer.verify(b_file, capsys)
+    assert (code, events) == (0, events_of(("b", 0, 6))) and "skipped" not in err
+
+
+def test_temporary_files_of_the_earlier_layout_are_removed_once_stale(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An earlier version wrote each note under ``.<name>.<uuid>.tmp`` and left it there when
+    killed. Opening the directory removes those older than ``STALE_TEMP_AGE``; a younger one
+    may be a write going on in a process of that version (it locks nothing), and stays. The
+    earlier layout's notes stay and verify."""
+    signer = Signer(tmp_path)
+    receipts = tmp_path / "receipts"
+    receipts.mkdir()
+    old_note = receipts / "a.0-2.0123456789abcdef.note"
+    old_note.write_text(signer.note("a"))
+    stale = receipts / f".a.3-5.00112233445566ff.note.{'ab' * 16}.tmp"
+    stale.write_text(signer.note("a")[:40])
+    young = receipts / f".a.6-8.00112233445566ee.note.{'cd' * 16}.tmp"
+    young.write_text(signer.note("a")[:40])
+    long_ago = time.time() - STALE_TEMP_AGE - 60
+    os.utime(stale, (long_ago, long_ago))
+    other = receipts / "notes.tmp"  # not a name the SDK ever wrote: not its to remove
+    other.write_text("")
+
+    ReceiptFiles(receipts)
+
+    assert sorted(os.listdir(receipts)) == sorted([old_note.name, young.name, other.name])
+    assert signer.verify(old_note, capsys)[:2] == (0, events_of(("a", 0, 3)))
+
+
+def test_many_batches_of_two_processes_append_to_one_file_whole(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two gateways' loggers on one directory, each keeping 60 batches of one log at once:
+    one file (it was one per batch), every note in it whole and verified, none twice."""
+    signer = Signer(tmp_path)
+    receipts = tmp_path / "receipts"
+    writers = []
+    for name in ("first", "second"):
+        notes = [signer.note("busy", events=200) for _ in range(60)]
+        writers.append(child(RACING, receipts, notes, tmp_path, name))
+    for proc, ready, _ in writers:
+        signalled(proc, ready)
+    for _, _, go in writers:
+        os.close(go)  # both read end of file and start
+    assert [proc.wait() for proc, _, _ in writers] == [0, 0]
+
+    assert os.listdir(receipts) == ["busy.2026-03-01.notes"]
+    code, events, _, err = signer.verify(receipts / "busy.2026-03-01.notes", capsys)
+    assert code == 0 and "120 notes, valid signatures, 24000 event(s)" in err
+    assert sorted(events) == events_of(("busy", 0, 24_000))
+
+
+def test_verify_reads_a_days_file_note_by_note(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A note that does not verify is a problem (exit 1) named by where it starts, the others
+    still printed; what follows the last whole note (a write cut short) is skipped and said;
+    a file holding no whole note vouches for nothing (exit 1)."""
+    signer = Signer(tmp_path)
+    receipts = tmp_path / "receipts"
+    receipts.mkdir()
+    notes = [signer.note("t") for _ in range(3)]
+    assert {file_name(n) for n in notes} == {"t.2026-03-01.notes"}
+    path = receipts / "t.2026-03-01.notes"
+    torn = receipt_files.record(signer.note("t").encode())[:-30]
+
+    path.write_bytes(b"".join(receipt_files.record(n.encode()) for n in notes) + torn)
+    code, events, _, err = signer.verify(path, capsys)
+    assert (code, events) == (0, events_of(("t", 0, 9)))
+    assert f"{len(torn)} byte(s) after the last note skipped" in err
+
+    forged = notes[1].replace("\n3 ", "\n30 ")
+    records = [receipt_files.record(n.encode()) for n in (notes[0], forged, notes[2])]
+    path.write_bytes(b"".join(records))
+    code, events, out, _ = signer.verify(path, capsys)
+    assert (code, events) == (1, events_of(("t", 0, 3), ("t", 6, 9)))
+    assert f"note at byte {len(records[0])}: invalid signature" in out
+
+    path.write_bytes(torn)
+    code, events, out, _ = signer.verify(path, capsys)
+    assert (code, events) == (1, []) and "no whole note" in out
