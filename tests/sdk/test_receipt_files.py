@@ -9,6 +9,7 @@ by ``aiaudit verify --receipt``.
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import json
 import os
 import signal
@@ -260,3 +261,95 @@ def test_verify_reads_a_days_file_note_by_note(
     path.write_bytes(torn)
     code, events, out, _ = signer.verify(path, capsys)
     assert (code, events) == (1, []) and "no whole note" in out
+
+
+ROTATED = r"""
+import fcntl, json, os, sys
+from pathlib import Path
+from aiaudit.sdk import receipts
+directory, notes, ready, go = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+files = receipts.ReceiptFiles(directory)
+real, first = fcntl.flock, [True]
+def flock(fd, operation):
+    if operation == fcntl.LOCK_EX and first:
+        first.clear()
+        os.write(ready, b"!")  # the file is open: the test moves it away now
+        os.read(go, 1)
+    real(fd, operation)
+fcntl.flock = flock
+for note in json.loads(Path(notes).read_text()):
+    files.keep([note])
+"""
+
+
+def test_files_the_sdk_never_writes_are_left_alone_when_the_directory_is_opened(
+    tmp_path: Path,
+) -> None:
+    """Opening the directory cut the "torn tail" of any recent ``*.notes`` file (a user's
+    ``meeting.notes``, no ``.`` line in it, came out empty) and removed any stale hidden
+    ``.*.note.<32 hex>.tmp``. Only the names the SDK writes are its own to clean."""
+    receipts = tmp_path / "receipts"
+    receipts.mkdir()
+    mine = receipts / "meeting.notes"
+    mine.write_text("agenda\n- receipts\n")
+    long_ago = time.time() - STALE_TEMP_AGE - 60
+    temp = receipts / f".draft.note.{'ef' * 16}.tmp"  # an editor's, not the SDK's
+    temp.write_text("draft\n")
+    os.utime(temp, (long_ago, long_ago))
+    stale = receipts / f".receipt.00112233445566ff.note.{'ab' * 16}.tmp"  # the SDK's
+    stale.write_text("aiaudit")
+    os.utime(stale, (long_ago, long_ago))
+
+    ReceiptFiles(receipts)
+
+    assert sorted(os.listdir(receipts)) == sorted([mine.name, temp.name])
+    assert (mine.read_text(), temp.read_text()) == ("agenda\n- receipts\n", "draft\n")
+
+
+def test_a_note_holding_a_dot_line_is_not_appended_and_spoils_no_other(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A note from the service holding a line ``.`` (a buggy or hostile service, a proxy
+    adding a line) was appended as it was: its ``.`` line read as the end of a record, and
+    the next, genuine note of the file began with ``.`` and no longer verified. Such a
+    text is no receipt note: it is refused (logged), and the notes around it verify."""
+    signer = Signer(tmp_path)
+    receipts = tmp_path / "receipts"
+    files = ReceiptFiles(receipts)
+    files.keep([signer.note("t")])
+    files.keep([signer.note("t") + "."])  # a line '.' after the signature, no newline
+    files.keep([signer.note("t")])
+    inner = signer.note("t").replace("\n\n", "\n.\n\n", 1)  # a line '.' in its text
+    files.keep([inner, signer.note("t")])
+
+    code, events, out, _ = signer.verify(receipts / "t.2026-03-01.notes", capsys)
+    assert (code, events) == (0, events_of(("t", 0, 3), ("t", 6, 9), ("t", 12, 15))), out
+    refused = [r for r in caplog.records if "audit receipt not kept" in r.getMessage()]
+    assert len(refused) == 2
+
+
+def test_an_append_waiting_for_a_file_moved_away_goes_to_the_file_at_its_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A day's file moved away (archived) by a tool that holds its lock while it moves it: a
+    writer that had opened the file before and waited for the lock appended to the moved
+    file, after the tool had let go of it (and maybe already compressed or copied it). It
+    opens the name again: the note is in a new file at the name, the moved one unchanged."""
+    signer = Signer(tmp_path)
+    receipts = tmp_path / "receipts"
+    ReceiptFiles(receipts).keep([signer.note("t")])
+    path = receipts / "t.2026-03-01.notes"
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    moved = archive / path.name
+    holder = os.open(path, os.O_RDWR)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    writer, ready, go = child(ROTATED, receipts, [signer.note("t")], tmp_path, "writer")
+    signalled(writer, ready)  # it opened the file and is about to lock it
+    os.close(go)
+    path.rename(moved)
+    os.close(holder)  # lets go of the lock
+    assert writer.wait() == 0
+
+    assert signer.verify(moved, capsys)[:2] == (0, events_of(("t", 0, 3)))
+    assert signer.verify(path, capsys)[:2] == (0, events_of(("t", 3, 6)))

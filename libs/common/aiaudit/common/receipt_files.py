@@ -4,13 +4,15 @@ The SDK (``aiaudit.sdk.receipts``) appends the signed receipt notes of one log
 and one day to one file, ``<log id>.<YYYY-MM-DD>.notes``; ``aiaudit verify
 --receipt FILE`` reads it back note by note. A record is a note exactly as the
 service signed it (ending with a newline) followed by a line holding a single
-``.``, which no note can hold (its lines are the format, an origin without
-spaces, ``<sequence> <hash> <time>`` lines, a blank line and ``— `` signature
-lines). So a whole file ends with a ``.`` line; after a write cut short (the
-process killed in it, the disk full, the machine stopped) what follows the
-last ``.`` line is a record never acknowledged, which the next writer of the
-file cuts off before appending (``whole_end``) and a reader reports and skips.
-A file of the earlier layout, one note and no ``.`` line, reads as one note.
+``.``, which no receipt note holds (its lines are the format, an origin
+without spaces, ``<sequence> <hash> <time>`` lines, a blank line and ``— ``
+signature lines); a text that does (a faulty service or proxy) is refused by
+``record``, never appended. So a whole file ends with a ``.`` line; after a
+write cut short (the process killed in it, the disk full, the machine stopped)
+what follows the last ``.`` line is a record never acknowledged, which the next
+writer of the file cuts off before appending (``whole_end``) and a reader
+reports and skips. A file of the earlier layout, one note and no ``.`` line,
+reads as one note.
 """
 
 from __future__ import annotations
@@ -58,7 +60,15 @@ def read_records(stream: BinaryIO) -> Iterator[Record]:
 
 
 def record(note: bytes) -> bytes:
-    """What is appended for one note: the note (a newline added if it lacks one), then ``.``."""
+    """What is appended for one note: the note (a newline added if it lacks one), then ``.``.
+
+    A text that is empty or holds a line ``.`` is no receipt note and is refused
+    (``ValueError``): appended, its ``.`` line would end a record early and
+    what follows it, up to its own ``.`` line, would run into the start of the
+    next note of the file, which would no longer verify.
+    """
+    if not note or b"." in note.split(b"\n"):
+        raise ValueError("an empty text or one holding a line '.' is no receipt note")
     return note + (END if note.endswith(b"\n") else b"\n" + END)
 
 

@@ -5,12 +5,16 @@ or append entries unnoticed by ``aiaudit verify``; a receipt note (one per log
 of an acknowledged batch, signed by the checkpoint key) is the service's signed
 promise of each event's sequence and leaf hash, checked offline with
 ``aiaudit verify --receipt FILE --verifier-key KEY``. The notes of one log and
-one day (UTC, of the events' receive time) are appended to one file, which
-that command reads note by note (``aiaudit.common.receipt_files``)::
+one day (UTC, of the receive time of a note's first event) are appended to one
+file, which that command reads note by note (``aiaudit.common.receipt_files``)::
 
     <receipts_dir>/<log id>.<YYYY-MM-DD>.notes
 
-A note that does not read so goes to ``receipt.<YYYY-MM-DD>.notes`` (today).
+A note is signed whole, so one whose events span midnight stays in the file of
+its first event's day (the receipts of the next day's first events may be in
+the day before's file). A note that does not read so goes to
+``receipt.<YYYY-MM-DD>.notes`` (today); a text that is no receipt note (a line
+``.`` in it, which would end a record early) is refused, logged.
 Until 2026-12-06 each note was a file of its own (``<log id>.<first>-<last>.
 <hash>.note``, written under a temporary name and renamed): a busy gateway
 made a file, two fsyncs and a directory entry per batch and log, hundreds of
@@ -22,10 +26,14 @@ others, may share the directory), a tail that a writer killed in its write left
 is cut off, the notes are written, the lock let go and the file's data synced
 (one ``fdatasync`` a file and batch; the directory is synced too the first time
 this process writes a file, which another may just have made). A crash leaves
-each note whole or not acknowledged.
+each note whole or not acknowledged. A file locked and then found no longer at
+its name (moved away while this writer waited) is let go and the name opened
+again: an archiving tool that locks a day's file (``flock``) while it moves it
+gets no append after it lets go.
 
 Opening the directory cleans what a crash left: the torn tails of files written
-in the last two days, and the temporary files of the earlier layout's writes
+in the last two days (named ``<log id>.<YYYY-MM-DD>.notes``; another
+``*.notes`` file there is left alone), and the temporary files of the earlier layout's writes
 once older than an hour (a write still going on in a process of an earlier
 version lasts seconds, and holds no lock that could tell).
 """
@@ -51,9 +59,18 @@ STALE_TEMP_AGE = 3600.0
 """Seconds after which an earlier version's temporary receipt file is taken as a crash's."""
 REPAIR_WINDOW = 2 * 86400.0
 """Files modified this recently get a torn tail cut off when the directory is opened."""
-_OLD_TEMP = re.compile(r"\..+\.note\.[0-9a-f]{32}\.tmp")
-"""The earlier layout's temporary name: ``.<note file name>.<uuid hex>.tmp``."""
+_OLD_TEMP = re.compile(
+    rf"\.(?:(?:{tenants.TENANT_ID.pattern})\.\d+-\d+|receipt)\.[0-9a-f]{{16}}\.note"
+    r"\.[0-9a-f]{32}\.tmp"
+)
+"""The earlier layout's temporary name: ``.<note file name>.<uuid hex>.tmp``, its note file
+named ``<log id>.<first>-<last>.<16 hex>.note`` or ``receipt.<16 hex>.note``."""
 _DAY = re.compile(r"\d{4}-\d\d-\d\d")
+_DAYS_FILE = re.compile(
+    rf"(?:{tenants.TENANT_ID.pattern})\.{_DAY.pattern}{re.escape(receipt_files.SUFFIX)}"
+)
+"""The name of a file this module appends to (``receipt``, the odd notes' file, is a log id's
+shape too); another ``*.notes`` file in the directory is not its to cut."""
 _KNOWN_LIMIT = 10_000
 
 
@@ -68,8 +85,9 @@ class ReceiptFiles:
         """
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.directory = directory
-        self._synced: set[str] = set()
-        """The files whose directory entry this writer has synced (made durable)."""
+        self._synced: set[tuple[int, int]] = set()
+        """The files (device, inode) whose directory entry this writer has synced: by inode,
+        as a name moved away and made again is a new entry to sync."""
         self._clean()
 
     def keep(self, notes: Iterable[str]) -> None:
@@ -80,7 +98,18 @@ class ReceiptFiles:
         """
         files: dict[str, list[bytes]] = {}
         for note in notes:
-            files.setdefault(file_name(note), []).append(receipt_files.record(note.encode()))
+            try:
+                data = receipt_files.record(note.encode())
+            except ValueError as err:
+                log.error(
+                    "audit receipt not kept: the service answered a text that is no receipt "
+                    "note (%s), %d character(s): %r; its events are stored",
+                    err,
+                    len(note),
+                    note[:200],
+                )
+                continue
+            files.setdefault(file_name(note), []).append(data)
         for name, records in files.items():
             path = self.directory / name
             try:
@@ -95,11 +124,12 @@ class ReceiptFiles:
                 )
 
     def _append(self, path: Path, data: bytes) -> None:
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+        fd, inode = _open_locked(path)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
             try:
                 end = _cut_torn_tail(fd, path)
+                if end == 0:  # new (made by this open or another's): its entry to sync
+                    self._synced.discard(inode)
                 try:
                     write_all(fd, data)
                 except BaseException:
@@ -112,11 +142,11 @@ class ReceiptFiles:
             _sync_data(fd)
         finally:
             os.close(fd)
-        if path.name not in self._synced:
+        if inode not in self._synced:
             fsync_dir(self.directory)
             if len(self._synced) >= _KNOWN_LIMIT:
                 self._synced.clear()
-            self._synced.add(path.name)
+            self._synced.add(inode)
 
     def _clean(self) -> None:
         """Removes the earlier layout's stale temporary files; cuts recent files' torn tails."""
@@ -133,9 +163,7 @@ class ReceiptFiles:
                     if now - entry.stat(follow_symlinks=False).st_mtime >= STALE_TEMP_AGE:
                         os.unlink(entry.path)
                         removed += 1
-                elif entry.name.endswith(receipt_files.SUFFIX) and entry.is_file(
-                    follow_symlinks=False
-                ):
+                elif _DAYS_FILE.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
                     recent = now - entry.stat(follow_symlinks=False).st_mtime < REPAIR_WINDOW
                     if recent:
                         _repair(Path(entry.path))
@@ -152,6 +180,30 @@ class ReceiptFiles:
                 removed,
                 self.directory,
             )
+
+
+def _open_locked(path: Path) -> tuple[int, tuple[int, int]]:
+    """Opens (creates) the file at ``path`` and locks it; returns it and its (device, inode).
+
+    Opened again while the name no longer leads to the file locked: a tool that
+    moved it away (archived it) while it held the lock, as another writer waited
+    for it, must not get appends after it let go.
+    """
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            held = os.fstat(fd)
+            try:
+                named = os.stat(path)
+            except FileNotFoundError:
+                named = None
+        except BaseException:
+            os.close(fd)
+            raise
+        if named is not None and (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino):
+            return fd, (held.st_dev, held.st_ino)
+        os.close(fd)  # and its lock
 
 
 def _repair(path: Path) -> None:
