@@ -53,7 +53,13 @@ def open_backend(s: SearchSettings, ctx: Context, store: SqlEventStore) -> Searc
             s.opensearch_verify_certs,
             s.opensearch_timeout,
         )
-        backend = OpenSearchBackend(client, store.engine, s.index_prefix, s.refresh_interval)
+        backend = OpenSearchBackend(
+            client,
+            store.engine,
+            s.index_prefix,
+            s.refresh_interval,
+            retention_days=s.retention_days,
+        )
         backend.check_at_start()  # another prefix's overlapping template: ConfigError
         return backend
     from aiaudit.search.backends.sqlite_fts import SqliteFtsBackend

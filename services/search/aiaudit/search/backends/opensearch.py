@@ -12,6 +12,21 @@
   of the event, so a retried bulk overwrites and never duplicates. Retention
   deletes whole monthly indices: by an ISM policy when the cluster has the
   plugin, by the indexer's sweep otherwise (:mod:`aiaudit.search.retention`).
+- Writes never create a month index by themselves: each month is made with a
+  write alias of its own (``<prefix>-2026.01-write``, :func:`write_alias`),
+  and bulk requests go to the aliases with ``require_alias=true``. A month a
+  sweep or ISM deletes takes its alias with it, so a write that was already
+  on its way is refused (404 ``index_not_found_exception``) instead of
+  creating the index again (OpenSearch creates a missing index on a write):
+  its documents are dropped, nothing of that month is kept. A write meeting a
+  month without its alias gives it one if the index is there (indices made
+  before 2026-12-06 have none), else creates the month, with its alias, for
+  the documents the indexer keeps, and only while retention would keep the
+  month (:func:`retention.expired_months` at that instant); an erased event's
+  text-free document past retention never creates one. Until 2026-12-06 a
+  write into a month dropped between the indexer's look and its bulk made it
+  again (an erased event's text-free document in it, swept again by name;
+  under ISM the month lived another retention period).
 - Documents are routed by tenant: a tenant's search touches one shard.
 - The indexer's position per log is a store consumer cursor of the index
   prefix's own (:func:`cursor_name`: ``search-indexer`` for the default
@@ -126,8 +141,11 @@ _CHECK_TIMEOUT = 5.0
 """Seconds the start-up check of the index templates waits for the cluster (then left to the
 indexer)."""
 _FIRST_BACKOFF, _MAX_BACKOFF = 0.2, 5.0
-_FILTER = "errors,items.*.status,items.*.error"
-"""The bulk answer trimmed to what is checked: a few bytes per document instead of ~200."""
+_OPEN_ROUNDS = 3
+"""Times a write gives a month its alias (or makes it) and sends its documents again before
+it counts the cluster as unavailable (the month deleted and made again meanwhile)."""
+_MISSING = "index_not_found_exception"
+"""The error of a bulk item sent to a month whose write alias is not there."""
 _SEARCH_ATTEMPTS = 4
 _EXPUNGE_GAP = 10.0
 """Seconds between the end of one pass expunging deleted documents and the next."""
@@ -278,9 +296,32 @@ def _action(index: str, doc: Document) -> dict[str, object]:
 
 
 def bulk_lines(index: str, doc: Document) -> bytes:
-    """One document's two lines of a bulk request (action and source), as sent."""
+    """One document's two lines of a bulk request (action and source), as sent.
+
+    ``index``: the month's write alias (:func:`write_alias`); the request is
+    sent with ``require_alias=true``.
+    """
     action = {"index": _action(index, doc)}
     return b"%b\n%b\n" % (orjson.dumps(action), orjson.dumps(body(doc)))
+
+
+WRITE_ALIAS = "-write"
+"""What a month's name takes to name its write alias."""
+WRITE_PARAMS = {"require_alias": "true", "filter_path": "errors,items.*.status,items.*.error"}
+"""The parameters of every bulk request (the search benchmark's baseline sends the same): a
+write to a month without its write alias is refused, never creates the index; the answer is
+trimmed to what is checked, a few bytes per document instead of ~200."""
+
+
+def write_alias(index: str) -> str:
+    """The alias every write to a month goes through (``<prefix>-2026.01-write``).
+
+    Made with the month (:meth:`OpenSearchBackend.open_month`), deleted with
+    it. Inside ``<prefix>-*``, so a login allowed only the prefix's indices may
+    use it; no month is named so (:data:`_MONTHLY`), and searches of
+    ``<prefix>-*`` read each index once.
+    """
+    return index + WRITE_ALIAS
 
 
 class TooManyClausesError(QueryRejectedError):
@@ -336,9 +377,15 @@ class OpenSearchBackend:
         prefix: str,
         refresh_interval: str,
         bulk_retries: int = 5,
+        retention_days: int = 0,
     ) -> None:
-        """``client`` is configured by the component (URL, auth, TLS)."""
+        """``client`` is configured by the component (URL, auth, TLS).
+
+        ``retention_days``: the indexer's (0: keep); a write does not create a
+        month retention has dropped (:meth:`open_month`).
+        """
         self._client = client
+        self._retention_days = retention_days
         self._engine = store_engine
         self._prefix = prefix
         self._cursor = cursor_name(prefix)
@@ -551,8 +598,46 @@ class OpenSearchBackend:
                     found[prefix] = indices
         return found
 
-    def _month_exists(self, index: str) -> bool:
-        return bool(self._call(lambda: self._client.indices.exists(index=index)))
+    def open_month(self, index: str, create: bool = True) -> bool:
+        """Whether the month ``index`` takes writes: it has its write alias now.
+
+        Gives an index there its alias (made before 2026-12-06, or by another
+        process); else, if ``create`` and retention keeps the month now,
+        creates it with its alias (the template gives it settings and
+        mappings). False: the month is not there, and is not created.
+        """
+        alias = write_alias(index)
+        for _ in range(_OPEN_ROUNDS):
+            # The refusals expected are asked for as answers: the client logs others as warnings.
+            found = self._call(
+                lambda: self._client.indices.put_alias(
+                    index=index, name=alias, params={"ignore": 404}
+                )
+            )
+            if found.get("status") != 404:
+                return True
+            if _error_type(found) != _MISSING:
+                raise BackendUnavailableError(f"OpenSearch error 404: {str(found)[:500]}")
+            if not create or self._expired(index):
+                return False
+            made = self._call(
+                lambda: self._client.indices.create(
+                    index=index, body={"aliases": {alias: {}}}, params={"ignore": 400}
+                )
+            )
+            if made.get("status") != 400:
+                return True
+            if _error_type(made) != "resource_already_exists_exception":
+                raise QueryRejectedError(f"OpenSearch refused the query: {str(made)[:500]}")
+            # made by another writer meanwhile: give it the alias
+        raise BackendUnavailableError(f"month index {index} deleted and made again meanwhile")
+
+    def _expired(self, index: str) -> bool:
+        """Whether retention drops the month ``index`` now (a sweep deletes it)."""
+        if not self._retention_days:
+            return False
+        now = dt.datetime.now(dt.UTC)
+        return bool(retention.expired_months([index], self._prefix, self._retention_days, now))
 
     def _call(self, fn: Any) -> Any:
         """Runs a client call, mapping transport failures to BackendUnavailableError.
@@ -644,24 +729,26 @@ class OpenSearchBackend:
     ) -> None:
         """Bulk-indexes ``docs`` (429s retried with backoff), then advances the cursor.
 
-        ``gone`` (erased events past retention): each replaces the event's
-        document with its text in a month index still there, at its revision,
-        so a deposed indexer's late bulk cannot bring the text back (a delete's
-        tombstone lasts a minute); the month's drop removes it with the rest.
-        A month already dropped is not created again for it. ``erasing`` (and
-        a process's first write) wakes the expunging thread.
+        Every document goes through its month's write alias (:func:`write_alias`):
+        a month without one is opened (:meth:`open_month`) and its documents
+        sent again; a month that is not there and is not made (dropped by
+        retention) keeps none of them. ``gone`` (erased events past retention):
+        each replaces the event's document with its text in a month index still
+        there, at its revision, so a deposed indexer's late bulk cannot bring
+        the text back (a delete's tombstone lasts a minute); the month's drop
+        removes it with the rest. A month already dropped, or dropped before
+        the bulk lands, is not created again for it (nor for ``docs``, once
+        past retention). ``erasing`` (and a process's first write) wakes the
+        expunging thread.
 
         A document refused for good (400, or 413 in a request of its own)
         raises DocumentRefusedError once the rest are sent, the position moved
         up to the earliest refused revision: every document below it is indexed.
         """
         self.ensure_template()
-        sent = list(docs)
-        months = {self.index_name(d) for d in gone}
-        there = {m for m in months if self._month_exists(m)}
-        sent += [d for d in gone if self.index_name(d) in there]
-        lines = [(i, bulk_lines(self.index_name(d), d)) for i, d in enumerate(sent)]
-        refused = self._send(log_id, sent, lines)
+        sent = [*docs, *gone]
+        lines = [(i, bulk_lines(write_alias(self.index_name(d)), d)) for i, d in enumerate(sent)]
+        refused = self._send(log_id, sent, lines, len(docs))
         first = min(refused, key=lambda i: sent[i].revision, default=None)
         if first is not None:
             new_position = min(new_position, sent[first].revision)
@@ -748,24 +835,62 @@ class OpenSearchBackend:
         )
 
     def _send(
-        self, log_id: str, sent: list[Document], lines: list[tuple[int, bytes]]
+        self, log_id: str, sent: list[Document], lines: list[tuple[int, bytes]], creates: int
     ) -> dict[int, str]:
         """Sends ``lines`` in bulk requests; the documents refused for good, number -> reason.
 
-        A request the cluster refuses for its size (413) is sent again in
-        halves: the largest request is halved (at most the refused one's
-        half) for the rest of the process, so later writes do not find the
-        limit again. A document refused so in a request of its own is
-        refused for good, as a 400 is (its log is held at it).
+        Documents refused because their month has no write alias are sent
+        again once it has one (:meth:`open_month`; the documents numbered
+        below ``creates`` may create it), else dropped: their month is gone.
         """
         refused: dict[int, str] = {}
+        for _ in range(_OPEN_ROUNDS):
+            missing = self._send_chunks(log_id, sent, lines, refused)
+            if not missing:
+                return refused
+            months: dict[str, bool] = {}
+            for number, _lines in missing:
+                month = self.index_name(sent[number])
+                months[month] = months.get(month, False) or number < creates
+            opened = {m for m, create in sorted(months.items()) if self.open_month(m, create)}
+            dropped = sorted(months.keys() - opened)
+            if dropped:
+                log.info(
+                    "search: month index(es) %s not there and past retention (or the documents "
+                    "erased events' past it): their documents dropped, the months not made again",
+                    dropped,
+                )
+            lines = [(n, b) for n, b in missing if self.index_name(sent[n]) in opened]
+            if not lines:
+                return refused
+        raise BackendUnavailableError("month indices deleted again each time they were opened")
+
+    def _send_chunks(
+        self,
+        log_id: str,
+        sent: list[Document],
+        lines: list[tuple[int, bytes]],
+        refused: dict[int, str],
+    ) -> list[tuple[int, bytes]]:
+        """Sends ``lines`` in bulk requests; the documents whose month has no write alias.
+
+        Adds the documents refused for good to ``refused``. A request the
+        cluster refuses for its size (413) is sent again in halves: the
+        largest request is halved (at most the refused one's half) for the
+        rest of the process, so later writes do not find the limit again. A
+        document refused so in a request of its own is refused for good, as
+        a 400 is (its log is held at it).
+        """
+        missing: list[tuple[int, bytes]] = []
         start = 0
         while start < len(lines):
             end = _chunk_end(lines, start, self._chunk_bytes)
             chunk = lines[start:end]
             size = sum(len(doc) for _, doc in chunk)
             try:
-                refused.update(self._bulk(chunk))
+                bad, absent = self._bulk(chunk)
+                refused.update(bad)
+                missing += absent
             except _TooLargeError as exc:
                 if len(chunk) > 1:
                     self._chunk_bytes = max(1, min(self._chunk_bytes, size) // 2)
@@ -796,27 +921,31 @@ class OpenSearchBackend:
                         reason,
                     )
             start = end
-        return refused
+        return missing
 
-    def _bulk(self, chunk: list[tuple[int, bytes]]) -> dict[int, str]:
+    def _bulk(
+        self, chunk: list[tuple[int, bytes]]
+    ) -> tuple[dict[int, str], list[tuple[int, bytes]]]:
         """One bulk request; documents refused with 429 (or a 429 answer) are sent again later.
 
         ``chunk``: each document's number in the write and its lines. Returns
         the documents refused for good (400: the mapping cannot take them,
-        e.g. ``mapper_parsing_exception``), number -> reason. Any other
-        refusal (5xx, 401/403 such as a flood-stage read-only block, 404, a
-        429 past the retries) is the cluster's, not the document's: raises
-        BackendUnavailableError. A request refused for its size (413) raises
-        _TooLargeError (:meth:`_send` sends it again in halves).
+        e.g. ``mapper_parsing_exception``), number -> reason, and those whose
+        month has no write alias (404 ``index_not_found_exception``). Any
+        other refusal (5xx, 401/403 such as a flood-stage read-only block,
+        another 404, a 429 past the retries) is the cluster's, not the
+        document's: raises BackendUnavailableError. A request refused for its
+        size (413) raises _TooLargeError (:meth:`_send` sends it again in halves).
         """
         bad: dict[int, str] = {}
+        missing: list[tuple[int, bytes]] = []
         for attempt in range(self._bulk_retries + 1):
             if attempt:
                 time.sleep(min(_MAX_BACKOFF, _FIRST_BACKOFF * 2 ** (attempt - 1)))
             last = attempt == self._bulk_retries
             body = b"".join(lines for _, lines in chunk)
             try:
-                result = self._client.bulk(body=body, params={"filter_path": _FILTER})
+                result = self._client.bulk(body=body, params=WRITE_PARAMS)
             except opensearchpy.TransportError as exc:
                 if exc.status_code == 429 and not last:
                     continue
@@ -827,7 +956,7 @@ class OpenSearchBackend:
             except opensearchpy.OpenSearchException as exc:
                 raise BackendUnavailableError(f"bulk failed: {exc}") from exc
             if not result.get("errors"):
-                return bad
+                return bad, missing
             retry, refused = [], []
             for (number, lines), item in zip(chunk, result["items"], strict=True):
                 (outcome,) = item.values()
@@ -838,6 +967,8 @@ class OpenSearchBackend:
                     continue  # the document holds this revision or a later one already
                 elif status == 400:
                     bad[number] = str(outcome.get("error"))[:500]
+                elif status == 404 and _error_type(outcome) == _MISSING:
+                    missing.append((number, lines))
                 elif not 200 <= status < 300:
                     refused.append(outcome)
             if refused:
@@ -845,9 +976,9 @@ class OpenSearchBackend:
                     f"bulk refused {len(refused)} document(s): {str(refused[:2])[:500]}"
                 )
             if not retry:
-                return bad
+                return bad, missing
             chunk = retry
-        return bad
+        return bad, missing
 
     def ism_available(self) -> bool:
         """Whether the cluster serves the ISM API (asked once per process)."""
@@ -1164,6 +1295,12 @@ def _same(found: Any, wanted: Any) -> bool:
             and all(_same(f, w) for f, w in zip(found, wanted, strict=True))
         )
     return bool(found == wanted)
+
+
+def _error_type(outcome: dict[str, Any]) -> str:
+    """The ``type`` of a bulk item's error ("" when it has none)."""
+    error = outcome.get("error")
+    return str(error.get("type", "")) if isinstance(error, dict) else ""
 
 
 def _chunk_end(lines: list[tuple[int, bytes]], start: int, most: int) -> int:
