@@ -15,18 +15,21 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import psycopg
 import pytest
+import sqlalchemy as sa
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from aiaudit.alerting.service import resume_token
 from aiaudit.alerting.v1 import alerting_service_pb2 as pb
 from aiaudit.alerting.v1 import alerting_service_pb2_grpc as pb_grpc
+from aiaudit.common.store import open_store
+from tests.alerting.conftest import serving
 from tests.alerting.test_service import RULE, Server, send, violations
-from tests.conftest import Postgres
+from tests.conftest import Postgres, _database
 from tests.helpers import interaction, wait_until
 
 
@@ -119,6 +122,29 @@ def _refusal(call: grpc.Future) -> grpc.RpcError:  # type: ignore[type-arg]
     return info.value
 
 
+def _decoded(token: str) -> dict[str, object]:
+    out = json.loads(base64.urlsafe_b64decode(token))
+    assert isinstance(out, dict)
+    return out
+
+
+def _encoded(payload: dict[str, object]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode()
+
+
+def _forged(token: str, **changed: object) -> str:
+    """A token the service returned, with some of what it holds changed."""
+    return _encoded({**_decoded(token), **changed})
+
+
+def _error_info(error: grpc.RpcError) -> tuple[str, dict[str, str]]:
+    st = rpc_status.from_call(error)  # type: ignore[arg-type]
+    assert st is not None
+    info = error_details_pb2.ErrorInfo()
+    assert st.details[0].Unpack(info)
+    return info.reason, dict(info.metadata)
+
+
 def test_a_resume_token_not_returned_for_the_parent_or_ahead_of_it_is_refused(
     alerting_server: Server, tenant: str
 ) -> None:
@@ -126,27 +152,19 @@ def test_a_resume_token_not_returned_for_the_parent_or_ahead_of_it_is_refused(
     stub = pb_grpc.AlertingServiceStub(channel)  # type: ignore[no-untyped-call]
     parent = f"tenants/{tenant}"
     other = stub.ListAlerts(pb.ListAlertsRequest(parent=f"{parent}-other")).resume_token
-    rules_page = base64.urlsafe_b64encode(json.dumps({"o": 3}).encode()).decode()
-    for token in ("x", "[[[", other, rules_page, resume_token(tenant, -1)):
+    head = stub.ListAlerts(pb.ListAlertsRequest(parent=parent)).resume_token
+    assert _decoded(head)["after"] == 0
+    rules_page = _encoded({"o": 3})
+    for token in ("x", "[[[", other, rules_page, _forged(head, after=-1)):
         error = _refusal(stub.WatchAlerts(pb.WatchAlertsRequest(parent=parent, resume_token=token)))
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, token
         assert [f for f, _ in violations(error)] == ["resume_token"], token
     # Ahead of the tenant's changes: the store does not hold what the token followed.
-    head = stub.ListAlerts(pb.ListAlertsRequest(parent=parent)).resume_token
-    assert head == resume_token(tenant, 0)
-    error = _refusal(
-        stub.WatchAlerts(pb.WatchAlertsRequest(parent=parent, resume_token=resume_token(tenant, 5)))
-    )
+    ahead = _forged(head, after=5, head=5)
+    error = _refusal(stub.WatchAlerts(pb.WatchAlertsRequest(parent=parent, resume_token=ahead)))
     assert error.code() == grpc.StatusCode.OUT_OF_RANGE
     assert "resume_token" in (error.details() or "")
-    st = rpc_status.from_call(error)  # type: ignore[arg-type]
-    assert st is not None
-    info = error_details_pb2.ErrorInfo()
-    assert st.details[0].Unpack(info)
-    assert (info.reason, dict(info.metadata)) == (
-        "RESUME_TOKEN_AHEAD",
-        {"field": "resume_token", "head": "0"},
-    )
+    assert _error_info(error) == ("RESUME_TOKEN_AHEAD", {"field": "resume_token", "head": "0"})
 
 
 @contextlib.contextmanager
@@ -199,3 +217,194 @@ def test_a_watch_the_store_fails_under_ends_unavailable_and_resumes(
     )
     assert _seen([next(resumed)]) == [("big-output:u2", pb.ALERT_STATE_FIRING, 1, "")]
     resumed.cancel()
+
+
+# ---- tokens bound to the store and to the history they followed (review, 2026-12-06) ----
+#
+# A token held a bare change sequence: given to another store, or to this one restored from
+# a backup and written since, it was taken as a position there, and the client silently
+# missed alerts or was sent another history's.
+
+_RESYNC = "read the alerts again with ListAlerts and watch from its resume_token"
+
+
+def _fire(channel: grpc.Channel, tenant: str, *users: str) -> None:
+    """Sends one big-output interaction per user and waits until each one's alert is listed."""
+    stub = pb_grpc.AlertingServiceStub(channel)  # type: ignore[no-untyped-call]
+    listed = pb.ListAlertsRequest(parent=f"tenants/{tenant}", page_size=1000)
+    for user in users:
+        send(channel, [interaction(tenant, user=user)])
+    wanted = {f"big-output:{u}" for u in users}
+    wait_until(lambda: wanted <= {a.dedup_key for a in stub.ListAlerts(listed).alerts})
+
+
+def _resumed(stub: pb_grpc.AlertingServiceStub, parent: str, token: str) -> grpc.RpcError:
+    """The refusal of a watch resumed from ``token`` (a stream that opened runs out its
+    deadline: the refusal is then DEADLINE_EXCEEDED)."""
+    request = pb.WatchAlertsRequest(parent=parent, resume_token=token)
+    return _refusal(stub.WatchAlerts(request, timeout=15))
+
+
+def _refused_as(error: grpc.RpcError, reason: str) -> None:
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION, error.details()
+    assert "resume_token" in (error.details() or "") and _RESYNC in (error.details() or "")
+    assert _error_info(error)[0] == reason
+    assert _error_info(error)[1]["field"] == "resume_token"
+
+
+@contextlib.contextmanager
+def _another_store(store_url: str, alerting_url: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """A second, empty store of the same kind: (database URL, alerting URL)."""
+    if store_url.startswith("sqlite"):
+        url = f"sqlite:///{tmp_path / 'other.db'}"
+        open_store(url, run_migrations=True).close()
+        yield url, url
+        return
+    with _database() as other:
+        database = other.admin_dsn.rsplit("/", 1)[1]
+        # aiaudit_alerting is a role of the cluster: the same login, in the other database.
+        yield other.app_url, alerting_url.rsplit("/", 1)[0] + f"/{database}"
+
+
+def test_a_resume_token_of_another_store_is_refused(
+    store_url: str,
+    alerting_url: str,
+    tmp_path: Path,
+    tenant: str,
+) -> None:
+    """Another database (another deployment or region, a new one) with the same tenant: its
+    numbers mean other changes. A's token after its first alert, given to B with three, was
+    taken as a position there: B's second and third alerts were streamed as if they were
+    what A changed next, and a client of A would have missed them had B's been A's."""
+    parent = f"tenants/{tenant}"
+    rule = pb.CreateRuleRequest(parent=parent, rule=pb.Rule(source=RULE, enabled=True))
+    (tmp_path / "a").mkdir()
+    with serving(store_url, alerting_url, tmp_path / "a") as (channel, _, _):
+        stub = pb_grpc.AlertingServiceStub(channel)  # type: ignore[no-untyped-call]
+        stub.CreateRule(rule)
+        listed = stub.ListAlerts(pb.ListAlertsRequest(parent=parent)).resume_token
+        watch = _Stream(stub, pb.WatchAlertsRequest(parent=parent))
+        _fire(channel, tenant, "u1")
+        (first,) = watch.take(1)
+        watch.close()
+    (tmp_path / "b").mkdir()
+    with (
+        _another_store(store_url, alerting_url, tmp_path) as (other_url, other_alerting),
+        serving(other_url, other_alerting, tmp_path / "b") as (channel, _, _),
+    ):
+        stub = pb_grpc.AlertingServiceStub(channel)  # type: ignore[no-untyped-call]
+        stub.CreateRule(rule)
+        _fire(channel, tenant, "u1", "u2", "u3")
+        for token in (first.resume_token, listed):
+            _refused_as(_resumed(stub, parent, token), "RESUME_TOKEN_OTHER_STORE")
+        # B's own tokens resume as before.
+        own = stub.ListAlerts(pb.ListAlertsRequest(parent=parent)).resume_token
+        resumed = _Stream(stub, pb.WatchAlertsRequest(parent=parent, resume_token=own))
+        _fire(channel, tenant, "u4")
+        assert _seen(resumed.take(1)) == [("big-output:u4", pb.ALERT_STATE_FIRING, 1, "")]
+        resumed.close()
+
+
+def test_a_token_from_before_tokens_named_their_store_is_refused(
+    alerting_server: Server, tenant: str
+) -> None:
+    """A token of the earlier form names no store: nothing tells whether this one gave it."""
+    channel, _, _ = alerting_server
+    stub = pb_grpc.AlertingServiceStub(channel)  # type: ignore[no-untyped-call]
+    parent = f"tenants/{tenant}"
+    unbound = _encoded({"tenant": tenant, "after": 0})
+    error = _resumed(stub, parent, unbound)
+    _refused_as(error, "RESUME_TOKEN_OTHER_STORE")
+    assert "issued before tokens named their store" in (error.details() or "")
+
+
+def _engine_as_owner(store_url: str, request: pytest.FixtureRequest) -> sa.Engine:
+    if store_url.startswith("sqlite"):
+        return sa.create_engine(store_url, connect_args={"timeout": 30})
+    pg: Postgres = request.getfixturevalue("postgres")
+    return sa.create_engine(pg.admin_url)
+
+
+Backup = dict[str, list[dict[str, object]]]
+
+
+def _backup(owner: sa.Engine, tenant: str) -> Backup:
+    """The tenant's rows of every alerting table, as a backup holds them."""
+    meta = sa.MetaData()
+    meta.reflect(owner, only=lambda name, _: name.startswith("alerting_"))
+    with owner.connect() as conn:
+        return {
+            name: [dict(r._mapping) for r in conn.execute(sa.select(t).where(t.c.tenant == tenant))]
+            for name, t in meta.tables.items()
+            if "tenant" in t.c
+        }
+
+
+def _restore(owner: sa.Engine, tenant: str, backup: Backup) -> None:
+    """Puts the tenant's alerting rows back as the backup holds them, in one transaction."""
+    meta = sa.MetaData()
+    meta.reflect(owner, only=list(backup))
+    with owner.begin() as conn:
+        for name, rows in backup.items():
+            t = meta.tables[name]
+            conn.execute(sa.delete(t).where(t.c.tenant == tenant))
+            if rows:
+                conn.execute(sa.insert(t), rows)
+
+
+def test_a_store_restored_then_changed_refuses_later_tokens_and_ends_live_watches(
+    alerting_server: Server, tenant: str, store_url: str, request: pytest.FixtureRequest
+) -> None:
+    """Restored from a backup taken after the first alert, then written again: the numbers
+    the lost changes had are given to new ones. A token of the lost history was refused
+    only while the head was behind it (RESUME_TOKEN_AHEAD); once new changes passed it, it
+    was taken as a position, and the alerts changed in between were never streamed. A
+    watch open across the restore went on from its number: silent until the new history
+    passed it, and the changes numbered up to it were never sent."""
+    channel, _, _ = alerting_server
+    stub = pb_grpc.AlertingServiceStub(channel)  # type: ignore[no-untyped-call]
+    parent = f"tenants/{tenant}"
+    stub.CreateRule(pb.CreateRuleRequest(parent=parent, rule=pb.Rule(source=RULE, enabled=True)))
+    owner = _engine_as_owner(store_url, request)
+    try:
+        _fire(channel, tenant, "u1")
+        backup = _backup(owner, tenant)
+        live = stub.WatchAlerts(pb.WatchAlertsRequest(parent=parent), timeout=60)
+        live.initial_metadata()  # subscribed
+        _fire(channel, tenant, "u2", "u3")
+        got = [next(live), next(live)]
+        assert [m.alert.dedup_key for m in got] == ["big-output:u2", "big-output:u3"]
+        lost = got[-1].resume_token
+        _restore(owner, tenant, backup)
+        ahead = _resumed(stub, parent, lost)
+        assert ahead.code() == grpc.StatusCode.OUT_OF_RANGE  # as before: the head is behind it
+        # The watch ends at once, before the changes given the numbers it is past.
+        with pytest.raises(grpc.RpcError) as ended:
+            next(live)
+        assert ended.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert _error_info(ended.value)[0] == "RESUME_TOKEN_OTHER_HISTORY"
+        assert _RESYNC in (ended.value.details() or "")
+        _fire(channel, tenant, "u4", "u5", "u6")  # the numbers u2 and u3 had, and one more
+        error = _resumed(stub, parent, lost)
+        _refused_as(error, "RESUME_TOKEN_OTHER_HISTORY")
+        # Read again and watched from there: every later change, and the new history's
+        # tokens resume.
+        listed = stub.ListAlerts(pb.ListAlertsRequest(parent=parent))
+        assert sorted(a.dedup_key for a in listed.alerts) == [
+            f"big-output:u{i}" for i in (1, 4, 5, 6)
+        ]
+        again = _Stream(
+            stub, pb.WatchAlertsRequest(parent=parent, resume_token=listed.resume_token)
+        )
+        _fire(channel, tenant, "u7")
+        (seventh,) = again.take(1)
+        assert _seen([seventh]) == [("big-output:u7", pb.ALERT_STATE_FIRING, 1, "")]
+        again.close()
+        after_seventh = _Stream(
+            stub, pb.WatchAlertsRequest(parent=parent, resume_token=seventh.resume_token)
+        )
+        _fire(channel, tenant, "u8")
+        assert [m.alert.dedup_key for m in after_seventh.take(1)] == ["big-output:u8"]
+        after_seventh.close()
+    finally:
+        owner.dispose()

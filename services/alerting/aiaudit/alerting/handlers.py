@@ -11,7 +11,7 @@ from typing import TypeVar
 
 import grpc
 import sqlalchemy as sa
-from google.rpc import code_pb2
+from google.rpc import code_pb2, status_pb2
 
 from aiaudit.alerting import convert
 from aiaudit.alerting.evaluate import reads_content, reads_personal
@@ -27,6 +27,8 @@ from aiaudit.alerting.service import (
     NotFoundError,
     OutOfRangeError,
     QuotaError,
+    ResumePoint,
+    ResumeTokenError,
     check_reason,
     parse_name,
     parse_parent,
@@ -63,6 +65,14 @@ WATCH_STOPPED = status.error(
 )
 """How a watch ends when the store fails while it runs. Until 2026-12-05 it ended UNKNOWN
 with the driver's message, the statement's SQL included (review)."""
+
+
+def _resume_refused(exc: ResumeTokenError) -> status_pb2.Status:
+    """FAILED_PRECONDITION: a resume token, or a watch, this store cannot go on from.
+
+    AIP-193: the token is well formed; the store is not in the state it needs.
+    """
+    return status.error(code_pb2.FAILED_PRECONDITION, str(exc), exc.reason, **exc.metadata)
 
 
 class _UnrecordedError(Exception):
@@ -131,6 +141,8 @@ def _guard(context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
         status.abort(context, status.sealing(exc))
     except DamagedStoredEventError as exc:  # a stored event TestRule reads, altered
         status.abort(context, status.damaged_event(exc))
+    except ResumeTokenError as exc:
+        status.abort(context, _resume_refused(exc))
     except ConflictError as exc:
         code = {
             "RULE_EXISTS": code_pb2.ALREADY_EXISTS,
@@ -542,6 +554,10 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
         look found are named in records (at most ``NAMED_PER_RECORD`` a record)
         committed together before any of them is sent. Each message carries
         the ``resume_token`` of its change; a request with one resumes after it.
+        A token of another store, or of a history this store no longer holds
+        (restored from a backup, then changed), is FAILED_PRECONDITION
+        (``RESUME_TOKEN_OTHER_STORE``, ``RESUME_TOKEN_OTHER_HISTORY``), and so
+        ends a stream the store is restored or replaced under.
         """
         caller = self._caller(
             context, "alerts.read", lambda: parse_parent(request.parent),
@@ -549,12 +565,12 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
         )  # fmt: skip
         tenant = parse_parent(request.parent)
         _guard(context, lambda: _severity(request.min_severity))
-        after = _guard(context, lambda: parse_resume_token(request.resume_token, tenant))
+        point = _guard(context, lambda: parse_resume_token(request.resume_token, tenant))
         self.watches.take_or_abort(
             context, caller.principal, "WATCH_STREAMS_EXHAUSTED", "close one, or poll ListAlerts"
         )
         try:
-            yield from self._watch(request, context, caller, tenant, after)
+            yield from self._watch(request, context, caller, tenant, point)
         finally:
             self.watches.give_back(caller.principal)
 
@@ -564,21 +580,22 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
         context: grpc.ServicerContext,
         caller: Caller,
         tenant: str,
-        after: int | None,
+        point: ResumePoint | None,
     ) -> Iterator[pb.WatchAlertsResponse]:
         asked: dict[str, str | int | bool] = {"min_severity": int(request.min_severity)}
-        if after is not None:
-            asked["resume_after"] = after
+        if point is not None:
+            asked["resume_after"] = point.after
         self._recorded(context, self._record(caller, tenant, "alerting.watch_alerts", asked))
         content = caller.allows("content.read", tenant)
-        sub = _guard(context, lambda: self.service.subscribe(tenant, after))
+        sub = _guard(context, lambda: self.service.subscribe(tenant, point))
         context.send_initial_metadata(())  # the client knows it is subscribed from here on
         # Authenticated once, when it opened: the stream ends when the token does.
         stop = lambda: not context.is_active() or caller.expired()  # noqa: E731
         try:
-            for found in self.service.watch(sub, tenant, int(request.min_severity), stop):
+            for look in self.service.watch(sub, tenant, int(request.min_severity), stop):
                 if caller.expired():  # found after the end: not sent
                     break
+                found = look.alerts
                 parts = [
                     found[i : i + NAMED_PER_RECORD] for i in range(0, len(found), NAMED_PER_RECORD)
                 ]
@@ -595,8 +612,11 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
                 for a in found:
                     yield pb.WatchAlertsResponse(
                         alert=convert.alert(a, content=content),
-                        resume_token=resume_token(tenant, a.change_seq),
+                        resume_token=resume_token(tenant, a.change_seq, look.vouch),
                     )
+        except ResumeTokenError as exc:
+            log.warning("WatchAlerts of tenant %r stopped: %s", tenant, exc)
+            status.abort(context, _resume_refused(exc))
         except sa.exc.SQLAlchemyError as exc:
             # The driver's message quotes the statement: it goes to the log, not to the caller.
             log.warning("WatchAlerts of tenant %r stopped: the store failed: %s", tenant, exc)

@@ -31,7 +31,7 @@ from aiaudit.alerting.rules import (
     compile_rule,
     text_scans,
 )
-from aiaudit.alerting.store import AlertStore
+from aiaudit.alerting.store import AlertStore, Position
 from aiaudit.alerting.tables import alerts as alerts_t
 from aiaudit.common import rfc3339, tenants
 from aiaudit.common.restore import DamagedStoredEventError
@@ -137,6 +137,19 @@ class OutOfRangeError(Exception):
         self.metadata = metadata
 
 
+class ResumeTokenError(Exception):
+    """A resume token (or a watch) this store cannot go on from: FAILED_PRECONDITION.
+
+    Another store's, or another history's: ``reason`` and ``metadata`` go into ErrorInfo.
+    """
+
+    def __init__(self, message: str, reason: str, **metadata: str) -> None:
+        """``reason`` names the case; ``metadata`` what the caller needs to see it."""
+        super().__init__(message)
+        self.reason = reason
+        self.metadata = metadata
+
+
 class ConflictError(Exception):
     """Already exists, or a state change that is not allowed."""
 
@@ -228,31 +241,83 @@ def _offset(token: str) -> int:
     return start
 
 
-def resume_token(tenant: str, change_seq: int) -> str:
-    """The WatchAlerts ``resume_token`` of a position in the tenant's alert changes."""
-    return _token({"tenant": tenant, "after": change_seq})
+@dataclass(frozen=True)
+class ResumePoint:
+    """What a ``resume_token`` holds: a change sequence, and the position it was read with.
+
+    ``after`` is where the watch goes on from; ``vouch`` is the store and the
+    tenant's (head, epoch) read together with it (``head >= after``), which the
+    store checks it still holds (:meth:`AlertStore.holds`).
+    """
+
+    after: int
+    vouch: Position
 
 
-def parse_resume_token(token: str, tenant: str) -> int | None:
-    """The change sequence a ``resume_token`` of this tenant holds; None when empty.
+def resume_token(tenant: str, change_seq: int, vouch: Position) -> str:
+    """The WatchAlerts ``resume_token`` of a position in the tenant's alert changes.
+
+    Bound to the tenant, to the store (its id) and to the history that led
+    there (``vouch``: the tenant's head and epoch read at or after the change).
+    """
+    return _token(
+        {
+            "tenant": tenant,
+            "after": change_seq,
+            "store": vouch.store_id,
+            "head": vouch.head,
+            "epoch": vouch.epoch,
+        }
+    )
+
+
+_UNBOUND = (
+    "resume_token: issued before tokens named their store (2026-12-06), so it cannot be "
+    "told from another store's; read the alerts again with ListAlerts and watch from its "
+    "resume_token (or watch without one)"
+)
+
+
+def _count(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int) and value >= 0
+
+
+def parse_resume_token(token: str, tenant: str) -> ResumePoint | None:
+    """The position a ``resume_token`` of this tenant holds; None when empty.
 
     Bound to the tenant: one returned for another parent (or a page token) is
-    INVALID_ARGUMENT, as is anything this service did not return.
+    INVALID_ARGUMENT, as is anything this service did not return. A token of
+    the earlier form (a bare sequence, naming no store) is ResumeTokenError
+    ``RESUME_TOKEN_OTHER_STORE``: nothing tells whether this store gave it.
     """
     if not token:
         return None
     payload = _untoken(token, "resume_token")
     after = payload.get("after")
+    if payload.get("tenant") != tenant or not _count(after):
+        raise InvalidError(
+            [("resume_token", f"not a resume token this service returned for tenants/{tenant}")]
+        )
+    assert isinstance(after, int)
+    if set(payload) == {"tenant", "after"}:
+        raise ResumeTokenError(_UNBOUND, "RESUME_TOKEN_OTHER_STORE", field="resume_token")
+    store, head, epoch = payload.get("store"), payload.get("head"), payload.get("epoch")
     if (
-        payload.get("tenant") != tenant
-        or isinstance(after, bool)
-        or not isinstance(after, int)
-        or after < 0
+        not isinstance(store, str)
+        or not isinstance(epoch, str)
+        or not _count(head)
+        or len(store) > 64
+        or len(epoch) > 64
     ):
         raise InvalidError(
             [("resume_token", f"not a resume token this service returned for tenants/{tenant}")]
         )
-    return after
+    assert isinstance(head, int)
+    if head < after:
+        raise InvalidError(
+            [("resume_token", f"not a resume token this service returned for tenants/{tenant}")]
+        )
+    return ResumePoint(after, Position(store, head, epoch))
 
 
 def _page_size(size: int, default: int = 50, limit: int = 1000) -> int:
@@ -296,10 +361,45 @@ class Changes:
 
 @dataclass(frozen=True)
 class Subscription:
-    """A WatchAlerts stream: its wake-up and the change sequence it starts after."""
+    """A WatchAlerts stream: its wake-up, the change sequence it starts after, its vouch.
+
+    ``vouch``: the store's id and the tenant's head and epoch that vouch for ``after``.
+    """
 
     wake: threading.Event
     after: int
+    vouch: Position
+
+
+@dataclass(frozen=True)
+class Watched:
+    """What one look of a watch found: the alerts to send, in change order.
+
+    ``vouch``: the position read after them, which vouches for each one's ``resume_token``.
+    """
+
+    alerts: list[Alert]
+    vouch: Position
+
+
+_OTHER_STORE = (
+    "resume_token: issued by another store (another database, deployment or region): its "
+    "position means nothing here; read the alerts again with ListAlerts and watch from its "
+    "resume_token (or watch without one)"
+)
+_OTHER_HISTORY = (
+    "resume_token: this store no longer holds the alert changes the token followed (restored "
+    "from a backup, then changed); read the alerts again with ListAlerts and watch from its "
+    "resume_token (or watch without one)"
+)
+_WATCH_OTHER_STORE = (
+    "the store behind the watch was replaced by another one; read the alerts again with "
+    "ListAlerts and watch from its resume_token"
+)
+_WATCH_OTHER_HISTORY = (
+    "the store no longer holds the alert changes the watch followed (restored from a backup, "
+    "then changed); read the alerts again with ListAlerts and watch from its resume_token"
+)
 
 
 _ALERT_FILTER = frozenset({"state", "severity", "rule", "create_time"})
@@ -688,7 +788,7 @@ class AlertingService:
             # The head first: every change up to it is committed (writers commit in
             # its order), so the page shows at least those, and a watch resumed from it
             # misses none made after (one made between the two reads comes twice).
-            head = self.store.head(conn, tenant)
+            here = self.store.position(conn, tenant)
             items = self.store.list_alerts(conn, tenant, where, after, size + 1)
         more = len(items) > size
         items = items[:size]
@@ -697,7 +797,7 @@ class AlertingService:
             if more
             else ""
         )
-        return Page(list(items), token, resume_token(tenant, head))
+        return Page(list(items), token, resume_token(tenant, here.head, here))
 
     def _transition(self, principal: str, name: str, to: str, reason: str = "") -> Alert:
         tenant, alert_id = parse_name(name, "alerts")
@@ -734,61 +834,103 @@ class AlertingService:
         check_reason(reason)
         return self._transition(principal, name, RESOLVED, reason)
 
-    def subscribe(self, tenant: str, after: int | None = None) -> Subscription:
+    def subscribe(self, tenant: str, point: ResumePoint | None = None) -> Subscription:
         """Starts watching: changes committed from now on (before the watcher is told).
 
-        ``after`` (from a ``resume_token``): changes after that position
+        ``point`` (from a ``resume_token``): changes after its position
         instead, those committed while no watch was open first. Alerts are
         never deleted and each row carries its last change's number, so every
-        alert changed since is found, in its latest state. A position past the
-        tenant's head was not given by this store as it is (restored from an
-        older backup, or another deployment's): OutOfRangeError.
+        alert changed since is found, in its latest state. The token must be
+        this store's (ResumeTokenError ``RESUME_TOKEN_OTHER_STORE``), its
+        position not past the tenant's head (restored from an older backup:
+        OutOfRangeError) and the history it followed still this store's
+        (restored, then changed: ResumeTokenError ``RESUME_TOKEN_OTHER_HISTORY``).
         """
         wake = self.changes.subscribe()
         try:
             with self.store.engine.connect() as conn:
-                head = self.store.head(conn, tenant)
-            if after is not None and after > head:
-                raise OutOfRangeError(
-                    f"resume_token: position {after} is ahead of the tenant's alert changes "
-                    f"({head}): the store does not hold what it followed (restored from an "
-                    "older backup?); read the alerts again with ListAlerts and watch from "
-                    "its resume_token",
-                    "RESUME_TOKEN_AHEAD",
-                    field="resume_token",
-                    head=str(head),
-                )
+                here = self.store.position(conn, tenant)
+                if point is not None:
+                    self._check(conn, tenant, point, here)
         except BaseException:
             self.changes.unsubscribe(wake)
             raise
-        return Subscription(wake, head if after is None else after)
+        if point is None:
+            return Subscription(wake, here.head, here)
+        return Subscription(wake, point.after, point.vouch)
+
+    def _check(self, conn: sa.Connection, tenant: str, point: ResumePoint, here: Position) -> None:
+        """Raises unless this store holds the history ``point`` was read in, up to it."""
+        if point.vouch.store_id != here.store_id:
+            raise ResumeTokenError(_OTHER_STORE, "RESUME_TOKEN_OTHER_STORE", field="resume_token")
+        if point.after > here.head:
+            raise OutOfRangeError(
+                f"resume_token: position {point.after} is ahead of the tenant's alert changes "
+                f"({here.head}): the store does not hold what it followed (restored from an "
+                "older backup?); read the alerts again with ListAlerts and watch from "
+                "its resume_token",
+                "RESUME_TOKEN_AHEAD",
+                field="resume_token",
+                head=str(here.head),
+            )
+        if not self.store.holds(conn, tenant, point.vouch.epoch, point.vouch.head):
+            raise ResumeTokenError(
+                _OTHER_HISTORY,
+                "RESUME_TOKEN_OTHER_HISTORY",
+                field="resume_token",
+                head=str(here.head),
+            )
 
     def watch(
         self, sub: Subscription, tenant: str, min_severity: int, stop: Callable[[], bool]
-    ) -> Iterator[list[Alert]]:
+    ) -> Iterator[Watched]:
         """Changes of the tenant's alerts at or above a severity until ``stop`` says so.
 
         Tails the tenant's change sequence, so it sees changes committed by any
         replica on the database, each once, in commit order (an alert changed
         several times between two looks is sent once, in its latest state).
-        Yields what each look found (never an empty list), so the caller can
+        Yields what each look found (never an empty batch), so the caller can
         record a batch's reads at once before it sends them.
+
+        A look that finds changes, or the tenant's head behind the watch, first
+        checks that the store still holds the history the watch followed (the
+        position that vouched for the last look): a store restored from a
+        backup under the watch, or replaced by another, would otherwise go on
+        from a number that now means other changes, and the changes given the
+        numbers it is past would never be sent. ResumeTokenError then, before
+        anything of it is sent. An idle look costs one more read (the head).
         """
-        after = sub.after
+        after, vouch = sub.after, sub.vouch
         try:
             while not stop():
                 sub.wake.clear()
                 with self.store.engine.connect() as conn:
                     found = self.store.changes(conn, tenant, after, 500)
+                    # Nothing new: the head behind the watch is the store gone back (its
+                    # next changes would take numbers the watch is past, never sent).
+                    if found or self.store.head(conn, tenant) < after:
+                        here = self.store.position(conn, tenant)
+                        self._still(conn, tenant, vouch, here, found[-1].change_seq if found else 0)
                 if found:
-                    after = found[-1].change_seq
+                    after, vouch = found[-1].change_seq, here
                     wanted = [a for a in found if a.severity >= min_severity]
                     if wanted:
-                        yield wanted
+                        yield Watched(wanted, here)
                 if len(found) < 500:
                     sub.wake.wait(self.watch_interval)
         finally:
             self.changes.unsubscribe(sub.wake)
+
+    def _still(
+        self, conn: sa.Connection, tenant: str, vouch: Position, here: Position, last: int
+    ) -> None:
+        """Raises unless the store is still the one, with the history, a watch followed."""
+        if here.store_id != vouch.store_id:
+            raise ResumeTokenError(_WATCH_OTHER_STORE, "RESUME_TOKEN_OTHER_STORE")
+        if last > here.head or not self.store.holds(conn, tenant, vouch.epoch, vouch.head):
+            raise ResumeTokenError(
+                _WATCH_OTHER_HISTORY, "RESUME_TOKEN_OTHER_HISTORY", head=str(here.head)
+            )
 
 
 def _parsed(stored: StoredEvent, wire: bytes | Exception) -> event_pb2.Event:

@@ -8,6 +8,8 @@ import datetime as dt
 import hashlib
 import json
 import sys
+import threading
+import uuid
 from array import array
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -19,7 +21,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from aiaudit.alerting.detectors import Finding
 from aiaudit.alerting.model import OPEN_STATES, Alert, StoredRule
-from aiaudit.alerting.tables import alerts, deliveries, heads, rules, windows
+from aiaudit.alerting.tables import alerts, deliveries, epochs, heads, rules, windows
+from aiaudit.alerting.tables import store as store_t
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
@@ -154,12 +157,29 @@ def _journal_key(end: int) -> str:
     return f"{end:020d}"  # ordered as text as the positions are as numbers
 
 
+@dataclasses.dataclass(frozen=True)
+class Position:
+    """Where a tenant's alert changes stand in a store: what a resume token is vouched by.
+
+    ``head`` is the last change sequence given and ``epoch`` the writer epoch
+    that set it (``alerting_epochs``): a store whose row of that epoch reached
+    ``head`` holds the same changes up to ``head``.
+    """
+
+    store_id: str
+    head: int
+    epoch: str
+
+
 class AlertStore:
     """Rules, alerts, windows and deliveries on one SQLAlchemy engine."""
 
     def __init__(self, engine: sa.Engine) -> None:
         """Uses the engine's pool; SQLite writers take the lock up front (BEGIN IMMEDIATE)."""
         self.engine = engine
+        self._epochs: dict[str, tuple[str, int]] = {}
+        """Per tenant, this object's writer epoch and the last sequence it set (see set_head)."""
+        self._epochs_lock = threading.Lock()
 
     def write(self) -> sa.Connection:
         """A connection whose transactions take the write lock at BEGIN on SQLite."""
@@ -343,13 +363,79 @@ class AlertStore:
         return int(conn.execute(upsert).scalar_one())
 
     def set_head(self, conn: sa.Connection, tenant: str, change_seq: int) -> None:
-        """Records the last sequence given (under the lock of :meth:`lock_head`)."""
-        conn.execute(sa.update(heads).where(heads.c.tenant == tenant).values(change_seq=change_seq))
+        """Records the last sequence given (under the lock of :meth:`lock_head`), and by whom.
+
+        The head row names this object's writer epoch for the tenant, and the
+        epoch's row (``alerting_epochs``) moves to ``change_seq``. The epoch is
+        kept only while its row still holds the sequence this object last set
+        there: otherwise the database is not the one it wrote to (restored from
+        a backup, or another one behind the same address), and a new epoch
+        starts, so a token vouched by the old epoch past what the row holds is
+        refused however far the new history goes. A transaction that does not
+        commit leaves the row behind this object's memory: a new epoch too,
+        which costs nothing but a row.
+        """
+        with self._epochs_lock:
+            mine = self._epochs.get(tenant)
+        kept = mine is not None and bool(
+            conn.execute(
+                sa.update(epochs)
+                .where(
+                    epochs.c.tenant == tenant,
+                    epochs.c.epoch == mine[0],
+                    epochs.c.last_seq == mine[1],
+                )
+                .values(last_seq=change_seq)
+            ).rowcount
+        )
+        if mine is not None and kept:
+            epoch = mine[0]
+        else:
+            epoch = uuid.uuid4().hex
+            conn.execute(sa.insert(epochs).values(tenant=tenant, epoch=epoch, last_seq=change_seq))
+        conn.execute(
+            sa.update(heads)
+            .where(heads.c.tenant == tenant)
+            .values(change_seq=change_seq, epoch=epoch)
+        )
+        with self._epochs_lock:
+            self._epochs[tenant] = (epoch, change_seq)
 
     def head(self, conn: sa.Connection, tenant: str) -> int:
         """The last committed change sequence of the tenant (0 when none)."""
         found = conn.execute(sa.select(heads.c.change_seq).where(heads.c.tenant == tenant)).scalar()
         return int(found or 0)
+
+    def store_id(self, conn: sa.Connection) -> str:
+        """The store's id (``alerting_store``, made by migration ``alerting_0005``)."""
+        found = conn.execute(sa.select(store_t.c.store_id)).scalars().all()
+        if len(found) != 1:
+            raise RuntimeError(
+                f"alerting_store holds {len(found)} rows, not one: run `aiaudit db migrate`"
+            )
+        return str(found[0])
+
+    def position(self, conn: sa.Connection, tenant: str) -> Position:
+        """The store's id, the tenant's head and the epoch that set it (0 and '' when none)."""
+        row = conn.execute(
+            sa.select(heads.c.change_seq, heads.c.epoch).where(heads.c.tenant == tenant)
+        ).first()
+        head, epoch = (int(row[0]), str(row[1])) if row is not None else (0, "")
+        return Position(self.store_id(conn), head, epoch)
+
+    def holds(self, conn: sa.Connection, tenant: str, epoch: str, head: int) -> bool:
+        """Whether the tenant's history here is the one a position (epoch, head) was read in.
+
+        Head 0 is before any change, the same everywhere. Otherwise the epoch's
+        row must have reached ``head``: only the writer of that epoch moves it,
+        and only in a database holding everything it wrote before.
+        """
+        if head == 0:
+            return True
+        reached = conn.execute(
+            sa.select(epochs.c.last_seq).where(epochs.c.tenant == tenant, epochs.c.epoch == epoch)
+        ).scalar()
+        return reached is not None and int(reached) >= head
 
     def changes(self, conn: sa.Connection, tenant: str, after: int, limit: int) -> list[Alert]:
         """Alerts changed after a change sequence, oldest change first."""

@@ -18,6 +18,18 @@
   acknowledge/resolve handlers) takes this row's lock first and stamps each
   changed alert with the next number, so numbers commit in order and
   ``WatchAlerts`` on any replica tails ``alerting_alerts.change_seq``.
+  ``epoch`` names the writer epoch (below) of the transaction that last set it.
+- ``alerting_store``: one row, the store's random id, made by migration
+  ``alerting_0005``. Resume tokens carry it: a token of another database
+  (another deployment or region, a new database) is refused.
+- ``alerting_epochs``: per tenant, each writer epoch and the last change
+  sequence it set. A writer epoch is a random id an :class:`AlertStore` takes
+  for a tenant at its first change and keeps while the row still holds the
+  sequence it last set (otherwise the database went back: a restore; it takes
+  a new one). A resume token carries an (epoch, head) pair read with it; the
+  store holds the history the token followed up to that head only if the
+  epoch's row reached it. Epoch ``''``: the changes made before
+  ``alerting_0005`` (its row holds the head the migration found).
 """
 
 from __future__ import annotations
@@ -70,6 +82,21 @@ heads = sa.Table(
     metadata,
     sa.Column("tenant", sa.String(64), primary_key=True),
     sa.Column("change_seq", sa.BigInteger, nullable=False),
+    sa.Column("epoch", sa.String(32), nullable=False, server_default=""),
+)
+
+store = sa.Table(
+    "alerting_store",
+    metadata,
+    sa.Column("store_id", sa.String(32), primary_key=True),
+)
+
+epochs = sa.Table(
+    "alerting_epochs",
+    metadata,
+    sa.Column("tenant", sa.String(64), primary_key=True),
+    sa.Column("epoch", sa.String(32), primary_key=True),
+    sa.Column("last_seq", sa.BigInteger, nullable=False),
 )
 
 windows = sa.Table(
