@@ -1,16 +1,19 @@
 """Reflection's and health's streams on the main port are capped like the services' own.
 
-Each open ``ServerReflectionInfo`` held one of the server's 64 RPC threads, and so did
-each ``Health/Watch``, uncapped: a review's ``auditor`` key held 64 reflection streams
-open and a gateway's unary ``Append`` got no thread (DEADLINE_EXCEEDED). They are now
-capped per process and per principal and counted in the 48 streams a process holds.
+Each open ``ServerReflectionInfo`` held one of the server's 64 RPC threads, uncapped: a
+review's ``auditor`` key held 64 reflection streams open and a gateway's unary ``Append``
+got no thread (DEADLINE_EXCEEDED). They are now capped per process and per principal and
+counted in the 48 streams a process holds. A ``Health/Watch`` holds no thread (grpcio's
+non-blocking health servicer): its caps are for memory, large enough for a fleet.
 """
 
 from __future__ import annotations
 
 import queue
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -19,6 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 
+from aiaudit.cli import server
 from aiaudit.common import client, stream_slots
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
@@ -190,39 +194,85 @@ def test_reflection_streams_are_capped_per_caller_and_per_process(
             stream.close()
 
 
-def test_health_watches_are_capped_and_check_still_answers(running: Running, tenant: str) -> None:
-    """Health/Watch held a thread too: grpcio's health servicer waits in it for the next
-    status once the request parsing wraps it (64 watches refused every Check)."""
+@pytest.mark.parametrize("telemetry", [False, True], ids=["telemetry-off", "telemetry-on"])
+def test_health_watches_of_a_fleet_on_one_key_hold_no_thread(
+    store_url: str, tmp_path: Path, tenant: str, telemetry: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each Health/Watch held an RPC thread: the request parsing's wrapper (and telemetry's)
+    dropped the non-blocking mark of grpcio's health servicer, which then waited in the
+    call's thread for the next status. Capped at 2 a caller for that, the third connection
+    of a fleet doing client-side health checking on one key was refused."""
+    if telemetry:  # printed, to pytest's capture
+        monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+        monkeypatch.setenv("OTEL_METRICS_EXPORTER", "console")
+    suite, keys = serve_suite(
+        tmp_path,
+        database_url=store_url,
+        services=("ingest",),
+        rpc_threads=64,
+        max_concurrent_rpcs=64,  # a call holding a thread counts here too
+    )
+    address = f"127.0.0.1:{suite.port}"
+    running = Running(client.channel(address, keys["gateway"]), suite, address, keys)
+    most = server.HEALTH_WATCHES_PER_CALLER
+    assert most > 64
+    fleet = running.as_role("auditor")  # one connection; a fleet's would each carry one
     before = stream_slots.PROCESS.open
-    opened: list[Watch] = []
-
-    def open_watch(role: str) -> tuple[grpc.StatusCode, str, str] | None:
-        watch = Watch(running, role)
-        refused = watch.opened()
-        if refused is None:
-            opened.append(watch)
-        return refused
-
     try:
-        assert open_watch("auditor") is None and open_watch("auditor") is None
-        assert open_watch("auditor") == (
+        stub = health_pb2_grpc.HealthStub(fleet)  # type: ignore[no-untyped-call]
+        watches: list[Any] = []
+        for _ in range(most):  # one after another, as a fleet's connections come
+            watches.append(stub.Watch(health_pb2.HealthCheckRequest(), timeout=HELD))
+            assert next(watches[-1]).status == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.RpcError) as refused:
+            next(stub.Watch(health_pb2.HealthCheckRequest(), timeout=HELD))
+        assert refusal(refused.value) == (
             grpc.StatusCode.RESOURCE_EXHAUSTED,
             "HEALTH_WATCHES_EXHAUSTED",
-            "caller 'test-auditor' has 2 Health/Watch streams open; close one, or call Check",
+            f"caller 'test-auditor' has {most} Health/Watch streams open; close one, or call Check",
         )
-        assert open_watch("developer") is None and open_watch("developer") is None
-        assert open_watch("gateway") == (
-            grpc.StatusCode.RESOURCE_EXHAUSTED,
-            "HEALTH_WATCHES_EXHAUSTED",
-            "4 Health/Watch streams are open on this server, its limit; close one, or call Check",
-        )
+        other = Watch(running, "developer")  # another caller's
+        assert other.opened() is None
+        other.close()
+        unary_calls_answer(running, tenant)  # 129 watches open, 64 threads
+        assert stream_slots.PROCESS.open == before  # not among the streams holding threads
+
+        suite.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)  # reaches every one
+        assert {next(w).status for w in watches} == {health_pb2.HealthCheckResponse.NOT_SERVING}
+        suite.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        assert {next(w).status for w in watches} == {health_pb2.HealthCheckResponse.SERVING}
+
+        watches.pop().cancel()  # its slot comes back when the server sees it
+
+        def reopened() -> bool:
+            watch = stub.Watch(health_pb2.HealthCheckRequest(), timeout=HELD)
+            try:
+                next(watch)
+            except grpc.RpcError:
+                return False
+            watches.append(watch)
+            return True
+
+        wait_until(reopened)
+
+        # Watches closing while the status changes: grpc_health's own servicer sent under its
+        # lock, waiting for the completion-queue thread, which waited for that lock to drop a
+        # closed watch: the server stopped (grpc/grpc#43403).
+        changes = [
+            health_pb2.HealthCheckResponse.NOT_SERVING,
+            health_pb2.HealthCheckResponse.SERVING,
+        ]
+        changing = threading.Thread(target=lambda: [suite.health.set("", s) for s in changes * 50])
+        changing.start()
+        for watch in watches:
+            watch.cancel()
+        changing.join(timeout=ANSWERED)
+        assert not changing.is_alive()
         unary_calls_answer(running, tenant)
-        opened.pop().close()
-        wait_until(lambda: open_watch("developer") is None)
     finally:
-        for watch in opened:
-            watch.close()
-    wait_until(lambda: stream_slots.PROCESS.open == before)
+        fleet.close()
+        running.channel.close()
+        suite.stop()
 
 
 def test_reflection_streams_count_in_the_process_ceiling(

@@ -128,7 +128,7 @@ def test_nothing_is_installed_unless_an_exporter_is_configured() -> None:
     with pytest.raises(ValueError, match="OTEL_TRACES_EXPORTER='zipkin'"):
         kind({**endpoint, "OTEL_TRACES_EXPORTER": "zipkin"}, "traces")
     console = telemetry.configure({"OTEL_METRICS_EXPORTER": "console"})
-    assert [type(i) for i in console.interceptors] == [telemetry.RpcMetrics]
+    assert [type(i.inner) for i in console.interceptors] == [telemetry.RpcMetrics]  # type: ignore[attr-defined]
     console.shutdown()
 
 

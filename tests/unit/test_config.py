@@ -700,6 +700,23 @@ def test_a_call_limit_the_open_streams_could_fill_is_refused_naming_it() -> None
     assert config.MIN_CONCURRENT_RPCS == stream_slots.CEILING + 16
 
 
+def test_a_callers_share_of_the_threads_is_a_setting_between_0_and_1() -> None:
+    """One principal's calls hold at most this share of ``rpc_threads`` (half by default;
+    tests/contract/test_caller_share.py: the server takes it)."""
+    assert config.load(env={}).caller_thread_share == 0.5
+    assert config.load(env={"AIAUDIT_CALLER_THREAD_SHARE": "1"}).caller_thread_share == 1
+    assert config.load(env={"AIAUDIT_CALLER_THREAD_SHARE": "0.25"}).caller_thread_share == 0.25
+    for bad in ("0", "-0.5"):
+        with pytest.raises(
+            config.ConfigError, match=rf"^setting 'caller_thread_share': '{bad}' is invalid: "
+        ):
+            config.load(env={"AIAUDIT_CALLER_THREAD_SHARE": bad})
+    with pytest.raises(
+        config.ConfigError, match=r"^setting 'caller_thread_share': 1.5; above 0, at most 1 "
+    ):
+        config.load(env={"AIAUDIT_CALLER_THREAD_SHARE": "1.5"})
+
+
 @pytest.mark.parametrize("variable", ["AIAUDIT_MAX_CONCURRENT_RPCS", "AIAUDIT_RPC_THREADS"])
 def test_serve_refuses_a_bad_call_limit_at_start_with_exit_2(
     variable: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

@@ -8,8 +8,9 @@ import importlib
 import logging
 import os
 import stat
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +21,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from aiaudit.cli.health_port import HealthPort
+from aiaudit.cli.health_servicer import Health
 from aiaudit.common import wrapping
 from aiaudit.common.access import AccessLog
 from aiaudit.common.auth import Authenticator
+from aiaudit.common.caller_share import CallerShare, calls_per_caller
 from aiaudit.common.component import Component, Context, Stopping
 from aiaudit.common.config import (
     ConfigError,
@@ -35,7 +38,7 @@ from aiaudit.common.credential_gate import CredentialGate
 from aiaudit.common.keys import configured
 from aiaudit.common.request_parsing import RequestParsing
 from aiaudit.common.store import SqlEventStore, open_store
-from aiaudit.common.stream_slots import StreamSlots
+from aiaudit.common.stream_slots import ProcessStreams, StreamSlots
 from aiaudit.common.telemetry import Telemetry, configure
 from aiaudit.common.tls import ClientNames, ServerCertificates, TlsFilesError
 
@@ -63,6 +66,8 @@ class Suite:
     health_server: HealthPort | None = None
     stopping: Stopping = dataclasses.field(default_factory=Stopping)
     """Where the components learn when :meth:`stop` cancels the calls in flight."""
+    share: CallerShare | None = None
+    """Each principal's calls in progress, against its share of the threads (None: dev mode)."""
 
     def stop(self, grace: float = 5.0) -> None:
         """Stops taking calls, lets in-flight ones finish, then stops components and the store.
@@ -82,29 +87,19 @@ class Suite:
         self.telemetry.shutdown()
 
 
-class _Health(health.HealthServicer):
-    """The health servicer, remembering each service's status for the health port."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.reported: dict[str, health_pb2.HealthCheckResponse.ServingStatus] = {}
-
-    def set(self, service: str, status: health_pb2.HealthCheckResponse.ServingStatus) -> None:
-        """Records the status (thread-safe in the base class)."""
-        self.reported[service] = status
-        super().set(service, status)
-
-    def status_of(self, service: str) -> health_pb2.HealthCheckResponse.ServingStatus | None:
-        """The service's status, None if it never reported one."""
-        return self.reported.get(service)
-
-
 REFLECTION_STREAMS = 4
 """``ServerReflectionInfo`` streams open at once in a process (``grpcurl`` opens one a call)."""
 REFLECTION_STREAMS_PER_CALLER = 2
-HEALTH_WATCHES = 4
-"""``grpc.health.v1.Health/Watch`` streams open at once in a process."""
-HEALTH_WATCHES_PER_CALLER = 2
+HEALTH_WATCHES = 512
+"""``grpc.health.v1.Health/Watch`` streams open at once in a process.
+
+A watch holds no RPC thread (:mod:`aiaudit.cli.health_servicer` answers it from a
+callback), only memory: about 22 KB on the server, so 512 take about 11 MB. gRPC's
+client-side health checking opens one per connection of each client channel, and a fleet
+may share one key."""
+HEALTH_WATCHES_PER_CALLER = 128
+"""A fleet of 128 client channels on one key, each with a connection to this process; a
+quarter of the process's watches, so three other callers always find room."""
 
 _REFLECTION = ("ServerReflectionInfo", "REFLECTION_STREAMS_EXHAUSTED", "close one")
 _WATCH = ("Health/Watch", "HEALTH_WATCHES_EXHAUSTED", "close one, or call Check")
@@ -113,14 +108,14 @@ _WATCH = ("Health/Watch", "HEALTH_WATCHES_EXHAUSTED", "close one, or call Check"
 class ServiceStreams(wrapping.BehaviourWrapper):
     """Caps the streams of reflection and health, like the services' own (:class:`StreamSlots`).
 
-    Each open ``ServerReflectionInfo`` holds one of the server's RPC threads, and so
-    does each ``Health/Watch`` here (the request parsing wraps grpcio's non-blocking
-    servicer, which then waits in its thread for the next status): uncapped, 64
-    reflection streams of an ``auditor`` key took every thread, and a gateway's unary
+    Each open ``ServerReflectionInfo`` holds one of the server's RPC threads: uncapped,
+    64 reflection streams of an ``auditor`` key took every thread, and a gateway's unary
     ``Append`` timed out (review, 2026-12-06). They are counted in the process's
-    :data:`aiaudit.common.stream_slots.CEILING` with the services' streams, per
-    process and per principal; one more is refused ``RESOURCE_EXHAUSTED``. Installed
-    after the credential gate: every call that reaches it names a known caller.
+    :data:`aiaudit.common.stream_slots.CEILING` with the services' streams, per process
+    and per principal; one more is refused ``RESOURCE_EXHAUSTED``. A ``Health/Watch``
+    holds no thread (a non-blocking behaviour, :mod:`aiaudit.cli.health_servicer`, its
+    mark kept by every wrapper): its caps, apart from that ceiling, bound memory only.
+    Installed after the credential gate: every call that reaches it names a known caller.
     """
 
     def __init__(self, auth: Authenticator) -> None:
@@ -130,7 +125,9 @@ class ServiceStreams(wrapping.BehaviourWrapper):
         reflection_slots = StreamSlots(
             _REFLECTION[0], REFLECTION_STREAMS, REFLECTION_STREAMS_PER_CALLER
         )
-        watch_slots = StreamSlots(_WATCH[0], HEALTH_WATCHES, HEALTH_WATCHES_PER_CALLER)
+        watch_slots = StreamSlots(
+            _WATCH[0], HEALTH_WATCHES, HEALTH_WATCHES_PER_CALLER, ProcessStreams(HEALTH_WATCHES)
+        )
         self._capped = {
             f"/{reflection.SERVICE_NAME}/ServerReflectionInfo": (reflection_slots, _REFLECTION),
             "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo": (
@@ -150,19 +147,44 @@ class ServiceStreams(wrapping.BehaviourWrapper):
         serve = wrapping.behaviour(handler)
         auth = self._auth
 
-        def capped(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            # In the call's thread, before its first answer: the slot is held from then
-            # until the stream ends, by the client (cancelled, half-closed), its deadline
-            # or the server stopping (every call cancelled): the generator ends, or is
-            # closed when grpcio drops it, and ``finally`` gives the slot back.
+        def capped(request: Any, context: grpc.ServicerContext, *more: Any) -> Any:
+            # The slot is held until the call ends: by its client (cancelled, half-closed),
+            # its deadline, the server stopping (every call cancelled), or its last answer.
+            # grpcio's callback says so once it has ended; a blocking stream's last answer,
+            # before its status is sent, so that its client may open the next at once. A
+            # non-blocking Watch (``more``: its send_response_callback) has returned long
+            # before its end.
             principal = auth.authenticate(context).principal
             slots.take_or_abort(context, principal, reason, advice)
-            try:
-                yield from serve(request, context)
-            finally:
-                slots.give_back(principal)
+            give_back = _once(lambda: slots.give_back(principal))
+            if not context.add_callback(give_back):
+                give_back()  # the call has ended already
+            answers = serve(request, context, *more)
+            return answers if more else _then(answers, give_back)
 
         return wrapping.rewrapped(handler, capped)
+
+
+def _once(action: Callable[[], None]) -> Callable[[], None]:
+    """A function doing ``action`` the first time it is called, from whichever thread."""
+    pending = [action]
+    lock = threading.Lock()
+
+    def first() -> None:
+        with lock:
+            todo = pending.pop() if pending else None
+        if todo is not None:
+            todo()
+
+    return first
+
+
+def _then(answers: Iterable[Any], done: Callable[[], None]) -> Iterator[Any]:
+    """``answers``, then ``done`` (also when the stream is closed before its end)."""
+    try:
+        yield from answers
+    finally:
+        done()
 
 
 def _certificates(s: Settings) -> ServerCertificates | None:
@@ -300,6 +322,18 @@ def start(settings: Settings, shared_port: bool = False) -> Suite:
         *keepalive_options(settings),
     ]
     gate = [] if auth.dev_mode else [CredentialGate(auth)]  # before a call takes a thread
+    # Then each principal's calls are counted against its share of the threads (in dev mode
+    # every caller is one principal: not counted).
+    share = (
+        None
+        if auth.dev_mode
+        else CallerShare(
+            auth,
+            calls_per_caller(settings.caller_thread_share, settings.rpc_threads),
+            f"caller_thread_share {settings.caller_thread_share:g} of rpc_threads "
+            f"{settings.rpc_threads}",
+        )
+    )
     # Then reflection's and health's streams are capped (timed and traced, refused or not).
     # Last, so innermost: a request that does not parse is INVALID_ARGUMENT (not grpcio's
     # INTERNAL), for a caller the gate let through, and timed and traced like any other call.
@@ -308,6 +342,7 @@ def start(settings: Settings, shared_port: bool = False) -> Suite:
         interceptors=[
             *client_names,
             *gate,
+            *([] if share is None else [share]),
             *telemetry.interceptors,
             ServiceStreams(auth),
             RequestParsing(auth),
@@ -315,7 +350,7 @@ def start(settings: Settings, shared_port: bool = False) -> Suite:
         options=options,
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
-    health_servicer = _Health()
+    health_servicer = Health()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     try:
         if certificates is None:
@@ -356,7 +391,7 @@ def start(settings: Settings, shared_port: bool = False) -> Suite:
     services = [n for c in components.values() for n in c.service_names]
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     for name in services:
-        if name not in health_servicer.reported:  # a component's own verdict wins
+        if health_servicer.status_of(name) is None:  # a component's own verdict wins
             health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection(
         [*services, health.SERVICE_NAME, reflection.SERVICE_NAME], server
@@ -382,5 +417,13 @@ def start(settings: Settings, shared_port: bool = False) -> Suite:
         },
     )
     return Suite(
-        server, port, store, components, health_servicer, telemetry, health_server, stopping
+        server,
+        port,
+        store,
+        components,
+        health_servicer,
+        telemetry,
+        health_server,
+        stopping,
+        share,
     )

@@ -90,6 +90,14 @@ class Settings:
     ``maximum_concurrent_rpcs``); one more is refused at once, ``RESOURCE_EXHAUSTED``
     "Concurrent RPC limit exceeded!" (the SDK keeps its batch and sends it again). Open
     streams count, each while it is open. :data:`MIN_CONCURRENT_RPCS` or more."""
+    caller_thread_share: float = 0.5
+    """Share of ``rpc_threads`` one principal's calls may hold at once (32 of 64), from
+    their thread to their answer, waiting for their request too; one more is refused at
+    once, ``RESOURCE_EXHAUSTED`` ``CALLER_SHARE_EXHAUSTED``. A stream counts until it has
+    its request, then under its own per-caller limits (16 streams by default, all RPCs
+    together). Half: a principal at its share and those limits holds 48 threads and 16
+    stay for the other callers, while a fleet on one key keeps more calls in progress
+    than the process's one interpreter runs at once. Above 0, at most 1."""
     api_keys_file: Path | None = None
     """YAML of API keys (SHA-256 only), tenants and roles; see README "Authentication"."""
     oidc_issuer: str = ""
@@ -495,6 +503,11 @@ def _validate(s: Settings, serving: bool, flags: Mapping[str, str]) -> None:
             f"setting 'max_concurrent_rpcs': {s.max_concurrent_rpcs}; at least "
             f"{MIN_CONCURRENT_RPCS} (open streams count against it: those a process allows "
             "may hold 48, and 16 stay for the other calls)"
+        )
+    if not 0 < s.caller_thread_share <= 1:
+        raise ConfigError(
+            f"setting 'caller_thread_share': {s.caller_thread_share:g}; above 0, at most 1 "
+            "(the share of rpc_threads one caller's calls may hold)"
         )
     if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise ConfigError(

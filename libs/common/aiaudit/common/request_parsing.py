@@ -100,23 +100,24 @@ class RequestParsing(wrapping.BehaviourWrapper):
         self._auth.authenticate(context)  # an unknown caller is told only that (UNAUTHENTICATED)
         status.abort(context, request.answer())
 
-    def _unary(self, behaviour: Callable[[Any, grpc.ServicerContext], Any]) -> Any:
-        # A plain function for a response stream too: it returns the behaviour's iterator.
-        def checked(request: Any, context: grpc.ServicerContext) -> Any:
+    def _unary(self, behaviour: Callable[..., Any]) -> Any:
+        # A plain function for a response stream too: it returns the behaviour's iterator, or
+        # nothing (health's non-blocking Watch, given its send_response_callback in ``more``).
+        def checked(request: Any, context: grpc.ServicerContext, *more: Any) -> Any:
             if isinstance(request, NotProtobuf):
                 self._refuse(context, request)
-            return behaviour(request, context)
+            return behaviour(request, context, *more)
 
         return checked
 
-    def _streaming(self, behaviour: Callable[[Iterator[Any], grpc.ServicerContext], Any]) -> Any:
+    def _streaming(self, behaviour: Callable[..., Any]) -> Any:
         def parsed(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
             for request in requests:
                 if isinstance(request, NotProtobuf):
                     self._refuse(context, request)
                 yield request
 
-        def checked(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
-            return behaviour(parsed(requests, context), context)
+        def checked(requests: Iterator[Any], context: grpc.ServicerContext, *more: Any) -> Any:
+            return behaviour(parsed(requests, context), context, *more)
 
         return checked

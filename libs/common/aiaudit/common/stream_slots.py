@@ -4,9 +4,10 @@ The server has ``rpc_threads`` of them, 64 by default and never fewer (``config.
 and holds at least 64 calls at once (``config.MIN_CONCURRENT_RPCS``): open streams count there too.
 
 Uncapped, streams of one RPC (``AppendStream``, ``WatchAlerts``, ``Export``, and on the main
-port reflection's ``ServerReflectionInfo`` and health's ``Watch``, capped in
-``aiaudit.cli.server.ServiceStreams``) could take every thread, and every other RPC of the
-process, a gateway's unary ``Append`` included, would wait for one.
+port reflection's ``ServerReflectionInfo``, capped in ``aiaudit.cli.server.ServiceStreams``)
+could take every thread, and every other RPC of the process, a gateway's unary ``Append``
+included, would wait for one. Health's ``Watch`` holds no thread: its slots, counted apart
+from the others (a :class:`ProcessStreams` of its own), bound memory.
 """
 
 from __future__ import annotations

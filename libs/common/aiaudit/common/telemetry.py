@@ -16,7 +16,8 @@ in one process (tests) keep theirs apart. Off (the embedded default), no
 interceptor is installed at all and those spans are the API's no-op ones
 (~5 us each): an RPC pays next to nothing for telemetry nobody collects.
 The spec's default exporter would otherwise send to ``localhost:4317`` and
-log a failure for every batch.
+log a failure for every batch. Health's ``Watch`` is neither traced nor timed
+(:class:`Threaded`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+
+from aiaudit.common import wrapping
 
 DEFAULT_SERVICE_NAME = "aiaudit"
 
@@ -101,14 +104,44 @@ def configure(env: Mapping[str, str]) -> Telemetry:
         tracer_provider = TracerProvider(resource=resource)
         tracer_provider.add_span_processor(BatchSpanProcessor(_span_exporter(traces)))
         out.providers.append(tracer_provider)
-        out.interceptors.append(server_interceptor(tracer_provider=tracer_provider))  # type: ignore[no-untyped-call]
+        out.interceptors.append(
+            Threaded(server_interceptor(tracer_provider=tracer_provider))  # type: ignore[no-untyped-call]
+        )
         out.tracer_provider = tracer_provider
     if measured is not None:
         reader = PeriodicExportingMetricReader(_metric_exporter(measured))
         meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
         out.providers.append(meter_provider)
-        out.interceptors.append(RpcMetrics(meter_provider.get_meter("aiaudit.rpc")))
+        out.interceptors.append(Threaded(RpcMetrics(meter_provider.get_meter("aiaudit.rpc"))))
     return out
+
+
+class Threaded(grpc.ServerInterceptor):  # type: ignore[type-arg]  # generic in the stubs only
+    """``inner`` on every method but the non-blocking ones (health's ``Watch``), left as they are.
+
+    Its wrapper calls a behaviour as a blocking one, and grpcio's health servicer then
+    waits in its RPC thread for the next status: each open watch held a thread, with
+    telemetry on. A watch lasts as long as its client's channel: its span and duration
+    would say nothing.
+    """
+
+    def __init__(self, inner: grpc.ServerInterceptor) -> None:  # type: ignore[type-arg]
+        """Traces or times what ``inner`` does."""
+        self.inner = inner
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        """The handler, through ``inner`` unless it is non-blocking."""
+        handler = continuation(details)
+        if handler is None or wrapping.non_blocking(handler):
+            return handler
+        wrapped: grpc.RpcMethodHandler[Any, Any] | None = self.inner.intercept_service(
+            lambda _: handler, details
+        )
+        return wrapped
 
 
 class RpcMetrics(grpc.ServerInterceptor):  # type: ignore[type-arg]  # generic in the stubs only

@@ -152,8 +152,8 @@ class ClientNames(wrapping.BehaviourWrapper):
     PERMISSION_DENIED naming the certificate's names: it is authenticated (its CA signed
     it), not allowed. The check wraps the method's behaviour, outermost, so it runs
     before the credential gate's answer and every handler (``intercept_service`` sees no
-    peer; a unary request has then been read). Other services' methods (health,
-    reflection, another service of the process) are left as they are.
+    peer). Other services' methods (health, reflection, another service of the process)
+    are left as they are.
     """
 
     def __init__(self, service: str, names: Iterable[str], setting: str) -> None:
@@ -173,10 +173,11 @@ class ClientNames(wrapping.BehaviourWrapper):
         """The handler checking the peer's certificate first."""
         serve = wrapping.behaviour(handler)
 
-        # A plain function for every kind: it returns a response stream's iterator unread.
-        def checked(request: Any, context: grpc.ServicerContext) -> Any:
+        # A plain function for every kind: it returns a response stream's iterator unread
+        # (``more``: a non-blocking behaviour's send_response_callback, passed on).
+        def checked(request: Any, context: grpc.ServicerContext, *more: Any) -> Any:
             self._check(context)
-            return serve(request, context)
+            return serve(request, context, *more)
 
         return wrapping.rewrapped(handler, checked)
 

@@ -1,9 +1,17 @@
 """Server interceptors that wrap some methods' behaviour, keeping each method's kind.
 
-Three interceptors do this (request parsing, the client-name check, the caps on
-reflection and health streams): each wraps a method's handler once, with the same
-request and response kinds and (de)serialisers, and answers the wrapped handler for
-every later call of the method.
+Four interceptors do this (request parsing, the client-name check, the caps on
+reflection and health streams, the callers' share of the RPC threads): each wraps a
+method's handler once, with the same (de)serialisers and, but for the share's, the same
+request and response kinds, and answers the wrapped handler for every later call of the
+method.
+
+A wrapper keeps grpcio's non-blocking mark too. grpc_health's ``Watch`` is marked
+``experimental_non_blocking``: grpcio then calls it with a third argument, a
+``send_response_callback``, and it returns at once, answering each status change from
+that callback, so an open watch holds no RPC thread. A wrapper without the mark was
+called as a blocking generator, and each watch waited in its thread for the next status
+for as long as it was open (review, 2026-12-07).
 """
 
 from __future__ import annotations
@@ -22,9 +30,18 @@ else:
     Handler = grpc.RpcMethodHandler
 
 
-def kind(handler: Handler) -> str:
-    """``unary_unary``, ``unary_stream``, ``stream_unary`` or ``stream_stream``."""
-    requests = "stream" if handler.request_streaming else "unary"
+_MARKS = ("experimental_non_blocking", "experimental_thread_pool")
+"""What grpcio reads on a behaviour before it calls it."""
+
+
+def kind(handler: Handler, request_streaming: bool | None = None) -> str:
+    """``unary_unary``, ``unary_stream``, ``stream_unary`` or ``stream_stream``.
+
+    ``request_streaming``, if given, in place of the handler's.
+    """
+    if request_streaming is None:
+        request_streaming = handler.request_streaming
+    requests = "stream" if request_streaming else "unary"
     return f"{requests}_{'stream' if handler.response_streaming else 'unary'}"
 
 
@@ -34,13 +51,29 @@ def behaviour(handler: Handler) -> Callable[[Any, grpc.ServicerContext], Any]:
     return found
 
 
+def non_blocking(handler: Handler) -> bool:
+    """Whether grpcio calls the behaviour with a ``send_response_callback`` (it holds no thread)."""
+    return bool(getattr(behaviour(handler), "experimental_non_blocking", False))
+
+
 def rewrapped(
     handler: Handler,
-    serve: Callable[[Any, grpc.ServicerContext], Any],
+    serve: Callable[..., Any],
     request_deserializer: Callable[[bytes], Any] | None = None,
+    request_streaming: bool | None = None,
 ) -> Handler:
-    """A handler of the same kind serving with ``serve`` (and another deserializer, if given)."""
-    made: Handler = getattr(grpc, f"{kind(handler)}_rpc_method_handler")(
+    """A handler of the same kind serving with ``serve`` (and another deserializer, if given).
+
+    ``serve`` takes the arguments the handler's behaviour takes and passes them on:
+    ``(request, context)``, and a ``send_response_callback`` after them when the behaviour
+    is non-blocking; it is given the behaviour's marks, so grpcio calls it the same way.
+    ``request_streaming``: the kind's, if given (``serve`` then takes the request iterator).
+    """
+    inner = behaviour(handler)
+    for mark in _MARKS:
+        if hasattr(inner, mark):
+            setattr(serve, mark, getattr(inner, mark))
+    made: Handler = getattr(grpc, f"{kind(handler, request_streaming)}_rpc_method_handler")(
         serve,
         request_deserializer=request_deserializer or handler.request_deserializer,
         response_serializer=handler.response_serializer,
