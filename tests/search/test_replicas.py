@@ -122,8 +122,26 @@ def test_a_standby_answers_reads_over_content_of_a_held_log_once_its_erasure_is_
     in the store (``search-indexer:<prefix>#erasures``): a search over content answers on
     the standby too, without the erased text. Until 2026-12-06 the standby knew only the
     leader's positions, so its every read over content of the tenant answered UNAVAILABLE
-    ERASURE_NOT_INDEXED for as long as the log was held."""
+    ERASURE_NOT_INDEXED for as long as the log was held. The prefix indexed the store before
+    the events came (a prefix new to a store holding them is being built, and its reads of
+    the tenant answer INDEX_BUILDING: tests/search/test_opensearch_build.py)."""
     secret = secret_word()
+    (tmp_path / "before").mkdir()
+    settings = {
+        "opensearch_url": opensearch_url,
+        "index_prefix": index_prefix,
+        "refresh_interval": "100ms",
+        "database_url": own_postgres.consumer_url,
+    }
+    before = start_suite(
+        tmp_path / "before", "opensearch", settings, store_url=own_postgres.app_url
+    )
+    try:
+        before.append([interaction(f"{tenant}-y", "earlier")])
+        before.wait_indexed(f"{tenant}-y", 1)
+    finally:
+        before.channel.close()
+        before.suite.stop()
     store = open_store(own_postgres.app_url, keys=None)  # content in clear, as the suites run
     now = dt.datetime.now(dt.UTC)
     events = [

@@ -48,15 +48,17 @@ applied the erasures past each held log's position, so that their reads over
 content do not wait for the hold to end. An embedded index is its own
 process's, and its indexer always works.
 
-Building: a new index (a new embedded file), or one rebuilt for a new schema,
-is indexed from sequence 0 of every log. At start (before the service serves)
-the indexer has the backend plan that build: each log's size in the store
-then is what the log must reach (:meth:`SearchBackend.begin_building`), kept
-in the index and dropped when the position gets there. Until then the log's
-reads would miss events the store holds, so the handlers answer them
-UNAVAILABLE ``INDEX_BUILDING`` (:meth:`Indexer.building`); what was appended
-after the build began is the ordinary lag, as before. Until 2026-12-06 a
-rebuilt or new embedded index answered what it held so far, as if whole.
+Building: a new index (a new embedded file, a new OpenSearch prefix), or one
+rebuilt for a new schema, is indexed from sequence 0 of every log. At start
+(before the service serves; into OpenSearch, once this replica leads) the
+indexer has the backend plan that build: each log's size in the store then
+is what the log must reach (:meth:`SearchBackend.begin_building`), kept in
+the index (OpenSearch: in the store, where standbys read it) until the
+position gets there. Until then the log's reads would miss events the store
+holds, so the handlers answer them UNAVAILABLE ``INDEX_BUILDING``
+(:meth:`Indexer.building`); what was appended after the build began is the
+ordinary lag, as before. Until 2026-12-06 a rebuilt or new index answered
+what it held so far, as if whole.
 
 Retention (``retention_days``): the backend's :meth:`retain` runs at start
 and every ``retention_sweep_interval`` seconds (an ISM policy install, or a

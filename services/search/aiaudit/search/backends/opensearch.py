@@ -39,6 +39,14 @@
   about the events indices of another prefix that hold this store's events
   (:meth:`OpenSearchBackend.other_prefixes`): erasures, expunges and
   retention reach them no more.
+- A new prefix over a store holding events is built (:meth:`OpenSearchBackend.building`):
+  the leading indexer, finding no position of the prefix, records each log's
+  size first (the store cursor :func:`building_cursor_name`), and until a
+  log's position reaches it the tenant's searches, aggregates and exports
+  answer UNAVAILABLE ``INDEX_BUILDING``, on every replica (standbys read the
+  plan from the store), as an embedded index being built does. A prefix with
+  positions already (a deployment upgrading) has no plan. Until 2026-12-06 a
+  new prefix answered what it had indexed so far, as if whole.
 - A document OpenSearch refuses for good (400: a mapping it cannot take) is
   not an outage: the write keeps what was indexed before it, moves the
   position up to it and raises DocumentRefusedError, and the indexer holds
@@ -90,7 +98,7 @@ from opensearchpy import OpenSearch
 
 from aiaudit.common.config import ConfigError
 from aiaudit.common.store import cursors
-from aiaudit.common.store.schema import consumer_cursors, log_entries
+from aiaudit.common.store.schema import consumer_cursors, log_entries, logs
 from aiaudit.search import catalogue, retention, translate_dsl
 from aiaudit.search.backends.base import (
     GROUPS,
@@ -208,12 +216,34 @@ def erasures_cursor_name(prefix: str) -> str:
     It starts ``search-indexer``, so the same row policies keep it to the
     indexer's role.
     """
-    name = cursor_name(prefix) + ERASURES
+    return _suffixed(prefix, ERASURES)
+
+
+BUILDING = "#building"
+"""What :func:`building_cursor_name` adds to the prefix's cursor name."""
+
+
+def building_cursor_name(prefix: str) -> str:
+    """The store cursor holding a new prefix's build plan (:meth:`OpenSearchBackend.building`).
+
+    Per log the store held events in when the leading indexer began a prefix
+    that had no position yet, the row's position is the log's size then: the
+    log's reads are whole once its position (:func:`cursor_name`) reaches it.
+    Named as :func:`erasures_cursor_name` is (``search-indexer#building``,
+    ``search-indexer:<prefix>#building``, shortened alike): no prefix's own
+    cursor, and kept to the indexer's role by the same row policies.
+    """
+    return _suffixed(prefix, BUILDING)
+
+
+def _suffixed(prefix: str, suffix: str) -> str:
+    """The prefix's cursor name and ``suffix``, within the column (a digest past it)."""
+    name = cursor_name(prefix) + suffix
     if len(name) <= CURSOR_CHARS:
         return name
     digest = hashlib.sha256(prefix.encode()).hexdigest()[:16]
-    head = f"{CONSUMER}:{prefix}"[: CURSOR_CHARS - len(digest) - 1 - len(ERASURES)]
-    return f"{head}~{digest}{ERASURES}"
+    head = f"{CONSUMER}:{prefix}"[: CURSOR_CHARS - len(digest) - 1 - len(suffix)]
+    return f"{head}~{digest}{suffix}"
 
 
 def mappings() -> dict[str, Any]:
@@ -390,6 +420,7 @@ class OpenSearchBackend:
         self._prefix = prefix
         self._cursor = cursor_name(prefix)
         self._erasures_cursor = erasures_cursor_name(prefix)
+        self._building_cursor = building_cursor_name(prefix)
         self._refresh_interval = refresh_interval
         self._bulk_retries = bulk_retries
         self._template_ready = False
@@ -677,20 +708,50 @@ class OpenSearchBackend:
 
     def _cursor_rows(self, consumer: str) -> dict[str, int]:
         """Each log's position of one consumer cursor."""
-        c = consumer_cursors
         with self._engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(c.c.log_id, c.c.position).where(c.c.consumer == consumer)
-            ).all()
+            return self._rows(conn, consumer)
+
+    @staticmethod
+    def _rows(conn: sa.Connection, consumer: str) -> dict[str, int]:
+        c = consumer_cursors
+        rows = conn.execute(
+            sa.select(c.c.log_id, c.c.position).where(c.c.consumer == consumer)
+        ).all()
         return {r.log_id: int(r.position) for r in rows}
 
     def building(self) -> dict[str, int] | None:
-        """Nothing: a new prefix's build is not tracked (its reads miss what is not indexed)."""
-        return {}
+        """Per log still being built, the position it must reach; None: not planned yet.
+
+        The plan is the store cursor :func:`building_cursor_name` (written by
+        :meth:`begin_building`); a log is built once its position reaches its
+        row, so the write that moves the position there ends its build (rows
+        stay: the indexer's role may not delete cursor rows, and a position
+        never moves back). A prefix with positions and no plan (a deployment
+        that indexed before plans were kept) is built. Neither, over a store
+        holding events: not planned yet (the leader plans it when it starts);
+        over a store without any, nothing is to be built.
+        """
+        with self._engine.connect() as conn:
+            plan = self._rows(conn, self._building_cursor)
+            positions = self._rows(conn, self._cursor)
+            if not plan and not positions:
+                holding = sa.select(logs.c.log_id).where(logs.c.size > 0).limit(1)
+                return None if conn.execute(holding).first() is not None else {}
+        return {k: target for k, target in plan.items() if positions.get(k, 0) < target}
 
     def begin_building(self, sizes: dict[str, int]) -> dict[str, int]:
-        """Nothing (see :meth:`building`)."""
-        return {}
+        """Plans a new prefix's build: each log of ``sizes`` holding entries must reach its size.
+
+        Only while the prefix has no position and no plan (one transaction);
+        otherwise, and afterwards, answers :meth:`building`.
+        """
+        with self._engine.begin() as conn:
+            if not self._rows(conn, self._cursor) and not self._rows(conn, self._building_cursor):
+                for log_id, size in sorted(sizes.items()):
+                    if size > 0:
+                        cursors.advance(conn, self._building_cursor, log_id, size)
+        planned = self.building()
+        return {} if planned is None else planned  # events since ``sizes``: the ordinary lag
 
     def erasures_applied(self) -> dict[str, int]:
         """Per held log, the sequence below which every erasure record is applied.
