@@ -41,7 +41,7 @@ from aiaudit.alerting.sinks import alert_json
 from aiaudit.alerting.store import AlertStore
 from aiaudit.alerting.v1 import alerting_service_pb2 as apb
 from aiaudit.alerting.v1 import alerting_service_pb2_grpc as apb_grpc
-from aiaudit.common import client, config
+from aiaudit.common import client, collector, config
 from aiaudit.common.store import open_store
 from aiaudit.common.store.prepare import prepare
 from aiaudit.ingest.v1 import ingest_service_pb2 as ipb
@@ -227,6 +227,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rate", type=float, default=500.0, help="background events/s")
     args = parser.parse_args()
+    collector.settle()  # as a server does once started: (a) and (b) run in this process
     with fresh_database() as db:
         url = db.url
         ingest_rate = measure_ingest(url, args.events)

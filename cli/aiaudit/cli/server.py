@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import gc
 import importlib
 import logging
 import os
@@ -22,7 +21,7 @@ from grpc_reflection.v1alpha import reflection
 
 from aiaudit.cli.health_port import HealthPort
 from aiaudit.cli.health_servicer import Health
-from aiaudit.common import wrapping
+from aiaudit.common import collector, wrapping
 from aiaudit.common.access import AccessLog
 from aiaudit.common.auth import Authenticator
 from aiaudit.common.caller_share import CallerShare, calls_per_caller
@@ -396,11 +395,7 @@ def start(settings: Settings, shared_port: bool = False) -> Suite:
     reflection.enable_server_reflection(
         [*services, health.SERVICE_NAME, reflection.SERVICE_NAME], server
     )
-    # What startup built (descriptors, table metadata, handlers) lives as long as the
-    # process: leaving it out of every full collection shortens the GC pauses that
-    # otherwise land in the middle of requests (search p99).
-    gc.collect()
-    gc.freeze()
+    collector.settle()  # what start-up built, out of the collector's way
     server.start()
     health_server = (
         HealthPort(settings.health_address, health_servicer.status_of, shared_port)
