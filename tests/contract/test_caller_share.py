@@ -3,7 +3,7 @@
 grpcio's synchronous server waits for a unary call's request in one of its RPC threads.
 The credential gate refuses unknown callers before that, but a known key could open 64
 calls, never send their requests and hold every thread: every other caller's calls
-waited (review, 2026-12-07). A principal's calls now hold at most ``caller_thread_share``
+waited (review, 2026-12-06). A principal's calls now hold at most ``caller_thread_share``
 of ``rpc_threads`` (32 of 64); the next is refused at once, and a call that ends before
 its request arrives (cancelled, past its deadline) gives its count back.
 """

@@ -4,7 +4,7 @@ grpcio's synchronous server gives each call one of its ``rpc_threads`` and, for 
 of one request, waits there for the request before any handler runs. The credential gate
 refuses unknown callers before that; a caller with a valid key that opened 64 calls and
 never sent their requests still held every thread, and every other caller's calls waited
-(review, 2026-12-07).
+(review, 2026-12-06).
 
 Here each method of one request is served as one of a request stream: grpcio then calls
 the behaviour as soon as the call has a thread, without waiting for anything. It counts

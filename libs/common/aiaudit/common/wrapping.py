@@ -11,7 +11,7 @@ A wrapper keeps grpcio's non-blocking mark too. grpc_health's ``Watch`` is marke
 ``send_response_callback``, and it returns at once, answering each status change from
 that callback, so an open watch holds no RPC thread. A wrapper without the mark was
 called as a blocking generator, and each watch waited in its thread for the next status
-for as long as it was open (review, 2026-12-07).
+for as long as it was open (review, 2026-12-06).
 """
 
 from __future__ import annotations
