@@ -16,7 +16,7 @@ import sqlalchemy as sa
 import yaml
 
 from aiaudit.alerting.engine import Engine
-from aiaudit.alerting.model import StoredRule
+from aiaudit.alerting.model import FIRING, Alert, StoredRule
 from aiaudit.alerting.rulebook import RuleBook
 from aiaudit.alerting.rules import compile_rule
 from aiaudit.alerting.sinks import alert_json
@@ -29,6 +29,27 @@ from aiaudit.common.store.sql import SqlEventStore
 from aiaudit.common.v1 import event_pb2 as ev
 from tests.conftest import Postgres, _database, write_keys
 from tests.helpers import clear_on_postgres
+
+
+def bare_alert(tenant: str, rule_id: str = "r", change_seq: int = 0) -> Alert:
+    """A firing alert with no events or evidence, for tests that write alert rows directly."""
+    now = dt.datetime.now(dt.UTC)
+    return Alert(
+        tenant=tenant,
+        alert_id="a" * 32,
+        rule_id=rule_id,
+        dedup_key="k",
+        state=FIRING,
+        severity=5,
+        summary=rule_id,
+        event_ids=[],
+        evidence=[],
+        labels={},
+        occurrence_count=1,
+        create_time=now,
+        last_seen_time=now,
+        change_seq=change_seq,
+    )
 
 
 def login(pg: Postgres, role: str) -> str:

@@ -7,7 +7,6 @@ the alerting role reads the store's id and moves its own epochs, and nothing mor
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,6 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
-from aiaudit.alerting.model import FIRING, Alert
 from aiaudit.alerting.rulebook import RuleBook
 from aiaudit.alerting.service import (
     AlertingService,
@@ -29,28 +27,8 @@ from aiaudit.alerting.tables import epochs, heads
 from aiaudit.alerting.tables import store as store_t
 from aiaudit.common.store import cursors, open_store
 from aiaudit.common.store.migrate import migrate
-from tests.alerting.conftest import login
+from tests.alerting.conftest import bare_alert, login
 from tests.conftest import Postgres
-
-
-def _alert(tenant: str, change_seq: int) -> Alert:
-    now = dt.datetime.now(dt.UTC)
-    return Alert(
-        tenant=tenant,
-        alert_id="a" * 32,
-        rule_id="r",
-        dedup_key="k",
-        state=FIRING,
-        severity=5,
-        summary="s",
-        event_ids=[],
-        evidence=[],
-        labels={},
-        occurrence_count=1,
-        create_time=now,
-        last_seen_time=now,
-        change_seq=change_seq,
-    )
 
 
 def test_changes_made_before_it_resume_and_later_ones_take_an_epoch(tmp_path: Path) -> None:
@@ -64,7 +42,7 @@ def test_changes_made_before_it_resume_and_later_ones_take_an_epoch(tmp_path: Pa
         conn.execute(sa.text("INSERT INTO alerting_heads (tenant, change_seq) VALUES ('t1', 7)"))
     old = AlertStore(engine)
     with engine.begin() as conn:
-        old.insert_alert(conn, _alert("t1", 7))
+        old.insert_alert(conn, bare_alert("t1", change_seq=7))
     migrate(engine)
     with engine.connect() as conn:
         (store_id,) = conn.execute(sa.select(store_t.c.store_id)).scalars().all()
