@@ -99,7 +99,7 @@ def utc_sessions(url: str | sa.URL) -> dict[str, object]:
 
     Times come back in ``datetime.UTC`` whatever the server's default zone:
     under a named zone (``Etc/UTC`` on Debian) psycopg built and hashed every
-    timestamp through ``zoneinfo``, a tenth of the CPU a consumer spent reading a
+    timestamp through ``zoneinfo``, about half of the CPU a consumer spent reading a
     batch of the log. The code names UTC wherever a zone matters, so nothing else changes.
     """
     given = sa.make_url(url).query.get("options", "")
