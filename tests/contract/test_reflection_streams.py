@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,19 @@ def refusal(err: grpc.RpcError) -> tuple[grpc.StatusCode, str, str]:
     return err.code(), info.reason, status.message
 
 
+def first_answer(
+    call: Iterator[Any], close: Callable[[], None], expected: Callable[[Any], bool]
+) -> tuple[grpc.StatusCode, str, str] | None:
+    """None once a stream's first answer came (and is ``expected``); else, closed, its refusal."""
+    try:
+        first = next(call)
+    except grpc.RpcError as err:
+        close()
+        return refusal(err)
+    assert expected(first), first
+    return None
+
+
 class Reflection:
     """A ServerReflectionInfo stream of one role, left open after its first answer."""
 
@@ -70,13 +83,7 @@ class Reflection:
 
     def opened(self) -> tuple[grpc.StatusCode, str, str] | None:
         """None once the server answered (the stream runs, holding its thread); else the refusal."""
-        try:
-            first = next(self.call)
-        except grpc.RpcError as err:
-            self.close()
-            return refusal(err)
-        assert first.list_services_response.service
-        return None
+        return first_answer(self.call, self.close, lambda r: bool(r.list_services_response.service))
 
     def close(self) -> None:
         """Cancels the stream."""
@@ -95,13 +102,8 @@ class Watch:
 
     def opened(self) -> tuple[grpc.StatusCode, str, str] | None:
         """None once the server answered the status; else the refusal."""
-        try:
-            first = next(self.call)
-        except grpc.RpcError as err:
-            self.close()
-            return refusal(err)
-        assert first.status == health_pb2.HealthCheckResponse.SERVING
-        return None
+        serving = health_pb2.HealthCheckResponse.SERVING
+        return first_answer(self.call, self.close, lambda r: r.status == serving)
 
     def close(self) -> None:
         """Cancels the stream."""

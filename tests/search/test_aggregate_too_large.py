@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 
+from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.search import catalogue, language
 from aiaudit.search.backends.base import MAX_BUCKETS, AggregateSpec, TooManyBucketsError
 from aiaudit.search.backends.opensearch import mappings
@@ -24,6 +26,26 @@ START = dt.datetime(2026, 3, 2, tzinfo=dt.UTC)
 """Within the month of the index made from the earlier mappings."""
 
 
+def _before_bool() -> dict[str, Any]:
+    """The mappings of an index from before ``entries.bool`` (booleans held as text)."""
+    earlier = mappings()
+    earlier["properties"]["entries"]["properties"].pop("bool", None)
+    earlier["properties"].pop("typed_bools", None)
+    return earlier
+
+
+def _flagged(tenant: str) -> list[ev.Event]:
+    """Two events at START, each with every boolean attribute of KEYS set."""
+    flagged = []
+    for name in ("new-bool", "old-bool"):
+        e = interaction(tenant, name)
+        e.occurred_time.FromDatetime(START)
+        for key in KEYS:
+            e.attributes[key].bool_value = True
+        flagged.append(e)
+    return flagged
+
+
 def test_a_filter_too_large_for_the_node_is_named_as_the_filter_in_an_aggregate(
     tmp_path: Path, opensearch_url: str, tenant: str
 ) -> None:
@@ -31,17 +53,12 @@ def test_a_filter_too_large_for_the_node_is_named_as_the_filter_in_an_aggregate(
     than the node holds: a page answers INVALID_ARGUMENT naming ``filter``, an aggregate
     named ``group_by`` (``histogram.interval`` with a histogram), which were fine, as it
     named them for every refusal of the backend. Too many buckets still name them."""
-    earlier = mappings()
-    earlier["properties"]["entries"]["properties"].pop("bool", None)
-    earlier["properties"].pop("typed_bools", None)
-    with over_an_earlier_index(tmp_path, opensearch_url, earlier) as (running, direct, index):
-        flagged = []
-        for name in ("new-bool", "old-bool"):
-            e = interaction(tenant, name)
-            e.occurred_time.FromDatetime(START)
-            for key in KEYS:
-                e.attributes[key].bool_value = True
-            flagged.append(e)
+    with over_an_earlier_index(tmp_path, opensearch_url, _before_bool()) as (
+        running,
+        direct,
+        index,
+    ):
+        flagged = _flagged(tenant)
         # One more group and one more second than an aggregate may answer.
         many = []
         for i in range(MAX_BUCKETS + 1):
@@ -160,17 +177,12 @@ def test_a_filter_one_month_refuses_is_refused_though_another_month_answers_it(
     aggregate was answered from the empty month (no groups), a page with no event (in a
     full run, the test above once met the month of its own access records so, made by
     the indexer just after the events it waited for, not yet refreshed)."""
-    earlier = mappings()
-    earlier["properties"]["entries"]["properties"].pop("bool", None)
-    earlier["properties"].pop("typed_bools", None)
-    with over_an_earlier_index(tmp_path, opensearch_url, earlier) as (running, direct, index):
-        flagged = []
-        for name in ("new-bool", "old-bool"):
-            e = interaction(tenant, name)
-            e.occurred_time.FromDatetime(START)
-            for key in KEYS:
-                e.attributes[key].bool_value = True
-            flagged.append(e)
+    with over_an_earlier_index(tmp_path, opensearch_url, _before_bool()) as (
+        running,
+        direct,
+        index,
+    ):
+        flagged = _flagged(tenant)
         sequences = running.append(flagged)
         running.wait_indexed(tenant, len(flagged))
         index_as_before_entries_bool(direct, index, tenant, flagged[1], sequences[1])
