@@ -121,10 +121,15 @@ def test_another_tenants_batches_commit_while_a_head_is_held(
 
 @pytest.fixture
 def ingest(pg_store: SqlEventStore) -> Iterator[pb_grpc.IngestServiceStub]:
-    """IngestService on PostgreSQL answering a batch not committed within 2 s (30 s served)."""
-    committer = GroupCommitter(pg_store)
+    """IngestService on PostgreSQL answering a batch not committed within 5 s (30 s served).
+
+    A head is waited for 0.2 s (1 s served): another tenant's batch grouped with a held
+    one commits after that wait, well within the 5 s on a loaded machine (with 1 s and
+    2 s, a CI run once answered it UNAVAILABLE).
+    """
+    committer = GroupCommitter(pg_store, lock_timeout=0.2)
     handlers = IngestHandlers(
-        committer, Limits(), Authenticator(None), StreamSlots("AppendStream", 4, 4), 2.0
+        committer, Limits(), Authenticator(None), StreamSlots("AppendStream", 4, 4), 5.0
     )
     server = grpc.server(ThreadPoolExecutor(max_workers=8))
     append = grpc.unary_unary_rpc_method_handler(
