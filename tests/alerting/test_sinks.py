@@ -40,7 +40,7 @@ from aiaudit.common.config import ConfigError
 from aiaudit.common.erasure import erase
 from aiaudit.common.store import open_store
 from aiaudit.common.store.sql import SqlEventStore
-from tests.alerting.conftest import append, drain, login, make_engine
+from tests.alerting.conftest import append, bare_alert, drain, login, make_engine
 from tests.conftest import Postgres
 from tests.helpers import interaction, serve_http, wait_until
 
@@ -689,6 +689,28 @@ def test_a_name_lookup_that_never_answers_fails_the_attempt_at_the_timeout(
         due = c.execute(sa.select(deliveries.c.next_attempt_time)).scalar_one()
     due = due.replace(tzinfo=dt.UTC) if due.tzinfo is None else due
     assert due > dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)  # retried as any failure
+
+
+@pytest.mark.parametrize("scheme", ["udp", "tcp"])
+def test_a_syslog_name_lookup_that_never_answers_fails_the_attempt_at_the_timeout(
+    scheme: str,
+) -> None:
+    """The syslog sink looked its name up with no bound, in the sink's only thread: a
+    resolver that never answered held every later syslog delivery for as long as it hung.
+    Now the attempt fails at the timeout (as the webhook's does) while the lookup hangs on."""
+    lookup = HangingLookup()
+    config = SinkConfig(syslog_address=f"{scheme}://logs.example:514", timeout=0.3, resolve=lookup)
+    started = time.monotonic()
+    try:
+        with pytest.raises(DeliveryError) as info:
+            config.send("syslog", alert_json(bare_alert("t1")))
+        took = time.monotonic() - started
+        assert str(info.value) == "not sent within 0.3 s (name lookup of logs.example)"
+        assert took < 5
+        assert (lookup.asked, lookup.answered) == (1, 0)
+    finally:
+        lookup.release.set()
+    wait_until(lambda: lookup.answered == 1)
 
 
 def test_lookups_left_hanging_are_capped_and_the_cap_frees_as_they_end() -> None:

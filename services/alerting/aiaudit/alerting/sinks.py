@@ -107,9 +107,10 @@ def _redacted(url: str) -> str:
 Resolver = Callable[..., list[tuple[Any, ...]]]
 """A name lookup with :func:`socket.getaddrinfo`'s signature."""
 NAME_LOOKUPS = 8
-"""Webhook name lookups running at once. A lookup that outlives its attempt's deadline goes
-on in a thread of its own (getaddrinfo cannot be interrupted) until the resolver gives up;
-with this many still unanswered, an attempt fails at once rather than start another."""
+"""Name lookups (webhook and syslog) running at once. A lookup that outlives its attempt's
+deadline goes on in a thread of its own (getaddrinfo cannot be interrupted) until the
+resolver gives up; with this many still unanswered, an attempt fails at once rather than
+start another."""
 _LOOKUPS = threading.BoundedSemaphore(NAME_LOOKUPS)
 
 
@@ -162,8 +163,10 @@ class _Watchdog:
             if self.expired:
                 self._shut(self._socks[-1])
 
-    def lookup(self, host: str, port: int) -> list[tuple[Any, ...]]:
-        """``getaddrinfo`` for a TCP connection, waited for until the deadline at most."""
+    def lookup(
+        self, host: str, port: int, kind: socket.SocketKind = socket.SOCK_STREAM
+    ) -> list[tuple[Any, ...]]:
+        """``getaddrinfo`` for sockets of ``kind``, waited for until the deadline at most."""
         if not _LOOKUPS.acquire(blocking=False):
             raise OSError(f"name lookup of {host}: too many earlier lookups still unanswered")
         done = threading.Event()
@@ -171,14 +174,14 @@ class _Watchdog:
 
         def run() -> None:
             try:
-                outcome.append(self._resolve(host, port, 0, socket.SOCK_STREAM))
+                outcome.append(self._resolve(host, port, 0, kind))
             except Exception as exc:  # gaierror; UnicodeError for a name IDNA cannot encode
                 outcome.append(exc)
             finally:
                 _LOOKUPS.release()
                 done.set()
 
-        threading.Thread(target=run, name="webhook-name-lookup", daemon=True).start()
+        threading.Thread(target=run, name="sink-name-lookup", daemon=True).start()
         if not done.wait(max(self._left(), 0.0)):
             self.unanswered = f"name lookup of {host}"
             raise TimeoutError(f"{self.unanswered} unanswered")
@@ -415,23 +418,37 @@ def syslog_target(address: str) -> tuple[str, str, int]:
     return parts.scheme, urllib.parse.unquote(parts.hostname), port
 
 
-def send_syslog(address: str, payload: str, timeout: float) -> None:
-    """UDP: one datagram; TCP: RFC 6587 octet-counting framing; IPv4 or IPv6."""
+def send_syslog(
+    address: str, payload: str, timeout: float, *, resolve: Resolver = socket.getaddrinfo
+) -> None:
+    """UDP: one datagram; TCP: RFC 6587 octet-counting framing; IPv4 or IPv6.
+
+    ``timeout`` bounds the whole attempt (name lookup, connect, send), as the
+    webhook's: the lookup ran unbounded in the sink's only thread, so a resolver
+    that never answered held every later syslog delivery for as long as it hung.
+    """
     try:
         scheme, host, port = syslog_target(address)
     except ValueError as exc:
         raise DeliveryError(f"syslog address {address!r}: {exc}") from None
     message = syslog_message(payload)
-    try:
-        if scheme == "udp":  # the address family is the one the name resolves to
-            family, kind, proto, _, where = socket.getaddrinfo(host, port, 0, socket.SOCK_DGRAM)[0]
-            with socket.socket(family, kind, proto) as s:
-                s.sendto(message, where)
-        else:
-            with socket.create_connection((host, port), timeout=timeout) as s:
-                s.sendall(str(len(message)).encode() + b" " + message)
-    except OSError as exc:
-        raise DeliveryError(str(exc)) from None
+    with _Watchdog(timeout, resolve) as watchdog:
+        try:
+            if scheme == "udp":  # the address family is the one the name resolves to
+                found = watchdog.lookup(host, port, socket.SOCK_DGRAM)
+                if not found:
+                    raise OSError(f"name lookup of {host} found no address")
+                family, kind, proto, _, where = found[0]
+                with socket.socket(family, kind, proto) as s:
+                    s.sendto(message, where)
+            else:
+                with watchdog.connect((host, port), timeout) as s:
+                    s.sendall(str(len(message)).encode() + b" " + message)
+        except OSError as exc:
+            if watchdog.expired:
+                what = f" ({watchdog.unanswered})" if watchdog.unanswered else ""
+                raise DeliveryError(f"not sent within {timeout:g} s{what}") from None
+            raise DeliveryError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -450,7 +467,7 @@ class SinkConfig:
     retry_base: float = 1.0
     """First retry delay in seconds; doubles each attempt up to ``MAX_BACKOFF``."""
     resolve: Resolver = field(default=socket.getaddrinfo, repr=False, compare=False)
-    """The webhook's name lookup (:func:`socket.getaddrinfo`; tests pass one that hangs)."""
+    """The sinks' name lookup (:func:`socket.getaddrinfo`; tests pass one that hangs)."""
 
     @property
     def sinks(self) -> tuple[str, ...]:
@@ -470,7 +487,7 @@ class SinkConfig:
                 self.webhook_url, self.webhook_secret, payload, self.timeout, resolve=self.resolve
             )
         elif sink == "syslog":
-            send_syslog(self.syslog_address, payload, self.timeout)
+            send_syslog(self.syslog_address, payload, self.timeout, resolve=self.resolve)
         else:
             raise DeliveryError(f"sink {sink!r} is not configured")
 
