@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import json
 import queue
 import sqlite3
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,10 +26,13 @@ import sqlalchemy as sa
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from aiaudit.alerting.rulebook import RuleBook
+from aiaudit.alerting.service import AlertingService, Changes, ResumePoint, ResumeTokenError
+from aiaudit.alerting.store import AlertStore
 from aiaudit.alerting.v1 import alerting_service_pb2 as pb
 from aiaudit.alerting.v1 import alerting_service_pb2_grpc as pb_grpc
 from aiaudit.common.store import open_store
-from tests.alerting.conftest import serving
+from tests.alerting.conftest import bare_alert, serving
 from tests.alerting.test_service import RULE, Server, send, violations
 from tests.conftest import Postgres, _database
 from tests.helpers import interaction, wait_until
@@ -407,4 +412,68 @@ def test_a_store_restored_then_changed_refuses_later_tokens_and_ends_live_watche
         assert [m.alert.dedup_key for m in after_seventh.take(1)] == ["big-output:u8"]
         after_seventh.close()
     finally:
+        owner.dispose()
+
+
+def _alert_changed(store: AlertStore, tenant: str, key: str) -> None:
+    """A new alert of dedup key ``key``, written as the engine writes one (the next number)."""
+    with store.write() as conn, conn.begin():
+        seq = store.lock_head(conn, tenant) + 1
+        alert = dataclasses.replace(bare_alert(tenant, change_seq=seq), dedup_key=key)
+        store.insert_alert(conn, dataclasses.replace(alert, alert_id=uuid.uuid4().hex))
+        store.set_head(conn, tenant, seq)
+
+
+def test_a_restore_between_the_reads_of_one_look_ends_the_watch(
+    store_url: str, alerting_url: str, tenant: str, request: pytest.FixtureRequest
+) -> None:
+    """A look read the changes, then the head and epoch that vouch for them, in statements
+    of their own (on PostgreSQL each saw what had committed when it ran). The store restored
+    between the two (to a backup of the first change), then changed up to past what the
+    look had read: the look sent the lost history's second and third changes under the new
+    history's position, the watch went on from there, and the new history's second and
+    third changes were never sent; the look's tokens resumed as if they had been. Now a
+    look reads in one snapshot: the lost history's changes go out under the lost history's
+    position, and the next look ends the watch before the new history's changes are sent.
+    The restore lands in the statement's own event, after the changes were read. (SQLite:
+    a look was one snapshot already, the engine BEGINs and a WAL reader keeps the snapshot
+    of its first read; the case keeps it so.)"""
+    events = open_store(alerting_url)
+    owner = _engine_as_owner(store_url, request)
+    alerts = AlertStore(events.engine)
+    service = AlertingService(events, alerts, RuleBook(alerts), Changes())
+    armed = False
+
+    def between(_c: object, _cur: object, statement: str, *_: object) -> None:
+        nonlocal armed
+        if armed and "alerting_alerts.change_seq >" in statement:
+            armed = False
+            _restore(owner, tenant, backup)
+            for key in ("b2", "b3", "b4"):  # numbered 2 to 4 in the new history
+                _alert_changed(alerts, tenant, key)
+
+    sa.event.listen(events.engine, "after_cursor_execute", between)
+    try:
+        _alert_changed(alerts, tenant, "a1")
+        backup = _backup(owner, tenant)
+        sub = service.subscribe(tenant)
+        _alert_changed(alerts, tenant, "a2")
+        _alert_changed(alerts, tenant, "a3")
+        looks = service.watch(sub, tenant, 0, lambda: False)
+        armed = True
+        first = next(looks)
+        assert not armed  # the restore landed after the look's changes were read
+        assert [a.dedup_key for a in first.alerts] == ["a2", "a3"]
+        assert first.vouch.head == 3  # the history they were read in
+        service.changes.notify()  # the next look at once
+        with pytest.raises(ResumeTokenError) as ended:
+            next(looks)
+        assert ended.value.reason == "RESUME_TOKEN_OTHER_HISTORY"
+        for after in (2, 3):  # the look's tokens follow the lost history
+            with pytest.raises(ResumeTokenError) as refused:
+                service.subscribe(tenant, ResumePoint(after, first.vouch))
+            assert refused.value.reason == "RESUME_TOKEN_OTHER_HISTORY"
+    finally:
+        sa.event.remove(events.engine, "after_cursor_execute", between)
+        events.close()
         owner.dispose()

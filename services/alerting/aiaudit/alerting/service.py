@@ -899,12 +899,18 @@ class AlertingService:
         from a number that now means other changes, and the changes given the
         numbers it is past would never be sent. ResumeTokenError then, before
         anything of it is sent. An idle look costs one more read (the head).
+
+        A look reads in one snapshot (:meth:`AlertStore.snapshot`): on PostgreSQL
+        each statement saw what had committed when it ran, so a store restored
+        between the changes and the position, then changed past them, had the
+        lost history's changes sent under the new history's position, and the
+        new history's changes of those numbers were never sent.
         """
         after, vouch = sub.after, sub.vouch
         try:
             while not stop():
                 sub.wake.clear()
-                with self.store.engine.connect() as conn:
+                with self.store.snapshot() as conn:
                     found = self.store.changes(conn, tenant, after, 500)
                     # Nothing new: the head behind the watch is the store gone back (its
                     # next changes would take numbers the watch is past, never sent).

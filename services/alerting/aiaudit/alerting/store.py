@@ -185,6 +185,21 @@ class AlertStore:
         """A connection whose transactions take the write lock at BEGIN on SQLite."""
         return self.engine.connect().execution_options(sqlite_immediate=True)
 
+    def snapshot(self) -> sa.Connection:
+        """A connection whose transaction reads one snapshot of the store.
+
+        For reads that must agree: the changes a watch found and the head and
+        epoch that vouch for them. PostgreSQL: REPEATABLE READ (read committed
+        takes a snapshot per statement; the level goes with the transaction's
+        BEGIN, no statement more). SQLite: any transaction is one (the store's
+        engine BEGINs, and a WAL reader keeps the snapshot of its first read
+        until it ends).
+        """
+        conn = self.engine.connect()
+        if self.engine.dialect.name == "postgresql":
+            conn.execution_options(isolation_level="REPEATABLE READ")
+        return conn
+
     # ---- rules ----
 
     def tenant_rules(self, conn: sa.Connection, tenant: str) -> list[StoredRule]:
