@@ -29,6 +29,7 @@ from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
 from aiaudit.sdk import AuditLogger
 from tests.conftest import serve_suite
+from tests.contract.test_caller_share import Silent
 from tests.helpers import interaction, wait_until
 from tests.sdk.test_logger import rejected_lines, spooled, stored_ids
 
@@ -89,10 +90,13 @@ class SentAppends(_ClientInterceptor):
         return continuation(client_call_details, request)
 
 
-class OneCallServer:
-    """The suite's server, ingest only, serving one call at a time; its loggers."""
+class SdkServer:
+    """The suite's server, ingest only, serving one call at a time (unless ``one_call`` is
+    False); its loggers."""
 
-    def __init__(self, store_url: str, tmp_path: Path, **overrides: object) -> None:
+    def __init__(
+        self, store_url: str, tmp_path: Path, one_call: bool = True, **overrides: object
+    ) -> None:
         self.store_url = store_url
         self.spool = tmp_path / "spool"
         self.appends = AppendCalls()
@@ -100,7 +104,8 @@ class OneCallServer:
         real = grpc.server
 
         def one_at_a_time(*args: Any, **kwargs: Any) -> grpc.Server:
-            kwargs["maximum_concurrent_rpcs"] = 1
+            if one_call:
+                kwargs["maximum_concurrent_rpcs"] = 1
             kwargs["interceptors"] = [*kwargs.get("interceptors", ()), self.appends]
             return real(*args, **kwargs)
 
@@ -165,12 +170,12 @@ class OneCallServer:
 
 
 @pytest.fixture
-def serve(store_url: str, tmp_path: Path) -> Iterator[Callable[..., OneCallServer]]:
-    """Starts a :class:`OneCallServer` with the given settings; stopped after the test."""
-    started: list[OneCallServer] = []
+def serve(store_url: str, tmp_path: Path) -> Iterator[Callable[..., SdkServer]]:
+    """Starts a :class:`SdkServer` with the given settings; stopped after the test."""
+    started: list[SdkServer] = []
 
-    def start(**overrides: object) -> OneCallServer:
-        started.append(OneCallServer(store_url, tmp_path, **overrides))
+    def start(**overrides: object) -> SdkServer:
+        started.append(SdkServer(store_url, tmp_path, **overrides))
         return started[-1]
 
     yield start
@@ -179,7 +184,7 @@ def serve(store_url: str, tmp_path: Path) -> Iterator[Callable[..., OneCallServe
 
 
 def test_events_refused_at_the_concurrent_call_limit_are_kept_and_each_stored_once(
-    serve: Callable[..., OneCallServer], tenant: str, caplog: pytest.LogCaptureFixture
+    serve: Callable[..., SdkServer], tenant: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Every ``Append`` refused while the limit holds, the live batches and the replays of the
     spooled ones: each batch is spooled whole, none set aside; once the limit frees, each
@@ -205,7 +210,7 @@ def test_events_refused_at_the_concurrent_call_limit_are_kept_and_each_stored_on
 
 
 def test_a_batch_refused_at_the_concurrent_call_limit_is_sent_again_whole_never_halved(
-    serve: Callable[..., OneCallServer], tenant: str
+    serve: Callable[..., SdkServer], tenant: str
 ) -> None:
     """One refused ``Append`` an attempt, carrying the whole batch in order. Until 2026-12-05
     the refusal was halved like a batch too large, down to one event: a batch of 45 cost 6
@@ -228,8 +233,36 @@ def test_a_batch_refused_at_the_concurrent_call_limit_is_sent_again_whole_never_
     assert server.appends.count == len(server.sent.batches)  # every call the server saw
 
 
+def test_a_batch_refused_at_the_keys_thread_share_is_sent_again_whole_never_halved(
+    serve: Callable[..., SdkServer], tenant: str
+) -> None:
+    """The key's share of the server's threads (``CALLER_SHARE_EXHAUSTED``) is the server's
+    load too. Until 2026-12-06 the SDK halved it like a batch too large, down to one event:
+    45 events cost 6 calls an attempt, from a key already at its share."""
+    server = serve(one_call=False, caller_thread_share=0.02)  # 1 of 64 threads
+    logger = server.logger(batch_size=45, linger=HELD)  # the 45 events make one batch
+    silent = Silent(server.address, server.keys["gateway"])
+    try:
+        silent.open(1)  # the key's one call in progress, waiting for its request
+        share = server.suite.share  # type: ignore[attr-defined]
+        wait_until(lambda: share.held("test-gateway") == 1)
+        ids = [logger.log(interaction(tenant, text=f"m{i}")) for i in range(45)]
+        wait_until(lambda: spooled(server.spool) == 45 or server.refused)
+        server.appends.wait_for(server.appends.count + 3)  # the spooled batch's replays
+        assert stored_ids(server.store_url, tenant) == []
+        refused = list(server.sent.batches)
+    finally:
+        silent.close()
+    assert [len(batch) for batch in refused] == [45] * len(refused)
+    assert all(batch == ids for batch in refused)
+    assert logger.flush(timeout=60)
+    assert stored_ids(server.store_url, tenant) == ids  # each once, in order
+    assert spooled(server.spool) == 0
+    assert server.refused == [] and rejected_lines(server.spool) == []
+
+
 def test_an_event_above_4_mib_refused_at_the_concurrent_call_limit_is_kept(
-    serve: Callable[..., OneCallServer], tenant: str
+    serve: Callable[..., SdkServer], tenant: str
 ) -> None:
     """The SDK took any ``RESOURCE_EXHAUSTED`` for an event above its own 4 MiB for the event's
     size: against a server whose ``max_event_bytes`` takes it, an event refused at the limit

@@ -16,9 +16,10 @@ sender thread sends the buffered events in batches (``Append``, at most
   to ``on_rejected``; the rest of its batch is sent again.
 
 Anything else (the service down or overloaded, its concurrent-call limit
-included, a timeout, a credential not accepted yet) is transient, never halved:
-what is left of the batch goes, in order, to the disk spool (``Spool``),
-new batches follow it there while the service stays down, and the logger
+and the key's share of its threads included, a timeout, a credential not
+accepted yet) is transient, never halved: what is left of the batch goes,
+in order, to the disk spool (``Spool``), new batches follow it there while
+the service stays down, and the logger
 retries with exponential backoff (full jitter). Once a call succeeds it
 replays the spool oldest first, one spooled batch per round between batches
 of new events, which are sent at once rather than wait behind the backlog; what
@@ -460,10 +461,13 @@ class AuditLogger:
         The server's concurrent-call limit (gRPC's ``Concurrent RPC limit exceeded!``,
         refused before any handler runs) is transient at once, the whole batch kept:
         until 2026-12-05 it was halved too, about 9 more calls for a batch of 500 to a
-        server already full, from every gateway at once (review).
+        server already full, from every gateway at once (review). So is the key's share
+        of the server's threads (:data:`_LOAD_REASONS`), halved until 2026-12-06.
         """
         code = err.code()
-        if code == grpc.StatusCode.RESOURCE_EXHAUSTED and _AT_LIMIT in (err.details() or ""):
+        if code == grpc.StatusCode.RESOURCE_EXHAUSTED and (
+            _AT_LIMIT in (err.details() or "") or _reason(err) in _LOAD_REASONS
+        ):
             return None  # the server's load, not the batch: halving only adds calls
         refused, listed = _refused_events(err, events)
         if refused:
@@ -556,10 +560,11 @@ _HALVED = (
     grpc.StatusCode.DATA_LOSS,
 )
 """Answers about the batch, not the service: halved until the event is found, then set aside
-(``RESOURCE_EXHAUSTED`` except the server's concurrent-call limit, ``_AT_LIMIT``). One the
-key may not write (another tenant's) held every batch spooled behind it, for good (review,
-2026-12-05); so did one of a subject whose data key is damaged (``DATA_LOSS``,
-``DATA_KEY_DAMAGED``) and one above a server's lower ``max_message_bytes``."""
+(``RESOURCE_EXHAUSTED`` except the server's concurrent-call limit, ``_AT_LIMIT``, and the
+key's thread share, ``_LOAD_REASONS``). One the key may not write (another tenant's) held
+every batch spooled behind it, for good (review, 2026-12-05); so did one of a subject whose
+data key is damaged (``DATA_LOSS``, ``DATA_KEY_DAMAGED``) and one above a server's lower
+``max_message_bytes``."""
 _PER_EVENT = (
     grpc.StatusCode.INVALID_ARGUMENT,
     grpc.StatusCode.ALREADY_EXISTS,
@@ -577,6 +582,12 @@ _AT_LIMIT = "Concurrent RPC limit exceeded"
 """What gRPC's server says of a call beyond its ``maximum_concurrent_rpcs`` (1024 for
 ``aiaudit serve``): the server's load, so the batch is retried whole, never halved nor set
 aside."""
+
+
+_LOAD_REASONS = frozenset({"CALLER_SHARE_EXHAUSTED"})
+"""``ErrorInfo`` reasons of a ``RESOURCE_EXHAUSTED`` that is the server's load on this key,
+not the batch: the key's calls in progress at its share of the server's threads
+(``caller_thread_share``). Retried whole, as :data:`_AT_LIMIT`."""
 
 
 def _too_large(err: grpc.RpcError) -> bool:
