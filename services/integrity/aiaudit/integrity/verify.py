@@ -1413,13 +1413,37 @@ def _headless(
     """
     found: dict[str, list[str]] = {}
     for table in _TRACES:
-        for (log_id,) in conn.execute(sa.select(table.c.log_id).distinct()):
-            found.setdefault(str(log_id), []).append(table.name)
+        for log_id in _log_ids(conn, table):
+            found.setdefault(log_id, []).append(table.name)
     if checkpoint_dir is not None and checkpoint_dir.is_dir():
         for d in checkpoint_dir.iterdir():
             if d.is_dir():
                 found.setdefault(d.name, []).append("exported checkpoints")
     return {log_id: found[log_id] for log_id in sorted(found.keys() - known)}
+
+
+def _log_ids(conn: sa.Connection, table: sa.Table) -> list[str]:
+    """The distinct ``log_id`` values of ``table``.
+
+    Where its primary key begins with ``log_id``, one probe of that index per
+    log (a skip scan: each the smallest ``log_id`` greater than the one
+    before, so every row's is found): ``SELECT DISTINCT`` read every row, of
+    events, content and nodes alike, ~200 ms of a 100,000-event verify's
+    ~350 ms before its first page (2026-12-06). ``consumer_cursors`` (key:
+    consumer first, a few rows per log) is read whole.
+    """
+    if table.primary_key.columns.values()[0] is not table.c.log_id:
+        return [str(log_id) for (log_id,) in conn.execute(sa.select(table.c.log_id).distinct())]
+    later = table.alias("later")
+    ids = sa.select(sa.func.min(table.c.log_id).label("log_id")).cte("ids", recursive=True)
+    following = (
+        sa.select(sa.func.min(later.c.log_id))
+        .where(later.c.log_id > ids.c.log_id)
+        .scalar_subquery()
+    )
+    ids = ids.union_all(sa.select(following).where(ids.c.log_id.is_not(None)))
+    query = sa.select(ids.c.log_id).where(ids.c.log_id.is_not(None))
+    return [str(log_id) for (log_id,) in conn.execute(query)]
 
 
 class NoExportsError(Exception):
