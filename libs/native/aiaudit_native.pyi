@@ -76,8 +76,14 @@ def media_text(mime_type: str, data: bytes) -> tuple[str, int, str] | None:
     (Python codec to encode it back, byte order mark length, text).
     """
 
-def pack_samples(samples: list[tuple[float, float]]) -> str:
-    """Window samples as ``f64:`` + base64 of little-endian (time, value) doubles."""
+def pack_samples(samples: list[tuple[float, float]]) -> bytes:
+    """Window samples as stored: version byte 1, then per sample varints of its differences.
+
+    The time's and value's bit patterns against the previous sample's: exact for every double.
+    """
+
+def unpack_samples(data: bytes) -> list[tuple[float, float]]:
+    """Samples from ``pack_samples``; ValueError for bytes it did not make."""
 
 class WindowState:
     """Window samples per (rule id, group), and which slots changed since last taken."""
@@ -90,8 +96,8 @@ class WindowState:
         """Sets a slot's samples (as loaded from the store), not marked changed."""
     def samples(self, rule_id: str, group: str) -> list[tuple[float, float]] | None:
         """A slot's samples, oldest first."""
-    def take_changed(self) -> list[tuple[str, str, str]]:
-        """(rule id, group, packed samples) of the slots changed since the last call."""
+    def take_changed(self) -> list[tuple[str, str, bytes]]:
+        """(rule id, group, ``pack_samples`` of its samples) of slots changed since last taken."""
     def journal(self, rule_ids: list[str]) -> None:
         """Records the samples added from now on to these rules' windows (empty: none)."""
     def take_journal(self) -> list[tuple[int, str, str, float, float]]:

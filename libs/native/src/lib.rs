@@ -329,6 +329,7 @@ fn aiaudit_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<rules::RuleProgram>()?;
     m.add_class::<rules::WindowState>()?;
     m.add_function(wrap_pyfunction!(rules::pack_samples, m)?)?;
+    m.add_function(wrap_pyfunction!(rules::unpack_samples, m)?)?;
     m.add_function(wrap_pyfunction!(rules::field_values, m)?)?;
     m.add_function(wrap_pyfunction!(merkle_levels, m)?)?;
     m.add_function(wrap_pyfunction!(detect_family, m)?)?;

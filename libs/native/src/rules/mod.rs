@@ -8,17 +8,16 @@
 
 mod condition;
 mod fields;
+mod packed;
 mod texts;
 mod value;
 mod window;
 
 use std::collections::{HashMap, HashSet};
 
-use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine as _;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{PyBool, PyBytes, PyFloat, PyInt, PyList, PyString, PyTuple};
 
 use crate::detect::{self, Finding};
 use crate::Error;
@@ -89,15 +88,17 @@ impl WindowState {
     }
 }
 
-/// Samples as `f64:` + base64 of little-endian (time, value) doubles.
+/// Samples in their stored form (`packed`: a version byte, then per sample the
+/// differences from the previous one in a few bytes).
 #[pyfunction]
-pub fn pack_samples(samples: Vec<(f64, f64)>) -> String {
-    let mut bytes = Vec::with_capacity(samples.len() * 16);
-    for (t, v) in samples {
-        bytes.extend_from_slice(&t.to_le_bytes());
-        bytes.extend_from_slice(&v.to_le_bytes());
-    }
-    format!("f64:{}", BASE64.encode(bytes))
+pub fn pack_samples<'py>(py: Python<'py>, samples: Vec<(f64, f64)>) -> Bound<'py, PyBytes> {
+    PyBytes::new(py, &packed::pack(samples))
+}
+
+/// Samples from [`pack_samples`]; ValueError for bytes it did not make.
+#[pyfunction]
+pub fn unpack_samples(data: &[u8]) -> PyResult<Vec<(f64, f64)>> {
+    packed::unpack(data).map_err(PyValueError::new_err)
 }
 
 #[pymethods]
@@ -130,8 +131,10 @@ impl WindowState {
         Some(self.slots.get(rule_id)?.get(group)?.0.samples())
     }
 
-    /// (rule id, group, packed samples) of the slots changed since the last call.
-    fn take_changed(&mut self) -> Vec<(String, String, String)> {
+    /// (rule id, group, packed samples as [`pack_samples`] gives them) of the
+    /// slots changed since the last call; a slot not changed since is not
+    /// rewritten (its stored row still holds it).
+    fn take_changed<'py>(&mut self, py: Python<'py>) -> Vec<(String, String, Bound<'py, PyBytes>)> {
         let mut out = Vec::new();
         for (rule_id, groups) in &mut self.slots {
             for (group, (series, changed)) in groups {
@@ -139,13 +142,15 @@ impl WindowState {
                     out.push((
                         rule_id.clone(),
                         group.clone(),
-                        pack_samples(series.samples()),
+                        packed::pack(series.samples()),
                     ));
                 }
             }
         }
-        out.sort();
-        out
+        out.sort_unstable_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        out.into_iter()
+            .map(|(r, g, p)| (r, g, PyBytes::new(py, &p)))
+            .collect()
     }
 
     fn __len__(&self) -> usize {

@@ -106,17 +106,34 @@ def scrub(alert: Alert) -> bool:
 
 
 pack_samples = aiaudit_native.pack_samples
-"""Samples as ``f64:`` + base64 of little-endian (time, value) doubles: a window holds
-thousands of samples and is rewritten with every batch, and packed doubles cost a
-fraction of JSON numbers to write and to read (the native core packs them)."""
+"""Samples as stored (bytes, ``alerting_0006``): a version byte (1), then per sample its
+time's and value's differences from the previous sample's bit patterns, a few bytes each
+(exact for every double; the native core packs them, ``rules/packed.rs``). A window holds
+hundreds to thousands of samples and is rewritten whole at every save: as ``f64:`` +
+base64 of raw doubles (earlier versions) a row of 400 samples was 8.5 KB, and PostgreSQL
+compressed each such row and moved it out of line, most of a save's time: 550 such windows
+took 75-100 ms a save, and 12-16 ms as rows of ~1.6 KB, which stay inline."""
+
+_PACKED_BYTES = b"\x01"
+"""First byte of :func:`pack_samples`' form (earlier versions' text: ``f64:`` or ``[``)."""
 
 
-def unpack_samples(text: str) -> list[tuple[float, float]]:
-    """Samples from :func:`pack_samples`, or from the JSON pairs of earlier versions."""
-    if not text.startswith(_PACKED):
-        return [(float(t), float(v)) for t, v in json.loads(text)]
+def unpack_samples(stored: bytes | str) -> list[tuple[float, float]]:
+    """Samples from :func:`pack_samples`, or from the text of earlier versions.
+
+    Before ``alerting_0006`` the column was text: ``f64:`` + base64 of little-endian
+    (time, value) doubles, or before that JSON pairs. The migration kept such rows
+    as their UTF-8 bytes, so they load as they did.
+    """
+    if isinstance(stored, bytes | bytearray | memoryview):
+        stored = bytes(stored)
+        if stored.startswith(_PACKED_BYTES):
+            return aiaudit_native.unpack_samples(stored)
+        stored = stored.decode()
+    if not stored.startswith(_PACKED):
+        return [(float(t), float(v)) for t, v in json.loads(stored)]
     packed = array("d")
-    packed.frombytes(base64.b64decode(text[len(_PACKED) :]))
+    packed.frombytes(base64.b64decode(stored[len(_PACKED) :]))
     if sys.byteorder == "big":
         packed.byteswap()
     return list(zip(packed[0::2], packed[1::2], strict=True))
@@ -128,20 +145,38 @@ characters, or holding U+0000 (PostgreSQL text cannot). The row's samples then c
 group itself, so that after a restart its history is found again (cut or replaced, the key
 matched no group, and two groups sharing the first 512 characters shared one row)."""
 
+_WITH_GROUP = b"\x02"
+"""Starts the stored samples of such a row: then the group as a JSON string (ASCII, no
+line break), a line break, and the packed samples. Earlier versions stored the JSON list
+``[group, text samples]``."""
 
-def _window_row(rule_id: str, group: str, packed: str) -> tuple[tuple[str, str], str]:
+
+def _window_row(rule_id: str, group: str, packed: bytes) -> tuple[tuple[str, str], bytes]:
     """((rule id, stored key), stored samples) of one window."""
     if len(group) <= 512 and "\x00" not in group and not group.startswith(_DIGESTED):
         return (rule_id, group), packed
     digest = hashlib.sha256(group.encode()).hexdigest()
-    return (rule_id, _DIGESTED + digest), json.dumps([group, packed])
+    return (rule_id, _DIGESTED + digest), _WITH_GROUP + json.dumps(group).encode() + b"\n" + packed
+
+
+def _read_window(key: str, stored: bytes | str) -> tuple[str, list[tuple[float, float]]]:
+    """(group, samples) of a stored window row (:func:`_window_row`, or earlier versions')."""
+    if not key.startswith(_DIGESTED):
+        return key, unpack_samples(stored)
+    if isinstance(stored, bytearray | memoryview):
+        stored = bytes(stored)
+    if isinstance(stored, bytes) and stored.startswith(_WITH_GROUP):
+        group, _, packed = stored[len(_WITH_GROUP) :].partition(b"\n")
+        return json.loads(group), unpack_samples(packed)
+    group, text = json.loads(stored)
+    return group, unpack_samples(text)
 
 
 _UPSERT_WINDOWS = (
     "INSERT INTO alerting_windows (tenant, rule_id, group_key, samples)"
     " SELECT %(tenant)s, u.rule_id, u.group_key, u.samples"
     " FROM unnest(CAST(%(rule_ids)b AS text[]), CAST(%(groups)b AS text[]),"
-    " CAST(%(samples)b AS text[])) AS u(rule_id, group_key, samples)"
+    " CAST(%(samples)b AS bytea[])) AS u(rule_id, group_key, samples)"
     " ON CONFLICT (tenant, rule_id, group_key) DO UPDATE SET samples = EXCLUDED.samples"
 )
 """PostgreSQL, in the driver's own placeholders: the arrays go in binary (``%b``). As text,
@@ -502,23 +537,23 @@ class AlertStore:
             return state
         q = sa.select(windows).where(windows.c.tenant == tenant, windows.c.rule_id.in_(ids))
         for r in conn.execute(q):
-            group, samples = r.group_key, r.samples
-            if group.startswith(_DIGESTED):
-                group, samples = json.loads(samples)
-            state.put(r.rule_id, group, unpack_samples(samples))
+            state.put(r.rule_id, *_read_window(r.group_key, r.samples))
         return state
 
     def save_windows(
-        self, conn: sa.Connection, tenant: str, changed: list[tuple[str, str, str]]
+        self, conn: sa.Connection, tenant: str, changed: Sequence[tuple[str, str, bytes]]
     ) -> None:
         """Upserts changed window state in one statement (one round trip per batch).
 
-        On PostgreSQL the rows go as three arrays unnested by the server: one
-        statement with three parameters instead of one per row and column.
+        ``changed``: (rule id, group, packed samples), as ``WindowState.take_changed``
+        gives them: only the windows that took a sample since the last save (samples
+        expire only as a newer one is added, so that too is a change); the others'
+        rows hold them as they are. On PostgreSQL the rows go as three
+        arrays unnested by the server: one statement with three parameters
+        instead of one per row and column.
         """
         if not changed:
             return
-        # ``changed``: (rule id, group, packed samples), as ``WindowState.take_changed`` gives.
         rows = dict(_window_row(rule_id, group, packed) for rule_id, group, packed in changed)
         if self.engine.dialect.name == "postgresql":
             conn.exec_driver_sql(  # SQLAlchemy still maps errors and dead connections
@@ -557,7 +592,7 @@ class AlertStore:
         rule ids start with a letter or digit), keyed by the batch's end.
         """
         if samples:
-            text = json.dumps([list(s) for s in samples])
+            text = json.dumps([list(s) for s in samples]).encode()
             self.save_windows(conn, tenant, [(JOURNAL, _journal_key(end), text)])
 
     def drop_journal(self, conn: sa.Connection, tenant: str, upto: int) -> None:

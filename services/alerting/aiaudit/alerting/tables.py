@@ -5,7 +5,9 @@
 - ``alerting_windows``: sliding-window samples per rule and group, saved every
   few thousand events together with the cursor ``alerting-windows`` (the log
   position they are as of); a restart replays the entries after it, so it
-  resumes windows exactly. Rows under the rule id ``~journal`` (never a
+  resumes windows exactly. ``samples`` is bytes (``alerting_0006``; text before):
+  the packed samples (``aiaudit.alerting.store.pack_samples``), or text of earlier
+  versions as UTF-8, which still loads. Rows under the rule id ``~journal`` (never a
   rule's) keep, per batch since that save, the samples that rules reading
   content added: the replay adds them for events erased since.
 - ``alerting_deliveries``: the sink outbox (one row per alert and sink), so
@@ -105,7 +107,7 @@ windows = sa.Table(
     sa.Column("tenant", sa.String(64), primary_key=True),
     sa.Column("rule_id", sa.String(64), primary_key=True),
     sa.Column("group_key", sa.String(512), primary_key=True),
-    sa.Column("samples", sa.Text, nullable=False),
+    sa.Column("samples", sa.LargeBinary, nullable=False),
 )
 
 deliveries = sa.Table(
