@@ -9,12 +9,15 @@ by ``aiaudit verify --receipt``.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import fcntl
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -268,15 +271,14 @@ import fcntl, json, os, sys
 from pathlib import Path
 from aiaudit.sdk import receipts
 directory, notes, ready, go = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-files = receipts.ReceiptFiles(directory)
-real, first = fcntl.flock, [True]
+first = [True]
 def flock(fd, operation):
-    if operation == fcntl.LOCK_EX and first:
+    if operation & fcntl.LOCK_EX and first:
         first.clear()
         os.write(ready, b"!")  # the file is open: the test moves it away now
         os.read(go, 1)
-    real(fd, operation)
-fcntl.flock = flock
+    fcntl.flock(fd, operation)
+files = receipts.ReceiptFiles(directory, lock=flock)
 for note in json.loads(Path(notes).read_text()):
     files.keep([note])
 """
@@ -353,3 +355,162 @@ def test_an_append_waiting_for_a_file_moved_away_goes_to_the_file_at_its_name(
 
     assert signer.verify(moved, capsys)[:2] == (0, events_of(("t", 0, 3)))
     assert signer.verify(path, capsys)[:2] == (0, events_of(("t", 3, 6)))
+
+
+NO_LOCKS_WRITER = r"""
+import errno, json, os, sys
+from pathlib import Path
+from aiaudit.sdk import receipts
+directory, notes, ready, go = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+before, during = json.loads(Path(notes).read_text())
+def no_locks(fd, operation):  # NFS without its lock daemon
+    raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+files = receipts.ReceiptFiles(directory, lock=no_locks)
+files.keep(before)
+whole = receipts.write_all
+def half(fd, data):
+    whole(fd, data[: len(data) // 2])
+    os.write(ready, b"!")  # half written: the test kills this process here
+    os.read(go, 1)
+    whole(fd, data[len(data) // 2 :])
+receipts.write_all = half
+files.keep(during)
+"""
+
+APART = r"(?P<log>[a-z]+)\.2026-03-01\.[0-9a-f]{32}\.notes"
+
+
+def kept_events(
+    signer: Signer, receipts: Path, capsys: pytest.CaptureFixture[str]
+) -> list[tuple[str, int]]:
+    """Every event of every ``*.notes`` file of ``receipts``, each file verified (exit 0)."""
+    events: list[tuple[str, int]] = []
+    for path in sorted(receipts.glob("*.notes")):
+        code, found, out, err = signer.verify(path, capsys)
+        assert code == 0 and "skipped" not in err, (path, out, err)
+        events += found
+    return sorted(events)
+
+
+@pytest.mark.parametrize("error", [errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL])
+def test_a_directory_whose_files_cannot_be_locked_keeps_each_batch_in_a_file_of_its_own(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    error: int,
+) -> None:
+    """On NFS without its lock daemon ``flock`` raises ENOLCK (EOPNOTSUPP or EINVAL on some
+    FUSE filesystems): every receipt was "not kept", logged batch after batch, lost for
+    good. Now each batch's notes of a log go to a file of their own beside the day's
+    files (``<log>.<day>.<32 hex>.notes``, the same layout), written whole and renamed, and
+    the directory is said once to be unlockable. No empty day's file is left (verify would
+    find it holding no note); each event is in one file; a later writer that can lock
+    appends to the day's file again and leaves those files as they are."""
+    signer = Signer(tmp_path)
+    receipts = tmp_path / "receipts"
+
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(error, os.strerror(error))
+
+    files = ReceiptFiles(receipts, lock=no_locks)
+    for _ in range(3):
+        files.keep([signer.note("a"), signer.note("b")])
+
+    names = os.listdir(receipts)
+    logs = [re.fullmatch(APART, name) for name in names]
+    assert all(logs) and sorted(m["log"] for m in logs if m) == ["a"] * 3 + ["b"] * 3, names
+    assert kept_events(signer, receipts, capsys) == events_of(("a", 0, 9), ("b", 0, 9))
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("cannot be locked" in m for m in messages) == 1, messages
+    assert not [m for m in messages if "not kept" in m]
+
+    ReceiptFiles(receipts).keep([signer.note("a")])  # flock works again
+    assert sorted(os.listdir(receipts)) == sorted([*names, "a.2026-03-01.notes"])
+    assert kept_events(signer, receipts, capsys) == events_of(("a", 0, 12), ("b", 0, 9))
+
+
+def test_a_writer_killed_writing_a_file_of_its_own_leaves_no_torn_note(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A writer that cannot lock, SIGKILLed half-way through a batch's file of its own, leaves
+    its temporary name only (no note at a ``.notes`` name is ever torn), which opening the
+    directory removes once stale; a younger one may be a write going on, and stays."""
+    signer = Signer(tmp_path)
+    receipts = tmp_path / "receipts"
+    killed, ready, go = child(
+        NO_LOCKS_WRITER, receipts, [[signer.note("a")], [signer.note("a")]], tmp_path, "k"
+    )
+    signalled(killed, ready)
+    killed.send_signal(signal.SIGKILL)
+    assert killed.wait() == -signal.SIGKILL
+    os.close(go)
+
+    (kept,) = [n for n in os.listdir(receipts) if re.fullmatch(APART, n)]
+    (temp,) = [n for n in os.listdir(receipts) if n != kept]
+    assert re.fullmatch(rf"\.{APART}\.tmp", temp)
+    assert kept_events(signer, receipts, capsys) == events_of(("a", 0, 3))
+    young = receipts / f".a.2026-03-01.{'cd' * 16}.notes.tmp"
+    young.write_text(signer.note("a")[:40])
+    long_ago = time.time() - STALE_TEMP_AGE - 60
+    os.utime(receipts / temp, (long_ago, long_ago))
+
+    ReceiptFiles(receipts)
+
+    assert sorted(os.listdir(receipts)) == sorted([kept, young.name])
+
+
+HOLDER = r"""
+import fcntl, json, os, sys
+from pathlib import Path
+directory, notes, ready, go = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+fd = os.open(directory / json.loads(Path(notes).read_text()), os.O_RDWR)
+fcntl.flock(fd, fcntl.LOCK_EX)
+os.write(ready, b"!")  # holds the lock: the test stops this process now
+os.read(go, 1)
+"""
+
+
+def test_a_writer_stopped_while_it_holds_a_file_stalls_no_other(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A process SIGSTOPped while it held a day's file's lock stalled every other writer's
+    ``keep`` (so its logger's delivery) until it went on, for ever if never. Now an append
+    waits ``lock_wait`` at most, then keeps its notes in a file of their own, and the next
+    batches of that file do not wait again (one warning); the other logs' files are
+    appended to as ever, and once the holder lets go the day's file is appended to again.
+    Each event is in one file."""
+    signer = Signer(tmp_path)
+    receipts = tmp_path / "receipts"
+    files = ReceiptFiles(receipts, lock_wait=0.2)
+    files.keep([signer.note("a")])
+    holder, ready, go = child(HOLDER, receipts, "a.2026-03-01.notes", tmp_path, "holder")
+    signalled(holder, ready)
+    holder.send_signal(signal.SIGSTOP)
+    stalled = threading.Thread(
+        target=lambda: [files.keep([signer.note("a"), signer.note("b")]) for _ in range(3)]
+    )
+    try:
+        stalled.start()
+        stalled.join(timeout=60)
+        assert not stalled.is_alive(), "keep waits for the stopped holder"
+    finally:
+        holder.send_signal(signal.SIGCONT)
+        os.close(go)
+        assert holder.wait() == 0
+        stalled.join()
+
+    apart = sorted(n for n in os.listdir(receipts) if re.fullmatch(APART, n))
+    assert len(apart) == 3 and all(n.startswith("a.") for n in apart)
+    assert signer.verify(receipts / "b.2026-03-01.notes", capsys)[:2] == (
+        0,
+        events_of(("b", 0, 9)),
+    )
+    files.keep([signer.note("a")])  # let go: appended to the day's file again
+    assert signer.verify(receipts / "a.2026-03-01.notes", capsys)[:2] == (
+        0,
+        events_of(("a", 0, 3), ("a", 12, 15)),
+    )
+    assert kept_events(signer, receipts, capsys) == events_of(("a", 0, 15), ("b", 0, 9))
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("held locked by another writer" in m for m in messages) == 1, messages
+    assert not [m for m in messages if "not kept" in m]
