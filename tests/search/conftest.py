@@ -92,36 +92,54 @@ class SearchSuite:
         wait_until(lambda: self.searchable(tenant) >= count, timeout)
 
     def searchable(self, tenant: str) -> int:
-        """The tenant's data events found; -1 while the index is still building its log."""
+        """The tenant's data events found; -1 while the index is still building its log
+        (INDEX_BUILDING, or INDEX_HELD while an event it cannot index holds the log)."""
         try:
             return self.find(tenant, page_size=1).total_size
         except grpc.RpcError as exc:
-            if exc.code() != grpc.StatusCode.UNAVAILABLE or "index is being built" not in (
-                exc.details() or ""
-            ):
+            building = exc.code() in (
+                grpc.StatusCode.UNAVAILABLE,
+                grpc.StatusCode.FAILED_PRECONDITION,
+            ) and "index is being built" in (exc.details() or "")
+            if not building:
                 raise
             return -1
 
 
 def building(running: SearchSuite, tenant: str) -> dict[str, str]:
-    """What a search of a log a new (or rebuilt) index has not built yet says: how far it is.
+    """What a search of a log a new (or rebuilt) index has not built yet says (:func:`refusal`).
 
-    The store held the tenant's events before the index was made, so its reads answer
-    UNAVAILABLE INDEX_BUILDING, with ErrorInfo metadata (``indexed``, ``target``,
-    ``held_at_sequence``), until the log is indexed that far (until 2026-12-06, what was
-    indexed so far, as if whole).
+    The store held the tenant's events before the index was made, so its reads are
+    refused, saying how far the log is, until it is indexed that far (until 2026-12-06,
+    what was indexed so far, as if whole).
     """
     with pytest.raises(grpc.RpcError) as caught:
         running.all_ids(tenant)
-    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE, caught.value
-    found = rpc_status.from_call(caught.value)  # type: ignore[arg-type]
-    assert found is not None
+    return refusal(caught.value)
+
+
+def refusal(err: grpc.RpcError) -> dict[str, str]:
+    """A read refused while the index builds the log: its ``code`` and ``reason``, its
+    ErrorInfo metadata, and its RetryInfo's delay in seconds (``retry``, '' without one).
+
+    UNAVAILABLE INDEX_BUILDING (``indexed``, ``target``; retry in 10 s), or, while an
+    event the indexer cannot index holds the log below its target, FAILED_PRECONDITION
+    INDEX_HELD (``held_at_sequence`` too, and no RetryInfo: waiting does not end a hold).
+    """
+    found = rpc_status.from_call(err)  # type: ignore[arg-type]
+    assert found is not None, err
+    reasons, delays = [], []
+    told: dict[str, str] = {}
     for detail in found.details:
         info = error_details_pb2.ErrorInfo()
+        retry = error_details_pb2.RetryInfo()
         if detail.Unpack(info):
-            assert info.reason == "INDEX_BUILDING", info
-            return dict(info.metadata)
-    raise AssertionError(f"no ErrorInfo in {found}")
+            reasons.append(info.reason)
+            told.update(info.metadata)
+        elif detail.Unpack(retry):
+            delays.append(str(retry.retry_delay.ToSeconds()))
+    assert len(reasons) == 1, found
+    return {"code": err.code().name, "reason": reasons[0], **told, "retry": ",".join(delays)}
 
 
 def suite_of(backend: str, suite: Any, keys: dict[str, str]) -> SearchSuite:

@@ -69,10 +69,13 @@ def held_at_the_damaged_one(
     held at 'bad' (sequence 5); the one ERROR saying so."""
     running.append([interaction(f"{tenant}-z", "probe")])
     running.wait_indexed(f"{tenant}-z", 1)
-    assert building(running, tenant) == {
+    assert building(running, tenant) == {  # no retry: waiting does not end the hold
+        "code": "FAILED_PRECONDITION",
+        "reason": "INDEX_HELD",
         "indexed": "5",
         "target": str(len(names)),
         "held_at_sequence": "5",
+        "retry": "",
     }
     assert positions(running)[tenant] == 5
     (held,) = errors(caplog)
@@ -345,9 +348,12 @@ def test_a_store_error_reading_a_log_is_an_outage_not_damage(
         running.append([interaction(healthy, "h-0")])
         running.wait_indexed(healthy, 1)
         assert building(running, damaged) == {
+            "code": "FAILED_PRECONDITION",
+            "reason": "INDEX_HELD",
             "indexed": "1",
             "target": "2",
             "held_at_sequence": "1",
+            "retry": "",
         }
         assert health(running.channel) == SERVING
         (held,) = errors(caplog)

@@ -149,10 +149,13 @@ def test_a_damaged_log_holds_only_its_own_tenant(
         # What comes before the damaged event is indexed: nothing when every one is damaged.
         # The index is new and the log is not whole in it: its reads say so, and how far.
         indexed = "0" if damage is _junk_canonical else "1"
-        assert building(running, damaged) == {
+        assert building(running, damaged) == {  # no retry: waiting does not end the hold
+            "code": "FAILED_PRECONDITION",
+            "reason": "INDEX_HELD",
             "indexed": indexed,
             "target": "3",
             "held_at_sequence": indexed,
+            "retry": "",
         }
     finally:
         running.channel.close()

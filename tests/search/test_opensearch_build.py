@@ -29,19 +29,19 @@ from aiaudit.search.backends.opensearch import OpenSearchBackend, cursor_name
 from aiaudit.search.v1 import search_service_pb2 as pb
 from tests.conftest import Postgres
 from tests.helpers import interaction, wait_until
-from tests.search.conftest import SearchSuite
+from tests.search.conftest import SearchSuite, refusal
 from tests.search.test_contract import export
 from tests.search.test_damaged_logs import damage_in_clear
 from tests.search.test_replicas import _replicas
-from tests.search.test_sqlite_rebuild import _building
 
 
 def _told(running: SearchSuite, tenant: str) -> dict[str, str] | None:
-    """What a search of the tenant says while its log is being built; None once it answers."""
+    """What a search of the tenant says while its log is being built (:func:`refusal`); None
+    once it answers."""
     try:
         running.all_ids(tenant)
     except grpc.RpcError as exc:
-        return _building(exc)
+        return refusal(exc)
     return None
 
 
@@ -79,8 +79,11 @@ def test_a_new_prefix_over_a_store_holding_events_answers_index_building_on_ever
     half-way through its build, for as long as the test needs); two replicas start on a
     prefix new to the store. The tenant's searches, aggregates and exports answer
     UNAVAILABLE INDEX_BUILDING, saying how far the log is, on the leader and on the standby
-    alike (it reads the plan and the positions from the store; the hold is the leader's to
-    name); a tenant born after the plan answers. Mended, both answer every event."""
+    alike (it reads the plan and the positions from the store); a tenant born after the plan
+    answers. The hold is the leader's to name: it answers FAILED_PRECONDITION INDEX_HELD,
+    without a RetryInfo (until 2026-12-06 INDEX_BUILDING, "retry in 10 s", for as long as
+    the event stayed damaged); the standby does not know of it. Mended, both answer every
+    event."""
     store = open_store(own_postgres.app_url, keys=None)  # content in clear, as the suites run
     ids = [f"e-{i}" for i in range(5)]
     try:
@@ -97,24 +100,33 @@ def test_a_new_prefix_over_a_store_holding_events_answers_index_building_on_ever
         standby.append([interaction(f"{tenant}-z", "probe")])
         standby.wait_indexed(f"{tenant}-z", 1)  # the leader's pass went past the held log
         assert leader.suite.components["search"].backend.positions()[tenant] == 2
-        assert _told(leader, tenant) == {
+        held = {
+            "code": "FAILED_PRECONDITION",
+            "reason": "INDEX_HELD",
             "indexed": "2",
             "target": str(size),
             "held_at_sequence": "2",
+            "retry": "",  # no RetryInfo: waiting does not end a hold
+        }
+        assert _told(leader, tenant) == held
+        building = {
+            "code": "UNAVAILABLE",
+            "reason": "INDEX_BUILDING",
+            "indexed": "2",
+            "target": str(size),
             "retry": "10",
         }
-        expected = {"indexed": "2", "target": str(size), "retry": "10"}
-        wait_until(lambda: _told(standby, tenant) == expected)  # the leader's positions, polled
+        wait_until(lambda: _told(standby, tenant) == building)  # the leader's positions, polled
         assert _plan_rows(own_postgres.admin_dsn, index_prefix) == {tenant: size}
-        for running in replicas:
+        for running, expected in zip(replicas, (held, building), strict=True):
             with pytest.raises(grpc.RpcError) as counted:
                 running.search.Aggregate(
                     pb.AggregateRequest(tenant_id=tenant, group_by=["event_id"])
                 )
-            assert _building(counted.value)["target"] == str(size)
+            assert refusal(counted.value) == expected
             with pytest.raises(grpc.RpcError) as exported:  # at once, not after export_wait
                 export(running, tenant, pb.EXPORT_FORMAT_JSONL)
-            assert _building(exported.value)["indexed"] == "2"
+            assert refusal(exported.value) == expected
             assert running.all_ids(f"{tenant}-z") == ["probe"]
 
         _mend(own_postgres.admin_dsn, tenant, 2, kept)  # the log goes on

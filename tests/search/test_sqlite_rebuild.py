@@ -10,8 +10,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from aiaudit.common.store import open_store
 from aiaudit.common.store.prepare import prepare
@@ -19,8 +17,7 @@ from aiaudit.search import indexer
 from aiaudit.search.backends import sqlite_fts
 from aiaudit.search.v1 import search_service_pb2 as pb
 from tests.helpers import flip_sealed_content, interaction, wait_until
-from tests.integrity.test_entries_outside_log import error_info
-from tests.search.conftest import SearchSuite, start_suite
+from tests.search.conftest import SearchSuite, refusal, start_suite
 from tests.search.test_contract import export
 
 
@@ -55,17 +52,16 @@ def test_an_index_of_another_schema_is_dropped_with_a_warning(
 
 def _building(err: grpc.RpcError) -> dict[str, str]:
     """UNAVAILABLE INDEX_BUILDING's metadata, with its RetryInfo's delay (``retry``)."""
-    assert err.code() == grpc.StatusCode.UNAVAILABLE, err
-    info = error_info(err)
-    assert info.reason == "INDEX_BUILDING", info
-    found = rpc_status.from_call(err)  # type: ignore[arg-type]
-    assert found is not None
-    delays = []
-    for detail in found.details:
-        retry = error_details_pb2.RetryInfo()
-        if detail.Unpack(retry):
-            delays.append(str(retry.retry_delay.ToSeconds()))
-    return {**info.metadata, "retry": ",".join(delays)}
+    told = refusal(err)
+    assert (told.pop("code"), told.pop("reason")) == ("UNAVAILABLE", "INDEX_BUILDING"), told
+    return told
+
+
+def _held(err: grpc.RpcError) -> dict[str, str]:
+    """FAILED_PRECONDITION INDEX_HELD's metadata, with any RetryInfo's delay (``retry``)."""
+    told = refusal(err)
+    assert (told.pop("code"), told.pop("reason")) == ("FAILED_PRECONDITION", "INDEX_HELD"), told
+    return told
 
 
 def _answer(running: SearchSuite, tenant: str) -> list[str] | None:
@@ -73,7 +69,7 @@ def _answer(running: SearchSuite, tenant: str) -> list[str] | None:
     try:
         return running.all_ids(tenant, order_by="sequence")
     except grpc.RpcError as exc:
-        assert _building(exc)
+        assert refusal(exc)["reason"] in ("INDEX_BUILDING", "INDEX_HELD")
         return None
 
 
@@ -87,7 +83,10 @@ def test_reads_of_a_log_the_index_is_still_building_answer_unavailable_not_part_
     not indexed yet read as one that never happened). They answer UNAVAILABLE
     INDEX_BUILDING, saying how far the log is, and so do exports; the ordinary lag (a whole
     index behind the newest events) answers as before. The log is held here by a damaged
-    event, so that the build stops half-way for as long as the test needs."""
+    event, so that the build stops half-way for as long as the test needs; that, waiting
+    does not mend: the reads answer FAILED_PRECONDITION INDEX_HELD, naming the sequence,
+    without a RetryInfo (until 2026-12-06 UNAVAILABLE INDEX_BUILDING, "retry in 10 s",
+    however long the event stayed damaged)."""
     url = f"sqlite:///{tmp_path / 'aiaudit.db'}"  # content sealed: a damaged row holds the log
     open_store(url, run_migrations=True).close()
     ids = [f"e-{i}" for i in range(5)]
@@ -133,22 +132,24 @@ def test_reads_of_a_log_the_index_is_still_building_answer_unavailable_not_part_
         probed(running, f"{tenant}-z")
         with pytest.raises(grpc.RpcError) as searched:
             running.find(tenant)
-        told = _building(searched.value)
+        told = _held(searched.value)
         assert told == {
             "indexed": str(sequences[0]),
             "target": str(size),
             "held_at_sequence": str(sequences[0]),
-            "retry": "10",
+            "retry": "",  # no RetryInfo: waiting does not end a hold
         }
-        assert f"has {sequences[0]} of its {size} log entries indexed" in (
-            searched.value.details() or ""
-        )
+        said = searched.value.details() or ""
+        assert f"has {sequences[0]} of its {size} log entries indexed" in said
+        assert f"held at sequence {sequences[0]} by an event that cannot be indexed" in said
+        assert "retrying will not help until that event is repaired" in said
+        assert "retry later" not in said
         with pytest.raises(grpc.RpcError) as counted:
             running.search.Aggregate(pb.AggregateRequest(tenant_id=tenant, group_by=["event_id"]))
-        assert _building(counted.value)["indexed"] == str(sequences[0])
+        assert _held(counted.value)["indexed"] == str(sequences[0])
         with pytest.raises(grpc.RpcError) as exported:  # at once, not after export_wait
             export(running, tenant, pb.EXPORT_FORMAT_JSONL)
-        assert _building(exported.value)["target"] == str(size)
+        assert _held(exported.value)["target"] == str(size)
         # The store still answers for one event; a tenant the build did not plan, as ever.
         got = running.search.GetEvent(pb.GetEventRequest(tenant_id=tenant, event_id="e-4"))
         assert got.event.event_id == "e-4"

@@ -142,18 +142,17 @@ def _building(tenant: str, found: Building) -> _AbortError:
     being built from the store found only what it held so far, as if whole, and
     an event not indexed yet read as one that never happened (until 2026-12-06).
     ErrorInfo's metadata says how far the tenant's log is (``indexed`` of
-    ``target`` entries; ``held_at_sequence`` when an event that cannot be indexed
-    holds it), and a RetryInfo when to try again.
+    ``target`` entries), and a RetryInfo when to try again. A log held below its
+    target is refused otherwise (:func:`_held`).
     """
+    if found.held is not None:
+        return _held(tenant, found)
     metadata = {"indexed": str(found.indexed)}
     if found.target is None:
         how_far = f"tenant {tenant!r}: how far is not known yet (the store was out of reach)"
     else:
         how_far = f"tenant {tenant!r} has {found.indexed} of its {found.target} log entries indexed"
         metadata["target"] = str(found.target)
-    if found.held is not None:
-        how_far += f", held at sequence {found.held} by an event the service log names"
-        metadata["held_at_sequence"] = str(found.held)
     st = status.error(
         code_pb2.UNAVAILABLE,
         "the search index is being built from the store (new, or rebuilt for a new version): "
@@ -168,6 +167,39 @@ def _building(tenant: str, found: Building) -> _AbortError:
     )
     st.details.append(retry)
     return _AbortError(st)
+
+
+def _held(tenant: str, found: Building) -> _AbortError:
+    """FAILED_PRECONDITION ``INDEX_HELD``: the build of this tenant's log waits at an event.
+
+    An event the indexer cannot index (damaged in the store, or a document the
+    backend refuses for good) holds the log below the size it must reach, and it
+    stays there until the event is repaired (or the backend takes the document):
+    waiting does not end it, so no RetryInfo (google.rpc.Code: FAILED_PRECONDITION,
+    the system is not in the state the call needs, and a retry does not help
+    until it is changed). Until 2026-12-06 this was UNAVAILABLE ``INDEX_BUILDING``
+    with ``held_at_sequence`` and a RetryInfo of 10 s: a client honouring it
+    retried forever. The metadata is ``INDEX_BUILDING``'s.
+    """
+    assert found.held is not None
+    metadata = {"indexed": str(found.indexed), "held_at_sequence": str(found.held)}
+    if found.target is None:
+        how_far = f"tenant {tenant!r} has {found.indexed} log entries indexed"
+    else:
+        how_far = f"tenant {tenant!r} has {found.indexed} of its {found.target} log entries indexed"
+        metadata["target"] = str(found.target)
+    return _AbortError(
+        status.error(
+            code_pb2.FAILED_PRECONDITION,
+            f"the search index is being built and {how_far}: the log is held at sequence "
+            f"{found.held} by an event that cannot be indexed; retrying will not help until "
+            "that event is repaired or the backend accepts it (the search service's log names "
+            "it at ERROR; `aiaudit verify` finds damaged events); its reads would miss events, "
+            "so nothing was returned",
+            "INDEX_HELD",
+            **metadata,
+        )
+    )
 
 
 def _rejected(exc: QueryRejectedError) -> status_pb2.Status:
@@ -454,8 +486,9 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
     def _built(self, tenant: str) -> None:
         """Refuses a read of a tenant whose log the index is still building (``INDEX_BUILDING``).
 
-        The ordinary lag (events appended after the build began, or after a
-        built index) is not this: those reads answer as the index is.
+        ``INDEX_HELD`` when an event it cannot index holds the log below its target.
+        The ordinary lag (events appended after the build began, or after a built
+        index) is not this: those reads answer as the index is.
         """
         found = self._indexer.building(tenant)
         if found is not None:

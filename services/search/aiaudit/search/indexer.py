@@ -56,7 +56,9 @@ is what the log must reach (:meth:`SearchBackend.begin_building`), kept in
 the index (OpenSearch: in the store, where standbys read it) until the
 position gets there. Until then the log's reads would miss events the store
 holds, so the handlers answer them UNAVAILABLE ``INDEX_BUILDING``
-(:meth:`Indexer.building`); what was appended after the build began is the
+(:meth:`Indexer.building`), or FAILED_PRECONDITION ``INDEX_HELD`` while an
+event the indexer cannot index holds the log below its target (waiting does
+not end that); what was appended after the build began is the
 ordinary lag, as before. Until 2026-12-06 a rebuilt or new index answered
 what it held so far, as if whole.
 
@@ -229,7 +231,11 @@ class Indexer:
         """How far the index is building this log, whose reads would miss events; None: built.
 
         A log the build did not plan (empty when it began, or an index that
-        was whole) is built: what it lacks is the ordinary lag.
+        was whole) is built: what it lacks is the ordinary lag. ``held``: the
+        sequence this replica's indexer holds the log at; a standby does not know
+        it (the leader holds logs in its memory only), and a hold below the
+        position is an old one (this replica led then), and one at or past the
+        target does not hold the build: neither is said.
         """
         with self._progress:
             indexed = self._positions.get(log_id, 0)
@@ -239,6 +245,10 @@ class Indexer:
                 if target is None:
                     return None
         held = self._stalled.get(log_id, self._refused.get(log_id))
+        if held is not None and held < indexed:  # an old hold (another replica led since)
+            held = None
+        if held is not None and target is not None and held >= target:  # not what waits
+            held = None
         return Building(indexed, target, held)
 
     def _load_building(self) -> None:
