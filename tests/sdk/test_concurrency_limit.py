@@ -209,15 +209,38 @@ def test_events_refused_at_the_concurrent_call_limit_are_kept_and_each_stored_on
     assert server.refused == [] and rejected_lines(server.spool) == []
 
 
-def test_a_batch_refused_at_the_concurrent_call_limit_is_sent_again_whole_never_halved(
-    serve: Callable[..., SdkServer], tenant: str
+@contextlib.contextmanager
+def key_share_held(server: SdkServer) -> Iterator[None]:
+    """The gateway key's calls at its share of the threads: one call waiting for its request
+    (on a server started with ``caller_thread_share=0.02``, 1 of 64 threads)."""
+    silent = Silent(server.address, server.keys["gateway"])
+    try:
+        silent.open(1)
+        share = server.suite.share  # type: ignore[attr-defined]
+        wait_until(lambda: share.held("test-gateway") == 1)
+        yield
+    finally:
+        silent.close()
+
+
+@pytest.mark.parametrize("load", ["concurrent_call_limit", "key_thread_share"])
+def test_a_batch_refused_for_the_servers_load_is_sent_again_whole_never_halved(
+    serve: Callable[..., SdkServer], tenant: str, load: str
 ) -> None:
-    """One refused ``Append`` an attempt, carrying the whole batch in order. Until 2026-12-05
-    the refusal was halved like a batch too large, down to one event: a batch of 45 cost 6
-    calls an attempt (of 500, about 9), from every gateway at once to a server already full."""
-    server = serve()
+    """One refused ``Append`` an attempt, carrying the whole batch in order, at the server's
+    concurrent-call limit and at the key's share of its threads (``CALLER_SHARE_EXHAUSTED``).
+    Until 2026-12-05 (the limit) and 2026-12-06 (the share) the refusal was halved like a
+    batch too large, down to one event: a batch of 45 cost 6 calls an attempt (of 500, about
+    9), from every gateway at once to a server already full."""
+    if load == "concurrent_call_limit":
+        server = serve()
+        held = server.call_held_open(f"{tenant}-holder")
+    else:
+        server = serve(one_call=False, caller_thread_share=0.02)
+        held = key_share_held(server)
     logger = server.logger(batch_size=45, linger=HELD)  # the 45 events make one batch
-    with server.call_held_open(f"{tenant}-holder"):
+    with held:
+        before = server.appends.count  # the key's own held call, if any
         ids = [logger.log(interaction(tenant, text=f"m{i}")) for i in range(45)]
         wait_until(lambda: spooled(server.spool) == 45 or server.refused)
         server.appends.wait_for(server.appends.count + 3)  # the spooled batch's replays
@@ -230,35 +253,7 @@ def test_a_batch_refused_at_the_concurrent_call_limit_is_sent_again_whole_never_
     assert spooled(server.spool) == 0
     assert server.refused == [] and rejected_lines(server.spool) == []
     assert server.sent.batches == [ids] * len(server.sent.batches)  # the accepted one too
-    assert server.appends.count == len(server.sent.batches)  # every call the server saw
-
-
-def test_a_batch_refused_at_the_keys_thread_share_is_sent_again_whole_never_halved(
-    serve: Callable[..., SdkServer], tenant: str
-) -> None:
-    """The key's share of the server's threads (``CALLER_SHARE_EXHAUSTED``) is the server's
-    load too. Until 2026-12-06 the SDK halved it like a batch too large, down to one event:
-    45 events cost 6 calls an attempt, from a key already at its share."""
-    server = serve(one_call=False, caller_thread_share=0.02)  # 1 of 64 threads
-    logger = server.logger(batch_size=45, linger=HELD)  # the 45 events make one batch
-    silent = Silent(server.address, server.keys["gateway"])
-    try:
-        silent.open(1)  # the key's one call in progress, waiting for its request
-        share = server.suite.share  # type: ignore[attr-defined]
-        wait_until(lambda: share.held("test-gateway") == 1)
-        ids = [logger.log(interaction(tenant, text=f"m{i}")) for i in range(45)]
-        wait_until(lambda: spooled(server.spool) == 45 or server.refused)
-        server.appends.wait_for(server.appends.count + 3)  # the spooled batch's replays
-        assert stored_ids(server.store_url, tenant) == []
-        refused = list(server.sent.batches)
-    finally:
-        silent.close()
-    assert [len(batch) for batch in refused] == [45] * len(refused)
-    assert all(batch == ids for batch in refused)
-    assert logger.flush(timeout=60)
-    assert stored_ids(server.store_url, tenant) == ids  # each once, in order
-    assert spooled(server.spool) == 0
-    assert server.refused == [] and rejected_lines(server.spool) == []
+    assert server.appends.count - before == len(server.sent.batches)  # every call it saw
 
 
 def test_an_event_above_4_mib_refused_at_the_concurrent_call_limit_is_kept(
