@@ -147,6 +147,15 @@ def signalled(proc: subprocess.Popen[bytes], ready: int) -> None:
     assert got == b"!", f"writer exited {proc.wait()} before its signal"
 
 
+def killed_mid_write(script: str, directory: Path, notes: object, tmp: Path, name: str) -> None:
+    """A writer process given ``notes``, SIGKILLed once it signals it is half-way through."""
+    killed, ready, go = child(script, directory, notes, tmp, name)
+    signalled(killed, ready)
+    killed.send_signal(signal.SIGKILL)
+    assert killed.wait() == -signal.SIGKILL
+    os.close(go)
+
+
 def test_a_writer_killed_in_its_write_leaves_nothing_once_the_directory_is_opened(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -156,13 +165,9 @@ def test_a_writer_killed_in_its_write_leaves_nothing_once_the_directory_is_opene
     file locked, is left alone and ends whole."""
     signer = Signer(tmp_path)
     receipts = tmp_path / "receipts"
-    killed, killed_ready, killed_go = child(
+    killed_mid_write(
         HALF_WRITTEN, receipts, [[signer.note("a")], [signer.note("a")]], tmp_path, "killed"
     )
-    signalled(killed, killed_ready)
-    killed.send_signal(signal.SIGKILL)
-    assert killed.wait() == -signal.SIGKILL
-    os.close(killed_go)
     live, live_ready, live_go = child(
         HALF_WRITTEN, receipts, [[signer.note("b")], [signer.note("b")]], tmp_path, "live"
     )
@@ -437,13 +442,9 @@ def test_a_writer_killed_writing_a_file_of_its_own_leaves_no_torn_note(
     directory removes once stale; a younger one may be a write going on, and stays."""
     signer = Signer(tmp_path)
     receipts = tmp_path / "receipts"
-    killed, ready, go = child(
+    killed_mid_write(
         NO_LOCKS_WRITER, receipts, [[signer.note("a")], [signer.note("a")]], tmp_path, "k"
     )
-    signalled(killed, ready)
-    killed.send_signal(signal.SIGKILL)
-    assert killed.wait() == -signal.SIGKILL
-    os.close(go)
 
     (kept,) = [n for n in os.listdir(receipts) if re.fullmatch(APART, n)]
     (temp,) = [n for n in os.listdir(receipts) if n != kept]
