@@ -6,8 +6,11 @@ indexed so far, as if whole: an event not indexed yet read as one that never
 happened. The leading indexer now records, when it starts on a prefix without
 positions, each log's size (the store cursor ``search-indexer[:<prefix>]#building``),
 and until a log's position reaches it the tenant's reads answer UNAVAILABLE
-INDEX_BUILDING on every replica, as an embedded index being built does. On
-PostgreSQL with the indexer's least-privileged login, as in production.
+INDEX_BUILDING on every replica, as an embedded index being built does; a log held
+below it by an event that cannot be indexed answers FAILED_PRECONDITION INDEX_HELD on
+every replica too (the leader records the hold, ``search-indexer[:<prefix>]#held``; until
+2026-12-06 standbys answered INDEX_BUILDING). On PostgreSQL with the indexer's
+least-privileged login, as in production.
 """
 
 from __future__ import annotations
@@ -25,7 +28,11 @@ from opensearchpy import OpenSearch
 from aiaudit.common.store import cursors, open_store
 from aiaudit.common.store.prepare import prepare
 from aiaudit.search import indexer
-from aiaudit.search.backends.opensearch import OpenSearchBackend, cursor_name
+from aiaudit.search.backends.opensearch import (
+    OpenSearchBackend,
+    cursor_name,
+    held_cursor_name,
+)
 from aiaudit.search.v1 import search_service_pb2 as pb
 from tests.conftest import Postgres
 from tests.helpers import interaction, wait_until
@@ -72,18 +79,31 @@ def _mend(admin_dsn: str, tenant: str, seq: int, content: bytes) -> None:
         )
 
 
+def _held_rows(admin_dsn: str, prefix: str) -> dict[str, int]:
+    """Where the leader recorded logs held, as the store holds it: log id -> the hold's
+    sequence + 1."""
+    with psycopg.connect(admin_dsn) as admin:
+        rows = admin.execute(
+            "SELECT log_id, position FROM consumer_cursors WHERE consumer = %s",
+            (held_cursor_name(prefix),),
+        ).fetchall()
+    return {log_id: int(position) for log_id, position in rows}
+
+
 def test_a_new_prefix_over_a_store_holding_events_answers_index_building_on_every_replica(
     tmp_path: Path, tenant: str, own_postgres: Postgres, opensearch_url: str, index_prefix: str
 ) -> None:
-    """The store holds five events of the tenant, the third damaged (the log is held there,
-    half-way through its build, for as long as the test needs); two replicas start on a
-    prefix new to the store. The tenant's searches, aggregates and exports answer
-    UNAVAILABLE INDEX_BUILDING, saying how far the log is, on the leader and on the standby
-    alike (it reads the plan and the positions from the store); a tenant born after the plan
-    answers. The hold is the leader's to name: it answers FAILED_PRECONDITION INDEX_HELD,
+    """The store holds five events of the tenant, the third and the fourth damaged (the log
+    is held at the third, half-way through its build, for as long as the test needs); two
+    replicas start on a prefix new to the store. The tenant's searches, aggregates and
+    exports are refused, saying how far the log is, on the leader and on the standby alike
+    (it reads the plan and the positions from the store); a tenant born after the plan
+    answers. The log is held: both answer FAILED_PRECONDITION INDEX_HELD at its sequence,
     without a RetryInfo (until 2026-12-06 INDEX_BUILDING, "retry in 10 s", for as long as
-    the event stayed damaged); the standby does not know of it. Mended, both answer every
-    event."""
+    the event stayed damaged; the standby kept saying so after that, the hold being in the
+    leader's memory only: it now reads the leader's record of it in the store). The third
+    mended, the log moves on to the fourth, where both say it is held now; that mended
+    too, both answer every event."""
     store = open_store(own_postgres.app_url, keys=None)  # content in clear, as the suites run
     ids = [f"e-{i}" for i in range(5)]
     try:
@@ -92,49 +112,53 @@ def test_a_new_prefix_over_a_store_holding_events_answers_index_building_on_ever
         size = store.log_sizes()[tenant]
     finally:
         store.close()
-    kept = _content(own_postgres.admin_dsn, tenant, 2)
-    damage_in_clear(own_postgres.admin_url, tenant, 2, "content JSON")
+    kept = {seq: _content(own_postgres.admin_dsn, tenant, seq) for seq in (2, 3)}
+    for seq in kept:
+        damage_in_clear(own_postgres.admin_url, tenant, seq, "content JSON")
     replicas = _replicas(tmp_path, own_postgres, opensearch_url, index_prefix, export_wait=30.0)
+
+    def held(seq: int) -> dict[str, str]:
+        return {
+            "code": "FAILED_PRECONDITION",
+            "reason": "INDEX_HELD",
+            "indexed": str(seq),
+            "target": str(size),
+            "held_at_sequence": str(seq),
+            "retry": "",  # no RetryInfo: waiting does not end a hold
+        }
+
     try:
         leader, standby = replicas
         standby.append([interaction(f"{tenant}-z", "probe")])
         standby.wait_indexed(f"{tenant}-z", 1)  # the leader's pass went past the held log
         assert leader.suite.components["search"].backend.positions()[tenant] == 2
-        held = {
-            "code": "FAILED_PRECONDITION",
-            "reason": "INDEX_HELD",
-            "indexed": "2",
-            "target": str(size),
-            "held_at_sequence": "2",
-            "retry": "",  # no RetryInfo: waiting does not end a hold
-        }
-        assert _told(leader, tenant) == held
-        building = {
-            "code": "UNAVAILABLE",
-            "reason": "INDEX_BUILDING",
-            "indexed": "2",
-            "target": str(size),
-            "retry": "10",
-        }
-        wait_until(lambda: _told(standby, tenant) == building)  # the leader's positions, polled
+        assert _told(leader, tenant) == held(2)
+        wait_until(lambda: _told(standby, tenant) == held(2))  # the leader's word, polled
         assert _plan_rows(own_postgres.admin_dsn, index_prefix) == {tenant: size}
-        for running, expected in zip(replicas, (held, building), strict=True):
+        assert _held_rows(own_postgres.admin_dsn, index_prefix) == {tenant: 3}
+        for running in replicas:
             with pytest.raises(grpc.RpcError) as counted:
                 running.search.Aggregate(
                     pb.AggregateRequest(tenant_id=tenant, group_by=["event_id"])
                 )
-            assert refusal(counted.value) == expected
+            assert refusal(counted.value) == held(2)
             with pytest.raises(grpc.RpcError) as exported:  # at once, not after export_wait
                 export(running, tenant, pb.EXPORT_FORMAT_JSONL)
-            assert refusal(exported.value) == expected
+            assert refusal(exported.value) == held(2)
             assert running.all_ids(f"{tenant}-z") == ["probe"]
 
-        _mend(own_postgres.admin_dsn, tenant, 2, kept)  # the log goes on
+        _mend(own_postgres.admin_dsn, tenant, 2, kept[2])  # held again, one further
+        for running in replicas:
+            wait_until(lambda r=running: _told(r, tenant) == held(3))
+        assert _held_rows(own_postgres.admin_dsn, index_prefix) == {tenant: 4}  # moved on
+
+        _mend(own_postgres.admin_dsn, tenant, 3, kept[3])  # the log goes on
         for running in replicas:
             assert wait_until(lambda r=running: _told(r, tenant) is None and r.all_ids(tenant))
             assert running.all_ids(tenant, order_by="sequence") == ids
         assert leader.suite.components["search"].backend.building() == {}
         assert standby.suite.components["search"].backend.building() == {}
+        assert _held_rows(own_postgres.admin_dsn, index_prefix) == {tenant: 4}  # left behind
     finally:
         for r in replicas:
             r.channel.close()
@@ -244,3 +268,70 @@ def test_the_build_cursor_is_no_prefix_s_own() -> None:
     others = {opensearch.cursor_name(p) for p in prefixes}
     others |= {opensearch.erasures_cursor_name(p) for p in prefixes}
     assert not others & set(names)
+
+
+def test_the_held_cursor_is_no_prefix_s_own() -> None:
+    """Where the leader records holds: per prefix, within the column's 64 characters,
+    starting ``search-indexer`` (the indexer's role writes it), and never a prefix's own
+    cursor, nor its erasures' or its plan's."""
+    from aiaudit.search.backends import opensearch
+
+    long = "p" * 61
+    prefixes = ["aiaudit-events", "aiaudit-v2", "held", long, long[:-1] + "q"]
+    names = [held_cursor_name(p) for p in prefixes]
+    assert names[:3] == [
+        "search-indexer#held",
+        "search-indexer:aiaudit-v2#held",
+        "search-indexer:held#held",
+    ]
+    assert len(set(names)) == len(names)
+    assert all(n.startswith("search-indexer") and len(n) <= 64 for n in names)
+    others = {opensearch.cursor_name(p) for p in prefixes}
+    others |= {opensearch.erasures_cursor_name(p) for p in prefixes}
+    others |= {opensearch.building_cursor_name(p) for p in prefixes}  # type: ignore[attr-defined]
+    assert not others & set(names)
+
+
+def test_a_hold_another_indexer_went_past_is_not_said(
+    tenant: str, own_postgres: Postgres, opensearch_url: str, index_prefix: str
+) -> None:
+    """Driven pass by pass, on the indexer's login: indexer A builds a new prefix and holds
+    the tenant's log at its damaged third event; mended, indexer B (another replica that
+    led since) goes past it and holds the log at the fourth, also damaged. Each records
+    its hold in the store once the log's position is there. A, reading that position (as
+    its next pass does first), no longer says its own hold: it is below the position, an
+    old one (it would name a sequence the log is past)."""
+    writer = open_store(own_postgres.app_url, keys=None)  # content in clear
+    store = open_store(own_postgres.consumer_url, keys=None)  # the indexer's login
+    client = OpenSearch(hosts=[opensearch_url])
+    backend = OpenSearchBackend(client, store.engine, index_prefix, "1s")
+    running: list[indexer.Indexer] = []
+
+    def one_pass(into: indexer.Indexer | None = None) -> indexer.Indexer:
+        if into is None:
+            into = indexer.Indexer(store, backend, 10, 0.05, 1.0, lambda _: None)
+            running.append(into)
+        into.run_once()
+        return into
+
+    try:
+        now = dt.datetime.now(dt.UTC)
+        writer.append_group([[prepare(interaction(tenant, f"e-{i}"), now) for i in range(5)]])
+        kept = _content(own_postgres.admin_dsn, tenant, 2)
+        for seq in (2, 3):
+            damage_in_clear(own_postgres.admin_url, tenant, seq, "content JSON")
+        first = one_pass()
+        assert first.building(tenant) == indexer.Building(2, 5, 2)
+        assert backend.holds() == {tenant: 2}
+        _mend(own_postgres.admin_dsn, tenant, 2, kept)
+        second = one_pass()
+        assert second.building(tenant) == indexer.Building(3, 5, 3)
+        assert backend.holds() == {tenant: 3}
+        first._publish(backend.positions())  # what its next pass reads first
+        assert first.building(tenant) == indexer.Building(3, 5, None)
+    finally:
+        for r in running:
+            r._writer.shutdown(wait=True)  # never started: its bulk thread only
+        backend.close()
+        store.close()
+        writer.close()

@@ -45,7 +45,8 @@ for the default prefix; :mod:`aiaudit.common.leader`);
 the others ask for it once a poll interval and meanwhile read the leader's
 positions, so that their exports wait for the right snapshot, and how far it
 applied the erasures past each held log's position, so that their reads over
-content do not wait for the hold to end. An embedded index is its own
+content do not wait for the hold to end, and, while logs are being built,
+where it holds them (:meth:`Indexer.building`). An embedded index is its own
 process's, and its indexer always works.
 
 Building: a new index (a new embedded file, a new OpenSearch prefix), or one
@@ -58,7 +59,8 @@ position gets there. Until then the log's reads would miss events the store
 holds, so the handlers answer them UNAVAILABLE ``INDEX_BUILDING``
 (:meth:`Indexer.building`), or FAILED_PRECONDITION ``INDEX_HELD`` while an
 event the indexer cannot index holds the log below its target (waiting does
-not end that); what was appended after the build began is the
+not end that; the leader records the hold in the store, once per hold, so
+that standbys say it too); what was appended after the build began is the
 ordinary lag, as before. Until 2026-12-06 a rebuilt or new index answered
 what it held so far, as if whole.
 
@@ -163,6 +165,11 @@ class Indexer:
         """Held logs: how far their erasures are applied, as last recorded for standbys."""
         self._applied: dict[str, int] = {}
         """Standing by: how far the leader applied erasures past each held log's position."""
+        self._told_held: dict[str, int] = {}
+        """Leading: where each log being built is held, as last recorded for standbys."""
+        self._holds: dict[str, int] = {}
+        """Standing by, while logs are being built: where the leader last found each held
+        (:meth:`SearchBackend.holds`), read with its positions."""
         self._misconfigured: str | None = None
         """The configuration error last logged (:meth:`_misconfiguration`): said once."""
         self._wake = threading.Event()
@@ -232,10 +239,13 @@ class Indexer:
 
         A log the build did not plan (empty when it began, or an index that
         was whole) is built: what it lacks is the ordinary lag. ``held``: the
-        sequence this replica's indexer holds the log at; a standby does not know
-        it (the leader holds logs in its memory only), and a hold below the
-        position is an old one (this replica led then), and one at or past the
-        target does not hold the build: neither is said.
+        sequence the log is held at. Leading, where this replica's indexer
+        holds it (:meth:`_held_at`: a hold below the position is an old one,
+        another replica led since); standing by, where the leader recorded it
+        held (:meth:`_tell_held`), while the log's position is still there (a
+        hold repaired leaves the record behind the position). A hold at or past
+        the target does not hold the build: it is not said. Until 2026-12-06 a
+        standby never said a hold (the leader kept them in its memory only).
         """
         with self._progress:
             indexed = self._positions.get(log_id, 0)
@@ -244,12 +254,39 @@ class Indexer:
                 target = self._building.get(log_id)
                 if target is None:
                     return None
-        held = self._stalled.get(log_id, self._refused.get(log_id))
-        if held is not None and held < indexed:  # an old hold (another replica led since)
-            held = None
+            if self._leading:
+                held = self._held_at(log_id, indexed)
+            else:  # the leader's word, read with its positions
+                held = self._holds.get(log_id)
+                if held != indexed:
+                    held = None
         if held is not None and target is not None and held >= target:  # not what waits
             held = None
         return Building(indexed, target, held)
+
+    def _held_at(self, log_id: str, indexed: int) -> int | None:
+        """Where this replica's indexer holds the log: its earliest hold at or past ``indexed``.
+
+        A hold below the log's position is an old one (this replica led then,
+        and another went past it since).
+        """
+        holds = (self._stalled.get(log_id), self._refused.get(log_id))
+        return min((h for h in holds if h is not None and h >= indexed), default=None)
+
+    def _tell_held(self, log_id: str) -> None:
+        """Records in the backend, for the standbys, where a log being built is held.
+
+        Once per hold (and per leadership): when the log's position is at the
+        hold (the bulk before it landed) and below its target. A record left
+        behind (the hold repaired) needs no removal: the position went past it.
+        """
+        position = self._positions.get(log_id, 0)
+        target = (self._building or {}).get(log_id)
+        if target is None or position >= target or self._held_at(log_id, position) != position:
+            return
+        if self._told_held.get(log_id) != position:
+            self._backend.record_held(log_id, position)
+            self._told_held[log_id] = position
 
     def _load_building(self) -> None:
         """Reads which logs the index is still building; a new index's leader plans it.
@@ -355,8 +392,11 @@ class Indexer:
                         rechecks = iter(commits.RECHECKS)
                     self.woken_early = False
                     progressed = self.run_once()
-                else:  # the leader's, for wait_indexed
-                    self._publish(self._backend.positions(), self._backend.erasures_applied())
+                else:  # the leader's, for wait_indexed and building
+                    positions = self._backend.positions()
+                    applied = self._backend.erasures_applied()
+                    holds = self._backend.holds() if self._building else None
+                    self._publish(positions, applied, holds)
             except Exception as exc:  # the backend or the store is down: retry, skip nothing
                 backoff = min(max(backoff * 2, 0.2), self._max_backoff)
                 self._paused(exc, healthy)
@@ -423,6 +463,7 @@ class Indexer:
         leading = self._leadership.acquire() is not None
         if leading != self._leading:
             log.info("search indexer %s", "leads" if leading else "stands by: another one leads")
+            self._told_held.clear()  # another may have led meanwhile: tell the holds again
         self._leading = leading
         return leading
 
@@ -457,6 +498,7 @@ class Indexer:
             if size > start and not self._stop.is_set():
                 progressed = self._catch_up(log_id, start, size) or progressed
                 if log_id in self._stalled or log_id in self._refused:  # held
+                    self._tell_held(log_id)
                     progressed = self._apply_erasures(log_id, size) or progressed
                     continue
             if log_id in self._swept:
@@ -652,15 +694,23 @@ class Indexer:
             log.info("caught-up batch left to the periodic refresh: %s", exc)
         self._shown = time.monotonic()
 
-    def _publish(self, positions: dict[str, int], applied: dict[str, int] | None = None) -> None:
+    def _publish(
+        self,
+        positions: dict[str, int],
+        applied: dict[str, int] | None = None,
+        holds: dict[str, int] | None = None,
+    ) -> None:
         """Tells ``wait_indexed`` how far each log is indexed.
 
         Standing by, also how far the leader applied the erasures past held
-        logs' positions (``applied``).
+        logs' positions (``applied``), and, while logs are being built, where
+        it found them held (``holds``, for :meth:`building`).
         """
         with self._progress:
             self._positions.update(positions)
             self._applied.update(applied or {})
+            if holds is not None:
+                self._holds = holds
             if self._building:
                 for log_id, position in positions.items():
                     if self._building.get(log_id, position + 1) <= position:

@@ -194,6 +194,22 @@ class SearchBackend(Protocol):
         """
         ...
 
+    def holds(self) -> dict[str, int]:
+        """Per log the leading indexer found held below its build target, the hold's sequence.
+
+        What it recorded (:meth:`record_held`), for a standby replica's reads
+        of a log being built: the log is held while its position is there. An
+        index of its own process's (SQLite) has no standby and records nothing.
+        """
+        ...
+
+    def record_held(self, log_id: str, sequence: int) -> None:
+        """Records that an event the indexer cannot index holds the log at ``sequence``.
+
+        The log's position is there, below its build target. Never moves back.
+        """
+        ...
+
     def write(
         self,
         log_id: str,

@@ -46,7 +46,12 @@
   answer UNAVAILABLE ``INDEX_BUILDING``, on every replica (standbys read the
   plan from the store), as an embedded index being built does. A prefix with
   positions already (a deployment upgrading) has no plan. Until 2026-12-06 a
-  new prefix answered what it had indexed so far, as if whole.
+  new prefix answered what it had indexed so far, as if whole. A log held
+  below its target by an event the indexer cannot index answers
+  FAILED_PRECONDITION ``INDEX_HELD`` instead, on every replica too: the
+  leader records where it holds the log (the store cursor
+  :func:`held_cursor_name`; until 2026-12-06 only the leader knew, and
+  standbys answered ``INDEX_BUILDING``).
 - A document OpenSearch refuses for good (400: a mapping it cannot take) is
   not an outage: the write keeps what was indexed before it, moves the
   position up to it and raises DocumentRefusedError, and the indexer holds
@@ -236,6 +241,29 @@ def building_cursor_name(prefix: str) -> str:
     return _suffixed(prefix, BUILDING)
 
 
+HELD = "#held"
+"""What :func:`held_cursor_name` adds to the prefix's cursor name."""
+
+
+def held_cursor_name(prefix: str) -> str:
+    """The store cursor telling standbys where an event the indexer cannot index holds a log.
+
+    Per log held below its build target (:func:`building_cursor_name`) at an
+    event the leading indexer cannot index (a damaged one, a document the
+    cluster refuses for good), the row's position is the hold's sequence + 1,
+    written once when the leader meets a new hold with the log's position
+    there (:meth:`OpenSearchBackend.record_held`). A standby answers the log
+    held while its position is the row's - 1 (:meth:`~aiaudit.search.indexer.Indexer.building`);
+    a hold repaired leaves the row behind the position, and a later hold
+    moves it forward, as a position only grows (no row is ever deleted: the
+    indexer's role may not). Named as :func:`building_cursor_name` is
+    (``search-indexer#held``, ``search-indexer:<prefix>#held``, shortened
+    alike): no prefix's own cursor, and kept to the indexer's role by the
+    same row policies. Until 2026-12-06 standbys did not know of holds.
+    """
+    return _suffixed(prefix, HELD)
+
+
 def _suffixed(prefix: str, suffix: str) -> str:
     """The prefix's cursor name and ``suffix``, within the column (a digest past it)."""
     name = cursor_name(prefix) + suffix
@@ -421,6 +449,7 @@ class OpenSearchBackend:
         self._cursor = cursor_name(prefix)
         self._erasures_cursor = erasures_cursor_name(prefix)
         self._building_cursor = building_cursor_name(prefix)
+        self._held_cursor = held_cursor_name(prefix)
         self._refresh_interval = refresh_interval
         self._bulk_retries = bulk_retries
         self._template_ready = False
@@ -768,6 +797,22 @@ class OpenSearchBackend:
         """
         with self._engine.begin() as conn:
             cursors.advance(conn, self._erasures_cursor, log_id, applied)
+
+    def holds(self) -> dict[str, int]:
+        """Per log the leading indexer found held below its build target, the hold's sequence.
+
+        The last hold it met in each log (:meth:`record_held`, :func:`held_cursor_name`):
+        it holds the log still while the log's position is there.
+        """
+        return {k: position - 1 for k, position in self._cursor_rows(self._held_cursor).items()}
+
+    def record_held(self, log_id: str, sequence: int) -> None:
+        """Says that the log, its position at ``sequence``, is held there below its target.
+
+        Never moves back (an earlier hold is behind the position already).
+        """
+        with self._engine.begin() as conn:
+            cursors.advance(conn, self._held_cursor, log_id, sequence + 1)
 
     def index_name(self, doc: Document) -> str:
         """The monthly index of a document (a function of the event: retries hit the same one)."""

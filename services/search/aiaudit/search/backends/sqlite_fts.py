@@ -259,6 +259,13 @@ class SqliteFtsBackend:
     def record_erasures_applied(self, log_id: str, applied: int) -> None:
         """Nothing: no other replica reads this process's index."""
 
+    def holds(self) -> dict[str, int]:
+        """None: the index is this process's own, and its indexer always leads."""
+        return {}
+
+    def record_held(self, log_id: str, sequence: int) -> None:
+        """Nothing: no other replica reads this process's index."""
+
     def write(
         self,
         log_id: str,
