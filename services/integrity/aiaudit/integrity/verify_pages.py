@@ -53,9 +53,32 @@ series: with the bounds as parameters the generic plan guessed 1,000 levels,
 and its cost switched on JIT compilation (~70 ms a page, five times the query).
 """
 
+_SAME_AS_ENTRIES = (
+    ("v.seqs", "e.seqs"),
+    ("v.times", "e.times"),
+    ("v.leaves", "e.leaves"),
+    ("i.seqs", "substring(e.seqs FROM 1 FOR 8 * i.n::int)"),
+    ("i.leaves", f"substring(e.leaves FROM 1 FOR {HASH_SIZE} * i.n::int)"),
+    ("c.seqs", "e.seqs"),
+    ("c.times", "e.times"),
+)
+"""The aggregates sent only when they differ from the entries' (or a prefix of them).
+
+Each as two columns: the aggregate, NULL when it ``IS NOT DISTINCT FROM`` the
+entries' counterpart, and whether it is; ``check_page`` takes the entries'
+then. Byte for byte (``bytea`` equality), so the caller sees the very values
+the database aggregated, without ~420 KiB of the ~740 KiB of a page's reply
+(the event rows' leaves, times and sequences, the integrated leaves, the
+content rows' keys): 8% of the server's time and 15% of a page's (2026-12-06).
+"""
+
+_SENT = ", ".join(
+    f"CASE WHEN {x} IS NOT DISTINCT FROM {y} THEN NULL ELSE {x} END, {x} IS NOT DISTINCT FROM {y}"
+    for x, y in _SAME_AS_ENTRIES
+)
+
 _PAGE = f"""
-    SELECT e.n, e.seqs, e.times, e.leaves, v.n, v.seqs, v.times, v.leaves, i.n, i.seqs, i.leaves,
-           c.n, c.seqs, c.times, t.n, t.first, t.last, t.hashes
+    SELECT e.n, e.seqs, e.times, e.leaves, v.n, i.n, c.n, {_SENT}, t.n, t.first, t.last, t.hashes
     FROM (SELECT count(*) AS n, string_agg(int8send(seq), ''::bytea) AS seqs,
                  string_agg(timestamptz_send(receive_time), ''::bytea) AS times,
                  string_agg(leaf_hash, ''::bytea) AS leaves
@@ -82,7 +105,8 @@ and the receive times (8-byte binary form) in the same pass. No ``ORDER BY``
 inside the aggregates (a sort per page): both concatenations of a table see
 the rows in the same order, and the sequence string says which order that was.
 The content rows' sequences and receive times (their primary key's columns),
-each of which must be an entry's. Then ``_NODES`` above the leaves.
+each of which must be an entry's. Those of the other tables than the entries
+as ``_SAME_AS_ENTRIES`` says. Then ``_NODES`` above the leaves.
 """
 
 
@@ -118,8 +142,18 @@ def check_page(
     with conn.cursor(binary=True) as cur:
         row = cur.execute(_PAGE, params, prepare=True).fetchone()
     assert row is not None
-    n, seqs, times, leaves, vn, vseqs, vtimes, computed, k, iseqs, done, *rest = row
-    cn, cseqs, ctimes, *inner = rest
+    n, seqs, times, leaves, vn, k, cn, *rest = row
+    # _SAME_AS_ENTRIES, in its order: each aggregate, or its entries' counterpart if the same.
+    sent = iter(zip(rest[0::2], rest[1::2], strict=False))
+
+    def aggregated(counterpart: Any) -> Any:
+        value, same = next(sent)
+        return counterpart if same else value
+
+    vseqs, vtimes, computed = aggregated(seqs), aggregated(times), aggregated(leaves)
+    iseqs, done = aggregated(_prefix(seqs, 8 * k)), aggregated(_prefix(leaves, HASH_SIZE * k))
+    cseqs, ctimes = aggregated(seqs), aggregated(times)
+    inner = rest[2 * len(_SAME_AS_ENTRIES) :]
     if not n or lo + n > head or vn != n:
         return None
     expected = struct.pack(f">{n}q", *range(lo, lo + n))  # the sequences in index order
@@ -147,6 +181,11 @@ def check_page(
     if cn and not _entries_content(lo, n, entry_times, cn, cseqs, ctimes):
         return None
     return Page(entries, {0: StoredLevel(k, lo, lo + k - 1, b""), **_levels(1, *inner)})
+
+
+def _prefix(value: bytes | None, size: int) -> bytes | None:
+    """``substring(value FROM 1 FOR size)`` (NULL stays NULL)."""
+    return None if value is None else value[:size]
 
 
 def _entries_content(
