@@ -315,10 +315,23 @@ class PageChecks:
             yield lo, result.result()
 
     def close(self) -> None:
-        """Stops the readers and returns their connections (the SET LOCALs roll back)."""
+        """Stops the readers and returns their connections (the SET LOCALs end with them).
+
+        A transaction of the readers' that went well is committed: it only read,
+        so that is a rollback, but psycopg deallocates every prepared statement
+        on a rollback (the pool's on return too, unless none is open), and the
+        next verify on these pooled connections planned the page query again
+        (commit: server CPU -2..9%, verify +4..8% from the second run on,
+        2026-12-06).
+        """
         self._pool.shutdown(wait=True, cancel_futures=True)
         for raw in self._opened:
-            raw.rollback()
+            driver = raw.driver_connection
+            assert isinstance(driver, psycopg.Connection)
+            if driver.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS:
+                raw.commit()
+            else:
+                raw.rollback()
             raw.close()
 
     def __enter__(self) -> PageChecks:
