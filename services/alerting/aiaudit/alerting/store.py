@@ -118,18 +118,36 @@ _PACKED_BYTES = b"\x01"
 """First byte of :func:`pack_samples`' form (earlier versions' text: ``f64:`` or ``[``)."""
 
 
+def _earlier_text(stored: bytes | str) -> None:
+    """Refuses stored samples that start as no version's form does.
+
+    Else a JSON parser's "Expecting value: line 1 column 1" said neither that the row was
+    of an unknown form (a later version's, after a rollback, or damaged) nor which byte.
+    """
+    first = stored[:1] if isinstance(stored, bytes) else stored[:1].encode()[:1]
+    if first not in (b"f", b"["):
+        raise ValueError(
+            f"window samples of an unknown form (first byte {first!r}): neither this"
+            " version's packed form (1) nor an earlier version's text (f64: or JSON)"
+        )
+
+
 def unpack_samples(stored: bytes | str) -> list[tuple[float, float]]:
     """Samples from :func:`pack_samples`, or from the text of earlier versions.
 
     Before ``alerting_0006`` the column was text: ``f64:`` + base64 of little-endian
     (time, value) doubles, or before that JSON pairs. The migration kept such rows
-    as their UTF-8 bytes, so they load as they did.
+    as their UTF-8 bytes, so they load as they did. Anything else (a later version's
+    form, a damaged row) is a ValueError naming its first byte.
     """
     if isinstance(stored, bytes | bytearray | memoryview):
         stored = bytes(stored)
         if stored.startswith(_PACKED_BYTES):
             return aiaudit_native.unpack_samples(stored)
+        _earlier_text(stored)
         stored = stored.decode()
+    else:
+        _earlier_text(stored)
     if not stored.startswith(_PACKED):
         return [(float(t), float(v)) for t, v in json.loads(stored)]
     packed = array("d")
@@ -168,6 +186,7 @@ def _read_window(key: str, stored: bytes | str) -> tuple[str, list[tuple[float, 
     if isinstance(stored, bytes) and stored.startswith(_WITH_GROUP):
         group, _, packed = stored[len(_WITH_GROUP) :].partition(b"\n")
         return json.loads(group), unpack_samples(packed)
+    _earlier_text(stored)
     group, text = json.loads(stored)
     return group, unpack_samples(text)
 
@@ -537,7 +556,13 @@ class AlertStore:
             return state
         q = sa.select(windows).where(windows.c.tenant == tenant, windows.c.rule_id.in_(ids))
         for r in conn.execute(q):
-            state.put(r.rule_id, *_read_window(r.group_key, r.samples))
+            try:
+                group, samples = _read_window(r.group_key, r.samples)
+            except ValueError as e:  # which row (not its group: an event's field value)
+                raise ValueError(
+                    f"alerting_windows row of tenant {tenant!r}, rule {r.rule_id!r}: {e}"
+                ) from e
+            state.put(r.rule_id, group, samples)
         return state
 
     def save_windows(
