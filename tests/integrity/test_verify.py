@@ -27,7 +27,7 @@ from aiaudit.cli.main import main
 from aiaudit.common.keys import seal
 from aiaudit.common.keys.kek import FileKek
 from aiaudit.common.keys.keyring import Keyring
-from aiaudit.common.store import SqlEventStore, embedded_keys, open_store
+from aiaudit.common.store import SqlEventStore, cursors, embedded_keys, open_store
 from aiaudit.common.store.prepare import prepare
 from aiaudit.common.store.schema import TS, event_content, events, log_entries
 from aiaudit.common.store.sql import Receipt, data_keys
@@ -37,6 +37,15 @@ from aiaudit.integrity.note import VerifierKey
 from aiaudit.integrity.signers import ActiveKey, FileKeys, SignerUnavailableError
 from aiaudit.integrity.tables import nodes
 from aiaudit.integrity.verify import MODES, Report, verify_store
+from aiaudit.search.backends.opensearch import (
+    BUILDING,
+    ERASURES,
+    HELD,
+    building_cursor_name,
+    erasures_cursor_name,
+    held_cursor_name,
+)
+from aiaudit.search.settings import SearchSettings
 from tests.conftest import Postgres
 from tests.helpers import interaction, wait_until
 from tests.integrity.conftest import ORIGIN_PREFIX, Notaries, append, login, stepping
@@ -1150,6 +1159,96 @@ def test_consumer_cursors_past_the_head_are_named(log: Log) -> None:
         f"log {log.tenant}: consumer search-indexer has read 1000 entries but the log head says "
         "15 (cursor moved, or tail truncated?): sequences 15..999 would never reach it",
     ]
+
+
+def test_search_indexer_rows_past_the_head_are_named_for_what_they_are(log: Log) -> None:
+    """The search indexer's rows of erasures applied past a held log, build plans and holds
+    never lie past the head (the sequence after a record, the log's size, the held sequence
+    + 1). Such rows were named, but as read positions skipping sequences: one of erasures
+    applied past the head has standby replicas answer searches over a held log's content
+    without waiting for any record, erased text the index still holds matching them."""
+    long = "x" * 80  # shortened with a digest: the suffix stays last
+    with log.admin.begin() as conn:
+        for consumer, position in (
+            (building_cursor_name(SearchSettings.index_prefix), 15),  # honest: the size
+            (held_cursor_name(SearchSettings.index_prefix), 15),  # honest: held at 14
+            (erasures_cursor_name(SearchSettings.index_prefix), 16),
+            (erasures_cursor_name(long), 20),
+            (building_cursor_name("other"), 40),
+            (held_cursor_name("other"), 1000),
+        ):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO consumer_cursors (consumer, log_id, position) VALUES (:c, :t, :p)"
+                ),
+                {"c": consumer, "t": log.tenant, "p": position},
+            )
+    past = "but the log head says 15 (cursor moved, or tail truncated?)"
+    erased = (
+        f"are applied to the search index {past}: standby replicas answer searches over "
+        "content of a held log without waiting for any record, and what the index holds of "
+        "erased text matches them"
+    )
+    assert sorted(log.problems()) == sorted(
+        f"log {log.tenant}: {p}"
+        for p in (
+            f"consumer search-indexer#erasures says the erasure and retention records below "
+            f"sequence 16 {erased}",
+            f"consumer {erasures_cursor_name(long)} says the erasure and retention records "
+            f"below sequence 20 {erased}",
+            f"consumer search-indexer:other#building plans the search index built at 40 "
+            f"entries {past}: reads of the log answer INDEX_BUILDING until it holds 40 entries",
+            f"consumer search-indexer:other#held says the search index is held at sequence "
+            f"999 {past}",
+        )
+    )
+
+
+def test_search_erasures_row_not_after_a_record_is_named(
+    log: Log, store: SqlEventStore, privacy_url: str
+) -> None:
+    """The leading indexer writes the sequence after the latest erasure or retention record
+    it applied past a held log; standby replicas take every record below it as applied. A row
+    raised (or moved) within the head to a sequence after no record passed verify, and the
+    standbys answered searches over content that may still match erased text."""
+    from aiaudit.common.erasure import erase
+
+    privacy = open_store(privacy_url)
+    try:
+        erase(privacy, log.tenant, "data subject request", "dpo", [log.event(2)])  # at 15
+    finally:
+        privacy.close()
+    store.append_group([[prepare(interaction(log.tenant), _now())] for _ in range(2)])
+    name = erasures_cursor_name("an-index")
+    with log.admin.begin() as conn:
+        cursors.advance(conn, name, log.tenant, 16)  # as the indexer writes it
+    assert log.verify().ok
+    for position in (18, 17):
+        log.execute(
+            "UPDATE consumer_cursors SET position = :p WHERE consumer = :c AND log_id = :t",
+            p=position,
+            c=name,
+        )
+        assert log.problems() == [
+            f"log {log.tenant}: consumer {name} says the erasure and retention records below "
+            f"sequence {position} are applied to the search index, but sequence "
+            f"{position - 1} is no such record (the indexer writes the sequence after one; "
+            "cursor moved?): standby replicas take the records before it as applied and "
+            "answer searches over content of a held log that may still match erased text"
+        ]
+    log.execute(
+        "UPDATE consumer_cursors SET position = 19 WHERE consumer = :c AND log_id = :t", c=name
+    )
+    assert mentions(log.problems(), f"consumer {name} says", "head says 18")
+
+
+def test_search_cursor_suffixes_are_the_indexers() -> None:
+    """verify tells the search indexer's rows by the suffixes its backend writes."""
+    assert (verify.SEARCH_ERASURES, verify.SEARCH_BUILDING, verify.SEARCH_HELD) == (
+        ERASURES,
+        BUILDING,
+        HELD,
+    )
 
 
 def test_a_data_key_row_of_another_log_or_subject_is_named(sealed_log: Log) -> None:

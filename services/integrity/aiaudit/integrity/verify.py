@@ -90,6 +90,17 @@ MODES = ("full", "leaves")
 canonical bytes -> log entry leaf -> integrated leaf -> rebuilt tree -> signed
 checkpoints), without the JSON checks of ids, search columns and content."""
 
+SEARCH_ERASURES = "#erasures"
+"""How the search indexer's cursor of erasures applied past a held log ends
+(``aiaudit.search.backends.opensearch.ERASURES``): its position is the sequence
+after an erasure or retention record, every record below it applied to the index."""
+SEARCH_BUILDING = "#building"
+"""How the search indexer's build plan ends (``opensearch.BUILDING``): its
+position is the log's size when the build began."""
+SEARCH_HELD = "#held"
+"""How the search indexer's record of holds ends (``opensearch.HELD``): its
+position is the held sequence + 1. None of the three lies past the head."""
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -756,14 +767,23 @@ class _LogWalk:
             if level < 0 or idx < 0:
                 self.problem(f"node level {level} index {idx} is no place in a tree (inserted?)")
 
-    def cursors_ahead(self, found: list[tuple[str, int]], head_now: int) -> None:
-        """Names the consumers' cursors past the head (``found``: read before ``head_now``)."""
-        for consumer, position in found:
+    def cursors_ahead(self, found: list[tuple[str, int, bool]], head_now: int) -> None:
+        """Names the consumers' cursors past the head (``found``: read before ``head_now``).
+
+        And a search indexer's cursor of erasures applied whose position is not
+        the sequence after an erasure or retention record (:func:`_cursors_ahead`).
+        """
+        for consumer, position, after_record in found:
             if position > head_now:
+                self.problem(_cursor_past(consumer, position, head_now))
+            elif _search(consumer, SEARCH_ERASURES) and not after_record:
                 self.problem(
-                    f"consumer {consumer} has read {position} entries but the log head says "
-                    f"{head_now} (cursor moved, or tail truncated?): sequences "
-                    f"{head_now}..{position - 1} would never reach it"
+                    f"consumer {consumer} says the erasure and retention records below "
+                    f"sequence {position} are applied to the search index, but sequence "
+                    f"{position - 1} is no such record (the indexer writes the sequence after "
+                    "one; cursor moved?): standby replicas take the records before it as "
+                    "applied and answer searches over content of a held log that may still "
+                    "match erased text"
                 )
 
     def orphan_content(self, seq: int, received: Any) -> None:
@@ -1087,21 +1107,75 @@ def _rows_outside(
     ]
 
 
-def _cursors_ahead(conn: sa.Connection, log_id: str, head: int) -> list[tuple[str, int]]:
-    """(consumer, position) of the cursors past ``head`` but the notary's (named apart).
+def _cursors_ahead(conn: sa.Connection, log_id: str, head: int) -> list[tuple[str, int, bool]]:
+    """(consumer, position, after a record) of the cursors past ``head`` but the notary's.
 
     A consumer resumes at its cursor, so one moved past the head skips the
     sequences in between for good (review, 2026-12-05: only the notary's was
-    checked). Read before the head is read again: a cursor moves only past
-    committed entries.
+    checked). The search indexer's rows of erasures applied, build plans and
+    holds (:data:`SEARCH_ERASURES`, :data:`SEARCH_BUILDING`, :data:`SEARCH_HELD`)
+    never lie past the head either. A row of erasures applied within it is
+    returned too unless its position - 1 is an erasure or retention record
+    (the log's entry): the indexer writes the sequence after the latest record
+    it applied past a held log, and standby replicas then answer searches over
+    content without waiting for the records below it (until 2026-12-06 only
+    such a row past the head was named, as a read position). Read in one
+    statement (a row is written after its record is committed) before the head
+    is read again: a cursor moves only past committed entries.
     """
-    c = consumer_cursors.c
+    c, e, le = consumer_cursors.c, events.c, log_entries.c
+    record = (
+        sa.select(1)
+        .select_from(
+            events.join(
+                log_entries,
+                sa.and_(le.log_id == e.log_id, le.seq == e.seq, le.receive_time == e.receive_time),
+            )
+        )
+        .where(
+            e.log_id == log_id,
+            e.seq == c.position - 1,
+            e.event_type.in_(erasure.RECORD_TYPES),
+        )
+        .exists()
+    )
+    erasures = sa.and_(c.consumer.like(f"search-indexer%{SEARCH_ERASURES}"), ~record)
     rows = conn.execute(
-        sa.select(c.consumer, c.position)
-        .where(c.log_id == log_id, c.consumer != CONSUMER, c.position > head)
+        sa.select(c.consumer, c.position, record)
+        .where(c.log_id == log_id, c.consumer != CONSUMER, sa.or_(c.position > head, erasures))
         .order_by(c.consumer)
     )
-    return [(str(consumer), int(position)) for consumer, position in rows]
+    return [(str(consumer), int(position), bool(after)) for consumer, position, after in rows]
+
+
+def _search(consumer: str, suffix: str) -> bool:
+    """Whether ``consumer`` is one of the search indexer's cursors ending ``suffix``."""
+    return consumer.startswith("search-indexer") and consumer.endswith(suffix)
+
+
+def _cursor_past(consumer: str, position: int, head: int) -> str:
+    """What a consumer's cursor past the head says, by what the cursor is."""
+    past = f"but the log head says {head} (cursor moved, or tail truncated?)"
+    if _search(consumer, SEARCH_ERASURES):
+        return (
+            f"consumer {consumer} says the erasure and retention records below sequence "
+            f"{position} are applied to the search index {past}: standby replicas answer "
+            "searches over content of a held log without waiting for any record, and what "
+            "the index holds of erased text matches them"
+        )
+    if _search(consumer, SEARCH_BUILDING):
+        return (
+            f"consumer {consumer} plans the search index built at {position} entries {past}: "
+            f"reads of the log answer INDEX_BUILDING until it holds {position} entries"
+        )
+    if _search(consumer, SEARCH_HELD):
+        return (
+            f"consumer {consumer} says the search index is held at sequence {position - 1} {past}"
+        )
+    return (
+        f"consumer {consumer} has read {position} entries {past}: sequences "
+        f"{head}..{position - 1} would never reach it"
+    )
 
 
 def _runs(indexes: Iterable[int]) -> Iterator[tuple[int, int]]:
