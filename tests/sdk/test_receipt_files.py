@@ -515,3 +515,48 @@ def test_a_writer_stopped_while_it_holds_a_file_stalls_no_other(
     messages = [r.getMessage() for r in caplog.records]
     assert sum("held locked by another writer" in m for m in messages) == 1, messages
     assert not [m for m in messages if "not kept" in m]
+
+
+def test_a_directory_that_locks_again_gets_day_files_again(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A directory found unlockable (the lock daemon down when the logger opened it) made no
+    day's file again for the process's life: only an existing day's file's lock could say
+    that locks work again, so a missing one (a fresh directory, the next day's, a new log's)
+    sent every batch's notes to a file of their own for good, after the lock daemon was back
+    (review, 2026-12-06). Now the directory is tried again (``PROBE_AGAIN``, 0 here) when a
+    day's file is missing, and the notes are appended to the day's files once it locks."""
+    from aiaudit.sdk import receipts as module
+
+    monkeypatch.setattr(module, "PROBE_AGAIN", 0.0, raising=False)
+    signer = Signer(tmp_path)
+    receipts = tmp_path / "receipts"
+    down = [True]
+
+    def lockd(fd: int, operation: int) -> None:  # NFS, its lock daemon down, then back
+        if down:
+            raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+        fcntl.flock(fd, operation)
+
+    files = ReceiptFiles(receipts, lock=lockd)
+    files.keep([signer.note("a")])
+    (apart,) = os.listdir(receipts)
+    assert re.fullmatch(APART, apart)
+    down.clear()
+    for _ in range(2):
+        files.keep([signer.note("a"), signer.note("b")])
+
+    assert sorted(os.listdir(receipts)) == sorted(
+        [apart, "a.2026-03-01.notes", "b.2026-03-01.notes"]
+    )
+    assert signer.verify(receipts / "a.2026-03-01.notes", capsys)[:2] == (
+        0,
+        events_of(("a", 3, 9)),
+    )
+    assert kept_events(signer, receipts, capsys) == events_of(("a", 0, 9), ("b", 0, 6))
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("cannot be locked" in m for m in messages) == 1, messages
+    assert sum("can be locked again" in m for m in messages) == 1, messages

@@ -43,7 +43,10 @@ logged once: a filesystem that cannot lock when it is found so (the directory
 is tried once when opened, a file of its own locked and removed, so that no
 day's file is made, empty, only to fail), a file held past ``lock_wait`` for
 that file, whose next batches try its lock once, not waiting, until it is let
-go. Each note is in one file only: nothing is written to a file not locked.
+go. A day's file missing while the directory cannot lock is made again once
+a lock of the directory's own works (tried every ``PROBE_AGAIN``, 60 s), so
+that notes go back to the day's files when the lock daemon is back. Each note
+is in one file only: nothing is written to a file not locked.
 
 Opening the directory cleans what a crash left: the torn tails of files written
 in the last two days (named ``<log id>.<YYYY-MM-DD>.notes``; another
@@ -81,6 +84,10 @@ of milliseconds) before its notes go to a file of their own."""
 NO_LOCKS = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL})
 """``flock``'s errors on a filesystem that cannot lock: NFS without its lock daemon
 (``ENOLCK``), some FUSE filesystems (``EOPNOTSUPP``, ``EINVAL``)."""
+PROBE_AGAIN = 60.0
+"""Seconds between two tries of a directory found unlockable, when a batch's day's file is
+missing: a lock daemon back (or a transient failure when opened) lets the day's files be
+made and appended to again, not a file of their own per batch for the process's life."""
 _POLL = 0.01
 """The longest pause between two tries of a lock another holds."""
 Lock = Callable[[int, int], None]
@@ -128,8 +135,11 @@ class ReceiptFiles:
         """The files (device, inode) whose directory entry this writer has synced: by inode,
         as a name moved away and made again is a new entry to sync."""
         self._unlockable: OSError | None = None
+        self._probed = time.monotonic()
+        """When the directory was last tried with a lock of its own (``_probe``)."""
         """Why the directory's files cannot be locked, since a lock last failed so (logged
-        then): a missing day's file is not made to try again, its notes go apart."""
+        then): a missing day's file is not made to try again, its notes go apart, until a
+        lock of the directory's own works (``_lockable_again``)."""
         self._held: set[str] = set()
         """Files found held past ``lock_wait`` (logged then): tried once a batch, not waited
         for again, until locked."""
@@ -218,7 +228,10 @@ class ReceiptFiles:
             except FileNotFoundError:
                 if create:
                     raise
-                return None  # not made only to find again that it cannot be locked
+                if not self._lockable_again():
+                    return None  # not made only to find again that it cannot be locked
+                create = os.O_CREAT
+                continue
             try:
                 locked = _lock_until(self._lock, fd, deadline)
                 if locked:
@@ -260,13 +273,29 @@ class ReceiptFiles:
                 return fd, (held.st_dev, held.st_ino)
             os.close(fd)  # and its lock
 
+    def _lockable_again(self) -> bool:
+        """Whether a directory found unlockable locks again, tried every ``PROBE_AGAIN`` s.
+
+        Only an existing day's file's lock said so until 2026-12-06: a day's
+        file missing (the next day's, a new log's, a directory that could not
+        lock when opened) was never made, so every batch's notes went to a file
+        of their own for the rest of the process's life, after the lock daemon
+        was long back (review, 2026-12-06).
+        """
+        if time.monotonic() - self._probed < PROBE_AGAIN:
+            return False
+        self._probe()
+        return self._unlockable is None
+
     def _probe(self) -> None:
-        """Locks a file of its own once: a directory that cannot lock then makes no day's file.
+        """Locks a file of its own: a directory that cannot lock then makes no day's file.
 
         Else the first append would make (empty) the file it fails to lock, a
         file ``verify --receipt`` finds holding no note; one that fails so later
-        (a lock daemon gone) may still leave one.
+        (a lock daemon gone) may still leave one. Tried when opened, and again
+        by ``_lockable_again``; a lock taken clears ``_unlockable`` (logged).
         """
+        self._probed = time.monotonic()
         probe = self.directory / f".lock-probe.{uuid.uuid4().hex}.tmp"
         try:
             fd = os.open(probe, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
@@ -280,6 +309,10 @@ class ReceiptFiles:
                 self._cannot_lock(err)
             else:  # not a filesystem that cannot lock: each day's file's lock will tell
                 log.warning("audit receipts: %s not locked: %s", probe, err)
+        else:
+            if self._unlockable is not None:
+                self._unlockable = None
+                log.warning("audit receipts: the files of %s can be locked again", self.directory)
         finally:
             os.close(fd)
             with contextlib.suppress(OSError):
