@@ -477,3 +477,47 @@ def test_a_restore_between_the_reads_of_one_look_ends_the_watch(
         sa.event.remove(events.engine, "after_cursor_execute", between)
         events.close()
         owner.dispose()
+
+
+def test_a_store_restored_and_changed_up_to_the_watchs_number_ends_the_watch(
+    store_url: str, alerting_url: str, tenant: str, request: pytest.FixtureRequest
+) -> None:
+    """An idle look compared the head alone with the watch's number: the store restored (to
+    a backup of the first change) and then changed up to exactly that number held no change
+    past it, so the watch went on silent until the new history passed it, and the new
+    history's changes of the numbers it had were never sent. Now a head at the watch's
+    number set by another epoch is checked, and the watch ends. A head set again without a
+    change by another writer (a window save of a new process) passes that check."""
+    events = open_store(alerting_url)
+    owner = _engine_as_owner(store_url, request)
+    alerts = AlertStore(events.engine)
+    service = AlertingService(events, alerts, RuleBook(alerts), Changes(), watch_interval=0.05)
+    looks_taken = 0
+
+    def stop() -> bool:  # called as each look begins
+        nonlocal looks_taken
+        looks_taken += 1
+        if looks_taken == 3:  # after the second look: restored, then number 2 again
+            _restore(owner, tenant, backup)
+            _alert_changed(AlertStore(events.engine), tenant, "b2")
+        return looks_taken > 4  # the old code looked on in silence: ended after four looks
+
+    try:
+        _alert_changed(alerts, tenant, "a1")
+        backup = _backup(owner, tenant)
+        sub = service.subscribe(tenant)
+        _alert_changed(alerts, tenant, "a2")
+        looks = service.watch(sub, tenant, 0, stop)
+        first = next(looks)
+        assert [a.dedup_key for a in first.alerts] == ["a2"]
+        # Another writer sets the head again with no change, seen by the second look.
+        other = AlertStore(events.engine)
+        with other.write() as conn, conn.begin():
+            other.set_head(conn, tenant, other.lock_head(conn, tenant))
+        with pytest.raises(ResumeTokenError) as ended:
+            next(looks)
+        assert ended.value.reason == "RESUME_TOKEN_OTHER_HISTORY"
+        assert looks_taken == 3  # the second look went on, the third ended the watch
+    finally:
+        events.close()
+        owner.dispose()

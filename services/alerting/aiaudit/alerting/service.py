@@ -898,7 +898,13 @@ class AlertingService:
         backup under the watch, or replaced by another, would otherwise go on
         from a number that now means other changes, and the changes given the
         numbers it is past would never be sent. ResumeTokenError then, before
-        anything of it is sent. An idle look costs one more read (the head).
+        anything of it is sent. An idle look costs one more read (the head and
+        the epoch that set it): one at the watch's number but set by another
+        epoch is checked too, since a store restored and then changed up to
+        exactly that number holds no change past it, and the watch went on
+        silent until the new history passed it. A writer that sets the head
+        again without a change (a new process's window save) passes the check,
+        and vouches for the watch from then on.
 
         A look reads in one snapshot (:meth:`AlertStore.snapshot`): on PostgreSQL
         each statement saw what had committed when it ran, so a store restored
@@ -912,13 +918,16 @@ class AlertingService:
                 sub.wake.clear()
                 with self.store.snapshot() as conn:
                     found = self.store.changes(conn, tenant, after, 500)
-                    # Nothing new: the head behind the watch is the store gone back (its
-                    # next changes would take numbers the watch is past, never sent).
-                    if found or self.store.head(conn, tenant) < after:
+                    # Nothing new: the head behind the watch, or at its number from another
+                    # epoch, may be the store gone back (its next changes would take numbers
+                    # the watch is past, never sent).
+                    head, epoch = (0, vouch.epoch) if found else self.store.head(conn, tenant)
+                    if found or head < after or epoch != vouch.epoch:
                         here = self.store.position(conn, tenant)
                         self._still(conn, tenant, vouch, here, found[-1].change_seq if found else 0)
+                        vouch = here
                 if found:
-                    after, vouch = found[-1].change_seq, here
+                    after = found[-1].change_seq
                     wanted = [a for a in found if a.severity >= min_severity]
                     if wanted:
                         yield Watched(wanted, here)

@@ -470,10 +470,12 @@ class AlertStore:
         with self._epochs_lock:
             self._epochs[tenant] = (epoch, change_seq)
 
-    def head(self, conn: sa.Connection, tenant: str) -> int:
-        """The last committed change sequence of the tenant (0 when none)."""
-        found = conn.execute(sa.select(heads.c.change_seq).where(heads.c.tenant == tenant)).scalar()
-        return int(found or 0)
+    def head(self, conn: sa.Connection, tenant: str) -> tuple[int, str]:
+        """The tenant's last committed change sequence and the epoch that set it (0, '': none)."""
+        row = conn.execute(
+            sa.select(heads.c.change_seq, heads.c.epoch).where(heads.c.tenant == tenant)
+        ).first()
+        return (int(row[0]), str(row[1])) if row is not None else (0, "")
 
     def store_id(self, conn: sa.Connection) -> str:
         """The store's id (``alerting_store``, made by migration ``alerting_0005``)."""
@@ -486,11 +488,7 @@ class AlertStore:
 
     def position(self, conn: sa.Connection, tenant: str) -> Position:
         """The store's id, the tenant's head and the epoch that set it (0 and '' when none)."""
-        row = conn.execute(
-            sa.select(heads.c.change_seq, heads.c.epoch).where(heads.c.tenant == tenant)
-        ).first()
-        head, epoch = (int(row[0]), str(row[1])) if row is not None else (0, "")
-        return Position(self.store_id(conn), head, epoch)
+        return Position(self.store_id(conn), *self.head(conn, tenant))
 
     def holds(self, conn: sa.Connection, tenant: str, epoch: str, head: int) -> bool:
         """Whether the tenant's history here is the one a position (epoch, head) was read in.
