@@ -25,9 +25,11 @@ import psycopg
 import pytest
 from opensearchpy import OpenSearch
 
+from aiaudit.common import leader
 from aiaudit.common.store import cursors, open_store
 from aiaudit.common.store.prepare import prepare
 from aiaudit.search import indexer
+from aiaudit.search.backends.base import BackendUnavailableError
 from aiaudit.search.backends.opensearch import (
     OpenSearchBackend,
     cursor_name,
@@ -273,7 +275,7 @@ def test_the_build_cursor_is_no_prefix_s_own() -> None:
 def test_the_held_cursor_is_no_prefix_s_own() -> None:
     """Where the leader records holds: per prefix, within the column's 64 characters,
     starting ``search-indexer`` (the indexer's role writes it), and never a prefix's own
-    cursor, nor its erasures' or its plan's."""
+    cursor, nor its erasures' or its plan's; nor is the one of the holds that ended."""
     from aiaudit.search.backends import opensearch
 
     long = "p" * 61
@@ -290,6 +292,11 @@ def test_the_held_cursor_is_no_prefix_s_own() -> None:
     others |= {opensearch.erasures_cursor_name(p) for p in prefixes}
     others |= {opensearch.building_cursor_name(p) for p in prefixes}  # type: ignore[attr-defined]
     assert not others & set(names)
+    mended = [opensearch.mended_cursor_name(p) for p in prefixes]  # the holds that ended
+    assert mended[:2] == ["search-indexer#mended", "search-indexer:aiaudit-v2#mended"]
+    assert len(set(mended)) == len(mended)
+    assert all(n.startswith("search-indexer") and len(n) <= 64 for n in mended)
+    assert not (others | set(names)) & set(mended)
 
 
 def test_a_hold_another_indexer_went_past_is_not_said(
@@ -333,5 +340,65 @@ def test_a_hold_another_indexer_went_past_is_not_said(
         for r in running:
             r._writer.shutdown(wait=True)  # never started: its bulk thread only
         backend.close()
+        store.close()
+        writer.close()
+
+
+def test_a_hold_mended_while_the_cluster_is_down_is_not_said_by_standbys(
+    tenant: str, own_postgres: Postgres, opensearch_url: str, index_prefix: str
+) -> None:
+    """The leading indexer builds a new prefix and holds the tenant's log at its first event,
+    damaged (nothing before it to send: the cluster is not needed yet); a standby says
+    INDEX_HELD from the leader's record. The event is mended, but the cluster is down (the
+    leader's OpenSearch is a port nothing listens on): the leader's write fails, the log's
+    position stays at the old hold. The leader says INDEX_BUILDING (retry); until
+    2026-12-06 the standby went on saying INDEX_HELD (retrying will not help until the event
+    is repaired) for as long as the outage lasted, as the position was still the record's
+    - 1. The leader now records the mend (``search-indexer[:<prefix>]#mended``), and the
+    standby says INDEX_BUILDING too. On PostgreSQL with the indexer's login."""
+    writer = open_store(own_postgres.app_url, keys=None)  # content in clear
+    store = open_store(own_postgres.consumer_url, keys=None)  # the indexer's login
+    down = OpenSearch(hosts=["http://127.0.0.1:9"], max_retries=0, timeout=2)
+    up = OpenSearch(hosts=[opensearch_url])
+    leading = indexer.Indexer(
+        store,
+        OpenSearchBackend(down, store.engine, index_prefix, "1s"),
+        10,
+        0.05,
+        1.0,
+        lambda _: None,
+    )
+    job = indexer.Indexer.leader_job(index_prefix)
+    lock = leader.for_engine(store.engine, job)  # the leader's replica holds the job's lock
+    assert lock.acquire() is not None
+    standby = indexer.Indexer(
+        store,
+        OpenSearchBackend(up, store.engine, index_prefix, "1s"),
+        10,
+        0.05,
+        1.0,
+        lambda _: None,
+        leadership=leader.for_engine(store.engine, job),
+    )
+    try:
+        now = dt.datetime.now(dt.UTC)
+        writer.append_group([[prepare(interaction(tenant, f"e-{i}"), now) for i in range(3)]])
+        kept = _content(own_postgres.admin_dsn, tenant, 0)
+        damage_in_clear(own_postgres.admin_url, tenant, 0, "content JSON")
+        leading.run_once()
+        assert leading.building(tenant) == indexer.Building(0, 3, 0)
+        standby.start()
+        wait_until(lambda: standby.building(tenant) == indexer.Building(0, 3, 0))
+        assert not standby.leading
+
+        _mend(own_postgres.admin_dsn, tenant, 0, kept)
+        with pytest.raises(BackendUnavailableError):
+            leading.run_once()  # the event reads back; its write does not land
+        assert leading.building(tenant) == indexer.Building(0, 3, None)
+        wait_until(lambda: standby.building(tenant) == indexer.Building(0, 3, None))
+    finally:
+        standby.stop()
+        leading._writer.shutdown(wait=True)  # never started: its bulk thread only
+        lock.release()
         store.close()
         writer.close()

@@ -288,6 +288,19 @@ class Indexer:
             self._backend.record_held(log_id, position)
             self._told_held[log_id] = position
 
+    def _tell_mended(self, log_id: str, sequence: int) -> None:
+        """Records that the hold told at ``sequence`` ended: the event there reads back now.
+
+        Before its write lands: while the backend is down the log's position
+        stays at the hold, and standbys went by it alone and said the log
+        held by an event already repaired, for as long as the outage lasted
+        (until 2026-12-06). A hold met again at that sequence (damaged once
+        more before the position moved) is not told again: the rows only
+        grow, and standbys answer it INDEX_BUILDING, as before the hold.
+        """
+        self._backend.record_mended(log_id, sequence)
+        del self._told_held[log_id]
+
     def _load_building(self) -> None:
         """Reads which logs the index is still building; a new index's leader plans it.
 
@@ -535,7 +548,9 @@ class Indexer:
                     break
                 if not docs:
                     break
-                self._stalled.pop(log_id, None)
+                mended = self._stalled.pop(log_id, None)
+                if mended is not None and self._told_held.get(log_id) == mended:
+                    self._tell_mended(log_id, mended)
         finally:
             if in_flight is not None:  # raises if that bulk failed (an outage)
                 progressed = self._landed(log_id, in_flight) or progressed

@@ -210,6 +210,14 @@ class SearchBackend(Protocol):
         """
         ...
 
+    def record_mended(self, log_id: str, sequence: int) -> None:
+        """Records that the hold recorded at ``sequence`` ended (the event reads back).
+
+        The log's position may still be there (its write did not land yet):
+        :meth:`holds` no longer says it. Never moves back.
+        """
+        ...
+
     def write(
         self,
         log_id: str,

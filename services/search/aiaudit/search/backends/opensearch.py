@@ -51,7 +51,9 @@
   FAILED_PRECONDITION ``INDEX_HELD`` instead, on every replica too: the
   leader records where it holds the log (the store cursor
   :func:`held_cursor_name`; until 2026-12-06 only the leader knew, and
-  standbys answered ``INDEX_BUILDING``).
+  standbys answered ``INDEX_BUILDING``), and a hold it finds mended before
+  the position moves (:func:`mended_cursor_name`: a cluster down keeps the
+  position there, and until 2026-12-06 standbys said it held meanwhile).
 - A document OpenSearch refuses for good (400: a mapping it cannot take) is
   not an outage: the write keeps what was indexed before it, moves the
   position up to it and raises DocumentRefusedError, and the indexer holds
@@ -264,6 +266,25 @@ def held_cursor_name(prefix: str) -> str:
     return _suffixed(prefix, HELD)
 
 
+MENDED = "#mended"
+"""What :func:`mended_cursor_name` adds to the prefix's cursor name."""
+
+
+def mended_cursor_name(prefix: str) -> str:
+    """The store cursor telling standbys that a hold recorded in :func:`held_cursor_name` ended.
+
+    Per log, the sequence + 1 of the last hold the leading indexer recorded and
+    then found mended (the event at it reads back) before the log's position
+    moved past it (:meth:`OpenSearchBackend.record_mended`): while the cluster
+    is down, the position stays there, and a standby that went by the held row
+    alone said the log held (FAILED_PRECONDITION, retrying will not help) by an
+    event already repaired, for as long as the outage lasted (until
+    2026-12-06). A hold is said while its row is past this one. Named as
+    :func:`held_cursor_name` is, with ``#mended``.
+    """
+    return _suffixed(prefix, MENDED)
+
+
 def _suffixed(prefix: str, suffix: str) -> str:
     """The prefix's cursor name and ``suffix``, within the column (a digest past it)."""
     name = cursor_name(prefix) + suffix
@@ -450,6 +471,7 @@ class OpenSearchBackend:
         self._erasures_cursor = erasures_cursor_name(prefix)
         self._building_cursor = building_cursor_name(prefix)
         self._held_cursor = held_cursor_name(prefix)
+        self._mended_cursor = mended_cursor_name(prefix)
         self._refresh_interval = refresh_interval
         self._bulk_retries = bulk_retries
         self._template_ready = False
@@ -802,9 +824,13 @@ class OpenSearchBackend:
         """Per log the leading indexer found held below its build target, the hold's sequence.
 
         The last hold it met in each log (:meth:`record_held`, :func:`held_cursor_name`):
-        it holds the log still while the log's position is there.
+        it holds the log still while the log's position is there, unless the
+        leader found it mended since (:meth:`record_mended`).
         """
-        return {k: position - 1 for k, position in self._cursor_rows(self._held_cursor).items()}
+        with self._engine.connect() as conn:
+            held = self._rows(conn, self._held_cursor)
+            mended = self._rows(conn, self._mended_cursor)
+        return {k: row - 1 for k, row in held.items() if mended.get(k, 0) < row}
 
     def record_held(self, log_id: str, sequence: int) -> None:
         """Says that the log, its position at ``sequence``, is held there below its target.
@@ -813,6 +839,14 @@ class OpenSearchBackend:
         """
         with self._engine.begin() as conn:
             cursors.advance(conn, self._held_cursor, log_id, sequence + 1)
+
+    def record_mended(self, log_id: str, sequence: int) -> None:
+        """Says that the hold recorded at ``sequence`` ended, the log's position still there.
+
+        Never moves back (:func:`mended_cursor_name`).
+        """
+        with self._engine.begin() as conn:
+            cursors.advance(conn, self._mended_cursor, log_id, sequence + 1)
 
     def index_name(self, doc: Document) -> str:
         """The monthly index of a document (a function of the event: retries hit the same one)."""

@@ -266,6 +266,9 @@ class SqliteFtsBackend:
     def record_held(self, log_id: str, sequence: int) -> None:
         """Nothing: no other replica reads this process's index."""
 
+    def record_mended(self, log_id: str, sequence: int) -> None:
+        """Nothing: no other replica reads this process's index."""
+
     def write(
         self,
         log_id: str,
