@@ -41,9 +41,11 @@ from aiaudit.search.backends.opensearch import (
     BUILDING,
     ERASURES,
     HELD,
+    MENDED,
     building_cursor_name,
     erasures_cursor_name,
     held_cursor_name,
+    mended_cursor_name,
 )
 from aiaudit.search.settings import SearchSettings
 from tests.conftest import Postgres
@@ -1176,6 +1178,8 @@ def test_search_indexer_rows_past_the_head_are_named_for_what_they_are(log: Log)
             (erasures_cursor_name(long), 20),
             (building_cursor_name("other"), 40),
             (held_cursor_name("other"), 1000),
+            (mended_cursor_name(SearchSettings.index_prefix), 15),  # honest: repaired 14
+            (mended_cursor_name("other"), 17),
         ):
             conn.execute(
                 sa.text(
@@ -1200,6 +1204,8 @@ def test_search_indexer_rows_past_the_head_are_named_for_what_they_are(log: Log)
             f"entries {past}: reads of the log answer INDEX_BUILDING until it holds 40 entries",
             f"consumer search-indexer:other#held says the search index is held at sequence "
             f"999 {past}",
+            f"consumer search-indexer:other#mended says the search index's hold at sequence 16 "
+            f"was repaired {past}",
         )
     )
 
@@ -1244,11 +1250,12 @@ def test_search_erasures_row_not_after_a_record_is_named(
 
 def test_search_cursor_suffixes_are_the_indexers() -> None:
     """verify tells the search indexer's rows by the suffixes its backend writes."""
-    assert (verify.SEARCH_ERASURES, verify.SEARCH_BUILDING, verify.SEARCH_HELD) == (
-        ERASURES,
-        BUILDING,
-        HELD,
-    )
+    assert (
+        verify.SEARCH_ERASURES,
+        verify.SEARCH_BUILDING,
+        verify.SEARCH_HELD,
+        verify.SEARCH_MENDED,
+    ) == (ERASURES, BUILDING, HELD, MENDED)
 
 
 def test_a_data_key_row_of_another_log_or_subject_is_named(sealed_log: Log) -> None:

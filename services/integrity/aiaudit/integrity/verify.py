@@ -99,7 +99,10 @@ SEARCH_BUILDING = "#building"
 position is the log's size when the build began."""
 SEARCH_HELD = "#held"
 """How the search indexer's record of holds ends (``opensearch.HELD``): its
-position is the held sequence + 1. None of the three lies past the head."""
+position is the held sequence + 1."""
+SEARCH_MENDED = "#mended"
+"""How the search indexer's record of repaired holds ends (``opensearch.MENDED``): its
+position is the repaired hold's sequence + 1. None of the four lies past the head."""
 
 
 @dataclass(frozen=True)
@@ -1113,8 +1116,8 @@ def _cursors_ahead(conn: sa.Connection, log_id: str, head: int) -> list[tuple[st
     A consumer resumes at its cursor, so one moved past the head skips the
     sequences in between for good (review, 2026-12-05: only the notary's was
     checked). The search indexer's rows of erasures applied, build plans and
-    holds (:data:`SEARCH_ERASURES`, :data:`SEARCH_BUILDING`, :data:`SEARCH_HELD`)
-    never lie past the head either. A row of erasures applied within it is
+    holds (:data:`SEARCH_ERASURES`, :data:`SEARCH_BUILDING`, :data:`SEARCH_HELD`,
+    :data:`SEARCH_MENDED`) never lie past the head either. A row of erasures applied within it is
     returned too unless its position - 1 is an erasure or retention record
     (the log's entry): the indexer writes the sequence after the latest record
     it applied past a held log, and standby replicas then answer searches over
@@ -1171,6 +1174,11 @@ def _cursor_past(consumer: str, position: int, head: int) -> str:
     if _search(consumer, SEARCH_HELD):
         return (
             f"consumer {consumer} says the search index is held at sequence {position - 1} {past}"
+        )
+    if _search(consumer, SEARCH_MENDED):
+        return (
+            f"consumer {consumer} says the search index's hold at sequence {position - 1} was "
+            f"repaired {past}"
         )
     return (
         f"consumer {consumer} has read {position} entries {past}: sequences "
