@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -251,52 +251,33 @@ def test_a_build_is_planned_once_kept_across_a_restart_and_never_for_a_prefix_wi
         writer.close()
 
 
-def test_the_build_cursor_is_no_prefix_s_own() -> None:
-    """The plan's name: per prefix, within the column's 64 characters, starting
-    ``search-indexer`` (the indexer's role writes it, under the row policies that keep such
-    cursors to it), and never a prefix's own cursor nor its erasures'."""
+@pytest.mark.parametrize("kind", ["building", "held", "mended"])
+def test_the_indexers_own_rows_are_no_prefix_s_cursor(kind: str) -> None:
+    """The names of the build plan, of the holds the leader records and of the holds that
+    ended: per prefix, within the column's 64 characters, starting ``search-indexer`` (the
+    indexer's role writes them, under the row policies that keep such cursors to it), and
+    never a prefix's own cursor, its erasures' or another of these."""
     from aiaudit.search.backends import opensearch
 
+    named: dict[str, Callable[[str], str]] = {
+        "own": opensearch.cursor_name,
+        "erasures": opensearch.erasures_cursor_name,
+        "building": opensearch.building_cursor_name,  # type: ignore[attr-defined]
+        "held": opensearch.held_cursor_name,
+        "mended": opensearch.mended_cursor_name,
+    }
     long = "p" * 61
-    prefixes = ["aiaudit-events", "aiaudit-v2", "building", long, long[:-1] + "q"]
-    names = [opensearch.building_cursor_name(p) for p in prefixes]  # type: ignore[attr-defined]
+    prefixes = ["aiaudit-events", "aiaudit-v2", kind, long, long[:-1] + "q"]
+    names = [named[kind](p) for p in prefixes]
     assert names[:3] == [
-        "search-indexer#building",
-        "search-indexer:aiaudit-v2#building",
-        "search-indexer:building#building",
+        f"search-indexer#{kind}",
+        f"search-indexer:aiaudit-v2#{kind}",
+        f"search-indexer:{kind}#{kind}",
     ]
     assert len(set(names)) == len(names)
     assert all(n.startswith("search-indexer") and len(n) <= 64 for n in names)
-    others = {opensearch.cursor_name(p) for p in prefixes}
-    others |= {opensearch.erasures_cursor_name(p) for p in prefixes}
+    others = {f(p) for other, f in named.items() if other != kind for p in prefixes}
     assert not others & set(names)
-
-
-def test_the_held_cursor_is_no_prefix_s_own() -> None:
-    """Where the leader records holds: per prefix, within the column's 64 characters,
-    starting ``search-indexer`` (the indexer's role writes it), and never a prefix's own
-    cursor, nor its erasures' or its plan's; nor is the one of the holds that ended."""
-    from aiaudit.search.backends import opensearch
-
-    long = "p" * 61
-    prefixes = ["aiaudit-events", "aiaudit-v2", "held", long, long[:-1] + "q"]
-    names = [held_cursor_name(p) for p in prefixes]
-    assert names[:3] == [
-        "search-indexer#held",
-        "search-indexer:aiaudit-v2#held",
-        "search-indexer:held#held",
-    ]
-    assert len(set(names)) == len(names)
-    assert all(n.startswith("search-indexer") and len(n) <= 64 for n in names)
-    others = {opensearch.cursor_name(p) for p in prefixes}
-    others |= {opensearch.erasures_cursor_name(p) for p in prefixes}
-    others |= {opensearch.building_cursor_name(p) for p in prefixes}  # type: ignore[attr-defined]
-    assert not others & set(names)
-    mended = [opensearch.mended_cursor_name(p) for p in prefixes]  # the holds that ended
-    assert mended[:2] == ["search-indexer#mended", "search-indexer:aiaudit-v2#mended"]
-    assert len(set(mended)) == len(mended)
-    assert all(n.startswith("search-indexer") and len(n) <= 64 for n in mended)
-    assert not (others | set(names)) & set(mended)
 
 
 def test_a_hold_another_indexer_went_past_is_not_said(
