@@ -19,6 +19,7 @@ import datetime as dt
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import psycopg
@@ -28,6 +29,7 @@ from opensearchpy import OpenSearch
 from aiaudit.common import leader
 from aiaudit.common.store import cursors, open_store
 from aiaudit.common.store.prepare import prepare
+from aiaudit.common.store.sql import SqlEventStore
 from aiaudit.search import indexer
 from aiaudit.search.backends.base import BackendUnavailableError
 from aiaudit.search.backends.opensearch import (
@@ -42,6 +44,13 @@ from tests.search.conftest import SearchSuite, refusal
 from tests.search.test_contract import export
 from tests.search.test_damaged_logs import damage_in_clear
 from tests.search.test_replicas import _replicas
+
+
+def _indexer(
+    store: SqlEventStore, backend: OpenSearchBackend, batch: int = 10, **kw: Any
+) -> indexer.Indexer:
+    """An indexer of ``store`` into ``backend`` (``batch`` entries a bulk, polls of 0.05 s)."""
+    return indexer.Indexer(store, backend, batch, 0.05, 1.0, lambda _: None, **kw)
 
 
 def _told(running: SearchSuite, tenant: str) -> dict[str, str] | None:
@@ -200,7 +209,7 @@ def test_a_build_is_planned_once_kept_across_a_restart_and_never_for_a_prefix_wi
         return OpenSearchBackend(OpenSearch(hosts=[opensearch_url]), store.engine, prefix, "1s")
 
     def one_pass(running_on: OpenSearchBackend) -> indexer.Indexer:
-        running = indexer.Indexer(store, running_on, 1, 0.05, 1.0, lambda _: None)
+        running = _indexer(store, running_on, 1)
         try:
             running.run_once()
         finally:
@@ -297,7 +306,7 @@ def test_a_hold_another_indexer_went_past_is_not_said(
 
     def one_pass(into: indexer.Indexer | None = None) -> indexer.Indexer:
         if into is None:
-            into = indexer.Indexer(store, backend, 10, 0.05, 1.0, lambda _: None)
+            into = _indexer(store, backend)
             running.append(into)
         into.run_once()
         return into
@@ -341,24 +350,13 @@ def test_a_hold_mended_while_the_cluster_is_down_is_not_said_by_standbys(
     store = open_store(own_postgres.consumer_url, keys=None)  # the indexer's login
     down = OpenSearch(hosts=["http://127.0.0.1:9"], max_retries=0, timeout=2)
     up = OpenSearch(hosts=[opensearch_url])
-    leading = indexer.Indexer(
-        store,
-        OpenSearchBackend(down, store.engine, index_prefix, "1s"),
-        10,
-        0.05,
-        1.0,
-        lambda _: None,
-    )
+    leading = _indexer(store, OpenSearchBackend(down, store.engine, index_prefix, "1s"))
     job = indexer.Indexer.leader_job(index_prefix)
     lock = leader.for_engine(store.engine, job)  # the leader's replica holds the job's lock
     assert lock.acquire() is not None
-    standby = indexer.Indexer(
+    standby = _indexer(
         store,
         OpenSearchBackend(up, store.engine, index_prefix, "1s"),
-        10,
-        0.05,
-        1.0,
-        lambda _: None,
         leadership=leader.for_engine(store.engine, job),
     )
     try:

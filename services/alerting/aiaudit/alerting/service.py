@@ -921,8 +921,7 @@ class AlertingService:
                     # Nothing new: the head behind the watch, or at its number from another
                     # epoch, may be the store gone back (its next changes would take numbers
                     # the watch is past, never sent).
-                    head, epoch = (0, vouch.epoch) if found else self.store.head(conn, tenant)
-                    if found or head < after or epoch != vouch.epoch:
+                    if found or self._moved_back(conn, tenant, after, vouch.epoch):
                         here = self.store.position(conn, tenant)
                         self._still(conn, tenant, vouch, here, found[-1].change_seq if found else 0)
                         vouch = here
@@ -935,6 +934,11 @@ class AlertingService:
                     sub.wake.wait(self.watch_interval)
         finally:
             self.changes.unsubscribe(sub.wake)
+
+    def _moved_back(self, conn: sa.Connection, tenant: str, after: int, epoch: str) -> bool:
+        """Whether the head is behind ``after``, or at it but set by another epoch."""
+        head, by = self.store.head(conn, tenant)
+        return head < after or by != epoch
 
     def _still(
         self, conn: sa.Connection, tenant: str, vouch: Position, here: Position, last: int
