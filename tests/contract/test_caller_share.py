@@ -34,20 +34,22 @@ ANSWERED = 10.0
 class Silent:
     """Unary calls of one key on one raw connection, their requests never sent."""
 
-    def __init__(self, address: str, key: str) -> None:
+    def __init__(self, address: str, key: str, method: str = APPEND) -> None:
+        """``method``: the unary method called, ``Append`` unless the server serves another."""
         self._channel = grpc.insecure_channel(address)
+        self._method = method
         self.metadata = (("authorization", f"Bearer {key}"),)
         self._release = threading.Event()
         self.calls: list[Any] = []
 
     def open(self, count: int, timeout: float = 120.0) -> list[Any]:
-        """``count`` more calls of ``Append``, each waiting for a request that does not come."""
+        """``count`` more calls of the method, each waiting for a request that does not come."""
 
         def nothing() -> Iterator[bytes]:
             self._release.wait()
             yield from ()
 
-        append = self._channel.stream_unary(APPEND, lambda b: b, lambda b: b)
+        append = self._channel.stream_unary(self._method, lambda b: b, lambda b: b)
         opened = [
             append.future(nothing(), timeout=timeout, metadata=self.metadata) for _ in range(count)
         ]

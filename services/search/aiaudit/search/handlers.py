@@ -238,8 +238,14 @@ def _sealing_error(exc: KekError | SealError) -> _AbortError:
     return _AbortError(status.sealing(exc))
 
 
-def _integrity_error(exc: grpc.RpcError, integrity: IntegrityClient) -> _AbortError:
+def _integrity_error(
+    exc: grpc.RpcError, integrity: IntegrityClient, done: str = "nothing was exported"
+) -> _AbortError:
     """An IntegrityService failure as this call's status (the caller's own denials kept).
+
+    ``done``: what the caller has of the export, said with a refusal worth retrying
+    ("the export stopped before its end" once chunks were sent; until 2026-12-06 a
+    proofs batch refused mid-stream said "nothing was exported" too).
 
     A damaged log (``DATA_LOSS``: an entry missing under a signed size, a node
     that does not match its checkpoint) is said as the integrity service said
@@ -250,6 +256,13 @@ def _integrity_error(exc: grpc.RpcError, integrity: IntegrityClient) -> _AbortEr
     and says so: it was reported as the service being unavailable, and a
     retry of the same export timed out again (review: 500 proofs of a large
     embedded log took longer than the default 5 s).
+
+    A load refusal (``RESOURCE_EXHAUSTED``: the caller's key at its share of
+    the integrity server's threads, ``CALLER_SHARE_EXHAUSTED``, or grpcio's
+    "Concurrent RPC limit exceeded!", which carries no ErrorInfo) is said as
+    the integrity service said it, with "retry": until 2026-12-06 it was
+    FAILED_PRECONDITION "include_proofs needs IntegrityService", telling the
+    caller the service was missing rather than to retry later (review).
     """
     code: grpc.StatusCode = exc.code()
     details = str(exc.details())
@@ -275,12 +288,19 @@ def _integrity_error(exc: grpc.RpcError, integrity: IntegrityClient) -> _AbortEr
             told = status.error(code_pb2.DATA_LOSS, details, "INTEGRITY_DATA_LOSS")
         told.message = f"integrity service at {address}: {told.message}"
         return _AbortError(told)
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:  # the integrity server's load: retry later
+        log.warning("integrity service at %s refused a call for its load: %s", address, details)
+        told = rpc_status.from_call(exc)  # type: ignore[arg-type]
+        if told is None:  # grpcio's own limit
+            told = status.error(code_pb2.RESOURCE_EXHAUSTED, details, "INTEGRITY_EXHAUSTED")
+        told.message = f"integrity service at {address}: {told.message}; {done}, retry"
+        return _AbortError(told)
     if code == grpc.StatusCode.UNAVAILABLE:
         log.warning("integrity service at %s unavailable: %s", address, details)
         return _AbortError(
             status.error(
                 code_pb2.UNAVAILABLE,
-                f"the integrity service at {address} is unavailable; nothing was exported, retry",
+                f"the integrity service at {address} is unavailable; {done}, retry",
                 "INTEGRITY_UNAVAILABLE",
             )
         )
@@ -682,7 +702,17 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         try:
             return self._integrity.verify_event(forwarded(context), tenant, event_id).status
         except grpc.RpcError as exc:
-            log.info("integrity status of %s not available: %s", event_id, exc)
+            if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:  # said, not taken for an outage
+                log.warning(
+                    "integrity service at %s refused VerifyEvent of %s for %s for its load, "
+                    "integrity_status UNSPECIFIED: %s",
+                    self._integrity.address,
+                    event_id,
+                    caller.principal,
+                    exc.details(),
+                )
+            else:
+                log.info("integrity status of %s not available: %s", event_id, exc)
             return ipb.VERIFY_STATUS_UNSPECIFIED
 
     def Aggregate(  # noqa: N802 (gRPC method name)
@@ -1100,7 +1130,8 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
                 plan.proofs, tenant, plan.checkpoint.tree_size, [e.sequence for e in found]
             )
         except grpc.RpcError as exc:
-            raise _integrity_error(exc, self._integrity) from None
+            done = "the export stopped before its end"
+            raise _integrity_error(exc, self._integrity, done) from None
         with_content = plan.caller.allows("content.read", tenant)
         out = []
         for e, proof in zip(found, proofs, strict=True):
