@@ -176,6 +176,45 @@ def test_a_new_prefix_over_a_store_holding_events_answers_index_building_on_ever
             r.suite.stop()
 
 
+def test_the_batch_that_ends_a_build_short_of_the_head_is_searchable_on_every_replica(
+    tmp_path: Path, tenant: str, own_postgres: Postgres, opensearch_url: str, index_prefix: str
+) -> None:
+    """A log planned at five events, held at the third; three more arrive, the seventh
+    damaged too. The third mended, the batch from it ends the build (position 6, past
+    the target 5) short of the head (8): the log is held again, past its target, so
+    both replicas answer. No periodic refresh (``refresh_interval: -1``): what they
+    answer is what the indexer made searchable. Both find the six events at once.
+    Until 2026-12-06 only a batch reaching the head was refreshed, and after its
+    position moved: here nothing was searchable, and a standby could end a build
+    before the build's last documents were (a CI run found ['e-0', 'e-1'] of five)."""
+    ids = [f"e-{i}" for i in range(8)]
+    store = open_store(own_postgres.app_url, keys=None)  # content in clear, as the suites run
+    try:
+        now = dt.datetime.now(dt.UTC)
+        store.append_group([[prepare(interaction(tenant, i), now) for i in ids[:5]]])
+        kept = _content(own_postgres.admin_dsn, tenant, 2)
+        damage_in_clear(own_postgres.admin_url, tenant, 2, "content JSON")
+        replicas = _replicas(
+            tmp_path, own_postgres, opensearch_url, index_prefix, refresh_interval="-1"
+        )
+        try:
+            assert wait_until(lambda: _held_rows(own_postgres.admin_dsn, index_prefix))
+            store.append_group([[prepare(interaction(tenant, i), now) for i in ids[5:]]])
+            damage_in_clear(own_postgres.admin_url, tenant, 6, "content JSON")
+            _mend(own_postgres.admin_dsn, tenant, 2, kept)
+            for running in replicas:
+                assert wait_until(lambda r=running: _told(r, tenant) is None)
+                assert running.all_ids(tenant, order_by="sequence") == ids[:6]
+            positions = replicas[0].suite.components["search"].backend.positions()
+            assert positions[tenant] == 6  # held at the seventh, past the target
+        finally:
+            for r in replicas:
+                r.channel.close()
+                r.suite.stop()
+    finally:
+        store.close()
+
+
 @pytest.fixture
 def other_prefix(opensearch_url: str) -> Iterator[str]:
     """An index prefix of the test's own, its indices and template removed at the end."""

@@ -25,10 +25,10 @@ def test_a_log_of_large_events_is_indexed_in_several_batches_each_event_once(
     written: list[tuple[list[int], int]] = []
     write = backend.write
 
-    def recorded(log_id: str, docs: Any, position: int, *args: Any) -> None:
+    def recorded(log_id: str, docs: Any, position: int, *args: Any, **kw: Any) -> None:
         if log_id == tenant:
             written.append(([d.sequence for d in docs], position))
-        write(log_id, docs, position, *args)
+        write(log_id, docs, position, *args, **kw)
 
     monkeypatch.setattr(backend, "write", recorded)
     running = indexer.Indexer(store, backend, 2000, 0.05, 1.0, lambda _: None)

@@ -27,9 +27,10 @@ in order, each only after its own bulk succeeded. Documents are built
 straight from the stored canonical JSON (:mod:`aiaudit.search.stored_document`).
 
 Freshness: on a backend that refreshes periodically (OpenSearch), a batch
-that reaches the head of its log (live traffic, not a backlog) is made
-searchable at once (``make_visible``, at most every 0.1 s) instead of at the
-next periodic refresh.
+that reaches the head of its log (live traffic, not a backlog), or ends its
+build, is made searchable before its position moves (at most one refresh
+every 0.1 s) instead of at the next periodic refresh; a backlog is left to
+those, so bulk loading pays no extra refreshes.
 
 Wake-ups: a commit on the store's engine in this process (an ingest batch,
 an access record) wakes the indexer at once (:mod:`aiaudit.common.commits`;
@@ -91,7 +92,6 @@ from aiaudit.common.store.schema import events, log_entries
 from aiaudit.common.store.sql import READ_BYTES, StoredEvent
 from aiaudit.search import stored_document
 from aiaudit.search.backends.base import (
-    BackendUnavailableError,
     DocumentRefusedError,
     SearchBackend,
 )
@@ -188,7 +188,7 @@ class Indexer:
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="search-bulk")
         """Sends one bulk at a time while the indexer thread builds the next batch."""
         self._shown = 0.0
-        """When the last caught-up batch was made visible (monotonic seconds)."""
+        """When the last batch made searchable as it landed was (monotonic seconds)."""
         self.woken_early = False
         """Set by a commit wake-up, cleared when a pass found work (a quick recheck otherwise)."""
 
@@ -538,10 +538,8 @@ class Indexer:
                         if not landed:
                             return progressed
                         progressed = True
-                    caught_up = end >= size
-                    in_flight = self._writer.submit(
-                        self._write, log_id, docs, erased, end, caught_up
-                    )
+                    show = self._shows(log_id, start, end, size)
+                    in_flight = self._writer.submit(self._write, log_id, docs, erased, end, show)
                     start = end
                 if damage is not None:  # what came before it is indexed; the log waits at it
                     self._hold(log_id, damage)
@@ -664,8 +662,22 @@ class Indexer:
         self._publish({log_id: end})
         return True
 
+    def _shows(self, log_id: str, start: int, end: int, size: int) -> bool:
+        """Whether a batch from ``start`` to ``end`` is made searchable as it lands.
+
+        One that reaches the head of its log (live traffic), or that ends the
+        log's build: its position says "built" to every replica, and a read
+        must then find the build's events (until 2026-12-06 such a batch
+        short of the head, the log grown since the build began or held past
+        its target, left them to the periodic refresh).
+        """
+        if self._backend.visible_on_write:
+            return False
+        target = (self._building or {}).get(log_id)
+        return end >= size or (target is not None and start < target <= end)
+
     def _write(
-        self, log_id: str, docs: list[Document], erased: list[Document], end: int, caught_up: bool
+        self, log_id: str, docs: list[Document], erased: list[Document], end: int, show: bool
     ) -> int:
         """Indexes a batch's events, then the content-free documents of the events it erases.
 
@@ -687,27 +699,14 @@ class Indexer:
             docs = [d for d in docs if kept(d)]
             gone = [d for d in erased if not kept(d)]
             erased = [d for d in erased if kept(d)]
-        self._backend.write(log_id, docs + erased, end, gone, erasing)
-        if caught_up and not self._backend.visible_on_write:
-            self._show()
+        if show:  # at most one refresh every _SHOW_GAP seconds: this one waits for its turn
+            wait = self._shown + _SHOW_GAP - time.monotonic()
+            if wait > 0:
+                self._stop.wait(wait)
+        self._backend.write(log_id, docs + erased, end, gone, erasing, visible=show)
+        if show:
+            self._shown = time.monotonic()
         return end
-
-    def _show(self) -> None:
-        """Makes a batch that reached the head of its log searchable now.
-
-        Otherwise it would wait for the backend's next periodic refresh
-        (``refresh_interval``); a backlog is left to those, so bulk loading
-        pays no extra refreshes. At most one every _SHOW_GAP seconds (the next
-        waits for its turn), and a failure only leaves it to the periodic one.
-        """
-        wait = self._shown + _SHOW_GAP - time.monotonic()
-        if wait > 0:
-            self._stop.wait(wait)
-        try:
-            self._backend.make_visible()
-        except BackendUnavailableError as exc:
-            log.info("caught-up batch left to the periodic refresh: %s", exc)
-        self._shown = time.monotonic()
 
     def _publish(
         self,

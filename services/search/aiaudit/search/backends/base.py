@@ -225,6 +225,7 @@ class SearchBackend(Protocol):
         new_position: int,
         gone: Sequence[Document] = (),
         erasing: bool = False,
+        visible: bool = False,
     ) -> None:
         """Indexes documents (idempotently, by doc id), handles ``gone``, records the position.
 
@@ -238,7 +239,9 @@ class SearchBackend(Protocol):
         its searches. Raises BackendUnavailableError; the position moves only
         after the documents are durably indexed. Raises DocumentRefusedError
         when the backend refuses a document for good, the position moved up
-        to that document.
+        to that document. ``visible`` (a backend not ``visible_on_write``): the
+        documents are made searchable before the position moves, since other
+        replicas take a position for what their reads find (the end of a build).
         """
         ...
 

@@ -866,6 +866,7 @@ class OpenSearchBackend:
         new_position: int,
         gone: Sequence[Document] = (),
         erasing: bool = False,
+        visible: bool = False,
     ) -> None:
         """Bulk-indexes ``docs`` (429s retried with backoff), then advances the cursor.
 
@@ -884,6 +885,11 @@ class OpenSearchBackend:
         A document refused for good (400, or 413 in a request of its own)
         raises DocumentRefusedError once the rest are sent, the position moved
         up to the earliest refused revision: every document below it is indexed.
+        ``visible``: a refresh comes between the bulk and the cursor, so a standby
+        that reads the cursor finds the documents; a failed refresh leaves them
+        to the periodic one (they are indexed: the cursor moves). Until
+        2026-12-06 the refresh came after the cursor, and a standby could end a
+        log's build and answer a page without the build's last documents.
         """
         self.ensure_template()
         sent = [*docs, *gone]
@@ -892,6 +898,11 @@ class OpenSearchBackend:
         first = min(refused, key=lambda i: sent[i].revision, default=None)
         if first is not None:
             new_position = min(new_position, sent[first].revision)
+        if visible:
+            try:
+                self.make_visible()
+            except BackendUnavailableError as exc:
+                log.info("indexed documents left to the periodic refresh: %s", exc)
         with self._engine.begin() as conn:
             cursors.advance(conn, self._cursor, log_id, new_position)
         if erasing or self._expunger is None:

@@ -276,6 +276,7 @@ class SqliteFtsBackend:
         new_position: int,
         gone: Sequence[Document] = (),
         erasing: bool = False,
+        visible: bool = False,
     ) -> None:
         """Replaces each document (by tenant and event id), removes ``gone``, moves the position.
 
@@ -283,7 +284,7 @@ class SqliteFtsBackend:
         target: :meth:`building`). As on OpenSearch, a document holding the same or a later
         revision stays. ``erasing``: the same transaction also merges the FTS5
         index into one segment, so no deleted entry keeps the replaced text,
-        and the WAL is truncated after it.
+        and the WAL is truncated after it. Visible once committed (``visible`` changes nothing).
         """
         marks = ", ".join("?" for _ in range(len(_SCALAR_COLUMNS) + 2))
         insert_doc = (
