@@ -40,11 +40,25 @@ def writers_blocked(store_url: str, tenant: str, request: pytest.FixtureRequest)
 
 
 def test_concurrent_single_appends_share_transactions(
-    server: Running, store_url: str, tenant: str, request: pytest.FixtureRequest
+    server: Running,
+    store_url: str,
+    tenant: str,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """The head held elsewhere, twenty appends queue behind the first group: they commit
+    together once it is free.
+
+    The writer waits for the head without a limit here: with its 1 s ``lock_timeout``
+    (tests/contract/test_busy_heads.py) the first group went to a lane when the twenty
+    took longer than that to reach the committer (a loaded machine), every later batch
+    followed it there, uncounted in ``in_flight`` and ``backlog``, and the wait below ran
+    out; or the lane committed them in three groups.
+    """
     stub = pb_grpc.IngestServiceStub(server.channel)
     stub.Append(pb.AppendRequest(events=[interaction(tenant, "first")]))
     committer = server.suite.components["ingest"].committer  # type: ignore[attr-defined]
+    monkeypatch.setattr(committer, "_lock_timeout", None)
     before = committer.groups_committed
     results: list[int] = []
     n = 20
