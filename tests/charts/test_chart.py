@@ -304,6 +304,94 @@ def test_embedded_dev_store_has_no_migration_job() -> None:
     assert of_kind(objects, "Job") == []
 
 
+def _selects(policy: dict[str, Any], labels: dict[str, str]) -> bool:
+    selector = policy["spec"]["podSelector"]
+    assert set(selector) <= {"matchLabels"}, selector  # what the chart's policies use
+    return bool(selector.get("matchLabels", {}).items() <= labels.items())
+
+
+def test_the_partitions_are_kept_ahead_on_a_schedule_by_the_hook_jobs_own_pod() -> None:
+    """Migrate ran only as the install/upgrade hook: a release not upgraded for a year had
+    no partition for the new months, and every row piled into DEFAULT. A CronJob runs the
+    hook Job's spec, field for field, on ``migration.schedule``."""
+    objects = render(
+        CHART / "ci" / "all-enabled-values.yaml",
+        "migration.schedule=5 4 * * 0",
+        "migration.startingDeadlineSeconds=600",
+        "migration.backoffLimit=4",
+        "migration.activeDeadlineSeconds=1200",
+        "migration.extraArgs[0]=--data-dir=/tmp",
+        "migration.podAnnotations.scrape=no",
+        "migration.nodeSelector.pool=audit",
+        "migration.tolerations[0].key=dedicated",
+        "migration.tolerations[0].operator=Exists",
+        "aiaudit.config.allow_insecure=true",
+        f"aiaudit.image.digest={DIGEST}",
+    )
+    (job,) = of_kind(objects, "Job")
+    (cron,) = of_kind(objects, "CronJob")
+    assert cron["metadata"]["name"] == job["metadata"]["name"] == f"{RELEASE}-aiaudit-migrate"
+    assert "helm.sh/hook" not in cron["metadata"].get("annotations", {}), "an ordinary object"
+    spec = cron["spec"]
+    assert spec["schedule"] == "5 4 * * 0"
+    assert spec["startingDeadlineSeconds"] == 600
+    assert spec["concurrencyPolicy"] == "Forbid"
+    assert 1 <= spec["successfulJobsHistoryLimit"] <= 3
+    assert 1 <= spec["failedJobsHistoryLimit"] <= 3
+    # The hook Job's spec whole: retries, deadline, labels, pod (image, env, CA, hardening,
+    # placement, pull secrets, priority class), not a copy that can drift from it.
+    assert spec["jobTemplate"]["spec"] == job["spec"]
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"].endswith(f"@{DIGEST}")
+    assert container["args"] == ["db", "migrate", "--data-dir=/tmp"]
+    assert job["spec"]["backoffLimit"] == 4 and job["spec"]["activeDeadlineSeconds"] == 1200
+    assert pod["nodeSelector"] == {"pool": "audit"}
+    assert pod["priorityClassName"] == "audit-critical"
+    assert pod["automountServiceAccountToken"] is False
+    env = {e["name"]: e for e in container["env"]}
+    assert env["AIAUDIT_ALLOW_INSECURE"]["value"] == "true"
+    assert "PGSSLROOTCERT" in env
+    assert env["AIAUDIT_DATABASE_URL"] == {
+        "name": "AIAUDIT_DATABASE_URL",
+        "valueFrom": {"secretKeyRef": {"name": "aiaudit-database-admin", "key": "url"}},
+    }
+    assert not _URL_WITH_PASSWORD.search(yaml.safe_dump(cron))
+    # Every NetworkPolicy treats its pods as the Job's, whatever egress they are given.
+    labels = job["spec"]["template"]["metadata"]["labels"]
+    assert labels[COMPONENT_LABEL] == "migrate"
+    assert spec["jobTemplate"]["metadata"]["labels"] == labels
+    policies = of_kind(objects, "NetworkPolicy")
+    assert policies and all(p["spec"]["policyTypes"] == ["Ingress", "Egress"] for p in policies)
+    cron_labels = spec["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
+    assert [_selects(p, cron_labels) for p in policies] == [_selects(p, labels) for p in policies]
+    assert kube_schema.problems(cron) == []
+
+
+def test_the_scheduled_migration_runs_monthly_by_default() -> None:
+    (cron,) = of_kind(render(CHART / "ci" / "default-values.yaml"), "CronJob")
+    minute, hour, day, month, weekday = cron["spec"]["schedule"].split()
+    assert (day, month, weekday) == ("1", "*", "*") and minute.isdigit() and hour.isdigit()
+
+
+@pytest.mark.parametrize(
+    ("values", "sets"),
+    [
+        (CHART / "ci" / "default-values.yaml", ("migration.schedule=",)),
+        (CHART / "ci" / "default-values.yaml", ("migration.enabled=false",)),
+        (CHART / "ci" / "tls-disabled-dev-values.yaml", ("migration.enabled=true",)),
+    ],
+    ids=["empty-schedule", "migration-disabled", "embedded"],
+)
+def test_no_scheduled_migration_without_a_schedule_a_migration_or_postgresql(
+    values: Path, sets: tuple[str, ...]
+) -> None:
+    """Off with each, as the hook Job is with the last two (the embedded store migrates as
+    it starts), where the default values render one."""
+    assert len(of_kind(render(CHART / "ci" / "default-values.yaml"), "CronJob")) == 1
+    assert of_kind(render(values, *sets), "CronJob") == []
+
+
 _CREDENTIAL_NAME = re.compile(r"URL|PASSWORD|TOKEN|SECRET|_KEY$|CREDENTIAL", re.I)
 _URL_WITH_PASSWORD = re.compile(r"[a-z+]+://[^/\s:@'\"]+:[^@\s'\"]+@", re.I)
 
@@ -741,6 +829,8 @@ def test_long_release_names_give_valid_distinct_object_names() -> None:
         names = [(o["kind"], o["metadata"]["name"]) for o in objects]
         assert max(len(n) for _, n in names) <= 63
         assert len(set(names)) == len(names)
+        # The controller names each Job it starts <CronJob name>-<11 characters>.
+        assert [len(n) <= 52 for kind, n in names if kind == "CronJob"] == [True]
 
 
 def test_a_stopping_pod_serves_on_while_its_endpoints_go_then_drains() -> None:

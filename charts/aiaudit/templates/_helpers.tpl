@@ -155,6 +155,96 @@ c empty for the migration Job.
 {{- end }}
 
 {{/*
+The spec of a migration Job (retries, deadline, pod template), shared by the hook Job
+(migration-job.yaml) and the scheduled one (migration-cronjob.yaml) so the two cannot
+drift. The pod uses nothing the chart creates (no ConfigMap, the namespace's default
+ServiceAccount; hooks run before the release's other objects exist): only the admin Secret
+(and aiaudit.backendCA's). The URL reaches `aiaudit db migrate` through AIAUDIT_DATABASE_URL
+rather than --database-url, which would show the password in the pod spec. Pass $.
+*/}}
+{{- define "aiaudit.migrationJobSpec" -}}
+{{- $m := .Values.migration }}
+{{- $a := .Values.aiaudit -}}
+backoffLimit: {{ $m.backoffLimit }}
+activeDeadlineSeconds: {{ $m.activeDeadlineSeconds }}
+template:
+  metadata:
+    labels:
+      {{- include "aiaudit.labels" (dict "ctx" . "component" "migrate") | nindent 6 }}
+    {{- with $m.podAnnotations }}
+    annotations:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+  spec:
+    restartPolicy: Never
+    automountServiceAccountToken: false
+    {{- with .Values.global.imagePullSecrets }}
+    imagePullSecrets:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    {{- with .Values.global.priorityClassName }}
+    priorityClassName: {{ . }}
+    {{- end }}
+    {{- with $m.nodeSelector }}
+    nodeSelector:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    {{- with $m.tolerations }}
+    tolerations:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    securityContext:
+      {{- toYaml $a.podSecurityContext | nindent 6 }}
+    containers:
+      - name: migrate
+        image: {{ include "aiaudit.image" (dict "ctx" . "component" "") }}
+        imagePullPolicy: {{ $a.image.pullPolicy }}
+        args:
+          - db
+          - migrate
+          {{- with $m.extraArgs }}
+          {{- toYaml . | nindent 10 }}
+          {{- end }}
+        env:
+          - name: AIAUDIT_DATABASE_URL
+            valueFrom:
+              secretKeyRef:
+                name: {{ required "migration.existingSecret is required when migration.enabled=true" $m.existingSecret }}
+                key: {{ $m.key }}
+          - name: AIAUDIT_LOG_LEVEL
+            value: {{ $a.config.log_level | default "INFO" | quote }}
+          {{- if eq (toString $a.config.allow_insecure) "true" }}
+          # The components' opt-out: db migrate refuses a database off loopback without
+          # sslmode=verify-full (exit 2) unless told, and the Job reads no config file.
+          - name: AIAUDIT_ALLOW_INSECURE
+            value: "true"
+          {{- end }}
+          {{- with (include "aiaudit.backendCAEnv" (dict "ctx" . "component" "") | trim) }}
+          {{- . | nindent 10 }}
+          {{- end }}
+        {{- with $m.resources }}
+        resources:
+          {{- toYaml . | nindent 10 }}
+        {{- end }}
+        securityContext:
+          {{- toYaml $a.containerSecurityContext | nindent 10 }}
+        volumeMounts:
+          - name: tmp
+            mountPath: /tmp
+          {{- with (include "aiaudit.backendCAMount" . | trim) }}
+          {{- . | nindent 10 }}
+          {{- end }}
+    volumes:
+      - name: tmp
+        emptyDir:
+          sizeLimit: {{ $a.tmpSizeLimit }}
+      {{- with (include "aiaudit.backendCAVolume" . | trim) }}
+      # The CA of the database's certificate (aiaudit.backendCA), as the components have it.
+      {{- . | nindent 6 }}
+      {{- end }}
+{{- end }}
+
+{{/*
 The TLS Secret a component mounts and its keys, as YAML (fromYaml it): <component>.tls when it
 names a Secret, its empty keys taken from aiaudit.tls; else the shared aiaudit.tls. One Secret
 shared by every component put the same private key in each pod, so a compromised search pod
