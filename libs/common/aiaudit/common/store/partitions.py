@@ -1,6 +1,6 @@
 """Monthly range partitions of the time-partitioned tables (PostgreSQL only).
 
-Every ``aiaudit db migrate`` (the chart runs it on each install and upgrade)
+Every ``aiaudit db migrate`` (the chart runs it on each install and upgrade, and monthly)
 creates the partitions of this month and the next twelve; a DEFAULT partition
 catches anything outside them so an insert never fails. Bounds are UTC
 midnights, moved to meet a neighbour that exists already (versions before
