@@ -490,3 +490,109 @@ def test_a_hand_made_archive_partition_from_minvalue_is_met_not_a_crash(
     finally:
         admin.dispose()
     assert made == [f"events_{month:%Y_%m}"]
+
+
+def _month_ahead(own_postgres: Postgres, tables: tuple[str, ...]) -> str:
+    """Drops the month twelve ahead of ``tables``: what the monthly `db migrate` creates."""
+    month = (dt.datetime.now(dt.UTC).date().replace(day=1) + dt.timedelta(days=31 * 12)).replace(
+        day=1
+    )
+    with psycopg.connect(own_postgres.admin_dsn, autocommit=True) as conn:
+        for table in tables:
+            conn.execute(f"DROP TABLE {table}_{month:%Y_%m}")
+    return f"{month:%Y_%m}"
+
+
+def _migrating(own_postgres: Postgres, name: str, failed: list[Exception]) -> threading.Thread:
+    """`db migrate` (its engine named ``name`` in pg_stat_activity) in a thread of its own."""
+    from aiaudit.common.store.migrate import migrate
+
+    def run() -> None:
+        engine = sa.create_engine(own_postgres.admin_url, connect_args={"application_name": name})
+        try:
+            migrate(engine)
+        except Exception as exc:
+            failed.append(exc)
+        finally:
+            engine.dispose()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def _waiting_for_a_lock(own_postgres: Postgres, name: str) -> bool:
+    with psycopg.connect(own_postgres.admin_dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT wait_event_type FROM pg_stat_activity WHERE application_name = %s", (name,)
+        ).fetchone()
+    return row is not None and row[0] == "Lock"
+
+
+@pytest.mark.parametrize("table", ["events", "event_content"])
+def test_a_migrate_waiting_to_attach_a_month_holds_reads_and_erasures_only_briefly(
+    own_postgres: Postgres, tenant: str, table: str
+) -> None:
+    """Attaching a month takes ACCESS EXCLUSIVE on the table's DEFAULT partition. While
+    that waited behind a read in progress (a backup, a long export), each later read of
+    the log (``events``) or erasure (``event_content``), neither pruned to its months,
+    queued behind it for all of migrate's 10 s lock_timeout, and again at each of the
+    CronJob's tries. Here they wait 3 s at most and get through; migrate ends once the
+    read does."""
+    from aiaudit.common import erasure
+    from aiaudit.common.store import open_store
+    from aiaudit.common.store.prepare import prepare
+
+    store = open_store(own_postgres.app_url)
+    try:
+        store.append_group([[prepare(interaction(tenant, "e-0"), dt.datetime.now(dt.UTC))]])
+    finally:
+        store.close()
+    month = _month_ahead(own_postgres, (table,))
+    impatient = "?options=-c%20lock_timeout%3D3s"
+    failed: list[Exception] = []
+    with psycopg.connect(own_postgres.admin_dsn) as reader:  # a read in progress
+        reader.execute(f"SELECT count(*) FROM {table}").fetchone()
+        name = f"migrate-{uuid.uuid4().hex[:8]}"
+        migrating = _migrating(own_postgres, name, failed)
+        wait_until(lambda: _waiting_for_a_lock(own_postgres, name))
+        if table == "events":  # every consumer's read
+            other = open_store(own_postgres.consumer_url + impatient, keys=None)
+            try:
+                assert [e.event_id for e in other.read_log(tenant, 0, 10)] == ["e-0"]
+            finally:
+                other.close()
+        else:
+            other = open_store(own_postgres.privacy_url + impatient, keys=None)
+            try:
+                erasure.erase(other, tenant, reason="r", requested_by="p", event_ids=["e-0"])
+            finally:
+                other.close()
+        reader.rollback()
+        migrating.join(timeout=120)
+    assert not migrating.is_alive() and failed == []
+    with psycopg.connect(own_postgres.admin_dsn) as conn:
+        assert conn.execute("SELECT to_regclass(%s)", (f"{table}_{month}",)).fetchone() != (None,)
+
+
+def test_two_migrates_at_once_both_succeed(own_postgres: Postgres) -> None:
+    """The CronJob's migrate and an upgrade's hook Job may run at once: both created the
+    same month, and the one that came second failed on the other's table (its Job retried,
+    or the upgrade failed)."""
+    month = _month_ahead(own_postgres, ("event_content",))
+    failed: list[Exception] = []
+    with psycopg.connect(own_postgres.admin_dsn) as reader:  # holds the first one's attach
+        reader.execute("SELECT count(*) FROM event_content").fetchone()
+        first, second = (f"migrate-{uuid.uuid4().hex[:8]}" for _ in range(2))
+        threads = [_migrating(own_postgres, first, failed)]
+        wait_until(lambda: _waiting_for_a_lock(own_postgres, first))
+        threads.append(_migrating(own_postgres, second, failed))
+        wait_until(lambda: _waiting_for_a_lock(own_postgres, second))
+        reader.rollback()
+        for thread in threads:
+            thread.join(timeout=120)
+    assert not any(t.is_alive() for t in threads) and failed == []
+    with psycopg.connect(own_postgres.admin_dsn) as conn:
+        assert conn.execute("SELECT to_regclass(%s)", (f"event_content_{month}",)).fetchone() != (
+            None,
+        )

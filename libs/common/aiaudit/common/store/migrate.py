@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import time
 from pathlib import Path
 
+import psycopg
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
@@ -12,7 +15,24 @@ from alembic.config import Config
 from aiaudit.common.store.partitions import ensure_partitions
 from aiaudit.common.store.schema import PARTITIONED
 
+log = logging.getLogger(__name__)
+
 _SCRIPTS = Path(__file__).with_name("migrations")
+
+LOCK_WAIT = "500ms"
+"""How long one try at a table's partitions waits for a lock (PostgreSQL ``lock_timeout``).
+
+Attaching a month takes ACCESS EXCLUSIVE on the table's DEFAULT partition. While
+that waits (behind a read in progress: a consumer's, an export's, a backup's),
+every later read of ``events`` (each consumer's ``read_log``) or erasure of
+``event_content`` queues behind it, as neither is pruned to its months: for as
+long as the wait. Until 2026-12-06 it was 10 s, once, and the monthly CronJob
+stalled every reader and eraser that long on each of its tries."""
+LOCK_TRIES = 60
+"""Tries at one table's partitions before migrate fails (``LOCK_PAUSE`` apart)."""
+LOCK_PAUSE = 1.0
+"""Seconds between two tries: the readers queued behind the last one go through."""
+_PARTITIONS_LOCK = 0x61696175_6469_7470  # "aiaudit p": one migrate at a time per database
 
 PRIVACY_KEY_GRANTS = """
 DO $$
@@ -46,7 +66,34 @@ def migrate(engine: sa.Engine) -> None:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "heads")
     for table in PARTITIONED:  # one transaction each: see aiaudit.common.store.partitions
-        with engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                conn.execute(sa.text("SET LOCAL lock_timeout = '10s'"))
-            ensure_partitions(conn, dt.datetime.now(dt.UTC).date(), tables=[table])
+        _ensure_partitions(engine, table)
+
+
+def _ensure_partitions(engine: sa.Engine, table: sa.Table) -> None:
+    """One table's partitions, in a transaction that waits briefly for locks and is tried again.
+
+    Each try waits at most ``LOCK_WAIT`` for a lock, so the reads and erasures
+    queued behind its ATTACH wait no longer than that; ``LOCK_PAUSE`` later it is
+    tried again, ``LOCK_TRIES`` times. The transaction first takes an advisory
+    lock, so that two migrates (the CronJob's and an upgrade's hook Job) do not
+    both create a month: the second failed on the first's table (until 2026-12-06).
+    """
+    for attempt in range(1, LOCK_TRIES + 1):
+        try:
+            with engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    conn.execute(sa.text(f"SET LOCAL lock_timeout = '{LOCK_WAIT}'"))
+                    conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({_PARTITIONS_LOCK})"))
+                ensure_partitions(conn, dt.datetime.now(dt.UTC).date(), tables=[table])
+            return
+        except sa.exc.OperationalError as exc:
+            if not isinstance(exc.orig, psycopg.errors.LockNotAvailable) or attempt == LOCK_TRIES:
+                raise
+            log.info(
+                "partitions of %s: a lock not had within %s (try %d of %d), trying again",
+                table.name,
+                LOCK_WAIT,
+                attempt,
+                LOCK_TRIES,
+            )
+        time.sleep(LOCK_PAUSE)

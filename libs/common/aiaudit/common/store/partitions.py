@@ -8,7 +8,10 @@ midnights, moved to meet a neighbour that exists already (versions before
 overlap them).
 
 A new month is created apart and then attached, which takes a lock on the
-parent that appends and erasures do not wait for. Rows that landed in
+parent that appends and erasures do not wait for; it also takes ACCESS
+EXCLUSIVE on the DEFAULT partition, which reads of the log and erasures, not
+pruned to their months, queue behind while it waits, so migrate waits briefly
+and tries again (:func:`aiaudit.common.store.migrate.migrate`). Rows that landed in
 DEFAULT (migrate not run for a year, a clock far ahead) are moved into a
 partition of their month when it is created: PostgreSQL refuses to create a
 partition whose rows already sit in DEFAULT, which would otherwise leave the
