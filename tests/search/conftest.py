@@ -169,11 +169,15 @@ def start_suite(
     return suite_of(backend, suite, keys)
 
 
-def indexed_directly(opensearch_url: str, index_prefix: str, tenant: str) -> int:
-    """How many of the tenant's events (access records aside) the node holds, asked directly."""
+def indexed_directly(
+    opensearch_url: str, index_prefix: str, tenant: str, refresh: bool = True
+) -> int:
+    """How many of the tenant's events (access records aside) the node holds, asked directly;
+    without ``refresh``, how many a search finds now."""
     direct = OpenSearch(hosts=[opensearch_url])
     try:
-        direct.indices.refresh(index=f"{index_prefix}-*")
+        if refresh:
+            direct.indices.refresh(index=f"{index_prefix}-*")
         return int(
             direct.count(
                 index=f"{index_prefix}-*",

@@ -16,6 +16,7 @@ stayed NOT_SERVING.
 
 from __future__ import annotations
 
+import datetime as dt
 import http.client
 import json
 import logging
@@ -30,6 +31,11 @@ import pytest
 from grpc_health.v1 import health_pb2
 from opensearchpy import OpenSearch
 
+from aiaudit.common.store import open_store
+from aiaudit.common.store.prepare import prepare
+from aiaudit.search import indexer
+from aiaudit.search.backends.base import BackendUnavailableError
+from aiaudit.search.backends.opensearch import OpenSearchBackend
 from tests.helpers import interaction, wait_until
 from tests.search.conftest import indexed_directly, start_suite
 from tests.search.test_faults import health
@@ -45,20 +51,34 @@ FORBIDDEN = json.dumps(
     {"error": {"type": "security_exception", "reason": "no permissions"}, "status": 403}
 ).encode()
 
+FAILED_REFRESH = json.dumps(
+    {
+        "error": {"type": "refresh_failed_engine_exception", "reason": "refresh failed"},
+        "status": 500,
+    }
+).encode()
+
 
 class Throttle:
     """What the proxy does to bulk requests: how many to refuse, and what it saw."""
 
     def __init__(
-        self, refuse: int, refuse_document: bool = True, limit: int = 0, forbid: str = ""
+        self,
+        refuse: int,
+        refuse_document: bool = True,
+        limit: int = 0,
+        forbid: str = "",
+        refuse_refreshes: int = 0,
     ) -> None:
         """``refuse`` bulks answered 429, then (``refuse_document``) one document of the next;
         ``limit``: bulk bodies over it are answered 413 (0: none); ``forbid``: GETs of this
-        path answered 403, as to a login without the permission."""
+        path answered 403, as to a login without the permission; ``refuse_refreshes``
+        refreshes answered 500, as by a node failing them."""
         self.refuse = refuse
         self.refuse_document = refuse_document
         self.limit = limit
         self.forbid = forbid
+        self.refuse_refreshes = refuse_refreshes
         self.bulks = 0
         self.refused_documents = 0
         self.too_large: list[int] = []
@@ -83,6 +103,11 @@ def _proxy(target: str, throttle: Throttle) -> ThreadingHTTPServer:
                 and self.path.split("?")[0] == throttle.forbid
             ):
                 self._answer(403, FORBIDDEN)
+                return
+            if self.path.split("?")[0].endswith("/_refresh") and throttle.refuse_refreshes:
+                with throttle.lock:
+                    throttle.refuse_refreshes -= 1
+                self._answer(500, FAILED_REFRESH)
                 return
             if bulk and throttle.limit and len(body) > throttle.limit:
                 with throttle.lock:
@@ -241,3 +266,38 @@ def test_a_bulk_over_the_size_limit_is_sent_in_halves_and_a_document_over_it_hol
         direct.indices.delete(index=f"{prefix}-*", params={"ignore_unavailable": "true"})
         direct.indices.delete_index_template(name=prefix, params={"ignore": 404})
         direct.close()
+
+
+def test_a_refresh_that_fails_leaves_the_position_where_its_documents_are_searchable(
+    tmp_path: Path, tenant: str, opensearch_url: str, index_prefix: str
+) -> None:
+    """Driven pass by pass, no periodic refresh (``refresh_interval: -1``): a batch that
+    reaches the head of its log is refreshed before its position moves, so a replica that
+    reads the position (a standby ending a build) finds its documents. The node fails the
+    first refresh: the pass fails, the position stays at 0, and the next pass sends the
+    batch again, refreshes and moves it; each event is there once. Until 2026-12-06 (review)
+    the failure was only logged and the position moved over three events no search found."""
+    throttle = Throttle(refuse=0, refuse_document=False, refuse_refreshes=1)
+    server = _proxy(opensearch_url, throttle)
+    store = open_store(f"sqlite:///{tmp_path / 'aiaudit.db'}", run_migrations=True, keys=None)
+    client = OpenSearch(hosts=[f"http://127.0.0.1:{server.server_address[1]}"], max_retries=0)
+    backend = OpenSearchBackend(client, store.engine, index_prefix, "-1")
+    running = indexer.Indexer(store, backend, 10, 0.05, 1.0, lambda _: None)
+    try:
+        ids = [f"e-{i}" for i in range(3)]
+        store.append_group(
+            [[prepare(interaction(tenant, i), dt.datetime.now(dt.UTC)) for i in ids]]
+        )
+        with pytest.raises(BackendUnavailableError, match="500"):
+            running.run_once()
+        assert throttle.refuse_refreshes == 0  # the refusal was met
+        assert backend.positions().get(tenant, 0) == 0
+        assert running.run_once()
+        assert backend.positions()[tenant] == 3
+        assert indexed_directly(opensearch_url, index_prefix, tenant, refresh=False) == 3
+    finally:
+        running._writer.shutdown(wait=True)  # never started: its bulk thread only
+        backend.close()
+        store.close()
+        server.shutdown()
+        server.server_close()

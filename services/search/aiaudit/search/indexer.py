@@ -29,8 +29,9 @@ straight from the stored canonical JSON (:mod:`aiaudit.search.stored_document`).
 Freshness: on a backend that refreshes periodically (OpenSearch), a batch
 that reaches the head of its log (live traffic, not a backlog), or ends its
 build, is made searchable before its position moves (at most one refresh
-every 0.1 s) instead of at the next periodic refresh; a backlog is left to
-those, so bulk loading pays no extra refreshes.
+every 0.1 s; a refresh that fails fails the write, sent again) instead of at
+the next periodic refresh; a backlog is left to those, so bulk loading pays
+no extra refreshes.
 
 Wake-ups: a commit on the store's engine in this process (an ingest batch,
 an access record) wakes the indexer at once (:mod:`aiaudit.common.commits`;

@@ -886,8 +886,10 @@ class OpenSearchBackend:
         raises DocumentRefusedError once the rest are sent, the position moved
         up to the earliest refused revision: every document below it is indexed.
         ``visible``: a refresh comes between the bulk and the cursor, so a standby
-        that reads the cursor finds the documents; a failed refresh leaves them
-        to the periodic one (they are indexed: the cursor moves). Until
+        that reads the cursor finds the documents. A failed refresh raises
+        BackendUnavailableError, the cursor unmoved, and the batch is sent again
+        (by document id: nothing twice); moving it would end a build whose last
+        documents no replica finds until the periodic refresh (review). Until
         2026-12-06 the refresh came after the cursor, and a standby could end a
         log's build and answer a page without the build's last documents.
         """
@@ -899,10 +901,7 @@ class OpenSearchBackend:
         if first is not None:
             new_position = min(new_position, sent[first].revision)
         if visible:
-            try:
-                self.make_visible()
-            except BackendUnavailableError as exc:
-                log.info("indexed documents left to the periodic refresh: %s", exc)
+            self.make_visible()
         with self._engine.begin() as conn:
             cursors.advance(conn, self._cursor, log_id, new_position)
         if erasing or self._expunger is None:
