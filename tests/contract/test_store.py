@@ -596,3 +596,51 @@ def test_two_migrates_at_once_both_succeed(own_postgres: Postgres) -> None:
         assert conn.execute("SELECT to_regclass(%s)", (f"event_content_{month}",)).fetchone() != (
             None,
         )
+
+
+def test_db_partitions_tops_up_the_months_past_a_revision_it_does_not_know(
+    own_postgres: Postgres, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What the chart's schedule runs: the months, never the schema. The database is at a
+    revision this code does not know (a release rolled back, an image changed between
+    upgrades): `db migrate` stops at Alembic before the partitions (the schedule ran it
+    until 2026-12-06, and the months stopped twelve ahead of its last good run), `db
+    partitions` makes the month twelve ahead and leaves the revision as it was."""
+    from alembic.util import CommandError
+
+    from aiaudit.cli.main import main
+
+    month = _month_ahead(own_postgres, ("events", "event_content"))
+    with psycopg.connect(own_postgres.admin_dsn, autocommit=True) as conn:
+        conn.execute(  # one branch's head (each branch has its row)
+            "UPDATE alembic_version SET version_num = 'zz_future' "
+            "WHERE version_num = (SELECT min(version_num) FROM alembic_version)"
+        )
+    url = own_postgres.admin_url
+    with pytest.raises(CommandError, match="zz_future"):
+        main(["db", "migrate", "--database-url", url])
+    assert main(["db", "partitions", "--database-url", url]) == 0
+    assert "twelve months ahead" in capsys.readouterr().out
+    with psycopg.connect(own_postgres.admin_dsn) as conn:
+        for table in ("events", "event_content"):
+            made = conn.execute("SELECT to_regclass(%s)", (f"{table}_{month}",)).fetchone()
+            assert made == (f"{table}_{month}",)
+        revisions = conn.execute("SELECT version_num FROM alembic_version").fetchall()
+    assert ("zz_future",) in revisions
+
+
+def test_db_partitions_over_a_database_without_the_schema_says_to_migrate_first(
+    own_postgres: Postgres, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from aiaudit.cli.main import main
+
+    with psycopg.connect(own_postgres.admin_dsn, autocommit=True) as conn:
+        conn.execute("CREATE DATABASE " + (empty := f"empty_{uuid.uuid4().hex[:8]}"))
+    try:
+        url = own_postgres.admin_url.rsplit("/", 1)[0] + "/" + empty
+        assert main(["db", "partitions", "--database-url", url]) == 1
+        err = capsys.readouterr().err
+        assert "run `aiaudit db migrate` first" in err and "events" in err
+    finally:
+        with psycopg.connect(own_postgres.admin_dsn, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {empty} WITH (FORCE)")

@@ -160,17 +160,21 @@ The spec of a migration Job (retries, deadline, pod template), shared by the hoo
 drift. The pod uses nothing the chart creates (no ConfigMap, the namespace's default
 ServiceAccount; hooks run before the release's other objects exist): only the admin Secret
 (and aiaudit.backendCA's). The URL reaches `aiaudit db migrate` through AIAUDIT_DATABASE_URL
-rather than --database-url, which would show the password in the pod spec. Pass $.
+rather than --database-url, which would show the password in the pod spec. Pass
+(dict "ctx" $ "command" C): C is the `aiaudit db` command, `migrate` (the hook: schema,
+roles and partitions) or `partitions` (the schedule: partitions only, never the schema,
+so an image changed between upgrades, or a rollback, cannot move it).
 */}}
 {{- define "aiaudit.migrationJobSpec" -}}
-{{- $m := .Values.migration }}
-{{- $a := .Values.aiaudit -}}
+{{- $ctx := .ctx }}
+{{- $m := $ctx.Values.migration }}
+{{- $a := $ctx.Values.aiaudit -}}
 backoffLimit: {{ $m.backoffLimit }}
 activeDeadlineSeconds: {{ $m.activeDeadlineSeconds }}
 template:
   metadata:
     labels:
-      {{- include "aiaudit.labels" (dict "ctx" . "component" "migrate") | nindent 6 }}
+      {{- include "aiaudit.labels" (dict "ctx" $ctx "component" "migrate") | nindent 6 }}
     {{- with $m.podAnnotations }}
     annotations:
       {{- toYaml . | nindent 6 }}
@@ -178,11 +182,11 @@ template:
   spec:
     restartPolicy: Never
     automountServiceAccountToken: false
-    {{- with .Values.global.imagePullSecrets }}
+    {{- with $ctx.Values.global.imagePullSecrets }}
     imagePullSecrets:
       {{- toYaml . | nindent 6 }}
     {{- end }}
-    {{- with .Values.global.priorityClassName }}
+    {{- with $ctx.Values.global.priorityClassName }}
     priorityClassName: {{ . }}
     {{- end }}
     {{- with $m.nodeSelector }}
@@ -197,11 +201,11 @@ template:
       {{- toYaml $a.podSecurityContext | nindent 6 }}
     containers:
       - name: migrate
-        image: {{ include "aiaudit.image" (dict "ctx" . "component" "") }}
+        image: {{ include "aiaudit.image" (dict "ctx" $ctx "component" "") }}
         imagePullPolicy: {{ $a.image.pullPolicy }}
         args:
           - db
-          - migrate
+          - {{ .command }}
           {{- with $m.extraArgs }}
           {{- toYaml . | nindent 10 }}
           {{- end }}
@@ -214,12 +218,12 @@ template:
           - name: AIAUDIT_LOG_LEVEL
             value: {{ $a.config.log_level | default "INFO" | quote }}
           {{- if eq (toString $a.config.allow_insecure) "true" }}
-          # The components' opt-out: db migrate refuses a database off loopback without
+          # The components' opt-out: db refuses a database off loopback without
           # sslmode=verify-full (exit 2) unless told, and the Job reads no config file.
           - name: AIAUDIT_ALLOW_INSECURE
             value: "true"
           {{- end }}
-          {{- with (include "aiaudit.backendCAEnv" (dict "ctx" . "component" "") | trim) }}
+          {{- with (include "aiaudit.backendCAEnv" (dict "ctx" $ctx "component" "") | trim) }}
           {{- . | nindent 10 }}
           {{- end }}
         {{- with $m.resources }}
@@ -231,14 +235,14 @@ template:
         volumeMounts:
           - name: tmp
             mountPath: /tmp
-          {{- with (include "aiaudit.backendCAMount" . | trim) }}
+          {{- with (include "aiaudit.backendCAMount" $ctx | trim) }}
           {{- . | nindent 10 }}
           {{- end }}
     volumes:
       - name: tmp
         emptyDir:
           sizeLimit: {{ $a.tmpSizeLimit }}
-      {{- with (include "aiaudit.backendCAVolume" . | trim) }}
+      {{- with (include "aiaudit.backendCAVolume" $ctx | trim) }}
       # The CA of the database's certificate (aiaudit.backendCA), as the components have it.
       {{- . | nindent 6 }}
       {{- end }}

@@ -163,6 +163,31 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _partitions(args: argparse.Namespace) -> int:
+    from aiaudit.common.store import open_store
+    from aiaudit.common.store.migrate import top_up_partitions
+
+    settings = _settings(args)
+    store = open_store(settings.store_url, keys=None)
+    try:
+        shown = store.engine.url.render_as_string(hide_password=True)
+        if store.engine.dialect.name != "postgresql":
+            print(f"nothing to do: a SQLite store has no partitions ({shown})")
+            return 0
+        try:
+            top_up_partitions(store.engine)
+        except sa_exc.ProgrammingError as exc:  # no tables: the schema was never made
+            print(
+                f"aiaudit db partitions: {shown}: {exc.orig}; run `aiaudit db migrate` first",
+                file=sys.stderr,
+            )
+            return 1
+    finally:
+        store.close()
+    print(f"partitions are twelve months ahead: {shown}")
+    return 0
+
+
 def _erase(args: argparse.Namespace) -> int:
     from aiaudit.common.access import AccessLog
     from aiaudit.common.auth import Caller
@@ -310,6 +335,13 @@ def build_parser() -> argparse.ArgumentParser:
     _common(migrate)
     migrate.add_argument("--database-url", help="admin URL (postgresql+psycopg://...)")
     migrate.set_defaults(func=_migrate)
+    partitions = db_sub.add_parser(
+        "partitions",
+        help="create the monthly partitions twelve months ahead, schema untouched (a schedule's)",
+    )
+    _common(partitions)
+    partitions.add_argument("--database-url", help="admin URL (postgresql+psycopg://...)")
+    partitions.set_defaults(func=_partitions)
     erase = sub.add_parser(
         "erase",
         help="erase events' content (a data subject's, or named ones); leaves and proofs stay "

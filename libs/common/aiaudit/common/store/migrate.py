@@ -65,6 +65,20 @@ def migrate(engine: sa.Engine) -> None:
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "heads")
+    top_up_partitions(engine)
+
+
+def top_up_partitions(engine: sa.Engine) -> None:
+    """Creates the monthly partitions of the next twelve months, schema untouched.
+
+    What a schedule runs between upgrades (``aiaudit db partitions``): the
+    schema moves only with ``migrate``, at an upgrade, so an image changed
+    meanwhile, or a rolled-back release whose revisions the database is past,
+    neither changes nor blocks it (Alembic refused the revision it did not
+    know, and the partitions stopped). Nothing on SQLite, which has none.
+    """
+    if engine.dialect.name != "postgresql":
+        return
     for table in PARTITIONED:  # one transaction each: see aiaudit.common.store.partitions
         _ensure_partitions(engine, table)
 

@@ -1,8 +1,8 @@
 """Monthly range partitions of the time-partitioned tables (PostgreSQL only).
 
-Every ``aiaudit db migrate`` (the chart runs it on each install and upgrade, and monthly)
-creates the partitions of this month and the next twelve; a DEFAULT partition
-catches anything outside them so an insert never fails. Bounds are UTC
+Every ``aiaudit db migrate`` (the chart's install and upgrade hook) and ``aiaudit db
+partitions`` (its monthly schedule) creates the partitions of this month and the next
+twelve; a DEFAULT partition catches anything outside them so an insert never fails. Bounds are UTC
 midnights, moved to meet a neighbour that exists already (versions before
 2026-12-03 wrote bounds in the session's time zone, and a new month must not
 overlap them).
