@@ -10,9 +10,18 @@ grpc_health's own servicer serves it so too, but sends each status holding its l
 and a send waits for grpcio's completion-queue thread, which takes that lock to drop a
 watch that closed: with 128 watches both soon waited for each other, and the whole
 server with them (grpc/grpc#43403). It also sends every ``set``, changed or not, and the
-notary reports each attempt. Here the lock guards the maps only, never a send; each
-watch sends under a lock of its own, only a status it has not sent, and always the
-latest, so a send that waited is not followed by an older status.
+notary reports each attempt. Here the lock guards the maps only, never a send; a
+watch is sent only a status it has not sent, and always the latest, so a send that
+waited is not followed by an older status.
+
+No send runs in the thread that sets a status, or in the one that opens a watch: a
+send waits until its bytes leave, and a client that gives no flow-control window (an
+HTTP/2 client announcing a window of 0 and never raising it, with any valid key) held
+``set`` for as long as its watch stayed open. The setters are the services' own
+workers (the search indexer, the notary, alerting, each reporting an outage or its
+end): until 2026-12-06 such a watch stopped them for good (review). Each watch's sends
+run in a pool (:data:`SENDERS` threads at most, made only as sends wait), one at a time
+per watch; a watch whose client takes nothing holds one of them until its call ends.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import collections
 import queue
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeAlias
 
 import grpc
@@ -28,23 +38,45 @@ from grpc_health.v1 import health, health_pb2
 
 Status: TypeAlias = health_pb2.HealthCheckResponse.ServingStatus
 
+SENDERS = 512
+"""Threads that send watches their statuses, at most: one per watch a process holds
+(``aiaudit.cli.server.HEALTH_WATCHES``), so watches whose clients take nothing never
+leave the others without one."""
+
 
 class _Watch:
-    """One open ``Watch``: the last status it sent, and the lock its sends take."""
+    """One open ``Watch``: the last status it sent, and whether a send is under way."""
 
-    def __init__(self, service: str, send: Callable[[Any], object]) -> None:
+    def __init__(
+        self, service: str, send: Callable[[Any], object], senders: ThreadPoolExecutor
+    ) -> None:
         self.service = service
         self._send = send
+        self._senders = senders
         self._lock = threading.Lock()
         self._sent: Status | None = None
+        self._sending = False
 
     def offer(self, current: Callable[[str], Status]) -> None:
-        """Sends the service's current status, unless it is the last one sent."""
+        """Has the service's current status sent, unless it is the last one sent; at once.
+
+        While a send of this watch is under way, it sends the latest status after its own.
+        """
         with self._lock:
-            status = current(self.service)
-            if status != self._sent:
+            if self._sending:
+                return
+            self._sending = True
+        self._senders.submit(self._deliver, current)
+
+    def _deliver(self, current: Callable[[str], Status]) -> None:
+        while True:
+            with self._lock:
+                status = current(self.service)
+                if status == self._sent:
+                    self._sending = False
+                    return
                 self._sent = status
-                self._send(health_pb2.HealthCheckResponse(status=status))
+            self._send(health_pb2.HealthCheckResponse(status=status))
 
 
 class Health(health.HealthServicer):
@@ -57,6 +89,7 @@ class Health(health.HealthServicer):
         self._statuses: dict[str, Status] = {}
         self._watches: dict[str, set[_Watch]] = collections.defaultdict(set)
         self._stopping = False
+        self._senders = ThreadPoolExecutor(SENDERS, thread_name_prefix="health-watch-send")
 
     def status_of(self, service: str) -> Status | None:
         """The service's status, None if it never reported one."""
@@ -113,7 +146,7 @@ class Health(health.HealthServicer):
         if send_response_callback is None:
             answers = queue.SimpleQueue()
             send_response_callback = answers.put
-        watch = _Watch(request.service, send_response_callback)
+        watch = _Watch(request.service, send_response_callback, self._senders)
         with self._guard:
             self._watches[watch.service].add(watch)
 
