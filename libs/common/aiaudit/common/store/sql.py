@@ -1139,14 +1139,11 @@ class SqlEventStore:
         """
         if self._direct is None:
             with self.engine.connect() as conn:
-                sizes: dict[int, int] = dict(
-                    conn.execute(
-                        _SIZES_SEQS[conn.dialect.name],
-                        {"log_id": log_id, "seqs": sorted(set(seqs))},
-                    )
-                    .tuples()
-                    .all()
+                listed = conn.execute(
+                    _SIZES_SEQS[conn.dialect.name],
+                    {"log_id": log_id, "seqs": sorted(set(seqs))},
                 )
+                sizes: dict[int, int] = {int(seq): int(size) for seq, size in listed}
                 kept, cut = _kept(seqs, lambda seq: sizes.get(seq), max_bytes)
                 rows = _select(conn, "seqs", {"log_id": log_id, "seqs": sorted(kept)})
                 return StoredEvents(self._opened(conn, rows), cut=cut)
