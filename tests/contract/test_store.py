@@ -644,3 +644,19 @@ def test_db_partitions_over_a_database_without_the_schema_says_to_migrate_first(
     finally:
         with psycopg.connect(own_postgres.admin_dsn, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE {empty} WITH (FORCE)")
+
+
+def test_db_partitions_as_a_role_without_the_rights_says_so_not_to_migrate(
+    own_postgres: Postgres, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The schedule's Secret naming a role that may not create tables (the services' own, a
+    DBA's read-only login): until 2026-12-06 `db partitions` answered its "permission
+    denied" with "run `aiaudit db migrate` first", as for a database with no schema, and an
+    operator migrated a database that was current (review)."""
+    from aiaudit.cli.main import main
+
+    _month_ahead(own_postgres, ("events", "event_content"))
+    assert main(["db", "partitions", "--database-url", own_postgres.app_url]) == 1
+    err = capsys.readouterr().err
+    assert "permission denied" in err and "the role lacks the rights" in err
+    assert "db migrate` first" not in err

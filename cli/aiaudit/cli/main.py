@@ -164,6 +164,8 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _partitions(args: argparse.Namespace) -> int:
+    import psycopg
+
     from aiaudit.common.store import open_store
     from aiaudit.common.store.migrate import top_up_partitions
 
@@ -176,11 +178,16 @@ def _partitions(args: argparse.Namespace) -> int:
             return 0
         try:
             top_up_partitions(store.engine)
-        except sa_exc.ProgrammingError as exc:  # no tables: the schema was never made
-            print(
-                f"aiaudit db partitions: {shown}: {exc.orig}; run `aiaudit db migrate` first",
-                file=sys.stderr,
+        except sa_exc.ProgrammingError as exc:
+            # A role without the rights (CREATE on the schema, owner of the tables) is not
+            # a schema to make: `db migrate` as that role fails the same way (review).
+            advice = (
+                "the role lacks the rights: run it as the admin role that runs `aiaudit db "
+                "migrate` (CREATE on the schema, owner of events and event_content)"
+                if isinstance(exc.orig, psycopg.errors.InsufficientPrivilege)
+                else "run `aiaudit db migrate` first"  # no tables: the schema was never made
             )
+            print(f"aiaudit db partitions: {shown}: {exc.orig}; {advice}", file=sys.stderr)
             return 1
     finally:
         store.close()
