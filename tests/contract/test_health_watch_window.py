@@ -127,3 +127,18 @@ def test_a_watch_that_takes_nothing_holds_no_setter_and_no_other_watch(
     finally:
         windowless.close()  # before the suite stops: a send still waiting on it fails
         channel.close()
+
+
+def test_a_stop_without_grace_tells_every_watch_first(store_url: str, tmp_path: Path) -> None:
+    """``stop(0)`` cancels every call at once: each watch is told NOT_SERVING before that.
+    Sent from the pool without a wait, 1 to 5 of 50 watches were cut off untold (review)."""
+    suite, keys = serve_suite(tmp_path, None, database_url=store_url, services=("ingest",))
+    channel = client.channel(f"127.0.0.1:{suite.port}", keys["auditor"])
+    try:
+        stub = health_pb2_grpc.HealthStub(channel)  # type: ignore[no-untyped-call]
+        watches = [stub.Watch(health_pb2.HealthCheckRequest(), timeout=60) for _ in range(50)]
+        assert {next(w).status for w in watches} == {SERVING}
+        suite.stop(0)
+        assert [next(w).status for w in watches] == [NOT_SERVING] * len(watches)
+    finally:
+        channel.close()

@@ -20,8 +20,9 @@ HTTP/2 client announcing a window of 0 and never raising it, with any valid key)
 ``set`` for as long as its watch stayed open. The setters are the services' own
 workers (the search indexer, the notary, alerting, each reporting an outage or its
 end): until 2026-12-06 such a watch stopped them for good (review). Each watch's sends
-run in a pool (:data:`SENDERS` threads at most, made only as sends wait), one at a time
-per watch; a watch whose client takes nothing holds one of them until its call ends.
+run in a pool (:data:`SENDERS` threads at most: one is made whenever a status goes to
+more watches at once than threads are idle, and kept), one at a time per watch; a watch
+whose client takes nothing holds one of them until its call ends.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from __future__ import annotations
 import collections
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeAlias
@@ -44,6 +46,10 @@ SENDERS = 512
 leave the others without one."""
 
 
+TELL_STOPPING = 1.0
+"""Seconds the server's stop waits at most for its watches to be told NOT_SERVING."""
+
+
 class _Watch:
     """One open ``Watch``: the last status it sent, and whether a send is under way."""
 
@@ -56,6 +62,8 @@ class _Watch:
         self._lock = threading.Lock()
         self._sent: Status | None = None
         self._sending = False
+        self._idle = threading.Event()
+        self._idle.set()
 
     def offer(self, current: Callable[[str], Status]) -> None:
         """Has the service's current status sent, unless it is the last one sent; at once.
@@ -66,7 +74,12 @@ class _Watch:
             if self._sending:
                 return
             self._sending = True
+            self._idle.clear()
         self._senders.submit(self._deliver, current)
+
+    def wait_sent(self, timeout: float) -> bool:
+        """Waits until no send of this watch is under way; whether none is."""
+        return self._idle.wait(timeout)
 
     def _deliver(self, current: Callable[[str], Status]) -> None:
         while True:
@@ -74,6 +87,7 @@ class _Watch:
                 status = current(self.service)
                 if status == self._sent:
                     self._sending = False
+                    self._idle.set()
                     return
                 self._sent = status
             self._send(health_pb2.HealthCheckResponse(status=status))
@@ -111,7 +125,13 @@ class Health(health.HealthServicer):
             watch.offer(self._current)
 
     def enter_graceful_shutdown(self) -> None:
-        """Every service NOT_SERVING, for good; each watch is told."""
+        """Every service NOT_SERVING, for good; each watch is told before this returns.
+
+        At most :data:`TELL_STOPPING` seconds in all (a watch whose client takes nothing is
+        not waited for longer): the server's stop, which may cancel every call at once
+        (``shutdown_grace_seconds: 0``), comes after. Without the wait a stop with no grace
+        cut some watches off before they were told (review, 2026-12-06).
+        """
         with self._guard:
             self._stopping = True
             self._statuses = dict.fromkeys(
@@ -120,6 +140,9 @@ class Health(health.HealthServicer):
             watches = [watch for each in self._watches.values() for watch in each]
         for watch in watches:
             watch.offer(self._current)
+        deadline = time.monotonic() + TELL_STOPPING
+        for watch in watches:
+            watch.wait_sent(max(0.0, deadline - time.monotonic()))
 
     def Check(  # noqa: N802 (gRPC method name)
         self, request: health_pb2.HealthCheckRequest, context: grpc.ServicerContext
