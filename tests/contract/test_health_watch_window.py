@@ -14,7 +14,6 @@ from __future__ import annotations
 import queue
 import socket
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -23,11 +22,11 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
-import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from aiaudit.common import client
 from tests.conftest import Running, serve_suite
+from tests.contract.test_reflection_streams import running  # noqa: F401 (fixture)
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -82,18 +81,8 @@ class WindowlessWatch:
         self._sock.close()
 
 
-@pytest.fixture
-def running(store_url: str, tmp_path: Path) -> Iterator[Running]:
-    suite, keys = serve_suite(tmp_path, None, database_url=store_url, services=("ingest",))
-    address = f"127.0.0.1:{suite.port}"
-    out = Running(client.channel(address, keys["gateway"]), suite, address, keys)
-    yield out
-    out.channel.close()
-    suite.stop()
-
-
 def test_a_watch_that_takes_nothing_holds_no_setter_and_no_other_watch(
-    running: Running,
+    running: Running,  # noqa: F811 (the fixture)
 ) -> None:
     """The windowless watch open, each status set returns at once; ``Check`` answers it,
     and an ordinary watch of another key receives it."""
