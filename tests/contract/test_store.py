@@ -660,3 +660,16 @@ def test_db_partitions_as_a_role_without_the_rights_says_so_not_to_migrate(
     err = capsys.readouterr().err
     assert "permission denied" in err and "the role lacks the rights" in err
     assert "db migrate` first" not in err
+
+
+def test_db_migrate_as_a_role_without_the_rights_says_so(
+    own_postgres: Postgres, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The hook's Secret naming the services' own login: `db migrate` ended in a traceback
+    (review, 2026-12-06); it now names the refusal and the role to use, exit 1."""
+    from aiaudit.cli.main import main
+
+    assert main(["db", "migrate", "--database-url", own_postgres.app_url]) == 1
+    err = capsys.readouterr().err
+    assert "permission denied" in err and "the role lacks the rights" in err
+    assert own_postgres.app_url.split("@")[0].split(":")[-1] not in err  # no password

@@ -154,12 +154,28 @@ def _rules(args: argparse.Namespace) -> int:
 
 
 def _migrate(args: argparse.Namespace) -> int:
+    import psycopg
+    import sqlalchemy as sa
+
     from aiaudit.common.store import open_store
 
     settings = _settings(args)
-    store = open_store(settings.store_url, run_migrations=True)
+    shown = sa.make_url(settings.store_url).render_as_string(hide_password=True)
+    try:
+        store = open_store(settings.store_url, run_migrations=True)
+    except sa_exc.ProgrammingError as exc:
+        if not isinstance(exc.orig, psycopg.errors.InsufficientPrivilege):
+            raise
+        # A traceback until 2026-12-06 (review): the refusal, and which role to use instead.
+        print(
+            f"aiaudit db migrate: {shown}: {exc.orig}; the role lacks the rights: run it as "
+            "the database's administrator (a role that may create tables and roles, owner of "
+            "the schema's tables once made)",
+            file=sys.stderr,
+        )
+        return 1
     store.close()
-    print(f"schema is current: {store.engine.url.render_as_string(hide_password=True)}")
+    print(f"schema is current: {shown}")
     return 0
 
 
