@@ -61,8 +61,8 @@ class _Watch:
         self._senders = senders
         self._lock = threading.Lock()
         self._sent: Status | None = None
-        self._sending = False
         self._idle = threading.Event()
+        """Clear while a send of this watch is under way (queued or sending)."""
         self._idle.set()
 
     def offer(self, current: Callable[[str], Status]) -> None:
@@ -71,9 +71,8 @@ class _Watch:
         While a send of this watch is under way, it sends the latest status after its own.
         """
         with self._lock:
-            if self._sending:
+            if not self._idle.is_set():
                 return
-            self._sending = True
             self._idle.clear()
         self._senders.submit(self._deliver, current)
 
@@ -86,7 +85,6 @@ class _Watch:
             with self._lock:
                 status = current(self.service)
                 if status == self._sent:
-                    self._sending = False
                     self._idle.set()
                     return
                 self._sent = status

@@ -153,8 +153,20 @@ def _rules(args: argparse.Namespace) -> int:
     return rules_cli.test(args.rules_file, args.events_file)
 
 
-def _migrate(args: argparse.Namespace) -> int:
+_ADMIN_ROLE = (
+    "the role lacks the rights: run it as the database's administrator, the role `aiaudit db "
+    "migrate` runs as (one that may create tables and roles, owner of the schema's tables)"
+)
+
+
+def _lacks_rights(exc: sa_exc.ProgrammingError) -> bool:
+    """Whether PostgreSQL refused the statement for the role's rights (not a missing table)."""
     import psycopg
+
+    return isinstance(exc.orig, psycopg.errors.InsufficientPrivilege)
+
+
+def _migrate(args: argparse.Namespace) -> int:
     import sqlalchemy as sa
 
     from aiaudit.common.store import open_store
@@ -164,15 +176,10 @@ def _migrate(args: argparse.Namespace) -> int:
     try:
         store = open_store(settings.store_url, run_migrations=True)
     except sa_exc.ProgrammingError as exc:
-        if not isinstance(exc.orig, psycopg.errors.InsufficientPrivilege):
+        if not _lacks_rights(exc):
             raise
         # A traceback until 2026-12-06 (review): the refusal, and which role to use instead.
-        print(
-            f"aiaudit db migrate: {shown}: {exc.orig}; the role lacks the rights: run it as "
-            "the database's administrator (a role that may create tables and roles, owner of "
-            "the schema's tables once made)",
-            file=sys.stderr,
-        )
+        print(f"aiaudit db migrate: {shown}: {exc.orig}; {_ADMIN_ROLE}", file=sys.stderr)
         return 1
     store.close()
     print(f"schema is current: {shown}")
@@ -180,8 +187,6 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _partitions(args: argparse.Namespace) -> int:
-    import psycopg
-
     from aiaudit.common.store import open_store
     from aiaudit.common.store.migrate import top_up_partitions
 
@@ -198,9 +203,8 @@ def _partitions(args: argparse.Namespace) -> int:
             # A role without the rights (CREATE on the schema, owner of the tables) is not
             # a schema to make: `db migrate` as that role fails the same way (review).
             advice = (
-                "the role lacks the rights: run it as the admin role that runs `aiaudit db "
-                "migrate` (CREATE on the schema, owner of events and event_content)"
-                if isinstance(exc.orig, psycopg.errors.InsufficientPrivilege)
+                _ADMIN_ROLE
+                if _lacks_rights(exc)
                 else "run `aiaudit db migrate` first"  # no tables: the schema was never made
             )
             print(f"aiaudit db partitions: {shown}: {exc.orig}; {advice}", file=sys.stderr)

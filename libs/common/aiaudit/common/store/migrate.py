@@ -84,7 +84,7 @@ def top_up_partitions(engine: sa.Engine) -> None:
 
 
 def _ensure_partitions(engine: sa.Engine, table: sa.Table) -> None:
-    """One table's partitions, in a transaction that waits briefly for locks and is tried again.
+    """One table's partitions (PostgreSQL): a transaction waiting briefly for locks, retried.
 
     Each try waits at most ``LOCK_WAIT`` for a lock, so the reads and erasures
     queued behind its ATTACH wait no longer than that; ``LOCK_PAUSE`` later it is
@@ -95,9 +95,8 @@ def _ensure_partitions(engine: sa.Engine, table: sa.Table) -> None:
     for attempt in range(1, LOCK_TRIES + 1):
         try:
             with engine.begin() as conn:
-                if conn.dialect.name == "postgresql":
-                    conn.execute(sa.text(f"SET LOCAL lock_timeout = '{LOCK_WAIT}'"))
-                    conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({_PARTITIONS_LOCK})"))
+                conn.execute(sa.text(f"SET LOCAL lock_timeout = '{LOCK_WAIT}'"))
+                conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({_PARTITIONS_LOCK})"))
                 ensure_partitions(conn, dt.datetime.now(dt.UTC).date(), tables=[table])
             return
         except sa.exc.OperationalError as exc:
