@@ -23,7 +23,7 @@ from sqlalchemy import event as sa_event
 from aiaudit.cli.main import main
 from aiaudit.cli.server import Suite, start
 from aiaudit.common import canonical, client, config, retention
-from aiaudit.common.erasure import erase, erasure_event, last_record
+from aiaudit.common.erasure import erase, erasure_event
 from aiaudit.common.keys.kek import FileKek
 from aiaudit.common.keys.keyring import Keyring
 from aiaudit.common.store import SqlEventStore, open_store
@@ -778,19 +778,18 @@ def test_more_event_ids_than_sqlite_binds_are_read_in_sequence_order(
 def test_last_record_is_the_latest_erasure_or_retention_record_of_its_log(
     store: SqlEventStore, privacy_url: str, tenant: str
 ) -> None:
-    """What every search over content waits for the index to apply (one prepared
-    statement on PostgreSQL, the types written in)."""
+    """What every search over content waits for the index to apply."""
     load(store, tenant)
-    assert last_record(store, tenant) is None
+    assert store.last_record(tenant) is None
     privacy = open_store(privacy_url)
     try:
         erase(privacy, tenant, "request #7", "dpo@example.test", subject_id="alice")
     finally:
         privacy.close()
-    assert last_record(store, tenant) == 4
+    assert store.last_record(tenant) == 4
     retained = interaction(tenant, "r-0")
     retained.event_type = ev.EVENT_TYPE_RETENTION_APPLIED
     later = interaction(tenant, "c-0")
     store.append_group([prepare_batch([retained, later], dt.datetime.now(dt.UTC))])
-    assert last_record(store, tenant) == 5  # the retention record, not the interaction after
-    assert last_record(store, f"{tenant}-other") is None
+    assert store.last_record(tenant) == 5  # the retention record, not the interaction after
+    assert store.last_record(f"{tenant}-other") is None

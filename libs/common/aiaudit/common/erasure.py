@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from aiaudit.common.store import schema
 from aiaudit.common.store.prepare import prepare, set_timestamp
 from aiaudit.common.store.schema import events
 from aiaudit.common.store.sql import NewEvent, SqlEventStore
@@ -54,11 +55,10 @@ def problems(requested_by: str, subject_id: str, reason: str = "") -> list[tuple
     return out
 
 
-RECORD_TYPE = event_pb2.EventType.Name(event_pb2.EVENT_TYPE_PRIVACY_ERASURE)
-RETENTION_TYPE = event_pb2.EventType.Name(event_pb2.EVENT_TYPE_RETENTION_APPLIED)
-RECORD_TYPES = (RECORD_TYPE, RETENTION_TYPE)
+RECORD_TYPES = schema.RECORD_TYPES
 """Records that delete content: a data subject's erasure, and the retention policy's
 (see :mod:`aiaudit.common.retention`). Consumers treat both alike."""
+RECORD_TYPE, RETENTION_TYPE = RECORD_TYPES
 
 
 def erased_ids(canonical: bytes) -> list[str]:
@@ -144,13 +144,3 @@ def erase(
 
     named, erased, record_id = store.erase(tenant, event_ids, subject_id, record_of)
     return Erased(record_id, erased, named)
-
-
-def last_record(store: SqlEventStore, log_id: str) -> int | None:
-    """The sequence of the log's latest erasure or retention record; None if it has none.
-
-    What a count over content waits for the index to have applied: until then
-    the index still holds the erased text (the events' type index finds the
-    records, a few per tenant).
-    """
-    return store.last_of_types(log_id, RECORD_TYPES)

@@ -34,7 +34,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from opentelemetry.trace import Span, StatusCode
 
-from aiaudit.common import access, erasure, event_ids, media, restore, status, tenants
+from aiaudit.common import access, event_ids, media, restore, status, tenants
 from aiaudit.common.auth import Caller, end_expired
 from aiaudit.common.component import Context
 from aiaudit.common.keys.kek import KekError
@@ -832,7 +832,7 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         ``UNAVAILABLE`` ``ERASURE_NOT_INDEXED`` (``done``: what the caller got
         so far). The index is made searchable once per erasure, not per request.
         """
-        found = erasure.last_record(self._store, tenant)
+        found = self._store.last_record(tenant)
         last = -1 if found is None else found
         if last < 0 or last == seen:
             return last

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from aiaudit.common.v1 import event_pb2
+
 metadata = sa.MetaData()
 
 TS = sa.DateTime(timezone=True)
@@ -108,6 +110,26 @@ sa.Index("events_session", events.c.log_id, events.c.session_id)
 sa.Index("events_conversation", events.c.log_id, events.c.conversation_id)
 sa.Index("events_correlation", events.c.log_id, events.c.correlation_id)
 sa.Index("events_trace", events.c.trace_id)
+
+RECORD_TYPES = (
+    event_pb2.EventType.Name(event_pb2.EVENT_TYPE_PRIVACY_ERASURE),
+    event_pb2.EventType.Name(event_pb2.EVENT_TYPE_RETENTION_APPLIED),
+)
+"""The records that delete content (:data:`aiaudit.common.erasure.RECORD_TYPES`)."""
+
+RECORDS_WHERE = "event_type IN ({})".format(", ".join(f"'{t}'" for t in RECORD_TYPES))
+"""The predicate of ``events_records``, written out: a query matches the partial
+index only when it says the same (a bound parameter would not prove it)."""
+
+sa.Index(
+    "events_records",
+    events.c.log_id,
+    events.c.seq,
+    postgresql_where=sa.text(RECORDS_WHERE),
+    sqlite_where=sa.text(RECORDS_WHERE),
+)
+"""Each log's erasure and retention records alone: every read over content asks for
+the latest (revision ``0012``), and no other index answers it without walking the log."""
 
 PARTITIONED = (events, event_content)
 

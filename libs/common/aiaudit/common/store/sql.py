@@ -20,7 +20,6 @@ from typing import Any, NamedTuple
 import orjson
 import psycopg
 import sqlalchemy as sa
-from psycopg import sql as pgsql
 from sqlalchemy import event as sa_event
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -32,6 +31,7 @@ from aiaudit.common.keys.seal import DataKey
 from aiaudit.common.store import pgarrays
 from aiaudit.common.store.direct import ConnectionLostError, DirectConnections
 from aiaudit.common.store.schema import (
+    RECORDS_WHERE,
     TEXT_COLUMNS,
     content_keys,
     event_content,
@@ -369,7 +369,6 @@ class SqlEventStore:
         self._sqlite = engine.dialect.name == "sqlite"
         self._direct = None if self._sqlite else DirectConnections(engine)
         self._timed: dict[int, DirectConnections] = {}  # by lock_timeout: see _direct_for
-        self._last_of_types: dict[tuple[str, ...], pgsql.Composed] = {}
         self._timed_set: weakref.WeakKeyDictionary[psycopg.Connection[Any], int] = (
             weakref.WeakKeyDictionary()
         )
@@ -1337,36 +1336,32 @@ class SqlEventStore:
             raise _as_sqlalchemy(f"stored events by {read}", params, exc, False) from exc
         return self._opened(None, rows, content)
 
-    def last_of_types(self, log_id: str, event_types: tuple[str, ...]) -> int | None:
-        """The sequence of the log's latest event of these types (None: it has none).
+    def last_record(self, log_id: str) -> int | None:
+        """The sequence of the log's latest erasure or retention record; None if it has none.
 
-        On PostgreSQL a statement prepared once per set of types, which it names as
-        constants: through SQLAlchemy each call planned the query again over every
-        monthly partition (2.4 ms p50 on a 200,000-event log), and with the types a
-        parameter the generic plan walked the primary key backwards (70 ms); 0.09 ms
-        so. Every search that reads content asks it twice (:func:`erasure.last_record`).
+        What a read over content waits for the index to have applied: until then
+        the index still holds the erased text. Found by the partial index
+        ``events_records`` (revision ``0012``), whatever the statistics. Before
+        it, PostgreSQL on a partition without statistics (a new month's, or
+        right after a bulk load) and SQLite always walked the log's primary
+        key backwards through every event: 4-8 and 13 ms a call on a
+        20,000-event log, growing with it, twice per search over content
+        (2026-12-06). Prepared once on PostgreSQL: planning it over every
+        monthly partition costs more than running it.
         """
         if self._direct is None:
             with self.engine.connect() as conn:
-                found = conn.execute(
-                    sa.select(sa.func.max(events.c.seq)).where(
-                        events.c.log_id == log_id, events.c.event_type.in_(event_types)
-                    )
-                ).scalar_one()
+                found = conn.execute(LAST_RECORD, {"log_id": log_id}).scalar_one()
             return None if found is None else int(found)
-        query = self._last_of_types.get(event_types)
-        if query is None:
-            query = _LAST_OF_TYPES_PG.format(pgsql.SQL(", ").join(map(pgsql.Literal, event_types)))
-            self._last_of_types[event_types] = query
         params = {"log_id": log_id}
         try:
             with self._direct.cursor() as cursor:
-                row = cursor.execute(query, params, prepare=True).fetchone()
+                row = cursor.execute(LAST_RECORD_PG, params, prepare=True).fetchone()
         except ConnectionLostError as exc:  # the next read opens another connection
             assert isinstance(exc.__cause__, psycopg.Error)
-            raise _as_sqlalchemy("latest event of types", params, exc.__cause__, True) from exc
+            raise _as_sqlalchemy("latest erasure record", params, exc.__cause__, True) from exc
         except psycopg.Error as exc:
-            raise _as_sqlalchemy("latest event of types", params, exc, False) from exc
+            raise _as_sqlalchemy("latest erasure record", params, exc, False) from exc
         return None if row is None or row[0] is None else int(row[0])
 
     def has_log(self, log_id: str) -> bool:
@@ -1463,10 +1458,10 @@ size of a canonical form left out is read apart (:data:`_CANONICAL_SIZES_PG`)
 rather than looked up twice per row (a second lookup over the monthly
 partitions: +1.5 ms for 50 rows)."""
 
-_LAST_OF_TYPES_PG = pgsql.SQL(
-    "SELECT max(seq) FROM events WHERE log_id = %(log_id)s AND event_type IN ({})"
-)
-"""PostgreSQL: :meth:`SqlEventStore.last_of_types`, the types written in as constants."""
+LAST_RECORD_PG = f"SELECT max(seq) FROM events WHERE log_id = %(log_id)s AND {RECORDS_WHERE}"
+"""PostgreSQL: :meth:`SqlEventStore.last_record`, the partial index's predicate written out."""
+LAST_RECORD = sa.text(f"SELECT max(seq) FROM events WHERE log_id = :log_id AND {RECORDS_WHERE}")
+"""SQLite: the same."""
 
 _CANONICAL_SIZES_PG = """
 SELECT seq, octet_length(canonical) FROM events
