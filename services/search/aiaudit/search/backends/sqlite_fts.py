@@ -81,8 +81,7 @@ def _schema() -> list[str]:
         "revision INTEGER NOT NULL, UNIQUE (tenant_id, event_id))",
         "CREATE INDEX docs_sequence ON docs (tenant_id, sequence)",
         "CREATE INDEX docs_time ON docs (tenant_id, occurred_time, sequence)",
-        "CREATE INDEX docs_user ON docs (tenant_id, actor__user_id, occurred_time)",
-        "CREATE INDEX docs_model ON docs (tenant_id, model__name, occurred_time)",
+        *_ORDERED_INDEXES,
         # NUMERIC keeps a 64-bit integer exact (REAL made it a double); SQLite
         # compares integers and doubles by value.
         # One of str, num, bool per row: a boolean is no text, "true" no boolean.
@@ -98,6 +97,20 @@ def _schema() -> list[str]:
         f"PRAGMA user_version = {SCHEMA_VERSION}",
     ]
 
+
+_ORDERED_INDEXES = [
+    "CREATE INDEX IF NOT EXISTS docs_user_time "
+    "ON docs (tenant_id, actor__user_id, occurred_time, sequence)",
+    "CREATE INDEX IF NOT EXISTS docs_model_time "
+    "ON docs (tenant_id, model__name, occurred_time, sequence)",
+]
+"""A user's or a model's documents in the default order (time, then sequence), so a page of
+``actor.user_id = "u"`` reads its 50 rows. Without ``sequence`` (until 2026-12-06:
+``docs_user``, ``docs_model``) the order was not the index's, and SQLite walked the tenant's
+every document in time order for the few of the user: 12 ms a page on a 30,000-event log
+(0.05 ms so), and 13 ms with a phrase too. Not in the schema's version (no rebuild): a file
+made before them gets them at open, and loses the old two (:data:`_OLD_INDEXES`)."""
+_OLD_INDEXES = ["DROP INDEX IF EXISTS docs_user", "DROP INDEX IF EXISTS docs_model"]
 
 _BUILD_TABLES = [
     "CREATE TABLE IF NOT EXISTS building (log_id TEXT PRIMARY KEY, target INTEGER NOT NULL)",
@@ -143,7 +156,7 @@ class SqliteFtsBackend:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version != SCHEMA_VERSION:
             self._rebuild(conn, version)
-        for statement in _BUILD_TABLES:
+        for statement in [*_BUILD_TABLES, *_ORDERED_INDEXES, *_OLD_INDEXES]:
             conn.execute(statement)
         self._truncate_wal()  # a crash may have left an erasure's old pages in the WAL
 
