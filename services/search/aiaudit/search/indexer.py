@@ -89,7 +89,7 @@ from aiaudit.common.config import ConfigError
 from aiaudit.common.keys.seal import SealError
 from aiaudit.common.leader import Leadership
 from aiaudit.common.store import SqlEventStore
-from aiaudit.common.store.schema import events, log_entries
+from aiaudit.common.store.schema import RECORDS_WHERE, log_entries
 from aiaudit.common.store.sql import READ_BYTES, StoredEvent
 from aiaudit.search import stored_document
 from aiaudit.search.backends.base import (
@@ -106,6 +106,17 @@ _SHOW_GAP = 0.1
 """Shortest time between two refreshes of caught-up batches (seconds)."""
 _SWEEP_RECORDS = 1000
 """Erasure and retention records past a held log's position read at a time."""
+SWEEP_RECORDS = sa.text(
+    f"SELECT seq, canonical FROM events WHERE log_id = :log_id AND {RECORDS_WHERE}"
+    " AND seq >= :start AND seq < :stop ORDER BY seq LIMIT :limit"
+)
+"""A held log's records in a range, found by the partial index ``events_records``.
+
+Its predicate written out: with the record types bound (a list neither
+planner can see), SQLite walked the log's primary key over the range and
+PostgreSQL's generic plan the log's primary key: 12 and 12.8 ms a pass on a
+30,000-event log, growing with it (2026-12-06).
+"""
 
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -893,21 +904,13 @@ class Indexer:
     def _records(self, log_id: str, start: int, stop: int) -> list[tuple[int, bytes]]:
         """(sequence, canonical form) of the erasure and retention records in ``start .. stop-1``.
 
-        Found by the events' type index, as :func:`erasure.last_record` finds
-        the latest; at most _SWEEP_RECORDS.
+        Found by their own index (:data:`SWEEP_RECORDS`), as
+        :func:`erasure.last_record` finds the latest; at most _SWEEP_RECORDS.
         """
-        e = events.c
         with self._store.engine.connect() as conn:
             rows = conn.execute(
-                sa.select(e.seq, e.canonical)
-                .where(
-                    e.log_id == log_id,
-                    e.event_type.in_(erasure.RECORD_TYPES),
-                    e.seq >= start,
-                    e.seq < stop,
-                )
-                .order_by(e.seq)
-                .limit(_SWEEP_RECORDS)
+                SWEEP_RECORDS,
+                {"log_id": log_id, "start": start, "stop": stop, "limit": _SWEEP_RECORDS},
             ).all()
         # A record rewritten as text (SQLite takes any type) names nothing, as any
         # other damaged record (erasure.erased_ids): not a TypeError for every tenant.
