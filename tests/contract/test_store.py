@@ -503,12 +503,12 @@ def _month_ahead(own_postgres: Postgres, tables: tuple[str, ...]) -> str:
     return f"{month:%Y_%m}"
 
 
-def _migrating(own_postgres: Postgres, name: str, failed: list[Exception]) -> threading.Thread:
+def _migrating(url: str, name: str, failed: list[Exception]) -> threading.Thread:
     """`db migrate` (its engine named ``name`` in pg_stat_activity) in a thread of its own."""
     from aiaudit.common.store.migrate import migrate
 
     def run() -> None:
-        engine = sa.create_engine(own_postgres.admin_url, connect_args={"application_name": name})
+        engine = sa.create_engine(url, connect_args={"application_name": name})
         try:
             migrate(engine)
         except Exception as exc:
@@ -554,7 +554,7 @@ def test_a_migrate_waiting_to_attach_a_month_holds_reads_and_erasures_only_brief
     with psycopg.connect(own_postgres.admin_dsn) as reader:  # a read in progress
         reader.execute(f"SELECT count(*) FROM {table}").fetchone()
         name = f"migrate-{uuid.uuid4().hex[:8]}"
-        migrating = _migrating(own_postgres, name, failed)
+        migrating = _migrating(own_postgres.admin_url, name, failed)
         wait_until(lambda: _waiting_for_a_lock(own_postgres, name))
         if table == "events":  # every consumer's read
             other = open_store(own_postgres.consumer_url + impatient, keys=None)
@@ -584,9 +584,9 @@ def test_two_migrates_at_once_both_succeed(own_postgres: Postgres) -> None:
     with psycopg.connect(own_postgres.admin_dsn) as reader:  # holds the first one's attach
         reader.execute("SELECT count(*) FROM event_content").fetchone()
         first, second = (f"migrate-{uuid.uuid4().hex[:8]}" for _ in range(2))
-        threads = [_migrating(own_postgres, first, failed)]
+        threads = [_migrating(own_postgres.admin_url, first, failed)]
         wait_until(lambda: _waiting_for_a_lock(own_postgres, first))
-        threads.append(_migrating(own_postgres, second, failed))
+        threads.append(_migrating(own_postgres.admin_url, second, failed))
         wait_until(lambda: _waiting_for_a_lock(own_postgres, second))
         reader.rollback()
         for thread in threads:
@@ -596,6 +596,38 @@ def test_two_migrates_at_once_both_succeed(own_postgres: Postgres) -> None:
         assert conn.execute("SELECT to_regclass(%s)", (f"event_content_{month}",)).fetchone() != (
             None,
         )
+
+
+def test_two_migrates_of_a_new_database_take_turns(postgres: Postgres) -> None:
+    """Two `db migrate`s at once over a database without the schema (an upgrade's hook Job
+    and one run by hand, or two releases installed with --no-hooks) both created the
+    tables, and the second failed with DuplicateTable. Each now waits for the schema
+    lock: held here, both are seen waiting, and once let go both succeed."""
+    from aiaudit.common.store.migrate import SCHEMA_LOCK
+
+    database = f"aiaudit_test_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres.admin_dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {database}")
+    dsn = postgres.admin_dsn.rsplit("/", 1)[0] + f"/{database}"
+    url = dsn.replace("postgresql://", "postgresql+psycopg://", 1)
+    failed: list[Exception] = []
+    try:
+        with psycopg.connect(dsn) as holder:
+            holder.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+            names = [f"migrate-{uuid.uuid4().hex[:8]}" for _ in range(2)]
+            threads = [_migrating(url, name, failed) for name in names]
+            wait_until(lambda: all(_waiting_for_a_lock(postgres, n) for n in names))
+            holder.rollback()
+            for thread in threads:
+                thread.join(timeout=120)
+        assert not any(t.is_alive() for t in threads) and failed == []
+        with psycopg.connect(dsn) as conn:
+            assert conn.execute("SELECT to_regclass('events_records')").fetchone() == (
+                "events_records",
+            )
+    finally:
+        with psycopg.connect(postgres.admin_dsn, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {database} WITH (FORCE)")
 
 
 def test_db_partitions_tops_up_the_months_past_a_revision_it_does_not_know(

@@ -33,6 +33,8 @@ LOCK_TRIES = 60
 LOCK_PAUSE = 1.0
 """Seconds between two tries: the readers queued behind the last one go through."""
 _PARTITIONS_LOCK = 0x61696175_6469_7470  # "aiaudit p": one migrate at a time per database
+SCHEMA_LOCK = 0x61696175_6469_7473  # "aiaudit s"
+"""Advisory lock of the schema step: two migrates of one database take turns."""
 
 PRIVACY_KEY_GRANTS = """
 DO $$
@@ -63,6 +65,11 @@ def migrate(engine: sa.Engine) -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(_SCRIPTS))
     with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            # Two at once (an upgrade's hook Job and one run by hand, two releases with
+            # --no-hooks) both created the tables and the second failed (DuplicateTable,
+            # until 2026-12-06); the second now finds the first's revisions applied.
+            conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK})"))
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "heads")
     top_up_partitions(engine)
