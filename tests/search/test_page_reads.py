@@ -48,7 +48,7 @@ def test_a_page_of_large_events_reads_at_most_its_budget_in_the_page_order(
         e.occurred_time.FromDatetime(start + dt.timedelta(minutes=minute))
         store.append_group([[prepare(e, dt.datetime.now(dt.UTC))]])
     with store.engine.connect() as conn:
-        rows = conn.execute(sql._SIZES_SEQS["sqlite"], {"log_id": tenant, "seqs": list(range(7))})
+        rows = conn.execute(sql._SIZES_SEQS, {"log_id": tenant, "seqs": list(range(7))})
         sizes = {int(seq): int(size) for seq, size in rows}
     store.close()
     assert all(1_300_000 < size < BUDGET / 2 for size in sizes.values())
