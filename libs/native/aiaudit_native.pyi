@@ -15,6 +15,8 @@ class Schema:
     def __init__(self, messages: list[tuple[str, list[FieldSpec]]], root: int) -> None: ...
     def commit(self, event: bytes, salt: bytes) -> tuple[bytes, bytes, dict[str, str], bytes]:
         """(canonical, leaf hash, content by path, content as JSON) of a serialised event."""
+    def json(self, event: bytes) -> bytes:
+        """The proto3 JSON mapping of a serialised event, content included (RFC 8785 text)."""
     def content_texts(self, event: bytes) -> tuple[list[tuple[str, str]], list[str]]:
         """(JSON path, text) of each content string; the paths of the content bytes (media)."""
     def maybe_unknown_fields(self, event: bytes) -> bool:

@@ -221,6 +221,13 @@ def test_commit_matches_reference_on_every_field(e: ev.Event) -> None:
     assert_matches_reference(e)
 
 
+@settings(max_examples=300)
+@given(any_events())
+def test_proto_json_is_the_reference_mapping_content_included(e: ev.Event) -> None:
+    """What exports write for each event: the proto3 JSON mapping itself (no commitments)."""
+    assert canonical.proto_json(e) == rfc8785.dumps(json_format.MessageToDict(e))
+
+
 def test_timestamps_of_every_era() -> None:
     """Years below 1000 keep their four digits; leap days and era boundaries land right."""
     for seconds in (-62135596800, -30610224001, -30610224000, -1, 0, 951782400, 253402300799):

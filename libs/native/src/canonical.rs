@@ -141,6 +141,8 @@ pub(crate) fn is_default(f: &Field, raw: &Raw) -> bool {
 
 pub struct Encoder<'s> {
     schema: &'s Schema,
+    /// Whether content is replaced by its commitment (the canonical form) or written.
+    commits: bool,
     inner: Sha256,
     outer: Sha256,
     pub out: Vec<u8>,
@@ -163,11 +165,21 @@ impl<'s> Encoder<'s> {
         outer.update(key.map(|b| b ^ 0x5c));
         Encoder {
             schema,
+            commits: true,
             inner,
             outer,
             out: Vec::with_capacity(1024),
             content: Vec::new(),
             path: String::new(),
+        }
+    }
+
+    /// An encoder writing content as it is: the event's proto3 JSON mapping, as RFC 8785
+    /// text (what `rfc8785.dumps(json_format.MessageToDict(event))` writes).
+    pub fn plain(schema: &'s Schema) -> Self {
+        Encoder {
+            commits: false,
+            ..Encoder::new(schema, b"")
         }
     }
 
@@ -239,7 +251,7 @@ impl<'s> Encoder<'s> {
         if f.ty == wire::TYPE_MESSAGE {
             return self.message(f.message.expect("checked by Schema::new"), &[len(raw)]);
         }
-        if f.sensitive {
+        if f.sensitive && self.commits {
             return self.commit(f, raw);
         }
         self.scalar(f, raw)

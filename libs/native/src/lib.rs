@@ -121,6 +121,18 @@ impl Schema {
         ))
     }
 
+    /// The proto3 JSON mapping of a serialised event, content included, as RFC 8785
+    /// text: what exports write for each event. `json_format.MessageToDict` and
+    /// `json.dumps` took three quarters of a JSON Lines export's time.
+    fn json<'py>(&self, py: Python<'py>, event: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+        let text = detach_if_large(py, event.len(), || {
+            let mut encoder = canonical::Encoder::plain(&self.inner);
+            encoder.message(self.root, &[event])?;
+            Ok::<_, Error>(encoder.out)
+        })?;
+        Ok(PyBytes::new(py, &text))
+    }
+
     /// The content of a serialised event, as ingest's masking scans it: (JSON path,
     /// text) of every set `sensitive_content` string field, and the paths of the set
     /// content bytes (inline media). Walking the parsed message from Python cost ~12 us

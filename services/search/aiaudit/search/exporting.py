@@ -38,8 +38,7 @@ import re
 from collections.abc import Callable
 from xml.sax.saxutils import escape, quoteattr
 
-from google.protobuf import json_format
-
+from aiaudit.common import canonical
 from aiaudit.common.v1 import event_pb2
 from aiaudit.search import catalogue, document
 from aiaudit.search.catalogue import Field, Kind
@@ -65,8 +64,12 @@ def columns() -> list[str]:
 
 
 def event_json(event: event_pb2.Event) -> str:
-    """The event's proto3 JSON on one line."""
-    return json.dumps(json_format.MessageToDict(event), separators=(",", ":"), ensure_ascii=False)
+    """The event's proto3 JSON on one line (RFC 8785 text, as its canonical form is written).
+
+    Until 2026-12-06 ``json_format.MessageToDict`` and ``json.dumps``, about 60 us an
+    event against 5: most of a JSON Lines export's time.
+    """
+    return canonical.proto_json(event).decode()
 
 
 def _scalar_text(field: Field, value: object) -> str:
@@ -153,7 +156,7 @@ class Writer:
         """``fmt`` is ``jsonl``, ``csv`` or ``xml``."""
         self._fmt = fmt
         self._tenant = tenant
-        self._encode: Callable[[Document, event_pb2.Event], str] = {
+        self._encode: Callable[[event_pb2.Event, int], str] = {
             "jsonl": self._jsonl,
             "csv": self._csv,
             "xml": self._xml,
@@ -174,18 +177,24 @@ class Writer:
         """What follows the last event."""
         return "</events>\n" if self._fmt == "xml" else ""
 
-    def event(self, doc: Document, event: event_pb2.Event) -> str:
-        """One event."""
-        return self._encode(doc, event)
+    def event(self, event: event_pb2.Event, sequence: int) -> str:
+        """One event, at its sequence in the log.
 
-    def _jsonl(self, doc: Document, event: event_pb2.Event) -> str:
-        del doc
+        The columns of CSV and XML are the index document's (built here, for
+        those two only: JSON Lines built it for nothing until 2026-12-06, a
+        quarter of an export's time).
+        """
+        return self._encode(event, sequence)
+
+    def _jsonl(self, event: event_pb2.Event, sequence: int) -> str:
+        del sequence
         return event_json(event).translate(LINE_SEPARATORS) + "\n"
 
-    def _csv(self, doc: Document, event: event_pb2.Event) -> str:
-        return _csv_line(row(doc, document.values(event)))
+    def _csv(self, event: event_pb2.Event, sequence: int) -> str:
+        return _csv_line(row(document.build(event, sequence), document.values(event)))
 
-    def _xml(self, doc: Document, event: event_pb2.Event) -> str:
+    def _xml(self, event: event_pb2.Event, sequence: int) -> str:
+        doc = document.build(event, sequence)
         values = document.values(event)
         parts = ["<event>"]
         for f in catalogue.SCALARS:

@@ -1114,7 +1114,7 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
     @staticmethod
     def _export_text(writer: exporting.Writer, view: Visibility, found: StoredEvent) -> str:
         event = view.redact(found)
-        return writer.event(document.build(event, found.sequence), event)
+        return writer.event(event, found.sequence)
 
     def _bundle_lines(self, tenant: str, plan: _Export, found: list[StoredEvent]) -> list[str]:
         """Bundle lines of one page: one batch of proofs against the export's checkpoint."""
