@@ -21,6 +21,10 @@ against one OpenSearch node:
 3. Freshness: one event appended over gRPC, then polled by id until searchable
    (production defaults: refresh interval 1 s, and the indexer refreshes
    after each batch that reaches the head of the log).
+4. Export: `Export` in JSON Lines of one model's events among the first
+   150,000 (a third of them), against a raw read of the same stored rows
+   (canonical form and content) from the store: PostgreSQL ``COPY ... TO
+   STDOUT``, or a plain SELECT on SQLite.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ from typing import Any, TypeVar
 
 import grpc
 import orjson
+import psycopg
+import sqlalchemy as sa
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opensearchpy import OpenSearch, TransportError, helpers
@@ -222,6 +228,7 @@ def run(
         with forwarding_floor(url, prefix) as forward:
             queries(args, channel, direct, prefix, forward)
         freshness(args, channel, n)
+        export(channel, store_url)
     print()
     print(f"indexing ({n} events):")
     print(f"  raw bulk (baseline)   {n / raw_seconds:10.0f} events/s")
@@ -368,6 +375,76 @@ def freshness(args: argparse.Namespace, channel: Any, n: int) -> None:
         f"p50 {statistics.median(delays) * 1000:.0f} ms, p99 {pct(delays, 99) * 1000:.0f} ms"
         " (target p99 < 1500 ms)"
     )
+
+
+EXPORTED = 150_000
+"""The export reads the events of one model below this sequence (a third of them)."""
+
+
+def export(channel: Any, store_url: str) -> None:
+    stub = pb_grpc.SearchServiceStub(channel)
+    request = pb.ExportRequest(
+        tenant_id=TENANT,
+        filter=f'model.name = "gpt-4o" AND sequence < {EXPORTED}',
+        format=pb.EXPORT_FORMAT_JSONL,
+    )
+    t0 = time.perf_counter()
+    lines = sum(chunk.data.count(b"\n") for chunk in stub.Export(request))
+    export_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    raw_bytes = raw_read(store_url)
+    raw_seconds = time.perf_counter() - t0
+    raw_rows = raw_count(store_url)
+    assert lines == raw_rows > 0, (lines, raw_rows)
+    print()
+    print(f"export (JSON Lines, {lines} events):")
+    print(
+        f"  raw read of the stored rows (baseline) {lines / raw_seconds:10.0f} events/s"
+        f" ({raw_bytes / 1e6:.1f} MB)"
+    )
+    print(f"  Export                                 {lines / export_seconds:10.0f} events/s")
+    print(f"  ratio                                  {raw_seconds / export_seconds:10.3f}")
+
+
+_EXPORTED_ROWS = f"e.log_id = '{TENANT}' AND e.model_name = 'gpt-4o' AND e.seq < {EXPORTED}"
+
+
+def raw_read(store_url: str) -> int:
+    """Bytes of the exported events' stored canonical forms and content, read raw."""
+    select = (
+        "SELECT e.canonical, c.content FROM events e LEFT JOIN event_content c"
+        " ON c.log_id = e.log_id AND c.seq = e.seq AND c.receive_time = e.receive_time"
+        f" WHERE {_EXPORTED_ROWS} ORDER BY e.seq"
+    )
+    if store_url.startswith("sqlite"):
+        engine = sa.create_engine(store_url)
+        with engine.connect() as conn:
+            rows = conn.exec_driver_sql(select).all()
+        engine.dispose()
+        return sum(len(a) + len(b or b"") for a, b in rows)
+    size = 0
+    with (
+        psycopg.connect(_dsn(store_url)) as conn,
+        conn.cursor() as cursor,
+        cursor.copy(f"COPY ({select}) TO STDOUT (FORMAT binary)") as copy,
+    ):
+        for block in copy:
+            size += len(block)
+    return size
+
+
+def raw_count(store_url: str) -> int:
+    """How many events the export should hold."""
+    engine = sa.create_engine(store_url)
+    with engine.connect() as conn:
+        found = conn.exec_driver_sql(f"SELECT count(*) FROM events e WHERE {_EXPORTED_ROWS}")
+        count = int(found.scalar_one())
+    engine.dispose()
+    return count
+
+
+def _dsn(store_url: str) -> str:
+    return store_url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
 if __name__ == "__main__":
