@@ -362,7 +362,7 @@ class Indexer:
         Or, unless ``whole``, until entry ``size - 1`` is an erasure (or
         retention) record applied, with every record before it, while the log
         is held at an earlier event (:meth:`_apply_erasures`): what a count
-        over content waits for (``erasure.last_record`` + 1), and the index
+        over content waits for (``SqlEventStore.last_record`` + 1), and the index
         then holds no erased text; the events after the hold are not indexed
         yet. ``whole``: every entry (an export's snapshot). A standby replica
         knows what the leader recorded in the store: its positions, and how
@@ -905,7 +905,7 @@ class Indexer:
         """(sequence, canonical form) of the erasure and retention records in ``start .. stop-1``.
 
         Found by their own index (:data:`SWEEP_RECORDS`), as
-        :func:`erasure.last_record` finds the latest; at most _SWEEP_RECORDS.
+        :meth:`SqlEventStore.last_record` finds the latest; at most _SWEEP_RECORDS.
         """
         with self._store.engine.connect() as conn:
             rows = conn.execute(
