@@ -106,7 +106,7 @@ _SHOW_GAP = 0.1
 """Shortest time between two refreshes of caught-up batches (seconds)."""
 _SWEEP_RECORDS = 1000
 """Erasure and retention records past a held log's position read at a time."""
-SWEEP_RECORDS = sa.text(
+RECORDS_IN_RANGE = sa.text(
     f"SELECT seq, canonical FROM events WHERE log_id = :log_id AND {RECORDS_WHERE}"
     " AND seq >= :start AND seq < :stop ORDER BY seq LIMIT :limit"
 )
@@ -904,12 +904,12 @@ class Indexer:
     def _records(self, log_id: str, start: int, stop: int) -> list[tuple[int, bytes]]:
         """(sequence, canonical form) of the erasure and retention records in ``start .. stop-1``.
 
-        Found by their own index (:data:`SWEEP_RECORDS`), as
+        Found by their own index (:data:`RECORDS_IN_RANGE`), as
         :meth:`SqlEventStore.last_record` finds the latest; at most _SWEEP_RECORDS.
         """
         with self._store.engine.connect() as conn:
             rows = conn.execute(
-                SWEEP_RECORDS,
+                RECORDS_IN_RANGE,
                 {"log_id": log_id, "start": start, "stop": stop, "limit": _SWEEP_RECORDS},
             ).all()
         # A record rewritten as text (SQLite takes any type) names nothing, as any
