@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
+import psycopg
 import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from aiaudit.common.keys import seal
+from aiaudit.common.store import cursors
 from aiaudit.common.v1 import event_pb2 as ev
 
 T = TypeVar("T")
@@ -272,3 +277,38 @@ def this_hosts_other_address() -> str:
     if address and not ipaddress.ip_address(address).is_loopback:
         return address
     return socket.gethostname()
+
+
+@contextlib.contextmanager
+def store_as_left(
+    request: Any, tmp_path: Path, revision: str, then: Callable[[sa.Connection], None]
+) -> Iterator[sa.Engine]:
+    """A new store (``request.param``: sqlite or postgresql) as an earlier version left it.
+
+    Migrated to ``revision`` (or ``heads``), then ``then`` in the same transaction
+    (what that version's tables looked like); a PostgreSQL database of its own,
+    dropped afterwards.
+    """
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(cursors.__file__).with_name("migrations")))
+    drop = admin_dsn = None
+    if request.param == "sqlite":
+        engine = sa.create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    else:
+        pg = request.getfixturevalue("postgres")
+        admin_dsn = pg.admin_dsn
+        drop = f"aiaudit_test_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {drop}")
+        engine = sa.create_engine(pg.admin_url.rsplit("/", 1)[0] + f"/{drop}")
+    try:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+            then(conn)
+        yield engine
+    finally:
+        engine.dispose()
+        if drop is not None:
+            with psycopg.connect(admin_dsn, autocommit=True) as conn:
+                conn.execute(f"DROP DATABASE {drop} WITH (FORCE)")

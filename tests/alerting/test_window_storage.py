@@ -12,23 +12,18 @@ import base64
 import hashlib
 import json
 import struct
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 
 from aiaudit.alerting.evaluate import Evaluator, WindowState
 from aiaudit.alerting.rules import compile_rule
 from aiaudit.alerting.store import JOURNAL, AlertStore
 from aiaudit.alerting.tables import windows
-from aiaudit.common.store import cursors
 from aiaudit.common.store.migrate import migrate
-from tests.conftest import Postgres
+from tests.helpers import store_as_left
 
 Sample = tuple[float, float]
 RULE = compile_rule(
@@ -91,41 +86,24 @@ def test_a_saved_window_is_a_small_row_and_loads_back_bit_for_bit(
 def earlier(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
     """A store as versions before ``alerting_0006`` left it: at ``alerting_0005``, the
     samples column text (``alerting_0001`` makes the tables from today's definitions)."""
-    cfg = Config()
-    cfg.set_main_option("script_location", str(Path(cursors.__file__).with_name("migrations")))
-    if request.param == "sqlite":
-        engine = sa.create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
-        drop = None
-    else:
-        pg: Postgres = request.getfixturevalue("postgres")
-        drop = f"aiaudit_test_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(pg.admin_dsn, autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {drop}")
-        url = pg.admin_url.rsplit("/", 1)[0] + f"/{drop}"
-        engine = sa.create_engine(url)
-    try:
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "alerting_0005")
-            if engine.dialect.name == "postgresql":
-                conn.execute(
-                    sa.text("ALTER TABLE alerting_windows ALTER COLUMN samples TYPE text USING ''")
-                )
-            else:
-                conn.execute(sa.text("DROP TABLE alerting_windows"))
-                conn.execute(
-                    sa.text(
-                        "CREATE TABLE alerting_windows (tenant VARCHAR(64) NOT NULL,"
-                        " rule_id VARCHAR(64) NOT NULL, group_key VARCHAR(512) NOT NULL,"
-                        " samples TEXT NOT NULL, PRIMARY KEY (tenant, rule_id, group_key))"
-                    )
-                )
+
+    def set_back(conn: sa.Connection) -> None:
+        if conn.dialect.name == "postgresql":
+            conn.execute(
+                sa.text("ALTER TABLE alerting_windows ALTER COLUMN samples TYPE text USING ''")
+            )
+            return
+        conn.execute(sa.text("DROP TABLE alerting_windows"))
+        conn.execute(
+            sa.text(
+                "CREATE TABLE alerting_windows (tenant VARCHAR(64) NOT NULL,"
+                " rule_id VARCHAR(64) NOT NULL, group_key VARCHAR(512) NOT NULL,"
+                " samples TEXT NOT NULL, PRIMARY KEY (tenant, rule_id, group_key))"
+            )
+        )
+
+    with store_as_left(request, tmp_path, "alerting_0005", set_back) as engine:
         yield engine
-    finally:
-        engine.dispose()
-        if drop is not None:
-            with psycopg.connect(pg.admin_dsn, autocommit=True) as conn:
-                conn.execute(f"DROP DATABASE {drop} WITH (FORCE)")
 
 
 def test_rows_of_earlier_versions_still_load_after_the_migration(earlier: sa.Engine) -> None:

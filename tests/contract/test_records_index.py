@@ -14,19 +14,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 
-from aiaudit.common.store import SqlEventStore, cursors, open_store
+from aiaudit.common.store import SqlEventStore, open_store
 from aiaudit.common.store.migrate import migrate
 from aiaudit.common.store.prepare import prepare_batch
 from aiaudit.common.store.sql import LAST_RECORD, LAST_RECORD_PG
 from aiaudit.common.v1 import event_pb2 as ev
-from tests.conftest import Postgres
-from tests.helpers import interaction
+from tests.helpers import interaction, store_as_left
 
 
 def load_with_a_record(store: SqlEventStore, tenant: str) -> int:
@@ -121,33 +117,15 @@ def test_the_latest_record_is_found_by_its_index_not_by_walking_the_log(
 def before_the_index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
     """A store as versions before revision ``0012`` left it: at ``0011``, no ``events_records``
     (``0001`` makes the tables from today's definitions: dropped, the revision set back)."""
-    cfg = Config()
-    cfg.set_main_option("script_location", str(Path(cursors.__file__).with_name("migrations")))
-    drop = None
-    if request.param == "sqlite":
-        engine = sa.create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    else:
-        pg: Postgres = request.getfixturevalue("postgres")
-        drop = f"aiaudit_test_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(pg.admin_dsn, autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {drop}")
-        engine = sa.create_engine(pg.admin_url.rsplit("/", 1)[0] + f"/{drop}")
-    try:
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "heads")
-            conn.execute(sa.text("DROP INDEX events_records"))
-            conn.execute(
-                sa.text(
-                    "UPDATE alembic_version SET version_num = '0011' WHERE version_num = '0012'"
-                )
-            )
+
+    def set_back(conn: sa.Connection) -> None:
+        conn.execute(sa.text("DROP INDEX events_records"))
+        conn.execute(
+            sa.text("UPDATE alembic_version SET version_num = '0011' WHERE version_num = '0012'")
+        )
+
+    with store_as_left(request, tmp_path, "heads", set_back) as engine:
         yield engine
-    finally:
-        engine.dispose()
-        if drop is not None:
-            with psycopg.connect(pg.admin_dsn, autocommit=True) as conn:
-                conn.execute(f"DROP DATABASE {drop} WITH (FORCE)")
 
 
 def test_migrating_a_store_from_before_the_index_builds_it_over_the_events_there(
