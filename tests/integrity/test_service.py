@@ -625,3 +625,39 @@ def test_content_deleted_under_a_forged_erasure_record_is_tampering(
     ]
     erased = stub.VerifyEvent(pb.VerifyEventRequest(log_id=tenant, event_id=second))
     assert erased.status == pb.VERIFY_STATUS_VERIFIED_ERASED, erased.problems
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)  # bytea refuses text
+def test_an_erasure_record_stored_as_text_is_no_failure(
+    suite: Running, tenant: str, admin_url: str
+) -> None:
+    """On SQLite (which takes any type) an erasure record whose canonical form raw SQL
+    rewrote as text made VerifyEvent of the event it erased fail (TypeError in
+    storage.erasure_records). It names nothing, as any other damaged record: the content
+    is gone without a record, and the call says so."""
+    receipts = append(suite, tenant, 2)
+    wait_until(lambda: checkpoint_covers(suite, tenant, 2))
+    second = receipts[1].event_id  # type: ignore[attr-defined]
+    owner = open_store(admin_url)
+    try:
+        record = erase(owner, tenant, "request", "dpo", event_ids=[second]).record_id
+    finally:
+        owner.close()
+    wait_until(lambda: checkpoint_covers(suite, tenant, 3))
+    stub = integrity(suite)
+    request = pb.VerifyEventRequest(log_id=tenant, event_id=second)
+    assert stub.VerifyEvent(request).status == pb.VERIFY_STATUS_VERIFIED_ERASED
+    update = sa.text(
+        "UPDATE events SET canonical = CAST(canonical AS TEXT) WHERE log_id = :t AND event_id = :e"
+    )
+    admin = sa.create_engine(admin_url)
+    try:
+        with admin.begin() as conn:
+            conn.execute(update, {"t": tenant, "e": record})
+    finally:
+        admin.dispose()
+    verdict = stub.VerifyEvent(request)
+    assert verdict.status == pb.VERIFY_STATUS_TAMPERED
+    assert list(verdict.problems) == [
+        "content deleted without a privacy-erasure record naming the event"
+    ]

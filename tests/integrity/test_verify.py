@@ -1144,6 +1144,82 @@ def test_a_changed_erasure_record_erases_nothing(full_log: Log, privacy_url: str
         assert not storage.erasure_recorded(conn, full_log.tenant, full_log.event(2), 2)
 
 
+BINARY = [
+    ("events", "canonical"),
+    ("log_entries", "leaf_hash"),
+    ("event_content", "content"),
+    ("event_content", "salt"),
+]
+
+
+SQLITE_ONLY = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+"""For a change only SQLite takes (PostgreSQL's bytea refuses text)."""
+
+
+def _as_text(log: Log, table: str, column: str, seq: int) -> None:
+    """Rewrites a binary column as text, as raw SQL may on SQLite (which takes any type)."""
+    log.execute(
+        f"UPDATE {table} SET {column} = CAST({column} AS TEXT) WHERE log_id = :t AND seq = :s",
+        s=seq,
+    )
+    with log.admin.connect() as conn:
+        kind = conn.execute(
+            sa.text(f"SELECT typeof({column}) FROM {table} WHERE log_id = :t AND seq = :s"),
+            {"t": log.tenant, "s": seq},
+        ).scalar_one()
+    assert kind == "text"
+
+
+@SQLITE_ONLY
+@pytest.mark.parametrize(("table", "column"), BINARY)
+def test_a_binary_column_stored_as_text_is_named(full_log: Log, table: str, column: str) -> None:
+    """On SQLite a binary column rewritten as text read as a str, and its bytes() aborted
+    verify (TypeError; content, a leaf hash, no UTF-8, did not even read). It is named, its
+    bytes checked as any row's, and the rest of the log checked."""
+    _as_text(full_log, table, column, 5)
+    full_log.execute("UPDATE events SET model_name = 'other' WHERE log_id = :t AND seq = 9")
+    text = (
+        f"log {full_log.tenant} sequence 5 event {full_log.event(5)}: column {table}.{column} "
+        "is stored as text, not bytes (rewritten by raw SQL?)"
+    )
+    changed = (
+        f"log {full_log.tenant} sequence 9 event {full_log.event(9)}: column model_name is "
+        "'other' but the committed event says 'gpt-4o'"
+    )
+    problems = full_log.problems()
+    assert problems == [text, changed], problems
+    if table != "event_content":  # the hash chain reads them in either mode
+        leaves = dataclasses.replace(full_log, mode="leaves").verify()
+        assert [str(p) for p in leaves.problems] == [text]
+    key = full_log.keys.verifier_keys()[0].encode()
+    url = full_log.admin.url.render_as_string(hide_password=False)
+    command = ["verify", "--database-url", url, "--log", full_log.tenant, "--verifier-key", key]
+    command += ["--origin-prefix", ORIGIN_PREFIX, "--checkpoint-dir", str(full_log.checkpoint_dir)]
+    assert main(command) == 1
+
+
+@SQLITE_ONLY
+@pytest.mark.parametrize("column", ["canonical", "leaf_hash"])
+def test_an_erasure_record_stored_as_text_erases_nothing(
+    full_log: Log, privacy_url: str, column: str
+) -> None:
+    """An erasure record rewritten as text on SQLite: verify aborted (TypeError) and so did
+    VerifyEvent of the event it erased (storage.erasure_records). It is named, and names
+    nothing, as any other damaged record."""
+    record = _erase_second_event(full_log, privacy_url)
+    table = "events" if column == "canonical" else "log_entries"
+    _as_text(full_log, table, column, 15)
+    assert full_log.problems() == [
+        f"log {full_log.tenant} sequence 15 event {record}: column {table}.{column} is stored "
+        "as text, not bytes (rewritten by raw SQL?)",
+        f"log {full_log.tenant} sequence 2 event {full_log.event(2)}: content deleted without "
+        "a privacy-erasure record naming the event",
+    ]
+    with full_log.admin.connect() as conn:  # what VerifyEvent asks
+        assert list(storage.erasure_records(conn, full_log.tenant, -1)) == []
+        assert not storage.erasure_recorded(conn, full_log.tenant, full_log.event(2), 2)
+
+
 def test_consumer_cursors_past_the_head_are_named(log: Log) -> None:
     """A consumer resumes at its cursor: one moved past the head skips the sequences in
     between for good (the search index, alerting). Only the notary's was checked."""

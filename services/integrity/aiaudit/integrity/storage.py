@@ -439,13 +439,14 @@ def missing_privileges(conn: sa.Connection) -> list[str]:
 _COMMITMENT = canonical.COMMITMENT_PREFIX.encode()
 
 
-ERASURE_RECORDS = sa.text(
+_RECORDS_SQL = (
     "SELECT e.seq, e.canonical,"
     " (SELECT le.leaf_hash FROM log_entries le"
-    "  WHERE le.log_id = e.log_id AND le.seq = e.seq AND le.receive_time = e.receive_time)"
+    "  WHERE le.log_id = e.log_id AND le.seq = e.seq AND le.receive_time = e.receive_time{leaf})"
     f" FROM events e WHERE e.log_id = :log_id AND e.{RECORDS_WHERE} AND e.seq > :after"
-    " AND e.seq < (SELECT size FROM logs WHERE log_id = :log_id)"
+    " AND e.seq < (SELECT size FROM logs WHERE log_id = :log_id){canonical}"
 )
+ERASURE_RECORDS = sa.text(_RECORDS_SQL.format(leaf="", canonical=""))
 """The records after a sequence, found by the partial index ``events_records``.
 
 Its predicate written out (a bound list of types proves nothing to either
@@ -457,6 +458,15 @@ the log into a hash join (and, on a generic plan, walked the events too):
 call on a 30,000-event log, growing with it, for every ``VerifyEvent`` of an
 erased event (2026-12-06).
 """
+ERASURE_RECORDS_SQLITE = sa.text(
+    _RECORDS_SQL.format(
+        leaf=" AND typeof(le.leaf_hash) = 'blob'", canonical=" AND typeof(e.canonical) = 'blob'"
+    )
+)
+"""SQLite's: a record whose canonical form or leaf hash is stored as text (SQLite keeps any
+type; rewritten by raw SQL) is none, as any other damaged record (``verify`` names it). Read
+as a ``str``, its ``bytes()`` raised TypeError, and ``VerifyEvent`` of every event erased
+before it failed (a text that is no UTF-8 did not even read)."""
 
 
 def erasure_records(conn: sa.Connection, log_id: str, after: int) -> Iterator[tuple[int, bytes]]:
@@ -468,9 +478,12 @@ def erasure_records(conn: sa.Connection, log_id: str, after: int) -> Iterator[tu
     entry's leaf. An event row forged as a record naming an event whose
     content was deleted by raw SQL made ``verify`` and ``VerifyEvent`` take
     the deletion for an erasure (review, 2026-12-05); the row itself is named
-    as inserted or changed.
+    as inserted or changed. One stored as text on SQLite counts as none
+    (:data:`ERASURE_RECORDS_SQLITE`).
     """
-    rows = conn.execute(ERASURE_RECORDS, {"log_id": log_id, "after": after})
+    sqlite = conn.dialect.name == "sqlite"
+    query = ERASURE_RECORDS_SQLITE if sqlite else ERASURE_RECORDS
+    rows = conn.execute(query, {"log_id": log_id, "after": after})
     for seq, committed, leaf in rows:
         if leaf is not None and canonical.leaf_hash(bytes(committed)) == bytes(leaf):
             yield int(seq), bytes(committed)

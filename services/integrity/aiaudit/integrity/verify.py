@@ -256,7 +256,10 @@ class _Row:
     key_owner: str | None = None
     """Why the row's data key is not its subject's in its log (content checked all the same)."""
     misspelt: list[str] = field(default_factory=list)
-    """Timestamps not stored in the store's one text form (SQLite), with their text."""
+    """Columns not stored in the store's form (SQLite): timestamps not in its one text form,
+    with their text; binary columns stored as text."""
+    as_text: frozenset[str] = frozenset()
+    """The row's binary columns stored as text (SQLite), read as their bytes."""
 
 
 _EVENT_COLUMNS = [
@@ -318,6 +321,24 @@ def _misspelt_time(table: str, column: str, quoted: str) -> tuple[str, Any]:
         return problem, quoted
 
 
+def _as_text(t: sa.Table, binary: list[sa.Column[Any]]) -> Any:
+    """The names of a row's binary columns stored as text (SQLite), each followed by a space.
+
+    SQLite keeps any type in any column: a value rewritten as text by raw SQL
+    (``CAST(canonical AS TEXT)``) read as a ``str`` and its ``bytes()`` aborted
+    verify (TypeError; one that is no UTF-8 did not even read). The columns are
+    read ``CAST(... AS BLOB)``, their stored bytes, and the text ones named.
+    """
+    named: sa.ColumnElement[str] = sa.literal("")
+    for c in binary:
+        named = named + sa.case((sa.func.typeof(c) == "text", f"{t.name}.{c.name} "), else_="")
+    return named.label("as_text")
+
+
+def _text_column(column: str) -> str:
+    return f"column {column} is stored as text, not bytes (rewritten by raw SQL?)"
+
+
 def _page_rows(
     conn: sa.Connection,
     log_id: str,
@@ -353,10 +374,15 @@ def _page_rows(
         One flag a row (the columns' shape checked in SQL, once each); only a
         page with a row flagged, or a text SQLAlchemy cannot read as a time
         (its ValueError used to abort verify), is read again with the texts,
-        checked in full (:func:`_in_form`).
+        checked in full (:func:`_in_form`). On SQLite binary columns are read as
+        their bytes, those stored as text named (:func:`_as_text`).
         """
         where = (t.c.log_id == log_id, t.c.seq >= lo, t.c.seq < hi)
         times = [c for c in cols if sqlite and isinstance(c.type, sa.DateTime)]
+        binary = [c for c in cols if sqlite and isinstance(c.type, sa.LargeBinary)]
+        if binary:  # read as their bytes whatever they are stored as; the text ones named
+            as_blob = {c.name: sa.cast(c, sa.LargeBinary).label(c.name) for c in binary}
+            cols = (*(as_blob.get(c.name, c) for c in cols), _as_text(t, binary))
         if not times:  # one fetch, not a round of fetchone calls per row
             return conn.execute(sa.select(*cols).where(*where)).all()
         flag = sa.not_(sa.and_(*map(_in_shape, times))).label("misspelt")
@@ -395,6 +421,10 @@ def _page_rows(
     content_cols = [ct.c.seq, ct.c.receive_time] + ([ct.c.salt, ct.c.content] if full else [])
     for r in span(ct, *content_cols):
         content[(int(r.seq), _utc(r.receive_time))] = r
+    as_text: dict[int, set[str]] = collections.defaultdict(set)
+    for r in itertools.chain(entries, found.values(), content.values()):
+        for column in (getattr(r, "as_text", None) or "").split():
+            as_text[int(r.seq)].add(column)
     integrated = _integrated(conn, log_id, lo, hi)
     if full:
         sealed = {seal.key_id_of(bytes(r.content)) for r in content.values() if _sealed(r.content)}
@@ -420,6 +450,9 @@ def _page_rows(
             integrated.get(seq),
         )
         row.misspelt = misspelt.get(seq, row.misspelt)
+        if seq in as_text:
+            row.as_text = frozenset(as_text[seq])
+            row.misspelt = row.misspelt + [_text_column(c) for c in sorted(row.as_text)]
         if full and event is not None:
             row.columns = dict(zip(_EVENT_NAMES, event[3 : 3 + len(_EVENT_NAMES)], strict=True))
             row.columns["receive_time"] = e.receive_time
@@ -1398,7 +1431,9 @@ def _walk_pages(
                 leaves.append(leaf)
                 if full and row.canonical is not None:
                     gone = row.content is None and row.sealing is None
-                    record = seq < walk.head and leaf == row.leaf_hash
+                    # A record stored as text names nothing, as storage.erasure_records reads it.
+                    intact = not row.as_text & {"events.canonical", "log_entries.leaf_hash"}
+                    record = seq < walk.head and leaf == row.leaf_hash and intact
                     walk.erasure_facts(seq, row.entry_event_id, row.canonical, gone, record)
                     work.append(
                         (
