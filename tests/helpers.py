@@ -280,6 +280,27 @@ def this_hosts_other_address() -> str:
 
 
 @contextlib.contextmanager
+def empty_database(admin_dsn: str) -> Iterator[str]:
+    """A new PostgreSQL database without the schema, on the server of ``admin_dsn``: its DSN.
+
+    Dropped afterwards, its connections closed.
+    """
+    name = f"aiaudit_test_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    try:
+        yield admin_dsn.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def sqlalchemy_url(dsn: str) -> str:
+    """The SQLAlchemy URL (psycopg 3 driver) of a libpq DSN."""
+    return dsn.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+@contextlib.contextmanager
 def store_as_left(
     request: Any, tmp_path: Path, revision: str, then: Callable[[sa.Connection], None]
 ) -> Iterator[sa.Engine]:
@@ -291,24 +312,16 @@ def store_as_left(
     """
     cfg = Config()
     cfg.set_main_option("script_location", str(Path(cursors.__file__).with_name("migrations")))
-    drop = admin_dsn = None
-    if request.param == "sqlite":
-        engine = sa.create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    else:
-        pg = request.getfixturevalue("postgres")
-        admin_dsn = pg.admin_dsn
-        drop = f"aiaudit_test_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(admin_dsn, autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {drop}")
-        engine = sa.create_engine(pg.admin_url.rsplit("/", 1)[0] + f"/{drop}")
-    try:
+    with contextlib.ExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+        else:
+            admin_dsn = request.getfixturevalue("postgres").admin_dsn
+            url = sqlalchemy_url(stack.enter_context(empty_database(admin_dsn)))
+        engine = sa.create_engine(url)
+        stack.callback(engine.dispose)
         with engine.begin() as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, revision)
             then(conn)
         yield engine
-    finally:
-        engine.dispose()
-        if drop is not None:
-            with psycopg.connect(admin_dsn, autocommit=True) as conn:
-                conn.execute(f"DROP DATABASE {drop} WITH (FORCE)")

@@ -17,7 +17,7 @@ from aiaudit.common.store.schema import events
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
 from tests.conftest import Postgres, Running
-from tests.helpers import interaction, wait_until
+from tests.helpers import empty_database, interaction, sqlalchemy_url, wait_until
 
 
 @contextmanager
@@ -605,29 +605,18 @@ def test_two_migrates_of_a_new_database_take_turns(postgres: Postgres) -> None:
     lock: held here, both are seen waiting, and once let go both succeed."""
     from aiaudit.common.store.migrate import SCHEMA_LOCK
 
-    database = f"aiaudit_test_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(postgres.admin_dsn, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {database}")
-    dsn = postgres.admin_dsn.rsplit("/", 1)[0] + f"/{database}"
-    url = dsn.replace("postgresql://", "postgresql+psycopg://", 1)
     failed: list[Exception] = []
-    try:
-        with psycopg.connect(dsn) as holder:
-            holder.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-            names = [f"migrate-{uuid.uuid4().hex[:8]}" for _ in range(2)]
-            threads = [_migrating(url, name, failed) for name in names]
-            wait_until(lambda: all(_waiting_for_a_lock(postgres, n) for n in names))
-            holder.rollback()
-            for thread in threads:
-                thread.join(timeout=120)
+    with empty_database(postgres.admin_dsn) as dsn, psycopg.connect(dsn) as holder:
+        holder.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+        names = [f"migrate-{uuid.uuid4().hex[:8]}" for _ in range(2)]
+        threads = [_migrating(sqlalchemy_url(dsn), name, failed) for name in names]
+        wait_until(lambda: all(_waiting_for_a_lock(postgres, n) for n in names))
+        holder.rollback()
+        for thread in threads:
+            thread.join(timeout=120)
         assert not any(t.is_alive() for t in threads) and failed == []
-        with psycopg.connect(dsn) as conn:
-            assert conn.execute("SELECT to_regclass('events_records')").fetchone() == (
-                "events_records",
-            )
-    finally:
-        with psycopg.connect(postgres.admin_dsn, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE {database} WITH (FORCE)")
+        made = holder.execute("SELECT to_regclass('events_records')").fetchone()
+        assert made == ("events_records",)
 
 
 def test_db_partitions_tops_up_the_months_past_a_revision_it_does_not_know(
@@ -666,16 +655,10 @@ def test_db_partitions_over_a_database_without_the_schema_says_to_migrate_first(
 ) -> None:
     from aiaudit.cli.main import main
 
-    with psycopg.connect(own_postgres.admin_dsn, autocommit=True) as conn:
-        conn.execute("CREATE DATABASE " + (empty := f"empty_{uuid.uuid4().hex[:8]}"))
-    try:
-        url = own_postgres.admin_url.rsplit("/", 1)[0] + "/" + empty
-        assert main(["db", "partitions", "--database-url", url]) == 1
+    with empty_database(own_postgres.admin_dsn) as dsn:
+        assert main(["db", "partitions", "--database-url", sqlalchemy_url(dsn)]) == 1
         err = capsys.readouterr().err
         assert "run `aiaudit db migrate` first" in err and "events" in err
-    finally:
-        with psycopg.connect(own_postgres.admin_dsn, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE {empty} WITH (FORCE)")
 
 
 def test_db_partitions_as_a_role_without_the_rights_says_so_not_to_migrate(

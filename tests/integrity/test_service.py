@@ -571,14 +571,7 @@ def test_an_erasure_record_before_the_event_does_not_make_it_erased(
     verifier = integrity(suite)
     request = pb.VerifyEventRequest(log_id=tenant, event_id="not-yet")
     assert verifier.VerifyEvent(request).status == pb.VERIFY_STATUS_VERIFIED
-    admin = sa.create_engine(admin_url)
-    try:
-        with admin.begin() as conn:
-            conn.execute(
-                sa.text("DELETE FROM event_content WHERE log_id = :t AND seq = 2"), {"t": tenant}
-            )
-    finally:
-        admin.dispose()
+    _as_admin(admin_url, "DELETE FROM event_content WHERE log_id = :t AND seq = 2", t=tenant)
     verdict = verifier.VerifyEvent(request)
     assert verdict.status == pb.VERIFY_STATUS_TAMPERED
     assert list(verdict.problems) == [
@@ -647,17 +640,24 @@ def test_an_erasure_record_stored_as_text_is_no_failure(
     stub = integrity(suite)
     request = pb.VerifyEventRequest(log_id=tenant, event_id=second)
     assert stub.VerifyEvent(request).status == pb.VERIFY_STATUS_VERIFIED_ERASED
-    update = sa.text(
-        "UPDATE events SET canonical = CAST(canonical AS TEXT) WHERE log_id = :t AND event_id = :e"
+    _as_admin(
+        admin_url,
+        "UPDATE events SET canonical = CAST(canonical AS TEXT) WHERE log_id = :t AND event_id = :e",
+        t=tenant,
+        e=record,
     )
-    admin = sa.create_engine(admin_url)
-    try:
-        with admin.begin() as conn:
-            conn.execute(update, {"t": tenant, "e": record})
-    finally:
-        admin.dispose()
     verdict = stub.VerifyEvent(request)
     assert verdict.status == pb.VERIFY_STATUS_TAMPERED
     assert list(verdict.problems) == [
         "content deleted without a privacy-erasure record naming the event"
     ]
+
+
+def _as_admin(admin_url: str, statement: str, **params: object) -> None:
+    """One statement run by the store's owner, as a tamperer with the database would."""
+    admin = sa.create_engine(admin_url)
+    try:
+        with admin.begin() as conn:
+            conn.execute(sa.text(statement), params)
+    finally:
+        admin.dispose()
