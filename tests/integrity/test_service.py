@@ -26,6 +26,7 @@ from tests.conftest import Running
 from tests.helpers import (
     assert_not_protobuf,
     assert_unauthenticated,
+    error_info,
     field_violations,
     flip_sealed_content,
     interaction,
@@ -650,6 +651,78 @@ def test_an_erasure_record_stored_as_text_is_no_failure(
     assert verdict.status == pb.VERIFY_STATUS_TAMPERED
     assert list(verdict.problems) == [
         "content deleted without a privacy-erasure record naming the event"
+    ]
+
+
+def _stored_as_text(call: object) -> tuple[str, str, dict[str, str]]:
+    """A call refused for a row stored as text: its message, reason and metadata."""
+    with pytest.raises(grpc.RpcError) as err:
+        call()  # type: ignore[operator]
+    assert err.value.code() == grpc.StatusCode.DATA_LOSS, err.value.details()
+    return err.value.details() or "", *error_info(err.value)
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)  # bytea refuses text
+def test_a_node_or_checkpoint_root_stored_as_text_is_data_loss(
+    suite: Running, tenant: str, admin_url: str
+) -> None:
+    """On SQLite a node's hash or a checkpoint's root rewritten as text read as a str: the
+    proofs answered UNKNOWN (TypeError) or, for a text that is no UTF-8, UNAVAILABLE "the
+    store is unavailable; retry". They answer DATA_LOSS naming the row and column;
+    VerifyEvent names a root stored as text among its problems, as it names the checkpoint's
+    columns changed."""
+    receipts = append(suite, tenant, 20)
+    wait_until(lambda: checkpoint_covers(suite, tenant, 20))
+    stub = integrity(suite)
+    size = stub.GetCheckpoint(pb.GetCheckpointRequest(log_id=tenant)).checkpoint.tree_size
+    first = receipts[0].event_id  # type: ignore[attr-defined]
+    inclusion = pb.GetInclusionProofRequest(log_id=tenant, sequence=0, tree_size=size)
+    batch = pb.BatchGetInclusionProofsRequest(log_id=tenant, sequences=[0, 1], tree_size=size)
+    consistency = pb.GetConsistencyProofRequest(log_id=tenant, from_size=3, to_size=size)
+    verify_event = pb.VerifyEventRequest(log_id=tenant, event_id=first)
+    node = "WHERE log_id = :t AND level = 2 AND idx = 1"  # on each path asked for
+    _as_admin(admin_url, f"UPDATE integrity_nodes SET hash = CAST(hash AS TEXT) {node}", t=tenant)
+    named = (
+        f"log {tenant!r} node level 2 index 1: column integrity_nodes.hash is stored as text, "
+        "not bytes (rewritten by raw SQL?); run `aiaudit verify` on the store"
+    )
+    column = {"column": "integrity_nodes.hash"}
+    for call in (
+        lambda: stub.GetInclusionProof(inclusion),
+        lambda: stub.BatchGetInclusionProofs(batch),
+        lambda: stub.GetConsistencyProof(consistency),
+        lambda: stub.VerifyEvent(verify_event),
+    ):
+        assert _stored_as_text(call) == (named, "STORED_AS_TEXT", column)
+    _as_admin(admin_url, f"UPDATE integrity_nodes SET hash = CAST(hash AS BLOB) {node}", t=tenant)
+    assert stub.GetInclusionProof(inclusion).proof.hashes  # bytes again: served
+    root = "integrity_checkpoints SET root_hash = CAST(root_hash AS TEXT) WHERE log_id = :t"
+    _as_admin(admin_url, f"UPDATE {root} AND tree_size = :s", t=tenant, s=size)
+    named = (
+        f"log {tenant!r} stored checkpoint at size {size}: column "
+        "integrity_checkpoints.root_hash is stored as text, not bytes (rewritten by raw SQL?); "
+        "run `aiaudit verify` on the store"
+    )
+    column = {"column": "integrity_checkpoints.root_hash"}
+    for call in (
+        lambda: stub.GetCheckpoint(pb.GetCheckpointRequest(log_id=tenant, tree_size=size)),
+        lambda: stub.GetInclusionProof(inclusion),
+        lambda: stub.BatchGetInclusionProofs(batch),
+        lambda: stub.GetConsistencyProof(consistency),
+    ):
+        assert _stored_as_text(call) == (named, "STORED_AS_TEXT", column)
+
+    def verdict() -> pb.VerifyEventResponse | None:
+        """Against the latest checkpoint, which reads (logged) make the notary sign anew."""
+        _as_admin(admin_url, f"UPDATE {root} AND typeof(root_hash) = 'blob'", t=tenant)
+        answer = stub.VerifyEvent(verify_event)
+        return answer if answer.problems else None
+
+    answer = wait_until(verdict)
+    assert answer.status == pb.VERIFY_STATUS_TAMPERED
+    assert list(answer.problems) == [
+        f"stored checkpoint at size {answer.checkpoint.tree_size}: column "
+        "integrity_checkpoints.root_hash is stored as text, not bytes (rewritten by raw SQL?)"
     ]
 
 

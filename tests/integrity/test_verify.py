@@ -1220,6 +1220,119 @@ def test_an_erasure_record_stored_as_text_erases_nothing(
         assert not storage.erasure_recorded(conn, full_log.tenant, full_log.event(2), 2)
 
 
+_NODE = ("integrity_nodes", "hash", "level = {} AND idx = {}", "node level {} index {}")
+_ROOT = ("integrity_checkpoints", "root_hash", "tree_size = {}", "stored checkpoint at size {}")
+TREE_AS_TEXT = [
+    # (table, column, row, how rewritten, what verify names besides the column)
+    (*_NODE, (0, 5), "CAST(hash AS TEXT)", []),
+    (*_NODE, (1, 2), "CAST(hash AS TEXT)", []),
+    (
+        *_NODE,
+        (3, 0),
+        "'abc'",
+        ["node level 3 index 0 (leaves 0..7) differs from the tree rebuilt from the stored events"],
+    ),
+    (*_ROOT, (12,), "CAST(root_hash AS TEXT)", []),
+    (*_ROOT, (12,), "'abc'", ["stored checkpoint at size 12: root_hash column is not the note's"]),
+]
+
+
+@SQLITE_ONLY
+@pytest.mark.parametrize(
+    ("table", "column", "where", "place", "at", "value", "also"),
+    TREE_AS_TEXT,
+    ids=["leaf", "inner-node", "inner-node-abc", "root", "root-abc"],
+)
+def test_a_node_or_checkpoint_root_stored_as_text_is_named(
+    log: Log,
+    monkeypatch: pytest.MonkeyPatch,
+    table: str,
+    column: str,
+    where: str,
+    place: str,
+    at: tuple[int, ...],
+    value: str,
+    also: list[str],
+) -> None:
+    """On SQLite a node's hash or a checkpoint's root rewritten as text read as a str: its
+    bytes() aborted verify (TypeError; a text that is no UTF-8 did not even read), in
+    either mode, and an inner node whose text kept its bytes passed unnamed. It is named
+    with its place and column, its bytes checked as any row's, and the rest of the log
+    checked (here a node changed at leaves 12..13)."""
+    row = f"WHERE log_id = :t AND {where.format(*at)}"
+    log.execute(f"UPDATE {table} SET {column} = {value} {row}")
+    log.execute(
+        "UPDATE integrity_nodes SET hash = :h WHERE log_id = :t AND level = 1 AND idx = 6",
+        h=bytes(32),
+    )
+    with log.admin.connect() as conn:
+        kind = sa.text(f"SELECT typeof({column}) FROM {table} {row}")
+        assert conn.execute(kind, {"t": log.tenant}).scalar_one() == "text"
+    named = (
+        f"{place.format(*at)}: column {table}.{column} is stored as text, not bytes "
+        "(rewritten by raw SQL?)"
+    )
+    changed = (
+        "node level 1 index 6 (leaves 12..13) differs from the tree rebuilt from the stored events"
+    )
+    problems, _ = _node_problems(log, monkeypatch)
+    assert problems == sorted(f"log {log.tenant}: {p}" for p in [named, changed, *also])
+    key = log.keys.verifier_keys()[0].encode()
+    url = log.admin.url.render_as_string(hide_password=False)
+    command = ["verify", "--database-url", url, "--log", log.tenant, "--verifier-key", key]
+    command += ["--origin-prefix", ORIGIN_PREFIX, "--checkpoint-dir", str(log.checkpoint_dir)]
+    assert main([*command, "--mode", log.mode]) == 1
+
+
+@SQLITE_ONLY
+@pytest.mark.parametrize(
+    ("table", "column"), [("integrity_nodes", "hash"), ("integrity_checkpoints", "root_hash")]
+)
+def test_a_tree_stored_as_text_leaves_its_log_unsigned_not_the_others(
+    store: SqlEventStore,
+    notaries: Notaries,
+    admin_url: str,
+    tenant: str,
+    tmp_path: Path,
+    table: str,
+    column: str,
+) -> None:
+    """A restarted notary reads a log's edge and latest checkpoint from these rows: one
+    rewritten as text aborted its whole round (TypeError, or a UTF-8 decode error), and no
+    log was integrated or signed. That log is left unsigned, as a tree that does not extend
+    its checkpoint; the others are signed."""
+    keys = FileKeys(ORIGIN_PREFIX, tmp_path / "key.pem")
+    other = f"{tenant}-other"
+    append(store, tenant, 15)
+    append(store, other, 3)
+    first = notaries.start(keys)
+    wait_until(lambda: covers(notaries.url, tenant, 15) and covers(notaries.url, other, 3))
+    first.stop()
+    admin = sa.create_engine(admin_url)
+    try:
+        with admin.begin() as conn:  # both on what the notary reads: the edge, the checkpoint
+            conn.execute(
+                sa.text(
+                    f"UPDATE {table} SET {column} = CAST({column} AS TEXT) WHERE log_id = :t AND "
+                    + ("level = 2 AND idx = 2" if table == "integrity_nodes" else "tree_size = 15")
+                ),
+                {"t": tenant},
+            )
+    finally:
+        admin.dispose()
+    append(store, tenant, 1)
+    append(store, other, 1)
+    with stepping(notaries.url, keys, tmp_path) as notary:
+        notary.step()
+    engine = sa.create_engine(notaries.url)
+    try:
+        with engine.connect() as conn:
+            signed = storage.signed_sizes(conn)
+    finally:
+        engine.dispose()
+    assert (signed[tenant], signed[other]) == (15, 4)
+
+
 def test_consumer_cursors_past_the_head_are_named(log: Log) -> None:
     """A consumer resumes at its cursor: one moved past the head skips the sequences in
     between for good (the search index, alerting). Only the notary's was checked."""

@@ -104,6 +104,14 @@ def _status_of(exc: Exception) -> status_pb2.Status | None:
             f"the stored tree is missing a node ({exc}); run `aiaudit verify` on the store",
             "TREE_MISMATCH",
         )
+    if isinstance(exc, storage.StoredAsTextError):  # SQLite: a binary column rewritten as text
+        log.error("integrity read found a damaged row: %s", exc)
+        return status.error(
+            code_pb2.DATA_LOSS,
+            f"{exc}; run `aiaudit verify` on the store",
+            "STORED_AS_TEXT",
+            column=exc.column,
+        )
     if isinstance(exc, KekError):
         log.warning("integrity read could not open data keys: %s", exc)
         return status.sealing(exc)
@@ -610,7 +618,7 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
                 and not storage.erasure_recorded(conn, log_id, event_id, stored.sequence)
             ):
                 problems.append("content deleted without a privacy-erasure record naming the event")
-            cp = storage.latest_checkpoint(conn, log_id)
+            cp = storage.latest_checkpoint(conn, log_id, as_text=True)
             head = _outside_log(conn, log_id, stored.sequence, cp)
             if head is not None:  # no proof to check: the entry is not in the log at all
                 problems.append(
@@ -623,6 +631,9 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
             hashes = merkle.inclusion_proof(
                 stored.sequence, cp.tree_size, storage.NodeTable(conn, log_id)
             )
+        if cp.root_as_text:  # SQLite: read as its bytes, compared below as any
+            column = storage.text_column("integrity_checkpoints.root_hash")
+            problems.append(f"stored checkpoint at size {cp.tree_size}: {column}")
         try:
             opened = open_signed(self._keys, cp.signed_note, f"{self._origin_prefix}/{log_id}")
             if (opened.size, opened.root_hash) != (cp.tree_size, cp.root_hash):

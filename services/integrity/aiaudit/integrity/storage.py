@@ -16,6 +16,41 @@ from aiaudit.common.store.sql import pg_rows
 from aiaudit.integrity.merkle import MissingNodeError, NodeID
 from aiaudit.integrity.tables import checkpoints, nodes
 
+
+def text_column(column: str) -> str:
+    """A binary column stored as text, as ``verify`` and the reads below name it."""
+    return f"column {column} is stored as text, not bytes (rewritten by raw SQL?)"
+
+
+class StoredAsTextError(ValueError):
+    """A row read whose binary column is stored as text (SQLite; rewritten by raw SQL).
+
+    SQLite keeps any type in any column: read as a ``str``, a node's hash, a
+    checkpoint's root or a leaf hash made its ``bytes()`` raise TypeError (the
+    proofs answered UNKNOWN, the notary's round aborted for every log), and a
+    text that is no UTF-8 did not even read (UNAVAILABLE, "retry"). The reads
+    below take such a column's stored bytes (``CAST(... AS BLOB)``) and its
+    type in the same statement, and raise this for one stored as text: the
+    proofs answer DATA_LOSS naming it (``VerifyEvent`` names a checkpoint's
+    root so stored among its problems), and the notary leaves that log
+    unsigned (a ValueError, as a tree that does not extend its checkpoint).
+    PostgreSQL's ``bytea`` holds bytes only: its reads are unchanged.
+    """
+
+    def __init__(self, where: str, column: str) -> None:
+        """``where``: the row (``log 'L' node level 2 index 1``); ``column``: ``table.column``."""
+        self.column = column
+        super().__init__(f"{where}: {text_column(column)}")
+
+
+def _as_bytes(column: sa.Column[Any]) -> tuple[Any, Any]:
+    """SQLite: a binary column read as its stored bytes, and whether it is stored as text."""
+    return (
+        sa.cast(column, sa.LargeBinary).label(column.name),
+        (sa.func.typeof(column) == "text").label(f"{column.name}_as_text"),
+    )
+
+
 _NODES_BY_ARRAYS = (
     "SELECT w.level, w.idx, (SELECT n.hash FROM integrity_nodes n"
     " WHERE n.log_id = %(log_id)s AND n.level = w.level AND n.idx = w.idx)"
@@ -44,11 +79,13 @@ def _nodes_by_values(n: int) -> str:
     every node of the log was read for each proof (9 ms at 20,000 leaves,
     growing with the log; a batch of 500 proofs outlasted search's 5 s timeout
     at 32,000). ``CROSS JOIN`` makes the VALUES the outer loop whatever the
-    statistics say, so each row is one probe of the primary key.
+    statistics say, so each row is one probe of the primary key. The hash is
+    read as its stored bytes, with whether it is stored as text (:class:`StoredAsTextError`).
     """
     values = ", ".join(["(?, ?)"] * n)
     return (
-        f"SELECT level, idx, hash FROM (VALUES {values}) AS w CROSS JOIN integrity_nodes"
+        f"SELECT level, idx, CAST(hash AS BLOB), typeof(hash) = 'text'"
+        f" FROM (VALUES {values}) AS w CROSS JOIN integrity_nodes"
         " WHERE log_id = ? AND level = w.column1 AND idx = w.column2"
     )
 
@@ -143,7 +180,11 @@ class NodeTable:
                 part = ids[i : i + _NODES_PER_QUERY]
                 params = (*(v for n in part for v in (n.level, n.index)), self._log_id)
                 found += self._conn.exec_driver_sql(_nodes_by_values(len(part)), params)
-            rows = found
+            for level, idx, _, as_text in found:
+                if as_text:
+                    where = f"log {self._log_id!r} node level {level} index {idx}"
+                    raise StoredAsTextError(where, "integrity_nodes.hash")
+            rows = [r[:3] for r in found]
         return {
             NodeID(int(level), int(idx)): bytes(digest)
             for level, idx, digest in rows
@@ -195,12 +236,21 @@ def leaf_hashes(conn: sa.Connection, log_id: str, seqs: Sequence[int]) -> dict[i
         params = {"log_id": log_id, "seqs": pgarrays.int8_array(list(seqs))}
         rows: Iterable[Any] = pg_rows(conn, _LEAF_HASHES_PG, params)
     else:
-        rows = conn.execute(
-            sa.select(log_entries.c.seq, log_entries.c.leaf_hash).where(
+        found = conn.execute(
+            sa.select(log_entries.c.seq, *_as_bytes(log_entries.c.leaf_hash)).where(
                 log_entries.c.log_id == log_id, log_entries.c.seq.in_(list(seqs))
             )
-        )
+        ).all()
+        for seq, _, as_text in found:
+            _leaf_in_form(log_id, seq, as_text)
+        rows = [r[:2] for r in found]
     return {int(seq): bytes(leaf) for seq, leaf in rows}
+
+
+def _leaf_in_form(log_id: str, seq: int, as_text: bool) -> None:
+    """Raises :class:`StoredAsTextError` for a leaf hash stored as text (SQLite)."""
+    if as_text:
+        raise StoredAsTextError(f"log {log_id!r} sequence {seq}", "log_entries.leaf_hash")
 
 
 _LEAVES_PG = (
@@ -236,6 +286,11 @@ class StoredCheckpoint:
     signed_note: str
     sign_time: dt.datetime
     key_version: str
+    root_as_text: bool = False
+    """(SQLite) ``root_hash`` is stored as text, read as its bytes: only
+    :func:`all_checkpoints` returns such a row (``verify`` names it), and
+    :func:`latest_checkpoint` if asked (``VerifyEvent`` names it); the other
+    reads raise :class:`StoredAsTextError`."""
 
 
 def insert_checkpoints(conn: sa.Connection, cps: Sequence[StoredCheckpoint]) -> None:
@@ -258,9 +313,17 @@ def insert_checkpoints(conn: sa.Connection, cps: Sequence[StoredCheckpoint]) -> 
     )
 
 
-def _row(r: Any) -> StoredCheckpoint:  # a Row of _COLUMNS, or their values as read raw
+def _row(r: Any, as_text: bool = False) -> StoredCheckpoint:
+    """A Row of :func:`_columns`, or their values as read raw.
+
+    ``as_text``: a ``root_hash`` stored as text is returned (flagged), not raised.
+    """
     when = r.sign_time
     assert isinstance(when, dt.datetime)
+    text = bool(getattr(r, "root_hash_as_text", False))
+    if text and not as_text:
+        where = f"log {r.log_id!r} stored checkpoint at size {r.tree_size}"
+        raise StoredAsTextError(where, "integrity_checkpoints.root_hash")
     return StoredCheckpoint(
         str(r.log_id),
         int(str(r.tree_size)),
@@ -268,6 +331,7 @@ def _row(r: Any) -> StoredCheckpoint:  # a Row of _COLUMNS, or their values as r
         str(r.signed_note),
         when if when.tzinfo else when.replace(tzinfo=dt.UTC),
         str(r.key_version),
+        text,
     )
 
 
@@ -279,17 +343,28 @@ _COLUMNS = (
     checkpoints.c.sign_time,
     checkpoints.c.key_version,
 )
+_COLUMNS_SQLITE = (*_COLUMNS[:2], *_as_bytes(checkpoints.c.root_hash), *_COLUMNS[3:])
+"""SQLite's: ``root_hash`` as its stored bytes, and whether it is stored as text."""
 
 
-def latest_checkpoint(conn: sa.Connection, log_id: str) -> StoredCheckpoint | None:
-    """The largest signed checkpoint of a log."""
+def _columns(conn: sa.Connection) -> tuple[Any, ...]:
+    return _COLUMNS_SQLITE if conn.dialect.name == "sqlite" else _COLUMNS
+
+
+def latest_checkpoint(
+    conn: sa.Connection, log_id: str, as_text: bool = False
+) -> StoredCheckpoint | None:
+    """The largest signed checkpoint of a log.
+
+    ``as_text``: one whose root is stored as text is returned flagged, not raised.
+    """
     row = conn.execute(
-        sa.select(*_COLUMNS)
+        sa.select(*_columns(conn))
         .where(checkpoints.c.log_id == log_id)
         .order_by(checkpoints.c.tree_size.desc())
         .limit(1)
     ).first()
-    return _row(row) if row is not None else None
+    return _row(row, as_text) if row is not None else None
 
 
 @dataclass(frozen=True)
@@ -342,12 +417,13 @@ def proof_target(
     )
     match = le.c.seq == key if which == "sequence" else le.c.event_id == key
     row = conn.execute(
-        sa.select(le.c.seq, le.c.leaf_hash, *_COLUMNS)
+        sa.select(le.c.seq, *_as_bytes(le.c.leaf_hash), *_columns(conn))
         .select_from(le.outerjoin(cp, sa.and_(cp.c.log_id == le.c.log_id, cp.c.tree_size == size)))
         .where(le.c.log_id == log_id, match)
     ).first()
     if row is None:
         return None
+    _leaf_in_form(log_id, int(row.seq), row.leaf_hash_as_text)
     found = _row(row) if row.tree_size is not None else None
     return ProofTarget(int(row.seq), bytes(row.leaf_hash), found)
 
@@ -355,7 +431,7 @@ def proof_target(
 def checkpoint_at(conn: sa.Connection, log_id: str, tree_size: int) -> StoredCheckpoint | None:
     """The checkpoint signed at exactly ``tree_size``."""
     row = conn.execute(
-        sa.select(*_COLUMNS).where(
+        sa.select(*_columns(conn)).where(
             checkpoints.c.log_id == log_id, checkpoints.c.tree_size == tree_size
         )
     ).first()
@@ -363,12 +439,14 @@ def checkpoint_at(conn: sa.Connection, log_id: str, tree_size: int) -> StoredChe
 
 
 def all_checkpoints(conn: sa.Connection, log_id: str) -> Iterator[StoredCheckpoint]:
-    """Every checkpoint of a log, smallest first."""
+    """Every checkpoint of a log, smallest first; one whose root is stored as text flagged."""
     rows = conn.execute(
-        sa.select(*_COLUMNS).where(checkpoints.c.log_id == log_id).order_by(checkpoints.c.tree_size)
+        sa.select(*_columns(conn))
+        .where(checkpoints.c.log_id == log_id)
+        .order_by(checkpoints.c.tree_size)
     )
     for r in rows:
-        yield _row(r)
+        yield _row(r, as_text=True)
 
 
 def signed_sizes(conn: sa.Connection) -> dict[str, int]:

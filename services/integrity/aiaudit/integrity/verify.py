@@ -199,6 +199,11 @@ def _checkpoints(
         return body.root_hash
 
     for cp in storage.all_checkpoints(conn, log_id):
+        if cp.root_as_text:  # read as its bytes, checked as any row's
+            root_column = storage.text_column("integrity_checkpoints.root_hash")
+            report.problems.append(
+                Problem(log_id, f"stored checkpoint at size {cp.tree_size}: {root_column}")
+            )
         root = add(cp.tree_size, cp.signed_note, "stored checkpoint")
         if root is not None and root != cp.root_hash:
             report.problems.append(
@@ -260,6 +265,8 @@ class _Row:
     with their text; binary columns stored as text."""
     as_text: frozenset[str] = frozenset()
     """The row's binary columns stored as text (SQLite), read as their bytes."""
+    integrated_as_text: bool = False
+    """The integrated leaf (level-0 node) is stored as text (SQLite), read as its bytes."""
 
 
 _EVENT_COLUMNS = [
@@ -335,8 +342,8 @@ def _as_text(t: sa.Table, binary: list[sa.Column[Any]]) -> Any:
     return named.label("as_text")
 
 
-def _text_column(column: str) -> str:
-    return f"column {column} is stored as text, not bytes (rewritten by raw SQL?)"
+_text_column = storage.text_column
+_NODE_HASH = f"{nodes.name}.{nodes.c.hash.name}"
 
 
 def _page_rows(
@@ -425,7 +432,8 @@ def _page_rows(
     for r in itertools.chain(entries, found.values(), content.values()):
         for column in (getattr(r, "as_text", None) or "").split():
             as_text[int(r.seq)].add(column)
-    integrated = _integrated(conn, log_id, lo, hi)
+    integrated_as_text: set[int] = set()
+    integrated = _integrated(conn, log_id, lo, hi, integrated_as_text)
     if full:
         sealed = {seal.key_id_of(bytes(r.content)) for r in content.values() if _sealed(r.content)}
         opened = data_keys(keys, conn, sealed)
@@ -450,6 +458,7 @@ def _page_rows(
             integrated.get(seq),
         )
         row.misspelt = misspelt.get(seq, row.misspelt)
+        row.integrated_as_text = seq in integrated_as_text
         if seq in as_text:
             row.as_text = frozenset(as_text[seq])
             row.misspelt = row.misspelt + [_text_column(c) for c in sorted(row.as_text)]
@@ -740,7 +749,8 @@ class _LogWalk:
                     self.node_rows(level, first, rebuilt, need)
                 continue
             if (
-                got.first == first
+                not got.as_text
+                and got.first == first
                 and got.last == first + got.rows - 1
                 and need <= got.rows <= have
                 and (level == 0 or got.hashes == rebuilt[: HASH_SIZE * got.rows])
@@ -754,18 +764,24 @@ class _LogWalk:
         ``rebuilt``: the rebuilt nodes from ``first`` on; the first ``need`` of
         them must be stored. Level 0 (the integrated leaves) is compared with
         the events leaf by leaf already, so only its rows' presence is checked.
+        Above it a node stored as text (SQLite) is named, and its bytes compared.
         """
         assert self.conn is not None
         n = nodes.c
         rows = self.conn.execute(
-            sa.select(n.idx, n.hash).where(
+            sa.select(n.idx, *_node_hash(self.conn)).where(
                 n.log_id == self.log_id,
                 n.level == level,
                 n.idx >= first,
                 n.idx < first + len(rebuilt) // HASH_SIZE,
             )
         )
-        found = {int(idx): bytes(digest) for idx, digest in rows}
+        found: dict[int, bytes] = {}
+        for r in rows:
+            idx = int(r[0])
+            found[idx] = bytes(r[1])
+            if len(r) > 2 and r[2] and level:  # read as its bytes, compared below as any
+                self.problem(f"node level {level} index {idx}: {_text_column(_NODE_HASH)}")
         for a, b in _runs(i for i in range(first, first + need) if i not in found):
             self.problem(f"node level {level} index {_span(a, b)} is missing (deleted?)")
         for idx in sorted(found) if level else ():
@@ -905,6 +921,8 @@ class _LogWalk:
             if leaf != row.leaf_hash:
                 self.problem(checks.CHANGED_EVENT, seq, event_id)
         integrated = row.integrated
+        if row.integrated_as_text:  # read as its bytes, compared as any
+            self.problem(f"node level 0 index {seq}: {_text_column(_NODE_HASH)}")
         if integrated is not None and leaf is not None and integrated != leaf:
             self.integrated_differs.append((seq, event_id))
         # Keep rebuilding with the integrated leaf when the event is gone, so later
@@ -980,13 +998,38 @@ def _json_checks(batch: list[_Work]) -> list[Problem]:
     return out
 
 
-def _integrated(conn: sa.Connection, log_id: str, start: int, end: int) -> dict[int, bytes]:
+def _integrated(
+    conn: sa.Connection, log_id: str, start: int, end: int, as_text: set[int] | None = None
+) -> dict[int, bytes]:
+    """The integrated leaves (level-0 nodes) of ``start .. end-1``, by index.
+
+    On SQLite read as their stored bytes; the indexes of those stored as text
+    go to ``as_text`` (:func:`_node_hash`).
+    """
     rows = conn.execute(
-        sa.select(nodes.c.idx, nodes.c.hash).where(
+        sa.select(nodes.c.idx, *_node_hash(conn)).where(
             nodes.c.log_id == log_id, nodes.c.level == 0, nodes.c.idx >= start, nodes.c.idx < end
         )
     )
-    return {int(r.idx): bytes(r.hash) for r in rows}
+    out = {}
+    for r in rows:
+        out[int(r[0])] = bytes(r[1])
+        if len(r) > 2 and r[2] and as_text is not None:
+            as_text.add(int(r[0]))
+    return out
+
+
+def _node_hash(conn: sa.Connection) -> list[Any]:
+    """A node's hash as read: on SQLite its stored bytes, and whether it is stored as text.
+
+    SQLite keeps any type in any column: a hash rewritten as text by raw SQL
+    read as a ``str``, and its ``bytes()`` aborted verify (TypeError; one that
+    is no UTF-8 did not even read). Read ``CAST(hash AS BLOB)``, the text ones
+    named. PostgreSQL's ``bytea`` holds bytes only: read as it was.
+    """
+    if conn.dialect.name != "sqlite":
+        return [nodes.c.hash]
+    return [sa.cast(nodes.c.hash, sa.LargeBinary), sa.func.typeof(nodes.c.hash) == "text"]
 
 
 def _stored_levels(
@@ -1006,8 +1049,8 @@ def _stored_levels(
         _levels_sqlite(end.bit_length()), {"log_id": log_id, "lo": start, "hi": end}
     )
     return {
-        int(level): StoredLevel(int(count), first, last, bytes(hashes or b""))
-        for level, count, first, last, hashes in rows
+        int(level): StoredLevel(int(count), first, last, bytes(hashes or b""), int(as_text))
+        for level, count, first, last, hashes, as_text in rows
         if count
     }
 
@@ -1017,14 +1060,19 @@ def _levels_sqlite(levels: int) -> sa.TextClause:
     """SQLite's ``_stored_levels`` for levels ``0 .. levels-1``: one text per number of levels.
 
     Built with SQLAlchemy's constructs it cost more to build than to run.
-    The hashes' bytes are joined as text and read back as those bytes; level
-    0's are left out: the walk compares the integrated leaves with the events
-    one by one.
+    The hashes' bytes are joined as text and read back as those bytes, with
+    how many are stored as text (:func:`_node_hash`; the level is then read row by
+    row, which names them); level 0's are left out: the walk compares the
+    integrated leaves with the events one by one (and names those stored as text).
     """
     return sa.text(
         " UNION ALL ".join(
             f"SELECT {level}, count(*), min(idx), max(idx), "
-            + ("CAST(group_concat(hash, '') AS BLOB)" if level else "NULL")
+            + (
+                "CAST(group_concat(hash, '') AS BLOB), sum(typeof(hash) = 'text')"
+                if level
+                else "NULL, 0"
+            )
             + f" FROM integrity_nodes WHERE log_id = :log_id AND level = {level}"
             f" AND idx >= (:lo >> {level}) AND idx < (:hi >> {level})"
             for level in range(levels)

@@ -121,6 +121,8 @@ class StoredLevel(NamedTuple):
     first: int | None
     last: int | None
     hashes: bytes
+    as_text: int = 0
+    """How many are stored as text (SQLite: rewritten by raw SQL; read as their bytes)."""
 
 
 class Page(NamedTuple):
