@@ -726,6 +726,35 @@ def test_a_node_or_checkpoint_root_stored_as_text_is_data_loss(
     ]
 
 
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)  # bytea refuses text
+def test_an_event_stored_as_text_is_tampering_naming_the_column(
+    suite: Running, tenant: str, admin_url: str
+) -> None:
+    """On SQLite an event's binary column rewritten as text read as a str in the shared
+    event read: VerifyEvent answered UNKNOWN (TypeError) or, for a text that is no UTF-8 (a
+    leaf hash, sealed content), UNAVAILABLE "the store is unavailable; retry". It answers
+    TAMPERED naming the column, as verify names it."""
+    columns = ["events.canonical", "log_entries.leaf_hash", "event_content.content"]
+    columns += ["event_content.salt"]
+    receipts = append(suite, tenant, len(columns))
+    wait_until(lambda: checkpoint_covers(suite, tenant, len(columns)))
+    stub = integrity(suite)
+    for seq, column in enumerate(columns):
+        table, name = column.split(".")
+        _as_admin(
+            admin_url,
+            f"UPDATE {table} SET {name} = CAST({name} AS TEXT) WHERE log_id = :t AND seq = :s",
+            t=tenant,
+            s=seq,
+        )
+        event_id = receipts[seq].event_id  # type: ignore[attr-defined]
+        verdict = stub.VerifyEvent(pb.VerifyEventRequest(log_id=tenant, event_id=event_id))
+        assert verdict.status == pb.VERIFY_STATUS_TAMPERED, column
+        assert list(verdict.problems) == [
+            f"column {column} is stored as text, not bytes (rewritten by raw SQL?)"
+        ]
+
+
 def _as_admin(admin_url: str, statement: str, **params: object) -> None:
     """One statement run by the store's owner, as a tamperer with the database would."""
     admin = sa.create_engine(admin_url)

@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import itertools
 import json
+import logging
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -1331,6 +1332,62 @@ def test_a_tree_stored_as_text_leaves_its_log_unsigned_not_the_others(
     finally:
         engine.dispose()
     assert (signed[tenant], signed[other]) == (15, 4)
+
+
+@SQLITE_ONLY
+def test_a_leaf_hash_stored_as_text_stops_its_log_there_not_the_others(
+    store: SqlEventStore,
+    notaries: Notaries,
+    admin_url: str,
+    tenant: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The notary reads the leaf hashes it integrates from log_entries: one rewritten as text
+    aborted its whole round (TypeError, or a UTF-8 decode error), and no log was integrated
+    or signed. That log is integrated and signed up to it, named once, and goes on once it
+    is bytes again; the others are signed."""
+    caplog.set_level(logging.ERROR, logger="aiaudit.integrity.notary")
+    keys = FileKeys(ORIGIN_PREFIX, tmp_path / "key.pem")
+    other = f"{tenant}-other"
+    append(store, tenant, 3)
+    append(store, other, 2)
+    leaf = "log_entries SET leaf_hash = CAST(leaf_hash AS {}) WHERE log_id = :t AND seq = 2"
+    _as_admin_sql(admin_url, leaf.format("TEXT"), tenant)
+    engine = sa.create_engine(notaries.url)
+
+    def signed() -> dict[str, int]:
+        with engine.connect() as conn:
+            return storage.signed_sizes(conn)
+
+    try:
+        with stepping(notaries.url, keys, tmp_path) as notary:
+            notary.step()  # integrates and signs each log as far as it reads
+            assert signed() == {tenant: 2, other: 2}
+            append(store, other, 1)
+            wait_until(lambda: notary.step() or signed()[other] == 3)
+            assert signed()[tenant] == 2
+            with engine.connect() as conn:
+                assert cursors.position(conn, "integrity", tenant) == 2
+            assert [r.getMessage() for r in caplog.records] == [
+                f"log {tenant} not integrated nor signed past its 2 leaves: log {tenant!r} "
+                "sequence 2: column log_entries.leaf_hash is stored as text, not bytes "
+                "(rewritten by raw SQL?); run aiaudit verify"
+            ]
+            _as_admin_sql(admin_url, leaf.format("BLOB"), tenant)  # repaired: it goes on
+            wait_until(lambda: notary.step() or signed()[tenant] == 3)
+    finally:
+        engine.dispose()
+
+
+def _as_admin_sql(admin_url: str, update: str, tenant: str) -> None:
+    """``UPDATE`` + ``update`` (``:t``: the tenant) run by the store's owner (a tamperer)."""
+    admin = sa.create_engine(admin_url)
+    try:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"UPDATE {update}"), {"t": tenant})
+    finally:
+        admin.dispose()
 
 
 def test_consumer_cursors_past_the_head_are_named(log: Log) -> None:

@@ -258,7 +258,7 @@ def start_in_clear(tmp_path: Path, store_url: str, extra: dict[str, Any]) -> Sea
 _IN_CLEAR_DAMAGE = {
     # content JSON that does not parse: orjson.JSONDecodeError from the store's read
     "content JSON": "UPDATE event_content SET content = :junk",
-    # SQLite keeps the text a raw UPDATE writes: TypeError from the store's read
+    # SQLite keeps the text a raw UPDATE writes: StoredAsTextEventError from the store's read
     "content as text": "UPDATE event_content SET content = 'not json'",
     "canonical form as text": "UPDATE events SET canonical = 'not json'",
     # not a timestamp: ValueError from SQLite's reading of it

@@ -33,6 +33,15 @@ if TYPE_CHECKING:
 Content = dict[str, str] | None
 
 
+def text_column(column: str) -> str:
+    """A binary column (``table.column``) stored as text, as every reader and ``verify`` name it.
+
+    SQLite keeps any type in any column: raw SQL can rewrite one as text
+    (``CAST(canonical AS TEXT)``); PostgreSQL's ``bytea`` cannot hold one.
+    """
+    return f"column {column} is stored as text, not bytes (rewritten by raw SQL?)"
+
+
 class DamagedStoredEventError(Exception):
     """A stored event that cannot be rebuilt: its canonical form altered in the store.
 
@@ -46,14 +55,35 @@ class DamagedStoredEventError(Exception):
 
     def __init__(self, stored: StoredEvent, cause: Exception) -> None:
         """Names ``stored`` (its log, id and sequence), not what its damaged row holds."""
-        super().__init__(
-            f"the stored event {stored.event_id!r} (log {stored.log_id!r}, sequence "
-            f"{stored.sequence}) cannot be read: its stored form is damaged "
-            f"({type(cause).__name__}); run `aiaudit verify` on the store"
+        why = f"its stored form is damaged ({type(cause).__name__})"
+        self._name(stored.log_id, stored.event_id, stored.sequence, why)
+
+    def _name(self, log_id: str, event_id: str, sequence: int, why: str) -> None:
+        Exception.__init__(
+            self,
+            f"the stored event {event_id!r} (log {log_id!r}, sequence {sequence}) cannot be "
+            f"read: {why}; run `aiaudit verify` on the store",
         )
-        self.log_id = stored.log_id
-        self.event_id = stored.event_id
-        self.sequence = stored.sequence
+        self.log_id = log_id
+        self.event_id = event_id
+        self.sequence = sequence
+
+
+class StoredAsTextEventError(DamagedStoredEventError, ValueError):
+    """A stored event whose binary columns are stored as text (SQLite; rewritten by raw SQL).
+
+    Read as a ``str``, such a column's ``bytes()`` raised TypeError (search and
+    ``VerifyEvent`` answered UNKNOWN), and a text that is no UTF-8 did not even
+    read (UNAVAILABLE, "retry", for good). The store's reads take the columns'
+    stored bytes and raise this instead, naming them (:func:`text_column`): a
+    damaged stored event to every reader, a ValueError as the consumers' other
+    damaged rows (the indexer holds the log at it).
+    """
+
+    def __init__(self, log_id: str, event_id: str, sequence: int, columns: list[str]) -> None:
+        """``columns``: ``table.column`` of each stored as text."""
+        self.columns = columns
+        self._name(log_id, event_id, sequence, "; ".join(map(text_column, columns)))
 
 
 class FastPathError(ValueError):

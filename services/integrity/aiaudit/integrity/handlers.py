@@ -32,7 +32,7 @@ import grpc
 import sqlalchemy as sa
 from google.rpc import code_pb2, status_pb2
 
-from aiaudit.common import access, canonical, event_ids, status, tenants
+from aiaudit.common import access, canonical, event_ids, restore, status, tenants
 from aiaudit.common.access import AccessLog
 from aiaudit.common.auth import Authenticator, Caller
 from aiaudit.common.keys.kek import KekError
@@ -595,6 +595,9 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
                         problems.append(
                             f"sequence {target.seq} is not a leaf of the log: {_leaves_are(head)}"
                         )
+            return pb.VerifyEventResponse(status=pb.VERIFY_STATUS_TAMPERED, problems=problems)
+        except restore.StoredAsTextEventError as exc:  # SQLite: as verify names them
+            problems = [storage.text_column(column) for column in exc.columns]
             return pb.VerifyEventResponse(status=pb.VERIFY_STATUS_TAMPERED, problems=problems)
         if stored is None:
             _fail(

@@ -76,7 +76,8 @@ class Notary:
         self._ranges: dict[str, CompactRange] = {}
         self._unsigned: set[str] = set()
         self._forked: set[str] = set()
-        """Logs whose tree did not extend their last checkpoint in the last round: unsigned."""
+        """Logs whose tree did not extend their last checkpoint in the last round, or whose next
+        leaf hash is stored as text (SQLite): unsigned (past that leaf)."""
         self._last_sign = float("-inf")  # the first checkpoint is due at once
         self._last_integrate = float("-inf")
         self._leading = False
@@ -207,7 +208,21 @@ class Notary:
             if edge is None:
                 self._unsigned.add(log_id)  # so that the signing round reports it
                 return 0, None
-        rows = storage.leaves(conn, log_id, position, self._config.batch_size)
+        try:
+            rows = storage.leaves(conn, log_id, position, self._config.batch_size)
+        except storage.StoredAsTextError as exc:  # its next leaf: the log stops before it
+            if log_id not in self._forked:  # named once, not every round
+                log.error(
+                    "log %s not integrated nor signed past its %d leaves: %s; run aiaudit verify",
+                    log_id,
+                    position,
+                    exc,
+                )
+                self._forked.add(log_id)
+            self._ranges[log_id] = edge  # as committed: not loaded again each round
+            self._unsigned.add(log_id)
+            return 0, None
+        self._forked.discard(log_id)  # its leaves read again (repaired)
         contiguous = [leaf for i, (seq, leaf) in enumerate(rows) if seq == position + i]
         if not contiguous:
             return 0, None

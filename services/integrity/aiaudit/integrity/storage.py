@@ -10,16 +10,12 @@ from typing import Any
 import sqlalchemy as sa
 
 from aiaudit.common import canonical, erasure
+from aiaudit.common.restore import text_column as text_column
 from aiaudit.common.store import pgarrays
 from aiaudit.common.store.schema import RECORDS_WHERE, consumer_cursors, log_entries, logs
 from aiaudit.common.store.sql import pg_rows
 from aiaudit.integrity.merkle import MissingNodeError, NodeID
 from aiaudit.integrity.tables import checkpoints, nodes
-
-
-def text_column(column: str) -> str:
-    """A binary column stored as text, as ``verify`` and the reads below name it."""
-    return f"column {column} is stored as text, not bytes (rewritten by raw SQL?)"
 
 
 class StoredAsTextError(ValueError):
@@ -260,12 +256,18 @@ _LEAVES_PG = (
 
 
 def leaves(conn: sa.Connection, log_id: str, start: int, limit: int) -> list[tuple[int, bytes]]:
-    """(sequence, leaf hash) of entries ``start ..`` in order: the narrow read the notary tails."""
+    """(sequence, leaf hash) of entries ``start ..`` in order: the narrow read the notary tails.
+
+    On SQLite they end before a leaf hash stored as text, and one at ``start``
+    raises :class:`StoredAsTextError`: the notary integrates the log up to it
+    and leaves it there, unsigned past it, as a tree that does not extend its
+    checkpoint (one read as a ``str`` aborted every log's round).
+    """
     if conn.dialect.name == "postgresql":
         params = {"log_id": log_id, "start": start, "stop": start + limit}
         return [(int(seq), bytes(leaf)) for seq, leaf in pg_rows(conn, _LEAVES_PG, params)]
     rows = conn.execute(
-        sa.select(log_entries.c.seq, log_entries.c.leaf_hash)
+        sa.select(log_entries.c.seq, *_as_bytes(log_entries.c.leaf_hash))
         .where(
             log_entries.c.log_id == log_id,
             log_entries.c.seq >= start,
@@ -273,7 +275,13 @@ def leaves(conn: sa.Connection, log_id: str, start: int, limit: int) -> list[tup
         )
         .order_by(log_entries.c.seq)
     )
-    return [(int(r.seq), bytes(r.leaf_hash)) for r in rows]
+    out: list[tuple[int, bytes]] = []
+    for seq, leaf, as_text in rows:
+        if as_text and out:  # the next read starts at it, and raises
+            break
+        _leaf_in_form(log_id, seq, as_text)
+        out.append((int(seq), bytes(leaf)))
+    return out
 
 
 @dataclass(frozen=True)

@@ -84,7 +84,7 @@ from dataclasses import dataclass
 import orjson
 import sqlalchemy as sa
 
-from aiaudit.common import commits, erasure, leader
+from aiaudit.common import commits, erasure, leader, restore
 from aiaudit.common.config import ConfigError
 from aiaudit.common.keys.seal import SealError
 from aiaudit.common.leader import Leadership
@@ -127,8 +127,10 @@ _DAMAGED_ROW: tuple[type[Exception], ...] = (ValueError, TypeError)
 Measured on SQLite and PostgreSQL, content sealed or not: sealed content that
 does not open, SealError (DamagedKeyError for its data key); content JSON that
 does not parse, orjson.JSONDecodeError; on SQLite, a binary column (content,
-salt, canonical form, leaf hash) rewritten as text, TypeError, and a receive
-time that is no timestamp, ValueError. All are ValueError or TypeError; a
+salt, canonical form, leaf hash) rewritten as text, StoredAsTextEventError (a
+ValueError; until 2026-12-06 TypeError, or for a text that is no UTF-8 an
+OperationalError: every tenant's indexing paused), and a receive time that is
+no timestamp, ValueError. All are ValueError or TypeError; a
 canonical form that does not parse reaches the indexer as bytes (it is parsed
 here, :func:`stored_document.from_stored`). An outage of the store is
 SQLAlchemy's (``OperationalError``, any ``DBAPIError``: a lost connection, a
@@ -957,9 +959,10 @@ def _reason(error: Exception) -> str:
 
     That may quote the damaged bytes, content or personal data that the
     logs would keep past any erasure (as :class:`aiaudit.common.restore.DamagedStoredEventError`
-    says); SealError's and a refused document's messages are our own.
+    says); SealError's, a refused document's and a damaged stored event's
+    messages are our own.
     """
-    if isinstance(error, (SealError, DocumentRefusedError)):
+    if isinstance(error, (SealError, DocumentRefusedError, restore.DamagedStoredEventError)):
         return str(error)
     return f"its stored row does not read back ({type(error).__name__})"
 

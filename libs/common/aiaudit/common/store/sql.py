@@ -15,7 +15,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import orjson
 import psycopg
@@ -1100,7 +1100,7 @@ class SqlEventStore:
         cut = _Cut(max_bytes, limit)
         if self._direct is None:
             with self.engine.connect() as conn:  # one transaction: one snapshot
-                rows = _sqlite_bounded_rows(conn, {**params, "inline": cut.inline}, cut)
+                rows = _sqlite_bounded_rows(conn, {**params, "inline": cut.inline}, cut, content)
                 return StoredEvents(self._opened(conn, rows, content), cut=cut.cut)
         return StoredEvents(self._reads("range", params, content, cut), cut=cut.cut)
 
@@ -1329,7 +1329,7 @@ class SqlEventStore:
         """
         if self._direct is None:
             with self.engine.connect() as conn:
-                return self._opened(conn, _select(conn, read, params), content)
+                return self._opened(conn, _select(conn, read, params, content), content)
         try:
             with self._direct.cursor() as cursor:
                 rows = _pg_stored_rows(cursor, read, params, cut)
@@ -1380,45 +1380,88 @@ class SqlEventStore:
             return {r.log_id: r.size for r in conn.execute(sa.select(logs.c.log_id, logs.c.size))}
 
 
-def _stored_events_query() -> sa.Select[Any]:
-    """Log entries with their canonical form and content (either may be missing).
+_BINARY = (
+    log_entries.c.leaf_hash,
+    events.c.canonical,
+    event_content.c.salt,
+    event_content.c.content,
+)
+"""A stored event's binary columns, in the order of the bits of :func:`_as_text`."""
+_CONTENT_BITS = 0b1100
+""":func:`_as_text`'s bits of the content columns (salt, content)."""
 
-    Each is a correlated lookup by the row's full primary key rather than a
-    join: PostgreSQL then finds every one through the primary key, whatever its
-    statistics say. With a join, a log too fresh to have statistics (a new
-    tenant, a new month's partition) was estimated at one row, and the planner
-    scanned the whole log for each entry: 2.7 s to read 500 events of a
-    5,000-event log, 6 ms once analysed.
+
+def _blob(column: sa.Column[Any]) -> Any:
+    """SQLite: a binary column as its stored bytes, whatever SQLite stores it as.
+
+    SQLite keeps any type in any column: one rewritten as text by raw SQL read
+    as a ``str`` (its ``bytes()`` raised TypeError), or, no UTF-8, did not read
+    at all (``OperationalError``: a store outage to every reader, "retry").
     """
-    le = log_entries
+    return sa.cast(column, sa.LargeBinary)
 
-    def looked_up(column: sa.Column[Any]) -> sa.ScalarSelect[Any]:
-        t = column.table
-        return (
-            sa.select(column)
-            .where(
-                t.c.log_id == le.c.log_id,
-                t.c.seq == le.c.seq,
-                t.c.receive_time == le.c.receive_time,
-            )
-            .scalar_subquery()
+
+def _as_text() -> Any:
+    """SQLite: which of :data:`_BINARY` are stored as text, one bit each (see :func:`_in_form`)."""
+    return sum(
+        (sa.case((sa.func.typeof(c) == "text", 1 << i), else_=0) for i, c in enumerate(_BINARY)),
+        sa.literal(0),
+    )
+
+
+def _in_form(rows: Iterable[Any], content: bool = True) -> list[tuple[Any, ...]]:
+    """SQLite: rows read with :func:`_as_text`'s bits last, as stored-event rows (8 columns).
+
+    A row with a binary column stored as text raises
+    :class:`restore.StoredAsTextEventError` naming them (its content columns
+    only when ``content`` is read): a damaged stored event, as every reader
+    answers one, not a TypeError or a store outage.
+    """
+    checked = ~0 if content else ~_CONTENT_BITS
+    out = []
+    for r in rows:
+        if as_text := r[-1] & checked:
+            named = [f"{c.table.name}.{c.name}" for i, c in enumerate(_BINARY) if as_text >> i & 1]
+            raise restore.StoredAsTextEventError(r[0], r[2], r[1], named)
+        out.append(tuple(r[:8]))
+    return out
+
+
+def _joined(*values: Any) -> sa.Select[Any]:
+    """SQLite: log entries with ``values`` of their event and content rows (either may be missing).
+
+    Joined on the full primary key: SQLite finds each row through it
+    (PostgreSQL's planner, which took a fresh log for one row and scanned it
+    for each entry, reads by lookups: :data:`PG_BY`). The binary columns read
+    as their bytes, and :func:`_as_text`'s bits last.
+    """
+    le, ev, ct = log_entries, events, event_content
+
+    def same(t: sa.Table) -> Any:
+        return sa.and_(
+            t.c.log_id == le.c.log_id, t.c.seq == le.c.seq, t.c.receive_time == le.c.receive_time
         )
 
-    columns = (le.c.log_id, le.c.seq, le.c.event_id, le.c.leaf_hash, le.c.receive_time)
     return (
         sa.select(
-            *columns,
-            looked_up(events.c.canonical),
-            looked_up(event_content.c.salt),
-            looked_up(event_content.c.content),
+            le.c.log_id,
+            le.c.seq,
+            le.c.event_id,
+            _blob(le.c.leaf_hash),
+            le.c.receive_time,
+            *values,
+            _as_text(),
         )
+        .select_from(le.outerjoin(ev, same(ev)).outerjoin(ct, same(ct)))
         .where(le.c.log_id == sa.bindparam("log_id"))
         .order_by(le.c.seq)
     )
 
 
 # Built once: building and caching a statement per read cost as much as the read.
-_STORED = _stored_events_query()
+_STORED = _joined(
+    _blob(events.c.canonical), _blob(event_content.c.salt), _blob(event_content.c.content)
+)
 _BY = {
     "seqs": _STORED.where(log_entries.c.seq.in_(sa.bindparam("seqs", expanding=True))),
     "range": _STORED.where(
@@ -1480,11 +1523,14 @@ PG_BY = {
 """PostgreSQL: the same reads as text, sent by psycopg in binary, prepared
 (a range of the log is read by :data:`_RANGE_PG` instead).
 
-The same lookups as :func:`_stored_events_query` (each row by its primary
-key, whatever the statistics), with salt and content in one lateral lookup
-instead of two. An array of sequences keeps one statement text whatever the
-page's size, so the server keeps one plan; bytea, timestamps and integers come
-back in binary. Measured on a 20,000-event log, 50 rows: 2.0 ms against 3.9 ms
+Each row looked up by its primary key, whatever the statistics (with a
+join, a log too fresh to have statistics, a new tenant or a new month's
+partition, was estimated at one row, and the planner scanned the whole log
+for each entry: 2.7 s to read 500 events of a 5,000-event log, 6 ms once
+analysed), with salt and content in one lateral lookup instead of two. An
+array of sequences keeps one statement text whatever the page's size, so
+the server keeps one plan; bytea, timestamps and integers come back in
+binary. Measured on a 20,000-event log, 50 rows: 2.0 ms against 3.9 ms
 through SQLAlchemy with an expanding ``IN``.
 """
 
@@ -1593,6 +1639,10 @@ _LARGE_PG = [
 """PostgreSQL: the values :data:`_RANGE_PG_BOUNDED` left in the database, of a range."""
 
 
+_Row = TypeVar("_Row", bound=Sequence[Any])
+"""A stored-event row as read: PostgreSQL's tuples, SQLite's rows (:func:`_in_form`)."""
+
+
 class _Cut:
     """A range read's byte budget; after the read, whether the budget ended it."""
 
@@ -1639,8 +1689,8 @@ def _cut_at(sizes: Sequence[tuple[int, int]], budget: int) -> int | None:
 
 
 def _bounded(
-    rows: list[tuple[Any, ...]], sizes: Sequence[tuple[int | None, int | None]], cut: _Cut
-) -> tuple[list[tuple[Any, ...]], tuple[int, int] | None]:
+    rows: list[_Row], sizes: Sequence[tuple[int | None, int | None]], cut: _Cut
+) -> tuple[list[_Row], tuple[int, int] | None]:
     """Rows (in order) up to the budget, and the sequences holding values left in the database.
 
     ``sizes``: each row's canonical form and content sizes (None: no such row).
@@ -1741,8 +1791,8 @@ def _pg_stored_rows(
 def _sizes_query() -> sa.Select[Any]:
     """SQLite: (sequence, stored bytes of canonical form and content) of log entries, in order.
 
-    Looked up as :func:`_stored_events_query` looks them up; ``length`` of a
-    blob reads its size, not its bytes.
+    Each looked up by the entry's full primary key; ``length`` of a blob reads
+    its size, not its bytes.
     """
     le = log_entries
 
@@ -1775,46 +1825,26 @@ def _bounded_query() -> sa.Select[Any]:
 
     The entries with their values up to ``inline`` bytes and every value's
     size (``length`` of a blob reads its size, not its pages), the two sizes
-    last. Joined on the full primary key: SQLite finds each row through it
-    (PostgreSQL's planner is what the lookups of :func:`_stored_events_query`
-    guard against); 2,000 small events: 14 ms, against 22 ms as five lookups.
+    before :func:`_as_text`'s bits. Joined (:func:`_joined`); 2,000 small
+    events: 14 ms, against 22 ms as five lookups.
     """
-    le, ev, ct = log_entries, events, event_content
+    ev, ct = events, event_content
 
     def small(column: sa.Column[Any]) -> Any:
-        return sa.case((sa.func.length(column) <= sa.bindparam("inline"), column))
+        return sa.case((sa.func.length(column) <= sa.bindparam("inline"), _blob(column)))
 
-    def same(t: sa.Table) -> Any:
-        return sa.and_(
-            t.c.log_id == le.c.log_id, t.c.seq == le.c.seq, t.c.receive_time == le.c.receive_time
-        )
-
-    return (
-        sa.select(
-            le.c.log_id,
-            le.c.seq,
-            le.c.event_id,
-            le.c.leaf_hash,
-            le.c.receive_time,
-            small(ev.c.canonical),
-            ct.c.salt,
-            small(ct.c.content),
-            sa.func.length(ev.c.canonical),
-            sa.func.length(ct.c.content),
-        )
-        .select_from(le.outerjoin(ev, same(ev)).outerjoin(ct, same(ct)))
-        .where(
-            le.c.log_id == sa.bindparam("log_id"),
-            le.c.seq >= sa.bindparam("start"),
-            le.c.seq < sa.bindparam("stop"),
-        )
-        .order_by(le.c.seq)
-    )
+    return _joined(
+        small(ev.c.canonical),
+        _blob(ct.c.salt),
+        small(ct.c.content),
+        sa.func.length(ev.c.canonical),
+        sa.func.length(ct.c.content),
+    ).where(log_entries.c.seq >= sa.bindparam("start"), log_entries.c.seq < sa.bindparam("stop"))
 
 
 _BOUNDED_SQLITE = _bounded_query()
 _LARGE_SQLITE = [
-    sa.select(t.c.seq, t.c.receive_time, *values).where(
+    sa.select(t.c.seq, t.c.receive_time, *map(_blob, values)).where(
         t.c.log_id == sa.bindparam("log_id"),
         t.c.seq >= sa.bindparam("start"),
         t.c.seq < sa.bindparam("stop"),
@@ -1829,11 +1859,12 @@ _LARGE_SQLITE = [
 
 
 def _sqlite_bounded_rows(
-    conn: sa.Connection, params: Mapping[str, object], cut: _Cut
+    conn: sa.Connection, params: Mapping[str, object], cut: _Cut, content: bool
 ) -> list[tuple[Any, ...]]:
-    """SQLite: :func:`_pg_stored_rows` of a range within ``cut``'s budget."""
+    """SQLite: :func:`_pg_stored_rows` of a range within ``cut``'s budget (:func:`_in_form`)."""
     found = conn.execute(_BOUNDED_SQLITE, params).all()
-    rows, span = _bounded([tuple(r[:8]) for r in found], [(r[8], r[9]) for r in found], cut)
+    kept, span = _bounded(list(found), [(r[8], r[9]) for r in found], cut)
+    rows = _in_form(kept, content)
     if span is None:
         return rows
     large = {**params, "start": span[0], "stop": span[1]}
@@ -1845,15 +1876,18 @@ def _sqlite_bounded_rows(
     )
 
 
-def _select(conn: sa.Connection, read: str, params: dict[str, object]) -> list[Any]:
+def _select(
+    conn: sa.Connection, read: str, params: dict[str, object], content: bool = True
+) -> list[Any]:
     """Stored events by one of the reads of :data:`_BY` or :data:`PG_BY`, through ``conn``.
 
     On PostgreSQL that is the lookups made under the head locks, in the
     writer's transaction; other reads go through :meth:`SqlEventStore._reads`.
+    ``content``: whether it is read (SQLite: see :func:`_in_form`).
     """
     if conn.dialect.name == "postgresql":
         return pg_rows(conn, PG_BY[read], params)
-    return list(conn.execute(_BY[read], params))
+    return _in_form(conn.execute(_BY[read], params).all(), content)
 
 
 def _subject_keys(conn: sa.Connection, pairs: list[tuple[str, str]]) -> list[tuple[str, StoredKey]]:

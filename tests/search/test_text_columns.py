@@ -1,0 +1,106 @@
+"""A stored event whose binary column raw SQL rewrote as text (SQLite): a damaged stored event.
+
+SQLite keeps any type in any column. The shared event read took such a column
+as a ``str``: ``GetEvent``, a ``SearchEvents`` page and an export holding the
+event answered UNKNOWN (TypeError), or, for a text that is no UTF-8 (a leaf
+hash, sealed content), UNAVAILABLE "the store is unavailable; retry", for
+good, and the indexer paused every tenant's indexing as for an outage. The
+reads name the column, as ``aiaudit verify`` does, and answer as for any
+damaged stored event (``DATA_LOSS`` ``STORED_EVENT_DAMAGED``); the indexer
+holds that log at the event.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from pathlib import Path
+
+import grpc
+import pytest
+import sqlalchemy as sa
+
+from aiaudit.common.store import open_store
+from aiaudit.common.store.prepare import prepare
+from tests.helpers import interaction
+from tests.integrity.test_entries_outside_log import error_info
+from tests.search.conftest import start_suite
+from tests.search.test_damaged_events import _reads
+from tests.search.test_damaged_logs import SERVING, held_at_the_damaged_one
+from tests.search.test_faults import health
+
+COLUMNS = ["events.canonical", "log_entries.leaf_hash", "event_content.content"]
+"""What each read met: a TypeError (canonical form), a text that is no UTF-8 (the others)."""
+
+
+def as_text(url: str, tenant: str, seq: int, column: str) -> None:
+    """Rewrites one of the event's binary columns as text, as raw SQL may on SQLite."""
+    table, name = column.split(".")
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    f"UPDATE {table} SET {name} = CAST({name} AS TEXT) "
+                    "WHERE log_id = :t AND seq = :s"
+                ),
+                {"t": tenant, "s": seq},
+            )
+    finally:
+        engine.dispose()
+
+
+def named(column: str) -> str:
+    return f"column {column} is stored as text, not bytes (rewritten by raw SQL?)"
+
+
+@pytest.mark.parametrize("column", COLUMNS)
+def test_an_event_stored_as_text_is_data_loss_naming_the_column(
+    tmp_path: Path, tenant: str, column: str
+) -> None:
+    url = f"sqlite:///{tmp_path / 'aiaudit.db'}"
+    running = start_suite(tmp_path, "sqlite", {}, store_url=url)
+    try:
+        _, seq = running.append([interaction(tenant, "m-0"), interaction(tenant, "m-1")])
+        running.wait_indexed(tenant, 2)  # indexed before the damage: the index finds it
+        as_text(url, tenant, seq, column)
+        auditor = running.as_role("auditor")
+        for read, call in _reads(tenant).items():
+            with pytest.raises(grpc.RpcError) as caught:
+                call(auditor)
+            details = caught.value.details() or ""
+            assert caught.value.code() == grpc.StatusCode.DATA_LOSS, (read, details)
+            assert details == (
+                f"the stored event 'm-1' (log {tenant!r}, sequence {seq}) cannot be read: "
+                f"{named(column)}; run `aiaudit verify` on the store"
+            ), read
+            info = error_info(caught.value)
+            assert info.reason == "STORED_EVENT_DAMAGED"
+            assert dict(info.metadata) == {"event_id": "m-1", "sequence": str(seq)}
+        (kept,) = running.find(tenant, 'event_id = "m-0"').results  # the others still read
+        assert kept.event.event_id == "m-0"
+    finally:
+        running.channel.close()
+        running.suite.stop()
+
+
+def test_a_leaf_hash_stored_as_text_holds_its_log_at_it(
+    tmp_path: Path, tenant: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A leaf hash that is no UTF-8 failed the indexer's read as an outage: every tenant's
+    indexing paused, health NOT_SERVING. It holds its own log at the event, naming the column."""
+    caplog.set_level(logging.INFO, logger="aiaudit.search")
+    url = f"sqlite:///{tmp_path / 'aiaudit.db'}"
+    store = open_store(url, run_migrations=True)
+    names = [f"ok-{i}" for i in range(5)] + ["bad", "after"]
+    store.append_group([[prepare(interaction(tenant, n), dt.datetime.now(dt.UTC)) for n in names]])
+    store.close()
+    as_text(url, tenant, 5, "log_entries.leaf_hash")
+    running = start_suite(tmp_path, "sqlite", {})  # one batch holds all seven
+    try:
+        held = held_at_the_damaged_one(running, tenant, names, caplog)
+        assert named("log_entries.leaf_hash") in held
+        assert health(running.channel) == SERVING
+    finally:
+        running.channel.close()
+        running.suite.stop()
