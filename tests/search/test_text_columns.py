@@ -20,13 +20,20 @@ import grpc
 import pytest
 import sqlalchemy as sa
 
+from aiaudit.common.erasure import erase
 from aiaudit.common.store import open_store
 from aiaudit.common.store.prepare import prepare
-from tests.helpers import interaction
+from aiaudit.search.v1 import search_service_pb2 as pb
+from tests.helpers import holding, interaction, secret_word
 from tests.integrity.test_entries_outside_log import error_info
 from tests.search.conftest import start_suite
 from tests.search.test_damaged_events import _reads
-from tests.search.test_damaged_logs import SERVING, held_at_the_damaged_one
+from tests.search.test_damaged_logs import (
+    SERVING,
+    errors,
+    held_at_the_damaged_one,
+    positions,
+)
 from tests.search.test_faults import health
 
 COLUMNS = ["events.canonical", "log_entries.leaf_hash", "event_content.content"]
@@ -101,6 +108,71 @@ def test_a_leaf_hash_stored_as_text_holds_its_log_at_it(
         held = held_at_the_damaged_one(running, tenant, names, caplog)
         assert named("log_entries.leaf_hash") in held
         assert health(running.channel) == SERVING
+    finally:
+        running.channel.close()
+        running.suite.stop()
+
+
+def test_an_erasure_record_stored_as_text_holds_its_log_and_still_takes_the_text_out(
+    tmp_path: Path, tenant: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The erasure record's canonical form rewritten as text before the indexer reached it:
+    the log is held at the record (a damaged stored event), and the sweep of the held log
+    still applies it (its text parses): the erased event's text leaves the index, and a
+    count over content, which waits for the latest erasure, answers."""
+    caplog.set_level(logging.INFO, logger="aiaudit.search")
+    secret, kept = secret_word(), secret_word()
+    url = f"sqlite:///{tmp_path / 'aiaudit.db'}"
+    first = start_suite(tmp_path, "sqlite", {}, store_url=url)
+    try:
+        first.append(
+            [
+                interaction(tenant, "m-0", text=f"the {secret} plan"),
+                interaction(tenant, "m-1", text=f"the {kept} plan"),
+            ]
+        )
+        first.wait_indexed(tenant, 2)  # indexed with their text, then erased while stopped
+        files = [tmp_path / "search.db", tmp_path / "search.db-wal"]
+        assert holding(files, secret) != []
+    finally:
+        first.channel.close()
+        first.suite.stop()
+    store = open_store(url)
+    made = erase(store, tenant, "gdpr", "dpo", event_ids=["m-0"])
+    assert made.erased == ["m-0"]
+    record = store.log_sizes()[tenant] - 1
+    store.close()
+    as_text(url, tenant, record, "events.canonical")
+    running = start_suite(tmp_path, "sqlite", {}, store_url=url)
+    try:
+        running.append([interaction(f"{tenant}-z", "probe")])
+        running.wait_indexed(f"{tenant}-z", 1)  # the pass went past the held log
+        assert health(running.channel) == SERVING
+        assert positions(running)[tenant] == record  # held at the record
+        (held,) = errors(caplog)
+        assert (
+            f"holds log {tenant} at sequence {record}: event {made.record_id!r} is damaged" in held
+        )
+        assert named("events.canonical") in held
+        indexer = running.suite.components["search"].indexer
+        assert indexer.wait_indexed(tenant, record + 1, timeout=0)  # the record is applied
+        assert not indexer.wait_indexed(tenant, record + 1, timeout=0, whole=True)  # still held
+
+        # before any search: an access event records the query, which quotes the word
+        assert holding(files, secret) == []  # the erased text left the index's files
+        assert running.find(tenant, query=secret).total_size == 0
+        by_event = pb.AggregateRequest(tenant_id=tenant, query=f'"{secret}"', group_by=["event_id"])
+        assert list(running.as_role("auditor").Aggregate(by_event).buckets) == []
+        assert running.all_ids(tenant, query=kept) == ["m-1"]  # the other event's text stays
+        assert running.all_ids(tenant, 'event_id = "m-0"') == ["m-0"]  # m-0's metadata stays
+
+        with pytest.raises(grpc.RpcError) as caught:  # the record itself reads as damaged
+            running.as_role("auditor").GetEvent(
+                pb.GetEventRequest(tenant_id=tenant, event_id=made.record_id)
+            )
+        assert caught.value.code() == grpc.StatusCode.DATA_LOSS
+        assert error_info(caught.value).reason == "STORED_EVENT_DAMAGED"
+        assert named("events.canonical") in (caught.value.details() or "")
     finally:
         running.channel.close()
         running.suite.stop()
