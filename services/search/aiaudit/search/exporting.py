@@ -32,17 +32,18 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
 import re
 from collections.abc import Callable
+from typing import NamedTuple, Protocol
 from xml.sax.saxutils import escape, quoteattr
 
 from aiaudit.common import canonical
+from aiaudit.common.store.sql import StoredEvent
 from aiaudit.common.v1 import event_pb2
-from aiaudit.search import catalogue, document
+from aiaudit.search import catalogue, document, stored_document
 from aiaudit.search.catalogue import Field, Kind
-from aiaudit.search.document import Document, Entry, iso
+from aiaudit.search.document import Entry, Scalar, iso
 
 NAMESPACE = "urn:aiaudit:export:v1"
 _XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -72,12 +73,42 @@ def event_json(event: event_pb2.Event) -> str:
     return canonical.proto_json(event).decode()
 
 
-def _scalar_text(field: Field, value: object) -> str:
-    if field.kind is Kind.TIMESTAMP:
-        return iso(int(value))  # type: ignore[call-overload]
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
+class Columns(NamedTuple):
+    """What the CSV and XML columns of an event are written from."""
+
+    scalars: dict[str, Scalar]
+    """The index document's scalars (``Document.scalars``)."""
+    values: list[Entry]
+    """Every value of the multi-valued fields (:func:`~aiaudit.search.document.values`)."""
+    texts: dict[str, str]
+    """The index document's texts (``Document.texts``)."""
+
+
+def columns_of(event: event_pb2.Event, sequence: int) -> Columns:
+    """The columns of a protobuf event (the exact path)."""
+    doc = document.build(event, sequence)
+    return Columns(doc.scalars, document.values(event), doc.texts)
+
+
+class View(Protocol):
+    """What a caller may see of a tenant's events (``handlers.Visibility``)."""
+
+    @property
+    def content(self) -> bool:
+        """Whether the caller holds ``content.read``."""
+
+    @property
+    def pii(self) -> bool:
+        """Whether the caller holds ``pii.read``."""
+
+    def redact(self, found: StoredEvent) -> event_pb2.Event:
+        """The stored event as the caller may see it."""
+
+    def shows_content_of(self, event_type: int) -> bool:
+        """Whether an event of this type keeps its content for the caller."""
+
+    def withhold(self, event: event_pb2.Event, shown: bool) -> None:
+        """Removes from a restored event what the caller may not see but its content."""
 
 
 def _entry_value(e: Entry) -> object:
@@ -94,12 +125,12 @@ def _entry_value(e: Entry) -> object:
 
 
 def _entry_xml(e: Entry) -> tuple[str, str]:
-    """The XML ``type`` (``bool``, ``number``, ``string``) and text of a value."""
+    """The XML ``type`` attribute (``"bool"``, ``"number"``, ``"string"``) and text of a value."""
     if e.bool_value is not None:
-        return "bool", "true" if e.bool_value else "false"
+        return '"bool"', "true" if e.bool_value else "false"
     if e.num_value is not None:
-        return "number", repr(e.num_value)
-    return "string", str(e.str_value)
+        return '"number"', repr(e.num_value)
+    return '"string"', str(e.str_value)
 
 
 _FORMULA = re.compile(r"[\s\x00]*[=+\-@]|[\t\r\n\x00']")
@@ -119,34 +150,71 @@ def guarded(text: str) -> str:
     return "'" + text if _FORMULA.match(text) else text
 
 
-def _scalar_cell(field: Field, value: object) -> str:
-    text = _scalar_text(field, value)
-    return guarded(text) if field.kind is Kind.KEYWORD else text
+def _cell(field: Field) -> Callable[[Scalar], str]:
+    """How a scalar column's cell is written: keywords guarded, times in RFC 3339."""
+    if field.kind is Kind.KEYWORD:
+        return guarded  # type: ignore[return-value]  # a keyword's value is its text
+    if field.kind is Kind.TIMESTAMP:
+        return iso  # type: ignore[return-value]  # a time's value is its microseconds
+    return str
 
 
-def row(doc: Document, values: list[Entry]) -> list[str]:
-    """The CSV row of a document and its event's :func:`~aiaudit.search.document.values`.
+def _xml_text(value: Scalar) -> str:
+    """A value as XML text (``_escape(_clean(text))``, when there is something to replace)."""
+    text = str(value)
+    return _escape(_clean(text)) if _XML_SPECIAL.search(text) else text
 
-    The multi-valued columns come from ``values``, not from ``doc.entries``: the
-    index leaves empty texts out, which misaligned the ``safety_flags.*``
+
+_CELLS = {f.name: (i, _cell(f)) for i, f in enumerate(catalogue.SCALARS)}
+"""Column and cell writer of each scalar (an event sets a few of them: placed, not searched)."""
+_MULTI_NAMES = [f.name for f in catalogue.MULTIS]
+_XML_SCALARS = {
+    f.name: (i, f"<{f.name}>", f"</{f.name}>", _xml_text if f.kind is Kind.KEYWORD else _cell(f))
+    for i, f in enumerate(catalogue.SCALARS)
+}
+"""Place, tags and text of each scalar element: keywords escaped, other values (numbers,
+enum names, times) have nothing to escape."""
+_JSON = json.JSONEncoder(ensure_ascii=False).encode
+_JSON_SORTED = json.JSONEncoder(ensure_ascii=False, sort_keys=True).encode
+"""``json.dumps`` with these options, without making an encoder for each value."""
+_FAMILY_TAGS = {"trust_signals": "trust_signal", "attributes": "attribute"}
+
+
+def row(c: Columns) -> list[str]:
+    """The CSV row of an event's columns.
+
+    The multi-valued columns come from ``values``, not from ``Document.entries``:
+    the index leaves empty texts out, which misaligned the ``safety_flags.*``
     arrays and lost an attribute holding ``""`` (until 2026-12-06).
     """
-    out = [
-        _scalar_cell(f, doc.scalars[f.name]) if f.name in doc.scalars else ""
-        for f in catalogue.SCALARS
-    ]
-    for f in catalogue.MULTIS:
-        items = [_entry_value(e) for e in values if e.field == f.name]
-        out.append(json.dumps(items, ensure_ascii=False) if items else "")
+    out = [""] * len(_CELLS)
+    for name, value in c.scalars.items():
+        place, cell = _CELLS[name]
+        out[place] = cell(value)
+    multi: dict[str, list[object]] = {}
+    families: dict[str, dict[str, list[object]]] = {}
+    for e in c.values:  # one pass; each list keeps the event's order
+        head, _, name = e.field.partition(".")
+        if head in _FAMILY_TAGS:
+            families.setdefault(head, {}).setdefault(name, []).append(_entry_value(e))
+        else:
+            multi.setdefault(e.field, []).append(_entry_value(e))
+    for name in _MULTI_NAMES:
+        items = multi.get(name)
+        out.append(_JSON(items) if items else "")
     for family in catalogue.FAMILIES:
-        grouped: dict[str, list[object]] = {}
-        for e in values:
-            if e.field.startswith(family + "."):
-                name = e.field[len(family) + 1 :]
-                grouped.setdefault(name, []).append(_entry_value(e))
-        out.append(json.dumps(grouped, ensure_ascii=False, sort_keys=True) if grouped else "")
-    out += [guarded(doc.texts.get(f.name, "")) for f in catalogue.TEXTS]
+        grouped = families.get(family)
+        out.append(_JSON_SORTED(grouped) if grouped else "")
+    out += [guarded(c.texts.get(f.name, "")) for f in catalogue.TEXTS]
     return out
+
+
+class _Returned:
+    """A CSV writer's file whose ``write`` returns the line: ``writerow`` returns it too."""
+
+    @staticmethod
+    def write(line: str) -> str:
+        return line
 
 
 class Writer:
@@ -161,11 +229,15 @@ class Writer:
             "csv": self._csv,
             "xml": self._xml,
         }[fmt]
+        # One writer for the export (a new StringIO and writer per row cost as much as the row).
+        self._line: Callable[[list[str]], str] = csv.writer(
+            _Returned(), lineterminator="\r\n"
+        ).writerow
 
     def header(self) -> str:
         """What precedes the first event."""
         if self._fmt == "csv":
-            return _csv_line(columns())
+            return self._line(columns())
         if self._fmt == "xml":
             return (
                 '<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -176,6 +248,46 @@ class Writer:
     def footer(self) -> str:
         """What follows the last event."""
         return "</events>\n" if self._fmt == "xml" else ""
+
+    def write(self, found: StoredEvent, view: View) -> str:
+        """A stored event as the caller may see it: :meth:`event` of ``view.redact(found)``.
+
+        CSV and XML through :meth:`stored`, where it applies.
+        """
+        if self._fmt != "jsonl":
+            try:
+                return self.stored(found, view)
+            except stored_document.UNEXPECTED:  # the exact path writes it, or raises
+                pass
+        return self._encode(view.redact(found), found.sequence)
+
+    def stored(self, found: StoredEvent, view: View) -> str:
+        """CSV or XML of a stored event, as :meth:`event` writes ``view.redact(found)``.
+
+        The columns are read from the canonical JSON (:mod:`aiaudit.search.stored_document`):
+        restoring each event into protobuf and building its index document from
+        that (``document.build``) was most of those exports' time until 2026-12-06.
+        The stored form is still restored natively, as ``view.redact`` restores it,
+        so a row that path refuses goes the exact way (:meth:`write`), as does a
+        suite record whose content the caller may not see (``redact`` restores it
+        twice). Raises one of ``stored_document.UNEXPECTED`` where it does not apply.
+        """
+        node = stored_document.parse(found.canonical)
+        scalars = stored_document.scalars(node, found.sequence)
+        content = found.content if view.content else None
+        if content is not None and not view.shows_content_of(
+            _EVENT_TYPES[str(scalars["event_type"])]
+        ):
+            raise stored_document.FastPathError("content withheld from a suite record")
+        wire = canonical.native_schema().restore(found.canonical, content)
+        if not view.pii:  # as view.withhold clears it
+            scalars.pop("actor.ip_address", None)
+        c = Columns(scalars, stored_document.values(node), stored_document.texts(node, content))
+        if self._fmt == "csv":
+            return self._line(row(c))
+        event = event_pb2.Event.FromString(wire)
+        view.withhold(event, content is not None)
+        return self._xml_of(c, event)
 
     def event(self, event: event_pb2.Event, sequence: int) -> str:
         """One event, at its sequence in the log.
@@ -191,31 +303,35 @@ class Writer:
         return event_json(event).translate(LINE_SEPARATORS) + "\n"
 
     def _csv(self, event: event_pb2.Event, sequence: int) -> str:
-        return _csv_line(row(document.build(event, sequence), document.values(event)))
+        return self._line(row(columns_of(event, sequence)))
 
     def _xml(self, event: event_pb2.Event, sequence: int) -> str:
-        doc = document.build(event, sequence)
-        values = document.values(event)
-        parts = ["<event>"]
-        for f in catalogue.SCALARS:
-            if f.name in doc.scalars:
-                parts.append(_element(f.name, _scalar_text(f, doc.scalars[f.name])))
-        for f in catalogue.MULTIS:
-            for e in values:
-                if e.field == f.name:
-                    parts.append(_element(f.name, _entry_xml(e)[1]))
-        for family, tag in (("trust_signals", "trust_signal"), ("attributes", "attribute")):
-            for e in values:
-                if e.field.startswith(family + "."):
-                    name = e.field[len(family) + 1 :]
-                    kind, text = _entry_xml(e)
-                    parts.append(
-                        f"<{tag} name={quoteattr(_clean(name))} type={quoteattr(kind)}>"
-                        f"{_escape(_clean(text))}</{tag}>"
-                    )
-        for f in catalogue.TEXTS:
-            if doc.texts.get(f.name):
-                parts.append(_element(f.name, doc.texts[f.name]))
+        return self._xml_of(columns_of(event, sequence), event)
+
+    @staticmethod
+    def _xml_of(c: Columns, event: event_pb2.Event) -> str:
+        """The ``<event>`` of an event's columns, with the event itself as JSON."""
+        parts = ["<event>", *[""] * len(_XML_SCALARS)]  # "" for a scalar not set
+        for name, value in c.scalars.items():
+            place, start, end, written = _XML_SCALARS[name]
+            parts[1 + place] = f"{start}{written(value)}{end}"
+        multi: dict[str, list[str]] = {}
+        families: dict[str, list[str]] = {"trust_signals": [], "attributes": []}
+        for e in c.values:  # one pass; each list keeps the event's order
+            head, _, name = e.field.partition(".")
+            tag = _FAMILY_TAGS.get(head)
+            if tag is None:
+                multi.setdefault(e.field, []).append(_element(e.field, _entry_xml(e)[1]))
+            else:
+                kind, text = _entry_xml(e)
+                families[head].append(
+                    f"<{tag} name={_attribute(name)} type={kind}>{_xml_text(text)}</{tag}>"
+                )
+        for name in _MULTI_NAMES:
+            parts += multi.get(name, ())
+        parts += families["trust_signals"]
+        parts += families["attributes"]
+        parts += [_element(f.name, c.texts[f.name]) for f in catalogue.TEXTS if c.texts.get(f.name)]
         # The exact event: U+FFFE/U+FFFF (not allowed in XML) as JSON escapes, not replaced.
         exact = event_json(event).replace("\ufffe", "\\ufffe").replace("\uffff", "\\uffff")
         parts.append(f"<json>{_escape(exact)}</json>")
@@ -223,23 +339,36 @@ class Writer:
         return "".join(parts)
 
 
+_EVENT_TYPES = dict(event_pb2.EventType.items())
+
+
 def _clean(text: str) -> str:
     return _XML_BAD.sub("\ufffd", text)
 
 
+_XML_SPECIAL = re.compile("[&<>\r\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+"""What :func:`_escape` or :func:`_clean` replaces."""
+_ATTRIBUTE_SPECIAL = re.compile("[&<>\r\n\t\"'\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+"""What ``quoteattr`` or :func:`_clean` replaces, or makes ``quoteattr`` quote otherwise."""
+
+
+def _attribute(name: str) -> str:
+    """``quoteattr(_clean(name))``, skipped when it is only the name in double quotes."""
+    return quoteattr(_clean(name)) if _ATTRIBUTE_SPECIAL.search(name) else f'"{name}"'
+
+
 def _escape(text: str) -> str:
-    """XML text; a carriage return as a reference, or parsers read it as a line feed."""
-    return escape(text, {"\r": "&#13;"})
+    """XML text; a carriage return as a reference, or parsers read it as a line feed.
+
+    Looked for first: four scans of a whole event's JSON are a tenth of ``escape``.
+    """
+    if "&" in text or "<" in text or ">" in text or "\r" in text:
+        return escape(text, {"\r": "&#13;"})
+    return text
 
 
 def _element(name: str, text: str) -> str:
-    return f"<{name}>{_escape(_clean(text))}</{name}>"
-
-
-def _csv_line(values: list[str]) -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\r\n").writerow(values)
-    return buffer.getvalue()
+    return f"<{name}>{_xml_text(text)}</{name}>"
 
 
 _XSD_TYPES = {

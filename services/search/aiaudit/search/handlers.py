@@ -362,18 +362,31 @@ class Visibility:
         """
         event = event_pb2.Event() if into is None else into
         restore.restore_stored_into(event, found, found.content if self.content else None)
-        if not self.pii:
-            if self.content and event.event_type in QUOTING_RECORDS:
-                event.Clear()
-                restore.restore_stored_into(event, found, None)
-            event.actor.ClearField("ip_address")
-        if found.content is None or not self.shows_content(event):
-            media.drop_hashes(event)
+        shown = self.shows_content(event)
+        if self.content and not shown:
+            event.Clear()
+            restore.restore_stored_into(event, found, None)
+        self.withhold(event, shown and found.content is not None)
         return event
+
+    def withhold(self, event: event_pb2.Event, shown: bool) -> None:
+        """Clears what the caller may not see but content: PII, media hashes without content.
+
+        ``shown``: the event was restored with its content. CSV and XML exports
+        withhold the same from their columns (``exporting.Writer.stored``).
+        """
+        if not self.pii:
+            event.actor.ClearField("ip_address")
+        if not shown:
+            media.drop_hashes(event)
 
     def shows_content(self, event: event_pb2.Event) -> bool:
         """Whether :meth:`redact` left ``event`` its content (and so its highlights)."""
-        return self.content and (self.pii or event.event_type not in QUOTING_RECORDS)
+        return self.shows_content_of(event.event_type)
+
+    def shows_content_of(self, event_type: int) -> bool:
+        """Whether an event of this type keeps its content for the caller."""
+        return self.content and (self.pii or event_type not in QUOTING_RECORDS)
 
 
 def _reads_content(where: language.Node | None) -> bool:
@@ -1079,7 +1092,7 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
                 texts = (
                     self._bundle_lines(tenant, plan, found_events)
                     if plan.proofs is not None
-                    else (self._export_text(writer, view, found) for found in found_events)
+                    else (writer.write(found, view) for found in found_events)
                 )
                 for text in texts:
                     pending += text.encode()
@@ -1110,11 +1123,6 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
             now = hits if last is None else [h for h in hits if h.sequence <= last]
             hits = [] if last is None else [h for h in hits if h.sequence > last]
             yield now[-1], [found for h in now if (found := stored.get(h.sequence)) is not None]
-
-    @staticmethod
-    def _export_text(writer: exporting.Writer, view: Visibility, found: StoredEvent) -> str:
-        event = view.redact(found)
-        return writer.event(event, found.sequence)
 
     def _bundle_lines(self, tenant: str, plan: _Export, found: list[StoredEvent]) -> list[str]:
         """Bundle lines of one page: one batch of proofs against the export's checkpoint."""

@@ -114,18 +114,34 @@ def from_stored(entry: StoredEvent) -> Document:
 def from_canonical(canonical: bytes, content: Content, sequence: int) -> Document:
     """The fast path alone: raises FastPathError where it would fall back."""
     try:
-        return _build(orjson.loads(canonical), content, sequence)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        node = parse(canonical)
+        tenant = _str(node.get("tenantId", ""))
+        doc = Document(tenant, _str(node.get("eventId", "")), sequence, scalars(node, sequence))
+        indexed = [x for x in values(node) if document.indexed(x)]
+        doc.entries, doc.omitted_entries = document.capped(indexed)
+        doc.texts = texts(node, content)
+        return doc
+    except UNEXPECTED as exc:
         raise FastPathError(f"unexpected: {exc!r}") from None
 
 
-def _build(node: Any, content: Content, sequence: int) -> Document:
+UNEXPECTED = (KeyError, TypeError, ValueError, AttributeError)
+"""What reading an unexpected stored form raises (FastPathError among them): the
+exact path decides. :func:`scalars`, :func:`values` and :func:`texts` raise them."""
+
+
+def parse(canonical: bytes) -> dict[str, Any]:
+    """The canonical JSON as an object (FastPathError, or orjson's ValueError, if it is not)."""
+    node = orjson.loads(canonical)
     if type(node) is not dict:
         raise FastPathError("not an object")
-    event_id = _str(node.get("eventId", ""))
-    doc = Document(_str(node.get("tenantId", "")), event_id, sequence)
-    s = doc.scalars
-    s["event_id"] = event_id
+    return node
+
+
+def scalars(node: dict[str, Any], sequence: int) -> dict[str, Scalar]:
+    """``document.build(event, sequence).scalars`` of the event parsed into ``node``."""
+    s: dict[str, Scalar] = {}
+    s["event_id"] = _str(node.get("eventId", ""))
     s["sequence"] = sequence
     s["event_type"] = _enum(_EVENT_TYPES, node.get("eventType", "EVENT_TYPE_UNSPECIFIED"))
     s["occurred_time"] = _micros(node.get("occurredTime"))
@@ -173,9 +189,7 @@ def _build(node: Any, content: Content, sequence: int) -> Document:
     s["data_classification"] = _enum(
         _CLASSIFICATIONS, node.get("dataClassification", "DATA_CLASSIFICATION_UNSPECIFIED")
     )
-    doc.entries, doc.omitted_entries = document.capped(_entries(node))
-    doc.texts = _texts(node, content)
-    return doc
+    return s
 
 
 def _object(value: Any) -> dict[str, Any]:
@@ -302,7 +316,8 @@ def _list(value: Any) -> list[Any]:
     return value
 
 
-def _entries(node: dict[str, Any]) -> list[Entry]:
+def values(node: dict[str, Any]) -> list[Entry]:
+    """``document.values(event)`` (every value, an empty text included) of the event in ``node``."""
     out: list[Entry] = []
     for flag in _list(node.get("safetyFlags")):
         flag = _object(flag)
@@ -332,11 +347,11 @@ def _entries(node: dict[str, Any]) -> list[Entry]:
             out.append(_typed(f"trust_signals.{name}", signal.get("value")))
     attributes = _object(node.get("attributes"))
     out += [_typed(f"attributes.{k}", attributes[k]) for k in sorted(attributes)]
-    return [x for x in out if document.indexed(x)]
+    return out
 
 
-def _texts(node: dict[str, Any], content: Content) -> dict[str, str]:
-    """Content by JSON path, in ``document``'s order (content absent when erased)."""
+def texts(node: dict[str, Any], content: Content) -> dict[str, str]:
+    """``Document.texts``: content by JSON path, in ``document``'s order (none when erased)."""
     if content is None:
         return {}
     sent: list[str] = []
