@@ -178,6 +178,7 @@ _JSON = json.JSONEncoder(ensure_ascii=False).encode
 _JSON_SORTED = json.JSONEncoder(ensure_ascii=False, sort_keys=True).encode
 """``json.dumps`` with these options, without making an encoder for each value."""
 _FAMILY_TAGS = {"trust_signals": "trust_signal", "attributes": "attribute"}
+_EVENT_TYPES = dict(event_pb2.EventType.items())
 
 
 def row(c: Columns) -> list[str]:
@@ -279,6 +280,7 @@ class Writer:
             _EVENT_TYPES[str(scalars["event_type"])]
         ):
             raise stored_document.FastPathError("content withheld from a suite record")
+        # What redact parses: a row it does not take (damaged, unusual) goes the exact way.
         wire = canonical.native_schema().restore(found.canonical, content)
         if not view.pii:  # as view.withhold clears it
             scalars.pop("actor.ip_address", None)
@@ -290,11 +292,11 @@ class Writer:
         return self._xml_of(c, event)
 
     def event(self, event: event_pb2.Event, sequence: int) -> str:
-        """One event, at its sequence in the log.
+        """One event, at its sequence in the log (the exact path of :meth:`write`).
 
-        The columns of CSV and XML are the index document's (built here, for
-        those two only: JSON Lines built it for nothing until 2026-12-06, a
-        quarter of an export's time).
+        The columns of CSV and XML are the index document's, built here from the
+        protobuf event for those two only: JSON Lines built it for nothing until
+        2026-12-06, a quarter of an export's time.
         """
         return self._encode(event, sequence)
 
@@ -337,9 +339,6 @@ class Writer:
         parts.append(f"<json>{_escape(exact)}</json>")
         parts.append("</event>\n")
         return "".join(parts)
-
-
-_EVENT_TYPES = dict(event_pb2.EventType.items())
 
 
 def _clean(text: str) -> str:
