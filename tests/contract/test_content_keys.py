@@ -234,6 +234,52 @@ def test_a_damaged_data_key_is_damage_of_its_subject_alone(
     engine.dispose()
 
 
+def test_a_data_key_stored_as_text_is_damage_of_its_subject_alone(
+    tmp_path: Path, tenant: str
+) -> None:
+    """SQLite keeps any type in any column: a wrapped key rewritten as text by raw SQL made
+    every read of its subject's content, and every append for the subject, fail with
+    OperationalError (it is no UTF-8): to search a store outage, "retry", for good, with
+    the key's bytes quoted in the error. It is a key that does not open, as any altered."""
+    url = f"sqlite:///{tmp_path / 'aiaudit.db'}"
+    open_store(url, run_migrations=True).close()
+    kek = tmp_path / "kek"
+    store = keyed(url, kek)
+    other = f"{tenant}-z"
+    for log in (tenant, other):
+        append(store, *(interaction(log, f"{log}-{i}", user="alice") for i in range(3)))
+    store.close()
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE content_keys SET wrapped = CAST(wrapped AS TEXT) WHERE log_id = :t"),
+            {"t": tenant},
+        )
+    reader = keyed(url, kek)
+    with pytest.raises(DamagedKeyError, match="does not open"):
+        reader.read_log(tenant, 0, 10)
+    with pytest.raises(DamagedKeyError, match="does not open"):
+        reader.get_event(tenant, f"{tenant}-1")
+    assert all(s.content is not None for s in reader.read_log(other, 0, 10))
+    report = verify_store(
+        engine, [], "x", log_ids=[tenant, other], content_keys=Keyring(FileKek(kek))
+    )
+    damaged = {p.event_id for p in report.problems if "does not open: altered" in p.what}
+    assert damaged == {f"{tenant}-{i}" for i in range(3)}
+    committer = GroupCommitter(keyed(url, kek))
+    now = dt.datetime.now(dt.UTC)
+    refused = committer.submit(prepare_batch([interaction(tenant, "a-new", user="alice")], now))
+    written = committer.submit(prepare_batch([interaction(other, "z-new", user="alice")], now))
+    with pytest.raises(DamagedKeyError):
+        refused.result(timeout=30)
+    assert (
+        not isinstance(outcome := written.result(timeout=30), Conflict) and outcome[0].sequence == 3
+    )
+    committer.close()
+    reader.close()
+    engine.dispose()
+
+
 def test_a_key_row_naming_another_kek_is_still_opened_by_its_own(
     store_url: str, admin_url: str, tmp_path: Path, tenant: str
 ) -> None:

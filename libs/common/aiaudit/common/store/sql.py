@@ -1896,12 +1896,35 @@ def _subject_keys(conn: sa.Connection, pairs: list[tuple[str, str]]) -> list[tup
     out = []
     for chunk in _chunks(pairs, 1000):  # two parameters a pair: under every driver's limit
         rows = conn.execute(
-            sa.select(ck.log_id, ck.key_id, ck.subject, ck.kek, ck.wrapped).where(
+            sa.select(ck.log_id, ck.key_id, ck.subject, ck.kek, *_wrapped(conn)).where(
                 sa.tuple_(ck.log_id, ck.subject).in_(chunk)
             )
         ).all()
-        out += [(str(r[0]), StoredKey(int(r[1]), str(r[2]), str(r[3]), bytes(r[4]))) for r in rows]
+        out += [(str(r[0]), _stored_key(*r[1:])) for r in rows]
     return out
+
+
+_TEXT_KEY = b"\xff"
+"""A wrapped key stored as text (SQLite), as read: no KEK opens it (not ASCII: Transit skips it)."""
+
+
+def _wrapped(conn: sa.Connection) -> list[Any]:
+    """``content_keys.wrapped``; on SQLite as its stored bytes, and whether it is stored as text.
+
+    SQLite keeps any type in any column: one rewritten as text by raw SQL read
+    as a ``str`` (TypeError), or, no UTF-8, did not read at all
+    (OperationalError quoting the key's bytes: a store outage to every reader
+    and writer of the subject, "retry"). It reads as a key that does not open.
+    """
+    wrapped = content_keys.c.wrapped
+    if conn.dialect.name != "sqlite":
+        return [wrapped]
+    return [_blob(wrapped), sa.func.typeof(wrapped) == "text"]
+
+
+def _stored_key(key_id: Any, subject: Any, kek: Any, wrapped: Any, as_text: Any = 0) -> StoredKey:
+    """A row of ``content_keys`` read with :func:`_wrapped`'s columns."""
+    return StoredKey(int(key_id), str(subject), str(kek), _TEXT_KEY if as_text else bytes(wrapped))
 
 
 def data_keys(
@@ -1921,11 +1944,8 @@ def data_keys(
 
     def fetch(ids: list[int]) -> list[StoredKey]:
         ck = content_keys.c
-        query = sa.select(ck.key_id, ck.subject, ck.kek, ck.wrapped).where(ck.key_id.in_(ids))
-        return [
-            StoredKey(int(r[0]), str(r[1]), str(r[2]), bytes(r[3]))
-            for r in conn.execute(query).all()
-        ]
+        query = sa.select(ck.key_id, ck.subject, ck.kek, *_wrapped(conn)).where(ck.key_id.in_(ids))
+        return [_stored_key(*r) for r in conn.execute(query).all()]
 
     return keys.by_ids(key_ids, fetch)
 
