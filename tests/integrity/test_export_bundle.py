@@ -242,3 +242,47 @@ def test_events_past_the_latest_checkpoint_are_refused_not_left_out(
     assert sequences(out) == list(range(len(sequences(out))))
     assert len(sequences(out)) >= 9  # 7 events and two records, at least
     assert verify(out, key, "--origin-prefix", ORIGIN_PREFIX, "--log", tenant) == 0
+
+
+@pytest.mark.parametrize(
+    ("column", "where"),
+    [
+        ("events.canonical", "seq = 1"),
+        ("log_entries.leaf_hash", "seq = 1"),
+        ("integrity_nodes.hash", "level = 0 AND idx = 1"),
+        ("integrity_checkpoints.root_hash", "tree_size = 3"),
+    ],
+)
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)  # bytea holds no text
+def test_a_row_stored_as_text_fails_the_export_in_one_line_naming_the_column(
+    store_url: str,
+    store: SqlEventStore,
+    notaries: Notaries,
+    tenant: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    column: str,
+    where: str,
+) -> None:
+    """SQLite keeps any type in any column: a binary column rewritten as text by raw SQL
+    stopped the export with a traceback (StoredAsTextEventError, StoredAsTextError)."""
+    checkpointed(store, notaries, tenant, tmp_path)
+    table, name = column.split(".")
+    engine = sa.create_engine(store_url)
+    with engine.begin() as conn:
+        changed = conn.execute(
+            sa.text(
+                f"UPDATE {table} SET {name} = CAST({name} AS TEXT) WHERE log_id = :t AND {where}"
+            ),
+            {"t": tenant},
+        )
+        assert changed.rowcount == 1
+    engine.dispose()
+    out = tmp_path / "out.jsonl"
+    capsys.readouterr()
+    assert main([*exporting(store_url, notaries, tenant), str(out)]) == 1
+    (told,) = said(capsys)
+    assert told.startswith("aiaudit integrity export-bundle: ")
+    assert f"column {column} is stored as text, not bytes (rewritten by raw SQL?)" in told
+    assert not out.exists()
+    assert leftovers(tmp_path) == []

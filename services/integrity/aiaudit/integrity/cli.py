@@ -17,7 +17,16 @@ import grpc
 import hvac
 import sqlalchemy as sa
 
-from aiaudit.common import access, arguments, client, config, erasure, files, receipt_files
+from aiaudit.common import (
+    access,
+    arguments,
+    client,
+    config,
+    erasure,
+    files,
+    receipt_files,
+    restore,
+)
 from aiaudit.common.auth import Caller
 from aiaudit.common.config import ConfigError, Settings
 from aiaudit.common.keys import configured
@@ -417,7 +426,7 @@ def run_export_bundle(args: argparse.Namespace, settings: Settings) -> int:
     with _existing_store(read_url, settings, content=not args.no_content) as store:
         try:
             cp, start, end, size = _export_range(store, args)
-        except bundle.BundleError as exc:
+        except (bundle.BundleError, *_DAMAGED) as exc:
             raise CommandFailedError(str(exc)) from None
         details: dict[str, str | int | bool] = {
             "requested_by": requested_by,
@@ -496,6 +505,10 @@ def _not_covered(exc: bundle.NotYetCheckpointedError, args: argparse.Namespace) 
 
 _PROG = "aiaudit integrity export-bundle"
 
+_DAMAGED = (restore.DamagedStoredEventError, storage.StoredAsTextError)
+"""Stored rows an export cannot read (SQLite: a binary column rewritten as text), each
+naming its row and column: one line, as the other failures (they stopped it with a traceback)."""
+
 
 def _write_recorded(
     store: SqlEventStore,
@@ -533,7 +546,7 @@ def _write_recorded(
             out.flush()
         except OSError as exc:
             raise CommandFailedError(f"cannot write {args.out}: {exc.strerror or exc}") from None
-        except bundle.BundleError as exc:
+        except (bundle.BundleError, *_DAMAGED) as exc:
             raise CommandFailedError(str(exc)) from None
         out.detach()  # the file is written_whole's to sync, close and name
     return n
