@@ -192,3 +192,101 @@ def test_content_altered_after_it_was_processed_still_counts_in_the_windows(
     drain(restarted, tenant)
     assert [r.occurrence_count for r in alert_rows(store, tenant, rule_id)] == [1]
     store.close()
+
+
+STORED_AS_TEXT = ["events.canonical", "log_entries.leaf_hash", "event_content.content"]
+
+
+def _as_text(url: str, tenant: str, seq: int, column: str) -> None:
+    """Rewrites one of an event's binary columns as text, as raw SQL may on SQLite."""
+    table, name = column.split(".")
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    f"UPDATE {table} SET {name} = CAST({name} AS TEXT) "
+                    "WHERE log_id = :t AND seq = :s"
+                ),
+                {"t": tenant, "s": seq},
+            )
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("seq", [0, 1])
+@pytest.mark.parametrize("column", STORED_AS_TEXT)
+def test_a_row_stored_as_text_after_it_was_processed_holds_nothing_after_a_restart(
+    tmp_path: Path, tenant: str, column: str, seq: int
+) -> None:
+    """SQLite keeps any type in any column: a row rewritten as text after it was processed
+    failed the restarted engine's replay (StoredAsTextEventError) and held the log for good;
+    it is left out of the windows as any row damaged since, or, its content alone stored as
+    text, replayed as erased like content that no longer opens. The log's first entry too
+    (the engine reads its receive time)."""
+    url = f"sqlite:///{tmp_path / 'aiaudit.db'}"
+    store = open_store(url, run_migrations=True)
+    append(store, [interaction(tenant, text="hello") for _ in range(3)])
+    make_engine(store, window_save_events=20_000).run_once()
+    _as_text(url, tenant, seq, column)
+    restarted = make_engine(store, window_save_events=20_000)
+    append(store, [interaction(tenant, text=ATTACK, user="m")])
+    restarted.run_once()
+    assert restarted.held == {}
+    assert _alert_rules(store, tenant) == [("prompt-injection", 1)]
+    with store.engine.connect() as c:
+        assert cursors.position(c, CONSUMER, tenant) == 4
+    store.close()
+
+
+@pytest.mark.parametrize(
+    ("column", "counted"), [("events.canonical", []), ("event_content.content", [1])]
+)
+@pytest.mark.parametrize(("rule_id", "rule"), [("user-burst", BY_USER), ("pii-burst", PII_BY_USER)])
+def test_a_row_stored_as_text_after_it_was_processed_is_replayed_erased_or_left_out(
+    tmp_path: Path, tenant: str, rule_id: str, rule: str, column: str, counted: list[int]
+) -> None:
+    """Content stored as text is replayed as erased, as content that no longer opens; an
+    event whose canonical form is stored as text is left out of the windows."""
+    url = f"sqlite:///{tmp_path / 'aiaudit.db'}"
+    store = open_store(url, run_migrations=True)
+    put_rule(store, tenant, rule)
+    text = "write to me at eve.smith@example.com please"
+    append(store, [interaction(tenant, text=text, user="eve") for _ in range(2)])
+    assert drain(make_engine(store, window_save_events=20_000), tenant) == 2
+    _as_text(url, tenant, 1, column)
+    restarted = make_engine(store, window_save_events=20_000)
+    append(store, [interaction(tenant, text=text, user="eve")])
+    drain(restarted, tenant)
+    assert [r.occurrence_count for r in alert_rows(store, tenant, rule_id)] == counted
+    store.close()
+
+
+@pytest.mark.parametrize("damage", [*STORED_AS_TEXT, "sealed"])
+def test_a_row_that_does_not_read_holds_its_log_at_itself(
+    tmp_path: Path, tenant: str, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The events before it in its batch are evaluated and the log held at the damaged one,
+    as for a canonical form that does not parse (until 2026-12-06 a row the store's read
+    refused, a column stored as text or sealed content that does not open, held the log at
+    the start of its batch: the events before it were never evaluated)."""
+    caplog.set_level(logging.ERROR, logger="aiaudit.alerting.engine")
+    url = f"sqlite:///{tmp_path / 'aiaudit.db'}"
+    store = open_store(url, run_migrations=True)
+    append(store, [interaction(tenant, text=ATTACK, user="m") for _ in range(3)])
+    if damage == "sealed":
+        flip_sealed_content(url, tenant, 1)
+    else:
+        _as_text(url, tenant, 1, damage)
+    engine = make_engine(store)
+    engine.run_once()
+    engine.run_once()  # held: tried again, named once
+    assert engine.held == {tenant: 1}
+    assert _alert_rules(store, tenant) == [("prompt-injection", 1)]
+    with store.engine.connect() as c:
+        assert cursors.position(c, CONSUMER, tenant) == 1
+    held = [r.getMessage() for r in caplog.records if tenant in r.getMessage()]
+    assert len(held) == 1 and f"holds log {tenant} at sequence 1" in held[0]
+    if damage != "sealed":
+        assert damage in held[0]
+    store.close()

@@ -64,9 +64,14 @@ from aiaudit.alerting.store import AlertStore, scrub
 from aiaudit.common import commits, erasure, media
 from aiaudit.common.canonical import native_schema
 from aiaudit.common.keys.seal import SealError
-from aiaudit.common.restore import Content, restore_wires
+from aiaudit.common.restore import (
+    Content,
+    DamagedStoredEventError,
+    StoredAsTextEventError,
+    restore_wires,
+)
 from aiaudit.common.store import cursors
-from aiaudit.common.store.schema import consumer_cursors
+from aiaudit.common.store.schema import consumer_cursors, log_entries
 from aiaudit.common.store.sql import (
     READ_BYTES,
     SqlEventStore,
@@ -84,6 +89,17 @@ WINDOWS = "alerting-windows"
 """The cursor of the saved window state: the log position its samples are as of."""
 MAX_EVENT_IDS = 100
 MAX_EVIDENCE = 20
+
+_DAMAGED_ROW: tuple[type[Exception], ...] = (ValueError, TypeError)
+"""What the store's ``read_log`` raises for a damaged row, as the search indexer takes it.
+
+Sealed content that does not open (SealError, DamagedKeyError for its data
+key), content JSON that does not parse, and on SQLite a binary column
+rewritten as text (StoredAsTextEventError, naming the event and the columns).
+A store outage is SQLAlchemy's, or KekError: neither of these.
+"""
+_CONTENT_COLUMNS = frozenset({"event_content.content", "event_content.salt"})
+"""Columns stored as text that a read without content does not meet (replayed as erased)."""
 
 
 class DamagedEventError(Exception):
@@ -249,6 +265,84 @@ class Engine:
             self._ahead[log_id] = (after, read)
         return entries
 
+    def _readable(self, log_id: str, start: int) -> list[StoredEvent]:
+        """The batch at ``start``, up to the first row the store's read refuses.
+
+        Such a row (:data:`_DAMAGED_ROW`: sealed content that does not open, on
+        SQLite a column stored as text) ends the batch before it, as a canonical
+        form that does not parse does (:meth:`_decode`): the events before it are
+        evaluated, and the next batch, starting at it, raises DamagedEventError
+        (the log is held at the damaged event, not at the start of its batch).
+        The row is found from the sequence the error names (a column stored as
+        text), or by halves. Store errors propagate.
+        """
+        try:
+            return self._read(log_id, start)
+        except sa.exc.SQLAlchemyError:
+            raise
+        except _DAMAGED_ROW as exc:
+            failed: Exception = exc
+        good: list[StoredEvent] = []
+        low, high = 0, self.batch_size  # a read of `low` entries passes; one of `high` fails
+        guess = 1  # a held log: its first entry is the damaged one
+        if isinstance(failed, DamagedStoredEventError) and failed.log_id == log_id:
+            high = max(1, min(high, failed.sequence - start + 1))
+            guess = high - 1
+        while high - low > 1:
+            middle = guess if low < guess < high else (low + high) // 2
+            try:
+                got = self._batch(log_id, start, middle)
+            except sa.exc.SQLAlchemyError:
+                raise
+            except _DAMAGED_ROW as exc:
+                high, failed = middle, exc
+                continue
+            if len(got) < middle:  # cut by its byte budget before the damaged row
+                return got
+            low, good = middle, got
+        if not good:
+            raise DamagedEventError(log_id, start, failed) from failed
+        return good
+
+    def _replay_read(self, log_id: str, start: int, count: int) -> tuple[list[StoredEvent], bool]:
+        """Entries ``start..`` to replay (``count`` at most), or none and True: leave it out.
+
+        Sealed content (or a subject's key) altered since the entries were
+        processed: the batch is replayed as if erased, from its canonical forms
+        and the samples journaled for its content (verify names the rows), and
+        so is an entry whose content alone is stored as text (SQLite). One whose
+        canonical form or leaf hash is stored as text is left out of the windows,
+        as one that no longer parses; the entries before it are read first.
+        """
+        content = True
+        while True:
+            try:
+                return self._batch(log_id, start, count, content), False
+            except StoredAsTextEventError as exc:
+                if exc.log_id == log_id and exc.sequence > start:
+                    count = min(count, exc.sequence - start)  # the entries before it first
+                    continue
+                if not content or not _CONTENT_COLUMNS.issuperset(exc.columns):
+                    return [], True
+                log.warning(
+                    "log %s entry %d: content stored as text, replayed as erased (%s)",
+                    log_id,
+                    start,
+                    exc,
+                )
+                count, content = 1, False
+            except SealError as exc:
+                if not content:
+                    raise
+                log.warning(
+                    "log %s entries %d-%d: content that no longer opens, replayed as erased (%s)",
+                    log_id,
+                    start,
+                    start + count - 1,
+                    exc,
+                )
+                content = False
+
     def _batch(self, log_id: str, start: int, count: int, content: bool = True) -> StoredEvents:
         """Entries from ``start`` on: at most ``count``, and at most READ_BYTES stored but one.
 
@@ -351,10 +445,20 @@ class Engine:
 
         A spike rule's empty baseline counts as quiet only if it began at or after this
         (and after the rule's last change): else a new log's first busy users would
-        all spike. Read from the log, not kept, so a restart decides as the engine did.
+        all spike. Read from the log, not kept, so a restart decides as the engine did;
+        from its entry alone, which reads whatever its event's other columns hold (a
+        canonical form stored as text, damaged since it was processed, held the log).
         """
-        first = self.events.read_log(log_id, 0, 1, content=False)
-        return first[0].receive_time.timestamp() if first else -math.inf
+        e = log_entries.c
+        with self.events.engine.connect() as conn:
+            first: dt.datetime | None = conn.execute(
+                sa.select(e.receive_time).where(e.log_id == log_id, e.seq == 0)
+            ).scalar()
+        if first is None:
+            return -math.inf
+        return (
+            first if first.tzinfo else first.replace(tzinfo=dt.UTC)
+        ).timestamp()  # SQLite: naive
 
     def _replay(
         self,
@@ -395,20 +499,15 @@ class Engine:
         journaled: Mapping[int, list[tuple[str, str, float, float]]] | None = None
         while (other is not None or content is not None) and start < end:
             count = min(self.batch_size, end - start)
-            try:
-                entries: list[StoredEvent] = self._batch(log_id, start, count)
-            except SealError as exc:
-                # Sealed content (or a subject's key) altered since it was processed: the
-                # batch is replayed as if erased, from its canonical forms and the samples
-                # journaled for its content (verify names the rows).
+            entries, left_out = self._replay_read(log_id, start, count)
+            if left_out:
                 log.warning(
-                    "log %s entries %d-%d: content that no longer opens, replayed as erased (%s)",
+                    "log %s entry %d damaged since it was processed: left out of the windows",
                     log_id,
                     start,
-                    start + count - 1,
-                    exc,
                 )
-                entries = self._batch(log_id, start, count, content=False)
+                start += 1
+                continue
             if not entries:
                 break
             try:
@@ -447,7 +546,7 @@ class Engine:
 
     def process(self, log_id: str, start: int) -> Outcome:
         """Evaluates entries ``start..`` of a log and commits alerts, windows and cursor at once."""
-        entries: list[StoredEvent] = self._read(log_id, start)
+        entries: list[StoredEvent] = self._readable(log_id, start)
         if not entries:
             return Outcome(0, [])
         decoded = self._decode(entries)
