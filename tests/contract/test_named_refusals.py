@@ -218,3 +218,51 @@ def test_data_loss_names_the_events_of_the_damaged_subject(
     finally:
         channel.close()
         suite.stop()  # type: ignore[attr-defined]
+
+
+def test_a_retry_of_an_event_stored_as_text_is_named(tmp_path: Path, tenant: str) -> None:
+    """SQLite: an event already stored whose canonical form raw SQL rewrote as text cannot
+    be compared with its retry: the batch is DATA_LOSS naming it (STORED_EVENT_DAMAGED, as
+    reads answer for it) and the column, and the others, sent again, are stored. Until
+    2026-12-06 every batch of its group commit answered UNAVAILABLE "retry", for good."""
+    url = f"sqlite:///{tmp_path / 'aiaudit.db'}"
+    suite, keys = serve_suite(tmp_path, database_url=url, services=("ingest",))
+    channel = client.channel(f"127.0.0.1:{suite.port}", keys["admin"])
+    try:
+        ingest = pb_grpc.IngestServiceStub(channel)
+        first = [interaction(tenant, f"a-{i}") for i in range(2)]
+        ingest.Append(pb.AppendRequest(events=first))
+        engine = sa.create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "UPDATE events SET canonical = CAST(canonical AS TEXT) "
+                    "WHERE log_id = :t AND seq = 1"
+                ),
+                {"t": tenant},
+            )
+        engine.dispose()
+        fresh = interaction(tenant, "b-0")
+        with pytest.raises(grpc.RpcError) as err:
+            ingest.Append(pb.AppendRequest(events=[fresh, copy(first[1]), copy(first[0])]))
+        assert err.value.code() == grpc.StatusCode.DATA_LOSS
+        info, fields = named(err.value)
+        assert info == {
+            "reason": "STORED_EVENT_DAMAGED",
+            "field": "events[1]",
+            "event_id": "a-1",
+            "sequence": "1",
+        }
+        assert fields == ["events[1]"]
+        assert "column events.canonical is stored as text" in (err.value.details() or "")
+        assert suite.store.log_sizes()[tenant] == 2
+
+        # The others, sent again without it, are stored (a-0 answered with its receipt).
+        receipts = ingest.Append(pb.AppendRequest(events=[fresh, copy(first[0])])).receipts
+        assert [(r.event_id, r.sequence, r.duplicate) for r in receipts] == [
+            ("b-0", 2, False),
+            ("a-0", 0, True),
+        ]
+    finally:
+        channel.close()
+        suite.stop()

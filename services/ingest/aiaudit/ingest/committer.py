@@ -59,6 +59,7 @@ from aiaudit.common.store.sql import (
     NewEvent,
     RowsRefusedError,
     SqlEventStore,
+    StoredRetriesDamagedError,
 )
 
 log = logging.getLogger(__name__)
@@ -447,9 +448,10 @@ class GroupCommitter:
             for _, future in group:
                 _settle(future, StoppingError())
             return
-        except (RowsRefusedError, SealError) as refused:
-            # One batch's value, or a damaged data key of one batch's subject: commit
-            # each alone, only that one fails.
+        except (RowsRefusedError, SealError, StoredRetriesDamagedError) as refused:
+            # One batch's value, a damaged data key of one batch's subject, or a retry of
+            # an event whose stored row does not read: commit each alone, only that one
+            # fails (until 2026-12-06 the last failed the whole group, as an outage).
             if len(group) > 1:
                 for each in group:
                     self.commit([each], lock_timeout, head_wait)

@@ -23,6 +23,7 @@ from aiaudit.common.auth import Authenticator, Caller, end_expired
 from aiaudit.common.keys.kek import KekError
 from aiaudit.common.keys.seal import SealError
 from aiaudit.common.receipts import ReceiptSigning, ReceiptSigningUnavailableError
+from aiaudit.common.restore import text_column
 from aiaudit.common.store.prepare import prepare_batch, timestamp_parts
 from aiaudit.common.store.sql import (
     BatchOutcome,
@@ -31,6 +32,7 @@ from aiaudit.common.store.sql import (
     Receipt,
     RowsRefusedError,
     StoredEvent,
+    StoredRetriesDamagedError,
     SubjectKeysDamagedError,
     same_event,
 )
@@ -128,6 +130,52 @@ def _damaged(exc: SealError, ids: list[tuple[str, str]], prefix: str) -> _Refuse
             named,
         )
     )
+
+
+def _stored_damaged(
+    exc: StoredRetriesDamagedError, ids: list[tuple[str, str]], prefix: str
+) -> _RefusedError:
+    """DATA_LOSS naming each event of the batch already stored whose stored row does not read.
+
+    A retry of such an event (SQLite: a column rewritten as text by raw SQL)
+    cannot be compared with what is stored: named, a client sets it aside and
+    sends the others again (the reason reads answer for such an event,
+    ``STORED_EVENT_DAMAGED``, with its id and sequence). Until 2026-12-06 the
+    whole group commit failed, ``UNAVAILABLE`` "retry", for good.
+    """
+    named = [
+        (f"{prefix}[{i}]", f"already stored, and its stored row cannot be read: {why}")
+        for i, key in enumerate(ids)
+        if (why := _columns(exc, key))
+    ]
+    message = f"{exc}; nothing was written"
+    if not named:  # not this batch's (cannot happen: each batch is retried alone first)
+        return _RefusedError(
+            status.error(
+                code_pb2.DATA_LOSS,
+                message,
+                "STORED_EVENT_DAMAGED",
+                event_id=exc.event_id,
+                sequence=str(exc.sequence),
+            )
+        )
+    return _RefusedError(
+        _naming(
+            code_pb2.DATA_LOSS,
+            f"{len(named)} event{'s' if len(named) > 1 else ''} named, already stored, whose "
+            f"stored row cannot be read (the others may be sent again): {message}",
+            "STORED_EVENT_DAMAGED",
+            named,
+            event_id=exc.event_id,
+            sequence=str(exc.sequence),
+        )
+    )
+
+
+def _columns(exc: StoredRetriesDamagedError, key: tuple[str, str]) -> str:
+    """What of this (log id, event id)'s stored row does not read; empty if it reads."""
+    found = exc.damaged.get(key)
+    return "; ".join(map(text_column, found.columns)) if found is not None else ""
 
 
 def _malformed(bad: MalformedError) -> _RefusedError:
@@ -381,6 +429,9 @@ class IngestHandlers:
         except SealError as exc:  # a subject's data key is damaged: no retry mends it
             log.error("append refused: %s", exc)
             raise _damaged(exc, queued.ids, prefix) from exc
+        except StoredRetriesDamagedError as exc:  # a retry of a stored event that does not read
+            log.error("append refused: %s", exc)
+            raise _stored_damaged(exc, queued.ids, prefix) from exc
         except StoppingError as exc:  # its log's head held elsewhere until the server stopped
             log.warning("append not committed: %s", exc)
             raise _RefusedError(

@@ -251,6 +251,26 @@ class SubjectKeysDamagedError(DamagedKeyError):
         self.event_ids = event_ids
 
 
+class StoredRetriesDamagedError(restore.StoredAsTextEventError):
+    """Events of an append already stored whose rows do not read (SQLite: a column stored as text).
+
+    A retry of such an event cannot be compared with what is stored, so it is
+    neither answered with its receipt nor refused as a conflict: the batches
+    holding one are refused, naming them (``damaged``: (log id, event id) -> the
+    read's error, naming the columns), with nothing written. Until 2026-12-06 the
+    idempotency check raised the read's error for the whole group commit: every
+    batch of the group failed as for a store outage ("retry"), for good.
+    """
+
+    def __init__(self, damaged: Sequence[restore.StoredAsTextEventError]) -> None:
+        """``damaged``: the error of each such event, in the order met."""
+        first = damaged[0]
+        super().__init__(first.log_id, first.event_id, first.sequence, first.columns)
+        if len(damaged) > 1:
+            self.args = (f"{self} (and {len(damaged) - 1} other stored events)",)
+        self.damaged = {(d.log_id, d.event_id): d for d in damaged}
+
+
 class StoredEvent(NamedTuple):
     """An event as stored: log position, canonical form and (unless erased) content.
 
@@ -842,7 +862,11 @@ class SqlEventStore:
         stored: dict[tuple[str, str], StoredEvent | tuple[NewEvent, Receipt]] = {}
         unopened: set[tuple[str, str]] = set()  # stored ids whose content's key is damaged
         if check_existing:
-            stored.update(self._existing(conn, [e for b in batches for e in b], unopened))
+            damaged: list[restore.StoredAsTextEventError] = []
+            new = [e for b in batches for e in b]
+            stored.update(self._existing(conn, new, unopened, damaged))
+            if damaged:  # a retry of such an event cannot be compared: refused, naming it
+                raise StoredRetriesDamagedError(damaged)
         outcomes: list[BatchOutcome] = []
         new_rows: list[tuple[NewEvent, int]] = []
         for batch in batches:
@@ -913,13 +937,19 @@ class SqlEventStore:
         return heads
 
     def _existing(
-        self, conn: sa.Connection, new: list[NewEvent], unopened: set[tuple[str, str]]
+        self,
+        conn: sa.Connection,
+        new: list[NewEvent],
+        unopened: set[tuple[str, str]],
+        damaged: list[restore.StoredAsTextEventError],
     ) -> dict[tuple[str, str], StoredEvent]:
         """Stored events among the ids being appended (the idempotency check).
 
         One whose sealed content does not open (its data key damaged) goes to
         ``unopened`` (log id, event id) instead: the append names it rather than
-        failing without saying which event (review, 2026-12-05).
+        failing without saying which event (review, 2026-12-05). One whose row
+        does not read (SQLite: a column stored as text) goes to ``damaged``, its
+        read's error naming the columns.
         """
         by_log: dict[str, set[str]] = {}
         for e in new:
@@ -935,7 +965,17 @@ class SqlEventStore:
                 .scalars()
                 .all()
             )
-            read = _select(conn, "seqs", {"log_id": log_id, "seqs": sorted(rows)}) if rows else []
+            if not rows:
+                continue
+            try:
+                read = _select(conn, "seqs", {"log_id": log_id, "seqs": sorted(rows)})
+            except restore.StoredAsTextEventError:  # which ones: row by row
+                read = []
+                for seq in sorted(rows):
+                    try:
+                        read += _select(conn, "seqs", {"log_id": log_id, "seqs": [seq]})
+                    except restore.StoredAsTextEventError as exc:
+                        damaged.append(exc)
             try:
                 opened = self._opened(conn, read)
             except DamagedKeyError:  # which ones: row by row
