@@ -66,11 +66,11 @@ from aiaudit.common.canonical import native_schema
 from aiaudit.common.keys.seal import SealError
 from aiaudit.common.restore import (
     Content,
-    DamagedStoredEventError,
     StoredAsTextEventError,
     restore_wires,
 )
 from aiaudit.common.store import cursors
+from aiaudit.common.store.readable import DAMAGED_ROW, readable_prefix
 from aiaudit.common.store.schema import consumer_cursors, log_entries
 from aiaudit.common.store.sql import (
     READ_BYTES,
@@ -90,14 +90,6 @@ WINDOWS = "alerting-windows"
 MAX_EVENT_IDS = 100
 MAX_EVIDENCE = 20
 
-_DAMAGED_ROW: tuple[type[Exception], ...] = (ValueError, TypeError)
-"""What the store's ``read_log`` raises for a damaged row, as the search indexer takes it.
-
-Sealed content that does not open (SealError, DamagedKeyError for its data
-key), content JSON that does not parse, and on SQLite a binary column
-rewritten as text (StoredAsTextEventError, naming the event and the columns).
-A store outage is SQLAlchemy's, or KekError: neither of these.
-"""
 _CONTENT_COLUMNS = frozenset({"event_content.content", "event_content.salt"})
 """Columns stored as text that a read without content does not meet (replayed as erased)."""
 
@@ -268,40 +260,24 @@ class Engine:
     def _readable(self, log_id: str, start: int) -> list[StoredEvent]:
         """The batch at ``start``, up to the first row the store's read refuses.
 
-        Such a row (:data:`_DAMAGED_ROW`: sealed content that does not open, on
-        SQLite a column stored as text) ends the batch before it, as a canonical
-        form that does not parse does (:meth:`_decode`): the events before it are
-        evaluated, and the next batch, starting at it, raises DamagedEventError
-        (the log is held at the damaged event, not at the start of its batch).
-        The row is found from the sequence the error names (a column stored as
-        text), or by halves. Store errors propagate.
+        Such a row (:data:`~aiaudit.common.store.readable.DAMAGED_ROW`: sealed
+        content that does not open, on SQLite a column stored as text) ends the
+        batch before it, as a canonical form that does not parse does
+        (:meth:`_decode`): the events before it are evaluated, and the next
+        batch, starting at it, raises DamagedEventError (the log is held at the
+        damaged event, not at the start of its batch). Store errors propagate.
         """
         try:
             return self._read(log_id, start)
         except sa.exc.SQLAlchemyError:
             raise
-        except _DAMAGED_ROW as exc:
+        except DAMAGED_ROW as exc:
             failed: Exception = exc
-        good: list[StoredEvent] = []
-        low, high = 0, self.batch_size  # a read of `low` entries passes; one of `high` fails
-        guess = 1  # a held log: its first entry is the damaged one
-        if isinstance(failed, DamagedStoredEventError) and failed.log_id == log_id:
-            high = max(1, min(high, failed.sequence - start + 1))
-            guess = high - 1
-        while high - low > 1:
-            middle = guess if low < guess < high else (low + high) // 2
-            try:
-                got = self._batch(log_id, start, middle)
-            except sa.exc.SQLAlchemyError:
-                raise
-            except _DAMAGED_ROW as exc:
-                high, failed = middle, exc
-                continue
-            if len(got) < middle:  # cut by its byte budget before the damaged row
-                return got
-            low, good = middle, got
-        if not good:
-            raise DamagedEventError(log_id, start, failed) from failed
+        good, damage = readable_prefix(
+            lambda n: self._batch(log_id, start, n), log_id, start, self.batch_size, failed
+        )
+        if damage is not None and not good:
+            raise DamagedEventError(log_id, start, damage) from damage
         return good
 
     def _replay_read(self, log_id: str, start: int, count: int) -> tuple[list[StoredEvent], bool]:

@@ -89,6 +89,7 @@ from aiaudit.common.config import ConfigError
 from aiaudit.common.keys.seal import SealError
 from aiaudit.common.leader import Leadership
 from aiaudit.common.store import SqlEventStore
+from aiaudit.common.store.readable import DAMAGED_ROW, readable_prefix
 from aiaudit.common.store.schema import RECORDS_WHERE, log_entries
 from aiaudit.common.store.sql import READ_BYTES, StoredEvent
 from aiaudit.search import stored_document
@@ -120,27 +121,6 @@ PostgreSQL's generic plan the log's primary key: 12 and 12.8 ms a pass on a
 
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-
-_DAMAGED_ROW: tuple[type[Exception], ...] = (ValueError, TypeError)
-"""What the store's reads (``read_log``, ``read_event_ids``) raise for a damaged row.
-
-Measured on SQLite and PostgreSQL, content sealed or not: sealed content that
-does not open, SealError (DamagedKeyError for its data key); content JSON that
-does not parse, orjson.JSONDecodeError; on SQLite, a binary column (content,
-salt, canonical form, leaf hash) rewritten as text, StoredAsTextEventError (a
-ValueError; until 2026-12-06 TypeError, or for a text that is no UTF-8 an
-OperationalError: every tenant's indexing paused), and a receive time that is
-no timestamp, ValueError. All are ValueError or TypeError; a
-canonical form that does not parse reaches the indexer as bytes (it is parsed
-here, :func:`stored_document.from_stored`). An outage of the store is
-SQLAlchemy's (``OperationalError``, any ``DBAPIError``: a lost connection, a
-refused login or permission) or KekError (no KEK to reach, or none configured;
-also content rewritten to look sealed in a store read without a KEK, which
-cannot be told from a store sealed under a KEK this process lacks), neither
-of these: it still pauses the indexer, health NOT_SERVING. Until
-2026-12-06 only SealError was damage: content JSON that did not parse (content
-in clear, ``content_keys`` none) paused every tenant's indexing.
-"""
 
 
 class Indexer:
@@ -573,34 +553,30 @@ class Indexer:
     ) -> tuple[list[StoredEvent], _Damage | None]:
         """Entries from ``start`` (``limit`` at most), up to the first row that does not read.
 
-        A read that meets a damaged row (:data:`_DAMAGED_ROW`: sealed content
-        that does not open, content JSON that does not parse, ...) is narrowed
-        down, by halves, to the longest prefix that reads: it is indexed, and
-        the log held at the damaged row, not at the start of its batch. Store
-        errors propagate (an outage, not damage).
+        A read that meets a damaged row (:data:`~aiaudit.common.store.readable.DAMAGED_ROW`:
+        sealed content that does not open, content JSON that does not parse,
+        ...) is narrowed down to the longest prefix that reads
+        (:func:`~aiaudit.common.store.readable.readable_prefix`): it is indexed,
+        and the log held at the damaged row, not at the start of its batch.
+        Store errors propagate (an outage, not damage).
         """
         try:
             return self._store.read_log(log_id, start, limit, max_bytes=READ_BYTES), None
         except sa.exc.SQLAlchemyError:
             raise
-        except _DAMAGED_ROW as exc:
+        except DAMAGED_ROW as exc:
             failed: Exception = exc
-        good: list[StoredEvent] = []
-        low, high = 0, limit  # a read of `low` entries opens; one of `high` does not
-        while high - low > 1:
-            middle = (low + high) // 2
-            try:
-                got = self._store.read_log(log_id, start, middle, max_bytes=READ_BYTES)
-            except sa.exc.SQLAlchemyError:
-                raise
-            except _DAMAGED_ROW as exc:
-                high, failed = middle, exc
-                continue
-            if len(got) < middle:  # cut by its byte budget before the damaged row
-                return got, None
-            low, good = middle, got
-        sequence = start + low
-        return good, _Damage(sequence, f"event {self._event_id(log_id, sequence)}", failed)
+        good, damage = readable_prefix(
+            lambda n: self._store.read_log(log_id, start, n, max_bytes=READ_BYTES),
+            log_id,
+            start,
+            limit,
+            failed,
+        )
+        if damage is None:
+            return good, None
+        sequence = start + len(good)
+        return good, _Damage(sequence, f"event {self._event_id(log_id, sequence)}", damage)
 
     def _event_id(self, log_id: str, sequence: int) -> str:
         """The quoted id of a log's entry, read alone (its other columns may not read back)."""
@@ -805,14 +781,14 @@ class Indexer:
             found = self._store.read_event_ids(log_id, list(named))
         except sa.exc.SQLAlchemyError:
             raise
-        except _DAMAGED_ROW:  # one of them does not read back: which one
+        except DAMAGED_ROW:  # one of them does not read back: which one
             found = []
             for event_id in named:
                 try:
                     found += self._store.read_event_ids(log_id, [event_id])
                 except sa.exc.SQLAlchemyError:
                     raise
-                except _DAMAGED_ROW as exc:
+                except DAMAGED_ROW as exc:
                     failed[event_id] = exc
         docs: list[Document] = []
         for stored in found:
