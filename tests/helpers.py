@@ -325,3 +325,20 @@ def store_as_left(
             command.upgrade(cfg, revision)
             then(conn)
         yield engine
+
+
+def store_as_text(url: str, tenant: str, seq: int, column: str) -> None:
+    """Rewrites an event's binary column (``table.column``) as text, as raw SQL may on SQLite."""
+    table, name = column.split(".")
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    f"UPDATE {table} SET {name} = CAST({name} AS TEXT) "
+                    "WHERE log_id = :t AND seq = :s"
+                ),
+                {"t": tenant, "s": seq},
+            )
+    finally:
+        engine.dispose()

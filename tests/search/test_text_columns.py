@@ -18,13 +18,12 @@ from pathlib import Path
 
 import grpc
 import pytest
-import sqlalchemy as sa
 
 from aiaudit.common.erasure import erase
 from aiaudit.common.store import open_store
 from aiaudit.common.store.prepare import prepare
 from aiaudit.search.v1 import search_service_pb2 as pb
-from tests.helpers import holding, interaction, secret_word
+from tests.helpers import holding, interaction, secret_word, store_as_text
 from tests.integrity.test_entries_outside_log import error_info
 from tests.search.conftest import start_suite
 from tests.search.test_damaged_events import _reads
@@ -40,23 +39,6 @@ COLUMNS = ["events.canonical", "log_entries.leaf_hash", "event_content.content"]
 """What each read met: a TypeError (canonical form), a text that is no UTF-8 (the others)."""
 
 
-def as_text(url: str, tenant: str, seq: int, column: str) -> None:
-    """Rewrites one of the event's binary columns as text, as raw SQL may on SQLite."""
-    table, name = column.split(".")
-    engine = sa.create_engine(url)
-    try:
-        with engine.begin() as conn:
-            conn.execute(
-                sa.text(
-                    f"UPDATE {table} SET {name} = CAST({name} AS TEXT) "
-                    "WHERE log_id = :t AND seq = :s"
-                ),
-                {"t": tenant, "s": seq},
-            )
-    finally:
-        engine.dispose()
-
-
 def named(column: str) -> str:
     return f"column {column} is stored as text, not bytes (rewritten by raw SQL?)"
 
@@ -70,7 +52,7 @@ def test_an_event_stored_as_text_is_data_loss_naming_the_column(
     try:
         _, seq = running.append([interaction(tenant, "m-0"), interaction(tenant, "m-1")])
         running.wait_indexed(tenant, 2)  # indexed before the damage: the index finds it
-        as_text(url, tenant, seq, column)
+        store_as_text(url, tenant, seq, column)
         auditor = running.as_role("auditor")
         for read, call in _reads(tenant).items():
             with pytest.raises(grpc.RpcError) as caught:
@@ -102,7 +84,7 @@ def test_a_leaf_hash_stored_as_text_holds_its_log_at_it(
     names = [f"ok-{i}" for i in range(5)] + ["bad", "after"]
     store.append_group([[prepare(interaction(tenant, n), dt.datetime.now(dt.UTC)) for n in names]])
     store.close()
-    as_text(url, tenant, 5, "log_entries.leaf_hash")
+    store_as_text(url, tenant, 5, "log_entries.leaf_hash")
     running = start_suite(tmp_path, "sqlite", {})  # one batch holds all seven
     try:
         held = held_at_the_damaged_one(running, tenant, names, caplog)
@@ -142,7 +124,7 @@ def test_an_erasure_record_stored_as_text_holds_its_log_and_still_takes_the_text
     assert made.erased == ["m-0"]
     record = store.log_sizes()[tenant] - 1
     store.close()
-    as_text(url, tenant, record, "events.canonical")
+    store_as_text(url, tenant, record, "events.canonical")
     running = start_suite(tmp_path, "sqlite", {}, store_url=url)
     try:
         running.append([interaction(f"{tenant}-z", "probe")])
