@@ -273,3 +273,42 @@ def test_a_row_that_does_not_read_holds_its_log_at_itself(
     if damage != "sealed":
         assert damage in held[0]
     store.close()
+
+
+@pytest.mark.parametrize(("rule_id", "rule"), [("user-burst", BY_USER), ("pii-burst", PII_BY_USER)])
+def test_content_that_no_longer_parses_after_it_was_processed_is_replayed_as_erased(
+    store: SqlEventStore,
+    consumer: SqlEventStore,
+    store_url: str,
+    request: pytest.FixtureRequest,
+    tenant: str,
+    rule_id: str,
+    rule: str,
+) -> None:
+    """A content row rewritten since it was processed (PostgreSQL's content in clear, or a
+    SQLite row no longer sealed) whose JSON does not parse: the replay read raised
+    JSONDecodeError and held the log for good, at the next event (which is whole), instead
+    of replaying the batch as erased as for sealed content that no longer opens."""
+    put_rule(consumer, tenant, rule)
+    text = "write to me at eve.smith@example.com please"
+    append(store, [interaction(tenant, text=text, user="eve") for _ in range(2)])
+    first = make_engine(consumer, window_save_events=20_000)
+    assert drain(first, tenant) == 2
+    first.close()
+    owner = sa.create_engine(_owner_url(store_url, request))
+    try:
+        with owner.begin() as c:
+            c.execute(
+                sa.text("UPDATE event_content SET content = :c WHERE log_id = :t AND seq = 1"),
+                {"c": b"{not json", "t": tenant},
+            )
+    finally:
+        owner.dispose()
+    restarted = make_engine(consumer, window_save_events=20_000)
+    append(store, [interaction(tenant, text=text, user="eve")])
+    drain(restarted, tenant)
+    assert restarted.held.get(tenant) is None
+    assert [r.occurrence_count for r in alert_rows(consumer, tenant, rule_id)] == [1]
+    with consumer.engine.connect() as c:
+        assert cursors.position(c, CONSUMER, tenant) == 3
+    restarted.close()

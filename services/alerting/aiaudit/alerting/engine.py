@@ -63,7 +63,6 @@ from aiaudit.alerting.state import LogState, StateCache, snapshot
 from aiaudit.alerting.store import AlertStore, scrub
 from aiaudit.common import commits, erasure, media
 from aiaudit.common.canonical import native_schema
-from aiaudit.common.keys.seal import SealError
 from aiaudit.common.restore import (
     Content,
     StoredAsTextEventError,
@@ -284,7 +283,9 @@ class Engine:
         """Entries ``start..`` to replay (``count`` at most), or none and True: leave it out.
 
         Sealed content (or a subject's key) altered since the entries were
-        processed: the batch is replayed as if erased, from its canonical forms
+        processed, or content whose JSON no longer parses (a row rewritten since;
+        until 2026-12-06 it held the log for good, at the event after the replay):
+        the batch is replayed as if erased, from its canonical forms
         and the samples journaled for its content (verify names the rows), and
         so is an entry whose content alone is stored as text (SQLite). One whose
         canonical form or leaf hash is stored as text is left out of the windows,
@@ -307,11 +308,11 @@ class Engine:
                     exc,
                 )
                 count, content = 1, False
-            except SealError as exc:
+            except DAMAGED_ROW as exc:  # SealError, content JSON that no longer parses, ...
                 if not content:
                     raise
                 log.warning(
-                    "log %s entries %d-%d: content that no longer opens, replayed as erased (%s)",
+                    "log %s entries %d-%d: content that no longer reads, replayed as erased (%s)",
                     log_id,
                     start,
                     start + count - 1,
