@@ -275,6 +275,59 @@ def test_a_row_that_does_not_read_holds_its_log_at_itself(
     store.close()
 
 
+def _rewrite_content(store_url: str, request: pytest.FixtureRequest, tenant: str, c: bytes) -> None:
+    """The database owner rewrites the content row at sequence 1 (read as content in clear)."""
+    owner = sa.create_engine(_owner_url(store_url, request))
+    try:
+        with owner.begin() as conn:
+            changed = conn.execute(
+                sa.text("UPDATE event_content SET content = :c WHERE log_id = :t AND seq = 1"),
+                {"c": c, "t": tenant},
+            )
+            assert changed.rowcount == 1
+    finally:
+        owner.dispose()
+
+
+NOT_AN_OBJECT = [b"[1]", b'"x"', b"null", b'{"input.messages[0].parts[0].text": 1}']
+"""Content rows that parse as JSON but are no content: not an object, or a value not a string."""
+
+
+@pytest.mark.parametrize("content", NOT_AN_OBJECT)
+def test_content_that_is_not_a_json_object_holds_its_log_at_itself(
+    store: SqlEventStore,
+    consumer: SqlEventStore,
+    store_url: str,
+    request: pytest.FixtureRequest,
+    tenant: str,
+    content: bytes,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Content rewritten to JSON that is not a JSON object of strings is damage, as JSON that
+    does not parse: the event before it is evaluated and the log held at it, naming it.
+    Until 2026-12-07 the native batch restore refused the whole batch (a TypeError naming
+    no event: the log held at the start of its batch, nothing of it evaluated); ``null``
+    and ``[1]`` alone in a batch were evaluated as erased content."""
+    caplog.set_level(logging.ERROR, logger="aiaudit.alerting.engine")
+    append(store, [interaction(tenant, text=ATTACK, user="m", event_id=f"e-{i}") for i in range(3)])
+    _rewrite_content(store_url, request, tenant, content)
+    engine = make_engine(consumer)
+    engine.run_once()
+    engine.run_once()  # held: tried again, named once
+    assert engine.held.get(tenant) == 1
+    assert _alert_rules(consumer, tenant) == [("prompt-injection", 1)]
+    with consumer.engine.connect() as c:
+        assert cursors.position(c, CONSUMER, tenant) == 1
+    (held,) = [r.getMessage() for r in caplog.records if tenant in r.getMessage()]
+    assert f"holds log {tenant} at sequence 1: " in held and "the stored event 'e-1'" in held
+    why = (
+        "holds a value that is not a string" if content.startswith(b"{") else "is not a JSON object"
+    )
+    assert f"its content {why}" in held and content.decode() not in held
+    engine.close()
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"[1]", b"null"])
 @pytest.mark.parametrize(("rule_id", "rule"), [("user-burst", BY_USER), ("pii-burst", PII_BY_USER)])
 def test_content_that_no_longer_parses_after_it_was_processed_is_replayed_as_erased(
     store: SqlEventStore,
@@ -284,26 +337,21 @@ def test_content_that_no_longer_parses_after_it_was_processed_is_replayed_as_era
     tenant: str,
     rule_id: str,
     rule: str,
+    content: bytes,
 ) -> None:
     """A content row rewritten since it was processed (PostgreSQL's content in clear, or a
     SQLite row no longer sealed) whose JSON does not parse: the replay read raised
     JSONDecodeError and held the log for good, at the next event (which is whole), instead
-    of replaying the batch as erased as for sealed content that no longer opens."""
+    of replaying the batch as erased as for sealed content that no longer opens. So does
+    JSON that is not an object (until 2026-12-07: ``[1]`` failed the replay's batch restore,
+    a TypeError naming no event, and ``null`` was replayed as erased without a warning)."""
     put_rule(consumer, tenant, rule)
     text = "write to me at eve.smith@example.com please"
     append(store, [interaction(tenant, text=text, user="eve") for _ in range(2)])
     first = make_engine(consumer, window_save_events=20_000)
     assert drain(first, tenant) == 2
     first.close()
-    owner = sa.create_engine(_owner_url(store_url, request))
-    try:
-        with owner.begin() as c:
-            c.execute(
-                sa.text("UPDATE event_content SET content = :c WHERE log_id = :t AND seq = 1"),
-                {"c": b"{not json", "t": tenant},
-            )
-    finally:
-        owner.dispose()
+    _rewrite_content(store_url, request, tenant, content)
     restarted = make_engine(consumer, window_save_events=20_000)
     append(store, [interaction(tenant, text=text, user="eve")])
     drain(restarted, tenant)

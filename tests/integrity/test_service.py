@@ -755,6 +755,30 @@ def test_an_event_stored_as_text_is_tampering_naming_the_column(
         ]
 
 
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        (b"[1]", "content is not a JSON object"),
+        (b"null", "content is not a JSON object"),
+        (b"not json", "content is not JSON"),
+    ],
+)
+def test_content_that_is_not_a_json_object_is_tampering(
+    suite: Running, tenant: str, admin_url: str, content: bytes, why: str
+) -> None:
+    """Content rewritten to JSON that is not an object (or that does not parse): until
+    2026-12-07 VerifyEvent answered UNKNOWN (TypeError, JSONDecodeError), and named no
+    problem for ``null`` (read as no content at all)."""
+    receipts = append(suite, tenant, 1)
+    wait_until(lambda: checkpoint_covers(suite, tenant, 1))
+    statement = "UPDATE event_content SET content = :c WHERE log_id = :t AND seq = 0"
+    _as_admin(admin_url, statement, c=content, t=tenant)
+    event_id = receipts[0].event_id  # type: ignore[attr-defined]
+    verdict = integrity(suite).VerifyEvent(pb.VerifyEventRequest(log_id=tenant, event_id=event_id))
+    assert verdict.status == pb.VERIFY_STATUS_TAMPERED
+    assert list(verdict.problems) == [why]
+
+
 def _as_admin(admin_url: str, statement: str, **params: object) -> None:
     """One statement run by the store's owner, as a tamperer with the database would."""
     admin = sa.create_engine(admin_url)

@@ -256,6 +256,29 @@ def test_changed_content_is_named(full_log: Log) -> None:
     assert mentions(problems, "sequence 2", event_id, path, "does not match its commitment")
 
 
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        (b"[1]", "content is not a JSON object"),
+        (b"null", "content is not a JSON object"),
+        (b'{"input.messages[0].parts[0].text": 1}', "content holds a value that is not a string"),
+        (b"not json", "content is not JSON"),
+    ],
+)
+def test_content_that_is_not_a_json_object_is_named(
+    full_log: Log, content: bytes, why: str
+) -> None:
+    """Content rewritten (raw SQL) to JSON that is not a JSON object of strings, or that does
+    not parse. Until 2026-12-07 verify stopped on it (TypeError, ValueError, JSONDecodeError:
+    no report), and passed ``null`` as if nothing were wrong."""
+    full_log.execute(
+        "UPDATE event_content SET content = :c WHERE log_id = :t AND seq = 2", c=content
+    )
+    problems = full_log.problems()
+    assert mentions(problems, "sequence 2", full_log.event(2), why)
+    assert not any(content.decode() in p for p in problems)
+
+
 def test_changed_sealed_content_is_named(sealed_log: Log) -> None:
     with sealed_log.admin.begin() as conn:
         raw = bytes(

@@ -31,6 +31,7 @@ from tests.conftest import Postgres, serve_suite
 from tests.helpers import flip_sealed_content, holding, interaction, secret_word, wait_until
 from tests.integrity.test_entries_outside_log import error_info
 from tests.search.conftest import SearchSuite, building, start_suite, suite_of
+from tests.search.test_damaged_events import _reads
 from tests.search.test_faults import health
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -256,10 +257,12 @@ def start_in_clear(tmp_path: Path, store_url: str, extra: dict[str, Any]) -> Sea
 
 
 _IN_CLEAR_DAMAGE = {
-    # content JSON that does not parse: orjson.JSONDecodeError from the store's read
+    # content JSON that does not parse: restore.DamagedContentError from the store's read
     "content JSON": "UPDATE event_content SET content = :junk",
     # SQLite keeps the text a raw UPDATE writes: StoredAsTextEventError from the store's read
     "content as text": "UPDATE event_content SET content = 'not json'",
+    # JSON that is not an object: restore.DamagedContentError from the store's read
+    "content not an object": "UPDATE event_content SET content = :array",
     "canonical form as text": "UPDATE events SET canonical = 'not json'",
     # not a timestamp: ValueError from SQLite's reading of it
     "receive time": "UPDATE log_entries SET receive_time = 'not a time'",
@@ -273,7 +276,7 @@ def damage_in_clear(admin_url: str, tenant: str, seq: int, damage: str) -> None:
         with engine.begin() as conn:
             changed = conn.execute(
                 sa.text(f"{_IN_CLEAR_DAMAGE[damage]} WHERE log_id = :t AND seq = :s"),
-                {"t": tenant, "s": seq, "junk": b"not json"},
+                {"t": tenant, "s": seq, "junk": b"not json", "array": b"[1]"},
             )
             assert changed.rowcount == 1
     finally:
@@ -287,7 +290,9 @@ def damage_in_clear(admin_url: str, tenant: str, seq: int, damage: str) -> None:
         ("sqlite", "content as text"),
         ("sqlite", "canonical form as text"),
         ("sqlite", "receive time"),
+        ("sqlite", "content not an object"),
         ("postgresql", "content JSON"),
+        ("postgresql", "content not an object"),
     ],
 )
 def test_a_damaged_row_of_content_in_clear_holds_only_its_log_at_itself(
@@ -321,7 +326,75 @@ def test_a_damaged_row_of_content_in_clear_holds_only_its_log_at_itself(
     try:
         held = held_at_the_damaged_one(running, tenant, names, caplog)
         assert "not json" not in held  # what the row holds is not logged
+        if damage == "content not an object":  # until 2026-12-07 indexed as erased content
+            assert "its content is not a JSON object" in held and "[1]" not in held
         assert health(running.channel) == SERVING
+    finally:
+        running.channel.close()
+        running.suite.stop()
+
+
+@pytest.mark.parametrize(
+    ("database", "content"),
+    [
+        ("sqlite", b"[1]"),
+        ("sqlite", b'"input.messages[0].parts[0].text"'),
+        ("sqlite", b"1"),
+        ("sqlite", b"null"),
+        ("sqlite", b'{"input.messages[0].parts[0].text": 1}'),
+        ("sqlite", b"not json"),
+        ("postgresql", b"[1]"),
+        ("postgresql", b"null"),
+    ],
+)
+def test_content_that_is_not_a_json_object_is_data_loss_naming_the_event(
+    tmp_path: Path, tenant: str, database: str, content: bytes, request: pytest.FixtureRequest
+) -> None:
+    """Content rewritten (raw SQL, here in clear) to JSON that is not an object is a damaged
+    stored event, as JSON that does not parse: ``GetEvent``, a ``SearchEvents`` page and an
+    export answer ``DATA_LOSS`` ``STORED_EVENT_DAMAGED`` naming the event, never the row.
+    Until 2026-12-07 ``[1]``, ``null`` and most strings showed the event as erased; ``1``, a
+    string holding a content path and a value not a string blamed the canonical form ("its
+    stored form is damaged"); and content JSON that does not parse answered UNKNOWN with the
+    parser's message."""
+    if database == "sqlite":
+        url = admin = f"sqlite:///{tmp_path / 'aiaudit.db'}"
+        open_store(url, run_migrations=True, keys=None).close()
+    else:
+        pg: Postgres = request.getfixturevalue("own_postgres")
+        url, admin = pg.app_url, pg.admin_url
+    running = start_in_clear(tmp_path, url, {})
+    try:
+        _, seq = running.append([interaction(tenant, "m-0"), interaction(tenant, "m-1")])
+        running.wait_indexed(tenant, 2)  # indexed before the damage: the index finds it
+        engine = sa.create_engine(admin)
+        try:
+            with engine.begin() as conn:
+                conn.execute(
+                    sa.text("UPDATE event_content SET content = :c WHERE log_id = :t AND seq = :s"),
+                    {"c": content, "t": tenant, "s": seq},
+                )
+        finally:
+            engine.dispose()
+        why = {
+            b"not json": "is not JSON",
+            b'{"input.messages[0].parts[0].text": 1}': "holds a value that is not a string",
+        }.get(content, "is not a JSON object")
+        auditor = running.as_role("auditor")
+        for read, call in _reads(tenant).items():
+            with pytest.raises(grpc.RpcError) as caught:
+                call(auditor)
+            details = caught.value.details() or ""
+            assert caught.value.code() == grpc.StatusCode.DATA_LOSS, (read, details)
+            assert details == (
+                f"the stored event 'm-1' (log {tenant!r}, sequence {seq}) cannot be read: "
+                f"its content {why}; run `aiaudit verify` on the store"
+            ), read
+            info = error_info(caught.value)
+            assert info.reason == "STORED_EVENT_DAMAGED"
+            assert dict(info.metadata) == {"event_id": "m-1", "sequence": str(seq)}
+        (kept,) = running.find(tenant, 'event_id = "m-0"').results  # the others still read
+        assert kept.event.event_id == "m-0"
     finally:
         running.channel.close()
         running.suite.stop()

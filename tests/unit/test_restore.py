@@ -133,6 +133,44 @@ def test_a_batch_restores_to_wire_bytes_with_the_exact_parser_where_needed() -> 
         assert ev.Event.FromString(wire) == canonical.restore(body, content)
 
 
+@pytest.mark.parametrize(
+    ("stored", "why"),
+    [
+        (b"[1]", "content is not a JSON object"),
+        (b'"input.messages[0].parts[0].text"', "content is not a JSON object"),
+        (b"1", "content is not a JSON object"),
+        (b"null", "content is not a JSON object"),
+        (b'{"input.messages[0].parts[0].text": 1}', "content holds a value that is not a string"),
+        (b"not json", "content is not JSON"),
+    ],
+)
+def test_content_that_is_not_a_json_object_is_damage_not_erased_content(
+    stored: bytes, why: str
+) -> None:
+    """Until 2026-12-07 the exact restore took ``[1]`` (and a string holding no content
+    path) for erased content, and the batch restore refused a whole batch holding any of
+    them (TypeError) instead of that event."""
+    with pytest.raises(restore.ContentError, match=f"^{why}$"):
+        restore.parse_content(stored)
+    good = prepare(events()[0], dt.datetime.now(dt.UTC)).committed
+    assert restore.parse_content(good.content_json) == good.content
+    try:
+        parsed: Any = json.loads(stored)
+    except ValueError:
+        return
+    if parsed is None or isinstance(parsed, dict):
+        return  # None is erased content to restore; the store's read refused `null` above
+    with pytest.raises(TypeError, match="content is not a JSON object"):
+        restore.restore(good.canonical, parsed)
+    rows = [(good.canonical, good.content), (good.canonical, parsed), (good.canonical, None)]
+    whole, damaged, erased = restore.restore_wires(rows)
+    assert isinstance(damaged, TypeError)
+    assert isinstance(whole, bytes)
+    assert ev.Event.FromString(whole) == canonical.restore(good.canonical, good.content)
+    assert isinstance(erased, bytes)
+    assert ev.Event.FromString(erased) == canonical.restore(good.canonical, None)
+
+
 # ---- properties over random events and damaged canonical forms ---------------
 
 _SCALARS: dict[int, st.SearchStrategy[Any]] = {

@@ -259,8 +259,11 @@ def content_problems(
 def restore(canonical: bytes, content: dict[str, str] | None) -> event_pb2.Event:
     """Rebuilds the full event from its canonical form and its content.
 
-    Without content (erased), content fields come back empty.
+    Without content (erased), content fields come back empty. Content that is
+    not an object (``[1]``) raises TypeError: it is damage, not erased content.
     """
+    if content is not None and type(content) is not dict:
+        raise TypeError("content is not a JSON object")
     node = json.loads(canonical)
     for slot in list(_content_slots(event_pb2.Event.DESCRIPTOR, node, "")):
         if content is not None and slot.path in content:

@@ -24,6 +24,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import orjson
+
 from aiaudit.common import canonical
 from aiaudit.common.v1 import event_pb2
 
@@ -86,6 +88,52 @@ class StoredAsTextEventError(DamagedStoredEventError, ValueError):
         self._name(log_id, event_id, sequence, "; ".join(map(text_column, columns)))
 
 
+class ContentError(ValueError):
+    """A stored content row (``event_content.content``, in clear or opened) that is no content.
+
+    The message says what it is not, never what it holds (content, perhaps
+    personal data): ``content is not JSON``, ``content is not a JSON object``
+    (raw SQL rewrote it as ``[1]``, ``"x"``, ``1`` or ``null``), ``content holds
+    a value that is not a string``.
+    """
+
+
+def parse_content(stored: bytes) -> dict[str, str]:
+    """A stored content row as content by JSON path; ContentError if it is no such object.
+
+    Every reader of the row parses it here (the store's reads, ``verify``).
+    Until 2026-12-07 the reads took JSON that is not an object for content:
+    ``[1]``, ``null`` or ``"x"`` rebuilt the event as if erased, with no error
+    (``1`` was blamed on the canonical form), and a batch holding one failed
+    the native batch restore as a whole (the alerting engine held the log at
+    the batch's start, naming no event); ``verify`` stopped on it, or said
+    nothing of ``null``.
+    """
+    try:
+        content = orjson.loads(stored)
+    except orjson.JSONDecodeError:
+        raise ContentError("content is not JSON") from None
+    if type(content) is not dict:
+        raise ContentError("content is not a JSON object")
+    if not all(type(v) is str for v in content.values()):
+        raise ContentError("content holds a value that is not a string")
+    return content
+
+
+class DamagedContentError(DamagedStoredEventError, ValueError):
+    """A stored event whose content row is no content (:func:`parse_content`), naming it.
+
+    A damaged stored event to every reader (``DATA_LOSS`` ``STORED_EVENT_DAMAGED``),
+    a ValueError as the consumers' other damaged rows (the search indexer and
+    the alerting engine hold the log at it).
+    """
+
+    def __init__(self, log_id: str, event_id: str, sequence: int, cause: ContentError) -> None:
+        """``cause``: what the row is not (its message quotes nothing of the row)."""
+        self.why = str(cause)
+        self._name(log_id, event_id, sequence, f"its {self.why}")
+
+
 class FastPathError(ValueError):
     """The fast path met something it does not handle (see :func:`restore`)."""
 
@@ -139,9 +187,14 @@ def restore_wires(stored: Sequence[tuple[bytes, Content]]) -> list[bytes | Excep
     One native call for the batch (the alerting engine evaluates rules on wire
     bytes: it skips building messages only to serialise them again); what the
     fast path does not take goes through the exact parser, and where that fails
-    too its error stands in the list.
+    too its error stands in the list: content that is not a JSON object of
+    strings too (until 2026-12-07 it failed the native call for the whole batch;
+    the store's reads refuse it first, :func:`parse_content`).
     """
-    fast = canonical.native_schema().restore_many(list(stored))
+    try:
+        fast = canonical.native_schema().restore_many(list(stored))
+    except TypeError:  # content the native call cannot take (not an object of strings): each alone
+        fast = [None] * len(stored)
     out: list[bytes | Exception] = []
     for wire, (body, content) in zip(fast, stored, strict=True):
         if wire is None:

@@ -599,6 +599,8 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
         except restore.StoredAsTextEventError as exc:  # SQLite: as verify names them
             problems = [storage.text_column(column) for column in exc.columns]
             return pb.VerifyEventResponse(status=pb.VERIFY_STATUS_TAMPERED, problems=problems)
+        except restore.DamagedContentError as exc:  # no content (`[1]`): as verify names it
+            return pb.VerifyEventResponse(status=pb.VERIFY_STATUS_TAMPERED, problems=[exc.why])
         if stored is None:
             _fail(
                 code_pb2.NOT_FOUND,

@@ -60,7 +60,7 @@ from typing import Any, Literal, cast
 
 import sqlalchemy as sa
 
-from aiaudit.common import erasure
+from aiaudit.common import erasure, restore
 from aiaudit.common.keys import seal
 from aiaudit.common.keys.keyring import Keyring
 from aiaudit.common.keys.seal import DataKey
@@ -985,7 +985,12 @@ def _json_checks(batch: list[_Work]) -> list[Problem]:
     """The expensive checks of events: ids, search columns, content against commitments."""
     out = []
     for log_id, seq, event_id, leaf, committed, salt, content, columns in batch:
-        parsed = json.loads(content) if content is not None else None
+        parsed = None
+        if content is not None:
+            try:
+                parsed = restore.parse_content(content)
+            except restore.ContentError as exc:  # until 2026-12-07 it stopped verify, or passed
+                out.append(Problem(log_id, str(exc), seq, event_id))
         try:
             node = json.loads(committed)  # once for every check below
         except ValueError:

@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
-import orjson
 import psycopg
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
@@ -2037,8 +2036,16 @@ def _stored(row: tuple[Any, ...], keys: dict[int, DataKey | None]) -> StoredEven
         receive_time=_utc(received),
         canonical=bytes(body) if body is not None else b"",
         salt=bytes(salt) if salt is not None else None,
-        content=orjson.loads(content) if content is not None else None,
+        content=_content(log_id, seq, event_id, content) if content is not None else None,
     )
+
+
+def _content(log_id: str, seq: int, event_id: str, stored: Any) -> dict[str, str]:
+    """A content row (in clear or opened) as content; DamagedContentError naming the event."""
+    try:
+        return restore.parse_content(stored)
+    except restore.ContentError as exc:
+        raise restore.DamagedContentError(log_id, event_id, seq, exc) from None
 
 
 _COPY_FROM_ROWS = 32
