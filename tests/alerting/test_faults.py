@@ -305,7 +305,7 @@ def test_content_that_is_not_a_json_object_holds_its_log_at_itself(
 ) -> None:
     """Content rewritten to JSON that is not a JSON object of strings is damage, as JSON that
     does not parse: the event before it is evaluated and the log held at it, naming it.
-    Until 2026-12-07 the native batch restore refused the whole batch (a TypeError naming
+    Until 2026-12-06 the native batch restore refused the whole batch (a TypeError naming
     no event: the log held at the start of its batch, nothing of it evaluated); ``null``
     and ``[1]`` alone in a batch were evaluated as erased content."""
     caplog.set_level(logging.ERROR, logger="aiaudit.alerting.engine")
@@ -343,7 +343,7 @@ def test_content_that_no_longer_parses_after_it_was_processed_is_replayed_as_era
     SQLite row no longer sealed) whose JSON does not parse: the replay read raised
     JSONDecodeError and held the log for good, at the next event (which is whole), instead
     of replaying the batch as erased as for sealed content that no longer opens. So does
-    JSON that is not an object (until 2026-12-07: ``[1]`` failed the replay's batch restore,
+    JSON that is not an object (until 2026-12-06: ``[1]`` failed the replay's batch restore,
     a TypeError naming no event, and ``null`` was replayed as erased without a warning)."""
     put_rule(consumer, tenant, rule)
     text = "write to me at eve.smith@example.com please"

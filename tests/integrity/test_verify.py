@@ -269,7 +269,7 @@ def test_content_that_is_not_a_json_object_is_named(
     full_log: Log, content: bytes, why: str
 ) -> None:
     """Content rewritten (raw SQL) to JSON that is not a JSON object of strings, or that does
-    not parse. Until 2026-12-07 verify stopped on it (TypeError, ValueError, JSONDecodeError:
+    not parse. Until 2026-12-06 verify stopped on it (TypeError, ValueError, JSONDecodeError:
     no report), and passed ``null`` as if nothing were wrong."""
     full_log.execute(
         "UPDATE event_content SET content = :c WHERE log_id = :t AND seq = 2", c=content

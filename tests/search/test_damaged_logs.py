@@ -326,7 +326,7 @@ def test_a_damaged_row_of_content_in_clear_holds_only_its_log_at_itself(
     try:
         held = held_at_the_damaged_one(running, tenant, names, caplog)
         assert "not json" not in held  # what the row holds is not logged
-        if damage == "content not an object":  # until 2026-12-07 indexed as erased content
+        if damage == "content not an object":  # until 2026-12-06 indexed as erased content
             assert "its content is not a JSON object" in held and "[1]" not in held
         assert health(running.channel) == SERVING
     finally:
@@ -353,7 +353,7 @@ def test_content_that_is_not_a_json_object_is_data_loss_naming_the_event(
     """Content rewritten (raw SQL, here in clear) to JSON that is not an object is a damaged
     stored event, as JSON that does not parse: ``GetEvent``, a ``SearchEvents`` page and an
     export answer ``DATA_LOSS`` ``STORED_EVENT_DAMAGED`` naming the event, never the row.
-    Until 2026-12-07 ``[1]``, ``null`` and most strings showed the event as erased; ``1``, a
+    Until 2026-12-06 ``[1]``, ``null`` and most strings showed the event as erased; ``1``, a
     string holding a content path and a value not a string blamed the canonical form ("its
     stored form is damaged"); and content JSON that does not parse answered UNKNOWN with the
     parser's message."""

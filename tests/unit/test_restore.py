@@ -147,7 +147,7 @@ def test_a_batch_restores_to_wire_bytes_with_the_exact_parser_where_needed() -> 
 def test_content_that_is_not_a_json_object_is_damage_not_erased_content(
     stored: bytes, why: str
 ) -> None:
-    """Until 2026-12-07 the exact restore took ``[1]`` (and a string holding no content
+    """Until 2026-12-06 the exact restore took ``[1]`` (and a string holding no content
     path) for erased content, and the batch restore refused a whole batch holding any of
     them (TypeError) instead of that event."""
     with pytest.raises(restore.ContentError, match=f"^{why}$"):

@@ -102,7 +102,7 @@ def parse_content(stored: bytes) -> dict[str, str]:
     """A stored content row as content by JSON path; ContentError if it is no such object.
 
     Every reader of the row parses it here (the store's reads, ``verify``).
-    Until 2026-12-07 the reads took JSON that is not an object for content:
+    Until 2026-12-06 the reads took JSON that is not an object for content:
     ``[1]``, ``null`` or ``"x"`` rebuilt the event as if erased, with no error
     (``1`` was blamed on the canonical form), and a batch holding one failed
     the native batch restore as a whole (the alerting engine held the log at
@@ -188,7 +188,7 @@ def restore_wires(stored: Sequence[tuple[bytes, Content]]) -> list[bytes | Excep
     bytes: it skips building messages only to serialise them again); what the
     fast path does not take goes through the exact parser, and where that fails
     too its error stands in the list: content that is not a JSON object of
-    strings too (until 2026-12-07 it failed the native call for the whole batch;
+    strings too (until 2026-12-06 it failed the native call for the whole batch;
     the store's reads refuse it first, :func:`parse_content`).
     """
     try:

@@ -989,7 +989,7 @@ def _json_checks(batch: list[_Work]) -> list[Problem]:
         if content is not None:
             try:
                 parsed = restore.parse_content(content)
-            except restore.ContentError as exc:  # until 2026-12-07 it stopped verify, or passed
+            except restore.ContentError as exc:  # until 2026-12-06 it stopped verify, or passed
                 out.append(Problem(log_id, str(exc), seq, event_id))
         try:
             node = json.loads(committed)  # once for every check below

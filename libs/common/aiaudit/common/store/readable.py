@@ -22,7 +22,7 @@ DAMAGED_ROW: tuple[type[Exception], ...] = (ValueError, TypeError)
 Measured on SQLite and PostgreSQL, content sealed or not: sealed content that
 does not open, SealError (DamagedKeyError for its data key); content JSON that
 does not parse or is not a JSON object of strings, DamagedContentError (naming
-the event; until 2026-12-07 orjson.JSONDecodeError, and content that was no
+the event; until 2026-12-06 orjson.JSONDecodeError, and content that was no
 object read as erased or failed a batch's restore); on SQLite, a binary column (content,
 salt, canonical form, leaf hash) rewritten as text, StoredAsTextEventError
 (naming the event and the columns), and a receive time that is no timestamp,
