@@ -767,7 +767,7 @@ def test_content_that_is_not_a_json_object_is_tampering(
     suite: Running, tenant: str, admin_url: str, content: bytes, why: str
 ) -> None:
     """Content rewritten to JSON that is not an object (or that does not parse): until
-    2026-12-07 VerifyEvent answered UNKNOWN (TypeError, JSONDecodeError), and named no
+    2026-12-06 VerifyEvent answered UNKNOWN (TypeError, JSONDecodeError), and named no
     problem for ``null`` (read as no content at all)."""
     receipts = append(suite, tenant, 1)
     wait_until(lambda: checkpoint_covers(suite, tenant, 1))
