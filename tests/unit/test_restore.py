@@ -382,34 +382,3 @@ def test_unusual_rows_restore_as_the_exact_parser_does(body: bytes) -> None:
     for given_content in (content, None):
         expected = outcome(canonical.restore, body, given_content)
         assert outcome(restore.restore, body, given_content) == expected
-
-
-def test_parse_content_costs_little_beyond_parsing() -> None:
-    """The store parses every content row it reads (search pages, exports, the consumers).
-
-    Its checks (an object, of strings) cost at most as much again as orjson's
-    parse: with a generator over the values (``all(...)``) the checks alone cost
-    1.6 times the parse (2.6x in all)
-    (review, 2026-12-06: ``_stored`` 1.6 -> 2.3 us a row on PostgreSQL).
-    CPU time of this thread, best of 9 passes over the search benchmark's rows.
-    """
-    import time
-
-    import orjson
-
-    from bench.search_bench import make_event  # the search benchmark's interactions
-
-    now = dt.datetime.now(dt.UTC)
-    rows = [prepare(make_event(i), now).stored_content for i in range(2000)]
-
-    def best(fn: Any) -> float:
-        times = []
-        for _ in range(9):
-            start = time.thread_time()
-            for row in rows:
-                fn(row)
-            times.append(time.thread_time() - start)
-        return min(times)
-
-    parse, checked = best(orjson.loads), best(restore.parse_content)
-    assert checked < 2 * parse, f"parse_content {checked / parse:.2f}x orjson.loads"
