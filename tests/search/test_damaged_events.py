@@ -65,6 +65,24 @@ def _reads(tenant: str) -> dict[str, Callable[[pb_grpc.SearchServiceStub], objec
     }
 
 
+def every_read_names_the_damage(
+    auditor: pb_grpc.SearchServiceStub, tenant: str, seq: int, cause: str
+) -> None:
+    """Each of :func:`_reads` of event ``m-1`` at ``seq`` is DATA_LOSS naming it and ``cause``."""
+    for read, call in _reads(tenant).items():
+        with pytest.raises(grpc.RpcError) as caught:
+            call(auditor)
+        details = caught.value.details() or ""
+        assert caught.value.code() == grpc.StatusCode.DATA_LOSS, (read, details)
+        assert details == (
+            f"the stored event 'm-1' (log {tenant!r}, sequence {seq}) cannot be read: "
+            f"{cause}; run `aiaudit verify` on the store"
+        ), read
+        info = error_info(caught.value)
+        assert info.reason == "STORED_EVENT_DAMAGED"
+        assert dict(info.metadata) == {"event_id": "m-1", "sequence": str(seq)}
+
+
 @pytest.mark.parametrize("read", list(_reads("")))
 @pytest.mark.parametrize("backend", ["sqlite", "opensearch"])
 def test_a_damaged_stored_event_is_data_loss_naming_it(
