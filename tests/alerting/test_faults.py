@@ -140,25 +140,6 @@ def test_a_row_damaged_after_it_was_processed_holds_nothing_after_a_restart(
         assert cursors.position(c, CONSUMER, tenant) == 4
 
 
-def test_content_altered_after_it_was_processed_holds_nothing_after_a_restart(
-    tmp_path: Path, tenant: str
-) -> None:
-    """The same for sealed content that no longer opens (the embedded store seals)."""
-    url = f"sqlite:///{tmp_path / 'aiaudit.db'}"
-    store = open_store(url, run_migrations=True)
-    append(store, [interaction(tenant, text="hello") for _ in range(3)])
-    make_engine(store, window_save_events=20_000).run_once()
-    flip_sealed_content(url, tenant, 1)
-    restarted = make_engine(store, window_save_events=20_000)
-    append(store, [interaction(tenant, text=ATTACK, user="m")])
-    restarted.run_once()
-    assert restarted.held == {}
-    assert _alert_rules(store, tenant) == [("prompt-injection", 1)]
-    with store.engine.connect() as c:
-        assert cursors.position(c, CONSUMER, tenant) == 4
-    store.close()
-
-
 BY_USER = """\
 id: user-burst
 severity: high
@@ -197,21 +178,27 @@ def test_content_altered_after_it_was_processed_still_counts_in_the_windows(
 STORED_AS_TEXT = ["events.canonical", "log_entries.leaf_hash", "event_content.content"]
 
 
-@pytest.mark.parametrize("seq", [0, 1])
-@pytest.mark.parametrize("column", STORED_AS_TEXT)
-def test_a_row_stored_as_text_after_it_was_processed_holds_nothing_after_a_restart(
+@pytest.mark.parametrize(
+    ("column", "seq"),
+    [("sealed content", 1), *((c, seq) for c in STORED_AS_TEXT for seq in (0, 1))],
+)
+def test_a_row_damaged_after_it_was_processed_holds_nothing_after_a_restart_on_sqlite(
     tmp_path: Path, tenant: str, column: str, seq: int
 ) -> None:
-    """SQLite keeps any type in any column: a row rewritten as text after it was processed
-    failed the restarted engine's replay (StoredAsTextEventError) and held the log for good;
-    it is left out of the windows as any row damaged since, or, its content alone stored as
-    text, replayed as erased like content that no longer opens. The log's first entry too
-    (the engine reads its receive time)."""
+    """The same for sealed content that no longer opens (the embedded store seals), and for
+    a row rewritten as text (SQLite keeps any type in any column): that failed the restarted
+    engine's replay (StoredAsTextEventError) and held the log for good; it is left out of
+    the windows as any row damaged since, or, its content alone stored as text, replayed as
+    erased like content that no longer opens. The log's first entry too (the engine reads
+    its receive time)."""
     url = f"sqlite:///{tmp_path / 'aiaudit.db'}"
     store = open_store(url, run_migrations=True)
     append(store, [interaction(tenant, text="hello") for _ in range(3)])
     make_engine(store, window_save_events=20_000).run_once()
-    store_as_text(url, tenant, seq, column)
+    if column == "sealed content":
+        flip_sealed_content(url, tenant, seq)
+    else:
+        store_as_text(url, tenant, seq, column)
     restarted = make_engine(store, window_save_events=20_000)
     append(store, [interaction(tenant, text=ATTACK, user="m")])
     restarted.run_once()

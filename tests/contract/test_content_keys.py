@@ -210,28 +210,7 @@ def test_a_damaged_data_key_is_damage_of_its_subject_alone(
         conn.execute(
             sa.update(content_keys).where(content_keys.c.log_id == tenant).values(**change)
         )
-    reader = keyed(store_url, kek)
-    with pytest.raises(DamagedKeyError, match="does not open"):
-        reader.read_log(tenant, 0, 10)
-    assert all(s.content is not None for s in reader.read_log(other, 0, 10))
-    report = verify_store(
-        engine, [], "x", log_ids=[tenant, other], content_keys=Keyring(FileKek(kek))
-    )
-    damaged = {p.event_id for p in report.problems if "does not open: altered" in p.what}
-    assert damaged == {f"{tenant}-{i}" for i in range(3)}
-    assert not any(p.event_id and p.event_id.startswith(other) for p in report.problems)
-    committer = GroupCommitter(keyed(store_url, kek))
-    now = dt.datetime.now(dt.UTC)
-    refused = committer.submit(prepare_batch([interaction(tenant, "a-new", user="alice")], now))
-    written = committer.submit(prepare_batch([interaction(other, "z-new", user="alice")], now))
-    with pytest.raises(DamagedKeyError):
-        refused.result(timeout=30)
-    assert (
-        not isinstance(outcome := written.result(timeout=30), Conflict) and outcome[0].sequence == 3
-    )
-    committer.close()
-    reader.close()
-    engine.dispose()
+    _damage_of_its_subject_alone(store_url, engine, kek, tenant, other)
 
 
 def test_a_data_key_stored_as_text_is_damage_of_its_subject_alone(
@@ -255,29 +234,7 @@ def test_a_data_key_stored_as_text_is_damage_of_its_subject_alone(
             sa.text("UPDATE content_keys SET wrapped = CAST(wrapped AS TEXT) WHERE log_id = :t"),
             {"t": tenant},
         )
-    reader = keyed(url, kek)
-    with pytest.raises(DamagedKeyError, match="does not open"):
-        reader.read_log(tenant, 0, 10)
-    with pytest.raises(DamagedKeyError, match="does not open"):
-        reader.get_event(tenant, f"{tenant}-1")
-    assert all(s.content is not None for s in reader.read_log(other, 0, 10))
-    report = verify_store(
-        engine, [], "x", log_ids=[tenant, other], content_keys=Keyring(FileKek(kek))
-    )
-    damaged = {p.event_id for p in report.problems if "does not open: altered" in p.what}
-    assert damaged == {f"{tenant}-{i}" for i in range(3)}
-    committer = GroupCommitter(keyed(url, kek))
-    now = dt.datetime.now(dt.UTC)
-    refused = committer.submit(prepare_batch([interaction(tenant, "a-new", user="alice")], now))
-    written = committer.submit(prepare_batch([interaction(other, "z-new", user="alice")], now))
-    with pytest.raises(DamagedKeyError):
-        refused.result(timeout=30)
-    assert (
-        not isinstance(outcome := written.result(timeout=30), Conflict) and outcome[0].sequence == 3
-    )
-    committer.close()
-    reader.close()
-    engine.dispose()
+    _damage_of_its_subject_alone(url, engine, kek, tenant, other)
 
 
 def test_a_key_row_naming_another_kek_is_still_opened_by_its_own(
@@ -585,3 +542,34 @@ def test_an_event_without_content_needs_no_data_key(
     append(store, interaction(tenant, "a-1", user="auditor"))
     assert set(key_rows(store_url, tenant)) == {"auditor"}
     store.close()
+
+
+def _damage_of_its_subject_alone(
+    url: str, engine: sa.Engine, kek: Path, tenant: str, other: str
+) -> None:
+    """``tenant``'s data key does not open: its events read and verify as damage, and a group
+    commit refuses its batch while it writes ``other``'s (three events in each log before)."""
+    reader = keyed(url, kek)
+    with pytest.raises(DamagedKeyError, match="does not open"):
+        reader.read_log(tenant, 0, 10)
+    with pytest.raises(DamagedKeyError, match="does not open"):
+        reader.get_event(tenant, f"{tenant}-1")
+    assert all(s.content is not None for s in reader.read_log(other, 0, 10))
+    report = verify_store(
+        engine, [], "x", log_ids=[tenant, other], content_keys=Keyring(FileKek(kek))
+    )
+    damaged = {p.event_id for p in report.problems if "does not open: altered" in p.what}
+    assert damaged == {f"{tenant}-{i}" for i in range(3)}
+    assert not any(p.event_id and p.event_id.startswith(other) for p in report.problems)
+    committer = GroupCommitter(keyed(url, kek))
+    now = dt.datetime.now(dt.UTC)
+    refused = committer.submit(prepare_batch([interaction(tenant, "a-new", user="alice")], now))
+    written = committer.submit(prepare_batch([interaction(other, "z-new", user="alice")], now))
+    with pytest.raises(DamagedKeyError):
+        refused.result(timeout=30)
+    assert (
+        not isinstance(outcome := written.result(timeout=30), Conflict) and outcome[0].sequence == 3
+    )
+    committer.close()
+    reader.close()
+    engine.dispose()

@@ -32,6 +32,7 @@ from tests.helpers import (
     interaction,
     not_protobuf,
     refused_raw,
+    store_as_text,
     wait_until,
 )
 from tests.integrity.conftest import ORIGIN_PREFIX, start_suite
@@ -740,13 +741,7 @@ def test_an_event_stored_as_text_is_tampering_naming_the_column(
     wait_until(lambda: checkpoint_covers(suite, tenant, len(columns)))
     stub = integrity(suite)
     for seq, column in enumerate(columns):
-        table, name = column.split(".")
-        _as_admin(
-            admin_url,
-            f"UPDATE {table} SET {name} = CAST({name} AS TEXT) WHERE log_id = :t AND seq = :s",
-            t=tenant,
-            s=seq,
-        )
+        store_as_text(admin_url, tenant, seq, column)
         event_id = receipts[seq].event_id  # type: ignore[attr-defined]
         verdict = stub.VerifyEvent(pb.VerifyEventRequest(log_id=tenant, event_id=event_id))
         assert verdict.status == pb.VERIFY_STATUS_TAMPERED, column
