@@ -37,6 +37,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -129,16 +130,45 @@ func decodeBase64(s string) ([]byte, error) {
 }
 
 // openCheckpoint verifies a signed checkpoint with whichever published key signed it.
+// Every signature line of a published key must verify, as aiaudit requires: the note
+// library was given one key at a time, so a bad signature of another published key
+// (after a rotation both are given) was an unknown key's and ignored, and it skips a
+// second signature of a key that signed already, whatever it holds.
 func openCheckpoint(text []byte, origin string, keys []note.Verifier) (*tlog.Checkpoint, error) {
 	var last error
 	for _, k := range keys {
 		cp, _, _, err := tlog.ParseCheckpoint(text, origin, k)
 		if err == nil {
+			if err := trustedSignatures(text, keys); err != nil {
+				return nil, err
+			}
 			return cp, checkpointSpelling(text, cp)
 		}
 		last = err
 	}
 	return nil, last
+}
+
+// trustedSignatures names the first signature line of a published key that does not
+// verify, in aiaudit's words. The note library has read the note already, so its
+// signature block is well formed.
+func trustedSignatures(text []byte, keys []note.Verifier) error {
+	split := bytes.LastIndex(text, []byte("\n\n"))
+	body, block := text[:split+1], strings.TrimSuffix(string(text[split+2:]), "\n")
+	for _, line := range strings.Split(block, "\n") {
+		name, encoded, _ := strings.Cut(strings.TrimPrefix(line, "\u2014 "), " ")
+		raw, err := base64.StdEncoding.DecodeString(encoded)
+		if err != nil || len(raw) < 5 {
+			continue // the library refuses it
+		}
+		hash := binary.BigEndian.Uint32(raw[:4])
+		for _, k := range keys {
+			if k.Name() == name && k.KeyHash() == hash && !k.Verify(body, raw[4:]) {
+				return fmt.Errorf("invalid signature for key %s+%08x", name, hash)
+			}
+		}
+	}
+	return nil
 }
 
 // opened is a bundle's checkpoints that verified, by their signed text, whatever their

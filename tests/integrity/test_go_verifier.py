@@ -301,6 +301,42 @@ def test_base64_and_proof_lines_have_one_spelling_in_both_verifiers(
     assert "line 1 event e-0: " in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("forger", ["the other trusted key", "the key that signed"])
+def test_a_bad_signature_of_a_trusted_key_fails_its_checkpoint_in_both_verifiers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], go_verifier: Path, forger: str
+) -> None:
+    """aiaudit refuses a checkpoint any of whose trusted keys' signatures does not verify.
+    The Go verifier opened it with one trusted key at a time, so after a rotation (both
+    versions given) a forged line of the other version was an unknown key's and ignored;
+    and its note library skips a second line of a key that signed already: the bundle
+    passed there, exit 0, and failed in aiaudit (review, 2026-12-07)."""
+    lines = make_bundle(tmp_path, 2)
+    signed = note.file_signer(ORIGIN_PREFIX, tmp_path / "key.pem").verifier_key
+    rotated = note.file_signer(ORIGIN_PREFIX, tmp_path / "rotated.pem").verifier_key
+    keys = [signed.encode(), rotated.encode()]
+    forging = rotated if forger == "the other trusted key" else signed
+    line = f"\u2014 {ORIGIN_PREFIX} {base64.b64encode(forging.key_id + bytes(64)).decode()}\n"
+    path = tmp_path / "b.jsonl"
+
+    def verdicts() -> tuple[tuple[int, list[str]], tuple[int, list[str]]]:
+        python = ["verify", "--bundle", str(path), "--origin-prefix", ORIGIN_PREFIX]
+        status = main([*python, "--verifier-key", keys[0], "--verifier-key", keys[1]])
+        problems = capsys.readouterr().out.splitlines()
+        check = ["bundle", "-verifier-key", keys[0], "-verifier-key", keys[1]]
+        independent = go.run(go_verifier, *check, "-origin-prefix", ORIGIN_PREFIX, path)
+        return (status, problems), (independent.returncode, independent.stdout.splitlines())
+
+    write(path, lines)
+    python, independent = verdicts()
+    assert python == (0, []) and independent[0] == 0, independent
+    write(path, [{**each, "tlog_proof": each["tlog_proof"] + line} for each in lines])
+    named = f"checkpoint: invalid signature for key {ORIGIN_PREFIX}+{forging.key_id.hex()}"
+    problems = [f"line {i + 1} event e-{i}: {named}" for i in range(2)]
+    python, independent = verdicts()
+    assert python == (1, problems)
+    assert independent == (1, [*problems, "2 event(s) checked, 2 problem(s)"])
+
+
 def test_checkpoints_are_consistent_by_public_go_libraries(
     suite: Running, tenant: str, tmp_path: Path, go_verifier: Path
 ) -> None:
