@@ -1232,7 +1232,7 @@ func (s *scope) lines() []string {
 		what = fmt.Sprintf("scope: sequences %d..%d", s.ints["start"], s.ints["end"]-1)
 	}
 	what += fmt.Sprintf("; checkpoint size %d; %s", s.ints["tree_size"], contentSaid[s.strings["content"]])
-	return []string{
+	lines := []string{
 		fmt.Sprintf("scope (line %d): the exporter's claim, which no signature covers; checked against the "+
 			"proven lines: its log, checkpoint size and sequences", s.line),
 		fmt.Sprintf("scope: %s of log %s requested by %s at %s; access record %s (an event of the log "+
@@ -1240,6 +1240,15 @@ func (s *scope) lines() []string {
 			pyRepr(s.strings["requested_by"]), pyRepr(s.strings["exported_at"]), pyRepr(s.strings["access_record"])),
 		what,
 	}
+	if s.action == searchExport {
+		// a search's lines are what its filter matched, which no line proves
+		up := s.ints["up_to_sequence"]
+		lines = append(lines, fmt.Sprintf("scope: not proven: that the lines are every event the "+
+			"filter and query matched before sequence %d, and only those (a line removed, or another "+
+			"event of the log added with its proof against this checkpoint, verifies alike); where "+
+			"the log can be read, search it with 'sequence < %d' added to the filter and compare", up, up))
+	}
+	return lines
 }
 
 // scopeObject reports whether a line is a scope line: one JSON object, read whole as

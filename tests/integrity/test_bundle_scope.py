@@ -74,6 +74,16 @@ def search_scope(**changes: Any) -> Line:
     return {"scope": {**fields, **changes}}
 
 
+def unproven(up_to_sequence: int) -> str:
+    """The line a search export's summary ends with: its selection is not proven."""
+    return (
+        "scope: not proven: that the lines are every event the filter and query matched before "
+        f"sequence {up_to_sequence}, and only those (a line removed, or another event of the log "
+        "added with its proof against this checkpoint, verifies alike); where the log can be "
+        f"read, search it with 'sequence < {up_to_sequence}' added to the filter and compare"
+    )
+
+
 def summary(tmp_path: Path, capsys: pytest.CaptureFixture[str], lines: list[Line]) -> list[str]:
     """aiaudit's summary of a bundle that verifies (stderr, before the keys and the count)."""
     path = write(tmp_path / "b.jsonl", lines)
@@ -111,6 +121,7 @@ def test_a_scope_is_printed_as_the_exporters_claim_and_old_bundles_still_verify(
         "scope: filter 'actor.user_id = \"alice\"'; query ''; order_by 'sequence asc'; events "
         "before sequence 3; checkpoint size 3; content withheld (the exporter has no "
         "content.read)",
+        unproven(3),
     ]
     assert both(go_verifier, capsys, tmp_path / "b.jsonl") == (0, [])
 
@@ -133,6 +144,28 @@ def test_a_scope_edited_where_no_line_refutes_it_is_printed_as_the_exporters_wor
     )
     assert "requested by 'someone else'" in shown[4] and "access record 'forged'" in shown[4]
     assert shown[5].startswith("scope: filter 'true'; ")
+    assert both(go_verifier, capsys, tmp_path / "b.jsonl") == (0, [])
+
+
+def test_a_search_export_says_that_its_selection_is_not_proven_in_both_verifiers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], go_verifier: Path
+) -> None:
+    """A search export's lines are the events its filter matched, and no line proves which
+    those are: with a line removed, or another event of the log added with its proof against
+    the same checkpoint (say from another export), it verified as the export did, and the
+    output said its lines were checked against the scope's "sequences", while a range export
+    is checked whole (review, 2026-12-07). Both verifiers now say what is not proven."""
+    lines = make_bundle(tmp_path, 3)
+    for kept in ([lines[0], lines[2]], lines):  # alice's two events; bob's e-1 spliced in
+        shown = summary(tmp_path, capsys, [search_scope(), *kept])
+        assert shown[-2].startswith("scope: filter 'actor.user_id = \"alice\"'; ")
+        assert shown[-1] == unproven(3)
+        assert both(go_verifier, capsys, tmp_path / "b.jsonl") == (0, [])
+    shown = summary(tmp_path, capsys, [search_scope(up_to_sequence=2), lines[0], lines[1]])
+    assert shown[-1] == unproven(2)
+    # A range is checked whole (a line removed is a problem): nothing is left unproven.
+    shown = summary(tmp_path, capsys, [range_scope(), *lines])
+    assert shown[-1] == "scope: sequences 0..2; checkpoint size 3; content included"
     assert both(go_verifier, capsys, tmp_path / "b.jsonl") == (0, [])
 
 

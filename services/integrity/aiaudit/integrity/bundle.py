@@ -251,7 +251,26 @@ class Scope:
         else:
             what = f"scope: sequences {self.start}..{self.end - 1}"
         what += f"; checkpoint size {self.tree_size}; {_CONTENT_SAID[self.content]}"
+        if self.action == SEARCH_EXPORT:
+            return [head, who, what, unproven_selection(self.up_to_sequence)]
         return [head, who, what]
+
+
+def unproven_selection(up_to_sequence: int) -> str:
+    """What a search export's summary says it cannot check: that its lines are the search's.
+
+    A range export is checked whole (:meth:`_Scopes.incomplete`); a search's lines are
+    whatever events its filter matched, which no line proves, so one removed (or an
+    event of the log added with its proof against the same checkpoint) verified, and
+    nothing in the output said the selection was unchecked (review, 2026-12-07).
+    """
+    return (
+        "scope: not proven: that the lines are every event the filter and query matched "
+        f"before sequence {up_to_sequence}, and only those (a line removed, or another event "
+        "of the log added with its proof against this checkpoint, verifies alike); where the "
+        f"log can be read, search it with 'sequence < {up_to_sequence}' added to the filter "
+        "and compare"
+    )
 
 
 NO_SCOPE = (
