@@ -237,6 +237,38 @@ def test_a_key_from_the_local_data_dir_is_said_to_be_no_published_key(
     ]
 
 
+@pytest.mark.parametrize("offline", ["--bundle", "--receipt"])
+def test_a_key_found_by_the_folder_it_runs_in_is_no_trust_anchor(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    offline: str,
+) -> None:
+    """Without --verifier-key the key of ./data was trusted, the default data dir, which is
+    whatever folder the command runs in: a folder handed over with a forged bundle or receipt
+    (``data/notary-ed25519.pem`` beside it, the key the forger signed with) verified it, exit
+    0 and "0 problem(s)" (review, 2026-12-07). Such a key is refused before anything is read;
+    a data dir named by the auditor (--data-dir) is still this machine's key, said so."""
+    forged = tmp_path / "handed-over"
+    (forged / "data").mkdir(parents=True)
+    lines = make_bundle(forged)
+    path = write(forged / "b.jsonl", lines) if offline == "--bundle" else _receipt(forged)
+    (forged / "key.pem").rename(forged / "data" / "notary-ed25519.pem")
+    monkeypatch.chdir(forged)
+    monkeypatch.setenv("AIAUDIT_INTEGRITY_ORIGIN_PREFIX", ORIGIN_PREFIX)
+    assert main(["verify", offline, path.name]) == 2
+    out = capsys.readouterr()
+    assert out.out == ""
+    assert (
+        "no --verifier-key: the key file data/notary-ed25519.pem is found by the folder this "
+        "runs in (the default data dir ./data), so a folder handed over with the file could hold "
+        "the key it is signed with; pass the key the server publishes (aiaudit integrity "
+        "verifier-key) with --verifier-key, or name the notary's data dir with --data-dir"
+    ) in out.err
+    # Named by the auditor, the data dir is this machine's configuration, as before.
+    assert main(["verify", offline, path.name, "--data-dir", "data"]) == 0
+
+
 @pytest.mark.parametrize("drop", ["salt", "content"])
 def test_content_and_salt_come_together(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], drop: str
@@ -626,7 +658,7 @@ def test_an_unreadable_bundle_is_one_line(
 @pytest.mark.parametrize(
     ("argv", "where"),
     [
-        (["verify", "--bundle", "b.jsonl"], "data"),
+        (["verify", "--bundle", "b.jsonl", "--data-dir", "data"], "data"),
         (["verify"], "data"),
         (["integrity", "verifier-key", "--local", "--data-dir", "nowhere"], "nowhere"),
     ],

@@ -61,12 +61,45 @@ def _keys(
         except NoteError as exc:
             raise ConfigError(f"--verifier-key: {exc}") from None
     path = integrity_settings.key_file(settings, s)
+    if _offline(args) and _found_by_folder(args, settings, s):
+        raise ConfigError(
+            f"no --verifier-key: the key file {path} is found by the folder this runs in "
+            "(the default data dir ./data), so a folder handed over with the file could hold "
+            "the key it is signed with; pass the key the server publishes (aiaudit integrity "
+            "verifier-key) with --verifier-key, or name the notary's data dir with --data-dir"
+        )
     if s.signer == "file" and not path.is_file():
         raise ConfigError(f"no key at {path}; pass --verifier-key")
     try:
         return key_source(settings, s).verifier_keys()
     except SignerUnavailableError as exc:
         raise ConfigError(f"cannot read the verifier keys ({exc}); pass --verifier-key") from None
+
+
+def _offline(args: argparse.Namespace) -> bool:
+    """Whether the command checks a file offline (``verify --bundle`` or ``--receipt``)."""
+    return getattr(args, "bundle", None) is not None or getattr(args, "receipt", None) is not None
+
+
+def _found_by_folder(
+    args: argparse.Namespace, settings: Settings, s: integrity_settings.IntegritySettings
+) -> bool:
+    """Whether the configured key would be the key file of the default data dir, ``./data``.
+
+    Nobody named it: it is whatever the folder the command runs in holds. An auditor
+    running ``verify --bundle bundle.jsonl`` without ``--verifier-key`` inside a folder
+    handed over with the bundle (``data/notary-ed25519.pem`` beside it) had the bundle
+    checked with the key that folder held: exit 0, "0 problem(s)", the key's origin said
+    only on stderr (review, 2026-12-07). A data dir or key file set by a flag, the
+    environment or the config file, and a key in Vault, are configuration, as before.
+    """
+    default = config.Settings().data_dir
+    return (
+        s.signer == "file"
+        and s.key_file is None
+        and args.data_dir is None
+        and settings.data_dir == default
+    )
 
 
 def _key_source(
