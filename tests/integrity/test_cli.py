@@ -247,7 +247,7 @@ def test_a_key_found_by_the_folder_it_runs_in_is_no_trust_anchor(
     """Without --verifier-key the key of ./data was trusted, the default data dir, which is
     whatever folder the command runs in: a folder handed over with a forged bundle or receipt
     (``data/notary-ed25519.pem`` beside it, the key the forger signed with) verified it, exit
-    0 and "0 problem(s)" (review, 2026-12-07). Such a key is refused before anything is read;
+    0 and "0 problem(s)" (review, 2026-12-06). Such a key is refused before anything is read;
     a data dir named by the auditor (--data-dir) is still this machine's key, said so."""
     forged = tmp_path / "handed-over"
     (forged / "data").mkdir(parents=True)

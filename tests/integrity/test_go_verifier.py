@@ -309,7 +309,7 @@ def test_a_bad_signature_of_a_trusted_key_fails_its_checkpoint_in_both_verifiers
     The Go verifier opened it with one trusted key at a time, so after a rotation (both
     versions given) a forged line of the other version was an unknown key's and ignored;
     and its note library skips a second line of a key that signed already: the bundle
-    passed there, exit 0, and failed in aiaudit (review, 2026-12-07)."""
+    passed there, exit 0, and failed in aiaudit (review, 2026-12-06)."""
     lines = make_bundle(tmp_path, 2)
     signed = note.file_signer(ORIGIN_PREFIX, tmp_path / "key.pem").verifier_key
     rotated = note.file_signer(ORIGIN_PREFIX, tmp_path / "rotated.pem").verifier_key

@@ -262,7 +262,7 @@ def unproven_selection(up_to_sequence: int) -> str:
     A range export is checked whole (:meth:`_Scopes.incomplete`); a search's lines are
     whatever events its filter matched, which no line proves, so one removed (or an
     event of the log added with its proof against the same checkpoint) verified, and
-    nothing in the output said the selection was unchecked (review, 2026-12-07).
+    nothing in the output said the selection was unchecked (review, 2026-12-06).
     """
     return (
         "scope: not proven: that the lines are every event the filter and query matched "

@@ -90,7 +90,7 @@ def _found_by_folder(
     running ``verify --bundle bundle.jsonl`` without ``--verifier-key`` inside a folder
     handed over with the bundle (``data/notary-ed25519.pem`` beside it) had the bundle
     checked with the key that folder held: exit 0, "0 problem(s)", the key's origin said
-    only on stderr (review, 2026-12-07). A data dir or key file set by a flag, the
+    only on stderr (review, 2026-12-06). A data dir or key file set by a flag, the
     environment or the config file, and a key in Vault, are configuration, as before.
     """
     default = config.Settings().data_dir
