@@ -154,7 +154,7 @@ def test_a_search_export_says_that_its_selection_is_not_proven_in_both_verifiers
     those are: with a line removed, or another event of the log added with its proof against
     the same checkpoint (say from another export), it verified as the export did, and the
     output said its lines were checked against the scope's "sequences", while a range export
-    is checked whole (review, 2026-12-07). Both verifiers now say what is not proven."""
+    is checked whole (review, 2026-12-06). Both verifiers now say what is not proven."""
     lines = make_bundle(tmp_path, 3)
     for kept in ([lines[0], lines[2]], lines):  # alice's two events; bob's e-1 spliced in
         shown = summary(tmp_path, capsys, [search_scope(), *kept])
