@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import fnmatch
 import functools
 import json
 import os
@@ -470,7 +471,8 @@ def test_network_policy_toggle(values: Path) -> None:
         assert policies == []
         return
     deployed = {component_of(d) for d in of_kind(objects, "Deployment")}
-    assert {component_of(p) for p in policies} == deployed
+    migration = {component_of(j) for j in of_kind(objects, "Job")}
+    assert {component_of(p) for p in policies} == deployed | migration
     for policy in policies:
         for rule in policy["spec"]["ingress"]:
             assert rule["ports"] in (
@@ -491,7 +493,9 @@ ALL_ENABLED = CHART / "ci" / "all-enabled-values.yaml"
 
 
 def _policies(*sets: str, values: Path | None = None) -> dict[str, dict[str, Any]]:
-    return {component_of(p): p for p in of_kind(render(values, *sets), "NetworkPolicy")}
+    """The components' policies (the migration pods' is apart: they serve nothing)."""
+    policies = of_kind(render(values, *sets), "NetworkPolicy")
+    return {component_of(p): p for p in policies if component_of(p) in COMPONENTS}
 
 
 def _policies_with(
@@ -2334,3 +2338,264 @@ def test_the_notes_point_only_at_enabled_components(tmp_path: Path) -> None:
         *(f"{name}.enabled=false" for name in COMPONENTS),
     )
     assert "port-forward" not in nothing and "grpcurl" not in nothing
+
+
+# Chart review, 2026-12-06: values.schema.json, kubeVersion, the migration pods' policy,
+# each component's own egress, the grace period, zones, integrity's strategy.
+
+SCHEMA = CHART / "values.schema.json"
+
+
+def _values_file(tmp_path: Path, values: dict[str, Any]) -> Path:
+    path = tmp_path / f"values-{len(list(tmp_path.iterdir()))}.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (
+            # A quoted "false" (a values file templated from an environment variable) is a
+            # true string: the chart ran the embedded SQLite store in an emptyDir, no
+            # PostgreSQL, no migration, with nothing said.
+            {"aiaudit": {"database": {"embedded": "false"}}, "ingest": {"replicas": 1}},
+            "at '/aiaudit/database/embedded': got string, want boolean",
+        ),
+        ({"ingest": {"replica": 3}}, "at '/ingest': additional properties 'replica' not allowed"),
+        (
+            {"networkPolicy": {"ingress": {"ingest": {"form": [{"ipBlock": {"cidr": "0/0"}}]}}}},
+            "at '/networkPolicy/ingress/ingest': additional properties 'form' not allowed",
+        ),
+        (
+            {"networkPolicy": {"ingress": {"ingest": {"from": [{"namespaceSelecter": {}}]}}}},
+            "additional properties 'namespaceSelecter' not allowed",
+        ),
+        (
+            # The API server refuses an annotation that is not a string, at apply time.
+            {"ingest": {"podAnnotations": {"prometheus.io/scrape": True}}},
+            "at '/ingest/podAnnotations/prometheus.io~1scrape': got boolean, want string",
+        ),
+        (
+            # A second handler beside the chart's grpc one: the API server refuses the probe.
+            {"aiaudit": {"probes": {"liveness": {"httpGet": {"port": 8081}}}}},
+            "at '/aiaudit/probes/liveness': additional properties 'httpGet' not allowed",
+        ),
+        ({"ingest": {"service": {"type": "ExternalName"}}}, "at '/ingest/service/type'"),
+        ({"aiaudit": {"grpcPort": 70000}}, "at '/aiaudit/grpcPort': maximum"),
+        ({"integrity": {"replicas": -1}}, "at '/integrity/replicas': minimum"),
+        ({"aiaudit": {"database": {"existingSecret": "DB_Secret"}}}, "/existingSecret"),
+    ],
+    ids=[
+        "quoted-false",
+        "unknown-key",
+        "misspelt-peers",
+        "misspelt-peer",
+        "annotation-not-a-string",
+        "second-probe-handler",
+        "service-type",
+        "port-range",
+        "negative-replicas",
+        "secret-name",
+    ],
+)
+def test_values_of_the_wrong_shape_fail_the_render_and_lint_naming_them(
+    tmp_path: Path, values: dict[str, Any], message: str
+) -> None:
+    """The chart had no values.schema.json: a misspelt key was ignored without a word (the
+    gateways listed under `form` reached nothing), a quoted "false" counted as true, and what
+    the API server refuses rendered fine (chart review, 2026-12-06)."""
+    path = _values_file(tmp_path, values)
+    assert message in render_fails(values=path)
+    lint = _helm("lint", str(CHART), "-f", str(path))
+    assert lint.returncode != 0 and message in lint.stdout + lint.stderr
+
+
+def _schema_at(schema: dict[str, Any], node: dict[str, Any], key: str) -> dict[str, Any] | None:
+    """The schema of ``key`` in an object of schema ``node`` ($refs followed), None if refused."""
+
+    def resolve(s: dict[str, Any]) -> dict[str, Any]:
+        while "$ref" in s:
+            s = schema["definitions"][s["$ref"].rpartition("/")[2]]
+        return s
+
+    node = resolve(node)
+    if key in node.get("properties", {}):
+        return resolve(node["properties"][key])
+    extra = node.get("additionalProperties", True)
+    return None if extra is False else resolve(extra if isinstance(extra, dict) else {})
+
+
+def test_the_schema_accepts_every_value_and_each_key_it_accepts_is_documented() -> None:
+    """values.yaml and the schema describe the same keys: a key added to one alone fails here
+    (helm would refuse a value the schema lacks; a key the schema accepts that values.yaml
+    lacks would have no documentation)."""
+    schema = json.loads(SCHEMA.read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    # Keys accepted without a default in values.yaml (each documented there by name).
+    optional = {
+        "*.podDisruptionBudget.minAvailable": "minAvailable",
+        "*.resources.claims": "",
+        "aiaudit.probes.*.*": "successThreshold",
+        "integrity.strategy.*": "type: Recreate",
+    }
+    seen: set[str] = set()
+
+    def walk(value: Any, node: dict[str, Any], path: str) -> None:
+        if not isinstance(value, dict):
+            return
+        node_props = node
+        while "$ref" in node_props:
+            node_props = schema["definitions"][node_props["$ref"].rpartition("/")[2]]
+        for key, sub in value.items():
+            at = f"{path}.{key}" if path else key
+            child = _schema_at(schema, node, key)
+            assert child is not None, f"{at} is in values.yaml, not in values.schema.json"
+            seen.add(at)
+            walk(sub, child, at)
+        if node_props.get("additionalProperties") is False:
+            for key in node_props.get("properties", {}):
+                at = f"{path}.{key}" if path else key
+                if at not in seen and not any(fnmatch.fnmatch(at, o) for o in optional):
+                    raise AssertionError(f"{at} is in values.schema.json, not in values.yaml")
+
+    walk(values, schema, "")
+    text = (CHART / "values.yaml").read_text()
+    assert all(doc in text for doc in optional.values())
+
+
+def test_the_chart_requires_the_kubernetes_release_of_its_grpc_probes() -> None:
+    """kubeVersion was undeclared (a go-built helm assumed v1.20.0 and refused it): on 1.26
+    and older the chart installed, and its native gRPC probes (GA in 1.27) did not work.
+    scripts/install-tools.sh now stamps helm's own Kubernetes version, as helm's releases
+    are built, so `helm template` without --kube-version renders (every other test)."""
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["kubeVersion"] == ">=1.27.0-0"
+    args = ["template", RELEASE, str(CHART), "--kube-version"]
+    old = _helm(*args, "v1.26.9")
+    assert old.returncode != 0
+    assert "chart requires kubeVersion: >=1.27.0-0" in old.stderr
+    assert "incompatible with Kubernetes v1.26.9" in old.stderr
+    # The first supported release, and a vendor build of a later one.
+    for version in ("v1.27.0", "v1.29.1-gke.1589018"):
+        assert _helm(*args, version).returncode == 0, version
+
+
+def test_the_migration_pods_are_isolated_and_reach_only_what_every_pod_reaches() -> None:
+    """No policy selected the migration pods, which hold the admin URL: with egress locked
+    down they could still connect anywhere (chart review, 2026-12-06)."""
+    all_enabled = render(
+        ALL_ENABLED,
+        "networkPolicy.egress.search.to[0].to[0].ipBlock.cidr=10.30.0.0/16",
+        "networkPolicy.egress.integrity.to[0].to[0].ipBlock.cidr=10.40.0.0/16",
+    )
+    policies = of_kind(all_enabled, "NetworkPolicy")
+    (job,) = of_kind(all_enabled, "Job")
+    (cron,) = of_kind(all_enabled, "CronJob")
+    for labels in (
+        job["spec"]["template"]["metadata"]["labels"],
+        cron["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"],
+    ):
+        (policy,) = [p for p in policies if _selects(p, labels)]
+        assert policy["metadata"]["name"] == f"{RELEASE}-aiaudit-migrate"
+        spec = policy["spec"]
+        assert spec["policyTypes"] == ["Ingress", "Egress"]
+        assert spec["ingress"] == []
+        dns, *rest = spec["egress"]
+        assert {p["port"] for p in dns["ports"]} == {53}
+        assert dns["to"] == merged_values(ALL_ENABLED)["networkPolicy"]["egress"]["dns"]
+        assert rest == merged_values(ALL_ENABLED)["networkPolicy"]["egress"]["to"]
+    # Egress off: closed to connections all the same.
+    (default,) = [p for p in of_kind(render(), "NetworkPolicy") if component_of(p) == "migrate"]
+    assert default["spec"]["policyTypes"] == ["Ingress"] and default["spec"]["ingress"] == []
+    # No migration pods, no policy for them.
+    for sets in (("migration.enabled=false",), ("networkPolicy.enabled=false",)):
+        assert "migrate" not in {
+            component_of(p) for p in of_kind(render(None, *sets), "NetworkPolicy")
+        }
+    dev = render(CHART / "ci" / "tls-disabled-dev-values.yaml", "migration.enabled=true")
+    assert "migrate" not in {component_of(p) for p in of_kind(dev, "NetworkPolicy")}
+
+
+def test_each_component_reaches_its_own_backends_alone() -> None:
+    """One `egress.to` for every pod let ingest, the component the AI gateways call, reach
+    OpenSearch, the notary's Vault and the alert sinks (chart review, 2026-12-06)."""
+    own = {
+        "ingest": "10.10.0.0/16",
+        "search": "10.30.0.0/16",
+        "integrity": "10.40.0.0/16",
+        "alerting": "10.50.0.0/16",
+    }
+    sets = [f"networkPolicy.egress.{c}.to[0].to[0].ipBlock.cidr={cidr}" for c, cidr in own.items()]
+    policies = {component_of(p): p for p in of_kind(render(ALL_ENABLED, *sets), "NetworkPolicy")}
+    shared = "10.20.0.0/16"  # all-enabled's egress.to: PostgreSQL
+    for name, policy in policies.items():
+        cidrs = {
+            peer["ipBlock"]["cidr"]
+            for rule in policy["spec"]["egress"]
+            for peer in rule.get("to", [])
+            if "ipBlock" in peer
+        }
+        assert cidrs == {shared} | ({own[name]} if name in own else set()), name
+
+
+def test_a_grace_period_that_leaves_the_server_no_drain_fails_the_render() -> None:
+    """The server was told to drain for 1 s (`max 1`) whatever was left, and a grace period
+    no longer than the preStop sleep sent SIGKILL as the sleep ended (chart review)."""
+    message = render_fails("search.terminationGracePeriodSeconds=10", values=ALL_ENABLED)
+    assert "search.terminationGracePeriodSeconds (10) leaves the server no time" in message
+    assert "give it at least 11" in message
+    for sets, drain in (
+        (("ingest.terminationGracePeriodSeconds=11",), "1"),
+        (("aiaudit.preStopSeconds=0", "ingest.terminationGracePeriodSeconds=6"), "1"),
+    ):
+        (deployment,) = of_kind(render(None, *sets), "Deployment")
+        env = {
+            e["name"]: e.get("value")
+            for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
+        assert env["AIAUDIT_SHUTDOWN_GRACE_SECONDS"] == drain, sets
+    # A disabled component's grace period is not checked.
+    render(None, "alerting.terminationGracePeriodSeconds=1")
+
+
+def test_replicas_prefer_zones_without_one_unless_told_otherwise() -> None:
+    """The chart's own spread over nodes turned off the scheduler's default zone spreading,
+    so both replicas could land in one zone (chart review, 2026-12-06). A zone spread
+    constraint would leave nodes without the zone label out of every constraint's scoring, so
+    the preference is a soft anti-affinity, which such nodes ignore."""
+    for deployment in of_kind(render(ALL_ENABLED), "Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        (term,) = pod["affinity"]["podAntiAffinity"][
+            "preferredDuringSchedulingIgnoredDuringExecution"
+        ]
+        assert term["podAffinityTerm"] == {
+            "topologyKey": "topology.kubernetes.io/zone",
+            "labelSelector": {"matchLabels": deployment["spec"]["selector"]["matchLabels"]},
+        }
+        assert set(pod["affinity"]) == {"podAntiAffinity"}
+    given = render(
+        None,
+        "ingest.affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].weight=1",
+        "ingest.affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].preference.matchExpressions[0].key=pool",
+        "ingest.affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].preference.matchExpressions[0].operator=Exists",
+    )
+    (ingest,) = of_kind(given, "Deployment")
+    assert set(ingest["spec"]["template"]["spec"]["affinity"]) == {"nodeAffinity"}
+    assert [p for obj in given for p in kube_schema.problems(obj)] == []
+
+
+def test_integrity_can_run_one_pod_on_a_read_write_once_claim() -> None:
+    """Every integrity pod mounts the checkpoint claim and any may become the writer, so more
+    than one needs ReadWriteMany; with one pod on a ReadWriteOnce claim the rolling update
+    started the new pod (maybe on another node) before the old released the volume, and
+    waited there for ever (chart review, 2026-12-06). `integrity.strategy` says Recreate."""
+    objects = render(ALL_ENABLED, "integrity.replicas=1", "integrity.strategy.type=Recreate")
+    strategies = {
+        component_of(d): d["spec"].get("strategy") for d in of_kind(objects, "Deployment")
+    }
+    assert strategies == {
+        "ingest": None, "search": None, "integrity": {"type": "Recreate"}, "alerting": None
+    }  # fmt: skip
+    text = (CHART / "values.yaml").read_text()
+    assert "more than one pod needs ReadWriteMany" in text and "type: Recreate" in text

@@ -427,6 +427,17 @@ left that token unused without a word: the chart passes one or the other, as the
 {{- end }}
 {{- end }}
 {{- end }}
+{{- /* The pod's grace period covers the preStop sleep, then the server's drain (the grace
+period less the sleep, less 5 s to stop the components: aiaudit.shutdownGrace). One too short
+for both was given a drain of 1 s (review, 2026-12-06), and one no longer than the sleep none:
+SIGKILL came with the end of the sleep, mid-call. */}}
+{{- range $name := list "ingest" "search" "integrity" "alerting" }}
+{{- $c := index $.Values $name }}
+{{- $least := add (int $a.preStopSeconds) 6 }}
+{{- if and $c.enabled (lt (int $c.terminationGracePeriodSeconds) (int $least)) }}
+{{- fail (printf "%s.terminationGracePeriodSeconds (%d) leaves the server no time to drain calls in flight: the preStop sleep (aiaudit.preStopSeconds, %d s) and 5 s to stop come out of it first; give it at least %d" $name (int $c.terminationGracePeriodSeconds) (int $a.preStopSeconds) (int $least)) }}
+{{- end }}
+{{- end }}
 {{- $insecure := eq (toString $a.config.allow_insecure) "true" }}
 {{- if and (not $a.tls.enabled) (not $insecure) }}
 {{- fail "aiaudit.tls.enabled=false serves plaintext on the pod network: set aiaudit.config.allow_insecure=true to accept that (dev only)" }}
@@ -658,6 +669,10 @@ spec:
   replicas: {{ $c.replicas }}
   {{- end }}
   revisionHistoryLimit: 5
+  {{- with dig "strategy" dict $c }}
+  strategy:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
   selector:
     matchLabels:
       {{- include "aiaudit.selectorLabels" . | nindent 6 }}
@@ -841,9 +856,22 @@ spec:
       nodeSelector:
         {{- toYaml . | nindent 8 }}
       {{- end }}
-      {{- with $c.affinity }}
       affinity:
+      {{- with $c.affinity }}
         {{- toYaml . | nindent 8 }}
+      {{- else }}
+        # Replicas in different zones where the scheduler can. The spread below is the pod's
+        # own, which turns off the scheduler's default zone spreading; a spread constraint on
+        # the zone would not do: nodes without the zone label (kind, bare metal) would then
+        # be left out of the scoring of every constraint, the spread across nodes too.
+        podAntiAffinity:
+          preferredDuringSchedulingIgnoredDuringExecution:
+            - weight: 100
+              podAffinityTerm:
+                topologyKey: topology.kubernetes.io/zone
+                labelSelector:
+                  matchLabels:
+                    {{- include "aiaudit.selectorLabels" . | nindent 20 }}
       {{- end }}
       {{- with $c.tolerations }}
       tolerations:
