@@ -22,11 +22,12 @@ from aiaudit.common.store.sql import (
 )
 from aiaudit.ingest.committer import GroupCommitter
 from tests.conftest import Postgres
-from tests.helpers import interaction
+from tests.helpers import interaction, wait_until
 
 
 class HeldStore:
-    """The real store, counting the batches of each group and holding commits on demand."""
+    """The real store, counting the batches of each group and holding commits (and the
+    making of data keys) on demand."""
 
     def __init__(self, store: SqlEventStore) -> None:
         self._store = store
@@ -35,6 +36,9 @@ class HeldStore:
         self.held = threading.Event()
         self.held.set()
         self.entered = threading.Event()
+        self.keys_held = threading.Event()
+        self.keys_held.set()
+        self.keys_entered = threading.Event()
 
     def append_group(
         self,
@@ -50,6 +54,8 @@ class HeldStore:
         return out
 
     def prepare_keys(self, batches: Sequence[Sequence[NewEvent]]) -> None:
+        self.keys_entered.set()
+        self.keys_held.wait()
         self._store.prepare_keys(batches)
 
 
@@ -65,12 +71,19 @@ def held(store: SqlEventStore) -> HeldStore:
 def test_batches_queued_behind_a_transaction_share_the_next_one(
     held: HeldStore, tenant: str
 ) -> None:
+    """On SQLite content is sealed: the subject's key, made for the first batch, is held
+    once that commits, so the waiting batches have theirs made first (the key preparation
+    thread), then queue for the writer. The transaction is let go once all six are queued:
+    until 2026-12-06 it was at once, and the group could be cut by a batch still being
+    prepared ([1, 1, 5] under load; backlog() did not count those either: "4 != 6")."""
     committer = GroupCommitter(held)  # type: ignore[arg-type]
     held.held.clear()
     first = committer.submit(batch(tenant, "first"))
     try:
         assert held.entered.wait(20)
         waiting = [committer.submit(batch(tenant, f"w{i}")) for i in range(6)]
+        assert committer.backlog() == 6
+        wait_until(lambda: committer.ready() == 6)
         assert committer.backlog() == 6
         assert not first.done() and not any(f.done() for f in waiting)
     finally:
@@ -79,6 +92,28 @@ def test_batches_queued_behind_a_transaction_share_the_next_one(
     assert sequences == list(range(7))
     assert held.groups == [1, 6]
     committer.close()
+
+
+def test_the_backlog_counts_batches_whose_keys_are_being_made(tmp_path: Path, tenant: str) -> None:
+    """A batch the key preparation took from its queue is in neither queue until its key
+    is ready: the backlog counted it as nothing until 2026-12-06. (A SQLite store seals
+    its content with the file KEK beside it; on PostgreSQL the tests store it in clear,
+    with no keys to make.)"""
+    store = open_store(f"sqlite:///{tmp_path / 'aiaudit.db'}", run_migrations=True)
+    held = HeldStore(store)
+    committer = GroupCommitter(held)  # type: ignore[arg-type]
+    try:
+        held.keys_held.clear()
+        new = committer.submit(batch(tenant, "new"))
+        assert held.keys_entered.wait(20)
+        assert (committer.backlog(), committer.ready()) == (1, 0)
+        held.keys_held.set()
+        assert [r.sequence for r in new.result(20)] == [0]  # type: ignore[union-attr]
+        assert (committer.backlog(), committer.ready()) == (0, 0)
+    finally:
+        held.keys_held.set()
+        committer.close()
+        store.close()
 
 
 def test_close_commits_what_is_queued(held: HeldStore, tenant: str) -> None:
@@ -155,8 +190,9 @@ def test_a_retry_of_an_event_stored_as_text_fails_its_own_batch_only(
         group = [
             committer.submit(batch(tenant, "before")),
             committer.submit([prepare(stored, dt.datetime.now(dt.UTC))]),  # a retry
-            committer.submit(batch(other, "after")),
+            committer.submit(batch(other, "after")),  # a new log: its key is made first
         ]
+        wait_until(lambda: committer.ready() == 3)  # the three are one group
         held.held.set()
         with pytest.raises(StoredRetriesDamagedError, match=r"events\.canonical is stored as text"):
             group[1].result(20)
