@@ -25,7 +25,9 @@
 // A bundle's first line may be its scope, {"scope": {...}}: what the exporter says the
 // export was made for. No signature covers it: what the lines refute of it (another log,
 // a sequence outside it, another checkpoint size, a range not whole) is a problem, the
-// rest is printed as the exporter's claim, as aiaudit prints it.
+// rest is printed as the exporter's claim, as aiaudit prints it. A search export's last
+// line may be its seal, {"seal": {...}}: its closing record in the log, proven, counting
+// the event lines and holding their digest (seal.go).
 // Exit status: 0 all verified,
 // 1 something did not verify (each problem printed) or a bundle held no event,
 // 2 bad usage or input.
@@ -534,6 +536,7 @@ func runBundle(args []string, out io.Writer) (int, error) {
 	checkpoints, roots := opened{}, map[string]root{}
 	logSummaries := map[string]*logSummary{}
 	scopes := &scopes{held: map[uint64]bool{}}
+	seals := newSeals()
 	for number := 1; scanner.Scan(); number++ {
 		text := scanner.Bytes()
 		if len(bytes.Trim(text, asciiSpace)) == 0 {
@@ -546,7 +549,15 @@ func runBundle(args []string, out io.Writer) (int, error) {
 			}
 			continue
 		}
+		if object, ok := namedObject(text, "seal"); ok { // not an event: the export's closing record
+			if what := seals.read(object, number); what != "" {
+				fmt.Fprintf(out, "line %d seal: %s\n", number, what)
+				problems++
+			}
+			continue
+		}
 		scopes.afterFirst = true
+		seals.eventAfter = seals.eventAfter || seals.first != 0
 		checked++
 		line, id, err := parseLine(text)
 		var found []string
@@ -558,6 +569,7 @@ func runBundle(args []string, out io.Writer) (int, error) {
 			// Only a line aiaudit reads whole counts for duplicates: a later intact copy
 			// of a malformed line is the event's first line, not a duplicate.
 			found = duplicate(line, number, seen)
+			seals.add(*line.Sequence, values.canonical)
 			scopes.hold(line)
 			whats, proof := checkLine(line, values, *prefix, list, logs, checkpoints)
 			found = append(found, whats...)
@@ -590,11 +602,15 @@ func runBundle(args []string, out io.Writer) (int, error) {
 		fmt.Fprintf(out, "line %d scope: %s\n", scopes.scope.line, what)
 		problems++
 	}
+	for _, what := range seals.check(scopes.scope, logSummaries, list, *prefix) {
+		fmt.Fprintf(out, "line %d seal: %s\n", seals.first, what)
+		problems++
+	}
 	if checked == 0 { // as aiaudit verify --bundle: an empty file is no evidence that all is well
 		fmt.Fprintln(out, "the bundle holds no events: nothing verified")
 	}
 	if checked > 0 && problems == 0 {
-		summarize(out, logSummaries, list, logs, scopes.scope)
+		summarize(out, logSummaries, list, logs, scopes.scope, seals.sealed)
 	}
 	fmt.Fprintf(out, "%d event(s) checked, %d problem(s)\n", checked, problems)
 	if checked == 0 {
@@ -1117,7 +1133,7 @@ func ranges(sequences []uint64) string {
 // checkpoint and the keys that signed it, the sequences it holds and what of the
 // checkpoint it leaves out, whose content is proven; a warning for several logs without
 // -log; where each trusted key came from.
-func summarize(out io.Writer, summaries map[string]*logSummary, keys []note.Verifier, logs []string, sc *scope) {
+func summarize(out io.Writer, summaries map[string]*logSummary, keys []note.Verifier, logs []string, sc *scope, sealed string) {
 	ids := slices.Sorted(maps.Keys(summaries))
 	for _, id := range ids {
 		s := summaries[id]
@@ -1159,7 +1175,7 @@ func summarize(out io.Writer, summaries map[string]*logSummary, keys []note.Veri
 		fmt.Fprintln(out, content)
 	}
 	if sc != nil {
-		for _, line := range sc.lines() {
+		for _, line := range sc.lines(sealed) {
 			fmt.Fprintln(out, line)
 		}
 	} else {
@@ -1223,7 +1239,7 @@ func (s *scope) span() (uint64, uint64) {
 }
 
 // lines is the summary's scope lines, in aiaudit's words.
-func (s *scope) lines() []string {
+func (s *scope) lines(sealed string) []string {
 	what := ""
 	if s.action == searchExport {
 		what = fmt.Sprintf("scope: filter %s; query %s; order_by %s; events before sequence %d",
@@ -1240,7 +1256,9 @@ func (s *scope) lines() []string {
 			pyRepr(s.strings["requested_by"]), pyRepr(s.strings["exported_at"]), pyRepr(s.strings["access_record"])),
 		what,
 	}
-	if s.action == searchExport {
+	if s.action == searchExport && sealed != "" {
+		lines = append(lines, sealed) // what the verified seal proves
+	} else if s.action == searchExport {
 		// a search's lines are what its filter matched, which no line proves
 		up := s.ints["up_to_sequence"]
 		lines = append(lines, fmt.Sprintf("scope: not proven: that the lines are every event the "+
@@ -1255,7 +1273,10 @@ func (s *scope) lines() []string {
 // aiaudit reads it (a name twice in one object or an integer spelt -0, at any depth,
 // makes it a malformed line), with a member named scope. It returns the object's members.
 // A lone surrogate escaped in it is the scope's problem (parseScope), as in aiaudit.
-func scopeObject(text []byte) ([]member, bool) {
+func scopeObject(text []byte) ([]member, bool) { return namedObject(text, "scope") }
+
+// namedObject is scopeObject for a line with a member of another name (a seal line).
+func namedObject(text []byte, name string) ([]member, bool) {
 	if !utf8.Valid(text) {
 		return nil, false
 	}
@@ -1268,7 +1289,7 @@ func scopeObject(text []byte) ([]member, bool) {
 		return nil, false
 	}
 	members, err := listMembers(whole, false)
-	if err != nil || !slices.ContainsFunc(members, func(m member) bool { return m.name == "scope" }) {
+	if err != nil || !slices.ContainsFunc(members, func(m member) bool { return m.name == name }) {
 		return nil, false
 	}
 	return members, true

@@ -86,16 +86,17 @@ def proved_lines(
 
 
 def scope_line(text: str | bytes) -> bool:
-    """Whether a bundle line is its scope line (``{"scope": ...}``), not an event's."""
+    """Whether a bundle line is its scope or seal line (``{"scope": ...}``, ``{"seal": ...}``),
+    not an event's."""
     try:
         obj = json.loads(text)
     except ValueError:
         return False
-    return isinstance(obj, dict) and "scope" in obj
+    return isinstance(obj, dict) and ("scope" in obj or "seal" in obj)
 
 
 def event_lines(text: Path | str | bytes) -> list[Line]:
-    """A bundle's event lines (a file's, or its text), its scope line left out."""
+    """A bundle's event lines (a file's, or its text), its scope and seal lines left out."""
     if isinstance(text, Path):
         text = text.read_text()
     if isinstance(text, bytes):

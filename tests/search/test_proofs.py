@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
 import subprocess
 import sys
@@ -468,3 +469,127 @@ def test_an_integrity_call_that_times_out_says_so(
         )
     finally:
         stop(running)
+
+
+def signed_size(url: str, tenant: str) -> int:
+    """The size of the tenant's latest signed checkpoint, read from the store (no access record)."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            size = conn.execute(
+                sa.text("SELECT max(tree_size) FROM integrity_checkpoints WHERE log_id = :t"),
+                {"t": tenant},
+            ).scalar()
+            return int(size or 0)
+    finally:
+        engine.dispose()
+
+
+def test_an_export_with_proofs_ends_with_a_seal_that_proves_its_lines_complete(
+    proof_suite: SearchSuite, tenant: str, tmp_path: Path, go_verifier: Path
+) -> None:
+    """A search export's lines were the events its filter matched, and nothing proved which
+    those were: a line removed, or another event of the log added with its proof, verified
+    alike, and `verify --bundle` said the selection was "not proven" (review, 2026-12-06).
+    The export now writes its closing record to the log (the number of event lines and a
+    digest of them), waits for a checkpoint covering it, and ends with the seal line: both
+    verifiers then say the lines are the export's whole, and a line removed is named."""
+    proof_suite.append(
+        [interaction(tenant, f"k-{i}", text=f"secret {i}", user="alice") for i in range(4)]
+        + [interaction(tenant, "k-4", user="bob")]
+    )
+    proof_suite.wait_indexed(tenant, 5)
+    wanted = f'actor.user_id = "alice" AND {NOT_ACCESS}'
+    data = export(
+        proof_suite,
+        "compliance_officer",
+        tenant,
+        filter=wanted,
+        format=pb.EXPORT_FORMAT_JSONL,
+        include_proofs=True,
+    )
+    texts = data.decode().splitlines()
+    assert [line["event_id"] for line in event_lines(data)] == [f"k-{i}" for i in range(4)]
+    seal = json.loads(texts[-1])["seal"]
+    (closing,) = records(proof_suite, tenant, "search.export.seal")
+    scope = scope_of(data)
+    assert seal["event_id"] == closing.event_id
+    assert attribute(closing, "export_record") == scope["access_record"]
+    assert attribute(closing, "count") == 4
+    assert attribute(closing, "tree_size") == scope["tree_size"]
+    at = {e.event_id: e.sequence for e in proof_suite.suite.store.read_log(tenant, 0, 1000)}
+    assert seal["sequence"] == at[closing.event_id]
+
+    bundle = tmp_path / "export.jsonl"
+    bundle.write_bytes(data)
+    key = integrity_stub(proof_suite).GetVerifierKey(ipb.GetVerifierKeyRequest()).verifier_keys[0]
+    ok = verify_cli(bundle, key)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    told = [line for line in ok.stderr.splitlines() if not line.startswith("{")]
+    covering = seal["tlog_proof"].split("\n\n", 1)[1].split("\n")[1]
+    assert told[6] == (
+        "scope: complete: the lines are every event the export wrote, in its order (4 event(s), "
+        f"sealed by its closing record {closing.event_id!r} at sequence {seal['sequence']}, "
+        f"proven under checkpoint size {covering})"
+    ), told
+    go_check = ["bundle", "-verifier-key", key, "-origin-prefix", ORIGIN_PREFIX, bundle]
+    independent = go.run(go_verifier, *go_check)
+    assert independent.returncode == 0, independent.stdout
+    assert independent.stdout.splitlines()[:-1] == told[:-1]
+
+    # A line removed: named by both.
+    bundle.write_text("".join(f"{t}\n" for i, t in enumerate(texts) if i != 2))
+    bad = verify_cli(bundle, key)
+    assert bad.returncode == 1
+    problem = (
+        f"line {len(texts) - 1} seal: the closing record counts 4 event line(s) and the bundle "
+        "holds 3: 1 missing (a line removed)"
+    )
+    assert bad.stdout.splitlines() == [problem]
+    independent = go.run(go_verifier, *go_check)
+    assert independent.stdout.splitlines()[:-1] == [problem]
+
+
+def test_an_export_whose_seal_cannot_be_got_ends_with_its_events_unsealed(
+    tmp_path: Path,
+    store_url: str,
+    request: pytest.FixtureRequest,
+    tenant: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The events were delivered before the seal is waited for: a closing record that no
+    checkpoint covers within ``proof_wait`` (here: the notary signs once, then after an
+    hour) leaves the export without a seal, a WARNING said, and the bundle verifies as
+    before, its selection not proven."""
+    caplog.set_level(logging.WARNING, logger="aiaudit.search")
+    store_url, pg = database(store_url, request)
+    owner_url = pg.admin_url if pg is not None else store_url
+    running = start_proof_suite(
+        tmp_path, store_url, pg, {"checkpoint_interval": 3600}, {"proof_wait": 0.5}
+    )
+    try:
+        running.append([interaction(tenant, f"n-{i}") for i in range(3)])
+        wait_until(lambda: signed_size(owner_url, tenant) >= 3)  # read nothing of the log
+        data = export(
+            running,
+            "compliance_officer",
+            tenant,
+            filter=NOT_ACCESS,
+            format=pb.EXPORT_FORMAT_JSONL,
+            include_proofs=True,
+        )
+        key = integrity_stub(running).GetVerifierKey(ipb.GetVerifierKeyRequest()).verifier_keys[0]
+    finally:
+        stop(running)
+    texts = data.decode().splitlines()
+    assert "seal" not in json.loads(texts[-1])
+    assert [line["event_id"] for line in event_lines(data)] == ["n-0", "n-1", "n-2"]
+    assert any(
+        "ends unsealed" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records
+    )
+    bundle = tmp_path / "export.jsonl"
+    bundle.write_bytes(data)
+    ok = verify_cli(bundle, key)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    told = [line for line in ok.stderr.splitlines() if not line.startswith("{")]
+    assert told[6].startswith("scope: not proven: that the lines are every event"), told

@@ -39,6 +39,15 @@ and for a range every sequence of it), and the rest is printed as a claim,
 to match with the access record the log holds (:class:`Scope`). Bundles
 without one (older ones) verify as before.
 
+A search export's last line may be its **seal**, ``{"seal": {...}}``: the
+export's closing record in the log (an access record of action
+``search.export.seal`` naming the export's access record, how many event
+lines it wrote and the SHA-256 of their sequences and leaf hashes, in order),
+with its tlog-proof against a checkpoint signed after it and the consistency
+proof from the lines' checkpoint to that one. A seal that verifies proves
+that the lines are the ones the export wrote, in its order, and only those;
+one that does not names what differs (:class:`_Seals`).
+
 Two writers produce this format: :func:`export` here (``aiaudit integrity
 export-bundle``, straight from the store: a log's events in order, written
 only once the command has committed the export's access record to the log)
@@ -232,8 +241,12 @@ class Scope:
             f"(line {self.line})"
         )
 
-    def lines(self) -> list[str]:
-        """The summary's scope lines (see ``verify --bundle`` in the README)."""
+    def lines(self, sealed: str = "") -> list[str]:
+        """The summary's scope lines (see ``verify --bundle`` in the README).
+
+        ``sealed``: what a verified seal proves of a search export's lines (:class:`_Seals`),
+        said instead of what is not proven without one.
+        """
         head = (
             f"scope (line {self.line}): the exporter's claim, which no signature covers; "
             "checked against the proven lines: its log, checkpoint size and sequences"
@@ -252,7 +265,7 @@ class Scope:
             what = f"scope: sequences {self.start}..{self.end - 1}"
         what += f"; checkpoint size {self.tree_size}; {_CONTENT_SAID[self.content]}"
         if self.action == SEARCH_EXPORT:
-            return [head, who, what, unproven_selection(self.up_to_sequence)]
+            return [head, who, what, sealed or unproven_selection(self.up_to_sequence)]
         return [head, who, what]
 
 
@@ -462,11 +475,15 @@ class BundleProblem:
     what: str
     scope: bool = False
     """A problem of the scope line (``line N scope: what``), not of an event."""
+    seal: bool = False
+    """A problem of the seal line (``line N seal: what``)."""
 
     def __str__(self) -> str:
         """``line N event E: what``, with what the file chose escaped (see :func:`_shown`)."""
         if self.scope:
             return _shown(f"line {self.line} scope: {self.what}")
+        if self.seal:
+            return _shown(f"line {self.line} seal: {self.what}")
         return _shown(f"line {self.line} event {self.event_id or '?'}: {self.what}")
 
 
@@ -744,6 +761,8 @@ class BundleReport:
     problems: list[BundleProblem]
     logs: dict[str, LogSummary]
     scope: Scope | None = None
+    sealed: str = ""
+    """What a verified seal proves (the scope's last line), or ''."""
 
     def summary(self, asked: Collection[str] = ()) -> list[str]:
         """Per log what was proven, the scope or that there is none, a warning for many logs.
@@ -758,7 +777,7 @@ class BundleReport:
                 scope if scope is not None and scope.log_id == log_id else None
             )
         ]
-        out += scope.lines() if scope is not None else [NO_SCOPE]
+        out += scope.lines(self.sealed) if scope is not None else [NO_SCOPE]
         if len(self.logs) > 1 and not asked:
             out.append(
                 f"warning: the bundle holds {len(self.logs)} logs "
@@ -792,6 +811,7 @@ def verify_bundle(
     seen = _Seen()
     summaries: dict[str, LogSummary] = {}
     scopes = _Scopes()
+    seals = _Seals()
     for number, raw in _lines(path):
         event_id = ""
         try:
@@ -806,7 +826,11 @@ def verify_bundle(
         if isinstance(obj, dict) and "scope" in obj:  # not an event: the export's claim
             problems.extend(scopes.read(obj, number))
             continue
+        if isinstance(obj, dict) and "seal" in obj:  # not an event: the export's closing record
+            problems.extend(seals.read(obj, number))
+            continue
         scopes.after_first = True
+        seals.event_after = seals.event_after or bool(seals.first)
         checked += 1
         try:
             if isinstance(obj, Exception):
@@ -814,6 +838,7 @@ def verify_bundle(
             if isinstance(obj, dict):
                 event_id = str(obj.get("event_id", ""))
             line = _parse(obj)
+            seals.add(line)
             log = summaries.setdefault(line.log_id, LogSummary(line.log_id))
             if twice := seen.add(line, log.sequences):
                 seen.pending.append((len(problems), twice, _key(line, twice)))
@@ -829,10 +854,11 @@ def verify_bundle(
         except (ValueError, KeyError, TypeError, RecursionError) as exc:
             problems.append(BundleProblem(number, event_id, f"malformed line: {exc}"))
     problems += scopes.incomplete(summaries)
+    problems += seals.check(scopes.scope, summaries, keys, origin_prefix)
     if seen.pending:
         _name_duplicates(path, problems, seen.pending)
     asked = {log_id: s for log_id, s in summaries.items() if not logs or log_id in logs}
-    return BundleReport(checked, problems, asked, scopes.scope)
+    return BundleReport(checked, problems, asked, scopes.scope, seals.sealed)
 
 
 class _Scopes:
@@ -907,6 +933,277 @@ class _Scopes:
             f"{scope.log_id!r}, and the bundle holds {held} of them: {want - held} missing"
         )
         return [BundleProblem(scope.line, "", what, scope=True)]
+
+
+SEAL_ACTION = "search.export.seal"
+"""``access.action`` of a search export's closing record."""
+_SEAL_KEYS = ("canonical", "consistency_proof", "event_id", "log_id", "sequence", "tlog_proof")
+_SEAL_INTS = ("count", "tree_size", "up_to_sequence")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def sealed_item(sequence: int, committed: bytes) -> bytes:
+    """What an event line adds to a seal's digest: its sequence and leaf hash.
+
+    The sequence as 8 bytes, big-endian, then SHA-256(0x00 || canonical).
+    """
+    return (sequence % 2**64).to_bytes(8, "big") + canonical.leaf_hash(committed)
+
+
+@dataclass(frozen=True)
+class _SealLine:
+    """A seal line whose fields have the types the format says."""
+
+    log_id: str
+    sequence: int
+    event_id: str
+    committed: bytes
+    proof: TlogProof
+    consistency: list[bytes]
+
+
+def _parse_seal(obj: dict[str, Any]) -> _SealLine:
+    """A seal line's fields, each of its type; ``BundleError`` otherwise."""
+    if _surrogate(obj):
+        raise BundleError("the line escapes a lone surrogate (read elsewhere as U+FFFD)")
+    unknown = sorted(set(obj) - {"seal"})
+    if unknown:
+        raise BundleError(f"unknown field {unknown[0]!r}: a seal line holds only 'seal'")
+    value = _field(obj, "seal", dict)
+    unknown = sorted(set(value) - set(_SEAL_KEYS))
+    if unknown:
+        raise BundleError(f"unknown field {unknown[0]!r}: a seal holds {', '.join(_SEAL_KEYS)}")
+    sequence = _field(value, "sequence", int)
+    if not 0 <= sequence <= _MOST:
+        raise BundleError(f"field 'sequence' must be from 0 to {_MOST}, not {sequence}")
+    hashes = []
+    for item in _field(value, "consistency_proof", list):
+        if type(item) is not str:
+            raise BundleError("field 'consistency_proof' must hold strings")
+        hashes.append(_b64(item, "consistency_proof"))
+    return _SealLine(
+        _field(value, "log_id", str),
+        sequence,
+        _field(value, "event_id", str),
+        _b64(_field(value, "canonical", str), "canonical"),
+        parse_tlog_proof(_field(value, "tlog_proof", str)),
+        hashes,
+    )
+
+
+@dataclass(frozen=True)
+class _Closing:
+    """What a search export's closing record says, read from its canonical bytes."""
+
+    export_record: str
+    count: int
+    digest: str
+    up_to_sequence: int
+    tree_size: int
+
+
+def _closing(committed: bytes, seal: _SealLine) -> _Closing:
+    """The closing record's fields, from its proven bytes; ``BundleError`` names what is wrong."""
+    try:
+        node = json.loads(committed, object_pairs_hook=_unique)
+    except ValueError:
+        node = None
+    if not isinstance(node, dict):
+        raise BundleError("the record's canonical bytes are not a JSON object")
+    if node.get("eventId") != seal.event_id or node.get("tenantId") != seal.log_id:
+        raise BundleError("canonical eventId/tenantId are not the seal's event_id/log_id")
+    attributes = node.get("attributes")
+    attributes = attributes if isinstance(attributes, dict) else {}
+    action = _attribute(attributes, "action", "stringValue")
+    if node.get("eventType") != "EVENT_TYPE_AUDIT_ACCESS" or action != SEAL_ACTION:
+        raise BundleError(
+            f"the record is not a search export's closing record (an access record of action "
+            f"{SEAL_ACTION!r})"
+        )
+    ints = {}
+    for name in _SEAL_INTS:
+        text = _attribute(attributes, name, "intValue")
+        if text is None or not _DECIMAL.fullmatch(text) or int(text) > _MOST:
+            raise BundleError(f"the record's access.{name} is not a count")
+        ints[name] = int(text)
+    export_record = _attribute(attributes, "export_record", "stringValue")
+    digest = _attribute(attributes, "lines_sha256", "stringValue")
+    if export_record is None or digest is None or not _HEX64.fullmatch(digest):
+        raise BundleError("the record names no export record and digest of its lines")
+    return _Closing(export_record, ints["count"], digest, ints["up_to_sequence"], ints["tree_size"])
+
+
+def _attribute(attributes: dict[str, Any], name: str, kind: str) -> str | None:
+    """The text of the record's ``access.<name>`` attribute of proto3 JSON ``kind``, or None."""
+    slot = attributes.get(f"access.{name}")
+    value = slot.get(kind) if isinstance(slot, dict) else None
+    return value if isinstance(value, str) else None
+
+
+class _Seals:
+    """The bundle's seal line and what it proves of the event lines (README, "Offline bundle").
+
+    A search export's last line, ``{"seal": {...}}``, is its closing record in the log with
+    the record's tlog-proof against a checkpoint signed after it and the consistency proof
+    from the lines' checkpoint to that one. The record counts the event lines the export
+    wrote and holds the SHA-256 of their :func:`sealed_item`, in order: recomputed here
+    from the lines (one update a line, constant memory), they must match it.
+    """
+
+    def __init__(self) -> None:
+        self.first = 0
+        """The line of the bundle's first seal line (0: none)."""
+        self.obj: dict[str, Any] | None = None
+        self.event_after = False
+        """Whether an event line follows the first seal line."""
+        self.count = 0
+        self.digest = hashlib.sha256()
+        self.sealed = ""
+        """The scope's last line once the seal verified."""
+
+    def read(self, obj: dict[str, Any], number: int) -> list[BundleProblem]:
+        """Keeps the first seal line; a second is a problem."""
+        if self.first:
+            what = (
+                f"a second seal line (line {self.first} holds the first): an export writes one, "
+                "so bundles were joined"
+            )
+            return [BundleProblem(number, "", what, seal=True)]
+        self.first, self.obj = number, obj
+        return []
+
+    def add(self, line: _Line) -> None:
+        """Counts an event line (one read whole) into the digest."""
+        self.count += 1
+        self.digest.update(sealed_item(line.sequence, line.committed))
+
+    def check(
+        self,
+        scope: Scope | None,
+        summaries: Mapping[str, LogSummary],
+        keys: Sequence[VerifierKey],
+        origin_prefix: str,
+    ) -> list[BundleProblem]:
+        """The seal's problems, each naming what differs; none sets :attr:`sealed`."""
+        if not self.first:
+            return []
+        assert self.obj is not None
+        whats = self._checked(scope, summaries, keys, origin_prefix)
+        return [BundleProblem(self.first, "", what, seal=True) for what in whats]
+
+    def _checked(
+        self,
+        scope: Scope | None,
+        summaries: Mapping[str, LogSummary],
+        keys: Sequence[VerifierKey],
+        origin_prefix: str,
+    ) -> list[str]:
+        assert self.obj is not None
+        whats = []
+        if self.event_after:
+            whats.append(
+                "a seal must be the bundle's last line (the export writes it after its last event)"
+            )
+        try:
+            seal = _parse_seal(self.obj)
+        except (BundleError, ValueError) as exc:
+            return [*whats, f"malformed seal: {exc}"]
+        proof = seal.proof
+        if proof.index != seal.sequence:
+            return [
+                *whats,
+                f"proof index {proof.index} is not the record's sequence {seal.sequence}",
+            ]
+        try:
+            cp = parse_checkpoint(open_note(proof.signed_checkpoint, keys).text)
+        except NoteError:  # in words of ours: the note libraries word it differently
+            return [
+                *whats,
+                "checkpoint: the seal's checkpoint does not verify with the trusted keys",
+            ]
+        if cp.origin != f"{origin_prefix}/{seal.log_id}":
+            return [*whats, f"checkpoint origin {cp.origin!r} is not {origin_prefix}/{seal.log_id}"]
+        try:
+            merkle.verify_inclusion(
+                proof.index,
+                cp.size,
+                canonical.leaf_hash(seal.committed),
+                proof.hashes,
+                cp.root_hash,
+            )
+        except merkle.ProofError:  # in words of ours: both verifiers say it alike
+            return [
+                *whats,
+                "inclusion proof: the record is not in the log under the seal's checkpoint",
+            ]
+        try:
+            closing = _closing(seal.committed, seal)
+        except BundleError as exc:
+            return [*whats, str(exc)]
+        if scope is None:
+            return [
+                *whats,
+                "a seal closes the export its scope line names, and the bundle has none",
+            ]
+        if scope.action != SEARCH_EXPORT:
+            return [*whats, f"a seal closes a search export, and the scope is of {scope.action}"]
+        if seal.log_id != scope.log_id:
+            return [
+                *whats,
+                f"the seal's log {seal.log_id!r} is not the scope's log "
+                f"{scope.log_id!r} (line {scope.line})",
+            ]
+        if closing.export_record != scope.access_record:
+            return [
+                *whats,
+                f"the seal closes the export of access record {closing.export_record!r}, not "
+                f"the scope's {scope.access_record!r} (line {scope.line}): a seal of another "
+                "export",
+            ]
+        for name, said, claimed in (
+            ("up_to_sequence", closing.up_to_sequence, scope.up_to_sequence),
+            ("tree_size", closing.tree_size, scope.tree_size),
+        ):
+            if said != claimed:
+                whats.append(
+                    f"the closing record's {name} {said} is not the scope's {claimed} "
+                    f"(line {scope.line})"
+                )
+        lines = summaries.get(seal.log_id)
+        first = lines.checkpoint if lines is not None else None
+        if first is not None:
+            try:
+                merkle.verify_consistency(
+                    first[1], cp.size, first[2], cp.root_hash, seal.consistency
+                )
+            except merkle.ProofError:
+                whats.append(
+                    f"consistency proof: the seal's checkpoint (size {cp.size}) does not extend "
+                    f"the lines' (size {first[1]})"
+                )
+        if self.count < closing.count:
+            whats.append(
+                f"the closing record counts {closing.count} event line(s) and the bundle holds "
+                f"{self.count}: {closing.count - self.count} missing (a line removed)"
+            )
+        elif self.count > closing.count:
+            whats.append(
+                f"the closing record counts {closing.count} event line(s) and the bundle holds "
+                f"{self.count}: {self.count - closing.count} not written by the export (a line "
+                "added)"
+            )
+        elif self.digest.hexdigest() != closing.digest:
+            whats.append(
+                "the event lines are not those the closing record's digest commits to: a line "
+                "replaced, or the lines reordered"
+            )
+        if not whats:
+            self.sealed = (
+                f"scope: complete: the lines are every event the export wrote, in its order "
+                f"({closing.count} event(s), sealed by its closing record {seal.event_id!r} at "
+                f"sequence {seal.sequence}, proven under checkpoint size {cp.size})"
+            )
+        return whats
 
 
 class _Seen:

@@ -11,7 +11,10 @@ checks with nothing but the verifier key. Each line is one JSON object::
 Its first line is the export's **scope**, ``{"scope": {...}}`` (README,
 "Offline bundle"): what the export was made for, as its access record says
 it, which the verifier prints as the exporter's claim and checks against
-what the lines prove (:func:`scope`).
+what the lines prove (:func:`scope`). Its last line, when the export could get one,
+is the **seal**, ``{"seal": {...}}`` (:func:`seal`): the export's closing record in the
+log, holding how many event lines it wrote and a digest of them, with its proof against
+a later checkpoint, so that a line removed, added or reordered is found offline.
 
 This module is written from that specification, not shared with the
 integrity service's code, so the format stays a contract between the two
@@ -93,4 +96,45 @@ def scope(
         "up_to_sequence": up_to_sequence,
     }
     text = json.dumps({"scope": fields}, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    return text.translate(LINE_SEPARATORS) + "\n"
+
+
+SEAL_ACTION = "search.export.seal"
+"""``access.action`` of a search export's closing record (README, "Offline bundle")."""
+
+
+def sealed_item(sequence: int, leaf_hash: bytes) -> bytes:
+    """What one event line adds to the seal's digest: its sequence and leaf hash.
+
+    The sequence as 8 bytes, big-endian, then SHA-256(0x00 || canonical): both read
+    from the line alone.
+    """
+    return sequence.to_bytes(8, "big") + leaf_hash
+
+
+def seal(
+    tenant: str,
+    sequence: int,
+    event_id: str,
+    canonical: bytes,
+    proof: str,
+    consistency: Sequence[bytes],
+) -> str:
+    """The bundle's last line, with its newline: the export's closing record, proven.
+
+    ``canonical``: the record's committed bytes (an ``EVENT_TYPE_AUDIT_ACCESS`` event of
+    action :data:`SEAL_ACTION` naming the export's access record, the count and the
+    SHA-256 of the event lines' :func:`sealed_item`); ``proof``: its tlog-proof against a
+    checkpoint signed after it; ``consistency``: the consistency proof from the event
+    lines' checkpoint to that one.
+    """
+    fields: dict[str, Any] = {
+        "log_id": tenant,
+        "sequence": sequence,
+        "event_id": event_id,
+        "canonical": base64.b64encode(canonical).decode(),
+        "tlog_proof": proof,
+        "consistency_proof": [base64.b64encode(h).decode() for h in consistency],
+    }
+    text = json.dumps({"seal": fields}, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
     return text.translate(LINE_SEPARATORS) + "\n"

@@ -19,10 +19,11 @@ checkpoint covering the export's snapshot.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TypeVar
@@ -337,6 +338,8 @@ class _Export:
     (-1: none); None when the export reads no content (see ``_erasures_kept``)."""
     scope: str = ""
     """A proof bundle's first line (:func:`bundle.scope`); '' for other exports."""
+    record_id: str = ""
+    """The event id of the export's access record (a proof bundle's seal names it)."""
 
 
 @dataclass(frozen=True)
@@ -979,7 +982,7 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         self._recorded(
             self._ctx.access.submit(caller, tenant, asked.action, done, _QUOTED, record_id)
         )
-        return _Export(caller, where, fmt, snapshot, md, checkpoint, erased, scope)
+        return _Export(caller, where, fmt, snapshot, md, checkpoint, erased, scope, record_id)
 
     def _check_proofs(self, caller: Caller, tenant: str, asked: _Asked, fmt: str) -> None:
         """Refuses what a proof bundle cannot be: not JSON Lines, or shown without PII rights."""
@@ -1075,6 +1078,8 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         order = language.parse_order_by("sequence asc")
         after: tuple[int, ...] | None = None
         seen = plan.erasure
+        sealed = hashlib.sha256()  # the seal's digest of the event lines, in their order
+        count = 0
         while True:
             page = self._backend.search(
                 SearchSpec(
@@ -1089,11 +1094,11 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
                     if later != seen:  # this page again, from the first event not written
                         seen, again = later, True
                         break
-                texts = (
-                    self._bundle_lines(tenant, plan, found_events)
-                    if plan.proofs is not None
-                    else (writer.write(found, view) for found in found_events)
-                )
+                if plan.proofs is not None:
+                    texts: Iterable[str] = self._bundle_lines(tenant, plan, found_events, sealed)
+                    count += len(found_events)
+                else:
+                    texts = (writer.write(found, view) for found in found_events)
                 for text in texts:
                     pending += text.encode()
                     while len(pending) >= _CHUNK_BYTES:
@@ -1103,6 +1108,12 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
             if not again and len(page.hits) < _EXPORT_PAGE:
                 break
         pending += writer.footer().encode()
+        if plan.proofs is not None:  # every event line out before the seal is waited for
+            yield bytes(pending)
+            pending.clear()
+            pending += self._seal(tenant, plan, count, sealed.hexdigest(), context).encode()
+            if not pending:
+                return
         yield bytes(pending)
 
     def _export_events(
@@ -1124,8 +1135,14 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
             hits = [] if last is None else [h for h in hits if h.sequence > last]
             yield now[-1], [found for h in now if (found := stored.get(h.sequence)) is not None]
 
-    def _bundle_lines(self, tenant: str, plan: _Export, found: list[StoredEvent]) -> list[str]:
-        """Bundle lines of one page: one batch of proofs against the export's checkpoint."""
+    def _bundle_lines(
+        self, tenant: str, plan: _Export, found: list[StoredEvent], sealed: hashlib._Hash
+    ) -> list[str]:
+        """Bundle lines of one page: one batch of proofs against the export's checkpoint.
+
+        Each line's sequence and leaf hash go into ``sealed``, the running SHA-256 the
+        export's seal records (:func:`bundle.sealed_item`): one small update a line.
+        """
         if not found:
             return []
         assert self._integrity is not None and plan.checkpoint is not None
@@ -1143,6 +1160,7 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         with_content = plan.caller.allows("content.read", tenant)
         out = []
         for e, proof in zip(found, proofs, strict=True):
+            sealed.update(bundle.sealed_item(e.sequence, e.leaf_hash))
             keep = with_content and e.salt is not None
             out.append(
                 bundle.line(
@@ -1156,6 +1174,79 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
                 )
             )
         return out
+
+    def _seal(
+        self, tenant: str, plan: _Export, count: int, digest: str, context: grpc.ServicerContext
+    ) -> str:
+        """The bundle's seal line (:func:`bundle.seal`), or '' (a WARNING) if none was got.
+
+        The export's closing record (action :data:`bundle.SEAL_ACTION`: the export's
+        access record, ``count`` event lines, their ``digest``, the snapshot and the
+        checkpoint size) is committed through the access log like any record; then the
+        export waits at most ``proof_wait`` for a signed checkpoint covering it, and
+        fetches its inclusion proof and the consistency proof from the lines' checkpoint.
+        The events were delivered already: an export that cannot seal them ends
+        without a seal, and its bundle verifies as unsealed ("not proven").
+        """
+        assert self._integrity is not None and plan.checkpoint is not None
+        assert plan.proofs is not None
+        details: dict[str, str | int | bool] = {
+            "export_record": plan.record_id,
+            "count": count,
+            "lines_sha256": digest,
+            "up_to_sequence": plan.snapshot,
+            "tree_size": plan.checkpoint.tree_size,
+        }
+        record_id = access.new_id()
+        submitted = self._ctx.access.submit(
+            plan.caller, tenant, bundle.SEAL_ACTION, details, (), record_id
+        )
+        if not access.recorded(submitted):
+            log.warning(
+                "export %s of %r ends unsealed: its closing record was not written",
+                plan.record_id,
+                tenant,
+            )
+            return ""
+        try:
+            found = self._store.get_event(tenant, record_id)
+            if found is None:
+                raise LookupError(f"closing record {record_id} not found in the log")
+            deadline = time.monotonic() + self._proof_wait
+            while True:
+                if not context.is_active():
+                    return ""
+                cp = self._integrity.latest_checkpoint(plan.proofs, tenant)
+                if cp is not None and cp.tree_size > found.sequence:
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    log.warning(
+                        "export %s of %r ends unsealed: no signed checkpoint covered its closing "
+                        "record %s (sequence %d) within %gs (search.proof_wait)",
+                        plan.record_id,
+                        tenant,
+                        record_id,
+                        found.sequence,
+                        self._proof_wait,
+                    )
+                    return ""
+                time.sleep(min(_CHECKPOINT_POLL, left))
+            (proof,) = self._integrity.proofs(plan.proofs, tenant, cp.tree_size, [found.sequence])
+            consistency = self._integrity.consistency(
+                plan.proofs, tenant, plan.checkpoint.tree_size, cp.tree_size
+            )
+        except (grpc.RpcError, LookupError, *_STORE_ERRORS) as exc:
+            log.warning("export %s of %r ends unsealed: %s", plan.record_id, tenant, exc)
+            return ""
+        return bundle.seal(
+            tenant,
+            found.sequence,
+            record_id,
+            found.canonical,
+            bundle.tlog_proof(found.sequence, proof.hashes, cp.signed_note),
+            consistency,
+        )
 
 
 def _not_a_leaf(tenant: str, found: StoredEvent, tree_size: int) -> _AbortError:

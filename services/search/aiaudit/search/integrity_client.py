@@ -97,3 +97,13 @@ class IntegrityClient:
             request, timeout=self._timeout, metadata=md
         )
         return list(response.proofs)
+
+    def consistency(self, md: Metadata, log_id: str, from_size: int, to_size: int) -> list[bytes]:
+        """The consistency proof from the tree of ``from_size`` to the checkpoint at ``to_size``."""
+        request = ipb.GetConsistencyProofRequest(
+            log_id=log_id, from_size=from_size, to_size=to_size
+        )
+        response: ipb.GetConsistencyProofResponse = self._stub.GetConsistencyProof(
+            request, timeout=self._timeout, metadata=md
+        )
+        return list(response.proof.hashes)

@@ -1,0 +1,239 @@
+"""A search export's seal: its closing record, proving which lines the export wrote.
+
+A search export's lines are the events its filter matched, and no line proves which those
+are: a line removed, or another event of the log added with its proof, verified alike, and
+the summary ended "scope: not proven: ..." (review, 2026-12-06). The search service now
+ends an export with a seal line, ``{"seal": {...}}``: its closing record in the log (an
+access record naming the export's own, the number of event lines and the SHA-256 of their
+sequences and leaf hashes, in order) with its tlog-proof against a later checkpoint and
+the consistency proof from the lines' checkpoint to that one. Both verifiers, aiaudit's
+and ``interop/go-verifier``, check it and agree line for line. The bundles are built in
+memory, as ``test_bundle_scope`` builds them; ``tests/search/test_proofs.py`` exports one
+from the running services.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aiaudit.common import access
+from aiaudit.common.auth import Caller
+from aiaudit.common.store.prepare import prepare
+from aiaudit.integrity import bundle, merkle, note
+from aiaudit.search import bundle as writer
+from tests.helpers import interaction
+from tests.integrity.conftest import ORIGIN_PREFIX
+from tests.integrity.test_bundle_scope import range_scope, search_scope, summary, unproven
+from tests.integrity.test_cli import TENANT, Line, write
+from tests.integrity.test_go_verifier import both
+
+OFFICER = Caller("officer", frozenset({TENANT}), frozenset({"compliance_officer"}), "k-1")
+EXPORT_RECORD = "access-2"
+CLOSING_RECORD = "access-3"
+
+
+def sealed_export(
+    tmp_path: Path,
+    exported: tuple[int, ...] = (0, 1, 2),
+    key: str = "key.pem",
+    added: tuple[int, ...] = (),
+    **closing: Any,
+) -> list[Line]:
+    """A search export of TENANT's events ``exported`` (of e-0..e-2, proven against the
+    checkpoint of size 3): its scope, its lines, and its seal: the closing record at
+    sequence 4 (after the export's access record at 3), proven against the checkpoint of
+    size 5 signed by ``tmp_path/key`` and consistent with the first. ``added``: events of the
+    log with a line too, which the export did not write; ``closing``: what the record says
+    otherwise."""
+    now = dt.datetime.now(dt.UTC)
+    events = [interaction(TENANT, f"e-{i}", text=f"secret {i}") for i in range(3)]
+    prepared = [prepare(e, now) for e in events]
+    record = access.access_event(
+        OFFICER, TENANT, "search.export", {"filter": "x"}, now, event_id=EXPORT_RECORD
+    )
+    prepared.append(prepare(record, now))
+    digest = hashlib.sha256()
+    for i in exported:
+        digest.update(writer.sealed_item(i, prepared[i].committed.leaf_hash))
+    said: dict[str, str | int | bool] = {
+        "export_record": EXPORT_RECORD,
+        "count": len(exported),
+        "lines_sha256": digest.hexdigest(),
+        "up_to_sequence": 3,
+        "tree_size": 3,
+        **closing,
+    }
+    seal = access.access_event(OFFICER, TENANT, writer.SEAL_ACTION, said, now, (), CLOSING_RECORD)
+    prepared.append(prepare(seal, now))
+
+    signer = note.file_signer(ORIGIN_PREFIX, tmp_path / key)
+    signing = note.file_signer(ORIGIN_PREFIX, tmp_path / "key.pem")  # the lines' key
+    tree, edge = merkle.MemoryNodeStore(), merkle.CompactRange()
+    tree.write_nodes(edge.extend(p.committed.leaf_hash for p in prepared[:3]))
+    origin = f"{ORIGIN_PREFIX}/{TENANT}"
+    first = note.sign_checkpoint(note.Checkpoint(origin, 3, edge.root()), [signing])
+    tree.write_nodes(edge.extend(p.committed.leaf_hash for p in prepared[3:]))
+    later = note.sign_checkpoint(note.Checkpoint(origin, 5, edge.root()), [signer])
+    lines = [
+        json.loads(
+            bundle.event_line(
+                TENANT,
+                i,
+                prepared[i].event.event_id,
+                prepared[i].committed.canonical,
+                bundle.format_tlog_proof(i, merkle.inclusion_proof(i, 3, tree), first),
+                prepared[i].salt,
+                prepared[i].committed.content,
+            )
+        )
+        for i in sorted({*exported, *added})
+    ]
+    closing_line = writer.seal(
+        TENANT,
+        4,
+        CLOSING_RECORD,
+        prepared[4].committed.canonical,
+        writer.tlog_proof(4, merkle.inclusion_proof(4, 5, tree), later),
+        merkle.consistency_proof(3, 5, tree),
+    )
+    return [search_scope(access_record=EXPORT_RECORD), *lines, json.loads(closing_line)]
+
+
+def complete(count: int) -> str:
+    """The scope's last line once the seal verified."""
+    return (
+        "scope: complete: the lines are every event the export wrote, in its order "
+        f"({count} event(s), sealed by its closing record {CLOSING_RECORD!r} at sequence 4, "
+        "proven under checkpoint size 5)"
+    )
+
+
+def test_a_sealed_search_export_verifies_as_complete_in_both_verifiers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], go_verifier: Path
+) -> None:
+    """The old verifiers called the seal line malformed (`unknown field 'seal'`) and said
+    the selection was not proven; a seal that holds now says it is the export's whole."""
+    for exported in ((0, 1, 2), (0, 2)):
+        lines = sealed_export(tmp_path, exported)
+        shown = summary(tmp_path, capsys, lines)
+        assert shown[-1] == complete(len(exported)), shown
+        assert both(go_verifier, capsys, tmp_path / "b.jsonl") == (0, [])
+    # Without its seal the same export is said to be unproven, as before.
+    shown = summary(tmp_path, capsys, lines[:-1])
+    assert shown[-1] == unproven(3)
+    assert both(go_verifier, capsys, tmp_path / "b.jsonl") == (0, [])
+
+
+def _seal(lines: list[Line], edit: Callable[[dict[str, Any]], None]) -> list[Line]:
+    """The bundle with its seal's fields edited."""
+    sealed = json.loads(json.dumps(lines[-1]))
+    edit(sealed["seal"])
+    return [*lines[:-1], sealed]
+
+
+def _recount(seal: dict[str, Any]) -> None:
+    """A forger's seal: the record's count rewritten in its canonical bytes."""
+    committed = base64.b64decode(seal["canonical"])
+    forged = committed.replace(
+        b'"access.count":{"intValue":"3"}', b'"access.count":{"intValue":"2"}'
+    )
+    assert forged != committed
+    seal["canonical"] = base64.b64encode(forged).decode()
+
+
+def _other_proof(seal: dict[str, Any]) -> None:
+    hashes = seal["consistency_proof"]
+    hashes[0] = base64.b64encode(bytes(32)).decode()
+
+
+MUTATED: dict[str, tuple[Callable[[Path], list[Line]], list[str]]] = {
+    "a line removed": (
+        lambda p: (lambda s: [s[0], s[1], s[3], s[4]])(sealed_export(p)),
+        ["line 4 seal: the closing record counts 3 event line(s) and the bundle holds 2: 1 "
+         "missing (a line removed)"],
+    ),
+    "another event of the log added": (
+        lambda p: sealed_export(p, (0, 2), added=(1,)),
+        ["line 5 seal: the closing record counts 2 event line(s) and the bundle holds 3: 1 not "
+         "written by the export (a line added)"],
+    ),
+    "lines reordered": (
+        lambda p: (lambda s: [s[0], s[2], s[1], s[3], s[4]])(sealed_export(p)),
+        ["line 5 seal: the event lines are not those the closing record's digest commits to: a "
+         "line replaced, or the lines reordered"],
+    ),
+    "a seal of another export": (
+        lambda p: sealed_export(p, export_record="access-9"),
+        ["line 5 seal: the seal closes the export of access record 'access-9', not the scope's "
+         f"{EXPORT_RECORD!r} (line 1): a seal of another export"],
+    ),
+    "a forged seal": (
+        lambda p: _seal(sealed_export(p), _recount),
+        ["line 5 seal: inclusion proof: the record is not in the log under the seal's "
+         "checkpoint"],
+    ),
+    "a seal whose checkpoint does not extend the lines'": (
+        lambda p: _seal(sealed_export(p), _other_proof),
+        ["line 5 seal: consistency proof: the seal's checkpoint (size 5) does not extend the "
+         "lines' (size 3)"],
+    ),
+    "a closing record of another snapshot": (
+        lambda p: sealed_export(p, up_to_sequence=2),
+        ["line 5 seal: the closing record's up_to_sequence 2 is not the scope's 3 (line 1)"],
+    ),
+    "a seal not last": (
+        lambda p: (lambda s: [s[0], s[1], s[2], s[4], s[3]])(sealed_export(p)),
+        ["line 4 seal: a seal must be the bundle's last line (the export writes it after its "
+         "last event)"],
+    ),
+    "two seals": (
+        lambda p: (lambda s: [*s, s[4]])(sealed_export(p)),
+        ["line 6 seal: a second seal line (line 5 holds the first): an export writes one, so "
+         "bundles were joined"],
+    ),
+    "a seal under a range export's scope": (
+        lambda p: [range_scope(access_record=EXPORT_RECORD), *sealed_export(p)[1:]],
+        ["line 5 seal: a seal closes a search export, and the scope is of "
+         "integrity.export_bundle"],
+    ),
+    "a seal without a scope": (
+        lambda p: sealed_export(p)[1:],
+        ["line 4 seal: a seal closes the export its scope line names, and the bundle has none"],
+    ),
+    "a field the format has not": (
+        lambda p: _seal(sealed_export(p), lambda s: s.update(count=3)),
+        ["line 5 seal: malformed seal: unknown field 'count': a seal holds canonical, "
+         "consistency_proof, event_id, log_id, sequence, tlog_proof"],
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(MUTATED))
+def test_a_seal_that_does_not_match_its_lines_is_a_problem_in_both_verifiers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], go_verifier: Path, case: str
+) -> None:
+    """Each verified as the export did (a seal line was malformed to the old verifiers, so
+    none of these bundles was told apart from an untouched sealed one); now each names what
+    differs, in both verifiers alike."""
+    build, problems = MUTATED[case]
+    path = write(tmp_path / "b.jsonl", build(tmp_path))
+    assert both(go_verifier, capsys, path) == (1, problems)
+
+
+def test_a_seal_signed_by_an_unknown_key_is_a_problem_in_both_verifiers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], go_verifier: Path
+) -> None:
+    """A seal whose checkpoint no trusted key signed proves nothing."""
+    path = write(tmp_path / "b.jsonl", sealed_export(tmp_path, key="forger.pem"))
+    assert both(go_verifier, capsys, path) == (
+        1,
+        ["line 5 seal: checkpoint: the seal's checkpoint does not verify with the trusted keys"],
+    )
