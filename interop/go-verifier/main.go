@@ -27,7 +27,8 @@
 // a sequence outside it, another checkpoint size, a range not whole) is a problem, the
 // rest is printed as the exporter's claim, as aiaudit prints it. A search export's last
 // line may be its seal, {"seal": {...}}: its closing record in the log, proven, counting
-// the event lines and holding their digest (seal.go).
+// the event lines and holding their digest and the scope line's (seal.go): the scope is
+// then proven the export's.
 // Exit status: 0 all verified,
 // 1 something did not verify (each problem printed) or a bundle held no event,
 // 2 bad usage or input.
@@ -543,7 +544,7 @@ func runBundle(args []string, out io.Writer) (int, error) {
 			continue
 		}
 		if object, ok := scopeObject(text); ok { // not an event: the export's claim
-			if what := scopes.read(object, number); what != "" {
+			if what := scopes.read(object, number, text); what != "" {
 				fmt.Fprintf(out, "line %d scope: %s\n", number, what)
 				problems++
 			}
@@ -602,7 +603,7 @@ func runBundle(args []string, out io.Writer) (int, error) {
 		fmt.Fprintf(out, "line %d scope: %s\n", scopes.scope.line, what)
 		problems++
 	}
-	for _, what := range seals.check(scopes.scope, logSummaries, list, *prefix) {
+	for _, what := range seals.check(scopes.scope, scopes.text, logSummaries, list, *prefix) {
 		fmt.Fprintf(out, "line %d seal: %s\n", seals.first, what)
 		problems++
 	}
@@ -610,7 +611,7 @@ func runBundle(args []string, out io.Writer) (int, error) {
 		fmt.Fprintln(out, "the bundle holds no events: nothing verified")
 	}
 	if checked > 0 && problems == 0 {
-		summarize(out, logSummaries, list, logs, scopes.scope, seals.sealed)
+		summarize(out, logSummaries, list, logs, scopes.scope, seals.sealed, seals.scopeProven)
 	}
 	fmt.Fprintf(out, "%d event(s) checked, %d problem(s)\n", checked, problems)
 	if checked == 0 {
@@ -1133,7 +1134,7 @@ func ranges(sequences []uint64) string {
 // checkpoint and the keys that signed it, the sequences it holds and what of the
 // checkpoint it leaves out, whose content is proven; a warning for several logs without
 // -log; where each trusted key came from.
-func summarize(out io.Writer, summaries map[string]*logSummary, keys []note.Verifier, logs []string, sc *scope, sealed string) {
+func summarize(out io.Writer, summaries map[string]*logSummary, keys []note.Verifier, logs []string, sc *scope, sealed string, scopeProven bool) {
 	ids := slices.Sorted(maps.Keys(summaries))
 	for _, id := range ids {
 		s := summaries[id]
@@ -1175,7 +1176,7 @@ func summarize(out io.Writer, summaries map[string]*logSummary, keys []note.Veri
 		fmt.Fprintln(out, content)
 	}
 	if sc != nil {
-		for _, line := range sc.lines(sealed) {
+		for _, line := range sc.lines(sealed, scopeProven) {
 			fmt.Fprintln(out, line)
 		}
 	} else {
@@ -1238,8 +1239,9 @@ func (s *scope) span() (uint64, uint64) {
 	return s.ints["start"], s.ints["end"]
 }
 
-// lines is the summary's scope lines, in aiaudit's words.
-func (s *scope) lines(sealed string) []string {
+// lines is the summary's scope lines, in aiaudit's words; proven: the verified seal's
+// closing record commits to the scope line.
+func (s *scope) lines(sealed string, proven bool) []string {
 	what := ""
 	if s.action == searchExport {
 		what = fmt.Sprintf("scope: filter %s; query %s; order_by %s; events before sequence %d",
@@ -1248,9 +1250,14 @@ func (s *scope) lines(sealed string) []string {
 		what = fmt.Sprintf("scope: sequences %d..%d", s.ints["start"], s.ints["end"]-1)
 	}
 	what += fmt.Sprintf("; checkpoint size %d; %s", s.ints["tree_size"], contentSaid[s.strings["content"]])
+	head := fmt.Sprintf("scope (line %d): the exporter's claim, which no signature covers; checked against the "+
+		"proven lines: its log, checkpoint size and sequences", s.line)
+	if proven {
+		head = fmt.Sprintf("scope (line %d): the export's, as its seal's closing record commits to it "+
+			"(access.scope_sha256); checked against the proven lines: its log, checkpoint size and sequences", s.line)
+	}
 	lines := []string{
-		fmt.Sprintf("scope (line %d): the exporter's claim, which no signature covers; checked against the "+
-			"proven lines: its log, checkpoint size and sequences", s.line),
+		head,
 		fmt.Sprintf("scope: %s of log %s requested by %s at %s; access record %s (an event of the log "+
 			"written after this checkpoint: match it there)", s.action, pyRepr(s.logID),
 			pyRepr(s.strings["requested_by"]), pyRepr(s.strings["exported_at"]), pyRepr(s.strings["access_record"])),
@@ -1360,10 +1367,11 @@ type scopes struct {
 	first      int  // the line of the first scope line (0: none)
 	afterFirst bool // an event line was read already
 	held       map[uint64]bool
+	text       []byte // the first scope line's bytes, without its line ending
 }
 
 // read reads a scope line: the scope if it is the bundle's first line, else why not.
-func (s *scopes) read(members []member, number int) string {
+func (s *scopes) read(members []member, number int, text []byte) string {
 	if s.first != 0 {
 		return fmt.Sprintf("a second scope line (line %d holds the first): an export writes one, so "+
 			"bundles were joined", s.first)
@@ -1372,6 +1380,7 @@ func (s *scopes) read(members []member, number int) string {
 		return "a scope line must be the bundle's first line (an export writes it first)"
 	}
 	s.first = number
+	s.text = bytes.Clone(text) // the scanner's buffer is reused
 	sc, err := parseScope(members, number)
 	if err != nil {
 		return "malformed scope: " + err.Error()

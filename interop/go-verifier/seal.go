@@ -6,7 +6,11 @@ package main
 // after it, and the consistency proof from the event lines' checkpoint to that one. The
 // record counts the event lines the export wrote and holds the SHA-256 of each line's
 // sequence (8 bytes, big-endian) and leaf hash, in order: recomputed here from the lines,
-// they must match it. Checked in aiaudit's order and words.
+// they must match it. Since 2026-12-06 the record also holds access.scope_sha256,
+// SHA-256 of the seal's scope_salt and the scope line's bytes (without its line ending):
+// under a seal that verifies the scope is proven, and an edited one is a problem; a seal
+// written before holds no digest, and the scope stays the exporter's claim, said so.
+// Checked in aiaudit's order and words.
 
 import (
 	"bytes"
@@ -17,9 +21,11 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"io"
 	"regexp"
 	"slices"
 	"strconv"
+	"unicode/utf8"
 
 	tproof "github.com/transparency-dev/formats/proof"
 	"github.com/transparency-dev/merkle/proof"
@@ -29,7 +35,17 @@ import (
 
 const sealAction = "search.export.seal"
 
-var sealKeys = []string{"canonical", "consistency_proof", "event_id", "log_id", "sequence", "tlog_proof"}
+// sealKeys are a seal's fields; scope_salt is absent in seals written before closing
+// records held access.scope_sha256.
+var sealKeys = []string{"canonical", "consistency_proof", "event_id", "log_id", "scope_salt", "sequence", "tlog_proof"}
+
+const scopeSaltBytes = 32
+
+// unsealedScope is what the scope's last line adds under a seal whose record holds no
+// scope digest.
+const unsealedScope = "; its closing record commits to no scope line (a seal written before closing records " +
+	"held access.scope_sha256): the scope's filter, query, requester and time are the exporter's claim, " +
+	"printed as edited"
 
 var (
 	decimalText = regexp.MustCompile(`^(0|[1-9][0-9]*)$`)
@@ -44,6 +60,8 @@ type seals struct {
 	count      uint64
 	digest     hash.Hash
 	sealed     string // the scope's last line once the seal verified
+	// scopeProven: the verified seal's closing record commits to the scope line.
+	scopeProven bool
 }
 
 func newSeals() *seals { return &seals{digest: sha256.New()} }
@@ -73,6 +91,7 @@ type sealLine struct {
 	canonical      []byte
 	proof          tproof.TLogProof
 	consistency    [][]byte
+	scopeSalt      []byte // nil: none (a seal written before records held scope_sha256)
 }
 
 // field is a member's value if it has the JSON kind wanted, in aiaudit's words.
@@ -130,7 +149,7 @@ func parseSeal(members []member) (sealLine, error) {
 	}
 	if len(unknown) > 0 {
 		return line, fmt.Errorf("unknown field %s: a seal holds canonical, consistency_proof, event_id, "+
-			"log_id, sequence, tlog_proof", pyRepr(slices.Min(unknown)))
+			"log_id, scope_salt, sequence, tlog_proof", pyRepr(slices.Min(unknown)))
 	}
 	raw, err := sealField(inner, "sequence", "an integer")
 	if err != nil {
@@ -158,6 +177,18 @@ func parseSeal(members []member) (sealLine, error) {
 			return line, errors.New("field 'consistency_proof' is not in canonical base64")
 		}
 		line.consistency = append(line.consistency, h)
+	}
+	if slices.ContainsFunc(inner, func(m member) bool { return m.name == "scope_salt" }) {
+		text, err := sealString(inner, "scope_salt")
+		if err != nil {
+			return line, err
+		}
+		if line.scopeSalt, err = decodeBase64(text); err != nil {
+			return line, errors.New("field 'scope_salt' is not in canonical base64")
+		}
+		if len(line.scopeSalt) != scopeSaltBytes {
+			return line, fmt.Errorf("field 'scope_salt' must be %d bytes", scopeSaltBytes)
+		}
 	}
 	if line.logID, err = sealString(inner, "log_id"); err != nil {
 		return line, err
@@ -188,14 +219,26 @@ func parseSeal(members []member) (sealLine, error) {
 type closing struct {
 	exportRecord, digest          string
 	count, upToSequence, treeSize uint64
+	scopeDigest                   *string // access.scope_sha256; nil in a record written before it
 }
 
+// readClosing reads the record as strictly as aiaudit does (UTF-8, one JSON object and
+// nothing after it, each name once, no -0, no lone surrogate): encoding/json alone kept
+// the last of a name given twice and ignored what followed the object, where aiaudit
+// refuses both, so one record read as two.
 func readClosing(canonical []byte, line sealLine) (closing, error) {
 	var c closing
 	var event map[string]any
+	notObject := errors.New("the record's canonical bytes are not a JSON object")
+	if !utf8.Valid(canonical) || !readsWhole(canonical) || loneSurrogate(canonical) {
+		return c, notObject
+	}
 	decoder := json.NewDecoder(bytes.NewReader(canonical))
 	if decoder.Decode(&event) != nil || event == nil {
-		return c, errors.New("the record's canonical bytes are not a JSON object")
+		return c, notObject
+	}
+	if _, err := decoder.Token(); err != io.EOF {
+		return c, notObject
 	}
 	if event["eventId"] != line.eventID || event["tenantId"] != line.logID {
 		return c, errors.New("canonical eventId/tenantId are not the seal's event_id/log_id")
@@ -227,11 +270,40 @@ func readClosing(canonical []byte, line sealLine) (closing, error) {
 	if !ok1 || !ok2 || !hex64.MatchString(c.digest) {
 		return c, errors.New("the record names no export record and digest of its lines")
 	}
+	if _, present := attributes["access.scope_sha256"]; present {
+		digest, ok := attribute("scope_sha256", "stringValue")
+		if !ok || !hex64.MatchString(digest) {
+			return c, errors.New("the record's access.scope_sha256 is not a SHA-256 in hex")
+		}
+		c.scopeDigest = &digest
+	}
 	return c, nil
 }
 
+// scopeSealed names why the closing record does not commit to this scope line, byte for
+// byte, or "". Until 2026-12-06 nothing did: a sealed export of a narrow filter, its
+// scope edited to claim a wider one, verified "complete" printing the edited scope.
+func scopeSealed(c closing, line sealLine, sc *scope, scopeText []byte) string {
+	switch {
+	case c.scopeDigest == nil && line.scopeSalt != nil:
+		return "the seal holds a scope_salt and its closing record commits to no scope line (no access.scope_sha256)"
+	case c.scopeDigest == nil:
+		return ""
+	case line.scopeSalt == nil:
+		return "the closing record commits to the scope line (access.scope_sha256) and the seal holds no " +
+			"scope_salt to check it with"
+	}
+	sum := sha256.Sum256(append(slices.Clone(line.scopeSalt), scopeText...))
+	if hex.EncodeToString(sum[:]) != *c.scopeDigest {
+		return fmt.Sprintf("the scope line (line %d) is not the one the closing record commits to "+
+			"(access.scope_sha256): the scope was edited", sc.line)
+	}
+	return ""
+}
+
 // check names what of the seal does not hold; none sets sealed.
-func (s *seals) check(sc *scope, summaries map[string]*logSummary, keys []note.Verifier, prefix string) []string {
+// scopeText is the scope line's bytes, without its line ending.
+func (s *seals) check(sc *scope, scopeText []byte, summaries map[string]*logSummary, keys []note.Verifier, prefix string) []string {
 	if s.first == 0 {
 		return nil
 	}
@@ -289,6 +361,9 @@ func (s *seals) check(sc *scope, summaries map[string]*logSummary, keys []note.V
 				f.name, f.said, f.claim, sc.line))
 		}
 	}
+	if what := scopeSealed(c, line, sc, scopeText); what != "" {
+		whats = append(whats, what)
+	}
 	if first, ok := summaries[line.logID]; ok && first.cp != nil {
 		if first.cp.Size == 0 || proof.VerifyConsistency(rfc6962.DefaultHasher, first.cp.Size, cp.Size, line.consistency, first.cp.Hash, cp.Hash) != nil {
 			whats = append(whats, fmt.Sprintf("consistency proof: the seal's checkpoint (size %d) does not extend "+
@@ -310,6 +385,10 @@ func (s *seals) check(sc *scope, summaries map[string]*logSummary, keys []note.V
 		s.sealed = fmt.Sprintf("scope: complete: the lines are every event the export wrote, in its order "+
 			"(%d event(s), sealed by its closing record %s at sequence %d, proven under checkpoint size %d)",
 			c.count, pyRepr(line.eventID), line.sequence, cp.Size)
+		s.scopeProven = c.scopeDigest != nil
+		if !s.scopeProven {
+			s.sealed += unsealedScope
+		}
 	}
 	return whats
 }

@@ -7,7 +7,10 @@ ends an export with a seal line, ``{"seal": {...}}``: its closing record in the 
 access record naming the export's own, the number of event lines and the SHA-256 of their
 sequences and leaf hashes, in order) with its tlog-proof against a later checkpoint and
 the consistency proof from the lines' checkpoint to that one. Both verifiers, aiaudit's
-and ``interop/go-verifier``, check it and agree line for line. The bundles are built in
+and ``interop/go-verifier``, check it and agree line for line. Since the review of
+2026-12-06 the record also commits to the scope line (``access.scope_sha256``, salted with
+the seal's ``scope_salt``): a sealed export's scope is proven, an edited one a problem, and
+a seal written before says that its scope is the exporter's claim. The bundles are built in
 memory, as ``test_bundle_scope`` builds them; ``tests/search/test_proofs.py`` exports one
 from the running services.
 """
@@ -24,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from aiaudit.common import access
+from aiaudit.common import access, canonical
 from aiaudit.common.auth import Caller
 from aiaudit.common.store.prepare import prepare
 from aiaudit.integrity import bundle, merkle, note
@@ -38,6 +41,9 @@ from tests.integrity.test_go_verifier import both
 OFFICER = Caller("officer", frozenset({TENANT}), frozenset({"compliance_officer"}), "k-1")
 EXPORT_RECORD = "access-2"
 CLOSING_RECORD = "access-3"
+SCOPE_SALT = bytes(range(32))
+NARROW = 'actor.user_id = "alice" AND model.name = "m-1"'
+"""The filter of the sealed export the scope-edit cases start from (``sealed_export``'s)."""
 
 
 def sealed_export(
@@ -45,15 +51,21 @@ def sealed_export(
     exported: tuple[int, ...] = (0, 1, 2),
     key: str = "key.pem",
     added: tuple[int, ...] = (),
+    scope_sealed: bool = True,
+    doctor: Callable[[bytes], bytes] | None = None,
     **closing: Any,
 ) -> list[Line]:
     """A search export of TENANT's events ``exported`` (of e-0..e-2, proven against the
     checkpoint of size 3): its scope, its lines, and its seal: the closing record at
     sequence 4 (after the export's access record at 3), proven against the checkpoint of
     size 5 signed by ``tmp_path/key`` and consistent with the first. ``added``: events of the
-    log with a line too, which the export did not write; ``closing``: what the record says
-    otherwise."""
+    log with a line too, which the export did not write; ``scope_sealed``: the record commits
+    to the scope line (``access.scope_sha256``, with the seal's ``scope_salt``), False for a
+    seal written before it did; ``doctor``: the record's canonical bytes as the log holds
+    them, rewritten (a log holding bytes no canonicaliser wrote); ``closing``: what the
+    record says otherwise."""
     now = dt.datetime.now(dt.UTC)
+    scope = search_scope(access_record=EXPORT_RECORD, filter=NARROW)
     events = [interaction(TENANT, f"e-{i}", text=f"secret {i}") for i in range(3)]
     prepared = [prepare(e, now) for e in events]
     record = access.access_event(
@@ -69,18 +81,25 @@ def sealed_export(
         "lines_sha256": digest.hexdigest(),
         "up_to_sequence": 3,
         "tree_size": 3,
-        **closing,
     }
-    seal = access.access_event(OFFICER, TENANT, writer.SEAL_ACTION, said, now, (), CLOSING_RECORD)
+    if scope_sealed:  # the scope line as `write` writes it
+        said["scope_sha256"] = writer.scope_digest(SCOPE_SALT, json.dumps(scope))
+    seal = access.access_event(
+        OFFICER, TENANT, writer.SEAL_ACTION, {**said, **closing}, now, (), CLOSING_RECORD
+    )
     prepared.append(prepare(seal, now))
+    canonicals = [p.committed.canonical for p in prepared]
+    if doctor is not None:
+        canonicals[4] = doctor(canonicals[4])
+    leaves = [canonical.leaf_hash(c) for c in canonicals]
 
     signer = note.file_signer(ORIGIN_PREFIX, tmp_path / key)
     signing = note.file_signer(ORIGIN_PREFIX, tmp_path / "key.pem")  # the lines' key
     tree, edge = merkle.MemoryNodeStore(), merkle.CompactRange()
-    tree.write_nodes(edge.extend(p.committed.leaf_hash for p in prepared[:3]))
+    tree.write_nodes(edge.extend(leaves[:3]))
     origin = f"{ORIGIN_PREFIX}/{TENANT}"
     first = note.sign_checkpoint(note.Checkpoint(origin, 3, edge.root()), [signing])
-    tree.write_nodes(edge.extend(p.committed.leaf_hash for p in prepared[3:]))
+    tree.write_nodes(edge.extend(leaves[3:]))
     later = note.sign_checkpoint(note.Checkpoint(origin, 5, edge.root()), [signer])
     lines = [
         json.loads(
@@ -100,11 +119,12 @@ def sealed_export(
         TENANT,
         4,
         CLOSING_RECORD,
-        prepared[4].committed.canonical,
+        canonicals[4],
         writer.tlog_proof(4, merkle.inclusion_proof(4, 5, tree), later),
         merkle.consistency_proof(3, 5, tree),
+        SCOPE_SALT if scope_sealed else None,
     )
-    return [search_scope(access_record=EXPORT_RECORD), *lines, json.loads(closing_line)]
+    return [scope, *lines, json.loads(closing_line)]
 
 
 def complete(count: int) -> str:
@@ -116,14 +136,28 @@ def complete(count: int) -> str:
     )
 
 
+SCOPE_PROVEN = (
+    "scope (line 1): the export's, as its seal's closing record commits to it "
+    "(access.scope_sha256); checked against the proven lines: its log, checkpoint size and "
+    "sequences"
+)
+SCOPE_CLAIMED = (
+    "scope (line 1): the exporter's claim, which no signature covers; checked against the "
+    "proven lines: its log, checkpoint size and sequences"
+)
+
+
 def test_a_sealed_search_export_verifies_as_complete_in_both_verifiers(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], go_verifier: Path
 ) -> None:
     """The old verifiers called the seal line malformed (`unknown field 'seal'`) and said
-    the selection was not proven; a seal that holds now says it is the export's whole."""
+    the selection was not proven; a seal that holds now says it is the export's whole, and
+    that its scope is the export's (its closing record commits to the scope line)."""
     for exported in ((0, 1, 2), (0, 2)):
         lines = sealed_export(tmp_path, exported)
         shown = summary(tmp_path, capsys, lines)
+        assert shown[-4] == SCOPE_PROVEN, shown
+        assert shown[-2].startswith(f"scope: filter {NARROW!r}; "), shown
         assert shown[-1] == complete(len(exported)), shown
         assert both(go_verifier, capsys, tmp_path / "b.jsonl") == (0, [])
     # Without its seal the same export is said to be unproven, as before.
@@ -147,6 +181,16 @@ def _recount(seal: dict[str, Any]) -> None:
     )
     assert forged != committed
     seal["canonical"] = base64.b64encode(forged).decode()
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+SCOPE_EDITED = (
+    "line 5 seal: the scope line (line 1) is not the one the closing record commits to "
+    "(access.scope_sha256): the scope was edited"
+)
 
 
 def _other_proof(seal: dict[str, Any]) -> None:
@@ -211,7 +255,27 @@ MUTATED: dict[str, tuple[Callable[[Path], list[Line]], list[str]]] = {
     "a field the format has not": (
         lambda p: _seal(sealed_export(p), lambda s: s.update(count=3)),
         ["line 5 seal: malformed seal: unknown field 'count': a seal holds canonical, "
-         "consistency_proof, event_id, log_id, sequence, tlog_proof"],
+         "consistency_proof, event_id, log_id, scope_salt, sequence, tlog_proof"],
+    ),
+    "a seal whose scope_salt was removed": (
+        lambda p: _seal(sealed_export(p), lambda s: s.pop("scope_salt")),
+        ["line 5 seal: the closing record commits to the scope line (access.scope_sha256) and "
+         "the seal holds no scope_salt to check it with"],
+    ),
+    "another scope_salt": (
+        lambda p: _seal(sealed_export(p), lambda s: s.update(scope_salt=_b64(bytes(32)))),
+        [SCOPE_EDITED],
+    ),
+    "a scope_salt of another length": (
+        lambda p: _seal(sealed_export(p), lambda s: s.update(scope_salt=_b64(bytes(16)))),
+        ["line 5 seal: malformed seal: field 'scope_salt' must be 32 bytes"],
+    ),
+    "a scope_salt added to a seal whose record commits to no scope": (
+        lambda p: _seal(
+            sealed_export(p, scope_sealed=False), lambda s: s.update(scope_salt=_b64(SCOPE_SALT))
+        ),
+        ["line 5 seal: the seal holds a scope_salt and its closing record commits to no scope "
+         "line (no access.scope_sha256)"],
     ),
 }  # fmt: skip
 
@@ -237,3 +301,91 @@ def test_a_seal_signed_by_an_unknown_key_is_a_problem_in_both_verifiers(
         1,
         ["line 5 seal: checkpoint: the seal's checkpoint does not verify with the trusted keys"],
     )
+
+
+def _scope(lines: list[Line], **edit: Any) -> list[Line]:
+    """The bundle with its scope's fields edited."""
+    return [{"scope": {**lines[0]["scope"], **edit}}, *lines[1:]]
+
+
+WIDER = 'actor.user_id = "alice"'
+SCOPE_EDITS: dict[str, Callable[[list[Line]], list[Line]]] = {
+    "its filter widened": lambda s: _scope(s, filter=WIDER),
+    "its query": lambda s: _scope(s, query="salary"),
+    "its requester": lambda s: _scope(s, requested_by="dpo@example.test"),
+    "its time": lambda s: _scope(s, exported_at="2026-01-01T00:00:00.000000Z"),
+}
+
+
+@pytest.mark.parametrize("case", list(SCOPE_EDITS))
+def test_a_sealed_exports_scope_edited_is_a_problem_in_both_verifiers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], go_verifier: Path, case: str
+) -> None:
+    """Nothing signed the scope line, and the seal did not commit to it: an export of a
+    narrow filter, sealed and complete, its scope edited to claim a wider filter (or
+    another query, requester, time), verified exit 0 in both verifiers, saying "complete"
+    under the edited filter (review, 2026-12-06). The closing record now holds the salted
+    SHA-256 of the scope line (``access.scope_sha256``), and an edit is a problem."""
+    lines = SCOPE_EDITS[case](sealed_export(tmp_path))
+    path = write(tmp_path / "b.jsonl", lines)
+    assert both(go_verifier, capsys, path) == (1, [SCOPE_EDITED])
+
+
+def test_a_sealed_scope_is_its_bytes_as_written_and_survives_crlf_in_both_verifiers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], go_verifier: Path
+) -> None:
+    """The digest is of the scope line's exact bytes, without its line ending: the same
+    fields spelt otherwise are another line; a file whose lines end in CRLF is the same."""
+    lines = sealed_export(tmp_path)
+    path = tmp_path / "b.jsonl"
+    texts = [json.dumps(line) for line in lines]
+    path.write_text("".join(f"{t}\r\n" for t in texts))
+    assert both(go_verifier, capsys, path) == (0, [])
+    respelt = json.dumps(lines[0], separators=(",", ":"))
+    path.write_text("".join(f"{t}\n" for t in [respelt, *texts[1:]]))
+    assert both(go_verifier, capsys, path) == (1, [SCOPE_EDITED])
+
+
+def test_a_seal_written_before_it_committed_to_the_scope_says_the_scope_is_a_claim(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], go_verifier: Path
+) -> None:
+    """A closing record without ``access.scope_sha256`` (sealed before the fix) still proves
+    the lines complete, in both verifiers; its scope is printed as the exporter's claim, as
+    edited, and the summary says that the seal does not cover it."""
+    lines = sealed_export(tmp_path, scope_sealed=False)
+    for bundle_lines in (lines, _scope(lines, filter=WIDER)):
+        shown = summary(tmp_path, capsys, bundle_lines)
+        assert shown[-4] == SCOPE_CLAIMED, shown
+        assert shown[-1] == complete(3) + bundle.UNSEALED_SCOPE, shown
+        assert both(go_verifier, capsys, tmp_path / "b.jsonl") == (0, [])
+    assert shown[-2].startswith(f"scope: filter {WIDER!r}; "), shown
+
+
+def _twice(committed: bytes) -> bytes:
+    """The record's count given twice: 2, then its own 3 (encoding/json keeps the last)."""
+    count = b'"access.count":{"intValue":"3"}'
+    assert count in committed
+    return committed.replace(count, b'"access.count":{"intValue":"2"},' + count)
+
+
+NOT_READ = ["line 5 seal: the record's canonical bytes are not a JSON object"]
+DOCTORED: dict[str, tuple[Callable[[bytes], bytes], list[str]]] = {
+    "a name twice": (_twice, NOT_READ),
+    "data after the object": (lambda c: c + b" {}", NOT_READ),
+    "NaN": (lambda c: c.replace(b'"eventType"', b'"x":NaN,"eventType"', 1), NOT_READ),
+    "spacing (read alike)": (lambda c: c.replace(b'"eventType"', b'"eventType" ', 1), []),
+}
+
+
+@pytest.mark.parametrize("case", list(DOCTORED))
+def test_a_closing_record_is_read_alike_by_both_verifiers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], go_verifier: Path, case: str
+) -> None:
+    """The Go verifier read the record's canonical bytes with encoding/json alone: a name
+    given twice read as its last value, and data after the object was ignored, where aiaudit
+    refuses both; aiaudit read NaN, which Go refuses. A log holding such bytes (no
+    canonicaliser writes them) had a seal that verified "complete" in one verifier and was
+    malformed to the other. Both now read it alike, as strictly as a line."""
+    doctor, problems = DOCTORED[case]
+    path = write(tmp_path / "b.jsonl", sealed_export(tmp_path, doctor=doctor))
+    assert both(go_verifier, capsys, path) == (1 if problems else 0, problems)

@@ -11,6 +11,7 @@ runs, with nothing but the file and the verifier key, and by
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 import re
@@ -268,9 +269,10 @@ def test_an_export_bundle_names_its_access_record_and_says_what_it_holds(
         f"log {tenant}: content verified for 3 event(s); 1 erased (named by an erasure or "
         "retention record in the bundle)"
     )
-    assert told[3:6] == [
-        "scope (line 1): the exporter's claim, which no signature covers; checked against the "
-        "proven lines: its log, checkpoint size and sequences",
+    assert told[3:6] == [  # sealed: its closing record commits to the scope line
+        "scope (line 1): the export's, as its seal's closing record commits to it "
+        "(access.scope_sha256); checked against the proven lines: its log, checkpoint size and "
+        "sequences",
         f"scope: search.export of log {tenant!r} requested by {record.actor.user_id!r} at "
         f"{scope['exported_at']!r}; access record {record.event_id!r} (an event of the log "
         "written after this checkpoint: match it there)",
@@ -517,6 +519,12 @@ def test_an_export_with_proofs_ends_with_a_seal_that_proves_its_lines_complete(
     assert attribute(closing, "export_record") == scope["access_record"]
     assert attribute(closing, "count") == 4
     assert attribute(closing, "tree_size") == scope["tree_size"]
+    # The record commits to the scope line as written (salted: the filter is content).
+    salt = base64.b64decode(seal["scope_salt"])
+    assert (
+        attribute(closing, "scope_sha256")
+        == hashlib.sha256(salt + data.split(b"\n")[0]).hexdigest()
+    )
     at = {e.event_id: e.sequence for e in proof_suite.suite.store.read_log(tenant, 0, 1000)}
     assert seal["sequence"] == at[closing.event_id]
 
@@ -527,6 +535,11 @@ def test_an_export_with_proofs_ends_with_a_seal_that_proves_its_lines_complete(
     assert ok.returncode == 0, ok.stdout + ok.stderr
     told = [line for line in ok.stderr.splitlines() if not line.startswith("{")]
     covering = seal["tlog_proof"].split("\n\n", 1)[1].split("\n")[1]
+    assert told[3] == (
+        "scope (line 1): the export's, as its seal's closing record commits to it "
+        "(access.scope_sha256); checked against the proven lines: its log, checkpoint size and "
+        "sequences"
+    ), told
     assert told[6] == (
         "scope: complete: the lines are every event the export wrote, in its order (4 event(s), "
         f"sealed by its closing record {closing.event_id!r} at sequence {seal['sequence']}, "
@@ -536,6 +549,18 @@ def test_an_export_with_proofs_ends_with_a_seal_that_proves_its_lines_complete(
     independent = go.run(go_verifier, *go_check)
     assert independent.returncode == 0, independent.stdout
     assert independent.stdout.splitlines()[:-1] == told[:-1]
+
+    # The scope edited to claim a wider filter: named by both (review, 2026-12-06).
+    wider = json.dumps({"scope": {**scope, "filter": NOT_ACCESS}}, separators=(",", ":"))
+    bundle.write_text("".join(f"{t}\n" for t in [wider, *texts[1:]]))
+    edited = (
+        f"line {len(texts)} seal: the scope line (line 1) is not the one the closing record "
+        "commits to (access.scope_sha256): the scope was edited"
+    )
+    bad = verify_cli(bundle, key)
+    assert (bad.returncode, bad.stdout.splitlines()) == (1, [edited])
+    independent = go.run(go_verifier, *go_check)
+    assert independent.stdout.splitlines()[:-1] == [edited]
 
     # A line removed: named by both.
     bundle.write_text("".join(f"{t}\n" for i, t in enumerate(texts) if i != 2))

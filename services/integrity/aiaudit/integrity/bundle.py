@@ -46,7 +46,11 @@ lines it wrote and the SHA-256 of their sequences and leaf hashes, in order),
 with its tlog-proof against a checkpoint signed after it and the consistency
 proof from the lines' checkpoint to that one. A seal that verifies proves
 that the lines are the ones the export wrote, in its order, and only those;
-one that does not names what differs (:class:`_Seals`).
+one that does not names what differs (:class:`_Seals`). Since 2026-12-06 the
+record also holds ``access.scope_sha256``, SHA-256 of the seal's ``scope_salt``
+and the scope line's bytes: under a seal that verifies, the scope is proven the
+export's, and an edited one is a problem. A seal written before (no digest)
+proves the lines and leaves the scope the exporter's claim, which the summary says.
 
 Two writers produce this format: :func:`export` here (``aiaudit integrity
 export-bundle``, straight from the store: a log's events in order, written
@@ -241,16 +245,23 @@ class Scope:
             f"(line {self.line})"
         )
 
-    def lines(self, sealed: str = "") -> list[str]:
+    def lines(self, sealed: str = "", proven: bool = False) -> list[str]:
         """The summary's scope lines (see ``verify --bundle`` in the README).
 
         ``sealed``: what a verified seal proves of a search export's lines (:class:`_Seals`),
-        said instead of what is not proven without one.
+        said instead of what is not proven without one; ``proven``: the seal's closing
+        record commits to this scope line, byte for byte (``access.scope_sha256``).
         """
         head = (
             f"scope (line {self.line}): the exporter's claim, which no signature covers; "
             "checked against the proven lines: its log, checkpoint size and sequences"
         )
+        if proven:
+            head = (
+                f"scope (line {self.line}): the export's, as its seal's closing record commits "
+                "to it (access.scope_sha256); checked against the proven lines: its log, "
+                "checkpoint size and sequences"
+            )
         who = (
             f"scope: {self.action} of log {self.log_id!r} requested by {self.requested_by!r} "
             f"at {self.exported_at!r}; access record {self.access_record!r} (an event of the "
@@ -763,6 +774,8 @@ class BundleReport:
     scope: Scope | None = None
     sealed: str = ""
     """What a verified seal proves (the scope's last line), or ''."""
+    scope_proven: bool = False
+    """Whether the verified seal's closing record commits to the scope line."""
 
     def summary(self, asked: Collection[str] = ()) -> list[str]:
         """Per log what was proven, the scope or that there is none, a warning for many logs.
@@ -777,7 +790,7 @@ class BundleReport:
                 scope if scope is not None and scope.log_id == log_id else None
             )
         ]
-        out += scope.lines(self.sealed) if scope is not None else [NO_SCOPE]
+        out += scope.lines(self.sealed, self.scope_proven) if scope is not None else [NO_SCOPE]
         if len(self.logs) > 1 and not asked:
             out.append(
                 f"warning: the bundle holds {len(self.logs)} logs "
@@ -824,7 +837,7 @@ def verify_bundle(
         except (ValueError, RecursionError) as exc:
             obj = exc
         if isinstance(obj, dict) and "scope" in obj:  # not an event: the export's claim
-            problems.extend(scopes.read(obj, number))
+            problems.extend(scopes.read(obj, number, raw))
             continue
         if isinstance(obj, dict) and "seal" in obj:  # not an event: the export's closing record
             problems.extend(seals.read(obj, number))
@@ -854,11 +867,11 @@ def verify_bundle(
         except (ValueError, KeyError, TypeError, RecursionError) as exc:
             problems.append(BundleProblem(number, event_id, f"malformed line: {exc}"))
     problems += scopes.incomplete(summaries)
-    problems += seals.check(scopes.scope, summaries, keys, origin_prefix)
+    problems += seals.check(scopes.scope, scopes.text, summaries, keys, origin_prefix)
     if seen.pending:
         _name_duplicates(path, problems, seen.pending)
     asked = {log_id: s for log_id, s in summaries.items() if not logs or log_id in logs}
-    return BundleReport(checked, problems, asked, scopes.scope, seals.sealed)
+    return BundleReport(checked, problems, asked, scopes.scope, seals.sealed, seals.scope_proven)
 
 
 class _Scopes:
@@ -876,8 +889,11 @@ class _Scopes:
         """The line of the bundle's first scope line (0: none)."""
         self.after_first = False
         """Whether an event line was read already."""
+        self.text = b""
+        """The first scope line's bytes as written, without its line ending: what a seal's
+        ``access.scope_sha256`` commits to."""
 
-    def read(self, obj: dict[str, Any], number: int) -> list[BundleProblem]:
+    def read(self, obj: dict[str, Any], number: int, raw: bytes) -> list[BundleProblem]:
         """Reads a scope line: the scope if it is the first line, else why it is a problem."""
         if self.first:
             what = (
@@ -888,6 +904,7 @@ class _Scopes:
             what = "a scope line must be the bundle's first line (an export writes it first)"
         else:
             self.first = number
+            self.text = raw.removesuffix(b"\n").removesuffix(b"\r")
             try:
                 self.scope = _parse_scope(obj, number)
                 return []
@@ -937,7 +954,18 @@ class _Scopes:
 
 SEAL_ACTION = "search.export.seal"
 """``access.action`` of a search export's closing record."""
-_SEAL_KEYS = ("canonical", "consistency_proof", "event_id", "log_id", "sequence", "tlog_proof")
+_SEAL_KEYS = (
+    "canonical",
+    "consistency_proof",
+    "event_id",
+    "log_id",
+    "scope_salt",
+    "sequence",
+    "tlog_proof",
+)
+"""A seal's fields; ``scope_salt`` absent in seals written before closing records held
+``access.scope_sha256``."""
+_SCOPE_SALT_BYTES = 32
 _SEAL_INTS = ("count", "tree_size", "up_to_sequence")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
@@ -960,6 +988,7 @@ class _SealLine:
     committed: bytes
     proof: TlogProof
     consistency: list[bytes]
+    scope_salt: bytes | None
 
 
 def _parse_seal(obj: dict[str, Any]) -> _SealLine:
@@ -981,6 +1010,11 @@ def _parse_seal(obj: dict[str, Any]) -> _SealLine:
         if type(item) is not str:
             raise BundleError("field 'consistency_proof' must hold strings")
         hashes.append(_b64(item, "consistency_proof"))
+    salt = None
+    if "scope_salt" in value:
+        salt = _b64(_field(value, "scope_salt", str), "scope_salt")
+        if len(salt) != _SCOPE_SALT_BYTES:
+            raise BundleError(f"field 'scope_salt' must be {_SCOPE_SALT_BYTES} bytes")
     return _SealLine(
         _field(value, "log_id", str),
         sequence,
@@ -988,6 +1022,7 @@ def _parse_seal(obj: dict[str, Any]) -> _SealLine:
         _b64(_field(value, "canonical", str), "canonical"),
         parse_tlog_proof(_field(value, "tlog_proof", str)),
         hashes,
+        salt,
     )
 
 
@@ -1000,15 +1035,26 @@ class _Closing:
     digest: str
     up_to_sequence: int
     tree_size: int
+    scope_digest: str | None
+    """``access.scope_sha256``; None in a record written before closing records held it."""
 
 
 def _closing(committed: bytes, seal: _SealLine) -> _Closing:
-    """The closing record's fields, from its proven bytes; ``BundleError`` names what is wrong."""
+    """The closing record's fields, from its proven bytes; ``BundleError`` names what is wrong.
+
+    Read as strictly as a line (UTF-8, each name once, no ``NaN`` or ``-0``, no lone
+    surrogate): the Go verifier reads the bytes alike, or not at all.
+    """
     try:
-        node = json.loads(committed, object_pairs_hook=_unique)
-    except ValueError:
+        node = json.loads(
+            committed.decode("utf-8"),
+            object_pairs_hook=_unique,
+            parse_int=_integer,
+            parse_constant=_no_constant,
+        )
+    except (ValueError, RecursionError):
         node = None
-    if not isinstance(node, dict):
+    if not isinstance(node, dict) or _surrogate(node):
         raise BundleError("the record's canonical bytes are not a JSON object")
     if node.get("eventId") != seal.event_id or node.get("tenantId") != seal.log_id:
         raise BundleError("canonical eventId/tenantId are not the seal's event_id/log_id")
@@ -1030,7 +1076,19 @@ def _closing(committed: bytes, seal: _SealLine) -> _Closing:
     digest = _attribute(attributes, "lines_sha256", "stringValue")
     if export_record is None or digest is None or not _HEX64.fullmatch(digest):
         raise BundleError("the record names no export record and digest of its lines")
-    return _Closing(export_record, ints["count"], digest, ints["up_to_sequence"], ints["tree_size"])
+    scope_digest = _attribute(attributes, "scope_sha256", "stringValue")
+    if "access.scope_sha256" in attributes and (
+        scope_digest is None or not _HEX64.fullmatch(scope_digest)
+    ):
+        raise BundleError("the record's access.scope_sha256 is not a SHA-256 in hex")
+    return _Closing(
+        export_record,
+        ints["count"],
+        digest,
+        ints["up_to_sequence"],
+        ints["tree_size"],
+        scope_digest,
+    )
 
 
 def _attribute(attributes: dict[str, Any], name: str, kind: str) -> str | None:
@@ -1060,6 +1118,8 @@ class _Seals:
         self.digest = hashlib.sha256()
         self.sealed = ""
         """The scope's last line once the seal verified."""
+        self.scope_proven = False
+        """Whether the verified seal's closing record commits to the scope line."""
 
     def read(self, obj: dict[str, Any], number: int) -> list[BundleProblem]:
         """Keeps the first seal line; a second is a problem."""
@@ -1080,20 +1140,25 @@ class _Seals:
     def check(
         self,
         scope: Scope | None,
+        scope_text: bytes,
         summaries: Mapping[str, LogSummary],
         keys: Sequence[VerifierKey],
         origin_prefix: str,
     ) -> list[BundleProblem]:
-        """The seal's problems, each naming what differs; none sets :attr:`sealed`."""
+        """The seal's problems, each naming what differs; none sets :attr:`sealed`.
+
+        ``scope_text``: the scope line's bytes, without its line ending.
+        """
         if not self.first:
             return []
         assert self.obj is not None
-        whats = self._checked(scope, summaries, keys, origin_prefix)
+        whats = self._checked(scope, scope_text, summaries, keys, origin_prefix)
         return [BundleProblem(self.first, "", what, seal=True) for what in whats]
 
     def _checked(
         self,
         scope: Scope | None,
+        scope_text: bytes,
         summaries: Mapping[str, LogSummary],
         keys: Sequence[VerifierKey],
         origin_prefix: str,
@@ -1169,6 +1234,7 @@ class _Seals:
                     f"the closing record's {name} {said} is not the scope's {claimed} "
                     f"(line {scope.line})"
                 )
+        whats += _scope_sealed(closing, seal, scope, scope_text)
         lines = summaries.get(seal.log_id)
         first = lines.checkpoint if lines is not None else None
         if first is not None:
@@ -1203,7 +1269,45 @@ class _Seals:
                 f"({closing.count} event(s), sealed by its closing record {seal.event_id!r} at "
                 f"sequence {seal.sequence}, proven under checkpoint size {cp.size})"
             )
+            self.scope_proven = closing.scope_digest is not None
+            if not self.scope_proven:
+                self.sealed += UNSEALED_SCOPE
         return whats
+
+
+UNSEALED_SCOPE = (
+    "; its closing record commits to no scope line (a seal written before closing records "
+    "held access.scope_sha256): the scope's filter, query, requester and time are the "
+    "exporter's claim, printed as edited"
+)
+"""What the scope's last line adds under a seal whose record holds no scope digest."""
+
+
+def _scope_sealed(closing: _Closing, seal: _SealLine, scope: Scope, scope_text: bytes) -> list[str]:
+    """Whether the closing record commits to this scope line, byte for byte.
+
+    Until 2026-12-06 nothing did: a sealed export of a narrow filter, its scope edited to
+    claim a wider one (or another requester, time, content), verified "complete" and
+    printed the edited scope (review).
+    """
+    if closing.scope_digest is None:
+        if seal.scope_salt is not None:
+            return [
+                "the seal holds a scope_salt and its closing record commits to no scope line "
+                "(no access.scope_sha256)"
+            ]
+        return []
+    if seal.scope_salt is None:
+        return [
+            "the closing record commits to the scope line (access.scope_sha256) and the seal "
+            "holds no scope_salt to check it with"
+        ]
+    if hashlib.sha256(seal.scope_salt + scope_text).hexdigest() != closing.scope_digest:
+        return [
+            f"the scope line (line {scope.line}) is not the one the closing record commits to "
+            "(access.scope_sha256): the scope was edited"
+        ]
+    return []
 
 
 class _Seen:

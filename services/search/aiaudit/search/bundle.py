@@ -13,8 +13,9 @@ Its first line is the export's **scope**, ``{"scope": {...}}`` (README,
 it, which the verifier prints as the exporter's claim and checks against
 what the lines prove (:func:`scope`). Its last line, when the export could get one,
 is the **seal**, ``{"seal": {...}}`` (:func:`seal`): the export's closing record in the
-log, holding how many event lines it wrote and a digest of them, with its proof against
-a later checkpoint, so that a line removed, added or reordered is found offline.
+log, holding how many event lines it wrote and a digest of them, and a salted digest of
+the scope line (:func:`scope_digest`), with its proof against a later checkpoint, so that
+a line removed, added or reordered, or the scope line edited, is found offline.
 
 This module is written from that specification, not shared with the
 integrity service's code, so the format stays a contract between the two
@@ -24,6 +25,7 @@ services (and any third-party verifier) rather than an import.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -112,6 +114,23 @@ def sealed_item(sequence: int, leaf_hash: bytes) -> bytes:
     return sequence.to_bytes(8, "big") + leaf_hash
 
 
+SCOPE_SALT_BYTES = 32
+
+
+def scope_digest(salt: bytes, scope_line: str) -> str:
+    """The closing record's ``access.scope_sha256``: SHA-256(salt || the scope line), hex.
+
+    ``scope_line``: the bundle's first line as :func:`scope` wrote it, its newline left
+    out (its UTF-8 bytes exactly). The scope repeats the export's filter and query, which
+    its access record keeps as content (shown only with ``content.read``): unsalted, any
+    reader of the log could test a guessed filter against the digest (the other fields
+    are in the access record, the time within milliseconds of it). The salt is the seal
+    line's ``scope_salt``: whoever holds the bundle holds the scope anyway.
+    """
+    text = scope_line.removesuffix("\n").encode()
+    return hashlib.sha256(salt + text).hexdigest()
+
+
 def seal(
     tenant: str,
     sequence: int,
@@ -119,14 +138,17 @@ def seal(
     canonical: bytes,
     proof: str,
     consistency: Sequence[bytes],
+    scope_salt: bytes | None = None,
 ) -> str:
     """The bundle's last line, with its newline: the export's closing record, proven.
 
     ``canonical``: the record's committed bytes (an ``EVENT_TYPE_AUDIT_ACCESS`` event of
     action :data:`SEAL_ACTION` naming the export's access record, the count and the
-    SHA-256 of the event lines' :func:`sealed_item`); ``proof``: its tlog-proof against a
-    checkpoint signed after it; ``consistency``: the consistency proof from the event
-    lines' checkpoint to that one.
+    SHA-256 of the event lines' :func:`sealed_item`, and the :func:`scope_digest` of the
+    scope line with ``scope_salt``); ``proof``: its tlog-proof against a checkpoint signed
+    after it; ``consistency``: the consistency proof from the event lines' checkpoint to
+    that one. ``scope_salt`` None: a seal as written before closing records committed to
+    the scope line (tests of such bundles).
     """
     fields: dict[str, Any] = {
         "log_id": tenant,
@@ -136,5 +158,7 @@ def seal(
         "tlog_proof": proof,
         "consistency_proof": [base64.b64encode(h).decode() for h in consistency],
     }
+    if scope_salt is not None:
+        fields["scope_salt"] = base64.b64encode(scope_salt).decode()
     text = json.dumps({"seal": fields}, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
     return text.translate(LINE_SEPARATORS) + "\n"

@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import logging
 import re
+import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future
@@ -1181,8 +1182,9 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         """The bundle's seal line (:func:`bundle.seal`), or '' (a WARNING) if none was got.
 
         The export's closing record (action :data:`bundle.SEAL_ACTION`: the export's
-        access record, ``count`` event lines, their ``digest``, the snapshot and the
-        checkpoint size) is committed through the access log like any record; then the
+        access record, ``count`` event lines, their ``digest``, the snapshot, the
+        checkpoint size and the salted digest of the scope line, :func:`bundle.scope_digest`)
+        is committed through the access log like any record; then the
         export waits at most ``proof_wait`` for a signed checkpoint covering it, and
         fetches its inclusion proof and the consistency proof from the lines' checkpoint.
         The events were delivered already: an export that cannot seal them ends
@@ -1190,12 +1192,16 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         """
         assert self._integrity is not None and plan.checkpoint is not None
         assert plan.proofs is not None
+        salt = secrets.token_bytes(bundle.SCOPE_SALT_BYTES)
         details: dict[str, str | int | bool] = {
             "export_record": plan.record_id,
             "count": count,
             "lines_sha256": digest,
             "up_to_sequence": plan.snapshot,
             "tree_size": plan.checkpoint.tree_size,
+            # The scope line is unsigned: without this, a sealed export's scope edited to
+            # another filter (or requester, time, content) verified "complete" (review).
+            "scope_sha256": bundle.scope_digest(salt, plan.scope),
         }
         record_id = access.new_id()
         submitted = self._ctx.access.submit(
@@ -1246,6 +1252,7 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
             found.canonical,
             bundle.tlog_proof(found.sequence, proof.hashes, cp.signed_note),
             consistency,
+            salt,
         )
 
 
