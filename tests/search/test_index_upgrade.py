@@ -16,7 +16,7 @@ from opensearchpy import OpenSearch
 
 from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.search import document
-from aiaudit.search.backends.opensearch import body, mappings
+from aiaudit.search.backends.opensearch import KEYWORD_UNITS, body, mappings
 from tests.helpers import field_violations, interaction
 from tests.search.conftest import SearchSuite, start_suite
 
@@ -86,6 +86,31 @@ def test_an_index_from_before_entries_int_takes_integers_and_compares_them_exact
         running.wait_indexed(tenant, len(events))
         assert running.all_ids(tenant, "attributes.n = 9007199254740993") == ["up-1"]
         assert running.all_ids(tenant, "attributes.n < 9007199254740993") == ["up-0"]
+
+
+def test_an_index_from_before_takes_keywords_of_4096_characters_outside_the_bmp(
+    tmp_path: Path, opensearch_url: str, tenant: str
+) -> None:
+    """Keywords were ``ignore_above: 8191``, counted in UTF-16 units: 4,096 emoji (the most
+    characters ingest takes, 8,192 units) were stored but not indexed, and a filter on them
+    found nothing on OpenSearch (SQLite found them). A month index made with the old limit
+    takes the new one at start, so the events indexed from then on are found."""
+    earlier = mappings()
+    earlier["properties"]["entries"]["properties"]["str"]["ignore_above"] = 8191
+    earlier["properties"]["error__type"] = {"type": "keyword", "ignore_above": 8191}
+    emoji = "\U0001f600" * 4096
+    with over_an_earlier_index(tmp_path, opensearch_url, earlier) as (running, direct, index):
+        e = interaction(tenant, "astral")
+        e.occurred_time.FromDatetime(dt.datetime(2026, 3, 2, tzinfo=dt.UTC))
+        e.attributes["k"].string_value = emoji
+        e.error.type = emoji
+        running.append([e])
+        running.wait_indexed(tenant, 1)
+        assert running.all_ids(tenant, f'attributes.k = "{emoji}"') == ["astral"]
+        assert running.all_ids(tenant, 'error.type = "\U0001f600*"') == ["astral"]
+        held = direct.indices.get_mapping(index=index)[index]["mappings"]["properties"]
+        assert held["entries"]["properties"]["str"]["ignore_above"] == KEYWORD_UNITS
+        assert held["error__type"]["ignore_above"] == KEYWORD_UNITS
 
 
 def test_an_index_from_before_entries_bool_keeps_booleans_apart_and_finds_old_ones_as_before(

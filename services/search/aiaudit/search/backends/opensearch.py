@@ -168,8 +168,22 @@ _EXPUNGE_TRIES = 30
 """Passes while deleted documents remain (about five minutes), then a warning."""
 _MERGE_TIMEOUT = 3600
 """Seconds a force merge may take: it rewrites every segment holding deleted documents."""
-_TYPES = {
-    Kind.KEYWORD: {"type": "keyword", "ignore_above": 8191},
+KEYWORD_UNITS = 10_922
+"""``ignore_above`` of keyword fields: a longer value is stored but not indexed (not found).
+
+OpenSearch counts it in UTF-16 code units (Java's ``String.length``), and Lucene takes
+terms of at most 32,766 UTF-8 bytes: a unit is at most 3 bytes (a character outside the
+BMP is 2 units, 4 bytes), so every value of up to 10,922 units fits. Ingest takes texts of
+up to 4,096 characters (code points), 8,192 units at most. Until 2026-12-06 it was 8,191
+("4 bytes a character", counted in units): an attribute, trust signal, safety flag category
+or other keyword of 4,096 characters outside the BMP (emoji) was not indexed, so ``=``,
+prefixes and ``group_by`` missed it on OpenSearch while SQLite found it (differential test,
+``tests/search/test_differential.py``). Existing indices take the new limit at start
+(:meth:`OpenSearchBackend.ensure_template`); a document indexed before keeps the value
+unindexed until a new ``index_prefix`` indexes it again."""
+
+_TYPES: dict[Kind, dict[str, Any]] = {
+    Kind.KEYWORD: {"type": "keyword", "ignore_above": KEYWORD_UNITS},
     Kind.ENUM: {"type": "keyword"},
     Kind.INT: {"type": "long"},
     Kind.TIMESTAMP: {"type": "long"},
@@ -304,7 +318,7 @@ def mappings() -> dict[str, Any]:
             "type": "nested",
             "properties": {
                 "field": {"type": "keyword"},
-                "str": {"type": "keyword", "ignore_above": 8191},
+                "str": {"type": "keyword", "ignore_above": KEYWORD_UNITS},
                 "num": {"type": "double"},
                 "int": {"type": "long"},  # beside num: exact past 2**53
                 "bool": {"type": "boolean"},  # not str: "true" the text is no boolean
@@ -313,7 +327,7 @@ def mappings() -> dict[str, Any]:
         TYPED_BOOLS: {"type": "boolean"},
         OMITTED: {"type": "integer"},
     }
-    properties.update({f.column: _TYPES[f.kind] for f in catalogue.SCALARS})
+    properties.update({f.column: dict(_TYPES[f.kind]) for f in catalogue.SCALARS})
     properties.update({f.column: {"type": "text", "analyzer": "standard"} for f in catalogue.TEXTS})
     return {"dynamic": "strict", "_routing": {"required": True}, "properties": properties}
 
