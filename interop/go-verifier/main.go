@@ -603,18 +603,26 @@ func runBundle(args []string, out io.Writer) (int, error) {
 		fmt.Fprintf(out, "line %d scope: %s\n", scopes.scope.line, what)
 		problems++
 	}
-	for _, what := range seals.check(scopes.scope, scopes.text, logSummaries, list, *prefix) {
+	for _, what := range seals.check(scopes.scope, scopes.text, logSummaries, list, *prefix, logs) {
 		fmt.Fprintf(out, "line %d seal: %s\n", seals.first, what)
 		problems++
 	}
-	if checked == 0 { // as aiaudit verify --bundle: an empty file is no evidence that all is well
+	// As aiaudit verify --bundle: a bundle without events is no evidence that all is well,
+	// unless it is a sealed export that matched nothing, which its seal proves.
+	empty := checked == 0 && problems == 0 && seals.empty != nil
+	nothing := checked == 0 && !empty
+	if nothing {
 		fmt.Fprintln(out, "the bundle holds no events: nothing verified")
 	}
-	if checked > 0 && problems == 0 {
-		summarize(out, logSummaries, list, logs, scopes.scope, seals.sealed, seals.scopeProven)
+	if !nothing && problems == 0 {
+		var emptyLines []string
+		if empty {
+			emptyLines = seals.empty
+		}
+		summarize(out, logSummaries, list, logs, scopes.scope, emptyLines, seals.sealed, seals.scopeProven)
 	}
 	fmt.Fprintf(out, "%d event(s) checked, %d problem(s)\n", checked, problems)
-	if checked == 0 {
+	if nothing {
 		return 1, nil
 	}
 	return problems, nil
@@ -1134,7 +1142,9 @@ func ranges(sequences []uint64) string {
 // checkpoint and the keys that signed it, the sequences it holds and what of the
 // checkpoint it leaves out, whose content is proven; a warning for several logs without
 // -log; where each trusted key came from.
-func summarize(out io.Writer, summaries map[string]*logSummary, keys []note.Verifier, logs []string, sc *scope, sealed string, scopeProven bool) {
+// empty: the lines said for a sealed export that matched no event (its bundle has no
+// event line, so no log summary), after the logs' as aiaudit says them.
+func summarize(out io.Writer, summaries map[string]*logSummary, keys []note.Verifier, logs []string, sc *scope, empty []string, sealed string, scopeProven bool) {
 	ids := slices.Sorted(maps.Keys(summaries))
 	for _, id := range ids {
 		s := summaries[id]
@@ -1174,6 +1184,9 @@ func summarize(out io.Writer, summaries map[string]*logSummary, keys []note.Veri
 			content += fmt.Sprintf("; %d with no content fields", s.none)
 		}
 		fmt.Fprintln(out, content)
+	}
+	for _, line := range empty {
+		fmt.Fprintln(out, line)
 	}
 	if sc != nil {
 		for _, line := range sc.lines(sealed, scopeProven) {

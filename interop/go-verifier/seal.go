@@ -15,6 +15,7 @@ package main
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -25,8 +26,10 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 
+	tlog "github.com/transparency-dev/formats/log"
 	tproof "github.com/transparency-dev/formats/proof"
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
@@ -62,6 +65,9 @@ type seals struct {
 	sealed     string // the scope's last line once the seal verified
 	// scopeProven: the verified seal's closing record commits to the scope line.
 	scopeProven bool
+	// empty: the per-log lines said instead of a log's summary once the seal proved that
+	// the export wrote no event line (sealedEmpty); nil otherwise.
+	empty []string
 }
 
 func newSeals() *seals { return &seals{digest: sha256.New()} }
@@ -302,8 +308,9 @@ func scopeSealed(c closing, line sealLine, sc *scope, scopeText []byte) string {
 }
 
 // check names what of the seal does not hold; none sets sealed.
-// scopeText is the scope line's bytes, without its line ending.
-func (s *seals) check(sc *scope, scopeText []byte, summaries map[string]*logSummary, keys []note.Verifier, prefix string) []string {
+// scopeText is the scope line's bytes, without its line ending; logs, if given: a seal of
+// any other log is a problem, as a line of one is.
+func (s *seals) check(sc *scope, scopeText []byte, summaries map[string]*logSummary, keys []note.Verifier, prefix string, logs []string) []string {
 	if s.first == 0 {
 		return nil
 	}
@@ -314,6 +321,11 @@ func (s *seals) check(sc *scope, scopeText []byte, summaries map[string]*logSumm
 	line, err := parseSeal(s.members)
 	if err != nil {
 		return append(whats, "malformed seal: "+err.Error())
+	}
+	if len(logs) > 0 && !slices.Contains(logs, line.logID) { // as a line's: an empty bundle too
+		asked := slices.Sorted(slices.Values(logs))
+		return append(whats, fmt.Sprintf("log %s is not one of the logs to verify (%s)",
+			pyRepr(line.logID), strings.Join(asked, ", ")))
 	}
 	p := line.proof
 	if p.Index != line.sequence {
@@ -381,7 +393,16 @@ func (s *seals) check(sc *scope, scopeText []byte, summaries map[string]*logSumm
 		whats = append(whats, "the event lines are not those the closing record's digest commits to: a line "+
 			"replaced, or the lines reordered")
 	}
-	if len(whats) == 0 {
+	if len(whats) == 0 && c.count == 0 && c.scopeDigest != nil {
+		var signers []string
+		for _, k := range keys {
+			if _, _, _, err := tlog.ParseCheckpoint(p.Checkpoint, cp.Origin, k); err == nil {
+				signers = append(signers, keyName(k))
+			}
+		}
+		s.sealed, s.empty = sealedEmpty(line, c, cp, signers)
+		s.scopeProven = true
+	} else if len(whats) == 0 {
 		s.sealed = fmt.Sprintf("scope: complete: the lines are every event the export wrote, in its order "+
 			"(%d event(s), sealed by its closing record %s at sequence %d, proven under checkpoint size %d)",
 			c.count, pyRepr(line.eventID), line.sequence, cp.Size)
@@ -391,4 +412,24 @@ func (s *seals) check(sc *scope, scopeText []byte, summaries map[string]*logSumm
 		}
 	}
 	return whats
+}
+
+// sealedEmpty is the scope's last line and the per-log lines of a sealed export that
+// matched no event, in aiaudit's words. Its bundle is the scope line and the seal: until
+// 2026-12-06 it failed as "the bundle holds no events" though its proven closing record
+// (count 0, committing to the scope) says the search wrote none. No event line means no
+// checkpoint of the scope's size in the bundle: the seal's consistency proof from it is
+// not checked, and nothing rests on it (it ties the lines' checkpoint to the seal's, and
+// there are no lines); the seal's checkpoint is printed in place of the lines'.
+func sealedEmpty(line sealLine, c closing, cp *tlog.Checkpoint, signers []string) (string, []string) {
+	lines := []string{
+		fmt.Sprintf("log %s: checkpoint %s size %d root %s signed by %s (the seal's: the bundle holds no event line)",
+			line.logID, cp.Origin, cp.Size, base64.StdEncoding.EncodeToString(cp.Hash), strings.Join(signers, ", ")),
+		fmt.Sprintf("log %s: 0 event(s); the seal's consistency proof from the scope's checkpoint size %d is not "+
+			"checked (no line of the bundle holds that checkpoint, and no line needs it)", line.logID, c.treeSize),
+	}
+	sealed := fmt.Sprintf("scope: complete: the export matched no event before sequence %d (sealed by its "+
+		"closing record %s at sequence %d, proven under checkpoint size %d)",
+		c.upToSequence, pyRepr(line.eventID), line.sequence, cp.Size)
+	return sealed, lines
 }

@@ -34,8 +34,8 @@ from aiaudit.integrity import bundle, merkle, note
 from aiaudit.search import bundle as writer
 from tests.helpers import interaction
 from tests.integrity.conftest import ORIGIN_PREFIX
-from tests.integrity.test_bundle_scope import range_scope, search_scope, summary, unproven
-from tests.integrity.test_cli import TENANT, Line, write
+from tests.integrity.test_bundle_scope import WHEN, range_scope, search_scope, summary, unproven
+from tests.integrity.test_cli import TENANT, Line, checkpoint_of, key_name, key_of, write
 from tests.integrity.test_go_verifier import both
 
 OFFICER = Caller("officer", frozenset({TENANT}), frozenset({"compliance_officer"}), "k-1")
@@ -389,3 +389,134 @@ def test_a_closing_record_is_read_alike_by_both_verifiers(
     doctor, problems = DOCTORED[case]
     path = write(tmp_path / "b.jsonl", sealed_export(tmp_path, doctor=doctor))
     assert both(go_verifier, capsys, path) == (1 if problems else 0, problems)
+
+
+NOTHING = "the bundle holds no events: nothing verified"
+EMPTY = (
+    "scope: complete: the export matched no event before sequence 3 (sealed by its closing "
+    f"record {CLOSING_RECORD!r} at sequence 4, proven under checkpoint size 5)"
+)
+
+
+def _empty_verifies(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], go_verifier: Path, *options: str
+) -> tuple[list[Line], list[str]]:
+    """A sealed export that matched no event (its scope and its seal, the closing record
+    counting 0) verifies in both verifiers, with ``options``: its lines, aiaudit's summary."""
+    lines = sealed_export(tmp_path, ())
+    assert [list(line) for line in lines] == [["scope"], ["seal"]]
+    path = write(tmp_path / "b.jsonl", lines)
+    assert both(go_verifier, capsys, path, *options) == (0, [])
+    return lines, summary(tmp_path, capsys, lines)
+
+
+def test_a_sealed_export_that_matched_nothing_verifies_as_complete_and_empty_in_both_verifiers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], go_verifier: Path
+) -> None:
+    """An export that matched no event is its scope line and its seal, whose proven closing
+    record counts 0 event lines and commits to the scope: "alice had no interaction with
+    the model before sequence U" is evidence too. It failed in both verifiers as "the
+    bundle holds no events" (exit 1). It now verifies, and the summary names the seal's
+    checkpoint in place of the lines' (there are none) and says that the seal's consistency
+    proof from the scope's checkpoint is not checked: that checkpoint is in no line."""
+    lines, shown = _empty_verifies(tmp_path, capsys, go_verifier)
+    origin, size, root = checkpoint_of(lines[-1]["seal"])
+    assert (origin, size) == (f"{ORIGIN_PREFIX}/{TENANT}", "5")
+    assert shown == [
+        f"log {TENANT}: checkpoint {origin} size 5 root {root} signed by "
+        f"{key_name(key_of(tmp_path))} (the seal's: the bundle holds no event line)",
+        f"log {TENANT}: 0 event(s); the seal's consistency proof from the scope's checkpoint "
+        "size 3 is not checked (no line of the bundle holds that checkpoint, and no line "
+        "needs it)",
+        SCOPE_PROVEN,
+        f"scope: search.export of log {TENANT!r} requested by 'officer' at '{WHEN}'; access "
+        f"record {EXPORT_RECORD!r} (an event of the log written after this checkpoint: match "
+        "it there)",
+        f"scope: filter {NARROW!r}; query ''; order_by 'sequence asc'; events before sequence "
+        "3; checkpoint size 3; content included",
+        EMPTY,
+    ]
+    # --log: the seal's log verifies; another is named, as a line of another log is.
+    _empty_verifies(tmp_path, capsys, go_verifier, "--log", TENANT)
+    path = tmp_path / "b.jsonl"
+    assert both(go_verifier, capsys, path, "--log", "t-other") == (
+        1,
+        [f"line 2 seal: log {TENANT!r} is not one of the logs to verify (t-other)", NOTHING],
+    )
+
+
+EMPTY_FAILING: dict[str, tuple[Callable[[Path], list[Line]], list[str]]] = {
+    "a non-empty export with its lines all removed": (
+        lambda p: (lambda s: [s[0], s[4]])(sealed_export(p)),
+        ["line 2 seal: the closing record counts 3 event line(s) and the bundle holds 0: 3 "
+         "missing (a line removed)", NOTHING],
+    ),
+    "no seal (unsealed)": (lambda p: sealed_export(p, ())[:1], [NOTHING]),
+    "a seal whose record commits to no scope line": (
+        lambda p: sealed_export(p, (), scope_sealed=False), [NOTHING],
+    ),
+    "its scope_salt removed": (
+        lambda p: _seal(sealed_export(p, ()), lambda s: s.pop("scope_salt")),
+        ["line 2 seal: the closing record commits to the scope line (access.scope_sha256) and "
+         "the seal holds no scope_salt to check it with", NOTHING],
+    ),
+    "its scope edited": (
+        lambda p: _scope(sealed_export(p, ()), filter=WIDER),
+        ["line 2 seal: the scope line (line 1) is not the one the closing record commits to "
+         "(access.scope_sha256): the scope was edited", NOTHING],
+    ),
+    "a scope of another log": (
+        lambda p: _scope(sealed_export(p, ()), log_id="t-other"),
+        [f"line 2 seal: the seal's log {TENANT!r} is not the scope's log 't-other' (line 1)",
+         NOTHING],
+    ),
+    "a seal without a scope": (
+        lambda p: sealed_export(p, ())[1:],
+        ["line 1 seal: a seal closes the export its scope line names, and the bundle has none",
+         NOTHING],
+    ),
+    "a seal of another export": (
+        lambda p: sealed_export(p, (), export_record="access-9"),
+        ["line 2 seal: the seal closes the export of access record 'access-9', not the scope's "
+         f"{EXPORT_RECORD!r} (line 1): a seal of another export", NOTHING],
+    ),
+    "a closing record of another snapshot": (
+        lambda p: sealed_export(p, (), up_to_sequence=2),
+        ["line 2 seal: the closing record's up_to_sequence 2 is not the scope's 3 (line 1)",
+         NOTHING],
+    ),
+    "a seal signed by an unknown key": (
+        lambda p: sealed_export(p, (), key="forger.pem"),
+        ["line 2 seal: checkpoint: the seal's checkpoint does not verify with the trusted keys",
+         NOTHING],
+    ),
+    "a forged count of 0": (
+        lambda p: _seal(
+            sealed_export(p, (0,)),
+            lambda s: s.update(
+                canonical=_b64(
+                    base64.b64decode(s["canonical"]).replace(
+                        b'"access.count":{"intValue":"1"}', b'"access.count":{"intValue":"0"}'
+                    )
+                )
+            ),
+        ),
+        ["line 3 seal: inclusion proof: the record is not in the log under the seal's "
+         "checkpoint"],
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(EMPTY_FAILING))
+def test_a_bundle_without_events_that_its_seal_does_not_prove_empty_still_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], go_verifier: Path, case: str
+) -> None:
+    """Only a seal that verifies, whose closing record counts 0 and commits to the scope
+    line, makes a bundle without events verify (the untouched one, first, which failed on
+    the old code): an export whose lines were all removed (its record counts them), no
+    seal, a seal of before closing records held the scope's digest (its scope is a claim),
+    or a scope or seal edited fail as before, in both verifiers alike."""
+    _empty_verifies(tmp_path, capsys, go_verifier)
+    build, problems = EMPTY_FAILING[case]
+    path = write(tmp_path / "b.jsonl", build(tmp_path))
+    assert both(go_verifier, capsys, path) == (1, problems)

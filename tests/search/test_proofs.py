@@ -618,3 +618,108 @@ def test_an_export_whose_seal_cannot_be_got_ends_with_its_events_unsealed(
     assert ok.returncode == 0, ok.stdout + ok.stderr
     told = [line for line in ok.stderr.splitlines() if not line.startswith("{")]
     assert told[6].startswith("scope: not proven: that the lines are every event"), told
+
+
+def test_an_export_with_proofs_that_matched_nothing_is_sealed_complete_and_empty(
+    proof_suite: SearchSuite, tenant: str, tmp_path: Path, go_verifier: Path
+) -> None:
+    """An export that matched no event is its scope line and its seal, whose closing record
+    counts 0 event lines and commits to the scope: that the filter matched nothing before
+    the snapshot is evidence too ("alice had no interaction with the model"). Both
+    verifiers called such a bundle "the bundle holds no events" (exit 1); they now say it
+    is complete and empty, alike, and without its seal, or with another log asked for, it
+    still fails."""
+    proof_suite.append([interaction(tenant, f"z-{i}", user="bob") for i in range(3)])
+    proof_suite.wait_indexed(tenant, 3)
+    data = export(
+        proof_suite,
+        "compliance_officer",
+        tenant,
+        filter=f'actor.user_id = "alice" AND {NOT_ACCESS}',
+        format=pb.EXPORT_FORMAT_JSONL,
+        include_proofs=True,
+    )
+    texts = data.decode().splitlines()
+    assert [list(json.loads(t)) for t in texts] == [["scope"], ["seal"]], texts
+    scope, seal = scope_of(data), json.loads(texts[-1])["seal"]
+    (closing,) = records(proof_suite, tenant, "search.export.seal")
+    assert seal["event_id"] == closing.event_id
+    assert attribute(closing, "export_record") == scope["access_record"]
+    assert attribute(closing, "count") == 0
+    assert attribute(closing, "lines_sha256") == hashlib.sha256().hexdigest()
+    assert attribute(closing, "up_to_sequence") == scope["up_to_sequence"]
+
+    bundle = tmp_path / "export.jsonl"
+    bundle.write_bytes(data)
+    key = integrity_stub(proof_suite).GetVerifierKey(ipb.GetVerifierKeyRequest()).verifier_keys[0]
+    ok = verify_cli(bundle, key)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    told = [line for line in ok.stderr.splitlines() if not line.startswith("{")]
+    covering = seal["tlog_proof"].split("\n\n", 1)[1].split("\n")[1]
+    assert told[0].startswith(f"log {tenant}: checkpoint {ORIGIN_PREFIX}/{tenant} size "), told
+    assert told[0].endswith(" (the seal's: the bundle holds no event line)"), told
+    assert told[1] == (
+        f"log {tenant}: 0 event(s); the seal's consistency proof from the scope's checkpoint "
+        f"size {scope['tree_size']} is not checked (no line of the bundle holds that "
+        "checkpoint, and no line needs it)"
+    ), told
+    assert told[5] == (
+        f"scope: complete: the export matched no event before sequence "
+        f"{scope['up_to_sequence']} (sealed by its closing record {closing.event_id!r} at "
+        f"sequence {seal['sequence']}, proven under checkpoint size {covering})"
+    ), told
+    assert told[-1] == "0 event(s) checked, 0 problem(s)", told
+    go_check = ["bundle", "-verifier-key", key, "-origin-prefix", ORIGIN_PREFIX]
+    independent = go.run(go_verifier, *go_check, bundle)
+    assert independent.returncode == 0, independent.stdout
+    assert independent.stdout.splitlines()[:-1] == told[:-1]
+    assert go.run(go_verifier, *go_check, "-log", tenant, bundle).returncode == 0
+
+    # Another log asked for, or the seal removed: both fail, as an empty bundle did.
+    other = go.run(go_verifier, *go_check, "-log", "t-other", bundle)
+    assert other.returncode == 1
+    assert other.stdout.splitlines()[0] == (
+        f"line 2 seal: log {tenant!r} is not one of the logs to verify (t-other)"
+    )
+    bundle.write_text(texts[0] + "\n")
+    bad = verify_cli(bundle, key)
+    assert (bad.returncode, bad.stdout) == (1, "the bundle holds no events: nothing verified\n")
+    assert go.run(go_verifier, *go_check, bundle).stdout.splitlines()[0] == (
+        "the bundle holds no events: nothing verified"
+    )
+
+
+def test_an_export_with_proofs_of_a_log_with_no_event_yet_is_sealed_empty(
+    proof_suite: SearchSuite, tenant: str, tmp_path: Path, go_verifier: Path
+) -> None:
+    """A log with no event has no checkpoint: the export's seal asserted one and the export
+    failed UNKNOWN ("Exception iterating responses"). Its scope now says checkpoint size 0
+    and its seal (its consistency proof from the empty tree holding no hash) proves that
+    it matched nothing, in both verifiers."""
+    data = export(
+        proof_suite,
+        "compliance_officer",
+        tenant,
+        filter=NOT_ACCESS,
+        format=pb.EXPORT_FORMAT_JSONL,
+        include_proofs=True,
+    )
+    texts = data.decode().splitlines()
+    assert [list(json.loads(t)) for t in texts] == [["scope"], ["seal"]], texts
+    scope, seal = scope_of(data), json.loads(texts[-1])["seal"]
+    assert (scope["tree_size"], scope["up_to_sequence"]) == (0, 0)
+    assert seal["consistency_proof"] == []
+    bundle = tmp_path / "export.jsonl"
+    bundle.write_bytes(data)
+    key = integrity_stub(proof_suite).GetVerifierKey(ipb.GetVerifierKeyRequest()).verifier_keys[0]
+    ok = verify_cli(bundle, key)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    told = [line for line in ok.stderr.splitlines() if not line.startswith("{")]
+    assert told[5].startswith(
+        "scope: complete: the export matched no event before sequence 0 (sealed by its "
+        f"closing record {seal['event_id']!r} at sequence {seal['sequence']}, "
+    ), told
+    go_check = ["bundle", "-verifier-key", key, "-origin-prefix", ORIGIN_PREFIX, bundle]
+    independent = go.run(go_verifier, *go_check)
+    assert independent.returncode == 0, independent.stdout
+    assert independent.stdout.splitlines()[:-1] == told[:-1]

@@ -51,6 +51,10 @@ record also holds ``access.scope_sha256``, SHA-256 of the seal's ``scope_salt``
 and the scope line's bytes: under a seal that verifies, the scope is proven the
 export's, and an edited one is a problem. A seal written before (no digest)
 proves the lines and leaves the scope the exporter's claim, which the summary says.
+An export that matched no event is its scope and its seal: a seal that verifies, whose
+record counts 0 and commits to the scope, proves it complete and empty (the only bundle
+without event lines that verifies; its consistency proof is not checked, as no line
+holds the checkpoint it starts from: :func:`_empty`).
 
 Two writers produce this format: :func:`export` here (``aiaudit integrity
 export-bundle``, straight from the store: a log's events in order, written
@@ -82,7 +86,13 @@ from aiaudit.common.store import SqlEventStore
 from aiaudit.common.store.schema import logs
 from aiaudit.common.store.sql import READ_BYTES
 from aiaudit.integrity import merkle, storage
-from aiaudit.integrity.note import NoteError, VerifierKey, open_note, parse_checkpoint
+from aiaudit.integrity.note import (
+    Checkpoint,
+    NoteError,
+    VerifierKey,
+    open_note,
+    parse_checkpoint,
+)
 
 TLOG_PROOF_HEADER = "c2sp.org/tlog-proof@v1"
 
@@ -776,6 +786,10 @@ class BundleReport:
     """What a verified seal proves (the scope's last line), or ''."""
     scope_proven: bool = False
     """Whether the verified seal's closing record commits to the scope line."""
+    empty: list[str] = field(default_factory=list)
+    """The per-log lines of a sealed export that matched no event (:attr:`_Seals.empty`):
+    given exactly when the bundle holds no event line and proves that the export wrote
+    none."""
 
     def summary(self, asked: Collection[str] = ()) -> list[str]:
         """Per log what was proven, the scope or that there is none, a warning for many logs.
@@ -790,6 +804,7 @@ class BundleReport:
                 scope if scope is not None and scope.log_id == log_id else None
             )
         ]
+        out += self.empty
         out += scope.lines(self.sealed, self.scope_proven) if scope is not None else [NO_SCOPE]
         if len(self.logs) > 1 and not asked:
             out.append(
@@ -867,11 +882,14 @@ def verify_bundle(
         except (ValueError, KeyError, TypeError, RecursionError) as exc:
             problems.append(BundleProblem(number, event_id, f"malformed line: {exc}"))
     problems += scopes.incomplete(summaries)
-    problems += seals.check(scopes.scope, scopes.text, summaries, keys, origin_prefix)
+    problems += seals.check(scopes.scope, scopes.text, summaries, keys, origin_prefix, logs)
     if seen.pending:
         _name_duplicates(path, problems, seen.pending)
     asked = {log_id: s for log_id, s in summaries.items() if not logs or log_id in logs}
-    return BundleReport(checked, problems, asked, scopes.scope, seals.sealed, seals.scope_proven)
+    empty = seals.empty if checked == 0 and not problems else []
+    return BundleReport(
+        checked, problems, asked, scopes.scope, seals.sealed, seals.scope_proven, empty
+    )
 
 
 class _Scopes:
@@ -1120,6 +1138,9 @@ class _Seals:
         """The scope's last line once the seal verified."""
         self.scope_proven = False
         """Whether the verified seal's closing record commits to the scope line."""
+        self.empty: list[str] = []
+        """The per-log lines said instead of a log's summary once a seal proved that the
+        export wrote no event line (:meth:`_empty`); [] otherwise."""
 
     def read(self, obj: dict[str, Any], number: int) -> list[BundleProblem]:
         """Keeps the first seal line; a second is a problem."""
@@ -1144,15 +1165,17 @@ class _Seals:
         summaries: Mapping[str, LogSummary],
         keys: Sequence[VerifierKey],
         origin_prefix: str,
+        logs: Collection[str] = (),
     ) -> list[BundleProblem]:
         """The seal's problems, each naming what differs; none sets :attr:`sealed`.
 
-        ``scope_text``: the scope line's bytes, without its line ending.
+        ``scope_text``: the scope line's bytes, without its line ending; ``logs``: if
+        given, a seal of any other log is a problem, as a line of one is.
         """
         if not self.first:
             return []
         assert self.obj is not None
-        whats = self._checked(scope, scope_text, summaries, keys, origin_prefix)
+        whats = self._checked(scope, scope_text, summaries, keys, origin_prefix, logs)
         return [BundleProblem(self.first, "", what, seal=True) for what in whats]
 
     def _checked(
@@ -1162,6 +1185,7 @@ class _Seals:
         summaries: Mapping[str, LogSummary],
         keys: Sequence[VerifierKey],
         origin_prefix: str,
+        logs: Collection[str],
     ) -> list[str]:
         assert self.obj is not None
         whats = []
@@ -1173,6 +1197,11 @@ class _Seals:
             seal = _parse_seal(self.obj)
         except (BundleError, ValueError) as exc:
             return [*whats, f"malformed seal: {exc}"]
+        if logs and seal.log_id not in logs:  # as a line's (_check_line): an empty bundle too
+            return [
+                *whats,
+                f"log {seal.log_id!r} is not one of the logs to verify ({', '.join(sorted(logs))})",
+            ]
         proof = seal.proof
         if proof.index != seal.sequence:
             return [
@@ -1180,7 +1209,8 @@ class _Seals:
                 f"proof index {proof.index} is not the record's sequence {seal.sequence}",
             ]
         try:
-            cp = parse_checkpoint(open_note(proof.signed_checkpoint, keys).text)
+            verified = open_note(proof.signed_checkpoint, keys)
+            cp = parse_checkpoint(verified.text)
         except NoteError:  # in words of ours: the note libraries word it differently
             return [
                 *whats,
@@ -1263,7 +1293,11 @@ class _Seals:
                 "the event lines are not those the closing record's digest commits to: a line "
                 "replaced, or the lines reordered"
             )
-        if not whats:
+        if not whats and closing.count == 0 and closing.scope_digest is not None:
+            signers = tuple(f"{k.name}+{k.key_id.hex()}" for k in keys if k in verified.verified_by)
+            self.sealed, self.empty = _empty(seal, closing, cp, signers)
+            self.scope_proven = True
+        elif not whats:
             self.sealed = (
                 f"scope: complete: the lines are every event the export wrote, in its order "
                 f"({closing.count} event(s), sealed by its closing record {seal.event_id!r} at "
@@ -1273,6 +1307,36 @@ class _Seals:
             if not self.scope_proven:
                 self.sealed += UNSEALED_SCOPE
         return whats
+
+
+def _empty(
+    seal: _SealLine, closing: _Closing, cp: Checkpoint, signers: tuple[str, ...]
+) -> tuple[str, list[str]]:
+    """The scope's last line and the per-log lines of a sealed export that matched no event.
+
+    Its bundle is the scope line and the seal: until 2026-12-06 (review) it failed as "the
+    bundle holds no events" though its proven closing record (count 0, committing to the
+    scope) says the search wrote none, which is evidence too. No event line means no
+    checkpoint of the scope's size in the bundle: the seal's consistency proof from it is
+    not checked, and nothing rests on it (it ties the lines' checkpoint to the seal's, and
+    there are no lines); the record is proven under the seal's checkpoint, printed here in
+    place of the lines'. The scope's log, snapshot, size and access record are checked
+    against the record (:meth:`_Seals._checked`), and the scope's bytes against its digest.
+    """
+    log_id, root = seal.log_id, base64.b64encode(cp.root_hash).decode()
+    lines = [
+        f"log {log_id}: checkpoint {cp.origin} size {cp.size} root {root} signed by "
+        f"{', '.join(signers)} (the seal's: the bundle holds no event line)",
+        f"log {log_id}: 0 event(s); the seal's consistency proof from the scope's checkpoint "
+        f"size {closing.tree_size} is not checked (no line of the bundle holds that checkpoint, "
+        "and no line needs it)",
+    ]
+    sealed = (
+        f"scope: complete: the export matched no event before sequence "
+        f"{closing.up_to_sequence} (sealed by its closing record {seal.event_id!r} at sequence "
+        f"{seal.sequence}, proven under checkpoint size {cp.size})"
+    )
+    return sealed, lines
 
 
 UNSEALED_SCOPE = (

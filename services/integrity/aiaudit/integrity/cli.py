@@ -195,7 +195,9 @@ def _not_offline(args: argparse.Namespace) -> str | None:
 
 
 NOTHING_VERIFIED = "the bundle holds no events: nothing verified"
-"""Why a bundle without any event fails (exit 1): it exited 1 with no reason given."""
+"""Why a bundle without any event fails (exit 1): it exited 1 with no reason given. A
+search export that matched no event, sealed (its scope and its seal only, the closing
+record counting 0), verifies instead (``BundleReport.empty``)."""
 
 
 def run_verify(args: argparse.Namespace, settings: Settings) -> int:
@@ -217,7 +219,10 @@ def run_verify(args: argparse.Namespace, settings: Settings) -> int:
         for p in result.problems:
             print(p)
         checked, problems = result.checked, result.problems
-        if checked == 0:  # a failed or mistaken export is no evidence that all is well
+        # A sealed export that matched nothing proves so (result.empty); otherwise a bundle
+        # without events is a failed or mistaken export, no evidence that all is well.
+        nothing = checked == 0 and not result.empty
+        if nothing:
             print(NOTHING_VERIFIED)
         elif not problems:  # what was proven, and against what (review 2026-12-05)
             source = _key_source(args, settings, s)
@@ -226,7 +231,7 @@ def run_verify(args: argparse.Namespace, settings: Settings) -> int:
             for k in keys:
                 print(f"verifier key {k.name}+{k.key_id.hex()}: {source}", file=sys.stderr)
         print(f"{checked} event(s) checked, {len(problems)} problem(s)", file=sys.stderr)
-        return 1 if problems or checked == 0 else 0
+        return 1 if problems or nothing else 0
     with _existing_store(_store_url(args, settings, s), settings) as store:
         try:
             report = verify_store(

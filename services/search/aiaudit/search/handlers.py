@@ -334,6 +334,9 @@ class _Export:
     proofs: Metadata | None = None
     """The caller's forwarded credentials when proofs are attached."""
     checkpoint: proof_pb2.Checkpoint | None = None
+    """The checkpoint the lines are proven against; None with proofs when the log was empty
+    at the snapshot and had none yet (the export then holds no event line: its scope says
+    tree_size 0, and its seal proves it matched nothing)."""
     erasure: int | None = None
     """The tenant's latest erasure record the index had applied when the export began
     (-1: none); None when the export reads no content (see ``_erasures_kept``)."""
@@ -966,12 +969,15 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         }
         scope = ""
         record_id = access.new_id()
-        if checkpoint is not None:  # the bundle names its record, which says what it holds
+        if md is not None:  # the bundle names its record, which says what it holds
             with_content = caller.allows("content.read", tenant)
-            done |= {"tree_size": checkpoint.tree_size, "include_content": with_content}
+            # No checkpoint only for an empty snapshot of a log never signed: size 0, and
+            # no line to prove (until 2026-12-06 its export failed UNKNOWN at its seal).
+            size = checkpoint.tree_size if checkpoint is not None else 0
+            done |= {"tree_size": size, "include_content": with_content}
             scope = bundle.scope(
                 tenant,
-                checkpoint.tree_size,
+                size,
                 document.iso(time.time_ns() // 1000),
                 caller.principal,
                 record_id,
@@ -1190,15 +1196,15 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         The events were delivered already: an export that cannot seal them ends
         without a seal, and its bundle verifies as unsealed ("not proven").
         """
-        assert self._integrity is not None and plan.checkpoint is not None
-        assert plan.proofs is not None
+        assert self._integrity is not None and plan.proofs is not None
+        size = plan.checkpoint.tree_size if plan.checkpoint is not None else 0
         salt = secrets.token_bytes(bundle.SCOPE_SALT_BYTES)
         details: dict[str, str | int | bool] = {
             "export_record": plan.record_id,
             "count": count,
             "lines_sha256": digest,
             "up_to_sequence": plan.snapshot,
-            "tree_size": plan.checkpoint.tree_size,
+            "tree_size": size,
             # The scope line is unsigned: without this, a sealed export's scope edited to
             # another filter (or requester, time, content) verified "complete" (review).
             "scope_sha256": bundle.scope_digest(salt, plan.scope),
@@ -1239,8 +1245,8 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
                     return ""
                 time.sleep(min(_CHECKPOINT_POLL, left))
             (proof,) = self._integrity.proofs(plan.proofs, tenant, cp.tree_size, [found.sequence])
-            consistency = self._integrity.consistency(
-                plan.proofs, tenant, plan.checkpoint.tree_size, cp.tree_size
+            consistency = (  # from the empty tree: nothing to prove, no hash
+                self._integrity.consistency(plan.proofs, tenant, size, cp.tree_size) if size else []
             )
         except (grpc.RpcError, LookupError, *_STORE_ERRORS) as exc:
             log.warning("export %s of %r ends unsealed: %s", plan.record_id, tenant, exc)
