@@ -121,6 +121,18 @@ def export(running: SearchSuite, role: str, tenant: str, **kw: Any) -> bytes:
     return b"".join(c.data for c in stub.Export(pb.ExportRequest(tenant_id=tenant, **kw)))
 
 
+def bundle_of(running: SearchSuite, tenant: str, filter: str = "") -> bytes:
+    """A compliance officer's export with proofs (JSON Lines): the bundle an auditor gets."""
+    return export(
+        running,
+        "compliance_officer",
+        tenant,
+        filter=filter,
+        format=pb.EXPORT_FORMAT_JSONL,
+        include_proofs=True,
+    )
+
+
 def verify_cli(bundle: Path, key: str) -> subprocess.CompletedProcess[str]:
     """``aiaudit verify --bundle`` in its own process, as an auditor runs it."""
     return subprocess.run(
@@ -389,13 +401,7 @@ def test_events_not_yet_checkpointed_are_refused_with_their_count(
             store.close()
         assert size - covered >= 3
         with pytest.raises(grpc.RpcError) as caught:
-            export(
-                running,
-                "compliance_officer",
-                tenant,
-                format=pb.EXPORT_FORMAT_JSONL,
-                include_proofs=True,
-            )
+            bundle_of(running, tenant)
         assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         # Reads add access records to the same log while the export runs, so the
         # uncovered count lies between the sizes seen before and after it.
@@ -426,13 +432,7 @@ def test_unreachable_integrity_service_never_fails_reads(tmp_path: Path, tenant:
         assert got.event.event_id == "u-1"
         assert got.integrity_status == ipb.VERIFY_STATUS_UNSPECIFIED
         with pytest.raises(grpc.RpcError) as caught:
-            export(
-                running,
-                "compliance_officer",
-                tenant,
-                format=pb.EXPORT_FORMAT_JSONL,
-                include_proofs=True,
-            )
+            bundle_of(running, tenant)
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
         assert "127.0.0.1:1" in str(caught.value.details())
     finally:
@@ -456,13 +456,7 @@ def test_an_integrity_call_that_times_out_says_so(
         with psycopg.connect(pg.admin_dsn) as owner:
             owner.execute("LOCK TABLE integrity_checkpoints IN ACCESS EXCLUSIVE MODE")
             with pytest.raises(grpc.RpcError) as caught:
-                export(
-                    running,
-                    "compliance_officer",
-                    tenant,
-                    format=pb.EXPORT_FORMAT_JSONL,
-                    include_proofs=True,
-                )
+                bundle_of(running, tenant)
             owner.rollback()
         assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         assert caught.value.details() == (
@@ -502,14 +496,7 @@ def test_an_export_with_proofs_ends_with_a_seal_that_proves_its_lines_complete(
     )
     proof_suite.wait_indexed(tenant, 5)
     wanted = f'actor.user_id = "alice" AND {NOT_ACCESS}'
-    data = export(
-        proof_suite,
-        "compliance_officer",
-        tenant,
-        filter=wanted,
-        format=pb.EXPORT_FORMAT_JSONL,
-        include_proofs=True,
-    )
+    data = bundle_of(proof_suite, tenant, wanted)
     texts = data.decode().splitlines()
     assert [line["event_id"] for line in event_lines(data)] == [f"k-{i}" for i in range(4)]
     seal = json.loads(texts[-1])["seal"]
@@ -595,14 +582,7 @@ def test_an_export_whose_seal_cannot_be_got_ends_with_its_events_unsealed(
     try:
         running.append([interaction(tenant, f"n-{i}") for i in range(3)])
         wait_until(lambda: signed_size(owner_url, tenant) >= 3)  # read nothing of the log
-        data = export(
-            running,
-            "compliance_officer",
-            tenant,
-            filter=NOT_ACCESS,
-            format=pb.EXPORT_FORMAT_JSONL,
-            include_proofs=True,
-        )
+        data = bundle_of(running, tenant, NOT_ACCESS)
         key = integrity_stub(running).GetVerifierKey(ipb.GetVerifierKeyRequest()).verifier_keys[0]
     finally:
         stop(running)
@@ -631,14 +611,7 @@ def test_an_export_with_proofs_that_matched_nothing_is_sealed_complete_and_empty
     still fails."""
     proof_suite.append([interaction(tenant, f"z-{i}", user="bob") for i in range(3)])
     proof_suite.wait_indexed(tenant, 3)
-    data = export(
-        proof_suite,
-        "compliance_officer",
-        tenant,
-        filter=f'actor.user_id = "alice" AND {NOT_ACCESS}',
-        format=pb.EXPORT_FORMAT_JSONL,
-        include_proofs=True,
-    )
+    data = bundle_of(proof_suite, tenant, f'actor.user_id = "alice" AND {NOT_ACCESS}')
     texts = data.decode().splitlines()
     assert [list(json.loads(t)) for t in texts] == [["scope"], ["seal"]], texts
     scope, seal = scope_of(data), json.loads(texts[-1])["seal"]
@@ -696,14 +669,7 @@ def test_an_export_with_proofs_of_a_log_with_no_event_yet_is_sealed_empty(
     failed UNKNOWN ("Exception iterating responses"). Its scope now says checkpoint size 0
     and its seal (its consistency proof from the empty tree holding no hash) proves that
     it matched nothing, in both verifiers."""
-    data = export(
-        proof_suite,
-        "compliance_officer",
-        tenant,
-        filter=NOT_ACCESS,
-        format=pb.EXPORT_FORMAT_JSONL,
-        include_proofs=True,
-    )
+    data = bundle_of(proof_suite, tenant, NOT_ACCESS)
     texts = data.decode().splitlines()
     assert [list(json.loads(t)) for t in texts] == [["scope"], ["seal"]], texts
     scope, seal = scope_of(data), json.loads(texts[-1])["seal"]

@@ -318,14 +318,23 @@ def scope_line(**fields: str | int) -> str:
     return json.dumps({"scope": fields}, separators=(",", ":"), sort_keys=True)
 
 
-def _parse_scope(obj: dict[str, Any], number: int) -> Scope:
-    """A scope line's fields, each of its type, for its action; ``BundleError`` otherwise."""
+def _only_object(obj: dict[str, Any], name: str) -> dict[str, Any]:
+    """The object of a line holding ``name`` alone (a scope or a seal).
+
+    ``BundleError`` if the line escapes a lone surrogate or holds another field.
+    """
     if _surrogate(obj):
         raise BundleError("the line escapes a lone surrogate (read elsewhere as U+FFFD)")
-    unknown = sorted(set(obj) - {"scope"})
+    unknown = sorted(set(obj) - {name})
     if unknown:
-        raise BundleError(f"unknown field {unknown[0]!r}: a scope line holds only 'scope'")
-    value = _field(obj, "scope", dict)
+        raise BundleError(f"unknown field {unknown[0]!r}: a {name} line holds only {name!r}")
+    value: dict[str, Any] = _field(obj, name, dict)
+    return value
+
+
+def _parse_scope(obj: dict[str, Any], number: int) -> Scope:
+    """A scope line's fields, each of its type, for its action; ``BundleError`` otherwise."""
+    value = _only_object(obj, "scope")
     action = _field(value, "action", str)
     if action not in _SCOPE_OWN:
         raise BundleError(f"action {action!r} is not one of {', '.join(sorted(_SCOPE_OWN))}")
@@ -587,6 +596,21 @@ def _integer(text: str) -> int:
     return value
 
 
+def _strict_json(raw: bytes) -> Any:
+    """``raw`` read as JSON that every reader reads alike, or ``ValueError``/``RecursionError``.
+
+    UTF-8, each name once in an object, integers in their one spelling, no ``NaN`` or
+    ``Infinity``. Bundle lines and the closing record's canonical bytes are read with it,
+    as the Go verifier reads both.
+    """
+    return json.loads(
+        raw.decode("utf-8"),
+        object_pairs_hook=_unique,
+        parse_int=_integer,
+        parse_constant=_no_constant,
+    )
+
+
 def _no_constant(name: str) -> object:
     """Refuses ``NaN``, ``Infinity`` and ``-Infinity``: Python's json reads them, JSON has none.
 
@@ -843,12 +867,7 @@ def verify_bundle(
     for number, raw in _lines(path):
         event_id = ""
         try:
-            obj = json.loads(
-                raw.decode("utf-8"),
-                object_pairs_hook=_unique,
-                parse_int=_integer,
-                parse_constant=_no_constant,
-            )
+            obj = _strict_json(raw)
         except (ValueError, RecursionError) as exc:
             obj = exc
         if isinstance(obj, dict) and "scope" in obj:  # not an event: the export's claim
@@ -1011,12 +1030,7 @@ class _SealLine:
 
 def _parse_seal(obj: dict[str, Any]) -> _SealLine:
     """A seal line's fields, each of its type; ``BundleError`` otherwise."""
-    if _surrogate(obj):
-        raise BundleError("the line escapes a lone surrogate (read elsewhere as U+FFFD)")
-    unknown = sorted(set(obj) - {"seal"})
-    if unknown:
-        raise BundleError(f"unknown field {unknown[0]!r}: a seal line holds only 'seal'")
-    value = _field(obj, "seal", dict)
+    value = _only_object(obj, "seal")
     unknown = sorted(set(value) - set(_SEAL_KEYS))
     if unknown:
         raise BundleError(f"unknown field {unknown[0]!r}: a seal holds {', '.join(_SEAL_KEYS)}")
@@ -1064,12 +1078,7 @@ def _closing(committed: bytes, seal: _SealLine) -> _Closing:
     surrogate): the Go verifier reads the bytes alike, or not at all.
     """
     try:
-        node = json.loads(
-            committed.decode("utf-8"),
-            object_pairs_hook=_unique,
-            parse_int=_integer,
-            parse_constant=_no_constant,
-        )
+        node = _strict_json(committed)
     except (ValueError, RecursionError):
         node = None
     if not isinstance(node, dict) or _surrogate(node):
