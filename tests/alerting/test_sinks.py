@@ -874,3 +874,29 @@ def test_the_default_retry_policy_rides_out_an_hour_long_outage(
     finally:
         hook.server.shutdown()
     assert _statuses(consumer, tenant)[0][0] == "delivered"
+
+
+def test_a_long_retry_budget_backs_off_at_the_cap_past_a_thousand_attempts(
+    own_db: tuple[SqlEventStore, SqlEventStore], tenant: str
+) -> None:
+    """The backoff was ``retry_base * 2**attempts``: from attempt 1,024 (3.5 days into a
+    week-long budget, ``max_attempts: 2100``) the int was too large for a float, the
+    OverflowError ended the sink's thread, and every later alert of that sink, of every
+    tenant, stayed unsent (the row was due again after a restart, and ended it again)."""
+    _alerts_for(own_db, tenant, ["u1"])
+    consumer = own_db[1]
+    with consumer.engine.begin() as c:
+        c.execute(sa.update(deliveries).where(deliveries.c.tenant == tenant).values(attempts=1100))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{s.getsockname()[1]}/"  # nothing listens: the sink is down
+    clock = Clock()
+    d = Deliverer(consumer.engine, SinkConfig(down, SECRET, max_attempts=2100), clock=clock)
+    before = clock()
+    assert d.run_once() == 1
+    with consumer.engine.connect() as c:
+        row = c.execute(sa.select(deliveries).where(deliveries.c.tenant == tenant)).one()
+    due = row.next_attempt_time
+    due = due.replace(tzinfo=dt.UTC) if due.tzinfo is None else due
+    assert (row.status, row.attempts) == ("pending", 1101)
+    assert (due - before).total_seconds() == pytest.approx(MAX_BACKOFF, abs=5)

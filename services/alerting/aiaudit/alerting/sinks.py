@@ -91,6 +91,16 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
     return "sha256=" + mac.hexdigest()
 
 
+def backoff(base: float, attempts: int) -> float:
+    """Seconds before the next attempt: ``base`` doubled per attempt made, at most MAX_BACKOFF.
+
+    The exponent stops at 1,023, past which the true value is over the cap anyway: as
+    ``base * 2**attempts`` the int was too large for a float from attempt 1,024 on (a
+    week-long ``max_attempts``), and the OverflowError ended the sink's thread for good.
+    """
+    return min(base * 2.0 ** min(attempts, 1023), MAX_BACKOFF)
+
+
 class DeliveryError(Exception):
     """A send that failed; retried later."""
 
@@ -619,7 +629,7 @@ class Deliverer(Worker):
                 "next_attempt_time": now,
             }
         else:
-            delay = min(self.config.retry_base * 2**attempts, MAX_BACKOFF)
+            delay = backoff(self.config.retry_base, attempts)
             values = {
                 "attempts": tried,
                 "last_error": error,
