@@ -400,6 +400,18 @@ def test_a_syslog_record_stays_one_datagram_in_bytes_whatever_the_texts_hold() -
         assert fields[4].endswith("\u2026") and fields[5].endswith("\u2026")
 
 
+def test_the_cef_receipt_time_is_milliseconds_since_the_epoch() -> None:
+    """CEF's ``rt`` takes milliseconds since the epoch or ``MMM dd yyyy HH:mm:ss``; it
+    carried the ISO 8601 create time (``2026-12-06T21:00:00.123456Z``), which ArcSight
+    and other CEF readers do not parse as a time, so the alert's time was lost there."""
+    created = dt.datetime(2026, 12, 6, 21, 0, 0, 123456, tzinfo=dt.UTC)
+    alert = Alert(
+        "t", "a1", "r", "k", "firing", 4, "s", ["e1"], [], {}, 1, created, created
+    )  # fmt: skip
+    ext = _cef_fields(syslog_message(alert_json(alert), hostname="h").decode())[7]
+    assert re.search(r"(?:^| )rt=(\S*)", ext).group(1) == "1796590800123"  # type: ignore[union-attr]
+
+
 def test_a_user_id_with_a_carriage_return_cannot_forge_a_cef_record(
     store: SqlEventStore, consumer: SqlEventStore, tenant: str, syslog: tuple[str, list[bytes]]
 ) -> None:

@@ -369,6 +369,18 @@ def _clip(text: str) -> str:
     return raw[: SYSLOG_TEXT_BYTES - 3].decode(errors="ignore") + "…"  # … is 3 bytes
 
 
+def _epoch_millis(iso: str) -> str:
+    """A payload's time (ISO 8601) as CEF reads a time: whole milliseconds since the epoch.
+
+    CEF's ``rt`` takes these or ``MMM dd yyyy HH:mm:ss``, not ISO 8601, which it carried
+    until 2026-12-06: ArcSight and other CEF readers lost the alert's time.
+    """
+    if not iso:
+        return ""
+    since = dt.datetime.fromisoformat(iso) - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    return str(since // dt.timedelta(milliseconds=1))
+
+
 def syslog_message(payload: str, hostname: str | None = None) -> bytes:
     """RFC 5424 message whose MSG is a CEF event (ArcSight Common Event Format 0).
 
@@ -385,7 +397,7 @@ def syslog_message(payload: str, hostname: str | None = None) -> bytes:
     )
     ext = {
         "externalId": a["alert_id"],
-        "rt": a["create_time"],
+        "rt": _epoch_millis(a["create_time"]),
         "suser": a["dedup_key"],
         "cs1Label": "tenant",
         "cs1": a["tenant"],
