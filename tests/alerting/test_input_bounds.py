@@ -15,6 +15,7 @@ import grpc
 import pytest
 from google.protobuf import field_mask_pb2
 
+from aiaudit.alerting.evaluate import MAX_SUMMARY_CHARS
 from aiaudit.alerting.model import StoredRule
 from aiaudit.alerting.rules import (
     MAX_DURATION_DAYS,
@@ -27,7 +28,7 @@ from aiaudit.alerting.v1 import alerting_service_pb2 as pb
 from aiaudit.alerting.v1 import alerting_service_pb2_grpc as pb_grpc
 from aiaudit.common.store.sql import SqlEventStore
 from aiaudit.common.v1 import event_pb2 as ev
-from tests.alerting.conftest import alert_rows, append, drain, make_engine
+from tests.alerting.conftest import alert_rows, append, drain, make_engine, put_rule
 from tests.alerting.test_service import Server, send, violations
 from tests.helpers import interaction
 
@@ -136,6 +137,27 @@ def test_stored_rules_past_the_bounds_still_run(
         assert drain(engine, tenant) == 1
     counts = {r.rule_id: r.occurrence_count for r in alert_rows(consumer, tenant)}
     assert counts["every"] == 2 and counts["windowed"] == 2
+
+
+def test_a_summary_is_bounded_however_much_its_placeholders_render(
+    store: SqlEventStore, consumer: SqlEventStore, tenant: str
+) -> None:
+    """A summary rendered whole: 4,000 placeholders of a 4,096-character attribute (a 56 KB
+    source) made each alert's summary 16 MB, in its row, its outbox payloads and every
+    ListAlerts page (past what a gRPC message carries); a batch of 2,000 users' hits held
+    tens of GB. It keeps its first MAX_SUMMARY_CHARS characters, the last one an ellipsis."""
+    put_rule(
+        consumer,
+        tenant,
+        'id: loud\nseverity: low\nsummary: "{actor.user_id}: ' + "{attributes.k}" * 4000 + '"\n',
+    )
+    e = interaction(tenant, user="bob")
+    e.attributes["k"].string_value = "x" * 4096
+    append(store, [e])
+    drain(make_engine(consumer), tenant)
+    (row,) = alert_rows(consumer, tenant, "loud")
+    assert len(row.summary) == MAX_SUMMARY_CHARS
+    assert row.summary == "bob: " + "x" * (MAX_SUMMARY_CHARS - 6) + "\u2026"
 
 
 # ---- over gRPC ----

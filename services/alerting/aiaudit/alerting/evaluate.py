@@ -131,12 +131,25 @@ def named_signals(rule: Rule) -> frozenset[str]:
     return frozenset(x.signal for x in fields if x is not None and x.signal is not None)
 
 
+MAX_SUMMARY_CHARS = 4096
+"""Characters of a rendered summary an alert keeps (the last one ``…`` when cut). Rendered
+whole, 4,000 placeholders of a 4,096-character attribute (a 56 KB source) made a 16 MB
+summary per alert: in its row, its outbox payloads and every ListAlerts page, past what a
+gRPC message carries, and tens of GB for a batch of 2,000 users' hits."""
+
+
 def render(template: str, event: bytes, rule: Rule, group: str, score: float) -> str:
-    """Fills ``{rule}``, ``{group}``, ``{score}`` and ``{field.path}`` placeholders."""
+    """Fills ``{rule}``, ``{group}``, ``{score}`` and ``{field.path}`` placeholders.
+
+    At most :data:`MAX_SUMMARY_CHARS` characters: the placeholders past them are not read.
+    """
     # PostgreSQL text cannot hold U+0000, which an event's strings may (ingest takes it
     # outside the store's own columns): a key or summary holding it failed the alert's
     # statement, and the engine retried that batch, every tenant's alerts waiting behind it.
-    return _fill(template, event, rule, group, score).replace("\x00", "\ufffd")
+    text = _fill(template, event, rule, group, score, MAX_SUMMARY_CHARS)
+    if len(text) > MAX_SUMMARY_CHARS:
+        text = text[: MAX_SUMMARY_CHARS - 1] + "\u2026"
+    return text.replace("\x00", "\ufffd")
 
 
 KEY_CHARS = 512
@@ -159,7 +172,10 @@ def dedup_key(template: str, event: bytes, rule: Rule, group: str, score: float)
     return key[:_KEPT].replace("\x00", "\ufffd") + _FOLDED + digest
 
 
-def _fill(template: str, event: bytes, rule: Rule, group: str, score: float) -> str:
+def _fill(
+    template: str, event: bytes, rule: Rule, group: str, score: float, limit: int | None = None
+) -> str:
+    """The template filled; with ``limit``, filled only until the text is past it."""
 
     def one(name: str) -> str:
         if name == "rule":
@@ -170,7 +186,19 @@ def _fill(template: str, event: bytes, rule: Rule, group: str, score: float) -> 
             return f"{score:.2f}"
         return first(event, name)
 
-    return _TEMPLATE.sub(lambda m: one(m.group(1)), template)
+    if limit is None:  # a dedup key: hashed whole when long
+        return _TEMPLATE.sub(lambda m: one(m.group(1)), template)
+    parts: list[str] = []
+    size = pos = 0
+    for m in _TEMPLATE.finditer(template):
+        if size > limit:
+            return "".join(parts)
+        for piece in (template[pos : m.start()], one(m.group(1))):
+            parts.append(piece)
+            size += len(piece)
+        pos = m.end()
+    parts.append(template[pos:])
+    return "".join(parts)
 
 
 class Evaluator:
