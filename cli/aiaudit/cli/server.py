@@ -33,6 +33,7 @@ from aiaudit.common.config import (
     require_sealed_content,
     require_tls,
 )
+from aiaudit.common.consumer_lag import ConsumerLag
 from aiaudit.common.credential_gate import CredentialGate
 from aiaudit.common.keys import configured
 from aiaudit.common.request_parsing import RequestParsing
@@ -374,6 +375,8 @@ def start(settings: Settings, shared_port: bool = False) -> Suite:
         AccessLog(store),
         tracer_provider=telemetry.tracer_provider,
         stopping=stopping,
+        meter_provider=telemetry.meter_provider,
+        lag=ConsumerLag(telemetry.meter_provider),
     )
     components: dict[str, Component] = {}
     try:

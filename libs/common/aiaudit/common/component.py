@@ -13,11 +13,12 @@ from typing import Protocol
 
 import grpc
 from grpc_health.v1 import health
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 
 from aiaudit.common.access import AccessLog
 from aiaudit.common.auth import Authenticator, Caller
 from aiaudit.common.config import Settings
+from aiaudit.common.consumer_lag import ConsumerLag
 from aiaudit.common.receipts import ReceiptSigning
 from aiaudit.common.store import SqlEventStore
 
@@ -73,6 +74,10 @@ class Context:
     """Where spans of a call's phases go: this server's traces (no-op while they are off)."""
     stopping: Stopping = field(default_factory=Stopping)
     """Announces when the server's stop cancels the calls in flight."""
+    meter_provider: metrics.MeterProvider = field(default_factory=metrics.NoOpMeterProvider)
+    """Where a component's own gauges go: this server's metrics (no-op while they are off)."""
+    lag: ConsumerLag = field(default_factory=lambda: ConsumerLag(metrics.NoOpMeterProvider()))
+    """Where a component that consumes the log registers it, for the lag gauges."""
 
     def audit(
         self, caller: Caller, tenant: str, action: str, details: Mapping[str, str | int | bool]

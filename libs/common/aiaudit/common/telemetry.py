@@ -86,6 +86,8 @@ class Telemetry:
     providers: list[TracerProvider | MeterProvider] = field(default_factory=list)
     tracer_provider: trace.TracerProvider = field(default_factory=trace.NoOpTracerProvider)
     """Where the components' spans go (no-op while traces are off)."""
+    meter_provider: metrics.MeterProvider = field(default_factory=metrics.NoOpMeterProvider)
+    """Where the components' gauges go (no-op while metrics are off)."""
 
     def shutdown(self) -> None:
         """Exports what is buffered (spans of the last calls, the last metrics)."""
@@ -113,6 +115,7 @@ def configure(env: Mapping[str, str]) -> Telemetry:
         meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
         out.providers.append(meter_provider)
         out.interceptors.append(Threaded(RpcMetrics(meter_provider.get_meter("aiaudit.rpc"))))
+        out.meter_provider = meter_provider
     return out
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from grpc_health.v1 import health_pb2
 
 from aiaudit.alerting import handlers
-from aiaudit.alerting.engine import Engine, EngineThread
+from aiaudit.alerting.engine import CONSUMER, Engine, EngineThread
 from aiaudit.alerting.model import Alert
 from aiaudit.alerting.rulebook import RuleBook
 from aiaudit.alerting.rules import RuleSyntaxError
@@ -116,6 +116,7 @@ def start(ctx: Context) -> Alerting:
     # Ingest commits through the suite's engine: evaluate at once instead of at the next poll.
     unwatch = commits.on_commit(ctx.store.engine, engine.wake)
     engine.start()
+    ctx.lag.watch(CONSUMER, events)
     for deliverer in deliverers:
         deliverer.start()
     return Alerting(engine, deliverers, service, own, unwatch)

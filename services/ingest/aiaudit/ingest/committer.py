@@ -199,12 +199,21 @@ class GroupCommitter:
         queues were counted, and a batch the key preparation had taken from its
         queue but not yet handed to the writer's was in neither (a flaky test).
         """
-        with self._preparer_lock:
-            return self._queue.qsize() + self._unready
+        return sum(self.stages().values())
 
     def ready(self) -> int:
         """Batches whose data keys are ready, queued for the writer's next transaction."""
-        return self._queue.qsize()
+        return self.stages()["ready"]
+
+    def stages(self) -> dict[str, int]:
+        """Batches waiting, by stage: ``keys`` (their data keys being made) and ``ready``.
+
+        One snapshot (a batch moves from one to the other under the lock): the
+        ``aiaudit.ingest.commit.queue`` gauge. A queue growing in ``keys`` is
+        Vault Transit slow or out of reach; in ``ready``, the store.
+        """
+        with self._preparer_lock:
+            return {"keys": self._unready, "ready": self._queue.qsize()}
 
     def stop_lanes_by(self, deadline: float) -> None:
         """The server stops, cancelling the calls still in flight at ``deadline``.

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from opentelemetry import metrics
+
 from aiaudit.common.component import Context
 from aiaudit.common.config import Settings
 from aiaudit.common.retention import RetentionSweeper
@@ -50,6 +52,12 @@ def start(ctx: Context) -> Ingest:
     eraser_store = privacy or (ctx.store if s.embedded else None)
     committer = GroupCommitter(ctx.store, s.max_group_events)
     ctx.stopping.on_stop(committer.stop_lanes_by)  # lanes answered before calls are cancelled
+    ctx.meter_provider.get_meter("aiaudit.ingest").create_observable_gauge(
+        "aiaudit.ingest.commit.queue",
+        [lambda _options: queue_depths(committer)],
+        unit="{batch}",
+        description="Batches acknowledged by no transaction yet, by stage (keys, ready)",
+    )
     limits = Limits(max_batch_events=s.max_batch_events, max_event_bytes=s.max_event_bytes)
     handlers.add_to_server(
         ctx.server,
@@ -72,6 +80,14 @@ def start(ctx: Context) -> Ingest:
         )
         retention.start()
     return Ingest(committer, privacy, retention)
+
+
+def queue_depths(committer: GroupCommitter) -> list[metrics.Observation]:
+    """The group commit's waiting batches, one observation per stage."""
+    return [
+        metrics.Observation(n, {"aiaudit.commit.stage": stage})
+        for stage, n in committer.stages().items()
+    ]
 
 
 def _ip_policy(own: ingest_settings.IngestSettings, s: Settings) -> IpPolicy:

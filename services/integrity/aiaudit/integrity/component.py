@@ -25,7 +25,7 @@ from aiaudit.common.receipts import ReceiptSigning
 from aiaudit.common.store import SqlEventStore, open_store
 from aiaudit.integrity import handlers, storage
 from aiaudit.integrity import settings as integrity_settings
-from aiaudit.integrity.notary import Notary, NotaryConfig
+from aiaudit.integrity.notary import CONSUMER, Notary, NotaryConfig
 from aiaudit.integrity.receipts import ReceiptNotary
 from aiaudit.integrity.settings import IntegritySettings
 from aiaudit.integrity.signers import FileKeys, KeySource, TransitKeys
@@ -118,4 +118,5 @@ def start(ctx: Context) -> Integrity:
         ctx.health.set(handlers.SERVICE_NAME, health_pb2.HealthCheckResponse.NOT_SERVING)
     else:
         notary.start()
+    ctx.lag.watch(CONSUMER, store)
     return Integrity(notary, store, own, ctx.receipts, reads)

@@ -166,7 +166,7 @@ class Notary:
     def _logs_needing_checkpoints(self, conn: sa.Connection) -> set[str]:
         with conn.begin():
             signed = storage.signed_sizes(conn)
-            positions = storage.cursor_positions(conn, CONSUMER)
+            positions = cursors.positions(conn, CONSUMER)
         return {log_id for log_id, size in positions.items() if size > signed.get(log_id, 0)}
 
     def _integrate_all(self, conn: sa.Connection) -> None:

@@ -494,13 +494,6 @@ _IDS_PER_QUERY = 1000
 notary with that many logs behind (after a long Vault outage) signed none of them."""
 
 
-def cursor_positions(conn: sa.Connection, consumer: str) -> dict[str, int]:
-    """Every log's cursor position of one consumer."""
-    c = consumer_cursors
-    query = sa.select(c.c.log_id, c.c.position).where(c.c.consumer == consumer)
-    return {str(r[0]): int(r[1]) for r in conn.execute(query)}
-
-
 def missing_privileges(conn: sa.Connection) -> list[str]:
     """On PostgreSQL, the notary's privileges this login lacks (empty on SQLite)."""
     if conn.dialect.name != "postgresql":

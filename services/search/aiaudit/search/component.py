@@ -99,6 +99,7 @@ def start(ctx: Context) -> Search:
     )
     indexer.watch(ctx.store.engine)
     indexer.start()
+    ctx.lag.watch(consumer_name(s), store, lambda _conn: backend.positions())
     integrity = None
     if channel is not None:
         integrity = IntegrityClient(
@@ -118,6 +119,19 @@ def start(ctx: Context) -> Search:
         ctx.server,
     )
     return Search(indexer, backend, own, integrity)
+
+
+def consumer_name(s: SearchSettings) -> str:
+    """The indexer as a consumer of the log, as the lag gauges name it.
+
+    Into OpenSearch, its store cursor (one per index prefix); the embedded index
+    keeps its positions in its own file and takes the default prefix's name.
+    """
+    if s.backend != "opensearch":
+        return "search-indexer"
+    from aiaudit.search.backends.opensearch import cursor_name  # opensearch-py
+
+    return cursor_name(s.index_prefix)
 
 
 @dataclass(frozen=True)

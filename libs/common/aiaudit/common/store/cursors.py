@@ -8,11 +8,13 @@ outputs must be idempotent (the indexer's document id is the event id).
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from aiaudit.common.store.schema import consumer_cursors, logs
+from aiaudit.common.store.schema import consumer_cursors, log_entries, logs
 from aiaudit.common.store.sql import pg_rows
 
 # PostgreSQL: the same statements as prepared text (``pg_rows``). Consumers call
@@ -97,3 +99,47 @@ def backlog(conn: sa.Connection, consumer: str) -> list[Backlog]:
         .order_by(logs.c.log_id)
     )
     return [Backlog(r[0], int(r[1]), int(r[2])) for r in conn.execute(query)]
+
+
+def positions(conn: sa.Connection, consumer: str) -> dict[str, int]:
+    """Every log's position of one consumer (a log it has not started is absent: 0)."""
+    c = consumer_cursors
+    query = sa.select(c.c.log_id, c.c.position).where(c.c.consumer == consumer)
+    return {str(r[0]): int(r[1]) for r in conn.execute(query)}
+
+
+@dataclass(frozen=True)
+class Pending:
+    """What a consumer has yet to process, over every log."""
+
+    entries: int
+    oldest: dt.datetime | None
+    """Receive time of the oldest entry it has not processed (None: it is caught up)."""
+
+
+_FIRSTS_PER_QUERY = 1000
+"""(log, sequence) pairs bound in one statement (PostgreSQL takes 65,535 parameters)."""
+
+
+def pending(conn: sa.Connection, done: Mapping[str, int]) -> Pending:
+    """Entries past ``done`` (each log's position) in every log, and the oldest one's time.
+
+    The oldest is the earliest receive time among each log's first entry past its
+    position: one primary-key probe per log behind.
+    """
+    sizes = {str(r[0]): int(r[1]) for r in conn.execute(sa.select(logs.c.log_id, logs.c.size))}
+    firsts = [(log_id, done.get(log_id, 0)) for log_id, size in sizes.items()]
+    firsts = [(log_id, seq) for log_id, seq in firsts if sizes[log_id] > seq]
+    oldest: dt.datetime | None = None
+    e = log_entries
+    for i in range(0, len(firsts), _FIRSTS_PER_QUERY):
+        chunk = firsts[i : i + _FIRSTS_PER_QUERY]
+        found = conn.execute(
+            sa.select(sa.func.min(e.c.receive_time)).where(
+                sa.tuple_(e.c.log_id, e.c.seq).in_(chunk)
+            )
+        ).scalar()
+        if found is not None:
+            found = found if found.tzinfo else found.replace(tzinfo=dt.UTC)  # SQLite: naive
+            oldest = found if oldest is None else min(oldest, found)
+    return Pending(sum(sizes[log_id] - seq for log_id, seq in firsts), oldest)
