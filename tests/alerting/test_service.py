@@ -383,3 +383,28 @@ def test_a_resolve_reason_is_bounded_and_returned_with_the_alert(
     assert (plain.state, plain.resolve_reason) == (pb.ALERT_STATE_RESOLVED, "")
     listed = {a.name: a.resolve_reason for a in stub.ListAlerts(request).alerts}
     assert listed == {first.name: why, second.name: ""}
+
+
+def test_test_rule_filters_event_type_by_short_name_and_refuses_unknown_ones(
+    alerting_server: Server, tenant: str
+) -> None:
+    """The filter compared ``event_type`` with the stored full name as written: ``event_type =
+    interaction`` (the short name rules and search take) matched no event and ``event_type =
+    nonsense`` answered an empty dry run, where INVALID_ARGUMENT naming the filter was due."""
+    channel, _, _ = alerting_server
+    stub = pb_grpc.AlertingServiceStub(channel)  # type: ignore[no-untyped-call]
+    parent = f"tenants/{tenant}"
+    send(channel, [interaction(tenant, user="u1")])
+
+    def dry_run(where: str) -> int:
+        request = pb.TestRuleRequest(parent=parent, source=RULE, filter=where)
+        return int(stub.TestRule(request).evaluated_count)
+
+    wait_until(lambda: dry_run("event_type = EVENT_TYPE_INTERACTION") == 1)
+    assert dry_run("event_type = interaction") == 1
+    assert dry_run('event_type = "Interaction"') == 1
+    with pytest.raises(grpc.RpcError) as info:
+        dry_run("event_type = nonsense")
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    ((field, description),) = violations(info.value)
+    assert field == "filter" and "'nonsense' is not a value of EventType" in description

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from aiaudit.alerting import filters
+from aiaudit.alerting import fields, filters
 from aiaudit.alerting.engine import evaluated, fold, folds, new_alert
 from aiaudit.alerting.evaluate import Evaluator, WindowState
 from aiaudit.alerting.model import ACKNOWLEDGED, FIRING, OPEN_STATES, RESOLVED, Alert, StoredRule
@@ -429,6 +429,23 @@ def _op(column: sa.ColumnElement[object], op: str, value: object) -> sa.ColumnEl
     }[op]()
 
 
+def _event_value(term: filters.Term) -> object:
+    """A TestRule filter's value as the events' column holds it.
+
+    ``event_type`` by full or short name, as rules and search read it (the column holds
+    the full name): ``event_type = interaction`` matched no event, and a name of no
+    type answered an empty dry run instead of INVALID_ARGUMENT (until 2026-12-06).
+    """
+    if term.name == "occurred_time":
+        return _time(term.value, "filter")
+    if term.name == "event_type":
+        try:
+            return fields.compile_path("event_type").expand(term.value)
+        except fields.FieldError as exc:
+            raise InvalidError([("filter", f"event_type: {exc}")]) from None
+    return term.value
+
+
 def _time(value: str, field: str) -> dt.datetime:
     """A filter's time as search reads it (in UTC: SQLite compares the stored UTC texts)."""
     try:
@@ -728,8 +745,7 @@ class AlertingService:
         limit = min(max_events or 1000, 10_000)
         where = [events_t.c.log_id == tenant]
         for t in terms:
-            value: object = _time(t.value, "filter") if t.name == "occurred_time" else t.value
-            where.append(_op(_EVENT_FILTER[t.name], t.op, value))
+            where.append(_op(_EVENT_FILTER[t.name], t.op, _event_value(t)))
         with self.store.engine.connect() as conn:
             seqs = list(
                 conn.execute(
