@@ -68,6 +68,8 @@ class Suite:
     """Where the components learn when :meth:`stop` cancels the calls in flight."""
     share: CallerShare | None = None
     """Each principal's calls in progress, against its share of the threads (None: dev mode)."""
+    lag: ConsumerLag | None = None
+    """The consumers' lag gauges, silenced before the components stop."""
 
     def stop(self, grace: float = 5.0) -> None:
         """Stops taking calls, lets in-flight ones finish, then stops components and the store.
@@ -81,6 +83,8 @@ class Suite:
         if self.health_server is not None:
             self.health_server.stop()
         self.server.stop(grace).wait()
+        if self.lag is not None:
+            self.lag.close()
         for component in reversed(self.components.values()):
             component.stop()
         self.store.close()
@@ -366,6 +370,7 @@ def start(settings: Settings, shared_port: bool = False) -> Suite:
     # (search calls integrity) at the real address, also when port 0 was asked.
     host = settings.address.rpartition(":")[0]
     stopping = Stopping()
+    lag = ConsumerLag(telemetry.meter_provider)
     ctx = Context(
         dataclasses.replace(settings, address=f"{host}:{port}"),
         store,
@@ -376,7 +381,7 @@ def start(settings: Settings, shared_port: bool = False) -> Suite:
         tracer_provider=telemetry.tracer_provider,
         stopping=stopping,
         meter_provider=telemetry.meter_provider,
-        lag=ConsumerLag(telemetry.meter_provider),
+        lag=lag,
     )
     components: dict[str, Component] = {}
     try:
@@ -385,6 +390,7 @@ def start(settings: Settings, shared_port: bool = False) -> Suite:
                 components[name] = importlib.import_module(COMPONENTS[name]).start(ctx)
     except BaseException:  # a component refused to start: release the port and the others
         server.stop(None)
+        lag.close()
         for component in reversed(components.values()):
             component.stop()
         store.close()
@@ -424,4 +430,5 @@ def start(settings: Settings, shared_port: bool = False) -> Suite:
         health_server,
         stopping,
         share,
+        lag,
     )

@@ -85,6 +85,15 @@ class ConsumerLag:
         with self._lock:
             self._watched.append(Watched(consumer, store, read))
 
+    def close(self) -> None:
+        """Reports nothing more: the consumers and their stores are about to stop.
+
+        The last export, when the server's telemetry shuts down, would otherwise
+        open connections to stores already closed.
+        """
+        with self._lock:
+            self._watched.clear()
+
     def _pending(self) -> Iterator[tuple[str, Pending]]:
         with self._lock:
             watched = list(self._watched)
