@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -11,7 +12,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from aiaudit.alerting.engine import CONSUMER, EngineThread
 from aiaudit.alerting.handlers import SERVICE_NAME
-from aiaudit.alerting.tables import alerts
+from aiaudit.alerting.tables import alerts, deliveries
+from aiaudit.common.erasure import erase
 from aiaudit.common.store import cursors, open_store
 from aiaudit.common.store.sql import SqlEventStore
 from tests.alerting.conftest import alert_rows, append, drain, make_engine, put_rule, serving
@@ -347,3 +349,65 @@ def test_content_that_no_longer_parses_after_it_was_processed_is_replayed_as_era
     with consumer.engine.connect() as c:
         assert cursors.position(c, CONSUMER, tenant) == 3
     restarted.close()
+
+
+def test_an_erasure_past_a_held_log_blanks_the_evidence_it_names(
+    store: SqlEventStore,
+    consumer: SqlEventStore,
+    store_url: str,
+    privacy_url: str,
+    tenant: str,
+    request: pytest.FixtureRequest,
+) -> None:
+    """A log held at a damaged event never reached the erasure records after it: the erased
+    events' excerpts stayed in their alerts and delivery payloads, shown to every
+    ``alerts.read`` caller, for as long as the log was held (review, 2026-12-06). They go
+    when the held engine's pass meets the record, as the search indexer's do."""
+    owner = sa.create_engine(_owner_url(store_url, request))
+    at = "WHERE log_id = :t AND seq = 1"
+    events = [interaction(tenant, text=ATTACK, user="mallory") for _ in range(3)]
+    append(store, events)
+    with owner.begin() as conn:
+        original = conn.execute(sa.text(f"SELECT canonical FROM events {at}"), {"t": tenant})
+        canonical = original.scalar_one()
+        conn.execute(
+            sa.text(f"UPDATE events SET canonical = :c {at}"), {"c": b"not json", "t": tenant}
+        )
+    engine = make_engine(consumer, sinks=("webhook",))
+    try:
+        engine.run_once()  # the event before the damaged one
+        engine.run_once()  # held at the damaged one
+        assert engine.held.get(tenant) == 1
+        (before,) = alert_rows(consumer, tenant)
+        assert "Ignore all previous" in before.evidence
+        privacy = open_store(privacy_url)
+        try:
+            erase(privacy, tenant, "request", "dpo", event_ids=[events[0].event_id])
+        finally:
+            privacy.close()
+        engine.run_once()
+        assert engine.held.get(tenant) == 1  # still held at the damaged event
+        (after,) = alert_rows(consumer, tenant)
+        assert [f["excerpt"] for f in json.loads(after.evidence)] == [""]
+        assert after.change_seq > before.change_seq  # watchers and other replicas see it
+        with consumer.engine.connect() as c:
+            (payload,) = c.execute(
+                sa.select(deliveries.c.payload).where(deliveries.c.tenant == tenant)
+            ).scalars()
+        assert "Ignore all previous" not in payload and after.alert_id in payload
+        with owner.begin() as conn:  # repaired, the log goes on through the record
+            conn.execute(
+                sa.text(f"UPDATE events SET canonical = :c {at}"), {"c": canonical, "t": tenant}
+            )
+        engine.run_once()
+        assert tenant not in engine.held
+        (mended,) = alert_rows(consumer, tenant)
+        excerpts = [f["excerpt"] for f in json.loads(mended.evidence)]
+        assert mended.occurrence_count == 3 and excerpts[0] == ""
+    finally:
+        with owner.begin() as conn:  # the PostgreSQL database is shared by other tests
+            conn.execute(
+                sa.text(f"UPDATE events SET canonical = :c {at}"), {"c": canonical, "t": tenant}
+            )
+        owner.dispose()
+        engine.close()

@@ -88,6 +88,8 @@ WINDOWS = "alerting-windows"
 """The cursor of the saved window state: the log position its samples are as of."""
 MAX_EVENT_IDS = 100
 MAX_EVIDENCE = 20
+_HELD_RECORDS = 1000
+"""Erasure and retention records past a held log's hold applied a pass (``_erase_past_hold``)."""
 
 _CONTENT_COLUMNS = frozenset({"event_content.content", "event_content.salt"})
 """Columns stored as text that a read without content does not meet (replayed as erased)."""
@@ -228,6 +230,8 @@ class Engine:
         """Seconds a pass spends on logs more than a batch behind, after the live ones."""
         self._last_behind = ""
         """The backlogged log the last pass processed last: the next pass starts after it."""
+        self._swept: dict[str, tuple[int, int]] = {}
+        """Held logs: (hold, sequence) up to which records past the hold were applied."""
 
     def close(self) -> None:
         """Stops the read-ahead thread."""
@@ -368,13 +372,12 @@ class Engine:
         except sa.exc.SQLAlchemyError:
             raise
         except Exception as exc:
-            self._hold(
-                b.log_id,
-                exc.sequence if isinstance(exc, DamagedEventError) else b.position,
-                exc,
-            )
+            at = exc.sequence if isinstance(exc, DamagedEventError) else b.position
+            self._hold(b.log_id, at, exc)
+            self._erase_past_hold(b.log_id, at, b.size)
             return 0
         self.held.pop(b.log_id, None)
+        self._swept.pop(b.log_id, None)
         if outcome.changed:
             self.on_change(outcome.changed)
         return outcome.processed
@@ -391,6 +394,35 @@ class Engine:
             sequence,
             exc,
         )
+
+    def _erase_past_hold(self, log_id: str, hold: int, size: int) -> None:
+        """Blanks the excerpts of alerts naming events that records past a held log's hold erase.
+
+        A held log waits at its damaged event, but an erasure (or retention)
+        record committed after it is applied all the same, as the search
+        indexer applies it to its index: until 2026-12-06 the erased excerpts
+        stayed in the alerts and their delivery payloads, shown to every
+        ``alerts.read`` caller, for as long as the log was held (review). Every
+        alert names events processed already, before the hold, hence before
+        any such record: each id a record names is erased for them. Up to
+        :data:`_HELD_RECORDS` records a pass, each read once per hold; when the
+        log goes on, the engine meets them again, which blanks nothing more.
+        """
+        swept = self._swept.get(log_id)
+        start = swept[1] if swept is not None and swept[0] == hold else hold
+        if start >= size:
+            return
+        records = self.events.records_between(log_id, start, size, _HELD_RECORDS)
+        self._swept[log_id] = (hold, records[-1][0] + 1 if len(records) == _HELD_RECORDS else size)
+        erased = {e for _, canonical in records for e in erasure.erased_ids(canonical)}
+        if not erased:
+            return
+        with self.store.write() as conn, conn.begin():
+            head = self.store.lock_head(conn, log_id)
+            head = self.store.scrub_evidence(conn, log_id, erased, self.payload, head)
+            self.store.set_head(conn, log_id, head)
+        self._states.take(log_id)  # a kept copy would write the excerpts back
+        truncate_sqlite_wal(self.store.engine, "alerting")
 
     def _decode(self, entries: list[StoredEvent]) -> list[bytes]:
         """The serialised events of a batch, up to the first damaged one.

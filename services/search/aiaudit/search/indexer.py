@@ -90,7 +90,7 @@ from aiaudit.common.keys.seal import SealError
 from aiaudit.common.leader import Leadership
 from aiaudit.common.store import SqlEventStore
 from aiaudit.common.store.readable import DAMAGED_ROW, readable_prefix
-from aiaudit.common.store.schema import RECORDS_WHERE, log_entries
+from aiaudit.common.store.schema import log_entries
 from aiaudit.common.store.sql import READ_BYTES, StoredEvent
 from aiaudit.search import stored_document
 from aiaudit.search.backends.base import (
@@ -107,17 +107,6 @@ _SHOW_GAP = 0.1
 """Shortest time between two refreshes of caught-up batches (seconds)."""
 _SWEEP_RECORDS = 1000
 """Erasure and retention records past a held log's position read at a time."""
-RECORDS_IN_RANGE = sa.text(
-    f"SELECT seq, canonical FROM events WHERE log_id = :log_id AND {RECORDS_WHERE}"
-    " AND seq >= :start AND seq < :stop ORDER BY seq LIMIT :limit"
-)
-"""A held log's records in a range, found by the partial index ``events_records``.
-
-Its predicate written out: with the record types bound (a list neither
-planner can see), SQLite walked the log's primary key over the range and
-PostgreSQL's generic plan the log's primary key: 12 and 12.8 ms a pass on a
-30,000-event log, growing with it (2026-12-06).
-"""
 
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -882,20 +871,10 @@ class Indexer:
     def _records(self, log_id: str, start: int, stop: int) -> list[tuple[int, bytes]]:
         """(sequence, canonical form) of the erasure and retention records in ``start .. stop-1``.
 
-        Found by their own index (:data:`RECORDS_IN_RANGE`), as
-        :meth:`SqlEventStore.last_record` finds the latest; at most _SWEEP_RECORDS.
+        Found by their own index (:meth:`SqlEventStore.records_between`); at most
+        _SWEEP_RECORDS.
         """
-        with self._store.engine.connect() as conn:
-            rows = conn.execute(
-                RECORDS_IN_RANGE,
-                {"log_id": log_id, "start": start, "stop": stop, "limit": _SWEEP_RECORDS},
-            ).all()
-        # A record rewritten as text (SQLite takes any type) names nothing, as any
-        # other damaged record (erasure.erased_ids): not a TypeError for every tenant.
-        return [
-            (int(seq), canonical.encode() if isinstance(canonical, str) else bytes(canonical))
-            for seq, canonical in rows
-        ]
+        return self._store.records_between(log_id, start, stop, _SWEEP_RECORDS)
 
     def _publish_swept(self, log_id: str, swept: _Swept | None) -> None:
         """Tells ``wait_indexed`` which erasures a held log has applied past its position.

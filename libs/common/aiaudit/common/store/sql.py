@@ -1407,6 +1407,28 @@ class SqlEventStore:
             raise _as_sqlalchemy("latest erasure record", params, exc, False) from exc
         return None if row is None or row[0] is None else int(row[0])
 
+    def records_between(
+        self, log_id: str, start: int, stop: int, most: int
+    ) -> list[tuple[int, bytes]]:
+        """(sequence, canonical form) of the erasure and retention records in ``start .. stop-1``.
+
+        At most ``most``, in sequence order, found by the partial index
+        ``events_records`` (:data:`RECORDS_IN_RANGE`), as :meth:`last_record`
+        finds the latest. What consumers held at a damaged event read to apply
+        the erasures past it (the search indexer, the alerting engine). A record
+        rewritten as text (SQLite takes any type) reads as bytes, and names
+        nothing (:func:`aiaudit.common.erasure.erased_ids`), as any other damaged record.
+        """
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                RECORDS_IN_RANGE,
+                {"log_id": log_id, "start": start, "stop": stop, "limit": most},
+            ).all()
+        return [
+            (int(seq), canonical.encode() if isinstance(canonical, str) else bytes(canonical))
+            for seq, canonical in rows
+        ]
+
     def has_log(self, log_id: str) -> bool:
         """Whether the log exists (appending to a log that does not opens it)."""
         with self.engine.connect() as conn:
@@ -1548,6 +1570,17 @@ LAST_RECORD_PG = f"SELECT max(seq) FROM events WHERE log_id = %(log_id)s AND {RE
 """PostgreSQL: :meth:`SqlEventStore.last_record`, the partial index's predicate written out."""
 LAST_RECORD = sa.text(f"SELECT max(seq) FROM events WHERE log_id = :log_id AND {RECORDS_WHERE}")
 """SQLite: the same."""
+RECORDS_IN_RANGE = sa.text(
+    f"SELECT seq, canonical FROM events WHERE log_id = :log_id AND {RECORDS_WHERE}"
+    " AND seq >= :start AND seq < :stop ORDER BY seq LIMIT :limit"
+)
+""":meth:`SqlEventStore.records_between`, found by the partial index ``events_records``.
+
+Its predicate written out: with the record types bound (a list neither
+planner can see), SQLite walked the log's primary key over the range and
+PostgreSQL's generic plan the log's primary key: 12 and 12.8 ms a pass on a
+30,000-event log, growing with it (2026-12-06).
+"""
 
 _CANONICAL_SIZES_PG = """
 SELECT seq, octet_length(canonical) FROM events
