@@ -161,8 +161,14 @@ value without copying it, so 400 bytes of nested aliases expand to billions (a
 "billion laughs"); the engine would spend minutes and gigabytes on one rule."""
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 class _Loader(yaml.SafeLoader):
     """Safe YAML whose values are wrapped in nodes carrying their line numbers."""
+
+    stored = False
+    """Loads a stored rule: a lone surrogate reads as U+FFFD instead of being refused."""
 
     def __init__(self, stream: str) -> None:
         """A loader counting the values it wraps (aliases expanded)."""
@@ -170,6 +176,34 @@ class _Loader(yaml.SafeLoader):
         self.values = 0
         self.open: set[int] = set()
         """The collections being wrapped: one met again is an alias to itself."""
+
+
+class _StoredLoader(_Loader):
+    """Loads a stored rule (:attr:`_Loader.stored`)."""
+
+    stored = True
+
+
+def _text(loader: _Loader, value: object, mark: yaml.Mark) -> object:
+    r"""A scalar as UTF-8 can hold it: escaped surrogate pairs joined, a lone one refused.
+
+    YAML's ``\u`` escapes make any code point: ``"\ud83d\ude00"`` gave two lone
+    surrogates, not the emoji, and a lone one is text no event holds and UTF-8 cannot
+    encode. In a summary, dedup key or operand it held the tenant's log at its first event
+    (the alert's statement failed); in a label every ListAlerts holding its alerts answered
+    UNKNOWN (until 2026-12-06). A stored rule reads it as U+FFFD, so it keeps running.
+    """
+    if not isinstance(value, str) or not _SURROGATE.search(value):
+        return value
+    units = value.encode("utf-16-le", "surrogatepass")
+    try:
+        return units.decode("utf-16-le")
+    except UnicodeDecodeError:
+        if not loader.stored:
+            raise yaml.constructor.ConstructorError(
+                None, None, "a lone surrogate (a \\u escape of D800-DFFF) is not text", mark
+            ) from None
+        return units.decode("utf-16-le", "replace")
 
 
 def _wrap(loader: _Loader, node: yaml.Node) -> _Node:
@@ -189,7 +223,7 @@ def _wrap(loader: _Loader, node: yaml.Node) -> _Node:
             return _wrap_collection(loader, node, line)
         finally:
             loader.open.discard(id(node))
-    return _Node(loader.construct_object(node, deep=True), line)
+    return _Node(_text(loader, loader.construct_object(node, deep=True), node.start_mark), line)
 
 
 def _wrap_collection(loader: _Loader, node: yaml.CollectionNode, line: int) -> _Node:
@@ -198,7 +232,7 @@ def _wrap_collection(loader: _Loader, node: yaml.CollectionNode, line: int) -> _
         out: dict[str, _Node] = {}
         keys: dict[str, int] = {}
         for k, v in node.value:
-            key = loader.construct_object(k, deep=True)
+            key = _text(loader, loader.construct_object(k, deep=True), k.start_mark)
             if str(key) in out:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {key!r}", k.start_mark
@@ -933,9 +967,9 @@ def _compile_one(node: _Node, source: str, c: _Compiler, where: str = "") -> Rul
     )  # fmt: skip
 
 
-def _load(source: str) -> _Node:
+def _load(source: str, stored: bool = False) -> _Node:
     try:
-        loaded = yaml.load(source, Loader=_Loader)
+        loaded = yaml.load(source, Loader=_StoredLoader if stored else _Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
@@ -960,7 +994,7 @@ def compile_rule(source: str, stored: bool = False) -> Rule:
     tenant's alerting (every new or changed source is compiled without it).
     """
     c = _Compiler(stored)
-    rule = _compile_one(_load(source), source, c)
+    rule = _compile_one(_load(source, stored), source, c)
     if c.errors or rule is None:
         raise RuleSyntaxError(c.errors or [RuleError(1, "", "invalid rule")])
     return rule

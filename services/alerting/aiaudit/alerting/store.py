@@ -7,6 +7,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+import re
 import sys
 import threading
 import uuid
@@ -31,6 +32,22 @@ def _utc(value: dt.datetime | None) -> dt.datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _labels(stored: str) -> dict[str, str]:
+    r"""An alert's labels, a lone surrogate read as U+FFFD.
+
+    Rules could carry one (a YAML escape, refused since 2026-12-06); JSON kept it as
+    ``\ud800``, and every ListAlerts or WatchAlerts answer holding the alert failed
+    UNKNOWN, as protobuf strings are UTF-8.
+    """
+    return {
+        _LONE_SURROGATE.sub("\ufffd", k): _LONE_SURROGATE.sub("\ufffd", str(v))
+        for k, v in json.loads(stored).items()
+    }
+
+
 def alert_from_row(row: sa.Row[tuple[object, ...]]) -> Alert:
     """Row of ``alerting_alerts`` to an Alert."""
     m = row._mapping
@@ -44,7 +61,7 @@ def alert_from_row(row: sa.Row[tuple[object, ...]]) -> Alert:
         summary=m["summary"],
         event_ids=json.loads(m["event_ids"]),
         evidence=[Finding(**x) for x in json.loads(m["evidence"])],
-        labels=json.loads(m["labels"]),
+        labels=_labels(m["labels"]),
         occurrence_count=m["occurrence_count"],
         create_time=_utc(m["create_time"]),  # type: ignore[arg-type]
         last_seen_time=_utc(m["last_seen_time"]),  # type: ignore[arg-type]
