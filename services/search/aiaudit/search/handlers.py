@@ -944,24 +944,31 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
             raise _invalid("format", "choose EXPORT_FORMAT_JSONL, EXPORT_FORMAT_CSV or _XML")
         if request.include_proofs:
             self._check_proofs(caller, tenant, asked, fmt)
-        self._built(tenant)  # not waited for: a build takes longer than export_wait
-        # The snapshot: every event committed before the export began, once indexed.
-        snapshot = self._store.log_sizes().get(tenant, 0)
-        # The waits below hold the export's stream slot: a cancelled export lets go at once.
-        # Every event of the snapshot (``whole``): a log held at a damaged event has the
-        # erasure records past it applied, which would do for a wait on the record alone.
-        if not self._indexer.wait_indexed(
-            tenant, snapshot, self._export_wait, context.is_active, whole=True
-        ):
-            _raise_if_cancelled(context)
-            raise _unavailable(RuntimeError("the index has not caught up with the log"))
-        erased = self._erasures_applied(tenant, context) if _reads_content(where) else None
-        self._backend.make_visible()
-        md: Metadata | None = None
-        checkpoint = None
-        if request.include_proofs:
-            md = forwarded(context)
-            checkpoint = self._covering_checkpoint(md, tenant, snapshot, context)
+        # Checked and allowed: what stops the export from here on is an answer about the log
+        # (INDEX_BUILDING and INDEX_HELD name its size, NOT_YET_CHECKPOINTED how many of its
+        # events wait), so it is recorded before it is answered (:meth:`_stopped`).
+        try:
+            self._built(tenant)  # not waited for: a build takes longer than export_wait
+            # The snapshot: every event committed before the export began, once indexed.
+            snapshot = self._store.log_sizes().get(tenant, 0)
+            # The waits below hold the export's stream slot: a cancelled export lets go at
+            # once. Every event of the snapshot (``whole``): a log held at a damaged event has
+            # the erasure records past it applied, which would do for a wait on the record alone.
+            if not self._indexer.wait_indexed(
+                tenant, snapshot, self._export_wait, context.is_active, whole=True
+            ):
+                _raise_if_cancelled(context)
+                raise _unavailable(RuntimeError("the index has not caught up with the log"))
+            erased = self._erasures_applied(tenant, context) if _reads_content(where) else None
+            self._backend.make_visible()
+            md: Metadata | None = None
+            checkpoint = None
+            if request.include_proofs:
+                md = forwarded(context)
+                checkpoint = self._covering_checkpoint(md, tenant, snapshot, context)
+        except Exception as exc:
+            self._stopped(caller, tenant, asked, fmt, exc)
+            raise
         done: dict[str, str | int | bool] = {
             **asked.details,
             "format": fmt,
@@ -990,6 +997,22 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
             self._ctx.access.submit(caller, tenant, asked.action, done, _QUOTED, record_id)
         )
         return _Export(caller, where, fmt, snapshot, md, checkpoint, erased, scope, record_id)
+
+    def _stopped(
+        self, caller: Caller, tenant: str, asked: _Asked, fmt: str, exc: Exception
+    ) -> None:
+        """Records an export stopped after its checks, before its own record was written.
+
+        ``access.outcome`` is the stop's ErrorInfo reason in lower case (``index_held``,
+        ``not_yet_checkpointed``, ``search_unavailable``); returns once it is durable, else
+        raises UNAVAILABLE :data:`access.NOT_RECORDED` in place of the stop's answer. Until
+        2026-12-06 these answers left no record (the export's own is written once its
+        snapshot and checkpoint are known), though they tell the log's size, where a damaged
+        event holds it, or how many of its events no checkpoint covers yet; a search answers
+        the same stops only once its record is durable.
+        """
+        details = {**asked.details, "format": fmt, "outcome": _outcome(exc)}
+        self._recorded(self._ctx.access.submit(caller, tenant, asked.action, details, _QUOTED))
 
     def _check_proofs(self, caller: Caller, tenant: str, asked: _Asked, fmt: str) -> None:
         """Refuses what a proof bundle cannot be: not JSON Lines, or shown without PII rights."""
@@ -1281,6 +1304,21 @@ def _not_a_leaf(tenant: str, found: StoredEvent, tree_size: int) -> _AbortError:
             sequence=str(found.sequence),
         )
     )
+
+
+def _outcome(exc: Exception) -> str:
+    """What stopped a read, as its record's ``access.outcome``: the answer's reason, lower case.
+
+    A refusal's ErrorInfo reason, else its code's name; ``failed`` for an error ``_run``
+    maps to its own status (the backend or the store out of reach).
+    """
+    if isinstance(exc, _AbortError):
+        for detail in exc.status.details:
+            info = error_details_pb2.ErrorInfo()
+            if detail.Unpack(info):
+                return str(info.reason).lower()
+        return str(code_pb2.Code.Name(exc.status.code)).lower()
+    return "failed"
 
 
 def _raise_if_cancelled(context: grpc.ServicerContext) -> None:
