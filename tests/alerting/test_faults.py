@@ -411,3 +411,34 @@ def test_an_erasure_past_a_held_log_blanks_the_evidence_it_names(
             )
         owner.dispose()
         engine.close()
+
+
+def test_an_alert_row_that_does_not_read_leaves_a_held_logs_erasures_to_the_next_pass(
+    tmp_path: Path, tenant: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Applying the erasures past a held log reads the alerts naming their events: one whose
+    row does not read is logged, and the pass goes on (an error escaping ``run_once`` would
+    end the engine's thread); once the row is mended, the next pass applies them."""
+    caplog.set_level(logging.ERROR, logger="aiaudit.alerting.engine")
+    url = f"sqlite:///{tmp_path / 'aiaudit.db'}"
+    store = open_store(url, run_migrations=True)
+    events = [interaction(tenant, text=ATTACK, user="mallory") for _ in range(3)]
+    append(store, events)
+    store_as_text(url, tenant, 1, "events.canonical")
+    engine = make_engine(store, sinks=("webhook",))
+    engine.run_once()
+    engine.run_once()
+    assert engine.held == {tenant: 1}
+    (alert,) = alert_rows(store, tenant)
+    where = sa.and_(alerts.c.tenant == tenant, alerts.c.alert_id == alert.alert_id)
+    with store.engine.begin() as c:
+        c.execute(sa.update(alerts).where(where).values(evidence="not json"))
+    erase(store, tenant, "request", "dpo", event_ids=[events[0].event_id])
+    engine.run_once()
+    assert any("erasures past held log" in r.getMessage() for r in caplog.records)
+    with store.engine.begin() as c:
+        c.execute(sa.update(alerts).where(where).values(evidence=alert.evidence))
+    engine.run_once()
+    assert [f["excerpt"] for f in json.loads(alert_rows(store, tenant)[0].evidence)] == [""]
+    engine.close()
+    store.close()

@@ -374,7 +374,17 @@ class Engine:
         except Exception as exc:
             at = exc.sequence if isinstance(exc, DamagedEventError) else b.position
             self._hold(b.log_id, at, exc)
-            self._erase_past_hold(b.log_id, at, b.size)
+            try:
+                self._erase_past_hold(b.log_id, at, b.size)
+            except sa.exc.SQLAlchemyError:
+                raise
+            except Exception as failed:  # an alert row that does not read: tried next pass
+                log.error(
+                    "alerting engine: the erasures past held log %s not applied to its "
+                    "alerts (tried again next pass): %r",
+                    b.log_id,
+                    failed,
+                )
             return 0
         self.held.pop(b.log_id, None)
         self._swept.pop(b.log_id, None)
@@ -413,16 +423,15 @@ class Engine:
         if start >= size:
             return
         records = self.events.records_between(log_id, start, size, _HELD_RECORDS)
-        self._swept[log_id] = (hold, records[-1][0] + 1 if len(records) == _HELD_RECORDS else size)
         erased = {e for _, canonical in records for e in erasure.erased_ids(canonical)}
-        if not erased:
-            return
-        with self.store.write() as conn, conn.begin():
-            head = self.store.lock_head(conn, log_id)
-            head = self.store.scrub_evidence(conn, log_id, erased, self.payload, head)
-            self.store.set_head(conn, log_id, head)
-        self._states.take(log_id)  # a kept copy would write the excerpts back
-        truncate_sqlite_wal(self.store.engine, "alerting")
+        if erased:
+            with self.store.write() as conn, conn.begin():
+                head = self.store.lock_head(conn, log_id)
+                head = self.store.scrub_evidence(conn, log_id, erased, self.payload, head)
+                self.store.set_head(conn, log_id, head)
+            self._states.take(log_id)  # a kept copy would write the excerpts back
+            truncate_sqlite_wal(self.store.engine, "alerting")
+        self._swept[log_id] = (hold, records[-1][0] + 1 if len(records) == _HELD_RECORDS else size)
 
     def _decode(self, entries: list[StoredEvent]) -> list[bytes]:
         """The serialised events of a batch, up to the first damaged one.
