@@ -499,3 +499,56 @@ def test_a_rate_threshold_a_full_window_reaches_fires() -> None:
         [wire] * 10_000, [i * 0.01 for i in range(10_000)], WindowState()
     )
     assert [i for i, _ in hits] == [9_999]  # the 10,000th event makes 1,000 a minute
+
+
+@pytest.mark.parametrize(
+    ("window", "message"),
+    [
+        (
+            "duration: 10m, aggregate: count, threshold: {lt: 1}",
+            "a window's count is at least 1 when it is tested (the event that matched is in "
+            "it), so lt 1 can never fire",
+        ),
+        (
+            "duration: 10m, aggregate: count, threshold: {lte: 0.5}",
+            "a window's count is at least 1 when it is tested (the event that matched is in "
+            "it), so lte 0.5 can never fire",
+        ),
+        (
+            "duration: 10m, aggregate: rate, threshold: {lt: 0.1}",
+            "a window's rate is at least 0.1 when it is tested (the event that matched is in "
+            "it), so lt 0.1 can never fire",
+        ),
+        (
+            "duration: 1h, aggregate: rate, threshold: {lte: 0.01}",
+            "a window's rate is at least 0.0166667 when it is tested (the event that matched "
+            "is in it), so lte 0.01 can never fire",
+        ),
+    ],
+)
+def test_a_count_or_rate_below_what_a_tested_window_holds_is_refused(
+    window: str, message: str
+) -> None:
+    """A window is tested when an event matches, and that event is in it: ``count lt 1``
+    (meant as "no events for 10 minutes") was accepted and silently never fired. A stored
+    one keeps loading, and still never fires."""
+    source = f"id: r\nseverity: high\nwindow: {{{window}}}\n"
+    op = window.split("{")[1].split(":")[0]
+    assert errors(source) == [
+        f"line 3, window.threshold.{op}: {message}: a rule fires on events, not on their absence"
+    ]
+    stored = compile_rule(source, stored=True)
+    wire = interaction("t").SerializeToString()
+    assert Evaluator([stored]).evaluate([wire] * 3, [0.0, 1.0, 2.0], WindowState()) == []
+
+
+@pytest.mark.parametrize(
+    "threshold",
+    ["count, threshold: {lt: 2}", "count, threshold: {lte: 1}", "rate, threshold: {lte: 0.1}"],
+)
+def test_a_count_or_rate_threshold_a_tested_window_meets_fires(threshold: str) -> None:
+    rule = compile_rule(
+        f"id: r\nseverity: high\nwindow: {{duration: 10m, aggregate: {threshold}}}\n"
+    )
+    hits = Evaluator([rule]).evaluate([interaction("t").SerializeToString()], [0.0], WindowState())
+    assert [i for i, _ in hits] == [0]

@@ -710,6 +710,17 @@ class _Compiler:
                 f"{op} {threshold:g} can never fire",
             )
             threshold = None
+        # The least a count or rate is when tested: the event that matched is in the window
+        # (the native core's rate of one event: the same division, so the same double).
+        least = {"count": 1.0, "rate": 1 / (seconds / 60.0) if seconds else 0.0}.get(agg)
+        if least is not None and threshold is not None and _below(op, threshold, least):
+            self.refuse(
+                tnode,
+                _join(where, f"threshold.{op}"),
+                f"a window's {agg} is at least {least:g} when it is tested (the event that "
+                f"matched is in it), so {op} {threshold:g} can never fire: a rule fires on "
+                "events, not on their absence",
+            )
         # The native core's rate, of a full window: the same division, so the same double.
         top = WINDOW_EVENTS / (seconds / 60.0) if seconds else math.inf
         if agg == "rate" and _unreachable(op, threshold, top):
@@ -870,6 +881,14 @@ def _unreachable(op: str, threshold: float | None, top: float) -> bool:
     if threshold is None:
         return False
     return (op == "gt" and threshold >= top) or (op == "gte" and threshold > top)
+
+
+def _below(op: str, threshold: float, least: float) -> bool:
+    """A ``lt``/``lte`` threshold an aggregate that is at least ``least`` never meets.
+
+    ``count lt 1`` (meant as "no events") was accepted and never fired (until 2026-12-06).
+    """
+    return (op == "lt" and threshold <= least) or (op == "lte" and threshold < least)
 
 
 def _join(where: str, key: str) -> str:
