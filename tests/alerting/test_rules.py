@@ -229,6 +229,27 @@ def test_yaml_alias_bombs_and_cycles_are_refused_at_once() -> None:
         compile_file("rules:\n  - id: a\n    severity: low\n    labels: {}\n" + _alias_bomb(5))
 
 
+def _merge_bomb(levels: int) -> str:
+    """A rule whose labels merge an alias twice per level: 2**levels pairs once merged."""
+    labels = "&a0 {k0: 1}"
+    for i in range(1, levels):
+        labels = f"&a{i} {{<<: [{labels}, *a{i - 1}]}}"
+    return f"id: a\nseverity: low\nlabels: {labels}\n"
+
+
+def test_yaml_merge_key_bombs_are_refused_before_they_expand() -> None:
+    """``<<`` merges were flattened by the YAML library before any value was counted: 458
+    bytes of 24 levels took 1.2 s and 200 MB, each level more doubling both (30 levels, a
+    TestRule away, exhausted the server's memory). Refused at the first mapping past the
+    bound (here level 14), before the next level doubles it."""
+    assert len(_merge_bomb(26)) < 600
+    assert errors(_merge_bomb(26)) == [
+        "line 3: invalid YAML: more than 10000 values (with merge keys expanded)"
+    ]
+    small = compile_rule("id: a\nseverity: low\nlabels: {<<: &b {team: red}, tier: '1'}\n")
+    assert small.labels == {"team": "red", "tier": "1"}
+
+
 def test_small_anchors_and_aliases_still_work() -> None:
     rule = compile_rule(
         "id: x\nseverity: low\nlabels: &l {team: red}\n"
