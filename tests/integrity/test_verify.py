@@ -1068,7 +1068,8 @@ def test_a_missing_checkpoint_directory_is_an_error_not_a_pass(
         log.execute("ALTER TABLE logs ENABLE TRIGGER logs_head_grows")
     assert log.problems() == [
         f"log {log.tenant}: exported checkpoint at size 15 covers sequences 12..14, which are "
-        "missing (tail truncated?)"
+        "missing: the log is behind a checkpoint that was signed and exported (tail truncated, "
+        "or the store restored from a backup older than the checkpoint?)"
     ]
     key = log.keys.verifier_keys()[0].encode()
     url = log.admin.url.render_as_string(hide_password=False)

@@ -30,7 +30,13 @@ from aiaudit.common.leader import Leadership
 from aiaudit.common.store import cursors
 from aiaudit.integrity import merkle, storage, worm
 from aiaudit.integrity.merkle import CompactRange
-from aiaudit.integrity.note import Checkpoint, NoteError, format_checkpoint, sign_notes
+from aiaudit.integrity.note import (
+    Checkpoint,
+    NoteError,
+    format_checkpoint,
+    open_checkpoint,
+    sign_notes,
+)
 from aiaudit.integrity.signers import KeySource, SignerUnavailableError
 
 log = logging.getLogger(__name__)
@@ -76,8 +82,9 @@ class Notary:
         self._ranges: dict[str, CompactRange] = {}
         self._unsigned: set[str] = set()
         self._forked: set[str] = set()
-        """Logs whose tree did not extend their last checkpoint in the last round, or whose next
-        leaf hash is stored as text (SQLite): unsigned (past that leaf)."""
+        """Logs whose tree did not extend their last checkpoint in the last round, that are behind
+        a checkpoint they exported, or whose next leaf hash is stored as text (SQLite): unsigned
+        (past that leaf)."""
         self._last_sign = float("-inf")  # the first checkpoint is due at once
         self._last_integrate = float("-inf")
         self._leading = False
@@ -312,7 +319,8 @@ class Notary:
         error names it, and the notary reports NOT_SERVING until it is repaired.
         So is a log whose edge cannot be read (a node row deleted): that raised
         out of the round, and every other log went unintegrated and unsigned
-        with it (review, 2026-12-05).
+        with it (review, 2026-12-05), and one behind a checkpoint it exported
+        (:meth:`_behind_exports`).
         """
         signed = None
         try:
@@ -339,8 +347,53 @@ class Notary:
             )
             self._forked.add(log_id)
             return None
+        if self._behind_exports(log_id, position):
+            return None
         self._forked.discard(log_id)
         return edge
+
+    def _behind_exports(self, log_id: str, position: int) -> bool:
+        """Whether the log is behind a checkpoint of its own exported to the append-only directory.
+
+        The notary signs only sizes it has integrated, so an exported copy past
+        its cursor means the store went back in time: restored from a backup
+        older than that checkpoint, nodes, cursor and checkpoints with it. The
+        stored checkpoints are then consistent with the edge, and the log took
+        new events at the lost sequences: signing those forked the exported
+        history with the real key (until 2026-12-06). Copies that do not
+        open with this notary's keys and origin are not its own (``verify``
+        names them); keys that cannot be read now hold the log for the round.
+        """
+        for size, signed in worm.beyond(self._config.checkpoint_dir, log_id, position):
+            try:
+                open_checkpoint(signed, self._keys.verifier_keys(), self._config.origin(log_id))
+            except NoteError:
+                continue
+            except SignerUnavailableError as exc:
+                log.warning(
+                    "log %s not integrated nor signed this round: its exported checkpoint of "
+                    "%d cannot be checked (%s)",
+                    log_id,
+                    size,
+                    exc,
+                )
+                return True
+            if log_id not in self._forked:  # named once, not every round
+                log.error(
+                    "log %s not integrated nor signed: its %d integrated leaves are behind its "
+                    "checkpoint of size %d, signed and exported to %s (the store restored from "
+                    "an older backup? sequences %d..%d are missing, and signing new events at "
+                    "them would fork the exported history); run aiaudit verify",
+                    log_id,
+                    position,
+                    size,
+                    self._config.checkpoint_dir,
+                    position,
+                    size - 1,
+                )
+                self._forked.add(log_id)
+            return True
+        return False
 
     def _export(
         self, due: dict[str, Checkpoint], notes: dict[str, str], key_id: bytes

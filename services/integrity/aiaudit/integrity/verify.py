@@ -155,6 +155,8 @@ class _Target:
     size: int
     root: bytes
     source: str
+    unstored: bool = False
+    """An exported copy the database lacks (counted in ``Report.exported_only``)."""
 
 
 def _checkpoints(
@@ -226,6 +228,7 @@ def _checkpoints(
             # Signed and exported by a leader that stopped before storing it: one
             # of this tree's checkpoints all the same, checked against it like any.
             report.exported_only += 1
+            targets[size][-1].unstored = True
         elif stored[size] not in (None, root):
             stored[size] = None  # named once
             report.problems.append(
@@ -969,6 +972,15 @@ class _LogWalk:
                     self.problem(
                         f"{target.source} at size {size} cannot be checked: leaf "
                         f"{self.broken_at} is missing and was never integrated"
+                    )
+                elif target.source == "exported checkpoint":  # only the copies tell a rollback
+                    # Not a copy a stopped leader left (what exported_only counts): named here.
+                    self.report.exported_only -= target.unstored
+                    self.problem(
+                        f"{target.source} at size {size} covers sequences "
+                        f"{self.tree.size}..{size - 1}, which are missing: the log is behind a "
+                        "checkpoint that was signed and exported (tail truncated, or the store "
+                        "restored from a backup older than the checkpoint?)"
                     )
                 else:
                     self.problem(

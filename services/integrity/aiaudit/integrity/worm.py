@@ -69,6 +69,34 @@ def _check_same(target: Path, data: bytes) -> None:
         raise FileExistsError(f"{target} holds a different checkpoint")
 
 
+def beyond(directory: Path, log_id: str, size: int) -> Iterator[tuple[int, str]]:
+    """(tree size, signed note) of a log's exported checkpoints larger than ``size``, largest first.
+
+    Only the names are listed; the texts read are those past ``size``, which a
+    notary's own exports never are (it signs only sizes it has integrated).
+    Entries that are no readable file are left out.
+    """
+    if not tenants.valid(log_id):  # a directory name: never `..` or a path
+        return
+    folder = directory / log_id
+    if not folder.is_dir():
+        return
+    found = []
+    with os.scandir(folder) as items:
+        for item in items:
+            stem, _, kind = item.name.partition(".")
+            digits = stem.partition("-")[0]
+            ours = kind == "checkpoint" and digits.isascii() and digits.isdigit()
+            if ours and int(digits) > size and item.is_file():
+                found.append((int(digits), item.path))
+    for tree_size, path in sorted(found, reverse=True):
+        try:
+            text = Path(path).read_text("utf-8")
+        except (OSError, UnicodeDecodeError):  # no copy to read: verify names it
+            continue
+        yield tree_size, text
+
+
 def read_all(directory: Path, log_id: str) -> Iterator[tuple[int, str]]:
     """(tree size, signed note) of every exported checkpoint of a log, smallest first."""
     folder = directory / log_id
