@@ -9,14 +9,15 @@ appended, checkpoints signed and exported, a subject erased after it) does
 not: verify names the sequences the exported checkpoints cover and the store
 lacks, and a notary started on it refuses to sign that log rather than fork
 the exported history. The erased subject's content is back in the old
-backup, readable with the KEK that wrapped its data key: the erasure must be
-applied again.
+backup, readable with the KEK that wrapped its data key: the erasure is
+applied again by subject with ``aiaudit erase``, which takes it out.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import logging
 import subprocess
 import uuid
@@ -211,6 +212,19 @@ def test_a_restored_backup_verifies_clean_if_latest_and_names_the_rollback_if_ol
         # A notary on the old backup, with the same export directory, while the log takes
         # new events at the lost sequences: signing them forked the exported history.
         append(old_store, tenant, 3, "erin")
+    finally:
+        old_store.close()
+    # Erasures made after the backup are applied again, by subject, from outside the store.
+    privacy_url = own_postgres.privacy_url.rsplit("/", 1)[0] + "/" + older.admin_url.rsplit("/")[-1]
+    again = ["erase", "--config", str(tmp_path / "verify.yaml"), "--database-url", privacy_url]
+    again += ["--tenant", tenant, "--subject", "carol", "--requested-by", "dpo"]
+    capsys.readouterr()
+    assert main([*again, "--reason", "data subject request (re-applied after a restore)"]) == 0
+    assert sorted(json.loads(capsys.readouterr().out)["erased"]) == sorted(carol)
+    old_store = open_store(older.admin_url, keys=keyring)
+    try:
+        erased = old_store.get_event(tenant, carol[0])
+        assert erased is not None and erased.content is None
     finally:
         old_store.close()
     with caplog.at_level(logging.ERROR, "aiaudit.integrity.notary"):
