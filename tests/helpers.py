@@ -53,6 +53,70 @@ def interaction(
     return e
 
 
+def _text(path: str, value: str) -> Callable[[ev.Event], None]:
+    def put(e: ev.Event) -> None:
+        *messages, field = path.split(".")
+        target: Any = e
+        for m in messages:
+            target = getattr(target, m)
+        setattr(target, field, value)
+
+    return put
+
+
+def _signal(e: ev.Event) -> None:
+    e.trust_signals.add(name="user_rating", value=ev.AttributeValue(int_value=5))
+
+
+_APPROVAL = ("approval.approval_id", _text("approval.approval_id", "ap-1"))
+_DECISION = [_APPROVAL, ("approval.approver_id", _text("approval.approver_id", "bob"))]
+_TASK = [("task.task_id", _text("task.task_id", "task-1"))]
+_LIMIT = [("budget.limit_name", _text("budget.limit_name", "requests_per_minute"))]
+_SUBJECT = [("privacy_action.subject_id", _text("privacy_action.subject_id", "alice"))]
+REQUIRED_PAYLOAD: dict[int, list[tuple[str, Callable[[ev.Event], None]]]] = {
+    ev.EVENT_TYPE_INTERACTION: [("model.name", _text("model.name", "gpt-4o"))],
+    ev.EVENT_TYPE_TOOL_CALL: [("tool_call.name", _text("tool_call.name", "get_weather"))],
+    ev.EVENT_TYPE_AGENT_HANDOFF: [
+        ("agent_handoff.to_agent", _text("agent_handoff.to_agent", "executor"))
+    ],
+    ev.EVENT_TYPE_APPROVAL_CREATED: [_APPROVAL],
+    ev.EVENT_TYPE_APPROVAL_APPROVED: _DECISION,
+    ev.EVENT_TYPE_APPROVAL_REJECTED: _DECISION,
+    ev.EVENT_TYPE_APPROVAL_EXPIRED: [_APPROVAL],
+    ev.EVENT_TYPE_TASK_QUEUED: _TASK,
+    ev.EVENT_TYPE_TASK_COMPLETED: _TASK,
+    ev.EVENT_TYPE_TASK_FAILED: _TASK,
+    ev.EVENT_TYPE_RATE_LIMITED: _LIMIT,
+    ev.EVENT_TYPE_BUDGET_EXCEEDED: _LIMIT,
+    ev.EVENT_TYPE_FEEDBACK: [("trust_signals", _signal)],
+    ev.EVENT_TYPE_MODEL_CHANGE: [
+        ("model_change.current.name", _text("model_change.current.name", "gpt-4o"))
+    ],
+    ev.EVENT_TYPE_PRIVACY_CONSENT_CHANGED: _SUBJECT,
+    ev.EVENT_TYPE_PRIVACY_ACCESS_REQUESTED: _SUBJECT,
+}
+"""What ingest requires of a client's event of each type (path, how to set it): every type
+a client may send, the rule's own statement of it, independent of ingest's table."""
+
+
+def typed_event(
+    tenant: str, event_type: int, event_id: str | None = None, leave_out: Iterable[str] = ()
+) -> ev.Event:
+    """A small event of ``event_type`` holding what ingest requires of it but ``leave_out``."""
+    e = ev.Event(
+        event_id=event_id or f"e-{uuid.uuid4().hex}",
+        tenant_id=tenant,
+        event_type=event_type,  # type: ignore[arg-type]
+        actor=ev.Actor(user_id="alice", application="app"),
+    )
+    e.occurred_time.GetCurrentTime()
+    skipped = set(leave_out)
+    for path, put in REQUIRED_PAYLOAD[event_type]:
+        if path not in skipped:
+            put(e)
+    return e
+
+
 def sized_interaction(tenant: str, size: int) -> ev.Event:
     """An interaction of about `size` bytes serialised."""
     return interaction(tenant, text="x" * max(0, size - 200))

@@ -35,7 +35,7 @@ class EventChecks:
         event_id_pattern: str,
         tenant_id_pattern: str,
         server_written: dict[int, str],
-        interaction: int,
+        required: list[tuple[int, str, str]],
         stored: list[tuple[str, int]],
         max_text: int,
         ahead: str,

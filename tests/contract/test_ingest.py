@@ -23,11 +23,13 @@ from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
 from tests.conftest import Postgres, Running, serve_suite
 from tests.helpers import (
+    REQUIRED_PAYLOAD,
     assert_not_protobuf,
     concurrently,
     field_violations,
     interaction,
     not_protobuf,
+    typed_event,
 )
 
 
@@ -90,6 +92,7 @@ def _other_model(e: ev.Event) -> None:
 
 def _other_type(e: ev.Event) -> None:
     e.event_type = ev.EVENT_TYPE_TOOL_CALL
+    e.tool_call.name = "search"  # ingest requires the tool's name there
 
 
 @pytest.mark.parametrize("change", [_other_user, _other_model, _other_type])
@@ -140,6 +143,43 @@ def test_one_invalid_event_rejects_the_batch(server: Running, tenant: str) -> No
         "events[3].model.name": "is required for EVENT_TYPE_INTERACTION events"
     }
     assert stored_count(server, tenant) == 0
+
+
+@pytest.mark.parametrize("event_type", list(REQUIRED_PAYLOAD), ids=ev.EventType.Name)
+def test_an_event_without_the_payload_its_type_requires_is_refused(
+    server: Running, tenant: str, event_type: int
+) -> None:
+    """An ``EVENT_TYPE_APPROVAL_APPROVED`` naming no approver (or no approval at all), a tool
+    call no tool, a budget exceeded no budget was stored: records no evidence of what they
+    say happened (only an interaction's model was required until 2026-12-06). Now refused,
+    each missing field named, nothing written, on Append and AppendStream alike."""
+    name = ev.EventType.Name(event_type)
+    fields = [path for path, _ in REQUIRED_PAYLOAD[event_type]]
+    bare = typed_event(tenant, event_type, "bare", leave_out=fields)
+    assert _bad(server, [typed_event(tenant, event_type, "fine"), bare]) == {
+        f"events[1].{f}": f"is required for {name} events" for f in fields
+    }
+    assert stored_count(server, tenant) == 0
+
+    complete = typed_event(tenant, event_type, "bare")
+    requests = [
+        pb.AppendStreamRequest(request_id=1, events=[bare]),
+        pb.AppendStreamRequest(request_id=2, events=[complete]),
+    ]
+    answers = list(stub(server).AppendStream(iter(requests)))
+    assert [(a.request_id, a.status.code) for a in answers] == [
+        (1, grpc.StatusCode.INVALID_ARGUMENT.value[0]),
+        (2, 0),
+    ]
+    detail = error_details_pb2.BadRequest()
+    assert answers[0].status.details[0].Unpack(detail)
+    assert {v.field: v.description for v in detail.field_violations} == {
+        f"events[0].{f}": f"is required for {name} events" for f in fields
+    }
+    assert stored_count(server, tenant) == 1
+    stored = server.suite.store.get_event(tenant, "bare").to_event()  # type: ignore[attr-defined]
+    stored.ClearField("receive_time")
+    assert stored == complete
 
 
 def test_empty_batch(server: Running) -> None:

@@ -160,7 +160,7 @@ def corpus(tenant: str) -> list[ev.Event]:
         if i % 4 == 2:
             e.timing.time_to_first_token.FromNanoseconds(250_000_001)
         if kind == ev.EVENT_TYPE_TOOL_CALL:
-            e.tool_call.name = ["search", "calculator", ""][i % 3]
+            e.tool_call.name = ["search", "calculator", "Search"][i % 3]  # ingest requires one
             e.tool_call.status = [
                 ev.TOOL_CALL_STATUS_SUCCEEDED,
                 ev.TOOL_CALL_STATUS_FAILED,
@@ -171,7 +171,7 @@ def corpus(tenant: str) -> list[ev.Event]:
             if i % 2:
                 e.tool_call.duration.FromMilliseconds(1500)
         if kind == ev.EVENT_TYPE_BUDGET_EXCEEDED:
-            e.budget.limit_name = "monthly" if i % 2 else ""
+            e.budget.limit_name = "monthly" if i % 2 else "Monthly"  # ingest requires one
             e.budget.used = [0.0, 12.5, 100.0][i % 3]
             e.budget.limit = 100.0
         if kind == ev.EVENT_TYPE_AGENT_HANDOFF:
@@ -264,6 +264,7 @@ def extremes(tenant: str) -> list[ev.Event]:
     a.safety_flags.add(category="pii", score=-0.0, blocked=True)
     b = ev.Event(event_id="x-01", tenant_id=tenant, event_type=ev.EVENT_TYPE_BUDGET_EXCEEDED)
     b.occurred_time.FromDatetime(BASE + dt.timedelta(minutes=7))
+    b.budget.limit_name = "monthly"
     b.budget.used = 1e21
     b.budget.limit = 0.1
     b.input.retrieved_context.add(content="Retrieved: the weather in Paris is sunny")

@@ -11,9 +11,9 @@ import pytest
 from google.protobuf import struct_pb2
 
 from aiaudit.common.v1 import event_pb2 as ev
-from aiaudit.ingest.validation import Limits, Violation, validate_event
+from aiaudit.ingest.validation import SERVER_WRITTEN, Limits, Violation, validate_event
 from aiaudit.search import catalogue
-from tests.helpers import interaction
+from tests.helpers import REQUIRED_PAYLOAD, interaction, typed_event
 
 NOW = dt.datetime.now(dt.UTC)
 RANGE = "is not a valid timestamp: 0001-01-01 to 9999-12-31, nanos in [0, 999999999]"
@@ -274,6 +274,56 @@ def test_each_event_rule_names_its_field(
     mutate: Callable[[ev.Event], object], expected: list[tuple[str, str]]
 ) -> None:
     assert problems(mutate) == [(f"events[0].{field}", problem) for field, problem in expected]
+
+
+_REQUIRED = [(t, path) for t, fields in REQUIRED_PAYLOAD.items() for path, _ in fields]
+
+
+@pytest.mark.parametrize(
+    ("event_type", "path"), _REQUIRED, ids=[f"{ev.EventType.Name(t)}-{p}" for t, p in _REQUIRED]
+)
+def test_each_event_type_requires_the_payload_it_means_nothing_without(
+    event_type: int, path: str
+) -> None:
+    """An approval decision naming no approver, a tool call no tool, a rate limit no limit
+    was stored (only an interaction's model was required, until 2026-12-06)."""
+    name = ev.EventType.Name(event_type)
+    bare = typed_event("t", event_type, leave_out=[path])
+    found = [(v.field, v.description) for v in validate_event(bare, Limits(), NOW, "events[0]")]
+    assert found == [(f"events[0].{path}", f"is required for {name} events")]
+    assert validate_event(typed_event("t", event_type), Limits(), NOW, "events[0]") == []
+
+
+def test_every_type_a_client_may_send_has_its_requirements_stated() -> None:
+    sendable = set(ev.EventType.values()) - SERVER_WRITTEN - {ev.EVENT_TYPE_UNSPECIFIED}
+    assert set(REQUIRED_PAYLOAD) == sendable
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda e: setattr(e.approval, "approver_id", ""), "approval.approver_id"),
+        (lambda e: e.ClearField("approval"), "approval.approval_id"),
+        (lambda e: e.approval.ClearField("approver_id"), "approval.approver_id"),
+    ],
+)
+def test_a_decision_with_an_empty_or_absent_approver_is_refused(
+    mutate: Callable[[ev.Event], object], field: str
+) -> None:
+    e = typed_event("t", ev.EVENT_TYPE_APPROVAL_REJECTED)
+    e.approval.approver_role = "manager"
+    mutate(e)
+    found = {v.field for v in validate_event(e, Limits(), NOW, "events[0]")}
+    assert f"events[0].{field}" in found
+
+
+def test_a_model_change_needs_the_new_models_name_not_only_its_message() -> None:
+    e = typed_event("t", ev.EVENT_TYPE_MODEL_CHANGE, leave_out=["model_change.current.name"])
+    e.model_change.current.provider = "openai"
+    e.model_change.previous.name = "gpt-4o"
+    assert [v.field for v in validate_event(e, Limits(), NOW, "e")] == [
+        "e.model_change.current.name"
+    ]
 
 
 def test_event_rules_come_first_then_attributes_size_and_fields() -> None:

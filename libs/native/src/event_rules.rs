@@ -1,5 +1,6 @@
 //! Ingest's rules of an event as a whole, over its wire bytes: ids, type,
-//! occurred time, the model of an interaction, the text the store keeps in
+//! occurred time, the fields each type is required to hold (the model of an
+//! interaction, the approver of a decision, ...), the text the store keeps in
 //! columns of its own, trace and span ids, the actor's IP address, how many
 //! entries each multi-valued field the search index nests holds. The field
 //! checks (`validate.rs`) judge every set field by its kind; these judge the
@@ -35,7 +36,8 @@ pub struct EventChecks {
     tenant_id_pattern: Regex,
     /// Types only the service's own code appends, with the reason shown.
     server_written: HashMap<i32, String>,
-    interaction: i32,
+    /// The fields each event type must hold, in the order they are told.
+    required: HashMap<i32, Vec<Required>>,
     /// (path, field, column limit in characters) of each stored text column.
     stored: Vec<(String, At, usize)>,
     max_text: usize,
@@ -47,24 +49,46 @@ pub struct EventChecks {
     tenant_id: usize,
     event_type: usize,
     occurred_time: usize,
-    model_name: At,
     trace_id: At,
     span_id: At,
     ip_address: At,
 }
 
+/// A field events of one type must hold: without it the record says nothing
+/// (an approval decision naming no approver).
+struct Required {
+    path: String,
+    /// Field indexes from the event down, as `indexes` gives them.
+    fields: Vec<usize>,
+    problem: String,
+}
+
+/// The field indexes of `path` (`name`, `message.name`, `message.message.name`)
+/// from message `root` down, each message on the way a singular one.
+fn indexes(schema: &Schema, root: usize, path: &str) -> Result<Vec<usize>, Error> {
+    let missing = || Error::new(format!("the event has no field {path}"));
+    let (mut msg, mut out) = (&schema.messages[root], Vec::new());
+    let mut names = path.split('.').peekable();
+    while let Some(name) = names.next() {
+        let i = msg.by_name(name).ok_or_else(missing)?;
+        out.push(i);
+        if names.peek().is_some() {
+            let f = &msg.fields[i];
+            match f.message {
+                Some(mi) if !f.repeated => msg = &schema.messages[mi],
+                _ => return Err(missing()),
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Where the field at `path` (`name` or `message.name`) of message `root` is.
 fn locate(schema: &Schema, root: usize, path: &str) -> Result<At, Error> {
-    let missing = || Error::new(format!("the event has no field {path}"));
-    let msg = &schema.messages[root];
-    match path.split_once('.') {
-        None => msg.by_name(path).map(At::Event).ok_or_else(missing),
-        Some((outer, inner)) => {
-            let i = msg.by_name(outer).ok_or_else(missing)?;
-            let mi = msg.fields[i].message.ok_or_else(missing)?;
-            let j = schema.messages[mi].by_name(inner).ok_or_else(missing)?;
-            Ok(At::Nested(i, j))
-        }
+    match indexes(schema, root, path)?[..] {
+        [i] => Ok(At::Event(i)),
+        [i, j] => Ok(At::Nested(i, j)),
+        _ => Err(Error::new(format!("{path}: nested too deep"))),
     }
 }
 
@@ -117,6 +141,35 @@ impl<'a, 's> Event<'a, 's> {
         };
         Ok(&d.values[i])
     }
+
+    /// Whether the field at `fields` (indexes from the event down) is set: a
+    /// text or bytes not empty, a message sent, a repeated field or map with an
+    /// entry, a number not zero.
+    fn held(&mut self, fields: &[usize]) -> Result<bool, Error> {
+        let (msg, schema) = (self.msg, self.schema);
+        let (mut raws, mut owner, mut at) = match *fields {
+            [i] => (self.values(At::Event(i))?.to_vec(), msg, i),
+            [i, j, ..] => {
+                let mi = msg.fields[i].message.expect("located a message");
+                let raws = self.values(At::Nested(i, j))?.to_vec();
+                (raws, &schema.messages[mi], j)
+            }
+            [] => unreachable!("a path names a field"),
+        };
+        for &k in fields.iter().skip(2) {
+            let inner = &schema.messages[owner.fields[at].message.expect("located a message")];
+            let parts: Vec<&'a [u8]> = raws.iter().map(len).collect();
+            raws = decode(inner, &parts)?.values[k].to_vec();
+            (owner, at) = (inner, k);
+        }
+        let f = &owner.fields[at];
+        Ok(match raws.last() {
+            None => false,
+            Some(_) if f.repeated || f.message.is_some() => true,
+            Some(Raw::Len(bytes)) => !bytes.is_empty(),
+            Some(raw) => int(raw) != 0,
+        })
+    }
 }
 
 /// Lowercase hexadecimal digits, exactly `n` of them.
@@ -129,6 +182,8 @@ fn hex(s: &str, n: usize) -> bool {
 #[pymethods]
 impl EventChecks {
     /// `server_written`: the reason told, by event type only the service appends;
+    /// `required`: (event type, path, problem told) of each field events of that
+    /// type must hold;
     /// `stored`: (path, column limit in characters) of each text the store keeps
     /// in a column of its own; `max_text`: the metadata limit; `ahead`: what an
     /// occurred time past the horizon is told; `counted`: (path, most entries)
@@ -140,7 +195,7 @@ impl EventChecks {
         event_id_pattern: &str,
         tenant_id_pattern: &str,
         server_written: HashMap<i32, String>,
-        interaction: i32,
+        required: Vec<(i32, String, String)>,
         stored: Vec<(String, usize)>,
         max_text: usize,
         ahead: String,
@@ -155,11 +210,20 @@ impl EventChecks {
         };
         let stored = located(stored)?;
         let counted = located(counted)?;
+        let mut by_type: HashMap<i32, Vec<Required>> = HashMap::new();
+        for (event_type, path, problem) in required {
+            let fields = indexes(types, root, &path)?;
+            by_type.entry(event_type).or_default().push(Required {
+                path,
+                fields,
+                problem,
+            });
+        }
         Ok(EventChecks {
             event_id_pattern: anchored(event_id_pattern)?,
             tenant_id_pattern: anchored(tenant_id_pattern)?,
             server_written,
-            interaction,
+            required: by_type,
             stored,
             max_text,
             ahead,
@@ -168,7 +232,6 @@ impl EventChecks {
             tenant_id: event_field(types, root, "tenant_id")?,
             event_type: event_field(types, root, "event_type")?,
             occurred_time: event_field(types, root, "occurred_time")?,
-            model_name: locate(types, root, "model.name")?,
             trace_id: locate(types, root, "correlation.trace_id")?,
             span_id: locate(types, root, "correlation.span_id")?,
             ip_address: locate(types, root, "actor.ip_address")?,
@@ -271,11 +334,12 @@ impl EventChecks {
                 }
             }
         }
-        if event_type == self.interaction && event.text(self.model_name)?.is_empty() {
-            flag(
-                "model.name",
-                "is required for EVENT_TYPE_INTERACTION events".into(),
-            );
+        if let Some(required) = self.required.get(&event_type) {
+            for r in required {
+                if !event.held(&r.fields)? {
+                    flag(&r.path, r.problem.clone());
+                }
+            }
         }
         for (path, at, limit) in &self.stored {
             let value = event.text(*at)?;

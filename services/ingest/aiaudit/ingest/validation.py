@@ -2,7 +2,8 @@
 
 Pure logic, no gRPC: the handler turns the violations into INVALID_ARGUMENT
 with google.rpc.BadRequest details. Both the rules of the event as a whole
-(ids, type, time, stored columns, trace ids, IP address:
+(ids, type, time, the fields each type must hold (``REQUIRED``), stored columns,
+trace ids, IP address:
 ``libs/native/src/event_rules.rs``: also how many entries each field the search index
 nests holds, ``Limits.max_entries``) and the checks of every set field by its
 kind (enums known, numbers finite and not negative, metadata within its limit,
@@ -175,6 +176,34 @@ SERVER_WRITTEN = frozenset(
 or retention record blanks the named events' content in the index and in alert evidence, and
 ``verify`` accepts it as cover for deleted content): a gateway key could forge them."""
 
+_APPROVAL = "approval.approval_id"
+_DECISION = (_APPROVAL, "approval.approver_id")
+REQUIRED: dict[int, tuple[str, ...]] = {
+    event_pb2.EVENT_TYPE_INTERACTION: ("model.name",),
+    event_pb2.EVENT_TYPE_TOOL_CALL: ("tool_call.name",),
+    event_pb2.EVENT_TYPE_AGENT_HANDOFF: ("agent_handoff.to_agent",),
+    event_pb2.EVENT_TYPE_APPROVAL_CREATED: (_APPROVAL,),
+    event_pb2.EVENT_TYPE_APPROVAL_APPROVED: _DECISION,
+    event_pb2.EVENT_TYPE_APPROVAL_REJECTED: _DECISION,
+    event_pb2.EVENT_TYPE_APPROVAL_EXPIRED: (_APPROVAL,),
+    event_pb2.EVENT_TYPE_TASK_QUEUED: ("task.task_id",),
+    event_pb2.EVENT_TYPE_TASK_COMPLETED: ("task.task_id",),
+    event_pb2.EVENT_TYPE_TASK_FAILED: ("task.task_id",),
+    event_pb2.EVENT_TYPE_RATE_LIMITED: ("budget.limit_name",),
+    event_pb2.EVENT_TYPE_BUDGET_EXCEEDED: ("budget.limit_name",),
+    event_pb2.EVENT_TYPE_FEEDBACK: ("trust_signals",),
+    event_pb2.EVENT_TYPE_MODEL_CHANGE: ("model_change.current.name",),
+    event_pb2.EVENT_TYPE_PRIVACY_CONSENT_CHANGED: ("privacy_action.subject_id",),
+    event_pb2.EVENT_TYPE_PRIVACY_ACCESS_REQUESTED: ("privacy_action.subject_id",),
+}
+"""The fields a client's event of each type must hold (a text not empty, a list with an
+entry): without them the record is no evidence of what its type says happened: a decision
+naming no approver or no approval, a tool call no tool, a rate limit or budget no limit,
+feedback no signal, a privacy request no data subject. Only what the type means nothing
+without; the rest of each payload stays optional. Until 2026-12-06 only an interaction's
+``model.name`` was required, and an ``EVENT_TYPE_APPROVAL_APPROVED`` with no approval
+at all was stored."""
+
 
 @functools.cache
 def native_checks(limits: Limits) -> aiaudit_native.EventChecks:
@@ -188,7 +217,11 @@ def native_checks(limits: Limits) -> aiaudit_native.EventChecks:
             "retention records, access records, rule changes), never sent by a client"
             for t in SERVER_WRITTEN
         },
-        event_pb2.EVENT_TYPE_INTERACTION,
+        [
+            (t, path, f"is required for {event_pb2.EventType.Name(t)} events")
+            for t, paths in REQUIRED.items()
+            for path in paths
+        ],
         _STORED_TEXT,
         limits.max_metadata_chars,
         f"is more than {limits.max_future_skew} ahead of the server clock",
