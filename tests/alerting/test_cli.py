@@ -50,3 +50,35 @@ def test_check_and_test(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert capsys.readouterr().out.startswith(
         f"{rules}:4: rules[0].when.field: unknown field 'nope'"
     )
+
+
+def test_rules_test_evaluates_events_by_receive_time_as_test_rule_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A window counts the events before an event in time: the file's order (the late event
+    first) made ``aiaudit rules test`` count what TestRule, which sorts by receive time, did
+    not, and miss what it found. Output stays in the file's order."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "rules:\n  - id: burst\n    severity: low\n"
+        "    when: {field: event_type, equals: interaction}\n"
+        "    window: {duration: 1m, group_by: [actor.user_id], aggregate: count,"
+        " threshold: {gte: 3}}\n"
+    )
+    lines = []
+    for name, seconds in (("late", 100), ("first", 0), ("second", 10), ("third", 20)):
+        e = interaction("t", event_id=name, user="eve")
+        e.receive_time.FromSeconds(1_800_000_000 + seconds)
+        lines.append(json_format.MessageToJson(e, indent=None))
+    events = tmp_path / "events.jsonl"
+    events.write_text("\n".join(lines) + "\n")
+    assert main(["rules", "test", str(rules), str(events)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split(" ")[0] for line in out[:4]] == ["late:", "first:", "second:", "third:"]
+    assert out[3].startswith("third: burst score=1.00 key=burst:eve")
+    assert [out[0], out[1], out[2], out[4]] == [
+        "late: -",
+        "first: -",
+        "second: -",
+        "1 rule match(es)",
+    ]

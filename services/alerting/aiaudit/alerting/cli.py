@@ -20,7 +20,7 @@ from typing import TextIO
 import sqlalchemy as sa
 from google.protobuf import json_format
 
-from aiaudit.alerting.evaluate import Evaluator, Hit, WindowState
+from aiaudit.alerting.evaluate import Hit, evaluate_in_receive_order
 from aiaudit.alerting.redeliver import Outcome, Selection, redeliver
 from aiaudit.alerting.rules import RuleSyntaxError, compile_file
 from aiaudit.alerting.settings import AlertingSettings
@@ -58,8 +58,9 @@ def test(rules_path: Path, events_path: Path, out: TextIO | None = None) -> int:
     """Prints, per event (proto3 JSON, one per line), the rules that fire with score and evidence.
 
     Windows slide on each event's ``receiveTime`` (else ``occurredTime``, else
-    the line number in seconds), as they would on the log. Exit code 0 when the
-    files are valid (whether or not anything fired), 1 otherwise.
+    the line number in seconds), as they would on the log: the events are evaluated
+    in that time's order, as TestRule evaluates stored ones, and printed in the file's.
+    Exit code 0 when the files are valid (whether or not anything fired), 1 otherwise.
     """
     if check(rules_path, out=io.StringIO()) != 0:
         return check(rules_path, out)
@@ -79,7 +80,7 @@ def test(rules_path: Path, events_path: Path, out: TextIO | None = None) -> int:
         times.append(_time(event, n))
     by_event: dict[int, list[Hit]] = {}
     wire = [e.SerializeToString() for _, e in events]
-    hits = Evaluator(rules).evaluate(wire, times, WindowState())
+    hits = evaluate_in_receive_order(rules, wire, times)
     for i, hit in hits:
         by_event.setdefault(i, []).append(hit)
     for i, (label, _) in enumerate(events):

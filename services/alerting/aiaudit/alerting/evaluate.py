@@ -258,6 +258,22 @@ class Evaluator:
         self._program.add_samples(list(samples), windows)
 
 
+def evaluate_in_receive_order(
+    rules: Sequence[Rule], events: Sequence[bytes], times: Sequence[float]
+) -> list[tuple[int, Hit]]:
+    """(index into ``events``, hit) of a dry run: the events taken by receive time, oldest first.
+
+    A window slides on receive times, so its count depends on which events came before:
+    TestRule and ``aiaudit rules test`` share this order (stable for equal times), where
+    the CLI took its file's order and could fire where the RPC, on the same events, did not.
+    """
+    order = sorted(range(len(events)), key=lambda i: times[i])
+    hits = Evaluator(rules).evaluate(
+        [events[i] for i in order], [times[i] for i in order], WindowState()
+    )
+    return [(order[i], hit) for i, hit in hits]
+
+
 _CACHE: collections.OrderedDict[tuple[int, ...], Evaluator] = collections.OrderedDict()
 _CACHED = 64
 _LOCK = threading.Lock()

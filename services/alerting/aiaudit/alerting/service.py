@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from aiaudit.alerting import fields, filters
 from aiaudit.alerting.engine import evaluated, fold, folds, new_alert
-from aiaudit.alerting.evaluate import Evaluator, WindowState
+from aiaudit.alerting.evaluate import evaluate_in_receive_order
 from aiaudit.alerting.model import ACKNOWLEDGED, FIRING, OPEN_STATES, RESOLVED, Alert, StoredRule
 from aiaudit.alerting.rulebook import RuleBook, compile_stored
 from aiaudit.alerting.rules import (
@@ -981,15 +981,14 @@ def _parsed(stored: StoredEvent, wire: bytes | Exception) -> event_pb2.Event:
 def simulate(
     rules: list[Rule], tenant: str, events: list[tuple[event_pb2.Event, dt.datetime]]
 ) -> list[Alert]:
-    """Alerts rules would raise on events in order, with dedup and throttling, kept in memory."""
-    ordered = sorted(events, key=lambda x: x[1])
-    times = [received.timestamp() for _, received in ordered]
-    wire = [e.SerializeToString() for e, _ in ordered]
-    hits = Evaluator(rules).evaluate(wire, times, WindowState())
+    """Alerts rules would raise on events by receive time, with dedup and throttling, in memory."""
+    times = [received.timestamp() for _, received in events]
+    wire = [e.SerializeToString() for e, _ in events]
+    hits = evaluate_in_receive_order(rules, wire, times)
     open_alerts: dict[tuple[str, str], Alert] = {}  # by rule and dedup key, as the engine
     out: list[Alert] = []
     for i, hit in hits:
-        received = ordered[i][1]
+        received = events[i][1]
         current = open_alerts.get((hit.rule.id, hit.dedup_key))
         if current is not None and folds(current, hit, received):
             fold(current, hit, received)
