@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import queue
 import threading
 import time
@@ -408,3 +409,43 @@ def test_test_rule_filters_event_type_by_short_name_and_refuses_unknown_ones(
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     ((field, description),) = violations(info.value)
     assert field == "filter" and "'nonsense' is not a value of EventType" in description
+
+
+def test_filters_read_and_inside_a_quoted_value_as_part_of_it(
+    alerting_server: Server, tenant: str
+) -> None:
+    """ListAlerts and TestRule split the filter on every `` AND `` before reading it, so
+    ``user_id = "x AND y"`` was refused as two malformed terms and no dry run could select
+    such a user. A quoted value is now read whole, with search's escapes, and a malformed
+    quote is INVALID_ARGUMENT on ``filter`` naming where it is."""
+    channel, _, _ = alerting_server
+    stub = pb_grpc.AlertingServiceStub(channel)  # type: ignore[no-untyped-call]
+    parent = f"tenants/{tenant}"
+    send(channel, [interaction(tenant, user=u) for u in ("x AND y", 'say "AND"', "x", "y")])
+
+    def dry_run(where: str) -> list[str]:
+        request = pb.TestRuleRequest(parent=parent, source=RULE, filter=where)
+        return [a.summary for a in stub.TestRule(request).alerts]
+
+    wait_until(lambda: len(dry_run("event_type = interaction")) == 4)
+    assert dry_run('user_id = "x AND y"') == ["big-output"]
+    assert dry_run('user_id = "x AND y" AND event_type = interaction') == ["big-output"]
+    assert dry_run('user_id = "say \\"AND\\"" AND model_name = "gpt-4o"') == ["big-output"]
+    assert dry_run('user_id = "x AND y AND z"') == []
+    listed = stub.ListAlerts(pb.ListAlertsRequest(parent=parent, filter='rule = "a AND b"'))
+    assert list(listed.alerts) == []
+    for where, said in (
+        ('user_id = "x AND y', "unterminated string (at column 11, offset 10)"),
+        ('user_id = x" AND y"', "a quote inside a value: quote the whole value (at column 12,"),
+        ('user_id = "x" AND', "expected a term after AND (at column 15, offset 14)"),
+    ):
+        listing = pb.ListAlertsRequest(parent=parent, filter=where.replace("user_id", "rule   "))
+        for call in (
+            functools.partial(dry_run, where),
+            functools.partial(stub.ListAlerts, listing),
+        ):
+            with pytest.raises(grpc.RpcError) as info:
+                call()
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            ((field, description),) = violations(info.value)
+            assert field == "filter" and said in description, (where, description)
