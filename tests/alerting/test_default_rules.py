@@ -13,8 +13,11 @@ import json
 import re
 from pathlib import Path
 
+import sqlalchemy as sa
+
 from aiaudit.alerting.detectors import injection
 from aiaudit.alerting.rulebook import default_pack
+from aiaudit.alerting.tables import deliveries
 from aiaudit.common.store.sql import SqlEventStore
 from aiaudit.common.v1 import event_pb2 as ev
 from tests.alerting.conftest import alert_rows, append, drain, make_engine
@@ -79,6 +82,80 @@ def test_default_prompt_injection_fires(
     assert summaries[0] == "Prompt injection / jailbreak attempt by eve (score 1.00)"
     score = injection.score_text(attack)[0]
     assert summaries[1] == f"Prompt injection / jailbreak attempt by mallory (score {score:.2f})"
+
+
+def _flagged(tenant: str, user: str, *flags: tuple[str, int, bool]) -> ev.Event:
+    """An interaction carrying the gateway's (category, severity, blocked) safety flags."""
+    e = interaction(tenant, text="hello there", user=user)
+    for category, severity, blocked in flags:
+        e.safety_flags.add(
+            category=category, severity=severity, score=0.9, source="gw", blocked=blocked
+        )
+    return e
+
+
+def test_default_gateway_safety_flag_fires(
+    store: SqlEventStore, consumer: SqlEventStore, tenant: str
+) -> None:
+    """A gateway flag of another category than prompt-injection's, high or critical or
+    blocked: one alert per user and category naming the flag that matched, with its severity
+    (the rule's, high, when it has none), in the alert and in what sinks are sent. Each test
+    applies to one flag: a low flag beside a high one is not named, a jailbreak flag beside
+    a violence flag is prompt-injection's only, a flag below the bar raises nothing.
+    Until 2026-12-06 no rule could say this: conditions on ``safety_flags`` each held on any
+    flag, and a summary named the first flag."""
+    t0 = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=30)
+    low, medium, high, critical = (
+        ev.SEVERITY_LOW, ev.SEVERITY_MEDIUM, ev.SEVERITY_HIGH, ev.SEVERITY_CRITICAL,
+    )  # fmt: skip
+    timed = [
+        (0, _flagged(tenant, "bob", ("violence", low, False), ("hate", high, False))),
+        (1, _flagged(tenant, "eve", ("jailbreak", high, True), ("violence", high, False))),
+        (2, _flagged(tenant, "carol", ("self_harm", medium, False))),  # below the bar
+        (3, _flagged(tenant, "carol", ("prompt_injection", critical, True))),  # not this rule's
+        (4, _flagged(tenant, "mallory", ("hate", high, False))),
+        (5, _flagged(tenant, "mallory", ("hate", high, False))),  # folded: same user and category
+        (6, _flagged(tenant, "mallory", ("violence", low, True))),  # blocked: alerted, as low
+        (7, _flagged(tenant, "mallory", ("hate", critical, False))),  # more severe: its own
+        (8, _flagged(tenant, "mallory", ("hate", high, False))),  # into the critical one
+        (9, _flagged(tenant, "frank", ("sexual", ev.SEVERITY_UNSPECIFIED, True))),
+    ]
+    append_in_time_order(store, [(t0 + dt.timedelta(seconds=s), e) for s, e in timed])
+    drain(make_engine(consumer, sinks=("webhook",)), tenant)
+    labels = {"category": "safety"}
+    got = fired(consumer, tenant, "gateway-safety-flag")
+    assert sorted(got, key=lambda x: (x[2], x[0])) == [
+        (high, "Gateway flagged hate (high) for bob", "gateway-safety-flag:bob:hate", labels, 1),
+        (high, "Gateway flagged violence (high) for eve", "gateway-safety-flag:eve:violence",
+         labels, 1),
+        (high, "Gateway flagged sexual (unspecified) for frank",
+         "gateway-safety-flag:frank:sexual", labels, 1),
+        (high, "Gateway flagged hate (high) for mallory", "gateway-safety-flag:mallory:hate",
+         labels, 2),
+        (critical, "Gateway flagged hate (critical) for mallory",
+         "gateway-safety-flag:mallory:hate", labels, 2),
+        (low, "Gateway flagged violence (low) for mallory",
+         "gateway-safety-flag:mallory:violence", labels, 1),
+    ]  # fmt: skip
+    injection_keys = [k for _, _, k, _, _ in fired(consumer, tenant, "prompt-injection")]
+    assert injection_keys == ["prompt-injection:carol", "prompt-injection:eve"]
+    with consumer.engine.connect() as c:
+        sent = [
+            json.loads(p)
+            for (p,) in c.execute(
+                sa.select(deliveries.c.payload).where(deliveries.c.tenant == tenant)
+            )
+        ]
+    assert sorted(
+        (p["dedup_key"], p["severity"]) for p in sent if p["rule"] == "gateway-safety-flag"
+    ) == [
+        ("gateway-safety-flag:bob:hate", "high"),
+        ("gateway-safety-flag:eve:violence", "high"),
+        ("gateway-safety-flag:frank:sexual", "high"),
+        ("gateway-safety-flag:mallory:hate", "critical"),
+        ("gateway-safety-flag:mallory:hate", "high"),
+        ("gateway-safety-flag:mallory:violence", "low"),
+    ]
 
 
 def test_default_secrets_in_output_fires(

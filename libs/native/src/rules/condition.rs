@@ -62,6 +62,12 @@ pub enum Cond {
     Any(Vec<Cond>),
     Not(Box<Cond>),
     Always,
+    /// The condition holds on one element of a repeated message field (its number): its
+    /// paths are the element's, so its tests apply to the same element, where a path
+    /// through the field reads every element's value apart. The elements it holds on are
+    /// left in [`Memo::elements`]; Python places it only where the rule holds with it
+    /// (the `when` itself, or an item of its `all`), and tests no detector inside it.
+    Each(u32, Box<Cond>),
 }
 
 /// Evidence: (family index, finding index) pairs into the event's findings.
@@ -73,6 +79,8 @@ pub struct Memo<'a> {
     values: Vec<Option<Vec<Value>>>,
     texts: Option<EventTexts>,
     found: Vec<Option<Vec<Finding>>>,
+    /// The elements the last [`Cond::Each`] evaluated held on, by position.
+    pub elements: Vec<usize>,
 }
 
 /// What a memo reads with: the schema, the program's paths and text fields.
@@ -89,6 +97,7 @@ impl<'a> Memo<'a> {
             values: (0..paths).map(|_| None).collect(),
             texts: None,
             found: (0..detect::FAMILIES.len()).map(|_| None).collect(),
+            elements: Vec::new(),
         }
     }
 
@@ -173,6 +182,18 @@ impl Cond {
                 ok.then_some(evidence)
             }
             Cond::Not(item) => item.eval(cx, memo)?.is_none().then(Vec::new),
+            Cond::Each(number, item) => {
+                let mut held = Vec::new();
+                for (k, element) in memo.node.each(*number)?.into_iter().enumerate() {
+                    let mut own = Memo::new(element, cx.paths.len());
+                    if item.eval(cx, &mut own)?.is_some() {
+                        held.push(k);
+                    }
+                }
+                let holds = !held.is_empty();
+                memo.elements = held;
+                holds.then(Vec::new)
+            }
         })
     }
 }

@@ -203,8 +203,16 @@ fn group_key(parts: &[String]) -> String {
     out
 }
 
-/// A rule that fired: (event index, rule index, group, evidence, window aggregate).
-type Hit = (usize, usize, String, Vec<FindingTuple>, Option<f64>);
+/// A rule that fired: (event index, rule index, group, evidence, window aggregate, the
+/// elements its `each` condition held on).
+type Hit = (
+    usize,
+    usize,
+    String,
+    Vec<FindingTuple>,
+    Option<f64>,
+    Vec<usize>,
+);
 
 /// A rule value as Python sees it.
 #[derive(IntoPyObject)]
@@ -246,7 +254,8 @@ struct Builder<'s> {
     schema: &'s crate::schema::Schema,
     root: usize,
     paths: Vec<FieldPath>,
-    index: HashMap<String, usize>,
+    /// (message type the path starts from, path) -> index into `paths`.
+    index: HashMap<(usize, String), usize>,
 }
 
 fn value(x: &Bound<'_, PyAny>) -> PyResult<Value> {
@@ -278,23 +287,42 @@ fn number(x: &Bound<'_, PyAny>) -> PyResult<Value> {
 
 impl Builder<'_> {
     fn path(&mut self, path: String) -> Result<usize, Error> {
-        if let Some(&i) = self.index.get(&path) {
+        let key = (self.root, path);
+        if let Some(&i) = self.index.get(&key) {
             return Ok(i);
         }
         self.paths
-            .push(FieldPath::resolve(self.schema, self.root, &path)?);
-        self.index.insert(path, self.paths.len() - 1);
+            .push(FieldPath::resolve(self.schema, self.root, &key.1)?);
+        self.index.insert(key, self.paths.len() - 1);
         Ok(self.paths.len() - 1)
     }
 
+    /// A repeated message field of the current message: its number and element type.
+    fn element(&self, name: &str) -> PyResult<(u32, usize)> {
+        let msg = &self.schema.messages[self.root];
+        match msg.by_name(name).map(|k| &msg.fields[k]) {
+            Some(f) if f.repeated && !f.map => f.message.map(|element| (f.number, element)),
+            _ => None,
+        }
+        .ok_or_else(|| PyValueError::new_err(format!("{name:?} is not a repeated message field")))
+    }
+
     /// `("field", path, op, operand)`, `("detector", name, min_score)`,
-    /// `("all" | "any", [..])`, `("not", c)` or `("always",)`.
+    /// `("all" | "any", [..])`, `("not", c)`, `("always",)` or `("each", field, c)`
+    /// (`c`'s paths start from the repeated message field's element).
     fn condition(&mut self, node: &Bound<'_, PyAny>) -> PyResult<Cond> {
         let t = node.cast::<PyTuple>()?;
         let kind: String = t.get_item(0)?.extract()?;
         Ok(match kind.as_str() {
             "always" => Cond::Always,
             "not" => Cond::Not(Box::new(self.condition(&t.get_item(1)?)?)),
+            "each" => {
+                let (number, element) = self.element(&t.get_item(1)?.extract::<String>()?)?;
+                let outer = std::mem::replace(&mut self.root, element);
+                let item = self.condition(&t.get_item(2)?);
+                self.root = outer;
+                Cond::Each(number, Box::new(item?))
+            }
             "all" | "any" => {
                 let items = t.get_item(1)?;
                 let items = items
@@ -386,11 +414,12 @@ impl Builder<'_> {
     }
 }
 
-/// A rule whose condition held on an event: its index, evidence, and for a
-/// windowed rule the group and the sample to add.
+/// A rule whose condition held on an event: its index, evidence, the elements its
+/// `each` condition held on, and for a windowed rule the group and the sample to add.
 struct Matched {
     rule: usize,
     evidence: Vec<FindingTuple>,
+    elements: Vec<usize>,
     window: Option<(String, f64)>,
 }
 
@@ -403,6 +432,7 @@ impl RuleProgram {
             if !rule.enabled {
                 continue;
             }
+            memo.elements.clear();
             let Some(evidence) = rule.when.eval(cx, &mut memo)? else {
                 continue;
             };
@@ -410,10 +440,12 @@ impl RuleProgram {
                 .iter()
                 .map(|&(f, i)| tuple(memo.finding(f, i)))
                 .collect();
+            let elements = std::mem::take(&mut memo.elements);
             let Some(w) = &rule.window else {
                 out.push(Matched {
                     rule: r,
                     evidence,
+                    elements,
                     window: None,
                 });
                 continue;
@@ -438,6 +470,7 @@ impl RuleProgram {
             out.push(Matched {
                 rule: r,
                 evidence,
+                elements,
                 window: Some((group, sample)),
             });
         }
@@ -533,7 +566,7 @@ impl RuleProgram {
             for (i, (found, now)) in matched.into_iter().zip(times).enumerate() {
                 for m in found {
                     let Some((group, sample)) = m.window else {
-                        hits.push((i, m.rule, String::new(), m.evidence, None));
+                        hits.push((i, m.rule, String::new(), m.evidence, None, m.elements));
                         continue;
                     };
                     if now < since[m.rule] {
@@ -551,7 +584,7 @@ impl RuleProgram {
                     series.add(now, sample, w.window.horizon());
                     let (fires, aggregate) = w.window.fires(series, now, watched);
                     if fires {
-                        hits.push((i, m.rule, group, m.evidence, Some(aggregate)));
+                        hits.push((i, m.rule, group, m.evidence, Some(aggregate), m.elements));
                     }
                 }
             }

@@ -120,8 +120,13 @@ class Outcome:
 
 
 def folds(current: Alert, hit: Hit, now: dt.datetime) -> bool:
-    """Whether a hit belongs to an open alert of its rule and key: within the throttle."""
-    return now - current.last_seen_time <= dt.timedelta(seconds=hit.rule.throttle_seconds)
+    """Whether a hit belongs to an open alert of its rule and key: within the throttle.
+
+    And no more severe: with ``severity_from: flag`` a critical flag folded into an open low
+    alert would stay low, and reach no sink (sinks are sent an alert when it opens).
+    """
+    within = now - current.last_seen_time <= dt.timedelta(seconds=hit.rule.throttle_seconds)
+    return within and hit.severity <= current.severity
 
 
 def fold(current: Alert, hit: Hit, now: dt.datetime) -> None:
@@ -143,7 +148,7 @@ def new_alert(tenant: str, hit: Hit, now: dt.datetime, change_seq: int = 0) -> A
         rule_id=hit.rule.id,
         dedup_key=hit.dedup_key,
         state=FIRING,
-        severity=hit.rule.severity,
+        severity=hit.severity,
         summary=hit.summary,
         event_ids=[hit.event_id],
         evidence=list(hit.evidence[:MAX_EVIDENCE]),

@@ -29,8 +29,9 @@ import aiaudit_native
 from aiaudit.alerting import fields as f
 from aiaudit.alerting import signals
 from aiaudit.alerting.detectors import Finding
-from aiaudit.alerting.rules import _TEMPLATE, FieldCondition, Rule, leaves
+from aiaudit.alerting.rules import _TEMPLATE, FLAG, SEVERITIES, FieldCondition, Rule, leaves
 from aiaudit.common.canonical import native_schema
+from aiaudit.common.v1 import event_pb2
 
 WindowState = aiaudit_native.WindowState
 
@@ -45,6 +46,8 @@ def _any_leaf(plan: Any, test: Callable[[Any], bool]) -> bool:
         return any(_any_leaf(p, test) for p in plan[1])
     if kind == "not":
         return _any_leaf(plan[1], test)
+    if kind == "each":  # a safety flag's fields: none is content or personal data
+        return False
     return test(plan)
 
 
@@ -98,6 +101,8 @@ class Hit:
     dedup_key: str
     summary: str
     evidence: tuple[Finding, ...]
+    severity: int
+    """The alert's: the rule's, or with ``severity_from: flag`` that of the flag it names."""
     value: float | None = None
 
 
@@ -131,6 +136,39 @@ def named_signals(rule: Rule) -> frozenset[str]:
     return frozenset(x.signal for x in fields if x is not None and x.signal is not None)
 
 
+_SEVERITY_NAMES = {number: name for name, number in SEVERITIES.items()}
+
+
+def _flag_text(flag: event_pb2.SafetyFlag, name: str) -> str:
+    """``{flag.<name>}``: a severity as rules write it (``high``), the rest as the core reads it."""
+    if name == "severity":
+        return _SEVERITY_NAMES.get(flag.severity, str(flag.severity or "unspecified"))
+    return str(getattr(flag, name))
+
+
+def named_flags(event: bytes, elements: Sequence[int]) -> list[event_pb2.SafetyFlag]:
+    """The flags a per-flag rule fires on, given those it held on (by position).
+
+    One of each category, the most severe (the first of equals), most severe first: an
+    alert folds in only hits no more severe than itself, so one event's hits that share a
+    dedup key open one alert, of the highest severity, and the others fold into it.
+    """
+    flags = event_pb2.Event.FromString(event).safety_flags
+    best: dict[str, event_pb2.SafetyFlag] = {}
+    for k in elements:
+        flag = flags[k]
+        if flag.category not in best or flag.severity > best[flag.category].severity:
+            best[flag.category] = flag
+    return sorted(best.values(), key=lambda x: -x.severity)
+
+
+def severity(rule: Rule, flag: event_pb2.SafetyFlag | None) -> int:
+    """A hit's severity: the rule's, or the flag's when the rule takes it and the flag has one."""
+    if flag is not None and rule.severity_from_flag and flag.severity in _SEVERITY_NAMES:
+        return int(flag.severity)
+    return rule.severity
+
+
 MAX_SUMMARY_CHARS = 4096
 """Characters of a rendered summary an alert keeps (the last one ``…`` when cut). Rendered
 whole, 4,000 placeholders of a 4,096-character attribute (a 56 KB source) made a 16 MB
@@ -138,15 +176,22 @@ summary per alert: in its row, its outbox payloads and every ListAlerts page, pa
 gRPC message carries, and tens of GB for a batch of 2,000 users' hits."""
 
 
-def render(template: str, event: bytes, rule: Rule, group: str, score: float) -> str:
-    """Fills ``{rule}``, ``{group}``, ``{score}`` and ``{field.path}`` placeholders.
+def render(
+    template: str,
+    event: bytes,
+    rule: Rule,
+    group: str,
+    score: float,
+    flag: event_pb2.SafetyFlag | None = None,
+) -> str:
+    """Fills ``{rule}``, ``{group}``, ``{score}``, ``{flag.<field>}`` and ``{field.path}``.
 
     At most :data:`MAX_SUMMARY_CHARS` characters: the placeholders past them are not read.
     """
     # PostgreSQL text cannot hold U+0000, which an event's strings may (ingest takes it
     # outside the store's own columns): a key or summary holding it failed the alert's
     # statement, and the engine retried that batch, every tenant's alerts waiting behind it.
-    text = _fill(template, event, rule, group, score, MAX_SUMMARY_CHARS)
+    text = _fill(template, event, rule, group, score, flag, MAX_SUMMARY_CHARS)
     if len(text) > MAX_SUMMARY_CHARS:
         text = text[: MAX_SUMMARY_CHARS - 1] + "\u2026"
     return text.replace("\x00", "\ufffd")
@@ -158,14 +203,21 @@ _FOLDED = "#sha256:"
 _KEPT = KEY_CHARS - len(_FOLDED) - 64
 
 
-def dedup_key(template: str, event: bytes, rule: Rule, group: str, score: float) -> str:
+def dedup_key(
+    template: str,
+    event: bytes,
+    rule: Rule,
+    group: str,
+    score: float,
+    flag: event_pb2.SafetyFlag | None = None,
+) -> str:
     """The rendered key as the alert's column can hold it, one per group.
 
     Past :data:`KEY_CHARS` or holding U+0000, it is its first characters and the SHA-256
     of all of it: cut or with U+0000 replaced, the keys of different groups met, and
     their alerts were folded into one.
     """
-    key = _fill(template, event, rule, group, score)
+    key = _fill(template, event, rule, group, score, flag)
     if len(key) <= KEY_CHARS and "\x00" not in key and not key.startswith(_FOLDED, _KEPT):
         return key
     digest = hashlib.sha256(key.encode()).hexdigest()
@@ -173,9 +225,19 @@ def dedup_key(template: str, event: bytes, rule: Rule, group: str, score: float)
 
 
 def _fill(
-    template: str, event: bytes, rule: Rule, group: str, score: float, limit: int | None = None
+    template: str,
+    event: bytes,
+    rule: Rule,
+    group: str,
+    score: float,
+    flag: event_pb2.SafetyFlag | None,
+    limit: int | None = None,
 ) -> str:
-    """The template filled; with ``limit``, filled only until the text is past it."""
+    """The template filled; with ``limit``, filled only until the text is past it.
+
+    ``flag``: the flag a per-flag rule's hit names (``{flag.<field>}``; only such a rule
+    compiles with them).
+    """
 
     def one(name: str) -> str:
         if name == "rule":
@@ -184,6 +246,8 @@ def _fill(
             return group
         if name == "score":
             return f"{score:.2f}"
+        if name.startswith(FLAG) and flag is not None:
+            return _flag_text(flag, name.removeprefix(FLAG))
         return first(event, name)
 
     if limit is None:  # a dedup key: hashed whole when long
@@ -224,6 +288,9 @@ class Evaluator:
     ) -> list[tuple[int, Hit]]:
         """(index of the event, hit) for every rule that fires, in event then rule order.
 
+        A rule with a ``safety_flag`` condition (and no window) fires once per category of
+        the flags it holds on (:func:`named_flags`).
+
         ``events`` are serialised; ``times`` are their receive times (seconds):
         windows slide on the time the log received events, which clients
         cannot forge and which replays reproduce. The slots in ``windows`` are updated in place.
@@ -242,13 +309,17 @@ class Evaluator:
         fired = self._program.evaluate(wire, list(times), windows, starts)
         if journal is not None:
             journal.extend(windows.take_journal())
-        for i, r, group, evidence, value in fired:
+        for i, r, group, evidence, value, elements in fired:
             rule = self.rules[r]
             found = tuple(Finding(*x) for x in evidence)
             score = max((x.score for x in found), default=1.0)
-            key = dedup_key(rule.dedup_key, wire[i], rule, group, score)
-            summary = render(rule.summary, wire[i], rule, group, score)
-            out.append((i, Hit(rule, first(wire[i], "event_id"), key, summary, found, value)))
+            event_id = first(wire[i], "event_id")
+            flags = named_flags(wire[i], elements) if rule.per_flag else [None]
+            for flag in flags:  # a per-flag rule: one hit per category of flag it held on
+                key = dedup_key(rule.dedup_key, wire[i], rule, group, score, flag)
+                summary = render(rule.summary, wire[i], rule, group, score, flag)
+                hit = Hit(rule, event_id, key, summary, found, severity(rule, flag), value)
+                out.append((i, hit))
         return out
 
     def add_samples(

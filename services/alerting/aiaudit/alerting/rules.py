@@ -28,7 +28,10 @@ Conditions: ``{field: PATH, <op>: VALUE}`` with op in equals, not_equals, in,
 not_in, gt, gte, lt, lte, contains, regex, exists (``trust_signals.<name>``: the signals
 of that name, as search compares them: a number with numbers, true/false with booleans,
 text with text); ``{detector: NAME,
-min_score: X}``; ``{all: [...]}``, ``{any: [...]}``, ``{not: {...}}``. Regexes
+min_score: X}``; ``{all: [...]}``, ``{any: [...]}``, ``{not: {...}}``;
+``{safety_flag: CONDITION}``, fields of one gateway safety flag (``field: category``),
+all tested on the same flag: the rule fires once per category of the flags it holds on,
+``{flag.<field>}`` renders that flag, and ``severity_from: flag`` takes its severity. Regexes
 are RE2 (linear time, no backtracking), so no rule can hang the engine.
 """
 
@@ -85,6 +88,13 @@ MAX_TEXT_SCANS = 128
 """``contains`` and ``regex`` conditions in all of a tenant's own rules: each reads the
 text of every event (up to the whole event size), the costly kind of condition."""
 _TEMPLATE = re.compile(r"\{([^{}]*)\}")
+FLAGS = "safety_flags"
+"""The repeated field a ``safety_flag`` condition tests one element of."""
+FLAG_FIELDS = tuple(
+    sorted(event_pb2.SafetyFlag.DESCRIPTOR.fields_by_name)
+)  # blocked, category, score, severity, source
+FLAG = "flag."
+"""What a placeholder of the matched flag's field starts with: ``{flag.category}``."""
 
 
 @dataclass(frozen=True)
@@ -343,13 +353,45 @@ class Not(Condition):
         return ("not", self.item.plan())
 
 
+@dataclass(frozen=True)
+class FlagCondition(Condition):
+    """``safety_flag``: the item holds on one safety flag, every test of it on that flag.
+
+    A path through the repeated field (``safety_flags.category``) reads every flag's value
+    apart, so two such conditions could hold on two different flags. The item's fields are
+    ``safety_flags.<field>``; the native core reads them from each flag in turn.
+    """
+
+    item: Condition
+
+    def plan(self) -> Plan:
+        """``("each", "safety_flags", item)``, the item's paths starting from the flag."""
+        return ("each", FLAGS, _within(self.item.plan(), f"{FLAGS}."))
+
+
+def _within(plan: Plan, prefix: str) -> Plan:
+    """A condition plan with ``prefix`` taken off its field paths."""
+    if plan[0] in ("all", "any"):
+        return (plan[0], [_within(p, prefix) for p in plan[1]])
+    if plan[0] == "not":
+        return ("not", _within(plan[1], prefix))
+    return ("field", plan[1].removeprefix(prefix), *plan[2:])
+
+
 def leaves(condition: Condition) -> list[Condition]:
     """The field and detector conditions under ``condition``."""
     if isinstance(condition, AllOf | AnyOf):
         return [leaf for item in condition.items for leaf in leaves(item)]
-    if isinstance(condition, Not):
+    if isinstance(condition, Not | FlagCondition):
         return leaves(condition.item)
     return [] if isinstance(condition, Always) else [condition]
+
+
+def _flagged(condition: Condition) -> bool:
+    """Whether a ``safety_flag`` condition is the condition or an item of its ``all``."""
+    if isinstance(condition, AllOf):
+        return any(_flagged(c) for c in condition.items)
+    return isinstance(condition, FlagCondition)
 
 
 def text_scans(rule: Rule) -> int:
@@ -426,6 +468,14 @@ class Rule:
     rule runs: the tenant's stored flag alone does (the rule book hands the engine only the
     rules whose flag is on). A flag in the source as well made a rule shown enabled never run."""
     uses: frozenset[str] = field(default_factory=frozenset)
+    severity_from_flag: bool = False
+    """``severity_from: flag``: an alert takes the severity of the flag it names (``severity``
+    when the flag has none)."""
+
+    @property
+    def per_flag(self) -> bool:
+        """Whether the rule fires once per flag category (:class:`FlagCondition`, no window)."""
+        return self.window is None and _flagged(self.when)
 
     def plan(self) -> Plan:
         """(id, enabled, condition, window or None) for the native evaluator.
@@ -449,6 +499,8 @@ class _Compiler:
         """A rule file's rule (the default pack, ``rules_files``, ``aiaudit rules check``):
         its ``enabled:`` is the built-in rule's initial flag. A source sent through the API
         may not carry one: the request's ``enabled`` is the rule's flag."""
+        self.flagged = False
+        """The rule being compiled has a ``safety_flag`` condition (one at most)."""
 
     def err(self, node: _Node, where: str, message: str) -> None:
         self.errors.append(RuleError(node.line, where, message))
@@ -513,7 +565,14 @@ class _Compiler:
             self.err(node, where, str(exc))
             return None
 
-    def condition(self, node: _Node, where: str, uses: set[str]) -> Condition | None:
+    def condition(
+        self, node: _Node, where: str, uses: set[str], top: bool = False, flag: bool = False
+    ) -> Condition | None:
+        """A condition; errors name its line and place (``where``).
+
+        ``top``: the rule holds with it (``when``, an item of its ``all``), where a
+        ``safety_flag`` may be; ``flag``: inside one, whose fields the paths name.
+        """
         if not isinstance(node.value, dict):
             self.err(node, where, "expected a condition mapping (field, detector, all, any, not)")
             return None
@@ -525,8 +584,9 @@ class _Compiler:
                 if not isinstance(items.value, list) or not items.value:
                     self.err(items, _join(where, combinator), "expected a non-empty list")
                     return None
+                inside = top and combinator == "all"
                 compiled = [
-                    self.condition(x, f"{_join(where, combinator)}[{i}]", uses)
+                    self.condition(x, f"{_join(where, combinator)}[{i}]", uses, inside, flag)
                     for i, x in enumerate(items.value)
                 ]
                 if any(c is None for c in compiled):
@@ -535,8 +595,13 @@ class _Compiler:
                 return AllOf(items_t) if combinator == "all" else AnyOf(items_t)
         if "not" in keys:
             self.mapping(node, where, ("not",))
-            inner = self.condition(node.value["not"], _join(where, "not"), uses)
+            inner = self.condition(node.value["not"], _join(where, "not"), uses, flag=flag)
             return Not(inner) if inner is not None else None
+        if "safety_flag" in keys:
+            return self.flag_condition(node, where, uses, top and not flag)
+        if "detector" in keys and flag:
+            self.err(node.value["detector"], _join(where, "detector"), _FLAG_TESTS)
+            return None
         if "detector" in keys:
             m = self.mapping(node, where, ("detector", "min_score"))
             if m is None:
@@ -567,13 +632,45 @@ class _Compiler:
             if len(ops) != 1:
                 self.err(node, where, f"give exactly one operator of: {', '.join(_FIELD_OPS)}")
                 return None
-            fld = self.path(m["field"], _join(where, "field"))
+            fld = (
+                self.flag_field(m["field"], where)
+                if flag
+                else self.path(m["field"], _join(where, "field"))
+            )
             if fld is None:
                 return None
             op = ops[0]
             return self.operand(fld, op, m[op], _join(where, op))
-        self.err(node, where, "a condition needs one of: field, detector, all, any, not")
+        self.err(
+            node, where, "a condition needs one of: field, detector, all, any, not, safety_flag"
+        )
         return None
+
+    def flag_condition(
+        self, node: _Node, where: str, uses: set[str], top: bool
+    ) -> Condition | None:
+        """``safety_flag``: once per rule, where the rule holds with it, as it fires per flag."""
+        self.mapping(node, where, ("safety_flag",))
+        here = _join(where, "safety_flag")
+        if not top:
+            self.err(node, here, _FLAG_PLACE)
+            return None
+        if self.flagged:
+            self.err(node, here, "a rule takes one safety_flag condition: test one flag in it")
+            return None
+        self.flagged = True
+        item = self.condition(node.value["safety_flag"], here, uses, flag=True)
+        return FlagCondition(item) if item is not None else None
+
+    def flag_field(self, node: _Node, where: str) -> f.Field | None:
+        """A field of a safety flag (``category``), as ``safety_flags.category`` reads it."""
+        name = self.string(node, _join(where, "field"))
+        if name is None:
+            return None
+        if name not in FLAG_FIELDS:
+            self.err(node, _join(where, "field"), _unknown_flag_field(name))
+            return None
+        return f.compile_path(f"{FLAGS}.{name}")
 
     def operand(self, fld: f.Field, op: str, node: _Node, where: str) -> Condition | None:
         v = node.value
@@ -772,14 +869,28 @@ class _Compiler:
             return None
         return Window(seconds, tuple(group), agg, value, pct, op, threshold, base_s, factor)
 
-    def template(self, node: _Node, where: str, personal_group: str = "") -> str | None:
-        """A summary or dedup key; ``personal_group``: the personal field the window groups by."""
+    def template(
+        self, node: _Node, where: str, personal_group: str = "", flag: str = ""
+    ) -> str | None:
+        """A summary or dedup key; ``personal_group``: the personal field the window groups by.
+
+        ``flag``: why ``{flag.<field>}`` names no flag here (empty: the rule fires per flag).
+        """
         text = self.string(node, where)
         if text is None:
             return None
         refused: set[str] = set()
         for name in _TEMPLATE.findall(text):
             if name in ("rule", "score"):
+                continue
+            if name.startswith(FLAG):
+                if flag:
+                    self.err(node, where, f"placeholder {{{name}}}: {flag}")
+                elif name.removeprefix(FLAG) not in FLAG_FIELDS:
+                    self.err(
+                        node, where, f"placeholder {{{name}}}: "
+                        f"{_unknown_flag_field(name.removeprefix(FLAG))}",
+                    )  # fmt: skip
                 continue
             if name == "group":
                 if personal_group:
@@ -922,7 +1033,26 @@ _FLAG_IN_SOURCE = (
     "UpdateRule; GetRule shows it); remove this line"
 )
 
-_TOP = ("id", "description", "severity", "summary", "labels", "enabled", "when", "window", "dedup")
+_TOP = (
+    "id", "description", "severity", "severity_from", "summary", "labels", "enabled", "when",
+    "window", "dedup",
+)  # fmt: skip
+_FLAG_TESTS = "a safety_flag condition tests the flag's fields (field: category ...), no detector"
+_FLAG_PLACE = (
+    "a safety_flag condition must be when itself or an item of when's all: the rule fires "
+    "once per flag it holds on, so the rule must hold with it"
+)
+
+
+def _unknown_flag_field(name: str) -> str:
+    return f"unknown field {name!r} of a safety flag (known: {', '.join(FLAG_FIELDS)})"
+
+
+def _no_flag(flagged: bool, windowed: bool) -> str:
+    """Why a rule's alerts name no single flag, or "" when the rule fires per flag."""
+    if not flagged:
+        return "the rule has no safety_flag condition whose flag it could name"
+    return "a window rule fires on a count of events, not on one flag" if windowed else ""
 
 
 def _compile_one(node: _Node, source: str, c: _Compiler, where: str = "") -> Rule | None:
@@ -958,8 +1088,9 @@ def _compile_one(node: _Node, source: str, c: _Compiler, where: str = "") -> Rul
         enabled = m["enabled"].value
     uses: set[str] = set()
     when: Condition | None = Always()
+    c.flagged = False
     if "when" in m:
-        when = c.condition(m["when"], _join(where, "when"), uses)
+        when = c.condition(m["when"], _join(where, "when"), uses, top=True)
         tested = len(leaves(when)) if when is not None else 0
         if tested > MAX_CONDITIONS and not c.stored:
             c.err(
@@ -969,9 +1100,26 @@ def _compile_one(node: _Node, source: str, c: _Compiler, where: str = "") -> Rul
             )
     window = c.window(m["window"], _join(where, "window")) if "window" in m else None
     personal = next((g.path for g in window.group_by if g.personal), "") if window else ""
+    no_flag = _no_flag(c.flagged, "window" in m)
+    from_flag = False
+    if "severity_from" in m:
+        node_from = m["severity_from"]
+        if node_from.value != "flag":
+            c.err(
+                node_from,
+                _join(where, "severity_from"),
+                f"expected flag, got {_short(node_from.value)}",
+            )
+        elif no_flag:
+            c.err(
+                node_from,
+                _join(where, "severity_from"),
+                f"takes the severity of one flag: {no_flag}",
+            )
+        from_flag = True
     summary = rule_id or ""
     if "summary" in m:
-        summary = c.template(m["summary"], _join(where, "summary"), personal) or summary
+        summary = c.template(m["summary"], _join(where, "summary"), personal, no_flag) or summary
     key = "{rule}:{group}" if window is not None else "{rule}:{actor.user_id}"
     keyed = False
     throttle = 600.0
@@ -980,7 +1128,7 @@ def _compile_one(node: _Node, source: str, c: _Compiler, where: str = "") -> Rul
         if d is not None:
             if "key" in d:
                 keyed = True
-                key = c.template(d["key"], _join(where, "dedup.key"), personal) or key
+                key = c.template(d["key"], _join(where, "dedup.key"), personal, no_flag) or key
             if "throttle" in d:
                 throttle = c.duration(d["throttle"], _join(where, "dedup.throttle")) or throttle
     if personal and not keyed:
@@ -998,7 +1146,7 @@ def _compile_one(node: _Node, source: str, c: _Compiler, where: str = "") -> Rul
         return None
     return Rule(
         rule_id, source, severity, summary, labels, when, window, key, throttle, description,
-        enabled, frozenset(uses),
+        enabled, frozenset(uses), from_flag,
     )  # fmt: skip
 
 
