@@ -22,7 +22,9 @@ from aiaudit.alerting.rulebook import default_pack
 from aiaudit.alerting.rules import RuleSyntaxError, compile_rule
 from aiaudit.alerting.v1 import alerting_service_pb2 as pb
 from aiaudit.alerting.v1 import alerting_service_pb2_grpc as pb_grpc
+from aiaudit.common.store.sql import SqlEventStore
 from aiaudit.common.v1 import event_pb2 as ev
+from tests.alerting.conftest import alert_rows, append, drain, make_engine, put_rule
 from tests.alerting.test_service import send, violations
 from tests.helpers import interaction
 
@@ -125,6 +127,30 @@ dedup: {key: "{rule}:{actor.user_id}:{flag.category}"}
         ("violence critical", CRITICAL),
         ("hate medium", MEDIUM),
         ("sexual unspecified", MEDIUM),
+    ]
+
+
+def test_hits_of_one_event_sharing_a_key_open_one_alert_at_their_highest_severity(
+    store: SqlEventStore, consumer: SqlEventStore, tenant: str
+) -> None:
+    """Through the engine: a flag without a severity takes the rule's (high), above a low
+    flag's, so it goes first and the low hit folds into its alert. Ordered by the flags' own
+    severities, the low hit opened the alert and the high one could not fold into it: a
+    second alert of the same rule, key and event, whose id is the first's."""
+    put_rule(
+        consumer, tenant,
+        "id: blocked\nseverity: high\nseverity_from: flag\n"
+        "summary: '{flag.category} {flag.severity}'\n"
+        "when:\n  safety_flag: {field: blocked, equals: true}\n",
+    )  # fmt: skip
+    event = flagged(
+        "bob", ("violence", LOW, True), ("sexual", ev.SEVERITY_UNSPECIFIED, True), tenant=tenant
+    )
+    append(store, [event])
+    drain(make_engine(consumer), tenant)
+    rows = alert_rows(consumer, tenant, "blocked")
+    assert [(r.summary, r.severity, r.occurrence_count) for r in rows] == [
+        ("sexual unspecified", HIGH, 2)
     ]
 
 

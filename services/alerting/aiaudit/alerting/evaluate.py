@@ -146,20 +146,27 @@ def _flag_text(flag: event_pb2.SafetyFlag, name: str) -> str:
     return str(getattr(flag, name))
 
 
-def named_flags(event: bytes, elements: Sequence[int]) -> list[event_pb2.SafetyFlag]:
+def named_flags(rule: Rule, event: bytes, elements: Sequence[int]) -> list[event_pb2.SafetyFlag]:
     """The flags a per-flag rule fires on, given those it held on (by position).
 
-    One of each category, the most severe (the first of equals), most severe first: an
-    alert folds in only hits no more severe than itself, so one event's hits that share a
-    dedup key open one alert, of the highest severity, and the others fold into it.
+    One of each category, the one of the most severe hit (:func:`severity`, then the flag's
+    own; the first of equals), most severe first: an alert folds in only hits no more severe
+    than itself, so one event's hits that share a dedup key open one alert, at the highest
+    severity, and the others fold into it. Put the other way, a later hit of the same event
+    and key would open a second alert with the first's id (alert ids come from the rule, the
+    key and the event).
     """
     flags = event_pb2.Event.FromString(event).safety_flags
+
+    def rank(flag: event_pb2.SafetyFlag) -> tuple[int, int]:
+        return severity(rule, flag), flag.severity
+
     best: dict[str, event_pb2.SafetyFlag] = {}
     for k in elements:
         flag = flags[k]
-        if flag.category not in best or flag.severity > best[flag.category].severity:
+        if flag.category not in best or rank(flag) > rank(best[flag.category]):
             best[flag.category] = flag
-    return sorted(best.values(), key=lambda x: -x.severity)
+    return sorted(best.values(), key=rank, reverse=True)
 
 
 def severity(rule: Rule, flag: event_pb2.SafetyFlag | None) -> int:
@@ -314,7 +321,7 @@ class Evaluator:
             found = tuple(Finding(*x) for x in evidence)
             score = max((x.score for x in found), default=1.0)
             event_id = first(wire[i], "event_id")
-            flags = named_flags(wire[i], elements) if rule.per_flag else [None]
+            flags = named_flags(rule, wire[i], elements) if rule.per_flag else [None]
             for flag in flags:  # a per-flag rule: one hit per category of flag it held on
                 key = dedup_key(rule.dedup_key, wire[i], rule, group, score, flag)
                 summary = render(rule.summary, wire[i], rule, group, score, flag)
