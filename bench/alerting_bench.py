@@ -4,8 +4,8 @@
     into the store, the path ingest's writer takes),
 (a2) the same events through the ingest service: ``Append`` of 500-event batches
     from two clients to an ingest server process (validation, gRPC and all),
-(b) rule evaluation throughput of the engine with 51 active rules (the default
-    pack's 11 plus 40 generated field, regex, detector and window rules) over the
+(b) rule evaluation throughput of the engine with 52 active rules (the default
+    pack's 12 plus 40 generated field, regex, detector and window rules) over the
     same number of events (5% suspicious), committing alerts, windows and cursor,
     with the engine's defaults (transactions of 2,000 events, window samples
     saved every 20,000 events: the default 20,000 events include one save),
