@@ -46,8 +46,9 @@ def _any_leaf(plan: Any, test: Callable[[Any], bool]) -> bool:
         return any(_any_leaf(p, test) for p in plan[1])
     if kind == "not":
         return _any_leaf(plan[1], test)
-    if kind == "each":  # a safety flag's fields: none is content or personal data
-        return False
+    if kind == "each":  # an element's fields: tested as the paths from the event name them
+        field = plan[1]
+        return _any_leaf(plan[2], lambda leaf: test((leaf[0], f"{field}.{leaf[1]}", *leaf[2:])))
     return test(plan)
 
 
