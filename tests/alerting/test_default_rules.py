@@ -295,6 +295,7 @@ def test_default_rate_limit_abuse_fires(
     def limited(user: str) -> ev.Event:
         e = interaction(tenant, user=user)
         e.event_type = ev.EVENT_TYPE_RATE_LIMITED
+        e.budget.limit_name = "requests-per-minute"  # what ingest requires of the type
         return e
 
     timed = [(t0 + dt.timedelta(seconds=60 * i), limited("mallory")) for i in range(5)]
