@@ -460,6 +460,8 @@ def test_erase_events_over_grpc(
             pb.EraseEventsRequest(tenant_id=tenant, subject_id="alice", reason="request #3")
         )
         assert list(done.erased_event_ids) == ["a-0", "a-1", "a-2"]
+        assert (done.erased_count, done.named_count, done.event_ids_truncated) == (3, 3, False)
+        assert list(done.record_event_ids) == [done.record_event_id]  # one record, listed whole
         record = store.get_event(tenant, done.record_event_id)
         assert record is not None
         assert record.to_event().privacy_action.requested_by == "test-compliance_officer"
@@ -663,14 +665,14 @@ def test_an_event_of_the_subject_committed_during_the_erasure_comes_after_its_re
             )
         )
 
-        def record_of(named: list[str]) -> NewEvent:
+        def record_of(named: list[str]) -> list[NewEvent]:
             writer.start()  # the subject's next event, from another connection, meanwhile
             with psycopg.connect(postgres.admin_dsn, autocommit=True) as admin:
                 blocked = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
                 wait_until(lambda: admin.execute(blocked).fetchone()[0] >= 1)  # type: ignore[index]
-            return prepare(erasure_event(tenant, named, "art. 17", "dpo", "alice", now), now)
+            return [prepare(erasure_event(tenant, named, "art. 17", "dpo", "alice", now), now)]
 
-        named, erased, record_id = privacy.erase(tenant, [], "alice", record_of)
+        named, erased, (record_id,) = privacy.erase(tenant, [], "alice", record_of)
         writer.join(20)
     finally:
         privacy.close()

@@ -218,7 +218,7 @@ def _partitions(args: argparse.Namespace) -> int:
 def _erase(args: argparse.Namespace) -> int:
     from aiaudit.common.access import AccessLog
     from aiaudit.common.auth import Caller
-    from aiaudit.common.erasure import erase
+    from aiaudit.common.erasure import LISTED_IDS, erase
     from aiaudit.common.keys import configured
     from aiaudit.common.store import open_store
     from aiaudit.common.store.sql import NothingToEraseError
@@ -255,7 +255,27 @@ def _erase(args: argparse.Namespace) -> int:
         return 2
     finally:
         store.close()
-    print(json.dumps({"record": done.record_id, "erased": done.erased, "named": done.named}))
+    most = LISTED_IDS  # every id of a heavy subject made tens of MB: the records hold them
+    print(
+        json.dumps(
+            {
+                "record": done.record_id,
+                "records": done.record_ids,
+                "erased_count": len(done.erased),
+                "named_count": len(done.named),
+                "erased": done.erased[:most],
+                "named": done.named[:most],
+                "truncated": len(done.named) > most,
+            }
+        )
+    )
+    if len(done.named) > most:
+        print(
+            f"aiaudit erase: {len(done.erased)} erased, {len(done.named)} named; the lists "
+            f"hold the first {most}, every id is in privacy_action.event_ids of the events "
+            "listed as records",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -81,16 +81,37 @@ def erased_ids(canonical: bytes) -> list[str]:
     return [str(n) for n in named] if isinstance(named, list) else []
 
 
+RECORD_IDS = 10_000
+"""Event ids one erasure record names at most; a larger erasure is recorded as several.
+
+One record naming every event of a heavy subject grew ~48 bytes an id (2.9 MB at
+60,000 events, tens of MB past a million): past ``max_event_bytes`` (4 MiB) and the
+64 MiB a gRPC message may carry, so no reader could fetch it whole. 10,000 ids of
+at most 128 characters keep a record under 1.4 MB, as retention's records are.
+"""
+LISTED_IDS = 1_000
+"""Ids an answer lists at most in each of its lists (as many as a request may name):
+the full lists are in the records. Naming every id, the answer to a subject of
+~50,000 events exceeded the 4 MB a gRPC client receives by default, after the
+erasure had committed."""
+
+
 @dataclass(frozen=True)
 class Erased:
     """What one erasure did."""
 
-    record_id: str
-    """The ``EVENT_TYPE_PRIVACY_ERASURE`` event appended to the log."""
+    record_ids: list[str]
+    """The ``EVENT_TYPE_PRIVACY_ERASURE`` events appended to the log, in log order
+    (consecutive: one transaction under the log's head lock)."""
     erased: list[str]
     """Events whose content this erasure deleted (unknown or already erased ones are not)."""
     named: list[str]
-    """Every event the record names."""
+    """Every event the records name."""
+
+    @property
+    def record_id(self) -> str:
+        """The first record (``EraseEventsResponse.record_event_id``)."""
+        return self.record_ids[0]
 
 
 def erasure_event(
@@ -127,9 +148,13 @@ def erase(
     requested_by: str,
     event_ids: Sequence[str] = (),
     subject_id: str = "",
+    per_record: int = RECORD_IDS,
 ) -> Erased:
     """Erases the content of ``event_ids`` and/or of every event of ``subject_id``.
 
+    Recorded as one record per ``per_record`` ids named, in request then log
+    order, each with the attributes ``erasure.part`` (from 1) and
+    ``erasure.parts``, so a reader of the log can tell it holds them all.
     Raises ValueError when nothing is named, when no reason or requester is given, or
     for a value the store cannot hold (see :func:`problems`).
     """
@@ -139,8 +164,15 @@ def erase(
         raise ValueError("; ".join(f"{field} {problem}" for field, problem in bad))
     now = dt.datetime.now(dt.UTC)
 
-    def record_of(named: list[str]) -> NewEvent:
-        return prepare(erasure_event(tenant, named, reason, requested_by, subject_id, now), now)
+    def records_of(named: list[str]) -> list[NewEvent]:
+        parts = [named[i : i + per_record] for i in range(0, len(named), per_record)]
+        records = []
+        for part, ids in enumerate(parts, 1):
+            event = erasure_event(tenant, ids, reason, requested_by, subject_id, now)
+            event.attributes["erasure.part"].int_value = part
+            event.attributes["erasure.parts"].int_value = len(parts)
+            records.append(prepare(event, now))
+        return records
 
-    named, erased, record_id = store.erase(tenant, event_ids, subject_id, record_of)
-    return Erased(record_id, erased, named)
+    named, erased, record_ids = store.erase(tenant, event_ids, subject_id, records_of)
+    return Erased(record_ids, erased, named)

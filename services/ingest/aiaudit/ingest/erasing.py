@@ -4,7 +4,8 @@ The request is checked first, every bad field named; then ``content.erase``
 on the tenant. On PostgreSQL the deletion runs as the login in
 ``ingest.privacy_database_url`` (a member of ``aiaudit_privacy``): the
 writer login ingest appends with holds no DELETE. The erasure record names
-the caller as the one who asked.
+the caller as the one who asked. A large erasure is several records, and the
+answer lists the ids only up to a bound (:func:`answer`).
 """
 
 from __future__ import annotations
@@ -118,11 +119,26 @@ class Eraser:
                     "STORE_UNAVAILABLE",
                 ),
             )
-        return pb.EraseEventsResponse(
-            record_event_id=done.record_id,
-            erased_event_ids=done.erased,
-            named_event_ids=done.named,
-        )
+        return answer(done)
+
+
+def answer(done: erasure.Erased) -> pb.EraseEventsResponse:
+    """The counts, the records, and at most :data:`~aiaudit.common.erasure.LISTED_IDS` ids a list.
+
+    Every id of a subject of ~50,000 events went over the 4 MB a client receives
+    by default (RESOURCE_EXHAUSTED after the erasure committed; past ~1.5 M, over
+    what the server sends): the records hold the full lists.
+    """
+    most = erasure.LISTED_IDS
+    return pb.EraseEventsResponse(
+        record_event_id=done.record_id,
+        erased_event_ids=done.erased[:most],
+        named_event_ids=done.named[:most],
+        record_event_ids=done.record_ids,
+        erased_count=len(done.erased),
+        named_count=len(done.named),
+        event_ids_truncated=len(done.named) > most,  # erased ones are named too
+    )
 
 
 def _problems(request: pb.EraseEventsRequest) -> list[tuple[str, str]]:

@@ -1228,17 +1228,18 @@ class SqlEventStore:
         log_id: str,
         event_ids: Sequence[str],
         subject_id: str,
-        record_of: Callable[[list[str]], NewEvent],
-    ) -> tuple[list[str], list[str], str]:
+        records_of: Callable[[list[str]], Sequence[NewEvent]],
+    ) -> tuple[list[str], list[str], list[str]]:
         """Deletes the content and salt of these events and of the subject's, and records it.
 
         One transaction, so no content goes without its record and no record
         claims an erasure that did not happen; it holds the log's head from the
         start, so an event of the subject committed meanwhile is either erased
-        and named or comes after the record. ``record_of`` builds the
-        ``EVENT_TYPE_PRIVACY_ERASURE`` event from the ids named. Leaves,
+        and named or comes after the records. ``records_of`` builds the
+        ``EVENT_TYPE_PRIVACY_ERASURE`` events from the ids named (several for
+        many ids, each kept under what readers fetch), appended in order. Leaves,
         canonical forms, proofs and checkpoints are untouched. Returns (ids
-        named, ids whose content this call deleted, the record's event id);
+        named, ids whose content this call deleted, the records' event ids);
         raises NothingToEraseError when nothing is named.
         """
         connection = self.engine.connect().execution_options(sqlite_immediate=True)
@@ -1260,7 +1261,7 @@ class SqlEventStore:
                 raise NothingToEraseError(
                     "name the events to erase (event ids, or a subject with events)"
                 )
-            record = record_of(named)
+            records = records_of(named)
             found: dict[int, str] = {}
             for chunk in _chunks(named):  # a bound parameter each: under every driver's limit
                 found.update(
@@ -1282,9 +1283,10 @@ class SqlEventStore:
                     .where(logs.c.log_id == log_id)
                     .values(key_epoch=logs.c.key_epoch + 1)
                 )
-            self.append_record(conn, record)
+            for record in records:
+                self.append_record(conn, record)
         self._truncate_wal()
-        return named, sorted(erased), record.event.event_id
+        return named, sorted(erased), [r.event.event_id for r in records]
 
     def expire_content(
         self,

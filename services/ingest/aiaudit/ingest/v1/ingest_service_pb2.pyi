@@ -60,11 +60,19 @@ class EraseEventsRequest(_message.Message):
     def __init__(self, tenant_id: _Optional[str] = ..., event_ids: _Optional[_Iterable[str]] = ..., subject_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class EraseEventsResponse(_message.Message):
-    __slots__ = ("record_event_id", "erased_event_ids", "named_event_ids")
+    __slots__ = ("record_event_id", "erased_event_ids", "named_event_ids", "record_event_ids", "erased_count", "named_count", "event_ids_truncated")
     RECORD_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     ERASED_EVENT_IDS_FIELD_NUMBER: _ClassVar[int]
     NAMED_EVENT_IDS_FIELD_NUMBER: _ClassVar[int]
+    RECORD_EVENT_IDS_FIELD_NUMBER: _ClassVar[int]
+    ERASED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    NAMED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    EVENT_IDS_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     record_event_id: str
     erased_event_ids: _containers.RepeatedScalarFieldContainer[str]
     named_event_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, record_event_id: _Optional[str] = ..., erased_event_ids: _Optional[_Iterable[str]] = ..., named_event_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    record_event_ids: _containers.RepeatedScalarFieldContainer[str]
+    erased_count: int
+    named_count: int
+    event_ids_truncated: bool
+    def __init__(self, record_event_id: _Optional[str] = ..., erased_event_ids: _Optional[_Iterable[str]] = ..., named_event_ids: _Optional[_Iterable[str]] = ..., record_event_ids: _Optional[_Iterable[str]] = ..., erased_count: _Optional[int] = ..., named_count: _Optional[int] = ..., event_ids_truncated: _Optional[bool] = ...) -> None: ...

@@ -78,8 +78,9 @@ class IngestServiceServicer:
 
     def EraseEvents(self, request, context):
         """Erases the content (and its salt) of events of a tenant, named or every
-        event of a data subject, and appends an EVENT_TYPE_PRIVACY_ERASURE event
-        naming them, in one transaction. Leaves, proofs and checkpoints stay valid.
+        event of a data subject, and appends EVENT_TYPE_PRIVACY_ERASURE events
+        naming them (one per 10,000), in one transaction. Leaves, proofs and
+        checkpoints stay valid.
         Needs `content.erase` on the tenant.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -1,0 +1,102 @@
+"""An erasure recorded in several records: every part blanks the evidence of the events it names.
+
+A heavy subject's erasure is recorded in parts since 2026-12-06 (one record naming every
+id grew past what readers fetch): the engine applies each, also when it holds the log at
+a damaged event and reads the records past it a page at a time.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import sqlalchemy as sa
+
+from aiaudit.alerting import engine as engine_module
+from aiaudit.alerting.tables import deliveries
+from aiaudit.common.erasure import erase
+from aiaudit.common.store import open_store
+from aiaudit.common.store.sql import SqlEventStore
+from tests.alerting.conftest import alert_rows, append, drain, make_engine
+from tests.alerting.test_faults import ATTACK, _owner_url
+from tests.helpers import interaction
+
+
+def _payloads(consumer: SqlEventStore, tenant: str) -> list[str]:
+    with consumer.engine.connect() as c:
+        found = c.execute(sa.select(deliveries.c.payload).where(deliveries.c.tenant == tenant))
+        return list(found.scalars())
+
+
+def test_every_part_of_an_erasure_blanks_the_evidence_it_names(
+    store: SqlEventStore, consumer: SqlEventStore, privacy_url: str, tenant: str
+) -> None:
+    append(store, [interaction(tenant, text=ATTACK, user="mallory") for _ in range(3)])
+    engine = make_engine(consumer, sinks=("webhook",))
+    try:
+        drain(engine, tenant)
+        (before,) = alert_rows(consumer, tenant)
+        assert [f["excerpt"] != "" for f in json.loads(before.evidence)] == [True] * 3
+        privacy = open_store(privacy_url)
+        try:
+            done = erase(privacy, tenant, "r", "dpo", subject_id="mallory", per_record=1)
+        finally:
+            privacy.close()
+        assert len(done.record_ids) == 3
+        drain(engine, tenant)
+        (after,) = alert_rows(consumer, tenant)
+        assert [f["excerpt"] for f in json.loads(after.evidence)] == [""] * 3
+        assert all("Ignore all previous" not in p for p in _payloads(consumer, tenant))
+    finally:
+        engine.close()
+
+
+def test_every_part_of_an_erasure_past_a_held_log_blanks_the_evidence_it_names(
+    store: SqlEventStore,
+    consumer: SqlEventStore,
+    store_url: str,
+    privacy_url: str,
+    tenant: str,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The records past the hold are read a page a pass: the part naming the alert's event
+    is the second record, met on the second pass."""
+    monkeypatch.setattr(engine_module, "_HELD_RECORDS", 1)
+    owner = sa.create_engine(_owner_url(store_url, request))
+    at = "WHERE log_id = :t AND seq = 1"
+    events = [interaction(tenant, text=ATTACK, user="mallory") for _ in range(3)]
+    append(store, events)
+    with owner.begin() as conn:
+        original = conn.execute(sa.text(f"SELECT canonical FROM events {at}"), {"t": tenant})
+        canonical = original.scalar_one()
+        conn.execute(
+            sa.text(f"UPDATE events SET canonical = :c {at}"), {"c": b"not json", "t": tenant}
+        )
+    engine = make_engine(consumer, sinks=("webhook",))
+    try:
+        engine.run_once()  # the event before the damaged one
+        engine.run_once()  # held at the damaged one
+        assert engine.held.get(tenant) == 1
+        privacy = open_store(privacy_url)
+        try:
+            ids = [events[2].event_id, events[0].event_id]
+            done = erase(privacy, tenant, "r", "dpo", event_ids=ids, per_record=1)
+        finally:
+            privacy.close()
+        assert len(done.record_ids) == 2
+        engine.run_once()  # the first part: an event the alert does not name yet
+        (first,) = alert_rows(consumer, tenant)
+        assert "Ignore all previous" in first.evidence
+        engine.run_once()  # the second part
+        assert engine.held.get(tenant) == 1
+        (after,) = alert_rows(consumer, tenant)
+        assert [f["excerpt"] for f in json.loads(after.evidence)] == [""]
+        assert all("Ignore all previous" not in p for p in _payloads(consumer, tenant))
+    finally:
+        with owner.begin() as conn:  # the PostgreSQL database is shared by other tests
+            conn.execute(
+                sa.text(f"UPDATE events SET canonical = :c {at}"), {"c": canonical, "t": tenant}
+            )
+        owner.dispose()
+        engine.close()
