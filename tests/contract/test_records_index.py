@@ -121,7 +121,10 @@ def before_the_index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
     def set_back(conn: sa.Connection) -> None:
         conn.execute(sa.text("DROP INDEX events_records"))
         conn.execute(
-            sa.text("UPDATE alembic_version SET version_num = '0011' WHERE version_num = '0012'")
+            sa.text(
+                "UPDATE alembic_version SET version_num = '0011' "
+                "WHERE version_num IN ('0012', '0013')"
+            )
         )
 
     with store_as_left(request, tmp_path, "heads", set_back) as engine:

@@ -187,6 +187,8 @@ def _convert(cls: type, name: str, raw: object, where: str) -> object:
             return text in ("true", "1", "yes")
         if "Path" in kind:
             return Path(str(raw)) if raw not in (None, "") else None
+        if kind == "dict[str, int]":
+            return _counts(raw)
         if kind.startswith("tuple"):
             items = raw if isinstance(raw, list | tuple) else str(raw).split(",")
             named = tuple(str(x).strip() for x in items if str(x).strip())
@@ -196,6 +198,31 @@ def _convert(cls: type, name: str, raw: object, where: str) -> object:
         return str(raw)
     except ValueError as exc:
         raise ConfigError(f"setting '{where}{name}': {raw!r} is invalid: {exc}") from None
+
+
+def _counts(raw: object) -> dict[str, int]:
+    """Names to whole numbers of 0 or more: a mapping in the file, ``a=1,b=2`` in the env."""
+    if isinstance(raw, Mapping):
+        pairs = [(str(k), v) for k, v in raw.items()]
+    else:
+        pairs = []
+        for item in (x.strip() for x in str(raw).split(",")):
+            name, equals, value = item.partition("=")
+            if item and not equals:
+                raise ValueError(f"{item!r} is not name=number")
+            if item:
+                pairs.append((name.strip(), value.strip()))
+    counts: dict[str, int] = {}
+    for name, value in pairs:
+        if name in counts:
+            raise ValueError(f"{name!r} is named twice")
+        try:
+            counts[name] = int(_number(value, "int"))
+        except ValueError as exc:
+            raise ValueError(f"{name!r}: {exc}") from None
+        if counts[name] < 0:
+            raise ValueError(f"{name!r}: must be 0 or more")
+    return counts
 
 
 _INTEGER = re.compile(r"-?[0-9]+")

@@ -10,13 +10,20 @@ events in the same transaction; ``verify``, ``VerifyEvent``, the search index
 and the alerting engine read it as they read an erasure record
 (:data:`aiaudit.common.erasure.RECORD_TYPES`). Age is the receive time, set by
 the server: a client's ``occurred_time`` in the past cannot expire content early.
+
+Retention by classification: ``by_class`` keeps the content of some
+``DataClassification``s for a number of days of their own (0: forever), the
+others ``days``; UNSPECIFIED is kept as INTERNAL, as ``event.proto`` says.
+Each group of classifications kept equally long is swept apart, found by the
+``event_content.data_classification`` column ingest fills (revision ``0013``),
+and gets records of its own naming the classifications in their reason.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from aiaudit.common import erasure, leader
 from aiaudit.common.store.prepare import prepare
@@ -34,6 +41,33 @@ MAX_DAYS = 36_500
 """Longest policy (a century; beyond, the cut-off passes the calendar's first year)."""
 MAX_INTERVAL = 7 * 86_400
 """Longest wait between sweeps (a longer one overflowed the wait and ended the thread)."""
+CLASSES: dict[str, int] = {
+    "public": event_pb2.DATA_CLASSIFICATION_PUBLIC,
+    "internal": event_pb2.DATA_CLASSIFICATION_INTERNAL,
+    "confidential": event_pb2.DATA_CLASSIFICATION_CONFIDENTIAL,
+    "restricted": event_pb2.DATA_CLASSIFICATION_RESTRICTED,
+}
+"""The classifications a policy may name (UNSPECIFIED is kept as INTERNAL), by setting key."""
+_NAMES: dict[int, str] = {number: name for name, number in CLASSES.items()} | {
+    event_pb2.DATA_CLASSIFICATION_UNSPECIFIED: "unspecified"
+}
+
+
+def groups(days: int, by_class: Mapping[int, int]) -> list[tuple[int, frozenset[int] | None]]:
+    """(days, the classifications kept that long) of each period that expires content.
+
+    None stands for every classification (no ``by_class``: one query, as
+    before classification); 0 days keeps content forever, so it sweeps nothing.
+    """
+    if not by_class:
+        return [(days, None)] if days else []
+    kept = {number: by_class.get(number, days) for number in CLASSES.values()}
+    kept[event_pb2.DATA_CLASSIFICATION_UNSPECIFIED] = kept[event_pb2.DATA_CLASSIFICATION_INTERNAL]
+    periods: dict[int, set[int]] = {}
+    for number, period in kept.items():
+        if period:
+            periods.setdefault(period, set()).add(number)
+    return sorted((period, frozenset(numbers)) for period, numbers in periods.items())
 
 
 def sweep(
@@ -42,31 +76,42 @@ def sweep(
     now: dt.datetime,
     log_ids: Sequence[str] = (),
     chunk: int = CHUNK,
+    by_class: Mapping[int, int] | None = None,
 ) -> dict[str, int]:
     """Erases the content received before ``now - days``, in every log or those named.
 
+    ``by_class``: days of the classifications kept otherwise (by enum number).
     Returns how many events' content went, per log.
     """
-    cutoff = now - dt.timedelta(days=days)
-    reason = (
-        f"retention policy: content received more than {days} days ago "
+    expired: dict[str, int] = {}
+    periods = groups(days, by_class or {})
+    for log_id in log_ids or sorted(store.log_sizes()):
+        for period, classes in periods:
+            cutoff = now - dt.timedelta(days=period)
+            record_of = _recorder(log_id, _reason(period, classes, cutoff), now)
+            while done := store.expire_content(log_id, cutoff, chunk, record_of, classes):
+                ids, record_id = done
+                expired[log_id] = expired.get(log_id, 0) + len(ids)
+                log.info(
+                    "retention: content of %d events of log %s erased, recorded as %s",
+                    len(ids),
+                    log_id,
+                    record_id,
+                )
+                if len(ids) < chunk:
+                    break
+    return expired
+
+
+def _reason(days: int, classes: frozenset[int] | None, cutoff: dt.datetime) -> str:
+    """What the record says: the policy, the classifications it covered, the cut-off."""
+    which = ""
+    if classes is not None:
+        which = " classified " + ", ".join(_NAMES[n] for n in sorted(classes))
+    return (
+        f"retention policy: content{which} received more than {days} days ago "
         f"(before {cutoff.isoformat()})"
     )
-    expired: dict[str, int] = {}
-    for log_id in log_ids or sorted(store.log_sizes()):
-        record_of = _recorder(log_id, reason, now)
-        while done := store.expire_content(log_id, cutoff, chunk, record_of):
-            ids, record_id = done
-            expired[log_id] = expired.get(log_id, 0) + len(ids)
-            log.info(
-                "retention: content of %d events of log %s erased, recorded as %s",
-                len(ids),
-                log_id,
-                record_id,
-            )
-            if len(ids) < chunk:
-                break
-    return expired
 
 
 def _recorder(log_id: str, reason: str, now: dt.datetime) -> Callable[[list[str]], NewEvent]:
@@ -88,10 +133,12 @@ class RetentionSweeper(Worker):
         days: int,
         interval: float,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        by_class: Mapping[int, int] | None = None,
     ) -> None:
         """``store`` must be allowed to delete content (the privacy login, or embedded)."""
         super().__init__("retention")
         self._store, self._days, self._interval, self._clock = store, days, interval, clock
+        self._by_class = by_class
         self._leadership = leader.for_engine(store.engine, leader.RETENTION)
         self.sweeps = 0
         """Sweeps completed by this replica (what tests wait for)."""
@@ -100,7 +147,7 @@ class RetentionSweeper(Worker):
         while not self._stop.is_set():
             try:
                 if self._leadership.acquire() is not None:
-                    sweep(self._store, self._days, self._clock())
+                    sweep(self._store, self._days, self._clock(), by_class=self._by_class)
                     self.sweeps += 1
             except Exception:  # the store down: the next interval retries, nothing lost
                 log.exception("retention sweep failed; retrying in %gs", self._interval)

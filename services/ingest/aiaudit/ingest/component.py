@@ -68,15 +68,19 @@ def start(ctx: Context) -> Ingest:
             StreamSlots("AppendStream", own.max_append_streams, own.max_append_streams_per_caller),
             receipt_signing=ctx.receipts,
             ip_policy=_ip_policy(own, s),
-            redaction=ContentRedaction(own.redact_content),
+            redaction=ContentRedaction(own.redact_content, classify=own.classify_content),
         ),
         Eraser(ctx.auth, eraser_store, ctx.access),
     )
     retention = None
-    if own.content_retention_days:
-        assert eraser_store is not None  # load() refused the setting without one
+    periods = ingest_settings.by_class(own)
+    if own.content_retention_days or any(periods.values()):
+        assert eraser_store is not None  # load() refused the settings without one
         retention = RetentionSweeper(
-            eraser_store, own.content_retention_days, own.retention_sweep_interval
+            eraser_store,
+            own.content_retention_days,
+            own.retention_sweep_interval,
+            by_class=periods,
         )
         retention.start()
     return Ingest(committer, privacy, retention)

@@ -22,6 +22,11 @@ as sent), with ``size_bytes`` and ``sha256`` made those of the bytes kept
 it). Binary media (images, audio, PDF, ``application/octet-stream``) are kept
 as sent: no detector reads them.
 
+An event masking found something in is also raised to
+``DATA_CLASSIFICATION_RESTRICTED`` (``ingest.classify_content``, on by
+default), in the same place, so the leaf commits to the classification
+retention then applies; masking's findings are read, no detector runs again.
+
 Off by default: an audit log keeps what was said unless a policy says
 otherwise. A retry is masked the same way, so it stays a retry; changing the
 policy makes a retry of an earlier event differ from it (``ALREADY_EXISTS``).
@@ -55,8 +60,11 @@ _WHOLE = "[REDACTED]"
 class ContentRedaction:
     """One policy; :meth:`apply` masks what it finds in a batch, in place."""
 
-    def __init__(self, families: tuple[str, ...] = ()) -> None:
-        """``families``: some of :data:`FAMILIES` (none: content is kept as sent)."""
+    def __init__(self, families: tuple[str, ...] = (), classify: bool = True) -> None:
+        """``families``: some of :data:`FAMILIES` (none: content is kept as sent).
+
+        ``classify``: an event with findings is raised to RESTRICTED (never lowered).
+        """
         unknown = [f for f in families if f not in FAMILIES]
         if unknown:
             raise ConfigError(
@@ -64,6 +72,7 @@ class ContentRedaction:
                 f"is not one of {FAMILIES}"
             )
         self.families = tuple(dict.fromkeys(families))
+        self.classify = classify
 
     def apply(self, events: list[event_pb2.Event], wires: list[bytes]) -> list[int]:
         """Masks each validated event's findings, and its serialised form beside it.
@@ -119,6 +128,8 @@ class ContentRedaction:
                 _set_media(media[path], text)
             else:
                 _set(event, path, text)
+        if changed and self.classify:  # RESTRICTED is the highest: raising never lowers
+            event.data_classification = event_pb2.DATA_CLASSIFICATION_RESTRICTED
         return bool(changed)
 
     def _spans(self, texts: list[tuple[str, str]]) -> dict[str, list[tuple[int, int, str]]]:

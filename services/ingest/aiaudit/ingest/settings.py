@@ -45,6 +45,15 @@ class IngestSettings:
     """Days content is kept after it was received; 0 keeps it forever. Older content is
     erased, and each deletion recorded (``EVENT_TYPE_RETENTION_APPLIED``): see
     :mod:`aiaudit.common.retention`. On PostgreSQL it needs ``privacy_database_url``."""
+    content_retention_days_by_classification: dict[str, int] = field(default_factory=dict)
+    """Days content is kept per ``DataClassification`` (``public``, ``internal``,
+    ``confidential``, ``restricted``: env ``restricted=30,confidential=365``), in place of
+    ``content_retention_days`` for those named; 0 keeps it forever. UNSPECIFIED is kept as
+    ``internal``, as ``event.proto`` says. On PostgreSQL it needs ``privacy_database_url``."""
+    classify_content: bool = True
+    """Whether an event in whose content ``redact_content`` found PII or secrets is raised to
+    ``DATA_CLASSIFICATION_RESTRICTED`` before it is hashed. It reads masking's findings, so it
+    costs nothing more, and without ``redact_content`` nothing is detected or raised."""
     retention_sweep_interval: float = 3600.0
     """Seconds between retention sweeps (one replica sweeps; the first at start)."""
 
@@ -78,14 +87,35 @@ def load(settings: Settings) -> IngestSettings:
             f"setting 'ingest.content_retention_days': {s.content_retention_days} is invalid: "
             f"0 (keep forever) to {retention.MAX_DAYS}"
         )
+    for name, days in s.content_retention_days_by_classification.items():
+        where = f"setting 'ingest.content_retention_days_by_classification': {name!r}"
+        if name not in retention.CLASSES:
+            unspecified = " (unspecified is kept as internal)" if name == "unspecified" else ""
+            raise ConfigError(f"{where} is not one of {tuple(retention.CLASSES)}{unspecified}")
+        if days > retention.MAX_DAYS:
+            raise ConfigError(
+                f"{where}: {days} is invalid: 0 (keep forever) to {retention.MAX_DAYS}"
+            )
     if not 1 <= s.retention_sweep_interval <= retention.MAX_INTERVAL:
         raise ConfigError(
             f"setting 'ingest.retention_sweep_interval': {s.retention_sweep_interval:g} is "
             f"invalid: 1 to {retention.MAX_INTERVAL} seconds"
         )
-    if s.content_retention_days and not (s.privacy_database_url or settings.embedded):
-        raise ConfigError(
-            "setting 'ingest.content_retention_days' needs 'ingest.privacy_database_url' "
-            "(a login in aiaudit_privacy: the writer role may not delete content)"
-        )
+    for name, on in [
+        ("content_retention_days", s.content_retention_days),
+        ("content_retention_days_by_classification", any(by_class(s).values())),
+    ]:
+        if on and not (s.privacy_database_url or settings.embedded):
+            raise ConfigError(
+                f"setting 'ingest.{name}' needs 'ingest.privacy_database_url' "
+                "(a login in aiaudit_privacy: the writer role may not delete content)"
+            )
     return s
+
+
+def by_class(s: IngestSettings) -> dict[int, int]:
+    """``content_retention_days_by_classification`` by ``DataClassification`` number."""
+    return {
+        retention.CLASSES[name]: days
+        for name, days in s.content_retention_days_by_classification.items()
+    }

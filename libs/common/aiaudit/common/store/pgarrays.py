@@ -21,6 +21,7 @@ from psycopg.pq import Format
 
 _HEADER = struct.Struct(">iiIii")
 _LENGTH = struct.Struct(">i")
+_INT2 = struct.Struct(">h")
 _INT8 = struct.Struct(">q")
 _NULL = _LENGTH.pack(-1)
 _INT2_ELEMENT = struct.Struct(">ih")
@@ -98,8 +99,10 @@ def bytea_array(values: Sequence[bytes | None]) -> ByteaArray:
     return ByteaArray(_array(17, values))
 
 
-def int2_array(values: Sequence[int]) -> Int2Array:
-    """Integers in -32768..32767 (``struct.error`` otherwise, before anything is sent)."""
+def int2_array(values: Sequence[int | None]) -> Int2Array:
+    """Integers in -32768..32767 (``struct.error`` otherwise, before anything is sent) or NULL."""
+    if None in values:
+        return Int2Array(_array(21, [None if v is None else _INT2.pack(v) for v in values]))
     body = b"".join([_INT2_ELEMENT.pack(2, v) for v in values])
     return Int2Array(_HEADER.pack(1, 0, 21, len(values), 1) + body)
 
@@ -122,6 +125,7 @@ ENCODERS: dict[str, Callable[[Sequence[Any]], EncodedArray]] = {
     "bytea": bytea_array,
     "timestamptz": timestamptz_array,
     "int8": int8_array,
+    "int2": int2_array,
 }
 """The encoder of an array of each element type (by its PostgreSQL name)."""
 

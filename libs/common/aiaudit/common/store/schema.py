@@ -75,8 +75,13 @@ event_content = sa.Table(
     sa.Column("receive_time", TS, primary_key=True),
     sa.Column("salt", sa.LargeBinary(32), nullable=False),
     sa.Column("content", sa.LargeBinary, nullable=False),
+    sa.Column("data_classification", sa.SmallInteger),
     postgresql_partition_by="RANGE (receive_time)",
 )
+"""``data_classification``: the event's ``DataClassification`` number as committed, NULL for
+UNSPECIFIED (revision ``0013``); what content retention by classification looks up. It lives
+beside the content, not in ``events``, so it leaves with the content it governs and the
+sweeper's index holds only what may still expire."""
 
 content_keys = sa.Table(
     "content_keys",
@@ -130,6 +135,20 @@ sa.Index(
 )
 """Each log's erasure and retention records alone: every read over content asks for
 the latest (revision ``0012``), and no other index answers it without walking the log."""
+
+CLASSIFIED_WHERE = "data_classification IS NOT NULL"
+"""The predicate of ``event_content_classified``: UNSPECIFIED (most events) costs it nothing."""
+
+sa.Index(
+    "event_content_classified",
+    event_content.c.log_id,
+    event_content.c.data_classification,
+    event_content.c.receive_time,
+    postgresql_where=sa.text(CLASSIFIED_WHERE),
+    sqlite_where=sa.text(CLASSIFIED_WHERE),
+)
+"""Content of the classified events still held, by log, classification and age: a retention
+sweep of one classification reads what it erases, not every older event (revision ``0013``)."""
 
 PARTITIONED = (events, event_content)
 

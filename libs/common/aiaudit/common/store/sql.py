@@ -13,7 +13,7 @@ import datetime as dt
 import logging
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
@@ -30,6 +30,7 @@ from aiaudit.common.keys.seal import DataKey
 from aiaudit.common.store import pgarrays
 from aiaudit.common.store.direct import ConnectionLostError, DirectConnections
 from aiaudit.common.store.schema import (
+    CLASSIFIED_WHERE,
     RECORDS_WHERE,
     TEXT_COLUMNS,
     content_keys,
@@ -1080,8 +1081,11 @@ class SqlEventStore:
             ),
             (
                 event_content,
-                ["log_id", "seq", "receive_time", "salt", "content"],
-                [(e.event.tenant_id, seq, e.receive_time, *sealer(e)) for e, seq in rows],
+                ["log_id", "seq", "receive_time", "salt", "content", "data_classification"],
+                [
+                    (e.event.tenant_id, seq, e.receive_time, *sealer(e), _classification(e))
+                    for e, seq in rows
+                ],
             ),
         ]
         if self._sqlite:
@@ -1294,32 +1298,19 @@ class SqlEventStore:
         received_before: dt.datetime,
         most: int,
         record_of: Callable[[list[str]], NewEvent],
+        classes: Collection[int] | None = None,
     ) -> tuple[list[str], str] | None:
         """Deletes the content of the oldest ``most`` events received before a time, and records it.
 
         The retention policy's erasure: as :meth:`erase`, one transaction under
         the log's head lock, so a concurrent sweep waits and then finds nothing
         (never a record naming what another already deleted). Events without
-        content fields (``{}``: access records) are left alone. Returns (the
-        ids deleted, the record's event id), or None when no content is that old.
+        content fields (``{}``: access records) are left alone. ``classes``:
+        only events of these ``DataClassification`` numbers (0, UNSPECIFIED,
+        is the NULL column); without 0 they are found by ``event_content_classified``.
+        Returns (the ids deleted, the record's event id), or None when no content is that old.
         """
-        old = (
-            sa.select(event_content.c.seq, log_entries.c.event_id)
-            .join(
-                log_entries,
-                sa.and_(
-                    log_entries.c.log_id == event_content.c.log_id,
-                    log_entries.c.seq == event_content.c.seq,
-                ),
-            )
-            .where(
-                event_content.c.log_id == log_id,
-                event_content.c.receive_time < received_before,
-                event_content.c.content != b"{}",
-            )
-            .order_by(event_content.c.seq)
-            .limit(most)
-        )
+        old = expired_content(log_id, received_before, most, classes)
         connection = self.engine.connect().execution_options(sqlite_immediate=True)
         with connection as conn, conn.begin():
             self._lock_logs(conn, [log_id])
@@ -2109,6 +2100,46 @@ def _delete_content(
     return [int(seq) for seq in deleted]
 
 
+def expired_content(
+    log_id: str, received_before: dt.datetime, most: int, classes: Collection[int] | None
+) -> sa.Select[Any]:
+    """(sequence, event id) of the oldest ``most`` contents a sweep erases (``expire_content``)."""
+    return (
+        sa.select(event_content.c.seq, log_entries.c.event_id)
+        .join(
+            log_entries,
+            sa.and_(
+                log_entries.c.log_id == event_content.c.log_id,
+                log_entries.c.seq == event_content.c.seq,
+            ),
+        )
+        .where(
+            event_content.c.log_id == log_id,
+            event_content.c.receive_time < received_before,
+            event_content.c.content != b"{}",
+            *_of_classes(classes),
+        )
+        .order_by(event_content.c.seq)
+        .limit(most)
+    )
+
+
+def _of_classes(classes: Collection[int] | None) -> list[Any]:
+    """The condition on ``event_content.data_classification`` for these classifications."""
+    if classes is None:
+        return []
+    column = event_content.c.data_classification
+    named = column.in_(sorted(set(classes) - {0}))
+    if 0 in classes:
+        return [sa.or_(column.is_(None), named)]
+    return [named, sa.text(CLASSIFIED_WHERE)]  # the index's predicate, as SQLite must see it
+
+
+def _classification(e: NewEvent) -> int | None:
+    """``event_content.data_classification``: the committed classification, NULL if UNSPECIFIED."""
+    return e.event.data_classification or None
+
+
 def _milliseconds(seconds: float) -> int:
     """A timeout for PostgreSQL's settings: whole milliseconds, at least 1 (0 is no limit)."""
     return max(1, round(seconds * 1000))
@@ -2141,6 +2172,8 @@ def _binary_type(column: sa.types.TypeEngine[Any]) -> str:
     """The PostgreSQL type whose binary form COPY sends for a column of the schema."""
     if isinstance(column, sa.BigInteger):
         return "int8"
+    if isinstance(column, sa.SmallInteger):
+        return "int2"
     if isinstance(column, sa.String):
         return "text"  # the same binary form as varchar
     if isinstance(column, sa.LargeBinary):
@@ -2158,6 +2191,7 @@ _ARRAY_COLUMNS = [
     events.c.canonical,
     event_content.c.salt,
     event_content.c.content,
+    event_content.c.data_classification,
     *(events.c[name] for name in SEARCH_COLUMNS),
 ]
 pgarrays.register(psycopg.adapters)  # every connection opened from now on sends them
@@ -2198,8 +2232,8 @@ WITH input AS (
     INSERT INTO events (log_id, seq, receive_time, {_EVENT_COLUMNS})
     SELECT log_id, seq, receive_time, {_EVENT_COLUMNS} FROM numbered
 ), contents AS (
-    INSERT INTO event_content (log_id, seq, receive_time, salt, content)
-    SELECT log_id, seq, receive_time, salt, content FROM numbered
+    INSERT INTO event_content (log_id, seq, receive_time, salt, content, data_classification)
+    SELECT log_id, seq, receive_time, salt, content, data_classification FROM numbered
 )
 SELECT h.log_id, h.size - c.n FROM heads h JOIN counts c USING (log_id)
 """
@@ -2249,6 +2283,7 @@ def _append_at_once(
         "canonical": [e.committed.canonical for e in rows],
         "salt": [salt for salt, _ in stored],
         "content": [content for _, content in stored],
+        "data_classification": [_classification(e) for e in rows],
     }
     values = [e.search for e in rows]
     for i, name in enumerate(SEARCH_COLUMNS):
