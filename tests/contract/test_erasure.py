@@ -748,8 +748,8 @@ def test_erased_content_leaves_every_file_of_the_embedded_store(
             erase(store, tenant, "art. 17", "dpo", subject_id="alice")
             secrets_ = [sealed[0], wrapped]  # bob's content stays
         else:
-            later = received + dt.timedelta(days=1)
-            assert retention.sweep(store, 0, later, [tenant]) == {tenant: 2}
+            later = received + dt.timedelta(days=2)  # 0 days keeps content forever
+            assert retention.sweep(store, 1, later, [tenant]) == {tenant: 2}
         assert holding_bytes(tmp_path, *secrets_) == []
     finally:
         store.close()
