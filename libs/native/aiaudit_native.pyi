@@ -120,9 +120,9 @@ class RuleProgram:
         windows: WindowState,
         since: list[float] | None = None,
     ) -> list[tuple[int, int, str, list[Finding], float | None, list[int]]]:
-        """(event index, rule index, group, evidence, window aggregate, elements) of every rule
-        that fires; elements: those its ``("each", field, c)`` condition held on, by position.
+        """(event index, rule index, group, evidence, window aggregate, elements) per firing.
 
+        ``elements``: those its ``("each", field, c)`` condition held on, by position.
         ``since``: per rule, the receive time from which a windowed rule counts events.
         """
     def add_samples(
