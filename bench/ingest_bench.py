@@ -110,9 +110,10 @@ def baseline_copy(dsn: str, tenant: str, n: int) -> float:
                             )
                         )
                 with conn.cursor().copy(
-                    "COPY bench_event_content FROM STDIN (FORMAT BINARY)"
+                    "COPY bench_event_content (log_id, seq, receive_time, salt, content, "
+                    "data_classification) FROM STDIN (FORMAT BINARY)"
                 ) as cp:
-                    cp.set_types(["text", "int8", "timestamptz", "bytea", "bytea"])
+                    cp.set_types(["text", "int8", "timestamptz", "bytea", "bytea", "int2"])
                     for seq, e in chunk:
                         cp.write_row(
                             (
@@ -121,6 +122,7 @@ def baseline_copy(dsn: str, tenant: str, n: int) -> float:
                                 e.receive_time,
                                 e.salt,
                                 e.stored_content,
+                                e.event.data_classification or None,  # as the store: NULL
                             )
                         )
         elapsed = time.perf_counter() - start

@@ -11,8 +11,8 @@ import pytest
 from aiaudit.common import config
 from aiaudit.ingest import settings as ingest_settings
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
-from bench.ingest_bench import policy, send_batches
-from tests.conftest import Running
+from bench.ingest_bench import baseline_copy, copy_tables, policy, send_batches
+from tests.conftest import Postgres, Running
 from tests.helpers import sized_interaction
 
 
@@ -40,3 +40,10 @@ def test_the_masking_policy_reaches_the_servers_config(tmp_path: Path) -> None:
     assert cfg is not None
     settings = ingest_settings.load(config.load(cfg, env={}))
     assert settings.redact_content == ("pii", "secrets")
+
+
+def test_the_copy_baseline_writes_every_column_the_store_does(own_postgres: Postgres) -> None:
+    """Its tables are the store's shape: a column the store gained (0013's classification)
+    failed the baseline's COPY, and with it every benchmark run."""
+    with copy_tables(own_postgres.admin_dsn):
+        assert baseline_copy(own_postgres.admin_dsn, "copy-test", 20) > 0
