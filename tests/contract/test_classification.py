@@ -25,7 +25,7 @@ from aiaudit.ingest.v1 import ingest_service_pb2 as ipb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as ipb_grpc
 from aiaudit.integrity.verify import verify_store
 from tests.conftest import as_role, serve_suite
-from tests.helpers import interaction, store_as_left, wait_until
+from tests.helpers import interaction, store_as_left, store_as_text, wait_until
 
 NOW = dt.datetime.now(dt.UTC)
 EMAIL = "jane.doe@example.com"
@@ -223,14 +223,7 @@ def test_events_stored_before_the_column_keep_their_classification(
         load(store, tenant)
         many = [classified(tenant, f"many-{i}", R) for i in range(1_000)]
         store.append_group([prepare_batch(many, NOW - dt.timedelta(days=40))])
-        with engine.begin() as conn:  # the tables as 0012 left them, these rows in them
-            conn.execute(sa.text("DROP INDEX event_content_classified"))
-            conn.execute(sa.text("ALTER TABLE event_content DROP COLUMN data_classification"))
-            conn.execute(
-                sa.text(
-                    "UPDATE alembic_version SET version_num = '0012' WHERE version_num = '0013'"
-                )
-            )
+        set_back_to_0012(engine)
         migrate(engine)
         migrate(engine)  # again: nothing to do
         assert stored_classes(engine, tenant) == {
@@ -242,6 +235,37 @@ def test_events_stored_before_the_column_keep_their_classification(
         assert {"r-40", "r-400"} <= erased(store, tenant)
     finally:
         store.close()
+
+
+def set_back_to_0012(engine: sa.Engine) -> None:
+    """The tables as 0012 left them, the rows already in them."""
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP INDEX event_content_classified"))
+        conn.execute(sa.text("ALTER TABLE event_content DROP COLUMN data_classification"))
+        conn.execute(
+            sa.text("UPDATE alembic_version SET version_num = '0012' WHERE version_num = '0013'")
+        )
+
+
+@pytest.mark.parametrize("new_store", ["sqlite"], indirect=True)
+def test_the_backfill_reads_a_canonical_form_sqlite_keeps_as_text(
+    new_store: sa.Engine, tenant: str
+) -> None:
+    """SQLite keeps any type in any column, and the store reads a canonical form rewritten
+    as text as its bytes (``sql._blob``): revision ``0013`` failed on it (``bytes()`` of a
+    str), so such a store could not be upgraded at all. It now reads its classification."""
+    engine = new_store
+    url = engine.url.render_as_string(hide_password=False)
+    store = open_store(url)
+    try:
+        batch = [classified(tenant, "as-text", R), classified(tenant, "as-bytes", C)]
+        store.append_group([prepare_batch(batch, NOW - dt.timedelta(days=40))])
+    finally:
+        store.close()
+    set_back_to_0012(engine)
+    store_as_text(url, tenant, 0, "events.canonical")
+    migrate(engine)
+    assert stored_classes(engine, tenant) == {"as-text": R, "as-bytes": C}
 
 
 @pytest.mark.parametrize(

@@ -63,6 +63,7 @@ def upgrade() -> None:
         )
         named = "position('\"dataClassification\"'::bytea in e.canonical) > 0"
         empty = "'\\x7b7d'::bytea"
+        canonical = "e.canonical"
     else:
         columns = {r[1] for r in bind.execute(sa.text("PRAGMA table_info(event_content)"))}
         if "data_classification" not in columns:
@@ -71,13 +72,16 @@ def upgrade() -> None:
             )
         named = "instr(e.canonical, CAST('\"dataClassification\"' AS BLOB)) > 0"
         empty = "X'7b7d'"
-    filled = _backfill(bind, named, empty)
+        # SQLite keeps any type in any column: one rewritten as text reads as a str, or
+        # (not UTF-8) not at all; the store reads it as bytes (``sql._blob``), so does this.
+        canonical = "CAST(e.canonical AS BLOB)"
+    filled = _backfill(bind, named, empty, canonical)
     if filled:
         log.info("0013: %d stored events' classification read from their canonical form", filled)
     bind.execute(sa.text(_INDEX))
 
 
-def _backfill(bind: sa.Connection, named: str, empty: str) -> int:
+def _backfill(bind: sa.Connection, named: str, empty: str, canonical: str) -> int:
     """Sets the column of held, non-empty content from its event's canonical form; how many.
 
     Candidates are the events whose canonical bytes hold the key at all; the
@@ -86,7 +90,7 @@ def _backfill(bind: sa.Connection, named: str, empty: str) -> int:
     primary key, so each event is read once.
     """
     page = sa.text(
-        "SELECT e.log_id, e.seq, e.receive_time, e.canonical FROM events e "
+        f"SELECT e.log_id, e.seq, e.receive_time, {canonical} FROM events e "
         "JOIN event_content c ON c.log_id = e.log_id AND c.seq = e.seq "
         "AND c.receive_time = e.receive_time "
         f"WHERE {named} AND c.content <> {empty} AND c.data_classification IS NULL "
