@@ -470,3 +470,34 @@ def test_a_long_backlog_holds_no_other_tenant_s_checkpoint(
     assert stored_sizes(admin_url, small) == [2]
     (first,) = stored_sizes(admin_url, big)
     assert 0 < first < 20_000  # a checkpoint of its own on the way
+
+
+def test_a_checkpoint_copied_under_a_larger_size_holds_no_log(
+    store: SqlEventStore,
+    replicas: Callable[[Keys], Replica],
+    admin_url: str,
+    tmp_path: Path,
+    tenant: str,
+) -> None:
+    """The notary holds a log behind a checkpoint it exported by the size the note is signed
+    for: it took the file's name, so one of the log's own checkpoints copied to a larger name
+    (anyone who may add files to the append-only directory can) stopped the log's
+    checkpoints for good, with an error about a restore that never happened (review,
+    2026-12-06). Such a copy is no checkpoint of that size (verify names it)."""
+    keys = Keys(tmp_path / "key.pem")
+    append(store, tenant, 3)
+    first = replicas(keys)
+    first.step()
+    first.close()
+    key_id = keys.inner.active().signer.verifier_key.key_id
+    genuine = worm.path_for(tmp_path / "checkpoints", tenant, 3, key_id)
+    worm.path_for(tmp_path / "checkpoints", tenant, 99, key_id).write_bytes(genuine.read_bytes())
+    append(store, tenant, 2)
+    restarted = replicas(keys)  # loads the log's edge, and looks past it in the directory
+    restarted.step()
+    assert stored_sizes(admin_url, tenant) == [3, 5]
+    assert restarted.health[-1] is True
+    assert (
+        "exported checkpoint at size 99 is signed for size 3"
+        in verify_problems(admin_url, keys, tmp_path, tenant)[0]
+    )

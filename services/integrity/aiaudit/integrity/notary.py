@@ -363,10 +363,16 @@ class Notary:
         history with the real key (until 2026-12-06). Copies that do not
         open with this notary's keys and origin are not its own (``verify``
         names them); keys that cannot be read now hold the log for the round.
+        The size is the one the note is signed for, not the file's name: a copy
+        of one of its own earlier checkpoints under a larger name (anyone who
+        may add files to the directory can make one) held the log for good
+        (review, 2026-12-06); ``verify`` names such a copy.
         """
-        for size, signed in worm.beyond(self._config.checkpoint_dir, log_id, position):
+        for named, signed in worm.beyond(self._config.checkpoint_dir, log_id, position):
             try:
-                open_checkpoint(signed, self._keys.verifier_keys(), self._config.origin(log_id))
+                size = open_checkpoint(
+                    signed, self._keys.verifier_keys(), self._config.origin(log_id)
+                ).size
             except NoteError:
                 continue
             except SignerUnavailableError as exc:
@@ -374,10 +380,12 @@ class Notary:
                     "log %s not integrated nor signed this round: its exported checkpoint of "
                     "%d cannot be checked (%s)",
                     log_id,
-                    size,
+                    named,
                     exc,
                 )
                 return True
+            if size <= position:  # named past its size: not past the log
+                continue
             if log_id not in self._forked:  # named once, not every round
                 log.error(
                     "log %s not integrated nor signed: its %d integrated leaves are behind its "
