@@ -501,3 +501,41 @@ def test_a_checkpoint_copied_under_a_larger_size_holds_no_log(
         "exported checkpoint at size 99 is signed for size 3"
         in verify_problems(admin_url, keys, tmp_path, tenant)[0]
     )
+
+
+def test_a_log_whose_exports_cannot_be_listed_is_signed_with_a_warning(
+    store: SqlEventStore,
+    replicas: Callable[[Keys], Replica],
+    admin_url: str,
+    tmp_path: Path,
+    tenant: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A checkpoint folder the notary may write but not list (a write-only drop box; an I/O
+    error of a mount): the restore check cannot run for that log, which is integrated and
+    signed as before the check, with one warning. Its error escaped the round and held every
+    log (review, 2026-12-06). Root lists any folder, so the listing's refusal is injected."""
+    keys = Keys(tmp_path / "key.pem")
+    append(store, tenant, 3)
+    first = replicas(keys)
+    first.step()
+    first.close()
+    folder = tmp_path / "checkpoints" / tenant
+    listed = worm.os.scandir
+
+    def refused(path: object) -> object:
+        if Path(str(path)) == folder:
+            raise PermissionError(13, "Permission denied", str(path))
+        return listed(path)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(worm.os, "scandir", refused)
+    append(store, tenant, 2)
+    restarted = replicas(keys)
+    restarted.step()
+    append(store, tenant, 1)
+    restarted.step()
+    assert stored_sizes(admin_url, tenant) == [3, 5, 6]
+    assert restarted.health[-1] is True
+    warned = [r.getMessage() for r in caplog.records if "cannot be listed" in r.getMessage()]
+    assert len(warned) == 1 and tenant in warned[0]

@@ -85,6 +85,8 @@ class Notary:
         """Logs whose tree did not extend their last checkpoint in the last round, that are behind
         a checkpoint they exported, or whose next leaf hash is stored as text (SQLite): unsigned
         (past that leaf)."""
+        self._unlisted: set[str] = set()
+        """Logs whose exported checkpoints could not be listed (warned once)."""
         self._last_sign = float("-inf")  # the first checkpoint is due at once
         self._last_integrate = float("-inf")
         self._leading = False
@@ -363,12 +365,29 @@ class Notary:
         history with the real key (until 2026-12-06). Copies that do not
         open with this notary's keys and origin are not its own (``verify``
         names them); keys that cannot be read now hold the log for the round.
+        A folder that cannot be listed is a warning and the log goes on as before
+        the check: its error escaped the round and held every log (review,
+        2026-12-06).
         The size is the one the note is signed for, not the file's name: a copy
         of one of its own earlier checkpoints under a larger name (anyone who
         may add files to the directory can make one) held the log for good
         (review, 2026-12-06); ``verify`` names such a copy.
         """
-        for named, signed in worm.beyond(self._config.checkpoint_dir, log_id, position):
+        try:
+            exported = list(worm.beyond(self._config.checkpoint_dir, log_id, position))
+        except OSError as exc:  # a write-only drop box, a mount's I/O error: this log only
+            if log_id not in self._unlisted:  # said once, not every round
+                log.warning(
+                    "log %s: its exported checkpoints cannot be listed (%s), so a store "
+                    "restored from an older backup would not be noticed; give the notary "
+                    "read access to %s",
+                    log_id,
+                    exc,
+                    self._config.checkpoint_dir,
+                )
+                self._unlisted.add(log_id)
+            return False
+        for named, signed in exported:
             try:
                 size = open_checkpoint(
                     signed, self._keys.verifier_keys(), self._config.origin(log_id)
