@@ -6,7 +6,7 @@ import contextlib
 import datetime as dt
 import secrets
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -21,7 +21,7 @@ from aiaudit.alerting.rulebook import RuleBook
 from aiaudit.alerting.rules import compile_rule
 from aiaudit.alerting.sinks import alert_json
 from aiaudit.alerting.store import AlertStore
-from aiaudit.alerting.tables import alerts
+from aiaudit.alerting.tables import alerts, deliveries
 from aiaudit.common import client, config
 from aiaudit.common.store import open_store
 from aiaudit.common.store.prepare import prepare
@@ -101,6 +101,50 @@ def consumer(alerting_url: str) -> Iterator[SqlEventStore]:
 def append(store: SqlEventStore, events: list[ev.Event], when: dt.datetime | None = None) -> None:
     now = when or dt.datetime.now(dt.UTC)
     store.append_group([[prepare(e, now) for e in events]])
+
+
+@pytest.fixture
+def owner_url(store_url: str, request: pytest.FixtureRequest) -> str:
+    """Who can overwrite a stored row: the database owner (an attacker with database access)."""
+    if store_url.startswith("sqlite"):
+        return store_url
+    pg: Postgres = request.getfixturevalue("postgres")
+    return pg.admin_url
+
+
+def payloads(consumer: SqlEventStore, tenant: str) -> list[str]:
+    """The tenant's delivery payloads (webhook outbox rows)."""
+    with consumer.engine.connect() as c:
+        found = c.execute(sa.select(deliveries.c.payload).where(deliveries.c.tenant == tenant))
+        return list(found.scalars())
+
+
+@contextlib.contextmanager
+def damaged_event(owner_url: str, tenant: str, seq: int = 1) -> Iterator[Callable[[], None]]:
+    """One event's stored canonical form overwritten with bytes that are no JSON.
+
+    Yields the repair; it is also made on the way out, as the PostgreSQL database is
+    shared by the session's other tests.
+    """
+    owner = sa.create_engine(owner_url)
+    at = "WHERE log_id = :t AND seq = :s"
+    where = {"t": tenant, "s": seq}
+    with owner.begin() as conn:
+        original = conn.execute(sa.text(f"SELECT canonical FROM events {at}"), where)
+        canonical = original.scalar_one()
+        conn.execute(sa.text(f"UPDATE events SET canonical = :c {at}"), {"c": b"not json", **where})
+
+    def repair() -> None:
+        with owner.begin() as conn:
+            conn.execute(
+                sa.text(f"UPDATE events SET canonical = :c {at}"), {"c": canonical, **where}
+            )
+
+    try:
+        yield repair
+    finally:
+        repair()
+        owner.dispose()
 
 
 def make_engine(

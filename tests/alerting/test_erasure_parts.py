@@ -7,25 +7,18 @@ a damaged event and reads the records past it a page at a time.
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
-import sqlalchemy as sa
 
 from aiaudit.alerting import engine as engine_module
-from aiaudit.alerting.tables import deliveries
 from aiaudit.common.erasure import erase
 from aiaudit.common.store import open_store
 from aiaudit.common.store.sql import SqlEventStore
-from tests.alerting.conftest import alert_rows, append, drain, make_engine
-from tests.alerting.test_faults import ATTACK, _owner_url
+from tests.alerting.conftest import alert_rows, append, damaged_event, drain, make_engine, payloads
+from tests.alerting.test_faults import ATTACK
 from tests.helpers import interaction
-
-
-def _payloads(consumer: SqlEventStore, tenant: str) -> list[str]:
-    with consumer.engine.connect() as c:
-        found = c.execute(sa.select(deliveries.c.payload).where(deliveries.c.tenant == tenant))
-        return list(found.scalars())
 
 
 def test_every_part_of_an_erasure_blanks_the_evidence_it_names(
@@ -46,7 +39,7 @@ def test_every_part_of_an_erasure_blanks_the_evidence_it_names(
         drain(engine, tenant)
         (after,) = alert_rows(consumer, tenant)
         assert [f["excerpt"] for f in json.loads(after.evidence)] == [""] * 3
-        assert all("Ignore all previous" not in p for p in _payloads(consumer, tenant))
+        assert all("Ignore all previous" not in p for p in payloads(consumer, tenant))
     finally:
         engine.close()
 
@@ -54,27 +47,18 @@ def test_every_part_of_an_erasure_blanks_the_evidence_it_names(
 def test_every_part_of_an_erasure_past_a_held_log_blanks_the_evidence_it_names(
     store: SqlEventStore,
     consumer: SqlEventStore,
-    store_url: str,
+    owner_url: str,
     privacy_url: str,
     tenant: str,
-    request: pytest.FixtureRequest,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The records past the hold are read a page a pass: the part naming the alert's event
     is the second record, met on the second pass."""
     monkeypatch.setattr(engine_module, "_HELD_RECORDS", 1)
-    owner = sa.create_engine(_owner_url(store_url, request))
-    at = "WHERE log_id = :t AND seq = 1"
     events = [interaction(tenant, text=ATTACK, user="mallory") for _ in range(3)]
     append(store, events)
-    with owner.begin() as conn:
-        original = conn.execute(sa.text(f"SELECT canonical FROM events {at}"), {"t": tenant})
-        canonical = original.scalar_one()
-        conn.execute(
-            sa.text(f"UPDATE events SET canonical = :c {at}"), {"c": b"not json", "t": tenant}
-        )
     engine = make_engine(consumer, sinks=("webhook",))
-    try:
+    with damaged_event(owner_url, tenant), contextlib.closing(engine):
         engine.run_once()  # the event before the damaged one
         engine.run_once()  # held at the damaged one
         assert engine.held.get(tenant) == 1
@@ -92,11 +76,4 @@ def test_every_part_of_an_erasure_past_a_held_log_blanks_the_evidence_it_names(
         assert engine.held.get(tenant) == 1
         (after,) = alert_rows(consumer, tenant)
         assert [f["excerpt"] for f in json.loads(after.evidence)] == [""]
-        assert all("Ignore all previous" not in p for p in _payloads(consumer, tenant))
-    finally:
-        with owner.begin() as conn:  # the PostgreSQL database is shared by other tests
-            conn.execute(
-                sa.text(f"UPDATE events SET canonical = :c {at}"), {"c": canonical, "t": tenant}
-            )
-        owner.dispose()
-        engine.close()
+        assert all("Ignore all previous" not in p for p in payloads(consumer, tenant))
