@@ -61,3 +61,27 @@ def test_each_consumer_is_reported_until_closed(
         assert collected(reader) == {}
     finally:
         store.close()
+
+
+def test_both_gauges_of_one_export_share_one_measurement(tmp_path: Path) -> None:
+    """Each gauge measured the store on its own: two queries per consumer per export."""
+    url = f"sqlite:///{tmp_path / 'aiaudit.db'}"
+    store = open_store(url, run_migrations=True)
+    store.append_group([[prepare(interaction("t", "e"), dt.datetime.now(dt.UTC))]])
+    reads: list[int] = []
+
+    def positions(conn: sa.Connection) -> dict[str, int]:
+        reads.append(1)
+        return {}
+
+    reader = InMemoryMetricReader()
+    lag = ConsumerLag(MeterProvider(metric_readers=[reader]))
+    lag.watch("counted", store, positions)
+    try:
+        got = collected(reader)
+        assert got[("aiaudit.consumer.lag.entries", "counted")] == 1
+        assert ("aiaudit.consumer.lag.age", "counted") in got
+        assert len(reads) == 1
+    finally:
+        lag.close()
+        store.close()

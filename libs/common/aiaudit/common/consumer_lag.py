@@ -16,7 +16,7 @@ or an indexer's own cursor). Every replica reports them, standbys included: the
 figures come from the store, so they grow while no replica leads. They are read
 once per metrics export (``OTEL_METRIC_EXPORT_INTERVAL``), a query over the
 ``logs`` table and one primary-key probe per log behind; with metrics off the
-callbacks never run.
+callbacks never run. Both gauges of one export share one measurement.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import datetime as dt
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
@@ -35,6 +36,9 @@ from aiaudit.common.store import SqlEventStore, cursors
 from aiaudit.common.store.cursors import Pending, pending
 
 log = logging.getLogger(__name__)
+
+SHARED_SECONDS = 1.0
+"""How long one measurement serves both gauges (an export's callbacks run back to back)."""
 
 CONSUMER = "aiaudit.consumer"
 """The attribute naming the consumer."""
@@ -56,6 +60,8 @@ class ConsumerLag:
         """Creates the gauges (the no-op provider's never call back)."""
         self._lock = threading.Lock()
         self._watched: list[Watched] = []
+        self._measured: tuple[float, list[tuple[str, Pending]]] = (float("-inf"), [])
+        """When the figures were last measured (monotonic), and what they were."""
         meter = meter_provider.get_meter("aiaudit.consumers")
         meter.create_observable_gauge(
             "aiaudit.consumer.lag.entries",
@@ -93,19 +99,31 @@ class ConsumerLag:
         """
         with self._lock:
             self._watched.clear()
+            self._measured = (float("-inf"), [])
 
-    def _pending(self) -> Iterator[tuple[str, Pending]]:
+    def _pending(self) -> list[tuple[str, Pending]]:
+        """Each consumer's figures, measured once for both gauges of one export.
+
+        The SDK calls the two callbacks one after the other: a measurement younger
+        than :data:`SHARED_SECONDS` is the same export's, and is used again.
+        """
         with self._lock:
             watched = list(self._watched)
+            taken, measured = self._measured
+            if time.monotonic() - taken < SHARED_SECONDS:
+                return measured
+        measured = []
         for w in watched:
             try:
                 with w.store.engine.connect() as conn:
-                    found = pending(conn, w.positions(conn))
+                    measured.append((w.consumer, pending(conn, w.positions(conn))))
             except (sa.exc.SQLAlchemyError, sqlite3.Error) as exc:
                 # No figure rather than a wrong one: an absent series is what to alert on too.
                 log.warning("lag of consumer %s not measured: %s", w.consumer, exc)
-            else:
-                yield w.consumer, found
+        with self._lock:
+            if self._watched:  # not closed meanwhile
+                self._measured = (time.monotonic(), measured)
+        return measured
 
     def _entries(self, _options: metrics.CallbackOptions) -> Iterator[metrics.Observation]:
         for consumer, p in self._pending():
