@@ -136,6 +136,23 @@ def _bad(server: Running, events: list[ev.Event]) -> dict[str, str]:
     return field_violations(err.value)
 
 
+def _streamed_bad_then_good(server: Running, bad: ev.Event, good: ev.Event) -> dict[str, str]:
+    """``AppendStream`` of two requests: the first refused INVALID_ARGUMENT (its violations
+    returned), the second stored."""
+    requests = [
+        pb.AppendStreamRequest(request_id=1, events=[bad]),
+        pb.AppendStreamRequest(request_id=2, events=[good]),
+    ]
+    answers = list(stub(server).AppendStream(iter(requests)))
+    assert [(a.request_id, a.status.code) for a in answers] == [
+        (1, grpc.StatusCode.INVALID_ARGUMENT.value[0]),
+        (2, 0),
+    ]
+    detail = error_details_pb2.BadRequest()
+    assert answers[0].status.details[0].Unpack(detail)
+    return {v.field: v.description for v in detail.field_violations}
+
+
 def test_one_invalid_event_rejects_the_batch(server: Running, tenant: str) -> None:
     events = [interaction(tenant) for _ in range(4)]
     events[3].model.name = ""
@@ -162,18 +179,7 @@ def test_an_event_without_the_payload_its_type_requires_is_refused(
     assert stored_count(server, tenant) == 0
 
     complete = typed_event(tenant, event_type, "bare")
-    requests = [
-        pb.AppendStreamRequest(request_id=1, events=[bare]),
-        pb.AppendStreamRequest(request_id=2, events=[complete]),
-    ]
-    answers = list(stub(server).AppendStream(iter(requests)))
-    assert [(a.request_id, a.status.code) for a in answers] == [
-        (1, grpc.StatusCode.INVALID_ARGUMENT.value[0]),
-        (2, 0),
-    ]
-    detail = error_details_pb2.BadRequest()
-    assert answers[0].status.details[0].Unpack(detail)
-    assert {v.field: v.description for v in detail.field_violations} == {
+    assert _streamed_bad_then_good(server, bare, complete) == {
         f"events[0].{f}": f"is required for {name} events" for f in fields
     }
     assert stored_count(server, tenant) == 1
@@ -256,18 +262,7 @@ def test_a_trust_signal_name_no_filter_can_name_is_refused(server: Running, tena
     fine = interaction(tenant, "signals")
     for name in taken:
         fine.trust_signals.add(name=name).value.double_value = 0.9
-    requests = [
-        pb.AppendStreamRequest(request_id=1, events=[e]),
-        pb.AppendStreamRequest(request_id=2, events=[fine]),
-    ]
-    answers = list(stub(server).AppendStream(iter(requests)))
-    assert [(a.request_id, a.status.code) for a in answers] == [
-        (1, grpc.StatusCode.INVALID_ARGUMENT.value[0]),
-        (2, 0),
-    ]
-    detail = error_details_pb2.BadRequest()
-    assert answers[0].status.details[0].Unpack(detail)
-    assert {v.field: v.description for v in detail.field_violations} == {
+    assert _streamed_bad_then_good(server, e, fine) == {
         f"events[0].trust_signals[{i}].name": NAME_RULE for i in range(1, 6)
     }
     assert stored_count(server, tenant) == 1
