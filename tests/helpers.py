@@ -25,6 +25,7 @@ from grpc_status import rpc_status
 
 from aiaudit.common.keys import seal
 from aiaudit.common.store import cursors
+from aiaudit.common.store.sql import SqlEventStore, StoredEvent
 from aiaudit.common.v1 import event_pb2 as ev
 
 T = TypeVar("T")
@@ -261,13 +262,26 @@ def wait_until(condition: Callable[[], T], timeout: float = 30.0) -> T:
     return value
 
 
+def whole_log(store: SqlEventStore, log_id: str) -> list[StoredEvent]:
+    """Every entry of a log, in order, read a page at a time.
+
+    A fixed limit misses what a test looks for: a search polled while a new index
+    builds the log writes an access record per poll, over a thousand in 25 s
+    (fresh-clone CI, 2026-12-07, an export's record past the first 1,000 read).
+    """
+    entries: list[StoredEvent] = []
+    while page := store.read_log(log_id, len(entries), 1000):
+        entries.extend(page)
+    return entries
+
+
 def access_records(store_url: str, tenant: str) -> list[ev.Event]:
     """The tenant's EVENT_TYPE_AUDIT_ACCESS events, in log order (read from the store)."""
     from aiaudit.common.store import open_store
 
     store = open_store(store_url)
     try:
-        events = [e.to_event() for e in store.read_log(tenant, 0, 10_000)]
+        events = [e.to_event() for e in whole_log(store, tenant)]
     finally:
         store.close()
     return [e for e in events if e.event_type == ev.EVENT_TYPE_AUDIT_ACCESS]

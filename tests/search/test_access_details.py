@@ -9,7 +9,7 @@ import pytest
 from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.search import document, paging
 from aiaudit.search.v1 import search_service_pb2 as pb
-from tests.helpers import interaction
+from tests.helpers import interaction, whole_log
 from tests.search.conftest import NOT_ACCESS, SearchSuite
 
 
@@ -20,7 +20,7 @@ def records(search_suite: SearchSuite, tenant: str, action: str) -> list[ev.Even
     """
     return [
         e
-        for e in (s.to_event() for s in search_suite.suite.store.read_log(tenant, 0, 1000))
+        for e in (s.to_event() for s in whole_log(search_suite.suite.store, tenant))
         if e.event_type == ev.EVENT_TYPE_AUDIT_ACCESS
         and e.attributes["access.action"].string_value == action
     ]

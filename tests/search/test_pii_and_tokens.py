@@ -15,7 +15,7 @@ from google.protobuf import json_format
 from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.search.v1 import search_service_pb2 as pb
 from aiaudit.search.v1 import search_service_pb2_grpc as pb_grpc
-from tests.helpers import field_violations, interaction
+from tests.helpers import field_violations, interaction, whole_log
 from tests.search.conftest import NOT_ACCESS, SearchSuite
 
 IP = "198.51.100.77"
@@ -80,7 +80,7 @@ def test_matching_or_grouping_on_the_address_needs_pii_read_and_is_recorded(
     # Each refusal is an access record, durable before the answer: read from the store.
     records = [
         e
-        for e in (s.to_event() for s in search_suite.suite.store.read_log(tenant, 0, 1000))
+        for e in (s.to_event() for s in whole_log(search_suite.suite.store, tenant))
         if e.event_type == ev.EVENT_TYPE_AUDIT_ACCESS
         and e.attributes["access.outcome"].string_value == "denied"
     ]

@@ -36,7 +36,7 @@ from aiaudit.integrity.v1 import integrity_service_pb2_grpc as ipb_grpc
 from aiaudit.search.v1 import search_service_pb2 as pb
 from tests import go_verifier as go
 from tests.conftest import Postgres, serve_suite, subprocess_env
-from tests.helpers import field_violations, interaction, wait_until
+from tests.helpers import field_violations, interaction, wait_until, whole_log
 from tests.integrity.conftest import ORIGIN_PREFIX, login
 from tests.integrity.test_cli import event_lines, scope_of
 from tests.search.conftest import NOT_ACCESS, SearchSuite, suite_of
@@ -269,7 +269,7 @@ def test_an_export_bundle_names_its_access_record_and_says_what_it_holds(
         "up_to_sequence": attribute(record, "up_to_sequence"),
     }
     assert all(line["tlog_proof"].split("\n\n", 1)[1].split("\n")[1] == str(size) for line in lines)
-    at = {e.event_id: e.sequence for e in proof_suite.suite.store.read_log(tenant, 0, 1000)}
+    at = {e.event_id: e.sequence for e in whole_log(proof_suite.suite.store, tenant)}
     assert at[record.event_id] >= size  # past the checkpoint: no line can prove the record
 
     verifier = integrity_stub(proof_suite).GetVerifierKey(ipb.GetVerifierKeyRequest())
@@ -512,7 +512,7 @@ def test_an_export_with_proofs_ends_with_a_seal_that_proves_its_lines_complete(
         attribute(closing, "scope_sha256")
         == hashlib.sha256(salt + data.split(b"\n")[0]).hexdigest()
     )
-    at = {e.event_id: e.sequence for e in proof_suite.suite.store.read_log(tenant, 0, 1000)}
+    at = {e.event_id: e.sequence for e in whole_log(proof_suite.suite.store, tenant)}
     assert seal["sequence"] == at[closing.event_id]
 
     bundle = tmp_path / "export.jsonl"
