@@ -329,3 +329,37 @@ def test_the_service_shows_the_flag_s_severity_and_refuses_bad_syntax(
     ((field, description),) = violations(info.value)
     assert field == "rule.source"
     assert description.startswith("line 5, when.not.safety_flag: a safety_flag condition must be")
+
+
+def test_an_event_s_hits_of_a_rule_have_at_most_sixteen_keys_the_most_severe() -> None:
+    """200 flags in 200 categories: the default rule alerts on the 16 most severe (the
+    critical ones first, then the first high ones), each summary saying so; until 2026-12-07
+    it opened 200 alerts for one event. Hits that share a key are not counted apart: a key
+    without the category keeps every hit, which fold into one alert."""
+    pack = {r.id: r for r in default_pack()}
+    cats = [f"c{n}" for n in range(200)]
+    event = flagged(
+        "bob", *((c, CRITICAL if n >= 190 else HIGH, False) for n, c in enumerate(cats))
+    )
+    evaluator = Evaluator([pack["gateway-safety-flag"]])
+    got = [h for _, h in evaluator.evaluate([event.SerializeToString()], [1.0], WindowState())]
+    expected = [*cats[190:], *cats[:6]]
+    assert [h.dedup_key for h in got] == [f"gateway-safety-flag:bob:{c}" for c in expected]
+    assert [h.severity for h in got] == [CRITICAL] * 10 + [HIGH] * 6
+    note = " (alerted on the 16 most severe of the event's 200 matching flag categories)"
+    assert got[0].summary == f"Gateway flagged c190 (critical) for bob{note}"
+    one_key = "id: one\nseverity: high\nwhen:\n  safety_flag: {field: severity, equals: high}\n"
+    assert [(h.dedup_key, h.summary) for _, h in hits(one_key, event)] == [("one:bob", "one")] * 190
+
+
+def test_an_event_with_200_flag_categories_opens_sixteen_alerts(
+    store: SqlEventStore, consumer: SqlEventStore, tenant: str
+) -> None:
+    """Through the engine, the default rule: 16 alerts of one occurrence each."""
+    cats = [f"c{n:03}" for n in range(200)]
+    append(store, [flagged("bob", *((c, HIGH, True) for c in cats), tenant=tenant)])
+    drain(make_engine(consumer), tenant)
+    rows = alert_rows(consumer, tenant, "gateway-safety-flag")
+    assert sorted((r.dedup_key, r.occurrence_count) for r in rows) == [
+        (f"gateway-safety-flag:bob:{c}", 1) for c in cats[:16]
+    ]

@@ -209,6 +209,9 @@ KEY_CHARS = 512
 """Characters of a dedup key the alert's column holds."""
 _FOLDED = "#sha256:"
 _KEPT = KEY_CHARS - len(_FOLDED) - 64
+_ENDS = "%."
+"""Ends a key's value where the template's next text could not: another placeholder, or
+text starting with ``%`` (escapes are ``%`` and two hex digits, never ``%.``)."""
 
 
 def dedup_key(
@@ -219,17 +222,81 @@ def dedup_key(
     score: float,
     flag: event_pb2.SafetyFlag | None = None,
 ) -> str:
-    """The rendered key as the alert's column can hold it, one per group.
+    """The rendered key (:func:`_key_text`) as the alert's column can hold it, one per group.
 
     Past :data:`KEY_CHARS` or holding U+0000, it is its first characters and the SHA-256
     of all of it: cut or with U+0000 replaced, the keys of different groups met, and
     their alerts were folded into one.
     """
-    key = _fill(template, event, rule, group, score, flag)
+    key = _key_text(template, lambda name: _value(name, event, rule, group, score, flag), rule.id)
     if len(key) <= KEY_CHARS and "\x00" not in key and not key.startswith(_FOLDED, _KEPT):
         return key
     digest = hashlib.sha256(key.encode()).hexdigest()
     return key[:_KEPT].replace("\x00", "\ufffd") + _FOLDED + digest
+
+
+def _key_text(template: str, value: Callable[[str], str], rule_id: str) -> str:
+    """A dedup key template filled so that different values always make different keys.
+
+    Filled as they were, ``{rule}:{actor.user_id}:{flag.category}`` gave user ``a:b`` with
+    flag ``c`` and user ``a`` with flag ``b:c`` one key, ``rule:a:b:c``: a caller choosing
+    its user id folded its hits into another user's open alert and under its throttle
+    (until 2026-12-07). Now each value has ``%`` and the character the template puts after
+    it percent-encoded (UTF-8, ``%3A``), so the key tells where it ends; a value at the
+    template's end needs nothing, and one followed by another placeholder or by ``%`` ends
+    with :data:`_ENDS`. Values holding none of these characters keep the key they had, so
+    alerts open across an upgrade still take their next hits. ``{rule}`` is one text per
+    rule (an alert is looked up by rule and key), so it is filled like the template's text.
+    """
+    parts = _TEMPLATE.split(template)  # text, placeholder, text, ..., text
+    items: list[tuple[bool, str]] = []  # (a value, its name or the text)
+    for i, part in enumerate(parts):
+        if i % 2 and part != "rule":
+            items.append((True, part))
+        elif items and not items[-1][0]:
+            items[-1] = (False, items[-1][1] + (rule_id if i % 2 else part))
+        else:
+            items.append((False, rule_id if i % 2 else part))
+    out = []
+    for k, (is_value, part) in enumerate(items):
+        if not is_value:
+            out.append(part)
+            continue
+        text, after = value(part), items[k + 1][1]  # split() puts text after each placeholder
+        if k + 2 == len(items) and not after:  # the key's end tells where it ends
+            out.append(text)
+            continue
+        text = text.replace("%", "%25")
+        if after[:1] not in ("", "%"):
+            text = text.replace(after[0], "".join(f"%{b:02X}" for b in after[0].encode()))
+        else:
+            text += _ENDS
+        out.append(text)
+    return "".join(out)
+
+
+def _value(
+    name: str,
+    event: bytes,
+    rule: Rule,
+    group: str,
+    score: float,
+    flag: event_pb2.SafetyFlag | None,
+) -> str:
+    """A placeholder's value.
+
+    ``flag``: the flag a per-flag rule's hit names (``{flag.<field>}``; only such a rule
+    compiles with them).
+    """
+    if name == "rule":
+        return rule.id
+    if name == "group":
+        return group
+    if name == "score":
+        return f"{score:.2f}"
+    if name.startswith(FLAG) and flag is not None:
+        return _flag_text(flag, name.removeprefix(FLAG))
+    return first(event, name)
 
 
 def _fill(
@@ -239,38 +306,57 @@ def _fill(
     group: str,
     score: float,
     flag: event_pb2.SafetyFlag | None,
-    limit: int | None = None,
+    limit: int,
 ) -> str:
-    """The template filled; with ``limit``, filled only until the text is past it.
+    """The template filled for people to read, only until the text is past ``limit``.
 
-    ``flag``: the flag a per-flag rule's hit names (``{flag.<field>}``; only such a rule
-    compiles with them).
+    A dedup key is filled by :func:`_key_text`.
     """
-
-    def one(name: str) -> str:
-        if name == "rule":
-            return rule.id
-        if name == "group":
-            return group
-        if name == "score":
-            return f"{score:.2f}"
-        if name.startswith(FLAG) and flag is not None:
-            return _flag_text(flag, name.removeprefix(FLAG))
-        return first(event, name)
-
-    if limit is None:  # a dedup key: hashed whole when long
-        return _TEMPLATE.sub(lambda m: one(m.group(1)), template)
     parts: list[str] = []
     size = pos = 0
     for m in _TEMPLATE.finditer(template):
         if size > limit:
             return "".join(parts)
-        for piece in (template[pos : m.start()], one(m.group(1))):
+        for piece in (
+            template[pos : m.start()],
+            _value(m.group(1), event, rule, group, score, flag),
+        ):
             parts.append(piece)
             size += len(piece)
         pos = m.end()
     parts.append(template[pos:])
     return "".join(parts)
+
+
+MAX_FLAG_KEYS = 16
+"""Dedup keys one event's hits of a per-flag rule may have, so alerts it opens: the most
+severe categories' (:func:`named_flags`). An event carries up to 200 flags, and a gateway
+names their categories: the default rule opened an alert per category, up to 200 alerts and
+sink deliveries for one event (until 2026-12-07). Filters' own category sets fit (OpenAI
+moderation 13, Llama Guard 14, Azure content safety 4)."""
+
+
+def _bounded(
+    keyed: list[tuple[event_pb2.SafetyFlag | None, str]],
+) -> list[tuple[event_pb2.SafetyFlag | None, str]]:
+    """The hits, in order, whose keys are among the first :data:`MAX_FLAG_KEYS` keys.
+
+    A hit whose key an earlier hit has folds into that alert, so it is kept.
+    """
+    keys: set[str] = set()
+    kept = []
+    for flag, key in keyed:
+        if key in keys or len(keys) < MAX_FLAG_KEYS:
+            keys.add(key)
+            kept.append((flag, key))
+    return kept
+
+
+def _noted(summary: str, note: str) -> str:
+    """A summary with ``note`` after it, cut before the note to stay within the bound."""
+    if len(summary) + len(note) <= MAX_SUMMARY_CHARS:
+        return summary + note
+    return summary[: MAX_SUMMARY_CHARS - len(note) - 1] + "\u2026" + note
 
 
 class Evaluator:
@@ -297,7 +383,8 @@ class Evaluator:
         """(index of the event, hit) for every rule that fires, in event then rule order.
 
         A rule with a ``safety_flag`` condition (and no window) fires once per category of
-        the flags it holds on (:func:`named_flags`).
+        the flags it holds on (:func:`named_flags`), for at most :data:`MAX_FLAG_KEYS` keys:
+        past them, its summaries say how many categories it held on.
 
         ``events`` are serialised; ``times`` are their receive times (seconds):
         windows slide on the time the log received events, which clients
@@ -323,9 +410,16 @@ class Evaluator:
             score = max((x.score for x in found), default=1.0)
             event_id = first(wire[i], "event_id")
             flags = named_flags(rule, wire[i], elements) if rule.per_flag else [None]
-            for flag in flags:  # a per-flag rule: one hit per category of flag it held on
-                key = dedup_key(rule.dedup_key, wire[i], rule, group, score, flag)
+            keyed = [(x, dedup_key(rule.dedup_key, wire[i], rule, group, score, x)) for x in flags]
+            kept = _bounded(keyed)  # a per-flag rule: one hit per category of flag it held on
+            note = (
+                f" (alerted on the {len(kept)} most severe of the event's {len(keyed)} "
+                "matching flag categories)"
+            )
+            for flag, key in kept:
                 summary = render(rule.summary, wire[i], rule, group, score, flag)
+                if len(kept) < len(keyed):
+                    summary = _noted(summary, note)
                 hit = Hit(rule, event_id, key, summary, found, severity(rule, flag), value)
                 out.append((i, hit))
         return out

@@ -30,7 +30,8 @@ of that name, as search compares them: a number with numbers, true/false with bo
 text with text); ``{detector: NAME,
 min_score: X}``; ``{all: [...]}``, ``{any: [...]}``, ``{not: {...}}``;
 ``{safety_flag: CONDITION}``, fields of one gateway safety flag (``field: category``),
-all tested on the same flag: the rule fires once per category of the flags it holds on,
+all tested on the same flag: the rule fires once per category of the flags it holds on
+(for an event's 16 most severe dedup keys: ``evaluate.MAX_FLAG_KEYS``),
 ``{flag.<field>}`` renders that flag, and ``severity_from: flag`` takes its severity. Regexes
 are RE2 (linear time, no backtracking), so no rule can hang the engine.
 """
