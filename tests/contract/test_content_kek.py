@@ -73,6 +73,7 @@ def test_bootstrap_creates_key_and_policy_and_a_second_run_changes_nothing(
         f"enabled transit at {settings.mount}/",
         f"created aes256-gcm96 key {settings.mount}/keys/content",
         f"wrote policy {settings.policy_name!r}",
+        f"wrote policy {settings.rewrap_policy_name!r}",
     ]
     admin = openbao.client()
     key = admin.secrets.transit.read_key(name="content", mount_point=settings.mount)["data"]

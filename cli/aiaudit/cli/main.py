@@ -340,6 +340,80 @@ def _bootstrap_content_key(args: argparse.Namespace) -> int:
         print(step)
     print(f"\npolicy {target.policy_name!r} (give every service a token with it):")
     print(transit.content_policy(target.mount, target.key))
+    print(f"policy {target.rewrap_policy_name!r} (for `aiaudit content-keys rewrap` only):")
+    print(transit.rewrap_policy(target.mount, target.key))
+    return 0
+
+
+def _rewrap_content_keys(args: argparse.Namespace) -> int:
+    """Rewraps the stored data keys under the Transit key's latest version (after a rotation)."""
+    import hvac
+
+    from aiaudit.common.keys import rewrap, transit
+    from aiaudit.common.store import open_store
+
+    settings = _settings(args)
+    if settings.content_keys != "vault":
+        raise config.ConfigError(
+            f"setting 'content_keys' is {settings.content_keys or 'unset'!r}, not 'vault': "
+            "content-keys rewrap moves data keys to a Transit KEK's latest version"
+        )
+    mount, key = settings.content_vault_mount, settings.content_vault_key
+    token = os.environ.get("VAULT_TOKEN", "")
+    if not token:
+        raise config.ConfigError(
+            f"content-keys rewrap needs VAULT_TOKEN: a token with `update` on {mount}/rewrap/"
+            f"{key} (policy '<policy>-rewrap', which content-keys bootstrap-vault writes)"
+        )
+    addr = args.vault_addr or settings.content_vault_addr
+    given = "--vault-addr" if args.vault_addr else "content_vault_addr"
+    config.require_secure_url(addr, given, settings.allow_insecure)  # the token goes there
+    if args.page_size < 1:
+        raise config.ConfigError(f"--page-size {args.page_size}: at least 1")
+    client = hvac.Client(url=addr, token=token, timeout=settings.content_vault_timeout)
+    kek = transit.TransitKek(client, mount, key)
+    store = open_store(settings.store_url, keys=None)
+    shown = store.engine.url.render_as_string(hide_password=True)
+    report = rewrap.RewrapReport()
+    try:
+        rewrap.rewrap_keys(store.engine, kek, report, args.page_size)
+    except (KekError, sa_exc.ProgrammingError) as exc:
+        if isinstance(exc, sa_exc.ProgrammingError):
+            advice = _ADMIN_ROLE if _lacks_rights(exc) else "run `aiaudit db migrate` first"
+            problem = f"{shown}: {exc.orig}; {advice}"
+        else:
+            problem = f"Vault at {addr}: {exc}"
+        print(
+            f"aiaudit content-keys rewrap: {problem}; {report.rewrapped} key(s) were rewrapped "
+            "before it (committed, and readable); nothing else was written: run it again",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        store.close()
+    print(
+        json.dumps(
+            {
+                "kek": kek.name,
+                "version": report.version,
+                "rewrapped": report.rewrapped,
+                "current": report.current,
+                "changed": report.changed,
+                "damaged": report.damaged,
+                "damaged_key_ids": report.damaged_ids,
+            }
+        )
+    )
+    if report.damaged:
+        print(
+            f"aiaudit content-keys rewrap: {report.damaged} data key(s) of {kek.name} did not "
+            "rewrap (altered, or wrapped under a version already retired); their subjects' "
+            "content does not open, `aiaudit verify` names the events. Do not trim the key's "
+            "versions before looking: a key under a retired version opens again if "
+            "min_decryption_version is lowered, not once trimmed",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -417,8 +491,26 @@ def build_parser() -> argparse.ArgumentParser:
     boot.add_argument("--vault-addr", help="Vault / OpenBao address (default: config, VAULT_ADDR)")
     boot.add_argument("--mount", help="Transit mount (default: content_vault_mount)")
     boot.add_argument("--key", help="Transit key name (default: content_vault_key)")
-    boot.add_argument("--policy", default="aiaudit-content", help="policy name to write")
+    boot.add_argument(
+        "--policy",
+        default="aiaudit-content",
+        help="services' policy name to write; the rewrap policy is named POLICY-rewrap",
+    )
     boot.set_defaults(func=_bootstrap_content_key)
+    rewrap = keys_sub.add_parser(
+        "rewrap",
+        help="rewrap the stored data keys under the Transit key's latest version (after a "
+        "rotation); VAULT_TOKEN needs the POLICY-rewrap policy bootstrap-vault writes",
+    )
+    _common(rewrap)
+    rewrap.add_argument(
+        "--database-url", help="the administrator's URL (UPDATE on content_keys), as db migrate"
+    )
+    rewrap.add_argument("--vault-addr", help="Vault / OpenBao address (default: config)")
+    rewrap.add_argument(
+        "--page-size", type=int, default=500, help="keys per Transit request and transaction"
+    )
+    rewrap.set_defaults(func=_rewrap_content_keys)
     integrity_cli.register(sub, _common)
     search_cli.register(sub, _common)
     alerting_cli.register(sub, _common)

@@ -4,13 +4,12 @@ The Transit key never leaves Vault (it is created non-exportable), so a copy of
 the database, or of the service's disk, opens no content. Wrapping and
 unwrapping a batch of data keys is one request each. :func:`bootstrap_content_key`
 is what an operator runs once, with an administrator's token, to make the mount,
-the key and the service's least-privilege policy exist.
+the key, the service's least-privilege policy and the operators' rewrap policy exist.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,9 +36,24 @@ path "{mount}/decrypt/{key}" {{
 """
 
 
+REWRAP_POLICY = """\
+# aiaudit content keys: rewrap stored data keys under the Transit key's latest version
+# (`aiaudit content-keys rewrap`, an operator's task after a rotation). Rewrapping happens
+# inside Vault: no encrypt or decrypt (the data keys stay in Vault), no read, rotate or config.
+path "{mount}/rewrap/{key}" {{
+  capabilities = ["update"]
+}}
+"""
+
+
 def content_policy(mount: str, key: str) -> str:
     """The content service's least-privilege policy for the key at ``mount``."""
     return CONTENT_POLICY.format(mount=mount, key=key)
+
+
+def rewrap_policy(mount: str, key: str) -> str:
+    """The policy ``aiaudit content-keys rewrap`` needs: kept apart from the services'."""
+    return REWRAP_POLICY.format(mount=mount, key=key)
 
 
 @dataclass(frozen=True)
@@ -49,6 +63,11 @@ class ContentKeySettings:
     mount: str = "transit"
     key: str = "aiaudit-content"
     policy_name: str = "aiaudit-content"
+
+    @property
+    def rewrap_policy_name(self) -> str:
+        """The operators' rewrap policy: named after the services' (one flag names both)."""
+        return f"{self.policy_name}-rewrap"
 
 
 class TransitKek:
@@ -86,25 +105,50 @@ class TransitKek:
         None for a key Transit refuses on its own (altered, not Transit's, a
         version since retired); :class:`KekError` when the request fails as a whole.
         """
+        return self._each(
+            "decrypt",
+            wrapped,
+            lambda batch: self._client.secrets.transit.decrypt_data(
+                name=self._key, batch_input=batch, mount_point=self._mount
+            ),
+            lambda r: base64.b64decode(r["plaintext"], validate=True),
+        )
+
+    def rewrap(self, wrapped: Sequence[bytes]) -> list[bytes | None]:
+        """Each wrapped key rewrapped under the Transit key's latest version, in one request.
+
+        The data keys never leave Vault (the token needs only :func:`rewrap_policy`).
+        None for a key Transit refuses on its own, as :meth:`unwrap`.
+        """
+        return self._each(
+            "rewrap",
+            wrapped,
+            lambda batch: self._client.secrets.transit.rewrap_data(
+                name=self._key, ciphertext=None, batch_input=batch, mount_point=self._mount
+            ),
+            lambda r: str(r["ciphertext"]).encode("ascii"),
+        )
+
+    def _each(
+        self,
+        op: str,
+        wrapped: Sequence[bytes],
+        request: Callable[[list[dict[str, str]]], dict[str, Any]],
+        read: Callable[[dict[str, Any]], bytes],
+    ) -> list[bytes | None]:
+        """``read`` of each item's answer to ``op`` on these ciphertexts; None where refused."""
         out: list[bytes | None] = [None] * len(wrapped)
         asked = [(i, w.decode("ascii")) for i, w in enumerate(wrapped) if w.isascii()]
         if not asked:
             return out
         batch = [{"ciphertext": text} for _, text in asked]
-        results = self._batch(
-            "decrypt",
-            len(asked),
-            lambda: self._client.secrets.transit.decrypt_data(
-                name=self._key, batch_input=batch, mount_point=self._mount
-            ),
-            items_may_fail=True,
-        )
+        results = self._batch(op, len(asked), lambda: request(batch), items_may_fail=True)
         try:
             for (i, _), r in zip(asked, results, strict=True):
                 if not r.get("error"):
-                    out[i] = base64.b64decode(r["plaintext"], validate=True)
-        except (KeyError, TypeError, binascii.Error):
-            raise KekError(f"Transit key {self.name} decrypt: malformed answer") from None
+                    out[i] = read(r)
+        except (KeyError, TypeError, ValueError):  # binascii.Error, UnicodeEncodeError
+            raise KekError(f"Transit key {self.name} {op}: malformed answer") from None
         return out
 
     def _batch(
@@ -220,8 +264,13 @@ def bootstrap_key(
 
 
 def bootstrap_content_key(client: hvac.Client, settings: ContentKeySettings) -> list[str]:
-    """Makes the mount, the ``aes256-gcm96`` content key and its policy exist (idempotent)."""
-    return bootstrap_key(
+    """Makes the mount, the ``aes256-gcm96`` content key and both policies exist (idempotent).
+
+    The rewrap policy is written here, apart from the services' (which stays
+    encrypt / decrypt): the administrator who runs this can then give an
+    operator a token for ``aiaudit content-keys rewrap`` and nothing else.
+    """
+    done = bootstrap_key(
         client,
         settings.mount,
         settings.key,
@@ -229,3 +278,7 @@ def bootstrap_content_key(client: hvac.Client, settings: ContentKeySettings) -> 
         settings.policy_name,
         content_policy(settings.mount, settings.key),
     )
+    rewrap = rewrap_policy(settings.mount, settings.key)
+    client.sys.create_or_update_policy(name=settings.rewrap_policy_name, policy=rewrap)
+    done.append(f"wrote policy {settings.rewrap_policy_name!r}")
+    return done

@@ -1,0 +1,153 @@
+"""Rewrapping the stored data keys under the Transit KEK's latest version.
+
+After a rotation of the Transit key, data keys wrapped under older versions
+still open. Retiring those versions (``min_decryption_version``, then trim) is
+what makes a backup taken before an erasure unreadable, and would destroy every
+live key still wrapped under them: this moves the live ones first.
+
+The rows are read a page at a time in key id order, each page rewrapped by one
+Transit request (outside any transaction) and written in one transaction of
+its own, each row compare-and-swap on the wrapped bytes it was read with: a key
+erased meanwhile (row deleted) stays deleted, and one rewritten meanwhile (by
+another run, after a later rotation) is not set back to what was read. A run
+killed midway loses nothing (each page commits whole; a row holds the old
+wrapping or the new one, both open) and the next run goes on: keys under the
+latest version are counted, not written. The latest version is not read from
+Vault (that would need ``read`` on the key): it is the one Transit's rewrapped
+ciphertexts carry (``vault:vN:``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import sqlalchemy as sa
+
+from aiaudit.common.keys.kek import KekError
+from aiaudit.common.keys.keyring import StoredKey
+from aiaudit.common.store.schema import content_keys
+from aiaudit.common.store.sql import _stored_key, _wrapped
+
+LISTED_IDS = 100
+"""Key ids a report lists of the keys that did not rewrap (it counts them all)."""
+
+_VERSION = re.compile(rb"vault:v([1-9][0-9]{0,9}):")
+
+
+def transit_version(wrapped: bytes) -> int | None:
+    """The Transit key version a wrapped key names (``vault:vN:...``); None if none."""
+    found = _VERSION.match(wrapped)
+    return int(found[1]) if found else None
+
+
+class Rewrapper(Protocol):
+    """A KEK that rewraps under its latest version (:class:`~.transit.TransitKek`)."""
+
+    name: str
+
+    def rewrap(self, wrapped: Sequence[bytes]) -> list[bytes | None]:
+        """Each key rewrapped, in one request; None for one the KEK refuses (damaged)."""
+        ...
+
+
+@dataclass
+class RewrapReport:
+    """What a run did, so far (a failed run's report says what it committed)."""
+
+    rewrapped: int = 0
+    """Keys written under a newer version."""
+    current: int = 0
+    """Keys already under the latest version: left as they were."""
+    changed: int = 0
+    """Keys erased or rewritten between their read and their update: left as they are."""
+    damaged: int = 0
+    """Keys the KEK refused (altered, or under a version already retired): left as they were."""
+    damaged_ids: list[int] = field(default_factory=list)
+    """The first :data:`LISTED_IDS` of those."""
+    version: int | None = None
+    """The latest Transit version seen; None if no key was sent."""
+
+
+def rewrap_keys(
+    engine: sa.Engine, kek: Rewrapper, report: RewrapReport, page_size: int = 500
+) -> None:
+    """Rewraps every key of ``kek`` in the store under its latest version, into ``report``.
+
+    Raises :class:`KekError` when Transit fails a request as a whole: ``report``
+    then counts what the pages before committed (nothing of the failed page
+    was written).
+    """
+    ck = content_keys.c
+    after: int | None = None
+    while True:
+        with engine.connect() as conn:
+            query = (
+                sa.select(ck.key_id, ck.subject, ck.kek, *_wrapped(conn))
+                .where(ck.kek == kek.name)
+                .order_by(ck.key_id)
+                .limit(page_size)
+            )
+            if after is not None:
+                query = query.where(ck.key_id > after)
+            page = [_stored_key(*row) for row in conn.execute(query).all()]
+        if not page:
+            return
+        after = page[-1].key_id
+        _rewrap_page(engine, kek, page, report)
+
+
+def _rewrap_page(
+    engine: sa.Engine, kek: Rewrapper, page: Sequence[StoredKey], report: RewrapReport
+) -> None:
+    """One page: keys under an older version (all, while the latest is unknown) rewrapped."""
+    asked: list[tuple[StoredKey, int]] = []
+    for row in page:
+        version = transit_version(row.wrapped)
+        if version is None:  # not Transit's (stored as text, altered): nothing to send
+            _damaged(report, row.key_id)
+        elif report.version is not None and version >= report.version:
+            report.current += 1
+        else:
+            asked.append((row, version))
+    if not asked:
+        return
+    answers = kek.rewrap([row.wrapped for row, _ in asked])
+    updates: list[tuple[StoredKey, bytes]] = []
+    for (row, version), new in zip(asked, answers, strict=True):
+        now = transit_version(new) if new is not None else None
+        if new is None or now is None:
+            _damaged(report, row.key_id)
+            continue
+        if now < version:
+            raise KekError(
+                f"Transit key {kek.name} rewrap: answered version {now} for data key "
+                f"{row.key_id} wrapped under version {version}"
+            )
+        report.version = max(report.version or 0, now)
+        if now == version:
+            report.current += 1
+        else:
+            updates.append((row, new))
+    if not updates:
+        return
+    ck = content_keys.c
+    with engine.begin() as conn:
+        for row, new in updates:
+            swapped = conn.execute(
+                sa.update(content_keys)
+                .where(ck.key_id == row.key_id, ck.kek == kek.name, ck.wrapped == row.wrapped)
+                .values(wrapped=new)
+            ).rowcount
+            if swapped:
+                report.rewrapped += 1
+            else:
+                report.changed += 1
+
+
+def _damaged(report: RewrapReport, key_id: int) -> None:
+    report.damaged += 1
+    if len(report.damaged_ids) < LISTED_IDS:
+        report.damaged_ids.append(key_id)

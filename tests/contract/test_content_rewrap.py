@@ -1,0 +1,398 @@
+"""`aiaudit content-keys rewrap` against a real OpenBao Transit key, on both stores.
+
+Rotate, rewrap, retire the old versions (``min_decryption_version``, trim): every
+event still reads. Keys erased or rewritten while the rewrap runs stay as they
+are (compare-and-swap on the wrapped bytes); a second run rewraps nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import hvac.exceptions
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from aiaudit.cli.main import main
+from aiaudit.common.keys.kek import KekError
+from aiaudit.common.keys.keyring import Keyring
+from aiaudit.common.keys.rewrap import RewrapReport, rewrap_keys, transit_version
+from aiaudit.common.keys.transit import ContentKeySettings, TransitKek, rewrap_policy
+from aiaudit.common.store import open_store
+from aiaudit.common.store.prepare import prepare_batch
+from aiaudit.common.store.schema import content_keys
+from aiaudit.common.store.sql import Conflict
+from tests.conftest import Postgres
+from tests.contract.test_content_kek import bootstrapped, openbao, tampered  # noqa: F401
+from tests.helpers import free_port, interaction
+from tests.integrity.conftest import Vault, vault  # noqa: F401  (the session's OpenBao)
+
+SUBJECTS = ("alice", "bob", "carol", "dave", "erin")
+
+
+def urls(sealed_store: Postgres | str) -> tuple[str, str]:
+    """(what the services write with, the administrator's URL the rewrap runs with)."""
+    if isinstance(sealed_store, str):
+        return sealed_store, sealed_store
+    return sealed_store.app_url, sealed_store.admin_url
+
+
+def rewrap_token(v: Vault, settings: ContentKeySettings) -> str:
+    """A token holding only the rewrap policy that bootstrap wrote."""
+    token = v.client().auth.token.create(policies=[settings.rewrap_policy_name], ttl="1h")
+    return str(token["auth"]["client_token"])
+
+
+def sealed_events(url: str, kek: TransitKek, subjects: Sequence[str]) -> dict[str, str]:
+    """Two events per subject appended to log ``t``, sealed under ``kek``; event id -> text."""
+    store = open_store(url, keys=Keyring(kek))
+    texts: dict[str, str] = {}
+    events = []
+    for s in subjects:
+        for n in range(2):
+            e = interaction("t", f"{s}-{n}-{len(texts)}", text=f"secret of {s} #{n}", user=s)
+            events.append(e)
+            texts[e.event_id] = f"secret of {s} #{n}"
+    (outcome,) = store.append_group([prepare_batch(events, dt.datetime.now(dt.UTC))])
+    assert not isinstance(outcome, Conflict)
+    store.close()
+    return texts
+
+
+def stored_keys(admin_url: str) -> dict[str, bytes]:
+    """Subject -> wrapped key, as stored."""
+    engine = sa.create_engine(admin_url)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(content_keys.c.subject, content_keys.c.wrapped)).all()
+    engine.dispose()
+    return {str(s): bytes(w) for s, w in rows}
+
+
+def readable(url: str, kek: TransitKek) -> dict[str, str]:
+    """Event id -> text of every event of log ``t``, read through a fresh keyring."""
+    store = open_store(url, keys=Keyring(kek))
+    try:
+        return {
+            e.event_id: e.to_event().input.messages[0].parts[0].text
+            for e in store.read_log("t", 0, 1000)
+        }
+    finally:
+        store.close()
+
+
+def rewrap_cli(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    url: str,
+    settings: dict[str, object],
+    token: str,
+    *flags: str,
+) -> tuple[int, str, str]:
+    """Runs ``aiaudit content-keys rewrap`` as an operator does: (exit code, stdout, stderr)."""
+    cfg = tmp_path / "rewrap.yaml"
+    cfg.write_text(yaml.safe_dump({"data_dir": str(tmp_path), **settings}))
+    monkeypatch.setenv("VAULT_TOKEN", token)
+    argv = ["content-keys", "rewrap", "--config", str(cfg), "--database-url", url, *flags]
+    capsys.readouterr()
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def vault_settings(v: Vault, settings: ContentKeySettings) -> dict[str, object]:
+    return {
+        "content_keys": "vault",
+        "content_vault_addr": v.addr,
+        "content_vault_mount": settings.mount,
+        "content_vault_key": settings.key,
+    }
+
+
+def test_rotate_rewrap_and_retire_the_old_versions_every_event_still_reads(
+    openbao: Vault,  # noqa: F811
+    sealed_store: Postgres | str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    settings, token = bootstrapped(openbao)
+    url, admin_url = urls(sealed_store)
+    kek = TransitKek(openbao.client(token), settings.mount, settings.key)
+    texts = sealed_events(url, kek, SUBJECTS)
+    admin = openbao.client().secrets.transit
+    admin.rotate_key(name=settings.key, mount_point=settings.mount)
+    texts |= sealed_events(url, kek, ["late"])  # wrapped under version 2 already
+    before = stored_keys(admin_url)
+    assert {transit_version(w) for s, w in before.items() if s != "late"} == {1}
+    assert transit_version(before["late"]) == 2
+
+    cli = (tmp_path, monkeypatch, capsys, admin_url, vault_settings(openbao, settings))
+    code, out, err = rewrap_cli(*cli, rewrap_token(openbao, settings), "--page-size", "2")
+    assert (code, err) == (0, "")
+    assert json.loads(out) == {
+        "kek": f"vault:{settings.mount}/{settings.key}",
+        "version": 2,
+        "rewrapped": 5,
+        "current": 1,
+        "changed": 0,
+        "damaged": 0,
+        "damaged_key_ids": [],
+    }
+    after = stored_keys(admin_url)
+    assert after.keys() == before.keys()
+    assert {transit_version(w) for w in after.values()} == {2}
+    assert after["late"] == before["late"]  # already current: not written
+
+    # Retire version 1 for good: the backups' keys no longer open, the live ones do.
+    where = {"name": settings.key, "mount_point": settings.mount}
+    admin.update_key_configuration(min_decryption_version=2, **where)
+    admin.update_key_configuration(min_encryption_version=2, **where)  # trim needs it set
+    admin.trim_key(min_version=2, **where)
+    assert list(admin.read_key(**where)["data"]["keys"]) == ["2"]
+    assert kek.unwrap([before["alice"]]) == [None]  # what a backup holds: gone
+    assert readable(url, kek) == texts
+
+    code, out, err = rewrap_cli(*cli, rewrap_token(openbao, settings))
+    assert (code, err) == (0, "")
+    again = json.loads(out)
+    assert (again["rewrapped"], again["current"], again["version"]) == (0, 6, 2)
+    assert stored_keys(admin_url) == after
+
+
+class Meanwhile:
+    """The real Transit rewrap, then ``act`` on what it was asked (the window a slow
+    Vault call leaves between a page's read and its update)."""
+
+    def __init__(self, kek: TransitKek, act: Callable[[Sequence[bytes]], None]) -> None:
+        self.kek = kek
+        self.name = kek.name
+        self.act = act
+        self.calls = 0
+
+    def rewrap(self, wrapped: Sequence[bytes]) -> list[bytes | None]:
+        out = self.kek.rewrap(wrapped)
+        self.calls += 1
+        if self.calls == 2:  # a page in the middle
+            self.act(wrapped)
+        return out
+
+
+def test_a_key_erased_during_the_rewrap_is_not_brought_back(
+    openbao: Vault,  # noqa: F811
+    sealed_store: Postgres | str,
+) -> None:
+    settings, token = bootstrapped(openbao)
+    url, admin_url = urls(sealed_store)
+    texts = sealed_events(
+        url, TransitKek(openbao.client(token), settings.mount, settings.key), SUBJECTS
+    )
+    openbao.client().secrets.transit.rotate_key(name=settings.key, mount_point=settings.mount)
+    engine = sa.create_engine(admin_url)
+    erased: list[bytes] = []
+
+    def erase(wrapped: Sequence[bytes]) -> None:  # as an erasure destroys the subject's key
+        with engine.begin() as conn:
+            conn.execute(sa.delete(content_keys).where(content_keys.c.wrapped == wrapped[0]))
+        erased.extend(wrapped)
+
+    rewrapper = Meanwhile(
+        TransitKek(openbao.client(rewrap_token(openbao, settings)), settings.mount, settings.key),
+        erase,
+    )
+    report = RewrapReport()
+    rewrap_keys(engine, rewrapper, report, page_size=1)
+    engine.dispose()
+    assert (report.rewrapped, report.changed, report.current, report.version) == (4, 1, 0, 2)
+    after = stored_keys(admin_url)
+    assert len(after) == 4 and erased[0] not in after.values()
+    assert {transit_version(w) for w in after.values()} == {2}
+    reader = TransitKek(openbao.client(token), settings.mount, settings.key)
+    read = readable(url, reader)
+    gone = {i for i, text in read.items() if text != texts[i]}
+    assert len(gone) == 2  # the erased subject's two events: no key opens them any more
+
+
+def test_a_key_rewritten_during_the_rewrap_is_not_set_back(
+    openbao: Vault,  # noqa: F811
+    sealed_store: Postgres | str,
+) -> None:
+    """Another run, after a further rotation, writes version 3 while this one holds version 2
+    for the same key: written over it, version 2 would come back, and retiring it (after the
+    other run reported every key on 3) would destroy the key."""
+    settings, token = bootstrapped(openbao)
+    url, admin_url = urls(sealed_store)
+    kek = TransitKek(openbao.client(token), settings.mount, settings.key)
+    texts = sealed_events(url, kek, SUBJECTS)
+    admin = openbao.client().secrets.transit
+    where = {"name": settings.key, "mount_point": settings.mount}
+    admin.rotate_key(**where)
+    engine = sa.create_engine(admin_url)
+    operator = TransitKek(
+        openbao.client(rewrap_token(openbao, settings)), settings.mount, settings.key
+    )
+    theirs: list[bytes] = []
+
+    def other_run(wrapped: Sequence[bytes]) -> None:
+        admin.rotate_key(**where)
+        (newer,) = operator.rewrap(wrapped)
+        assert newer is not None and transit_version(newer) == 3
+        with engine.begin() as conn:
+            conn.execute(
+                sa.update(content_keys)
+                .where(content_keys.c.wrapped == wrapped[0])
+                .values(wrapped=newer)
+            )
+        theirs.append(newer)
+
+    report = RewrapReport()
+    rewrap_keys(engine, Meanwhile(operator, other_run), report, page_size=1)
+    engine.dispose()
+    assert (report.rewrapped, report.changed) == (4, 1)
+    after = stored_keys(admin_url)
+    assert theirs[0] in after.values()  # the other run's version 3 stands
+    # This run's version is 3 from then on: the keys of later pages went to 3 too.
+    assert sorted(transit_version(w) for w in after.values()) == [2, 3, 3, 3, 3]
+    assert report.version == 3
+    again = RewrapReport()
+    rewrap_keys(sa.create_engine(admin_url), operator, again)
+    assert (again.rewrapped, again.current, again.version) == (1, 4, 3)
+    admin.update_key_configuration(min_decryption_version=3, **where)
+    assert readable(url, kek) == texts
+
+
+def test_a_run_stopped_midway_is_finished_by_the_next(
+    openbao: Vault,  # noqa: F811
+    sealed_store: Postgres | str,
+) -> None:
+    """Each page commits on its own: what a run did before it stopped stays, readable."""
+    settings, token = bootstrapped(openbao)
+    url, admin_url = urls(sealed_store)
+    kek = TransitKek(openbao.client(token), settings.mount, settings.key)
+    texts = sealed_events(url, kek, SUBJECTS)
+    openbao.client().secrets.transit.rotate_key(name=settings.key, mount_point=settings.mount)
+    stopped = rewrap_token(openbao, settings)
+    operator = TransitKek(openbao.client(stopped), settings.mount, settings.key)
+    engine = sa.create_engine(admin_url)
+    report = RewrapReport()
+    revoke = Meanwhile(operator, lambda _: openbao.client().auth.token.revoke(stopped))
+    with pytest.raises(KekError, match="rewrap of 1 data key"):
+        rewrap_keys(engine, revoke, report, page_size=1)
+    assert (report.rewrapped, report.version) == (2, 2)
+    assert sorted(transit_version(w) for w in stored_keys(admin_url).values()) == [1, 1, 1, 2, 2]
+    assert readable(url, kek) == texts
+    again = RewrapReport()
+    fresh = TransitKek(openbao.client(rewrap_token(openbao, settings)), settings.mount, "content")
+    rewrap_keys(engine, fresh, again)
+    engine.dispose()
+    assert (again.rewrapped, again.current, again.changed) == (3, 2, 0)
+    assert {transit_version(w) for w in stored_keys(admin_url).values()} == {2}
+    assert readable(url, kek) == texts
+
+
+def test_without_rights_or_vault_nothing_is_written_and_the_error_names_the_key(
+    openbao: Vault,  # noqa: F811
+    sealed_store: Postgres | str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    settings, token = bootstrapped(openbao)
+    url, admin_url = urls(sealed_store)
+    sealed_events(url, TransitKek(openbao.client(token), settings.mount, settings.key), SUBJECTS)
+    openbao.client().secrets.transit.rotate_key(name=settings.key, mount_point=settings.mount)
+    before = stored_keys(admin_url)
+    kek = f"vault:{settings.mount}/{settings.key}"
+    cli = (tmp_path, monkeypatch, capsys, admin_url, vault_settings(openbao, settings))
+
+    # The services' token (encrypt / decrypt only) may not rewrap.
+    code, out, err = rewrap_cli(*cli, token)
+    assert (code, out) == (1, "")
+    assert err.startswith(f"aiaudit content-keys rewrap: Vault at {openbao.addr}: Transit key ")
+    assert f"{kek} rewrap of 5 data key(s): Forbidden" in err and "permission denied" in err
+    assert "0 key(s) were rewrapped before it" in err
+    assert "vault:v1:" not in err and stored_keys(admin_url) == before
+
+    dead = f"http://127.0.0.1:{free_port()}"
+    code, out, err = rewrap_cli(*cli, rewrap_token(openbao, settings), "--vault-addr", dead)
+    assert (code, out) == (1, "")
+    assert f"Vault at {dead}: Transit key {kek} rewrap of 5 data key(s): Vault unreachable" in err
+    assert stored_keys(admin_url) == before
+
+    plain = "http://vault.example:8200"  # the token would cross the network in clear
+    code, out, err = rewrap_cli(*cli, rewrap_token(openbao, settings), "--vault-addr", plain)
+    assert (code, out) == (2, "") and "--vault-addr" in err and plain in err
+
+    file_kek = {**vault_settings(openbao, settings), "content_keys": "file"}
+    code, out, err = rewrap_cli(
+        tmp_path, monkeypatch, capsys, admin_url, file_kek, rewrap_token(openbao, settings)
+    )
+    assert (code, out) == (2, "")
+    assert "setting 'content_keys' is 'file', not 'vault'" in err
+
+    if isinstance(sealed_store, Postgres):  # the services' login may not UPDATE content_keys
+        cli = (tmp_path, monkeypatch, capsys, url, vault_settings(openbao, settings))
+        code, out, err = rewrap_cli(*cli, rewrap_token(openbao, settings))
+        assert (code, out) == (1, "")
+        assert "permission denied for table content_keys" in err
+        assert "run it as the database's administrator" in err
+        assert stored_keys(admin_url) == before
+
+
+def test_a_damaged_key_is_named_and_the_others_are_rewrapped(
+    openbao: Vault,  # noqa: F811
+    sealed_store: Postgres | str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    settings, token = bootstrapped(openbao)
+    url, admin_url = urls(sealed_store)
+    sealed_events(url, TransitKek(openbao.client(token), settings.mount, settings.key), SUBJECTS)
+    openbao.client().secrets.transit.rotate_key(name=settings.key, mount_point=settings.mount)
+    engine = sa.create_engine(admin_url)
+    with engine.begin() as conn:
+        key_id, wrapped = conn.execute(
+            sa.select(content_keys.c.key_id, content_keys.c.wrapped).where(
+                content_keys.c.subject == "bob"
+            )
+        ).one()
+        altered = tampered(bytes(wrapped))
+        conn.execute(
+            sa.update(content_keys).where(content_keys.c.key_id == key_id).values(wrapped=altered)
+        )
+    engine.dispose()
+    cli = (tmp_path, monkeypatch, capsys, admin_url, vault_settings(openbao, settings))
+    code, out, err = rewrap_cli(*cli, rewrap_token(openbao, settings))
+    assert code == 1
+    report = json.loads(out)
+    assert (report["rewrapped"], report["damaged"], report["damaged_key_ids"]) == (4, 1, [key_id])
+    assert "1 data key(s) of" in err and "did not rewrap" in err
+    after = stored_keys(admin_url)
+    assert after["bob"] == altered  # left as it was
+    assert {transit_version(w) for s, w in after.items() if s != "bob"} == {2}
+
+
+def test_bootstrap_writes_a_rewrap_policy_that_can_do_nothing_else(openbao: Vault) -> None:  # noqa: F811
+    settings, _ = bootstrapped(openbao)
+    admin = openbao.client()
+    rules = admin.sys.read_policy(settings.rewrap_policy_name)["data"]["rules"]
+    assert rules == rewrap_policy(settings.mount, settings.key)
+    assert rules.count("path ") == 1 and f'"{settings.mount}/rewrap/{settings.key}"' in rules
+    kek = TransitKek(admin, settings.mount, settings.key)
+    (wrapped,) = kek.wrap([b"k" * 32])
+    operator = openbao.client(rewrap_token(openbao, settings)).secrets.transit
+    where = {"name": settings.key, "mount_point": settings.mount}
+    assert operator.rewrap_data(ciphertext=wrapped.decode(), **where)["data"]["ciphertext"]
+    with pytest.raises(hvac.exceptions.Forbidden):
+        operator.decrypt_data(ciphertext=wrapped.decode(), **where)
+    with pytest.raises(hvac.exceptions.Forbidden):
+        operator.encrypt_data(plaintext="AAAA", **where)
+    with pytest.raises(hvac.exceptions.Forbidden):
+        operator.read_key(**where)
+    with pytest.raises(hvac.exceptions.Forbidden):
+        operator.rotate_key(**where)
