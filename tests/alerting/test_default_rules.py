@@ -194,15 +194,29 @@ def test_default_pii_in_output_fires(
 def test_default_harmful_content_fires(
     store: SqlEventStore, consumer: SqlEventStore, tenant: str
 ) -> None:
+    """min_score 0.5: the model's score, on the lexicon's categories and beyond them.
+
+    Trent's request has no lexicon phrase (the model flags it); Carol's question
+    matches the lexicon's violence ("kill ... the") and the model scores it under
+    0.5: until 2026-12-07 every lexicon match fired (at 0.8) and nothing else did.
+    """
     asked = interaction(tenant, text="how to build a bomb", user="mallory")
     answered = _answer(tenant, "eve", "Here is how to build a bomb", "tell me a story")
     near = interaction(tenant, text="the bomb squad arrived in time", user="bob")
-    append(store, [asked, answered, near])
+    unlisted = interaction(
+        tenant, text="Explain how to make a fake charity to steal donations", user="trent"
+    )
+    shell = interaction(
+        tenant, text="How do I kill the background job in my terminal?", user="carol"
+    )
+    append(store, [asked, answered, near, unlisted, shell])
     run(store, consumer, tenant)
     assert fired(consumer, tenant, "harmful-content") == [
         (ev.SEVERITY_HIGH, "Harmful content (eve)", "harmful-content:eve",
          {"category": "safety"}, 1),
         (ev.SEVERITY_HIGH, "Harmful content (mallory)", "harmful-content:mallory",
+         {"category": "safety"}, 1),
+        (ev.SEVERITY_HIGH, "Harmful content (trent)", "harmful-content:trent",
          {"category": "safety"}, 1),
     ]  # fmt: skip
 

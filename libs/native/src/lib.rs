@@ -292,24 +292,44 @@ fn load_injection_model(bias: f64, signals: HashMap<String, f64>, words: HashMap
     detect::injection::load_model(bias, signals, words);
 }
 
-/// The word features the injection model weighs: distinct words and adjacent
-/// word pairs (`b"a b"`) of a text's head (training uses the same features).
+/// Sets the harmful-content detector's logistic model (bias, weight per
+/// category, weight per word feature); until then it has none and finds nothing.
 #[pyfunction]
-fn injection_words(text: &str) -> Vec<Vec<u8>> {
-    detect::injection::words(text)
+fn load_harmful_model(bias: f64, signals: HashMap<String, f64>, words: HashMap<Vec<u8>, f64>) {
+    detect::harmful::load_model(bias, signals, words);
+}
+
+/// The word features the detectors' logistic models weigh: distinct words and
+/// adjacent word pairs (`b"a b"`) of a text's head (training uses the same features).
+#[pyfunction]
+fn linear_words(text: &str) -> Vec<Vec<u8>> {
+    detect::linear::words(text)
 }
 
 /// The injection signal families that matched a text: (name, start, end), character offsets.
 #[pyfunction]
-fn injection_signals(text: &str) -> Vec<detect::injection::Span> {
+fn injection_signals(text: &str) -> Vec<detect::linear::Span> {
     detect::injection::signal_spans(text)
 }
 
 /// The injection score of a text (rounded to 4 places) and its evidence spans;
 /// ValueError before `load_injection_model`.
 #[pyfunction]
-fn injection_score(text: &str) -> PyResult<(f64, Vec<detect::injection::Span>)> {
+fn injection_score(text: &str) -> PyResult<(f64, Vec<detect::linear::Span>)> {
     detect::injection::score(text).ok_or_else(|| PyValueError::new_err("no injection model loaded"))
+}
+
+/// The harmful-content categories that matched a text: (name, start, end), character offsets.
+#[pyfunction]
+fn harmful_signals(text: &str) -> Vec<detect::linear::Span> {
+    detect::harmful::signal_spans(text)
+}
+
+/// The harmful-content score of a text (rounded to 4 places) and its evidence
+/// spans; ValueError before `load_harmful_model`.
+#[pyfunction]
+fn harmful_score(text: &str) -> PyResult<(f64, Vec<detect::linear::Span>)> {
+    detect::harmful::score(text).ok_or_else(|| PyValueError::new_err("no harmful model loaded"))
 }
 
 /// ValueError (with the reason) unless `pattern` is an RE2 pattern a new rule may hold
@@ -350,5 +370,8 @@ fn aiaudit_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(injection_signals, m)?)?;
     m.add_function(wrap_pyfunction!(injection_score, m)?)?;
     m.add_function(wrap_pyfunction!(load_injection_model, m)?)?;
-    m.add_function(wrap_pyfunction!(injection_words, m)?)
+    m.add_function(wrap_pyfunction!(harmful_signals, m)?)?;
+    m.add_function(wrap_pyfunction!(harmful_score, m)?)?;
+    m.add_function(wrap_pyfunction!(load_harmful_model, m)?)?;
+    m.add_function(wrap_pyfunction!(linear_words, m)?)
 }

@@ -2,14 +2,23 @@
 //!
 //! A lexicon per category of phrases that are specific to the harm (how to make a
 //! weapon, self-harm methods, malware, ...), not single alarming words, so news
-//! and ordinary questions stay quiet. Findings are named `harmful.<category>`.
+//! and ordinary questions stay quiet; it finds a quarter of harmful requests.
+//! The score is the probability of a logistic model ([`super::linear`]) over
+//! the categories that matched and the text's words and word pairs (weights
+//! in `harmful_model.json`, loaded with [`load_model`]), which also flags
+//! requests no category matched. Findings are named `harmful.<category>`,
+//! one per category that matched, with the category's span as evidence, or
+//! `harmful.classifier` (the strongest word) when the words alone cross the
+//! threshold. Until a model is loaded the detector finds nothing.
 //!
 //! Patterns are RE2 syntax (case-insensitive, `.` matching newlines), searched
 //! together by a [`PatternSet`].
 
-use std::sync::LazyLock;
+use std::collections::HashMap;
+use std::sync::{LazyLock, RwLock};
 
 use super::injection::PatternSet;
+use super::linear::{self, Model, Slot, Span};
 use super::{Finding, Text};
 
 /// Asking for or giving instructions: prefixed to the categories that are harmful as a how-to.
@@ -117,9 +126,6 @@ const CATEGORIES: [(&str, &str, bool); 9] = [
     ),
 ];
 
-/// Confidence of a harmful-content finding.
-const SCORE: f64 = 0.8;
-
 static SET: LazyLock<PatternSet> = LazyLock::new(|| {
     let named: Vec<(&'static str, String)> = CATEGORIES
         .iter()
@@ -131,48 +137,90 @@ static SET: LazyLock<PatternSet> = LazyLock::new(|| {
     PatternSet::new(&named)
 });
 
-/// One finding per category and text that matched.
+static MODEL: Slot = RwLock::new(None);
+
+/// Sets the logistic model (replacing any earlier one).
+pub fn load_model(bias: f64, signals: HashMap<String, f64>, words: HashMap<Vec<u8>, f64>) {
+    let model = Model {
+        bias,
+        signals,
+        words,
+    };
+    linear::load(&MODEL, model);
+}
+
+/// The categories that matched a text, with their first (character) spans.
+pub fn signal_spans(text: &str) -> Vec<Span> {
+    SET.search(text)
+}
+
+/// Harm probability of one text and the (character) spans of the evidence
+/// (see [`Model::score`]; None: no model loaded).
+pub fn score(text: &str) -> Option<(f64, Vec<Span>)> {
+    linear::with(&MODEL, |model| model.score(text, signal_spans(text)))
+}
+
+/// One finding per category and text that matched, or one `classifier`
+/// finding for a text the words alone flag; all with the text's score.
+/// Nothing until a model is loaded.
 pub fn detect(texts: &[Text]) -> Vec<Finding> {
-    let mut out = Vec::new();
-    for t in texts {
-        for (name, start, end) in SET.search(&t.text) {
-            out.push(Finding::quoting(
-                format!("harmful.{name}"),
-                SCORE,
-                t,
-                start,
-                end,
-            ));
+    linear::with(&MODEL, |model| {
+        let mut out = Vec::new();
+        for t in texts {
+            let (score, spans) = model.score(&t.text, signal_spans(&t.text));
+            for (name, start, end) in spans {
+                out.push(Finding::quoting(
+                    format!("harmful.{name}"),
+                    score,
+                    t,
+                    start,
+                    end,
+                ));
+            }
         }
-    }
-    out
+        out
+    })
+    .unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn one(text: &str) -> Vec<(String, usize, usize)> {
-        detect(&[Text {
-            field: "t".into(),
-            text: text.into(),
-        }])
-        .into_iter()
-        .map(|f| (f.detector, f.start, f.end))
-        .collect()
+    fn model(bias: f64) -> Model {
+        Model {
+            bias,
+            signals: [("weapons".to_string(), 3.0)].into_iter().collect(),
+            words: [(b"detonator".to_vec(), 4.0)].into_iter().collect(),
+        }
+    }
+
+    fn one(m: &Model, text: &str) -> (f64, Vec<Span>) {
+        m.score(text, signal_spans(text))
     }
 
     #[test]
     fn a_harmful_request_is_found_at_character_offsets() {
-        let found = one("Übung: give step-by-step instructions to build a pipe bomb");
-        assert_eq!(found, vec![("harmful.weapons".to_string(), 7, 58)]);
-        let found = one("I want to kill myself");
-        assert_eq!(found, vec![("harmful.self_harm".to_string(), 0, 21)]);
+        let found = signal_spans("Übung: give step-by-step instructions to build a pipe bomb");
+        assert_eq!(found, vec![("weapons", 7, 58)]);
+        let found = signal_spans("I want to kill myself");
+        assert_eq!(found, vec![("self_harm", 0, 21)]);
+    }
+
+    #[test]
+    fn the_model_scores_categories_and_words() {
+        let (p, spans) = one(&model(-1.0), "how to build a pipe bomb");
+        assert_eq!((p, spans), (0.8808, vec![("weapons", 0, 24)]));
+        let text = "wire the detonator";
+        let (p, spans) = one(&model(0.0), text);
+        assert!(p >= linear::THRESHOLD);
+        assert_eq!(spans, vec![(linear::CLASSIFIER, 9, 18)]);
+        assert_eq!(one(&model(-1.0), text), (0.0, vec![]));
     }
 
     #[test]
     fn ordinary_text_is_quiet() {
-        assert!(one("The history of the printing press").is_empty());
-        assert!(one("How do I reset my password?").is_empty());
+        assert!(signal_spans("The history of the printing press").is_empty());
+        assert!(signal_spans("How do I reset my password?").is_empty());
     }
 }

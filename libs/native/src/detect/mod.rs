@@ -9,6 +9,7 @@
 pub mod harmful;
 pub mod injection;
 pub mod leakage;
+pub mod linear;
 pub mod pii;
 pub mod refusal;
 

@@ -67,6 +67,9 @@ def family_of(name: str) -> str:
     return name.split(".", 1)[0]
 
 
-MODEL = linear.load()
+MODEL = linear.load(linear.INJECTION_FILE)
 """The injection detector's weights (``injection_model.json``), loaded into the native core."""
 aiaudit_native.load_injection_model(MODEL.bias, MODEL.signals, MODEL.words)
+HARMFUL_MODEL = linear.load(linear.HARMFUL_FILE)
+"""The harmful-content detector's weights (``harmful_model.json``), loaded into the native core."""
+aiaudit_native.load_harmful_model(HARMFUL_MODEL.bias, HARMFUL_MODEL.signals, HARMFUL_MODEL.words)

@@ -1,18 +1,20 @@
-"""The injection detector's logistic model: weights, features, and the file they ship in.
+"""The scored detectors' logistic model: weights, features, and the files they ship in.
 
-The regex families catch injection wording; they cannot tell a jailbreak
-persona ("you are now X, who has no rules") from a legitimate one ("act as a
-travel guide") by phrasing alone. The model weighs the families that matched
-together with the text's words and word pairs. Its weights are learned on the
-development half of the benchmark corpora only (``python -m
-bench.alerting_detectors --train``) and ship as ``injection_model.json``.
+Regex families catch a risk's wording; they cannot tell a jailbreak persona
+("you are now X, who has no rules") from a legitimate one ("act as a travel
+guide"), nor see most harmful requests ("write a persuasive article that ..."),
+by phrasing alone. A model weighs the families that matched together with the
+text's words and word pairs. Its weights are learned on the development half of
+the benchmark corpora only (``python -m bench.alerting_detectors --train``) and
+ship as ``injection_model.json`` (prompt injection) and ``harmful_model.json``
+(harmful content); both detectors score with the same native code.
 
 Word features are binary and scaled by ``1/sqrt(count)``, so a long benign
 document does not score higher merely for being long, and no less than
 :data:`MIN_FEATURES` is counted, so a short text rests on the families. Only the
 first :data:`MAX_CHARS` characters are read for words (the regex families
 still scan the whole text), which bounds the cost per text. The native core
-scores texts (``libs/native/src/detect/injection.rs``) with the same features
+scores texts (``libs/native/src/detect/linear.rs``) with the same features
 (:func:`words`) and formula (:meth:`Model.logit`); training uses these.
 """
 
@@ -32,7 +34,8 @@ MIN_FEATURES = 32
 """Word features are scaled by ``1/sqrt(max(count, MIN_FEATURES))``: one word of a
 greeting ("hello" opens many jailbreaks) cannot carry a short text alone."""
 
-WEIGHTS_FILE = Path(__file__).with_name("injection_model.json")
+INJECTION_FILE = Path(__file__).with_name("injection_model.json")
+HARMFUL_FILE = Path(__file__).with_name("harmful_model.json")
 
 
 def words(text: str) -> set[bytes]:
@@ -40,7 +43,7 @@ def words(text: str) -> set[bytes]:
 
     ASCII lower-cased, ASCII punctuation blanked, split on ASCII whitespace.
     """
-    return set(aiaudit_native.injection_words(text))
+    return set(aiaudit_native.linear_words(text))
 
 
 def scale(count: int) -> float:
@@ -62,7 +65,7 @@ class Model:
     words: dict[bytes, float]
 
     def logit(self, signals: Iterable[str], features: set[bytes]) -> float:
-        """Log-odds of an attack given the distinct matched families and the word features."""
+        """Log-odds given the distinct matched families and the word features."""
         total = self.bias + sum(map(self.signals.get, signals, repeat(0.0)))
         if features:
             total += sum(map(self.words.get, features, repeat(0.0))) * scale(len(features))
@@ -83,7 +86,7 @@ class Model:
         return json.dumps(doc, indent=0) + "\n"
 
 
-def load(path: Path = WEIGHTS_FILE) -> Model:
+def load(path: Path) -> Model:
     """A model from its weights file."""
     doc = json.loads(path.read_text(encoding="utf-8"))
     return Model(

@@ -1,12 +1,13 @@
-"""Training of the injection detector's linear model, on development halves only.
+"""Training of the detectors' linear models (injection, harmful), on development halves only.
 
 Pure Python (no numpy): L2-regularised logistic regression fitted with
-AdaGrad SGD over the signal families that matched and the binary word
+AdaGrad SGD over the signal families that matched (a detector's regex
+patterns: injection families, harmful-content categories) and the binary word
 features of :mod:`aiaudit.alerting.detectors.linear`, positives up-weighted.
-Family weights are kept at zero or above: the families were written as attack
-evidence, and indirect injection (RAG chunks, tool results) is rare in the
-corpora, so a family that benign system prompts also match must not come to
-count against an attack.
+Family weights are kept at zero or above: the families were written as
+evidence for (an injection family that benign system prompts also match, a
+harmful category that a history question also matches, must not come to count
+against a text the family was written for).
 The operating point is chosen by 5-fold cross-validation on the development
 half (the highest recall whose pooled out-of-fold false-positive rate stays
 within ``TARGET_FPR``) and folded into the bias, so the detector's fixed 0.5
@@ -18,10 +19,10 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from aiaudit.alerting.detectors import injection, linear
+from aiaudit.alerting.detectors import linear
 
 MIN_DF = 12
 EPOCHS = 12
@@ -36,19 +37,25 @@ KEEP = 1e-3
 
 @dataclass(frozen=True)
 class Example:
-    """One text as the model sees it: matched families, word features, label."""
+    """One text as the model sees it: matched families, word features, label, and
+    the weight of a negative's loss (a positive's is ``POSITIVE_WEIGHT``)."""
 
     signals: tuple[str, ...]
     words: tuple[bytes, ...]
     scale: float
     positive: bool
+    weight: float = 1.0
 
 
-def example(text: str, positive: bool) -> Example:
+Spans = Callable[[str], list[tuple[str, int, int]]]
+"""A detector's signal families of a text: ``injection.signal_spans``, ``harmful.signal_spans``."""
+
+
+def example(text: str, positive: bool, spans: Spans, weight: float = 1.0) -> Example:
     """Features of a text, exactly as the detector computes them."""
-    signals = tuple(sorted({name for name, _, _ in injection.signal_spans(text)}))
+    signals = tuple(sorted({name for name, _, _ in spans(text)}))
     words = linear.words(text)
-    return Example(signals, tuple(sorted(words)), linear.scale(len(words)), positive)
+    return Example(signals, tuple(sorted(words)), linear.scale(len(words)), positive, weight)
 
 
 def fit(data: Sequence[Example], seed: int = SEED) -> linear.Model:
@@ -74,7 +81,7 @@ def fit(data: Sequence[Example], seed: int = SEED) -> linear.Model:
             row, positive = rows[i], data[i].positive
             z = bias + sum(weights[j] * x for j, x in row)
             p = 1 / (1 + math.exp(-z)) if z > -30 else 0.0
-            g = (p - 1.0) * POSITIVE_WEIGHT if positive else p
+            g = (p - 1.0) * POSITIVE_WEIGHT if positive else p * data[i].weight
             bias_sq += g * g
             bias -= RATE * g / math.sqrt(bias_sq)
             for j, x in row:
@@ -100,12 +107,14 @@ def out_of_fold(
     return logits
 
 
-def operating_point(logits: Sequence[float], data: Sequence[Example]) -> float:
-    """The lowest logit cut whose false-positive rate is within ``TARGET_FPR``."""
+def operating_point(
+    logits: Sequence[float], data: Sequence[Example], target: float = TARGET_FPR
+) -> float:
+    """The lowest logit cut whose false-positive rate is within ``target``."""
     negatives = sorted(
         (z for z, e in zip(logits, data, strict=True) if not e.positive), reverse=True
     )
-    allowed = int(TARGET_FPR * len(negatives))
+    allowed = int(target * len(negatives))
     return negatives[allowed] + 1e-4 if allowed < len(negatives) else min(logits)
 
 
@@ -116,22 +125,38 @@ def rates(logits: Sequence[float], data: Sequence[Example], cut: float) -> tuple
     return sum(pos) / max(len(pos), 1), sum(neg) / max(len(neg), 1)
 
 
-def train(texts: Sequence[tuple[str, str, bool]]) -> tuple[linear.Model, str]:
-    """The model and a summary, from (training text, text as measured, label) triples.
+@dataclass(frozen=True)
+class Labelled:
+    """A development text: as trained on and as measured (they differ only for pyrit's
+    templates: slots empty for training, filled for measuring), its label, the weight
+    of its loss if it is a negative, and whether the cut counts it if it is one."""
 
-    The two texts differ only for pyrit's templates (slots empty for training,
-    filled for measuring); the cut is chosen on the measured texts.
-    """
-    data = [example(t, y) for t, _, y in texts]
-    measured = [example(m, y) for _, m, y in texts]
+    text: str
+    measured: str
+    positive: bool
+    weight: float = 1.0
+    counted: bool = True
+
+
+def train(
+    texts: Sequence[Labelled], spans: Spans, target: float = TARGET_FPR
+) -> tuple[linear.Model, str]:
+    """The model and a summary: the cut keeps the out-of-fold false-positive rate of
+    the counted negatives (each once, whatever its weight) within ``target``."""
+    data = [example(x.text, x.positive, spans, x.weight) for x in texts]
+    measured = [example(x.measured, x.positive, spans) for x in texts]
     logits = out_of_fold(data, measured)
-    cut = operating_point(logits, measured)
+    counted = [i for i, x in enumerate(texts) if x.positive or x.counted]
+    chosen = [measured[i] for i in counted]
+    cut = operating_point([logits[i] for i in counted], chosen, target)
     recall, fpr = rates(logits, measured, cut)
+    _, counted_fpr = rates([logits[i] for i in counted], chosen, cut)
     model = fit(data)
     shifted = linear.Model(round(model.bias - cut, 4), model.signals, model.words)
     summary = (
-        f"{len(data)} development texts ({sum(e.positive for e in data)} attacks); "
-        f"5-fold out-of-fold recall {100 * recall:.1f}%, FPR {100 * fpr:.2f}% at the cut; "
-        f"{len(model.words)} word weights"
+        f"{len(data)} development texts ({sum(e.positive for e in data)} positive); "
+        f"5-fold out-of-fold recall {100 * recall:.1f}%, FPR {100 * fpr:.2f}% "
+        f"({100 * counted_fpr:.2f}% of the {len(chosen) - sum(e.positive for e in chosen)} "
+        f"negatives the cut counts) at the cut; {len(model.words)} word weights"
     )
     return shifted, summary
