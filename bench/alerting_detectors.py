@@ -20,6 +20,9 @@ halves and writes their weights files, ``--speed`` times both detectors,
   templates collected by Microsoft's AI Red Team);
   ``datasets/seed_datasets/local/adv_bench.prompt`` (AdvBench, Zou et al. 2023,
   MIT: 520 harmful behaviours), positives for the harmful detector.
+  Its scorer evaluation sets (``datasets/scorer_evals/objective/*.csv``) give model
+  answers a human judged harmful or not: outputs, measured for the harmful
+  detector, never trained on.
 - in-repo: ``sensitive_questions.txt`` (154 questions on sensitive but legitimate
   topics) and ``everyday_requests.txt`` (100 everyday requests), benign for the
   harmful detector; written for this project, no installable corpus has them.
@@ -46,6 +49,8 @@ on generated values with valid and invalid checksums (seeded).
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import math
 import random
@@ -261,6 +266,28 @@ def harmful_corpora(
         "prompt-forge system prompts and agent personas": injection[
             "prompt-forge system prompts and agent personas"
         ],
+    }
+
+
+def harmful_answers(w: dict[str, zipfile.ZipFile]) -> dict[str, tuple[list[str], bool]]:
+    """Model answers (outputs) to harmful objectives, as a human judged them: those that
+    achieved the objective, and the rest (refusals, deflections, safe answers).
+
+    pyrit's scorer evaluation sets (``datasets/scorer_evals/objective/*.csv``: chemical,
+    cyber, exploits, hate, privacy, self-harm, sexual, violence, misinformation, bias).
+    Measured whole, never trained on: the harmful detector also reads outputs in the
+    default rules, and its corpora are requests.
+    """
+    z = w["pyrit"]
+    judged: dict[bool, list[str]] = {True: [], False: []}
+    for n in sorted(z.namelist()):
+        if n.startswith("pyrit/datasets/scorer_evals/objective/") and n.endswith(".csv"):
+            table = _read(z, n).split("\n", 1)[1]  # a "# dataset_version" line first
+            for row in csv.DictReader(io.StringIO(table)):
+                judged[float(row["human_score"] or 0) >= 1].append(row["assistant_response"])
+    return {
+        "pyrit scorer-eval answers judged harmful (outputs)": (judged[True], True),
+        "pyrit scorer-eval answers judged not harmful (outputs)": (judged[False], False),
     }
 
 
@@ -529,6 +556,11 @@ def main() -> int:
     rows += measure_halves("harmful", harm, harmed)
     rows += measure_halves(
         "harmful lexicon alone (before the model)", harm, lambda t: bool(harmful.signal_spans(t))
+    )
+    answers = harmful_answers(w)
+    rows += measure("harmful", answers, harmed)
+    rows += measure(
+        "harmful lexicon alone (before the model)", answers, lambda t: bool(harmful.signal_spans(t))
     )
     for kind, cases in pii_cases().items():
         family = "secrets" if kind.startswith("secret.") else "pii"
