@@ -61,6 +61,61 @@ RECORD_TYPES = schema.RECORD_TYPES
 RECORD_TYPE, RETENTION_TYPE = RECORD_TYPES
 
 
+PART, PARTS = "erasure.part", "erasure.parts"
+"""The attributes of an erasure recorded in several records: this record's part (from 1),
+and how many the erasure has (its records are consecutive entries of the log)."""
+
+
+@dataclass(frozen=True)
+class Record:
+    """An erasure or retention record, as read from its canonical form."""
+
+    event_id: str
+    ids: list[str]
+    """The event ids it names ([] if damaged: ``verify`` names that)."""
+    part: int | None
+    parts: int | None
+    """Its :data:`PART` of :data:`PARTS` (1 of 1 without them: retention records, erasures
+    before 2026-12-06); None if they are no part of a count (``verify`` names that)."""
+    request: tuple[object, ...]
+    """What every part of one erasure shares: its time, subject, reason and requester."""
+
+
+def read_record(canonical: bytes) -> Record | None:
+    """The record a canonical form holds; None for any other event or one that is no JSON."""
+    if not any(t.encode() in canonical for t in RECORD_TYPES):  # a cheap look before parsing
+        return None
+    try:
+        node = orjson.loads(canonical)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(node, dict) or node.get("eventType") not in RECORD_TYPES:
+        return None
+    action = node.get("privacyAction")
+    action = action if isinstance(action, dict) else {}
+    named = action.get("eventIds")
+    ids = [str(n) for n in named] if isinstance(named, list) else []
+    attributes = node.get("attributes")
+    attributes = attributes if isinstance(attributes, dict) else {}
+    part, parts = (_count(attributes, name) for name in (PART, PARTS))
+    if not 1 <= (part or 0) <= (parts or 0):
+        part = parts = None
+    request = tuple(action.get(k) for k in ("subjectId", "reason", "requestedBy"))
+    record_id = str(node.get("eventId", ""))
+    return Record(record_id, ids, part, parts, (node.get("occurredTime"), *request))
+
+
+def _count(attributes: dict[str, object], name: str) -> int | None:
+    """An int attribute's value (proto3 JSON spells an int64 as a string); 1 if absent."""
+    if name not in attributes:
+        return 1
+    value = attributes[name]
+    number = value.get("intValue") if isinstance(value, dict) else None
+    return (
+        int(number) if isinstance(number, str) and number.isascii() and number.isdigit() else None
+    )
+
+
 def erased_ids(canonical: bytes) -> list[str]:
     """The event ids an erasure (or retention) record names, read from its canonical form.
 
@@ -68,17 +123,8 @@ def erased_ids(canonical: bytes) -> list[str]:
     consumer reads records this way: the index drops the named events' text,
     ``verify`` and ``VerifyEvent`` accept their missing content.
     """
-    if not any(t.encode() in canonical for t in RECORD_TYPES):  # a cheap look before parsing
-        return []
-    try:
-        node = orjson.loads(canonical)
-    except orjson.JSONDecodeError:
-        return []
-    if not isinstance(node, dict) or node.get("eventType") not in RECORD_TYPES:
-        return []
-    action = node.get("privacyAction")
-    named = action.get("eventIds") if isinstance(action, dict) else None
-    return [str(n) for n in named] if isinstance(named, list) else []
+    record = read_record(canonical)
+    return [] if record is None else record.ids
 
 
 RECORD_IDS = 10_000
@@ -169,8 +215,8 @@ def erase(
         records = []
         for part, ids in enumerate(parts, 1):
             event = erasure_event(tenant, ids, reason, requested_by, subject_id, now)
-            event.attributes["erasure.part"].int_value = part
-            event.attributes["erasure.parts"].int_value = len(parts)
+            event.attributes[PART].int_value = part
+            event.attributes[PARTS].int_value = len(parts)
             records.append(prepare(event, now))
         return records
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from aiaudit.common import canonical
 from aiaudit.common.store.schema import TEXT_COLUMNS
+from aiaudit.common.v1 import event_pb2
 
 MISSING_EVENT = "the event row is missing (deleted?) but its log entry remains"
 CHANGED_EVENT = "canonical form does not match the log entry's leaf hash (changed)"
@@ -105,3 +106,51 @@ def column_problems(node: Mapping[str, Any], stored: Mapping[str, object]) -> li
         if have != want:
             problems.append(f"column {name} is {have!r} but the committed event says {want!r}")
     return problems
+
+
+_CLASSES: dict[str, int | None] = {
+    name: number or None for name, number in event_pb2.DataClassification.items()
+}
+"""The column ingest writes for each classification the canonical form names (JSON name)."""
+
+
+def _class_name(number: object) -> str:
+    """A classification number as named in problems (``DATA_CLASSIFICATION_RESTRICTED (4)``)."""
+    try:
+        return f"{event_pb2.DataClassification.Name(number)} ({number})"  # type: ignore[arg-type]
+    except (ValueError, TypeError):
+        return f"{number!r} (no classification)"
+
+
+def classification_problem(
+    node: Mapping[str, Any], column: object, empty: bool
+) -> tuple[str, bool] | None:
+    """What is wrong with a content row's ``data_classification``, and whether only a warning.
+
+    Ingest writes the committed classification's number, NULL for UNSPECIFIED
+    (revision 0013); the retention sweep finds content by this column alone,
+    so a changed one erases content early or keeps it past its deadline.
+    NULL where the event is classified is also what a replica of the previous
+    version writes during a rolling upgrade (the migration fills only the rows
+    before it), so that is a warning: named, no damage. ``empty``: content
+    ``{}``, which no sweep erases (and the migration leaves NULL).
+    """
+    value = node.get("dataClassification")
+    want = _CLASSES.get(value) if isinstance(value, str) else value
+    if want is not None and (isinstance(want, bool) or not isinstance(want, int)):
+        want = None  # not a classification: not proto3 JSON (the leaf check names a change)
+    if column == want or (column is None and empty):
+        return None
+    committed = _class_name(want) if want else "DATA_CLASSIFICATION_UNSPECIFIED (held as NULL)"
+    if column is None:
+        return (
+            f"column event_content.data_classification is NULL but the committed event is "
+            f"{committed}: content retention keeps it as INTERNAL (written by a replica "
+            "older than revision 0013 during a rolling upgrade, or set to NULL?)",
+            True,
+        )
+    return (
+        f"column event_content.data_classification is {_class_name(column)} but the "
+        f"committed event is {committed}: content retention goes by the column (changed?)",
+        False,
+    )

@@ -252,6 +252,8 @@ def run_verify(args: argparse.Namespace, settings: Settings) -> int:
             ) from None
     for problem in report.problems:
         print(problem)
+    for warning in report.warnings:
+        print(f"warning: {warning}")
     if report.exported_only:
         print(
             f"{report.exported_only} exported checkpoint(s) the database lacks (a leader stopped "
@@ -260,7 +262,8 @@ def run_verify(args: argparse.Namespace, settings: Settings) -> int:
         )
     print(
         f"{report.logs} log(s), {report.events} event(s), {report.checkpoints} checkpoint(s) "
-        f"checked: {len(report.problems)} problem(s)",
+        f"checked: {len(report.problems)} problem(s)"
+        + (f", {len(report.warnings)} warning(s) (no damage)" if report.warnings else ""),
         file=sys.stderr,
     )
     return 0 if report.ok else 1

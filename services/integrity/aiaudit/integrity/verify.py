@@ -37,7 +37,14 @@ For every log, in sequence order (one streaming pass, O(log n) memory):
   content row) is named by a later privacy-erasure record of its log: the
   privacy role may delete content, and a deletion without its record is
   exactly what the record exists to rule out. This keeps the ids of erased
-  events and of events named by records, so memory grows with erasures.
+  events and of events named by records, so memory grows with erasures;
+* (``full``) each content row's ``data_classification`` is the committed
+  classification's (NULL for UNSPECIFIED), which the retention sweep goes by;
+  NULL for a classified event is a warning (``Report.warnings``), as replicas
+  of the version before revision 0013 write it during a rolling upgrade;
+* every erasure recorded in parts has its parts 1..n, consecutive entries
+  of one request, each once (:class:`_Parts`): past the last checkpoint
+  nothing else tells that a part was deleted.
 """
 
 from __future__ import annotations
@@ -113,6 +120,8 @@ class Problem:
     what: str
     sequence: int | None = None
     event_id: str | None = None
+    warning: bool = False
+    """Named, but no damage (``Report.warnings``; the exit code stays 0)."""
 
     def __str__(self) -> str:
         """``log L sequence N event E: what``."""
@@ -129,6 +138,9 @@ class Report:
     """What a verification found."""
 
     problems: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    """What is named but no damage: a classified event's ``data_classification`` column
+    NULL, as replicas of the previous version write it during a rolling upgrade."""
     logs: int = 0
     events: int = 0
     checkpoints: int = 0
@@ -142,6 +154,11 @@ class Report:
     def ok(self) -> bool:
         """Whether nothing is wrong."""
         return not self.problems
+
+    def add(self, found: Iterable[Problem]) -> None:
+        """Files each finding among the problems or the warnings."""
+        for p in found:
+            (self.warnings if p.warning else self.problems).append(p)
 
 
 Progress = Callable[[str, int, int], None]
@@ -263,6 +280,8 @@ class _Row:
     """Why the row's sealed content did not open (it is then treated as present, unchecked)."""
     key_owner: str | None = None
     """Why the row's data key is not its subject's in its log (content checked all the same)."""
+    classification: tuple[object, bool] | None = None
+    """Its content row's ``data_classification`` and whether the content is ``{}`` (full)."""
     misspelt: list[str] = field(default_factory=list)
     """Columns not stored in the store's form (SQLite): timestamps not in its one text form,
     with their text; binary columns stored as text."""
@@ -428,7 +447,9 @@ def _page_rows(
     for r in span(ev, *event_cols):
         found[(int(r.seq), _utc(r.receive_time))] = r
     content: dict[tuple[int, Any], Any] = {}
-    content_cols = [ct.c.seq, ct.c.receive_time] + ([ct.c.salt, ct.c.content] if full else [])
+    content_cols = [ct.c.seq, ct.c.receive_time]
+    if full:
+        content_cols += [ct.c.salt, ct.c.content, ct.c.data_classification]
     for r in span(ct, *content_cols):
         content[(int(r.seq), _utc(r.receive_time))] = r
     as_text: dict[int, set[str]] = collections.defaultdict(set)
@@ -474,6 +495,8 @@ def _page_rows(
                 row.key_owner = _foreign_key(log_id, row.columns, bytes(stored.content), owners)
             elif stored is not None:
                 row.salt, row.content = bytes(stored.salt), bytes(stored.content)
+            if stored is not None:
+                row.classification = (stored.data_classification, row.content == b"{}")
         out.append(row)
     return out, orphans
 
@@ -989,14 +1012,27 @@ class _LogWalk:
                     )
 
 
-_Work = tuple[str, int, str, bytes, bytes, bytes | None, bytes | None, dict[str, object]]
+_Work = tuple[
+    str,
+    int,
+    str,
+    bytes,
+    bytes,
+    bytes | None,
+    bytes | None,
+    dict[str, object],
+    tuple[object, bool] | None,
+]
 """What the JSON checks of one event need (picklable, for a worker process)."""
 
 
 def _json_checks(batch: list[_Work]) -> list[Problem]:
-    """The expensive checks of events: ids, search columns, content against commitments."""
+    """The expensive checks of events: ids, search columns, content against commitments.
+
+    And the content row's classification column (:func:`checks.classification_problem`).
+    """
     out = []
-    for log_id, seq, event_id, leaf, committed, salt, content, columns in batch:
+    for log_id, seq, event_id, leaf, committed, salt, content, columns, classified in batch:
         parsed = None
         if content is not None:
             try:
@@ -1009,9 +1045,14 @@ def _json_checks(batch: list[_Work]) -> list[Problem]:
             node = None  # reported by event_problems
         found = checks.event_problems(log_id, event_id, leaf, committed, salt, parsed, node)
         found = [p for p in found if p != checks.CHANGED_EVENT]  # reported in order already
+        wrong = None
         if isinstance(node, dict):
             found += checks.column_problems(node, columns)
+            if classified is not None:
+                wrong = checks.classification_problem(node, *classified)
         out += [Problem(log_id, what, seq, event_id) for what in found]
+        if wrong is not None:
+            out.append(Problem(log_id, wrong[0], seq, event_id, warning=wrong[1]))
     return out
 
 
@@ -1363,7 +1404,10 @@ def verify_log(
         for seq, committed in storage.erasure_records(conn, log_id, after=after):
             walk.erasure_facts(seq, "", committed, gone=False, record=True)
     walk.unrecorded_erasures()
-    for seq, event_id, record in _content_after_erasure(conn, log_id):
+    named, unwhole = _erasure_records(conn, log_id)
+    for seq, event_id, what in unwhole:
+        walk.problem(what, seq, event_id)
+    for seq, event_id, record in _content_after_erasure(conn, log_id, named):
         walk.problem(
             f"content present although the erasure record at sequence {record} names the "
             "event (put back?)",
@@ -1395,16 +1439,126 @@ def verify_log(
     walk.cursors_ahead(ahead, head_now)
 
 
-def _content_after_erasure(conn: sa.Connection, log_id: str) -> list[tuple[int, str, int]]:
+def _erasure_records(
+    conn: sa.Connection, log_id: str
+) -> tuple[dict[str, int], list[tuple[int, str, str]]]:
+    """(Event id -> sequence of the last record naming it, erasures not whole).
+
+    The log's records read once, one at a time (by their own index, a few:
+    :func:`storage.erasure_records`), for both checks; the second as
+    :class:`_Parts` names them.
+    """
+    named: dict[str, int] = {}
+    parts = _Parts()
+    for seq, committed in storage.erasure_records(conn, log_id, after=-1):
+        record = erasure.read_record(committed)
+        if record is None:  # no JSON: named as such by the walk
+            continue
+        for event_id in record.ids:
+            named[event_id] = max(seq, named.get(event_id, -1))
+        parts.add(seq, record)
+    return named, parts.finish()
+
+
+class _Parts:
+    """Names the erasures whose records are not all there: parts 1..n, consecutive, once each.
+
+    An erasure of more than :data:`erasure.RECORD_IDS` ids is recorded in
+    several records committed in one transaction: consecutive entries of the
+    log sharing the request (time, subject, reason, requester). A part missing
+    can only have been deleted (or cut with the tail): past the last checkpoint
+    no root says so, and every reader would take the erasure as whole. Fed the
+    intact records in sequence order (a changed record is none, so the part it
+    held is named missing too); a record of one part (retention's, erasures
+    before parts) is whole alone.
+    """
+
+    def __init__(self) -> None:
+        self.found: list[tuple[int, str, str]] = []
+        self.run: list[tuple[int, erasure.Record]] = []
+        """(Sequence, record) of the parts read of the last erasure in parts, in log order."""
+
+    def add(self, seq: int, record: erasure.Record) -> None:
+        """Takes the next intact record of the log."""
+        part, parts = record.part, record.parts
+        if part is None or parts is None:
+            what = f"erasure record: attributes {erasure.PART} and {erasure.PARTS} are no part "
+            self.found.append((seq, record.event_id, what + "number of a count (forged?)"))
+            return
+        last = self.run[-1] if self.run else None
+        if (
+            parts == 1
+            or last is None
+            or (last[1].request, last[1].parts) != (record.request, parts)
+        ):
+            self.finish_run()
+            if part > 1:
+                self.missing(seq, record, range(1, part), "before it")
+            if parts > 1:
+                self.run = [(seq, record)]
+            return
+        seen = next((at for at, r in self.run if r.part == part), None)
+        had = max(cast(int, r.part) for _, r in self.run)
+        if seen is not None:
+            self.note(
+                seq,
+                record,
+                f" appears again (first at sequence {seen}): each part is recorded once"
+                " (inserted?)",
+            )
+        elif part > had + 1:
+            self.missing(
+                seq,
+                record,
+                range(had + 1, part),
+                f"between part {had} at sequence {last[0]} and it",
+            )
+        elif part < had or seq != last[0] + 1:
+            self.note(
+                seq,
+                record,
+                f" is not the entry after part {part - 1}: an erasure's "
+                "parts are consecutive entries of the log, in order (moved?)",
+            )
+        self.run.append((seq, record))
+
+    def note(self, seq: int, record: erasure.Record, what: str) -> None:
+        self.found.append(
+            (seq, record.event_id, f"erasure record part {record.part} of {record.parts}{what}")
+        )
+
+    def missing(self, seq: int, record: erasure.Record, absent: range, where: str) -> None:
+        self.note(
+            seq,
+            record,
+            f": part(s) {_span(absent[0], absent[-1])} of its erasure {where} are not among "
+            "the log's intact records (deleted, changed, or the tail truncated?)",
+        )
+
+    def finish_run(self) -> None:
+        """Names the parts missing after the last one read of the erasure being read."""
+        if self.run:
+            had = max(cast(int, r.part) for _, r in self.run)
+            seq, record = max(self.run, key=lambda read: cast(int, read[1].part))
+            parts = cast(int, record.parts)
+            if had < parts:
+                self.missing(seq, record, range(had + 1, parts + 1), "after it")
+        self.run = []
+
+    def finish(self) -> list[tuple[int, str, str]]:
+        """(Sequence, record's event id, what) of each finding, in the log's order."""
+        self.finish_run()
+        return sorted(self.found)
+
+
+def _content_after_erasure(
+    conn: sa.Connection, log_id: str, named: dict[str, int]
+) -> list[tuple[int, str, int]]:
     """(sequence, event id, record's sequence) of events with content a later record erases.
 
     Content put back from a backup, which every reader would serve again
-    (review, 2026-12-05).
+    (review, 2026-12-05). ``named``: event id -> the last record naming it.
     """
-    named: dict[str, int] = {}
-    for seq, committed in storage.erasure_records(conn, log_id, after=-1):
-        for event_id in erasure.erased_ids(committed):
-            named[event_id] = max(seq, named.get(event_id, -1))
     ids = sorted(named)
     found = []
     for i in range(0, len(ids), 10_000):
@@ -1451,12 +1605,12 @@ def _walk_pages(
     def flush() -> None:
         nonlocal work_bytes
         if pool is None:
-            report.problems.extend(_json_checks(work))
+            report.add(_json_checks(work))
         else:
             while len(pending) > 4 and pending[0].done():
-                report.problems.extend(pending.pop(0).result())
+                report.add(pending.pop(0).result())
             while len(pending) > 8:  # the workers are behind: their queue holds events
-                report.problems.extend(pending.pop(0).result())
+                report.add(pending.pop(0).result())
             pending.append(pool.submit(_json_checks, list(work)))
         work.clear()
         work_bytes = 0
@@ -1510,6 +1664,7 @@ def _walk_pages(
                             row.salt,
                             row.content,
                             row.columns or {},
+                            row.classification,
                         )
                     )
                     work_bytes += len(row.canonical) + len(row.content or b"")
@@ -1526,7 +1681,7 @@ def _walk_pages(
     if work:
         flush()
     for done in pending:
-        report.problems.extend(done.result())
+        report.add(done.result())
     return in_database, expected
 
 
