@@ -532,8 +532,9 @@ def main() -> int:
     def injected(text: str) -> bool:
         return injection.score_text(text)[0] >= injection.THRESHOLD
 
-    def harmed(text: str) -> bool:
-        return harmful.score_text(text)[0] >= harmful.THRESHOLD
+    def harmed(text: str) -> bool:  # as the default rule sees it (floored categories too)
+        found = detect("harmful", [Text("t", text)])
+        return any(f.score >= harmful.THRESHOLD for f in found)
 
     if args.speed:
         print("prompt_injection")
