@@ -166,18 +166,21 @@ def test_rotate_rewrap_and_retire_the_old_versions_every_event_still_reads(
 
 class Meanwhile:
     """The real Transit rewrap, then ``act`` on what it was asked (the window a slow
-    Vault call leaves between a page's read and its update)."""
+    Vault call leaves between a page's read and its update), at call ``on_call``."""
 
-    def __init__(self, kek: TransitKek, act: Callable[[Sequence[bytes]], None]) -> None:
+    def __init__(
+        self, kek: TransitKek, act: Callable[[Sequence[bytes]], None], on_call: int = 2
+    ) -> None:
         self.kek = kek
         self.name = kek.name
         self.act = act
+        self.on_call = on_call  # 2 by default: a page in the middle
         self.calls = 0
 
     def rewrap(self, wrapped: Sequence[bytes]) -> list[bytes | None]:
         out = self.kek.rewrap(wrapped)
         self.calls += 1
-        if self.calls == 2:  # a page in the middle
+        if self.calls == self.on_call:
             self.act(wrapped)
         return out
 
@@ -261,6 +264,51 @@ def test_a_key_rewritten_during_the_rewrap_is_not_set_back(
     again = RewrapReport()
     rewrap_keys(sa.create_engine(admin_url), operator, again)
     assert (again.rewrapped, again.current, again.version) == (1, 4, 3)
+    admin.update_key_configuration(min_decryption_version=3, **where)
+    assert readable(url, kek) == texts
+
+
+def test_a_key_an_older_run_wrote_first_is_rewrapped_again(
+    openbao: Vault,  # noqa: F811
+    sealed_store: Postgres | str,
+) -> None:
+    """An older run, whose Transit call came before the last rotation, writes version 2
+    between this run's read (version 1) and its update (version 3). This run's update
+    then finds other bytes: the key is read again and, still behind, rewrapped again.
+    Counted as ``changed`` and left on 2 (until 2026-12-07), it made a run that reported
+    nothing to rewrap, and retiring version 2 as it said destroyed the key."""
+    settings, token = bootstrapped(openbao)
+    url, admin_url = urls(sealed_store)
+    kek = TransitKek(openbao.client(token), settings.mount, settings.key)
+    texts = sealed_events(url, kek, ["alice"])
+    admin = openbao.client().secrets.transit
+    where = {"name": settings.key, "mount_point": settings.mount}
+    admin.rotate_key(**where)
+    operator = TransitKek(
+        openbao.client(rewrap_token(openbao, settings)), settings.mount, settings.key
+    )
+    (old,) = stored_keys(admin_url).values()
+    (older_runs,) = operator.rewrap([old])  # the older run's Transit call, before the rotation
+    assert older_runs is not None and transit_version(older_runs) == 2
+    admin.rotate_key(**where)
+    texts |= sealed_events(url, kek, ["bob", "carol"])  # wrapped under version 3 already
+    engine = sa.create_engine(admin_url)
+
+    def older_run_updates(wrapped: Sequence[bytes]) -> None:
+        assert old in wrapped
+        with engine.begin() as conn:
+            conn.execute(
+                sa.update(content_keys)
+                .where(content_keys.c.wrapped == old)
+                .values(wrapped=older_runs)
+            )
+
+    report = RewrapReport()
+    rewrap_keys(engine, Meanwhile(operator, older_run_updates, on_call=1), report)
+    engine.dispose()
+    found = (report.rewrapped, report.changed, report.current, report.damaged, report.version)
+    assert found == (1, 0, 2, 0, 3)
+    assert {transit_version(w) for w in stored_keys(admin_url).values()} == {3}
     admin.update_key_configuration(min_decryption_version=3, **where)
     assert readable(url, kek) == texts
 

@@ -9,7 +9,9 @@ The rows are read a page at a time in key id order, each page rewrapped by one
 Transit request (outside any transaction) and written in one transaction of
 its own, each row compare-and-swap on the wrapped bytes it was read with: a key
 erased meanwhile (row deleted) stays deleted, and one rewritten meanwhile (by
-another run, after a later rotation) is not set back to what was read. A run
+another run, after a later rotation) is not set back to what was read; one
+another run rewrote under an older version than this run's is read again and
+rewrapped again (:func:`_read_again`). A run
 killed midway loses nothing (each page commits whole; a row holds the old
 wrapping or the new one, both open) and the next run goes on: keys under the
 latest version are counted, not written. The latest version is not read from
@@ -62,7 +64,8 @@ class RewrapReport:
     current: int = 0
     """Keys already under the latest version: left as they were."""
     changed: int = 0
-    """Keys erased or rewritten between their read and their update: left as they are."""
+    """Keys erased, or rewritten under the latest version, between their read and their
+    update: left as they are."""
     damaged: int = 0
     """Keys the KEK refused (altered, or under a version already retired): left as they were."""
     damaged_ids: list[int] = field(default_factory=list)
@@ -134,6 +137,7 @@ def _rewrap_page(
     if not updates:
         return
     ck = content_keys.c
+    lost: list[int] = []
     with engine.begin() as conn:
         for row, new in updates:
             swapped = conn.execute(
@@ -144,7 +148,33 @@ def _rewrap_page(
             if swapped:
                 report.rewrapped += 1
             else:
-                report.changed += 1
+                lost.append(row.key_id)
+    if lost:
+        _read_again(engine, kek, lost, report)
+
+
+def _read_again(
+    engine: sa.Engine, kek: Rewrapper, key_ids: list[int], report: RewrapReport
+) -> None:
+    """Keys erased or rewritten between their read and their update, read again.
+
+    One erased stays erased, one rewritten under the latest version stays as it
+    is: both ``changed``. One still under an older version (written first by
+    another run whose Transit call came before a rotation) is rewrapped again:
+    counted as done, it would be lost with the version it holds, retired on
+    this run's word.
+    """
+    ck = content_keys.c
+    with engine.connect() as conn:
+        query = sa.select(ck.key_id, ck.subject, ck.kek, *_wrapped(conn)).where(
+            ck.key_id.in_(key_ids), ck.kek == kek.name
+        )
+        rows = [_stored_key(*row) for row in conn.execute(query).all()]
+    latest = report.version or 0  # set: these keys were rewrapped to it
+    behind = [r for r in rows if (transit_version(r.wrapped) or 0) < latest]
+    report.changed += len(key_ids) - len(behind)
+    if behind:
+        _rewrap_page(engine, kek, behind, report)
 
 
 def _damaged(report: RewrapReport, key_id: int) -> None:
