@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from aiaudit.cli.main import main
-from aiaudit.common.erasure import erase
+from aiaudit.common.erasure import erase, erased_ids
 from aiaudit.common.store import SqlEventStore, open_store
 from aiaudit.common.store.prepare import prepare_batch
 from aiaudit.common.store.schema import events, log_entries
@@ -239,6 +239,46 @@ def test_an_erasures_part_recorded_twice_is_named(
     assert full_log.problems() == [
         f"log {full_log.tenant} sequence 17 event erasure-copy: erasure record part 2 of 2 "
         "appears again (first at sequence 16): each part is recorded once (inserted?)"
+    ]
+
+
+def test_a_record_whose_part_count_no_int_can_hold_is_named_not_a_crash(
+    full_log: Log,  # noqa: F811 (the fixture)
+    privacy_url: str,
+) -> None:
+    """A record (its own leaf, past the checkpoints) whose ``erasure.part`` is 5,000 digits:
+    ``int()`` refuses more than 4,300, and reading the record raised ValueError, in verify
+    (a traceback) and in every reader of records (the search indexer, alerting, bundles)."""
+    (record,) = _erase_in_parts(full_log, privacy_url, full_log.event(2))
+    huge = b'"intValue":"' + b"9" * 5000 + b'"'
+    with full_log.admin.begin() as conn:
+        row = conn.execute(
+            sa.select(events).where(events.c.log_id == full_log.tenant, events.c.seq == 15)
+        ).one()
+        entry = conn.execute(
+            sa.select(log_entries).where(
+                log_entries.c.log_id == full_log.tenant, log_entries.c.seq == 15
+            )
+        ).one()
+        forged = bytes(row.canonical).replace(record.encode(), b"erasure-copy")
+        assert forged.count(b'"intValue":"1"') == 2  # erasure.part and erasure.parts
+        forged = forged.replace(b'"intValue":"1"', huge, 1)
+        assert erased_ids(forged) == [full_log.event(2)]
+        conn.execute(
+            sa.insert(events).values(
+                {**row._asdict(), "seq": 16, "event_id": "erasure-copy", "canonical": forged}
+            )
+        )
+        leaf = sha256(b"\x00" + forged).digest()
+        conn.execute(
+            sa.insert(log_entries).values(
+                {**entry._asdict(), "seq": 16, "event_id": "erasure-copy", "leaf_hash": leaf}
+            )
+        )
+        conn.execute(sa.text("UPDATE logs SET size = 17 WHERE log_id = :t"), {"t": full_log.tenant})
+    assert full_log.problems() == [
+        f"log {full_log.tenant} sequence 16 event erasure-copy: erasure record: attributes "
+        "erasure.part and erasure.parts are no part number of a count (forged?)"
     ]
 
 
