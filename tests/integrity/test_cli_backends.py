@@ -69,8 +69,19 @@ def _aliased(url: str) -> str:
             "--database-url",
         ),
         (["integrity", "bootstrap-vault", "--vault-addr", PLAIN_VAULT], "--vault-addr"),
+        (["content-keys", "rewrap", "--database-url", REMOTE], "--database-url"),
+        (["content-keys", "bootstrap-vault", "--vault-addr", PLAIN_VAULT], "--vault-addr"),
     ],
-    ids=["verify", "export-bundle", "redeliver", "migrate", "erase", "bootstrap-vault"],
+    ids=[
+        "verify",
+        "export-bundle",
+        "redeliver",
+        "migrate",
+        "erase",
+        "bootstrap-vault",
+        "content-keys-rewrap",
+        "content-keys-bootstrap-vault",
+    ],
 )
 def test_a_plaintext_backend_flag_is_refused_before_connecting(
     argv: list[str],
