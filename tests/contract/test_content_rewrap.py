@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Sequence
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import hvac.exceptions
@@ -28,7 +31,7 @@ from aiaudit.common.store.schema import content_keys
 from aiaudit.common.store.sql import Conflict
 from tests.conftest import Postgres
 from tests.contract.test_content_kek import bootstrapped, openbao, tampered  # noqa: F401
-from tests.helpers import free_port, interaction
+from tests.helpers import free_port, interaction, serve_http
 from tests.integrity.conftest import Vault, vault  # noqa: F401  (the session's OpenBao)
 
 SUBJECTS = ("alice", "bob", "carol", "dave", "erin")
@@ -311,6 +314,91 @@ def test_a_key_an_older_run_wrote_first_is_rewrapped_again(
     assert {transit_version(w) for w in stored_keys(admin_url).values()} == {3}
     admin.update_key_configuration(min_decryption_version=3, **where)
     assert readable(url, kek) == texts
+
+
+class Reversing(BaseHTTPRequestHandler):
+    """The real OpenBao behind a faulty intermediary that hands back each batch answer
+    to ``operation`` reversed: as many answers, each for another item."""
+
+    upstream = ""
+    operation = "rewrap"
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        token = self.headers.get("X-Vault-Token", "")
+        forward = urllib.request.Request(
+            self.upstream + self.path,
+            data=body,
+            method="POST",
+            headers={"X-Vault-Token": token, "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(forward, timeout=10) as answer:
+                status, payload = answer.status, answer.read()
+        except urllib.error.HTTPError as exc:
+            status, payload = exc.code, exc.read()
+        if f"/{self.operation}/" in self.path:
+            doc = json.loads(payload)
+            doc["data"]["batch_results"].reverse()
+            payload = json.dumps(doc).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+def test_answers_out_of_order_write_nothing(
+    openbao: Vault,  # noqa: F811
+    sealed_store: Postgres | str,
+) -> None:
+    """Each item carries a reference Transit echoes; an answer for another item is refused.
+    Taken in order (until 2026-12-07), each of the two keys got the other's data key,
+    wrapped: the compare-and-swap held (the rows were as read), and both subjects' content
+    no longer opened, with the run reporting 2 rewrapped."""
+    settings, token = bootstrapped(openbao)
+    url, admin_url = urls(sealed_store)
+    kek = TransitKek(openbao.client(token), settings.mount, settings.key)
+    texts = sealed_events(url, kek, ["alice", "bob"])
+    openbao.client().secrets.transit.rotate_key(name=settings.key, mount_point=settings.mount)
+    before = stored_keys(admin_url)
+    server, proxy = serve_http(type("ToOpenBao", (Reversing,), {"upstream": openbao.addr}))
+    try:
+        operator = TransitKek(
+            openbao.client(rewrap_token(openbao, settings), addr=proxy),
+            settings.mount,
+            settings.key,
+        )
+        engine = sa.create_engine(admin_url)
+        report = RewrapReport()
+        with pytest.raises(KekError, match=r"rewrap of 2 data key.*out of order"):
+            rewrap_keys(engine, operator, report)
+        engine.dispose()
+    finally:
+        server.shutdown()
+    assert report.rewrapped == 0
+    assert stored_keys(admin_url) == before
+    assert readable(url, kek) == texts
+
+
+def test_wrapped_keys_answered_out_of_order_store_nothing(
+    openbao: Vault,  # noqa: F811
+    sealed_store: Postgres | str,
+) -> None:
+    """The same fault on the services' encrypt: taken in order (until 2026-12-07), each new
+    subject's row held another's data key, wrapped, and its content never opened."""
+    settings, token = bootstrapped(openbao)
+    url, admin_url = urls(sealed_store)
+    faulty = {"upstream": openbao.addr, "operation": "encrypt"}
+    server, proxy = serve_http(type("ToOpenBao", (Reversing,), faulty))
+    try:
+        through = TransitKek(openbao.client(token, addr=proxy), settings.mount, settings.key)
+        with pytest.raises(KekError, match=r"encrypt of \d+ data key.*out of order"):
+            sealed_events(url, through, ["alice", "bob"])
+    finally:
+        server.shutdown()
+    assert stored_keys(admin_url) == {}
+    assert readable(url, TransitKek(openbao.client(token), settings.mount, settings.key)) == {}
 
 
 def test_a_run_stopped_midway_is_finished_by_the_next(

@@ -86,7 +86,10 @@ class TransitKek:
         """Each key encrypted by Transit (``vault:vN:...``, as ASCII), in one request."""
         if not keys:
             return []
-        batch = [{"plaintext": base64.b64encode(k).decode("ascii")} for k in keys]
+        batch = [
+            {"plaintext": base64.b64encode(k).decode("ascii"), "reference": str(i)}
+            for i, k in enumerate(keys)
+        ]
         results = self._batch(
             "encrypt",
             len(keys),
@@ -141,7 +144,7 @@ class TransitKek:
         asked = [(i, w.decode("ascii")) for i, w in enumerate(wrapped) if w.isascii()]
         if not asked:
             return out
-        batch = [{"ciphertext": text} for _, text in asked]
+        batch = [{"ciphertext": text, "reference": str(j)} for j, (_, text) in enumerate(asked)]
         results = self._batch(op, len(asked), lambda: request(batch), items_may_fail=True)
         try:
             for (i, _), r in zip(asked, results, strict=True):
@@ -161,6 +164,10 @@ class TransitKek:
         """The answer's ``batch_results``, one per input, none failed; else :class:`KekError`.
 
         With ``items_may_fail`` failed items come back too, carrying ``error``.
+        Each input carries its index as ``reference``, which Transit echoes: an
+        answer for another item (out of order) is refused, as taken in order it
+        would wrap a data key under another subject's row, or open one as
+        another's (a Vault that echoes none is taken in order).
 
         The error raised never carries hvac's exception, not even as its cause:
         when one item fails Transit answers 400 with the whole batch, and hvac
@@ -174,6 +181,16 @@ class TransitKek:
             answer = getattr(exc, "json", None)
             problem = _reason(exc)
         results = _batch_results(answer)
+        if results is not None and len(results) == count:
+            misplaced = next(
+                (i for i, r in enumerate(results) if r.get("reference", str(i)) != str(i)), None
+            )
+            if misplaced is not None:
+                raise KekError(
+                    f"Transit key {self.name} {op} of {count} data key(s): answers out of "
+                    f"order (answer {misplaced} is for item "
+                    f"{str(results[misplaced].get('reference'))[:20]!r}): none used"
+                )
         if items_may_fail and results is not None and len(results) == count:
             return results  # Transit answers 400 when an item fails, with every item's result
         failed = [f"item {i}: {r['error']}" for i, r in enumerate(results or []) if r.get("error")]
