@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import socket
 import subprocess
 import sys
@@ -273,6 +274,26 @@ def whole_log(store: SqlEventStore, log_id: str) -> list[StoredEvent]:
     while page := store.read_log(log_id, len(entries), 1000):
         entries.extend(page)
     return entries
+
+
+def open_log(store: SqlEventStore | str, tenant: str) -> ev.Event:
+    """The tenant's log, opened by one event (sequence 0), which it returns.
+
+    A read of a tenant with no log is NOT_FOUND, and its access record never opens one.
+    ``store``: the store, or its URL.
+    """
+    from aiaudit.common.store import open_store
+    from aiaudit.common.store.prepare import prepare
+
+    first = interaction(tenant)
+    now = dt.datetime.now(dt.UTC)
+    opened = open_store(store) if isinstance(store, str) else store
+    try:
+        opened.append_group([[prepare(first, now)]])
+    finally:
+        if opened is not store:
+            opened.close()
+    return first
 
 
 def access_records(store_url: str, tenant: str) -> list[ev.Event]:

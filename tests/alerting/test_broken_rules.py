@@ -26,6 +26,7 @@ from aiaudit.common.store import open_store
 from aiaudit.common.store.sql import SqlEventStore
 from aiaudit.common.v1 import event_pb2 as ev
 from tests.alerting.test_service import Server
+from tests.helpers import open_log
 
 BROKEN = "id: broken\nseverity: loud\n"
 PROBE = "id: probe\nseverity: low\nwhen: {field: input.messages.parts.text, contains: secret}\n"
@@ -72,6 +73,7 @@ def _broken(
 def test_a_rule_that_no_longer_compiles_can_be_turned_off_not_on(
     alerting_server: Server, consumer: SqlEventStore, tenant: str, store_url: str
 ) -> None:
+    open_log(store_url, tenant)  # a read of a tenant with no log is NOT_FOUND
     admin = _broken(alerting_server, consumer, tenant)  # content.read and pii.read
     name = f"tenants/{tenant}/rules/broken"
 

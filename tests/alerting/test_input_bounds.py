@@ -30,7 +30,7 @@ from aiaudit.common.store.sql import SqlEventStore
 from aiaudit.common.v1 import event_pb2 as ev
 from tests.alerting.conftest import alert_rows, append, drain, make_engine, put_rule
 from tests.alerting.test_service import Server, send, violations
-from tests.helpers import interaction
+from tests.helpers import interaction, open_log
 
 BIG = "1" + "0" * 400  # an integer no double holds
 THROTTLE = "id: every\nseverity: low\ndedup: {key: '{rule}', throttle: 9999999999d}\n"
@@ -212,7 +212,10 @@ def test_rule_sources_that_would_crash_evaluation_are_invalid(
     assert _invalid(info, "rule.source").startswith("line 3, labels.a: expected one value")
 
 
-def test_rule_sources_over_64_kib_are_invalid(alerting_server: Server, tenant: str) -> None:
+def test_rule_sources_over_64_kib_are_invalid(
+    alerting_server: Server, tenant: str, store_url: str
+) -> None:
+    open_log(store_url, tenant)  # a read of a tenant with no log is NOT_FOUND
     channel, _, _ = alerting_server
     stub = pb_grpc.AlertingServiceStub(channel)  # type: ignore[no-untyped-call]
     parent = f"tenants/{tenant}"
@@ -244,7 +247,10 @@ def _token(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).decode()
 
 
-def test_page_tokens_not_from_the_service_are_invalid(alerting_server: Server, tenant: str) -> None:
+def test_page_tokens_not_from_the_service_are_invalid(
+    alerting_server: Server, tenant: str, store_url: str
+) -> None:
+    open_log(store_url, tenant)  # a read of a tenant with no log is NOT_FOUND
     channel, _, _ = alerting_server
     stub = pb_grpc.AlertingServiceStub(channel)  # type: ignore[no-untyped-call]
     parent = f"tenants/{tenant}"
@@ -326,10 +332,11 @@ def test_a_nul_in_a_name_filter_or_token_is_invalid_not_unavailable(
 
 
 def test_a_filter_longer_than_a_search_may_send_is_invalid(
-    alerting_server: Server, tenant: str
+    alerting_server: Server, tenant: str, store_url: str
 ) -> None:
     """Its access record quotes it whole: unbounded, a filter padded past what a record
     keeps ran unrecorded (review, 2026-12-05)."""
+    open_log(store_url, tenant)  # a read of a tenant with no log is NOT_FOUND
     channel, _, _ = alerting_server
     stub = pb_grpc.AlertingServiceStub(channel)  # type: ignore[no-untyped-call]
     parent = f"tenants/{tenant}"

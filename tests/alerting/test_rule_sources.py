@@ -32,7 +32,7 @@ from aiaudit.search.v1 import search_service_pb2 as spb
 from aiaudit.search.v1 import search_service_pb2_grpc as spb_grpc
 from tests.alerting.conftest import serving
 from tests.alerting.test_service import Server, send
-from tests.helpers import flip_sealed_content, interaction, wait_until
+from tests.helpers import flip_sealed_content, interaction, open_log, wait_until
 
 IP, PHRASE = "203.0.113.77", "Project Falcon merger"
 WATCH = f"""\
@@ -164,9 +164,10 @@ def test_rule_reads_withhold_the_source_from_callers_who_may_not_test_it(
 
 
 def test_a_source_that_no_longer_compiles_is_shown_only_with_both_permissions(
-    alerting_server: Server, consumer: SqlEventStore, tenant: str
+    alerting_server: Server, consumer: SqlEventStore, tenant: str, store_url: str
 ) -> None:
     """What a stored source reads is not known once it fails to compile: it could be either."""
+    open_log(store_url, tenant)  # a read of a tenant with no log is NOT_FOUND
     broken = f'id: broken\nseverity: loud\nwhen: {{field: actor.ip_address, equals: "{IP}"}}\n'
     store = AlertStore(consumer.engine)
     with store.write() as conn, conn.begin():
@@ -229,12 +230,13 @@ ON_JAILBREAK = (
 
 
 def test_rules_do_not_fire_on_the_sources_and_searches_the_suite_records(
-    alerting_server: Server, tenant: str
+    alerting_server: Server, tenant: str, store_url: str
 ) -> None:
     """A rule change or an access record quotes what someone looked for as its content:
     rules do not evaluate it, or a rule on a phrase fired on the record of its own
     creation (and of each dry run of it), and the prompt-injection detector on a
     phrase tested. The records' other fields are still evaluated."""
+    open_log(store_url, tenant)  # a read of a tenant with no log is NOT_FOUND
     channel, _, _ = alerting_server
     parent = f"tenants/{tenant}"
     admin = _alerting(alerting_server, "admin")

@@ -26,7 +26,7 @@ from aiaudit.common.store.sql import SqlEventStore
 from aiaudit.common.v1 import event_pb2 as ev
 from tests.alerting.conftest import alert_rows, append, drain, make_engine, put_rule
 from tests.alerting.test_service import send, violations
-from tests.helpers import interaction
+from tests.helpers import interaction, open_log
 
 Server = tuple[grpc.Channel, dict[str, str], str]
 LOW, MEDIUM, HIGH, CRITICAL = (
@@ -282,10 +282,11 @@ def test_safety_flag_syntax_is_checked_naming_line_and_field(
 
 
 def test_the_service_shows_the_flag_s_severity_and_refuses_bad_syntax(
-    alerting_server: Server, tenant: str
+    alerting_server: Server, tenant: str, store_url: str
 ) -> None:
     """WatchAlerts (from critical), ListAlerts and TestRule show each alert with its flag's
     severity; CreateRule of a misplaced safety_flag is INVALID_ARGUMENT naming line and field."""
+    open_log(store_url, tenant)  # a read of a tenant with no log is NOT_FOUND
     channel, _, _ = alerting_server
     stub = pb_grpc.AlertingServiceStub(channel)  # type: ignore[no-untyped-call]
     parent = f"tenants/{tenant}"

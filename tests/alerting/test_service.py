@@ -25,6 +25,7 @@ from tests.helpers import (
     assert_unauthenticated,
     interaction,
     not_protobuf,
+    open_log,
     refused_raw,
     wait_until,
 )
@@ -48,7 +49,10 @@ def send(channel: grpc.Channel, events: list[ev.Event]) -> None:
     ipb_grpc.IngestServiceStub(channel).Append(ipb.AppendRequest(events=events), timeout=30)  # type: ignore[no-untyped-call]
 
 
-def test_rules_crud_validation_and_audit(alerting_server: Server, tenant: str) -> None:
+def test_rules_crud_validation_and_audit(
+    alerting_server: Server, tenant: str, store_url: str
+) -> None:
+    open_log(store_url, tenant)  # a read of a tenant with no log is NOT_FOUND
     channel, _, _ = alerting_server
     stub = pb_grpc.AlertingServiceStub(channel)  # type: ignore[no-untyped-call]
     parent = f"tenants/{tenant}"
@@ -122,8 +126,9 @@ def test_rule_changes_are_audit_events(
 
 
 def test_jailbreak_alert_within_a_second_then_ack_and_resolve(
-    alerting_server: Server, tenant: str
+    alerting_server: Server, tenant: str, store_url: str
 ) -> None:
+    open_log(store_url, tenant)  # a read of a tenant with no log is NOT_FOUND
     channel, keys, address = alerting_server
     stub = pb_grpc.AlertingServiceStub(channel)  # type: ignore[no-untyped-call]
     parent = f"tenants/{tenant}"
@@ -223,11 +228,12 @@ def test_list_alerts_pagination_and_test_rule(alerting_server: Server, tenant: s
 
 
 def test_a_request_that_is_not_protobuf_is_invalid_argument(
-    alerting_server: Server, tenant: str
+    alerting_server: Server, tenant: str, store_url: str
 ) -> None:
     """Invalid UTF-8 in a string field was INTERNAL "Exception deserializing request!", gRPC's
     own answer, as if the server had failed (review, 2026-12-06); a watch's too. No rule is
     written, and a caller without a key hears UNAUTHENTICATED, nothing of the parse."""
+    open_log(store_url, tenant)  # a read of a tenant with no log is NOT_FOUND
     channel, _, address = alerting_server
     parent = f"tenants/{tenant}"
     create = "/aiaudit.alerting.v1.AlertingService/CreateRule"

@@ -22,7 +22,7 @@ from aiaudit.alerting.v1 import alerting_service_pb2_grpc as pb_grpc
 from aiaudit.common.store.sql import SqlEventStore
 from tests.alerting.conftest import alert_rows, append, bare_alert, drain, make_engine
 from tests.alerting.test_service import violations
-from tests.helpers import interaction
+from tests.helpers import interaction, open_log
 
 HEAD = "id: odd\nseverity: low\n"
 
@@ -72,9 +72,11 @@ def test_list_alerts_answers_an_alert_whose_stored_labels_hold_a_lone_surrogate(
     alerting_server: tuple[grpc.Channel, dict[str, str], str],
     consumer: SqlEventStore,
     tenant: str,
+    store_url: str,
 ) -> None:
     """An alert raised by such a rule before the check kept the label (as JSON's \\ud800):
     every ListAlerts page holding it answered UNKNOWN, and alerts are never deleted."""
+    open_log(store_url, tenant)  # a read of a tenant with no log is NOT_FOUND
     channel, _, _ = alerting_server
     alert = bare_alert(tenant)
     alert.labels = {"team": "a\ud800", "k\udfff": "v"}

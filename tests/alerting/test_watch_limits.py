@@ -27,7 +27,7 @@ from aiaudit.common.store import open_store
 from tests.alerting.conftest import serving
 from tests.alerting.test_service import Server, send
 from tests.conftest import serve_suite
-from tests.helpers import interaction, wait_until
+from tests.helpers import interaction, open_log, wait_until
 
 
 @pytest.fixture
@@ -63,8 +63,9 @@ def refusal(stream: grpc.Future) -> str:  # type: ignore[type-arg]
 
 
 def test_streams_beyond_the_limits_are_refused_and_freed_when_closed(
-    small_server: Server, tenant: str
+    small_server: Server, tenant: str, store_url: str
 ) -> None:
+    open_log(store_url, tenant)  # a read of a tenant with no log is NOT_FOUND
     channel, _, _ = small_server
     mine = [open_watch(small_server, "developer", tenant) for _ in range(2)]
     assert [refusal(s) for s in mine] == ["", ""]
@@ -188,13 +189,15 @@ class Suites:
         self._tmp = tmp_path
         self._stops: list[Callable[[], object]] = []
 
-    def start(self, **settings: object) -> tuple[dict[str, str], str]:
+    def start(self, tenant: str, **settings: object) -> tuple[dict[str, str], str]:
         """Alerting alone, on SQLite (the transport is the subject), two watches a caller;
-        (keys, address)."""
+        (keys, address). ``tenant``'s log is opened (a watch of a tenant with none is
+        NOT_FOUND)."""
         where = self._tmp / f"suite-{len(self._stops)}"
         where.mkdir()
         url = f"sqlite:///{where / 'aiaudit.db'}"
         open_store(url, run_migrations=True).close()
+        open_log(url, tenant)
         sections = where / "sections.yaml"
         sections.write_text(yaml.safe_dump({"alerting": {"max_watch_streams_per_caller": 2}}))
         suite, keys = serve_suite(
@@ -236,7 +239,7 @@ def test_the_slots_of_a_client_that_vanished_come_back_within_the_keepalive_boun
     TCP keepalive, and their principal was refused every new watch meanwhile. Here the
     server pings every second and waits a second for the answer."""
     keys, address = suites.start(
-        keepalive_time_seconds=KEEPALIVE, keepalive_timeout_seconds=KEEPALIVE_TIMEOUT
+        tenant, keepalive_time_seconds=KEEPALIVE, keepalive_timeout_seconds=KEEPALIVE_TIMEOUT
     )
     proxy = suites.proxy(address)
     far = client.channel(proxy.address, keys["developer"])
@@ -273,7 +276,7 @@ def test_clients_may_keep_a_quiet_watch_alive_as_often_as_the_server_permits(
     minutes, 2 hours without calls) a client pinging a quiet watch every 20 s got it.
     (The server's own pings, every 30 s by default, would stand in for the client's.)
     Permitted every 2 s here: a gRPC core client pings at most once a second."""
-    keys, address = suites.start(keepalive_min_client_ping_seconds=2.0)
+    keys, address = suites.start(tenant, keepalive_min_client_ping_seconds=2.0)
 
     def pinging(every_ms: int) -> tuple[DarkProxy, grpc.Channel, Any]:
         proxy = suites.proxy(address)

@@ -35,7 +35,7 @@ from aiaudit.common.store import open_store
 from tests.alerting.conftest import bare_alert, serving
 from tests.alerting.test_service import RULE, Server, send, violations
 from tests.conftest import Postgres, _database
-from tests.helpers import interaction, wait_until
+from tests.helpers import interaction, open_log, wait_until
 
 
 class _Stream:
@@ -69,8 +69,9 @@ def _seen(messages: list[pb.WatchAlertsResponse]) -> list[tuple[str, int, int, s
 
 
 def test_a_watch_resumed_streams_what_changed_meanwhile_once_in_order(
-    alerting_server: Server, tenant: str
+    alerting_server: Server, tenant: str, store_url: str
 ) -> None:
+    open_log(store_url, tenant)  # a read of a tenant with no log is NOT_FOUND
     channel, _, _ = alerting_server
     stub = pb_grpc.AlertingServiceStub(channel)  # type: ignore[no-untyped-call]
     parent = f"tenants/{tenant}"
@@ -151,8 +152,10 @@ def _error_info(error: grpc.RpcError) -> tuple[str, dict[str, str]]:
 
 
 def test_a_resume_token_not_returned_for_the_parent_or_ahead_of_it_is_refused(
-    alerting_server: Server, tenant: str
+    alerting_server: Server, tenant: str, store_url: str
 ) -> None:
+    for log in (tenant, f"{tenant}-other"):
+        open_log(store_url, log)  # a read of a tenant with no log is NOT_FOUND
     channel, _, _ = alerting_server
     stub = pb_grpc.AlertingServiceStub(channel)  # type: ignore[no-untyped-call]
     parent = f"tenants/{tenant}"

@@ -21,7 +21,7 @@ from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
 from aiaudit.search.v1 import search_service_pb2 as spb
 from aiaudit.search.v1 import search_service_pb2_grpc as spb_grpc
 from tests.conftest import subprocess_env, write_keys
-from tests.helpers import free_port, interaction, serve_process, wait_until
+from tests.helpers import free_port, interaction, open_log, serve_process, wait_until
 
 APPEND = "/aiaudit.ingest.v1.IngestService/Append"
 
@@ -221,6 +221,7 @@ def test_a_failed_phase_is_an_error_naming_the_exception_type_only(
     try:
         channel = client.channel(f"127.0.0.1:{port}", keys["admin"])
         search = spb_grpc.SearchServiceStub(channel)
+        open_log(f"sqlite:///{tmp_path / 'aiaudit.db'}", tenant)  # else NOT_FOUND, no query
         with pytest.raises(grpc.RpcError) as failed:
             search.SearchEvents(spb.SearchEventsRequest(tenant_id=tenant, query=f'"{secret}"'))
         assert failed.value.code() == grpc.StatusCode.UNAVAILABLE

@@ -17,13 +17,14 @@ from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.search.v1 import search_service_pb2 as pb
 from aiaudit.search.v1 import search_service_pb2_grpc as pb_grpc
 from tests.conftest import Postgres
-from tests.helpers import concurrently, interaction, wait_until
+from tests.helpers import concurrently, interaction, open_log, wait_until
 from tests.search.conftest import SearchSuite, start_suite
 
 
 def test_concurrent_records_share_transactions_and_all_are_durable(
     store: SqlEventStore, tenant: str
 ) -> None:
+    open_log(store, tenant)
     access = AccessLog(store)
     readers = 24
     barrier = threading.Barrier(readers)
@@ -34,7 +35,7 @@ def test_concurrent_records_share_transactions_and_all_are_durable(
 
     concurrently(readers, read)
     # Once a future resolved, its record is committed: a fresh read sees every one.
-    stored = [s.to_event() for s in store.read_log(tenant, 0, 100)]
+    stored = [s.to_event() for s in store.read_log(tenant, 1, 100)]
     assert sorted(e.attributes["access.n"].int_value for e in stored) == list(range(readers))
     assert {e.event_type for e in stored} == {ev.EVENT_TYPE_AUDIT_ACCESS}
     assert access.groups_committed < readers
@@ -46,13 +47,14 @@ def test_concurrent_records_share_transactions_and_all_are_durable(
 def test_a_stream_of_reads_reuses_one_writer_which_then_exits(
     store: SqlEventStore, tenant: str
 ) -> None:
+    open_log(store, tenant)
     access = AccessLog(store)
     reads = 10
     for i in range(reads):  # one after the other, as a single client reads
         access.record(DEV_CALLER, tenant, "test.read", {"n": i})
     # Each read came within the writer's linger of the previous commit: no thread per read.
     assert access.writers_started < reads
-    assert len(store.read_log(tenant, 0, 100)) == reads
+    assert len(store.read_log(tenant, 1, 100)) == reads
 
     def writers() -> int:
         return sum(t.name == "access-log" and t.is_alive() for t in threading.enumerate())
@@ -177,10 +179,11 @@ def test_a_search_padded_past_4096_characters_is_recorded_whole(
 
 def test_a_text_longer_than_a_record_keeps_is_marked_cut(store: SqlEventStore, tenant: str) -> None:
     """No request sends more than 64 KiB of one text; if one did, its record would say so."""
+    open_log(store, tenant)
     access = AccessLog(store)
     long = "x" * 70_000
     access.submit(DEV_CALLER, tenant, "test.read", {"filter": long, "n": 1}).result(timeout=30)
-    (record,) = [s.to_event() for s in store.read_log(tenant, 0, 10)]
+    (record,) = [s.to_event() for s in store.read_log(tenant, 1, 10)]
     assert record.input.messages[0].parts[0].text == long[: 64 * 1024]
     assert record.attributes["access.filter.chars"].int_value == 70_000
     assert "access.n.chars" not in record.attributes

@@ -36,7 +36,7 @@ from aiaudit.integrity.v1 import integrity_service_pb2_grpc as ipb_grpc
 from aiaudit.search.v1 import search_service_pb2 as pb
 from tests import go_verifier as go
 from tests.conftest import Postgres, serve_suite, subprocess_env
-from tests.helpers import field_violations, interaction, wait_until, whole_log
+from tests.helpers import error_info, field_violations, interaction, wait_until, whole_log
 from tests.integrity.conftest import ORIGIN_PREFIX, login
 from tests.integrity.test_cli import event_lines, scope_of
 from tests.search.conftest import NOT_ACCESS, SearchSuite, suite_of
@@ -662,30 +662,14 @@ def test_an_export_with_proofs_that_matched_nothing_is_sealed_complete_and_empty
     )
 
 
-def test_an_export_with_proofs_of_a_log_with_no_event_yet_is_sealed_empty(
-    proof_suite: SearchSuite, tenant: str, tmp_path: Path, go_verifier: Path
+def test_an_export_with_proofs_of_a_tenant_with_no_event_yet_is_not_found(
+    proof_suite: SearchSuite, tenant: str
 ) -> None:
-    """A log with no event has no checkpoint: the export's seal asserted one and the export
-    failed UNKNOWN ("Exception iterating responses"). Its scope now says checkpoint size 0
-    and its seal (its consistency proof from the empty tree holding no hash) proves that
-    it matched nothing, in both verifiers."""
-    data = bundle_of(proof_suite, tenant, NOT_ACCESS)
-    texts = data.decode().splitlines()
-    assert [list(json.loads(t)) for t in texts] == [["scope"], ["seal"]], texts
-    scope, seal = scope_of(data), json.loads(texts[-1])["seal"]
-    assert (scope["tree_size"], scope["up_to_sequence"]) == (0, 0)
-    assert seal["consistency_proof"] == []
-    bundle = tmp_path / "export.jsonl"
-    bundle.write_bytes(data)
-    key = integrity_stub(proof_suite).GetVerifierKey(ipb.GetVerifierKeyRequest()).verifier_keys[0]
-    ok = verify_cli(bundle, key)
-    assert ok.returncode == 0, ok.stdout + ok.stderr
-    told = [line for line in ok.stderr.splitlines() if not line.startswith("{")]
-    assert told[5].startswith(
-        "scope: complete: the export matched no event before sequence 0 (sealed by its "
-        f"closing record {seal['event_id']!r} at sequence {seal['sequence']}, "
-    ), told
-    go_check = ["bundle", "-verifier-key", key, "-origin-prefix", ORIGIN_PREFIX, bundle]
-    independent = go.run(go_verifier, *go_check)
-    assert independent.returncode == 0, independent.stdout
-    assert independent.stdout.splitlines()[:-1] == told[:-1]
+    """A tenant with no event has no log: its export was sealed empty (checkpoint size 0),
+    its access record the log's first entry, so a key on every tenant opened a log by
+    exporting any name. Now NOT_FOUND, naming the tenant, and no log is opened."""
+    with pytest.raises(grpc.RpcError) as err:
+        bundle_of(proof_suite, tenant, NOT_ACCESS)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert error_info(err.value) == ("TENANT_NOT_FOUND", {"tenant_id": tenant})
+    assert not proof_suite.suite.store.has_log(tenant)

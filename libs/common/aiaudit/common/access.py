@@ -24,6 +24,14 @@ turn. Until 2026-12-05 the one writer waited on the lock with no limit: the
 reads of every tenant grouped with (or queued behind) a record of the busy
 log waited for it too, until their deadline (review).
 
+A record never opens a log: one submitted for a tenant with no log yet (no
+event appended) is not written, and the read answers NOT_FOUND (:func:`no_log`,
+through :func:`unrecorded`), with a warning. A read checks its request before
+it submits its record, so bad input is still INVALID_ARGUMENT. Until
+2026-12-07 a key covering every tenant (``*``) opened a log for any name it
+read, its record the first entry: a typo or a scanner left logs that the
+notary signed, the indexer indexed and the lag gauges counted (review).
+
 Refusals are recorded too (:meth:`AccessLog.refuse`): a request that a
 caller's roles on the tenant do not cover leaves a record of what was asked
 (its texts as content), with ``access.outcome`` ``denied`` and the permission
@@ -148,6 +156,15 @@ every other tenant, go on meanwhile."""
 Record = tuple[NewEvent, Future[None]]
 
 
+class UnknownTenantError(LookupError):
+    """A record of a tenant with no log: not written, so that no read opens a log."""
+
+    def __init__(self, tenant: str) -> None:
+        """The tenant named."""
+        super().__init__(f"tenant {tenant!r} has no log")
+        self.tenant = tenant
+
+
 class AccessLog:
     """Records reads into the store, concurrent records sharing one transaction."""
 
@@ -171,6 +188,8 @@ class AccessLog:
         self._turns: collections.deque[str] = collections.deque()
         """Busy logs whose lane no thread serves yet, in the order they were found busy."""
         self._lane_threads = 0
+        self._logs: set[str] = set()
+        """Logs found to exist (a log is never removed): each looked up once per process."""
         self.groups_committed = 0
         """Transactions attempted so far (a metric; tests use it to see grouping)."""
         self.writers_started = 0
@@ -184,9 +203,9 @@ class AccessLog:
         Returns the record's event id, so that a caller that wrote through another
         login than it reads with can check the record is an entry of the log it read.
         """
-        record = self._prepared(caller, tenant, action, details, QUOTING)
-        self._queued(record).result()
-        return record.event.event_id
+        event_id = new_id()
+        self.submit(caller, tenant, action, details, event_id=event_id).result()
+        return event_id
 
     def submit(
         self,
@@ -199,17 +218,40 @@ class AccessLog:
     ) -> Future[None]:
         """Queues the access record; the future resolves once it is committed (or fails).
 
-        The caller must wait for it (:func:`recorded`) before it answers the
-        read. Never raises: a record that cannot even be built fails the future.
+        The caller must wait for it (:func:`unrecorded`) before it answers the
+        read. Never raises: a record that cannot even be built fails the future,
+        and so does one of a tenant with no log (:class:`UnknownTenantError`,
+        nothing written: a record never opens a log).
         ``event_id``: the record's id (:func:`new_id`), for a reader that names it.
         """
+        future: Future[None] = Future()
         try:
             record = self._prepared(caller, tenant, action, details, quoted, event_id)
+            known = self._exists(tenant)
         except Exception as exc:
-            future: Future[None] = Future()
             future.set_exception(exc)
             return future
+        if not known:
+            log.warning(
+                "%s (key %r) asked %s of tenant %r, which has no log: not recorded, "
+                "answered NOT_FOUND",
+                caller.principal,
+                caller.key_id,
+                action,
+                tenant,
+            )
+            future.set_exception(UnknownTenantError(tenant))
+            return future
         return self._queued(record)
+
+    def _exists(self, tenant: str) -> bool:
+        """Whether the tenant has a log: one indexed lookup, then none (a log stays)."""
+        if tenant in self._logs:
+            return True
+        if not self._store.has_log(tenant):
+            return False
+        self._logs.add(tenant)
+        return True
 
     @staticmethod
     def _prepared(
@@ -284,7 +326,7 @@ class AccessLog:
         """
         answer = denied(caller, permission, tenant, why)
         try:
-            ours = caller.member_of(tenant) and self._store.has_log(tenant)
+            ours = caller.member_of(tenant) and self._exists(tenant)
         except sa.exc.SQLAlchemyError as exc:  # the store is down: the refusal stands
             log.warning("refusal of %s on tenant %r not recorded: %s", action, tenant, exc)
             return UNRECORDED if must_record else answer
@@ -408,12 +450,26 @@ held elsewhere (a session left open) waits in its lane as long as that lasts;
 its read gives up at this, so such reads cannot take every server thread."""
 
 
-def recorded(record: Future[None]) -> bool:
-    """Waits for an access record; False (and logged) when it did not commit in time.
+def no_log(tenant: str) -> status_pb2.Status:
+    """NOT_FOUND: what a read of a tenant with no log answers, nothing written.
 
-    No durable record, no answer: the caller then fails the read with
-    UNAVAILABLE and :data:`NOT_RECORDED`. A record given up on may still
-    commit later: a record without an answer is allowed, never the reverse.
+    Not an empty answer: such a tenant is no collection that exists and is
+    empty (AIP-193), and an answer without a record is never given.
+    """
+    return status.error(
+        code_pb2.NOT_FOUND,
+        f"tenant {tenant!r} has no events (no log yet); nothing was answered or recorded",
+        "TENANT_NOT_FOUND",
+        tenant_id=tenant,
+    )
+
+
+def unrecorded(record: Future[None]) -> status_pb2.Status | None:
+    """Waits for an access record; None once it is durable, else what the read answers.
+
+    No durable record, no answer: :func:`no_log` for a tenant with no log,
+    else UNAVAILABLE :data:`UNRECORDED` (logged). A record given up on may
+    still commit later: a record without an answer is allowed, never the reverse.
     """
     try:
         record.result(timeout=RECORD_WAIT_SECONDS)
@@ -423,8 +479,15 @@ def recorded(record: Future[None]) -> bool:
             "elsewhere); the read is refused",
             RECORD_WAIT_SECONDS,
         )
-        return False
+        return UNRECORDED
+    except UnknownTenantError as exc:
+        return no_log(exc.tenant)
     except Exception as exc:
         log.warning("access record not written: %s", exc)
-        return False
-    return True
+        return UNRECORDED
+    return None
+
+
+def recorded(record: Future[None]) -> bool:
+    """Whether an access record is durable (:func:`unrecorded` says what to answer if not)."""
+    return unrecorded(record) is None

@@ -76,11 +76,20 @@ def _resume_refused(exc: ResumeTokenError) -> status_pb2.Status:
 
 
 class _UnrecordedError(Exception):
-    """An access record submitted for the request did not commit."""
+    """An access record submitted for the request did not commit; ``status`` is the answer."""
+
+    def __init__(self, status: status_pb2.Status) -> None:
+        self.status = status
 
 
-def _all_recorded(records: Sequence[Future[None]]) -> bool:
-    return all([access.recorded(r) for r in records])  # every one waited for
+def _wait_records(records: Sequence[Future[None]]) -> None:
+    """Waits for every record; raises :class:`_UnrecordedError` if one did not commit.
+
+    Its status is UNAVAILABLE, or NOT_FOUND for a tenant with no log (``access.unrecorded``).
+    """
+    failed = [f for f in [access.unrecorded(r) for r in records] if f is not None]
+    if failed:
+        raise _UnrecordedError(failed[0])
 
 
 def _settled(records: Sequence[Future[None]], fn: Callable[[], T]) -> T:
@@ -88,13 +97,13 @@ def _settled(records: Sequence[Future[None]], fn: Callable[[], T]) -> T:
 
     No durable record, no answer, not even an error: NOT_FOUND or
     FAILED_PRECONDITION would tell an unrecorded caller which rule or alert
-    exists, or what state it is in (``_guard`` answers UNAVAILABLE instead).
+    exists, or what state it is in (``_guard`` answers UNAVAILABLE, or NOT_FOUND
+    for a tenant with no log, instead).
     """
     try:
         return fn()
     finally:
-        if not _all_recorded(records):
-            raise _UnrecordedError  # in place of the answer or the error
+        _wait_records(records)  # its error in place of the answer or the error
 
 
 def _recorded_first(records: Sequence[Future[None]], fn: Callable[[], T]) -> T:
@@ -104,8 +113,7 @@ def _recorded_first(records: Sequence[Future[None]], fn: Callable[[], T]) -> T:
     same: the caller saw a failure where the alert had changed, and its retry
     was refused (FAILED_PRECONDITION, already acknowledged).
     """
-    if not _all_recorded(records):
-        raise _UnrecordedError
+    _wait_records(records)
     return fn()
 
 
@@ -122,8 +130,8 @@ def _guard(context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
     """Runs a domain call, mapping its errors to rich statuses."""
     try:
         return fn()
-    except _UnrecordedError:
-        status.abort(context, access.UNRECORDED)
+    except _UnrecordedError as exc:
+        status.abort(context, exc.status)
     except InvalidError as exc:
         status.abort(context, status.bad_request(f"invalid request: {exc}", exc.violations))
     except NotFoundError as exc:
@@ -231,8 +239,10 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
                 return fn()
             except _TELLING as exc:
                 details = {**asked, "outcome": _outcome(exc)}
-                if not _all_recorded([self._record(caller, tenant, action, details)]):
-                    raise _UnrecordedError from exc
+                try:
+                    _wait_records([self._record(caller, tenant, action, details)])
+                except _UnrecordedError as unrecorded:
+                    raise unrecorded from exc
                 raise
 
         try:

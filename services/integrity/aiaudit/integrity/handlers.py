@@ -74,9 +74,9 @@ class _Read:
     def __init__(self) -> None:
         self.record: Future[None] | None = None
 
-    def unrecorded(self) -> bool:
-        """Waits for the record, if one was submitted; True when it did not commit."""
-        return self.record is not None and not access.recorded(self.record)
+    def unrecorded(self) -> status_pb2.Status | None:
+        """Waits for the record, if one was submitted; what to answer when it did not commit."""
+        return None if self.record is None else access.unrecorded(self.record)
 
 
 def _invalid(field: str, description: str) -> NoReturn:
@@ -210,6 +210,7 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
         """``body``'s answer or error, sent only once its access record (if any) is durable.
 
         No durable record, no answer: a failed record makes the call UNAVAILABLE
+        (NOT_FOUND for a tenant with no log, whose record is never written)
         whether ``body`` returned or raised, so that not even a NOT_FOUND says
         unrecorded what the log holds. What is refused before ``_enter`` (bad
         input, authentication) has no record to wait for; a permission
@@ -220,14 +221,16 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
             out = body(read)
         except Exception as exc:
             refused = _status_of(exc)
-            if read.unrecorded():
-                status.abort(context, access.UNRECORDED)
+            failed = read.unrecorded()
+            if failed is not None:
+                status.abort(context, failed)
             if refused is None:
                 raise  # gRPC's own abort (authentication, permission), or a bug
             status.abort(context, refused)
             raise AssertionError("unreachable") from None
-        if read.unrecorded():
-            status.abort(context, access.UNRECORDED)
+        failed = read.unrecorded()
+        if failed is not None:  # UNAVAILABLE; NOT_FOUND for a tenant with no log
+            status.abort(context, failed)
         return out
 
     def _checkpoint(

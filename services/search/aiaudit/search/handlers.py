@@ -537,8 +537,9 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
     @staticmethod
     def _recorded(record: Future[None]) -> None:
         """Waits for the access record: no record, no answer (reads must be accountable)."""
-        if not access.recorded(record):
-            raise _AbortError(access.UNRECORDED)
+        failed = access.unrecorded(record)
+        if failed is not None:  # UNAVAILABLE; NOT_FOUND for a tenant with no log
+            raise _AbortError(failed)
 
     @contextlib.contextmanager
     def _phase(self, name: str) -> Iterator[Span]:
