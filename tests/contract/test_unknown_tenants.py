@@ -112,12 +112,13 @@ def test_reads_of_a_tenant_with_no_log_by_a_wildcard_key_open_none(
         store.close()
 
 
-def test_a_key_naming_the_tenant_reads_it_only_once_it_has_a_log(
+def test_a_key_naming_the_tenant_reads_it_before_its_first_event(
     store_url: str, privacy_url: str, tmp_path: Path, tenant: str
 ) -> None:
-    """Not only ``*``: a tenant's own key, before its first event, opens no log by reading.
+    """A tenant's own key names it: it exists by configuration, and its reads before the
+    first event are answered (empty) and recorded, their record opening the log.
 
-    Nor by asking for an erasure there: nothing to erase, NOT_FOUND.
+    An erasure there finds nothing to erase: NOT_FOUND, nothing written.
     """
     from aiaudit.cli.server import start
 
@@ -135,15 +136,17 @@ def test_a_key_naming_the_tenant_reads_it_only_once_it_has_a_log(
     suite = start(config.load(tmp_path / "aiaudit.yaml", env={}))
     try:
         channel = client.channel(f"127.0.0.1:{suite.port}", keys["admin"])
-        _unknown_tenant_is_not_found(channel, tenant, suite.store.log_sizes)
         erase = ipb_grpc.IngestServiceStub(channel).EraseEvents
         err = _not_found(
             lambda: erase(ipb.EraseEventsRequest(tenant_id=tenant, subject_id="a", reason="r"))
         )
         assert error_info(err)[0] == "NOTHING_TO_ERASE"
         assert not suite.store.has_log(tenant)
+        search = spb_grpc.SearchServiceStub(channel)
+        found = search.SearchEvents(spb.SearchEventsRequest(tenant_id=tenant))
+        assert (list(found.results), found.total_size) == ([], 0)
+        assert suite.store.log_sizes()[tenant] == 1  # the search's record
         ipb_grpc.IngestServiceStub(channel).Append(ipb.AppendRequest(events=[interaction(tenant)]))
-        spb_grpc.SearchServiceStub(channel).SearchEvents(spb.SearchEventsRequest(tenant_id=tenant))
-        assert suite.store.log_sizes()[tenant] == 2  # the event, then the search's record
+        assert suite.store.log_sizes()[tenant] == 2
     finally:
         suite.stop()

@@ -24,13 +24,15 @@ turn. Until 2026-12-05 the one writer waited on the lock with no limit: the
 reads of every tenant grouped with (or queued behind) a record of the busy
 log waited for it too, until their deadline (review).
 
-A record never opens a log: one submitted for a tenant with no log yet (no
-event appended) is not written, and the read answers NOT_FOUND (:func:`no_log`,
-through :func:`unrecorded`), with a warning. A read checks its request before
-it submits its record, so bad input is still INVALID_ARGUMENT. Until
-2026-12-07 a key covering every tenant (``*``) opened a log for any name it
-read, its record the first entry: a typo or a scanner left logs that the
-notary signed, the indexer indexed and the lag gauges counted (review).
+A record opens a log only for a caller whose key (or token) names the tenant:
+that tenant exists by configuration, and its dashboards read it before its
+first event. One submitted through ``*`` alone for a tenant with no log yet
+is not written, and the read answers NOT_FOUND (:func:`no_log`, through
+:func:`unrecorded`), with a warning. A read checks its request before it
+submits its record, so bad input is still INVALID_ARGUMENT. Until 2026-12-07
+a key covering every tenant (``*``) opened a log for any name it read, its
+record the first entry: a typo or a scanner left logs that the notary signed,
+the indexer indexed and the lag gauges counted (review).
 
 Refusals are recorded too (:meth:`AccessLog.refuse`): a request that a
 caller's roles on the tenant do not cover leaves a record of what was asked
@@ -157,7 +159,7 @@ Record = tuple[NewEvent, Future[None]]
 
 
 class UnknownTenantError(LookupError):
-    """A record of a tenant with no log: not written, so that no read opens a log."""
+    """A record of a tenant with no log, asked through ``*``: not written, no log opened."""
 
     def __init__(self, tenant: str) -> None:
         """The tenant named."""
@@ -220,14 +222,14 @@ class AccessLog:
 
         The caller must wait for it (:func:`unrecorded`) before it answers the
         read. Never raises: a record that cannot even be built fails the future,
-        and so does one of a tenant with no log (:class:`UnknownTenantError`,
-        nothing written: a record never opens a log).
+        and so does one of a tenant with no log that the caller's key does not
+        name (:class:`UnknownTenantError`, nothing written: ``*`` opens no log).
         ``event_id``: the record's id (:func:`new_id`), for a reader that names it.
         """
         future: Future[None] = Future()
         try:
             record = self._prepared(caller, tenant, action, details, quoted, event_id)
-            known = self._exists(tenant)
+            known = tenant in caller.tenants or self._exists(tenant)
         except Exception as exc:
             future.set_exception(exc)
             return future
