@@ -7,7 +7,7 @@ Each service package has a ``component`` module with ``start(ctx) -> Component``
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -16,7 +16,7 @@ from grpc_health.v1 import health
 from opentelemetry import metrics, trace
 
 from aiaudit.common.access import AccessLog
-from aiaudit.common.auth import Authenticator, Caller
+from aiaudit.common.auth import Authenticator
 from aiaudit.common.config import Settings
 from aiaudit.common.consumer_lag import ConsumerLag
 from aiaudit.common.receipts import ReceiptSigning
@@ -78,12 +78,6 @@ class Context:
     """Where a component's own gauges go: this server's metrics (no-op while they are off)."""
     lag: ConsumerLag = field(default_factory=lambda: ConsumerLag(metrics.NoOpMeterProvider()))
     """Where a component that consumes the log registers it, for the lag gauges."""
-
-    def audit(
-        self, caller: Caller, tenant: str, action: str, details: Mapping[str, str | int | bool]
-    ) -> None:
-        """Records a read of audit data as an EVENT_TYPE_AUDIT_ACCESS event (before answering)."""
-        self.access.record(caller, tenant, action, details)
 
 
 class Component(Protocol):
