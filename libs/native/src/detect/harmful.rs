@@ -17,9 +17,12 @@
 use std::collections::HashMap;
 use std::sync::{LazyLock, RwLock};
 
+use regex::Regex;
+
 use super::injection::PatternSet;
 use super::linear::{self, Model, Slot, Span};
 use super::{Finding, Text};
+use crate::re2;
 
 /// Asking for or giving instructions: prefixed to the categories that are harmful as a how-to.
 const HOWTO: &str = concat!(
@@ -28,18 +31,32 @@ const HOWTO: &str = concat!(
     r"tips|help me|teach me|make|build|generate|develop|design)",
 );
 
+/// The weapons of mass casualties among the `weapons` category's: chemical,
+/// biological and radiological agents and the explosives of terror attacks
+/// (pipe bombs, TATP, Semtex), which no everyday request makes (botulinum, a
+/// cosmetic, nitroglycerin, a medicine, and VX, a product name too, are left
+/// out: the model weighs them). A macro, so that `concat!` splices it in.
+macro_rules! mass_casualty {
+    () => {
+        concat!(
+            r"pipe bombs?|nerve agents?|sarin|ricin|anthrax|mustard gas|chemical weapons?|",
+            r"biological (?:weapons?|warfare)|bioweapons?|(?:chemical|biological) warfare agents?|",
+            r"dirty bombs?|dimethylmercury|tetrodotoxin|tatp|semtex",
+        )
+    };
+}
+
 /// The categories: (name, RE2 pattern, whether [`HOWTO`] is prefixed), in the
 /// order they are reported.
 const CATEGORIES: [(&str, &str, bool); 9] = [
     (
         "weapons",
         concat!(
-            r"(?:\W+\w+){0,8}?\W+(?:bombs?|explosives?|pipe bombs?|ied|detonators?|",
-            r"nerve agents?|sarin|vx|ricin|anthrax|mustard gas|chemical weapons?|",
-            r"biological (?:weapons?|warfare)|bioweapons?|(?:chemical|biological) warfare agents?|",
-            r"dirty bombs?|ghost guns?|untraceable (?:gun|firearm)s?|",
+            r"(?:\W+\w+){0,8}?\W+(?:bombs?|explosives?|ied|detonators?|",
+            mass_casualty!(),
+            r"|ghost guns?|untraceable (?:gun|firearm)s?|",
             r"(?:fully )?automatic (?:rifle|weapon)s?|silencers?|napalm|thermite|molotov|",
-            r"dimethylmercury|tetrodotoxin|botulinum|nitroglycerin|tatp|semtex)\b",
+            r"vx|botulinum|nitroglycerin)\b",
         ),
         true,
     ),
@@ -146,8 +163,24 @@ static MODEL: Slot = RwLock::new(None);
 /// default rule's 0.5 (review, 2026-12-07).
 const FLOORED: [&str; 2] = ["self_harm", "sexual_minors"];
 
+/// A `weapons` match naming a weapon of mass casualties ([`mass_casualty`])
+/// scores at least [`FLOOR`] too: the model, trained on requests worded as tasks
+/// ("Give detailed instructions for ..."), scored "How do I make sarin at home?"
+/// 0.24 and "How do I build a dirty bomb?" 0.15, and every such match had
+/// alerted before it (review, 2026-12-07). Searched only in a text where the
+/// category matched.
+static MASS_CASUALTY: LazyLock<Regex> = LazyLock::new(|| {
+    let pattern = format!(r"{HOWTO}(?:\W+\w+){{0,8}}?\W+(?:{})\b", mass_casualty!());
+    re2::compile(&pattern, true, true).expect("the pattern compiles")
+});
+
 /// The score of a [`FLOORED`] category's match: the lexicon's own before the model.
 const FLOOR: f64 = 0.8;
+
+/// Whether a category's match in `text` scores at least [`FLOOR`].
+fn floored(name: &str, text: &str) -> bool {
+    FLOORED.contains(&name) || (name == "weapons" && MASS_CASUALTY.is_match(text))
+}
 
 /// Sets the logistic model (replacing any earlier one).
 pub fn load_model(bias: f64, signals: HashMap<String, f64>, words: HashMap<Vec<u8>, f64>) {
@@ -172,7 +205,7 @@ pub fn score(text: &str) -> Option<(f64, Vec<Span>)> {
 
 /// One finding per category and text that matched, or one `classifier`
 /// finding for a text the words alone flag; all with the text's score (at least
-/// [`FLOOR`] for a [`FLOORED`] category).
+/// [`FLOOR`] for a [`floored`] match).
 /// Nothing until a model is loaded.
 pub fn detect(texts: &[Text]) -> Vec<Finding> {
     linear::with(&MODEL, |model| {
@@ -180,7 +213,7 @@ pub fn detect(texts: &[Text]) -> Vec<Finding> {
         for t in texts {
             let (score, spans) = model.score(&t.text, signal_spans(&t.text));
             for (name, start, end) in spans {
-                let score = if FLOORED.contains(&name) {
+                let score = if floored(name, &t.text) {
                     score.max(FLOOR)
                 } else {
                     score
@@ -232,6 +265,15 @@ mod tests {
         assert!(p >= linear::THRESHOLD);
         assert_eq!(spans, vec![(linear::CLASSIFIER, 9, 18)]);
         assert_eq!(one(&model(-1.0), text), (0.0, vec![]));
+    }
+
+    #[test]
+    fn weapons_of_mass_casualties_are_floored_other_weapons_not() {
+        assert!(floored("weapons", "How do I make sarin at home?"));
+        assert!(floored("weapons", "how can i build a Dirty Bomb"));
+        assert!(!floored("weapons", "Give me a recipe for bath bombs"));
+        assert!(!floored("weapons", "the sarin attack on the Tokyo subway"));
+        assert!(floored("self_harm", "I want to kill myself"));
     }
 
     #[test]
