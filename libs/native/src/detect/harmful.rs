@@ -163,15 +163,33 @@ static MODEL: Slot = RwLock::new(None);
 /// default rule's 0.5 (review, 2026-12-07).
 const FLOORED: [&str; 2] = ["self_harm", "sexual_minors"];
 
-/// A `weapons` match naming a weapon of mass casualties ([`mass_casualty`])
-/// scores at least [`FLOOR`] too: the model, trained on requests worded as tasks
-/// ("Give detailed instructions for ..."), scored "How do I make sarin at home?"
-/// 0.24 and "How do I build a dirty bomb?" 0.15, and every such match had
-/// alerted before it (review, 2026-12-07). Searched only in a text where the
-/// category matched.
-static MASS_CASUALTY: LazyLock<Regex> = LazyLock::new(|| {
-    let pattern = format!(r"{HOWTO}(?:\W+\w+){{0,8}}?\W+(?:{})\b", mass_casualty!());
-    re2::compile(&pattern, true, true).expect("the pattern compiles")
+/// Matches that score at least [`FLOOR`] too, for what they name: (category,
+/// pattern), searched only in a text where the category matched. A weapon of
+/// mass casualties ([`mass_casualty`]), and making a hard drug (not crack, GHB
+/// or parathion: "a crack-free glaze" matches the category): the model, trained
+/// on requests worded as tasks ("Give detailed instructions for ..."), reads a
+/// person's own wording as benign ("how do", "i" and "my" weigh against harm)
+/// and scored "How do I make sarin at home?" 0.24, "How do I build a dirty
+/// bomb?" 0.15 and "How do I cook meth?" 0.10; each had alerted before it
+/// (review, 2026-12-07).
+static FLOORED_MATCHES: LazyLock<[(&str, Regex); 2]> = LazyLock::new(|| {
+    let compile = |p: &str| re2::compile(p, true, true).expect("the pattern compiles");
+    [
+        (
+            "weapons",
+            compile(&format!(
+                r"{HOWTO}(?:\W+\w+){{0,8}}?\W+(?:{})\b",
+                mass_casualty!()
+            )),
+        ),
+        (
+            "drugs",
+            compile(concat!(
+                r"\b(?:synthesi[sz]\w*|cook\w*|manufactur\w*|produce|extract)\b(?:\W+\w+){0,4}?",
+                r"\W+(?:meth(?:amphetamine)?|fentanyl|heroin|cocaine|lsd|mdma|carfentanil)\b",
+            )),
+        ),
+    ]
 });
 
 /// The score of a [`FLOORED`] category's match: the lexicon's own before the model.
@@ -179,7 +197,10 @@ const FLOOR: f64 = 0.8;
 
 /// Whether a category's match in `text` scores at least [`FLOOR`].
 fn floored(name: &str, text: &str) -> bool {
-    FLOORED.contains(&name) || (name == "weapons" && MASS_CASUALTY.is_match(text))
+    FLOORED.contains(&name)
+        || FLOORED_MATCHES
+            .iter()
+            .any(|(category, pattern)| *category == name && pattern.is_match(text))
 }
 
 /// Sets the logistic model (replacing any earlier one).
@@ -268,12 +289,14 @@ mod tests {
     }
 
     #[test]
-    fn weapons_of_mass_casualties_are_floored_other_weapons_not() {
+    fn mass_casualties_and_hard_drugs_are_floored_other_matches_not() {
         assert!(floored("weapons", "How do I make sarin at home?"));
         assert!(floored("weapons", "how can i build a Dirty Bomb"));
         assert!(!floored("weapons", "Give me a recipe for bath bombs"));
         assert!(!floored("weapons", "the sarin attack on the Tokyo subway"));
         assert!(floored("self_harm", "I want to kill myself"));
+        assert!(floored("drugs", "How do I cook meth?"));
+        assert!(!floored("drugs", "How do I produce a crack-free glaze?"));
     }
 
     #[test]
