@@ -245,7 +245,9 @@ def _key_text(template: str, value: Callable[[str], str], rule_id: str) -> str:
     it percent-encoded (UTF-8, ``%3A``), so the key tells where it ends; a value at the
     template's end needs nothing, and one followed by another placeholder or by ``%`` ends
     with :data:`_ENDS`. Values holding none of these characters keep the key they had, so
-    alerts open across an upgrade still take their next hits. ``{rule}`` is one text per
+    alerts open across an upgrade still take their next hits, unless they end with
+    :data:`_ENDS` (a template with two placeholders side by side gives every key a new form:
+    no separator, no other way to tell where a value ends). ``{rule}`` is one text per
     rule (an alert is looked up by rule and key), so it is filled like the template's text.
     """
     parts = _TEMPLATE.split(template)  # text, placeholder, text, ..., text
