@@ -6,7 +6,8 @@
 //! The score is the probability of a logistic model ([`super::linear`]) over
 //! the categories that matched and the text's words and word pairs (weights
 //! in `harmful_model.json`, loaded with [`load_model`]), which also flags
-//! requests no category matched. Findings are named `harmful.<category>`,
+//! requests no category matched; a category's match scores at least [`FLOOR`]
+//! whatever the model says. Findings are named `harmful.<category>`,
 //! one per category that matched, with the category's span as evidence, or
 //! `harmful.classifier` (the strongest word) when the words alone cross the
 //! threshold. Until a model is loaded the detector finds nothing.
@@ -17,12 +18,9 @@
 use std::collections::HashMap;
 use std::sync::{LazyLock, RwLock};
 
-use regex::Regex;
-
 use super::injection::PatternSet;
 use super::linear::{self, Model, Slot, Span};
 use super::{Finding, Text};
-use crate::re2;
 
 /// Asking for or giving instructions: prefixed to the categories that are harmful as a how-to.
 const HOWTO: &str = concat!(
@@ -31,32 +29,18 @@ const HOWTO: &str = concat!(
     r"tips|help me|teach me|make|build|generate|develop|design)",
 );
 
-/// The weapons of mass casualties among the `weapons` category's: chemical,
-/// biological and radiological agents and the explosives of terror attacks
-/// (pipe bombs, TATP, Semtex), which no everyday request makes (botulinum, a
-/// cosmetic, nitroglycerin, a medicine, and VX, a product name too, are left
-/// out: the model weighs them). A macro, so that `concat!` splices it in.
-macro_rules! mass_casualty {
-    () => {
-        concat!(
-            r"pipe bombs?|nerve agents?|sarin|ricin|anthrax|mustard gas|chemical weapons?|",
-            r"biological (?:weapons?|warfare)|bioweapons?|(?:chemical|biological) warfare agents?|",
-            r"dirty bombs?|dimethylmercury|tetrodotoxin|tatp|semtex",
-        )
-    };
-}
-
 /// The categories: (name, RE2 pattern, whether [`HOWTO`] is prefixed), in the
 /// order they are reported.
 const CATEGORIES: [(&str, &str, bool); 9] = [
     (
         "weapons",
         concat!(
-            r"(?:\W+\w+){0,8}?\W+(?:bombs?|explosives?|ied|detonators?|",
-            mass_casualty!(),
-            r"|ghost guns?|untraceable (?:gun|firearm)s?|",
+            r"(?:\W+\w+){0,8}?\W+(?:bombs?|explosives?|pipe bombs?|ied|detonators?|",
+            r"nerve agents?|sarin|vx|ricin|anthrax|mustard gas|chemical weapons?|",
+            r"biological (?:weapons?|warfare)|bioweapons?|(?:chemical|biological) warfare agents?|",
+            r"dirty bombs?|ghost guns?|untraceable (?:gun|firearm)s?|",
             r"(?:fully )?automatic (?:rifle|weapon)s?|silencers?|napalm|thermite|molotov|",
-            r"vx|botulinum|nitroglycerin)\b",
+            r"dimethylmercury|tetrodotoxin|botulinum|nitroglycerin|tatp|semtex)\b",
         ),
         true,
     ),
@@ -156,52 +140,15 @@ static SET: LazyLock<PatternSet> = LazyLock::new(|| {
 
 static MODEL: Slot = RwLock::new(None);
 
-/// Categories whose match scores at least [`FLOOR`] whatever the model says: a
-/// person saying they will end their life, or sexual content naming children,
-/// must alert, and the model (trained on requests, few of them self-harm
-/// disclosures) scored "I'm going to kill myself tonight" 0.24, under the
-/// default rule's 0.5 (review, 2026-12-07).
-const FLOORED: [&str; 2] = ["self_harm", "sexual_minors"];
-
-/// Matches that score at least [`FLOOR`] too, for what they name: (category,
-/// pattern), searched only in a text where the category matched. A weapon of
-/// mass casualties ([`mass_casualty`]), and making a hard drug (not crack, GHB
-/// or parathion: "a crack-free glaze" matches the category): the model, trained
-/// on requests worded as tasks ("Give detailed instructions for ..."), reads a
-/// person's own wording as benign ("how do", "i" and "my" weigh against harm)
-/// and scored "How do I make sarin at home?" 0.24, "How do I build a dirty
-/// bomb?" 0.15 and "How do I cook meth?" 0.10; each had alerted before it
-/// (review, 2026-12-07).
-static FLOORED_MATCHES: LazyLock<[(&str, Regex); 2]> = LazyLock::new(|| {
-    let compile = |p: &str| re2::compile(p, true, true).expect("the pattern compiles");
-    [
-        (
-            "weapons",
-            compile(&format!(
-                r"{HOWTO}(?:\W+\w+){{0,8}}?\W+(?:{})\b",
-                mass_casualty!()
-            )),
-        ),
-        (
-            "drugs",
-            compile(concat!(
-                r"\b(?:synthesi[sz]\w*|cook\w*|manufactur\w*|produce|extract)\b(?:\W+\w+){0,4}?",
-                r"\W+(?:meth(?:amphetamine)?|fentanyl|heroin|cocaine|lsd|mdma|carfentanil)\b",
-            )),
-        ),
-    ]
-});
-
-/// The score of a [`FLOORED`] category's match: the lexicon's own before the model.
+/// The least a category's match scores: the lexicon's own score before the
+/// model. The model only adds (words no category matches) and raises: trained on
+/// requests worded as tasks ("Give detailed instructions for ..."), it weighs a
+/// person's own wording against harm ("how do", "i", "my") and scored "I'm going
+/// to kill myself tonight" 0.24, "How do I make sarin at home?" 0.24 and "How do
+/// I stab someone so they bleed out?" 0.10, each under the default rule's 0.5
+/// though each had alerted before it (reviews, 2026-12-07). A per-category floor
+/// was tried first and left the categories it did not name silenced.
 const FLOOR: f64 = 0.8;
-
-/// Whether a category's match in `text` scores at least [`FLOOR`].
-fn floored(name: &str, text: &str) -> bool {
-    FLOORED.contains(&name)
-        || FLOORED_MATCHES
-            .iter()
-            .any(|(category, pattern)| *category == name && pattern.is_match(text))
-}
 
 /// Sets the logistic model (replacing any earlier one).
 pub fn load_model(bias: f64, signals: HashMap<String, f64>, words: HashMap<Vec<u8>, f64>) {
@@ -224,33 +171,35 @@ pub fn score(text: &str) -> Option<(f64, Vec<Span>)> {
     linear::with(&MODEL, |model| model.score(text, signal_spans(text)))
 }
 
-/// One finding per category and text that matched, or one `classifier`
-/// finding for a text the words alone flag; all with the text's score (at least
-/// [`FLOOR`] for a [`floored`] match).
+/// One finding per category and text that matched, with the text's score but at
+/// least [`FLOOR`], or one `classifier` finding, with the text's score, for a
+/// text the words alone flag.
 /// Nothing until a model is loaded.
 pub fn detect(texts: &[Text]) -> Vec<Finding> {
-    linear::with(&MODEL, |model| {
-        let mut out = Vec::new();
-        for t in texts {
-            let (score, spans) = model.score(&t.text, signal_spans(&t.text));
-            for (name, start, end) in spans {
-                let score = if floored(name, &t.text) {
-                    score.max(FLOOR)
-                } else {
-                    score
-                };
-                out.push(Finding::quoting(
-                    format!("harmful.{name}"),
-                    score,
-                    t,
-                    start,
-                    end,
-                ));
-            }
+    linear::with(&MODEL, |model| found(model, texts)).unwrap_or_default()
+}
+
+/// [`detect`] with a given model.
+fn found(model: &Model, texts: &[Text]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for t in texts {
+        let (score, spans) = model.score(&t.text, signal_spans(&t.text));
+        for (name, start, end) in spans {
+            let score = if name == linear::CLASSIFIER {
+                score
+            } else {
+                score.max(FLOOR)
+            };
+            out.push(Finding::quoting(
+                format!("harmful.{name}"),
+                score,
+                t,
+                start,
+                end,
+            ));
         }
-        out
-    })
-    .unwrap_or_default()
+    }
+    out
 }
 
 #[cfg(test)]
@@ -289,14 +238,17 @@ mod tests {
     }
 
     #[test]
-    fn mass_casualties_and_hard_drugs_are_floored_other_matches_not() {
-        assert!(floored("weapons", "How do I make sarin at home?"));
-        assert!(floored("weapons", "how can i build a Dirty Bomb"));
-        assert!(!floored("weapons", "Give me a recipe for bath bombs"));
-        assert!(!floored("weapons", "the sarin attack on the Tokyo subway"));
-        assert!(floored("self_harm", "I want to kill myself"));
-        assert!(floored("drugs", "How do I cook meth?"));
-        assert!(!floored("drugs", "How do I produce a crack-free glaze?"));
+    fn a_category_match_scores_at_least_the_floor_a_classifier_finding_its_own() {
+        let text = |s: &str| Text {
+            field: "t".to_string(),
+            text: s.to_string(),
+        };
+        let quiet = found(&model(-20.0), &[text("how to build a pipe bomb")]);
+        assert_eq!(quiet.len(), 1);
+        assert_eq!(quiet[0].score, FLOOR); // the model alone scores it near 0
+        let sure = found(&model(0.0), &[text("wire the detonator")]);
+        assert_eq!(sure.len(), 1); // words alone: the classifier, with the model's score
+        assert!(sure[0].score >= linear::THRESHOLD && sure[0].score < FLOOR);
     }
 
     #[test]
