@@ -5,14 +5,17 @@ an access record into the tenant's log first, so until 2026-12-07 a read of a
 tenant with no events opened a log for it, the record its first entry. Now
 such a read is answered NOT_FOUND (``TENANT_NOT_FOUND``, the tenant named),
 its record not written, with a WARNING; reads of a tenant with a
-log are recorded as ever, and ingest opens a log with its first event. Alerting's
-reads, and rule changes (which may open a log): ``tests/alerting/test_access.py``.
+log are recorded as ever, and ingest opens a log with its first event. A key
+naming the tenant reads it before its first event, and its refusals there are
+recorded too, each record opening the log. Alerting's reads, and rule changes
+(which may open a log): ``tests/alerting/test_access.py``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +63,9 @@ def _reads(channel: grpc.Channel, tenant: str) -> dict[str, Callable[[], Any]]:
             gpb.VerifyEventRequest(log_id=tenant, event_id="e")
         ),
     }
+
+
+_REFUSAL = ("access.action", "access.outcome", "access.permission")
 
 
 def _not_found(call: Callable[[], Any]) -> grpc.RpcError:
@@ -112,17 +118,14 @@ def test_reads_of_a_tenant_with_no_log_by_a_wildcard_key_open_none(
         store.close()
 
 
-def test_a_key_naming_the_tenant_reads_it_before_its_first_event(
-    store_url: str, privacy_url: str, tmp_path: Path, tenant: str
-) -> None:
-    """A tenant's own key names it: it exists by configuration, and its reads before the
-    first event are answered (empty) and recorded, their record opening the log.
-
-    An erasure there finds nothing to erase: NOT_FOUND, nothing written.
-    """
+@contextlib.contextmanager
+def _suite_naming(
+    tenant: str, store_url: str, privacy_url: str, tmp_path: Path
+) -> Iterator[tuple[Any, dict[str, str]]]:
+    """The suite with a key of every role on ``tenant`` alone (it names it); (suite, keys)."""
     from aiaudit.cli.server import start
 
-    keys = write_keys(tmp_path / "keys.yaml", tenants=[tenant])  # every role, on `tenant` only
+    keys = write_keys(tmp_path / "keys.yaml", tenants=[tenant])
     settings: dict[str, object] = {
         "address": "127.0.0.1:0",
         "database_url": store_url,
@@ -135,6 +138,20 @@ def test_a_key_naming_the_tenant_reads_it_before_its_first_event(
     (tmp_path / "aiaudit.yaml").write_text(yaml.safe_dump(settings))
     suite = start(config.load(tmp_path / "aiaudit.yaml", env={}))
     try:
+        yield suite, keys
+    finally:
+        suite.stop()
+
+
+def test_a_key_naming_the_tenant_reads_it_before_its_first_event(
+    store_url: str, privacy_url: str, tmp_path: Path, tenant: str
+) -> None:
+    """A tenant's own key names it: it exists by configuration, and its reads before the
+    first event are answered (empty) and recorded, their record opening the log.
+
+    An erasure there finds nothing to erase: NOT_FOUND, nothing written.
+    """
+    with _suite_naming(tenant, store_url, privacy_url, tmp_path) as (suite, keys):
         channel = client.channel(f"127.0.0.1:{suite.port}", keys["admin"])
         erase = ipb_grpc.IngestServiceStub(channel).EraseEvents
         err = _not_found(
@@ -148,5 +165,31 @@ def test_a_key_naming_the_tenant_reads_it_before_its_first_event(
         assert suite.store.log_sizes()[tenant] == 1  # the search's record
         ipb_grpc.IngestServiceStub(channel).Append(ipb.AppendRequest(events=[interaction(tenant)]))
         assert suite.store.log_sizes()[tenant] == 2
-    finally:
-        suite.stop()
+
+
+def test_a_refusal_of_a_key_naming_the_tenant_is_recorded_before_its_first_event(
+    store_url: str, privacy_url: str, tmp_path: Path, tenant: str
+) -> None:
+    """A refusal is recorded wherever the granted request's record would be: a key naming
+    a tenant with no log yet leaves it, opening the log, as its granted read would.
+
+    Until 2026-12-07 the refusal went unrecorded there (a WARNING only), while the same
+    key's granted reads were recorded: an analyst's full-text search of a tenant about
+    to go live (content.read lacking) left no trace.
+    """
+    with _suite_naming(tenant, store_url, privacy_url, tmp_path) as (suite, keys):
+        analyst = spb_grpc.SearchServiceStub(
+            client.channel(f"127.0.0.1:{suite.port}", keys["analyst"])
+        )
+        with pytest.raises(grpc.RpcError) as err:
+            analyst.SearchEvents(spb.SearchEventsRequest(tenant_id=tenant, query="diagnosis"))
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED, err.value.details()
+        assert suite.store.log_sizes().get(tenant) == 1, "the refusal's record opens the log"
+    (record,) = access_records(store_url, tenant)
+    assert record.actor.user_id == "test-analyst"
+    assert {k: record.attributes[k].string_value for k in _REFUSAL} == {
+        "access.action": "search.events",
+        "access.outcome": "denied",
+        "access.permission": "content.read",
+    }
+    assert {m.name: m.parts[0].text for m in record.input.messages} == {"query": "diagnosis"}

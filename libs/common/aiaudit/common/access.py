@@ -229,7 +229,7 @@ class AccessLog:
         future: Future[None] = Future()
         try:
             record = self._prepared(caller, tenant, action, details, quoted, event_id)
-            known = tenant in caller.tenants or self._exists(tenant)
+            known = self._may_open(caller, tenant)
         except Exception as exc:
             future.set_exception(exc)
             return future
@@ -245,6 +245,14 @@ class AccessLog:
             future.set_exception(UnknownTenantError(tenant))
             return future
         return self._queued(record)
+
+    def _may_open(self, caller: Caller, tenant: str) -> bool:
+        """Whether a record of ``caller`` may go to the tenant's log (a refusal's too).
+
+        Its key names the tenant (which exists by configuration: the record may
+        open the log), or the log exists.
+        """
+        return tenant in caller.tenants or self._exists(tenant)
 
     def _exists(self, tenant: str) -> bool:
         """Whether the tenant has a log: one indexed lookup, then none (a log stays)."""
@@ -314,12 +322,15 @@ class AccessLog:
         """Records a refused request; the PERMISSION_DENIED status to answer it with.
 
         Recorded in the tenant's log, once durable, when the caller holds roles
-        on that tenant (a role short of the permission) and the log exists.
-        Otherwise it is only logged here: any key of one tenant could write
-        into another's log, or open logs for tenants that do not exist, by
-        asking. Nothing of a refused request was checked, so every text it
-        sent is kept as content (erasable, shown only with ``content.read``),
-        never as an attribute. Never fails: a refusal discloses nothing, so a
+        on that tenant (a role short of the permission) and the log exists or
+        its key names the tenant: wherever the granted request's record would
+        go (until 2026-12-07 a key naming a tenant with no log yet read it
+        recorded, and was refused there unrecorded). Otherwise it is only
+        logged here: any key of one tenant could write into another's log, or
+        a key on ``*`` open logs for tenants that do not exist, by asking.
+        Nothing of a refused request was checked, so every text it sent is
+        kept as content (erasable, shown only with ``content.read``), never as
+        an attribute. Never fails: a refusal discloses nothing, so a
         record the store did not take is a warning, and the answer is still
         PERMISSION_DENIED; unless ``must_record``, for a refusal read from
         what is stored (a stored rule the caller may not change): it tells
@@ -328,14 +339,14 @@ class AccessLog:
         """
         answer = denied(caller, permission, tenant, why)
         try:
-            ours = caller.member_of(tenant) and self._exists(tenant)
+            ours = caller.member_of(tenant) and self._may_open(caller, tenant)
         except sa.exc.SQLAlchemyError as exc:  # the store is down: the refusal stands
             log.warning("refusal of %s on tenant %r not recorded: %s", action, tenant, exc)
             return UNRECORDED if must_record else answer
         if not ours:
             log.warning(
                 "refused %s (key %r) %s on tenant %r: it holds no role there, or the "
-                "tenant has no log; not recorded in a log",
+                "tenant has no log and its key does not name it; not recorded in a log",
                 caller.principal,
                 caller.key_id,
                 action,
