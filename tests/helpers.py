@@ -279,7 +279,8 @@ def whole_log(store: SqlEventStore, log_id: str) -> list[StoredEvent]:
 def open_log(store: SqlEventStore | str, tenant: str) -> ev.Event:
     """The tenant's log, opened by one event (sequence 0), which it returns.
 
-    A read of a tenant with no log is NOT_FOUND, and its access record never opens one.
+    A read through ``*`` alone of a tenant with no log is NOT_FOUND, its access record
+    never opening one (the suites' keys are ``*`` keys).
     ``store``: the store, or its URL.
     """
     from aiaudit.common.store import open_store

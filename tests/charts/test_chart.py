@@ -1912,6 +1912,7 @@ def test_search_reaches_integrity_with_certificates_of_their_own(
     from aiaudit.search.settings import SearchSettings
     from tests.conftest import serve_suite
     from tests.contract.test_tls import _issue
+    from tests.helpers import open_log
 
     pki = tmp_path / "pki"
     pki.mkdir()
@@ -1963,6 +1964,7 @@ def test_search_reaches_integrity_with_certificates_of_their_own(
     section.write_text(yaml.safe_dump({"integrity": notary.sections.get("integrity", {})}))
     suite, keys = serve_suite(tmp_path / "notary", section, services=("integrity",), **tls)
     try:
+        open_log(suite.store, tenant)  # a read through `*` of a tenant with no log: NOT_FOUND
         search = config.section(settings["search"], "search", SearchSettings)
         search = dataclasses.replace(
             search, integrity_ca_file=_in_pod(pods["search"], search.integrity_ca_file)
