@@ -31,6 +31,7 @@ import time
 import uuid
 from pathlib import Path
 
+import grpc
 import yaml
 
 from aiaudit.alerting.engine import Engine
@@ -151,7 +152,10 @@ def measure_latency(url: str, seconds: float, rate: float) -> list[float]:
     from aiaudit.cli.server import start
 
     tmp = Path(tempfile.mkdtemp())
-    keys = write_keys(tmp / "keys.yaml")
+    tenant = f"bench-lat-{uuid.uuid4().hex[:6]}"
+    # Keys naming the tenant, as a SOC's are: it is watched before its first event, and a
+    # read through `*` alone of a tenant with no log is NOT_FOUND.
+    keys = write_keys(tmp / "keys.yaml", tenants=[tenant])
     cfg = tmp / "aiaudit.yaml"
     cfg.write_text(
         yaml.safe_dump(
@@ -168,10 +172,10 @@ def measure_latency(url: str, seconds: float, rate: float) -> list[float]:
     )
     suite = start(config.load(cfg, env={}))
     channel = client.channel(f"127.0.0.1:{suite.port}", keys["admin"])
-    tenant = f"bench-lat-{uuid.uuid4().hex[:6]}"
     ingest = ipb_grpc.IngestServiceStub(channel)
     alerting = apb_grpc.AlertingServiceStub(channel)
     seen: dict[str, float] = {}
+    ended: list[BaseException] = []
     arrived: queue.Queue[None] = queue.Queue()
     stream = alerting.WatchAlerts(apb.WatchAlertsRequest(parent=f"tenants/{tenant}"))
     stream.initial_metadata()
@@ -182,8 +186,9 @@ def measure_latency(url: str, seconds: float, rate: float) -> list[float]:
                 for eid in r.alert.event_ids[:1]:
                     seen.setdefault(eid, time.perf_counter())
                 arrived.put(None)
-        except Exception:
-            pass
+        except grpc.RpcError as exc:  # cancelled at the end; anything else is reported
+            if exc.code() != grpc.StatusCode.CANCELLED:
+                ended.append(exc)
 
     threading.Thread(target=watch, daemon=True).start()
     stop = threading.Event()
@@ -215,6 +220,8 @@ def measure_latency(url: str, seconds: float, rate: float) -> list[float]:
     stream.cancel()
     channel.close()
     suite.stop()
+    if ended:
+        raise RuntimeError(f"WatchAlerts ended before the measurement did: {ended[0]}")
     missing = [k for k in acked if k not in seen]
     if missing:
         print(f"WARNING: {len(missing)} attack(s) raised no alert within 10 s")
