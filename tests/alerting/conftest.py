@@ -170,13 +170,15 @@ def serving(
     tmp_path: Path,
     *,
     search: bool = False,
+    tenants: list[str] | None = None,
     **alerting: object,
 ) -> Iterator[tuple[grpc.Channel, dict[str, str], str]]:
     """Ingest and alerting on one server; alerting runs as ``alerting_url``, with ``alerting``
-    settings beside; ``search``: search too (SQLite index), to read the log as its readers do."""
+    settings beside; ``search``: search too (SQLite index), to read the log as its readers do;
+    ``tenants``: the tenants every key names (default ``*``)."""
     from aiaudit.cli.server import start
 
-    keys = write_keys(tmp_path / "keys.yaml")
+    keys = write_keys(tmp_path / "keys.yaml", tenants)
     cfg = tmp_path / "aiaudit.yaml"
     settings: dict[str, object] = {
         "api_keys_file": str(tmp_path / "keys.yaml"),

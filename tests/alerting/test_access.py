@@ -191,6 +191,7 @@ def test_deleting_a_rule_is_checked_as_turning_it_off_is(
     pii.read was refused switching an admin's IP watch-list rule off but deleted it
     (review, 2026-12-05). The refusal is recorded; nothing is deleted or recorded as a
     change."""
+    open_log(store_url, tenant)  # a rule change through * of a tenant with no log is NOT_FOUND
     parent = f"tenants/{tenant}"
     admin = _stub(alerting_server, "admin")
     analyst = _stub(alerting_server, "security_analyst")  # content.read, no pii.read
@@ -258,8 +259,9 @@ PERSONAL = (
 
 
 def test_personal_data_in_a_summary_or_dedup_key_is_refused(
-    alerting_server: Server, tenant: str
+    alerting_server: Server, tenant: str, store_url: str
 ) -> None:
+    open_log(store_url, tenant)  # a rule change through * of a tenant with no log is NOT_FOUND
     parent = f"tenants/{tenant}"
     admin = _stub(alerting_server, "admin")  # pii.read does not make it right: others read alerts
     expected = {
@@ -355,12 +357,13 @@ def test_rule_reads_and_alert_changes_are_recorded(
     assert [r.attributes["access.alert"].string_value for r in records[2:]] == [alert_id] * 2
 
 
-def test_a_rule_change_may_open_a_tenants_log_a_read_may_not(
+def test_a_read_of_a_tenant_with_no_log_opens_none(
     alerting_server: Server, tenant: str, store_url: str
 ) -> None:
-    """A read of a tenant with no log is NOT_FOUND and opens none (``AccessLog.submit``);
-    a rule change stores a rule for the tenant, so its record may be the log's first entry,
-    as an event may be, and the tenant's reads are recorded from then on."""
+    """A read of a tenant with no log through ``*`` is NOT_FOUND and opens none
+    (``AccessLog.submit``); the log's first event opens it, and the tenant's reads are
+    recorded from then on. Rule changes through ``*`` open none either (since 2026-12-07,
+    ``tests/alerting/test_unknown_tenant_rules.py``)."""
     parent = f"tenants/{tenant}"
     admin = _stub(alerting_server, "admin")  # a key on every tenant ("*")
     reads: dict[str, Callable[[], object]] = {
@@ -390,9 +393,7 @@ def test_a_rule_change_may_open_a_tenants_log_a_read_may_not(
     events = open_store(store_url)
     try:
         assert not events.has_log(tenant)
-        admin.CreateRule(
-            pb.CreateRuleRequest(parent=parent, rule_id="big-output", rule=pb.Rule(source=METADATA))
-        )
+        send(alerting_server[0], [interaction(tenant)])
         assert events.has_log(tenant)
     finally:
         events.close()
@@ -554,10 +555,14 @@ TOLD = {
 }
 
 
-def _full_of_rules(server: Server, monkeypatch: pytest.MonkeyPatch, parent: str) -> None:
-    """The rule ``big-output``, and a quota of one rule: the tenant is full."""
+def _full_of_rules(
+    server: Server, monkeypatch: pytest.MonkeyPatch, parent: str, store_url: str
+) -> None:
+    """The rule ``big-output``, and a quota of one rule: the tenant is full (its log opened
+    first: a rule change through * of a tenant with no log is NOT_FOUND)."""
     from aiaudit.alerting import service
 
+    open_log(store_url, parent.removeprefix("tenants/"))
     monkeypatch.setattr(service, "MAX_RULES", 1)
     _stub(server, "admin").CreateRule(
         pb.CreateRuleRequest(parent=parent, rule=pb.Rule(source=METADATA, enabled=True))
@@ -572,7 +577,7 @@ def test_a_rule_change_refused_for_what_is_stored_is_recorded(
     NOT_FOUND does: each is a read, recorded as the change asked with ``access.outcome``
     naming why (review, 2026-12-05: none left a record)."""
     parent = f"tenants/{tenant}"
-    _full_of_rules(alerting_server, monkeypatch, parent)
+    _full_of_rules(alerting_server, monkeypatch, parent, store_url)
     before = len(access_records(store_url, tenant))
     got = {}
     for what, call in _told(_stub(alerting_server, "security_analyst"), parent).items():
@@ -608,7 +613,7 @@ def test_an_unrecorded_rule_change_tells_nothing_of_the_rules(
     existing rule's ABORTED against a missing one's NOT_FOUND told an unrecorded caller
     which rules exist (review, 2026-12-05)."""
     parent = f"tenants/{tenant}"
-    _full_of_rules(alerting_server, monkeypatch, parent)
+    _full_of_rules(alerting_server, monkeypatch, parent, store_url)
     before = len(access_records(store_url, tenant))
     refused = {}
     with psycopg.connect(postgres.admin_dsn, autocommit=True) as db:
@@ -626,12 +631,13 @@ def test_an_unrecorded_rule_change_tells_nothing_of_the_rules(
 
 @pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
 def test_an_unrecorded_refusal_over_a_stored_rule_tells_nothing_of_it(
-    alerting_server: Server, tenant: str, postgres: Postgres
+    alerting_server: Server, tenant: str, store_url: str, postgres: Postgres
 ) -> None:
     """Deleting an admin's IP watch-list rule without pii.read is refused for what the stored
     rule reads, which tells that it exists: with the access log failing that refusal went out
     unrecorded while a missing rule's answer was UNAVAILABLE (review, 2026-12-05). Both are
     UNAVAILABLE now, and the rule stays."""
+    open_log(store_url, tenant)  # a rule change through * of a tenant with no log is NOT_FOUND
     parent = f"tenants/{tenant}"
     admin = _stub(alerting_server, "admin")
     ip = admin.CreateRule(

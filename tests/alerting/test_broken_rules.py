@@ -99,10 +99,11 @@ def test_a_rule_that_no_longer_compiles_can_be_turned_off_not_on(
 
 
 def test_other_rules_change_beside_one_that_no_longer_compiles(
-    alerting_server: Server, consumer: SqlEventStore, tenant: str
+    alerting_server: Server, consumer: SqlEventStore, tenant: str, store_url: str
 ) -> None:
     """The contains/regex quota compiled every stored rule: one that no longer compiles made
     every CreateRule and source UpdateRule of the tenant answer UNKNOWN. It counts none."""
+    open_log(store_url, tenant)  # a rule change through * of a tenant with no log is NOT_FOUND
     admin = _broken(alerting_server, consumer, tenant)
     parent = f"tenants/{tenant}"
     probe = admin.CreateRule(

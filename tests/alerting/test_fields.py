@@ -15,7 +15,7 @@ from aiaudit.common.canonical import native_schema
 from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.ingest.v1 import ingest_service_pb2 as ipb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as ipb_grpc
-from tests.helpers import interaction, wait_until
+from tests.helpers import interaction, open_log, wait_until
 
 
 def values(event: ev.Event, path: str) -> list[object]:
@@ -132,7 +132,7 @@ def _odd_rule(i: int, key: str) -> str:
 
 
 def test_a_rule_names_attribute_keys_with_empty_parts_as_search_does(
-    alerting_server: tuple[grpc.Channel, dict[str, str], str], tenant: str
+    alerting_server: tuple[grpc.Channel, dict[str, str], str], tenant: str, store_url: str
 ) -> None:
     """Conditions, summaries, dedup keys and a window's group_by, over the service.
 
@@ -140,6 +140,7 @@ def test_a_rule_names_attribute_keys_with_empty_parts_as_search_does(
     path``), as ``attributes..x`` and ``attributes.x.``: keys ingest takes and search
     filters on, which no rule could name (review).
     """
+    open_log(store_url, tenant)  # a rule change through * of a tenant with no log is NOT_FOUND
     channel, _, _ = alerting_server
     stub = pb_grpc.AlertingServiceStub(channel)  # type: ignore[no-untyped-call]
     parent = f"tenants/{tenant}"

@@ -171,8 +171,9 @@ def _invalid(info: pytest.ExceptionInfo[grpc.RpcError], field: str) -> str:
 
 
 def test_rule_sources_that_would_crash_evaluation_are_invalid(
-    alerting_server: Server, tenant: str
+    alerting_server: Server, tenant: str, store_url: str
 ) -> None:
+    open_log(store_url, tenant)  # a rule change through * of a tenant with no log is NOT_FOUND
     channel, _, _ = alerting_server
     stub = pb_grpc.AlertingServiceStub(channel)  # type: ignore[no-untyped-call]
     parent = f"tenants/{tenant}"
@@ -278,8 +279,11 @@ def test_watch_alerts_refuses_a_severity_the_enum_does_not_name(
     assert "999 is not a Severity" in _invalid(info, "min_severity")
 
 
-def test_create_rule_stores_the_flag_as_sent(alerting_server: Server, tenant: str) -> None:
+def test_create_rule_stores_the_flag_as_sent(
+    alerting_server: Server, tenant: str, store_url: str
+) -> None:
     """``enabled`` is a proto3 bool: unset is false, a disabled rule (as the README says)."""
+    open_log(store_url, tenant)  # a rule change through * of a tenant with no log is NOT_FOUND
     channel, _, _ = alerting_server
     stub = pb_grpc.AlertingServiceStub(channel)  # type: ignore[no-untyped-call]
     parent = f"tenants/{tenant}"

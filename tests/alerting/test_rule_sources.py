@@ -78,9 +78,12 @@ def _create(stub: pb_grpc.AlertingServiceStub, tenant: str, source: str) -> pb.R
 # ---- the RULE_CHANGE record ----
 
 
-def test_a_rule_change_record_keeps_the_source_as_content(with_search: Server, tenant: str) -> None:
+def test_a_rule_change_record_keeps_the_source_as_content(
+    with_search: Server, tenant: str, store_url: str
+) -> None:
     """An analyst (events.read only) reads who changed which rule and the source's hash,
     not the IP address or the phrase; a caller with content.read and pii.read reads the source."""
+    open_log(store_url, tenant)  # a rule change through * of a tenant with no log is NOT_FOUND
     admin = _alerting(with_search, "admin")
     created = _create(admin, tenant, WATCH)
     admin.UpdateRule(
@@ -121,11 +124,12 @@ def test_a_rule_change_record_keeps_the_source_as_content(with_search: Server, t
 
 
 def test_rule_reads_withhold_the_source_from_callers_who_may_not_test_it(
-    alerting_server: Server, tenant: str
+    alerting_server: Server, tenant: str, store_url: str
 ) -> None:
     """The source only to a caller with the permissions the rule reads (as TestRule and
     CreateRule ask): a developer reads the metadata rule's, an analyst without pii.read
     not the IP rule's; name, flag, severity and etag stay for everyone."""
+    open_log(store_url, tenant)  # a rule change through * of a tenant with no log is NOT_FOUND
     parent = f"tenants/{tenant}"
     admin = _alerting(alerting_server, "admin")
     for source in (IP_RULE, PHRASE_RULE, METADATA):
@@ -185,6 +189,7 @@ def test_a_flag_only_update_is_checked_against_the_stored_rule(
     """Turning a rule on decides what its alerts tell as much as its source does: an
     analyst without pii.read may not switch the IP rule (nor read its source in the
     answer); the phrase rule it may."""
+    open_log(store_url, tenant)  # a rule change through * of a tenant with no log is NOT_FOUND
     admin = _alerting(alerting_server, "admin")
     analyst = _alerting(alerting_server, "security_analyst")
     ip, phrase = _create(admin, tenant, IP_RULE), _create(admin, tenant, PHRASE_RULE)

@@ -106,6 +106,7 @@ def test_rules_crud_validation_and_audit(
 def test_rule_changes_are_audit_events(
     alerting_server: Server, tenant: str, store_url: str
 ) -> None:
+    open_log(store_url, tenant)  # a rule change through * of a tenant with no log is NOT_FOUND
     channel, _, _ = alerting_server
     stub = pb_grpc.AlertingServiceStub(channel)  # type: ignore[no-untyped-call]
     stub.CreateRule(
@@ -263,7 +264,7 @@ def _reason(exc: grpc.RpcError) -> tuple[str, dict[str, str]]:
 
 
 def test_a_tenant_s_rules_stay_within_its_quotas(
-    alerting_server: Server, tenant: str, monkeypatch: pytest.MonkeyPatch
+    alerting_server: Server, tenant: str, store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Past the rule count or the contains/regex budget a new or changed rule is refused
     with RESOURCE_EXHAUSTED and nothing is written; replacing a rule counts it once.
@@ -272,6 +273,7 @@ def test_a_tenant_s_rules_stay_within_its_quotas(
 
     monkeypatch.setattr(service, "MAX_RULES", 3)
     monkeypatch.setattr(service, "MAX_TEXT_SCANS", 4)
+    open_log(store_url, tenant)  # a rule change through * of a tenant with no log is NOT_FOUND
     channel, _, _ = alerting_server
     stub = pb_grpc.AlertingServiceStub(channel)  # type: ignore[no-untyped-call]
     parent = f"tenants/{tenant}"
@@ -357,12 +359,13 @@ def test_a_time_outside_years_1_to_9999_in_utc_is_invalid_argument(
 
 
 def test_a_resolve_reason_is_bounded_and_returned_with_the_alert(
-    alerting_server: Server, tenant: str
+    alerting_server: Server, tenant: str, store_url: str
 ) -> None:
     """The reason is the "why" of "who, when and why": kept and returned (it never was), at
     most 4 KiB and without U+0000, INVALID_ARGUMENT naming `reason` otherwise. Until
     2026-12-05 a U+0000 answered UNAVAILABLE "retry" on PostgreSQL, every retry alike, and
     a reason of 3 MiB was stored."""
+    open_log(store_url, tenant)  # a rule change through * of a tenant with no log is NOT_FOUND
     channel, _, _ = alerting_server
     stub = pb_grpc.AlertingServiceStub(channel)  # type: ignore[no-untyped-call]
     parent = f"tenants/{tenant}"

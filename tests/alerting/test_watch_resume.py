@@ -201,6 +201,7 @@ def test_a_watch_the_store_fails_under_ends_unavailable_and_resumes(
 ) -> None:
     """It ended UNKNOWN with the driver's message, the statement's SQL included (review,
     2026-12-05): now UNAVAILABLE, saying to open it again from the last resume_token."""
+    open_log(store_url, tenant)  # a rule change through * of a tenant with no log is NOT_FOUND
     channel, _, _ = alerting_server
     stub = pb_grpc.AlertingServiceStub(channel)  # type: ignore[no-untyped-call]
     parent = f"tenants/{tenant}"
@@ -287,6 +288,7 @@ def test_a_resume_token_of_another_store_is_refused(
     parent = f"tenants/{tenant}"
     rule = pb.CreateRuleRequest(parent=parent, rule=pb.Rule(source=RULE, enabled=True))
     (tmp_path / "a").mkdir()
+    open_log(store_url, tenant)  # a rule change through * of a tenant with no log is NOT_FOUND
     with serving(store_url, alerting_url, tmp_path / "a") as (channel, _, _):
         stub = pb_grpc.AlertingServiceStub(channel)  # type: ignore[no-untyped-call]
         stub.CreateRule(rule)
@@ -301,6 +303,7 @@ def test_a_resume_token_of_another_store_is_refused(
         serving(other_url, other_alerting, tmp_path / "b") as (channel, _, _),
     ):
         stub = pb_grpc.AlertingServiceStub(channel)  # type: ignore[no-untyped-call]
+        open_log(other_url, tenant)
         stub.CreateRule(rule)
         _fire(channel, tenant, "u1", "u2", "u3")
         for token in (first.resume_token, listed):
@@ -369,6 +372,7 @@ def test_a_store_restored_then_changed_refuses_later_tokens_and_ends_live_watche
     was taken as a position, and the alerts changed in between were never streamed. A
     watch open across the restore went on from its number: silent until the new history
     passed it, and the changes numbered up to it were never sent."""
+    open_log(store_url, tenant)  # a rule change through * of a tenant with no log is NOT_FOUND
     channel, _, _ = alerting_server
     stub = pb_grpc.AlertingServiceStub(channel)  # type: ignore[no-untyped-call]
     parent = f"tenants/{tenant}"

@@ -7,8 +7,9 @@ such a read is answered NOT_FOUND (``TENANT_NOT_FOUND``, the tenant named),
 its record not written, with a WARNING; reads of a tenant with a
 log are recorded as ever, and ingest opens a log with its first event. A key
 naming the tenant reads it before its first event, and its refusals there are
-recorded too, each record opening the log. Alerting's reads, and rule changes
-(which may open a log): ``tests/alerting/test_access.py``.
+recorded too, each record opening the log. Alerting's reads:
+``tests/alerting/test_access.py``; rule changes, which through ``*`` open no log
+either (since 2026-12-07): ``tests/alerting/test_unknown_tenant_rules.py``.
 """
 
 from __future__ import annotations

@@ -32,7 +32,10 @@ is not written, and the read answers NOT_FOUND (:func:`no_log`, through
 submits its record, so bad input is still INVALID_ARGUMENT. Until 2026-12-07
 a key covering every tenant (``*``) opened a log for any name it read, its
 record the first entry: a typo or a scanner left logs that the notary signed,
-the indexer indexed and the lag gauges counted (review).
+the indexer indexed and the lag gauges counted (review). A change that writes
+a record of its own (a rule change) asks :meth:`AccessLog.require_log` once its
+request is valid, before it writes anything: through ``*`` alone, for a tenant
+with no log, it is NOT_FOUND as a read is (until 2026-12-07 it opened the log).
 
 Refusals are recorded too (:meth:`AccessLog.refuse`): a request that a
 caller's roles on the tenant do not cover leaves a record of what was asked
@@ -234,17 +237,33 @@ class AccessLog:
             future.set_exception(exc)
             return future
         if not known:
-            log.warning(
-                "%s (key %r) asked %s of tenant %r, which has no log: not recorded, "
-                "answered NOT_FOUND",
-                caller.principal,
-                caller.key_id,
-                action,
-                tenant,
-            )
-            future.set_exception(UnknownTenantError(tenant))
+            future.set_exception(self._unknown(caller, tenant, action))
             return future
         return self._queued(record)
+
+    def require_log(self, caller: Caller, tenant: str, action: str) -> None:
+        """Raises :class:`UnknownTenantError` unless a record of ``caller`` may go to the log.
+
+        For a change that writes a record of its own into the tenant's log (a
+        rule change): checked once the request is valid, before anything is
+        written, so that through ``*`` alone it opens no log, as a read does
+        not. The caller answers NOT_FOUND (:func:`no_log`); logged as
+        :meth:`submit` logs it. Raises what the store raises if it is down.
+        """
+        if not self._may_open(caller, tenant):
+            raise self._unknown(caller, tenant, action)
+
+    @staticmethod
+    def _unknown(caller: Caller, tenant: str, action: str) -> UnknownTenantError:
+        """The error of a record not written (``tenant`` has no log), with its warning."""
+        log.warning(
+            "%s (key %r) asked %s of tenant %r, which has no log: not recorded, answered NOT_FOUND",
+            caller.principal,
+            caller.key_id,
+            action,
+            tenant,
+        )
+        return UnknownTenantError(tenant)
 
     def _may_open(self, caller: Caller, tenant: str) -> bool:
         """Whether a record of ``caller`` may go to the tenant's log (a refusal's too).

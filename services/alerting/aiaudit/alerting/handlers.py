@@ -25,6 +25,7 @@ from aiaudit.alerting.service import (
     DeniedError,
     InvalidError,
     NotFoundError,
+    Opens,
     OutOfRangeError,
     QuotaError,
     ResumePoint,
@@ -132,6 +133,8 @@ def _guard(context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
         return fn()
     except _UnrecordedError as exc:
         status.abort(context, exc.status)
+    except access.UnknownTenantError as exc:  # a rule change through * alone, no log
+        status.abort(context, access.no_log(exc.tenant))
     except InvalidError as exc:
         status.abort(context, status.bad_request(f"invalid request: {exc}", exc.violations))
     except NotFoundError as exc:
@@ -274,6 +277,18 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
         """
         return _guard(context, lambda: _settled([record], fn))
 
+    def _opens(self, caller: Caller, action: str) -> Opens:
+        """Whether a rule change of ``caller`` may open the tenant's log: its record would.
+
+        A rule change writes a record of its own (``EVENT_TYPE_RULE_CHANGE``) into
+        the tenant's log. Through ``*`` alone, for a tenant with no log, it is
+        answered NOT_FOUND (``TENANT_NOT_FOUND``) and nothing is written, as a
+        read is; a key naming the tenant may open its log. Until 2026-12-07 any
+        name a ``*`` key stored a rule for (a typo) became a log that the notary
+        signed and the indexer indexed, holding a rule that never fired.
+        """
+        return lambda tenant: self.access.require_log(caller, tenant, action)
+
     @staticmethod
     def _check(caller: Caller, tenant: str) -> Check:
         """What a rule the caller tests or stores may read: content and PII need their permission.
@@ -344,7 +359,7 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
             context, caller, tenant, action, asked,
             lambda: self.service.create_rule(
                 caller.principal, request.parent, request.rule_id, request.rule.source,
-                request.rule.enabled, check,
+                request.rule.enabled, check, self._opens(caller, action),
             ),
         )  # fmt: skip
         return pb.CreateRuleResponse(rule=self._shown(caller, stored.tenant)(stored))
@@ -410,7 +425,7 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
             context, caller, tenant, action, asked,
             lambda: self.service.update_rule(
                 caller.principal, request.rule.name, source, enabled, request.rule.etag,
-                self._check(caller, tenant),
+                self._check(caller, tenant), self._opens(caller, action),
             ),
         )  # fmt: skip
         return pb.UpdateRuleResponse(rule=self._shown(caller, tenant)(stored))
@@ -432,7 +447,8 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
         self._checked(
             context, caller, tenant, action, asked,
             lambda: self.service.delete_rule(
-                caller.principal, request.name, self._check(caller, tenant)
+                caller.principal, request.name, self._check(caller, tenant),
+                self._opens(caller, action),
             ),
         )  # fmt: skip
         return pb.DeleteRuleResponse()

@@ -70,6 +70,17 @@ def _anyone(_rule: Rule | None) -> None:
     pass
 
 
+Opens = Callable[[str], None]
+"""Raises when a rule change may not open the tenant's log (its record the first entry):
+asked once the request is valid, before anything is read or written. The handlers
+refuse a tenant with no log that the caller reaches only through ``*``
+(``AccessLog.require_log``)."""
+
+
+def _any_log(_tenant: str) -> None:
+    pass
+
+
 def _check_stored(check: Check, source: str) -> None:
     """``check`` on a stored rule (a flag-only update, a delete): what it reads decides.
 
@@ -585,8 +596,13 @@ class AlertingService:
         source: str,
         enabled: bool,
         check: Check = _anyone,
+        opens: Opens = _any_log,
     ) -> StoredRule:
-        """Validates and stores a new rule (its id must match the source's id)."""
+        """Validates and stores a new rule (its id must match the source's id).
+
+        ``opens`` is asked once the request is valid (bad input is INVALID_ARGUMENT
+        whatever the tenant), before the tenant's rules are read.
+        """
         tenant = parse_parent(parent)
         violations = _rule_violations(source, "rule.source")
         if violations:
@@ -597,6 +613,7 @@ class AlertingService:
             raise InvalidError(
                 [("rule_id", f"{rule_id!r} differs from the source's id {compiled.id!r}")]
             )
+        opens(tenant)
         stored = StoredRule(
             tenant, compiled.id, source, enabled, compiled.severity, dt.datetime.now(dt.UTC)
         )
@@ -637,6 +654,7 @@ class AlertingService:
         enabled: bool | None,
         etag: str = "",
         check: Check = _anyone,
+        opens: Opens = _any_log,
     ) -> StoredRule:
         """Replaces the source and/or the enabled flag, and resets the rule's window samples.
 
@@ -652,6 +670,7 @@ class AlertingService:
         ``check`` sees the new source, or the stored rule when only the flag
         changes: turning a rule on or off decides what its alerts tell about
         events as much as its source does (and the answer returns the source).
+        ``opens`` as for :meth:`create_rule`, once the new source is checked.
         """
         tenant, rule_id = parse_name(name, "rules", "rule.name")
         if source is not None:
@@ -662,6 +681,7 @@ class AlertingService:
             if compiled.id != rule_id:
                 raise InvalidError([("rule.source", f"the source's id must stay {rule_id!r}")])
             check(compiled)
+        opens(tenant)
         with self.store.write() as conn, conn.begin():
             self.store.lock_head(conn, tenant)
             current = self._find(conn, tenant, rule_id)
@@ -693,14 +713,18 @@ class AlertingService:
             self.store.reset_windows(conn, tenant, rule_id)
         return stored
 
-    def delete_rule(self, principal: str, name: str, check: Check = _anyone) -> None:
+    def delete_rule(
+        self, principal: str, name: str, check: Check = _anyone, opens: Opens = _any_log
+    ) -> None:
         """Deletes a tenant rule; built-in rules can only be disabled.
 
         ``check`` sees the stored rule, as for an update of the flag alone:
         deleting a rule stops it as disabling it does (until 2026-12-05 a
-        caller refused the one could do the other).
+        caller refused the one could do the other). ``opens`` as for
+        :meth:`create_rule`, before the rule is looked for.
         """
         tenant, rule_id = parse_name(name, "rules")
+        opens(tenant)
         with self.store.write() as conn, conn.begin():
             self.store.lock_head(conn, tenant)  # as updates: neither writes over the other
             current = self._find(conn, tenant, rule_id)
