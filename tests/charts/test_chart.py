@@ -1464,6 +1464,46 @@ def test_the_pseudonym_key_reaches_ingest_alone_as_the_file_it_reads() -> None:
         assert own.ip_pseudonym_key_file == mounted
 
 
+def test_retention_per_tenant_reaches_ingest_as_its_settings_read_it(tmp_path: Path) -> None:
+    """``aiaudit.config.ingest.content_retention_by_tenant`` renders into the config file as
+    the map ingest reads, a numeric-looking tenant id kept a string (YAML would read ``007``
+    unquoted as the number 7, naming no tenant)."""
+    from aiaudit.common import retention
+    from aiaudit.common.v1 import event_pb2
+    from aiaudit.ingest import settings as ingest_settings
+
+    policy = {
+        "acme": {"days": 7, "by_classification": {"restricted": 1}},
+        "007": {"days": 0},
+    }
+    values = tmp_path / "values.yaml"
+    values.write_text(
+        yaml.safe_dump(
+            {
+                "aiaudit": {
+                    "config": {
+                        "ingest": {
+                            "content_retention_days": 30,
+                            "content_retention_by_tenant": policy,
+                        }
+                    }
+                },
+                "ingest": {"privacyDatabase": {"existingSecret": "privacy-login"}},
+            }
+        )
+    )
+    objects = render(values)
+    assert [p for obj in objects for p in kube_schema.problems(obj)] == []
+    (configmap,) = of_kind(objects, "ConfigMap")
+    (deployment,) = [d for d in of_kind(objects, "Deployment") if component_of(d) == "ingest"]
+    own = ingest_settings.load(_effective(deployment, configmap["data"]["config.yaml"]))
+    assert own.content_retention_days == 30
+    assert own.content_retention_by_tenant == {
+        "acme": retention.Policy(7, {event_pb2.DATA_CLASSIFICATION_RESTRICTED: 1}),
+        "007": retention.Policy(0),
+    }
+
+
 KEEPALIVE = (
     "keepalive_time_seconds",
     "keepalive_timeout_seconds",

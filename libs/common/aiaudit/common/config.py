@@ -44,6 +44,12 @@ NONEMPTY = {"nonempty": True}
 would not say (``services``: every implemented one): an empty one given is refused."""
 
 
+PARSE = "parse"
+"""Field metadata key: a function ``(raw value, setting name) -> value`` for a setting of a
+shape of its own (``ingest.content_retention_by_tenant``, a map of maps), which raises
+``ConfigError`` naming the exact key within it."""
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every setting of the suite. Keys of the config file are these field names."""
@@ -170,6 +176,9 @@ def _convert(cls: type, name: str, raw: object, where: str) -> object:
     field = {f.name: f for f in dataclasses.fields(cls)}[name]
     declared = field.type
     kind = declared if isinstance(declared, str) else getattr(declared, "__name__", str(declared))
+    if parse := field.metadata.get(PARSE):
+        parsed: object = parse(raw, where + name)
+        return parsed
     try:
         if kind in ("int", "float"):
             value = _number(raw, kind)

@@ -17,6 +17,14 @@ others ``days``; UNSPECIFIED is kept as INTERNAL, as ``event.proto`` says.
 Each group of classifications kept equally long is swept apart, found by the
 ``event_content.data_classification`` column ingest fills (revision ``0013``),
 and gets records of its own naming the classifications in their reason.
+
+Retention by tenant: a tenant's own :class:`Policy` (``days`` and ``by_class``,
+as above) replaces the global one for its log alone; the others keep the global
+one. Its records' reason starts "tenant retention policy:" where the global
+policy's say "retention policy:", so an auditor reading the log can tell which
+applied. Each log is swept with its policy's groups only, so a tenant of its own
+policy costs what a tenant of the global one does, and one that keeps content
+forever costs no query and is never swept by the global periods.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from aiaudit.common import erasure, leader
 from aiaudit.common.store.prepare import prepare
@@ -53,6 +62,26 @@ _NAMES: dict[int, str] = {number: name for name, number in CLASSES.items()} | {
 }
 
 
+@dataclass(frozen=True)
+class Policy:
+    """A tenant's own retention: ``days`` and ``by_class`` as the global settings say them."""
+
+    days: int
+    """Days content is kept after it was received; 0 keeps it forever."""
+    by_class: Mapping[int, int] = field(default_factory=dict)
+    """Days of the classifications kept otherwise, by ``DataClassification`` number."""
+
+    def erases(self) -> bool:
+        """Whether it expires any content (else the tenant keeps everything forever)."""
+        return bool(groups(self.days, self.by_class))
+
+
+GLOBAL = "retention policy"
+"""How the global policy's records' reason begins."""
+TENANT = "tenant retention policy"
+"""How the reason of a record made under a tenant's own policy begins."""
+
+
 def groups(days: int, by_class: Mapping[int, int]) -> list[tuple[int, frozenset[int] | None]]:
     """(days, the classifications kept that long) of each period that expires content.
 
@@ -77,25 +106,31 @@ def sweep(
     log_ids: Sequence[str] = (),
     chunk: int = CHUNK,
     by_class: Mapping[int, int] | None = None,
+    by_tenant: Mapping[str, Policy] | None = None,
 ) -> dict[str, int]:
     """Erases the content received before ``now - days``, in every log or those named.
 
     ``by_class``: days of the classifications kept otherwise (by enum number).
+    ``by_tenant``: the logs of a policy of their own, swept by it alone.
     Returns how many events' content went, per log.
     """
     expired: dict[str, int] = {}
-    periods = groups(days, by_class or {})
+    everyone = (GLOBAL, groups(days, by_class or {}))
+    own = {t: (TENANT, groups(p.days, p.by_class)) for t, p in (by_tenant or {}).items()}
     for log_id in log_ids or sorted(store.log_sizes()):
+        policy, periods = own.get(log_id, everyone)
         for period, classes in periods:
             cutoff = now - dt.timedelta(days=period)
-            record_of = _recorder(log_id, _reason(period, classes, cutoff), now)
+            reason = _reason(policy, period, classes, cutoff)
+            record_of = _recorder(log_id, reason, now)
             while done := store.expire_content(log_id, cutoff, chunk, record_of, classes):
                 ids, record_id = done
                 expired[log_id] = expired.get(log_id, 0) + len(ids)
                 log.info(
-                    "retention: content of %d events of log %s erased, recorded as %s",
+                    "retention: content of %d events of log %s erased (%s), recorded as %s",
                     len(ids),
                     log_id,
+                    policy,
                     record_id,
                 )
                 if len(ids) < chunk:
@@ -103,14 +138,13 @@ def sweep(
     return expired
 
 
-def _reason(days: int, classes: frozenset[int] | None, cutoff: dt.datetime) -> str:
-    """What the record says: the policy, the classifications it covered, the cut-off."""
+def _reason(policy: str, days: int, classes: frozenset[int] | None, cutoff: dt.datetime) -> str:
+    """What the record says: which policy, the classifications it covered, the cut-off."""
     which = ""
     if classes is not None:
         which = " classified " + ", ".join(_NAMES[n] for n in sorted(classes))
     return (
-        f"retention policy: content{which} received more than {days} days ago "
-        f"(before {cutoff.isoformat()})"
+        f"{policy}: content{which} received more than {days} days ago (before {cutoff.isoformat()})"
     )
 
 
@@ -134,11 +168,12 @@ class RetentionSweeper(Worker):
         interval: float,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         by_class: Mapping[int, int] | None = None,
+        by_tenant: Mapping[str, Policy] | None = None,
     ) -> None:
         """``store`` must be allowed to delete content (the privacy login, or embedded)."""
         super().__init__("retention")
         self._store, self._days, self._interval, self._clock = store, days, interval, clock
-        self._by_class = by_class
+        self._by_class, self._by_tenant = by_class, by_tenant
         self._leadership = leader.for_engine(store.engine, leader.RETENTION)
         self.sweeps = 0
         """Sweeps completed by this replica (what tests wait for)."""
@@ -147,7 +182,13 @@ class RetentionSweeper(Worker):
         while not self._stop.is_set():
             try:
                 if self._leadership.acquire() is not None:
-                    sweep(self._store, self._days, self._clock(), by_class=self._by_class)
+                    sweep(
+                        self._store,
+                        self._days,
+                        self._clock(),
+                        by_class=self._by_class,
+                        by_tenant=self._by_tenant,
+                    )
                     self.sweeps += 1
             except Exception:  # the store down: the next interval retries, nothing lost
                 log.exception("retention sweep failed; retrying in %gs", self._interval)

@@ -74,13 +74,15 @@ def start(ctx: Context) -> Ingest:
     )
     retention = None
     periods = ingest_settings.by_class(own)
-    if own.content_retention_days or any(periods.values()):
+    erasing = own.content_retention_days or any(periods.values())
+    if erasing or ingest_settings.erases_by_tenant(own):
         assert eraser_store is not None  # load() refused the settings without one
         retention = RetentionSweeper(
             eraser_store,
             own.content_retention_days,
             own.retention_sweep_interval,
             by_class=periods,
+            by_tenant=own.content_retention_by_tenant,
         )
         retention.start()
     return Ingest(committer, privacy, retention)

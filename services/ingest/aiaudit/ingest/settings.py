@@ -7,13 +7,14 @@ from pathlib import Path
 
 from aiaudit.common import retention, stream_slots
 from aiaudit.common.config import (
+    PARSE,
     ZERO_ALLOWED,
     ConfigError,
     Settings,
     require_secure_database,
     section,
 )
-from aiaudit.ingest import ip_policy, redaction
+from aiaudit.ingest import ip_policy, redaction, retention_by_tenant
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,13 @@ class IngestSettings:
     ``confidential``, ``restricted``: env ``restricted=30,confidential=365``), in place of
     ``content_retention_days`` for those named; 0 keeps it forever. UNSPECIFIED is kept as
     ``internal``, as ``event.proto`` says. On PostgreSQL it needs ``privacy_database_url``."""
+    content_retention_by_tenant: dict[str, retention.Policy] = field(
+        default_factory=dict, metadata={PARSE: retention_by_tenant.parse}
+    )
+    """Tenants' own retention, in place of the two settings above for each tenant named:
+    ``{acme: {days: 7, by_classification: {restricted: 1}}}`` (env
+    ``acme:days=7,restricted=1;globex:days=0``); 0 keeps content forever. The others keep the
+    global policy. See :mod:`aiaudit.ingest.retention_by_tenant`."""
     classify_content: bool = True
     """Whether an event in whose content ``redact_content`` found PII or secrets is raised to
     ``DATA_CLASSIFICATION_RESTRICTED`` before it is hashed. It reads masking's findings, so it
@@ -104,6 +112,7 @@ def load(settings: Settings) -> IngestSettings:
     for name, on in [
         ("content_retention_days", s.content_retention_days),
         ("content_retention_days_by_classification", any(by_class(s).values())),
+        ("content_retention_by_tenant", erases_by_tenant(s)),
     ]:
         if on and not (s.privacy_database_url or settings.embedded):
             raise ConfigError(
@@ -119,3 +128,8 @@ def by_class(s: IngestSettings) -> dict[int, int]:
         retention.CLASSES[name]: days
         for name, days in s.content_retention_days_by_classification.items()
     }
+
+
+def erases_by_tenant(s: IngestSettings) -> bool:
+    """Whether some tenant's own policy expires content (a sweeper must run for it)."""
+    return any(p.erases() for p in s.content_retention_by_tenant.values())
