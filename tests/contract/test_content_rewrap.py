@@ -14,6 +14,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from typing import NamedTuple
 
 import hvac.exceptions
 import pytest
@@ -21,9 +22,10 @@ import sqlalchemy as sa
 import yaml
 
 from aiaudit.cli.main import main
-from aiaudit.common.keys.kek import KekError
+from aiaudit.common.keys import rewrap
+from aiaudit.common.keys.kek import KekError, transit_version
 from aiaudit.common.keys.keyring import Keyring
-from aiaudit.common.keys.rewrap import RewrapReport, rewrap_keys, transit_version
+from aiaudit.common.keys.rewrap import MAX_PAGE_SIZE, RewrapReport, rewrap_keys
 from aiaudit.common.keys.transit import ContentKeySettings, TransitKek, rewrap_policy
 from aiaudit.common.store import open_store
 from aiaudit.common.store.prepare import prepare_batch
@@ -50,9 +52,12 @@ def rewrap_token(v: Vault, settings: ContentKeySettings) -> str:
     return str(token["auth"]["client_token"])
 
 
-def sealed_events(url: str, kek: TransitKek, subjects: Sequence[str]) -> dict[str, str]:
-    """Two events per subject appended to log ``t``, sealed under ``kek``; event id -> text."""
-    store = open_store(url, keys=Keyring(kek))
+def sealed_events(
+    url: str, kek: TransitKek, subjects: Sequence[str], keys: Keyring | None = None
+) -> dict[str, str]:
+    """Two events per subject appended to log ``t``, sealed under ``kek`` (through ``keys``,
+    a service's keyring, if given); event id -> text."""
+    store = open_store(url, keys=keys or Keyring(kek))
     texts: dict[str, str] = {}
     events = []
     for s in subjects:
@@ -107,6 +112,35 @@ def rewrap_cli(
     return code, out, err
 
 
+class Rotated(NamedTuple):
+    """A bootstrapped key whose version 1 sealed some subjects' events, then rotated."""
+
+    settings: ContentKeySettings
+    token: str
+    """The services' token (encrypt / decrypt)."""
+    url: str
+    admin_url: str
+    kek: TransitKek
+    """The services' KEK."""
+    texts: dict[str, str]
+    """Event id -> text of the events sealed."""
+
+    @property
+    def where(self) -> dict[str, str]:
+        """The key, as hvac's Transit calls name it."""
+        return {"name": self.settings.key, "mount_point": self.settings.mount}
+
+
+def rotated(v: Vault, sealed_store: Postgres | str, subjects: Sequence[str] = SUBJECTS) -> Rotated:
+    """Bootstrap a key, seal two events per subject under its version 1, rotate it."""
+    settings, token = bootstrapped(v)
+    url, admin_url = urls(sealed_store)
+    kek = TransitKek(v.client(token), settings.mount, settings.key)
+    texts = sealed_events(url, kek, subjects)
+    v.client().secrets.transit.rotate_key(name=settings.key, mount_point=settings.mount)
+    return Rotated(settings, token, url, admin_url, kek, texts)
+
+
 def vault_settings(v: Vault, settings: ContentKeySettings) -> dict[str, object]:
     return {
         "content_keys": "vault",
@@ -123,12 +157,8 @@ def test_rotate_rewrap_and_retire_the_old_versions_every_event_still_reads(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    settings, token = bootstrapped(openbao)
-    url, admin_url = urls(sealed_store)
-    kek = TransitKek(openbao.client(token), settings.mount, settings.key)
-    texts = sealed_events(url, kek, SUBJECTS)
+    settings, _, url, admin_url, kek, texts = r = rotated(openbao, sealed_store)
     admin = openbao.client().secrets.transit
-    admin.rotate_key(name=settings.key, mount_point=settings.mount)
     texts |= sealed_events(url, kek, ["late"])  # wrapped under version 2 already
     before = stored_keys(admin_url)
     assert {transit_version(w) for s, w in before.items() if s != "late"} == {1}
@@ -136,7 +166,7 @@ def test_rotate_rewrap_and_retire_the_old_versions_every_event_still_reads(
 
     cli = (tmp_path, monkeypatch, capsys, admin_url, vault_settings(openbao, settings))
     code, out, err = rewrap_cli(*cli, rewrap_token(openbao, settings), "--page-size", "2")
-    assert (code, err) == (0, "")
+    assert code == 0
     assert json.loads(out) == {
         "kek": f"vault:{settings.mount}/{settings.key}",
         "version": 2,
@@ -145,14 +175,21 @@ def test_rotate_rewrap_and_retire_the_old_versions_every_event_still_reads(
         "changed": 0,
         "damaged": 0,
         "damaged_key_ids": [],
+        "behind": 0,
     }
+    assert err == (  # what to do next, and when
+        f"aiaudit content-keys rewrap: every data key of {kek.name} is under version 2. "
+        "Services store keys they wrapped ahead up to 60 s after wrapping them: retire older "
+        "versions only after a run that started at least 60 s after the rotation (run it "
+        "again then if this one did not)\n"
+    )
     after = stored_keys(admin_url)
     assert after.keys() == before.keys()
     assert {transit_version(w) for w in after.values()} == {2}
     assert after["late"] == before["late"]  # already current: not written
 
     # Retire version 1 for good: the backups' keys no longer open, the live ones do.
-    where = {"name": settings.key, "mount_point": settings.mount}
+    where = r.where
     admin.update_key_configuration(min_decryption_version=2, **where)
     admin.update_key_configuration(min_encryption_version=2, **where)  # trim needs it set
     admin.trim_key(min_version=2, **where)
@@ -160,10 +197,10 @@ def test_rotate_rewrap_and_retire_the_old_versions_every_event_still_reads(
     assert kek.unwrap([before["alice"]]) == [None]  # what a backup holds: gone
     assert readable(url, kek) == texts
 
-    code, out, err = rewrap_cli(*cli, rewrap_token(openbao, settings))
-    assert (code, err) == (0, "")
+    code, out, _ = rewrap_cli(*cli, rewrap_token(openbao, settings))
+    assert code == 0
     again = json.loads(out)
-    assert (again["rewrapped"], again["current"], again["version"]) == (0, 6, 2)
+    assert (again["rewrapped"], again["current"], again["version"], again["behind"]) == (0, 6, 2, 0)
     assert stored_keys(admin_url) == after
 
 
@@ -192,12 +229,7 @@ def test_a_key_erased_during_the_rewrap_is_not_brought_back(
     openbao: Vault,  # noqa: F811
     sealed_store: Postgres | str,
 ) -> None:
-    settings, token = bootstrapped(openbao)
-    url, admin_url = urls(sealed_store)
-    texts = sealed_events(
-        url, TransitKek(openbao.client(token), settings.mount, settings.key), SUBJECTS
-    )
-    openbao.client().secrets.transit.rotate_key(name=settings.key, mount_point=settings.mount)
+    settings, _, url, admin_url, kek, texts = rotated(openbao, sealed_store)
     engine = sa.create_engine(admin_url)
     erased: list[bytes] = []
 
@@ -217,8 +249,7 @@ def test_a_key_erased_during_the_rewrap_is_not_brought_back(
     after = stored_keys(admin_url)
     assert len(after) == 4 and erased[0] not in after.values()
     assert {transit_version(w) for w in after.values()} == {2}
-    reader = TransitKek(openbao.client(token), settings.mount, settings.key)
-    read = readable(url, reader)
+    read = readable(url, kek)
     gone = {i for i, text in read.items() if text != texts[i]}
     assert len(gone) == 2  # the erased subject's two events: no key opens them any more
 
@@ -230,13 +261,8 @@ def test_a_key_rewritten_during_the_rewrap_is_not_set_back(
     """Another run, after a further rotation, writes version 3 while this one holds version 2
     for the same key: written over it, version 2 would come back, and retiring it (after the
     other run reported every key on 3) would destroy the key."""
-    settings, token = bootstrapped(openbao)
-    url, admin_url = urls(sealed_store)
-    kek = TransitKek(openbao.client(token), settings.mount, settings.key)
-    texts = sealed_events(url, kek, SUBJECTS)
-    admin = openbao.client().secrets.transit
-    where = {"name": settings.key, "mount_point": settings.mount}
-    admin.rotate_key(**where)
+    settings, _, url, admin_url, kek, texts = r = rotated(openbao, sealed_store)
+    admin, where = openbao.client().secrets.transit, r.where
     engine = sa.create_engine(admin_url)
     operator = TransitKek(
         openbao.client(rewrap_token(openbao, settings)), settings.mount, settings.key
@@ -280,13 +306,8 @@ def test_a_key_an_older_run_wrote_first_is_rewrapped_again(
     then finds other bytes: the key is read again and, still behind, rewrapped again.
     Counted as ``changed`` and left on 2 (until 2026-12-07), it made a run that reported
     nothing to rewrap, and retiring version 2 as it said destroyed the key."""
-    settings, token = bootstrapped(openbao)
-    url, admin_url = urls(sealed_store)
-    kek = TransitKek(openbao.client(token), settings.mount, settings.key)
-    texts = sealed_events(url, kek, ["alice"])
-    admin = openbao.client().secrets.transit
-    where = {"name": settings.key, "mount_point": settings.mount}
-    admin.rotate_key(**where)
+    settings, _, url, admin_url, kek, texts = r = rotated(openbao, sealed_store, ["alice"])
+    admin, where = openbao.client().secrets.transit, r.where
     operator = TransitKek(
         openbao.client(rewrap_token(openbao, settings)), settings.mount, settings.key
     )
@@ -356,11 +377,7 @@ def test_answers_out_of_order_write_nothing(
     Taken in order (until 2026-12-07), each of the two keys got the other's data key,
     wrapped: the compare-and-swap held (the rows were as read), and both subjects' content
     no longer opened, with the run reporting 2 rewrapped."""
-    settings, token = bootstrapped(openbao)
-    url, admin_url = urls(sealed_store)
-    kek = TransitKek(openbao.client(token), settings.mount, settings.key)
-    texts = sealed_events(url, kek, ["alice", "bob"])
-    openbao.client().secrets.transit.rotate_key(name=settings.key, mount_point=settings.mount)
+    settings, _, url, admin_url, kek, texts = rotated(openbao, sealed_store, ["alice", "bob"])
     before = stored_keys(admin_url)
     server, proxy = serve_http(type("ToOpenBao", (Reversing,), {"upstream": openbao.addr}))
     try:
@@ -406,11 +423,7 @@ def test_a_run_stopped_midway_is_finished_by_the_next(
     sealed_store: Postgres | str,
 ) -> None:
     """Each page commits on its own: what a run did before it stopped stays, readable."""
-    settings, token = bootstrapped(openbao)
-    url, admin_url = urls(sealed_store)
-    kek = TransitKek(openbao.client(token), settings.mount, settings.key)
-    texts = sealed_events(url, kek, SUBJECTS)
-    openbao.client().secrets.transit.rotate_key(name=settings.key, mount_point=settings.mount)
+    settings, _, url, admin_url, kek, texts = rotated(openbao, sealed_store)
     stopped = rewrap_token(openbao, settings)
     operator = TransitKek(openbao.client(stopped), settings.mount, settings.key)
     engine = sa.create_engine(admin_url)
@@ -437,10 +450,7 @@ def test_without_rights_or_vault_nothing_is_written_and_the_error_names_the_key(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    settings, token = bootstrapped(openbao)
-    url, admin_url = urls(sealed_store)
-    sealed_events(url, TransitKek(openbao.client(token), settings.mount, settings.key), SUBJECTS)
-    openbao.client().secrets.transit.rotate_key(name=settings.key, mount_point=settings.mount)
+    settings, token, url, admin_url, _, _ = rotated(openbao, sealed_store)
     before = stored_keys(admin_url)
     kek = f"vault:{settings.mount}/{settings.key}"
     cli = (tmp_path, monkeypatch, capsys, admin_url, vault_settings(openbao, settings))
@@ -486,10 +496,7 @@ def test_a_damaged_key_is_named_and_the_others_are_rewrapped(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    settings, token = bootstrapped(openbao)
-    url, admin_url = urls(sealed_store)
-    sealed_events(url, TransitKek(openbao.client(token), settings.mount, settings.key), SUBJECTS)
-    openbao.client().secrets.transit.rotate_key(name=settings.key, mount_point=settings.mount)
+    settings, _, _, admin_url, _, _ = rotated(openbao, sealed_store)
     engine = sa.create_engine(admin_url)
     with engine.begin() as conn:
         key_id, wrapped = conn.execute(
@@ -511,6 +518,91 @@ def test_a_damaged_key_is_named_and_the_others_are_rewrapped(
     after = stored_keys(admin_url)
     assert after["bob"] == altered  # left as it was
     assert {transit_version(w) for s, w in after.items() if s != "bob"} == {2}
+
+
+def test_a_key_stored_where_the_run_has_passed_is_counted_behind(
+    openbao: Vault,  # noqa: F811
+    sealed_store: Postgres | str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A replica stores a key it wrapped before the rotation while the run reads, under a
+    key id the pages have passed: the run cannot rewrap it, so it ends by counting the keys
+    still behind, says so (exit 1), and the next run takes it. Until 2026-12-07 the run
+    reported every key rewrapped, and retiring version 1 as it said lost that content."""
+    settings, _, _, admin_url, kek, _ = rotated(openbao, sealed_store)
+    under_v1 = stored_keys(admin_url)["alice"]
+    engine = sa.create_engine(admin_url)
+    pages: list[int] = []
+    real_page = rewrap._rewrap_page
+
+    def page_then_a_late_key(*args: object) -> None:
+        real_page(*args)  # type: ignore[arg-type]
+        pages.append(1)
+        if len(pages) == 2:  # key id 0: below every page still to come
+            with engine.begin() as conn:
+                conn.execute(
+                    sa.insert(content_keys).values(
+                        key_id=0,
+                        log_id="t",
+                        subject="late",
+                        kek=kek.name,
+                        wrapped=under_v1,
+                        create_time=dt.datetime.now(dt.UTC),
+                    )
+                )
+
+    monkeypatch.setattr(rewrap, "_rewrap_page", page_then_a_late_key)
+    cli = (tmp_path, monkeypatch, capsys, admin_url, vault_settings(openbao, settings))
+    code, out, err = rewrap_cli(*cli, rewrap_token(openbao, settings), "--page-size", "2")
+    engine.dispose()
+    assert code == 1
+    report = json.loads(out)
+    assert (report["rewrapped"], report["damaged"], report["behind"]) == (5, 0, 1)
+    assert err == (
+        f"aiaudit content-keys rewrap: 1 data key(s) of {kek.name} are still under a version "
+        "older than 2 (stored during this run): run it again; retire no version before a run "
+        'reports "behind": 0\n'
+    )
+    monkeypatch.setattr(rewrap, "_rewrap_page", real_page)
+    code, out, _ = rewrap_cli(*cli, rewrap_token(openbao, settings))
+    again = json.loads(out)
+    assert (code, again["rewrapped"], again["current"], again["behind"]) == (0, 1, 5, 0)
+    assert {transit_version(w) for w in stored_keys(admin_url).values()} == {2}
+
+
+def test_a_page_size_out_of_bounds_is_refused_naming_the_flag(
+    openbao: Vault,  # noqa: F811
+    sealed_store: Postgres | str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A page is one Transit request: Vault refuses a JSON array of more than 10,000 items by
+    default (until 2026-12-07 any size was sent, and held in memory at once)."""
+    settings, _, _, admin_url, _, _ = rotated(openbao, sealed_store, ["alice"])
+    before = stored_keys(admin_url)
+    cli = (tmp_path, monkeypatch, capsys, admin_url, vault_settings(openbao, settings))
+    for size in (0, -1, MAX_PAGE_SIZE + 1, 10**9):
+        code, out, err = rewrap_cli(*cli, rewrap_token(openbao, settings), "--page-size", str(size))
+        assert (code, out) == (2, "")
+        assert err.startswith(
+            f"aiaudit: configuration error: --page-size {size}: from 1 to {MAX_PAGE_SIZE} "
+        )
+    assert stored_keys(admin_url) == before
+    operator = TransitKek(
+        openbao.client(rewrap_token(openbao, settings)), settings.mount, settings.key
+    )
+    engine = sa.create_engine(admin_url)
+    with pytest.raises(ValueError, match=f"page size {MAX_PAGE_SIZE + 1}: from 1 to"):
+        rewrap_keys(engine, operator, RewrapReport(), MAX_PAGE_SIZE + 1)
+    engine.dispose()
+    assert stored_keys(admin_url) == before
+    code, out, _ = rewrap_cli(
+        *cli, rewrap_token(openbao, settings), "--page-size", str(MAX_PAGE_SIZE)
+    )
+    assert (code, json.loads(out)["rewrapped"]) == (0, 1)
 
 
 def test_bootstrap_writes_a_rewrap_policy_that_can_do_nothing_else(openbao: Vault) -> None:  # noqa: F811

@@ -349,7 +349,7 @@ def _rewrap_content_keys(args: argparse.Namespace) -> int:
     """Rewraps the stored data keys under the Transit key's latest version (after a rotation)."""
     import hvac
 
-    from aiaudit.common.keys import rewrap, transit
+    from aiaudit.common.keys import keyring, rewrap, transit
     from aiaudit.common.store import open_store
 
     settings = _settings(args)
@@ -368,8 +368,11 @@ def _rewrap_content_keys(args: argparse.Namespace) -> int:
     addr = args.vault_addr or settings.content_vault_addr
     given = "--vault-addr" if args.vault_addr else "content_vault_addr"
     config.require_secure_url(addr, given, settings.allow_insecure)  # the token goes there
-    if args.page_size < 1:
-        raise config.ConfigError(f"--page-size {args.page_size}: at least 1")
+    if not 1 <= args.page_size <= rewrap.MAX_PAGE_SIZE:
+        raise config.ConfigError(
+            f"--page-size {args.page_size}: from 1 to {rewrap.MAX_PAGE_SIZE} (a page is one "
+            "Transit request; Vault refuses longer JSON arrays by default)"
+        )
     client = hvac.Client(url=addr, token=token, timeout=settings.content_vault_timeout)
     kek = transit.TransitKek(client, mount, key)
     store = open_store(settings.store_url, keys=None)
@@ -401,9 +404,19 @@ def _rewrap_content_keys(args: argparse.Namespace) -> int:
                 "changed": report.changed,
                 "damaged": report.damaged,
                 "damaged_key_ids": report.damaged_ids,
+                "behind": report.behind,
             }
         )
     )
+    code = 0
+    if report.behind:
+        print(
+            f"aiaudit content-keys rewrap: {report.behind} data key(s) of {kek.name} are still "
+            f"under a version older than {report.version} (stored during this run): run it "
+            'again; retire no version before a run reports "behind": 0',
+            file=sys.stderr,
+        )
+        code = 1
     if report.damaged:
         print(
             f"aiaudit content-keys rewrap: {report.damaged} data key(s) of {kek.name} did not "
@@ -413,8 +426,17 @@ def _rewrap_content_keys(args: argparse.Namespace) -> int:
             "min_decryption_version is lowered, not once trimmed",
             file=sys.stderr,
         )
-        return 1
-    return 0
+        code = 1
+    if report.version is not None and not code:
+        print(
+            f"aiaudit content-keys rewrap: every data key of {kek.name} is under version "
+            f"{report.version}. Services store keys they wrapped ahead up to "
+            f"{keyring.SPARE_SECONDS:g} s after wrapping them: retire older versions only "
+            f"after a run that started at least {keyring.SPARE_SECONDS:g} s after the rotation "
+            "(run it again then if this one did not)",
+            file=sys.stderr,
+        )
+    return code
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -508,7 +530,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rewrap.add_argument("--vault-addr", help="Vault / OpenBao address (default: config)")
     rewrap.add_argument(
-        "--page-size", type=int, default=500, help="keys per Transit request and transaction"
+        "--page-size",
+        type=int,
+        default=500,
+        help="keys per Transit request and transaction (1 to 10000)",
     )
     rewrap.set_defaults(func=_rewrap_content_keys)
     integrity_cli.register(sub, _common)

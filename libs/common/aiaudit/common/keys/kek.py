@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import secrets
 import urllib.parse
 from collections.abc import Sequence
@@ -32,6 +33,18 @@ def beside_database(sqlite_url: str) -> Path:
     """
     database = urllib.parse.unquote(sqlite_url.split(":///", 1)[1])
     return Path(database).parent / "content.kek"
+
+
+_TRANSIT_VERSION = re.compile(rb"vault:v([1-9][0-9]{0,9}):")
+
+
+def transit_version(wrapped: bytes) -> int | None:
+    """The Transit key version a wrapped key names (``vault:vN:...``); None if none.
+
+    Here, not in :mod:`.transit`, so that the keyring reads it without hvac.
+    """
+    found = _TRANSIT_VERSION.match(wrapped)
+    return int(found[1]) if found else None
 
 
 class KekError(RuntimeError):

@@ -7,21 +7,36 @@ subject erasure) says whether what it learnt of that log still holds. Keys
 for new subjects are wrapped ahead, outside any lock: one KEK call (one Vault
 round trip) for several, and a subject's stored key is unwrapped before the
 lock is taken too, so a slow KEK holds no log's appends.
+
+A key wrapped ahead is stored at most :data:`SPARE_SECONDS` after its wrap
+began (:meth:`Keyring.usable`), or never: after a rotation of the Transit KEK,
+keys wrapped under the old version reach ``content_keys`` only within that
+bound, so a rewrap started that long after the rotation finds them all.
 """
 
 from __future__ import annotations
 
 import secrets
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from aiaudit.common.keys.kek import KEY_BYTES, Kek, KekError
+from aiaudit.common.keys.kek import KEY_BYTES, Kek, KekError, transit_version
 from aiaudit.common.keys.seal import DataKey, SealError
 
 SubjectKey = tuple[int, DataKey]
 """(key id, the key) of a subject."""
+
+SPARE_SECONDS = 60.0
+"""How long after its wrap began a key wrapped ahead may still be stored.
+
+An operator retiring old Transit versions starts ``content-keys rewrap`` at
+least this long after the rotation: no key wrapped before it is stored later.
+Short enough to wait for, long enough that a key wrapped for a batch is
+stored with it (the batch's KEK call and its commit take milliseconds).
+"""
 
 
 @dataclass(frozen=True)
@@ -31,6 +46,8 @@ class NewKey:
     key_id: int
     key: bytes = field(repr=False)
     wrapped: bytes
+    made: float = 0.0
+    """The keyring's clock when the KEK call that wrapped it began."""
 
 
 @dataclass(frozen=True)
@@ -46,14 +63,28 @@ class StoredKey:
 class Keyring:
     """Data keys under one KEK, cached; thread-safe."""
 
-    def __init__(self, kek: Kek, capacity: int = 100_000) -> None:
-        """``capacity``: keys kept by id (each ~100 bytes plus the cipher object)."""
+    def __init__(
+        self,
+        kek: Kek,
+        capacity: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+        spare_seconds: float = SPARE_SECONDS,
+    ) -> None:
+        """``capacity``: keys kept by id (each ~100 bytes plus the cipher object).
+
+        ``clock`` (seconds) dates the keys wrapped ahead, which are stored at
+        most ``spare_seconds`` after (:meth:`usable`).
+        """
         self.kek = kek
         self._capacity = capacity
+        self._clock = clock
+        self._spare_seconds = spare_seconds
         self._lock = threading.Lock()
         self._by_id: OrderedDict[int, DataKey] = OrderedDict()
         self._logs: dict[str, tuple[int, dict[str, int]]] = {}
         self._spare: list[NewKey] = []
+        self._version = 0
+        """The highest KEK version a wrap answered (Transit's ``vault:vN:``; 0: none)."""
 
     def known(
         self, log_id: str, subjects: Iterable[str]
@@ -114,26 +145,60 @@ class Keyring:
                 if self._logs.get(log_id, (0, {}))[1].get(subject) not in self._by_id
             ]
 
+    def usable(self, key: NewKey, now: float | None = None) -> bool:
+        """Whether a key wrapped ahead may still be stored (a clock read: no KEK call).
+
+        At most :data:`SPARE_SECONDS` after its wrap began.
+        """
+        return (self._clock() if now is None else now) - key.made <= self._spare_seconds
+
     def stock(self, n: int) -> None:
-        """Makes sure ``n`` new keys are wrapped and ready (one KEK call if short)."""
+        """Makes sure ``n`` new keys are wrapped and ready (one KEK call if short).
+
+        Spares past :meth:`usable` are dropped first, and a wrap answered under
+        a newer KEK version than the spares' (the Transit key was rotated)
+        drops the older ones: stored, they would hold content under a version
+        the operator is about to retire.
+        """
         with self._lock:
+            self._drop_stale()
             short = n - len(self._spare)
         if short <= 0:
             return
+        made = self._clock()
         keys = [secrets.token_bytes(KEY_BYTES) for _ in range(short)]
         wrapped = self.kek.wrap(keys)
-        fresh = [NewKey(secrets.randbits(63), k, w) for k, w in zip(keys, wrapped, strict=True)]
+        fresh = [
+            NewKey(secrets.randbits(63), k, w, made) for k, w in zip(keys, wrapped, strict=True)
+        ]
+        if not self.usable(fresh[0]):  # else take() would wrap again, as slowly, for ever
+            raise KekError(
+                f"KEK {self.kek.name} took {self._clock() - made:.0f} s to wrap {short} data "
+                f"key(s): keys wrapped ahead are stored within {self._spare_seconds:g} s of "
+                "their wrap or not at all (rotations); none used"
+            )
+        version = max((transit_version(w) or 0 for w in wrapped), default=0)
         with self._lock:
+            if version > self._version:
+                self._version = version
+                self._spare = [k for k in self._spare if _version(k) >= version]
             self._spare.extend(fresh)
 
     def take(self, n: int) -> list[NewKey]:
         """``n`` new keys (wrapping more if the stock ran short)."""
         self.stock(n)
         with self._lock:
+            self._drop_stale()
             taken, self._spare = self._spare[:n], self._spare[n:]
         if len(taken) < n:  # another thread took some meanwhile
             taken += self.take(n - len(taken))
         return taken
+
+    def _drop_stale(self) -> None:
+        """Drops the spares past :meth:`usable` (under the lock; there are few)."""
+        if self._spare:
+            now = self._clock()
+            self._spare = [k for k in self._spare if self.usable(k, now)]
 
     def by_ids(
         self, key_ids: Iterable[int], fetch: Callable[[list[int]], Sequence[StoredKey]]
@@ -189,6 +254,11 @@ class Keyring:
                         self._keep(r.key_id, key)
             held.update((r.key_id, k) for r, k in zip(fresh, keys, strict=True) if k is not None)
         return [held.get(r.key_id) for r in rows]
+
+
+def _version(key: NewKey) -> int:
+    """The KEK version that wrapped ``key`` (0 for a KEK without versions)."""
+    return transit_version(key.wrapped) or 0
 
 
 class DamagedKeyError(SealError):

@@ -17,18 +17,23 @@ wrapping or the new one, both open) and the next run goes on: keys under the
 latest version are counted, not written. The latest version is not read from
 Vault (that would need ``read`` on the key): it is the one Transit's rewrapped
 ciphertexts carry (``vault:vN:``).
+
+A key stored during the run, under a key id the pages have passed, is not
+seen; nor is one a service wrapped before the rotation and stores later
+(within :data:`~.keyring.SPARE_SECONDS`). So the run ends by counting the keys
+still under an older version (``behind``): versions may be retired after a run
+that started at least that long after the rotation and counted none.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import sqlalchemy as sa
 
-from aiaudit.common.keys.kek import KekError
+from aiaudit.common.keys.kek import KekError, transit_version
 from aiaudit.common.keys.keyring import StoredKey
 from aiaudit.common.store.schema import content_keys
 from aiaudit.common.store.sql import _stored_key, _wrapped
@@ -36,13 +41,10 @@ from aiaudit.common.store.sql import _stored_key, _wrapped
 LISTED_IDS = 100
 """Key ids a report lists of the keys that did not rewrap (it counts them all)."""
 
-_VERSION = re.compile(rb"vault:v([1-9][0-9]{0,9}):")
-
-
-def transit_version(wrapped: bytes) -> int | None:
-    """The Transit key version a wrapped key names (``vault:vN:...``); None if none."""
-    found = _VERSION.match(wrapped)
-    return int(found[1]) if found else None
+MAX_PAGE_SIZE = 10_000
+"""Keys per page at most: one Transit request carries a page, and Vault's listeners
+refuse a JSON array of more elements by default (``max_json_array_element_count``);
+a page's rows and answers (~200 bytes a key) stay a few MB."""
 
 
 class Rewrapper(Protocol):
@@ -72,6 +74,9 @@ class RewrapReport:
     """The first :data:`LISTED_IDS` of those."""
     version: int | None = None
     """The latest Transit version seen; None if no key was sent."""
+    behind: int = 0
+    """Keys still under a version older than ``version`` when the run ended (stored
+    during it, damaged ones included): run again before retiring a version."""
 
 
 def rewrap_keys(
@@ -79,17 +84,33 @@ def rewrap_keys(
 ) -> None:
     """Rewraps every key of ``kek`` in the store under its latest version, into ``report``.
 
-    Raises :class:`KekError` when Transit fails a request as a whole: ``report``
-    then counts what the pages before committed (nothing of the failed page
-    was written).
+    Then counts the keys still behind it (``report.behind``). Raises
+    :class:`KekError` when Transit fails a request as a whole: ``report`` then
+    counts what the pages before committed (nothing of the failed page was
+    written). ``page_size`` from 1 to :data:`MAX_PAGE_SIZE`, else ValueError.
     """
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise ValueError(f"page size {page_size}: from 1 to {MAX_PAGE_SIZE}")
+    for page in _pages(engine, kek.name, page_size):
+        _rewrap_page(engine, kek, page, report)
+    latest = report.version
+    if latest is not None:
+        report.behind = sum(
+            (transit_version(row.wrapped) or latest) < latest
+            for page in _pages(engine, kek.name, page_size)
+            for row in page
+        )
+
+
+def _pages(engine: sa.Engine, kek_name: str, page_size: int) -> Iterator[list[StoredKey]]:
+    """The stored keys of ``kek_name`` in key id order, a page (one short read) at a time."""
     ck = content_keys.c
     after: int | None = None
     while True:
         with engine.connect() as conn:
             query = (
                 sa.select(ck.key_id, ck.subject, ck.kek, *_wrapped(conn))
-                .where(ck.kek == kek.name)
+                .where(ck.kek == kek_name)
                 .order_by(ck.key_id)
                 .limit(page_size)
             )
@@ -99,7 +120,7 @@ def rewrap_keys(
         if not page:
             return
         after = page[-1].key_id
-        _rewrap_page(engine, kek, page, report)
+        yield page
 
 
 def _rewrap_page(

@@ -565,7 +565,7 @@ class SqlEventStore:
             self._damaged.update(
                 (k.key_id, k.wrapped) for (_, k), key in zip(stored, opened, strict=True) if not key
             )
-            absent = [p for p in unknown if p not in with_row and p not in self._prepared]
+            absent = [p for p in unknown if p not in with_row and not self._is_prepared(p)]
         if not absent:
             return
         made = keys.take(len(absent))
@@ -573,12 +573,24 @@ class SqlEventStore:
             if len(self._prepared) + len(absent) > _MAX_PREPARED:
                 self._prepared.clear()  # batches that never committed: made again if needed
             for pair, key in zip(absent, made, strict=True):
-                self._prepared.setdefault(pair, key)
+                if not self._is_prepared(pair):
+                    self._prepared[pair] = key
+
+    def _is_prepared(self, pair: tuple[str, str]) -> bool:
+        """Whether a usable key is made ahead for ``pair`` (under ``_prepared_lock``)."""
+        key = self._prepared.get(pair)
+        return key is not None and self.keys is not None and self.keys.usable(key)
 
     def _take_prepared(self, pairs: Sequence[tuple[str, str]]) -> list[NewKey | None]:
-        """The keys made ahead for these pairs (taken: each is stored once), None if none."""
+        """The keys made ahead for these pairs (taken: each is stored once), None if none.
+
+        One made too long ago (:meth:`Keyring.usable`: the KEK may have been
+        rotated since, and a rewrap run) is dropped, and None.
+        """
         with self._prepared_lock:
-            return [self._prepared.pop(p, None) for p in pairs]
+            taken = [self._prepared.pop(p, None) for p in pairs]
+        keys = self.keys
+        return [k if k is not None and keys is not None and keys.usable(k) else None for k in taken]
 
     def _ready_keys(
         self, keys: Keyring, batches: Sequence[Sequence[NewEvent]], prepared_only: bool = False
@@ -607,7 +619,7 @@ class SqlEventStore:
                         for log_id, k in stored
                         if k.key_id not in held and (k.key_id, k.wrapped) not in self._damaged
                     ]
-                    + [p for p in unknown if p not in with_row and p not in self._prepared]
+                    + [p for p in unknown if p not in with_row and not self._is_prepared(p)]
                 )
             if missing:
                 raise KeysNotPreparedError(missing)
