@@ -258,11 +258,40 @@ def _number(raw: object, kind: str) -> int | float:
     return int(text) if kind == "int" else float(text)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.safe_load``, refusing a key given twice in one mapping.
+
+    PyYAML keeps the last silently: a tenant named twice under
+    ``ingest.content_retention_by_tenant`` (``forever`` above, ``days: 7`` far below)
+    erased what the first said to keep, where the environment's form refuses it.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # ``<<:`` overrides by design
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node)
+            except TypeError:  # an unhashable key: SafeLoader names it below
+                continue
+            if first is not key_node:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key {key!r} given twice in one mapping (first at line "
+                    f"{first.start_mark.line + 1}); give it once",
+                    key_node.start_mark,
+                )
+        return super().construct_mapping(node, deep=deep)
+
+
 def _read_file(config_file: Path | None) -> dict[str, Any]:
     if config_file is None:
         return {}
     try:
-        loaded = yaml.safe_load(config_file.read_text()) or {}
+        loaded = yaml.load(config_file.read_text(), Loader=_UniqueKeyLoader) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"config file {config_file}: {exc}") from None
     if not isinstance(loaded, dict):

@@ -27,8 +27,10 @@ import re
 from collections.abc import Mapping
 
 from aiaudit.common import retention, tenants
-from aiaudit.common.config import ConfigError
+from aiaudit.common.config import ConfigError, Settings
 
+VARIABLE = "AIAUDIT_INGEST_CONTENT_RETENTION_BY_TENANT"
+"""The setting's environment variable."""
 KEYS = ("days", "by_classification")
 """What a tenant's policy may say."""
 _WHOLE = re.compile(r"-?[0-9]+")
@@ -52,6 +54,26 @@ def parse(raw: object, setting: str) -> dict[str, retention.Policy]:
             )
         policies[tenant] = _policy(body, f"{setting}.{tenant}")
     return policies
+
+
+def one_source(settings: Settings) -> None:
+    """Refuses the setting given both in the file and in the environment.
+
+    The variable replaces the file's whole map, as for every setting: a tenant the
+    file alone names (``globex: {days: 0}``) fell silently to the global policy,
+    which may erase what its own says to keep; and an empty variable dropped every
+    tenant's policy.
+    """
+    if settings.only is not None and "ingest.content_retention_by_tenant" not in settings.only:
+        return
+    if "content_retention_by_tenant" in settings.sections.get("ingest", {}) and (
+        VARIABLE in settings.env
+    ):
+        raise ConfigError(
+            "setting 'ingest.content_retention_by_tenant': given both in the config file and "
+            f"as {VARIABLE}, which would replace the file's policies of every tenant; "
+            "give the tenants' policies in one place"
+        )
 
 
 def _policy(body: object, where: str) -> retention.Policy:

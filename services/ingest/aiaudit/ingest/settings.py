@@ -68,6 +68,7 @@ class IngestSettings:
 
 def load(settings: Settings) -> IngestSettings:
     """Reads and validates the section; a bad value raises ``ConfigError`` naming it."""
+    retention_by_tenant.one_source(settings)
     s = section(settings, "ingest", IngestSettings)
     if s.privacy_database_url and not s.privacy_database_url.startswith(("sqlite", "postgresql")):
         raise ConfigError(
