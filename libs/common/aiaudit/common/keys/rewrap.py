@@ -76,7 +76,9 @@ class RewrapReport:
     """The latest Transit version seen; None if no key was sent."""
     behind: int = 0
     """Keys still under a version older than ``version`` when the run ended (stored
-    during it, damaged ones included): run again before retiring a version."""
+    during it; not the damaged ones): run again before retiring a version."""
+    refused: set[int] = field(default_factory=set, repr=False)
+    """Every damaged key's id: not counted ``behind`` (a run again changes nothing)."""
 
 
 def rewrap_keys(
@@ -99,6 +101,7 @@ def rewrap_keys(
             (transit_version(row.wrapped) or latest) < latest
             for page in _pages(engine, kek.name, page_size)
             for row in page
+            if row.key_id not in report.refused
         )
 
 
@@ -200,5 +203,6 @@ def _read_again(
 
 def _damaged(report: RewrapReport, key_id: int) -> None:
     report.damaged += 1
+    report.refused.add(key_id)
     if len(report.damaged_ids) < LISTED_IDS:
         report.damaged_ids.append(key_id)
