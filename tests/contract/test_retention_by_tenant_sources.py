@@ -20,6 +20,7 @@ from aiaudit.common.store import open_store
 from aiaudit.ingest import settings as ingest_settings
 from tests.conftest import write_keys
 from tests.contract.test_retention_by_tenant import erased, load
+from tests.helpers import wait_until
 
 VARIABLE = "AIAUDIT_INGEST_CONTENT_RETENTION_BY_TENANT"
 
@@ -119,3 +120,51 @@ def test_either_source_alone_is_taken(tmp_path: Path, tenant: str) -> None:
     other.write_text(yaml.safe_dump({"ingest": {"content_retention_days": 30}}))
     s = ingest_settings.load(config.load(other, env=env, overrides={"data_dir": tmp_path}))
     assert (s.content_retention_days, s.content_retention_by_tenant[tenant].days) == (30, 7)
+
+
+def test_days_in_the_file_read_as_the_environment_reads_them(tmp_path: Path, tenant: str) -> None:
+    """YAML 1.1 read ``days: 030`` as octal, 24 days: content went 6 days before the 30 the
+    operator wrote (the variable's ``030`` is 30). A zero-padded number is now decimal."""
+    kept, other = f"{tenant}-kept", f"{tenant}-oth"
+    loaded_store(tmp_path, kept, other)
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(
+        "ingest:\n"
+        "  content_retention_days: 030\n"  # the global policy too: 30 days, not 24
+        "  content_retention_by_tenant:\n"
+        f"    {kept}: {{days: 011}}\n"  # 11 days, not octal 9: the 10-day-old events stay
+    )
+    s = ingest_settings.load(config.load(cfg, env={}, overrides={"data_dir": tmp_path}))
+    assert s.content_retention_days == 30
+    assert s.content_retention_by_tenant[kept].days == 11
+    suite = start_embedded(tmp_path, cfg, {})
+    try:
+        sweeper = suite.components["ingest"].retention  # type: ignore[attr-defined]
+        wait_until(lambda: sweeper.sweeps >= 1)
+    finally:
+        suite.stop()  # type: ignore[attr-defined]
+    assert erased_now(tmp_path, kept) == {"i-40", "r-40"}
+    assert erased_now(tmp_path, other) == {"i-40", "r-40"}
+
+
+@pytest.mark.parametrize(
+    ("days", "message"),
+    [
+        ("1:30", "'1:30' is invalid: must be a whole number in the digits 0-9"),  # was 90
+        ("0x1e", "'0x1e' is invalid: must be a whole number"),  # was 30
+        ("1_0", "'1_0' is invalid: must be a whole number"),  # was 10
+        ("+7", "'\\+7' is invalid: must be a whole number"),  # the variable's +7 was refused
+    ],
+)
+def test_other_number_forms_in_the_file_are_refused_naming_the_key(
+    tmp_path: Path, days: str, message: str
+) -> None:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"ingest:\n  content_retention_by_tenant:\n    acme: {{days: {days}}}\n")
+    with pytest.raises(
+        ConfigError, match=f"'ingest.content_retention_by_tenant.acme.days': {message}"
+    ):
+        ingest_settings.load(config.load(cfg, env={}, overrides={"data_dir": tmp_path}))
+    cfg.write_text(f"ingest:\n  content_retention_days: {days}\n")
+    with pytest.raises(ConfigError, match=r"setting 'ingest\.content_retention_days': "):
+        ingest_settings.load(config.load(cfg, env={}, overrides={"data_dir": tmp_path}))

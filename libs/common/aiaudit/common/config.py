@@ -286,6 +286,30 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 )
         return super().construct_mapping(node, deep=deep)
 
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        """A whole number in decimal digits, as the environment's form reads it.
+
+        YAML 1.1 read ``days: 030`` as octal 24 (the variable's ``030``: 30),
+        ``1:30`` as 90 and ``0x1e`` as 30; those now stay text, which the
+        setting's own check refuses naming the key.
+        """
+        text = str(self.construct_scalar(node))
+        if _INTEGER.fullmatch(text) is None:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{text!r} is not a whole number in the digits 0-9", node.start_mark
+            )
+        return int(text)
+
+
+_UniqueKeyLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:int"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:int", re.compile(r"^-?[0-9]+$"), list("-0123456789")
+)
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", _UniqueKeyLoader.construct_yaml_int)
+
 
 def _read_file(config_file: Path | None) -> dict[str, Any]:
     if config_file is None:
