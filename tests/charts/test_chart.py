@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import datetime as dt
 import fnmatch
 import functools
 import json
@@ -2641,3 +2642,27 @@ def test_integrity_can_run_one_pod_on_a_read_write_once_claim() -> None:
     }  # fmt: skip
     text = (CHART / "values.yaml").read_text()
     assert "more than one pod needs ReadWriteMany" in text and "type: Recreate" in text
+
+
+@pytest.mark.parametrize(
+    ("value", "instant"),
+    [
+        ("2026-12-07T10:00:00Z", dt.datetime(2026, 12, 7, 10, tzinfo=dt.UTC)),
+        ("2026-12-07T10:00:00+02:00", dt.datetime(2026, 12, 7, 8, tzinfo=dt.UTC)),
+    ],
+)
+def test_the_classification_boundary_reaches_integrity_as_the_time_given(
+    value: str, instant: dt.datetime
+) -> None:
+    """``aiaudit.config.integrity.classification_required_since`` goes into the config file
+    as given (quoted: YAML would read it back as a timestamp otherwise, which integrity also
+    reads as the same instant) and integrity reads the instant it names, its offset applied
+    (a time without one is refused at start, naming the setting)."""
+    from aiaudit.integrity import settings as integrity_settings
+
+    objects = render(ALL_ENABLED, f"aiaudit.config.integrity.classification_required_since={value}")
+    (configmap,) = of_kind(objects, "ConfigMap")
+    (integrity,) = [d for d in of_kind(objects, "Deployment") if component_of(d) == "integrity"]
+    settings = _effective(integrity, configmap["data"]["config.yaml"])
+    section = integrity_settings.load(settings)
+    assert section.classification_required_time == instant

@@ -230,11 +230,19 @@ def leaf_hashes(url: str, tenant: str) -> list[bytes]:
         engine.dispose()
 
 
-def start_suite(store_url: str, notary_url: str, tmp_path: Path, interval: float = 0.05) -> Running:
+def start_suite(
+    store_url: str,
+    notary_url: str,
+    tmp_path: Path,
+    interval: float = 0.05,
+    **integrity: object,
+) -> Running:
+    """The suite with the notary's fast settings; ``integrity``: more of the section."""
     section = {
         "origin_prefix": ORIGIN_PREFIX,
         "checkpoint_interval": 0.05,
         "poll_interval": 0.02,
+        **integrity,
     }
     if notary_url != store_url:
         section["database_url"] = notary_url

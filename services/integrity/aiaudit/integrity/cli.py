@@ -167,6 +167,7 @@ _STORE_ONLY = (
     ("--mode", "mode"),
     ("--workers", "workers"),
     ("--checkpoint-dir", "checkpoint_dir"),
+    ("--classification-required-since", "classification_required_since"),
 )
 """``aiaudit verify``'s options that only a verification of the store reads."""
 
@@ -232,6 +233,11 @@ def run_verify(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"verifier key {k.name}+{k.key_id.hex()}: {source}", file=sys.stderr)
         print(f"{checked} event(s) checked, {len(problems)} problem(s)", file=sys.stderr)
         return 1 if problems or nothing else 0
+    since = s.classification_required_time
+    if args.classification_required_since is not None:
+        since = integrity_settings.required_since(
+            args.classification_required_since, "--classification-required-since"
+        )
     with _existing_store(_store_url(args, settings, s), settings) as store:
         try:
             report = verify_store(
@@ -244,6 +250,7 @@ def run_verify(args: argparse.Namespace, settings: Settings) -> int:
                 args.mode or "full",
                 args.workers or 1,
                 store.keys,
+                since,
             )
         except NoExportsError as exc:
             raise ConfigError(
@@ -711,6 +718,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: C
     )
     verify.add_argument(
         "--checkpoint-dir", type=Path, help="exported checkpoints to check too (default: config)"
+    )
+    verify.add_argument(
+        "--classification-required-since",
+        metavar="TIME",
+        help="RFC 3339 time since which every replica writes event_content.data_classification: "
+        "NULL on a classified event received then or later is a problem, not a warning "
+        "(default: integrity.classification_required_since; '' for none)",
     )
     bind(verify, run_verify, refused=_not_offline, reads=_reads)
 

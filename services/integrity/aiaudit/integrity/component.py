@@ -104,7 +104,15 @@ def start(ctx: Context) -> Integrity:
     reads = handlers.read_engine(store)
     handlers.add_to_server(
         ctx.server,
-        handlers.IntegrityHandlers(store, reads, keys, ctx.auth, ctx.access, s.origin_prefix),
+        handlers.IntegrityHandlers(
+            store,
+            reads,
+            keys,
+            ctx.auth,
+            ctx.access,
+            s.origin_prefix,
+            s.classification_required_time,
+        ),
     )
     with store.engine.connect() as conn:
         missing = storage.missing_privileges(conn)

@@ -23,6 +23,8 @@ UNAVAILABLE ("retry"), and the pool reconnects.
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
@@ -40,6 +42,7 @@ from aiaudit.common.keys.seal import SealError
 from aiaudit.common.store import SqlEventStore, utc_sessions
 from aiaudit.common.store.prepare import set_timestamp
 from aiaudit.common.store.schema import log_entries, logs
+from aiaudit.common.store.sql import StoredEvent
 from aiaudit.common.v1 import proof_pb2
 from aiaudit.integrity import checks, merkle, storage
 from aiaudit.integrity.note import NoteError
@@ -169,10 +172,12 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
         auth: Authenticator,
         access_log: AccessLog,
         origin_prefix: str,
+        classification_required_since: dt.datetime | None = None,
     ) -> None:
         """Handlers over the integrity tables in ``store``, read through ``reads``.
 
         ``reads`` is an autocommit engine on the same database (see ``read_engine``).
+        ``classification_required_since``: the setting of that name (``VerifyEvent``).
         """
         self._store = store
         self._reads = reads
@@ -180,6 +185,7 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
         self._auth = auth
         self._access = access_log
         self._origin_prefix = origin_prefix
+        self._since = classification_required_since
         self._nodes = storage.NodeCache()
 
     def _enter(
@@ -620,12 +626,10 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
             stored.content,
         )
         with self._reading() as conn:
-            if (
-                stored.salt is None
-                and storage.has_content_commitments(stored.canonical)
-                and not storage.erasure_recorded(conn, log_id, event_id, stored.sequence)
-            ):
-                problems.append("content deleted without a privacy-erasure record naming the event")
+            if stored.salt is None and storage.has_content_commitments(stored.canonical):
+                problems += _erasure_problems(conn, log_id, event_id, stored.sequence)
+            elif stored.salt is not None:
+                problems += self._classification_problems(conn, stored)
             cp = storage.latest_checkpoint(conn, log_id, as_text=True)
             head = _outside_log(conn, log_id, stored.sequence, cp)
             if head is not None:  # no proof to check: the entry is not in the log at all
@@ -667,6 +671,43 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
             checkpoint=checkpoint_proto(cp),
         )
 
+    def _classification_problems(self, conn: sa.Connection, stored: StoredEvent) -> list[str]:
+        """The content row's ``data_classification`` against the committed one, as verify checks it.
+
+        One read by the row's primary key; and, only for a classified event whose
+        column is NULL and whose committed receive time is before
+        ``classification_required_since``, one bounded read of the entries before
+        it (:func:`storage.received_since`). NULL where no setting makes it damage
+        is verify's warning: no problem here (the answer has no warnings).
+        """
+        row = storage.content_classification(
+            conn, stored.log_id, stored.sequence, stored.receive_time
+        )
+        if row is None:  # erased since it was read: checked as erased by the next call
+            return []
+        column, empty = row
+        try:
+            node = json.loads(stored.canonical)
+        except ValueError:
+            return []  # named by event_problems
+        if not isinstance(node, dict):
+            return []
+        wrong = checks.classification_problem(node, column, empty)
+        if wrong is None:
+            return []
+        if wrong[1]:  # NULL on a classified event: damage only under the setting
+            later = None
+            if self._since is not None:
+                later = storage.received_since(
+                    conn, stored.log_id, stored.sequence, self._since, PRECEDING
+                )
+            why = checks.classification_required(node, self._since, later)
+            if why is None:
+                return []
+            wrong = checks.classification_problem(node, column, empty, why)
+            assert wrong is not None
+        return [wrong[0]]
+
     def GetVerifierKey(  # noqa: N802
         self, request: pb.GetVerifierKeyRequest, context: grpc.ServicerContext
     ) -> pb.GetVerifierKeyResponse:
@@ -683,6 +724,28 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
         return pb.GetVerifierKeyResponse(
             verifier_keys=[k.encode() for k in keys], origin_prefix=self._origin_prefix
         )
+
+
+PRECEDING = 4096
+"""Entries before an event ``VerifyEvent`` looks through for one received at or after
+``classification_required_since`` (one range of the primary key, read only for a NULL
+column that the event's own receive time leaves a warning). Whoever appends an event
+chooses its receive time: one backdated before the boundary but appended after an entry
+received past it is named when that entry is among these; ``verify`` reads the whole log."""
+
+
+def _erasure_problems(conn: sa.Connection, log_id: str, event_id: str, seq: int) -> list[str]:
+    """What is wrong with the erasure of an event whose content is gone.
+
+    No intact record after it naming it: deleted outside an erasure. Else the
+    erasures naming it must have every part (:func:`checks.erasure_problems`):
+    the records read are the ones the first check reads (by their index, after
+    the event), and an erasure's parts are all committed after the events it names.
+    """
+    named, missing = checks.erasure_problems(storage.erasure_records(conn, log_id, seq), event_id)
+    if not named:
+        return ["content deleted without a privacy-erasure record naming the event"]
+    return missing
 
 
 def read_engine(store: SqlEventStore) -> sa.Engine:

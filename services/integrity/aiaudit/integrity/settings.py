@@ -6,6 +6,8 @@ checkpoints exported under the data directory, the suite's own database.
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from aiaudit.common.config import (
     require_secure_url,
     section,
 )
+from aiaudit.integrity.checks import REQUIRED_SINCE
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,16 @@ class IntegritySettings:
     client_names: tuple[str, ...] = ()
     """Under mTLS, the names (DNS or URI SANs) one of which a client certificate must carry
     to call IntegrityService; empty: any certificate ``tls_client_ca_file`` signed."""
+    classification_required_since: str = ""
+    """An RFC 3339 time with its UTC offset since which every replica writes
+    ``event_content.data_classification`` (the rolling upgrade to revision 0013 is over):
+    NULL on a classified event received at or after it, or later in its log than one that
+    was, is damage in ``verify`` and ``VerifyEvent``. Empty: NULL stays a warning."""
+
+    @property
+    def classification_required_time(self) -> dt.datetime | None:
+        """``classification_required_since`` as a UTC time; None when unset (checked by load)."""
+        return required_since(self.classification_required_since)
 
     @property
     def note_key_name(self) -> str:
@@ -58,6 +71,38 @@ class IntegritySettings:
     def origin(self, log_id: str) -> str:
         """Checkpoint origin line of a log."""
         return f"{self.origin_prefix}/{log_id}"
+
+
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
+)
+
+
+def required_since(text: str, name: str = REQUIRED_SINCE) -> dt.datetime | None:
+    """An RFC 3339 time with an explicit offset, in UTC; "" is None.
+
+    ``ConfigError`` names ``name``, the setting or (``--...``) the flag.
+
+    A time without its offset is refused rather than read as UTC or local: the
+    boundary decides what is damage, and an hour off either way misjudges a
+    rolling upgrade's last events. A YAML timestamp in the file arrives as its
+    ``str()`` (``2026-12-07 10:00:00+00:00``), which reads the same.
+    """
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(text) if _RFC3339.fullmatch(text) else None
+    except ValueError:  # the shape, but no date (month 13)
+        when = None
+    if when is None:
+        where = f"argument {name}" if name.startswith("--") else f"setting '{name}'"
+        raise ConfigError(
+            f"{where}: {text!r} is not an RFC 3339 time with its UTC offset "
+            "(e.g. 2026-12-07T10:00:00Z): since when every replica writes "
+            "event_content.data_classification"
+        )
+    return when.astimezone(dt.UTC)
 
 
 def load(settings: Settings) -> IntegritySettings:
@@ -87,6 +132,7 @@ def load(settings: Settings) -> IntegritySettings:
     if s.vault_addr:  # the notary's signing token goes there
         require_secure_url(s.vault_addr, "integrity.vault_addr", settings.allow_insecure)
     require_secure_database(s.database_url, "integrity.database_url", settings.allow_insecure)
+    required_since(s.classification_required_since)
     return s
 
 

@@ -12,7 +12,13 @@ import sqlalchemy as sa
 from aiaudit.common import canonical, erasure
 from aiaudit.common.restore import text_column as text_column
 from aiaudit.common.store import pgarrays
-from aiaudit.common.store.schema import RECORDS_WHERE, consumer_cursors, log_entries, logs
+from aiaudit.common.store.schema import (
+    RECORDS_WHERE,
+    consumer_cursors,
+    event_content,
+    log_entries,
+    logs,
+)
 from aiaudit.common.store.sql import pg_rows
 from aiaudit.integrity.merkle import MissingNodeError, NodeID
 from aiaudit.integrity.tables import checkpoints, nodes
@@ -575,6 +581,47 @@ def erasure_recorded(conn: sa.Connection, log_id: str, event_id: str, after: int
     privacy role misused): tampering, not an erasure.
     """
     return any(event_id in erasure.erased_ids(c) for _, c in erasure_records(conn, log_id, after))
+
+
+def content_classification(
+    conn: sa.Connection, log_id: str, seq: int, received: dt.datetime
+) -> tuple[object, bool] | None:
+    """An event's content row's ``data_classification`` and whether the content is ``{}``.
+
+    None without a row (erased). One read by the primary key (``VerifyEvent``).
+    """
+    ct = event_content.c
+    row = conn.execute(
+        sa.select(ct.data_classification, ct.content == b"{}").where(
+            ct.log_id == log_id, ct.seq == seq, ct.receive_time == received
+        )
+    ).first()
+    return None if row is None else (row[0], bool(row[1]))
+
+
+def received_since(
+    conn: sa.Connection, log_id: str, seq: int, since: dt.datetime, most: int
+) -> tuple[int, dt.datetime] | None:
+    """The first of the ``most`` entries before ``seq`` received at or after ``since``.
+
+    (Sequence, receive time), or None: one range of the entries' primary key, bounded.
+    """
+    le = log_entries.c
+    row = conn.execute(
+        sa.select(le.seq, le.receive_time)
+        .where(
+            le.log_id == log_id,
+            le.seq >= max(seq - most, 0),
+            le.seq < seq,
+            le.receive_time >= since.astimezone(dt.UTC),
+        )
+        .order_by(le.seq)
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    at = row[1] if row[1].tzinfo else row[1].replace(tzinfo=dt.UTC)
+    return int(row[0]), at
 
 
 def entry_sequence(conn: sa.Connection, log_id: str, event_id: str) -> int | None:

@@ -41,9 +41,11 @@ For every log, in sequence order (one streaming pass, O(log n) memory):
 * (``full``) each content row's ``data_classification`` is the committed
   classification's (NULL for UNSPECIFIED), which the retention sweep goes by;
   NULL for a classified event is a warning (``Report.warnings``), as replicas
-  of the version before revision 0013 write it during a rolling upgrade;
+  of the version before revision 0013 write it during a rolling upgrade,
+  unless ``integrity.classification_required_since`` says they were all
+  upgraded before the event was received or appended (then it is a problem);
 * every erasure recorded in parts has its parts 1..n, consecutive entries
-  of one request, each once (:class:`_Parts`): past the last checkpoint
+  of one request, each once (:class:`checks.Parts`): past the last checkpoint
   nothing else tells that a part was deleted.
 """
 
@@ -63,7 +65,7 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from hashlib import sha256
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal, NamedTuple, cast
 
 import sqlalchemy as sa
 
@@ -1021,9 +1023,22 @@ _Work = tuple[
     bytes | None,
     bytes | None,
     dict[str, object],
-    tuple[object, bool] | None,
+    "_Classified | None",
 ]
 """What the JSON checks of one event need (picklable, for a worker process)."""
+
+
+class _Classified(NamedTuple):
+    """What the check of a content row's ``data_classification`` needs."""
+
+    column: object
+    empty: bool
+    """The content is ``{}`` (no sweep erases it; the migration leaves it NULL)."""
+    since: dt.datetime | None
+    """``integrity.classification_required_since``."""
+    later_than: tuple[int, Any] | None
+    """(Sequence, receive time) of the log's first entry before this one received at or
+    after ``since`` (:func:`checks.classification_required`)."""
 
 
 def _json_checks(batch: list[_Work]) -> list[Problem]:
@@ -1049,7 +1064,10 @@ def _json_checks(batch: list[_Work]) -> list[Problem]:
         if isinstance(node, dict):
             found += checks.column_problems(node, columns)
             if classified is not None:
-                wrong = checks.classification_problem(node, *classified)
+                why = checks.classification_required(node, classified.since, classified.later_than)
+                wrong = checks.classification_problem(
+                    node, classified.column, classified.empty, why
+                )
         out += [Problem(log_id, what, seq, event_id) for what in found]
         if wrong is not None:
             out.append(Problem(log_id, wrong[0], seq, event_id, warning=wrong[1]))
@@ -1360,6 +1378,7 @@ def verify_log(
     mode: str = "full",
     pool: Executor | None = None,
     content_keys: Keyring | None = None,
+    classification_required_since: dt.datetime | None = None,
 ) -> None:
     """Checks one log; appends what is wrong to ``report``.
 
@@ -1384,7 +1403,16 @@ def verify_log(
             )
         targets = _checkpoints(conn, log_id, keys, origin, checkpoint_dir, report)
         walk = _LogWalk(log_id, head, targets, report, conn, must_store)
-        in_database, expected = _walk_pages(conn, walk, full, pages, progress, pool, content_keys)
+        in_database, expected = _walk_pages(
+            conn,
+            walk,
+            full,
+            pages,
+            progress,
+            pool,
+            content_keys,
+            classification_required_since,
+        )
     if expected < head:
         walk.add_leaves(walk.gap(expected, head, _integrated(conn, log_id, expected, head)))
     # Read before the head is read again, so that the notary's nodes among them lie
@@ -1446,10 +1474,10 @@ def _erasure_records(
 
     The log's records read once, one at a time (by their own index, a few:
     :func:`storage.erasure_records`), for both checks; the second as
-    :class:`_Parts` names them.
+    :class:`checks.Parts` names them.
     """
     named: dict[str, int] = {}
-    parts = _Parts()
+    parts = checks.Parts()
     for seq, committed in storage.erasure_records(conn, log_id, after=-1):
         record = erasure.read_record(committed)
         if record is None:  # no JSON: named as such by the walk
@@ -1458,97 +1486,6 @@ def _erasure_records(
             named[event_id] = max(seq, named.get(event_id, -1))
         parts.add(seq, record)
     return named, parts.finish()
-
-
-class _Parts:
-    """Names the erasures whose records are not all there: parts 1..n, consecutive, once each.
-
-    An erasure of more than :data:`erasure.RECORD_IDS` ids is recorded in
-    several records committed in one transaction: consecutive entries of the
-    log sharing the request (time, subject, reason, requester). A part missing
-    can only have been deleted (or cut with the tail): past the last checkpoint
-    no root says so, and every reader would take the erasure as whole. Fed the
-    intact records in sequence order (a changed record is none, so the part it
-    held is named missing too); a record of one part (retention's, erasures
-    before parts) is whole alone.
-    """
-
-    def __init__(self) -> None:
-        self.found: list[tuple[int, str, str]] = []
-        self.run: list[tuple[int, erasure.Record]] = []
-        """(Sequence, record) of the parts read of the last erasure in parts, in log order."""
-
-    def add(self, seq: int, record: erasure.Record) -> None:
-        """Takes the next intact record of the log."""
-        part, parts = record.part, record.parts
-        if part is None or parts is None:
-            what = f"erasure record: attributes {erasure.PART} and {erasure.PARTS} are no part "
-            self.found.append((seq, record.event_id, what + "number of a count (forged?)"))
-            return
-        last = self.run[-1] if self.run else None
-        if (
-            parts == 1
-            or last is None
-            or (last[1].request, last[1].parts) != (record.request, parts)
-        ):
-            self.finish_run()
-            if part > 1:
-                self.missing(seq, record, range(1, part), "before it")
-            if parts > 1:
-                self.run = [(seq, record)]
-            return
-        seen = next((at for at, r in self.run if r.part == part), None)
-        had = max(cast(int, r.part) for _, r in self.run)
-        if seen is not None:
-            self.note(
-                seq,
-                record,
-                f" appears again (first at sequence {seen}): each part is recorded once"
-                " (inserted?)",
-            )
-        elif part > had + 1:
-            self.missing(
-                seq,
-                record,
-                range(had + 1, part),
-                f"between part {had} at sequence {last[0]} and it",
-            )
-        elif part < had or seq != last[0] + 1:
-            self.note(
-                seq,
-                record,
-                f" is not the entry after part {part - 1}: an erasure's "
-                "parts are consecutive entries of the log, in order (moved?)",
-            )
-        self.run.append((seq, record))
-
-    def note(self, seq: int, record: erasure.Record, what: str) -> None:
-        self.found.append(
-            (seq, record.event_id, f"erasure record part {record.part} of {record.parts}{what}")
-        )
-
-    def missing(self, seq: int, record: erasure.Record, absent: range, where: str) -> None:
-        self.note(
-            seq,
-            record,
-            f": part(s) {_span(absent[0], absent[-1])} of its erasure {where} are not among "
-            "the log's intact records (deleted, changed, or the tail truncated?)",
-        )
-
-    def finish_run(self) -> None:
-        """Names the parts missing after the last one read of the erasure being read."""
-        if self.run:
-            had = max(cast(int, r.part) for _, r in self.run)
-            seq, record = max(self.run, key=lambda read: cast(int, read[1].part))
-            parts = cast(int, record.parts)
-            if had < parts:
-                self.missing(seq, record, range(had + 1, parts + 1), "after it")
-        self.run = []
-
-    def finish(self) -> list[tuple[int, str, str]]:
-        """(Sequence, record's event id, what) of each finding, in the log's order."""
-        self.finish_run()
-        return sorted(self.found)
 
 
 def _content_after_erasure(
@@ -1590,12 +1527,15 @@ def _walk_pages(
     progress: Progress | None,
     pool: Executor | None,
     content_keys: Keyring | None,
+    since: dt.datetime | None = None,
 ) -> tuple[int, int]:
     """Feeds every page to ``walk``; returns (pages intact in the database, next sequence).
 
     A page the database found intact arrives as its leaves and the stored nodes
     they complete; any other is read and checked row by row here (and, in
-    ``full`` mode, JSON-checked).
+    ``full`` mode, JSON-checked). ``since``: ``integrity.classification_required_since``;
+    the first entry received at or after it is found here, in log order, for the
+    JSON checks of every entry after it (:class:`_Classified`).
     """
     log_id, report = walk.log_id, walk.report
     pending: list[Future[list[Problem]]] = []
@@ -1618,6 +1558,7 @@ def _walk_pages(
     expected = 0
     in_database = 0
     last_report = time.monotonic()
+    boundary: tuple[int, Any] | None = None  # the first entry received at or after ``since``
     for lo, known in pages:
         if known is not None:
             if lo > expected:  # the previous page ended short (its tail rows deleted)
@@ -1654,6 +1595,9 @@ def _walk_pages(
                     intact = not row.as_text & {"events.canonical", "log_entries.leaf_hash"}
                     record = seq < walk.head and leaf == row.leaf_hash and intact
                     walk.erasure_facts(seq, row.entry_event_id, row.canonical, gone, record)
+                    classified = None
+                    if row.classification is not None:
+                        classified = _Classified(*row.classification, since, boundary)
                     work.append(
                         (
                             log_id,
@@ -1664,12 +1608,20 @@ def _walk_pages(
                             row.salt,
                             row.content,
                             row.columns or {},
-                            row.classification,
+                            classified,
                         )
                     )
                     work_bytes += len(row.canonical) + len(row.content or b"")
                     if work_bytes > READ_BYTES:  # large events: checked before the next span
                         flush()
+                received = _utc(row.receive_time)  # the committed one, else named
+                if (
+                    since is not None
+                    and boundary is None
+                    and isinstance(received, dt.datetime)
+                    and received >= since
+                ):
+                    boundary = (seq, received)
                 expected = seq + 1
                 report.events += 1
             walk.add_leaves(leaves)
@@ -1695,6 +1647,7 @@ def verify_store(
     mode: str = "full",
     workers: int | None = None,
     content_keys: Keyring | Literal["embedded"] | None = "embedded",
+    classification_required_since: dt.datetime | None = None,
 ) -> Report:
     """Verifies every log (or the ones named) of the store.
 
@@ -1702,7 +1655,11 @@ def verify_store(
     inline; on a 2-core machine shipping pages to workers cost more than it
     saved, so more is only worth it with spare cores). ``content_keys`` opens
     sealed content for the ``full`` mode's check against the commitments (by
-    default as the embedded mode seals: see ``open_store``). Raises
+    default as the embedded mode seals: see ``open_store``).
+    ``classification_required_since``: since when every replica writes the
+    content rows' classification (``integrity.classification_required_since``):
+    NULL on a classified event received then or later, or later in its log than
+    one that was, is a problem, not a warning. Raises
     :class:`NoExportsError` if ``checkpoint_dir`` is given, missing, and a log
     to verify has stored checkpoints.
     """
@@ -1727,6 +1684,7 @@ def verify_store(
             pool,
             report,
             content_keys,
+            classification_required_since,
         )
     return report
 
@@ -1822,6 +1780,7 @@ def _verify_logs(
     pool: Executor | None,
     report: Report,
     content_keys: Keyring | None,
+    classification_required_since: dt.datetime | None = None,
 ) -> None:
     with engine.connect() as conn:
         known = [str(r[0]) for r in conn.execute(sa.select(logs.c.log_id).order_by(logs.c.log_id))]
@@ -1855,4 +1814,5 @@ def _verify_logs(
                 mode,
                 pool,
                 content_keys,
+                classification_required_since,
             )
