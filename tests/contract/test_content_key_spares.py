@@ -11,7 +11,7 @@ The keyrings here read an injected clock: time passes by setting it.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 import sqlalchemy as sa
@@ -191,3 +191,54 @@ def test_a_wrap_answered_past_the_bound_is_an_error_not_a_loop(
         slow.take(2)
     in_time = Keyring(SlowKek(kek, clock, SPARE_SECONDS), clock=clock)
     assert [transit_version(k.wrapped) for k in in_time.take(2)] == [1, 1]
+
+
+class StraddlingKek:
+    """The real Transit KEK whose first wrap is answered under version 1, then, before it
+    returns, the key is rotated and another thread's wrap (run here, in its place) comes
+    back under version 2 first: a wrap that straddles the rotation."""
+
+    def __init__(self, kek: TransitKek, meanwhile: Callable[[], None]) -> None:
+        self.kek, self.meanwhile, self.name = kek, meanwhile, kek.name
+        self.first = True
+
+    def wrap(self, keys: Sequence[bytes]) -> list[bytes]:
+        out = self.kek.wrap(keys)
+        if self.first:
+            self.first = False
+            self.meanwhile()
+        return out
+
+    def unwrap(self, wrapped: Sequence[bytes]) -> list[bytes | None]:
+        return self.kek.unwrap(wrapped)
+
+
+def test_a_wrap_straddling_a_rotation_adds_no_older_spares(
+    openbao: Vault,  # noqa: F811
+    sealed_store: Postgres | str,
+) -> None:
+    """A wrap answered under version 1 that returns after another's answered under
+    version 2: its keys are not kept, and a key made ahead for a batch under version 1
+    is made again. Until 2026-12-07 they were kept (stored within the bound, but not
+    dropped at once as a newer version drops them)."""
+    s = Services(openbao, sealed_store)
+    store = open_store(s.url, keys=s.keys)
+    assert isinstance(store, SqlEventStore)
+    waiting = batch(["alice"], "1")
+
+    def meanwhile() -> None:
+        s.rotate()
+        s.keys.stock(2)  # the other thread's wrap: version 2
+
+    try:
+        store.prepare_keys([waiting])  # version 1, before the rotation
+        s.keys.kek = StraddlingKek(s.kek, meanwhile)
+        s.keys.stock(4)  # answered under version 1, returned after the version 2 wrap
+        assert [transit_version(k.wrapped) for k in s.keys.take(3)] == [2, 2, 2]
+        with pytest.raises(KeysNotPreparedError):
+            store.append_group([waiting], prepared_only=True)
+        store.prepare_keys([waiting])
+        store.append_group([waiting], prepared_only=True)
+    finally:
+        store.close()
+    assert s.versions() == {"alice": 2}

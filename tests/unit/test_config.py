@@ -760,3 +760,18 @@ def test_numbers_in_plain_digits_are_read_as_before(tmp_path: Path) -> None:
     s = config.load(f, env={})
     assert (s.rpc_threads, s.shutdown_grace_seconds) == (96, 7.0)
     assert isinstance(s.shutdown_grace_seconds, float)
+
+
+def test_the_vault_timeout_leaves_a_wrapped_key_time_to_be_stored() -> None:
+    """A data key is stored within SPARE_SECONDS of its wrap's start or never: a
+    ``content_vault_timeout`` that let a wrap run past it made every new subject's
+    append fail after the wait (until 2026-12-07 any positive timeout was taken)."""
+    from aiaudit.common.keys.keyring import SPARE_SECONDS
+
+    for value in ("20.5", "120"):
+        with pytest.raises(
+            config.ConfigError, match=rf"'content_vault_timeout': {value}; at most 20 s"
+        ):
+            config.load(env={"AIAUDIT_CONTENT_VAULT_TIMEOUT": value})
+    assert config.load(env={"AIAUDIT_CONTENT_VAULT_TIMEOUT": "20"}).content_vault_timeout == 20
+    assert 2 * config.MAX_VAULT_TIMEOUT < SPARE_SECONDS  # connection and answer, then a commit

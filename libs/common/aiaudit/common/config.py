@@ -527,6 +527,13 @@ def _resolvable(address: str) -> str:
     return ""
 
 
+MAX_VAULT_TIMEOUT = 20.0
+"""``content_vault_timeout`` at most (seconds). The keyring stores a data key within
+``SPARE_SECONDS`` (60) of its wrap's start, or never (``keys/keyring.py``); the
+timeout bounds the connection and each read apart, so a wrap may take about twice
+it, and the key must still reach its transaction's commit after."""
+
+
 def _validate(s: Settings, serving: bool, flags: Mapping[str, str]) -> None:
     _, sep, port = s.address.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
@@ -620,6 +627,12 @@ def _validate(s: Settings, serving: bool, flags: Mapping[str, str]) -> None:
         raise ConfigError(f"setting 'content_keys': {s.content_keys!r}; one of file, vault, none")
     if s.content_keys == "vault" and not s.content_vault_addr:
         raise ConfigError("setting 'content_vault_addr': required when content_keys is 'vault'")
+    if s.content_vault_timeout > MAX_VAULT_TIMEOUT:
+        raise ConfigError(
+            f"setting 'content_vault_timeout': {s.content_vault_timeout:g}; at most "
+            f"{MAX_VAULT_TIMEOUT:g} s (a data key is stored within 60 s of its wrap or "
+            "never: a longer wait for Vault would fail every new subject's append)"
+        )
     if s.content_vault_addr:  # the Vault token and every plaintext data key go there
         require_secure_url(s.content_vault_addr, "content_vault_addr", s.allow_insecure)
     require_secure_database(s.database_url, database, s.allow_insecure)

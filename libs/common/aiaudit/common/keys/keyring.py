@@ -67,17 +67,18 @@ class Keyring:
         self,
         kek: Kek,
         capacity: int = 100_000,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] | None = None,
         spare_seconds: float = SPARE_SECONDS,
     ) -> None:
         """``capacity``: keys kept by id (each ~100 bytes plus the cipher object).
 
         ``clock`` (seconds) dates the keys wrapped ahead, which are stored at
-        most ``spare_seconds`` after (:meth:`usable`).
+        most ``spare_seconds`` after (:meth:`usable`); by default :class:`Elapsed`,
+        which misses no time the host was suspended or paused.
         """
         self.kek = kek
         self._capacity = capacity
-        self._clock = clock
+        self._clock = clock or Elapsed()
         self._spare_seconds = spare_seconds
         self._lock = threading.Lock()
         self._by_id: OrderedDict[int, DataKey] = OrderedDict()
@@ -148,8 +149,12 @@ class Keyring:
     def usable(self, key: NewKey, now: float | None = None) -> bool:
         """Whether a key wrapped ahead may still be stored (a clock read: no KEK call).
 
-        At most :data:`SPARE_SECONDS` after its wrap began.
+        At most :data:`SPARE_SECONDS` after its wrap began, and not under a KEK
+        version older than one a wrap has answered since (the Transit key was
+        rotated: a key made ahead for a batch goes with the spares).
         """
+        if _version(key) < self._version:
+            return False
         return (self._clock() if now is None else now) - key.made <= self._spare_seconds
 
     def stock(self, n: int) -> None:
@@ -171,9 +176,10 @@ class Keyring:
         fresh = [
             NewKey(secrets.randbits(63), k, w, made) for k, w in zip(keys, wrapped, strict=True)
         ]
-        if not self.usable(fresh[0]):  # else take() would wrap again, as slowly, for ever
+        took = self._clock() - made
+        if took > self._spare_seconds:  # else take() would wrap again, as slowly, for ever
             raise KekError(
-                f"KEK {self.kek.name} took {self._clock() - made:.0f} s to wrap {short} data "
+                f"KEK {self.kek.name} took {took:.0f} s to wrap {short} data "
                 f"key(s): keys wrapped ahead are stored within {self._spare_seconds:g} s of "
                 "their wrap or not at all (rotations); none used"
             )
@@ -182,7 +188,8 @@ class Keyring:
             if version > self._version:
                 self._version = version
                 self._spare = [k for k in self._spare if _version(k) >= version]
-            self._spare.extend(fresh)
+            if version >= self._version:  # else a wrap that straddled a rotation another
+                self._spare.extend(fresh)  # thread's wrap saw first: its keys are older
 
     def take(self, n: int) -> list[NewKey]:
         """``n`` new keys (wrapping more if the stock ran short)."""
@@ -254,6 +261,40 @@ class Keyring:
                         self._keep(r.key_id, key)
             held.update((r.key_id, k) for r, k in zip(fresh, keys, strict=True) if k is not None)
         return [held.get(r.key_id) for r in rows]
+
+
+_BOOTTIME: int = getattr(time, "CLOCK_BOOTTIME", time.CLOCK_MONOTONIC)
+"""Linux's clock that goes on while the host is suspended (elsewhere the monotonic one)."""
+
+
+class Elapsed:
+    """Seconds on a clock that never goes back and misses no time this host was away.
+
+    ``time.monotonic`` stops while the host is suspended, and a paused VM's
+    kernel may not count the pause either: a replica that slept through a
+    rotation and its rewrap would have stored its spares as fresh. This one
+    runs on ``boot`` (``CLOCK_BOOTTIME``: suspended time counted) and also
+    moves forward when ``wall`` (the system time, which NTP sets after a
+    pause) steps ahead of it; a wall clock set back changes nothing.
+    """
+
+    def __init__(
+        self,
+        boot: Callable[[], float] = lambda: time.clock_gettime(_BOOTTIME),
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self._boot, self._wall = boot, wall
+        self._lock = threading.Lock()
+        self._base = wall() - boot()
+        self._ahead = 0.0
+
+    def __call__(self) -> float:
+        """The clock's reading."""
+        boot = self._boot()
+        stepped = self._wall() - boot - self._base
+        with self._lock:
+            self._ahead = max(self._ahead, stepped)
+            return boot + self._ahead
 
 
 def _version(key: NewKey) -> int:
