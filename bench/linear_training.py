@@ -7,7 +7,8 @@ features of :mod:`aiaudit.alerting.detectors.linear`, positives up-weighted.
 Family weights are kept at zero or above: the families were written as
 evidence for (an injection family that benign system prompts also match, a
 harmful category that a history question also matches, must not come to count
-against a text the family was written for).
+against a text the family was written for), except those named as evidence
+against (the harmful answer model's refusal).
 The operating point is chosen by 5-fold cross-validation on the development
 half (the highest recall whose pooled out-of-fold false-positive rate stays
 within ``TARGET_FPR``) and folded into the bias, so the detector's fixed 0.5
@@ -58,12 +59,22 @@ def example(text: str, positive: bool, spans: Spans, weight: float = 1.0) -> Exa
     return Example(signals, tuple(sorted(words)), linear.scale(len(words)), positive, weight)
 
 
-def fit(data: Sequence[Example], seed: int = SEED) -> linear.Model:
-    """Logistic regression on the examples (vocabulary: words in ``MIN_DF`` texts or more)."""
+def fit(
+    data: Sequence[Example],
+    seed: int = SEED,
+    min_df: int = MIN_DF,
+    against: frozenset[str] = frozenset(),
+) -> linear.Model:
+    """Logistic regression on the examples (vocabulary: words in ``min_df`` texts or more).
+
+    Family weights stay at zero or above, except those of the families in
+    ``against`` (signals written as evidence against: a refusal).
+    """
     df = Counter(w for e in data for w in e.words)
     families = sorted({s for e in data for s in e.signals})
-    vocab = sorted(w for w, n in df.items() if n >= MIN_DF)
+    vocab = sorted(w for w, n in df.items() if n >= min_df)
     signal_index = {s: i for i, s in enumerate(families)}
+    bounded = {signal_index[s] for s in families if s not in against}
     word_index = {w: i for i, w in enumerate(vocab, len(families))}
     rows = [
         [(signal_index[s], 1.0) for s in e.signals]
@@ -88,7 +99,7 @@ def fit(data: Sequence[Example], seed: int = SEED) -> linear.Model:
                 grad = g * x + L2 * weights[j]
                 squares[j] += grad * grad
                 weights[j] -= RATE * grad / math.sqrt(squares[j])
-                if j < len(families) and weights[j] < 0:
+                if j in bounded and weights[j] < 0:
                     weights[j] = 0.0  # a matched family is evidence for, never against
     signals = {s: round(weights[i], 4) for s, i in signal_index.items()}
     words = {w: round(weights[i], 4) for w, i in word_index.items() if abs(weights[i]) >= KEEP}
@@ -96,12 +107,18 @@ def fit(data: Sequence[Example], seed: int = SEED) -> linear.Model:
 
 
 def out_of_fold(
-    data: Sequence[Example], measured: Sequence[Example], folds: int = 5
+    data: Sequence[Example],
+    measured: Sequence[Example],
+    folds: int = 5,
+    min_df: int = MIN_DF,
+    against: frozenset[str] = frozenset(),
 ) -> list[float]:
     """Each measured example's logit from a model fitted on the other folds' training examples."""
     logits = [0.0] * len(data)
     for k in range(folds):
-        model = fit([e for i, e in enumerate(data) if i % folds != k])
+        model = fit(
+            [e for i, e in enumerate(data) if i % folds != k], min_df=min_df, against=against
+        )
         for i in range(k, len(data), folds):
             logits[i] = model.logit(measured[i].signals, set(measured[i].words))
     return logits
@@ -139,19 +156,24 @@ class Labelled:
 
 
 def train(
-    texts: Sequence[Labelled], spans: Spans, target: float = TARGET_FPR
+    texts: Sequence[Labelled],
+    spans: Spans,
+    target: float = TARGET_FPR,
+    min_df: int = MIN_DF,
+    against: frozenset[str] = frozenset(),
 ) -> tuple[linear.Model, str]:
     """The model and a summary: the cut keeps the out-of-fold false-positive rate of
-    the counted negatives (each once, whatever its weight) within ``target``."""
+    the counted negatives (each once, whatever its weight) within ``target``.
+    ``min_df`` and ``against`` as for :func:`fit`."""
     data = [example(x.text, x.positive, spans, x.weight) for x in texts]
     measured = [example(x.measured, x.positive, spans) for x in texts]
-    logits = out_of_fold(data, measured)
+    logits = out_of_fold(data, measured, min_df=min_df, against=against)
     counted = [i for i, x in enumerate(texts) if x.positive or x.counted]
     chosen = [measured[i] for i in counted]
     cut = operating_point([logits[i] for i in counted], chosen, target)
     recall, fpr = rates(logits, measured, cut)
     _, counted_fpr = rates([logits[i] for i in counted], chosen, cut)
-    model = fit(data)
+    model = fit(data, min_df=min_df, against=against)
     shifted = linear.Model(round(model.bias - cut, 4), model.signals, model.words)
     summary = (
         f"{len(data)} development texts ({sum(e.positive for e in data)} positive); "

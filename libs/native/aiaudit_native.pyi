@@ -66,6 +66,11 @@ def load_injection_model(bias: float, signals: dict[str, float], words: dict[byt
 def load_harmful_model(bias: float, signals: dict[str, float], words: dict[bytes, float]) -> None:
     """Sets the harmful-content detector's logistic model weights."""
 
+def load_harmful_answer_model(
+    bias: float, signals: dict[str, float], words: dict[bytes, float]
+) -> None:
+    """Sets the harmful-content detector's answer model weights (it scores outputs only)."""
+
 def linear_words(text: str) -> list[bytes]:
     """The detector models' word features of a text: distinct words and adjacent pairs."""
 
@@ -147,3 +152,9 @@ def harmful_signals(text: str) -> list[tuple[str, int, int]]:
 
 def harmful_score(text: str) -> tuple[float, list[tuple[str, int, int]]]:
     """A text's harmful-content score (4 places) and evidence spans; ValueError before a model."""
+
+def harmful_answer_signals(text: str) -> list[tuple[str, int, int]]:
+    """The harmful answer model's signals (categories, compliance, refusal) in characters."""
+
+def harmful_answer_score(text: str) -> tuple[float, list[tuple[str, int, int]]]:
+    """A text's harmful answer-model score (4 places) and signal spans; ValueError before one."""

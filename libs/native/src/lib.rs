@@ -299,6 +299,33 @@ fn load_harmful_model(bias: f64, signals: HashMap<String, f64>, words: HashMap<V
     detect::harmful::load_model(bias, signals, words);
 }
 
+/// Sets the harmful-content detector's answer model (bias, weight per signal,
+/// weight per word feature), which scores outputs only; until then outputs are
+/// scored as requests are.
+#[pyfunction]
+fn load_harmful_answer_model(
+    bias: f64,
+    signals: HashMap<String, f64>,
+    words: HashMap<Vec<u8>, f64>,
+) {
+    detect::harmful::load_answer_model(bias, signals, words);
+}
+
+/// The signals the harmful answer model weighs in a text (categories, compliance
+/// signals, a refusal): (name, start, end), character offsets.
+#[pyfunction]
+fn harmful_answer_signals(text: &str) -> Vec<detect::linear::Span> {
+    detect::harmful::answer_signal_spans(text)
+}
+
+/// The harmful answer model's probability of a text (rounded to 4 places) and the
+/// spans of its signals; ValueError before `load_harmful_answer_model`.
+#[pyfunction]
+fn harmful_answer_score(text: &str) -> PyResult<(f64, Vec<detect::linear::Span>)> {
+    detect::harmful::answer_score(text)
+        .ok_or_else(|| PyValueError::new_err("no harmful answer model loaded"))
+}
+
 /// The word features the detectors' logistic models weigh: distinct words and
 /// adjacent word pairs (`b"a b"`) of a text's head (training uses the same features).
 #[pyfunction]
@@ -373,5 +400,8 @@ fn aiaudit_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(harmful_signals, m)?)?;
     m.add_function(wrap_pyfunction!(harmful_score, m)?)?;
     m.add_function(wrap_pyfunction!(load_harmful_model, m)?)?;
+    m.add_function(wrap_pyfunction!(load_harmful_answer_model, m)?)?;
+    m.add_function(wrap_pyfunction!(harmful_answer_signals, m)?)?;
+    m.add_function(wrap_pyfunction!(harmful_answer_score, m)?)?;
     m.add_function(wrap_pyfunction!(linear_words, m)?)
 }

@@ -12,6 +12,14 @@
 //! `harmful.classifier` (the strongest word) when the words alone cross the
 //! threshold. Until a model is loaded the detector finds nothing.
 //!
+//! Model output (a completion) is also scored by a second model, trained on
+//! answers to harmful objectives ([`load_answer_model`], `harmful_answer_model.json`):
+//! whether an answer complies (steps, quantities, code, "here is") rather than
+//! refusing ([`super::refusal`]) or deflecting, together with its words. Its
+//! probability raises an output's score; an output no category matched is
+//! flagged `harmful.answer` (the strongest word) when it alone crosses the
+//! threshold. The request model's findings on an output are never lowered.
+//!
 //! Patterns are RE2 syntax (case-insensitive, `.` matching newlines), searched
 //! together by a [`PatternSet`].
 
@@ -19,8 +27,8 @@ use std::collections::HashMap;
 use std::sync::{LazyLock, RwLock};
 
 use super::injection::PatternSet;
-use super::linear::{self, Model, Slot, Span};
-use super::{Finding, Text};
+use super::linear::{self, Model, Slot, Span, Words};
+use super::{chars, refusal, Finding, Text};
 
 /// Asking for or giving instructions: prefixed to the categories that are harmful as a how-to.
 const HOWTO: &str = concat!(
@@ -140,6 +148,54 @@ static SET: LazyLock<PatternSet> = LazyLock::new(|| {
 
 static MODEL: Slot = RwLock::new(None);
 
+/// Signs that an answer complies with a request, weighed by the answer model
+/// with the categories, a refusal and the words: (name, RE2 pattern). A harmful
+/// answer gives what was asked for (numbered steps, lists, quantities, code,
+/// "here is ..."); a safe answer to the same request refuses or deflects, in the
+/// same topic words.
+const COMPLIANCE: [(&str, &str); 5] = [
+    (
+        "steps",
+        r"(?m)^\s*(?:step\s*)?\d{1,2}[.):]\s+\S.*?^\s*(?:step\s*)?\d{1,2}[.):]\s+\S",
+    ),
+    (
+        "bullets",
+        r"(?m)^\s*[-*\u{2022}]\s+\S.*?^\s*[-*\u{2022}]\s+\S",
+    ),
+    (
+        "here",
+        r"\b(?:here(?:['\u{2019}]s| is| are)|sure[,!.]|certainly[,!.]|absolutely[,!.]|of course[,!.])",
+    ),
+    (
+        "quantity",
+        concat!(
+            r"\b\d+(?:[.,]\d+)?\s?(?:mg|g|grams?|kg|ml|l|liters?|litres?|oz|ounces?|%|degrees?|",
+            r"\u{b0}\s?[cf]|minutes?|hours?|mm|cm|inches?|feet|pounds?|lbs?|tablets?|pills?|doses?)\b",
+        ),
+    ),
+    (
+        "code",
+        r"```|\b(?:import \w+|def \w+\(|#include|function\s*\w*\s*\(|\$ \w+|sudo |curl |<script)",
+    ),
+];
+
+/// The answer model's name for an answer that opens with a refusal ([`refusal`]):
+/// its one signal that may weigh against.
+pub const REFUSAL: &str = "refusal";
+
+/// The evidence name of an output the answer model alone flags (no category matched).
+pub const ANSWER: &str = "answer";
+
+static COMPLIANCE_SET: LazyLock<PatternSet> = LazyLock::new(|| {
+    let named: Vec<(&'static str, String)> = COMPLIANCE
+        .iter()
+        .map(|&(n, p)| (n, p.to_string()))
+        .collect();
+    PatternSet::new(&named)
+});
+
+static ANSWER_MODEL: Slot = RwLock::new(None);
+
 /// The least a category's match scores: the lexicon's own score before the
 /// model. The model only adds (words no category matches) and raises: trained on
 /// requests worded as tasks ("Give detailed instructions for ..."), it weighs a
@@ -160,9 +216,47 @@ pub fn load_model(bias: f64, signals: HashMap<String, f64>, words: HashMap<Vec<u
     linear::load(&MODEL, model);
 }
 
+/// Sets the answer model (replacing any earlier one): it scores outputs only.
+pub fn load_answer_model(bias: f64, signals: HashMap<String, f64>, words: HashMap<Vec<u8>, f64>) {
+    let model = Model {
+        bias,
+        signals,
+        words,
+    };
+    linear::load(&ANSWER_MODEL, model);
+}
+
 /// The categories that matched a text, with their first (character) spans.
 pub fn signal_spans(text: &str) -> Vec<Span> {
     SET.search(text)
+}
+
+/// The compliance signals that matched an answer, then a refusal at its head.
+fn answer_only_spans(text: &str) -> Vec<Span> {
+    let mut out = COMPLIANCE_SET.search(text);
+    if let Some((start, end)) = refusal::find(text) {
+        out.push((REFUSAL, start, end));
+    }
+    out
+}
+
+/// The signals the answer model weighs: the categories, then the compliance
+/// signals, then a refusal, with their first (character) spans.
+pub fn answer_signal_spans(text: &str) -> Vec<Span> {
+    let mut out = signal_spans(text);
+    out.extend(answer_only_spans(text));
+    out
+}
+
+/// The answer model's probability of a text (rounded to 4 places) and the
+/// spans of its signals (None: no answer model loaded).
+pub fn answer_score(text: &str) -> Option<(f64, Vec<Span>)> {
+    linear::with(&ANSWER_MODEL, |model| {
+        let spans = answer_signal_spans(text);
+        let names: Vec<&str> = spans.iter().map(|s| s.0).collect();
+        let (p, _) = model.evaluate(&Words::new(text), &names);
+        (linear::round4(p), spans)
+    })
 }
 
 /// Harm probability of one text and the (character) spans of the evidence
@@ -173,10 +267,70 @@ pub fn score(text: &str) -> Option<(f64, Vec<Span>)> {
 
 /// One finding per category and text that matched, with the text's score but at
 /// least [`FLOOR`], or one `classifier` finding, with the text's score, for a
-/// text the words alone flag.
-/// Nothing until a model is loaded.
-pub fn detect(texts: &[Text]) -> Vec<Finding> {
-    linear::with(&MODEL, |model| found(model, texts)).unwrap_or_default()
+/// text the words alone flag. Outputs are scored by the answer model too, once
+/// it is loaded ([`answered`]). Nothing until the request model is loaded.
+pub fn detect(inputs: &[Text], outputs: &[Text]) -> Vec<Finding> {
+    linear::with(&MODEL, |model| {
+        let mut out = found(model, inputs);
+        match linear::with(&ANSWER_MODEL, |answers| answered(model, answers, outputs)) {
+            Some(more) => out.extend(more),
+            None => out.extend(found(model, outputs)),
+        }
+        out
+    })
+    .unwrap_or_default()
+}
+
+/// [`found`] for outputs, with the answer model's probability as well: a
+/// category's finding takes the higher of the two (at least [`FLOOR`]); a text
+/// no category matched gives one finding when either model crosses the
+/// threshold, with the higher score: `classifier` (the request model's strongest
+/// word) or `answer` (the answer model's). No score is lower than without the
+/// answer model.
+fn answered(model: &Model, answers: &Model, texts: &[Text]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for t in texts {
+        let words = Words::new(&t.text);
+        let categories = signal_spans(&t.text);
+        let mut names: Vec<&str> = categories.iter().map(|s| s.0).collect();
+        names.extend(answer_only_spans(&t.text).iter().map(|s| s.0));
+        let (p, best) = answers.evaluate(&words, &names);
+        let (score, spans) = model.score_words(&words, &t.text, categories);
+        let answer = linear::round4(p);
+        let evidence = match best {
+            Some((w, (a, b))) if p >= linear::THRESHOLD && w > 0.0 => {
+                Some((ANSWER, chars(&t.text, a), chars(&t.text, b)))
+            }
+            _ => None,
+        };
+        let chosen: Vec<(Span, f64)> = match (spans.first(), evidence) {
+            (None, Some(e)) => vec![(e, answer)],
+            (Some(&(name, _, _)), Some(e)) if name == linear::CLASSIFIER && answer > score => {
+                vec![(e, answer)]
+            }
+            _ => spans
+                .into_iter()
+                .map(|s| {
+                    let raised = if s.0 == linear::CLASSIFIER {
+                        score
+                    } else {
+                        score.max(answer).max(FLOOR)
+                    };
+                    (s, raised)
+                })
+                .collect(),
+        };
+        for ((name, start, end), score) in chosen {
+            out.push(Finding::quoting(
+                format!("harmful.{name}"),
+                score,
+                t,
+                start,
+                end,
+            ));
+        }
+    }
+    out
 }
 
 /// [`detect`] with a given model.
@@ -249,6 +403,59 @@ mod tests {
         let sure = found(&model(0.0), &[text("wire the detonator")]);
         assert_eq!(sure.len(), 1); // words alone: the classifier, with the model's score
         assert!(sure[0].score >= linear::THRESHOLD && sure[0].score < FLOOR);
+    }
+
+    fn text(s: &str) -> Text {
+        Text {
+            field: "output".to_string(),
+            text: s.to_string(),
+        }
+    }
+
+    fn answers(bias: f64) -> Model {
+        Model {
+            bias,
+            signals: [("steps".to_string(), 4.0), (REFUSAL.to_string(), -9.0)]
+                .into_iter()
+                .collect(),
+            words: [(b"fuse".to_vec(), 8.0)].into_iter().collect(),
+        }
+    }
+
+    #[test]
+    fn compliance_and_refusal_are_answer_signals() {
+        let steps = "Here is how:\n1. Take the fuse.\n2. Light it.";
+        let names: Vec<&str> = answer_signal_spans(steps).iter().map(|s| s.0).collect();
+        assert_eq!(names, vec!["steps", "here"]);
+        let spans = answer_signal_spans("I'm sorry, but I can't help with that.");
+        assert_eq!(spans, vec![(REFUSAL, 0, 22)]);
+    }
+
+    #[test]
+    fn the_answer_model_flags_outputs_and_never_lowers_a_score() {
+        let steps = text("Now:\n1. Take the fuse.\n2. Light it.");
+        let [f] = &answered(&model(-20.0), &answers(-2.0), &[steps.clone()])[..] else {
+            panic!("one finding expected");
+        };
+        assert_eq!(
+            (f.detector.as_str(), f.excerpt.as_str()),
+            ("harmful.answer", "fuse")
+        );
+        assert!(f.score >= linear::THRESHOLD);
+        let refused = text("I'm sorry, but I can't help with that.\n1. No.\n2. No fuse.");
+        assert!(answered(&model(-20.0), &answers(-2.0), &[refused]).is_empty());
+        // a category's match keeps the floor, and the request model's higher score
+        let bomb = text("how to build a pipe bomb");
+        let [f] = &answered(&model(5.0), &answers(-20.0), &[bomb.clone()])[..] else {
+            panic!("one finding expected");
+        };
+        assert_eq!((f.detector.as_str(), f.score), ("harmful.weapons", 0.9997));
+        let [f] = &answered(&model(-20.0), &answers(-20.0), &[bomb])[..] else {
+            panic!("one finding expected");
+        };
+        assert_eq!(f.score, FLOOR);
+        // inputs never meet the answer model
+        assert!(found(&model(-20.0), &[steps]).is_empty());
     }
 
     #[test]

@@ -31,6 +31,9 @@ pub const MIN_FEATURES: usize = 32;
 /// A signal family (or [`CLASSIFIER`]) and its character span.
 pub type Span = (&'static str, usize, usize);
 
+/// A text's strongest word feature: its weight and its byte span (None: no words).
+pub type Strongest = Option<(f64, (usize, usize))>;
+
 /// Bias, one weight per signal family, one per known word feature.
 pub struct Model {
     pub bias: f64,
@@ -59,14 +62,16 @@ fn is_space(b: u8) -> bool {
 
 /// The word features of a text's head (at most [`MAX_CHARS`] characters):
 /// its UTF-8, ASCII lower-cased, ASCII punctuation blanked, and the byte range
-/// of each word (a run of non-space bytes).
-struct Words {
+/// of each word (a run of non-space bytes). Made once per text, however many
+/// models weigh it.
+pub struct Words {
     data: Vec<u8>,
     spans: Vec<(usize, usize)>,
 }
 
 impl Words {
-    fn new(text: &str) -> Self {
+    /// The words of a text's head.
+    pub fn new(text: &str) -> Self {
         let head = match text.char_indices().nth(MAX_CHARS) {
             Some((i, _)) => &text[..i],
             None => text,
@@ -147,7 +152,7 @@ fn logistic(z: f64) -> f64 {
 }
 
 /// `x` rounded to 4 decimals as Python's `round(x, 4)` (exact decimal value, ties to even).
-fn round4(x: f64) -> f64 {
+pub fn round4(x: f64) -> f64 {
     format!("{x:.4}").parse().unwrap_or(x)
 }
 
@@ -166,23 +171,19 @@ impl Model {
         total
     }
 
-    /// The probability of a text whose families matched at `spans` (rounded
-    /// to 4 places) and the spans of the evidence.
-    ///
-    /// A text where no family matched scores 0 unless the word model alone
-    /// crosses [`THRESHOLD`]; its evidence is then the strongest word or pair:
-    /// the present feature with the largest positive weight, at its first
-    /// occurrence ([`CLASSIFIER`]).
+    /// The (unrounded) probability of a text with these words whose families
+    /// `names` matched, and its strongest word feature: the present feature with
+    /// the largest weight (its weight and byte span in the words' text, at its
+    /// first occurrence; None for a text without words).
     ///
     /// Word weights are summed in text order, and among equal strongest weights
     /// the feature that occurs first is the evidence (a word before the pair it
     /// starts): Python went by its set's hash order, which varies from run to
     /// run (sums in the last bits, ties in the evidence word).
-    pub fn score(&self, text: &str, spans: Vec<Span>) -> (f64, Vec<Span>) {
-        let names: Vec<&str> = spans.iter().map(|s| s.0).collect();
+    pub fn evaluate(&self, words: &Words, names: &[&str]) -> (f64, Strongest) {
         let (mut count, mut sum) = (0, 0.0);
-        let mut best: Option<(f64, (usize, usize))> = None;
-        Words::new(text).features(|f, span| {
+        let mut best: Strongest = None;
+        words.features(|f, span| {
             let w = self.words.get(f).copied().unwrap_or(0.0);
             count += 1;
             sum += w;
@@ -190,7 +191,23 @@ impl Model {
                 best = Some((w, span));
             }
         });
-        let p = logistic(self.logit(&names, count, sum));
+        (logistic(self.logit(names, count, sum)), best)
+    }
+
+    /// The probability of a text whose families matched at `spans` (rounded
+    /// to 4 places) and the spans of the evidence.
+    ///
+    /// A text where no family matched scores 0 unless the word model alone
+    /// crosses [`THRESHOLD`]; its evidence is then the strongest word or pair
+    /// (see [`Model::evaluate`]), if its weight is positive ([`CLASSIFIER`]).
+    pub fn score(&self, text: &str, spans: Vec<Span>) -> (f64, Vec<Span>) {
+        self.score_words(&Words::new(text), text, spans)
+    }
+
+    /// [`Model::score`] of a text whose words are given.
+    pub fn score_words(&self, words: &Words, text: &str, spans: Vec<Span>) -> (f64, Vec<Span>) {
+        let names: Vec<&str> = spans.iter().map(|s| s.0).collect();
+        let (p, best) = self.evaluate(words, &names);
         if !spans.is_empty() {
             return (round4(p), spans);
         }

@@ -77,11 +77,7 @@ pub fn family(name: &str, t: &Texts<'_>) -> Option<Vec<Finding>> {
         "prompt_injection" => injection::detect(t.inputs),
         "pii" => pii::detect_pii(t.outputs),
         "secrets" => pii::detect_secrets(t.outputs),
-        "harmful" => {
-            let mut both = t.inputs.to_vec();
-            both.extend_from_slice(t.outputs);
-            harmful::detect(&both)
-        }
+        "harmful" => harmful::detect(t.inputs, t.outputs),
         "refusal" => {
             let said: Vec<Text> = t
                 .outputs

@@ -62,7 +62,7 @@ fn head(text: &str) -> String {
 }
 
 /// Character span of the first refusal in the head of a text.
-fn find(text: &str) -> Option<(usize, usize)> {
+pub fn find(text: &str) -> Option<(usize, usize)> {
     let head = head(text);
     let m = PATTERN.captures(&head)?.get(1)?;
     Some((chars(&head, m.start()), chars(&head, m.end())))

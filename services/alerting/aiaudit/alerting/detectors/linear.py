@@ -6,8 +6,9 @@ guide"), nor see most harmful requests ("write a persuasive article that ..."),
 by phrasing alone. A model weighs the families that matched together with the
 text's words and word pairs. Its weights are learned on the development half of
 the benchmark corpora only (``python -m bench.alerting_detectors --train``) and
-ship as ``injection_model.json`` (prompt injection) and ``harmful_model.json``
-(harmful content); both detectors score with the same native code.
+ship as ``injection_model.json`` (prompt injection), ``harmful_model.json``
+(harmful content) and ``harmful_answer_model.json`` (harmful content in model
+output); all score with the same native code.
 
 Word features are binary and scaled by ``1/sqrt(count)``, so a long benign
 document does not score higher merely for being long, and no less than
@@ -36,6 +37,7 @@ greeting ("hello" opens many jailbreaks) cannot carry a short text alone."""
 
 INJECTION_FILE = Path(__file__).with_name("injection_model.json")
 HARMFUL_FILE = Path(__file__).with_name("harmful_model.json")
+HARMFUL_ANSWER_FILE = Path(__file__).with_name("harmful_answer_model.json")
 
 
 def words(text: str) -> set[bytes]:
