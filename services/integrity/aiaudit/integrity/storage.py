@@ -9,7 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from aiaudit.common import canonical, erasure
+from aiaudit.common import canonical
 from aiaudit.common.restore import text_column as text_column
 from aiaudit.common.store import pgarrays
 from aiaudit.common.store.schema import (
@@ -572,15 +572,6 @@ def erasure_records(conn: sa.Connection, log_id: str, after: int) -> Iterator[tu
     for seq, committed, leaf in rows:
         if leaf is not None and canonical.leaf_hash(bytes(committed)) == bytes(leaf):
             yield int(seq), bytes(committed)
-
-
-def erasure_recorded(conn: sa.Connection, log_id: str, event_id: str, after: int) -> bool:
-    """Whether an erasure record after sequence ``after`` names the event.
-
-    Content gone without one was deleted outside an erasure (raw SQL, the
-    privacy role misused): tampering, not an erasure.
-    """
-    return any(event_id in erasure.erased_ids(c) for _, c in erasure_records(conn, log_id, after))
 
 
 def content_classification(
