@@ -329,8 +329,10 @@ def answer_corpora(w: dict[str, zipfile.ZipFile]) -> dict[str, tuple[list[str], 
     0.75 and over harmful, 0.25 and under not, the rest left out.
     ``refusal_scorer/*.csv``: refusals, and answers to everyday requests (not to
     :data:`HARMFUL_OBJECTIVES`). An answer that is also in the ``objective`` sets
-    (:func:`harmful_answers`), or an earlier one here, is left out, so no text is in
-    two corpora (or in both halves).
+    (:func:`harmful_answers`), or an earlier one here, is left out. Only exact copies:
+    the ``objective`` sets repeat some answers, and copies differ in spacing or
+    punctuation, so the held-out figures are also given without them
+    (:func:`held_out_without_copies`).
     """
     z = w["pyrit"]
     seen = {t for texts, _ in harmful_answers(w).values() for t in texts}
@@ -464,6 +466,34 @@ def measure_halves(
             f"recall {100 * k / max(total, 1):.1f}% |"
         )
     return rows
+
+
+def held_out_without_copies(
+    sets: dict[str, tuple[list[str], bool]],
+) -> dict[str, tuple[list[str], bool]]:
+    """The held-out (odd) halves without the texts that have a copy in any corpus's
+    development (even) half: the same words once case and punctuation are set aside, or
+    half of their 8-word shingles. pyrit's objective sets hold some answers twice, and its
+    harm-rated sets others re-spaced: such a text is in training and counted held out."""
+    dev = [_plain(t) for texts, _ in sets.values() for t in texts[0::2]]
+    same = set(dev)
+    seen: set[tuple[str, ...]] = set()
+    for t in dev:
+        seen |= shingles(t)
+    out = {}
+    for name, (texts, positive) in sets.items():
+        kept = []
+        for t in texts[1::2]:
+            own = shingles(_plain(t))
+            if _plain(t) not in same and len(own & seen) < len(own) / 2:
+                kept.append(t)
+        out[name] = (kept, positive)
+    return out
+
+
+def _plain(text: str) -> str:
+    """A text's words, lower-cased, without punctuation: what a re-spaced copy shares."""
+    return " ".join(re.findall(r"\w+", text.lower()))
 
 
 def novel_items(dev: list[str], held: list[str]) -> list[str]:
@@ -637,7 +667,7 @@ def train_answers(sets: dict[str, tuple[list[str], bool]], path: Path) -> None:
         harmful.answer_signal_spans,
         HARMFUL_FPR,
         min_df=ANSWER_MIN_DF,
-        against=frozenset({"refusal"}),
+        against=linear.AGAINST,
     )
     path.write_text(model.to_json(), encoding="utf-8")
     print(f"{path.name}: {summary}")
@@ -701,6 +731,9 @@ def main() -> int:
     )
     rows += measure_halves("harmful (outputs)", answers, answered)
     rows += measure_halves("harmful (outputs, request model alone: before)", answers, harmed)
+    novel = held_out_without_copies(answers)
+    rows += _rows("harmful (outputs)", novel, answered, "HELD-OUT without dev copies: ")
+    rows += _rows("harmful (outputs, before)", novel, harmed, "HELD-OUT without dev copies: ")
     for kind, cases in pii_cases().items():
         family = "secrets" if kind.startswith("secret.") else "pii"
         split = {

@@ -80,7 +80,7 @@ def test_the_answer_evidence_is_its_strongest_word() -> None:
 
 
 def test_native_answer_scores_follow_the_weights_file() -> None:
-    model = linear.load(linear.HARMFUL_ANSWER_FILE)
+    model = linear.load(linear.HARMFUL_ANSWER_FILE, against=linear.AGAINST)
     assert model == harmful.ANSWER_MODEL  # what the native detector was given
     for text in [*COMPLIANT, *SAFE]:
         signals = [name for name, _, _ in harmful.answer_signal_spans(text)]

@@ -73,7 +73,7 @@ aiaudit_native.load_injection_model(MODEL.bias, MODEL.signals, MODEL.words)
 HARMFUL_MODEL = linear.load(linear.HARMFUL_FILE)
 """The harmful-content detector's weights (``harmful_model.json``), loaded into the native core."""
 aiaudit_native.load_harmful_model(HARMFUL_MODEL.bias, HARMFUL_MODEL.signals, HARMFUL_MODEL.words)
-HARMFUL_ANSWER_MODEL = linear.load(linear.HARMFUL_ANSWER_FILE)
+HARMFUL_ANSWER_MODEL = linear.load(linear.HARMFUL_ANSWER_FILE, against=linear.AGAINST)
 """The harmful-content detector's answer model (``harmful_answer_model.json``): outputs only."""
 aiaudit_native.load_harmful_answer_model(
     HARMFUL_ANSWER_MODEL.bias, HARMFUL_ANSWER_MODEL.signals, HARMFUL_ANSWER_MODEL.words

@@ -88,11 +88,43 @@ class Model:
         return json.dumps(doc, indent=0) + "\n"
 
 
-def load(path: Path) -> Model:
-    """A model from its weights file."""
-    doc = json.loads(path.read_text(encoding="utf-8"))
-    return Model(
-        float(doc["bias"]),
-        {str(k): float(v) for k, v in doc["signals"].items()},
-        {k.encode("utf-8", "surrogatepass"): float(v) for k, v in doc["words"].items()},
+AGAINST = frozenset({"refusal"})
+"""The harmful answer model's signals written as evidence against (a refusal at the
+answer's head): the only weights of a family that may be negative."""
+
+
+def load(path: Path, against: frozenset[str] = frozenset()) -> Model:
+    """A model from its weights file, checked (ValueError naming the file).
+
+    Loaded when the detectors are imported, so a broken file stops the service at
+    start-up rather than scoring silently: a NaN weight scores every text with it
+    0, a family weighing against would lower what it was written to find. Family
+    weights are zero or above, those in ``against`` zero or below.
+    """
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        model = Model(
+            _finite("bias", doc["bias"]),
+            {str(k): _finite(k, v) for k, v in doc["signals"].items()},
+            {k.encode("utf-8", "surrogatepass"): _finite(k, v) for k, v in doc["words"].items()},
+        )
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from e
+    except (KeyError, TypeError, AttributeError, ValueError) as e:
+        raise ValueError(f"{path}: not a model's weights ({e!r})") from e
+    wrong = sorted(
+        name for name, w in model.signals.items() if (w > 0 if name in against else w < 0)
     )
+    if wrong:
+        raise ValueError(
+            f"{path}: families {wrong} weigh the wrong way (only {sorted(against)} may "
+            "count against a text, and never for it)"
+        )
+    return model
+
+
+def _finite(name: str, value: object) -> float:
+    """A weight, a finite number (JSON's NaN and Infinity are not)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"weight of {name!r} is {value!r}, not a finite number")
+    return float(value)
