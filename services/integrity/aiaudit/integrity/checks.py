@@ -322,14 +322,20 @@ def erasure_problems(records: Iterable[tuple[int, bytes]], event_id: str) -> tup
     ``records``: the intact erasure and retention records after the event, in
     log order (``storage.erasure_records``). All of an erasure's parts are
     committed together, after the events it names, so they are all among them.
+    Read up to the first record of another erasure after the first that names
+    the event: that one erasure, whole, explains the content gone, and the
+    records after it are not read (a later erasure naming the event again is
+    checked by ``verify``, and by ``VerifyEvent`` of the events it alone erased).
     """
     parts = Parts()
-    runs = set()
+    runs: set[int] = set()
     for seq, committed in records:
         record = erasure.read_record(committed)
         if record is None:
             continue
         run = parts.add(seq, record)
+        if runs and run not in runs and parts.run_id not in runs:
+            break  # the erasure naming the event is over (a forged record does not end it)
         if event_id in record.ids:
             runs.add(run)
     found = parts.finish(runs)
