@@ -74,8 +74,10 @@ class IntegritySettings:
 
 
 _RFC3339 = re.compile(
-    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:[0-5]\d)", re.ASCII
 )
+"""RFC 3339's date-time (``t`` and ``z`` as well, as it allows; an offset's minutes below
+60: ``fromisoformat`` read ``+05:60`` as ``+06:00``, and refused ``t``/``z``)."""
 
 
 def required_since(text: str, name: str = REQUIRED_SINCE) -> dt.datetime | None:
@@ -92,7 +94,7 @@ def required_since(text: str, name: str = REQUIRED_SINCE) -> dt.datetime | None:
     if not text:
         return None
     try:
-        when = dt.datetime.fromisoformat(text) if _RFC3339.fullmatch(text) else None
+        when = dt.datetime.fromisoformat(text.upper()) if _RFC3339.fullmatch(text) else None
     except ValueError:  # the shape, but no date (month 13)
         when = None
     if when is None:
