@@ -30,6 +30,7 @@ from aiaudit.common.auth import ROLE_PERMISSIONS
 from aiaudit.common.store import open_store
 from aiaudit.common.store.sql import SqlEventStore
 from tests import go_verifier as go
+from tests.helpers import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -219,6 +220,22 @@ def serve_suite(
     if not settings.embedded and not settings.content_keys:  # as before serve refused it unset
         settings = dataclasses.replace(settings, content_keys="none")
     return start(settings), keys
+
+
+def swept_at_start(tmp_path: Path, ingest: dict[str, object]) -> None:
+    """Runs the embedded suite with these ``ingest`` settings until its first retention sweep.
+
+    The suite sweeps once at start; the tests then read what that sweep left.
+    """
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump({"ingest": ingest}))
+    suite, _ = serve_suite(tmp_path, cfg)
+    try:
+        sweeper = suite.components["ingest"].retention
+        assert sweeper is not None
+        wait_until(lambda: sweeper.sweeps >= 1)
+    finally:
+        suite.stop()
 
 
 @pytest.fixture

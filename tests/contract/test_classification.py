@@ -24,7 +24,7 @@ from aiaudit.ingest.redaction import ContentRedaction
 from aiaudit.ingest.v1 import ingest_service_pb2 as ipb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as ipb_grpc
 from aiaudit.integrity.verify import verify_store
-from tests.conftest import as_role, serve_suite
+from tests.conftest import as_role, serve_suite, swept_at_start
 from tests.helpers import interaction, store_as_left, store_as_text, wait_until
 
 NOW = dt.datetime.now(dt.UTC)
@@ -329,16 +329,7 @@ def test_a_policy_by_classification_on_postgresql_needs_the_privacy_login(
 
 def test_a_policy_by_classification_alone_starts_the_sweeper(tmp_path: Path, tenant: str) -> None:
     """The embedded suite sweeps with only a per-classification policy; what it names goes."""
-    cfg = tmp_path / "config.yaml"
-    policy = {"content_retention_days_by_classification": {"restricted": 30}}
-    cfg.write_text(yaml.safe_dump({"ingest": policy}))
-    suite, _ = serve_suite(tmp_path, cfg)
-    try:
-        sweeper = suite.components["ingest"].retention
-        assert sweeper is not None
-        wait_until(lambda: sweeper.sweeps >= 1)
-    finally:
-        suite.stop()
+    swept_at_start(tmp_path, {"content_retention_days_by_classification": {"restricted": 30}})
     store = open_store(f"sqlite:///{tmp_path / 'aiaudit.db'}")
     try:
         load(store, tenant)

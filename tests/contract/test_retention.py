@@ -19,7 +19,7 @@ from aiaudit.ingest import settings as ingest_settings
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
 from aiaudit.integrity.verify import verify_store
-from tests.conftest import as_role, serve_suite
+from tests.conftest import as_role, serve_suite, swept_at_start
 from tests.helpers import field_violations, interaction, wait_until
 
 NOW = dt.datetime.now(dt.UTC)
@@ -128,15 +128,7 @@ def test_a_gateway_cannot_append_a_retention_record(tmp_path: Path, tenant: str)
 
 def test_the_sweeper_runs_at_start_and_leaves_recent_content(tmp_path: Path, tenant: str) -> None:
     """The embedded suite with a policy sweeps on its own; what is younger stays."""
-    cfg = tmp_path / "config.yaml"
-    cfg.write_text(yaml.safe_dump({"ingest": {"content_retention_days": 30}}))
-    suite, _ = serve_suite(tmp_path, cfg)
-    try:
-        sweeper = suite.components["ingest"].retention
-        assert sweeper is not None
-        wait_until(lambda: sweeper.sweeps >= 1)
-    finally:
-        suite.stop()
+    swept_at_start(tmp_path, {"content_retention_days": 30})
     store = open_store(f"sqlite:///{tmp_path / 'aiaudit.db'}")
     try:
         load(store, tenant)

@@ -20,8 +20,8 @@ from aiaudit.common.store.prepare import prepare_batch
 from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.ingest import settings as ingest_settings
 from aiaudit.integrity.verify import verify_store
-from tests.conftest import as_role, serve_suite
-from tests.helpers import interaction, wait_until
+from tests.conftest import as_role, serve_suite, swept_at_start
+from tests.helpers import interaction
 
 NOW = dt.datetime.now(dt.UTC)
 INTERNAL, R = ev.DATA_CLASSIFICATION_INTERNAL, ev.DATA_CLASSIFICATION_RESTRICTED
@@ -179,20 +179,8 @@ def test_the_embedded_suite_sweeps_each_tenant_by_its_policy(tmp_path: Path, ten
             load(store, t)
     finally:
         store.close()
-    cfg = tmp_path / "config.yaml"
     policy = {forever: {"days": 0}, short: {"days": 7, "by_classification": {"internal": 0}}}
-    cfg.write_text(
-        yaml.safe_dump(
-            {"ingest": {"content_retention_days": 30, "content_retention_by_tenant": policy}}
-        )
-    )
-    suite, _ = serve_suite(tmp_path, cfg)
-    try:
-        sweeper = suite.components["ingest"].retention
-        assert sweeper is not None
-        wait_until(lambda: sweeper.sweeps >= 1)
-    finally:
-        suite.stop()
+    swept_at_start(tmp_path, {"content_retention_days": 30, "content_retention_by_tenant": policy})
     store = open_store(f"sqlite:///{tmp_path / 'aiaudit.db'}")
     try:
         assert erased(store, forever) == set()
@@ -211,15 +199,7 @@ def test_a_tenant_policy_alone_starts_the_sweeper(tmp_path: Path, tenant: str) -
             load(store, t)
     finally:
         store.close()
-    cfg = tmp_path / "config.yaml"
-    cfg.write_text(yaml.safe_dump({"ingest": {"content_retention_by_tenant": {mine: {"days": 7}}}}))
-    suite, _ = serve_suite(tmp_path, cfg)
-    try:
-        sweeper = suite.components["ingest"].retention
-        assert sweeper is not None
-        wait_until(lambda: sweeper.sweeps >= 1)
-    finally:
-        suite.stop()
+    swept_at_start(tmp_path, {"content_retention_by_tenant": {mine: {"days": 7}}})
     store = open_store(f"sqlite:///{tmp_path / 'aiaudit.db'}")
     try:
         assert erased(store, mine) == {"i-10", "r-10", "i-40", "r-40"}
