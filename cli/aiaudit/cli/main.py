@@ -380,10 +380,12 @@ def _rewrap_content_keys(args: argparse.Namespace) -> int:
     report = rewrap.RewrapReport()
     try:
         rewrap.rewrap_keys(store.engine, kek, report, args.page_size)
-    except (KekError, sa_exc.ProgrammingError) as exc:
+    except (KekError, sa_exc.ProgrammingError, rewrap.WritersBusyError) as exc:
         if isinstance(exc, sa_exc.ProgrammingError):
             advice = _ADMIN_ROLE if _lacks_rights(exc) else "run `aiaudit db migrate` first"
             problem = f"{shown}: {exc.orig}; {advice}"
+        elif isinstance(exc, rewrap.WritersBusyError):
+            problem = f"{shown}: {exc}"
         else:
             problem = f"Vault at {addr}: {exc}"
         print(

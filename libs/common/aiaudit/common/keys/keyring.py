@@ -8,10 +8,12 @@ for new subjects are wrapped ahead, outside any lock: one KEK call (one Vault
 round trip) for several, and a subject's stored key is unwrapped before the
 lock is taken too, so a slow KEK holds no log's appends.
 
-A key wrapped ahead is stored at most :data:`SPARE_SECONDS` after its wrap
-began (:meth:`Keyring.usable`), or never: after a rotation of the Transit KEK,
-keys wrapped under the old version reach ``content_keys`` only within that
-bound, so a rewrap started that long after the rotation finds them all.
+A key wrapped ahead is inserted at most :data:`SPARE_SECONDS` after its wrap
+began (:meth:`Keyring.usable`, checked when taken and again after the insert,
+in its transaction), or never. Its commit may come later (a synchronous
+standby, a slow fsync): a rewrap's final count waits for every transaction
+writing ``content_keys`` to end, so a run started that long after a rotation
+of the Transit KEK counts every key wrapped under the old version.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ SPARE_SECONDS = 60.0
 """How long after its wrap began a key wrapped ahead may still be stored.
 
 An operator retiring old Transit versions starts ``content-keys rewrap`` at
-least this long after the rotation: no key wrapped before it is stored later.
+least this long after the rotation: no key wrapped before it is inserted later
+(its count waits for the commits of those inserted before).
 Short enough to wait for, long enough that a key wrapped for a batch is
 stored with it (the batch's KEK call and its commit take milliseconds).
 """

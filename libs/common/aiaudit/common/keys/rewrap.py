@@ -19,17 +19,23 @@ Vault (that would need ``read`` on the key): it is the one Transit's rewrapped
 ciphertexts carry (``vault:vN:``).
 
 A key stored during the run, under a key id the pages have passed, is not
-seen; nor is one a service wrapped before the rotation and stores later
-(within :data:`~.keyring.SPARE_SECONDS`). So the run ends by counting the keys
-still under an older version (``behind``): versions may be retired after a run
-that started at least that long after the rotation and counted none.
+seen; nor is one a service wrapped before the rotation and stores later. So
+the run ends by counting the keys still under an older version (``behind``),
+after waiting for every transaction then writing ``content_keys`` to end
+(:func:`_await_writers`). A service checks, after inserting a key wrapped
+ahead and before committing, that it is within :data:`~.keyring.SPARE_SECONDS`
+of its wrap (``KeysExpiredError``, rolled back, otherwise): a key wrapped
+before the rotation and inserted after that wait, which began that long after
+the rotation, fails the check; one inserted before it committed (or rolled
+back) before the count read. Versions may be retired after a run that started
+at least that long after the rotation and counted none behind.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 
@@ -40,6 +46,20 @@ from aiaudit.common.store.sql import _stored_key, _wrapped
 
 LISTED_IDS = 100
 """Key ids a report lists of the keys that did not rewrap (it counts them all)."""
+
+WRITERS_TIMEOUT = 10.0
+"""Seconds the final count waits for transactions writing ``content_keys`` to end.
+
+Services' inserts of new subjects' keys queue behind that wait (PostgreSQL's
+lock queue; SQLite's one writer), so it is bounded: a writer held longer (a
+commit waiting for a synchronous standby that is down) fails the run
+(:class:`WritersBusyError`) rather than stalls new subjects.
+"""
+
+
+class WritersBusyError(Exception):
+    """A transaction writing ``content_keys`` outlasted :data:`WRITERS_TIMEOUT`: no count."""
+
 
 MAX_PAGE_SIZE = 10_000
 """Keys per page at most: one Transit request carries a page, and Vault's listeners
@@ -82,14 +102,20 @@ class RewrapReport:
 
 
 def rewrap_keys(
-    engine: sa.Engine, kek: Rewrapper, report: RewrapReport, page_size: int = 500
+    engine: sa.Engine,
+    kek: Rewrapper,
+    report: RewrapReport,
+    page_size: int = 500,
+    writers_timeout: float = WRITERS_TIMEOUT,
 ) -> None:
     """Rewraps every key of ``kek`` in the store under its latest version, into ``report``.
 
-    Then counts the keys still behind it (``report.behind``). Raises
-    :class:`KekError` when Transit fails a request as a whole: ``report`` then
-    counts what the pages before committed (nothing of the failed page was
-    written). ``page_size`` from 1 to :data:`MAX_PAGE_SIZE`, else ValueError.
+    Then waits for the transactions writing ``content_keys`` to end (at most
+    ``writers_timeout`` seconds, else :class:`WritersBusyError`) and counts the
+    keys still behind it (``report.behind``). Raises :class:`KekError` when
+    Transit fails a request as a whole: ``report`` then counts what the pages
+    before committed (nothing of the failed page was written). ``page_size``
+    from 1 to :data:`MAX_PAGE_SIZE`, else ValueError.
     """
     if not 1 <= page_size <= MAX_PAGE_SIZE:
         raise ValueError(f"page size {page_size}: from 1 to {MAX_PAGE_SIZE}")
@@ -97,12 +123,53 @@ def rewrap_keys(
         _rewrap_page(engine, kek, page, report)
     latest = report.version
     if latest is not None:
+        _await_writers(engine, writers_timeout)
         report.behind = sum(
             (transit_version(row.wrapped) or latest) < latest
             for page in _pages(engine, kek.name, page_size)
             for row in page
             if row.key_id not in report.refused
         )
+
+
+def _await_writers(engine: sa.Engine, timeout: float) -> None:
+    """Returns once every transaction that was writing ``content_keys`` has ended.
+
+    PostgreSQL: ``LOCK TABLE ... IN SHARE MODE`` waits for the transactions
+    holding ROW EXCLUSIVE (each insert, update or delete of a row takes it until
+    its transaction ends, commit included however long a synchronous standby
+    makes that), and keeps new writers out only until this transaction
+    commits, at once; the administrator may take it (it holds UPDATE). SQLite:
+    the write lock (``BEGIN IMMEDIATE``), held by every writer until its commit
+    is durable and visible. Reads after this see every such commit; a writer
+    that inserts after it re-checks its keys' age after the insert
+    (``KeysExpiredError``).
+    """
+    ms = max(1, round(timeout * 1000))
+    sqlite = engine.dialect.name == "sqlite"
+    with engine.connect().execution_options(sqlite_immediate=True) as conn:
+        raw: Any = conn.connection.driver_connection  # no transaction begun yet
+        if sqlite:
+            before = raw.execute("PRAGMA busy_timeout").fetchone()[0]
+            raw.execute(f"PRAGMA busy_timeout = {ms}")
+        try:
+            with conn.begin():  # a store's engine: BEGIN IMMEDIATE (its "begin" listener)
+                if sqlite and not raw.in_transaction:  # a plain engine: BEGIN is ours
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                elif not sqlite:
+                    conn.exec_driver_sql(f"SET LOCAL lock_timeout = {ms}")
+                    conn.exec_driver_sql(f"LOCK TABLE {content_keys.name} IN SHARE MODE")
+        except sa.exc.OperationalError as exc:
+            busy = getattr(exc.orig, "sqlstate", None) == "55P03" or "locked" in str(exc.orig)
+            if not busy:
+                raise
+            raise WritersBusyError(
+                f"a transaction writing {content_keys.name} was still open after {timeout:g} s "
+                f"({str(exc.orig).splitlines()[0]}): the keys still behind were not counted"
+            ) from exc
+        finally:
+            if sqlite:
+                raw.execute(f"PRAGMA busy_timeout = {before}")
 
 
 def _pages(engine: sa.Engine, kek_name: str, page_size: int) -> Iterator[list[StoredKey]]:

@@ -242,6 +242,17 @@ class KeysNotPreparedError(Exception):
         self.pairs = pairs
 
 
+class KeysExpiredError(Exception):
+    """Data keys wrapped ahead that were past :meth:`Keyring.usable` once inserted.
+
+    Checked after the insert, in its transaction: a rewrap's final count waits
+    for every transaction writing ``content_keys`` (``rewrap._await_writers``),
+    so a key under an old version is either committed before that count, or
+    inserted after it and past the bound here. The transaction rolls back;
+    :meth:`SqlEventStore.append_group` tries once more with new keys.
+    """
+
+
 class SubjectKeysDamagedError(DamagedKeyError):
     """Data keys that do not open, and the events of the refused append that needed them."""
 
@@ -453,6 +464,11 @@ class SqlEventStore:
             except (sa.exc.IntegrityError, psycopg.errors.UniqueViolation):
                 # Some id is already stored (a retry, or a conflict): the optimistic
                 # attempt rolled back; look the ids up and plan again.
+                return self._append_group(batches, True, *args)
+            except KeysExpiredError:
+                # Keys made ahead outlived the bound while the insert waited (a rewrap's
+                # wait for writers, a slow statement): rolled back; the stale ones are
+                # dropped now, and fresh keys made (prepared_only: KeysNotPreparedError).
                 return self._append_group(batches, True, *args)
             except SubjectKeysDamagedError:
                 # Planned without looking for stored ids: a retry of an event already
@@ -816,6 +832,14 @@ class SqlEventStore:
                     for (log_id, subject), k in zip(absent, made, strict=True)
                 ],
             )
+            # After the insert, under its lock: a rewrap's count that did not wait for
+            # this transaction began before now (see KeysExpiredError).
+            if not all(self.keys.usable(k) for k in made):
+                raise KeysExpiredError(
+                    f"data keys for {len(made)} new subject(s) were no longer usable once "
+                    "inserted (wrapped too long before, or under a KEK version older than "
+                    "the latest answered): not stored"
+                )
             learnt.update(
                 {
                     pair: (k.key_id, DataKey(k.key, k.wrapped))
