@@ -33,6 +33,7 @@ at least that long after the rotation and counted none behind.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -50,10 +51,10 @@ LISTED_IDS = 100
 WRITERS_TIMEOUT = 10.0
 """Seconds the final count waits for transactions writing ``content_keys`` to end.
 
-Services' inserts of new subjects' keys queue behind that wait (PostgreSQL's
-lock queue; SQLite's one writer), so it is bounded: a writer held longer (a
-commit waiting for a synchronous standby that is down) fails the run
-(:class:`WritersBusyError`) rather than stalls new subjects.
+A writer held longer (a commit waiting for a synchronous standby that is
+down) fails the run (:class:`WritersBusyError`) rather than counts without
+it. On PostgreSQL the wait holds no lock (services' writes go on meanwhile);
+on SQLite it is a writer's turn, so the services' writes queue behind it.
 """
 
 
@@ -132,44 +133,82 @@ def rewrap_keys(
         )
 
 
+_WRITERS = sa.text(
+    "SELECT DISTINCT virtualtransaction FROM pg_locks WHERE locktype = 'relation'"
+    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    " AND relation = to_regclass(:table) AND granted AND pid IS DISTINCT FROM pg_backend_pid()"
+    " AND mode IN ('RowExclusiveLock', 'ShareRowExclusiveLock', 'ExclusiveLock',"
+    " 'AccessExclusiveLock')"
+)
+"""The transactions holding a lock that writing ``content_keys`` takes (PostgreSQL)."""
+
+_STILL_OPEN = sa.text(
+    "SELECT DISTINCT virtualtransaction FROM pg_locks WHERE virtualtransaction = ANY(:ids)"
+)
+"""Which of these transactions still hold a lock: each holds its own until it has ended."""
+
+_POLL_SECONDS = (0.005, 0.1)
+"""The first and the longest pause between two looks at PostgreSQL's lock table."""
+
+
 def _await_writers(engine: sa.Engine, timeout: float) -> None:
     """Returns once every transaction that was writing ``content_keys`` has ended.
 
-    PostgreSQL: ``LOCK TABLE ... IN SHARE MODE`` waits for the transactions
-    holding ROW EXCLUSIVE (each insert, update or delete of a row takes it until
-    its transaction ends, commit included however long a synchronous standby
-    makes that), and keeps new writers out only until this transaction
-    commits, at once; the administrator may take it (it holds UPDATE). SQLite:
-    the write lock (``BEGIN IMMEDIATE``), held by every writer until its commit
-    is durable and visible. Reads after this see every such commit; a writer
-    that inserts after it re-checks its keys' age after the insert
-    (``KeysExpiredError``).
+    PostgreSQL: the transactions that hold a writer's lock on the table when
+    this starts (each insert, update or delete takes ROW EXCLUSIVE until its
+    transaction ends, commit included however long a synchronous standby makes
+    that) are waited for until none holds any lock, as ``CREATE INDEX
+    CONCURRENTLY`` waits; no lock is taken, so no later writer queues behind
+    the wait (a ``LOCK TABLE ... IN SHARE MODE`` held every new subject's
+    append under its logs' head locks, and failed ingest's groups at its 1 s
+    lock timeout). A writer that takes its lock after this began inserts after
+    the run started and re-checks its keys' age after the insert
+    (``KeysExpiredError``). SQLite: the write lock (``BEGIN IMMEDIATE``), held
+    by every writer until its commit is durable and visible. Reads after this
+    see every such commit.
     """
+    if engine.dialect.name != "sqlite":
+        _await_postgres_writers(engine, timeout)
+        return
     ms = max(1, round(timeout * 1000))
-    sqlite = engine.dialect.name == "sqlite"
     with engine.connect().execution_options(sqlite_immediate=True) as conn:
         raw: Any = conn.connection.driver_connection  # no transaction begun yet
-        if sqlite:
-            before = raw.execute("PRAGMA busy_timeout").fetchone()[0]
-            raw.execute(f"PRAGMA busy_timeout = {ms}")
+        before = raw.execute("PRAGMA busy_timeout").fetchone()[0]
+        raw.execute(f"PRAGMA busy_timeout = {ms}")
         try:
             with conn.begin():  # a store's engine: BEGIN IMMEDIATE (its "begin" listener)
-                if sqlite and not raw.in_transaction:  # a plain engine: BEGIN is ours
+                if not raw.in_transaction:  # a plain engine: BEGIN is ours
                     conn.exec_driver_sql("BEGIN IMMEDIATE")
-                elif not sqlite:
-                    conn.exec_driver_sql(f"SET LOCAL lock_timeout = {ms}")
-                    conn.exec_driver_sql(f"LOCK TABLE {content_keys.name} IN SHARE MODE")
         except sa.exc.OperationalError as exc:
-            busy = getattr(exc.orig, "sqlstate", None) == "55P03" or "locked" in str(exc.orig)
-            if not busy:
+            if "locked" not in str(exc.orig):
                 raise
-            raise WritersBusyError(
-                f"a transaction writing {content_keys.name} was still open after {timeout:g} s "
-                f"({str(exc.orig).splitlines()[0]}): the keys still behind were not counted"
-            ) from exc
+            raise _busy(timeout, str(exc.orig).splitlines()[0]) from exc
         finally:
-            if sqlite:
-                raw.execute(f"PRAGMA busy_timeout = {before}")
+            raw.execute(f"PRAGMA busy_timeout = {before}")
+
+
+def _await_postgres_writers(engine: sa.Engine, timeout: float) -> None:
+    """:func:`_await_writers` on PostgreSQL: polls ``pg_locks`` (readable by any login)."""
+    deadline = time.monotonic() + timeout
+    pause = _POLL_SECONDS[0]
+    with engine.connect() as conn:
+        waiting = list(conn.execute(_WRITERS, {"table": content_keys.name}).scalars())
+        conn.rollback()
+        while waiting:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise _busy(timeout, f"{len(waiting)} transaction(s), the first {waiting[0]}")
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, _POLL_SECONDS[1])
+            waiting = list(conn.execute(_STILL_OPEN, {"ids": waiting}).scalars())
+            conn.rollback()
+
+
+def _busy(timeout: float, detail: str) -> WritersBusyError:
+    return WritersBusyError(
+        f"a transaction writing {content_keys.name} was still open after {timeout:g} s "
+        f"({detail}): the keys still behind were not counted"
+    )
 
 
 def _pages(engine: sa.Engine, kek_name: str, page_size: int) -> Iterator[list[StoredKey]]:
