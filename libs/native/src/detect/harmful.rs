@@ -208,22 +208,12 @@ const FLOOR: f64 = 0.8;
 
 /// Sets the logistic model (replacing any earlier one).
 pub fn load_model(bias: f64, signals: HashMap<String, f64>, words: HashMap<Vec<u8>, f64>) {
-    let model = Model {
-        bias,
-        signals,
-        words,
-    };
-    linear::load(&MODEL, model);
+    linear::load(&MODEL, bias, signals, words);
 }
 
 /// Sets the answer model (replacing any earlier one): it scores outputs only.
 pub fn load_answer_model(bias: f64, signals: HashMap<String, f64>, words: HashMap<Vec<u8>, f64>) {
-    let model = Model {
-        bias,
-        signals,
-        words,
-    };
-    linear::load(&ANSWER_MODEL, model);
+    linear::load(&ANSWER_MODEL, bias, signals, words);
 }
 
 /// The categories that matched a text, with their first (character) spans.
@@ -308,27 +298,9 @@ fn answered(model: &Model, answers: &Model, texts: &[Text]) -> Vec<Finding> {
             (Some(&(name, _, _)), Some(e)) if name == linear::CLASSIFIER && answer > score => {
                 vec![(e, answer)]
             }
-            _ => spans
-                .into_iter()
-                .map(|s| {
-                    let raised = if s.0 == linear::CLASSIFIER {
-                        score
-                    } else {
-                        score.max(answer).max(FLOOR)
-                    };
-                    (s, raised)
-                })
-                .collect(),
+            _ => floored(spans, score.max(answer), score),
         };
-        for ((name, start, end), score) in chosen {
-            out.push(Finding::quoting(
-                format!("harmful.{name}"),
-                score,
-                t,
-                start,
-                end,
-            ));
-        }
+        push(&mut out, t, chosen);
     }
     out
 }
@@ -338,22 +310,38 @@ fn found(model: &Model, texts: &[Text]) -> Vec<Finding> {
     let mut out = Vec::new();
     for t in texts {
         let (score, spans) = model.score(&t.text, signal_spans(&t.text));
-        for (name, start, end) in spans {
-            let score = if name == linear::CLASSIFIER {
-                score
-            } else {
-                score.max(FLOOR)
-            };
-            out.push(Finding::quoting(
-                format!("harmful.{name}"),
-                score,
-                t,
-                start,
-                end,
-            ));
-        }
+        push(&mut out, t, floored(spans, score, score));
     }
     out
+}
+
+/// Each span with its score: a category's `category` but at least [`FLOOR`], the
+/// `classifier`'s (the words alone) `words`.
+fn floored(spans: Vec<Span>, category: f64, words: f64) -> Vec<(Span, f64)> {
+    spans
+        .into_iter()
+        .map(|s| {
+            let score = if s.0 == linear::CLASSIFIER {
+                words
+            } else {
+                category.max(FLOOR)
+            };
+            (s, score)
+        })
+        .collect()
+}
+
+/// The findings of `t`'s scored spans, named `harmful.<name>`.
+fn push(out: &mut Vec<Finding>, t: &Text, scored: Vec<(Span, f64)>) {
+    for ((name, start, end), score) in scored {
+        out.push(Finding::quoting(
+            format!("harmful.{name}"),
+            score,
+            t,
+            start,
+            end,
+        ));
+    }
 }
 
 #[cfg(test)]

@@ -339,12 +339,7 @@ static MODEL: Slot = RwLock::new(None);
 
 /// Sets the logistic model (replacing any earlier one).
 pub fn load_model(bias: f64, signals: HashMap<String, f64>, words: HashMap<Vec<u8>, f64>) {
-    let model = Model {
-        bias,
-        signals,
-        words,
-    };
-    linear::load(&MODEL, model);
+    linear::load(&MODEL, bias, signals, words);
 }
 
 /// The (character) spans of the signal families that matched, then a rulebook:

@@ -45,7 +45,12 @@ pub struct Model {
 pub type Slot = RwLock<Option<Model>>;
 
 /// Sets a detector's model (replacing any earlier one).
-pub fn load(slot: &Slot, model: Model) {
+pub fn load(slot: &Slot, bias: f64, signals: HashMap<String, f64>, words: HashMap<Vec<u8>, f64>) {
+    let model = Model {
+        bias,
+        signals,
+        words,
+    };
     *slot.write().unwrap_or_else(|e| e.into_inner()) = Some(model);
 }
 
