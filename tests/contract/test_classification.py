@@ -251,7 +251,10 @@ def set_back_to_0012(engine: sa.Engine) -> None:
         conn.execute(sa.text("DROP INDEX event_content_classified"))
         conn.execute(sa.text("ALTER TABLE event_content DROP COLUMN data_classification"))
         conn.execute(
-            sa.text("UPDATE alembic_version SET version_num = '0012' WHERE version_num = '0013'")
+            sa.text(
+                "UPDATE alembic_version SET version_num = '0012' "
+                "WHERE version_num IN ('0013', '0014')"
+            )
         )
 
 

@@ -123,7 +123,7 @@ def before_the_index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
         conn.execute(
             sa.text(
                 "UPDATE alembic_version SET version_num = '0011' "
-                "WHERE version_num IN ('0012', '0013')"
+                "WHERE version_num IN ('0012', '0013', '0014')"
             )
         )
 

@@ -622,6 +622,71 @@ def test_content_deleted_under_a_forged_erasure_record_is_tampering(
     assert erased.status == pb.VERIFY_STATUS_VERIFIED_ERASED, erased.problems
 
 
+def test_content_put_back_after_its_erasure_is_tampering(
+    suite: Running, tenant: str, admin_url: str
+) -> None:
+    """Content restored from a backup taken before its erasure was served again, and
+    VerifyEvent answered VERIFIED (it never looked for a later record naming an event
+    whose content is present; review, 2026-12-07). It now finds the record through
+    ``erasure_names`` and checks the record itself: a row forged there makes no
+    content put back, and a row deleted there is named by ``aiaudit verify``."""
+    receipts = append(suite, tenant, 2)
+    wait_until(lambda: checkpoint_covers(suite, tenant, 2))
+    first, second = (r.event_id for r in receipts)  # type: ignore[attr-defined]
+    admin = sa.create_engine(admin_url)
+    try:
+        with admin.connect() as conn:
+            backup = (
+                conn.execute(
+                    sa.text("SELECT * FROM event_content WHERE log_id = :t AND seq = 0"),
+                    {"t": tenant},
+                )
+                .one()
+                ._asdict()
+            )
+        owner = open_store(admin_url)
+        try:
+            record = erase(owner, tenant, "request", "dpo", event_ids=[first]).record_id
+        finally:
+            owner.close()
+        with admin.connect() as conn:
+            at = conn.execute(
+                sa.text("SELECT seq FROM log_entries WHERE log_id = :t AND event_id = :e"),
+                {"t": tenant, "e": record},
+            ).scalar_one()
+        wait_until(lambda: checkpoint_covers(suite, tenant, at + 1))
+        stub = integrity(suite)
+        request = pb.VerifyEventRequest(log_id=tenant, event_id=first)
+        assert stub.VerifyEvent(request).status == pb.VERIFY_STATUS_VERIFIED_ERASED
+        with admin.begin() as conn:  # the restore of that one row
+            columns = ", ".join(backup)
+            conn.execute(
+                sa.text(f"INSERT INTO event_content ({columns}) VALUES (:{', :'.join(backup)})"),
+                backup,
+            )
+        verdict = stub.VerifyEvent(request)
+        assert verdict.status == pb.VERIFY_STATUS_TAMPERED
+        assert list(verdict.problems) == [
+            f"content present although the erasure record at sequence {at} names the event "
+            "(put back?)"
+        ]
+        other = pb.VerifyEventRequest(log_id=tenant, event_id=second)
+        assert stub.VerifyEvent(other).status == pb.VERIFY_STATUS_VERIFIED
+        with admin.begin() as conn:  # rows pointing at no record naming it: no put-back
+            for seq in (at, 1, at + 1000):  # the record, an event, no entry
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO erasure_names (log_id, event_id, record_seq)"
+                        " VALUES (:t, :e, :s)"
+                    ),
+                    {"t": tenant, "e": second, "s": seq},
+                )
+        verdict = stub.VerifyEvent(other)
+        assert verdict.status == pb.VERIFY_STATUS_VERIFIED, verdict.problems
+    finally:
+        admin.dispose()
+
+
 @pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)  # bytea refuses text
 def test_an_erasure_record_stored_as_text_is_no_failure(
     suite: Running, tenant: str, admin_url: str

@@ -685,6 +685,40 @@ def test_content_put_back_after_its_erasure_is_named(full_log: Log, privacy_url:
     )
 
 
+def test_a_row_of_erasure_names_deleted_added_or_moved_is_named(
+    full_log: Log, privacy_url: str
+) -> None:
+    """``erasure_names`` is VerifyEvent's index to the records naming an event: a row deleted
+    there would hide content put back, one added would name content as put back. The records
+    are the truth: verify names each row missing, extra or pointing elsewhere."""
+    from aiaudit.common.erasure import erase
+
+    privacy = open_store(privacy_url)  # the privacy login writes the rows (PostgreSQL grants)
+    try:
+        erase(privacy, full_log.tenant, "data subject request", "dpo", [full_log.event(2)])
+    finally:
+        privacy.close()
+    t, erased, kept = full_log.tenant, full_log.event(2), full_log.event(3)
+    with full_log.admin.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT event_id, record_seq FROM erasure_names WHERE log_id = :t"), {"t": t}
+        ).all()
+    assert [tuple(r) for r in rows] == [(erased, 15)]
+    assert full_log.verify().ok
+    full_log.execute("DELETE FROM erasure_names WHERE log_id = :t")
+    insert = "INSERT INTO erasure_names (log_id, event_id, record_seq) VALUES (:t, '{}', {})"
+    full_log.execute(insert.format(kept, 15))  # the record does not name it
+    full_log.execute(insert.format(erased, 4))  # no record there
+    assert full_log.problems() == [
+        f"log {t} sequence 4: erasure_names has a row naming event {erased!r} for this "
+        "sequence, which holds no intact record naming it (inserted or changed?)",
+        f"log {t} sequence 15: erasure_names has a row naming event {kept!r} for this "
+        "sequence, which holds no intact record naming it (inserted or changed?)",
+        f"log {t} sequence 15: erasure_names lacks the row naming event {erased!r} for this "
+        "record (deleted?): VerifyEvent would not see that event's content put back",
+    ]
+
+
 def test_a_log_whose_logs_row_is_deleted_is_still_verified(log: Log) -> None:
     """Verify listed the logs from ``logs`` alone: deleting a log's row there hid it, and
     every change to it after (review, 2026-12-05)."""
@@ -956,12 +990,12 @@ def test_nodes_integrated_while_the_walk_ends_are_no_truncation(
     last_checks = verify._erasure_records
 
     def grow_then_check(
-        conn: sa.Connection, log_id: str
-    ) -> tuple[dict[str, int], list[tuple[int, str, str]]]:
+        conn: sa.Connection, log_id: str, upto: int
+    ) -> tuple[dict[str, int], list[tuple[int, str, str]], dict[str, set[int]], set[int]]:
         log.receipts += append(store, log.tenant, 6)
         with stepping(notaries.url, log.keys, tmp_path) as notary:
             notary.step()
-        return last_checks(conn, log_id)
+        return last_checks(conn, log_id, upto)
 
     monkeypatch.setattr(verify, "_erasure_records", grow_then_check)
     report = log.verify()

@@ -316,6 +316,18 @@ class Parts:
         )
 
 
+def put_back(record: int) -> str:
+    """Content present although the intact record at ``record``, after the event, names it.
+
+    A restore from a backup taken before the erasure brought it back, and every
+    reader serves it again; ``verify`` and ``VerifyEvent`` name it alike.
+    """
+    return (
+        f"content present although the erasure record at sequence {record} names the "
+        "event (put back?)"
+    )
+
+
 def erasure_problems(records: Iterable[tuple[int, bytes]], event_id: str) -> tuple[bool, list[str]]:
     """Whether an intact record names the event, and what its erasures lack (``VerifyEvent``).
 

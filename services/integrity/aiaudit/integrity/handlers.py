@@ -630,6 +630,8 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
                 problems += _erasure_problems(conn, log_id, event_id, stored.sequence)
             elif stored.salt is not None:
                 problems += self._classification_problems(conn, stored)
+                if stored.content:  # ``{}`` holds nothing to erase (verify skips it too)
+                    problems += _put_back_problems(conn, log_id, event_id, stored.sequence)
             cp = storage.latest_checkpoint(conn, log_id, as_text=True)
             head = _outside_log(conn, log_id, stored.sequence, cp)
             if head is not None:  # no proof to check: the entry is not in the log at all
@@ -746,6 +748,19 @@ def _erasure_problems(conn: sa.Connection, log_id: str, event_id: str, seq: int)
     if not named:
         return ["content deleted without a privacy-erasure record naming the event"]
     return missing
+
+
+def _put_back_problems(conn: sa.Connection, log_id: str, event_id: str, seq: int) -> list[str]:
+    """Content present although an intact record after the event names it: put back.
+
+    As ``verify`` names it (a restore from a backup taken before the erasure
+    brings the content back, and every reader serves it again). The record is
+    found through ``erasure_names`` and checked itself (:func:`storage.record_naming`).
+    """
+    record = storage.record_naming(conn, log_id, event_id, seq)
+    if record is None:
+        return []
+    return [checks.put_back(record)]
 
 
 def read_engine(store: SqlEventStore) -> sa.Engine:
