@@ -181,3 +181,30 @@ def test_verify_event_finds_the_records_naming_an_event_by_keys_not_by_reading_t
     for scan in plan:
         if scan.table in entries | events:  # by key, not a walk of the log
             assert ("seq=?" in scan.keys) if sqlite else ("seq = " in scan.keys), plan
+
+
+def test_each_record_s_entry_is_read_by_its_key_on_a_database_without_statistics(
+    new_store: sa.Engine, tenant: str
+) -> None:
+    """A review feared PostgreSQL would look up each record's entry through
+    ``log_entries_event_id_key`` on ``log_id`` alone (a walk of the log's entries per record)
+    where no statistics were gathered: a database of its own, never analysed, two logs of
+    30,000 events; both plans read the entries' primary key by log and sequence."""
+    engine = new_store
+    store = open_store(engine.url.render_as_string(hide_password=False))
+    try:
+        ids = load(store, tenant, 30_000)
+        load(store, f"{tenant}-other", 30_000)
+        erasure.erase(store, tenant, "dsr", "dpo", [ids[5]])
+        with Issued(engine, "events") as issued, engine.connect() as conn:
+            assert len(list(storage.erasure_records(conn, tenant, 5))) == 1
+    finally:
+        store.close()
+    (statement,) = issued.statements
+    entries = [s for s in scans(engine, *statement) if s.table in {"le", "log_entries"}]
+    assert entries, statement
+    for scan in entries:
+        if engine.dialect.name == "sqlite":
+            assert "seq=?" in scan.keys, entries
+        else:
+            assert scan.index == "log_entries_pkey" and "seq = " in scan.keys, entries
