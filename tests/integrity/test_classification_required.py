@@ -124,13 +124,6 @@ def _verify(log: Log, since: dt.datetime | None) -> Report:
     )
 
 
-def _cli(log: Log) -> list[str]:
-    key = log.keys.verifier_keys()[0].encode()
-    url = log.admin.url.render_as_string(hide_password=False)
-    argv = ["verify", "--database-url", url, "--log", log.tenant, "--verifier-key", key]
-    return [*argv, "--origin-prefix", ORIGIN_PREFIX, "--checkpoint-dir", str(log.checkpoint_dir)]
-
-
 def test_verify_names_null_after_the_boundary_and_warns_before_it(
     full_log: Log,  # noqa: F811 (the fixture)
     store: SqlEventStore,
@@ -167,19 +160,19 @@ def test_verify_names_null_after_the_boundary_and_warns_before_it(
     assert unset.ok and len(unset.warnings) == 3, unset.problems
 
     capsys.readouterr()
-    assert main(_cli(full_log)) == 0
+    assert main(full_log.argv()) == 0
     capsys.readouterr()
     flag = ["--classification-required-since", rfc3339(SINCE)]
-    assert main([*_cli(full_log), *flag]) == 1
+    assert main([*full_log.argv(), *flag]) == 1
     out, err = capsys.readouterr()
     assert out.splitlines() == [after, backdated, f"warning: {warning}"]
     assert "checked: 2 problem(s), 1 warning(s) (no damage)" in err
     monkeypatch.setenv("AIAUDIT_INTEGRITY_CLASSIFICATION_REQUIRED_SINCE", rfc3339(SINCE))
-    assert main(_cli(full_log)) == 1  # the setting, from the environment
-    assert main([*_cli(full_log), "--classification-required-since", ""]) == 0  # the flag wins
+    assert main(full_log.argv()) == 1  # the setting, from the environment
+    assert main([*full_log.argv(), "--classification-required-since", ""]) == 0  # the flag wins
     capsys.readouterr()
     monkeypatch.delenv("AIAUDIT_INTEGRITY_CLASSIFICATION_REQUIRED_SINCE")
-    assert main([*_cli(full_log), "--classification-required-since", "2026-12-07T10:00:00"]) == 2
+    assert main([*full_log.argv(), "--classification-required-since", "2026-12-07T10:00:00"]) == 2
     err = capsys.readouterr().err
     assert (
         "argument --classification-required-since: '2026-12-07T10:00:00' is not an RFC 3339 "

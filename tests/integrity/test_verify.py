@@ -92,6 +92,14 @@ class Log:
     def event(self, seq: int) -> str:
         return self.receipts[seq].event_id
 
+    def argv(self) -> list[str]:
+        """The ``aiaudit verify`` command line of this log, as an operator would give it."""
+        key = self.keys.verifier_keys()[0].encode()
+        url = self.admin.url.render_as_string(hide_password=False)
+        argv = ["verify", "--database-url", url, "--log", self.tenant, "--verifier-key", key]
+        argv += ["--origin-prefix", ORIGIN_PREFIX]
+        return [*argv, "--checkpoint-dir", str(self.checkpoint_dir)]
+
     def execute(self, statement: str, **params: object) -> None:
         with self.admin.begin() as conn:
             conn.execute(sa.text(statement), {"t": self.tenant, **params})

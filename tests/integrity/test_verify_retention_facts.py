@@ -24,7 +24,6 @@ from aiaudit.common.store.schema import events, log_entries
 from aiaudit.common.v1 import event_pb2 as ev
 from tests.conftest import Postgres
 from tests.helpers import interaction
-from tests.integrity.conftest import ORIGIN_PREFIX
 from tests.integrity.test_verify import Log, full_log  # noqa: F401 (the fixture)
 
 RESTRICTED, PUBLIC = ev.DATA_CLASSIFICATION_RESTRICTED, ev.DATA_CLASSIFICATION_PUBLIC
@@ -67,13 +66,6 @@ def _classified(store: SqlEventStore, log: Log) -> list[str]:
     return [r.event_id for r in receipts]
 
 
-def _cli(log: Log) -> list[str]:
-    key = log.keys.verifier_keys()[0].encode()
-    url = log.admin.url.render_as_string(hide_password=False)
-    argv = ["verify", "--database-url", url, "--log", log.tenant, "--verifier-key", key]
-    return [*argv, "--origin-prefix", ORIGIN_PREFIX, "--checkpoint-dir", str(log.checkpoint_dir)]
-
-
 def test_a_changed_classification_column_is_named(
     full_log: Log,  # noqa: F811 (the fixture)
     store: SqlEventStore,
@@ -106,7 +98,7 @@ def test_a_changed_classification_column_is_named(
         "DATA_CLASSIFICATION_RESTRICTED (4): content retention goes by the column (changed?)",
     ]
     capsys.readouterr()
-    assert main(_cli(full_log)) == 1
+    assert main(full_log.argv()) == 1
     assert "sequence 3" in capsys.readouterr().out
 
 
@@ -132,7 +124,7 @@ def test_a_classified_events_column_set_to_null_is_a_warning(
     )
     assert [str(w) for w in report.warnings] == [named]
     capsys.readouterr()
-    assert main(_cli(full_log)) == 0
+    assert main(full_log.argv()) == 0
     out, err = capsys.readouterr()
     assert out.splitlines() == [f"warning: {named}"]
     assert err.splitlines()[-1].endswith("checked: 0 problem(s), 1 warning(s) (no damage)"), err
