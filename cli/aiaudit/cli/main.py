@@ -215,6 +215,40 @@ def _partitions(args: argparse.Namespace) -> int:
     return 0
 
 
+_REINDEX_ROLE = (
+    "run it as the privacy login (a member of aiaudit_privacy, as `aiaudit erase`) or the "
+    "database's administrator: only they may add to erasure_names"
+)
+
+
+def _reindex_erasures(args: argparse.Namespace) -> int:
+    from aiaudit.common.store import open_store
+    from aiaudit.integrity.reindex import UnknownLogError, reindex_erasures
+
+    settings = _settings(args)
+    store = open_store(settings.store_url, keys=None)
+    shown = store.engine.url.render_as_string(hide_password=True)
+    try:
+        done = reindex_erasures(store.engine, args.log)
+    except UnknownLogError as exc:
+        for log_id in exc.args[0]:
+            print(f"aiaudit db reindex-erasures: --log {log_id!r}: no such log", file=sys.stderr)
+        print("aiaudit db reindex-erasures: nothing was written", file=sys.stderr)
+        return 2
+    except sa_exc.ProgrammingError as exc:
+        advice = _REINDEX_ROLE if _lacks_rights(exc) else "run `aiaudit db migrate` first"
+        print(f"aiaudit db reindex-erasures: {shown}: {exc.orig}; {advice}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    for log in done:
+        print(
+            f"log {log.log_id}: {log.written} row(s) of erasure_names written "
+            f"({log.records} intact record(s) read)"
+        )
+    return 0
+
+
 def _erase(args: argparse.Namespace) -> int:
     from aiaudit.common.access import AccessLog
     from aiaudit.common.auth import Caller
@@ -487,6 +521,20 @@ def build_parser() -> argparse.ArgumentParser:
     _common(partitions)
     partitions.add_argument("--database-url", help="admin URL (postgresql+psycopg://...)")
     partitions.set_defaults(func=_partitions)
+    reindex = db_sub.add_parser(
+        "reindex-erasures",
+        help="write the rows of erasure_names the intact erasure and retention records name "
+        "and it lacks (a replica older than 0014 wrote none); never deletes one",
+    )
+    _common(reindex)
+    reindex.add_argument(
+        "--database-url",
+        help="a login in role aiaudit_privacy, or the admin URL (postgresql+psycopg://...)",
+    )
+    reindex.add_argument(
+        "--log", action="append", default=[], help="a log (tenant) to reindex; default: every log"
+    )
+    reindex.set_defaults(func=_reindex_erasures)
     erase = sub.add_parser(
         "erase",
         help="erase events' content (a data subject's, or named ones); leaves and proofs stay "

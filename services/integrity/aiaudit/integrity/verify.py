@@ -73,7 +73,7 @@ from aiaudit.common import erasure, restore
 from aiaudit.common.keys import seal
 from aiaudit.common.keys.keyring import Keyring
 from aiaudit.common.keys.seal import DataKey
-from aiaudit.common.store import cursors, embedded_keys
+from aiaudit.common.store import cursors, embedded_keys, erasure_index
 from aiaudit.common.store.schema import (
     RECORDS_WHERE,
     consumer_cursors,
@@ -1527,6 +1527,8 @@ def _index_problems(
                 )
             )
     for event_id, seqs in pairs.items():
+        if not erasure_index.owed([event_id]):  # no event can have it: no row is owed
+            continue
         found += [
             (
                 seq,

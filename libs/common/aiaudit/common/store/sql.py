@@ -27,14 +27,13 @@ from aiaudit.common.keys import seal
 from aiaudit.common.keys.kek import KekError
 from aiaudit.common.keys.keyring import DamagedKeyError, Keyring, NewKey, StoredKey, SubjectKey
 from aiaudit.common.keys.seal import DataKey
-from aiaudit.common.store import pgarrays
+from aiaudit.common.store import erasure_index, pgarrays
 from aiaudit.common.store.direct import ConnectionLostError, DirectConnections
 from aiaudit.common.store.schema import (
     CLASSIFIED_WHERE,
     RECORDS_WHERE,
     TEXT_COLUMNS,
     content_keys,
-    erasure_names,
     event_content,
     events,
     log_entries,
@@ -726,13 +725,8 @@ class SqlEventStore:
         all. They are what the record itself names, so ``verify`` can check them.
         """
         seq = self.append_record(conn, record).sequence
-        named = list(dict.fromkeys(record.event.privacy_action.event_ids))
-        if not named:
-            return
-        if conn.dialect.name == "postgresql":  # one array, not a statement per 1,000 rows
-            conn.exec_driver_sql(_NAMES_PG, {"log_id": log_id, "ids": named, "seq": seq})
-        else:  # the driver's executemany: SQLAlchemy's cost ~0.2 s a 10,000-id record
-            conn.exec_driver_sql(_NAMES_SQLITE, [(log_id, e, seq) for e in named])
+        named = erasure_index.owed(record.event.privacy_action.event_ids)
+        erasure_index.write(conn, log_id, seq, named, missing=False)
 
     def _known_keys(
         self, batches: Sequence[Sequence[NewEvent]]
@@ -2195,14 +2189,6 @@ def _classification(e: NewEvent) -> int | None:
 def _milliseconds(seconds: float) -> int:
     """A timeout for PostgreSQL's settings: whole milliseconds, at least 1 (0 is no limit)."""
     return max(1, round(seconds * 1000))
-
-
-_NAMES_PG = (
-    f"INSERT INTO {erasure_names.name} (log_id, event_id, record_seq)"
-    " SELECT %(log_id)s, unnest(%(ids)s::text[]), %(seq)s"
-)
-_NAMES_SQLITE = f"INSERT INTO {erasure_names.name} (log_id, event_id, record_seq) VALUES (?, ?, ?)"
-"""The ``erasure_names`` rows of one record (:meth:`SqlEventStore._append_erasure_record`)."""
 
 
 def _chunks(items: Sequence[Any], size: int = 10_000) -> Iterator[list[Any]]:

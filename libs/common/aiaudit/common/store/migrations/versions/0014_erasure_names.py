@@ -118,4 +118,10 @@ def _named(stored: bytes, leaf: object) -> list[str]:
         return []
     action = node.get("privacyAction")
     named = action.get("eventIds") if isinstance(action, dict) else None
-    return list(dict.fromkeys(str(n) for n in named)) if isinstance(named, list) else []
+    if not isinstance(named, list):
+        return []
+    # Not an id no event can have (longer than the column, or U+0000: ``aiaudit erase`` took
+    # any before 2026-12-06): it names no content, and PostgreSQL refused the row, failing
+    # the whole upgrade (review, 2026-12-07). As ``erasure_index.owed``.
+    ids = dict.fromkeys(str(n) for n in named)
+    return [e for e in ids if len(e) <= 128 and "\x00" not in e]
