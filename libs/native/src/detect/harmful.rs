@@ -284,8 +284,9 @@ fn answered(model: &Model, answers: &Model, texts: &[Text]) -> Vec<Finding> {
         let categories = signal_spans(&t.text);
         let mut names: Vec<&str> = categories.iter().map(|s| s.0).collect();
         names.extend(answer_only_spans(&t.text).iter().map(|s| s.0));
-        let (p, best) = answers.evaluate(&words, &names);
-        let (score, spans) = model.score_words(&words, &t.text, categories);
+        let requested: Vec<&str> = categories.iter().map(|s| s.0).collect();
+        let (request, (p, best)) = model.evaluate_with(&requested, answers, &names, &words);
+        let (score, spans) = linear::decided(request, &t.text, categories);
         let answer = linear::round4(p);
         let evidence = match best {
             Some((w, (a, b))) if p >= linear::THRESHOLD && w > 0.0 => {

@@ -147,6 +147,31 @@ fn scale(count: usize) -> f64 {
     1.0 / (count.max(MIN_FEATURES) as f64).sqrt()
 }
 
+/// A model's running sum over a text's word features, in text order.
+#[derive(Default)]
+struct Sum {
+    count: usize,
+    total: f64,
+    best: Strongest,
+}
+
+impl Sum {
+    fn add(&mut self, w: f64, span: (usize, usize)) {
+        self.count += 1;
+        self.total += w;
+        if self.best.is_none_or(|(top, _)| w > top) {
+            self.best = Some((w, span));
+        }
+    }
+
+    fn probability(self, model: &Model, names: &[&str]) -> (f64, Strongest) {
+        (
+            logistic(model.logit(names, self.count, self.total)),
+            self.best,
+        )
+    }
+}
+
 /// The probability for log-odds `z`.
 fn logistic(z: f64) -> f64 {
     if z > -30.0 {
@@ -186,17 +211,33 @@ impl Model {
     /// starts): Python went by its set's hash order, which varies from run to
     /// run (sums in the last bits, ties in the evidence word).
     pub fn evaluate(&self, words: &Words, names: &[&str]) -> (f64, Strongest) {
-        let (mut count, mut sum) = (0, 0.0);
-        let mut best: Strongest = None;
+        let mut sum = Sum::default();
+        words.features(|f, span| sum.add(self.weight(f), span));
+        sum.probability(self, names)
+    }
+
+    /// [`Model::evaluate`] of this model and `other` (whose families `other_names`
+    /// matched) over the same words, which are split into features once.
+    pub fn evaluate_with(
+        &self,
+        names: &[&str],
+        other: &Model,
+        other_names: &[&str],
+        words: &Words,
+    ) -> ((f64, Strongest), (f64, Strongest)) {
+        let (mut mine, mut theirs) = (Sum::default(), Sum::default());
         words.features(|f, span| {
-            let w = self.words.get(f).copied().unwrap_or(0.0);
-            count += 1;
-            sum += w;
-            if best.is_none_or(|(top, _)| w > top) {
-                best = Some((w, span));
-            }
+            mine.add(self.weight(f), span);
+            theirs.add(other.weight(f), span);
         });
-        (logistic(self.logit(names, count, sum)), best)
+        (
+            mine.probability(self, names),
+            theirs.probability(other, other_names),
+        )
+    }
+
+    fn weight(&self, feature: &[u8]) -> f64 {
+        self.words.get(feature).copied().unwrap_or(0.0)
     }
 
     /// The probability of a text whose families matched at `spans` (rounded
@@ -212,17 +253,22 @@ impl Model {
     /// [`Model::score`] of a text whose words are given.
     pub fn score_words(&self, words: &Words, text: &str, spans: Vec<Span>) -> (f64, Vec<Span>) {
         let names: Vec<&str> = spans.iter().map(|s| s.0).collect();
-        let (p, best) = self.evaluate(words, &names);
-        if !spans.is_empty() {
-            return (round4(p), spans);
-        }
-        match best {
-            Some((w, (a, b))) if p >= THRESHOLD && w > 0.0 => (
-                round4(p),
-                vec![(CLASSIFIER, chars(text, a), chars(text, b))],
-            ),
-            _ => (0.0, spans),
-        }
+        decided(self.evaluate(words, &names), text, spans)
+    }
+}
+
+/// The score and evidence of a text whose families matched at `spans`, given
+/// its model's [`Model::evaluate`]: see [`Model::score`].
+pub fn decided((p, best): (f64, Strongest), text: &str, spans: Vec<Span>) -> (f64, Vec<Span>) {
+    if !spans.is_empty() {
+        return (round4(p), spans);
+    }
+    match best {
+        Some((w, (a, b))) if p >= THRESHOLD && w > 0.0 => (
+            round4(p),
+            vec![(CLASSIFIER, chars(text, a), chars(text, b))],
+        ),
+        _ => (0.0, spans),
     }
 }
 
