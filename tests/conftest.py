@@ -30,7 +30,7 @@ from aiaudit.common.auth import ROLE_PERMISSIONS
 from aiaudit.common.store import open_store
 from aiaudit.common.store.sql import SqlEventStore
 from tests import go_verifier as go
-from tests.helpers import wait_until
+from tests.helpers import store_as_left, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -220,6 +220,13 @@ def serve_suite(
     if not settings.embedded and not settings.content_keys:  # as before serve refused it unset
         settings = dataclasses.replace(settings, content_keys="none")
     return start(settings), keys
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
+    """A store of its own at head, for a test to set back a revision once it holds rows."""
+    with store_as_left(request, tmp_path, "heads", lambda _conn: None) as engine:
+        yield engine
 
 
 def swept_at_start(tmp_path: Path, ingest: dict[str, object]) -> None:

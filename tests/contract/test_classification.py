@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,7 @@ from aiaudit.ingest.v1 import ingest_service_pb2 as ipb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as ipb_grpc
 from aiaudit.integrity.verify import verify_store
 from tests.conftest import as_role, serve_suite, swept_at_start
-from tests.helpers import interaction, store_as_left, store_as_text, wait_until
+from tests.helpers import interaction, store_as_text, wait_until
 
 NOW = dt.datetime.now(dt.UTC)
 EMAIL = "jane.doe@example.com"
@@ -210,13 +209,6 @@ def test_a_sweep_of_one_classification_reads_its_index(store: SqlEventStore, ten
             assert "(log_id, data_classification, receive_time)" in definition, definition
             assert definition.endswith("WHERE (data_classification IS NOT NULL)"), definition
             assert "data_classification IS NOT NULL" in str(compiled), compiled
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
-    """A store of its own at head, for a test to set back once it holds events."""
-    with store_as_left(request, tmp_path, "heads", lambda _conn: None) as engine:
-        yield engine
 
 
 def test_events_stored_before_the_column_keep_their_classification(

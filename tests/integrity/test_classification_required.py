@@ -28,10 +28,9 @@ from aiaudit.common.store.prepare import prepare_batch
 from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.integrity import checks
 from aiaudit.integrity.v1 import integrity_service_pb2 as pb
-from aiaudit.integrity.verify import Report, verify_store
 from tests.conftest import Postgres, Running
 from tests.helpers import free_port, interaction, wait_until
-from tests.integrity.conftest import ORIGIN_PREFIX, start_suite
+from tests.integrity.conftest import start_suite
 from tests.integrity.test_service import append, checkpoint_covers, integrity
 from tests.integrity.test_verify import Log, full_log  # noqa: F401 (the fixture)
 
@@ -113,17 +112,6 @@ def _why(name: str, seq: int, after: int | None = None) -> str:
     return f"received {rfc3339(SINCE + dt.timedelta(seconds=1))}, at or after {SETTING} ({at})"
 
 
-def _verify(log: Log, since: dt.datetime | None) -> Report:
-    return verify_store(
-        log.admin,
-        log.keys.verifier_keys(),
-        ORIGIN_PREFIX,
-        log.checkpoint_dir,
-        [log.tenant],
-        classification_required_since=since,
-    )
-
-
 def test_verify_names_null_after_the_boundary_and_warns_before_it(
     full_log: Log,  # noqa: F811 (the fixture)
     store: SqlEventStore,
@@ -133,7 +121,7 @@ def test_verify_names_null_after_the_boundary_and_warns_before_it(
     t = full_log.tenant
     seqs = _received(store, t)
     assert seqs == {"before": 15, "after": 16, "changed": 17, "backdated": 18}
-    assert _verify(full_log, SINCE).ok  # every column as ingest wrote it
+    assert full_log.verify(SINCE).ok  # every column as ingest wrote it
     _null(full_log.admin, t, "before", "after", "backdated")
     warning = (
         f"log {t} sequence 15 event before: column event_content.data_classification is NULL "
@@ -141,7 +129,7 @@ def test_verify_names_null_after_the_boundary_and_warns_before_it(
         "it as INTERNAL (written by a replica older than revision 0013 during a rolling upgrade, "
         "or set to NULL?)"
     )
-    report = _verify(full_log, SINCE)
+    report = full_log.verify(SINCE)
     after = (
         f"log {t} sequence 16 event after: column event_content.data_classification is NULL but "
         "the committed event is DATA_CLASSIFICATION_RESTRICTED (4): content retention keeps it "
@@ -156,7 +144,7 @@ def test_verify_names_null_after_the_boundary_and_warns_before_it(
     )
     assert [str(p) for p in report.problems] == [after, backdated]
     assert [str(w) for w in report.warnings] == [warning]
-    unset = _verify(full_log, None)  # unset: as before, three warnings and no damage
+    unset = full_log.verify(None)  # unset: as before, three warnings and no damage
     assert unset.ok and len(unset.warnings) == 3, unset.problems
 
     capsys.readouterr()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -21,7 +20,7 @@ from aiaudit.common.store import SqlEventStore, open_store
 from aiaudit.common.store.migrate import migrate
 from aiaudit.common.store.prepare import prepare_batch
 from aiaudit.integrity import storage
-from tests.helpers import interaction, store_as_left
+from tests.helpers import interaction
 from tests.plans import Issued, index_names, partitions_of, scans
 
 
@@ -97,13 +96,6 @@ def test_no_role_may_change_or_delete_a_row(
     finally:
         privacy.close()
     assert rows(admin, tenant) == {(ids[0], 1)}
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
-    """A store of its own at head, for a test to set back once it holds records."""
-    with store_as_left(request, tmp_path, "heads", lambda _conn: None) as engine:
-        yield engine
 
 
 def test_the_revision_writes_the_rows_of_the_intact_records_already_stored(

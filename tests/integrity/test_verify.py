@@ -73,7 +73,7 @@ class Log:
     content_kek: Path | None = None
     """Sealed content's KEK: each verify opens it afresh, as `aiaudit verify` would."""
 
-    def verify(self) -> Report:
+    def verify(self, classification_required_since: dt.datetime | None = None) -> Report:
         return verify_store(
             self.admin,
             self.keys.verifier_keys(),
@@ -82,6 +82,7 @@ class Log:
             [self.tenant],
             mode=self.mode,
             content_keys=Keyring(FileKek(self.content_kek)) if self.content_kek else "embedded",
+            classification_required_since=classification_required_since,
         )
 
     def problems(self) -> list[str]:
