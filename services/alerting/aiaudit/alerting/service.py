@@ -13,6 +13,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import sqlalchemy as sa
 
@@ -37,7 +38,7 @@ from aiaudit.common import rfc3339, tenants
 from aiaudit.common.restore import DamagedStoredEventError
 from aiaudit.common.store.prepare import prepare
 from aiaudit.common.store.schema import events as events_t
-from aiaudit.common.store.sql import SqlEventStore, StoredEvent
+from aiaudit.common.store.sql import SqlEventStore, StoredEvent, with_fresh_keys
 from aiaudit.common.v1 import event_pb2
 
 
@@ -64,6 +65,9 @@ class DeniedError(PermissionError):
 Check = Callable[[Rule | None], None]
 """Raises DeniedError when the caller may not have this rule run (what it reads). ``None``:
 a stored rule whose source no longer compiles, so what it reads is not known."""
+
+
+_Changed = TypeVar("_Changed")
 
 
 def _anyone(_rule: Rule | None) -> None:
@@ -557,6 +561,20 @@ class AlertingService:
             return
         self.events.append_record(conn, prepare(e, dt.datetime.now(dt.UTC)))
 
+    def _changing_rules(self, change: Callable[[sa.Connection], _Changed]) -> _Changed:
+        """``change`` in a write transaction of its own, run again whole once if needed.
+
+        Needed when the record's new data key expired at its insert
+        (:func:`with_fresh_keys`: a Transit rotation and rewrap meanwhile), where
+        until 2026-12-07 the rule change failed.
+        """
+
+        def once() -> _Changed:
+            with self.store.write() as conn, conn.begin():
+                return change(conn)
+
+        return with_fresh_keys(once)
+
     # ---- rules ----
 
     def _find(self, conn: sa.Connection, tenant: str, rule_id: str) -> StoredRule | None:
@@ -617,14 +635,17 @@ class AlertingService:
         stored = StoredRule(
             tenant, compiled.id, source, enabled, compiled.severity, dt.datetime.now(dt.UTC)
         )
-        with self.store.write() as conn, conn.begin():
+
+        def create(conn: sa.Connection) -> StoredRule:
             self.store.lock_head(conn, tenant)  # as updates: neither writes over the other
             if self._find(conn, tenant, compiled.id) is not None:
                 raise ConflictError(f"rule {compiled.id!r} exists", "RULE_EXISTS")
             self._within_quota(conn, tenant, compiled, adding=True)
             self._audit_change(conn, principal, tenant, "create", compiled.id, source, enabled)
             self.store.put_rule(conn, stored)
-        return stored
+            return stored
+
+        return self._changing_rules(create)
 
     def get_rule(self, name: str) -> StoredRule:
         """One rule (built-in or the tenant's)."""
@@ -682,7 +703,8 @@ class AlertingService:
                 raise InvalidError([("rule.source", f"the source's id must stay {rule_id!r}")])
             check(compiled)
         opens(tenant)
-        with self.store.write() as conn, conn.begin():
+
+        def update(conn: sa.Connection) -> StoredRule:
             self.store.lock_head(conn, tenant)
             current = self._find(conn, tenant, rule_id)
             if current is None:
@@ -711,7 +733,9 @@ class AlertingService:
             self._audit_change(conn, principal, tenant, "update", rule_id, new_source, new_enabled)
             self.store.put_rule(conn, stored)
             self.store.reset_windows(conn, tenant, rule_id)
-        return stored
+            return stored
+
+        return self._changing_rules(update)
 
     def delete_rule(
         self, principal: str, name: str, check: Check = _anyone, opens: Opens = _any_log
@@ -725,7 +749,8 @@ class AlertingService:
         """
         tenant, rule_id = parse_name(name, "rules")
         opens(tenant)
-        with self.store.write() as conn, conn.begin():
+
+        def delete(conn: sa.Connection) -> None:
             self.store.lock_head(conn, tenant)  # as updates: neither writes over the other
             current = self._find(conn, tenant, rule_id)
             if current is None:
@@ -738,6 +763,8 @@ class AlertingService:
                 )
             self._audit_change(conn, principal, tenant, "delete", rule_id, current.source, False)
             self.store.delete_rule(conn, tenant, rule_id)
+
+        self._changing_rules(delete)
 
     def test_rule(
         self,

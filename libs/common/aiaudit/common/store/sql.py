@@ -249,8 +249,29 @@ class KeysExpiredError(Exception):
     for every transaction writing ``content_keys`` (``rewrap._await_writers``),
     so a key under an old version is either committed before that count, or
     inserted after it and past the bound here. The transaction rolls back;
-    :meth:`SqlEventStore.append_group` tries once more with new keys.
+    :meth:`SqlEventStore.append_group` tries once more with new keys, and the
+    callers of :meth:`SqlEventStore.append_record` with :func:`with_fresh_keys`.
     """
+
+
+_Done = TypeVar("_Done")
+
+
+def with_fresh_keys(transaction: Callable[[], _Done]) -> _Done:
+    """``transaction()``, run once more if it raised :class:`KeysExpiredError`.
+
+    For a transaction of the caller's that appends with
+    :meth:`SqlEventStore.append_record` (a rule change): it rolled back whole, so
+    it is run again whole (its reads and checks as well as its writes) rather
+    than the insert alone. The stale keys were taken and are gone; the next take
+    drops any other spare past the bound and wraps fresh ones, as the retry of
+    :meth:`SqlEventStore.append_group` does. Until 2026-12-07 the caller's
+    operation failed at a rotation.
+    """
+    try:
+        return transaction()
+    except KeysExpiredError:
+        return transaction()
 
 
 class SubjectKeysDamagedError(DamagedKeyError):
@@ -711,7 +732,10 @@ class SqlEventStore:
         """Appends a record the service writes (an erasure, a rule change) in ``conn``'s txn.
 
         It commits, or rolls back, with the change it records. Raises ValueError
-        if its event id is taken (a record id is never reused).
+        if its event id is taken (a record id is never reused), and
+        :class:`KeysExpiredError` when a data key it made (a sealed record of a
+        new subject) outlived its bound: run the caller's transaction again
+        (:func:`with_fresh_keys`).
         """
         (outcome,) = self._append_tx(conn, [[record]], check_existing=False)
         if isinstance(outcome, Conflict):
