@@ -580,8 +580,8 @@ def test_a_page_size_out_of_bounds_is_refused_naming_the_flag(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """A page is one Transit request: Vault refuses a JSON array of more than 10,000 items by
-    default (until 2026-12-07 any size was sent, and held in memory at once)."""
+    """A page is one transaction, held in memory: at most 10,000 keys (until 2026-12-07 any
+    size was sent, and held in memory at once)."""
     settings, _, _, admin_url, _, _ = rotated(openbao, sealed_store, ["alice"])
     before = stored_keys(admin_url)
     cli = (tmp_path, monkeypatch, capsys, admin_url, vault_settings(openbao, settings))

@@ -405,7 +405,7 @@ def _rewrap_content_keys(args: argparse.Namespace) -> int:
     if not 1 <= args.page_size <= rewrap.MAX_PAGE_SIZE:
         raise config.ConfigError(
             f"--page-size {args.page_size}: from 1 to {rewrap.MAX_PAGE_SIZE} (a page is one "
-            "Transit request; Vault refuses longer JSON arrays by default)"
+            "transaction, held in memory)"
         )
     client = hvac.Client(url=addr, token=token, timeout=settings.content_vault_timeout)
     kek = transit.TransitKek(client, mount, key)
@@ -583,7 +583,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--page-size",
         type=int,
         default=500,
-        help="keys per Transit request and transaction (1 to 10000)",
+        help="keys per transaction (1 to 10000; at most 249 a Transit request)",
     )
     rewrap.set_defaults(func=_rewrap_content_keys)
     integrity_cli.register(sub, _common)

@@ -5,8 +5,9 @@ still open. Retiring those versions (``min_decryption_version``, then trim) is
 what makes a backup taken before an erasure unreadable, and would destroy every
 live key still wrapped under them: this moves the live ones first.
 
-The rows are read a page at a time in key id order, each page rewrapped by one
-Transit request (outside any transaction) and written in one transaction of
+The rows are read a page at a time in key id order, each page rewrapped by
+Transit (outside any transaction; :data:`~.transit.BATCH_ITEMS` keys a request,
+the page failing whole if one request does) and written in one transaction of
 its own, each row compare-and-swap on the wrapped bytes it was read with: a key
 erased meanwhile (row deleted) stays deleted, and one rewritten meanwhile (by
 another run, after a later rotation) is not set back to what was read; one
@@ -63,9 +64,10 @@ class WritersBusyError(Exception):
 
 
 MAX_PAGE_SIZE = 10_000
-"""Keys per page at most: one Transit request carries a page, and Vault's listeners
-refuse a JSON array of more elements by default (``max_json_array_element_count``);
-a page's rows and answers (~200 bytes a key) stay a few MB."""
+"""Keys per page at most: a page is one transaction, and its rows and answers (~200
+bytes a key) stay a few MB. Transit gets a page in requests of at most
+:data:`~.transit.BATCH_ITEMS` keys (until 2026-12-07 a page was one request, which
+OpenBao refused from 250 keys: the default page of 500 failed)."""
 
 
 class Rewrapper(Protocol):
@@ -74,7 +76,7 @@ class Rewrapper(Protocol):
     name: str
 
     def rewrap(self, wrapped: Sequence[bytes]) -> list[bytes | None]:
-        """Each key rewrapped, in one request; None for one the KEK refuses (damaged)."""
+        """Each key rewrapped, in order; None for one the KEK refuses (damaged)."""
         ...
 
 

@@ -1,10 +1,11 @@
 """The production KEK: data keys wrapped by a Vault / OpenBao Transit key.
 
 The Transit key never leaves Vault (it is created non-exportable), so a copy of
-the database, or of the service's disk, opens no content. Wrapping and
-unwrapping a batch of data keys is one request each. :func:`bootstrap_content_key`
-is what an operator runs once, with an administrator's token, to make the mount,
-the key, the service's least-privilege policy and the operators' rewrap policy exist.
+the database, or of the service's disk, opens no content. Wrapping or
+unwrapping a batch of data keys takes one request per :data:`BATCH_ITEMS` keys.
+:func:`bootstrap_content_key` is what an operator runs once, with an
+administrator's token, to make the mount, the key, the service's least-privilege
+policy and the operators' rewrap policy exist.
 """
 
 from __future__ import annotations
@@ -23,6 +24,18 @@ _VAULT_ERRORS = (hvac.exceptions.VaultError, OSError)
 """What hvac raises when Vault refuses or cannot be reached (requests' errors are OSErrors)."""
 
 _KEY_TYPE = "aes256-gcm96"
+
+BATCH_ITEMS = 249
+"""Data keys per Transit request at most; a larger batch is sent as several, in order.
+
+An item is four JSON strings (``plaintext`` or ``ciphertext``, ``reference``, and
+their values), the body one more (``batch_input``): 249 items are 997 strings.
+OpenBao (since 2.4.1, CVE-2025-59043) refuses a body of more than 1,000 strings by
+default (listener ``max_request_json_strings``): 250 items or more were refused
+whole, ``refused JSON input due to high complexity: exceeded maximum number of
+strings`` (measured on OpenBao 2.7.2, encrypt, decrypt and rewrap alike). Vault's
+listeners refuse an array of more than 10,000 items (``max_json_array_element_count``).
+"""
 
 CONTENT_POLICY = """\
 # aiaudit content keys: wrap and unwrap data keys with one Transit key.
@@ -83,17 +96,13 @@ class TransitKek:
         self.name = f"vault:{mount}/{key}"
 
     def wrap(self, keys: Sequence[bytes]) -> list[bytes]:
-        """Each key encrypted by Transit (``vault:vN:...``, as ASCII), in one request."""
+        """Each key encrypted by Transit (``vault:vN:...``, as ASCII), in order."""
         if not keys:
             return []
-        batch = [
-            {"plaintext": base64.b64encode(k).decode("ascii"), "reference": str(i)}
-            for i, k in enumerate(keys)
-        ]
         results = self._batch(
             "encrypt",
-            len(keys),
-            lambda: self._client.secrets.transit.encrypt_data(
+            [{"plaintext": base64.b64encode(k).decode("ascii")} for k in keys],
+            lambda batch: self._client.secrets.transit.encrypt_data(
                 name=self._key, batch_input=batch, mount_point=self._mount
             ),
         )
@@ -103,10 +112,10 @@ class TransitKek:
             raise KekError(f"Transit key {self.name} encrypt: malformed answer") from None
 
     def unwrap(self, wrapped: Sequence[bytes]) -> list[bytes | None]:
-        """Each wrapped key decrypted by Transit, in one request.
+        """Each wrapped key decrypted by Transit, in order.
 
         None for a key Transit refuses on its own (altered, not Transit's, a
-        version since retired); :class:`KekError` when the request fails as a whole.
+        version since retired); :class:`KekError` when a request fails as a whole.
         """
         return self._each(
             "decrypt",
@@ -118,7 +127,7 @@ class TransitKek:
         )
 
     def rewrap(self, wrapped: Sequence[bytes]) -> list[bytes | None]:
-        """Each wrapped key rewrapped under the Transit key's latest version, in one request.
+        """Each wrapped key rewrapped under the Transit key's latest version, in order.
 
         The data keys never leave Vault (the token needs only :func:`rewrap_policy`).
         None for a key Transit refuses on its own, as :meth:`unwrap`.
@@ -144,8 +153,8 @@ class TransitKek:
         asked = [(i, w.decode("ascii")) for i, w in enumerate(wrapped) if w.isascii()]
         if not asked:
             return out
-        batch = [{"ciphertext": text, "reference": str(j)} for j, (_, text) in enumerate(asked)]
-        results = self._batch(op, len(asked), lambda: request(batch), items_may_fail=True)
+        items = [{"ciphertext": text} for _, text in asked]
+        results = self._batch(op, items, request, items_may_fail=True)
         try:
             for (i, _), r in zip(asked, results, strict=True):
                 if not r.get("error"):
@@ -157,49 +166,84 @@ class TransitKek:
     def _batch(
         self,
         op: str,
-        count: int,
-        request: Callable[[], dict[str, Any]],
+        items: Sequence[dict[str, str]],
+        request: Callable[[list[dict[str, str]]], dict[str, Any]],
         items_may_fail: bool = False,
     ) -> list[dict[str, Any]]:
-        """The answer's ``batch_results``, one per input, none failed; else :class:`KekError`.
+        """The ``batch_results`` of every answer, one per item in order, none failed.
+
+        Sent as requests of at most :data:`BATCH_ITEMS` items, one after the
+        other: a request that fails fails the call with :class:`KekError`, as one
+        request for all would (the answers already received go unused). Until 2026-12-07 a batch was
+        one request whatever its size, and OpenBao refused one of 250 keys or
+        more: a group of that many new subjects, or a read page of that many
+        subjects' keys, failed for good (``KEYS_UNAVAILABLE``, retried).
+        """
+        results: list[dict[str, Any]] = []
+        for start in range(0, len(items), BATCH_ITEMS):
+            part = items[start : start + BATCH_ITEMS]
+            results += self._request(op, len(items), start, part, request, items_may_fail)
+        return results
+
+    def _request(
+        self,
+        op: str,
+        count: int,
+        start: int,
+        part: Sequence[dict[str, str]],
+        request: Callable[[list[dict[str, str]]], dict[str, Any]],
+        items_may_fail: bool,
+    ) -> list[dict[str, Any]]:
+        """One request of :meth:`_batch`: items ``start`` onwards of the call's ``count``.
 
         With ``items_may_fail`` failed items come back too, carrying ``error``.
-        Each input carries its index as ``reference``, which Transit echoes: an
-        answer for another item (out of order) is refused, as taken in order it
-        would wrap a data key under another subject's row, or open one as
-        another's (a Vault that echoes none is taken in order).
+        Each item carries its index in the call as ``reference``, which Transit
+        echoes: an answer for another item (out of order) is refused, as taken in
+        order it would wrap a data key under another subject's row, or open one
+        as another's (a Vault that echoes none is taken in order).
 
         The error raised never carries hvac's exception, not even as its cause:
         when one item fails Transit answers 400 with the whole batch, and hvac
         puts that body, the other items' plaintext data keys included, in its
         message.
         """
+        batch = [{**item, "reference": str(start + j)} for j, item in enumerate(part)]
+        what = f"Transit key {self.name} {op} of {count} data key(s)"
+        if len(part) < count:
+            what += f", items {start}-{start + len(part) - 1}"
         try:
-            answer: Any = request()
+            answer: Any = request(batch)
             problem = ""
         except _VAULT_ERRORS as exc:
             answer = getattr(exc, "json", None)
             problem = _reason(exc)
         results = _batch_results(answer)
-        if results is not None and len(results) == count:
+        complete = results is not None and len(results) == len(part)
+        if results is not None and complete:
             misplaced = next(
-                (i for i, r in enumerate(results) if r.get("reference", str(i)) != str(i)), None
+                (
+                    start + i
+                    for i, r in enumerate(results)
+                    if r.get("reference", str(start + i)) != str(start + i)
+                ),
+                None,
             )
             if misplaced is not None:
                 raise KekError(
-                    f"Transit key {self.name} {op} of {count} data key(s): answers out of "
-                    f"order (answer {misplaced} is for item "
-                    f"{str(results[misplaced].get('reference'))[:20]!r}): none used"
+                    f"{what}: answers out of order (answer {misplaced} is for item "
+                    f"{str(results[misplaced - start].get('reference'))[:20]!r}): none used"
                 )
-        if items_may_fail and results is not None and len(results) == count:
-            return results  # Transit answers 400 when an item fails, with every item's result
-        failed = [f"item {i}: {r['error']}" for i, r in enumerate(results or []) if r.get("error")]
+            if items_may_fail:
+                return results  # Transit answers 400 when an item fails, with every item's result
+        failed = [
+            f"item {start + i}: {r['error']}" for i, r in enumerate(results or []) if r.get("error")
+        ]
         if failed:
             problem = "; ".join(failed)
-        elif not problem and (results is None or len(results) != count):
-            problem = f"expected {count} batch results, got {len(results or [])}"
+        elif not problem and not complete:
+            problem = f"expected {len(part)} batch results, got {len(results or [])}"
         if problem or results is None:
-            raise KekError(f"Transit key {self.name} {op} of {count} data key(s): {problem}")
+            raise KekError(f"{what}: {problem}")
         return results
 
 
