@@ -279,3 +279,19 @@ def test_notes_signed_in_one_batch_verify_and_a_refused_batch_is_an_outage(vault
     vault.client().auth.token.revoke(token)
     with pytest.raises(SignerUnavailableError, match="Vault transit sign"):
         note.sign_notes(texts, [signer])
+
+
+def test_a_round_of_a_thousand_logs_is_signed_in_requests_openbao_takes(vault: Vault) -> None:
+    """OpenBao refuses a request of more than 1,000 JSON strings: a round of 499 logs or more,
+    signed in one Transit request, was refused whole (every log unsigned, round after
+    round). 1,000 notes now go in requests of ``SIGN_BATCH``, each signature in its place."""
+    settings, token = bootstrapped(vault)
+    keys = _Counted(TransitKeys(vault.client(token), settings.mount, settings.key, NAME))
+    texts = [
+        note.format_checkpoint(note.Checkpoint(f"o/{i}", i + 1, i.to_bytes(32, "big")))
+        for i in range(1000)
+    ]
+    signed = note.sign_notes(texts, [keys.active().signer])
+    assert keys.batches == [1000]  # one call from the notary; the signer splits it
+    opened = [note.open_checkpoint(s, keys.verifier_keys()) for s in signed]
+    assert [(c.origin, c.size) for c in opened] == [(f"o/{i}", i + 1) for i in range(1000)]

@@ -90,6 +90,14 @@ VAULT_ERRORS = (hvac.exceptions.VaultError, OSError)
 """What hvac raises when Vault refuses or cannot be reached (requests' errors are OSErrors)."""
 
 
+SIGN_BATCH = 400
+"""Notes signed in one Transit request. OpenBao (since 2.4.1) refuses a request body of
+more than 1,000 JSON strings by default (listener ``max_request_json_strings``), and a
+sign item is two (``input`` and its value): 2.7.2 signs 498 in one request and refuses
+499. Until 2026-12-07 a round signed all its logs in one request, and a notary with 499
+logs due in a round signed none of them, round after round."""
+
+
 def _signature(answer: str, version: int) -> bytes:
     """The Ed25519 signature in Transit's ``vault:vN:<base64>``, which must be of ``version``."""
     prefix, _, encoded = answer.rpartition(":")
@@ -151,14 +159,27 @@ class TransitKeys:
             return _signature(str(out["data"]["signature"]), version)
 
         def sign_many(messages: Sequence[bytes]) -> list[bytes]:
+            signatures: list[bytes] = []
+            for at in range(0, len(messages), SIGN_BATCH):
+                signatures += sign_batch(messages[at : at + SIGN_BATCH], at, len(messages))
+            return signatures
+
+        def sign_batch(messages: Sequence[bytes], at: int, total: int) -> list[bytes]:
             batch = [{"input": base64.b64encode(m).decode("ascii")} for m in messages]
             try:
                 out = self._client.secrets.transit.sign_data(
                     name=self._key, batch_input=batch, key_version=version, mount_point=self._mount
                 )
             except VAULT_ERRORS as exc:
-                raise SignerUnavailableError(f"Vault transit sign: {exc}") from exc
+                raise SignerUnavailableError(
+                    f"Vault transit sign of {total} notes, items {at}-{at + len(messages) - 1}: "
+                    f"{exc}"
+                ) from exc
             results = out["data"]["batch_results"]
+            if len(results) != len(messages):
+                raise SignerUnavailableError(
+                    f"Vault transit sign answered {len(results)} results for {len(messages)} notes"
+                )
             failed = [r["error"] for r in results if r.get("error")]
             if failed:
                 raise SignerUnavailableError(f"Vault transit sign: {failed[0]}")
