@@ -181,7 +181,7 @@ type opened map[string]*tlog.Checkpoint
 // open verifies a bundle line's checkpoint (or finds it verified by an earlier line) and
 // requires its origin. It opens the checkpoint with the origin the note names, so that a
 // checkpoint of another log still counts for the fork check, then compares the origin.
-func (o opened) open(text, origin string, keys []note.Verifier) (*tlog.Checkpoint, error) {
+func (o opened) open(text, prefix, logID string, keys []note.Verifier) (*tlog.Checkpoint, error) {
 	cp, ok := o[text]
 	if !ok {
 		named, _, _ := strings.Cut(text, "\n")
@@ -191,10 +191,30 @@ func (o opened) open(text, origin string, keys []note.Verifier) (*tlog.Checkpoin
 		}
 		o[text] = cp
 	}
-	if cp.Origin != origin {
-		return nil, originError{cp.Origin, origin}
+	if !logOrigin(cp.Origin, prefix, logID) {
+		return nil, originError{cp.Origin, prefix + "/" + logID}
 	}
 	return cp, nil
+}
+
+// logOrigin reports whether origin is one of the log's: PREFIX/LOG_ID (epoch 0), or
+// PREFIX/LOG_ID/epoch-N (N >= 1, decimal without leading zeros), the origin the log
+// signs under after an accepted loss, as aiaudit's origins module reads it.
+func logOrigin(origin, prefix, logID string) bool {
+	base := prefix + "/" + logID
+	if origin == base {
+		return true
+	}
+	n, ok := strings.CutPrefix(origin, base+"/epoch-")
+	if !ok || n == "" || n[0] == '0' {
+		return false
+	}
+	for _, c := range n {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // originError is a checkpoint that verified but is another log's.
@@ -705,7 +725,7 @@ func checkLine(line bundleLine, d decoded, prefix string, keys []note.Verifier, 
 		// not the checkpoint the library read: no fork or second checkpoint of the log
 		return []string{fmt.Sprintf("tlog-proof: %v", d.respelt)}, nil
 	}
-	cp, err := o.open(string(p.Checkpoint), prefix+"/"+line.LogID, keys)
+	cp, err := o.open(string(p.Checkpoint), prefix, line.LogID, keys)
 	var wrong originError
 	if errors.As(err, &wrong) {
 		return []string{err.Error()}, &p // aiaudit's wording
@@ -1012,7 +1032,7 @@ type contentless struct {
 // their log, and records the log's first checkpoint.
 func secondCheckpoint(line bundleLine, text string, number int, prefix string, o opened, logs map[string]*logSummary, sc *scope) []string {
 	cp, ok := o[text]
-	if !ok || cp.Origin != prefix+"/"+line.LogID {
+	if !ok || !logOrigin(cp.Origin, prefix, line.LogID) {
 		return nil
 	}
 	first, ok := logs[line.LogID]
@@ -1025,7 +1045,7 @@ func secondCheckpoint(line bundleLine, text string, number int, prefix string, o
 		}
 		return nil
 	}
-	if cp.Size == first.cp.Size {
+	if cp.Size == first.cp.Size && cp.Origin == first.cp.Origin {
 		return nil // the same checkpoint, or a fork
 	}
 	key := fmt.Sprintf("%d %x", cp.Size, cp.Hash)

@@ -331,7 +331,7 @@ func (s *seals) check(sc *scope, scopeText []byte, summaries map[string]*logSumm
 	if p.Index != line.sequence {
 		return append(whats, fmt.Sprintf("proof index %d is not the record's sequence %d", p.Index, line.sequence))
 	}
-	cp, err := opened{}.open(string(p.Checkpoint), prefix+"/"+line.logID, keys)
+	cp, err := opened{}.open(string(p.Checkpoint), prefix, line.logID, keys)
 	var wrong originError
 	if errors.As(err, &wrong) {
 		return append(whats, err.Error())

@@ -234,7 +234,8 @@ def test_a_restored_backup_verifies_clean_if_latest_and_names_the_rollback_if_ol
         f"log {tenant} not integrated nor signed: its 10 integrated leaves are behind its "
         f"checkpoint of size 26, signed and exported to {tmp_path / 'checkpoints'} (the store "
         "restored from an older backup? sequences 10..25 are missing, and signing new events "
-        "at them would fork the exported history); run aiaudit verify"
+        "at them would fork the exported history); run aiaudit verify, and once no later "
+        f"backup holds them, aiaudit integrity accept-loss --log {tenant}"
     ]
     assert [s for s, _ in worm.read_all(tmp_path / "checkpoints", tenant)] == [10, 25, 26]
     engine = sa.create_engine(older.admin_url)
@@ -243,3 +244,28 @@ def test_a_restored_backup_verifies_clean_if_latest_and_names_the_rollback_if_ol
             assert [c.tree_size for c in storage.all_checkpoints(conn, tenant)] == [10]
     finally:
         engine.dispose()
+
+    # No later backup holds sequences 10..25: the loss is accepted, and the log signs on
+    # under its epoch-1 origin (tests/integrity/test_loss_acceptance.py for the rest).
+    accept = ["integrity", "accept-loss", "--data-dir", str(tmp_path), "--log", tenant]
+    accept += ["--config", str(tmp_path / "verify.yaml"), "--database-url", older.notary_url]
+    (tmp_path / "verify.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "integrity": {
+                    "origin_prefix": ORIGIN_PREFIX,
+                    "key_file": str(kek.parent / "notary.pem"),
+                },
+                "content_keys": "file",
+                "content_key_file": str(kek),
+            }
+        )
+    )
+    assert main([*accept, "--reason", "no later backup holds the events"]) == 0
+    assert sign(older.notary_url, keys, tmp_path)[-1] is True
+    assert [s for s, _ in worm.read_all(tmp_path / "checkpoints", tenant, 1)] == [14]
+    capsys.readouterr()
+    assert verify_cli(older.admin_url, keys, tmp_path, tenant) == 0
+    assert "sequences 10..25 of epoch 0 (its checkpoint of size 26) are lost" in (
+        capsys.readouterr().out
+    )

@@ -15,8 +15,10 @@ which only the salt can show. Each event appears once.
 
 To verify an event: leaf = SHA-256(0x00 || canonical); the checkpoint's
 signature must verify with the published verifier key and its origin must be
-``<origin_prefix>/<log_id>``; the proof must lead from the leaf at ``index``
-to the checkpoint's root. Any RFC 6962 / C2SP implementation can do this.
+``<origin_prefix>/<log_id>``, or ``<origin_prefix>/<log_id>/epoch-<n>`` after an
+accepted loss (:mod:`origins`, :mod:`loss`; the summary names it); the proof
+must lead from the leaf at ``index`` to the checkpoint's root. Any RFC 6962 /
+C2SP implementation can do this.
 A line holds exactly these keys, each once; base64 values are canonical
 (standard alphabet, padded, nothing after the padding), the proof's hashes
 and extra data too; numbers (``sequence``, the proof's ``index``) are ASCII
@@ -85,7 +87,7 @@ from aiaudit.common import canonical, erasure
 from aiaudit.common.store import SqlEventStore
 from aiaudit.common.store.schema import logs
 from aiaudit.common.store.sql import READ_BYTES
-from aiaudit.integrity import merkle, storage
+from aiaudit.integrity import merkle, origins, storage
 from aiaudit.integrity.note import (
     Checkpoint,
     NoteError,
@@ -1225,7 +1227,7 @@ class _Seals:
                 *whats,
                 "checkpoint: the seal's checkpoint does not verify with the trusted keys",
             ]
-        if cp.origin != f"{origin_prefix}/{seal.log_id}":
+        if origins.epoch_of(cp.origin, origin_prefix, seal.log_id) is None:
             return [*whats, f"checkpoint origin {cp.origin!r} is not {origin_prefix}/{seal.log_id}"]
         try:
             merkle.verify_inclusion(
@@ -1485,7 +1487,7 @@ def _tally(
             digest = _digest(line.log_id, e)
             log.named[digest] = max(log.named.get(digest, -1), line.sequence)
     cp = opened.get(line.proof.signed_checkpoint)
-    if cp is None or cp[0] != f"{origin_prefix}/{line.log_id}":
+    if cp is None or origins.epoch_of(cp[0], origin_prefix, line.log_id) is None:
         return []  # named already: no checkpoint of this log
     if log.checkpoint is None:
         log.checkpoint, log.checkpoint_line = cp, number
@@ -1506,11 +1508,12 @@ def _second_checkpoint(log: LogSummary, cp: _Opened) -> list[str]:
     log, so a second one means lines of two exports were joined, and nothing
     in the bundle shows that the two checkpoints are of one history (a bundle
     of an old export's lines and a new one's passed). The same size with
-    another root is a forked log, named by :func:`_forked` instead.
+    another root is a forked log, named by :func:`_forked` instead; the same
+    size of another epoch's origin (:mod:`origins`) is a second checkpoint.
     """
     first = log.checkpoint
     assert first is not None
-    if cp == first or cp[1] == first[1] or cp in log.others:
+    if cp == first or cp[:2] == first[:2] or cp in log.others:
         return []
     log.others.add(cp)
     return [
@@ -1573,7 +1576,7 @@ def _check_line(
             f"{k.name}+{k.key_id.hex()}" for k in keys if k in verified.verified_by
         )
     origin, size, root = opened[proof.signed_checkpoint]
-    if origin != f"{origin_prefix}/{log_id}":
+    if origins.epoch_of(origin, origin_prefix, log_id) is None:
         return [f"checkpoint origin {origin!r} is not {origin_prefix}/{log_id}"]
     problems = []
     try:

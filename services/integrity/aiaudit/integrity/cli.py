@@ -31,7 +31,7 @@ from aiaudit.common.auth import Caller
 from aiaudit.common.config import ConfigError, Settings
 from aiaudit.common.keys import configured
 from aiaudit.common.store import SqlEventStore, open_store
-from aiaudit.integrity import bundle, receipts, storage, vault
+from aiaudit.integrity import accept_loss, bundle, receipts, storage, vault
 from aiaudit.integrity import settings as integrity_settings
 from aiaudit.integrity.component import key_source
 from aiaudit.integrity.note import NoteError, VerifierKey, parse_verifier_key
@@ -384,6 +384,36 @@ def run_bootstrap_vault(args: argparse.Namespace, settings: Settings) -> int:
 
 EXPORT_ACTION = "integrity.export_bundle"
 """``access.action`` of the record an ``export-bundle`` leaves in the exported log."""
+
+
+def run_accept_loss(args: argparse.Namespace, settings: Settings) -> int:
+    """Signs a log's loss statement (:mod:`accept_loss`); exit 2 when there is nothing to accept.
+
+    The statement is signed by the notary's key (Vault Transit in production),
+    never a key made up here: a missing key file is a configuration error.
+    """
+    s = integrity_settings.load(settings)
+    if s.signer == "file" and not integrity_settings.key_file(settings, s).is_file():
+        raise ConfigError(f"no notary key at {integrity_settings.key_file(settings, s)}")
+    keys = key_source(settings, s)
+    directory = args.checkpoint_dir or Path(integrity_settings.checkpoint_dir(settings, s))
+    if not directory.is_dir():
+        raise ConfigError(
+            f"checkpoint directory {directory} is not a directory; pass the "
+            "notary's with --checkpoint-dir (or integrity.checkpoint_dir)"
+        )
+    with _existing_store(_store_url(args, settings, s), settings, content=False) as store:
+        try:
+            accepted = accept_loss.accept_loss(
+                store.engine, keys, s.origin_prefix, directory, args.log, args.reason
+            )
+        except accept_loss.RefusedError as exc:
+            print(f"aiaudit integrity accept-loss: {exc}", file=sys.stderr)
+            return 2
+        except SignerUnavailableError as exc:
+            raise CommandFailedError(f"cannot sign the loss statement: {exc}") from None
+    print(accept_loss.describe(accepted, args.log))
+    return 0
 
 
 def _requester(requested_by: str) -> str:
@@ -789,3 +819,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: C
     export.add_argument("--no-content", action="store_true", help="leave content and salt out")
     export.add_argument("out", type=Path, help="bundle file to write (.jsonl)")
     bind(export, run_export_bundle)
+
+    accept = isub.add_parser(
+        "accept-loss",
+        help="after a restore older than an exported checkpoint (and no later backup holding "
+        "the events): sign the log's loss statement so that it signs on in a new epoch",
+    )
+    common(accept)
+    accept.add_argument(
+        "--database-url",
+        help="the store (default: integrity.database_url, else the suite's database)",
+    )
+    accept.add_argument("--log", required=True, help="the log (tenant id)")
+    accept.add_argument(
+        "--reason", required=True, help="why the loss is accepted (one line, 1-500 characters)"
+    )
+    accept.add_argument(
+        "--checkpoint-dir", type=Path, help="the notary's checkpoint directory (default: config)"
+    )
+    bind(accept, run_accept_loss)

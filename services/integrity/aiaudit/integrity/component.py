@@ -112,6 +112,7 @@ def start(ctx: Context) -> Integrity:
             ctx.access,
             s.origin_prefix,
             s.classification_required_time,
+            Path(integrity_settings.checkpoint_dir(ctx.settings, s)),
         ),
     )
     with store.engine.connect() as conn:

@@ -28,6 +28,7 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
+from pathlib import Path
 from typing import NoReturn, TypeVar
 
 import grpc
@@ -44,8 +45,8 @@ from aiaudit.common.store.prepare import set_timestamp
 from aiaudit.common.store.schema import log_entries, logs
 from aiaudit.common.store.sql import StoredEvent
 from aiaudit.common.v1 import proof_pb2
-from aiaudit.integrity import checks, merkle, storage
-from aiaudit.integrity.note import NoteError
+from aiaudit.integrity import checks, loss, merkle, origins, storage
+from aiaudit.integrity.note import NoteError, parse_checkpoint, parse_note
 from aiaudit.integrity.signers import KeySource, SignerUnavailableError, open_signed
 from aiaudit.integrity.v1 import integrity_service_pb2 as pb
 from aiaudit.integrity.v1 import integrity_service_pb2_grpc as pb_grpc
@@ -173,11 +174,14 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
         access_log: AccessLog,
         origin_prefix: str,
         classification_required_since: dt.datetime | None = None,
+        checkpoint_dir: Path | None = None,
     ) -> None:
         """Handlers over the integrity tables in ``store``, read through ``reads``.
 
         ``reads`` is an autocommit engine on the same database (see ``read_engine``).
         ``classification_required_since``: the setting of that name (``VerifyEvent``).
+        ``checkpoint_dir``: the notary's, whose loss statements say which sizes a
+        consistency proof across epochs can serve (``GetConsistencyProof``).
         """
         self._store = store
         self._reads = reads
@@ -186,6 +190,7 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
         self._access = access_log
         self._origin_prefix = origin_prefix
         self._since = classification_required_since
+        self._checkpoint_dir = checkpoint_dir
         self._nodes = storage.NodeCache()
 
     def _enter(
@@ -527,6 +532,7 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
                         "from_size",
                         f"{request.from_size} is larger than the checkpoint size {cp.tree_size}",
                     )
+                self._across_a_loss(conn, request.log_id, request.from_size, cp)
                 hashes = self._checked_consistency(conn, request.log_id, request.from_size, cp)
             return pb.GetConsistencyProofResponse(
                 proof=proof_pb2.ConsistencyProof(
@@ -538,6 +544,44 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
             )
 
         return self._run(context, body)
+
+    def _across_a_loss(
+        self, conn: sa.Connection, log_id: str, from_size: int, cp: storage.StoredCheckpoint
+    ) -> None:
+        """Refuses a proof from a size that an accepted loss left to two histories.
+
+        The tree of epoch n (:mod:`loss`) shares only leaves ``0..M-1`` with the
+        epoch it continues: at a size in ``M+1..N`` the earlier epoch's signed
+        checkpoint (lost) and the store's tree differ, and a proof from the
+        store's could not verify against it. Unless the checkpoint at
+        ``from_size`` is of ``cp``'s own epoch, the answer says so instead.
+        """
+        to_origin = _origin(cp)
+        epoch = origins.epoch_of(to_origin, self._origin_prefix, log_id)
+        if not epoch or self._checkpoint_dir is None:
+            return
+        at = storage.checkpoint_at(conn, log_id, from_size)
+        if at is not None and _origin(at) == to_origin:
+            return
+        try:
+            trusted = self._keys.verifier_keys()
+        except SignerUnavailableError:
+            _fail(code_pb2.UNAVAILABLE, "verifier keys are unavailable; retry", "KEYS_UNAVAILABLE")
+        found = loss.found(self._checkpoint_dir, self._origin_prefix, log_id, trusted)
+        chain, _, _ = loss.chain(found, None)
+        for statement in chain.losses[:epoch]:
+            if statement.size < from_size <= statement.lost_size:
+                _fail(
+                    code_pb2.FAILED_PRECONDITION,
+                    f"log {log_id!r}: {to_origin} continues {statement.previous} at size "
+                    f"{statement.size}, and sizes {statement.size + 1}..{statement.lost_size} of "
+                    f"{statement.previous} were lost: a checkpoint of {statement.previous} at size "
+                    f"{from_size} is no prefix of {to_origin}'s tree (ask from a size of "
+                    f"{to_origin}'s own checkpoints, or of at most {statement.size})",
+                    "ACROSS_A_LOSS",
+                    from_origin=statement.previous,
+                    to_origin=to_origin,
+                )
 
     @staticmethod
     def _checked_consistency(
@@ -649,7 +693,12 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
             column = storage.text_column("integrity_checkpoints.root_hash")
             problems.append(f"stored checkpoint at size {cp.tree_size}: {column}")
         try:
-            opened = open_signed(self._keys, cp.signed_note, f"{self._origin_prefix}/{log_id}")
+            opened = open_signed(self._keys, cp.signed_note)
+            if origins.epoch_of(opened.origin, self._origin_prefix, log_id) is None:
+                raise NoteError(
+                    f"checkpoint origin {opened.origin!r} is not "
+                    f"{origins.origin(self._origin_prefix, log_id)!r}"
+                )
             if (opened.size, opened.root_hash) != (cp.tree_size, cp.root_hash):
                 problems.append("stored checkpoint columns disagree with its signed note")
             leaf = canonical.leaf_hash(stored.canonical)
@@ -734,6 +783,14 @@ PRECEDING = 4096
 column that the event's own receive time leaves a warning). Whoever appends an event
 chooses its receive time: one backdated before the boundary but appended after an entry
 received past it is named when that entry is among these; ``verify`` reads the whole log."""
+
+
+def _origin(cp: storage.StoredCheckpoint) -> str:
+    """The origin a stored checkpoint's note names (its signature is checked where it is read)."""
+    try:
+        return parse_checkpoint(parse_note(cp.signed_note).text).origin
+    except NoteError:
+        return ""
 
 
 def _erasure_problems(conn: sa.Connection, log_id: str, event_id: str, seq: int) -> list[str]:

@@ -28,7 +28,7 @@ import sqlalchemy as sa
 
 from aiaudit.common.leader import Leadership
 from aiaudit.common.store import cursors
-from aiaudit.integrity import merkle, storage, worm
+from aiaudit.integrity import loss, merkle, origins, storage, worm
 from aiaudit.integrity.merkle import CompactRange
 from aiaudit.integrity.note import (
     Checkpoint,
@@ -57,9 +57,9 @@ class NotaryConfig:
     poll_interval: float = 1.0
     batch_size: int = 5000
 
-    def origin(self, log_id: str) -> str:
-        """Checkpoint origin line of a log."""
-        return f"{self.origin_prefix}/{log_id}"
+    def origin(self, log_id: str, epoch: int = 0) -> str:
+        """Checkpoint origin line of a log in ``epoch`` (:mod:`origins`)."""
+        return origins.origin(self.origin_prefix, log_id, epoch)
 
 
 class Notary:
@@ -87,6 +87,10 @@ class Notary:
         (past that leaf)."""
         self._unlisted: set[str] = set()
         """Logs whose exported checkpoints could not be listed (warned once)."""
+        self._chains: dict[str, loss.Chain] = {}
+        """Each loaded log's accepted losses: its current epoch signs under its own origin."""
+        self._ignored: set[str] = set()
+        """Loss statements named as not counting (each said once)."""
         self._last_sign = float("-inf")  # the first checkpoint is due at once
         self._last_integrate = float("-inf")
         self._leading = False
@@ -307,7 +311,9 @@ class Notary:
                     if edge is None:
                         continue
                     self._ranges[log_id] = edge
-                due[log_id] = Checkpoint(self._config.origin(log_id), position, edge.root())
+                due[log_id] = Checkpoint(
+                    self._config.origin(log_id, self._epoch(log_id)), position, edge.root()
+                )
         return due
 
     def _load(self, conn: sa.Connection, log_id: str, position: int) -> CompactRange | None:
@@ -349,12 +355,42 @@ class Notary:
             )
             self._forked.add(log_id)
             return None
-        if self._behind_exports(log_id, position):
+        if self._behind_exports(conn, log_id, position):
             return None
         self._forked.discard(log_id)
         return edge
 
-    def _behind_exports(self, log_id: str, position: int) -> bool:
+    def _epoch(self, log_id: str) -> int:
+        """The log's current epoch, as found when its edge was last loaded."""
+        chain = self._chains.get(log_id)
+        return 0 if chain is None else chain.epoch
+
+    def _chain(self, conn: sa.Connection, log_id: str, position: int) -> loss.Chain:
+        """The log's accepted losses, read from the append-only directory.
+
+        A statement that does not open with this notary's keys, or whose
+        ``continues`` root is not this store's, does not count (one error
+        names it): the log then stays in the epoch before it.
+        """
+        nodes = storage.NodeTable(conn, log_id)
+
+        def root_at(size: int) -> bytes | None:
+            try:
+                return merkle.root_at(size, nodes) if size <= position else None
+            except merkle.MissingNodeError:
+                return None
+
+        keys = self._keys.verifier_keys()
+        found = loss.found(self._config.checkpoint_dir, self._config.origin_prefix, log_id, keys)
+        chain, errors, _ = loss.chain(found, root_at)
+        for error in errors:
+            if error not in self._ignored:
+                log.error("log %s: %s; the statement is ignored", log_id, error)
+                self._ignored.add(error)
+        self._chains[log_id] = chain
+        return chain
+
+    def _behind_exports(self, conn: sa.Connection, log_id: str, position: int) -> bool:
         """Whether the log is behind a checkpoint of its own exported to the append-only directory.
 
         The notary signs only sizes it has integrated, so an exported copy past
@@ -372,25 +408,34 @@ class Notary:
         of one of its own earlier checkpoints under a larger name (anyone who
         may add files to the directory can make one) held the log for good
         (review, 2026-12-06); ``verify`` names such a copy.
+        Every epoch's checkpoints are looked at (:mod:`loss`): an earlier
+        epoch's past the position are no hold when a later loss statement
+        covers them (they are the accepted loss), and hold the log when none does.
         """
         try:
-            exported = list(worm.beyond(self._config.checkpoint_dir, log_id, position))
-        except OSError as exc:  # a write-only drop box, a mount's I/O error: this log only
-            if log_id not in self._unlisted:  # said once, not every round
-                log.warning(
-                    "log %s: its exported checkpoints cannot be listed (%s), so a store "
-                    "restored from an older backup would not be noticed; give the notary "
-                    "read access to %s",
-                    log_id,
-                    exc,
-                    self._config.checkpoint_dir,
+            chain = self._chain(conn, log_id, position)
+        except (SignerUnavailableError, OSError) as exc:  # its epoch, so its origin, unknown
+            log.warning(
+                "log %s not integrated nor signed this round: its loss statements cannot be "
+                "read or checked (%s)",
+                log_id,
+                exc,
+            )
+            return True
+        try:
+            exported = [
+                (epoch, named, signed)
+                for epoch in range(chain.epoch + 1)
+                for named, signed in worm.beyond(
+                    self._config.checkpoint_dir, log_id, position, epoch
                 )
-                self._unlisted.add(log_id)
-            return False
-        for named, signed in exported:
+            ]
+        except OSError as exc:
+            return self._unlistable(log_id, exc)
+        for epoch, named, signed in exported:
             try:
                 size = open_checkpoint(
-                    signed, self._keys.verifier_keys(), self._config.origin(log_id)
+                    signed, self._keys.verifier_keys(), self._config.origin(log_id, epoch)
                 ).size
             except NoteError:
                 continue
@@ -405,22 +450,61 @@ class Notary:
                 return True
             if size <= position:  # named past its size: not past the log
                 continue
+            covering = chain.later_loss(epoch, size)
+            if covering is not None and size <= covering.lost_size:  # an accepted loss
+                continue
             if log_id not in self._forked:  # named once, not every round
-                log.error(
-                    "log %s not integrated nor signed: its %d integrated leaves are behind its "
-                    "checkpoint of size %d, signed and exported to %s (the store restored from "
-                    "an older backup? sequences %d..%d are missing, and signing new events at "
-                    "them would fork the exported history); run aiaudit verify",
-                    log_id,
-                    position,
-                    size,
-                    self._config.checkpoint_dir,
-                    position,
-                    size - 1,
-                )
+                self._name_hold(log_id, position, size, epoch, covering)
                 self._forked.add(log_id)
             return True
         return False
+
+    def _unlistable(self, log_id: str, exc: OSError) -> bool:
+        """A write-only drop box, a mount's I/O error: this log goes on unchecked, one warning."""
+        if log_id not in self._unlisted:  # said once, not every round
+            log.warning(
+                "log %s: its exported checkpoints cannot be listed (%s), so a store "
+                "restored from an older backup would not be noticed; give the notary "
+                "read access to %s",
+                log_id,
+                exc,
+                self._config.checkpoint_dir,
+            )
+            self._unlisted.add(log_id)
+        return False
+
+    def _name_hold(
+        self, log_id: str, position: int, size: int, epoch: int, covering: loss.LossStatement | None
+    ) -> None:
+        """The error of a log held behind an exported checkpoint of ``epoch`` at ``size``."""
+        of = "" if epoch == 0 else f" of epoch {epoch} ({self._config.origin(log_id, epoch)})"
+        if covering is not None:  # signed past what a later statement says was lost
+            log.error(
+                "log %s not integrated nor signed: its exported checkpoint of size %d%s is "
+                "past the loss statement of %s, which covers sizes up to %d only; run aiaudit "
+                "verify",
+                log_id,
+                size,
+                of,
+                covering.origin,
+                covering.lost_size,
+            )
+            return
+        log.error(
+            "log %s not integrated nor signed: its %d integrated leaves are behind its "
+            "checkpoint of size %d%s, signed and exported to %s (the store restored from "
+            "an older backup? sequences %d..%d are missing, and signing new events at "
+            "them would fork the exported history); run aiaudit verify, and once no later "
+            "backup holds them, aiaudit integrity accept-loss --log %s",
+            log_id,
+            position,
+            size,
+            of,
+            self._config.checkpoint_dir,
+            position,
+            size - 1,
+            log_id,
+        )
 
     def _export(
         self, due: dict[str, Checkpoint], notes: dict[str, str], key_id: bytes
@@ -436,7 +520,8 @@ class Notary:
         def one(log_id: str) -> str | None:
             size = due[log_id].size
             try:
-                worm.export(self._config.checkpoint_dir, log_id, size, key_id, notes[log_id])
+                epoch = self._epoch(log_id)
+                worm.export(self._config.checkpoint_dir, log_id, size, key_id, notes[log_id], epoch)
             except (OSError, ValueError) as exc:
                 log.error("checkpoint of log %s not exported, will retry: %s", log_id, exc)
                 return None

@@ -18,6 +18,7 @@ from aiaudit.common.config import (
     require_secure_url,
     section,
 )
+from aiaudit.integrity import origins
 from aiaudit.integrity.checks import REQUIRED_SINCE
 
 
@@ -68,9 +69,9 @@ class IntegritySettings:
         """The key name that signs notes."""
         return self.key_name or self.origin_prefix
 
-    def origin(self, log_id: str) -> str:
-        """Checkpoint origin line of a log."""
-        return f"{self.origin_prefix}/{log_id}"
+    def origin(self, log_id: str, epoch: int = 0) -> str:
+        """Checkpoint origin line of a log in ``epoch`` (:mod:`origins`)."""
+        return origins.origin(self.origin_prefix, log_id, epoch)
 
 
 _RFC3339 = re.compile(

@@ -53,7 +53,7 @@ class KeySource(Protocol):
         ...
 
 
-def open_signed(keys: KeySource, signed_note: str, origin: str) -> Checkpoint:
+def open_signed(keys: KeySource, signed_note: str, origin: str | None = None) -> Checkpoint:
     """A signed checkpoint opened with ``keys``, read again from the key store if need be.
 
     Keys served from memory (Vault failed a moment ago) may lack a version

@@ -29,6 +29,11 @@ For every log, in sequence order (one streaming pass, O(log n) memory):
   (the notary writes it first), and a missing directory while checkpoints
   are stored is an error, not "no copies": only the copies tell a history
   rolled back past its last checkpoint;
+* after an accepted loss (:mod:`loss`), each signed statement in the
+  directory begins an epoch with its own origin: a checkpoint of an earlier
+  epoch past a later statement's M is lost (a warning) if that statement
+  covers it and damage if not, and a statement that does not open, does not
+  continue the store's tree or names another lost checkpoint is damage;
 * no checkpoint, integrated leaf or consumer's cursor lies past the end of
   the log (a truncated tail; a consumer would skip the sequences between);
 * (``full``) the data key sealing each event's content is stored for the
@@ -84,7 +89,7 @@ from aiaudit.common.store.schema import (
     logs,
 )
 from aiaudit.common.store.sql import READ_BYTES, data_keys
-from aiaudit.integrity import checks, storage, worm
+from aiaudit.integrity import checks, loss, origins, storage, worm
 from aiaudit.integrity.merkle import HASH_SIZE, CompactRange
 from aiaudit.integrity.notary import CONSUMER
 from aiaudit.integrity.note import Checkpoint, NoteError, VerifierKey, open_checkpoint
@@ -183,7 +188,7 @@ def _checkpoints(
     conn: sa.Connection,
     log_id: str,
     keys: Sequence[VerifierKey],
-    origin: str,
+    origin_prefix: str,
     checkpoint_dir: Path | None,
     report: Report,
 ) -> dict[int, list[_Target]]:
@@ -194,29 +199,70 @@ def _checkpoints(
     it; only the copies tell a history rolled back past its last checkpoint
     (rows, nodes, checkpoints, cursor and head cut back together). Without
     ``checkpoint_dir`` no copy is read.
+
+    A checkpoint may be of any epoch of the log that a valid loss statement
+    begins (:mod:`loss`, read once per log): one the statements leave within
+    the store's shared prefix is checked against the store; one a later
+    statement covers is lost (that statement's warning says so); any other is
+    damage, and so is a statement that does not fit (each named by its path).
     """
     targets: dict[int, list[_Target]] = {}
     stored: dict[int, bytes | None] = {}  # verified roots; None: the row is a problem named
     texts: dict[int, str] = {}
     opened: dict[str, Checkpoint | NoteError] = {}  # an exported copy is the stored text
+    chain = loss.Chain()
+    if checkpoint_dir is not None:
+        chain = _losses(log_id, keys, origin_prefix, checkpoint_dir, targets, report)
 
-    def add(size: int, signed: str, source: str) -> bytes | None:
+    def add(size: int, signed: str, source: str, epoch: int | None = None) -> bytes | None:
+        """The root if the checkpoint is checked against the store; None if not (named)."""
         report.checkpoints += 1
         body = opened.get(signed)
         if body is None:  # identical texts have identical signatures: check each text once
             try:
-                body = open_checkpoint(signed, keys, origin)
+                body = open_checkpoint(signed, keys)
             except NoteError as exc:
                 body = exc
             opened[signed] = body
         if isinstance(body, NoteError):
             report.problems.append(Problem(log_id, f"{source} at size {size}: {body}"))
             return None
+        found = origins.epoch_of(body.origin, origin_prefix, log_id)
+        if found is None or epoch not in (None, found):
+            want = origins.origin(origin_prefix, log_id, epoch or 0)
+            report.problems.append(
+                Problem(
+                    log_id,
+                    f"{source} at size {size}: checkpoint origin {body.origin!r} is not {want!r}",
+                )
+            )
+            return None
         if body.size != size:
             report.problems.append(
                 Problem(log_id, f"{source} at size {size} is signed for size {body.size}")
             )
             return None
+        if found > chain.epoch:
+            report.problems.append(
+                Problem(
+                    log_id,
+                    f"{source} at size {size} is of {body.origin}, which no valid loss statement "
+                    "begins (signed without one, or copied in?)",
+                )
+            )
+            return None
+        covering = chain.later_loss(found, size)
+        if covering is not None:
+            if size > covering.lost_size:
+                report.problems.append(
+                    Problem(
+                        log_id,
+                        f"{source} at size {size} of {body.origin} is past the loss statement of "
+                        f"{covering.origin}, which covers sizes up to {covering.lost_size} only "
+                        "(signed after the loss was accepted, or copied in?)",
+                    )
+                )
+            return None  # lost: the statement's warning names it
         targets.setdefault(size, []).append(_Target(size, body.root_hash, source))
         return body.root_hash
 
@@ -239,21 +285,26 @@ def _checkpoints(
     if checkpoint_dir is None:
         return targets
     copies: dict[int, set[str]] = {}
-    for size, signed in worm.read_all(checkpoint_dir, log_id):
-        copies.setdefault(size, set()).add(signed)
-        root = add(size, signed, "exported checkpoint")
-        if root is None:
-            continue
-        if size not in stored:
-            # Signed and exported by a leader that stopped before storing it: one
-            # of this tree's checkpoints all the same, checked against it like any.
-            report.exported_only += 1
-            targets[size][-1].unstored = True
-        elif stored[size] not in (None, root):
-            stored[size] = None  # named once
-            report.problems.append(
-                Problem(log_id, f"stored checkpoint at size {size} differs from its exported copy")
-            )
+    last = max([chain.epoch, *worm.epochs(checkpoint_dir, log_id)])
+    for epoch in range(last + 1):
+        source = "exported checkpoint" + (f" of epoch {epoch}" if epoch else "")
+        for size, signed in worm.read_all(checkpoint_dir, log_id, epoch):
+            copies.setdefault(size, set()).add(signed)
+            root = add(size, signed, source, epoch)
+            if root is None:
+                continue
+            if size not in stored:
+                # Signed and exported by a leader that stopped before storing it: one
+                # of this tree's checkpoints all the same, checked against it like any.
+                report.exported_only += 1
+                targets[size][-1].unstored = True
+            elif stored[size] not in (None, root):
+                stored[size] = None  # named once
+                report.problems.append(
+                    Problem(
+                        log_id, f"stored checkpoint at size {size} differs from its exported copy"
+                    )
+                )
     for size, root in stored.items():
         if root is not None and texts[size] not in copies.get(size, ()):
             report.problems.append(
@@ -264,6 +315,62 @@ def _checkpoints(
                 )
             )
     return targets
+
+
+def _losses(
+    log_id: str,
+    keys: Sequence[VerifierKey],
+    origin_prefix: str,
+    checkpoint_dir: Path,
+    targets: dict[int, list[_Target]],
+    report: Report,
+) -> loss.Chain:
+    """The log's valid loss statements; each is checked, and its loss named as a warning.
+
+    A statement's ``continues`` root joins ``targets`` (the rebuilt tree must
+    have it at M) while M is within the store's shared prefix; its ``lost``
+    size and root must be the previous epoch's largest exported checkpoint.
+    """
+    found = loss.found(checkpoint_dir, origin_prefix, log_id, keys)
+    chain, errors, paths = loss.chain(found, None)
+    report.problems += [Problem(log_id, error) for error in errors]
+    for epoch, (statement, path) in enumerate(zip(chain.losses, paths, strict=True), start=1):
+        previous = {}
+        for size, signed in worm.read_all(checkpoint_dir, log_id, epoch - 1):
+            with contextlib.suppress(NoteError):  # named as the checkpoint is read again
+                cp = open_checkpoint(signed, keys, statement.previous)
+                if cp.size == size:
+                    previous[size] = cp.root_hash
+        if previous.get(statement.lost_size) != statement.lost_root:
+            report.problems.append(
+                Problem(
+                    log_id,
+                    f"loss statement {path}: no exported checkpoint of {statement.previous} at "
+                    f"size {statement.lost_size} has its lost root",
+                )
+            )
+        elif statement.lost_size != max(previous):
+            report.problems.append(
+                Problem(
+                    log_id,
+                    f"loss statement {path}: lost size {statement.lost_size} is not the largest "
+                    f"exported checkpoint of {statement.previous} ({max(previous)})",
+                )
+            )
+        if chain.later_loss(epoch, statement.size) is None:
+            target = _Target(statement.size, statement.root, f"loss statement {path}")
+            targets.setdefault(statement.size, []).append(target)
+        report.warnings.append(
+            Problem(
+                log_id,
+                f"epoch {epoch} began at size {statement.size} after a loss accepted at "
+                f"{statement.time} (reason: {statement.reason}): sequences "
+                f"{statement.size}..{statement.lost_size - 1} of epoch {epoch - 1} (its "
+                f"checkpoint of size {statement.lost_size}) are lost",
+                warning=True,
+            )
+        )
+    return chain
 
 
 @dataclass(slots=True)
@@ -1372,7 +1479,7 @@ def verify_log(
     conn: sa.Connection,
     log_id: str,
     keys: Sequence[VerifierKey],
-    origin: str,
+    origin_prefix: str,
     checkpoint_dir: Path | None,
     report: Report,
     progress: Progress | None = None,
@@ -1402,7 +1509,7 @@ def verify_log(
             pages = stack.enter_context(
                 PageChecks(conn.engine, log_id, head, starts, PAGE, DATABASE_READERS)
             )
-        targets = _checkpoints(conn, log_id, keys, origin, checkpoint_dir, report)
+        targets = _checkpoints(conn, log_id, keys, origin_prefix, checkpoint_dir, report)
         walk = _LogWalk(log_id, head, targets, report, conn, must_store)
         in_database, expected = _walk_pages(
             conn,
@@ -1859,7 +1966,7 @@ def _verify_logs(
                 conn,
                 log_id,
                 keys,
-                f"{origin_prefix}/{log_id}",
+                origin_prefix,
                 checkpoint_dir,
                 report,
                 progress,

@@ -1,0 +1,284 @@
+"""Loss statements: the signed, operator-made record that a log lost exported history.
+
+After the store is restored from a backup older than a checkpoint exported
+to the append-only directory, the events past the restore are gone, and
+signing new events at their sequences under the same origin would fork the
+exported history. An operator who has found no later backup holding them
+signs a loss statement (``aiaudit integrity accept-loss``); the log then
+goes on under a new origin, epoch n (:mod:`origins`), whose tree is the
+store's one tree: it shares leaves ``0..M-1`` with the epoch it continues.
+The statement is a signed note (the checkpoint key) whose text is::
+
+    aiaudit.loss/v1
+    <new origin>
+    continues <previous origin> <M> <base64 root of the store's tree at size M>
+    lost <N> <base64 root of the previous origin's exported checkpoint of size N>
+    time <RFC 3339 UTC, seconds>
+    reason <one line: 1-500 characters, no control characters>
+
+The first line names the format, so it can never be read as a checkpoint
+(whose second line is a tree size). It is read strictly: one spelling only.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import re
+import unicodedata
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiaudit.integrity import origins, worm
+from aiaudit.integrity.note import ROOT_HASH_SIZE, NoteError, VerifierKey, open_note
+
+FORMAT = "aiaudit.loss/v1"
+MAX_REASON = 500
+_SIZE = re.compile(r"0|[1-9][0-9]*")
+_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+RootAt = Callable[[int], bytes | None]
+"""The store's root at a size (None: the store has no tree there)."""
+
+
+@dataclass(frozen=True)
+class LossStatement:
+    """What a loss statement says: where the new epoch begins, and what it leaves behind."""
+
+    origin: str
+    previous: str
+    size: int
+    """M: the new epoch shares leaves ``0..M-1`` with the previous one."""
+    root: bytes
+    """The store's root at size M."""
+    lost_size: int
+    """N: the previous origin's largest exported checkpoint; sequences M..N-1 are lost."""
+    lost_root: bytes
+    time: str
+    reason: str
+
+
+def reason_problem(reason: str) -> str | None:
+    """Why ``reason`` cannot be a statement's reason line, or None."""
+    if not 1 <= len(reason) <= MAX_REASON:
+        return f"the reason must be 1-{MAX_REASON} characters, not {len(reason)}"
+    if reason != reason.strip():
+        return "the reason must not begin or end with white space"
+    if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in reason):
+        return "the reason must be one line without control characters"
+    return None
+
+
+def now() -> str:
+    """The current time as a statement's ``time`` line holds it."""
+    return dt.datetime.now(dt.UTC).strftime(_TIME_FORMAT)
+
+
+def format_statement(s: LossStatement) -> str:
+    """The statement's note text, final newline included; refuses what the parser refuses."""
+    text = (
+        f"{FORMAT}\n{s.origin}\n"
+        f"continues {s.previous} {s.size} {_b64(s.root)}\n"
+        f"lost {s.lost_size} {_b64(s.lost_root)}\n"
+        f"time {s.time}\nreason {s.reason}\n"
+    )
+    if parse_statement(text) != s:
+        raise NoteError(f"loss statement of {s.origin} does not read back as written")
+    return text
+
+
+def parse_statement(text: str) -> LossStatement:
+    """Reads a statement's note text strictly; raises ``NoteError`` naming what is wrong."""
+    lines = text.split("\n")
+    if len(lines) != 7 or lines[-1] != "" or lines[0] != FORMAT:
+        raise NoteError(f"not a {FORMAT} statement (format, origin, continues, lost, time, reason)")
+    origin = _token(lines[1], "origin")
+    kind, previous, size, root = _fields(lines[2], 4)
+    if kind != "continues":
+        raise NoteError("the third line must be 'continues <origin> <size> <root>'")
+    kind, lost_size, lost_root = _fields(lines[3], 3)
+    if kind != "lost":
+        raise NoteError("the fourth line must be 'lost <size> <root>'")
+    kind, _, when = lines[4].partition(" ")
+    if kind != "time" or not _TIME.fullmatch(when):
+        raise NoteError("the fifth line must be 'time <RFC 3339 UTC, seconds>'")
+    try:
+        dt.datetime.strptime(when, _TIME_FORMAT)
+    except ValueError:
+        raise NoteError(f"time {when!r} is no date") from None
+    kind, _, reason = lines[5].partition(" ")
+    if kind != "reason":
+        raise NoteError("the sixth line must be 'reason <text>'")
+    if why := reason_problem(reason):
+        raise NoteError(why)
+    statement = LossStatement(
+        origin,
+        _token(previous, "previous origin"),
+        _size(size, "continues"),
+        _root(root, "continues"),
+        _size(lost_size, "lost"),
+        _root(lost_root, "lost"),
+        when,
+        reason,
+    )
+    if statement.lost_size <= statement.size:
+        raise NoteError(
+            f"lost size {statement.lost_size} is not above the continued size {statement.size}: "
+            "nothing lost"
+        )
+    return statement
+
+
+def open_statement(note: str | bytes, keys: Iterable[VerifierKey]) -> LossStatement:
+    """A signed statement verified with the trusted keys (``open_note``), then parsed."""
+    return parse_statement(open_note(note, keys).text)
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+def _fields(line: str, count: int) -> list[str]:
+    fields = line.split(" ")
+    if len(fields) != count or not all(fields):
+        raise NoteError(f"line {line!r} must be {count} fields separated by single spaces")
+    return fields
+
+
+def _token(text: str, what: str) -> str:
+    if not text or any(ch.isspace() for ch in text):
+        raise NoteError(f"{what} must be one non-empty word")
+    return text
+
+
+def _size(text: str, what: str) -> int:
+    if not _SIZE.fullmatch(text) or int(text) >= 2**63:
+        raise NoteError(f"{what} size {text!r} is not a decimal size without leading zeroes")
+    return int(text)
+
+
+def _root(text: str, what: str) -> bytes:
+    try:
+        raw = base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError):
+        raise NoteError(f"{what} root is not base64") from None
+    if _b64(raw) != text or len(raw) != ROOT_HASH_SIZE:
+        raise NoteError(f"{what} root is not {ROOT_HASH_SIZE} bytes in canonical base64")
+    return raw
+
+
+@dataclass(frozen=True)
+class Found:
+    """One statement file of a log: opened, or why it does not count."""
+
+    epoch: int
+    path: Path
+    statement: LossStatement | None
+    error: str | None = None
+
+
+def found(directory: Path, prefix: str, log_id: str, keys: Sequence[VerifierKey]) -> list[Found]:
+    """Every statement file of a log (epoch order), each opened and checked for its place.
+
+    A statement counts for epoch n only if it opens with ``keys`` and names
+    epoch n's origin as the new one and epoch n-1's as the one it continues.
+    """
+    out = []
+    for epoch, path, data in worm.statements(directory, log_id):
+        try:
+            statement = open_statement(data, keys)
+        except NoteError as exc:
+            out.append(Found(epoch, path, None, f"loss statement {path}: {exc}"))
+            continue
+        want = (origins.origin(prefix, log_id, epoch), origins.origin(prefix, log_id, epoch - 1))
+        if (statement.origin, statement.previous) != want:
+            out.append(
+                Found(
+                    epoch,
+                    path,
+                    None,
+                    f"loss statement {path}: it begins {statement.origin!r} continuing "
+                    f"{statement.previous!r}, not {want[0]!r} continuing {want[1]!r}",
+                )
+            )
+            continue
+        out.append(Found(epoch, path, statement))
+    return out
+
+
+@dataclass(frozen=True)
+class Chain:
+    """A log's valid statements, epoch 1 first: the log's current epoch is their number."""
+
+    losses: tuple[LossStatement, ...] = ()
+
+    @property
+    def epoch(self) -> int:
+        """The current epoch (0: no loss accepted)."""
+        return len(self.losses)
+
+    def later_loss(self, epoch: int, size: int) -> LossStatement | None:
+        """The statement that a checkpoint of ``epoch`` at ``size`` is judged by, if any.
+
+        None: it is checked against the store (``size`` is within every later
+        epoch's shared prefix). Otherwise the first later statement whose M is
+        below ``size``: the checkpoint is lost if that statement covers it
+        (``size <= lost_size``), and damage if not.
+        """
+        return next((s for s in self.losses[epoch:] if s.size < size), None)
+
+    def unchecked(self, root_at: RootAt) -> tuple[int, str] | None:
+        """The first statement whose ``continues`` root is not the store's, and why.
+
+        Only statements whose M is still within the store's shared prefix
+        (:meth:`later_loss` of its own epoch is None) are compared; ``root_at``
+        gives the store's root at a size. None: the store has no tree there,
+        taken back past M again (the log is then held behind the epoch's own
+        checkpoints until the next statement), so nothing to compare.
+        """
+        for epoch, statement in enumerate(self.losses, start=1):
+            if self.later_loss(epoch, statement.size) is not None:
+                continue
+            root = root_at(statement.size)
+            if root is not None and root != statement.root:
+                return epoch, (
+                    f"it continues at size {statement.size} with root {_b64(statement.root)}, "
+                    f"and the store's tree has root {_b64(root)} there"
+                )
+        return None
+
+
+def chain(
+    statements: Sequence[Found], root_at: RootAt | None
+) -> tuple[Chain, list[str], list[Path]]:
+    """The longest valid chain from epoch 1 on, why it stops where it does, and its paths.
+
+    Statements must follow each other from epoch 1 without a gap; one that
+    does not open, or whose ``continues`` root is not the store's
+    (``root_at``; None: not compared here, the caller compares), ends the
+    chain: the ones after it do not count.
+    """
+    losses: list[LossStatement] = []
+    errors = []
+    paths: list[Path] = []
+    for item in statements:
+        if item.epoch != len(losses) + 1:
+            errors.append(
+                f"loss statement {item.path}: epoch {item.epoch} follows no statement of epoch "
+                f"{item.epoch - 1}"
+            )
+            break
+        if item.statement is None:
+            errors.append(str(item.error))
+            break
+        losses.append(item.statement)
+        paths.append(item.path)
+    while root_at is not None and (wrong := Chain(tuple(losses)).unchecked(root_at)):
+        epoch, why = wrong
+        errors.append(f"loss statement {paths[epoch - 1]}: {why}")
+        del losses[epoch - 1 :]
+        del paths[epoch - 1 :]
+    return Chain(tuple(losses)), errors, paths

@@ -1,0 +1,527 @@
+"""Accepting a loss after an older restore: a signed statement, and the log signs on in a new epoch.
+
+A store taken back behind a checkpoint it signed and exported (a restore from
+an older backup, a PITR that lost the last WAL) is held by the notary: new
+events at the lost sequences under the same origin would fork the exported
+history. ``aiaudit integrity accept-loss`` signs the statement of epoch n+1
+(``<prefix>/<log>/epoch-<n+1>``), which continues the store's own tree at
+its size M and names the lost checkpoint of size N; the running notary picks
+it up, signs the new events under the new origin into ``epoch-<n+1>/``, and
+``verify`` reports the lost sequences as a warning, while every statement or
+checkpoint that does not fit the chain is damage.
+
+The store is taken back as a restore leaves it (:func:`take_back`): every
+row of the log at or past M deleted, the nodes, checkpoints and cursors past
+M with them; ``test_backup_restore.py`` does the same with ``pg_dump`` and
+``pg_restore`` and ends with this command too. Each test has a database of
+its own (``postgres`` below): a log held behind its exports would make every
+later test's notary on the session's database report NOT_SERVING.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import logging
+from pathlib import Path
+
+import grpc
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from aiaudit.cli.main import main
+from aiaudit.common import leader
+from aiaudit.common.store import SqlEventStore, open_store
+from aiaudit.integrity import loss, merkle, note, storage, worm
+from aiaudit.integrity.notary import Notary
+from aiaudit.integrity.signers import FileKeys
+from aiaudit.integrity.v1 import integrity_service_pb2 as pb
+from aiaudit.integrity.verify import Report, verify_store
+from tests import go_verifier as go
+from tests.conftest import Postgres, Running
+from tests.helpers import error_info, wait_until
+from tests.integrity.conftest import ORIGIN_PREFIX, Notaries, append, leaf_hashes, notary_config
+from tests.integrity.test_service import integrity
+
+REASON = "PITR lost the last WAL segment; no later backup holds the events (ticket OPS-1)"
+
+
+@pytest.fixture
+def postgres(own_postgres: Postgres) -> Postgres:
+    """Each test a database of its own: a log held behind its exports stays held."""
+    return own_postgres
+
+
+@dataclasses.dataclass
+class Site:
+    """A store, its notary's key and checkpoint directory, and the commands an operator runs."""
+
+    store: SqlEventStore
+    notary_url: str
+    admin_url: str
+    tenant: str
+    tmp_path: Path
+    keys: FileKeys
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.tmp_path / "checkpoints"
+
+    def sign(self) -> list[bool]:
+        """One notary round on the store, then the notary stops; the health it reported."""
+        store = open_store(self.notary_url)
+        config = dataclasses.replace(notary_config(self.tmp_path, interval=0.0), poll_interval=0.0)
+        health: list[bool] = []
+        one = Notary(
+            store.engine, self.keys, leader.for_engine(store.engine, leader.NOTARY), config,
+            health.append,
+        )  # fmt: skip
+        try:
+            one.step()
+            return health
+        finally:
+            one.stop()
+            store.close()
+
+    def take_back(self, size: int) -> None:
+        """The store as a restore of a backup taken at ``size`` leaves it (all integrated)."""
+        engine = sa.create_engine(self.admin_url)
+        params = {"t": self.tenant, "m": size}
+        try:
+            with engine.begin() as conn:
+                for table in ("event_content", "events", "log_entries"):
+                    conn.execute(
+                        sa.text(f"DELETE FROM {table} WHERE log_id = :t AND seq >= :m"), params
+                    )
+                for level in range(40):
+                    conn.execute(
+                        sa.text(
+                            "DELETE FROM integrity_nodes WHERE log_id = :t AND level = :l "
+                            "AND (idx + 1) * :w > :m"
+                        ),
+                        {**params, "l": level, "w": 2**level},
+                    )
+                conn.execute(
+                    sa.text(
+                        "DELETE FROM integrity_checkpoints WHERE log_id = :t AND tree_size > :m"
+                    ),
+                    params,
+                )
+                conn.execute(
+                    sa.text(
+                        "UPDATE consumer_cursors SET position = :m WHERE log_id = :t "
+                        "AND position > :m"
+                    ),
+                    params,
+                )
+                if conn.dialect.name == "postgresql":  # the head only grows (a trigger)
+                    conn.execute(sa.text("ALTER TABLE logs DISABLE TRIGGER logs_head_grows"))
+                conn.execute(sa.text("UPDATE logs SET size = :m WHERE log_id = :t"), params)
+                if conn.dialect.name == "postgresql":
+                    conn.execute(sa.text("ALTER TABLE logs ENABLE TRIGGER logs_head_grows"))
+        finally:
+            engine.dispose()
+
+    def accept_loss(self, reason: str = REASON) -> int:
+        config = self.tmp_path / "accept.yaml"
+        config.write_text(yaml.safe_dump({"integrity": {"origin_prefix": ORIGIN_PREFIX}}))
+        return main(
+            [
+                "integrity", "accept-loss", "--config", str(config),
+                "--data-dir", str(self.tmp_path), "--database-url", self.notary_url,
+                "--log", self.tenant, "--reason", reason,
+            ]
+        )  # fmt: skip
+
+    def verify(self) -> Report:
+        engine = sa.create_engine(self.admin_url)
+        try:
+            return verify_store(
+                engine, self.keys.verifier_keys(), ORIGIN_PREFIX, self.checkpoints, [self.tenant]
+            )
+        finally:
+            engine.dispose()
+
+    def verify_argv(self) -> list[str]:
+        """``aiaudit verify`` of the log against the notary's directory, as an operator runs it."""
+        key = self.keys.verifier_keys()[0].encode()
+        argv = ["verify", "--database-url", self.admin_url, "--log", self.tenant]
+        argv += ["--verifier-key", key, "--origin-prefix", ORIGIN_PREFIX]
+        return [*argv, "--checkpoint-dir", str(self.checkpoints)]
+
+    def exported(self, epoch: int = 0) -> list[int]:
+        return [size for size, _ in worm.read_all(self.checkpoints, self.tenant, epoch)]
+
+    def statement(self, epoch: int) -> Path:
+        return worm.statement_path(self.checkpoints, self.tenant, epoch)
+
+
+@pytest.fixture
+def site(
+    store: SqlEventStore, notary_url: str, admin_url: str, tenant: str, tmp_path: Path
+) -> Site:
+    return Site(
+        store, notary_url, admin_url, tenant, tmp_path,
+        FileKeys(ORIGIN_PREFIX, tmp_path / "notary-ed25519.pem"),
+    )  # fmt: skip
+
+
+def lost_at(site: Site, kept: int, exported: int) -> None:
+    """The log signed and exported to size ``exported``, then the store taken back to ``kept``."""
+    append(site.store, site.tenant, kept)
+    assert site.sign()[-1] is True
+    append(site.store, site.tenant, exported - kept)
+    assert site.sign()[-1] is True
+    site.take_back(kept)
+
+
+def test_an_accepted_loss_lets_the_running_notary_sign_on_in_epoch_1(
+    site: Site,
+    notaries: Notaries,
+    store_url: str,
+    go_verifier: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    lost_at(site, 10, 26)
+    append(site.store, site.tenant, 5)  # new events at the lost sequences 10..14
+    health: list[bool] = []
+    notaries.start(site.keys, on_health=health.append)
+    wait_until(lambda: health and health[-1] is False)
+    assert site.exported() == [10, 26]
+
+    capsys.readouterr()
+    assert site.accept_loss() == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"log {site.tenant}: loss statement of epoch 1 written to {site.statement(1)}"
+    assert f"epoch 1 ({ORIGIN_PREFIX}/{site.tenant}/epoch-1) continues " in out[1]
+    assert out[1].endswith("; sequences 10..25 of its checkpoint of size 26 are lost")
+    statement = loss.open_statement(site.statement(1).read_bytes(), site.keys.verifier_keys())
+    assert (statement.size, statement.lost_size, statement.reason) == (10, 26, REASON)
+    assert oct(site.statement(1).stat().st_mode & 0o777) == "0o444"
+
+    # The running notary, not restarted, signs the new events in epoch 1.
+    wait_until(lambda: site.exported(1) == [15] and health[-1] is True)
+    assert site.exported() == [10, 26]
+    append(site.store, site.tenant, 2)
+    wait_until(lambda: site.exported(1) == [15, 17])
+
+    report = site.verify()
+    assert [str(p) for p in report.problems] == []
+    assert [str(w) for w in report.warnings] == [
+        f"log {site.tenant}: epoch 1 began at size 10 after a loss accepted at "
+        f"{statement.time} (reason: {REASON}): sequences 10..25 of epoch 0 (its checkpoint of "
+        "size 26) are lost"
+    ]
+
+    # A new event's inclusion proof verifies against the epoch-1 checkpoint.
+    engine = sa.create_engine(site.admin_url)
+    try:
+        with engine.connect() as conn:
+            cp = storage.latest_checkpoint(conn, site.tenant)
+            assert cp is not None and cp.tree_size == 17
+            proof = merkle.inclusion_proof(12, 17, storage.NodeTable(conn, site.tenant))
+    finally:
+        engine.dispose()
+    opened = note.open_checkpoint(
+        cp.signed_note, site.keys.verifier_keys(), f"{ORIGIN_PREFIX}/{site.tenant}/epoch-1"
+    )
+    merkle.verify_inclusion(
+        12, 17, leaf_hashes(site.admin_url, site.tenant)[12], proof, opened.root_hash
+    )
+
+    # aiaudit verify: exit 0, the loss a warning.
+    capsys.readouterr()
+    assert main([*site.verify_argv()]) == 0
+    out = capsys.readouterr()
+    assert out.out.splitlines() == [f"warning: {w}" for w in report.warnings]
+    assert out.err.splitlines()[-1].endswith(": 0 problem(s), 1 warning(s) (no damage)")
+
+    # An export bundle verifies with both verifiers, which name epoch 1.
+    bundle = site.tmp_path / "bundle.jsonl"
+    export = ["integrity", "export-bundle", "--database-url", site.notary_url, "--log"]
+    export += [site.tenant, "--record-database-url", store_url, "--requested-by", "auditor"]
+    assert main([*export, "--count", "17", str(bundle)]) == 0
+    key = site.keys.verifier_keys()[0].encode()
+    check = ["--verifier-key", key, "--origin-prefix", ORIGIN_PREFIX]
+    capsys.readouterr()
+    assert main(["verify", "--bundle", str(bundle), *check]) == 0
+    ours = [line for line in capsys.readouterr().err.splitlines() if line.startswith("log ")]
+    assert any(
+        f"checkpoint {ORIGIN_PREFIX}/{site.tenant}/epoch-1 size 17 root" in line for line in ours
+    ), ours
+    theirs = go.run(go_verifier, "bundle", *(a.replace("--", "-", 1) for a in check), bundle)
+    assert theirs.returncode == 0, theirs.stdout + theirs.stderr
+    assert [line for line in theirs.stdout.splitlines() if line.startswith("log ")] == ours
+
+
+def test_nothing_is_accepted_where_nothing_was_lost_nor_twice(
+    site: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not behind its exports: exit 2, nothing written. Once accepted and signed on, a second
+    run finds epoch 1 there and the log no longer behind: no second epoch."""
+    append(site.store, site.tenant, 4)
+    assert site.sign()[-1] is True
+    capsys.readouterr()
+    assert site.accept_loss() == 2
+    assert capsys.readouterr().err == (
+        f"aiaudit integrity accept-loss: log {site.tenant}: nothing to accept: its store holds "
+        f"4 integrated leaves, and the largest exported checkpoint of {ORIGIN_PREFIX}/"
+        f"{site.tenant} has size 4\n"
+    )
+    assert worm.epochs(site.checkpoints, site.tenant) == []
+
+    append(site.store, site.tenant, 6)
+    assert site.sign()[-1] is True
+    site.take_back(4)
+    append(site.store, site.tenant, 2)
+    assert site.accept_loss() == 0
+    written = site.statement(1).read_bytes()
+    capsys.readouterr()
+    assert site.accept_loss() == 2  # before the notary signed epoch 1
+    assert "nothing to accept: its store holds 4 integrated leaves" in capsys.readouterr().err
+    assert site.sign()[-1] is True
+    assert site.exported(1) == [6]
+    assert site.accept_loss() == 2  # and after
+    assert (
+        f"the largest exported checkpoint of {ORIGIN_PREFIX}/{site.tenant}/epoch-1 has size 6"
+        in (capsys.readouterr().err)
+    )
+    assert worm.epochs(site.checkpoints, site.tenant) == [1]
+    assert site.statement(1).read_bytes() == written
+
+
+def test_a_store_whose_tree_is_not_its_exported_checkpoint_s_is_damage_not_loss(
+    site: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The store's tree at an exported size it still holds differs from that checkpoint
+    (here its own row deleted and a node rewritten, so the store agrees with itself):
+    no statement covers that, exit 2, nothing written."""
+    lost_at(site, 10, 26)
+    engine = sa.create_engine(site.admin_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text("DELETE FROM integrity_checkpoints WHERE log_id = :t"), {"t": site.tenant}
+            )
+            conn.execute(
+                sa.text(
+                    "UPDATE integrity_nodes SET hash = :h "
+                    "WHERE log_id = :t AND level = 3 AND idx = 0"
+                ),
+                {"t": site.tenant, "h": bytes(32)},
+            )
+    finally:
+        engine.dispose()
+    capsys.readouterr()
+    assert site.accept_loss() == 2
+    assert capsys.readouterr().err == (
+        f"aiaudit integrity accept-loss: log {site.tenant}: the store's tree at size 10 is not "
+        f"the one its exported checkpoint of {ORIGIN_PREFIX}/{site.tenant} signed: that is "
+        "damage, not a loss; run aiaudit verify\n"
+    )
+    assert worm.epochs(site.checkpoints, site.tenant) == []
+
+
+def accepted(site: Site) -> None:
+    """Lost 10..25, accepted, and epoch 1 signed to size 15."""
+    lost_at(site, 10, 26)
+    append(site.store, site.tenant, 5)
+    assert site.accept_loss() == 0
+    assert site.sign()[-1] is True
+    assert site.exported(1) == [15]
+
+
+def problems(site: Site) -> list[str]:
+    return [p.what for p in site.verify().problems]
+
+
+def sign_text(site: Site, text: str) -> str:
+    return note.sign_note(text, [site.keys.active().signer])
+
+
+def test_a_statement_altered_by_one_byte_is_damage(site: Site) -> None:
+    accepted(site)
+    path = site.statement(1)
+    data = path.read_bytes().replace(b"ticket OPS-1", b"ticket OPS-7")
+    path.chmod(0o644)
+    path.write_bytes(data)
+    found = problems(site)
+    assert f"loss statement {path}: invalid signature for key {ORIGIN_PREFIX}+" in found[0]
+    assert (
+        f"exported checkpoint of epoch 1 at size 15 is of {ORIGIN_PREFIX}/{site.tenant}/epoch-1,"
+        " which no valid loss statement begins (signed without one, or copied in?)"
+    ) in found
+    assert any(
+        p.startswith("exported checkpoint at size 26 covers sequences 15..25") for p in found
+    ), found
+
+
+def test_a_statement_continuing_another_tree_is_damage_and_holds_the_log(
+    site: Site, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Signed with the real key, but its ``continues`` root is not the store's at M: verify
+    names it by its path; the notary ignores it (one error) and the log stays held."""
+    lost_at(site, 10, 26)
+    append(site.store, site.tenant, 5)
+    lost = dict(
+        (cp.size, cp.root_hash)
+        for cp in (
+            note.open_checkpoint(text, site.keys.verifier_keys())
+            for _, text in worm.read_all(site.checkpoints, site.tenant)
+        )
+    )
+    statement = loss.LossStatement(
+        f"{ORIGIN_PREFIX}/{site.tenant}/epoch-1",
+        f"{ORIGIN_PREFIX}/{site.tenant}",
+        10,
+        bytes(32),
+        26,
+        lost[26],
+        loss.now(),
+        REASON,
+    )
+    path = worm.write_statement(
+        site.checkpoints, site.tenant, 1, sign_text(site, loss.format_statement(statement))
+    )
+    assert f"loss statement {path} at size 10: the tree rebuilt from the stored events has" in (
+        " ".join(problems(site))
+    )
+    with caplog.at_level(logging.ERROR, "aiaudit.integrity.notary"):
+        assert site.sign()[-1] is False
+    ignored = [r.getMessage() for r in caplog.records if "is ignored" in r.getMessage()]
+    assert ignored == [
+        f"log {site.tenant}: loss statement {path}: it continues at size 10 with root "
+        f"{'A' * 43}=, and the store's tree has root "
+        f"{base64.b64encode(site_root(site, 10)).decode()} there; the statement is ignored"
+    ]
+    assert site.exported(1) == []
+
+
+def site_root(site: Site, size: int) -> bytes:
+    engine = sa.create_engine(site.admin_url)
+    try:
+        with engine.connect() as conn:
+            return merkle.root_at(size, storage.NodeTable(conn, site.tenant))
+    finally:
+        engine.dispose()
+
+
+def test_an_epoch_checkpoint_without_its_statement_is_damage(site: Site) -> None:
+    """A checkpoint of epoch 1 signed with the real key and copied into ``epoch-1/`` while no
+    statement begins that epoch."""
+    lost_at(site, 10, 26)
+    origin = f"{ORIGIN_PREFIX}/{site.tenant}/epoch-1"
+    text = sign_text(site, note.format_checkpoint(note.Checkpoint(origin, 12, bytes(32))))
+    key_id = site.keys.verifier_keys()[0].key_id
+    worm.export(site.checkpoints, site.tenant, 12, key_id, text, epoch=1)
+    assert (
+        f"exported checkpoint of epoch 1 at size 12 is of {origin}, which no valid loss "
+        "statement begins (signed without one, or copied in?)"
+    ) in problems(site)
+
+
+def test_an_epoch_0_checkpoint_past_the_statement_is_damage_and_holds_the_log(
+    site: Site, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Signed under the old origin after the loss was accepted, past what the statement
+    says was lost: no statement covers it."""
+    accepted(site)
+    origin = f"{ORIGIN_PREFIX}/{site.tenant}"
+    text = sign_text(site, note.format_checkpoint(note.Checkpoint(origin, 30, bytes(32))))
+    worm.export(site.checkpoints, site.tenant, 30, site.keys.verifier_keys()[0].key_id, text)
+    assert problems(site) == [
+        f"loss statement {site.statement(1)}: lost size 26 is not the largest exported "
+        f"checkpoint of {origin} (30)",
+        f"exported checkpoint at size 30 of {origin} is past the loss statement of {origin}/"
+        "epoch-1, which covers sizes up to 26 only (signed after the loss was accepted, or "
+        "copied in?)",
+    ]
+    append(site.store, site.tenant, 1)
+    with caplog.at_level(logging.ERROR, "aiaudit.integrity.notary"):
+        assert site.sign()[-1] is False
+    assert site.exported(1) == [15]
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == [
+        f"log {site.tenant} not integrated nor signed: its exported checkpoint of size 30 is "
+        f"past the loss statement of {origin}/epoch-1, which covers sizes up to 26 only; run "
+        "aiaudit verify"
+    ]
+
+
+def test_a_second_older_restore_begins_epoch_2(
+    site: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Epoch 1 signed to 20, then a restore older than epoch 1's beginning (M=8 < 10): the
+    log is held again; a second statement continues epoch 1 at 8, and epoch 2 signs on."""
+    accepted(site)
+    append(site.store, site.tenant, 5)
+    assert site.sign()[-1] is True
+    assert site.exported(1) == [15, 20]
+    site.take_back(8)
+    append(site.store, site.tenant, 3)
+    assert site.sign()[-1] is False  # behind epoch 0's checkpoint 10 and epoch 1's 20
+    assert site.accept_loss() == 0
+    second = loss.open_statement(site.statement(2).read_bytes(), site.keys.verifier_keys())
+    assert (second.previous, second.size, second.lost_size) == (
+        f"{ORIGIN_PREFIX}/{site.tenant}/epoch-1",
+        8,
+        20,
+    )
+    assert site.sign()[-1] is True
+    assert site.exported(2) == [11]
+    report = site.verify()
+    assert report.problems == []
+    assert [w.what.split(": sequences ")[1] for w in report.warnings] == [
+        "10..25 of epoch 0 (its checkpoint of size 26) are lost",
+        "8..19 of epoch 1 (its checkpoint of size 20) are lost",
+    ]
+    capsys.readouterr()
+    assert site.accept_loss() == 2
+    assert "nothing to accept" in capsys.readouterr().err
+
+
+def test_a_consistency_proof_across_the_loss_is_refused_and_within_the_prefix_served(
+    site: Site, suite: Running
+) -> None:
+    """The suite's own notary: from size 10 (within the prefix epoch 1 shares) to epoch 1's
+    checkpoint the proof verifies against the epoch-0 checkpoint of 10; from a lost size
+    (11..26) it would verify against no checkpoint of epoch 0, so the answer says why, naming
+    both origins. VerifyEvent accepts the epoch-1 checkpoint."""
+    append(site.store, site.tenant, 10)
+    wait_until(lambda: site.exported() == [10])
+    append(site.store, site.tenant, 16)
+    wait_until(lambda: site.exported() == [10, 26])
+    site.take_back(10)
+    receipts = append(site.store, site.tenant, 5)
+    assert site.accept_loss() == 0
+    wait_until(lambda: site.exported(1) == [15])
+    old = note.open_checkpoint(
+        dict(worm.read_all(site.checkpoints, site.tenant))[10], site.keys.verifier_keys()
+    )
+    stub = integrity(suite)
+    request = pb.GetConsistencyProofRequest(log_id=site.tenant, from_size=10, to_size=15)
+    proof = stub.GetConsistencyProof(request).proof
+    new = stub.GetCheckpoint(pb.GetCheckpointRequest(log_id=site.tenant, tree_size=15))
+    opened = note.open_checkpoint(
+        new.checkpoint.signed_note,
+        site.keys.verifier_keys(),
+        f"{ORIGIN_PREFIX}/{site.tenant}/epoch-1",
+    )
+    merkle.verify_consistency(10, 15, old.root_hash, opened.root_hash, proof.hashes)
+
+    with pytest.raises(grpc.RpcError) as refused:
+        stub.GetConsistencyProof(
+            pb.GetConsistencyProofRequest(log_id=site.tenant, from_size=12, to_size=15)
+        )
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    origin = f"{ORIGIN_PREFIX}/{site.tenant}"
+    assert error_info(refused.value) == (
+        "ACROSS_A_LOSS",
+        {"from_origin": origin, "to_origin": f"{origin}/epoch-1"},
+    )
+    assert f"{origin}/epoch-1 continues {origin} at size 10" in str(refused.value.details())
+
+    verdict = stub.VerifyEvent(
+        pb.VerifyEventRequest(log_id=site.tenant, event_id=receipts[2].event_id)
+    )
+    assert verdict.status == pb.VERIFY_STATUS_VERIFIED, verdict.problems
