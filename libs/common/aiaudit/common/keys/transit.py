@@ -29,12 +29,14 @@ BATCH_ITEMS = 249
 """Data keys per Transit request at most; a larger batch is sent as several, in order.
 
 An item is four JSON strings (``plaintext`` or ``ciphertext``, ``reference``, and
-their values), the body one more (``batch_input``): 249 items are 997 strings.
-OpenBao (since 2.4.1, CVE-2025-59043) refuses a body of more than 1,000 strings by
-default (listener ``max_request_json_strings``): 250 items or more were refused
-whole, ``refused JSON input due to high complexity: exceeded maximum number of
-strings`` (measured on OpenBao 2.7.2, encrypt, decrypt and rewrap alike). Vault's
-listeners refuse an array of more than 10,000 items (``max_json_array_element_count``).
+their values), the body two more (object keys count: ``batch_input``, and the
+top-level ``plaintext`` or ``ciphertext`` hvac always sends, as null): 249 items
+are 998 strings, 250 are 1,002. OpenBao (since 2.4.1, CVE-2025-59043) refuses a
+body of more than 1,000 strings by default (listener ``max_request_json_strings``):
+250 items or more were refused whole, ``refused JSON input due to high
+complexity: exceeded maximum number of strings`` (measured on OpenBao 2.7.2,
+encrypt, decrypt and rewrap alike). Vault's listeners refuse an array of more
+than 10,000 items (``max_json_array_element_count``).
 """
 
 CONTENT_POLICY = """\
