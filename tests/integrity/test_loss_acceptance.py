@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import logging
+import re
 from pathlib import Path
 
 import grpc
@@ -525,3 +526,37 @@ def test_a_consistency_proof_across_the_loss_is_refused_and_within_the_prefix_se
         pb.VerifyEventRequest(log_id=site.tenant, event_id=receipts[2].event_id)
     )
     assert verdict.status == pb.VERIFY_STATUS_VERIFIED, verdict.problems
+
+
+ROOT = base64.b64encode(bytes(range(32))).decode()
+STATEMENT = (
+    f"{loss.FORMAT}\nP/acme/epoch-1\ncontinues P/acme 10 {ROOT}\nlost 26 {ROOT}\n"
+    "time 2026-12-07T06:22:32Z\nreason no later backup holds them\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("spelt", "why"),
+    [
+        (("continues P/acme 10", "continues P/acme 010"), "without leading zeroes"),
+        (("lost 26", "lost  26"), "separated by single spaces"),
+        ((ROOT + "\nlost", ROOT.rstrip("=") + "\nlost"), "continues root is not base64"),
+        (("lost 26", "lost 10"), "nothing lost"),
+        (("06:22:32Z", "06:22:32.5Z"), "time <RFC 3339 UTC, seconds>"),
+        (("2026-12-07", "2026-02-30"), "is no date"),
+        (("reason no", "reason  no"), "must not begin or end with white space"),
+        (("reason no later", "reason no\u2028later"), "one line without control characters"),
+        (("reason no later backup holds them", "reason " + "x" * 501), "1-500 characters"),
+        ((loss.FORMAT, "aiaudit.loss/v2"), "not a aiaudit.loss/v1 statement"),
+        (("them\n", "them\nextra\n"), "not a aiaudit.loss/v1 statement"),
+    ],
+)
+def test_a_statement_is_read_in_its_one_spelling(spelt: tuple[str, str], why: str) -> None:
+    """Read strictly, as checkpoints and receipts are: what a person or another parser could
+    read otherwise is refused, and what is written reads back as written."""
+    read = loss.parse_statement(STATEMENT)
+    assert loss.format_statement(read) == STATEMENT
+    with pytest.raises(note.NoteError, match=re.escape(why)):
+        loss.parse_statement(STATEMENT.replace(*spelt, 1))
+    with pytest.raises(note.NoteError):  # never read as a checkpoint
+        note.parse_checkpoint(STATEMENT)

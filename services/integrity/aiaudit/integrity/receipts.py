@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from aiaudit.common.receipts import ReceiptSigningUnavailableError
 from aiaudit.common.store.sql import Receipt
+from aiaudit.integrity import origins
 from aiaudit.integrity.note import NoteError, VerifierKey, open_note, sign_note
 from aiaudit.integrity.signers import ActiveKey, KeySource, SignerUnavailableError
 
@@ -108,12 +109,17 @@ def parse_receipts(text: str) -> tuple[str, tuple[ReceiptLine, ...]]:
 def open_receipts(
     note: str | bytes, keys: Iterable[VerifierKey], origin_prefix: str
 ) -> ReceiptNote:
-    """Verifies a receipt note's signature and origin (``<prefix>/<log id>``); returns it."""
+    """Verifies a receipt note's signature and origin (``<prefix>/<log id>``); returns it.
+
+    Receipts keep the log's epoch-0 origin after an accepted loss (:mod:`loss`): a
+    receipt of a lost event is caught by its leaf hash against the new leaf there.
+    """
     origin, lines = parse_receipts(open_note(note, keys).text)
-    prefix = origin_prefix.rstrip("/") + "/"
-    if not origin.startswith(prefix) or len(origin) == len(prefix):
-        raise NoteError(f"receipt origin {origin!r} is not {prefix}<log id>")
-    return ReceiptNote(origin, origin[len(prefix) :], lines)
+    prefix = origin_prefix.rstrip("/")
+    parsed = origins.parse(origin, prefix)
+    if parsed is None or parsed[1] != 0:
+        raise NoteError(f"receipt origin {origin!r} is not {prefix}/<log id>")
+    return ReceiptNote(origin, parsed[0], lines)
 
 
 class ReceiptNotary:
@@ -151,7 +157,7 @@ class ReceiptNotary:
         try:
             signer = self._key().signer
             return [
-                sign_note(format_receipts(f"{self._prefix}/{log_id}", lines), [signer])
+                sign_note(format_receipts(origins.origin(self._prefix, log_id), lines), [signer])
                 for log_id, lines in by_log.items()
             ]
         except (SignerUnavailableError, NoteError) as exc:
