@@ -12,11 +12,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
+from google.rpc import code_pb2
 
 from aiaudit.alerting.rulebook import RuleBook
 from aiaudit.alerting.service import AlertingService, Changes
 from aiaudit.alerting.store import AlertStore
+from aiaudit.common import status
+from aiaudit.common.keys.kek import KekError
 from aiaudit.common.keys.keyring import SPARE_SECONDS
 from aiaudit.common.store import open_store
 from aiaudit.common.store.sql import SqlEventStore
@@ -99,3 +103,45 @@ def test_a_rule_change_whose_record_key_expired_is_made_again_once(
     assert readable(s.url, s.kek) == {
         r.event_id: src for r, src in zip(records, [RULE, EDITED, EDITED], strict=True)
     }
+
+
+def test_a_rule_change_whose_keys_expire_twice_is_refused_as_retry_with_nothing_written(
+    openbao: Vault,  # noqa: F811
+    sealed_store: Postgres | str,
+) -> None:
+    """Expired again on its one retry (a second rotation meanwhile), the change is a KEK
+    error, which every handler answers UNAVAILABLE ``KEYS_UNAVAILABLE`` (retry), and
+    neither the rule nor a record is written. Until 2026-12-07 the error was no KEK error
+    and reached the caller as UNKNOWN."""
+    s = Services(openbao, sealed_store)
+    store = open_store(s.admin_url, keys=s.keys)
+    assert isinstance(store, SqlEventStore)
+    alerts = AlertStore(store.engine)
+    service = AlertingService(store, alerts, RuleBook(alerts), Changes())
+    expiring = ExpiringAtInsert(s, store)
+
+    inserts = []
+
+    @sa.event.listens_for(store.engine, "before_cursor_execute")
+    def again(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
+        if statement.startswith("INSERT INTO content_keys"):
+            inserts.append(statement)
+            if len(inserts) == 2:  # the retry's fresh key expires at its insert too
+                s.clock.now += SPARE_SECONDS + 1
+
+    try:
+        expiring.arm()
+        with pytest.raises(KekError) as refused:
+            service.create_rule("alice", "tenants/t", "big-output", RULE, True)
+        records = list(store.read_log("t", 0, 100))
+        with store.engine.connect() as conn:
+            left = alerts.tenant_rules(conn, "t")
+    finally:
+        store.close()
+    answer = status.sealing(refused.value)
+    assert (answer.code, answer.details[0].type_url.endswith("ErrorInfo")) == (
+        code_pb2.UNAVAILABLE,
+        True,
+    )
+    assert "retry" in answer.message
+    assert (len(inserts), records, left) == (2, [], [])

@@ -242,7 +242,7 @@ class KeysNotPreparedError(Exception):
         self.pairs = pairs
 
 
-class KeysExpiredError(Exception):
+class KeysExpiredError(KekError):
     """Data keys wrapped ahead that were past :meth:`Keyring.usable` once inserted.
 
     Checked after the insert, in its transaction: a rewrap's final count waits
@@ -251,6 +251,8 @@ class KeysExpiredError(Exception):
     inserted after it and past the bound here. The transaction rolls back;
     :meth:`SqlEventStore.append_group` tries once more with new keys, and the
     callers of :meth:`SqlEventStore.append_record` with :func:`with_fresh_keys`.
+    Expired again on that try (a second rotation meanwhile), it reaches the caller as the
+    KEK error it is: UNAVAILABLE ``KEYS_UNAVAILABLE``, retry (until 2026-12-07 UNKNOWN).
     """
 
 
