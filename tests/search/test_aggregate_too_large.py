@@ -211,3 +211,42 @@ def test_a_filter_one_month_refuses_is_refused_though_another_month_answers_it(
             )
         )
         assert sorted(b.keys[0] for b in answer.buckets) == ["new-bool", "old-bool"]
+
+
+NODE_MAX_BUCKETS = 65_535
+"""OpenSearch's ``search.max_buckets`` (its default, the test node's)."""
+
+
+def test_more_time_buckets_than_the_node_holds_are_invalid_argument(
+    search_suite: SearchSuite, tenant: str
+) -> None:
+    """An event in each of 65,536 seconds: a histogram of a bucket a second is more than
+    the node's ``search.max_buckets``, which it refuses with HTTP 503 while merging the
+    shards' buckets. That was taken for an outage: UNAVAILABLE "retry later", for good
+    (probe, 2026-12-07). Both backends answer INVALID_ARGUMENT on ``histogram.interval``,
+    as they do past MAX_BUCKETS buckets the node answered."""
+    start = dt.datetime(2026, 11, 2, tzinfo=dt.UTC)
+    count = NODE_MAX_BUCKETS + 1
+    for first in range(0, count, 1000):
+        batch = []
+        for i in range(first, min(count, first + 1000)):
+            e = interaction(tenant, f"second-{i:05d}")
+            e.occurred_time.FromDatetime(start + dt.timedelta(seconds=i))
+            batch.append(e)
+        search_suite.append(batch)
+    search_suite.wait_indexed(tenant, count, timeout=300)
+    every_second = pb.AggregateRequest(
+        tenant_id=tenant, filter=NOT_ACCESS, histogram=pb.Histogram(interval="1s")
+    )
+    with pytest.raises(grpc.RpcError) as caught:
+        search_suite.search.Aggregate(every_second)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value.details()
+    assert field_violations(caught.value) == {
+        "histogram.interval": f"more than {MAX_BUCKETS} histogram buckets"
+    }
+    # Coarser buckets over the same events are answered.
+    hourly = pb.AggregateRequest(
+        tenant_id=tenant, filter=NOT_ACCESS, histogram=pb.Histogram(interval="1h")
+    )
+    answer = search_suite.search.Aggregate(hourly)
+    assert sum(b.count for b in answer.time_buckets) == count

@@ -425,6 +425,14 @@ class _BucketLimitError(QueryRejectedError):
     """The node's ``search.max_buckets`` refused an aggregation (which: its sender says)."""
 
 
+_TOO_MANY = {
+    GROUPS: f"more than {MAX_BUCKETS} groups",
+    TIME_BUCKETS: f"more than {MAX_BUCKETS} histogram buckets",
+}
+"""What the caller is told of a part past MAX_BUCKETS buckets, whether the service counted
+them or the node's ``search.max_buckets`` (65,535 by default) refused them."""
+
+
 class PrefixConflictError(ConfigError):
     """Another index template's patterns overlap this prefix's indices (``<prefix>-*``).
 
@@ -740,7 +748,10 @@ class OpenSearchBackend:
 
         A query with more clauses than the cluster's ``maxClauseCount`` is
         TooManyClausesError (a 500 when the count is past the rewrite, nested
-        queries included; it was taken for an outage and retried).
+        queries included; it was taken for an outage and retried). An aggregation
+        past the node's ``search.max_buckets`` is _BucketLimitError whatever the
+        status: the node answers 503 when it counts them while merging the
+        shards' answers, which was taken for an outage (UNAVAILABLE until 2026-12-07).
         """
         try:
             return fn()
@@ -761,9 +772,9 @@ class OpenSearchBackend:
                     "(search.allow_expensive_queries: false), and this one needs a prefix "
                     "query or a script"
                 ) from exc
+            if "too_many_buckets" in str(exc.info):
+                raise _BucketLimitError(f"too many buckets: {reason}") from exc
             if status == 400 or status == 413:
-                if "too_many_buckets" in reason:
-                    raise _BucketLimitError(f"too many buckets: {reason}") from exc
                 raise QueryRejectedError(f"OpenSearch refused the query: {reason}") from exc
             raise BackendUnavailableError(f"OpenSearch error {exc.status_code}: {exc}") from exc
 
@@ -1387,7 +1398,7 @@ class OpenSearchBackend:
                     )
                     buckets.append(Bucket(keys, int(b["doc_count"]), self._stats(spec, b)))
                 if len(buckets) > MAX_BUCKETS:
-                    raise TooManyBucketsError(f"more than {MAX_BUCKETS} groups", GROUPS)
+                    raise TooManyBucketsError(_TOO_MANY[GROUPS], GROUPS)
                 after = groups.get("after_key")
                 if not groups["buckets"] or after is None:
                     break
@@ -1414,9 +1425,7 @@ class OpenSearchBackend:
             )
             found = result.get("aggregations", {}).get("h", {"buckets": []})["buckets"]
             if len(found) > MAX_BUCKETS:
-                raise TooManyBucketsError(
-                    f"more than {MAX_BUCKETS} histogram buckets", TIME_BUCKETS
-                )
+                raise TooManyBucketsError(_TOO_MANY[TIME_BUCKETS], TIME_BUCKETS)
             time_buckets = [(int(b["key"]) * 1000, int(b["doc_count"])) for b in found]
         return Aggregation(buckets, time_buckets)
 
@@ -1425,7 +1434,8 @@ class OpenSearchBackend:
         try:
             return self._search(tenant, body)
         except _BucketLimitError as exc:
-            raise TooManyBucketsError(str(exc), part) from exc
+            log.info("search: OpenSearch refused an aggregation's buckets: %s", exc)
+            raise TooManyBucketsError(_TOO_MANY[part], part) from exc
 
     def _stats(self, spec: AggregateSpec, aggs: dict[str, Any]) -> dict[str, Stats]:
         out = {}
