@@ -335,8 +335,8 @@ def _losses(
     chain, errors, paths = loss.chain(found, None)
     report.problems += [Problem(log_id, error) for error in errors]
     for epoch, (statement, path) in enumerate(zip(chain.losses, paths, strict=True), start=1):
-        previous = {}
-        for size, signed in worm.read_all(checkpoint_dir, log_id, epoch - 1):
+        previous = {}  # only from N up: the earlier ones are read once, by the caller
+        for size, signed in worm.beyond(checkpoint_dir, log_id, statement.lost_size - 1, epoch - 1):
             with contextlib.suppress(NoteError):  # named as the checkpoint is read again
                 cp = open_checkpoint(signed, keys, statement.previous)
                 if cp.size == size:
