@@ -169,12 +169,14 @@ def site(
 
 
 def lost_at(site: Site, kept: int, exported: int) -> None:
-    """The log signed and exported to size ``exported``, then the store taken back to ``kept``."""
+    """``kept`` more events signed, then the log signed and exported to size ``exported``, and
+    the store taken back to the first checkpoint."""
     append(site.store, site.tenant, kept)
     assert site.sign()[-1] is True
-    append(site.store, site.tenant, exported - kept)
+    back = site.exported()[-1]
+    append(site.store, site.tenant, exported - back)
     assert site.sign()[-1] is True
-    site.take_back(kept)
+    site.take_back(back)
 
 
 def test_an_accepted_loss_lets_the_running_notary_sign_on_in_epoch_1(
@@ -297,8 +299,10 @@ def test_a_store_whose_tree_is_not_its_exported_checkpoint_s_is_damage_not_loss(
 ) -> None:
     """The store's tree at an exported size it still holds differs from that checkpoint
     (here its own row deleted and a node rewritten, so the store agrees with itself):
-    no statement covers that, exit 2, nothing written."""
-    lost_at(site, 10, 26)
+    no statement covers that, exit 2, nothing written. The first such size is named."""
+    append(site.store, site.tenant, 4)
+    assert site.sign()[-1] is True  # checkpoint 4, below the M of the loss
+    lost_at(site, 6, 26)  # checkpoints 10 and 26, then back to 10
     engine = sa.create_engine(site.admin_url)
     try:
         with engine.begin() as conn:
@@ -308,7 +312,7 @@ def test_a_store_whose_tree_is_not_its_exported_checkpoint_s_is_damage_not_loss(
             conn.execute(
                 sa.text(
                     "UPDATE integrity_nodes SET hash = :h "
-                    "WHERE log_id = :t AND level = 3 AND idx = 0"
+                    "WHERE log_id = :t AND level = 2 AND idx = 0"
                 ),
                 {"t": site.tenant, "h": bytes(32)},
             )
@@ -317,7 +321,7 @@ def test_a_store_whose_tree_is_not_its_exported_checkpoint_s_is_damage_not_loss(
     capsys.readouterr()
     assert site.accept_loss() == 2
     assert capsys.readouterr().err == (
-        f"aiaudit integrity accept-loss: log {site.tenant}: the store's tree at size 10 is not "
+        f"aiaudit integrity accept-loss: log {site.tenant}: the store's tree at size 4 is not "
         f"the one its exported checkpoint of {ORIGIN_PREFIX}/{site.tenant} signed: that is "
         "damage, not a loss; run aiaudit verify\n"
     )

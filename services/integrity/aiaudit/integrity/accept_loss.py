@@ -55,25 +55,25 @@ def accept_loss(
     if why := loss.reason_problem(reason):
         raise RefusedError(f"--reason: {why}")
     trusted = keys.verifier_keys()
-    with engine.connect() as conn, conn.begin():
+    with engine.connect() as conn, conn.begin():  # the roots are read from its node rows
         size, root_at = _store_tree(conn, log_id)
         found = loss.found(directory, prefix, log_id, trusted)
         chain, errors, _ = loss.chain(found, root_at)
-    epoch = chain.epoch
-    if any(item.epoch == epoch + 1 for item in found):  # there, and not counted: never replaced
-        raise RefusedError(
-            f"log {log_id}: epoch {epoch + 1} already has a statement that does not count "
-            f"({'; '.join(errors)}); run aiaudit verify"
-        )
-    exported = {e: _opened(directory, prefix, log_id, e, trusted) for e in range(epoch + 1)}
-    for e, checkpoints in exported.items():
-        for at, root in sorted(checkpoints.items()):
-            if at <= size and chain.later_loss(e, at) is None and root_at(at) != root:
-                raise RefusedError(
-                    f"log {log_id}: the store's tree at size {at} is not the one its exported "
-                    f"checkpoint of {origins.origin(prefix, log_id, e)} signed: that is damage, "
-                    "not a loss; run aiaudit verify"
-                )
+        epoch = chain.epoch
+        if any(item.epoch == epoch + 1 for item in found):  # there, not counted: never replaced
+            raise RefusedError(
+                f"log {log_id}: epoch {epoch + 1} already has a statement that does not count "
+                f"({'; '.join(errors)}); run aiaudit verify"
+            )
+        exported = {e: _opened(directory, prefix, log_id, e, trusted) for e in range(epoch + 1)}
+        for e, checkpoints in exported.items():
+            for at, root in sorted(checkpoints.items()):
+                if at <= size and chain.later_loss(e, at) is None and root_at(at) != root:
+                    raise RefusedError(
+                        f"log {log_id}: the store's tree at size {at} is not the one its "
+                        f"exported checkpoint of {origins.origin(prefix, log_id, e)} signed: "
+                        "that is damage, not a loss; run aiaudit verify"
+                    )
     current = origins.origin(prefix, log_id, epoch)
     lost = max(exported[epoch], default=0)
     if lost <= size:
