@@ -251,6 +251,35 @@ def test_ordering_and_pagination_are_stable_under_concurrent_inserts(
     assert [x for x in seen if x.startswith("ev-")] == by_time, "an original event was skipped"
 
 
+RESULT_WINDOW = 10_000
+"""OpenSearch's ``index.max_result_window``: the deepest hit ``from`` + ``size`` reach, and
+the most hits counted unless ``track_total_hits`` asks for all."""
+
+
+def test_pages_counts_and_exports_go_past_the_result_window(
+    search_suite: SearchSuite, tenant: str
+) -> None:
+    """10,001 events: every page token, the count and an export reach past the node's
+    10,000 (pages and exports go by ``search_after``, the count is tracked whole). Held
+    by a probe of 2026-12-07, with no regression test until then."""
+    count = RESULT_WINDOW + 1
+    events = []
+    for i in range(count):
+        e = interaction(tenant, f"deep-{i:05d}", user=f"user{i % 7}")
+        e.occurred_time.FromDatetime(BASE + dt.timedelta(seconds=i))
+        events.append(e)
+    for first in range(0, count, 1000):
+        search_suite.append(events[first : first + 1000])
+    search_suite.wait_indexed(tenant, count, timeout=120)
+    by_time = [e.event_id for e in events]
+    assert search_suite.find(tenant, page_size=1).total_size == count
+    assert search_suite.all_ids(tenant, order_by="occurred_time") == by_time
+    assert search_suite.all_ids(tenant) == by_time[::-1]
+    assert search_suite.find(tenant, 'actor.user_id = "user0"').total_size == len(by_time[::7])
+    lines = export(search_suite, tenant, pb.EXPORT_FORMAT_JSONL).decode().splitlines()
+    assert [json.loads(line)["eventId"] for line in lines] == by_time
+
+
 def test_aggregations_match_the_oracle(search_suite: SearchSuite, tenant: str) -> None:
     events = loaded(search_suite, tenant)
     response = search_suite.search.Aggregate(
