@@ -259,7 +259,8 @@ def test_a_round_reads_until_a_batch_comes_back_short(
 
     def counted(conn: sa.Connection, log_id: str, start: int, limit: int) -> object:
         rows = read_leaves(conn, log_id, start, limit)
-        reads.append(len(rows))
+        if log_id == tenant:  # logs other tests left behind in the database read too
+            reads.append(len(rows))
         return rows
 
     monkeypatch.setattr(storage, "leaves", counted)
