@@ -613,6 +613,11 @@ RECORD_AT_SQLITE = sa.text(
 """SQLite's: one stored as text is no intact record (as :data:`ERASURE_RECORDS_SQLITE`)."""
 
 
+NAMING_PAGE = 16
+"""Candidate sequences :func:`record_naming` reads from ``erasure_names`` a query: each is
+then checked against its record, one at a time, so a page costs nothing past the ids."""
+
+
 def record_naming(conn: sa.Connection, log_id: str, event_id: str, after: int) -> int | None:
     """The sequence of the latest intact record after ``after`` naming the event, or None.
 
@@ -626,7 +631,8 @@ def record_naming(conn: sa.Connection, log_id: str, event_id: str, after: int) -
     before = 2**63 - 1
     while True:
         params = {"log_id": log_id, "event_id": event_id, "after": after, "before": before}
-        seqs = [int(r) for r in conn.execute(_NAMING, {**params, "page": 16}).scalars()]
+        page = conn.execute(_NAMING, {**params, "page": NAMING_PAGE})
+        seqs = [int(r) for r in page.scalars()]
         for seq in seqs:
             row = conn.execute(query, {"log_id": log_id, "seq": seq}).first()
             if row is None or canonical.leaf_hash(bytes(row[0])) != bytes(row[1]):
@@ -634,7 +640,7 @@ def record_naming(conn: sa.Connection, log_id: str, event_id: str, after: int) -
             record = erasure.read_record(bytes(row[0]))
             if record is not None and event_id in record.ids:
                 return seq
-        if len(seqs) < 16:
+        if len(seqs) < NAMING_PAGE:
             return None
         before = seqs[-1]
 
