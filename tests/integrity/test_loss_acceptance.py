@@ -564,3 +564,31 @@ def test_a_statement_is_read_in_its_one_spelling(spelt: tuple[str, str], why: st
         loss.parse_statement(STATEMENT.replace(*spelt, 1))
     with pytest.raises(note.NoteError):  # never read as a checkpoint
         note.parse_checkpoint(STATEMENT)
+
+
+def test_a_store_taken_back_below_the_statement_s_size_is_held(
+    site: Site, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The statement signs epoch 1's tree at M=12: a store below M (restored older still
+    before epoch 1 signed anything, or the statement signed on another copy of the database)
+    held no checkpoint of epoch 0 in 11..12 and none of epoch 1, and the notary signed new
+    events at 11.. under epoch 1: a checkpoint of epoch 1 that is not the tree its statement
+    signed at 12 (review, 2026-12-07)."""
+    append(site.store, site.tenant, 10)
+    assert site.sign()[-1] is True
+    append(site.store, site.tenant, 16)
+    assert site.sign()[-1] is True
+    assert site.exported() == [10, 26]
+    site.take_back(12)
+    assert site.accept_loss() == 0
+    site.take_back(11)
+    append(site.store, site.tenant, 3)
+    with caplog.at_level(logging.ERROR, "aiaudit.integrity.notary"):
+        assert site.sign()[-1] is False
+    assert site.exported(1) == []
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == [
+        f"log {site.tenant} not integrated nor signed: its 11 integrated leaves are behind "
+        f"the loss statement of {ORIGIN_PREFIX}/{site.tenant}/epoch-1, which continues "
+        f"{ORIGIN_PREFIX}/{site.tenant} at size 12 (the store restored from a backup older "
+        "still, or the statement signed on another copy of the database?); run aiaudit verify"
+    ]

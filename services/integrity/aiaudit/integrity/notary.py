@@ -411,6 +411,10 @@ class Notary:
         Every epoch's checkpoints are looked at (:mod:`loss`): an earlier
         epoch's past the position are no hold when a later loss statement
         covers them (they are the accepted loss), and hold the log when none does.
+        A statement signs its epoch's tree at its size M as a checkpoint does:
+        a store below M (restored older still before the epoch signed past it,
+        or the statement signed on another copy of the database) is held too;
+        until a review of 2026-12-07 it signed the new epoch from below M.
         """
         try:
             chain = self._chain(conn, log_id, position)
@@ -421,6 +425,21 @@ class Notary:
                 log_id,
                 exc,
             )
+            return True
+        if (ahead := self._ahead_statement(chain, position)) is not None:
+            if log_id not in self._forked:  # named once, not every round
+                log.error(
+                    "log %s not integrated nor signed: its %d integrated leaves are behind the "
+                    "loss statement of %s, which continues %s at size %d (the store restored "
+                    "from a backup older still, or the statement signed on another copy of the "
+                    "database?); run aiaudit verify",
+                    log_id,
+                    position,
+                    ahead.origin,
+                    ahead.previous,
+                    ahead.size,
+                )
+                self._forked.add(log_id)
             return True
         try:
             exported = [
@@ -458,6 +477,18 @@ class Notary:
                 self._forked.add(log_id)
             return True
         return False
+
+    @staticmethod
+    def _ahead_statement(chain: loss.Chain, position: int) -> loss.LossStatement | None:
+        """A statement whose M, still within the store's shared prefix, is past ``position``."""
+        return next(
+            (
+                statement
+                for epoch, statement in enumerate(chain.losses, start=1)
+                if statement.size > position and chain.later_loss(epoch, statement.size) is None
+            ),
+            None,
+        )
 
     def _unlistable(self, log_id: str, exc: OSError) -> bool:
         """A write-only drop box, a mount's I/O error: this log goes on unchecked, one warning."""
