@@ -12,9 +12,10 @@ from urllib.parse import urlparse
 import hvac
 import hvac.exceptions
 import pytest
+import sqlalchemy as sa
 
 from aiaudit.common.receipts import ReceiptSigningUnavailableError
-from aiaudit.common.store import SqlEventStore
+from aiaudit.common.store import SqlEventStore, cursors
 from aiaudit.common.store.sql import Receipt
 from aiaudit.integrity import note, receipts, signers, worm
 from aiaudit.integrity import vault as transit
@@ -295,3 +296,33 @@ def test_a_round_of_a_thousand_logs_is_signed_in_requests_openbao_takes(vault: V
     assert keys.batches == [1000]  # one call from the notary; the signer splits it
     opened = [note.open_checkpoint(s, keys.verifier_keys()) for s in signed]
     assert [(c.origin, c.size) for c in opened] == [(f"o/{i}", i + 1) for i in range(1000)]
+
+
+def test_a_notary_started_while_vault_is_down_integrates_and_asks_it_once_a_round(
+    vault: Vault, store: SqlEventStore, notary_url: str, tmp_path: Path, tenant: str
+) -> None:
+    """Integration goes on while Vault cannot sign. Since the loss statements (2026-12-07)
+    each log's edge, when loaded, read the verifier keys to open its statements, even with
+    none to open: a notary started while Vault was down integrated no log at all, and a
+    leader takeover asked Vault once a log (review, 2026-12-07)."""
+    settings, token = bootstrapped(vault)
+    proxy = Proxy(urlparse(vault.addr).port or 0)
+    try:
+        keys = through(proxy, vault, settings, token)
+        logs = [f"{tenant}-{i}" for i in range(5)]
+        for log_id in logs:
+            append(store, log_id, 3)
+        proxy.cut()
+        with stepping(notary_url, keys, tmp_path) as notary:
+            notary.step()
+            asked = proxy.attempts
+        assert asked == 1  # the round's signature only, refused
+        engine = sa.create_engine(notary_url)
+        try:
+            with engine.connect() as conn:
+                assert [cursors.position(conn, "integrity", log_id) for log_id in logs] == [3] * 5
+        finally:
+            engine.dispose()
+        assert all(latest(notary_url, log_id) is None for log_id in logs)
+    finally:
+        proxy.close()

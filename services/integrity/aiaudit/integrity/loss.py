@@ -181,13 +181,23 @@ class Found:
 
 
 def found(directory: Path, prefix: str, log_id: str, keys: Sequence[VerifierKey]) -> list[Found]:
-    """Every statement file of a log (epoch order), each opened and checked for its place.
+    """Every statement file of a log (epoch order), each opened and checked for its place."""
+    return opened(list(worm.statements(directory, log_id)), prefix, log_id, keys)
+
+
+def opened(
+    files: Sequence[tuple[int, Path, bytes]],
+    prefix: str,
+    log_id: str,
+    keys: Sequence[VerifierKey],
+) -> list[Found]:
+    """The statement files read (:func:`worm.statements`), each opened and checked for its place.
 
     A statement counts for epoch n only if it opens with ``keys`` and names
     epoch n's origin as the new one and epoch n-1's as the one it continues.
     """
     out = []
-    for epoch, path, data in worm.statements(directory, log_id):
+    for epoch, path, data in files:
         try:
             statement = open_statement(data, keys)
         except NoteError as exc:
