@@ -46,7 +46,7 @@ from aiaudit.common.store.sql import READ_BYTES, StoredEvent
 from aiaudit.common.stream_slots import StreamSlots
 from aiaudit.common.v1 import event_pb2, proof_pb2
 from aiaudit.integrity.v1 import integrity_service_pb2 as ipb
-from aiaudit.search import bundle, catalogue, document, exporting, language, paging
+from aiaudit.search import bundle, catalogue, document, exporting, fragments, language, paging
 from aiaudit.search.backends.base import (
     AggregateSpec,
     BackendUnavailableError,
@@ -672,8 +672,8 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
             view.redact(found, into=result.event)
             # Erased content's highlights may outlive it while the index lags.
             if view.shows_content(result.event) and found.content is not None:
-                for name, fragments in hit.highlights.items():
-                    result.highlights[name].fragments.extend(fragments)
+                for name, marks in hit.highlights.items():  # bounded: counted in `used` below
+                    result.highlights[name].fragments.extend(map(fragments.clip, marks))
             used += result.ByteSize()
             if used > _PAGE_BYTES and len(response.results) > 1:  # the rest on the next page
                 del response.results[-1]

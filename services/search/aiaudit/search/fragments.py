@@ -1,0 +1,126 @@
+"""Highlight fragments cut to a bounded length around their first match.
+
+Neither backend bounds a fragment by itself: OpenSearch's unified
+highlighter cuts at sentence, then word, boundaries (the JDK's word breaks
+take a run of CJK ideographs or a long token for one word), and FTS5's
+snippet() counts tokens, not the text between them (a CJK run is one token
+of unicode61, a run of emoji, dashes or ". " one separator). A fragment of
+100,000 characters made a one-event page larger than gRPC's default 4 MiB
+(probe, 2026-12-07).
+
+A fragment here is HTML-escaped text whose only markup is ``<em>``/``</em>``
+around the matches (both backends), so ``<`` always starts a tag and ``&``
+an escape: the cut never splits either, nor a code point.
+"""
+
+from __future__ import annotations
+
+FRAGMENT_CHARS = 300
+"""Characters of text a fragment shows at most, ``...`` included (an escape is the one
+character it stands for, the tags none): about three of OpenSearch's 100-character
+fragments, twice FTS5's 24-token snippets of English."""
+
+ELLIPSIS = "..."
+"""What marks a cut side: FTS5's snippet() marks its own cuts so (the ellipsis asked for)."""
+
+_OPEN, _CLOSE = "<em>", "</em>"
+_ESCAPE_CHARS = len("&#x2F;")
+"""The longest escape either backend writes (``/``; ``&amp;``, ``&quot;``, ``&#x27;``...)."""
+
+
+def clip(fragment: str, limit: int = FRAGMENT_CHARS) -> str:
+    """``fragment``, or its first match and the nearest text within ``limit`` characters.
+
+    The piece grows one unit (tag, escape, code point) a side in turn; a side cut
+    ends in :data:`ELLIPSIS`. A match longer than ``limit`` keeps its start, and a
+    mark cut on either side is closed or opened again, so the tags stay paired.
+    """
+    if len(fragment) <= limit:  # every character shown is at least one of the string
+        return fragment
+    first = max(fragment.find(_OPEN), 0)
+    close = fragment.find(_CLOSE, first)
+    match_end = close + len(_CLOSE) if close >= 0 else first
+    start = end = first
+    while end < match_end:
+        if (step := _fits(fragment, start, end, _right(fragment, end), limit)) is None:
+            break
+        end = step
+    grow_left = grow_right = True
+    while grow_left or grow_right:
+        if grow_right:
+            step = _fits(fragment, start, end, _right(fragment, end), limit)
+            grow_right = step is not None
+            end = end if step is None else step
+        if grow_left:
+            back = _fits(fragment, start, end, _left(fragment, start), limit)
+            grow_left = back is not None
+            start = start if back is None else back
+    return _marked(fragment, start, end)
+
+
+def _fits(fragment: str, start: int, end: int, to: int | None, limit: int) -> int | None:
+    """``to`` if the piece grown to it, its ellipses included, shows at most ``limit``."""
+    if to is None:
+        return None
+    wider = (min(start, to), max(end, to))
+    return to if _shown(fragment, *wider) + _ellipses(fragment, *wider) <= limit else None
+
+
+def _ellipses(fragment: str, start: int, end: int) -> int:
+    """Characters the ellipses of the piece ``fragment[start:end]`` take."""
+    return len(ELLIPSIS) * ((start > 0) + (end < len(fragment)))
+
+
+def _marked(fragment: str, start: int, end: int) -> str:
+    """``fragment[start:end]`` with its cut sides marked and its tags paired again."""
+    piece = fragment[start:end]
+    if fragment.rfind(_OPEN, 0, start) > fragment.rfind(_CLOSE, 0, start):
+        piece = _OPEN + piece  # cut inside a match
+    if piece.rfind(_OPEN) > piece.rfind(_CLOSE):
+        piece += _CLOSE
+    if start > 0:
+        piece = ELLIPSIS + piece
+    if end < len(fragment):
+        piece += ELLIPSIS
+    return piece
+
+
+def _shown(fragment: str, start: int, end: int) -> int:
+    """Characters of text ``fragment[start:end]`` shows (whole units only)."""
+    piece = fragment[start:end]
+    tags = piece.count(_OPEN) * len(_OPEN) + piece.count(_CLOSE) * len(_CLOSE)
+    escaped = sum(piece.index(";", i) - i for i in _all(piece, "&"))  # each shows one
+    return len(piece) - tags - escaped
+
+
+def _all(text: str, sub: str) -> list[int]:
+    """Where ``sub`` starts in ``text``."""
+    out, i = [], text.find(sub)
+    while i >= 0:
+        out.append(i)
+        i = text.find(sub, i + 1)
+    return out
+
+
+def _right(fragment: str, at: int) -> int | None:
+    """Where the unit (a tag, an escape or a code point) starting at ``at`` ends."""
+    if at >= len(fragment):
+        return None
+    if fragment[at] == "<":
+        return fragment.index(">", at) + 1
+    if fragment[at] == "&":
+        return fragment.index(";", at) + 1
+    return at + 1
+
+
+def _left(fragment: str, at: int) -> int | None:
+    """Where the unit ending at ``at`` starts: ``;`` ends an escape only after an ``&``."""
+    if at <= 0:
+        return None
+    if fragment[at - 1] == ">":
+        return fragment.rindex("<", 0, at)
+    if fragment[at - 1] == ";":
+        amp = fragment.rfind("&", max(0, at - _ESCAPE_CHARS), at)
+        if amp >= 0 and ";" not in fragment[amp : at - 1]:
+            return amp
+    return at - 1

@@ -1,0 +1,85 @@
+"""Highlight fragments are bounded in length on both backends (probe, 2026-12-07).
+
+A run of text without word boundaries came back as one fragment: CJK text on
+both backends (OpenSearch's word breaks take the run for one word, FTS5's
+unicode61 for one token), and on SQLite runs of emoji or ". " too (separators
+between two of snippet()'s tokens). Fragments of about 100,000 characters
+were seen, and a one-result page of a 3.3 MB event was 5.36 MB on SQLite,
+which a client with gRPC's default 4 MiB receive limit refused.
+"""
+
+from __future__ import annotations
+
+import html
+
+import pytest
+
+from aiaudit.common.v1 import event_pb2 as ev
+from aiaudit.search.fragments import ELLIPSIS, FRAGMENT_CHARS
+from tests.helpers import interaction
+from tests.search.conftest import SearchSuite
+
+RUNS = {
+    "cjk": "漢字" * 60_000,  # 120,000 characters, no word boundary
+    "emoji": "\U0001f600" * 100_000,  # outside the BMP: a surrogate pair in UTF-16
+    "dots": ". " * 60_000,
+}
+"""Runs set on both sides of the matched word, with an escape beside it (``&``)."""
+
+DEFAULT_RECEIVE = 4 * 1024 * 1024
+"""gRPC's default receive limit: the tests' channels keep it."""
+
+
+def _shown(fragment: str) -> str:
+    """The text a fragment shows: tags dropped, escapes read."""
+    return html.unescape(fragment.replace("<em>", "").replace("</em>", ""))
+
+
+def _check(fragment: str, text: str) -> None:
+    """``fragment`` is bounded, marks the match, and is a piece of ``text`` escaped whole."""
+    assert len(_shown(fragment)) <= FRAGMENT_CHARS, (len(fragment), fragment[:200])
+    assert "<em>mango</em>" in fragment, fragment[:200]
+    assert fragment.count("<em>") == fragment.count("</em>"), fragment
+    fragment.encode("utf-8")  # no lone surrogate
+    bare = fragment.replace("<em>", "").replace("</em>", "")
+    escaped = html.escape(html.unescape(bare), quote=True).replace("/", "&#x2F;")
+    assert escaped == bare, bare  # no escape cut: `&` and `;` unpaired would differ
+    piece = _shown(fragment).removeprefix(ELLIPSIS).removesuffix(ELLIPSIS)
+    assert piece in text, piece
+    # Text beside the match is kept (OpenSearch's own fragment may end at the match).
+    assert len(piece) > len(" &mango "), piece
+
+
+@pytest.mark.parametrize("run", sorted(RUNS))
+def test_a_run_without_word_boundaries_is_highlighted_in_a_bounded_fragment(
+    search_suite: SearchSuite, tenant: str, run: str
+) -> None:
+    text = f"{RUNS[run]} &mango {RUNS[run]}"
+    search_suite.append([interaction(tenant, run, text=text)])
+    search_suite.wait_indexed(tenant, 1)
+    (found,) = search_suite.find(tenant, query="mango").results
+    assert set(found.highlights) == {"input.text", "output.text"}
+    for name, field in (("input.text", text), ("output.text", "answer " + text)):
+        fragments = list(found.highlights[name].fragments)
+        assert fragments, name
+        for fragment in fragments:
+            _check(fragment, field)
+
+
+def test_a_page_of_one_multi_megabyte_event_fits_the_default_receive_limit(
+    search_suite: SearchSuite, tenant: str
+) -> None:
+    """3.3 MB of CJK text in the event; its highlights were as large again."""
+    text = "漢字" * 137_500 + " mango " + "漢字" * 137_500  # 550,000 characters, 1.65 MB
+    event: ev.Event = interaction(tenant, "large", text=text)
+    assert event.ByteSize() > 3_300_000
+    search_suite.append([event])
+    search_suite.wait_indexed(tenant, 1)
+    # The tests' channel keeps gRPC's default receive limit: a larger page is refused.
+    page = search_suite.find(tenant, query="mango", page_size=1)
+    (found,) = page.results
+    assert page.ByteSize() < DEFAULT_RECEIVE
+    assert found.event.input.messages[0].parts[0].text == text
+    fragments = [f for h in found.highlights.values() for f in h.fragments]
+    assert fragments and all(len(_shown(f)) <= FRAGMENT_CHARS for f in fragments)
+    assert all("<em>mango</em>" in f for f in fragments), [f[:200] for f in fragments]
