@@ -23,6 +23,7 @@ RUNS = {
     "cjk": "漢字" * 60_000,  # 120,000 characters, no word boundary
     "emoji": "\U0001f600" * 100_000,  # outside the BMP: a surrogate pair in UTF-16
     "dots": ". " * 60_000,
+    "escapes": '&"/<' * 30_000,  # each character escaped: a cut must not split one
 }
 """Runs set on both sides of the matched word, with an escape beside it (``&``)."""
 
