@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import datetime as dt
 import logging
 import re
 from pathlib import Path
@@ -592,3 +593,32 @@ def test_a_store_taken_back_below_the_statement_s_size_is_held(
         f"{ORIGIN_PREFIX}/{site.tenant} at size 12 (the store restored from a backup older "
         "still, or the statement signed on another copy of the database?); run aiaudit verify"
     ]
+
+
+def test_a_lost_checkpoint_stored_in_the_database_is_damage(site: Site) -> None:
+    """The store holds epoch 1's tree past M, so a row of epoch 0's lost checkpoint of 26
+    (its exported copy inserted by whoever may write rows) is of a history the store does not
+    hold: the notary is held behind it ("do not extend its checkpoint of 26"), and verify,
+    which took every lost checkpoint for the statement's warning, found nothing wrong (review,
+    2026-12-07)."""
+    accepted(site)
+    text = dict(worm.read_all(site.checkpoints, site.tenant))[26]
+    cp = note.open_checkpoint(text, site.keys.verifier_keys())
+    now = dt.datetime.now(dt.UTC)
+    engine = sa.create_engine(site.admin_url)
+    try:
+        with engine.begin() as conn:
+            storage.insert_checkpoints(
+                conn,
+                [storage.StoredCheckpoint(site.tenant, 26, cp.root_hash, text, now, "v1")],
+            )
+    finally:
+        engine.dispose()
+    origin = f"{ORIGIN_PREFIX}/{site.tenant}"
+    assert (
+        f"stored checkpoint at size 26 of {origin} is lost (the loss statement of "
+        f"{origin}/epoch-1 says so): the store holds no such history (a row inserted, or the "
+        "store restored from a backup newer than the statement?)"
+    ) in problems(site)
+    append(site.store, site.tenant, 1)
+    assert site.sign()[-1] is False  # what verify must name

@@ -32,8 +32,10 @@ For every log, in sequence order (one streaming pass, O(log n) memory):
 * after an accepted loss (:mod:`loss`), each signed statement in the
   directory begins an epoch with its own origin: a checkpoint of an earlier
   epoch past a later statement's M is lost (a warning) if that statement
-  covers it and damage if not, and a statement that does not open, does not
-  continue the store's tree or names another lost checkpoint is damage;
+  covers it and damage if not (a stored row of one is damage: the store
+  holds the later epoch's tree there), and a statement that does not open,
+  does not continue the store's tree or names another lost checkpoint is
+  damage;
 * no checkpoint, integrated leaf or consumer's cursor lies past the end of
   the log (a truncated tail; a consumer would skip the sequences between);
 * (``full``) the data key sealing each event's content is stored for the
@@ -260,6 +262,15 @@ def _checkpoints(
                         f"{source} at size {size} of {body.origin} is past the loss statement of "
                         f"{covering.origin}, which covers sizes up to {covering.lost_size} only "
                         "(signed after the loss was accepted, or copied in?)",
+                    )
+                )
+            elif epoch is None:  # a row: the store holds the later epoch's tree there
+                report.problems.append(
+                    Problem(
+                        log_id,
+                        f"{source} at size {size} of {body.origin} is lost (the loss statement "
+                        f"of {covering.origin} says so): the store holds no such history (a row "
+                        "inserted, or the store restored from a backup newer than the statement?)",
                     )
                 )
             return None  # lost: the statement's warning names it
