@@ -622,3 +622,70 @@ def test_a_lost_checkpoint_stored_in_the_database_is_damage(site: Site) -> None:
     ) in problems(site)
     append(site.store, site.tenant, 1)
     assert site.sign()[-1] is False  # what verify must name
+
+
+def test_a_statement_signed_on_an_older_copy_of_the_database_does_not_count(
+    site: Site, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A restore drill: accept-loss run on an older copy of the database (here the store
+    taken back to 12, and its rows put back after) while the notary's store holds the whole
+    history. The statement continues the same tree at 12, so it looked valid there: a notary
+    (re)started on the live store took the log into epoch 1, and signed on under the new
+    origin events it never lost, which the statement names as lost (review, 2026-12-07).
+    The store holds the tree of the lost checkpoint: the statement is not about it."""
+    append(site.store, site.tenant, 10)
+    assert site.sign()[-1] is True
+    append(site.store, site.tenant, 16)
+    assert site.sign()[-1] is True
+    kept = rows_of(site)
+    site.take_back(12)
+    assert site.accept_loss() == 0
+    put_back(site, kept)
+    append(site.store, site.tenant, 2)
+    with caplog.at_level(logging.ERROR, "aiaudit.integrity.notary"):
+        assert site.sign()[-1] is True
+    assert (site.exported(), site.exported(1)) == ([10, 26, 28], [])
+    ignored = [r.getMessage() for r in caplog.records if "is ignored" in r.getMessage()]
+    assert ignored == [
+        f"log {site.tenant}: loss statement {site.statement(1)}: it names as lost the "
+        "checkpoint of size 26, and the store holds its tree (signed on another copy of the "
+        "database?); the statement is ignored"
+    ]
+
+
+LOG_TABLES = ("log_entries", "events", "event_content", "integrity_nodes", "integrity_checkpoints")
+
+
+def rows_of(site: Site) -> dict[str, list[dict[str, object]]]:
+    """Every row of the log in the tables a restore takes back."""
+    engine = sa.create_engine(site.admin_url)
+    try:
+        with engine.connect() as conn:
+            out = {}
+            for name in LOG_TABLES:
+                table = sa.Table(name, sa.MetaData(), autoload_with=conn)
+                query = sa.select(table).where(table.c.log_id == site.tenant)
+                out[name] = [dict(row) for row in conn.execute(query).mappings()]
+            return out
+    finally:
+        engine.dispose()
+
+
+def put_back(site: Site, kept: dict[str, list[dict[str, object]]]) -> None:
+    """The log's rows as :func:`rows_of` read them: the later copy of the store."""
+    engine = sa.create_engine(site.admin_url)
+    try:
+        with engine.begin() as conn:
+            for name in reversed(LOG_TABLES):
+                conn.execute(sa.text(f"DELETE FROM {name} WHERE log_id = :t"), {"t": site.tenant})
+            for name in LOG_TABLES:
+                table = sa.Table(name, sa.MetaData(), autoload_with=conn)
+                conn.execute(sa.insert(table), kept[name])
+            size = len(kept["log_entries"])
+            params = {"t": site.tenant, "m": size}
+            conn.execute(sa.text("UPDATE logs SET size = :m WHERE log_id = :t"), params)
+            conn.execute(
+                sa.text("UPDATE consumer_cursors SET position = :m WHERE log_id = :t"), params
+            )
+    finally:
+        engine.dispose()

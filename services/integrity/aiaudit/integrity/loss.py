@@ -241,13 +241,18 @@ class Chain:
         return next((s for s in self.losses[epoch:] if s.size < size), None)
 
     def unchecked(self, root_at: RootAt) -> tuple[int, str] | None:
-        """The first statement whose ``continues`` root is not the store's, and why.
+        """The first statement that does not fit the store's tree, and why.
 
         Only statements whose M is still within the store's shared prefix
         (:meth:`later_loss` of its own epoch is None) are compared; ``root_at``
         gives the store's root at a size. None: the store has no tree there,
         taken back past M again (the log is then held behind the epoch's own
         checkpoints until the next statement), so nothing to compare.
+        A statement whose lost checkpoint is the store's own tree at that size
+        was signed on another copy of the database (an older one, a restore
+        drill): nothing was lost here. It continues the same tree at M, and a
+        notary on the store that held the history took the log into the new
+        epoch (review, 2026-12-07).
         """
         for epoch, statement in enumerate(self.losses, start=1):
             if self.later_loss(epoch, statement.size) is not None:
@@ -257,6 +262,11 @@ class Chain:
                 return epoch, (
                     f"it continues at size {statement.size} with root {_b64(statement.root)}, "
                     f"and the store's tree has root {_b64(root)} there"
+                )
+            if root_at(statement.lost_size) == statement.lost_root:
+                return epoch, (
+                    f"it names as lost the checkpoint of size {statement.lost_size}, and the "
+                    "store holds its tree (signed on another copy of the database?)"
                 )
         return None
 
