@@ -435,11 +435,12 @@ class SqliteFtsBackend:
             f"WHERE texts MATCH ? AND rowid IN ({_marks(rows)})",
             [*params, expression, *rows],
         ):
-            found = {
-                f.name: [_marked(fragment)]
+            marked = (
+                (f.name, _marked(fragment))
                 for f, fragment in zip(catalogue.TEXTS, row[1:], strict=True)
                 if fragment and "\x01" in fragment
-            }
+            )
+            found = {name: [fragment] for name, fragment in marked if "<em>" in fragment}
             out[row[0]] = found
         return out
 
@@ -709,13 +710,45 @@ def _varints(blob: bytes) -> list[int]:
 def _marked(fragment: str) -> str:
     """The fragment HTML-escaped, matches wrapped in ``<em>``: prompt text is no markup.
 
-    SQLite marks matches with U+0001 and U+0002; escaping comes first, so
-    even a literal one in a prompt can only turn into an ``<em>`` tag. The
+    SQLite marks matches with U+0001 and U+0002; escaping comes first, so a
+    literal one in a prompt can only be taken for a mark, and only the marks
+    paired as snippet() writes them become tags (:func:`_paired`). The
     characters escaped are OpenSearch's ``html`` encoder's (quotes and ``/``
     too), so both backends return the same fragment.
     """
-    escaped = html.escape(fragment, quote=True).replace("/", "&#x2F;")
-    return escaped.replace("\x01", "<em>").replace("\x02", "</em>")
+    return _paired(html.escape(fragment, quote=True).replace("/", "&#x2F;"))
+
+
+_MARKS = re.compile("[\x01\x02]")
+
+
+def _paired(escaped: str) -> str:
+    """``escaped`` with snippet()'s marks as tags, and the prompt's own U+0001/U+0002 dropped.
+
+    snippet() opens and closes each match in turn, never two opens running: an
+    open followed by another open, or by no close, and a close with no open,
+    are the prompt's (a control character, which shows nothing). One inside a
+    phrase's match can shorten that match's mark, never unpair a tag: they were
+    an ``</em>`` opened by nothing and an ``<em>`` left open (review, 2026-12-07).
+    """
+    out: list[str] = []
+    opened = -1  # where the open tag stands in ``out`` while a match is open
+    at = 0
+    for mark in _MARKS.finditer(escaped):
+        out.append(escaped[at : mark.start()])
+        at = mark.end()
+        if mark.group() == "\x01":
+            if opened >= 0:
+                out[opened] = ""
+            opened = len(out)
+            out.append("<em>")
+        elif opened >= 0:
+            out.append("</em>")
+            opened = -1
+    out.append(escaped[at:])
+    if opened >= 0:
+        out[opened] = ""
+    return "".join(out)
 
 
 def _delete(conn: sqlite3.Connection, doc: Document) -> bool:
