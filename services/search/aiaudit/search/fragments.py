@@ -31,9 +31,10 @@ _ESCAPE_CHARS = len("&#x2F;")
 def clip(fragment: str, limit: int = FRAGMENT_CHARS) -> str:
     """``fragment``, or its first match and the nearest text within ``limit`` characters.
 
-    The piece grows one unit (tag, escape, code point) a side in turn; a side cut
-    ends in :data:`ELLIPSIS`. A match longer than ``limit`` keeps its start, and a
-    mark cut on either side is closed or opened again, so the tags stay paired.
+    The piece grows one unit (tag, escape, code point, an end's ``...``) a side in
+    turn; a side cut ends in :data:`ELLIPSIS`. A match longer than ``limit`` keeps its
+    start, a mark cut on either side is closed or opened again, so the tags stay
+    paired, and a tag taken at a cut without its text is left out.
     """
     if len(fragment) <= limit:  # every character shown is at least one of the string
         return fragment
@@ -78,6 +79,8 @@ def _marked(fragment: str, start: int, end: int) -> str:
         piece = _OPEN + piece  # cut inside a match
     if piece.rfind(_OPEN) > piece.rfind(_CLOSE):
         piece += _CLOSE
+    # A tag takes no width: one at a cut side is taken with none of its match.
+    piece = piece.replace(_OPEN + _CLOSE, "")
     if start > 0:
         piece = ELLIPSIS + piece
     if end < len(fragment):
@@ -103,9 +106,11 @@ def _all(text: str, sub: str) -> list[int]:
 
 
 def _right(fragment: str, at: int) -> int | None:
-    """Where the unit (a tag, an escape or a code point) starting at ``at`` ends."""
+    """Where the unit (a tag, an escape, a code point, an end's ``...``) starting at ``at`` ends."""
     if at >= len(fragment):
         return None
+    if at == len(fragment) - len(ELLIPSIS) and fragment.endswith(ELLIPSIS):
+        return len(fragment)  # snippet()'s own cut: whole, or it shows a dot not in the text
     if fragment[at] == "<":
         return fragment.index(">", at) + 1
     if fragment[at] == "&":
@@ -117,6 +122,8 @@ def _left(fragment: str, at: int) -> int | None:
     """Where the unit ending at ``at`` starts: ``;`` ends an escape only after an ``&``."""
     if at <= 0:
         return None
+    if at == len(ELLIPSIS) and fragment.startswith(ELLIPSIS):
+        return 0
     if fragment[at - 1] == ">":
         return fragment.rindex("<", 0, at)
     if fragment[at - 1] == ";":
