@@ -689,3 +689,21 @@ def put_back(site: Site, kept: dict[str, list[dict[str, object]]]) -> None:
             )
     finally:
         engine.dispose()
+
+
+def test_a_tail_truncated_in_epoch_1_is_named_as_in_epoch_0(site: Site) -> None:
+    """Rows, nodes, checkpoints and cursor cut back past epoch 1's exported checkpoint of 20:
+    named as a log behind a checkpoint it exported, as in epoch 0, and that copy is not
+    counted among those a stopped leader left (it was "tail truncated?" only, and counted)."""
+    accepted(site)
+    append(site.store, site.tenant, 5)
+    assert site.sign()[-1] is True
+    assert site.exported(1) == [15, 20]
+    site.take_back(15)
+    report = site.verify()
+    assert [p.what for p in report.problems] == [
+        "exported checkpoint of epoch 1 at size 20 covers sequences 15..19, which are missing: "
+        "the log is behind a checkpoint that was signed and exported (tail truncated, or the "
+        "store restored from a backup older than the checkpoint?)"
+    ]
+    assert report.exported_only == 0
