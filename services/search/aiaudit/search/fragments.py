@@ -15,6 +15,8 @@ an escape: the cut never splits either, nor a code point.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 FRAGMENT_CHARS = 300
 """Characters of text a fragment shows at most, ``...`` included (an escape is the one
 character it stands for, the tags none): about three of OpenSearch's 100-character
@@ -41,30 +43,44 @@ def clip(fragment: str, limit: int = FRAGMENT_CHARS) -> str:
     first = max(fragment.find(_OPEN), 0)
     close = fragment.find(_CLOSE, first)
     match_end = close + len(_CLOSE) if close >= 0 else first
-    start = end = first
-    while end < match_end:
-        if (step := _fits(fragment, start, end, _right(fragment, end), limit)) is None:
-            break
-        end = step
+    piece = _Piece(fragment, first, first, limit)
+    while piece.end < match_end and piece.grow(_right(fragment, piece.end)):
+        pass
     grow_left = grow_right = True
     while grow_left or grow_right:
         if grow_right:
-            step = _fits(fragment, start, end, _right(fragment, end), limit)
-            grow_right = step is not None
-            end = end if step is None else step
+            grow_right = piece.grow(_right(fragment, piece.end))
         if grow_left:
-            back = _fits(fragment, start, end, _left(fragment, start), limit)
-            grow_left = back is not None
-            start = start if back is None else back
-    return _marked(fragment, start, end)
+            grow_left = piece.grow(_left(fragment, piece.start))
+    return _marked(fragment, piece.start, piece.end)
 
 
-def _fits(fragment: str, start: int, end: int, to: int | None, limit: int) -> int | None:
-    """``to`` if the piece grown to it, its ellipses included, shows at most ``limit``."""
-    if to is None:
-        return None
-    wider = (min(start, to), max(end, to))
-    return to if _shown(fragment, *wider) + _ellipses(fragment, *wider) <= limit else None
+@dataclass
+class _Piece:
+    """``fragment[start:end]``, kept so far, and the characters of text it shows.
+
+    The count grows by the unit taken, not the piece counted again at each step:
+    a fragment whose every character is a match and an escape (``<em>&lt;</em>``)
+    took 52 ms, the piece's 300 characters counted 900 times (review, 2026-12-07).
+    """
+
+    fragment: str
+    start: int
+    end: int
+    limit: int
+    shown: int = 0
+
+    def grow(self, to: int | None) -> bool:
+        """Whether the piece took the unit up to ``to``: it and its ellipses show at most limit."""
+        if to is None:
+            return False
+        start, end = min(self.start, to), max(self.end, to)
+        unit = (to, self.start) if to < self.start else (self.end, to)
+        shown = self.shown + _shown(self.fragment, *unit)
+        if shown + _ellipses(self.fragment, start, end) > self.limit:
+            return False
+        self.start, self.end, self.shown = start, end, shown
+        return True
 
 
 def _ellipses(fragment: str, start: int, end: int) -> int:
