@@ -707,3 +707,19 @@ def test_a_tail_truncated_in_epoch_1_is_named_as_in_epoch_0(site: Site) -> None:
         "store restored from a backup older than the checkpoint?)"
     ]
     assert report.exported_only == 0
+
+
+def test_an_epoch_folder_of_a_huge_number_is_read_alone(site: Site) -> None:
+    """verify read every epoch from 0 to the largest folder's number: one folder named
+    ``epoch-1000000000000`` (anyone who may add to the directory can make it) kept it at
+    work for days. The folders there are read, and a copy in that one is named."""
+    accepted(site)
+    text = dict(worm.read_all(site.checkpoints, site.tenant, 1))[15]
+    far = worm.folder(site.checkpoints, site.tenant, 10**12)
+    far.mkdir()
+    (far / worm.path_for(site.checkpoints, site.tenant, 15, b"k").name).write_text(text)
+    assert problems(site) == [
+        f"exported checkpoint of epoch {10**12} at size 15: checkpoint origin "
+        f"'{ORIGIN_PREFIX}/{site.tenant}/epoch-1' is not "
+        f"'{ORIGIN_PREFIX}/{site.tenant}/epoch-{10**12}'"
+    ]

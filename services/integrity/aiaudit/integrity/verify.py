@@ -296,8 +296,9 @@ def _checkpoints(
     if checkpoint_dir is None:
         return targets
     copies: dict[int, set[str]] = {}
-    last = max([chain.epoch, *worm.epochs(checkpoint_dir, log_id)])
-    for epoch in range(last + 1):
+    # The chain's epochs and the folders there, not every number up to the largest folder's:
+    # one named epoch-1000000000000 kept verify at work for days (review, 2026-12-07).
+    for epoch in sorted({*range(chain.epoch + 1), *worm.epochs(checkpoint_dir, log_id)}):
         source = "exported checkpoint" + (f" of epoch {epoch}" if epoch else "")
         for size, signed in worm.read_all(checkpoint_dir, log_id, epoch):
             copies.setdefault(size, set()).add(signed)
