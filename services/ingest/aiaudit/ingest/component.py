@@ -58,7 +58,11 @@ def start(ctx: Context) -> Ingest:
         unit="{batch}",
         description="Batches acknowledged by no transaction yet, by stage (keys, ready)",
     )
-    limits = Limits(max_batch_events=s.max_batch_events, max_event_bytes=s.max_event_bytes)
+    limits = Limits(
+        max_batch_events=s.max_batch_events,
+        max_event_bytes=s.max_event_bytes,
+        max_message_bytes=s.max_message_bytes,
+    )
     handlers.add_to_server(
         ctx.server,
         handlers.IngestHandlers(

@@ -43,7 +43,7 @@ from aiaudit.ingest.erasing import Eraser
 from aiaudit.ingest.ip_policy import IpPolicy
 from aiaudit.ingest.redaction import ContentRedaction
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
-from aiaudit.ingest.validation import Limits, validate_batch
+from aiaudit.ingest.validation import Limits, stored_violations, validate_batch
 from aiaudit.ingest.wire import MalformedError, events_with_unknown_fields, locate_bad_event
 
 log = logging.getLogger(__name__)
@@ -391,6 +391,18 @@ class IngestHandlers:
                     )
                 )
         prepared = prepare_batch(events, now, wires)
+        stored = [
+            (len(p.committed.canonical) + len(p.stored_content), len(p.committed.content))
+            for p in prepared
+        ]
+        violations = stored_violations(stored, self._limits, prefix)
+        if violations:
+            raise _RefusedError(
+                status.bad_request(
+                    "too large once stored (canonical form and content); nothing was written",
+                    [(v.field, v.description) for v in violations],
+                )
+            )
         ids = [(e.tenant_id, e.event_id) for e in events]
         folded = _fold_repeats(prepared, wires, prefix)
         if folded is None:

@@ -74,6 +74,8 @@ class Limits:
 
     max_batch_events: int = 1000
     max_event_bytes: int = 4 * 1024 * 1024
+    max_message_bytes: int = 64 * 1024 * 1024
+    """gRPC's message limit: with :data:`STORED_FACTOR`, what a batch may store."""
     max_metadata_chars: int = 4096
     max_future_skew: dt.timedelta = dt.timedelta(hours=24)
     max_entries: tuple[tuple[str, int], ...] = tuple(MAX_ENTRIES.items())
@@ -86,6 +88,16 @@ class Limits:
                 f"the entry limits let an event make {made} index entries; "
                 f"at most {MAX_NESTED_ENTRIES}"
             )
+
+
+STORED_FACTOR = 8
+"""Bytes stored (canonical form plus content) an event may take for each byte of
+``max_event_bytes``, and a batch for each byte of ``max_message_bytes``. Escaping keeps
+ordinary events within 6 (a control character is ``\\u0001`` in JSON), but every content
+value stores a 76-character commitment and its path however short it is: an event of
+4 MiB made of 838,000 one-character parts stored 110 MB, and a request of 8 of them
+(33 MB) was not committed within 30 s on PostgreSQL, answered UNAVAILABLE "retry", every
+retry as slow (probed 2026-12-07)."""
 
 
 @dataclass(frozen=True)
@@ -161,6 +173,36 @@ def _violations(
     if len(wire) > limits.max_event_bytes:
         out.append(Violation(path, f"is {len(wire)} bytes; the limit is {limits.max_event_bytes}"))
     out.extend(Violation(f"{path}.{field}", problem) for field, problem in fields)
+    return out
+
+
+def stored_violations(
+    stored: list[tuple[int, int]], limits: Limits, prefix: str = "events"
+) -> list[Violation]:
+    """The events, or the batch, whose stored form is over :data:`STORED_FACTOR` times the limits.
+
+    ``stored``: each event's stored bytes (canonical form plus content) and content values.
+    """
+    most = STORED_FACTOR * limits.max_event_bytes
+    out = [
+        Violation(
+            f"{prefix}[{i}]",
+            f"is {size} bytes once stored (canonical form and content; each of its {values} "
+            f"content values adds a 76-character commitment and its path); the limit is "
+            f"{most} ({STORED_FACTOR} x max_event_bytes): join short parts",
+        )
+        for i, (size, values) in enumerate(stored)
+        if size > most
+    ]
+    total, batch_most = sum(size for size, _ in stored), STORED_FACTOR * limits.max_message_bytes
+    if not out and total > batch_most:
+        out.append(
+            Violation(
+                prefix,
+                f"are {total} bytes stored together (canonical forms and content); the limit "
+                f"is {batch_most} ({STORED_FACTOR} x max_message_bytes): send fewer at once",
+            )
+        )
     return out
 
 
