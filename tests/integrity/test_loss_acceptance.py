@@ -723,3 +723,36 @@ def test_an_epoch_folder_of_a_huge_number_is_read_alone(site: Site) -> None:
         f"'{ORIGIN_PREFIX}/{site.tenant}/epoch-1' is not "
         f"'{ORIGIN_PREFIX}/{site.tenant}/epoch-{10**12}'"
     ]
+
+
+def test_a_restore_of_the_lost_history_after_epoch_1_signed_is_held(
+    site: Site, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Epoch 1 signed 15 over new events at 10..14; then a backup found later, of epoch 0's
+    history at 20, restored ("recovering them is always better"). No exported checkpoint of
+    either epoch is past 20, so the notary signed on in epoch 1 from 20 over epoch 0's
+    events: a fork of its own checkpoint of epoch 1 at 15 (review, 2026-12-07)."""
+    append(site.store, site.tenant, 10)
+    assert site.sign()[-1] is True
+    append(site.store, site.tenant, 10)
+    assert site.sign()[-1] is True
+    append(site.store, site.tenant, 6)
+    assert site.sign()[-1] is True
+    site.take_back(20)
+    later_backup = rows_of(site)
+    site.take_back(10)
+    append(site.store, site.tenant, 5)
+    assert site.accept_loss() == 0
+    assert site.sign()[-1] is True
+    assert site.exported(1) == [15]
+    put_back(site, later_backup)
+    append(site.store, site.tenant, 2)
+    with caplog.at_level(logging.ERROR, "aiaudit.integrity.notary"):
+        assert site.sign()[-1] is False
+    assert site.exported(1) == [15]
+    origin = f"{ORIGIN_PREFIX}/{site.tenant}/epoch-1"
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == [
+        f"log {site.tenant} not integrated nor signed: its tree at size 15 is not the one its "
+        f"exported checkpoint of {origin} signed there (the store restored from a backup of "
+        "another epoch's history?); run aiaudit verify"
+    ]

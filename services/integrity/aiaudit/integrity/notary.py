@@ -355,7 +355,7 @@ class Notary:
             )
             self._forked.add(log_id)
             return None
-        if self._behind_exports(conn, log_id, position):
+        if self._behind_exports(conn, log_id, position) or self._off_epoch(conn, log_id, position):
             return None
         self._forked.discard(log_id)
         return edge
@@ -484,6 +484,60 @@ class Notary:
                 self._forked.add(log_id)
             return True
         return False
+
+    def _off_epoch(self, conn: sa.Connection, log_id: str, position: int) -> bool:
+        """Whether the store's tree is not its current epoch's at that epoch's latest checkpoint.
+
+        After an accepted loss the lost history is another tree past M: a
+        store restored from a backup of it (found later, "recovering them is
+        always better") was past every checkpoint the new epoch exported, and
+        the notary signed on over it, a fork of the new epoch (review,
+        2026-12-07). Only logs in an epoch >= 1 are looked at: one listing.
+        """
+        epoch = self._epoch(log_id)
+        if epoch == 0:
+            return False
+        origin = self._config.origin(log_id, epoch)
+        try:
+            cp = self._latest_own(log_id, position, epoch)
+            if cp is None:
+                return False
+            root = merkle.root_at(cp.size, storage.NodeTable(conn, log_id))
+        except OSError as exc:
+            return self._unlistable(log_id, exc)
+        except (SignerUnavailableError, merkle.MissingNodeError) as exc:
+            log.warning("log %s not integrated nor signed this round: %s", log_id, exc)
+            return True
+        if root == cp.root_hash:
+            return False
+        if log_id not in self._forked:  # named once, not every round
+            log.error(
+                "log %s not integrated nor signed: its tree at size %d is not the one its "
+                "exported checkpoint of %s signed there (the store restored from a backup of "
+                "another epoch's history?); run aiaudit verify",
+                log_id,
+                cp.size,
+                origin,
+            )
+            self._forked.add(log_id)
+        return True
+
+    def _latest_own(self, log_id: str, position: int, epoch: int) -> Checkpoint | None:
+        """The epoch's largest exported checkpoint of at most ``position`` that is its own.
+
+        Copies that do not open with this notary's keys and the epoch's origin,
+        or are signed for another size than their name's, are passed over
+        (``verify`` names them).
+        """
+        origin = self._config.origin(log_id, epoch)
+        for named, signed in worm.at_most(self._config.checkpoint_dir, log_id, position, epoch):
+            try:
+                cp = open_checkpoint(signed, self._keys.verifier_keys(), origin)
+            except NoteError:
+                continue
+            if cp.size == named:
+                return cp
+        return None
 
     @staticmethod
     def _ahead_statement(chain: loss.Chain, position: int) -> loss.LossStatement | None:

@@ -15,7 +15,7 @@ import contextlib
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from aiaudit.common import tenants
@@ -117,20 +117,37 @@ def beyond(directory: Path, log_id: str, size: int, epoch: int = 0) -> Iterator[
     notary's own exports never are (it signs only sizes it has integrated).
     Entries that are no readable file are left out.
     """
+    yield from _read(item for item in _named(directory, log_id, epoch) if item[0] > size)
+
+
+def at_most(directory: Path, log_id: str, size: int, epoch: int) -> Iterator[tuple[int, str]]:
+    """(tree size, signed note) of a log's exported checkpoints of at most ``size``, largest first.
+
+    Read lazily: a caller that stops at the first it can open reads one file.
+    """
+    yield from _read(item for item in _named(directory, log_id, epoch) if item[0] <= size)
+
+
+def _named(directory: Path, log_id: str, epoch: int) -> list[tuple[int, str]]:
+    """(size its name says, path) of the checkpoint files of a log's epoch, largest first."""
     if not tenants.valid(log_id):  # a directory name: never `..` or a path
-        return
+        return []
     where = folder(directory, log_id, epoch)
     if not where.is_dir():
-        return
+        return []
     found = []
     with os.scandir(where) as items:
         for item in items:
             stem, _, kind = item.name.partition(".")
             digits = stem.partition("-")[0]
             ours = kind == "checkpoint" and digits.isascii() and digits.isdigit()
-            if ours and int(digits) > size and item.is_file():
+            if ours and item.is_file():
                 found.append((int(digits), item.path))
-    for tree_size, path in sorted(found, reverse=True):
+    return sorted(found, reverse=True)
+
+
+def _read(named: Iterable[tuple[int, str]]) -> Iterator[tuple[int, str]]:
+    for tree_size, path in named:
         try:
             text = Path(path).read_text("utf-8")
         except (OSError, UnicodeDecodeError):  # no copy to read: verify names it
