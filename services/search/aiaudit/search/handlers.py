@@ -49,6 +49,7 @@ from aiaudit.integrity.v1 import integrity_service_pb2 as ipb
 from aiaudit.search import bundle, catalogue, document, exporting, fragments, language, paging
 from aiaudit.search.backends.base import (
     AggregateSpec,
+    Aggregation,
     BackendUnavailableError,
     ExpensiveQueryRefusedError,
     Hit,
@@ -746,20 +747,27 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         self, request: pb.AggregateRequest, context: grpc.ServicerContext
     ) -> pb.AggregateResponse:
         tenant = request.tenant_id
-        asked = _Asked(
-            "search.aggregate",
-            {
-                "filter": request.filter,
-                "query": request.query,
-                "group_by": ",".join(request.group_by),
-                "metrics": ",".join(request.metrics),
-                "percentiles": ",".join(_percent_key(p) for p in request.percentiles),
-                "histogram.interval": (
-                    request.histogram.interval if request.HasField("histogram") else ""
-                ),
-            },
-        )
+        asked = _Asked("search.aggregate", _aggregate_details(request))
         caller = self._caller(context, tenant, "events.read", asked)
+        bound = paging.digest(
+            tenant,
+            caller.principal,
+            *(str(asked.details[k]) for k in _AGGREGATE_BOUND),
+        )
+        start = None
+        if request.page_token:
+            try:
+                start = paging.decode_groups(request.page_token, bound, len(request.group_by))
+            except paging.TokenError as exc:
+                raise _invalid("page_token", str(exc)) from None
+        if start is not None:  # where it starts, as a search page's record says it
+            details = {k: v for k, v in asked.details.items() if k != "page_token"}
+            details["page_after"] = ", ".join(
+                f"{name}={'' if value is None else value}"
+                for name, value in zip(request.group_by, start[1], strict=True)
+            )
+            details["up_to_sequence"] = start[0]
+            asked = _Asked(asked.action, details)
         where = self._where(caller, tenant, asked, request.filter, request.query)
         group_by = tuple(
             _field(f"group_by[{i}]", name, (Kind.KEYWORD, Kind.ENUM))
@@ -785,27 +793,38 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
             if m is None:
                 raise _invalid("histogram.interval", "e.g. 30s, 5m, 1h, 1d")
             interval = int(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+        try:
+            size = paging.groups_page_size(request.page_size)
+        except ValueError as exc:
+            raise _invalid("page_size", str(exc)) from None
+        if request.page_token and not size:
+            raise _invalid("page_token", "continues the groups of an aggregate with page_size")
+        snapshot, after = start if start is not None else (None, None)
+        if size and snapshot is None:  # the first page: what is indexed now, for every page
+            snapshot = self._indexer.position(tenant)
+            asked = _Asked(asked.action, {**asked.details, "up_to_sequence": snapshot})
         self._audit(caller, tenant, asked)
         self._built(tenant)
-        spec = AggregateSpec(tenant, where, group_by, metrics, tuple(request.percentiles), interval)
+        if size and after is None:  # everything below the snapshot searchable (OpenSearch)
+            self._backend.make_visible()
+        spec = AggregateSpec(
+            tenant,
+            where,
+            group_by,
+            metrics,
+            tuple(request.percentiles),
+            None if after is not None else interval,  # the histogram on the first page only
+            size,
+            after,
+            snapshot,
+        )
         try:
             result = self._erasures_kept(
                 tenant, where, context, lambda: self._backend.aggregate(spec)
             )
         except TooManyBucketsError as exc:  # others (a filter too large) as _run says them
             raise _invalid(exc.part, str(exc)) from None
-        response = pb.AggregateResponse()
-        for b in result.buckets:
-            bucket = response.buckets.add(keys=list(b.keys), count=b.count)
-            for name, s in b.stats.items():
-                out = bucket.stats[name]
-                out.count, out.min, out.max, out.avg, out.sum = s.count, s.min, s.max, s.avg, s.sum
-                for p, value in s.percentiles.items():
-                    out.percentiles[_percent_key(p)] = value
-        for start, count in result.time_buckets:
-            ts = timestamp_pb2.Timestamp(seconds=start // 1_000_000, nanos=start % 1_000_000 * 1000)
-            response.time_buckets.add(start_time=ts, count=count)
-        return response
+        return _aggregate_reply(result, size, bound, snapshot)
 
     def _erasures_kept(
         self,
@@ -1367,6 +1386,66 @@ def _search_details(request: pb.SearchEventsRequest) -> dict[str, str | int | bo
             details["page_token"] = request.page_token
         else:
             details["page_after"] = start
+    return details
+
+
+def _aggregate_reply(
+    result: Aggregation, size: int, bound: str, snapshot: int | None
+) -> pb.AggregateResponse:
+    """The answer: every group (``size`` 0), else a page of them and the next one's token.
+
+    A page also stops before its groups pass :data:`_PAGE_BYTES`, as a search page
+    does: 1,000 groups of four 4,096-character keys are 16 MB, which no client with
+    gRPC's default 4 MiB could read.
+    """
+    response = pb.AggregateResponse()
+    for begin, count in result.time_buckets:
+        ts = timestamp_pb2.Timestamp(seconds=begin // 1_000_000, nanos=begin % 1_000_000 * 1000)
+        response.time_buckets.add(start_time=ts, count=count)
+    shown = result.buckets[:size] if size else result.buckets
+    used = response.ByteSize()
+    for i, b in enumerate(shown):
+        bucket = response.buckets.add(keys=list(b.keys), count=b.count)
+        for name, s in b.stats.items():
+            out = bucket.stats[name]
+            out.count, out.min, out.max, out.avg, out.sum = s.count, s.min, s.max, s.avg, s.sum
+            for p, value in s.percentiles.items():
+                out.percentiles[_percent_key(p)] = value
+        used += bucket.ByteSize()
+        if size and used > _PAGE_BYTES and len(response.buckets) > 1:  # the rest next page
+            assert snapshot is not None
+            del response.buckets[-1]
+            response.next_page_token = paging.encode_groups(bound, snapshot, shown[i - 1].order)
+            return response
+    if size and len(result.buckets) > size:
+        assert snapshot is not None
+        response.next_page_token = paging.encode_groups(bound, snapshot, shown[-1].order)
+    return response
+
+
+_AGGREGATE_BOUND = ("filter", "query", "group_by", "metrics", "percentiles", "histogram.interval")
+"""What of an aggregate's record its page tokens are bound to, with its tenant and caller."""
+
+
+def _aggregate_details(request: pb.AggregateRequest) -> dict[str, str | int | bool]:
+    """What an aggregate's access record says it asked, granted or refused.
+
+    ``page_size`` as sent (0: every group in one answer); a later page's token as
+    sent until it is known to be this caller's for this request (then ``page_after``,
+    the last group of the page before, and ``up_to_sequence``, the pages' snapshot).
+    """
+    details: dict[str, str | int | bool] = {
+        "filter": request.filter,
+        "query": request.query,
+        "group_by": ",".join(request.group_by),
+        "metrics": ",".join(request.metrics),
+        "percentiles": ",".join(_percent_key(p) for p in request.percentiles),
+        "histogram.interval": request.histogram.interval if request.HasField("histogram") else "",
+        "page_size": request.page_size,
+        "page": bool(request.page_token),
+    }
+    if request.page_token:
+        details["page_token"] = request.page_token
     return details
 
 

@@ -247,6 +247,11 @@ class Indexer:
             held = None
         return Building(indexed, target, held)
 
+    def position(self, log_id: str) -> int:
+        """Entries of the log indexed: the snapshot a paged aggregate's pages share."""
+        with self._progress:
+            return self._positions.get(log_id, 0)
+
     def _held_at(self, log_id: str, indexed: int) -> int | None:
         """Where this replica's indexer holds the log: its earliest hold at or past ``indexed``.
 

@@ -105,6 +105,10 @@ class Page:
     total: int
 
 
+GroupKey = tuple[str | None, ...]
+"""A group's keys in ``group_by`` order, None for a missing value, which orders first."""
+
+
 @dataclass(frozen=True)
 class AggregateSpec:
     """Counts per group, statistics of numeric fields, an optional time histogram."""
@@ -115,6 +119,14 @@ class AggregateSpec:
     metrics: tuple[Field, ...]
     percentiles: tuple[float, ...]
     interval_seconds: int | None
+    page_size: int = 0
+    """Groups of one page, in the order of their keys (:data:`GroupKey`); 0: every group
+    (at most :data:`MAX_BUCKETS`), the largest first. A page answers one group more when
+    there is one, which says a next page starts after its last group."""
+    after: GroupKey | None = None
+    """With ``page_size``: only the groups after this one (the previous page's last)."""
+    below_sequence: int | None = None
+    """Only events with a smaller sequence (the snapshot the pages of an aggregate share)."""
 
 
 @dataclass(frozen=True)
@@ -136,6 +148,9 @@ class Bucket:
     keys: tuple[str, ...]
     count: int
     stats: dict[str, Stats]
+    order: GroupKey = ()
+    """Its keys as the backend orders groups (None for a missing value, first): where
+    the next page starts."""
 
 
 @dataclass(frozen=True)

@@ -1357,7 +1357,9 @@ class OpenSearchBackend:
         return self._planned(
             spec.tenant,
             spec.where,
-            lambda plan: self._aggregate(spec, _tenant_query(spec.tenant, spec.where, plan=plan)),
+            lambda plan: self._aggregate(
+                spec, _tenant_query(spec.tenant, spec.where, spec.below_sequence, plan)
+            ),
         )
 
     def _aggregate(self, spec: AggregateSpec, query: dict[str, Any]) -> Aggregation:
@@ -1373,11 +1375,16 @@ class OpenSearchBackend:
                     }
                 }
         buckets: list[Bucket] = []
+        names = [f"g{i}" for i in range(len(spec.group_by))]
         if spec.group_by:
             after: dict[str, Any] | None = None
+            if spec.page_size and spec.after is not None:
+                after = dict(zip(names, spec.after, strict=True))
             while True:
+                # A page: one group more than it holds, if there is one (see AggregateSpec).
+                wanted = spec.page_size + 1 - len(buckets) if spec.page_size else 1000
                 composite: dict[str, Any] = {
-                    "size": 1000,
+                    "size": min(1000, wanted),
                     "sources": [
                         {f"g{i}": {"terms": {"field": f.column, "missing_bucket": True}}}
                         for i, f in enumerate(spec.group_by)
@@ -1392,17 +1399,16 @@ class OpenSearchBackend:
                 # No aggregations at all when no shard could match (every one skipped).
                 groups = result.get("aggregations", {}).get("groups", {"buckets": []})
                 for b in groups["buckets"]:
-                    keys = tuple(
-                        "" if b["key"][f"g{i}"] is None else str(b["key"][f"g{i}"])
-                        for i in range(len(spec.group_by))
-                    )
-                    buckets.append(Bucket(keys, int(b["doc_count"]), self._stats(spec, b)))
+                    order = tuple(None if b["key"][g] is None else str(b["key"][g]) for g in names)
+                    keys = tuple("" if v is None else v for v in order)
+                    buckets.append(Bucket(keys, int(b["doc_count"]), self._stats(spec, b), order))
                 if len(buckets) > MAX_BUCKETS:
                     raise TooManyBucketsError(_TOO_MANY[GROUPS], GROUPS)
                 after = groups.get("after_key")
-                if not groups["buckets"] or after is None:
+                if not groups["buckets"] or after is None or len(buckets) > spec.page_size > 0:
                     break
-            buckets.sort(key=lambda b: (-b.count, b.keys))
+            if not spec.page_size:  # one answer: the largest groups first, as always
+                buckets.sort(key=lambda b: (-b.count, b.keys))
         else:
             result = self._search(
                 spec.tenant,

@@ -46,6 +46,7 @@ from aiaudit.search.backends.base import (
     AggregateSpec,
     Aggregation,
     Bucket,
+    GroupKey,
     Hit,
     Page,
     SearchSpec,
@@ -531,25 +532,39 @@ class SqliteFtsBackend:
         conn = self._conn()
         params: list[object] = []
         where = self._where(spec.tenant, spec.where, params)
+        if spec.below_sequence is not None:
+            where += " AND d.sequence < ?"
+            params.append(spec.below_sequence)
         groups = [f"d.{f.column}" for f in spec.group_by]
         select = [*groups, "COUNT(*)"]
         for m in spec.metrics:
             c = f"d.{m.column}"
             select += [f"COUNT({c})", f"MIN({c})", f"MAX({c})", f"AVG({c})", f"TOTAL({c})"]
         group_sql = f" GROUP BY {', '.join(groups)}" if groups else ""
-        order_sql = f" ORDER BY COUNT(*) DESC, {', '.join(groups)}" if groups else ""
+        in_page, page_params = where, list(params)
+        if spec.page_size and groups:  # keyset over the groups' keys, NULL (missing) first
+            order_sql = f" ORDER BY {', '.join(groups)}"
+            limit = spec.page_size + 1
+            if spec.after is not None:
+                in_page += " AND " + _after_group(groups, spec.after, page_params)
+        else:
+            order_sql = f" ORDER BY COUNT(*) DESC, {', '.join(groups)}" if groups else ""
+            limit = MAX_BUCKETS + 1
         rows = conn.execute(
-            f"SELECT {', '.join(select)} FROM docs d WHERE {where}{group_sql}{order_sql} "
-            f"LIMIT {MAX_BUCKETS + 1}",
-            params,
+            f"SELECT {', '.join(select)} FROM docs d WHERE {in_page}{group_sql}{order_sql} "
+            f"LIMIT {limit}",
+            page_params,
         ).fetchall()
         if len(rows) > MAX_BUCKETS:
             raise TooManyBucketsError(f"more than {MAX_BUCKETS} groups", GROUPS)
         n = len(groups)
-        percentiles = self._percentiles(conn, spec, where, params)
+        orders = [tuple(None if v is None else str(v) for v in row[:n]) for row in rows]
+        if spec.page_size and groups and rows:  # the percentiles of this page's groups only
+            in_page += " AND NOT " + _after_group(groups, orders[-1], page_params)
+        percentiles = self._percentiles(conn, spec, in_page, page_params)
         buckets = []
-        for row in rows:
-            keys = tuple("" if v is None else str(v) for v in row[:n])
+        for row, order in zip(rows, orders, strict=True):
+            keys = tuple("" if v is None else v for v in order)
             if not groups and row[n] == 0:
                 continue
             stats = {}
@@ -564,7 +579,7 @@ class SqliteFtsBackend:
                         float(total),
                         percentiles.get((keys, m.name), {}),
                     )
-            buckets.append(Bucket(keys, int(row[n]), stats))
+            buckets.append(Bucket(keys, int(row[n]), stats, order))
         time_buckets: list[tuple[int, int]] = []
         if spec.interval_seconds:
             width = spec.interval_seconds * 1_000_000
@@ -623,6 +638,25 @@ class SqliteFtsBackend:
                     result[p] = lo + (hi - lo) * (position - low)
                 out[(group, m.name)] = result
         return out
+
+
+def _after_group(columns: list[str], after: GroupKey, params: list[object]) -> str:
+    """SQL true of the rows whose group comes after ``after`` in ``ORDER BY columns``.
+
+    SQLite orders NULL (a missing value) first; never NULL itself, so its NOT is the
+    rows up to that group.
+    """
+    ors = []
+    for i, value in enumerate(after):
+        parts = [f"{c} IS ?" for c in columns[:i]]
+        params.extend(after[:i])
+        if value is None:
+            parts.append(f"{columns[i]} IS NOT NULL")
+        else:
+            parts.append(f"({columns[i]} IS NOT NULL AND {columns[i]} > ?)")
+            params.append(value)
+        ors.append(" AND ".join(parts))
+    return "(" + " OR ".join(f"({o})" for o in ors) + ")"
 
 
 class _Tokenizer:

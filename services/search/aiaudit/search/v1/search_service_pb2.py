@@ -28,7 +28,7 @@ from aiaudit.integrity.v1 import integrity_service_pb2 as aiaudit_dot_integrity_
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&aiaudit/search/v1/search_service.proto\x12\x11\x61iaudit.search.v1\x1a\x1d\x61iaudit/common/v1/event.proto\x1a\x1d\x61iaudit/common/v1/proof.proto\x1a,aiaudit/integrity/v1/integrity_service.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x80\x01\n\x13SearchEventsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x02 \x01(\t\x12\r\n\x05query\x18\x03 \x01(\t\x12\x10\n\x08order_by\x18\x04 \x01(\t\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\"u\n\x14SearchEventsResponse\x12\x30\n\x07results\x18\x01 \x03(\x0b\x32\x1f.aiaudit.search.v1.SearchResult\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x03\"\xe0\x01\n\x0cSearchResult\x12\'\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x18.aiaudit.common.v1.Event\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12\x43\n\nhighlights\x18\x03 \x03(\x0b\x32/.aiaudit.search.v1.SearchResult.HighlightsEntry\x1aP\n\x0fHighlightsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12,\n\x05value\x18\x02 \x01(\x0b\x32\x1d.aiaudit.search.v1.Highlights:\x02\x38\x01\"\x1f\n\nHighlights\x12\x11\n\tfragments\x18\x01 \x03(\t\"6\n\x0fGetEventRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\"\x8b\x01\n\x10GetEventResponse\x12\'\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x18.aiaudit.common.v1.Event\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12<\n\x10integrity_status\x18\x03 \x01(\x0e\x32\".aiaudit.integrity.v1.VerifyStatus\"\xad\x01\n\x10\x41ggregateRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x02 \x01(\t\x12\r\n\x05query\x18\x03 \x01(\t\x12\x10\n\x08group_by\x18\x04 \x03(\t\x12/\n\thistogram\x18\x05 \x01(\x0b\x32\x1c.aiaudit.search.v1.Histogram\x12\x0f\n\x07metrics\x18\x06 \x03(\t\x12\x13\n\x0bpercentiles\x18\x07 \x03(\x01\"\x1d\n\tHistogram\x12\x10\n\x08interval\x18\x01 \x01(\t\"t\n\x11\x41ggregateResponse\x12*\n\x07\x62uckets\x18\x01 \x03(\x0b\x32\x19.aiaudit.search.v1.Bucket\x12\x33\n\x0ctime_buckets\x18\x02 \x03(\x0b\x32\x1d.aiaudit.search.v1.TimeBucket\"\xa2\x01\n\x06\x42ucket\x12\x0c\n\x04keys\x18\x01 \x03(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\x12\x33\n\x05stats\x18\x03 \x03(\x0b\x32$.aiaudit.search.v1.Bucket.StatsEntry\x1a\x46\n\nStatsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\'\n\x05value\x18\x02 \x01(\x0b\x32\x18.aiaudit.search.v1.Stats:\x02\x38\x01\"\xbe\x01\n\x05Stats\x12\r\n\x05\x63ount\x18\x01 \x01(\x03\x12\x0b\n\x03min\x18\x02 \x01(\x01\x12\x0b\n\x03max\x18\x03 \x01(\x01\x12\x0b\n\x03\x61vg\x18\x04 \x01(\x01\x12\x0b\n\x03sum\x18\x05 \x01(\x01\x12>\n\x0bpercentiles\x18\x06 \x03(\x0b\x32).aiaudit.search.v1.Stats.PercentilesEntry\x1a\x32\n\x10PercentilesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"K\n\nTimeBucket\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"\x8a\x01\n\rExportRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x02 \x01(\t\x12\r\n\x05query\x18\x03 \x01(\t\x12/\n\x06\x66ormat\x18\x04 \x01(\x0e\x32\x1f.aiaudit.search.v1.ExportFormat\x12\x16\n\x0einclude_proofs\x18\x05 \x01(\x08\"Q\n\x0e\x45xportResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x31\n\ncheckpoint\x18\x02 \x01(\x0b\x32\x1d.aiaudit.common.v1.Checkpoint*t\n\x0c\x45xportFormat\x12\x1d\n\x19\x45XPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45XPORT_FORMAT_JSONL\x10\x01\x12\x15\n\x11\x45XPORT_FORMAT_CSV\x10\x02\x12\x15\n\x11\x45XPORT_FORMAT_XML\x10\x03\x32\xee\x02\n\rSearchService\x12_\n\x0cSearchEvents\x12&.aiaudit.search.v1.SearchEventsRequest\x1a\'.aiaudit.search.v1.SearchEventsResponse\x12S\n\x08GetEvent\x12\".aiaudit.search.v1.GetEventRequest\x1a#.aiaudit.search.v1.GetEventResponse\x12V\n\tAggregate\x12#.aiaudit.search.v1.AggregateRequest\x1a$.aiaudit.search.v1.AggregateResponse\x12O\n\x06\x45xport\x12 .aiaudit.search.v1.ExportRequest\x1a!.aiaudit.search.v1.ExportResponse0\x01\x42>Z<github.com/aiaudit/aiaudit/gen/go/aiaudit/search/v1;searchv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&aiaudit/search/v1/search_service.proto\x12\x11\x61iaudit.search.v1\x1a\x1d\x61iaudit/common/v1/event.proto\x1a\x1d\x61iaudit/common/v1/proof.proto\x1a,aiaudit/integrity/v1/integrity_service.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x80\x01\n\x13SearchEventsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x02 \x01(\t\x12\r\n\x05query\x18\x03 \x01(\t\x12\x10\n\x08order_by\x18\x04 \x01(\t\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\"u\n\x14SearchEventsResponse\x12\x30\n\x07results\x18\x01 \x03(\x0b\x32\x1f.aiaudit.search.v1.SearchResult\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x03\"\xe0\x01\n\x0cSearchResult\x12\'\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x18.aiaudit.common.v1.Event\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12\x43\n\nhighlights\x18\x03 \x03(\x0b\x32/.aiaudit.search.v1.SearchResult.HighlightsEntry\x1aP\n\x0fHighlightsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12,\n\x05value\x18\x02 \x01(\x0b\x32\x1d.aiaudit.search.v1.Highlights:\x02\x38\x01\"\x1f\n\nHighlights\x12\x11\n\tfragments\x18\x01 \x03(\t\"6\n\x0fGetEventRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\"\x8b\x01\n\x10GetEventResponse\x12\'\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x18.aiaudit.common.v1.Event\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12<\n\x10integrity_status\x18\x03 \x01(\x0e\x32\".aiaudit.integrity.v1.VerifyStatus\"\xd4\x01\n\x10\x41ggregateRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x02 \x01(\t\x12\r\n\x05query\x18\x03 \x01(\t\x12\x10\n\x08group_by\x18\x04 \x03(\t\x12/\n\thistogram\x18\x05 \x01(\x0b\x32\x1c.aiaudit.search.v1.Histogram\x12\x0f\n\x07metrics\x18\x06 \x03(\t\x12\x13\n\x0bpercentiles\x18\x07 \x03(\x01\x12\x11\n\tpage_size\x18\x08 \x01(\x05\x12\x12\n\npage_token\x18\t \x01(\t\"\x1d\n\tHistogram\x12\x10\n\x08interval\x18\x01 \x01(\t\"\x8d\x01\n\x11\x41ggregateResponse\x12*\n\x07\x62uckets\x18\x01 \x03(\x0b\x32\x19.aiaudit.search.v1.Bucket\x12\x33\n\x0ctime_buckets\x18\x02 \x03(\x0b\x32\x1d.aiaudit.search.v1.TimeBucket\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t\"\xa2\x01\n\x06\x42ucket\x12\x0c\n\x04keys\x18\x01 \x03(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\x12\x33\n\x05stats\x18\x03 \x03(\x0b\x32$.aiaudit.search.v1.Bucket.StatsEntry\x1a\x46\n\nStatsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\'\n\x05value\x18\x02 \x01(\x0b\x32\x18.aiaudit.search.v1.Stats:\x02\x38\x01\"\xbe\x01\n\x05Stats\x12\r\n\x05\x63ount\x18\x01 \x01(\x03\x12\x0b\n\x03min\x18\x02 \x01(\x01\x12\x0b\n\x03max\x18\x03 \x01(\x01\x12\x0b\n\x03\x61vg\x18\x04 \x01(\x01\x12\x0b\n\x03sum\x18\x05 \x01(\x01\x12>\n\x0bpercentiles\x18\x06 \x03(\x0b\x32).aiaudit.search.v1.Stats.PercentilesEntry\x1a\x32\n\x10PercentilesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"K\n\nTimeBucket\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"\x8a\x01\n\rExportRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x02 \x01(\t\x12\r\n\x05query\x18\x03 \x01(\t\x12/\n\x06\x66ormat\x18\x04 \x01(\x0e\x32\x1f.aiaudit.search.v1.ExportFormat\x12\x16\n\x0einclude_proofs\x18\x05 \x01(\x08\"Q\n\x0e\x45xportResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x31\n\ncheckpoint\x18\x02 \x01(\x0b\x32\x1d.aiaudit.common.v1.Checkpoint*t\n\x0c\x45xportFormat\x12\x1d\n\x19\x45XPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45XPORT_FORMAT_JSONL\x10\x01\x12\x15\n\x11\x45XPORT_FORMAT_CSV\x10\x02\x12\x15\n\x11\x45XPORT_FORMAT_XML\x10\x03\x32\xee\x02\n\rSearchService\x12_\n\x0cSearchEvents\x12&.aiaudit.search.v1.SearchEventsRequest\x1a\'.aiaudit.search.v1.SearchEventsResponse\x12S\n\x08GetEvent\x12\".aiaudit.search.v1.GetEventRequest\x1a#.aiaudit.search.v1.GetEventResponse\x12V\n\tAggregate\x12#.aiaudit.search.v1.AggregateRequest\x1a$.aiaudit.search.v1.AggregateResponse\x12O\n\x06\x45xport\x12 .aiaudit.search.v1.ExportRequest\x1a!.aiaudit.search.v1.ExportResponse0\x01\x42>Z<github.com/aiaudit/aiaudit/gen/go/aiaudit/search/v1;searchv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,8 +42,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BUCKET_STATSENTRY']._serialized_options = b'8\001'
   _globals['_STATS_PERCENTILESENTRY']._loaded_options = None
   _globals['_STATS_PERCENTILESENTRY']._serialized_options = b'8\001'
-  _globals['_EXPORTFORMAT']._serialized_start=1894
-  _globals['_EXPORTFORMAT']._serialized_end=2010
+  _globals['_EXPORTFORMAT']._serialized_start=1959
+  _globals['_EXPORTFORMAT']._serialized_end=2075
   _globals['_SEARCHEVENTSREQUEST']._serialized_start=203
   _globals['_SEARCHEVENTSREQUEST']._serialized_end=331
   _globals['_SEARCHEVENTSRESPONSE']._serialized_start=333
@@ -59,25 +59,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETEVENTRESPONSE']._serialized_start=769
   _globals['_GETEVENTRESPONSE']._serialized_end=908
   _globals['_AGGREGATEREQUEST']._serialized_start=911
-  _globals['_AGGREGATEREQUEST']._serialized_end=1084
-  _globals['_HISTOGRAM']._serialized_start=1086
-  _globals['_HISTOGRAM']._serialized_end=1115
-  _globals['_AGGREGATERESPONSE']._serialized_start=1117
-  _globals['_AGGREGATERESPONSE']._serialized_end=1233
-  _globals['_BUCKET']._serialized_start=1236
-  _globals['_BUCKET']._serialized_end=1398
-  _globals['_BUCKET_STATSENTRY']._serialized_start=1328
-  _globals['_BUCKET_STATSENTRY']._serialized_end=1398
-  _globals['_STATS']._serialized_start=1401
-  _globals['_STATS']._serialized_end=1591
-  _globals['_STATS_PERCENTILESENTRY']._serialized_start=1541
-  _globals['_STATS_PERCENTILESENTRY']._serialized_end=1591
-  _globals['_TIMEBUCKET']._serialized_start=1593
-  _globals['_TIMEBUCKET']._serialized_end=1668
-  _globals['_EXPORTREQUEST']._serialized_start=1671
-  _globals['_EXPORTREQUEST']._serialized_end=1809
-  _globals['_EXPORTRESPONSE']._serialized_start=1811
-  _globals['_EXPORTRESPONSE']._serialized_end=1892
-  _globals['_SEARCHSERVICE']._serialized_start=2013
-  _globals['_SEARCHSERVICE']._serialized_end=2379
+  _globals['_AGGREGATEREQUEST']._serialized_end=1123
+  _globals['_HISTOGRAM']._serialized_start=1125
+  _globals['_HISTOGRAM']._serialized_end=1154
+  _globals['_AGGREGATERESPONSE']._serialized_start=1157
+  _globals['_AGGREGATERESPONSE']._serialized_end=1298
+  _globals['_BUCKET']._serialized_start=1301
+  _globals['_BUCKET']._serialized_end=1463
+  _globals['_BUCKET_STATSENTRY']._serialized_start=1393
+  _globals['_BUCKET_STATSENTRY']._serialized_end=1463
+  _globals['_STATS']._serialized_start=1466
+  _globals['_STATS']._serialized_end=1656
+  _globals['_STATS_PERCENTILESENTRY']._serialized_start=1606
+  _globals['_STATS_PERCENTILESENTRY']._serialized_end=1656
+  _globals['_TIMEBUCKET']._serialized_start=1658
+  _globals['_TIMEBUCKET']._serialized_end=1733
+  _globals['_EXPORTREQUEST']._serialized_start=1736
+  _globals['_EXPORTREQUEST']._serialized_end=1874
+  _globals['_EXPORTRESPONSE']._serialized_start=1876
+  _globals['_EXPORTRESPONSE']._serialized_end=1957
+  _globals['_SEARCHSERVICE']._serialized_start=2078
+  _globals['_SEARCHSERVICE']._serialized_end=2444
 # @@protoc_insertion_point(module_scope)

@@ -92,7 +92,7 @@ class GetEventResponse(_message.Message):
     def __init__(self, event: _Optional[_Union[_event_pb2.Event, _Mapping]] = ..., sequence: _Optional[int] = ..., integrity_status: _Optional[_Union[_integrity_service_pb2.VerifyStatus, str]] = ...) -> None: ...
 
 class AggregateRequest(_message.Message):
-    __slots__ = ("tenant_id", "filter", "query", "group_by", "histogram", "metrics", "percentiles")
+    __slots__ = ("tenant_id", "filter", "query", "group_by", "histogram", "metrics", "percentiles", "page_size", "page_token")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
     QUERY_FIELD_NUMBER: _ClassVar[int]
@@ -100,6 +100,8 @@ class AggregateRequest(_message.Message):
     HISTOGRAM_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
     PERCENTILES_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     filter: str
     query: str
@@ -107,7 +109,9 @@ class AggregateRequest(_message.Message):
     histogram: Histogram
     metrics: _containers.RepeatedScalarFieldContainer[str]
     percentiles: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, tenant_id: _Optional[str] = ..., filter: _Optional[str] = ..., query: _Optional[str] = ..., group_by: _Optional[_Iterable[str]] = ..., histogram: _Optional[_Union[Histogram, _Mapping]] = ..., metrics: _Optional[_Iterable[str]] = ..., percentiles: _Optional[_Iterable[float]] = ...) -> None: ...
+    page_size: int
+    page_token: str
+    def __init__(self, tenant_id: _Optional[str] = ..., filter: _Optional[str] = ..., query: _Optional[str] = ..., group_by: _Optional[_Iterable[str]] = ..., histogram: _Optional[_Union[Histogram, _Mapping]] = ..., metrics: _Optional[_Iterable[str]] = ..., percentiles: _Optional[_Iterable[float]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class Histogram(_message.Message):
     __slots__ = ("interval",)
@@ -116,12 +120,14 @@ class Histogram(_message.Message):
     def __init__(self, interval: _Optional[str] = ...) -> None: ...
 
 class AggregateResponse(_message.Message):
-    __slots__ = ("buckets", "time_buckets")
+    __slots__ = ("buckets", "time_buckets", "next_page_token")
     BUCKETS_FIELD_NUMBER: _ClassVar[int]
     TIME_BUCKETS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     buckets: _containers.RepeatedCompositeFieldContainer[Bucket]
     time_buckets: _containers.RepeatedCompositeFieldContainer[TimeBucket]
-    def __init__(self, buckets: _Optional[_Iterable[_Union[Bucket, _Mapping]]] = ..., time_buckets: _Optional[_Iterable[_Union[TimeBucket, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, buckets: _Optional[_Iterable[_Union[Bucket, _Mapping]]] = ..., time_buckets: _Optional[_Iterable[_Union[TimeBucket, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class Bucket(_message.Message):
     __slots__ = ("keys", "count", "stats")
