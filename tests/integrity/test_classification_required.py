@@ -155,6 +155,14 @@ def test_verify_names_null_after_the_boundary_and_warns_before_it(
     out, err = capsys.readouterr()
     assert out.splitlines() == [after, backdated, f"warning: {warning}"]
     assert "checked: 2 problem(s), 1 warning(s) (no damage)" in err
+    # --mode leaves reads no content row: it says the setting went unchecked (until
+    # 2026-12-07 it passed silently, as if the columns had been checked).
+    assert main([*full_log.argv(), *flag, "--mode", "leaves"]) == 0
+    out, _ = capsys.readouterr()
+    assert out.splitlines() == [
+        f"warning: classification_required_since ({SINCE.isoformat()}) is not checked in "
+        "--mode leaves, which reads no content row; run --mode full to check it"
+    ]
     monkeypatch.setenv("AIAUDIT_INTEGRITY_CLASSIFICATION_REQUIRED_SINCE", rfc3339(SINCE))
     assert main(full_log.argv()) == 1  # the setting, from the environment
     assert main([*full_log.argv(), "--classification-required-since", ""]) == 0  # the flag wins

@@ -261,6 +261,11 @@ def run_verify(args: argparse.Namespace, settings: Settings) -> int:
         print(problem)
     for warning in report.warnings:
         print(f"warning: {warning}")
+    if since is not None and args.mode == "leaves":  # said, not silently left out
+        print(
+            f"warning: classification_required_since ({since.isoformat()}) is not checked in "
+            "--mode leaves, which reads no content row; run --mode full to check it"
+        )
     if report.exported_only:
         print(
             f"{report.exported_only} exported checkpoint(s) the database lacks (a leader stopped "
