@@ -99,6 +99,12 @@ value stores a 76-character commitment and its path however short it is: an even
 (33 MB) was not committed within 30 s on PostgreSQL, answered UNAVAILABLE "retry", every
 retry as slow (probed 2026-12-07)."""
 
+STORED_VALUE_MOST = 1_000_000_000
+"""Stored bytes (canonical form plus content) one event may take whatever ``max_event_bytes``
+allows: PostgreSQL holds no value, nor takes a message, past 1 GB. With ``max_event_bytes``
+at 200 MiB, an event of 190 MB of control characters (1.14 GB of content as JSON) lost the
+store's connection at every try, answered UNAVAILABLE "retry" for good (probed 2026-12-07)."""
+
 
 @dataclass(frozen=True)
 class Violation:
@@ -179,17 +185,17 @@ def _violations(
 def stored_violations(
     stored: list[tuple[int, int]], limits: Limits, prefix: str = "events"
 ) -> list[Violation]:
-    """The events, or the batch, whose stored form is over :data:`STORED_FACTOR` times the limits.
+    """The events, or else the batch, stored past their limits (see :data:`STORED_FACTOR`).
 
     ``stored``: each event's stored bytes (canonical form plus content) and content values.
     """
-    most = STORED_FACTOR * limits.max_event_bytes
+    most = min(STORED_FACTOR * limits.max_event_bytes, STORED_VALUE_MOST)
+    why = f"{STORED_FACTOR} x max_event_bytes" if most < STORED_VALUE_MOST else "PostgreSQL's 1 GB"
     out = [
         Violation(
             f"{prefix}[{i}]",
-            f"is {size} bytes once stored (canonical form and content; each of its {values} "
-            f"content values adds a 76-character commitment and its path); the limit is "
-            f"{most} ({STORED_FACTOR} x max_event_bytes): join short parts",
+            f"is {size} bytes once stored (canonical form and content as JSON, {values} content "
+            f"values with a 76-character commitment each); the limit is {most} ({why})",
         )
         for i, (size, values) in enumerate(stored)
         if size > most
