@@ -1098,6 +1098,22 @@ def test_a_stored_checkpoint_without_its_exported_copy_is_named(log: Log) -> Non
     ]
 
 
+def test_entries_of_the_checkpoint_directory_no_notary_wrote_are_named(log: Log) -> None:
+    """A file without a size in its name, a folder, and a file that is no UTF-8 text, each
+    named ``*.checkpoint``: anyone who may add files to the directory can make them, and
+    until 2026-12-07 each stopped verify with a traceback (ValueError, IsADirectoryError,
+    UnicodeDecodeError). Each is named; the notary's own copies are checked as before."""
+    folder = log.checkpoint_dir / log.tenant
+    (folder / "junk.checkpoint").write_text("not a checkpoint")
+    (folder / f"{99:020d}-ab.checkpoint").mkdir()
+    (folder / f"{98:020d}-cd.checkpoint").write_bytes(b"\xff\xfe")
+    assert sorted(log.problems()) == sorted(
+        f"log {log.tenant}: exported file {name!r} is no checkpoint the notary wrote (no size "
+        "in its name, not a file, or not UTF-8 text)"
+        for name in ("junk.checkpoint", f"{99:020d}-ab.checkpoint", f"{98:020d}-cd.checkpoint")
+    )
+
+
 def test_a_missing_checkpoint_directory_is_an_error_not_a_pass(
     log: Log, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

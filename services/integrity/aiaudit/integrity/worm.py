@@ -156,12 +156,45 @@ def _read(named: Iterable[tuple[int, str]]) -> Iterator[tuple[int, str]]:
 
 
 def read_all(directory: Path, log_id: str, epoch: int = 0) -> Iterator[tuple[int, str]]:
-    """(tree size, signed note) of every exported checkpoint of a log's epoch, smallest first."""
+    """(tree size, signed note) of every exported checkpoint of a log's epoch, smallest first.
+
+    Entries that are no readable checkpoint file under a size's name are left out:
+    :func:`strays` names them (``verify`` counts each as a problem).
+    """
+    for _, size, text in _copies(directory, log_id, epoch):
+        if size is not None and text is not None:
+            yield size, text
+
+
+def strays(directory: Path, log_id: str, epoch: int = 0) -> list[str]:
+    """Names of a log's epoch's ``*.checkpoint`` entries that no notary wrote as they are.
+
+    No size before the name's ``-``, no regular file, or no UTF-8 text: until 2026-12-07
+    one such entry (which anyone who may add files to the directory can make) stopped
+    ``verify`` and ``accept-loss`` with a traceback.
+    """
+    return [
+        name
+        for name, size, text in _copies(directory, log_id, epoch)
+        if size is None or text is None
+    ]
+
+
+def _copies(
+    directory: Path, log_id: str, epoch: int
+) -> Iterator[tuple[str, int | None, str | None]]:
+    """(name, size from the name, text) of each ``*.checkpoint`` entry, in name order."""
     where = directory / log_id if epoch == 0 else directory / log_id / f"epoch-{epoch}"
     if not where.is_dir():
         return
     for item in sorted(where.glob("*.checkpoint")):
-        yield int(item.stem.partition("-")[0]), item.read_text("utf-8")
+        digits, dash, _ = item.name.partition("-")
+        size = int(digits) if dash and digits.isascii() and digits.isdigit() else None
+        try:
+            text: str | None = item.read_text("utf-8")
+        except (OSError, UnicodeDecodeError):  # a directory, unreadable, not UTF-8
+            text = None
+        yield item.name, size, text
 
 
 def epochs(directory: Path, log_id: str) -> list[int]:
