@@ -165,6 +165,15 @@ def test_too_many_buckets_name_the_part_that_made_them(
             search_suite.search.Aggregate(request)
         assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert list(field_violations(refused.value)) == [part]
+    # In pages the groups are no error: the largest page, and the one group left.
+    paged = pb.AggregateRequest(
+        tenant_id=tenant, filter=NOT_ACCESS, group_by=["event_id"], page_size=MAX_BUCKETS
+    )
+    first = search_suite.search.Aggregate(paged)
+    paged.page_token = first.next_page_token
+    last = search_suite.search.Aggregate(paged)
+    assert [len(first.buckets), len(last.buckets)] == [MAX_BUCKETS, 1]
+    assert last.buckets[0].keys == [f"many-{MAX_BUCKETS:05d}"] and not last.next_page_token
 
 
 def test_a_filter_one_month_refuses_is_refused_though_another_month_answers_it(

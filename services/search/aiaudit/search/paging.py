@@ -70,8 +70,20 @@ def encode_groups(bound: str, snapshot: int, after: GroupKey) -> str:
     The same form as a search's (base64 JSON, bound by :func:`digest`), version 2,
     so neither is taken for the other.
     """
-    raw = json.dumps([2, bound, snapshot, list(after)], separators=(",", ":")).encode()
+    raw = json.dumps(
+        [2, bound, snapshot, list(after)], separators=(",", ":"), ensure_ascii=False
+    ).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def groups_token_room(keys: tuple[str, ...]) -> int:
+    """Bytes an aggregate's token after a group with these keys takes, at most.
+
+    A character is at most 6 bytes of its JSON (a control character escaped; UTF-8 is
+    at most 4), base64 makes 3 bytes 4; the rest (version, binding, snapshot, nulls)
+    is under 256.
+    """
+    return 8 * sum(map(len, keys)) + 256
 
 
 def decode_groups(token: str, bound: str, keys: int) -> tuple[int, GroupKey]:

@@ -555,7 +555,7 @@ class SqliteFtsBackend:
             f"LIMIT {limit}",
             page_params,
         ).fetchall()
-        if len(rows) > MAX_BUCKETS:
+        if len(rows) > MAX_BUCKETS and not spec.page_size:
             raise TooManyBucketsError(f"more than {MAX_BUCKETS} groups", GROUPS)
         n = len(groups)
         orders = [tuple(None if v is None else str(v) for v in row[:n]) for row in rows]
