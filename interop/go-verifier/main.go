@@ -604,7 +604,7 @@ func runBundle(args []string, out io.Writer) (int, error) {
 					found = append(found, secondCheckpoint(line, text, number, *prefix, checkpoints, logSummaries, scopes.scope)...)
 				}
 				if len(found) == 0 {
-					logSummaries[line.LogID].add(line)
+					logSummaries[line.LogID].add(line, number)
 				}
 			}
 		}
@@ -618,6 +618,10 @@ func runBundle(args []string, out io.Writer) (int, error) {
 	}
 	if err := scanner.Err(); err != nil {
 		return problems, err
+	}
+	for _, p := range putBack(logSummaries) {
+		fmt.Fprintf(out, "line %d event %s: %s\n", p.line, p.id, putBackText(p.sequence, p.record))
+		problems++
 	}
 	if what := scopes.incomplete(); what != "" {
 		fmt.Fprintf(out, "line %d scope: %s\n", scopes.scope.line, what)
@@ -1017,12 +1021,21 @@ type logSummary struct {
 	// event had yet, and an event given that id later kept its content)
 	contentless []contentless
 	named       map[string]uint64
+	// the lines whose content verified, to name each a later record erased (put back)
+	present []present
 }
 
 // contentless is a line without content: its event id and sequence.
 type contentless struct {
 	id       string
 	sequence uint64
+}
+
+// present is a line whose content verified: its event id, sequence and line number.
+type present struct {
+	id       string
+	sequence uint64
+	line     int
 }
 
 // secondCheckpoint names the first line of a log whose verified checkpoint is not the
@@ -1059,8 +1072,8 @@ func secondCheckpoint(line bundleLine, text string, number int, prefix string, o
 		first.line, first.cp.Size, base64.StdEncoding.EncodeToString(first.cp.Hash))}
 }
 
-// add counts a line that verified.
-func (s *logSummary) add(line bundleLine) {
+// add counts a line that verified, the bundle's line number.
+func (s *logSummary) add(line bundleLine, number int) {
 	if n := len(s.sequences); n > 0 && *line.Sequence < s.sequences[n-1] {
 		s.unordered = true
 	}
@@ -1069,6 +1082,7 @@ func (s *logSummary) add(line bundleLine) {
 	switch {
 	case line.Salt != nil:
 		s.content++
+		s.present = append(s.present, present{line.EventID, *line.Sequence, number})
 	case hasCommitment(canonical):
 		s.withheld++
 		s.contentless = append(s.contentless, contentless{line.EventID, *line.Sequence})
@@ -1116,6 +1130,35 @@ func (s *logSummary) erased() int {
 		}
 	}
 	return n
+}
+
+// putBackLine is a line whose content is present though a later record names its event.
+type putBackLine struct {
+	line             int
+	id               string
+	sequence, record uint64
+}
+
+// putBack lists, by line, the lines whose content verified though a proven erasure or
+// retention record after the event in the bundle names it: content erased, then restored
+// from a backup taken before (aiaudit verify --bundle names them alike).
+func putBack(summaries map[string]*logSummary) []putBackLine {
+	var found []putBackLine
+	for _, s := range summaries {
+		for _, c := range s.present {
+			if at, ok := s.named[c.id]; ok && at > c.sequence {
+				found = append(found, putBackLine{c.line, c.id, c.sequence, at})
+			}
+		}
+	}
+	slices.SortFunc(found, func(a, b putBackLine) int { return a.line - b.line })
+	return found
+}
+
+// putBackText is aiaudit's wording of content put back (bundle.put_back).
+func putBackText(sequence, record uint64) string {
+	return fmt.Sprintf("sequence %d: content present although the erasure record at sequence %d "+
+		"in the bundle names the event (put back?)", sequence, record)
 }
 
 // hasCommitment reports whether a canonical event holds a content commitment, as

@@ -744,6 +744,9 @@ class LogSummary:
     named: dict[bytes, int] = field(default_factory=dict)
     """The id digests of the events the log's erasure and retention records in the bundle
     name, each with the latest sequence of a record naming it."""
+    present: bytearray = field(default_factory=bytearray)
+    """The id digests, sequences and line numbers of the lines whose content verified, 32
+    bytes each (16, 8 and 8, big-endian)."""
 
     def erased(self) -> int:
         """Lines without content whose event a proven erasure or retention record names.
@@ -757,6 +760,22 @@ class LogSummary:
             for i in range(0, len(held), 24)
             if named.get(bytes(held[i : i + 16]), -1) > int.from_bytes(held[i + 16 : i + 24])
         )
+
+    def put_back(self) -> Iterator[tuple[int, int, int, bytes]]:
+        """Each line with content that a proven record after its event names: put back.
+
+        (Line, sequence, record's sequence, id digest.) The content was erased, then
+        restored from a backup taken before: the store serves it again, and ``VerifyEvent``
+        and ``verify`` name it there. A line read after the record is matched all the same,
+        by the sequences.
+        """
+        held, named = self.present, self.named
+        for i in range(0, len(held) if named else 0, 32):
+            digest = bytes(held[i : i + 16])
+            sequence = int.from_bytes(held[i + 16 : i + 24])
+            record = named.get(digest, -1)
+            if record > sequence:
+                yield int.from_bytes(held[i + 24 : i + 32]), sequence, record, digest
 
     def lines(self, scope: Scope | None = None) -> list[str]:
         """The summary's three lines (see ``verify --bundle`` in the README).
@@ -852,10 +871,16 @@ def verify_bundle(
     one, so lines of two exports were joined (:func:`_second_checkpoint`).
     Raises ``OSError`` if the file cannot be read.
 
+    Content present though a proven erasure or retention record after the event
+    in the bundle names it is a problem too (put back: :meth:`LogSummary.put_back`);
+    a record outside the bundle cannot be seen.
+
     Memory is bounded by the bundle's shape, not a dict entry per line: each
-    log's sequences as ranges (:class:`_Ranges`) and a 16-byte digest per event
-    id (:class:`_Seen`); the earlier line a duplicate repeats is found by
-    reading the file again, only when there is one.
+    log's sequences as ranges (:class:`_Ranges`), a 16-byte digest per event
+    id (:class:`_Seen`), and 24 bytes per line without content or 32 per line
+    with content (to match with the records' ids); the earlier line a duplicate
+    repeats, and the id of content put back, are found by reading the file
+    again, only when there is one.
     """
     problems: list[BundleProblem] = []
     checked = 0
@@ -902,6 +927,7 @@ def verify_bundle(
             problems.extend(BundleProblem(number, event_id, what) for what in whats)
         except (ValueError, KeyError, TypeError, RecursionError) as exc:
             problems.append(BundleProblem(number, event_id, f"malformed line: {exc}"))
+    problems += _put_back(path, summaries)
     problems += scopes.incomplete(summaries)
     problems += seals.check(scopes.scope, scopes.text, summaries, keys, origin_prefix, logs)
     if seen.pending:
@@ -1452,6 +1478,49 @@ def _name_duplicates(
         )
 
 
+def put_back(sequence: int, record: int) -> str:
+    """What a line says whose content is present though the record at ``record`` names it.
+
+    As ``verify`` and ``VerifyEvent`` word it (:func:`checks.put_back`), with the event's
+    sequence: the Go verifier prints the same text.
+    """
+    return (
+        f"sequence {sequence}: content present although the erasure record at sequence "
+        f"{record} in the bundle names the event (put back?)"
+    )
+
+
+def _put_back(path: Path, summaries: Mapping[str, LogSummary]) -> list[BundleProblem]:
+    """A problem for each line whose content a later record in the bundle erased, by line.
+
+    Only the lines found are read again, for their event ids (a line keeps 32 bytes in
+    the pass, not its id): only a regular file, as :func:`_name_duplicates` reads one, and
+    a line whose log and id no longer match its digest (the file changed meanwhile) is
+    named without its id.
+    """
+    found = sorted(hit for log in summaries.values() for hit in log.put_back())
+    if not found:
+        return []
+    ids: dict[int, str] = {}
+    wanted = {number: digest for number, _, _, digest in found}
+    if path.is_file():
+        for number, raw in _lines(path):
+            if number not in wanted:
+                continue
+            try:
+                line = _parse(_strict_json(raw))
+            except (ValueError, KeyError, TypeError, RecursionError):
+                continue
+            if _digest(line.log_id, line.event_id) == wanted[number]:
+                ids[number] = line.event_id
+            if len(ids) == len(wanted):
+                break
+    return [
+        BundleProblem(number, ids.get(number, ""), put_back(sequence, record))
+        for number, sequence, record, _ in found
+    ]
+
+
 def _tally(
     line: _Line,
     number: int,
@@ -1468,7 +1537,8 @@ def _tally(
     The content of a line with problems is not counted: no summary is printed then.
     A line without content is kept (a 16-byte digest of its id, and its sequence) to be
     matched with the events the log's later erasure and retention records in the bundle
-    name (:meth:`LogSummary.erased`).
+    name (:meth:`LogSummary.erased`); a line with content too, with its line number
+    (:meth:`LogSummary.put_back`).
     """
     log.out_of_order |= line.sequence < log.last
     log.last = line.sequence
@@ -1476,6 +1546,8 @@ def _tally(
         pass
     elif line.content is not None:
         log.content_verified += 1
+        log.present += _digest(line.log_id, line.event_id)
+        log.present += line.sequence.to_bytes(8) + number.to_bytes(8)
     elif _commitments(line.committed):
         log.without_content += 1
         log.contentless += _digest(line.log_id, line.event_id)
