@@ -1021,7 +1021,8 @@ type logSummary struct {
 	// event had yet, and an event given that id later kept its content)
 	contentless []contentless
 	named       map[string]uint64
-	// the lines whose content verified, to name each a later record erased (put back)
+	// the lines whose content verified and is not {}, to name each a later record erased
+	// (put back)
 	present []present
 }
 
@@ -1082,7 +1083,9 @@ func (s *logSummary) add(line bundleLine, number int) {
 	switch {
 	case line.Salt != nil:
 		s.content++
-		s.present = append(s.present, present{line.EventID, *line.Sequence, number})
+		if len(line.Content) > 0 { // {}: no field, nothing to erase (as aiaudit verify)
+			s.present = append(s.present, present{line.EventID, *line.Sequence, number})
+		}
 	case hasCommitment(canonical):
 		s.withheld++
 		s.contentless = append(s.contentless, contentless{line.EventID, *line.Sequence})

@@ -169,3 +169,42 @@ def test_content_a_later_record_in_the_bundle_names_is_a_problem_in_both_verifie
         f"line 3 event e-1: {put_back(2, 5)}",
         f"line 4 event e-2: {put_back(3, 6)}",
     ]
+
+
+def test_only_lines_without_problems_count_for_put_back_in_both_verifiers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], go_verifier: Path
+) -> None:
+    """aiaudit matched content and records of lines with a problem (a duplicate copy, a
+    line of a second checkpoint: another export joined), the Go verifier did not: their
+    problem lists differed, and an old export's content joined with a newer export's
+    record was named put back, though it was exported before the erasure (review)."""
+    events = [interaction(TENANT, f"e-{i}", text=f"secret {i}") for i in range(3)]
+    older = proved_lines(tmp_path, events)
+    newer = proved_lines(tmp_path, [*events, *records(("e-1", ERASURE))])
+    joined = write(tmp_path / "joined.jsonl", [*older, newer[3]])
+    status, problems = both(go_verifier, capsys, joined)
+    assert status == 1 and len(problems) == 1, problems
+    record = newer[3]["event_id"]
+    assert problems[0].startswith(f"line 4 event {record}: log '{TENANT}' has a second")
+    twice = write(tmp_path / "twice.jsonl", [*newer, newer[1]])
+    assert both(go_verifier, capsys, twice) == (
+        1,
+        [
+            "line 5 event e-1: duplicate: line 2 has the same log and sequence",
+            f"line 2 event e-1: {put_back(1, 3)}",
+        ],
+    )
+
+
+def test_content_of_no_fields_is_no_put_back_in_both_verifiers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], go_verifier: Path
+) -> None:
+    """A line whose content is ``{}`` (an event with no content field: a salt committing to
+    nothing) that a later record names was content put back to both verifiers, while
+    ``verify`` and ``VerifyEvent`` skip ``{}``: it holds nothing to erase (review)."""
+    bare = interaction(TENANT, "e-0")
+    bare.ClearField("input")
+    bare.ClearField("output")
+    lines = proved_lines(tmp_path, [bare, *records(("e-0", ERASURE))])
+    assert lines[0]["content"] == {} and "salt" in lines[0]
+    assert both(go_verifier, capsys, write(tmp_path / "b.jsonl", lines)) == (0, [])

@@ -745,8 +745,8 @@ class LogSummary:
     """The id digests of the events the log's erasure and retention records in the bundle
     name, each with the latest sequence of a record naming it."""
     present: bytearray = field(default_factory=bytearray)
-    """The id digests, sequences and line numbers of the lines whose content verified, 32
-    bytes each (16, 8 and 8, big-endian)."""
+    """The id digests, sequences and line numbers of the lines whose content verified and is
+    not ``{}``, 32 bytes each (16, 8 and 8, big-endian)."""
 
     def erased(self) -> int:
         """Lines without content whose event a proven erasure or retention record names.
@@ -872,8 +872,9 @@ def verify_bundle(
     Raises ``OSError`` if the file cannot be read.
 
     Content present though a proven erasure or retention record after the event
-    in the bundle names it is a problem too (put back: :meth:`LogSummary.put_back`);
-    a record outside the bundle cannot be seen.
+    in the bundle names it is a problem too (put back: :meth:`LogSummary.put_back`;
+    not ``{}``, which holds nothing to erase); a record outside the bundle cannot be
+    seen, nor one of a line with problems (another export's, joined).
 
     Memory is bounded by the bundle's shape, not a dict entry per line: each
     log's sequences as ranges (:class:`_Ranges`), a 16-byte digest per event
@@ -922,7 +923,7 @@ def verify_bundle(
             whats += scopes.refuted_by(line)
             if not logs or line.log_id in logs:
                 whats += _tally(
-                    line, number, log, origin_prefix, opened, signers, not whats, scopes.scope
+                    line, number, log, origin_prefix, opened, signers, whats, twice, scopes.scope
                 )
             problems.extend(BundleProblem(number, event_id, what) for what in whats)
         except (ValueError, KeyError, TypeError, RecursionError) as exc:
@@ -1528,36 +1529,55 @@ def _tally(
     origin_prefix: str,
     opened: dict[str, _Opened],
     signers: dict[str, tuple[str, ...]],
-    ok: bool,
+    whats: list[str],
+    twice: str = "",
     scope: Scope | None = None,
 ) -> list[str]:
     """Counts the line in its log's summary; names a second checkpoint, or a wrong-sized one.
 
-    A first checkpoint of the scope's log whose size is not the scope's is a problem.
-    The content of a line with problems is not counted: no summary is printed then.
-    A line without content is kept (a 16-byte digest of its id, and its sequence) to be
-    matched with the events the log's later erasure and retention records in the bundle
-    name (:meth:`LogSummary.erased`); a line with content too, with its line number
-    (:meth:`LogSummary.put_back`).
+    The content of a line with problems (``whats``, a duplicate: ``twice``, or its
+    checkpoint's) is not counted: no summary is printed then. A line without content is
+    kept (a 16-byte digest of its id, and its sequence) to be matched with the events the
+    log's later erasure and retention records in the bundle name (:meth:`LogSummary.erased`);
+    a line with content too, with its line number (:meth:`LogSummary.put_back`). Nor are
+    the ids a record with problems names: an old export's content joined with a newer
+    export's record was named put back, and only by aiaudit (review, 2026-12-07).
     """
     log.out_of_order |= line.sequence < log.last
     log.last = line.sequence
-    if not ok:
-        pass
-    elif line.content is not None:
+    found = _checkpoint_problems(line, number, log, origin_prefix, opened, signers, scope)
+    if whats or twice or found:
+        return found
+    if line.content is not None:
         log.content_verified += 1
-        log.present += _digest(line.log_id, line.event_id)
-        log.present += line.sequence.to_bytes(8) + number.to_bytes(8)
+        if line.content:  # ``{}`` holds nothing to erase: ``verify`` skips it too
+            log.present += _digest(line.log_id, line.event_id)
+            log.present += line.sequence.to_bytes(8) + number.to_bytes(8)
     elif _commitments(line.committed):
         log.without_content += 1
         log.contentless += _digest(line.log_id, line.event_id)
         log.contentless += line.sequence.to_bytes(8)  # in _SEQUENCES: it had no problem
     else:
         log.no_content_fields += 1
-    if ok:
-        for e in erasure.erased_ids(line.committed):
-            digest = _digest(line.log_id, e)
-            log.named[digest] = max(log.named.get(digest, -1), line.sequence)
+    for e in erasure.erased_ids(line.committed):
+        digest = _digest(line.log_id, e)
+        log.named[digest] = max(log.named.get(digest, -1), line.sequence)
+    return []
+
+
+def _checkpoint_problems(
+    line: _Line,
+    number: int,
+    log: LogSummary,
+    origin_prefix: str,
+    opened: dict[str, _Opened],
+    signers: dict[str, tuple[str, ...]],
+    scope: Scope | None,
+) -> list[str]:
+    """Takes the log's first checkpoint; names a second one, or a wrong-sized first one.
+
+    A first checkpoint of the scope's log whose size is not the scope's is a problem.
+    """
     cp = opened.get(line.proof.signed_checkpoint)
     if cp is None or origins.epoch_of(cp[0], origin_prefix, line.log_id) is None:
         return []  # named already: no checkpoint of this log
