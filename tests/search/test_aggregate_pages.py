@@ -4,6 +4,9 @@ client's default 4 MiB however large the groups (both backends)."""
 
 from __future__ import annotations
 
+import base64
+import json
+
 import grpc
 import pytest
 
@@ -197,3 +200,25 @@ def test_a_page_of_the_largest_groups_fits_a_client_default_limit(
     assert sorted(b.keys[0][-5:] for b in groups) == [f"{i:04d}n" for i in range(120)]
     assert all(set(b.stats) == set(METRICS) for b in groups)
     assert all(len(b.stats["timing.latency"].percentiles) == 10 for b in groups)
+
+
+def test_a_token_whose_keys_no_event_can_hold_is_refused(
+    search_suite: SearchSuite, tenant: str
+) -> None:
+    """A token is base64 JSON its caller can read and rebuild, binding included: one
+    whose last group holds a lone surrogate (JSON's ``"\\ud800"``, which no event's
+    text is) is INVALID_ARGUMENT naming ``page_token``, as a garbled token is. It was
+    taken, and the page's access record, saying that key, could not be written:
+    UNAVAILABLE "retry", for good (review, 2026-12-07)."""
+    search_suite.append(_events(tenant, users=3, models=2))
+    search_suite.wait_indexed(tenant, 6)
+    token = search_suite.search.Aggregate(_request(tenant, page_size=2)).next_page_token
+    version, bound, snapshot, _ = json.loads(
+        base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    )
+    forged = json.dumps([version, bound, snapshot, ["model-0", "\ud800"]]).encode()
+    request = _request(tenant, page_size=2, page_token=base64.urlsafe_b64encode(forged).decode())
+    with pytest.raises(grpc.RpcError) as err:
+        search_suite.search.Aggregate(request)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+    assert "page_token" in field_violations(err.value)

@@ -105,9 +105,25 @@ def decode_groups(token: str, bound: str, keys: int) -> tuple[int, GroupKey]:
         )
     if not _is_int64(snapshot) or snapshot < 0:
         raise TokenError("page_token is not a token this service issued")
-    if not all(v is None or isinstance(v, str) for v in values):
+    if not all(v is None or _is_text(v) for v in values):
         raise TokenError("page_token is not a token this service issued")
     return snapshot, tuple(values)
+
+
+def _is_text(value: object) -> bool:
+    r"""A string a group's key can be: Unicode scalar values only.
+
+    JSON takes a lone surrogate (``"\ud800"``), which no event holds: a token forged
+    with one reached the page's access record, which could not be written, and was
+    answered UNAVAILABLE "retry" for good (review, 2026-12-07).
+    """
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def groups_page_size(requested: int) -> int:
