@@ -94,9 +94,7 @@ def stored_ids(store_url: str, tenant: str) -> list[str]:
 
 
 def spooled(spool: Path) -> int:
-    return sum(
-        len(pb.AppendRequest.FromString(p.read_bytes()).events) for p in spool.glob("*.batch")
-    )
+    return sum(len(spool_module.decode_batch(p.read_bytes()).events) for p in spool.glob("*.batch"))
 
 
 def test_events_logged_through_outages_are_all_stored_once(server: Server, tenant: str) -> None:
@@ -239,6 +237,32 @@ def test_a_damaged_spool_file_is_set_aside_and_delivery_goes_on(
     assert [p.name[:21] for p in server.spool.glob("*.damaged")] == ["00000000000000000001-"]
 
 
+def test_a_spool_file_changed_on_disk_is_set_aside_not_stored_as_other_events(
+    server: Server, tenant: str
+) -> None:
+    """A flipped bit in a spooled event's id stored it a second time under the other id, and
+    a file cut between two events lost the rest unnoticed (review, 2026-12-07)."""
+    first = server.logger(batch_size=5)
+    events = [interaction(tenant, f"spooled-{i}") for i in range(15)]
+    ids = [first.log(e) for e in events]
+    first.close(timeout=0.5)  # the service is down: three files of five
+    flipped, cut, _whole = sorted(server.spool.glob("*.batch"))
+    data = flipped.read_bytes()
+    at = data.index(b"spooled-3")
+    flipped.write_bytes(data[:at] + b"r" + data[at + 1 :])  # "s" ^ 1: another id, still parsing
+    data = cut.read_bytes()
+    # Cut where event 7 began: before its tag and length, and its id's tag and length.
+    head = 1 + (events[7].ByteSize().bit_length() + 6) // 7
+    cut.write_bytes(data[: data.index(b"spooled-7") - 2 - head])
+    server.start()
+    second = server.logger()
+    assert second.flush(timeout=60)
+    assert sorted(stored_ids(server.store_url, tenant)) == sorted(ids[10:])  # `_whole`
+    assert sorted(p.name[:20] for p in server.spool.glob("*.damaged")) == sorted(
+        p.name[:20] for p in (flipped, cut)
+    )
+
+
 def test_every_event_logged_while_the_logger_closes_is_stored_or_refused_at_once(
     server: Server, tenant: str
 ) -> None:
@@ -265,7 +289,7 @@ def test_every_event_logged_while_the_logger_closes_is_stored_or_refused_at_once
 
 
 def batch_ids(path: Path) -> list[str]:
-    return [e.event_id for e in pb.AppendRequest.FromString(path.read_bytes()).events]
+    return [e.event_id for e in spool_module.decode_batch(path.read_bytes()).events]
 
 
 def no_space(fd: int, data: bytes) -> None:

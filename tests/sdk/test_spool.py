@@ -139,3 +139,35 @@ def test_a_forked_child_does_not_keep_the_spool_locked(tmp_path: Path) -> None:
         os.close(child_waits)  # the child's read returns: it leaves
         os.close(ready)
         os.waitpid(pid, 0)
+
+
+def test_a_batch_file_damaged_on_disk_is_set_aside_never_replayed_as_other_events(
+    tmp_path: Path,
+) -> None:
+    """Every single-bit flip and every cut of a batch file is caught by its digest.
+
+    The bare batch parsed through 335 of 565 flips (another event id: a second event
+    stored; other content) and a cut between two events read as the first two, the
+    other three lost without a word (review, 2026-12-07).
+    """
+    spool = Spool(tmp_path / "spool")
+    written = batch(*[f"e{i}" for i in range(5)])
+    path = spool.put(written)
+    whole = path.read_bytes()
+    damaged = [
+        bytes([*whole[:i], whole[i] ^ 1 << bit, *whole[i + 1 :]])
+        for i in range(len(whole))
+        for bit in (0, 7)
+    ]
+    damaged += [whole[:n] for n in range(1, len(whole))]
+    passed = []
+    for data in damaged:
+        path.write_bytes(data)
+        if spool.read(path) is not None:
+            passed.append(data)
+        assert not path.exists()  # set aside as *.damaged
+    assert passed == []
+    assert len(list((tmp_path / "spool").glob("*.damaged"))) == len(damaged)
+    path.write_bytes(whole)
+    assert read(spool, path) == written
+    spool.close()

@@ -1,7 +1,10 @@
 """The SDK's disk spool: batches the service has not acknowledged, kept until it does.
 
 One file per batch, named by a counter so they replay oldest first, holding
-the ``AppendRequest`` exactly as it will be sent again. A file is written
+the ``AppendRequest`` exactly as it will be sent again behind a digest of it
+(``encode_batch``): a file damaged on disk (a flipped byte, a truncation, even
+one between two events, which still parses) is set aside, never replayed as
+other events or fewer. A file is written
 under a temporary name, fsynced, renamed and the directory fsynced: after a
 crash a batch is either whole in the spool or not there (and then still in
 the caller's memory, or never acknowledged). It is removed only once the
@@ -12,6 +15,7 @@ service answers with the original receipts (idempotent on event ids).
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import logging
 import os
 import uuid
@@ -25,12 +29,51 @@ from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 log = logging.getLogger(__name__)
 
 _SUFFIX = ".batch"
+_MAGIC = b"\x00aiaudit-spool-2\n"
+"""Starts a batch file written since 2026-12-07, then the batch's digest, then the batch.
+
+No serialized ``AppendRequest`` starts with byte 0 (field 0 does not exist); one written
+by an earlier version (no digest) starts with ``\\x0a``, its ``events``."""
+_LEGACY = b"\x0a"
+_DIGEST_BYTES = 32
 _OPEN: weakref.WeakSet[Spool] = weakref.WeakSet()
 """Open spools, whose lock a forked child lets go of (``_after_fork``)."""
 
 
 class SpoolInUseError(RuntimeError):
     """Another logger holds the spool directory (each needs its own)."""
+
+
+class DamagedBatchError(ValueError):
+    """A spool file whose bytes are not those written (its digest differs, or no batch)."""
+
+
+def encode_batch(request: pb.AppendRequest) -> bytes:
+    """A batch file's bytes: ``_MAGIC``, the BLAKE2b digest of the batch, the batch.
+
+    Until 2026-12-07 a file held the bare batch: of the single-bit flips of a
+    5-event file, 335 in 565 still parsed, as other content or other ids (a
+    second event stored), and one cut between two events parsed as fewer, the
+    rest lost without a word (review).
+    """
+    payload = request.SerializeToString()
+    return _MAGIC + hashlib.blake2b(payload, digest_size=_DIGEST_BYTES).digest() + payload
+
+
+def decode_batch(data: bytes) -> pb.AppendRequest:
+    """The batch a file holds; raises ``DamagedBatchError`` or ``DecodeError`` if damaged.
+
+    A file of an earlier version (the bare batch, no digest) is read as it is.
+    """
+    if data.startswith(_MAGIC):
+        digest = data[len(_MAGIC) : len(_MAGIC) + _DIGEST_BYTES]
+        payload = data[len(_MAGIC) + _DIGEST_BYTES :]
+        if hashlib.blake2b(payload, digest_size=_DIGEST_BYTES).digest() != digest:
+            raise DamagedBatchError(f"digest differs from its {len(payload)} bytes of batch")
+        return pb.AppendRequest.FromString(payload)
+    if data and not data.startswith(_LEGACY):
+        raise DamagedBatchError(f"{len(data)} bytes that start as no batch file")
+    return pb.AppendRequest.FromString(data)
 
 
 class Spool:
@@ -86,7 +129,7 @@ class Spool:
         tmp = path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            write_all(fd, request.SerializeToString())
+            write_all(fd, encode_batch(request))
             os.fsync(fd)
         except BaseException:
             os.close(fd)
@@ -112,11 +155,11 @@ class Spool:
         never deleted; if even that fails, this spool skips it from now on.
         """
         try:
-            request: pb.AppendRequest | None = pb.AppendRequest.FromString(path.read_bytes())
+            request: pb.AppendRequest | None = decode_batch(path.read_bytes())
             why = "holds no event"
         except FileNotFoundError:
             return None  # removed meanwhile: nothing to set aside
-        except (DecodeError, OSError) as err:
+        except (DecodeError, DamagedBatchError, OSError) as err:
             request, why = None, f"{type(err).__name__}: {err}"
         if request is not None and request.events:
             return request
