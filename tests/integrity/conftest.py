@@ -42,6 +42,17 @@ def append(store: SqlEventStore, tenant: str, n: int) -> list[Receipt]:
     return receipts
 
 
+def exported_files(folder: Path, pattern: str = "*") -> list[Path]:
+    """The entries matching ``pattern`` in a log's (or epoch's) checkpoint folder and its shards.
+
+    What a glob of the folder found before the shards (2026-12-07): the
+    folder's own entries but the shard folders, and each shard's entries.
+    """
+    shard = "[0-9]" * 12
+    own = [p for p in folder.glob(pattern) if not (p.is_dir() and p.match(shard))]
+    return sorted([*own, *folder.glob(f"{shard}/{pattern}")])
+
+
 def login(pg: Postgres, role: str) -> str:
     """A new login role that is a member of ``role``; returns its SQLAlchemy URL."""
     user, password = f"u_{uuid.uuid4().hex[:8]}", secrets.token_hex(16)

@@ -28,7 +28,13 @@ from aiaudit.integrity.signers import ActiveKey, FileKeys, SignerUnavailableErro
 from aiaudit.integrity.verify import Report, verify_store
 from tests.conftest import Postgres
 from tests.helpers import wait_until
-from tests.integrity.conftest import ORIGIN_PREFIX, append, login, notary_config
+from tests.integrity.conftest import (
+    ORIGIN_PREFIX,
+    append,
+    exported_files,
+    login,
+    notary_config,
+)
 
 
 class Keys:
@@ -375,7 +381,7 @@ def test_an_export_interrupted_mid_write_leaves_no_torn_checkpoint(
     assert list(worm.read_all(directory, "acme")) == [(7, "note\n")]
     with pytest.raises(FileExistsError, match="different checkpoint"):
         worm.export(directory, "acme", 7, b"\x01\x02\x03\x04", "other\n")
-    assert [p.name for p in (directory / "acme").iterdir()] == [
+    assert [p.name for p in exported_files(directory / "acme")] == [
         "00000000000000000007-01020304.checkpoint"
     ]
 

@@ -13,6 +13,7 @@ import itertools
 import json
 import logging
 import random
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from hashlib import sha256
@@ -51,7 +52,14 @@ from aiaudit.search.backends.opensearch import (
 from aiaudit.search.settings import SearchSettings
 from tests.conftest import Postgres
 from tests.helpers import interaction, wait_until
-from tests.integrity.conftest import ORIGIN_PREFIX, Notaries, append, login, stepping
+from tests.integrity.conftest import (
+    ORIGIN_PREFIX,
+    Notaries,
+    append,
+    exported_files,
+    login,
+    stepping,
+)
 from tests.integrity.test_notary import all_checkpoints, check_history, covers
 
 
@@ -1082,15 +1090,13 @@ def test_a_content_row_beyond_the_head_is_named(log: Log) -> None:
 def test_a_stored_checkpoint_without_its_exported_copy_is_named(log: Log) -> None:
     """The notary writes (and fsyncs) each checkpoint's copy before it stores the row, so a
     stored checkpoint without one lost it; removing a copy passed (review, 2026-12-05)."""
-    (copy,) = (log.checkpoint_dir / log.tenant).glob(f"{12:020d}-*.checkpoint")
+    (copy,) = exported_files(log.checkpoint_dir / log.tenant, f"{12:020d}-*.checkpoint")
     copy.unlink()
     assert log.problems() == [
         f"log {log.tenant}: stored checkpoint at size 12 has no exported copy (the notary "
         "exports each before storing it: copy deleted, or not the notary's directory?)"
     ]
-    for other in (log.checkpoint_dir / log.tenant).iterdir():  # the log's folder, gone
-        other.unlink()
-    (log.checkpoint_dir / log.tenant).rmdir()
+    shutil.rmtree(log.checkpoint_dir / log.tenant)  # the log's folder, gone
     assert sorted(log.problems()) == [
         f"log {log.tenant}: stored checkpoint at size {size} has no exported copy (the notary "
         "exports each before storing it: copy deleted, or not the notary's directory?)"
@@ -1750,9 +1756,7 @@ def test_a_log_left_only_in_consumer_cursors_is_found(log: Log) -> None:
     log.execute("DELETE FROM logs WHERE log_id = :t")
     if log.admin.dialect.name == "postgresql":
         log.execute("ALTER TABLE logs ENABLE TRIGGER USER")
-    for copy in (log.checkpoint_dir / log.tenant).iterdir():
-        copy.unlink()
-    (log.checkpoint_dir / log.tenant).rmdir()
+    shutil.rmtree(log.checkpoint_dir / log.tenant)
     expected = [
         f"log {log.tenant}: found in consumer_cursors but has no row in logs (deleted?): "
         "checked with a head of 0",

@@ -300,13 +300,9 @@ def _checkpoints(
     # one named epoch-1000000000000 kept verify at work for days (review, 2026-12-07).
     for epoch in sorted({*range(chain.epoch + 1), *worm.epochs(checkpoint_dir, log_id)}):
         source = "exported checkpoint" + (f" of epoch {epoch}" if epoch else "")
-        for name in worm.strays(checkpoint_dir, log_id, epoch):
+        for name, why in worm.strays(checkpoint_dir, log_id, epoch):
             report.problems.append(
-                Problem(
-                    log_id,
-                    f"{source.replace('checkpoint', 'file')} {name!r} is no checkpoint the "
-                    "notary wrote (no size in its name, not a file, or not UTF-8 text)",
-                )
+                Problem(log_id, f"{source.replace('checkpoint', 'file')} {name!r} {why}")
             )
         for size, signed in worm.read_all(checkpoint_dir, log_id, epoch):
             copies.setdefault(size, set()).add(signed)
