@@ -492,7 +492,7 @@ class Notary:
         store restored from a backup of it (found later, "recovering them is
         always better") was past every checkpoint the new epoch exported, and
         the notary signed on over it, a fork of the new epoch (review,
-        2026-12-07). Only logs in an epoch >= 1 are looked at: one listing.
+        2026-12-07). Only logs in an epoch >= 1 are looked at: their folder and last shard.
         """
         epoch = self._epoch(log_id)
         if epoch == 0:
