@@ -77,10 +77,12 @@ def test_a_write_the_disk_takes_in_parts_is_still_whole(
 def test_a_damaged_batch_is_set_aside_not_replayed_forever(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool")
     good = spool.put(batch("a"))
+    spool.close()
     damaged = tmp_path / "spool" / "00000000000000000000.batch"  # oldest: replayed first
     damaged.write_bytes(b"\xff\xff not a batch")
     empty = tmp_path / "spool" / "00000000000000000005.batch"
     empty.write_bytes(b"")
+    spool = Spool(tmp_path / "spool")
     assert spool.pending() == [damaged, good, empty]
     assert spool.read(damaged) is None and spool.read(empty) is None
     assert spool.pending() == [good]
@@ -106,9 +108,9 @@ def test_a_file_set_aside_never_replaces_an_earlier_one(tmp_path: Path) -> None:
 
 def test_an_entry_that_cannot_be_read_is_set_aside(tmp_path: Path) -> None:
     """An OSError on read (here EISDIR; EACCES, EIO alike) sets it aside like a damaged one."""
-    spool = Spool(tmp_path / "spool")
     unreadable = tmp_path / "spool" / "00000000000000000000.batch"
-    unreadable.mkdir()
+    unreadable.mkdir(parents=True)
+    spool = Spool(tmp_path / "spool")
     good = spool.put(batch("a"))
     assert spool.pending() == [unreadable, good]
     assert spool.read(unreadable) is None
