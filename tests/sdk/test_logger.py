@@ -315,6 +315,24 @@ def test_an_event_refused_while_the_disk_is_full_holds_nothing_up(
     logger.close(timeout=5)  # returns
 
 
+def test_a_refusal_after_a_torn_line_of_rejected_jsonl_is_a_line_of_its_own(
+    server: Server, tenant: str
+) -> None:
+    """A write of rejected.jsonl cut short (the disk full mid-write, the process killed) left
+    part of a line; the next refusal was glued to it and neither line read (review,
+    2026-12-07)."""
+    server.spool.mkdir(parents=True)
+    torn = b'{"event_id":"earlier","reason":"INVALID_ARGUMENT: ev'
+    (server.spool / "rejected.jsonl").write_bytes(torn)
+    server.start()
+    logger = server.logger()
+    logger.log(interaction(tenant, "bad-model", model="x" * 5000))
+    assert logger.flush(timeout=30)
+    first, *rest = (server.spool / "rejected.jsonl").read_bytes().splitlines()
+    assert first == torn
+    assert [orjson.loads(line)["event_id"] for line in rest] == ["bad-model"]
+
+
 def test_a_full_disk_with_the_service_down_neither_spins_nor_holds_close(
     server: Server, tenant: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

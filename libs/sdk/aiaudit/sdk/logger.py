@@ -544,8 +544,17 @@ class AuditLogger:
 
 
 def _append_line(path: Path, line: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    """Appends ``line``; after a torn last line, on a line of its own.
+
+    A write cut short (the disk full mid-write, the process killed) leaves part
+    of a line: the next record was glued to it, and both read as neither
+    (review, 2026-12-07).
+    """
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
     try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = b"\n" + line
         write_all(fd, line)
         os.fsync(fd)
     finally:
