@@ -262,3 +262,80 @@ def test_stray_shard_folders_and_misplaced_or_foreign_shard_entries_are_named(si
         ]
     )
     assert site.exported() == [10]
+
+
+@pytest.mark.parametrize("taken_by", ["file", "link", "dangling link"])
+def test_a_shard_name_someone_else_took_first_gets_its_checkpoints_flat(
+    tmp_path: Path, taken_by: str
+) -> None:
+    """Anyone who may add files to the directory can make a log's next shard before the
+    notary does. A file there refused every export of its 65,536 sizes (the log signed
+    nothing until it grew past them); a link there took them out of the directory, to a
+    folder whose files its maker may delete (a store restored later is then signed over,
+    and verify passed). Its checkpoints go flat in the log's folder, as before the shards;
+    the link is read by no one, and verify names the name."""
+    directory = tmp_path / "checkpoints"
+    worm.export(directory, "acme", 7, KEY, "note 7\n")
+    log, elsewhere = directory / "acme", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    if taken_by == "file":
+        (log / "000000000001").write_text("")
+    else:
+        (log / "000000000001").symlink_to(elsewhere if taken_by == "link" else tmp_path / "no")
+    (elsewhere / name(65_600)).write_text("not the notary's\n")
+    worm.export(directory, "acme", 65_536, KEY, "note 65536\n")
+    worm.export(directory, "acme", 65_536, KEY, "note 65536\n")  # a retry: accepted
+    worm.export(directory, "acme", 131_072, KEY, "note 131072\n")
+    assert (log / name(65_536)).read_text() == "note 65536\n"
+    assert list(elsewhere.iterdir()) == [elsewhere / name(65_600)]
+    assert list(worm.read_all(directory, "acme")) == [
+        (7, "note 7\n"), (65_536, "note 65536\n"), (131_072, "note 131072\n")
+    ]  # fmt: skip
+    assert [size for size, _ in worm.beyond(directory, "acme", 7)] == [131_072, 65_536]
+    assert [size for size, _ in worm.at_most(directory, "acme", 70_000, 0)] == [65_536, 7]
+    assert worm.strays(directory, "acme") == [("000000000001", worm.STRAY_FOLDER)]
+
+
+def test_a_shard_made_by_an_export_that_failed_is_fsynced_in_its_folder_by_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk after the new shard was made (or a crash before its folder's fsync) left
+    the shard's name unsynced; the next export found the shard there and fsynced only it,
+    so a power cut could take the shard, with checkpoints the store holds, off the disk. A
+    retried export of a file already there fsynces its folders too (its first try may have
+    stopped after the link)."""
+    directory = tmp_path / "checkpoints"
+    directory.mkdir()
+    worm.export(directory, "acme", 1, KEY, "note 1\n")
+    log = directory / "acme"
+
+    def disk_full(fd: int, data: bytes) -> int:
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(worm.os, "write", disk_full)
+        with pytest.raises(OSError, match="No space"):
+            worm.export(directory, "acme", 65_536, KEY, "note 65536\n")
+    assert (log / "000000000001").is_dir()
+    synced: list[Path] = []
+    fsync = os.fsync
+
+    def recorded(fd: int) -> None:
+        synced.append(Path(os.readlink(f"/proc/self/fd/{fd}")))
+        fsync(fd)
+
+    def failed_on_folders(fd: int) -> None:
+        if Path(os.readlink(f"/proc/self/fd/{fd}")).is_dir():
+            raise OSError(5, "Input/output error")
+        fsync(fd)
+
+    monkeypatch.setattr(worm.os, "fsync", recorded)
+    worm.export(directory, "acme", 65_537, KEY, "note 65537\n")
+    assert synced[1:] == [log / "000000000001", log]
+    with monkeypatch.context() as patched:
+        patched.setattr(worm.os, "fsync", failed_on_folders)
+        with pytest.raises(OSError, match="Input/output"):
+            worm.export(directory, "acme", 131_072, KEY, "note 131072\n")
+    synced.clear()
+    worm.export(directory, "acme", 131_072, KEY, "note 131072\n")  # the notary's retry
+    assert synced == [log / "000000000002", log]

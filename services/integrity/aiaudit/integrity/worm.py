@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import stat
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -82,13 +83,19 @@ def export(
     deterministic, so re-signing the same size with the same key gives the
     same bytes (a new key version gets its own file). A different existing
     copy is a conflict, also one an earlier version wrote unsharded.
+    A shard name taken by anything but a folder (a file, a link: anyone who
+    may add files can make the next one first) gets its checkpoints flat, in
+    the log's folder: the file refused every export of its 65,536 sizes, the
+    link took them out of the directory (review, 2026-12-07); verify names it.
     """
     target = path_for(directory, log_id, tree_size, key_id, epoch)
     unsharded = target.parent.parent / target.name
     if unsharded.is_file():  # exported before 2026-12-07: it stays the copy
         _check_same(unsharded, signed_note.encode("utf-8"), "checkpoint")
         return
-    write_once(target, signed_note, "checkpoint")
+    if _taken(target.parent):
+        target = unsharded
+    write_once(target, signed_note, "checkpoint", directory)
 
 
 def write_statement(directory: Path, log_id: str, epoch: int, signed_note: str) -> Path:
@@ -98,25 +105,22 @@ def write_statement(directory: Path, log_id: str, epoch: int, signed_note: str) 
     conflict (``FileExistsError``): an epoch begins with one statement only.
     """
     target = statement_path(directory, log_id, epoch)
-    write_once(target, signed_note, "loss statement")
+    write_once(target, signed_note, "loss statement", directory)
     return target
 
 
-def write_once(target: Path, text: str, what: str) -> None:
+def write_once(target: Path, text: str, what: str, root: Path) -> None:
     """Creates ``target`` read-only with ``text``, fsynced; an identical file is accepted.
 
     A different existing file is a conflict (``FileExistsError``), never overwritten.
-    Each folder made on the way (a new shard, a new log) is fsynced in its parent.
+    Its folder is fsynced, also for an identical file (a retry whose first try may have
+    stopped after the link), and once a process each folder below ``root`` in its parent.
     """
-    made = []
-    parent = target.parent
-    while not parent.is_dir():
-        made.append(parent)
-        parent = parent.parent
     target.parent.mkdir(parents=True, exist_ok=True)
     data = text.encode("utf-8")
     if target.exists():
         _check_same(target, data, what)
+        _sync_folders(target.parent, root)
         return
     temporary = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     with contextlib.suppress(FileNotFoundError):  # left by a crash of a process with our pid
@@ -133,12 +137,42 @@ def write_once(target: Path, text: str, what: str) -> None:
         _check_same(target, data, what)
     finally:
         os.unlink(temporary)
-    for written in (target.parent, *(new.parent for new in made)):
-        dir_fd = os.open(written, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    _sync_folders(target.parent, root)
+
+
+_NAMED: set[Path] = set()
+"""Folders under a root whose names this process has fsynced in their parents."""
+
+
+def _sync_folders(where: Path, root: Path) -> None:
+    """Syncs ``where`` and, once a process, the parent of each folder below ``root`` on the way.
+
+    Not only the folders this call made: one made by an export that failed
+    after its ``mkdir`` (a full disk, a crash) was found there by the next,
+    which left its name unsynced (review, 2026-12-07). A folder already named
+    in this process costs nothing more.
+    """
+    _fsync(where)
+    while where not in _NAMED and root in where.parents:
+        _fsync(where.parent)
+        _NAMED.add(where)
+        where = where.parent
+
+
+def _fsync(where: Path) -> None:
+    dir_fd = os.open(where, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _taken(shard_folder: Path) -> bool:
+    """Whether a shard's name is taken by anything but a folder (a file, a link, a socket)."""
+    try:
+        return not stat.S_ISDIR(os.lstat(shard_folder).st_mode)
+    except FileNotFoundError:
+        return False
 
 
 def _check_same(target: Path, data: bytes, what: str) -> None:
@@ -216,7 +250,7 @@ def _top(where: Path, epoch: int) -> tuple[list[os.DirEntry[str]], dict[int, str
             sharded = _SHARD_FOLDER.fullmatch(item.name) is not None
             if item.name.endswith(".checkpoint"):
                 flat.append(item)
-            elif sharded and item.is_dir():
+            elif sharded and item.is_dir(follow_symlinks=False):  # a link: no one reads it
                 shards[int(item.name)] = item.path
             elif (sharded or item.is_dir()) and (
                 epoch != 0 or _EPOCH_FOLDER.fullmatch(item.name) is None
