@@ -173,3 +173,23 @@ def test_a_batch_file_damaged_on_disk_is_set_aside_never_replayed_as_other_event
     path.write_bytes(whole)
     assert read(spool, path) == written
     spool.close()
+
+
+def test_a_batch_file_is_replayed_by_the_previous_version_after_a_rollback(
+    tmp_path: Path,
+) -> None:
+    """The SDK before 2026-12-07 read a file as the bare batch (``AppendRequest.FromString``)
+    and set aside what did not parse: behind a header starting with byte 0, every batch
+    spooled by this version went to ``*.damaged`` after a rollback, none sent (review).
+    The digest is a field that version skips; it replays the same events. A bare batch
+    (byte 0x0a first) is still read as one, and no flip of a header's first byte makes it."""
+    spool = Spool(tmp_path / "spool")
+    written = batch(*[f"e{i}" for i in range(5)])
+    path = spool.put(written)
+    whole = path.read_bytes()
+    assert list(pb.AppendRequest.FromString(whole).events) == list(written.events)
+    assert all(whole[0] ^ 1 << bit != 0x0A for bit in range(8))
+    legacy = tmp_path / "spool" / "00000000000000000009.batch"
+    legacy.write_bytes(batch("b").SerializeToString())
+    assert ids(read(spool, legacy)) == ["b"] and read(spool, path) == written
+    spool.close()

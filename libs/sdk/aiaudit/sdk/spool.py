@@ -29,13 +29,17 @@ from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 log = logging.getLogger(__name__)
 
 _SUFFIX = ".batch"
-_MAGIC = b"\x00aiaudit-spool-2\n"
-"""Starts a batch file written since 2026-12-07, then the batch's digest, then the batch.
-
-No serialized ``AppendRequest`` starts with byte 0 (field 0 does not exist); one written
-by an earlier version (no digest) starts with ``\\x0a``, its ``events``."""
-_LEGACY = b"\x0a"
 _DIGEST_BYTES = 32
+_HEADER = b"\xfa\xff\xff\xff\x0f" + bytes([_DIGEST_BYTES])
+"""Starts a batch file written since 2026-12-07: the digest as field 536870911 (the
+highest number; length-delimited, 32 bytes) of the ``AppendRequest``, ahead of its events.
+
+The SDK before that read the bare batch and set aside what did not parse: a header
+starting with byte 0 had every batch of this version set aside as ``*.damaged`` after a
+rollback, none sent (review). A field it does not know it skips, and it replays the
+events. A bare batch (earlier versions) starts with ``\\x0a``, its ``events``: 4 bits
+from this header's first byte."""
+_LEGACY = b"\x0a"
 _OPEN: weakref.WeakSet[Spool] = weakref.WeakSet()
 """Open spools, whose lock a forked child lets go of (``_after_fork``)."""
 
@@ -49,7 +53,7 @@ class DamagedBatchError(ValueError):
 
 
 def encode_batch(request: pb.AppendRequest) -> bytes:
-    """A batch file's bytes: ``_MAGIC``, the BLAKE2b digest of the batch, the batch.
+    """A batch file's bytes: ``_HEADER``, the BLAKE2b digest of the batch, the batch.
 
     Until 2026-12-07 a file held the bare batch: of the single-bit flips of a
     5-event file, 335 in 565 still parsed, as other content or other ids (a
@@ -57,7 +61,7 @@ def encode_batch(request: pb.AppendRequest) -> bytes:
     rest lost without a word (review).
     """
     payload = request.SerializeToString()
-    return _MAGIC + hashlib.blake2b(payload, digest_size=_DIGEST_BYTES).digest() + payload
+    return _HEADER + hashlib.blake2b(payload, digest_size=_DIGEST_BYTES).digest() + payload
 
 
 def decode_batch(data: bytes) -> pb.AppendRequest:
@@ -65,9 +69,9 @@ def decode_batch(data: bytes) -> pb.AppendRequest:
 
     A file of an earlier version (the bare batch, no digest) is read as it is.
     """
-    if data.startswith(_MAGIC):
-        digest = data[len(_MAGIC) : len(_MAGIC) + _DIGEST_BYTES]
-        payload = data[len(_MAGIC) + _DIGEST_BYTES :]
+    if data.startswith(_HEADER):
+        digest = data[len(_HEADER) : len(_HEADER) + _DIGEST_BYTES]
+        payload = data[len(_HEADER) + _DIGEST_BYTES :]
         if hashlib.blake2b(payload, digest_size=_DIGEST_BYTES).digest() != digest:
             raise DamagedBatchError(f"digest differs from its {len(payload)} bytes of batch")
         return pb.AppendRequest.FromString(payload)
