@@ -18,12 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from aiaudit.common.store import SqlEventStore
 from aiaudit.integrity import worm
-from aiaudit.integrity.signers import FileKeys
-from tests.conftest import Postgres
-from tests.integrity.conftest import ORIGIN_PREFIX, append
-from tests.integrity.test_loss_acceptance import Site
+from tests.integrity.conftest import append
+from tests.integrity.test_loss_acceptance import Site, postgres, site  # noqa: F401 (fixtures)
 
 KEY = b"\x01\x02\x03\x04"
 
@@ -39,22 +36,6 @@ def unsharded(copy: Path) -> Path:
     if not any(copy.parent.iterdir()):
         copy.parent.rmdir()
     return flat
-
-
-@pytest.fixture
-def postgres(own_postgres: Postgres) -> Postgres:
-    """Each test a database of its own: a log held behind its exports stays held."""
-    return own_postgres
-
-
-@pytest.fixture
-def site(
-    store: SqlEventStore, notary_url: str, admin_url: str, tenant: str, tmp_path: Path
-) -> Site:
-    return Site(
-        store, notary_url, admin_url, tenant, tmp_path,
-        FileKeys(ORIGIN_PREFIX, tmp_path / "notary-ed25519.pem"),
-    )  # fmt: skip
 
 
 @pytest.fixture
@@ -177,7 +158,7 @@ def test_beyond_and_at_most_list_only_the_shards_of_the_sizes_asked_for(
     assert len(listed) == 301
 
 
-def test_a_directory_of_both_layouts_verifies_clean(site: Site) -> None:
+def test_a_directory_of_both_layouts_verifies_clean(site: Site) -> None:  # noqa: F811
     """The checkpoints an earlier version exported flat, the later ones in a shard: verify
     reads both; one size in both places with the same text (a retried export across the
     upgrade) is no problem."""
@@ -201,7 +182,8 @@ def test_a_directory_of_both_layouts_verifies_clean(site: Site) -> None:
 
 
 def test_the_notary_holds_a_log_behind_a_checkpoint_an_earlier_version_exported_flat(
-    site: Site, caplog: pytest.LogCaptureFixture
+    site: Site,  # noqa: F811 (the fixture)
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Checkpoints 10 and 26 exported flat before the upgrade, then the store restored from a
     backup at 10, which takes new events: the upgraded notary still sees 26 past its position
@@ -227,7 +209,9 @@ def test_the_notary_holds_a_log_behind_a_checkpoint_an_earlier_version_exported_
     assert site.exported() == [10, 26]  # nothing signed at 13: no fork of the exported history
 
 
-def test_stray_shard_folders_and_misplaced_or_foreign_shard_entries_are_named(site: Site) -> None:
+def test_stray_shard_folders_and_misplaced_or_foreign_shard_entries_are_named(
+    site: Site,  # noqa: F811 (the fixture)
+) -> None:
     """A folder beside the shards that is no shard, a shard name that is no folder, a
     checkpoint in another size's shard and a file of a shard that is no checkpoint: anyone
     who may add files to the directory can make them. verify names each (the misplaced copy
