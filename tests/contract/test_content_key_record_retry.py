@@ -62,6 +62,15 @@ class ExpiringAtInsert:
         self.armed = True
 
 
+def _rules(s: Services) -> tuple[SqlEventStore, AlertStore, AlertingService]:
+    """The store, alert tables and rule service on the suite's own login (no
+    ``alerting.database_url``), which writes the rules and their records in one transaction."""
+    store = open_store(s.admin_url, keys=s.keys)
+    assert isinstance(store, SqlEventStore)
+    alerts = AlertStore(store.engine)
+    return store, alerts, AlertingService(store, alerts, RuleBook(alerts), Changes())
+
+
 def test_a_rule_change_whose_record_key_expired_is_made_again_once(
     openbao: Vault,  # noqa: F811
     sealed_store: Postgres | str,
@@ -71,11 +80,7 @@ def test_a_rule_change_whose_record_key_expired_is_made_again_once(
     record sealed under a key wrapped again under the rotated version. Until 2026-12-07
     each failed with ``KeysExpiredError`` (the rule change refused at a rotation)."""
     s = Services(openbao, sealed_store)
-    # The suite's own login (no alerting.database_url) writes the rules and the log.
-    store = open_store(s.admin_url, keys=s.keys)
-    assert isinstance(store, SqlEventStore)
-    alerts = AlertStore(store.engine)
-    service = AlertingService(store, alerts, RuleBook(alerts), Changes())
+    store, alerts, service = _rules(s)
     expiring = ExpiringAtInsert(s, store)
     try:
         expiring.arm()
@@ -114,10 +119,7 @@ def test_a_rule_change_whose_keys_expire_twice_is_refused_as_retry_with_nothing_
     neither the rule nor a record is written. Until 2026-12-07 the error was no KEK error
     and reached the caller as UNKNOWN."""
     s = Services(openbao, sealed_store)
-    store = open_store(s.admin_url, keys=s.keys)
-    assert isinstance(store, SqlEventStore)
-    alerts = AlertStore(store.engine)
-    service = AlertingService(store, alerts, RuleBook(alerts), Changes())
+    store, alerts, service = _rules(s)
     expiring = ExpiringAtInsert(s, store)
 
     inserts = []
