@@ -75,13 +75,14 @@ func main() {
 	}
 	var err error
 	var problems int
+	out := shownWriter{os.Stdout} // what the file chose, escaped (shown.go)
 	switch os.Args[1] {
 	case "checkpoint":
-		problems, err = runCheckpoint(os.Args[2:], os.Stdout)
+		problems, err = runCheckpoint(os.Args[2:], out)
 	case "bundle":
-		problems, err = runBundle(os.Args[2:], os.Stdout)
+		problems, err = runBundle(os.Args[2:], out)
 	case "consistency":
-		problems, err = runConsistency(os.Args[2:], os.Stdout)
+		problems, err = runConsistency(os.Args[2:], out)
 	default:
 		usage()
 	}

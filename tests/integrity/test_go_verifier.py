@@ -956,3 +956,40 @@ def test_a_line_with_two_faults_is_named_for_the_one_aiaudit_checks_first(
         1,
         [f"line 2 event t2-0: log 't2' is not one of the logs to verify ({TENANT})"],
     )
+
+
+@pytest.mark.parametrize(
+    ("chosen", "escaped"),
+    [
+        ("\x1b[2J", "\\x1b[2J"),  # ESC: a terminal control sequence (clear the screen)
+        ("\x9b2J", "\\x9b2J"),  # CSI as one C1 control, raw in JSON text
+        ("\u202e", "\\u202e"),  # a bidi override: what follows prints reversed
+        ("\u2028", "\\u2028"),  # a line separator: a reader splits the problem line
+        ("\ufeff", "\\ufeff"),  # invisible
+        ("\U000e0001", "\\U000e0001"),  # a tag character, invisible
+        ("\t", "\\t"),
+    ],
+)
+def test_what_the_file_names_is_printed_escaped_in_both_verifiers(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    go_verifier: Path,
+    chosen: str,
+    escaped: str,
+) -> None:
+    """aiaudit escapes every unprintable character of an id or a content path it prints;
+    the Go verifier printed them raw: an event id holding a terminal control sequence
+    could print a fake summary over the real one, and the two verifiers' problem lines
+    differed."""
+    lines = make_bundle(tmp_path, n=3)
+    lines[1]["event_id"] = f"e{chosen}1"
+    lines[2]["content"][f"x{chosen}y"] = "v"
+    path = write(tmp_path / "named.jsonl", lines)
+    assert both(go_verifier, capsys, path) == (
+        1,
+        [
+            f"line 2 event e{escaped}1: canonical eventId/tenantId are not the line's "
+            "event_id/log_id",
+            f"line 3 event e-2: x{escaped}y: content without a commitment",
+        ],
+    )
