@@ -1,8 +1,9 @@
-"""`aiaudit search` and `aiaudit export` against a running server."""
+"""`aiaudit search`, `aiaudit aggregate` and `aiaudit export` against a running server."""
 
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import os
 import re
 import signal
@@ -15,9 +16,12 @@ from google.protobuf import json_format
 
 from aiaudit.cli.main import main
 from aiaudit.common.v1 import event_pb2 as ev
+from aiaudit.search import aggregate_table
+from aiaudit.search.cli import visible
+from aiaudit.search.v1 import search_service_pb2 as pb
 from tests.conftest import subprocess_env
 from tests.helpers import interaction, wait_until
-from tests.search.conftest import NOT_ACCESS, start_suite
+from tests.search.conftest import NOT_ACCESS, SearchSuite, start_suite
 
 
 def test_search_and_export_commands(
@@ -235,3 +239,99 @@ def test_a_failed_export_leaves_an_earlier_file_of_that_name_as_it_was(
     finally:
         running.channel.close()
         running.suite.stop()
+
+
+def _aggregated(tenant: str) -> list[ev.Event]:
+    """Six events 50 minutes apart: users u0 (3), u1 (2) and "" (1, no user), each with
+    its output tokens (percentiles both backends compute alike)."""
+    out = []
+    for i, (user, tokens) in enumerate(
+        [("u0", 10), ("u0", 20), ("u0", 30), ("u1", 5), ("u1", 5), ("", 1)]
+    ):
+        e = interaction(tenant, f"a-{i}", user=user)
+        e.usage.output_tokens = tokens
+        e.occurred_time.FromDatetime(AGGREGATE_START + dt.timedelta(minutes=50 * i))
+        out.append(e)
+    return out
+
+
+AGGREGATE_START = dt.datetime(2026, 3, 1, 9, 0)
+
+
+def test_aggregate_command(
+    search_suite: SearchSuite, tenant: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``aiaudit aggregate``: one answer as a table or JSON; pages one at a time, each
+    naming the next's token, or all of them; a bad filter is one line and exit 1."""
+    search_suite.append(_aggregated(tenant))
+    search_suite.wait_indexed(tenant, 6)
+    key = search_suite.keys["auditor"]
+    aggregate = ["aggregate", "--address", search_suite.address, f"--api-key={key}"]
+    aggregate += ["--tenant", tenant, "--filter", NOT_ACCESS, "--group-by", "actor.user_id"]
+    stats = ["--metric", "usage.output_tokens", "--percentile", "50", "--percentile", "100"]
+
+    assert main([*aggregate, *stats, "--histogram", "1h"]) == 0
+    out, err = capsys.readouterr()
+    groups, histogram = out.split("\n\n")
+    header, *rows = groups.splitlines()
+    hours, *buckets = histogram.splitlines()
+    assert header.split() == [
+        "actor.user_id",
+        "count",
+        *(f"usage.output_tokens.{s}" for s in ("count", "min", "max", "avg", "sum")),
+        "usage.output_tokens.p50",
+        "usage.output_tokens.p100",
+    ]
+    assert [r.split() for r in rows] == [  # the largest group first
+        ["u0", "3", "3", "10", "30", "20", "60", "20", "30"],
+        ["u1", "2", "2", "5", "5", "5", "10", "5", "5"],
+        ["-", "1", "1", "1", "1", "1", "1", "1", "1"],  # no user
+    ]
+    assert hours.split() == ["occurred_time", "count"]
+    assert [b.split() for b in buckets] == [
+        ["2026-03-01T09:00:00Z", "2"],
+        ["2026-03-01T10:00:00Z", "1"],
+        ["2026-03-01T11:00:00Z", "1"],
+        ["2026-03-01T12:00:00Z", "1"],
+        ["2026-03-01T13:00:00Z", "1"],
+    ]
+    assert err.splitlines() == ["3 group(s) of 6 event(s)"]
+
+    assert main([*aggregate, "--json"]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    whole = json_format.Parse(line, pb.AggregateResponse())
+    assert [(list(b.keys), b.count) for b in whole.buckets] == [(["u0"], 3), (["u1"], 2), ([""], 1)]
+
+    # One page, then the next from its token: in key order, the missing value first.
+    assert main([*aggregate, "--json", "--page-size", "2"]) == 0
+    out, err = capsys.readouterr()
+    first = json_format.Parse(out, pb.AggregateResponse())
+    assert [list(b.keys) for b in first.buckets] == [[""], ["u0"]]
+    assert err.splitlines() == [
+        "2 group(s) of 4 event(s)",
+        f"next page: --page-token {first.next_page_token}",
+    ]
+    assert main([*aggregate, "--page-size", "2", "--page-token", first.next_page_token]) == 0
+    out, err = capsys.readouterr()
+    assert [r.split()[:2] for r in out.splitlines()] == [["actor.user_id", "count"], ["u1", "2"]]
+    assert err.splitlines() == ["1 group(s) of 2 event(s)"]  # the last page: no token
+
+    assert main([*aggregate, "--json", "--page-size", "1", "--all-pages"]) == 0
+    out, err = capsys.readouterr()
+    pages = [json_format.Parse(line, pb.AggregateResponse()) for line in out.splitlines()]
+    assert [[list(b.keys) for b in p.buckets] for p in pages] == [[[""]], [["u0"]], [["u1"]]]
+    assert err.splitlines() == ["3 group(s) of 6 event(s)"]
+
+    assert main([*aggregate, "--filter", "(broken"]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("aiaudit aggregate: INVALID_ARGUMENT: ") and "column 2" in err, err
+    assert main([*aggregate, "--all-pages"]) == 2
+    assert "--all-pages needs --page-size" in capsys.readouterr().err
+
+
+def test_aggregate_table_prints_no_control_character_from_a_key() -> None:
+    """A group's key is event data: written as ``aiaudit search`` writes values."""
+    page = pb.AggregateResponse(buckets=[pb.Bucket(keys=["bob\x1b[8m\u202e"], count=1)])
+    lines = aggregate_table.group_lines(page, ["actor.user_id"], [], visible, header=False)
+    assert lines == ["bob\\x1b[8m\\u202e  1"]

@@ -1,6 +1,6 @@
-"""``aiaudit search`` and ``aiaudit export``: the SearchService from a terminal.
+"""``aiaudit search``, ``aggregate`` and ``export``: the SearchService from a terminal.
 
-Both are thin clients of the running server (same --address, --config and
+All three are thin clients of the running server (same --address, --config and
 --api-key as the other client commands), so they see exactly what the API
 returns to the caller's key: same tenant scope, same redaction, and every run
 is recorded in the tenant's log like any other read.
@@ -17,10 +17,12 @@ from typing import BinaryIO
 
 import grpc
 from google.protobuf import json_format
+from google.protobuf.message import Message
 
 from aiaudit.common import arguments, client, config
 from aiaudit.common.files import written_whole
 from aiaudit.common.v1 import event_pb2
+from aiaudit.search import aggregate_table
 from aiaudit.search.v1 import search_service_pb2 as pb
 from aiaudit.search.v1 import search_service_pb2_grpc as pb_grpc
 
@@ -78,14 +80,14 @@ def _line(result: pb.SearchResult) -> str:
     return "  ".join(visible(p) for p in parts)
 
 
-def _json_line(event: event_pb2.Event) -> str:
-    r"""The event as one line of JSON, with nothing a terminal acts on.
+def _json_line(message: Message) -> str:
+    r"""The message (an event, an aggregate's page) as one JSON line a terminal shows as is.
 
     JSON escapes C0 controls, and ASCII-only output every C1 one (``\u009b``);
     DEL is ASCII and allowed raw in JSON, so it is escaped here (only a string
     can hold it).
     """
-    return json_format.MessageToJson(event, indent=None, ensure_ascii=True).replace(
+    return json_format.MessageToJson(message, indent=None, ensure_ascii=True).replace(
         "\x7f", "\\u007f"
     )
 
@@ -121,6 +123,69 @@ def run_search(args: argparse.Namespace) -> int:
         return 1
     print(f"{printed} of {total} matching event(s)", file=sys.stderr)
     return 0
+
+
+def run_aggregate(args: argparse.Namespace) -> int:
+    """Prints the groups and histogram (a table, or each page as a line of JSON).
+
+    With ``--page-size`` one page is printed and the token of the next named on
+    stderr, to go on from with ``--page-token`` (the token keeps the first page's
+    snapshot, so pages fetched later still add up to one answer); ``--all-pages``
+    follows the tokens to the last page, printing each page as it arrives.
+    """
+    if args.all_pages and not args.page_size:
+        print("aiaudit aggregate: --all-pages needs --page-size", file=sys.stderr)
+        return 2
+    stub = _stub(args)
+    request = pb.AggregateRequest(
+        tenant_id=args.tenant,
+        filter=args.filter,
+        query=args.query,
+        group_by=args.group_by,
+        metrics=args.metric,
+        percentiles=args.percentile,
+        page_size=args.page_size,
+        page_token=args.page_token,
+    )
+    if args.histogram:
+        request.histogram.interval = args.histogram
+    pages = groups = events = 0
+    try:
+        while True:
+            page = stub.Aggregate(request)
+            _print_page(args, page, first=not pages)
+            pages += 1
+            groups += len(page.buckets)
+            events += sum(b.count for b in page.buckets)
+            request.page_token = page.next_page_token
+            if not (args.all_pages and page.next_page_token):
+                break
+    except grpc.RpcError as err:
+        print(
+            f"aiaudit aggregate: {err.code().name}: {visible(err.details() or '')}",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"{groups} group(s) of {events} event(s)", file=sys.stderr)
+    if request.page_token:
+        print(f"next page: --page-token {request.page_token}", file=sys.stderr)
+    return 0
+
+
+def _print_page(args: argparse.Namespace, page: pb.AggregateResponse, first: bool) -> None:
+    """One page: a JSON line, or its groups' rows and its histogram (the first page's).
+
+    The header comes before the first page's rows only.
+    """
+    if args.json:
+        print(_json_line(page))
+        return
+    for line in aggregate_table.group_lines(page, args.group_by, args.metric, visible, first):
+        print(line)
+    if page.time_buckets:
+        print()
+        for line in aggregate_table.histogram_lines(page):
+            print(line)
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -180,7 +245,7 @@ def _stream_to_file(
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: Common) -> None:
-    """Adds ``search`` and ``export`` to the ``aiaudit`` command."""
+    """Adds ``search``, ``aggregate`` and ``export`` to the ``aiaudit`` command."""
 
     def query_options(parser: argparse.ArgumentParser) -> None:
         common(parser)
@@ -198,6 +263,46 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: C
     )
     search.add_argument("--json", action="store_true", help="print events as JSON lines")
     search.set_defaults(func=run_search)
+
+    aggregate = sub.add_parser("aggregate", help="count events by group and time, with statistics")
+    query_options(aggregate)
+    aggregate.add_argument(
+        "--group-by",
+        action="append",
+        default=[],
+        metavar="FIELD",
+        help="keyword field to group by, e.g. model.name (repeat for up to 4)",
+    )
+    aggregate.add_argument(
+        "--histogram", default="", metavar="INTERVAL", help="occurred_time buckets: 30s, 5m, 1h, 1d"
+    )
+    aggregate.add_argument(
+        "--metric",
+        action="append",
+        default=[],
+        metavar="FIELD",
+        help="numeric field to compute statistics of, e.g. timing.latency (repeatable)",
+    )
+    aggregate.add_argument(
+        "--percentile",
+        action="append",
+        default=[],
+        type=float,
+        metavar="P",
+        help="percentile of each metric, e.g. 99 (repeatable)",
+    )
+    aggregate.add_argument(
+        "--page-size",
+        type=arguments.at_least(1),
+        default=0,
+        help="groups per page, in key order (default: every group, the largest first, at once)",
+    )
+    aggregate.add_argument("--page-token", default="", help="go on from a page's next token")
+    aggregate.add_argument(
+        "--all-pages", action="store_true", help="with --page-size: follow every page to the last"
+    )
+    aggregate.add_argument("--json", action="store_true", help="print each page as a JSON line")
+    aggregate.set_defaults(func=run_aggregate)
 
     export = sub.add_parser("export", help="export matching events as JSON Lines, CSV or XML")
     query_options(export)

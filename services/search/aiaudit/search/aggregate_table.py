@@ -1,0 +1,70 @@
+"""``aiaudit aggregate``'s table: one page of an Aggregate answer for a terminal.
+
+A row per group (its keys, its count, then each metric's statistics and
+percentiles), aligned under a header naming the ``group_by`` fields, then the
+histogram's buckets. Keys are event data, so each is made visible like the
+values ``aiaudit search`` prints; an empty key (no value) shows as ``-``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from aiaudit.search.v1 import search_service_pb2 as pb
+
+_STATS = ("count", "min", "max", "avg", "sum")
+
+
+def number(value: float) -> str:
+    """``3`` for an integral value, else the shortest text that reads back the same."""
+    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+
+
+def group_lines(
+    page: pb.AggregateResponse,
+    group_by: Sequence[str],
+    metrics: Sequence[str],
+    visible: Callable[[str], str],
+    header: bool,
+) -> list[str]:
+    """The page's groups as aligned rows, under a header line when ``header``."""
+    names = [*group_by, "count"]
+    for metric in metrics:
+        names += [f"{metric}.{s}" for s in _STATS]
+        if page.buckets:  # every group has the same percentiles
+            names += [f"{metric}.p{p}" for p in _percentiles(page.buckets[0].stats[metric])]
+    rows = [names] if header else []
+    for bucket in page.buckets:
+        row = [visible(k) or "-" for k in bucket.keys] + [str(bucket.count)]
+        for metric in metrics:
+            stats = bucket.stats[metric]
+            row += [str(stats.count)] + [number(getattr(stats, s)) for s in _STATS[1:]]
+            row += [number(stats.percentiles[p]) for p in _percentiles(stats)]
+        rows.append(row)
+    return _aligned(rows, texts=len(group_by))
+
+
+def _percentiles(stats: pb.Stats) -> list[str]:
+    """The percentiles' keys in numeric order (a map has none of its own)."""
+    return sorted(stats.percentiles, key=float)
+
+
+def histogram_lines(page: pb.AggregateResponse) -> list[str]:
+    """The page's time buckets (the first page's), under their header."""
+    rows = [["occurred_time", "count"]]
+    for bucket in page.time_buckets:
+        start = bucket.start_time.ToDatetime().isoformat(timespec="seconds") + "Z"
+        rows.append([start, str(bucket.count)])
+    return _aligned(rows, texts=1)
+
+
+def _aligned(rows: list[list[str]], texts: int) -> list[str]:
+    """Columns two spaces apart: the first ``texts`` to the left, numbers to the right."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))] if rows else []
+    return [
+        "  ".join(
+            cell.ljust(w) if i < texts else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        for row in rows
+    ]
