@@ -24,6 +24,7 @@ import pytest
 import sqlalchemy as sa
 from google.protobuf import field_mask_pb2
 
+from aiaudit.alerting.handlers import NAMED_CHARS, _named
 from aiaudit.alerting.model import StoredRule
 from aiaudit.alerting.rules import RuleSyntaxError, compile_rule
 from aiaudit.alerting.store import AlertStore
@@ -401,6 +402,56 @@ def test_a_read_of_a_tenant_with_no_log_opens_none(
     assert _actions(access_records(store_url, tenant), "test-admin") == ["alerting.list_rules"]
 
 
+def test_a_listed_page_s_record_names_what_it_answered(
+    alerting_server: Server, tenant: str, store_url: str
+) -> None:
+    """ListAlerts and ListRules name in their records the alerts and rules each page
+    answered, and the page asked for. Until 2026-12-07 a record said only how many:
+    the two pages of a list left the same record, and no record said which alerts or
+    rules a caller had read (review)."""
+    channel, _, _ = alerting_server
+    parent = f"tenants/{tenant}"
+    for i in range(3):
+        send(channel, [interaction(tenant, text=JAILBREAK, user=f"u{i}")])
+    developer = _stub(alerting_server, "developer")
+    wait_until(lambda: len(developer.ListAlerts(pb.ListAlertsRequest(parent=parent)).alerts) == 3)
+    before = len(access_records(store_url, tenant))
+    alerts = pb.ListAlertsRequest(parent=parent, filter="severity >= low", page_size=2)
+    first = developer.ListAlerts(alerts)
+    alerts.page_token = first.next_page_token
+    second = developer.ListAlerts(alerts)
+    rules = pb.ListRulesRequest(parent=parent, page_size=3)
+    listed = [developer.ListRules(rules)]
+    rules.page_token = listed[0].next_page_token
+    listed.append(developer.ListRules(rules))
+    assert (len(first.alerts), len(second.alerts), len(listed[1].rules)) == (2, 1, 3)
+    records = access_records(store_url, tenant)[before:]
+    assert (
+        _actions(records, "test-developer")
+        == ["alerting.list_alerts"] * 2 + ["alerting.list_rules"] * 2
+    )
+
+    def said(r: ev.Event, name: str) -> str | int:
+        value = r.attributes[f"access.{name}"]
+        return value.int_value if value.HasField("int_value") else value.string_value
+
+    assert [
+        (said(r, "alerts"), said(r, "page_size"), said(r, "returned")) for r in records[:2]
+    ] == [
+        (",".join(a.name.rsplit("/", 1)[-1] for a in page.alerts), 2, len(page.alerts))
+        for page in (first, second)
+    ]
+    assert "access.page_token" not in records[0].attributes
+    assert said(records[1], "page_token") == first.next_page_token
+    assert {m.name: m.parts[0].text for m in records[1].input.messages} == {
+        "filter": "severity >= low"
+    }
+    assert [said(r, "rules") for r in records[2:]] == [
+        ",".join(r.name.rsplit("/", 1)[-1] for r in page.rules) for page in listed
+    ]
+    assert said(records[3], "page_token") == listed[0].next_page_token
+
+
 def test_watch_alerts_records_every_alert_before_sending_it(
     alerting_server: Server, tenant: str, store_url: str, watches: list[_Watch]
 ) -> None:
@@ -760,3 +811,13 @@ def test_a_dry_run_is_recorded_before_it_reads_events(
     assert record.attributes["access.action"].string_value == "alerting.test_rule"
     assert record.attributes["access.evaluated"].int_value == 1
     assert analyst.TestRule(request).alert_count == 1  # readable again
+
+
+def test_a_page_s_ids_are_named_in_records_of_what_a_record_keeps() -> None:
+    """A page of 1,000 alerts, or of rules with 63-character ids, names them all, in parts
+    of at most what an access record keeps of a detail (it cuts a longer one)."""
+    ids = [f"{i:03d}" + "r" * 60 for i in range(1000)]
+    parts = _named(ids)
+    assert all(len(p) <= NAMED_CHARS for p in parts)
+    assert ",".join(parts).split(",") == ids
+    assert _named([]) == [""]

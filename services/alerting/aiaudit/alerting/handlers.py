@@ -57,6 +57,9 @@ thousands, past what a gRPC message carries; `alert_count` says how many in all.
 NAMED_PER_RECORD = 100
 """Alert ids one WatchAlerts access record names (33 characters each: within the 4,096 an
 access record keeps of a detail)."""
+NAMED_CHARS = 4096
+"""Characters of ids (comma-joined) one ListRules or ListAlerts access record names: what
+an access record keeps of a detail (rule ids run to 63 characters, a page to 1,000)."""
 
 
 WATCH_STOPPED = status.error(
@@ -166,6 +169,31 @@ def _guard(context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
             status.error(code_pb2.UNAVAILABLE, "store unavailable; retry", "STORE_UNAVAILABLE"),
         )
     raise AssertionError("unreachable")
+
+
+def _named(ids: Sequence[str]) -> list[str]:
+    """``ids`` comma-joined in parts of at most :data:`NAMED_CHARS` (one part if none).
+
+    A page's records name every item it answers, so that its record says what was
+    read, not only how many: until 2026-12-07 two pages of ListAlerts left the same
+    record (review).
+    """
+    parts: list[str] = []
+    part = ""
+    for one in ids:
+        if part and len(part) + 1 + len(one) > NAMED_CHARS:
+            parts.append(part)
+            part = ""
+        part = f"{part},{one}" if part else one
+    return [*parts, part]
+
+
+def _page_asked(page_size: int, page_token: str) -> dict[str, str | int | bool]:
+    """What a list's record says of the page asked for: its size as sent, its token if any."""
+    asked: dict[str, str | int | bool] = {"page_size": page_size}
+    if page_token:
+        asked["page_token"] = page_token
+    return asked
 
 
 def _severity(value: int) -> None:
@@ -392,9 +420,16 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
         )
         shown = self._shown(caller, tenant)
         rules = [shown(r) for r in page.items]  # type: ignore[arg-type]
+        asked = {
+            **_page_asked(request.page_size, request.page_token),
+            "returned": len(rules),
+        }
         self._recorded(
             context,
-            self._record(caller, tenant, "alerting.list_rules", {"returned": len(rules)}),
+            *(
+                self._record(caller, tenant, "alerting.list_rules", {**asked, "rules": part})
+                for part in _named([r.rule_id for r in page.items])  # type: ignore[attr-defined]
+            ),
         )
         return pb.ListRulesResponse(rules=rules, next_page_token=page.next_token)
 
@@ -513,13 +548,18 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
                 request.parent, request.filter, request.page_size, request.page_token
             ),
         )
+        asked = {
+            "filter": request.filter,
+            **_page_asked(request.page_size, request.page_token),
+            "returned": len(page.items),
+        }
         self._recorded(
             context,
-            self._record(
-                caller, tenant, "alerting.list_alerts",
-                {"filter": request.filter, "returned": len(page.items)},
+            *(
+                self._record(caller, tenant, "alerting.list_alerts", {**asked, "alerts": part})
+                for part in _named([a.alert_id for a in page.items])  # type: ignore[attr-defined]
             ),
-        )  # fmt: skip
+        )
         content = caller.allows("content.read", tenant)
         return pb.ListAlertsResponse(
             alerts=[convert.alert(a, content=content) for a in page.items],  # type: ignore[arg-type]
