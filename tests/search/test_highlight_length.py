@@ -15,7 +15,7 @@ import html
 import pytest
 
 from aiaudit.common.v1 import event_pb2 as ev
-from aiaudit.search.fragments import ELLIPSIS, FRAGMENT_CHARS
+from aiaudit.search.fragments import ELLIPSIS, FRAGMENT_CHARS, clip
 from tests.helpers import interaction
 from tests.search.conftest import SearchSuite
 
@@ -84,3 +84,37 @@ def test_a_page_of_one_multi_megabyte_event_fits_the_default_receive_limit(
     fragments = [f for h in found.highlights.values() for f in h.fragments]
     assert fragments and all(len(_shown(f)) <= FRAGMENT_CHARS for f in fragments)
     assert all("<em>mango</em>" in f for f in fragments), [f[:200] for f in fragments]
+
+
+def test_a_second_match_within_the_bound_is_kept_whole(
+    search_suite: SearchSuite, tenant: str
+) -> None:
+    """Two matches 200 characters apart in a CJK run: the fragments mark both.
+
+    SQLite's snippet holds both in one fragment past the bound, and until
+    2026-12-07 the cut was centred on the first match, 150 characters a side,
+    leaving the second out. OpenSearch ends a fragment at each match: one each.
+    """
+    text = "漢字" * 60_000 + " mango " + "漢字" * 100 + " mango " + "漢字" * 60_000
+    search_suite.append([interaction(tenant, "two", text=text)])
+    search_suite.wait_indexed(tenant, 1)
+    (found,) = search_suite.find(tenant, query="mango").results
+    for name, field in (("input.text", text), ("output.text", "answer " + text)):
+        fragments = list(found.highlights[name].fragments)
+        assert sum(f.count("<em>mango</em>") for f in fragments) == 2, (name, fragments)
+        for fragment in fragments:
+            _check(fragment, field)
+
+
+def test_clip_keeps_the_matches_after_the_first_that_fit_and_centres_the_rest() -> None:
+    """The piece from the first match to the last that fits, then text on both sides."""
+    fragment = "a" * 1000 + "<em>x</em>" + "b" * 200 + "<em>y</em>" + "c" * 95 + "<em>z</em>"
+    fragment += "d" * 1000
+    clipped = clip(fragment)
+    assert clipped.count("<em>") == clipped.count("</em>") == 2
+    assert "<em>x</em>" + "b" * 200 + "<em>y</em>" in clipped
+    shown = _shown(clipped)
+    assert len(shown) == FRAGMENT_CHARS
+    before, after = shown.removeprefix(ELLIPSIS).removesuffix(ELLIPSIS).split("xb")
+    assert before.strip("a") == "" and after.endswith("c") and "z" not in after
+    assert abs(len(before) - after.count("c")) <= 1  # what is left, shared by both sides

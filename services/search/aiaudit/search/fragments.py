@@ -1,4 +1,4 @@
-"""Highlight fragments cut to a bounded length around their first match.
+"""Highlight fragments cut to a bounded length around their first matches.
 
 Neither backend bounds a fragment by itself: OpenSearch's unified
 highlighter cuts at sentence, then word, boundaries (the JDK's word breaks
@@ -31,11 +31,14 @@ _ESCAPE_CHARS = len("&#x2F;")
 
 
 def clip(fragment: str, limit: int = FRAGMENT_CHARS) -> str:
-    """``fragment``, or its first match and the nearest text within ``limit`` characters.
+    """``fragment``, or its first matches and the nearest text within ``limit`` characters.
 
-    The piece grows one unit (tag, escape, code point, an end's ``...``) a side in
-    turn; a side cut ends in :data:`ELLIPSIS`. A match longer than ``limit`` keeps its
-    start, a mark cut on either side is closed or opened again, so the tags stay
+    The first match is kept, and each match after it while the piece up to its end
+    fits whole (until 2026-12-07 the piece was centred on the first match alone, and
+    a second one 200 characters after it was cut off, or shown in part). The piece
+    then grows one unit (tag, escape, code point, an end's ``...``) a side
+    in turn; a side cut ends in :data:`ELLIPSIS`. A match longer than ``limit`` keeps
+    its start, a mark cut on either side is closed or opened again, so the tags stay
     paired, and a tag taken at a cut without its text is left out.
     """
     if len(fragment) <= limit:  # every character shown is at least one of the string
@@ -46,6 +49,8 @@ def clip(fragment: str, limit: int = FRAGMENT_CHARS) -> str:
     piece = _Piece(fragment, first, first, limit)
     while piece.end < match_end and piece.grow(_right(fragment, piece.end)):
         pass
+    while piece.end >= match_end and piece.grow(_match_end(fragment, piece.end)):
+        match_end = piece.end
     grow_left = grow_right = True
     while grow_left or grow_right:
         if grow_right:
@@ -81,6 +86,13 @@ class _Piece:
             return False
         self.start, self.end, self.shown = start, end, shown
         return True
+
+
+def _match_end(fragment: str, at: int) -> int | None:
+    """Where the first match after ``at`` ends (after its ``</em>``), if there is one."""
+    start = fragment.find(_OPEN, at)
+    close = fragment.find(_CLOSE, start) if start >= 0 else -1
+    return close + len(_CLOSE) if close >= 0 else None
 
 
 def _ellipses(fragment: str, start: int, end: int) -> int:
