@@ -551,16 +551,21 @@ func runBundle(args []string, out io.Writer) (int, error) {
 		return 0, err
 	}
 	defer f.Close()
-	scanner := bufio.NewScanner(f)
-	scanner.Buffer(make([]byte, 1<<20), 64<<20)
+	reader := bufio.NewReaderSize(f, 1<<20)
 	checked, problems := 0, 0
 	seen := map[string]int{} // "log\x00seq:N" and "log\x00id:E" -> first line: each event once
 	checkpoints, roots := opened{}, map[string]root{}
 	logSummaries := map[string]*logSummary{}
 	scopes := &scopes{held: map[uint64]bool{}}
 	seals := newSeals()
-	for number := 1; scanner.Scan(); number++ {
-		text := scanner.Bytes()
+	for number := 1; ; number++ {
+		text, more, err := nextLine(reader)
+		if err != nil {
+			return problems, err
+		}
+		if !more {
+			break
+		}
 		if len(bytes.Trim(text, asciiSpace)) == 0 {
 			continue
 		}
@@ -617,9 +622,6 @@ func runBundle(args []string, out io.Writer) (int, error) {
 			problems++
 		}
 	}
-	if err := scanner.Err(); err != nil {
-		return problems, err
-	}
 	for _, p := range putBack(logSummaries) {
 		fmt.Fprintf(out, "line %d event %s: %s\n", p.line, p.id, putBackText(p.sequence, p.record))
 		problems++
@@ -651,6 +653,26 @@ func runBundle(args []string, out io.Writer) (int, error) {
 		return 1, nil
 	}
 	return problems, nil
+}
+
+// nextLine is a bundle's next line as bufio.ScanLines splits it (without its line feed
+// and one carriage return before it; a last line without a line feed too), of any
+// length: aiaudit reads lines of any length, and a bufio.Scanner stopped the whole
+// bundle at a line of 64 MiB ("token too long", exit 2, no line named), which an event
+// stored under a raised max_event_bytes makes. more is false at the end of the file.
+func nextLine(r *bufio.Reader) (text []byte, more bool, err error) {
+	text, err = r.ReadBytes('\n')
+	if err == io.EOF {
+		if len(text) == 0 {
+			return nil, false, nil
+		}
+		err = nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	text = bytes.TrimSuffix(text, []byte("\n"))
+	return bytes.TrimSuffix(text, []byte("\r")), true, nil
 }
 
 // duplicate names an earlier line with the same log and sequence, or else the same log

@@ -993,3 +993,15 @@ def test_what_the_file_names_is_printed_escaped_in_both_verifiers(
             f"line 3 event e-2: x{escaped}y: content without a commitment",
         ],
     )
+
+
+def test_a_line_past_64_mib_verifies_in_both_verifiers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], go_verifier: Path
+) -> None:
+    """An event stored under a raised `max_event_bytes` makes a line past 64 MiB: the Go
+    verifier's line scanner stopped there, `bufio.Scanner: token too long`, exit 2 and no
+    line named, where aiaudit verified the bundle."""
+    events = [interaction(TENANT, "e-0"), interaction(TENANT, "e-1", text="a" * (33 << 20))]
+    path = write(tmp_path / "long.jsonl", proved_lines(tmp_path, events))
+    assert path.stat().st_size > 64 << 20
+    assert both(go_verifier, capsys, path) == (0, [])
