@@ -465,6 +465,14 @@ def test_erase_events_over_grpc(
         record = store.get_event(tenant, done.record_event_id)
         assert record is not None
         assert record.to_event().privacy_action.requested_by == "test-compliance_officer"
+        # The caller is named as an access record names its reader: principal, key and
+        # roles. Until 2026-12-07 only the principal, which keys may share (review).
+        actor = record.to_event().actor
+        assert (actor.user_id, actor.api_key_id, actor.user_role) == (
+            "test-compliance_officer",
+            "key-compliance_officer",
+            "compliance_officer",
+        )
         assert [s.content is None for s in store.read_log(tenant, 0, 4)] == [True] * 3 + [False]
     finally:
         suite.stop()

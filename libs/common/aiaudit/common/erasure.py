@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -172,14 +172,23 @@ def erasure_event(
     subject_id: str,
     when: dt.datetime,
     event_type: event_pb2.EventType = event_pb2.EVENT_TYPE_PRIVACY_ERASURE,
+    key_id: str = "",
+    roles: Collection[str] = (),
 ) -> event_pb2.Event:
-    """The record of an erasure (or, with ``EVENT_TYPE_RETENTION_APPLIED``, of a retention)."""
+    """The record of an erasure (or, with ``EVENT_TYPE_RETENTION_APPLIED``, of a retention).
+
+    ``key_id`` and ``roles``: the requester's API key (or token) and roles, named
+    as an access record names its reader's (``EraseEvents``; none from the command
+    line, whose requester is ``--requested-by``).
+    """
     prefix = "erasure" if event_type == event_pb2.EVENT_TYPE_PRIVACY_ERASURE else "retention"
     event = event_pb2.Event(
         event_id=f"{prefix}-{uuid.uuid4()}",
         tenant_id=tenant,
         event_type=event_type,
-        actor=event_pb2.Actor(user_id=requested_by),
+        actor=event_pb2.Actor(
+            user_id=requested_by, api_key_id=key_id, user_role=",".join(sorted(roles))
+        ),
         privacy_action=event_pb2.PrivacyAction(
             subject_id=subject_id,
             event_ids=list(event_ids),
@@ -199,8 +208,13 @@ def erase(
     event_ids: Sequence[str] = (),
     subject_id: str = "",
     per_record: int = RECORD_IDS,
+    key_id: str = "",
+    roles: Collection[str] = (),
 ) -> Erased:
     """Erases the content of ``event_ids`` and/or of every event of ``subject_id``.
+
+    ``key_id``, ``roles``: the requester's key and roles, named in each record
+    (:func:`erasure_event`).
 
     Recorded as one record per ``per_record`` ids named, in request then log
     order, each with the attributes ``erasure.part`` (from 1) and
@@ -218,7 +232,9 @@ def erase(
         parts = [named[i : i + per_record] for i in range(0, len(named), per_record)]
         records = []
         for part, ids in enumerate(parts, 1):
-            event = erasure_event(tenant, ids, reason, requested_by, subject_id, now)
+            event = erasure_event(
+                tenant, ids, reason, requested_by, subject_id, now, key_id=key_id, roles=roles
+            )
             event.attributes[PART].int_value = part
             event.attributes[PARTS].int_value = len(parts)
             records.append(prepare(event, now))

@@ -86,6 +86,8 @@ class Eraser:
                 caller.principal,
                 list(request.event_ids),
                 request.subject_id,
+                key_id=caller.key_id,
+                roles=caller.roles,
             )
         except NoLogError as exc:  # a record would make the mistyped tenant a log
             status.abort(context, status.error(code_pb2.NOT_FOUND, str(exc), "NOTHING_TO_ERASE"))
