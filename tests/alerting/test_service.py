@@ -126,6 +126,48 @@ def test_rule_changes_are_audit_events(
     assert changes[0].actor.user_id == "test-admin"
 
 
+def test_a_rule_change_record_names_the_caller_s_key_and_roles(
+    alerting_server: Server, tenant: str, store_url: str
+) -> None:
+    """Each change's record names the caller as an access record names its reader:
+    principal, API key id and roles. Until 2026-12-07 it named the principal alone,
+    which keys may share (review)."""
+    open_log(store_url, tenant)
+    _, keys, address = alerting_server
+    analyst = pb_grpc.AlertingServiceStub(client.channel(address, keys["security_analyst"]))  # type: ignore[no-untyped-call]
+    name = f"tenants/{tenant}/rules/big-output"
+    analyst.CreateRule(
+        pb.CreateRuleRequest(parent=f"tenants/{tenant}", rule=pb.Rule(source=RULE, enabled=True))
+    )
+    analyst.UpdateRule(
+        pb.UpdateRuleRequest(
+            rule=pb.Rule(name=name, enabled=False),
+            update_mask=field_mask_pb2.FieldMask(paths=["enabled"]),
+        )
+    )
+    analyst.DeleteRule(pb.DeleteRuleRequest(name=name))
+    from aiaudit.common.store import open_store
+
+    s = open_store(store_url)
+    try:
+        found = [e.to_event() for e in s.read_log(tenant, 0, 100)]
+    finally:
+        s.close()
+    changes = [e for e in found if e.event_type == ev.EVENT_TYPE_RULE_CHANGE]
+    assert [
+        (
+            e.attributes["rule.action"].string_value,
+            e.actor.user_id,
+            e.actor.api_key_id,
+            e.actor.user_role,
+        )
+        for e in changes
+    ] == [
+        (action, "test-security_analyst", "key-security_analyst", "security_analyst")
+        for action in ("create", "update", "delete")
+    ]
+
+
 def test_jailbreak_alert_within_a_second_then_ack_and_resolve(
     alerting_server: Server, tenant: str, store_url: str
 ) -> None:

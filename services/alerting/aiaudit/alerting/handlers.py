@@ -388,6 +388,7 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
             lambda: self.service.create_rule(
                 caller.principal, request.parent, request.rule_id, request.rule.source,
                 request.rule.enabled, check, self._opens(caller, action),
+                key_id=caller.key_id, roles=caller.roles,
             ),
         )  # fmt: skip
         return pb.CreateRuleResponse(rule=self._shown(caller, stored.tenant)(stored))
@@ -461,6 +462,7 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
             lambda: self.service.update_rule(
                 caller.principal, request.rule.name, source, enabled, request.rule.etag,
                 self._check(caller, tenant), self._opens(caller, action),
+                key_id=caller.key_id, roles=caller.roles,
             ),
         )  # fmt: skip
         return pb.UpdateRuleResponse(rule=self._shown(caller, tenant)(stored))
@@ -483,7 +485,7 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
             context, caller, tenant, action, asked,
             lambda: self.service.delete_rule(
                 caller.principal, request.name, self._check(caller, tenant),
-                self._opens(caller, action),
+                self._opens(caller, action), key_id=caller.key_id, roles=caller.roles,
             ),
         )  # fmt: skip
         return pb.DeleteRuleResponse()

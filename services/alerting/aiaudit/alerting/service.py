@@ -11,7 +11,7 @@ import json
 import re
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -533,8 +533,13 @@ class AlertingService:
         rule_id: str,
         source: str,
         enabled: bool,
+        key_id: str = "",
+        roles: Collection[str] = (),
     ) -> None:
         """Records a rule change, in ``conn``'s transaction (see ``__init__``).
+
+        ``key_id`` and ``roles``: the caller's API key (or token) and roles, named
+        beside its principal as an access record names its reader.
 
         Called with the tenant's head lock held, once the change is known to
         apply and before it commits. The source can quote what the rule looks
@@ -548,7 +553,12 @@ class AlertingService:
             event_id=f"rule-change-{uuid.uuid4()}",
             tenant_id=tenant,
             event_type=event_pb2.EVENT_TYPE_RULE_CHANGE,
-            actor=event_pb2.Actor(user_id=principal, application="aiaudit-alerting"),
+            actor=event_pb2.Actor(
+                user_id=principal,
+                application="aiaudit-alerting",
+                api_key_id=key_id,
+                user_role=",".join(sorted(roles)),
+            ),
         )
         e.occurred_time.GetCurrentTime()
         e.attributes["rule.action"].string_value = action
@@ -615,11 +625,14 @@ class AlertingService:
         enabled: bool,
         check: Check = _anyone,
         opens: Opens = _any_log,
+        key_id: str = "",
+        roles: Collection[str] = (),
     ) -> StoredRule:
         """Validates and stores a new rule (its id must match the source's id).
 
         ``opens`` is asked once the request is valid (bad input is INVALID_ARGUMENT
-        whatever the tenant), before the tenant's rules are read.
+        whatever the tenant), before the tenant's rules are read. ``key_id``,
+        ``roles``: the caller's, named in the change's record (:meth:`_audit_change`).
         """
         tenant = parse_parent(parent)
         violations = _rule_violations(source, "rule.source")
@@ -641,7 +654,9 @@ class AlertingService:
             if self._find(conn, tenant, compiled.id) is not None:
                 raise ConflictError(f"rule {compiled.id!r} exists", "RULE_EXISTS")
             self._within_quota(conn, tenant, compiled, adding=True)
-            self._audit_change(conn, principal, tenant, "create", compiled.id, source, enabled)
+            self._audit_change(
+                conn, principal, tenant, "create", compiled.id, source, enabled, key_id, roles
+            )
             self.store.put_rule(conn, stored)
             return stored
 
@@ -676,6 +691,8 @@ class AlertingService:
         etag: str = "",
         check: Check = _anyone,
         opens: Opens = _any_log,
+        key_id: str = "",
+        roles: Collection[str] = (),
     ) -> StoredRule:
         """Replaces the source and/or the enabled flag, and resets the rule's window samples.
 
@@ -730,7 +747,9 @@ class AlertingService:
                 dt.datetime.now(dt.UTC),
                 current.builtin,
             )
-            self._audit_change(conn, principal, tenant, "update", rule_id, new_source, new_enabled)
+            self._audit_change(
+                conn, principal, tenant, "update", rule_id, new_source, new_enabled, key_id, roles
+            )
             self.store.put_rule(conn, stored)
             self.store.reset_windows(conn, tenant, rule_id)
             return stored
@@ -738,7 +757,13 @@ class AlertingService:
         return self._changing_rules(update)
 
     def delete_rule(
-        self, principal: str, name: str, check: Check = _anyone, opens: Opens = _any_log
+        self,
+        principal: str,
+        name: str,
+        check: Check = _anyone,
+        opens: Opens = _any_log,
+        key_id: str = "",
+        roles: Collection[str] = (),
     ) -> None:
         """Deletes a tenant rule; built-in rules can only be disabled.
 
@@ -761,7 +786,9 @@ class AlertingService:
                     f"{rule_id!r} is a built-in rule: disable it (UpdateRule enabled=false)",
                     "BUILTIN_RULE",
                 )
-            self._audit_change(conn, principal, tenant, "delete", rule_id, current.source, False)
+            self._audit_change(
+                conn, principal, tenant, "delete", rule_id, current.source, False, key_id, roles
+            )
             self.store.delete_rule(conn, tenant, rule_id)
 
         self._changing_rules(delete)
