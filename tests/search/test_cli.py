@@ -333,5 +333,43 @@ def test_aggregate_command(
 def test_aggregate_table_prints_no_control_character_from_a_key() -> None:
     """A group's key is event data: written as ``aiaudit search`` writes values."""
     page = pb.AggregateResponse(buckets=[pb.Bucket(keys=["bob\x1b[8m\u202e"], count=1)])
-    lines = aggregate_table.group_lines(page, ["actor.user_id"], [], visible, header=False)
+    lines = aggregate_table.group_lines(page, ["actor.user_id"], [], [], visible, header=False)
     assert lines == ["bob\\x1b[8m\\u202e  1"]
+
+
+def test_aggregate_shows_a_group_without_a_metric_value_as_dashes(
+    search_suite: SearchSuite, tenant: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A group none of whose events hold the metric has no statistics for it.
+
+    Until 2026-12-07 such a group stopped the command with a traceback when
+    percentiles were asked (its row had fewer cells than the header, or the
+    header fewer than the rows when it came first), and without percentiles
+    showed a min, max, avg and sum of 0 its events do not have.
+    """
+    events = _aggregated(tenant)
+    for e in events[:3]:  # u0's events only
+        e.timing.latency.FromMilliseconds(250)
+    search_suite.append(events)
+    search_suite.wait_indexed(tenant, 6)
+    key = search_suite.keys["auditor"]
+    aggregate = ["aggregate", "--address", search_suite.address, f"--api-key={key}"]
+    aggregate += ["--tenant", tenant, "--filter", NOT_ACCESS, "--group-by", "actor.user_id"]
+    aggregate += ["--metric", "timing.latency"]
+    for order, first in (([], "u0"), (["--page-size", "3"], "-")):  # u0 first, then last
+        assert main([*aggregate, "--percentile", "50", *order]) == 0
+        out, err = capsys.readouterr()
+        header, *rows = out.splitlines()
+        assert header.split()[-1] == "timing.latency.p50"
+        by_key = {r.split()[0]: r.split() for r in rows}
+        assert rows[0].split()[0] == first
+        assert by_key["u0"] == ["u0", "3", "3", "0.25", "0.25", "0.25", "0.75", "0.25"]
+        assert by_key["u1"] == ["u1", "2", "0", "-", "-", "-", "-", "-"]
+        assert by_key["-"] == ["-", "1", "0", "-", "-", "-", "-", "-"]
+        assert err.splitlines()[0] == "3 group(s) of 6 event(s)"
+    assert main(aggregate) == 0
+    rows = capsys.readouterr().out.splitlines()[1:]
+    assert [r.split() for r in rows][1:] == [
+        ["u1", "2", "0", "-", "-", "-", "-"],
+        ["-", "1", "0", "-", "-", "-", "-"],
+    ]

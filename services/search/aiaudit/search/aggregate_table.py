@@ -24,29 +24,37 @@ def group_lines(
     page: pb.AggregateResponse,
     group_by: Sequence[str],
     metrics: Sequence[str],
+    percentiles: Sequence[float],
     visible: Callable[[str], str],
     header: bool,
 ) -> list[str]:
-    """The page's groups as aligned rows, under a header line when ``header``."""
+    """The page's groups as aligned rows, under a header line when ``header``.
+
+    The percentile columns are the ones asked for, not a group's: a group none of
+    whose events hold a metric has no statistics of it (both backends), and shows
+    its count as 0 and the rest as ``-``.
+    """
+    keys = sorted({percentile_key(p) for p in percentiles}, key=float)
     names = [*group_by, "count"]
     for metric in metrics:
-        names += [f"{metric}.{s}" for s in _STATS]
-        if page.buckets:  # every group has the same percentiles
-            names += [f"{metric}.p{p}" for p in _percentiles(page.buckets[0].stats[metric])]
+        names += [f"{metric}.{s}" for s in _STATS] + [f"{metric}.p{p}" for p in keys]
     rows = [names] if header else []
     for bucket in page.buckets:
         row = [visible(k) or "-" for k in bucket.keys] + [str(bucket.count)]
         for metric in metrics:
-            stats = bucket.stats[metric]
+            stats = bucket.stats.get(metric)
+            if stats is None:
+                row += ["0"] + ["-"] * (len(_STATS) - 1 + len(keys))
+                continue
             row += [str(stats.count)] + [number(getattr(stats, s)) for s in _STATS[1:]]
-            row += [number(stats.percentiles[p]) for p in _percentiles(stats)]
+            row += [number(stats.percentiles[p]) if p in stats.percentiles else "-" for p in keys]
         rows.append(row)
     return _aligned(rows, texts=len(group_by))
 
 
-def _percentiles(stats: pb.Stats) -> list[str]:
-    """The percentiles' keys in numeric order (a map has none of its own)."""
-    return sorted(stats.percentiles, key=float)
+def percentile_key(p: float) -> str:
+    """A percentile's key in :class:`pb.Stats`: its text form, ``"99"``, ``"99.9"``."""
+    return str(int(p)) if p.is_integer() else repr(p)
 
 
 def histogram_lines(page: pb.AggregateResponse) -> list[str]:

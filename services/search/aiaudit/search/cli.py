@@ -180,7 +180,10 @@ def _print_page(args: argparse.Namespace, page: pb.AggregateResponse, first: boo
     if args.json:
         print(_json_line(page))
         return
-    for line in aggregate_table.group_lines(page, args.group_by, args.metric, visible, first):
+    lines = aggregate_table.group_lines(
+        page, args.group_by, args.metric, args.percentile, visible, first
+    )
+    for line in lines:
         print(line)
     if page.time_buckets:
         print()
