@@ -264,7 +264,7 @@ def test_aggregate_command(
     """``aiaudit aggregate``: one answer as a table or JSON; pages one at a time, each
     naming the next's token, or all of them; a bad filter is one line and exit 1."""
     search_suite.append(_aggregated(tenant))
-    search_suite.wait_indexed(tenant, 6)
+    _wait_paged(search_suite, tenant, 6)
     key = search_suite.keys["auditor"]
     aggregate = ["aggregate", "--address", search_suite.address, f"--api-key={key}"]
     aggregate += ["--tenant", tenant, "--filter", NOT_ACCESS, "--group-by", "actor.user_id"]
@@ -334,7 +334,7 @@ def test_aggregate_table_prints_no_control_character_from_a_key() -> None:
     """A group's key is event data: written as ``aiaudit search`` writes values."""
     page = pb.AggregateResponse(buckets=[pb.Bucket(keys=["bob\x1b[8m\u202e"], count=1)])
     lines = aggregate_table.group_lines(page, ["actor.user_id"], [], [], visible, header=False)
-    assert lines == ["bob\\x1b[8m\\u202e  1"]
+    assert lines == ["bob\\x1b[8m\\u202e      1"]  # under a header's "count"
 
 
 def test_aggregate_shows_a_group_without_a_metric_value_as_dashes(
@@ -351,7 +351,7 @@ def test_aggregate_shows_a_group_without_a_metric_value_as_dashes(
     for e in events[:3]:  # u0's events only
         e.timing.latency.FromMilliseconds(250)
     search_suite.append(events)
-    search_suite.wait_indexed(tenant, 6)
+    _wait_paged(search_suite, tenant, 6)
     key = search_suite.keys["auditor"]
     aggregate = ["aggregate", "--address", search_suite.address, f"--api-key={key}"]
     aggregate += ["--tenant", tenant, "--filter", NOT_ACCESS, "--group-by", "actor.user_id"]
@@ -373,3 +373,46 @@ def test_aggregate_shows_a_group_without_a_metric_value_as_dashes(
         ["u1", "2", "0", "-", "-", "-", "-"],
         ["-", "1", "0", "-", "-", "-", "-"],
     ]
+
+
+def test_aggregate_all_pages_prints_the_histogram_after_every_group(
+    search_suite: SearchSuite, tenant: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The histogram comes on the first page only; the groups of every page come first.
+
+    Until 2026-12-07 it was printed after the first page's groups, and the later
+    pages' groups under it, as if they were time buckets; and each page's columns
+    were as wide as its own cells, not under the header.
+    """
+    search_suite.append(_aggregated(tenant))
+    _wait_paged(search_suite, tenant, 6)
+    key = search_suite.keys["auditor"]
+    aggregate = ["aggregate", "--address", search_suite.address, f"--api-key={key}"]
+    aggregate += ["--tenant", tenant, "--filter", NOT_ACCESS, "--group-by", "actor.user_id"]
+    assert main([*aggregate, "--histogram", "1h", "--page-size", "1", "--all-pages"]) == 0
+    out, err = capsys.readouterr()
+    groups, histogram = out.split("\n\n")
+    assert len({len(r) for r in groups.splitlines()}) == 1  # each page's under the header
+    assert [r.split() for r in groups.splitlines()] == [
+        ["actor.user_id", "count"],
+        ["-", "1"],
+        ["u0", "3"],
+        ["u1", "2"],
+    ]
+    assert histogram.splitlines()[0].split() == ["occurred_time", "count"]
+    assert len(histogram.splitlines()) == 6
+    assert err.splitlines() == ["3 group(s) of 6 event(s)"]
+
+
+def _wait_paged(search_suite: SearchSuite, tenant: str, count: int) -> None:
+    """Waits until a paged aggregate's snapshot holds ``count`` of the tenant's data events.
+
+    The snapshot is how far the indexer says it indexed, which it says just after
+    the events became searchable: right after :meth:`SearchSuite.wait_indexed` a
+    first page on OpenSearch sometimes held none of them.
+    """
+    request = pb.AggregateRequest(tenant_id=tenant, filter=NOT_ACCESS, page_size=10_000)
+    request.group_by.append("actor.user_id")
+    wait_until(
+        lambda: sum(b.count for b in search_suite.search.Aggregate(request).buckets) >= count
+    )

@@ -30,6 +30,9 @@ def group_lines(
 ) -> list[str]:
     """The page's groups as aligned rows, under a header line when ``header``.
 
+    A column is at least as wide as its header, printed or not, so the rows of
+    the pages after the first (which come without one) stay under the first's.
+
     The percentile columns are the ones asked for, not a group's: a group none of
     whose events hold a metric has no statistics of it (both backends), and shows
     its count as 0 and the rest as ``-``.
@@ -38,7 +41,7 @@ def group_lines(
     names = [*group_by, "count"]
     for metric in metrics:
         names += [f"{metric}.{s}" for s in _STATS] + [f"{metric}.p{p}" for p in keys]
-    rows = [names] if header else []
+    rows = [names]
     for bucket in page.buckets:
         row = [visible(k) or "-" for k in bucket.keys] + [str(bucket.count)]
         for metric in metrics:
@@ -49,7 +52,8 @@ def group_lines(
             row += [str(stats.count)] + [number(getattr(stats, s)) for s in _STATS[1:]]
             row += [number(stats.percentiles[p]) if p in stats.percentiles else "-" for p in keys]
         rows.append(row)
-    return _aligned(rows, texts=len(group_by))
+    lines = _aligned(rows, texts=len(group_by))
+    return lines if header else lines[1:]
 
 
 def percentile_key(p: float) -> str:
@@ -57,10 +61,10 @@ def percentile_key(p: float) -> str:
     return str(int(p)) if p.is_integer() else repr(p)
 
 
-def histogram_lines(page: pb.AggregateResponse) -> list[str]:
-    """The page's time buckets (the first page's), under their header."""
+def histogram_lines(buckets: Sequence[pb.TimeBucket]) -> list[str]:
+    """The histogram's time buckets (a first page's), under their header."""
     rows = [["occurred_time", "count"]]
-    for bucket in page.time_buckets:
+    for bucket in buckets:
         start = bucket.start_time.ToDatetime().isoformat(timespec="seconds") + "Z"
         rows.append([start, str(bucket.count)])
     return _aligned(rows, texts=1)
@@ -68,7 +72,7 @@ def histogram_lines(page: pb.AggregateResponse) -> list[str]:
 
 def _aligned(rows: list[list[str]], texts: int) -> list[str]:
     """Columns two spaces apart: the first ``texts`` to the left, numbers to the right."""
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))] if rows else []
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return [
         "  ".join(
             cell.ljust(w) if i < texts else cell.rjust(w)

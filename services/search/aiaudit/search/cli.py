@@ -131,7 +131,8 @@ def run_aggregate(args: argparse.Namespace) -> int:
     With ``--page-size`` one page is printed and the token of the next named on
     stderr, to go on from with ``--page-token`` (the token keeps the first page's
     snapshot, so pages fetched later still add up to one answer); ``--all-pages``
-    follows the tokens to the last page, printing each page as it arrives.
+    follows the tokens to the last page, printing each page as it arrives (a
+    table's histogram, which comes with the first page, after the last page's groups).
     """
     if args.all_pages and not args.page_size:
         print("aiaudit aggregate: --all-pages needs --page-size", file=sys.stderr)
@@ -150,10 +151,18 @@ def run_aggregate(args: argparse.Namespace) -> int:
     if args.histogram:
         request.histogram.interval = args.histogram
     pages = groups = events = 0
+    times: list[pb.TimeBucket] = []  # the first page's: printed after every page's groups
     try:
         while True:
             page = stub.Aggregate(request)
-            _print_page(args, page, first=not pages)
+            if args.json:
+                print(_json_line(page))
+            else:
+                for line in aggregate_table.group_lines(
+                    page, args.group_by, args.metric, args.percentile, visible, not pages
+                ):
+                    print(line)
+                times += page.time_buckets
             pages += 1
             groups += len(page.buckets)
             events += sum(b.count for b in page.buckets)
@@ -166,29 +175,14 @@ def run_aggregate(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    if times:
+        print()
+        for line in aggregate_table.histogram_lines(times):
+            print(line)
     print(f"{groups} group(s) of {events} event(s)", file=sys.stderr)
     if request.page_token:
         print(f"next page: --page-token {request.page_token}", file=sys.stderr)
     return 0
-
-
-def _print_page(args: argparse.Namespace, page: pb.AggregateResponse, first: bool) -> None:
-    """One page: a JSON line, or its groups' rows and its histogram (the first page's).
-
-    The header comes before the first page's rows only.
-    """
-    if args.json:
-        print(_json_line(page))
-        return
-    lines = aggregate_table.group_lines(
-        page, args.group_by, args.metric, args.percentile, visible, first
-    )
-    for line in lines:
-        print(line)
-    if page.time_buckets:
-        print()
-        for line in aggregate_table.histogram_lines(page):
-            print(line)
 
 
 def run_export(args: argparse.Namespace) -> int:
