@@ -25,6 +25,7 @@ import dataclasses
 import datetime as dt
 import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -35,14 +36,16 @@ import yaml
 from aiaudit.cli.main import main
 from aiaudit.common import leader
 from aiaudit.common.store import SqlEventStore, open_store
+from aiaudit.common.v1 import proof_pb2
 from aiaudit.integrity import loss, merkle, note, storage, worm
 from aiaudit.integrity.notary import Notary
 from aiaudit.integrity.signers import FileKeys
 from aiaudit.integrity.v1 import integrity_service_pb2 as pb
 from aiaudit.integrity.verify import Report, verify_store
+from aiaudit.search.integrity_client import IntegrityClient
 from tests import go_verifier as go
 from tests.conftest import Postgres, Running
-from tests.helpers import error_info, wait_until
+from tests.helpers import error_info, field_violations, wait_until
 from tests.integrity.conftest import ORIGIN_PREFIX, Notaries, append, leaf_hashes, notary_config
 from tests.integrity.test_service import integrity
 
@@ -154,6 +157,25 @@ class Site:
 
     def exported(self, epoch: int = 0) -> list[int]:
         return [size for size, _ in worm.read_all(self.checkpoints, self.tenant, epoch)]
+
+    def signed_to(self, sizes: list[int], epoch: int = 0) -> None:
+        """Waits for a running notary to export ``sizes`` of ``epoch`` and store the last.
+
+        It stores a checkpoint after exporting it: a store taken back before
+        then got the row back past its new end, which accept-loss names as damage.
+        """
+        wait_until(lambda: self.exported(epoch) == sizes)
+        engine = sa.create_engine(self.admin_url)
+        try:
+
+            def stored() -> bool:
+                with engine.connect() as conn:
+                    cp = storage.latest_checkpoint(conn, self.tenant)
+                    return cp is not None and cp.tree_size == sizes[-1]
+
+            wait_until(stored)
+        finally:
+            engine.dispose()
 
     def statement(self, epoch: int) -> Path:
         return worm.statement_path(self.checkpoints, self.tenant, epoch)
@@ -494,13 +516,13 @@ def test_a_consistency_proof_across_the_loss_is_refused_and_within_the_prefix_se
     (11..26) it would verify against no checkpoint of epoch 0, so the answer says why, naming
     both origins. VerifyEvent accepts the epoch-1 checkpoint."""
     append(site.store, site.tenant, 10)
-    wait_until(lambda: site.exported() == [10])
+    site.signed_to([10])
     append(site.store, site.tenant, 16)
-    wait_until(lambda: site.exported() == [10, 26])
+    site.signed_to([10, 26])
     site.take_back(10)
     receipts = append(site.store, site.tenant, 5)
     assert site.accept_loss() == 0
-    wait_until(lambda: site.exported(1) == [15])
+    site.signed_to([15], 1)
     old = note.open_checkpoint(
         dict(worm.read_all(site.checkpoints, site.tenant))[10], site.keys.verifier_keys()
     )
@@ -525,12 +547,154 @@ def test_a_consistency_proof_across_the_loss_is_refused_and_within_the_prefix_se
         "ACROSS_A_LOSS",
         {"from_origin": origin, "to_origin": f"{origin}/epoch-1"},
     )
-    assert f"{origin}/epoch-1 continues {origin} at size 10" in str(refused.value.details())
+    assert "the loss statement of epoch 1 continues epoch 0 at size 10" in str(
+        refused.value.details()
+    )
 
     verdict = stub.VerifyEvent(
         pb.VerifyEventRequest(log_id=site.tenant, event_id=receipts[2].event_id)
     )
     assert verdict.status == pb.VERIFY_STATUS_VERIFIED, verdict.problems
+
+
+def signed(site: Site, size: int, epoch: int = 0) -> note.Checkpoint:
+    """The exported checkpoint of ``epoch`` at ``size``, opened."""
+    text = dict(worm.read_all(site.checkpoints, site.tenant, epoch))[size]
+    origin = f"{ORIGIN_PREFIX}/{site.tenant}" + (f"/epoch-{epoch}" if epoch else "")
+    return note.open_checkpoint(text, site.keys.verifier_keys(), origin)
+
+
+def refusal(call: Callable[[], object]) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as refused:
+        call()
+    return refused.value
+
+
+def test_a_consistency_proof_from_a_size_both_epochs_signed_goes_by_the_caller_s_origin(
+    site: Site, request: pytest.FixtureRequest
+) -> None:
+    """Epoch 1 signs size 26 again, the size of epoch 0's lost checkpoint: the two histories
+    have different trees there. Without ``from_origin`` the answer is as before: the proof
+    from epoch 1's checkpoint of 26, which fails against epoch 0's, unexplained. With it, the
+    caller holding epoch 0's checkpoint is told why (ACROSS_A_LOSS), the one holding epoch 1's
+    gets the proof, and so does epoch 0's caller from a size both epochs share. The history
+    is signed by a notary the test steps; the suite serves it once it is there."""
+    accepted(site)
+    append(site.store, site.tenant, 11)
+    assert site.sign()[-1] is True
+    append(site.store, site.tenant, 4)
+    assert site.sign()[-1] is True
+    assert site.exported(1) == [15, 26, 30]
+    suite: Running = request.getfixturevalue("suite")
+    stub = integrity(suite)
+    origin = f"{ORIGIN_PREFIX}/{site.tenant}"
+    latest = signed(site, 30, 1)
+
+    def proof(from_size: int, from_origin: str = "") -> list[bytes]:
+        request = pb.GetConsistencyProofRequest(
+            log_id=site.tenant, from_size=from_size, to_size=30, from_origin=from_origin
+        )
+        return list(stub.GetConsistencyProof(request).proof.hashes)
+
+    with pytest.raises(merkle.ProofError):  # as before the field: epoch 1's proof
+        merkle.verify_consistency(26, 30, signed(site, 26).root_hash, latest.root_hash, proof(26))
+    refused = refusal(lambda: proof(26, origin))
+    assert refused.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert error_info(refused) == (
+        "ACROSS_A_LOSS",
+        {"from_origin": origin, "to_origin": f"{origin}/epoch-1"},
+    )
+    assert refused.details() == (
+        f"log {site.tenant!r}: a checkpoint of {origin} at size 26 is no prefix of "
+        f"{origin}/epoch-1's tree: the loss statement of epoch 1 continues epoch 0 at size 10, "
+        f"and sizes 11..26 of epoch 0 were lost (ask from a size of at most 10, or of "
+        f"{origin}/epoch-1's own checkpoints)"
+    )
+    # Search's client (the seal of an export) sends the origin of the checkpoint it holds.
+    search = IntegrityClient(suite.address, None, 10.0)
+    try:
+        text = dict(worm.read_all(site.checkpoints, site.tenant))[26]
+        held = proof_pb2.Checkpoint(log_id=site.tenant, tree_size=26, signed_note=text)
+        bearer = (("authorization", f"Bearer {suite.keys['admin']}"),)
+        refused = refusal(lambda: search.consistency(bearer, site.tenant, held, 30))
+        assert error_info(refused)[0] == "ACROSS_A_LOSS"
+    finally:
+        search.close()
+    ours = signed(site, 26, 1).root_hash
+    merkle.verify_consistency(26, 30, ours, latest.root_hash, proof(26, f"{origin}/epoch-1"))
+    ten = signed(site, 10).root_hash
+    merkle.verify_consistency(10, 30, ten, latest.root_hash, proof(10, origin))
+
+    for other, why in [
+        (f"{ORIGIN_PREFIX}/t-other", "is no origin of log"),
+        (f"{origin}/epoch-01", "is no origin of log"),
+        (f"{origin}/epoch-2", f"log {site.tenant!r} has no epoch 2"),
+    ]:
+        refused = refusal(lambda other=other: proof(26, other))
+        assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT, other
+        assert why in field_violations(refused)["from_origin"], other
+
+
+def test_a_consistency_proof_refused_in_epoch_2_names_the_statement_that_parts_the_histories(
+    site: Site, request: pytest.FixtureRequest
+) -> None:
+    """Epoch 1 (10, losing 11..26) signed 15 and 20; restored to 8, epoch 2 (8, losing 9..20)
+    signed 11 and 30. Every refusal named epoch 1's statement, and said that epoch 2
+    continued epoch 0 at 10: a caller from 12 (which both statements lost) is most likely
+    holding epoch 1's checkpoint, which epoch 2's statement parts from epoch 2's tree at 8;
+    from 22 only epoch 0 signed (epoch 1's statement); epoch 0's tree at 9 is epoch 1's, which
+    epoch 2 leaves at 8."""
+    accepted(site)
+    append(site.store, site.tenant, 5)
+    assert site.sign()[-1] is True
+    site.take_back(8)
+    append(site.store, site.tenant, 3)
+    assert site.accept_loss() == 0
+    assert site.sign()[-1] is True
+    append(site.store, site.tenant, 19)
+    assert site.sign()[-1] is True
+    assert (site.exported(1), site.exported(2)) == ([15, 20], [11, 30])
+    suite: Running = request.getfixturevalue("suite")
+    stub = integrity(suite)
+    origin = f"{ORIGIN_PREFIX}/{site.tenant}"
+    first, second = f"{origin}/epoch-1", f"{origin}/epoch-2"
+
+    def refused(from_size: int, from_origin: str = "") -> grpc.RpcError:
+        request = pb.GetConsistencyProofRequest(
+            log_id=site.tenant, from_size=from_size, to_size=30, from_origin=from_origin
+        )
+        error = refusal(lambda: stub.GetConsistencyProof(request))
+        assert error.code() == grpc.StatusCode.FAILED_PRECONDITION, error.details()
+        return error
+
+    def why(epoch: int, from_origin: str, from_size: int) -> str:
+        begins = {
+            1: "epoch 1 continues epoch 0 at size 10, and sizes 11..26 of epoch 0",
+            2: "epoch 2 continues epoch 1 at size 8, and sizes 9..20 of epoch 1",
+        }[epoch]
+        return (
+            f"log {site.tenant!r}: a checkpoint of {from_origin} at size {from_size} is no "
+            f"prefix of {second}'s tree: the loss statement of {begins} were lost (ask from a "
+            f"size of at most 8, or of {second}'s own checkpoints)"
+        )
+
+    for from_size, from_origin, statement, named in [
+        (12, "", 2, first),
+        (22, "", 1, origin),
+        (12, first, 2, first),
+        (12, origin, 1, origin),
+        (9, origin, 2, origin),
+    ]:
+        error = refused(from_size, from_origin)
+        assert error_info(error) == (
+            "ACROSS_A_LOSS",
+            {"from_origin": named, "to_origin": second},
+        ), (from_size, from_origin)
+        assert error.details() == why(statement, named, from_size)
+    request = pb.GetConsistencyProofRequest(
+        log_id=site.tenant, from_size=8, to_size=30, from_origin=origin
+    )
+    assert stub.GetConsistencyProof(request).proof.hashes  # the prefix all three share
 
 
 ROOT = base64.b64encode(bytes(range(32))).decode()

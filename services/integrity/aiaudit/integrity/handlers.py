@@ -517,13 +517,15 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
             if request.from_size < 1:
                 _invalid("from_size", "must be at least 1 (nothing is proved from the empty tree)")
             _size_field(request.to_size, "to_size")
+            from_epoch = self._from_epoch(request.log_id, request.from_origin)
+            details: dict[str, str | int | bool] = {
+                "from_size": request.from_size,
+                "to_size": request.to_size,
+            }
+            if request.from_origin:
+                details["from_origin"] = request.from_origin
             self._enter(
-                read,
-                caller,
-                context,
-                request.log_id,
-                "integrity.get_consistency_proof",
-                {"from_size": request.from_size, "to_size": request.to_size},
+                read, caller, context, request.log_id, "integrity.get_consistency_proof", details
             )
             with self._reading() as conn:
                 cp = self._checkpoint(conn, request.log_id, request.to_size, "to_size")
@@ -532,7 +534,7 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
                         "from_size",
                         f"{request.from_size} is larger than the checkpoint size {cp.tree_size}",
                     )
-                self._across_a_loss(conn, request.log_id, request.from_size, cp)
+                self._across_a_loss(conn, request.log_id, request.from_size, from_epoch, cp)
                 hashes = self._checked_consistency(conn, request.log_id, request.from_size, cp)
             return pb.GetConsistencyProofResponse(
                 proof=proof_pb2.ConsistencyProof(
@@ -545,43 +547,82 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
 
         return self._run(context, body)
 
+    def _from_epoch(self, log_id: str, from_origin: str) -> int | None:
+        """The epoch ``from_origin`` names (None: not given); checked before anything is read."""
+        if not from_origin:
+            return None
+        epoch = origins.epoch_of(from_origin, self._origin_prefix, log_id)
+        if epoch is None:
+            base = origins.origin(self._origin_prefix, log_id)
+            _invalid(
+                "from_origin",
+                f"{from_origin!r} is no origin of log {log_id!r} ({base!r}, or {base!r} "
+                "followed by /epoch-<n> after an accepted loss)",
+            )
+        return epoch
+
     def _across_a_loss(
-        self, conn: sa.Connection, log_id: str, from_size: int, cp: storage.StoredCheckpoint
+        self,
+        conn: sa.Connection,
+        log_id: str,
+        from_size: int,
+        from_epoch: int | None,
+        cp: storage.StoredCheckpoint,
     ) -> None:
         """Refuses a proof from a size that an accepted loss left to two histories.
 
         The tree of epoch n (:mod:`loss`) shares only leaves ``0..M-1`` with the
-        epoch it continues: at a size in ``M+1..N`` the earlier epoch's signed
-        checkpoint (lost) and the store's tree differ, and a proof from the
-        store's could not verify against it. Unless the checkpoint at
-        ``from_size`` is of ``cp``'s own epoch, the answer says so instead.
+        epoch it continues: at a larger size the two epochs' checkpoints differ,
+        and a proof from the store's tree could not verify against the earlier
+        one. With ``from_epoch`` (the caller's checkpoint's, ``from_origin``),
+        the answer says so when that epoch's tree at ``from_size`` is not
+        ``cp``'s epoch's, naming the statement where the two part. Without it,
+        as before the field: unless the checkpoint stored at ``from_size`` is
+        of ``cp``'s epoch, a size that a statement up to ``cp``'s epoch names
+        lost (``M+1..N``) is refused, naming the latest such statement: from
+        there on ``cp``'s tree at that size is no earlier epoch's.
         """
         to_origin = _origin(cp)
-        epoch = origins.epoch_of(to_origin, self._origin_prefix, log_id)
-        if not epoch or self._checkpoint_dir is None:
+        to_epoch = origins.epoch_of(to_origin, self._origin_prefix, log_id)
+        if to_epoch is None or self._checkpoint_dir is None or from_epoch == to_epoch:
             return
-        at = storage.checkpoint_at(conn, log_id, from_size)
-        if at is not None and _origin(at) == to_origin:
-            return
+        if from_epoch is None:
+            at = storage.checkpoint_at(conn, log_id, from_size)
+            if not to_epoch or (at is not None and _origin(at) == to_origin):
+                return
         try:
             trusted = self._keys.verifier_keys()
         except SignerUnavailableError:
             _fail(code_pb2.UNAVAILABLE, "verifier keys are unavailable; retry", "KEYS_UNAVAILABLE")
         found = loss.found(self._checkpoint_dir, self._origin_prefix, log_id, trusted)
         chain, _, _ = loss.chain(found, None)
-        for statement in chain.losses[:epoch]:
-            if statement.size < from_size <= statement.lost_size:
-                _fail(
-                    code_pb2.FAILED_PRECONDITION,
-                    f"log {log_id!r}: {to_origin} continues {statement.previous} at size "
-                    f"{statement.size}, and sizes {statement.size + 1}..{statement.lost_size} of "
-                    f"{statement.previous} were lost: a checkpoint of {statement.previous} at size "
-                    f"{from_size} is no prefix of {to_origin}'s tree (ask from a size of "
-                    f"{to_origin}'s own checkpoints, or of at most {statement.size})",
-                    "ACROSS_A_LOSS",
-                    from_origin=statement.previous,
-                    to_origin=to_origin,
-                )
+        if from_epoch is None:
+            parted = chain.last_lost(to_epoch, from_size)
+            from_epoch = 0 if parted is None else parted - 1
+        elif from_epoch > chain.epoch:
+            _invalid(
+                "from_origin",
+                f"{origins.origin(self._origin_prefix, log_id, from_epoch)!r}: log {log_id!r} "
+                f"has no epoch {from_epoch} (no valid loss statement begins it; its epochs are "
+                f"0..{chain.epoch})",
+            )
+        else:
+            parted = chain.parting(from_epoch, to_epoch, from_size)
+        if parted is None:
+            return
+        statement = chain.losses[parted - 1]
+        from_origin = origins.origin(self._origin_prefix, log_id, from_epoch)
+        _fail(
+            code_pb2.FAILED_PRECONDITION,
+            f"log {log_id!r}: a checkpoint of {from_origin} at size {from_size} is no prefix "
+            f"of {to_origin}'s tree: the loss statement of epoch {parted} continues epoch "
+            f"{parted - 1} at size {statement.size}, and sizes {statement.size + 1}.."
+            f"{statement.lost_size} of epoch {parted - 1} were lost (ask from a size of at most "
+            f"{chain.shared(from_epoch, to_epoch)}, or of {to_origin}'s own checkpoints)",
+            "ACROSS_A_LOSS",
+            from_origin=from_origin,
+            to_origin=to_origin,
+        )
 
     @staticmethod
     def _checked_consistency(

@@ -240,6 +240,46 @@ class Chain:
         """
         return next((s for s in self.losses[epoch:] if s.size < size), None)
 
+    def parting(self, a: int, b: int, size: int) -> int | None:
+        """The epoch whose statement parts the trees of epochs ``a`` and ``b`` at ``size``.
+
+        Epoch n's tree shares leaves ``0..M-1`` with epoch n-1's (its
+        statement's M), so two epochs sign the same tree at ``size`` unless a
+        statement between them has its M below ``size``; the first such one is
+        where their histories part. None: the same tree there.
+        """
+        low, high = sorted((a, b))
+        return next(
+            (
+                n
+                for n in range(low + 1, min(high, self.epoch) + 1)
+                if self.losses[n - 1].size < size
+            ),
+            None,
+        )
+
+    def shared(self, a: int, b: int) -> int:
+        """The largest size at which two different epochs sign the same tree.
+
+        The least M of the statements between them.
+        """
+        low, high = sorted((a, b))
+        return min(s.size for s in self.losses[low:high])
+
+    def last_lost(self, epoch: int, size: int) -> int | None:
+        """The latest epoch up to ``epoch`` whose statement names ``size`` lost, or None.
+
+        Lost: among the sizes ``M+1..N`` its previous epoch signed and lost.
+        """
+        return next(
+            (
+                n
+                for n in range(min(epoch, self.epoch), 0, -1)
+                if self.losses[n - 1].size < size <= self.losses[n - 1].lost_size
+            ),
+            None,
+        )
+
     def unchecked(self, root_at: RootAt) -> tuple[int, str] | None:
         """The first statement that does not fit the store's tree, and why.
 

@@ -1289,7 +1289,9 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
                 time.sleep(min(_CHECKPOINT_POLL, left))
             (proof,) = self._integrity.proofs(plan.proofs, tenant, cp.tree_size, [found.sequence])
             consistency = (  # from the empty tree: nothing to prove, no hash
-                self._integrity.consistency(plan.proofs, tenant, size, cp.tree_size) if size else []
+                self._integrity.consistency(plan.proofs, tenant, plan.checkpoint, cp.tree_size)
+                if plan.checkpoint is not None and size
+                else []
             )
         except (grpc.RpcError, LookupError, *_STORE_ERRORS) as exc:
             log.warning("export %s of %r ends unsealed: %s", plan.record_id, tenant, exc)

@@ -27,6 +27,11 @@ def forwarded(context: grpc.ServicerContext) -> Metadata:
     return tuple((str(k), str(v)) for k, v in context.invocation_metadata() if k == "authorization")
 
 
+def origin(cp: proof_pb2.Checkpoint) -> str:
+    """The origin line a checkpoint's signed note begins with (c2sp.org/tlog-checkpoint)."""
+    return cp.signed_note.partition("\n")[0]
+
+
 class IntegrityClient:
     """A channel to IntegrityService; every method raises ``grpc.RpcError`` as received."""
 
@@ -98,10 +103,20 @@ class IntegrityClient:
         )
         return list(response.proofs)
 
-    def consistency(self, md: Metadata, log_id: str, from_size: int, to_size: int) -> list[bytes]:
-        """The consistency proof from the tree of ``from_size`` to the checkpoint at ``to_size``."""
+    def consistency(
+        self, md: Metadata, log_id: str, old: proof_pb2.Checkpoint, to_size: int
+    ) -> list[bytes]:
+        """The consistency proof from the checkpoint ``old`` to the checkpoint at ``to_size``.
+
+        ``old``'s origin goes with it: after an accepted loss another epoch may
+        have signed its size with another tree, and the service then refuses
+        (``ACROSS_A_LOSS``) instead of proving from a tree that is not ``old``'s.
+        """
         request = ipb.GetConsistencyProofRequest(
-            log_id=log_id, from_size=from_size, to_size=to_size
+            log_id=log_id,
+            from_size=old.tree_size,
+            to_size=to_size,
+            from_origin=origin(old),
         )
         response: ipb.GetConsistencyProofResponse = self._stub.GetConsistencyProof(
             request, timeout=self._timeout, metadata=md

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from aiaudit.common.v1 import proof_pb2 as aiaudit_dot_common_dot_v1_dot_proof__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,aiaudit/integrity/v1/integrity_service.proto\x12\x14\x61iaudit.integrity.v1\x1a\x1d\x61iaudit/common/v1/proof.proto\"9\n\x14GetCheckpointRequest\x12\x0e\n\x06log_id\x18\x01 \x01(\t\x12\x11\n\ttree_size\x18\x02 \x01(\x03\"J\n\x15GetCheckpointResponse\x12\x31\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x1d.aiaudit.common.v1.Checkpoint\"m\n\x18GetInclusionProofRequest\x12\x0e\n\x06log_id\x18\x01 \x01(\t\x12\x12\n\x08\x65vent_id\x18\x02 \x01(\tH\x00\x12\x12\n\x08sequence\x18\x03 \x01(\x03H\x00\x12\x11\n\ttree_size\x18\x04 \x01(\x03\x42\x06\n\x04leaf\"\x93\x01\n\x19GetInclusionProofResponse\x12\x30\n\x05proof\x18\x01 \x01(\x0b\x32!.aiaudit.common.v1.InclusionProof\x12\x31\n\ncheckpoint\x18\x02 \x01(\x0b\x32\x1d.aiaudit.common.v1.Checkpoint\x12\x11\n\tleaf_hash\x18\x03 \x01(\x0c\"V\n\x1e\x42\x61tchGetInclusionProofsRequest\x12\x0e\n\x06log_id\x18\x01 \x01(\t\x12\x11\n\tsequences\x18\x02 \x03(\x03\x12\x11\n\ttree_size\x18\x03 \x01(\x03\"\x87\x01\n\x1f\x42\x61tchGetInclusionProofsResponse\x12\x31\n\x06proofs\x18\x01 \x03(\x0b\x32!.aiaudit.common.v1.InclusionProof\x12\x31\n\ncheckpoint\x18\x02 \x01(\x0b\x32\x1d.aiaudit.common.v1.Checkpoint\"P\n\x1aGetConsistencyProofRequest\x12\x0e\n\x06log_id\x18\x01 \x01(\t\x12\x11\n\tfrom_size\x18\x02 \x01(\x03\x12\x0f\n\x07to_size\x18\x03 \x01(\x03\"Q\n\x1bGetConsistencyProofResponse\x12\x32\n\x05proof\x18\x01 \x01(\x0b\x32#.aiaudit.common.v1.ConsistencyProof\"6\n\x12VerifyEventRequest\x12\x0e\n\x06log_id\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\"\xc0\x01\n\x13VerifyEventResponse\x12\x32\n\x06status\x18\x01 \x01(\x0e\x32\".aiaudit.integrity.v1.VerifyStatus\x12\x10\n\x08problems\x18\x02 \x03(\t\x12\x30\n\x05proof\x18\x03 \x01(\x0b\x32!.aiaudit.common.v1.InclusionProof\x12\x31\n\ncheckpoint\x18\x04 \x01(\x0b\x32\x1d.aiaudit.common.v1.Checkpoint\"\x17\n\x15GetVerifierKeyRequest\"F\n\x16GetVerifierKeyResponse\x12\x15\n\rverifier_keys\x18\x01 \x03(\t\x12\x15\n\rorigin_prefix\x18\x02 \x01(\t*\xa3\x01\n\x0cVerifyStatus\x12\x1d\n\x19VERIFY_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16VERIFY_STATUS_VERIFIED\x10\x01\x12\x19\n\x15VERIFY_STATUS_PENDING\x10\x02\x12\x1a\n\x16VERIFY_STATUS_TAMPERED\x10\x03\x12!\n\x1dVERIFY_STATUS_VERIFIED_ERASED\x10\x04\x32\xc8\x05\n\x10IntegrityService\x12h\n\rGetCheckpoint\x12*.aiaudit.integrity.v1.GetCheckpointRequest\x1a+.aiaudit.integrity.v1.GetCheckpointResponse\x12t\n\x11GetInclusionProof\x12..aiaudit.integrity.v1.GetInclusionProofRequest\x1a/.aiaudit.integrity.v1.GetInclusionProofResponse\x12\x86\x01\n\x17\x42\x61tchGetInclusionProofs\x12\x34.aiaudit.integrity.v1.BatchGetInclusionProofsRequest\x1a\x35.aiaudit.integrity.v1.BatchGetInclusionProofsResponse\x12z\n\x13GetConsistencyProof\x12\x30.aiaudit.integrity.v1.GetConsistencyProofRequest\x1a\x31.aiaudit.integrity.v1.GetConsistencyProofResponse\x12\x62\n\x0bVerifyEvent\x12(.aiaudit.integrity.v1.VerifyEventRequest\x1a).aiaudit.integrity.v1.VerifyEventResponse\x12k\n\x0eGetVerifierKey\x12+.aiaudit.integrity.v1.GetVerifierKeyRequest\x1a,.aiaudit.integrity.v1.GetVerifierKeyResponseBDZBgithub.com/aiaudit/aiaudit/gen/go/aiaudit/integrity/v1;integrityv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,aiaudit/integrity/v1/integrity_service.proto\x12\x14\x61iaudit.integrity.v1\x1a\x1d\x61iaudit/common/v1/proof.proto\"9\n\x14GetCheckpointRequest\x12\x0e\n\x06log_id\x18\x01 \x01(\t\x12\x11\n\ttree_size\x18\x02 \x01(\x03\"J\n\x15GetCheckpointResponse\x12\x31\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x1d.aiaudit.common.v1.Checkpoint\"m\n\x18GetInclusionProofRequest\x12\x0e\n\x06log_id\x18\x01 \x01(\t\x12\x12\n\x08\x65vent_id\x18\x02 \x01(\tH\x00\x12\x12\n\x08sequence\x18\x03 \x01(\x03H\x00\x12\x11\n\ttree_size\x18\x04 \x01(\x03\x42\x06\n\x04leaf\"\x93\x01\n\x19GetInclusionProofResponse\x12\x30\n\x05proof\x18\x01 \x01(\x0b\x32!.aiaudit.common.v1.InclusionProof\x12\x31\n\ncheckpoint\x18\x02 \x01(\x0b\x32\x1d.aiaudit.common.v1.Checkpoint\x12\x11\n\tleaf_hash\x18\x03 \x01(\x0c\"V\n\x1e\x42\x61tchGetInclusionProofsRequest\x12\x0e\n\x06log_id\x18\x01 \x01(\t\x12\x11\n\tsequences\x18\x02 \x03(\x03\x12\x11\n\ttree_size\x18\x03 \x01(\x03\"\x87\x01\n\x1f\x42\x61tchGetInclusionProofsResponse\x12\x31\n\x06proofs\x18\x01 \x03(\x0b\x32!.aiaudit.common.v1.InclusionProof\x12\x31\n\ncheckpoint\x18\x02 \x01(\x0b\x32\x1d.aiaudit.common.v1.Checkpoint\"e\n\x1aGetConsistencyProofRequest\x12\x0e\n\x06log_id\x18\x01 \x01(\t\x12\x11\n\tfrom_size\x18\x02 \x01(\x03\x12\x0f\n\x07to_size\x18\x03 \x01(\x03\x12\x13\n\x0b\x66rom_origin\x18\x04 \x01(\t\"Q\n\x1bGetConsistencyProofResponse\x12\x32\n\x05proof\x18\x01 \x01(\x0b\x32#.aiaudit.common.v1.ConsistencyProof\"6\n\x12VerifyEventRequest\x12\x0e\n\x06log_id\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\"\xc0\x01\n\x13VerifyEventResponse\x12\x32\n\x06status\x18\x01 \x01(\x0e\x32\".aiaudit.integrity.v1.VerifyStatus\x12\x10\n\x08problems\x18\x02 \x03(\t\x12\x30\n\x05proof\x18\x03 \x01(\x0b\x32!.aiaudit.common.v1.InclusionProof\x12\x31\n\ncheckpoint\x18\x04 \x01(\x0b\x32\x1d.aiaudit.common.v1.Checkpoint\"\x17\n\x15GetVerifierKeyRequest\"F\n\x16GetVerifierKeyResponse\x12\x15\n\rverifier_keys\x18\x01 \x03(\t\x12\x15\n\rorigin_prefix\x18\x02 \x01(\t*\xa3\x01\n\x0cVerifyStatus\x12\x1d\n\x19VERIFY_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16VERIFY_STATUS_VERIFIED\x10\x01\x12\x19\n\x15VERIFY_STATUS_PENDING\x10\x02\x12\x1a\n\x16VERIFY_STATUS_TAMPERED\x10\x03\x12!\n\x1dVERIFY_STATUS_VERIFIED_ERASED\x10\x04\x32\xc8\x05\n\x10IntegrityService\x12h\n\rGetCheckpoint\x12*.aiaudit.integrity.v1.GetCheckpointRequest\x1a+.aiaudit.integrity.v1.GetCheckpointResponse\x12t\n\x11GetInclusionProof\x12..aiaudit.integrity.v1.GetInclusionProofRequest\x1a/.aiaudit.integrity.v1.GetInclusionProofResponse\x12\x86\x01\n\x17\x42\x61tchGetInclusionProofs\x12\x34.aiaudit.integrity.v1.BatchGetInclusionProofsRequest\x1a\x35.aiaudit.integrity.v1.BatchGetInclusionProofsResponse\x12z\n\x13GetConsistencyProof\x12\x30.aiaudit.integrity.v1.GetConsistencyProofRequest\x1a\x31.aiaudit.integrity.v1.GetConsistencyProofResponse\x12\x62\n\x0bVerifyEvent\x12(.aiaudit.integrity.v1.VerifyEventRequest\x1a).aiaudit.integrity.v1.VerifyEventResponse\x12k\n\x0eGetVerifierKey\x12+.aiaudit.integrity.v1.GetVerifierKeyRequest\x1a,.aiaudit.integrity.v1.GetVerifierKeyResponseBDZBgithub.com/aiaudit/aiaudit/gen/go/aiaudit/integrity/v1;integrityv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,8 +33,8 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'aiaudit.integrity.v1.integr
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'ZBgithub.com/aiaudit/aiaudit/gen/go/aiaudit/integrity/v1;integrityv1'
-  _globals['_VERIFYSTATUS']._serialized_start=1237
-  _globals['_VERIFYSTATUS']._serialized_end=1400
+  _globals['_VERIFYSTATUS']._serialized_start=1258
+  _globals['_VERIFYSTATUS']._serialized_end=1421
   _globals['_GETCHECKPOINTREQUEST']._serialized_start=101
   _globals['_GETCHECKPOINTREQUEST']._serialized_end=158
   _globals['_GETCHECKPOINTRESPONSE']._serialized_start=160
@@ -48,17 +48,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BATCHGETINCLUSIONPROOFSRESPONSE']._serialized_start=586
   _globals['_BATCHGETINCLUSIONPROOFSRESPONSE']._serialized_end=721
   _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_start=723
-  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_end=803
-  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_start=805
-  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_end=886
-  _globals['_VERIFYEVENTREQUEST']._serialized_start=888
-  _globals['_VERIFYEVENTREQUEST']._serialized_end=942
-  _globals['_VERIFYEVENTRESPONSE']._serialized_start=945
-  _globals['_VERIFYEVENTRESPONSE']._serialized_end=1137
-  _globals['_GETVERIFIERKEYREQUEST']._serialized_start=1139
-  _globals['_GETVERIFIERKEYREQUEST']._serialized_end=1162
-  _globals['_GETVERIFIERKEYRESPONSE']._serialized_start=1164
-  _globals['_GETVERIFIERKEYRESPONSE']._serialized_end=1234
-  _globals['_INTEGRITYSERVICE']._serialized_start=1403
-  _globals['_INTEGRITYSERVICE']._serialized_end=2115
+  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_end=824
+  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_start=826
+  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_end=907
+  _globals['_VERIFYEVENTREQUEST']._serialized_start=909
+  _globals['_VERIFYEVENTREQUEST']._serialized_end=963
+  _globals['_VERIFYEVENTRESPONSE']._serialized_start=966
+  _globals['_VERIFYEVENTRESPONSE']._serialized_end=1158
+  _globals['_GETVERIFIERKEYREQUEST']._serialized_start=1160
+  _globals['_GETVERIFIERKEYREQUEST']._serialized_end=1183
+  _globals['_GETVERIFIERKEYRESPONSE']._serialized_start=1185
+  _globals['_GETVERIFIERKEYRESPONSE']._serialized_end=1255
+  _globals['_INTEGRITYSERVICE']._serialized_start=1424
+  _globals['_INTEGRITYSERVICE']._serialized_end=2136
 # @@protoc_insertion_point(module_scope)

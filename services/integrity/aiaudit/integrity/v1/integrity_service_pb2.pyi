@@ -76,14 +76,16 @@ class BatchGetInclusionProofsResponse(_message.Message):
     def __init__(self, proofs: _Optional[_Iterable[_Union[_proof_pb2.InclusionProof, _Mapping]]] = ..., checkpoint: _Optional[_Union[_proof_pb2.Checkpoint, _Mapping]] = ...) -> None: ...
 
 class GetConsistencyProofRequest(_message.Message):
-    __slots__ = ("log_id", "from_size", "to_size")
+    __slots__ = ("log_id", "from_size", "to_size", "from_origin")
     LOG_ID_FIELD_NUMBER: _ClassVar[int]
     FROM_SIZE_FIELD_NUMBER: _ClassVar[int]
     TO_SIZE_FIELD_NUMBER: _ClassVar[int]
+    FROM_ORIGIN_FIELD_NUMBER: _ClassVar[int]
     log_id: str
     from_size: int
     to_size: int
-    def __init__(self, log_id: _Optional[str] = ..., from_size: _Optional[int] = ..., to_size: _Optional[int] = ...) -> None: ...
+    from_origin: str
+    def __init__(self, log_id: _Optional[str] = ..., from_size: _Optional[int] = ..., to_size: _Optional[int] = ..., from_origin: _Optional[str] = ...) -> None: ...
 
 class GetConsistencyProofResponse(_message.Message):
     __slots__ = ("proof",)
