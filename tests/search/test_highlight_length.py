@@ -11,6 +11,7 @@ which a client with gRPC's default 4 MiB receive limit refused.
 from __future__ import annotations
 
 import html
+import time
 
 import pytest
 
@@ -118,3 +119,14 @@ def test_clip_keeps_the_matches_after_the_first_that_fit_and_centres_the_rest() 
     before, after = shown.removeprefix(ELLIPSIS).removesuffix(ELLIPSIS).split("xb")
     assert before.strip("a") == "" and after.endswith("c") and "z" not in after
     assert abs(len(before) - after.count("c")) <= 1  # what is left, shared by both sides
+
+
+def test_clip_does_not_count_the_text_up_to_a_match_too_far_to_fit() -> None:
+    """Two matches a million escapes apart (SQLite's snippet holds a run of escaped
+    characters whole, see RUNS): the text between them was counted, 400 ms a fragment
+    (each field of each result of a page), to find the second cannot fit."""
+    fragment = "<em>x</em>" + "&amp;" * 1_000_000 + "<em>y</em>"
+    start = time.thread_time()
+    clipped = clip(fragment)
+    assert time.thread_time() - start < 0.05, "the text between the matches was counted"
+    assert clipped == "<em>x</em>" + "&amp;" * (FRAGMENT_CHARS - 1 - len(ELLIPSIS)) + ELLIPSIS

@@ -49,7 +49,7 @@ def clip(fragment: str, limit: int = FRAGMENT_CHARS) -> str:
     piece = _Piece(fragment, first, first, limit)
     while piece.end < match_end and piece.grow(_right(fragment, piece.end)):
         pass
-    while piece.end >= match_end and piece.grow(_match_end(fragment, piece.end)):
+    while piece.end >= match_end and piece.grow(_match_end(fragment, piece.end, limit)):
         match_end = piece.end
     grow_left = grow_right = True
     while grow_left or grow_right:
@@ -88,10 +88,16 @@ class _Piece:
         return True
 
 
-def _match_end(fragment: str, at: int) -> int | None:
-    """Where the first match after ``at`` ends (after its ``</em>``), if there is one."""
-    start = fragment.find(_OPEN, at)
-    close = fragment.find(_CLOSE, start) if start >= 0 else -1
+def _match_end(fragment: str, at: int, limit: int) -> int | None:
+    """Where the first match after ``at`` ends (after its ``</em>``), if it may fit.
+
+    Only a match within ``limit`` characters of text is looked for, each at most an
+    escape long: the text up to one further on was counted whole, only to find it
+    too long (400 ms for two matches a million ``&amp;`` apart, review 2026-12-07).
+    """
+    stop = at + limit * _ESCAPE_CHARS + len(_OPEN) + len(_CLOSE)
+    start = fragment.find(_OPEN, at, stop)
+    close = fragment.find(_CLOSE, start, stop) if start >= 0 else -1
     return close + len(_CLOSE) if close >= 0 else None
 
 
