@@ -392,6 +392,12 @@ def _new(before: list[ev.Event], after: list[ev.Event]) -> list[ev.Event]:
     return [r for r in after if r.event_id not in seen]
 
 
+def _only(records: list[ev.Event]) -> ev.Event:
+    """The one record a call left; failing, the actions of those it left."""
+    assert len(records) == 1, [r.attributes["access.action"].string_value for r in records]
+    return records[0]
+
+
 def _detail(record: ev.Event, key: str) -> str | int | None:
     """``access.<key>`` of the record, or its content message named ``key`` (a quoted text)."""
     if f"access.{key}" in record.attributes:
@@ -453,7 +459,7 @@ def test_a_granted_read_leaves_its_record(matrix: Matrix, read: Read) -> None:
         read.ask(channel, g, got)
     finally:
         channel.close()
-    (record,) = _new(before, matrix.records())
+    record = _only(_new(before, matrix.records()))
     assert record.event_type == ev.EVENT_TYPE_AUDIT_ACCESS
     assert record.attributes["access.action"].string_value == read.action
     assert (record.actor.user_id, record.actor.api_key_id) == (
@@ -496,7 +502,7 @@ def test_a_refused_read_is_denied_naming_the_permission_and_recorded(
     assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED, refused.value.details()
     assert f"'{permission}'" in (refused.value.details() or "")
     assert got == []
-    (record,) = _new(before, matrix.records())
+    record = _only(_new(before, matrix.records()))
     assert record.attributes["access.action"].string_value == read.action
     assert record.attributes["access.outcome"].string_value == "denied"
     assert record.attributes["access.permission"].string_value == permission
