@@ -1,4 +1,4 @@
-"""Every read RPC in one table: granted and recorded, unrecordable and unanswered, refused and recorded.
+"""Every read RPC in one table: granted and recorded, unrecordable and unanswered, refused.
 
 README ("Authentication and roles"): every read of audit data leaves an
 ``EVENT_TYPE_AUDIT_ACCESS`` record naming its caller and what it asked before it
