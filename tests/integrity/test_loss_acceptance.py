@@ -797,6 +797,19 @@ def test_a_statement_signed_on_an_older_copy_of_the_database_does_not_count(
     (re)started on the live store took the log into epoch 1, and signed on under the new
     origin events it never lost, which the statement names as lost (review, 2026-12-07).
     The store holds the tree of the lost checkpoint: the statement is not about it."""
+    with caplog.at_level(logging.ERROR, "aiaudit.integrity.notary"):
+        drilled(site)
+    ignored = [r.getMessage() for r in caplog.records if "is ignored" in r.getMessage()]
+    assert ignored == [
+        f"log {site.tenant}: loss statement {site.statement(1)}: it names as lost the "
+        "checkpoint of size 26, and the store holds its tree (signed on another copy of the "
+        "database?); the statement is ignored"
+    ]
+
+
+def drilled(site: Site) -> None:
+    """Signed to 26, a statement of epoch 1 signed on an older copy of the store (taken back
+    to 12, its rows put back after), and the notary signed on in epoch 0 to 28."""
     append(site.store, site.tenant, 10)
     assert site.sign()[-1] is True
     append(site.store, site.tenant, 16)
@@ -806,15 +819,31 @@ def test_a_statement_signed_on_an_older_copy_of_the_database_does_not_count(
     assert site.accept_loss() == 0
     put_back(site, kept)
     append(site.store, site.tenant, 2)
-    with caplog.at_level(logging.ERROR, "aiaudit.integrity.notary"):
-        assert site.sign()[-1] is True
+    assert site.sign()[-1] is True
     assert (site.exported(), site.exported(1)) == ([10, 26, 28], [])
-    ignored = [r.getMessage() for r in caplog.records if "is ignored" in r.getMessage()]
-    assert ignored == [
-        f"log {site.tenant}: loss statement {site.statement(1)}: it names as lost the "
-        "checkpoint of size 26, and the store holds its tree (signed on another copy of the "
-        "database?); the statement is ignored"
+
+
+def test_verify_names_a_statement_that_does_not_count_for_what_it_is(
+    site: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """verify counted the restore drill's statement: it warned that sequences 12..25 were
+    lost, and named as damage what followed from that (epoch 0's lost checkpoint of 26
+    stored, its checkpoint of 28 past the statement, 26 not its largest). The store holds
+    that history, and the notary signs on in epoch 0: verify says so, and exits 0."""
+    drilled(site)
+    path = site.statement(1)
+    report = site.verify()
+    assert [p.what for p in report.problems] == []
+    assert [w.what for w in report.warnings] == [
+        f"loss statement {path} does not count: it names as lost the checkpoint of size 26, "
+        "and the store holds its tree (signed on another copy of the database?): nothing was "
+        "lost, and the log goes on in epoch 0; epoch 1 stays taken, so a later loss of this "
+        "log cannot be accepted"
     ]
+    capsys.readouterr()
+    assert main(site.verify_argv()) == 0
+    out = capsys.readouterr()
+    assert out.out.splitlines() == [f"warning: log {site.tenant}: {report.warnings[0].what}"]
 
 
 LOG_TABLES = ("log_entries", "events", "event_content", "integrity_nodes", "integrity_checkpoints")

@@ -27,7 +27,7 @@ import binascii
 import datetime as dt
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -294,9 +294,7 @@ class Chain:
         notary on the store that held the history took the log into the new
         epoch (review, 2026-12-07).
         """
-        for epoch, statement in enumerate(self.losses, start=1):
-            if self.later_loss(epoch, statement.size) is not None:
-                continue
+        for epoch, statement in self._compared():
             root = root_at(statement.size)
             if root is not None and root != statement.root:
                 return epoch, (
@@ -304,11 +302,37 @@ class Chain:
                     f"and the store's tree has root {_b64(root)} there"
                 )
             if root_at(statement.lost_size) == statement.lost_root:
-                return epoch, (
-                    f"it names as lost the checkpoint of size {statement.lost_size}, and the "
-                    "store holds its tree (signed on another copy of the database?)"
-                )
+                return epoch, _held(statement)
         return None
+
+    def held(self, root_at: RootAt) -> tuple[int, str] | None:
+        """The first statement whose lost checkpoint's tree the store holds, and why.
+
+        As :meth:`unchecked`, without comparing the ``continues`` roots (what
+        ``verify`` checks against the tree it rebuilds): such a statement was
+        signed on another copy of the database, and does not count here.
+        """
+        return next(
+            (
+                (epoch, _held(statement))
+                for epoch, statement in self._compared()
+                if root_at(statement.lost_size) == statement.lost_root
+            ),
+            None,
+        )
+
+    def _compared(self) -> Iterator[tuple[int, LossStatement]]:
+        """The statements whose M is within the store's shared prefix, with their epochs."""
+        for epoch, statement in enumerate(self.losses, start=1):
+            if self.later_loss(epoch, statement.size) is None:
+                yield epoch, statement
+
+
+def _held(statement: LossStatement) -> str:
+    return (
+        f"it names as lost the checkpoint of size {statement.lost_size}, and the store holds "
+        "its tree (signed on another copy of the database?)"
+    )
 
 
 def chain(

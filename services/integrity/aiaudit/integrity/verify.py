@@ -91,7 +91,7 @@ from aiaudit.common.store.schema import (
     logs,
 )
 from aiaudit.common.store.sql import READ_BYTES, data_keys
-from aiaudit.integrity import checks, loss, origins, storage, worm
+from aiaudit.integrity import checks, loss, merkle, origins, storage, worm
 from aiaudit.integrity.merkle import HASH_SIZE, CompactRange
 from aiaudit.integrity.notary import CONSUMER
 from aiaudit.integrity.note import Checkpoint, NoteError, VerifierKey, open_checkpoint
@@ -214,7 +214,7 @@ def _checkpoints(
     opened: dict[str, Checkpoint | NoteError] = {}  # an exported copy is the stored text
     chain = loss.Chain()
     if checkpoint_dir is not None:
-        chain = _losses(log_id, keys, origin_prefix, checkpoint_dir, targets, report)
+        chain = _losses(conn, log_id, keys, origin_prefix, checkpoint_dir, targets, report)
 
     def add(size: int, signed: str, source: str, epoch: int | None = None) -> bytes | None:
         """The root if the checkpoint is checked against the store; None if not (named)."""
@@ -334,6 +334,7 @@ def _checkpoints(
 
 
 def _losses(
+    conn: sa.Connection,
     log_id: str,
     keys: Sequence[VerifierKey],
     origin_prefix: str,
@@ -346,10 +347,14 @@ def _losses(
     A statement's ``continues`` root joins ``targets`` (the rebuilt tree must
     have it at M) while M is within the store's shared prefix; its ``lost``
     size and root must be the previous epoch's largest exported checkpoint.
+    One whose lost checkpoint's tree the store holds does not count, as for
+    the notary (:meth:`loss.Chain.held`), nor do the ones after it.
     """
     found = loss.found(checkpoint_dir, origin_prefix, log_id, keys)
     chain, errors, paths = loss.chain(found, None)
     report.problems += [Problem(log_id, error) for error in errors]
+    if (held := chain.held(_stored_roots(conn, log_id))) is not None:
+        chain, paths = _uncounted(log_id, chain, paths, held, report)
     for epoch, (statement, path) in enumerate(zip(chain.losses, paths, strict=True), start=1):
         previous = {}  # only from N up: the earlier ones are read once, by the caller
         for size, signed in worm.beyond(checkpoint_dir, log_id, statement.lost_size - 1, epoch - 1):
@@ -387,6 +392,52 @@ def _losses(
             )
         )
     return chain
+
+
+def _stored_roots(conn: sa.Connection, log_id: str) -> loss.RootAt:
+    """The store's root at a size, from its node rows (None: no tree there)."""
+    table = storage.NodeTable(conn, log_id)
+
+    def root_at(size: int) -> bytes | None:
+        try:
+            return merkle.root_at(size, table)
+        except merkle.MissingNodeError:
+            return None
+
+    return root_at
+
+
+def _uncounted(
+    log_id: str,
+    chain: loss.Chain,
+    paths: list[Path],
+    held: tuple[int, str],
+    report: Report,
+) -> tuple[loss.Chain, list[Path]]:
+    """The chain before a statement that does not count; that one named for what it is.
+
+    Signed on another copy of the database (a restore drill's) while this
+    store kept the history it calls lost: no loss here, and no damage to the
+    log, which goes on in the epoch before it; verify named it as a loss (a
+    warning) beside the damage that followed from counting it (review,
+    2026-12-07). Its number stays taken: accept-loss refuses the log's next loss.
+    """
+    epoch, why = held
+    path = paths[epoch - 1]
+    report.warnings.append(
+        Problem(
+            log_id,
+            f"loss statement {path} does not count: {why}: nothing was lost, and the log goes "
+            f"on in epoch {epoch - 1}; epoch {epoch} stays taken, so a later loss of this log "
+            "cannot be accepted",
+            warning=True,
+        )
+    )
+    report.problems += [
+        Problem(log_id, f"loss statement {later}: it follows {path}, which does not count")
+        for later in paths[epoch:]
+    ]
+    return loss.Chain(chain.losses[: epoch - 1]), paths[: epoch - 1]
 
 
 @dataclass(slots=True)
