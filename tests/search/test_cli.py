@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import datetime as dt
+import fcntl
 import os
 import re
 import signal
 import subprocess
 import sys
+import termios
 from pathlib import Path
 
 import pytest
@@ -402,6 +405,92 @@ def test_aggregate_all_pages_prints_the_histogram_after_every_group(
     assert histogram.splitlines()[0].split() == ["occurred_time", "count"]
     assert len(histogram.splitlines()) == 6
     assert err.splitlines() == ["3 group(s) of 6 event(s)"]
+
+
+_FOUR = ("user_id", "application", "agent_name", "agent_id")
+"""Keyword fields of 256 characters at most: four make a row of 1 KB."""
+
+
+def test_aggregate_all_pages_failing_mid_way_names_the_page_to_go_on_from(
+    tmp_path: Path, tenant: str
+) -> None:
+    """The server gone after some pages: the error, what was printed, the next token, exit 1.
+
+    The command runs in its own process with its output unread: once the pipe
+    holds 20 KB (of 150 KB) the server stops, then the output is read and the
+    command asks for its next page. Until 2026-12-07 it said the error alone:
+    the groups printed so far were a part of the answer, with no token to fetch
+    the rest from (a table shows none).
+    """
+    running = start_suite(tmp_path, "sqlite", {})
+    stopped = False
+    try:
+        users = [f"u{i:03d}" + "x" * 252 for i in range(150)]  # a 1 KB row a page
+        events = [interaction(tenant, f"m-{i}", user=u) for i, u in enumerate(users)]
+        for e in events:
+            e.actor.application = e.actor.agent_name = e.actor.agent_id = e.actor.user_id
+            e.occurred_time.FromDatetime(AGGREGATE_START)
+        running.append(events)
+        _wait_paged(running, tenant, len(users))
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "aiaudit.cli.main",
+                "aggregate",
+                "--address",
+                running.address,
+                f"--api-key={running.keys['auditor']}",
+                "--tenant",
+                tenant,
+                "--filter",
+                NOT_ACCESS,
+                *(f"--group-by=actor.{f}" for f in _FOUR),
+                "--histogram",
+                "1d",
+                "--page-size",
+                "1",
+                "--all-pages",
+            ],
+            env=subprocess_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+
+            def unread() -> int:
+                buf = bytearray(4)
+                fcntl.ioctl(proc.stdout.fileno(), termios.FIONREAD, buf)  # type: ignore[union-attr]
+                return int.from_bytes(buf, sys.byteorder)
+
+            # Mid-way for good: the pipe holds at most 64 KB, its reader reads nothing yet.
+            wait_until(lambda: proc.poll() is not None or unread() >= 20_000, timeout=60)
+            assert proc.poll() is None, "finished before the server stopped"
+            running.suite.stop()
+            stopped = True
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert proc.returncode == 1, err
+        groups, histogram = out.split("\n\n")
+        printed = [r.split()[0] for r in groups.splitlines()[1:]]
+        assert 0 < len(printed) < len(users) and printed == users[: len(printed)]
+        assert [h.split() for h in histogram.splitlines()][1:] == [["2026-03-01T00:00:00Z", "150"]]
+        failure, summary, token = err.splitlines()
+        # UNAVAILABLE, or CANCELLED for a page the server was answering as it stopped.
+        assert re.match("aiaudit aggregate: (UNAVAILABLE|CANCELLED): ", failure), err
+        assert summary == f"{len(printed)} group(s) of {len(printed)} event(s)"
+        assert token.startswith("next page: --page-token ")
+        after = token.removeprefix("next page: --page-token ")
+        raw = base64.urlsafe_b64decode(after + "=" * (-len(after) % 4))  # readable JSON
+        assert printed[-1].encode() in raw  # on from the last group printed
+    finally:
+        running.channel.close()
+        if not stopped:
+            running.suite.stop()
 
 
 def _wait_paged(search_suite: SearchSuite, tenant: str, count: int) -> None:

@@ -133,6 +133,7 @@ def run_aggregate(args: argparse.Namespace) -> int:
     snapshot, so pages fetched later still add up to one answer); ``--all-pages``
     follows the tokens to the last page, printing each page as it arrives (a
     table's histogram, which comes with the first page, after the last page's groups).
+    An error after some pages still names the page that failed, to go on from.
     """
     if args.all_pages and not args.page_size:
         print("aiaudit aggregate: --all-pages needs --page-size", file=sys.stderr)
@@ -152,6 +153,7 @@ def run_aggregate(args: argparse.Namespace) -> int:
         request.histogram.interval = args.histogram
     pages = groups = events = 0
     times: list[pb.TimeBucket] = []  # the first page's: printed after every page's groups
+    failed: grpc.RpcError | None = None
     try:
         while True:
             page = stub.Aggregate(request)
@@ -170,19 +172,23 @@ def run_aggregate(args: argparse.Namespace) -> int:
             if not (args.all_pages and page.next_page_token):
                 break
     except grpc.RpcError as err:
-        print(
-            f"aiaudit aggregate: {err.code().name}: {visible(err.details() or '')}",
-            file=sys.stderr,
-        )
-        return 1
+        failed = err
     if times:
         print()
         for line in aggregate_table.histogram_lines(times):
             print(line)
+    if failed is not None:
+        print(
+            f"aiaudit aggregate: {failed.code().name}: {visible(failed.details() or '')}",
+            file=sys.stderr,
+        )
+        if not pages:
+            return 1
+    # After an error, what was printed and the page that failed, to go on from.
     print(f"{groups} group(s) of {events} event(s)", file=sys.stderr)
     if request.page_token:
         print(f"next page: --page-token {request.page_token}", file=sys.stderr)
-    return 0
+    return 0 if failed is None else 1
 
 
 def run_export(args: argparse.Namespace) -> int:
