@@ -769,6 +769,14 @@ func checkLine(line bundleLine, d decoded, prefix string, keys []note.Verifier, 
 // saltBytes is the length of an event's salt: its 32 random bytes.
 const saltBytes = 32
 
+// canonicalUnread is a line's canonical bytes that aiaudit does not read as JSON one way:
+// they are read as strictly as a line (UTF-8, each name once, no -0, no lone surrogate,
+// nothing after the object), in aiaudit's words. encoding/json read bytes that are not
+// UTF-8 as U+FFFD and kept the last of a name given twice, so a canonical edited by one
+// bit was named "content without a commitment" here and a malformed line there.
+const canonicalUnread = "canonical is not JSON that every reader reads alike (not UTF-8, a name twice, an " +
+	"integer spelt two ways, NaN, a lone surrogate or data after the object)"
+
 // checkEvent checks a line's event against its opened checkpoint: leaf, inclusion,
 // identity, commitments; malformed if the canonical bytes are no JSON object.
 func checkEvent(line bundleLine, canonical, salt []byte, p tproof.TLogProof, cp *tlog.Checkpoint) (problems []string, malformed bool) {
@@ -778,13 +786,23 @@ func checkEvent(line bundleLine, canonical, salt []byte, p tproof.TLogProof, cp 
 	}
 	leaf := rfc6962.DefaultHasher.HashLeaf(canonical)
 	if err := proof.VerifyInclusion(rfc6962.DefaultHasher, p.Index, cp.Size, leaf, hashes, cp.Hash); err != nil {
-		problems = append(problems, "inclusion proof: "+describe(err))
+		problems = append(problems, "inclusion proof: "+inclusionProblem(err))
 	}
-	var event map[string]any
+	if !utf8.Valid(canonical) || !readsWhole(canonical) || loneSurrogate(canonical) {
+		return append(problems, canonicalUnread), true
+	}
+	var value any
 	decoder := json.NewDecoder(bytes.NewReader(canonical))
 	decoder.UseNumber()
-	if err := decoder.Decode(&event); err != nil {
-		return append(problems, fmt.Sprintf("canonical is not a JSON object: %v", err)), true
+	if decoder.Decode(&value) != nil {
+		return append(problems, canonicalUnread), true
+	}
+	if _, err := decoder.Token(); err != io.EOF {
+		return append(problems, canonicalUnread), true
+	}
+	event, ok := value.(map[string]any)
+	if !ok {
+		return append(problems, fmt.Sprintf("canonical is %s, not a JSON object", jsonKind(canonical))), true
 	}
 	if event["eventId"] != line.EventID || event["tenantId"] != line.LogID {
 		problems = append(problems, "canonical eventId/tenantId are not the line's event_id/log_id")
@@ -989,6 +1007,22 @@ func describe(err error) string {
 			base64.StdEncoding.EncodeToString(mismatch.ExpectedRoot))
 	}
 	return strings.ReplaceAll(err.Error(), "\n", " ")
+}
+
+// inclusionProblem is a failed inclusion proof in aiaudit's words: the library names a proof
+// of the wrong length and an index past the tree in its own (until 2026-12-07 here too).
+func inclusionProblem(err error) string {
+	var got, want, index, size uint64
+	if _, scanned := fmt.Sscanf(err.Error(), "wrong proof size %d, want %d", &got, &want); scanned == nil {
+		if got > want {
+			return "proof is longer than the path to the root"
+		}
+		return "proof is shorter than the path to the root"
+	}
+	if _, scanned := fmt.Sscanf(err.Error(), "index is beyond size: %d >= %d", &index, &size); scanned == nil {
+		return fmt.Sprintf("leaf index %d is outside a tree of size %d", index, size)
+	}
+	return describe(err)
 }
 
 // pyRepr spells a string as Python's repr does, as aiaudit names a log id: in single

@@ -25,7 +25,7 @@ from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.ingest.v1 import ingest_service_pb2 as ingest_pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as ingest_grpc
 from aiaudit.integrity import note
-from aiaudit.integrity.bundle import NO_SCOPE
+from aiaudit.integrity.bundle import CANONICAL_UNREAD, NO_SCOPE
 from aiaudit.integrity.cli import NOTHING_VERIFIED
 from aiaudit.integrity.note import file_signer
 from aiaudit.integrity.signers import TransitKeys
@@ -1005,3 +1005,104 @@ def test_a_line_past_64_mib_verifies_in_both_verifiers(
     path = write(tmp_path / "long.jsonl", proved_lines(tmp_path, events))
     assert path.stat().st_size > 64 << 20
     assert both(go_verifier, capsys, path) == (0, [])
+
+
+def _committed(line: dict[str, Any], edit: Any) -> None:
+    """``line``'s canonical bytes edited by ``edit`` (its proof left as it was)."""
+    line["canonical"] = base64.b64encode(edit(base64.b64decode(line["canonical"]))).decode()
+
+
+def _byte_at(committed: bytes, at: int, byte: int) -> bytes:
+    return committed[:at] + bytes([byte]) + committed[at + 1 :]
+
+
+CANONICAL_EDITS: dict[str, Any] = {
+    "a byte that is not UTF-8": lambda c: _byte_at(c, 40, 0xA2),
+    "a control character in a string": lambda c: _byte_at(c, c.index(b'"alice"') + 2, 0x02),
+    "data after the object": lambda c: c + b" {}",
+    "a name twice": lambda c: b'{"eventId":"forged",' + c[1:],
+    "a lone surrogate": lambda c: b'{"note":"\\ud800",' + c[1:],
+    "NaN": lambda c: b'{"note":NaN,' + c[1:],
+}
+
+
+@pytest.mark.parametrize("edit", CANONICAL_EDITS)
+def test_canonical_bytes_are_read_one_way_in_both_verifiers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], go_verifier: Path, edit: str
+) -> None:
+    """aiaudit read a line's canonical bytes with `json.loads`: bytes edited to no UTF-8
+    or no JSON were one problem, `malformed line: 'utf-8' codec can't decode ...` (the line
+    was well formed), the inclusion proof's failure unsaid; the Go verifier read them
+    leniently (U+FFFD for bad bytes, the first object of several) and named the proof and
+    then `content without a commitment`, or nothing more. Both now read them as strictly
+    as a line and name the proof and the bytes alike."""
+    lines = make_bundle(tmp_path, n=2)
+    _committed(lines[0], CANONICAL_EDITS[edit])
+    path = write(tmp_path / "edited.jsonl", lines)
+    status, problems = both(go_verifier, capsys, path)
+    assert status == 1
+    assert len(problems) == 2, problems
+    assert problems[0].startswith("line 1 event e-0: inclusion proof: "), problems
+    assert problems[1] == f"line 1 event e-0: {CANONICAL_UNREAD}"
+
+
+def test_canonical_bytes_of_another_json_type_are_named_alike_in_both_verifiers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], go_verifier: Path
+) -> None:
+    """Go said `canonical is not a JSON object: json: cannot unmarshal array into Go value
+    of type map[string]interface {}` where aiaudit says `canonical is an array, ...`."""
+    lines = make_bundle(tmp_path, n=2)
+    _committed(lines[0], lambda c: b"[1]")
+    path = write(tmp_path / "array.jsonl", lines)
+    status, problems = both(go_verifier, capsys, path)
+    assert status == 1
+    assert problems[1:] == ["line 1 event e-0: canonical is an array, not a JSON object"]
+
+
+def _proof_hashes(line: dict[str, Any], edit: Any) -> None:
+    """``line``'s tlog-proof with its hash lines (after header and index) edited."""
+    head, blank, checkpoint = line["tlog_proof"].partition("\n\n")
+    header, index, *hashes = head.split("\n")
+    line["tlog_proof"] = "\n".join([header, index, *edit(hashes)]) + blank + checkpoint
+
+
+def _beyond(line: dict[str, Any]) -> None:
+    line["sequence"] = 7
+    in_proof(line, 1, lambda index: "index 7")
+
+
+PROOF_EDITS: dict[str, tuple[Any, str]] = {
+    "a hash replaced": (
+        lambda line: _proof_hashes(line, lambda h: [base64.b64encode(bytes(32)).decode(), *h[1:]]),
+        "inclusion proof: the proof leads to root ",
+    ),
+    "a hash removed": (
+        lambda line: _proof_hashes(line, lambda h: h[1:]),
+        "inclusion proof: proof is shorter than the path to the root",
+    ),
+    "a hash added": (
+        lambda line: _proof_hashes(line, lambda h: [*h, h[0]]),
+        "inclusion proof: proof is longer than the path to the root",
+    ),
+    "an index past the tree": (
+        _beyond,
+        "inclusion proof: leaf index 7 is outside a tree of size 3",
+    ),
+}
+
+
+@pytest.mark.parametrize("edit", PROOF_EDITS)
+def test_a_failed_inclusion_proof_is_named_alike_in_both_verifiers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], go_verifier: Path, edit: str
+) -> None:
+    """aiaudit said `proof does not lead to the root hash` where the Go verifier named the
+    two roots, and Go's library named a proof of the wrong length or an index past the tree
+    in its own words (`wrong proof size 1, want 2`): the problem lines differed."""
+    lines = make_bundle(tmp_path, n=3)
+    forge, what = PROOF_EDITS[edit]
+    forge(lines[0])
+    path = write(tmp_path / "proof.jsonl", lines)
+    status, problems = both(go_verifier, capsys, path)
+    assert status == 1
+    assert [p.split(": ", 1)[0] for p in problems] == ["line 1 event e-0"], problems
+    assert problems[0].startswith(f"line 1 event e-0: {what}"), problems

@@ -1643,6 +1643,17 @@ def _forked(
     return [f"checkpoint {origin} size {size} has another root than line {at}'s: a forked log"]
 
 
+CANONICAL_UNREAD = (
+    "canonical is not JSON that every reader reads alike (not UTF-8, a name twice, an "
+    "integer spelt two ways, NaN, a lone surrogate or data after the object)"
+)
+"""A line's canonical bytes read as strictly as the line (:func:`_strict_json`), as the Go
+verifier reads them. Until 2026-12-07 ``json.loads`` read them: bytes edited to no UTF-8 or no
+JSON were named ``malformed line: 'utf-8' codec can't decode ...`` (the line itself was
+well formed) and the inclusion proof's problem was lost, while the Go verifier read them
+leniently (U+FFFD for bad bytes, the last of a name given twice) and named other problems."""
+
+
 def _check_line(
     line: _Line,
     keys: Sequence[VerifierKey],
@@ -1675,11 +1686,24 @@ def _check_line(
         merkle.verify_inclusion(
             proof.index, size, canonical.leaf_hash(line.committed), proof.hashes, root
         )
+    except merkle.RootMismatchError as exc:  # the roots, as the Go verifier names them
+        calculated, expected = (
+            base64.b64encode(h).decode() for h in (exc.calculated, exc.expected)
+        )
+        problems.append(
+            f"inclusion proof: the proof leads to root {calculated}, "
+            f"not the checkpoint's {expected}"
+        )
     except merkle.ProofError as exc:
         problems.append(f"inclusion proof: {exc}")
-    node = json.loads(line.committed)
+    try:
+        node = _strict_json(line.committed)
+    except (ValueError, RecursionError):
+        return [*problems, CANONICAL_UNREAD]
     if not isinstance(node, dict):
         return [*problems, f"canonical is {_json_type(node)}, not a JSON object"]
+    if _surrogate(node):
+        return [*problems, CANONICAL_UNREAD]
     if node.get("eventId") != line.event_id or node.get("tenantId") != log_id:
         problems.append("canonical eventId/tenantId are not the line's event_id/log_id")
     if line.salt is not None and line.content is not None:

@@ -40,6 +40,15 @@ class ProofError(ValueError):
     """A proof, root or leaf hash does not verify; the message says why."""
 
 
+class RootMismatchError(ProofError):
+    """An inclusion proof that leads to another root than the one it is checked against."""
+
+    def __init__(self, calculated: bytes, expected: bytes) -> None:
+        super().__init__("proof does not lead to the root hash")
+        self.calculated = calculated
+        self.expected = expected
+
+
 class MissingNodeError(LookupError):
     """A node store lacks a perfect subtree hash that a tree size implies exists."""
 
@@ -450,7 +459,7 @@ def verify_inclusion(
     if sn != 0:
         raise ProofError("proof is shorter than the path to the root")
     if r != root_hash:
-        raise ProofError("proof does not lead to the root hash")
+        raise RootMismatchError(r, root_hash)
 
 
 def verify_consistency(
