@@ -50,7 +50,7 @@ import datetime as dt
 import logging
 import threading
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from concurrent.futures import Future
 
 import grpc
@@ -129,6 +129,23 @@ _MOST_QUOTED = 64 * 1024
 filter and query 8,192 each, a rule's source 64 KiB). Until 2026-12-05 it kept 4,096, and
 a filter padded past them ran unrecorded (review)."""
 _MOST_ATTRIBUTE = 4096
+
+
+def named_parts(names: Iterable[str]) -> list[str]:
+    """``names`` comma-joined in parts that each fit what a record keeps of a detail.
+
+    A read that hands out many items names every one in its records, one record
+    per part (one part, maybe empty, if there are few): a record says what was
+    read, not only how many.
+    """
+    parts: list[str] = []
+    part = ""
+    for one in names:
+        if part and len(part) + 1 + len(one) > _MOST_ATTRIBUTE:
+            parts.append(part)
+            part = ""
+        part = f"{part},{one}" if part else one
+    return [*parts, part]
 
 
 def _kept(event: event_pb2.Event, key: str, text: str, most: int) -> str:

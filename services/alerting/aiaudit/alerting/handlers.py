@@ -57,10 +57,6 @@ thousands, past what a gRPC message carries; `alert_count` says how many in all.
 NAMED_PER_RECORD = 100
 """Alert ids one WatchAlerts access record names (33 characters each: within the 4,096 an
 access record keeps of a detail)."""
-NAMED_CHARS = 4096
-"""Characters of ids (comma-joined) one ListRules or ListAlerts access record names: what
-an access record keeps of a detail (rule ids run to 63 characters, a page to 1,000)."""
-
 
 WATCH_STOPPED = status.error(
     code_pb2.UNAVAILABLE,
@@ -169,23 +165,6 @@ def _guard(context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
             status.error(code_pb2.UNAVAILABLE, "store unavailable; retry", "STORE_UNAVAILABLE"),
         )
     raise AssertionError("unreachable")
-
-
-def _named(ids: Sequence[str]) -> list[str]:
-    """``ids`` comma-joined in parts of at most :data:`NAMED_CHARS` (one part if none).
-
-    A page's records name every item it answers, so that its record says what was
-    read, not only how many: until 2026-12-07 two pages of ListAlerts left the same
-    record (review).
-    """
-    parts: list[str] = []
-    part = ""
-    for one in ids:
-        if part and len(part) + 1 + len(one) > NAMED_CHARS:
-            parts.append(part)
-            part = ""
-        part = f"{part},{one}" if part else one
-    return [*parts, part]
 
 
 def _page_asked(page_size: int, page_token: str) -> dict[str, str | int | bool]:
@@ -429,7 +408,7 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
             context,
             *(
                 self._record(caller, tenant, "alerting.list_rules", {**asked, "rules": part})
-                for part in _named([r.rule_id for r in page.items])  # type: ignore[attr-defined]
+                for part in access.named_parts([r.rule_id for r in page.items])  # type: ignore[attr-defined]
             ),
         )
         return pb.ListRulesResponse(rules=rules, next_page_token=page.next_token)
@@ -559,7 +538,7 @@ class AlertingHandlers(pb_grpc.AlertingServiceServicer):
             context,
             *(
                 self._record(caller, tenant, "alerting.list_alerts", {**asked, "alerts": part})
-                for part in _named([a.alert_id for a in page.items])  # type: ignore[attr-defined]
+                for part in access.named_parts([a.alert_id for a in page.items])  # type: ignore[attr-defined]
             ),
         )
         content = caller.allows("content.read", tenant)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import NoReturn, TypeVar
@@ -67,20 +67,36 @@ class _AbortError(Exception):
 
 
 class _Read:
-    """One call's access record once ``_enter`` submitted it; ``_run`` waits for it on every exit.
+    """One call's access records once ``_enter`` submitted them; ``_run`` waits on every exit.
 
     Held per call (not in the handler or a thread-local) because gRPC serves
     calls concurrently on pooled threads.
     """
 
-    __slots__ = ("record",)
+    __slots__ = ("records",)
 
     def __init__(self) -> None:
-        self.record: Future[None] | None = None
+        self.records: list[Future[None]] = []
 
     def unrecorded(self) -> status_pb2.Status | None:
-        """Waits for the record, if one was submitted; what to answer when it did not commit."""
-        return None if self.record is None else access.unrecorded(self.record)
+        """Waits for every record submitted; what to answer when one did not commit."""
+        failed = [access.unrecorded(record) for record in self.records]
+        return next((f for f in failed if f is not None), None)
+
+
+def _ranges(sequences: Sequence[int]) -> list[str]:
+    """The distinct sequences in order, runs written ``a-b``: ``[5, 3, 4, 0]`` as ``0``, ``3-5``."""
+    runs: list[str] = []
+    ordered = sorted(set(sequences))
+    start = prev = ordered[0]
+    for seq in [*ordered[1:], None]:
+        if seq is not None and seq == prev + 1:
+            prev = seq
+            continue
+        runs.append(str(start) if start == prev else f"{start}-{prev}")
+        if seq is not None:
+            start = prev = seq
+    return runs
 
 
 def _invalid(field: str, description: str) -> NoReturn:
@@ -201,17 +217,21 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
         log_id: str,
         action: str,
         details: Mapping[str, str | int | bool],
+        *more: Mapping[str, str | int | bool],
     ) -> None:
-        """Authorises the read and submits its access record (``_run`` waits for it).
+        """Authorises the read and submits its access records (``_run`` waits for them).
 
-        ``caller`` was authenticated first, before the request's fields were checked:
-        a caller without a key learns nothing about its request (as ingest, search and
-        alerting answer it).
+        ``more``: the details of further records of the same read, for one that
+        names more than a record keeps. ``caller`` was authenticated first, before
+        the request's fields were checked: a caller without a key learns nothing
+        about its request (as ingest, search and alerting answer it).
         """
         if not tenants.valid(log_id):
             _invalid("log_id", f"required: the tenant id, {tenants.RULE}")
         self._access.require(context, caller, PERMISSION, log_id, action, details)
-        read.record = self._access.submit(caller, log_id, action, details)
+        read.records = [
+            self._access.submit(caller, log_id, action, one) for one in (details, *more)
+        ]
 
     def _reading(self) -> sa.Connection:
         """A connection for reads, outside any transaction (see the module docstring)."""
@@ -442,18 +462,23 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
                 if seq < 0:
                     _invalid(f"sequences[{i}]", "must not be negative")
             _size_field(request.tree_size, "tree_size")
+            batch = {
+                "count": len(seqs),
+                "first_sequence": min(seqs),
+                "last_sequence": max(seqs),
+                "tree_size": request.tree_size,
+            }
+            parts = access.named_parts(_ranges(seqs))
             self._enter(
                 read,
                 caller,
                 context,
                 request.log_id,
                 "integrity.batch_get_inclusion_proofs",
-                {
-                    "count": len(seqs),
-                    "first_sequence": min(seqs),
-                    "last_sequence": max(seqs),
-                    "tree_size": request.tree_size,
-                },
+                *(
+                    {**batch, "sequences": part, "part": i, "parts": len(parts)}
+                    for i, part in enumerate(parts, 1)
+                ),
             )
             response = pb.BatchGetInclusionProofsResponse()
             with self._reading() as conn:
