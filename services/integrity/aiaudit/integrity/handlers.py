@@ -462,7 +462,7 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
                 if seq < 0:
                     _invalid(f"sequences[{i}]", "must not be negative")
             _size_field(request.tree_size, "tree_size")
-            batch = {
+            batch: dict[str, str | int | bool] = {
                 "count": len(seqs),
                 "first_sequence": min(seqs),
                 "last_sequence": max(seqs),
