@@ -1004,17 +1004,17 @@ def test_nodes_integrated_while_the_walk_ends_are_no_truncation(
 ) -> None:
     """The last leaf integrated was read after the head: on a running PostgreSQL store,
     leaves appended and integrated in between were reported as a truncated tail."""
-    last_checks = verify._erasure_records
+    last_checks = verify.erasure_problems
 
     def grow_then_check(
         conn: sa.Connection, log_id: str, upto: int
-    ) -> tuple[dict[str, int], list[tuple[int, str, str]], dict[str, set[int]], set[int]]:
+    ) -> list[tuple[int, str | None, str]]:
         log.receipts += append(store, log.tenant, 6)
         with stepping(notaries.url, log.keys, tmp_path) as notary:
             notary.step()
         return last_checks(conn, log_id, upto)
 
-    monkeypatch.setattr(verify, "_erasure_records", grow_then_check)
+    monkeypatch.setattr(verify, "erasure_problems", grow_then_check)
     report = log.verify()
     assert report.ok, report.problems
     assert len(_nodes_of(log)) == 21 + 10 + 5 + 2 + 1

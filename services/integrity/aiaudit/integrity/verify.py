@@ -80,9 +80,8 @@ from aiaudit.common import erasure, restore
 from aiaudit.common.keys import seal
 from aiaudit.common.keys.keyring import Keyring
 from aiaudit.common.keys.seal import DataKey
-from aiaudit.common.store import cursors, embedded_keys, erasure_index
+from aiaudit.common.store import cursors, embedded_keys
 from aiaudit.common.store.schema import (
-    RECORDS_WHERE,
     consumer_cursors,
     content_keys,
     event_content,
@@ -96,6 +95,7 @@ from aiaudit.integrity.merkle import HASH_SIZE, CompactRange
 from aiaudit.integrity.notary import CONSUMER
 from aiaudit.integrity.note import Checkpoint, NoteError, VerifierKey, open_checkpoint
 from aiaudit.integrity.tables import checkpoints, nodes
+from aiaudit.integrity.verify_erasures import erasure_problems
 from aiaudit.integrity.verify_pages import Page, PageChecks, StoredLevel, stored_levels
 
 PAGE = 4096
@@ -1610,13 +1610,8 @@ def verify_log(
             walk.erasure_facts(seq, "", committed, gone=False, record=True)
     walk.unrecorded_erasures()
     upto = _head(conn, log_id)  # the index rows of records past it are not compared
-    named, unwhole, pairs, intact = _erasure_records(conn, log_id, upto)
-    for seq, event_id, what in unwhole:
+    for seq, event_id, what in erasure_problems(conn, log_id, upto):
         walk.problem(what, seq, event_id)
-    for seq, what in _index_problems(conn, log_id, upto, pairs, intact):
-        walk.problem(what, seq)
-    for seq, event_id, record in _content_after_erasure(conn, log_id, named):
-        walk.problem(checks.put_back(record), seq, event_id)
     walk.rows_outside(outside, head_now)
     # Pages found intact in the database hold no orphan (their event rows are
     # exactly their entries' sequences and receive times): look only past them.
@@ -1640,111 +1635,6 @@ def verify_log(
         walk.problem("event row without a log entry (inserted?)", int(seq), str(event_id))
     walk.nodes_beyond(beyond, head_now, cursor)
     walk.cursors_ahead(ahead, head_now)
-
-
-def _erasure_records(
-    conn: sa.Connection, log_id: str, upto: int
-) -> tuple[dict[str, int], list[tuple[int, str, str]], dict[str, set[int]], set[int]]:
-    """The last record naming each event, erasures not whole, the pairs, the intact records.
-
-    (Event id -> sequence of the last record naming it, erasures not whole, event
-    id -> sequences of the records below ``upto`` naming it, the intact records'
-    sequences). The log's records read once, one at a time (by their own index, a few:
-    :func:`storage.erasure_records`), for the three checks; the second as
-    :class:`checks.Parts` names them, the third is what ``erasure_names`` must hold.
-    """
-    named: dict[str, int] = {}
-    pairs: dict[str, set[int]] = {}
-    intact: set[int] = set()
-    parts = checks.Parts()
-    for seq, committed in storage.erasure_records(conn, log_id, after=-1):
-        intact.add(seq)
-        record = erasure.read_record(committed)
-        if record is None:  # no JSON: named as such by the walk
-            continue
-        for event_id in record.ids:
-            named[event_id] = max(seq, named.get(event_id, -1))
-            if seq < upto:
-                pairs.setdefault(event_id, set()).add(seq)
-        parts.add(seq, record)
-    return named, parts.finish(), pairs, intact
-
-
-def _index_problems(
-    conn: sa.Connection, log_id: str, upto: int, pairs: dict[str, set[int]], intact: set[int]
-) -> list[tuple[int, str]]:
-    """(record's sequence, problem) of each row of ``erasure_names`` missing, extra or moved.
-
-    ``pairs``: what the intact records below ``upto`` name (the truth; the table is
-    ``VerifyEvent``'s index to them). A row deleted would hide content put back from
-    ``VerifyEvent``; one added or moved would make it name content as put back. A
-    row pointing at a record that is not intact is left to that record's own problem.
-    """
-    damaged = {
-        int(seq)
-        for seq in conn.execute(
-            sa.select(events.c.seq).where(
-                events.c.log_id == log_id, sa.text(f"events.{RECORDS_WHERE}")
-            )
-        ).scalars()
-    }
-    damaged -= intact
-    found: list[tuple[int, str]] = []
-    for event_id, seq in storage.erasure_name_rows(conn, log_id, upto):
-        wanted = pairs.get(event_id)
-        if wanted is not None and seq in wanted:
-            wanted.discard(seq)
-        elif seq not in damaged:
-            found.append(
-                (
-                    seq,
-                    f"erasure_names has a row naming event {event_id!r} for this sequence, "
-                    "which holds no intact record naming it (inserted or changed?)",
-                )
-            )
-    for event_id, seqs in pairs.items():
-        if not erasure_index.owed([event_id]):  # no event can have it: no row is owed
-            continue
-        found += [
-            (
-                seq,
-                f"erasure_names lacks the row naming event {event_id!r} for this record "
-                "(deleted?): VerifyEvent would not see that event's content put back",
-            )
-            for seq in seqs
-        ]
-    return sorted(found)
-
-
-def _content_after_erasure(
-    conn: sa.Connection, log_id: str, named: dict[str, int]
-) -> list[tuple[int, str, int]]:
-    """(sequence, event id, record's sequence) of events with content a later record erases.
-
-    Content put back from a backup, which every reader would serve again
-    (review, 2026-12-05). ``named``: event id -> the last record naming it.
-    """
-    ids = sorted(named)
-    found = []
-    for i in range(0, len(ids), 10_000):
-        rows = conn.execute(
-            sa.select(log_entries.c.seq, log_entries.c.event_id)
-            .join(
-                event_content,
-                sa.and_(
-                    event_content.c.log_id == log_entries.c.log_id,
-                    event_content.c.seq == log_entries.c.seq,
-                    event_content.c.receive_time == log_entries.c.receive_time,
-                ),
-            )
-            .where(
-                log_entries.c.log_id == log_id,
-                log_entries.c.event_id.in_(ids[i : i + 10_000]),
-                event_content.c.content != b"{}",
-            )
-        )
-        found += [(int(seq), str(e), named[str(e)]) for seq, e in rows if named[str(e)] > seq]
-    return sorted(found)
 
 
 def _walk_pages(
