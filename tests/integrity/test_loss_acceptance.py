@@ -949,3 +949,79 @@ def test_a_restore_of_the_lost_history_after_epoch_1_signed_is_held(
         f"exported checkpoint of {origin} signed there (the store restored from a backup of "
         "another epoch's history?); run aiaudit verify"
     ]
+
+
+def forged(site: Site, epoch: int, size: int, root: bytes, lost: tuple[int, bytes]) -> Path:
+    """A statement of ``epoch`` signed with the real key (as on another copy of the store)."""
+    origin = f"{ORIGIN_PREFIX}/{site.tenant}"
+    statement = loss.LossStatement(
+        f"{origin}/epoch-{epoch}",
+        origin if epoch == 1 else f"{origin}/epoch-{epoch - 1}",
+        size,
+        root,
+        *lost,
+        loss.now(),
+        REASON,
+    )
+    text = sign_text(site, loss.format_statement(statement))
+    return worm.write_statement(site.checkpoints, site.tenant, epoch, text)
+
+
+def whole(site: Site) -> None:
+    """Signed to 10, 26 and 28: the store holds the whole history."""
+    append(site.store, site.tenant, 10)
+    assert site.sign()[-1] is True
+    append(site.store, site.tenant, 16)
+    assert site.sign()[-1] is True
+    append(site.store, site.tenant, 2)
+    assert site.sign()[-1] is True
+    assert site.exported() == [10, 26, 28]
+
+
+def test_verify_drops_every_statement_that_does_not_count_as_the_notary_does(
+    site: Site, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two drills' statements: epoch 1 at 12 (losing 26), epoch 2 at 8 (losing epoch 1's 12,
+    a tree the store holds). Epoch 1's is compared only once epoch 2's is dropped (its M is
+    below 12): the notary drops both and signs on in epoch 0, verify dropped epoch 2's only,
+    counted epoch 1's and named as damage the history the store holds (26 lost, 28 past the
+    statement)."""
+    whole(site)
+    first = forged(site, 1, 12, site_root(site, 12), (26, signed(site, 26).root_hash))
+    second = forged(site, 2, 8, site_root(site, 8), (12, site_root(site, 12)))
+    append(site.store, site.tenant, 1)
+    with caplog.at_level(logging.ERROR, "aiaudit.integrity.notary"):
+        assert site.sign()[-1] is True
+    ignored = [r.getMessage() for r in caplog.records if "is ignored" in r.getMessage()]
+    assert [m.split(": ")[1] for m in ignored] == [
+        f"loss statement {second}",
+        f"loss statement {first}",
+    ]
+    report = site.verify()
+    assert [p.what for p in report.problems] == []
+    assert [w.what.split(" does not count: ")[0] for w in report.warnings] == [
+        f"loss statement {first}",
+        f"loss statement {second}",
+    ]
+
+
+def test_a_statement_continuing_another_tree_is_damage_though_the_store_holds_its_lost_tree(
+    site: Site, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its ``continues`` root is no tree of the store's, its lost checkpoint the store's:
+    the notary ignores it for its ``continues`` root, verify took it for a drill's that does
+    not count, a warning, and exited 0. A statement continuing another tree is damage."""
+    whole(site)
+    path = forged(site, 1, 12, bytes(32), (26, signed(site, 26).root_hash))
+    append(site.store, site.tenant, 1)
+    with caplog.at_level(logging.ERROR, "aiaudit.integrity.notary"):
+        assert site.sign()[-1] is True
+    ignored = [r.getMessage() for r in caplog.records if "is ignored" in r.getMessage()]
+    assert [m.split(": ")[2].split(",")[0] for m in ignored] == [
+        f"it continues at size 12 with root {'A' * 43}="
+    ]
+    report = site.verify()
+    assert f"loss statement {path} at size 12: the tree rebuilt from the stored events has" in (
+        " ".join(p.what for p in report.problems)
+    )
+    assert not any("does not count" in w.what for w in report.warnings)

@@ -294,32 +294,43 @@ class Chain:
         notary on the store that held the history took the log into the new
         epoch (review, 2026-12-07).
         """
+        found = self._unfit(root_at)
+        return None if found is None else (found[0], found[1])
+
+    def held(self, root_at: RootAt) -> list[tuple[int, str]]:
+        """The statements whose lost checkpoint's tree the store holds, epoch order, and why.
+
+        Such a statement was signed on another copy of the database and does
+        not count here, nor do the ones after it. They are found as
+        :func:`chain` drops them for the notary, one :meth:`unchecked` at a
+        time: dropping one compares an earlier statement that its M had left
+        out. Verify took only the first found (a statement below another's M
+        was counted while the notary went on in epoch 0), and took for one
+        that does not count a statement whose ``continues`` root is not the
+        store's, which the notary ignores for that and verify names as damage
+        (review, 2026-12-07). Such a statement ends the search.
+        """
+        out: list[tuple[int, str]] = []
+        rest = self
+        while (found := rest._unfit(root_at)) is not None and found[2]:
+            out.append((found[0], found[1]))
+            rest = Chain(rest.losses[: found[0] - 1])
+        return sorted(out)
+
+    def _unfit(self, root_at: RootAt) -> tuple[int, str, bool] | None:
+        """:meth:`unchecked`'s answer, and whether the store holds the lost checkpoint's tree."""
         for epoch, statement in self._compared():
             root = root_at(statement.size)
             if root is not None and root != statement.root:
-                return epoch, (
+                return (
+                    epoch,
                     f"it continues at size {statement.size} with root {_b64(statement.root)}, "
-                    f"and the store's tree has root {_b64(root)} there"
+                    f"and the store's tree has root {_b64(root)} there",
+                    False,
                 )
             if root_at(statement.lost_size) == statement.lost_root:
-                return epoch, _held(statement)
+                return epoch, _held(statement), True
         return None
-
-    def held(self, root_at: RootAt) -> tuple[int, str] | None:
-        """The first statement whose lost checkpoint's tree the store holds, and why.
-
-        As :meth:`unchecked`, without comparing the ``continues`` roots (what
-        ``verify`` checks against the tree it rebuilds): such a statement was
-        signed on another copy of the database, and does not count here.
-        """
-        return next(
-            (
-                (epoch, _held(statement))
-                for epoch, statement in self._compared()
-                if root_at(statement.lost_size) == statement.lost_root
-            ),
-            None,
-        )
 
     def _compared(self) -> Iterator[tuple[int, LossStatement]]:
         """The statements whose M is within the store's shared prefix, with their epochs."""

@@ -353,7 +353,7 @@ def _losses(
     found = loss.found(checkpoint_dir, origin_prefix, log_id, keys)
     chain, errors, paths = loss.chain(found, None)
     report.problems += [Problem(log_id, error) for error in errors]
-    if (held := chain.held(_stored_roots(conn, log_id))) is not None:
+    if held := chain.held(_stored_roots(conn, log_id)):
         chain, paths = _uncounted(log_id, chain, paths, held, report)
     for epoch, (statement, path) in enumerate(zip(chain.losses, paths, strict=True), start=1):
         previous = {}  # only from N up: the earlier ones are read once, by the caller
@@ -411,33 +411,39 @@ def _uncounted(
     log_id: str,
     chain: loss.Chain,
     paths: list[Path],
-    held: tuple[int, str],
+    held: list[tuple[int, str]],
     report: Report,
 ) -> tuple[loss.Chain, list[Path]]:
-    """The chain before a statement that does not count; that one named for what it is.
+    """The chain before the statements that do not count; each named for what it is.
 
     Signed on another copy of the database (a restore drill's) while this
     store kept the history it calls lost: no loss here, and no damage to the
-    log, which goes on in the epoch before it; verify named it as a loss (a
-    warning) beside the damage that followed from counting it (review,
-    2026-12-07). Its number stays taken: accept-loss refuses the log's next loss.
+    log, which goes on in the epoch before the first; verify named it as a
+    loss (a warning) beside the damage that followed from counting it
+    (review, 2026-12-07). Its number stays taken: accept-loss refuses the
+    log's next loss. Every such statement is named (:meth:`loss.Chain.held`,
+    as the notary drops them); another statement after the first is a problem.
     """
-    epoch, why = held
-    path = paths[epoch - 1]
-    report.warnings.append(
-        Problem(
-            log_id,
-            f"loss statement {path} does not count: {why}: nothing was lost, and the log goes "
-            f"on in epoch {epoch - 1}; epoch {epoch} stays taken, so a later loss of this log "
-            "cannot be accepted",
-            warning=True,
+    first = held[0][0]
+    for epoch, why in held:
+        report.warnings.append(
+            Problem(
+                log_id,
+                f"loss statement {paths[epoch - 1]} does not count: {why}: nothing was lost, "
+                f"and the log goes on in epoch {first - 1}; epoch {epoch} stays taken, so a "
+                "later loss of this log cannot be accepted",
+                warning=True,
+            )
         )
-    )
+    named = {epoch for epoch, _ in held}
     report.problems += [
-        Problem(log_id, f"loss statement {later}: it follows {path}, which does not count")
-        for later in paths[epoch:]
+        Problem(
+            log_id, f"loss statement {later}: it follows {paths[first - 1]}, which does not count"
+        )
+        for epoch, later in enumerate(paths[first:], start=first + 1)
+        if epoch not in named
     ]
-    return loss.Chain(chain.losses[: epoch - 1]), paths[: epoch - 1]
+    return loss.Chain(chain.losses[: first - 1]), paths[: first - 1]
 
 
 @dataclass(slots=True)
