@@ -199,15 +199,15 @@ func (o opened) open(text, prefix, logID string, keys []note.Verifier) (*tlog.Ch
 }
 
 // logOrigin reports whether origin is one of the log's: PREFIX/LOG_ID (epoch 0), or
-// PREFIX/LOG_ID/epoch-N (N >= 1, decimal without leading zeros), the origin the log
-// signs under after an accepted loss, as aiaudit's origins module reads it.
+// PREFIX/LOG_ID/epoch-N (N >= 1, decimal without leading zeros, at most 18 digits), the
+// origin the log signs under after an accepted loss, as aiaudit's origins module reads it.
 func logOrigin(origin, prefix, logID string) bool {
 	base := prefix + "/" + logID
 	if origin == base {
 		return true
 	}
 	n, ok := strings.CutPrefix(origin, base+"/epoch-")
-	if !ok || n == "" || n[0] == '0' {
+	if !ok || n == "" || n[0] == '0' || len(n) > 18 {
 		return false
 	}
 	for _, c := range n {

@@ -951,6 +951,28 @@ def test_a_restore_of_the_lost_history_after_epoch_1_signed_is_held(
     ]
 
 
+def test_a_from_origin_of_an_epoch_number_past_any_chain_is_a_bad_argument(
+    site: Site, request: pytest.FixtureRequest
+) -> None:
+    """An epoch of 5,000 digits, past what Python turns into a number (4,300): the call
+    ended UNKNOWN ("Exception calling application"), the service's own error. Epochs are
+    counted by statements, so one of more than 18 digits is no origin of the log, refused
+    before anything is read or recorded, as any other origin that is not the log's."""
+    append(site.store, site.tenant, 3)
+    assert site.sign()[-1] is True
+    suite: Running = request.getfixturevalue("suite")
+    stub = integrity(suite)
+    origin = f"{ORIGIN_PREFIX}/{site.tenant}"
+    for number in ("9" * 5000, "1" + "0" * 18):
+        ask = pb.GetConsistencyProofRequest(
+            log_id=site.tenant, from_size=1, to_size=3, from_origin=f"{origin}/epoch-{number}"
+        )
+        refused = refusal(lambda ask=ask: stub.GetConsistencyProof(ask))
+        assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT, refused.details()
+        assert "is no origin of log" in field_violations(refused)["from_origin"], number[:20]
+        assert len(refused.details().encode()) <= 400
+
+
 def forged(site: Site, epoch: int, size: int, root: bytes, lost: tuple[int, bytes]) -> Path:
     """A statement of ``epoch`` signed with the real key (as on another copy of the store)."""
     origin = f"{ORIGIN_PREFIX}/{site.tenant}"

@@ -579,10 +579,11 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
         epoch = origins.epoch_of(from_origin, self._origin_prefix, log_id)
         if epoch is None:
             base = origins.origin(self._origin_prefix, log_id)
-            _invalid(
+            _invalid(  # the input clipped: what is wrong with it must fit in the answer
                 "from_origin",
-                f"{from_origin!r} is no origin of log {log_id!r} ({base!r}, or {base!r} "
-                "followed by /epoch-<n> after an accepted loss)",
+                f"{status.clip(from_origin, 64)!r} is no origin of log "
+                f"{status.clip(log_id, 64)!r} ({status.clip(base, 64)!r}, or that followed by "
+                "/epoch-<n> after an accepted loss)",
             )
         return epoch
 

@@ -6,13 +6,16 @@ statement after a restore lost exported history (:mod:`loss`), is
 (c2sp.org/tlog-checkpoint): a checkpoint of the new epoch at a lost size is
 then never read as a fork of the old one. Every comparison of an origin with
 a log goes through :func:`parse`, so that all of them accept the same epochs.
+Epochs are counted by statements, so a number has at most 18 digits: one of
+5,000 (a caller's ``from_origin``) was past what Python turns into a number,
+and its error escaped as the service's own (review, 2026-12-07).
 """
 
 from __future__ import annotations
 
 import re
 
-_EPOCH = re.compile(r"epoch-([1-9][0-9]*)")
+_EPOCH = re.compile(r"epoch-([1-9][0-9]{0,17})")
 
 
 def origin(prefix: str, log_id: str, epoch: int = 0) -> str:
