@@ -1047,3 +1047,42 @@ def test_a_statement_continuing_another_tree_is_damage_though_the_store_holds_it
         " ".join(p.what for p in report.problems)
     )
     assert not any("does not count" in w.what for w in report.warnings)
+
+
+def test_node_rows_of_the_lost_history_do_not_make_a_real_loss_a_drill_s(site: Site) -> None:
+    """Lost 10..25 and accepted, epoch 1 signed to 15; then node rows of the lost tree over
+    leaves 0..15, 16..23 and 24..25 put back (raw SQL, no key), past what the notary
+    integrated. verify read the store's root at 26 from them, past the notary's cursor
+    (which reads none there): the statement "does not count ... nothing was lost", and the
+    loss was no longer named. Read as the notary reads it, the loss is named, and the rows."""
+    append(site.store, site.tenant, 10)
+    assert site.sign()[-1] is True
+    append(site.store, site.tenant, 16)
+    assert site.sign()[-1] is True
+    lost = [
+        row
+        for row in rows_of(site)["integrity_nodes"]
+        if (row["level"], row["idx"]) in ((4, 0), (3, 2), (1, 12))
+    ]
+    site.take_back(10)
+    append(site.store, site.tenant, 5)
+    assert site.accept_loss() == 0
+    assert site.sign()[-1] is True
+    assert site.exported(1) == [15]
+    engine = sa.create_engine(site.admin_url)
+    try:
+        with engine.begin() as conn:
+            table = sa.Table("integrity_nodes", sa.MetaData(), autoload_with=conn)
+            conn.execute(sa.insert(table), lost)
+    finally:
+        engine.dispose()
+    report = site.verify()
+    assert not [w.what for w in report.warnings if "does not count" in w.what]
+    assert [w.what.split(": sequences ")[1] for w in report.warnings] == [
+        "10..25 of epoch 0 (its checkpoint of size 26) are lost"
+    ]
+    assert [p.what for p in report.problems] == [
+        f"node level {level} index {index} lies beyond the log head (size 15): inserted, or "
+        "the log truncated?"
+        for level, index in ((1, 12), (3, 2), (4, 0))
+    ]

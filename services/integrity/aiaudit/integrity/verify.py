@@ -395,10 +395,18 @@ def _losses(
 
 
 def _stored_roots(conn: sa.Connection, log_id: str) -> loss.RootAt:
-    """The store's root at a size, from its node rows (None: no tree there)."""
+    """The store's root at a size, from its node rows (None: no tree there).
+
+    Up to the notary's cursor, as the notary reads it (``Notary._chain``): node
+    rows of the lost history put back past it (raw SQL, no key) made a real
+    loss a statement that does not count, "nothing was lost" (review, 2026-12-07).
+    """
     table = storage.NodeTable(conn, log_id)
+    integrated = cursors.position(conn, CONSUMER, log_id)
 
     def root_at(size: int) -> bytes | None:
+        if size > integrated:
+            return None
         try:
             return merkle.root_at(size, table)
         except merkle.MissingNodeError:
