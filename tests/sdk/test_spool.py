@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.sdk import spool as spool_module
-from aiaudit.sdk.spool import Spool, SpoolInUseError
+from aiaudit.sdk.spool import Spool, SpoolFullError, SpoolInUseError, SpoolUsage
 from tests.helpers import interaction
 
 
@@ -192,4 +194,93 @@ def test_a_batch_file_is_replayed_by_the_previous_version_after_a_rollback(
     legacy = tmp_path / "spool" / "00000000000000000009.batch"
     legacy.write_bytes(batch("b").SerializeToString())
     assert ids(read(spool, legacy)) == ["b"] and read(spool, path) == written
+    spool.close()
+
+
+def on_disk(directory: Path) -> int:
+    """The batch files' total size, listed here (``os.scandir``), not by the spool."""
+    with os.scandir(directory) as entries:
+        return sum(e.stat().st_size for e in entries if e.name.endswith(".batch"))
+
+
+def same_size(event_id: str) -> pb.AppendRequest:
+    """A batch of one event at a fixed time: its size depends on its id's length only."""
+    request = batch(event_id)
+    request.events[0].occurred_time.FromSeconds(1_700_000_000)
+    return request
+
+
+def test_a_bounded_spool_refuses_a_batch_past_its_bound_until_a_removal_frees_room(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The bound is exact: the batch files never hold more; full and room again logged once."""
+    caplog.set_level(logging.INFO, logger=spool_module.__name__)
+    size = len(spool_module.encode_batch(same_size("e01")))  # every batch below: this size
+    spool = Spool(tmp_path / "spool", max_bytes=3 * size)
+    first, *_ = [spool.put(same_size(f"e{n:02d}")) for n in range(3)]
+    for n in range(3, 6):
+        with pytest.raises(SpoolFullError, match=f"would pass max_spool_bytes {3 * size}"):
+            spool.put(same_size(f"e{n:02d}"))
+    assert on_disk(tmp_path / "spool") == 3 * size
+    assert spool.usage() == SpoolUsage(3 * size, 3, 3 * size, full=True)
+    spool.remove(first)
+    assert spool.usage() == SpoolUsage(2 * size, 2, 3 * size, full=False)
+    spool.put(same_size("e03"))
+    assert on_disk(tmp_path / "spool") == 3 * size
+    assert [(r.levelname, r.getMessage().split(":")[0]) for r in caplog.records] == [
+        ("ERROR", f"audit spool {tmp_path / 'spool'} full"),
+        ("INFO", f"audit spool {tmp_path / 'spool'} has room again"),
+    ]
+    spool.close()
+
+
+def refused_in(directory: Path, real: Callable[..., object]) -> Callable[..., object]:
+    """``real``, failing the test when called on ``directory`` or a path in it."""
+
+    def method(path: Path, *args: object, **kwargs: object) -> object:
+        if path == directory or path.parent == directory:
+            raise AssertionError(f"{real.__name__} of {path} by the spool")
+        return real(path, *args, **kwargs)
+
+    return method
+
+
+def test_a_spools_size_is_kept_without_listing_and_counts_an_earlier_spools_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counted at open, then as files are written, rewritten, set aside and removed."""
+    directory = tmp_path / "spool"
+    earlier = Spool(directory)  # unbounded
+    kept = earlier.put(batch(*[f"e{i}" for i in range(5)]))
+    earlier.put(batch("f"))
+    earlier.close()
+    spool = Spool(directory, max_bytes=on_disk(directory) + 10)
+    for name in ("glob", "iterdir", "stat"):  # once open, the spool lists nor stats its files
+        monkeypatch.setattr(Path, name, refused_in(directory, getattr(Path, name)))
+    assert spool.usage() == SpoolUsage(on_disk(directory), 2, on_disk(directory) + 10, False)
+    with pytest.raises(SpoolFullError):
+        spool.put(batch("g"))
+    spool.replace(kept, batch("e4"))  # what was left of it once the rest was settled
+    assert spool.usage().spooled_bytes == on_disk(directory)
+    damaged = spool.put(batch("h"))
+    damaged.write_bytes(b"\xff" * 7)  # its size, as written, is what the spool counted
+    assert spool.read(damaged) is None  # set aside: no longer a batch file of the spool
+    assert spool.usage() == SpoolUsage(on_disk(directory), 2, spool.max_bytes, False)
+    for path in spool.pending():
+        spool.remove(path)
+    assert spool.usage() == SpoolUsage(0, 0, spool.max_bytes, False) and not on_disk(directory)
+    spool.close()
+
+
+def test_a_batch_larger_than_the_bound_leaves_the_spool_full_only_while_it_holds_files(
+    tmp_path: Path,
+) -> None:
+    """Room again once the spool is empty: nothing more will be freed for it."""
+    spool = Spool(tmp_path / "spool", max_bytes=200)
+    small = spool.put(batch("a"))
+    with pytest.raises(SpoolFullError):
+        spool.put(batch(*[f"e{i}" for i in range(50)]))
+    assert spool.usage().full
+    spool.remove(small)
+    assert not spool.usage().full
     spool.close()

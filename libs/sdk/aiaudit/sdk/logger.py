@@ -30,6 +30,10 @@ answers a resend with its original receipt (after a crash between writing
 second time, the same event id on two lines). ``close`` (also run at
 interpreter exit) spools what it could not send in time, and a logger opened
 later on the same ``spool_dir`` sends it.
+The spool holds at most ``max_spool_bytes`` (1 GiB unless told): a batch
+that would pass it waits in memory as one the disk refuses, ``log`` blocking
+at ``max_buffered``, until the service takes it or the replay frees room;
+close spools what is still in memory past the bound rather than lose it.
 What is lost in a crash of the gateway is only what was still in memory:
 events logged since the last send or spool, at most ``batch_size`` plus
 what waits in the buffer.
@@ -72,13 +76,16 @@ from aiaudit.common.v1 import event_pb2
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
 from aiaudit.sdk.receipts import ReceiptFiles
-from aiaudit.sdk.spool import Spool, write_all
+from aiaudit.sdk.spool import Spool, SpoolFullError, SpoolUsage, write_all
 
 log = logging.getLogger(__name__)
 
 _EVENT_INDEX = re.compile(r"^events\[(\d+)\]")
 _CLOSE_GRACE = 2.0
 """How long past its deadline ``close`` waits for what is in memory to be spooled."""
+_MIN_SPOOL_BYTES = 1 << 20
+"""The least ``max_spool_bytes``: below a batch or so, nothing would ever be spooled (a
+value meant in KiB or MiB, say), found only once the service is down."""
 
 
 class AuditLogger:
@@ -105,6 +112,7 @@ class AuditLogger:
         on_rejected: Callable[[event_pb2.Event, str], None] | None = None,
         allow_insecure: bool = False,
         receipts_dir: Path | None = None,
+        max_spool_bytes: int | None = 1 << 30,
     ) -> None:
         """Starts the sender; batches spooled by an earlier logger on ``spool_dir`` go first.
 
@@ -124,6 +132,11 @@ class AuditLogger:
         (see ``aiaudit.sdk.receipts``). The receipts are evidence kept as long as
         the audit trail, apart from the spool, which is this process's working state; several
         loggers may share the directory.
+        ``max_spool_bytes``: the most the spool's batch files may hold (at least
+        1 MiB; None: as much as the disk takes), those left by an earlier logger
+        included. A batch that would pass it stays in memory, as if the disk refused
+        it: ``log`` blocks at ``max_buffered`` rather than losing an event. Logged
+        once as an ERROR when it fills, once when it has room again; ``spool_usage``.
         """
         if ca_file is None and not allow_insecure and not config.local_target(address):
             # Until 2026-12-05 the key and every event went to any host in clear (review).
@@ -132,6 +145,7 @@ class AuditLogger:
                 "API key and every event would travel in clear; give ca_file (the service's "
                 "CA), or allow_insecure=True for a trusted network"
             )
+        _check_max_spool_bytes(max_spool_bytes)
         # gRPC's own reconnect backoff grows to 2 minutes: capped at ours, the first
         # retry after the service is back finds it connected.
         backoff_ms = int(max_backoff * 1000)
@@ -140,7 +154,8 @@ class AuditLogger:
             ("grpc.min_reconnect_backoff_ms", min(100, backoff_ms)),
             ("grpc.max_reconnect_backoff_ms", backoff_ms),
         ]
-        self._spool = Spool(spool_dir)  # first: refused if another logger holds the directory
+        # First: refused if another logger holds the directory.
+        self._spool = Spool(spool_dir, max_spool_bytes)
         try:
             self._receipts = ReceiptFiles(receipts_dir) if receipts_dir is not None else None
             self._channel = client.channel(address, api_key, ca_file, options, client_cert)
@@ -223,6 +238,14 @@ class AuditLogger:
                 self._settled.wait(left)
         return True
 
+    def spool_usage(self) -> SpoolUsage:
+        """The spool's size, files and whether it is full: for the gateway's metrics.
+
+        Kept as the spool changes (no listing of the directory), read without
+        waiting for the sender.
+        """
+        return self._spool.usage()
+
     def close(self, timeout: float = 10.0) -> None:
         """Sends what it can within ``timeout``; the rest stays spooled for the next logger.
 
@@ -255,6 +278,17 @@ class AuditLogger:
         atexit.unregister(self._at_exit)
         self._channel.close()
         self._spool.close()
+        usage = self._spool.usage()
+        if usage.max_spool_bytes is not None and usage.spooled_bytes > usage.max_spool_bytes:
+            log.error(
+                "audit spool %s closed at %d bytes in %d files, past max_spool_bytes %d: the "
+                "events still in memory were spooled rather than lost; the next logger on it "
+                "sends them first",
+                self._spool.directory,
+                usage.spooled_bytes,
+                usage.spooled_files,
+                usage.max_spool_bytes,
+            )
 
     def _at_exit(self) -> None:
         """The interpreter exits without ``close``: spool (or send) what is still in memory."""
@@ -327,16 +361,21 @@ class AuditLogger:
     def _settle(self, events: list[event_pb2.Event]) -> None:
         """Sends the batch, or spools it while the service is down.
 
-        If the disk refuses, the batch is kept to try again after
-        ``max_backoff`` (``_carry``), sent if the service is back by then.
+        If the disk refuses, or the spool is at ``max_spool_bytes`` (logged by the
+        spool as it fills), the batch is kept to try again after ``max_backoff``
+        (``_carry``), sent if the service is back by then. Past close's deadline it
+        is spooled past the bound: nothing would send it from memory any more.
         """
         left = events
         try:
             if self._up():
                 left = self._deliver(events)
             if left:
-                self._spool.put(pb.AppendRequest(events=left))
+                self._spool.put(pb.AppendRequest(events=left), past_bound=self._late())
                 left = []
+        except SpoolFullError:
+            self._carry = left
+            self._carry_at = time.monotonic() + self._max_backoff
         except Exception:
             log.exception("audit events not sent nor spooled, %d kept to retry", len(left))
             self._carry = left
@@ -541,6 +580,18 @@ class AuditLogger:
                 self._on_rejected(event, why)
             except Exception:
                 log.exception("on_rejected failed for audit event %s", event.event_id)
+
+
+def _check_max_spool_bytes(value: object) -> None:
+    """Refuses a bound that is no whole number of bytes, or below ``_MIN_SPOOL_BYTES``."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < _MIN_SPOOL_BYTES:
+        raise ValueError(
+            f"AuditLogger: max_spool_bytes={value!r}: give a whole number of bytes of at "
+            f"least {_MIN_SPOOL_BYTES} (1 MiB), e.g. {1 << 30} for 1 GiB, or None for a "
+            "spool bounded only by its disk"
+        )
 
 
 def _append_line(path: Path, line: bytes) -> None:

@@ -10,10 +10,16 @@ crash a batch is either whole in the spool or not there (and then still in
 the caller's memory, or never acknowledged). It is removed only once the
 service acknowledged it; a crash between the two resends it, which the
 service answers with the original receipts (idempotent on event ids).
+
+The spool may be bounded (``max_bytes``): a batch that would take its batch
+files past the bound is refused (``SpoolFullError``) and stays with the caller.
+Their sizes are counted at open and kept as files are written, rewritten and
+removed, never by listing the directory again.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import hashlib
 import logging
@@ -46,6 +52,23 @@ _OPEN: weakref.WeakSet[Spool] = weakref.WeakSet()
 
 class SpoolInUseError(RuntimeError):
     """Another logger holds the spool directory (each needs its own)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SpoolUsage:
+    """What the spool holds, for a gateway's metrics (``AuditLogger.spool_usage``)."""
+
+    spooled_bytes: int
+    """The batch files' total size (their bytes, not the disk blocks they take)."""
+    spooled_files: int
+    max_spool_bytes: int | None
+    """The bound (None: unbounded)."""
+    full: bool
+    """A batch waits in memory because spooling it would pass the bound."""
+
+
+class SpoolFullError(RuntimeError):
+    """Spooling the batch would take the spool past its bound: the caller keeps it."""
 
 
 class DamagedBatchError(ValueError):
@@ -83,13 +106,15 @@ def decode_batch(data: bytes) -> pb.AppendRequest:
 class Spool:
     """Unacknowledged batches in a directory of their own (created 0700), one logger at a time."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, max_bytes: int | None = None) -> None:
         """Opens (or creates) the spool; batches left by an earlier process stay queued.
 
         Two loggers on one directory would number their files alike and
-        overwrite each other's batches: the second is refused.
+        overwrite each other's batches: the second is refused. ``max_bytes``
+        bounds the batch files' total size (None: the disk's), theirs included.
         """
         self.directory = directory
+        self.max_bytes = max_bytes
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._lock = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
@@ -111,6 +136,13 @@ class Spool:
         two or more a round of the sender: replayed at one file a second (14 hours),
         ``log`` waiting up to 0.6 s (review, 2026-12-07)."""
         self._next = int(self._pending[-1].stem) + 1 if self._pending else 1
+        self._sizes = {p: _size(p) for p in self._pending}
+        """Each pending file's size, kept with ``_pending``: the bound is checked on every
+        ``put`` without a listing (or a stat of each file) of the directory."""
+        self.size = sum(self._sizes.values())
+        """The pending batch files' total size."""
+        self._refused = 0
+        """The size of the last batch refused for the bound, while it waits (0: none)."""
 
     def close(self) -> None:
         """Lets another logger open the directory."""
@@ -125,23 +157,70 @@ class Spool:
         """
         return list(self._pending)
 
+    def usage(self) -> SpoolUsage:
+        """Its size, files and state, as kept (no listing); full while a refused batch waits."""
+        return SpoolUsage(self.size, len(self._pending), self.max_bytes, self._refused > 0)
+
     def _forget(self, path: Path) -> None:
         if path in self._pending:
             self._pending.remove(path)
+            self.size -= self._sizes.pop(path)
+            self._check_room()
 
-    def put(self, request: pb.AppendRequest) -> Path:
-        """Writes one batch durably; returns its file."""
+    def _check_room(self) -> None:
+        """Logs once that the spool has room again: for the batch it refused, or empty."""
+        if self._refused and (self.size + self._refused <= (self.max_bytes or 0) or not self.size):
+            self._refused = 0
+            log.info(
+                "audit spool %s has room again: %d bytes in %d files, max_spool_bytes %d",
+                self.directory,
+                self.size,
+                len(self._pending),
+                self.max_bytes,
+            )
+
+    def put(self, request: pb.AppendRequest, *, past_bound: bool = False) -> Path:
+        """Writes one batch durably; returns its file.
+
+        Raises ``SpoolFullError`` if the batch files would pass ``max_bytes``, unless
+        ``past_bound`` (the logger's close: spooled past the bound rather than lost).
+        The first refusal is logged, not each one while the spool stays full.
+        """
+        data = encode_batch(request)
+        if not past_bound and self.max_bytes and self.size + len(data) > self.max_bytes:
+            self._refuse(len(request.events), len(data))
         path = self.directory / f"{self._next:020d}{_SUFFIX}"
         self._next += 1
-        self._write(path, request)
+        self._write(path, data)
         self._pending.append(path)
+        self._sizes[path] = len(data)
+        self.size += len(data)
+        if not past_bound:
+            self._check_room()
         return path
 
-    def _write(self, path: Path, request: pb.AppendRequest) -> None:
+    def _refuse(self, events: int, size: int) -> None:
+        why = (
+            f"audit spool {self.directory} full: {self.size} bytes in {len(self._pending)} "
+            f"files, a batch of {events} events ({size} bytes) would pass max_spool_bytes "
+            f"{self.max_bytes}"
+        )
+        if not self._refused:
+            larger = " (larger than the bound itself)" if size > (self.max_bytes or 0) else ""
+            log.error(
+                "%s%s: batches wait in memory and log() blocks at max_buffered until the "
+                "service takes them or the replay of the spool frees room",
+                why,
+                larger,
+            )
+        self._refused = size
+        raise SpoolFullError(why)
+
+    def _write(self, path: Path, data: bytes) -> None:
         tmp = path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            write_all(fd, encode_batch(request))
+            write_all(fd, data)
             os.fsync(fd)
         except BaseException:
             os.close(fd)
@@ -155,9 +234,14 @@ class Spool:
         """Rewrites a batch in place (what is left of it once part was settled).
 
         It keeps its place in the order; a crash leaves the old batch or the new
-        one whole, as ``put`` does.
+        one whole, as ``put`` does. Never refused for the bound: it holds fewer events.
         """
-        self._write(path, request)
+        data = encode_batch(request)
+        self._write(path, data)
+        if path in self._sizes:
+            self.size += len(data) - self._sizes[path]
+            self._sizes[path] = len(data)
+            self._check_room()
 
     def read(self, path: Path) -> pb.AppendRequest | None:
         """A spooled batch as it was put; None (the file set aside, logged) if it cannot be read.
@@ -196,6 +280,14 @@ class Spool:
         path.unlink(missing_ok=True)
         self._forget(path)
         fsync_dir(self.directory)
+
+
+def _size(path: Path) -> int:
+    """A file's size found at open; 0 if it cannot be read (``read`` sets it aside then)."""
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _after_fork() -> None:
