@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grpc
 import pytest
+import sqlalchemy as sa
 
 from aiaudit.common.store import open_store
 from aiaudit.common.v1 import event_pb2
@@ -86,3 +87,67 @@ def test_batch_proofs_refusals(suite: Running, tenant: str) -> None:
             pb.BatchGetInclusionProofsRequest(log_id=tenant, sequences=[0])
         )
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def _as_admin(admin_url: str, statement: str, **params: object) -> None:
+    engine = sa.create_engine(admin_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(statement), params)
+    finally:
+        engine.dispose()
+
+
+def test_a_batch_across_subtree_boundaries_is_each_leafs_own_proof_and_checked(
+    suite: Running, tenant: str, admin_url: str
+) -> None:
+    """A batch's paths are built from nodes read together and subtrees hashed once
+    (2026-12-07): each must still be the path GetInclusionProof serves alone, here for a
+    run across the subtree boundaries at 4, 8, 16 and 32 of a tree of no power-of-two size,
+    and each is still checked against the signed root: a node changed under one leaf's path
+    names that leaf, a node missing under the signed tree is DATA_LOSS."""
+    receipts = append(suite, tenant, 37)
+    wait_until(lambda: checkpoint_covers(suite, tenant, 37))
+    stub = integrity(suite)
+    # Every read adds an access record: pin the checkpoint the proofs are asked against.
+    cp = stub.GetCheckpoint(pb.GetCheckpointRequest(log_id=tenant)).checkpoint
+    assert cp.tree_size & (cp.tree_size - 1)  # no power of two
+    wanted = [*range(3, 37), 0, 20]
+    batch = pb.BatchGetInclusionProofsRequest(
+        log_id=tenant, sequences=wanted, tree_size=cp.tree_size
+    )
+    reply = stub.BatchGetInclusionProofs(batch)
+    assert [p.leaf_index for p in reply.proofs] == wanted
+    for p in reply.proofs:
+        alone = stub.GetInclusionProof(
+            pb.GetInclusionProofRequest(
+                log_id=tenant, sequence=p.leaf_index, tree_size=cp.tree_size
+            )
+        )
+        assert list(p.hashes) == list(alone.proof.hashes)
+        leaf = receipts[p.leaf_index].leaf_hash  # type: ignore[attr-defined]
+        merkle.verify_inclusion(p.leaf_index, cp.tree_size, leaf, p.hashes, cp.root_hash)
+
+    leaf_20 = "WHERE log_id = :t AND level = 0 AND idx = 20"  # on leaf 21's path alone
+    _as_admin(
+        admin_url, f"UPDATE integrity_nodes SET hash = :bad {leaf_20}", t=tenant, bad=b"\0" * 32
+    )
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.BatchGetInclusionProofs(batch)
+    assert caught.value.code() == grpc.StatusCode.DATA_LOSS
+    assert f"at size {cp.tree_size} (leaf 21)" in (caught.value.details() or "")
+
+    receipt_20 = receipts[20].leaf_hash  # type: ignore[attr-defined]
+    _as_admin(
+        admin_url, f"UPDATE integrity_nodes SET hash = :good {leaf_20}", t=tenant, good=receipt_20
+    )
+    assert stub.BatchGetInclusionProofs(batch).proofs[18].hashes == reply.proofs[18].hashes
+    _as_admin(
+        admin_url,
+        "DELETE FROM integrity_nodes WHERE log_id = :t AND level = 1 AND idx = 5",
+        t=tenant,
+    )
+    with pytest.raises(grpc.RpcError) as caught:  # leaves 10 and 11, under the signed tree
+        stub.BatchGetInclusionProofs(batch)
+    assert caught.value.code() == grpc.StatusCode.DATA_LOSS
+    assert "missing a node" in (caught.value.details() or "")

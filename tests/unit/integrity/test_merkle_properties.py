@@ -8,6 +8,7 @@ from the RFC definition over the leaves, not from the code under test.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from functools import cache
 
 import pytest
@@ -70,6 +71,46 @@ def test_inclusion_proofs_verify_and_any_change_fails(
             merkle.verify_inclusion(index, size, leaf, proof[:-1], root)
         with pytest.raises(ProofError):
             merkle.verify_inclusion(index, size, leaf, [*proof, proof[-1]], root)
+
+
+class CountingReader:
+    """A node reader that counts its reads (a batch of proofs reads its nodes once)."""
+
+    def __init__(self, store: MemoryNodeStore) -> None:
+        self.store = store
+        self.reads = 0
+
+    def read_nodes(self, ids: Sequence[merkle.NodeID]) -> list[bytes]:
+        self.reads += 1
+        return self.store.read_nodes(ids)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_a_batch_of_proofs_is_each_leafs_rfc_path_from_one_read(data: st.DataObject) -> None:
+    """Paths built together (nodes and subtrees shared) are each exactly the RFC's PATH:
+    runs across subtree boundaries and the right edge, scattered leaves, repeats, any order,
+    at sizes that are no power of two."""
+    store, leaves, roots = tree()
+    size = data.draw(st.integers(min_value=1, max_value=MAX), label="size")
+    start = data.draw(st.integers(min_value=0, max_value=size - 1), label="start")
+    run = list(range(start, min(size, start + data.draw(st.integers(1, 70), label="run"))))
+    scattered = data.draw(st.lists(st.integers(0, size - 1), max_size=8), label="scattered")
+    indexes = data.draw(st.permutations([*run, *scattered, *run[:2]]), label="indexes")
+    reader = CountingReader(store)
+
+    paths = merkle.inclusion_proofs(indexes, size, reader)
+
+    assert reader.reads <= 1  # none for a tree of one leaf
+    assert paths == [reference.path(i, leaves[:size]) for i in indexes]
+    for i, path in zip(indexes, paths, strict=True):
+        merkle.verify_inclusion(i, size, leaves[i], path, roots[size])
+
+
+def test_a_batch_of_proofs_refuses_a_leaf_outside_the_tree() -> None:
+    store, _, _ = tree()
+    with pytest.raises(ValueError, match="leaf index 10 is outside a tree of size 10"):
+        merkle.inclusion_proofs([0, 9, 10], 10, store)
 
 
 @settings(max_examples=300, deadline=None)

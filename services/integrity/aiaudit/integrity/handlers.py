@@ -143,6 +143,25 @@ def _status_of(exc: Exception) -> status_pb2.Status | None:
     return None
 
 
+def _unverified(
+    seqs: Sequence[int],
+    leaves: Mapping[int, bytes],
+    paths: Sequence[Sequence[bytes]],
+    cp: storage.StoredCheckpoint,
+) -> tuple[int, merkle.ProofError] | None:
+    """The first leaf whose path does not lead to the signed root, and why; None if all do.
+
+    Each path is checked alone, by RFC 9162's algorithm (``merkle.verify_inclusion``),
+    as a verifier will: paths built together are not trusted to agree for it.
+    """
+    for seq, path in zip(seqs, paths, strict=True):
+        try:
+            merkle.verify_inclusion(seq, cp.tree_size, leaves[seq], path, cp.root_hash)
+        except merkle.ProofError as exc:
+            return seq, exc
+    return None
+
+
 def _outside_log(
     conn: sa.Connection, log_id: str, seq: int, signed: storage.StoredCheckpoint | None
 ) -> int | None:
@@ -410,38 +429,48 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
         target: storage.ProofTarget,
         cp: storage.StoredCheckpoint,
     ) -> list[bytes]:
-        """The leaf's audit path, verified against the signed root before it is served.
+        """The leaf's audit path, verified against the signed root before it is served."""
+        leaves = {target.seq: target.leaf_hash}
+        return self._checked_proofs(conn, log_id, [target.seq], leaves, cp)[0]
 
-        Built through the node cache; a path that does not verify is built again
-        from the table alone (the cache may predate a restored database). If that
-        one fails too, the stored tree disagrees with its own signed checkpoint.
+    def _checked_proofs(
+        self,
+        conn: sa.Connection,
+        log_id: str,
+        seqs: Sequence[int],
+        leaves: Mapping[int, bytes],
+        cp: storage.StoredCheckpoint,
+    ) -> list[list[bytes]]:
+        """The leaves' audit paths in order, each verified against the signed root.
+
+        Built through the node cache, every node the paths need in one read; paths that
+        do not all verify are built again from the table alone (the cache may predate a
+        restored database). If a path fails then too, the stored tree disagrees with its
+        own signed checkpoint: DATA_LOSS naming the first such leaf.
         """
         for cache in (self._nodes, None):
-            hashes = merkle.inclusion_proof(
-                target.seq, cp.tree_size, storage.NodeTable(conn, log_id, cache)
+            paths = merkle.inclusion_proofs(
+                seqs, cp.tree_size, storage.NodeTable(conn, log_id, cache)
             )
-            try:
-                merkle.verify_inclusion(
-                    target.seq, cp.tree_size, target.leaf_hash, hashes, cp.root_hash
-                )
-            except merkle.ProofError as exc:
-                log.error(
-                    "inclusion proof of %s/%d against size %d does not verify (%s): %s",
-                    log_id,
-                    target.seq,
-                    cp.tree_size,
-                    "cached nodes" if cache else "stored nodes",
-                    exc,
-                )
-                self._nodes.clear()
-                continue
-            return hashes
+            failed = _unverified(seqs, leaves, paths, cp)
+            if failed is None:
+                return paths
+            seq, exc = failed
+            log.error(
+                "inclusion proof of %s/%d against size %d does not verify (%s): %s",
+                log_id,
+                seq,
+                cp.tree_size,
+                "cached nodes" if cache else "stored nodes",
+                exc,
+            )
+            self._nodes.clear()
         _fail(
             code_pb2.DATA_LOSS,
             f"the stored tree of log {log_id!r} does not match its signed checkpoint at size "
-            f"{cp.tree_size} (leaf {target.seq}); run `aiaudit verify` on the store",
+            f"{cp.tree_size} (leaf {seq}); run `aiaudit verify` on the store",
             "TREE_MISMATCH",
-            sequence=str(target.seq),
+            sequence=str(seq),
         )
 
     def BatchGetInclusionProofs(  # noqa: N802
@@ -450,7 +479,8 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
         """Audit paths of many leaves against one checkpoint; one access record for the batch.
 
         Every path is verified against the signed root before it is served, as
-        ``GetInclusionProof``'s are (and through the same node cache).
+        ``GetInclusionProof``'s are (and through the same node cache); the nodes of
+        all the paths are read in one query (``_checked_proofs``).
         """
 
         def body(read: _Read) -> pb.BatchGetInclusionProofsResponse:
@@ -493,12 +523,10 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
                             "ENTRY_MISSING",
                             sequence=str(seq),
                         )
-                    target = storage.ProofTarget(seq, leaves[seq], cp)
+                paths = self._checked_proofs(conn, request.log_id, seqs, leaves, cp)
+                for seq, hashes in zip(seqs, paths, strict=True):
                     response.proofs.add(
-                        log_id=request.log_id,
-                        leaf_index=seq,
-                        tree_size=cp.tree_size,
-                        hashes=self._checked_proof(conn, request.log_id, target, cp),
+                        log_id=request.log_id, leaf_index=seq, tree_size=cp.tree_size, hashes=hashes
                     )
             response.checkpoint.CopyFrom(checkpoint_proto(cp))
             return response

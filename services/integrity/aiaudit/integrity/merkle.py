@@ -408,9 +408,24 @@ def _consistency_ranges(old_size: int, size: int) -> list[tuple[int, int]]:
 
 def inclusion_proof(index: int, size: int, reader: NodeReader) -> list[bytes]:
     """Audit path for leaf ``index`` in the tree of ``size`` leaves, from stored nodes."""
-    if not 0 <= index < size:
-        raise ValueError(f"leaf index {index} is outside a tree of size {size}")
-    return _materialise(_inclusion_ranges(index, size), reader)
+    return inclusion_proofs([index], size, reader)[0]
+
+
+def inclusion_proofs(indexes: Sequence[int], size: int, reader: NodeReader) -> list[list[bytes]]:
+    """Audit paths of ``indexes`` in the tree of ``size`` leaves, in order: one node read.
+
+    Leaves near each other share most of their paths (500 consecutive leaves of
+    50,000: 8,000 path hashes, 1,014 distinct), so the batch reads each node once
+    and hashes each subtree once, where a read per path was a query per proof
+    (most of ``aiaudit export --include-proofs``'s time until 2026-12-07).
+    """
+    for index in indexes:
+        if not 0 <= index < size:
+            raise ValueError(f"leaf index {index} is outside a tree of size {size}")
+    paths = [_inclusion_ranges(index, size) for index in indexes]
+    ranges = list(dict.fromkeys(r for path in paths for r in path))
+    hashes = dict(zip(ranges, _materialise(ranges, reader), strict=True))
+    return [[hashes[r] for r in path] for path in paths]
 
 
 def consistency_proof(old_size: int, size: int, reader: NodeReader) -> list[bytes]:
