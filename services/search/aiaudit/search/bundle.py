@@ -30,7 +30,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from aiaudit.search.exporting import LINE_SEPARATORS
+from aiaudit.search.exporting import one_line
 
 TLOG_PROOF_HEADER = "c2sp.org/tlog-proof@v1"
 """First line of a c2sp.org/tlog-proof."""
@@ -63,7 +63,7 @@ def line(
         out["salt"] = base64.b64encode(salt).decode()
         out["content"] = dict(content)
     text = json.dumps(out, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
-    return text.translate(LINE_SEPARATORS) + "\n"  # one line for every reader, as exports
+    return one_line(text) + "\n"  # one line for every reader, as exports
 
 
 def scope(
@@ -98,7 +98,7 @@ def scope(
         "up_to_sequence": up_to_sequence,
     }
     text = json.dumps({"scope": fields}, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
-    return text.translate(LINE_SEPARATORS) + "\n"
+    return one_line(text) + "\n"
 
 
 SEAL_ACTION = "search.export.seal"
@@ -161,4 +161,4 @@ def seal(
     if scope_salt is not None:
         fields["scope_salt"] = base64.b64encode(scope_salt).decode()
     text = json.dumps({"seal": fields}, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
-    return text.translate(LINE_SEPARATORS) + "\n"
+    return one_line(text) + "\n"

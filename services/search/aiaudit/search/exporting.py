@@ -54,6 +54,19 @@ event as two lines, neither of them JSON. JSON escapes every other character
 ``splitlines`` splits on; the escapes parse back to the same text."""
 
 
+def one_line(text: str) -> str:
+    """``text`` with :data:`LINE_SEPARATORS` escaped, looked for first.
+
+    ``str.translate`` looks every character of a text that is not all ASCII up
+    in the table: 150 us for a proof bundle's line of 2.5 KB, every one of which
+    holds the checkpoint's signature line and its em dash (a tenth of an export
+    with proofs until 2026-12-07); the three scans take 0.2 us.
+    """
+    if "\u2028" in text or "\u2029" in text or "\x85" in text:
+        return text.translate(LINE_SEPARATORS)
+    return text
+
+
 def columns() -> list[str]:
     """The CSV header: scalars, multi-valued fields, families, texts."""
     return [
@@ -302,7 +315,7 @@ class Writer:
 
     def _jsonl(self, event: event_pb2.Event, sequence: int) -> str:
         del sequence
-        return event_json(event).translate(LINE_SEPARATORS) + "\n"
+        return one_line(event_json(event)) + "\n"
 
     def _csv(self, event: event_pb2.Event, sequence: int) -> str:
         return self._line(row(columns_of(event, sequence)))
