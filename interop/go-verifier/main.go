@@ -87,7 +87,7 @@ func main() {
 		usage()
 	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "aiaudit-go-verifier:", err)
+		fmt.Fprintln(shownWriter{os.Stderr}, "aiaudit-go-verifier:", err)
 		os.Exit(2)
 	}
 	if problems > 0 {

@@ -968,6 +968,8 @@ def test_a_line_with_two_faults_is_named_for_the_one_aiaudit_checks_first(
         ("\ufeff", "\\ufeff"),  # invisible
         ("\U000e0001", "\\U000e0001"),  # a tag character, invisible
         ("\t", "\\t"),
+        ("\n", "\\n"),  # a line feed: a forged problem or summary line after it
+        ("\r\n", "\\r\\n"),
     ],
 )
 def test_what_the_file_names_is_printed_escaped_in_both_verifiers(
