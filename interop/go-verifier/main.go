@@ -788,7 +788,7 @@ func checkEvent(line bundleLine, canonical, salt []byte, p tproof.TLogProof, cp 
 	if err := proof.VerifyInclusion(rfc6962.DefaultHasher, p.Index, cp.Size, leaf, hashes, cp.Hash); err != nil {
 		problems = append(problems, "inclusion proof: "+inclusionProblem(err))
 	}
-	if !utf8.Valid(canonical) || !readsWhole(canonical) || loneSurrogate(canonical) {
+	if !utf8.Valid(canonical) || !readsWhole(canonical) {
 		return append(problems, canonicalUnread), true
 	}
 	var value any
@@ -803,6 +803,9 @@ func checkEvent(line bundleLine, canonical, salt []byte, p tproof.TLogProof, cp 
 	event, ok := value.(map[string]any)
 	if !ok {
 		return append(problems, fmt.Sprintf("canonical is %s, not a JSON object", jsonKind(canonical))), true
+	}
+	if loneSurrogate(canonical) { // after its type, as aiaudit reads it: "\ud800" is a string
+		return append(problems, canonicalUnread), true
 	}
 	if event["eventId"] != line.EventID || event["tenantId"] != line.LogID {
 		problems = append(problems, "canonical eventId/tenantId are not the line's event_id/log_id")

@@ -1048,17 +1048,27 @@ def test_canonical_bytes_are_read_one_way_in_both_verifiers(
     assert problems[1] == f"line 1 event e-0: {CANONICAL_UNREAD}"
 
 
+@pytest.mark.parametrize(
+    ("committed", "kind"),
+    [(b"[1]", "an array"), (b'["\\ud800"]', "an array"), (b'"\\ud800"', "a string")],
+)
 def test_canonical_bytes_of_another_json_type_are_named_alike_in_both_verifiers(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], go_verifier: Path
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    go_verifier: Path,
+    committed: bytes,
+    kind: str,
 ) -> None:
     """Go said `canonical is not a JSON object: json: cannot unmarshal array into Go value
-    of type map[string]interface {}` where aiaudit says `canonical is an array, ...`."""
+    of type map[string]interface {}` where aiaudit says `canonical is an array, ...`; and
+    of an array or a string escaping a lone surrogate, that it is not JSON every reader
+    reads alike, where aiaudit names its type first."""
     lines = make_bundle(tmp_path, n=2)
-    _committed(lines[0], lambda c: b"[1]")
+    _committed(lines[0], lambda c: committed)
     path = write(tmp_path / "array.jsonl", lines)
     status, problems = both(go_verifier, capsys, path)
     assert status == 1
-    assert problems[1:] == ["line 1 event e-0: canonical is an array, not a JSON object"]
+    assert problems[1:] == [f"line 1 event e-0: canonical is {kind}, not a JSON object"]
 
 
 def _proof_hashes(line: dict[str, Any], edit: Any) -> None:
