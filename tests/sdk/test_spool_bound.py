@@ -144,3 +144,35 @@ def test_a_bound_that_is_no_whole_number_of_bytes_of_at_least_1_mib_is_refused(
     with pytest.raises(ValueError, match=rf"max_spool_bytes={value!r}: give a whole number"):
         AuditLogger(f"127.0.0.1:{server.port}", server.spool, max_spool_bytes=value)  # type: ignore[arg-type]
     assert server.logger(max_spool_bytes=MIB).spool_usage().max_spool_bytes == MIB
+
+
+def test_close_spools_a_batch_refused_in_its_last_round_rather_than_lose_it(
+    server: Server, tenant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """close's round that finds the spool full before the deadline and ends past it (here the
+    spool's encoding is held until the deadline; in a gateway, a replay call to a slow service
+    in the same round) spools the refused batch and the buffered events past the bound.
+
+    The sender gave up once past the deadline with the batch kept: "neither sent nor spooled
+    by close", the refused batch and the buffered events lost (review, 2026-12-07).
+    """
+    first = server.logger(batch_size=10, max_buffered=20, max_spool_bytes=MIB, linger=LINGER)
+    logged = events(tenant, 70)  # 50 spooled, 10 refused by the bound, 10 buffered
+    for e in logged:
+        first.log(e)
+    wait_until(lambda: first.spool_usage().full)
+    encode = spool_module.encode_batch
+
+    def held(request: pb.AppendRequest) -> bytes:  # close's round: until its deadline passes
+        if first._closed and not first._late():
+            wait_until(first._late)
+        return encode(request)
+
+    monkeypatch.setattr(spool_module, "encode_batch", held)
+    first.close(timeout=2.0)
+    assert spooled(server.spool) == 70
+
+    server.start()
+    second = server.logger(max_spool_bytes=MIB)
+    assert second.flush(timeout=60)
+    assert sorted(stored_ids(server.store_url, tenant)) == sorted(e.event_id for e in logged)

@@ -317,6 +317,11 @@ class AuditLogger:
                 except Exception:  # the spool's disk refused: try again later, without spinning
                     log.exception("audit spool replay failed, retried in %.1f s", self._max_backoff)
                     self._retry_at = time.monotonic() + self._max_backoff
+            if closing and self._carry and self._late():
+                # Refused for the bound before close's deadline, which passed since (a replay
+                # call, say): spooled past the bound now, not given up with the round.
+                carried, self._carry = self._carry, []
+                self._settle(carried)
             with self._lock:
                 self._settled.notify_all()
             if closing and self._finished():
