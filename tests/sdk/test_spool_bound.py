@@ -84,7 +84,7 @@ def test_the_spool_keeps_its_bound_log_blocks_and_every_event_is_stored_once(
     assert not logger.spool_usage().full and on_disk(server.spool) == 0
     assert [
         r.getMessage().split(":")[0] for r in spool_logs(caplog) if r.levelno < logging.ERROR
-    ] == [f"audit spool {server.spool} has room again"]
+    ] == [f"audit spool {server.spool} no longer full"]  # the refused batch sent first
 
 
 def test_files_an_earlier_logger_spooled_count_against_the_bound_from_open(
@@ -144,6 +144,41 @@ def test_a_bound_that_is_no_whole_number_of_bytes_of_at_least_1_mib_is_refused(
     with pytest.raises(ValueError, match=rf"max_spool_bytes={value!r}: give a whole number"):
         AuditLogger(f"127.0.0.1:{server.port}", server.spool, max_spool_bytes=value)  # type: ignore[arg-type]
     assert server.logger(max_spool_bytes=MIB).spool_usage().max_spool_bytes == MIB
+
+
+def test_a_refused_batch_the_service_then_takes_leaves_the_spool_not_full(
+    server: Server, tenant: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A batch alone larger than the bound (ten events of about 118 KB) is refused with the spool
+    empty, then sent from memory once the service is back: the spool is no longer full, says so
+    once, and the next outage that fills it logs its ERROR again.
+
+    ``full`` stayed True for good (nothing the spool does cleared it once the batch left
+    memory by the service), no line said the spool was usable again, and the next outage's
+    refusal logged nothing (review, 2026-12-07).
+    """
+    caplog.set_level(logging.INFO, logger=spool_module.__name__)
+    logger = server.logger(batch_size=10, max_spool_bytes=MIB, linger=LINGER)
+    logged = [sized_interaction(tenant, 60_000) for _ in range(10)]
+    for e in logged:
+        logger.log(e)
+    wait_until(lambda: logger.spool_usage().full)
+    assert on_disk(server.spool) == 0
+
+    server.start()
+    assert logger.flush(timeout=60)
+    assert sorted(stored_ids(server.store_url, tenant)) == sorted(e.event_id for e in logged)
+    assert not logger.spool_usage().full
+    infos = [r.getMessage() for r in spool_logs(caplog) if r.levelno < logging.ERROR]
+    assert len(infos) == 1 and infos[0].startswith(f"audit spool {server.spool} no longer full")
+
+    server.stop()
+    again = [sized_interaction(tenant, 60_000) for _ in range(10)]
+    for e in again:
+        logger.log(e)
+    wait_until(lambda: logger.spool_usage().full)
+    errors = [r for r in spool_logs(caplog) if r.levelno == logging.ERROR]
+    assert len(errors) == 2 and "larger than the bound itself" in errors[1].getMessage()
 
 
 def test_close_spools_a_batch_refused_in_its_last_round_rather_than_lose_it(

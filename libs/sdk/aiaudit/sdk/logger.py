@@ -136,7 +136,8 @@ class AuditLogger:
         1 MiB; None: as much as the disk takes), those left by an earlier logger
         included. A batch that would pass it stays in memory, as if the disk refused
         it: ``log`` blocks at ``max_buffered`` rather than losing an event. Logged
-        once as an ERROR when it fills, once when it has room again; ``spool_usage``.
+        once as an ERROR when it fills, once when it has room again or the batch it
+        refused was sent; ``spool_usage``.
         """
         if ca_file is None and not allow_insecure and not config.local_target(address):
             # Until 2026-12-05 the key and every event went to any host in clear (review).
@@ -375,6 +376,8 @@ class AuditLogger:
         try:
             if self._up():
                 left = self._deliver(events)
+                if not left:
+                    self._spool.sent()
             if left:
                 self._spool.put(pb.AppendRequest(events=left), past_bound=self._late())
                 left = []

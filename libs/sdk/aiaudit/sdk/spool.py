@@ -170,14 +170,28 @@ class Spool:
     def _check_room(self) -> None:
         """Logs once that the spool has room again: for the batch it refused, or empty."""
         if self._refused and (self.size + self._refused <= (self.max_bytes or 0) or not self.size):
-            self._refused = 0
-            log.info(
-                "audit spool %s has room again: %d bytes in %d files, max_spool_bytes %d",
-                self.directory,
-                self.size,
-                len(self._pending),
-                self.max_bytes,
-            )
+            self._not_full("has room again")
+
+    def sent(self) -> None:
+        """The caller's batch was sent from memory: the one refused no longer waits.
+
+        A batch the service took never reaches ``put``: ``full`` stayed True for good (a
+        batch larger than the bound, refused with the spool empty), and the next outage
+        that filled the spool logged no ERROR (review, 2026-12-07).
+        """
+        if self._refused:
+            self._not_full("no longer full: the batch it refused was sent")
+
+    def _not_full(self, why: str) -> None:
+        self._refused = 0
+        log.info(
+            "audit spool %s %s: %d bytes in %d files, max_spool_bytes %d",
+            self.directory,
+            why,
+            self.size,
+            len(self._pending),
+            self.max_bytes,
+        )
 
     def put(self, request: pb.AppendRequest, *, past_bound: bool = False) -> Path:
         """Writes one batch durably; returns its file.
@@ -195,8 +209,8 @@ class Spool:
         self._pending.append(path)
         self._sizes[path] = len(data)
         self.size += len(data)
-        if not past_bound:
-            self._check_room()
+        if not past_bound and self._refused:  # the batch refused (or what is left of it)
+            self._not_full("has room again")
         return path
 
     def _refuse(self, events: int, size: int) -> None:
