@@ -872,10 +872,10 @@ class _LogWalk:
         self.last_good = 0
         self.beyond: list[tuple[int, str]] = []
         """Entries read at or past ``head``: inserted, unless the log has grown to them."""
-        self.without_content: list[tuple[int, str]] = []
-        """(sequence, event id) of events with commitments and no content row."""
-        self.erased_by: dict[str, int] = {}
-        """Event id -> sequence of the last erasure record naming it."""
+        self.unrecorded: dict[str, list[int]] = {}
+        """Event id -> sequences of its events with commitments and no content row that no
+        record after them names (so far: an erasure's record follows the events it erases,
+        which leave here as it is read, rather than every id named kept to the end)."""
         self.integrated_differs: list[tuple[int, str]] = []
         """(sequence, event id) whose leaf is not the one integrated: judged in ``finish``."""
 
@@ -888,19 +888,22 @@ class _LogWalk:
         intact entry within the head; see ``storage.erasure_records``).
         """
         if gone and storage.has_content_commitments(canonical):
-            self.without_content.append((seq, event_id))
+            self.unrecorded.setdefault(event_id, []).append(seq)
         if record:
-            self.erased_by.update(dict.fromkeys(erasure.erased_ids(canonical), seq))
+            for named in erasure.erased_ids(canonical):
+                if (before := self.unrecorded.get(named)) is not None:
+                    if after := [s for s in before if s > seq]:
+                        self.unrecorded[named] = after
+                    else:
+                        del self.unrecorded[named]
 
     def unrecorded_erasures(self) -> None:
         """Reports content deleted with no erasure record after it naming the event."""
-        for seq, event_id in self.without_content:
-            if self.erased_by.get(event_id, -1) < seq:
-                self.problem(
-                    "content deleted without a privacy-erasure record naming the event",
-                    seq,
-                    event_id,
-                )
+        found = sorted((s, e) for e, seqs in self.unrecorded.items() for s in seqs)
+        for seq, event_id in found:
+            self.problem(
+                "content deleted without a privacy-erasure record naming the event", seq, event_id
+            )
 
     def problem(self, what: str, sequence: int | None = None, event_id: str | None = None) -> None:
         self.report.problems.append(Problem(self.log_id, what, sequence, event_id))
@@ -1615,7 +1618,7 @@ def verify_log(
     # no truncation; a head now smaller than what the checks below see still is.
     head_now = max(head, _head(conn, log_id))
     walk.finish(head_now)
-    if walk.without_content:
+    if walk.unrecorded:
         # An erasure deletes content and appends its record in one transaction: content
         # seen gone during the walk has its record committed, maybe past the pages walked.
         # Records past the head the walk began with were not counted by it.
