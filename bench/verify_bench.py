@@ -1,14 +1,16 @@
 """Time and peak memory of ``aiaudit verify`` over a store of N events.
 
-``build`` fills a store (SQLite file or a PostgreSQL database of its own on
-the test server) with one log of N interactions with content (appended in
-batches of 1,000 through the store, as ingest does), erasures of a few events
-(``erase``: records with their ``erasure_names`` rows), and a signed
-checkpoint from the notary covering all of it. ``run`` times ``aiaudit
-verify`` on it as a process of its own (each mode), under ``/usr/bin/time
--v``: wall seconds and peak RSS, the figures an operator sees.
+``build`` fills a store (a new SQLite file, or an empty PostgreSQL database
+created beforehand, migrated here) with one log of N interactions with
+content (appended in batches of 1,000 through the store, as ingest does),
+erasures of one event in ``--erased-every`` (``erase``: records with their
+``erasure_names`` rows), and a signed checkpoint from the notary covering
+all of it. ``run`` times ``aiaudit verify`` on it as a process of its own
+(each mode), under ``/usr/bin/time -v``: wall seconds and peak RSS, the
+figures an operator sees.
 
 Usage: .venv/bin/python -m bench.verify_bench build --url URL --dir DIR --events N
+           [--erased-every K]
        .venv/bin/python -m bench.verify_bench run --url URL --dir DIR [--mode full,leaves]
 (``--dir`` holds the notary key and the exported checkpoints.)
 """
