@@ -569,14 +569,15 @@ func runBundle(args []string, out io.Writer) (int, error) {
 		if len(bytes.Trim(text, asciiSpace)) == 0 {
 			continue
 		}
-		if object, ok := scopeObject(text); ok { // not an event: the export's claim
+		object, isObject := lineObject(text)
+		if isObject && hasMember(object, "scope") { // not an event: the export's claim
 			if what := scopes.read(object, number, text); what != "" {
 				fmt.Fprintf(out, "line %d scope: %s\n", number, what)
 				problems++
 			}
 			continue
 		}
-		if object, ok := namedObject(text, "seal"); ok { // not an event: the export's closing record
+		if isObject && hasMember(object, "seal") { // not an event: the export's closing record
 			if what := seals.read(object, number); what != "" {
 				fmt.Fprintf(out, "line %d seal: %s\n", number, what)
 				problems++
@@ -1415,30 +1416,23 @@ func (s *scope) lines(sealed string, proven bool) []string {
 	return lines
 }
 
-// scopeObject reports whether a line is a scope line: one JSON object, read whole as
-// aiaudit reads it (a name twice in one object or an integer spelt -0, at any depth,
-// makes it a malformed line), with a member named scope. It returns the object's members.
-// A lone surrogate escaped in it is the scope's problem (parseScope), as in aiaudit.
-func scopeObject(text []byte) ([]member, bool) { return namedObject(text, "scope") }
+// lineObject is a line's members if it is one JSON object, read whole as aiaudit reads it
+// (a name twice in one object or an integer spelt -0, at any depth, makes it a malformed
+// line): with a member named scope it is a scope line, else with one named seal a seal
+// line. A lone surrogate escaped in it is the scope's problem (parseScope), as in aiaudit.
+// The line is read once for both names and without a copy (json.Valid, not a Decoder):
+// each read of a line of hundreds of MiB took seconds and its size again in memory.
+func lineObject(text []byte) ([]member, bool) {
+	if !utf8.Valid(text) || !json.Valid(text) || jsonKind(text) != "an object" || !readsWhole(text) {
+		return nil, false
+	}
+	members, err := listMembers(text, false)
+	return members, err == nil
+}
 
-// namedObject is scopeObject for a line with a member of another name (a seal line).
-func namedObject(text []byte, name string) ([]member, bool) {
-	if !utf8.Valid(text) {
-		return nil, false
-	}
-	decoder := json.NewDecoder(bytes.NewReader(text))
-	var whole json.RawMessage
-	if decoder.Decode(&whole) != nil {
-		return nil, false
-	}
-	if _, err := decoder.Token(); err != io.EOF || jsonKind(whole) != "an object" || !readsWhole(whole) {
-		return nil, false
-	}
-	members, err := listMembers(whole, false)
-	if err != nil || !slices.ContainsFunc(members, func(m member) bool { return m.name == name }) {
-		return nil, false
-	}
-	return members, true
+// hasMember reports whether an object has a member of that name.
+func hasMember(members []member, name string) bool {
+	return slices.ContainsFunc(members, func(m member) bool { return m.name == name })
 }
 
 // maxIntegerDigits is the longest integer aiaudit's parser reads (Python's own limit).
