@@ -21,11 +21,12 @@ later test's notary on the session's database report NOT_SERVING.
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -39,7 +40,7 @@ from aiaudit.common.store import SqlEventStore, open_store
 from aiaudit.common.v1 import proof_pb2
 from aiaudit.integrity import loss, merkle, note, storage, worm
 from aiaudit.integrity.notary import Notary
-from aiaudit.integrity.signers import FileKeys
+from aiaudit.integrity.signers import ActiveKey, FileKeys, KeySource
 from aiaudit.integrity.v1 import integrity_service_pb2 as pb
 from aiaudit.integrity.verify import Report, verify_store
 from aiaudit.search.integrity_client import IntegrityClient
@@ -75,16 +76,23 @@ class Site:
 
     def sign(self) -> list[bool]:
         """One notary round on the store, then the notary stops; the health it reported."""
+        with self.stepped() as (one, health):
+            one.step()
+            return health
+
+    @contextlib.contextmanager
+    def stepped(self, keys: KeySource | None = None) -> Iterator[tuple[Notary, list[bool]]]:
+        """A notary on the store that the test steps, each round integrating then signing;
+        the health it reports. Stopped at the end."""
         store = open_store(self.notary_url)
         config = dataclasses.replace(notary_config(self.tmp_path, interval=0.0), poll_interval=0.0)
         health: list[bool] = []
         one = Notary(
-            store.engine, self.keys, leader.for_engine(store.engine, leader.NOTARY), config,
-            health.append,
+            store.engine, keys or self.keys, leader.for_engine(store.engine, leader.NOTARY),
+            config, health.append,
         )  # fmt: skip
         try:
-            one.step()
-            return health
+            yield one, health
         finally:
             one.stop()
             store.close()
@@ -506,6 +514,66 @@ def test_a_second_older_restore_begins_epoch_2(
     capsys.readouterr()
     assert site.accept_loss() == 2
     assert "nothing to accept" in capsys.readouterr().err
+
+
+class OperatorAtSigning:
+    """The site's keys, running a command of the operator's when the notary next asks for its
+    signing key: after that round's integration pass, before it picks what to sign."""
+
+    def __init__(self, keys: FileKeys) -> None:
+        self.keys = keys
+        self.command: Callable[[], None] | None = None
+
+    def active(self) -> ActiveKey:
+        command, self.command = self.command, None
+        if command is not None:
+            command()
+        return self.keys.active()
+
+    def verifier_keys(self) -> list[note.VerifierKey]:
+        return self.keys.verifier_keys()
+
+
+def test_a_statement_written_while_a_round_holds_the_log_signs_the_events_past_it(
+    site: Site,
+) -> None:
+    """accept-loss ran after the running notary's integration pass had held the log (no
+    statement yet) and before its signing, which read the statement, took the log into
+    epoch 2 and signed its cursor: epoch 2's first checkpoint was 8, its statement's size,
+    without the 3 events waiting past it (signed a round later), about one run in ten with
+    the suite's notary running. The round leaves a held log to the next integration pass,
+    which integrates them first. That pass tries every held log: one with nothing new past
+    its cursor (held at a takeover, below epoch 2's checkpoint of 15) signs epoch 3 at its
+    statement's size once accepted, and is not left held."""
+    accepted(site)
+    append(site.store, site.tenant, 5)
+    assert site.sign()[-1] is True
+    site.take_back(8)
+    append(site.store, site.tenant, 3)
+    keys = OperatorAtSigning(site.keys)
+    with site.stepped(keys) as (notary, health):
+        notary.step()
+        assert (health[-1], site.exported(2)) == (False, [])  # behind epoch 1's statement
+
+        def accept() -> None:
+            assert site.accept_loss() == 0
+
+        keys.command = accept
+        notary.step()
+        assert keys.command is None and site.statement(2).is_file()
+        assert site.exported(2) == []
+        notary.step()
+        assert (health[-1], site.exported(2)) == (True, [11])
+
+    append(site.store, site.tenant, 4)
+    assert site.sign()[-1] is True
+    site.take_back(12)
+    with site.stepped() as (notary, health):
+        notary.step()
+        assert (health[-1], site.exported(3)) == (False, [])  # behind epoch 2's 15
+        assert site.accept_loss() == 0
+        notary.step()
+        assert (health[-1], site.exported(2), site.exported(3)) == (True, [11, 15], [12])
 
 
 def test_a_consistency_proof_across_the_loss_is_refused_and_within_the_prefix_served(
