@@ -340,6 +340,9 @@ func parseLine(text []byte) (bundleLine, string, error) {
 	if !utf8.Valid(text) {
 		return line, "", errors.New("the line is not UTF-8")
 	}
+	if nestedTooDeep(text) {
+		return line, "", fmt.Errorf("arrays and objects nested more than %d deep", maxDepth)
+	}
 	decoder := json.NewDecoder(bytes.NewReader(text))
 	var whole json.RawMessage
 	if err := decoder.Decode(&whole); err != nil {
@@ -776,7 +779,7 @@ const saltBytes = 32
 // UTF-8 as U+FFFD and kept the last of a name given twice, so a canonical edited by one
 // bit was named "content without a commitment" here and a malformed line there.
 const canonicalUnread = "canonical is not JSON that every reader reads alike (not UTF-8, a name twice, an " +
-	"integer spelt two ways, NaN, a lone surrogate or data after the object)"
+	"integer spelt two ways, NaN, a lone surrogate, nesting past 500 or data after the object)"
 
 // checkEvent checks a line's event against its opened checkpoint: leaf, inclusion,
 // identity, commitments; malformed if the canonical bytes are no JSON object.
@@ -1438,10 +1441,46 @@ func hasMember(members []member, name string) bool {
 // maxIntegerDigits is the longest integer aiaudit's parser reads (Python's own limit).
 const maxIntegerDigits = 4300
 
-// readsWhole reports whether valid JSON holds no name twice in one object, no integer
-// spelt -0 and none of more than maxIntegerDigits digits, at any depth: aiaudit's parser
-// refuses each, the line then being no scope.
+// maxDepth is the deepest arrays and objects nest in what aiaudit reads: its parser stops
+// near Python's recursion limit (about 1,000 levels, less its caller's frames), this one
+// at 10,000, so both refuse past 500 in the same words. An event nests a few dozen levels.
+const maxDepth = 500
+
+// nestedTooDeep reports whether the brackets outside strings nest deeper than maxDepth,
+// counted on the bytes before they are parsed, as aiaudit counts them (an unterminated
+// string runs to the end).
+func nestedTooDeep(text []byte) bool {
+	if bytes.Count(text, []byte("["))+bytes.Count(text, []byte("{")) <= maxDepth {
+		return false
+	}
+	depth, inString, escaped := 0, false, false
+	for _, c := range text {
+		switch {
+		case escaped:
+			escaped = false
+		case inString && c == '\\':
+			escaped = true
+		case c == '"':
+			inString = !inString
+		case inString:
+		case c == '[' || c == '{':
+			if depth++; depth > maxDepth {
+				return true
+			}
+		case c == ']' || c == '}':
+			depth--
+		}
+	}
+	return false
+}
+
+// readsWhole reports whether valid JSON nests at most maxDepth deep and holds no name twice
+// in one object, no integer spelt -0 and none of more than maxIntegerDigits digits, at any
+// depth: aiaudit's parser refuses each, the line then being no scope.
 func readsWhole(value []byte) bool {
+	if nestedTooDeep(value) {
+		return false
+	}
 	decoder := json.NewDecoder(bytes.NewReader(value))
 	decoder.UseNumber()
 	type open struct {

@@ -90,7 +90,7 @@ def scope_line(text: str | bytes) -> bool:
     not an event's."""
     try:
         obj = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # a line nested too deep is no scope
         return False
     return isinstance(obj, dict) and ("scope" in obj or "seal" in obj)
 

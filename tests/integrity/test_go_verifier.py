@@ -1025,6 +1025,9 @@ CANONICAL_EDITS: dict[str, Any] = {
     "a name twice": lambda c: b'{"eventId":"forged",' + c[1:],
     "a lone surrogate": lambda c: b'{"note":"\\ud800",' + c[1:],
     "NaN": lambda c: b'{"note":NaN,' + c[1:],
+    # Python's parser stopped near its recursion limit, Go's at 10,000: both refuse past 500
+    "nesting 501 deep": lambda c: b'{"note":' + b"[" * 500 + b"]" * 500 + b"," + c[1:],
+    "nesting 2,000 deep": lambda c: b'{"note":' + b"[" * 2000 + b"]" * 2000 + b"," + c[1:],
 }
 
 
@@ -1118,3 +1121,23 @@ def test_a_failed_inclusion_proof_is_named_alike_in_both_verifiers(
     assert status == 1
     assert [p.split(": ", 1)[0] for p in problems] == ["line 1 event e-0"], problems
     assert problems[0].startswith(f"line 1 event e-0: {what}"), problems
+
+
+@pytest.mark.parametrize("depth", [501, 2000])
+def test_a_line_nested_too_deep_is_named_alike_in_both_verifiers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], go_verifier: Path, depth: int
+) -> None:
+    """A line nested 2,000 deep was `malformed line: maximum recursion depth exceeded ...`
+    in aiaudit (its parser's limit, which depends on the caller's frames) and `unknown
+    field "note"` of event e-1 in Go (whose parser reads 10,000 levels); at 501 both read
+    it. Both refuse nesting past 500 now, before anything else, in the same words."""
+    lines = make_bundle(tmp_path, n=3)
+    path = write(tmp_path / "deep.jsonl", lines)
+    text = path.read_text().splitlines()
+    nested = "[" * (depth - 1) + "]" * (depth - 1)
+    text[1] = text[1][:-1] + f', "note": {nested}}}'
+    path.write_text("\n".join(text) + "\n")
+    assert both(go_verifier, capsys, path) == (
+        1,
+        ["line 2 event ?: malformed line: arrays and objects nested more than 500 deep"],
+    )

@@ -598,15 +598,46 @@ def _integer(text: str) -> int:
     return value
 
 
+_MOST_DEPTH = 500
+"""The deepest arrays and objects nest in what is read, refused past it in words of ours,
+as the Go verifier refuses it: Python's parser stops near its recursion limit (about
+1,000 levels, less the caller's frames; ``RecursionError``), Go's at 10,000, so bytes
+nested between the two were read by one verifier only. An event nests a few dozen levels
+(protobuf reads 100 messages deep at most)."""
+
+_NESTING = re.compile(rb'"(?:[^"\\]|\\.)*"?|[][{}]', re.DOTALL)
+"""A string (to its end if unterminated) or a bracket: the brackets outside strings."""
+
+
+def _nesting(raw: bytes) -> None:
+    """Refuses ``raw`` if its brackets outside strings nest deeper than ``_MOST_DEPTH``.
+
+    Counted on the bytes before they are parsed, as the Go verifier counts them, so that
+    both name a line nested too deep whatever else is wrong with it.
+    """
+    if raw.count(b"[") + raw.count(b"{") <= _MOST_DEPTH:
+        return
+    depth = 0
+    for token in _NESTING.finditer(raw):
+        if token[0] in (b"[", b"{"):
+            depth += 1
+            if depth > _MOST_DEPTH:
+                raise BundleError(f"arrays and objects nested more than {_MOST_DEPTH} deep")
+        elif token[0] in (b"]", b"}"):
+            depth -= 1
+
+
 def _strict_json(raw: bytes) -> Any:
     """``raw`` read as JSON that every reader reads alike, or ``ValueError``/``RecursionError``.
 
-    UTF-8, each name once in an object, integers in their one spelling, no ``NaN`` or
-    ``Infinity``. Bundle lines and the closing record's canonical bytes are read with it,
-    as the Go verifier reads both.
+    UTF-8, nested at most ``_MOST_DEPTH`` deep, each name once in an object, integers in
+    their one spelling, no ``NaN`` or ``Infinity``. Bundle lines and the closing record's
+    canonical bytes are read with it, as the Go verifier reads both.
     """
+    text = raw.decode("utf-8")
+    _nesting(raw)
     return json.loads(
-        raw.decode("utf-8"),
+        text,
         object_pairs_hook=_unique,
         parse_int=_integer,
         parse_constant=_no_constant,
@@ -1645,7 +1676,7 @@ def _forked(
 
 CANONICAL_UNREAD = (
     "canonical is not JSON that every reader reads alike (not UTF-8, a name twice, an "
-    "integer spelt two ways, NaN, a lone surrogate or data after the object)"
+    "integer spelt two ways, NaN, a lone surrogate, nesting past 500 or data after the object)"
 )
 """A line's canonical bytes read as strictly as the line (:func:`_strict_json`), as the Go
 verifier reads them. Until 2026-12-07 ``json.loads`` read them: bytes edited to no UTF-8 or no
