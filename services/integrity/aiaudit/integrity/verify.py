@@ -644,9 +644,12 @@ def _page_rows(
     for r in span(ct, *content_cols):
         content[(int(r.seq), _utc(r.receive_time))] = r
     as_text: dict[int, set[str]] = collections.defaultdict(set)
-    for r in itertools.chain(entries, found.values(), content.values()):
-        for column in (getattr(r, "as_text", None) or "").split():
-            as_text[int(r.seq)].add(column)
+    for table_rows in (entries, found.values(), content.values()):
+        for r in table_rows:
+            if "as_text" not in r._fields:  # one read, one shape: none of its rows has it
+                break  # (getattr's default cost an exception a row: ~8% of SQLite's walk)
+            for column in (r.as_text or "").split():
+                as_text[int(r.seq)].add(column)
     integrated_as_text: set[int] = set()
     integrated = _integrated(conn, log_id, lo, hi, integrated_as_text)
     if full:
@@ -655,14 +658,14 @@ def _page_rows(
         owners = _key_owners(conn, sealed)
         if sealed - opened.keys():
             _drop_erased_meanwhile(conn, log_id, content, opened)
-    keyed = {(int(e.seq), _utc(e.receive_time)) for e in entries}
+    placed = [(int(e.seq), _utc(e.receive_time)) for e in entries]  # once, for both uses
+    keyed = set(placed)
     orphans = sorted(
         (at for at in content if at[0] < head and at not in keyed), key=lambda at: at[0]
     )
     out = []
-    for e in sorted(entries, key=lambda e: int(e.seq)):
-        seq = int(e.seq)
-        key = (seq, _utc(e.receive_time))
+    for key, e in sorted(zip(placed, entries, strict=True), key=lambda k_e: k_e[0][0]):
+        seq = key[0]
         event = found.get(key)
         row = _Row(
             seq,
