@@ -211,3 +211,31 @@ def test_close_spools_a_batch_refused_in_its_last_round_rather_than_lose_it(
     second = server.logger(max_spool_bytes=MIB)
     assert second.flush(timeout=60)
     assert sorted(stored_ids(server.store_url, tenant)) == sorted(e.event_id for e in logged)
+
+
+def test_close_spools_what_waits_for_the_bound_at_once_not_in_its_last_seconds(
+    server: Server, tenant: str
+) -> None:
+    """With the spool full, close spools the refused batch and the buffer as it starts, then
+    replays within its timeout; the service back meanwhile takes everything.
+
+    The sender waited for close's deadline, then had ``_CLOSE_GRACE`` (2 s) to spool up to
+    ``max_buffered`` events: 10,000 events of 20 KB (the defaults, a full spool's usual
+    buffer) took 2.5 s, and close gave up with them in memory, lost at the interpreter's
+    exit (review, 2026-12-07).
+    """
+    logger = server.logger(batch_size=10, max_buffered=20, max_spool_bytes=MIB, linger=LINGER)
+    logged = events(tenant, 70)  # 50 spooled, 10 refused by the bound, 10 buffered
+    for e in logged:
+        logger.log(e)
+    wait_until(lambda: logger.spool_usage().full)
+    closing = threading.Thread(target=logger.close, kwargs={"timeout": 120.0})
+    closing.start()
+    wait_until(lambda: spooled(server.spool) == 70, timeout=20)  # long before the deadline
+    assert on_disk(server.spool) > MIB
+
+    server.start()
+    closing.join(timeout=60)  # returns once the replay sent everything
+    assert not closing.is_alive()
+    assert spooled(server.spool) == 0
+    assert sorted(stored_ids(server.store_url, tenant)) == sorted(e.event_id for e in logged)
