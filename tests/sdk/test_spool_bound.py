@@ -184,12 +184,13 @@ def test_a_refused_batch_the_service_then_takes_leaves_the_spool_not_full(
 def test_close_spools_a_batch_refused_in_its_last_round_rather_than_lose_it(
     server: Server, tenant: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """close's round that finds the spool full before the deadline and ends past it (here the
-    spool's encoding is held until the deadline; in a gateway, a replay call to a slow service
-    in the same round) spools the refused batch and the buffered events past the bound.
+    """A round of close that spools the refused batch and ends past the deadline (here the
+    spool's encoding is held until then; in a gateway, a replay call to a slow service in the
+    same round) loses nothing: the batch and the buffered events are spooled past the bound.
 
-    The sender gave up once past the deadline with the batch kept: "neither sent nor spooled
-    by close", the refused batch and the buffered events lost (review, 2026-12-07).
+    The round checked the bound before the deadline and the sender gave up after it with the
+    batch kept: "neither sent nor spooled by close", the refused batch and the buffered events
+    lost (review, 2026-12-07).
     """
     first = server.logger(batch_size=10, max_buffered=20, max_spool_bytes=MIB, linger=LINGER)
     logged = events(tenant, 70)  # 50 spooled, 10 refused by the bound, 10 buffered
