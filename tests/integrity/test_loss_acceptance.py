@@ -40,7 +40,7 @@ from aiaudit.common.store import SqlEventStore, open_store
 from aiaudit.common.v1 import proof_pb2
 from aiaudit.integrity import loss, merkle, note, storage, worm
 from aiaudit.integrity.notary import Notary
-from aiaudit.integrity.signers import ActiveKey, FileKeys, KeySource
+from aiaudit.integrity.signers import ActiveKey, FileKeys, KeySource, SignerUnavailableError
 from aiaudit.integrity.v1 import integrity_service_pb2 as pb
 from aiaudit.integrity.verify import Report, verify_store
 from aiaudit.search.integrity_client import IntegrityClient
@@ -574,6 +574,39 @@ def test_a_statement_written_while_a_round_holds_the_log_signs_the_events_past_i
         assert site.accept_loss() == 0
         notary.step()
         assert (health[-1], site.exported(2), site.exported(3)) == (True, [11, 15], [12])
+
+
+def test_a_log_held_for_a_round_by_an_unreadable_statement_is_signed_once_it_reads(
+    site: Site, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A notary taking the lead with a log integrated past its checkpoint and nothing new
+    (the last leader's signing failed) could not read the log's loss statement (an I/O
+    error): the round held the log, then dropped it from the logs to sign and reported
+    SERVING, and with no new event its checkpoint was not signed until the next event or
+    takeover. It stays held, NOT_SERVING, and the next round that reads it signs it."""
+    accepted(site)
+    append(site.store, site.tenant, 3)
+    keys = OperatorAtSigning(site.keys)
+
+    def vault_sealed() -> None:
+        raise SignerUnavailableError("Vault is sealed")
+
+    keys.command = vault_sealed
+    with site.stepped(keys) as (notary, health):
+        notary.step()
+        assert (health[-1], site.exported(1)) == (False, [15])  # 18 integrated, not signed
+    statement = site.statement(1)
+    aside = site.tmp_path / "statement-aside"
+    statement.rename(aside)
+    statement.symlink_to("/proc/self/mem")  # a regular file whose reads fail with EIO
+    with site.stepped() as (notary, health), caplog.at_level(logging.WARNING):
+        notary.step()
+        assert (health[-1], site.exported(1)) == (False, [15])
+        assert "loss statements cannot be read or checked" in caplog.text
+        statement.unlink()
+        aside.rename(statement)
+        notary.step()
+        assert (health[-1], site.exported(1)) == (True, [15, 18])
 
 
 def test_a_consistency_proof_across_the_loss_is_refused_and_within_the_prefix_served(

@@ -85,6 +85,12 @@ class Notary:
         """Logs whose tree did not extend their last checkpoint in the last round, that are behind
         a checkpoint they exported, or whose next leaf hash is stored as text (SQLite): unsigned
         (past that leaf). Each integration pass tries them again, and only it releases them."""
+        self._held: set[str] = set()
+        """Logs the last load held for a reason that may pass without a repair (a loss statement
+        unreadable, Vault not answering, a node of the epoch check missing), not named as
+        forks: tried again by each integration pass like ``_forked``. Until 2026-12-07 the
+        signing round dropped them, reporting SERVING: one with nothing new past its cursor
+        was not signed until its next event or a takeover."""
         self._unlisted: set[str] = set()
         """Logs whose exported checkpoints could not be listed (warned once)."""
         self._chains: dict[str, loss.Chain] = {}
@@ -199,7 +205,7 @@ class Notary:
         # before it is signed.
         deadline = time.monotonic() + self._config.checkpoint_interval
         pending = [entry.log_id for entry in backlog]
-        pending += sorted(self._forked - set(pending))
+        pending += sorted(self._holding() - set(pending))
         while pending and not self._stop.is_set():
             with conn.begin():
                 grown = {log_id: self._integrate_batch(conn, log_id) for log_id in pending}
@@ -296,14 +302,14 @@ class Notary:
                 ],
             )
         self._unsigned -= set(exported)
-        self._unsigned |= self._forked  # tried again each round, and named each time
-        self._signed = len(exported) == len(due) and not self._forked
+        self._unsigned |= self._holding()  # tried again each round, and named each time
+        self._signed = len(exported) == len(due) and not self._holding()
         self._set_health(self._signed)
 
     def _due(self, conn: sa.Connection) -> dict[str, Checkpoint]:
         """The checkpoint to sign of each unsigned log that grew past its latest one.
 
-        A held log (``_forked``) whose edge is not loaded is left to the next
+        A held log (:meth:`_holding`) whose edge is not loaded is left to the next
         round's integration pass, which releases it and integrates its backlog
         first: a loss statement written after this round's pass held the log
         was read here, and the new epoch's first checkpoint signed the
@@ -319,7 +325,7 @@ class Notary:
                     continue
                 edge = self._ranges.get(log_id)
                 if edge is None or edge.size != position:
-                    if log_id in self._forked:  # held: released by the integration pass
+                    if log_id in self._holding():  # released by the integration pass
                         continue
                     edge = self._load(conn, log_id, position)
                     if edge is None:
@@ -370,9 +376,16 @@ class Notary:
             self._forked.add(log_id)
             return None
         if self._behind_exports(conn, log_id, position) or self._off_epoch(conn, log_id, position):
+            if log_id not in self._forked:  # held for now, not named as a fork
+                self._held.add(log_id)
             return None
         self._forked.discard(log_id)
+        self._held.discard(log_id)
         return edge
+
+    def _holding(self) -> set[str]:
+        """The logs held, forked or for now: only the integration pass releases them."""
+        return self._forked | self._held
 
     def _epoch(self, log_id: str) -> int:
         """The log's current epoch, as found when its edge was last loaded."""
