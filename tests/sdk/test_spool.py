@@ -13,7 +13,7 @@ import pytest
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.sdk import spool as spool_module
 from aiaudit.sdk.spool import Spool, SpoolFullError, SpoolInUseError, SpoolUsage
-from tests.helpers import interaction
+from tests.helpers import interaction, sized_interaction
 
 
 def batch(*ids: str) -> pb.AppendRequest:
@@ -275,12 +275,17 @@ def test_a_spools_size_is_kept_without_listing_and_counts_an_earlier_spools_file
 def test_a_batch_larger_than_the_bound_leaves_the_spool_full_only_while_it_holds_files(
     tmp_path: Path,
 ) -> None:
-    """Room again once the spool is empty: nothing more will be freed for it."""
+    """Room again once the spool is empty: nothing more will be freed for it. A batch of several
+    events larger than the bound is refused ``divisible`` instead (the logger spools it in
+    parts), not counted full."""
     spool = Spool(tmp_path / "spool", max_bytes=200)
     small = spool.put(batch("a"))
-    with pytest.raises(SpoolFullError):
+    with pytest.raises(SpoolFullError) as refused:
         spool.put(batch(*[f"e{i}" for i in range(50)]))
-    assert spool.usage().full
+    assert refused.value.divisible and not spool.usage().full
+    with pytest.raises(SpoolFullError) as refused:
+        spool.put(pb.AppendRequest(events=[sized_interaction("t", 400)]))
+    assert not refused.value.divisible and spool.usage().full
     spool.remove(small)
     assert not spool.usage().full
     spool.close()

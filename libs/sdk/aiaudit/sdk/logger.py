@@ -382,17 +382,37 @@ class AuditLogger:
                 if not left:
                     self._spool.sent()
             if left:
-                self._spool.put(pb.AppendRequest(events=left), past_bound=self._closed)
-                left = []
-        except SpoolFullError:
-            self._carry, self._carry_full = left, True
-            self._carry_at = time.monotonic() + self._max_backoff
+                left = self._spool_what_fits(left)
+            if left:
+                self._carry, self._carry_full = left, True
+                self._carry_at = time.monotonic() + self._max_backoff
         except Exception:
             log.exception("audit events not sent nor spooled, %d kept to retry", len(left))
             self._carry, self._carry_full = left, False
             self._carry_at = time.monotonic() + self._max_backoff
         with self._lock:
             self._in_hand -= len(events) - len(left)
+
+    def _spool_what_fits(self, events: list[event_pb2.Event]) -> list[event_pb2.Event]:
+        """Spools ``events``; returns those the spool's bound refused, in their order.
+
+        A batch of several events larger than the bound itself is spooled in halves, each
+        a file: refused whole, it never reached the disk, however empty (500 events, the
+        default ``batch_size``, of 3 KB pass 1 MiB: ``log`` blocked on an empty spool and
+        a crash lost them all; review, 2026-12-07). Raises what the disk raises: the whole
+        batch is then kept, its parts already spooled sent twice, answered alike (same ids).
+        """
+        todo: deque[list[event_pb2.Event]] = deque([events])
+        while todo:
+            part = todo.popleft()
+            try:
+                self._spool.put(pb.AppendRequest(events=part), past_bound=self._closed)
+            except SpoolFullError as full:
+                if not full.divisible:
+                    return _rest(part, todo)
+                half = len(part) // 2
+                todo.extendleft([part[half:], part[:half]])
+        return []
 
     def _finished(self) -> bool:
         """Whether close's work is done: nothing in memory, the spool sent or the deadline past."""

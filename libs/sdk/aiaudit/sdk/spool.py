@@ -70,6 +70,12 @@ class SpoolUsage:
 class SpoolFullError(RuntimeError):
     """Spooling the batch would take the spool past its bound: the caller keeps it."""
 
+    def __init__(self, why: str, *, divisible: bool = False) -> None:
+        super().__init__(why)
+        self.divisible = divisible
+        """A batch of several events larger than the bound itself: the caller spools it in
+        parts (the spool is not counted full for it, nothing is logged)."""
+
 
 class DamagedBatchError(ValueError):
     """A spool file whose bytes are not those written (its digest differs, or no batch)."""
@@ -198,10 +204,18 @@ class Spool:
 
         Raises ``SpoolFullError`` if the batch files would pass ``max_bytes``, unless
         ``past_bound`` (the logger's close: spooled past the bound rather than lost).
-        The first refusal is logged, not each one while the spool stays full.
+        The first refusal is logged, not each one while the spool stays full; a batch
+        of several events larger than the bound itself is refused ``divisible``, neither
+        logged nor counted full: whole, it would never be spooled.
         """
         data = encode_batch(request)
         if not past_bound and self.max_bytes and self.size + len(data) > self.max_bytes:
+            if len(data) > self.max_bytes and len(request.events) > 1:
+                raise SpoolFullError(
+                    f"audit spool {self.directory}: a batch of {len(request.events)} events "
+                    f"({len(data)} bytes) is larger than max_spool_bytes {self.max_bytes}",
+                    divisible=True,
+                )
             self._refuse(len(request.events), len(data))
         path = self.directory / f"{self._next:020d}{_SUFFIX}"
         self._next += 1
