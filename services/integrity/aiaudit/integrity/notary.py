@@ -453,13 +453,9 @@ class Notary:
         try:
             chain = self._chain(conn, log_id, position)
         except (SignerUnavailableError, OSError) as exc:  # its epoch, so its origin, unknown
-            log.warning(
-                "log %s not integrated nor signed this round: its loss statements cannot be "
-                "read or checked (%s)",
-                log_id,
-                exc,
+            return self._held_for_now(
+                log_id, "its loss statements cannot be read or checked (%s)", exc
             )
-            return True
         if (ahead := self._ahead_statement(chain, position)) is not None:
             if log_id not in self._forked:  # named once, not every round
                 log.error(
@@ -493,14 +489,9 @@ class Notary:
             except NoteError:
                 continue
             except SignerUnavailableError as exc:
-                log.warning(
-                    "log %s not integrated nor signed this round: its exported checkpoint of "
-                    "%d cannot be checked (%s)",
-                    log_id,
-                    named,
-                    exc,
+                return self._held_for_now(
+                    log_id, "its exported checkpoint of %d cannot be checked (%s)", named, exc
                 )
-                return True
             if size <= position:  # named past its size: not past the log
                 continue
             covering = chain.later_loss(epoch, size)
@@ -533,8 +524,7 @@ class Notary:
         except OSError as exc:
             return self._unlistable(log_id, exc)
         except (SignerUnavailableError, merkle.MissingNodeError) as exc:
-            log.warning("log %s not integrated nor signed this round: %s", log_id, exc)
-            return True
+            return self._held_for_now(log_id, "%s", exc)
         if root == cp.root_hash:
             return False
         if log_id not in self._forked:  # named once, not every round
@@ -577,6 +567,16 @@ class Notary:
             ),
             None,
         )
+
+    def _held_for_now(self, log_id: str, why: str, *args: object) -> bool:
+        """Warns of a log held for a reason that may pass, once until it is released; True.
+
+        Every integration pass tries a held log again (:attr:`_held`): a warning
+        each time was one a second for as long as a statement stayed unreadable.
+        """
+        if log_id not in self._held:
+            log.warning("log %s not integrated nor signed for now: " + why, log_id, *args)
+        return True
 
     def _unlistable(self, log_id: str, exc: OSError) -> bool:
         """A write-only drop box, a mount's I/O error: this log goes on unchecked, one warning."""
