@@ -103,6 +103,18 @@ def test_rules_crud_validation_and_audit(
     assert len(page.rules) == 3 and page.next_page_token and len(rest.rules) >= 7
 
 
+def _rule_changes(store_url: str, tenant: str) -> list[ev.Event]:
+    """The tenant's rule-change records, in log order (read from the store)."""
+    from aiaudit.common.store import open_store
+
+    s = open_store(store_url)
+    try:
+        found = [e.to_event() for e in s.read_log(tenant, 0, 100)]
+    finally:
+        s.close()
+    return [e for e in found if e.event_type == ev.EVENT_TYPE_RULE_CHANGE]
+
+
 def test_rule_changes_are_audit_events(
     alerting_server: Server, tenant: str, store_url: str
 ) -> None:
@@ -112,14 +124,7 @@ def test_rule_changes_are_audit_events(
     stub.CreateRule(
         pb.CreateRuleRequest(parent=f"tenants/{tenant}", rule=pb.Rule(source=RULE, enabled=True))
     )
-    from aiaudit.common.store import open_store
-
-    s = open_store(store_url)
-    try:
-        found = [e.to_event() for e in s.read_log(tenant, 0, 100)]
-    finally:
-        s.close()
-    changes = [e for e in found if e.event_type == ev.EVENT_TYPE_RULE_CHANGE]
+    changes = _rule_changes(store_url, tenant)
     assert len(changes) == 1
     assert changes[0].attributes["rule.action"].string_value == "create"
     assert changes[0].attributes["rule.id"].string_value == "big-output"
@@ -146,14 +151,7 @@ def test_a_rule_change_record_names_the_caller_s_key_and_roles(
         )
     )
     analyst.DeleteRule(pb.DeleteRuleRequest(name=name))
-    from aiaudit.common.store import open_store
-
-    s = open_store(store_url)
-    try:
-        found = [e.to_event() for e in s.read_log(tenant, 0, 100)]
-    finally:
-        s.close()
-    changes = [e for e in found if e.event_type == ev.EVENT_TYPE_RULE_CHANGE]
+    changes = _rule_changes(store_url, tenant)
     assert [
         (
             e.attributes["rule.action"].string_value,

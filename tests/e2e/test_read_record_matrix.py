@@ -19,7 +19,6 @@ before and after its call. A record that cannot be written is made so as in
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -27,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import psycopg
 import pytest
 import yaml
 from google.protobuf import descriptor_pool
@@ -47,6 +45,7 @@ from aiaudit.search.v1 import search_service_pb2_grpc as spb_grpc
 from tests.conftest import Postgres, _database, serve_suite
 from tests.helpers import access_records, interaction, wait_until
 from tests.integrity.conftest import login
+from tests.integrity.test_access_records import records_refused
 
 TIMEOUT = 20.0
 """Every call's deadline: a read that neither answers nor fails (a stream opened
@@ -376,17 +375,6 @@ def _given(address: str, admin_key: str) -> Given:
         channel.close()
 
 
-@contextlib.contextmanager
-def _unwritable(pg: Postgres) -> Iterator[None]:
-    """No access record can be written while inside (the suite's login may not insert entries)."""
-    with psycopg.connect(pg.admin_dsn, autocommit=True) as admin:
-        admin.execute("REVOKE INSERT ON log_entries FROM aiaudit_writer")
-        try:
-            yield
-        finally:
-            admin.execute("GRANT INSERT ON log_entries TO aiaudit_writer")
-
-
 def _new(before: list[ev.Event], after: list[ev.Event]) -> list[ev.Event]:
     seen = {r.event_id for r in before}
     return [r for r in after if r.event_id not in seen]
@@ -476,7 +464,7 @@ def test_a_read_whose_record_cannot_be_written_answers_nothing(matrix: Matrix, r
     got: Received = []
     channel = matrix.as_role(read.granted)
     try:
-        with _unwritable(matrix.pg), pytest.raises(grpc.RpcError) as refused:
+        with records_refused(matrix.pg), pytest.raises(grpc.RpcError) as refused:
             read.ask(channel, matrix.given, got)
     finally:
         channel.close()
