@@ -702,6 +702,49 @@ def test_content_put_back_after_its_erasure_is_named(full_log: Log, privacy_url:
     )
 
 
+def test_content_put_back_is_named_beside_an_event_row_forged_at_its_record_s_sequence(
+    full_log: Log, privacy_url: str
+) -> None:
+    """The records were read a page at a time, ordered by sequence alone, the next page past
+    the last sequence read: a row forged at a record's sequence (another receive time, read
+    before the record's own) ending a page hid the record, and the content it erases put back
+    was not named (review, 2026-12-07). The forged row is named as before."""
+    from aiaudit.common.erasure import erase
+
+    t = full_log.tenant
+    with full_log.admin.connect() as conn:
+        saved = conn.execute(
+            sa.text("SELECT * FROM event_content WHERE log_id = :t AND seq = 2"), {"t": t}
+        ).one()
+    privacy = open_store(privacy_url)
+    try:
+        erase(privacy, t, "data subject request", "dpo", [full_log.event(1)])  # at 15
+        erase(privacy, t, "data subject request", "dpo", [full_log.event(2)])  # at 16
+    finally:
+        privacy.close()
+    columns = ", ".join(saved._fields)
+    values = ", ".join(f":{c}" for c in saved._fields)
+    with full_log.admin.begin() as conn:
+        conn.execute(
+            sa.text(f"INSERT INTO event_content ({columns}) VALUES ({values})"), saved._asdict()
+        )
+        received = conn.execute(
+            sa.select(events.c.receive_time).where(events.c.log_id == t, events.c.seq == 16)
+        ).scalar_one()
+        at_16 = sa.and_(events.c.log_id == t, events.c.seq == 16)
+        record = conn.execute(sa.select(events).where(at_16)).one()._asdict()
+        # Written after the forged row (a microsecond earlier), the record reads after it.
+        conn.execute(events.delete().where(at_16))
+        forged = {**record, "receive_time": received - dt.timedelta(microseconds=1)}
+        conn.execute(events.insert(), [forged, record])
+    assert full_log.problems() == [
+        f"log {t} sequence 2 event {full_log.event(2)}: content present although"
+        " the erasure record at sequence 16 names the event (put back?)",
+        f"log {t} sequence 16 event {record['event_id']}: event row without a log entry"
+        " (inserted?)",
+    ]
+
+
 def test_a_row_of_erasure_names_deleted_added_or_moved_is_named(
     full_log: Log, privacy_url: str
 ) -> None:
