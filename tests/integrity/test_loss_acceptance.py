@@ -1189,3 +1189,43 @@ def test_node_rows_of_the_lost_history_do_not_make_a_real_loss_a_drill_s(site: S
         "the log truncated?"
         for level, index in ((1, 12), (3, 2), (4, 0))
     ]
+
+
+def spoilt(site: Site, how: str) -> None:
+    """Epoch 1's statement altered by one byte, or signed again continuing another tree."""
+    path = site.statement(1)
+    if how == "altered":
+        data = path.read_bytes().replace(b"ticket OPS-1", b"ticket OPS-7")
+    else:
+        real = loss.open_statement(path.read_bytes(), site.keys.verifier_keys())
+        other = dataclasses.replace(real, root=bytes(32))
+        data = sign_text(site, loss.format_statement(other)).encode()
+    path.chmod(0o644)
+    path.write_bytes(data)
+
+
+@pytest.mark.parametrize("how", ["altered", "another tree"])
+def test_the_notary_names_each_statement_after_one_it_ignores_once(
+    site: Site, caplog: pytest.LogCaptureFixture, how: str
+) -> None:
+    """Epoch 2's statement (a second older restore) is valid, but follows epoch 1's, which
+    does not count: the notary named epoch 1's and dropped epoch 2's without a word, while
+    verify names it. Each is named once, however many rounds try the held log again."""
+    accepted(site)
+    site.take_back(12)
+    assert site.accept_loss() == 0
+    first, second = site.statement(1), site.statement(2)
+    spoilt(site, how)
+    with site.stepped() as (notary, health), caplog.at_level(logging.ERROR):
+        for _ in range(3):
+            notary.step()
+        assert (health[-1], site.exported(1), site.exported(2)) == (False, [15], [])
+    ignored = [r.getMessage() for r in caplog.records if "is ignored" in r.getMessage()]
+    assert [m.split(": ")[1] for m in ignored] == [
+        f"loss statement {first}",
+        f"loss statement {second}",
+    ]
+    follows = f"loss statement {second}: it follows {first}, which does not count"
+    assert ignored[1] == f"log {site.tenant}: {follows}; the statement is ignored"
+    if how == "altered":  # verify counts one continuing another tree, and names the damage
+        assert follows in problems(site)

@@ -354,26 +354,37 @@ def chain(
     Statements must follow each other from epoch 1 without a gap; one that
     does not open, or whose ``continues`` root is not the store's
     (``root_at``; None: not compared here, the caller compares), ends the
-    chain: the ones after it do not count.
+    chain: the ones after it do not count, and each is named for that, as
+    verify names those after a drill's statement. They were dropped unnamed:
+    the notary, which logs each error once, said nothing of them, and verify
+    named none after one that does not open (review, 2026-12-07).
     """
     losses: list[LossStatement] = []
     errors = []
     paths: list[Path] = []
-    for item in statements:
+    for at, item in enumerate(statements):
         if item.epoch != len(losses) + 1:
             errors.append(
                 f"loss statement {item.path}: epoch {item.epoch} follows no statement of epoch "
                 f"{item.epoch - 1}"
             )
-            break
-        if item.statement is None:
+        elif item.statement is None:
             errors.append(str(item.error))
-            break
-        losses.append(item.statement)
-        paths.append(item.path)
+        else:
+            losses.append(item.statement)
+            paths.append(item.path)
+            continue
+        errors += _following(item.path, [later.path for later in statements[at + 1 :]])
+        break
     while root_at is not None and (wrong := Chain(tuple(losses)).unchecked(root_at)):
         epoch, why = wrong
         errors.append(f"loss statement {paths[epoch - 1]}: {why}")
+        errors += _following(paths[epoch - 1], paths[epoch:])
         del losses[epoch - 1 :]
         del paths[epoch - 1 :]
     return Chain(tuple(losses)), errors, paths
+
+
+def _following(ignored: Path, later: Sequence[Path]) -> list[str]:
+    """Why each statement after one that does not count does not count either."""
+    return [f"loss statement {path}: it follows {ignored}, which does not count" for path in later]
