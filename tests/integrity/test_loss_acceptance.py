@@ -1229,3 +1229,34 @@ def test_the_notary_names_each_statement_after_one_it_ignores_once(
     assert ignored[1] == f"log {site.tenant}: {follows}; the statement is ignored"
     if how == "altered":  # verify counts one continuing another tree, and names the damage
         assert follows in problems(site)
+
+
+def test_a_consistency_proof_from_a_drill_s_epoch_is_no_proof_across_a_loss(
+    site: Site, request: pytest.FixtureRequest
+) -> None:
+    """The restore drill's statement of epoch 1 does not count (the store holds the tree of
+    26 it names lost; the notary signs on in epoch 0): the service counted it, and refused a
+    caller from its epoch with ACROSS_A_LOSS, "sizes 13..26 of epoch 0 were lost", and
+    served one from within its M. The log has no epoch 1: INVALID_ARGUMENT, as for any
+    epoch no valid statement begins. Epoch 0's own callers are served."""
+    drilled(site)
+    suite: Running = request.getfixturevalue("suite")
+    stub = integrity(suite)
+    origin = f"{ORIGIN_PREFIX}/{site.tenant}"
+
+    def proof(from_size: int, from_origin: str) -> pb.GetConsistencyProofResponse:
+        return stub.GetConsistencyProof(
+            pb.GetConsistencyProofRequest(
+                log_id=site.tenant, from_size=from_size, to_size=28, from_origin=from_origin
+            )
+        )
+
+    for from_size in (20, 10):
+        refused = refusal(lambda from_size=from_size: proof(from_size, f"{origin}/epoch-1"))
+        assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT, refused.details()
+        assert field_violations(refused)["from_origin"] == (
+            f"'{origin}/epoch-1': log {site.tenant!r} has no epoch 1 (no valid loss statement "
+            "begins it; its epochs are 0..0)"
+        )
+    latest = signed(site, 28).root_hash
+    merkle.verify_consistency(20, 28, site_root(site, 20), latest, proof(20, origin).proof.hashes)

@@ -45,7 +45,7 @@ from aiaudit.common.store.prepare import set_timestamp
 from aiaudit.common.store.schema import log_entries, logs
 from aiaudit.common.store.sql import StoredEvent
 from aiaudit.common.v1 import proof_pb2
-from aiaudit.integrity import checks, loss, merkle, origins, storage
+from aiaudit.integrity import checks, integrated, loss, merkle, origins, storage
 from aiaudit.integrity.note import NoteError, parse_checkpoint, parse_note
 from aiaudit.integrity.signers import KeySource, SignerUnavailableError, open_signed
 from aiaudit.integrity.v1 import integrity_service_pb2 as pb
@@ -634,7 +634,12 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
         as before the field: unless the checkpoint stored at ``from_size`` is
         of ``cp``'s epoch, a size that a statement up to ``cp``'s epoch names
         lost (``M+1..N``) is refused, naming the latest such statement: from
-        there on ``cp``'s tree at that size is no earlier epoch's.
+        there on ``cp``'s tree at that size is no earlier epoch's. The
+        statements count as for the notary (:func:`loss.chain` with the roots
+        it integrated): one signed on another copy of the database (a restore
+        drill's, whose lost tree the store holds) counted here, and a caller
+        from its epoch was told that sizes "were lost" that nothing lost
+        (review, 2026-12-07).
         """
         to_origin = _origin(cp)
         to_epoch = origins.epoch_of(to_origin, self._origin_prefix, log_id)
@@ -649,7 +654,7 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
         except SignerUnavailableError:
             _fail(code_pb2.UNAVAILABLE, "verifier keys are unavailable; retry", "KEYS_UNAVAILABLE")
         found = loss.found(self._checkpoint_dir, self._origin_prefix, log_id, trusted)
-        chain, _, _ = loss.chain(found, None)
+        chain, _, _ = loss.chain(found, integrated.roots(conn, log_id))
         if from_epoch is None:
             parted = chain.last_lost(to_epoch, from_size)
             from_epoch = 0 if parted is None else parted - 1
