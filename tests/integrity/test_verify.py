@@ -779,6 +779,37 @@ def test_a_row_of_erasure_names_deleted_added_or_moved_is_named(
     ]
 
 
+def test_a_row_of_erasure_names_beside_the_same_at_a_fraction_of_its_sequence_is_named(
+    full_log: Log, privacy_url: str
+) -> None:
+    """SQLite keeps 15.5 in the integer column, read as 15: beside the row at 15 naming the
+    same event it is one row more, named as before c04e518 (which compared a set of each
+    record's rows and named nothing). PostgreSQL's column rounds it to 15: refused."""
+    from aiaudit.common.erasure import erase
+
+    privacy = open_store(privacy_url)
+    try:
+        erase(privacy, full_log.tenant, "data subject request", "dpo", [full_log.event(2)])
+    finally:
+        privacy.close()
+    t, erased = full_log.tenant, full_log.event(2)
+    insert = "INSERT INTO erasure_names (log_id, event_id, record_seq) VALUES (:t, :e, 15.4)"
+    if full_log.admin.dialect.name != "sqlite":
+        with pytest.raises(sa.exc.IntegrityError):  # the row at 15 is there
+            full_log.execute(insert, e=erased)
+        return
+    full_log.execute(insert, e=erased)
+    with full_log.admin.connect() as conn:
+        stored = conn.execute(
+            sa.text("SELECT record_seq FROM erasure_names WHERE log_id = :t ORDER BY 1"), {"t": t}
+        ).scalars()
+        assert list(stored) == [15, 15.4]
+    assert full_log.problems() == [
+        f"log {t} sequence 15: erasure_names has a row naming event {erased!r} for this "
+        "sequence, which holds no intact record naming it (inserted or changed?)",
+    ]
+
+
 def test_a_log_whose_logs_row_is_deleted_is_still_verified(log: Log) -> None:
     """Verify listed the logs from ``logs`` alone: deleting a log's row there hid it, and
     every change to it after (review, 2026-12-05)."""
