@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Regenerates the Python code of protos/ into the package that owns each proto
 # package (aiaudit.common.v1 -> libs/common, aiaudit.ingest.v1 -> services/ingest,
-# ...). Generated code is committed; `scripts/gen-protos.sh --check` fails when it
-# is stale (CI runs it).
+# ...), and from the event's schema the Go verifier's table of content fields
+# (interop/go-verifier/content_schema.go, by python -m aiaudit.common.go_content).
+# Generated code is committed; `scripts/gen-protos.sh --check` fails when it is
+# stale (CI runs it).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 python=${PYTHON:-$repo/.venv/bin/python}
@@ -33,6 +35,12 @@ for dir in "$repo"/protos/aiaudit/*/v1; do
     "aiaudit/$pkg/v1/"*.proto)
   : > "$dest/aiaudit/$pkg/v1/__init__.py"
 done
+# From the Python code in the repo (just written; with --check the committed code, which
+# is compared with the protos above).
+go_content=interop/go-verifier/content_schema.go
+mkdir -p "$out/$(dirname "$go_content")"
+"$python" -m aiaudit.common.go_content > "$out/$go_content.tmp"
+mv "$out/$go_content.tmp" "$out/$go_content"
 if $check; then
   stale=0
   for dir in "$repo"/protos/aiaudit/*/v1; do
@@ -43,5 +51,9 @@ if $check; then
       stale=1
     fi
   done
+  if ! diff "$out/$go_content" "$repo/$go_content" >/dev/null; then
+    echo "generated code $go_content is stale: run scripts/gen-protos.sh" >&2
+    stale=1
+  fi
   exit $stale
 fi

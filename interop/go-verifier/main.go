@@ -50,7 +50,6 @@ import (
 	"maps"
 	"math"
 	"os"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -868,48 +867,6 @@ func proofSpelling(text string, p tproof.TLogProof) error {
 	return nil
 }
 
-// commitmentValue is a content commitment as the canonical event holds it.
-var commitmentValue = regexp.MustCompile(`^hmac-sha256:[0-9a-f]{64}$`)
-
-// fieldName is a JSON name a content path can hold (its paths are ASCII).
-var fieldName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9]*$`)
-
-// commitment is one content commitment of a canonical event, at its content path.
-type commitment struct{ path, value string }
-
-// commitments lists a canonical event's content commitments in the canonical form's
-// order (RFC 8785 sorts the names). Without a schema a commitment is a string value in
-// the commitment's form at a path such as input.messages[0].parts[1].text: a name
-// (nothing else can be a field) or an array index at each step.
-func commitments(node any, path string) []commitment {
-	switch v := node.(type) {
-	case string:
-		if commitmentValue.MatchString(v) {
-			return []commitment{{path, v}}
-		}
-	case []any:
-		var list []commitment
-		for i, child := range v {
-			list = append(list, commitments(child, fmt.Sprintf("%s[%d]", path, i))...)
-		}
-		return list
-	case map[string]any:
-		var list []commitment
-		for _, key := range slices.Sorted(maps.Keys(v)) {
-			if !fieldName.MatchString(key) {
-				continue
-			}
-			child := key
-			if path != "" {
-				child = path + "." + key
-			}
-			list = append(list, commitments(v[key], child)...)
-		}
-		return list
-	}
-	return nil
-}
-
 // commitmentProblems recomputes each content value's commitment as the README defines it:
 // "hmac-sha256:" + hex(HMAC-SHA256(key = salt, msg = path || 0x00 || raw)), where raw is
 // the UTF-8 of a string or the decoded bytes of a bytes field (inline media `data`).
@@ -918,7 +875,7 @@ func commitments(node any, path string) []commitment {
 // paths is the content's order: aiaudit names content without a commitment in it.
 func commitmentProblems(event map[string]any, paths []string, content map[string]string, salt []byte) []string {
 	var problems []string
-	committed := commitments(event, "")
+	committed := commitments(event, 0, "")
 	at := make(map[string]bool, len(committed))
 	for _, c := range committed {
 		at[c.path] = true
@@ -935,7 +892,7 @@ func commitmentProblems(event map[string]any, paths []string, content map[string
 			continue
 		}
 		raw := []byte(value)
-		if strings.HasSuffix(c.path, ".data") {
+		if c.bytes {
 			data, err := decodeBase64(value)
 			if err != nil {
 				problems = append(problems, fmt.Sprintf("%s: bytes not in canonical base64", c.path))
@@ -947,7 +904,7 @@ func commitmentProblems(event map[string]any, paths []string, content map[string
 		mac.Write([]byte(c.path))
 		mac.Write([]byte{0})
 		mac.Write(raw)
-		if c.value != "hmac-sha256:"+hex.EncodeToString(mac.Sum(nil)) {
+		if got, _ := c.value.(string); got != "hmac-sha256:"+hex.EncodeToString(mac.Sum(nil)) {
 			problems = append(problems, fmt.Sprintf("%s: content does not match its commitment", c.path))
 		}
 	}
@@ -1229,13 +1186,13 @@ func putBackText(sequence, record uint64) string {
 }
 
 // hasCommitment reports whether a canonical event holds a content commitment, as
-// commitments finds them.
+// commitments finds them (a field marked sensitive_content).
 func hasCommitment(canonical []byte) bool {
 	var event any
 	if json.Unmarshal(canonical, &event) != nil {
 		return false
 	}
-	return len(commitments(event, "")) > 0
+	return len(commitments(event, 0, "")) > 0
 }
 
 // keyName is how the summary names a key: name+keyid (8 hex digits).

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 import pytest
 
 from aiaudit.cli.main import main
+from aiaudit.common import go_content
 from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.ingest.v1 import ingest_service_pb2 as ingest_pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as ingest_grpc
@@ -1049,6 +1051,55 @@ def test_canonical_bytes_are_read_one_way_in_both_verifiers(
     assert len(problems) == 2, problems
     assert problems[0].startswith("line 1 event e-0: inclusion proof: "), problems
     assert problems[1] == f"line 1 event e-0: {CANONICAL_UNREAD}"
+
+
+COMMITMENT = re.compile(rb'"hmac-sha256:[0-9a-f]{64}"')
+EDIT_BYTES = b'0fFgz:-_ "\\/\x00\x1f\x7f\x80\xff'
+"""Bytes a commitment's characters are edited to: a hex digit, a letter, a colon or a
+hyphen (the prefix), JSON's quote and escape, a control character, a byte not UTF-8."""
+
+
+def commitment_edits(committed: bytes) -> list[tuple[int, int]]:
+    """One-byte edits (offset, byte) of every character of each commitment in ``committed``,
+    each to the bytes of EDIT_BYTES in turn, from a different one at each character."""
+    offsets = [
+        at for m in COMMITMENT.finditer(committed) for at in range(m.start() + 1, m.end() - 1)
+    ]
+    edits = []
+    for i, at in enumerate(offsets):
+        turn = [EDIT_BYTES[(i + k) % len(EDIT_BYTES)] for k in range(3)]
+        edits += [(at, byte) for byte in turn if byte != committed[at]][:2]
+    return edits
+
+
+def test_every_one_byte_edit_of_a_commitment_is_named_alike_in_both_verifiers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], go_verifier: Path
+) -> None:
+    """The Go verifier found commitments by their form (hmac-sha256: and 64 hex digits),
+    aiaudit by the event's schema (sensitive_content): a commitment edited to another
+    form was `content without a commitment` in Go and `content does not match its
+    commitment` in aiaudit. Go now finds them by a table generated from the schema
+    (content_schema.go), and every one-byte edit of a commitment's characters is named
+    alike: exit status, problem count and problem lines."""
+    lines = make_bundle(tmp_path, n=2, media=b"ok")
+    committed = base64.b64decode(lines[0]["canonical"])
+    edits = commitment_edits(committed)
+    assert len(COMMITMENT.findall(committed)) == 3 and len(edits) == 3 * 76 * 2
+    mismatched = 0
+    for at, byte in edits:
+        edited = [dict(lines[0]), lines[1]]
+        _committed(edited[0], lambda c, at=at, byte=byte: _byte_at(c, at, byte))
+        status, problems = both(go_verifier, capsys, write(tmp_path / "edited.jsonl", edited))
+        assert status == 1 and problems[0].startswith("line 1 event e-0: inclusion proof: ")
+        mismatched += problems[1:] != [f"line 1 event e-0: {CANONICAL_UNREAD}"]
+    assert mismatched > 0  # edits the line still reads as JSON after: those Go named otherwise
+
+
+def test_the_go_verifier_finds_content_by_a_table_generated_from_the_schema() -> None:
+    """content_schema.go is what `scripts/gen-protos.sh` writes from the fields marked
+    sensitive_content (its --check fails when the file is stale, and so does this)."""
+    assert (go.SOURCE / "content_schema.go").read_text() == go_content.source()
+    assert "//\tinput.messages[].parts[].media.data\n" in go_content.source()
 
 
 @pytest.mark.parametrize(
