@@ -15,7 +15,6 @@ from aiaudit.common.store import pgarrays
 from aiaudit.common.store.schema import (
     RECORDS_WHERE,
     consumer_cursors,
-    erasure_names,
     event_content,
     log_entries,
     logs,
@@ -667,19 +666,6 @@ def record_naming(conn: sa.Connection, log_id: str, event_id: str, after: int) -
         if len(seqs) < NAMING_PAGE:
             return None
         before = seqs[-1]
-
-
-def erasure_name_rows(conn: sa.Connection, log_id: str, before: int) -> Iterator[tuple[str, int]]:
-    """(event id, record sequence) of the log's rows of ``erasure_names`` below ``before``."""
-    en = erasure_names.c
-    rows = conn.execute(
-        sa.select(en.event_id, en.record_seq)
-        .where(en.log_id == log_id, en.record_seq < before)
-        .order_by(en.event_id, en.record_seq)
-        .execution_options(yield_per=10_000)
-    )
-    for event_id, seq in rows:
-        yield str(event_id), int(seq)
 
 
 def content_classification(

@@ -90,7 +90,8 @@ from aiaudit.common.store.schema import (
     logs,
 )
 from aiaudit.common.store.sql import READ_BYTES, data_keys
-from aiaudit.integrity import checks, loss, merkle, origins, storage, worm
+from aiaudit.integrity import checks, loss, origins, storage, worm
+from aiaudit.integrity.integrated import roots as integrated_roots
 from aiaudit.integrity.merkle import HASH_SIZE, CompactRange
 from aiaudit.integrity.notary import CONSUMER
 from aiaudit.integrity.note import Checkpoint, NoteError, VerifierKey, open_checkpoint
@@ -353,7 +354,7 @@ def _losses(
     found = loss.found(checkpoint_dir, origin_prefix, log_id, keys)
     chain, errors, paths = loss.chain(found, None)
     report.problems += [Problem(log_id, error) for error in errors]
-    if held := chain.held(_stored_roots(conn, log_id)):
+    if held := chain.held(integrated_roots(conn, log_id)):
         chain, paths = _uncounted(log_id, chain, paths, held, report)
     for epoch, (statement, path) in enumerate(zip(chain.losses, paths, strict=True), start=1):
         previous = {}  # only from N up: the earlier ones are read once, by the caller
@@ -392,27 +393,6 @@ def _losses(
             )
         )
     return chain
-
-
-def _stored_roots(conn: sa.Connection, log_id: str) -> loss.RootAt:
-    """The store's root at a size, from its node rows (None: no tree there).
-
-    Up to the notary's cursor, as the notary reads it (``Notary._chain``): node
-    rows of the lost history put back past it (raw SQL, no key) made a real
-    loss a statement that does not count, "nothing was lost" (review, 2026-12-07).
-    """
-    table = storage.NodeTable(conn, log_id)
-    integrated = cursors.position(conn, CONSUMER, log_id)
-
-    def root_at(size: int) -> bytes | None:
-        if size > integrated:
-            return None
-        try:
-            return merkle.root_at(size, table)
-        except merkle.MissingNodeError:
-            return None
-
-    return root_at
 
 
 def _uncounted(
