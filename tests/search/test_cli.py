@@ -267,7 +267,7 @@ def test_aggregate_command(
     """``aiaudit aggregate``: one answer as a table or JSON; pages one at a time, each
     naming the next's token, or all of them; a bad filter is one line and exit 1."""
     search_suite.append(_aggregated(tenant))
-    _wait_paged(search_suite, tenant, 6)
+    search_suite.wait_indexed(tenant, 6)
     key = search_suite.keys["auditor"]
     aggregate = ["aggregate", "--address", search_suite.address, f"--api-key={key}"]
     aggregate += ["--tenant", tenant, "--filter", NOT_ACCESS, "--group-by", "actor.user_id"]
@@ -354,7 +354,7 @@ def test_aggregate_shows_a_group_without_a_metric_value_as_dashes(
     for e in events[:3]:  # u0's events only
         e.timing.latency.FromMilliseconds(250)
     search_suite.append(events)
-    _wait_paged(search_suite, tenant, 6)
+    search_suite.wait_indexed(tenant, 6)
     key = search_suite.keys["auditor"]
     aggregate = ["aggregate", "--address", search_suite.address, f"--api-key={key}"]
     aggregate += ["--tenant", tenant, "--filter", NOT_ACCESS, "--group-by", "actor.user_id"]
@@ -388,7 +388,7 @@ def test_aggregate_all_pages_prints_the_histogram_after_every_group(
     were as wide as its own cells, not under the header.
     """
     search_suite.append(_aggregated(tenant))
-    _wait_paged(search_suite, tenant, 6)
+    search_suite.wait_indexed(tenant, 6)
     key = search_suite.keys["auditor"]
     aggregate = ["aggregate", "--address", search_suite.address, f"--api-key={key}"]
     aggregate += ["--tenant", tenant, "--filter", NOT_ACCESS, "--group-by", "actor.user_id"]
@@ -431,7 +431,7 @@ def test_aggregate_all_pages_failing_mid_way_names_the_page_to_go_on_from(
             e.actor.application = e.actor.agent_name = e.actor.agent_id = e.actor.user_id
             e.occurred_time.FromDatetime(AGGREGATE_START)
         running.append(events)
-        _wait_paged(running, tenant, len(users))
+        running.wait_indexed(tenant, len(users))
         proc = subprocess.Popen(
             [
                 sys.executable,
@@ -491,17 +491,3 @@ def test_aggregate_all_pages_failing_mid_way_names_the_page_to_go_on_from(
         running.channel.close()
         if not stopped:
             running.suite.stop()
-
-
-def _wait_paged(search_suite: SearchSuite, tenant: str, count: int) -> None:
-    """Waits until a paged aggregate's snapshot holds ``count`` of the tenant's data events.
-
-    The snapshot is how far the indexer says it indexed, which it says just after
-    the events became searchable: right after :meth:`SearchSuite.wait_indexed` a
-    first page on OpenSearch sometimes held none of them.
-    """
-    request = pb.AggregateRequest(tenant_id=tenant, filter=NOT_ACCESS, page_size=10_000)
-    request.group_by.append("actor.user_id")
-    wait_until(
-        lambda: sum(b.count for b in search_suite.search.Aggregate(request).buckets) >= count
-    )

@@ -107,6 +107,8 @@ _SHOW_GAP = 0.1
 """Shortest time between two refreshes of caught-up batches (seconds)."""
 _SWEEP_RECORDS = 1000
 """Erasure and retention records past a held log's position read at a time."""
+_LANDING_WAIT = 10.0
+"""Longest a paged aggregate's snapshot waits for the write in flight into its log (s)."""
 
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -159,6 +161,9 @@ class Indexer:
         self._stop = threading.Event()
         self._progress = threading.Condition()
         self._positions: dict[str, int] = {}
+        self._landing: dict[str, int] = {}
+        """Logs with a write in flight (log id -> the position it moves the log to): its
+        documents may be searchable before the position is published (:meth:`position`)."""
         self._building: dict[str, int] | None = None
         """Logs the index is still building (log id -> the position to reach); None: not
         known yet (:meth:`_load_building`)."""
@@ -248,8 +253,19 @@ class Indexer:
         return Building(indexed, target, held)
 
     def position(self, log_id: str) -> int:
-        """Entries of the log indexed: the snapshot a paged aggregate's pages share."""
+        """Entries of the log indexed: the snapshot a paged aggregate's pages share.
+
+        A write into the log in flight is waited for (at most ``_LANDING_WAIT``
+        seconds): its documents may be searchable already (committed, refreshed,
+        or shown by a periodic refresh) before its position is published, and the
+        snapshot must hold every event a search finds. Until 2026-12-07 it was
+        the position published, which came just after: right after a search
+        found the events, a first page sometimes counted none of them.
+        """
         with self._progress:
+            landing = self._landing.get(log_id)
+            if landing is not None:  # that write, not the ones after it
+                self._progress.wait_for(lambda: self._landing.get(log_id) != landing, _LANDING_WAIT)
             return self._positions.get(log_id, 0)
 
     def _held_at(self, log_id: str, indexed: int) -> int | None:
@@ -621,16 +637,15 @@ class Indexer:
         return docs, erased, damage
 
     def _landed(self, log_id: str, in_flight: Future[int]) -> bool:
-        """Publishes where a write left its log; False when the backend refused a document.
+        """Whether a write landed whole; False when the backend refused a document.
 
         The log is then held at that document (DocumentRefusedError's
-        position, up to which the write moved it); it is not counted as
-        progress, so the next try waits for the next pass.
+        position, up to which the write moved it, published by :meth:`_write`);
+        it is not counted as progress, so the next try waits for the next pass.
         """
         try:
-            end = in_flight.result()
+            end = in_flight.result()  # its position published (:meth:`_write`)
         except DocumentRefusedError as exc:
-            self._publish({log_id: exc.position})
             if self._refused.get(log_id) != exc.position:
                 log.error(
                     "search indexer holds log %s at sequence %d: %s (the other logs go on; "
@@ -643,7 +658,6 @@ class Indexer:
             return False
         if self._refused.pop(log_id, None) is not None:
             log.info("search indexer: log %s goes on (indexed up to %d)", log_id, end)
-        self._publish({log_id: end})
         return True
 
     def _shows(self, log_id: str, start: int, end: int, size: int) -> bool:
@@ -670,6 +684,10 @@ class Indexer:
         OpenSearch sweep drops whole months only, so its old document, text
         included, may still be there. A batch with erasures has the backend
         remove the replaced text physically too (``erasing``).
+
+        The new position (a refused document's, up to which the write moved it)
+        is published here, as the write returns, and a paged aggregate's
+        snapshot waits for it meanwhile (:meth:`position`).
         """
         erasing = bool(erased)
         gone: list[Document] = []
@@ -687,10 +705,31 @@ class Indexer:
             wait = self._shown + _SHOW_GAP - time.monotonic()
             if wait > 0:
                 self._stop.wait(wait)
-        self._backend.write(log_id, docs + erased, end, gone, erasing, visible=show)
+        with self._progress:
+            self._landing[log_id] = end
+        landed: int | None = None
+        try:
+            self._backend.write(log_id, docs + erased, end, gone, erasing, visible=show)
+            landed = end
+        except DocumentRefusedError as exc:
+            landed = exc.position
+            raise
+        finally:
+            self._land(log_id, landed)
         if show:
             self._shown = time.monotonic()
         return end
+
+    def _land(self, log_id: str, position: int | None) -> None:
+        """Ends the log's write in flight, publishing where it left the log (None: nowhere).
+
+        A position only grows: an erasure's write (at the log's position) does not move it.
+        """
+        with self._progress:
+            del self._landing[log_id]
+            if position is not None and position > self._positions.get(log_id, 0):
+                self._publish({log_id: position})
+            self._progress.notify_all()
 
     def _publish(
         self,
