@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import grpc
 import pytest
-import sqlalchemy as sa
 
 from aiaudit.common.store import open_store
 from aiaudit.common.v1 import event_pb2
@@ -14,6 +13,7 @@ from tests.conftest import Running
 from tests.helpers import field_violations, wait_until
 from tests.integrity.conftest import ORIGIN_PREFIX
 from tests.integrity.test_service import (
+    _as_admin,
     append,
     checkpoint_covers,
     integrity,
@@ -87,15 +87,6 @@ def test_batch_proofs_refusals(suite: Running, tenant: str) -> None:
             pb.BatchGetInclusionProofsRequest(log_id=tenant, sequences=[0])
         )
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
-
-
-def _as_admin(admin_url: str, statement: str, **params: object) -> None:
-    engine = sa.create_engine(admin_url)
-    try:
-        with engine.begin() as conn:
-            conn.execute(sa.text(statement), params)
-    finally:
-        engine.dispose()
 
 
 def test_a_batch_across_subtree_boundaries_is_each_leafs_own_proof_and_checked(
