@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
 import sqlite3
 import tempfile
 import time
@@ -36,11 +35,10 @@ import yaml
 
 from aiaudit.common import client
 from aiaudit.common.store import open_store
-from aiaudit.common.store.prepare import prepare
 from aiaudit.search.v1 import search_service_pb2 as pb
 from aiaudit.search.v1 import search_service_pb2_grpc as pb_grpc
 from bench.databases import fresh_database
-from bench.search_bench import TENANT, make_event
+from bench.search_bench import TENANT, append_events
 from bench.servers import suite_server
 
 EXPORTED = 'event_type = "EVENT_TYPE_INTERACTION"'
@@ -77,12 +75,7 @@ def load(url: str, n: int) -> None:
         if events.read_log(TENANT, 0, 1):
             print("the store holds events already: not loaded")
             return
-        t0 = time.perf_counter()
-        for start_at in range(0, n, 2000):
-            now = dt.datetime.now(dt.UTC)
-            batch = [make_event(i) for i in range(start_at, min(n, start_at + 2000))]
-            events.append_group([[prepare(e, now) for e in batch]])
-        print(f"loaded {n} events into the store in {time.perf_counter() - t0:.1f}s")
+        append_events(events, n)
     finally:
         events.close()
 
