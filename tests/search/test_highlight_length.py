@@ -130,3 +130,41 @@ def test_clip_does_not_count_the_text_up_to_a_match_too_far_to_fit() -> None:
     clipped = clip(fragment)
     assert time.thread_time() - start < 0.05, "the text between the matches was counted"
     assert clipped == "<em>x</em>" + "&amp;" * (FRAGMENT_CHARS - 1 - len(ELLIPSIS)) + ELLIPSIS
+
+
+CLUSTERS = {
+    "accents": "e\u0301\u0323",  # e, acute and dot below written apart (NFD)
+    "devanagari": "\u0915\u094d\u0937\u093f",  # क्षि: consonant, virama, consonant, vowel sign
+    "family": "\U0001f468\u200d\U0001f469\u200d\U0001f467",  # man ZWJ woman ZWJ girl
+    "skin tone": "\U0001f44d\U0001f3fd",  # thumbs up, medium skin tone
+}
+"""Letters as read, each more than one code point."""
+
+
+@pytest.mark.parametrize("name", sorted(CLUSTERS))
+def test_clip_never_parts_a_letter_from_its_marks(name: str) -> None:
+    """Each side of the cut ends between two letters as read, whatever the parity.
+
+    Until 2026-12-07 the cut counted code points: a piece could begin with a lone
+    accent, end with a man joined to nothing, or a thumbs up without its tone.
+    """
+    cluster = CLUSTERS[name]
+    for before in range(1, len(cluster) + 1):  # every offset of the cut in the run
+        fragment = "x" * before + cluster * 400 + " <em>mango</em> " + cluster * 400
+        clipped = clip(fragment)
+        piece = _shown(clipped).removeprefix(ELLIPSIS).removesuffix(ELLIPSIS)
+        assert len(_shown(clipped)) <= FRAGMENT_CHARS
+        left, right = piece.split(" mango ")
+        assert left.endswith(cluster) and right.startswith(cluster), (name, before)
+        assert len(left) % len(cluster) == 0, (name, before, left[:8])
+        assert len(right) % len(cluster) == 0, (name, before, right[-8:])
+        assert left and right, (name, before)
+
+
+def test_clip_of_a_letter_with_a_million_marks_is_cheap() -> None:
+    """Stacked marks (Zalgo text) are one letter as read: the walk to its end is bounded."""
+    fragment = "<em>x</em>" + "\u0301" * 1_000_000 + " tail"
+    start = time.thread_time()
+    clipped = clip(fragment)
+    assert time.thread_time() - start < 0.05, "the marks were walked whole"
+    assert clipped.startswith("<em>x</em>\u0301") and len(_shown(clipped)) <= FRAGMENT_CHARS

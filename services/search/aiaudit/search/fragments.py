@@ -10,11 +10,14 @@ of unicode61, a run of emoji, dashes or ". " one separator). A fragment of
 
 A fragment here is HTML-escaped text whose only markup is ``<em>``/``</em>``
 around the matches (both backends), so ``<`` always starts a tag and ``&``
-an escape: the cut never splits either, nor a code point.
+an escape: the cut never splits either, nor a letter from the marks that
+follow it (accents, vowel signs, variation selectors, skin tones) or an emoji
+joined by U+200D from the one before it.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 
 FRAGMENT_CHARS = 300
@@ -28,6 +31,13 @@ ELLIPSIS = "..."
 _OPEN, _CLOSE = "<em>", "</em>"
 _ESCAPE_CHARS = len("&#x2F;")
 """The longest escape either backend writes (``/``; ``&amp;``, ``&quot;``, ``&#x27;``...)."""
+_JOINER = "\u200d"
+_MARKS = frozenset(("Mn", "Mc", "Me"))
+_VIRAMA = 9
+"""The canonical combining class of a virama (halant), which joins two consonants."""
+_LETTER_CODE_POINTS = 32
+"""A letter is taken whole up to this many code points: one of a million stacked marks
+(Zalgo text) is cut among them, so finding a unit's end stays cheap."""
 
 
 def clip(fragment: str, limit: int = FRAGMENT_CHARS) -> str:
@@ -36,7 +46,7 @@ def clip(fragment: str, limit: int = FRAGMENT_CHARS) -> str:
     The first match is kept, and each match after it while the piece up to its end
     fits whole (until 2026-12-07 the piece was centred on the first match alone, and
     a second one 200 characters after it was cut off, or shown in part). The piece
-    then grows one unit (tag, escape, code point, an end's ``...``) a side
+    then grows one unit (tag, escape, a letter with its marks, an end's ``...``) a side
     in turn; a side cut ends in :data:`ELLIPSIS`. A match longer than ``limit`` keeps
     its start, a mark cut on either side is closed or opened again, so the tags stay
     paired, and a tag taken at a cut without its text is left out.
@@ -139,8 +149,29 @@ def _all(text: str, sub: str) -> list[int]:
     return out
 
 
+def _joins(before: str, char: str) -> bool:
+    """Whether ``char`` belongs with the code point ``before`` it (one letter as read).
+
+    Marks (an accent written apart, a Devanagari vowel sign, a variation selector),
+    skin-tone modifiers, emoji tags, what a U+200D joins and the consonant after a
+    virama (a conjunct such as क्ष); never across a tag or an escape. Until 2026-12-07
+    a cut could part a letter from its accent, and the piece began with a lone mark.
+    Not the full UAX #29 rules: a flag's two regional indicators can still part.
+    """
+    if before in ">;" or char in "<&":
+        return False
+    return (
+        unicodedata.category(char) in _MARKS
+        or char == _JOINER
+        or before == _JOINER
+        or (unicodedata.combining(before) == _VIRAMA and unicodedata.category(char) == "Lo")
+        or "\U0001f3fb" <= char <= "\U0001f3ff"
+        or "\U000e0020" <= char <= "\U000e007f"
+    )
+
+
 def _right(fragment: str, at: int) -> int | None:
-    """Where the unit (a tag, an escape, a code point, an end's ``...``) starting at ``at`` ends."""
+    """Where the unit at ``at`` ends: a tag, an escape, a letter with marks, an end's ``...``."""
     if at >= len(fragment):
         return None
     if at == len(fragment) - len(ELLIPSIS) and fragment.endswith(ELLIPSIS):
@@ -149,7 +180,10 @@ def _right(fragment: str, at: int) -> int | None:
         return fragment.index(">", at) + 1
     if fragment[at] == "&":
         return fragment.index(";", at) + 1
-    return at + 1
+    end, stop = at + 1, min(len(fragment), at + _LETTER_CODE_POINTS)
+    while end < stop and _joins(fragment[end - 1], fragment[end]):
+        end += 1
+    return end
 
 
 def _left(fragment: str, at: int) -> int | None:
@@ -164,4 +198,7 @@ def _left(fragment: str, at: int) -> int | None:
         amp = fragment.rfind("&", max(0, at - _ESCAPE_CHARS), at)
         if amp >= 0 and ";" not in fragment[amp : at - 1]:
             return amp
-    return at - 1
+    start, stop = at - 1, max(0, at - _LETTER_CODE_POINTS)
+    while start > stop and _joins(fragment[start - 1], fragment[start]):
+        start -= 1
+    return start
