@@ -67,7 +67,7 @@ def start(ctx: Context) -> Alerting:
     changes = Changes()
     sinks = SinkConfig(
         s.webhook_url, s.webhook_secret, s.syslog_address, s.webhook_timeout,
-        s.max_attempts, s.retry_base,
+        s.max_attempts, s.retry_base, s.syslog_tls,
     )  # fmt: skip
     deliverers = [Deliverer(store.engine, sinks, sink=name) for name in sinks.sinks]
 

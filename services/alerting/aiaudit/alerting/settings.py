@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiaudit.alerting.sinks import syslog_target
+from aiaudit.alerting.syslog_tls import SETTINGS as SYSLOG_TLS_SETTINGS
+from aiaudit.alerting.syslog_tls import SyslogTls, SyslogTlsError
 from aiaudit.common import stream_slots
 from aiaudit.common.config import ConfigError, require_secure_database
 
@@ -59,7 +61,15 @@ class AlertingSettings:
     webhook_timeout: float = 5.0
     """Seconds a delivery attempt may take in all (connect, send, the whole answer)."""
     syslog_address: str = ""
-    """SIEM sink: ``udp://host:port`` or ``tcp://host:port`` (RFC 5424 with a CEF message)."""
+    """SIEM sink: ``udp://``, ``tcp://`` or ``tls://host:port`` (RFC 5424 with a CEF message;
+    ``tls://`` is RFC 5425, the one to use across a network)."""
+    syslog_ca_file: Path | None = None
+    """PEM CA bundle a ``tls://`` receiver's certificate must chain to; unset: the system's
+    CAs (``SSL_CERT_FILE``), as for the webhook."""
+    syslog_client_cert_file: Path | None = None
+    """Client certificate (PEM) for a ``tls://`` receiver asking for one (mutual TLS)."""
+    syslog_client_key_file: Path | None = None
+    """Its unencrypted PEM key: set with ``syslog_client_cert_file`` or not at all."""
     max_attempts: int = 24
     """Delivery attempts before the dead-letter record (with the default ``retry_base``,
     about 80 minutes of retries: an outage of a sink shorter than that loses nothing)."""
@@ -100,6 +110,7 @@ class AlertingSettings:
                 raise ConfigError(
                     f"setting alerting.syslog_address: {self.syslog_address!r} is invalid: {exc}"
                 ) from None
+        self._validate_syslog_tls()
         if self.watch_interval <= 0:
             raise ConfigError(
                 "setting alerting.watch_interval: must be a positive number of seconds"
@@ -117,6 +128,30 @@ class AlertingSettings:
                 "setting alerting.database_url: must be sqlite:/// or postgresql+psycopg://"
             )
         require_secure_database(self.database_url, "alerting.database_url", allow_insecure)
+
+    @property
+    def syslog_tls(self) -> SyslogTls:
+        """The files of a ``tls://`` syslog address."""
+        return SyslogTls(
+            self.syslog_ca_file, self.syslog_client_cert_file, self.syslog_client_key_file
+        )
+
+    def _validate_syslog_tls(self) -> None:
+        """The TLS files work (readable, PEM, the key the certificate's) and have a use.
+
+        Set beside a ``udp://`` or ``tcp://`` address they would protect nothing, without
+        a word: refused, as a file that cannot be read is.
+        """
+        tls = self.syslog_tls
+        given = [name for name in SYSLOG_TLS_SETTINGS if getattr(tls, name) is not None]
+        try:
+            tls.check_pair()
+            if given and not self.syslog_address.startswith("tls://"):
+                raise SyslogTlsError(given[0], "applies to a tls:// syslog_address only")
+            if given:
+                tls.context()
+        except SyslogTlsError as exc:
+            raise ConfigError(str(exc)) from None
 
     @property
     def sinks(self) -> tuple[str, ...]:

@@ -1,4 +1,4 @@
-"""Alert delivery: webhook (JSON, HMAC-SHA256 signed) and syslog (RFC 5424 with CEF).
+"""Alert delivery: webhook (JSON, HMAC-SHA256 signed) and syslog (RFC 5424 with CEF; UDP, TCP, TLS).
 
 The engine writes one outbox row per alert and sink in the transaction that
 creates the alert; the :class:`Deliverer` sends due rows, retrying with
@@ -26,6 +26,7 @@ import json
 import logging
 import re
 import socket
+import ssl
 import threading
 import time
 import urllib.error
@@ -38,6 +39,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from aiaudit.alerting.model import Alert
+from aiaudit.alerting.syslog_tls import SYSTEM_CAS, SyslogTls
 from aiaudit.alerting.tables import deliveries
 from aiaudit.common.worker import Worker
 
@@ -419,7 +421,10 @@ def syslog_message(payload: str, hostname: str | None = None) -> bytes:
     return f"<{pri}>1 {now} {host} aiaudit - ALERT {sd} \ufeff{cef}".encode()
 
 
-SYSLOG_FORM = "udp://host:port or tcp://host:port (an IPv6 address in brackets: udp://[::1]:514)"
+SYSLOG_FORM = (
+    "udp://host:port, tcp://host:port or tls://host:port (an IPv6 address in brackets: "
+    "udp://[::1]:514)"
+)
 
 
 def syslog_target(address: str) -> tuple[str, str, int]:
@@ -435,25 +440,32 @@ def syslog_target(address: str) -> tuple[str, str, int]:
     except ValueError as exc:
         raise ValueError(f"{exc}; expected {SYSLOG_FORM}") from None
     extra = parts.path or parts.query or parts.fragment or parts.username or parts.password
-    if parts.scheme not in ("udp", "tcp") or not parts.hostname or not port or extra:
+    if parts.scheme not in ("udp", "tcp", "tls") or not parts.hostname or not port or extra:
         raise ValueError(f"expected {SYSLOG_FORM}")
     return parts.scheme, urllib.parse.unquote(parts.hostname), port
 
 
 def send_syslog(
-    address: str, payload: str, timeout: float, *, resolve: Resolver = socket.getaddrinfo
+    address: str,
+    payload: str,
+    timeout: float,
+    *,
+    resolve: Resolver = socket.getaddrinfo,
+    tls: SyslogTls = SYSTEM_CAS,
 ) -> None:
-    """UDP: one datagram; TCP: RFC 6587 octet-counting framing; IPv4 or IPv6.
+    """UDP: one datagram; TCP: RFC 6587 octet counting; TLS: RFC 5425; IPv4 or IPv6.
 
-    ``timeout`` bounds the whole attempt (name lookup, connect, send), as the
-    webhook's: the lookup ran unbounded in the sink's only thread, so a resolver
+    ``timeout`` bounds the whole attempt (name lookup, connect, TLS handshake, send), as
+    the webhook's: the lookup ran unbounded in the sink's only thread, so a resolver
     that never answered held every later syslog delivery for as long as it hung.
     """
     try:
         scheme, host, port = syslog_target(address)
+        context = tls.context() if scheme == "tls" else None
     except ValueError as exc:
         raise DeliveryError(f"syslog address {address!r}: {exc}") from None
     message = syslog_message(payload)
+    framed = str(len(message)).encode() + b" " + message  # MSG-LEN SP SYSLOG-MSG
     with _Watchdog(timeout, resolve) as watchdog:
         try:
             if scheme == "udp":  # the address family is the one the name resolves to
@@ -463,14 +475,84 @@ def send_syslog(
                 family, kind, proto, _, where = found[0]
                 with socket.socket(family, kind, proto) as s:
                     s.sendto(message, where)
-            else:
+            elif context is None:
                 with watchdog.connect((host, port), timeout) as s:
-                    s.sendall(str(len(message)).encode() + b" " + message)
+                    s.sendall(framed)
+            else:
+                _send_tls(watchdog.connect((host, port), timeout), context, host, framed)
         except OSError as exc:
             if watchdog.expired:
                 what = f" ({watchdog.unanswered})" if watchdog.unanswered else ""
                 raise DeliveryError(f"not sent within {timeout:g} s{what}") from None
+            if isinstance(exc, ssl.SSLError):
+                raise DeliveryError(f"TLS with {host}:{port}: {_tls_reason(exc)}") from None
             raise DeliveryError(str(exc)) from None
+
+
+def _send_tls(sock: socket.socket, context: ssl.SSLContext, host: str, framed: bytes) -> None:
+    """Handshake, the frame, then close_notify both ways, on the watched socket.
+
+    Counted sent only once the receiver's close_notify, which RFC 5425 (4.4) requires
+    in answer to ours, has come: it has then read the whole frame. Under TLS 1.3 a
+    receiver refuses a client certificate after the sender's handshake has ended, so the
+    frame goes out before the refusal comes back. The TLS runs in memory over the socket
+    (:class:`ssl.SSLObject`): ``SSLSocket.unwrap`` also returned normally when the
+    refusal (a fatal alert) came instead of close_notify, and the alert counted delivered.
+    """
+    with sock:
+        tls = _MemoryTls(sock, context, host)
+        tls.run(tls.obj.do_handshake)
+        tls.obj.write(framed)
+        with contextlib.suppress(ssl.SSLWantReadError):  # nothing fed yet: the answer is
+            tls.obj.unwrap()  # read below, where an alert is an error (in unwrap, a close)
+        tls.flush()
+        try:
+            while True:  # records after ours: session tickets, then close_notify
+                if tls.run(lambda: tls.obj.read(65536)) == b"":
+                    return
+        except ssl.SSLZeroReturnError:
+            return
+        except ssl.SSLEOFError:
+            raise ssl.SSLError(
+                "the receiver closed the connection without close_notify (RFC 5425 4.4), "
+                "so it may not have read the record"
+            ) from None
+
+
+class _MemoryTls:
+    """A TLS client in memory, its records carried over a (watched) socket by :meth:`run`."""
+
+    def __init__(self, sock: socket.socket, context: ssl.SSLContext, host: str) -> None:
+        self.sock = sock
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.obj = context.wrap_bio(self.incoming, self.outgoing, server_hostname=host)
+
+    def flush(self) -> None:
+        """Sends what TLS has written."""
+        if pending := self.outgoing.read():
+            self.sock.sendall(pending)
+
+    def run(self, step: Callable[[], object]) -> object:
+        """``step``'s result, feeding it what the socket reads until it needs no more."""
+        while True:
+            try:
+                return step()
+            except ssl.SSLWantReadError:
+                self.flush()
+                data = self.sock.recv(65536)
+                if data:
+                    self.incoming.write(data)
+                else:
+                    self.incoming.write_eof()
+            finally:
+                self.flush()
+
+
+def _tls_reason(exc: ssl.SSLError) -> str:
+    """The certificate's fault for a verification failure, else OpenSSL's message."""
+    if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
+        return f"certificate verify failed: {exc.verify_message}"
+    return str(exc.args[0]) if len(exc.args) == 1 else str(exc)  # ours: one argument
 
 
 @dataclass(frozen=True)
@@ -488,6 +570,8 @@ class SinkConfig:
     2 s, ... 256 s, then 5 minutes, so a row is retried for about 80 minutes."""
     retry_base: float = 1.0
     """First retry delay in seconds; doubles each attempt up to ``MAX_BACKOFF``."""
+    syslog_tls: SyslogTls = SYSTEM_CAS
+    """Whom a ``tls://`` syslog address must be and what this sink presents to it."""
     resolve: Resolver = field(default=socket.getaddrinfo, repr=False, compare=False)
     """The sinks' name lookup (:func:`socket.getaddrinfo`; tests pass one that hangs)."""
 
@@ -509,7 +593,13 @@ class SinkConfig:
                 self.webhook_url, self.webhook_secret, payload, self.timeout, resolve=self.resolve
             )
         elif sink == "syslog":
-            send_syslog(self.syslog_address, payload, self.timeout, resolve=self.resolve)
+            send_syslog(
+                self.syslog_address,
+                payload,
+                self.timeout,
+                resolve=self.resolve,
+                tls=self.syslog_tls,
+            )
         else:
             raise DeliveryError(f"sink {sink!r} is not configured")
 
