@@ -2,6 +2,11 @@
 
 Each test has a database of its own: the command (without --tenant) and a deliverer
 both act on every tenant's rows, and other tests leave dead rows behind.
+
+The command runs as production runs it: on PostgreSQL as a login in ``aiaudit_alerting``
+(``--database-url``), the suite's store (``database_url``, here from
+``AIAUDIT_DATABASE_URL``) a login in ``aiaudit_recorder``, through which the re-send's
+records go to the tenants' logs.
 """
 
 from __future__ import annotations
@@ -21,12 +26,16 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from aiaudit.alerting import redeliver_record
+from aiaudit.alerting.redeliver import Dead, Selection
+from aiaudit.alerting.redeliver_record import ACTION
 from aiaudit.alerting.sinks import Deliverer, SinkConfig
 from aiaudit.alerting.tables import alerts, deliveries
 from aiaudit.cli.main import build_parser
 from aiaudit.common.erasure import erase
 from aiaudit.common.store import open_store
 from aiaudit.common.store.sql import SqlEventStore
+from aiaudit.common.v1 import event_pb2
 from tests.alerting.conftest import append, drain, login, make_engine
 from tests.conftest import Postgres
 from tests.helpers import interaction, serve_http, wait_until
@@ -44,19 +53,26 @@ class Db:
     """Alerting's login: the engine, the deliverers and the command run as it."""
     url: str
     privacy_url: str
+    recorder_url: str
+    """The suite's store as the command finds it (``database_url``): the records go there."""
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Db]:
+def db(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Db]:
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'own.db'}"
         open_store(url, run_migrations=True).close()
-        urls = (url, url, url)
+        urls = (url, url, url, url)
     else:
         pg: Postgres = request.getfixturevalue("own_postgres")
-        urls = (pg.app_url, login(pg, "aiaudit_alerting"), pg.privacy_url)
+        alerting, recorder = login(pg, "aiaudit_alerting"), login(pg, "aiaudit_recorder")
+        urls = (pg.app_url, alerting, pg.privacy_url, recorder)
+    monkeypatch.setenv("AIAUDIT_DATABASE_URL", urls[3])
+    monkeypatch.setenv("USER", "operator")  # --requested-by's default: who re-sends
     store, consumer = open_store(urls[0]), open_store(urls[1])
-    yield Db(store, consumer, urls[1], urls[2])
+    yield Db(store, consumer, urls[1], urls[2], urls[3])
     store.close()
     consumer.close()
 
@@ -458,6 +474,19 @@ def test_bad_input_is_refused_with_exit_2_and_the_field_named(
         assert (code, out) == (2, None), argv
         assert f"aiaudit alerting redeliver: error: {message}" in err, (argv, err)
     assert "has no UTC offset" in redeliver(capsys, "--sink", "webhook", "--since", "2025-01-31")[2]
+    # The records' actor is required and storable; the record store's login goes over TLS.
+    for who, why in [("", "required"), ("x" * 257, "the limit is 256"), ("a\x00", "U+0000")]:
+        code, out, err = redeliver(capsys, "--database-url", db.url, "--sink", "webhook",
+                                   "--requested-by", who)  # fmt: skip
+        assert (code, out) == (2, None) and err.startswith(
+            "aiaudit alerting redeliver: --requested-by"
+        ), err
+        assert why in err, err
+    remote = "postgresql+psycopg://rec:rec-pw@db.invalid/aiaudit"  # off loopback, no sslmode
+    code, out, err = redeliver(capsys, "--database-url", db.url, "--sink", "webhook",
+                               "--record-database-url", remote)  # fmt: skip
+    assert (code, out) == (2, None) and "'--record-database-url'" in err, err
+    assert "rec-pw" not in err
     missing = tmp_path / "nowhere" / "aiaudit.db"
     code, out, err = redeliver(capsys, "--database-url", f"sqlite:///{missing}", "--sink", "syslog")
     assert (code, out) == (2, None)
@@ -467,3 +496,177 @@ def test_bad_input_is_refused_with_exit_2_and_the_field_named(
     )
     assert not missing.exists()  # not created empty
     assert rows(db) == before
+
+
+# ---- the re-send's records in the tenants' logs -------------------------------------------------
+
+
+def recorded(db: Db, tenant: str) -> list[dict[str, Any]]:
+    """The tenant's ``alerting.redeliver`` records, in log order: their event id, actor
+    (principal, key, roles) and ``access.*`` attributes (prefix dropped)."""
+    out = []
+    for stored in db.store.read_log(tenant, 0, 10_000):
+        e = stored.to_event()
+        attrs = {
+            k.removeprefix("access."): getattr(v, str(v.WhichOneof("value")))
+            for k, v in e.attributes.items()
+        }
+        if e.event_type == event_pb2.EVENT_TYPE_AUDIT_ACCESS and attrs["action"] == ACTION:
+            actor = (e.actor.user_id, e.actor.api_key_id, e.actor.user_role)
+            out.append({"event_id": e.event_id, "actor": actor, **attrs})
+    return out
+
+
+def login_name(db: Db) -> str:
+    """The database user that moves the rows (none on SQLite)."""
+    return sa.make_url(db.url).username or ""
+
+
+def test_a_redeliver_leaves_a_record_in_the_tenants_log(
+    db: Db, tenant: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ids = fire(db, tenant, ["u1", "u2"])
+    hook = Hook()
+    try:
+        dead_letter(db, hook, tenant, ids)
+    finally:
+        hook.server.shutdown()
+    since = "2025-01-31T09:00:00Z"
+    code, out, err = redeliver(
+        capsys, "--database-url", db.url, "--sink", "webhook", "--tenant", tenant,
+        "--since", since, "--alert-id", ids[0], "--alert-id", ids[1], "--requested-by", "oncall",
+    )  # fmt: skip
+    assert code == 0 and out["count"] == 2, err
+    (record,) = recorded(db, tenant)
+    moved = [d["alert_id"] for d in out["deliveries"]]  # in the order they died
+    assert record == {
+        "event_id": record["event_id"],
+        "actor": ("oncall", "", ""),  # an operator at a shell: no API key, no suite role
+        "action": ACTION,
+        "requested_by": "oncall",
+        "database_user": login_name(db),
+        "sink": "webhook",
+        "all_tenants": False,
+        "since": since,
+        "asked_alert_ids": ",".join(ids),
+        "moved": 2,
+        "alerts": ",".join(moved),
+    }
+    assert sorted(moved) == sorted(ids)
+    assert out["records"] == [{"tenant": tenant, "event_id": record["event_id"]}]
+    assert record["event_id"].startswith("access-")
+
+
+def test_each_tenant_gets_one_record_naming_its_own_alerts(
+    db: Db, tenant: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = f"{tenant}-b"
+    mine = fire(db, tenant, ["u1", "u2"])
+    (theirs,) = fire(db, other, ["u1"])
+    hook = Hook()
+    try:
+        dead_letter(db, hook, tenant, mine)
+        dead_letter(db, hook, other, [theirs])
+    finally:
+        hook.server.shutdown()
+    before = {t: len(recorded(db, t)) for t in (tenant, other)}
+    assert before == {tenant: 0, other: 0}
+    code, out, err = redeliver(capsys, "--database-url", db.url, "--sink", "webhook")
+    assert code == 0 and out["count"] == 3, err
+    (a,), (b,) = recorded(db, tenant), recorded(db, other)
+    assert (a["actor"][0], a["requested_by"], a["sink"]) == ("operator", "operator", "webhook")
+    assert (a["all_tenants"], a["since"], a["asked_alert_ids"]) == (True, "", "")
+    assert (a["moved"], sorted(a["alerts"].split(","))) == (2, sorted(mine))
+    assert (b["moved"], b["alerts"]) == (1, theirs)  # no tenant's record names another's alert
+    assert sorted((r["tenant"], r["event_id"]) for r in out["records"]) == sorted(
+        [(tenant, a["event_id"]), (other, b["event_id"])]
+    )
+
+
+def test_a_record_that_cannot_be_written_moves_nothing(
+    db: Db,
+    tenant: str,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """PostgreSQL: alerting's own login may not append to the log (the suite's login in
+    ``aiaudit_recorder`` must), and a record store that is another database is refused
+    once the record is found missing from the outbox's log. SQLite: a log that refuses
+    entries (a trigger standing in for a full disk or a lock held past the timeout)."""
+    ids = fire(db, tenant, ["u1"])
+    hook = Hook()
+    try:
+        dead_letter(db, hook, tenant, ids)
+    finally:
+        hook.server.shutdown()
+    before = rows(db)
+    common = ("--database-url", db.url, "--sink", "webhook")
+    if db.url.startswith("sqlite"):
+        with db.store.engine.begin() as c:
+            c.exec_driver_sql(
+                "CREATE TRIGGER no_entries BEFORE INSERT ON log_entries "
+                "BEGIN SELECT RAISE(ABORT, 'the log takes no entries'); END"
+            )
+        code, out, err = redeliver(capsys, *common)
+        assert (code, out) == (1, None)
+        assert "the log takes no entries" in err
+    else:  # the suite's store given as alerting's own login
+        monkeypatch.setenv("AIAUDIT_DATABASE_URL", db.url)
+        code, out, err = redeliver(capsys, *common)
+        assert (code, out) == (1, None)
+        assert "permission denied" in err
+        assert "aiaudit_recorder or aiaudit_writer" in err
+        assert "database_url or --record-database-url" in err
+        elsewhere = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+        open_store(elsewhere, run_migrations=True).close()
+        code, out, err2 = redeliver(capsys, *common, "--record-database-url", elsewhere)
+        assert (code, out) == (1, None)
+        assert "the access record went to another store than the outbox's" in err2
+        assert f"not an entry of log {tenant!r}" in err2
+        err += err2
+    assert err.startswith("aiaudit alerting redeliver: the access record ")
+    assert "nothing was moved" in err
+    assert rows(db) == before and recorded(db, tenant) == []
+    assert status(db, tenant, ids[0])[0] == "dead"
+
+
+def test_a_dry_run_records_nothing(db: Db, tenant: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A dry run hands out no event data (ids, attempts, errors: no payload) and moves
+    nothing: like ``verify``, it is not recorded (export-bundle, which hands out content,
+    is). The run after it is, once."""
+    ids = fire(db, tenant, ["u1"])
+    hook = Hook()
+    try:
+        dead_letter(db, hook, tenant, ids)
+    finally:
+        hook.server.shutdown()
+    size = db.store.log_sizes()[tenant]
+    common = ("--database-url", db.url, "--sink", "webhook", "--tenant", tenant)
+    code, out, _ = redeliver(capsys, *common, "--dry-run")
+    assert code == 0 and out["count"] == 1
+    assert db.store.log_sizes()[tenant] == size and recorded(db, tenant) == []
+    code, out, _ = redeliver(capsys, *common)
+    assert code == 0 and out["count"] == 1
+    assert db.store.log_sizes()[tenant] == size + 1
+    assert out["records"] != []
+    assert [r["alerts"] for r in recorded(db, tenant)] == ids
+
+
+def test_many_alert_ids_are_named_in_parts() -> None:
+    """A tenant whose moved ids exceed what a record keeps of a detail gets one record per
+    part (as reads that hand out many items), every id named once, none cut."""
+    ids = [f"alert-{i:04d}-{'x' * 50}" for i in range(200)]  # 61 characters each
+    now = dt.datetime.now(dt.UTC)
+    rows_ = [Dead("t1", a, 24, now, "HTTP 500") for a in ids] + [Dead("t2", "a2", 1, now, None)]
+    made = redeliver_record.records(Selection("syslog"), "oncall", "alerting", rows_, now)
+    by_tenant: dict[str, list[event_pb2.Event]] = {}
+    for r in made:
+        by_tenant.setdefault(r.log_id, []).append(r.event)
+    parts = [e.attributes["access.alerts"].string_value for e in by_tenant["t1"]]
+    assert len(parts) == 4 and all(len(p) <= 4096 for p in parts)
+    assert ",".join(parts).split(",") == ids
+    assert {e.attributes["access.moved"].int_value for e in by_tenant["t1"]} == {200}
+    assert not any("access.alerts.chars" in e.attributes for e in by_tenant["t1"])
+    (t2,) = by_tenant["t2"]
+    assert (t2.attributes["access.alerts"].string_value, t2.tenant_id) == ("a2", "t2")

@@ -7,27 +7,29 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import io
 import json
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TextIO
 
 import sqlalchemy as sa
 from google.protobuf import json_format
 
+from aiaudit.alerting import redeliver_record
 from aiaudit.alerting.evaluate import Hit, evaluate_in_receive_order
-from aiaudit.alerting.redeliver import Outcome, Selection, redeliver
+from aiaudit.alerting.redeliver import Outcome, Recorder, Selection, dry_run, redeliver
 from aiaudit.alerting.rules import RuleSyntaxError, compile_file
 from aiaudit.alerting.settings import AlertingSettings
 from aiaudit.alerting.sinks import SINKS
-from aiaudit.common import config, logs, rfc3339
+from aiaudit.common import config, erasure, logs, rfc3339
 from aiaudit.common.config import ConfigError
-from aiaudit.common.store import open_store
+from aiaudit.common.store import SqlEventStore, open_store
 from aiaudit.common.v1 import event_pb2
 
 Common = Callable[[argparse.ArgumentParser], None]
@@ -147,8 +149,14 @@ def _iso(t: dt.datetime | None) -> str | None:
     return t.isoformat().replace("+00:00", "Z") if t else None
 
 
-def _store_url(args: argparse.Namespace) -> str:
-    """--database-url, else ``alerting.database_url``, else the suite's store (must exist).
+def _store_urls(args: argparse.Namespace) -> tuple[str, str | None]:
+    """The outbox's store, and the store the re-send's records go through (None: its own).
+
+    The outbox: --database-url, else ``alerting.database_url``, else the suite's
+    store (must exist). The records (not for a dry run): on SQLite, or when the
+    outbox is the suite's store, in the re-send's own transaction; else through
+    --record-database-url, else the suite's store (``database_url``), since
+    alerting's login may not append to the log (:mod:`aiaudit.alerting.redeliver_record`).
 
     Off loopback only over verified TLS unless ``allow_insecure``, checked before any
     connection (the login's password goes there), as ``serve`` checks its settings;
@@ -163,11 +171,49 @@ def _store_url(args: argparse.Namespace) -> str:
         config.require_secure_database(args.database_url, "--database-url", settings.allow_insecure)
     elif own:
         config.require_secure_database(own, "alerting.database_url", settings.allow_insecure)
+    if args.record_database_url:
+        config.require_secure_database(
+            args.record_database_url, "--record-database-url", settings.allow_insecure
+        )
     url: str = args.database_url or own or settings.store_url
+    _require_file(url, "--database-url or --data-dir")
+    record: str = args.record_database_url or settings.store_url
+    if args.dry_run or url == record or sa.make_url(url).get_backend_name() == "sqlite":
+        return url, None
+    _require_file(record, "--record-database-url or set database_url (the suite's store)")
+    return url, record
+
+
+def _require_file(url: str, fix: str) -> None:
+    """A SQLite store must exist: opening it would create an empty file."""
     parsed = sa.make_url(url)
     if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
-        raise ConfigError(f"no store at {parsed.database}; pass --database-url or --data-dir")
-    return url
+        raise ConfigError(f"no store at {parsed.database}; pass {fix}")
+
+
+def _requester(requested_by: str) -> str:
+    """Who re-sends: required (it is the records' actor) and storable."""
+    if not requested_by.strip():
+        raise ConfigError("--requested-by: required, who re-sends ($USER is not set)")
+    if bad := erasure.problems(requested_by, ""):
+        raise ConfigError("; ".join(f"--requested-by {problem}" for _, problem in bad))
+    return requested_by
+
+
+@contextlib.contextmanager
+def _recorder(
+    store: SqlEventStore, record_url: str | None, s: Selection, requested_by: str
+) -> Iterator[Recorder]:
+    """Records through the outbox's own transaction, or through the store at ``record_url``."""
+    if record_url is None:
+        yield redeliver_record.in_transaction(store, s, requested_by)
+        return
+    # The records have no content fields, so they are stored unsealed: no keyring, no KEK.
+    recording = open_store(record_url)
+    try:
+        yield redeliver_record.through(recording, s, requested_by)
+    finally:
+        recording.close()
 
 
 def summary(s: Selection, outcome: Outcome, dry_run: bool) -> dict[str, object]:
@@ -194,25 +240,36 @@ def summary(s: Selection, outcome: Outcome, dry_run: bool) -> dict[str, object]:
             for k in outcome.skipped
         ],
         "not_found": outcome.not_found,
+        "records": [{"tenant": t, "event_id": e} for t, e in outcome.records],
     }
 
 
 def run_redeliver(args: argparse.Namespace) -> int:
     """Re-queues (or with --dry-run lists) dead rows; prints a JSON summary.
 
-    Exit 0 when it ran (whether or not anything matched), 2 for a bad setting
-    or a store that does not exist, 1 when the store fails.
+    A re-send is recorded in each affected tenant's log first (a dry run, which
+    hands out no event data, is not). Exit 0 when it ran (whether or not
+    anything matched), 2 for a bad setting or a store that does not exist, 1
+    when a store fails or the records cannot be written (nothing moved then).
     """
     selection = Selection(args.sink, args.tenant or "", args.since, tuple(args.alert_id))
     prog = "aiaudit alerting redeliver"
     try:
-        url = _store_url(args)
+        url, record_url = _store_urls(args)
+        requested_by = args.requested_by if args.dry_run else _requester(args.requested_by)
     except ConfigError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     store = open_store(url)
     try:
-        outcome = redeliver(store.engine, selection, dt.datetime.now(dt.UTC), args.dry_run)
+        if args.dry_run:
+            outcome = dry_run(store.engine, selection)
+        else:
+            with _recorder(store, record_url, selection, requested_by) as record:
+                outcome = redeliver(store.engine, selection, dt.datetime.now(dt.UTC), record)
+    except redeliver_record.NotRecordedError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
     except sa.exc.DBAPIError as exc:
         where = store.engine.url.render_as_string(hide_password=True)
         print(f"{prog}: store {where}: {' '.join(str(exc.orig).split())}", file=sys.stderr)
@@ -221,13 +278,15 @@ def run_redeliver(args: argparse.Namespace) -> int:
         store.close()
     out = summary(selection, outcome, args.dry_run)
     if not args.dry_run:
-        # An operator's action on the outbox: who, what they chose and which rows it moved.
+        # An operator's action on the outbox: who, what they chose, which rows it moved,
+        # and the records it left in the tenants' logs.
         log.warning(
             "dead-lettered alert deliveries re-queued",
             extra={
-                "operator": args.requested_by,
+                "operator": requested_by,
                 **{k: out[k] for k in ("sink", "tenant", "since", "alert_ids", "count")},
                 "deliveries": [f"{r.tenant}/{r.alert_id}" for r in outcome.rows],
+                "records": [f"{t}/{e}" for t, e in outcome.records],
             },
         )
     print(json.dumps(out, indent=2))
@@ -250,6 +309,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: C
         "--database-url",
         help="the store, as a login in aiaudit_alerting "
         "(default: alerting.database_url, else the suite's store)",
+    )
+    r.add_argument(
+        "--record-database-url",
+        help="where the re-send is recorded in the tenants' logs, as a login in "
+        "aiaudit_recorder or aiaudit_writer, of the same database (default: the suite's "
+        "store; unused on SQLite and when the outbox is the suite's store)",
     )
     r.add_argument(
         "--sink",
@@ -278,6 +343,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: C
     r.add_argument(
         "--requested-by",
         default=os.environ.get("USER", ""),
-        help="who re-sends (in the log line; default $USER)",
+        help="who re-sends (the records' actor and the log line; default $USER)",
     )
     r.set_defaults(func=run_redeliver)

@@ -18,12 +18,17 @@ that touches dead rows only, and replicas keep running:
 The payload is not touched: an erasure rewrites the payload of every row of an
 alert naming an erased event, dead ones too, and the claim reads the payload
 it sends, so a scrubbed payload is what goes out again.
+
+Re-sent alerts hand event excerpts to a sink again, so the re-send is recorded
+in each affected tenant's log (:mod:`aiaudit.alerting.redeliver_record`): the
+``record`` hook runs in the transaction, once the rows are locked and before
+any moves; if it raises, the transaction rolls back and nothing moves.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -73,6 +78,14 @@ class Outcome:
     skipped: list[Skipped] = field(default_factory=list)
     not_found: list[str] = field(default_factory=list)
     """Named alert ids with no row of the sink (and tenant) at all."""
+    records: list[tuple[str, str]] = field(default_factory=list)
+    """(tenant, event id) of the records the re-send left in the tenants' logs."""
+
+
+Recorder = Callable[[sa.Connection, Sequence[Dead]], list[tuple[str, str]]]
+"""Records the re-send of these (locked) rows in their tenants' logs, in or before the
+commit of ``conn``'s transaction; (tenant, event id) of each record. Raises if it
+cannot: then nothing moves."""
 
 
 def _utc(t: dt.datetime) -> dt.datetime:
@@ -128,19 +141,24 @@ def _unmatched(conn: sa.Connection, s: Selection, rows: Sequence[Dead]) -> Outco
     return out
 
 
-def redeliver(engine: sa.Engine, s: Selection, now: dt.datetime, dry_run: bool = False) -> Outcome:
+def dry_run(engine: sa.Engine, s: Selection) -> Outcome:
+    """What :func:`redeliver` would move now; reads the same rows and writes nothing."""
+    with engine.connect() as conn:
+        return _unmatched(conn, s, _dead(conn, s, lock=False))
+
+
+def redeliver(engine: sa.Engine, s: Selection, now: dt.datetime, record: Recorder) -> Outcome:
     """Moves the selected dead rows back to pending, due ``now``, in one transaction.
 
-    A dry run reads the same rows and writes nothing. On PostgreSQL the rows
-    are locked as they are read, so a concurrent run waits and then finds
-    them no longer dead (each row is re-queued once); on SQLite the
-    transaction takes the write lock up front (``sqlite_immediate``).
+    ``record`` is called with the rows once they are locked, before any moves
+    (not when there are none). On PostgreSQL the rows are locked as they are
+    read, so a concurrent run waits and then finds them no longer dead (each
+    row is re-queued, and recorded, once); on SQLite the transaction takes the
+    write lock up front (``sqlite_immediate``).
     """
-    if dry_run:
-        with engine.connect() as conn:
-            return _unmatched(conn, s, _dead(conn, s, lock=False))
     with engine.connect().execution_options(sqlite_immediate=True) as conn, conn.begin():
         rows = _dead(conn, s, lock=True)
+        records = record(conn, rows) if rows else []
         d = deliveries
         for i in range(0, len(rows), _CHUNK):
             keys = [(r.tenant, r.alert_id) for r in rows[i : i + _CHUNK]]
@@ -155,4 +173,6 @@ def redeliver(engine: sa.Engine, s: Selection, now: dt.datetime, dry_run: bool =
             ).rowcount
             if moved != len(keys):  # cannot happen under the lock; never half a selection
                 raise RuntimeError(f"{len(keys) - moved} selected dead row(s) changed meanwhile")
-        return _unmatched(conn, s, rows)
+        out = _unmatched(conn, s, rows)
+        out.records = records
+        return out

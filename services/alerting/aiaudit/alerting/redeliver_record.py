@@ -1,0 +1,157 @@
+"""The record a re-send of dead-lettered alerts leaves in each tenant's log.
+
+Re-sent alerts hand event excerpts to a sink again: like a read of audit data,
+the re-send is an ``EVENT_TYPE_AUDIT_ACCESS`` record (action
+:data:`ACTION`) in the log of each tenant whose rows move. It names the
+operator (``--requested-by``, as actor and detail), the database login that
+moved the rows, the sink, the selection (every tenant or one, ``--since``,
+the ``--alert-id`` asked for) and the alert ids moved, in parts as reads name
+what they hand out (:func:`access.named_parts`): one record per part, each
+with the tenant's total ``moved``.
+
+The records are written in the re-send's transaction, once its rows are
+locked and before any moves (:data:`~aiaudit.alerting.redeliver.Recorder`): a
+record that cannot be written fails the command with nothing moved. A record
+of a re-send whose own commit then failed is possible, as for reads (a record
+without the act is allowed, never the reverse).
+
+- :func:`in_transaction`: the outbox's login may append (SQLite, where the file
+  has one writer at a time; the suite's own login): the records commit with
+  the move.
+- :func:`through`: alerting's login (``aiaudit_alerting``) may not append to
+  the log, by design. The records go through the suite's store (a login in
+  ``aiaudit_recorder`` or ``aiaudit_writer``), every tenant's in one
+  transaction, and are then looked up through the outbox's connection: they
+  must be entries of the logs of the database whose rows move (a URL naming
+  another database took them unnoticed otherwise, as it once did export's).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+
+import sqlalchemy as sa
+
+from aiaudit.alerting.redeliver import Dead, Recorder, Selection
+from aiaudit.common import access
+from aiaudit.common.auth import Caller
+from aiaudit.common.store.prepare import prepare
+from aiaudit.common.store.schema import log_entries, logs
+from aiaudit.common.store.sql import Conflict, NewEvent, SqlEventStore
+
+ACTION = "alerting.redeliver"
+
+LOCK_TIMEOUT = access.RECORD_WAIT_SECONDS
+"""Seconds :func:`through` waits for a log's head held elsewhere (an erasure in
+progress, a session left open) before it gives up, nothing moved."""
+
+NEEDS = (
+    "the record needs a login allowed to append records to the tenants' logs "
+    "(aiaudit_recorder or aiaudit_writer): database_url or --record-database-url"
+)
+
+
+class NotRecordedError(Exception):
+    """The re-send's records could not be written (or went elsewhere): nothing was moved."""
+
+
+def records(
+    s: Selection, requested_by: str, database_user: str, rows: Sequence[Dead], now: dt.datetime
+) -> list[NewEvent]:
+    """The records of re-sending ``rows``: per tenant, one per part of the alert ids moved."""
+    moved: dict[str, list[str]] = {}
+    for r in rows:
+        moved.setdefault(r.tenant, []).append(r.alert_id)
+    out = []
+    for tenant, ids in moved.items():
+        caller = Caller(requested_by, frozenset({tenant}), frozenset())
+        for part in access.named_parts(ids):
+            details: Mapping[str, str | int | bool] = {
+                "requested_by": requested_by,
+                "database_user": database_user,
+                "sink": s.sink,
+                "all_tenants": not s.tenant,
+                "since": _iso(s.since),
+                "asked_alert_ids": ",".join(s.alert_ids),
+                "moved": len(ids),
+                "alerts": part,
+            }
+            out.append(prepare(access.access_event(caller, tenant, ACTION, details, now), now))
+    return out
+
+
+def _iso(t: dt.datetime | None) -> str:
+    """RFC 3339 in UTC with ``Z``, as the command prints it; empty for no time."""
+    return t.astimezone(dt.UTC).isoformat().replace("+00:00", "Z") if t else ""
+
+
+def _ids(prepared: Sequence[NewEvent]) -> list[tuple[str, str]]:
+    return [(r.log_id, r.event.event_id) for r in prepared]
+
+
+def in_transaction(store: SqlEventStore, s: Selection, requested_by: str) -> Recorder:
+    """Appends the records in the re-send's own transaction, through ``store`` (its login)."""
+
+    def record(conn: sa.Connection, rows: Sequence[Dead]) -> list[tuple[str, str]]:
+        now = dt.datetime.now(dt.UTC)
+        prepared = records(s, requested_by, conn.engine.url.username or "", rows, now)
+        try:
+            for r in prepared:
+                store.append_record(conn, r)
+        except Exception as exc:  # whatever refused it (no grant, a trigger): nothing moves
+            raise NotRecordedError(_refused(conn.engine.url, exc)) from None
+        return _ids(prepared)
+
+    return record
+
+
+def through(store: SqlEventStore, s: Selection, requested_by: str) -> Recorder:
+    """Commits the records through ``store`` (another login), then checks where they went."""
+
+    def record(conn: sa.Connection, rows: Sequence[Dead]) -> list[tuple[str, str]]:
+        now = dt.datetime.now(dt.UTC)
+        prepared = records(s, requested_by, conn.engine.url.username or "", rows, now)
+        try:
+            outcomes = store.append_group([[r] for r in prepared], lock_timeout=LOCK_TIMEOUT)
+        except Exception as exc:  # no grant, server down, a head held past the timeout
+            raise NotRecordedError(_refused(store.engine.url, exc)) from None
+        if any(isinstance(o, Conflict) for o in outcomes):  # random ids: never expected
+            raise NotRecordedError(f"a record id of {ACTION} was taken; nothing was moved")
+        for log_id, event_id in _ids(prepared):
+            if not _is_entry(conn, log_id, event_id):
+                raise NotRecordedError(_elsewhere(store.engine.url, conn.engine.url, log_id))
+        return _ids(prepared)
+
+    return record
+
+
+def _is_entry(conn: sa.Connection, log_id: str, event_id: str) -> bool:
+    """Whether the event is an entry of the log (within its head), as ``conn`` sees it."""
+    le = log_entries.c
+    head = sa.select(logs.c.size).where(logs.c.log_id == log_id).scalar_subquery()
+    found = conn.execute(
+        sa.select(le.seq).where(le.log_id == log_id, le.event_id == event_id, le.seq < head)
+    )
+    return found.first() is not None
+
+
+def _where(url: sa.URL) -> str:
+    return url.render_as_string(hide_password=True)
+
+
+def _refused(url: sa.URL, exc: Exception) -> str:
+    why = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+    return (
+        f"the access record could not be written to {_where(url)} "
+        f"({' '.join(str(why).split())}); nothing was moved ({NEEDS})"
+    )
+
+
+def _elsewhere(written: sa.URL, moved: sa.URL, log_id: str) -> str:
+    return (
+        f"the access record went to another store than the outbox's (written to "
+        f"{_where(written)}, not an entry of log {log_id!r} in {_where(moved)}): the "
+        "record's store must be the same database, as a login allowed to append; "
+        "nothing was moved (the stray record stays where it went)"
+    )
