@@ -2666,3 +2666,39 @@ def test_the_classification_boundary_reaches_integrity_as_the_time_given(
     settings = _effective(integrity, configmap["data"]["config.yaml"])
     section = integrity_settings.load(settings)
     assert section.classification_required_time == instant
+
+
+def test_the_syslog_sinks_tls_files_reach_alerting_from_a_mounted_secret() -> None:
+    """``tls://`` syslog (RFC 5425) with a private CA and a client certificate: the settings
+    are no credential (the key is a path), so the chart passes them through the config, and
+    the files come from a Secret mounted by ``alerting.extraVolumes``."""
+    from aiaudit.alerting.settings import AlertingSettings
+
+    where = "/etc/aiaudit/syslog-tls"
+    objects = render(
+        ALL_ENABLED,
+        "aiaudit.config.alerting.syslog_address=tls://siem.example:6514",
+        f"aiaudit.config.alerting.syslog_ca_file={where}/ca.crt",
+        f"aiaudit.config.alerting.syslog_client_cert_file={where}/tls.crt",
+        f"aiaudit.config.alerting.syslog_client_key_file={where}/tls.key",
+        "alerting.extraVolumes[0].name=syslog-tls",
+        "alerting.extraVolumes[0].secret.secretName=syslog-client",
+        "alerting.extraVolumeMounts[0].name=syslog-tls",
+        f"alerting.extraVolumeMounts[0].mountPath={where}",
+        "alerting.extraVolumeMounts[0].readOnly=true",
+    )
+    (configmap,) = of_kind(objects, "ConfigMap")
+    (deployment,) = [d for d in of_kind(objects, "Deployment") if component_of(d) == "alerting"]
+    settings = _effective(deployment, configmap["data"]["config.yaml"])
+    alerting = config.section(settings, "alerting", AlertingSettings)
+    assert alerting.syslog_address == "tls://siem.example:6514"
+    tls = alerting.syslog_tls
+    assert (tls.syslog_ca_file, tls.syslog_client_cert_file, tls.syslog_client_key_file) == (
+        Path(f"{where}/ca.crt"),
+        Path(f"{where}/tls.crt"),
+        Path(f"{where}/tls.key"),
+    )
+    pod = deployment["spec"]["template"]["spec"]
+    mounts = pod["containers"][0]["volumeMounts"]
+    assert {"name": "syslog-tls", "mountPath": where, "readOnly": True} in mounts
+    assert {"name": "syslog-tls", "secret": {"secretName": "syslog-client"}} in pod["volumes"]
