@@ -670,3 +670,31 @@ def test_many_alert_ids_are_named_in_parts() -> None:
     assert not any("access.alerts.chars" in e.attributes for e in by_tenant["t1"])
     (t2,) = by_tenant["t2"]
     assert (t2.attributes["access.alerts"].string_value, t2.tenant_id) == ("a2", "t2")
+
+
+@pytest.mark.parametrize("db", ["postgresql"], indirect=True)  # SQLite: one lock, every log
+def test_a_log_held_elsewhere_moves_nothing_until_it_is_free(
+    db: Db, tenant: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tenant's head held by another session (an erasure in progress, a session left
+    open): the record waits ``LOCK_TIMEOUT``, then the command fails, nothing moved; once
+    the head is free, the same command moves the rows and records them."""
+    ids = fire(db, tenant, ["u1"])
+    hook = Hook()
+    try:
+        dead_letter(db, hook, tenant, ids)
+    finally:
+        hook.server.shutdown()
+    before = rows(db)
+    monkeypatch.setattr(redeliver_record, "LOCK_TIMEOUT", 0.2)
+    common = ("--database-url", db.url, "--sink", "webhook")
+    with db.store.engine.connect() as held, held.begin():
+        held.execute(sa.text("SELECT size FROM logs WHERE log_id = :t FOR UPDATE"), {"t": tenant})
+        code, out, err = redeliver(capsys, *common)
+    assert (code, out) == (1, None)
+    assert f"the head of log {tenant!r} is locked by another session" in err
+    assert err.rstrip().endswith("nothing was moved (run it again)")
+    assert rows(db) == before and recorded(db, tenant) == []
+    code, out, _ = redeliver(capsys, *common)
+    assert code == 0 and out["count"] == 1
+    assert [r["alerts"] for r in recorded(db, tenant)] == ids

@@ -38,7 +38,7 @@ from aiaudit.common import access
 from aiaudit.common.auth import Caller
 from aiaudit.common.store.prepare import prepare
 from aiaudit.common.store.schema import log_entries, logs
-from aiaudit.common.store.sql import Conflict, NewEvent, SqlEventStore
+from aiaudit.common.store.sql import Conflict, LogBusyError, NewEvent, SqlEventStore
 
 ACTION = "alerting.redeliver"
 
@@ -141,10 +141,12 @@ def _where(url: sa.URL) -> str:
 
 
 def _refused(url: sa.URL, exc: Exception) -> str:
+    """Why nothing moved; what the command needs, unless a log's head was held too long."""
     why = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+    fix = "run it again" if isinstance(exc, LogBusyError) else NEEDS
     return (
         f"the access record could not be written to {_where(url)} "
-        f"({' '.join(str(why).split())}); nothing was moved ({NEEDS})"
+        f"({' '.join(str(why).split())}); nothing was moved ({fix})"
     )
 
 
