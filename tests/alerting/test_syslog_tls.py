@@ -37,6 +37,7 @@ from aiaudit.common import config
 from aiaudit.common.config import ConfigError
 from aiaudit.common.store.sql import SqlEventStore
 from tests.alerting.conftest import append, bare_alert, drain, make_engine
+from tests.alerting.test_sinks import _drip
 from tests.contract.test_tls import _issue
 from tests.helpers import interaction
 
@@ -203,8 +204,8 @@ def test_mutual_tls_sends_with_the_client_certificate_and_fails_without(pki: Pki
         assert got == []
         with_it = _send(address, SyslogTls(pki.ca, *pki.client))
     # The refusal, or the reset of a receiver closing with the frame unread.
-    refused = f"TLS with 127.0.0.1:{port}: [SSL: TLSV13_ALERT_CERTIFICATE_REQUIRED] "
-    assert without.startswith(refused) or without == "[Errno 104] Connection reset by peer"
+    assert without.startswith(f"TLS with 127.0.0.1:{port}: ")
+    assert "[SSL: TLSV13_ALERT_CERTIFICATE_REQUIRED]" in without or "reset by peer" in without
     assert with_it == "sent" and len(got) == 1
 
 
@@ -240,6 +241,24 @@ def test_a_handshake_never_answered_fails_the_attempt_at_the_timeout(
         silent.close()
     assert time.monotonic() - started < 5
     assert _statuses(consumer, tenant) == [("pending", 1, "not sent within 0.5 s")]
+
+
+def test_a_handshake_answered_a_byte_at_a_time_is_cut_off_at_the_timeout(pki: Pki) -> None:
+    """Each read gets a byte well within the socket's timeout: only the attempt's deadline
+    (the watchdog, which shuts the socket) ends a ServerHello that never completes."""
+    stop = threading.Event()
+    server = socket.create_server(("127.0.0.1", 0))
+    record = b"\x16\x03\x03\x40\x00" + b"\x02" * 0x4000  # a 16 KiB handshake record
+    asked = _drip(server, record, stop)
+    started = time.monotonic()
+    try:
+        outcome = _send(f"tls://127.0.0.1:{server.getsockname()[1]}", SyslogTls(pki.ca), 0.5)
+    finally:
+        stop.set()
+        server.close()
+    assert asked and asked[0].startswith(b"\x16\x03")  # a ClientHello
+    assert outcome == "not sent within 0.5 s"
+    assert time.monotonic() - started < 5
 
 
 @pytest.mark.parametrize(

@@ -59,7 +59,8 @@ class AlertingSettings:
     webhook_secret: str = ""
     """HMAC-SHA256 key of the webhook signature (set it from the environment)."""
     webhook_timeout: float = 5.0
-    """Seconds a delivery attempt may take in all (connect, send, the whole answer)."""
+    """Seconds a delivery attempt may take in all, webhook or syslog (name lookup, connect,
+    TLS handshake, send, the whole answer)."""
     syslog_address: str = ""
     """SIEM sink: ``udp://``, ``tcp://`` or ``tls://host:port`` (RFC 5424 with a CEF message;
     ``tls://`` is RFC 5425, the one to use across a network)."""

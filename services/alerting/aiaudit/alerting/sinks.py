@@ -484,7 +484,7 @@ def send_syslog(
             if watchdog.expired:
                 what = f" ({watchdog.unanswered})" if watchdog.unanswered else ""
                 raise DeliveryError(f"not sent within {timeout:g} s{what}") from None
-            if isinstance(exc, ssl.SSLError):
+            if context is not None:
                 raise DeliveryError(f"TLS with {host}:{port}: {_tls_reason(exc)}") from None
             raise DeliveryError(str(exc)) from None
 
@@ -536,7 +536,7 @@ class _MemoryTls:
         """``step``'s result, feeding it what the socket reads until it needs no more."""
         while True:
             try:
-                return step()
+                result = step()
             except ssl.SSLWantReadError:
                 self.flush()
                 data = self.sock.recv(65536)
@@ -544,15 +544,22 @@ class _MemoryTls:
                     self.incoming.write(data)
                 else:
                     self.incoming.write_eof()
-            finally:
-                self.flush()
+                continue
+            except ssl.SSLError:  # our alert, if the peer still listens: the error is the news
+                with contextlib.suppress(OSError):
+                    self.flush()
+                raise
+            self.flush()
+            return result
 
 
-def _tls_reason(exc: ssl.SSLError) -> str:
-    """The certificate's fault for a verification failure, else OpenSSL's message."""
+def _tls_reason(exc: OSError) -> str:
+    """The certificate's fault for a verification failure, else the error's message."""
     if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
         return f"certificate verify failed: {exc.verify_message}"
-    return str(exc.args[0]) if len(exc.args) == 1 else str(exc)  # ours: one argument
+    if isinstance(exc, ssl.SSLError) and len(exc.args) == 1:  # ours: one argument
+        return str(exc.args[0])
+    return str(exc)
 
 
 @dataclass(frozen=True)
