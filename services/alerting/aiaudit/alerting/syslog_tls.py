@@ -26,7 +26,7 @@ class SyslogTlsError(ValueError):
 
 def _encrypted() -> bytes:
     """The key's password callback: without one, OpenSSL asks for it on the terminal."""
-    raise ValueError("the key is encrypted (give an unencrypted PEM key)")
+    raise ValueError("the key is encrypted; give an unencrypted PEM key")
 
 
 def _reason(exc: Exception) -> str:
