@@ -202,6 +202,47 @@ def test_client_commands_speak_mtls(
     assert main(["search", "--address", mtls_suite.address, "--tenant", "demo"]) != 0  # no TLS
 
 
+_CLIENT_COMMANDS = [
+    ["demo"],
+    ["search", "--tenant", "demo"],
+    ["aggregate", "--tenant", "demo"],
+    ["export", "--tenant", "demo"],
+    ["integrity", "verifier-key"],
+]
+
+
+def test_client_commands_refuse_unusable_tls_options_naming_them(
+    mtls_suite: Served, pki: Pki, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each client command checks its TLS options before it connects: exit 2, one line
+    naming the option. Until 2026-12-07 a certificate without its key (or without --ca-file)
+    ended in a traceback, and a CA file or pair gRPC could not use in ``UNAVAILABLE``
+    ("Failed to create security handshaker"), as if the server were down."""
+    from aiaudit.cli.main import main
+
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    cert, key = (str(p) for p in pki.gateway)
+    ca = ["--ca-file", str(pki.ca)]
+    cases = [
+        ([*ca, "--client-cert", cert], "--client-cert without its pair"),
+        ([*ca, "--client-key", key], "--client-key without its pair"),
+        (["--client-cert", cert, "--client-key", key], "--client-cert needs --ca-file"),
+        (["--ca-file", str(garbage)], f"setting '--ca-file': {garbage} is not a PEM"),
+        (
+            [*ca, "--client-cert", cert, "--client-key", str(pki.server[1])],
+            "--client-cert/--client-key: ",
+        ),
+    ]
+    address = ["--address", mtls_suite.address, f"--api-key={mtls_suite.keys['admin']}"]
+    for command in _CLIENT_COMMANDS:
+        for options, named in cases:
+            assert main([*command, *address, *options]) == 2, (command, options)
+            err = capsys.readouterr().err
+            assert err.startswith(f"aiaudit: configuration error: {named}"), err
+            assert err.count("\n") == 1, err
+
+
 def _presented(address: str, pki: Pki) -> int:
     """Serial number of the certificate the server presents in a fresh TLS handshake."""
     host, port = address.rsplit(":", 1)

@@ -97,16 +97,50 @@ def for_command(
     client_cert: Path | None,
     client_key: Path | None,
 ) -> grpc.Channel:
-    """The channel of a client command (``--ca-file``, ``--client-cert``, ``--client-key``)."""
-    if (client_cert is None) != (client_key is None):
-        raise ValueError("--client-cert and --client-key go together")
-    identity = (client_cert, client_key) if client_cert and client_key else None
+    """The channel of a client command (``--ca-file``, ``--client-cert``, ``--client-key``).
+
+    The files are checked first, each refusal a ``ConfigError`` naming the option
+    (``aiaudit: configuration error: ...``, exit 2): until 2026-12-07 a certificate
+    without its key, or without ``--ca-file``, ended every client command in a
+    traceback, and a CA file or key pair gRPC cannot use in gRPC's own log lines
+    and a misleading ``UNAVAILABLE`` (``Failed to create security handshaker``).
+    """
+    identity = _identity(ca_file, client_cert, client_key)
     # A page or answer holding one event of the largest size ingest takes, whole.
     options = [("grpc.max_receive_message_length", COMMAND_RECEIVE_BYTES)]
     return channel(address, api_key, ca_file, options, identity)
 
 
 COMMAND_RECEIVE_BYTES = 64 * 1024 * 1024
+
+
+def _identity(
+    ca_file: Path | None, client_cert: Path | None, client_key: Path | None
+) -> tuple[Path, Path] | None:
+    """The client certificate and key, once the command's TLS files are usable together."""
+    if (client_cert is None) != (client_key is None):
+        given = "--client-cert" if client_cert is not None else "--client-key"
+        raise config.ConfigError(
+            f"{given} without its pair: --client-cert and --client-key go together "
+            "(the client certificate and its private key)"
+        )
+    if ca_file is not None:
+        try:
+            tls.ca_certificates(ca_file.read_bytes(), ca_file, setting="--ca-file")
+        except tls.TlsFilesError as exc:
+            raise config.ConfigError(str(exc)) from None
+    if client_cert is None or client_key is None:
+        return None
+    if ca_file is None:
+        raise config.ConfigError(
+            "--client-cert needs --ca-file (the server's CA): a client certificate "
+            "is presented over TLS only"
+        )
+    try:
+        tls.matching_pair(client_cert.read_bytes(), client_key.read_bytes(), client_cert)
+    except tls.TlsFilesError as exc:
+        raise config.ConfigError(f"--client-cert/--client-key: {exc}") from None
+    return client_cert, client_key
 
 
 RETIRED_FOR = 600.0
