@@ -9,6 +9,8 @@ certificate, and is bounded by the attempt's time limit from the lookup to the l
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import ipaddress
 import socket
 import socketserver
 import ssl
@@ -21,7 +23,10 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from aiaudit.alerting.settings import AlertingSettings
 from aiaudit.alerting.sinks import (
@@ -29,7 +34,6 @@ from aiaudit.alerting.sinks import (
     DeliveryError,
     SinkConfig,
     alert_json,
-    syslog_target,
 )
 from aiaudit.alerting.syslog_tls import SyslogTls
 from aiaudit.alerting.tables import deliveries
@@ -61,17 +65,54 @@ def pki(tmp_path: Path) -> Pki:
     return Pki(tmp_path / "ca.pem", tmp_path / "other-ca.pem", pair("server"), pair("client"))
 
 
+def _ipv6_receiver(pki: Pki) -> tuple[Path, Path]:
+    """Certificate and key of a receiver on ::1 (an IP address SAN), signed by the test's CA."""
+    ca_key = serialization.load_pem_private_key(pki.ca.with_suffix(".key").read_bytes(), None)
+    ca = x509.load_pem_x509_certificate(pki.ca.read_bytes())
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "::1")]))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("::1"))]),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem, pem_key = pki.ca.with_name("ipv6.pem"), pki.ca.with_name("ipv6.key")
+    pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    pem_key.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return pem, pem_key
+
+
+class _Server(socketserver.ThreadingTCPServer):
+    address_family = socket.AF_INET6
+
+
 @contextlib.contextmanager
 def _tls_listener(
-    pki: Pki, client_ca: Path | None = None, *, close_notify: bool = True
+    pki: Pki, client_ca: Path | None = None, *, close_notify: bool = True, host: str = "127.0.0.1"
 ) -> Iterator[tuple[int, list[bytes]]]:
-    """A syslog receiver over TLS on 127.0.0.1: its port and the messages of the frames it read.
+    """A syslog receiver over TLS on ``host``: its port and the messages of the frames it read.
 
     ``client_ca``: client certificates it asks for and requires. ``close_notify``: it
-    answers the sender's close_notify with its own, as RFC 5425 (4.4) requires.
+    answers the sender's close_notify with its own, as RFC 5425 (4.4) requires. On ::1
+    it presents a certificate for ::1.
     """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(*pki.server)
+    context.load_cert_chain(*(_ipv6_receiver(pki) if host == "::1" else pki.server))
     if client_ca is not None:
         context.verify_mode = ssl.CERT_REQUIRED
         context.load_verify_locations(client_ca)
@@ -92,7 +133,8 @@ def _tls_listener(
             except ssl.SSLError:  # a handshake it refused
                 return
 
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+    kind = _Server if host == "::1" else socketserver.ThreadingTCPServer
+    server = kind((host, 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield server.server_address[1], got
@@ -138,11 +180,13 @@ def _send(address: str, tls: SyslogTls, timeout: float = 5.0) -> str:
     return "sent"
 
 
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
 def test_an_alert_goes_over_tls_in_an_rfc5425_frame(
-    pki: Pki, fire: Callable[[], None], consumer: SqlEventStore, tenant: str
+    pki: Pki, fire: Callable[[], None], consumer: SqlEventStore, tenant: str, host: str
 ) -> None:
-    with _tls_listener(pki) as (port, got):
-        address = f"tls://127.0.0.1:{port}"
+    """IPv6 as the other schemes: in brackets, the certificate checked for the address."""
+    with _tls_listener(pki, host=host) as (port, got):
+        address = f"tls://{f'[{host}]' if ':' in host else host}:{port}"
         settings = AlertingSettings(syslog_address=address, syslog_ca_file=pki.ca)
         settings.validate()
         fire()
@@ -154,7 +198,6 @@ def test_an_alert_goes_over_tls_in_an_rfc5425_frame(
     assert (
         f'tenant="{tenant}"' in message and "CEF:0|aiaudit|aiaudit|1|prompt-injection|" in message
     )
-    assert syslog_target("tls://[::1]:6514") == ("tls", "::1", 6514)  # IPv6 as the others
 
 
 def test_a_receiver_signed_by_another_ca_is_refused_and_the_row_retried(
