@@ -6,6 +6,7 @@ import base64
 import csv
 import datetime as dt
 import fcntl
+import io
 import os
 import re
 import signal
@@ -239,6 +240,33 @@ def test_a_failed_export_leaves_an_earlier_file_of_that_name_as_it_was(
         for where in (out, out / "missing" / "export.csv"):
             assert main([*export[:-1], str(where), "--filter", NOT_ACCESS]) == 1
             assert capsys.readouterr().err.startswith(f"aiaudit export: cannot write {where}: ")
+    finally:
+        running.channel.close()
+        running.suite.stop()
+
+
+def test_an_export_to_stdout_that_cannot_be_written_names_stdout(
+    tmp_path: Path,
+    tenant: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """stdout full (or a pipe its reader closed) mid-export: one line naming stdout, exit 1.
+    Until 2026-12-07 it read ``aiaudit export: cannot write None: ...``."""
+    running = start_suite(tmp_path, "sqlite", {})
+    try:
+        running.append([interaction(tenant, "full-1")])
+        running.wait_indexed(tenant, 1)
+        common = ["--address", running.address, f"--api-key={running.keys['auditor']}"]
+        with (
+            open("/dev/full", "wb", buffering=0) as raw,  # every write: ENOSPC
+            io.TextIOWrapper(raw) as full,
+        ):
+            monkeypatch.setattr(sys, "stdout", full)
+            code = main(["export", *common, "--tenant", tenant, "--filter", NOT_ACCESS])
+        assert code == 1
+        said = _said(capsys.readouterr().err)
+        assert said == ["aiaudit export: cannot write stdout: No space left on device"], said
     finally:
         running.channel.close()
         running.suite.stop()

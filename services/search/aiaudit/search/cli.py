@@ -209,8 +209,10 @@ def run_export(args: argparse.Namespace) -> int:
     except grpc.RpcError as err:
         print(f"aiaudit export: {err.code().name}: {visible(err.details() or '')}", file=sys.stderr)
         return 1
-    except OSError as err:  # the destination, checked before the export starts
-        print(f"aiaudit export: cannot write {args.output}: {err.strerror}", file=sys.stderr)
+    except OSError as err:  # the destination: --output before the export starts, stdout as
+        # it goes (a closed pipe, a full disk); until 2026-12-07 the latter read "cannot write None"
+        where = args.output if args.output is not None else "stdout"
+        print(f"aiaudit export: cannot write {where}: {err.strerror}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         unwritten = f"; {args.output} not written" if args.output else ""
