@@ -657,11 +657,15 @@ def test_an_unreadable_bundle_is_one_line(
 
 
 @pytest.mark.parametrize(
-    ("argv", "where"),
+    ("argv", "where", "remedy"),
     [
-        (["verify", "--bundle", "b.jsonl", "--data-dir", "data"], "data"),
-        (["verify"], "data"),
-        (["integrity", "verifier-key", "--local", "--data-dir", "nowhere"], "nowhere"),
+        (["verify", "--bundle", "b.jsonl", "--data-dir", "data"], "data", "pass --verifier-key"),
+        (["verify"], "data", "pass --verifier-key"),
+        (
+            ["integrity", "verifier-key", "--local", "--data-dir", "nowhere"],
+            "nowhere",
+            "name the notary's data dir with --data-dir",
+        ),
     ],
 )
 def test_reading_commands_create_no_key(
@@ -670,13 +674,31 @@ def test_reading_commands_create_no_key(
     monkeypatch: pytest.MonkeyPatch,
     argv: list[str],
     where: str,
+    remedy: str,
 ) -> None:
-    """A key made up by a reading command would be trusted by nobody: say it is missing."""
+    """A key made up by a reading command would be trusted by nobody: say it is missing,
+    and what helps (``integrity verifier-key --local`` prints keys: it takes none)."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "b.jsonl").write_text("")
     assert main(argv) == 2
-    assert f"no key at {where}/notary-ed25519.pem; pass --verifier-key" in capsys.readouterr().err
+    assert f"no key at {where}/notary-ed25519.pem; {remedy}" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.jsonl"]
+
+
+@pytest.mark.parametrize("option", ["--verifier-key", "--origin-prefix"])
+def test_verifier_key_takes_no_trusted_key_options(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str
+) -> None:
+    """It prints the keys to trust; until 2026-12-07 it took --verifier-key, printed the key
+    given back with --local (and ignored it otherwise), and took an --origin-prefix it never
+    used: options in its --help that no README line named."""
+    note.file_signer("aiaudit.local/log", tmp_path / "notary-ed25519.pem")
+    given = key_of(tmp_path / "other")
+    argv = ["integrity", "verifier-key", "--local", "--data-dir", str(tmp_path), option, given]
+    with pytest.raises(SystemExit) as usage:
+        main(argv)
+    assert usage.value.code == 2
+    assert f"unrecognized arguments: {option}" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("command", ["verify", "export"])

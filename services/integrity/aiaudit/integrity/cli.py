@@ -68,12 +68,20 @@ def _keys(
             "the key it is signed with; pass the key the server publishes (aiaudit integrity "
             "verifier-key) with --verifier-key, or name the notary's data dir with --data-dir"
         )
+    return _configured_keys(settings, s, "pass --verifier-key")
+
+
+def _configured_keys(
+    settings: Settings, s: integrity_settings.IntegritySettings, remedy: str
+) -> list[VerifierKey]:
+    """The configured signing key's verifier keys, read, never made; ``remedy`` ends a refusal."""
+    path = integrity_settings.key_file(settings, s)
     if s.signer == "file" and not path.is_file():
-        raise ConfigError(f"no key at {path}; pass --verifier-key")
+        raise ConfigError(f"no key at {path}; {remedy}")
     try:
         return key_source(settings, s).verifier_keys()
     except SignerUnavailableError as exc:
-        raise ConfigError(f"cannot read the verifier keys ({exc}); pass --verifier-key") from None
+        raise ConfigError(f"cannot read the verifier keys ({exc}); {remedy}") from None
 
 
 def _offline(args: argparse.Namespace) -> bool:
@@ -343,8 +351,10 @@ def _verify_receipt(path: Path, keys: list[VerifierKey], origin_prefix: str) -> 
 
 def run_verifier_key(args: argparse.Namespace, settings: Settings) -> int:
     """Prints the verifier keys: from the server, or with --local from the configured key."""
-    if args.local:
-        keys = [k.encode() for k in _keys(args, settings, integrity_settings.load(settings))]
+    if args.local:  # until 2026-12-07 it took --verifier-key too, and printed it back
+        remedy = "name the notary's data dir with --data-dir (or its settings with --config)"
+        configured = _configured_keys(settings, integrity_settings.load(settings), remedy)
+        keys = [k.encode() for k in configured]
     else:
         config.client_tls(settings, args.ca_file)
         identity = (args.ca_file, args.client_cert, args.client_key)
@@ -767,7 +777,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: C
     isub = integrity.add_subparsers(dest="integrity_command", required=True)
     key = isub.add_parser("verifier-key", help="print the published note verifier keys")
     common(key)
-    trusted(key)
     key.add_argument(
         "--local", action="store_true", help="read the configured key instead of the server"
     )
