@@ -583,6 +583,40 @@ def test_each_tenant_gets_one_record_naming_its_own_alerts(
     )
 
 
+def test_a_record_names_only_the_asked_ids_of_its_own_tenant(
+    db: Db, tenant: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ids asked across tenants (no --tenant): each tenant's record names the asked ids of
+    its own rows, moved or not, never another tenant's alert or an id with no row (a
+    typo, whatever an operator pasted). Until 2026-12-07 every record named every id
+    asked, so one tenant's log told of another's alerts."""
+    other = f"{tenant}-b"
+    mine = fire(db, tenant, ["u1", "u2"])
+    (theirs,) = fire(db, other, ["u1"])
+    hook = Hook()
+    try:
+        dead_letter(db, hook, tenant, mine[:1], **{mine[1]: tenant})
+        dead_letter(db, hook, other, [theirs])
+    finally:
+        hook.server.shutdown()
+    with db.consumer.engine.begin() as c:  # mine[1] is not dead: asked, skipped
+        c.execute(
+            sa.update(deliveries)
+            .where(deliveries.c.tenant == tenant, deliveries.c.alert_id == mine[1])
+            .values(status="delivered")
+        )
+    typo = "no such alert\u2028"
+    asked = [theirs, mine[1], typo, mine[0]]
+    code, out, err = redeliver(
+        capsys, "--database-url", db.url, "--sink", "webhook",
+        *(a for i in asked for a in ("--alert-id", i)),
+    )  # fmt: skip
+    assert code == 0 and out["count"] == 2 and out["not_found"] == [typo], err
+    (a,), (b,) = recorded(db, tenant), recorded(db, other)
+    assert (a["asked_alert_ids"], a["alerts"]) == (f"{mine[1]},{mine[0]}", mine[0])
+    assert (b["asked_alert_ids"], b["alerts"]) == (theirs, theirs)
+
+
 def test_a_record_that_cannot_be_written_moves_nothing(
     db: Db,
     tenant: str,
@@ -659,7 +693,7 @@ def test_many_alert_ids_are_named_in_parts() -> None:
     ids = [f"alert-{i:04d}-{'x' * 50}" for i in range(200)]  # 61 characters each
     now = dt.datetime.now(dt.UTC)
     rows_ = [Dead("t1", a, 24, now, "HTTP 500") for a in ids] + [Dead("t2", "a2", 1, now, None)]
-    made = redeliver_record.records(Selection("syslog"), "oncall", "alerting", rows_, now)
+    made = redeliver_record.records(Selection("syslog"), "oncall", "alerting", rows_, now, {})
     by_tenant: dict[str, list[event_pb2.Event]] = {}
     for r in made:
         by_tenant.setdefault(r.log_id, []).append(r.event)

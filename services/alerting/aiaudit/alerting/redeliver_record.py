@@ -5,9 +5,11 @@ the re-send is an ``EVENT_TYPE_AUDIT_ACCESS`` record (action
 :data:`ACTION`) in the log of each tenant whose rows move. It names the
 operator (``--requested-by``, as actor and detail), the database login that
 moved the rows, the sink, the selection (every tenant or one, ``--since``,
-the ``--alert-id`` asked for) and the alert ids moved, in parts as reads name
-what they hand out (:func:`access.named_parts`): one record per part, each
-with the tenant's total ``moved``.
+the ``--alert-id`` asked for that name the tenant's own rows) and the alert
+ids moved, in parts as reads name what they hand out
+(:func:`access.named_parts`): one record per part, each with the tenant's
+total ``moved``. A tenant's record names none of another tenant's alerts:
+until 2026-12-07 each named every id asked, another tenant's and typos too.
 
 The records are written in the re-send's transaction, once its rows are
 locked and before any moves (:data:`~aiaudit.alerting.redeliver.Recorder`): a
@@ -29,11 +31,12 @@ without the act is allowed, never the reverse).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import sqlalchemy as sa
 
 from aiaudit.alerting.redeliver import Dead, Recorder, Selection
+from aiaudit.alerting.tables import deliveries
 from aiaudit.common import access
 from aiaudit.common.auth import Caller
 from aiaudit.common.store.prepare import prepare
@@ -57,9 +60,17 @@ class NotRecordedError(Exception):
 
 
 def records(
-    s: Selection, requested_by: str, database_user: str, rows: Sequence[Dead], now: dt.datetime
+    s: Selection,
+    requested_by: str,
+    database_user: str,
+    rows: Sequence[Dead],
+    now: dt.datetime,
+    asked: Mapping[str, Sequence[str]],
 ) -> list[NewEvent]:
-    """The records of re-sending ``rows``: per tenant, one per part of the alert ids moved."""
+    """The records of re-sending ``rows``: per tenant, one per part of the alert ids moved.
+
+    ``asked``: per tenant, the ``--alert-id`` asked for that name its rows (:func:`asked_of`).
+    """
     moved: dict[str, list[str]] = {}
     for r in rows:
         moved.setdefault(r.tenant, []).append(r.alert_id)
@@ -73,12 +84,42 @@ def records(
                 "sink": s.sink,
                 "all_tenants": not s.tenant,
                 "since": _iso(s.since),
-                "asked_alert_ids": ",".join(s.alert_ids),
+                "asked_alert_ids": ",".join(asked.get(tenant, ())),
                 "moved": len(ids),
                 "alerts": part,
             }
             out.append(prepare(access.access_event(caller, tenant, ACTION, details, now), now))
     return out
+
+
+def asked_of(conn: sa.Connection, s: Selection, tenants: Collection[str]) -> dict[str, list[str]]:
+    """Per tenant, the ids asked (in the order asked) that name its rows of the sink.
+
+    Each tenant's record names only these: an id of another tenant's alert, or
+    of no row at all, is none of this tenant's business.
+    """
+    if not s.alert_ids or not tenants:
+        return {}
+    d = deliveries.c
+    found = conn.execute(
+        sa.select(d.tenant, d.alert_id).where(
+            d.sink == s.sink, d.tenant.in_(sorted(tenants)), d.alert_id.in_(s.alert_ids)
+        )
+    )
+    theirs: dict[str, set[str]] = {}
+    for tenant, alert_id in found:
+        theirs.setdefault(tenant, set()).add(alert_id)
+    unique = list(dict.fromkeys(s.alert_ids))
+    return {t: [a for a in unique if a in ids] for t, ids in theirs.items()}
+
+
+def _made(
+    conn: sa.Connection, s: Selection, requested_by: str, rows: Sequence[Dead]
+) -> list[NewEvent]:
+    """The records of re-sending ``rows``, as ``conn``'s login moves them."""
+    asked = asked_of(conn, s, {r.tenant for r in rows})
+    user = conn.engine.url.username or ""
+    return records(s, requested_by, user, rows, dt.datetime.now(dt.UTC), asked)
 
 
 def _iso(t: dt.datetime | None) -> str:
@@ -94,8 +135,7 @@ def in_transaction(store: SqlEventStore, s: Selection, requested_by: str) -> Rec
     """Appends the records in the re-send's own transaction, through ``store`` (its login)."""
 
     def record(conn: sa.Connection, rows: Sequence[Dead]) -> list[tuple[str, str]]:
-        now = dt.datetime.now(dt.UTC)
-        prepared = records(s, requested_by, conn.engine.url.username or "", rows, now)
+        prepared = _made(conn, s, requested_by, rows)
         try:
             for r in prepared:
                 store.append_record(conn, r)
@@ -110,8 +150,7 @@ def through(store: SqlEventStore, s: Selection, requested_by: str) -> Recorder:
     """Commits the records through ``store`` (another login), then checks where they went."""
 
     def record(conn: sa.Connection, rows: Sequence[Dead]) -> list[tuple[str, str]]:
-        now = dt.datetime.now(dt.UTC)
-        prepared = records(s, requested_by, conn.engine.url.username or "", rows, now)
+        prepared = _made(conn, s, requested_by, rows)
         try:
             outcomes = store.append_group([[r] for r in prepared], lock_timeout=LOCK_TIMEOUT)
         except Exception as exc:  # no grant, server down, a head held past the timeout
