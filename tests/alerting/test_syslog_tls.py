@@ -14,6 +14,7 @@ import ipaddress
 import socket
 import socketserver
 import ssl
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -103,13 +104,19 @@ class _Server(socketserver.ThreadingTCPServer):
 
 @contextlib.contextmanager
 def _tls_listener(
-    pki: Pki, client_ca: Path | None = None, *, close_notify: bool = True, host: str = "127.0.0.1"
+    pki: Pki,
+    client_ca: Path | None = None,
+    *,
+    ending: str = "close_notify",
+    host: str = "127.0.0.1",
 ) -> Iterator[tuple[int, list[bytes]]]:
     """A syslog receiver over TLS on ``host``: its port and the messages of the frames it read.
 
-    ``client_ca``: client certificates it asks for and requires. ``close_notify``: it
-    answers the sender's close_notify with its own, as RFC 5425 (4.4) requires. On ::1
-    it presents a certificate for ::1.
+    ``client_ca``: client certificates it asks for and requires. ``ending``, what it does
+    once it has read to the sender's close_notify: "close_notify" answers with its own, as
+    RFC 5425 (4.4) requires (syslog-ng, rsyslog's ossl driver); "close" closes the TCP
+    connection without it (rsyslog's gtls driver); "reset" resets it; "hold" keeps it
+    open until the test ends. On ::1 it presents a certificate for ::1.
     """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(*(_ipv6_receiver(pki) if host == "::1" else pki.server))
@@ -117,6 +124,7 @@ def _tls_listener(
         context.verify_mode = ssl.CERT_REQUIRED
         context.load_verify_locations(client_ca)
     got: list[bytes] = []
+    ended = threading.Event()
 
     class Handler(socketserver.BaseRequestHandler):
         def handle(self) -> None:
@@ -128,8 +136,12 @@ def _tls_listener(
                     length, _, message = data.partition(b" ")  # MSG-LEN SP SYSLOG-MSG
                     assert int(length) == len(message), data[:40]
                     got.append(message)
-                    if close_notify:
+                    if ending == "close_notify":
                         s.unwrap()
+                    elif ending == "reset":  # closed with a zero linger time: an RST
+                        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    elif ending == "hold":
+                        ended.wait()
             except ssl.SSLError:  # a handshake it refused
                 return
 
@@ -139,6 +151,7 @@ def _tls_listener(
     try:
         yield server.server_address[1], got
     finally:
+        ended.set()
         server.shutdown()
         server.server_close()
 
@@ -252,15 +265,30 @@ def test_mutual_tls_sends_with_the_client_certificate_and_fails_without(pki: Pki
     assert with_it == "sent" and len(got) == 1
 
 
-def test_a_receiver_that_closes_without_close_notify_is_not_counted_delivered(pki: Pki) -> None:
-    """RFC 5425 (4.4) has the receiver answer close_notify: only that tells the sender the
-    receiver read up to the end of the frame, rather than refused it."""
-    with _tls_listener(pki, close_notify=False) as (port, _got):
-        outcome = _send(f"tls://127.0.0.1:{port}", SyslogTls(pki.ca))
-    assert outcome == (
-        f"TLS with 127.0.0.1:{port}: the receiver closed the connection without close_notify "
-        "(RFC 5425 4.4), so it may not have read the record"
-    )
+def test_a_receiver_that_closes_without_close_notify_counts_delivered_once(
+    pki: Pki, fire: Callable[[], None], consumer: SqlEventStore, tenant: str
+) -> None:
+    """rsyslog's gtls driver (rsyslog-gnutls) reads to the sender's close_notify, stores the
+    message and closes the TCP connection without answering it, against RFC 5425 (4.4):
+    counted failed, each of ``max_attempts`` attempts stored the alert again, then the row
+    died."""
+    with _tls_listener(pki, ending="close") as (port, got):
+        fire()
+        sinks = SinkConfig(syslog_address=f"tls://127.0.0.1:{port}", syslog_tls=SyslogTls(pki.ca))
+        Deliverer(consumer.engine, sinks).run_once()
+    assert _statuses(consumer, tenant) == [("delivered", 1, None)]
+    assert len([g for g in got if tenant.encode() in g]) == 1
+
+
+def test_a_receiver_that_resets_or_never_closes_is_not_counted_delivered(pki: Pki) -> None:
+    """Only a clean close says the receiver read to the end: a reset, or the attempt's
+    deadline (the watchdog shuts the socket, which reads as a close), fails the attempt."""
+    with _tls_listener(pki, ending="reset") as (port, _got):
+        reset = _send(f"tls://127.0.0.1:{port}", SyslogTls(pki.ca))
+    assert reset == f"TLS with 127.0.0.1:{port}: [Errno 104] Connection reset by peer"
+    with _tls_listener(pki, ending="hold") as (port, _got):
+        held = _send(f"tls://127.0.0.1:{port}", SyslogTls(pki.ca), 0.5)
+    assert held == "not sent within 0.5 s"
 
 
 def test_a_handshake_never_answered_fails_the_attempt_at_the_timeout(

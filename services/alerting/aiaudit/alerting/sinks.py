@@ -479,7 +479,7 @@ def send_syslog(
                 with watchdog.connect((host, port), timeout) as s:
                     s.sendall(framed)
             else:
-                _send_tls(watchdog.connect((host, port), timeout), context, host, framed)
+                _send_tls(watchdog.connect((host, port), timeout), context, host, framed, watchdog)
         except OSError as exc:
             if watchdog.expired:
                 what = f" ({watchdog.unanswered})" if watchdog.unanswered else ""
@@ -489,15 +489,23 @@ def send_syslog(
             raise DeliveryError(str(exc)) from None
 
 
-def _send_tls(sock: socket.socket, context: ssl.SSLContext, host: str, framed: bytes) -> None:
-    """Handshake, the frame, then close_notify both ways, on the watched socket.
+def _send_tls(
+    sock: socket.socket, context: ssl.SSLContext, host: str, framed: bytes, watchdog: _Watchdog
+) -> None:
+    """Handshake, the frame, our close_notify, then the receiver's close, on the watched socket.
 
-    Counted sent only once the receiver's close_notify, which RFC 5425 (4.4) requires
-    in answer to ours, has come: it has then read the whole frame. Under TLS 1.3 a
-    receiver refuses a client certificate after the sender's handshake has ended, so the
-    frame goes out before the refusal comes back. The TLS runs in memory over the socket
-    (:class:`ssl.SSLObject`): ``SSLSocket.unwrap`` also returned normally when the
-    refusal (a fatal alert) came instead of close_notify, and the alert counted delivered.
+    Counted sent once the receiver closes cleanly after our close_notify: with its own
+    close_notify, as RFC 5425 (4.4) requires and syslog-ng and rsyslog's ossl driver do,
+    or with a bare TCP close (no alert, no reset), as rsyslog's gtls driver does: it has
+    then read to the end of our stream. Requiring close_notify made every alert to a
+    gtls receiver stored at each of ``max_attempts`` attempts, then dead. Under TLS 1.3
+    a receiver refuses a client certificate after the sender's handshake has ended, so
+    the frame goes out before the refusal comes back: a fatal alert (syslog-ng, ossl),
+    a reset, or the deadline (the watchdog's shutdown reads as a bare close) fails the
+    attempt; gtls refuses with a bare close, which no sender can tell from a delivery.
+    The TLS runs in memory over the socket (:class:`ssl.SSLObject`):
+    ``SSLSocket.unwrap`` returned normally when a fatal alert came instead of
+    close_notify, and the refused alert counted delivered.
     """
     with sock:
         tls = _MemoryTls(sock, context, host)
@@ -507,16 +515,15 @@ def _send_tls(sock: socket.socket, context: ssl.SSLContext, host: str, framed: b
             tls.obj.unwrap()  # read below, where an alert is an error (in unwrap, a close)
         tls.flush()
         try:
-            while True:  # records after ours: session tickets, then close_notify
+            while True:  # records after ours: session tickets, then the close
                 if tls.run(lambda: tls.obj.read(65536)) == b"":
                     return
         except ssl.SSLZeroReturnError:
             return
-        except ssl.SSLEOFError:
-            raise ssl.SSLError(
-                "the receiver closed the connection without close_notify (RFC 5425 4.4), "
-                "so it may not have read the record"
-            ) from None
+        except ssl.SSLEOFError:  # a TCP close without close_notify (no alert, no reset)
+            if watchdog.expired:
+                raise
+            return
 
 
 class _MemoryTls:
