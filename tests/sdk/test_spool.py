@@ -5,15 +5,17 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import threading
 from collections.abc import Callable
 from pathlib import Path
+from types import TracebackType
 
 import pytest
 
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.sdk import spool as spool_module
 from aiaudit.sdk.spool import Spool, SpoolFullError, SpoolInUseError, SpoolUsage
-from tests.helpers import interaction, sized_interaction
+from tests.helpers import interaction, sized_interaction, wait_until
 
 
 def batch(*ids: str) -> pb.AppendRequest:
@@ -288,4 +290,75 @@ def test_a_batch_larger_than_the_bound_leaves_the_spool_full_only_while_it_holds
     assert not refused.value.divisible and spool.usage().full
     spool.remove(small)
     assert not spool.usage().full
+    spool.close()
+
+
+class Announced:
+    """A spool's lock that sets ``came`` when a thread other than ``writer`` comes to it."""
+
+    def __init__(self, lock: threading.Lock, writer: int) -> None:
+        self.lock, self.writer = lock, writer
+        self.came = threading.Event()
+
+    def __enter__(self) -> None:
+        if threading.get_ident() != self.writer:
+            self.came.set()  # about to wait for the writer
+        self.lock.acquire()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.lock.release()
+
+
+class ReadMidway(dict[Path, int]):
+    """A spool's file sizes that, as one is added or dropped (the file already listed or no
+    longer, the total not yet changed), have another thread read ``usage`` before going on:
+    once it has read, or once it waits for the writer at the spool's lock (``Announced``)."""
+
+    def __init__(self, spool: Spool, readings: list[SpoolUsage]) -> None:
+        super().__init__(spool._sizes)
+        self.readings = readings
+        self.lock = Announced(spool._counts, threading.get_ident())
+        spool._counts = self.lock  # type: ignore[assignment]
+        self.spool = spool
+
+    def __setitem__(self, path: Path, size: int) -> None:
+        super().__setitem__(path, size)
+        self._read()
+
+    def pop(self, path: Path) -> int:  # type: ignore[override]
+        size = super().pop(path)
+        self._read()
+        return size
+
+    def _read(self) -> None:
+        came = self.lock.came = threading.Event()
+
+        def read() -> None:
+            self.readings.append(self.spool.usage())
+            came.set()
+
+        threading.Thread(target=read).start()
+        assert came.wait(timeout=30)
+
+
+def test_a_reading_taken_while_a_batch_is_put_or_removed_counts_the_file_with_its_bytes(
+    tmp_path: Path,
+) -> None:
+    """``usage`` read from another thread in the middle of the sender's change of the counts
+    sees the spool before or after the change, never half of it.
+
+    Read without a lock, a reading taken as a file was put counted the file and not its
+    bytes, one taken as a file was removed its bytes and not the file (review, 2026-12-07).
+    """
+    directory = tmp_path / "spool"
+    spool = Spool(directory)
+    readings: list[SpoolUsage] = []
+    spool._sizes = ReadMidway(spool, readings)
+    path = spool.put(batch("a", "b"))
+    size = on_disk(directory)
+    spool.remove(path)
+    wait_until(lambda: len(readings) == 2)
+    assert readings == [SpoolUsage(size, 1, None, False), SpoolUsage(0, 0, None, False)]
     spool.close()

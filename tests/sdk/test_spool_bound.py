@@ -50,7 +50,10 @@ def test_the_spool_keeps_its_bound_log_blocks_and_every_event_is_stored_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The batch files never pass the bound, exactly; 30 events wait in memory and the producer
-    blocks on the 81st; one ERROR however many retries are refused, none lost."""
+    blocks on the 81st; one ERROR however many retries fail, none lost, all in order.
+
+    The service's retries try the spool's oldest batch; the kept batch waits behind the spool,
+    not put again (until 2026-12-07 it was refused again at each retry, then sent first)."""
     caplog.set_level(logging.INFO, logger=spool_module.__name__)
     tries: list[int] = []
     encode = spool_module.encode_batch
@@ -60,6 +63,14 @@ def test_the_spool_keeps_its_bound_log_blocks_and_every_event_is_stored_once(
         return encode(request)
 
     monkeypatch.setattr(spool_module, "encode_batch", counted)
+    probes: list[Path] = []
+    read = spool_module.Spool.read
+
+    def probed(spool: spool_module.Spool, path: Path) -> pb.AppendRequest | None:
+        probes.append(path)  # each spooled batch the sender reads to send
+        return read(spool, path)
+
+    monkeypatch.setattr(spool_module.Spool, "read", probed)
     logger = server.logger(batch_size=10, max_buffered=20, max_spool_bytes=MIB, linger=LINGER)
     logged = events(tenant, 120)
     accepted: list[str] = []
@@ -67,8 +78,9 @@ def test_the_spool_keeps_its_bound_log_blocks_and_every_event_is_stored_once(
     producer.start()  # the service is down: never started yet
     # Five batches spooled, one kept (refused: the spool is full), twenty events buffered.
     wait_until(lambda: logger.spool_usage().full and len(accepted) == 80)
-    refused_at = len(tries)
-    wait_until(lambda: len(tries) >= refused_at + 3)  # the kept batch refused three times more
+    refused_at, probed_at = len(tries), len(probes)
+    wait_until(lambda: len(probes) >= probed_at + 3)  # the service retried three times more
+    assert len(tries) == refused_at  # the kept batch was not put again
     assert len(accepted) == 80 and producer.is_alive()  # blocked at max_buffered, none dropped
     usage = logger.spool_usage()
     assert usage.spooled_files == 5 and usage.spooled_bytes == on_disk(server.spool) <= MIB
@@ -82,9 +94,10 @@ def test_the_spool_keeps_its_bound_log_blocks_and_every_event_is_stored_once(
     assert logger.flush(timeout=60)
     assert sorted(stored_ids(server.store_url, tenant)) == sorted(e.event_id for e in logged)
     assert not logger.spool_usage().full and on_disk(server.spool) == 0
-    assert [
+    assert [  # the replay made room for the refused batch, which then went after the spool
         r.getMessage().split(":")[0] for r in spool_logs(caplog) if r.levelno < logging.ERROR
-    ] == [f"audit spool {server.spool} no longer full"]  # the refused batch sent first
+    ] == [f"audit spool {server.spool} has room again"]
+    assert stored_ids(server.store_url, tenant) == [e.event_id for e in logged]  # in order
 
 
 def test_files_an_earlier_logger_spooled_count_against_the_bound_from_open(
@@ -265,3 +278,65 @@ def test_a_batch_alone_larger_than_the_bound_is_spooled_in_parts_that_fit(
     assert logger.flush(timeout=60)
     assert sorted(stored_ids(server.store_url, tenant)) == sorted(e.event_id for e in logged)
     assert not logger.spool_usage().full and on_disk(server.spool) == 0
+
+
+def test_events_logged_before_during_and_after_an_outage_are_stored_in_the_order_logged(
+    server: Server, tenant: str
+) -> None:
+    """Ten sent before the outage; during it fifty spooled, ten kept in memory (the spool full)
+    and ten buffered; ten more once the service is back: the log holds the eighty in the
+    order they were logged.
+
+    The kept batch went first, then new events between the spooled batches: the outage's
+    first fifty reached the log after events logged later (review, 2026-12-07).
+    """
+    server.start()
+    logger = server.logger(batch_size=10, max_buffered=20, max_spool_bytes=MIB, linger=LINGER)
+    before = events(tenant, 10)
+    for e in before:
+        logger.log(e)
+    assert logger.flush(timeout=60)
+    server.stop()
+    during = events(tenant, 70)  # 50 spooled, 10 refused by the bound, 10 buffered
+    for e in during:
+        logger.log(e)
+    wait_until(lambda: logger.spool_usage().full)
+    assert spooled(server.spool) == 50
+
+    server.start()
+    after = events(tenant, 10)  # buffered behind the ten, within max_buffered
+    for e in after:
+        logger.log(e)
+    assert logger.flush(timeout=60)
+    assert stored_ids(server.store_url, tenant) == [e.event_id for e in before + during + after]
+    assert on_disk(server.spool) == 0
+
+
+def test_a_batch_kept_for_the_bound_is_sent_once_the_service_is_back_not_after_max_backoff(
+    server: Server, tenant: str
+) -> None:
+    """With ``max_backoff`` at 120 s and a short outage, the service's return is found at the
+    next retry (the backoff has grown to a few seconds) and everything is sent at once.
+
+    The kept batch was tried again only ``max_backoff`` after the spool refused it, and the
+    spool not at all meanwhile: the outage lasted two minutes more for the logger
+    (review, 2026-12-07).
+    """
+    logger = AuditLogger(
+        f"127.0.0.1:{server.port}",
+        server.spool,
+        api_key=server.key,
+        batch_size=10,
+        max_buffered=20,
+        max_spool_bytes=MIB,
+        linger=LINGER,
+        max_backoff=120.0,
+    )
+    server.loggers.append(logger)
+    logged = events(tenant, 70)  # 50 spooled, 10 refused by the bound, 10 buffered
+    for e in logged:
+        logger.log(e)
+    wait_until(lambda: logger.spool_usage().full)
+    server.start()
+    assert logger.flush(timeout=60)  # not 120 s after the refusal
+    assert stored_ids(server.store_url, tenant) == [e.event_id for e in logged]

@@ -20,9 +20,15 @@ and the key's share of its threads included, a timeout, a credential not
 accepted yet) is transient, never halved: what is left of the batch goes,
 in order, to the disk spool (``Spool``), new batches follow it there while
 the service stays down, and the logger
-retries with exponential backoff (full jitter). Once a call succeeds it
-replays the spool oldest first, one spooled batch per round between batches
-of new events, which are sent at once rather than wait behind the backlog; what
+retries with exponential backoff (full jitter), the oldest spooled batch its
+probe. Delivery is in the order events were logged: the spool oldest first,
+then a batch kept in memory (one the spool refused), then new events. Once a
+call succeeds the replay goes on one spooled batch per call; meanwhile new
+events wait in memory, full batches spooled behind the backlog (``log`` does
+not block for its length), and a batch the spool's bound refused is sent once
+the spool is empty, the events behind it waiting in memory. Until 2026-12-07
+new events and the kept batch went before the backlog, the kept batch only
+after ``max_backoff`` (review). What
 part of a spooled batch is settled leaves its file, rewritten in place. Every
 resend carries the same event ids, so the service stores each event once and
 answers a resend with its original receipt (after a crash between writing
@@ -32,8 +38,8 @@ interpreter exit) spools what it could not send in time, and a logger opened
 later on the same ``spool_dir`` sends it.
 The spool holds at most ``max_spool_bytes`` (1 GiB unless told): a batch
 that would pass it waits in memory as one the disk refuses, ``log`` blocking
-at ``max_buffered``, until the service takes it or the replay frees room;
-close spools what is still in memory past the bound rather than lose it.
+at ``max_buffered``, until the replay has emptied the spool and the service
+takes it; close spools what is still in memory past the bound rather than lose it.
 What is lost in a crash of the gateway is only what was still in memory:
 events logged since the last send or spool, at most ``batch_size`` plus
 what waits in the buffer.
@@ -313,7 +319,7 @@ class AuditLogger:
         while True:
             backlog = bool(self._spool.pending())
             events, closing = self._take(backlog)
-            if events:
+            if events:  # sent only if nothing older waits, else spooled behind it or kept
                 self._settle(events)
             if backlog and self._up():
                 try:
@@ -327,20 +333,23 @@ class AuditLogger:
                 return
 
     def _take(self, backlog: bool) -> tuple[list[event_pb2.Event], bool]:
-        """The next batch, and whether the logger closes; waits, never spins.
+        """The next batch (none: a round of replay only), and whether the logger closes.
 
-        Ready: the carry once its retry is due; new events (then up to
-        ``linger`` for more, unless the backlog is being replayed or the
-        logger closes); a backlog once a retry is due; close.
+        Waits, never spins. Ready: the carry once its retry is due; new events
+        (then up to ``linger`` for more, unless the backlog is being replayed or
+        the logger closes); a backlog once a retry is due; close. While the
+        backlog is replayed, new events are taken only as a full batch (or at
+        close), to be spooled behind it: fewer wait in memory for the spool to
+        empty, rather than each round spool a file of a few, which the replay of
+        one file a round would never catch up with.
         """
         with self._lock:
             while True:
                 now = time.monotonic()
                 if self._carry:
-                    # Refused for the bound while closing: spooled past it now, not in
-                    # close's last seconds.
-                    due = now if self._closed and self._carry_full else self._carry_at
-                    due = min(due, self._deadline)
+                    carry_due = min(self._carry_due(now, backlog), self._deadline)
+                    # Rounds of replay go on meanwhile: the older batches go first.
+                    due = min(carry_due, self._retry_at) if backlog else carry_due
                     ready = now >= due
                 else:
                     due = min(self._retry_at, self._deadline) if backlog else self._deadline
@@ -349,10 +358,15 @@ class AuditLogger:
                     break
                 self._has_work.wait(None if due == float("inf") else due - now)
             if self._carry:
+                if now < carry_due:
+                    return [], self._closed
                 events, self._carry = self._carry, []
                 return events, self._closed
             # No lingering while the backlog is replayed: a round takes a call anyway.
             replaying = backlog and time.monotonic() >= self._retry_at
+            full = min(self._batch, self._max_buffered)
+            if replaying and not self._closed and len(self._buffer) < full:
+                return [], False
             end = time.monotonic() + self._linger
             while self._buffer and len(self._buffer) < self._batch:
                 left = end - time.monotonic()
@@ -365,19 +379,39 @@ class AuditLogger:
                 self._has_room.notify_all()
             return events, self._closed
 
-    def _settle(self, events: list[event_pb2.Event]) -> None:
-        """Sends the batch, or spools it while the service is down.
+    def _carry_due(self, now: float, backlog: bool) -> float:
+        """When to try the carry again.
 
-        If the disk refuses, or the spool is at ``max_spool_bytes`` (logged by the
-        spool as it fills), the batch is kept to try again after ``max_backoff``
-        (``_carry``), sent if the service is back by then. Once the logger closes it is
+        Refused for the spool's bound: once the replay has emptied the spool, at the
+        service's next retry (at once while it answers); until 2026-12-07 after
+        ``max_backoff`` and before the spool, however soon the service was back
+        (review). Not put back in the spool as the replay frees room: new batches would
+        follow it there and fill it again, an ERROR and an INFO line a round; the events
+        behind it wait in the buffer (``log`` blocks at ``max_buffered``). Refused by the
+        disk: after ``max_backoff``, not in a busy loop. Refused for the bound while
+        closing: now, to be spooled past it, not in close's last seconds.
+        """
+        if self._carry_full and self._closed:
+            return now
+        if self._carry_full:
+            return float("inf") if backlog else self._retry_at
+        return self._carry_at
+
+    def _settle(self, events: list[event_pb2.Event]) -> None:
+        """Sends the batch if nothing older waits, else spools it behind what does.
+
+        Sent only with the spool empty and the service not backing off: a batch is
+        never sent before the spooled batches logged earlier. If the disk refuses, or
+        the spool is at ``max_spool_bytes`` (logged by the spool as it fills), the batch
+        is kept (``_carry``, ``_carry_due``), sent once the spool is empty and the service
+        back (spooled if it is down again). Once the logger closes it is
         spooled past the bound, and so is what follows it: until 2026-12-07 only past
         close's deadline, ``_CLOSE_GRACE`` left to spool up to ``max_buffered`` events
         (10,000 of 20 KB took 2.5 s), the rest lost at exit (review).
         """
         left = events
         try:
-            if self._up():
+            if self._up() and not self._spool.pending():
                 left = self._deliver(events)
                 if not left:
                     self._spool.sent()
@@ -385,7 +419,6 @@ class AuditLogger:
                 left = self._spool_what_fits(left)
             if left:
                 self._carry, self._carry_full = left, True
-                self._carry_at = time.monotonic() + self._max_backoff
         except Exception:
             log.exception("audit events not sent nor spooled, %d kept to retry", len(left))
             self._carry, self._carry_full = left, False

@@ -14,7 +14,8 @@ service answers with the original receipts (idempotent on event ids).
 The spool may be bounded (``max_bytes``): a batch that would take its batch
 files past the bound is refused (``SpoolFullError``) and stays with the caller.
 Their sizes are counted at open and kept as files are written, rewritten and
-removed, never by listing the directory again.
+removed, never by listing the directory again; the counts change together, under a
+lock, so a reading from another thread (``usage``) is of one state of the spool.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import threading
 import uuid
 import weakref
 from pathlib import Path
@@ -132,6 +134,10 @@ class Spool:
                 "give each logger a directory of its own"
             ) from None
         _OPEN.add(self)
+        self._counts = threading.Lock()
+        """Held while ``_pending``, ``_sizes``, ``size`` and ``_refused`` change (one writer, the
+        logger's sender) and while another thread reads them (``usage``, ``pending``): never
+        across a disk operation, so a reading does not wait for the disk."""
         for stale in directory.glob("*.tmp"):  # a write the crash interrupted: never renamed
             stale.unlink()
         found = [p for p in directory.glob(f"*{_SUFFIX}") if p.stem.isdigit()]
@@ -161,17 +167,28 @@ class Spool:
 
         A file added to the directory by hand is found by the next logger.
         """
-        return list(self._pending)
+        with self._counts:
+            return list(self._pending)
 
     def usage(self) -> SpoolUsage:
-        """Its size, files and state, as kept (no listing); full while a refused batch waits."""
-        return SpoolUsage(self.size, len(self._pending), self.max_bytes, self._refused > 0)
+        """Its size, files and state, as kept (no listing); full while a refused batch waits.
+
+        Read under the lock the sender changes them under, once a file is written, synced
+        and renamed (or removed): read without it, a reading taken while a file was put
+        counted the file and not yet its bytes, or the reverse while one was removed
+        (review, 2026-12-07). The lock is never held across the disk's work, so a reading
+        waits for a few assignments at most.
+        """
+        with self._counts:
+            return SpoolUsage(self.size, len(self._pending), self.max_bytes, self._refused > 0)
 
     def _forget(self, path: Path) -> None:
-        if path in self._pending:
+        with self._counts:
+            if path not in self._pending:
+                return
             self._pending.remove(path)
             self.size -= self._sizes.pop(path)
-            self._check_room()
+        self._check_room()
 
     def _check_room(self) -> None:
         """Logs once that the spool has room again: for the batch it refused, or empty."""
@@ -189,7 +206,8 @@ class Spool:
             self._not_full("no longer full: the batch it refused was sent")
 
     def _not_full(self, why: str) -> None:
-        self._refused = 0
+        with self._counts:
+            self._refused = 0
         log.info(
             "audit spool %s %s: %d bytes in %d files, max_spool_bytes %d",
             self.directory,
@@ -220,9 +238,10 @@ class Spool:
         path = self.directory / f"{self._next:020d}{_SUFFIX}"
         self._next += 1
         self._write(path, data)
-        self._pending.append(path)
-        self._sizes[path] = len(data)
-        self.size += len(data)
+        with self._counts:  # the file, then its bytes: one change to a reader
+            self._pending.append(path)
+            self._sizes[path] = len(data)
+            self.size += len(data)
         if not past_bound and self._refused:  # the batch refused (or what is left of it)
             self._not_full("has room again")
         return path
@@ -237,11 +256,12 @@ class Spool:
             larger = " (larger than the bound itself)" if size > (self.max_bytes or 0) else ""
             log.error(
                 "%s%s: batches wait in memory and log() blocks at max_buffered until the "
-                "service takes them or the replay of the spool frees room",
+                "service has taken the spool's batches and them, in order",
                 why,
                 larger,
             )
-        self._refused = size
+        with self._counts:
+            self._refused = size
         raise SpoolFullError(why)
 
     def _write(self, path: Path, data: bytes) -> None:
@@ -266,10 +286,12 @@ class Spool:
         """
         data = encode_batch(request)
         self._write(path, data)
-        if path in self._sizes:
+        with self._counts:
+            if path not in self._sizes:
+                return
             self.size += len(data) - self._sizes[path]
             self._sizes[path] = len(data)
-            self._check_room()
+        self._check_room()
 
     def read(self, path: Path) -> pb.AppendRequest | None:
         """A spooled batch as it was put; None (the file set aside, logged) if it cannot be read.
