@@ -551,6 +551,8 @@ def test_a_redeliver_leaves_a_record_in_the_tenants_log(
         "asked_alert_ids": ",".join(ids),
         "moved": 2,
         "alerts": ",".join(moved),
+        "part": 1,
+        "parts": 1,
     }
     assert sorted(moved) == sorted(ids)
     assert out["records"] == [{"tenant": tenant, "event_id": record["event_id"]}]
@@ -702,8 +704,18 @@ def test_many_alert_ids_are_named_in_parts() -> None:
     assert ",".join(parts).split(",") == ids
     assert {e.attributes["access.moved"].int_value for e in by_tenant["t1"]} == {200}
     assert not any("access.alerts.chars" in e.attributes for e in by_tenant["t1"])
+    # numbered as other reads in parts number theirs (a batch of proofs): part i of parts
+    numbered = [
+        (e.attributes["access.part"].int_value, e.attributes["access.parts"].int_value)
+        for e in by_tenant["t1"]
+    ]
+    assert numbered == [(1, 4), (2, 4), (3, 4), (4, 4)]
     (t2,) = by_tenant["t2"]
     assert (t2.attributes["access.alerts"].string_value, t2.tenant_id) == ("a2", "t2")
+    assert (t2.attributes["access.part"].int_value, t2.attributes["access.parts"].int_value) == (
+        1,
+        1,
+    )
 
 
 @pytest.mark.parametrize("db", ["postgresql"], indirect=True)  # SQLite: one lock, every log

@@ -8,8 +8,10 @@ moved the rows, the sink, the selection (every tenant or one, ``--since``,
 the ``--alert-id`` asked for that name the tenant's own rows) and the alert
 ids moved, in parts as reads name what they hand out
 (:func:`access.named_parts`): one record per part, each with the tenant's
-total ``moved``. A tenant's record names none of another tenant's alerts:
-until 2026-12-07 each named every id asked, another tenant's and typos too.
+total ``moved`` and numbered ``part`` of ``parts``, as a batch of proofs
+numbers its records (until 2026-12-07 unnumbered). A tenant's record names
+none of another tenant's alerts: until 2026-12-07 each named every id asked,
+another tenant's and typos too.
 
 The records are written in the re-send's transaction, once its rows are
 locked and before any moves (:data:`~aiaudit.alerting.redeliver.Recorder`): a
@@ -77,7 +79,8 @@ def records(
     out = []
     for tenant, ids in moved.items():
         caller = Caller(requested_by, frozenset({tenant}), frozenset())
-        for part in access.named_parts(ids):
+        parts = access.named_parts(ids)
+        for i, part in enumerate(parts, 1):
             details: Mapping[str, str | int | bool] = {
                 "requested_by": requested_by,
                 "database_user": database_user,
@@ -87,6 +90,8 @@ def records(
                 "asked_alert_ids": ",".join(asked.get(tenant, ())),
                 "moved": len(ids),
                 "alerts": part,
+                "part": i,
+                "parts": len(parts),
             }
             out.append(prepare(access.access_event(caller, tenant, ACTION, details, now), now))
     return out
