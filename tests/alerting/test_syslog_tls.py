@@ -372,3 +372,14 @@ def test_tls_files_beside_a_plain_syslog_address_are_refused(pki: Pki, address: 
     assert str(info.value) == (
         "setting alerting.syslog_ca_file: applies to a tls:// syslog_address only"
     )
+
+
+def test_tls_files_are_taken_beside_a_tls_address_whatever_the_scheme_s_case(pki: Pki) -> None:
+    """``TLS://`` sends over TLS (a URL's scheme is read in any case): start-up refused its
+    files as "beside a plain address", the check being a prefix test."""
+    address = "TLS://siem.example:6514"
+    settings = AlertingSettings(syslog_address=address, syslog_ca_file=pki.ca)
+    settings.validate()
+    with _tls_listener(pki) as (port, got):
+        outcome = _send(f"TLS://siem.example:{port}", settings.syslog_tls)
+    assert outcome == "sent" and len(got) == 1

@@ -141,13 +141,16 @@ class AlertingSettings:
         """The TLS files work (readable, PEM, the key the certificate's) and have a use.
 
         Set beside a ``udp://`` or ``tcp://`` address they would protect nothing, without
-        a word: refused, as a file that cannot be read is.
+        a word: refused, as a file that cannot be read is. The scheme is the sink's, read
+        as a URL's (``TLS://`` is ``tls://``): a prefix test refused the files beside the
+        ``TLS://`` address the sink sends over TLS.
         """
         tls = self.syslog_tls
         given = [name for name in SYSLOG_TLS_SETTINGS if getattr(tls, name) is not None]
+        over_tls = bool(self.syslog_address) and syslog_target(self.syslog_address)[0] == "tls"
         try:
             tls.check_pair()
-            if given and not self.syslog_address.startswith("tls://"):
+            if given and not over_tls:
                 raise SyslogTlsError(given[0], "applies to a tls:// syslog_address only")
             if given:
                 tls.context()
