@@ -564,8 +564,6 @@ def _tls_reason(exc: OSError) -> str:
     """The certificate's fault for a verification failure, else the error's message."""
     if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
         return f"certificate verify failed: {exc.verify_message}"
-    if isinstance(exc, ssl.SSLError) and len(exc.args) == 1:  # ours: one argument
-        return str(exc.args[0])
     return str(exc)
 
 
