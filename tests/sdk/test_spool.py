@@ -347,7 +347,7 @@ def test_a_reading_taken_while_a_batch_is_put_or_removed_counts_the_file_with_it
     tmp_path: Path,
 ) -> None:
     """``usage`` read from another thread in the middle of the sender's change of the counts
-    sees the spool before or after the change, never half of it.
+    waits for the change to end: it never sees half of it.
 
     Read without a lock, a reading taken as a file was put counted the file and not its
     bytes, one taken as a file was removed its bytes and not the file (review, 2026-12-07).
@@ -357,8 +357,9 @@ def test_a_reading_taken_while_a_batch_is_put_or_removed_counts_the_file_with_it
     readings: list[SpoolUsage] = []
     spool._sizes = ReadMidway(spool, readings)
     path = spool.put(batch("a", "b"))
-    size = on_disk(directory)
+    wait_until(lambda: len(readings) == 1)  # the reader's, before the remove's begins
+    assert readings == [SpoolUsage(on_disk(directory), 1, None, False)]
     spool.remove(path)
     wait_until(lambda: len(readings) == 2)
-    assert readings == [SpoolUsage(size, 1, None, False), SpoolUsage(0, 0, None, False)]
+    assert readings[1] == SpoolUsage(0, 0, None, False)
     spool.close()
