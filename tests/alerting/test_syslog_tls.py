@@ -66,27 +66,30 @@ def pki(tmp_path: Path) -> Pki:
     return Pki(tmp_path / "ca.pem", tmp_path / "other-ca.pem", pair("server"), pair("client"))
 
 
-def _ipv6_receiver(pki: Pki) -> tuple[Path, Path]:
-    """Certificate and key of a receiver on ::1 (an IP address SAN), signed by the test's CA."""
+def _signed(
+    pki: Pki,
+    name: str,
+    san: x509.GeneralName,
+    valid: tuple[dt.timedelta, dt.timedelta] = (dt.timedelta(minutes=-5), dt.timedelta(days=1)),
+) -> tuple[Path, Path]:
+    """Certificate and key ``name``.pem/.key beside the test's CA, signed by it, for ``san``,
+    valid from and until those offsets from now."""
     ca_key = serialization.load_pem_private_key(pki.ca.with_suffix(".key").read_bytes(), None)
     ca = x509.load_pem_x509_certificate(pki.ca.read_bytes())
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "::1")]))
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, str(san.value))]))
         .issuer_name(ca.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("::1"))]),
-            critical=False,
-        )
+        .not_valid_before(now + valid[0])
+        .not_valid_after(now + valid[1])
+        .add_extension(x509.SubjectAlternativeName([san]), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
-    pem, pem_key = pki.ca.with_name("ipv6.pem"), pki.ca.with_name("ipv6.key")
+    pem, pem_key = pki.ca.with_name(f"{name}.pem"), pki.ca.with_name(f"{name}.key")
     pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     pem_key.write_bytes(
         key.private_bytes(
@@ -96,6 +99,11 @@ def _ipv6_receiver(pki: Pki) -> tuple[Path, Path]:
         )
     )
     return pem, pem_key
+
+
+def _ipv6_receiver(pki: Pki) -> tuple[Path, Path]:
+    """Certificate and key of a receiver on ::1 (an IP address SAN), signed by the test's CA."""
+    return _signed(pki, "ipv6", x509.IPAddress(ipaddress.ip_address("::1")))
 
 
 class _Server(socketserver.ThreadingTCPServer):
@@ -383,3 +391,37 @@ def test_tls_files_are_taken_beside_a_tls_address_whatever_the_scheme_s_case(pki
     with _tls_listener(pki) as (port, got):
         outcome = _send(f"TLS://siem.example:{port}", settings.syslog_tls)
     assert outcome == "sent" and len(got) == 1
+
+
+@pytest.mark.parametrize(
+    ("valid", "when"),
+    [
+        ((dt.timedelta(days=-2), dt.timedelta(days=-1)), "expired on"),
+        ((dt.timedelta(days=1), dt.timedelta(days=2)), "is not valid before"),
+    ],
+)
+def test_a_client_certificate_out_of_its_validity_period_is_not_sent(
+    pki: Pki, valid: tuple[dt.timedelta, dt.timedelta], when: str
+) -> None:
+    """rsyslog's gtls driver refuses such a certificate after the handshake with a bare
+    close, no alert, which the sender cannot tell from a delivery: the alert counted
+    delivered and was lost. The sink checks the dates itself at each attempt; start-up
+    takes the certificate (refused there, a restart would stop all of alerting)."""
+    cert, key = _signed(pki, "old-client", x509.DNSName("aiaudit"), valid)
+    with _tls_listener(pki, ending="close") as (port, got):
+        address = f"tls://127.0.0.1:{port}"
+        settings = AlertingSettings(
+            syslog_address=address,
+            syslog_ca_file=pki.ca,
+            syslog_client_cert_file=cert,
+            syslog_client_key_file=key,
+        )
+        settings.validate()
+        outcome = _send(address, settings.syslog_tls)
+    issued = x509.load_pem_x509_certificate(cert.read_bytes())
+    bound = issued.not_valid_before_utc if when.startswith("is not") else issued.not_valid_after_utc
+    assert outcome == (
+        f"syslog address 'tls://127.0.0.1:{port}': setting alerting.syslog_client_cert_file: "
+        f"{cert} {when} {bound:%Y-%m-%d %H:%M} UTC; a receiver would refuse it"
+    )
+    assert got == []

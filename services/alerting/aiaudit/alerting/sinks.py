@@ -461,7 +461,7 @@ def send_syslog(
     """
     try:
         scheme, host, port = syslog_target(address)
-        context = tls.context() if scheme == "tls" else None
+        context = tls.attempt_context() if scheme == "tls" else None
     except ValueError as exc:
         raise DeliveryError(f"syslog address {address!r}: {exc}") from None
     message = syslog_message(payload)

@@ -8,9 +8,12 @@ work is refused there, naming its setting.
 
 from __future__ import annotations
 
+import datetime as dt
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
+
+from cryptography import x509
 
 SETTINGS = ("syslog_ca_file", "syslog_client_cert_file", "syslog_client_key_file")
 """The ``alerting.`` settings of the syslog sink's TLS, as :class:`SyslogTls` names its fields."""
@@ -79,6 +82,30 @@ class SyslogTls:
                     f"{cert} and {key} are not a usable certificate and key ({_reason(exc)})",
                 ) from None
         return ctx
+
+    def attempt_context(self) -> ssl.SSLContext:
+        """:meth:`context`, refused outside the client certificate's validity period.
+
+        A receiver refuses such a certificate, and rsyslog's gtls driver does it with a
+        bare close after the handshake, which the sink cannot tell from a delivery: the
+        attempt fails here instead, naming the date. Start-up takes the certificate (a
+        restart after it expired would stop all of alerting, not the syslog sink alone).
+        """
+        ctx = self.context()
+        if (path := self.syslog_client_cert_file) is None:
+            return ctx
+        try:
+            cert = x509.load_pem_x509_certificate(path.read_bytes())
+        except (OSError, ValueError) as exc:  # replaced since context() read it
+            raise SyslogTlsError(SETTINGS[1], f"{path}: {_reason(exc)}") from None
+        now = dt.datetime.now(dt.UTC)
+        if now > cert.not_valid_after_utc:
+            when = f"expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
+        elif now < cert.not_valid_before_utc:
+            when = f"is not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC"
+        else:
+            return ctx
+        raise SyslogTlsError(SETTINGS[1], f"{path} {when}; a receiver would refuse it")
 
 
 SYSTEM_CAS = SyslogTls()
