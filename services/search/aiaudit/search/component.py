@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,15 +28,11 @@ class Search:
     backend: SearchBackend
     own_store: SqlEventStore | None
     integrity: IntegrityClient | None
-    read_ahead: ThreadPoolExecutor | None = None
-    """The threads exports with proofs read ahead in (``handlers.SearchHandlers``)."""
     service_names: list[str] = field(default_factory=lambda: [handlers.SERVICE_NAME])
 
     def stop(self) -> None:
-        """Stops the indexer and the read-ahead threads, then closes the backend and channels."""
+        """Stops the indexer, then closes the backend, the integrity channel and the store."""
         self.indexer.stop()
-        if self.read_ahead is not None:
-            self.read_ahead.shutdown(cancel_futures=True)
         self.backend.close()
         if self.integrity is not None:
             self.integrity.close()
@@ -106,9 +101,7 @@ def start(ctx: Context) -> Search:
     indexer.start()
     ctx.lag.watch(consumer_name(s), store, lambda _conn: backend.positions())
     integrity = None
-    read_ahead = None
     if channel is not None:
-        read_ahead = ThreadPoolExecutor(s.max_export_streams, "search-export-read-ahead")
         integrity = IntegrityClient(
             channel.target, channel.ca_file, s.integrity_timeout, channel.identity
         )
@@ -122,11 +115,10 @@ def start(ctx: Context) -> Search:
             StreamSlots("Export", s.max_export_streams, s.max_export_streams_per_caller),
             integrity,
             s.proof_wait,
-            read_ahead,
         ),
         ctx.server,
     )
-    return Search(indexer, backend, own, integrity, read_ahead)
+    return Search(indexer, backend, own, integrity)
 
 
 def consumer_name(s: SearchSettings) -> str:

@@ -24,8 +24,8 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
-from concurrent.futures import Executor, Future
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -46,16 +46,7 @@ from aiaudit.common.store.sql import READ_BYTES, StoredEvent
 from aiaudit.common.stream_slots import StreamSlots
 from aiaudit.common.v1 import event_pb2, proof_pb2
 from aiaudit.integrity.v1 import integrity_service_pb2 as ipb
-from aiaudit.search import (
-    ahead,
-    bundle,
-    catalogue,
-    document,
-    exporting,
-    fragments,
-    language,
-    paging,
-)
+from aiaudit.search import bundle, catalogue, document, exporting, fragments, language, paging
 from aiaudit.search.backends.base import (
     AggregateSpec,
     Aggregation,
@@ -70,7 +61,7 @@ from aiaudit.search.backends.base import (
 )
 from aiaudit.search.catalogue import Field, Kind
 from aiaudit.search.indexer import Building, Indexer
-from aiaudit.search.integrity_client import IntegrityClient, Metadata, ProofsCall, forwarded
+from aiaudit.search.integrity_client import IntegrityClient, Metadata, forwarded
 from aiaudit.search.v1 import search_service_pb2 as pb
 from aiaudit.search.v1 import search_service_pb2_grpc as pb_grpc
 
@@ -446,13 +437,8 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         exports: StreamSlots,
         integrity: IntegrityClient | None = None,
         proof_wait: float = 10.0,
-        read_ahead: Executor | None = None,
     ) -> None:
-        """Handlers; ``store`` is the store readers use (maybe a consumer-role login).
-
-        ``read_ahead``: the threads in which exports with proofs read their next batch
-        (:func:`ahead.one_ahead`), one per export stream; None reads in turn.
-        """
+        """Handlers; ``store`` is the store readers use (maybe a consumer-role login)."""
         self._ctx = ctx
         self._store = store
         self._backend = backend
@@ -461,7 +447,6 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
         self._exports = exports
         self._integrity = integrity
         self._proof_wait = proof_wait
-        self._read_ahead = read_ahead
         self._shown_erasures: dict[str, int] = {}
         """Per tenant, the latest erasure record the index was made searchable after."""
         self._tracer = ctx.tracer_provider.get_tracer(__name__)
@@ -1125,29 +1110,42 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
     def _export_data(
         self, tenant: str, plan: _Export, context: grpc.ServicerContext
     ) -> Iterator[bytes]:
-        """The export's bytes; memory bounded by two batches (:func:`ahead.one_ahead`) and a chunk.
+        """Pages of the index joined with the store; memory bounded by one page and one chunk.
 
-        With proofs, the next batch is read and its proofs asked while this one is
-        written and sent, unless the export reads content: an erasure committed
-        meanwhile must be seen after the next batch's store read and before it is
-        written (:meth:`_export_batches`), and its proofs asked only once it will be.
+        An export that reads content starts from an index that has applied the
+        tenant's erasures (:meth:`_export_start`). One committed while it runs
+        shows after a batch's store read: that batch is not written, the export
+        waits for the index to apply the erasure (``ERASURE_NOT_INDEXED`` past
+        ``export_wait``), and reads the page again from the first event not yet
+        written. The page had been matched against the erased text: it left an
+        event that held "hiv" out of ``NOT input.text:"hiv"`` and listed those
+        that did not, telling which (review, 2026-12-05).
         """
+        where, fmt, snapshot = plan.where, plan.fmt, plan.snapshot
         view = Visibility.of(plan.caller, tenant)
-        writer = exporting.Writer(plan.fmt, tenant)
+        writer = exporting.Writer(fmt, tenant)
         pending = bytearray((plan.scope or writer.header()).encode())
+        order = language.parse_order_by("sequence asc")
+        after: tuple[int, ...] | None = None
+        seen = plan.erasure
         sealed = hashlib.sha256()  # the seal's digest of the event lines, in their order
         count = 0
-        pool = self._read_ahead
-        early = pool is not None and plan.proofs is not None and plan.erasure is None
-        batches = self._export_batches(tenant, plan, context, early)
-        with contextlib.closing(
-            ahead.one_ahead(batches, pool) if pool is not None and early else batches
-        ) as proven:
-            for found_events, asked in proven:
+        while True:
+            page = self._backend.search(
+                SearchSpec(
+                    tenant, where, order, _EXPORT_PAGE, after, below_sequence=snapshot, count=False
+                )
+            )
+            again = False
+            for last, found_events in self._export_events(tenant, page.hits):
+                if seen is not None:
+                    done = "the export stopped before its end"
+                    later = self._erasures_applied(tenant, context, seen, done)
+                    if later != seen:  # this page again, from the first event not written
+                        seen, again = later, True
+                        break
                 if plan.proofs is not None:
-                    texts: Iterable[str] = self._bundle_lines(
-                        tenant, plan, found_events, asked, sealed
-                    )
+                    texts: Iterable[str] = self._bundle_lines(tenant, plan, found_events, sealed)
                     count += len(found_events)
                 else:
                     texts = (writer.write(found, view) for found in found_events)
@@ -1156,6 +1154,9 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
                     while len(pending) >= _CHUNK_BYTES:
                         yield bytes(pending[:_CHUNK_BYTES])
                         del pending[:_CHUNK_BYTES]
+                after = last.sort
+            if not again and len(page.hits) < _EXPORT_PAGE:
+                break
         pending += writer.footer().encode()
         if plan.proofs is not None:  # every event line out before the seal is waited for
             yield bytes(pending)
@@ -1165,61 +1166,12 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
                 return
         yield bytes(pending)
 
-    def _export_batches(
-        self, tenant: str, plan: _Export, context: grpc.ServicerContext, early: bool
-    ) -> Generator[tuple[list[StoredEvent], ProofsCall | None], None, None]:
-        """Pages of the index joined with the store, in batches of ``READ_BYTES`` stored at most.
-
-        Each batch with its proofs call (:meth:`_ask_proofs`), or None without proofs.
-        ``early`` (an export with proofs that reads no content): a page's proofs are
-        asked as its store read starts, as they need only its sequences
-        (:meth:`_page_proofs`); a batch missing a hit's stored event asks its own.
-
-        An export that reads content starts from an index that has applied the
-        tenant's erasures (:meth:`_export_start`). One committed while it runs
-        shows after a batch's store read: that batch is not yielded, the export
-        waits for the index to apply the erasure (``ERASURE_NOT_INDEXED`` past
-        ``export_wait``), and reads the page again from the first event not yet
-        yielded. The page had been matched against the erased text: it left an
-        event that held "hiv" out of ``NOT input.text:"hiv"`` and listed those
-        that did not, telling which (review, 2026-12-05).
-        """
-        order = language.parse_order_by("sequence asc")
-        after: tuple[int, ...] | None = None
-        seen = plan.erasure
-        while True:
-            page = self._backend.search(
-                SearchSpec(
-                    tenant,
-                    plan.where,
-                    order,
-                    _EXPORT_PAGE,
-                    after,
-                    below_sequence=plan.snapshot,
-                    count=False,
-                )
-            )
-            asked = self._page_proofs(tenant, plan, page.hits) if early else None
-            again = False
-            for hits, found_events in self._export_events(tenant, page.hits):
-                if seen is not None:
-                    done = "the export stopped before its end"
-                    later = self._erasures_applied(tenant, context, seen, done)
-                    if later != seen:  # this page again, from the first event not yielded
-                        seen, again = later, True
-                        break
-                whole = asked is not None and len(found_events) == len(hits)
-                yield found_events, asked if whole else self._ask_proofs(tenant, plan, found_events)
-                after = hits[-1].sort
-            if not again and len(page.hits) < _EXPORT_PAGE:
-                break
-
     def _export_events(
         self, tenant: str, hits: list[Hit]
-    ) -> Iterator[tuple[list[Hit], list[StoredEvent]]]:
+    ) -> Iterator[tuple[Hit, list[StoredEvent]]]:
         """A page's stored events (in sequence order, as the page is) by READ_BYTES stored at most.
 
-        Each batch with the hits it covers. 500 events of a few MB each were
+        Each batch with the last hit it covers. 500 events of a few MB each were
         gigabytes at once: the server was killed for its memory, and the export
         with it.
         """
@@ -1231,65 +1183,33 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
             stored = {s.sequence: s for s in got}
             now = hits if last is None else [h for h in hits if h.sequence <= last]
             hits = [] if last is None else [h for h in hits if h.sequence > last]
-            yield now, [found for h in now if (found := stored.get(h.sequence)) is not None]
-
-    def _ask_proofs(
-        self, tenant: str, plan: _Export, found: list[StoredEvent]
-    ) -> ProofsCall | None:
-        """The batch's ``BatchGetInclusionProofs`` call against the export's checkpoint, started.
-
-        None without proofs, or for a batch of no event.
-        """
-        if plan.proofs is None or not found:
-            return None
-        assert self._integrity is not None and plan.checkpoint is not None
-        for e in found:
-            if not 0 <= e.sequence < plan.checkpoint.tree_size:
-                raise _not_a_leaf(tenant, e, plan.checkpoint.tree_size)
-        return self._integrity.ask_proofs(
-            plan.proofs, tenant, plan.checkpoint.tree_size, [e.sequence for e in found]
-        )
-
-    def _page_proofs(self, tenant: str, plan: _Export, hits: list[Hit]) -> ProofsCall | None:
-        """The ``BatchGetInclusionProofs`` call of a page's hits, started.
-
-        None if one is no leaf of the checkpoint: the batch holding it names it
-        (:meth:`_ask_proofs`).
-        """
-        assert self._integrity is not None and plan.checkpoint is not None
-        assert plan.proofs is not None
-        size = plan.checkpoint.tree_size
-        sequences = [h.sequence for h in hits]
-        if not sequences or not all(0 <= s < size for s in sequences):
-            return None
-        return self._integrity.ask_proofs(plan.proofs, tenant, size, sequences)
+            yield now[-1], [found for h in now if (found := stored.get(h.sequence)) is not None]
 
     def _bundle_lines(
-        self,
-        tenant: str,
-        plan: _Export,
-        found: list[StoredEvent],
-        asked: ProofsCall | None,
-        sealed: hashlib._Hash,
+        self, tenant: str, plan: _Export, found: list[StoredEvent], sealed: hashlib._Hash
     ) -> list[str]:
-        """Bundle lines of one batch, once its proofs call (:meth:`_ask_proofs`) answered.
+        """Bundle lines of one page: one batch of proofs against the export's checkpoint.
 
         Each line's sequence and leaf hash go into ``sealed``, the running SHA-256 the
         export's seal records (:func:`bundle.sealed_item`): one small update a line.
         """
-        if asked is None:  # a batch of no event
+        if not found:
             return []
         assert self._integrity is not None and plan.checkpoint is not None
+        assert plan.proofs is not None
+        for e in found:
+            if not 0 <= e.sequence < plan.checkpoint.tree_size:
+                raise _not_a_leaf(tenant, e, plan.checkpoint.tree_size)
         try:
-            answer = asked.result()
+            proofs = self._integrity.proofs(
+                plan.proofs, tenant, plan.checkpoint.tree_size, [e.sequence for e in found]
+            )
         except grpc.RpcError as exc:
             done = "the export stopped before its end"
             raise _integrity_error(exc, self._integrity, done) from None
-        proofs = {p.leaf_index: p for p in answer.proofs}  # the batch's, or its page's
         with_content = plan.caller.allows("content.read", tenant)
         out = []
-        for e in found:
-            proof = proofs[e.sequence]
+        for e, proof in zip(found, proofs, strict=True):
             sealed.update(bundle.sealed_item(e.sequence, e.leaf_hash))
             keep = with_content and e.salt is not None
             out.append(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
 
 import grpc
 
@@ -21,16 +20,6 @@ from aiaudit.integrity.v1 import integrity_service_pb2 as ipb
 from aiaudit.integrity.v1 import integrity_service_pb2_grpc as ipb_grpc
 
 Metadata = tuple[tuple[str, str], ...]
-
-
-class ProofsCall(Protocol):
-    """A ``BatchGetInclusionProofs`` call started (a ``grpc.Future``)."""
-
-    def result(self) -> ipb.BatchGetInclusionProofsResponse:
-        """The answer, once it came; raises ``grpc.RpcError`` as received."""
-
-    def cancel(self) -> bool:
-        """Cancels the call if it is still running."""
 
 
 def forwarded(context: grpc.ServicerContext) -> Metadata:
@@ -113,22 +102,6 @@ class IntegrityClient:
             request, timeout=self._timeout, metadata=md
         )
         return list(response.proofs)
-
-    def ask_proofs(
-        self, md: Metadata, log_id: str, tree_size: int, sequences: Sequence[int]
-    ) -> ProofsCall:
-        """:meth:`proofs`, started and not waited for.
-
-        An export asks a batch's proofs while it writes the batch before
-        (``aiaudit.search.ahead``).
-        """
-        request = ipb.BatchGetInclusionProofsRequest(
-            log_id=log_id, sequences=list(sequences), tree_size=tree_size
-        )
-        call: ProofsCall = self._stub.BatchGetInclusionProofs.future(
-            request, timeout=self._timeout, metadata=md
-        )
-        return call
 
     def consistency(
         self, md: Metadata, log_id: str, old: proof_pb2.Checkpoint, to_size: int
