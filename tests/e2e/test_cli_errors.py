@@ -12,10 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from google.protobuf import json_format
 
 from aiaudit.cli.main import main
 from tests.conftest import serve_suite
-from tests.helpers import free_port
+from tests.helpers import free_port, interaction
 
 
 def _one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
@@ -181,3 +182,31 @@ def test_a_misspelt_environment_variable(
     assert "environment variable AIAUDIT_MAX_BATCH_EVENT: no such setting" in line
     assert "did you mean AIAUDIT_MAX_BATCH_EVENTS?" in line
     assert list(tmp_path.iterdir()) == []  # refused before the store was made
+
+
+@pytest.mark.parametrize("command", ["check", "test"])
+def test_a_reader_that_closed_the_pipe(tmp_path: Path, command: str) -> None:
+    """``aiaudit rules test R E | head`` (or ``verify``, ``search``...) said ``aiaudit:
+    [Errno 32] Broken pipe``: a reader that stops reading is no error. Exit 1 (the command
+    did not finish), nothing said. A process of its own: the real stdout and the exit."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "rules:\n  - id: a\n    severity: low\n    when: {field: actor.user_id, exists: true}\n"
+    )
+    events = tmp_path / "events.jsonl"
+    line = json_format.MessageToJson(interaction("t", event_id="e"), indent=None)
+    events.write_text(f"{line}\n" * 1000)
+    files = [str(rules)] if command == "check" else [str(rules), str(events)]
+    read, write = os.pipe()
+    os.close(read)  # the reader gone before the command writes: every write fails
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "aiaudit.cli.main", "rules", command, *files],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+        )
+    finally:
+        os.close(write)
+    assert (proc.returncode, proc.stderr) == (1, "")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import datetime as dt
 import fcntl
@@ -267,6 +268,37 @@ def test_an_export_to_stdout_that_cannot_be_written_names_stdout(
         assert code == 1
         said = _said(capsys.readouterr().err)
         assert said == ["aiaudit export: cannot write stdout: No space left on device"], said
+    finally:
+        running.channel.close()
+        running.suite.stop()
+
+
+def test_an_export_and_a_search_whose_reader_closed_the_pipe_exit_quietly(
+    tmp_path: Path,
+    tenant: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``aiaudit export | head``: the reader closing the pipe is no error to report (exit 1,
+    nothing said), as for every command. Until 2026-12-07 the export said ``cannot write
+    stdout: Broken pipe`` and a search ``aiaudit: [Errno 32] Broken pipe``."""
+    running = start_suite(tmp_path, "sqlite", {})
+    try:
+        running.append([interaction(tenant, "pipe-1")])
+        running.wait_indexed(tenant, 1)
+        common = ["--address", running.address, f"--api-key={running.keys['auditor']}"]
+        query = ["--tenant", tenant, "--filter", NOT_ACCESS]
+        for command in (["export", *common, *query], ["search", *common, *query]):
+            read, write = os.pipe()
+            os.close(read)  # the reader gone before the command writes: every write fails
+            with open(write, "w") as gone:
+                monkeypatch.setattr(sys, "stdout", gone)
+                code = main(command)
+                monkeypatch.undo()
+                with contextlib.suppress(BrokenPipeError):  # what the command wrote, if any
+                    gone.close()
+            said = _said(capsys.readouterr().err)
+            assert (code, said) == (1, []), command
     finally:
         running.channel.close()
         running.suite.stop()

@@ -638,9 +638,29 @@ def main(argv: list[str] | None = None) -> int:
     with _sigterm_as_ctrl_c() as received:
         try:
             code = _run(args)
+            sys.stdout.flush()  # a reader gone is found here, not in the interpreter's exit
         except Terminated:  # a command with no Ctrl-C path of its own
             code = 128 + signal.SIGTERM
+        except BrokenPipeError:
+            code = _reader_gone()
     return 128 + signal.SIGTERM if received else code
+
+
+def _reader_gone() -> int:
+    """Exit 1, quietly: the reader of stdout closed it (``aiaudit search | head``).
+
+    The way Python's documentation gives (``signal``, "Note on SIGPIPE"): stdout
+    is pointed at ``/dev/null`` so that the interpreter's own flush at exit does
+    not fail again. Not an error to report: the reader chose to stop. Not 0
+    either: the command did not finish (``verify | head`` never printed its
+    summary), so a pipeline under ``set -o pipefail`` does not take it for a
+    success. Until 2026-12-07 it printed ``aiaudit: [Errno 32] Broken pipe``.
+    """
+    with contextlib.suppress(OSError, ValueError):  # a stdout with no descriptor (a test's)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    return 1
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -660,6 +680,8 @@ def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    except BrokenPipeError:  # stdout's reader closed it: main's, quietly
+        raise
     except (OSError, KekError, SealError) as exc:  # SealError: damaged sealed content
         print(f"aiaudit: {exc}", file=sys.stderr)
         return 1

@@ -121,6 +121,7 @@ def run_search(args: argparse.Namespace) -> int:
     except grpc.RpcError as err:
         print(f"aiaudit search: {err.code().name}: {visible(err.details() or '')}", file=sys.stderr)
         return 1
+    sys.stdout.flush()  # printed, before the count says so (a reader gone: main's quiet exit)
     print(f"{printed} of {total} matching event(s)", file=sys.stderr)
     return 0
 
@@ -185,6 +186,7 @@ def run_aggregate(args: argparse.Namespace) -> int:
         if not pages:
             return 1
     # After an error, what was printed and the page that failed, to go on from.
+    sys.stdout.flush()  # printed, before the count says so (a reader gone: main's quiet exit)
     print(f"{groups} group(s) of {events} event(s)", file=sys.stderr)
     if request.page_token:
         print(f"next page: --page-token {request.page_token}", file=sys.stderr)
@@ -204,11 +206,14 @@ def run_export(args: argparse.Namespace) -> int:
     try:
         if args.output is None:
             written = _stream(stub, request, sys.stdout.buffer)
+            sys.stdout.buffer.flush()  # written, before "exported N bytes" says so
         else:
             written = _stream_to_file(stub, request, args.output)
     except grpc.RpcError as err:
         print(f"aiaudit export: {err.code().name}: {visible(err.details() or '')}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # stdout's reader closed it (--output is a file of its own):
+        raise  # the quiet exit 1 of every command (aiaudit.cli.main)
     except OSError as err:  # the destination: --output before the export starts, stdout as
         # it goes (a closed pipe, a full disk); until 2026-12-07 the latter read "cannot write None"
         where = args.output if args.output is not None else "stdout"
