@@ -82,3 +82,24 @@ def test_rules_test_evaluates_events_by_receive_time_as_test_rule_does(
         "second: -",
         "1 rule match(es)",
     ]
+
+
+def test_an_unreadable_file_is_one_line_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A rules or events file that cannot be read printed ``[Errno 2] No such file or
+    directory: '...'`` (``rules test``'s events: ``aiaudit: [Errno 2] ...``)."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    missing = tmp_path / "missing"
+    for argv, says in (
+        (["check", str(missing)], f"aiaudit rules check: rules file {missing}"),
+        (["test", str(missing), str(rules)], f"aiaudit rules test: rules file {missing}"),
+        (["test", str(rules), str(missing)], f"aiaudit rules test: events file {missing}"),
+        (["test", str(rules), str(tmp_path)], f"aiaudit rules test: events file {tmp_path}"),
+    ):
+        assert main(["rules", *argv]) == 1
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        error = "Is a directory" if argv[-1] == str(tmp_path) else "No such file or directory"
+        assert captured.err.splitlines() == [f"{says}: {error}"]

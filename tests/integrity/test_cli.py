@@ -657,6 +657,22 @@ def test_an_unreadable_bundle_is_one_line(
 
 
 @pytest.mark.parametrize(
+    ("name", "error"), [("missing", "No such file or directory"), (".", "Is a directory")]
+)
+def test_an_unreadable_receipt_is_one_line_as_a_bundle(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, error: str
+) -> None:
+    """``verify --receipt /missing`` printed ``receipt /missing: [Errno 2] No such file or
+    directory: '/missing'`` on stdout, where ``--bundle`` says one line on stderr."""
+    path = tmp_path / name
+    argv = ["verify", "--receipt", str(path), "--verifier-key", key_of(tmp_path)]
+    assert main(argv) == 1
+    assert capsys.readouterr().out == ""
+    assert main(argv) == 1
+    assert said(capsys) == [f"aiaudit verify: receipt {path}: {error}"]
+
+
+@pytest.mark.parametrize(
     ("argv", "where", "remedy"),
     [
         (["verify", "--bundle", "b.jsonl", "--data-dir", "data"], "data", "pass --verifier-key"),

@@ -42,18 +42,31 @@ def check(path: Path, out: TextIO | None = None) -> int:
     ``out`` None is ``sys.stdout`` when printing, not when this module was imported
     (a default bound then kept writing to a stream a test or caller had since replaced).
     """
+    text = _read(path, "aiaudit rules check: rules file")
+    if text is None:
+        return 1
     try:
-        rules = compile_file(path.read_text())
+        rules = compile_file(text)
     except RuleSyntaxError as exc:
         for e in exc.errors:
             where = f" {e.field}:" if e.field else ""
             print(f"{path}:{e.line}:{where} {e.message}", file=out)
         return 1
-    except OSError as exc:
-        print(f"{path}: {exc}", file=out)
-        return 1
     print(f"{path}: {len(rules)} rule(s) valid: {', '.join(r.id for r in rules)}", file=out)
     return 0
+
+
+def _read(path: Path, what: str) -> str | None:
+    """The file's text, or None once ``what`` and the file are named on stderr.
+
+    As ``verify --bundle`` names its file; an unreadable one printed ``[Errno 2] ...``
+    (review, 2026-12-07).
+    """
+    try:
+        return path.read_text()
+    except OSError as exc:
+        print(f"{what} {path}: {exc.strerror or exc}", file=sys.stderr)
+        return None
 
 
 def test(rules_path: Path, events_path: Path, out: TextIO | None = None) -> int:
@@ -64,12 +77,19 @@ def test(rules_path: Path, events_path: Path, out: TextIO | None = None) -> int:
     in that time's order, as TestRule evaluates stored ones, and printed in the file's.
     Exit code 0 when the files are valid (whether or not anything fired), 1 otherwise.
     """
+    text = _read(rules_path, "aiaudit rules test: rules file")
+    if text is None:
+        return 1
+    events_text = _read(events_path, "aiaudit rules test: events file")
+    if events_text is None:
+        return 1
     if check(rules_path, out=io.StringIO()) != 0:
         return check(rules_path, out)
-    rules = compile_file(rules_path.read_text())
+    rules = compile_file(text)
+    lines = events_text.splitlines()
     events: list[tuple[str, event_pb2.Event]] = []
     times: list[float] = []
-    for n, line in enumerate(events_path.read_text().splitlines(), 1):
+    for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         event = event_pb2.Event()

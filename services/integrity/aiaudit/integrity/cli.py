@@ -329,9 +329,8 @@ def _verify_receipt(path: Path, keys: list[VerifierKey], origin_prefix: str) -> 
                         f"log {note.log_id} sequence {r.sequence} leaf {leaf} "
                         f"received {receipts.format_time(r.receive_time)}"
                     )
-    except OSError as exc:
-        print(f"receipt {path}: {exc}")
-        return 1
+    except OSError as exc:  # one line on stderr, as --bundle's (it printed [Errno 2] on stdout)
+        raise CommandFailedError(f"receipt {path}: {exc.strerror or exc}") from None
     if torn:
         print(
             f"receipt {path}: {torn} byte(s) after the last note skipped: a write a crash "
