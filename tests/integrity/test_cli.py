@@ -763,15 +763,18 @@ def test_verifier_key_with_the_server_down_is_one_line(
     assert err[0].startswith(f"aiaudit integrity verifier-key: 127.0.0.1:{port}: UNAVAILABLE")
 
 
+@pytest.mark.parametrize("command", ["integrity", "content-keys"])
 def test_bootstrap_vault_unreachable_is_one_line(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, command: str
 ) -> None:
+    """Alike for both keys: content-keys' said ``aiaudit: HTTPConnectionPool(...)`` without
+    the command or ``Vault at ADDR`` until 2026-12-07."""
     monkeypatch.setenv("VAULT_TOKEN", "t")
     addr = f"http://127.0.0.1:{closed_port()}"
-    assert main(["integrity", "bootstrap-vault", "--vault-addr", addr]) == 1
+    assert main([command, "bootstrap-vault", "--vault-addr", addr]) == 1
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1
-    assert err[0].startswith(f"aiaudit integrity bootstrap-vault: Vault at {addr}: ")
+    assert err[0].startswith(f"aiaudit {command} bootstrap-vault: Vault at {addr}: ")
 
 
 @pytest.mark.parametrize(

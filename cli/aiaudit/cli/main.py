@@ -344,31 +344,28 @@ def _erase_usage(args: argparse.Namespace) -> list[str]:
 
 def _bootstrap_content_key(args: argparse.Namespace) -> int:
     """Makes the Transit content key and its policy exist (idempotent)."""
-    import hvac
-
-    from aiaudit.common.keys import transit
+    from aiaudit.common.keys import transit, vault_admin
 
     settings = _settings(args)
-    addr = args.vault_addr or settings.content_vault_addr or os.environ.get("VAULT_ADDR", "")
-    token = os.environ.get("VAULT_TOKEN", "")
-    if not addr or not token:
-        raise config.ConfigError(
-            "content-keys bootstrap-vault needs --vault-addr (or VAULT_ADDR) and VAULT_TOKEN"
-        )
-    given = "--vault-addr" if args.vault_addr else "content_vault_addr"
-    if not (args.vault_addr or settings.content_vault_addr):
-        given = "VAULT_ADDR"
-    config.require_secure_url(addr, given, settings.allow_insecure)  # the admin token goes there
+    addr, admin = vault_admin.admin_client(
+        "content-keys bootstrap-vault",
+        args.vault_addr,
+        settings.content_vault_addr,
+        "content_vault_addr",
+        settings.allow_insecure,  # the admin token goes there
+    )
     target = transit.ContentKeySettings(
         mount=args.mount or settings.content_vault_mount,
         key=args.key or settings.content_vault_key,
         policy_name=args.policy,
     )
     try:
-        admin = hvac.Client(url=addr, token=token, timeout=10)
         steps = transit.bootstrap_content_key(admin, target)
-    except (hvac.exceptions.VaultError, ValueError) as exc:
-        print(f"aiaudit: Vault at {addr}: {exc}", file=sys.stderr)
+    except vault_admin.FAILURES as exc:
+        print(
+            f"aiaudit content-keys bootstrap-vault: {vault_admin.unavailable(addr, exc)}",
+            file=sys.stderr,
+        )
         return 1
     for step in steps:
         print(step)

@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
-import hvac
 import sqlalchemy as sa
 
 from aiaudit.common import (
@@ -29,13 +28,13 @@ from aiaudit.common import (
 )
 from aiaudit.common.auth import Caller
 from aiaudit.common.config import ConfigError, Settings
-from aiaudit.common.keys import configured
+from aiaudit.common.keys import configured, vault_admin
 from aiaudit.common.store import SqlEventStore, open_store
 from aiaudit.integrity import accept_loss, bundle, receipts, storage, vault
 from aiaudit.integrity import settings as integrity_settings
 from aiaudit.integrity.component import key_source
 from aiaudit.integrity.note import NoteError, VerifierKey, parse_verifier_key
-from aiaudit.integrity.signers import VAULT_ERRORS, SignerUnavailableError
+from aiaudit.integrity.signers import SignerUnavailableError
 from aiaudit.integrity.v1 import integrity_service_pb2 as pb
 from aiaudit.integrity.v1 import integrity_service_pb2_grpc as pb_grpc
 from aiaudit.integrity.verify import MODES, NoExportsError, verify_store
@@ -374,21 +373,20 @@ def run_verifier_key(args: argparse.Namespace, settings: Settings) -> int:
 def run_bootstrap_vault(args: argparse.Namespace, settings: Settings) -> int:
     """Enables Transit, creates the ed25519 key and writes the notary policy (idempotent)."""
     s = integrity_settings.load(settings)
-    addr = args.vault_addr or s.vault_addr or os.environ.get("VAULT_ADDR", "")
-    token = os.environ.get("VAULT_TOKEN", "")
-    if not addr or not token:
-        raise ConfigError("bootstrap-vault needs --vault-addr (or VAULT_ADDR) and VAULT_TOKEN")
-    given = "--vault-addr" if args.vault_addr else "integrity.vault_addr"
-    if not (args.vault_addr or s.vault_addr):
-        given = "VAULT_ADDR"
-    config.require_secure_url(addr, given, settings.allow_insecure)  # the admin token goes there
+    addr, admin = vault_admin.admin_client(
+        "bootstrap-vault",
+        args.vault_addr,
+        s.vault_addr,
+        "integrity.vault_addr",
+        settings.allow_insecure,  # the admin token goes there
+    )
     target = vault.VaultSettings(
         mount=args.mount or s.vault_mount, key=args.key or s.vault_key, policy_name=args.policy
     )
     try:
-        steps = vault.bootstrap(hvac.Client(url=addr, token=token, timeout=10), target)
-    except (*VAULT_ERRORS, ValueError) as exc:
-        raise CommandFailedError(f"Vault at {addr}: {exc}") from None
+        steps = vault.bootstrap(admin, target)
+    except vault_admin.FAILURES as exc:
+        raise CommandFailedError(vault_admin.unavailable(addr, exc)) from None
     for step in steps:
         print(step)
     print(f"\npolicy {target.policy_name!r} (give the notary a token with only this policy):")

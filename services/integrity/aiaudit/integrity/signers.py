@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import hvac
-import hvac.exceptions
 
 from aiaudit.common.keys import transit
 from aiaudit.integrity.note import (
@@ -86,9 +85,6 @@ class FileKeys:
 RETRY_AFTER = 5.0
 """Seconds the verifier keys are served from memory after Vault failed to answer."""
 
-VAULT_ERRORS = (hvac.exceptions.VaultError, OSError)
-"""What hvac raises when Vault refuses or cannot be reached (requests' errors are OSErrors)."""
-
 
 SIGN_BATCH = 400
 """Notes signed in one Transit request. OpenBao (since 2.4.1) refuses a request body of
@@ -131,7 +127,7 @@ class TransitKeys:
         """Reads every version's public key; returns the latest version."""
         try:
             data = self._client.secrets.transit.read_key(name=self._key, mount_point=self._mount)
-        except VAULT_ERRORS as exc:
+        except transit.VAULT_ERRORS as exc:
             raise SignerUnavailableError(f"Vault transit key {self._key!r}: {exc}") from exc
         body: dict[str, Any] = data["data"]
         if body.get("type") != "ed25519":
@@ -154,7 +150,7 @@ class TransitKeys:
                     key_version=version,
                     mount_point=self._mount,
                 )
-            except VAULT_ERRORS as exc:
+            except transit.VAULT_ERRORS as exc:
                 raise SignerUnavailableError(f"Vault transit sign: {exc}") from exc
             return _signature(str(out["data"]["signature"]), version)
 
@@ -170,7 +166,7 @@ class TransitKeys:
                 out = self._client.secrets.transit.sign_data(
                     name=self._key, batch_input=batch, key_version=version, mount_point=self._mount
                 )
-            except VAULT_ERRORS as exc:
+            except transit.VAULT_ERRORS as exc:
                 raise SignerUnavailableError(
                     f"Vault transit sign of {total} notes, items {at}-{at + len(messages) - 1}: "
                     f"{exc}"

@@ -20,8 +20,9 @@ import hvac.exceptions
 
 from aiaudit.common.keys.kek import KekError
 
-_VAULT_ERRORS = (hvac.exceptions.VaultError, OSError)
-"""What hvac raises when Vault refuses or cannot be reached (requests' errors are OSErrors)."""
+VAULT_ERRORS = (hvac.exceptions.VaultError, OSError)
+"""What hvac raises when Vault refuses or cannot be reached (requests' errors are OSErrors):
+every command and component that talks to Vault catches these."""
 
 _KEY_TYPE = "aes256-gcm96"
 
@@ -216,7 +217,7 @@ class TransitKek:
         try:
             answer: Any = request(batch)
             problem = ""
-        except _VAULT_ERRORS as exc:
+        except VAULT_ERRORS as exc:
             answer = getattr(exc, "json", None)
             problem = _reason(exc)
         results = _batch_results(answer)
