@@ -340,3 +340,48 @@ def test_a_batch_kept_for_the_bound_is_sent_once_the_service_is_back_not_after_m
     server.start()
     assert logger.flush(timeout=60)  # not 120 s after the refusal
     assert stored_ids(server.store_url, tenant) == [e.event_id for e in logged]
+
+
+def test_log_is_not_held_for_the_whole_replay_of_a_full_spool(
+    server: Server, tenant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The service back, the kept batch follows the backlog into the spool once the replay has
+    freed a quarter of its bound, and ``log`` goes on before the backlog's last file is sent;
+    every event is stored once, in the order logged.
+
+    The kept batch waited for the spool to be empty, and the events behind it in memory: ``log``
+    blocked for the whole replay of the spool, up to 1 GiB, with the service answering (review,
+    2026-12-07).
+    """
+    logger = server.logger(batch_size=10, max_buffered=20, max_spool_bytes=MIB, linger=LINGER)
+    logged = events(tenant, 120)
+    accepted: list[str] = []
+    past_buffer = threading.Event()
+
+    def produce() -> None:
+        for e in logged:
+            accepted.append(logger.log(e))
+            if len(accepted) == 81:  # blocked at max_buffered, behind the kept batch, until then
+                past_buffer.set()
+
+    producer = threading.Thread(target=produce)
+    producer.start()  # the service is down
+    wait_until(lambda: logger.spool_usage().full and len(accepted) == 80)
+    backlog = sorted(server.spool.glob("*.batch"))
+    assert len(backlog) == 5 and not past_buffer.is_set()
+    went_on: list[bool] = []
+    remove = spool_module.Spool.remove
+
+    def removed(spool: spool_module.Spool, path: Path) -> None:
+        if path == backlog[-1]:  # the backlog's last file is acknowledged: has log gone on?
+            went_on.append(past_buffer.wait(timeout=10))
+        remove(spool, path)
+
+    monkeypatch.setattr(spool_module.Spool, "remove", removed)
+    server.start()
+    producer.join(timeout=60)
+    assert not producer.is_alive()
+    assert logger.flush(timeout=60)
+    assert went_on == [True]
+    assert stored_ids(server.store_url, tenant) == [e.event_id for e in logged]  # in order
+    assert not logger.spool_usage().full and on_disk(server.spool) == 0

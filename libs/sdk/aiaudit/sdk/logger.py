@@ -25,10 +25,13 @@ probe. Delivery is in the order events were logged: the spool oldest first,
 then a batch kept in memory (one the spool refused), then new events. Once a
 call succeeds the replay goes on one spooled batch per call; meanwhile new
 events wait in memory, full batches spooled behind the backlog (``log`` does
-not block for its length), and a batch the spool's bound refused is sent once
-the spool is empty, the events behind it waiting in memory. Until 2026-12-07
-new events and the kept batch went before the backlog, the kept batch only
-after ``max_backoff`` (review). What
+not block for its length), and a batch the spool's bound refused follows the
+backlog into the spool once the replay has freed a quarter of its bound (sent
+from memory if the spool empties first), the events behind it waiting in
+memory meanwhile. Until 2026-12-07 new events and the kept batch went before
+the backlog, the kept batch only after ``max_backoff``; then, until the same
+day's review, the kept batch waited for the spool to be empty, ``log``
+blocked for the whole replay. What
 part of a spooled batch is settled leaves its file, rewritten in place. Every
 resend carries the same event ids, so the service stores each event once and
 answers a resend with its original receipt (after a crash between writing
@@ -38,8 +41,9 @@ interpreter exit) spools what it could not send in time, and a logger opened
 later on the same ``spool_dir`` sends it.
 The spool holds at most ``max_spool_bytes`` (1 GiB unless told): a batch
 that would pass it waits in memory as one the disk refuses, ``log`` blocking
-at ``max_buffered``, until the replay has emptied the spool and the service
-takes it; close spools what is still in memory past the bound rather than lose it.
+at ``max_buffered``, until the replay has freed a quarter of the spool's bound
+(or the service takes it from memory); close spools what is still in memory
+past the bound rather than lose it.
 What is lost in a crash of the gateway is only what was still in memory:
 events logged since the last send or spool, at most ``batch_size`` plus
 what waits in the buffer.
@@ -382,20 +386,33 @@ class AuditLogger:
     def _carry_due(self, now: float, backlog: bool) -> float:
         """When to try the carry again.
 
-        Refused for the spool's bound: once the replay has emptied the spool, at the
-        service's next retry (at once while it answers); until 2026-12-07 after
-        ``max_backoff`` and before the spool, however soon the service was back
-        (review). Not put back in the spool as the replay frees room: new batches would
-        follow it there and fill it again, an ERROR and an INFO line a round; the events
-        behind it wait in the buffer (``log`` blocks at ``max_buffered``). Refused by the
-        disk: after ``max_backoff``, not in a busy loop. Refused for the bound while
-        closing: now, to be spooled past it, not in close's last seconds.
+        Refused for the spool's bound: put behind the backlog once the replay has freed a
+        quarter of the bound (``_spool_has_slack``), the events behind it then following
+        as full batches; with the spool empty, at the service's next retry (at once while
+        it answers). Until 2026-12-07 it waited for the spool to be empty, and ``log``
+        blocked at ``max_buffered`` for the whole replay of up to ``max_spool_bytes`` with
+        the service answering (review); put back as soon as one batch had room, new
+        batches would fill the spool again, an ERROR and an INFO line a round, where a
+        quarter of the bound is that much replay between two. Refused by the disk: after
+        ``max_backoff``, not in a busy loop. Refused for the bound while closing: now, to
+        be spooled past it, not in close's last seconds.
         """
         if self._carry_full and self._closed:
             return now
+        if self._carry_full and backlog:
+            return now if self._spool_has_slack() else float("inf")
         if self._carry_full:
-            return float("inf") if backlog else self._retry_at
+            return self._retry_at
         return self._carry_at
+
+    def _spool_has_slack(self) -> bool:
+        """Whether a quarter of the spool's bound is free, and room for the batch it refused.
+
+        A batch refused again counts the spool full: no round of puts refused in a loop.
+        """
+        usage = self._spool.usage()
+        bound = usage.max_spool_bytes
+        return not usage.full and (bound is None or usage.spooled_bytes <= bound - bound // 4)
 
     def _settle(self, events: list[event_pb2.Event]) -> None:
         """Sends the batch if nothing older waits, else spools it behind what does.
@@ -403,11 +420,11 @@ class AuditLogger:
         Sent only with the spool empty and the service not backing off: a batch is
         never sent before the spooled batches logged earlier. If the disk refuses, or
         the spool is at ``max_spool_bytes`` (logged by the spool as it fills), the batch
-        is kept (``_carry``, ``_carry_due``), sent once the spool is empty and the service
-        back (spooled if it is down again). Once the logger closes it is
-        spooled past the bound, and so is what follows it: until 2026-12-07 only past
-        close's deadline, ``_CLOSE_GRACE`` left to spool up to ``max_buffered`` events
-        (10,000 of 20 KB took 2.5 s), the rest lost at exit (review).
+        is kept (``_carry``, ``_carry_due``), spooled behind the backlog once the replay has
+        freed a quarter of its bound, or sent once the spool is empty and the service back.
+        Once the logger closes it is spooled past the bound, and so is what follows it:
+        until 2026-12-07 only past close's deadline, ``_CLOSE_GRACE`` left to spool up to
+        ``max_buffered`` events (10,000 of 20 KB took 2.5 s), the rest lost at exit (review).
         """
         left = events
         try:
