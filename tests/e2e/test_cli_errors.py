@@ -210,3 +210,32 @@ def test_a_reader_that_closed_the_pipe(tmp_path: Path, command: str) -> None:
     finally:
         os.close(write)
     assert (proc.returncode, proc.stderr) == (1, "")
+
+
+@pytest.mark.parametrize(
+    ("command", "text", "says"),
+    [
+        (
+            ["db", "migrate"],
+            "log_level: INFO\nmax_batch_event: 10\n",
+            "line 2: unknown setting 'max_batch_event' (did you mean max_batch_events?)",
+        ),
+        (
+            ["verify"],
+            "log_level: INFO\nintegrity:\n  key_name: n\n  origin_prefx: x\n",
+            "line 4: unknown setting 'integrity.origin_prefx' (did you mean "
+            "integrity.origin_prefix?)",
+        ),
+    ],
+)
+def test_a_misspelt_key_of_the_config_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str], text: str, says: str
+) -> None:
+    """``max_batch_event: 10`` said ``unknown setting(s) max_batch_event``: neither the file,
+    nor the line, nor what was meant, as a misspelt variable's refusal says."""
+    f = tmp_path / "config.yaml"
+    f.write_text(text)
+    assert main([*command, "--config", str(f), "--data-dir", str(tmp_path / "data")]) == 2
+    line = _one_line_error(capsys)
+    assert line == f"aiaudit: configuration error: config file {f}, {says}"
+    assert not (tmp_path / "data").exists()  # refused before the store was made

@@ -18,7 +18,7 @@ import os
 import re
 import socket
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -48,6 +48,24 @@ PARSE = "parse"
 """Field metadata key: a function ``(raw value, setting name) -> value`` for a setting of a
 shape of its own (``ingest.content_retention_by_tenant``, a map of maps), which raises
 ``ConfigError`` naming the exact key within it."""
+
+
+@dataclass(frozen=True)
+class FileOrigin:
+    """The config file read and the line of each of its keys.
+
+    A section's are ``search.page_size``; a key refused is named where it is written.
+    """
+
+    file: Path | None = None
+    lines: Mapping[str, int] = dataclasses.field(default_factory=dict)
+
+    def where(self, key: str) -> str:
+        """``config file F, line N: `` before a refusal of ``key``; "" without a file."""
+        if self.file is None:
+            return ""
+        line = self.lines.get(key)
+        return f"config file {self.file}" + (f", line {line}: " if line else ": ")
 
 
 @dataclass(frozen=True)
@@ -139,6 +157,7 @@ class Settings:
     env: dict[str, str] = dataclasses.field(default_factory=dict, repr=False)
     only: frozenset[str] | None = dataclasses.field(default=None, repr=False)
     """The settings read (``load(only=...)``), sections' as ``name.key``; None: every one."""
+    origin: FileOrigin = dataclasses.field(default_factory=FileOrigin, repr=False, compare=False)
 
     @property
     def store_url(self) -> str:
@@ -311,19 +330,45 @@ _UniqueKeyLoader.add_implicit_resolver(
 _UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", _UniqueKeyLoader.construct_yaml_int)
 
 
-def _read_file(config_file: Path | None) -> dict[str, Any]:
+def _read_file(config_file: Path | None) -> tuple[dict[str, Any], FileOrigin]:
+    """The file's settings, and where each key is written."""
     if config_file is None:
-        return {}
+        return {}, FileOrigin()
     try:
-        loaded = yaml.load(config_file.read_text(), Loader=_UniqueKeyLoader) or {}
+        text = config_file.read_text()
+        loaded = yaml.load(text, Loader=_UniqueKeyLoader) or {}
+        node = yaml.compose(text, Loader=_UniqueKeyLoader)
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"config file {config_file}: {exc}") from None
     if not isinstance(loaded, dict):
         raise ConfigError(f"config file {config_file}: expected a mapping of settings")
-    return loaded
+    return loaded, FileOrigin(config_file, _key_lines(node))
 
 
-_INTERNAL = frozenset({"sections", "env", "only"})
+def _key_lines(node: yaml.Node | None, prefix: str = "") -> dict[str, int]:
+    """The line of each key of the top mapping and of the sections' (``search.page_size``).
+
+    Keys a merge (``<<:``) brings in have none.
+    """
+    lines: dict[str, int] = {}
+    if not isinstance(node, yaml.MappingNode):
+        return lines
+    for key_node, value_node in node.value:
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+            continue
+        lines[prefix + key_node.value] = key_node.start_mark.line + 1
+        if not prefix and key_node.value in SECTIONS:
+            lines |= _key_lines(value_node, f"{key_node.value}.")
+    return lines
+
+
+def _nearest(name: str, known: Iterable[str]) -> str:
+    """`` (did you mean X?)`` with the known name closest to a misspelt one, or ""."""
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+_INTERNAL = frozenset({"sections", "env", "only", "origin"})
 
 NOT_SETTINGS = frozenset(
     {
@@ -369,10 +414,9 @@ def _unknown_variables(env: Mapping[str, str]) -> None:
             continue
         if variable.startswith(NOT_SETTINGS_PREFIXES):
             continue
-        close = difflib.get_close_matches(variable, sorted(known), n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
         raise ConfigError(
-            f"environment variable {variable}: no such setting{hint}; unknown AIAUDIT_* "
+            f"environment variable {variable}: no such setting{_nearest(variable, known)}; "
+            "unknown AIAUDIT_* "
             "variables are refused, as unknown keys of the config file are"
         )
 
@@ -390,15 +434,25 @@ def _build(
     where: str,
     overrides: Mapping[str, object | None] | None = None,
     read: set[str] | None = None,
+    origin: FileOrigin | None = None,
 ) -> T:
     """File values, overridden by environment, overridden by flags; converted and checked.
 
     ``read``: only these keys are taken (from all three); the others keep their defaults.
+    ``origin``: where the file's keys are, to name an unknown one by file and line.
     """
     names = _names(cls)
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise ConfigError(f"unknown setting(s) {', '.join(where + u for u in unknown)}")
+    unknown = sorted(f"{where}{u}" for u in set(values) - names)
+    if unknown:  # each with its file and line, and the nearest key, as a variable's
+        # (until 2026-12-07 "unknown setting(s) KEY", neither where nor what was meant)
+        origin = origin or FileOrigin()
+        known = {where + n for n in names}
+        raise ConfigError(
+            "; ".join(
+                f"{origin.where(key)}unknown setting '{key}'{_nearest(key, known)}"
+                for key in unknown
+            )
+        )
     taken = names if read is None else names & read
     merged = {k: v for k, v in values.items() if k in taken}
     for name, value in merged.items():
@@ -441,7 +495,7 @@ def load(
     ``flags``: the command-line flag that gave a setting of ``overrides``
     (``{"database_url": "--database-url"}``), named instead of it in the backends' checks.
     """
-    values = _read_file(config_file)
+    values, origin = _read_file(config_file)
     sections = {k: values.pop(k) for k in SECTIONS if k in values}
     for name, body in sections.items():
         if not isinstance(body, dict):
@@ -450,8 +504,10 @@ def load(
     if only is None:
         _unknown_variables(environ)
     read = None if only is None else set(only)
-    settings = _build(Settings, values, environ, "AIAUDIT_", "", overrides, read)
-    settings = dataclasses.replace(settings, sections=sections, env=environ, only=only)
+    settings = _build(Settings, values, environ, "AIAUDIT_", "", overrides, read, origin)
+    settings = dataclasses.replace(
+        settings, sections=sections, env=environ, only=only, origin=origin
+    )
     _validate(settings, serving, flags or {})
     return settings
 
@@ -466,9 +522,9 @@ def section(settings: Settings, name: str, cls: type[T]) -> T:
     values = settings.sections.get(name, {})
     prefix = f"AIAUDIT_{name.upper()}_"
     if settings.only is None:  # its variables were checked by load(), with every section's
-        return _build(cls, values, settings.env, prefix, f"{name}.")
+        return _build(cls, values, settings.env, prefix, f"{name}.", origin=settings.origin)
     read = {k.removeprefix(f"{name}.") for k in settings.only if k.startswith(f"{name}.")}
-    return _build(cls, values, settings.env, prefix, f"{name}.", read=read)
+    return _build(cls, values, settings.env, prefix, f"{name}.", read=read, origin=settings.origin)
 
 
 GRPC_MAX_MESSAGE_BYTES = 2**31 - 1
