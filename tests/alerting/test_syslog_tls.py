@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import ipaddress
+import os
 import socket
 import socketserver
 import ssl
@@ -425,3 +426,34 @@ def test_a_client_certificate_out_of_its_validity_period_is_not_sent(
         f"{cert} {when} {bound:%Y-%m-%d %H:%M} UTC; a receiver would refuse it"
     )
     assert got == []
+
+
+def test_a_ca_file_that_is_no_regular_file_is_refused_without_reading_it(
+    pki: Pki, tmp_path: Path
+) -> None:
+    """A FIFO named as the CA bundle held start-up (and each attempt) on its open for good;
+    the client certificate and key were already refused unless regular files."""
+    setting = "syslog_ca_file"
+    fifo = tmp_path / "named.fifo"
+    os.mkfifo(fifo)
+    values = {"syslog_address": "tls://siem.example:6514", setting: str(fifo)}
+    built = config._build(AlertingSettings, values, {}, "AIAUDIT_ALERTING_", "alerting.")
+    outcome: list[BaseException | None] = []
+
+    def validate() -> None:
+        try:
+            built.validate()
+            outcome.append(None)
+        except BaseException as exc:  # handed to the test's thread
+            outcome.append(exc)
+
+    thread = threading.Thread(target=validate, daemon=True)
+    thread.start()
+    thread.join(timeout=10)
+    if thread.is_alive():  # let the held open return, then fail
+        with open(fifo, "wb"):
+            pass
+        pytest.fail(f"validation held on the FIFO named by {setting}")
+    (error,) = outcome
+    assert isinstance(error, ConfigError)
+    assert str(error).startswith(f"setting alerting.{setting}: {fifo} is not a readable file")

@@ -62,6 +62,8 @@ class SyslogTls:
         """A client context: TLS 1.2 at least, the receiver's certificate and host name checked."""
         self.check_pair()
         ca = self.syslog_ca_file
+        if ca is not None and not ca.is_file():  # a FIFO would hold the read, and the attempt
+            raise SyslogTlsError(SETTINGS[0], f"{ca} is not a readable file")
         try:
             ctx = ssl.create_default_context(cafile=None if ca is None else str(ca))
         except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
