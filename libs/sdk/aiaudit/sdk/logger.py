@@ -241,6 +241,9 @@ class AuditLogger:
         """Waits until every event logged so far, and every spooled one, is settled.
 
         Settled: acknowledged or rejected. False if some still wait after ``timeout`` seconds.
+        True says nothing is left to this logger, not that every event is stored: False
+        would say a longer wait could help, and a refusal is for good. Which events were
+        refused is told by ``on_rejected`` and ``rejected.jsonl``, each as it happens.
         """
         self._check_process()
         deadline = time.monotonic() + timeout
