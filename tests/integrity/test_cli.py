@@ -749,7 +749,11 @@ def test_verifier_key_refuses_to_send_the_api_key_in_clear(
     assert "--address 192.0.2.1:50051: another host; give --ca-file" in capsys.readouterr().err
     signer = note.file_signer("aiaudit.local/log", tmp_path / "notary-ed25519.pem")
     key = signer.verifier_key.encode()
-    assert main([*remote, "--local", "--data-dir", str(tmp_path)]) == 0
+    # --local calls no server: it refuses --address (tests/unit/test_client_options.py), and a
+    # remote address configured, with no --ca-file, is not checked
+    monkeypatch.setenv("AIAUDIT_ADDRESS", "192.0.2.1:50051")
+    local = ["integrity", "verifier-key", "--local", "--data-dir", str(tmp_path)]
+    assert main(local) == 0
     assert capsys.readouterr().out.split() == [key]
 
 

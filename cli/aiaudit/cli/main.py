@@ -27,29 +27,35 @@ from aiaudit.search import cli as search_cli
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--address", help="HOST:PORT to serve on or connect to (default 127.0.0.1:50051)"
-    )
+    """The options of every command that reads the settings."""
     parser.add_argument(
         "--data-dir", type=Path, help="directory of the embedded store (default ./data)"
     )
     parser.add_argument("--config", type=Path, help="YAML config file (keys: see README)")
+
+
+def _client(parser: argparse.ArgumentParser) -> None:
+    """The options of a client command, one that calls the running server.
+
+    Only theirs: every command took them until 2026-12-07, and ``db``, ``erase``,
+    ``verify``, ``content-keys`` and ``alerting redeliver`` ignored them, so
+    ``verify --address HOST`` seemed to verify that server's store.
+    """
+    parser.add_argument("--address", help="HOST:PORT of the server (default 127.0.0.1:50051)")
     parser.add_argument(
         "--api-key",
         default=os.environ.get("AIAUDIT_API_KEY"),
-        help="API key sent by client commands (default: $AIAUDIT_API_KEY)",
+        help="API key sent to the server (default: $AIAUDIT_API_KEY)",
     )
-    parser.add_argument(
-        "--ca-file", type=Path, help="client commands: the server's CA (TLS; needed off loopback)"
-    )
-    parser.add_argument("--client-cert", type=Path, help="client commands: certificate (mTLS)")
-    parser.add_argument("--client-key", type=Path, help="client commands: its key (mTLS)")
+    parser.add_argument("--ca-file", type=Path, help="the server's CA (TLS; needed off loopback)")
+    parser.add_argument("--client-cert", type=Path, help="certificate (mTLS)")
+    parser.add_argument("--client-key", type=Path, help="its key (mTLS)")
 
 
 def _settings(args: argparse.Namespace) -> config.Settings:
     """Flags over environment over file; a refused ``--database-url`` is named as the flag."""
     overrides = {
-        "address": args.address,
+        "address": getattr(args, "address", None),  # serve's and the client commands'
         "data_dir": args.data_dir,
         "services": getattr(args, "services", None),
         "workers": getattr(args, "workers", None),
@@ -480,6 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="host every implemented service on one port")
     _common(serve)
+    serve.add_argument("--address", help="HOST:PORT to serve on (default 127.0.0.1:50051)")
     serve.add_argument(
         "--services", help="comma-separated services to host (default: every implemented one)"
     )
@@ -491,6 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_serve)
     demo = sub.add_parser("demo", help="send sample interactions and print their receipts")
     _common(demo)
+    _client(demo)
     demo.set_defaults(func=_demo)
     rules = sub.add_parser("rules", help="validate and try alert rules offline")
     rules_sub = rules.add_subparsers(dest="rules_command", required=True)
@@ -583,8 +591,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="keys per transaction (1 to 10000; at most 249 a Transit request)",
     )
     rewrap.set_defaults(func=_rewrap_content_keys)
-    integrity_cli.register(sub, _common)
-    search_cli.register(sub, _common)
+    integrity_cli.register(sub, _common, _client)
+    search_cli.register(sub, _common, _client)
     alerting_cli.register(sub, _common)
     return parser
 

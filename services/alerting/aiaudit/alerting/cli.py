@@ -182,7 +182,7 @@ def _store_urls(args: argparse.Namespace) -> tuple[str, str | None]:
     connection (the login's password goes there), as ``serve`` checks its settings;
     ``allow_insecure`` was forced on here to skip the OIDC check, which waived that too.
     """
-    overrides = {"address": args.address, "data_dir": args.data_dir}
+    overrides = {"data_dir": args.data_dir}
     settings = config.load(args.config, overrides=overrides, serving=False)  # database_url too
     if not logging.getLogger().handlers:  # the trace as JSON on stderr, like the server's logs
         logs.configure(settings.log_level)

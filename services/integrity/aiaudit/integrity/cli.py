@@ -347,6 +347,30 @@ def _verify_receipt(path: Path, keys: list[VerifierKey], origin_prefix: str) -> 
     return 1 if problems else 0
 
 
+_CLIENT_OPTIONS = (
+    ("--address", "address"),
+    ("--ca-file", "ca_file"),
+    ("--client-cert", "client_cert"),
+    ("--client-key", "client_key"),
+)
+
+
+def _not_with_local(args: argparse.Namespace) -> str | None:
+    """Why ``verifier-key --local`` refuses an option of the server it does not call.
+
+    ``--local --address HOST`` printed this machine's key, as if the server's.
+    ``--api-key`` counts when it is not ``$AIAUDIT_API_KEY`` (its default).
+    """
+    if not args.local:
+        return None
+    given = [flag for flag, dest in _CLIENT_OPTIONS if getattr(args, dest) is not None]
+    if args.api_key is not None and args.api_key != os.environ.get("AIAUDIT_API_KEY"):
+        given.append("--api-key")
+    if given:
+        return f"argument {given[0]}: not allowed with argument --local (no server is called)"
+    return None
+
+
 def run_verifier_key(args: argparse.Namespace, settings: Settings) -> int:
     """Prints the verifier keys: from the server, or with --local from the configured key."""
     if args.local:  # until 2026-12-07 it took --verifier-key too, and printed it back
@@ -697,7 +721,10 @@ def _settings(args: argparse.Namespace, only: frozenset[str] | None = None) -> S
     the database and Vault, so ``verify --database-url`` sent the login's password in
     clear to any host. ``--database-url`` is checked as ``database_url`` is, by its name.
     """
-    overrides: dict[str, object | None] = {"address": args.address, "data_dir": args.data_dir}
+    overrides: dict[str, object | None] = {
+        "address": getattr(args, "address", None),  # verifier-key's alone
+        "data_dir": args.data_dir,
+    }
     flags = {}
     if getattr(args, "database_url", None):
         overrides["database_url"] = args.database_url
@@ -705,8 +732,14 @@ def _settings(args: argparse.Namespace, only: frozenset[str] | None = None) -> S
     return config.load(args.config, overrides=overrides, only=only, serving=False, flags=flags)
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: Common) -> None:
-    """Adds ``verify`` and ``integrity`` to the ``aiaudit`` command."""
+def register(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: Common, client: Common
+) -> None:
+    """Adds ``verify`` and ``integrity`` to the ``aiaudit`` command.
+
+    ``common`` adds the options of every command, ``client`` a client command's: only
+    ``integrity verifier-key`` calls the server (not with ``--local``).
+    """
 
     def bind(
         parser: argparse.ArgumentParser,
@@ -774,10 +807,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: C
     isub = integrity.add_subparsers(dest="integrity_command", required=True)
     key = isub.add_parser("verifier-key", help="print the published note verifier keys")
     common(key)
+    client(key)
     key.add_argument(
         "--local", action="store_true", help="read the configured key instead of the server"
     )
-    bind(key, run_verifier_key)
+    bind(key, run_verifier_key, refused=_not_with_local)
 
     boot = isub.add_parser(
         "bootstrap-vault", help="enable Transit, create the ed25519 key, write the notary policy"

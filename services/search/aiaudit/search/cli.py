@@ -254,11 +254,17 @@ def _stream_to_file(
         return _stream(stub, request, out)
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: Common) -> None:
-    """Adds ``search``, ``aggregate`` and ``export`` to the ``aiaudit`` command."""
+def register(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: Common, client: Common
+) -> None:
+    """Adds ``search``, ``aggregate`` and ``export`` to the ``aiaudit`` command.
+
+    ``common`` adds the options of every command, ``client`` a client command's.
+    """
 
     def query_options(parser: argparse.ArgumentParser) -> None:
         common(parser)
+        client(parser)
         parser.add_argument("--tenant", required=True, help="tenant to search")
         parser.add_argument(
             "--filter", default="", help="AIP-160 filter, e.g. 'actor.user_id = \"alice\"'"
