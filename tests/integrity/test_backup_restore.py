@@ -269,3 +269,40 @@ def test_a_restored_backup_verifies_clean_if_latest_and_names_the_rollback_if_ol
     assert "sequences 10..25 of epoch 0 (its checkpoint of size 26) are lost" in (
         capsys.readouterr().out
     )
+
+
+def test_a_notary_started_on_an_older_backup_of_a_quiet_log_reports_it_at_once(
+    own_postgres: Postgres,
+    restore: Callable[[Path], Restored],
+    tmp_path: Path,
+    tenant: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The backup taken when the log's latest checkpoint covered all its events, restored
+    after more were signed and exported, and no event since: a notary started on it had
+    nothing to integrate or sign there and said nothing, SERVING until the log's next event
+    (2026-12-07). Its first round holds the log, NOT_SERVING, naming the missing sequences."""
+    keys = FileKeys(ORIGIN_PREFIX, tmp_path / "notary.pem")
+    notary_url = login(own_postgres, "aiaudit_notary")
+    store = open_store(own_postgres.app_url, keys=Keyring(FileKek(tmp_path / "content.kek")))
+    try:
+        append(store, tenant, 10, "carol")
+        assert sign(notary_url, keys, tmp_path)[-1] is True
+        backup(own_postgres, tmp_path / "older.dump")
+        append(store, tenant, 16, "dave")
+        assert sign(notary_url, keys, tmp_path)[-1] is True
+    finally:
+        store.close()
+    assert [s for s, _ in worm.read_all(tmp_path / "checkpoints", tenant)] == [10, 26]
+
+    older = restore(tmp_path / "older.dump")
+    with caplog.at_level(logging.ERROR, "aiaudit.integrity.notary"):
+        assert sign(older.notary_url, keys, tmp_path) == [False]  # NOT_SERVING
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == [
+        f"log {tenant} not integrated nor signed: its 10 integrated leaves are behind its "
+        f"checkpoint of size 26, signed and exported to {tmp_path / 'checkpoints'} (the store "
+        "restored from an older backup? sequences 10..25 are missing, and signing new events "
+        "at them would fork the exported history); run aiaudit verify, and once no later "
+        f"backup holds them, aiaudit integrity accept-loss --log {tenant}"
+    ]
+    assert [s for s, _ in worm.read_all(tmp_path / "checkpoints", tenant)] == [10, 26]

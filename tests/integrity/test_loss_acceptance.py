@@ -862,6 +862,35 @@ def test_a_store_taken_back_below_the_statement_s_size_is_held(
     ]
 
 
+@pytest.mark.parametrize("kept", [10, 0], ids=["at its stored checkpoint", "before any event"])
+def test_a_quiet_log_restored_behind_its_exports_is_held_when_the_notary_takes_the_lead(
+    site: Site, caplog: pytest.LogCaptureFixture, kept: int
+) -> None:
+    """A store taken back to where its own latest checkpoint equals its leaf count (or to
+    before the log's first event), with no event since: nothing to integrate, nothing to
+    sign, so a notary taking the lead loaded no such log and reported nothing, SERVING
+    until the log's next event (2026-12-07). Its first round now compares every log with
+    its exported folder: held, NOT_SERVING, named once, with no event appended."""
+    append(site.store, site.tenant, 10)
+    assert site.sign()[-1] is True
+    append(site.store, site.tenant, 16)
+    assert site.sign()[-1] is True
+    assert site.exported() == [10, 26]
+    site.take_back(kept)
+    with site.stepped() as (notary, health), caplog.at_level(logging.ERROR):
+        notary.step()
+        notary.step()
+        assert health == [False, False]
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == [
+        f"log {site.tenant} not integrated nor signed: its {kept} integrated leaves are behind "
+        f"its checkpoint of size 26, signed and exported to {site.checkpoints} (the store "
+        f"restored from an older backup? sequences {kept}..25 are missing, and signing new "
+        "events at them would fork the exported history); run aiaudit verify, and once no "
+        f"later backup holds them, aiaudit integrity accept-loss --log {site.tenant}"
+    ]
+    assert site.exported() == [10, 26]
+
+
 def test_a_lost_checkpoint_stored_in_the_database_is_damage(site: Site) -> None:
     """The store holds epoch 1's tree past M, so a row of epoch 0's lost checkpoint of 26
     (its exported copy inserted by whoever may write rows) is of a history the store does not

@@ -166,6 +166,7 @@ class Notary:
         if not self._leading:
             self._ranges.clear()
             self._unsigned = self._logs_needing_checkpoints(conn)
+            self._unsigned |= self._held_behind_exports(conn)
             self._leading = True
             log.info("notary is the leader", extra={"unsigned_logs": len(self._unsigned)})
         # Integrate once per poll interval, and always right before signing: a
@@ -187,6 +188,37 @@ class Notary:
             signed = storage.signed_sizes(conn)
             positions = cursors.positions(conn, CONSUMER)
         return {log_id for log_id, size in positions.items() if size > signed.get(log_id, 0)}
+
+    def _held_behind_exports(self, conn: sa.Connection) -> set[str]:
+        """Every log with a folder in the checkpoint directory compared with it; those held.
+
+        Only the logs with events to integrate or leaves to sign were loaded,
+        so a quiet log restored to its stored checkpoint, behind one it
+        exported, reported SERVING until its next event (2026-12-07). This
+        compares the store's position of each log with its folder, as a load
+        does (:meth:`_behind_exports`, :meth:`_off_epoch`), without reading its
+        tree: one listing of the directory, then each log's folder and last
+        shard. A held log is then tried by each integration pass as any other.
+        A directory that cannot be listed is one warning a takeover: the
+        logs with events are still checked as they are loaded.
+        """
+        try:
+            exported = worm.logs(self._config.checkpoint_dir)
+        except OSError as exc:
+            log.warning(
+                "the checkpoint directory cannot be listed (%s): a log restored from an older "
+                "backup is noticed only at its next event; give the notary read access to %s",
+                exc,
+                self._config.checkpoint_dir,
+            )
+            return set()
+        with conn.begin():
+            positions = cursors.positions(conn, CONSUMER)
+            return {
+                log_id
+                for log_id in exported
+                if self._hold_if_behind(conn, log_id, positions.get(log_id, 0))
+            }
 
     def _integrate_all(self, conn: sa.Connection) -> None:
         with self._engine.connect() as reader:
@@ -375,13 +407,19 @@ class Notary:
             )
             self._forked.add(log_id)
             return None
-        if self._behind_exports(conn, log_id, position) or self._off_epoch(conn, log_id, position):
-            if log_id not in self._forked:  # held for now, not named as a fork
-                self._held.add(log_id)
+        if self._hold_if_behind(conn, log_id, position):
             return None
         self._forked.discard(log_id)
         self._held.discard(log_id)
         return edge
+
+    def _hold_if_behind(self, conn: sa.Connection, log_id: str, position: int) -> bool:
+        """Whether the log at ``position`` is behind its exports or off its epoch: then held."""
+        if self._behind_exports(conn, log_id, position) or self._off_epoch(conn, log_id, position):
+            if log_id not in self._forked:  # held for now, not named as a fork
+                self._held.add(log_id)
+            return True
+        return False
 
     def _holding(self) -> set[str]:
         """The logs held, forked or for now: only the integration pass releases them."""

@@ -361,6 +361,18 @@ def _misplaced(number: int) -> str:
     )
 
 
+def logs(directory: Path) -> list[str]:
+    """The logs with a folder in the directory (sorted): every log that may have exported one.
+
+    One listing of the directory's top, one entry a log: their folders are not
+    listed here. None yet (no directory): no log.
+    """
+    if not directory.is_dir():
+        return []
+    with os.scandir(directory) as items:
+        return sorted(item.name for item in items if tenants.valid(item.name) and item.is_dir())
+
+
 def epochs(directory: Path, log_id: str) -> list[int]:
     """The epochs >= 1 that have a folder under the log's, in order."""
     if not tenants.valid(log_id) or not (directory / log_id).is_dir():
