@@ -545,3 +545,44 @@ def test_a_log_whose_exports_cannot_be_listed_is_signed_with_a_warning(
     assert restarted.health[-1] is True
     warned = [r.getMessage() for r in caplog.records if "cannot be listed" in r.getMessage()]
     assert len(warned) == 1 and tenant in warned[0]
+
+
+def test_a_checkpoint_directory_that_cannot_be_listed_is_one_warning_at_the_takeover(
+    store: SqlEventStore,
+    replicas: Callable[[Keys], Replica],
+    admin_url: str,
+    tmp_path: Path,
+    tenant: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The leader compares every log with a folder there at its takeover, quiet ones too
+    (2026-12-07); a directory it may write but not list cannot name them: one warning, and
+    the logs with events are integrated, checked and signed as before. Root lists any
+    folder, so the listing's refusal is injected."""
+    keys = Keys(tmp_path / "key.pem")
+    append(store, tenant, 3)
+    first = replicas(keys)
+    first.step()
+    first.close()
+    directory = tmp_path / "checkpoints"
+    listed = worm.os.scandir
+
+    def refused(path: object) -> object:
+        if Path(str(path)) == directory:
+            raise PermissionError(13, "Permission denied", str(path))
+        return listed(path)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(worm.os, "scandir", refused)
+    append(store, tenant, 2)
+    restarted = replicas(keys)
+    restarted.step()
+    append(store, tenant, 1)
+    restarted.step()
+    assert stored_sizes(admin_url, tenant) == [3, 5, 6]
+    assert restarted.health[-1] is True
+    assert [r.getMessage() for r in caplog.records if "cannot be listed" in r.getMessage()] == [
+        f"the checkpoint directory cannot be listed ([Errno 13] Permission denied: "
+        f"'{directory}'): a log restored from an older backup is noticed only at its next "
+        f"event; give the notary read access to {directory}"
+    ]
