@@ -870,7 +870,8 @@ def test_a_quiet_log_restored_behind_its_exports_is_held_when_the_notary_takes_t
     before the log's first event), with no event since: nothing to integrate, nothing to
     sign, so a notary taking the lead loaded no such log and reported nothing, SERVING
     until the log's next event (2026-12-07). Its first round now compares every log with
-    its exported folder: held, NOT_SERVING, named once, with no event appended."""
+    its exported folder: held, NOT_SERVING, named once, with no event appended. Once the
+    loss is accepted the same notary serves again, and signs the next events in epoch 1."""
     append(site.store, site.tenant, 10)
     assert site.sign()[-1] is True
     append(site.store, site.tenant, 16)
@@ -881,6 +882,12 @@ def test_a_quiet_log_restored_behind_its_exports_is_held_when_the_notary_takes_t
         notary.step()
         notary.step()
         assert health == [False, False]
+        assert site.accept_loss() == 0
+        notary.step()
+        assert (health[-1], site.exported(1)) == (True, [])
+        append(site.store, site.tenant, 2)
+        notary.step()
+        assert (health[-1], site.exported(1)) == (True, [kept + 2])
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == [
         f"log {site.tenant} not integrated nor signed: its {kept} integrated leaves are behind "
         f"its checkpoint of size 26, signed and exported to {site.checkpoints} (the store "
