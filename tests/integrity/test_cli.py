@@ -10,7 +10,10 @@ import base64
 import datetime as dt
 import hashlib
 import json
+import os
 import socket
+import subprocess
+import sys
 import tracemalloc
 from pathlib import Path
 from typing import Any
@@ -592,6 +595,27 @@ def _receipt(tmp_path: Path) -> Path:
     path = tmp_path / "receipt.note"
     path.write_text(ReceiptNotary(keys, ORIGIN_PREFIX).sign([got])[0])
     return path
+
+
+def test_a_receipt_whose_reader_closed_the_pipe_is_said_nothing_of(tmp_path: Path) -> None:
+    """``verify --receipt F | head``: what it printed lost, its summary on stderr said
+    ``valid signature, 1 event(s)`` (and until 2026-12-07 ``aiaudit: [Errno 32] Broken
+    pipe``). Exit 1, nothing said, as every command. A process of its own: the real stdout."""
+    path = _receipt(tmp_path)
+    argv = ["verify", "--receipt", str(path), "--verifier-key", key_of(tmp_path)]
+    read, write = os.pipe()
+    os.close(read)  # the reader gone before the command writes: every write fails
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "aiaudit.cli.main", *argv, "--origin-prefix", ORIGIN_PREFIX],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+        )
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (1, "")
 
 
 def test_a_bundle_beside_a_receipt_is_refused(

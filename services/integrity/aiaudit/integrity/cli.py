@@ -232,7 +232,8 @@ def run_verify(args: argparse.Namespace, settings: Settings) -> int:
         nothing = checked == 0 and not result.empty
         if nothing:
             print(NOTHING_VERIFIED)
-        elif not problems:  # what was proven, and against what (review 2026-12-05)
+        sys.stdout.flush()  # printed before stderr says what was checked (a reader gone: quiet)
+        if not nothing and not problems:  # what was proven, and against what (review 2026-12-05)
             source = _key_source(args, settings, s)
             for line in result.summary(args.log or ()):
                 print(line, file=sys.stderr)
@@ -273,6 +274,7 @@ def run_verify(args: argparse.Namespace, settings: Settings) -> int:
             f"warning: classification_required_since ({since.isoformat()}) is not checked in "
             "--mode leaves, which reads no content row; run --mode full to check it"
         )
+    sys.stdout.flush()  # printed before stderr says what was checked (a reader gone: quiet)
     if report.exported_only:
         print(
             f"{report.exported_only} exported checkpoint(s) the database lacks (a leader stopped "
@@ -328,8 +330,11 @@ def _verify_receipt(path: Path, keys: list[VerifierKey], origin_prefix: str) -> 
                         f"log {note.log_id} sequence {r.sequence} leaf {leaf} "
                         f"received {receipts.format_time(r.receive_time)}"
                     )
+    except BrokenPipeError:  # stdout's reader gone, not the file: main's quiet exit
+        raise
     except OSError as exc:  # one line on stderr, as --bundle's (it printed [Errno 2] on stdout)
         raise CommandFailedError(f"receipt {path}: {exc.strerror or exc}") from None
+    sys.stdout.flush()  # printed before stderr says what was checked (a reader gone: quiet)
     if torn:
         print(
             f"receipt {path}: {torn} byte(s) after the last note skipped: a write a crash "
