@@ -1419,6 +1419,31 @@ def test_keywords_of_4096_characters_outside_the_bmp_are_found_alike(both: Both)
     check_aggregate(both, None, None, Agg(("error.type",), (), ""))
 
 
+def test_prefixes_of_thousands_of_characters_are_found_alike(both: Both) -> None:
+    """A prefix query is an automaton of a state per UTF-8 byte, which Lucene refuses past
+    1,000: a stem of 250 emoji or more was INVALID_ARGUMENT on OpenSearch only (found by
+    a run of this test over a wider corpus, 2026-12-07). Scalars and entries, a stem the
+    first 512 bytes of which match though the whole does not, and their negations."""
+    long_stem, other = "😀" * 4095, "😀" * 4094 + "a"
+    cases = [
+        Expr(f'attributes.emoji = "{long_stem}*"', _prefix("attributes.emoji", long_stem)),
+        Expr(f'error.type = "{long_stem}*"', _prefix("error.type", long_stem)),
+        Expr(f'error.type = "{other}*"', _prefix("error.type", other)),
+        Expr(f'safety_flags.source = "{long_stem}*"', _prefix("safety_flags.source", long_stem)),
+        Expr(f'safety_flags.source = "{other}*"', _prefix("safety_flags.source", other)),
+        Expr(
+            f'safety_flags.category != "{other}*"',
+            _negated(Expr("", _prefix("safety_flags.category", other))),
+        ),
+        Expr(
+            f'NOT error.type : "{"😀" * 300}*"',
+            _negated(Expr("", _prefix("error.type", "😀" * 300))),
+        ),
+    ]
+    for expr in cases:
+        check_search(both, expr, None, "", 1000)
+
+
 def _held(both: Both, field: str, kind: str) -> list[Any]:
     """The values of ``kind`` the corpus holds in ``field``, sorted (no duplicates)."""
     found = {v for seq, e in both.events for k, v in facts(seq, e).get(field, []) if k == kind}

@@ -349,8 +349,36 @@ def _entry(names: list[str], *conditions: Query, cost: int = 1) -> _Q:
 
 def _simple(node: Compare | Prefix, target: str) -> Query:
     if isinstance(node, Prefix):
-        return {"prefix": {target: node.value}}
+        return _prefix(target, node.value)
     return _compare(target, node.op, node.value)
+
+
+_PREFIX_BYTES = 512
+"""The longest stem (UTF-8 bytes) sent as a ``prefix`` query alone: Lucene builds an
+automaton of a state per byte and refuses one past 1,000 (``input automaton is too
+large: 1001``), which a stem of 1,000 ASCII characters (or 250 emoji) reached."""
+_STARTS_WITH = """\
+for (def v : doc[params.f]) {
+  if (v.startsWith(params.p)) {
+    return true;
+  }
+}
+return false;"""
+
+
+def _prefix(target: str, stem: str) -> Query:
+    """A keyword of ``target`` starting with ``stem``, for a stem of any length.
+
+    A longer stem is a ``prefix`` query on its first 512 bytes (whole characters)
+    and a script comparing the whole stem in the documents that query finds.
+    Until 2026-12-07 OpenSearch answered INVALID_ARGUMENT (the automaton) where
+    SQLite answered; ingest takes keywords of up to 4,096 characters.
+    """
+    if len(stem.encode()) <= _PREFIX_BYTES:
+        return {"prefix": {target: stem}}
+    head = stem.encode()[:_PREFIX_BYTES].decode(errors="ignore")
+    script = {"source": _STARTS_WITH, "lang": "painless", "params": {"f": target, "p": stem}}
+    return {"bool": {"filter": [{"prefix": {target: head}}, {"script": {"script": script}}]}}
 
 
 def _compare(target: str, op: str, value: str | int | float) -> Query:
