@@ -106,13 +106,22 @@ def _joined(phrase: str) -> str | None:
     character (Python's ``lower`` of one character, but for U+0130, agrees with
     Java's on every letter the tokenizer joins). Such a token is what FTS5
     reads as the word's tokens and more, so this finds only what SQLite finds.
-    A phrase of several words is matched as before.
+    A phrase of several words is matched as before. A prefix longer than the
+    analyzer's tokens (255 UTF-16 units, the standard tokenizer's
+    ``max_token_length``) continues none, and is not sent: past 1,000 bytes
+    Lucene refused its automaton, and OpenSearch answered INVALID_ARGUMENT
+    where SQLite answered (until 2026-12-07).
     """
     word = phrase.strip(_AROUND)
     if _JOINED.fullmatch(word) is None:
         return None
     apostrophe = next(c for c in reversed(word) if c in _APOSTROPHES)
-    return "".join(c.lower()[0] for c in word) + apostrophe
+    prefix = "".join(c.lower()[0] for c in word) + apostrophe
+    return prefix if len(prefix.encode("utf-16-le")) <= 2 * _TOKEN_UNITS else None
+
+
+_TOKEN_UNITS = 255
+"""The longest token of the standard analyzer, in UTF-16 units (longer words are cut)."""
 
 
 def highlight_query(node: Node | None, plan: Plan = DEFAULT) -> Query | None:
