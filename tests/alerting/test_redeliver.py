@@ -153,6 +153,17 @@ def redeliver(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any,
     return code, json.loads(out) if out.strip() else None, err
 
 
+def dead_lettered(db: Db, tenant: str, users: list[str]) -> list[str]:
+    """:func:`fire` alerts for ``users`` and dead-letter them at a failing webhook; their ids."""
+    ids = fire(db, tenant, users)
+    hook = Hook()
+    try:
+        dead_letter(db, hook, tenant, ids)
+    finally:
+        hook.server.shutdown()
+    return ids
+
+
 def dead_letter(db: Db, hook: Hook, tenant: str, ids: list[str], **others: str) -> None:
     """Runs a deliverer (one attempt a row) against ``hook`` until these rows are dead and
     the ``others`` (alert id: tenant) are no longer pending."""
@@ -463,12 +474,7 @@ BAD = [
 def test_bad_input_is_refused_with_exit_2_and_the_field_named(
     db: Db, tenant: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    ids = fire(db, tenant, ["u1"])
-    hook = Hook()
-    try:
-        dead_letter(db, hook, tenant, ids)
-    finally:
-        hook.server.shutdown()
+    dead_lettered(db, tenant, ["u1"])
     before = rows(db)
     for argv, message in BAD:
         code, out, err = redeliver(capsys, "--database-url", db.url, *argv)
@@ -526,12 +532,7 @@ def login_name(db: Db) -> str:
 def test_a_redeliver_leaves_a_record_in_the_tenants_log(
     db: Db, tenant: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    ids = fire(db, tenant, ["u1", "u2"])
-    hook = Hook()
-    try:
-        dead_letter(db, hook, tenant, ids)
-    finally:
-        hook.server.shutdown()
+    ids = dead_lettered(db, tenant, ["u1", "u2"])
     since = "2025-01-31T09:00:00Z"
     code, out, err = redeliver(
         capsys, "--database-url", db.url, "--sink", "webhook", "--tenant", tenant,
@@ -631,12 +632,7 @@ def test_a_record_that_cannot_be_written_moves_nothing(
     ``aiaudit_recorder`` must), and a record store that is another database is refused
     once the record is found missing from the outbox's log. SQLite: a log that refuses
     entries (a trigger standing in for a full disk or a lock held past the timeout)."""
-    ids = fire(db, tenant, ["u1"])
-    hook = Hook()
-    try:
-        dead_letter(db, hook, tenant, ids)
-    finally:
-        hook.server.shutdown()
+    ids = dead_lettered(db, tenant, ["u1"])
     before = rows(db)
     common = ("--database-url", db.url, "--sink", "webhook")
     if db.url.startswith("sqlite"):
@@ -672,12 +668,7 @@ def test_a_dry_run_records_nothing(db: Db, tenant: str, capsys: pytest.CaptureFi
     """A dry run hands out no event data (ids, attempts, errors: no payload) and moves
     nothing: like ``verify``, it is not recorded (export-bundle, which hands out content,
     is). The run after it is, once."""
-    ids = fire(db, tenant, ["u1"])
-    hook = Hook()
-    try:
-        dead_letter(db, hook, tenant, ids)
-    finally:
-        hook.server.shutdown()
+    ids = dead_lettered(db, tenant, ["u1"])
     size = db.store.log_sizes()[tenant]
     common = ("--database-url", db.url, "--sink", "webhook", "--tenant", tenant)
     code, out, _ = redeliver(capsys, *common, "--dry-run")
@@ -726,12 +717,7 @@ def test_a_log_held_elsewhere_moves_nothing_until_it_is_free(
     """The tenant's head held by another session (an erasure in progress, a session left
     open): the record waits ``LOCK_TIMEOUT``, then the command fails, nothing moved; once
     the head is free, the same command moves the rows and records them."""
-    ids = fire(db, tenant, ["u1"])
-    hook = Hook()
-    try:
-        dead_letter(db, hook, tenant, ids)
-    finally:
-        hook.server.shutdown()
+    ids = dead_lettered(db, tenant, ["u1"])
     before = rows(db)
     monkeypatch.setattr(redeliver_record, "LOCK_TIMEOUT", 0.2)
     common = ("--database-url", db.url, "--sink", "webhook")
