@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
 import socket
 import subprocess
 import sys
@@ -229,6 +230,23 @@ def serve_process(args: Sequence[str], env: Mapping[str, str]) -> subprocess.Pop
         proc.wait()
         raise RuntimeError(f"aiaudit serve {' '.join(args)} did not start: {line!r}")
     return proc
+
+
+def run_into_closed_pipe(args: Sequence[str]) -> subprocess.CompletedProcess[str]:
+    """``aiaudit ARGS`` as a process of its own whose stdout is a pipe with no reader left:
+    every write fails alike, each run (``aiaudit ... | head`` once ``head`` has gone)."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "aiaudit.cli.main", *args],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+        )
+    finally:
+        os.close(write)
 
 
 def concurrently(n: int, work: Callable[[int], None]) -> None:

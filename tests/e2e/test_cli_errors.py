@@ -16,7 +16,7 @@ from google.protobuf import json_format
 
 from aiaudit.cli.main import main
 from tests.conftest import serve_suite
-from tests.helpers import free_port, interaction
+from tests.helpers import free_port, interaction, run_into_closed_pipe
 
 
 def _one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
@@ -197,18 +197,7 @@ def test_a_reader_that_closed_the_pipe(tmp_path: Path, command: str) -> None:
     line = json_format.MessageToJson(interaction("t", event_id="e"), indent=None)
     events.write_text(f"{line}\n" * 1000)
     files = [str(rules)] if command == "check" else [str(rules), str(events)]
-    read, write = os.pipe()
-    os.close(read)  # the reader gone before the command writes: every write fails
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "aiaudit.cli.main", "rules", command, *files],
-            stdout=write,
-            stderr=subprocess.PIPE,
-            text=True,
-            check=False,
-        )
-    finally:
-        os.close(write)
+    proc = run_into_closed_pipe(["rules", command, *files])
     assert (proc.returncode, proc.stderr) == (1, "")
 
 

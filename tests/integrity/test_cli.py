@@ -10,10 +10,7 @@ import base64
 import datetime as dt
 import hashlib
 import json
-import os
 import socket
-import subprocess
-import sys
 import tracemalloc
 from pathlib import Path
 from typing import Any
@@ -31,7 +28,7 @@ from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.integrity import bundle, merkle, note
 from aiaudit.integrity.receipts import ReceiptNotary
 from aiaudit.integrity.signers import FileKeys
-from tests.helpers import interaction, wait_until
+from tests.helpers import interaction, run_into_closed_pipe, wait_until
 from tests.integrity.conftest import ORIGIN_PREFIX, Notaries, append
 from tests.integrity.test_notary import covers
 
@@ -603,18 +600,7 @@ def test_a_receipt_whose_reader_closed_the_pipe_is_said_nothing_of(tmp_path: Pat
     pipe``). Exit 1, nothing said, as every command. A process of its own: the real stdout."""
     path = _receipt(tmp_path)
     argv = ["verify", "--receipt", str(path), "--verifier-key", key_of(tmp_path)]
-    read, write = os.pipe()
-    os.close(read)  # the reader gone before the command writes: every write fails
-    try:
-        done = subprocess.run(
-            [sys.executable, "-m", "aiaudit.cli.main", *argv, "--origin-prefix", ORIGIN_PREFIX],
-            stdout=write,
-            stderr=subprocess.PIPE,
-            text=True,
-            check=False,
-        )
-    finally:
-        os.close(write)
+    done = run_into_closed_pipe([*argv, "--origin-prefix", ORIGIN_PREFIX])
     assert (done.returncode, done.stderr) == (1, "")
 
 
