@@ -373,6 +373,17 @@ def logs(directory: Path) -> list[str]:
         return sorted(item.name for item in items if tenants.valid(item.name) and item.is_dir())
 
 
+def named_past(directory: Path, log_id: str, size: int) -> bool:
+    """Whether the log's folder names a checkpoint past ``size`` or holds an epoch's folder.
+
+    Names only, no file read: a log for which this is False cannot be behind
+    its exports nor off its epoch, so the notary's takeover reads no more of it.
+    """
+    if epochs(directory, log_id):
+        return True
+    return next(_named(directory, log_id, 0, size + 1, None), None) is not None
+
+
 def epochs(directory: Path, log_id: str) -> list[int]:
     """The epochs >= 1 that have a folder under the log's, in order."""
     if not tenants.valid(log_id) or not (directory / log_id).is_dir():
