@@ -509,6 +509,37 @@ def test_a_checkpoint_copied_under_a_larger_size_holds_no_log(
     )
 
 
+def _signed_with_a_listing_refused(
+    store: SqlEventStore,
+    replicas: Callable[[Keys], Replica],
+    tmp_path: Path,
+    tenant: str,
+    monkeypatch: pytest.MonkeyPatch,
+    refused_path: Path,
+) -> None:
+    """3 events signed, then a notary restarted while listing ``refused_path`` is refused
+    (root lists any folder, so the refusal is injected) signs 2 and 1 more, healthy."""
+    keys = Keys(tmp_path / "key.pem")
+    append(store, tenant, 3)
+    first = replicas(keys)
+    first.step()
+    first.close()
+    listed = worm.os.scandir
+
+    def refused(path: object) -> object:
+        if Path(str(path)) == refused_path:
+            raise PermissionError(13, "Permission denied", str(path))
+        return listed(path)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(worm.os, "scandir", refused)
+    append(store, tenant, 2)
+    restarted = replicas(keys)
+    restarted.step()
+    append(store, tenant, 1)
+    restarted.step()
+    assert restarted.health[-1] is True
+
+
 def test_a_log_whose_exports_cannot_be_listed_is_signed_with_a_warning(
     store: SqlEventStore,
     replicas: Callable[[Keys], Replica],
@@ -522,27 +553,10 @@ def test_a_log_whose_exports_cannot_be_listed_is_signed_with_a_warning(
     error of a mount): the restore check cannot run for that log, which is integrated and
     signed as before the check, with one warning. Its error escaped the round and held every
     log (review, 2026-12-06). Root lists any folder, so the listing's refusal is injected."""
-    keys = Keys(tmp_path / "key.pem")
-    append(store, tenant, 3)
-    first = replicas(keys)
-    first.step()
-    first.close()
-    folder = tmp_path / "checkpoints" / tenant
-    listed = worm.os.scandir
-
-    def refused(path: object) -> object:
-        if Path(str(path)) == folder:
-            raise PermissionError(13, "Permission denied", str(path))
-        return listed(path)  # type: ignore[call-overload]
-
-    monkeypatch.setattr(worm.os, "scandir", refused)
-    append(store, tenant, 2)
-    restarted = replicas(keys)
-    restarted.step()
-    append(store, tenant, 1)
-    restarted.step()
+    _signed_with_a_listing_refused(
+        store, replicas, tmp_path, tenant, monkeypatch, tmp_path / "checkpoints" / tenant
+    )
     assert stored_sizes(admin_url, tenant) == [3, 5, 6]
-    assert restarted.health[-1] is True
     warned = [r.getMessage() for r in caplog.records if "cannot be listed" in r.getMessage()]
     assert len(warned) == 1 and tenant in warned[0]
 
@@ -560,27 +574,9 @@ def test_a_checkpoint_directory_that_cannot_be_listed_is_one_warning_at_the_take
     (2026-12-07); a directory it may write but not list cannot name them: one warning, and
     the logs with events are integrated, checked and signed as before. Root lists any
     folder, so the listing's refusal is injected."""
-    keys = Keys(tmp_path / "key.pem")
-    append(store, tenant, 3)
-    first = replicas(keys)
-    first.step()
-    first.close()
     directory = tmp_path / "checkpoints"
-    listed = worm.os.scandir
-
-    def refused(path: object) -> object:
-        if Path(str(path)) == directory:
-            raise PermissionError(13, "Permission denied", str(path))
-        return listed(path)  # type: ignore[call-overload]
-
-    monkeypatch.setattr(worm.os, "scandir", refused)
-    append(store, tenant, 2)
-    restarted = replicas(keys)
-    restarted.step()
-    append(store, tenant, 1)
-    restarted.step()
+    _signed_with_a_listing_refused(store, replicas, tmp_path, tenant, monkeypatch, directory)
     assert stored_sizes(admin_url, tenant) == [3, 5, 6]
-    assert restarted.health[-1] is True
     assert [r.getMessage() for r in caplog.records if "cannot be listed" in r.getMessage()] == [
         f"the checkpoint directory cannot be listed ([Errno 13] Permission denied: "
         f"'{directory}'): a log restored from an older backup is noticed only at its next "
