@@ -147,6 +147,17 @@ def verify_cli(url: str, keys: FileKeys, tmp_path: Path, tenant: str) -> int:
     )
 
 
+def _behind_26(tenant: str, tmp_path: Path) -> str:
+    """The notary's error for a store restored to 10 leaves under an exported checkpoint of 26."""
+    return (
+        f"log {tenant} not integrated nor signed: its 10 integrated leaves are behind its "
+        f"checkpoint of size 26, signed and exported to {tmp_path / 'checkpoints'} (the store "
+        "restored from an older backup? sequences 10..25 are missing, and signing new events "
+        "at them would fork the exported history); run aiaudit verify, and once no later "
+        f"backup holds them, aiaudit integrity accept-loss --log {tenant}"
+    )
+
+
 def test_a_restored_backup_verifies_clean_if_latest_and_names_the_rollback_if_older(
     own_postgres: Postgres,
     restore: Callable[[Path], Restored],
@@ -231,11 +242,7 @@ def test_a_restored_backup_verifies_clean_if_latest_and_names_the_rollback_if_ol
         assert sign(older.notary_url, keys, tmp_path)[-1] is False  # NOT_SERVING
     # Only the errors: an earlier test's logging set-up may let other records through.
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == [
-        f"log {tenant} not integrated nor signed: its 10 integrated leaves are behind its "
-        f"checkpoint of size 26, signed and exported to {tmp_path / 'checkpoints'} (the store "
-        "restored from an older backup? sequences 10..25 are missing, and signing new events "
-        "at them would fork the exported history); run aiaudit verify, and once no later "
-        f"backup holds them, aiaudit integrity accept-loss --log {tenant}"
+        _behind_26(tenant, tmp_path)
     ]
     assert [s for s, _ in worm.read_all(tmp_path / "checkpoints", tenant)] == [10, 25, 26]
     engine = sa.create_engine(older.admin_url)
@@ -299,10 +306,6 @@ def test_a_notary_started_on_an_older_backup_of_a_quiet_log_reports_it_at_once(
     with caplog.at_level(logging.ERROR, "aiaudit.integrity.notary"):
         assert sign(older.notary_url, keys, tmp_path) == [False]  # NOT_SERVING
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == [
-        f"log {tenant} not integrated nor signed: its 10 integrated leaves are behind its "
-        f"checkpoint of size 26, signed and exported to {tmp_path / 'checkpoints'} (the store "
-        "restored from an older backup? sequences 10..25 are missing, and signing new events "
-        "at them would fork the exported history); run aiaudit verify, and once no later "
-        f"backup holds them, aiaudit integrity accept-loss --log {tenant}"
+        _behind_26(tenant, tmp_path)
     ]
     assert [s for s, _ in worm.read_all(tmp_path / "checkpoints", tenant)] == [10, 26]
