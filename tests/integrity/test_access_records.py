@@ -22,8 +22,7 @@ from grpc_status import rpc_status
 
 from aiaudit.cli.main import main
 from aiaudit.common import access
-from aiaudit.common.store import SqlEventStore, open_store
-from aiaudit.integrity import storage
+from aiaudit.common.store import SqlEventStore, entries, open_store
 from aiaudit.integrity.signers import FileKeys
 from aiaudit.integrity.v1 import integrity_service_pb2 as pb
 from tests.conftest import Postgres
@@ -269,7 +268,7 @@ def test_an_export_bundle_names_its_access_record_and_says_what_it_holds(
         when = dt.datetime.strptime(scope["exported_at"], "%Y-%m-%dT%H:%M:%S.%f%z")
         assert abs(when - record.occurred_time.ToDatetime(dt.UTC)) < dt.timedelta(minutes=1)
         with store.engine.connect() as conn:  # past the checkpoint: no line can prove it
-            at = storage.entry_sequence(conn, tenant, record.event_id)
+            at = entries.entry_sequence(conn, tenant, record.event_id)
         assert at is not None and at >= size
         check = ["verify", "--bundle", str(path), "--verifier-key", key, "--log", tenant]
         assert main([*check, "--origin-prefix", ORIGIN_PREFIX]) == 0

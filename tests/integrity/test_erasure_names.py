@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from aiaudit.common import erasure, retention
 from aiaudit.common.store import SqlEventStore, open_store
+from aiaudit.common.store.entries import entry_sequence
 from aiaudit.common.store.migrate import migrate
 from aiaudit.common.store.prepare import prepare_batch
 from aiaudit.integrity import storage
@@ -146,7 +147,7 @@ def test_verify_event_finds_the_records_naming_an_event_by_keys_not_by_reading_t
         privacy.close()
     load(store, tenant, 10)
     with admin.connect() as conn:
-        seq = storage.entry_sequence(conn, tenant, record)
+        seq = entry_sequence(conn, tenant, record)
         with Issued(admin, "erasure_names") as named, Issued(admin, "log_entries le") as read:
             assert storage.record_naming(conn, tenant, ids[5], 5) == seq
         assert storage.record_naming(conn, tenant, ids[5], seq) is None

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from aiaudit.cli.main import main
 from aiaudit.common import erasure
-from aiaudit.common.store import SqlEventStore, open_store
+from aiaudit.common.store import SqlEventStore, entries, open_store
 from aiaudit.common.store.migrate import migrate
 from aiaudit.common.store.prepare import prepare_batch
 from aiaudit.integrity import storage
@@ -166,7 +166,7 @@ def test_an_id_erased_before_any_event_had_it_is_no_put_back(
     finally:
         privacy.close()
     with log.admin.connect() as conn:
-        seq = storage.entry_sequence(conn, log.tenant, later)
+        seq = entries.entry_sequence(conn, log.tenant, later)
         assert seq == 16
         assert storage.record_naming(conn, log.tenant, later, seq) is None
         assert storage.record_naming(conn, log.tenant, log.event(3), 3) is None

@@ -41,8 +41,8 @@ from aiaudit.alerting.redeliver import Dead, Recorder, Selection
 from aiaudit.alerting.tables import deliveries
 from aiaudit.common import access
 from aiaudit.common.auth import Caller
+from aiaudit.common.store import entries
 from aiaudit.common.store.prepare import prepare
-from aiaudit.common.store.schema import log_entries, logs
 from aiaudit.common.store.sql import Conflict, LogBusyError, NewEvent, SqlEventStore
 
 ACTION = "alerting.redeliver"
@@ -163,21 +163,11 @@ def through(store: SqlEventStore, s: Selection, requested_by: str) -> Recorder:
         if any(isinstance(o, Conflict) for o in outcomes):  # random ids: never expected
             raise NotRecordedError(f"a record id of {ACTION} was taken; nothing was moved")
         for log_id, event_id in _ids(prepared):
-            if not _is_entry(conn, log_id, event_id):
+            if entries.entry_sequence(conn, log_id, event_id) is None:
                 raise NotRecordedError(_elsewhere(store.engine.url, conn.engine.url, log_id))
         return _ids(prepared)
 
     return record
-
-
-def _is_entry(conn: sa.Connection, log_id: str, event_id: str) -> bool:
-    """Whether the event is an entry of the log (within its head), as ``conn`` sees it."""
-    le = log_entries.c
-    head = sa.select(logs.c.size).where(logs.c.log_id == log_id).scalar_subquery()
-    found = conn.execute(
-        sa.select(le.seq).where(le.log_id == log_id, le.event_id == event_id, le.seq < head)
-    )
-    return found.first() is not None
 
 
 def _where(url: sa.URL) -> str:

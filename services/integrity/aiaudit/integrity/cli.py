@@ -29,7 +29,7 @@ from aiaudit.common import (
 from aiaudit.common.auth import Caller
 from aiaudit.common.config import ConfigError, Settings
 from aiaudit.common.keys import configured, vault_admin
-from aiaudit.common.store import SqlEventStore, open_store
+from aiaudit.common.store import SqlEventStore, entries, open_store
 from aiaudit.integrity import accept_loss, bundle, receipts, storage, vault
 from aiaudit.integrity import settings as integrity_settings
 from aiaudit.integrity.component import key_source
@@ -505,7 +505,7 @@ def _check_recorded(store: SqlEventStore, log_id: str, event_id: str, url: str, 
     so any spelling of the same database passes, and no other does.
     """
     with store.engine.connect() as conn:
-        if storage.entry_sequence(conn, log_id, event_id) is not None:
+        if entries.entry_sequence(conn, log_id, event_id) is not None:
             return
     where = sa.make_url(url).render_as_string(hide_password=True)
     read = store.engine.url.render_as_string(hide_password=True)

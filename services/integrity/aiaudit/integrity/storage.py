@@ -17,7 +17,6 @@ from aiaudit.common.store.schema import (
     consumer_cursors,
     event_content,
     log_entries,
-    logs,
 )
 from aiaudit.common.store.sql import pg_rows
 from aiaudit.integrity.merkle import MissingNodeError, NodeID
@@ -707,20 +706,6 @@ def received_since(
         return None
     at = row[1] if row[1].tzinfo else row[1].replace(tzinfo=dt.UTC)
     return int(row[0]), at
-
-
-def entry_sequence(conn: sa.Connection, log_id: str, event_id: str) -> int | None:
-    """The sequence at which the event is an entry of the log (within its head), or None.
-
-    ``export-bundle`` checks with it, through the login that read the log, that
-    the access record it wrote through another login landed in that log.
-    """
-    le = log_entries.c
-    head = sa.select(logs.c.size).where(logs.c.log_id == log_id).scalar_subquery()
-    seq = conn.execute(
-        sa.select(le.seq).where(le.log_id == log_id, le.event_id == event_id, le.seq < head)
-    ).scalar()
-    return None if seq is None else int(seq)
 
 
 def has_content_commitments(committed: bytes) -> bool:
