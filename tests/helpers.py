@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import os
 import socket
 import subprocess
@@ -195,6 +196,30 @@ def assert_unauthenticated(
             err = refused_raw(channel, method, raw, response_streaming)
         assert err.code() == grpc.StatusCode.UNAUTHENTICATED, (key, err.code(), err.details())
         assert "protobuf" not in (err.details() or "")
+
+
+_TRACED = """
+import json, sys, tracemalloc
+from aiaudit.cli.main import main
+exec(sys.argv[3])
+tracemalloc.start()
+code = main(json.loads(sys.argv[1]))
+peak = tracemalloc.get_traced_memory()[1]
+with open(sys.argv[2], "w") as out:
+    json.dump([code, peak], out)
+"""
+
+
+def traced_peak(argv: list[str], out: Path, setup: str = "") -> tuple[int, int]:
+    """(Exit code, peak bytes traced) of ``aiaudit ARGV`` in a process of its own.
+
+    tracemalloc counts every thread's allocations: in the test's process a fixture's
+    notary, signing meanwhile, added up to 3 MB. ``setup`` runs in the child before
+    tracing starts; ``out`` is a file it may write.
+    """
+    subprocess.run([sys.executable, "-c", _TRACED, json.dumps(argv), str(out), setup], check=True)
+    code, peak = json.loads(out.read_text())
+    return int(code), int(peak)
 
 
 def free_port() -> int:

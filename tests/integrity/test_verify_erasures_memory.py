@@ -9,15 +9,13 @@ in sequence order, a batch at a time.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from aiaudit.common import erasure
 from aiaudit.common.store import open_store
+from tests.helpers import traced_peak
 from tests.integrity.test_verify import Log, full_log, postgres  # noqa: F401 (the fixtures)
 
 IDS = 10_000
@@ -38,29 +36,12 @@ def erase_ids(url: str, log: Log, first: int, records: int) -> None:
         store.close()
 
 
-CHILD = """
-import json, sys, tracemalloc
-from aiaudit.cli.main import main
-from aiaudit.integrity import verify
-verify.PAGE = 16  # a page of the walk holds no more records
-tracemalloc.start()
-code = main(json.loads(sys.argv[1]))
-peak = tracemalloc.get_traced_memory()[1]
-with open(sys.argv[2], "w") as out:
-    json.dump([code, peak], out)
-"""
-"""Verify in a process of its own: tracemalloc counts every thread's allocations, and the
-fixture's notary, signing the new records in this process meanwhile, added up to 3 MB."""
-
-
 def peak(log: Log, mode: str, tmp_path: Path) -> int:
     """Peak bytes allocated by one ``aiaudit verify`` of the log (which must pass)."""
-    out = tmp_path / "peak.json"
-    argv = [*log.argv(), "--mode", mode]
-    subprocess.run([sys.executable, "-c", CHILD, json.dumps(argv), str(out)], check=True)
-    code, top = json.loads(out.read_text())
+    setup = "from aiaudit.integrity import verify; verify.PAGE = 16"  # a page holds no more records
+    code, top = traced_peak([*log.argv(), "--mode", mode], tmp_path / "peak.json", setup)
     assert code == 0, f"verify --mode {mode} failed"
-    return int(top)
+    return top
 
 
 @pytest.mark.parametrize("mode", ["leaves", "full"])
