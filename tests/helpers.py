@@ -293,6 +293,21 @@ def concurrently(n: int, work: Callable[[int], None]) -> None:
         raise failures[0]
 
 
+def this_thread_only(instead: Callable[..., T], real: Callable[..., T]) -> Callable[..., T]:
+    """``instead`` for calls from the calling thread, ``real`` for any other thread's.
+
+    For a stand-in of a module's function shared by the whole process (``os.fsync``,
+    ``os.write``, ``os.scandir``): a thread an earlier test left running (a notary, a
+    server) calls it too, and must neither meet the test's fault nor add to its record.
+    """
+    here = threading.get_ident()
+
+    def either(*args: Any, **kwargs: Any) -> T:
+        return (instead if threading.get_ident() == here else real)(*args, **kwargs)
+
+    return either
+
+
 def wait_until(condition: Callable[[], T], timeout: float = 30.0) -> T:
     """Polls ``condition`` until it is truthy and returns its value.
 

@@ -12,6 +12,7 @@ knew, so entries another leader integrated meanwhile get signed.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from aiaudit.integrity.note import NoteSigner
 from aiaudit.integrity.signers import ActiveKey, FileKeys, SignerUnavailableError
 from aiaudit.integrity.verify import Report, verify_store
 from tests.conftest import Postgres
-from tests.helpers import wait_until
+from tests.helpers import this_thread_only, wait_until
 from tests.integrity.conftest import (
     ORIGIN_PREFIX,
     append,
@@ -372,7 +373,7 @@ def test_an_export_interrupted_mid_write_leaves_no_torn_checkpoint(
         raise OSError(28, "No space left on device")
 
     with monkeypatch.context() as patched:
-        patched.setattr(worm.os, "write", disk_full)
+        patched.setattr(worm.os, "write", this_thread_only(disk_full, os.write))
         with pytest.raises(OSError, match="No space"):
             worm.export(directory, "acme", 7, b"\x01\x02\x03\x04", "note\n")
     assert list(worm.read_all(directory, "acme")) == []

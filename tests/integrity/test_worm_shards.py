@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from aiaudit.integrity import worm
+from tests.helpers import this_thread_only
 from tests.integrity.conftest import append
 from tests.integrity.test_loss_acceptance import Site, postgres, site  # noqa: F401 (fixtures)
 
@@ -48,7 +49,7 @@ def listed(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Path]]:
         paths.append(Path(path))
         return scandir(path)
 
-    monkeypatch.setattr(worm.os, "scandir", counted)
+    monkeypatch.setattr(worm.os, "scandir", this_thread_only(counted, scandir))
     yield paths
 
 
@@ -65,7 +66,7 @@ def test_exports_land_in_the_shard_of_their_size_and_each_new_folder_is_fsynced(
         synced.append(Path(os.readlink(f"/proc/self/fd/{fd}")))
         fsync(fd)
 
-    monkeypatch.setattr(worm.os, "fsync", recorded)
+    monkeypatch.setattr(worm.os, "fsync", this_thread_only(recorded, fsync))
     directory = tmp_path / "checkpoints"
     directory.mkdir()
     log = directory / "acme"
@@ -297,7 +298,7 @@ def test_a_shard_made_by_an_export_that_failed_is_fsynced_in_its_folder_by_the_n
         raise OSError(28, "No space left on device")
 
     with monkeypatch.context() as patched:
-        patched.setattr(worm.os, "write", disk_full)
+        patched.setattr(worm.os, "write", this_thread_only(disk_full, os.write))
         with pytest.raises(OSError, match="No space"):
             worm.export(directory, "acme", 65_536, KEY, "note 65536\n")
     assert (log / "000000000001").is_dir()
@@ -313,11 +314,11 @@ def test_a_shard_made_by_an_export_that_failed_is_fsynced_in_its_folder_by_the_n
             raise OSError(5, "Input/output error")
         fsync(fd)
 
-    monkeypatch.setattr(worm.os, "fsync", recorded)
+    monkeypatch.setattr(worm.os, "fsync", this_thread_only(recorded, fsync))
     worm.export(directory, "acme", 65_537, KEY, "note 65537\n")
     assert synced[1:] == [log / "000000000001", log]
     with monkeypatch.context() as patched:
-        patched.setattr(worm.os, "fsync", failed_on_folders)
+        patched.setattr(worm.os, "fsync", this_thread_only(failed_on_folders, fsync))
         with pytest.raises(OSError, match="Input/output"):
             worm.export(directory, "acme", 131_072, KEY, "note 131072\n")
     synced.clear()
