@@ -69,8 +69,8 @@ def postgres() -> Iterator[Postgres]:
     database it would first work through the logs other suites left there (the
     erasure contract's 70,000 entries, the notary's long backlog, damaged rows),
     and a test's alert would wait behind them for as long as that takes, which
-    depends on which suites ran before (``test_jailbreak_alert_within_a_second``
-    missed its second and ``test_list_alerts_pagination`` its deadline so).
+    depends on which suites ran before (the jailbreak alert's test, then bounded
+    at 1 s, missed its second and ``test_list_alerts_pagination`` its deadline so).
     """
     with _database() as pg:
         yield pg
