@@ -136,6 +136,7 @@ CLUSTERS = {
     "accents": "e\u0301\u0323",  # e, acute and dot below written apart (NFD)
     "devanagari": "\u0915\u094d\u0937\u093f",  # क्षि: consonant, virama, consonant, vowel sign
     "family": "\U0001f468\u200d\U0001f469\u200d\U0001f467",  # man ZWJ woman ZWJ girl
+    "flag": "\U0001f1eb\U0001f1f7",  # France: regional indicators F and R
     "skin tone": "\U0001f44d\U0001f3fd",  # thumbs up, medium skin tone
 }
 """Letters as read, each more than one code point."""
@@ -168,3 +169,77 @@ def test_clip_of_a_letter_with_a_million_marks_is_cheap() -> None:
     clipped = clip(fragment)
     assert time.thread_time() - start < 0.05, "the marks were walked whole"
     assert clipped.startswith("<em>x</em>\u0301") and len(_shown(clipped)) <= FRAGMENT_CHARS
+
+
+FLAGS = "\U0001f1eb\U0001f1f7\U0001f1e9\U0001f1ea\U0001f1ee\U0001f1f9"  # France, Germany, Italy
+
+
+def _parts_a_flag(text: str, at: int) -> bool:
+    """Whether ``at`` falls inside a flag: regional indicators pair from their run's start."""
+    run = 0
+    while at - run > 0 and "\U0001f1e6" <= text[at - run - 1] <= "\U0001f1ff":
+        run += 1
+    return run % 2 == 1 and at < len(text) and "\U0001f1e6" <= text[at] <= "\U0001f1ff"
+
+
+def _sides(fragment: str, clipped: str) -> tuple[int, int]:
+    """Where the text ``clipped`` shows starts and ends in ``fragment`` (tags dropped)."""
+    bare = fragment.replace("<em>", "").replace("</em>", "")
+    piece = _shown(clipped).removeprefix(ELLIPSIS).removesuffix(ELLIPSIS)
+    start = bare.index(piece)
+    return start, start + len(piece)
+
+
+@pytest.mark.parametrize(
+    "before",
+    ["", "\U0001f1eb", "\U0001f468\u200d"],
+    ids=["flags", "a stray indicator first", "a joiner first"],
+)
+def test_clip_never_parts_a_flag(before: str) -> None:
+    """Regional indicators pair from the start of their run: (1, 2), (3, 4)...
+
+    Until 2026-12-07 the cut counted them one by one: a piece could begin or end
+    with half a flag (a letter in a box), and show the flags after it misread (the
+    second half of France and the first of Germany). Every offset of the cut in a run
+    of flags, odd and even, each side of the match. A U+200D joins no indicator to
+    the man before it: the flags after it pair from there (UAX #29).
+    """
+    run = before + FLAGS * 3
+    inside = 0
+    for pad in range(110, 150):
+        fragment = "b" * 500 + " " + run + "a" * pad + " <em>mango</em> "
+        fragment += "a" * pad + run + " " + "c" * 500
+        clipped = clip(fragment)
+        assert len(_shown(clipped)) <= FRAGMENT_CHARS
+        bare = fragment.replace("<em>", "").replace("</em>", "")
+        for side in _sides(fragment, clipped):
+            assert not _parts_a_flag(bare, side), (pad, side, clipped[:12], clipped[-12:])
+            inside += "\U0001f1e6" <= bare[side - 1] <= "\U0001f1ff"
+    assert inside > 20, "the cuts were not among the flags"
+
+
+def test_clip_of_a_million_regional_indicators_is_cheap() -> None:
+    """Pairs are counted back at most 32 indicators: past that, a run is taken to end in
+    a whole flag (as a run of flags does; one with a stray indicator shows its flags
+    shifted by one). The run after the match is paired from its start, whatever its
+    length."""
+    fragment = "\U0001f1eb" + FLAGS * 500_000 + " <em>x</em> " + FLAGS * 500_000
+    start = time.thread_time()
+    clipped = clip(fragment)
+    assert time.thread_time() - start < 0.05, "the run was counted whole"
+    left, right = _shown(clipped).removeprefix(ELLIPSIS).removesuffix(ELLIPSIS).split(" x ")
+    assert len(left) % 2 == 0 and right.startswith(FLAGS) and len(right) % 2 == 0
+
+
+@pytest.mark.parametrize("search_suite", ["sqlite"], indirect=True)
+def test_a_run_of_flags_is_cut_between_two_flags(search_suite: SearchSuite, tenant: str) -> None:
+    """SQLite's snippet holds a run of flags whole (separators between two tokens): the
+    cut falls in it. OpenSearch's fragments are at most 100 UTF-16 units, never cut
+    here; their own edges are the highlighter's, which may part a flag (see README)."""
+    text = FLAGS * 100 + " mango " + FLAGS * 100
+    search_suite.append([interaction(tenant, "flags", text=text)])
+    search_suite.wait_indexed(tenant, 1)
+    (found,) = search_suite.find(tenant, query="mango").results
+    (fragment,) = found.highlights["input.text"].fragments
+    start, end = _sides(text, fragment)
+    assert not _parts_a_flag(text, start) and not _parts_a_flag(text, end), fragment

@@ -11,8 +11,8 @@ of unicode61, a run of emoji, dashes or ". " one separator). A fragment of
 A fragment here is HTML-escaped text whose only markup is ``<em>``/``</em>``
 around the matches (both backends), so ``<`` always starts a tag and ``&``
 an escape: the cut never splits either, nor a letter from the marks that
-follow it (accents, vowel signs, variation selectors, skin tones) or an emoji
-joined by U+200D from the one before it.
+follow it (accents, vowel signs, variation selectors, skin tones), an emoji
+joined by U+200D from the one before it, nor a flag's two regional indicators.
 """
 
 from __future__ import annotations
@@ -38,6 +38,9 @@ _VIRAMA = 9
 _LETTER_CODE_POINTS = 32
 """A letter is taken whole up to this many code points: one of a million stacked marks
 (Zalgo text) is cut among them, so finding a unit's end stays cheap."""
+_FLAG_RUN = 32
+"""Regional indicators counted back at most, to pair them from their run's start (even:
+a longer run is taken to end in a whole flag, see :func:`_ends_flag`)."""
 
 
 def clip(fragment: str, limit: int = FRAGMENT_CHARS) -> str:
@@ -156,22 +159,47 @@ def _joins(before: str, char: str) -> bool:
     skin-tone modifiers, emoji tags, what a U+200D joins and the consonant after a
     virama (a conjunct such as क्ष); never across a tag or an escape. Until 2026-12-07
     a cut could part a letter from its accent, and the piece began with a lone mark.
-    Not the full UAX #29 rules: a flag's two regional indicators can still part.
+    A flag's two regional indicators are paired by the walks (:func:`_right`,
+    :func:`_left`), which know where they start: one after a U+200D starts a flag of
+    its own (UAX #29 joins only pictographs so), not joined to the one before.
     """
     if before in ">;" or char in "<&":
         return False
     return (
         unicodedata.category(char) in _MARKS
         or char == _JOINER
-        or before == _JOINER
+        or (before == _JOINER and not _regional(char))
         or (unicodedata.combining(before) == _VIRAMA and unicodedata.category(char) == "Lo")
         or "\U0001f3fb" <= char <= "\U0001f3ff"
         or "\U000e0020" <= char <= "\U000e007f"
     )
 
 
+def _regional(char: str) -> bool:
+    """Whether ``char`` is a regional indicator, a flag's half (🇫🇷 is two: F, R)."""
+    return "\U0001f1e6" <= char <= "\U0001f1ff"
+
+
+def _ends_flag(fragment: str, at: int) -> bool:
+    """Whether the regional indicator before ``at`` is a flag's second: an even run ends there.
+
+    Indicators pair from their run's start (UAX #29), counted back at most
+    :data:`_FLAG_RUN`: a longer run is taken to end in a whole flag, as a run of flags
+    does, so a million indicators in a row cost a bounded count a step. Only a run
+    with a stray indicator in it, cut past the bound, shows its flags shifted by one.
+    """
+    i, stop = at, max(0, at - _FLAG_RUN)
+    while i > stop and _regional(fragment[i - 1]):
+        i -= 1
+    return at - i > 0 and (at - i) % 2 == 0
+
+
 def _right(fragment: str, at: int) -> int | None:
-    """Where the unit at ``at`` ends: a tag, an escape, a letter with marks, an end's ``...``."""
+    """Where the unit at ``at`` ends: a tag, an escape, a letter with marks, an end's ``...``.
+
+    ``at`` is where a unit ends (the walk takes whole units from the first match), so
+    a regional indicator there starts a flag: the one after it is its second half.
+    """
     if at >= len(fragment):
         return None
     if at == len(fragment) - len(ELLIPSIS) and fragment.endswith(ELLIPSIS):
@@ -181,6 +209,8 @@ def _right(fragment: str, at: int) -> int | None:
     if fragment[at] == "&":
         return fragment.index(";", at) + 1
     end, stop = at + 1, min(len(fragment), at + _LETTER_CODE_POINTS)
+    if end < stop and _regional(fragment[at]) and _regional(fragment[end]):
+        end += 1
     while end < stop and _joins(fragment[end - 1], fragment[end]):
         end += 1
     return end
@@ -201,4 +231,6 @@ def _left(fragment: str, at: int) -> int | None:
     start, stop = at - 1, max(0, at - _LETTER_CODE_POINTS)
     while start > stop and _joins(fragment[start - 1], fragment[start]):
         start -= 1
+    if start > 0 and _regional(fragment[start - 1]) and _ends_flag(fragment, start + 1):
+        start -= 1  # a flag's second half: nothing joins its first from before
     return start
