@@ -263,8 +263,9 @@ def test_the_slots_of_a_client_that_vanished_come_back_within_the_keepalive_boun
         return True
 
     # The next ping, unanswered for the timeout, ends both streams; the watch loop sees
-    # it within its interval. Before, the slots stayed taken for about two hours.
-    wait_until(reopened, timeout=KEEPALIVE + KEEPALIVE_TIMEOUT + 3)
+    # it within its interval. Before, the slots stayed taken for about two hours: 15 s of
+    # room for a loaded machine (3 s was close to what a stalled process loses).
+    wait_until(reopened, timeout=KEEPALIVE + KEEPALIVE_TIMEOUT + 15)
     near.close()
 
 
@@ -290,11 +291,11 @@ def test_clients_may_keep_a_quiet_watch_alive_as_often_as_the_server_permits(
 
     allowed, patient, watch = pinging(2500)
     hasty, _, refused = pinging(1000)
-    wait_until(lambda: allowed.count("client", PING) >= 4, timeout=20)  # past 2 strikes
+    wait_until(lambda: allowed.count("client", PING) >= 4, timeout=60)  # past 2 strikes
     assert allowed.count("server", GOAWAY) == 0 and watch.running()
     watch.cancel()
     pinged = allowed.count("client", PING)
-    wait_until(lambda: allowed.count("client", PING) >= pinged + 2, timeout=20)  # no call
+    wait_until(lambda: allowed.count("client", PING) >= pinged + 2, timeout=60)  # no call
     assert allowed.count("server", GOAWAY) == 0
     patient.close()
     wait_until(lambda: hasty.count("server", GOAWAY) == 1)

@@ -35,7 +35,7 @@ from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
 from aiaudit.ingest.validation import Limits
 from tests.conftest import Postgres
-from tests.helpers import interaction
+from tests.helpers import interaction, wait_until
 
 HELD = 60.0
 """How long a head may stay locked in these tests: far past any deadline they set."""
@@ -110,10 +110,7 @@ def test_another_tenants_batches_commit_while_a_head_is_held(
         sizes = pg_store.log_sizes()
         assert (sizes[a], sizes[b]) == (3, 5)
         # The lane drained and ended: A's batches go to the writer again.
-        deadline = time.monotonic() + 10
-        while committer.lanes and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not committer.lanes
+        wait_until(lambda: not committer.lanes)
         assert [r.sequence for r in committer.submit(batch(a, "a-3")).result(10)] == [3]  # type: ignore[union-attr]
     finally:
         committer.close()
@@ -177,10 +174,7 @@ def test_an_append_given_up_on_may_still_commit_and_its_retry_gets_the_receipts(
         assert "may still be committed" in text and "retry with the same event ids" in text
         assert "nothing was acknowledged" not in text
     # Released: the batch its handler gave up on commits (it was waiting for the head) ...
-    deadline = time.monotonic() + 20
-    while pg_store.log_sizes().get(a) != 3 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert pg_store.log_sizes()[a] == 3
+    wait_until(lambda: pg_store.log_sizes().get(a) == 3)
     # ... and the retry the answer asked for is answered with its receipts.
     again = ingest.Append(pb.AppendRequest(events=events), timeout=10).receipts
     assert [(r.event_id, r.sequence, r.duplicate) for r in again] == [

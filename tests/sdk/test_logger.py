@@ -501,7 +501,9 @@ def test_close_spools_a_batch_whose_send_the_service_never_answers(
         wait_until(lambda: logger._call is not None)  # the send is in flight
         start = time.monotonic()
         logger.close(timeout=1.0)
-        assert time.monotonic() - start < 1.0 + 2.5  # the deadline, and spooling
+        # The deadline, and spooling 50 events (fsynced: seconds on a loaded machine's
+        # disk); far short of the send's own 30 s, which the close must not wait for.
+        assert time.monotonic() - start < 1.0 + 10
         assert spooled(server.spool) == 50
     finally:
         os.kill(server.proc.pid, signal.SIGCONT)
