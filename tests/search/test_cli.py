@@ -6,6 +6,7 @@ import base64
 import contextlib
 import csv
 import datetime as dt
+import errno
 import fcntl
 import io
 import os
@@ -559,3 +560,80 @@ def test_aggregate_all_pages_failing_mid_way_names_the_page_to_go_on_from(
         running.channel.close()
         if not stopped:
             running.suite.stop()
+
+
+MAX_ARG_STRLEN = 131_072
+"""The longest argument Linux passes to a program, its NUL included (32 pages)."""
+_LONG_KEYS = ("actor.user_role", "actor.agent_name", "actor.agent_id", "model.version")
+"""Keyword fields of up to 4,096 characters (``user_id`` and ``application`` are 256)."""
+
+
+def test_aggregate_goes_on_from_a_token_too_long_for_the_command_line(
+    search_suite: SearchSuite, tenant: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Four keys of 4,096 control characters, 6 bytes each in the token's JSON: the
+    next page's token (about 131,170 characters) is longer than any argument Linux
+    passes, so ``--page-token`` cannot carry it. ``--page-token-file`` reads it from a
+    file, or from stdin (``-``); until 2026-12-07 such an aggregate could not be gone
+    on with from the command line."""
+    keys = ["\x01" * 4095 + last for last in "ab"]
+    events = [interaction(tenant, f"long-{i}") for i in range(len(keys))]
+    for e, key in zip(events, keys, strict=True):
+        e.actor.user_role = e.actor.agent_name = e.actor.agent_id = e.model.version = key
+    search_suite.append(events)
+    search_suite.wait_indexed(tenant, len(events))
+    aggregate = ["aggregate", "--address", search_suite.address, "--tenant", tenant]
+    aggregate += [f"--api-key={search_suite.keys['auditor']}", "--filter", NOT_ACCESS]
+    aggregate += [f"--group-by={f}" for f in _LONG_KEYS]
+    aggregate += ["--page-size", "1", "--json"]
+    assert main(aggregate) == 0
+    first = json_format.Parse(capsys.readouterr().out, pb.AggregateResponse())
+    token = first.next_page_token
+    assert len(token) >= MAX_ARG_STRLEN
+    with pytest.raises(OSError) as refused:  # the kernel runs no program given it
+        subprocess.run([sys.executable, "-c", "", token], check=False)
+    assert refused.value.errno == errno.E2BIG
+
+    saved = tmp_path / "token"
+    saved.write_text(token + "\n")  # as `jq -r .nextPageToken` writes it
+    assert main([*aggregate, "--page-token-file", str(saved)]) == 0
+    out, err = capsys.readouterr()
+    second = json_format.Parse(out, pb.AggregateResponse())
+    assert [list(b.keys) for b in second.buckets] == [[keys[1]] * 4]
+    assert _said(err) == ["1 group(s) of 1 event(s)"]  # the last page: no token
+    proc = subprocess.run(
+        [sys.executable, "-m", "aiaudit.cli.main", *aggregate, "--page-token-file", "-"],
+        input=token,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json_format.Parse(proc.stdout, pb.AggregateResponse()) == second
+
+
+def test_a_page_token_file_without_a_token_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Named, with why, before any call; with ``--page-token`` as well, argparse's usage."""
+    aggregate = ["aggregate", "--tenant", "t", "--page-size", "1", "--page-token-file"]
+    missing, empty, binary, large = (tmp_path / n for n in ("missing", "empty", "bin", "large"))
+    empty.write_text("\n")
+    binary.write_bytes(b"\xff\xfe token")
+    large.write_bytes(b"A" * (2 << 20))
+    for path, why in [
+        (missing, f"cannot read --page-token-file {missing}: No such file or directory"),
+        (tmp_path, f"cannot read --page-token-file {tmp_path}: Is a directory"),
+        (empty, f"--page-token-file {empty} is empty"),
+        (binary, f"--page-token-file {binary} holds no page token (not ASCII)"),
+        (large, f"--page-token-file {large} is over 1,048,576 bytes: no page token is"),
+    ]:
+        assert main([*aggregate, str(path)]) == 2
+        out, err = capsys.readouterr()
+        assert (out, _said(err)) == ("", [f"aiaudit aggregate: {why}"])
+    with pytest.raises(SystemExit) as usage:
+        main([*aggregate, str(empty), "--page-token", "x"])
+    assert usage.value.code == 2
+    assert "not allowed with argument --page-token-file" in capsys.readouterr().err

@@ -92,6 +92,45 @@ def _json_line(message: Message) -> str:
     )
 
 
+_TOKEN_FILE_BYTES = 1 << 20
+"""What ``--page-token-file`` reads at most: eight times the longest token (four keys of
+4,096 characters, each escaped in at most 6 bytes of JSON: 131,328 bytes of base64)."""
+
+
+class TokenFileError(Exception):
+    """``--page-token-file`` names no file holding a token: the message says which, and why."""
+
+
+def token_from(path: Path) -> str:
+    """The page token in the file at ``path`` (``-``: stdin), surrounding whitespace dropped.
+
+    A token is one argument on the command line, and Linux takes none longer than
+    128 KiB (MAX_ARG_STRLEN): the token after four long keys (up to 131,328 bytes,
+    printed whole on stderr) could not be passed back. A file has no such bound.
+    """
+    stdin = str(path) == "-"
+    where = "stdin" if stdin else str(path)
+    try:
+        if stdin:
+            raw = sys.stdin.buffer.read(_TOKEN_FILE_BYTES + 1)
+        else:
+            with open(path, "rb") as f:
+                raw = f.read(_TOKEN_FILE_BYTES + 1)
+    except OSError as exc:
+        raise TokenFileError(f"cannot read --page-token-file {where}: {exc.strerror}") from None
+    if len(raw) > _TOKEN_FILE_BYTES:
+        raise TokenFileError(
+            f"--page-token-file {where} is over {_TOKEN_FILE_BYTES:,} bytes: no page token is"
+        )
+    try:
+        token = raw.decode("ascii").strip()
+    except UnicodeDecodeError:
+        raise TokenFileError(f"--page-token-file {where} holds no page token (not ASCII)") from None
+    if not token:
+        raise TokenFileError(f"--page-token-file {where} is empty")
+    return token
+
+
 def run_search(args: argparse.Namespace) -> int:
     """Prints matching events (one line each, or --json lines), following pages up to --limit."""
     stub = _stub(args)
@@ -130,7 +169,8 @@ def run_aggregate(args: argparse.Namespace) -> int:
     """Prints the groups and histogram (a table, or each page as a line of JSON).
 
     With ``--page-size`` one page is printed and the token of the next named on
-    stderr, to go on from with ``--page-token`` (the token keeps the first page's
+    stderr, to go on from with ``--page-token``, or ``--page-token-file`` for one too
+    long for the command line (the token keeps the first page's
     snapshot, so pages fetched later still add up to one answer); ``--all-pages``
     follows the tokens to the last page, printing each page as it arrives (a
     table's histogram, which comes with the first page, after the last page's groups).
@@ -138,6 +178,13 @@ def run_aggregate(args: argparse.Namespace) -> int:
     """
     if args.all_pages and not args.page_size:
         print("aiaudit aggregate: --all-pages needs --page-size", file=sys.stderr)
+        return 2
+    try:
+        token = (
+            args.page_token if args.page_token_file is None else token_from(args.page_token_file)
+        )
+    except TokenFileError as exc:
+        print(f"aiaudit aggregate: {exc}", file=sys.stderr)
         return 2
     stub = _stub(args)
     request = pb.AggregateRequest(
@@ -148,7 +195,7 @@ def run_aggregate(args: argparse.Namespace) -> int:
         metrics=args.metric,
         percentiles=args.percentile,
         page_size=args.page_size,
-        page_token=args.page_token,
+        page_token=token,
     )
     if args.histogram:
         request.histogram.interval = args.histogram
@@ -313,7 +360,14 @@ def register(
         default=0,
         help="groups per page, in key order (default: every group, the largest first, at once)",
     )
-    aggregate.add_argument("--page-token", default="", help="go on from a page's next token")
+    token = aggregate.add_mutually_exclusive_group()
+    token.add_argument("--page-token", default="", help="go on from a page's next token")
+    token.add_argument(
+        "--page-token-file",
+        type=Path,
+        metavar="FILE",
+        help="go on from the token in FILE ('-': stdin), one too long for the command line",
+    )
     aggregate.add_argument(
         "--all-pages", action="store_true", help="with --page-size: follow every page to the last"
     )
