@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 
 import grpc
@@ -482,6 +483,10 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(
         prog="aiaudit", description="Tamper-evident audit log for AI interactions."
+    )
+    # The installed distribution's (pyproject.toml's); the services report none of their own.
+    parser.add_argument(
+        "--version", action="version", version=f"aiaudit {metadata.version('aiaudit')}"
     )
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="host every implemented service on one port")
