@@ -87,7 +87,7 @@ class _Watch:
             pass  # cancelled at the end
 
     def next(self) -> pb.Alert:
-        return self.got.get(timeout=10)
+        return self.got.get(timeout=30)  # only bounds a failure, as wait_until's default
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ def _watch(channel: grpc.Channel, parent: str) -> tuple[queue.Queue[pb.Alert], g
 
 
 def _next(got: queue.Queue[pb.Alert]) -> tuple[str, int]:
-    a = got.get(timeout=10)
+    a = got.get(timeout=30)  # only bounds a failure, as wait_until's default
     return a.name, a.state
 
 

@@ -67,7 +67,7 @@ def test_a_fifo_in_place_of_the_file_does_not_hold_the_calls(keys_file: auth.Key
     found: list[set[str]] = []
     look = threading.Thread(target=lambda: found.append(_ids(keys_file.current())), daemon=True)
     look.start()
-    look.join(timeout=5)
+    look.join(timeout=30)  # the old code blocked for good; a loaded machine stalls seconds
     blocked = look.is_alive()
     if blocked:  # let the old code's read end: a writer that opens and closes
         os.close(os.open(keys_file.path, os.O_WRONLY | os.O_NONBLOCK))
