@@ -16,7 +16,7 @@ import time
 import pytest
 
 from aiaudit.common.v1 import event_pb2 as ev
-from aiaudit.search.fragments import ELLIPSIS, FRAGMENT_CHARS, clip
+from aiaudit.search.fragments import ELLIPSIS, FRAGMENT_CHARS, clip, shown, whole_flags
 from tests.helpers import interaction
 from tests.search.conftest import SearchSuite
 
@@ -243,3 +243,54 @@ def test_a_run_of_flags_is_cut_between_two_flags(search_suite: SearchSuite, tena
     (fragment,) = found.highlights["input.text"].fragments
     start, end = _sides(text, fragment)
     assert not _parts_a_flag(text, start) and not _parts_a_flag(text, end), fragment
+
+
+def test_whole_flags_takes_the_other_half_of_a_flag_cut_at_an_edge() -> None:
+    """Found in the text through its escapes and tags; the text is made for an edge
+    that is a regional indicator only, and a fragment not found is left as it is."""
+    text = "a & b " + FLAGS * 3 + " <mango> " + FLAGS * 3
+
+    def marked(start: int, end: int) -> str:  # as OpenSearch's html encoder writes it
+        escaped = html.escape(text[start:end], quote=True).replace("/", "&#x2F;")
+        return escaped.replace("mango", "<em>mango</em>")
+
+    assert whole_flags(marked(7, -3), text) == marked(6, -2)
+    assert whole_flags(marked(6, -2), text) == marked(6, -2)
+    assert whole_flags(ELLIPSIS + marked(7, -3), text) == ELLIPSIS + marked(7, -3)
+
+    def unasked() -> dict[str, str]:
+        raise AssertionError("the text was made for a fragment without an indicator at an edge")
+
+    plain = {"input.text": [marked(0, 33)]}  # flags inside, none at an edge
+    assert shown(plain, unasked) == plain
+    assert shown({"input.text": [marked(7, -3)]}, lambda: {"input.text": text}) == {
+        "input.text": [marked(6, -2)]
+    }
+
+
+FLAG_TEXTS = {
+    **{f"before, {n} stray": "\U0001f1eb" * n + FLAGS * 10 + " mango" for n in (0, 1)},
+    **{f"after, {n} before": "x" * n + " mango " + FLAGS * 20 + " word" * 30 for n in range(4)},
+}
+"""Flags next to a match: OpenSearch's fragments end among them, at either parity."""
+
+
+def test_a_fragment_of_flags_begins_and_ends_between_two_flags(
+    search_suite: SearchSuite, tenant: str
+) -> None:
+    """OpenSearch's highlighter parts regional indicators (its word breaks take each
+    apart), and ended a fragment about 100 UTF-16 units from the match wherever: until
+    2026-12-07 a fragment could begin or end with half a flag, every flag after it
+    misread. The edge takes the other half, found where the fragment is in the text."""
+    events = [interaction(tenant, f"f-{i}", text=t) for i, t in enumerate(FLAG_TEXTS.values())]
+    search_suite.append(events)
+    search_suite.wait_indexed(tenant, len(events))
+    texts = {f"f-{i}": t for i, t in enumerate(FLAG_TEXTS.values())}
+    found = search_suite.find(tenant, query="mango").results
+    assert len(found) == len(texts)
+    for result in found:
+        text = texts[result.event.event_id]
+        (fragment,) = result.highlights["input.text"].fragments
+        start, end = _sides(text, fragment)
+        assert not _parts_a_flag(text, start), (text[:20], fragment)
+        assert not _parts_a_flag(text, end), (text[:20], fragment)

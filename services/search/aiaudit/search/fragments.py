@@ -17,7 +17,9 @@ joined by U+200D from the one before it, nor a flag's two regional indicators.
 
 from __future__ import annotations
 
+import html
 import unicodedata
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 FRAGMENT_CHARS = 300
@@ -41,6 +43,59 @@ _LETTER_CODE_POINTS = 32
 _FLAG_RUN = 32
 """Regional indicators counted back at most, to pair them from their run's start (even:
 a longer run is taken to end in a whole flag, see :func:`_ends_flag`)."""
+_INDICATORS = "".join(map(chr, range(0x1F1E6, 0x1F200)))
+
+
+def shown(
+    marks: Mapping[str, list[str]], texts: Callable[[], Mapping[str, str]]
+) -> dict[str, list[str]]:
+    """Each field's fragments as shown: a flag cut at an edge made whole, then clipped.
+
+    ``texts``: the fields' texts as indexed, made only for a fragment with a regional
+    indicator at an edge (:func:`whole_flags`).
+    """
+    made: Mapping[str, str] | None = None
+    out: dict[str, list[str]] = {}
+    for name, fragments in marks.items():
+        out[name] = []
+        for fragment in fragments:
+            if fragment and (_regional(fragment[0]) or _regional(fragment[-1])):
+                made = texts() if made is None else made
+                fragment = whole_flags(fragment, made.get(name, ""))
+            out[name].append(clip(fragment))
+    return out
+
+
+def whole_flags(fragment: str, text: str) -> str:
+    """``fragment`` of ``text`` with a flag cut at either edge made whole again.
+
+    OpenSearch's highlighter ends a fragment about 100 UTF-16 units from a match,
+    wherever a code point ends (its word breaks part regional indicators): 61 of them
+    before a match came back as a fragment of the last 50, the first of which was a
+    flag's second half, and 40 after one as a fragment ending 47 into them (probe,
+    2026-12-07). Where the fragment falls in ``text`` says which: it is looked for
+    there (its first place; the search is a pass over the text, so the indicators
+    before it are counted whole too), and an edge inside a flag takes the other half.
+    A fragment not found (cut by :func:`clip`, or FTS5's ``...``) is returned as it is.
+    """
+    bare = html.unescape(fragment.replace(_OPEN, "").replace(_CLOSE, ""))
+    start = text.find(bare)
+    if start < 0:
+        return fragment
+    end = start + len(bare)
+    if _inside_flag(text, start):
+        fragment = text[start - 1] + fragment
+    if _inside_flag(text, end):
+        fragment += text[end]
+    return fragment
+
+
+def _inside_flag(text: str, at: int) -> bool:
+    """Whether ``at`` falls between a flag's two regional indicators (its run counted whole)."""
+    if not 0 < at < len(text) or not _regional(text[at]):
+        return False
+    before = text[:at]
+    return (len(before) - len(before.rstrip(_INDICATORS))) % 2 == 1
 
 
 def clip(fragment: str, limit: int = FRAGMENT_CHARS) -> str:

@@ -19,6 +19,7 @@ checkpoint covering the export's snapshot.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import re
@@ -46,7 +47,16 @@ from aiaudit.common.store.sql import READ_BYTES, StoredEvent
 from aiaudit.common.stream_slots import StreamSlots
 from aiaudit.common.v1 import event_pb2, proof_pb2
 from aiaudit.integrity.v1 import integrity_service_pb2 as ipb
-from aiaudit.search import bundle, catalogue, document, exporting, fragments, language, paging
+from aiaudit.search import (
+    bundle,
+    catalogue,
+    document,
+    exporting,
+    fragments,
+    language,
+    paging,
+    stored_document,
+)
 from aiaudit.search.backends.base import (
     AggregateSpec,
     Aggregation,
@@ -673,8 +683,10 @@ class SearchHandlers(pb_grpc.SearchServiceServicer):
             view.redact(found, into=result.event)
             # Erased content's highlights may outlive it while the index lags.
             if view.shows_content(result.event) and found.content is not None:
-                for name, marks in hit.highlights.items():  # bounded: counted in `used` below
-                    result.highlights[name].fragments.extend(map(fragments.clip, marks))
+                texts = functools.partial(_indexed_texts, found)
+                # Bounded: counted in `used` below.
+                for name, marks in fragments.shown(hit.highlights, texts).items():
+                    result.highlights[name].fragments.extend(marks)
             used += result.ByteSize()
             if used > _PAGE_BYTES and len(response.results) > 1:  # the rest on the next page
                 del response.results[-1]
@@ -1326,6 +1338,11 @@ def _not_a_leaf(tenant: str, found: StoredEvent, tree_size: int) -> _AbortError:
             sequence=str(found.sequence),
         )
     )
+
+
+def _indexed_texts(found: StoredEvent) -> dict[str, str]:
+    """The event's texts as the indexer made them, which the highlights were cut from."""
+    return stored_document.from_stored(found).texts
 
 
 def _outcome(exc: Exception) -> str:
