@@ -13,6 +13,8 @@ around the matches (both backends), so ``<`` always starts a tag and ``&``
 an escape: the cut never splits either, nor a letter from the marks that
 follow it (accents, vowel signs, variation selectors, skin tones), an emoji
 joined by U+200D from the one before it, nor a flag's two regional indicators.
+OpenSearch's own fragment edges may part a flag: :func:`whole_flags` mends them
+from the text the fragment was cut from, before the cut here.
 """
 
 from __future__ import annotations
@@ -76,7 +78,8 @@ def whole_flags(fragment: str, text: str) -> str:
     2026-12-07). Where the fragment falls in ``text`` says which: it is looked for
     there (its first place; the search is a pass over the text, so the indicators
     before it are counted whole too), and an edge inside a flag takes the other half.
-    A fragment not found (cut by :func:`clip`, or FTS5's ``...``) is returned as it is.
+    A fragment not found there (FTS5's, which begins with its own ``...`` where it cut,
+    and never inside a run of indicators: separators are kept whole) is returned as is.
     """
     bare = html.unescape(fragment.replace(_OPEN, "").replace(_CLOSE, ""))
     start = text.find(bare)
