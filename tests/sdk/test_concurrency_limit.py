@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -95,8 +95,14 @@ class SdkServer:
     False); its loggers."""
 
     def __init__(
-        self, store_url: str, tmp_path: Path, one_call: bool = True, **overrides: object
+        self,
+        store_url: str,
+        tmp_path: Path,
+        one_call: bool = True,
+        interceptors: Sequence[_Interceptor] = (),
+        **overrides: object,
     ) -> None:
+        """``interceptors``: more of the server's, innermost (after ``appends``)."""
         self.store_url = store_url
         self.spool = tmp_path / "spool"
         self.appends = AppendCalls()
@@ -106,7 +112,7 @@ class SdkServer:
         def one_at_a_time(*args: Any, **kwargs: Any) -> grpc.Server:
             if one_call:
                 kwargs["maximum_concurrent_rpcs"] = 1
-            kwargs["interceptors"] = [*kwargs.get("interceptors", ()), self.appends]
+            kwargs["interceptors"] = [*kwargs.get("interceptors", ()), self.appends, *interceptors]
             return real(*args, **kwargs)
 
         with pytest.MonkeyPatch.context() as patch:

@@ -182,12 +182,13 @@ class Spool:
         with self._counts:
             return SpoolUsage(self.size, len(self._pending), self.max_bytes, self._refused > 0)
 
-    def _forget(self, path: Path) -> None:
-        with self._counts:
-            if path not in self._pending:
-                return
-            self._pending.remove(path)
-            self.size -= self._sizes.pop(path)
+    def _forget(self, *paths: Path) -> None:
+        gone = {p for p in paths if p in self._sizes}
+        if not gone:
+            return
+        with self._counts:  # one pass over the list, however many files a replay's call took
+            self._pending = [p for p in self._pending if p not in gone]
+            self.size -= sum(self._sizes.pop(p) for p in gone)
         self._check_room()
 
     def _check_room(self) -> None:
@@ -325,10 +326,16 @@ class Spool:
             return
         log.error("audit spool file %s unusable (%s): set aside as %s", path, why, damaged.name)
 
-    def remove(self, path: Path) -> None:
-        """Forgets a batch the service acknowledged."""
-        path.unlink(missing_ok=True)
-        self._forget(path)
+    def remove(self, *paths: Path) -> None:
+        """Forgets batches the service acknowledged: each file unlinked, the directory synced once.
+
+        A sync a file cost 4 ms here: 8 s of a replay of 2,000 one-event files sent in 4
+        calls (review, 2026-12-07). A crash before the sync may leave some of them, sent
+        again and answered with their original receipts.
+        """
+        for path in paths:
+            path.unlink(missing_ok=True)
+        self._forget(*paths)
         fsync_dir(self.directory)
 
 

@@ -1,0 +1,201 @@
+"""The replay of a spool of small files: consecutive files go together, one ``Append`` a batch.
+
+A gateway with light traffic during a long outage spools a file of a few events per
+``linger``; until 2026-12-07 the replay sent one file a call (2,000 one-event files:
+2,000 calls). Here the real server (ingest, in this process, on SQLite and PostgreSQL)
+counts the calls that reach it; the files are left by an earlier logger, as after a
+gateway's restart during the outage.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import pytest
+
+from aiaudit.common.v1 import event_pb2 as ev
+from aiaudit.ingest.handlers import SERVICE_NAME
+from aiaudit.ingest.v1 import ingest_service_pb2 as pb
+from aiaudit.sdk.spool import Spool
+from tests.helpers import interaction, sized_interaction
+from tests.sdk.test_concurrency_limit import HELD, SdkServer
+from tests.sdk.test_logger import rejected_lines, spooled, stored_ids
+
+if TYPE_CHECKING:  # generic in the stubs only
+    _Interceptor = grpc.ServerInterceptor[Any, Any]
+else:
+    _Interceptor = grpc.ServerInterceptor
+
+
+@pytest.fixture
+def serve(store_url: str, tmp_path: Path) -> Iterator[Callable[..., SdkServer]]:
+    """Starts a :class:`SdkServer` serving many calls at once; stopped after the test."""
+    started: list[SdkServer] = []
+
+    def start(path: Path = tmp_path, **overrides: object) -> SdkServer:
+        path.mkdir(exist_ok=True)
+        started.append(SdkServer(store_url, path, one_call=False, **overrides))
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def spool_files(directory: Path, files: list[list[ev.Event]]) -> None:
+    """A spool left by an earlier logger: a file for each list of events, in this order."""
+    spool = Spool(directory)
+    try:
+        for events in files:
+            spool.put(pb.AppendRequest(events=events))
+    finally:
+        spool.close()
+
+
+def test_consecutive_spooled_files_go_in_one_call_up_to_batch_size_in_order(
+    serve: Callable[..., SdkServer], tenant: str
+) -> None:
+    """Whole files, at most ``batch_size`` events a call; a file alone larger than that (an
+    earlier logger's, with a larger ``batch_size``) goes alone. Until 2026-12-07 the 19
+    files were 19 calls."""
+    server = serve()
+    sizes = [1] * 10 + [45] + [1] * 5 + [70] + [1] * 3
+    files = [[interaction(tenant, text=f"f{f}-{i}") for i in range(n)] for f, n in enumerate(sizes)]
+    ids = [e.event_id for events in files for e in events]
+    spool_files(server.spool, files)
+    logger = server.logger(batch_size=50)
+    assert logger.flush(timeout=60)
+    assert [len(batch) for batch in server.sent.batches] == [10, 50, 70, 3]
+    assert [i for batch in server.sent.batches for i in batch] == ids
+    assert server.appends.count == 4  # every call that reached the server
+    assert stored_ids(server.store_url, tenant) == ids  # each once, in the order logged
+    assert spooled(server.spool) == 0 and list(server.spool.glob("*.batch")) == []
+    assert server.refused == [] and rejected_lines(server.spool) == []
+
+
+def test_events_refused_in_a_replay_of_many_files_are_set_aside_alone(
+    serve: Callable[..., SdkServer], tenant: str
+) -> None:
+    """Refused as in a batch from memory: each refused event set aside once, with the reason
+    its own file's call would have got; the other files' events stored, in order. An answer
+    naming the event sets it aside and the rest goes again (three calls for the 30 files,
+    not 30); one naming none is halved across the files down to it (the next test)."""
+    server = serve()
+    first = server.logger()
+    first.log(interaction(tenant, "taken", text="the original"))
+    assert first.flush(timeout=30)
+    first.close(timeout=5)
+    events = [interaction(tenant, text=f"ok {i}") for i in range(28)]
+    events.insert(7, interaction(tenant, "taken", text="same id, other content"))
+    events.insert(20, interaction(tenant, "bad-model", model="x" * 5000))
+    spool_files(server.spool, [[e] for e in events])
+    before = server.appends.count
+    logger = server.logger(batch_size=500)
+    assert logger.flush(timeout=60)
+    why = dict(server.refused)
+    assert sorted(why) == ["bad-model", "taken"] and len(server.refused) == 2  # each once
+    assert why["bad-model"].startswith("INVALID_ARGUMENT: ") and "model.name" in why["bad-model"]
+    assert why["taken"].startswith("ALREADY_EXISTS: ")
+    assert sorted(rejected_lines(server.spool)) == ["bad-model", "taken"]
+    good = [e.event_id for e in events if e.event_id not in ("taken", "bad-model")]
+    assert stored_ids(server.store_url, tenant) == ["taken", *good]  # the original, then these
+    assert server.appends.count - before == 3
+    assert server.sent.batches[-3][0] == events[0].event_id and len(server.sent.batches[-3]) == 30
+    assert spooled(server.spool) == 0
+
+
+def test_an_event_refused_without_being_named_is_found_by_halving_across_the_files(
+    serve: Callable[..., SdkServer], tenant: str
+) -> None:
+    """gRPC's refusal of a message above ``max_message_bytes`` names no event: the call of the
+    21 files is halved down to the one event too large, set aside as its own file's call would
+    have had it; the halves without it are stored (9 calls, not 21), in order."""
+    server = serve(max_event_bytes=256 * 1024, max_message_bytes=320 * 1024)
+    events = [interaction(tenant, text=f"m{i}") for i in range(20)]
+    big = sized_interaction(tenant, 1024 * 1024)
+    events.insert(10, big)
+    spool_files(server.spool, [[e] for e in events])
+    logger = server.logger(batch_size=500)
+    assert logger.flush(timeout=60)
+    assert [e for e, _ in server.refused] == [big.event_id]
+    assert server.refused[0][1].startswith("RESOURCE_EXHAUSTED: ")
+    assert rejected_lines(server.spool) == [big.event_id]
+    good = [e.event_id for e in events if e is not big]
+    assert stored_ids(server.store_url, tenant) == good
+    assert [len(batch) for batch in server.sent.batches] == [21, 10, 11, 5, 2, 1, 1, 3, 6]
+    assert server.appends.count == 9
+    assert spooled(server.spool) == 0
+
+
+class HeldAfterCommit(_Interceptor):
+    """Holds the first ``Append`` once ingest has committed it, unanswered until ``release``:
+    the service stopped between its commit and its answer."""
+
+    def __init__(self) -> None:
+        self.committed = threading.Event()
+        self.release = threading.Event()
+        self.events: list[str] = []
+        """The event ids of the held call."""
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = continuation(handler_call_details)
+        if handler is None or handler_call_details.method != f"/{SERVICE_NAME}/Append":
+            return handler
+        append = handler.unary_unary
+        assert append is not None
+
+        def held(request: bytes, context: grpc.ServicerContext) -> pb.AppendResponse:
+            response: pb.AppendResponse = append(request, context)
+            if not self.committed.is_set():
+                self.events = [e.event_id for e in pb.AppendRequest.FromString(request).events]
+                self.committed.set()
+                self.release.wait(HELD)
+            return response
+
+        return grpc.unary_unary_rpc_method_handler(
+            held,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+def test_files_whose_call_was_committed_but_never_answered_stay_and_are_stored_once(
+    serve: Callable[..., SdkServer], tenant: str, tmp_path: Path
+) -> None:
+    """The server stops after committing a replay's call of 25 files and before answering:
+    not one of them is removed (a file leaves the spool only once the call that carried its
+    events is answered); the next server is sent them again and answers with the original
+    receipts, the events stored once, in order. Until 2026-12-07 a call carried one file."""
+    hold = HeldAfterCommit()
+    server = serve(interceptors=[hold])
+    events = [interaction(tenant, text=f"m{i}") for i in range(60)]
+    ids = [e.event_id for e in events]
+    spool_files(server.spool, [[e] for e in events])
+    logger = server.logger(batch_size=25)
+    try:
+        assert hold.committed.wait(HELD)
+        assert hold.events == ids[:25]
+        assert stored_ids(server.store_url, tenant) == ids[:25]
+        server.suite.stop(0)  # the held call is cut off, unanswered
+    finally:
+        hold.release.set()
+    assert spooled(server.spool) == 60  # none removed: no answer came
+    again = serve(
+        tmp_path / "again",
+        address=f"127.0.0.1:{server.suite.port}",
+        api_keys_file=tmp_path / "keys.yaml",  # the first server's: the logger's key
+    )
+    assert logger.flush(timeout=60)
+    assert stored_ids(server.store_url, tenant) == ids  # each once, in order
+    assert [len(batch) for batch in server.sent.batches][-3:] == [25, 25, 10]
+    assert again.appends.count == 3  # the 25 again, answered as duplicates, then the rest
+    assert spooled(server.spool) == 0
+    assert server.refused == [] and rejected_lines(server.spool) == []
