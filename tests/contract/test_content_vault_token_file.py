@@ -49,7 +49,7 @@ def content_kek(v: Vault, tmp_path: Path) -> tuple[Kek, Path, str, str]:
         "content_vault_token_file": str(token_file),
         "content_vault_mount": settings.mount,
         "content_vault_key": settings.key,
-        "content_vault_timeout": 3,
+        "content_vault_timeout": 10,  # bounds a failure only: no test here waits it out
     }
     ring = configured.keyring(config.load(None, env={}, overrides=overrides))
     assert ring is not None

@@ -125,7 +125,9 @@ class Vault:
     token: str
 
     def client(self, token: str | None = None, addr: str | None = None) -> hvac.Client:
-        return hvac.Client(url=addr or self.addr, token=token or self.token, timeout=3)
+        """A client of the server (or of a proxy to it at ``addr``). No test waits for its
+        timeout: it bounds a failure only, wide for a loaded machine (3 s was not)."""
+        return hvac.Client(url=addr or self.addr, token=token or self.token, timeout=10)
 
 
 @pytest.fixture(scope="session")

@@ -92,7 +92,7 @@ def notary_keys(v: Vault, tmp_path: Path) -> tuple[KeySource, Path, str, str]:
         vault_token_file=token_file,
         vault_mount=settings.mount,
         vault_key=settings.key,
-        vault_timeout=3,
+        vault_timeout=10,  # bounds a failure only: no test here waits it out
     )
     return (
         component.key_source(config.load(None, env={}), s),
