@@ -6,6 +6,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -223,10 +224,32 @@ def traced_peak(argv: list[str], out: Path, setup: str = "") -> tuple[int, int]:
 
 
 def free_port() -> int:
-    """A loopback port free right now (for a server process that must be told its port)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port free right now (for a server process that must be told its port).
+
+    One below the kernel's ephemeral range, which ``bind(0)`` and every outgoing
+    connection draw from: a port from there could be taken as a connection's own before
+    the server binds it, or by a client retrying it while the server is down (a TCP
+    connection to itself), and the server then could not start.
+    """
+    first_ephemeral = _ephemeral_ports()[0]
+    for _ in range(100):
+        port = random.randrange(min(10_000, first_ephemeral // 2), first_ephemeral)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # taken: another
+            return port
+    raise RuntimeError(f"no free loopback port below {first_ephemeral} after 100 tries")
+
+
+def _ephemeral_ports() -> tuple[int, int]:
+    """The kernel's ephemeral port range (Linux's default if it cannot be read)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+    except OSError:
+        return 32768, 60999
+    return int(low), int(high)
 
 
 def clear_on_postgres(url: str) -> dict[str, str]:
