@@ -252,6 +252,17 @@ def _ephemeral_ports() -> tuple[int, int]:
     return int(low), int(high)
 
 
+def close_listener(listener: socket.socket) -> None:
+    """Closes a listening socket and wakes the thread blocked in its ``accept``.
+
+    On Linux a close alone wakes none: the thread stayed blocked for the rest of the run,
+    its port bound, one more for every test that made such a listener.
+    """
+    with contextlib.suppress(OSError):  # not connected: nothing to shut down
+        listener.shutdown(socket.SHUT_RDWR)
+    listener.close()
+
+
 def clear_on_postgres(url: str) -> dict[str, str]:
     """``content_keys: none`` for a PostgreSQL store: ``serve`` refuses it unset there, and the
     tests stored content in clear on PostgreSQL before; nothing for SQLite, whose default

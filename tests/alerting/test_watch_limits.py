@@ -27,7 +27,7 @@ from aiaudit.common.store import open_store
 from tests.alerting.conftest import serving
 from tests.alerting.test_service import Server, send
 from tests.conftest import serve_suite
-from tests.helpers import interaction, open_log, wait_until
+from tests.helpers import close_listener, interaction, open_log, wait_until
 
 
 @pytest.fixture
@@ -176,7 +176,7 @@ class DarkProxy:
 
     def close(self) -> None:
         self._closed.set()
-        self._listener.close()
+        close_listener(self._listener)  # its accepting thread ends too
         with self._lock:
             for s in self._sockets:
                 s.close()

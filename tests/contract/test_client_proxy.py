@@ -16,7 +16,7 @@ from aiaudit.common import client
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
 from tests.conftest import Running
-from tests.helpers import interaction
+from tests.helpers import close_listener, interaction
 
 
 def test_a_loopback_call_never_goes_through_an_http_proxy(
@@ -47,4 +47,4 @@ def test_a_loopback_call_never_goes_through_an_http_proxy(
         assert len(done.receipts) == 1
         assert proxied == []
     finally:
-        proxy.close()
+        close_listener(proxy)

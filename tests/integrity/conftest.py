@@ -28,7 +28,7 @@ from aiaudit.common.store.sql import Receipt
 from aiaudit.integrity.notary import Notary, NotaryConfig
 from aiaudit.integrity.signers import KeySource
 from tests.conftest import REPO, Postgres, Running, as_role, serve_suite
-from tests.helpers import interaction
+from tests.helpers import close_listener, interaction
 
 ORIGIN_PREFIX = "test.aiaudit/log"
 
@@ -226,7 +226,7 @@ class Proxy:
     def close(self) -> None:
         self._closed = True
         self.cut()
-        self._listener.close()
+        close_listener(self._listener)  # its accepting thread ends too
 
 
 def leaf_hashes(url: str, tenant: str) -> list[bytes]:
