@@ -676,7 +676,10 @@ def test_an_event_of_the_subject_committed_during_the_erasure_comes_after_its_re
         def record_of(named: list[str]) -> list[NewEvent]:
             writer.start()  # the subject's next event, from another connection, meanwhile
             with psycopg.connect(postgres.admin_dsn, autocommit=True) as admin:
-                blocked = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                blocked = (  # this test's database: a session of another waits too
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
                 wait_until(lambda: admin.execute(blocked).fetchone()[0] >= 1)  # type: ignore[index]
             return [prepare(erasure_event(tenant, named, "art. 17", "dpo", "alice", now), now)]
 
