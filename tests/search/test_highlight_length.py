@@ -254,9 +254,9 @@ def test_whole_flags_takes_the_other_half_of_a_flag_cut_at_an_edge() -> None:
         escaped = html.escape(text[start:end], quote=True).replace("/", "&#x2F;")
         return escaped.replace("mango", "<em>mango</em>")
 
-    assert whole_flags(marked(7, -3), text) == marked(6, -2)
-    assert whole_flags(marked(6, -2), text) == marked(6, -2)
-    assert whole_flags(ELLIPSIS + marked(7, -3), text) == ELLIPSIS + marked(7, -3)
+    assert whole_flags([marked(7, -3)], text) == [marked(6, -2)]
+    assert whole_flags([marked(6, -2)], text) == [marked(6, -2)]
+    assert whole_flags([ELLIPSIS + marked(7, -3)], text) == [ELLIPSIS + marked(7, -3)]
 
     def unasked() -> dict[str, str]:
         raise AssertionError("the text was made for a fragment without an indicator at an edge")
@@ -294,3 +294,53 @@ def test_a_fragment_of_flags_begins_and_ends_between_two_flags(
         start, end = _sides(text, fragment)
         assert not _parts_a_flag(text, start), (text[:20], fragment)
         assert not _parts_a_flag(text, end), (text[:20], fragment)
+
+
+TWICE = "x" + "\U0001f1eb" + FLAGS * 10 + " mango." + " y " + FLAGS * 10 + " mango."
+"""A sentence written twice, its flags at another parity the second time: 61 indicators
+(a stray first) then 60. OpenSearch sends the same two fragments, the last 50 of each."""
+
+
+def test_whole_flags_finds_each_fragment_after_the_one_before() -> None:
+    """The first fragment begins inside a flag, the second, the same text, between two.
+    Until 2026-12-07 each was looked for from the text's start: both took the first
+    one's other half, and the second began with a flag's second half."""
+    run = "\U0001f1eb" + FLAGS * 10
+    fragment = html.escape(run[-50:]) + " <em>mango</em>"
+    assert whole_flags([fragment, fragment], TWICE) == [run[-51] + fragment, fragment]
+    # Out of the text's order, the second is not found after the first: left as is.
+    assert whole_flags([fragment, "<em>x</em>" + fragment], TWICE) == [
+        run[-51] + fragment,
+        "<em>x</em>" + fragment,
+    ]
+
+
+def test_a_fragment_written_twice_is_mended_at_its_own_place(
+    search_suite: SearchSuite, tenant: str
+) -> None:
+    """OpenSearch's fragments come in the text's order: each is found after the one
+    before it. Until 2026-12-07 the second was mended as the first (review): a flag
+    parted where OpenSearch had left it whole."""
+    search_suite.append([interaction(tenant, "twice", text=TWICE)])
+    search_suite.wait_indexed(tenant, 1)
+    (found,) = search_suite.find(tenant, query="mango").results
+    fragments = list(found.highlights["input.text"].fragments)
+    assert sum(f.count("<em>mango</em>") for f in fragments) == 2, fragments
+    after = 0
+    for fragment in fragments:
+        start, end = _sides(TWICE[after:], fragment)
+        assert not _parts_a_flag(TWICE, after + start), (after, fragment)
+        assert not _parts_a_flag(TWICE, after + end), (after, fragment)
+        after += end
+
+
+def test_whole_flags_does_not_copy_the_text_before_an_edge() -> None:
+    """An event's 4 MB of text before three fragments, each inside a flag at both edges:
+    the text up to each edge was copied to count the indicators before it (16 ms an
+    edge here). The run is read back from the edge, as far as it goes."""
+    text = "x" * 4_000_000 + (" " + FLAGS * 10 + " mango " + FLAGS * 10 + ".") * 3
+    fragment = FLAGS[1:] + FLAGS * 8 + " <em>mango</em> " + FLAGS[:3]
+    start = time.thread_time()
+    mended = whole_flags([fragment] * 3, text)
+    assert time.thread_time() - start < 0.02, "the text before each edge was copied"
+    assert mended == [FLAGS[0] + fragment + FLAGS[3]] * 3
