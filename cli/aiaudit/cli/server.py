@@ -70,6 +70,8 @@ class Suite:
     """Each principal's calls in progress, against its share of the threads (None: dev mode)."""
     lag: ConsumerLag | None = None
     """The consumers' lag gauges, silenced before the components stop."""
+    rpc_threads: futures.ThreadPoolExecutor | None = None
+    """The server's RPC threads, ended by :meth:`stop` (grpcio leaves them to their owner)."""
 
     def stop(self, grace: float = 5.0) -> None:
         """Stops taking calls, lets in-flight ones finish, then stops components and the store.
@@ -83,6 +85,10 @@ class Suite:
         if self.health_server is not None:
             self.health_server.stop()
         self.server.stop(grace).wait()
+        if self.rpc_threads is not None:
+            # Idle threads end at once, one still in a handler once it returns. Left alone,
+            # every suite a process started and stopped (a test run starts hundreds) kept its own.
+            self.rpc_threads.shutdown(wait=False)
         if self.lag is not None:
             self.lag.close()
         for component in reversed(self.components.values()):
@@ -341,8 +347,11 @@ def start(settings: Settings, shared_port: bool = False) -> Suite:
     # Then reflection's and health's streams are capped (timed and traced, refused or not).
     # Last, so innermost: a request that does not parse is INVALID_ARGUMENT (not grpcio's
     # INTERNAL), for a caller the gate let through, and timed and traced like any other call.
+    rpc_threads = futures.ThreadPoolExecutor(
+        max_workers=settings.rpc_threads, thread_name_prefix="rpc"
+    )
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=settings.rpc_threads, thread_name_prefix="rpc"),
+        rpc_threads,
         interceptors=[
             *client_names,
             *gate,
@@ -431,4 +440,5 @@ def start(settings: Settings, shared_port: bool = False) -> Suite:
         stopping,
         share,
         lag,
+        rpc_threads,
     )
