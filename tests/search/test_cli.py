@@ -637,3 +637,49 @@ def test_a_page_token_file_without_a_token_is_one_line_and_exit_2(
         main([*aggregate, str(empty), "--page-token", "x"])
     assert usage.value.code == 2
     assert "not allowed with argument --page-token-file" in capsys.readouterr().err
+
+
+def _aggregate_from_stdin(shell: str, stdin: int | None = None) -> tuple[int, str, str]:
+    """``aiaudit aggregate --page-token-file -`` run by ``sh -c shell`` (``"$@"``: the
+    command) as a process of its own, no server asked: its exit code, stdout, stderr."""
+    aggregate = ["aggregate", "--tenant", "t", "--page-size", "1", "--page-token-file", "-"]
+    done = subprocess.run(
+        ["sh", "-c", shell, "sh", sys.executable, "-m", "aiaudit.cli.main", *aggregate],
+        stdin=stdin,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return done.returncode, done.stdout, done.stderr
+
+
+def test_a_page_token_from_a_stdin_with_nothing_to_read_is_one_line_and_exit_2() -> None:
+    """A stdin closed at the start (``<&-``: Python's ``sys.stdin`` is None) and a
+    non-blocking one with nothing in it yet (its read is None): until 2026-12-07 each
+    ended the command with a traceback, exit 1 (review)."""
+    why = "cannot read --page-token-file stdin: Bad file descriptor"
+    assert _aggregate_from_stdin('exec "$@" <&-') == (2, "", f"aiaudit aggregate: {why}\n")
+    read, write = os.pipe()
+    try:
+        os.set_blocking(read, False)
+        waiting = _aggregate_from_stdin('exec "$@"', stdin=read)
+    finally:
+        os.close(read)
+        os.close(write)
+    why = "cannot read --page-token-file stdin: Resource temporarily unavailable"
+    assert waiting == (2, "", f"aiaudit aggregate: {why}\n")
+
+
+def test_a_page_token_file_named_dash_in_a_directory_is_that_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``./-`` is the file ``-`` here, not stdin: until 2026-12-07 the argument was a
+    ``Path``, which drops the ``./`` (review)."""
+    (tmp_path / "-").write_text("\n")
+    monkeypatch.chdir(tmp_path)
+    aggregate = ["aggregate", "--tenant", "t", "--page-size", "1", "--page-token-file", "./-"]
+    assert main(aggregate) == 2
+    out, err = capsys.readouterr()
+    assert (out, _said(err)) == ("", ["aiaudit aggregate: --page-token-file ./- is empty"])

@@ -9,6 +9,8 @@ is recorded in the tenant's log like any other read.
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -101,18 +103,19 @@ class TokenFileError(Exception):
     """``--page-token-file`` names no file holding a token: the message says which, and why."""
 
 
-def token_from(path: Path) -> str:
+def token_from(path: str) -> str:
     """The page token in the file at ``path`` (``-``: stdin), surrounding whitespace dropped.
 
     A token is one argument on the command line, and Linux takes none longer than
     128 KiB (MAX_ARG_STRLEN): the token after four long keys (up to 131,328 bytes,
     printed whole on stderr) could not be passed back. A file has no such bound.
+    ``path`` is the argument as given: ``./-`` names a file (a ``Path`` reads as ``-``).
     """
-    stdin = str(path) == "-"
-    where = "stdin" if stdin else str(path)
+    stdin = path == "-"
+    where = "stdin" if stdin else path
     try:
         if stdin:
-            raw = sys.stdin.buffer.read(_TOKEN_FILE_BYTES + 1)
+            raw = _stdin_bytes(_TOKEN_FILE_BYTES + 1)
         else:
             with open(path, "rb") as f:
                 raw = f.read(_TOKEN_FILE_BYTES + 1)
@@ -129,6 +132,21 @@ def token_from(path: Path) -> str:
     if not token:
         raise TokenFileError(f"--page-token-file {where} is empty")
     return token
+
+
+def _stdin_bytes(most: int) -> bytes:
+    """Up to ``most`` bytes of stdin, to its end; OSError where there is none to read.
+
+    Python leaves ``sys.stdin`` None when descriptor 0 was closed at its start
+    (``<&-``), and a non-blocking stdin with nothing in it yet reads as None: until
+    2026-12-07 both ended the command with a traceback (review).
+    """
+    if sys.stdin is None:
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+    raw = sys.stdin.buffer.read(most)
+    if raw is None:
+        raise OSError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+    return raw
 
 
 def run_search(args: argparse.Namespace) -> int:
@@ -364,7 +382,6 @@ def register(
     token.add_argument("--page-token", default="", help="go on from a page's next token")
     token.add_argument(
         "--page-token-file",
-        type=Path,
         metavar="FILE",
         help="go on from the token in FILE ('-': stdin), one too long for the command line",
     )
