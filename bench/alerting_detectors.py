@@ -26,6 +26,9 @@ answers) on the development halves and writes their weights files,
   harm from 0 to 1 (0.75 and over harmful, 0.25 and under not, the rest left
   out); ``refusal_scorer/*.csv`` refusals, and answers to everyday requests.
   The harmful detector's answer model is trained on their development halves.
+  Each answer is also measured with the request it answers (the row's
+  ``objective``) as one event, as a product logs them (:func:`exchanges`): what
+  the default rule sees, the request's findings included.
 - in-repo: ``sensitive_questions.txt`` (154 questions on sensitive but legitimate
   topics), ``everyday_requests.txt`` (100 everyday requests) and
   ``everyday_answers.txt`` (107 assistant answers on medicine, security,
@@ -67,6 +70,7 @@ import time
 import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TypeVar
 
 import yaml
 
@@ -287,16 +291,38 @@ def harmful_answers(w: dict[str, zipfile.ZipFile]) -> dict[str, tuple[list[str],
     pyrit's scorer evaluation sets (``datasets/scorer_evals/objective/*.csv``: chemical,
     cyber, exploits, hate, privacy, self-harm, sexual, violence, misinformation, bias).
     """
+    return _answers_alone(_judged_exchanges(w))
+
+
+Exchanges = dict[str, tuple[list[tuple[str, str]], bool]]
+"""Named corpora of (request, answer) pairs, and whether their answers are harmful."""
+
+
+def _judged_exchanges(w: dict[str, zipfile.ZipFile]) -> Exchanges:
+    """:func:`harmful_answers` with each answer's request (the row's ``objective``)."""
     z = w["pyrit"]
-    judged: dict[bool, list[str]] = {True: [], False: []}
+    judged: dict[bool, list[tuple[str, str]]] = {True: [], False: []}
     for n in sorted(z.namelist()):
         if n.startswith("pyrit/datasets/scorer_evals/objective/") and n.endswith(".csv"):
             for row in _table(z, n):
-                judged[float(row["human_score"] or 0) >= 1].append(row["assistant_response"])
+                pair = (row["objective"], row["assistant_response"])
+                judged[float(row["human_score"] or 0) >= 1].append(pair)
     return {
         "pyrit scorer-eval answers judged harmful (outputs)": (judged[True], True),
         "pyrit scorer-eval answers judged not harmful (outputs)": (judged[False], False),
     }
+
+
+def _answers_alone(exchanges: Exchanges) -> dict[str, tuple[list[str], bool]]:
+    return {name: ([a for _, a in pairs], y) for name, (pairs, y) in exchanges.items()}
+
+
+def exchanges(w: dict[str, zipfile.ZipFile]) -> Exchanges:
+    """pyrit's answers with the requests they answer, as a product logs them: one event
+    holds both (the request in its input, the answer in its output). The same corpora,
+    order and halves as :func:`harmful_answers` and :func:`answer_corpora` (the in-repo
+    answers have no request, and are left out)."""
+    return {**_judged_exchanges(w), **_rated_exchanges(w)}
 
 
 def _table(z: zipfile.ZipFile, name: str) -> list[dict[str, str]]:
@@ -334,9 +360,19 @@ def answer_corpora(w: dict[str, zipfile.ZipFile]) -> dict[str, tuple[list[str], 
     punctuation, so the held-out figures are also given without them
     (:func:`held_out_without_copies`).
     """
+    return {
+        **_answers_alone(_rated_exchanges(w)),
+        "everyday answers (in-repo, outputs)": (_fixture(EVERYDAY_ANSWERS), False),
+    }
+
+
+def _rated_exchanges(w: dict[str, zipfile.ZipFile]) -> Exchanges:
+    """:func:`answer_corpora`'s pyrit answers with their requests (``objective``)."""
     z = w["pyrit"]
     seen = {t for texts, _ in harmful_answers(w).values() for t in texts}
-    rated: dict[str, list[str]] = {"harmful": [], "not": [], "refusal": [], "everyday": []}
+    rated: dict[str, list[tuple[str, str]]] = {
+        "harmful": [], "not": [], "refusal": [], "everyday": []
+    }  # fmt: skip
     for n in sorted(z.namelist()):
         harm = n.startswith("pyrit/datasets/scorer_evals/harm/")
         refusals = n.startswith("pyrit/datasets/scorer_evals/refusal_scorer/")
@@ -347,21 +383,21 @@ def answer_corpora(w: dict[str, zipfile.ZipFile]) -> dict[str, tuple[list[str], 
             if text in seen:
                 continue
             seen.add(text)
+            pair = (row["objective"], text)
             if harm:
                 scores = [float(v) for k, v in row.items() if k.startswith("human_score") and v]
                 mean = sum(scores) / len(scores)
                 if mean >= 0.75 or mean <= 0.25:
-                    rated["harmful" if mean >= 0.75 else "not"].append(text)
+                    rated["harmful" if mean >= 0.75 else "not"].append(pair)
             elif row["human_score"] == "1":
-                rated["refusal"].append(text)
+                rated["refusal"].append(pair)
             elif not row["objective"].startswith(HARMFUL_OBJECTIVES):
-                rated["everyday"].append(text)
+                rated["everyday"].append(pair)
     return {
         "pyrit harm-rated answers, harmful (outputs)": (rated["harmful"], True),
         "pyrit harm-rated answers, not harmful (outputs)": (rated["not"], False),
         "pyrit refusal-eval refusals (outputs)": (rated["refusal"], False),
         "pyrit refusal-eval answers to everyday requests (outputs)": (rated["everyday"], False),
-        "everyday answers (in-repo, outputs)": (_fixture(EVERYDAY_ANSWERS), False),
     }
 
 
@@ -468,6 +504,13 @@ def measure_halves(
     return rows
 
 
+def measure_events(name: str, sets: Exchanges, hit: Callable[[tuple[str, str]], bool]) -> list[str]:
+    """:func:`measure_halves` for (request, answer) pairs: one event each."""
+    dev = {k: (v[0::2], y) for k, (v, y) in sets.items()}
+    held = {k: (v[1::2], y) for k, (v, y) in sets.items()}
+    return _rows(name, dev, hit, "dev: ") + _rows(name, held, hit, "HELD-OUT: ")
+
+
 def held_out_without_copies(
     sets: dict[str, tuple[list[str], bool]],
 ) -> dict[str, tuple[list[str], bool]]:
@@ -509,8 +552,15 @@ def novel_items(dev: list[str], held: list[str]) -> list[str]:
     return out
 
 
+Item = TypeVar("Item")
+"""What a corpus holds: texts, or (request, answer) pairs (:func:`exchanges`)."""
+
+
 def _rows(
-    name: str, sets: dict[str, tuple[list[str], bool]], hit: Callable[[str], bool], tag: str
+    name: str,
+    sets: dict[str, tuple[list[Item], bool]],
+    hit: Callable[[Item], bool],
+    tag: str,
 ) -> list[str]:
     rows = []
     pos = neg = 0
@@ -704,6 +754,15 @@ def main() -> int:
         found = detect("harmful", outputs=[Text("output.messages[0].parts[0].text", text)])
         return any(f.score >= harmful.THRESHOLD for f in found)
 
+    def logged(pair: tuple[str, str]) -> bool:  # one event: the default rule on both texts
+        request, answer = pair
+        found = detect(
+            "harmful",
+            [Text("input.messages[0].parts[0].text", request)],
+            [Text("output.messages[0].parts[0].text", answer)],
+        )
+        return any(f.score >= harmful.THRESHOLD for f in found)
+
     if args.speed:
         print("prompt_injection")
         print("\n".join(speed(sets, injection.signal_spans, injection.score_text)))
@@ -731,6 +790,7 @@ def main() -> int:
     )
     rows += measure_halves("harmful (outputs)", answers, answered)
     rows += measure_halves("harmful (outputs, request model alone: before)", answers, harmed)
+    rows += measure_events("harmful (events: request and answer)", exchanges(w), logged)
     novel = held_out_without_copies(answers)
     rows += _rows("harmful (outputs)", novel, answered, "HELD-OUT without dev copies: ")
     rows += _rows("harmful (outputs, before)", novel, harmed, "HELD-OUT without dev copies: ")
