@@ -479,15 +479,45 @@ def _rewrap_content_keys(args: argparse.Namespace) -> int:
     return code
 
 
+class _VersionAskedError(Exception):
+    """``--version`` was given: the parse ends there, no subcommand needed."""
+
+
+class _Version(argparse.Action):
+    """``--version``: :func:`main` prints it as a command's output (see :func:`_version`).
+
+    argparse's own ``version`` action printed it and exited 0 even when the write
+    failed (it drops an OSError): ``aiaudit --version > /dev/full`` wrote nothing
+    and succeeded, and a reader gone was not exit 1 as for every other command
+    (review, 2026-12-07). It also looked the version up at every command's parse.
+    """
+
+    def __init__(self, option_strings: list[str], dest: str, help: str | None = None) -> None:
+        super().__init__(
+            option_strings, argparse.SUPPRESS, nargs=0, default=argparse.SUPPRESS, help=help
+        )
+
+    def __call__(self, *_: object) -> None:
+        raise _VersionAskedError
+
+
+def _version(_: argparse.Namespace) -> int:
+    """Prints ``aiaudit X.Y.Z``: the installed distribution's version (pyproject.toml's).
+
+    The services report none of their own. Flushed here, so that a failed write is
+    the command's error (one line, exit 1) or a reader gone (exit 1, quietly).
+    """
+    print(f"aiaudit {metadata.version('aiaudit')}")
+    sys.stdout.flush()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(
         prog="aiaudit", description="Tamper-evident audit log for AI interactions."
     )
-    # The installed distribution's (pyproject.toml's); the services report none of their own.
-    parser.add_argument(
-        "--version", action="version", version=f"aiaudit {metadata.version('aiaudit')}"
-    )
+    parser.add_argument("--version", action=_Version, help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="host every implemented service on one port")
     _common(serve)
@@ -642,7 +672,10 @@ def main(argv: list[str] | None = None) -> int:
     SIGTERM stopped exits 143 (128 + 15, as a shell reports it), whatever its
     Ctrl-C path returned (130).
     """
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except _VersionAskedError:
+        args = argparse.Namespace(func=_version)
     if args.func is _serve:
         return _run(args)
     with _sigterm_as_ctrl_c() as received:
