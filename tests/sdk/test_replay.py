@@ -10,12 +10,11 @@ gateway's restart during the outage.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import grpc
-import pytest
 
 from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.ingest.handlers import SERVICE_NAME
@@ -31,21 +30,6 @@ else:
     _Interceptor = grpc.ServerInterceptor
 
 
-@pytest.fixture
-def serve(store_url: str, tmp_path: Path) -> Iterator[Callable[..., SdkServer]]:
-    """Starts a :class:`SdkServer` serving many calls at once; stopped after the test."""
-    started: list[SdkServer] = []
-
-    def start(path: Path = tmp_path, **overrides: object) -> SdkServer:
-        path.mkdir(exist_ok=True)
-        started.append(SdkServer(store_url, path, one_call=False, **overrides))
-        return started[-1]
-
-    yield start
-    for server in started:
-        server.stop()
-
-
 def spool_files(directory: Path, files: list[list[ev.Event]]) -> None:
     """A spool left by an earlier logger: a file for each list of events, in this order."""
     spool = Spool(directory)
@@ -57,12 +41,12 @@ def spool_files(directory: Path, files: list[list[ev.Event]]) -> None:
 
 
 def test_consecutive_spooled_files_go_in_one_call_up_to_batch_size_in_order(
-    serve: Callable[..., SdkServer], tenant: str
+    in_process: Callable[..., SdkServer], tenant: str
 ) -> None:
     """Whole files, at most ``batch_size`` events a call; a file alone larger than that (an
     earlier logger's, with a larger ``batch_size``) goes alone. Until 2026-12-07 the 19
     files were 19 calls."""
-    server = serve()
+    server = in_process()
     sizes = [1] * 10 + [45] + [1] * 5 + [70] + [1] * 3
     files = [[interaction(tenant, text=f"f{f}-{i}") for i in range(n)] for f, n in enumerate(sizes)]
     ids = [e.event_id for events in files for e in events]
@@ -78,13 +62,13 @@ def test_consecutive_spooled_files_go_in_one_call_up_to_batch_size_in_order(
 
 
 def test_events_refused_in_a_replay_of_many_files_are_set_aside_alone(
-    serve: Callable[..., SdkServer], tenant: str
+    in_process: Callable[..., SdkServer], tenant: str
 ) -> None:
     """Refused as in a batch from memory: each refused event set aside once, with the reason
     its own file's call would have got; the other files' events stored, in order. An answer
     naming the event sets it aside and the rest goes again (three calls for the 30 files,
     not 30); one naming none is halved across the files down to it (the next test)."""
-    server = serve()
+    server = in_process()
     first = server.logger()
     first.log(interaction(tenant, "taken", text="the original"))
     assert first.flush(timeout=30)
@@ -109,12 +93,12 @@ def test_events_refused_in_a_replay_of_many_files_are_set_aside_alone(
 
 
 def test_an_event_refused_without_being_named_is_found_by_halving_across_the_files(
-    serve: Callable[..., SdkServer], tenant: str
+    in_process: Callable[..., SdkServer], tenant: str
 ) -> None:
     """gRPC's refusal of a message above ``max_message_bytes`` names no event: the call of the
     21 files is halved down to the one event too large, set aside as its own file's call would
     have had it; the halves without it are stored (9 calls, not 21), in order."""
-    server = serve(max_event_bytes=256 * 1024, max_message_bytes=320 * 1024)
+    server = in_process(max_event_bytes=256 * 1024, max_message_bytes=320 * 1024)
     events = [interaction(tenant, text=f"m{i}") for i in range(20)]
     big = sized_interaction(tenant, 1024 * 1024)
     events.insert(10, big)
@@ -168,14 +152,14 @@ class HeldAfterCommit(_Interceptor):
 
 
 def test_files_whose_call_was_committed_but_never_answered_stay_and_are_stored_once(
-    serve: Callable[..., SdkServer], tenant: str, tmp_path: Path
+    in_process: Callable[..., SdkServer], tenant: str, tmp_path: Path
 ) -> None:
     """The server stops after committing a replay's call of 25 files and before answering:
     not one of them is removed (a file leaves the spool only once the call that carried its
     events is answered); the next server is sent them again and answers with the original
     receipts, the events stored once, in order. Until 2026-12-07 a call carried one file."""
     hold = HeldAfterCommit()
-    server = serve(interceptors=[hold])
+    server = in_process(interceptors=[hold])
     events = [interaction(tenant, text=f"m{i}") for i in range(60)]
     ids = [e.event_id for e in events]
     spool_files(server.spool, [[e] for e in events])
@@ -188,7 +172,7 @@ def test_files_whose_call_was_committed_but_never_answered_stay_and_are_stored_o
     finally:
         hold.release.set()
     assert spooled(server.spool) == 60  # none removed: no answer came
-    again = serve(
+    again = in_process(
         tmp_path / "again",
         address=f"127.0.0.1:{server.suite.port}",
         api_keys_file=tmp_path / "keys.yaml",  # the first server's: the logger's key

@@ -10,16 +10,26 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import grpc
 import pytest
 
 from aiaudit.common.v1 import event_pb2 as ev
+from aiaudit.ingest.handlers import SERVICE_NAME
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.sdk import AuditLogger
 from aiaudit.sdk import spool as spool_module
 from tests.helpers import sized_interaction, wait_until
+from tests.sdk.test_concurrency_limit import HELD, SdkServer
 from tests.sdk.test_logger import Server, spooled, stored_ids
+
+if TYPE_CHECKING:  # generic in the stubs only
+    _Interceptor = grpc.ServerInterceptor[Any, Any]
+else:
+    _Interceptor = grpc.ServerInterceptor
 
 MIB = 1 << 20
 EVENT_BYTES = 10_000
@@ -383,5 +393,79 @@ def test_log_is_not_held_for_the_whole_replay_of_a_full_spool(
     assert not producer.is_alive()
     assert logger.flush(timeout=60)
     assert went_on == [True]
+    assert stored_ids(server.store_url, tenant) == [e.event_id for e in logged]  # in order
+    assert not logger.spool_usage().full and on_disk(server.spool) == 0
+
+
+class Outage(_Interceptor):
+    """The service down (``Append`` answered ``UNAVAILABLE``) until ``back``; then its second
+    call held, before it is served, until ``release``."""
+
+    def __init__(self) -> None:
+        self.up = threading.Event()
+        self.second = threading.Event()
+        """The second call since ``back`` has come and waits."""
+        self.release = threading.Event()
+        self._since = 0
+        self._count = threading.Lock()
+
+    def back(self) -> None:
+        self.up.set()
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = continuation(handler_call_details)
+        if handler is None or handler_call_details.method != f"/{SERVICE_NAME}/Append":
+            return handler
+        append = handler.unary_unary
+        assert append is not None
+
+        def served(request: bytes, context: grpc.ServicerContext) -> pb.AppendResponse:
+            if not self.up.is_set():
+                context.abort(grpc.StatusCode.UNAVAILABLE, "the service is down (test)")
+            with self._count:
+                self._since += 1
+                second = self._since == 2
+            if second:
+                self.second.set()
+                self.release.wait(HELD)
+            response: pb.AppendResponse = append(request, context)
+            return response
+
+        return grpc.unary_unary_rpc_method_handler(
+            served,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+def test_the_spool_stays_full_until_the_batch_it_refused_leaves_memory(
+    in_process: Callable[..., SdkServer], tenant: str
+) -> None:
+    """Once the replay has freed room for the kept batch (one file of five), the batch still
+    waits in memory for a quarter of the bound (two files): ``spool_usage().full`` says so
+    until it is spooled. Until 2026-12-07 it turned False with the room, while the batch was
+    still in memory (the spool's own flag)."""
+    outage = Outage()
+    server = in_process(interceptors=[outage])
+    logger = server.logger(batch_size=10, max_buffered=20, max_spool_bytes=MIB, linger=LINGER)
+    logged = events(tenant, 70)  # 50 spooled, 10 refused by the bound, 10 buffered
+    for e in logged:
+        logger.log(e)
+    wait_until(lambda: logger.spool_usage().full and spooled(server.spool) == 50)
+    outage.back()
+    try:
+        assert outage.second.wait(HELD)  # the first file acknowledged, the second on its way
+        usage = logger.spool_usage()
+        assert usage.spooled_files == 4 and spooled(server.spool) == 40  # the batch not spooled
+        assert usage.spooled_bytes * 5 // 4 <= MIB  # room for it, a file's size
+        assert usage.spooled_bytes > MIB - MIB // 4  # not a quarter of the bound free
+        assert usage.full
+    finally:
+        outage.release.set()
+    assert logger.flush(timeout=60)
     assert stored_ids(server.store_url, tenant) == [e.event_id for e in logged]  # in order
     assert not logger.spool_usage().full and on_disk(server.spool) == 0

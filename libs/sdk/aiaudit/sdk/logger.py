@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import atexit
 import base64
+import dataclasses
 import hashlib
 import logging
 import os
@@ -205,6 +206,9 @@ class AuditLogger:
         self._carry_full = False
         """The carry was refused for the spool's bound (not by its disk): spooled past it
         as soon as the logger closes."""
+        self._kept_for_bound = False
+        """A batch the spool's bound refused is in memory (the carry, or the batch being sent
+        or spooled): ``spool_usage`` says full until it leaves, read from other threads."""
         self._settled_in: dict[Path, set[bytes]] = {}
         """Per spool file whose rewrite the disk refused: its events already settled."""
         self._call: grpc.Future[pb.AppendResponse] | None = None
@@ -260,9 +264,16 @@ class AuditLogger:
         """The spool's size, files and whether it is full: for the gateway's metrics.
 
         Kept as the spool changes (no listing of the directory), read without
-        waiting for the sender.
+        waiting for the sender. Full until the batch the bound refused has left memory
+        (spooled or sent): the spool alone has it full until it has room for that batch,
+        which waits for a quarter of the bound (``_carry_due``); until 2026-12-07 ``full``
+        turned False meanwhile, a gateway's metric saying no batch waits while one did.
+        The logger's flag is read first: it is set after the spool's and cleared after it,
+        so a reading between the two still says full.
         """
-        return self._spool.usage()
+        kept = self._kept_for_bound
+        usage = self._spool.usage()
+        return dataclasses.replace(usage, full=True) if kept else usage
 
     def close(self, timeout: float = 10.0) -> None:
         """Sends what it can within ``timeout``; the rest stays spooled for the next logger.
@@ -444,6 +455,7 @@ class AuditLogger:
             log.exception("audit events not sent nor spooled, %d kept to retry", len(left))
             self._carry, self._carry_full = left, False
             self._carry_at = time.monotonic() + self._max_backoff
+        self._kept_for_bound = bool(self._carry) and self._carry_full
         with self._lock:
             self._in_hand -= len(events) - len(left)
 

@@ -171,13 +171,14 @@ class Spool:
             return list(self._pending)
 
     def usage(self) -> SpoolUsage:
-        """Its size, files and state, as kept (no listing); full while a refused batch waits.
+        """Its size, files and state, as kept (no listing); full until a refused batch has room.
 
-        Read under the lock the sender changes them under, once a file is written, synced
-        and renamed (or removed): read without it, a reading taken while a file was put
-        counted the file and not yet its bytes, or the reverse while one was removed
-        (review, 2026-12-07). The lock is never held across the disk's work, so a reading
-        waits for a few assignments at most.
+        The logger's ``spool_usage`` stays full until that batch has left its memory. Read
+        under the lock the sender changes them under, once a file is written, synced and
+        renamed (or removed): read without it, a reading taken while a file was put counted
+        the file and not yet its bytes, or the reverse while one was removed (review,
+        2026-12-07). The lock is never held across the disk's work, so a reading waits for a
+        few assignments at most.
         """
         with self._counts:
             return SpoolUsage(self.size, len(self._pending), self.max_bytes, self._refused > 0)
