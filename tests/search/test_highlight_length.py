@@ -256,6 +256,8 @@ def test_whole_flags_takes_the_other_half_of_a_flag_cut_at_an_edge() -> None:
 
     assert whole_flags([marked(7, -3)], text) == [marked(6, -2)]
     assert whole_flags([marked(6, -2)], text) == [marked(6, -2)]
+    # Nothing is found nowhere: one ending inside a flag gives the next, empty, no flag.
+    assert whole_flags([marked(0, -3), ""], text) == [marked(0, -2), ""]
     assert whole_flags([ELLIPSIS + marked(7, -3)], text) == [ELLIPSIS + marked(7, -3)]
 
     def unasked() -> dict[str, str]:

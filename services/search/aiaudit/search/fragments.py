@@ -87,7 +87,7 @@ def whole_flags(fragments: list[str], text: str) -> list[str]:
     after = 0
     for fragment in fragments:
         bare = html.unescape(fragment.replace(_OPEN, "").replace(_CLOSE, ""))
-        start = text.find(bare, after)
+        start = text.find(bare, after) if bare else -1  # "" is found anywhere
         if start < 0:
             out.append(fragment)
             continue
