@@ -151,6 +151,76 @@ class HeldAfterCommit(_Interceptor):
         )
 
 
+class DownAfterFirst(_Interceptor):
+    """Serves the first ``Append``; answers the second ``UNAVAILABLE`` (the service gone
+    down); holds the third, before serving it, until ``release``."""
+
+    def __init__(self) -> None:
+        self.third = threading.Event()
+        self.release = threading.Event()
+        self._calls = 0
+        self._count = threading.Lock()
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = continuation(handler_call_details)
+        if handler is None or handler_call_details.method != f"/{SERVICE_NAME}/Append":
+            return handler
+        append = handler.unary_unary
+        assert append is not None
+
+        def served(request: bytes, context: grpc.ServicerContext) -> pb.AppendResponse:
+            with self._count:
+                self._calls += 1
+                call = self._calls
+            if call == 2:
+                context.abort(grpc.StatusCode.UNAVAILABLE, "the service is down (test)")
+            if call == 3:
+                self.third.set()
+                self.release.wait(HELD)
+            response: pb.AppendResponse = append(request, context)
+            return response
+
+        return grpc.unary_unary_rpc_method_handler(
+            served,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+def test_a_refusal_then_an_outage_leaves_each_file_with_what_of_it_is_unsettled(
+    in_process: Callable[..., SdkServer], tenant: str
+) -> None:
+    """The replay's call of 12 files is refused naming one event, set aside; the resend of the
+    rest meets the service down: that event's file is removed, the 11 others stay whole, and
+    the event is set aside once, never sent again."""
+    down = DownAfterFirst()
+    server = in_process(interceptors=[down])
+    events = [interaction(tenant, text=f"ok {i}") for i in range(11)]
+    events.insert(4, interaction(tenant, "bad-model", model="x" * 5000))
+    spool_files(server.spool, [[e] for e in events])
+    files = sorted(server.spool.glob("*.batch"))
+    logger = server.logger(batch_size=500)
+    try:
+        assert down.third.wait(HELD)  # the round of the refusal and the outage is over
+        assert sorted(server.spool.glob("*.batch")) == files[:4] + files[5:]
+        assert spooled(server.spool) == 11
+        assert rejected_lines(server.spool) == ["bad-model"]
+    finally:
+        down.release.set()
+    assert logger.flush(timeout=60)
+    good = [e.event_id for e in events if e.event_id != "bad-model"]
+    assert [len(batch) for batch in server.sent.batches] == [12, 11, 11]
+    assert stored_ids(server.store_url, tenant) == good
+    assert [e for e, _ in server.refused] == ["bad-model"] and rejected_lines(server.spool) == [
+        "bad-model"
+    ]
+    assert spooled(server.spool) == 0
+
+
 def test_files_whose_call_was_committed_but_never_answered_stay_and_are_stored_once(
     in_process: Callable[..., SdkServer], tenant: str, tmp_path: Path
 ) -> None:
