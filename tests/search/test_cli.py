@@ -639,10 +639,13 @@ def test_a_page_token_file_without_a_token_is_one_line_and_exit_2(
     assert "not allowed with argument --page-token-file" in capsys.readouterr().err
 
 
-def _aggregate_from_stdin(shell: str, stdin: int | None = None) -> tuple[int, str, str]:
-    """``aiaudit aggregate --page-token-file -`` run by ``sh -c shell`` (``"$@"``: the
-    command) as a process of its own, no server asked: its exit code, stdout, stderr."""
-    aggregate = ["aggregate", "--tenant", "t", "--page-size", "1", "--page-token-file", "-"]
+def _aggregate_from_stdin(
+    shell: str, stdin: int | None = None, path: str = "-"
+) -> tuple[int, str, str]:
+    """``aiaudit aggregate --page-token-file -`` (or ``path``) run by ``sh -c shell``
+    (``"$@"``: the command) as a process of its own, no server asked: its exit code,
+    stdout, stderr."""
+    aggregate = ["aggregate", "--tenant", "t", "--page-size", "1", "--page-token-file", path]
     done = subprocess.run(
         ["sh", "-c", shell, "sh", sys.executable, "-m", "aiaudit.cli.main", *aggregate],
         stdin=stdin,
@@ -670,6 +673,23 @@ def test_a_page_token_from_a_stdin_with_nothing_to_read_is_one_line_and_exit_2()
         os.close(write)
     why = "cannot read --page-token-file stdin: Resource temporarily unavailable"
     assert waiting == (2, "", f"aiaudit aggregate: {why}\n")
+
+
+@pytest.mark.parametrize("path", ["-", "/dev/stdin"])
+def test_a_page_token_file_on_a_terminal_is_one_line_and_exit_2(path: str) -> None:
+    """A terminal is read to its end (Ctrl-D), not its line: until 2026-12-07 the
+    command sat there after the token's Enter (review). A line there holds at most
+    4,095 characters, none of the tokens this option is for: it is refused."""
+    terminal, line = os.openpty()
+    try:
+        os.write(terminal, b"token\n")  # typed, Enter, and no Ctrl-D
+        done = _aggregate_from_stdin('exec "$@"', stdin=line, path=path)
+    finally:
+        os.close(line)
+        os.close(terminal)
+    where = "stdin" if path == "-" else path
+    why = f"--page-token-file {where} is a terminal: pipe the token in, or name its file"
+    assert done == (2, "", f"aiaudit aggregate: {why}\n")
 
 
 def test_a_page_token_file_named_dash_in_a_directory_is_that_file(

@@ -115,10 +115,12 @@ def token_from(path: str) -> str:
     where = "stdin" if stdin else path
     try:
         if stdin:
-            raw = _stdin_bytes(_TOKEN_FILE_BYTES + 1)
+            if sys.stdin is None:  # descriptor 0 closed when Python started (``<&-``)
+                raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+            raw = _token_bytes(sys.stdin.buffer, where)
         else:
             with open(path, "rb") as f:
-                raw = f.read(_TOKEN_FILE_BYTES + 1)
+                raw = _token_bytes(f, where)
     except OSError as exc:
         raise TokenFileError(f"cannot read --page-token-file {where}: {exc.strerror}") from None
     if len(raw) > _TOKEN_FILE_BYTES:
@@ -134,16 +136,21 @@ def token_from(path: str) -> str:
     return token
 
 
-def _stdin_bytes(most: int) -> bytes:
-    """Up to ``most`` bytes of stdin, to its end; OSError where there is none to read.
+def _token_bytes(f: BinaryIO, where: str) -> bytes:
+    """What ``f`` holds, to its end, up to a byte past the most a token file may hold.
 
-    Python leaves ``sys.stdin`` None when descriptor 0 was closed at its start
-    (``<&-``), and a non-blocking stdin with nothing in it yet reads as None: until
-    2026-12-07 both ended the command with a traceback (review).
+    Never a terminal's: it is read to its end (Ctrl-D), not its line, so the command
+    sat there after the token's Enter; and a line there holds at most 4,095
+    characters (the kernel's canonical mode), none of the tokens this option is for.
+    A non-blocking stdin with nothing in it yet reads as None. Until 2026-12-07 the
+    one waited, the other ended the command with a traceback, as did a stdin closed
+    at the start (review).
     """
-    if sys.stdin is None:
-        raise OSError(errno.EBADF, os.strerror(errno.EBADF))
-    raw = sys.stdin.buffer.read(most)
+    if f.isatty():
+        raise TokenFileError(
+            f"--page-token-file {where} is a terminal: pipe the token in, or name its file"
+        )
+    raw = f.read(_TOKEN_FILE_BYTES + 1)
     if raw is None:
         raise OSError(errno.EAGAIN, os.strerror(errno.EAGAIN))
     return raw
