@@ -337,12 +337,13 @@ def test_a_fragment_written_twice_is_mended_at_its_own_place(
 
 
 def test_whole_flags_does_not_copy_the_text_before_an_edge() -> None:
-    """An event's 4 MB of text before three fragments, each inside a flag at both edges:
-    the text up to each edge was copied to count the indicators before it (16 ms an
-    edge here). The run is read back from the edge, as far as it goes."""
-    text = "x" * 4_000_000 + (" " + FLAGS * 10 + " mango " + FLAGS * 10 + ".") * 3
+    """An event's 40 MB of text before three fragments, each inside a flag at both edges:
+    the text up to each edge was copied to count the indicators before it (16 ms an edge
+    for 4 MB; ~1 s in all here, against ~2 ms now, so the bound holds on a loaded machine).
+    The run is read back from the edge, as far as it goes."""
+    text = "x" * 40_000_000 + (" " + FLAGS * 10 + " mango " + FLAGS * 10 + ".") * 3
     fragment = FLAGS[1:] + FLAGS * 8 + " <em>mango</em> " + FLAGS[:3]
     start = time.thread_time()
     mended = whole_flags([fragment] * 3, text)
-    assert time.thread_time() - start < 0.02, "the text before each edge was copied"
+    assert time.thread_time() - start < 0.2, "the text before each edge was copied"
     assert mended == [FLAGS[0] + fragment + FLAGS[3]] * 3
