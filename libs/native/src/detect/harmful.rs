@@ -347,25 +347,17 @@ fn answered(
     for t in texts {
         let words = Words::new(&t.text);
         let categories = signal_spans(&t.text);
-        let requested: Vec<&str> = categories.iter().map(|s| s.0).collect();
-        let mut names = requested.clone();
+        let mut names: Vec<&str> = categories.iter().map(|s| s.0).collect();
         names.extend(answer_only_spans(&t.text).iter().map(|s| s.0));
-        let (request, (p, best)) = match length {
-            Some(length) => {
-                let mut lengthy = names.clone();
-                lengthy.extend(length_span(&t.text).map(|s| s.0));
-                let [request, answer, long] = linear::evaluate_all(
-                    [(model, &requested), (answers, &names), (length, &lengthy)],
-                    &words,
-                );
-                (request, if long.0 > answer.0 { long } else { answer })
+        let requested: Vec<&str> = categories.iter().map(|s| s.0).collect();
+        let (request, (mut p, mut best)) = model.evaluate_with(&requested, answers, &names, &words);
+        if let Some(length) = length {
+            names.extend(length_span(&t.text).map(|s| s.0));
+            let (q, strongest) = length.evaluate(&words, &names);
+            if q > p {
+                (p, best) = (q, strongest);
             }
-            None => {
-                let [request, answer] =
-                    linear::evaluate_all([(model, &requested), (answers, &names)], &words);
-                (request, answer)
-            }
-        };
+        }
         let (score, spans) = linear::decided(request, &t.text, categories);
         let answer = linear::round4(p);
         let evidence = match best {

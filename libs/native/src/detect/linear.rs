@@ -216,6 +216,26 @@ impl Model {
         sum.probability(self, names)
     }
 
+    /// [`Model::evaluate`] of this model and `other` (whose families `other_names`
+    /// matched) over the same words, which are split into features once.
+    pub fn evaluate_with(
+        &self,
+        names: &[&str],
+        other: &Model,
+        other_names: &[&str],
+        words: &Words,
+    ) -> ((f64, Strongest), (f64, Strongest)) {
+        let (mut mine, mut theirs) = (Sum::default(), Sum::default());
+        words.features(|f, span| {
+            mine.add(self.weight(f), span);
+            theirs.add(other.weight(f), span);
+        });
+        (
+            mine.probability(self, names),
+            theirs.probability(other, other_names),
+        )
+    }
+
     fn weight(&self, feature: &[u8]) -> f64 {
         self.words.get(feature).copied().unwrap_or(0.0)
     }
@@ -235,22 +255,6 @@ impl Model {
         let names: Vec<&str> = spans.iter().map(|s| s.0).collect();
         decided(self.evaluate(words, &names), text, spans)
     }
-}
-
-/// [`Model::evaluate`] of several models, each with the families that matched
-/// for it, over the same words, which are split into features once (the
-/// harmful detector's request, answer and length models on an output).
-pub fn evaluate_all<const N: usize>(
-    models: [(&Model, &[&str]); N],
-    words: &Words,
-) -> [(f64, Strongest); N] {
-    let mut sums: [Sum; N] = std::array::from_fn(|_| Sum::default());
-    words.features(|f, span| {
-        for (sum, (model, _)) in sums.iter_mut().zip(&models) {
-            sum.add(model.weight(f), span);
-        }
-    });
-    std::array::from_fn(|i| std::mem::take(&mut sums[i]).probability(models[i].0, models[i].1))
 }
 
 /// The score and evidence of a text whose families matched at `spans`, given
