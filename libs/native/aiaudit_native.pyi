@@ -71,11 +71,6 @@ def load_harmful_answer_model(
 ) -> None:
     """Sets the harmful-content detector's answer model weights (it scores outputs only)."""
 
-def load_harmful_length_model(
-    bias: float, signals: dict[str, float], words: dict[bytes, float]
-) -> None:
-    """Sets the harmful-content detector's length model weights (outputs only)."""
-
 def linear_words(text: str) -> list[bytes]:
     """The detector models' word features of a text: distinct words and adjacent pairs."""
 
@@ -163,9 +158,3 @@ def harmful_answer_signals(text: str) -> list[tuple[str, int, int]]:
 
 def harmful_answer_score(text: str) -> tuple[float, list[tuple[str, int, int]]]:
     """A text's harmful answer-model score (4 places) and signal spans; ValueError before one."""
-
-def harmful_length_signals(text: str) -> list[tuple[str, int, int]]:
-    """The harmful length model's signals (the answer model's, then ``medium`` or ``long``)."""
-
-def harmful_length_score(text: str) -> tuple[float, list[tuple[str, int, int]]]:
-    """A text's harmful length-model score (4 places) and signal spans; ValueError before one."""

@@ -311,33 +311,6 @@ fn load_harmful_answer_model(
     detect::harmful::load_answer_model(bias, signals, words);
 }
 
-/// Sets the harmful-content detector's length model (the answer model's signals
-/// and the answer's length), which scores outputs only, with the answer model: an
-/// output takes the higher of the two.
-#[pyfunction]
-fn load_harmful_length_model(
-    bias: f64,
-    signals: HashMap<String, f64>,
-    words: HashMap<Vec<u8>, f64>,
-) {
-    detect::harmful::load_length_model(bias, signals, words);
-}
-
-/// The signals the harmful length model weighs in a text (the answer model's, then
-/// `medium` or `long`, spanning the text): (name, start, end), character offsets.
-#[pyfunction]
-fn harmful_length_signals(text: &str) -> Vec<detect::linear::Span> {
-    detect::harmful::length_signal_spans(text)
-}
-
-/// The harmful length model's probability of a text (rounded to 4 places) and the
-/// spans of its signals; ValueError before `load_harmful_length_model`.
-#[pyfunction]
-fn harmful_length_score(text: &str) -> PyResult<(f64, Vec<detect::linear::Span>)> {
-    detect::harmful::length_score(text)
-        .ok_or_else(|| PyValueError::new_err("no harmful length model loaded"))
-}
-
 /// The signals the harmful answer model weighs in a text (categories, compliance
 /// signals, a refusal): (name, start, end), character offsets.
 #[pyfunction]
@@ -430,8 +403,5 @@ fn aiaudit_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(load_harmful_answer_model, m)?)?;
     m.add_function(wrap_pyfunction!(harmful_answer_signals, m)?)?;
     m.add_function(wrap_pyfunction!(harmful_answer_score, m)?)?;
-    m.add_function(wrap_pyfunction!(load_harmful_length_model, m)?)?;
-    m.add_function(wrap_pyfunction!(harmful_length_signals, m)?)?;
-    m.add_function(wrap_pyfunction!(harmful_length_score, m)?)?;
     m.add_function(wrap_pyfunction!(linear_words, m)?)
 }

@@ -14,11 +14,11 @@
 //!
 //! Model output (a completion) is also scored by a second model, trained on
 //! answers to harmful objectives ([`load_answer_model`], `harmful_answer_model.json`):
-//! whether an answer complies (steps, quantities, code, "here is", its length)
-//! rather than refusing ([`super::refusal`]) or deflecting, together with its
-//! words. Its probability raises an output's score; an output no category
-//! matched is flagged `harmful.answer` (the strongest word) when it alone
-//! crosses the threshold. The request model's findings on an output are never lowered.
+//! whether an answer complies (steps, quantities, code, "here is") rather than
+//! refusing ([`super::refusal`]) or deflecting, together with its words. Its
+//! probability raises an output's score; an output no category matched is
+//! flagged `harmful.answer` (the strongest word) when it alone crosses the
+//! threshold. The request model's findings on an output are never lowered.
 //!
 //! Patterns are RE2 syntax (case-insensitive, `.` matching newlines), searched
 //! together by a [`PatternSet`].
@@ -196,8 +196,6 @@ static COMPLIANCE_SET: LazyLock<PatternSet> = LazyLock::new(|| {
 
 static ANSWER_MODEL: Slot = RwLock::new(None);
 
-static LENGTH_MODEL: Slot = RwLock::new(None);
-
 /// The least a category's match scores: the lexicon's own score before the
 /// model. The model only adds (words no category matches) and raises: trained on
 /// requests worded as tasks ("Give detailed instructions for ..."), it weighs a
@@ -218,16 +216,6 @@ pub fn load_answer_model(bias: f64, signals: HashMap<String, f64>, words: HashMa
     linear::load(&ANSWER_MODEL, bias, signals, words);
 }
 
-/// Sets the length model (replacing any earlier one): the answer model's
-/// signals and the answer's length, on outputs only, once the answer model is
-/// loaded too. An output takes the higher of the two models' probabilities, so
-/// it only adds: weighing length, it flags fewer short answers than the answer
-/// model alone (out of fold, 4 of the 39 short harmful answers of the
-/// development half instead of 10).
-pub fn load_length_model(bias: f64, signals: HashMap<String, f64>, words: HashMap<Vec<u8>, f64>) {
-    linear::load(&LENGTH_MODEL, bias, signals, words);
-}
-
 /// The categories that matched a text, with their first (character) spans.
 pub fn signal_spans(text: &str) -> Vec<Span> {
     SET.search(text)
@@ -242,30 +230,6 @@ fn answer_only_spans(text: &str) -> Vec<Span> {
     out
 }
 
-/// An answer's length (characters) from which it is [`MEDIUM`], and [`LONG`]:
-/// an answer that complies gives what was asked for at length, a deflection
-/// ("that is illegal; talk to a counsellor") is short. The word features are
-/// scaled by their count, so only these tell a model how long an answer is.
-const LENGTHS: (usize, usize) = (300, 1000);
-
-/// The length model's name for an answer of 300 to 999 characters.
-pub const MEDIUM: &str = "medium";
-
-/// The length model's name for an answer of 1,000 characters or more.
-pub const LONG: &str = "long";
-
-/// An answer's length signal, spanning the whole answer (None: under 300 characters).
-fn length_span(text: &str) -> Option<Span> {
-    let n = text.chars().count();
-    if n >= LENGTHS.1 {
-        Some((LONG, 0, n))
-    } else if n >= LENGTHS.0 {
-        Some((MEDIUM, 0, n))
-    } else {
-        None
-    }
-}
-
 /// The signals the answer model weighs: the categories, then the compliance
 /// signals, then a refusal, with their first (character) spans.
 pub fn answer_signal_spans(text: &str) -> Vec<Span> {
@@ -274,28 +238,11 @@ pub fn answer_signal_spans(text: &str) -> Vec<Span> {
     out
 }
 
-/// The signals the length model weighs: the answer model's, then the
-/// answer's length ([`MEDIUM`] or [`LONG`]).
-pub fn length_signal_spans(text: &str) -> Vec<Span> {
-    let mut out = answer_signal_spans(text);
-    out.extend(length_span(text));
-    out
-}
-
 /// The answer model's probability of a text (rounded to 4 places) and the
 /// spans of its signals (None: no answer model loaded).
 pub fn answer_score(text: &str) -> Option<(f64, Vec<Span>)> {
-    model_score(&ANSWER_MODEL, text, answer_signal_spans(text))
-}
-
-/// The length model's probability of a text (rounded to 4 places) and the
-/// spans of its signals (None: no length model loaded).
-pub fn length_score(text: &str) -> Option<(f64, Vec<Span>)> {
-    model_score(&LENGTH_MODEL, text, length_signal_spans(text))
-}
-
-fn model_score(slot: &Slot, text: &str, spans: Vec<Span>) -> Option<(f64, Vec<Span>)> {
-    linear::with(slot, |model| {
+    linear::with(&ANSWER_MODEL, |model| {
+        let spans = answer_signal_spans(text);
         let names: Vec<&str> = spans.iter().map(|s| s.0).collect();
         let (p, _) = model.evaluate(&Words::new(text), &names);
         (linear::round4(p), spans)
@@ -315,13 +262,7 @@ pub fn score(text: &str) -> Option<(f64, Vec<Span>)> {
 pub fn detect(inputs: &[Text], outputs: &[Text]) -> Vec<Finding> {
     linear::with(&MODEL, |model| {
         let mut out = found(model, inputs);
-        let answers = |answers: &Model| {
-            linear::with(&LENGTH_MODEL, |length| {
-                answered(model, answers, Some(length), outputs)
-            })
-            .unwrap_or_else(|| answered(model, answers, None, outputs))
-        };
-        match linear::with(&ANSWER_MODEL, answers) {
+        match linear::with(&ANSWER_MODEL, |answers| answered(model, answers, outputs)) {
             Some(more) => out.extend(more),
             None => out.extend(found(model, outputs)),
         }
@@ -330,19 +271,13 @@ pub fn detect(inputs: &[Text], outputs: &[Text]) -> Vec<Finding> {
     .unwrap_or_default()
 }
 
-/// [`found`] for outputs, with the answer models' probability as well (the
-/// higher of the answer model's and the length model's, when given): a
-/// category's finding takes the higher of the request's and the answers' (at
-/// least [`FLOOR`]); a text no category matched gives one finding when either
-/// crosses the threshold, with the higher score: `classifier` (the request
-/// model's strongest word) or `answer` (the answer models'). No score is lower
-/// than without the answer models.
-fn answered(
-    model: &Model,
-    answers: &Model,
-    length: Option<&Model>,
-    texts: &[Text],
-) -> Vec<Finding> {
+/// [`found`] for outputs, with the answer model's probability as well: a
+/// category's finding takes the higher of the two (at least [`FLOOR`]); a text
+/// no category matched gives one finding when either model crosses the
+/// threshold, with the higher score: `classifier` (the request model's strongest
+/// word) or `answer` (the answer model's). No score is lower than without the
+/// answer model.
+fn answered(model: &Model, answers: &Model, texts: &[Text]) -> Vec<Finding> {
     let mut out = Vec::new();
     for t in texts {
         let words = Words::new(&t.text);
@@ -350,14 +285,7 @@ fn answered(
         let mut names: Vec<&str> = categories.iter().map(|s| s.0).collect();
         names.extend(answer_only_spans(&t.text).iter().map(|s| s.0));
         let requested: Vec<&str> = categories.iter().map(|s| s.0).collect();
-        let (request, (mut p, mut best)) = model.evaluate_with(&requested, answers, &names, &words);
-        if let Some(length) = length {
-            names.extend(length_span(&t.text).map(|s| s.0));
-            let (q, strongest) = length.evaluate(&words, &names);
-            if q > p {
-                (p, best) = (q, strongest);
-            }
-        }
+        let (request, (p, best)) = model.evaluate_with(&requested, answers, &names, &words);
         let (score, spans) = linear::decided(request, &t.text, categories);
         let answer = linear::round4(p);
         let evidence = match best {
@@ -493,50 +421,9 @@ mod tests {
     }
 
     #[test]
-    fn an_answers_length_is_a_signal_of_the_length_model_spanning_it() {
-        let length = |n: usize| {
-            let text = "é".repeat(n); // characters, not bytes
-            assert!(answer_signal_spans(&text).is_empty());
-            let spans = length_signal_spans(&text);
-            assert!(spans.iter().all(|s| (s.1, s.2) == (0, n)));
-            spans.into_iter().map(|s| s.0).collect::<Vec<_>>()
-        };
-        assert!(length(299).is_empty());
-        assert_eq!(length(300), vec![MEDIUM]);
-        assert_eq!(length(999), vec![MEDIUM]);
-        assert_eq!(length(1000), vec![LONG]);
-    }
-
-    #[test]
-    fn the_length_model_only_adds() {
-        let lengthy = Model {
-            bias: -2.0,
-            signals: [(LONG.to_string(), 4.0)].into_iter().collect(),
-            words: [(b"wick".to_vec(), 1.0)].into_iter().collect(),
-        };
-        let long = text(&format!("Light the wick. {}", "Then wait. ".repeat(100)));
-        let quiet = answered(&model(-20.0), &answers(-20.0), None, &[long.clone()]);
-        assert!(quiet.is_empty());
-        let [f] = &answered(&model(-20.0), &answers(-20.0), Some(&lengthy), &[long])[..] else {
-            panic!("one finding expected");
-        };
-        assert_eq!(
-            (f.detector.as_str(), f.excerpt.as_str()),
-            ("harmful.answer", "wick")
-        );
-        assert_eq!((f.start, f.end), (10, 14));
-        assert!(f.score >= linear::THRESHOLD);
-        // the answer model's higher score and evidence stay
-        let steps = text("Now:\n1. Take the fuse.\n2. Light it.");
-        let alone = answered(&model(-20.0), &answers(-2.0), None, &[steps.clone()]);
-        let both = answered(&model(-20.0), &answers(-2.0), Some(&lengthy), &[steps]);
-        assert_eq!(alone, both);
-    }
-
-    #[test]
     fn the_answer_model_flags_outputs_and_never_lowers_a_score() {
         let steps = text("Now:\n1. Take the fuse.\n2. Light it.");
-        let [f] = &answered(&model(-20.0), &answers(-2.0), None, &[steps.clone()])[..] else {
+        let [f] = &answered(&model(-20.0), &answers(-2.0), &[steps.clone()])[..] else {
             panic!("one finding expected");
         };
         assert_eq!(
@@ -545,14 +432,14 @@ mod tests {
         );
         assert!(f.score >= linear::THRESHOLD);
         let refused = text("I'm sorry, but I can't help with that.\n1. No.\n2. No fuse.");
-        assert!(answered(&model(-20.0), &answers(-2.0), None, &[refused]).is_empty());
+        assert!(answered(&model(-20.0), &answers(-2.0), &[refused]).is_empty());
         // a category's match keeps the floor, and the request model's higher score
         let bomb = text("how to build a pipe bomb");
-        let [f] = &answered(&model(5.0), &answers(-20.0), None, &[bomb.clone()])[..] else {
+        let [f] = &answered(&model(5.0), &answers(-20.0), &[bomb.clone()])[..] else {
             panic!("one finding expected");
         };
         assert_eq!((f.detector.as_str(), f.score), ("harmful.weapons", 0.9997));
-        let [f] = &answered(&model(-20.0), &answers(-20.0), None, &[bomb])[..] else {
+        let [f] = &answered(&model(-20.0), &answers(-20.0), &[bomb])[..] else {
             panic!("one finding expected");
         };
         assert_eq!(f.score, FLOOR);

@@ -78,8 +78,3 @@ HARMFUL_ANSWER_MODEL = linear.load(linear.HARMFUL_ANSWER_FILE, against=linear.AG
 aiaudit_native.load_harmful_answer_model(
     HARMFUL_ANSWER_MODEL.bias, HARMFUL_ANSWER_MODEL.signals, HARMFUL_ANSWER_MODEL.words
 )
-HARMFUL_LENGTH_MODEL = linear.load(linear.HARMFUL_LENGTH_FILE, against=linear.AGAINST)
-"""The harmful-content detector's length model (``harmful_length_model.json``): outputs only."""
-aiaudit_native.load_harmful_length_model(
-    HARMFUL_LENGTH_MODEL.bias, HARMFUL_LENGTH_MODEL.signals, HARMFUL_LENGTH_MODEL.words
-)

@@ -14,10 +14,6 @@ deflects in the same topic words. Outputs are also scored by an answer model
 (:data:`ANSWER_MODEL`) over the categories, compliance signals, a refusal at
 the answer's head and the words; it raises an output's score, and flags an
 output no category matched as ``harmful.answer``. It never lowers a score.
-A length model (:data:`LENGTH_MODEL`) weighs the same and the answer's length
-(a deflection is short, an answer that complies is not, and the word features
-do not tell): an output takes the higher of the two answer models' scores, so
-the short harmful answers the answer model finds stay found.
 
 The lexicon and the scoring live in the native core
 (``libs/native/src/detect/harmful.rs``); these are their Python entry points,
@@ -29,18 +25,14 @@ from __future__ import annotations
 import aiaudit_native
 
 from aiaudit.alerting.detectors import HARMFUL_ANSWER_MODEL as ANSWER_MODEL
-from aiaudit.alerting.detectors import HARMFUL_LENGTH_MODEL as LENGTH_MODEL
 from aiaudit.alerting.detectors import HARMFUL_MODEL as MODEL
 
 __all__ = [
     "ANSWER_MODEL",
-    "LENGTH_MODEL",
     "MODEL",
     "THRESHOLD",
     "answer_score",
     "answer_signal_spans",
-    "length_score",
-    "length_signal_spans",
     "score_text",
     "signal_spans",
 ]
@@ -75,17 +67,3 @@ def answer_signal_spans(text: str) -> list[tuple[str, int, int]]:
 def answer_score(text: str) -> tuple[float, list[tuple[str, int, int]]]:
     """The answer model's probability of a text (rounded to 4 places) and its signals' spans."""
     return aiaudit_native.harmful_answer_score(text)
-
-
-def length_signal_spans(text: str) -> list[tuple[str, int, int]]:
-    """The signals the length model weighs, with their character spans.
-
-    The answer model's, then ``medium`` (300 to 999 characters) or ``long`` (1,000 or
-    more), spanning the whole text.
-    """
-    return aiaudit_native.harmful_length_signals(text)
-
-
-def length_score(text: str) -> tuple[float, list[tuple[str, int, int]]]:
-    """The length model's probability of a text (rounded to 4 places) and its signals' spans."""
-    return aiaudit_native.harmful_length_score(text)

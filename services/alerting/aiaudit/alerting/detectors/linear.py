@@ -7,8 +7,8 @@ by phrasing alone. A model weighs the families that matched together with the
 text's words and word pairs. Its weights are learned on the development half of
 the benchmark corpora only (``python -m bench.alerting_detectors --train``) and
 ship as ``injection_model.json`` (prompt injection), ``harmful_model.json``
-(harmful content), ``harmful_answer_model.json`` and ``harmful_length_model.json``
-(harmful content in model output); all score with the same native code.
+(harmful content) and ``harmful_answer_model.json`` (harmful content in model
+output); all score with the same native code.
 
 Word features are binary and scaled by ``1/sqrt(count)``, so a long benign
 document does not score higher merely for being long, and no less than
@@ -38,7 +38,6 @@ greeting ("hello" opens many jailbreaks) cannot carry a short text alone."""
 INJECTION_FILE = Path(__file__).with_name("injection_model.json")
 HARMFUL_FILE = Path(__file__).with_name("harmful_model.json")
 HARMFUL_ANSWER_FILE = Path(__file__).with_name("harmful_answer_model.json")
-HARMFUL_LENGTH_FILE = Path(__file__).with_name("harmful_length_model.json")
 
 
 def words(text: str) -> set[bytes]:
@@ -90,7 +89,7 @@ class Model:
 
 
 AGAINST = frozenset({"refusal"})
-"""The harmful answer and length models' signals written as evidence against (a refusal at the
+"""The harmful answer model's signals written as evidence against (a refusal at the
 answer's head): the only weights of a family that may be negative."""
 
 
