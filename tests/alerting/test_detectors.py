@@ -142,12 +142,14 @@ def test_injection_rulebook_and_invisible_characters() -> None:
 
 
 def test_hostile_texts_finish_in_linear_time() -> None:
+    """Backtracking engines take exponential time here: a bound of 10 s of this thread's
+    CPU tells them apart whatever else the machine runs (RE2 takes well under a second)."""
     hostile = "ignore " * 20000 + "x" * 50000
-    start = time.perf_counter()
+    start = time.thread_time()
     assert injection.score_text(hostile)[0] < 1.0
     digits = "1 " * 50000
     assert found("pii", digits) == []
-    assert time.perf_counter() - start < 2.0  # backtracking engines take exponential time here
+    assert time.thread_time() - start < 10.0
 
 
 def _attached(text: bytes, mime_type: str) -> ev.Event:
