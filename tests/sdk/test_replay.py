@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from aiaudit.common.config import MESSAGE_HEADROOM_BYTES
 from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.ingest.handlers import SERVICE_NAME
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
@@ -112,6 +113,27 @@ def test_an_event_refused_without_being_named_is_found_by_halving_across_the_fil
     assert stored_ids(server.store_url, tenant) == good
     assert [len(batch) for batch in server.sent.batches] == [21, 10, 11, 5, 2, 1, 1, 3, 6]
     assert server.appends.count == 9
+    assert spooled(server.spool) == 0
+
+
+def test_a_replay_call_carries_at_most_4_mib_of_files_so_no_server_refuses_its_size(
+    in_process: Callable[..., SdkServer], tenant: str
+) -> None:
+    """24 one-event files of 256 KiB (a light producer of large events during an outage) go in
+    calls of at most 4 MiB, which a server taking events of its default ``max_event_bytes``
+    (4 MiB) takes whatever its ``max_message_bytes``: here the least it may be. Until the
+    review of 2026-12-07 they went as one call of 6 MiB, refused for its size, then sent again
+    halved (500 such files: 125 MiB, refused at the default 64 MiB every round)."""
+    server = in_process(max_message_bytes=4 * 1024 * 1024 + MESSAGE_HEADROOM_BYTES)
+    events = [interaction(tenant, text=f"{i:03d}" + "x" * (128 * 1024)) for i in range(24)]
+    ids = [e.event_id for e in events]
+    spool_files(server.spool, [[e] for e in events])
+    logger = server.logger(batch_size=500)
+    assert logger.flush(timeout=60)
+    assert [i for batch in server.sent.batches for i in batch] == ids  # each sent once, in order
+    assert server.appends.count == len(server.sent.batches) == 2  # none refused, still together
+    assert stored_ids(server.store_url, tenant) == ids
+    assert server.refused == [] and rejected_lines(server.spool) == []
     assert spooled(server.spool) == 0
 
 

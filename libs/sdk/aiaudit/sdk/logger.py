@@ -98,6 +98,11 @@ _CLOSE_GRACE = 2.0
 _MIN_SPOOL_BYTES = 1 << 20
 """The least ``max_spool_bytes``: below a batch or so, nothing would ever be spooled (a
 value meant in KiB or MiB, say), found only once the service is down."""
+_RUN_BYTES = 4 << 20
+"""The most spooled bytes a replay call carries, unless one file alone holds more (it goes
+alone, as it was sent live). The service's default ``max_event_bytes``: a server that takes
+its events takes a message this large (its ``max_message_bytes`` is at least that plus
+framing), and calls this large cost as little a byte as larger ones."""
 
 
 class AuditLogger:
@@ -538,14 +543,19 @@ class AuditLogger:
         """The oldest spooled files whose unsettled events make one batch, at least one file.
 
         Each file with its batch and its events still to send. Bounded by ``batch_size``
-        events, as a batch from memory is: the SDK has no byte bound of its own, so no call
-        is larger than a batch it could have sent live (a server finding one too large says
-        so, and it is halved). The oldest readable file goes whatever its size (an earlier
-        logger's, of a larger ``batch_size``).
+        events, as a batch from memory is, and by ``_RUN_BYTES`` of files, counted as kept
+        before one is read. Bounded by events alone (until the review of 2026-12-07), 500
+        one-event files of 200 KB went as one call of 100 MB: a server at its default
+        ``max_message_bytes`` (64 MiB) refused it, every round, before halves went, and the
+        replay held 500 files, their request and its bytes in memory at once, where it had
+        held one file. The oldest readable file goes whatever its size (an earlier logger's,
+        of a larger ``batch_size``).
         """
         run: list[tuple[Path, pb.AppendRequest, list[event_pb2.Event]]] = []
-        count = 0
-        for path in self._spool.pending():
+        count = total = 0
+        for path, size in self._spool.pending_sizes():
+            if run and total + size > _RUN_BYTES:
+                break
             spooled = self._spool.read(path)
             if spooled is None:
                 continue  # set aside (and logged) by the spool
@@ -559,6 +569,7 @@ class AuditLogger:
                 break
             run.append((path, spooled, unsettled))
             count += len(unsettled)
+            total += size
             if count >= self._batch:
                 break
         return run

@@ -170,6 +170,14 @@ class Spool:
         with self._counts:
             return list(self._pending)
 
+    def pending_sizes(self) -> list[tuple[Path, int]]:
+        """``pending`` with each file's size as kept (no stat).
+
+        A replay's call is bounded by its files' bytes before any of them is read.
+        """
+        with self._counts:
+            return [(p, self._sizes[p]) for p in self._pending]
+
     def usage(self) -> SpoolUsage:
         """Its size, files and state, as kept (no listing); full until a refused batch has room.
 
