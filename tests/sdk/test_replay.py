@@ -20,8 +20,8 @@ from aiaudit.common.config import MESSAGE_HEADROOM_BYTES
 from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.ingest.handlers import SERVICE_NAME
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
-from aiaudit.sdk.spool import Spool
-from tests.helpers import interaction, sized_interaction
+from aiaudit.sdk.spool import Spool, decode_batch
+from tests.helpers import interaction, sized_interaction, wait_until
 from tests.sdk.test_concurrency_limit import HELD, SdkServer
 from tests.sdk.test_logger import rejected_lines, spooled, stored_ids
 
@@ -275,3 +275,86 @@ def test_files_whose_call_was_committed_but_never_answered_stay_and_are_stored_o
     assert again.appends.count == 3  # the 25 again, answered as duplicates, then the rest
     assert spooled(server.spool) == 0
     assert server.refused == [] and rejected_lines(server.spool) == []
+
+
+class Gate(_Interceptor):
+    """Holds each ``Append`` before serving it until the test lets that many through."""
+
+    def __init__(self) -> None:
+        self._state = threading.Condition()
+        self.arrived = 0
+        self._allowed = 0
+
+    def wait_arrived(self, count: int) -> None:
+        with self._state:
+            assert self._state.wait_for(lambda: self.arrived >= count, HELD), self.arrived
+
+    def allow(self, count: int) -> None:
+        with self._state:
+            self._allowed = count
+            self._state.notify_all()
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = continuation(handler_call_details)
+        if handler is None or handler_call_details.method != f"/{SERVICE_NAME}/Append":
+            return handler
+        append = handler.unary_unary
+        assert append is not None
+
+        def gated(request: bytes, context: grpc.ServicerContext) -> pb.AppendResponse:
+            with self._state:
+                self.arrived += 1
+                call = self.arrived
+                self._state.notify_all()
+                assert self._state.wait_for(lambda: self._allowed >= call, HELD)
+            response: pb.AppendResponse = append(request, context)
+            return response
+
+        return grpc.unary_unary_rpc_method_handler(
+            gated,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+def test_close_spools_what_is_in_memory_before_it_replays_more_of_the_backlog(
+    in_process: Callable[..., SdkServer], tenant: str
+) -> None:
+    """Closed while a replay's call is in flight, the logger spools the 30 events in memory
+    before its next call: a gateway stopped during the replay loses none to a kill that
+    follows close (a pod's grace period). Until the review of 2026-12-07 one batch went to
+    the disk a round, between the replay's calls, each of up to ``batch_size`` files and
+    their removal: 10,000 events in memory waited 20 such rounds, and what close's 2 s past
+    its deadline did not spool was lost at exit."""
+    gate = Gate()
+    server = in_process(interceptors=[gate])
+    backlog = [interaction(tenant, text=f"b{i}") for i in range(40)]
+    spool_files(server.spool, [[e] for e in backlog])
+    logger = server.logger(batch_size=10)
+    new = [interaction(tenant, text=f"n{i}") for i in range(30)]
+    try:
+        gate.wait_arrived(1)  # the replay's first call, 10 files, in flight
+        for e in new:
+            logger.log(e)
+        closer = threading.Thread(target=logger.close, kwargs={"timeout": 60})
+        closer.start()
+        wait_until(lambda: logger._closed)
+        gate.allow(1)
+        gate.wait_arrived(2)  # the replay's next call
+        on_disk = {e.event_id for p in server.spool.glob("*.batch") for e in _batch(p).events}
+        assert {e.event_id for e in new} <= on_disk
+    finally:
+        gate.allow(1000)
+    closer.join(timeout=60)
+    assert not closer.is_alive()
+    ids = [e.event_id for e in [*backlog, *new]]
+    assert stored_ids(server.store_url, tenant) == ids  # in the order logged
+    assert spooled(server.spool) == 0
+
+
+def _batch(path: Path) -> pb.AppendRequest:
+    return decode_batch(path.read_bytes())
