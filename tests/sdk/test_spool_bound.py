@@ -257,6 +257,8 @@ def test_close_spools_what_waits_for_the_bound_at_once_not_in_its_last_seconds(
     closing.start()
     wait_until(lambda: spooled(server.spool) == 70, timeout=20)  # long before the deadline
     assert on_disk(server.spool) > MIB
+    # Nothing waits in memory: not full (it stayed full, the refused batch past the bound).
+    wait_until(lambda: not logger.spool_usage().full)
 
     server.start()
     closing.join(timeout=60)  # returns once the replay sent everything

@@ -252,8 +252,9 @@ class Spool:
             self._pending.append(path)
             self._sizes[path] = len(data)
             self.size += len(data)
-        if not past_bound and self._refused:  # the batch refused (or what is left of it)
-            self._not_full("has room again")
+        if self._refused:  # the batch refused (or what is left of it): in memory no longer
+            # Past the bound at close too: ``full`` stayed True while nothing waited (review).
+            self._not_full("spooled past its bound at close" if past_bound else "has room again")
         return path
 
     def _refuse(self, events: int, size: int) -> None:
