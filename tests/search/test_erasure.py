@@ -138,6 +138,25 @@ def _append_all(running: SearchSuite, tenant: str, events: list[ev.Event]) -> No
     running.wait_indexed(tenant, len(events))
 
 
+def _export_opened(
+    running: SearchSuite, tenant: str, request: pb.ExportRequest
+) -> Iterator[pb.ExportResponse]:
+    """The export, its first chunk read (the first page read, the stream held by its buffer).
+
+    Opened once the index holds the whole log: the export waits ``export_wait`` (half a
+    second here) for its snapshot, which holds the access records of the reads before it,
+    an export's too. Under load the OpenSearch indexer took longer to index them, and the
+    export was refused SEARCH_UNAVAILABLE before it read anything (2026-12-07).
+    """
+    component = running.suite.components["search"]
+    assert isinstance(component, Search)
+    size = running.suite.store.log_sizes()[tenant]
+    assert component.indexer.wait_indexed(tenant, size, timeout=30, whole=True)
+    stream = running.search.Export(request)
+    assert next(stream).data
+    return stream
+
+
 def test_an_export_over_content_stops_when_an_erasure_it_meets_is_not_indexed(
     impatient_suite: SearchSuite, tenant: str
 ) -> None:
@@ -154,9 +173,7 @@ def test_an_export_over_content_stops_when_an_erasure_it_meets_is_not_indexed(
             tenant_id=tenant, format=pb.EXPORT_FORMAT_JSONL, filter='NOT input.text:"secret"'
         ),
     ]
-    streams = [running.search.Export(e) for e in exports]
-    firsts = [next(s) for s in streams]  # the first page read, the stream held by its buffer
-    assert all(f.data for f in firsts)
+    streams = [_export_opened(running, tenant, e) for e in exports]
     running.suite.components["search"].indexer.stop()  # type: ignore[attr-defined]
     assert erase(running.suite.store, tenant, "r", "dpo", subject_id="alice").erased == ["m-510"]
     record = running.suite.store.log_sizes()[tenant] - 1
