@@ -255,7 +255,7 @@ def test_close_spools_what_waits_for_the_bound_at_once_not_in_its_last_seconds(
     wait_until(lambda: logger.spool_usage().full)
     closing = threading.Thread(target=logger.close, kwargs={"timeout": 120.0})
     closing.start()
-    wait_until(lambda: spooled(server.spool) == 70, timeout=20)  # long before the deadline
+    wait_until(lambda: spooled(server.spool) == 70, timeout=60)  # long before the deadline
     assert on_disk(server.spool) > MIB
     # Nothing waits in memory: not full (it stayed full, the refused batch past the bound).
     wait_until(lambda: not logger.spool_usage().full)
