@@ -43,6 +43,35 @@ else:
 HELD = 60.0
 """Bounds a wait that only a failing test reaches."""
 
+Append = Callable[[bytes, grpc.ServicerContext], pb.AppendResponse]
+"""The service's own ``Append`` handler, as an interceptor gets it."""
+
+
+class AroundAppend(_Interceptor):
+    """Runs :meth:`around` in place of each ``Append`` the server gets (a test's outage,
+    gate or hold); other calls go through."""
+
+    def around(
+        self, append: Append, request: bytes, context: grpc.ServicerContext
+    ) -> pb.AppendResponse:
+        raise NotImplementedError
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = continuation(handler_call_details)
+        if handler is None or handler_call_details.method != f"/{SERVICE_NAME}/Append":
+            return handler
+        append = handler.unary_unary
+        assert append is not None
+        return grpc.unary_unary_rpc_method_handler(
+            lambda request, context: self.around(append, request, context),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
 
 class AppendCalls(_Interceptor):
     """Counts the ``Append`` calls that reach the server, those it refuses for its limit too.

@@ -12,23 +12,16 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import grpc
 
 from aiaudit.common.config import MESSAGE_HEADROOM_BYTES
 from aiaudit.common.v1 import event_pb2 as ev
-from aiaudit.ingest.handlers import SERVICE_NAME
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.sdk.spool import Spool, decode_batch
 from tests.helpers import interaction, sized_interaction, wait_until
-from tests.sdk.test_concurrency_limit import HELD, SdkServer
+from tests.sdk.test_concurrency_limit import HELD, Append, AroundAppend, SdkServer
 from tests.sdk.test_logger import rejected_lines, spooled, stored_ids
-
-if TYPE_CHECKING:  # generic in the stubs only
-    _Interceptor = grpc.ServerInterceptor[Any, Any]
-else:
-    _Interceptor = grpc.ServerInterceptor
 
 
 def spool_files(directory: Path, files: list[list[ev.Event]]) -> None:
@@ -137,7 +130,7 @@ def test_a_replay_call_carries_at_most_4_mib_of_files_so_no_server_refuses_its_s
     assert spooled(server.spool) == 0
 
 
-class HeldAfterCommit(_Interceptor):
+class HeldAfterCommit(AroundAppend):
     """Holds the first ``Append`` once ingest has committed it, unanswered until ``release``:
     the service stopped between its commit and its answer."""
 
@@ -147,33 +140,18 @@ class HeldAfterCommit(_Interceptor):
         self.events: list[str] = []
         """The event ids of the held call."""
 
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = continuation(handler_call_details)
-        if handler is None or handler_call_details.method != f"/{SERVICE_NAME}/Append":
-            return handler
-        append = handler.unary_unary
-        assert append is not None
-
-        def held(request: bytes, context: grpc.ServicerContext) -> pb.AppendResponse:
-            response: pb.AppendResponse = append(request, context)
-            if not self.committed.is_set():
-                self.events = [e.event_id for e in pb.AppendRequest.FromString(request).events]
-                self.committed.set()
-                self.release.wait(HELD)
-            return response
-
-        return grpc.unary_unary_rpc_method_handler(
-            held,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+    def around(
+        self, append: Append, request: bytes, context: grpc.ServicerContext
+    ) -> pb.AppendResponse:
+        response: pb.AppendResponse = append(request, context)
+        if not self.committed.is_set():
+            self.events = [e.event_id for e in pb.AppendRequest.FromString(request).events]
+            self.committed.set()
+            self.release.wait(HELD)
+        return response
 
 
-class DownAfterFirst(_Interceptor):
+class DownAfterFirst(AroundAppend):
     """Serves the first ``Append``; answers the second ``UNAVAILABLE`` (the service gone
     down); holds the third, before serving it, until ``release``."""
 
@@ -183,34 +161,19 @@ class DownAfterFirst(_Interceptor):
         self._calls = 0
         self._count = threading.Lock()
 
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = continuation(handler_call_details)
-        if handler is None or handler_call_details.method != f"/{SERVICE_NAME}/Append":
-            return handler
-        append = handler.unary_unary
-        assert append is not None
-
-        def served(request: bytes, context: grpc.ServicerContext) -> pb.AppendResponse:
-            with self._count:
-                self._calls += 1
-                call = self._calls
-            if call == 2:
-                context.abort(grpc.StatusCode.UNAVAILABLE, "the service is down (test)")
-            if call == 3:
-                self.third.set()
-                self.release.wait(HELD)
-            response: pb.AppendResponse = append(request, context)
-            return response
-
-        return grpc.unary_unary_rpc_method_handler(
-            served,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+    def around(
+        self, append: Append, request: bytes, context: grpc.ServicerContext
+    ) -> pb.AppendResponse:
+        with self._count:
+            self._calls += 1
+            call = self._calls
+        if call == 2:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "the service is down (test)")
+        if call == 3:
+            self.third.set()
+            self.release.wait(HELD)
+        response: pb.AppendResponse = append(request, context)
+        return response
 
 
 def test_a_refusal_then_an_outage_leaves_each_file_with_what_of_it_is_unsettled(
@@ -277,7 +240,7 @@ def test_files_whose_call_was_committed_but_never_answered_stay_and_are_stored_o
     assert server.refused == [] and rejected_lines(server.spool) == []
 
 
-class Gate(_Interceptor):
+class Gate(AroundAppend):
     """Holds each ``Append`` before serving it until the test lets that many through."""
 
     def __init__(self) -> None:
@@ -294,31 +257,16 @@ class Gate(_Interceptor):
             self._allowed = count
             self._state.notify_all()
 
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = continuation(handler_call_details)
-        if handler is None or handler_call_details.method != f"/{SERVICE_NAME}/Append":
-            return handler
-        append = handler.unary_unary
-        assert append is not None
-
-        def gated(request: bytes, context: grpc.ServicerContext) -> pb.AppendResponse:
-            with self._state:
-                self.arrived += 1
-                call = self.arrived
-                self._state.notify_all()
-                assert self._state.wait_for(lambda: self._allowed >= call, HELD)
-            response: pb.AppendResponse = append(request, context)
-            return response
-
-        return grpc.unary_unary_rpc_method_handler(
-            gated,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+    def around(
+        self, append: Append, request: bytes, context: grpc.ServicerContext
+    ) -> pb.AppendResponse:
+        with self._state:
+            self.arrived += 1
+            call = self.arrived
+            self._state.notify_all()
+            assert self._state.wait_for(lambda: self._allowed >= call, HELD)
+        response: pb.AppendResponse = append(request, context)
+        return response
 
 
 def test_close_spools_what_is_in_memory_before_it_replays_more_of_the_backlog(

@@ -12,24 +12,17 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
 
 from aiaudit.common.v1 import event_pb2 as ev
-from aiaudit.ingest.handlers import SERVICE_NAME
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.sdk import AuditLogger
 from aiaudit.sdk import spool as spool_module
 from tests.helpers import sized_interaction, wait_until
-from tests.sdk.test_concurrency_limit import HELD, SdkServer
+from tests.sdk.test_concurrency_limit import HELD, Append, AroundAppend, SdkServer
 from tests.sdk.test_logger import Server, spooled, stored_ids
-
-if TYPE_CHECKING:  # generic in the stubs only
-    _Interceptor = grpc.ServerInterceptor[Any, Any]
-else:
-    _Interceptor = grpc.ServerInterceptor
 
 MIB = 1 << 20
 EVENT_BYTES = 10_000
@@ -399,7 +392,7 @@ def test_log_is_not_held_for_the_whole_replay_of_a_full_spool(
     assert not logger.spool_usage().full and on_disk(server.spool) == 0
 
 
-class Outage(_Interceptor):
+class Outage(AroundAppend):
     """The service down (``Append`` answered ``UNAVAILABLE``) until ``back``; then its second
     call held, before it is served, until ``release``."""
 
@@ -414,34 +407,19 @@ class Outage(_Interceptor):
     def back(self) -> None:
         self.up.set()
 
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = continuation(handler_call_details)
-        if handler is None or handler_call_details.method != f"/{SERVICE_NAME}/Append":
-            return handler
-        append = handler.unary_unary
-        assert append is not None
-
-        def served(request: bytes, context: grpc.ServicerContext) -> pb.AppendResponse:
-            if not self.up.is_set():
-                context.abort(grpc.StatusCode.UNAVAILABLE, "the service is down (test)")
-            with self._count:
-                self._since += 1
-                second = self._since == 2
-            if second:
-                self.second.set()
-                self.release.wait(HELD)
-            response: pb.AppendResponse = append(request, context)
-            return response
-
-        return grpc.unary_unary_rpc_method_handler(
-            served,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+    def around(
+        self, append: Append, request: bytes, context: grpc.ServicerContext
+    ) -> pb.AppendResponse:
+        if not self.up.is_set():
+            context.abort(grpc.StatusCode.UNAVAILABLE, "the service is down (test)")
+        with self._count:
+            self._since += 1
+            second = self._since == 2
+        if second:
+            self.second.set()
+            self.release.wait(HELD)
+        response: pb.AppendResponse = append(request, context)
+        return response
 
 
 def test_the_spool_stays_full_until_the_batch_it_refused_leaves_memory(
