@@ -24,7 +24,7 @@ retries with exponential backoff (full jitter), the oldest spooled batch its
 probe. Delivery is in the order events were logged: the spool oldest first,
 then a batch kept in memory (one the spool refused), then new events. Once a
 call succeeds the replay goes on, consecutive spooled batches together up to
-``batch_size`` events a call (one a file until 2026-12-07); meanwhile new
+``batch_size`` events and 4 MiB of files a call (one a file until 2026-12-07); meanwhile new
 events wait in memory, full batches spooled behind the backlog (``log`` does
 not block for its length), and a batch the spool's bound refused follows the
 backlog into the spool once the replay has freed a quarter of its bound (sent
