@@ -13,6 +13,7 @@ until the stream ends.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import logging
 import threading
@@ -51,10 +52,11 @@ class AroundAppend(_Interceptor):
     """Runs :meth:`around` in place of each ``Append`` the server gets (a test's outage,
     gate or hold); other calls go through."""
 
+    @abc.abstractmethod
     def around(
         self, append: Append, request: bytes, context: grpc.ServicerContext
     ) -> pb.AppendResponse:
-        raise NotImplementedError
+        """What the server does with an ``Append``: ``append`` is its own handler."""
 
     def intercept_service(
         self,
