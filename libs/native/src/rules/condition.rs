@@ -23,6 +23,10 @@ pub enum Op {
     /// The operand is a number (an integer or a float), compared exactly.
     Compare(Compare, Value),
     Exists(bool),
+    /// `exists` on a path whose presence the event carries
+    /// ([`FieldPath::tracks_presence`](crate::rules::fields::FieldPath::tracks_presence)):
+    /// whether it has a value at all, a default one included.
+    Present(bool),
 }
 
 impl Op {
@@ -43,6 +47,7 @@ impl Op {
                 .iter()
                 .any(|v| v.order(x).is_some_and(|o| c.admits(o))),
             Op::Exists(want) => values.iter().any(Value::is_set) == *want,
+            Op::Present(want) => values.is_empty() != *want,
         }
     }
 }

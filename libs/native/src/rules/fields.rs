@@ -273,6 +273,21 @@ impl FieldPath {
         Err(Error::new(format!("{path} names a message")))
     }
 
+    /// Whether an event tells a value equal to the default from none: a proto3 `optional`
+    /// or oneof scalar, a message (a Duration, a Timestamp), a map entry, a Struct value.
+    /// `exists` asks such a path whether a value is there (`model.temperature: 0`,
+    /// `attributes.retries: 0`, a 0 ms latency are), others whether it differs from the
+    /// default (proto3 cannot tell an unset string from an empty one).
+    pub fn tracks_presence(&self) -> bool {
+        match &self.leaf {
+            Leaf::Plain {
+                repeated, presence, ..
+            } => *presence && !*repeated,
+            Leaf::Time { .. } | Leaf::Map { .. } | Leaf::Struct { .. } => true,
+            Leaf::TotalTokens(..) | Leaf::Cost(..) => false,
+        }
+    }
+
     /// Every value of the path in an event (its wire bytes, of type `root`).
     pub fn get(&self, schema: &Schema, event: &Node<'_>) -> Result<Vec<Value>, Error> {
         let mut current = vec![event.clone()];

@@ -368,6 +368,7 @@ impl Builder<'_> {
                     "regex" => {
                         Op::Regex(crate::re2::compile(&x.extract::<String>()?, false, false)?)
                     }
+                    "exists" if self.paths[path].tracks_presence() => Op::Present(x.extract()?),
                     "exists" => Op::Exists(x.extract()?),
                     other => Op::Compare(Compare::parse(other)?, number(&x)?),
                 };
