@@ -1197,6 +1197,32 @@ def test_an_apostrophe_inside_a_query_word_is_part_of_it(
         assert sorted(search_suite.all_ids(tenant, query=word)) == quoted, word
 
 
+def test_a_unicode_space_between_words_separates_them(
+    search_suite: SearchSuite, tenant: str
+) -> None:
+    """An ideographic space (U+3000, what CJK input methods type) or a no-break space
+    ended no word: ``refund<U+3000>-broken`` was the phrase "refund broken" and found the
+    one event holding it, the opposite of its NOT; ``alice<U+00A0>OR ...`` a user id."""
+    texts = {
+        "sp-plain": ("refund order", "alice"),
+        "sp-broken": ("refund broken order", "bob"),
+        "sp-reversed": ("order refund", "carol"),
+    }
+    search_suite.append(
+        [interaction(tenant, name, text=text, user=user) for name, (text, user) in texts.items()]
+    )
+    search_suite.wait_indexed(tenant, len(texts))
+    for space in ("\u3000", "\u00a0"):
+        for query, expected in (
+            (f"refund{space}-broken", ["sp-plain", "sp-reversed"]),
+            (f"refund{space}order", ["sp-broken", "sp-plain", "sp-reversed"]),
+            (f"broken{space}OR{space}reversed", ["sp-broken"]),
+        ):
+            assert sorted(search_suite.all_ids(tenant, query=query)) == expected, query
+        either = f"actor.user_id = alice{space}OR actor.user_id = bob"
+        assert sorted(search_suite.all_ids(tenant, either)) == ["sp-broken", "sp-plain"]
+
+
 def test_a_word_finds_its_possessive_on_every_backend(
     search_suite: SearchSuite, tenant: str
 ) -> None:

@@ -128,6 +128,26 @@ def test_an_apostrophe_inside_a_query_term_is_part_of_it() -> None:
     )
 
 
+@pytest.mark.parametrize("space", ["\u3000", "\u00a0", "\u2003", "\u202f", "\x85"])
+def test_a_word_ends_at_every_space_the_lexer_skips(space: str) -> None:
+    """Spaces between tokens were any Unicode space, the end of a word only an ASCII one:
+    ``refund<U+3000>-order`` (an ideographic space, as CJK input methods type it) was the
+    phrase "refund order", the opposite of its NOT, and an unquoted filter value ran on
+    over a no-break space into the ``OR`` after it (both found nothing at all)."""
+    assert parse_query(f"refund{space}-order") == And(
+        (Text(EVERY_TEXT, "refund"), Not(Text(EVERY_TEXT, "order")))
+    )
+    assert parse_query(f"refund{space}order") == And(
+        (Text(EVERY_TEXT, "refund"), Text(EVERY_TEXT, "order"))
+    )
+    user = f("actor.user_id")
+    assert parse_filter(f"actor.user_id = alice{space}OR actor.user_id = bob") == Or(
+        (Compare(user, "=", "alice", False), Compare(user, "=", "bob", False))
+    )
+    # Inside quotes a space is part of the value, as ever.
+    assert parse_query(f'"refund{space}order"') == Text(EVERY_TEXT, f"refund{space}order")
+
+
 def test_a_word_with_an_apostrophe_also_matches_the_tokens_going_on_from_it() -> None:
     """OpenSearch's standard analyzer keeps ``o'brien's`` one token: ``O'Brien`` (a phrase
     query of ``o'brien``) missed it there, where FTS5 reads ``o brien s`` and found it.

@@ -225,7 +225,10 @@ def _lex(text: str, field: str, operators: bool) -> list[_Tok]:
         else:
             start = i
             stop = _WORD_STOP if operators else _TERM_STOP
-            while i < n and text[i] not in stop:
+            # A word ends at any space the loop above skips, not only at ASCII ones: until
+            # 2026-12-07 "refund\u3000-order" (an ideographic space) was the phrase
+            # "refund order", and an unquoted value ran on over a no-break space.
+            while i < n and text[i] not in stop and not text[i].isspace():
                 i += 1
             if i == start:
                 raise LanguageError(field, i, f"unexpected character {c!r}")
