@@ -319,6 +319,14 @@ def test_order_by_always_ends_with_sequence() -> None:
         with pytest.raises(LanguageError) as caught:
             parse_order_by(bad)
         assert caught.value.position + 1 == column
+    # A key after ``sequence`` is named where it is (it was column 1 whatever came first).
+    for bad, column in (
+        ("occurred_time, sequence, receive_time", 26),
+        ("sequence, receive_time", 11),
+    ):
+        with pytest.raises(LanguageError, match="'sequence' must be the last key") as caught:
+            parse_order_by(bad)
+        assert caught.value.position + 1 == column, bad
 
 
 def test_sql_binds_every_value_and_fts_strings_are_inert() -> None:

@@ -526,9 +526,9 @@ def parse_order_by(text: str) -> tuple[SortKey, ...]:
             )
         if any(k.field == field for k in keys):
             raise LanguageError("order_by", position, f"{words[0]!r} appears twice")
+        if keys and keys[-1].field.name == "sequence":  # at the key after it (was column 1)
+            raise LanguageError("order_by", position, "'sequence' must be the last key")
         keys.append(SortKey(field, len(words) == 2 and words[1] == "desc"))
     if keys[-1].field.name != "sequence":
-        if any(k.field.name == "sequence" for k in keys):
-            raise LanguageError("order_by", 0, "'sequence' must be the last key")
         keys.append(SortKey(catalogue.scalar("sequence"), keys[0].descending))
     return tuple(keys)
