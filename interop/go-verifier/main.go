@@ -410,7 +410,9 @@ func checkMembers(members []member) error {
 		case "sequence":
 			n, err := strconv.ParseUint(string(m.value), 10, 64)
 			if err != nil || strconv.FormatUint(n, 10) != string(m.value) {
-				return fmt.Errorf("field \"sequence\" must be an integer from 0 to %d in its one spelling, not %s", uint64(math.MaxUint64), m.value)
+				// aiaudit's wording: a leaf index is 64 bits, and aiaudit read any integer
+				// here until 2026-12-07, counting the line in a seal's digest.
+				return fmt.Errorf("field 'sequence' must be an integer from 0 to %d, not %s", uint64(math.MaxUint64), m.value)
 			}
 		case "content":
 			content, err := objectMembers(m.value)

@@ -127,6 +127,15 @@ _DECIMAL = re.compile(r"0|[1-9][0-9]*")
 took ``٣``, which ``int`` reads as 3, and other parsers refuse)."""
 
 
+_LAST_INDEX = 2**64 - 1
+"""The largest leaf index and event line sequence: a tree size is 64 bits, so the Go
+verifier (and any RFC 6962 library) reads both as uint64 and calls a larger one, or a
+negative sequence, malformed. Until 2026-12-07 (review) aiaudit read any integer there:
+the line was counted and named another way (``proof index 0 is not the event's sequence
+-1``), and a seal's count differed by it, so the two verifiers printed different
+problems."""
+
+
 def parse_tlog_proof(text: str) -> TlogProof:
     """Reads a c2sp.org/tlog-proof (header, optional extra, index, hashes, blank, checkpoint).
 
@@ -149,6 +158,8 @@ def parse_tlog_proof(text: str) -> TlogProof:
     digits = rest.pop(0)[6:]
     if not _DECIMAL.fullmatch(digits):
         raise BundleError("tlog-proof index must be a decimal number (ASCII digits)")
+    if int(digits) > _LAST_INDEX:
+        raise BundleError(f"tlog-proof index {digits} is past {_LAST_INDEX}, the last leaf index")
     hashes = [_proof_b64(h, f"hash {i}") for i, h in enumerate(rest, start=1)]
     return TlogProof(int(digits), hashes, note_text, extra)
 
@@ -679,9 +690,14 @@ def _parse(line: object) -> _Line:
         for path, value in content.items():
             if type(value) is not str:
                 raise BundleError(f"content {path!r} must be a string, not {_json_type(value)}")
+    sequence = _field(line, "sequence", int)
+    if not 0 <= sequence <= _LAST_INDEX:
+        raise BundleError(
+            f"field 'sequence' must be an integer from 0 to {_LAST_INDEX}, not {sequence}"
+        )
     return _Line(
         _field(line, "log_id", str),
-        _field(line, "sequence", int),
+        sequence,
         _field(line, "event_id", str),
         _b64(_field(line, "canonical", str), "canonical"),
         parse_tlog_proof(_field(line, "tlog_proof", str)),
@@ -699,58 +715,57 @@ def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
 
 
 class _Ranges:
-    """A set of sequences as sorted, disjoint ``[start, end)`` ranges (two int64 arrays).
+    """A set of sequences as sorted, disjoint ``[first, last]`` ranges (two uint64 arrays).
 
     A bundle written in order (both writers write ascending sequences) is a few
     ranges whatever its length: 16 bytes per range, not a Python int per event.
+    Every sequence a line may hold fits (0 to 2**64 - 1, the last included): until
+    2026-12-07 (review) the arrays were int64 and a sequence from 2**63 was not
+    kept, so two lines at one such sequence were no duplicate here and one in Go.
     """
 
     def __init__(self) -> None:
-        self.starts = array("q")
-        self.ends = array("q")
+        self.firsts = array("Q")
+        self.lasts = array("Q")
 
     def add(self, seq: int) -> bool:
         """Adds ``seq``; whether it was there already."""
-        starts, ends = self.starts, self.ends
-        i = bisect.bisect_right(starts, seq) - 1
-        if i >= 0 and seq < ends[i]:
+        firsts, lasts = self.firsts, self.lasts
+        i = bisect.bisect_right(firsts, seq) - 1
+        if i >= 0 and seq <= lasts[i]:
             return True
-        left = i >= 0 and ends[i] == seq
-        right = i + 1 < len(starts) and starts[i + 1] == seq + 1
+        left = i >= 0 and lasts[i] == seq - 1
+        right = i + 1 < len(firsts) and firsts[i + 1] == seq + 1
         if left and right:
-            ends[i] = ends[i + 1]
-            del starts[i + 1]
-            del ends[i + 1]
+            lasts[i] = lasts[i + 1]
+            del firsts[i + 1]
+            del lasts[i + 1]
         elif left:
-            ends[i] = seq + 1
+            lasts[i] = seq
         elif right:
-            starts[i + 1] = seq
+            firsts[i + 1] = seq
         else:
-            starts.insert(i + 1, seq)
-            ends.insert(i + 1, seq + 1)
+            firsts.insert(i + 1, seq)
+            lasts.insert(i + 1, seq)
         return False
 
     def __len__(self) -> int:
-        return sum(e - s for s, e in zip(self.starts, self.ends, strict=True))
+        return sum(e - s + 1 for s, e in zip(self.firsts, self.lasts, strict=True))
 
     def within(self, a: int, b: int) -> int:
         """How many of the sequences ``a .. b-1`` the set holds."""
         return sum(
-            max(0, min(e, b) - max(s, a)) for s, e in zip(self.starts, self.ends, strict=True)
+            max(0, min(e + 1, b) - max(s, a)) for s, e in zip(self.firsts, self.lasts, strict=True)
         )
 
     def shown(self, most: int = 20) -> str:
         """``0..6, 8, 10..40``: at most ``most`` ranges, then how many more."""
         texts = [
-            f"{s}" if e == s + 1 else f"{s}..{e - 1}"
-            for s, e in zip(self.starts[:most], self.ends[:most], strict=True)
+            f"{s}" if e == s else f"{s}..{e}"
+            for s, e in zip(self.firsts[:most], self.lasts[:most], strict=True)
         ]
-        more = len(self.starts) - most
+        more = len(self.firsts) - most
         return ", ".join(texts) + (f", ... and {more} more range(s)" if more > 0 else "")
-
-
-_SEQUENCES = range(0, 2**63)
-"""Sequences a log can hold (a tree size fits in 64 bits); others fail their proof anyway."""
 
 
 @dataclass
@@ -1072,7 +1087,7 @@ def sealed_item(sequence: int, committed: bytes) -> bytes:
 
     The sequence as 8 bytes, big-endian, then SHA-256(0x00 || canonical).
     """
-    return (sequence % 2**64).to_bytes(8, "big") + canonical.leaf_hash(committed)
+    return sequence.to_bytes(8, "big") + canonical.leaf_hash(committed)
 
 
 @dataclass(frozen=True)
@@ -1453,7 +1468,7 @@ class _Seen:
 
     def add(self, line: _Line, sequences: _Ranges) -> str:
         """Records the line; what it shares with an earlier one (``sequence`` first), or ''."""
-        again = line.sequence in _SEQUENCES and sequences.add(line.sequence)
+        again = sequences.add(line.sequence)
         digest = _digest(line.log_id, line.event_id)
         twice = digest in self.ids
         self.ids.add(digest)
@@ -1587,7 +1602,7 @@ def _tally(
     elif _commitments(line.committed):
         log.without_content += 1
         log.contentless += _digest(line.log_id, line.event_id)
-        log.contentless += line.sequence.to_bytes(8)  # in _SEQUENCES: it had no problem
+        log.contentless += line.sequence.to_bytes(8)
     else:
         log.no_content_fields += 1
     for e in erasure.erased_ids(line.committed):

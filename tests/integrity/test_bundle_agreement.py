@@ -1,0 +1,99 @@
+"""Bundle edits the two verifiers named differently, found by a mutation review (2026-12-07).
+
+Every field of every line of real exports (a sealed search export, a range export, an
+empty sealed export) was changed, lines dropped, repeated, moved and cut short, and both
+verifiers, ``aiaudit verify --bundle`` and ``interop/go-verifier``, run on each result. Each
+edit was refused by both, but some were named differently, or counted differently in a
+seal; each such case is here, with the same problem lines expected of both (``both``).
+The bundles are built in memory, as ``test_bundle_seal`` builds them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aiaudit.cli.main import main
+from tests import go_verifier as go
+from tests.integrity.conftest import ORIGIN_PREFIX
+from tests.integrity.test_bundle_seal import sealed_export
+from tests.integrity.test_cli import key_of, write
+from tests.integrity.test_go_verifier import both
+
+LAST_INDEX = 2**64 - 1
+
+
+@pytest.mark.parametrize("sequence", [-1, LAST_INDEX + 1, 10**30])
+def test_a_sequence_no_leaf_can_have_is_a_malformed_line_in_both_verifiers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], go_verifier: Path, sequence: int
+) -> None:
+    """Go reads a line's sequence as a uint64 and called -1 or 2**64 a malformed line, left
+    out of the seal's count (`1 missing`); aiaudit read any integer, counted the line and
+    named it `proof index 0 is not the event's sequence -1` and the seal's digest as not
+    the lines'."""
+    lines = sealed_export(tmp_path)
+    lines[1] = {**lines[1], "sequence": sequence}
+    assert both(go_verifier, capsys, write(tmp_path / "b.jsonl", lines)) == (
+        1,
+        [
+            f"line 2 event e-0: malformed line: field 'sequence' must be an integer from 0 "
+            f"to {LAST_INDEX}, not {sequence}",
+            "line 5 seal: the closing record counts 3 event line(s) and the bundle holds 2: "
+            "1 missing (a line removed)",
+        ],
+    )
+
+
+@pytest.mark.parametrize("sequence", [2**63, LAST_INDEX])
+def test_two_lines_at_one_sequence_past_int64_are_a_duplicate_in_both_verifiers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], go_verifier: Path, sequence: int
+) -> None:
+    """aiaudit kept a log's sequences in int64 ranges and skipped those from 2**63: two
+    lines there were no duplicate, where Go named the second one."""
+    lines = sealed_export(tmp_path)
+    lines[1] = {**lines[1], "sequence": sequence}
+    lines[2] = {**lines[2], "sequence": sequence}
+    status, problems = both(go_verifier, capsys, write(tmp_path / "b.jsonl", lines))
+    assert status == 1
+    assert "line 3 event e-1: duplicate: line 2 has the same log and sequence" in problems
+
+
+def test_a_proof_index_past_64_bits_is_a_malformed_line_in_both_verifiers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], go_verifier: Path
+) -> None:
+    """Go's tlog-proof library refuses an index past 2**64 - 1 (a malformed line, not
+    counted in the seal), aiaudit read it, counted the line and found the seal whole: one
+    problem against two. The malformed line is named in each verifier's words (the
+    tlog-proof's spelling, README), the seal's problem alike."""
+    lines = sealed_export(tmp_path)
+    proof = lines[1]["tlog_proof"].replace("\nindex 0\n", f"\nindex {LAST_INDEX + 1}\n")
+    lines[1] = {**lines[1], "tlog_proof": proof}
+    python, independent = verdicts(go_verifier, capsys, write(tmp_path / "b.jsonl", lines))
+    seal = (
+        "line 5 seal: the closing record counts 3 event line(s) and the bundle holds 2: "
+        "1 missing (a line removed)"
+    )
+    assert python == [
+        f"line 2 event e-0: malformed line: tlog-proof index {LAST_INDEX + 1} is past "
+        f"{LAST_INDEX}, the last leaf index",
+        seal,
+    ]
+    assert len(independent) == 2 and independent[1] == seal, independent
+    assert independent[0].startswith("line 2 event e-0: tlog-proof: "), independent
+
+
+def verdicts(
+    go_verifier: Path, capsys: pytest.CaptureFixture[str], path: Path
+) -> tuple[list[str], list[str]]:
+    """Each verifier's problem lines, both exiting 1 (``both`` for lines worded alike)."""
+    key = key_of(path.parent)
+    python = ["verify", "--bundle", str(path), "--verifier-key", key]
+    assert main([*python, "--origin-prefix", ORIGIN_PREFIX]) == 1
+    problems = capsys.readouterr().out.splitlines()
+    check = ["bundle", "-verifier-key", key, "-origin-prefix", ORIGIN_PREFIX, path]
+    independent = go.run(go_verifier, *check)
+    assert independent.returncode == 1, independent.stdout + independent.stderr
+    *found, count = independent.stdout.splitlines()
+    assert count == f"3 event(s) checked, {len(problems)} problem(s)"
+    return problems, found
