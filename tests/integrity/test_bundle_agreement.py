@@ -18,7 +18,7 @@ from aiaudit.cli.main import main
 from tests import go_verifier as go
 from tests.integrity.conftest import ORIGIN_PREFIX
 from tests.integrity.test_bundle_seal import sealed_export
-from tests.integrity.test_cli import key_of, write
+from tests.integrity.test_cli import Line, key_of, write
 from tests.integrity.test_go_verifier import both
 
 LAST_INDEX = 2**64 - 1
@@ -97,3 +97,45 @@ def verdicts(
     *found, count = independent.stdout.splitlines()
     assert count == f"3 event(s) checked, {len(problems)} problem(s)"
     return problems, found
+
+
+def _lone(line: Line, member: str) -> Line:
+    """The line with a lone surrogate escaped in ``member`` (a content value or path too)."""
+    if member == "content value":
+        return {**line, "content": {path: "\udc80" for path in line["content"]}}
+    if member == "content path":
+        return {**line, "content": {f"{path}\ud800": v for path, v in line["content"].items()}}
+    return {**line, member: line[member] + "\ud800"}
+
+
+@pytest.mark.parametrize(
+    ("member", "named"),
+    [
+        ("event_id", "event_id"),
+        ("log_id", "log_id"),
+        ("content value", "content"),
+        ("content path", "content"),
+    ],
+)
+def test_a_line_escaping_a_lone_surrogate_is_malformed_in_both_verifiers(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    go_verifier: Path,
+    member: str,
+    named: str,
+) -> None:
+    """The README says both verifiers call such a line malformed; only Go did. aiaudit read
+    the surrogate as itself: `canonical eventId/tenantId are not the line's ...` for an id,
+    `bytes 'utf-8' codec can't encode ...` for a content value, `content without a
+    commitment` for a path, and counted the line in the seal, which Go found `1 missing`."""
+    lines = sealed_export(tmp_path)
+    lines[1] = _lone(lines[1], member)
+    assert both(go_verifier, capsys, write(tmp_path / "b.jsonl", lines)) == (
+        1,
+        [
+            f'line 2 event ?: malformed line: the value of "{named}" escapes a lone surrogate '
+            "(read elsewhere as U+FFFD)",
+            "line 5 seal: the closing record counts 3 event line(s) and the bundle holds 2: "
+            "1 missing (a line removed)",
+        ],
+    )

@@ -530,7 +530,8 @@ def test_two_roots_for_one_checkpoint_size_are_a_forked_log(
     ("event_id", "shown"),
     [
         ("x\r\x1b[2K3 event(s) checked, 0 problem(s)\x1b[8m", "x\\r\\x1b[2K3 event(s)"),
-        ("\udc00", "\\udc00"),  # a lone surrogate: printing it raised UnicodeEncodeError
+        # a lone surrogate: printing it raised UnicodeEncodeError; such a line is malformed
+        ("\udc00", '?: malformed line: the value of "event_id" escapes a lone surrogate'),
     ],
 )
 def test_what_the_file_names_is_printed_escaped(

@@ -471,7 +471,7 @@ LINE_SPELLINGS: dict[str, tuple[Any, str, str]] = {
     "lone surrogate": (
         lambda text: _with(text, '"note": "\\ud800"'),
         'event ?: malformed line: the value of "note" escapes a lone surrogate',
-        "event e-0: malformed line: unknown field 'note'",
+        'event ?: malformed line: the value of "note" escapes a lone surrogate',
     ),
 }
 

@@ -706,6 +706,35 @@ def _parse(line: object) -> _Line:
     )
 
 
+def _no_surrogate(line: dict[str, Any]) -> None:
+    """Refuses an event line escaping a lone surrogate, naming its first member that does.
+
+    JSON reads a valid pair as one character, so any left was escaped alone: other
+    readers (Go's encoding/json) read it as U+FFFD, the Go verifier calls the line
+    malformed and counts it in no seal. Until 2026-12-07 (review) aiaudit read it as
+    itself: an event id so edited was named ``canonical eventId/tenantId are not ...``, a
+    content value ``bytes 'utf-8' codec can't encode ...``, and the line was counted in
+    the seal's digest, so the two verifiers printed different problems. Worded as the Go
+    verifier words it, member by member in the line's order.
+    """
+    for name, value in line.items():
+        if _surrogate(name):
+            raise BundleError(f"name {json.dumps(name)} {_LONE}")
+        if _surrogate(value):
+            raise BundleError(f"the value of {json.dumps(name)} {_LONE}")
+
+
+_LONE = "escapes a lone surrogate (read elsewhere as U+FFFD)"
+
+
+def _read_line(raw: bytes) -> _Line:
+    """An event line's fields as :func:`verify_bundle` reads them, for its second reads."""
+    obj = _strict_json(raw)
+    if isinstance(obj, dict):
+        _no_surrogate(obj)
+    return _parse(obj)
+
+
 def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
     """Raw lines: each is decoded on its own, so bad bytes spoil only their line."""
     with path.open("rb") as f:
@@ -957,6 +986,7 @@ def verify_bundle(
             if isinstance(obj, Exception):
                 raise obj
             if isinstance(obj, dict):
+                _no_surrogate(obj)
                 event_id = str(obj.get("event_id", ""))
             line = _parse(obj)
             seals.add(line)
@@ -1507,8 +1537,7 @@ def _name_duplicates(
     if path.is_file():
         for number, raw in _lines(path):
             try:
-                text = raw.decode("utf-8")
-                line = _parse(json.loads(text, object_pairs_hook=_unique, parse_int=_integer))
+                line = _read_line(raw)
             except (ValueError, KeyError, TypeError, RecursionError):
                 continue
             for what in ("sequence", "event_id"):
@@ -1555,7 +1584,7 @@ def _put_back(path: Path, summaries: Mapping[str, LogSummary]) -> list[BundlePro
             if number not in wanted:
                 continue
             try:
-                line = _parse(_strict_json(raw))
+                line = _read_line(raw)
             except (ValueError, KeyError, TypeError, RecursionError):
                 continue
             if _digest(line.log_id, line.event_id) == wanted[number]:
