@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -238,15 +239,70 @@ def test_store_refuses_to_change_a_written_node() -> None:
 
 def test_generation_rejects_meaningless_requests() -> None:
     store, _ = big_store(8)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="no consistency proof from size 0 to size 8"):
         merkle.consistency_proof(0, 8, store)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="no consistency proof from size 5 to size 4"):
         merkle.consistency_proof(5, 4, store)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="leaf index 8 is outside a tree of size 8"):
         merkle.inclusion_proof(8, 8, store)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="leaf index -1 is outside a tree of size 8"):
         merkle.inclusion_proof(-1, 8, store)
     assert merkle.consistency_proof(8, 8, store) == []
+
+
+class _ShortNodes:
+    """A node store whose hashes came back cut (a damaged row, a wrong column)."""
+
+    def __init__(self, store: MemoryNodeStore) -> None:
+        self._store = store
+
+    def read_nodes(self, ids: Sequence[NodeID]) -> list[bytes]:
+        return [digest[:31] for digest in self._store.read_nodes(ids)]
+
+
+def test_a_stored_node_of_the_wrong_size_is_named_not_hashed() -> None:
+    store, _ = big_store(8)
+    short = _ShortNodes(store)
+    for use in (
+        lambda: merkle.root_at(8, short),
+        lambda: merkle.inclusion_proof(3, 8, short),
+        lambda: merkle.consistency_proof(3, 8, short),
+        lambda: CompactRange.load(8, short),
+    ):
+        with pytest.raises(
+            ValueError, match=r"stored node NodeID\(level=\d+, index=\d+\) must be 32 bytes, got 31"
+        ):
+            use()
+
+
+class _FewerNodes:
+    """A node store that answers fewer hashes than it was asked for."""
+
+    def __init__(self, store: MemoryNodeStore) -> None:
+        self._store = store
+
+    def read_nodes(self, ids: Sequence[NodeID]) -> list[bytes]:
+        return list(self._store.read_nodes(ids))[:-1]
+
+
+def test_a_store_answering_fewer_nodes_is_a_missing_node() -> None:
+    store, _ = big_store(8)
+    with pytest.raises(merkle.MissingNodeError, match="asked for 2 nodes, got 1"):
+        merkle.root_at(6, _FewerNodes(store))
+
+
+def test_a_negative_size_has_no_root() -> None:
+    store, _ = big_store(8)
+    with pytest.raises(ValueError, match="size must not be negative"):
+        merkle.root_at(-1, store)
+
+
+def test_a_leaf_or_root_of_the_wrong_size_is_named() -> None:
+    leaf, root = merkle.leaf_hash(b"x"), merkle.root([merkle.leaf_hash(b"x")])
+    merkle.verify_inclusion(0, 1, leaf, [], root)
+    for args in ((leaf[:31], root), (leaf, root[:31])):
+        with pytest.raises(ProofError, match="leaf and root hashes must be 32 bytes"):
+            merkle.verify_inclusion(0, 1, args[0], [], args[1])
 
 
 def test_consistency_from_size_zero_is_rejected_in_every_form() -> None:
