@@ -18,6 +18,7 @@ from aiaudit.search.language import (
     Or,
     Prefix,
     Text,
+    matched_texts,
     parse_filter,
     parse_order_by,
     parse_query,
@@ -270,6 +271,7 @@ def test_true_unquoted_is_the_boolean_quoted_the_text() -> None:
         ('occurred_time >= "2026-W09-1"', 18, "not an RFC 3339 timestamp"),
         ('occurred_time >= "20260301T120000Z"', 18, "not an RFC 3339 timestamp"),
         ("timing.latency > 1.5ns", 18, "finer than a nanosecond"),
+        ('model.name = "a\x00b"', 16, "contains U+0000 (NUL)"),
         # Valid RFC 3339 whose instant is past year 9999 or before year 1 in UTC: an
         # OverflowError in the conversion, answered UNKNOWN until 2026-12-05.
         ('occurred_time < "9999-12-31T23:59:59-23:59"', 17, "out of range"),
@@ -293,6 +295,52 @@ def test_limits_refuse_huge_and_deep_input() -> None:
         parse_filter(" OR ".join(["model.name = a"] * 300))
     with pytest.raises(LanguageError, match="nothing searchable"):
         parse_query('"***"')
+
+
+def test_a_number_in_an_attribute_keeps_the_integer_it_writes() -> None:
+    """Entries hold int64s and doubles: past 2**53 the nearest double is another integer."""
+    x = f("attributes.x")
+    exact = parse_filter("attributes.x = 1234567890123456789")
+    assert exact == Compare(x, "=", 1234567890123456789, True)
+    assert type(exact.value) is int  # type: ignore[union-attr]
+    assert parse_filter("attributes.x = 1.5") == Compare(x, "=", 1.5, True)
+    huge = parse_filter("attributes.x = 1e30")  # past int64: the double
+    assert huge == Compare(x, "=", 1e30, True) and type(huge.value) is float  # type: ignore[union-attr]
+
+
+def test_highlights_take_the_phrases_a_match_holds_not_those_it_must_not() -> None:
+    phrases = matched_texts(parse_query("refund OR NOT password -secret NOT NOT kept"))
+    assert [t.phrase for t in phrases] == ["refund", "kept"]
+
+
+def test_limits_are_the_documented_numbers_exactly() -> None:
+    """The README's limits, each at its bound and one past it (the constants are not trusted)."""
+    leaf = "model.name = a"
+    cases = [
+        (parse_filter, leaf + " " * (8192 - len(leaf)), "longer than 8192 characters"),
+        (parse_filter, "(" * 16 + leaf + ")" * 16, "nested deeper than 16 levels"),
+        (parse_filter, "NOT " * 16 + leaf, "nested deeper than 16 levels"),
+        (parse_query, "-" * 16 + "refund", "nested deeper than 16 levels"),
+        (parse_filter, " OR ".join([leaf] * 256), "more than 256 comparisons or terms"),
+        (parse_query, " ".join(["refund"] * 256), "more than 256 comparisons or terms"),
+        (parse_filter, 'model.name = "' + "a" * 4096 + '"', "string longer than 4096"),
+        (parse_query, "a" * 4096, "term longer than 4096"),
+    ]
+    for parse, at_bound, _ in cases:
+        assert parse(at_bound) is not None, at_bound[:40]
+    past = [
+        leaf + " " * (8193 - len(leaf)),
+        "(" * 17 + leaf + ")" * 17,
+        "NOT " * 17 + leaf,
+        "-" * 17 + "refund",
+        " OR ".join([leaf] * 257),
+        " ".join(["refund"] * 257),
+        'model.name = "' + "a" * 4097 + '"',
+        "a" * 4097,
+    ]
+    for (parse, _, refusal), text in zip(cases, past, strict=True):
+        with pytest.raises(LanguageError, match=refusal):
+            parse(text)
 
 
 @settings(max_examples=300, deadline=None)
