@@ -33,6 +33,7 @@ def test_instants_come_back_in_utc(text: str, instant: dt.datetime) -> None:
     ("text", "why"),
     [
         ("2026-03-01T13:00:00", "needs a time zone"),
+        ("2026-03-01T13:00:00.5", "needs a time zone"),  # a fraction does not hide the cause
         ("2026-03-01T13:00:00.0000001Z", "finer than a microsecond"),
         ("2026-w09-1", "not an RFC 3339 timestamp"),  # week dates: fromisoformat takes them
         ("20260301T130000Z", "not an RFC 3339 timestamp"),  # the compact form too
