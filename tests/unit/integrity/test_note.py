@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +140,92 @@ def test_every_single_byte_change_is_rejected() -> None:
 def test_malformed_notes_are_rejected(bad: str) -> None:
     with pytest.raises(NoteError):
         note.open_note(bad, [PETER])
+
+
+@pytest.mark.parametrize(
+    ("bad", "why"),
+    [
+        (TEXT + PETER_SIG, "no blank line before its signatures"),
+        # 4 bytes: a key ID without a signature, malformed even from a key nobody trusts
+        (TEXT + "\n" + PETER_SIG + "\u2014 Unknown AAAAAA==\n", "too short"),
+        (
+            TEXT + "\n" + PETER_SIG + "\u2014 Unknown\x01 AAAAAAA=\n",
+            "signature block contains a control",
+        ),
+    ],
+)
+def test_malformed_notes_are_rejected_saying_why(bad: str, why: str) -> None:
+    with pytest.raises(NoteError, match=why):
+        note.open_note(bad, [PETER])
+
+
+def test_a_verifier_key_id_in_upper_case_is_refused_saying_so() -> None:
+    name, hex_id, key = GO["peter_verifier_key"].split("+", 2)
+    with pytest.raises(NoteError, match="8 lowercase hex digits"):
+        note.parse_verifier_key(f"{name}+{hex_id.upper()}+{key}")
+
+
+def test_two_trusted_keys_sharing_name_and_id_are_refused() -> None:
+    """Which of them a signature line means is undecidable: 9457 and 87522 share ID 2421d95d."""
+    one, other = (VerifierKey("log.example/a", n.to_bytes(32, "big")) for n in (9457, 87522))
+    assert one.key_id == other.key_id == bytes.fromhex("2421d95d")
+    shared = r"two verifier keys share name and ID log\.example/a\+2421d95d\+"
+    with pytest.raises(NoteError, match=shared):
+        note.open_note(GO["signed_by_peter"], [PETER, one, other])
+
+
+def test_a_public_key_of_the_wrong_size_is_refused() -> None:
+    with pytest.raises(NoteError, match="Ed25519 public keys are 32 bytes"):
+        VerifierKey("log.example/a", b"\x00" * 31)
+
+
+def test_a_text_that_is_no_utf8_is_not_signed() -> None:
+    with pytest.raises(NoteError, match="note text is not valid UTF-8"):
+        note.sign_note("lone \ud800 surrogate\n", [fresh_signer("log.example/a")])
+
+
+def test_several_notes_are_signed_in_one_batch_call_one_note_alone() -> None:
+    """A signer with a batch API is asked once for all the notes: one Vault round trip."""
+    plain = fresh_signer("log.example/a")
+    batches: list[int] = []
+    singles: list[bytes] = []
+
+    def sign(message: bytes) -> bytes:
+        singles.append(message)
+        return plain.sign(message)
+
+    def sign_many(messages: Sequence[bytes]) -> list[bytes]:
+        batches.append(len(messages))
+        return [plain.sign(m) for m in messages]
+
+    batched = NoteSigner(plain.name, plain.public_key, sign, sign_many)
+    texts = ["a\n", "b\n", "c\n"]
+    signed = note.sign_notes(texts, [batched])
+    assert (batches, singles) == ([3], [])
+    assert [note.open_note(n, [plain.verifier_key]).text for n in signed] == texts
+    note.sign_notes(["alone\n"], [batched])
+    assert (batches, singles) == ([3], [b"alone\n"])
+    short = NoteSigner(plain.name, plain.public_key, sign, lambda ms: [plain.sign(ms[0])])
+    with pytest.raises(NoteError, match="returned 1 signatures for 3 notes"):
+        note.sign_notes(texts, [short])
+
+
+def test_a_note_without_signers_is_refused() -> None:
+    with pytest.raises(NoteError, match="at least one signer"):
+        note.sign_note("hello\n", [])
+
+
+def test_a_note_takes_up_to_100_signatures() -> None:
+    """The spec asks for a limit of at least 16; 101 is refused (above), 100 is not."""
+    assert note.open_note(TEXT + "\n" + PETER_SIG * 100, [PETER]).verified_by == (PETER,)
+
+
+def test_a_note_whose_text_is_one_newline_round_trips() -> None:
+    """The blank line that splits a note may be its very first character."""
+    signer = fresh_signer("log.example/a")
+    signed = note.sign_note("\n", [signer])
+    assert signed.startswith("\n\n")
+    assert note.open_note(signed, [signer.verifier_key]).text == "\n"
 
 
 def test_invalid_utf8_is_rejected() -> None:
