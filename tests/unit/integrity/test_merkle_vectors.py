@@ -305,6 +305,17 @@ def test_a_leaf_or_root_of_the_wrong_size_is_named() -> None:
             merkle.verify_inclusion(0, 1, args[0], [], args[1])
 
 
+def test_a_consistency_proof_backwards_or_with_a_cut_root_is_refused_saying_so() -> None:
+    leaves = [merkle.leaf_hash(bytes([i])) for i in range(5)]
+    four, five = merkle.root(leaves[:4]), merkle.root(leaves)
+    merkle.verify_consistency(4, 5, four, five, [leaves[4]])
+    with pytest.raises(ProofError, match="old size 5 is larger than size 4"):
+        merkle.verify_consistency(5, 4, five, four, [leaves[4]])
+    for old_root, new_root in ((four[:31], five), (four, five[:31])):
+        with pytest.raises(ProofError, match="root hashes must be 32 bytes"):
+            merkle.verify_consistency(4, 5, old_root, new_root, [leaves[4]])
+
+
 def test_consistency_from_size_zero_is_rejected_in_every_form() -> None:
     empty = merkle.EMPTY_ROOT
     one = merkle.leaf_hash(b"x")
