@@ -90,6 +90,35 @@ def test_tampered_content_is_named() -> None:
     assert canonical.content_problems(committed.canonical, committed.content, SALT) == []
 
 
+def test_every_content_mismatch_is_named_by_its_path() -> None:
+    """Content the log does not commit to, a commitment without content, bytes read two ways."""
+    e = interaction("t1", text="kept")
+    e.input.messages[0].parts.add(
+        media=ev.Media(mime_type="image/png", size_bytes=1, sha256="0" * 64, data=b"A")
+    )
+    committed = canonical.commit(e, SALT)
+    data = "input.messages[0].parts[1].media.data"
+    assert committed.content[data] == "QQ=="
+    text = "input.messages[0].parts[0].text"
+    cases = {
+        "QR==": f"{data}: bytes not in canonical base64",  # decodes to b"A" leniently
+        "QQ": f"{data}: bytes not in canonical base64",
+        "!!!!": f"{data}: bytes not in canonical base64",
+        "Qg==": f"{data}: content does not match its commitment",
+    }
+    for value, problem in cases.items():
+        content = {**committed.content, data: value}
+        assert canonical.content_problems(committed.canonical, content, SALT) == [problem], value
+    extra = {**committed.content, "input.messages[0].parts[2].text": "unlogged"}
+    assert canonical.content_problems(committed.canonical, extra, SALT) == [
+        "input.messages[0].parts[2].text: content without a commitment"
+    ]
+    missing = {p: v for p, v in committed.content.items() if p != text}
+    assert canonical.content_problems(committed.canonical, missing, SALT) == [
+        f"{text}: commitment without content"
+    ]
+
+
 def test_metadata_that_looks_like_a_commitment_survives() -> None:
     e = interaction("t1")
     e.actor.user_id = "hmac-sha256:not-a-commitment"
