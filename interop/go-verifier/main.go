@@ -747,9 +747,6 @@ func checkLine(line bundleLine, d decoded, prefix string, keys []note.Verifier, 
 		return []string{fmt.Sprintf("log %s is not one of the logs to verify (%s)",
 			pyRepr(line.LogID), strings.Join(asked, ", "))}, &p
 	}
-	if line.LogID == "" || line.EventID == "" || line.Sequence == nil {
-		return []string{"log_id, event_id and sequence are required"}, &p
-	}
 	if p.Index != *line.Sequence {
 		return []string{fmt.Sprintf("proof index %d is not the event's sequence %d", p.Index, *line.Sequence)}, &p
 	}

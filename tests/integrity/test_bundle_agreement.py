@@ -18,7 +18,7 @@ from aiaudit.cli.main import main
 from tests import go_verifier as go
 from tests.integrity.conftest import ORIGIN_PREFIX
 from tests.integrity.test_bundle_seal import sealed_export
-from tests.integrity.test_cli import Line, key_of, write
+from tests.integrity.test_cli import TENANT, Line, key_of, write
 from tests.integrity.test_go_verifier import both
 
 LAST_INDEX = 2**64 - 1
@@ -137,5 +137,25 @@ def test_a_line_escaping_a_lone_surrogate_is_malformed_in_both_verifiers(
             "(read elsewhere as U+FFFD)",
             "line 5 seal: the closing record counts 3 event line(s) and the bundle holds 2: "
             "1 missing (a line removed)",
+        ],
+    )
+
+
+def test_an_empty_event_or_log_id_is_named_alike_in_both_verifiers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], go_verifier: Path
+) -> None:
+    """The Go verifier kept a check from before it read lines strictly, `log_id, event_id
+    and sequence are required`, for an empty id: a string aiaudit reads like any other
+    and names by what it fails (the canonical form's id, the checkpoint's origin)."""
+    lines = sealed_export(tmp_path)
+    lines[1] = {**lines[1], "event_id": ""}
+    lines[2] = {**lines[2], "log_id": ""}
+    assert both(go_verifier, capsys, write(tmp_path / "b.jsonl", lines)) == (
+        1,
+        [
+            "line 2 event ?: canonical eventId/tenantId are not the line's event_id/log_id",
+            f"line 3 event e-1: checkpoint origin '{ORIGIN_PREFIX}/{TENANT}' is not "
+            f"{ORIGIN_PREFIX}/",
+            f"line 3 event e-1: log '' is not the scope's log '{TENANT}' (line 1)",
         ],
     )
