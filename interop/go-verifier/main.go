@@ -582,6 +582,7 @@ func runBundle(args []string, out io.Writer) (int, error) {
 			continue
 		}
 		if isObject && hasMember(object, "seal") { // not an event: the export's closing record
+			scopes.afterFirst = true // a scope after it is not first: a seal line before it
 			if what := seals.read(object, number); what != "" {
 				fmt.Fprintf(out, "line %d seal: %s\n", number, what)
 				problems++
@@ -1493,7 +1494,7 @@ func readsWhole(value []byte) bool {
 type scopes struct {
 	scope      *scope
 	first      int  // the line of the first scope line (0: none)
-	afterFirst bool // an event line was read already
+	afterFirst bool // an event or seal line was read already
 	held       map[uint64]bool
 	text       []byte // the first scope line's bytes, without its line ending
 }

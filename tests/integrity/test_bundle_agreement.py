@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from aiaudit.cli.main import main
+from aiaudit.integrity.cli import NOTHING_VERIFIED
 from tests import go_verifier as go
 from tests.integrity.conftest import ORIGIN_PREFIX
 from tests.integrity.test_bundle_seal import sealed_export
@@ -157,5 +158,24 @@ def test_an_empty_event_or_log_id_is_named_alike_in_both_verifiers(
             f"line 3 event e-1: checkpoint origin '{ORIGIN_PREFIX}/{TENANT}' is not "
             f"{ORIGIN_PREFIX}/",
             f"line 3 event e-1: log '' is not the scope's log '{TENANT}' (line 1)",
+        ],
+    )
+
+
+def test_a_scope_line_after_the_seal_is_a_problem_in_both_verifiers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], go_verifier: Path
+) -> None:
+    """A scope line must be the bundle's first (README): only an event line before it
+    counted, so an empty export's seal moved before its scope verified in both, `complete:
+    the export matched no event`, from a file the export did not write."""
+    scope, seal = sealed_export(tmp_path, exported=())
+    assert both(go_verifier, capsys, write(tmp_path / "b.jsonl", [scope, seal]))[0] == 0
+    assert both(go_verifier, capsys, write(tmp_path / "b.jsonl", [seal, scope])) == (
+        1,
+        [
+            "line 2 scope: a scope line must be the bundle's first line (an export writes it "
+            "first)",
+            "line 1 seal: a seal closes the export its scope line names, and the bundle has none",
+            NOTHING_VERIFIED,
         ],
     )

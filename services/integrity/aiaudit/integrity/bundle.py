@@ -977,6 +977,7 @@ def verify_bundle(
             problems.extend(scopes.read(obj, number, raw))
             continue
         if isinstance(obj, dict) and "seal" in obj:  # not an event: the export's closing record
+            scopes.after_first = True  # a scope after it is not first (an empty export's too)
             problems.extend(seals.read(obj, number))
             continue
         scopes.after_first = True
@@ -1030,7 +1031,8 @@ class _Scopes:
         self.first = 0
         """The line of the bundle's first scope line (0: none)."""
         self.after_first = False
-        """Whether an event line was read already."""
+        """Whether an event or seal line was read already: until 2026-12-07 (review) only an
+        event line counted, and an empty export's seal moved before its scope verified."""
         self.text = b""
         """The first scope line's bytes as written, without its line ending: what a seal's
         ``access.scope_sha256`` commits to."""
