@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from google.protobuf import empty_pb2, wrappers_pb2
+from google.protobuf.unknown_fields import UnknownFieldSet
 
+from aiaudit.common import protowire
 from aiaudit.ingest.wire import MalformedError, events_with_unknown_fields
 from tests.helpers import interaction
 
@@ -30,3 +33,20 @@ def test_corrupt_wire_is_named_not_raised_as_a_decode_error() -> None:
     with pytest.raises(MalformedError) as err:
         events_with_unknown_fields(_frame(b"\x0a\x05ab"), 1, "events")
     assert err.value.field == "events[0]"
+
+
+def test_fields_the_suite_writes_itself_read_back_as_protobuf_reads_them() -> None:
+    """Ingest appends the receive time, alerting its trust signal views, with these bytes."""
+    shortest = {0: b"\x00", 127: b"\x7f", 128: b"\x80\x01", 300: b"\xac\x02"}
+    assert {n: protowire.varint(n) for n in shortest} == shortest  # as protobuf writes them
+    for n in (0, 1, 127, 128, 300, 16383, 16384, 2**32, 2**64 - 1):
+        assert wrappers_pb2.UInt64Value.FromString(b"\x08" + protowire.varint(n)).value == n
+    for size in (0, 1, 127, 128, 300):
+        payload = (bytes(range(256)) * 2)[:size]
+        wrapped = protowire.length_delimited(1, payload)
+        assert wrappers_pb2.BytesValue.FromString(wrapped).value == payload
+    for number in (15, 16, 1000, 2**29 - 1):  # tags of one to five bytes
+        [field] = UnknownFieldSet(
+            empty_pb2.Empty.FromString(protowire.length_delimited(number, b"x"))
+        )
+        assert (field.field_number, field.wire_type, field.data) == (number, 2, b"x")
