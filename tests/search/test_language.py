@@ -18,6 +18,8 @@ from aiaudit.search.language import (
     Or,
     Prefix,
     Text,
+    combine,
+    leaves,
     matched_texts,
     parse_filter,
     parse_order_by,
@@ -69,6 +71,8 @@ def test_has_presence_prefix_negation_and_families() -> None:
     label = parse_filter('attributes.team = "red"')
     assert isinstance(label, Compare) and not label.numeric
     assert parse_filter('output.text:"credit card"') == Text(("output.text",), "credit card")
+    assert parse_filter("usage.output_tokens:*") == Exists(f("usage.output_tokens"))
+    assert parse_filter("timing.latency:*") == Exists(f("timing.latency"))
 
 
 def test_query_terms_phrases_and_operators() -> None:
@@ -308,6 +312,24 @@ def test_a_number_in_an_attribute_keeps_the_integer_it_writes() -> None:
     assert huge == Compare(x, "=", 1e30, True) and type(huge.value) is float  # type: ignore[union-attr]
 
 
+def test_leaves_and_combine_read_and_join_trees() -> None:
+    """What the handlers audit (the fields a search names) and how filter and query join."""
+    a, b, c = (Compare(f("model.name"), "=", x, False) for x in "abc")
+    tree = parse_filter("model.name = a (NOT model.name = b OR model.name = c)")
+    assert leaves(tree) == [a, b, c]
+    assert leaves(None) == []
+    assert combine() is None and combine(None, None) is None
+    assert combine(None, a, None) == a
+    assert combine(a, None, tree) == And((a, tree))
+
+
+def test_a_lone_minus_at_the_end_of_a_query_is_a_language_error() -> None:
+    """At the end of the text there is nothing after ``-`` to look at (no IndexError)."""
+    for text in ("refund -", "-"):
+        with pytest.raises(LanguageError, match="nothing searchable"):
+            parse_query(text)
+
+
 def test_highlights_take_the_phrases_a_match_holds_not_those_it_must_not() -> None:
     phrases = matched_texts(parse_query("refund OR NOT password -secret NOT NOT kept"))
     assert [t.phrase for t in phrases] == ["refund", "kept"]
@@ -438,7 +460,14 @@ def test_minus_zero_is_zero_and_durations_are_exact() -> None:
     0.7000000000000001 s, beside the indexed 0.7 (seconds + nanos / 1e9)."""
     zero = parse_filter("model.temperature = -0")
     assert isinstance(zero, Compare) and math.copysign(1.0, zero.value) == 1.0
-    for text, seconds in (("700ms", 0.7), ("1.1s", 1.1), ("90m", 5400.0), ("300us", 0.0003)):
+    for text, seconds in (
+        ("700ms", 0.7),
+        ("1.1s", 1.1),
+        ("90m", 5400.0),
+        ("2h", 7200.0),
+        ("300us", 0.0003),
+        ("3000ns", 0.000003),
+    ):
         node = parse_filter(f"timing.latency = {text}")
         assert isinstance(node, Compare) and node.value == seconds, text
     exact = parse_filter('occurred_time >= "2026-03-01T13:00:00.123456000Z"')
