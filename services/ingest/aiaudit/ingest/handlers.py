@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
+from functools import partial
 from typing import NamedTuple
 
 import grpc
@@ -42,6 +43,7 @@ from aiaudit.ingest.committer import GroupCommitter, StoppingError
 from aiaudit.ingest.erasing import Eraser
 from aiaudit.ingest.ip_policy import IpPolicy
 from aiaudit.ingest.redaction import ContentRedaction
+from aiaudit.ingest.stream_window import StreamWindow
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.validation import Limits, stored_violations, validate_batch
 from aiaudit.ingest.wire import MalformedError, events_with_unknown_fields, locate_bad_event
@@ -67,6 +69,18 @@ class _Queued(NamedTuple):
 
     future: Future[BatchOutcome]
     ids: list[tuple[str, str]]
+
+
+class _Cost(NamedTuple):
+    """What a stream request weighs until it is settled: its bytes as received, its events."""
+
+    size: int
+    events: int
+
+
+def _settle(window: StreamWindow, cost: _Cost, _: Future[BatchOutcome]) -> None:
+    """A stream request's batch committed or failed: it weighs on the stream no more."""
+    window.settled(*cost)
 
 
 def _naming(
@@ -601,10 +615,11 @@ class IngestHandlers:
     def _answer(
         self, requests: Iterator[bytes], context: grpc.ServicerContext, caller: Caller
     ) -> Iterator[pb.AppendStreamResponse]:
-        pending: queue.SimpleQueue[tuple[int, bool, _Queued | _RefusedError] | None] = (
-            queue.SimpleQueue()
-        )
+        pending: queue.SimpleQueue[
+            tuple[_Cost, tuple[int, bool, _Queued | _RefusedError]] | None
+        ] = queue.SimpleQueue()
         expired = threading.Event()
+        window = StreamWindow(self._limits.max_message_bytes)
 
         def read() -> None:
             try:
@@ -612,30 +627,43 @@ class IngestHandlers:
                     if caller.expired():  # authenticated once, at the start: not forever
                         expired.set()
                         return
-                    pending.put(self._accept(raw, caller))
+                    accepted = self._accept(raw, caller)
+                    queued = accepted[2]
+                    cost = _Cost(len(raw), len(queued.ids) if isinstance(queued, _Queued) else 1)
+                    pending.put((cost, accepted))
+                    if isinstance(queued, _Queued):  # its weight is the store's until it commits
+                        queued.future.add_done_callback(partial(_settle, window, cost))
+                    window.read(*cost)  # the next is read once this stream may hold it
             except grpc.RpcError as exc:  # the client went away: answer what was accepted
                 log.info("append stream reader ended: %s", exc)
             finally:
                 pending.put(None)
 
         threading.Thread(target=read, name="append-stream-reader", daemon=True).start()
-        while (item := pending.get()) is not None:
-            request_id, sign, accepted = item
-            if isinstance(accepted, _RefusedError):
-                yield pb.AppendStreamResponse(request_id=request_id, status=accepted.status)
-                continue
-            try:
-                receipts, notes = self._receipts(accepted, "events", sign)
-            except _RefusedError as refused:
-                yield pb.AppendStreamResponse(request_id=request_id, status=refused.status)
-            else:
-                response = pb.AppendStreamResponse(
-                    request_id=request_id, status=_OK, signed_receipts=notes
-                )
-                add_receipts(receipts, response.receipts)
-                yield response
+        try:
+            while (item := pending.get()) is not None:
+                cost, (request_id, sign, accepted) = item
+                yield self._answer_one(request_id, sign, accepted)
+                if isinstance(accepted, _RefusedError):
+                    window.settled(*cost)
+        finally:  # however the stream ends, its reader waits no more
+            window.close()
         if expired.is_set():  # what was read is answered; the rest is sent again on a new stream
             end_expired(context)
+
+    def _answer_one(
+        self, request_id: int, sign: bool, accepted: _Queued | _RefusedError
+    ) -> pb.AppendStreamResponse:
+        """A stream request's answer: its receipts once committed, or why not."""
+        if isinstance(accepted, _RefusedError):
+            return pb.AppendStreamResponse(request_id=request_id, status=accepted.status)
+        try:
+            receipts, notes = self._receipts(accepted, "events", sign)
+        except _RefusedError as refused:
+            return pb.AppendStreamResponse(request_id=request_id, status=refused.status)
+        response = pb.AppendStreamResponse(request_id=request_id, status=_OK, signed_receipts=notes)
+        add_receipts(receipts, response.receipts)
+        return response
 
     def _accept(self, raw: bytes, caller: Caller) -> tuple[int, bool, _Queued | _RefusedError]:
         request_id, sign = 0, False
