@@ -623,3 +623,32 @@ def unopened(directory: str) -> None:
     with pytest.raises(TokenError, match="no signing key 'k1' at the issuer"):
         verifier.verify(token(signer, "k1", sub="new"))
     print("refused once read")
+
+
+def test_keys_of_algorithms_not_accepted_are_ignored_not_fatal(
+    tmp_path: Path, signer: rsa.RSAPrivateKey
+) -> None:
+    """RFC 7517 (section 5): a JWK not understood is ignored. A provider's encryption key
+    published without ``use``, or a key of a newer type (ML-DSA's ``AKP``), made the whole
+    JWKS unreadable: ``serve`` refused to start, and a rotation beside such a key was never
+    read, every token of the new key refused."""
+    other = jwk(rsa_key(), "enc-1")
+    del other["use"]
+    other["alg"] = "RSA-OAEP"
+    strangers = [
+        other,
+        {"kty": "AKP", "kid": "pq-1", "alg": "ML-DSA-44", "pub": "AAAA", "use": "sig"},
+        {"kty": "oct", "kid": "sym-1", "k": "c2VjcmV0"},  # HMAC: never accepted
+    ]
+    path = write_jwks(tmp_path / "jwks.json", [*strangers, jwk(signer, "k1")])
+    keys = Jwks.from_file(path)
+    keys.load()  # ConfigError on the old code: "Unable to find an algorithm for key"
+    verifier = Verifier(ISSUER, AUDIENCE, keys)
+    assert verifier.verify(token(signer, "k1")).subject == "alice@example.test"
+    # A rotation published beside them is read: the new key verifies at its first token.
+    rotated = rsa_key()
+    swap_jwks(path, json.dumps({"keys": [*strangers, jwk(signer, "k1"), jwk(rotated, "k2")]}))
+    assert verifier.verify(token(rotated, "k2")).subject == "alice@example.test"
+    for stranger in ("enc-1", "pq-1", "sym-1"):
+        with pytest.raises(TokenError, match="no signing key"):
+            keys.key(stranger)

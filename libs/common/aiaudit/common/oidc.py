@@ -140,6 +140,10 @@ def _algorithms(entry: dict[str, Any]) -> list[str]:
     """The key's ``alg``; without one, every accepted algorithm of its key type.
 
     An RSA key with no ``alg`` used to verify RS256 tokens only, refusing RS384/RS512 ones.
+    Empty for a key no accepted algorithm uses, which the JWKS's read ignores (RFC 7517,
+    section 5): an encryption key published without ``use`` (``RSA-OAEP``), or a key type
+    this server does not know (``AKP``, ML-DSA), made the whole JWKS unreadable until
+    2026-12-07, so ``serve`` refused to start, or a rotation was never read (review).
     """
     if "alg" in entry:
         return [str(entry["alg"])] if entry["alg"] in ALGORITHMS else []
@@ -220,8 +224,11 @@ class Jwks:
                     raise ValueError(f"a key that is not an object: {entry!r:.60}")
                 if entry.get("use", "sig") != "sig" or "kid" not in entry:
                     continue
+                algorithms = _algorithms(entry)
+                if not algorithms:  # no token this server accepts is signed by it: ignored
+                    continue
                 keys[str(entry["kid"])] = SigningKey(
-                    jwt.PyJWK(entry).key, _algorithms(entry), _thumbprint(entry)
+                    jwt.PyJWK(entry).key, algorithms, _thumbprint(entry)
                 )
         except OSError as exc:  # not opened or not read: no answer about what the file holds
             raise _UnreadError(f"OIDC JWKS {self._where}: {exc!r}") from None
