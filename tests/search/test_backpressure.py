@@ -34,8 +34,9 @@ from opensearchpy import OpenSearch
 from aiaudit.common.store import open_store
 from aiaudit.common.store.prepare import prepare
 from aiaudit.search import indexer
-from aiaudit.search.backends.base import BackendUnavailableError
-from aiaudit.search.backends.opensearch import OpenSearchBackend
+from aiaudit.search.backends.base import BackendUnavailableError, SearchSpec
+from aiaudit.search.backends.opensearch import OpenSearchBackend, connect
+from aiaudit.search.language import parse_order_by
 from tests.helpers import interaction, wait_until
 from tests.search.conftest import indexed_directly, start_suite
 from tests.search.test_faults import health
@@ -69,16 +70,20 @@ class Throttle:
         limit: int = 0,
         forbid: str = "",
         refuse_refreshes: int = 0,
+        hold_searches: threading.Event | None = None,
     ) -> None:
         """``refuse`` bulks answered 429, then (``refuse_document``) one document of the next;
         ``limit``: bulk bodies over it are answered 413 (0: none); ``forbid``: GETs of this
         path answered 403, as to a login without the permission; ``refuse_refreshes``
-        refreshes answered 500, as by a node failing them."""
+        refreshes answered 500, as by a node failing them; ``hold_searches``: searches held
+        until it is set, as by a node busy with them (each counted in ``searches``)."""
         self.refuse = refuse
         self.refuse_document = refuse_document
         self.limit = limit
         self.forbid = forbid
         self.refuse_refreshes = refuse_refreshes
+        self.hold_searches = hold_searches
+        self.searches = 0
         self.bulks = 0
         self.refused_documents = 0
         self.too_large: list[int] = []
@@ -109,6 +114,10 @@ def _proxy(target: str, throttle: Throttle) -> ThreadingHTTPServer:
                     throttle.refuse_refreshes -= 1
                 self._answer(500, FAILED_REFRESH)
                 return
+            if throttle.hold_searches and self.path.split("?")[0].endswith("/_search"):
+                with throttle.lock:
+                    throttle.searches += 1
+                throttle.hold_searches.wait(60)
             if bulk and throttle.limit and len(body) > throttle.limit:
                 with throttle.lock:
                     throttle.too_large.append(body.count(b"\n") // 2)
@@ -297,6 +306,34 @@ def test_a_refresh_that_fails_leaves_the_position_where_its_documents_are_search
         assert indexed_directly(opensearch_url, index_prefix, tenant, refresh=False) == 3
     finally:
         running._writer.shutdown(wait=True)  # never started: its bulk thread only
+        backend.close()
+        store.close()
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_search_the_node_does_not_answer_in_time_is_sent_once(
+    tmp_path: Path, tenant: str, opensearch_url: str, index_prefix: str
+) -> None:
+    """A search past ``opensearch_timeout`` is UNAVAILABLE at once, not sent again: the node
+    goes on with a search its client gave up on (a phrase of 64 repeated words against an
+    event of 400,000 of them ran for over 15 minutes, its cancellation unheeded, probe
+    2026-12-07). Until then each timed-out search was sent four times: four copies on the
+    node, and the caller waited four timeouts (40 s by default) for its UNAVAILABLE."""
+    held = threading.Event()
+    throttle = Throttle(refuse=0, refuse_document=False, hold_searches=held)
+    server = _proxy(opensearch_url, throttle)
+    store = open_store(f"sqlite:///{tmp_path / 'aiaudit.db'}", run_migrations=True, keys=None)
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    backend = OpenSearchBackend(
+        connect([url], "", "", None, True, 1.0), store.engine, index_prefix, "1s"
+    )
+    try:
+        with pytest.raises(BackendUnavailableError):
+            backend.search(SearchSpec(tenant, None, parse_order_by(""), 10))
+        assert throttle.searches == 1
+    finally:
+        held.set()
         backend.close()
         store.close()
         server.shutdown()

@@ -425,6 +425,10 @@ class _BucketLimitError(QueryRejectedError):
     """The node's ``search.max_buckets`` refused an aggregation (which: its sender says)."""
 
 
+class _TimedOutError(BackendUnavailableError):
+    """No answer within ``opensearch_timeout``: the node may still be running the request."""
+
+
 _TOO_MANY = {
     GROUPS: f"more than {MAX_BUCKETS} groups",
     TIME_BUCKETS: f"more than {MAX_BUCKETS} histogram buckets",
@@ -755,6 +759,8 @@ class OpenSearchBackend:
         """
         try:
             return fn()
+        except opensearchpy.ConnectionTimeout as exc:  # a ConnectionError: before it
+            raise _TimedOutError(f"OpenSearch did not answer in time: {exc}") from exc
         except opensearchpy.ConnectionError as exc:
             raise BackendUnavailableError(f"OpenSearch unreachable: {exc}") from exc
         except opensearchpy.TransportError as exc:
@@ -1252,6 +1258,12 @@ class OpenSearchBackend:
                     )
                 )
                 return result
+            except _TimedOutError:
+                # Not again: the node goes on with a search its client gave up on (a
+                # disconnect cancels it only where it checks, which a phrase match or a
+                # highlighter may not reach for minutes), so each try added a copy (four
+                # until 2026-12-07, the caller waiting 40 s for UNAVAILABLE).
+                raise
             except BackendUnavailableError:
                 if attempt + 1 == _SEARCH_ATTEMPTS:
                     raise
