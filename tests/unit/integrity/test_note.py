@@ -203,8 +203,9 @@ def test_several_notes_are_signed_in_one_batch_call_one_note_alone() -> None:
     signed = note.sign_notes(texts, [batched])
     assert (batches, singles) == ([3], [])
     assert [note.open_note(n, [plain.verifier_key]).text for n in signed] == texts
+    note.sign_notes(["x\n", "y\n"], [batched])
     note.sign_notes(["alone\n"], [batched])
-    assert (batches, singles) == ([3], [b"alone\n"])
+    assert (batches, singles) == ([3, 2], [b"alone\n"])
     short = NoteSigner(plain.name, plain.public_key, sign, lambda ms: [plain.sign(ms[0])])
     with pytest.raises(NoteError, match="returned 1 signatures for 3 notes"):
         note.sign_notes(texts, [short])
