@@ -203,6 +203,7 @@ def _set(path: str, value: object) -> Callable[[ev.Event], None]:
     [
         (_set("event_id", ""), [("event_id", "is required: 1-128 characters of [A-Za-z0-9._:-]")]),
         (_set("event_id", "a" * 128), []),
+        (_set("event_id", "Req:2026.A_b-c"), []),  # every character class the rule names
         (
             _set("event_id", "a" * 129),
             [("event_id", "is required: 1-128 characters of [A-Za-z0-9._:-]")],
@@ -379,6 +380,24 @@ def test_a_trust_signal_name_must_be_one_a_filter_can_name(name: str, refused: b
     if name.lower() == name:  # an attribute key too, if its key rule takes it
         key = problems(lambda e: e.attributes[name].MergeFrom(ev.AttributeValue(int_value=1)))
         assert (catalogue.lookup(f"attributes.{name}") is None) == bool(key)
+
+
+@pytest.mark.parametrize(
+    ("key", "refused"),
+    [
+        ("team", False),
+        ("a.b-c_1", False),
+        ("x" * 128, False),
+        ("Team", True),  # lower case, the rule attribute keys have always had
+        ("x" * 129, True),
+        ("a b", True),
+        ("a:b", True),
+    ],
+)
+def test_an_attribute_key_is_lower_case_letters_digits_and_dots(key: str, refused: bool) -> None:
+    found = problems(lambda e: e.attributes[key].MergeFrom(ev.AttributeValue(int_value=1)))
+    rule = "key must be 1-128 characters of [a-z0-9_.-]"
+    assert found == ([(f"events[0].attributes[{key!r}]", rule)] if refused else [])
 
 
 def test_trust_signal_names_are_named_one_by_one_unless_there_are_too_many() -> None:
