@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import operator
+import sys
 import threading
 import time
 from typing import Any
@@ -105,6 +107,51 @@ def test_operators_over_any_field() -> None:
     }
     for when, expected in cases.items():
         assert fires(f"id: x\nseverity: low\nwhen: {when}\n", e) is expected, when
+
+
+def test_contains_finds_its_text_in_any_case_as_unicode_folds_it() -> None:
+    """``contains`` lower-cased both sides, and lower-casing depends on context: a word's last
+    capital sigma becomes a final sigma and any other a small sigma, so ``contains: Σ`` missed
+    "ΟΔΟΣ" and the prefix ``ΠΡΟΣ`` (lowered with a final sigma) missed the one inside
+    "ΠΡΟΣΒΑΣΗ". Other letters with two lower-case forms (micro sign and mu, long s and s)
+    missed likewise (until 2026-12-07)."""
+    sigma, long_s = "\u03c3", "\u017f"
+    cases = {
+        ("ΟΔΟΣ", "Σ"): True,
+        ("ΟΔΟΣ", sigma): True,
+        ("οδος", "Σ"): True,
+        ("ΠΡΟΣΒΑΣΗ ΣΤΟ ΣΥΣΤΗΜΑ", f"προ{sigma}"): True,
+        (f"πρό{sigma}βαση", "ΠΡΌΣ"): True,
+        ("dose 5 \u00b5g", "5 \u03bcG"): True,  # MICRO SIGN and GREEK MU
+        (f"pa{long_s}sword", "PASSWORD"): True,
+        ("Reset My PASSWORD", "reset my password"): True,
+        ("a.b", "A.B"): True,  # a literal: no regex meaning
+        ("axb", "a.b"): False,
+        ("ὈΔΟΣ", "ὀδος"): True,
+        ("οδος", "οδοι"): False,
+    }
+    for (text, operand), expected in cases.items():
+        e = interaction("t", text=text)
+        when = f"{{field: input.messages.parts.text, contains: {operand!r}}}"
+        assert fires(f"id: x\nseverity: low\nwhen: {when}\n", e) is expected, (text, operand)
+
+
+def test_contains_folds_every_letter_as_python_s_casefold() -> None:
+    """Each letter Python folds to one letter (``str.casefold``, Unicode's case folding) is
+    found by its folded form and finds it, in one rule over all of them at once."""
+    letters = [
+        chr(i)
+        for i in range(sys.maxunicode + 1)
+        if not 0xD800 <= i <= 0xDFFF
+        and len(chr(i).lower()) == 1
+        and len(chr(i).casefold()) == 1
+        and chr(i).casefold() != chr(i)
+    ]
+    folded = " ".join(c.casefold() for c in letters)
+    for text, operand in ((" ".join(letters), folded), (folded, " ".join(letters))):
+        e = interaction("t", text=text)
+        when = f"{{field: input.messages.parts.text, contains: {json.dumps(operand)}}}"
+        assert fires(f"id: x\nseverity: low\nwhen: {when}\n", e), operand[:80]
 
 
 def test_detector_condition_carries_evidence() -> None:

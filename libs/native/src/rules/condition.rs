@@ -4,6 +4,7 @@
 use regex::Regex;
 
 use crate::detect::{self, Finding, Texts};
+use crate::rules::caseless;
 use crate::rules::fields::{FieldPath, Node};
 use crate::rules::texts::{EventTexts, TextFields};
 use crate::rules::value::Value;
@@ -17,8 +18,6 @@ pub enum Op {
     NotEquals(Value),
     In(Vec<Value>),
     NotIn(Vec<Value>),
-    /// The operand lower-cased; holds when a text value, lower-cased, contains it.
-    Contains(String),
     Regex(Regex),
     /// The operand is a number (an integer or a float), compared exactly.
     Compare(Compare, Value),
@@ -37,9 +36,6 @@ impl Op {
             Op::NotEquals(x) => values.iter().all(|v| !v.equals(x)),
             Op::In(xs) => values.iter().any(|v| xs.iter().any(|x| v.equals(x))),
             Op::NotIn(xs) => values.iter().all(|v| !xs.iter().any(|x| v.equals(x))),
-            Op::Contains(x) => values
-                .iter()
-                .any(|v| matches!(v, Value::Str(s) if s.to_lowercase().contains(x.as_str()))),
             Op::Regex(r) => values
                 .iter()
                 .any(|v| matches!(v, Value::Str(s) if r.is_match(s))),
@@ -55,6 +51,9 @@ impl Op {
 pub enum Cond {
     /// A field (index into the program's paths) and its comparison.
     Field(usize, Op),
+    /// A text value of a field (index into the paths), case-folded, holds the operand
+    /// (folded when the rule compiled: [`caseless::fold`]).
+    Contains(usize, String),
     /// A detector (family or `family.kind`) found something scoring at least `min_score`.
     /// A finding is matched by its kind, the part after its first dot: the secrets family
     /// names its findings `secret.<kind>`, and `detector: secrets` matched none of them.
@@ -82,6 +81,8 @@ pub type Evidence = Vec<(usize, usize)>;
 pub struct Memo<'a> {
     pub node: Node<'a>,
     values: Vec<Option<Vec<Value>>>,
+    /// A path's text values case-folded, once however many `contains` read them.
+    folded: Vec<Option<Vec<String>>>,
     texts: Option<EventTexts>,
     found: Vec<Option<Vec<Finding>>>,
     /// The elements the last [`Cond::Each`] evaluated held on, by position.
@@ -100,6 +101,7 @@ impl<'a> Memo<'a> {
         Memo {
             node,
             values: (0..paths).map(|_| None).collect(),
+            folded: (0..paths).map(|_| None).collect(),
             texts: None,
             found: (0..detect::FAMILIES.len()).map(|_| None).collect(),
             elements: Vec::new(),
@@ -112,6 +114,22 @@ impl<'a> Memo<'a> {
             self.values[path] = Some(cx.paths[path].get(cx.schema, &self.node)?);
         }
         Ok(self.values[path].as_deref().expect("just set"))
+    }
+
+    /// The text values of a path (by index), case-folded.
+    pub fn folded(&mut self, cx: &Context<'_>, path: usize) -> Result<&[String], Error> {
+        if self.folded[path].is_none() {
+            let texts = self
+                .values(cx, path)?
+                .iter()
+                .filter_map(|v| match v {
+                    Value::Str(s) => Some(caseless::fold(s)),
+                    _ => None,
+                })
+                .collect();
+            self.folded[path] = Some(texts);
+        }
+        Ok(self.folded[path].as_deref().expect("just set"))
     }
 
     /// Every finding of a detector family (by index into `detect::FAMILIES`).
@@ -142,6 +160,11 @@ impl Cond {
         Ok(match self {
             Cond::Always => Some(Vec::new()),
             Cond::Field(path, op) => op.holds(memo.values(cx, *path)?).then(Vec::new),
+            Cond::Contains(path, x) => memo
+                .folded(cx, *path)?
+                .iter()
+                .any(|s| s.contains(x.as_str()))
+                .then(Vec::new),
             Cond::Detector {
                 kind,
                 family,

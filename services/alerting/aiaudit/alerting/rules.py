@@ -290,10 +290,11 @@ class FieldCondition(Condition):
     """``field`` compared with ``op`` to ``operand``; any value of a repeated field may match.
 
     ``not_equals`` and ``not_in`` hold when every value differs (so also when there is none);
-    ``contains`` is case-insensitive (the operand is stored lower-cased); ``regex`` holds the
-    RE2 pattern. ``exists`` asks a field whose presence the event carries (``optional``, a
-    message, a map entry, a Struct value) whether a value is there, a default one included,
-    and any other field whether a value differs from the default. On a trust signal
+    ``contains`` is case-insensitive (the native core case-folds both sides: a capital sigma,
+    a small and a final one alike); ``regex`` holds the RE2 pattern. ``exists`` asks a field
+    whose presence the event carries (``optional``, a message, a map entry, a Struct value)
+    whether a value is there, a default one included, and any other field whether a value
+    differs from the default. On a trust signal
     (``trust_signals.<name>``) an ``in`` or ``not_in`` holds (view, value) pairs
     (:func:`signals.condition`).
     """
