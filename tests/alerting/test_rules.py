@@ -529,6 +529,35 @@ def test_operands_that_never_equal_the_fields_values_are_refused(when: str, mess
     assert bool(hits) is op.startswith("not_")
 
 
+def test_a_struct_itself_is_refused_where_a_value_is_read() -> None:
+    """``model.parameters`` names the Struct, which has no value of its own: a condition on it
+    read none (``exists: false`` fired on every event, ``exists: true`` on none), a summary
+    rendered it empty and a window grouped every event together (until 2026-12-07). A key
+    in it reads its value; a rule stored before keeps loading and runs as it did."""
+    why = (
+        "model.parameters is a Struct, an object with no value of its own (a condition on it "
+        "reads none, and it renders empty): name one key after it (model.parameters.<key>)"
+    )
+    cases = {
+        "when: {field: model.parameters, exists: false}\n": f"line 3, when.field: {why}",
+        "summary: 'top_k {model.parameters}'\n": (
+            f"line 3, summary: placeholder {{model.parameters}}: {why}"
+        ),
+        "window: {duration: 5m, aggregate: count, threshold: {gte: 2},"
+        " group_by: [model.parameters]}\n": f"line 3, window.group_by[0]: {why}",
+    }
+    e = interaction("t")
+    e.model.parameters["top_k"] = 40
+    for part, message in cases.items():
+        source = f"id: x\nseverity: low\n{part}"
+        assert errors(source) == [message]
+        compile_rule(source, stored=True)
+    # Stored before the check, exists: false still fires on every event, as it did.
+    stored = compile_rule("id: x\nseverity: low\n" + next(iter(cases)), stored=True)
+    assert Evaluator([stored]).evaluate([e.SerializeToString()], [0.0], WindowState())
+    assert fires("id: x\nseverity: low\nwhen: {field: model.parameters.top_k, exists: true}\n", e)
+
+
 def test_operands_of_the_fields_kind_and_values_of_any_kind_stay_allowed() -> None:
     e = interaction("t", user="12345")
     e.usage.input_tokens = 5000

@@ -26,6 +26,7 @@ so rule authors compare plain numbers and strings:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from typing import Any
@@ -77,6 +78,9 @@ class Field:
     entry whose values may be of any kind: a text one never holds ``gt`` and the like."""
     signal: str | None = None
     """``trust_signals.<name>``: the name, whose signals' values the path reads."""
+    whole: bool = False
+    """A Struct itself (``model.parameters``): an object, no value of its own, so a condition
+    on it never holds (``not_equals`` always does) and it renders and groups as empty."""
 
     @property
     def personal(self) -> bool:
@@ -155,7 +159,7 @@ def _proto_path(path: str) -> Field:
         if any(not p for p in rest):  # a Struct's or a message's path is one of names
             raise FieldError(f"{path!r} is not a dotted field path")
         if fd.message_type is not None and fd.message_type.full_name == _STRUCT:
-            return _field(path, steps)
+            return dataclasses.replace(_field(path, steps), whole=not rest)
         if fd.message_type is not None and fd.message_type.full_name in (_DURATION, _TIMESTAMP):
             if rest:
                 raise FieldError(f"{'.'.join(parts[: i + 1])} is a time value: nothing after it")

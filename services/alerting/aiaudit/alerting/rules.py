@@ -565,10 +565,13 @@ class _Compiler:
         if text is None:
             return None
         try:
-            return f.compile_path(text)
+            fld = f.compile_path(text)
         except f.FieldError as exc:
             self.err(node, where, str(exc))
             return None
+        if fld.whole:  # a stored rule keeps it: it reads nothing, as it always did
+            self.refuse(node, where, _whole(fld))
+        return fld
 
     def condition(
         self, node: _Node, where: str, uses: set[str], top: bool = False, flag: bool = False
@@ -910,6 +913,8 @@ class _Compiler:
             except f.FieldError as exc:
                 self.err(node, where, f"placeholder {{{name}}}: {exc}")
                 continue
+            if fld.whole:
+                self.refuse(node, where, f"placeholder {{{name}}}: {_whole(fld)}")
             if fld.content or fld.personal:
                 refused.add(name)
                 why = _CONTENT if fld.content else f"{_PERSONAL}; match on it in a condition"
@@ -999,6 +1004,13 @@ def _unordered_signal(fld: f.Field, op: str, value: object) -> str:
     return (
         f"{fld.path}: {op} compares numbers only, and {_short(value)} is {what} "
         "(a number unquoted; true/false or text take equals, not_equals, in or not_in)"
+    )
+
+
+def _whole(fld: f.Field) -> str:
+    return (
+        f"{fld.path} is a Struct, an object with no value of its own (a condition on it reads "
+        f"none, and it renders empty): name one key after it ({fld.path}.<key>)"
     )
 
 
