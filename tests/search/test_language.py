@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import math
 
 import pytest
@@ -453,6 +455,57 @@ def test_page_tokens_are_bound_to_the_request() -> None:
     with pytest.raises(ValueError):
         paging.page_size(1001)
     assert paging.page_size(0) == paging.DEFAULT_PAGE_SIZE
+
+
+def test_page_sizes_and_token_values_hold_at_their_bounds() -> None:
+    assert [paging.page_size(n) for n in (0, 1, 1000)] == [50, 1, 1000]
+    assert [paging.groups_page_size(n) for n in (0, 1, 10_000)] == [0, 1, 10_000]
+    for size in (paging.page_size, paging.groups_page_size):
+        for bad in (-1, 10_001):
+            with pytest.raises(ValueError, match="must be between 0 and"):
+                size(bad)
+    with pytest.raises(ValueError):
+        paging.page_size(1001)
+    bound = paging.digest("t1", "f", "", "")
+    ends = (-(2**63), 2**63 - 1)
+    assert paging.decode(paging.encode(bound, ends), bound, 2) == ends
+    for past in ((-(2**63) - 1, 0), (0, 2**63), (True, 0)):
+        with pytest.raises(paging.TokenError, match="not a token this service issued"):
+            paging.decode(paging.encode(bound, past), bound, 2)
+
+
+def _forged(*items: object) -> str:
+    """A token as a client could write one: base64 of any JSON."""
+    return base64.urlsafe_b64encode(json.dumps(list(items)).encode()).decode().rstrip("=")
+
+
+def test_aggregate_tokens_are_bound_and_hold_only_a_snapshot_and_texts() -> None:
+    bound = paging.digest("t1", "caller", "f", "", "model.name")
+    keys = ("gpt-4o", None, "\u00e9\U0001f600")
+    token = paging.encode_groups(bound, 42, keys)
+    assert paging.decode_groups(token, bound, 3) == (42, keys)
+    for worst in (("\x01" * 1000,), ("\x01" * 500, "\U0001f600" * 500)):  # 6 bytes of JSON
+        token_room = paging.groups_token_room(worst)
+        assert len(paging.encode_groups(bound, 2**63 - 1, worst)) <= token_room
+    with pytest.raises(paging.TokenError, match="belongs to a different tenant, caller"):
+        paging.decode_groups(token, paging.digest("t2", "caller", "f", "", "model.name"), 3)
+    refused = [
+        paging.encode(bound, (1, 2, 3)),  # a search's token (version 1)
+        paging.encode_groups(bound, -1, keys),
+        paging.encode_groups(bound, 2**63, keys),
+        paging.encode_groups(bound, True, keys),  # type: ignore[arg-type]
+        paging.encode_groups(bound, 42, ("a", 1, None)),  # type: ignore[arg-type]
+        _forged(2, bound, 42, ["a", "\ud800", None]),  # a lone surrogate, as JSON escapes it
+        paging.encode_groups(bound, 42, ("a", None)),
+        token[:-3],
+    ]
+    for garbage in refused:
+        with pytest.raises(paging.TokenError, match="not a token this service issued"):
+            paging.decode_groups(garbage, bound, 3)
+    with pytest.raises(paging.TokenError, match="not a token this service issued"):
+        paging.decode_groups(paging.encode_groups(bound, 42, ()), bound, 0)
+    with pytest.raises(paging.TokenError, match="not a token this service issued"):
+        paging.decode(token, bound, 3)  # an aggregate's token (version 2) for a search
 
 
 def test_minus_zero_is_zero_and_durations_are_exact() -> None:
