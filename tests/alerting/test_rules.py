@@ -558,6 +558,27 @@ def test_a_struct_itself_is_refused_where_a_value_is_read() -> None:
     assert fires("id: x\nseverity: low\nwhen: {field: model.parameters.top_k, exists: true}\n", e)
 
 
+def test_group_is_refused_in_a_rule_without_a_window() -> None:
+    """Only a window has groups: without one ``{group}`` rendered empty for every event, so a
+    dedup key ``{rule}:{group}`` folded every user's hits into one alert, under one throttle
+    (accepted until 2026-12-07). A rule stored before keeps loading, the placeholder empty."""
+    why = (
+        "placeholder {group}: the rule has no window, so no group: it is empty for every "
+        "event (in a dedup key, every hit of the rule shares one alert); name the fields instead"
+    )
+    keyed = "id: x\nseverity: low\ndedup: {key: '{rule}:{group}'}\n"
+    assert errors(keyed) == [f"line 3, dedup.key: {why}"]
+    assert errors("id: x\nseverity: low\nsummary: 'by {group}'\n") == [f"line 3, summary: {why}"]
+    stored = compile_rule(keyed, stored=True)
+    events = [interaction("t", user=u).SerializeToString() for u in ("alice", "bob")]
+    hits = Evaluator([stored]).evaluate(events, [0.0, 1.0], WindowState())
+    assert [hit.dedup_key for _, hit in hits] == ["x:", "x:"]
+    windowed = (
+        "window: {duration: 5m, group_by: [actor.user_id], aggregate: count, threshold: {gte: 1}}"
+    )
+    compile_rule(f"id: x\nseverity: low\nsummary: 'by {{group}}'\n{windowed}\n")
+
+
 def test_operands_of_the_fields_kind_and_values_of_any_kind_stay_allowed() -> None:
     e = interaction("t", user="12345")
     e.usage.input_tokens = 5000

@@ -878,11 +878,17 @@ class _Compiler:
         return Window(seconds, tuple(group), agg, value, pct, op, threshold, base_s, factor)
 
     def template(
-        self, node: _Node, where: str, personal_group: str = "", flag: str = ""
+        self,
+        node: _Node,
+        where: str,
+        personal_group: str = "",
+        flag: str = "",
+        windowed: bool = True,
     ) -> str | None:
         """A summary or dedup key; ``personal_group``: the personal field the window groups by.
 
         ``flag``: why ``{flag.<field>}`` names no flag here (empty: the rule fires per flag).
+        ``windowed``: the rule has a window, whose group ``{group}`` names (else it is empty).
         """
         text = self.string(node, where)
         if text is None:
@@ -901,7 +907,9 @@ class _Compiler:
                     )  # fmt: skip
                 continue
             if name == "group":
-                if personal_group:
+                if not windowed:  # a stored rule's renders empty, as it always did
+                    self.refuse(node, where, _NO_GROUP)
+                elif personal_group:
                     refused.add(name)
                     self.refuse(
                         node, where, f"placeholder {{group}}: the window groups by "
@@ -1005,6 +1013,12 @@ def _unordered_signal(fld: f.Field, op: str, value: object) -> str:
         f"{fld.path}: {op} compares numbers only, and {_short(value)} is {what} "
         "(a number unquoted; true/false or text take equals, not_equals, in or not_in)"
     )
+
+
+_NO_GROUP = (
+    "placeholder {group}: the rule has no window, so no group: it is empty for every event "
+    "(in a dedup key, every hit of the rule shares one alert); name the fields instead"
+)
 
 
 def _whole(fld: f.Field) -> str:
@@ -1135,8 +1149,12 @@ def _compile_one(node: _Node, source: str, c: _Compiler, where: str = "") -> Rul
             )
         from_flag = True
     summary = rule_id or ""
+    windowed = "window" in m
     if "summary" in m:
-        summary = c.template(m["summary"], _join(where, "summary"), personal, no_flag) or summary
+        summary = (
+            c.template(m["summary"], _join(where, "summary"), personal, no_flag, windowed)
+            or summary
+        )
     key = "{rule}:{group}" if window is not None else "{rule}:{actor.user_id}"
     keyed = False
     throttle = 600.0
@@ -1145,7 +1163,10 @@ def _compile_one(node: _Node, source: str, c: _Compiler, where: str = "") -> Rul
         if d is not None:
             if "key" in d:
                 keyed = True
-                key = c.template(d["key"], _join(where, "dedup.key"), personal, no_flag) or key
+                key = (
+                    c.template(d["key"], _join(where, "dedup.key"), personal, no_flag, windowed)
+                    or key
+                )
             if "throttle" in d:
                 throttle = c.duration(d["throttle"], _join(where, "dedup.throttle")) or throttle
     if personal and not keyed:
