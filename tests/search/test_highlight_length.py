@@ -107,6 +107,67 @@ def test_a_second_match_within_the_bound_is_kept_whole(
             _check(fragment, field)
 
 
+def test_clip_shows_300_characters_at_most_escapes_whole_on_either_side() -> None:
+    """The README's bound, the ``...`` included; an escape is one character, never cut."""
+    assert clip("a" * 1000) == "a" * 297 + ELLIPSIS
+    before = "&amp;" * 400 + "<em>x</em>" + "y" * 10
+    assert clip(before, 20) == ELLIPSIS + "&amp;" * 6 + "<em>x</em>" + "y" * 7 + ELLIPSIS
+    after = "y" * 10 + "<em>x</em>" + "&amp;" * 400
+    assert clip(after, 20) == ELLIPSIS + "y" * 6 + "<em>x</em>" + "&amp;" * 7 + ELLIPSIS
+
+
+AZ = "\U0001f1e6\U0001f1ff"  # Azerbaijan: the first and the last regional indicator
+CLIPPED = [
+    # A match longer than the limit keeps its start; the tags stay paired.
+    ("<em>" + "a" * 1000 + "</em>", 20, "<em>" + "a" * 17 + "</em>..."),
+    ("b" * 50 + "<em>" + "a" * 1000 + "</em>", 20, "...<em>" + "a" * 14 + "</em>..."),
+    # FTS5's own ``...`` is taken whole when the side reaches it, else cut like text.
+    (
+        "..." + "a" * 20 + "<em>x</em>" + "b" * 20 + "...",
+        30,
+        "..." + "a" * 11 + "<em>x</em>" + "b" * 12 + "...",
+    ),
+    (
+        "..." + "a" * 5 + "<em>x</em>" + "b" * 40,
+        20,
+        "..." + "a" * 5 + "<em>x</em>" + "b" * 8 + "...",
+    ),
+    (
+        "a" * 40 + "<em>x</em>" + "b" * 5 + "...",
+        20,
+        "..." + "a" * 8 + "<em>x</em>" + "b" * 5 + "...",
+    ),
+    # A mark after a tag or an escape is a unit of its own: nothing joins across them.
+    ("<em>x</em>\u0301\u0301" + "b" * 40, 10, "<em>x</em>\u0301\u0301bbbb..."),
+    ("a" * 30 + "<em>x</em>&amp;\u0301" + "b" * 40, 10, "...a<em>x</em>&amp;\u0301..."),
+    (
+        "a" * 30 + "&amp;\u0301\u0301<em>x</em>" + "b" * 40,
+        12,
+        "...&amp;\u0301\u0301<em>x</em>bb...",
+    ),
+    (AZ * 30 + "<em>x</em>" + AZ * 30, 21, "..." + AZ * 3 + "<em>x</em>" + AZ * 4 + "..."),
+    (
+        "<em>x</em>" + "a" * 30 + "<em>y</em>" + "b" * 400,
+        40,
+        "<em>x</em>" + "a" * 30 + "<em>y</em>bbbbb...",
+    ),
+]
+
+
+@pytest.mark.parametrize(("fragment", "limit", "clipped"), CLIPPED)
+def test_clip_takes_whole_units_and_marks_its_cuts(fragment: str, limit: int, clipped: str) -> None:
+    assert clip(fragment, limit) == clipped
+
+
+def test_whole_flags_at_the_very_ends_of_the_text() -> None:
+    """A run of flags that starts the text is counted from there; a fragment that ends
+    the text has nothing after it to take, even after a stray indicator."""
+    text = FLAGS * 3 + " mango"
+    assert whole_flags([text[1:]], text) == [text]
+    stray = "mango \U0001f1eb"
+    assert whole_flags([stray, ""], stray) == [stray, ""]
+
+
 def test_clip_keeps_the_matches_after_the_first_that_fit_and_centres_the_rest() -> None:
     """The piece from the first match to the last that fits, then text on both sides."""
     fragment = "a" * 1000 + "<em>x</em>" + "b" * 200 + "<em>y</em>" + "c" * 95 + "<em>z</em>"
