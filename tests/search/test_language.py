@@ -268,6 +268,12 @@ def test_true_unquoted_is_the_boolean_quoted_the_text() -> None:
         ("model.name", 11, "expected an operator"),
         ("AND model.name = a", 1, "unexpected 'AND'"),
         ("model.name = a OR", 18, "ends too early"),
+        ("model.name = a AND )", 20, "unbalanced parenthesis: ')' without '('"),
+        ('"model.name" = a', 1, "expected a field name"),
+        ('output.text = "x"', 13, "takes only ':'"),
+        ("usage.cost > 1e999", 14, "is not a finite number"),
+        ("event_type > interaction", 12, "is an enum: use =, != or :"),
+        ("timing.latency > " + "1" * 25 + "ns", 18, "is out of range"),
         ("()", 2, "empty parentheses"),
         ("model.name = a; DROP TABLE docs", 17, "unknown field 'DROP'"),
         ("usage.cost > nan", 14, "is a number"),
@@ -310,8 +316,21 @@ def test_a_number_in_an_attribute_keeps_the_integer_it_writes() -> None:
     assert exact == Compare(x, "=", 1234567890123456789, True)
     assert type(exact.value) is int  # type: ignore[union-attr]
     assert parse_filter("attributes.x = 1.5") == Compare(x, "=", 1.5, True)
+    for end in (2**63 - 1, -(2**63)):
+        kept = parse_filter(f"attributes.x = {end}")
+        assert kept == Compare(x, "=", end, True) and type(kept.value) is int  # type: ignore[union-attr]
+    past = parse_filter(f"attributes.x = {2**63}")
+    assert past == Compare(x, "=", float(2**63), True) and type(past.value) is float  # type: ignore[union-attr]
     huge = parse_filter("attributes.x = 1e30")  # past int64: the double
     assert huge == Compare(x, "=", 1e30, True) and type(huge.value) is float  # type: ignore[union-attr]
+
+
+def test_empty_input_is_no_tree_and_every_bound_holds_at_its_edge() -> None:
+    assert parse_filter("") is None and parse_filter("  ") is None and parse_query(" ") is None
+    latency = parse_filter("timing.latency > " + "1" * 24 + "ns")  # 24 digits: still taken
+    assert isinstance(latency, Compare) and latency.value == 111111111111111.11
+    with pytest.raises(LanguageError, match="'occurred_time' appears twice"):
+        parse_order_by("occurred_time, occurred_time")
 
 
 def test_leaves_and_combine_read_and_join_trees() -> None:
