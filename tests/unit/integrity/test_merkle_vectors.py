@@ -297,6 +297,23 @@ def test_a_negative_size_has_no_root() -> None:
         merkle.root_at(-1, store)
 
 
+def test_an_inclusion_proof_too_long_or_with_a_cut_hash_is_refused_saying_so() -> None:
+    leaves = [merkle.leaf_hash(bytes([i])) for i in range(4)]
+    root = merkle.root(leaves)
+    proof = [leaves[1], merkle.node_hash(leaves[2], leaves[3])]
+    merkle.verify_inclusion(0, 4, leaves[0], proof, root)
+    with pytest.raises(ProofError, match="proof is longer than the path to the root"):
+        merkle.verify_inclusion(0, 4, leaves[0], [*proof, leaves[0]], root)
+    with pytest.raises(ProofError, match=r"proof\[1\] is 31 bytes, not 32"):
+        merkle.verify_inclusion(0, 4, leaves[0], [proof[0], proof[1][:31]], root)
+    with pytest.raises(merkle.RootMismatchError) as mismatch:
+        merkle.verify_inclusion(0, 4, leaves[0], [leaves[2], proof[1]], root)
+    assert mismatch.value.expected == root
+    assert mismatch.value.calculated == merkle.node_hash(
+        merkle.node_hash(leaves[0], leaves[2]), proof[1]
+    )
+
+
 def test_a_leaf_or_root_of_the_wrong_size_is_named() -> None:
     leaf, root = merkle.leaf_hash(b"x"), merkle.root([merkle.leaf_hash(b"x")])
     merkle.verify_inclusion(0, 1, leaf, [], root)
@@ -329,8 +346,10 @@ def test_consistency_from_size_zero_is_rejected_in_every_form() -> None:
 
 
 def test_compact_range_rejects_bad_state() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="size 3 needs 2 edge hashes, got 1"):
         CompactRange(3, [b"\x00" * 32])
+    with pytest.raises(ValueError, match="size must not be negative"):
+        CompactRange(-1)
     with pytest.raises(ValueError):
         CompactRange(1, [b"short"])
     with pytest.raises(ValueError):
