@@ -333,6 +333,17 @@ def test_empty_input_is_no_tree_and_every_bound_holds_at_its_edge() -> None:
         parse_order_by("occurred_time, occurred_time")
 
 
+def test_colon_is_equals_and_order_needs_an_ordered_field() -> None:
+    assert parse_filter("model.name:gpt-4o") == Compare(f("model.name"), "=", "gpt-4o", False)
+    for op in ("<", "<=", ">", ">="):
+        with pytest.raises(LanguageError, match="compares text: use =, != or :"):
+            parse_filter(f"model.name {op} a")
+        with pytest.raises(LanguageError, match="is an enum"):
+            parse_filter(f"event_type {op} interaction")
+    with pytest.raises(LanguageError, match="unterminated string"):
+        parse_filter('model.name = "abc\\')  # a backslash escapes nothing at the end
+
+
 def test_leaves_and_combine_read_and_join_trees() -> None:
     """What the handlers audit (the fields a search names) and how filter and query join."""
     a, b, c = (Compare(f("model.name"), "=", x, False) for x in "abc")
