@@ -219,6 +219,21 @@ def test_every_proof_up_to_64_leaves_equals_the_rfc_definitions() -> None:
             assert merkle.consistency_proof(old, size, store) == reference.proof(old, leaves[:size])
 
 
+def test_every_proof_up_to_64_leaves_verifies() -> None:
+    """The verifiers on every pair of sizes, not only on the vectors' and hypothesis' few."""
+    store, leaves = big_store(64)
+    roots = [merkle.EMPTY_ROOT] + [merkle.root_at(size, store) for size in range(1, 65)]
+    for size in range(1, 65):
+        for index in range(size):
+            proof = merkle.inclusion_proof(index, size, store)
+            merkle.verify_inclusion(index, size, leaves[index], proof, roots[size])
+        for old in range(1, size):
+            proof = merkle.consistency_proof(old, size, store)
+            merkle.verify_consistency(old, size, roots[old], roots[size], proof)
+            with pytest.raises(ProofError):
+                merkle.verify_consistency(old, size, roots[old], roots[size - 1], proof)
+
+
 def test_missing_nodes_are_reported_not_guessed() -> None:
     store, _ = big_store(10)
     with pytest.raises(merkle.MissingNodeError):
