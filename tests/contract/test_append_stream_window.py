@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -29,7 +30,7 @@ from aiaudit.common.store.sql import BatchOutcome, NewEvent, SqlEventStore
 from aiaudit.common.stream_slots import StreamSlots
 from aiaudit.ingest.committer import GroupCommitter
 from aiaudit.ingest.handlers import SERVICE_NAME, IngestHandlers
-from aiaudit.ingest.stream_window import MAX_PENDING_EVENTS
+from aiaudit.ingest.stream_window import MAX_PENDING_EVENTS, MAX_UNANSWERED_EVENTS
 from aiaudit.ingest.v1 import ingest_service_pb2 as pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as pb_grpc
 from aiaudit.ingest.validation import Limits
@@ -37,6 +38,8 @@ from tests.helpers import interaction, wait_until
 
 WAITS = "it reads no more requests until some are"
 """What the stream's window logs (DEBUG) when its reader stops."""
+UNANSWERED = re.compile(r"(\d+) not yet answered")
+"""How many events of its requests it has read and not yet answered, as it logs that."""
 
 
 class Watched(GroupCommitter):
@@ -162,6 +165,56 @@ def test_a_stream_reads_no_further_ahead_of_the_store_than_its_window(
             wait_until(lambda: caplog.text.count(WAITS) > before)
             held.cancel()
         wait_until(lambda: not any(t.name == "append-stream-reader" for t in threading.enumerate()))
+    finally:
+        channel.close()
+        server.stop(None)
+        committer.close()
+        store.close()
+
+
+def test_a_stream_whose_client_reads_no_answers_stops_reading_its_requests(
+    store_url: str, tenant: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client that never reads its answers is held once ``MAX_UNANSWERED_EVENTS`` wait.
+
+    Until then a committed request weighed nothing: its receipts waited for a client
+    that never took them, about 600 bytes an event, for as long as the stream stayed
+    open (the server grew by 2 MB a second, review).
+    """
+    store = open_store(store_url)
+    committer = Watched(store)
+    handlers = IngestHandlers(
+        committer, Limits(), Authenticator(None), StreamSlots("AppendStream", 4, 4)
+    )
+    server = grpc.server(ThreadPoolExecutor(max_workers=8))
+    stream = grpc.stream_stream_rpc_method_handler(
+        handlers.append_stream, response_serializer=pb.AppendStreamResponse.SerializeToString
+    )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(SERVICE_NAME, {"AppendStream": stream}),)
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    # Without BDP probing the client's receive window stays at 64 KB: its transport
+    # takes no more than an answer of those it does not read (one is ~110 KB).
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.http2.bdp_probe", 0)])
+    ingest = pb_grpc.IngestServiceStub(channel)  # type: ignore[no-untyped-call]
+    sent = requests(tenant, MAX_UNANSWERED_EVENTS // 1000 + 10, 1000, "hi")
+
+    def held() -> bool:
+        """The reader waits for answers to be read (not for the store)."""
+        found = (UNANSWERED.search(r.getMessage()) for r in caplog.records)
+        return any(m is not None and int(m[1]) >= MAX_UNANSWERED_EVENTS for m in found)
+
+    try:
+        with caplog.at_level(logging.DEBUG, logger="aiaudit.ingest.stream_window"):
+            call = ingest.AppendStream(iter(sent), timeout=120)  # its answers not read yet
+            wait_until(lambda: held() or len(committer.futures) == len(sent), timeout=90)
+            taken = len(committer.futures)
+            assert taken < len(sent), f"all {taken} requests read while no answer was"
+        answers = list(call)  # read now: the rest is read
+        assert [a.request_id for a in answers] == list(range(len(sent)))
+        assert all(a.status.code == 0 and len(a.receipts) == 1000 for a in answers), answers[0]
     finally:
         channel.close()
         server.stop(None)

@@ -644,6 +644,7 @@ class IngestHandlers:
             while (item := pending.get()) is not None:
                 cost, (request_id, sign, accepted) = item
                 yield self._answer_one(request_id, sign, accepted)
+                window.answered(cost.events)
                 if isinstance(accepted, _RefusedError):
                     window.settled(*cost)
         finally:  # however the stream ends, its reader waits no more
