@@ -90,6 +90,35 @@ def requests(tenant: str, count: int, events: int, text: str) -> list[pb.AppendS
     ]
 
 
+@contextlib.contextmanager
+def stream_server(
+    store_url: str, limits: Limits, channel_options: list[tuple[str, int]]
+) -> Iterator[tuple[pb_grpc.IngestServiceStub, Watched]]:
+    """An in-process server of AppendStream alone, on the watched committer, and its stub."""
+    store = open_store(store_url)
+    committer = Watched(store)
+    handlers = IngestHandlers(
+        committer, limits, Authenticator(None), StreamSlots("AppendStream", 4, 4)
+    )
+    server = grpc.server(ThreadPoolExecutor(max_workers=8))
+    stream = grpc.stream_stream_rpc_method_handler(
+        handlers.append_stream, response_serializer=pb.AppendStreamResponse.SerializeToString
+    )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(SERVICE_NAME, {"AppendStream": stream}),)
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=channel_options)
+    try:
+        yield pb_grpc.IngestServiceStub(channel), committer  # type: ignore[no-untyped-call]
+    finally:
+        channel.close()
+        server.stop(None)
+        committer.close()
+        store.close()
+
+
 @pytest.mark.parametrize(
     ("events", "text", "max_message_bytes"),
     [
@@ -109,26 +138,9 @@ def test_a_stream_reads_no_further_ahead_of_the_store_than_its_window(
     admin_dsn = (
         None if store_url.startswith("sqlite") else request.getfixturevalue("postgres").admin_dsn
     )
-    store = open_store(store_url)
-    committer = Watched(store)
     limits = Limits(max_message_bytes=max_message_bytes)
-    handlers = IngestHandlers(
-        committer, limits, Authenticator(None), StreamSlots("AppendStream", 4, 4)
-    )
-    server = grpc.server(ThreadPoolExecutor(max_workers=8))
-    stream = grpc.stream_stream_rpc_method_handler(
-        handlers.append_stream, response_serializer=pb.AppendStreamResponse.SerializeToString
-    )
-    server.add_generic_rpc_handlers(
-        (grpc.method_handlers_generic_handler(SERVICE_NAME, {"AppendStream": stream}),)
-    )
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    channel = grpc.insecure_channel(
-        f"127.0.0.1:{port}", options=[("grpc.max_receive_message_length", max_message_bytes)]
-    )
-    ingest = pb_grpc.IngestServiceStub(channel)  # type: ignore[no-untyped-call]
-    try:
+    options = [("grpc.max_receive_message_length", max_message_bytes)]
+    with stream_server(store_url, limits, options) as (ingest, committer):
         first = ingest.AppendStream(iter(requests(tenant, 1, 1, "opens the log")), timeout=30)
         assert [a.status.code for a in first] == [0]
         sent = requests(tenant, 15, events, text)
@@ -165,11 +177,6 @@ def test_a_stream_reads_no_further_ahead_of_the_store_than_its_window(
             wait_until(lambda: caplog.text.count(WAITS) > before)
             held.cancel()
         wait_until(lambda: not any(t.name == "append-stream-reader" for t in threading.enumerate()))
-    finally:
-        channel.close()
-        server.stop(None)
-        committer.close()
-        store.close()
 
 
 def test_a_stream_whose_client_reads_no_answers_stops_reading_its_requests(
@@ -181,24 +188,6 @@ def test_a_stream_whose_client_reads_no_answers_stops_reading_its_requests(
     that never took them, about 600 bytes an event, for as long as the stream stayed
     open (the server grew by 2 MB a second, review).
     """
-    store = open_store(store_url)
-    committer = Watched(store)
-    handlers = IngestHandlers(
-        committer, Limits(), Authenticator(None), StreamSlots("AppendStream", 4, 4)
-    )
-    server = grpc.server(ThreadPoolExecutor(max_workers=8))
-    stream = grpc.stream_stream_rpc_method_handler(
-        handlers.append_stream, response_serializer=pb.AppendStreamResponse.SerializeToString
-    )
-    server.add_generic_rpc_handlers(
-        (grpc.method_handlers_generic_handler(SERVICE_NAME, {"AppendStream": stream}),)
-    )
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    # Without BDP probing the client's receive window stays at 64 KB: its transport
-    # takes no more than an answer of those it does not read (one is ~110 KB).
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.http2.bdp_probe", 0)])
-    ingest = pb_grpc.IngestServiceStub(channel)  # type: ignore[no-untyped-call]
     sent = requests(tenant, MAX_UNANSWERED_EVENTS // 1000 + 10, 1000, "hi")
 
     def held() -> bool:
@@ -206,7 +195,9 @@ def test_a_stream_whose_client_reads_no_answers_stops_reading_its_requests(
         found = (UNANSWERED.search(r.getMessage()) for r in caplog.records)
         return any(m is not None and int(m[1]) >= MAX_UNANSWERED_EVENTS for m in found)
 
-    try:
+    # Without BDP probing the client's receive window stays at 64 KB: its transport
+    # takes no more than an answer of those it does not read (one is ~110 KB).
+    with stream_server(store_url, Limits(), [("grpc.http2.bdp_probe", 0)]) as (ingest, committer):
         with caplog.at_level(logging.DEBUG, logger="aiaudit.ingest.stream_window"):
             call = ingest.AppendStream(iter(sent), timeout=120)  # its answers not read yet
             wait_until(lambda: held() or len(committer.futures) == len(sent), timeout=90)
@@ -215,8 +206,3 @@ def test_a_stream_whose_client_reads_no_answers_stops_reading_its_requests(
         answers = list(call)  # read now: the rest is read
         assert [a.request_id for a in answers] == list(range(len(sent)))
         assert all(a.status.code == 0 and len(a.receipts) == 1000 for a in answers), answers[0]
-    finally:
-        channel.close()
-        server.stop(None)
-        committer.close()
-        store.close()
