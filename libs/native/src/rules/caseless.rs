@@ -40,6 +40,9 @@ fn first_form(c: char) -> char {
         '\u{1c86}' => '\u{44a}',              // tall hard sign
         '\u{1c87}' => '\u{463}',              // tall yat
         '\u{1c88}' => '\u{a64b}',             // unblended uk: monograph uk
+        '\u{1fd3}' => '\u{390}',              // iota with dialytika and oxia: and tonos
+        '\u{1fe3}' => '\u{3b0}',              // upsilon with dialytika and oxia: and tonos
+        '\u{fb05}' => '\u{fb06}',             // long s t ligature: s t ligature
         other => other,
     }
 }
