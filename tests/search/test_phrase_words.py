@@ -45,6 +45,40 @@ def test_phrase_words_are_counted_as_the_tokenizers_make_them() -> None:
     assert phrase_words("ab一cd e") == 4
 
 
+KOREAN = "개인정보 접근 기록 " * 11
+"""33 words, three tokens a time on both backends (and in words, not syllables)."""
+
+
+def test_words_are_counted_as_tokens_not_as_wide_characters() -> None:
+    """Every wide character counted one word: a Korean phrase of 32 words (32 tokens on
+    both backends) was 86 words, a katakana or full-width one as many as its letters,
+    and a decomposed (NFD) accent ended a word FTS5 and OpenSearch keep whole."""
+    assert phrase_words("데이터베이스 접근 기록") == 3  # was 10
+    assert phrase_words("コンピュータ セキュリティ") == 2  # was 12
+    full_width = "".join(chr(ord(c) + 0xFEE0) if c != " " else c for c in "REFUND ORDER")
+    assert phrase_words(full_width) == 2  # was 11
+    assert phrase_words("cafe\u0301 re\u0301sume\u0301") == 2  # was 3
+    assert phrase_words("\u3007" * 3) == 3  # each a token of the standard analyzer
+    korean = " ".join(KOREAN.split()[:MAX_PHRASE_WORDS])
+    assert parse_query(f'"{korean}"') is not None  # was refused: 86 "words"
+    with pytest.raises(LanguageError, match=f"more than {MAX_PHRASE_WORDS} words"):
+        parse_query(f'"{KOREAN}"')
+
+
+@pytest.mark.parametrize(
+    "phrase",
+    ["a" + " 😀" * 40, "a" + "ภa" * 20, "a" + "ｱa" * 20, "a" + " \ue000" * 40, "a" + " 🏽" * 40],
+    ids=["emoji", "thai-latin", "katakana-latin", "private-use", "skin-tones"],
+)
+def test_tokens_the_counter_did_not_see_are_counted(phrase: str) -> None:
+    """``a`` and 40 emoji counted one word (not bounded at all), 41 tokens of the standard
+    analyzer; so did Thai or half-width katakana between Latin letters (split by it at
+    every change of script) and private-use characters (letters to FTS5)."""
+    assert phrase_words(phrase) > MAX_PHRASE_WORDS
+    with pytest.raises(LanguageError, match=f"more than {MAX_PHRASE_WORDS} words"):
+        parse_query(f'"{phrase}"')
+
+
 def test_the_words_of_phrases_are_bounded_in_all_and_named_where_they_pass() -> None:
     assert parse_query(_phrase(MAX_PHRASE_WORDS)) is not None
     assert parse_query(" ".join(['"refund order"'] * (MAX_PHRASE_WORDS // 2))) is not None
@@ -92,3 +126,14 @@ def test_a_phrase_of_too_many_words_is_refused_and_one_at_the_bound_answers(
     )
     assert [r.event.event_id for r in page.results] == ["many-a"]
     assert time.monotonic() - started < DEADLINE
+
+
+def test_a_phrase_of_many_syllables_but_few_words_is_found(
+    search_suite: SearchSuite, tenant: str
+) -> None:
+    """A Korean phrase of 32 words (96 syllables, each counted a word until 2026-12-07)
+    was INVALID_ARGUMENT; it is 32 tokens on both backends and finds its event."""
+    korean = " ".join(KOREAN.split()[:MAX_PHRASE_WORDS])
+    search_suite.append([interaction(tenant, "korean", text=f"보고서: {korean}.")])
+    search_suite.wait_indexed(tenant, 1)
+    assert search_suite.all_ids(tenant, query=f'"{korean}"') == ["korean"]

@@ -388,28 +388,73 @@ def _phrase(p: _Parser, tok: _Tok, fields: tuple[str, ...]) -> Text:
     return Text(fields, tok.text)
 
 
-_WORD = re.compile(r"[^\W_]+(?:['\u2019][^\W_]+)*")
+_APOSTROPHE_WORD = re.compile(r"[^\W_]+(?:['\u2019][^\W_]+)+")
+_KEPT_MARKS = frozenset(
+    chr(c)
+    for a, b in (
+        *((0x300, 0x304), (0x306, 0x30C), (0x30F, 0x30F), (0x311, 0x311), (0x31B, 0x31B)),
+        *((0x323, 0x328), (0x32D, 0x32E), (0x330, 0x331)),
+    )
+    for c in range(a, b + 1)
+)
+"""Combining marks FTS5's ``unicode61`` keeps inside a token (those of Latin letters
+written decomposed, NFD); at any other mark it ends the token."""
+_RUNS = ("KATAKANA", "THAI", "LAO", "KHMER", "MYANMAR", "TAI", "NEW")
+"""Scripts (first word of a character's name: TAI LE/THAM/VIET, NEW TAI LUE) the
+standard analyzer keeps as one token however long the run, but apart from the
+letters of another script next to them: ``aภaภ`` is four tokens."""
+
+
+def _kind(c: str) -> str | None:
+    """What a character is to the tokenizers.
+
+    None between tokens, ``"own"`` a token of its own (a Han ideograph, a
+    hiragana, an emoji or other symbol, per the standard analyzer), ``"mark"``
+    the continuation of a token, else the script of its run.
+    """
+    if c in _KEPT_MARKS:
+        return "mark"
+    category = unicodedata.category(c)
+    if category == "So" or "\U0001f3fb" <= c <= "\U0001f3ff":  # emoji, their skin tones
+        return "own"
+    if category[0] not in "LN" and category not in ("Co", "Cn"):  # tokens to FTS5
+        return None
+    script = unicodedata.name(c, "").removeprefix("HALFWIDTH ").split(" ")[0].split("-")[0]
+    if script in ("CJK", "HIRAGANA", "IDEOGRAPHIC"):
+        return "own"
+    return script if script in _RUNS else "letters"
 
 
 def phrase_words(text: str) -> int:
-    """The words of a phrase, about as many as either backend's tokenizer makes.
+    """The words of a phrase: at least as many as either backend's tokenizer makes.
 
-    Runs of letters and digits; each wide character (CJK ideographs, kana,
-    hangul) counts one, as the standard analyzer makes each ideograph a token,
-    however long the run. A word with an apostrophe (``O'Brien``) counts one
-    word less than its parts: one token of the standard analyzer, two of FTS5,
-    and 256 of them were answered before the bound (test_apostrophe_words.py).
+    A token of FTS5 ``unicode61`` is a run of letters, digits, private-use and
+    unassigned characters (a combining mark other than a Latin letter's ends
+    it). The standard analyzer keeps a run of katakana or Thai one token but
+    apart from the letters of another script (hangul it joins to Latin), and
+    makes each Han ideograph, hiragana and emoji a token of its own (FTS5 drops
+    emoji). Until 2026-12-07 every wide character counted one, so
+    ``데이터베이스 접근 기록`` (three tokens on both) was ten words and
+    ``REFUND`` in full-width letters six, while ``a`` and 4,000 emoji, or
+    ``aภaภ...``, counted one word, not bounded at all, and were 4,000 tokens
+    of the standard analyzer (review). A word with an apostrophe (``O'Brien``)
+    counts one word less than its parts: one token of the standard analyzer,
+    two of FTS5, and 256 of them were answered before the bound
+    (test_apostrophe_words.py).
     """
-    count = 0
-    for word in _WORD.findall(text):
-        parts = re.split("['\u2019]", word)
-        count -= len(parts) - 1 > 0
-        for run in parts:
-            narrow = False  # within a stretch of narrow characters, counted at its start
-            for c in run:
-                wide = unicodedata.east_asian_width(c) in "WF"
-                count += wide or not narrow
-                narrow = not wide
+    count = -len(_APOSTROPHE_WORD.findall(text))
+    run: str | None = None
+    for c in text:
+        kind = _kind(c)
+        if kind == "mark":
+            count += run is None
+            run = run or "letters"
+        elif kind == "own":
+            count += 1
+            run = None
+        else:
+            count += kind is not None and kind != run
+            run = kind
     return count
 
 
