@@ -141,3 +141,16 @@ def test_a_query_of_256_words_with_apostrophes_is_answered_on_every_backend(
     )
     lines = b"".join(c.data for c in chunks).decode().splitlines()
     assert sorted(json.loads(line)["eventId"] for line in lines) == ["every", "last"]
+
+
+@pytest.mark.parametrize("space", ["\u00a0", "\u3000", "\u2028", "\x85", "\x1f"])
+def test_a_quoted_word_with_an_apostrophe_and_a_unicode_space_finds_its_possessive(
+    search_suite: SearchSuite, tenant: str, space: str
+) -> None:
+    """Around a lone word only ASCII spaces were left off before its prefix was made:
+    ``"O'Brien<U+00A0>"`` (a no-break space pasted with the name) found ``O'Brien's`` on
+    SQLite and nothing on OpenSearch, where ``"O'Brien "`` found it on both."""
+    search_suite.append([interaction(tenant, "possessive", text="ask O'Brien's team")])
+    search_suite.wait_indexed(tenant, 1)
+    for query in (f'"O\'Brien{space}"', f'"{space}O\'Brien.{space}"'):
+        assert search_suite.all_ids(tenant, query=query) == ["possessive"], query

@@ -92,7 +92,12 @@ def continues_words(node: Node | None) -> bool:
 
 _APOSTROPHES = "'\u2019"
 _JOINED = re.compile(rf"[^\W_]+(?:[{_APOSTROPHES}][^\W_]+)+")
-_AROUND = string.punctuation + string.whitespace + "\u2018\u2019\u201c\u201d"
+_SPACES = "".join(c for c in map(chr, range(0x3001)) if c.isspace())
+"""Every space the query lexer skips (``str.isspace``; none is past U+3000)."""
+_AROUND = string.punctuation + _SPACES + "\u2018\u2019\u201c\u201d"
+"""What a lone word may have around it: no token of either backend. Until
+2026-12-07 only ASCII spaces, so ``"O'Brien<U+00A0>"`` (a no-break space pasted
+with it) was sent no prefix and missed ``O'Brien's`` on OpenSearch only."""
 
 
 def _joined(phrase: str) -> str | None:
