@@ -28,8 +28,11 @@ PRESENT = (
     "attributes.note",
     "model.parameters.top_k",
     "timing.latency",
+    "usage.cost",
 )
-"""Paths set to their default by :func:`defaults`."""
+"""Paths set to their default by :func:`defaults` (``usage.cost``, derived, reads $0 without a
+cost too; until 2026-12-07 ``exists`` there missed a cost of $0, which search's
+``usage.cost:*`` finds)."""
 
 
 def defaults(tenant: str, event_id: str) -> ev.Event:
@@ -42,6 +45,7 @@ def defaults(tenant: str, event_id: str) -> ev.Event:
     e.attributes["note"].string_value = ""
     e.model.parameters.update({"top_k": 0})
     e.timing.latency.FromMilliseconds(0)
+    e.usage.cost.SetInParent()  # $0
     return e
 
 
@@ -90,7 +94,7 @@ def test_the_engine_finds_stored_defaults_present(
 ) -> None:
     """Through the store: the canonical form keeps a default that was set, and the engine's
     rules see it, on both backends."""
-    for path in ("model.temperature", "attributes.retries", "timing.latency"):
+    for path in ("model.temperature", "attributes.retries", "timing.latency", "usage.cost"):
         put_rule(consumer, tenant, rule(path, True))
         put_rule(consumer, tenant, rule(path, False))
     append(store, [defaults(tenant, "set"), unset(tenant, "left-out")])
@@ -107,4 +111,6 @@ def test_the_engine_finds_stored_defaults_present(
         "attributes-retries-false": ["left-out"],
         "timing-latency-true": ["set"],
         "timing-latency-false": ["left-out"],
+        "usage-cost-true": ["set"],
+        "usage-cost-false": ["left-out"],
     }

@@ -173,6 +173,9 @@ enum Leaf {
     Cost(Box<FieldPath>, Box<FieldPath>),
 }
 
+/// The units of `usage.cost`, one of the two fields it is derived from.
+const COST_UNITS: &str = "usage.cost.units";
+
 /// A compiled path: the message steps from the event, then the leaf.
 #[derive(Clone)]
 pub struct FieldPath {
@@ -210,7 +213,7 @@ impl FieldPath {
             });
         }
         if path == "usage.cost" {
-            let (a, b) = derived("usage.cost.units", "usage.cost.nanos")?;
+            let (a, b) = derived(COST_UNITS, "usage.cost.nanos")?;
             return Ok(FieldPath {
                 steps: vec![],
                 leaf: Leaf::Cost(a, b),
@@ -286,6 +289,13 @@ impl FieldPath {
             Leaf::Time { .. } | Leaf::Map { .. } | Leaf::Struct { .. } => true,
             Leaf::TotalTokens(..) | Leaf::Cost(..) => false,
         }
+    }
+
+    /// A path that reads a value exactly when the message a derived path reads is set:
+    /// `usage.cost` reads $0 without a cost (a window counts it so), but a cost of $0 is
+    /// there, as search's `usage.cost:*` finds it, and `exists` asks this path.
+    pub fn presence(&self) -> Option<&'static str> {
+        matches!(self.leaf, Leaf::Cost(..)).then_some(COST_UNITS) // a default once set
     }
 
     /// Every value of the path in an event (its wire bytes, of type `root`).

@@ -375,6 +375,11 @@ impl Builder<'_> {
                         Op::Regex(crate::re2::compile(&x.extract::<String>()?, false, false)?)
                     }
                     "exists" if self.paths[path].tracks_presence() => Op::Present(x.extract()?),
+                    "exists" if self.paths[path].presence().is_some() => {
+                        let present = self.paths[path].presence().expect("matched");
+                        let path = self.path(present.to_owned())?;
+                        return Ok(Cond::Field(path, Op::Present(x.extract()?)));
+                    }
                     "exists" => Op::Exists(x.extract()?),
                     other => Op::Compare(Compare::parse(other)?, number(&x)?),
                 };
