@@ -58,22 +58,39 @@ def test_words_are_counted_as_tokens_not_as_wide_characters() -> None:
     full_width = "".join(chr(ord(c) + 0xFEE0) if c != " " else c for c in "REFUND ORDER")
     assert phrase_words(full_width) == 2  # was 11
     assert phrase_words("cafe\u0301 re\u0301sume\u0301") == 2  # was 3
-    assert phrase_words("\u3007" * 3) == 3  # each a token of the standard analyzer
+    assert phrase_words("\u3007" * 3) == 3
+    # Ordinary punctuation makes no token of either backend.
+    assert (
+        phrase_words("refund, order. (now) \u2013 \u201cquoted\u201d \u2026 ok!") == 5
+    )  # each a token of the standard analyzer
     korean = " ".join(KOREAN.split()[:MAX_PHRASE_WORDS])
     assert parse_query(f'"{korean}"') is not None  # was refused: 86 "words"
     with pytest.raises(LanguageError, match=f"more than {MAX_PHRASE_WORDS} words"):
         parse_query(f'"{KOREAN}"')
 
 
-@pytest.mark.parametrize(
-    "phrase",
-    ["a" + " 😀" * 40, "a" + "ภa" * 20, "a" + "ｱa" * 20, "a" + " \ue000" * 40, "a" + " 🏽" * 40],
-    ids=["emoji", "thai-latin", "katakana-latin", "private-use", "skin-tones"],
-)
+UNSEEN = {
+    "emoji": "a" + " \U0001f600" * 40,
+    "skin-tones": "a" + " \U0001f3fd" * 40,
+    "double-exclamation": "a" + " \u203c" * 40,
+    "modifier-letter": "a" + " \u02c2" * 40,
+    "thai-vowel-sign": "a" + " \u0e35" * 40,
+    "thai-latin": "a" + "\u0e20a" * 20,
+    "katakana-latin": "a" + "\uff71a" * 20,
+    "private-use": "a" + " \ue000" * 40,
+    "newer-than-fts5": "a" + " \u2e3c" * 40,
+    "mark-to-fts5": "a" + "\u1cf2a" * 40,
+}
+"""Phrases of 41 tokens of the standard analyzer (the first five), of both (the next
+two) or of FTS5 (the last three) that counted one word or none."""
+
+
+@pytest.mark.parametrize("phrase", UNSEEN.values(), ids=UNSEEN.keys())
 def test_tokens_the_counter_did_not_see_are_counted(phrase: str) -> None:
     """``a`` and 40 emoji counted one word (not bounded at all), 41 tokens of the standard
     analyzer; so did Thai or half-width katakana between Latin letters (split by it at
-    every change of script) and private-use characters (letters to FTS5)."""
+    every change of script), a Thai vowel sign after a space (a token of its own there),
+    private-use characters and symbols newer than FTS5's Unicode tables (tokens to it)."""
     assert phrase_words(phrase) > MAX_PHRASE_WORDS
     with pytest.raises(LanguageError, match=f"more than {MAX_PHRASE_WORDS} words"):
         parse_query(f'"{phrase}"')

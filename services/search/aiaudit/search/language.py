@@ -403,20 +403,36 @@ _RUNS = ("KATAKANA", "THAI", "LAO", "KHMER", "MYANMAR", "TAI", "NEW")
 """Scripts (first word of a character's name: TAI LE/THAM/VIET, NEW TAI LUE) the
 standard analyzer keeps as one token however long the run, but apart from the
 letters of another script next to them: ``aภaภ`` is four tokens."""
+_COMMON = re.compile("[\x00-\xff\u2000-\u206f\u3000-\u303f\uff00-\uffef]")
+"""Where the punctuation and symbols of ordinary text are (Latin-1, general and CJK
+punctuation, full-width forms): no token of either backend. Past them a symbol may
+be one (an emoji of the standard analyzer, a character newer than FTS5's Unicode 6.1
+tables, which it keeps as a token)."""
+_SPLITTING = frozenset(map(chr, (*range(0x19B0, 0x19C1), 0x19C8, 0x19C9, 0x1CF2, 0x1CF3)))
+"""Letters now, marks to FTS5's Unicode 6.1 tables: it ends a token at each."""
+_PICTOGRAPHS = frozenset("\u203c\u2049\u3030\u303d")
+"""Emoji among the common punctuation: a token each of the standard analyzer."""
 
 
 def _kind(c: str) -> str | None:
     """What a character is to the tokenizers.
 
     None between tokens, ``"own"`` a token of its own (a Han ideograph, a
-    hiragana, an emoji or other symbol, per the standard analyzer), ``"mark"``
-    the continuation of a token, else the script of its run.
+    hiragana, an emoji or other symbol), ``"mark"`` the continuation of a
+    token, ``"lone"`` the end of one or, after none, a token (a combining mark
+    or format character: the standard analyzer makes a Thai vowel sign after a
+    space a token, FTS5 any one newer than its tables), else the script of its
+    run.
     """
     if c in _KEPT_MARKS:
         return "mark"
     category = unicodedata.category(c)
-    if category == "So" or "\U0001f3fb" <= c <= "\U0001f3ff":  # emoji, their skin tones
+    if category[0] in "SP" and (
+        category == "So" or c in _PICTOGRAPHS or _COMMON.match(c) is None
+    ):  # emoji and their skin tones (Sk), arrows (Sm), symbols newer than FTS5's tables
         return "own"
+    if category[0] == "M" or category == "Cf" or c in _SPLITTING or c in "\ufffe\uffff":
+        return "lone"
     if category[0] not in "LN" and category not in ("Co", "Cn"):  # tokens to FTS5
         return None
     script = unicodedata.name(c, "").removeprefix("HALFWIDTH ").split(" ")[0].split("-")[0]
@@ -433,7 +449,8 @@ def phrase_words(text: str) -> int:
     it). The standard analyzer keeps a run of katakana or Thai one token but
     apart from the letters of another script (hangul it joins to Latin), and
     makes each Han ideograph, hiragana and emoji a token of its own (FTS5 drops
-    emoji). Until 2026-12-07 every wide character counted one, so
+    emoji). A symbol past ordinary punctuation (:data:`_COMMON`) counts one, as
+    does a combining mark after no letter. Until 2026-12-07 every wide character counted one, so
     ``데이터베이스 접근 기록`` (three tokens on both) was ten words and
     ``REFUND`` in full-width letters six, while ``a`` and 4,000 emoji, or
     ``aภaภ...``, counted one word, not bounded at all, and were 4,000 tokens
@@ -449,8 +466,10 @@ def phrase_words(text: str) -> int:
         if kind == "mark":
             count += run is None
             run = run or "letters"
-        elif kind == "own":
+        elif kind == "own" or (kind == "lone" and run is None):
             count += 1
+            run = None
+        elif kind == "lone":
             run = None
         else:
             count += kind is not None and kind != run
