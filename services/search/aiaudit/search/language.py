@@ -388,7 +388,7 @@ def _phrase(p: _Parser, tok: _Tok, fields: tuple[str, ...]) -> Text:
     return Text(fields, tok.text)
 
 
-_APOSTROPHE_WORD = re.compile(r"[^\W_]+(?:['\u2019][^\W_]+)+")
+_WORD = re.compile(r"[^\W_]+(?:['\u2019][^\W_]+)*")
 _KEPT_MARKS = frozenset(
     chr(c)
     for a, b in (
@@ -459,7 +459,9 @@ def phrase_words(text: str) -> int:
     two of FTS5, and 256 of them were answered before the bound
     (test_apostrophe_words.py).
     """
-    count = -len(_APOSTROPHE_WORD.findall(text))
+    # One match per word: a pattern requiring the apostrophe tried again from every
+    # letter (0.2 s for a literal of 4,096).
+    count = -sum("'" in word or "\u2019" in word for word in _WORD.findall(text))
     run: str | None = None
     for c in text:
         kind = _kind(c)
