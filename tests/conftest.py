@@ -130,10 +130,15 @@ def _database() -> Iterator[Postgres]:
             conn.execute(f"DROP ROLE IF EXISTS {user}")
 
 
+SESSION_DATABASES: set[str] = set()
+"""Names of the databases the session's tests share (see ``own_postgres``)."""
+
+
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Postgres]:
     """A database shared by the session's tests (each writes to its own tenant)."""
     with _database() as pg:
+        SESSION_DATABASES.add(pg.admin_dsn.rsplit("/", 1)[1])
         yield pg
 
 

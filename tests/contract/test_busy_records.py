@@ -87,10 +87,11 @@ def access_records(store: SqlEventStore, log_id: str) -> list[ev.Event]:
 
 
 def test_a_read_of_another_tenant_answers_while_a_head_is_held(
-    tmp_path: Path, postgres: Postgres, tenant: str
+    tmp_path: Path, own_postgres: Postgres, tenant: str
 ) -> None:
     """Search, as the writer login (records take the one-statement path)."""
     a, b = f"{tenant}-a", f"{tenant}-b"
+    postgres = own_postgres  # the indexer tails every log: the session's would come first
     running = start_suite(tmp_path, "sqlite", {}, store_url=postgres.app_url)
     store = open_store(postgres.admin_url)
     try:
@@ -129,7 +130,7 @@ def test_a_read_of_another_tenant_answers_while_a_head_is_held(
 
 
 def test_a_read_waiting_for_a_held_head_gives_up_at_the_record_wait(
-    tmp_path: Path, postgres: Postgres, tenant: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, own_postgres: Postgres, tenant: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A read whose record waits for a head held elsewhere answers UNAVAILABLE after
     ``RECORD_WAIT_SECONDS``; its record still lands once the head is free. It waited
@@ -137,6 +138,7 @@ def test_a_read_waiting_for_a_held_head_gives_up_at_the_record_wait(
     server thread (review, 2026-12-05)."""
     monkeypatch.setattr(access, "RECORD_WAIT_SECONDS", 1.0)
     a = f"{tenant}-a"
+    postgres = own_postgres  # the indexer tails every log: the session's would come first
     running = start_suite(tmp_path, "sqlite", {}, store_url=postgres.app_url)
     store = open_store(postgres.admin_url)
     try:

@@ -65,8 +65,9 @@ def test_a_stream_of_reads_reuses_one_writer_which_then_exits(
 
 
 def test_a_read_whose_access_record_fails_returns_nothing(
-    tmp_path: Path, tenant: str, postgres: Postgres
+    tmp_path: Path, tenant: str, own_postgres: Postgres
 ) -> None:
+    postgres = own_postgres  # the indexer tails every log: the session's would come first
     running = start_suite(tmp_path, "sqlite", {}, store_url=postgres.app_url)
     try:
         running.append([interaction(tenant, "e-1")])

@@ -41,8 +41,9 @@ def _stopped_export(running: SearchSuite, tenant: str) -> dict[str, object]:
 
 
 def test_an_export_stopped_by_the_index_behind_the_log_is_recorded(
-    tmp_path: Path, store_url: str, tenant: str
+    tmp_path: Path, store_url: str, request: pytest.FixtureRequest, tenant: str
 ) -> None:
+    store_url, _ = database(store_url, request)
     running = start_suite(tmp_path, "sqlite", {"export_wait": 0.2}, store_url=store_url)
     try:
         running.append([interaction(tenant, "e-1")])
