@@ -28,7 +28,7 @@ from aiaudit.integrity import settings as integrity_settings
 from aiaudit.integrity.notary import CONSUMER, Notary, NotaryConfig
 from aiaudit.integrity.receipts import ReceiptNotary
 from aiaudit.integrity.settings import IntegritySettings
-from aiaudit.integrity.signers import FileKeys, KeySource, TransitKeys
+from aiaudit.integrity.signers import FileKeys, KeySource, TransitKeys, WithFormer
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +62,16 @@ def vault_client(s: IntegritySettings, env: dict[str, str]) -> hvac.Client:
 
 
 def key_source(settings: Settings, s: IntegritySettings) -> KeySource:
-    """The configured checkpoint key."""
+    """The configured checkpoint key, trusting the keys it replaced."""
+    keys: KeySource
     if s.signer == "vault":
-        return TransitKeys(
+        keys = TransitKeys(
             vault_client(s, settings.env), s.vault_mount, s.vault_key, s.note_key_name
         )
-    return FileKeys(s.note_key_name, integrity_settings.key_file(settings, s))
+    else:
+        keys = FileKeys(s.note_key_name, integrity_settings.key_file(settings, s))
+    former = integrity_settings.former_verifier_keys(s)
+    return WithFormer(keys, former) if former else keys
 
 
 def notary_config(settings: Settings, s: IntegritySettings) -> NotaryConfig:

@@ -20,6 +20,7 @@ from aiaudit.common.config import (
 )
 from aiaudit.integrity import origins
 from aiaudit.integrity.checks import REQUIRED_SINCE
+from aiaudit.integrity.note import NoteError, VerifierKey, parse_verifier_key
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,9 @@ class IntegritySettings:
     vault_mount: str = "transit"
     vault_key: str = "aiaudit-notary"
     vault_timeout: float = 5.0
+    former_verifier_keys: tuple[str, ...] = ()
+    """Verifier keys (``name+keyid+key``) of signing keys this one replaced: what they
+    signed (checkpoints, loss statements, receipts) is still trusted and published."""
     client_names: tuple[str, ...] = ()
     """Under mTLS, the names (DNS or URI SANs) one of which a client certificate must carry
     to call IntegrityService; empty: any certificate ``tls_client_ca_file`` signed."""
@@ -135,8 +139,20 @@ def load(settings: Settings) -> IntegritySettings:
     if s.vault_addr:  # the notary's signing token goes there
         require_secure_url(s.vault_addr, "integrity.vault_addr", settings.allow_insecure)
     require_secure_database(s.database_url, "integrity.database_url", settings.allow_insecure)
+    former_verifier_keys(s)
     required_since(s.classification_required_since)
     return s
+
+
+def former_verifier_keys(s: IntegritySettings) -> list[VerifierKey]:
+    """``integrity.former_verifier_keys`` read; ``ConfigError`` names the one that is not a key."""
+    keys = []
+    for i, text in enumerate(s.former_verifier_keys):
+        try:
+            keys.append(parse_verifier_key(text.strip()))
+        except NoteError as exc:
+            raise ConfigError(f"setting 'integrity.former_verifier_keys[{i}]': {exc}") from None
+    return keys
 
 
 def checkpoint_dir(settings: Settings, s: IntegritySettings) -> Path:

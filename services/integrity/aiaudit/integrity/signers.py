@@ -82,6 +82,32 @@ class FileKeys:
         return [self._signer.verifier_key]
 
 
+class WithFormer:
+    """``keys``, also trusting the verifier keys of the signing keys it replaced.
+
+    Switching the signing key (the embedded file key to Vault, or to a new Transit key
+    when Vault's was refused as able to leave it) left everything the old key signed
+    untrusted here: ``VerifyEvent`` called a genuine checkpoint TAMPERED,
+    ``GetVerifierKey`` no longer published the key, and the notary passed over its own
+    exported checkpoints and loss statements as not its own, so a store restored from an
+    older backup was signed over, forking the exported history (review, 2026-12-07).
+    """
+
+    def __init__(self, keys: KeySource, former: Sequence[VerifierKey]) -> None:
+        """``former``: the replaced keys' verifier keys (``integrity.former_verifier_keys``)."""
+        self._keys = keys
+        self._former = list(former)
+
+    def active(self) -> ActiveKey:
+        """The current key's newest version: former keys never sign."""
+        return self._keys.active()
+
+    def verifier_keys(self) -> list[VerifierKey]:
+        """The current key's versions, newest first, then the former keys."""
+        current = self._keys.verifier_keys()
+        return current + [k for k in self._former if k not in current]
+
+
 RETRY_AFTER = 5.0
 """Seconds the verifier keys are served from memory after Vault failed to answer."""
 
