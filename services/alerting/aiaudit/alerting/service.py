@@ -11,7 +11,7 @@ import json
 import re
 import threading
 import uuid
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -37,8 +37,9 @@ from aiaudit.alerting.tables import alerts as alerts_t
 from aiaudit.common import rfc3339, tenants
 from aiaudit.common.restore import DamagedStoredEventError
 from aiaudit.common.store.prepare import prepare
+from aiaudit.common.store.schema import event_content as content_t
 from aiaudit.common.store.schema import events as events_t
-from aiaudit.common.store.sql import SqlEventStore, StoredEvent, with_fresh_keys
+from aiaudit.common.store.sql import READ_BYTES, SqlEventStore, StoredEvent, with_fresh_keys
 from aiaudit.common.v1 import event_pb2
 
 
@@ -68,6 +69,14 @@ a stored rule whose source no longer compiles, so what it reads is not known."""
 
 
 _Changed = TypeVar("_Changed")
+
+TEST_RULE_BYTES = READ_BYTES
+"""Stored bytes (canonical forms and content) a TestRule reads past its newest event.
+
+A dry run holds every event it evaluates at once, stored, parsed and as wire bytes,
+and an event may be 4 MiB (``max_event_bytes``): up to 10,000 of them were tens of
+gigabytes in the alerting process for one call (review, 2026-12-07). The newest
+events within it are read; ``evaluated_count`` says how many."""
 
 
 def _anyone(_rule: Rule | None) -> None:
@@ -824,15 +833,20 @@ class AlertingService:
         where = [events_t.c.log_id == tenant]
         for t in terms:
             where.append(_op(_EVENT_FILTER[t.name], t.op, _event_value(t)))
+        ev, ct = events_t, content_t
+        size = sa.func.length(ev.c.canonical) + sa.func.coalesce(sa.func.length(ct.c.content), 0)
+        same = sa.and_(
+            ct.c.log_id == ev.c.log_id, ct.c.seq == ev.c.seq, ct.c.receive_time == ev.c.receive_time
+        )
         with self.store.engine.connect() as conn:
-            seqs = list(
-                conn.execute(
-                    sa.select(events_t.c.seq)
-                    .where(*where)
-                    .order_by(events_t.c.seq.desc())
-                    .limit(limit)
-                ).scalars()
-            )
+            newest = conn.execute(
+                sa.select(ev.c.seq, size)
+                .select_from(ev.outerjoin(ct, same))
+                .where(*where)
+                .order_by(ev.c.seq.desc())
+                .limit(limit)
+            ).tuples()
+            seqs = _within(list(newest), TEST_RULE_BYTES)
         reading(len(seqs))
         stored = self.events.read_sequences(tenant, seqs)
         events = [  # as the engine sees them
@@ -1044,6 +1058,21 @@ class AlertingService:
             raise ResumeTokenError(
                 _WATCH_OTHER_HISTORY, "RESUME_TOKEN_OTHER_HISTORY", head=str(here.head)
             )
+
+
+def _within(newest: Sequence[tuple[int, int | None]], budget: int) -> list[int]:
+    """The sequences of the newest entries (newest first) whose stored bytes fit ``budget``.
+
+    The newest always, whatever its size; then each older one while the total fits.
+    """
+    seqs: list[int] = []
+    total = 0
+    for seq, size in newest:
+        total += int(size or 0)
+        if seqs and total > budget:
+            break
+        seqs.append(int(seq))
+    return seqs
 
 
 def _parsed(stored: StoredEvent, wire: bytes | Exception) -> event_pb2.Event:
