@@ -30,14 +30,24 @@ retention then applies; masking's findings are read, no detector runs again.
 Off by default: an audit log keeps what was said unless a policy says
 otherwise. A retry is masked the same way, so it stays a retry; changing the
 policy makes a retry of an earlier event differ from it (``ALREADY_EXISTS``).
+
+The detectors read each text as it would be seen (:class:`_View`): invisible
+format characters (zero-width spaces and joiners, soft hyphens, bidi controls)
+and combining marks left out, fullwidth and tag characters as their ASCII. A
+card number with a zero-width space between its groups, an e-mail address
+with a fullwidth at sign (U+FF20) or a key hidden in tag characters is masked whole.
 """
 
 from __future__ import annotations
 
+import bisect
 import functools
 import hashlib
+import itertools
 import re
 import string
+import sys
+import unicodedata
 from dataclasses import dataclass
 
 import aiaudit_native
@@ -133,13 +143,118 @@ class ContentRedaction:
         return bool(changed)
 
     def _spans(self, texts: list[tuple[str, str]]) -> dict[str, list[tuple[int, int, str]]]:
+        """Each text's findings, at offsets of the text itself (read through its view)."""
+        views = {path: _View.of(text) for path, text in texts}
+        seen = [(path, text if (v := views[path]) is None else v.text) for path, text in texts]
         spans: dict[str, list[tuple[int, int, str]]] = {}
         for family in self.families:
             for kind, _score, path, start, end, _excerpt in aiaudit_native.detect(
-                family, [], texts, []
+                family, [], seen, []
             ):
+                view = views[path]
+                if view is not None:
+                    start, end = view.origin(start), view.origin(end - 1) + 1
                 spans.setdefault(path, []).append((start, end, kind))
         return spans
+
+
+_FOLD = {
+    **{c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)},  # fullwidth ASCII
+    0x3000: ord(" "),  # ideographic space
+    **{c: c - 0xE0000 for c in range(0xE0020, 0xE007F)},  # tags: invisible ASCII
+}
+"""Characters read as the ASCII character they stand for (one for one: offsets hold)."""
+_MARKS = [
+    *range(0x0300, 0x0370),
+    *range(0x1AB0, 0x1B00),
+    *range(0x1DC0, 0x1E00),
+    *range(0x20D0, 0x2100),
+    *range(0xFE00, 0xFE10),
+    *range(0xFE20, 0xFE30),
+    *range(0xE0100, 0xE01F0),
+]
+"""Combining marks a Latin value can carry unseen, and variation selectors (scripts that
+need their marks keep them: the detectors read ASCII values)."""
+
+
+def _class(points: list[int]) -> str:
+    """A regex character class of these code points, as ranges (a long class is slow)."""
+    ranges: list[list[int]] = []
+    for c in sorted(points):
+        if ranges and ranges[-1][1] == c - 1:
+            ranges[-1][1] = c
+        else:
+            ranges.append([c, c])
+    return "[" + "".join(f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in ranges) + "]"
+
+
+@functools.cache
+def _patterns() -> tuple[re.Pattern[str], ...]:
+    """What the view leaves out and what it changes, as regexes.
+
+    Runs of what it leaves out (format characters, :data:`_MARKS`); a character
+    it folds; any character it changes in the BMP, and beyond it. Separate
+    classes of ranges: a long class, or one mixing the planes, is searched
+    several times slower.
+    """
+    hidden = [
+        c
+        for c in range(sys.maxunicode + 1)
+        if c not in _FOLD and unicodedata.category(chr(c)) == "Cf"
+    ]
+    changed = sorted({*hidden, *_MARKS, *_FOLD})
+    return (
+        re.compile(_class([*hidden, *_MARKS]) + "+"),
+        re.compile(_class(list(_FOLD))),
+        re.compile(_class([c for c in changed if c <= 0xFFFF])),
+        re.compile(_class([c for c in changed if c > 0xFFFF])),
+    )
+
+
+_BEYOND_BMP = re.compile("[\U00010000-\U0010ffff]")
+
+
+class _View:
+    """A text as the detectors read it, and where each of its characters came from.
+
+    A zero-width space between a card's groups, or a fullwidth at sign, hid the
+    value from the detectors, which read ASCII values: it was stored as sent.
+    The view is made at C speed; where its characters came from is worked out
+    only for a text with findings, one step per run left out.
+    """
+
+    def __init__(self, folded: str, hidden: re.Pattern[str]) -> None:
+        self._folded = folded
+        self._hidden = hidden
+        self.text = hidden.sub("", folded)
+
+    @classmethod
+    def of(cls, text: str) -> _View | None:
+        """The text's view, or None when it holds nothing the view changes (the usual case)."""
+        if text.isascii():
+            return None
+        hidden, folds, bmp, astral = _patterns()
+        if bmp.search(text) is None and (
+            _BEYOND_BMP.search(text) is None or astral.search(text) is None
+        ):
+            return None
+        return cls(text.translate(_FOLD) if folds.search(text) else text, hidden)
+
+    @functools.cached_property
+    def _runs(self) -> tuple[list[int], list[int]]:
+        """For each run left out: where the view goes on after it, and how much is left out.
+
+        Counted up to the end of that run, in characters of the original text.
+        """
+        gaps = [m.span() for m in self._hidden.finditer(self._folded)]
+        left_out = list(itertools.accumulate(end - start for start, end in gaps))
+        return [end - n for (_, end), n in zip(gaps, left_out, strict=True)], left_out
+
+    def origin(self, at: int) -> int:
+        """The offset in the original text of the view's character ``at``."""
+        after, left_out = self._runs
+        runs = bisect.bisect_right(after, at)
+        return at + (left_out[runs - 1] if runs else 0)
 
 
 def masked(text: str, found: list[tuple[int, int, str]]) -> str:
