@@ -274,11 +274,20 @@ def suite(store_url: str, notary_url: str, tmp_path: Path) -> Iterator[Running]:
 
 
 @contextlib.contextmanager
-def stepping(url: str, keys: KeySource, tmp_path: Path) -> Iterator[Notary]:
+def stepping(
+    url: str,
+    keys: KeySource,
+    tmp_path: Path,
+    on_health: Callable[[bool], None] = lambda ok: None,
+) -> Iterator[Notary]:
     """A notary on ``url`` that the test steps (or starts) itself; stopped at the end."""
     store = open_store(url)
     notary = Notary(
-        store.engine, keys, leader.for_engine(store.engine, leader.NOTARY), notary_config(tmp_path)
+        store.engine,
+        keys,
+        leader.for_engine(store.engine, leader.NOTARY),
+        notary_config(tmp_path),
+        on_health,
     )
     try:
         yield notary

@@ -278,17 +278,15 @@ class Notary:
         try:
             rows = storage.leaves(conn, log_id, position, self._config.batch_size)
         except storage.StoredAsTextError as exc:  # its next leaf: the log stops before it
-            if log_id not in self._forked:  # named once, not every round
-                log.error(
-                    "log %s not integrated nor signed past its %d leaves: %s; run aiaudit verify",
-                    log_id,
-                    position,
-                    exc,
-                )
-                self._forked.add(log_id)
-            self._ranges[log_id] = edge  # as committed: not loaded again each round
-            self._unsigned.add(log_id)
-            return 0, None
+            return self._stopped_at(log_id, position, edge, str(exc))
+        if rows and rows[0][0] != position:  # entries commit with their head: none is late
+            return self._stopped_at(
+                log_id,
+                position,
+                edge,
+                f"it has no entry at sequence {position} but has one at {rows[0][0]} "
+                "(deleted by raw SQL?)",
+            )
         self._forked.discard(log_id)  # its leaves read again (repaired)
         contiguous = [leaf for i, (seq, leaf) in enumerate(rows) if seq == position + i]
         if not contiguous:
@@ -297,6 +295,28 @@ class Notary:
         storage.write_nodes(conn, log_id, grown.extend(contiguous))
         cursors.advance(conn, CONSUMER, log_id, grown.size)
         return len(contiguous), grown
+
+    def _stopped_at(
+        self, log_id: str, position: int, edge: CompactRange, why: str
+    ) -> tuple[int, None]:
+        """A log whose next leaf cannot be integrated: signed up to it, named once, unsigned past.
+
+        A leaf hash stored as text, or an entry missing at the cursor with later ones
+        stored: until 2026-12-07 (review) the notary then integrated nothing more of
+        that log, said nothing and reported SERVING, so an event deleted by raw SQL
+        before it was integrated left every later one of its log unsigned unnoticed.
+        """
+        if log_id not in self._forked:  # named once, not every round
+            log.error(
+                "log %s not integrated nor signed past its %d leaves: %s; run aiaudit verify",
+                log_id,
+                position,
+                why,
+            )
+            self._forked.add(log_id)
+        self._ranges[log_id] = edge  # as committed: not loaded again each round
+        self._unsigned.add(log_id)
+        return 0, None
 
     def _sign_all(self, conn: sa.Connection) -> None:
         """Signs a checkpoint of every log that grew, exports them all, then stores them.
