@@ -448,12 +448,14 @@ def test_config_file_is_accepted_by_the_server(values: Path, tmp_path: Path) -> 
         for v in secret_volumes
         for item in v["secret"]["items"]
     }
+    modes = _mount_modes(deployment)
     for key in ("tls_cert_file", "tls_key_file", "tls_client_ca_file", "api_keys_file"):
         if key in settings:
             assert settings[key] in mounted, key
-            # Stand-in files so the server's own validation can run here.
+            # Stand-in files, with the volume's mode, so the server's own validation runs here.
             stand_in = tmp_path / Path(settings[key]).name
             stand_in.write_text("keys: []\n" if key == "api_keys_file" else "pem")
+            stand_in.chmod(modes[str(Path(settings[key]).parent)])
             settings[key] = str(stand_in)
     config_file = tmp_path / "config.yaml"
     config_file.write_text(yaml.safe_dump(settings))
@@ -1669,6 +1671,19 @@ def test_a_ca_the_operator_names_wins_over_the_backend_ca() -> None:
     assert _backend_ca_of(workloads["alerting"])[2]["VAULT_CACERT"] == BACKEND_CA
 
 
+def _mount_modes(workload: dict[str, Any]) -> dict[str, int]:
+    """Each Secret volume's mount path to the mode of its files (kubelet's 0644 unless
+    the volume says)."""
+    pod = workload["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    paths = {m["name"]: m["mountPath"] for m in container.get("volumeMounts", [])}
+    return {
+        paths[v["name"]]: v["secret"].get("defaultMode", 0o644)
+        for v in pod.get("volumes", [])
+        if "secret" in v and v["name"] in paths
+    }
+
+
 def _as_the_server_starts(
     workload: dict[str, Any],
     config_yaml: str | None,
@@ -1697,10 +1712,14 @@ def _as_the_server_starts(
     config_file = None
     if config_yaml is not None:
         settings = yaml.safe_load(config_yaml)
+        modes = _mount_modes(workload)
         for key in ("tls_cert_file", "tls_key_file", "tls_client_ca_file", "api_keys_file"):
             if key in settings:
                 stand_in = tmp_path / Path(settings[key]).name
+                stand_in.unlink(missing_ok=True)
                 stand_in.write_text("keys: []\n" if key == "api_keys_file" else "pem")
+                # as kubelet projects it: the server refuses a key other users may read
+                stand_in.chmod(modes.get(str(Path(settings[key]).parent), 0o644))
                 settings[key] = str(stand_in)
         config_file = tmp_path / "config.yaml"
         config_file.write_text(yaml.safe_dump(settings))
@@ -1913,8 +1932,8 @@ def _mount_secrets(
 ) -> Path:
     """The pod's Secret volumes written under ``root`` as kubelet projects them (each item's
     key read from the named Secret, at its path under the mount); returns ``root``, which
-    stands for the pod's ``/``. A Secret or key missing from ``secrets`` fails, as the pod
-    would not start."""
+    stands for the pod's ``/``, each file with its mode. A Secret or key missing from
+    ``secrets`` fails, as the pod would not start."""
     pod = deployment["spec"]["template"]["spec"]
     mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
     for volume in pod["volumes"]:
@@ -1925,6 +1944,8 @@ def _mount_secrets(
             target = root / TLS_DIR.lstrip("/") / item["path"]
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(secrets[secret["secretName"]][item["key"]])
+            # kubelet's mode (644 unless the chart says): the server refuses a key others read
+            target.chmod(item.get("mode", secret.get("defaultMode", 0o644)))
     return root
 
 

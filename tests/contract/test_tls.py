@@ -86,6 +86,7 @@ def _issue(
             serialization.NoEncryption(),
         )
     )
+    (directory / f"{name}.key").chmod(0o600)  # a key other users may read is refused
     return cert, key
 
 

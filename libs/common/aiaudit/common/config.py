@@ -669,6 +669,8 @@ def _validate(s: Settings, serving: bool, flags: Mapping[str, str]) -> None:
         path = getattr(s, name)
         if path is not None and not path.is_file():
             raise ConfigError(f"setting {name!r}: {path} is not a readable file")
+        if path is not None:
+            guarded_file(path, name, private=name == "tls_key_file")
     if s.workers > MAX_WORKERS:
         raise ConfigError(
             f"setting 'workers': {s.workers}; at most {MAX_WORKERS} (each is a process with a "
@@ -694,6 +696,10 @@ def _validate(s: Settings, serving: bool, flags: Mapping[str, str]) -> None:
     require_secure_database(s.database_url, database, s.allow_insecure)
     if s.api_keys_file is not None and not s.api_keys_file.is_file():
         raise ConfigError(f"setting 'api_keys_file': {s.api_keys_file} is not a readable file")
+    if s.api_keys_file is not None:
+        guarded_file(s.api_keys_file, "api_keys_file")
+    if s.content_key_file is not None and s.content_key_file.exists():
+        guarded_file(s.content_key_file, "content_key_file", private=True)
     oidc = s.oidc_issuer or s.oidc_audience or s.oidc_jwks_url or s.oidc_jwks_file
     if serving and oidc:
         if not (s.oidc_issuer and s.oidc_audience):
@@ -711,6 +717,29 @@ def _validate(s: Settings, serving: bool, flags: Mapping[str, str]) -> None:
             )
         if s.oidc_jwks_file is not None and not s.oidc_jwks_file.is_file():
             raise ConfigError(f"setting 'oidc_jwks_file': {s.oidc_jwks_file} is not a file")
+        if s.oidc_jwks_file is not None:
+            guarded_file(s.oidc_jwks_file, "oidc_jwks_file")
+
+
+def guarded_file(path: Path, setting: str, private: bool = False) -> None:
+    """Refuses a file other users may change, or, ``private`` (a key), read or change.
+
+    Whoever may write the keys file, the JWKS or a certificate file signs
+    themselves in as admin (a digest or a signing key of their own) or serves
+    as the suite; whoever may read a private key reads every connection or
+    every sealed content. Until 2026-12-07 a 0644 ``tls_key_file`` and a 0666
+    ``api_keys_file`` were served without a word. The group's bits are let be:
+    Kubernetes mounts a Secret as root and the pod's ``fsGroup`` (the chart's
+    mode 0440), and a group of operators may share a host's files.
+    """
+    mode = os.stat(path).st_mode & 0o777
+    allowed = 0o770 if private else 0o775
+    if mode & ~allowed:
+        others, fix = ("read or change", "o-rwx") if private else ("change", "o-w")
+        raise ConfigError(
+            f"setting {setting!r}: {path} has mode {mode:04o}: other users may {others} it "
+            f"(chmod {fix} {path})"
+        )
 
 
 def require_tls(s: Settings) -> None:
