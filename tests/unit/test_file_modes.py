@@ -75,3 +75,22 @@ def test_serve_stops_with_exit_2_on_a_key_others_read(
     err = capsys.readouterr().err
     assert f"setting 'tls_key_file': {key} has mode 0644: other users may read" in err
     assert "Traceback" not in err
+
+
+def test_the_address_pseudonym_key_others_read_is_refused(tmp_path: Path) -> None:
+    """Whoever reads it turns every pseudonym back into its address (a guess per address)."""
+    from aiaudit.ingest import settings as ingest_settings
+
+    key = tmp_path / "ip.key"
+    key.write_bytes(bytes(32))
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(
+        f"ingest: {{ip_address: pseudonymise, ip_pseudonym_key_file: '{key}'}}\n"
+    )
+    for mode in (0o600, 0o640):
+        key.chmod(mode)
+        ingest_settings.load(config.load(config_file, env={}, overrides={"data_dir": tmp_path}))
+    key.chmod(0o644)
+    with pytest.raises(config.ConfigError) as err:
+        ingest_settings.load(config.load(config_file, env={}, overrides={"data_dir": tmp_path}))
+    assert str(err.value).startswith(f"setting 'ingest.ip_pseudonym_key_file': {key} has mode 0644")

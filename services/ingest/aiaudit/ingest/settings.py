@@ -11,6 +11,7 @@ from aiaudit.common.config import (
     ZERO_ALLOWED,
     ConfigError,
     Settings,
+    guarded_file,
     require_secure_database,
     section,
 )
@@ -90,6 +91,8 @@ def load(settings: Settings) -> IngestSettings:
             "setting 'ingest.ip_pseudonym_key_file' is required with ip_address pseudonymise "
             "(32 random bytes; the same file in every ingest replica)"
         )
+    if s.ip_pseudonym_key_file is not None and s.ip_pseudonym_key_file.exists():
+        guarded_file(s.ip_pseudonym_key_file, "ingest.ip_pseudonym_key_file", private=True)
     redaction.ContentRedaction(s.redact_content)  # raises ConfigError naming the setting
     if not 0 <= s.content_retention_days <= retention.MAX_DAYS:
         raise ConfigError(
