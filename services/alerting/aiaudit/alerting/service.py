@@ -78,6 +78,14 @@ and an event may be 4 MiB (``max_event_bytes``): up to 10,000 of them were tens 
 gigabytes in the alerting process for one call (review, 2026-12-07). The newest
 events within it are read; ``evaluated_count`` says how many."""
 
+MAX_DRY_RUNS = 2
+"""TestRule calls reading events at once in a process; more are RESOURCE_EXHAUSTED.
+
+One holds up to ~180 MB while it runs (10,000 events of 2.5 KB, or TEST_RULE_BYTES of
+large ones: its events stored, parsed and as wire bytes, and its alerts): the server's
+64 RPC threads running them at once were gigabytes, past an alerting pod's 1 GiB."""
+DRY_RUNS = threading.BoundedSemaphore(MAX_DRY_RUNS)
+
 
 def _anyone(_rule: Rule | None) -> None:
     pass
@@ -833,6 +841,30 @@ class AlertingService:
         where = [events_t.c.log_id == tenant]
         for t in terms:
             where.append(_op(_EVENT_FILTER[t.name], t.op, _event_value(t)))
+        if not DRY_RUNS.acquire(blocking=False):
+            raise QuotaError(
+                f"{MAX_DRY_RUNS} TestRule calls are reading events in this process, its "
+                "limit: try again shortly",
+                "DRY_RUNS_EXHAUSTED",
+                MAX_DRY_RUNS,
+            )
+        try:
+            return self._dry_run(tenant, rule, where, limit, reading)
+        finally:
+            DRY_RUNS.release()
+
+    def _dry_run(
+        self,
+        tenant: str,
+        rule: Rule,
+        where: list[sa.ColumnElement[bool]],
+        limit: int,
+        reading: Callable[[int], None],
+    ) -> tuple[list[Alert], int]:
+        """The alerts ``rule`` raises on the newest ``limit`` events matching ``where``.
+
+        Those within :data:`TEST_RULE_BYTES` stored; ``reading`` is told how many first.
+        """
         ev, ct = events_t, content_t
         size = sa.func.length(ev.c.canonical) + sa.func.coalesce(sa.func.length(ct.c.content), 0)
         same = sa.and_(
