@@ -227,6 +227,25 @@ class Keyring:
             out.update(zip([r.key_id for r in rows], self.open_rows(rows), strict=True))
         return out
 
+    def stored(
+        self, key_ids: Iterable[int], fetch: Callable[[list[int]], Sequence[StoredKey]]
+    ) -> dict[int, DataKey | None]:
+        """The keys with these ids as stored now, for reading: every row read with ``fetch``.
+
+        A held key opens content only while its row is there with the bytes it
+        was opened from (no KEK call then); one absent from the answer was
+        destroyed (its subject erased) and is dropped. A reader that held a
+        subject's key went on opening its content after the erasure (put back
+        from a backup, say), which no other process could.
+        """
+        wanted = sorted(set(key_ids))
+        rows = fetch(wanted) if wanted else []
+        gone = set(wanted).difference(r.key_id for r in rows)
+        with self._lock:
+            for key_id in gone:
+                self._by_id.pop(key_id, None)
+        return dict(zip([r.key_id for r in rows], self.open_rows(rows), strict=True))
+
     def open_rows(self, rows: Sequence[StoredKey]) -> list[DataKey | None]:
         """Stored keys opened: held ones as held, the rest unwrapped (one KEK call) and kept.
 

@@ -2088,7 +2088,7 @@ def _stored_key(key_id: Any, subject: Any, kek: Any, wrapped: Any, as_text: Any 
 def data_keys(
     keys: Keyring | None, conn: sa.Connection, key_ids: set[int]
 ) -> dict[int, DataKey | None]:
-    """The data keys with these ids, read through ``conn`` unless cached.
+    """The data keys with these ids as stored, read through ``conn`` (unwrapped unless held).
 
     Destroyed ones are absent, damaged ones (stored, not opening) None.
     """
@@ -2105,7 +2105,7 @@ def data_keys(
         query = sa.select(ck.key_id, ck.subject, ck.kek, *_wrapped(conn)).where(ck.key_id.in_(ids))
         return [_stored_key(*r) for r in conn.execute(query).all()]
 
-    return keys.by_ids(key_ids, fetch)
+    return keys.stored(key_ids, fetch)
 
 
 def _subjects(new: Iterable[NewEvent]) -> dict[str, set[str]]:
