@@ -866,17 +866,19 @@ class AlertingService:
         Those within :data:`TEST_RULE_BYTES` stored; ``reading`` is told how many first.
         """
         ev, ct = events_t, content_t
-        size = sa.func.length(ev.c.canonical) + sa.func.coalesce(sa.func.length(ct.c.content), 0)
-        same = sa.and_(
-            ct.c.log_id == ev.c.log_id, ct.c.seq == ev.c.seq, ct.c.receive_time == ev.c.receive_time
+        content = (  # looked up for the rows the limit keeps only, by their full key
+            sa.select(sa.func.length(ct.c.content))
+            .where(
+                ct.c.log_id == ev.c.log_id,
+                ct.c.seq == ev.c.seq,
+                ct.c.receive_time == ev.c.receive_time,
+            )
+            .scalar_subquery()
         )
+        size = sa.func.length(ev.c.canonical) + sa.func.coalesce(content, 0)
         with self.store.engine.connect() as conn:
             newest = conn.execute(
-                sa.select(ev.c.seq, size)
-                .select_from(ev.outerjoin(ct, same))
-                .where(*where)
-                .order_by(ev.c.seq.desc())
-                .limit(limit)
+                sa.select(ev.c.seq, size).where(*where).order_by(ev.c.seq.desc()).limit(limit)
             ).tuples()
             seqs = _within(list(newest), TEST_RULE_BYTES)
         reading(len(seqs))
