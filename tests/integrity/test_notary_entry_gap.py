@@ -70,3 +70,45 @@ def test_an_entry_missing_at_the_cursor_stops_its_log_there_and_is_named(
     finally:
         engine.dispose()
         admin.dispose()
+
+
+def test_the_newest_entries_deleted_before_they_were_integrated_are_named(
+    store: SqlEventStore,
+    notaries: Notaries,
+    admin_url: str,
+    tenant: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """No later entry to show the gap: the log's head, read before the entries, does."""
+    caplog.set_level(logging.ERROR, logger="aiaudit.integrity.notary")
+    keys = FileKeys(ORIGIN_PREFIX, tmp_path / "key.pem")
+    append(store, tenant, 3)
+    engine = sa.create_engine(notaries.url)
+    admin = sa.create_engine(admin_url)
+    health: list[bool] = []
+
+    def signed() -> int | None:
+        with engine.connect() as conn:
+            return storage.signed_sizes(conn).get(tenant)
+
+    try:
+        with stepping(notaries.url, keys, tmp_path, health.append) as notary:
+            wait_until(lambda: notary.step() or signed() == 3)
+            append(store, tenant, 2)  # sequences 3 and 4, the head 5
+            with admin.begin() as conn:
+                conn.execute(
+                    sa.delete(log_entries).where(
+                        log_entries.c.log_id == tenant, log_entries.c.seq >= 3
+                    )
+                )
+            wait_until(lambda: notary.step() or bool(caplog.records))
+            wait_until(lambda: notary.step() or health[-1] is False)
+            assert signed() == 3
+            assert [r.getMessage() for r in caplog.records] == [
+                f"log {tenant} not integrated nor signed past its 3 leaves: it has no entry at "
+                "sequence 3 but its head is 5 (deleted by raw SQL?); run aiaudit verify"
+            ]
+    finally:
+        engine.dispose()
+        admin.dispose()

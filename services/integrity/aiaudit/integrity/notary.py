@@ -248,11 +248,15 @@ class Notary:
         # hold (:meth:`_due` leaves them), so that a log released integrates its backlog
         # before it is signed.
         deadline = time.monotonic() + self._config.checkpoint_interval
+        heads = {entry.log_id: entry.size for entry in backlog}
         pending = [entry.log_id for entry in backlog]
         pending += sorted(self._holding() - set(pending))
         while pending and not self._stop.is_set():
             with conn.begin():
-                grown = {log_id: self._integrate_batch(conn, log_id) for log_id in pending}
+                grown = {
+                    log_id: self._integrate_batch(conn, log_id, heads.get(log_id, 0))
+                    for log_id in pending
+                }
             added = {}
             for log_id, (count, edge) in grown.items():  # once committed: the edges follow
                 if edge is not None:
@@ -263,10 +267,13 @@ class Notary:
             if time.monotonic() >= deadline:
                 break
 
-    def _integrate_batch(self, conn: sa.Connection, log_id: str) -> tuple[int, CompactRange | None]:
+    def _integrate_batch(
+        self, conn: sa.Connection, log_id: str, head: int
+    ) -> tuple[int, CompactRange | None]:
         """Integrates the next batch of one log in the caller's transaction.
 
-        Returns how many leaves it added and the log's new edge (None: none added).
+        ``head``: the log's size read before (0: not read). Returns how many leaves
+        it added and the log's new edge (None: none added).
         """
         position = cursors.position(conn, CONSUMER, log_id)
         edge = self._ranges.get(log_id)
@@ -279,13 +286,15 @@ class Notary:
             rows = storage.leaves(conn, log_id, position, self._config.batch_size)
         except storage.StoredAsTextError as exc:  # its next leaf: the log stops before it
             return self._stopped_at(log_id, position, edge, str(exc))
-        if rows and rows[0][0] != position:  # entries commit with their head: none is late
+        first = rows[0][0] if rows else None
+        if first != position and (first is not None or position < head):
+            # Entries commit with their head: none below it, or before a later one, is late.
+            past = f"has one at {first}" if first is not None else f"its head is {head}"
             return self._stopped_at(
                 log_id,
                 position,
                 edge,
-                f"it has no entry at sequence {position} but has one at {rows[0][0]} "
-                "(deleted by raw SQL?)",
+                f"it has no entry at sequence {position} but {past} (deleted by raw SQL?)",
             )
         self._forked.discard(log_id)  # its leaves read again (repaired)
         contiguous = [leaf for i, (seq, leaf) in enumerate(rows) if seq == position + i]
