@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import codecs
 import hashlib
+from collections.abc import Collection
 from pathlib import Path
 
 import aiaudit_native
@@ -287,7 +288,9 @@ def test_a_chain_of_glued_numbers_is_masked_without_the_words_around_it() -> Non
 
 def test_a_text_that_keeps_yielding_findings_is_masked_whole() -> None:
     class Endless(ContentRedaction):
-        def _spans(self, texts: list[tuple[str, str]]) -> dict[str, list[tuple[int, int, str]]]:
+        def _spans(
+            self, texts: list[tuple[str, str]], bytewise: Collection[str] = ()
+        ) -> dict[str, list[tuple[int, int, str]]]:
             return {path: [(0, 1, "pii.x")] for path, _ in texts}
 
     e = interaction("t", text="abc")

@@ -13,6 +13,7 @@ import time
 import aiaudit_native
 import pytest
 
+from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.ingest.redaction import ContentRedaction
 from tests.helpers import interaction
 
@@ -77,3 +78,29 @@ def test_every_finding_of_a_long_text_is_masked_in_linear_time() -> None:
         assert "1111" not in left
         assert aiaudit_native.detect("pii", [], [("f", left)], []) == []
     assert took[1] < 30 * took[0] + 0.05, took  # ten times the text: not a hundred times the CPU
+
+
+MEDIA_CASES = [
+    # UTF-8 bytes, read one a character: the zero-width spaces and the digits were bytes.
+    (
+        "card 4111\u200b1111\u200b1111\u200b1111 ok".encode(),
+        b"card [REDACTED:pii.credit_card] ok",
+    ),
+    (
+        "\u00e9 card \U0001d7d2\U0001d7cf\U0001d7cf\U0001d7cf 1111 1111 1111 \u00e9".encode(),
+        "\u00e9 card [REDACTED:pii.credit_card] \u00e9".encode(),
+    ),
+    (f"key {_tags(AWS_KEY)} ok".encode(), b"key [REDACTED:secret.aws_access_key] ok"),
+    # Not UTF-8 (Latin-1 with a no-break space): read as before, every other byte as sent.
+    (b"caf\xe9 4111\xa01111\xa01111\xa01111 \xff", b"caf\xe9 [REDACTED:pii.credit_card] \xff"),
+]
+
+
+@pytest.mark.parametrize(("sent", "kept"), MEDIA_CASES)
+def test_a_value_hidden_in_utf8_media_is_masked_and_every_other_byte_kept(
+    sent: bytes, kept: bytes
+) -> None:
+    e = interaction("t", text="see the file")
+    e.input.messages[0].parts.add(media=ev.Media(mime_type="text/plain", data=sent))
+    assert ContentRedaction(("pii", "secrets")).redact(e)
+    assert e.input.messages[0].parts[1].media.data == kept

@@ -48,6 +48,7 @@ import re
 import string
 import sys
 import unicodedata
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import aiaudit_native
@@ -119,8 +120,9 @@ class ContentRedaction:
         media = _text_media(event, media_paths) if media_paths else {}
         sent.update((path, view.text) for path, view in media.items())
         texts = dict(sent)
+        bytewise = {path for path, view in media.items() if view.codec == "latin-1"}
         for n in range(_MAX_PASSES + 2):
-            spans = self._spans(list(texts.items()))
+            spans = self._spans(list(texts.items()), bytewise)
             if n == 0 and any(k == _KEY for found in spans.values() for _, _, k in found):
                 _continue_keys(texts, spans)
             if not spans:
@@ -142,9 +144,14 @@ class ContentRedaction:
             event.data_classification = event_pb2.DATA_CLASSIFICATION_RESTRICTED
         return bool(changed)
 
-    def _spans(self, texts: list[tuple[str, str]]) -> dict[str, list[tuple[int, int, str]]]:
-        """Each text's findings, at offsets of the text itself (read through its view)."""
-        views = {path: _View.of(text) for path, text in texts}
+    def _spans(
+        self, texts: list[tuple[str, str]], bytewise: Collection[str] = ()
+    ) -> dict[str, list[tuple[int, int, str]]]:
+        """Each text's findings, at offsets of the text itself (read through its view).
+
+        ``bytewise``: the paths of media read one byte a character.
+        """
+        views = {path: _View.of(text, path in bytewise) for path, text in texts}
         seen = [(path, text if (v := views[path]) is None else v.text) for path, text in texts]
         spans: dict[str, list[tuple[int, int, str]]] = {}
         for family in self.families:
@@ -153,7 +160,7 @@ class ContentRedaction:
             ):
                 view = views[path]
                 if view is not None:
-                    start, end = view.origin(start), view.origin(end - 1) + 1
+                    start, end = view.span(start, end)
                 spans.setdefault(path, []).append((start, end, kind))
         return spans
 
@@ -220,25 +227,41 @@ class _View:
     A zero-width space between a card's groups, or a fullwidth at sign, hid the
     value from the detectors, which read ASCII values: it was stored as sent.
     The view is made at C speed; where its characters came from is worked out
-    only for a text with findings, one step per run left out.
+    only for a text with findings, one step per run left out. A textual media
+    read one byte a character whose bytes are UTF-8 is viewed as decoded (its
+    zero-width spaces and non-ASCII digits were bytes the detectors could not
+    read), and its findings mapped back to bytes.
     """
 
-    def __init__(self, folded: str, hidden: re.Pattern[str]) -> None:
+    def __init__(self, folded: str, hidden: re.Pattern[str], sent: str | None = None) -> None:
+        """``sent``: the media's bytes as read (one a character) when ``folded`` is decoded."""
         self._folded = folded
         self._hidden = hidden
+        self._sent = sent
         self.text = hidden.sub("", folded)
 
     @classmethod
-    def of(cls, text: str) -> _View | None:
-        """The text's view, or None when it holds nothing the view changes (the usual case)."""
+    def of(cls, text: str, bytewise: bool = False) -> _View | None:
+        """The text's view, or None when it holds nothing the view changes (the usual case).
+
+        ``bytewise``: the text is a media's bytes read one a character.
+        """
         if text.isascii():
             return None
+        sent = None
+        if bytewise:
+            try:
+                sent, text = text, text.encode("latin-1").decode("utf-8")
+            except UnicodeDecodeError:  # not UTF-8: the detectors read it as it is
+                sent = None
         hidden, folds, bmp, astral = _patterns()
-        if bmp.search(text) is None and (
-            _BEYOND_BMP.search(text) is None or astral.search(text) is None
+        if (
+            sent is None
+            and bmp.search(text) is None
+            and (_BEYOND_BMP.search(text) is None or astral.search(text) is None)
         ):
             return None
-        return cls(text.translate(_FOLD) if folds.search(text) else text, hidden)
+        return cls(text.translate(_FOLD) if folds.search(text) else text, hidden, sent)
 
     @functools.cached_property
     def _runs(self) -> tuple[list[int], list[int]]:
@@ -250,11 +273,31 @@ class _View:
         left_out = list(itertools.accumulate(end - start for start, end in gaps))
         return [end - n for (_, end), n in zip(gaps, left_out, strict=True)], left_out
 
-    def origin(self, at: int) -> int:
-        """The offset in the original text of the view's character ``at``."""
+    @functools.cached_property
+    def _bytes_at(self) -> list[int]:
+        """Where each decoded character starts in the bytes, and their end."""
+        assert self._sent is not None
+        return [m.start() for m in _UTF8_START.finditer(self._sent)] + [len(self._sent)]
+
+    def _origin(self, at: int) -> int:
+        """The offset in the (decoded) text of the view's character ``at``."""
         after, left_out = self._runs
         runs = bisect.bisect_right(after, at)
         return at + (left_out[runs - 1] if runs else 0)
+
+    def span(self, start: int, end: int) -> tuple[int, int]:
+        """The view's characters ``start:end`` as offsets of the text as sent.
+
+        Runs left out inside are in it, those around it are not.
+        """
+        first, past = self._origin(start), self._origin(end - 1) + 1
+        if self._sent is None:
+            return first, past
+        return self._bytes_at[first], self._bytes_at[past]
+
+
+_UTF8_START = re.compile("[^\x80-\xbf]")
+"""A byte that starts a UTF-8 character (read one byte a character)."""
 
 
 def masked(text: str, found: list[tuple[int, int, str]]) -> str:
