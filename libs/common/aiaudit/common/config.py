@@ -213,8 +213,6 @@ def _convert(cls: type, name: str, raw: object, where: str) -> object:
             if text not in ("true", "false", "1", "0", "yes", "no"):
                 raise ValueError("must be true or false")
             return text in ("true", "1", "yes")
-        if "Path" in kind:
-            return Path(str(raw)) if raw not in (None, "") else None
         if kind == "dict[str, int]":
             return _counts(raw)
         if kind.startswith("tuple"):
@@ -223,9 +221,27 @@ def _convert(cls: type, name: str, raw: object, where: str) -> object:
             if not named and field.metadata.get("nonempty"):
                 raise ValueError("names none; leave the setting out for its default")
             return named
+        _text(raw)
+        if "Path" in kind:
+            return Path(str(raw)) if raw not in (None, "") else None
         return str(raw)
     except ValueError as exc:
         raise ConfigError(f"setting '{where}{name}': {raw!r} is invalid: {exc}") from None
+
+
+def _text(raw: object) -> None:
+    """Refuses a list, a mapping or YAML's true/false where a text or a path belongs.
+
+    Each was taken as its Python form: ``oidc_audience: [aiaudit, portal]`` became the
+    audience ``['aiaudit', 'portal']``, which no token names, and ``log_level: off`` (a
+    YAML false) was refused as ``'False'`` (until 2026-12-07).
+    """
+    if isinstance(raw, bool):
+        raise ValueError(f"must be a text, not YAML's {str(raw).lower()}: quote it")
+    if isinstance(raw, Mapping | list | tuple | set):
+        raise ValueError(
+            f"must be one text, not a {'mapping' if isinstance(raw, Mapping) else 'list'}"
+        )
 
 
 def _counts(raw: object) -> dict[str, int]:
