@@ -33,6 +33,7 @@ import yaml
 from google.rpc import code_pb2, status_pb2
 
 from aiaudit.common import status
+from aiaudit.common import tenants as tenant_ids
 from aiaudit.common.config import ConfigError, Settings
 from aiaudit.common.oidc import LEEWAY, Jwks, TokenError, Verifier
 
@@ -274,6 +275,10 @@ def _identity(st: os.stat_result) -> tuple[int, ...]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
+KEY_FIELDS = frozenset({"id", "sha256", "principal", "tenants", "roles"})
+"""The fields of an entry of the keys file; any other is refused."""
+
+
 def _parse_keys(path: Path, text: str) -> dict[str, Caller]:
     """The keys of an ``api_keys_file``'s text; ConfigError naming the file and the entry."""
     try:
@@ -284,6 +289,8 @@ def _parse_keys(path: Path, text: str) -> dict[str, Caller]:
         raise ConfigError(
             f"setting 'api_keys_file': {path}: expected a mapping with a list under 'keys'"
         )
+    if unknown := sorted(str(k) for k in doc if k != "keys"):
+        raise ConfigError(f"setting 'api_keys_file': {path}: unknown {unknown}; only 'keys'")
     keys: dict[str, Caller] = {}
     seen: set[str] = set()
     listed_at: dict[str, tuple[int, str]] = {}  # digest -> the entry that listed it first
@@ -291,6 +298,12 @@ def _parse_keys(path: Path, text: str) -> dict[str, Caller]:
         where = f"setting 'api_keys_file': {path}: keys[{i}]"
         if not isinstance(entry, dict):
             raise ConfigError(f"{where} must be a mapping (sha256, principal, roles, tenants)")
+        if unknown := sorted(str(k) for k in entry if k not in KEY_FIELDS):
+            # ``disabled: true`` or ``expires:`` would leave the key working without a word
+            raise ConfigError(
+                f"{where}: unknown {unknown}; a key has only {sorted(KEY_FIELDS)} "
+                "(remove an entry to revoke its key)"
+            )
         digest = str(entry.get("sha256", "")).lower()
         if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
             raise ConfigError(f"{where}.sha256 must be 64 hex digits (SHA-256 of the key)")
@@ -308,6 +321,8 @@ def _parse_keys(path: Path, text: str) -> dict[str, Caller]:
         tenants = frozenset(str(t) for t in listed)
         if not tenants:
             raise ConfigError(f"{where}.tenants must list tenants (or '*')")
+        if wrong := sorted(t for t in tenants if t != ALL_TENANTS and not tenant_ids.valid(t)):
+            raise ConfigError(f"{where}.tenants: {wrong} are no tenant ids ({tenant_ids.RULE})")
         key_id = str(entry.get("id") or "")
         if not key_id.strip():  # the access records name it: every read must say whose
             raise ConfigError(f"{where}.id is required: the key's id, named in records")
