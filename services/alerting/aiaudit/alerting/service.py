@@ -863,10 +863,12 @@ class AlertingService:
     ) -> tuple[list[Alert], int]:
         """The alerts ``rule`` raises on the newest ``limit`` events matching ``where``.
 
-        Those within :data:`TEST_RULE_BYTES` stored; ``reading`` is told how many first.
+        Those within :data:`TEST_RULE_BYTES` stored; ``reading`` is told how many
+        before any content is read, their sizes included: when those cannot be read,
+        it is told the events selected, as a read of them that fails is recorded.
         """
         ev, ct = events_t, content_t
-        content = (  # looked up for the rows the limit keeps only, by their full key
+        content = (  # each kept row's, by its full key
             sa.select(sa.func.length(ct.c.content))
             .where(
                 ct.c.log_id == ev.c.log_id,
@@ -876,11 +878,16 @@ class AlertingService:
             .scalar_subquery()
         )
         size = sa.func.length(ev.c.canonical) + sa.func.coalesce(content, 0)
-        with self.store.engine.connect() as conn:
-            newest = conn.execute(
-                sa.select(ev.c.seq, size).where(*where).order_by(ev.c.seq.desc()).limit(limit)
-            ).tuples()
-            seqs = _within(list(newest), TEST_RULE_BYTES)
+        newest = sa.select(ev.c.seq).where(*where).order_by(ev.c.seq.desc()).limit(limit)
+        try:
+            with self.store.engine.connect() as conn:
+                seqs = _within(
+                    list(conn.execute(newest.add_columns(size)).tuples()), TEST_RULE_BYTES
+                )
+        except sa.exc.SQLAlchemyError:
+            with self.store.engine.connect() as conn:
+                reading(len(conn.execute(newest).all()))
+            raise
         reading(len(seqs))
         stored = self.events.read_sequences(tenant, seqs)
         events = [  # as the engine sees them
