@@ -147,21 +147,25 @@ class ContentRedaction:
     def _spans(
         self, texts: list[tuple[str, str]], bytewise: Collection[str] = ()
     ) -> dict[str, list[tuple[int, int, str]]]:
-        """Each text's findings, at offsets of the text itself (read through its view).
+        """Each text's findings, at offsets of the text itself: read as sent and through its view.
 
-        ``bytewise``: the paths of media read one byte a character.
+        The view reads a value an invisible character hides inside; as sent,
+        values such a character stands between are read apart (the view glues
+        them into one run, read as neither). ``bytewise``: the paths of media
+        read one byte a character.
         """
-        views = {path: _View.of(text, path in bytewise) for path, text in texts}
-        seen = [(path, text if (v := views[path]) is None else v.text) for path, text in texts]
+        views = {path: v for path, text in texts if (v := _View.of(text, path in bytewise))}
+        seen = [(path, view.text) for path, view in views.items()]
+        readings = ((texts, False), (seen, True)) if seen else ((texts, False),)
         spans: dict[str, list[tuple[int, int, str]]] = {}
         for family in self.families:
-            for kind, _score, path, start, end, _excerpt in aiaudit_native.detect(
-                family, [], seen, []
-            ):
-                view = views[path]
-                if view is not None:
-                    start, end = view.span(start, end)
-                spans.setdefault(path, []).append((start, end, kind))
+            for reading, through_view in readings:
+                for kind, _score, path, start, end, _excerpt in aiaudit_native.detect(
+                    family, [], reading, []
+                ):
+                    if through_view:
+                        start, end = views[path].span(start, end)
+                    spans.setdefault(path, []).append((start, end, kind))
         return spans
 
 
