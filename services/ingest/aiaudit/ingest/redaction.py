@@ -129,7 +129,7 @@ class ContentRedaction:
                 if n < _MAX_PASSES:
                     texts[path] = masked(texts[path], found)
                 elif n == _MAX_PASSES:  # a chain of glued values: their whole run
-                    texts[path] = masked(texts[path], _runs(texts[path], found))
+                    texts[path] = masked(texts[path], _runs(texts[path], found, path in bytewise))
                 else:
                     texts[path] = _WHOLE
         changed = {path: text for path, text in texts.items() if text != sent[path]}
@@ -397,20 +397,31 @@ def _last_end(text: str) -> int:
     return last
 
 
-def _runs(text: str, found: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
-    """The spans widened to the runs of non-blank characters around them, one per run."""
+def _runs(
+    text: str, found: list[tuple[int, int, str]], bytewise: bool = False
+) -> list[tuple[int, int, str]]:
+    """The spans widened to the runs of non-blank characters around them, one per run.
+
+    ``bytewise``: a media's bytes read one a character, whose blanks are ASCII
+    ones: bytes 0x85 and 0xA0 read as blanks, yet end a UTF-8 sequence ("à").
+    """
+    blank = _is_ascii_blank if bytewise else str.isspace
     runs: list[tuple[int, int, str]] = []
     reach = 0
     for start, end, kind in sorted(found):
         if start < reach:  # in the run already widened
             continue
-        while start > 0 and not text[start - 1].isspace():
+        while start > 0 and not blank(text[start - 1]):
             start -= 1
         reach = end
-        while reach < len(text) and not text[reach].isspace():
+        while reach < len(text) and not blank(text[reach]):
             reach += 1
         runs.append((start, reach, kind))
     return runs
+
+
+def _is_ascii_blank(c: str) -> bool:
+    return c < "\x80" and c.isspace()
 
 
 @dataclass(frozen=True)
