@@ -132,6 +132,14 @@ def _status_of(exc: Exception) -> status_pb2.Status | None:
             "STORED_AS_TEXT",
             column=exc.column,
         )
+    if isinstance(exc, storage.NoteMismatchError):  # a checkpoint row forged by raw SQL
+        log.error("integrity read found a damaged row: %s", exc)
+        return status.error(
+            code_pb2.DATA_LOSS,
+            f"{exc}; run `aiaudit verify` on the store",
+            "NOTE_MISMATCH",
+            column=exc.column,
+        )
     if isinstance(exc, KekError):
         log.warning("integrity read could not open data keys: %s", exc)
         return status.sealing(exc)
@@ -297,9 +305,14 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
     def _found(
         found: storage.StoredCheckpoint | None, log_id: str, tree_size: int, field: str
     ) -> storage.StoredCheckpoint:
-        """The checkpoint found for ``tree_size`` (0: the latest), or the error saying why not."""
+        """The checkpoint found for ``tree_size`` (0: the latest), or the error saying why not.
+
+        Its columns are those its note states, or DATA_LOSS names the one that is not
+        (:func:`storage.as_noted`): every RPC that answers a stored checkpoint's size or
+        root finds it here.
+        """
         if found is not None:
-            return found
+            return storage.as_noted(found)
         if tree_size == 0:
             _fail(
                 code_pb2.FAILED_PRECONDITION,
@@ -365,7 +378,7 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
                 )
                 if target is None and which == "sequence":
                     signed = storage.latest_checkpoint(conn, request.log_id)
-                    if signed is not None and request.sequence < signed.tree_size:
+                    if signed is not None and request.sequence < storage.as_noted(signed).tree_size:
                         _fail(  # as BatchGetInclusionProofs says it
                             code_pb2.DATA_LOSS,
                             f"log {request.log_id!r} has no entry at sequence {request.sequence}"
@@ -777,6 +790,10 @@ class IntegrityHandlers(pb_grpc.IntegrityServiceServicer):
                 if stored.content:  # ``{}`` holds nothing to erase (verify skips it too)
                     problems += _put_back_problems(conn, log_id, event_id, stored.sequence)
             cp = storage.latest_checkpoint(conn, log_id, as_text=True)
+            unlike = _unlike_its_note(cp)
+            if unlike is not None:  # no proof at a size the note does not state
+                problems.append(unlike)
+                return pb.VerifyEventResponse(status=pb.VERIFY_STATUS_TAMPERED, problems=problems)
             head = _outside_log(conn, log_id, stored.sequence, cp)
             if head is not None:  # no proof to check: the entry is not in the log at all
                 problems.append(
@@ -883,6 +900,22 @@ PRECEDING = 4096
 column that the event's own receive time leaves a warning). Whoever appends an event
 chooses its receive time: one backdated before the boundary but appended after an entry
 received past it is named when that entry is among these; ``verify`` reads the whole log."""
+
+
+def _unlike_its_note(cp: storage.StoredCheckpoint | None) -> str | None:
+    """How ``cp``'s size (or note) is not what its note states, for VerifyEvent; else None.
+
+    A root unlike the note's is named where the proof is checked against the note's root.
+    A row forged at size 1000 (the real note of size 3) answered DATA_LOSS "the stored tree
+    is missing a node", blaming a tree that was intact (review, 2026-12-07).
+    """
+    if cp is None:
+        return None
+    try:
+        storage.as_noted(cp)
+    except storage.NoteMismatchError as exc:
+        return None if exc.column == "integrity_checkpoints.root_hash" else str(exc)
+    return None
 
 
 def _origin(cp: storage.StoredCheckpoint) -> str:

@@ -20,6 +20,7 @@ from aiaudit.common.store.schema import (
 )
 from aiaudit.common.store.sql import pg_rows
 from aiaudit.integrity.merkle import MissingNodeError, NodeID
+from aiaudit.integrity.note import NoteError, parse_checkpoint, parse_note
 from aiaudit.integrity.tables import checkpoints, nodes
 
 
@@ -42,6 +43,46 @@ class StoredAsTextError(ValueError):
         """``where``: the row (``log 'L' node level 2 index 1``); ``column``: ``table.column``."""
         self.column = column
         super().__init__(f"{where}: {text_column(column)}")
+
+
+class NoteMismatchError(ValueError):
+    """A stored checkpoint's column that is not what its signed note says (raw SQL).
+
+    The service answers a checkpoint's ``tree_size`` and ``root_hash`` from its
+    row beside the note: a row forged by raw SQL (a real note under size 1000)
+    answered a size of 1000 with a note of size 3, unremarked (review,
+    2026-12-07). :func:`as_noted` raises this; the RPCs answer DATA_LOSS naming it.
+    """
+
+    def __init__(self, cp: StoredCheckpoint, column: str, detail: str) -> None:
+        """``column``: ``table.column``; ``detail``: how it differs from the note."""
+        self.column = column
+        super().__init__(
+            f"log {cp.log_id!r} stored checkpoint at size {cp.tree_size}: column {column} "
+            f"{detail} (rewritten by raw SQL?)"
+        )
+
+
+def as_noted(cp: StoredCheckpoint) -> StoredCheckpoint:
+    """``cp`` if its size and root are those its signed note states; else NoteMismatchError.
+
+    Only parsed, not verified: the caller verifies the note against the keys it trusts.
+    """
+    try:
+        noted = parse_checkpoint(parse_note(cp.signed_note).text)
+    except NoteError as exc:
+        raise NoteMismatchError(
+            cp, "integrity_checkpoints.signed_note", f"is no checkpoint note ({exc})"
+        ) from None
+    if noted.size != cp.tree_size:
+        raise NoteMismatchError(
+            cp, "integrity_checkpoints.tree_size", f"is not the size its note states ({noted.size})"
+        )
+    if noted.root_hash != cp.root_hash:
+        raise NoteMismatchError(
+            cp, "integrity_checkpoints.root_hash", "is not the root hash its note states"
+        )
+    return cp
 
 
 def _as_bytes(column: sa.Column[Any]) -> tuple[Any, Any]:
