@@ -335,17 +335,20 @@ def masked(text: str, found: list[tuple[int, int, str]]) -> str:
     or a bracket): some detectors take a bounded run of characters (a generic
     key's first 128, a JWT signature's first 1,024), and the rest must not
     stay behind. A private key's runs from its ``BEGIN`` line to its ``END``
-    line, or to the end of the text. Each character is looked at once.
+    line, or to the end of the text. A secret found inside another span (a
+    Slack token in an e-mail address) runs on from where that one ends. Each
+    character is looked at once.
     """
     out: list[str] = []
     at = 0
     for start, end, kind in sorted(found):
-        if end <= at and start < at:  # inside what is masked already (a key in a key's token)
-            continue
         if kind == _KEY:  # the header is found; the key follows it
+            if end <= at and start < at:  # inside what is masked already (a key's token)
+                continue
             closing = _PEM_END.search(text, end)
             end = closing.end() if closing else len(text)
         elif kind.startswith("secret."):
+            end = max(end, at)  # what is masked already is not read again
             while end < len(text) and text[end] not in _NOT_SECRET:
                 end += 1
         if start < at:  # overlaps the previous span: it is masked already, up to ``at``
