@@ -36,6 +36,7 @@ from aiaudit.common import status
 from aiaudit.common import tenants as tenant_ids
 from aiaudit.common.config import ConfigError, Settings
 from aiaudit.common.oidc import LEEWAY, Jwks, TokenError, Verifier
+from aiaudit.common.store.schema import events
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,29 @@ REPEAT_PROBLEM_SECONDS = 60.0
 MAX_KEYS_FILE_BYTES = 16 * 1024 * 1024
 """A larger ``api_keys_file`` is a problem, not read (about 80,000 keys fit): it is read
 and parsed on a call's way in, holding every other call that needs the keys."""
+
+PRINCIPAL_MOST: int = events.c.user_id.type.length  # type: ignore[attr-defined]
+"""Characters a caller's principal may have: the records of its reads and changes name it as
+``actor.user_id``, a column of that length (``varchar(256)`` on PostgreSQL, as alerts'
+``acknowledged_by`` and ``resolved_by``; ingest holds clients' events to the same). Until
+2026-12-07 a token's longer ``sub`` (or a key's longer principal) was accepted: on PostgreSQL
+every read and change of that caller failed at its record, UNAVAILABLE "retry" for ever,
+while SQLite, which enforces no length, served it (review)."""
+
+
+def unrecordable(principal: str) -> str:
+    """Why records cannot name ``principal``; '' if they can.
+
+    Too long, or a character no store keeps: PostgreSQL text holds no U+0000, and UTF-8
+    no lone surrogate (a JSON ``sub`` or a YAML string may spell one as an escape).
+    """
+    if len(principal) > PRINCIPAL_MOST:
+        return f"is {len(principal)} characters; records hold at most {PRINCIPAL_MOST}"
+    for c in principal:
+        if c == "\x00" or "\ud800" <= c <= "\udfff":
+            return f"holds U+{ord(c):04X}, which no record can store"
+    return ""
+
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     # AI gateways: write events, nothing else.
@@ -337,6 +361,9 @@ def _parse_keys(path: Path, text: str) -> dict[str, Caller]:
             )
         listed_at[digest] = (i, key_id)
         principal = str(entry.get("principal") or key_id)
+        for named, value in (("id", key_id), ("principal", principal)):
+            if why := unrecordable(value):  # named in every record of the key's calls
+                raise ConfigError(f"{where}.{named} {why}")
         keys[digest] = Caller(principal, tenants, roles, key_id)
     return keys
 
@@ -404,6 +431,8 @@ class Authenticator:
                 claims = self._oidc.verify(token)
             except TokenError as exc:
                 raise UnknownCallerError(f"OIDC token refused: {exc}") from None
+            if why := unrecordable(claims.subject):  # its reads' records could not be written
+                raise UnknownCallerError(f"OIDC token refused: 'sub' {why}")
             return Caller(
                 claims.subject,
                 claims.tenants,
