@@ -9,6 +9,7 @@ from an older backup was signed over with the new key, forking the exported hist
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -131,3 +132,14 @@ def test_a_former_key_that_is_no_verifier_key_is_refused_naming_it(tmp_path: Pat
     f.write_text("integrity:\n  former_verifier_keys: [not-a-key]\n")
     with pytest.raises(ConfigError, match=r"integrity\.former_verifier_keys\[0\]"):
         load_settings(config.load(f, env={}, serving=False))
+
+
+def test_a_former_key_listed_twice_or_current_is_published_once(tmp_path: Path) -> None:
+    """A key published twice made a client trusting every published key (Go's
+    ``note.VerifierList``) refuse each note it signed: "ambiguous key"."""
+    old = FileKeys(ORIGIN_PREFIX, tmp_path / "old.pem").verifier_keys()[0].encode()
+    s = replacing(tmp_path, FileKeys(ORIGIN_PREFIX, tmp_path / "old.pem"))
+    current = FileKeys(ORIGIN_PREFIX, tmp_path / "new.pem").verifier_keys()[0].encode()
+    listed = dataclasses.replace(s, former_verifier_keys=(old, current, old))
+    keys = component.key_source(config.load(None, env={}), listed)
+    assert [k.encode() for k in keys.verifier_keys()] == [current, old]

@@ -96,14 +96,19 @@ class WithFormer:
     def __init__(self, keys: KeySource, former: Sequence[VerifierKey]) -> None:
         """``former``: the replaced keys' verifier keys (``integrity.former_verifier_keys``)."""
         self._keys = keys
-        self._former = list(former)
+        self._former = list(dict.fromkeys(former))
 
     def active(self) -> ActiveKey:
         """The current key's newest version: former keys never sign."""
         return self._keys.active()
 
     def verifier_keys(self) -> list[VerifierKey]:
-        """The current key's versions, newest first, then the former keys."""
+        """The current key's versions, newest first, then the former keys, each key once.
+
+        Once: a key listed twice was published twice, and a client that trusts every
+        published key (Go's ``note.VerifierList``) refuses each note it signed as
+        signed by an "ambiguous key" (review, 2026-12-07).
+        """
         current = self._keys.verifier_keys()
         return current + [k for k in self._former if k not in current]
 
