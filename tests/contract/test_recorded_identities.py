@@ -23,7 +23,7 @@ import yaml
 
 from aiaudit.alerting.tables import alerts
 from aiaudit.common import client
-from aiaudit.common.auth import PRINCIPAL_MOST
+from aiaudit.common.erasure import USER_ID_CHARS
 from aiaudit.common.store.schema import events
 from aiaudit.search.v1 import search_service_pb2 as spb
 from aiaudit.search.v1 import search_service_pb2_grpc as spb_grpc
@@ -80,17 +80,17 @@ def _recorded(store_url: str, tenant: str) -> list[str | None]:
         engine.dispose()
 
 
-def test_the_limit_is_what_every_column_naming_a_caller_holds() -> None:
-    assert events.c.user_id.type.length == PRINCIPAL_MOST  # type: ignore[attr-defined]
+def test_the_alerts_columns_naming_a_caller_hold_the_limit() -> None:
+    """Who acknowledged or resolved an alert is the caller's principal too."""
     for column in (alerts.c.acknowledged_by, alerts.c.resolved_by):
-        assert column.type.length >= PRINCIPAL_MOST  # type: ignore[attr-defined]
+        assert column.type.length >= USER_ID_CHARS  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(
     ("subject", "said"),
     [
-        ("u" * (PRINCIPAL_MOST + 1), f"'sub' is {PRINCIPAL_MOST + 1} characters"),
-        ("é" * (PRINCIPAL_MOST + 1), f"'sub' is {PRINCIPAL_MOST + 1} characters"),
+        ("u" * (USER_ID_CHARS + 1), f"'sub' is {USER_ID_CHARS + 1} characters"),
+        ("é" * (USER_ID_CHARS + 1), f"'sub' is {USER_ID_CHARS + 1} characters"),
         ("alice\x00@example.test", "'sub' holds U+0000"),
         ("alice\ud800@example.test", "'sub' holds U+D800"),
     ],
@@ -107,7 +107,7 @@ def test_a_subject_no_record_can_hold_is_refused_nothing_written(
         assert error is not None
         assert error.code() == grpc.StatusCode.UNAUTHENTICATED, error
         assert said in str(error.details()), error
-        assert f"at most {PRINCIPAL_MOST}" in str(error.details()) or "holds U+" in said
+        assert f"at most {USER_ID_CHARS}" in str(error.details()) or "holds U+" in said
         assert "retry" not in str(error.details()).lower()
     assert _recorded(store_url, tenant) == []
 
@@ -116,7 +116,7 @@ def test_a_subject_of_the_limit_is_served_and_recorded_whole(suite: tuple[Any, s
     running, store_url = suite
     address = f"127.0.0.1:{running.port}"
     tenant = f"t-{uuid.uuid4().hex[:12]}"
-    subject = "é" * PRINCIPAL_MOST  # characters, as varchar(n) counts them, not bytes
+    subject = "é" * USER_ID_CHARS  # characters, as varchar(n) counts them, not bytes
     bearer = token(SIGNER, "k1", sub=subject, roles=["admin"], tenants=[tenant])
     assert _reads(address, bearer, tenant) == [None, None]
     assert _recorded(store_url, tenant) == [subject, subject]  # one record a read

@@ -18,11 +18,11 @@ import pytest
 import yaml
 
 from aiaudit.common import auth
-from aiaudit.common.auth import PRINCIPAL_MOST
 from aiaudit.common.config import ConfigError
+from aiaudit.common.erasure import USER_ID_CHARS
 
 DIGEST = hashlib.sha256(b"key").hexdigest()
-LONG = "p" * (PRINCIPAL_MOST + 1)
+LONG = "p" * (USER_ID_CHARS + 1)
 
 
 def _write(path: Path, **fields: object) -> None:
@@ -33,12 +33,12 @@ def _write(path: Path, **fields: object) -> None:
 @pytest.mark.parametrize(
     ("fields", "said"),
     [
-        ({"principal": LONG}, f"keys[0].principal is {PRINCIPAL_MOST + 1} characters"),
-        ({"id": LONG}, f"keys[0].id is {PRINCIPAL_MOST + 1} characters"),
-        ({"id": LONG, "principal": "ops"}, f"keys[0].id is {PRINCIPAL_MOST + 1} characters"),
+        ({"principal": LONG}, f"keys[0].principal is {USER_ID_CHARS + 1} characters"),
+        ({"id": LONG}, f"keys[0].id is {USER_ID_CHARS + 1} characters"),
+        ({"id": LONG, "principal": "ops"}, f"keys[0].id is {USER_ID_CHARS + 1} characters"),
         (
-            {"principal": "é" * (PRINCIPAL_MOST + 1)},
-            f"keys[0].principal is {PRINCIPAL_MOST + 1} characters",
+            {"principal": "é" * (USER_ID_CHARS + 1)},
+            f"keys[0].principal is {USER_ID_CHARS + 1} characters",
         ),
         ({"principal": "o\x00ps"}, "keys[0].principal holds U+0000"),
         ({"id": "k\ud800"}, "keys[0].id holds U+D800"),
@@ -57,9 +57,9 @@ def test_an_identity_no_record_can_hold_is_refused_at_start(
 
 def test_an_identity_of_the_limit_is_taken(tmp_path: Path) -> None:
     path = tmp_path / "keys.yaml"
-    _write(path, id="i" * PRINCIPAL_MOST, principal="é" * PRINCIPAL_MOST)
+    _write(path, id="i" * USER_ID_CHARS, principal="é" * USER_ID_CHARS)
     (caller,) = auth.KeysFile(path).current().values()
-    assert (caller.key_id, caller.principal) == ("i" * PRINCIPAL_MOST, "é" * PRINCIPAL_MOST)
+    assert (caller.key_id, caller.principal) == ("i" * USER_ID_CHARS, "é" * USER_ID_CHARS)
 
 
 def test_read_again_the_last_good_keys_stay(
@@ -72,4 +72,4 @@ def test_read_again_the_last_good_keys_stay(
     monkeypatch.setattr(auth, "KEYS_CHECK_SECONDS", 0.0)
     with caplog.at_level(logging.ERROR, logger="aiaudit.common.auth"):
         assert keys.current()[DIGEST].principal == "ops"
-    assert f"keys[0].principal is {PRINCIPAL_MOST + 1} characters" in caplog.text
+    assert f"keys[0].principal is {USER_ID_CHARS + 1} characters" in caplog.text

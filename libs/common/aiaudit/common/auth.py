@@ -35,8 +35,8 @@ from google.rpc import code_pb2, status_pb2
 from aiaudit.common import status
 from aiaudit.common import tenants as tenant_ids
 from aiaudit.common.config import ConfigError, Settings
+from aiaudit.common.erasure import USER_ID_CHARS
 from aiaudit.common.oidc import LEEWAY, Jwks, TokenError, Verifier
-from aiaudit.common.store.schema import events
 
 log = logging.getLogger(__name__)
 
@@ -55,23 +55,19 @@ MAX_KEYS_FILE_BYTES = 16 * 1024 * 1024
 """A larger ``api_keys_file`` is a problem, not read (about 80,000 keys fit): it is read
 and parsed on a call's way in, holding every other call that needs the keys."""
 
-PRINCIPAL_MOST: int = events.c.user_id.type.length  # type: ignore[attr-defined]
-"""Characters a caller's principal may have: the records of its reads and changes name it as
-``actor.user_id``, a column of that length (``varchar(256)`` on PostgreSQL, as alerts'
-``acknowledged_by`` and ``resolved_by``; ingest holds clients' events to the same). Until
-2026-12-07 a token's longer ``sub`` (or a key's longer principal) was accepted: on PostgreSQL
-every read and change of that caller failed at its record, UNAVAILABLE "retry" for ever,
-while SQLite, which enforces no length, served it (review)."""
-
 
 def unrecordable(principal: str) -> str:
-    """Why records cannot name ``principal``; '' if they can.
+    """Why records cannot name ``principal`` (a token's ``sub``, a key's principal or id); ''.
 
-    Too long, or a character no store keeps: PostgreSQL text holds no U+0000, and UTF-8
-    no lone surrogate (a JSON ``sub`` or a YAML string may spell one as an escape).
+    Every record of a caller's reads and changes names it as ``actor.user_id``, a column of
+    :data:`USER_ID_CHARS` (``varchar(256)`` on PostgreSQL, as alerts' ``acknowledged_by`` and
+    ``resolved_by``); PostgreSQL text holds no U+0000, and UTF-8 no lone surrogate (a JSON
+    ``sub`` or a YAML string may spell one as an escape). Until 2026-12-07 such a caller was
+    let in: on PostgreSQL every read of it failed at its record, UNAVAILABLE "retry" for
+    ever, while SQLite served a long one (review).
     """
-    if len(principal) > PRINCIPAL_MOST:
-        return f"is {len(principal)} characters; records hold at most {PRINCIPAL_MOST}"
+    if len(principal) > USER_ID_CHARS:
+        return f"is {len(principal)} characters; records hold at most {USER_ID_CHARS}"
     for c in principal:
         if c == "\x00" or "\ud800" <= c <= "\udfff":
             return f"holds U+{ord(c):04X}, which no record can store"

@@ -6,7 +6,7 @@ for providers whose keys are mounted), asymmetric algorithms only (RS256,
 ES256, EdDSA: no ``none``, no HMAC with a public key), issued by
 ``oidc_issuer`` for ``oidc_audience``, with ``exp`` and ``sub`` present and
 30 s of clock leeway. The caller is ``sub``, which every record of its calls names
-(``auth.unrecordable``: more than ``auth.PRINCIPAL_MOST`` characters, U+0000 or a lone
+(``auth.unrecordable``: more than ``erasure.USER_ID_CHARS`` characters, U+0000 or a lone
 surrogate is refused UNAUTHENTICATED, nothing written); its roles and tenants come from
 two claims (``roles`` and ``tenants`` unless configured otherwise), lists of
 the same names API keys use (roles this suite does not know are ignored, so
