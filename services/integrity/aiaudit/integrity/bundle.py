@@ -403,12 +403,20 @@ def covering_checkpoint(store: SqlEventStore, log_id: str) -> storage.StoredChec
     """The log's latest checkpoint, which an export covers; ``BundleError`` if none yet.
 
     Separate from :func:`export` so that a caller can refuse before it creates its output.
+    Its size and root must be those its signed note states (:func:`storage.as_noted`): a
+    row forged by raw SQL under size 1000 had an export recorded for 1,000 events, then
+    stopped by a traceback (review, 2026-12-07).
     """
     with store.engine.connect() as conn:
         cp = storage.latest_checkpoint(conn, log_id)
     if cp is None:
         raise BundleError(f"log {log_id!r} has no checkpoint yet")
-    return cp
+    try:
+        return storage.as_noted(cp)
+    except storage.NoteMismatchError as exc:
+        raise BundleError(
+            f"{exc}; nothing was exported; run `aiaudit verify` on the store"
+        ) from None
 
 
 def log_size(store: SqlEventStore, log_id: str) -> int:
