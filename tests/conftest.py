@@ -131,14 +131,36 @@ def _database() -> Iterator[Postgres]:
 
 
 SESSION_DATABASES: set[str] = set()
-"""Names of the databases the session's tests share (see ``own_postgres``)."""
+"""Names of the databases many tests share (see ``own_postgres``, :func:`refuse_shared`)."""
+
+
+@contextlib.contextmanager
+def shared_database() -> Iterator[Postgres]:
+    """A database for many tests (each writes to its own tenant), known as shared."""
+    with _database() as pg:
+        SESSION_DATABASES.add(pg.admin_dsn.rsplit("/", 1)[1])
+        yield pg
+
+
+def refuse_shared(url: str, what: str) -> None:
+    """Fails the test if ``url`` is a shared database: ``what`` would tail every log there.
+
+    A consumer that starts from the first entry of every log (a new search index)
+    would first work through every earlier test's events, and how long that takes
+    depends on which tests ran before: two searches waited 30 s in vain behind
+    305,000 entries (CI, 2026-12-07).
+    """
+    if url.startswith("postgresql") and url.rsplit("/", 1)[1] in SESSION_DATABASES:
+        raise AssertionError(
+            f"{what} on a database other tests share indexes every earlier test's events"
+            " first (how long depends on which tests ran before): use own_postgres"
+        )
 
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Postgres]:
     """A database shared by the session's tests (each writes to its own tenant)."""
-    with _database() as pg:
-        SESSION_DATABASES.add(pg.admin_dsn.rsplit("/", 1)[1])
+    with shared_database() as pg:
         yield pg
 
 

@@ -26,7 +26,7 @@ from aiaudit.ingest.v1 import ingest_service_pb2 as ingest_pb
 from aiaudit.ingest.v1 import ingest_service_pb2_grpc as ingest_grpc
 from aiaudit.search.v1 import search_service_pb2 as pb
 from aiaudit.search.v1 import search_service_pb2_grpc as pb_grpc
-from tests.conftest import SESSION_DATABASES, _script_env, serve_suite
+from tests.conftest import _script_env, refuse_shared, serve_suite
 from tests.helpers import wait_until
 
 NOT_ACCESS = "NOT event_type = AUDIT_ACCESS"
@@ -160,12 +160,7 @@ def suite_of(backend: str, suite: Any, keys: dict[str, str]) -> SearchSuite:
 def start_suite(
     tmp_path: Path, backend: str, extra: dict[str, Any], store_url: str = ""
 ) -> SearchSuite:
-    if store_url.startswith("postgresql") and store_url.rsplit("/", 1)[1] in SESSION_DATABASES:
-        # Two tests waited 30 s in vain behind 305,000 earlier entries (CI, 2026-12-07).
-        raise AssertionError(
-            "a search suite on the session's database indexes every earlier test's events"
-            " first (how long depends on which tests ran before): use own_postgres"
-        )
+    refuse_shared(store_url, "a search suite")
     search: dict[str, Any] = {"backend": backend, "poll_interval": 0.1, "max_backoff": 1.0}
     search.update(extra)
     cfg = tmp_path / "config.yaml"
