@@ -27,7 +27,7 @@ from aiaudit.common.store import open_store
 from aiaudit.common.store.prepare import prepare
 from aiaudit.common.store.sql import SqlEventStore
 from aiaudit.common.v1 import event_pb2 as ev
-from tests.conftest import Postgres, _database, write_keys
+from tests.conftest import Postgres, refuse_shared, shared_database, write_keys
 from tests.helpers import clear_on_postgres
 
 
@@ -72,7 +72,7 @@ def postgres() -> Iterator[Postgres]:
     depends on which suites ran before (the jailbreak alert's test, then bounded
     at 1 s, missed its second and ``test_list_alerts_pagination`` its deadline so).
     """
-    with _database() as pg:
+    with shared_database() as pg:
         yield pg
 
 
@@ -190,6 +190,7 @@ def serving(
         **clear_on_postgres(store_url),
     }
     if search:
+        refuse_shared(store_url, "a search index")
         settings["services"] = ["ingest", "search", "alerting"]
         settings["search"] = {"backend": "sqlite", "poll_interval": 0.05, "max_backoff": 1.0}
     cfg.write_text(yaml.safe_dump(settings))

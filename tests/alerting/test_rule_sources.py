@@ -30,8 +30,9 @@ from aiaudit.common.store.sql import SqlEventStore
 from aiaudit.common.v1 import event_pb2 as ev
 from aiaudit.search.v1 import search_service_pb2 as spb
 from aiaudit.search.v1 import search_service_pb2_grpc as spb_grpc
-from tests.alerting.conftest import serving
+from tests.alerting.conftest import login, serving
 from tests.alerting.test_service import Server, send
+from tests.conftest import Postgres
 from tests.helpers import flip_sealed_content, interaction, open_log, wait_until
 
 IP, PHRASE = "203.0.113.77", "Project Falcon merger"
@@ -62,10 +63,17 @@ def _search(server: Server, role: str) -> spb_grpc.SearchServiceStub:
 
 
 @pytest.fixture
-def with_search(store_url: str, alerting_url: str, tmp_path: Path) -> Iterator[Server]:
-    """Ingest, search and alerting on one server: the log read as its readers read it."""
+def with_search(
+    store_url: str, alerting_url: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[Server, str]]:
+    """Ingest, search and alerting on one server: the log read as its readers read it; the
+    server and its store's URL. On PostgreSQL a database of its own: its new index tails
+    every log of the store."""
+    if store_url.startswith("postgresql"):
+        pg: Postgres = request.getfixturevalue("own_postgres")
+        store_url, alerting_url = pg.app_url, login(pg, "aiaudit_alerting")
     with serving(store_url, alerting_url, tmp_path, search=True) as running:
-        yield running
+        yield running, store_url
 
 
 def _create(stub: pb_grpc.AlertingServiceStub, tenant: str, source: str) -> pb.Rule:
@@ -79,12 +87,13 @@ def _create(stub: pb_grpc.AlertingServiceStub, tenant: str, source: str) -> pb.R
 
 
 def test_a_rule_change_record_keeps_the_source_as_content(
-    with_search: Server, tenant: str, store_url: str
+    with_search: tuple[Server, str], tenant: str
 ) -> None:
     """An analyst (events.read only) reads who changed which rule and the source's hash,
     not the IP address or the phrase; a caller with content.read and pii.read reads the source."""
+    server, store_url = with_search
     open_log(store_url, tenant)  # a rule change through * of a tenant with no log is NOT_FOUND
-    admin = _alerting(with_search, "admin")
+    admin = _alerting(server, "admin")
     created = _create(admin, tenant, WATCH)
     admin.UpdateRule(
         pb.UpdateRuleRequest(
@@ -92,7 +101,7 @@ def test_a_rule_change_record_keeps_the_source_as_content(
             update_mask=field_mask_pb2.FieldMask(paths=["enabled"]),
         )
     )
-    analyst = _search(with_search, "analyst")
+    analyst = _search(server, "analyst")
     changes = spb.SearchEventsRequest(
         tenant_id=tenant, filter="event_type = RULE_CHANGE", order_by="sequence"
     )
@@ -110,10 +119,10 @@ def test_a_rule_change_record_keeps_the_source_as_content(
         # the content, withheld without content.read as after an erasure: the text goes
         assert [(m.name, [x.text for x in m.parts]) for m in e.input.messages] == [("source", [""])]
     # content.read alone does not show it: a source may name an IP address (search, 2026-12-04)
-    analyst = _search(with_search, "security_analyst").SearchEvents(changes)
+    analyst = _search(server, "security_analyst").SearchEvents(changes)
     assert [m.parts[0].text for r in analyst.results for m in r.event.input.messages] == ["", ""]
     # a reader with content.read and pii.read gets the source whole, as the record's content
-    reader = _search(with_search, "compliance_officer").SearchEvents(changes)
+    reader = _search(server, "compliance_officer").SearchEvents(changes)
     assert len(reader.results) == 2
     for result in reader.results:
         said = {m.name: m.parts[0].text for m in result.event.input.messages}
