@@ -160,6 +160,13 @@ def test_a_read_waiting_for_a_held_head_gives_up_at_the_record_wait(
 
 
 @pytest.fixture
+def postgres(own_postgres: Postgres) -> Postgres:
+    """A database of the test's own: :func:`waiting_for_heads` counts every session of the
+    database waiting for a lock, in the session's one another test's too."""
+    return own_postgres
+
+
+@pytest.fixture
 def recorder(postgres: Postgres) -> Iterator[SqlEventStore]:
     """The store as a login granted only ``aiaudit_recorder`` (records take the
     transaction path, heads locked through ``aiaudit_record_head``)."""
