@@ -27,7 +27,7 @@ from aiaudit.common.store.prepare import prepare
 from aiaudit.common.store.sql import Receipt
 from aiaudit.integrity.notary import Notary, NotaryConfig
 from aiaudit.integrity.signers import KeySource
-from tests.conftest import REPO, Postgres, Running, as_role, serve_suite
+from tests.conftest import REPO, Postgres, Running, as_role, serve_suite, shared_database
 from tests.helpers import close_listener, interaction
 
 ORIGIN_PREFIX = "test.aiaudit/log"
@@ -59,6 +59,20 @@ def login(pg: Postgres, role: str) -> str:
     with psycopg.connect(pg.admin_dsn, autocommit=True) as conn:
         conn.execute(f"CREATE ROLE {user} LOGIN PASSWORD '{password}' IN ROLE {role}")
     return f"postgresql+psycopg://{user}:{password}@{pg.admin_dsn.split('@', 1)[1]}"
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A database of integrity's own, shared by its tests (each writes to its own tenant).
+
+    Every notary these tests start tails every log of the store. The contract
+    suites run none on the session's database: there the first notary of these
+    tests integrated and signed every log they left (2,000 logs, 300,000 entries:
+    15 s of a test's 30 s wait for its own checkpoint on a quiet machine), how
+    long depending on which suites ran before.
+    """
+    with shared_database() as pg:
+        yield pg
 
 
 @pytest.fixture
