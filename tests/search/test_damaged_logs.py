@@ -27,7 +27,7 @@ from aiaudit.common.erasure import erase
 from aiaudit.common.store import open_store
 from aiaudit.common.store.prepare import prepare
 from aiaudit.search.v1 import search_service_pb2 as pb
-from tests.conftest import Postgres, serve_suite
+from tests.conftest import Postgres, refuse_shared, serve_suite
 from tests.helpers import flip_sealed_content, holding, interaction, secret_word, wait_until
 from tests.integrity.test_entries_outside_log import error_info
 from tests.search.conftest import SearchSuite, building, start_suite, suite_of
@@ -243,6 +243,7 @@ def test_a_record_naming_a_damaged_event_still_takes_the_others_text_out(
 def start_in_clear(tmp_path: Path, store_url: str, extra: dict[str, Any]) -> SearchSuite:
     """:func:`start_suite` with content stored in clear (``content_keys`` none), as the
     benchmark and a PostgreSQL deployment without a KEK run."""
+    refuse_shared(store_url, "a search suite")
     search: dict[str, Any] = {"backend": "sqlite", "poll_interval": 0.1, "max_backoff": 1.0}
     cfg = tmp_path / "config.yaml"
     cfg.write_text(yaml.safe_dump({"search": {**search, **extra}}))
