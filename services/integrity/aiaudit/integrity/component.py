@@ -70,7 +70,10 @@ def key_source(settings: Settings, s: IntegritySettings) -> KeySource:
         )
     else:
         keys = FileKeys(s.note_key_name, integrity_settings.key_file(settings, s))
-    former = integrity_settings.former_verifier_keys(s)
+    # The file key is read here; Vault's are asked for only once serving (a collision
+    # with one of them needs a preimage of a key Vault made).
+    current = keys.verifier_keys() if isinstance(keys, FileKeys) else []
+    former = integrity_settings.former_verifier_keys(s, current)
     return WithFormer(keys, former) if former else keys
 
 

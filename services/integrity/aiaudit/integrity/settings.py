@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,14 +145,34 @@ def load(settings: Settings) -> IntegritySettings:
     return s
 
 
-def former_verifier_keys(s: IntegritySettings) -> list[VerifierKey]:
-    """``integrity.former_verifier_keys`` read; ``ConfigError`` names the one that is not a key."""
-    keys = []
+def former_verifier_keys(
+    s: IntegritySettings, current: Sequence[VerifierKey] = ()
+) -> list[VerifierKey]:
+    """``integrity.former_verifier_keys`` read; ``ConfigError`` names the one that is not a key.
+
+    Or one that shares its name and key ID with ``current`` (the signing key's verifier
+    keys) or an earlier former key but not its key bytes: a note names its key by name
+    and ID only, so every note was refused ("two verifier keys share name and ID"),
+    VerifyEvent answered TAMPERED for all and the notary passed over its own exports
+    (review, 2026-12-07).
+    """
+    keys: list[VerifierKey] = []
+    named = [(k, "the current signing key") for k in current]
     for i, text in enumerate(s.former_verifier_keys):
+        setting = f"integrity.former_verifier_keys[{i}]"
         try:
-            keys.append(parse_verifier_key(text.strip()))
+            key = parse_verifier_key(text.strip())
         except NoteError as exc:
-            raise ConfigError(f"setting 'integrity.former_verifier_keys[{i}]': {exc}") from None
+            raise ConfigError(f"setting '{setting}': {exc}") from None
+        for other, what in named:
+            if (other.name, other.key_id) == (key.name, key.key_id) and other != key:
+                raise ConfigError(
+                    f"setting '{setting}': shares its name and key ID "
+                    f"{key.name}+{key.key_id.hex()} with {what} ({other.encode()}) but not "
+                    "its key: every note would be refused as signed by an ambiguous key"
+                )
+        named.append((key, f"'{setting}'"))
+        keys.append(key)
     return keys
 
 
