@@ -15,6 +15,9 @@
   the due time of a pending row (its lease while an attempt runs) and the time
   a ``dead`` row was dead-lettered (rows that died before this was so hold the
   lease of their last attempt instead: up to a minute and the attempt timeout later).
+  ``alerting_deliveries_turns`` (``alerting_0007``) orders the pending rows by sink,
+  tenant and due time, so a deliverer's pass walks the tenants with rows pending and
+  takes a few of each in turn (:class:`aiaudit.alerting.sinks.Deliverer`).
 - ``alerting_heads``: per tenant, the last change sequence given to an alert.
   Whoever changes a tenant's alerts (the engine of any replica, the
   acknowledge/resolve handlers) takes this row's lock first and stamps each
@@ -124,3 +127,11 @@ deliveries = sa.Table(
     sa.Column("payload", sa.Text, nullable=False),
 )
 sa.Index("alerting_deliveries_due", deliveries.c.status, deliveries.c.next_attempt_time)
+sa.Index(
+    "alerting_deliveries_turns",
+    deliveries.c.sink,
+    deliveries.c.tenant,
+    deliveries.c.next_attempt_time,
+    postgresql_where=deliveries.c.status == "pending",
+    sqlite_where=deliveries.c.status == "pending",
+)
