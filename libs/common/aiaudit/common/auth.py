@@ -35,7 +35,7 @@ from google.rpc import code_pb2, status_pb2
 from aiaudit.common import status
 from aiaudit.common import tenants as tenant_ids
 from aiaudit.common.config import ConfigError, Settings
-from aiaudit.common.erasure import USER_ID_CHARS
+from aiaudit.common.erasure import USER_ID_CHARS, unstorable
 from aiaudit.common.oidc import LEEWAY, Jwks, TokenError, Verifier
 
 log = logging.getLogger(__name__)
@@ -68,10 +68,7 @@ def unrecordable(principal: str) -> str:
     """
     if len(principal) > USER_ID_CHARS:
         return f"is {len(principal)} characters; records hold at most {USER_ID_CHARS}"
-    for c in principal:
-        if c == "\x00" or "\ud800" <= c <= "\udfff":
-            return f"holds U+{ord(c):04X}, which no record can store"
-    return ""
+    return unstorable(principal)
 
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {

@@ -35,12 +35,27 @@ REASON_CHARS = 1024
 (a 10 MB reason was taken, and the record then exceeded what clients receive)."""
 
 
+def unstorable(value: str) -> str:
+    """Why no record can store ``value``'s characters (U+0000, a lone surrogate); else ''.
+
+    PostgreSQL text holds no U+0000, and UTF-8 no lone surrogate: a JSON or YAML
+    escape may spell one, and a command-line argument whose bytes are not UTF-8 holds
+    one in place of each such byte (surrogateescape).
+    """
+    for c in value:
+        if c == "\x00" or "\ud800" <= c <= "\udfff":
+            return f"holds U+{ord(c):04X}, which no record can store"
+    return ""
+
+
 def problems(requested_by: str, subject_id: str, reason: str = "") -> list[tuple[str, str]]:
     """(field, problem) for values the store cannot hold, checked up front.
 
     The first two go in ``actor.user_id``'s column (or are compared with it): on
     PostgreSQL a longer value or U+0000 fails the transaction, which no retry mends;
     SQLite takes them. The reason goes in the record, refused past :data:`REASON_CHARS`.
+    A lone surrogate (``aiaudit erase``'s argument not in UTF-8) made the record
+    unencodable: the command said only "'utf-8' codec can't encode" (review, 2026-12-07).
     """
     out = []
     for field, value, most in (
@@ -52,6 +67,8 @@ def problems(requested_by: str, subject_id: str, reason: str = "") -> list[tuple
             out.append((field, f"is {len(value)} characters; the limit is {most}"))
         elif "\x00" in value:
             out.append((field, "must not contain U+0000 (NUL)"))
+        elif why := unstorable(value):
+            out.append((field, why))
     return out
 
 
