@@ -124,20 +124,13 @@ def _status_of(exc: Exception) -> status_pb2.Status | None:
             f"the stored tree is missing a node ({exc}); run `aiaudit verify` on the store",
             "TREE_MISMATCH",
         )
-    if isinstance(exc, storage.StoredAsTextError):  # SQLite: a binary column rewritten as text
+    # SQLite: a binary column rewritten as text; a checkpoint row forged by raw SQL
+    if isinstance(exc, storage.StoredAsTextError | storage.NoteMismatchError):
         log.error("integrity read found a damaged row: %s", exc)
         return status.error(
             code_pb2.DATA_LOSS,
             f"{exc}; run `aiaudit verify` on the store",
-            "STORED_AS_TEXT",
-            column=exc.column,
-        )
-    if isinstance(exc, storage.NoteMismatchError):  # a checkpoint row forged by raw SQL
-        log.error("integrity read found a damaged row: %s", exc)
-        return status.error(
-            code_pb2.DATA_LOSS,
-            f"{exc}; run `aiaudit verify` on the store",
-            "NOTE_MISMATCH",
+            "STORED_AS_TEXT" if isinstance(exc, storage.StoredAsTextError) else "NOTE_MISMATCH",
             column=exc.column,
         )
     if isinstance(exc, KekError):
