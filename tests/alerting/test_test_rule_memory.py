@@ -35,7 +35,7 @@ def test_test_rule_reads_its_newest_events_within_the_byte_budget(
     for i in range(8):  # ~400 KB stored each (random text does not compress)
         large.append(interaction(tenant, user=f"u{i}", text=secrets.token_hex(100_000)))
         send(channel, large[-1:])
-    monkeypatch.setattr(service, "TEST_RULE_BYTES", 1 << 20, raising=False)
+    monkeypatch.setattr(service, "TEST_RULE_BYTES", 1 << 20)
     got = stub.TestRule(
         pb.TestRuleRequest(parent=parent, source=PER_USER, filter="event_type = interaction")
     )
@@ -61,7 +61,7 @@ def test_test_rule_calls_past_the_process_limit_are_refused(
     parent = f"tenants/{tenant}"
     send(channel, [interaction(tenant)])
     running = threading.BoundedSemaphore(1)
-    monkeypatch.setattr(service, "DRY_RUNS", running, raising=False)
+    monkeypatch.setattr(service, "DRY_RUNS", running)
     running.acquire()  # a dry run under way holds the process's only slot
     with pytest.raises(grpc.RpcError) as info:
         stub.TestRule(pb.TestRuleRequest(parent=parent, source=PER_USER))
