@@ -299,7 +299,9 @@ KEY_FIELDS = frozenset({"id", "sha256", "principal", "tenants", "roles"})
 def _parse_keys(path: Path, text: str) -> dict[str, Caller]:
     """The keys of an ``api_keys_file``'s text; ConfigError naming the file and the entry."""
     try:
-        doc = yaml.safe_load(text) or {}
+        # Every scalar as written: YAML 1.1 read ``tenants: [0042]`` as the octal 34, another
+        # tenant, ``no`` as False and ``id: 0123`` as 83 (until 2026-12-07, review).
+        doc = yaml.load(text, Loader=yaml.BaseLoader) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"setting 'api_keys_file': {path}: {exc}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("keys", []), list):
