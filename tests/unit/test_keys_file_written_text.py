@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from aiaudit.common import auth
+from aiaudit.common.config import ConfigError
 
 DIGEST = hashlib.sha256(b"gateway").hexdigest()
 
@@ -42,3 +43,10 @@ def test_a_key_whose_digest_is_all_digits_keeps_its_leading_zeros(tmp_path: Path
         f"keys:\n  - id: gw\n    sha256: {digest}\n    tenants: [a]\n    roles: [admin]\n"
     )
     assert digest in auth.KeysFile(path).current()
+
+
+def test_a_null_principal_is_still_the_id_and_a_null_id_still_refused(tmp_path: Path) -> None:
+    caller = _caller(tmp_path, "    id: gw\n    principal: ~\n    tenants: [acme]\n")
+    assert caller.principal == "gw"
+    with pytest.raises(ConfigError, match=r"keys\[0\]\.id is required"):
+        _caller(tmp_path, "    id: null\n    tenants: [acme]\n")

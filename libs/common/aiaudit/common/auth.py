@@ -296,12 +296,25 @@ KEY_FIELDS = frozenset({"id", "sha256", "principal", "tenants", "roles"})
 """The fields of an entry of the keys file; any other is refused."""
 
 
+class _TextLoader(yaml.SafeLoader):
+    """YAML where a plain scalar is the text written, or null (``~``, ``null``, empty).
+
+    YAML 1.1 read ``tenants: [0042]`` as the octal 34, another tenant, ``no`` as False,
+    ``id: 0123`` as 83 and a digest all of decimal digits as a number without its leading
+    zeros (until 2026-12-07, review).
+    """
+
+
+_TextLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag.endswith((":null", ":merge"))]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 def _parse_keys(path: Path, text: str) -> dict[str, Caller]:
     """The keys of an ``api_keys_file``'s text; ConfigError naming the file and the entry."""
     try:
-        # Every scalar as written: YAML 1.1 read ``tenants: [0042]`` as the octal 34, another
-        # tenant, ``no`` as False and ``id: 0123`` as 83 (until 2026-12-07, review).
-        doc = yaml.load(text, Loader=yaml.BaseLoader) or {}
+        doc = yaml.load(text, Loader=_TextLoader) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"setting 'api_keys_file': {path}: {exc}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("keys", []), list):
