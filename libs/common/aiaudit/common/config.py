@@ -222,9 +222,10 @@ def _convert(cls: type, name: str, raw: object, where: str) -> object:
                 raise ValueError("names none; leave the setting out for its default")
             return named
         _text(raw)
+        written = raw.written if isinstance(raw, _WrittenInt | _WrittenFloat) else raw
         if "Path" in kind:
-            return Path(str(raw)) if raw not in (None, "") else None
-        return str(raw)
+            return Path(str(written)) if written not in (None, "") else None
+        return str(written)
     except ValueError as exc:
         raise ConfigError(f"setting '{where}{name}': {raw!r} is invalid: {exc}") from None
 
@@ -333,7 +334,31 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             raise yaml.constructor.ConstructorError(
                 None, None, f"{text!r} is not a whole number in the digits 0-9", node.start_mark
             )
-        return int(text)
+        number = _WrittenInt(text)
+        number.written = text
+        return number
+
+    def construct_yaml_float(self, node: yaml.ScalarNode) -> float:
+        """YAML's float, keeping its text for a text setting (``1.10`` is not ``1.1``)."""
+        number = _WrittenFloat(super().construct_yaml_float(node))
+        number.written = str(self.construct_scalar(node))
+        return number
+
+
+class _WrittenInt(int):
+    """A whole number of the file with the text it was written as.
+
+    A text setting takes the text: ``oidc_audience: 0123`` was the audience ``123``,
+    ``1.10`` was ``1.1`` (until 2026-12-07, review), where the variable's was as written.
+    """
+
+    written: str
+
+
+class _WrittenFloat(float):
+    """A decimal number of the file with the text it was written as (see _WrittenInt)."""
+
+    written: str
 
 
 _UniqueKeyLoader.yaml_implicit_resolvers = {
@@ -344,6 +369,7 @@ _UniqueKeyLoader.add_implicit_resolver(
     "tag:yaml.org,2002:int", re.compile(r"^-?[0-9]+$"), list("-0123456789")
 )
 _UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", _UniqueKeyLoader.construct_yaml_int)
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:float", _UniqueKeyLoader.construct_yaml_float)
 
 
 def _read_file(config_file: Path | None) -> tuple[dict[str, Any], FileOrigin]:
