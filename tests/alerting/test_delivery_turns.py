@@ -129,7 +129,7 @@ def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
 def assert_read_by_turns(engine: sa.Engine) -> None:
     """Every read of the outbox in a pass is a probe of ``alerting_deliveries_turns`` (or,
     on SQLite, a row fetched by its rowid), but for the oldest pending row's due time,
-    read off ``alerting_deliveries_due``: none walks the due rows of every tenant."""
+    read off ``alerting_deliveries_waiting``: none walks the due rows of every tenant."""
     scans = pass_scans(engine)
     assert scans, "the plan reads no outbox row"
     for scan in scans:
@@ -137,9 +137,9 @@ def assert_read_by_turns(engine: sa.Engine) -> None:
 
 
 _BY_TURNS = (
-    r"d Index (Only )?Scan alerting_deliveries_due"
+    r"d Index (Only )?Scan alerting_deliveries_waiting"
     r"|x(_\d+)? Index (Only )?Scan alerting_deliveries_turns"
-    r"|SEARCH d USING COVERING INDEX alerting_deliveries_due \(status=\?\)"
+    r"|SEARCH d USING (COVERING )?INDEX alerting_deliveries_waiting \(sink=\?\)"
     r"|SEARCH x USING (COVERING )?INDEX alerting_deliveries_turns \(sink=\?.*\)"
     r"|SEARCH r USING INTEGER PRIMARY KEY \(rowid=\?\)"
 )
@@ -161,7 +161,7 @@ def turns_index(engine: sa.Engine) -> set[str]:
         return {
             i["name"]
             for i in sa.inspect(conn).get_indexes("alerting_deliveries")
-            if i["name"] == "alerting_deliveries_turns"
+            if i["name"] in ("alerting_deliveries_turns", "alerting_deliveries_waiting")
         }
 
 
@@ -173,6 +173,7 @@ def before_the_index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
 
     def set_back(conn: sa.Connection) -> None:
         conn.execute(sa.text("DROP INDEX alerting_deliveries_turns"))
+        conn.execute(sa.text("DROP INDEX alerting_deliveries_waiting"))
         conn.execute(
             sa.text(
                 "UPDATE alembic_version SET version_num = 'alerting_0006'"
@@ -194,7 +195,7 @@ def test_migrating_a_store_from_before_the_index_builds_it_over_the_rows_there(
     queue(engine, flooding, other, 2_000)
     migrate(engine)
     migrate(engine)  # again: nothing to do
-    assert turns_index(engine) == {"alerting_deliveries_turns"}
+    assert turns_index(engine) == {"alerting_deliveries_turns", "alerting_deliveries_waiting"}
     if engine.dialect.name == "postgresql":
         with engine.begin() as conn:  # statistics as autovacuum would gather them
             conn.execute(sa.text("ANALYZE alerting_deliveries"))

@@ -17,7 +17,9 @@
   lease of their last attempt instead: up to a minute and the attempt timeout later).
   ``alerting_deliveries_turns`` (``alerting_0007``) orders the pending rows by sink,
   tenant and due time, so a deliverer's pass walks the tenants with rows pending and
-  takes a few of each in turn (:class:`aiaudit.alerting.sinks.Deliverer`).
+  takes a few of each in turn (:class:`aiaudit.alerting.sinks.Deliverer`);
+  ``alerting_deliveries_waiting`` (``alerting_0007``) gives each sink's pending row due
+  first, so a pass whose sinks have no row due walks no tenant.
 - ``alerting_heads``: per tenant, the last change sequence given to an alert.
   Whoever changes a tenant's alerts (the engine of any replica, the
   acknowledge/resolve handlers) takes this row's lock first and stamps each
@@ -131,6 +133,13 @@ sa.Index(
     "alerting_deliveries_turns",
     deliveries.c.sink,
     deliveries.c.tenant,
+    deliveries.c.next_attempt_time,
+    postgresql_where=deliveries.c.status == "pending",
+    sqlite_where=deliveries.c.status == "pending",
+)
+sa.Index(
+    "alerting_deliveries_waiting",
+    deliveries.c.sink,
     deliveries.c.next_attempt_time,
     postgresql_where=deliveries.c.status == "pending",
     sqlite_where=deliveries.c.status == "pending",

@@ -10,6 +10,11 @@ on PostgreSQL and ~820 ms on SQLite at 100,000 due rows (review, 2026-12-07).
 Through this index such a pass (100,000 rows due of one tenant, one of another)
 takes 0.9 ms on PostgreSQL and 0.2 ms on SQLite (2026-12-07).
 
+``alerting_deliveries_waiting`` (sink, due time; pending rows too) tells a pass whether
+any row of its sinks is due before it walks their tenants: asked of every sink's rows
+(``alerting_deliveries_due``), one row due of a sink the process has no address for had
+each poll walk all tenants (review, 2026-12-07).
+
 Partial (``status = 'pending'``): delivered and dead rows, which are kept for
 good, are not in it. No grant changes: the deliverer only reads it through
 SELECT, which ``aiaudit_alerting`` holds already (``alerting_0002``).
@@ -30,10 +35,14 @@ depends_on = None
 
 
 def upgrade() -> None:
-    """Creates the index where it is missing (written out: what this revision applied)."""
-    op.execute(
-        sa.text(
-            "CREATE INDEX IF NOT EXISTS alerting_deliveries_turns"
-            " ON alerting_deliveries (sink, tenant, next_attempt_time) WHERE status = 'pending'"
+    """Creates the indexes where missing (written out: what this revision applied)."""
+    for name, columns in (
+        ("alerting_deliveries_turns", "sink, tenant, next_attempt_time"),
+        ("alerting_deliveries_waiting", "sink, next_attempt_time"),
+    ):
+        op.execute(
+            sa.text(
+                f"CREATE INDEX IF NOT EXISTS {name}"
+                f" ON alerting_deliveries ({columns}) WHERE status = 'pending'"
+            )
         )
-    )
