@@ -645,7 +645,7 @@ def _validate(s: Settings, serving: bool, flags: Mapping[str, str]) -> None:
                 f"setting 'health_address': {s.health_address!r} is not HOST:PORT with a port "
                 "of 1 to 65535 (the probes' port; e.g. [::]:8081)"
             )
-        if health_port == port:  # one would fail to bind after the store was migrated
+        if int(health_port) == int(port):  # one would fail to bind after the store was migrated
             raise ConfigError(
                 f"settings 'health_address' and 'address': both on port {port}; the health "
                 "port is another (e.g. [::]:8081)"
