@@ -26,3 +26,12 @@ def test_a_text_setting_is_the_number_as_written(tmp_path: Path, written: str) -
         == written
     )
     assert settings.sections["ingest"]["content_retention_days"] == 100
+
+
+def test_a_number_setting_holds_a_plain_number(tmp_path: Path) -> None:
+    """The written text stays with the file's value, not in the settings served."""
+    path = tmp_path / "config.yaml"
+    path.write_text("max_batch_events: 0100\nshutdown_grace_seconds: 2.50\n")
+    settings = config.load(path, env={}, serving=False)
+    assert type(settings.max_batch_events) is int and settings.max_batch_events == 100
+    assert type(settings.shutdown_grace_seconds) is float

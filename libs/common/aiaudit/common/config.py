@@ -283,10 +283,10 @@ def _number(raw: object, kind: str) -> int | float:
     """
     if isinstance(raw, bool):
         raise ValueError("must be a number, not true or false")
-    if isinstance(raw, int):
-        return raw if kind == "int" else float(raw)
+    if isinstance(raw, int):  # the plain number, not the file's _WrittenInt
+        return int(raw) if kind == "int" else float(raw)
     if isinstance(raw, float) and kind == "float":
-        return raw
+        return float(raw)
     text = str(raw).strip()
     if (_INTEGER if kind == "int" else _DECIMAL).fullmatch(text) is None:
         whole = "a whole number" if kind == "int" else "a finite number"
