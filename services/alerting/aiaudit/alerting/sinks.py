@@ -33,7 +33,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -700,6 +700,46 @@ def due_rows(dialect: str, sinks: tuple[str, ...]) -> sa.TextClause:
     )
 
 
+def first_due(dialect: str, sinks: tuple[str, ...]) -> sa.TextClause:
+    """Up to PASS_ROWS + 1 due rows of each sink (bind ``now``), due longest first.
+
+    Read off ``alerting_deliveries_waiting``: when no more than PASS_ROWS are due,
+    they are the whole pass (:func:`in_turns`) and no tenant is walked. Each sink
+    apart, so another sink's due rows (one this process has no address for, left
+    pending for good) are not read; SQLite is told the index, as in :func:`due_rows`.
+    """
+    outbox = "alerting_deliveries d"
+    if dialect != "postgresql":
+        outbox += " INDEXED BY alerting_deliveries_waiting"
+    sql = " UNION ALL ".join(
+        "SELECT * FROM (SELECT d.tenant, d.alert_id, d.sink, d.attempts, d.next_attempt_time"
+        f" FROM {outbox} WHERE d.status = 'pending' AND d.sink = :sink_{i}"
+        " AND d.next_attempt_time <= :now"
+        f" ORDER BY d.sink, d.next_attempt_time LIMIT {PASS_ROWS + 1}) s{i}"
+        for i in range(len(sinks))
+    )
+    return sa.text(sql).bindparams(
+        sa.bindparam("now", type_=TS), **{f"sink_{i}": name for i, name in enumerate(sinks)}
+    )
+
+
+def in_turns(rows: Sequence[sa.Row[Any]]) -> list[sa.Row[Any]]:
+    """A pass of these due rows, in the order :func:`due_rows` would give them.
+
+    Up to TURN_ROWS of each tenant (and sink), due longest first, one of each in turn.
+    """
+    turn: dict[tuple[str, str], int] = {}
+    first: dict[tuple[str, str], dt.datetime] = {}
+    ranked = []
+    for row in sorted(rows, key=lambda r: (r.next_attempt_time, r.alert_id)):
+        key = (row.sink, row.tenant)
+        turn[key] = turn.get(key, 0) + 1
+        first.setdefault(key, row.next_attempt_time)
+        if turn[key] <= TURN_ROWS:
+            ranked.append(((turn[key], first[key], row.sink, row.tenant), row))
+    return [row for _, row in sorted(ranked, key=lambda r: r[0])]
+
+
 class Deliverer(Worker):
     """Sends due outbox rows; one thread (per sink, when ``sink`` names one)."""
 
@@ -723,6 +763,7 @@ class Deliverer(Worker):
         self.clock = clock
         self.sinks = (sink,) if sink else config.sinks
         self._due = due_rows(engine.dialect.name, self.sinks) if self.sinks else None
+        self._first = first_due(engine.dialect.name, self.sinks) if self.sinks else None
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -740,16 +781,24 @@ class Deliverer(Worker):
 
         Tenants take turns (:func:`due_rows`): a row of each tenant with rows due,
         the one due longest first, then each one's next, up to TURN_ROWS each.
+        With no more than PASS_ROWS rows due they are read off in due order and put
+        in turns here (:func:`first_due`): walking every tenant with rows pending
+        for one row due (as while a receiver is down, rows coming due one by one
+        out of their backoff) took 139 ms a pass on PostgreSQL, 32 ms on SQLite,
+        with 10,000 tenants pending (old query 0.4 and 0.2 ms).
         Taking the PASS_ROWS rows due longest, a tenant with thousands of alerts
         queued held every other tenant's fresh alert until its backlog was sent.
         Rows for a sink this process has no address for (written by a replica,
         or an earlier configuration, that had one) are left pending for a
         process that has it, rather than tried and failed here.
         """
-        if self._due is None:
+        if self._due is None or self._first is None:
             return 0
+        now = self.clock()
         with self.engine.connect() as conn:
-            due = conn.execute(self._due, {"now": self.clock()}).all()
+            few = conn.execute(self._first, {"now": now}).all()
+            due = conn.execute(self._due, {"now": now}).all() if len(few) > PASS_ROWS else None
+        due = in_turns(few) if due is None else due
         for row in due:
             if self._stop.is_set():
                 break
