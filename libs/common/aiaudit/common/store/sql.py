@@ -2096,8 +2096,13 @@ def _wrapped(conn: sa.Connection) -> list[Any]:
     (OperationalError quoting the key's bytes: a store outage to every reader
     and writer of the subject, "retry"). It reads as a key that does not open.
     """
+    return _wrapped_columns(conn.dialect.name == "sqlite")
+
+
+def _wrapped_columns(sqlite: bool) -> list[Any]:
+    """:func:`_wrapped` by whether the store is SQLite."""
     wrapped = content_keys.c.wrapped
-    if conn.dialect.name != "sqlite":
+    if not sqlite:
         return [wrapped]
     return [_blob(wrapped), sa.func.typeof(wrapped) == "text"]
 
@@ -2116,11 +2121,24 @@ def data_keys(
     """
 
     def fetch(ids: list[int]) -> list[StoredKey]:
-        ck = content_keys.c
-        query = sa.select(ck.key_id, ck.subject, ck.kek, *_wrapped(conn)).where(ck.key_id.in_(ids))
-        return [_stored_key(*r) for r in conn.execute(query).all()]
+        rows = conn.execute(_KEY_ROWS[conn.dialect.name == "sqlite"], {"ids": ids}).all()
+        return [_stored_key(*r) for r in rows]
 
     return stored_keys(keys, key_ids, fetch)
+
+
+def _key_rows(sqlite: bool) -> sa.Select[Any]:
+    ck = content_keys.c
+    ids: sa.BindParameter[int] = sa.bindparam("ids", expanding=True)
+    return sa.select(ck.key_id, ck.subject, ck.kek, *_wrapped_columns(sqlite)).where(
+        ck.key_id.in_(ids)
+    )
+
+
+_KEY_ROWS = {sqlite: _key_rows(sqlite) for sqlite in (False, True)}
+"""The rows of data keys by id (bind ``ids``), by whether the store is SQLite (see
+:func:`_wrapped`): built once, since every sealed page reads its keys' rows, and a
+statement built per read left cyclic garbage (SQLAlchemy's function expressions)."""
 
 
 def stored_keys(
