@@ -882,7 +882,7 @@ class AlertingService:
         try:
             with self.store.engine.connect() as conn:
                 seqs = _within(
-                    list(conn.execute(newest.add_columns(size)).tuples()), TEST_RULE_BYTES
+                    [(r[0], r[1]) for r in conn.execute(newest.add_columns(size))], TEST_RULE_BYTES
                 )
         except sa.exc.SQLAlchemyError:
             with self.store.engine.connect() as conn:
