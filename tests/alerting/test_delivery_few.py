@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,6 +19,7 @@ import sqlalchemy as sa
 from aiaudit.alerting.sinks import TURN_ROWS, Deliverer, SinkConfig, alert_json, first_due
 from aiaudit.alerting.tables import deliveries
 from tests.alerting.conftest import bare_alert
+from tests.alerting.test_delivery_turns import recording
 from tests.helpers import serve_http
 
 LONG_AGO = dt.datetime(2001, 1, 1, tzinfo=dt.UTC)
@@ -50,19 +49,12 @@ def test_few_rows_due_are_sent_in_turns_without_a_walk(new_store: sa.Engine) -> 
         conn.execute(sa.insert(deliveries), rows)
     received: list[tuple[str, str]] = []
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            alert = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            received.append((alert["tenant"], alert["alert_id"]))
-            self.send_response(200)
-            self.end_headers()
-
     statements: list[str] = []
 
     def seen(*args: Any) -> None:
         statements.append(args[2])
 
-    server, base = serve_http(Handler)
+    server, base = serve_http(recording(received))
     sa.event.listen(engine, "before_cursor_execute", seen)
     try:
         config = SinkConfig(webhook_url=f"{base}/hook", webhook_secret="s3cret-for-tests")

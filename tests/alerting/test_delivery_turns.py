@@ -30,6 +30,20 @@ from aiaudit.common.store.sql import SqlEventStore
 from tests.alerting.conftest import bare_alert
 from tests.helpers import serve_http, store_as_left
 
+
+def recording(received: list[tuple[str, str]]) -> type[BaseHTTPRequestHandler]:
+    """A webhook receiver that takes every alert, noting its (tenant, alert id) in order."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            alert = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            received.append((alert["tenant"], alert["alert_id"]))
+            self.send_response(200)
+            self.end_headers()
+
+    return Handler
+
+
 SECRET = "s3cret-for-tests"
 LONG_AGO = dt.datetime(2001, 1, 1, tzinfo=dt.UTC)
 """Due times no other test's rows have: the deliverer's clock sees only these rows due."""
@@ -70,14 +84,7 @@ def test_a_tenants_backlog_does_not_hold_another_tenants_alert(
     queue(consumer.engine, flooding, other, 150)
     received: list[tuple[str, str]] = []
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            alert = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            received.append((alert["tenant"], alert["alert_id"]))
-            self.send_response(200)
-            self.end_headers()
-
-    server, base = serve_http(Handler)
+    server, base = serve_http(recording(received))
     try:
         config = SinkConfig(webhook_url=f"{base}/hook", webhook_secret=SECRET)
         deliverer = Deliverer(consumer.engine, config, clock=lambda: NOW)
