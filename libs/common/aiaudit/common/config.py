@@ -714,9 +714,9 @@ def _validate(s: Settings, serving: bool, flags: Mapping[str, str]) -> None:
         )
     for name in ("tls_cert_file", "tls_key_file", "tls_client_ca_file"):
         path = getattr(s, name)
-        if path is not None and not path.is_file():
-            raise ConfigError(f"setting {name!r}: {path} is not a readable file")
         if path is not None:
+            if not path.is_file():
+                raise ConfigError(f"setting {name!r}: {path} is not a readable file")
             guarded_file(path, name, private=name == "tls_key_file")
     if s.workers > MAX_WORKERS:
         raise ConfigError(
@@ -741,9 +741,9 @@ def _validate(s: Settings, serving: bool, flags: Mapping[str, str]) -> None:
     if s.content_vault_addr:  # the Vault token and every plaintext data key go there
         require_secure_url(s.content_vault_addr, "content_vault_addr", s.allow_insecure)
     require_secure_database(s.database_url, database, s.allow_insecure)
-    if s.api_keys_file is not None and not s.api_keys_file.is_file():
-        raise ConfigError(f"setting 'api_keys_file': {s.api_keys_file} is not a readable file")
     if s.api_keys_file is not None:
+        if not s.api_keys_file.is_file():
+            raise ConfigError(f"setting 'api_keys_file': {s.api_keys_file} is not a readable file")
         guarded_file(s.api_keys_file, "api_keys_file")
     if s.content_key_file is not None and s.content_key_file.exists():
         guarded_file(s.content_key_file, "content_key_file", private=True)
@@ -762,9 +762,9 @@ def _validate(s: Settings, serving: bool, flags: Mapping[str, str]) -> None:
                 f"setting 'oidc_jwks_url': {s.oidc_jwks_url!r} is plain HTTP; the signing keys "
                 "must come over https:// (or set allow_insecure=true for a trusted network)"
             )
-        if s.oidc_jwks_file is not None and not s.oidc_jwks_file.is_file():
-            raise ConfigError(f"setting 'oidc_jwks_file': {s.oidc_jwks_file} is not a file")
         if s.oidc_jwks_file is not None:
+            if not s.oidc_jwks_file.is_file():
+                raise ConfigError(f"setting 'oidc_jwks_file': {s.oidc_jwks_file} is not a file")
             guarded_file(s.oidc_jwks_file, "oidc_jwks_file")
 
 

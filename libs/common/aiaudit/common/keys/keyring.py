@@ -210,22 +210,11 @@ class Keyring:
             now = self._clock()
             self._spare = [k for k in self._spare if self.usable(k, now)]
 
-    def by_ids(
-        self, key_ids: Iterable[int], fetch: Callable[[list[int]], Sequence[StoredKey]]
-    ) -> dict[int, DataKey | None]:
-        """The keys with these ids; unknown ones read with ``fetch`` and unwrapped.
-
-        A key id absent from the answer was destroyed (its subject erased); one
-        mapped to None is stored but does not open (:meth:`open_rows`).
-        """
+    def held(self, key_ids: Iterable[int]) -> dict[int, DataKey | None]:
+        """The keys with these ids this process holds: no read, no KEK call."""
         wanted = set(key_ids)
         with self._lock:
-            out: dict[int, DataKey | None] = {k: self._by_id[k] for k in wanted if k in self._by_id}
-        missing = sorted(wanted - out.keys())
-        if missing:
-            rows = fetch(missing)
-            out.update(zip([r.key_id for r in rows], self.open_rows(rows), strict=True))
-        return out
+            return {k: self._by_id[k] for k in wanted if k in self._by_id}
 
     def stored(
         self, key_ids: Iterable[int], fetch: Callable[[list[int]], Sequence[StoredKey]]

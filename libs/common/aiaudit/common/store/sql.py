@@ -651,7 +651,7 @@ class SqlEventStore:
         with self.engine.connect() as conn:
             stored = _subject_keys(conn, unknown)
         if prepared_only:
-            held = keys.by_ids([k.key_id for _, k in stored], lambda _: [])  # no fetch, no KEK
+            held = keys.held(k.key_id for _, k in stored)  # no fetch, no KEK
             with_row = {(log_id, k.subject) for log_id, k in stored}
             with self._prepared_lock:
                 missing = frozenset(
@@ -811,7 +811,7 @@ class SqlEventStore:
             known_damaged = [(k.key_id, k.wrapped) in self._damaged for _, k in stored]
         to_open = [k for (_, k), d in zip(stored, known_damaged, strict=True) if not d]
         if prepared_only:
-            held = self.keys.by_ids([k.key_id for k in to_open], lambda _: [])  # no KEK
+            held = self.keys.held(k.key_id for k in to_open)  # no KEK
             cold = frozenset(
                 (log_id, k.subject)
                 for (log_id, k), d in zip(stored, known_damaged, strict=True)
